@@ -1,0 +1,450 @@
+/*
+ * offload_proto.c -- key names, job and result encoding, the completion
+ * script: everything both ends of a queue must agree on.
+ *
+ * Encoding is done by hand into caller buffers, with no allocation, because
+ * the module calls it on the nginx request path.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "offload_proto.h"
+
+
+const char  offload_complete_script[] =
+    "local old = redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[4],"
+    " 'GET')\n"
+    "local msg = ARGV[3]\n"
+    "if old then msg = old end\n"
+    "redis.call('PUBLISH', ARGV[5], msg)\n"
+    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "if old then return 0 end\n"
+    "return 1\n";
+
+
+static const char  hex[] = "0123456789abcdef";
+
+
+int
+offload_queue_name_valid(const char *name, size_t len)
+{
+    size_t  i;
+    char    c;
+
+    if (len == 0 || len > OFFLOAD_QUEUE_NAME_MAX) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        c = name[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static int
+fitted(int n, size_t size)
+{
+    return (n < 0 || (size_t) n >= size) ? -1 : n;
+}
+
+
+int
+offload_stream_key(char *buf, size_t size, const char *queue, size_t qlen)
+{
+    return fitted(snprintf(buf, size, OFFLOAD_STREAM_FMT, (int) qlen, queue),
+                  size);
+}
+
+
+int
+offload_result_key(char *buf, size_t size, const char *queue, size_t qlen,
+    const char *id, size_t idlen)
+{
+    return fitted(snprintf(buf, size, OFFLOAD_RESULT_FMT, (int) qlen, queue,
+                           (int) idlen, id),
+                  size);
+}
+
+
+int
+offload_reply_channel(char *buf, size_t size, const char *nonce, size_t nlen)
+{
+    return fitted(snprintf(buf, size, OFFLOAD_REPLY_FMT, (int) nlen, nonce),
+                  size);
+}
+
+
+static void
+put_arg(const char **argv, size_t *argvlen, int *argc, const char *data,
+    size_t len)
+{
+    argv[*argc] = data;
+    argvlen[*argc] = len;
+    (*argc)++;
+}
+
+
+#define put_field(name, data, len)                                           \
+    put_arg(argv, argvlen, &argc, name, sizeof(name) - 1);                   \
+    put_arg(argv, argvlen, &argc, data, len)
+
+
+int
+offload_job_argv(const offload_job_t *job, const char *stream_key,
+    offload_job_scratch_t *scratch, const char **argv, size_t *argvlen)
+{
+    int                argc = 0;
+    static const char  version[] = { '0' + OFFLOAD_PROTO_VERSION, '\0' };
+
+    snprintf(scratch->deadline, sizeof(scratch->deadline), "%lld",
+             (long long) job->deadline_ms);
+    snprintf(scratch->submitted, sizeof(scratch->submitted), "%lld",
+             (long long) job->submitted_ms);
+    snprintf(scratch->attempt, sizeof(scratch->attempt), "%d", job->attempt);
+
+    put_arg(argv, argvlen, &argc, "XADD", 4);
+    put_arg(argv, argvlen, &argc, stream_key, strlen(stream_key));
+    put_arg(argv, argvlen, &argc, "*", 1);
+
+    put_field(OFFLOAD_F_VERSION, version, 1);
+    put_field(OFFLOAD_F_ID, job->id.data, job->id.len);
+    put_field(OFFLOAD_F_PAYLOAD, job->payload.data, job->payload.len);
+    put_field(OFFLOAD_F_REPLY, job->reply.data, job->reply.len);
+    put_field(OFFLOAD_F_DEADLINE, scratch->deadline,
+              strlen(scratch->deadline));
+    put_field(OFFLOAD_F_SUBMITTED, scratch->submitted,
+              strlen(scratch->submitted));
+    put_field(OFFLOAD_F_ATTEMPT, scratch->attempt, strlen(scratch->attempt));
+    put_field(OFFLOAD_F_REQUEST_ID, job->request_id.data,
+              job->request_id.len);
+
+    return argc;
+}
+
+
+/* Parses a whole decimal string; -1 on anything else. */
+static int
+parse_int64(const offload_str_t *s, int64_t *out)
+{
+    size_t   i;
+    int64_t  n = 0;
+
+    if (s->len == 0 || s->len > 18) {
+        return -1;
+    }
+
+    for (i = 0; i < s->len; i++) {
+        if (s->data[i] < '0' || s->data[i] > '9') {
+            return -1;
+        }
+        n = n * 10 + (s->data[i] - '0');
+    }
+
+    *out = n;
+    return 0;
+}
+
+
+static int
+str_is(const offload_str_t *s, const char *lit)
+{
+    size_t  len = strlen(lit);
+
+    return s->len == len && memcmp(s->data, lit, len) == 0;
+}
+
+
+int
+offload_job_decode(offload_job_t *job, const offload_str_t *fields,
+    size_t nfields, const char **err)
+{
+    size_t          i;
+    int64_t         n;
+    unsigned        seen = 0;
+    const offload_str_t  *name, *value;
+
+    enum {
+        HAVE_VERSION = 1, HAVE_ID = 2, HAVE_PAYLOAD = 4, HAVE_REPLY = 8,
+        HAVE_DEADLINE = 16, HAVE_SUBMITTED = 32, HAVE_ATTEMPT = 64
+    };
+
+    memset(job, 0, sizeof(*job));
+
+    if (nfields % 2 != 0) {
+        *err = "odd number of fields";
+        return -1;
+    }
+
+    for (i = 0; i < nfields; i += 2) {
+        name = &fields[i];
+        value = &fields[i + 1];
+
+        if (str_is(name, OFFLOAD_F_VERSION)) {
+            if (parse_int64(value, &n) != 0) {
+                *err = "bad version";
+                return -1;
+            }
+            job->version = (int) n;
+            seen |= HAVE_VERSION;
+
+        } else if (str_is(name, OFFLOAD_F_ID)) {
+            if (value->len == 0 || value->len > 128) {
+                *err = "bad id";
+                return -1;
+            }
+            job->id = *value;
+            seen |= HAVE_ID;
+
+        } else if (str_is(name, OFFLOAD_F_PAYLOAD)) {
+            job->payload = *value;
+            seen |= HAVE_PAYLOAD;
+
+        } else if (str_is(name, OFFLOAD_F_REPLY)) {
+            job->reply = *value;
+            seen |= HAVE_REPLY;
+
+        } else if (str_is(name, OFFLOAD_F_DEADLINE)) {
+            if (parse_int64(value, &job->deadline_ms) != 0) {
+                *err = "bad deadline";
+                return -1;
+            }
+            seen |= HAVE_DEADLINE;
+
+        } else if (str_is(name, OFFLOAD_F_SUBMITTED)) {
+            if (parse_int64(value, &job->submitted_ms) != 0) {
+                *err = "bad submitted time";
+                return -1;
+            }
+            seen |= HAVE_SUBMITTED;
+
+        } else if (str_is(name, OFFLOAD_F_ATTEMPT)) {
+            if (parse_int64(value, &n) != 0 || n < 1 || n > 1000000) {
+                *err = "bad attempt";
+                return -1;
+            }
+            job->attempt = (int) n;
+            seen |= HAVE_ATTEMPT;
+
+        } else if (str_is(name, OFFLOAD_F_REQUEST_ID)) {
+            job->request_id = *value;
+        }
+
+        /* unknown fields are ignored: a newer sender may add some */
+    }
+
+    if (!(seen & HAVE_VERSION)) {
+        *err = "no version";
+        return -1;
+    }
+
+    if (job->version != OFFLOAD_PROTO_VERSION) {
+        *err = "unsupported protocol version";
+        return -1;
+    }
+
+    if ((seen & (HAVE_ID | HAVE_PAYLOAD | HAVE_REPLY | HAVE_DEADLINE
+                 | HAVE_SUBMITTED | HAVE_ATTEMPT))
+        != (HAVE_ID | HAVE_PAYLOAD | HAVE_REPLY | HAVE_DEADLINE
+            | HAVE_SUBMITTED | HAVE_ATTEMPT))
+    {
+        *err = "missing field";
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int
+offload_result_header(char *buf, size_t size, const offload_result_t *res)
+{
+    return fitted(snprintf(buf, size, "OR%d %.*s %d %lld %lld\n",
+                           OFFLOAD_PROTO_VERSION, (int) res->id.len,
+                           res->id.data, res->status,
+                           (long long) res->queue_us,
+                           (long long) res->run_us),
+                  size);
+}
+
+
+/* Takes the next space- or newline-terminated token from [*p, end). */
+static int
+next_token(const char **p, const char *end, char stop, offload_str_t *tok)
+{
+    const char  *s = *p;
+
+    while (*p < end && **p != stop) {
+        if (**p == ' ' || **p == '\n') {
+            return -1;
+        }
+        (*p)++;
+    }
+
+    if (*p == end || *p == s) {
+        return -1;
+    }
+
+    tok->data = s;
+    tok->len = (size_t) (*p - s);
+    (*p)++;
+    return 0;
+}
+
+
+int
+offload_result_decode(offload_result_t *res, const char *msg, size_t len,
+    const char **err)
+{
+    const char     *p = msg, *end = msg + len;
+    int64_t         n;
+    offload_str_t   tok;
+
+    memset(res, 0, sizeof(*res));
+
+    if (len < 2 || msg[0] != 'O' || msg[1] != 'R') {
+        *err = "not a result";
+        return -1;
+    }
+    p += 2;
+
+    if (next_token(&p, end, ' ', &tok) != 0 || parse_int64(&tok, &n) != 0) {
+        *err = "bad version";
+        return -1;
+    }
+
+    if (n != OFFLOAD_PROTO_VERSION) {
+        *err = "unsupported protocol version";
+        return -1;
+    }
+    res->version = (int) n;
+
+    if (next_token(&p, end, ' ', &res->id) != 0) {
+        *err = "bad id";
+        return -1;
+    }
+
+    if (next_token(&p, end, ' ', &tok) != 0 || parse_int64(&tok, &n) != 0
+        || n < 100 || n > 599)
+    {
+        *err = "bad status";
+        return -1;
+    }
+    res->status = (int) n;
+
+    if (next_token(&p, end, ' ', &tok) != 0
+        || parse_int64(&tok, &res->queue_us) != 0)
+    {
+        *err = "bad queue time";
+        return -1;
+    }
+
+    if (next_token(&p, end, '\n', &tok) != 0
+        || parse_int64(&tok, &res->run_us) != 0)
+    {
+        *err = "bad run time";
+        return -1;
+    }
+
+    res->body.data = p;
+    res->body.len = (size_t) (end - p);
+    return 0;
+}
+
+
+int
+offload_job_id_seq(const char *id, size_t len, uint64_t *seq)
+{
+    size_t    i;
+    uint64_t  n = 0;
+    char      c;
+
+    if (len != OFFLOAD_JOB_ID_LEN) {
+        return -1;
+    }
+
+    for (i = 0; i < OFFLOAD_JOB_ID_LEN; i++) {
+        c = id[i];
+
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return -1;
+        }
+
+        if (i >= OFFLOAD_NONCE_LEN) {
+            n = (n << 4) | (uint64_t) (c <= '9' ? c - '0' : c - 'a' + 10);
+        }
+    }
+
+    *seq = n;
+    return 0;
+}
+
+
+void
+offload_job_id_format(char *buf, const char *nonce, uint64_t seq)
+{
+    int  i;
+
+    memcpy(buf, nonce, OFFLOAD_NONCE_LEN);
+
+    for (i = OFFLOAD_JOB_ID_LEN - 1; i >= OFFLOAD_NONCE_LEN; i--) {
+        buf[i] = hex[seq & 0xf];
+        seq >>= 4;
+    }
+}
+
+
+int
+offload_addr_parse(offload_addr_t *addr, const char *text, size_t len)
+{
+    const char  *colon;
+    char         port[8];
+    char        *end;
+    long         n;
+    size_t       hlen;
+
+    memset(addr, 0, sizeof(*addr));
+
+    if (len > 5 && memcmp(text, "unix:", 5) == 0) {
+        if (len - 5 >= sizeof(addr->host) || text[5] != '/') {
+            return -1;
+        }
+        memcpy(addr->host, text + 5, len - 5);
+        addr->is_unix = 1;
+        return 0;
+    }
+
+    colon = memchr(text, ':', len);
+    hlen = colon ? (size_t) (colon - text) : len;
+
+    if (hlen == 0 || hlen >= sizeof(addr->host)) {
+        return -1;
+    }
+    memcpy(addr->host, text, hlen);
+    addr->port = 6379;
+
+    if (colon) {
+        if (len - hlen - 1 == 0 || len - hlen - 1 >= sizeof(port)) {
+            return -1;
+        }
+        memcpy(port, colon + 1, len - hlen - 1);
+        port[len - hlen - 1] = '\0';
+        n = strtol(port, &end, 10);
+        if (*end != '\0' || n < 1 || n > 65535) {
+            return -1;
+        }
+        addr->port = (int) n;
+    }
+
+    return 0;
+}

@@ -1,0 +1,169 @@
+/*
+ * offload_proto.h -- the wire protocol between the nginx module and the
+ * sidecar, in one place.
+ *
+ * Both sides compile proto/offload_proto.c, so key names, field names, the
+ * protocol version and the encoding of jobs and results cannot drift apart.
+ * Plain C99, no nginx, libev or hiredis types: the module and the sidecar
+ * wrap these helpers in their own I/O.  docs/PROTOCOL.md is the prose twin.
+ */
+
+#ifndef OFFLOAD_PROTO_H
+#define OFFLOAD_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define OFFLOAD_PROTO_VERSION      1
+
+#define OFFLOAD_QUEUE_NAME_MAX     64
+#define OFFLOAD_JOB_ID_LEN         32     /* 16 hex nonce + 16 hex sequence */
+#define OFFLOAD_NONCE_LEN          16
+
+/* Consumer group of every queue's stream. */
+#define OFFLOAD_GROUP              "workers"
+
+/* Keys.  Queue keys are hash-tagged so one queue lives in one cluster slot. */
+#define OFFLOAD_STREAM_FMT         "offload:{%.*s}:jobs"
+#define OFFLOAD_RESULT_FMT         "offload:{%.*s}:result:%.*s"
+#define OFFLOAD_REPLY_FMT          "offload:reply:%.*s"
+#define OFFLOAD_NODE_FMT           "offload:node:%s"
+#define OFFLOAD_NODES_KEY          "offload:nodes"
+
+/* Longest key any of the formats above produces, with its NUL. */
+#define OFFLOAD_KEY_MAX            160
+
+/* Published on a reply channel by its owner to prove the subscription. */
+#define OFFLOAD_REPLY_PING         "ping"
+
+/* Stream entry field names of a job. */
+#define OFFLOAD_F_VERSION          "v"
+#define OFFLOAD_F_ID               "id"
+#define OFFLOAD_F_PAYLOAD          "payload"
+#define OFFLOAD_F_REPLY            "reply"
+#define OFFLOAD_F_DEADLINE         "deadline"
+#define OFFLOAD_F_SUBMITTED        "submitted"
+#define OFFLOAD_F_ATTEMPT          "attempt"
+#define OFFLOAD_F_REQUEST_ID       "rid"
+
+
+typedef struct {
+    const char  *data;
+    size_t       len;
+} offload_str_t;
+
+
+/* A job as it travels in a stream entry.  Strings point into the caller's
+ * buffers (the request, or the hiredis reply): nothing is copied. */
+typedef struct {
+    int            version;
+    offload_str_t  id;
+    offload_str_t  payload;
+    offload_str_t  reply;         /* pub/sub channel of the waiting nginx */
+    offload_str_t  request_id;    /* nginx $request_id, for correlation */
+    int64_t        deadline_ms;   /* absolute, ms since the epoch */
+    int64_t        submitted_ms;  /* ms since the epoch */
+    int            attempt;       /* 1 on first delivery */
+} offload_job_t;
+
+#define OFFLOAD_JOB_ARGC           (3 + 2 * 8)   /* XADD key * + 8 fields */
+
+/* Numbers in a job's argv are formatted into this scratch space. */
+typedef struct {
+    char  deadline[24];
+    char  submitted[24];
+    char  attempt[12];
+} offload_job_scratch_t;
+
+
+/* A result as published on the reply channel and stored under the result
+ * key: one header line, then the JSON body answered to the client.
+ *
+ *   OR<version> <job id> <http status> <queue us> <run us>\n<body>
+ */
+typedef struct {
+    int            version;
+    offload_str_t  id;
+    int            status;        /* HTTP status to answer: 200, 422, 504... */
+    int64_t        queue_us;      /* submitted -> picked up by a worker */
+    int64_t        run_us;        /* handler run time */
+    offload_str_t  body;          /* JSON */
+} offload_result_t;
+
+#define OFFLOAD_RESULT_HEADER_MAX  96
+
+
+int offload_queue_name_valid(const char *name, size_t len);
+
+/* The key formatters return the length written (like snprintf), or -1 if
+ * it did not fit. */
+int offload_stream_key(char *buf, size_t size, const char *queue, size_t qlen);
+int offload_result_key(char *buf, size_t size, const char *queue, size_t qlen,
+    const char *id, size_t idlen);
+int offload_reply_channel(char *buf, size_t size, const char *nonce,
+    size_t nlen);
+
+/* Fills argv/argvlen (OFFLOAD_JOB_ARGC slots) with an XADD of the job to the
+ * stream key.  Returns the argument count. */
+int offload_job_argv(const offload_job_t *job, const char *stream_key,
+    offload_job_scratch_t *scratch, const char **argv, size_t *argvlen);
+
+/* Decodes a stream entry's field/value pairs (2 * npairs strings).  Returns 0,
+ * or -1 with *err naming what is missing or malformed. */
+int offload_job_decode(offload_job_t *job, const offload_str_t *fields,
+    size_t nfields, const char **err);
+
+/* Writes the header line of an encoded result; the body follows it.  Returns
+ * the header length, or -1 if it did not fit. */
+int offload_result_header(char *buf, size_t size, const offload_result_t *res);
+
+/* Parses an encoded result (header + body) without copying.  Returns 0, or
+ * -1 with *err saying why. */
+int offload_result_decode(offload_result_t *res, const char *msg, size_t len,
+    const char **err);
+
+/* The 16-hex sequence at the end of a job id, for the module's lookups.
+ * Returns 0, or -1 for an id that is not one of ours. */
+int offload_job_id_seq(const char *id, size_t len, uint64_t *seq);
+
+/* Formats a job id from a nonce (OFFLOAD_NONCE_LEN hex chars) and a
+ * sequence number into buf (OFFLOAD_JOB_ID_LEN bytes, no NUL). */
+void offload_job_id_format(char *buf, const char *nonce, uint64_t seq);
+
+
+/*
+ * The completion script: the worker's one atomic step after a handler ran.
+ *
+ *   KEYS[1] stream          ARGV[1] group     ARGV[2] entry id
+ *   KEYS[2] result key      ARGV[3] encoded result
+ *                           ARGV[4] result TTL in seconds
+ *                           ARGV[5] reply channel
+ *
+ * Stores the result unless one is there already (a job run twice keeps its
+ * first result), publishes the stored result, then acks and deletes the
+ * entry.  Store happens before notify and before ack, inside one script, so
+ * no crash between the steps can lose the answer.  Returns 1 when this call
+ * stored the result, 0 when an earlier run had.
+ */
+extern const char  offload_complete_script[];
+
+
+/* Checks that buf is one well-formed JSON text (RFC 8259) without building
+ * anything.  Returns 0, or -1 with *offset and *err set.  Nesting is limited
+ * to OFFLOAD_JSON_MAX_DEPTH. */
+#define OFFLOAD_JSON_MAX_DEPTH     512
+
+int offload_json_check(const char *buf, size_t len, size_t *offset,
+    const char **err);
+
+
+/* A Redis address: "host:port", "host" (port 6379) or "unix:/path". */
+typedef struct {
+    char  host[256];              /* or the socket path when unix is set */
+    int   port;
+    int   is_unix;
+} offload_addr_t;
+
+int offload_addr_parse(offload_addr_t *addr, const char *text, size_t len);
+
+#endif /* OFFLOAD_PROTO_H */
