@@ -1,0 +1,106 @@
+# offload -- nginx module + sidecar supervisor, over Redis Streams.
+#
+#   make run      install what is missing, build, start redis + sidecar + nginx
+#   make test     install what is missing, build, run every test (t/, prove)
+#   make bench    throughput and latency against nginx `return 200`
+#
+# SANITIZE=1 builds the module and the sidecar with ASan + UBSan into
+# build/asan and runs the same suite on that build.
+
+SHELL := /bin/bash
+
+NGX_SRC ?= /usr/share/nginx/src
+
+ifeq ($(SANITIZE),1)
+BUILD ?= build/asan
+SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=undefined
+OPT ?= -O1
+else
+BUILD ?= build
+SAN_FLAGS =
+OPT ?= -O2
+endif
+
+WARN = -Wall -Wextra -Werror
+CFLAGS = -std=gnu99 -g $(OPT) $(WARN) $(SAN_FLAGS) -Iproto -Isidecar \
+         -D_GNU_SOURCE
+LDLIBS = -lev -lhiredis -ljansson -lm
+
+# Debian packages the build, the tests and the benchmark need.
+DEB_PKGS = nginx nginx-dev libhiredis-dev libjansson-dev libev-dev \
+           redis-server redis-tools gcc make perl wrk valgrind curl
+
+PROTO_SRCS = $(wildcard proto/*.c)
+SIDECAR_MAINS = sidecar/main.c sidecar/offloadctl.c
+SIDECAR_LIB_SRCS = $(filter-out $(SIDECAR_MAINS), $(wildcard sidecar/*.c))
+LIB_OBJS = $(patsubst %.c,$(BUILD)/obj/%.o,$(PROTO_SRCS) $(SIDECAR_LIB_SRCS))
+UNIT_TESTS = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/*.c))
+
+MODULE = $(BUILD)/ngx_http_offload_module.so
+
+.PHONY: all deps module run test unit bench clean
+
+all: $(MODULE) $(BUILD)/offload-sidecar $(BUILD)/offloadctl $(UNIT_TESTS)
+
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	        | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	        apt-get install -y -qq --no-install-recommends $$missing \
+	        >/dev/null; \
+	else \
+	    echo "missing Debian packages; run:"; \
+	    echo "  sudo apt-get install" $$missing; \
+	    exit 1; \
+	fi
+
+# The module: configured once from Debian's nginx-dev with Debian's own
+# configure flags (so the signature matches /usr/sbin/nginx), then rebuilt
+# by nginx's make, which tracks the module's sources itself.
+$(BUILD)/nginx/Makefile: config
+	@mkdir -p $(BUILD)/nginx
+	cd $(NGX_SRC) && . ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
+	    --with-cc-opt="-fPIC $(WARN) -Wno-unused-parameter $(SAN_FLAGS)" \
+	    --with-ld-opt="$(SAN_FLAGS)" \
+	    --add-dynamic-module=$(CURDIR) \
+	    --builddir=$(CURDIR)/$(BUILD)/nginx >$(CURDIR)/$(BUILD)/nginx/configure.log
+
+module: $(BUILD)/nginx/Makefile
+	$(MAKE) -s -f $(CURDIR)/$(BUILD)/nginx/Makefile -C $(NGX_SRC) modules
+	cp -p $(BUILD)/nginx/ngx_http_offload_module.so $(MODULE)
+
+$(MODULE): module
+
+$(BUILD)/obj/%.o: %.c $(wildcard proto/*.h sidecar/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/offload-sidecar: $(BUILD)/obj/sidecar/main.o $(LIB_OBJS)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/offloadctl: $(BUILD)/obj/sidecar/offloadctl.o $(LIB_OBJS)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -It/unit $< $(LIB_OBJS) -o $@ $(LDLIBS)
+
+unit: $(UNIT_TESTS)
+
+run: deps all
+	PORT=$(or $(PORT),8080) BUILD=$(CURDIR)/$(BUILD) conf/run
+
+test: deps all
+	OFFLOAD_BUILD=$(CURDIR)/$(BUILD) OFFLOAD_SANITIZE=$(SANITIZE) \
+	    prove $(UNIT_TESTS) t/*.t
+
+bench: deps all
+	BUILD=$(CURDIR)/$(BUILD) bench/run
+
+clean:
+	rm -rf build
