@@ -1,0 +1,704 @@
+package OffloadTest;
+
+# OffloadTest -- the integration test harness: real redis-server, real stock
+# nginx with the module (master + 2 workers) and the real sidecar, each on
+# loopback ports picked at run time, in one temp dir per test file.
+#
+# A test file builds its stack with start_redis / start_sidecar / start_nginx,
+# talks to it with http / redis_cmd / concurrent_posts, synchronises with
+# wait_until (a deadline, never a fixed sleep) and ends with finish(), which
+# stops everything and fails the file if a log shows a crash, an alert or a
+# sanitizer report.  Perl core modules only.
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use Cwd qw(abs_path);
+use Errno qw(EAGAIN EWOULDBLOCK EINTR EINPROGRESS);
+use File::Basename qw(dirname);
+use File::Copy qw(copy);
+use File::Temp qw(tempdir);
+use HTTP::Tiny;
+use IO::Select;
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX qw(:sys_wait_h);
+use Socket qw(IPPROTO_TCP TCP_NODELAY);
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+our @EXPORT = qw(
+    build_path sanitize tmpdir free_port wait_until slurp spew
+    start_redis stop_redis redis_port redis_cmd
+    start_sidecar stop_sidecar sidecar_pid sidecar_conf_file node_name
+    node_doc worker_pids
+    nginx_conf write_nginx_conf start_nginx stop_nginx nginx_port
+    nginx_pid nginx_worker_pids nginx_error_log wait_nginx_ready nginx_test
+    http post_json concurrent_posts json_encode json_decode
+    stop_all finish
+);
+
+my $JSON = JSON::PP->new->canonical->allow_nonref;
+
+sub json_encode { $JSON->encode($_[0]) }
+sub json_decode { my $v = eval { $JSON->decode($_[0]) }; $v }
+
+my $REPO = abs_path(dirname(__FILE__) . '/../..');
+
+sub build_path {
+    my ($name) = @_;
+    my $dir = $ENV{OFFLOAD_BUILD} || "$REPO/build";
+    return defined $name ? "$dir/$name" : $dir;
+}
+
+sub sanitize { ($ENV{OFFLOAD_SANITIZE} // '') eq '1' }
+
+# Timeouts scale up under the sanitizers, which slow everything down.
+sub scaled { $_[0] * (sanitize() ? 3 : 1) }
+
+my %S = (procs => {});     # the stack of this test file
+my $DIR;
+
+sub tmpdir {
+    return $DIR if $DIR;
+    $DIR = tempdir('offload-t-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    # started as root, nginx's workers run as nobody and must reach it
+    chmod 0755, $DIR or die "chmod $DIR: $!";
+    return $DIR;
+}
+
+sub slurp {
+    my ($file) = @_;
+    open my $fh, '<', $file or return '';
+    local $/;
+    my $text = <$fh>;
+    return $text // '';
+}
+
+sub spew {
+    my ($file, $text) = @_;
+    open my $fh, '>', $file or die "write $file: $!";
+    print $fh $text;
+    close $fh or die "close $file: $!";
+}
+
+sub free_port {
+    my $sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+        LocalPort => 0, Proto => 'tcp', Listen => 1, ReuseAddr => 1)
+        or die "free_port: $!";
+    my $port = $sock->sockport;
+    close $sock;
+    return $port;
+}
+
+# Polls $cond every 25 ms until it returns true or $timeout seconds pass.
+# Returns the condition's value, or 0 (with a diag naming $msg) on timeout.
+sub wait_until {
+    my ($cond, $timeout, $msg) = @_;
+    my $deadline = time + ($timeout // 10);
+    while (1) {
+        my $v = eval { $cond->() };
+        return $v if $v;
+        if (time >= $deadline) {
+            diag("timed out after ${\($timeout // 10)}s waiting for: "
+                 . ($msg // 'condition') . ($@ ? " (last error: $@)" : ''));
+            return 0;
+        }
+        sleep 0.025;
+    }
+}
+
+sub port_open {
+    my ($port) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+        Proto => 'tcp', Timeout => 1);
+    return 0 unless $s;
+    close $s;
+    return 1;
+}
+
+
+# ---- processes ------------------------------------------------------------
+
+# Forks and execs @cmd with stdout+stderr appended to $log.
+sub spawn {
+    my ($name, $log, $env, @cmd) = @_;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', $log or POSIX::_exit(127);
+        open STDERR, '>&', \*STDOUT or POSIX::_exit(127);
+        $ENV{$_} = $env->{$_} for keys %$env;
+        { no warnings 'exec'; exec { $cmd[0] } @cmd; }
+        print STDERR "exec $cmd[0]: $!\n";
+        POSIX::_exit(127);
+    }
+    $S{procs}{$name} = { pid => $pid, log => $log, cmd => \@cmd };
+    return $pid;
+}
+
+sub alive {
+    my ($name) = @_;
+    my $p = $S{procs}{$name} or return 0;
+    return 0 if defined $p->{status};
+    my $r = waitpid($p->{pid}, WNOHANG);
+    if ($r == $p->{pid}) {
+        $p->{status} = $?;
+        return 0;
+    }
+    return 1;
+}
+
+# SIGTERM, wait up to $timeout s, then SIGKILL.  Returns the wait status.
+sub stop_proc {
+    my ($name, $timeout, $sig) = @_;
+    my $p = $S{procs}{$name} or return undef;
+    if (alive($name)) {
+        my @children = child_pids($p->{pid});
+        kill $sig // 'TERM', $p->{pid};
+        my $deadline = time + ($timeout // 15);
+        while (alive($name) && time < $deadline) {
+            sleep 0.02;
+        }
+        if (alive($name)) {
+            diag("$name (pid $p->{pid}) did not exit on SIG"
+                 . ($sig // 'TERM') . ", killing it");
+            kill 'KILL', $p->{pid}, @children;
+            waitpid($p->{pid}, 0);
+            $p->{status} = $?;
+            $p->{killed} = 1;
+        }
+    }
+    delete $S{procs}{$name};
+    return $p->{status};
+}
+
+
+# ---- redis ----------------------------------------------------------------
+
+sub redis_port { $S{redis_port} }
+
+sub start_redis {
+    my (%o) = @_;
+    my $dir = $o{dir} // tmpdir();
+    my $port = $o{port} // $S{redis_port} // free_port();
+    $S{redis_port} = $port;
+    spawn('redis', "$dir/redis.log", {}, 'redis-server', '--port', $port,
+        '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+        '--dir', $dir, '--daemonize', 'no', @{ $o{args} // [] });
+    wait_until(sub {
+        die "redis-server exited\n" unless alive('redis');
+        my $r = redis_cmd('PING');
+        defined $r && !ref $r && $r eq 'PONG';
+    }, 10, "redis-server on port $port answers PING")
+        or BAIL_OUT("redis-server did not start: " . slurp("$dir/redis.log"));
+    return $port;
+}
+
+sub stop_redis { stop_proc('redis', 10) }
+
+
+# A tiny RESP client, one connection per call.  Replies: a string for simple
+# and bulk strings, a number for integers, undef for nil, an array ref for
+# arrays, and { error => "..." } for errors.  Dies when Redis is unreachable.
+sub redis_cmd {
+    my (@args) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => $S{redis_port}, Proto => 'tcp', Timeout => 2)
+        or die "redis connect: $!\n";
+    my $req = '*' . @args . "\r\n";
+    $req .= '$' . length($_) . "\r\n$_\r\n" for @args;
+    syswrite_all($s, $req);
+    my $buf = '';
+    my $reply = resp_read($s, \$buf);
+    close $s;
+    return $reply;
+}
+
+sub syswrite_all {
+    my ($s, $data) = @_;
+    while (length $data) {
+        my $n = syswrite($s, $data);
+        die "write: $!\n" unless defined $n;
+        substr($data, 0, $n) = '';
+    }
+}
+
+sub resp_fill {
+    my ($s, $buf, $need) = @_;
+    while (length($$buf) < $need) {
+        my $n = sysread($s, $$buf, 65536, length $$buf);
+        die "redis read: " . (defined $n ? 'eof' : $!) . "\n" unless $n;
+    }
+}
+
+sub resp_line {
+    my ($s, $buf) = @_;
+    my $i;
+    while (($i = index($$buf, "\r\n")) < 0) {
+        resp_fill($s, $buf, length($$buf) + 1);
+    }
+    my $line = substr($$buf, 0, $i);
+    substr($$buf, 0, $i + 2) = '';
+    return $line;
+}
+
+sub resp_read {
+    my ($s, $buf) = @_;
+    my $line = resp_line($s, $buf);
+    my ($t, $v) = (substr($line, 0, 1), substr($line, 1));
+    return $v if $t eq '+';
+    return 0 + $v if $t eq ':';
+    return { error => $v } if $t eq '-';
+    if ($t eq '$') {
+        return undef if $v < 0;
+        resp_fill($s, $buf, $v + 2);
+        my $data = substr($$buf, 0, $v);
+        substr($$buf, 0, $v + 2) = '';
+        return $data;
+    }
+    if ($t eq '*') {
+        return undef if $v < 0;
+        return [ map { resp_read($s, $buf) } 1 .. $v ];
+    }
+    die "bad RESP line: $line\n";
+}
+
+
+# ---- sidecar --------------------------------------------------------------
+
+sub node_name { $S{node} }
+sub sidecar_pid { $S{procs}{sidecar} && $S{procs}{sidecar}{pid} }
+sub sidecar_conf_file { $S{sidecar_conf} }
+
+# The node's registry document, or undef.
+sub node_doc {
+    my $v = eval { redis_cmd('GET', "offload:node:$S{node}") };
+    return undef unless defined $v && !ref $v;
+    return json_decode($v);
+}
+
+# { queue => [pid of slot 0, pid of slot 1, ...] } from the registry.
+sub worker_pids {
+    my $doc = node_doc() or return undef;
+    my %pids;
+    for my $q (keys %{ $doc->{queues} || {} }) {
+        for my $w (@{ $doc->{queues}{$q}{workers} || [] }) {
+            $pids{$q}[ $w->{slot} ] = $w->{pid};
+        }
+    }
+    return \%pids;
+}
+
+# Queue => worker count, read from the sidecar conf text.
+sub conf_queues {
+    my ($text) = @_;
+    my %q;
+    while ($text =~ /\bqueue\s+(\S+)\s*\{([^}]*)\}/g) {
+        my ($name, $body) = ($1, $2);
+        $q{$name} = $body =~ /\bworkers\s+(\d+)\s*;/ ? $1 : 1;
+    }
+    return \%q;
+}
+
+# start_sidecar(conf => "queue echo { handler echo; workers 2; }",
+#               wrapper => [valgrind ...], level => 'info')
+# Prepends redis, node_name and log lines to the queue text, starts the
+# sidecar and waits until its registry entry lists every worker.
+sub start_sidecar {
+    my (%o) = @_;
+    my $dir = tmpdir();
+    $S{node} //= "t$$";
+    my $conf = "$dir/sidecar.conf";
+    my $level = $o{level} // 'info';
+    spew($conf, "redis 127.0.0.1:$S{redis_port};\n"
+        . "node_name $S{node};\n"
+        . "log $dir/sidecar.log $level;\n"
+        . "heartbeat " . ($o{heartbeat} // '200ms') . ";\n"
+        . $o{conf});
+    $S{sidecar_conf} = $conf;
+    my %env;
+    $env{ASAN_OPTIONS} = 'detect_leaks=1:abort_on_error=0' if sanitize();
+    spawn('sidecar', "$dir/sidecar.stderr", \%env,
+        @{ $o{wrapper} // [] }, build_path('offload-sidecar'), '-c', $conf);
+    my $want = conf_queues($o{conf});
+    wait_until(sub {
+        die "offload-sidecar exited\n" unless alive('sidecar');
+        my $pids = worker_pids() or return 0;
+        for my $q (keys %$want) {
+            my $got = grep { $_ } @{ $pids->{$q} || [] };
+            return 0 if $got < $want->{$q};
+        }
+        1;
+    }, $o{timeout} // scaled(15), "sidecar node $S{node} registered")
+        or BAIL_OUT("sidecar did not register: "
+            . slurp("$dir/sidecar.stderr") . slurp("$dir/sidecar.log"));
+    return sidecar_pid();
+}
+
+# Stops the sidecar (SIGTERM), returns its wait status.
+sub stop_sidecar {
+    my ($timeout) = @_;
+    return stop_proc('sidecar', $timeout // scaled(20));
+}
+
+
+# ---- nginx ----------------------------------------------------------------
+
+sub nginx_port { $S{nginx_port} }
+sub nginx_pid { $S{procs}{nginx} && $S{procs}{nginx}{pid} }
+sub nginx_error_log { tmpdir() . '/error.log' }
+
+# The whole nginx.conf around an http block's text.  @PORT@ and @REDIS@
+# (127.0.0.1:<redis port>) are substituted in the text.
+sub nginx_conf {
+    my (%o) = @_;
+    my $dir = $o{dir} // tmpdir();
+    my $module = "$dir/ngx_http_offload_module.so";
+    my $load = ($o{module} // 1) ? "load_module $module;" : '';
+    if ($load && !-e $module) {
+        # nothing on the repo path has to be reachable by nobody then
+        copy(build_path('ngx_http_offload_module.so'), $module)
+            or die "copy module: $!";
+        chmod 0644, $module;
+    }
+    my $http = $o{http} // '';
+    my $main = $o{main} // '';
+    my $port = $o{port} // $S{nginx_port} // '';
+    my $redis = '127.0.0.1:' . ($S{redis_port} // 6379);
+    for ($http, $main) {
+        s/\@PORT\@/$port/g;
+        s/\@REDIS\@/$redis/g;
+    }
+    my $env = sanitize() ? "env ASAN_OPTIONS;\nenv UBSAN_OPTIONS;\n" : '';
+    my $temp = join '', map { "    ${_}_temp_path $dir/${_}_temp;\n" }
+        qw(client_body proxy fastcgi uwsgi scgi);
+    return <<"CONF";
+$load
+daemon off;
+master_process on;
+worker_processes $o{workers};
+worker_rlimit_nofile 16384;
+pid $dir/nginx.pid;
+error_log $dir/error.log $o{level};
+$env$main
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log off;
+$temp
+$http
+}
+CONF
+}
+
+sub write_nginx_conf {
+    my (%o) = @_;
+    $o{workers} //= 2;
+    $o{level} //= 'notice';
+    my $file = $o{file} // tmpdir() . '/nginx.conf';
+    spew($file, nginx_conf(%o));
+    return $file;
+}
+
+sub nginx_env {
+    return {} unless sanitize();
+    my @libs = map { my $l = `gcc -print-file-name=$_`; chomp $l; $l }
+        qw(libasan.so libubsan.so);
+    return {
+        LD_PRELOAD    => join(':', @libs),
+        ASAN_OPTIONS  => 'detect_leaks=0:abort_on_error=0',
+        UBSAN_OPTIONS => 'print_stacktrace=1',
+    };
+}
+
+# start_nginx(http => "server { listen 127.0.0.1:@PORT@; ... }")
+sub start_nginx {
+    my (%o) = @_;
+    my $dir = tmpdir();
+    $S{nginx_port} //= free_port();
+    my $conf = write_nginx_conf(%o);
+    spawn('nginx', "$dir/nginx.stderr", nginx_env(), '/usr/sbin/nginx',
+        '-p', "$dir/", '-c', $conf);
+    wait_until(sub {
+        die "nginx exited\n" unless alive('nginx');
+        my @workers = nginx_worker_pids();
+        @workers >= ($o{workers} // 2) && port_open($S{nginx_port});
+    }, scaled(10), "nginx listens on $S{nginx_port}")
+        or BAIL_OUT("nginx did not start: " . slurp("$dir/nginx.stderr")
+            . slurp("$dir/error.log"));
+    return $S{nginx_port};
+}
+
+sub stop_nginx { stop_proc('nginx', scaled(15)) }
+
+# Runs `nginx -t` on an nginx.conf made from %o; returns (exit code, output).
+sub nginx_test {
+    my (%o) = @_;
+    my $file = write_nginx_conf(%o, file => tmpdir() . '/nginx-t.conf');
+    my $env = nginx_env();
+    local @ENV{keys %$env} = values %$env;
+    my $dir = tmpdir();
+    my $out = `/usr/sbin/nginx -t -p $dir/ -c $file 2>&1`;
+    return ($? >> 8, $out);
+}
+
+sub child_pids {
+    my ($parent) = @_;
+    my @pids = grep { /\d/ } split /\s+/,
+        `ps --ppid $parent -o pid= 2>/dev/null`;
+    my @sorted = sort { $a <=> $b } @pids;
+    return @sorted;
+}
+
+sub nginx_worker_pids {
+    my $master = nginx_pid() or return ();
+    return child_pids($master);
+}
+
+# Waits until every nginx worker subscribed to its reply channel and a POST
+# to $path succeeds.
+sub wait_nginx_ready {
+    my ($path, $body, $workers) = @_;
+    $workers //= 2;
+    return wait_until(sub {
+        my $ch = redis_cmd('PUBSUB', 'CHANNELS', 'offload:reply:*');
+        return 0 unless ref $ch eq 'ARRAY' && @$ch >= $workers;
+        for (1 .. 2 * $workers) {
+            my $r = http('POST', $path, $body // '{}');
+            return 0 unless $r->{status} == 200;
+        }
+        1;
+    }, scaled(15), "nginx workers subscribed and $path answers 200");
+}
+
+
+# ---- HTTP -----------------------------------------------------------------
+
+# http(method, path, body, {headers}, timeout) -> { status, headers, content,
+# json, ms }.  Header names are lower case.
+sub http {
+    my ($method, $path, $body, $headers, $timeout) = @_;
+    my $ua = HTTP::Tiny->new(timeout => $timeout // scaled(30),
+        keep_alive => 0);
+    my %opt = (headers => { %{ $headers // {} } });
+    if (defined $body) {
+        $opt{content} = $body;
+        $opt{headers}{'content-type'} //= 'application/json';
+    }
+    my $t0 = time;
+    my $r = $ua->request($method, "http://127.0.0.1:$S{nginx_port}$path",
+        \%opt);
+    $r->{ms} = (time - $t0) * 1000;
+    $r->{json} = json_decode($r->{content}) if length($r->{content} // '');
+    return $r;
+}
+
+sub post_json {
+    my ($path, $data, $timeout) = @_;
+    return http('POST', $path, ref $data ? json_encode($data) : $data, undef,
+        $timeout);
+}
+
+
+# concurrent_posts(n_conns, jobs_per_conn, make_body, path => ..., timeout =>)
+# Runs n_conns keep-alive HTTP/1.1 connections at once, each POSTing
+# jobs_per_conn requests one after the other; make_body->(conn, job) gives
+# each body.  Returns a list of { conn, job, body, status, headers, content }
+# (status 0 and an error for requests that got no answer).
+sub concurrent_posts {
+    my ($nconn, $per, $make_body, %o) = @_;
+    my $path = $o{path} // '/jobs/echo';
+    my $deadline = time + ($o{timeout} // scaled(60));
+    my (@conns, @results);
+    my $sel = IO::Select->new;
+
+    for my $c (0 .. $nconn - 1) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+            PeerPort => $S{nginx_port}, Proto => 'tcp', Timeout => 5)
+            or die "connect: $!";
+        $s->blocking(0);
+        setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1);
+        my $conn = { id => $c, sock => $s, job => 0, per => $per,
+            in => '', out => '' };
+        $conns[$c] = $conn;
+        $sel->add($s);
+        next_request($conn, $path, $make_body, $per);
+    }
+    my %by_fd = map { fileno($_->{sock}) => $_ } @conns;
+
+    while ($sel->count && time < $deadline) {
+        my @w = map { $_->{sock} } grep { length $_->{out} } @conns;
+        my ($r, $w) = IO::Select->select($sel, IO::Select->new(@w), undef,
+            0.5);
+        for my $s (@{ $w || [] }) {
+            my $conn = $by_fd{ fileno $s };
+            my $n = syswrite($s, $conn->{out});
+            if (defined $n) {
+                substr($conn->{out}, 0, $n) = '';
+            } elsif ($! != EAGAIN && $! != EWOULDBLOCK && $! != EINTR) {
+                conn_fail($conn, $sel, "write: $!", \@results);
+            }
+        }
+        for my $s (@{ $r || [] }) {
+            my $conn = $by_fd{ fileno $s };
+            next unless $conn->{sock};
+            my $n = sysread($s, $conn->{in}, 262144, length $conn->{in});
+            if (!defined $n) {
+                next if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
+                conn_fail($conn, $sel, "read: $!", \@results);
+                next;
+            }
+            if ($n == 0) {
+                conn_fail($conn, $sel, 'connection closed', \@results);
+                next;
+            }
+            while (my $resp = parse_response(\$conn->{in})) {
+                push @results, { %{ $conn->{cur} }, %$resp };
+                delete $conn->{cur};
+                if ($conn->{job} < $per) {
+                    next_request($conn, $path, $make_body, $per);
+                } else {
+                    $sel->remove($s);
+                    close $s;
+                    $conn->{sock} = undef;
+                    last;
+                }
+            }
+        }
+    }
+    for my $conn (grep { $_->{sock} } @conns) {
+        conn_fail($conn, $sel, 'timed out', \@results);
+    }
+    return @results;
+}
+
+sub next_request {
+    my ($conn, $path, $make_body, $per) = @_;
+    my $body = $make_body->($conn->{id}, $conn->{job});
+    $conn->{cur} = { conn => $conn->{id}, job => $conn->{job}, body => $body };
+    $conn->{job}++;
+    $conn->{out} .= "POST $path HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        . "Content-Type: application/json\r\n"
+        . "Content-Length: " . length($body) . "\r\n\r\n" . $body;
+}
+
+sub conn_fail {
+    my ($conn, $sel, $err, $results) = @_;
+    push @$results, { %{ $conn->{cur} }, status => 0, error => $err }
+        if $conn->{cur};
+    delete $conn->{cur};
+    for my $job ($conn->{job} .. $conn->{per} - 1) {
+        push @$results, { conn => $conn->{id}, job => $job, status => 0,
+            error => "not sent: $err" };
+    }
+    $conn->{job} = $conn->{per};
+    if ($conn->{sock}) {
+        $sel->remove($conn->{sock});
+        close $conn->{sock};
+        $conn->{sock} = undef;
+    }
+}
+
+# Takes one complete HTTP/1.1 response off the front of $$buf, or undef.
+sub parse_response {
+    my ($buf) = @_;
+    my $end = index($$buf, "\r\n\r\n");
+    return undef if $end < 0;
+    my $head = substr($$buf, 0, $end);
+    my ($status_line, @lines) = split /\r\n/, $head;
+    my ($status) = $status_line =~ m{^HTTP/1\.[01] (\d{3})}
+        or die "bad status line: $status_line";
+    my %h;
+    for (@lines) {
+        my ($k, $v) = /^([^:]+):\s*(.*)$/ or next;
+        $h{lc $k} = $v;
+    }
+    my $pos = $end + 4;
+    my $content;
+    if (defined $h{'content-length'}) {
+        return undef if length($$buf) < $pos + $h{'content-length'};
+        $content = substr($$buf, $pos, $h{'content-length'});
+        $pos += $h{'content-length'};
+    } elsif (($h{'transfer-encoding'} // '') =~ /chunked/i) {
+        $content = '';
+        while (1) {
+            my $le = index($$buf, "\r\n", $pos);
+            return undef if $le < 0;
+            my $size = hex substr($$buf, $pos, $le - $pos);
+            return undef if length($$buf) < $le + 2 + $size + 2;
+            $content .= substr($$buf, $le + 2, $size);
+            $pos = $le + 2 + $size + 2;
+            last if $size == 0;
+        }
+    } else {
+        die "response without Content-Length or chunked encoding";
+    }
+    substr($$buf, 0, $pos) = '';
+    return { status => $status, headers => \%h, content => $content };
+}
+
+
+# ---- teardown -------------------------------------------------------------
+
+my @NGINX_BAD = ('exited on signal', '[alert]', 'AddressSanitizer',
+    'runtime error', 'LeakSanitizer');
+my @SIDECAR_BAD = ('AddressSanitizer', 'runtime error', 'LeakSanitizer');
+
+# Lines of $text that contain one of @bad.
+sub bad_lines {
+    my ($text, @bad) = @_;
+    return grep { my $l = $_; grep { index($l, $_) >= 0 } @bad }
+        split /\n/, $text;
+}
+
+# Stops nginx, the sidecar and redis, in that order.
+sub stop_all {
+    my $status = {};
+    $status->{nginx} = stop_nginx() if $S{procs}{nginx};
+    $status->{sidecar} = stop_sidecar() if $S{procs}{sidecar};
+    stop_redis() if $S{procs}{redis};
+    for my $name (keys %{ $S{procs} }) {
+        stop_proc($name, 10);
+    }
+    return $status;
+}
+
+# Stops everything, fails if a log shows a crash, alert or sanitizer report,
+# then done_testing.
+sub finish {
+    my $dir = tmpdir();
+    my $had_nginx = -e "$dir/error.log";
+    my $had_sidecar = -e "$dir/sidecar.conf";
+    my $status = stop_all();
+    if ($had_nginx) {
+        my @bad = bad_lines(slurp("$dir/error.log")
+            . slurp("$dir/nginx.stderr"), @NGINX_BAD);
+        ok(!@bad, 'nginx error.log: no crash, alert or sanitizer report')
+            or diag(join "\n", @bad[0 .. ($#bad < 30 ? $#bad : 30)]);
+    }
+    if ($had_sidecar) {
+        my @bad = bad_lines(slurp("$dir/sidecar.log")
+            . slurp("$dir/sidecar.stderr"), @SIDECAR_BAD);
+        ok(!@bad, 'sidecar log: no sanitizer report')
+            or diag(join "\n", @bad[0 .. ($#bad < 30 ? $#bad : 30)]);
+        if (defined $status->{sidecar}) {
+            is($status->{sidecar}, 0, 'sidecar exited 0 on SIGTERM');
+        }
+    }
+    done_testing();
+}
+
+END {
+    # leave no process behind, whatever happened
+    my $rc = $?;
+    for my $name (qw(nginx sidecar redis), keys %{ $S{procs} }) {
+        stop_proc($name, 5) if $S{procs}{$name};
+    }
+    $? = $rc;
+}
+
+1;
