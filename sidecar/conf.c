@@ -1,0 +1,827 @@
+/*
+ * conf.c -- reads the sidecar's config file: an nginx-like tokenizer and a
+ * table-driven parser of the few directives the sidecar knows.
+ *
+ * Syntax: directives end with ";", a "queue <name> { ... }" block holds a
+ * queue's directives, "#" starts a comment, arguments may be quoted with
+ * "..." or '...' (backslash escapes the next character).  Every error is
+ * reported as "file:line: message" and leaves nothing allocated; the parser
+ * never exits or crashes on bad input.
+ */
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "log.h"
+
+
+#define CONF_MAX_ARGS  8
+
+enum {
+    TOK_WORD, TOK_SEMI, TOK_OPEN, TOK_CLOSE, TOK_EOF, TOK_ERROR
+};
+
+enum {
+    CTX_MAIN = 1, CTX_QUEUE = 2
+};
+
+typedef struct {
+    int     type;
+    int     line;
+    char   *text;             /* TOK_WORD: NUL-terminated copy */
+} conf_token_t;
+
+typedef struct {
+    const char            *file;
+    const char            *p;
+    const char            *end;
+    int                    line;
+    char                  *err;
+    size_t                 errlen;
+    offload_conf_t        *conf;
+    offload_conf_queue_t  *queue;       /* the block being parsed */
+    unsigned               seen_main;   /* directives seen, by table index */
+    unsigned               seen_queue;
+} conf_parser_t;
+
+typedef struct {
+    const char  *name;
+    int          ctx;
+    int          min_args;
+    int          max_args;   /* of the words after the name */
+    int          block;
+    int        (*set)(conf_parser_t *ps, char **args, int nargs, int line);
+} conf_directive_t;
+
+
+static int
+conf_error(conf_parser_t *ps, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+conf_error(conf_parser_t *ps, int line, const char *fmt, ...)
+{
+    int      n;
+    va_list  ap;
+
+    n = snprintf(ps->err, ps->errlen, "%s:%d: ", ps->file, line);
+    if (n < 0 || (size_t) n >= ps->errlen) {
+        return -1;
+    }
+
+    va_start(ap, fmt);
+    vsnprintf(ps->err + n, ps->errlen - (size_t) n, fmt, ap);
+    va_end(ap);
+
+    return -1;
+}
+
+
+/* The tokenizer. */
+
+static int
+is_word_char(char c)
+{
+    return !(c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ';'
+             || c == '{' || c == '}' || c == '"' || c == '\'' || c == '\0');
+}
+
+
+static int
+next_token(conf_parser_t *ps, conf_token_t *tok)
+{
+    const char  *start;
+    char         quote, *out;
+    size_t       len;
+
+    tok->text = NULL;
+
+    for ( ;; ) {
+        while (ps->p < ps->end
+               && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\r'
+                   || *ps->p == '\n'))
+        {
+            if (*ps->p == '\n') {
+                ps->line++;
+            }
+            ps->p++;
+        }
+
+        if (ps->p < ps->end && *ps->p == '#') {
+            while (ps->p < ps->end && *ps->p != '\n') {
+                ps->p++;
+            }
+            continue;
+        }
+
+        break;
+    }
+
+    tok->line = ps->line;
+
+    if (ps->p == ps->end) {
+        tok->type = TOK_EOF;
+        return 0;
+    }
+
+    switch (*ps->p) {
+    case ';':
+        ps->p++;
+        tok->type = TOK_SEMI;
+        return 0;
+    case '{':
+        ps->p++;
+        tok->type = TOK_OPEN;
+        return 0;
+    case '}':
+        ps->p++;
+        tok->type = TOK_CLOSE;
+        return 0;
+    case '\0':
+        tok->type = TOK_ERROR;
+        return conf_error(ps, ps->line, "unexpected NUL byte");
+    }
+
+    /* A word, or a quoted string: both become one TOK_WORD. */
+    quote = (*ps->p == '"' || *ps->p == '\'') ? *ps->p++ : '\0';
+    start = ps->p;
+
+    out = malloc((size_t) (ps->end - start) + 1);
+    if (out == NULL) {
+        tok->type = TOK_ERROR;
+        return conf_error(ps, ps->line, "out of memory");
+    }
+    len = 0;
+
+    for ( ;; ) {
+        if (ps->p == ps->end) {
+            if (quote) {
+                free(out);
+                tok->type = TOK_ERROR;
+                return conf_error(ps, tok->line, "unterminated string");
+            }
+            break;
+        }
+
+        if (quote) {
+            if (*ps->p == quote) {
+                ps->p++;
+                break;
+            }
+
+            if (*ps->p == '\0') {
+                free(out);
+                tok->type = TOK_ERROR;
+                return conf_error(ps, ps->line, "unexpected NUL byte");
+            }
+
+            if (*ps->p == '\\' && ps->p + 1 < ps->end && ps->p[1] != '\0') {
+                ps->p++;
+            }
+
+            if (*ps->p == '\n') {
+                ps->line++;
+            }
+
+        } else if (!is_word_char(*ps->p)) {
+            break;
+        }
+
+        out[len++] = *ps->p++;
+    }
+
+    out[len] = '\0';
+    tok->type = TOK_WORD;
+    tok->text = out;
+    return 0;
+}
+
+
+/* Value parsers. */
+
+static int
+parse_uint(const char *s, long long max, long long *out)
+{
+    long long  n = 0;
+
+    if (*s == '\0') {
+        return -1;
+    }
+
+    for ( ; *s; s++) {
+        if (*s < '0' || *s > '9') {
+            return -1;
+        }
+        n = n * 10 + (*s - '0');
+        if (n > max) {
+            return -1;
+        }
+    }
+
+    *out = n;
+    return 0;
+}
+
+
+int
+offload_conf_parse_time(const char *text, long long *ms)
+{
+    const char  *s = text;
+    long long    total = 0, n, unit;
+
+    /* Generous bound: no sidecar time needs more than a year. */
+    static const long long  max_ms = 366LL * 24 * 3600 * 1000;
+
+    if (*s == '\0') {
+        return -1;
+    }
+
+    while (*s) {
+        if (*s < '0' || *s > '9') {
+            return -1;
+        }
+
+        n = 0;
+        while (*s >= '0' && *s <= '9') {
+            n = n * 10 + (*s++ - '0');
+            if (n > max_ms) {
+                return -1;
+            }
+        }
+
+        if (s[0] == 'm' && s[1] == 's') {
+            unit = 1;
+            s += 2;
+        } else if (*s == 's' || *s == '\0') {
+            unit = 1000;
+            s += (*s == 's');
+        } else if (*s == 'm') {
+            unit = 60 * 1000;
+            s++;
+        } else if (*s == 'h') {
+            unit = 3600 * 1000;
+            s++;
+        } else if (*s == 'd') {
+            unit = 24 * 3600 * 1000;
+            s++;
+        } else {
+            return -1;
+        }
+
+        total += n * unit;
+        if (total > max_ms) {
+            return -1;
+        }
+    }
+
+    *ms = total;
+    return 0;
+}
+
+
+static int
+set_redis(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    (void) nargs;
+
+    if (offload_addr_parse(&ps->conf->redis, args[0], strlen(args[0])) != 0) {
+        return conf_error(ps, line, "invalid redis address \"%s\" (expected "
+                          "host:port or unix:/path)", args[0]);
+    }
+
+    return 0;
+}
+
+
+static int
+set_password(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    (void) nargs;
+
+    if (args[0][0] == '\0') {
+        return conf_error(ps, line, "empty password");
+    }
+
+    ps->conf->password = args[0];
+    args[0] = NULL;             /* the conf owns it now */
+    return 0;
+}
+
+
+static int
+set_db(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    long long  n;
+
+    (void) nargs;
+
+    if (parse_uint(args[0], 65535, &n) != 0) {
+        return conf_error(ps, line, "invalid db \"%s\" (expected 0..65535)",
+                          args[0]);
+    }
+
+    ps->conf->db = (int) n;
+    return 0;
+}
+
+
+static int
+set_node_name(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    size_t  len = strlen(args[0]);
+
+    (void) nargs;
+
+    if (len > OFFLOAD_NODE_NAME_MAX || !offload_queue_name_valid(args[0], len))
+    {
+        return conf_error(ps, line, "invalid node name \"%s\" (expected 1..64 "
+                          "of A-Z a-z 0-9 _ . -)", args[0]);
+    }
+
+    memcpy(ps->conf->node_name, args[0], len + 1);
+    return 0;
+}
+
+
+static int
+set_log(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    int  level = OFFLOAD_LOG_INFO;
+
+    if (args[0][0] == '\0') {
+        return conf_error(ps, line, "empty log target");
+    }
+
+    if (nargs == 2) {
+        level = offload_log_level_parse(args[1]);
+        if (level < 0) {
+            return conf_error(ps, line, "invalid log level \"%s\" (expected "
+                              "debug, info, notice, warn or error)", args[1]);
+        }
+    }
+
+    ps->conf->log_target = args[0];
+    args[0] = NULL;
+    ps->conf->log_level = level;
+    return 0;
+}
+
+
+static int
+set_time(conf_parser_t *ps, const char *name, const char *value, int line,
+    long long min_ms, long long max_ms, long long *ms)
+{
+    if (offload_conf_parse_time(value, ms) != 0) {
+        return conf_error(ps, line, "invalid time \"%s\" in \"%s\"", value,
+                          name);
+    }
+
+    if (*ms < min_ms || *ms > max_ms) {
+        return conf_error(ps, line, "\"%s\" must be %lldms..%llds", name,
+                          min_ms, max_ms / 1000);
+    }
+
+    return 0;
+}
+
+
+static int
+set_heartbeat(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    long long  ms;
+
+    (void) nargs;
+
+    if (set_time(ps, "heartbeat", args[0], line, 10, 3600 * 1000, &ms) != 0) {
+        return -1;
+    }
+
+    ps->conf->heartbeat_ms = (int) ms;
+    return 0;
+}
+
+
+static int
+set_result_ttl(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    long long  ms;
+
+    (void) nargs;
+
+    if (set_time(ps, "result_ttl", args[0], line, 1000, 30LL * 86400 * 1000,
+                 &ms)
+        != 0)
+    {
+        return -1;
+    }
+
+    /* Redis EX takes whole seconds: round up. */
+    ps->conf->result_ttl_s = (int) ((ms + 999) / 1000);
+    return 0;
+}
+
+
+static int
+set_queue(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    size_t                 i, len = strlen(args[0]);
+    offload_conf_t        *conf = ps->conf;
+    offload_conf_queue_t  *q;
+
+    (void) nargs;
+
+    if (!offload_queue_name_valid(args[0], len)) {
+        return conf_error(ps, line, "invalid queue name \"%s\" (expected 1..64 "
+                          "of A-Z a-z 0-9 _ . -)", args[0]);
+    }
+
+    for (i = 0; i < conf->nqueues; i++) {
+        if (strcmp(conf->queues[i].name, args[0]) == 0) {
+            return conf_error(ps, line, "duplicate queue \"%s\" (first "
+                              "defined at line %d)", args[0],
+                              conf->queues[i].line);
+        }
+    }
+
+    q = realloc(conf->queues, (conf->nqueues + 1) * sizeof(*q));
+    if (q == NULL) {
+        return conf_error(ps, line, "out of memory");
+    }
+    conf->queues = q;
+
+    q = &conf->queues[conf->nqueues++];
+    memset(q, 0, sizeof(*q));
+    memcpy(q->name, args[0], len + 1);
+    q->workers = 1;
+    q->prefetch = 1;
+    q->line = line;
+
+    ps->queue = q;
+    return 0;
+}
+
+
+static int
+set_handler(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    (void) nargs;
+
+    ps->queue->handler = offload_handler_find(args[0]);
+    if (ps->queue->handler == NULL) {
+        return conf_error(ps, line, "unknown handler \"%s\"", args[0]);
+    }
+
+    return 0;
+}
+
+
+static int
+set_count(conf_parser_t *ps, const char *name, const char *value, int line,
+    long long max, int *out)
+{
+    long long  n;
+
+    if (parse_uint(value, max, &n) != 0 || n < 1) {
+        return conf_error(ps, line, "invalid \"%s\" value \"%s\" (expected "
+                          "1..%lld)", name, value, max);
+    }
+
+    *out = (int) n;
+    return 0;
+}
+
+
+static int
+set_workers(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    (void) nargs;
+
+    return set_count(ps, "workers", args[0], line, OFFLOAD_WORKERS_MAX,
+                     &ps->queue->workers);
+}
+
+
+static int
+set_prefetch(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    (void) nargs;
+
+    return set_count(ps, "prefetch", args[0], line, OFFLOAD_PREFETCH_MAX,
+                     &ps->queue->prefetch);
+}
+
+
+static const conf_directive_t  directives[] = {
+    { "redis",      CTX_MAIN,  1, 1, 0, set_redis },
+    { "password",   CTX_MAIN,  1, 1, 0, set_password },
+    { "db",         CTX_MAIN,  1, 1, 0, set_db },
+    { "node_name",  CTX_MAIN,  1, 1, 0, set_node_name },
+    { "log",        CTX_MAIN,  1, 2, 0, set_log },
+    { "heartbeat",  CTX_MAIN,  1, 1, 0, set_heartbeat },
+    { "result_ttl", CTX_MAIN,  1, 1, 0, set_result_ttl },
+    { "queue",      CTX_MAIN,  1, 1, 1, set_queue },
+    { "handler",    CTX_QUEUE, 1, 1, 0, set_handler },
+    { "workers",    CTX_QUEUE, 1, 1, 0, set_workers },
+    { "prefetch",   CTX_QUEUE, 1, 1, 0, set_prefetch },
+};
+
+#define QUEUE_DIRECTIVE  7      /* may repeat: one block per queue */
+
+
+static void
+free_args(char **args, int nargs)
+{
+    int  i;
+
+    for (i = 0; i < nargs && i < CONF_MAX_ARGS + 1; i++) {
+        free(args[i]);
+    }
+}
+
+
+static int parse_block(conf_parser_t *ps, int ctx, int open_line);
+
+
+/* Checks and runs one directive; args[0] is its name. */
+static int
+run_directive(conf_parser_t *ps, int ctx, char **args, int nargs, int line,
+    int has_block)
+{
+    size_t                   i;
+    unsigned                *seen;
+    const conf_directive_t  *d = NULL;
+
+    for (i = 0; i < sizeof(directives) / sizeof(directives[0]); i++) {
+        if (strcmp(directives[i].name, args[0]) == 0) {
+            d = &directives[i];
+            break;
+        }
+    }
+
+    if (d == NULL) {
+        return conf_error(ps, line, "unknown directive \"%s\"", args[0]);
+    }
+
+    if (!(d->ctx & ctx)) {
+        return conf_error(ps, line, "\"%s\" directive is not allowed here",
+                          d->name);
+    }
+
+    if (nargs - 1 < d->min_args || nargs - 1 > d->max_args) {
+        return conf_error(ps, line, "invalid number of arguments in \"%s\" "
+                          "directive", d->name);
+    }
+
+    if (d->block && !has_block) {
+        return conf_error(ps, line, "directive \"%s\" has no opening \"{\"",
+                          d->name);
+    }
+
+    if (!d->block && has_block) {
+        return conf_error(ps, line, "directive \"%s\" takes no block",
+                          d->name);
+    }
+
+    seen = (ctx == CTX_MAIN) ? &ps->seen_main : &ps->seen_queue;
+
+    if (i != QUEUE_DIRECTIVE) {
+        if (*seen & (1u << i)) {
+            return conf_error(ps, line, "\"%s\" directive is duplicate",
+                              d->name);
+        }
+        *seen |= 1u << i;
+    }
+
+    if (d->set(ps, args + 1, nargs - 1, line) != 0) {
+        return -1;
+    }
+
+    if (!has_block) {
+        return 0;
+    }
+
+    ps->seen_queue = 0;
+
+    if (parse_block(ps, CTX_QUEUE, line) != 0) {
+        return -1;
+    }
+
+    if (ps->queue->handler == NULL) {
+        return conf_error(ps, line, "queue \"%s\" has no \"handler\"",
+                          ps->queue->name);
+    }
+
+    ps->queue = NULL;
+    return 0;
+}
+
+
+/* Parses directives until the end of the block (ctx CTX_QUEUE, a "}") or
+ * of the file (CTX_MAIN). */
+static int
+parse_block(conf_parser_t *ps, int ctx, int open_line)
+{
+    int            nargs, line, rc;
+    char          *args[CONF_MAX_ARGS + 1];
+    conf_token_t   tok;
+
+    for ( ;; ) {
+        nargs = 0;
+        line = 0;
+
+        for ( ;; ) {
+            if (next_token(ps, &tok) != 0) {
+                free_args(args, nargs);
+                return -1;
+            }
+
+            if (tok.type != TOK_WORD) {
+                break;
+            }
+
+            if (nargs == 0) {
+                line = tok.line;
+            }
+
+            if (nargs == CONF_MAX_ARGS + 1) {
+                rc = conf_error(ps, line, "too many arguments in \"%s\" "
+                                "directive", args[0]);
+                free(tok.text);
+                free_args(args, nargs);
+                return rc;
+            }
+
+            args[nargs++] = tok.text;
+        }
+
+        if (nargs == 0) {
+            switch (tok.type) {
+            case TOK_EOF:
+                if (ctx == CTX_MAIN) {
+                    return 0;
+                }
+                return conf_error(ps, tok.line, "unexpected end of file, "
+                                  "expecting \"}\" to close the block "
+                                  "opened at line %d", open_line);
+            case TOK_CLOSE:
+                if (ctx == CTX_QUEUE) {
+                    return 0;
+                }
+                return conf_error(ps, tok.line, "unexpected \"}\"");
+            case TOK_OPEN:
+                return conf_error(ps, tok.line, "unexpected \"{\"");
+            default:
+                return conf_error(ps, tok.line, "unexpected \";\"");
+            }
+        }
+
+        if (tok.type == TOK_EOF || tok.type == TOK_CLOSE) {
+            rc = conf_error(ps, line, "directive \"%s\" is not terminated by "
+                            "\";\"", args[0]);
+            free_args(args, nargs);
+            return rc;
+        }
+
+        rc = run_directive(ps, ctx, args, nargs, line, tok.type == TOK_OPEN);
+        free_args(args, nargs);
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+}
+
+
+static int
+set_defaults(conf_parser_t *ps)
+{
+    char            host[256];
+    size_t          len;
+    offload_conf_t  *conf = ps->conf;
+
+    if (conf->node_name[0] == '\0') {
+        if (gethostname(host, sizeof(host)) != 0) {
+            return conf_error(ps, ps->line, "gethostname() failed: %s; set "
+                              "\"node_name\"", strerror(errno));
+        }
+        host[sizeof(host) - 1] = '\0';
+        len = strlen(host);
+
+        if (len > OFFLOAD_NODE_NAME_MAX || !offload_queue_name_valid(host, len))
+        {
+            return conf_error(ps, ps->line, "host name \"%s\" is not a valid "
+                              "node name; set \"node_name\"", host);
+        }
+        memcpy(conf->node_name, host, len + 1);
+    }
+
+    if (conf->log_target == NULL) {
+        conf->log_target = strdup("stderr");
+        if (conf->log_target == NULL) {
+            return conf_error(ps, ps->line, "out of memory");
+        }
+    }
+
+    if (conf->nqueues == 0) {
+        return conf_error(ps, ps->line, "no \"queue\" defined");
+    }
+
+    return 0;
+}
+
+
+int
+offload_conf_parse(offload_conf_t *conf, const char *file, const char *text,
+    size_t len, char *err, size_t errlen)
+{
+    conf_parser_t  ps;
+
+    memset(conf, 0, sizeof(*conf));
+    offload_addr_parse(&conf->redis, "127.0.0.1:6379", 14);
+    conf->log_level = OFFLOAD_LOG_INFO;
+    conf->heartbeat_ms = 1000;
+    conf->result_ttl_s = 60;
+
+    memset(&ps, 0, sizeof(ps));
+    ps.file = file;
+    ps.p = text;
+    ps.end = text + len;
+    ps.line = 1;
+    ps.err = err;
+    ps.errlen = errlen;
+    ps.conf = conf;
+
+    if (parse_block(&ps, CTX_MAIN, 0) != 0 || set_defaults(&ps) != 0) {
+        offload_conf_free(conf);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int
+offload_conf_load(offload_conf_t *conf, const char *file, char *err,
+    size_t errlen)
+{
+    int      rc;
+    char    *text;
+    long     size;
+    FILE    *fp;
+
+    fp = fopen(file, "rb");
+    if (fp == NULL) {
+        snprintf(err, errlen, "%s: cannot open: %s", file, strerror(errno));
+        return -1;
+    }
+
+    if (fseek(fp, 0, SEEK_END) != 0 || (size = ftell(fp)) < 0
+        || fseek(fp, 0, SEEK_SET) != 0)
+    {
+        snprintf(err, errlen, "%s: cannot read: %s", file, strerror(errno));
+        fclose(fp);
+        return -1;
+    }
+
+    if (size > 1024 * 1024) {
+        snprintf(err, errlen, "%s: file too large", file);
+        fclose(fp);
+        return -1;
+    }
+
+    text = malloc((size_t) size + 1);
+    if (text == NULL) {
+        snprintf(err, errlen, "%s: out of memory", file);
+        fclose(fp);
+        return -1;
+    }
+
+    if (fread(text, 1, (size_t) size, fp) != (size_t) size) {
+        snprintf(err, errlen, "%s: cannot read: %s", file,
+                 ferror(fp) ? strerror(errno) : "short read");
+        free(text);
+        fclose(fp);
+        return -1;
+    }
+    fclose(fp);
+
+    rc = offload_conf_parse(conf, file, text, (size_t) size, err, errlen);
+    free(text);
+    return rc;
+}
+
+
+void
+offload_conf_free(offload_conf_t *conf)
+{
+    free(conf->password);
+    free(conf->log_target);
+    free(conf->queues);
+    memset(conf, 0, sizeof(*conf));
+}

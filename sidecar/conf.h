@@ -1,0 +1,56 @@
+/*
+ * conf.h -- the sidecar's configuration, as read from its nginx-like
+ * config file by conf.c.
+ */
+
+#ifndef OFFLOAD_CONF_H
+#define OFFLOAD_CONF_H
+
+#include <stddef.h>
+
+#include "handler.h"
+#include "offload_proto.h"
+
+#define OFFLOAD_CONF_ERR_MAX     512
+#define OFFLOAD_NODE_NAME_MAX    64
+#define OFFLOAD_WORKERS_MAX      256
+#define OFFLOAD_PREFETCH_MAX     1000
+
+typedef struct {
+    char                      name[OFFLOAD_QUEUE_NAME_MAX + 1];
+    const offload_handler_t  *handler;
+    int                       workers;
+    int                       prefetch;
+    int                       line;         /* where the block starts */
+} offload_conf_queue_t;
+
+typedef struct {
+    offload_addr_t         redis;
+    char                  *password;        /* NULL: no AUTH */
+    int                    db;
+    char                   node_name[OFFLOAD_NODE_NAME_MAX + 1];
+    char                  *log_target;      /* "stderr", "syslog" or a path */
+    int                    log_level;
+    int                    heartbeat_ms;
+    int                    result_ttl_s;
+    offload_conf_queue_t  *queues;
+    size_t                 nqueues;
+} offload_conf_t;
+
+/* Parses text (len bytes; file names it in messages).  Returns 0, or -1 with
+ * "file:line: message" in err.  On success free the result with
+ * offload_conf_free(); on failure nothing is left to free. */
+int offload_conf_parse(offload_conf_t *conf, const char *file,
+    const char *text, size_t len, char *err, size_t errlen);
+
+/* Reads and parses a file, as above. */
+int offload_conf_load(offload_conf_t *conf, const char *file, char *err,
+    size_t errlen);
+
+void offload_conf_free(offload_conf_t *conf);
+
+/* Parses an nginx-style time ("500ms", "2s", "1m30s", "1h", a bare number
+ * is seconds) into ms.  Returns 0 or -1. */
+int offload_conf_parse_time(const char *text, long long *ms);
+
+#endif /* OFFLOAD_CONF_H */

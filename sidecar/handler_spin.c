@@ -1,0 +1,45 @@
+/*
+ * handler_spin.c -- "spin": {"ms": 0..600000} burns CPU for that long
+ * (a busy loop on the monotonic clock) and answers {"ms": <ms spun>}.
+ * A stand-in for CPU-bound work.
+ */
+
+#include "clock.h"
+#include "handler.h"
+
+#define SPIN_MAX_MS  600000
+
+
+static int
+spin_run(json_t *input, json_t **output, offload_handler_error_t *err)
+{
+    json_int_t  ms = -1;
+    int64_t     start, until, now;
+
+    if (!json_is_object(input)) {
+        return offload_handler_fail(err, "input must be an object {\"ms\": n}");
+    }
+
+    if (offload_handler_int_member(input, "ms", 0, SPIN_MAX_MS, &ms, err)
+        != 0)
+    {
+        return -1;
+    }
+
+    if (ms < 0) {
+        return offload_handler_fail(err, "\"ms\" is required");
+    }
+
+    start = offload_mono_us();
+    until = start + ms * 1000;
+
+    do {
+        now = offload_mono_us();
+    } while (now < until);
+
+    *output = json_pack("{s:I}", "ms", (json_int_t) ((now - start) / 1000));
+    return 0;
+}
+
+
+const offload_handler_t  offload_handler_spin = { "spin", spin_run };

@@ -1,0 +1,48 @@
+/*
+ * log.h -- the sidecar's one logger: a target (stderr, a file or syslog)
+ * and a level, set once from the config.
+ *
+ * The level check is a macro so that a debug line on the job path costs one
+ * comparison when debug logging is off.
+ */
+
+#ifndef OFFLOAD_LOG_H
+#define OFFLOAD_LOG_H
+
+enum {
+    OFFLOAD_LOG_DEBUG = 0,
+    OFFLOAD_LOG_INFO,
+    OFFLOAD_LOG_NOTICE,
+    OFFLOAD_LOG_WARN,
+    OFFLOAD_LOG_ERROR
+};
+
+extern int  offload_log_level;
+
+/* Returns the level for a name ("debug" ... "error"), or -1. */
+int offload_log_level_parse(const char *name);
+
+/* target: "stderr", "syslog" or a file path (opened for appending).
+ * Returns 0, or -1 with errno set when the file cannot be opened. */
+int offload_log_open(const char *target, int level, const char *ident);
+
+/* Prefix added to every line, e.g. "worker echo:0"; NULL for none. */
+void offload_log_set_role(const char *role);
+
+void offload_log_write(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define offload_log(level, ...)                                              \
+    do {                                                                     \
+        if ((level) >= offload_log_level) {                                  \
+            offload_log_write(level, __VA_ARGS__);                           \
+        }                                                                    \
+    } while (0)
+
+#define log_debug(...)   offload_log(OFFLOAD_LOG_DEBUG, __VA_ARGS__)
+#define log_info(...)    offload_log(OFFLOAD_LOG_INFO, __VA_ARGS__)
+#define log_notice(...)  offload_log(OFFLOAD_LOG_NOTICE, __VA_ARGS__)
+#define log_warn(...)    offload_log(OFFLOAD_LOG_WARN, __VA_ARGS__)
+#define log_error(...)   offload_log(OFFLOAD_LOG_ERROR, __VA_ARGS__)
+
+#endif /* OFFLOAD_LOG_H */
