@@ -1,0 +1,100 @@
+#!/usr/bin/perl
+# Redis goes away: the module answers 503 at once instead of waiting for the
+# job timeout; Redis comes back on the same port: jobs work again with no
+# restart of nginx or the sidecar.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time);
+use OffloadTest;
+
+start_redis();
+start_sidecar(conf => <<'CONF');
+queue echo { handler echo; workers 2; }
+queue sleep { handler sleep; workers 1; }
+CONF
+start_nginx(http => <<'HTTP');
+server {
+    listen 127.0.0.1:@PORT@;
+    offload_redis @REDIS@;
+    offload_timeout 10s;
+    location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
+    location = /short/sleep { offload_pass sleep; offload_timeout 3s; }
+}
+HTTP
+ok(wait_nginx_ready('/jobs/echo', '{}'), 'stack ready');
+my @nginx_workers = nginx_worker_pids();
+my $sidecar = sidecar_pid();
+
+# a job parked while Redis goes down is answered, not forgotten
+my $parked = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+    PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+my $body = '{"ms":1500}';
+print $parked "POST /short/sleep HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    . "Content-Length: " . length($body) . "\r\n\r\n$body";
+ok(wait_until(sub {
+    my $p = redis_cmd('XINFO', 'GROUPS', 'offload:{sleep}:jobs');
+    # the worker took it: one entry pending
+    return 0 unless ref $p eq 'ARRAY' && @$p;
+    my %group = @{ $p->[0] };
+    $group{pending} == 1;
+}, 5, 'sleep job picked up'), 'a sleep job is running');
+
+my $t_down = time;
+stop_redis();
+
+for my $i (1 .. 5) {
+    my $r = post_json('/jobs/echo', { i => $i });
+    is($r->{status}, 503, "redis down: job $i answered 503")
+        or diag($r->{content});
+    is($r->{json} && $r->{json}{error}{code}, 'redis_unavailable',
+        "job $i: redis_unavailable");
+    ok(defined $r->{headers}{'retry-after'}, "job $i: Retry-After");
+    ok($r->{ms} < 1000, sprintf('job %d: answered in %.1f ms, not after the '
+        . '10 s timeout', $i, $r->{ms}));
+    diag(sprintf 'redis down: 503 in %.1f ms', $r->{ms});
+}
+
+# the parked job: Redis is down at its deadline, answered then (504) or
+# earlier (503) -- not hung
+$parked->blocking(1);
+my $resp = '';
+local $SIG{ALRM} = sub { die "parked request hung\n" };
+alarm 10;
+my $status = eval {
+    1 while sysread($parked, $resp, 65536, length $resp);
+    alarm 0;
+    ($resp =~ m{^HTTP/1\.1 (\d+)})[0];
+};
+alarm 0;
+ok(defined $status && ($status == 503 || $status == 504),
+    'parked job answered 503/504 while redis is down')
+    or diag($@ || $resp);
+diag(sprintf 'parked job answered %s after %.2f s', $status // '-',
+    time - $t_down);
+
+start_redis();
+ok(wait_until(sub { post_json('/jobs/echo', { back => 1 })->{status} == 200 },
+    30, 'a job succeeds after redis restarted'),
+    'jobs work again after redis came back');
+my $ok = 0;
+for my $i (1 .. 20) {
+    my $r = post_json('/jobs/echo', { again => $i });
+    $ok++ if $r->{status} == 200 && $r->{json}{again} == $i;
+}
+is($ok, 20, '20 more jobs succeed');
+is_deeply([ nginx_worker_pids() ], \@nginx_workers, 'same nginx workers');
+is(sidecar_pid(), $sidecar, 'same sidecar');
+ok(kill(0, $sidecar), 'sidecar still running');
+
+# twice in a row, to catch a reconnect path that works only once
+stop_redis();
+is(post_json('/jobs/echo', {})->{status}, 503, 'down again: 503');
+start_redis();
+ok(wait_until(sub { post_json('/jobs/echo', {})->{status} == 200 }, 30,
+    'jobs work after the second restart'), 'second recovery');
+
+finish();

@@ -1,0 +1,78 @@
+#!/usr/bin/perl
+# Clients that go away while their jobs run: the module drops the parked
+# requests (499), the late results find nothing, nginx's workers survive.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use IO::Socket::INET;
+use Time::HiRes qw(sleep);
+use OffloadTest;
+
+start_redis();
+start_sidecar(conf => <<'CONF');
+queue echo { handler echo; workers 2; }
+queue sleep { handler sleep; workers 2; }
+CONF
+start_nginx(http => <<'HTTP');
+server {
+    listen 127.0.0.1:@PORT@;
+    offload_redis @REDIS@;
+    location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
+}
+HTTP
+ok(wait_nginx_ready('/jobs/echo', '{}'), 'stack ready');
+my @workers = nginx_worker_pids();
+
+my $n = 6;
+my @socks;
+for my $i (1 .. $n) {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+    my $body = qq({"ms":500,"i":$i});
+    print $s "POST /jobs/sleep HTTP/1.1\r\nHost: x\r\n"
+        . "Content-Length: " . length($body) . "\r\n\r\n$body";
+    push @socks, $s;
+}
+# a client that goes away in the middle of sending its body
+my $half = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+    PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+print $half "POST /jobs/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+    . "\r\n{\"a\":";
+
+sleep 0.1;    # the stimulus: abort while the jobs are parked
+close $_ for @socks, $half;
+
+ok(wait_until(sub {
+    my $keys = redis_cmd('KEYS', 'offload:{sleep}:result:*');
+    ref $keys eq 'ARRAY' && @$keys == $n;
+}, 15, "all $n sleep jobs completed"), 'the workers finished every job');
+is(redis_cmd('XLEN', 'offload:{sleep}:jobs'), 0, 'stream drained (acked + '
+    . 'deleted)');
+
+my @res = concurrent_posts(10, 10, sub { qq({"c":$_[0],"j":$_[1]}) });
+is(scalar(grep { $_->{status} == 200 } @res), 100, '100 more jobs all 200');
+is_deeply([ nginx_worker_pids() ], \@workers, 'nginx worker pids unchanged');
+
+# the same again while results arrive at the moment of the close
+for my $round (1 .. 3) {
+    my @s;
+    for my $i (1 .. 10) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+            PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+        my $body = qq({"ms":$i});
+        print $s "POST /jobs/sleep HTTP/1.1\r\nHost: x\r\n"
+            . "Content-Length: " . length($body) . "\r\n\r\n$body";
+        push @s, $s;
+    }
+    sleep 0.005 * $round;
+    close $_ for @s;
+}
+@res = concurrent_posts(10, 10, sub { qq({"c":$_[0],"j":$_[1]}) });
+is(scalar(grep { $_->{status} == 200 } @res), 100,
+    'still 100 of 100 after racing aborts');
+is_deeply([ nginx_worker_pids() ], \@workers, 'nginx worker pids unchanged');
+
+finish();

@@ -1,0 +1,105 @@
+#!/usr/bin/perl
+# The supervisor replaces a killed worker in the same slot, the registry
+# shows the new pid, a job the dead worker held runs again, and offloadctl
+# reports the node.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time);
+use OffloadTest;
+
+start_redis();
+start_sidecar(conf => <<'CONF');
+queue echo { handler echo; workers 2; }
+queue sleep { handler sleep; workers 1; }
+CONF
+start_nginx(http => <<'HTTP');
+server {
+    listen 127.0.0.1:@PORT@;
+    offload_redis @REDIS@;
+    offload_timeout 20s;
+    location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
+}
+HTTP
+ok(wait_nginx_ready('/jobs/echo', '{}'), 'stack ready');
+
+my $ctl = build_path('offloadctl');
+my $redis = '127.0.0.1:' . redis_port();
+
+# ---- offloadctl
+my $out = `$ctl -r $redis ping 2>&1`;
+is($? >> 8, 0, 'offloadctl ping: exit 0');
+like($out, qr/PONG/, 'offloadctl ping: PONG');
+
+$out = `$ctl -c ${\ sidecar_conf_file()} status 2>&1`;
+is($? >> 8, 0, 'offloadctl status: exit 0');
+my $node = node_name();
+like($out, qr/\Q$node\E/, 'status names the node');
+like($out, qr/\becho\b/, 'status names queue echo');
+like($out, qr/\bsleep\b/, 'status names queue sleep');
+my $pids = worker_pids();
+like($out, qr/\b$pids->{echo}[1]\b/, 'status shows a worker pid');
+
+$out = `$ctl -r $redis status --json 2>&1`;
+is($? >> 8, 0, 'offloadctl status --json: exit 0');
+my $docs = json_decode($out);
+ok(ref $docs eq 'ARRAY', 'status --json is an array') or diag($out);
+my ($doc) = grep { $_->{node} eq $node } @{ $docs || [] };
+ok($doc, 'with our node');
+is($doc && $doc->{pid}, sidecar_pid(), 'node pid is the supervisor');
+is($doc && scalar @{ $doc->{queues}{echo}{workers} }, 2, 'two echo workers');
+is($doc && $doc->{queues}{echo}{handler}, 'echo', 'echo handler');
+
+my $dead = free_port();
+$out = `$ctl -r 127.0.0.1:$dead ping 2>&1`;
+is($? >> 8, 1, 'offloadctl ping to a dead port: exit 1');
+ok(length $out, 'with a message') or diag($out);
+`$ctl --no-such-option 2>&1`;
+is($? >> 8, 2, 'offloadctl with a bad option: exit 2');
+
+# ---- SIGKILL an idle worker
+my $old = $pids->{echo}[0];
+ok(kill('KILL', $old), "killed echo worker slot 0 (pid $old)");
+ok(wait_until(sub {
+    my $p = worker_pids() or return 0;
+    $p->{echo}[0] && $p->{echo}[0] != $old && !kill(0, $old);
+}, 10, 'registry shows a new pid in slot 0'), 'slot 0 replaced');
+my $new = worker_pids()->{echo}[0];
+ok(kill(0, $new), "new worker $new alive");
+is(worker_pids()->{echo}[1], $pids->{echo}[1], 'slot 1 untouched');
+
+my $ok = 0;
+for my $i (1 .. 40) {
+    my $r = post_json('/jobs/echo', { i => $i });
+    $ok++ if $r->{status} == 200 && $r->{json}{i} == $i;
+}
+is($ok, 40, 'jobs still work');
+
+# ---- SIGKILL a worker in the middle of a job: its successor in the same
+# slot reads the consumer's pending history and runs the job again
+my $victim = $pids->{sleep}[0];
+my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+    PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+my $body = '{"ms":1000}';
+print $sock "POST /jobs/sleep HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    . "Content-Length: " . length($body) . "\r\n\r\n$body";
+ok(wait_until(sub {
+    my $p = redis_cmd('XPENDING', 'offload:{sleep}:jobs', 'workers');
+    ref $p eq 'ARRAY' && $p->[0] == 1;
+}, 5, 'the sleep job is pending'), 'the sleep worker took the job');
+my $t0 = time;
+kill 'KILL', $victim;
+my $resp = '';
+local $SIG{ALRM} = sub { die "no answer\n" };
+alarm 15;
+eval { 1 while sysread($sock, $resp, 65536, length $resp); alarm 0 };
+alarm 0;
+like($resp, qr{^HTTP/1\.1 200}, 'the job held by the killed worker is '
+    . 'answered 200') or diag($@ || $resp);
+diag(sprintf 'answered %.2f s after the kill', time - $t0);
+isnt(worker_pids()->{sleep}[0], $victim, 'sleep slot 0 has a new pid');
+
+finish();

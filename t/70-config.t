@@ -1,0 +1,141 @@
+#!/usr/bin/perl
+# Configuration errors: `offload-sidecar -t` and `nginx -t` reject bad files
+# with a message that names the place, and accept good ones.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use OffloadTest;
+
+my $dir = tmpdir();
+my $sidecar = build_path('offload-sidecar');
+
+# Runs `offload-sidecar -t -c <file with $text>`; returns (exit, output, file).
+sub sidecar_t {
+    my ($name, $text) = @_;
+    my $file = "$dir/$name.conf";
+    spew($file, $text);
+    my $out = `$sidecar -t -c $file 2>&1`;
+    return ($? >> 8, $out, $file);
+}
+
+my $good = <<'CONF';
+# a good file
+redis 127.0.0.1:6379;
+node_name "alpha";
+log stderr info;
+heartbeat 1s;
+result_ttl 2m;
+queue echo {
+    handler echo;
+    workers 2;
+    prefetch 16;
+}
+queue sha256 { handler 'sha256'; }
+queue events.aggregate { handler events.aggregate; workers 1; }
+CONF
+my ($rc, $out) = sidecar_t('good', $good);
+is($rc, 0, 'sidecar -t: good file exits 0') or diag($out);
+like($out, qr/syntax is ok/, 'sidecar -t: "syntax is ok"');
+
+# [ name, text, line of the error (undef: any), message pattern ]
+my @bad = (
+    [ 'unknown directive', "redis 127.0.0.1:6379;\nfrobnicate 1;\n"
+        . "queue echo { handler echo; }\n", 2, qr/frobnicate/ ],
+    [ 'unknown handler', "redis 127.0.0.1:6379;\nqueue q {\n"
+        . "    handler nope;\n}\n", 3, qr/nope|handler/ ],
+    [ 'workers 0', "queue q {\n    handler echo;\n\n    workers 0;\n}\n",
+        4, qr/workers/ ],
+    [ 'workers 257', "queue q {\n    handler echo;\n    workers 257;\n}\n",
+        3, qr/workers/ ],
+    [ 'prefetch 1001', "queue q {\n    handler echo;\n    prefetch 1001;\n}\n",
+        3, qr/prefetch/ ],
+    [ 'duplicate queue', "queue q { handler echo; }\n\nqueue q {\n"
+        . "    handler echo;\n}\n", 3, qr/duplicate|q/ ],
+    [ 'bad queue name', "queue echo { handler echo; }\nqueue \"bad name\" {"
+        . " handler echo; }\n", 2, qr/queue|name/ ],
+    [ 'duplicate directive', "redis 127.0.0.1:6379;\nredis 127.0.0.1:6380;\n"
+        . "queue q { handler echo; }\n", 2, qr/redis|duplicate/ ],
+    [ 'bad time', "heartbeat abc;\nqueue q { handler echo; }\n", 1,
+        qr/heartbeat|abc/ ],
+    [ 'bad redis address', "\n\nredis 127.0.0.1:notaport;\n"
+        . "queue q { handler echo; }\n", 3, qr/redis|address/ ],
+    [ 'missing handler', "queue q {\n    workers 2;\n}\n", undef,
+        qr/handler/ ],
+    [ 'no queues', "redis 127.0.0.1:6379;\n", undef, qr/queue/ ],
+    [ 'missing brace', "queue q {\n    handler echo;\n", undef, qr/./ ],
+    [ 'missing semicolon', "redis 127.0.0.1:6379\nqueue q { handler echo; }\n",
+        undef, qr/./ ],
+    [ 'unterminated string', "node_name \"abc;\nqueue q { handler echo; }\n",
+        undef, qr/./ ],
+    [ 'bad log level', "log stderr loud;\nqueue q { handler echo; }\n", 1,
+        qr/loud|level|log/ ],
+);
+for my $case (@bad) {
+    my ($name, $text, $line, $re) = @$case;
+    (my $fname = $name) =~ s/\W+/-/g;
+    my ($rc, $out, $file) = sidecar_t($fname, $text);
+    isnt($rc, 0, "sidecar -t, $name: non-zero exit");
+    ok($rc < 128, "sidecar -t, $name: no crash") or diag($out);
+    my $where = defined $line ? qr/\Q$file\E:$line: / : qr/\Q$file\E:\d+: /;
+    like($out, $where, "sidecar -t, $name: file:line: message"
+        . (defined $line ? " (line $line)" : ''));
+    like($out, $re, "sidecar -t, $name: message says what") ;
+}
+$out = `$sidecar -t -c $dir/does-not-exist.conf 2>&1`;
+isnt($? >> 8, 0, 'sidecar -t on a missing file: non-zero exit');
+like($out, qr/does-not-exist\.conf/, 'and names the file');
+
+# ---- nginx -t
+my $server = "server {\n    listen 127.0.0.1:1;\n    %s\n}\n";
+($rc, $out) = nginx_test(http => "offload_redis 127.0.0.1:6379;\n"
+    . "offload_timeout 5s;\noffload_validate_json on;\n" . sprintf($server,
+    'location ~ ^/jobs/(.+)$ { offload_pass $1; offload_timeout 1m; }'
+    . "\n    location /x { offload_pass echo; offload_validate_json off;"
+    . " offload_redis unix:/tmp/r.sock db=2 password=secret; }"));
+is($rc, 0, 'nginx -t: good conf') or diag($out);
+
+my @nginx_bad = (
+    [ 'offload_pass outside location', 'offload_pass echo;', 'offload_pass',
+        qr/not allowed here/ ],
+    [ 'offload_pass without argument', 'location /a { offload_pass; }',
+        'offload_pass', qr/number of arguments/ ],
+    [ 'offload_pass with two', 'location /a { offload_pass a b; }',
+        'offload_pass', qr/number of arguments/ ],
+    [ 'offload_timeout abc', 'location /a { offload_pass a; '
+        . 'offload_timeout abc; }', 'offload_timeout', qr/invalid|abc/ ],
+    [ 'offload_redis bad:addr:x', 'offload_redis bad:addr:x;',
+        'offload_redis', qr/bad:addr:x|invalid/ ],
+    [ 'offload_redis unknown arg', 'offload_redis 127.0.0.1:6379 foo=bar;',
+        'offload_redis', qr/foo|invalid/ ],
+    [ 'offload_redis db=x', 'offload_redis 127.0.0.1:6379 db=x;',
+        'offload_redis', qr/db|invalid/ ],
+    [ 'offload_validate_json maybe', 'offload_validate_json maybe;',
+        'offload_validate_json', qr/maybe|on.*off/ ],
+    [ 'offload_pass bad literal queue', 'location /a { offload_pass '
+        . '"bad name"; }', 'offload_pass', qr/./ ],
+);
+for my $case (@nginx_bad) {
+    my ($name, $directive, $dname, $re) = @$case;
+    my ($rc, $out) = nginx_test(http => sprintf($server, $directive));
+    my $line = 0;
+    for (split /\n/, slurp("$dir/nginx-t.conf")) {
+        $line++;
+        last if index($_, $directive) >= 0;
+    }
+    if ($name eq 'offload_pass bad literal queue' && $rc == 0) {
+        # checking a literal name at config time is optional: at run time
+        # it is a 400 bad_queue
+        pass('nginx -t: a literal bad queue name may be accepted');
+        next;
+    }
+    isnt($rc, 0, "nginx -t, $name: non-zero exit");
+    like($out, qr/\[emerg\].*"?\Q$dname\E"?/, "nginx -t, $name: names "
+        . "the directive") or diag($out);
+    like($out, $re, "nginx -t, $name: says what");
+    like($out, qr/nginx-t\.conf:$line\b/, "nginx -t, $name: line $line");
+}
+
+done_testing();

@@ -1,0 +1,86 @@
+#!/usr/bin/perl
+# The sidecar (supervisor and workers) under valgrind: a few jobs of each
+# handler, a worker restart, SIGTERM; no memory errors, no definite leaks.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use OffloadTest;
+
+plan skip_all => 'the sanitizer build runs under ASan, not valgrind'
+    if sanitize();
+plan skip_all => 'valgrind not installed'
+    unless grep { -x "$_/valgrind" } split /:/, $ENV{PATH};
+
+my $dir = tmpdir();
+start_redis();
+start_sidecar(timeout => 60, wrapper => [ 'valgrind', '--trace-children=yes',
+    '--error-exitcode=99', '--leak-check=full',
+    '--errors-for-leak-kinds=definite', '--show-leak-kinds=definite',
+    "--log-file=$dir/valgrind.%p.log" ], conf => <<'CONF');
+queue echo { handler echo; workers 1; }
+queue sha256 { handler sha256; workers 1; }
+queue spin { handler spin; workers 1; }
+queue sleep { handler sleep; workers 1; }
+queue events.aggregate { handler events.aggregate; workers 1; }
+CONF
+start_nginx(http => <<'HTTP');
+server {
+    listen 127.0.0.1:@PORT@;
+    offload_redis @REDIS@;
+    location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
+}
+HTTP
+ok(wait_nginx_ready('/jobs/echo', '{}'), 'stack ready');
+
+my @jobs = (
+    [ echo => { a => [1, { b => 'c' }] }, 200 ],
+    [ echo => '"x"', 200 ],
+    [ sha256 => { data => 'abc', rounds => 10 }, 200 ],
+    [ sha256 => { data => 'abc', rounds => 'x' }, 422 ],
+    [ spin => { ms => 5 }, 200 ],
+    [ spin => { ms => -1 }, 422 ],
+    [ sleep => { ms => 5 }, 200 ],
+    [ sleep => [], 422 ],
+    [ 'events.aggregate' => [ map { { type => "t" . $_ % 3, value => $_,
+        ts => $_ } } 1 .. 100 ], 200 ],
+    [ 'events.aggregate' => [ { type => 1 } ], 422 ],
+);
+for my $round (1 .. 2) {
+    for my $job (@jobs) {
+        my ($q, $in, $status) = @$job;
+        my $r = post_json("/jobs/$q", $in);
+        is($r->{status}, $status, "$q: $status (round $round)")
+            or diag($r->{content});
+    }
+}
+
+# a worker killed and replaced under valgrind too
+my $pids = worker_pids();
+kill 'KILL', $pids->{echo}[0];
+ok(wait_until(sub {
+    my $p = worker_pids() or return 0;
+    $p->{echo}[0] && $p->{echo}[0] != $pids->{echo}[0];
+}, 30, 'echo worker replaced'), 'echo worker replaced');
+ok(wait_until(sub { post_json('/jobs/echo', {})->{status} == 200 }, 30,
+    'new echo worker answers'), 'new echo worker answers');
+
+stop_nginx();
+my $status = stop_sidecar(60);
+is($status, 0, 'sidecar under valgrind exited 0 (not 99)')
+    or diag("wait status $status");
+
+my @logs = glob("$dir/valgrind.*.log");
+ok(@logs >= 6, scalar(@logs) . ' valgrind logs (supervisor + workers)');
+for my $log (@logs) {
+    my $text = slurp($log);
+    (my $name = $log) =~ s{.*/}{};
+    next if $name eq "valgrind.$pids->{echo}[0].log";   # the SIGKILLed one
+    unlike($text, qr/ERROR SUMMARY: [1-9]/, "$name: no errors")
+        or diag($text);
+    unlike($text, qr/definitely lost: [1-9]/, "$name: no definite leaks");
+}
+
+finish();
