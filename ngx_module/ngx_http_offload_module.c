@@ -1,0 +1,955 @@
+
+/*
+ * ngx_http_offload_module.c -- turns a POST into a job on a Redis stream
+ * and answers with the job's result: the directives, the request flow from
+ * body to parked request, and the HTTP responses.
+ *
+ *   offload_redis <host:port | unix:/path> [password=<secret>] [db=<n>];
+ *   offload_pass <queue>;
+ *   offload_timeout <time>;
+ *   offload_validate_json on | off;
+ *
+ * A location with offload_pass and no offload_redis in effect talks to
+ * 127.0.0.1:6379, the address job queues usually default to.
+ */
+
+
+#include "ngx_http_offload_module.h"
+
+
+static ngx_int_t ngx_http_offload_handler(ngx_http_request_t *r);
+static void ngx_http_offload_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_offload_submit(ngx_http_request_t *r,
+    ngx_http_offload_ctx_t *ctx);
+static ngx_int_t ngx_http_offload_body(ngx_http_request_t *r, ngx_str_t *body);
+static void ngx_http_offload_cleanup(void *data);
+static void ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_offload_send(ngx_http_request_t *r,
+    ngx_uint_t status, u_char *body, size_t len);
+static ngx_int_t ngx_http_offload_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *message);
+static ngx_int_t ngx_http_offload_add_header(ngx_http_request_t *r,
+    const char *name, u_char *value, size_t len);
+
+static ngx_http_offload_peer_t *ngx_http_offload_peer_get(ngx_conf_t *cf,
+    ngx_str_t *addr, ngx_str_t *password, ngx_uint_t db);
+static char *ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_offload_pass(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static void *ngx_http_offload_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_offload_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_offload_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_offload_init_process(ngx_cycle_t *cycle);
+static void ngx_http_offload_exit_process(ngx_cycle_t *cycle);
+
+
+ngx_http_offload_worker_t  ngx_http_offload_worker;
+
+
+static ngx_command_t  ngx_http_offload_commands[] = {
+
+    { ngx_string("offload_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_http_offload_redis,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("offload_pass"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_offload_pass,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("offload_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_offload_loc_conf_t, timeout),
+      NULL },
+
+    { ngx_string("offload_validate_json"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_offload_loc_conf_t, validate_json),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_offload_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_offload_postconfiguration,    /* postconfiguration */
+
+    ngx_http_offload_create_main_conf,     /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_offload_create_loc_conf,      /* create location configuration */
+    ngx_http_offload_merge_loc_conf        /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_offload_module = {
+    NGX_MODULE_V1,
+    &ngx_http_offload_module_ctx,          /* module context */
+    ngx_http_offload_commands,             /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_offload_init_process,         /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_offload_exit_process,         /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_str_t  ngx_http_offload_request_id = ngx_string("request_id");
+
+
+static ngx_int_t
+ngx_http_offload_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                     rc;
+    ngx_str_t                     queue;
+    ngx_http_offload_ctx_t       *ctx;
+    ngx_http_offload_loc_conf_t  *olcf;
+
+    if (!(r->method & NGX_HTTP_POST)) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        if (ngx_http_offload_add_header(r, "Allow", (u_char *) "POST", 4)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_offload_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                           "method_not_allowed",
+                                           "only POST is allowed");
+    }
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
+
+    if (ngx_http_complex_value(r, olcf->queue, &queue) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (!offload_queue_name_valid((char *) queue.data, queue.len)) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_offload_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                           "bad_queue",
+                                           "invalid queue name");
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_offload_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->request = r;
+    ctx->peer = olcf->peer;
+    ctx->queue = queue;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_offload_module);
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_offload_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_offload_body_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                rc;
+    ngx_http_offload_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_offload_module);
+
+    rc = ngx_http_offload_submit(r, ctx);
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+/* Returns NGX_DONE with the request parked, or what to finalize it with. */
+
+static ngx_int_t
+ngx_http_offload_submit(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
+{
+    int                            argc;
+    size_t                         offset;
+    u_char                         buf[128];
+    char                           stream[OFFLOAD_KEY_MAX];
+    uint64_t                       seq;
+    ngx_int_t                      rc;
+    ngx_str_t                      body;
+    ngx_time_t                    *tp;
+    const char                    *err;
+    const char                    *argv[OFFLOAD_JOB_ARGC];
+    size_t                         argvlen[OFFLOAD_JOB_ARGC];
+    offload_job_t                  job;
+    offload_job_scratch_t          scratch;
+    ngx_http_cleanup_t            *cln;
+    ngx_http_variable_value_t     *rid;
+    ngx_http_offload_loc_conf_t   *olcf;
+    ngx_http_offload_main_conf_t  *omcf;
+
+    rc = ngx_http_offload_body(r, &body);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (body.len == 0) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                           "bad_json", "empty body");
+    }
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
+
+    if (olcf->validate_json
+        && offload_json_check((char *) body.data, body.len, &offset, &err)
+           != 0)
+    {
+        ngx_snprintf(buf, sizeof(buf) - 1, "invalid JSON at offset %uz: %s%Z",
+                     offset, err);
+        buf[sizeof(buf) - 1] = '\0';
+
+        return ngx_http_offload_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                           "bad_json", (char *) buf);
+    }
+
+    if (!ctx->peer->command.up) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "redis_unavailable",
+                                           "redis is not reachable");
+    }
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_offload_cleanup;
+    cln->data = ctx;
+
+    seq = ++ngx_http_offload_worker.seq;
+    offload_job_id_format((char *) ctx->id, ngx_http_offload_worker.nonce,
+                          seq);
+
+    tp = ngx_timeofday();
+
+    ngx_memzero(&job, sizeof(offload_job_t));
+    job.version = OFFLOAD_PROTO_VERSION;
+    job.id.data = (char *) ctx->id;
+    job.id.len = OFFLOAD_JOB_ID_LEN;
+    job.payload.data = (char *) body.data;
+    job.payload.len = body.len;
+    job.reply.data = ngx_http_offload_worker.channel;
+    job.reply.len = ngx_http_offload_worker.channel_len;
+    job.submitted_ms = (int64_t) tp->sec * 1000 + tp->msec;
+    job.deadline_ms = job.submitted_ms + olcf->timeout;
+    job.attempt = 1;
+
+    omcf = ngx_http_get_module_main_conf(r, ngx_http_offload_module);
+
+    rid = ngx_http_get_indexed_variable(r, omcf->request_id_index);
+    if (rid != NULL && !rid->not_found) {
+        job.request_id.data = (char *) rid->data;
+        job.request_id.len = rid->len;
+    }
+
+    if (offload_stream_key(stream, sizeof(stream), (char *) ctx->queue.data,
+                           ctx->queue.len)
+        < 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    argc = offload_job_argv(&job, stream, &scratch, argv, argvlen);
+
+    if (ngx_http_offload_link_send(&ctx->peer->command,
+                                   ngx_http_offload_xadd_done,
+                                   (void *) (uintptr_t) seq,
+                                   argc, argv, argvlen)
+        != NGX_OK)
+    {
+        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "redis_unavailable",
+                                           "redis is not reachable");
+    }
+
+    ctx->node.key = (ngx_rbtree_key_t) seq;
+    ngx_http_offload_park(ctx, olcf->timeout);
+
+    /* notice a client that gives up: 499 */
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "offload: job %*s parked", (size_t) OFFLOAD_JOB_ID_LEN,
+                   ctx->id);
+
+    return NGX_DONE;
+}
+
+
+/* The body as one piece of memory, never from a file. */
+
+static ngx_int_t
+ngx_http_offload_body(ngx_http_request_t *r, ngx_str_t *body)
+{
+    u_char       *p;
+    size_t        len;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    body->data = NULL;
+    body->len = 0;
+
+    if (r->request_body == NULL) {
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file || r->request_body->temp_file) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "offload: the request body was buffered to a file, "
+                          "offload_pass needs it in memory "
+                          "(client_body_in_file_only?)");
+
+            return ngx_http_offload_send_error(r,
+                                         NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                         "internal",
+                                         "request body not in memory");
+        }
+
+        len += b->last - b->pos;
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl == NULL || len == 0) {
+        return NGX_OK;
+    }
+
+    if (cl->next == NULL) {
+        body->data = cl->buf->pos;
+        body->len = len;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    body->data = p;
+    body->len = len;
+
+    for ( /* void */ ; cl; cl = cl->next) {
+        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_offload_cleanup(void *data)
+{
+    ngx_http_offload_ctx_t  *ctx = data;
+
+    ngx_http_offload_unpark(ctx);
+}
+
+
+void
+ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
+    offload_result_t *res)
+{
+    u_char              *p, timing[96];
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    ngx_http_offload_unpark(ctx);
+
+    p = ngx_pnalloc(r->pool, res->body.len);
+    if (p == NULL) {
+        ngx_http_offload_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_memcpy(p, res->body.data, res->body.len);
+
+    rc = ngx_http_offload_add_header(r, "X-Offload-Job-Id", ctx->id,
+                                     OFFLOAD_JOB_ID_LEN);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_offload_add_header(r, "Server-Timing", timing,
+                 ngx_snprintf(timing, sizeof(timing),
+                              "queue;dur=%L.%03L, run;dur=%L.%03L",
+                              res->queue_us / 1000, res->queue_us % 1000,
+                              res->run_us / 1000, res->run_us % 1000)
+                 - timing);
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_offload_send(r, res->status, p, res->body.len);
+    }
+
+    ngx_http_offload_finish(ctx, rc);
+}
+
+
+void
+ngx_http_offload_answer_error(ngx_http_offload_ctx_t *ctx, ngx_uint_t status,
+    const char *code, const char *message)
+{
+    ngx_http_offload_unpark(ctx);
+
+    ngx_http_offload_finish(ctx, ngx_http_offload_send_error(ctx->request,
+                                                             status, code,
+                                                             message));
+}
+
+
+/* Finalizes a parked request from a foreign event: a redis fd, a timer. */
+
+static void
+ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx, ngx_int_t rc)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_int_t
+ngx_http_offload_send(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
+    size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body;
+    b->last = body + len;
+    b->memory = len ? 1 : 0;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/* {"error":{"code":…,"message":…}}; code and message are plain ASCII. */
+
+static ngx_int_t
+ngx_http_offload_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message)
+{
+    u_char  *p, *last;
+    size_t   len;
+
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE
+        && ngx_http_offload_add_header(r, "Retry-After", (u_char *) "1", 1)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    len = sizeof("{\"error\":{\"code\":\"\",\"message\":\"\"}}") - 1
+          + ngx_strlen(code) + ngx_strlen(message);
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    last = ngx_snprintf(p, len, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
+                        code, message);
+
+    return ngx_http_offload_send(r, status, p, last - p);
+}
+
+
+static ngx_int_t
+ngx_http_offload_add_header(ngx_http_request_t *r, const char *name,
+    u_char *value, size_t len)
+{
+    u_char           *p;
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        h->hash = 0;
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, value, len);
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value.data = p;
+    h->value.len = len;
+
+    return NGX_OK;
+}
+
+
+/* One peer per distinct (address, password, db), shared by locations. */
+
+static ngx_http_offload_peer_t *
+ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *password,
+    ngx_uint_t db)
+{
+    ngx_uint_t                     i;
+    offload_addr_t                 parsed;
+    ngx_http_offload_peer_t       *peer, **peerp;
+    ngx_http_offload_main_conf_t  *omcf;
+
+    if (offload_addr_parse(&parsed, (char *) addr->data, addr->len) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid redis address \"%V\"", addr);
+        return NULL;
+    }
+
+    omcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_offload_module);
+
+    peerp = omcf->peers.elts;
+
+    for (i = 0; i < omcf->peers.nelts; i++) {
+        peer = peerp[i];
+
+        if (peer->addr.is_unix == parsed.is_unix
+            && peer->addr.port == parsed.port
+            && ngx_strcmp(peer->addr.host, parsed.host) == 0
+            && peer->db == db
+            && peer->password.len == password->len
+            && ngx_memcmp(peer->password.data, password->data,
+                          password->len) == 0)
+        {
+            return peer;
+        }
+    }
+
+    peer = ngx_pcalloc(cf->pool, sizeof(ngx_http_offload_peer_t));
+    if (peer == NULL) {
+        return NULL;
+    }
+
+    peerp = ngx_array_push(&omcf->peers);
+    if (peerp == NULL) {
+        return NULL;
+    }
+
+    *peerp = peer;
+
+    peer->name = *addr;
+    peer->addr = parsed;
+    peer->password = *password;
+    peer->db = db;
+
+    return peer;
+}
+
+
+static char *
+ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_offload_loc_conf_t *olcf = conf;
+
+    ngx_int_t    db;
+    ngx_str_t   *value, password;
+    ngx_uint_t   i;
+
+    if (olcf->peer != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    ngx_str_null(&password);
+    db = 0;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
+            password.data = value[i].data + 9;
+            password.len = value[i].len - 9;
+
+            if (password.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            db = ngx_atoi(value[i].data + 3, value[i].len - 3);
+
+            if (db == NGX_ERROR) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    olcf->peer = ngx_http_offload_peer_get(cf, &value[1], &password, db);
+    if (olcf->peer == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_offload_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_offload_loc_conf_t *olcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_http_core_loc_conf_t          *clcf;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (olcf->queue) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    olcf->queue = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (olcf->queue == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = olcf->queue;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (olcf->queue->lengths == NULL
+        && !offload_queue_name_valid((char *) value[1].data, value[1].len))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid queue name \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_offload_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_offload_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_offload_main_conf_t  *omcf;
+
+    omcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_offload_main_conf_t));
+    if (omcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&omcf->peers, cf->pool, 2,
+                       sizeof(ngx_http_offload_peer_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    omcf->request_id_index = NGX_ERROR;
+
+    return omcf;
+}
+
+
+static void *
+ngx_http_offload_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_offload_loc_conf_t  *olcf;
+
+    olcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_offload_loc_conf_t));
+    if (olcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     olcf->queue = NULL;
+     */
+
+    olcf->peer = NGX_CONF_UNSET_PTR;
+    olcf->timeout = NGX_CONF_UNSET_MSEC;
+    olcf->validate_json = NGX_CONF_UNSET;
+
+    return olcf;
+}
+
+
+static char *
+ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_offload_loc_conf_t *prev = parent;
+    ngx_http_offload_loc_conf_t *conf = child;
+
+    ngx_str_t                  addr, password;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    ngx_conf_merge_ptr_value(conf->peer, prev->peer, NULL);
+    ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 30000);
+    ngx_conf_merge_value(conf->validate_json, prev->validate_json, 1);
+
+    /* offload_pass, like proxy_pass, is not inherited */
+
+    if (conf->queue == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->peer == NULL) {
+        ngx_str_set(&addr, NGX_HTTP_OFFLOAD_DEFAULT_REDIS);
+        ngx_str_null(&password);
+
+        conf->peer = ngx_http_offload_peer_get(cf, &addr, &password, 0);
+        if (conf->peer == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    conf->peer->used = 1;
+
+    /*
+     * The job carries the body, so it must be read into one memory buffer:
+     * raise client_body_buffer_size to client_max_body_size so that nginx
+     * never spills it to a temp file.  During the merge cf->ctx holds this
+     * location's configurations.
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->client_max_body_size > 0
+        && (off_t) clcf->client_body_buffer_size
+           < clcf->client_max_body_size)
+    {
+        clcf->client_body_buffer_size = (size_t) clcf->client_max_body_size;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_offload_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_offload_main_conf_t  *omcf;
+
+    omcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_offload_module);
+
+    omcf->request_id_index = ngx_http_get_variable_index(cf,
+                                                 &ngx_http_offload_request_id);
+    if (omcf->request_id_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The worker's nonce names its jobs and its reply channel: random bytes
+ * mixed with the pid, so two workers never share one even if the random
+ * source fails.
+ */
+
+static void
+ngx_http_offload_make_nonce(ngx_cycle_t *cycle)
+{
+    ssize_t    n;
+    uint64_t   v;
+    ngx_fd_t   fd;
+    ngx_uint_t i;
+
+    v = 0;
+
+    fd = ngx_open_file("/dev/urandom", NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd != NGX_INVALID_FILE) {
+        n = read(fd, &v, sizeof(v));
+
+        if (n != (ssize_t) sizeof(v)) {
+            v = 0;
+        }
+
+        (void) ngx_close_file(fd);
+    }
+
+    if (v == 0) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, ngx_errno,
+                      "offload: no random nonce from /dev/urandom");
+        v = ((uint64_t) ngx_time() << 32) ^ (uint64_t) ngx_random();
+    }
+
+    v ^= (uint64_t) ngx_pid << 40;
+
+    for (i = 0; i < OFFLOAD_NONCE_LEN; i++) {
+        ngx_http_offload_worker.nonce[OFFLOAD_NONCE_LEN - 1 - i] =
+            "0123456789abcdef"[v & 0xf];
+        v >>= 4;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_offload_init_process(ngx_cycle_t *cycle)
+{
+    int                             len;
+    ngx_uint_t                      i;
+    ngx_http_offload_peer_t       **peerp;
+    ngx_http_offload_main_conf_t   *omcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    omcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_offload_module);
+    if (omcf == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_http_offload_make_nonce(cycle);
+
+    len = offload_reply_channel(ngx_http_offload_worker.channel,
+                                sizeof(ngx_http_offload_worker.channel),
+                                ngx_http_offload_worker.nonce,
+                                OFFLOAD_NONCE_LEN);
+    if (len < 0) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_offload_worker.channel_len = len;
+    ngx_http_offload_worker.seq = 0;
+
+    peerp = omcf->peers.elts;
+
+    for (i = 0; i < omcf->peers.nelts; i++) {
+        if (peerp[i]->used) {
+            ngx_http_offload_peer_start(peerp[i], cycle->log);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_offload_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                      i;
+    ngx_http_offload_peer_t       **peerp;
+    ngx_http_offload_main_conf_t   *omcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return;
+    }
+
+    omcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_offload_module);
+    if (omcf == NULL) {
+        return;
+    }
+
+    peerp = omcf->peers.elts;
+
+    for (i = 0; i < omcf->peers.nelts; i++) {
+        if (peerp[i]->used) {
+            ngx_http_offload_peer_stop(peerp[i]);
+        }
+    }
+}

@@ -1,0 +1,541 @@
+
+/*
+ * ngx_http_offload_redis.c -- a hiredis 0.14 async context driven by nginx:
+ * the context's socket is wrapped in an nginx connection and its event
+ * hooks map onto nginx events.  hiredis 0.14 has no timeouts of its own, so
+ * the connect timeout, the command watchdog and the reconnect backoff are
+ * nginx timers.  A context is never reused: every reconnect makes a new one.
+ */
+
+
+#include <sys/ioctl.h>
+
+#include "ngx_http_offload_module.h"
+
+
+static void ngx_http_offload_link_read_handler(ngx_event_t *rev);
+static void ngx_http_offload_link_write_handler(ngx_event_t *wev);
+static void ngx_http_offload_link_add_read(void *privdata);
+static void ngx_http_offload_link_del_read(void *privdata);
+static void ngx_http_offload_link_add_write(void *privdata);
+static void ngx_http_offload_link_del_write(void *privdata);
+static void ngx_http_offload_link_cleanup(void *privdata);
+static void ngx_http_offload_link_connected(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_offload_link_disconnected(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_offload_link_setup_done(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_offload_link_failed(ngx_http_offload_link_t *link,
+    const char *err);
+static void ngx_http_offload_link_schedule(ngx_http_offload_link_t *link);
+static void ngx_http_offload_link_reconnect_handler(ngx_event_t *ev);
+static void ngx_http_offload_link_timeout_handler(ngx_event_t *ev);
+
+
+void
+ngx_http_offload_link_init(ngx_http_offload_link_t *link,
+    ngx_http_offload_peer_t *peer, const char *role,
+    ngx_http_offload_link_up_pt on_up, ngx_log_t *log)
+{
+    link->peer = peer;
+    link->role = role;
+    link->on_up = on_up;
+    link->log = log;
+
+    link->reconnect.handler = ngx_http_offload_link_reconnect_handler;
+    link->reconnect.data = link;
+    link->reconnect.log = log;
+    link->reconnect.cancelable = 1;
+
+    link->connect_timer.handler = ngx_http_offload_link_timeout_handler;
+    link->connect_timer.data = link;
+    link->connect_timer.log = log;
+    link->connect_timer.cancelable = 1;
+
+    link->watchdog.handler = ngx_http_offload_link_timeout_handler;
+    link->watchdog.data = link;
+    link->watchdog.log = log;
+    link->watchdog.cancelable = 1;
+}
+
+
+void
+ngx_http_offload_link_connect(ngx_http_offload_link_t *link)
+{
+    char                     db[NGX_INT_T_LEN + 1];
+    const char              *argv[2];
+    size_t                   argvlen[2];
+    ngx_connection_t        *c;
+    redisAsyncContext       *ac;
+    ngx_http_offload_peer_t *peer;
+
+    peer = link->peer;
+
+    if (peer->addr.is_unix) {
+        ac = redisAsyncConnectUnix(peer->addr.host);
+
+    } else {
+        ac = redisAsyncConnect(peer->addr.host, peer->addr.port);
+    }
+
+    if (ac == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, link->log, 0,
+                      "offload: redis %V: cannot allocate a context",
+                      &peer->name);
+        ngx_http_offload_link_schedule(link);
+        return;
+    }
+
+    if (ac->err) {
+        ngx_http_offload_link_failed(link, ac->errstr);
+        redisAsyncFree(ac);
+        ngx_http_offload_link_schedule(link);
+        return;
+    }
+
+    c = ngx_get_connection(ac->c.fd, link->log);
+    if (c == NULL) {
+        redisAsyncFree(ac);
+        ngx_http_offload_link_schedule(link);
+        return;
+    }
+
+    c->data = link;
+    c->read->handler = ngx_http_offload_link_read_handler;
+    c->write->handler = ngx_http_offload_link_write_handler;
+    c->read->log = link->log;
+    c->write->log = link->log;
+
+    link->ac = ac;
+    link->connection = c;
+    link->generation++;
+
+    ac->data = link;
+
+    /* the hooks must be in place before the connect callback is set:
+     * hiredis learns that the socket connected from the first write event */
+
+    ac->ev.data = c;
+    ac->ev.addRead = ngx_http_offload_link_add_read;
+    ac->ev.delRead = ngx_http_offload_link_del_read;
+    ac->ev.addWrite = ngx_http_offload_link_add_write;
+    ac->ev.delWrite = ngx_http_offload_link_del_write;
+    ac->ev.cleanup = ngx_http_offload_link_cleanup;
+
+    redisAsyncSetConnectCallback(ac, ngx_http_offload_link_connected);
+    redisAsyncSetDisconnectCallback(ac, ngx_http_offload_link_disconnected);
+
+    /* queued now, written first once connected */
+
+    if (peer->password.len) {
+        argv[0] = "AUTH";
+        argvlen[0] = 4;
+        argv[1] = (const char *) peer->password.data;
+        argvlen[1] = peer->password.len;
+
+        (void) ngx_http_offload_link_send(link,
+                                          ngx_http_offload_link_setup_done,
+                                          NULL, 2, argv, argvlen);
+    }
+
+    if (peer->db) {
+        argv[0] = "SELECT";
+        argvlen[0] = 6;
+        argv[1] = db;
+        argvlen[1] = ngx_sprintf((u_char *) db, "%ui", peer->db)
+                     - (u_char *) db;
+
+        (void) ngx_http_offload_link_send(link,
+                                          ngx_http_offload_link_setup_done,
+                                          NULL, 2, argv, argvlen);
+    }
+
+    ngx_add_timer(&link->connect_timer, NGX_HTTP_OFFLOAD_CONNECT_TIMEOUT);
+}
+
+
+/*
+ * Frees the context now (or, from inside one of its callbacks, as soon as
+ * that callback returns).  Pending callbacks run with reply == NULL and the
+ * cleanup hook schedules the reconnect.
+ */
+
+void
+ngx_http_offload_link_drop(ngx_http_offload_link_t *link)
+{
+    if (link->ac) {
+        redisAsyncFree(link->ac);
+    }
+}
+
+
+void
+ngx_http_offload_link_close(ngx_http_offload_link_t *link)
+{
+    link->exiting = 1;
+
+    if (link->reconnect.timer_set) {
+        ngx_del_timer(&link->reconnect);
+    }
+
+    ngx_http_offload_link_drop(link);
+}
+
+
+ngx_int_t
+ngx_http_offload_link_send(ngx_http_offload_link_t *link, redisCallbackFn *fn,
+    void *privdata, int argc, const char **argv, const size_t *argvlen)
+{
+    if (link->ac == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (redisAsyncCommandArgv(link->ac, fn, privdata, argc, argv, argvlen)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    link->inflight++;
+
+    if (!link->watchdog.timer_set) {
+        ngx_add_timer(&link->watchdog, NGX_HTTP_OFFLOAD_WATCHDOG);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Every reply callback of a command sent with ngx_http_offload_link_send()
+ * starts here: a reply proves the connection alive, so the watchdog restarts
+ * while commands remain unanswered.
+ */
+
+ngx_http_offload_link_t *
+ngx_http_offload_link_replied(redisAsyncContext *ac, redisReply *reply)
+{
+    ngx_http_offload_link_t  *link;
+
+    link = ac->data;
+
+    if (reply == NULL) {
+        return link;
+    }
+
+    if (link->inflight) {
+        link->inflight--;
+    }
+
+    if (link->inflight) {
+        ngx_add_timer(&link->watchdog, NGX_HTTP_OFFLOAD_WATCHDOG);
+
+    } else if (link->watchdog.timer_set) {
+        ngx_del_timer(&link->watchdog);
+    }
+
+    return link;
+}
+
+
+static void
+ngx_http_offload_link_read_handler(ngx_event_t *rev)
+{
+    int                       n;
+    ngx_uint_t                eof_read;
+    ngx_socket_t              fd;
+    ngx_connection_t         *c;
+    redisAsyncContext        *ac;
+    ngx_http_offload_link_t  *link;
+
+    c = rev->data;
+    link = c->data;
+    ac = link->ac;
+    fd = c->fd;
+    eof_read = 0;
+
+    /*
+     * redisBufferRead() takes at most 16 KB per call and the events are
+     * edge-triggered: read until the socket is empty.  A handler may free
+     * the context (and close c), so only the saved fd and link are used
+     * after each round.
+     */
+
+    for ( ;; ) {
+        redisAsyncHandleRead(ac);
+
+        if (link->ac != ac) {
+            return;
+        }
+
+        if (ioctl(fd, FIONREAD, &n) == -1) {
+            return;
+        }
+
+        if (n > 0) {
+            continue;
+        }
+
+        /* a FIN that came with the data raises no further event */
+
+        if (rev->pending_eof && !eof_read) {
+            eof_read = 1;
+            continue;
+        }
+
+        return;
+    }
+}
+
+
+static void
+ngx_http_offload_link_write_handler(ngx_event_t *wev)
+{
+    ngx_connection_t         *c;
+    ngx_http_offload_link_t  *link;
+
+    c = wev->data;
+    link = c->data;
+
+    if (link->ac) {
+        redisAsyncHandleWrite(link->ac);
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_offload_event_flags(void)
+{
+    return (ngx_event_flags & NGX_USE_CLEAR_EVENT) ? NGX_CLEAR_EVENT
+                                                   : NGX_LEVEL_EVENT;
+}
+
+
+static void
+ngx_http_offload_link_add_read(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    if (!c->read->active
+        && ngx_add_event(c->read, NGX_READ_EVENT,
+                         ngx_http_offload_event_flags())
+           != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
+                      "offload: cannot add a redis read event");
+    }
+}
+
+
+static void
+ngx_http_offload_link_del_read(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT,
+                             ngx_http_offload_event_flags());
+    }
+}
+
+
+/*
+ * Adding the write event (re)arms it with EPOLL_CTL_ADD/MOD, which reports
+ * a writable socket at once even under edge triggering.
+ */
+
+static void
+ngx_http_offload_link_add_write(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    if (!c->write->active
+        && ngx_add_event(c->write, NGX_WRITE_EVENT,
+                         ngx_http_offload_event_flags())
+           != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
+                      "offload: cannot add a redis write event");
+    }
+}
+
+
+static void
+ngx_http_offload_link_del_write(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT,
+                             ngx_http_offload_event_flags());
+    }
+}
+
+
+/*
+ * hiredis calls this exactly once for every context it frees, whatever the
+ * cause: failed connect, lost connection, redisAsyncFree().  So this is the
+ * one place that schedules the reconnect.
+ */
+
+static void
+ngx_http_offload_link_cleanup(void *privdata)
+{
+    ngx_connection_t         *c = privdata;
+    ngx_http_offload_link_t  *link;
+
+    link = c->data;
+
+    ngx_close_connection(c);
+
+    /* hiredis would close the fd again, and it may be reused by now */
+    link->ac->c.fd = -1;
+
+    link->ac = NULL;
+    link->connection = NULL;
+    link->up = 0;
+    link->subscribed = 0;
+    link->inflight = 0;
+
+    if (link->connect_timer.timer_set) {
+        ngx_del_timer(&link->connect_timer);
+    }
+
+    if (link->watchdog.timer_set) {
+        ngx_del_timer(&link->watchdog);
+    }
+
+    if (!link->exiting) {
+        ngx_http_offload_link_schedule(link);
+    }
+}
+
+
+static void
+ngx_http_offload_link_connected(const redisAsyncContext *ac, int status)
+{
+    ngx_http_offload_link_t  *link;
+
+    link = ac->data;
+
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this; see the cleanup hook */
+        ngx_http_offload_link_failed(link, ac->errstr);
+        return;
+    }
+
+    if (link->connect_timer.timer_set) {
+        ngx_del_timer(&link->connect_timer);
+    }
+
+    link->up = 1;
+    link->backoff = 0;
+    link->failures = 0;
+
+    ngx_log_error(NGX_LOG_NOTICE, link->log, 0,
+                  "offload: redis %V %s connection up",
+                  &link->peer->name, link->role);
+
+    link->on_up(link);
+}
+
+
+static void
+ngx_http_offload_link_disconnected(const redisAsyncContext *ac, int status)
+{
+    ngx_http_offload_link_t  *link;
+
+    link = ac->data;
+
+    if (link->exiting) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, link->log, 0,
+                  "offload: redis %V %s connection lost: %s",
+                  &link->peer->name, link->role,
+                  (status == REDIS_OK || ac->errstr[0] == '\0')
+                  ? "dropped" : ac->errstr);
+}
+
+
+static void
+ngx_http_offload_link_setup_done(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply               *reply = r;
+    ngx_http_offload_link_t  *link;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                      "offload: redis %V %s connection setup failed: %s",
+                      &link->peer->name, link->role, reply->str);
+        ngx_http_offload_link_drop(link);
+    }
+}
+
+
+/* the first failure in a row is worth a warning, the retries are not */
+
+static void
+ngx_http_offload_link_failed(ngx_http_offload_link_t *link, const char *err)
+{
+    ngx_uint_t  level;
+
+    level = (link->failures++ == 0) ? NGX_LOG_WARN : NGX_LOG_INFO;
+
+    ngx_log_error(level, link->log, 0,
+                  "offload: redis %V %s connection failed: %s",
+                  &link->peer->name, link->role, err);
+}
+
+
+static void
+ngx_http_offload_link_schedule(ngx_http_offload_link_t *link)
+{
+    ngx_msec_t  delay;
+
+    if (link->backoff == 0) {
+        link->backoff = NGX_HTTP_OFFLOAD_BACKOFF_MIN;
+
+    } else {
+        link->backoff = ngx_min(link->backoff * 2,
+                                NGX_HTTP_OFFLOAD_BACKOFF_MAX);
+    }
+
+    /* jitter: workers of many nginx hosts must not reconnect in step */
+    delay = link->backoff + (ngx_msec_t) ngx_random() % (link->backoff / 2);
+
+    ngx_add_timer(&link->reconnect, delay);
+}
+
+
+static void
+ngx_http_offload_link_reconnect_handler(ngx_event_t *ev)
+{
+    ngx_http_offload_link_t  *link = ev->data;
+
+    if (link->ac == NULL && !link->exiting) {
+        ngx_http_offload_link_connect(link);
+    }
+}
+
+
+/* the connect timeout and the watchdog: either way the link is dropped */
+
+static void
+ngx_http_offload_link_timeout_handler(ngx_event_t *ev)
+{
+    ngx_http_offload_link_t  *link = ev->data;
+
+    ngx_log_error(NGX_LOG_WARN, link->log, 0,
+                  "offload: redis %V %s connection: %s, dropping it",
+                  &link->peer->name, link->role,
+                  ev == &link->connect_timer ? "connect timed out"
+                                             : "no reply in time");
+
+    ngx_http_offload_link_drop(link);
+}

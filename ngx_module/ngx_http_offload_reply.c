@@ -1,0 +1,458 @@
+
+/*
+ * ngx_http_offload_reply.c -- the way back: the pending-request table, the
+ * subscriber on this worker's reply channel, and the delivery of results.
+ *
+ * hiredis callbacks never see a request: their privdata is the job's
+ * sequence number, looked up in the peer's pending tree.  A request that is
+ * gone has left the tree (its cleanup did that), so a late reply finds
+ * nothing and is dropped.
+ */
+
+
+#include "ngx_http_offload_module.h"
+
+
+static ngx_http_offload_ctx_t *ngx_http_offload_lookup(
+    ngx_http_offload_peer_t *peer, void *privdata);
+static void ngx_http_offload_deliver(ngx_http_offload_peer_t *peer,
+    ngx_http_offload_ctx_t *ctx, const char *msg, size_t len);
+static void ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx);
+static void ngx_http_offload_recover(ngx_http_offload_peer_t *peer);
+static void ngx_http_offload_command_up(ngx_http_offload_link_t *link);
+static void ngx_http_offload_subscriber_up(ngx_http_offload_link_t *link);
+static void ngx_http_offload_message(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_offload_get_done(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_offload_deadline_handler(ngx_event_t *ev);
+static void ngx_http_offload_ping_handler(ngx_event_t *ev);
+static void ngx_http_offload_ping_done(redisAsyncContext *ac, void *r,
+    void *privdata);
+
+
+void
+ngx_http_offload_peer_start(ngx_http_offload_peer_t *peer, ngx_log_t *log)
+{
+    ngx_rbtree_init(&peer->pending, &peer->sentinel,
+                    ngx_rbtree_insert_value);
+
+    ngx_http_offload_link_init(&peer->command, peer, "command",
+                               ngx_http_offload_command_up, log);
+    ngx_http_offload_link_init(&peer->subscriber, peer, "subscriber",
+                               ngx_http_offload_subscriber_up, log);
+
+    peer->ping.handler = ngx_http_offload_ping_handler;
+    peer->ping.data = peer;
+    peer->ping.log = log;
+    peer->ping.cancelable = 1;
+
+    ngx_http_offload_link_connect(&peer->command);
+    ngx_http_offload_link_connect(&peer->subscriber);
+
+    ngx_add_timer(&peer->ping, NGX_HTTP_OFFLOAD_PING_INTERVAL);
+}
+
+
+void
+ngx_http_offload_peer_stop(ngx_http_offload_peer_t *peer)
+{
+    if (peer->ping.timer_set) {
+        ngx_del_timer(&peer->ping);
+    }
+
+    /* the process is leaving: callbacks run by the frees below must not
+     * answer requests any more */
+    ngx_rbtree_init(&peer->pending, &peer->sentinel,
+                    ngx_rbtree_insert_value);
+
+    ngx_http_offload_link_close(&peer->command);
+    ngx_http_offload_link_close(&peer->subscriber);
+}
+
+
+void
+ngx_http_offload_park(ngx_http_offload_ctx_t *ctx, ngx_msec_t timeout)
+{
+    ngx_rbtree_insert(&ctx->peer->pending, &ctx->node);
+    ctx->parked = 1;
+
+    ctx->deadline.handler = ngx_http_offload_deadline_handler;
+    ctx->deadline.data = ctx;
+    ctx->deadline.log = ctx->request->connection->log;
+
+    ngx_add_timer(&ctx->deadline, timeout);
+}
+
+
+/* idempotent: runs before answering and again as the request's cleanup */
+
+void
+ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx)
+{
+    if (ctx->parked) {
+        ngx_rbtree_delete(&ctx->peer->pending, &ctx->node);
+        ctx->parked = 0;
+    }
+
+    if (ctx->deadline.timer_set) {
+        ngx_del_timer(&ctx->deadline);
+    }
+}
+
+
+static ngx_http_offload_ctx_t *
+ngx_http_offload_lookup(ngx_http_offload_peer_t *peer, void *privdata)
+{
+    ngx_rbtree_key_t    key;
+    ngx_rbtree_node_t  *node, *sentinel;
+
+    key = (ngx_rbtree_key_t) (uintptr_t) privdata;
+    node = peer->pending.root;
+    sentinel = peer->pending.sentinel;
+
+    while (node != sentinel) {
+
+        if (key == node->key) {
+            return (ngx_http_offload_ctx_t *) node;
+        }
+
+        node = (key < node->key) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+void
+ngx_http_offload_xadd_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply               *reply = r;
+    ngx_http_offload_ctx_t   *ctx;
+    ngx_http_offload_link_t  *link;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+
+    ctx = ngx_http_offload_lookup(link->peer, privdata);
+    if (ctx == NULL) {
+        return;
+    }
+
+    if (reply == NULL) {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "redis_unavailable",
+                                      "the redis connection was lost");
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "offload: XADD to queue \"%V\" failed: %s",
+                      &ctx->queue, reply->str);
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "redis_unavailable",
+                                      "redis refused the job");
+        return;
+    }
+
+    ctx->submitted = 1;
+}
+
+
+/*
+ * Decodes a result and answers its request.  With ctx known (a GET of the
+ * result key) an undecodable result fails that request with 502; from the
+ * channel, the request is found by the id in the result.
+ */
+
+static void
+ngx_http_offload_deliver(ngx_http_offload_peer_t *peer,
+    ngx_http_offload_ctx_t *ctx, const char *msg, size_t len)
+{
+    uint64_t           seq;
+    const char        *err;
+    offload_result_t   res;
+
+    if (offload_result_decode(&res, msg, len, &err) != 0) {
+
+        if (ctx == NULL) {
+            ngx_log_error(NGX_LOG_INFO, peer->subscriber.log, 0,
+                          "offload: ignored a message on %s: %s",
+                          ngx_http_offload_worker.channel, err);
+            return;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "offload: undecodable result on queue \"%V\": %s",
+                      &ctx->queue, err);
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_BAD_GATEWAY,
+                                      "bad_result",
+                                      "the worker's result is undecodable");
+        return;
+    }
+
+    if (ctx == NULL) {
+        if (offload_job_id_seq(res.id.data, res.id.len, &seq) != 0) {
+            ngx_log_error(NGX_LOG_INFO, peer->subscriber.log, 0,
+                          "offload: ignored a result for a foreign id");
+            return;
+        }
+
+        ctx = ngx_http_offload_lookup(peer, (void *) (uintptr_t) seq);
+        if (ctx == NULL) {
+            return;
+        }
+    }
+
+    if (res.id.len != OFFLOAD_JOB_ID_LEN
+        || ngx_memcmp(res.id.data, ctx->id, OFFLOAD_JOB_ID_LEN) != 0)
+    {
+        ngx_log_error(NGX_LOG_INFO, peer->subscriber.log, 0,
+                      "offload: ignored a result for a foreign id");
+        return;
+    }
+
+    ngx_http_offload_answer_result(ctx, &res);
+}
+
+
+static void
+ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx)
+{
+    int          len;
+    char         key[OFFLOAD_KEY_MAX];
+    const char  *argv[2];
+    size_t       argvlen[2];
+
+    len = offload_result_key(key, sizeof(key), (char *) ctx->queue.data,
+                             ctx->queue.len, (char *) ctx->id,
+                             OFFLOAD_JOB_ID_LEN);
+    if (len < 0) {
+        return;
+    }
+
+    argv[0] = "GET";
+    argvlen[0] = 3;
+    argv[1] = key;
+    argvlen[1] = len;
+
+    (void) ngx_http_offload_link_send(&ctx->peer->command,
+                                      ngx_http_offload_get_done,
+                                      (void *) (uintptr_t) ctx->node.key,
+                                      2, argv, argvlen);
+}
+
+
+static void
+ngx_http_offload_get_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply               *reply = r;
+    ngx_http_offload_ctx_t   *ctx;
+    ngx_http_offload_link_t  *link;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+
+    ctx = ngx_http_offload_lookup(link->peer, privdata);
+    if (ctx == NULL) {
+        return;
+    }
+
+    if (reply != NULL && reply->type == REDIS_REPLY_STRING) {
+        ngx_http_offload_deliver(link->peer, ctx, reply->str, reply->len);
+        return;
+    }
+
+    /* nothing stored: a recovery look keeps waiting, the last look ends */
+
+    if (ctx->expired) {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_GATEWAY_TIME_OUT,
+                                      "timeout", "no result in time");
+    }
+}
+
+
+/*
+ * Results published while the subscriber was not listening are in their
+ * result keys: look for those of every submitted job.
+ */
+
+static void
+ngx_http_offload_recover(ngx_http_offload_peer_t *peer)
+{
+    ngx_rbtree_node_t       *node;
+    ngx_http_offload_ctx_t  *ctx;
+
+    if (!peer->command.up || !peer->subscriber.subscribed
+        || peer->pending.root == peer->pending.sentinel)
+    {
+        return;
+    }
+
+    for (node = ngx_rbtree_min(peer->pending.root, peer->pending.sentinel);
+         node;
+         node = ngx_rbtree_next(&peer->pending, node))
+    {
+        ctx = (ngx_http_offload_ctx_t *) node;
+
+        if (ctx->submitted) {
+            ngx_http_offload_fetch_result(ctx);
+        }
+    }
+}
+
+
+static void
+ngx_http_offload_command_up(ngx_http_offload_link_t *link)
+{
+    ngx_http_offload_recover(link->peer);
+}
+
+
+static void
+ngx_http_offload_subscriber_up(ngx_http_offload_link_t *link)
+{
+    const char  *argv[2];
+    size_t       argvlen[2];
+
+    argv[0] = "SUBSCRIBE";
+    argvlen[0] = 9;
+    argv[1] = ngx_http_offload_worker.channel;
+    argvlen[1] = ngx_http_offload_worker.channel_len;
+
+    if (ngx_http_offload_link_send(link, ngx_http_offload_message, NULL,
+                                   2, argv, argvlen)
+        != NGX_OK)
+    {
+        ngx_http_offload_link_drop(link);
+    }
+}
+
+
+static void
+ngx_http_offload_message(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply               *reply = r;
+    redisReply               *kind, *payload;
+    ngx_http_offload_link_t  *link;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
+        || reply->element[0]->type != REDIS_REPLY_STRING)
+    {
+        ngx_log_error(NGX_LOG_INFO, link->log, 0,
+                      "offload: unexpected reply on the subscriber");
+        return;
+    }
+
+    kind = reply->element[0];
+    payload = reply->element[2];
+
+    if (kind->len == 9 && ngx_strncmp(kind->str, "subscribe", 9) == 0) {
+        link->subscribed = 1;
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, link->log, 0,
+                       "offload: subscribed to %s",
+                       ngx_http_offload_worker.channel);
+        ngx_http_offload_recover(link->peer);
+        return;
+    }
+
+    if (kind->len != 7 || ngx_strncmp(kind->str, "message", 7) != 0
+        || payload->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    if (payload->len == sizeof(OFFLOAD_REPLY_PING) - 1
+        && ngx_strncmp(payload->str, OFFLOAD_REPLY_PING,
+                       sizeof(OFFLOAD_REPLY_PING) - 1) == 0)
+    {
+        return;
+    }
+
+    ngx_http_offload_deliver(link->peer, NULL, payload->str, payload->len);
+}
+
+
+/*
+ * The deadline: first the last look at the result key (the sidecar stores
+ * a result before it publishes it), then 504.
+ */
+
+static void
+ngx_http_offload_deadline_handler(ngx_event_t *ev)
+{
+    ngx_http_offload_ctx_t  *ctx = ev->data;
+
+    if (ctx->expired || !ctx->peer->command.up) {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_GATEWAY_TIME_OUT,
+                                      "timeout", "no result in time");
+        return;
+    }
+
+    ctx->expired = 1;
+
+    ngx_http_offload_fetch_result(ctx);
+
+    ngx_add_timer(ev, NGX_HTTP_OFFLOAD_LAST_LOOK);
+}
+
+
+/*
+ * Subscriber liveness: PING does not work on a subscribed context in
+ * hiredis 0.14, so the command connection publishes "ping" on our own
+ * channel; nobody receiving it means the subscription is gone.
+ */
+
+static void
+ngx_http_offload_ping_handler(ngx_event_t *ev)
+{
+    const char               *argv[3];
+    size_t                    argvlen[3];
+    ngx_http_offload_peer_t  *peer = ev->data;
+
+    if (peer->command.up && peer->subscriber.subscribed) {
+        argv[0] = "PUBLISH";
+        argvlen[0] = 7;
+        argv[1] = ngx_http_offload_worker.channel;
+        argvlen[1] = ngx_http_offload_worker.channel_len;
+        argv[2] = OFFLOAD_REPLY_PING;
+        argvlen[2] = sizeof(OFFLOAD_REPLY_PING) - 1;
+
+        (void) ngx_http_offload_link_send(&peer->command,
+                                  ngx_http_offload_ping_done,
+                                  (void *) peer->subscriber.generation,
+                                  3, argv, argvlen);
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_OFFLOAD_PING_INTERVAL);
+}
+
+
+static void
+ngx_http_offload_ping_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply               *reply = r;
+    ngx_http_offload_link_t  *link, *sub;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+    sub = &link->peer->subscriber;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER
+        || reply->integer != 0
+        || sub->generation != (ngx_uint_t) (uintptr_t) privdata
+        || !sub->subscribed)
+    {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, sub->log, 0,
+                  "offload: redis %V subscriber receives nothing, "
+                  "reconnecting it", &link->peer->name);
+
+    ngx_http_offload_link_drop(sub);
+}
