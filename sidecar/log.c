@@ -22,7 +22,6 @@ int  offload_log_level = OFFLOAD_LOG_INFO;
 
 static int          log_fd = STDERR_FILENO;
 static int          log_syslog;
-static char         log_role[96];
 
 static const char  *level_names[] = {
     "debug", "info", "notice", "warn", "error"
@@ -76,13 +75,6 @@ offload_log_open(const char *target, int level, const char *ident)
 
 
 void
-offload_log_set_role(const char *role)
-{
-    snprintf(log_role, sizeof(log_role), "%s", role ? role : "");
-}
-
-
-void
 offload_log_write(int level, const char *fmt, ...)
 {
     char            line[2048];
@@ -98,8 +90,7 @@ offload_log_write(int level, const char *fmt, ...)
         n = vsnprintf(line, sizeof(line), fmt, ap);
         va_end(ap);
         if (n >= 0) {
-            syslog(syslog_levels[level], "%s%s%s", log_role,
-                   log_role[0] ? ": " : "", line);
+            syslog(syslog_levels[level], "%s", line);
         }
         return;
     }
@@ -108,11 +99,10 @@ offload_log_write(int level, const char *fmt, ...)
     localtime_r(&tv.tv_sec, &tm);
 
     n = snprintf(line, sizeof(line),
-                 "%04d-%02d-%02d %02d:%02d:%02d.%03d [%s] %d %s%s",
+                 "%04d-%02d-%02d %02d:%02d:%02d.%03d [%s] %d ",
                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
                  tm.tm_min, tm.tm_sec, (int) (tv.tv_usec / 1000),
-                 level_names[level], (int) getpid(), log_role,
-                 log_role[0] ? ": " : "");
+                 level_names[level], (int) getpid());
     if (n < 0) {
         n = 0;
     }

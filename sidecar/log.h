@@ -26,9 +26,6 @@ int offload_log_level_parse(const char *name);
  * Returns 0, or -1 with errno set when the file cannot be opened. */
 int offload_log_open(const char *target, int level, const char *ident);
 
-/* Prefix added to every line, e.g. "worker echo:0"; NULL for none. */
-void offload_log_set_role(const char *role);
-
 void offload_log_write(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -1,0 +1,85 @@
+/*
+ * main.c -- offload-sidecar's command line: reads and checks the config,
+ * opens the log, hands over to the supervisor.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "log.h"
+#include "supervisor.h"
+
+
+static void
+usage(FILE *out)
+{
+    fprintf(out,
+            "usage: offload-sidecar -c <file> [-t]\n"
+            "  -c <file>  configuration file\n"
+            "  -t         check the configuration and exit\n"
+            "  -h         this help\n");
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int             opt, test = 0, rc;
+    char            err[OFFLOAD_CONF_ERR_MAX];
+    const char     *file = NULL;
+    offload_conf_t  conf;
+
+    while ((opt = getopt(argc, argv, "c:th")) != -1) {
+        switch (opt) {
+        case 'c':
+            file = optarg;
+            break;
+        case 't':
+            test = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+
+    if (file == NULL || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    if (offload_conf_load(&conf, file, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        if (test) {
+            fprintf(stderr, "%s: test failed\n", file);
+        }
+        return 1;
+    }
+
+    if (test) {
+        printf("%s: syntax is ok\n", file);
+        offload_conf_free(&conf);
+        return 0;
+    }
+
+    if (offload_log_open(conf.log_target, conf.log_level, "offload-sidecar")
+        != 0)
+    {
+        fprintf(stderr, "offload-sidecar: cannot open log \"%s\": %m\n",
+                conf.log_target);
+        offload_conf_free(&conf);
+        return 1;
+    }
+
+    srandom((unsigned) getpid());
+
+    rc = offload_supervisor_run(&conf);
+    offload_conf_free(&conf);
+    return rc;
+}

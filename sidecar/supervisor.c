@@ -1,0 +1,395 @@
+/*
+ * supervisor.c -- the sidecar's parent process.
+ *
+ * It owns no jobs: it forks each queue's pool of workers, restarts a slot
+ * whose worker died (10 ms doubling to 5 s, back to 10 ms once a worker
+ * lived 10 s), keeps the node registry up to date and, on SIGTERM or
+ * SIGINT, stops the workers (SIGKILL after 10 s), removes the node from the
+ * registry and exits 0.  Workers are plain fork()s: each starts from a
+ * fresh libev default loop and drops the parent's Redis connection.
+ */
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "supervisor.h"
+#include "worker.h"
+
+#define RESTART_MIN_MS      10
+#define RESTART_MAX_MS      5000
+#define HEALTHY_AFTER_US    (10 * 1000000LL)
+#define STOP_GRACE_S        10.0
+#define REGISTRY_CLEANUP_S  2.0
+
+
+static void spawn(offload_supervisor_t *sup, offload_slot_t *slot);
+
+
+/* The child side of fork(): becomes the slot's worker, never returns. */
+static void
+become_worker(offload_supervisor_t *sup, offload_slot_t *slot, pid_t parent)
+{
+    sigset_t         none;
+    struct ev_loop  *loop;
+
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) {
+        _exit(1);               /* the supervisor is already gone */
+    }
+
+    srandom((unsigned) getpid());     /* own reconnect jitter */
+
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+
+    /* Drop everything of the parent's loop, then start a clean one. */
+    ev_signal_stop(sup->loop, &sup->sigterm);
+    ev_signal_stop(sup->loop, &sup->sigint);
+    offload_registry_forget(&sup->registry);
+    ev_loop_destroy(sup->loop);
+
+    loop = ev_default_loop(EVFLAG_AUTO);
+    if (loop == NULL) {
+        log_error("worker %s:%d: cannot create an event loop",
+                  slot->pool->queue->name, slot->index);
+        exit(1);
+    }
+
+    exit(offload_worker_run(loop, sup->conf, slot->pool->queue, slot->index));
+}
+
+
+static void
+restart_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    offload_slot_t  *slot = w->data;
+
+    (void) loop;
+    (void) revents;
+
+    spawn(slot->pool->sup, slot);
+}
+
+
+static void
+schedule_restart(offload_supervisor_t *sup, offload_slot_t *slot)
+{
+    log_info("worker %s:%d: restarting in %d ms", slot->pool->queue->name,
+             slot->index, slot->backoff_ms);
+
+    ev_timer_set(&slot->restart, slot->backoff_ms / 1000.0, 0.0);
+    ev_timer_start(sup->loop, &slot->restart);
+
+    slot->backoff_ms *= 2;
+    if (slot->backoff_ms > RESTART_MAX_MS) {
+        slot->backoff_ms = RESTART_MAX_MS;
+    }
+}
+
+
+static void
+spawn(offload_supervisor_t *sup, offload_slot_t *slot)
+{
+    pid_t  pid, parent = getpid();
+
+    fflush(NULL);
+
+    pid = fork();
+
+    if (pid == -1) {
+        log_error("worker %s:%d: fork() failed: %s", slot->pool->queue->name,
+                  slot->index, strerror(errno));
+        schedule_restart(sup, slot);
+        return;
+    }
+
+    if (pid == 0) {
+        become_worker(sup, slot, parent);
+    }
+
+    slot->pid = pid;
+    slot->started_us = offload_mono_us();
+
+    ev_child_set(&slot->child, pid, 0);
+    ev_child_start(sup->loop, &slot->child);
+
+    log_info("worker %s:%d: started, pid %d", slot->pool->queue->name,
+             slot->index, (int) pid);
+}
+
+
+static void
+describe_exit(int status, char *buf, size_t size)
+{
+    const char  *name;
+
+    if (WIFSIGNALED(status)) {
+        name = sigabbrev_np(WTERMSIG(status));
+        snprintf(buf, size, "killed by SIG%s%s", name ? name : "?",
+                 WCOREDUMP(status) ? " (core dumped)" : "");
+    } else {
+        snprintf(buf, size, "exited with code %d", WEXITSTATUS(status));
+    }
+}
+
+
+static void stopped(offload_supervisor_t *sup);
+
+
+static void
+child_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+    char                   how[64];
+    offload_slot_t        *slot = w->data;
+    offload_supervisor_t  *sup = slot->pool->sup;
+
+    (void) revents;
+
+    ev_child_stop(loop, w);
+    describe_exit(w->rstatus, how, sizeof(how));
+
+    if (sup->stopping) {
+        log_info("worker %s:%d: pid %d %s", slot->pool->queue->name,
+                 slot->index, (int) slot->pid, how);
+        slot->pid = 0;
+        stopped(sup);
+        return;
+    }
+
+    log_warn("worker %s:%d: pid %d %s", slot->pool->queue->name,
+             slot->index, (int) slot->pid, how);
+    slot->pid = 0;
+
+    if (offload_mono_us() - slot->started_us > HEALTHY_AFTER_US) {
+        slot->backoff_ms = RESTART_MIN_MS;
+    }
+
+    schedule_restart(sup, slot);
+}
+
+
+static void
+finish(offload_supervisor_t *sup)
+{
+    ev_timer_stop(sup->loop, &sup->exit_timer);
+    ev_timer_stop(sup->loop, &sup->kill_timer);
+    ev_signal_stop(sup->loop, &sup->sigterm);
+    ev_signal_stop(sup->loop, &sup->sigint);
+    offload_registry_stop(&sup->registry);
+    ev_break(sup->loop, EVBREAK_ALL);
+}
+
+
+static void
+registry_removed(offload_registry_t *reg)
+{
+    finish(reg->sup);
+}
+
+
+static void
+exit_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void) loop;
+    (void) revents;
+
+    log_warn("could not remove the node from the registry in time");
+    finish(w->data);
+}
+
+
+/* Called as workers exit during shutdown: once all are gone, remove the
+ * node from the registry and leave. */
+static void
+stopped(offload_supervisor_t *sup)
+{
+    size_t  p;
+    int     i;
+
+    for (p = 0; p < sup->npools; p++) {
+        for (i = 0; i < sup->pools[p].nslots; i++) {
+            if (sup->pools[p].slots[i].pid != 0) {
+                return;
+            }
+        }
+    }
+
+    log_info("all workers stopped");
+
+    ev_timer_stop(sup->loop, &sup->kill_timer);
+    ev_timer_start(sup->loop, &sup->exit_timer);
+    offload_registry_remove(&sup->registry, registry_removed);
+}
+
+
+static void
+signal_workers(offload_supervisor_t *sup, int sig)
+{
+    size_t           p;
+    int              i;
+    offload_slot_t  *slot;
+
+    for (p = 0; p < sup->npools; p++) {
+        for (i = 0; i < sup->pools[p].nslots; i++) {
+            slot = &sup->pools[p].slots[i];
+
+            ev_timer_stop(sup->loop, &slot->restart);
+
+            if (slot->pid != 0 && kill(slot->pid, sig) != 0 && errno != ESRCH)
+            {
+                log_error("kill(%d) failed: %s", (int) slot->pid,
+                          strerror(errno));
+            }
+        }
+    }
+}
+
+
+static void
+kill_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void) loop;
+    (void) revents;
+
+    log_warn("workers still running after %.0f s, sending SIGKILL",
+             STOP_GRACE_S);
+    signal_workers(w->data, SIGKILL);
+}
+
+
+static void
+stop_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    offload_supervisor_t  *sup = w->data;
+
+    (void) loop;
+    (void) revents;
+
+    if (sup->stopping) {
+        return;
+    }
+
+    log_notice("got SIG%s, stopping", sigabbrev_np(w->signum));
+    sup->stopping = 1;
+
+    signal_workers(sup, SIGTERM);
+    ev_timer_start(sup->loop, &sup->kill_timer);
+    stopped(sup);
+}
+
+
+static int
+make_pools(offload_supervisor_t *sup)
+{
+    size_t           p;
+    int              i;
+    offload_pool_t  *pool;
+    offload_slot_t  *slot;
+
+    sup->pools = calloc(sup->conf->nqueues, sizeof(offload_pool_t));
+    if (sup->pools == NULL) {
+        return -1;
+    }
+    sup->npools = sup->conf->nqueues;
+
+    for (p = 0; p < sup->npools; p++) {
+        pool = &sup->pools[p];
+        pool->sup = sup;
+        pool->queue = &sup->conf->queues[p];
+        pool->nslots = pool->queue->workers;
+        pool->slots = calloc((size_t) pool->nslots, sizeof(offload_slot_t));
+        if (pool->slots == NULL) {
+            return -1;
+        }
+
+        for (i = 0; i < pool->nslots; i++) {
+            slot = &pool->slots[i];
+            slot->pool = pool;
+            slot->index = i;
+            slot->backoff_ms = RESTART_MIN_MS;
+            ev_child_init(&slot->child, child_cb, 0, 0);
+            slot->child.data = slot;
+            ev_timer_init(&slot->restart, restart_cb, 0.0, 0.0);
+            slot->restart.data = slot;
+        }
+    }
+
+    return 0;
+}
+
+
+static void
+free_pools(offload_supervisor_t *sup)
+{
+    size_t  p;
+
+    for (p = 0; p < sup->npools; p++) {
+        free(sup->pools[p].slots);
+    }
+    free(sup->pools);
+}
+
+
+int
+offload_supervisor_run(const offload_conf_t *conf)
+{
+    size_t                p;
+    int                   i;
+    offload_supervisor_t  sup;
+
+    memset(&sup, 0, sizeof(sup));
+    sup.conf = conf;
+    sup.started_ms = offload_wall_ms();
+
+    sup.loop = ev_default_loop(EVFLAG_AUTO);
+    if (sup.loop == NULL) {
+        log_error("cannot create the event loop");
+        return 1;
+    }
+
+    if (make_pools(&sup) != 0) {
+        log_error("out of memory");
+        free_pools(&sup);
+        return 1;
+    }
+
+    /* hiredis writes to sockets the server may have closed */
+    signal(SIGPIPE, SIG_IGN);
+
+    ev_signal_init(&sup.sigterm, stop_signal_cb, SIGTERM);
+    ev_signal_init(&sup.sigint, stop_signal_cb, SIGINT);
+    sup.sigterm.data = &sup;
+    sup.sigint.data = &sup;
+    ev_signal_start(sup.loop, &sup.sigterm);
+    ev_signal_start(sup.loop, &sup.sigint);
+
+    ev_timer_init(&sup.kill_timer, kill_timer_cb, STOP_GRACE_S, 0.0);
+    sup.kill_timer.data = &sup;
+    ev_timer_init(&sup.exit_timer, exit_timer_cb, REGISTRY_CLEANUP_S, 0.0);
+    sup.exit_timer.data = &sup;
+
+    log_notice("node %s starting, %zu queue(s)", conf->node_name,
+               sup.npools);
+
+    /* Before the first fork: workers let go of it (become_worker). */
+    offload_registry_start(&sup.registry, &sup);
+
+    for (p = 0; p < sup.npools; p++) {
+        for (i = 0; i < sup.pools[p].nslots; i++) {
+            spawn(&sup, &sup.pools[p].slots[i]);
+        }
+    }
+
+    ev_run(sup.loop, 0);
+
+    free_pools(&sup);
+    log_notice("node %s stopped", conf->node_name);
+    return 0;
+}

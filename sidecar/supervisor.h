@@ -1,0 +1,57 @@
+/*
+ * supervisor.h -- the sidecar's parent process: one pool of workers per
+ * queue, one slot per worker process.
+ */
+
+#ifndef OFFLOAD_SUPERVISOR_H
+#define OFFLOAD_SUPERVISOR_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <ev.h>
+
+#include "conf.h"
+#include "registry.h"
+
+typedef struct offload_pool_s  offload_pool_t;
+
+/* One worker process's place in a pool: it outlives the processes that
+ * fill it, so a restarted worker keeps its slot number (and with it its
+ * consumer name and pending entries). */
+typedef struct {
+    offload_pool_t  *pool;
+    int              index;
+    pid_t            pid;           /* 0 while no process fills the slot */
+    int64_t          started_us;    /* monotonic, of the current process */
+    int              backoff_ms;    /* delay before the next restart */
+    ev_child         child;
+    ev_timer         restart;
+} offload_slot_t;
+
+/* The workers of one queue. */
+struct offload_pool_s {
+    struct offload_supervisor_s *sup;
+    const offload_conf_queue_t  *queue;
+    offload_slot_t              *slots;
+    int                          nslots;
+};
+
+typedef struct offload_supervisor_s {
+    struct ev_loop        *loop;
+    const offload_conf_t  *conf;
+    offload_pool_t        *pools;
+    size_t                 npools;
+    int64_t                started_ms;  /* wall clock */
+    int                    stopping;
+    ev_signal              sigterm;
+    ev_signal              sigint;
+    ev_timer               kill_timer;  /* SIGKILL workers that linger */
+    ev_timer               exit_timer;  /* bounds the registry cleanup */
+    offload_registry_t     registry;
+} offload_supervisor_t;
+
+/* Runs the sidecar until SIGTERM/SIGINT.  Returns the exit status. */
+int offload_supervisor_run(const offload_conf_t *conf);
+
+#endif /* OFFLOAD_SUPERVISOR_H */

@@ -1,0 +1,777 @@
+/*
+ * worker.c -- the worker's loop, docs/PROTOCOL.md "The worker's steps":
+ *
+ *   after every (re)connect: SCRIPT LOAD the completion script, XGROUP
+ *   CREATE (BUSYGROUP is fine), read this consumer's own pending entries
+ *   (id 0 onwards) until none are left, then XREADGROUP ">" with BLOCK;
+ *   run each entry's job synchronously and complete it with one EVALSHA.
+ *
+ * Completions are pipelined: they are sent without waiting for replies and
+ * the next XREADGROUP follows the batch on the same connection, so Redis
+ * sees them in order.  A completion's arguments are kept until its reply
+ * arrives, for the EVAL fallback on NOSCRIPT; their buffers are recycled
+ * through a free list so the steady state allocates nothing per job
+ * besides the JSON documents themselves.
+ */
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "clock.h"
+#include "handler.h"
+#include "log.h"
+#include "redis_conn.h"
+#include "worker.h"
+
+#define READ_BLOCK_MS     "2000"
+#define COMPLETE_ARGC     10
+#define ENTRY_ID_MAX      64        /* "<ms>-<seq>": 41 at most */
+#define RESULT_KEY_MAX    256
+
+#define JSON_OUT_FLAGS    (JSON_COMPACT | JSON_ENCODE_ANY)
+
+
+typedef struct offload_worker_s  offload_worker_t;
+
+/* One EVALSHA in flight, or a recycled one on the free list. */
+typedef struct completion_s {
+    struct completion_s  *next;
+    offload_worker_t     *worker;
+    char                 *buf;
+    size_t                cap;
+    const char           *argv[COMPLETE_ARGC];
+    size_t                argvlen[COMPLETE_ARGC];
+} completion_t;
+
+struct offload_worker_s {
+    struct ev_loop              *loop;
+    const offload_conf_t        *conf;
+    const offload_conf_queue_t  *queue;
+    offload_redis_conn_t         conn;
+    ev_signal                    sigterm;
+    ev_signal                    sigint;
+    ev_timer                     read_retry;
+
+    char                         name[OFFLOAD_QUEUE_NAME_MAX + 16];
+    char                         consumer[OFFLOAD_NODE_NAME_MAX
+                                          + OFFLOAD_QUEUE_NAME_MAX + 16];
+    char                         stream[OFFLOAD_KEY_MAX];
+    char                         prefetch[16];
+    char                         ttl[16];
+    char                         sha[41];
+
+    int                          in_history;    /* reading own pending */
+    char                         history_id[ENTRY_ID_MAX];
+    int                          stopping;
+    unsigned                     in_flight;     /* commands to wait for */
+
+    offload_str_t               *fields;        /* of the current entry */
+    size_t                       fields_cap;
+    completion_t                *free_list;
+};
+
+
+static void send_read(offload_worker_t *w);
+
+
+static void
+maybe_exit(offload_worker_t *w)
+{
+    if (w->stopping && w->in_flight == 0) {
+        ev_break(w->loop, EVBREAK_ALL);
+    }
+}
+
+
+/* Replies to commands the worker must see answered before it exits. */
+static void
+tracked_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    offload_worker_t  *w = privdata;
+    redisReply        *reply = r;
+
+    (void) ac;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        log_error("%s: redis error: %s", w->name, reply->str);
+    }
+
+    w->in_flight--;
+    maybe_exit(w);
+}
+
+
+static void
+send_tracked(offload_worker_t *w, int argc, const char **argv,
+    const size_t *argvlen)
+{
+    if (redisAsyncCommandArgv(w->conn.ac, tracked_cb, w, argc, argv, argvlen)
+        == REDIS_OK)
+    {
+        w->in_flight++;
+    }
+}
+
+
+/* XACK (and XDEL) an entry that cannot be completed: a deleted entry in
+ * the pending history, or garbage without an id or reply channel. */
+static void
+drop_entry(offload_worker_t *w, const char *id, size_t idlen, int del)
+{
+    const char  *argv[4];
+    size_t       argvlen[4];
+
+    argv[0] = "XACK"; argvlen[0] = 4;
+    argv[1] = w->stream; argvlen[1] = strlen(w->stream);
+    argv[2] = OFFLOAD_GROUP; argvlen[2] = sizeof(OFFLOAD_GROUP) - 1;
+    argv[3] = id; argvlen[3] = idlen;
+    send_tracked(w, 4, argv, argvlen);
+
+    if (del) {
+        argv[0] = "XDEL"; argvlen[0] = 4;
+        argv[2] = id; argvlen[2] = idlen;
+        send_tracked(w, 3, argv, argvlen);
+    }
+}
+
+
+static completion_t *
+completion_get(offload_worker_t *w, size_t need)
+{
+    char          *buf;
+    completion_t  *c = w->free_list;
+
+    if (c != NULL) {
+        w->free_list = c->next;
+    } else {
+        c = calloc(1, sizeof(completion_t));
+        if (c == NULL) {
+            return NULL;
+        }
+        c->worker = w;
+    }
+
+    if (c->cap < need) {
+        buf = realloc(c->buf, need);
+        if (buf == NULL) {
+            c->next = w->free_list;
+            w->free_list = c;
+            return NULL;
+        }
+        c->buf = buf;
+        c->cap = need;
+    }
+
+    return c;
+}
+
+
+static void
+completion_put(offload_worker_t *w, completion_t *c)
+{
+    c->next = w->free_list;
+    w->free_list = c;
+}
+
+
+static int
+send_completion(offload_worker_t *w, completion_t *c);
+
+
+static void
+completion_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    completion_t      *c = privdata;
+    offload_worker_t  *w = c->worker;
+    redisReply        *reply = r;
+
+    (void) ac;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+
+        if (strncmp(reply->str, "NOSCRIPT", 8) == 0
+            && strcmp(c->argv[0], "EVALSHA") == 0)
+        {
+            log_info("%s: completion script not loaded, using EVAL",
+                     w->name);
+            c->argv[0] = "EVAL";
+            c->argvlen[0] = 4;
+            c->argv[1] = offload_complete_script;
+            c->argvlen[1] = strlen(offload_complete_script);
+
+            if (send_completion(w, c) == 0) {
+                w->in_flight--;         /* the resend counted itself */
+                return;
+            }
+
+        } else {
+            log_error("%s: completing entry %.*s failed: %s", w->name,
+                      (int) c->argvlen[6], c->argv[6], reply->str);
+        }
+    }
+
+    completion_put(w, c);
+    w->in_flight--;
+    maybe_exit(w);
+}
+
+
+static int
+send_completion(offload_worker_t *w, completion_t *c)
+{
+    if (redisAsyncCommandArgv(w->conn.ac, completion_cb, c, COMPLETE_ARGC,
+                              c->argv, c->argvlen)
+        != REDIS_OK)
+    {
+        return -1;
+    }
+
+    w->in_flight++;
+    return 0;
+}
+
+
+/*
+ * Encodes the result (header + compact JSON body) straight into a
+ * completion's buffer and sends the EVALSHA.  The buffer holds, in order:
+ * the result key, the entry id, the encoded result, the reply channel.
+ */
+static void
+complete(offload_worker_t *w, const offload_str_t *entry_id,
+    const offload_str_t *job_id, const offload_str_t *reply, int status,
+    int64_t queue_us, int64_t run_us, json_t *body)
+{
+    int               keylen, hlen;
+    size_t            need, room, blen, off;
+    completion_t     *c;
+    offload_result_t  res;
+
+    res.version = OFFLOAD_PROTO_VERSION;
+    res.id = *job_id;
+    res.status = status;
+    res.queue_us = queue_us;
+    res.run_us = run_us;
+
+    need = RESULT_KEY_MAX + entry_id->len + OFFLOAD_RESULT_HEADER_MAX
+           + reply->len + 256;
+
+    for ( ;; ) {
+        c = completion_get(w, need);
+        if (c == NULL) {
+            log_error("%s: out of memory completing entry %.*s", w->name,
+                      (int) entry_id->len, entry_id->data);
+            return;
+        }
+
+        keylen = offload_result_key(c->buf, RESULT_KEY_MAX, w->queue->name,
+                                    strlen(w->queue->name), job_id->data,
+                                    job_id->len);
+        if (keylen < 0) {
+            completion_put(w, c);
+            log_error("%s: job id too long in entry %.*s", w->name,
+                      (int) entry_id->len, entry_id->data);
+            return;
+        }
+
+        off = (size_t) keylen;
+        memcpy(c->buf + off, entry_id->data, entry_id->len);
+        off += entry_id->len;
+
+        hlen = offload_result_header(c->buf + off, OFFLOAD_RESULT_HEADER_MAX,
+                                     &res);
+        if (hlen < 0) {
+            completion_put(w, c);
+            log_error("%s: result header too long", w->name);
+            return;
+        }
+
+        room = c->cap - off - (size_t) hlen - reply->len;
+        blen = json_dumpb(body, c->buf + off + hlen, room, JSON_OUT_FLAGS);
+
+        if (blen == 0) {
+            completion_put(w, c);
+            log_error("%s: cannot encode the result of entry %.*s", w->name,
+                      (int) entry_id->len, entry_id->data);
+            return;
+        }
+
+        if (blen <= room) {
+            break;
+        }
+
+        /* Too small: grow to the exact size and encode again. */
+        need = c->cap + (blen - room);
+        completion_put(w, c);
+    }
+
+    memcpy(c->buf + off + hlen + blen, reply->data, reply->len);
+
+    c->argv[0] = "EVALSHA";                  c->argvlen[0] = 7;
+    c->argv[1] = w->sha;                     c->argvlen[1] = strlen(w->sha);
+    c->argv[2] = "2";                        c->argvlen[2] = 1;
+    c->argv[3] = w->stream;                  c->argvlen[3] = strlen(w->stream);
+    c->argv[4] = c->buf;                     c->argvlen[4] = (size_t) keylen;
+    c->argv[5] = OFFLOAD_GROUP;
+    c->argvlen[5] = sizeof(OFFLOAD_GROUP) - 1;
+    c->argv[6] = c->buf + keylen;            c->argvlen[6] = entry_id->len;
+    c->argv[7] = c->buf + off;               c->argvlen[7] = hlen + blen;
+    c->argv[8] = w->ttl;                     c->argvlen[8] = strlen(w->ttl);
+    c->argv[9] = c->buf + off + hlen + blen; c->argvlen[9] = reply->len;
+
+    if (send_completion(w, c) != 0) {
+        completion_put(w, c);           /* disconnected: stays pending */
+    }
+}
+
+
+static void
+complete_error(offload_worker_t *w, const offload_str_t *entry_id,
+    const offload_str_t *job_id, const offload_str_t *reply, int status,
+    int64_t queue_us, const char *code, const char *message)
+{
+    json_t  *body;
+
+    body = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message",
+                     message);
+    if (body == NULL) {
+        log_error("%s: out of memory", w->name);
+        return;
+    }
+
+    complete(w, entry_id, job_id, reply, status, queue_us, 0, body);
+    json_decref(body);
+}
+
+
+/* An id usable in a result header and key: no separators, bounded. */
+static int
+usable_id(const offload_str_t *s)
+{
+    return s->len > 0 && s->len <= 128 && memchr(s->data, ' ', s->len) == NULL
+           && memchr(s->data, '\n', s->len) == NULL;
+}
+
+
+static void
+bad_entry(offload_worker_t *w, const offload_str_t *entry_id,
+    const offload_str_t *fields, size_t nfields, const char *why)
+{
+    size_t         i;
+    char           message[160];
+    offload_str_t  id = { NULL, 0 }, reply = { NULL, 0 };
+
+    for (i = 0; i + 1 < nfields; i += 2) {
+        if (fields[i].len == 2 && memcmp(fields[i].data, "id", 2) == 0) {
+            id = fields[i + 1];
+        } else if (fields[i].len == 5
+                   && memcmp(fields[i].data, "reply", 5) == 0)
+        {
+            reply = fields[i + 1];
+        }
+    }
+
+    log_warn("%s: bad job in entry %.*s: %s", w->name, (int) entry_id->len,
+             entry_id->data, why);
+
+    if (!usable_id(&id) || reply.len == 0) {
+        drop_entry(w, entry_id->data, entry_id->len, 1);
+        return;
+    }
+
+    snprintf(message, sizeof(message), "bad job: %s", why);
+    complete_error(w, entry_id, &id, &reply, 400, 0, "bad_job", message);
+}
+
+
+static void
+run_job(offload_worker_t *w, const offload_str_t *entry_id,
+    const offload_job_t *job)
+{
+    int                       rc;
+    char                      message[320];
+    json_t                   *input, *output = NULL;
+    int64_t                   now_us, queue_us, start_us, run_us;
+    json_error_t              jerr;
+    offload_handler_error_t   herr;
+    const offload_handler_t  *handler = w->queue->handler;
+
+    now_us = offload_wall_us();
+    queue_us = now_us - job->submitted_ms * 1000;
+    if (queue_us < 0) {
+        queue_us = 0;                   /* clocks of two hosts */
+    }
+
+    log_debug("%s: job %.*s (entry %.*s, rid %.*s)", w->name,
+              (int) job->id.len, job->id.data, (int) entry_id->len,
+              entry_id->data, (int) job->request_id.len,
+              job->request_id.data);
+
+    if (job->deadline_ms * 1000 <= now_us) {
+        complete_error(w, entry_id, &job->id, &job->reply, 504, queue_us,
+                       "expired", "the deadline passed before a worker took "
+                       "the job");
+        return;
+    }
+
+    if (handler == NULL) {
+        complete_error(w, entry_id, &job->id, &job->reply, 404, queue_us,
+                       "unknown_handler", "no handler for this queue");
+        return;
+    }
+
+    input = json_loadb(job->payload.data, job->payload.len, JSON_DECODE_ANY,
+                       &jerr);
+    if (input == NULL) {
+        snprintf(message, sizeof(message), "invalid JSON payload: %s",
+                 jerr.text);
+        complete_error(w, entry_id, &job->id, &job->reply, 422, queue_us,
+                       "handler_error", message);
+        return;
+    }
+
+    herr.message = NULL;
+    herr.buf[0] = '\0';
+
+    start_us = offload_mono_us();
+    rc = handler->run(input, &output, &herr);
+    run_us = offload_mono_us() - start_us;
+
+    json_decref(input);
+
+    if (rc == 0 && output != NULL) {
+        complete(w, entry_id, &job->id, &job->reply, 200, queue_us, run_us,
+                 output);
+        json_decref(output);
+        return;
+    }
+
+    json_decref(output);
+    complete_error(w, entry_id, &job->id, &job->reply, 422, queue_us,
+                   "handler_error",
+                   herr.message ? herr.message : "the handler failed");
+}
+
+
+static void
+process_entry(offload_worker_t *w, redisReply *entry)
+{
+    size_t          i, n;
+    const char     *err;
+    redisReply     *fields;
+    offload_str_t  *f, entry_id;
+    offload_job_t   job;
+
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2
+        || entry->element[0]->type != REDIS_REPLY_STRING)
+    {
+        log_error("%s: unexpected stream entry shape", w->name);
+        return;
+    }
+
+    entry_id.data = entry->element[0]->str;
+    entry_id.len = entry->element[0]->len;
+    fields = entry->element[1];
+
+    if (w->in_history && entry_id.len < sizeof(w->history_id)) {
+        memcpy(w->history_id, entry_id.data, entry_id.len);
+        w->history_id[entry_id.len] = '\0';
+    }
+
+    if (fields->type != REDIS_REPLY_ARRAY) {
+        /* deleted while pending: nothing left to run */
+        drop_entry(w, entry_id.data, entry_id.len, 0);
+        return;
+    }
+
+    n = fields->elements;
+    if (n > w->fields_cap) {
+        f = realloc(w->fields, n * sizeof(offload_str_t));
+        if (f == NULL) {
+            log_error("%s: out of memory", w->name);
+            return;
+        }
+        w->fields = f;
+        w->fields_cap = n;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (fields->element[i]->type != REDIS_REPLY_STRING) {
+            bad_entry(w, &entry_id, w->fields, i, "field is not a string");
+            return;
+        }
+        w->fields[i].data = fields->element[i]->str;
+        w->fields[i].len = fields->element[i]->len;
+    }
+
+    if (offload_job_decode(&job, w->fields, n, &err) != 0) {
+        bad_entry(w, &entry_id, w->fields, n, err);
+        return;
+    }
+
+    run_job(w, &entry_id, &job);
+}
+
+
+static void
+group_create_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    offload_worker_t  *w = privdata;
+    redisReply        *reply = r;
+
+    (void) ac;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR
+        && strncmp(reply->str, "BUSYGROUP", 9) != 0)
+    {
+        log_error("%s: XGROUP CREATE failed: %s", w->name, reply->str);
+    }
+}
+
+
+static void
+send_group_create(offload_worker_t *w)
+{
+    if (redisAsyncCommand(w->conn.ac, group_create_cb, w,
+                          "XGROUP CREATE %s %s 0 MKSTREAM", w->stream,
+                          OFFLOAD_GROUP)
+        != REDIS_OK)
+    {
+        log_error("%s: cannot send XGROUP CREATE", w->name);
+    }
+}
+
+
+static void
+read_retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void) loop;
+    (void) revents;
+
+    send_read(t->data);
+}
+
+
+static void
+read_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    size_t             i;
+    redisReply        *reply = r, *entries;
+    offload_worker_t  *w = privdata;
+
+    (void) ac;
+
+    if (reply == NULL) {
+        return;                 /* disconnected: on_ready starts over */
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (strncmp(reply->str, "NOGROUP", 7) == 0) {
+            log_warn("%s: consumer group gone, creating it again", w->name);
+            send_group_create(w);
+            send_read(w);
+            return;
+        }
+
+        log_error("%s: XREADGROUP failed: %s", w->name, reply->str);
+        ev_timer_set(&w->read_retry, 1.0, 0.0);
+        ev_timer_start(w->loop, &w->read_retry);
+        return;
+    }
+
+    entries = NULL;
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1
+        && reply->element[0]->type == REDIS_REPLY_ARRAY
+        && reply->element[0]->elements == 2
+        && reply->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
+    {
+        entries = reply->element[0]->element[1];
+    }
+
+    if (entries == NULL || entries->elements == 0) {
+        if (w->in_history) {
+            log_debug("%s: pending history done", w->name);
+            w->in_history = 0;
+        }
+
+    } else {
+        for (i = 0; i < entries->elements; i++) {
+            process_entry(w, entries->element[i]);
+        }
+    }
+
+    send_read(w);
+}
+
+
+static void
+send_read(offload_worker_t *w)
+{
+    int          argc = 0;
+    const char  *argv[12];
+
+    if (w->stopping) {
+        maybe_exit(w);
+        return;
+    }
+
+    if (!w->conn.ready) {
+        return;
+    }
+
+    argv[argc++] = "XREADGROUP";
+    argv[argc++] = "GROUP";
+    argv[argc++] = OFFLOAD_GROUP;
+    argv[argc++] = w->consumer;
+    argv[argc++] = "COUNT";
+    argv[argc++] = w->prefetch;
+
+    if (!w->in_history) {
+        argv[argc++] = "BLOCK";
+        argv[argc++] = READ_BLOCK_MS;
+    }
+
+    argv[argc++] = "STREAMS";
+    argv[argc++] = w->stream;
+    argv[argc++] = w->in_history ? w->history_id : ">";
+
+    if (redisAsyncCommandArgv(w->conn.ac, read_cb, w, argc, argv, NULL)
+        != REDIS_OK)
+    {
+        log_error("%s: cannot send XREADGROUP", w->name);
+    }
+}
+
+
+static void
+script_load_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    offload_worker_t  *w = privdata;
+    redisReply        *reply = r;
+
+    (void) ac;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
+        log_error("%s: SCRIPT LOAD failed: %s", w->name,
+                  reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                   : "unexpected reply");
+        return;     /* completions fall back to EVAL on NOSCRIPT */
+    }
+
+    memcpy(w->sha, reply->str, 40);
+    w->sha[40] = '\0';
+}
+
+
+static void
+connected(offload_redis_conn_t *rc)
+{
+    offload_worker_t  *w = rc->data;
+
+    if (redisAsyncCommand(rc->ac, script_load_cb, w, "SCRIPT LOAD %s",
+                          offload_complete_script)
+        != REDIS_OK)
+    {
+        log_error("%s: cannot send SCRIPT LOAD", w->name);
+    }
+
+    send_group_create(w);
+
+    w->in_history = 1;
+    strcpy(w->history_id, "0");
+    send_read(w);
+}
+
+
+static void
+disconnected(offload_redis_conn_t *rc)
+{
+    offload_worker_t  *w = rc->data;
+
+    ev_timer_stop(w->loop, &w->read_retry);
+}
+
+
+static void
+stop_cb(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    offload_worker_t  *w = s->data;
+
+    (void) loop;
+    (void) revents;
+
+    if (!w->stopping) {
+        log_debug("%s: stopping", w->name);
+    }
+
+    w->stopping = 1;
+    maybe_exit(w);
+}
+
+
+int
+offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
+    const offload_conf_queue_t *queue, int slot)
+{
+    completion_t      *c;
+    offload_worker_t   w;
+
+    memset(&w, 0, sizeof(w));
+    w.loop = loop;
+    w.conf = conf;
+    w.queue = queue;
+
+    snprintf(w.name, sizeof(w.name), "worker %s:%d", queue->name, slot);
+    snprintf(w.consumer, sizeof(w.consumer), "%s:%s:%d", conf->node_name,
+             queue->name, slot);
+    snprintf(w.prefetch, sizeof(w.prefetch), "%d", queue->prefetch);
+    snprintf(w.ttl, sizeof(w.ttl), "%d", conf->result_ttl_s);
+    strcpy(w.sha, "0000000000000000000000000000000000000000");
+
+    if (offload_stream_key(w.stream, sizeof(w.stream), queue->name,
+                           strlen(queue->name))
+        < 0)
+    {
+        log_error("%s: queue name too long", w.name);
+        return 1;
+    }
+
+    ev_signal_init(&w.sigterm, stop_cb, SIGTERM);
+    ev_signal_init(&w.sigint, stop_cb, SIGINT);
+    w.sigterm.data = &w;
+    w.sigint.data = &w;
+    ev_signal_start(loop, &w.sigterm);
+    ev_signal_start(loop, &w.sigint);
+
+    ev_timer_init(&w.read_retry, read_retry_cb, 1.0, 0.0);
+    w.read_retry.data = &w;
+
+    offload_redis_conn_init(&w.conn, loop, conf, w.name, connected,
+                            disconnected, &w);
+    offload_redis_conn_start(&w.conn);
+
+    ev_run(loop, 0);
+
+    /* Pending callbacks run now, with NULL replies. */
+    offload_redis_conn_stop(&w.conn);
+    ev_timer_stop(loop, &w.read_retry);
+    ev_signal_stop(loop, &w.sigterm);
+    ev_signal_stop(loop, &w.sigint);
+
+    while ((c = w.free_list) != NULL) {
+        w.free_list = c->next;
+        free(c->buf);
+        free(c);
+    }
+    free(w.fields);
+
+    log_debug("%s: stopped", w.name);
+    return 0;
+}

@@ -1,0 +1,18 @@
+/*
+ * worker.h -- one worker process: takes a queue's jobs from its Redis
+ * stream, runs the queue's handler and completes each job.
+ */
+
+#ifndef OFFLOAD_WORKER_H
+#define OFFLOAD_WORKER_H
+
+#include <ev.h>
+
+#include "conf.h"
+
+/* Runs the worker of the queue's slot on loop until SIGTERM/SIGINT.
+ * Returns the process's exit status. */
+int offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
+    const offload_conf_queue_t *queue, int slot);
+
+#endif /* OFFLOAD_WORKER_H */
