@@ -223,8 +223,20 @@ ngx_http_offload_submit(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
     ngx_http_offload_main_conf_t  *omcf;
 
     rc = ngx_http_offload_body(r, &body);
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "offload: the request body was buffered to a file, "
+                      "offload_pass needs it in memory "
+                      "(client_body_in_file_only?)");
+
+        return ngx_http_offload_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                           "internal",
+                                           "request body not in memory");
+    }
+
     if (rc != NGX_OK) {
-        return rc;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (body.len == 0) {
@@ -321,7 +333,10 @@ ngx_http_offload_submit(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
 }
 
 
-/* The body as one piece of memory, never from a file. */
+/*
+ * The body as one piece of memory, never from a file: NGX_DECLINED when
+ * nginx wrote it to one.
+ */
 
 static ngx_int_t
 ngx_http_offload_body(ngx_http_request_t *r, ngx_str_t *body)
@@ -338,21 +353,17 @@ ngx_http_offload_body(ngx_http_request_t *r, ngx_str_t *body)
         return NGX_OK;
     }
 
+    if (r->request_body->temp_file) {
+        return NGX_DECLINED;
+    }
+
     len = 0;
 
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
         b = cl->buf;
 
-        if (b->in_file || r->request_body->temp_file) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "offload: the request body was buffered to a file, "
-                          "offload_pass needs it in memory "
-                          "(client_body_in_file_only?)");
-
-            return ngx_http_offload_send_error(r,
-                                         NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                         "internal",
-                                         "request body not in memory");
+        if (b->in_file) {
+            return NGX_DECLINED;
         }
 
         len += b->last - b->pos;
@@ -372,7 +383,7 @@ ngx_http_offload_body(ngx_http_request_t *r, ngx_str_t *body)
 
     p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     body->data = p;
@@ -473,6 +484,12 @@ ngx_http_offload_send(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = len;
+
+    /* nginx knows no reason phrase for a handler's 422 */
+    if (status == NGX_HTTP_OFFLOAD_UNPROCESSABLE) {
+        ngx_str_set(&r->headers_out.status_line, "422 Unprocessable Entity");
+    }
+
     ngx_str_set(&r->headers_out.content_type, "application/json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;

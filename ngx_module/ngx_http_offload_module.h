@@ -31,6 +31,8 @@
 #define NGX_HTTP_OFFLOAD_BACKOFF_MAX      2000
 #define NGX_HTTP_OFFLOAD_PING_INTERVAL    1000
 
+#define NGX_HTTP_OFFLOAD_UNPROCESSABLE   422
+
 /* how long a GET of the result key may take once the deadline passed */
 #define NGX_HTTP_OFFLOAD_LAST_LOOK        1000
 
