@@ -1,0 +1,269 @@
+/*
+ * conf_test.c -- the config parser: good files give the right values, bad
+ * ones give "file:line: message" with the exact line, never a crash.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "log.h"
+#include "tap.h"
+
+
+static char  err[OFFLOAD_CONF_ERR_MAX];
+
+
+static int
+parse(offload_conf_t *conf, const char *text)
+{
+    err[0] = '\0';
+    return offload_conf_parse(conf, "t.conf", text, strlen(text), err,
+                              sizeof(err));
+}
+
+
+/* A bad config must fail with exactly this message. */
+static void
+bad(const char *text, const char *want, const char *what)
+{
+    offload_conf_t  conf;
+
+    ok(parse(&conf, text) == -1, "rejected: %s", what);
+    is_str(err, want, "message: %s", what);
+}
+
+
+#define Q  "queue echo { handler echo; }\n"
+
+
+static void
+test_full(void)
+{
+    offload_conf_t  conf;
+
+    ok(parse(&conf,
+             "# a comment\n"
+             "redis 10.1.2.3:6380;   # trailing comment\n"
+             "password \"s3cret; with {braces}\";\n"
+             "db 3;\n"
+             "node_name alpha-1;\n"
+             "log /tmp/x.log debug;\n"
+             "heartbeat 500ms;\n"
+             "result_ttl 2m;\n"
+             "queue sha256 {\n"
+             "    handler sha256;\n"
+             "    workers 4;\n"
+             "    prefetch 8;\n"
+             "}\n"
+             "queue 'events.aggregate' { handler events.aggregate; }\n") == 0,
+       "full config parses (%s)", err);
+
+    ok(strcmp(conf.redis.host, "10.1.2.3") == 0 && conf.redis.port == 6380
+       && !conf.redis.is_unix, "redis address");
+    is_str(conf.password, "s3cret; with {braces}", "quoted password");
+    ok(conf.db == 3, "db");
+    is_str(conf.node_name, "alpha-1", "node_name");
+    is_str(conf.log_target, "/tmp/x.log", "log target");
+    ok(conf.log_level == OFFLOAD_LOG_DEBUG, "log level");
+    ok(conf.heartbeat_ms == 500, "heartbeat 500ms");
+    ok(conf.result_ttl_s == 120, "result_ttl 2m");
+    ok(conf.nqueues == 2, "two queues");
+    is_str(conf.queues[0].name, "sha256", "queue name");
+    is_str(conf.queues[0].handler->name, "sha256", "queue handler");
+    ok(conf.queues[0].workers == 4 && conf.queues[0].prefetch == 8,
+       "workers, prefetch");
+    ok(conf.queues[0].line == 9, "queue line recorded");
+    is_str(conf.queues[1].name, "events.aggregate", "quoted queue name");
+    ok(conf.queues[1].workers == 1 && conf.queues[1].prefetch == 1,
+       "queue defaults");
+
+    offload_conf_free(&conf);
+}
+
+
+static void
+test_defaults(void)
+{
+    char            host[256];
+    offload_conf_t  conf;
+
+    ok(parse(&conf, Q) == 0, "minimal config parses");
+    ok(strcmp(conf.redis.host, "127.0.0.1") == 0 && conf.redis.port == 6379,
+       "default redis");
+    ok(conf.password == NULL && conf.db == 0, "no password, db 0");
+    gethostname(host, sizeof(host));
+    host[sizeof(host) - 1] = '\0';
+    is_str(conf.node_name, host, "node_name defaults to the host name");
+    is_str(conf.log_target, "stderr", "log defaults to stderr");
+    ok(conf.log_level == OFFLOAD_LOG_INFO, "log level defaults to info");
+    ok(conf.heartbeat_ms == 1000 && conf.result_ttl_s == 60,
+       "heartbeat 1s, result_ttl 60s");
+    offload_conf_free(&conf);
+
+    ok(parse(&conf, "redis unix:/run/r.sock;\nlog syslog;\n" Q) == 0,
+       "unix socket, log without level");
+    ok(conf.redis.is_unix && strcmp(conf.redis.host, "/run/r.sock") == 0,
+       "unix path");
+    offload_conf_free(&conf);
+}
+
+
+static void
+test_times(void)
+{
+    long long  ms;
+
+    ok(offload_conf_parse_time("5", &ms) == 0 && ms == 5000, "bare = s");
+    ok(offload_conf_parse_time("250ms", &ms) == 0 && ms == 250, "ms");
+    ok(offload_conf_parse_time("1m30s", &ms) == 0 && ms == 90000, "1m30s");
+    ok(offload_conf_parse_time("2h", &ms) == 0 && ms == 7200000, "h");
+    ok(offload_conf_parse_time("1d", &ms) == 0 && ms == 86400000, "d");
+    ok(offload_conf_parse_time("", &ms) == -1, "empty time");
+    ok(offload_conf_parse_time("s", &ms) == -1, "unit without number");
+    ok(offload_conf_parse_time("5x", &ms) == -1, "bad unit");
+    ok(offload_conf_parse_time("-5", &ms) == -1, "negative");
+    ok(offload_conf_parse_time("99999999999999999999", &ms) == -1,
+       "overflow");
+}
+
+
+static void
+test_errors(void)
+{
+    bad("foo bar;\n" Q, "t.conf:1: unknown directive \"foo\"",
+        "unknown directive");
+    bad(Q "\n\ndb 1;\ndb 2;\n", "t.conf:5: \"db\" directive is duplicate",
+        "duplicate directive");
+    bad("redis 127.0.0.1:6379\nnode_name x;\n" Q,
+        "t.conf:1: invalid number of arguments in \"redis\" directive",
+        "missing semicolon between directives");
+    bad(Q "db 1", "t.conf:2: directive \"db\" is not terminated by \";\"",
+        "missing semicolon at end of file");
+    bad("queue echo {\n  handler echo;\n  workers 2\n}\n",
+        "t.conf:3: directive \"workers\" is not terminated by \";\"",
+        "missing semicolon before }");
+    bad("queue echo {\n  handler echo;\n\n",
+        "t.conf:4: unexpected end of file, expecting \"}\" to close the "
+        "block opened at line 1", "missing }");
+    bad(Q "}\n", "t.conf:2: unexpected \"}\"", "stray }");
+    bad(Q ";\n", "t.conf:2: unexpected \";\"", "stray ;");
+    bad(Q "{\n", "t.conf:2: unexpected \"{\"", "stray {");
+    bad("queue echo;\n", "t.conf:1: directive \"queue\" has no opening \"{\"",
+        "queue without block");
+    bad("db 1 { }\n" Q, "t.conf:1: directive \"db\" takes no block",
+        "block on a plain directive");
+    bad("queue echo {\n handler nope;\n}\n",
+        "t.conf:2: unknown handler \"nope\"", "unknown handler");
+    bad("queue echo {\n workers 2;\n}\n",
+        "t.conf:1: queue \"echo\" has no \"handler\"", "queue without handler");
+    bad(Q "\nqueue echo { handler sha256; }\n",
+        "t.conf:3: duplicate queue \"echo\" (first defined at line 1)",
+        "duplicate queue");
+    bad("queue 'a b' { handler echo; }\n",
+        "t.conf:1: invalid queue name \"a b\" (expected 1..64 of A-Z a-z 0-9 "
+        "_ . -)", "bad queue name");
+    bad("queue echo { handler echo; handler echo; }\n",
+        "t.conf:1: \"handler\" directive is duplicate",
+        "duplicate directive in a queue");
+    bad("queue echo {\n handler echo;\n workers 0;\n}\n",
+        "t.conf:3: invalid \"workers\" value \"0\" (expected 1..256)",
+        "workers 0");
+    bad("queue echo {\n handler echo;\n workers 257;\n}\n",
+        "t.conf:3: invalid \"workers\" value \"257\" (expected 1..256)",
+        "workers 257");
+    bad("queue echo {\n handler echo;\n prefetch 1001;\n}\n",
+        "t.conf:3: invalid \"prefetch\" value \"1001\" (expected 1..1000)",
+        "prefetch too big");
+    bad("queue echo {\n handler echo;\n prefetch x;\n}\n",
+        "t.conf:3: invalid \"prefetch\" value \"x\" (expected 1..1000)",
+        "prefetch not a number");
+    bad("handler echo;\n" Q, "t.conf:1: \"handler\" directive is not allowed "
+        "here", "queue directive at top level");
+    bad("queue echo {\n handler echo;\n db 1;\n}\n",
+        "t.conf:3: \"db\" directive is not allowed here",
+        "main directive in a queue");
+    bad("queue echo {\n queue x { handler echo; }\n}\n",
+        "t.conf:2: \"queue\" directive is not allowed here", "nested queue");
+    bad("\n\n# nothing\n", "t.conf:4: no \"queue\" defined", "no queues");
+    bad("", "t.conf:1: no \"queue\" defined", "empty file");
+    bad("redis nohost:99999;\n" Q,
+        "t.conf:1: invalid redis address \"nohost:99999\" (expected "
+        "host:port or unix:/path)", "bad port");
+    bad("redis unix:relative;\n" Q,
+        "t.conf:1: invalid redis address \"unix:relative\" (expected "
+        "host:port or unix:/path)", "relative unix path");
+    bad("db -1;\n" Q, "t.conf:1: invalid db \"-1\" (expected 0..65535)",
+        "negative db");
+    bad("password \"\";\n" Q, "t.conf:1: empty password", "empty password");
+    bad("node_name 'a:b';\n" Q,
+        "t.conf:1: invalid node name \"a:b\" (expected 1..64 of A-Z a-z 0-9 "
+        "_ . -)", "bad node name");
+    bad("log stderr loud;\n" Q,
+        "t.conf:1: invalid log level \"loud\" (expected debug, info, notice, "
+        "warn or error)", "bad log level");
+    bad("log;\n" Q, "t.conf:1: invalid number of arguments in \"log\" "
+        "directive", "log without arguments");
+    bad("heartbeat 1x;\n" Q, "t.conf:1: invalid time \"1x\" in \"heartbeat\"",
+        "bad time");
+    bad("heartbeat 5ms;\n" Q, "t.conf:1: \"heartbeat\" must be 10ms..3600s",
+        "heartbeat too short");
+    bad("result_ttl 500ms;\n" Q,
+        "t.conf:1: \"result_ttl\" must be 1000ms..2592000s",
+        "result_ttl below a second");
+    bad(Q "password \"abc\n\ndef;\n",
+        "t.conf:2: unterminated string", "unterminated string");
+    bad("db 1 2 3 4 5 6 7 8 9 10;\n" Q,
+        "t.conf:1: too many arguments in \"db\" directive", "many arguments");
+}
+
+
+static void
+test_misc(void)
+{
+    char             path[] = "/tmp/conf_test_XXXXXX";
+    int              fd;
+    offload_conf_t   conf;
+    static const char  text[] = "node_name n1;\nqueue echo {\n"
+                                "  handler echo;\n}\n";
+    static const char  nul[] = "db 1;\n\0" Q;
+
+    ok(parse(&conf, "result_ttl 1500ms;\n" Q) == 0
+       && conf.result_ttl_s == 2, "result_ttl rounds up to whole seconds");
+    offload_conf_free(&conf);
+
+    ok(parse(&conf, "password 'it\\'s';\n" Q) == 0
+       && strcmp(conf.password, "it's") == 0, "backslash escape in a string");
+    offload_conf_free(&conf);
+
+    ok(offload_conf_parse(&conf, "t.conf", nul, sizeof(nul) - 1, err,
+                          sizeof(err)) == -1, "NUL byte rejected");
+    is_str(err, "t.conf:2: unexpected NUL byte", "NUL byte message");
+
+    fd = mkstemp(path);
+    ok(fd >= 0 && write(fd, text, sizeof(text) - 1)
+                  == (ssize_t) (sizeof(text) - 1), "temp file written");
+    close(fd);
+
+    ok(offload_conf_load(&conf, path, err, sizeof(err)) == 0
+       && strcmp(conf.node_name, "n1") == 0, "load from a file");
+    offload_conf_free(&conf);
+    unlink(path);
+
+    ok(offload_conf_load(&conf, path, err, sizeof(err)) == -1
+       && strstr(err, "cannot open") != NULL, "missing file: %s", err);
+}
+
+
+int
+main(void)
+{
+    test_full();
+    test_defaults();
+    test_times();
+    test_errors();
+    test_misc();
+    return done_testing();
+}
