@@ -1,0 +1,311 @@
+/*
+ * proto_test.c -- the wire protocol helpers of proto/: JSON check, job and
+ * result encoding round trips, ids, addresses, queue names, keys.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "offload_proto.h"
+#include "tap.h"
+
+
+static void
+json_good(const char *text)
+{
+    size_t       off = 0;
+    const char  *err = NULL;
+
+    ok(offload_json_check(text, strlen(text), &off, &err) == 0,
+       "json ok: %s", text);
+}
+
+
+static void
+json_bad(const char *text, size_t len, size_t want_off, const char *want_err)
+{
+    size_t       off = 999;
+    const char  *err = NULL;
+
+    ok(offload_json_check(text, len, &off, &err) == -1 && off == want_off,
+       "json bad: %.*s at %zu (got %zu)", (int) len, text, want_off, off);
+    is_str(err, want_err, "json bad: %.*s: message", (int) len, text);
+}
+
+
+static void
+test_json(void)
+{
+    char    *deep;
+    size_t   i;
+
+    json_good("{}");
+    json_good("[]");
+    json_good(" {\"a\" : [1, -2.5e+3, 0, true, false, null, \"x\\u00e9\\n\"]} ");
+    json_good("\"just a string\"");
+    json_good("0");
+    json_good("-0.5E-2");
+    json_good("{\"a\":{\"b\":{\"c\":[[],{}]}}}");
+
+    json_bad("", 0, 0, "unexpected end of input");
+    json_bad("   ", 3, 3, "unexpected end of input");
+    json_bad("[1,]", 4, 3, "unexpected character");
+    json_bad("{\"a\" 1}", 7, 5, "expected ':'");
+    json_bad("{\"a\":1,}", 8, 7, "expected a string key");
+    json_bad("{1:2}", 5, 1, "expected a string key");
+    json_bad("[1 2]", 5, 3, "expected ',' or ']'");
+    json_bad("{\"a\":1 \"b\"}", 11, 7, "expected ',' or '}'");
+    json_bad("01", 2, 1, "trailing characters after JSON value");
+    json_bad("{} x", 4, 3, "trailing characters after JSON value");
+    json_bad("-", 1, 1, "bad number");
+    json_bad("1.", 2, 2, "bad number");
+    json_bad("1e", 2, 2, "bad number");
+    json_bad("tru", 3, 0, "unexpected character");
+    json_bad("nul", 3, 0, "unexpected character");
+    json_bad("\"abc", 4, 4, "unterminated string");
+    json_bad("\"a\x01\"", 4, 3, "control character in string");
+    json_bad("\"\\x\"", 4, 3, "bad escape");
+    json_bad("\"\\u12g4\"", 8, 5, "bad \\u escape");
+    json_bad("[1", 2, 2, "unexpected end of input");
+    json_bad("[1] ", 2, 2, "unexpected end of input");   /* length counts */
+    json_bad("\"a\0b\"", 5, 3, "control character in string");
+
+    deep = malloc(2 * OFFLOAD_JSON_MAX_DEPTH + 2);
+    for (i = 0; i < OFFLOAD_JSON_MAX_DEPTH; i++) {
+        deep[i] = '[';
+        deep[2 * OFFLOAD_JSON_MAX_DEPTH - 1 - i] = ']';
+    }
+    ok(offload_json_check(deep, 2 * OFFLOAD_JSON_MAX_DEPTH, &i,
+                          &(const char *) { NULL }) == 0,
+       "nesting of exactly the maximum depth");
+
+    for (i = 0; i <= OFFLOAD_JSON_MAX_DEPTH; i++) {
+        deep[i] = '[';
+    }
+    json_bad(deep, OFFLOAD_JSON_MAX_DEPTH + 1, OFFLOAD_JSON_MAX_DEPTH,
+             "nesting too deep");
+    free(deep);
+}
+
+
+static void
+test_result(void)
+{
+    int               n;
+    char              buf[256];
+    const char       *err;
+    offload_result_t  in, out;
+
+    in.version = OFFLOAD_PROTO_VERSION;
+    in.id.data = "0123456789abcdef0000000000000001";
+    in.id.len = 32;
+    in.status = 422;
+    in.queue_us = 1234;
+    in.run_us = 56789;
+
+    n = offload_result_header(buf, sizeof(buf), &in);
+    is_str(buf, "OR1 0123456789abcdef0000000000000001 422 1234 56789\n",
+           "result header");
+    ok(n == (int) strlen(buf), "header length returned");
+
+    strcat(buf, "{\"x\":1}");
+    ok(offload_result_decode(&out, buf, strlen(buf), &err) == 0,
+       "round trip decodes");
+    ok(out.version == 1 && out.status == 422 && out.queue_us == 1234
+       && out.run_us == 56789, "round trip numbers");
+    ok(out.id.len == 32 && memcmp(out.id.data, in.id.data, 32) == 0,
+       "round trip id");
+    ok(out.body.len == 7 && memcmp(out.body.data, "{\"x\":1}", 7) == 0,
+       "round trip body");
+
+    ok(offload_result_header(buf, 20, &in) == -1, "header too small a buffer");
+
+#define BAD_RESULT(text, want)                                               \
+    ok(offload_result_decode(&out, text, strlen(text), &err) == -1,          \
+       "bad result: %s", text);                                              \
+    is_str(err, want, "bad result message: %s", text)
+
+    BAD_RESULT("", "not a result");
+    BAD_RESULT("XX1 id 200 0 0\n{}", "not a result");
+    BAD_RESULT("OR2 id 200 0 0\n{}", "unsupported protocol version");
+    BAD_RESULT("ORx id 200 0 0\n{}", "bad version");
+    BAD_RESULT("OR1  200 0 0\n{}", "bad id");
+    BAD_RESULT("OR1 id 99 0 0\n{}", "bad status");
+    BAD_RESULT("OR1 id 600 0 0\n{}", "bad status");
+    BAD_RESULT("OR1 id 200 -1 0\n{}", "bad queue time");
+    BAD_RESULT("OR1 id 200 0 x\n{}", "bad run time");
+    BAD_RESULT("OR1 id 200 0 0", "bad run time");
+    BAD_RESULT("OR1 id\n200 0 0\n{}", "bad id");
+
+    ok(offload_result_decode(&out, "OR1 id 200 0 0\n", 15, &err) == 0
+       && out.body.len == 0, "empty body decodes");
+}
+
+
+static void
+test_job(void)
+{
+    int                    argc, i;
+    char                   stream[OFFLOAD_KEY_MAX];
+    const char            *argv[OFFLOAD_JOB_ARGC], *err;
+    size_t                 argvlen[OFFLOAD_JOB_ARGC];
+    offload_str_t          fields[OFFLOAD_JOB_ARGC];
+    offload_job_t          in, out;
+    offload_job_scratch_t  scratch;
+
+    memset(&in, 0, sizeof(in));
+    in.version = 1;
+    in.id.data = "0123456789abcdef00000000000000ff";
+    in.id.len = 32;
+    in.payload.data = "{\"a\":\"b\0c\"}";   /* binary-safe */
+    in.payload.len = 11;
+    in.reply.data = "offload:reply:0123456789abcdef";
+    in.reply.len = strlen(in.reply.data);
+    in.request_id.data = "rid-1";
+    in.request_id.len = 5;
+    in.deadline_ms = 1700000005000LL;
+    in.submitted_ms = 1700000000000LL;
+    in.attempt = 1;
+
+    offload_stream_key(stream, sizeof(stream), "echo", 4);
+    argc = offload_job_argv(&in, stream, &scratch, argv, argvlen);
+    ok(argc == OFFLOAD_JOB_ARGC, "XADD argc");
+    ok(argvlen[0] == 4 && memcmp(argv[0], "XADD", 4) == 0
+       && strcmp(argv[1], "offload:{echo}:jobs") == 0
+       && argvlen[2] == 1 && argv[2][0] == '*', "XADD key *");
+
+    for (i = 3; i < argc; i++) {
+        fields[i - 3].data = argv[i];
+        fields[i - 3].len = argvlen[i];
+    }
+
+    ok(offload_job_decode(&out, fields, (size_t) (argc - 3), &err) == 0,
+       "job round trip decodes");
+    ok(out.version == 1 && out.deadline_ms == in.deadline_ms
+       && out.submitted_ms == in.submitted_ms && out.attempt == 1,
+       "job round trip numbers");
+    ok(out.id.len == 32 && memcmp(out.id.data, in.id.data, 32) == 0
+       && out.payload.len == 11
+       && memcmp(out.payload.data, in.payload.data, 11) == 0
+       && out.reply.len == in.reply.len
+       && out.request_id.len == 5, "job round trip strings");
+
+#define DECODE(arr, n) offload_job_decode(&out, arr, n, &err)
+#define S(lit) { lit, sizeof(lit) - 1 }
+    {
+        offload_str_t  odd[] = { S("v"), S("1"), S("id") };
+        offload_str_t  nover[] = { S("id"), S("x") };
+        offload_str_t  v2[] = { S("v"), S("2") };
+        offload_str_t  badv[] = { S("v"), S("one") };
+        offload_str_t  missing[] = { S("v"), S("1"), S("id"), S("x") };
+        offload_str_t  badid[] = { S("v"), S("1"), S("id"), S("") };
+        offload_str_t  baddl[] = { S("v"), S("1"), S("deadline"), S("-5") };
+        offload_str_t  badsub[] = { S("v"), S("1"), S("submitted"), S("1x") };
+        offload_str_t  badatt[] = { S("v"), S("1"), S("attempt"), S("0") };
+        offload_str_t  extra[] = {
+            S("v"), S("1"), S("id"), S("i"), S("payload"), S("{}"),
+            S("reply"), S("r"), S("deadline"), S("2"), S("submitted"),
+            S("1"), S("attempt"), S("3"), S("future"), S("ignored")
+        };
+
+        ok(DECODE(odd, 3) == -1, "odd field count");
+        is_str(err, "odd number of fields", "odd: message");
+        ok(DECODE(nover, 2) == -1, "no version");
+        is_str(err, "no version", "no version: message");
+        ok(DECODE(v2, 2) == -1, "version 2");
+        is_str(err, "unsupported protocol version", "version 2: message");
+        ok(DECODE(badv, 2) == -1, "bad version");
+        is_str(err, "bad version", "bad version: message");
+        ok(DECODE(missing, 4) == -1, "missing fields");
+        is_str(err, "missing field", "missing: message");
+        ok(DECODE(badid, 4) == -1, "empty id");
+        is_str(err, "bad id", "empty id: message");
+        ok(DECODE(baddl, 4) == -1, "negative deadline");
+        is_str(err, "bad deadline", "deadline: message");
+        ok(DECODE(badsub, 4) == -1, "bad submitted");
+        is_str(err, "bad submitted time", "submitted: message");
+        ok(DECODE(badatt, 4) == -1, "attempt 0");
+        is_str(err, "bad attempt", "attempt: message");
+        ok(DECODE(extra, 16) == 0 && out.attempt == 3
+           && out.request_id.len == 0, "unknown fields ignored, rid optional");
+    }
+}
+
+
+static void
+test_ids(void)
+{
+    char      id[OFFLOAD_JOB_ID_LEN + 1];
+    uint64_t  seq;
+
+    offload_job_id_format(id, "0123456789abcdef", 0xfedcba9876543210ULL);
+    id[OFFLOAD_JOB_ID_LEN] = '\0';
+    is_str(id, "0123456789abcdeffedcba9876543210", "id format");
+    ok(offload_job_id_seq(id, 32, &seq) == 0 && seq == 0xfedcba9876543210ULL,
+       "id seq round trip");
+
+    offload_job_id_format(id, "aaaaaaaaaaaaaaaa", 1);
+    is_str(id, "aaaaaaaaaaaaaaaa0000000000000001", "id of seq 1");
+
+    ok(offload_job_id_seq(id, 31, &seq) == -1, "short id");
+    ok(offload_job_id_seq("0123456789ABCDEF0000000000000001", 32, &seq) == -1,
+       "upper case id");
+    ok(offload_job_id_seq("0123456789abcdef000000000000000g", 32, &seq) == -1,
+       "non-hex id");
+}
+
+
+static void
+test_addr_names_keys(void)
+{
+    char            buf[OFFLOAD_KEY_MAX], q64[65];
+    offload_addr_t  a;
+
+    ok(offload_addr_parse(&a, "127.0.0.1:6380", 14) == 0
+       && strcmp(a.host, "127.0.0.1") == 0 && a.port == 6380 && !a.is_unix,
+       "host:port");
+    ok(offload_addr_parse(&a, "redis", 5) == 0 && a.port == 6379,
+       "host alone, port 6379");
+    ok(offload_addr_parse(&a, "unix:/tmp/r.sock", 16) == 0 && a.is_unix
+       && strcmp(a.host, "/tmp/r.sock") == 0, "unix:/path");
+    ok(offload_addr_parse(&a, "unix:r.sock", 11) == -1, "relative unix path");
+    ok(offload_addr_parse(&a, "unix:", 5) == -1, "empty unix path");
+    ok(offload_addr_parse(&a, ":6379", 5) == -1, "no host");
+    ok(offload_addr_parse(&a, "h:", 2) == -1, "no port");
+    ok(offload_addr_parse(&a, "h:0", 3) == -1, "port 0");
+    ok(offload_addr_parse(&a, "h:65536", 7) == -1, "port 65536");
+    ok(offload_addr_parse(&a, "h:12x", 5) == -1, "port with junk");
+    ok(offload_addr_parse(&a, "h:6379", 3) == 0 && a.port == 6,
+       "length is honoured");
+
+    memset(q64, 'q', 64);
+    q64[64] = '\0';
+    ok(offload_queue_name_valid("echo", 4), "queue echo");
+    ok(offload_queue_name_valid("events.aggregate_v-2", 20), "queue . _ -");
+    ok(offload_queue_name_valid(q64, 64), "64 chars");
+    ok(!offload_queue_name_valid(q64, 0), "empty");
+    ok(!offload_queue_name_valid("q{x}", 4), "braces (hash tag)");
+    ok(!offload_queue_name_valid("a b", 3), "space");
+    ok(!offload_queue_name_valid("a:b", 3), "colon");
+
+    ok(offload_stream_key(buf, sizeof(buf), "echo", 4) == 19
+       && strcmp(buf, "offload:{echo}:jobs") == 0, "stream key");
+    ok(offload_result_key(buf, sizeof(buf), "echo", 4, "abc", 3) > 0
+       && strcmp(buf, "offload:{echo}:result:abc") == 0, "result key");
+    ok(offload_reply_channel(buf, sizeof(buf), "0123456789abcdef", 16) > 0
+       && strcmp(buf, "offload:reply:0123456789abcdef") == 0, "reply channel");
+    ok(offload_stream_key(buf, 10, "echo", 4) == -1, "key does not fit");
+}
+
+
+int
+main(void)
+{
+    test_json();
+    test_result();
+    test_job();
+    test_ids();
+    test_addr_names_keys();
+    return done_testing();
+}
