@@ -39,7 +39,7 @@ our @EXPORT = qw(
     stop_all finish
 );
 
-my $JSON = JSON::PP->new->canonical->allow_nonref;
+my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 
 sub json_encode { $JSON->encode($_[0]) }
 sub json_decode { my $v = eval { $JSON->decode($_[0]) }; $v }
