@@ -16,7 +16,7 @@ plan skip_all => 'valgrind not installed'
 
 my $dir = tmpdir();
 start_redis();
-start_sidecar(timeout => 60, wrapper => [ 'valgrind', '--trace-children=yes',
+my $supervisor = start_sidecar(timeout => 60, wrapper => [ 'valgrind', '--trace-children=yes',
     '--error-exitcode=99', '--leak-check=full',
     '--errors-for-leak-kinds=definite', '--show-leak-kinds=definite',
     "--log-file=$dir/valgrind.%p.log" ], conf => <<'CONF');
@@ -72,15 +72,31 @@ my $status = stop_sidecar(60);
 is($status, 0, 'sidecar under valgrind exited 0 (not 99)')
     or diag("wait status $status");
 
+# The first error or leak record of a valgrind log.
+sub sidecar_pid_at_start { $supervisor }
+
+sub first_records {
+    my ($text) = @_;
+    my @lines = split /\n/, $text;
+    my ($from) = grep { $lines[$_] =~ /(Invalid|uninitialised|definitely lost in)/ }
+        0 .. $#lines;
+    return 'no record found' unless defined $from;
+    my $to = $from + 12 > $#lines ? $#lines : $from + 12;
+    return join "\n", @lines[$from .. $to];
+}
+
 my @logs = glob("$dir/valgrind.*.log");
 ok(@logs >= 6, scalar(@logs) . ' valgrind logs (supervisor + workers)');
 for my $log (@logs) {
     my $text = slurp($log);
     (my $name = $log) =~ s{.*/}{};
     next if $name eq "valgrind.$pids->{echo}[0].log";   # the SIGKILLed one
-    unlike($text, qr/ERROR SUMMARY: [1-9]/, "$name: no errors")
-        or diag($text);
-    unlike($text, qr/definitely lost: [1-9]/, "$name: no definite leaks");
+    my ($who) = $text =~ /^==\d+== Parent PID: (\d+)/m;
+    $name .= ($who // 0) == sidecar_pid_at_start() ? ' (worker)'
+        : ' (supervisor)';
+    ok($text !~ /ERROR SUMMARY: [1-9]/, "$name: no errors")
+        or diag(first_records($text));
+    ok($text !~ /definitely lost: [1-9]/, "$name: no definite leaks");
 }
 
 finish();
