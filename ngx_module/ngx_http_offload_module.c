@@ -518,14 +518,18 @@ ngx_http_offload_send(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
 }
 
 
-/* {"error":{"code":…,"message":…}}; code and message are plain ASCII. */
+/* {"error":{"code":…,"message":…}}; the message is escaped, code is not */
 
 static ngx_int_t
 ngx_http_offload_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message)
 {
     u_char  *p, *last;
-    size_t   len;
+    size_t   len, mlen;
+
+    static u_char  head[] = "{\"error\":{\"code\":\"";
+    static u_char  middle[] = "\",\"message\":\"";
+    static u_char  tail[] = "\"}}";
 
     if (status == NGX_HTTP_SERVICE_UNAVAILABLE
         && ngx_http_offload_add_header(r, "Retry-After", (u_char *) "1", 1)
@@ -534,16 +538,22 @@ ngx_http_offload_send_error(ngx_http_request_t *r, ngx_uint_t status,
         return NGX_ERROR;
     }
 
-    len = sizeof("{\"error\":{\"code\":\"\",\"message\":\"\"}}") - 1
-          + ngx_strlen(code) + ngx_strlen(message);
+    mlen = ngx_strlen(message);
+
+    len = sizeof(head) - 1 + ngx_strlen(code) + sizeof(middle) - 1
+          + mlen + ngx_escape_json(NULL, (u_char *) message, mlen)
+          + sizeof(tail) - 1;
 
     p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    last = ngx_snprintf(p, len, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
-                        code, message);
+    last = ngx_cpymem(p, head, sizeof(head) - 1);
+    last = ngx_cpymem(last, code, ngx_strlen(code));
+    last = ngx_cpymem(last, middle, sizeof(middle) - 1);
+    last = (u_char *) ngx_escape_json(last, (u_char *) message, mlen);
+    last = ngx_cpymem(last, tail, sizeof(tail) - 1);
 
     return ngx_http_offload_send(r, status, p, last - p);
 }
