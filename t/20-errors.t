@@ -27,6 +27,10 @@ server {
         offload_pass sleep;
         offload_timeout 1s;
     }
+    location = /infile/echo {
+        offload_pass echo;
+        client_body_in_file_only on;
+    }
     location = /novalidate/echo {
         offload_pass echo;
         offload_validate_json off;
@@ -84,6 +88,10 @@ for my $method (qw(GET PUT DELETE)) {
 # ---- 413 (from nginx itself)
 is(http('POST', '/jobs/echo', '"' . ('x' x 3000) . '"')->{status}, 413,
     '413 over client_max_body_size');
+
+# ---- 500: the body went to a temp file, the module does no file I/O
+error_is(http('POST', '/infile/echo', '{}'), 500, 'internal',
+    'client_body_in_file_only on');
 
 # ---- 422 handler_error
 $msg = error_is(post_json('/jobs/sha256', { data => 'abc', rounds => 'x' }),
