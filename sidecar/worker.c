@@ -76,6 +76,7 @@ struct offload_worker_s {
 
 
 static void send_read(offload_worker_t *w);
+static void send_script_load(offload_worker_t *w);
 
 
 static void
@@ -196,8 +197,9 @@ completion_cb(redisAsyncContext *ac, void *r, void *privdata)
         if (strncmp(reply->str, "NOSCRIPT", 8) == 0
             && strcmp(c->argv[0], "EVALSHA") == 0)
         {
-            log_info("%s: completion script not loaded, using EVAL",
-                     w->name);
+            log_info("%s: completion script not loaded, using EVAL and "
+                     "loading it again", w->name);
+            send_script_load(w);
             c->argv[0] = "EVAL";
             c->argvlen[0] = 4;
             c->argv[1] = offload_complete_script;
@@ -569,7 +571,11 @@ read_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        if (strncmp(reply->str, "NOGROUP", 7) == 0) {
+        /* The stream was deleted (UNBLOCKED: while we were blocked on it)
+         * or Redis restarted empty. */
+        if (strncmp(reply->str, "NOGROUP", 7) == 0
+            || strncmp(reply->str, "UNBLOCKED", 9) == 0)
+        {
             log_warn("%s: consumer group gone, creating it again", w->name);
             send_group_create(w);
             send_read(w);
@@ -671,17 +677,23 @@ script_load_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 
 static void
-connected(offload_redis_conn_t *rc)
+send_script_load(offload_worker_t *w)
 {
-    offload_worker_t  *w = rc->data;
-
-    if (redisAsyncCommand(rc->ac, script_load_cb, w, "SCRIPT LOAD %s",
+    if (redisAsyncCommand(w->conn.ac, script_load_cb, w, "SCRIPT LOAD %s",
                           offload_complete_script)
         != REDIS_OK)
     {
         log_error("%s: cannot send SCRIPT LOAD", w->name);
     }
+}
 
+
+static void
+connected(offload_redis_conn_t *rc)
+{
+    offload_worker_t  *w = rc->data;
+
+    send_script_load(w);
     send_group_create(w);
 
     w->in_history = 1;
