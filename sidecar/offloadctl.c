@@ -162,6 +162,16 @@ format_duration(char *buf, size_t size, int64_t ms)
 }
 
 
+/* A string member for display: "-" when missing or not a string. */
+static const char *
+text_of(json_t *obj, const char *key)
+{
+    const char  *s = json_string_value(json_object_get(obj, key));
+
+    return s ? s : "-";
+}
+
+
 static void
 print_node(json_t *doc, int64_t now_ms)
 {
@@ -176,15 +186,14 @@ print_node(json_t *doc, int64_t now_ms)
         now_ms - json_integer_value(json_object_get(doc, "heartbeat")));
 
     printf("%-20s %-8lld %-10s %s ago\n",
-           json_string_value(json_object_get(doc, "node")),
+           text_of(doc, "node"),
            (long long) json_integer_value(json_object_get(doc, "pid")),
            up, beat);
 
     printf("  %-24s %-20s %s\n", "QUEUE", "HANDLER", "WORKERS (slot:pid)");
 
     json_object_foreach(json_object_get(doc, "queues"), name, queue) {
-        printf("  %-24s %-20s", name,
-               json_string_value(json_object_get(queue, "handler")));
+        printf("  %-24s %-20s", name, text_of(queue, "handler"));
 
         workers = json_object_get(queue, "workers");
         json_array_foreach(workers, i, worker) {

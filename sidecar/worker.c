@@ -396,23 +396,25 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
     int                       rc;
     char                      message[320];
     json_t                   *input, *output = NULL;
-    int64_t                   now_us, queue_us, start_us, run_us;
+    int64_t                   now_us, now_ms, queue_us, start_us, run_us;
     json_error_t              jerr;
     offload_handler_error_t   herr;
     const offload_handler_t  *handler = w->queue->handler;
 
     now_us = offload_wall_us();
-    queue_us = now_us - job->submitted_ms * 1000;
-    if (queue_us < 0) {
-        queue_us = 0;                   /* clocks of two hosts */
-    }
+    now_ms = now_us / 1000;
+
+    /* ms fields may hold up to 18 digits: compare before scaling to us */
+    queue_us = job->submitted_ms < now_ms
+               ? now_us - job->submitted_ms * 1000
+               : 0;                     /* clocks of two hosts disagree */
 
     log_debug("%s: job %.*s (entry %.*s, rid %.*s)", w->name,
               (int) job->id.len, job->id.data, (int) entry_id->len,
               entry_id->data, (int) job->request_id.len,
               job->request_id.data);
 
-    if (job->deadline_ms * 1000 <= now_us) {
+    if (job->deadline_ms <= now_ms) {
         complete_error(w, entry_id, &job->id, &job->reply, 504, queue_us,
                        "expired", "the deadline passed before a worker took "
                        "the job");
@@ -511,6 +513,11 @@ process_entry(offload_worker_t *w, redisReply *entry)
 
     if (offload_job_decode(&job, w->fields, n, &err) != 0) {
         bad_entry(w, &entry_id, w->fields, n, err);
+        return;
+    }
+
+    if (!usable_id(&job.id)) {
+        bad_entry(w, &entry_id, w->fields, n, "bad id");
         return;
     }
 
