@@ -1,0 +1,59 @@
+/*
+ * registry_test.c -- the node registry document has exactly the shape
+ * docs/PROTOCOL.md gives it.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "supervisor.h"
+#include "tap.h"
+
+
+int
+main(void)
+{
+    char                  *json, want[512];
+    offload_conf_t         conf;
+    offload_slot_t         slots[2];
+    offload_pool_t         pool;
+    offload_conf_queue_t   queue;
+    offload_supervisor_t   sup;
+
+    memset(&conf, 0, sizeof(conf));
+    memset(&queue, 0, sizeof(queue));
+    memset(&sup, 0, sizeof(sup));
+    memset(slots, 0, sizeof(slots));
+
+    strcpy(conf.node_name, "alpha");
+    strcpy(queue.name, "sha256");
+    queue.handler = offload_handler_find("sha256");
+    queue.workers = 2;
+    conf.queues = &queue;
+    conf.nqueues = 1;
+
+    pool.sup = &sup;
+    pool.queue = &queue;
+    pool.slots = slots;
+    pool.nslots = 2;
+    slots[0].pid = 4242;
+    slots[1].pid = 0;                   /* being restarted */
+
+    sup.conf = &conf;
+    sup.pools = &pool;
+    sup.npools = 1;
+    sup.started_ms = 1700000000000LL;
+
+    json = offload_registry_json(&sup, 1700000001234LL);
+    snprintf(want, sizeof(want),
+             "{\"v\":1,\"node\":\"alpha\",\"pid\":%d,"
+             "\"started\":1700000000000,\"heartbeat\":1700000001234,"
+             "\"queues\":{\"sha256\":{\"handler\":\"sha256\",\"workers\":"
+             "[{\"slot\":0,\"pid\":4242},{\"slot\":1,\"pid\":null}]}}}",
+             (int) getpid());
+    is_str(json, want, "registry document");
+    free(json);
+
+    return done_testing();
+}
