@@ -77,6 +77,7 @@ struct offload_worker_s {
 
 static void send_read(offload_worker_t *w);
 static void send_script_load(offload_worker_t *w);
+static int send_completion(offload_worker_t *w, completion_t *c);
 
 
 static void
@@ -140,6 +141,14 @@ drop_entry(offload_worker_t *w, const char *id, size_t idlen, int del)
 }
 
 
+static void
+completion_put(offload_worker_t *w, completion_t *c)
+{
+    c->next = w->free_list;
+    w->free_list = c;
+}
+
+
 static completion_t *
 completion_get(offload_worker_t *w, size_t need)
 {
@@ -159,8 +168,7 @@ completion_get(offload_worker_t *w, size_t need)
     if (c->cap < need) {
         buf = realloc(c->buf, need);
         if (buf == NULL) {
-            c->next = w->free_list;
-            w->free_list = c;
+            completion_put(w, c);
             return NULL;
         }
         c->buf = buf;
@@ -169,18 +177,6 @@ completion_get(offload_worker_t *w, size_t need)
 
     return c;
 }
-
-
-static void
-completion_put(offload_worker_t *w, completion_t *c)
-{
-    c->next = w->free_list;
-    w->free_list = c;
-}
-
-
-static int
-send_completion(offload_worker_t *w, completion_t *c);
 
 
 static void
