@@ -30,7 +30,7 @@ use Time::HiRes qw(time sleep);
 
 our @EXPORT = qw(
     build_path sanitize tmpdir free_port wait_until slurp spew
-    start_redis stop_redis redis_port redis_cmd
+    start_redis stop_redis redis_port redis_cmd redis_select
     start_sidecar stop_sidecar sidecar_pid sidecar_conf_file node_name
     node_doc worker_pids
     nginx_conf write_nginx_conf start_nginx stop_nginx nginx_port
@@ -109,6 +109,16 @@ sub wait_until {
     }
 }
 
+# Fails this test file (not the whole run, unlike BAIL_OUT) when the stack
+# cannot be set up: the other files still run and report.
+sub give_up {
+    my ($why) = @_;
+    fail('stack set-up');
+    diag($why);
+    done_testing();
+    exit 1;
+}
+
 sub port_open {
     my ($port) = @_;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
@@ -184,34 +194,49 @@ sub start_redis {
     my $dir = $o{dir} // tmpdir();
     my $port = $o{port} // $S{redis_port} // free_port();
     $S{redis_port} = $port;
+    $S{redis_password} = $o{password} if exists $o{password};
+    my @auth = defined $S{redis_password}
+        ? ('--requirepass', $S{redis_password}) : ();
     spawn('redis', "$dir/redis.log", {}, 'redis-server', '--port', $port,
         '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-        '--dir', $dir, '--daemonize', 'no', @{ $o{args} // [] });
+        '--dir', $dir, '--daemonize', 'no', @auth, @{ $o{args} // [] });
     wait_until(sub {
         die "redis-server exited\n" unless alive('redis');
         my $r = redis_cmd('PING');
         defined $r && !ref $r && $r eq 'PONG';
     }, 10, "redis-server on port $port answers PING")
-        or BAIL_OUT("redis-server did not start: " . slurp("$dir/redis.log"));
+        or give_up("redis-server did not start: " . slurp("$dir/redis.log"));
     return $port;
 }
 
 sub stop_redis { stop_proc('redis', 10) }
 
 
-# A tiny RESP client, one connection per call.  Replies: a string for simple
-# and bulk strings, a number for integers, undef for nil, an array ref for
+# Later redis_cmd calls use database $db (SELECT).
+sub redis_select { $S{redis_db} = $_[0] }
+
+# A tiny RESP client, one connection per call (with AUTH and SELECT first
+# when a password or database is set).  Replies: a string for simple and
+# bulk strings, a number for integers, undef for nil, an array ref for
 # arrays, and { error => "..." } for errors.  Dies when Redis is unreachable.
 sub redis_cmd {
     my (@args) = @_;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
         PeerPort => $S{redis_port}, Proto => 'tcp', Timeout => 2)
         or die "redis connect: $!\n";
-    my $req = '*' . @args . "\r\n";
-    $req .= '$' . length($_) . "\r\n$_\r\n" for @args;
+    my @cmds = (\@args);
+    unshift @cmds, [ 'SELECT', $S{redis_db} ] if $S{redis_db};
+    unshift @cmds, [ 'AUTH', $S{redis_password} ]
+        if defined $S{redis_password};
+    my $req = '';
+    for my $cmd (@cmds) {
+        $req .= '*' . @$cmd . "\r\n";
+        $req .= '$' . length($_) . "\r\n$_\r\n" for @$cmd;
+    }
     syswrite_all($s, $req);
     my $buf = '';
-    my $reply = resp_read($s, \$buf);
+    my $reply;
+    $reply = resp_read($s, \$buf) for @cmds;
     close $s;
     return $reply;
 }
@@ -332,7 +357,7 @@ sub start_sidecar {
         }
         1;
     }, $o{timeout} // scaled(15), "sidecar node $S{node} registered")
-        or BAIL_OUT("sidecar did not register: "
+        or give_up("sidecar did not register: "
             . slurp("$dir/sidecar.stderr") . slurp("$dir/sidecar.log"));
     return sidecar_pid();
 }
@@ -428,7 +453,7 @@ sub start_nginx {
         my @workers = nginx_worker_pids();
         @workers >= ($o{workers} // 2) && port_open($S{nginx_port});
     }, scaled(10), "nginx listens on $S{nginx_port}")
-        or BAIL_OUT("nginx did not start: " . slurp("$dir/nginx.stderr")
+        or give_up("nginx did not start: " . slurp("$dir/nginx.stderr")
             . slurp("$dir/error.log"));
     return $S{nginx_port};
 }

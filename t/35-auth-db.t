@@ -1,0 +1,52 @@
+#!/usr/bin/perl
+# Redis with a password, jobs in a database other than 0: the module
+# (offload_redis ... password= db=) and the sidecar (password, db) both
+# AUTH and SELECT, also after Redis restarts.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use OffloadTest;
+
+start_redis(password => 's3cret');
+redis_select(3);
+start_sidecar(conf => <<'CONF');
+password s3cret;
+db 3;
+queue echo { handler echo; workers 1; }
+CONF
+ok(node_doc(), 'the registry entry is in db 3');
+start_nginx(http => <<'HTTP');
+server {
+    listen 127.0.0.1:@PORT@;
+    offload_redis @REDIS@ password=s3cret db=3;
+    location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
+}
+HTTP
+ok(wait_nginx_ready('/jobs/echo', '{}'), 'stack ready');
+
+my $r = post_json('/jobs/echo', { secret => 'kept' });
+is($r->{status}, 200, 'job with AUTH + SELECT 3');
+is_deeply($r->{json}, { secret => 'kept' }, 'echoed');
+my $id = $r->{headers}{'x-offload-job-id'};
+ok(defined redis_cmd('GET', "offload:{echo}:result:$id"),
+    'its result is stored in db 3');
+redis_select(0);
+is(redis_cmd('EXISTS', 'offload:{echo}:jobs'), 0, 'nothing in db 0');
+redis_select(3);
+
+my $out = `${\ build_path('offloadctl')} -c ${\ sidecar_conf_file()} status 2>&1`;
+is($? >> 8, 0, 'offloadctl -c with password and db: exit 0') or diag($out);
+like($out, qr/\Q${\ node_name()}\E/, 'offloadctl status shows the node');
+
+stop_redis();
+start_redis();
+ok(wait_until(sub {
+    my $ok = 0;
+    for (1 .. 6) { $ok++ if post_json('/jobs/echo', {})->{status} == 200 }
+    $ok == 6;
+}, 30, 'jobs work after a restart'), 'AUTH + SELECT again after a restart');
+
+finish();
