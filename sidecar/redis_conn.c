@@ -222,8 +222,8 @@ connect_now(offload_redis_conn_t *rc)
 
 void
 offload_redis_conn_init(offload_redis_conn_t *rc, struct ev_loop *loop,
-    const offload_conf_t *conf, const char *name, offload_redis_conn_pt on_ready,
-    offload_redis_conn_pt on_lost, void *data)
+    const offload_conf_t *conf, const char *name,
+    offload_redis_conn_pt on_ready, offload_redis_conn_pt on_lost, void *data)
 {
     memset(rc, 0, sizeof(*rc));
     rc->loop = loop;

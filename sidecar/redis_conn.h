@@ -35,8 +35,8 @@ struct offload_redis_conn_s {
 };
 
 void offload_redis_conn_init(offload_redis_conn_t *rc, struct ev_loop *loop,
-    const offload_conf_t *conf, const char *name, offload_redis_conn_pt on_ready,
-    offload_redis_conn_pt on_lost, void *data);
+    const offload_conf_t *conf, const char *name,
+    offload_redis_conn_pt on_ready, offload_redis_conn_pt on_lost, void *data);
 
 /* Starts connecting (asynchronously). */
 void offload_redis_conn_start(offload_redis_conn_t *rc);

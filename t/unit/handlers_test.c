@@ -120,18 +120,21 @@ test_sha256(void)
 
     offload_sha256("abc", 3, d);
     hex(d, h);
-    is_str(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+    is_str(h,
+           "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
            "sha256(abc)");
 
     offload_sha256("", 0, d);
     hex(d, h);
-    is_str(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    is_str(h,
+           "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
            "sha256(empty)");
 
-    offload_sha256("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56,
-                   d);
+    offload_sha256("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+                   56, d);
     hex(d, h);
-    is_str(h, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
+    is_str(h,
+           "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
            "sha256 of the 448-bit vector (two-block padding)");
 
     million = malloc(1000000);
@@ -143,7 +146,8 @@ test_sha256(void)
     }
     offload_sha256_final(&ctx, d);
     hex(d, h);
-    is_str(h, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0",
+    is_str(h,
+           "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0",
            "sha256 of a million 'a' in odd chunks");
     free(million);
 

@@ -42,7 +42,8 @@ test_json(void)
 
     json_good("{}");
     json_good("[]");
-    json_good(" {\"a\" : [1, -2.5e+3, 0, true, false, null, \"x\\u00e9\\n\"]} ");
+    json_good(" {\"a\" : [1, -2.5e+3, 0, true, false, null,"
+              " \"x\\u00e9\\n\"]} ");
     json_good("\"just a string\"");
     json_good("0");
     json_good("-0.5E-2");
