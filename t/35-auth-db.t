@@ -41,8 +41,7 @@ my $out = `${\ build_path('offloadctl')} -c ${\ sidecar_conf_file()} status 2>&1
 is($? >> 8, 0, 'offloadctl -c with password and db: exit 0') or diag($out);
 like($out, qr/\Q${\ node_name()}\E/, 'offloadctl status shows the node');
 
-stop_redis();
-start_redis();
+restart_redis();
 ok(wait_until(sub {
     my $ok = 0;
     for (1 .. 6) { $ok++ if post_json('/jobs/echo', {})->{status} == 200 }

@@ -17,8 +17,10 @@ queue echo { handler echo; workers 2; }
 queue sleep { handler sleep; workers 2; }
 CONF
 start_nginx(http => <<'HTTP');
+log_format status '$status $request_uri';
 server {
     listen 127.0.0.1:@PORT@;
+    access_log @DIR@/access.log status;
     offload_redis @REDIS@;
     location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
 }
@@ -51,6 +53,11 @@ ok(wait_until(sub {
 }, 15, "all $n sleep jobs completed"), 'the workers finished every job');
 is(redis_cmd('XLEN', 'offload:{sleep}:jobs'), 0, 'stream drained (acked + '
     . 'deleted)');
+my $access = tmpdir() . '/access.log';
+ok(wait_until(sub {
+    (() = slurp($access) =~ m{^499 /jobs/sleep$}mg) == $n;
+}, 5, "$n requests logged 499"), 'each aborted parked request ended 499')
+    or diag(slurp($access));
 
 my @res = concurrent_posts(10, 10, sub { qq({"c":$_[0],"j":$_[1]}) });
 is(scalar(grep { $_->{status} == 200 } @res), 100, '100 more jobs all 200');

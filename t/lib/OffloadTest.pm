@@ -30,7 +30,7 @@ use Time::HiRes qw(time sleep);
 
 our @EXPORT = qw(
     build_path sanitize tmpdir free_port wait_until slurp spew
-    start_redis stop_redis redis_port redis_cmd redis_select
+    start_redis stop_redis restart_redis redis_port redis_cmd redis_select
     start_sidecar stop_sidecar sidecar_pid sidecar_conf_file node_name
     node_doc worker_pids
     nginx_conf write_nginx_conf start_nginx stop_nginx nginx_port
@@ -211,6 +211,12 @@ sub start_redis {
 
 sub stop_redis { stop_proc('redis', 10) }
 
+# Stops Redis and starts an empty one on the same port.
+sub restart_redis {
+    stop_redis();
+    return start_redis(@_);
+}
+
 
 # Later redis_cmd calls use database $db (SELECT).
 sub redis_select { $S{redis_db} = $_[0] }
@@ -375,8 +381,8 @@ sub nginx_port { $S{nginx_port} }
 sub nginx_pid { $S{procs}{nginx} && $S{procs}{nginx}{pid} }
 sub nginx_error_log { tmpdir() . '/error.log' }
 
-# The whole nginx.conf around an http block's text.  @PORT@ and @REDIS@
-# (127.0.0.1:<redis port>) are substituted in the text.
+# The whole nginx.conf around an http block's text.  @PORT@, @REDIS@
+# (127.0.0.1:<redis port>) and @DIR@ (the temp dir) are substituted.
 sub nginx_conf {
     my (%o) = @_;
     my $dir = $o{dir} // tmpdir();
@@ -395,6 +401,7 @@ sub nginx_conf {
     for ($http, $main) {
         s/\@PORT\@/$port/g;
         s/\@REDIS\@/$redis/g;
+        s/\@DIR\@/$dir/g;
     }
     my $env = sanitize() ? "env ASAN_OPTIONS;\nenv UBSAN_OPTIONS;\n" : '';
     my $temp = join '', map { "    ${_}_temp_path $dir/${_}_temp;\n" }
