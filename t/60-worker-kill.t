@@ -102,4 +102,41 @@ like($resp, qr{^HTTP/1\.1 200}, 'the job held by the killed worker is '
 diag(sprintf 'answered %.2f s after the kill', time - $t0);
 isnt(worker_pids()->{sleep}[0], $victim, 'sleep slot 0 has a new pid');
 
+# ---- SIGTERM: the supervisor stops its workers, removes its registry
+# entry and exits 0
+my $all = worker_pids();
+my @workers = map { @$_ } values %$all;
+is(stop_sidecar(), 0, 'sidecar exits 0 on SIGTERM');
+ok(!(grep { kill 0, $_ } @workers), 'all its workers are gone');
+is(redis_cmd('EXISTS', "offload:node:$node"), 0, 'registry key deleted');
+is(redis_cmd('SISMEMBER', 'offload:nodes', $node), 0, 'node left the set');
+
+# ---- jobs wait in the stream while no sidecar runs
+$sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+    PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+$body = '{"waited":true}';
+print $sock "POST /jobs/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    . "Content-Length: " . length($body) . "\r\n\r\n$body";
+ok(wait_until(sub { redis_cmd('XLEN', 'offload:{echo}:jobs') == 1 }, 5,
+    'the job is queued'), 'job queued with no sidecar running');
+start_sidecar(conf => <<'CONF');
+queue echo { handler echo; workers 2; }
+queue sleep { handler sleep; workers 1; }
+CONF
+$resp = '';
+alarm 15;
+eval { 1 while sysread($sock, $resp, 65536, length $resp); alarm 0 };
+alarm 0;
+like($resp, qr{^HTTP/1\.1 200.*\{"waited":true\}$}s,
+    'a job queued while the sidecar was down is answered once it is back');
+
+# ---- SIGKILL of the supervisor: its workers die with it
+$all = worker_pids();
+@workers = map { @$_ } values %$all;
+kill 'KILL', sidecar_pid();
+ok(wait_until(sub { !grep { kill 0, $_ } @workers }, 10,
+    'workers exit after the supervisor was killed'),
+    'no worker outlives a SIGKILLed supervisor');
+stop_sidecar();    # reaps it
+
 finish();

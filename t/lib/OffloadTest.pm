@@ -356,6 +356,8 @@ sub start_sidecar {
     my $want = conf_queues($o{conf});
     wait_until(sub {
         die "offload-sidecar exited\n" unless alive('sidecar');
+        my $doc = node_doc() or return 0;
+        return 0 unless ($doc->{pid} // 0) == sidecar_pid();
         my $pids = worker_pids() or return 0;
         for my $q (keys %$want) {
             my $got = grep { $_ } @{ $pids->{$q} || [] };
