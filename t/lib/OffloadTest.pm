@@ -467,7 +467,12 @@ sub start_nginx {
     return $S{nginx_port};
 }
 
-sub stop_nginx { stop_proc('nginx', scaled(15)) }
+# Stops nginx (SIGTERM, or $sig: QUIT for a graceful stop); returns the wait
+# status.
+sub stop_nginx {
+    my ($sig) = @_;
+    return stop_proc('nginx', scaled(15), $sig);
+}
 
 # Runs `nginx -t` on an nginx.conf made from %o; returns (exit code, output).
 sub nginx_test {
