@@ -15,7 +15,7 @@ use warnings;
 
 use Exporter 'import';
 use Cwd qw(abs_path);
-use Errno qw(EAGAIN EWOULDBLOCK EINTR EINPROGRESS);
+use Errno qw(EAGAIN EWOULDBLOCK EINTR);
 use File::Basename qw(dirname);
 use File::Copy qw(copy);
 use File::Temp qw(tempdir);
@@ -565,16 +565,17 @@ sub concurrent_posts {
             in => '', out => '' };
         $conns[$c] = $conn;
         $sel->add($s);
-        next_request($conn, $path, $make_body, $per);
+        next_request($conn, $path, $make_body);
     }
-    my %by_fd = map { fileno($_->{sock}) => $_ } @conns;
+    my %by_sock = map { ("$_->{sock}" => $_) } @conns;
 
     while ($sel->count && time < $deadline) {
         my @w = map { $_->{sock} } grep { length $_->{out} } @conns;
         my ($r, $w) = IO::Select->select($sel, IO::Select->new(@w), undef,
             0.5);
         for my $s (@{ $w || [] }) {
-            my $conn = $by_fd{ fileno $s };
+            my $conn = $by_sock{"$s"};
+            next unless $conn->{sock};
             my $n = syswrite($s, $conn->{out});
             if (defined $n) {
                 substr($conn->{out}, 0, $n) = '';
@@ -583,7 +584,7 @@ sub concurrent_posts {
             }
         }
         for my $s (@{ $r || [] }) {
-            my $conn = $by_fd{ fileno $s };
+            my $conn = $by_sock{"$s"};
             next unless $conn->{sock};
             my $n = sysread($s, $conn->{in}, 262144, length $conn->{in});
             if (!defined $n) {
@@ -599,7 +600,7 @@ sub concurrent_posts {
                 push @results, { %{ $conn->{cur} }, %$resp };
                 delete $conn->{cur};
                 if ($conn->{job} < $per) {
-                    next_request($conn, $path, $make_body, $per);
+                    next_request($conn, $path, $make_body);
                 } else {
                     $sel->remove($s);
                     close $s;
@@ -616,7 +617,7 @@ sub concurrent_posts {
 }
 
 sub next_request {
-    my ($conn, $path, $make_body, $per) = @_;
+    my ($conn, $path, $make_body) = @_;
     my $body = $make_body->($conn->{id}, $conn->{job});
     $conn->{cur} = { conn => $conn->{id}, job => $conn->{job}, body => $body };
     $conn->{job}++;
