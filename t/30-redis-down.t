@@ -76,6 +76,13 @@ ok(defined $status && ($status == 503 || $status == 504),
 diag(sprintf 'parked job answered %s after %.2f s', $status // '-',
     time - $t_down);
 
+# Redis clients whose last command was PUBLISH: the nginx workers' command
+# connections.
+sub nginx_command_conns {
+    my $list = redis_cmd('CLIENT', 'LIST');
+    return scalar grep { /\bcmd=publish\b/ } split /\n/, $list // '';
+}
+
 # Posts $n echo jobs; returns how many came back 200 with their own body.
 sub batch_ok {
     my ($n) = @_;
@@ -95,11 +102,12 @@ start_redis();
 ok(wait_until(sub { post_json('/jobs/echo', { back => 1 })->{status} == 200 },
     30, 'a job succeeds after redis restarted'),
     'jobs work again after redis came back');
-# each nginx worker reconnects on its own backoff: wait until a whole batch
-# succeeds, whichever worker takes each connection
+# each nginx worker reconnects on its own backoff: wait until both command
+# connections are back (each PUBLISHes its liveness ping every second; the
+# sidecar publishes only from inside its script) and a whole batch succeeds
 my $t_back = time;
-ok(wait_until(sub { batch_ok(10) == 10 }, 30, 'a clean batch of 10 jobs'),
-    'every nginx worker reconnected');
+ok(wait_until(sub { nginx_command_conns() >= 2 && batch_ok(10) == 10 }, 30,
+    'both nginx workers reconnected'), 'every nginx worker reconnected');
 diag(sprintf 'all workers recovered %.2f s after redis came back',
     time - $t_back);
 is(batch_ok(20), 20, '20 more jobs succeed');
