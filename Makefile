@@ -70,9 +70,12 @@ $(BUILD)/nginx/Makefile: config
 	    --add-dynamic-module=$(CURDIR) \
 	    --builddir=$(CURDIR)/$(BUILD)/nginx >$(CURDIR)/$(BUILD)/nginx/configure.log
 
+# The copy goes through a new inode (cp + mv): overwriting the .so in place
+# would change the code under every running nginx that loaded it.
 module: $(BUILD)/nginx/Makefile
 	$(MAKE) -s -f $(CURDIR)/$(BUILD)/nginx/Makefile -C $(NGX_SRC) modules
-	cp -p $(BUILD)/nginx/ngx_http_offload_module.so $(MODULE)
+	cp -p $(BUILD)/nginx/ngx_http_offload_module.so $(MODULE).tmp
+	mv -f $(MODULE).tmp $(MODULE)
 
 $(MODULE): module
 
