@@ -116,6 +116,8 @@ ngx_module_t  ngx_http_offload_module = {
 
 
 static ngx_str_t  ngx_http_offload_request_id = ngx_string("request_id");
+static ngx_str_t  ngx_http_offload_redis_directive =
+    ngx_string("offload_redis");
 
 
 static ngx_int_t
@@ -602,7 +604,8 @@ ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *password,
 
     if (offload_addr_parse(&parsed, (char *) addr->data, addr->len) != 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid redis address \"%V\"", addr);
+                           "invalid redis address \"%V\" in \"%V\" directive",
+                           addr, &ngx_http_offload_redis_directive);
         return NULL;
     }
 
@@ -700,7 +703,8 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\"", &value[i]);
+                       "invalid parameter \"%V\" in \"%V\" directive",
+                       &value[i], &cmd->name);
 
     return NGX_CONF_ERROR;
 }
@@ -740,7 +744,8 @@ ngx_http_offload_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         && !offload_queue_name_valid((char *) value[1].data, value[1].len))
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid queue name \"%V\"", &value[1]);
+                           "invalid queue name \"%V\" in \"%V\" directive",
+                           &value[1], &cmd->name);
         return NGX_CONF_ERROR;
     }
 
