@@ -8,10 +8,12 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use IO::Socket::INET;
+use POSIX ();
 use Time::HiRes qw(time);
 use OffloadTest;
 
-start_redis();
+start_redis(args => [ '--enable-debug-command', 'yes' ]);
 start_sidecar(conf => <<'CONF');
 queue echo { handler echo; workers 2; }
 queue sleep { handler sleep; workers 1; }
@@ -28,6 +30,32 @@ HTTP
 ok(wait_nginx_ready('/jobs/echo', '{}'), 'stack ready');
 my @nginx_workers = nginx_worker_pids();
 my $sidecar = sidecar_pid();
+
+# ---- Redis hangs (up, but answers nothing for 6 s): the module's command
+# watchdog drops the connection and answers 503 long before the 10 s
+# offload_timeout
+pipe(my $sent_r, my $sent_w) or die "pipe: $!";
+my $hang = fork // die "fork: $!";
+if ($hang == 0) {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => redis_port(), Proto => 'tcp') or POSIX::_exit(1);
+    print $s "*3\r\n\$5\r\nDEBUG\r\n\$5\r\nSLEEP\r\n\$1\r\n6\r\n";
+    syswrite($sent_w, "sent\n");
+    sysread($s, my $reply, 100);
+    POSIX::_exit(0);
+}
+close $sent_w;
+is(scalar readline($sent_r), "sent\n", 'DEBUG SLEEP 6 sent: redis hangs');
+my $r = post_json('/jobs/echo', { hang => 1 });
+is($r->{status}, 503, 'redis hung: 503') or diag($r->{content});
+is($r->{json} && $r->{json}{error}{code}, 'redis_unavailable',
+    'redis hung: redis_unavailable');
+ok($r->{ms} > 3000 && $r->{ms} < 9000, sprintf('after the watchdog, before '
+    . 'the timeout (%d ms)', $r->{ms}));
+diag(sprintf 'redis hung: 503 after %d ms', $r->{ms});
+waitpid($hang, 0);
+ok(wait_until(sub { batch_ok(4) == 4 }, 20, 'jobs after the hang'),
+    'jobs work again after the hang');
 
 # a job parked while Redis goes down is answered, not forgotten
 my $parked = IO::Socket::INET->new(PeerAddr => '127.0.0.1',

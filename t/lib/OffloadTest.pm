@@ -57,7 +57,7 @@ sub sanitize { ($ENV{OFFLOAD_SANITIZE} // '') eq '1' }
 # Timeouts scale up under the sanitizers, which slow everything down.
 sub scaled { $_[0] * (sanitize() ? 3 : 1) }
 
-my %S = (procs => {});     # the stack of this test file
+my %S = (procs => {}, owner => $$);     # the stack of this test file
 my $DIR;
 
 sub tmpdir {
@@ -733,7 +733,9 @@ sub finish {
 }
 
 END {
-    # leave no process behind, whatever happened
+    # leave no process behind, whatever happened (only in the test process,
+    # not in a child it forked)
+    return unless $$ == $S{owner};
     my $rc = $?;
     for my $name (qw(nginx sidecar redis), keys %{ $S{procs} }) {
         stop_proc($name, 5) if $S{procs}{$name};
