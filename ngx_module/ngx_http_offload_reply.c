@@ -425,7 +425,7 @@ ngx_http_offload_ping_handler(ngx_event_t *ev)
 
         (void) ngx_http_offload_link_send(&peer->command,
                                   ngx_http_offload_ping_done,
-                                  (void *) peer->subscriber.generation,
+                                  (void *) (uintptr_t) peer->subscriber.generation,
                                   3, argv, argvlen);
     }
 
