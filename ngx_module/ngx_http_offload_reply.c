@@ -411,6 +411,7 @@ ngx_http_offload_deadline_handler(ngx_event_t *ev)
 static void
 ngx_http_offload_ping_handler(ngx_event_t *ev)
 {
+    void                     *privdata;
     const char               *argv[3];
     size_t                    argvlen[3];
     ngx_http_offload_peer_t  *peer = ev->data;
@@ -423,10 +424,11 @@ ngx_http_offload_ping_handler(ngx_event_t *ev)
         argv[2] = OFFLOAD_REPLY_PING;
         argvlen[2] = sizeof(OFFLOAD_REPLY_PING) - 1;
 
+        privdata = (void *) (uintptr_t) peer->subscriber.generation;
+
         (void) ngx_http_offload_link_send(&peer->command,
-                                  ngx_http_offload_ping_done,
-                                  (void *) (uintptr_t) peer->subscriber.generation,
-                                  3, argv, argvlen);
+                                          ngx_http_offload_ping_done,
+                                          privdata, 3, argv, argvlen);
     }
 
     ngx_add_timer(ev, NGX_HTTP_OFFLOAD_PING_INTERVAL);
