@@ -319,11 +319,16 @@ ngx_http_offload_subscriber_up(ngx_http_offload_link_t *link)
     argv[1] = ngx_http_offload_worker.channel;
     argvlen[1] = ngx_http_offload_worker.channel_len;
 
+    /*
+     * This runs inside hiredis' connect callback, where freeing the context
+     * is unsafe: if SUBSCRIBE cannot be sent, let the watchdog drop it.
+     */
+
     if (ngx_http_offload_link_send(link, ngx_http_offload_message, NULL,
                                    2, argv, argvlen)
         != NGX_OK)
     {
-        ngx_http_offload_link_drop(link);
+        ngx_add_timer(&link->watchdog, 1);
     }
 }
 
