@@ -32,6 +32,8 @@ static ngx_int_t ngx_http_offload_send_error(ngx_http_request_t *r,
 static ngx_int_t ngx_http_offload_add_header(ngx_http_request_t *r,
     const char *name, u_char *value, size_t len);
 
+static ngx_int_t ngx_http_offload_resolve(ngx_conf_t *cf,
+    offload_addr_t *addr);
 static ngx_http_offload_peer_t *ngx_http_offload_peer_get(ngx_conf_t *cf,
     ngx_str_t *addr, ngx_str_t *password, ngx_uint_t db);
 static char *ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -591,6 +593,46 @@ ngx_http_offload_add_header(ngx_http_request_t *r, const char *name,
 }
 
 
+/*
+ * hiredis resolves a host name with a blocking getaddrinfo() on every
+ * connect, inside the worker's event loop.  Resolve it once here instead,
+ * while the configuration is read, as nginx does for proxy_pass: the workers
+ * then connect to an address.
+ */
+
+static ngx_int_t
+ngx_http_offload_resolve(ngx_conf_t *cf, offload_addr_t *addr)
+{
+    size_t     len;
+    ngx_url_t  u;
+
+    if (addr->is_unix) {
+        return NGX_OK;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url.data = (u_char *) addr->host;
+    u.url.len = ngx_strlen(addr->host);
+    u.default_port = (in_port_t) addr->port;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cannot resolve redis host \"%s\" in \"%V\" "
+                           "directive: %s", addr->host,
+                           &ngx_http_offload_redis_directive,
+                           u.err ? u.err : "no address");
+        return NGX_ERROR;
+    }
+
+    len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
+                        (u_char *) addr->host, sizeof(addr->host) - 1, 0);
+    addr->host[len] = '\0';
+
+    return NGX_OK;
+}
+
+
 /* One peer per distinct (address, password, db), shared by locations. */
 
 static ngx_http_offload_peer_t *
@@ -606,6 +648,10 @@ ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *password,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid redis address \"%V\" in \"%V\" directive",
                            addr, &ngx_http_offload_redis_directive);
+        return NULL;
+    }
+
+    if (ngx_http_offload_resolve(cf, &parsed) != NGX_OK) {
         return NULL;
     }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 # Redis with a password, jobs in a database other than 0: the module
 # (offload_redis ... password= db=) and the sidecar (password, db) both
-# AUTH and SELECT, also after Redis restarts.
+# AUTH and SELECT, also after Redis restarts.  The module is given a host
+# name, which it resolves while reading its configuration.
 
 use strict;
 use warnings;
@@ -21,7 +22,7 @@ ok(node_doc(), 'the registry entry is in db 3');
 start_nginx(http => <<'HTTP');
 server {
     listen 127.0.0.1:@PORT@;
-    offload_redis @REDIS@ password=s3cret db=3;
+    offload_redis localhost:@REDIS_PORT@ password=s3cret db=3;
     location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
 }
 HTTP

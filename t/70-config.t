@@ -108,6 +108,8 @@ my @nginx_bad = (
         . 'offload_timeout abc; }', 'offload_timeout', qr/invalid|abc/ ],
     [ 'offload_redis bad:addr:x', 'offload_redis bad:addr:x;',
         'offload_redis', qr/bad:addr:x|invalid/ ],
+    [ 'offload_redis unresolvable host', 'offload_redis no-such-host.invalid;',
+        'offload_redis', qr/cannot resolve redis host "no-such-host\.invalid"/ ],
     [ 'offload_redis unknown arg', 'offload_redis 127.0.0.1:6379 foo=bar;',
         'offload_redis', qr/foo|invalid/ ],
     [ 'offload_redis db=x', 'offload_redis 127.0.0.1:6379 db=x;',

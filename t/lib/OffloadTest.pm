@@ -384,7 +384,8 @@ sub nginx_pid { $S{procs}{nginx} && $S{procs}{nginx}{pid} }
 sub nginx_error_log { tmpdir() . '/error.log' }
 
 # The whole nginx.conf around an http block's text.  @PORT@, @REDIS@
-# (127.0.0.1:<redis port>) and @DIR@ (the temp dir) are substituted.
+# (127.0.0.1:<redis port>), @REDIS_PORT@ and @DIR@ (the temp dir) are
+# substituted.
 sub nginx_conf {
     my (%o) = @_;
     my $dir = $o{dir} // tmpdir();
@@ -403,6 +404,7 @@ sub nginx_conf {
     for ($http, $main) {
         s/\@PORT\@/$port/g;
         s/\@REDIS\@/$redis/g;
+        s/\@REDIS_PORT\@/$S{redis_port} \/\/ 6379/ge;
         s/\@DIR\@/$dir/g;
     }
     my $env = sanitize() ? "env ASAN_OPTIONS;\nenv UBSAN_OPTIONS;\n" : '';
