@@ -41,6 +41,12 @@ int offload_handler_fail(offload_handler_error_t *err, const char *fmt, ...)
 int offload_handler_int_member(json_t *obj, const char *key, json_int_t min,
     json_int_t max, json_int_t *value, offload_handler_error_t *err);
 
+/* Reads the {"ms": n} input of the timing handlers (spin, sleep): an
+ * object with a required integer "ms" in [0, max].  Returns 0, or -1 with
+ * err saying what is wrong. */
+int offload_handler_ms_input(json_t *input, json_int_t max, json_int_t *ms,
+    offload_handler_error_t *err);
+
 extern const offload_handler_t  offload_handler_echo;
 extern const offload_handler_t  offload_handler_sha256;
 extern const offload_handler_t  offload_handler_spin;

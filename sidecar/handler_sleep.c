@@ -14,22 +14,12 @@
 static int
 sleep_run(json_t *input, json_t **output, offload_handler_error_t *err)
 {
-    json_int_t       ms = -1;
+    json_int_t       ms;
     int64_t          start;
     struct timespec  left;
 
-    if (!json_is_object(input)) {
-        return offload_handler_fail(err, "input must be an object {\"ms\": n}");
-    }
-
-    if (offload_handler_int_member(input, "ms", 0, SLEEP_MAX_MS, &ms, err)
-        != 0)
-    {
+    if (offload_handler_ms_input(input, SLEEP_MAX_MS, &ms, err) != 0) {
         return -1;
-    }
-
-    if (ms < 0) {
-        return offload_handler_fail(err, "\"ms\" is required");
     }
 
     start = offload_mono_us();

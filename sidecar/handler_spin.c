@@ -13,21 +13,11 @@
 static int
 spin_run(json_t *input, json_t **output, offload_handler_error_t *err)
 {
-    json_int_t  ms = -1;
+    json_int_t  ms;
     int64_t     start, until, now;
 
-    if (!json_is_object(input)) {
-        return offload_handler_fail(err, "input must be an object {\"ms\": n}");
-    }
-
-    if (offload_handler_int_member(input, "ms", 0, SPIN_MAX_MS, &ms, err)
-        != 0)
-    {
+    if (offload_handler_ms_input(input, SPIN_MAX_MS, &ms, err) != 0) {
         return -1;
-    }
-
-    if (ms < 0) {
-        return offload_handler_fail(err, "\"ms\" is required");
     }
 
     start = offload_mono_us();

@@ -73,3 +73,25 @@ offload_handler_int_member(json_t *obj, const char *key, json_int_t min,
     *value = n;
     return 0;
 }
+
+
+int
+offload_handler_ms_input(json_t *input, json_int_t max, json_int_t *ms,
+    offload_handler_error_t *err)
+{
+    *ms = -1;
+
+    if (!json_is_object(input)) {
+        return offload_handler_fail(err, "input must be an object {\"ms\": n}");
+    }
+
+    if (offload_handler_int_member(input, "ms", 0, max, ms, err) != 0) {
+        return -1;
+    }
+
+    if (*ms < 0) {
+        return offload_handler_fail(err, "\"ms\" is required");
+    }
+
+    return 0;
+}
