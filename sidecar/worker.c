@@ -417,12 +417,6 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
         return;
     }
 
-    if (handler == NULL) {
-        complete_error(w, entry_id, &job->id, &job->reply, 404, queue_us,
-                       "unknown_handler", "no handler for this queue");
-        return;
-    }
-
     input = json_loadb(job->payload.data, job->payload.len, JSON_DECODE_ANY,
                        &jerr);
     if (input == NULL) {
