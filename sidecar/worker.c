@@ -6,6 +6,10 @@
  *   (id 0 onwards) until none are left, then XREADGROUP ">" with BLOCK;
  *   run each entry's job synchronously and complete it with one EVALSHA.
  *
+ * A read returns up to `prefetch` entries.  They are copied out of the
+ * reply and run one per loop iteration (an idle watcher), so the result of
+ * each job leaves as soon as it is done, not when the whole batch is.
+ *
  * Completions are pipelined: they are sent without waiting for replies and
  * the next XREADGROUP follows the batch on the same connection, so Redis
  * sees them in order.  A completion's arguments are kept until its reply
@@ -47,6 +51,14 @@ typedef struct completion_s {
     size_t                argvlen[COMPLETE_ARGC];
 } completion_t;
 
+/* A stream entry copied out of an XREADGROUP reply, waiting its turn. */
+typedef struct batch_entry_s {
+    struct batch_entry_s  *next;
+    offload_str_t          id;
+    size_t                 nfields;
+    offload_str_t          fields[];    /* then the bytes they point to */
+} batch_entry_t;
+
 struct offload_worker_s {
     struct ev_loop              *loop;
     const offload_conf_t        *conf;
@@ -69,8 +81,9 @@ struct offload_worker_s {
     int                          stopping;
     unsigned                     in_flight;     /* commands to wait for */
 
-    offload_str_t               *fields;        /* of the current entry */
-    size_t                       fields_cap;
+    ev_idle                      work;          /* runs the batch */
+    batch_entry_t               *batch;         /* taken, not yet run */
+    batch_entry_t               *batch_tail;
     completion_t                *free_list;
 };
 
@@ -83,7 +96,7 @@ static int send_completion(offload_worker_t *w, completion_t *c);
 static void
 maybe_exit(offload_worker_t *w)
 {
-    if (w->stopping && w->in_flight == 0) {
+    if (w->stopping && w->in_flight == 0 && w->batch == NULL) {
         ev_break(w->loop, EVBREAK_ALL);
     }
 }
@@ -450,14 +463,20 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
 }
 
 
+/*
+ * Takes a stream entry out of its reply into one allocation of our own, so
+ * the batch outlives the read callback: the worker then runs one job per
+ * loop iteration, and the completions of finished jobs are written while
+ * the rest of the batch waits, not after the whole batch.
+ */
 static void
-process_entry(offload_worker_t *w, redisReply *entry)
+take_entry(offload_worker_t *w, redisReply *entry)
 {
-    size_t          i, n;
-    const char     *err;
+    char           *p;
+    size_t          i, n, bytes;
     redisReply     *fields;
-    offload_str_t  *f, entry_id;
-    offload_job_t   job;
+    batch_entry_t  *e;
+    offload_str_t   entry_id;
 
     if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2
         || entry->element[0]->type != REDIS_REPLY_STRING)
@@ -482,36 +501,110 @@ process_entry(offload_worker_t *w, redisReply *entry)
     }
 
     n = fields->elements;
-    if (n > w->fields_cap) {
-        f = realloc(w->fields, n * sizeof(offload_str_t));
-        if (f == NULL) {
-            log_error("%s: out of memory", w->name);
-            return;
-        }
-        w->fields = f;
-        w->fields_cap = n;
+    bytes = entry_id.len;
+
+    for (i = 0; i < n; i++) {
+        bytes += fields->element[i]->type == REDIS_REPLY_STRING
+                 ? fields->element[i]->len : 0;
     }
+
+    e = malloc(sizeof(batch_entry_t) + n * sizeof(offload_str_t) + bytes);
+    if (e == NULL) {
+        log_error("%s: out of memory taking entry %.*s", w->name,
+                  (int) entry_id.len, entry_id.data);
+        return;                 /* stays pending: runs after a restart */
+    }
+
+    p = (char *) &e->fields[n];
+    e->next = NULL;
+    e->nfields = n;
+    e->id.data = memcpy(p, entry_id.data, entry_id.len);
+    e->id.len = entry_id.len;
+    p += entry_id.len;
 
     for (i = 0; i < n; i++) {
         if (fields->element[i]->type != REDIS_REPLY_STRING) {
-            bad_entry(w, &entry_id, w->fields, i, "field is not a string");
+            bad_entry(w, &e->id, e->fields, i, "field is not a string");
+            free(e);
             return;
         }
-        w->fields[i].data = fields->element[i]->str;
-        w->fields[i].len = fields->element[i]->len;
+
+        e->fields[i].data = memcpy(p, fields->element[i]->str,
+                                   fields->element[i]->len);
+        e->fields[i].len = fields->element[i]->len;
+        p += fields->element[i]->len;
     }
 
-    if (offload_job_decode(&job, w->fields, n, &err) != 0) {
-        bad_entry(w, &entry_id, w->fields, n, err);
+    if (w->batch_tail) {
+        w->batch_tail->next = e;
+    } else {
+        w->batch = e;
+    }
+    w->batch_tail = e;
+}
+
+
+static void
+run_entry(offload_worker_t *w, batch_entry_t *e)
+{
+    const char     *err;
+    offload_job_t   job;
+
+    if (offload_job_decode(&job, e->fields, e->nfields, &err) != 0) {
+        bad_entry(w, &e->id, e->fields, e->nfields, err);
         return;
     }
 
     if (!usable_id(&job.id)) {
-        bad_entry(w, &entry_id, w->fields, n, "bad id");
+        bad_entry(w, &e->id, e->fields, e->nfields, "bad id");
         return;
     }
 
-    run_job(w, &entry_id, &job);
+    run_job(w, &e->id, &job);
+}
+
+
+/* Forgets the rest of the batch: its entries stay pending in Redis under
+ * this consumer and are read again as its history. */
+static void
+batch_clear(offload_worker_t *w)
+{
+    batch_entry_t  *e;
+
+    while ((e = w->batch) != NULL) {
+        w->batch = e->next;
+        free(e);
+    }
+
+    w->batch_tail = NULL;
+    ev_idle_stop(w->loop, &w->work);
+}
+
+
+/* One job per loop iteration, then the next read once the batch is done. */
+static void
+work_cb(struct ev_loop *loop, ev_idle *idle, int revents)
+{
+    batch_entry_t     *e;
+    offload_worker_t  *w = idle->data;
+
+    (void) loop;
+    (void) revents;
+
+    e = w->batch;
+    w->batch = e->next;
+
+    if (w->batch == NULL) {
+        w->batch_tail = NULL;
+        ev_idle_stop(w->loop, &w->work);
+    }
+
+    run_entry(w, e);
+    free(e);
+
+    if (w->batch == NULL) {
+        send_read(w);
+    }
 }
 
 
@@ -602,8 +695,13 @@ read_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     } else {
         for (i = 0; i < entries->elements; i++) {
-            process_entry(w, entries->element[i]);
+            take_entry(w, entries->element[i]);
         }
+    }
+
+    if (w->batch) {
+        ev_idle_start(w->loop, &w->work);
+        return;
     }
 
     send_read(w);
@@ -705,6 +803,7 @@ disconnected(offload_redis_conn_t *rc)
     offload_worker_t  *w = rc->data;
 
     ev_timer_stop(w->loop, &w->read_retry);
+    batch_clear(w);
 }
 
 
@@ -762,6 +861,9 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     ev_timer_init(&w.read_retry, read_retry_cb, 1.0, 0.0);
     w.read_retry.data = &w;
 
+    ev_idle_init(&w.work, work_cb);
+    w.work.data = &w;
+
     offload_redis_conn_init(&w.conn, loop, conf, w.name, connected,
                             disconnected, &w);
     offload_redis_conn_start(&w.conn);
@@ -771,6 +873,7 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     /* Pending callbacks run now, with NULL replies. */
     offload_redis_conn_stop(&w.conn);
     ev_timer_stop(loop, &w.read_retry);
+    batch_clear(&w);
     ev_signal_stop(loop, &w.sigterm);
     ev_signal_stop(loop, &w.sigint);
 
@@ -779,7 +882,6 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
         free(c->buf);
         free(c);
     }
-    free(w.fields);
 
     log_debug("%s: stopped", w.name);
     return 0;

@@ -548,8 +548,9 @@ sub post_json {
 # concurrent_posts(n_conns, jobs_per_conn, make_body, path => ..., timeout =>)
 # Runs n_conns keep-alive HTTP/1.1 connections at once, each POSTing
 # jobs_per_conn requests one after the other; make_body->(conn, job) gives
-# each body.  Returns a list of { conn, job, body, status, headers, content }
-# (status 0 and an error for requests that got no answer).
+# each body.  Returns a list of { conn, job, body, status, headers, content,
+# at } (at: when the answer was complete; status 0 and an error for requests
+# that got no answer).
 sub concurrent_posts {
     my ($nconn, $per, $make_body, %o) = @_;
     my $path = $o{path} // '/jobs/echo';
@@ -599,7 +600,7 @@ sub concurrent_posts {
                 next;
             }
             while (my $resp = parse_response(\$conn->{in})) {
-                push @results, { %{ $conn->{cur} }, %$resp };
+                push @results, { %{ $conn->{cur} }, %$resp, at => time };
                 delete $conn->{cur};
                 if ($conn->{job} < $per) {
                     next_request($conn, $path, $make_body);
