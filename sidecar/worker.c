@@ -7,8 +7,9 @@
  *   run each entry's job synchronously and complete it with one EVALSHA.
  *
  * A read returns up to `prefetch` entries.  They are copied out of the
- * reply and run one per loop iteration (an idle watcher), so the result of
- * each job leaves as soon as it is done, not when the whole batch is.
+ * reply and run from an idle watcher that lets the loop write finished
+ * results every millisecond, so each job's result leaves about as soon as
+ * it is done, not when the whole batch is.
  *
  * Completions are pipelined: they are sent without waiting for replies and
  * the next XREADGROUP follows the batch on the same connection, so Redis
@@ -32,6 +33,7 @@
 #include "worker.h"
 
 #define READ_BLOCK_MS     "2000"
+#define WORK_SLICE_US     1000
 #define COMPLETE_ARGC     10
 #define ENTRY_ID_MAX      64        /* "<ms>-<seq>": 41 at most */
 #define RESULT_KEY_MAX    256
@@ -581,28 +583,36 @@ batch_clear(offload_worker_t *w)
 }
 
 
-/* One job per loop iteration, then the next read once the batch is done. */
+/*
+ * Runs the batch's jobs back to back for at most WORK_SLICE_US, then gives
+ * the loop a turn so the results finished so far are written: short jobs
+ * share one write, a long one delays no other job's answer.  The next read
+ * goes out once the batch is done.
+ */
 static void
 work_cb(struct ev_loop *loop, ev_idle *idle, int revents)
 {
+    int64_t            start;
     batch_entry_t     *e;
     offload_worker_t  *w = idle->data;
 
     (void) loop;
     (void) revents;
 
-    e = w->batch;
-    w->batch = e->next;
+    start = offload_mono_us();
+
+    do {
+        e = w->batch;
+        w->batch = e->next;
+
+        run_entry(w, e);
+        free(e);
+
+    } while (w->batch && offload_mono_us() - start < WORK_SLICE_US);
 
     if (w->batch == NULL) {
         w->batch_tail = NULL;
         ev_idle_stop(w->loop, &w->work);
-    }
-
-    run_entry(w, e);
-    free(e);
-
-    if (w->batch == NULL) {
         send_read(w);
     }
 }
