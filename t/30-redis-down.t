@@ -18,16 +18,9 @@ start_sidecar(conf => <<'CONF');
 queue echo { handler echo; workers 2; }
 queue sleep { handler sleep; workers 1; }
 CONF
-start_nginx(http => <<'HTTP');
-server {
-    listen 127.0.0.1:@PORT@;
-    offload_redis @REDIS@;
-    offload_timeout 10s;
-    location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
-    location = /short/sleep { offload_pass sleep; offload_timeout 3s; }
-}
-HTTP
-ok(wait_nginx_ready('/jobs/echo', '{}'), 'stack ready');
+ok(start_jobs_nginx(server => 'offload_timeout 10s;
+    location = /short/sleep { offload_pass sleep; offload_timeout 3s; }'),
+    'stack ready');
 my @nginx_workers = nginx_worker_pids();
 my $sidecar = sidecar_pid();
 

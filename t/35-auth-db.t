@@ -19,14 +19,8 @@ db 3;
 queue echo { handler echo; workers 1; }
 CONF
 ok(node_doc(), 'the registry entry is in db 3');
-start_nginx(http => <<'HTTP');
-server {
-    listen 127.0.0.1:@PORT@;
-    offload_redis localhost:@REDIS_PORT@ password=s3cret db=3;
-    location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
-}
-HTTP
-ok(wait_nginx_ready('/jobs/echo', '{}'), 'stack ready');
+ok(start_jobs_nginx(
+    redis => 'localhost:@REDIS_PORT@ password=s3cret db=3'), 'stack ready');
 
 my $r = post_json('/jobs/echo', { secret => 'kept' });
 is($r->{status}, 200, 'job with AUTH + SELECT 3');

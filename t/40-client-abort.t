@@ -16,16 +16,9 @@ start_sidecar(conf => <<'CONF');
 queue echo { handler echo; workers 2; }
 queue sleep { handler sleep; workers 2; }
 CONF
-start_nginx(http => <<'HTTP');
-log_format status '$status $request_uri';
-server {
-    listen 127.0.0.1:@PORT@;
-    access_log @DIR@/access.log status;
-    offload_redis @REDIS@;
-    location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
-}
-HTTP
-ok(wait_nginx_ready('/jobs/echo', '{}'), 'stack ready');
+ok(start_jobs_nginx(
+    http => q{log_format status '$status $request_uri';},
+    server => 'access_log @DIR@/access.log status;'), 'stack ready');
 my @workers = nginx_worker_pids();
 
 my $n = 6;

@@ -14,14 +14,7 @@ start_redis();
 start_sidecar(conf => <<'CONF');
 queue echo { handler echo; workers 2; prefetch 16; }
 CONF
-start_nginx(http => <<'HTTP');
-server {
-    listen 127.0.0.1:@PORT@;
-    offload_redis @REDIS@;
-    location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
-}
-HTTP
-ok(wait_nginx_ready('/jobs/echo', '{}'), 'stack ready');
+ok(start_jobs_nginx(), 'stack ready');
 
 my ($conns, $per) = (200, 10);
 my $t0 = time;

@@ -17,14 +17,7 @@ start_sidecar(conf => <<'CONF');
 queue echo { handler echo; workers 2; }
 queue sleep { handler sleep; workers 2; }
 CONF
-start_nginx(http => <<'HTTP');
-server {
-    listen 127.0.0.1:@PORT@;
-    offload_redis @REDIS@;
-    location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
-}
-HTTP
-ok(wait_nginx_ready('/jobs/echo', '{}'), 'stack ready');
+ok(start_jobs_nginx(), 'stack ready');
 
 for my $round (1 .. 2) {
     my @old = nginx_worker_pids();

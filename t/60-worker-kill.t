@@ -16,15 +16,7 @@ start_sidecar(conf => <<'CONF');
 queue echo { handler echo; workers 2; }
 queue sleep { handler sleep; workers 1; }
 CONF
-start_nginx(http => <<'HTTP');
-server {
-    listen 127.0.0.1:@PORT@;
-    offload_redis @REDIS@;
-    offload_timeout 20s;
-    location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
-}
-HTTP
-ok(wait_nginx_ready('/jobs/echo', '{}'), 'stack ready');
+ok(start_jobs_nginx(server => 'offload_timeout 20s;'), 'stack ready');
 
 my $ctl = build_path('offloadctl');
 my $redis = '127.0.0.1:' . redis_port();

@@ -15,15 +15,9 @@ start_redis();
 start_sidecar(conf => <<'CONF');
 queue sleep { handler sleep; workers 1; prefetch 4; }
 CONF
-start_nginx(http => <<'HTTP');
-server {
-    listen 127.0.0.1:@PORT@;
-    offload_redis @REDIS@;
-    offload_timeout 30s;
-    location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
-}
-HTTP
-ok(wait_nginx_ready('/jobs/sleep', '{"ms":0}'), 'stack ready');
+ok(start_jobs_nginx(
+    server => 'offload_timeout 30s;',
+    ready => [ '/jobs/sleep', '{"ms":0}' ]), 'stack ready');
 
 # Four jobs at once for one worker: it reads the first alone or all four,
 # then the rest in one batch.  Run one after the other, they end ~$ms apart.

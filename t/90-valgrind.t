@@ -26,14 +26,7 @@ queue spin { handler spin; workers 1; }
 queue sleep { handler sleep; workers 1; }
 queue events.aggregate { handler events.aggregate; workers 1; }
 CONF
-start_nginx(http => <<'HTTP');
-server {
-    listen 127.0.0.1:@PORT@;
-    offload_redis @REDIS@;
-    location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
-}
-HTTP
-ok(wait_nginx_ready('/jobs/echo', '{}'), 'stack ready');
+ok(start_jobs_nginx(), 'stack ready');
 
 my @jobs = (
     [ echo => { a => [1, { b => 'c' }] }, 200 ],

@@ -35,6 +35,7 @@ our @EXPORT = qw(
     node_doc worker_pids
     nginx_conf write_nginx_conf start_nginx stop_nginx nginx_port
     nginx_pid nginx_worker_pids nginx_error_log wait_nginx_ready nginx_test
+    start_jobs_nginx
     http post_json concurrent_posts json_encode json_decode
     stop_all finish
 );
@@ -467,6 +468,29 @@ sub start_nginx {
         or give_up("nginx did not start: " . slurp("$dir/nginx.stderr")
             . slurp("$dir/error.log"));
     return $S{nginx_port};
+}
+
+# The nginx most tests want: one server whose `/jobs/<queue>` locations pass
+# to the queue, then wait until it answers.  Options: redis (the
+# offload_redis arguments, default @REDIS@), server (more lines for the
+# server block), http (lines before it), ready ([path, body] to wait on,
+# default echo), workers.
+sub start_jobs_nginx {
+    my (%o) = @_;
+    my $redis = $o{redis} // '@REDIS@';
+    my $server = $o{server} // '';
+    my $http = $o{http} // '';
+    my ($path, $body) = @{ $o{ready} // [ '/jobs/echo', '{}' ] };
+    start_nginx(workers => $o{workers}, http => <<"HTTP");
+$http
+server {
+    listen 127.0.0.1:\@PORT\@;
+    offload_redis $redis;
+    location ~ ^/jobs/([^/]+)\$ { offload_pass \$1; }
+$server
+}
+HTTP
+    return wait_nginx_ready($path, $body, $o{workers});
 }
 
 # Stops nginx (SIGTERM, or $sig: QUIT for a graceful stop); returns the wait
