@@ -6,7 +6,6 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use IO::Socket::INET;
 use Time::HiRes qw(time);
 use OffloadTest;
 
@@ -119,21 +118,10 @@ is($r->{status}, 200, 'sleep queue still works');
 # ---- a job whose deadline passed while it waited is not run: both sleep
 # workers busy past the 1 s timeout, a third job is answered 504 by the
 # module and completed as "expired" by the worker that takes it later
-sub submit_sleep {
-    my ($ms) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-        PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
-    my $body = qq({"ms":$ms});
-    print $s "POST /short/sleep HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-        . "Content-Length: " . length($body) . "\r\n\r\n$body";
-    return $s;
-}
-my @socks = map { submit_sleep(1500) } 1 .. 2;
-ok(wait_until(sub {
-    my $p = redis_cmd('XPENDING', 'offload:{sleep}:jobs', 'workers');
-    ref $p eq 'ARRAY' && $p->[0] == 2;
-}, 5, 'both sleep workers busy'), 'both sleep workers busy');
-push @socks, submit_sleep(1);
+my @socks = map { send_post('/short/sleep', '{"ms":1500}') } 1 .. 2;
+ok(wait_until(sub { pending_jobs('sleep') == 2 }, 5,
+    'both sleep workers busy'), 'both sleep workers busy');
+push @socks, send_post('/short/sleep', '{"ms":1}');
 for my $i (0 .. 2) {
     local $/;
     my $resp = readline($socks[$i]) // '';

@@ -51,11 +51,7 @@ ok(wait_until(sub { batch_ok(4) == 4 }, 20, 'jobs after the hang'),
     'jobs work again after the hang');
 
 # a job parked while Redis goes down is answered, not forgotten
-my $parked = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-    PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
-my $body = '{"ms":1500}';
-print $parked "POST /short/sleep HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-    . "Content-Length: " . length($body) . "\r\n\r\n$body";
+my $parked = send_post('/short/sleep', '{"ms":1500}');
 ok(wait_until(sub {
     my $p = redis_cmd('XINFO', 'GROUPS', 'offload:{sleep}:jobs');
     # the worker took it: one entry pending

@@ -24,12 +24,7 @@ my @workers = nginx_worker_pids();
 my $n = 6;
 my @socks;
 for my $i (1 .. $n) {
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-        PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
-    my $body = qq({"ms":500,"i":$i});
-    print $s "POST /jobs/sleep HTTP/1.1\r\nHost: x\r\n"
-        . "Content-Length: " . length($body) . "\r\n\r\n$body";
-    push @socks, $s;
+    push @socks, send_post('/jobs/sleep', qq({"ms":500,"i":$i}));
 }
 # a client that goes away in the middle of sending its body
 my $half = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
@@ -60,12 +55,7 @@ is_deeply([ nginx_worker_pids() ], \@workers, 'nginx worker pids unchanged');
 for my $round (1 .. 3) {
     my @s;
     for my $i (1 .. 10) {
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-            PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
-        my $body = qq({"ms":$i});
-        print $s "POST /jobs/sleep HTTP/1.1\r\nHost: x\r\n"
-            . "Content-Length: " . length($body) . "\r\n\r\n$body";
-        push @s, $s;
+        push @s, send_post('/jobs/sleep', qq({"ms":$i}));
     }
     sleep 0.005 * $round;
     close $_ for @s;

@@ -9,7 +9,6 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use IO::Socket::INET;
 use Time::HiRes qw(time);
 use OffloadTest;
 
@@ -32,16 +31,6 @@ is(ref redis_cmd('XGROUP', 'CREATE', $STREAM, 'workers', '0', 'MKSTREAM'),
     '', 'consumer group created');
 
 # Sends a POST on a raw socket; returns the socket (the request is parked).
-sub submit {
-    my ($path, $body) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-        PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
-    print $s "POST $path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-        . "Content-Type: application/json\r\n"
-        . "Content-Length: " . length($body) . "\r\n\r\n$body";
-    return $s;
-}
-
 # Takes the next job off the stream as consumer "tester": { entry, fields }.
 sub take_job {
     my $r = redis_cmd('XREADGROUP', 'GROUP', 'workers', 'tester', 'COUNT', 1,
@@ -72,7 +61,7 @@ sub result_key { "offload:{manual}:result:$_[0]" }
 
 # ---- the job entry
 my $t0 = time;
-my $s = submit('/jobs/manual', '{"q":[1,2]}');
+my $s = send_post('/jobs/manual', '{"q":[1,2]}');
 my $job = take_job();
 ok($job, 'the job is in the stream');
 my $f = $job->{fields};
@@ -101,7 +90,7 @@ redis_cmd('XACK', $STREAM, 'workers', $job->{entry});
 
 # ---- other statuses pass through with their body
 for my $st (422, 404, 400, 504) {
-    $s = submit('/jobs/manual', '{}');
+    $s = send_post('/jobs/manual', '{}');
     $job = take_job();
     my $id = $job->{fields}{id};
     my $body = qq({"error":{"code":"c$st","message":"m"}});
@@ -114,7 +103,7 @@ for my $st (422, 404, 400, 504) {
 
 # ---- garbage and pings on the channel are ignored; a result for an id
 # that is not parked is dropped
-$s = submit('/jobs/manual', '{}');
+$s = send_post('/jobs/manual', '{}');
 $job = take_job();
 my ($id, $reply) = @{ $job->{fields} }{qw(id reply)};
 my $other = substr($id, 0, 16) . 'ffffffffffffff00';
@@ -131,7 +120,7 @@ is($a->{body}, '{"right":1}', 'and its own body');
 
 # ---- stored but never published: read from the key at the deadline
 $t0 = time;
-$s = submit('/short/manual', '{}');
+$s = send_post('/short/manual', '{}');
 $job = take_job();
 $id = $job->{fields}{id};
 redis_cmd('SET', result_key($id), "OR1 $id 200 5 5\n{\"stored\":1}", 'EX', 60);
@@ -144,14 +133,14 @@ ok($a->{ms} >= 900 && $a->{ms} < 2500, sprintf('at the deadline (%d ms)',
 
 # ---- nothing stored: 504 at the deadline
 $t0 = time;
-$s = submit('/short/manual', '{}');
+$s = send_post('/short/manual', '{}');
 $job = take_job();
 $a = answer($s, $t0);
 is($a->{status}, 504, 'nothing stored: 504 at the deadline');
 like($a->{body}, qr/"code":"timeout"/, 'timeout');
 
 # ---- an undecodable stored result: 502 bad_result
-$s = submit('/short/manual', '{}');
+$s = send_post('/short/manual', '{}');
 $job = take_job();
 $id = $job->{fields}{id};
 redis_cmd('SET', result_key($id), "OR1 $id 200 notanumber\n{}", 'EX', 60);
@@ -162,7 +151,7 @@ like($a->{body}, qr/"code":"bad_result"/, 'bad_result');
 # ---- the subscriber is killed: after resubscribing the module reads the
 # result keys of its parked jobs
 $t0 = time;
-$s = submit('/jobs/manual', '{}');
+$s = send_post('/jobs/manual', '{}');
 $job = take_job();
 $id = $job->{fields}{id};
 redis_cmd('SET', result_key($id), "OR1 $id 200 5 5\n{\"missed\":1}", 'EX',

@@ -8,7 +8,6 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use IO::Socket::INET;
 use Time::HiRes qw(time);
 use OffloadTest;
 
@@ -23,15 +22,9 @@ for my $round (1 .. 2) {
     my @old = nginx_worker_pids();
 
     # a parked job across the reload
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-        PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
-    my $body = '{"ms":700}';
-    print $s "POST /jobs/sleep HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-        . "Content-Length: " . length($body) . "\r\n\r\n$body";
-    ok(wait_until(sub {
-        my $p = redis_cmd('XPENDING', 'offload:{sleep}:jobs', 'workers');
-        ref $p eq 'ARRAY' && $p->[0] == 1;
-    }, 5, 'sleep job running'), "round $round: a job is parked");
+    my $s = send_post('/jobs/sleep', '{"ms":700}');
+    ok(wait_until(sub { pending_jobs('sleep') == 1 }, 5, 'sleep job running'),
+        "round $round: a job is parked");
 
     my $t0 = time;
     kill 'HUP', nginx_pid();

@@ -73,15 +73,9 @@ is($ok, 40, 'jobs still work');
 # ---- SIGKILL a worker in the middle of a job: its successor in the same
 # slot reads the consumer's pending history and runs the job again
 my $victim = $pids->{sleep}[0];
-my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-    PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
-my $body = '{"ms":1000}';
-print $sock "POST /jobs/sleep HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-    . "Content-Length: " . length($body) . "\r\n\r\n$body";
-ok(wait_until(sub {
-    my $p = redis_cmd('XPENDING', 'offload:{sleep}:jobs', 'workers');
-    ref $p eq 'ARRAY' && $p->[0] == 1;
-}, 5, 'the sleep job is pending'), 'the sleep worker took the job');
+my $sock = send_post('/jobs/sleep', '{"ms":1000}');
+ok(wait_until(sub { pending_jobs('sleep') == 1 }, 5,
+    'the sleep job is pending'), 'the sleep worker took the job');
 my $t0 = time;
 kill 'KILL', $victim;
 my $resp = '';
@@ -104,11 +98,7 @@ is(redis_cmd('EXISTS', "offload:node:$node"), 0, 'registry key deleted');
 is(redis_cmd('SISMEMBER', 'offload:nodes', $node), 0, 'node left the set');
 
 # ---- jobs wait in the stream while no sidecar runs
-$sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-    PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
-$body = '{"waited":true}';
-print $sock "POST /jobs/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-    . "Content-Length: " . length($body) . "\r\n\r\n$body";
+$sock = send_post('/jobs/echo', '{"waited":true}');
 ok(wait_until(sub { redis_cmd('XLEN', 'offload:{echo}:jobs') == 1 }, 5,
     'the job is queued'), 'job queued with no sidecar running');
 start_sidecar(conf => <<'CONF');

@@ -36,7 +36,8 @@ our @EXPORT = qw(
     nginx_conf write_nginx_conf start_nginx stop_nginx nginx_port
     nginx_pid nginx_worker_pids nginx_error_log wait_nginx_ready nginx_test
     start_jobs_nginx
-    http post_json concurrent_posts json_encode json_decode
+    http post_json send_post pending_jobs concurrent_posts json_encode
+    json_decode
     stop_all finish
 );
 
@@ -568,6 +569,26 @@ sub post_json {
         $timeout);
 }
 
+
+# Sends one POST on a new connection and returns the socket without waiting:
+# read the answer from it (the connection closes after it), or close it to
+# walk away.
+sub send_post {
+    my ($path, $body) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => $S{nginx_port}, Proto => 'tcp') or die "connect: $!";
+    print $s "POST $path HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        . "Content-Type: application/json\r\n"
+        . "Content-Length: " . length($body) . "\r\n\r\n$body";
+    return $s;
+}
+
+# How many of a queue's jobs workers hold (delivered, not yet acked).
+sub pending_jobs {
+    my ($queue) = @_;
+    my $p = redis_cmd('XPENDING', "offload:{$queue}:jobs", 'workers');
+    return ref $p eq 'ARRAY' ? $p->[0] : 0;
+}
 
 # concurrent_posts(n_conns, jobs_per_conn, make_body, path => ..., timeout =>)
 # Runs n_conns keep-alive HTTP/1.1 connections at once, each POSTing
