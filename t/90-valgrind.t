@@ -1,6 +1,9 @@
 #!/usr/bin/perl
-# The sidecar (supervisor and workers) under valgrind: a few jobs of each
-# handler, a worker restart, SIGTERM; no memory errors, no definite leaks.
+# The sidecar (supervisor and workers) and nginx with the module under
+# valgrind: a few jobs of each handler, a worker restart, a stop.  No memory
+# errors anywhere; no definite leaks in the sidecar (nginx leaves its pools
+# to the exit, and stock nginx leaks in regex locations, so leaks are not
+# counted there).
 
 use strict;
 use warnings;
@@ -16,17 +19,20 @@ plan skip_all => 'valgrind not installed'
 
 my $dir = tmpdir();
 start_redis();
-my $supervisor = start_sidecar(timeout => 60, wrapper => [ 'valgrind', '--trace-children=yes',
-    '--error-exitcode=99', '--leak-check=full',
-    '--errors-for-leak-kinds=definite', '--show-leak-kinds=definite',
-    "--log-file=$dir/valgrind.%p.log" ], conf => <<'CONF');
+my @valgrind = ('valgrind', '--error-exitcode=99', '--leak-check=full',
+    '--errors-for-leak-kinds=definite', '--show-leak-kinds=definite');
+my $supervisor = start_sidecar(timeout => 60, wrapper => [ @valgrind,
+    '--trace-children=yes', "--log-file=$dir/valgrind.%p.log" ],
+    conf => <<'CONF');
 queue echo { handler echo; workers 1; }
 queue sha256 { handler sha256; workers 1; }
 queue spin { handler spin; workers 1; }
 queue sleep { handler sleep; workers 1; }
 queue events.aggregate { handler events.aggregate; workers 1; }
 CONF
-ok(start_jobs_nginx(), 'stack ready');
+ok(start_jobs_nginx(workers => 1, timeout => 60, wrapper => [ 'valgrind',
+    '--error-exitcode=99', "--log-file=$dir/nginx-valgrind.%p.log" ]),
+    'stack ready');
 
 my @jobs = (
     [ echo => { a => [1, { b => 'c' }] }, 200 ],
@@ -66,13 +72,12 @@ is($status, 0, 'sidecar under valgrind exited 0 (not 99)')
     or diag("wait status $status");
 
 # The first error or leak record of a valgrind log.
-sub sidecar_pid_at_start { $supervisor }
-
 sub first_records {
     my ($text) = @_;
     my @lines = split /\n/, $text;
-    my ($from) = grep { $lines[$_] =~ /(Invalid|uninitialised|definitely lost in)/ }
-        0 .. $#lines;
+    my ($from) = grep {
+        $lines[$_] =~ /(Invalid|uninitialised|definitely lost in)/
+    } 0 .. $#lines;
     return 'no record found' unless defined $from;
     my $to = $from + 12 > $#lines ? $#lines : $from + 12;
     return join "\n", @lines[$from .. $to];
@@ -85,11 +90,21 @@ for my $log (@logs) {
     (my $name = $log) =~ s{.*/}{};
     next if $name eq "valgrind.$pids->{echo}[0].log";   # the SIGKILLed one
     my ($who) = $text =~ /^==\d+== Parent PID: (\d+)/m;
-    $name .= ($who // 0) == sidecar_pid_at_start() ? ' (worker)'
+    $name .= ($who // 0) == $supervisor ? ' (worker)'
         : ' (supervisor)';
     ok($text !~ /ERROR SUMMARY: [1-9]/, "$name: no errors")
         or diag(first_records($text));
     ok($text !~ /definitely lost: [1-9]/, "$name: no definite leaks");
+}
+
+my @nginx_logs = glob("$dir/nginx-valgrind.*.log");
+ok(@nginx_logs >= 2, scalar(@nginx_logs)
+    . ' nginx valgrind logs (master + worker)');
+for my $log (@nginx_logs) {
+    my $text = slurp($log);
+    (my $name = $log) =~ s{.*/}{};
+    ok($text !~ /ERROR SUMMARY: [1-9]/, "$name: no errors")
+        or diag(first_records($text));
 }
 
 finish();

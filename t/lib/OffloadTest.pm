@@ -410,6 +410,8 @@ sub nginx_conf {
         s/\@DIR\@/$dir/g;
     }
     my $env = sanitize() ? "env ASAN_OPTIONS;\nenv UBSAN_OPTIONS;\n" : '';
+    # valgrind keeps descriptors of its own and refuses a higher limit
+    my $rlimit = $o{wrapper} ? '' : "worker_rlimit_nofile 16384;\n";
     my $temp = join '', map { "    ${_}_temp_path $dir/${_}_temp;\n" }
         qw(client_body proxy fastcgi uwsgi scgi);
     return <<"CONF";
@@ -417,8 +419,7 @@ $load
 daemon off;
 master_process on;
 worker_processes $o{workers};
-worker_rlimit_nofile 16384;
-pid $dir/nginx.pid;
+${rlimit}pid $dir/nginx.pid;
 error_log $dir/error.log $o{level};
 $env$main
 events {
@@ -453,19 +454,20 @@ sub nginx_env {
     };
 }
 
-# start_nginx(http => "server { listen 127.0.0.1:@PORT@; ... }")
+# start_nginx(http => "server { listen 127.0.0.1:@PORT@; ... }",
+#             workers => 2, wrapper => [valgrind ...], timeout => seconds)
 sub start_nginx {
     my (%o) = @_;
     my $dir = tmpdir();
     $S{nginx_port} //= free_port();
     my $conf = write_nginx_conf(%o);
-    spawn('nginx', "$dir/nginx.stderr", nginx_env(), '/usr/sbin/nginx',
-        '-p', "$dir/", '-c', $conf);
+    spawn('nginx', "$dir/nginx.stderr", nginx_env(), @{ $o{wrapper} // [] },
+        '/usr/sbin/nginx', '-p', "$dir/", '-c', $conf);
     wait_until(sub {
         die "nginx exited\n" unless alive('nginx');
         my @workers = nginx_worker_pids();
         @workers >= ($o{workers} // 2) && port_open($S{nginx_port});
-    }, scaled(10), "nginx listens on $S{nginx_port}")
+    }, $o{timeout} // scaled(10), "nginx listens on $S{nginx_port}")
         or give_up("nginx did not start: " . slurp("$dir/nginx.stderr")
             . slurp("$dir/error.log"));
     return $S{nginx_port};
@@ -475,14 +477,15 @@ sub start_nginx {
 # to the queue, then wait until it answers.  Options: redis (the
 # offload_redis arguments, default @REDIS@), server (more lines for the
 # server block), http (lines before it), ready ([path, body] to wait on,
-# default echo), workers.
+# default echo), and start_nginx's workers, wrapper and timeout.
 sub start_jobs_nginx {
     my (%o) = @_;
     my $redis = $o{redis} // '@REDIS@';
     my $server = $o{server} // '';
     my $http = $o{http} // '';
     my ($path, $body) = @{ $o{ready} // [ '/jobs/echo', '{}' ] };
-    start_nginx(workers => $o{workers}, http => <<"HTTP");
+    start_nginx(workers => $o{workers}, wrapper => $o{wrapper},
+        timeout => $o{timeout}, http => <<"HTTP");
 $http
 server {
     listen 127.0.0.1:\@PORT\@;
