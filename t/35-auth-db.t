@@ -32,7 +32,8 @@ redis_select(0);
 is(redis_cmd('EXISTS', 'offload:{echo}:jobs'), 0, 'nothing in db 0');
 redis_select(3);
 
-my $out = `${\ build_path('offloadctl')} -c ${\ sidecar_conf_file()} status 2>&1`;
+my ($ctl, $conf) = (build_path('offloadctl'), sidecar_conf_file());
+my $out = `$ctl -c $conf status 2>&1`;
 is($? >> 8, 0, 'offloadctl -c with password and db: exit 0') or diag($out);
 like($out, qr/\Q${\ node_name()}\E/, 'offloadctl status shows the node');
 
