@@ -460,6 +460,11 @@ set_queue(conf_parser_t *ps, char **args, int nargs, int line)
     memcpy(q->name, args[0], len + 1);
     q->workers = 1;
     q->prefetch = 1;
+    q->max_restarts = 5;
+    q->restart_period_ms = 10 * 1000;
+    q->restart_cooldown_ms = 30 * 1000;
+    q->backoff_min_ms = 10;
+    q->backoff_max_ms = 5 * 1000;
     q->line = line;
 
     ps->queue = q;
@@ -517,18 +522,98 @@ set_prefetch(conf_parser_t *ps, char **args, int nargs, int line)
 }
 
 
+/* Times of the restart directives: up to a day, which fits an int of ms. */
+#define RESTART_TIME_MAX_MS  (86400 * 1000LL)
+
+
+static int
+set_max_restarts(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    long long  n, ms;
+
+    (void) nargs;
+
+    if (parse_uint(args[0], OFFLOAD_RESTARTS_MAX, &n) != 0) {
+        return conf_error(ps, line, "invalid \"max_restarts\" value \"%s\" "
+                          "(expected 0..%d)", args[0], OFFLOAD_RESTARTS_MAX);
+    }
+
+    if (set_time(ps, "max_restarts", args[1], line, 10, RESTART_TIME_MAX_MS,
+                 &ms)
+        != 0)
+    {
+        return -1;
+    }
+
+    ps->queue->max_restarts = (int) n;
+    ps->queue->restart_period_ms = (int) ms;
+    return 0;
+}
+
+
+static int
+set_restart_cooldown(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    long long  ms;
+
+    (void) nargs;
+
+    if (set_time(ps, "restart_cooldown", args[0], line, 0,
+                 RESTART_TIME_MAX_MS, &ms)
+        != 0)
+    {
+        return -1;
+    }
+
+    ps->queue->restart_cooldown_ms = (int) ms;
+    return 0;
+}
+
+
+static int
+set_restart_backoff(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    long long  min_ms, max_ms;
+
+    (void) nargs;
+
+    if (set_time(ps, "restart_backoff", args[0], line, 1, RESTART_TIME_MAX_MS,
+                 &min_ms)
+        != 0
+        || set_time(ps, "restart_backoff", args[1], line, 1,
+                    RESTART_TIME_MAX_MS, &max_ms)
+           != 0)
+    {
+        return -1;
+    }
+
+    if (min_ms > max_ms) {
+        return conf_error(ps, line, "\"restart_backoff\" minimum \"%s\" is "
+                          "greater than its maximum \"%s\"", args[0],
+                          args[1]);
+    }
+
+    ps->queue->backoff_min_ms = (int) min_ms;
+    ps->queue->backoff_max_ms = (int) max_ms;
+    return 0;
+}
+
+
 static const conf_directive_t  directives[] = {
-    { "redis",      CTX_MAIN,  1, 1, 0, set_redis },
-    { "password",   CTX_MAIN,  1, 1, 0, set_password },
-    { "db",         CTX_MAIN,  1, 1, 0, set_db },
-    { "node_name",  CTX_MAIN,  1, 1, 0, set_node_name },
-    { "log",        CTX_MAIN,  1, 2, 0, set_log },
-    { "heartbeat",  CTX_MAIN,  1, 1, 0, set_heartbeat },
-    { "result_ttl", CTX_MAIN,  1, 1, 0, set_result_ttl },
-    { "queue",      CTX_MAIN,  1, 1, 1, set_queue },
-    { "handler",    CTX_QUEUE, 1, 1, 0, set_handler },
-    { "workers",    CTX_QUEUE, 1, 1, 0, set_workers },
-    { "prefetch",   CTX_QUEUE, 1, 1, 0, set_prefetch },
+    { "redis",            CTX_MAIN,  1, 1, 0, set_redis },
+    { "password",         CTX_MAIN,  1, 1, 0, set_password },
+    { "db",               CTX_MAIN,  1, 1, 0, set_db },
+    { "node_name",        CTX_MAIN,  1, 1, 0, set_node_name },
+    { "log",              CTX_MAIN,  1, 2, 0, set_log },
+    { "heartbeat",        CTX_MAIN,  1, 1, 0, set_heartbeat },
+    { "result_ttl",       CTX_MAIN,  1, 1, 0, set_result_ttl },
+    { "queue",            CTX_MAIN,  1, 1, 1, set_queue },
+    { "handler",          CTX_QUEUE, 1, 1, 0, set_handler },
+    { "workers",          CTX_QUEUE, 1, 1, 0, set_workers },
+    { "prefetch",         CTX_QUEUE, 1, 1, 0, set_prefetch },
+    { "max_restarts",     CTX_QUEUE, 2, 2, 0, set_max_restarts },
+    { "restart_cooldown", CTX_QUEUE, 1, 1, 0, set_restart_cooldown },
+    { "restart_backoff",  CTX_QUEUE, 2, 2, 0, set_restart_backoff },
 };
 
 #define QUEUE_DIRECTIVE  7      /* may repeat: one block per queue */

@@ -15,12 +15,21 @@
 #define OFFLOAD_NODE_NAME_MAX    64
 #define OFFLOAD_WORKERS_MAX      256
 #define OFFLOAD_PREFETCH_MAX     1000
+#define OFFLOAD_RESTARTS_MAX     10000
 
 typedef struct {
     char                      name[OFFLOAD_QUEUE_NAME_MAX + 1];
     const offload_handler_t  *handler;
     int                       workers;
     int                       prefetch;
+    /* Restart intensity: more than max_restarts in restart_period_ms fail
+     * the pool for restart_cooldown_ms.  A slot's consecutive crashes wait
+     * backoff_min_ms, doubling up to backoff_max_ms. */
+    int                       max_restarts;
+    int                       restart_period_ms;
+    int                       restart_cooldown_ms;
+    int                       backoff_min_ms;
+    int                       backoff_max_ms;
     int                       line;         /* where the block starts */
 } offload_conf_queue_t;
 

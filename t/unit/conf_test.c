@@ -57,6 +57,9 @@ test_full(void)
              "    handler sha256;\n"
              "    workers 4;\n"
              "    prefetch 8;\n"
+             "    max_restarts 3 1m;\n"
+             "    restart_cooldown 2s;\n"
+             "    restart_backoff 20ms 1s;\n"
              "}\n"
              "queue 'events.aggregate' { handler events.aggregate; }\n") == 0,
        "full config parses (%s)", err);
@@ -75,10 +78,23 @@ test_full(void)
     is_str(conf.queues[0].handler->name, "sha256", "queue handler");
     ok(conf.queues[0].workers == 4 && conf.queues[0].prefetch == 8,
        "workers, prefetch");
+    ok(conf.queues[0].max_restarts == 3
+       && conf.queues[0].restart_period_ms == 60000, "max_restarts 3 1m");
+    ok(conf.queues[0].restart_cooldown_ms == 2000, "restart_cooldown 2s");
+    ok(conf.queues[0].backoff_min_ms == 20
+       && conf.queues[0].backoff_max_ms == 1000, "restart_backoff 20ms 1s");
     ok(conf.queues[0].line == 9, "queue line recorded");
     is_str(conf.queues[1].name, "events.aggregate", "quoted queue name");
     ok(conf.queues[1].workers == 1 && conf.queues[1].prefetch == 1,
        "queue defaults");
+    ok(conf.queues[1].max_restarts == 5
+       && conf.queues[1].restart_period_ms == 10000,
+       "max_restarts defaults to 5 10s");
+    ok(conf.queues[1].restart_cooldown_ms == 30000,
+       "restart_cooldown defaults to 30s");
+    ok(conf.queues[1].backoff_min_ms == 10
+       && conf.queues[1].backoff_max_ms == 5000,
+       "restart_backoff defaults to 10ms 5s");
 
     offload_conf_free(&conf);
 }
@@ -180,6 +196,46 @@ test_errors(void)
     bad("queue echo {\n handler echo;\n prefetch x;\n}\n",
         "t.conf:3: invalid \"prefetch\" value \"x\" (expected 1..1000)",
         "prefetch not a number");
+    bad("queue echo {\n handler echo;\n max_restarts 10001 10s;\n}\n",
+        "t.conf:3: invalid \"max_restarts\" value \"10001\" (expected "
+        "0..10000)", "max_restarts too many");
+    bad("queue echo {\n handler echo;\n\n max_restarts -1 10s;\n}\n",
+        "t.conf:4: invalid \"max_restarts\" value \"-1\" (expected "
+        "0..10000)", "max_restarts negative");
+    bad("queue echo {\n handler echo;\n max_restarts 5 10x;\n}\n",
+        "t.conf:3: invalid time \"10x\" in \"max_restarts\"",
+        "max_restarts bad period");
+    bad("queue echo {\n handler echo;\n max_restarts 5 0;\n}\n",
+        "t.conf:3: \"max_restarts\" must be 10ms..86400s",
+        "max_restarts period 0");
+    bad("queue echo {\n handler echo;\n max_restarts 5;\n}\n",
+        "t.conf:3: invalid number of arguments in \"max_restarts\" "
+        "directive", "max_restarts without period");
+    bad("queue echo {\n handler echo;\n max_restarts 1 1s;\n"
+        " max_restarts 2 1s;\n}\n",
+        "t.conf:4: \"max_restarts\" directive is duplicate",
+        "max_restarts twice");
+    bad("max_restarts 5 10s;\n" Q,
+        "t.conf:1: \"max_restarts\" directive is not allowed here",
+        "max_restarts outside a queue");
+    bad("queue echo {\n handler echo;\n restart_cooldown 2d;\n}\n",
+        "t.conf:3: \"restart_cooldown\" must be 0ms..86400s",
+        "restart_cooldown too long");
+    bad("queue echo {\n handler echo;\n restart_cooldown soon;\n}\n",
+        "t.conf:3: invalid time \"soon\" in \"restart_cooldown\"",
+        "restart_cooldown not a time");
+    bad("queue echo {\n handler echo;\n restart_backoff 2s 1s;\n}\n",
+        "t.conf:3: \"restart_backoff\" minimum \"2s\" is greater than its "
+        "maximum \"1s\"", "restart_backoff min > max");
+    bad("queue echo {\n handler echo;\n restart_backoff 0 1s;\n}\n",
+        "t.conf:3: \"restart_backoff\" must be 1ms..86400s",
+        "restart_backoff minimum 0");
+    bad("queue echo {\n handler echo;\n restart_backoff 10ms x;\n}\n",
+        "t.conf:3: invalid time \"x\" in \"restart_backoff\"",
+        "restart_backoff bad maximum");
+    bad("queue echo {\n handler echo;\n restart_backoff 10ms;\n}\n",
+        "t.conf:3: invalid number of arguments in \"restart_backoff\" "
+        "directive", "restart_backoff with one time");
     bad("handler echo;\n" Q, "t.conf:1: \"handler\" directive is not allowed "
         "here", "queue directive at top level");
     bad("queue echo {\n handler echo;\n db 1;\n}\n",
@@ -232,6 +288,15 @@ test_misc(void)
 
     ok(parse(&conf, "result_ttl 1500ms;\n" Q) == 0
        && conf.result_ttl_s == 2, "result_ttl rounds up to whole seconds");
+    offload_conf_free(&conf);
+
+    ok(parse(&conf, "queue echo {\n handler echo;\n max_restarts 0 1s;\n"
+             " restart_cooldown 0;\n restart_backoff 1s 1s;\n}\n") == 0
+       && conf.queues[0].max_restarts == 0
+       && conf.queues[0].restart_cooldown_ms == 0
+       && conf.queues[0].backoff_min_ms == 1000
+       && conf.queues[0].backoff_max_ms == 1000,
+       "max_restarts 0, restart_cooldown 0, equal backoff bounds (%s)", err);
     offload_conf_free(&conf);
 
     ok(parse(&conf, "password 'it\\'s';\n" Q) == 0
