@@ -34,7 +34,8 @@ usage(FILE *out)
         "commands:\n"
         "  ping             check that Redis answers (prints PONG)\n"
         "  status [--json]  list the registered sidecar nodes, their queues\n"
-        "                   and worker processes\n"
+        "                   (state ok or failed, restarts) and worker\n"
+        "                   processes\n"
         "\n"
         "options:\n"
         "  -r, --redis ADDR    Redis address (default: from -c, else "
@@ -190,10 +191,14 @@ print_node(json_t *doc, int64_t now_ms)
            (long long) json_integer_value(json_object_get(doc, "pid")),
            up, beat);
 
-    printf("  %-24s %-20s %s\n", "QUEUE", "HANDLER", "WORKERS (slot:pid)");
+    printf("  %-24s %-20s %-6s %-8s %s\n", "QUEUE", "HANDLER", "STATE",
+           "RESTARTS", "WORKERS (slot:pid)");
 
     json_object_foreach(json_object_get(doc, "queues"), name, queue) {
-        printf("  %-24s %-20s", name, text_of(queue, "handler"));
+        printf("  %-24s %-20s %-6s %-8lld", name, text_of(queue, "handler"),
+               text_of(queue, "state"),
+               (long long) json_integer_value(
+                   json_object_get(queue, "restarts")));
 
         workers = json_object_get(queue, "workers");
         json_array_foreach(workers, i, worker) {

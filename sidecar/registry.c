@@ -1,9 +1,10 @@
 /*
  * registry.c -- announces this node in Redis: every heartbeat the supervisor
- * SETs offload:node:<name> to a JSON document (its pid, start time and the
- * pid of every worker slot) with a TTL of max(5 s, 3 heartbeats), and SADDs
- * the name to offload:nodes.  A node that stops heartbeating disappears
- * when its key expires; a clean shutdown removes it at once.
+ * SETs offload:node:<name> to a JSON document (its pid, start time, each
+ * pool's state and restart count and the pid of every worker slot) with a
+ * TTL of max(5 s, 3 heartbeats), and SADDs the name to offload:nodes.  A
+ * node that stops heartbeating disappears when its key expires; a clean
+ * shutdown removes it at once.
  */
 
 #include <stdio.h>
@@ -44,8 +45,13 @@ offload_registry_json(const offload_supervisor_t *sup, int64_t now_ms)
         workers = json_array();
 
         if (json_object_set_new(queues, pool->queue->name,
-                                json_pack("{s:s,s:o}", "handler",
+                                json_pack("{s:s,s:s,s:I,s:o}",
+                                          "handler",
                                           pool->queue->handler->name,
+                                          "state",
+                                          pool->failed ? "failed" : "ok",
+                                          "restarts",
+                                          (json_int_t) pool->restarts,
                                           "workers", workers))
             != 0)
         {
@@ -121,6 +127,13 @@ announce(offload_registry_t *reg)
     }
 
     free(json);
+}
+
+
+void
+offload_registry_update(offload_registry_t *reg)
+{
+    announce(reg);
 }
 
 

@@ -29,6 +29,9 @@ struct offload_registry_s {
 void offload_registry_start(offload_registry_t *reg,
     struct offload_supervisor_s *sup);
 
+/* Announces the node now, not at the next heartbeat (a pool changed). */
+void offload_registry_update(offload_registry_t *reg);
+
 /* Deletes the node's key and set member, then calls done (also when Redis
  * is not reachable: there is nothing to delete then). */
 void offload_registry_remove(offload_registry_t *reg,

@@ -1,12 +1,17 @@
 /*
  * supervisor.c -- the sidecar's parent process.
  *
- * It owns no jobs: it forks each queue's pool of workers, restarts a slot
- * whose worker died (10 ms doubling to 5 s, back to 10 ms once a worker
- * lived 10 s), keeps the node registry up to date and, on SIGTERM or
- * SIGINT, stops the workers (SIGKILL after 10 s), removes the node from the
- * registry and exits 0.  Workers are plain fork()s: each starts from a
- * fresh libev default loop and drops the parent's Redis connection.
+ * It owns no jobs: it forks each queue's pool of workers and supervises
+ * each pool one_for_one, OTP style: a slot whose worker died is restarted
+ * after a backoff (restart_backoff, doubling with jitter, back to the
+ * minimum once a worker lived 10 s); more than max_restarts restarts of a
+ * pool within their period mark the pool failed: its workers are stopped
+ * and nothing restarts until restart_cooldown has passed, then the whole
+ * pool starts again.  Other pools are not touched.  It keeps the node
+ * registry up to date and, on SIGTERM or SIGINT, stops the workers
+ * (SIGKILL after 10 s), removes the node from the registry and exits 0.
+ * Workers are plain fork()s: each starts from a fresh libev default loop
+ * and drops the parent's Redis connection.
  */
 
 #include <errno.h>
@@ -23,8 +28,10 @@
 #include "supervisor.h"
 #include "worker.h"
 
-#define RESTART_MIN_MS      10
-#define RESTART_MAX_MS      5000
+/* A worker that lived this long resets its slot's backoff to the minimum.
+ * A fixed 10 s rather than the pool's period: the intensity already counts
+ * restarts over the period, the backoff only spaces out one slot's crash
+ * loop, and a long period should not keep a healthy slot slow. */
 #define HEALTHY_AFTER_US    (10 * 1000000LL)
 #define STOP_GRACE_S        10.0
 #define REGISTRY_CLEANUP_S  2.0
@@ -78,19 +85,37 @@ restart_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 
+/* The slot's next restart delay: its current step less up to a quarter of
+ * jitter (never below the minimum), so that slots crashing together do not
+ * restart in lockstep.  The step then doubles, up to the maximum. */
+static int
+next_backoff(offload_slot_t *slot)
+{
+    int                          step = slot->backoff_ms, low;
+    const offload_conf_queue_t  *q = slot->pool->queue;
+
+    low = step - step / 4;
+    if (low < q->backoff_min_ms) {
+        low = q->backoff_min_ms;
+    }
+
+    slot->backoff_ms = step > q->backoff_max_ms / 2 ? q->backoff_max_ms
+                                                    : step * 2;
+
+    return low + (int) (random() % (step - low + 1));
+}
+
+
 static void
 schedule_restart(offload_supervisor_t *sup, offload_slot_t *slot)
 {
+    int  ms = next_backoff(slot);
+
     log_info("worker %s:%d: restarting in %d ms", slot->pool->queue->name,
-             slot->index, slot->backoff_ms);
+             slot->index, ms);
 
-    ev_timer_set(&slot->restart, slot->backoff_ms / 1000.0, 0.0);
+    ev_timer_set(&slot->restart, ms / 1000.0, 0.0);
     ev_timer_start(sup->loop, &slot->restart);
-
-    slot->backoff_ms *= 2;
-    if (slot->backoff_ms > RESTART_MAX_MS) {
-        slot->backoff_ms = RESTART_MAX_MS;
-    }
 }
 
 
@@ -140,6 +165,124 @@ describe_exit(int status, char *buf, size_t size)
 }
 
 
+/* "5s" or "250ms", for log lines about configured times. */
+static void
+format_ms(char *buf, size_t size, int ms)
+{
+    if (ms % 1000 == 0) {
+        snprintf(buf, size, "%ds", ms / 1000);
+    } else {
+        snprintf(buf, size, "%dms", ms);
+    }
+}
+
+
+/* Records a restart in the pool's sliding window of restart_period.
+ * Returns -1, recording nothing, when it would make more than max_restarts
+ * restarts within the period. */
+static int
+count_restart(offload_pool_t *pool, int64_t now_us)
+{
+    const offload_conf_queue_t  *q = pool->queue;
+
+    if (q->max_restarts == 0) {
+        return -1;
+    }
+
+    /* When the ring is full, restart_us[next] is the oldest entry. */
+    if (pool->nrecent == q->max_restarts
+        && now_us - pool->restart_us[pool->next]
+           < (int64_t) q->restart_period_ms * 1000)
+    {
+        return -1;
+    }
+
+    pool->restart_us[pool->next] = now_us;
+    pool->next = (pool->next + 1) % q->max_restarts;
+    if (pool->nrecent < q->max_restarts) {
+        pool->nrecent++;
+    }
+
+    pool->restarts++;
+    return 0;
+}
+
+
+/* Asks a worker to finish its batch and exit; its exit is not a crash. */
+static void
+stop_slot(offload_slot_t *slot)
+{
+    if (kill(slot->pid, SIGTERM) != 0 && errno != ESRCH) {
+        log_error("kill(%d) failed: %s", (int) slot->pid, strerror(errno));
+    }
+    slot->stopping = 1;
+}
+
+
+/* The restart intensity is exceeded: stop the pool's remaining workers and
+ * restart nothing until the cooldown is over. */
+static void
+fail_pool(offload_pool_t *pool)
+{
+    int                          i;
+    char                         period[32], cooldown[32];
+    offload_slot_t              *slot;
+    const offload_conf_queue_t  *q = pool->queue;
+
+    format_ms(period, sizeof(period), q->restart_period_ms);
+    format_ms(cooldown, sizeof(cooldown), q->restart_cooldown_ms);
+    log_error("pool %s failed: %d restarts in %s, cooling down %s", q->name,
+              q->max_restarts + 1, period, cooldown);
+
+    pool->failed = 1;
+
+    for (i = 0; i < pool->nslots; i++) {
+        slot = &pool->slots[i];
+        ev_timer_stop(pool->sup->loop, &slot->restart);
+
+        if (slot->pid != 0 && !slot->stopping) {
+            stop_slot(slot);
+        }
+    }
+
+    ev_timer_set(&pool->cooldown, q->restart_cooldown_ms / 1000.0, 0.0);
+    ev_timer_start(pool->sup->loop, &pool->cooldown);
+
+    offload_registry_update(&pool->sup->registry);
+}
+
+
+/* The cooldown is over: the pool starts afresh, with an empty restart
+ * window.  A slot whose worker is still stopping restarts when it exits. */
+static void
+cooldown_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    int              i;
+    offload_pool_t  *pool = w->data;
+    offload_slot_t  *slot;
+
+    (void) loop;
+    (void) revents;
+
+    log_notice("pool %s restarting after cooldown", pool->queue->name);
+
+    pool->failed = 0;
+    pool->nrecent = 0;
+    pool->next = 0;
+
+    for (i = 0; i < pool->nslots; i++) {
+        slot = &pool->slots[i];
+        slot->backoff_ms = pool->queue->backoff_min_ms;
+
+        if (slot->pid == 0) {
+            spawn(pool->sup, slot);
+        }
+    }
+
+    offload_registry_update(&pool->sup->registry);
+}
+
+
 static void stopped(offload_supervisor_t *sup);
 
 
@@ -147,28 +290,46 @@ static void
 child_cb(struct ev_loop *loop, ev_child *w, int revents)
 {
     char                   how[64];
+    pid_t                  pid;
+    int64_t                now_us;
     offload_slot_t        *slot = w->data;
-    offload_supervisor_t  *sup = slot->pool->sup;
+    offload_pool_t        *pool = slot->pool;
+    offload_supervisor_t  *sup = pool->sup;
 
     (void) revents;
 
     ev_child_stop(loop, w);
     describe_exit(w->rstatus, how, sizeof(how));
+    pid = slot->pid;
+    slot->pid = 0;
 
-    if (sup->stopping) {
-        log_info("worker %s:%d: pid %d %s", slot->pool->queue->name,
-                 slot->index, (int) slot->pid, how);
-        slot->pid = 0;
-        stopped(sup);
+    if (sup->stopping || slot->stopping) {
+        log_info("worker %s:%d: pid %d %s", pool->queue->name, slot->index,
+                 (int) pid, how);
+        slot->stopping = 0;
+
+        if (sup->stopping) {
+            stopped(sup);
+
+        } else if (!pool->failed) {
+            spawn(sup, slot);   /* the cooldown ended while it stopped */
+        }
+
         return;
     }
 
-    log_warn("worker %s:%d: pid %d %s", slot->pool->queue->name,
-             slot->index, (int) slot->pid, how);
-    slot->pid = 0;
+    log_warn("worker %s:%d: pid %d %s", pool->queue->name, slot->index,
+             (int) pid, how);
 
-    if (offload_mono_us() - slot->started_us > HEALTHY_AFTER_US) {
-        slot->backoff_ms = RESTART_MIN_MS;
+    now_us = offload_mono_us();
+
+    if (now_us - slot->started_us > HEALTHY_AFTER_US) {
+        slot->backoff_ms = pool->queue->backoff_min_ms;
+    }
+
+    if (count_restart(pool, now_us) != 0) {
+        fail_pool(pool);
+        return;
     }
 
     schedule_restart(sup, slot);
@@ -267,6 +428,7 @@ kill_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 stop_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
+    size_t                 p;
     offload_supervisor_t  *sup = w->data;
 
     (void) loop;
@@ -278,6 +440,10 @@ stop_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
     log_notice("got SIG%s, stopping", sigabbrev_np(w->signum));
     sup->stopping = 1;
+
+    for (p = 0; p < sup->npools; p++) {
+        ev_timer_stop(sup->loop, &sup->pools[p].cooldown);
+    }
 
     signal_workers(sup, SIGTERM);
     ev_timer_start(sup->loop, &sup->kill_timer);
@@ -305,15 +471,20 @@ make_pools(offload_supervisor_t *sup)
         pool->queue = &sup->conf->queues[p];
         pool->nslots = pool->queue->workers;
         pool->slots = calloc((size_t) pool->nslots, sizeof(offload_slot_t));
-        if (pool->slots == NULL) {
+        /* + 1: max_restarts may be 0, and calloc(0) may return NULL */
+        pool->restart_us = calloc((size_t) pool->queue->max_restarts + 1,
+                                  sizeof(int64_t));
+        if (pool->slots == NULL || pool->restart_us == NULL) {
             return -1;
         }
+        ev_timer_init(&pool->cooldown, cooldown_cb, 0.0, 0.0);
+        pool->cooldown.data = pool;
 
         for (i = 0; i < pool->nslots; i++) {
             slot = &pool->slots[i];
             slot->pool = pool;
             slot->index = i;
-            slot->backoff_ms = RESTART_MIN_MS;
+            slot->backoff_ms = pool->queue->backoff_min_ms;
             ev_child_init(&slot->child, child_cb, 0, 0);
             slot->child.data = slot;
             ev_timer_init(&slot->restart, restart_cb, 0.0, 0.0);
@@ -332,6 +503,7 @@ free_pools(offload_supervisor_t *sup)
 
     for (p = 0; p < sup->npools; p++) {
         free(sup->pools[p].slots);
+        free(sup->pools[p].restart_us);
     }
     free(sup->pools);
 }

@@ -24,17 +24,27 @@ typedef struct {
     int              index;
     pid_t            pid;           /* 0 while no process fills the slot */
     int64_t          started_us;    /* monotonic, of the current process */
-    int              backoff_ms;    /* delay before the next restart */
+    int              backoff_ms;    /* step of the next restart delay */
+    int              stopping;      /* we sent SIGTERM: not a crash */
     ev_child         child;
     ev_timer         restart;
 } offload_slot_t;
 
-/* The workers of one queue. */
+/* The workers of one queue, supervised one_for_one: a crashed worker is
+ * restarted alone, unless the pool's restart intensity is exceeded; then
+ * the whole pool stops ("failed") until its cooldown is over. */
 struct offload_pool_s {
     struct offload_supervisor_s *sup;
     const offload_conf_queue_t  *queue;
     offload_slot_t              *slots;
     int                          nslots;
+    int                          failed;
+    int64_t                      restarts;     /* since the node started */
+    int64_t                     *restart_us;   /* ring of the last
+                                                  max_restarts restarts */
+    int                          nrecent;      /* entries in the ring */
+    int                          next;         /* where the next one goes */
+    ev_timer                     cooldown;
 };
 
 typedef struct offload_supervisor_s {

@@ -25,6 +25,7 @@ main(void)
     memset(&queue, 0, sizeof(queue));
     memset(&sup, 0, sizeof(sup));
     memset(slots, 0, sizeof(slots));
+    memset(&pool, 0, sizeof(pool));
 
     strcpy(conf.node_name, "alpha");
     strcpy(queue.name, "sha256");
@@ -49,10 +50,25 @@ main(void)
     snprintf(want, sizeof(want),
              "{\"v\":1,\"node\":\"alpha\",\"pid\":%d,"
              "\"started\":1700000000000,\"heartbeat\":1700000001234,"
-             "\"queues\":{\"sha256\":{\"handler\":\"sha256\",\"workers\":"
+             "\"queues\":{\"sha256\":{\"handler\":\"sha256\","
+             "\"state\":\"ok\",\"restarts\":0,\"workers\":"
              "[{\"slot\":0,\"pid\":4242},{\"slot\":1,\"pid\":null}]}}}",
              (int) getpid());
     is_str(json, want, "registry document");
+    free(json);
+
+    pool.failed = 1;
+    pool.restarts = 6;
+    slots[0].pid = 0;
+    json = offload_registry_json(&sup, 1700000001234LL);
+    snprintf(want, sizeof(want),
+             "{\"v\":1,\"node\":\"alpha\",\"pid\":%d,"
+             "\"started\":1700000000000,\"heartbeat\":1700000001234,"
+             "\"queues\":{\"sha256\":{\"handler\":\"sha256\","
+             "\"state\":\"failed\",\"restarts\":6,\"workers\":"
+             "[{\"slot\":0,\"pid\":null},{\"slot\":1,\"pid\":null}]}}}",
+             (int) getpid());
+    is_str(json, want, "registry document of a failed pool");
     free(json);
 
     return done_testing();
