@@ -15,6 +15,8 @@
 
 static ngx_http_offload_ctx_t *ngx_http_offload_lookup(
     ngx_http_offload_peer_t *peer, void *privdata);
+static ngx_http_offload_ctx_t *ngx_http_offload_replied_ctx(
+    redisAsyncContext *ac, redisReply *reply, void *privdata);
 static void ngx_http_offload_deliver(ngx_http_offload_peer_t *peer,
     ngx_http_offload_ctx_t *ctx, const char *msg, size_t len);
 static void ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx);
@@ -124,16 +126,27 @@ ngx_http_offload_lookup(ngx_http_offload_peer_t *peer, void *privdata)
 }
 
 
-void
-ngx_http_offload_xadd_done(redisAsyncContext *ac, void *r, void *privdata)
+/* The parked request a command's reply belongs to, or NULL if it is gone. */
+
+static ngx_http_offload_ctx_t *
+ngx_http_offload_replied_ctx(redisAsyncContext *ac, redisReply *reply,
+    void *privdata)
 {
-    redisReply               *reply = r;
-    ngx_http_offload_ctx_t   *ctx;
     ngx_http_offload_link_t  *link;
 
     link = ngx_http_offload_link_replied(ac, reply);
 
-    ctx = ngx_http_offload_lookup(link->peer, privdata);
+    return ngx_http_offload_lookup(link->peer, privdata);
+}
+
+
+void
+ngx_http_offload_xadd_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply              *reply = r;
+    ngx_http_offload_ctx_t  *ctx;
+
+    ctx = ngx_http_offload_replied_ctx(ac, reply, privdata);
     if (ctx == NULL) {
         return;
     }
@@ -246,19 +259,16 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx)
 static void
 ngx_http_offload_get_done(redisAsyncContext *ac, void *r, void *privdata)
 {
-    redisReply               *reply = r;
-    ngx_http_offload_ctx_t   *ctx;
-    ngx_http_offload_link_t  *link;
+    redisReply              *reply = r;
+    ngx_http_offload_ctx_t  *ctx;
 
-    link = ngx_http_offload_link_replied(ac, reply);
-
-    ctx = ngx_http_offload_lookup(link->peer, privdata);
+    ctx = ngx_http_offload_replied_ctx(ac, reply, privdata);
     if (ctx == NULL) {
         return;
     }
 
     if (reply != NULL && reply->type == REDIS_REPLY_STRING) {
-        ngx_http_offload_deliver(link->peer, ctx, reply->str, reply->len);
+        ngx_http_offload_deliver(ctx->peer, ctx, reply->str, reply->len);
         return;
     }
 
