@@ -29,6 +29,12 @@
 #define OFFLOAD_REPLY_FMT          "offload:reply:%.*s"
 #define OFFLOAD_NODE_FMT           "offload:node:%s"
 #define OFFLOAD_NODES_KEY          "offload:nodes"
+#define OFFLOAD_DEAD_FMT           "offload:{%.*s}:dead"
+#define OFFLOAD_EVENTS_KEY         "offload:events"
+
+/* Capped streams keep about this many entries (XADD MAXLEN ~). */
+#define OFFLOAD_DEAD_MAXLEN        10000
+#define OFFLOAD_EVENTS_MAXLEN      10000
 
 /* Longest key any of the formats above produces, with its NUL. */
 #define OFFLOAD_KEY_MAX            160

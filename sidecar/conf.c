@@ -285,6 +285,36 @@ offload_conf_parse_time(const char *text, long long *ms)
 }
 
 
+int
+offload_conf_parse_size(const char *text, long long *bytes)
+{
+    size_t      len = strlen(text);
+    long long   n, unit = 1;
+    char        digits[24];
+
+    if (len == 0 || len >= sizeof(digits)) {
+        return -1;
+    }
+
+    switch (text[len - 1]) {
+    case 'k': case 'K': unit = 1024; len--; break;
+    case 'm': case 'M': unit = 1024 * 1024; len--; break;
+    case 'g': case 'G': unit = 1024 * 1024 * 1024; len--; break;
+    }
+
+    memcpy(digits, text, len);
+    digits[len] = '\0';
+
+    /* Generous bound: 1 TiB. */
+    if (parse_uint(digits, (1LL << 40) / unit, &n) != 0) {
+        return -1;
+    }
+
+    *bytes = n * unit;
+    return 0;
+}
+
+
 static int
 set_redis(conf_parser_t *ps, char **args, int nargs, int line)
 {
@@ -428,6 +458,59 @@ set_result_ttl(conf_parser_t *ps, char **args, int nargs, int line)
 
 
 static int
+set_shutdown_timeout(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    long long  ms;
+
+    (void) nargs;
+
+    if (set_time(ps, "shutdown_timeout", args[0], line, 0, 3600 * 1000, &ms)
+        != 0)
+    {
+        return -1;
+    }
+
+    ps->conf->shutdown_timeout_ms = (int) ms;
+    return 0;
+}
+
+
+static int
+set_claim_idle(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    long long  ms;
+
+    (void) nargs;
+
+    if (set_time(ps, "claim_idle", args[0], line, 100, 3600 * 1000, &ms) != 0)
+    {
+        return -1;
+    }
+
+    ps->conf->claim_idle_ms = (int) ms;
+    return 0;
+}
+
+
+static int
+set_fault_handlers(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    (void) nargs;
+
+    if (strcmp(args[0], "on") == 0) {
+        ps->conf->fault_handlers = 1;
+    } else if (strcmp(args[0], "off") == 0) {
+        ps->conf->fault_handlers = 0;
+    } else {
+        return conf_error(ps, line, "invalid value \"%s\" in "
+                          "\"fault_handlers\" (expected on or off)", args[0]);
+    }
+
+    return 0;
+}
+
+
+static int
 set_queue(conf_parser_t *ps, char **args, int nargs, int line)
 {
     size_t                 i, len = strlen(args[0]);
@@ -465,6 +548,8 @@ set_queue(conf_parser_t *ps, char **args, int nargs, int line)
     q->restart_cooldown_ms = 30 * 1000;
     q->backoff_min_ms = 10;
     q->backoff_max_ms = 5 * 1000;
+    q->max_attempts = 2;
+    q->timeout_ms = 60 * 1000;
     q->line = line;
 
     ps->queue = q;
@@ -599,6 +684,82 @@ set_restart_backoff(conf_parser_t *ps, char **args, int nargs, int line)
 }
 
 
+static int
+set_max_attempts(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    (void) nargs;
+
+    return set_count(ps, "max_attempts", args[0], line, OFFLOAD_ATTEMPTS_MAX,
+                     &ps->queue->max_attempts);
+}
+
+
+static int
+set_timeout(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    long long  ms;
+
+    (void) nargs;
+
+    if (strcmp(args[0], "off") == 0) {
+        ps->queue->timeout_ms = 0;
+        return 0;
+    }
+
+    if (set_time(ps, "timeout", args[0], line, 1, RESTART_TIME_MAX_MS, &ms)
+        != 0)
+    {
+        return -1;
+    }
+
+    ps->queue->timeout_ms = (int) ms;
+    return 0;
+}
+
+
+static int
+set_memory_limit(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    long long  bytes;
+
+    (void) nargs;
+
+    if (strcmp(args[0], "off") == 0) {
+        ps->queue->memory_limit = 0;
+        return 0;
+    }
+
+    if (offload_conf_parse_size(args[0], &bytes) != 0
+        || bytes < 1024 * 1024)
+    {
+        return conf_error(ps, line, "invalid \"memory_limit\" value \"%s\" "
+                          "(expected off or a size of at least 1m, like "
+                          "256m)", args[0]);
+    }
+
+    ps->queue->memory_limit = bytes;
+    return 0;
+}
+
+
+static int
+set_max_jobs(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    long long  n;
+
+    (void) nargs;
+
+    if (parse_uint(args[0], INT_MAX, &n) != 0) {
+        return conf_error(ps, line, "invalid \"max_jobs_per_worker\" value "
+                          "\"%s\" (expected 0..%d, 0 for no limit)", args[0],
+                          INT_MAX);
+    }
+
+    ps->queue->max_jobs = (int) n;
+    return 0;
+}
+
+
 static const conf_directive_t  directives[] = {
     { "redis",            CTX_MAIN,  1, 1, 0, set_redis },
     { "password",         CTX_MAIN,  1, 1, 0, set_password },
@@ -607,6 +768,9 @@ static const conf_directive_t  directives[] = {
     { "log",              CTX_MAIN,  1, 2, 0, set_log },
     { "heartbeat",        CTX_MAIN,  1, 1, 0, set_heartbeat },
     { "result_ttl",       CTX_MAIN,  1, 1, 0, set_result_ttl },
+    { "shutdown_timeout", CTX_MAIN,  1, 1, 0, set_shutdown_timeout },
+    { "claim_idle",       CTX_MAIN,  1, 1, 0, set_claim_idle },
+    { "fault_handlers",   CTX_MAIN,  1, 1, 0, set_fault_handlers },
     { "queue",            CTX_MAIN,  1, 1, 1, set_queue },
     { "handler",          CTX_QUEUE, 1, 1, 0, set_handler },
     { "workers",          CTX_QUEUE, 1, 1, 0, set_workers },
@@ -614,9 +778,13 @@ static const conf_directive_t  directives[] = {
     { "max_restarts",     CTX_QUEUE, 2, 2, 0, set_max_restarts },
     { "restart_cooldown", CTX_QUEUE, 1, 1, 0, set_restart_cooldown },
     { "restart_backoff",  CTX_QUEUE, 2, 2, 0, set_restart_backoff },
+    { "max_attempts",     CTX_QUEUE, 1, 1, 0, set_max_attempts },
+    { "timeout",          CTX_QUEUE, 1, 1, 0, set_timeout },
+    { "memory_limit",     CTX_QUEUE, 1, 1, 0, set_memory_limit },
+    { "max_jobs_per_worker", CTX_QUEUE, 1, 1, 0, set_max_jobs },
 };
 
-#define QUEUE_DIRECTIVE  7      /* may repeat: one block per queue */
+#define QUEUE_DIRECTIVE  10     /* may repeat: one block per queue */
 
 
 static void
@@ -787,7 +955,7 @@ static int
 set_defaults(conf_parser_t *ps)
 {
     char            host[256];
-    size_t          len;
+    size_t          i, len;
     offload_conf_t  *conf = ps->conf;
 
     if (conf->node_name[0] == '\0') {
@@ -817,6 +985,16 @@ set_defaults(conf_parser_t *ps)
         return conf_error(ps, ps->line, "no \"queue\" defined");
     }
 
+    for (i = 0; i < conf->nqueues; i++) {
+        if (conf->queues[i].handler->fault && !conf->fault_handlers) {
+            return conf_error(ps, conf->queues[i].line, "handler \"%s\" of "
+                              "queue \"%s\" crashes on purpose; it needs "
+                              "\"fault_handlers on\"",
+                              conf->queues[i].handler->name,
+                              conf->queues[i].name);
+        }
+    }
+
     return 0;
 }
 
@@ -832,6 +1010,8 @@ offload_conf_parse(offload_conf_t *conf, const char *file, const char *text,
     conf->log_level = OFFLOAD_LOG_INFO;
     conf->heartbeat_ms = 1000;
     conf->result_ttl_s = 60;
+    conf->shutdown_timeout_ms = 10 * 1000;
+    conf->claim_idle_ms = 5 * 1000;
 
     memset(&ps, 0, sizeof(ps));
     ps.file = file;

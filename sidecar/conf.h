@@ -16,6 +16,7 @@
 #define OFFLOAD_WORKERS_MAX      256
 #define OFFLOAD_PREFETCH_MAX     1000
 #define OFFLOAD_RESTARTS_MAX     10000
+#define OFFLOAD_ATTEMPTS_MAX     100
 
 typedef struct {
     char                      name[OFFLOAD_QUEUE_NAME_MAX + 1];
@@ -30,6 +31,12 @@ typedef struct {
     int                       restart_cooldown_ms;
     int                       backoff_min_ms;
     int                       backoff_max_ms;
+    /* A job is run at most max_attempts times when its worker dies under
+     * it; then it goes to the dead-letter stream. */
+    int                       max_attempts;
+    int                       timeout_ms;       /* 0: jobs may run forever */
+    long long                 memory_limit;     /* bytes of RSS, 0: none */
+    int                       max_jobs;         /* per worker, 0: no limit */
     int                       line;         /* where the block starts */
 } offload_conf_queue_t;
 
@@ -42,6 +49,9 @@ typedef struct {
     int                    log_level;
     int                    heartbeat_ms;
     int                    result_ttl_s;
+    int                    shutdown_timeout_ms;
+    int                    claim_idle_ms;    /* a lost node's jobs wait */
+    int                    fault_handlers;   /* crash, hang...: tests only */
     offload_conf_queue_t  *queues;
     size_t                 nqueues;
 } offload_conf_t;
@@ -61,5 +71,9 @@ void offload_conf_free(offload_conf_t *conf);
 /* Parses an nginx-style time ("500ms", "2s", "1m30s", "1h", a bare number
  * is seconds) into ms.  Returns 0 or -1. */
 int offload_conf_parse_time(const char *text, long long *ms);
+
+/* Parses an nginx-style size ("512k", "64m", "1g", a bare number is bytes)
+ * into bytes.  Returns 0 or -1. */
+int offload_conf_parse_size(const char *text, long long *bytes);
 
 #endif /* OFFLOAD_CONF_H */

@@ -25,6 +25,8 @@ typedef int (*offload_handler_run_pt)(json_t *input, json_t **output,
 typedef struct {
     const char              *name;
     offload_handler_run_pt   run;
+    int                      fault;   /* crashes on purpose: needs
+                                         "fault_handlers on" */
 } offload_handler_t;
 
 /* Returns the handler registered under name, or NULL. */

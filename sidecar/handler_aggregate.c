@@ -285,5 +285,5 @@ failed:
 
 
 const offload_handler_t  offload_handler_aggregate = {
-    "events.aggregate", aggregate_run
+    "events.aggregate", aggregate_run, 0
 };

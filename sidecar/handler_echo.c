@@ -16,4 +16,4 @@ echo_run(json_t *input, json_t **output, offload_handler_error_t *err)
 }
 
 
-const offload_handler_t  offload_handler_echo = { "echo", echo_run };
+const offload_handler_t  offload_handler_echo = { "echo", echo_run, 0 };

@@ -59,4 +59,4 @@ sha256_run(json_t *input, json_t **output, offload_handler_error_t *err)
 }
 
 
-const offload_handler_t  offload_handler_sha256 = { "sha256", sha256_run };
+const offload_handler_t  offload_handler_sha256 = { "sha256", sha256_run, 0 };

@@ -37,4 +37,4 @@ sleep_run(json_t *input, json_t **output, offload_handler_error_t *err)
 }
 
 
-const offload_handler_t  offload_handler_sleep = { "sleep", sleep_run };
+const offload_handler_t  offload_handler_sleep = { "sleep", sleep_run, 0 };

@@ -32,4 +32,4 @@ spin_run(json_t *input, json_t **output, offload_handler_error_t *err)
 }
 
 
-const offload_handler_t  offload_handler_spin = { "spin", spin_run };
+const offload_handler_t  offload_handler_spin = { "spin", spin_run, 0 };

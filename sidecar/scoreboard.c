@@ -1,0 +1,107 @@
+/*
+ * scoreboard.c -- the shared slots of scoreboard.h: mapping them, and the
+ * few writes whose order matters.
+ */
+
+#include <string.h>
+#include <sys/mman.h>
+
+#include "scoreboard.h"
+
+
+offload_sb_slot_t *
+offload_sb_map(void)
+{
+    void  *p;
+
+    p = mmap(NULL, sizeof(offload_sb_slot_t), PROT_READ | PROT_WRITE,
+             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+    return p == MAP_FAILED ? NULL : p;
+}
+
+
+void
+offload_sb_unmap(offload_sb_slot_t *sb)
+{
+    if (sb != NULL) {
+        munmap(sb, sizeof(offload_sb_slot_t));
+    }
+}
+
+
+void
+offload_sb_reset(offload_sb_slot_t *sb, pid_t pid)
+{
+    memset(sb, 0, sizeof(*sb));
+    sb->pid = pid;
+    __atomic_store_n(&sb->state, OFFLOAD_SB_STARTING, __ATOMIC_RELEASE);
+}
+
+
+void
+offload_sb_set_state(offload_sb_slot_t *sb, offload_sb_state_e state)
+{
+    __atomic_store_n(&sb->state, (int32_t) state, __ATOMIC_RELEASE);
+}
+
+
+offload_sb_state_e
+offload_sb_state(const offload_sb_slot_t *sb)
+{
+    return (offload_sb_state_e) __atomic_load_n(&sb->state, __ATOMIC_ACQUIRE);
+}
+
+
+static void
+copy_id(char *dst, size_t size, const char *src, size_t len)
+{
+    if (len >= size) {
+        len = size - 1;
+    }
+
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+
+void
+offload_sb_job_start(offload_sb_slot_t *sb, const char *entry_id,
+    size_t entry_len, const char *job_id, size_t job_len, int attempt,
+    int64_t start_us)
+{
+    copy_id(sb->entry_id, sizeof(sb->entry_id), entry_id, entry_len);
+    copy_id(sb->job_id, sizeof(sb->job_id), job_id, job_len);
+    sb->attempt = attempt;
+    sb->job_start_us = start_us;
+    sb->job_seq++;
+
+    offload_sb_set_state(sb, OFFLOAD_SB_BUSY);
+}
+
+
+void
+offload_sb_job_end(offload_sb_slot_t *sb, int ok)
+{
+    if (ok) {
+        sb->jobs_ok++;
+    } else {
+        sb->jobs_failed++;
+    }
+
+    offload_sb_set_state(sb, OFFLOAD_SB_IDLE);
+}
+
+
+const char *
+offload_sb_state_name(offload_sb_state_e state)
+{
+    switch (state) {
+    case OFFLOAD_SB_STARTING: return "starting";
+    case OFFLOAD_SB_IDLE:     return "idle";
+    case OFFLOAD_SB_BUSY:     return "busy";
+    case OFFLOAD_SB_STOPPING: return "stopping";
+    }
+
+    return "?";
+}

@@ -1,0 +1,87 @@
+/*
+ * scoreboard.h -- what each worker is doing, in memory it shares with its
+ * supervisor (Apache's scoreboard).
+ *
+ * Every slot of a pool owns one shared anonymous page, mapped by the
+ * supervisor before its first fork, so every worker that ever fills the
+ * slot inherits it.  The worker is the only writer; the supervisor reads it
+ * while the worker runs (job timeouts, status) and after the worker died
+ * (which job it held, how it crashed).  No locks: the worker publishes a
+ * job's fields before it sets the state busy (release), the supervisor
+ * reads the state first (acquire); job_seq tells a reader which job it saw.
+ */
+
+#ifndef OFFLOAD_SCOREBOARD_H
+#define OFFLOAD_SCOREBOARD_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#define OFFLOAD_SB_ENTRY_ID_MAX   48      /* "<ms>-<seq>" is 41 at most */
+#define OFFLOAD_SB_JOB_ID_MAX     129     /* ids are at most 128 bytes */
+#define OFFLOAD_SB_FRAMES_MAX     32
+
+typedef enum {
+    OFFLOAD_SB_STARTING = 0,    /* forked, not reading jobs yet */
+    OFFLOAD_SB_IDLE,            /* waiting for jobs */
+    OFFLOAD_SB_BUSY,            /* running the job below */
+    OFFLOAD_SB_STOPPING         /* finishing its batch, then exits */
+} offload_sb_state_e;
+
+/* Why a worker left on its own, set just before it exits. */
+typedef enum {
+    OFFLOAD_SB_EXIT_NONE = 0,
+    OFFLOAD_SB_EXIT_STOPPED,        /* SIGTERM: shutdown, reload */
+    OFFLOAD_SB_EXIT_MAX_JOBS,       /* max_jobs_per_worker reached */
+    OFFLOAD_SB_EXIT_MEMORY,         /* RSS over memory_limit after a job */
+    OFFLOAD_SB_EXIT_OUT_OF_MEMORY   /* a job ran out of RLIMIT_AS */
+} offload_sb_exit_e;
+
+typedef struct {
+    int32_t   state;                /* offload_sb_state_e, atomic */
+    int32_t   exit_reason;          /* offload_sb_exit_e */
+    pid_t     pid;
+
+    /* The current job (state busy), or the last one. */
+    uint64_t  job_seq;              /* jobs started by this process */
+    int64_t   job_start_us;         /* monotonic */
+    int32_t   attempt;
+    char      entry_id[OFFLOAD_SB_ENTRY_ID_MAX];
+    char      job_id[OFFLOAD_SB_JOB_ID_MAX];
+
+    /* Counters of this process. */
+    uint64_t  jobs_ok;              /* answered 200 */
+    uint64_t  jobs_failed;          /* answered with an error */
+
+    /* Filled by the fatal-signal handler.  The worker is a fork() of the
+     * supervisor without exec, so the supervisor can symbolize the frames
+     * with its own backtrace_symbols(). */
+    int32_t   crash_signal;         /* 0: none */
+    int32_t   nframes;
+    void     *frames[OFFLOAD_SB_FRAMES_MAX];
+} offload_sb_slot_t;
+
+
+/* Maps a zeroed shared slot.  Returns NULL on failure (errno set). */
+offload_sb_slot_t *offload_sb_map(void);
+void offload_sb_unmap(offload_sb_slot_t *sb);
+
+/* Supervisor: clears the slot for a new process. */
+void offload_sb_reset(offload_sb_slot_t *sb, pid_t pid);
+
+/* Worker: the state, published with release semantics. */
+void offload_sb_set_state(offload_sb_slot_t *sb, offload_sb_state_e state);
+
+/* Supervisor: the state, read with acquire semantics. */
+offload_sb_state_e offload_sb_state(const offload_sb_slot_t *sb);
+
+/* Worker: a job starts (ids are truncated to fit) and the slot turns
+ * busy; a job ends (ok: answered 200) and the slot turns idle. */
+void offload_sb_job_start(offload_sb_slot_t *sb, const char *entry_id,
+    size_t entry_len, const char *job_id, size_t job_len, int attempt,
+    int64_t start_us);
+void offload_sb_job_end(offload_sb_slot_t *sb, int ok);
+
+const char *offload_sb_state_name(offload_sb_state_e state);
+
+#endif /* OFFLOAD_SCOREBOARD_H */
