@@ -52,6 +52,7 @@ become_worker(offload_supervisor_t *sup, offload_slot_t *slot, pid_t parent)
     }
 
     srandom((unsigned) getpid());     /* own reconnect jitter */
+    slot->sb->pid = getpid();
 
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -69,7 +70,8 @@ become_worker(offload_supervisor_t *sup, offload_slot_t *slot, pid_t parent)
         exit(1);
     }
 
-    exit(offload_worker_run(loop, sup->conf, slot->pool->queue, slot->index));
+    exit(offload_worker_run(loop, sup->conf, slot->pool->queue, slot->index,
+                            slot->sb));
 }
 
 
@@ -125,6 +127,7 @@ spawn(offload_supervisor_t *sup, offload_slot_t *slot)
     pid_t  pid, parent = getpid();
 
     fflush(NULL);
+    offload_sb_reset(slot->sb, 0);      /* before the child writes to it */
 
     pid = fork();
 
@@ -485,6 +488,10 @@ make_pools(offload_supervisor_t *sup)
             slot->pool = pool;
             slot->index = i;
             slot->backoff_ms = pool->queue->backoff_min_ms;
+            slot->sb = offload_sb_map();
+            if (slot->sb == NULL) {
+                return -1;
+            }
             ev_child_init(&slot->child, child_cb, 0, 0);
             slot->child.data = slot;
             ev_timer_init(&slot->restart, restart_cb, 0.0, 0.0);
@@ -500,8 +507,12 @@ static void
 free_pools(offload_supervisor_t *sup)
 {
     size_t  p;
+    int     i;
 
     for (p = 0; p < sup->npools; p++) {
+        for (i = 0; sup->pools[p].slots && i < sup->pools[p].nslots; i++) {
+            offload_sb_unmap(sup->pools[p].slots[i].sb);
+        }
         free(sup->pools[p].slots);
         free(sup->pools[p].restart_us);
     }

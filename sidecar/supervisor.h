@@ -13,6 +13,7 @@
 
 #include "conf.h"
 #include "registry.h"
+#include "scoreboard.h"
 
 typedef struct offload_pool_s  offload_pool_t;
 
@@ -20,14 +21,15 @@ typedef struct offload_pool_s  offload_pool_t;
  * fill it, so a restarted worker keeps its slot number (and with it its
  * consumer name and pending entries). */
 typedef struct {
-    offload_pool_t  *pool;
-    int              index;
-    pid_t            pid;           /* 0 while no process fills the slot */
-    int64_t          started_us;    /* monotonic, of the current process */
-    int              backoff_ms;    /* step of the next restart delay */
-    int              stopping;      /* we sent SIGTERM: not a crash */
-    ev_child         child;
-    ev_timer         restart;
+    offload_pool_t     *pool;
+    int                 index;
+    pid_t               pid;        /* 0 while no process fills the slot */
+    int64_t             started_us; /* monotonic, of the current process */
+    int                 backoff_ms; /* step of the next restart delay */
+    int                 stopping;   /* we sent SIGTERM: not a crash */
+    offload_sb_slot_t  *sb;         /* shared with its worker */
+    ev_child            child;
+    ev_timer            restart;
 } offload_slot_t;
 
 /* The workers of one queue, supervised one_for_one: a crashed worker is

@@ -65,6 +65,7 @@ struct offload_worker_s {
     struct ev_loop              *loop;
     const offload_conf_t        *conf;
     const offload_conf_queue_t  *queue;
+    offload_sb_slot_t           *sb;
     offload_redis_conn_t         conn;
     ev_signal                    sigterm;
     ev_signal                    sigint;
@@ -836,7 +837,7 @@ stop_cb(struct ev_loop *loop, ev_signal *s, int revents)
 
 int
 offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
-    const offload_conf_queue_t *queue, int slot)
+    const offload_conf_queue_t *queue, int slot, offload_sb_slot_t *sb)
 {
     completion_t      *c;
     offload_worker_t   w;
@@ -845,6 +846,7 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     w.loop = loop;
     w.conf = conf;
     w.queue = queue;
+    w.sb = sb;
 
     snprintf(w.name, sizeof(w.name), "worker %s:%d", queue->name, slot);
     snprintf(w.consumer, sizeof(w.consumer), "%s:%s:%d", conf->node_name,

@@ -9,10 +9,12 @@
 #include <ev.h>
 
 #include "conf.h"
+#include "scoreboard.h"
 
-/* Runs the worker of the queue's slot on loop until SIGTERM/SIGINT.
- * Returns the process's exit status. */
+/* Runs the worker of the queue's slot on loop until SIGTERM/SIGINT,
+ * keeping sb (the slot's scoreboard entry) up to date.  Returns the
+ * process's exit status. */
 int offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
-    const offload_conf_queue_t *queue, int slot);
+    const offload_conf_queue_t *queue, int slot, offload_sb_slot_t *sb);
 
 #endif /* OFFLOAD_WORKER_H */
