@@ -1,0 +1,52 @@
+/*
+ * reclaim.h -- what the supervisor does with the jobs of a worker that is
+ * gone: the job it was running fails one attempt (run again at once, or
+ * dead-lettered and answered when no attempt is left), the jobs it had
+ * prefetched but not started go back to the queue unchanged.
+ *
+ * The same path serves a crashed worker of this node (child exit, right
+ * away) and the workers of a lost node (claim.c, after claim_idle).
+ */
+
+#ifndef OFFLOAD_RECLAIM_H
+#define OFFLOAD_RECLAIM_H
+
+#include <jansson.h>
+
+#include "conf.h"
+#include "offload_proto.h"
+#include "redis_conn.h"
+
+/* How a job's worker went away; decides the answer when no attempt is
+ * left (and that job_timeout is never run again). */
+typedef enum {
+    OFFLOAD_FAIL_SIGNAL = 0,    /* killed by a signal we did not send */
+    OFFLOAD_FAIL_EXIT,          /* exited without finishing the job */
+    OFFLOAD_FAIL_MEMORY_LIMIT,  /* the job ran out of RLIMIT_AS */
+    OFFLOAD_FAIL_OOM,           /* the kernel's OOM killer */
+    OFFLOAD_FAIL_JOB_TIMEOUT,   /* we killed it: the queue's timeout */
+    OFFLOAD_FAIL_NODE_LOST      /* its whole node vanished (claim.c) */
+} offload_fail_reason_e;
+
+typedef struct {
+    offload_fail_reason_e   reason;
+    int                     signal;     /* 0, or the signal that killed it */
+    json_t                 *report;     /* crash report, borrowed; copied
+                                           into the dead-letter entry */
+} offload_failure_t;
+
+/* "signal", "exit", "memory_limit", "oom", "job_timeout", "node_lost" */
+const char *offload_fail_reason_name(offload_fail_reason_e reason);
+
+/* Fails one attempt of a stream entry of queue q whose worker died while
+ * holding it (fields: the entry's field/value strings, as read from
+ * Redis).  Sends the requeue or the dead-letter script on conn and
+ * returns; done(data) is called when Redis answered (or the connection
+ * dropped), and may be NULL. */
+void offload_reclaim_fail_entry(offload_redis_conn_t *conn,
+    const offload_conf_t *conf, const offload_conf_queue_t *q,
+    const offload_str_t *entry_id, const offload_str_t *fields,
+    size_t nfields, const offload_failure_t *failure,
+    void (*done)(void *data), void *data);
+
+#endif /* OFFLOAD_RECLAIM_H */
