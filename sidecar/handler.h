@@ -19,6 +19,11 @@ typedef struct {
     char         buf[256];
 } offload_handler_error_t;
 
+/* Returned by a handler that ran out of memory (RLIMIT_AS, memory_limit):
+ * the worker exits without answering and the job counts as a failed
+ * attempt, so a fresh worker may run it again. */
+#define OFFLOAD_HANDLER_NOMEM  -2
+
 typedef int (*offload_handler_run_pt)(json_t *input, json_t **output,
     offload_handler_error_t *err);
 
@@ -54,5 +59,11 @@ extern const offload_handler_t  offload_handler_sha256;
 extern const offload_handler_t  offload_handler_spin;
 extern const offload_handler_t  offload_handler_sleep;
 extern const offload_handler_t  offload_handler_aggregate;
+extern const offload_handler_t  offload_handler_crash;
+extern const offload_handler_t  offload_handler_abort;
+extern const offload_handler_t  offload_handler_exit;
+extern const offload_handler_t  offload_handler_hang;
+extern const offload_handler_t  offload_handler_leak;
+extern const offload_handler_t  offload_handler_flaky;
 
 #endif /* OFFLOAD_HANDLER_H */

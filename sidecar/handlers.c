@@ -16,6 +16,12 @@ static const offload_handler_t  *handlers[] = {
     &offload_handler_spin,
     &offload_handler_sleep,
     &offload_handler_aggregate,
+    &offload_handler_crash,
+    &offload_handler_abort,
+    &offload_handler_exit,
+    &offload_handler_hang,
+    &offload_handler_leak,
+    &offload_handler_flaky,
 };
 
 

@@ -19,6 +19,7 @@
  * besides the JSON documents themselves.
  */
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,8 +28,10 @@
 #include <jansson.h>
 
 #include "clock.h"
+#include "crash.h"
 #include "handler.h"
 #include "log.h"
+#include "memlimit.h"
 #include "redis_conn.h"
 #include "worker.h"
 
@@ -83,6 +86,7 @@ struct offload_worker_s {
     char                         history_id[ENTRY_ID_MAX];
     int                          stopping;
     unsigned                     in_flight;     /* commands to wait for */
+    int                          jobs_run;      /* for max_jobs_per_worker */
 
     ev_idle                      work;          /* runs the batch */
     batch_entry_t               *batch;         /* taken, not yet run */
@@ -101,6 +105,50 @@ maybe_exit(offload_worker_t *w)
 {
     if (w->stopping && w->in_flight == 0 && w->batch == NULL) {
         ev_break(w->loop, EVBREAK_ALL);
+    }
+}
+
+
+/* Stops taking jobs: the batch already read still runs, then the worker
+ * exits and the supervisor starts another in its slot. */
+static void
+stop_reading(offload_worker_t *w, offload_sb_exit_e reason)
+{
+    if (w->stopping) {
+        return;
+    }
+
+    w->stopping = 1;
+    w->sb->exit_reason = reason;
+    offload_sb_set_state(w->sb, OFFLOAD_SB_STOPPING);
+}
+
+
+/* After each job: recycle the worker when it has run its max_jobs_per_worker
+ * or its resident set stays over memory_limit (a leak), between jobs so that
+ * no job fails for it. */
+static void
+job_done(offload_worker_t *w, int ok)
+{
+    long long                    rss;
+    const offload_conf_queue_t  *q = w->queue;
+
+    offload_sb_job_end(w->sb, ok);
+    w->jobs_run++;
+
+    if (q->max_jobs > 0 && w->jobs_run >= q->max_jobs) {
+        log_info("%s: recycling after %d jobs", w->name, w->jobs_run);
+        stop_reading(w, OFFLOAD_SB_EXIT_MAX_JOBS);
+    }
+
+    if (q->memory_limit > 0) {
+        rss = offload_rss_bytes();
+
+        if (rss > q->memory_limit) {
+            log_notice("%s: recycling: RSS %lld MB over memory_limit %lld MB",
+                       w->name, rss >> 20, q->memory_limit >> 20);
+            stop_reading(w, OFFLOAD_SB_EXIT_MEMORY);
+        }
     }
 }
 
@@ -433,6 +481,10 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
         return;
     }
 
+    start_us = offload_mono_us();
+    offload_sb_job_start(w->sb, entry_id->data, entry_id->len, job->id.data,
+                         job->id.len, job->attempt, start_us);
+
     input = json_loadb(job->payload.data, job->payload.len, JSON_DECODE_ANY,
                        &jerr);
     if (input == NULL) {
@@ -440,22 +492,33 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
                  jerr.text);
         complete_error(w, entry_id, &job->id, &job->reply, 422, queue_us,
                        "handler_error", message);
+        job_done(w, 0);
         return;
     }
 
     herr.message = NULL;
     herr.buf[0] = '\0';
 
-    start_us = offload_mono_us();
     rc = handler->run(input, &output, &herr);
     run_us = offload_mono_us() - start_us;
 
     json_decref(input);
 
+    if (rc == OFFLOAD_HANDLER_NOMEM) {
+        /* Leave the job unanswered and busy in the scoreboard: the
+         * supervisor fails this attempt, and a fresh worker may retry. */
+        log_error("%s: job %.*s ran out of memory: %s", w->name,
+                  (int) job->id.len, job->id.data,
+                  herr.message ? herr.message : "no detail");
+        w->sb->exit_reason = OFFLOAD_SB_EXIT_OUT_OF_MEMORY;
+        _exit(OFFLOAD_WORKER_EXIT_NOMEM);
+    }
+
     if (rc == 0 && output != NULL) {
         complete(w, entry_id, &job->id, &job->reply, 200, queue_us, run_us,
                  output);
         json_decref(output);
+        job_done(w, 1);
         return;
     }
 
@@ -463,6 +526,7 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
     complete_error(w, entry_id, &job->id, &job->reply, 422, queue_us,
                    "handler_error",
                    herr.message ? herr.message : "the handler failed");
+    job_done(w, 0);
 }
 
 
@@ -799,6 +863,10 @@ connected(offload_redis_conn_t *rc)
 {
     offload_worker_t  *w = rc->data;
 
+    if (!w->stopping) {
+        offload_sb_set_state(w->sb, OFFLOAD_SB_IDLE);
+    }
+
     send_script_load(w);
     send_group_create(w);
 
@@ -830,7 +898,7 @@ stop_cb(struct ev_loop *loop, ev_signal *s, int revents)
         log_debug("%s: stopping", w->name);
     }
 
-    w->stopping = 1;
+    stop_reading(w, OFFLOAD_SB_EXIT_STOPPED);
     maybe_exit(w);
 }
 
@@ -839,6 +907,7 @@ int
 offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     const offload_conf_queue_t *queue, int slot, offload_sb_slot_t *sb)
 {
+    int                rc;
     completion_t      *c;
     offload_worker_t   w;
 
@@ -861,6 +930,24 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     {
         log_error("%s: queue name too long", w.name);
         return 1;
+    }
+
+    if (offload_crash_install(sb) != 0) {
+        log_error("%s: cannot install the crash handler: %s", w.name,
+                  strerror(errno));
+    }
+
+    /* memory_limit is the steady RSS, checked between jobs; a job may grow
+     * the worker by twice that before its allocations fail. */
+    if (queue->memory_limit > 0) {
+        rc = offload_memlimit_cap(2 * queue->memory_limit);
+        if (rc < 0) {
+            log_error("%s: setrlimit(RLIMIT_AS) failed: %s", w.name,
+                      strerror(errno));
+        } else if (rc > 0 && slot == 0) {
+            log_notice("%s: no RLIMIT_AS under AddressSanitizer: "
+                       "memory_limit is checked between jobs only", w.name);
+        }
     }
 
     ev_signal_init(&w.sigterm, stop_cb, SIGTERM);

@@ -11,6 +11,9 @@
 #include "conf.h"
 #include "scoreboard.h"
 
+/* The exit status of a worker whose job ran out of memory. */
+#define OFFLOAD_WORKER_EXIT_NOMEM  3
+
 /* Runs the worker of the queue's slot on loop until SIGTERM/SIGINT,
  * keeping sb (the slot's scoreboard entry) up to date.  Returns the
  * process's exit status. */
