@@ -13,16 +13,55 @@
 #include "offload_proto.h"
 
 
-const char  offload_complete_script[] =
-    "local old = redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[4],"
-    " 'GET')\n"
-    "local msg = ARGV[3]\n"
-    "if old then msg = old end\n"
-    "redis.call('PUBLISH', ARGV[5], msg)\n"
-    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+/* The completion steps, shared by the dead-letter script below. */
+#define OFFLOAD_COMPLETE_LUA                                                 \
+    "local old = redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[4],"  \
+    " 'GET')\n"                                                              \
+    "local msg = ARGV[3]\n"                                                  \
+    "if old then msg = old end\n"                                            \
+    "redis.call('PUBLISH', ARGV[5], msg)\n"                                  \
+    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"                        \
+    "redis.call('XDEL', KEYS[1], ARGV[2])\n"                                 \
+    "if old then return 0 end\n"                                            \
+    "return 1\n"
+
+/* Only the caller that acks the entry acts on it: a job failed twice at
+ * once (its node lost and claimed by two others) is handled once. */
+#define OFFLOAD_ACK_GUARD_LUA                                                \
+    "if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then\n"           \
+    "  return false\n"                                                       \
+    "end\n"
+
+const char  offload_complete_script[] = OFFLOAD_COMPLETE_LUA;
+
+const char  offload_requeue_script[] =
+    OFFLOAD_ACK_GUARD_LUA
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
-    "if old then return 0 end\n"
-    "return 1\n";
+    "return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))\n";
+
+const char  offload_dead_script[] =
+    OFFLOAD_ACK_GUARD_LUA
+    "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',"
+    " unpack(ARGV, 7))\n"
+    OFFLOAD_COMPLETE_LUA;
+
+const char  offload_handback_script[] =
+    "local n = 0\n"
+    "local held = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 10000,"
+    " ARGV[2])\n"
+    "for _, p in ipairs(held) do\n"
+    "  local id = p[1]\n"
+    "  if id ~= ARGV[3] then\n"
+    "    local e = redis.call('XRANGE', KEYS[1], id, id)\n"
+    "    redis.call('XACK', KEYS[1], ARGV[1], id)\n"
+    "    redis.call('XDEL', KEYS[1], id)\n"
+    "    if e[1] then\n"
+    "      redis.call('XADD', KEYS[1], '*', unpack(e[1][2]))\n"
+    "      n = n + 1\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
 
 
 static const char  hex[] = "0123456789abcdef";

@@ -153,6 +153,31 @@ void offload_job_id_format(char *buf, const char *nonce, uint64_t seq);
  */
 extern const char  offload_complete_script[];
 
+/*
+ * The scripts of a job whose worker died (sidecar/reclaim.c).  Each first
+ * acks the entry and does nothing (returns nil) when it was not pending.
+ *
+ * Requeue: the job runs again, as a new entry at the stream's tail.
+ *   KEYS[1] stream          ARGV[1] group     ARGV[2] entry id
+ *                           ARGV[3..] the new entry's field/value pairs
+ * Returns the new entry id.
+ *
+ * Dead: the job is out of attempts: it goes to the dead-letter stream and
+ * its answer is completed exactly as offload_complete_script does.
+ *   KEYS[1] stream          ARGV[1..5] as offload_complete_script
+ *   KEYS[2] result key      ARGV[6] the dead-letter stream's MAXLEN
+ *   KEYS[3] dead stream     ARGV[7..] the dead entry's field/value pairs
+ *
+ * Hand back: the entries a consumer holds, except one, go back to the
+ * queue unchanged (a worker that stopped or died before running them).
+ *   KEYS[1] stream          ARGV[1] group     ARGV[2] consumer
+ *                           ARGV[3] entry id to leave alone, or ""
+ * Returns how many entries went back.
+ */
+extern const char  offload_requeue_script[];
+extern const char  offload_dead_script[];
+extern const char  offload_handback_script[];
+
 
 /* Checks that buf is one well-formed JSON text (RFC 8259) without building
  * anything.  Returns 0, or -1 with *offset and *err set.  Nesting is limited

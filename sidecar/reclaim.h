@@ -5,7 +5,8 @@
  * prefetched but not started go back to the queue unchanged.
  *
  * The same path serves a crashed worker of this node (child exit, right
- * away) and the workers of a lost node (claim.c, after claim_idle).
+ * away) and, through offload_reclaim_fail_entry, the workers of a lost
+ * node (after claim_idle).
  */
 
 #ifndef OFFLOAD_RECLAIM_H
@@ -38,15 +39,30 @@ typedef struct {
 /* "signal", "exit", "memory_limit", "oom", "job_timeout", "node_lost" */
 const char *offload_fail_reason_name(offload_fail_reason_e reason);
 
+typedef void (*offload_reclaim_done_pt)(void *data);
+
 /* Fails one attempt of a stream entry of queue q whose worker died while
  * holding it (fields: the entry's field/value strings, as read from
- * Redis).  Sends the requeue or the dead-letter script on conn and
- * returns; done(data) is called when Redis answered (or the connection
- * dropped), and may be NULL. */
-void offload_reclaim_fail_entry(offload_redis_conn_t *conn,
+ * Redis): sends the requeue or the dead-letter script on conn.  Returns 0
+ * and calls done(data) once Redis answered (or the connection dropped), or
+ * returns -1 without calling it when nothing could be sent.  done may be
+ * NULL. */
+int offload_reclaim_fail_entry(offload_redis_conn_t *conn,
     const offload_conf_t *conf, const offload_conf_queue_t *q,
     const offload_str_t *entry_id, const offload_str_t *fields,
     size_t nfields, const offload_failure_t *failure,
-    void (*done)(void *data), void *data);
+    offload_reclaim_done_pt done, void *data);
+
+/* After a worker of q exited: when it held a job (held_entry not NULL, with
+ * failure), reads that entry and fails its attempt; then hands the rest of
+ * the consumer's pending entries back to the queue.  A stopped worker's
+ * job (failure NULL) goes back unchanged with the rest.  Returns 0 and
+ * calls done(data) when all of it is over, or -1 without calling it when
+ * Redis is not connected. */
+int offload_reclaim_worker(offload_redis_conn_t *conn,
+    const offload_conf_t *conf, const offload_conf_queue_t *q,
+    const char *consumer, const char *held_entry,
+    const offload_failure_t *failure, offload_reclaim_done_pt done,
+    void *data);
 
 #endif /* OFFLOAD_RECLAIM_H */

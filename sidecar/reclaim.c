@@ -1,0 +1,550 @@
+/*
+ * reclaim.c -- the supervisor's Redis side of a worker's death (see
+ * reclaim.h): the held job fails one attempt, the rest goes back.
+ *
+ * Every step is one Lua script (proto/offload_proto.c), so a crash of the
+ * supervisor between steps leaves each entry either still pending (claimed
+ * again later) or fully moved, never half.  Scripts go with EVAL rather than
+ * EVALSHA: this path runs once per dead worker, not per job.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "reclaim.h"
+
+#define RESULT_KEY_MAX  256
+
+
+/* One offload_reclaim_worker() in progress. */
+typedef struct {
+    offload_redis_conn_t         *conn;
+    const offload_conf_t         *conf;
+    const offload_conf_queue_t   *queue;
+    char                          stream[OFFLOAD_KEY_MAX];
+    char                          consumer[256];
+    char                          held[64];
+    offload_failure_t             failure;
+    offload_reclaim_done_pt       done;
+    void                         *data;
+} reclaim_t;
+
+/* One script sent by offload_reclaim_fail_entry(). */
+typedef struct {
+    char                     entry[64];
+    char                     job_id[160];
+    offload_reclaim_done_pt  done;
+    void                    *data;
+} fail_t;
+
+
+const char *
+offload_fail_reason_name(offload_fail_reason_e reason)
+{
+    switch (reason) {
+    case OFFLOAD_FAIL_SIGNAL:       return "signal";
+    case OFFLOAD_FAIL_EXIT:         return "exit";
+    case OFFLOAD_FAIL_MEMORY_LIMIT: return "memory_limit";
+    case OFFLOAD_FAIL_OOM:          return "oom";
+    case OFFLOAD_FAIL_JOB_TIMEOUT:  return "job_timeout";
+    case OFFLOAD_FAIL_NODE_LOST:    return "node_lost";
+    }
+
+    return "?";
+}
+
+
+static void
+fail_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    fail_t      *f = privdata;
+    redisReply  *reply = r;
+
+    (void) ac;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        log_error("failing job %s (entry %s): %s", f->job_id, f->entry,
+                  reply->str);
+
+    } else if (reply != NULL && reply->type == REDIS_REPLY_STRING) {
+        log_notice("job %s runs again as entry %s", f->job_id, reply->str);
+
+    } else if (reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
+        log_notice("job %s (entry %s) is dead-lettered", f->job_id,
+                   f->entry);
+    }
+
+    if (f->done != NULL) {
+        f->done(f->data);
+    }
+
+    free(f);
+}
+
+
+/* The error answered when a job is out of attempts. */
+static json_t *
+failure_body(const offload_conf_queue_t *q, const offload_failure_t *fl,
+    int attempts, int *status)
+{
+    char         message[160];
+    json_t      *err;
+    const char  *code, *sig = NULL;
+
+    if (fl->signal != 0 && sigabbrev_np(fl->signal) != NULL) {
+        sig = sigabbrev_np(fl->signal);
+    }
+
+    switch (fl->reason) {
+    case OFFLOAD_FAIL_JOB_TIMEOUT:
+        *status = 504;
+        code = "job_timeout";
+        snprintf(message, sizeof(message), "the job ran longer than the "
+                 "queue's timeout (%d ms); its worker was killed",
+                 q->timeout_ms);
+        break;
+
+    case OFFLOAD_FAIL_MEMORY_LIMIT:
+    case OFFLOAD_FAIL_OOM:
+        *status = 502;
+        code = "out_of_memory";
+        snprintf(message, sizeof(message), "the job ran its worker out of "
+                 "memory (%s), %d attempt(s)",
+                 offload_fail_reason_name(fl->reason), attempts);
+        break;
+
+    default:
+        *status = 502;
+        code = "worker_crashed";
+        snprintf(message, sizeof(message), "the worker running the job "
+                 "died (%s%s%s), %d attempt(s)",
+                 offload_fail_reason_name(fl->reason), sig ? ": SIG" : "",
+                 sig ? sig : "", attempts);
+    }
+
+    err = json_pack("{s:s,s:s,s:s,s:i}", "code", code, "message", message,
+                    "reason", offload_fail_reason_name(fl->reason),
+                    "attempts", attempts);
+    if (err == NULL) {
+        return NULL;
+    }
+
+    if (sig != NULL) {
+        json_object_set_new(err, "signal", json_sprintf("SIG%s", sig));
+    }
+
+    if (fl->reason == OFFLOAD_FAIL_JOB_TIMEOUT) {
+        json_object_set_new(err, "timeout_ms", json_integer(q->timeout_ms));
+    }
+
+    return json_pack("{s:o}", "error", err);
+}
+
+
+/* argv of an EVAL whose entry fields follow its fixed arguments. */
+typedef struct {
+    const char  **argv;
+    size_t       *argvlen;
+    int           argc;
+} args_t;
+
+
+static int
+args_init(args_t *a, size_t max)
+{
+    a->argv = malloc(max * sizeof(char *));
+    a->argvlen = malloc(max * sizeof(size_t));
+    a->argc = 0;
+
+    if (a->argv == NULL || a->argvlen == NULL) {
+        free(a->argv);
+        free(a->argvlen);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static void
+arg(args_t *a, const char *s, size_t len)
+{
+    a->argv[a->argc] = s;
+    a->argvlen[a->argc++] = len;
+}
+
+#define arg_str(a, s)  arg(a, s, strlen(s))
+
+
+static int
+send_args(offload_redis_conn_t *conn, args_t *a, fail_t *f)
+{
+    int  rc;
+
+    rc = redisAsyncCommandArgv(conn->ac, fail_cb, f, a->argc, a->argv,
+                               a->argvlen);
+    free(a->argv);
+    free(a->argvlen);
+
+    return rc == REDIS_OK ? 0 : -1;
+}
+
+
+/* Requeues the job with attempt + 1: its fields, the attempt replaced. */
+static int
+send_requeue(offload_redis_conn_t *conn, const char *stream,
+    const offload_str_t *entry_id, const offload_str_t *fields,
+    size_t nfields, int attempt, fail_t *f)
+{
+    size_t   i;
+    char     next[16];
+    args_t   a;
+    int      replaced = 0;
+
+    if (args_init(&a, 6 + nfields + 2) != 0) {
+        return -1;
+    }
+
+    snprintf(next, sizeof(next), "%d", attempt + 1);
+
+    arg_str(&a, "EVAL");
+    arg_str(&a, offload_requeue_script);
+    arg_str(&a, "1");
+    arg_str(&a, stream);
+    arg_str(&a, OFFLOAD_GROUP);
+    arg(&a, entry_id->data, entry_id->len);
+
+    for (i = 0; i + 1 < nfields; i += 2) {
+        arg(&a, fields[i].data, fields[i].len);
+
+        if (fields[i].len == sizeof(OFFLOAD_F_ATTEMPT) - 1
+            && memcmp(fields[i].data, OFFLOAD_F_ATTEMPT, fields[i].len) == 0)
+        {
+            arg_str(&a, next);
+            replaced = 1;
+        } else {
+            arg(&a, fields[i + 1].data, fields[i + 1].len);
+        }
+    }
+
+    if (!replaced) {
+        arg_str(&a, OFFLOAD_F_ATTEMPT);
+        arg_str(&a, next);
+    }
+
+    return send_args(conn, &a, f);
+}
+
+
+/* Dead-letters the job and completes it with the failure's answer. */
+static int
+send_dead(offload_redis_conn_t *conn, const offload_conf_t *conf,
+    const offload_conf_queue_t *q, const char *stream,
+    const offload_str_t *entry_id, const offload_str_t *fields,
+    size_t nfields, const offload_job_t *job,
+    const offload_failure_t *failure, fail_t *f)
+{
+    int               rc = -1, status, hlen, klen, dlen;
+    char             *result = NULL, *report = NULL, *body = NULL;
+    char              key[RESULT_KEY_MAX], dead[OFFLOAD_KEY_MAX];
+    char              ttl[16], maxlen[16], at[24];
+    size_t            i, blen;
+    json_t           *answer;
+    args_t            a;
+    offload_result_t  res;
+
+    answer = failure_body(q, failure, job->attempt, &status);
+    body = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
+    json_decref(answer);
+    report = failure->report ? json_dumps(failure->report, JSON_COMPACT)
+                             : strdup("{}");
+
+    klen = offload_result_key(key, sizeof(key), q->name, strlen(q->name),
+                              job->id.data, job->id.len);
+    dlen = snprintf(dead, sizeof(dead), OFFLOAD_DEAD_FMT,
+                    (int) strlen(q->name), q->name);
+
+    if (body == NULL || report == NULL || klen < 0
+        || dlen >= (int) sizeof(dead))
+    {
+        goto done;
+    }
+
+    blen = strlen(body);
+    result = malloc(OFFLOAD_RESULT_HEADER_MAX + blen);
+    if (result == NULL) {
+        goto done;
+    }
+
+    memset(&res, 0, sizeof(res));
+    res.version = OFFLOAD_PROTO_VERSION;
+    res.id = job->id;
+    res.status = status;
+
+    hlen = offload_result_header(result, OFFLOAD_RESULT_HEADER_MAX, &res);
+    if (hlen < 0 || args_init(&a, 12 + nfields + 8) != 0) {
+        goto done;
+    }
+    memcpy(result + hlen, body, blen);
+
+    snprintf(ttl, sizeof(ttl), "%d", conf->result_ttl_s);
+    snprintf(maxlen, sizeof(maxlen), "%d", OFFLOAD_DEAD_MAXLEN);
+    snprintf(at, sizeof(at), "%lld", (long long) offload_wall_ms());
+
+    arg_str(&a, "EVAL");
+    arg_str(&a, offload_dead_script);
+    arg_str(&a, "3");
+    arg_str(&a, stream);
+    arg(&a, key, (size_t) klen);
+    arg_str(&a, dead);
+    arg_str(&a, OFFLOAD_GROUP);
+    arg(&a, entry_id->data, entry_id->len);
+    arg(&a, result, (size_t) hlen + blen);
+    arg_str(&a, ttl);
+    arg(&a, job->reply.data, job->reply.len);
+    arg_str(&a, maxlen);
+
+    for (i = 0; i + 1 < nfields; i += 2) {
+        arg(&a, fields[i].data, fields[i].len);
+        arg(&a, fields[i + 1].data, fields[i + 1].len);
+    }
+
+    arg_str(&a, "entry");
+    arg(&a, entry_id->data, entry_id->len);
+    arg_str(&a, "reason");
+    arg_str(&a, offload_fail_reason_name(failure->reason));
+    arg_str(&a, "report");
+    arg_str(&a, report);
+    arg_str(&a, "dead_at");
+    arg_str(&a, at);
+
+    rc = send_args(conn, &a, f);
+
+done:
+
+    free(body);
+    free(report);
+    free(result);
+    return rc;
+}
+
+
+int
+offload_reclaim_fail_entry(offload_redis_conn_t *conn,
+    const offload_conf_t *conf, const offload_conf_queue_t *q,
+    const offload_str_t *entry_id, const offload_str_t *fields,
+    size_t nfields, const offload_failure_t *failure,
+    offload_reclaim_done_pt done, void *data)
+{
+    int             rc;
+    char            stream[OFFLOAD_KEY_MAX];
+    fail_t         *f;
+    const char     *err;
+    offload_job_t   job;
+
+    if (!conn->ready
+        || offload_stream_key(stream, sizeof(stream), q->name,
+                              strlen(q->name))
+           < 0)
+    {
+        return -1;
+    }
+
+    if (offload_job_decode(&job, fields, nfields, &err) != 0) {
+        /* Nobody can be answered; the entry must not stay pending. */
+        log_error("queue %s: entry %.*s held by a dead worker is not a job "
+                  "(%s): dropped", q->name, (int) entry_id->len,
+                  entry_id->data, err);
+        redisAsyncCommand(conn->ac, NULL, NULL, "XACK %s %s %b", stream,
+                          OFFLOAD_GROUP, entry_id->data, entry_id->len);
+        redisAsyncCommand(conn->ac, NULL, NULL, "XDEL %s %b", stream,
+                          entry_id->data, entry_id->len);
+        return -1;
+    }
+
+    f = calloc(1, sizeof(fail_t));
+    if (f == NULL) {
+        return -1;
+    }
+
+    snprintf(f->entry, sizeof(f->entry), "%.*s", (int) entry_id->len,
+             entry_id->data);
+    snprintf(f->job_id, sizeof(f->job_id), "%.*s", (int) job.id.len,
+             job.id.data);
+    f->done = done;
+    f->data = data;
+
+    if (failure->reason != OFFLOAD_FAIL_JOB_TIMEOUT
+        && job.attempt < q->max_attempts
+        && job.deadline_ms > offload_wall_ms())
+    {
+        rc = send_requeue(conn, stream, entry_id, fields, nfields,
+                          job.attempt, f);
+    } else {
+        rc = send_dead(conn, conf, q, stream, entry_id, fields, nfields,
+                       &job, failure, f);
+    }
+
+    if (rc != 0) {
+        log_error("queue %s: cannot fail job %s", q->name, f->job_id);
+        free(f);
+    }
+
+    return rc;
+}
+
+
+static void
+reclaim_free(reclaim_t *r)
+{
+    json_decref(r->failure.report);
+    free(r);
+}
+
+
+static void
+handback_cb(redisAsyncContext *ac, void *rep, void *privdata)
+{
+    reclaim_t   *r = privdata;
+    redisReply  *reply = rep;
+
+    (void) ac;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR
+        && strncmp(reply->str, "NOGROUP", 7) != 0)
+    {
+        log_error("queue %s: handing back the jobs of %s: %s",
+                  r->queue->name, r->consumer, reply->str);
+
+    } else if (reply != NULL && reply->type == REDIS_REPLY_INTEGER
+               && reply->integer > 0)
+    {
+        log_info("queue %s: %lld job(s) of %s went back to the queue",
+                 r->queue->name, reply->integer, r->consumer);
+    }
+
+    r->done(r->data);
+    reclaim_free(r);
+}
+
+
+/* The last step: hands back what the consumer still holds. */
+static void
+hand_back(void *data)
+{
+    reclaim_t  *r = data;
+
+    if (!r->conn->ready
+        || redisAsyncCommand(r->conn->ac, handback_cb, r, "EVAL %s 1 %s %s %s "
+                             "%s", offload_handback_script, r->stream,
+                             OFFLOAD_GROUP, r->consumer, r->held)
+           != REDIS_OK)
+    {
+        r->done(r->data);
+        reclaim_free(r);
+    }
+}
+
+
+static void
+held_entry_cb(redisAsyncContext *ac, void *rep, void *privdata)
+{
+    size_t          i, n;
+    reclaim_t      *r = privdata;
+    redisReply     *reply = rep, *entry, *kv;
+    offload_str_t   id, *fields;
+
+    (void) ac;
+
+    /* [[id, [field, value, ...]]]: anything else means the entry is gone
+     * (its job was completed just before the worker died). */
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 1
+        || reply->element[0]->type != REDIS_REPLY_ARRAY
+        || reply->element[0]->elements != 2
+        || reply->element[0]->element[1]->type != REDIS_REPLY_ARRAY)
+    {
+        hand_back(r);
+        return;
+    }
+
+    entry = reply->element[0];
+    kv = entry->element[1];
+    n = kv->elements;
+
+    fields = calloc(n + 1, sizeof(offload_str_t));
+    if (fields == NULL) {
+        hand_back(r);
+        return;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (kv->element[i]->type == REDIS_REPLY_STRING) {
+            fields[i].data = kv->element[i]->str;
+            fields[i].len = kv->element[i]->len;
+        }
+    }
+
+    id.data = entry->element[0]->str;
+    id.len = entry->element[0]->len;
+
+    if (offload_reclaim_fail_entry(r->conn, r->conf, r->queue, &id, fields,
+                                   n, &r->failure, hand_back, r)
+        != 0)
+    {
+        hand_back(r);
+    }
+
+    free(fields);
+}
+
+
+int
+offload_reclaim_worker(offload_redis_conn_t *conn,
+    const offload_conf_t *conf, const offload_conf_queue_t *q,
+    const char *consumer, const char *held_entry,
+    const offload_failure_t *failure, offload_reclaim_done_pt done,
+    void *data)
+{
+    int         rc;
+    reclaim_t  *r;
+
+    if (!conn->ready) {
+        return -1;
+    }
+
+    r = calloc(1, sizeof(reclaim_t));
+    if (r == NULL) {
+        return -1;
+    }
+
+    r->conn = conn;
+    r->conf = conf;
+    r->queue = q;
+    r->done = done;
+    r->data = data;
+    snprintf(r->consumer, sizeof(r->consumer), "%s", consumer);
+    offload_stream_key(r->stream, sizeof(r->stream), q->name,
+                       strlen(q->name));
+
+    if (held_entry == NULL || failure == NULL) {
+        hand_back(r);
+        return 0;
+    }
+
+    snprintf(r->held, sizeof(r->held), "%s", held_entry);
+    r->failure = *failure;
+    r->failure.report = json_incref(failure->report);
+
+    rc = redisAsyncCommand(conn->ac, held_entry_cb, r, "XRANGE %s %s %s",
+                           r->stream, r->held, r->held);
+    if (rc != REDIS_OK) {
+        reclaim_free(r);
+        return -1;
+    }
+
+    return 0;
+}
