@@ -29,6 +29,11 @@
 #define OFFLOAD_REPLY_FMT          "offload:reply:%.*s"
 #define OFFLOAD_NODE_FMT           "offload:node:%s"
 #define OFFLOAD_NODES_KEY          "offload:nodes"
+
+/* A worker's consumer name: node, queue, slot.  A worker restarted in the
+ * same slot is the same consumer and finds what its predecessor held. */
+#define OFFLOAD_CONSUMER_FMT       "%s:%s:%d"
+#define OFFLOAD_CONSUMER_MAX       160
 #define OFFLOAD_DEAD_FMT           "offload:{%.*s}:dead"
 #define OFFLOAD_EVENTS_KEY         "offload:events"
 

@@ -34,6 +34,7 @@ offload_event(offload_redis_conn_t *conn, const char *node, const char *type,
 
     if (!conn->ready) {
         log_info("event %s not recorded: redis is not connected", type);
+        json_decref(report);
         return;
     }
 
@@ -70,4 +71,5 @@ offload_event(offload_redis_conn_t *conn, const char *node, const char *type,
     }
 
     free(json);
+    json_decref(report);
 }

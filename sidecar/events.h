@@ -12,8 +12,8 @@
 #include "redis_conn.h"
 
 /* XADDs one event: fields type, node, queue (when not NULL) and report
- * (report as compact JSON, when not NULL).  Fire and forget: an event
- * raised while Redis is away is only logged. */
+ * (as compact JSON, when not NULL; the reference is consumed).  Fire and
+ * forget: an event raised while Redis is away is only logged. */
 void offload_event(offload_redis_conn_t *conn, const char *node,
     const char *type, const char *queue, json_t *report);
 

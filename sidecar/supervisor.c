@@ -7,11 +7,23 @@
  * minimum once a worker lived 10 s); more than max_restarts restarts of a
  * pool within their period mark the pool failed: its workers are stopped
  * and nothing restarts until restart_cooldown has passed, then the whole
- * pool starts again.  Other pools are not touched.  It keeps the node
- * registry up to date and, on SIGTERM or SIGINT, stops the workers
- * (SIGKILL after 10 s), removes the node from the registry and exits 0.
- * Workers are plain fork()s: each starts from a fresh libev default loop
- * and drops the parent's Redis connection.
+ * pool starts again.  Other pools are not touched.
+ *
+ * Each worker keeps its scoreboard slot current, so when one dies the
+ * supervisor knows which job it held: it reaps it with wait4 (for the
+ * rusage), classifies the death, reports it (crash_report.c, events.c) and
+ * has reclaim.c fail that job's attempt and hand the rest back, before a
+ * new worker takes the slot.  It kills a worker whose job runs past the
+ * queue's timeout, and replaces at once a worker that recycled itself
+ * (max_jobs_per_worker, memory_limit).  It keeps the node registry up to
+ * date and, on SIGTERM or SIGINT, stops the workers (SIGKILL after
+ * shutdown_timeout, their jobs handed back), removes the node from the
+ * registry and exits 0.
+ *
+ * The supervisor runs on its own libev loop, not the default one: the
+ * default loop reaps every child itself (its SIGCHLD watcher calls waitpid)
+ * and would leave wait4 nothing to see.  Workers are plain fork()s: each
+ * starts from a fresh default loop and drops the parent's Redis connection.
  */
 
 #include <errno.h>
@@ -20,11 +32,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "clock.h"
+#include "crash_report.h"
+#include "events.h"
 #include "log.h"
+#include "oom_kills.h"
+#include "reclaim.h"
 #include "supervisor.h"
 #include "worker.h"
 
@@ -33,8 +50,9 @@
  * restarts over the period, the backoff only spaces out one slot's crash
  * loop, and a long period should not keep a healthy slot slow. */
 #define HEALTHY_AFTER_US    (10 * 1000000LL)
-#define STOP_GRACE_S        10.0
 #define REGISTRY_CLEANUP_S  2.0
+#define TIMEOUT_SCAN_S      0.05
+#define TIMEOUT_GRACE_US    (100 * 1000LL)
 
 
 static void spawn(offload_supervisor_t *sup, offload_slot_t *slot);
@@ -60,6 +78,7 @@ become_worker(offload_supervisor_t *sup, offload_slot_t *slot, pid_t parent)
     /* Drop everything of the parent's loop, then start a clean one. */
     ev_signal_stop(sup->loop, &sup->sigterm);
     ev_signal_stop(sup->loop, &sup->sigint);
+    ev_signal_stop(sup->loop, &sup->sigchld);
     offload_registry_forget(&sup->registry);
     ev_loop_destroy(sup->loop);
 
@@ -75,6 +94,23 @@ become_worker(offload_supervisor_t *sup, offload_slot_t *slot, pid_t parent)
 }
 
 
+/* Starts the slot's worker once both the restart delay is over and its
+ * predecessor's jobs are reclaimed, so the new worker never runs a job
+ * that is being failed or handed back. */
+static void
+maybe_spawn(offload_slot_t *slot)
+{
+    offload_supervisor_t  *sup = slot->pool->sup;
+
+    if (slot->want_spawn && !slot->reclaiming && slot->pid == 0
+        && !sup->stopping && !slot->pool->failed)
+    {
+        slot->want_spawn = 0;
+        spawn(sup, slot);
+    }
+}
+
+
 static void
 restart_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -83,7 +119,8 @@ restart_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void) loop;
     (void) revents;
 
-    spawn(slot->pool->sup, slot);
+    slot->want_spawn = 1;
+    maybe_spawn(slot);
 }
 
 
@@ -116,6 +153,10 @@ schedule_restart(offload_supervisor_t *sup, offload_slot_t *slot)
     log_info("worker %s:%d: restarting in %d ms", slot->pool->queue->name,
              slot->index, ms);
 
+    offload_event(&sup->registry.conn, sup->conf->node_name, "restart",
+                  slot->pool->queue->name,
+                  json_pack("{s:i,s:i}", "slot", slot->index, "delay_ms", ms));
+
     ev_timer_set(&slot->restart, ms / 1000.0, 0.0);
     ev_timer_start(sup->loop, &slot->restart);
 }
@@ -144,9 +185,7 @@ spawn(offload_supervisor_t *sup, offload_slot_t *slot)
 
     slot->pid = pid;
     slot->started_us = offload_mono_us();
-
-    ev_child_set(&slot->child, pid, 0);
-    ev_child_start(sup->loop, &slot->child);
+    slot->timed_out = 0;
 
     log_info("worker %s:%d: started, pid %d", slot->pool->queue->name,
              slot->index, (int) pid);
@@ -290,41 +329,174 @@ static void stopped(offload_supervisor_t *sup);
 
 
 static void
-child_cb(struct ev_loop *loop, ev_child *w, int revents)
+reclaimed(void *data)
+{
+    offload_slot_t        *slot = data;
+    offload_supervisor_t  *sup = slot->pool->sup;
+
+    slot->reclaiming = 0;
+
+    if (sup->stopping) {
+        stopped(sup);
+    } else {
+        maybe_spawn(slot);
+    }
+}
+
+
+/* Sends the dead worker's jobs to reclaim.c: the one it held fails an
+ * attempt (failure not NULL), the others go back to the queue. */
+static void
+reclaim_slot(offload_slot_t *slot, const offload_failure_t *failure)
+{
+    int                    busy;
+    char                   consumer[OFFLOAD_CONSUMER_MAX];
+    offload_pool_t        *pool = slot->pool;
+    offload_supervisor_t  *sup = pool->sup;
+
+    busy = offload_sb_state(slot->sb) == OFFLOAD_SB_BUSY;
+
+    snprintf(consumer, sizeof(consumer), OFFLOAD_CONSUMER_FMT,
+             sup->conf->node_name, pool->queue->name, slot->index);
+
+    slot->reclaiming = 1;
+
+    if (offload_reclaim_worker(&sup->registry.conn, sup->conf, pool->queue,
+                               consumer, busy ? slot->sb->entry_id : NULL,
+                               busy ? failure : NULL, reclaimed, slot)
+        != 0)
+    {
+        /* Redis is away: the next worker re-reads the slot's history. */
+        log_warn("worker %s:%d: redis unavailable, its jobs stay pending",
+                 pool->queue->name, slot->index);
+        slot->reclaiming = 0;
+    }
+}
+
+
+static offload_fail_reason_e
+classify(offload_supervisor_t *sup, offload_slot_t *slot, int status)
+{
+    long long  kills;
+
+    if (slot->timed_out) {
+        return OFFLOAD_FAIL_JOB_TIMEOUT;
+    }
+
+    if (slot->sb->exit_reason == OFFLOAD_SB_EXIT_OUT_OF_MEMORY) {
+        return OFFLOAD_FAIL_MEMORY_LIMIT;
+    }
+
+    if (!WIFSIGNALED(status)) {
+        return OFFLOAD_FAIL_EXIT;
+    }
+
+    if (WTERMSIG(status) == SIGKILL && sup->oom_events != NULL) {
+        kills = offload_oom_kills(sup->oom_events);
+        if (kills > sup->oom_kills) {
+            sup->oom_kills = kills;
+            return OFFLOAD_FAIL_OOM;
+        }
+    }
+
+    return OFFLOAD_FAIL_SIGNAL;
+}
+
+
+/* A worker left on its own after finishing its batch (recycling). */
+static int
+recycled(offload_slot_t *slot, int status)
+{
+    int32_t  why = slot->sb->exit_reason;
+
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0
+           && (why == OFFLOAD_SB_EXIT_MAX_JOBS
+               || why == OFFLOAD_SB_EXIT_MEMORY);
+}
+
+
+static void
+worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
 {
     char                   how[64];
     pid_t                  pid;
     int64_t                now_us;
-    offload_slot_t        *slot = w->data;
+    offload_crash_t        crash;
     offload_pool_t        *pool = slot->pool;
+    offload_failure_t      failure;
     offload_supervisor_t  *sup = pool->sup;
 
-    (void) revents;
-
-    ev_child_stop(loop, w);
-    describe_exit(w->rstatus, how, sizeof(how));
+    describe_exit(status, how, sizeof(how));
     pid = slot->pid;
     slot->pid = 0;
+    now_us = offload_mono_us();
 
     if (sup->stopping || slot->stopping) {
+        /* We asked it to stop: what it still held goes back unchanged. */
         log_info("worker %s:%d: pid %d %s", pool->queue->name, slot->index,
                  (int) pid, how);
         slot->stopping = 0;
+        slot->want_spawn = !pool->failed;   /* the cooldown ended */
+        reclaim_slot(slot, NULL);
 
         if (sup->stopping) {
             stopped(sup);
-
-        } else if (!pool->failed) {
-            spawn(sup, slot);   /* the cooldown ended while it stopped */
+        } else {
+            maybe_spawn(slot);
         }
 
+        return;
+    }
+
+    if (recycled(slot, status)) {
+        log_info("worker %s:%d: pid %d recycled (%s)", pool->queue->name,
+                 slot->index, (int) pid,
+                 slot->sb->exit_reason == OFFLOAD_SB_EXIT_MEMORY
+                 ? "memory_limit" : "max_jobs_per_worker");
+        offload_event(&sup->registry.conn, sup->conf->node_name, "recycle",
+                      pool->queue->name,
+                      json_pack("{s:i,s:i,s:s,s:I}", "slot", slot->index,
+                                "pid", (int) pid, "reason",
+                                slot->sb->exit_reason
+                                == OFFLOAD_SB_EXIT_MEMORY
+                                ? "memory_limit" : "max_jobs_per_worker",
+                                "maxrss_kb", (json_int_t) ru->ru_maxrss));
+        slot->want_spawn = 1;
+        reclaim_slot(slot, NULL);
+        maybe_spawn(slot);
         return;
     }
 
     log_warn("worker %s:%d: pid %d %s", pool->queue->name, slot->index,
              (int) pid, how);
 
-    now_us = offload_mono_us();
+    crash.node = sup->conf->node_name;
+    crash.queue = pool->queue->name;
+    crash.slot = slot->index;
+    crash.pid = pid;
+    crash.reason = classify(sup, slot, status);
+    crash.status = status;
+    crash.rusage = ru;
+    crash.uptime_us = now_us - slot->started_us;
+    crash.sb = slot->sb;
+
+    failure.reason = crash.reason;
+    failure.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    failure.report = offload_crash_report(&crash);
+
+    offload_event(&sup->registry.conn, sup->conf->node_name, "crash",
+                  pool->queue->name, json_incref(failure.report));
+
+    reclaim_slot(slot, &failure);
+    json_decref(failure.report);
+
+    /* A job that ran too long is the job's fault, not the worker's: its
+     * replacement starts at once and is not counted as a restart. */
+    if (crash.reason == OFFLOAD_FAIL_JOB_TIMEOUT) {
+        slot->want_spawn = 1;
+        maybe_spawn(slot);
+        return;
+    }
 
     if (now_us - slot->started_us > HEALTHY_AFTER_US) {
         slot->backoff_ms = pool->queue->backoff_min_ms;
@@ -339,6 +511,91 @@ child_cb(struct ev_loop *loop, ev_child *w, int revents)
 }
 
 
+static offload_slot_t *
+find_slot(offload_supervisor_t *sup, pid_t pid)
+{
+    size_t  p;
+    int     i;
+
+    for (p = 0; p < sup->npools; p++) {
+        for (i = 0; i < sup->pools[p].nslots; i++) {
+            if (sup->pools[p].slots[i].pid == pid) {
+                return &sup->pools[p].slots[i];
+            }
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+sigchld_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    int                    status;
+    pid_t                  pid;
+    struct rusage          ru;
+    offload_slot_t        *slot;
+    offload_supervisor_t  *sup = w->data;
+
+    (void) loop;
+    (void) revents;
+
+    while ((pid = wait4(-1, &status, WNOHANG, &ru)) > 0) {
+        slot = find_slot(sup, pid);
+        if (slot != NULL) {
+            worker_exited(slot, status, &ru);
+        }
+    }
+}
+
+
+/* Kills the worker of every job that ran past its queue's timeout. */
+static void
+timeouts_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    size_t                       p;
+    int                          i;
+    int64_t                      now_us, limit_us;
+    offload_slot_t              *slot;
+    offload_supervisor_t        *sup = w->data;
+    const offload_conf_queue_t  *q;
+
+    (void) loop;
+    (void) revents;
+
+    now_us = offload_mono_us();
+
+    for (p = 0; p < sup->npools; p++) {
+        q = sup->pools[p].queue;
+        if (q->timeout_ms == 0) {
+            continue;
+        }
+
+        limit_us = (int64_t) q->timeout_ms * 1000 + TIMEOUT_GRACE_US;
+
+        for (i = 0; i < sup->pools[p].nslots; i++) {
+            slot = &sup->pools[p].slots[i];
+
+            if (slot->pid == 0 || slot->timed_out
+                || offload_sb_state(slot->sb) != OFFLOAD_SB_BUSY
+                || now_us - slot->sb->job_start_us < limit_us)
+            {
+                continue;
+            }
+
+            log_warn("worker %s:%d: job %s ran past the %d ms timeout, "
+                     "killing pid %d", q->name, i, slot->sb->job_id,
+                     q->timeout_ms, (int) slot->pid);
+
+            if (kill(slot->pid, SIGKILL) == 0) {
+                slot->timed_out = 1;
+            }
+        }
+    }
+}
+
+
 static void
 finish(offload_supervisor_t *sup)
 {
@@ -346,6 +603,8 @@ finish(offload_supervisor_t *sup)
     ev_timer_stop(sup->loop, &sup->kill_timer);
     ev_signal_stop(sup->loop, &sup->sigterm);
     ev_signal_stop(sup->loop, &sup->sigint);
+    ev_signal_stop(sup->loop, &sup->sigchld);
+    ev_timer_stop(sup->loop, &sup->timeouts);
     offload_registry_stop(&sup->registry);
     ev_break(sup->loop, EVBREAK_ALL);
 }
@@ -379,7 +638,9 @@ stopped(offload_supervisor_t *sup)
 
     for (p = 0; p < sup->npools; p++) {
         for (i = 0; i < sup->pools[p].nslots; i++) {
-            if (sup->pools[p].slots[i].pid != 0) {
+            if (sup->pools[p].slots[i].pid != 0
+                || sup->pools[p].slots[i].reclaiming)
+            {
                 return;
             }
         }
@@ -422,8 +683,8 @@ kill_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void) loop;
     (void) revents;
 
-    log_warn("workers still running after %.0f s, sending SIGKILL",
-             STOP_GRACE_S);
+    log_warn("workers still running after shutdown_timeout, sending "
+             "SIGKILL; their jobs go back to the queue");
     signal_workers(w->data, SIGKILL);
 }
 
@@ -492,8 +753,6 @@ make_pools(offload_supervisor_t *sup)
             if (slot->sb == NULL) {
                 return -1;
             }
-            ev_child_init(&slot->child, child_cb, 0, 0);
-            slot->child.data = slot;
             ev_timer_init(&slot->restart, restart_cb, 0.0, 0.0);
             slot->restart.data = slot;
         }
@@ -531,7 +790,7 @@ offload_supervisor_run(const offload_conf_t *conf)
     sup.conf = conf;
     sup.started_ms = offload_wall_ms();
 
-    sup.loop = ev_default_loop(EVFLAG_AUTO);
+    sup.loop = ev_loop_new(EVFLAG_AUTO);
     if (sup.loop == NULL) {
         log_error("cannot create the event loop");
         return 1;
@@ -553,13 +812,35 @@ offload_supervisor_run(const offload_conf_t *conf)
     ev_signal_start(sup.loop, &sup.sigterm);
     ev_signal_start(sup.loop, &sup.sigint);
 
-    ev_timer_init(&sup.kill_timer, kill_timer_cb, STOP_GRACE_S, 0.0);
+    ev_signal_init(&sup.sigchld, sigchld_cb, SIGCHLD);
+    sup.sigchld.data = &sup;
+    ev_signal_start(sup.loop, &sup.sigchld);
+
+    ev_timer_init(&sup.timeouts, timeouts_cb, TIMEOUT_SCAN_S, TIMEOUT_SCAN_S);
+    sup.timeouts.data = &sup;
+    for (p = 0; p < sup.npools; p++) {
+        if (sup.pools[p].queue->timeout_ms > 0) {
+            ev_timer_start(sup.loop, &sup.timeouts);
+            break;
+        }
+    }
+
+    sup.oom_events = offload_oom_events_path();
+    sup.oom_kills = offload_oom_kills(sup.oom_events);
+
+    ev_timer_init(&sup.kill_timer, kill_timer_cb,
+                  conf->shutdown_timeout_ms / 1000.0, 0.0);
     sup.kill_timer.data = &sup;
     ev_timer_init(&sup.exit_timer, exit_timer_cb, REGISTRY_CLEANUP_S, 0.0);
     sup.exit_timer.data = &sup;
 
     log_notice("node %s starting, %zu queue(s)", conf->node_name,
                sup.npools);
+
+    if (conf->fault_handlers) {
+        log_warn("fault handlers are on: handlers crash, abort, exit, hang, "
+                 "leak and flaky can kill workers; for tests and demos only");
+    }
 
     /* Before the first fork: workers let go of it (become_worker). */
     offload_registry_start(&sup.registry, &sup);
@@ -573,6 +854,8 @@ offload_supervisor_run(const offload_conf_t *conf)
     ev_run(sup.loop, 0);
 
     free_pools(&sup);
+    free(sup.oom_events);
+    ev_loop_destroy(sup.loop);
     log_notice("node %s stopped", conf->node_name);
     return 0;
 }

@@ -27,8 +27,10 @@ typedef struct {
     int64_t             started_us; /* monotonic, of the current process */
     int                 backoff_ms; /* step of the next restart delay */
     int                 stopping;   /* we sent SIGTERM: not a crash */
+    int                 timed_out;  /* we sent SIGKILL: job_timeout */
+    int                 reclaiming; /* its dead worker's jobs in flight */
+    int                 want_spawn; /* start a worker once reclaimed */
     offload_sb_slot_t  *sb;         /* shared with its worker */
-    ev_child            child;
     ev_timer            restart;
 } offload_slot_t;
 
@@ -58,9 +60,13 @@ typedef struct offload_supervisor_s {
     int                    stopping;
     ev_signal              sigterm;
     ev_signal              sigint;
+    ev_signal              sigchld;
+    ev_timer               timeouts;    /* scans busy workers' run time */
     ev_timer               kill_timer;  /* SIGKILL workers that linger */
     ev_timer               exit_timer;  /* bounds the registry cleanup */
     offload_registry_t     registry;
+    char                  *oom_events;  /* the cgroup's memory.events */
+    long long              oom_kills;   /* its oom_kill count, last read */
 } offload_supervisor_t;
 
 /* Runs the sidecar until SIGTERM/SIGINT.  Returns the exit status. */

@@ -75,8 +75,7 @@ struct offload_worker_s {
     ev_timer                     read_retry;
 
     char                         name[OFFLOAD_QUEUE_NAME_MAX + 16];
-    char                         consumer[OFFLOAD_NODE_NAME_MAX
-                                          + OFFLOAD_QUEUE_NAME_MAX + 16];
+    char                         consumer[OFFLOAD_CONSUMER_MAX];
     char                         stream[OFFLOAD_KEY_MAX];
     char                         prefetch[16];
     char                         ttl[16];
@@ -918,8 +917,8 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     w.sb = sb;
 
     snprintf(w.name, sizeof(w.name), "worker %s:%d", queue->name, slot);
-    snprintf(w.consumer, sizeof(w.consumer), "%s:%s:%d", conf->node_name,
-             queue->name, slot);
+    snprintf(w.consumer, sizeof(w.consumer), OFFLOAD_CONSUMER_FMT,
+             conf->node_name, queue->name, slot);
     snprintf(w.prefetch, sizeof(w.prefetch), "%d", queue->prefetch);
     snprintf(w.ttl, sizeof(w.ttl), "%d", conf->result_ttl_s);
     strcpy(w.sha, "0000000000000000000000000000000000000000");

@@ -1,0 +1,113 @@
+/*
+ * crash_report.c -- turns a dead worker's wait status, rusage and scoreboard
+ * slot into a crash report, logged at error level and returned as JSON for
+ * the events stream and the dead-letter entry.
+ *
+ * The frames were stored by the worker's fatal-signal handler (crash.c).
+ * The worker was a fork of this process without exec, so its code sat at
+ * the same addresses, and backtrace_symbols() here names them.
+ */
+
+#include <execinfo.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "clock.h"
+#include "crash_report.h"
+#include "log.h"
+
+
+static json_t *
+backtrace_json(const offload_sb_slot_t *sb)
+{
+    int      i, n = sb->nframes;
+    char   **names;
+    json_t  *frames;
+
+    frames = json_array();
+    if (frames == NULL || n <= 0) {
+        return frames;
+    }
+
+    if (n > OFFLOAD_SB_FRAMES_MAX) {
+        n = OFFLOAD_SB_FRAMES_MAX;
+    }
+
+    names = backtrace_symbols(sb->frames, n);
+
+    for (i = 0; i < n; i++) {
+        if (names != NULL) {
+            json_array_append_new(frames, json_string(names[i]));
+        } else {
+            json_array_append_new(frames, json_sprintf("%p", sb->frames[i]));
+        }
+    }
+
+    free(names);
+    return frames;
+}
+
+
+json_t *
+offload_crash_report(const offload_crash_t *c)
+{
+    int                       sig;
+    size_t                    i;
+    json_t                   *report, *frames;
+    const char               *name;
+    const offload_sb_slot_t  *sb = c->sb;
+
+    report = json_pack("{s:s,s:s,s:i,s:i,s:s,s:I,s:I,s:I,s:I,s:I}",
+                       "node", c->node, "queue", c->queue, "slot", c->slot,
+                       "pid", (int) c->pid,
+                       "reason", offload_fail_reason_name(c->reason),
+                       "uptime_ms", (json_int_t) (c->uptime_us / 1000),
+                       "utime_ms", (json_int_t) (c->rusage->ru_utime.tv_sec
+                                                 * 1000
+                                                 + c->rusage->ru_utime.tv_usec
+                                                   / 1000),
+                       "stime_ms", (json_int_t) (c->rusage->ru_stime.tv_sec
+                                                 * 1000
+                                                 + c->rusage->ru_stime.tv_usec
+                                                   / 1000),
+                       "maxrss_kb", (json_int_t) c->rusage->ru_maxrss,
+                       "at", (json_int_t) offload_wall_ms());
+    if (report == NULL) {
+        return NULL;
+    }
+
+    if (WIFSIGNALED(c->status)) {
+        sig = WTERMSIG(c->status);
+        name = sigabbrev_np(sig);
+        json_object_set_new(report, "signal",
+                            json_sprintf("SIG%s", name ? name : "?"));
+    } else {
+        json_object_set_new(report, "exit_code",
+                            json_integer(WEXITSTATUS(c->status)));
+    }
+
+    if (sb->job_id[0] != '\0') {
+        json_object_set_new(report, "job_id", json_string(sb->job_id));
+        json_object_set_new(report, "entry_id", json_string(sb->entry_id));
+        json_object_set_new(report, "attempt", json_integer(sb->attempt));
+    }
+
+    frames = backtrace_json(sb);
+    json_object_set_new(report, "backtrace", frames ? frames : json_null());
+
+    log_error("worker %s:%d: pid %d died (%s%s%s) holding job %s, attempt "
+              "%d", c->queue, c->slot, (int) c->pid,
+              offload_fail_reason_name(c->reason),
+              json_object_get(report, "signal") ? ", " : "",
+              json_object_get(report, "signal")
+                  ? json_string_value(json_object_get(report, "signal")) : "",
+              sb->job_id[0] ? sb->job_id : "-", sb->attempt);
+
+    for (i = 0; frames != NULL && i < json_array_size(frames); i++) {
+        log_error("  #%zu %s", i,
+                  json_string_value(json_array_get(frames, i)));
+    }
+
+    return report;
+}
