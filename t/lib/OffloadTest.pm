@@ -29,7 +29,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 
 our @EXPORT = qw(
-    build_path sanitize tmpdir free_port wait_until slurp spew
+    build_path sanitize scaled tmpdir free_port wait_until slurp spew
     start_redis stop_redis restart_redis redis_port redis_cmd redis_select
     start_sidecar stop_sidecar sidecar_pid sidecar_conf_file node_name
     node_doc worker_pids

@@ -1,0 +1,114 @@
+#!/usr/bin/perl
+# A job whose worker dies under it: it runs again at once while it has
+# attempts left (max_attempts), then goes to the queue's dead-letter stream
+# with its payload and a crash report, and the client gets 502
+# worker_crashed.  Every crash is an event in offload:events with a
+# backtrace.  Other queues keep answering throughout.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use OffloadTest;
+
+start_redis();
+start_sidecar(conf => <<'CONF');
+fault_handlers on;
+queue crash { handler crash; workers 1; max_attempts 2; max_restarts 100 1s; }
+queue abort { handler abort; workers 1; max_attempts 1; }
+queue exit  { handler exit; workers 1; max_attempts 1; }
+queue flaky { handler flaky; workers 2; max_attempts 10;
+              max_restarts 100 1s; }
+queue echo  { handler echo; workers 1; }
+CONF
+ok(start_jobs_nginx(), 'stack ready');
+
+my $log = tmpdir() . '/sidecar.log';
+
+sub stream_entries {
+    my ($key) = @_;
+    my $r = redis_cmd('XRANGE', $key, '-', '+');
+    return [ map { { @{ $_->[1] } } } @{ ref $r eq 'ARRAY' ? $r : [] } ];
+}
+
+sub events_of {
+    my ($type) = @_;
+    return [ map { { %$_, report => json_decode($_->{report} // 'null') } }
+             grep { $_->{type} eq $type }
+             @{ stream_entries('offload:events') } ];
+}
+
+# ---- crash: two attempts, then 502 worker_crashed and a dead letter
+my $r = post_json('/jobs/crash', { boom => 1 }, scaled(20));
+is($r->{status}, 502, 'crash: 502') or diag($r->{content});
+my $e = $r->{json} && $r->{json}{error} || {};
+is($e->{code}, 'worker_crashed', 'crash: worker_crashed');
+is($e->{signal}, 'SIGSEGV', 'crash: SIGSEGV');
+is($e->{reason}, 'signal', 'crash: reason signal');
+is($e->{attempts}, 2, 'crash: after max_attempts 2');
+diag(sprintf 'crash: 502 after %d ms (two crashes)', $r->{ms});
+
+my $job_id = $r->{headers}{'x-offload-job-id'};
+ok($job_id, 'crash: the answer names its job');
+
+my $dead = stream_entries('offload:{crash}:dead');
+is(scalar @$dead, 1, 'crash: one dead letter');
+is($dead->[0]{id}, $job_id, 'dead letter: the job id');
+is_deeply(json_decode($dead->[0]{payload}), { boom => 1 },
+    'dead letter: the payload');
+is($dead->[0]{attempt}, 2, 'dead letter: attempt 2');
+is($dead->[0]{reason}, 'signal', 'dead letter: reason');
+my $report = json_decode($dead->[0]{report}) || {};
+is($report->{signal}, 'SIGSEGV', 'dead letter report: signal');
+is($report->{job_id}, $job_id, 'dead letter report: job id');
+ok(ref $report->{backtrace} eq 'ARRAY' && @{ $report->{backtrace} },
+    'dead letter report: a backtrace') or diag(explain $report);
+ok((grep { /write_nowhere|crash_run|handler_faults|offload-sidecar/ }
+    @{ $report->{backtrace} // [] }), 'the backtrace names the crash site')
+    or diag(explain $report->{backtrace});
+
+my $keys = redis_cmd('KEYS', "offload:{crash}:result:*");
+is(scalar @$keys, 1, 'crash: exactly one result in redis');
+is(redis_cmd('XLEN', 'offload:{crash}:jobs'), 0, 'crash: stream is empty');
+my $pending = redis_cmd('XPENDING', 'offload:{crash}:jobs', 'workers');
+is($pending->[0], 0, 'crash: nothing pending');
+
+my @crashes = grep { ($_->{report}{job_id} // '') eq $job_id }
+    @{ events_of('crash') };
+is(scalar @crashes, 2, 'two crash events for the job');
+is_deeply([ map { $_->{report}{attempt} } @crashes ], [ 1, 2 ],
+    'with attempts 1 and 2');
+is($crashes[0]{queue}, 'crash', 'crash event: queue');
+is($crashes[0]{node}, node_name(), 'crash event: node');
+like(slurp($log), qr/worker crash:0: pid \d+ died \(signal, SIGSEGV\) holding job $job_id/,
+    'crash logged with its job');
+
+# ---- abort and exit: classified by signal name and exit code
+$r = post_json('/jobs/abort', {}, scaled(20));
+is($r->{status}, 502, 'abort: 502');
+is($r->{json} && $r->{json}{error}{signal}, 'SIGABRT', 'abort: SIGABRT');
+is($r->{json} && $r->{json}{error}{attempts}, 1, 'abort: max_attempts 1');
+
+$r = post_json('/jobs/exit', { code => 7 }, scaled(20));
+is($r->{status}, 502, 'exit: 502');
+is($r->{json} && $r->{json}{error}{reason}, 'exit', 'exit: reason exit');
+my ($exit) = grep { $_->{queue} eq 'exit' } @{ events_of('crash') };
+is($exit && $exit->{report}{exit_code}, 7, 'exit: exit code 7 reported');
+
+# ---- flaky: crashes half the time, re-runs until it answers
+my @res = concurrent_posts(4, 5, sub { json_encode({ fail_rate => 0.5,
+    n => "$_[0].$_[1]" }) }, path => '/jobs/flaky', timeout => scaled(60));
+my $ok = grep { $_->{status} == 200 } @res;
+is(scalar @res, 20, 'flaky: 20 answers');
+ok($ok >= 18, "flaky at 50%, 10 attempts: $ok of 20 answered 200");
+ok(!(grep { $_->{status} != 200 && $_->{status} != 502 } @res),
+    'flaky: only 200 or 502');
+my $flaky_results = redis_cmd('KEYS', "offload:{flaky}:result:*");
+is(scalar @$flaky_results, 20, 'flaky: one result per job in redis');
+
+# ---- the echo queue never noticed
+is(post_json('/jobs/echo', { still => 'here' })->{status}, 200,
+    'echo answers throughout');
+
+finish();
