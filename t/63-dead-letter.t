@@ -26,19 +26,6 @@ ok(start_jobs_nginx(), 'stack ready');
 
 my $log = tmpdir() . '/sidecar.log';
 
-sub stream_entries {
-    my ($key) = @_;
-    my $r = redis_cmd('XRANGE', $key, '-', '+');
-    return [ map { { @{ $_->[1] } } } @{ ref $r eq 'ARRAY' ? $r : [] } ];
-}
-
-sub events_of {
-    my ($type) = @_;
-    return [ map { { %$_, report => json_decode($_->{report} // 'null') } }
-             grep { $_->{type} eq $type }
-             @{ stream_entries('offload:events') } ];
-}
-
 # ---- crash: two attempts, then 502 worker_crashed and a dead letter
 my $r = post_json('/jobs/crash', { boom => 1 }, scaled(20));
 is($r->{status}, 502, 'crash: 502') or diag($r->{content});
@@ -75,7 +62,7 @@ my $pending = redis_cmd('XPENDING', 'offload:{crash}:jobs', 'workers');
 is($pending->[0], 0, 'crash: nothing pending');
 
 my @crashes = grep { ($_->{report}{job_id} // '') eq $job_id }
-    @{ events_of('crash') };
+    @{ events('crash') };
 is(scalar @crashes, 2, 'two crash events for the job');
 is_deeply([ map { $_->{report}{attempt} } @crashes ], [ 1, 2 ],
     'with attempts 1 and 2');
@@ -93,7 +80,7 @@ is($r->{json} && $r->{json}{error}{attempts}, 1, 'abort: max_attempts 1');
 $r = post_json('/jobs/exit', { code => 7 }, scaled(20));
 is($r->{status}, 502, 'exit: 502');
 is($r->{json} && $r->{json}{error}{reason}, 'exit', 'exit: reason exit');
-my ($exit) = grep { $_->{queue} eq 'exit' } @{ events_of('crash') };
+my ($exit) = grep { $_->{queue} eq 'exit' } @{ events('crash') };
 is($exit && $exit->{report}{exit_code}, 7, 'exit: exit code 7 reported');
 
 # ---- flaky: crashes half the time, re-runs until it answers

@@ -32,7 +32,7 @@ our @EXPORT = qw(
     build_path sanitize scaled tmpdir free_port wait_until slurp spew
     start_redis stop_redis restart_redis redis_port redis_cmd redis_select
     start_sidecar stop_sidecar sidecar_pid sidecar_conf_file node_name
-    node_doc worker_pids
+    node_doc worker_pids stream_entries events
     nginx_conf write_nginx_conf start_nginx stop_nginx nginx_port
     nginx_pid nginx_worker_pids nginx_error_log wait_nginx_ready nginx_test
     start_jobs_nginx
@@ -322,6 +322,21 @@ sub worker_pids {
         }
     }
     return \%pids;
+}
+
+# The entries of a stream, oldest first, as hashes of their fields.
+sub stream_entries {
+    my ($key) = @_;
+    my $r = redis_cmd('XRANGE', $key, '-', '+');
+    return [ map { { @{ $_->[1] } } } @{ ref $r eq 'ARRAY' ? $r : [] } ];
+}
+
+# The sidecar events (offload:events) of a type, their reports decoded.
+sub events {
+    my ($type) = @_;
+    return [ map { { %$_, report => json_decode($_->{report} // 'null') } }
+             grep { $_->{type} eq $type }
+             @{ stream_entries('offload:events') } ];
 }
 
 # Queue => worker count, read from the sidecar conf text.
