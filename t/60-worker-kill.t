@@ -85,8 +85,13 @@ eval { 1 while sysread($sock, $resp, 65536, length $resp); alarm 0 };
 alarm 0;
 like($resp, qr{^HTTP/1\.1 200}, 'the job held by the killed worker is '
     . 'answered 200') or diag($@ || $resp);
-diag(sprintf 'answered %.2f s after the kill', time - $t0);
+diag(sprintf 'answered %.2f s after the kill (the job sleeps 1 s)',
+    time - $t0);
 isnt(worker_pids()->{sleep}[0], $victim, 'sleep slot 0 has a new pid');
+my ($crash) = grep { $_->{report}{pid} == $victim } @{ events('crash') };
+ok($crash, 'a crash event for the killed worker');
+is($crash && $crash->{report}{signal}, 'SIGKILL', 'classified: SIGKILL');
+is($crash && $crash->{report}{attempt}, 1, 'it held attempt 1 of the job');
 
 # ---- SIGTERM: the supervisor stops its workers, removes its registry
 # entry and exits 0
@@ -112,13 +117,23 @@ alarm 0;
 like($resp, qr{^HTTP/1\.1 200.*\{"waited":true\}$}s,
     'a job queued while the sidecar was down is answered once it is back');
 
-# ---- SIGKILL of the supervisor: its workers die with it
+# ---- SIGKILL of the supervisor while a worker holds a job: its workers
+# die with it, and a sidecar started again runs the job
 $all = worker_pids();
 @workers = map { @$_ } values %$all;
+$sock = send_post('/jobs/sleep', '{"ms":500}');
+ok(wait_until(sub { pending_jobs('sleep') == 1 }, 5,
+    'the sleep job is pending'), 'a worker holds a job');
 kill 'KILL', sidecar_pid();
 ok(wait_until(sub { !grep { kill 0, $_ } @workers }, 10,
     'workers exit after the supervisor was killed'),
     'no worker outlives a SIGKILLed supervisor');
 stop_sidecar();    # reaps it
+start_sidecar(conf => <<'CONF');
+queue echo { handler echo; workers 2; }
+queue sleep { handler sleep; workers 1; }
+CONF
+is(read_answer($sock, scaled(15))->{status}, 200,
+    'the job its dead worker held runs on the new sidecar');
 
 finish();

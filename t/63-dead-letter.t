@@ -68,7 +68,8 @@ is_deeply([ map { $_->{report}{attempt} } @crashes ], [ 1, 2 ],
     'with attempts 1 and 2');
 is($crashes[0]{queue}, 'crash', 'crash event: queue');
 is($crashes[0]{node}, node_name(), 'crash event: node');
-like(slurp($log), qr/worker crash:0: pid \d+ died \(signal, SIGSEGV\) holding job $job_id/,
+like(slurp($log),
+    qr/worker crash:0: pid \d+ died \(signal, SIGSEGV\) holding job $job_id/,
     'crash logged with its job');
 
 # ---- abort and exit: classified by signal name and exit code

@@ -36,8 +36,8 @@ our @EXPORT = qw(
     nginx_conf write_nginx_conf start_nginx stop_nginx nginx_port
     nginx_pid nginx_worker_pids nginx_error_log wait_nginx_ready nginx_test
     start_jobs_nginx
-    http post_json send_post pending_jobs concurrent_posts json_encode
-    json_decode
+    http post_json send_post read_answer pending_jobs concurrent_posts
+    json_encode json_decode
     stop_all finish
 );
 
@@ -599,6 +599,25 @@ sub send_post {
         . "Content-Type: application/json\r\n"
         . "Content-Length: " . length($body) . "\r\n\r\n$body";
     return $s;
+}
+
+# Reads the whole answer to a send_post (the server closes the connection
+# after it) within $timeout s: { status, content, json }, status 0 if none.
+sub read_answer {
+    my ($s, $timeout) = @_;
+    my $deadline = time + ($timeout // scaled(30));
+    my $sel = IO::Select->new($s);
+    my $raw = '';
+    while (time < $deadline) {
+        next unless $sel->can_read($deadline - time);
+        my $n = sysread($s, $raw, 65536, length $raw);
+        last unless $n;
+    }
+    close $s;
+    my ($status) = $raw =~ m{^HTTP/1\.1 (\d+)};
+    my ($content) = $raw =~ /\r\n\r\n(.*)\z/s;
+    return { status => $status // 0, content => $content,
+             json => json_decode($content // '') };
 }
 
 # How many of a queue's jobs workers hold (delivered, not yet acked).
