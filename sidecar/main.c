@@ -79,7 +79,7 @@ main(int argc, char **argv)
 
     srandom((unsigned) getpid());
 
-    rc = offload_supervisor_run(&conf);
+    rc = offload_supervisor_run(&conf, file);
     offload_conf_free(&conf);
     return rc;
 }

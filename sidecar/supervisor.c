@@ -56,6 +56,69 @@
 
 
 static void spawn(offload_supervisor_t *sup, offload_slot_t *slot);
+static void stopped(offload_supervisor_t *sup);
+static void roll_step(offload_supervisor_t *sup);
+
+
+/* Walks every slot: the current pools', then a reload's retired ones. */
+typedef struct {
+    int     retired;
+    size_t  p;
+    int     i;
+} slot_iter_t;
+
+
+static offload_slot_t *
+slot_next(offload_supervisor_t *sup, slot_iter_t *it)
+{
+    offload_pool_t  *pools;
+    size_t           npools;
+
+    for ( ;; ) {
+        pools = it->retired ? sup->retired : sup->pools;
+        npools = it->retired ? sup->nretired : sup->npools;
+
+        if (it->p >= npools) {
+            if (it->retired) {
+                return NULL;
+            }
+            it->retired = 1;
+            it->p = 0;
+            it->i = 0;
+            continue;
+        }
+
+        if (it->i < pools[it->p].nslots) {
+            return &pools[it->p].slots[it->i++];
+        }
+
+        it->p++;
+        it->i = 0;
+    }
+}
+
+
+/* The slot of the same queue and index in the other generation: a retired
+ * slot's successor, or a current slot's predecessor.  The two share a
+ * consumer name, so they must never run at the same time. */
+static offload_slot_t *
+slot_twin(offload_supervisor_t *sup, offload_slot_t *slot)
+{
+    size_t           p, n;
+    offload_pool_t  *pools;
+
+    pools = slot->pool->retired ? sup->pools : sup->retired;
+    n = slot->pool->retired ? sup->npools : sup->nretired;
+
+    for (p = 0; p < n; p++) {
+        if (strcmp(pools[p].queue->name, slot->pool->queue->name) == 0) {
+            return slot->index < pools[p].nslots
+                   ? &pools[p].slots[slot->index] : NULL;
+        }
+    }
+
+    return NULL;
+}
 
 
 /* The child side of fork(): becomes the slot's worker, never returns. */
@@ -79,6 +142,7 @@ become_worker(offload_supervisor_t *sup, offload_slot_t *slot, pid_t parent)
     ev_signal_stop(sup->loop, &sup->sigterm);
     ev_signal_stop(sup->loop, &sup->sigint);
     ev_signal_stop(sup->loop, &sup->sigchld);
+    ev_signal_stop(sup->loop, &sup->sighup);
     offload_registry_forget(&sup->registry);
     ev_loop_destroy(sup->loop);
 
@@ -100,14 +164,48 @@ become_worker(offload_supervisor_t *sup, offload_slot_t *slot, pid_t parent)
 static void
 maybe_spawn(offload_slot_t *slot)
 {
+    offload_slot_t        *twin;
     offload_supervisor_t  *sup = slot->pool->sup;
 
-    if (slot->want_spawn && !slot->reclaiming && slot->pid == 0
-        && !sup->stopping && !slot->pool->failed)
+    if (!slot->want_spawn || slot->reclaiming || slot->pid != 0
+        || sup->stopping || slot->pool->failed || slot->pool->retired)
     {
-        slot->want_spawn = 0;
-        spawn(sup, slot);
+        return;
     }
+
+    twin = slot_twin(sup, slot);
+    if (twin != NULL && (twin->pid != 0 || twin->reclaiming)) {
+        return;     /* its predecessor still runs: it spawns us when done */
+    }
+
+    slot->want_spawn = 0;
+    spawn(sup, slot);
+}
+
+
+/* The slot has no process and nothing in flight any more. */
+static void
+slot_idle(offload_slot_t *slot)
+{
+    offload_slot_t        *twin;
+    offload_supervisor_t  *sup = slot->pool->sup;
+
+    if (sup->stopping) {
+        stopped(sup);
+        return;
+    }
+
+    if (!slot->pool->retired) {
+        maybe_spawn(slot);
+        return;
+    }
+
+    twin = slot_twin(sup, slot);
+    if (twin != NULL) {
+        maybe_spawn(twin);
+    }
+
+    roll_step(sup);
 }
 
 
@@ -325,21 +423,15 @@ cooldown_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 
-static void stopped(offload_supervisor_t *sup);
-
-
 static void
 reclaimed(void *data)
 {
-    offload_slot_t        *slot = data;
-    offload_supervisor_t  *sup = slot->pool->sup;
+    offload_slot_t  *slot = data;
 
     slot->reclaiming = 0;
 
-    if (sup->stopping) {
-        stopped(sup);
-    } else {
-        maybe_spawn(slot);
+    if (slot->pid == 0) {
+        slot_idle(slot);
     }
 }
 
@@ -439,10 +531,8 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
         slot->want_spawn = !pool->failed;   /* the cooldown ended */
         reclaim_slot(slot, NULL);
 
-        if (sup->stopping) {
-            stopped(sup);
-        } else {
-            maybe_spawn(slot);
+        if (!slot->reclaiming) {
+            slot_idle(slot);
         }
 
         return;
@@ -463,7 +553,11 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
                                 "maxrss_kb", (json_int_t) ru->ru_maxrss));
         slot->want_spawn = 1;
         reclaim_slot(slot, NULL);
-        maybe_spawn(slot);
+
+        if (!slot->reclaiming) {
+            slot_idle(slot);
+        }
+
         return;
     }
 
@@ -491,10 +585,15 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
     json_decref(failure.report);
 
     /* A job that ran too long is the job's fault, not the worker's: its
-     * replacement starts at once and is not counted as a restart. */
-    if (crash.reason == OFFLOAD_FAIL_JOB_TIMEOUT) {
+     * replacement starts at once and is not counted as a restart.  A
+     * retired slot's successor starts instead. */
+    if (crash.reason == OFFLOAD_FAIL_JOB_TIMEOUT || pool->retired) {
         slot->want_spawn = 1;
-        maybe_spawn(slot);
+
+        if (!slot->reclaiming) {
+            slot_idle(slot);
+        }
+
         return;
     }
 
@@ -514,14 +613,12 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
 static offload_slot_t *
 find_slot(offload_supervisor_t *sup, pid_t pid)
 {
-    size_t  p;
-    int     i;
+    slot_iter_t      it = { 0, 0, 0 };
+    offload_slot_t  *slot;
 
-    for (p = 0; p < sup->npools; p++) {
-        for (i = 0; i < sup->pools[p].nslots; i++) {
-            if (sup->pools[p].slots[i].pid == pid) {
-                return &sup->pools[p].slots[i];
-            }
+    while ((slot = slot_next(sup, &it)) != NULL) {
+        if (slot->pid == pid) {
+            return slot;
         }
     }
 
@@ -550,13 +647,13 @@ sigchld_cb(struct ev_loop *loop, ev_signal *w, int revents)
 }
 
 
-/* Kills the worker of every job that ran past its queue's timeout. */
+/* Every TIMEOUT_SCAN_S: kills the worker of every job that ran past its
+ * queue's timeout, and moves a reload's rolling restart along. */
 static void
-timeouts_cb(struct ev_loop *loop, ev_timer *w, int revents)
+scan_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    size_t                       p;
-    int                          i;
-    int64_t                      now_us, limit_us;
+    int64_t                      now_us;
+    slot_iter_t                  it = { 0, 0, 0 };
     offload_slot_t              *slot;
     offload_supervisor_t        *sup = w->data;
     const offload_conf_queue_t  *q;
@@ -566,32 +663,28 @@ timeouts_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     now_us = offload_mono_us();
 
-    for (p = 0; p < sup->npools; p++) {
-        q = sup->pools[p].queue;
-        if (q->timeout_ms == 0) {
+    while ((slot = slot_next(sup, &it)) != NULL) {
+        q = slot->pool->queue;
+
+        if (q->timeout_ms == 0 || slot->pid == 0 || slot->timed_out
+            || offload_sb_state(slot->sb) != OFFLOAD_SB_BUSY
+            || now_us - slot->sb->job_start_us
+               < (int64_t) q->timeout_ms * 1000 + TIMEOUT_GRACE_US)
+        {
             continue;
         }
 
-        limit_us = (int64_t) q->timeout_ms * 1000 + TIMEOUT_GRACE_US;
+        log_warn("worker %s:%d: job %s ran past the %d ms timeout, killing "
+                 "pid %d", q->name, slot->index, slot->sb->job_id,
+                 q->timeout_ms, (int) slot->pid);
 
-        for (i = 0; i < sup->pools[p].nslots; i++) {
-            slot = &sup->pools[p].slots[i];
-
-            if (slot->pid == 0 || slot->timed_out
-                || offload_sb_state(slot->sb) != OFFLOAD_SB_BUSY
-                || now_us - slot->sb->job_start_us < limit_us)
-            {
-                continue;
-            }
-
-            log_warn("worker %s:%d: job %s ran past the %d ms timeout, "
-                     "killing pid %d", q->name, i, slot->sb->job_id,
-                     q->timeout_ms, (int) slot->pid);
-
-            if (kill(slot->pid, SIGKILL) == 0) {
-                slot->timed_out = 1;
-            }
+        if (kill(slot->pid, SIGKILL) == 0) {
+            slot->timed_out = 1;
         }
+    }
+
+    if (sup->rolling != NULL) {
+        roll_step(sup);
     }
 }
 
@@ -604,7 +697,8 @@ finish(offload_supervisor_t *sup)
     ev_signal_stop(sup->loop, &sup->sigterm);
     ev_signal_stop(sup->loop, &sup->sigint);
     ev_signal_stop(sup->loop, &sup->sigchld);
-    ev_timer_stop(sup->loop, &sup->timeouts);
+    ev_signal_stop(sup->loop, &sup->sighup);
+    ev_timer_stop(sup->loop, &sup->scan);
     offload_registry_stop(&sup->registry);
     ev_break(sup->loop, EVBREAK_ALL);
 }
@@ -633,16 +727,12 @@ exit_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 stopped(offload_supervisor_t *sup)
 {
-    size_t  p;
-    int     i;
+    slot_iter_t      it = { 0, 0, 0 };
+    offload_slot_t  *slot;
 
-    for (p = 0; p < sup->npools; p++) {
-        for (i = 0; i < sup->pools[p].nslots; i++) {
-            if (sup->pools[p].slots[i].pid != 0
-                || sup->pools[p].slots[i].reclaiming)
-            {
-                return;
-            }
+    while ((slot = slot_next(sup, &it)) != NULL) {
+        if (slot->pid != 0 || slot->reclaiming) {
+            return;
         }
     }
 
@@ -657,21 +747,15 @@ stopped(offload_supervisor_t *sup)
 static void
 signal_workers(offload_supervisor_t *sup, int sig)
 {
-    size_t           p;
-    int              i;
+    slot_iter_t      it = { 0, 0, 0 };
     offload_slot_t  *slot;
 
-    for (p = 0; p < sup->npools; p++) {
-        for (i = 0; i < sup->pools[p].nslots; i++) {
-            slot = &sup->pools[p].slots[i];
+    while ((slot = slot_next(sup, &it)) != NULL) {
+        ev_timer_stop(sup->loop, &slot->restart);
 
-            ev_timer_stop(sup->loop, &slot->restart);
-
-            if (slot->pid != 0 && kill(slot->pid, sig) != 0 && errno != ESRCH)
-            {
-                log_error("kill(%d) failed: %s", (int) slot->pid,
-                          strerror(errno));
-            }
+        if (slot->pid != 0 && kill(slot->pid, sig) != 0 && errno != ESRCH) {
+            log_error("kill(%d) failed: %s", (int) slot->pid,
+                      strerror(errno));
         }
     }
 }
@@ -709,37 +793,60 @@ stop_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
         ev_timer_stop(sup->loop, &sup->pools[p].cooldown);
     }
 
+    for (p = 0; p < sup->nretired; p++) {
+        ev_timer_stop(sup->loop, &sup->retired[p].cooldown);
+    }
+
+    sup->rolling = NULL;
     signal_workers(sup, SIGTERM);
     ev_timer_start(sup->loop, &sup->kill_timer);
     stopped(sup);
 }
 
 
-static int
-make_pools(offload_supervisor_t *sup)
+static void
+free_pools(offload_pool_t *pools, size_t npools)
+{
+    size_t  p;
+    int     i;
+
+    for (p = 0; p < npools; p++) {
+        for (i = 0; pools[p].slots && i < pools[p].nslots; i++) {
+            offload_sb_unmap(pools[p].slots[i].sb);
+        }
+        free(pools[p].slots);
+        free(pools[p].restart_us);
+    }
+    free(pools);
+}
+
+
+/* One pool per queue of conf, with every slot empty. */
+static offload_pool_t *
+make_pools(offload_supervisor_t *sup, const offload_conf_t *conf)
 {
     size_t           p;
     int              i;
-    offload_pool_t  *pool;
+    offload_pool_t  *pools, *pool;
     offload_slot_t  *slot;
 
-    sup->pools = calloc(sup->conf->nqueues, sizeof(offload_pool_t));
-    if (sup->pools == NULL) {
-        return -1;
+    pools = calloc(conf->nqueues, sizeof(offload_pool_t));
+    if (pools == NULL) {
+        return NULL;
     }
-    sup->npools = sup->conf->nqueues;
 
-    for (p = 0; p < sup->npools; p++) {
-        pool = &sup->pools[p];
+    for (p = 0; p < conf->nqueues; p++) {
+        pool = &pools[p];
         pool->sup = sup;
-        pool->queue = &sup->conf->queues[p];
+        pool->queue = &conf->queues[p];
         pool->nslots = pool->queue->workers;
         pool->slots = calloc((size_t) pool->nslots, sizeof(offload_slot_t));
         /* + 1: max_restarts may be 0, and calloc(0) may return NULL */
         pool->restart_us = calloc((size_t) pool->queue->max_restarts + 1,
                                   sizeof(int64_t));
         if (pool->slots == NULL || pool->restart_us == NULL) {
-            return -1;
+            free_pools(pools, p + 1);
+            return NULL;
         }
         ev_timer_init(&pool->cooldown, cooldown_cb, 0.0, 0.0);
         pool->cooldown.data = pool;
@@ -751,36 +858,223 @@ make_pools(offload_supervisor_t *sup)
             slot->backoff_ms = pool->queue->backoff_min_ms;
             slot->sb = offload_sb_map();
             if (slot->sb == NULL) {
-                return -1;
+                free_pools(pools, p + 1);
+                return NULL;
             }
             ev_timer_init(&slot->restart, restart_cb, 0.0, 0.0);
             slot->restart.data = slot;
         }
     }
 
-    return 0;
+    return pools;
+}
+
+
+/* A reload is over when no retired slot has a process or jobs in flight:
+ * the retired pools and their configuration go. */
+static void
+retire_done(offload_supervisor_t *sup)
+{
+    slot_iter_t      it = { 1, 0, 0 };
+    offload_slot_t  *slot;
+
+    while ((slot = slot_next(sup, &it)) != NULL) {
+        if (slot->pid != 0 || slot->reclaiming) {
+            return;
+        }
+    }
+
+    free_pools(sup->retired, sup->nretired);
+    sup->retired = NULL;
+    sup->nretired = 0;
+
+    if (sup->retired_conf != sup->first_conf) {
+        offload_conf_free((offload_conf_t *) sup->retired_conf);
+        free((void *) sup->retired_conf);
+    }
+    sup->retired_conf = NULL;
+
+    log_notice("reload done");
+    offload_event(&sup->registry.conn, sup->conf->node_name, "reload", NULL,
+                  NULL);
+}
+
+
+/*
+ * The rolling restart of a reload: one retired worker at a time is asked to
+ * stop; once it is gone and its successor (same queue and slot) is up and
+ * reading, the next one.  Queues keep serving with their other workers, and
+ * a queue of one worker only pauses while jobs wait in its stream.
+ */
+static void
+roll_step(offload_supervisor_t *sup)
+{
+    slot_iter_t      it = { 1, 0, 0 };
+    offload_slot_t  *slot, *twin;
+
+    if (sup->stopping || sup->retired == NULL) {
+        return;
+    }
+
+    slot = sup->rolling;
+
+    if (slot != NULL) {
+        if (slot->pid != 0 || slot->reclaiming) {
+            return;
+        }
+
+        twin = slot_twin(sup, slot);
+        if (twin != NULL && !twin->pool->failed
+            && (twin->pid == 0
+                || offload_sb_state(twin->sb) == OFFLOAD_SB_STARTING))
+        {
+            return;
+        }
+
+        sup->rolling = NULL;
+    }
+
+    while ((slot = slot_next(sup, &it)) != NULL) {
+        if (slot->pid != 0 && !slot->stopping) {
+            stop_slot(slot);
+            sup->rolling = slot;
+            return;
+        }
+    }
+
+    retire_done(sup);
+}
+
+
+/* What a reload cannot change: the identity and the connections. */
+static const char *
+reload_refusal(const offload_conf_t *old, const offload_conf_t *new)
+{
+    if (strcmp(old->node_name, new->node_name) != 0) {
+        return "node_name cannot change on reload";
+    }
+
+    if (memcmp(&old->redis, &new->redis, sizeof(old->redis)) != 0
+        || old->db != new->db
+        || (old->password == NULL) != (new->password == NULL)
+        || (old->password && strcmp(old->password, new->password) != 0))
+    {
+        return "redis, password and db cannot change on reload";
+    }
+
+    if (strcmp(old->log_target, new->log_target) != 0
+        || old->log_level != new->log_level)
+    {
+        return "log cannot change on reload";
+    }
+
+    return NULL;
 }
 
 
 static void
-free_pools(offload_supervisor_t *sup)
+reload_failed(offload_supervisor_t *sup, const char *why)
 {
-    size_t  p;
-    int     i;
+    log_error("reload refused, the running configuration stays: %s", why);
+    offload_event(&sup->registry.conn, sup->conf->node_name, "reload_failed",
+                  NULL, json_pack("{s:s}", "error", why));
+}
+
+
+/* SIGHUP: the configuration file is read and checked as -t does; a good
+ * one replaces the pools, the workers roll over one at a time. */
+static void
+reload(offload_supervisor_t *sup)
+{
+    size_t           p, q;
+    int              i;
+    char             err[OFFLOAD_CONF_ERR_MAX];
+    const char      *why;
+    offload_conf_t  *conf;
+    offload_pool_t  *pools;
+
+    if (sup->retired != NULL) {
+        reload_failed(sup, "the previous reload is still rolling");
+        return;
+    }
+
+    conf = calloc(1, sizeof(offload_conf_t));
+    if (conf == NULL) {
+        reload_failed(sup, "out of memory");
+        return;
+    }
+
+    if (offload_conf_load(conf, sup->conf_file, err, sizeof(err)) != 0) {
+        free(conf);
+        reload_failed(sup, err);
+        return;
+    }
+
+    why = reload_refusal(sup->conf, conf);
+    pools = why ? NULL : make_pools(sup, conf);
+
+    if (pools == NULL) {
+        offload_conf_free(conf);
+        free(conf);
+        reload_failed(sup, why ? why : "out of memory");
+        return;
+    }
+
+    log_notice("reloading %s", sup->conf_file);
 
     for (p = 0; p < sup->npools; p++) {
-        for (i = 0; sup->pools[p].slots && i < sup->pools[p].nslots; i++) {
-            offload_sb_unmap(sup->pools[p].slots[i].sb);
+        sup->pools[p].retired = 1;
+        ev_timer_stop(sup->loop, &sup->pools[p].cooldown);
+
+        for (i = 0; i < sup->pools[p].nslots; i++) {
+            ev_timer_stop(sup->loop, &sup->pools[p].slots[i].restart);
+            sup->pools[p].slots[i].want_spawn = 0;
         }
-        free(sup->pools[p].slots);
-        free(sup->pools[p].restart_us);
+
+        for (q = 0; q < conf->nqueues; q++) {
+            if (strcmp(pools[q].queue->name, sup->pools[p].queue->name) == 0)
+            {
+                pools[q].restarts = sup->pools[p].restarts;
+            }
+        }
     }
-    free(sup->pools);
+
+    sup->retired = sup->pools;
+    sup->nretired = sup->npools;
+    sup->retired_conf = sup->conf;
+    sup->pools = pools;
+    sup->npools = conf->nqueues;
+    sup->conf = conf;
+    sup->registry.conn.conf = conf;
+
+    for (p = 0; p < sup->npools; p++) {
+        for (i = 0; i < sup->pools[p].nslots; i++) {
+            sup->pools[p].slots[i].want_spawn = 1;
+            maybe_spawn(&sup->pools[p].slots[i]);
+        }
+    }
+
+    offload_registry_update(&sup->registry);
+    roll_step(sup);
+}
+
+
+static void
+sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    offload_supervisor_t  *sup = w->data;
+
+    (void) loop;
+    (void) revents;
+
+    if (!sup->stopping) {
+        reload(sup);
+    }
 }
 
 
 int
-offload_supervisor_run(const offload_conf_t *conf)
+offload_supervisor_run(const offload_conf_t *conf, const char *conf_file)
 {
     size_t                p;
     int                   i;
@@ -788,6 +1082,8 @@ offload_supervisor_run(const offload_conf_t *conf)
 
     memset(&sup, 0, sizeof(sup));
     sup.conf = conf;
+    sup.first_conf = conf;
+    sup.conf_file = conf_file;
     sup.started_ms = offload_wall_ms();
 
     sup.loop = ev_loop_new(EVFLAG_AUTO);
@@ -796,34 +1092,33 @@ offload_supervisor_run(const offload_conf_t *conf)
         return 1;
     }
 
-    if (make_pools(&sup) != 0) {
+    sup.pools = make_pools(&sup, conf);
+    if (sup.pools == NULL) {
         log_error("out of memory");
-        free_pools(&sup);
+        ev_loop_destroy(sup.loop);
         return 1;
     }
+    sup.npools = conf->nqueues;
 
     /* hiredis writes to sockets the server may have closed */
     signal(SIGPIPE, SIG_IGN);
 
     ev_signal_init(&sup.sigterm, stop_signal_cb, SIGTERM);
     ev_signal_init(&sup.sigint, stop_signal_cb, SIGINT);
+    ev_signal_init(&sup.sigchld, sigchld_cb, SIGCHLD);
+    ev_signal_init(&sup.sighup, sighup_cb, SIGHUP);
     sup.sigterm.data = &sup;
     sup.sigint.data = &sup;
+    sup.sigchld.data = &sup;
+    sup.sighup.data = &sup;
     ev_signal_start(sup.loop, &sup.sigterm);
     ev_signal_start(sup.loop, &sup.sigint);
-
-    ev_signal_init(&sup.sigchld, sigchld_cb, SIGCHLD);
-    sup.sigchld.data = &sup;
     ev_signal_start(sup.loop, &sup.sigchld);
+    ev_signal_start(sup.loop, &sup.sighup);
 
-    ev_timer_init(&sup.timeouts, timeouts_cb, TIMEOUT_SCAN_S, TIMEOUT_SCAN_S);
-    sup.timeouts.data = &sup;
-    for (p = 0; p < sup.npools; p++) {
-        if (sup.pools[p].queue->timeout_ms > 0) {
-            ev_timer_start(sup.loop, &sup.timeouts);
-            break;
-        }
-    }
+    ev_timer_init(&sup.scan, scan_cb, TIMEOUT_SCAN_S, TIMEOUT_SCAN_S);
+    sup.scan.data = &sup;
+    ev_timer_start(sup.loop, &sup.scan);
 
     sup.oom_events = offload_oom_events_path();
     sup.oom_kills = offload_oom_kills(sup.oom_events);
@@ -853,9 +1148,19 @@ offload_supervisor_run(const offload_conf_t *conf)
 
     ev_run(sup.loop, 0);
 
-    free_pools(&sup);
+    log_notice("node %s stopped", sup.conf->node_name);
+
+    free_pools(sup.pools, sup.npools);
+    free_pools(sup.retired, sup.nretired);
+    if (sup.retired_conf != NULL && sup.retired_conf != conf) {
+        offload_conf_free((offload_conf_t *) sup.retired_conf);
+        free((void *) sup.retired_conf);
+    }
+    if (sup.conf != conf) {
+        offload_conf_free((offload_conf_t *) sup.conf);
+        free((void *) sup.conf);
+    }
     free(sup.oom_events);
     ev_loop_destroy(sup.loop);
-    log_notice("node %s stopped", conf->node_name);
     return 0;
 }

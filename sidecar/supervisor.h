@@ -43,6 +43,7 @@ struct offload_pool_s {
     offload_slot_t              *slots;
     int                          nslots;
     int                          failed;
+    int                          retired;      /* replaced by a reload */
     int64_t                      restarts;     /* since the node started */
     int64_t                     *restart_us;   /* ring of the last
                                                   max_restarts restarts */
@@ -54,14 +55,25 @@ struct offload_pool_s {
 typedef struct offload_supervisor_s {
     struct ev_loop        *loop;
     const offload_conf_t  *conf;
+    const offload_conf_t  *first_conf;  /* the caller's: never freed here */
+    const char            *conf_file;   /* read again on SIGHUP */
     offload_pool_t        *pools;
     size_t                 npools;
+
+    /* A reload in progress: the pools of the previous configuration,
+     * whose workers are replaced one at a time (rolling). */
+    offload_pool_t        *retired;
+    size_t                 nretired;
+    const offload_conf_t  *retired_conf;
+    offload_slot_t        *rolling;     /* the slot being replaced */
+
     int64_t                started_ms;  /* wall clock */
     int                    stopping;
     ev_signal              sigterm;
     ev_signal              sigint;
     ev_signal              sigchld;
-    ev_timer               timeouts;    /* scans busy workers' run time */
+    ev_signal              sighup;
+    ev_timer               scan;        /* job timeouts, reload's roll */
     ev_timer               kill_timer;  /* SIGKILL workers that linger */
     ev_timer               exit_timer;  /* bounds the registry cleanup */
     offload_registry_t     registry;
@@ -69,7 +81,8 @@ typedef struct offload_supervisor_s {
     long long              oom_kills;   /* its oom_kill count, last read */
 } offload_supervisor_t;
 
-/* Runs the sidecar until SIGTERM/SIGINT.  Returns the exit status. */
-int offload_supervisor_run(const offload_conf_t *conf);
+/* Runs the sidecar until SIGTERM/SIGINT; SIGHUP reads conf_file again.
+ * Returns the exit status. */
+int offload_supervisor_run(const offload_conf_t *conf, const char *conf_file);
 
 #endif /* OFFLOAD_SUPERVISOR_H */

@@ -1,0 +1,93 @@
+#!/usr/bin/perl
+# SIGHUP to the sidecar: the configuration is read again; a bad one is
+# refused (logged, event reload_failed) and the old one keeps serving; a
+# good one replaces the workers one at a time, so a steady load sees zero
+# failed requests, and the new settings take effect (here: more workers, a
+# new queue, a removed queue).
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use POSIX ();
+use OffloadTest;
+
+start_redis();
+start_sidecar(conf => <<'CONF');
+queue echo { handler echo; workers 2; prefetch 4; }
+queue sleep { handler sleep; workers 1; }
+queue old { handler echo; workers 1; }
+CONF
+ok(start_jobs_nginx(), 'stack ready');
+
+my $file = sidecar_conf_file();
+my $log = tmpdir() . '/sidecar.log';
+my $conf = slurp($file);
+
+# ---- a bad configuration is refused, the old one keeps running
+my $before = worker_pids();
+spew($file, $conf . "queue broken { handler nosuch; }\n");
+kill 'HUP', sidecar_pid();
+ok(wait_until(sub { @{ events('reload_failed') } == 1 }, 10,
+    'reload_failed event'), 'a bad config: reload_failed event');
+like(events('reload_failed')->[0]{report}{error}, qr/unknown handler "nosuch"/,
+    'naming the error');
+like(slurp($log), qr/reload refused, the running configuration stays/,
+    'logged');
+is_deeply(worker_pids(), $before, 'no worker was touched');
+is(post_json('/jobs/echo', { after => 'bad reload' })->{status}, 200,
+    'still serving');
+
+# ---- node_name cannot change on reload
+(my $renamed = $conf) =~ s/node_name \S+;/node_name other;/;
+spew($file, $renamed);
+kill 'HUP', sidecar_pid();
+ok(wait_until(sub { @{ events('reload_failed') } == 2 }, 10,
+    'second reload_failed'), 'a new node_name is refused');
+
+# ---- a good one under load: zero failed requests
+(my $new = $conf) =~ s/(queue echo \{ handler echo; workers) 2;/$1 3;/;
+$new =~ s/queue old \{[^}]*\}\n/queue fresh { handler echo; workers 1; }\n/;
+spew($file, $new);
+
+pipe(my $rd, my $wr) or die "pipe: $!";
+my $loader = fork // die "fork: $!";
+if ($loader == 0) {
+    close $rd;
+    my @res = concurrent_posts(8, 150, sub { json_encode({ c => $_[0],
+        j => $_[1] }) }, path => '/jobs/echo', timeout => scaled(60));
+    my $bad = grep { $_->{status} != 200
+        || ($_->{content} // '') ne $_->{body} } @res;
+    print $wr scalar(@res) . " $bad\n";
+    close $wr;
+    POSIX::_exit(0);
+}
+close $wr;
+
+ok(wait_until(sub { pending_jobs('echo') > 0
+    || redis_cmd('XLEN', 'offload:{echo}:jobs') > 0 }, 10, 'load running'),
+    'load is running');
+kill 'HUP', sidecar_pid();
+ok(wait_until(sub { @{ events('reload') } == 1 }, scaled(30),
+    'reload done'), 'the reload rolled through') or diag(slurp($log));
+
+my ($done, $failed) = split ' ', scalar readline($rd);
+waitpid($loader, 0);
+is($done, 1200, 'all 1200 requests of the load answered');
+is($failed, 0, 'none failed during the reload');
+
+my $after;
+ok(wait_until(sub { $after = worker_pids();
+    3 == grep { $_ } @{ $after->{echo} || [] } }, 5, 'registry updated'),
+    'echo has 3 workers now');
+ok(!(grep { my $p = $_; grep { $_ == $p } @{ $before->{echo} } }
+    @{ $after->{echo} }), 'every echo worker was replaced');
+isnt($after->{sleep}[0], $before->{sleep}[0], 'the sleep worker too');
+ok(!exists $after->{old}, 'queue old is gone');
+ok($after->{fresh} && $after->{fresh}[0], 'queue fresh is served');
+is(post_json('/jobs/fresh', { hello => 1 })->{status}, 200,
+    'and answers');
+like(slurp($log), qr/reloading .*reload done/s, 'logged');
+
+finish();
