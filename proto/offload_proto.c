@@ -63,6 +63,20 @@ const char  offload_handback_script[] =
     "end\n"
     "return n\n";
 
+const char  offload_touch_script[] =
+    "for i = 2, #ARGV do\n"
+    "  local held = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+',"
+    " 10000, ARGV[i])\n"
+    "  if held.err then return 0 end\n"
+    "  if #held > 0 then\n"
+    "    local args = {'XCLAIM', KEYS[1], ARGV[1], ARGV[i], 0}\n"
+    "    for _, p in ipairs(held) do table.insert(args, p[1]) end\n"
+    "    table.insert(args, 'JUSTID')\n"
+    "    redis.call(unpack(args))\n"
+    "  end\n"
+    "end\n"
+    "return 1\n";
+
 
 static const char  hex[] = "0123456789abcdef";
 

@@ -183,6 +183,16 @@ extern const char  offload_requeue_script[];
 extern const char  offload_dead_script[];
 extern const char  offload_handback_script[];
 
+/*
+ * Touch: resets the idle time of every entry the given consumers hold, so
+ * that XAUTOCLAIM (which sees only idle times) never takes a job from a
+ * live worker, however long the job runs.  The supervisor runs it for its
+ * own workers every claim_idle / 2.  XCLAIM ... JUSTID leaves the delivery
+ * counts alone.
+ *   KEYS[1] stream          ARGV[1] group     ARGV[2..] consumers
+ */
+extern const char  offload_touch_script[];
+
 
 /* Checks that buf is one well-formed JSON text (RFC 8259) without building
  * anything.  Returns 0, or -1 with *offset and *err set.  Nesting is limited

@@ -36,6 +36,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "claim.h"
 #include "clock.h"
 #include "crash_report.h"
 #include "events.h"
@@ -690,6 +691,16 @@ scan_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 
 static void
+claim_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void) loop;
+    (void) revents;
+
+    offload_claim_round(w->data);
+}
+
+
+static void
 finish(offload_supervisor_t *sup)
 {
     ev_timer_stop(sup->loop, &sup->exit_timer);
@@ -699,6 +710,7 @@ finish(offload_supervisor_t *sup)
     ev_signal_stop(sup->loop, &sup->sigchld);
     ev_signal_stop(sup->loop, &sup->sighup);
     ev_timer_stop(sup->loop, &sup->scan);
+    ev_timer_stop(sup->loop, &sup->claim);
     offload_registry_stop(&sup->registry);
     ev_break(sup->loop, EVBREAK_ALL);
 }
@@ -1119,6 +1131,11 @@ offload_supervisor_run(const offload_conf_t *conf, const char *conf_file)
     ev_timer_init(&sup.scan, scan_cb, TIMEOUT_SCAN_S, TIMEOUT_SCAN_S);
     sup.scan.data = &sup;
     ev_timer_start(sup.loop, &sup.scan);
+
+    ev_timer_init(&sup.claim, claim_cb, conf->claim_idle_ms / 2000.0,
+                  conf->claim_idle_ms / 2000.0);
+    sup.claim.data = &sup;
+    ev_timer_start(sup.loop, &sup.claim);
 
     sup.oom_events = offload_oom_events_path();
     sup.oom_kills = offload_oom_kills(sup.oom_events);

@@ -1,0 +1,211 @@
+/*
+ * claim.c -- takes over the jobs of lost nodes (claim.h).
+ *
+ * XAUTOCLAIM only knows how long an entry has been idle, not whether its
+ * consumer is alive, and a live worker deep in a long job holds an entry
+ * that looks idle.  So every round first touches this node's own entries
+ * (offload_touch_script: XCLAIM to the same consumer, JUSTID), and only
+ * then claims what stayed idle for claim_idle: entries whose node no longer
+ * touches them.  A claimed entry has lost its worker: it fails one attempt
+ * (reclaim.c), so a job that takes whole nodes down still ends
+ * dead-lettered after max_attempts.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "claim.h"
+#include "events.h"
+#include "log.h"
+#include "reclaim.h"
+#include "supervisor.h"
+
+#define CLAIM_COUNT  "100"
+
+
+typedef struct {
+    offload_pool_t  *pool;
+    char             claimer[OFFLOAD_CONSUMER_MAX];
+    char             stream[OFFLOAD_KEY_MAX];
+} claim_t;
+
+
+static void send_autoclaim(claim_t *c, const char *cursor);
+
+
+static void
+claim_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    size_t                 i, j, n;
+    claim_t               *c = privdata;
+    redisReply            *reply = r, *entries, *e;
+    offload_str_t          id, *fields;
+    offload_failure_t      failure;
+    offload_supervisor_t  *sup = c->pool->sup;
+
+    (void) ac;
+
+    /* [next cursor, [[id, [field, value...]]...], [deleted ids]] */
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements < 2
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[1]->type != REDIS_REPLY_ARRAY)
+    {
+        if (reply != NULL && reply->type == REDIS_REPLY_ERROR
+            && strncmp(reply->str, "NOGROUP", 7) != 0)
+        {
+            log_error("queue %s: XAUTOCLAIM failed: %s",
+                      c->pool->queue->name, reply->str);
+        }
+        free(c);
+        return;
+    }
+
+    entries = reply->element[1];
+    failure.reason = OFFLOAD_FAIL_NODE_LOST;
+    failure.signal = 0;
+
+    for (i = 0; i < entries->elements; i++) {
+        e = entries->element[i];
+
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2
+            || e->element[0]->type != REDIS_REPLY_STRING
+            || e->element[1]->type != REDIS_REPLY_ARRAY)
+        {
+            continue;
+        }
+
+        id.data = e->element[0]->str;
+        id.len = e->element[0]->len;
+        n = e->element[1]->elements;
+
+        fields = calloc(n + 1, sizeof(offload_str_t));
+        if (fields == NULL) {
+            continue;
+        }
+
+        for (j = 0; j < n; j++) {
+            if (e->element[1]->element[j]->type == REDIS_REPLY_STRING) {
+                fields[j].data = e->element[1]->element[j]->str;
+                fields[j].len = e->element[1]->element[j]->len;
+            }
+        }
+
+        failure.report = json_pack("{s:s,s:s,s:s%}", "node",
+                                   sup->conf->node_name, "reason",
+                                   "node_lost", "entry_id", id.data, id.len);
+
+        log_warn("queue %s: claimed entry %.*s of a lost node",
+                 c->pool->queue->name, (int) id.len, id.data);
+
+        offload_reclaim_fail_entry(&sup->registry.conn, sup->conf,
+                                   c->pool->queue, &id, fields, n, &failure,
+                                   NULL, NULL);
+        offload_event(&sup->registry.conn, sup->conf->node_name, "reclaim",
+                      c->pool->queue->name, failure.report);
+        free(fields);
+    }
+
+    if (strcmp(reply->element[0]->str, "0-0") != 0
+        && entries->elements > 0)
+    {
+        send_autoclaim(c, reply->element[0]->str);
+        return;
+    }
+
+    free(c);
+}
+
+
+static void
+send_autoclaim(claim_t *c, const char *cursor)
+{
+    char                   idle[16];
+    offload_supervisor_t  *sup = c->pool->sup;
+
+    snprintf(idle, sizeof(idle), "%d", sup->conf->claim_idle_ms);
+
+    if (redisAsyncCommand(sup->registry.conn.ac, claim_cb, c,
+                          "XAUTOCLAIM %s %s %s %s %s COUNT %s", c->stream,
+                          OFFLOAD_GROUP, c->claimer, idle, cursor,
+                          CLAIM_COUNT)
+        != REDIS_OK)
+    {
+        free(c);
+    }
+}
+
+
+/* Touches the entries held under the pool's consumer names, whether or not
+ * a worker runs in the slot right now: a slot waiting for its restart keeps
+ * its entries for its next worker. */
+static void
+send_touch(offload_pool_t *pool, const char *stream)
+{
+    int                    i, argc = 0;
+    char                 (*names)[OFFLOAD_CONSUMER_MAX];
+    const char           **argv;
+    offload_supervisor_t  *sup = pool->sup;
+
+    names = calloc((size_t) pool->nslots, sizeof(*names));
+    argv = calloc((size_t) pool->nslots + 5, sizeof(char *));
+
+    if (names != NULL && argv != NULL) {
+        argv[argc++] = "EVAL";
+        argv[argc++] = offload_touch_script;
+        argv[argc++] = "1";
+        argv[argc++] = stream;
+        argv[argc++] = OFFLOAD_GROUP;
+
+        for (i = 0; i < pool->nslots; i++) {
+            snprintf(names[i], sizeof(names[i]), OFFLOAD_CONSUMER_FMT,
+                     sup->conf->node_name, pool->queue->name, i);
+            argv[argc++] = names[i];
+        }
+
+        redisAsyncCommandArgv(sup->registry.conn.ac, NULL, NULL, argc, argv,
+                              NULL);
+    }
+
+    free(names);
+    free(argv);
+}
+
+
+void
+offload_claim_round(offload_supervisor_t *sup)
+{
+    size_t    p;
+    char      stream[OFFLOAD_KEY_MAX];
+    claim_t  *c;
+
+    if (!sup->registry.conn.ready || sup->stopping) {
+        return;
+    }
+
+    /* A reload's retired workers still run jobs under their names. */
+    for (p = 0; p < sup->nretired; p++) {
+        offload_stream_key(stream, sizeof(stream), sup->retired[p].queue->name,
+                           strlen(sup->retired[p].queue->name));
+        send_touch(&sup->retired[p], stream);
+    }
+
+    for (p = 0; p < sup->npools; p++) {
+        c = calloc(1, sizeof(claim_t));
+        if (c == NULL) {
+            return;
+        }
+
+        c->pool = &sup->pools[p];
+        snprintf(c->claimer, sizeof(c->claimer), "%s:claim",
+                 sup->conf->node_name);
+        offload_stream_key(c->stream, sizeof(c->stream),
+                           c->pool->queue->name,
+                           strlen(c->pool->queue->name));
+
+        /* Same connection, so Redis runs the touch before the claim. */
+        send_touch(c->pool, c->stream);
+        send_autoclaim(c, "0-0");
+    }
+}

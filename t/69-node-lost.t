@@ -1,0 +1,85 @@
+#!/usr/bin/perl
+# A whole node lost (supervisor and workers killed at once, as when a host
+# dies): another node claims its jobs after claim_idle with XAUTOCLAIM, each
+# counting one attempt, and every accepted job is answered.  A long job on
+# a live node is never taken from it.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use POSIX ();
+use Time::HiRes qw(time);
+use OffloadTest;
+
+my $queues = <<'CONF';
+claim_idle 1s;
+queue sleep { handler sleep; workers 2; }
+queue echo { handler echo; workers 1; }
+CONF
+
+start_redis();
+start_sidecar(conf => $queues);
+ok(start_jobs_nginx(), 'stack ready');
+my $lost = node_name();
+
+# A second node on the same Redis, outside the harness's bookkeeping.
+my $dir = tmpdir();
+my $conf_b = "$dir/node-b.conf";
+spew($conf_b, "redis 127.0.0.1:" . redis_port() . ";\nnode_name other$$;\n"
+    . "log $dir/node-b.log info;\nheartbeat 200ms;\n$queues");
+sub start_node_b {
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>>', "$dir/node-b.stderr";
+        open STDERR, '>&', \*STDOUT;
+        { exec build_path('offload-sidecar'), '-c', $conf_b }
+        POSIX::_exit(127);
+    }
+    ok(wait_until(sub { redis_cmd('EXISTS', "offload:node:other$$") }, 10,
+        'node b registered'), 'a second node is up');
+    return $pid;
+}
+
+# ---- the first node holds two jobs and vanishes at once
+my @socks = map { send_post('/jobs/sleep', qq({"ms":300,"n":$_})) } 1 .. 2;
+ok(wait_until(sub { pending_jobs('sleep') == 2 }, 5, 'jobs taken'),
+    'the first node holds two jobs');
+my @pids = (sidecar_pid(), map { @$_ } values %{ worker_pids() });
+kill 'KILL', @pids;
+stop_sidecar();
+# gone, or a zombie nobody has reaped yet
+sub running { slurp("/proc/$_[0]/stat") =~ /^\S+ \(.*\) [^Z]/ }
+ok(wait_until(sub { !grep { running($_) } @pids }, 5, 'node gone'),
+    'the whole node is gone');
+my $t0 = time;
+
+my $b = start_node_b();
+for my $s (@socks) {
+    my $a = read_answer($s, scaled(15));
+    is($a->{status}, 200, 'a job of the lost node answered 200');
+}
+my $took = time - $t0;
+diag(sprintf 'the lost node\'s jobs answered %.2f s after it died '
+    . '(claim_idle 1s)', $took);
+my @reclaims = @{ events('reclaim') };
+is(scalar @reclaims, 2, 'two reclaim events');
+is($reclaims[0]{node}, "other$$", 'by the surviving node');
+is($reclaims[0]{report}{reason}, 'node_lost', 'reason node_lost');
+my $pending = redis_cmd('XPENDING', 'offload:{sleep}:jobs', 'workers');
+is($pending->[0], 0, 'nothing left pending');
+
+# ---- two live nodes: a job longer than claim_idle is not stolen
+start_sidecar(conf => $queues);
+my $long = send_post('/jobs/sleep', '{"ms":3000}');
+my $a = read_answer($long, scaled(15));
+is($a->{status}, 200, 'a 3 s job on a live node: 200');
+is(scalar @{ events('reclaim') }, 2, 'and nobody claimed it');
+ok(!@{ events('crash') }, 'no crash anywhere');
+
+kill 'TERM', $b;
+waitpid($b, 0);
+is($?, 0, 'node b exits 0');
+
+finish();
