@@ -1,0 +1,33 @@
+#!/usr/bin/perl
+# The chaos soak (bench/chaos) for 30 s: workers killed every second, Redis
+# restarted halfway, 5% of jobs crashing their worker.  Its ledger must
+# show every accepted job answered once, nothing lost, nginx untouched.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use OffloadTest;
+
+my $out = `$FindBin::Bin/../bench/chaos --duration 30 --json`;
+my $rc = $? >> 8;
+my ($line) = grep { /^\{/ } split /\n/, $out;
+my $r = json_decode($line // '') || {};
+
+ok($r->{submitted} > 100, "jobs submitted: " . ($r->{submitted} // 0));
+ok($r->{accepted} > 0, "jobs accepted: " . ($r->{accepted} // 0));
+is($r->{answered}, $r->{submitted}, 'every request answered');
+is($r->{lost}, 0, 'no accepted job lost');
+is($r->{duplicate_answers}, 0, 'no job answered twice');
+is($r->{missing_results}, 0, 'every answered job has its result in redis');
+is($r->{wrong_payloads}, 0, 'every echo answer is its own request\'s');
+is($r->{nginx_restarted}, 0, 'nginx never restarted');
+ok($r->{worker_kills} >= 20, "workers killed: " . ($r->{worker_kills} // 0));
+is($r->{redis_restarts}, 1, 'redis restarted once');
+is($rc, 0, 'bench/chaos exits 0') or diag($out);
+diag(sprintf 'chaos 30 s: %d submitted, %d accepted, %d lost, %d worker '
+    . 'restarts, p99 %s ms', map { $_ // 0 } @$r{qw(submitted accepted lost
+    worker_restarts p99_ms)});
+
+done_testing();
