@@ -13,15 +13,17 @@
 #define LEAK_MAX_MB  65536
 
 
-/* A pointer the compiler cannot prove NULL: the write below is a real
- * invalid memory access, as a buggy handler's would be. */
-static int *volatile  nowhere;
+/* An address in the never-mapped first page, through a volatile the
+ * compiler cannot see through: the write below is a real invalid memory
+ * access, as a buggy handler's would be.  Not NULL itself, so that
+ * UBSan's null check does not turn the crash into a clean exit. */
+static volatile uintptr_t  nowhere = 64;
 
 
 static void
 write_nowhere(void)
 {
-    *nowhere = 1;
+    *(volatile int *) nowhere = 1;
 }
 
 

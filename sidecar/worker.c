@@ -944,8 +944,9 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
             log_error("%s: setrlimit(RLIMIT_AS) failed: %s", w.name,
                       strerror(errno));
         } else if (rc > 0 && slot == 0) {
-            log_notice("%s: no RLIMIT_AS under AddressSanitizer: "
-                       "memory_limit is checked between jobs only", w.name);
+            log_notice("%s: no RLIMIT_AS in an ASan build (it reserves "
+                       "terabytes of address space): memory_limit is "
+                       "checked between jobs only", w.name);
         }
     }
 
