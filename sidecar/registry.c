@@ -19,13 +19,44 @@
 #include "supervisor.h"
 
 
+/* A worker as its scoreboard slot shows it: state, the job it runs and
+ * for how long, what its process has done. */
+static json_t *
+worker_json(const offload_slot_t *slot, int64_t now_us)
+{
+    json_t                   *w;
+    offload_sb_state_e        state;
+    const offload_sb_slot_t  *sb = slot->sb;
+
+    if (slot->pid == 0) {
+        return json_pack("{s:i,s:n,s:s}", "slot", slot->index, "pid",
+                         "state", "down");
+    }
+
+    state = offload_sb_state(sb);
+    w = json_pack("{s:i,s:i,s:s,s:I,s:I}", "slot", slot->index, "pid",
+                  (int) slot->pid, "state", offload_sb_state_name(state),
+                  "jobs_ok", (json_int_t) sb->jobs_ok, "jobs_failed",
+                  (json_int_t) sb->jobs_failed);
+
+    if (w != NULL && state == OFFLOAD_SB_BUSY) {
+        json_object_set_new(w, "job", json_string(sb->job_id));
+        json_object_set_new(w, "job_ms",
+                            json_integer((now_us - sb->job_start_us) / 1000));
+    }
+
+    return w;
+}
+
+
 char *
 offload_registry_json(const offload_supervisor_t *sup, int64_t now_ms)
 {
     int                    i;
     char                  *text;
     size_t                 p;
-    json_t                *doc, *queues, *workers, *pid;
+    json_t                *doc, *queues, *workers;
+    int64_t                now_us = offload_mono_us();
     const offload_pool_t  *pool;
 
     queues = json_object();
@@ -60,11 +91,8 @@ offload_registry_json(const offload_supervisor_t *sup, int64_t now_ms)
         }
 
         for (i = 0; i < pool->nslots; i++) {
-            pid = pool->slots[i].pid ? json_integer(pool->slots[i].pid)
-                                     : json_null();
             if (json_array_append_new(workers,
-                                      json_pack("{s:i,s:o}", "slot", i,
-                                                "pid", pid))
+                                      worker_json(&pool->slots[i], now_us))
                 != 0)
             {
                 json_decref(doc);

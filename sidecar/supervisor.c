@@ -288,6 +288,8 @@ spawn(offload_supervisor_t *sup, offload_slot_t *slot)
 
     log_info("worker %s:%d: started, pid %d", slot->pool->queue->name,
              slot->index, (int) pid);
+
+    offload_registry_update(&sup->registry);
 }
 
 

@@ -36,6 +36,7 @@ main(void)
 {
     offload_conf_t         conf;
     offload_slot_t         slots[2];
+    offload_sb_slot_t      sb[2];
     offload_pool_t         pool;
     offload_conf_queue_t   queue;
     offload_supervisor_t   sup;
@@ -44,6 +45,7 @@ main(void)
     memset(&queue, 0, sizeof(queue));
     memset(&sup, 0, sizeof(sup));
     memset(slots, 0, sizeof(slots));
+    memset(sb, 0, sizeof(sb));
     memset(&pool, 0, sizeof(pool));
 
     strcpy(conf.node_name, "alpha");
@@ -58,7 +60,13 @@ main(void)
     pool.slots = slots;
     pool.nslots = 2;
     slots[0].pid = 4242;
+    slots[0].sb = &sb[0];
+    slots[1].index = 1;
     slots[1].pid = 0;                   /* being restarted */
+    slots[1].sb = &sb[1];
+    offload_sb_set_state(&sb[0], OFFLOAD_SB_IDLE);
+    sb[0].jobs_ok = 3;
+    sb[0].jobs_failed = 1;
 
     sup.conf = &conf;
     sup.pools = &pool;
@@ -66,14 +74,17 @@ main(void)
     sup.started_ms = 1700000000000LL;
 
     check_doc(&sup, "\"state\":\"ok\",\"restarts\":0",
-              "{\"slot\":0,\"pid\":4242},{\"slot\":1,\"pid\":null}",
+              "{\"slot\":0,\"pid\":4242,\"state\":\"idle\","
+              "\"jobs_ok\":3,\"jobs_failed\":1},"
+              "{\"slot\":1,\"pid\":null,\"state\":\"down\"}",
               "registry document");
 
     pool.failed = 1;
     pool.restarts = 6;
     slots[0].pid = 0;
     check_doc(&sup, "\"state\":\"failed\",\"restarts\":6",
-              "{\"slot\":0,\"pid\":null},{\"slot\":1,\"pid\":null}",
+              "{\"slot\":0,\"pid\":null,\"state\":\"down\"},"
+              "{\"slot\":1,\"pid\":null,\"state\":\"down\"}",
               "registry document of a failed pool");
 
     return done_testing();
