@@ -391,6 +391,12 @@ fail_pool(offload_pool_t *pool)
     ev_timer_set(&pool->cooldown, q->restart_cooldown_ms / 1000.0, 0.0);
     ev_timer_start(pool->sup->loop, &pool->cooldown);
 
+    offload_event(&pool->sup->registry.conn, pool->sup->conf->node_name,
+                  "pool_failed", q->name,
+                  json_pack("{s:i,s:i,s:i}", "restarts", q->max_restarts + 1,
+                            "period_ms", q->restart_period_ms,
+                            "cooldown_ms", q->restart_cooldown_ms));
+
     offload_registry_update(&pool->sup->registry);
 }
 
@@ -408,6 +414,8 @@ cooldown_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void) revents;
 
     log_notice("pool %s restarting after cooldown", pool->queue->name);
+    offload_event(&pool->sup->registry.conn, pool->sup->conf->node_name,
+                  "pool_restarted", pool->queue->name, NULL);
 
     pool->failed = 0;
     pool->nrecent = 0;

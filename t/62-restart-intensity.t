@@ -97,6 +97,13 @@ ok($down >= 1.0, sprintf('it stayed failed for the cooldown (%.2f s seen)',
     $down));
 like(slurp($log), qr/pool sleep restarting after cooldown/,
     'the restart is logged');
+my ($pool_failed) = @{ events('pool_failed') };
+is($pool_failed && $pool_failed->{queue}, 'sleep', 'event pool_failed');
+is($pool_failed && $pool_failed->{report}{cooldown_ms}, 2000,
+    'with its cooldown');
+is(scalar @{ events('pool_restarted') }, 1, 'event pool_restarted');
+is(scalar(grep { $_->{queue} eq 'sleep' } @{ events('crash') }), 4,
+    'four crash events, one per kill');
 is(pool('sleep')->{restarts}, 3,
     'neither the stopped workers nor the cooldown restart count as crashes');
 my $r = post_json('/jobs/sleep', { ms => 10 });
