@@ -18,7 +18,7 @@
  * (max_jobs_per_worker, memory_limit).  It keeps the node registry up to
  * date and, on SIGTERM or SIGINT, stops the workers (SIGKILL after
  * shutdown_timeout, their jobs handed back), removes the node from the
- * registry and exits 0.
+ * registry and exits 0.  SIGHUP is reload.c's; lost nodes are claim.c's.
  *
  * The supervisor runs on its own libev loop, not the default one: the
  * default loop reaps every child itself (its SIGCHLD watcher calls waitpid)
@@ -43,6 +43,7 @@
 #include "log.h"
 #include "oom_kills.h"
 #include "reclaim.h"
+#include "reload.h"
 #include "supervisor.h"
 #include "worker.h"
 
@@ -58,19 +59,10 @@
 
 static void spawn(offload_supervisor_t *sup, offload_slot_t *slot);
 static void stopped(offload_supervisor_t *sup);
-static void roll_step(offload_supervisor_t *sup);
 
 
-/* Walks every slot: the current pools', then a reload's retired ones. */
-typedef struct {
-    int     retired;
-    size_t  p;
-    int     i;
-} slot_iter_t;
-
-
-static offload_slot_t *
-slot_next(offload_supervisor_t *sup, slot_iter_t *it)
+offload_slot_t *
+offload_slot_next(offload_supervisor_t *sup, offload_slot_iter_t *it)
 {
     offload_pool_t  *pools;
     size_t           npools;
@@ -99,11 +91,8 @@ slot_next(offload_supervisor_t *sup, slot_iter_t *it)
 }
 
 
-/* The slot of the same queue and index in the other generation: a retired
- * slot's successor, or a current slot's predecessor.  The two share a
- * consumer name, so they must never run at the same time. */
-static offload_slot_t *
-slot_twin(offload_supervisor_t *sup, offload_slot_t *slot)
+offload_slot_t *
+offload_slot_twin(offload_supervisor_t *sup, offload_slot_t *slot)
 {
     size_t           p, n;
     offload_pool_t  *pools;
@@ -162,8 +151,8 @@ become_worker(offload_supervisor_t *sup, offload_slot_t *slot, pid_t parent)
 /* Starts the slot's worker once both the restart delay is over and its
  * predecessor's jobs are reclaimed, so the new worker never runs a job
  * that is being failed or handed back. */
-static void
-maybe_spawn(offload_slot_t *slot)
+void
+offload_slot_maybe_spawn(offload_slot_t *slot)
 {
     offload_slot_t        *twin;
     offload_supervisor_t  *sup = slot->pool->sup;
@@ -174,7 +163,7 @@ maybe_spawn(offload_slot_t *slot)
         return;
     }
 
-    twin = slot_twin(sup, slot);
+    twin = offload_slot_twin(sup, slot);
     if (twin != NULL && (twin->pid != 0 || twin->reclaiming)) {
         return;     /* its predecessor still runs: it spawns us when done */
     }
@@ -197,16 +186,16 @@ slot_idle(offload_slot_t *slot)
     }
 
     if (!slot->pool->retired) {
-        maybe_spawn(slot);
+        offload_slot_maybe_spawn(slot);
         return;
     }
 
-    twin = slot_twin(sup, slot);
+    twin = offload_slot_twin(sup, slot);
     if (twin != NULL) {
-        maybe_spawn(twin);
+        offload_slot_maybe_spawn(twin);
     }
 
-    roll_step(sup);
+    offload_reload_step(sup);
 }
 
 
@@ -219,7 +208,7 @@ restart_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void) revents;
 
     slot->want_spawn = 1;
-    maybe_spawn(slot);
+    offload_slot_maybe_spawn(slot);
 }
 
 
@@ -351,9 +340,8 @@ count_restart(offload_pool_t *pool, int64_t now_us)
 }
 
 
-/* Asks a worker to finish its batch and exit; its exit is not a crash. */
-static void
-stop_slot(offload_slot_t *slot)
+void
+offload_slot_stop(offload_slot_t *slot)
 {
     if (kill(slot->pid, SIGTERM) != 0 && errno != ESRCH) {
         log_error("kill(%d) failed: %s", (int) slot->pid, strerror(errno));
@@ -384,7 +372,7 @@ fail_pool(offload_pool_t *pool)
         ev_timer_stop(pool->sup->loop, &slot->restart);
 
         if (slot->pid != 0 && !slot->stopping) {
-            stop_slot(slot);
+            offload_slot_stop(slot);
         }
     }
 
@@ -624,10 +612,10 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
 static offload_slot_t *
 find_slot(offload_supervisor_t *sup, pid_t pid)
 {
-    slot_iter_t      it = { 0, 0, 0 };
+    offload_slot_iter_t      it = { 0, 0, 0 };
     offload_slot_t  *slot;
 
-    while ((slot = slot_next(sup, &it)) != NULL) {
+    while ((slot = offload_slot_next(sup, &it)) != NULL) {
         if (slot->pid == pid) {
             return slot;
         }
@@ -664,7 +652,7 @@ static void
 scan_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     int64_t                      now_us;
-    slot_iter_t                  it = { 0, 0, 0 };
+    offload_slot_iter_t                  it = { 0, 0, 0 };
     offload_slot_t              *slot;
     offload_supervisor_t        *sup = w->data;
     const offload_conf_queue_t  *q;
@@ -674,7 +662,7 @@ scan_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     now_us = offload_mono_us();
 
-    while ((slot = slot_next(sup, &it)) != NULL) {
+    while ((slot = offload_slot_next(sup, &it)) != NULL) {
         q = slot->pool->queue;
 
         if (q->timeout_ms == 0 || slot->pid == 0 || slot->timed_out
@@ -695,7 +683,7 @@ scan_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 
     if (sup->rolling != NULL) {
-        roll_step(sup);
+        offload_reload_step(sup);
     }
 }
 
@@ -749,10 +737,10 @@ exit_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 stopped(offload_supervisor_t *sup)
 {
-    slot_iter_t      it = { 0, 0, 0 };
+    offload_slot_iter_t      it = { 0, 0, 0 };
     offload_slot_t  *slot;
 
-    while ((slot = slot_next(sup, &it)) != NULL) {
+    while ((slot = offload_slot_next(sup, &it)) != NULL) {
         if (slot->pid != 0 || slot->reclaiming) {
             return;
         }
@@ -769,10 +757,10 @@ stopped(offload_supervisor_t *sup)
 static void
 signal_workers(offload_supervisor_t *sup, int sig)
 {
-    slot_iter_t      it = { 0, 0, 0 };
+    offload_slot_iter_t      it = { 0, 0, 0 };
     offload_slot_t  *slot;
 
-    while ((slot = slot_next(sup, &it)) != NULL) {
+    while ((slot = offload_slot_next(sup, &it)) != NULL) {
         ev_timer_stop(sup->loop, &slot->restart);
 
         if (slot->pid != 0 && kill(slot->pid, sig) != 0 && errno != ESRCH) {
@@ -826,8 +814,8 @@ stop_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 }
 
 
-static void
-free_pools(offload_pool_t *pools, size_t npools)
+void
+offload_pools_free(offload_pool_t *pools, size_t npools)
 {
     size_t  p;
     int     i;
@@ -843,9 +831,8 @@ free_pools(offload_pool_t *pools, size_t npools)
 }
 
 
-/* One pool per queue of conf, with every slot empty. */
-static offload_pool_t *
-make_pools(offload_supervisor_t *sup, const offload_conf_t *conf)
+offload_pool_t *
+offload_pools_make(offload_supervisor_t *sup, const offload_conf_t *conf)
 {
     size_t           p;
     int              i;
@@ -867,7 +854,7 @@ make_pools(offload_supervisor_t *sup, const offload_conf_t *conf)
         pool->restart_us = calloc((size_t) pool->queue->max_restarts + 1,
                                   sizeof(int64_t));
         if (pool->slots == NULL || pool->restart_us == NULL) {
-            free_pools(pools, p + 1);
+            offload_pools_free(pools, p + 1);
             return NULL;
         }
         ev_timer_init(&pool->cooldown, cooldown_cb, 0.0, 0.0);
@@ -880,7 +867,7 @@ make_pools(offload_supervisor_t *sup, const offload_conf_t *conf)
             slot->backoff_ms = pool->queue->backoff_min_ms;
             slot->sb = offload_sb_map();
             if (slot->sb == NULL) {
-                free_pools(pools, p + 1);
+                offload_pools_free(pools, p + 1);
                 return NULL;
             }
             ev_timer_init(&slot->restart, restart_cb, 0.0, 0.0);
@@ -889,195 +876,6 @@ make_pools(offload_supervisor_t *sup, const offload_conf_t *conf)
     }
 
     return pools;
-}
-
-
-/* A reload is over when no retired slot has a process or jobs in flight:
- * the retired pools and their configuration go. */
-static void
-retire_done(offload_supervisor_t *sup)
-{
-    slot_iter_t      it = { 1, 0, 0 };
-    offload_slot_t  *slot;
-
-    while ((slot = slot_next(sup, &it)) != NULL) {
-        if (slot->pid != 0 || slot->reclaiming) {
-            return;
-        }
-    }
-
-    free_pools(sup->retired, sup->nretired);
-    sup->retired = NULL;
-    sup->nretired = 0;
-
-    if (sup->retired_conf != sup->first_conf) {
-        offload_conf_free((offload_conf_t *) sup->retired_conf);
-        free((void *) sup->retired_conf);
-    }
-    sup->retired_conf = NULL;
-
-    log_notice("reload done");
-    offload_event(&sup->registry.conn, sup->conf->node_name, "reload", NULL,
-                  NULL);
-}
-
-
-/*
- * The rolling restart of a reload: one retired worker at a time is asked to
- * stop; once it is gone and its successor (same queue and slot) is up and
- * reading, the next one.  Queues keep serving with their other workers, and
- * a queue of one worker only pauses while jobs wait in its stream.
- */
-static void
-roll_step(offload_supervisor_t *sup)
-{
-    slot_iter_t      it = { 1, 0, 0 };
-    offload_slot_t  *slot, *twin;
-
-    if (sup->stopping || sup->retired == NULL) {
-        return;
-    }
-
-    slot = sup->rolling;
-
-    if (slot != NULL) {
-        if (slot->pid != 0 || slot->reclaiming) {
-            return;
-        }
-
-        twin = slot_twin(sup, slot);
-        if (twin != NULL && !twin->pool->failed
-            && (twin->pid == 0
-                || offload_sb_state(twin->sb) == OFFLOAD_SB_STARTING))
-        {
-            return;
-        }
-
-        sup->rolling = NULL;
-    }
-
-    while ((slot = slot_next(sup, &it)) != NULL) {
-        if (slot->pid != 0 && !slot->stopping) {
-            stop_slot(slot);
-            sup->rolling = slot;
-            return;
-        }
-    }
-
-    retire_done(sup);
-}
-
-
-/* What a reload cannot change: the identity and the connections. */
-static const char *
-reload_refusal(const offload_conf_t *old, const offload_conf_t *new)
-{
-    if (strcmp(old->node_name, new->node_name) != 0) {
-        return "node_name cannot change on reload";
-    }
-
-    if (memcmp(&old->redis, &new->redis, sizeof(old->redis)) != 0
-        || old->db != new->db
-        || (old->password == NULL) != (new->password == NULL)
-        || (old->password && strcmp(old->password, new->password) != 0))
-    {
-        return "redis, password and db cannot change on reload";
-    }
-
-    if (strcmp(old->log_target, new->log_target) != 0
-        || old->log_level != new->log_level)
-    {
-        return "log cannot change on reload";
-    }
-
-    return NULL;
-}
-
-
-static void
-reload_failed(offload_supervisor_t *sup, const char *why)
-{
-    log_error("reload refused, the running configuration stays: %s", why);
-    offload_event(&sup->registry.conn, sup->conf->node_name, "reload_failed",
-                  NULL, json_pack("{s:s}", "error", why));
-}
-
-
-/* SIGHUP: the configuration file is read and checked as -t does; a good
- * one replaces the pools, the workers roll over one at a time. */
-static void
-reload(offload_supervisor_t *sup)
-{
-    size_t           p, q;
-    int              i;
-    char             err[OFFLOAD_CONF_ERR_MAX];
-    const char      *why;
-    offload_conf_t  *conf;
-    offload_pool_t  *pools;
-
-    if (sup->retired != NULL) {
-        reload_failed(sup, "the previous reload is still rolling");
-        return;
-    }
-
-    conf = calloc(1, sizeof(offload_conf_t));
-    if (conf == NULL) {
-        reload_failed(sup, "out of memory");
-        return;
-    }
-
-    if (offload_conf_load(conf, sup->conf_file, err, sizeof(err)) != 0) {
-        free(conf);
-        reload_failed(sup, err);
-        return;
-    }
-
-    why = reload_refusal(sup->conf, conf);
-    pools = why ? NULL : make_pools(sup, conf);
-
-    if (pools == NULL) {
-        offload_conf_free(conf);
-        free(conf);
-        reload_failed(sup, why ? why : "out of memory");
-        return;
-    }
-
-    log_notice("reloading %s", sup->conf_file);
-
-    for (p = 0; p < sup->npools; p++) {
-        sup->pools[p].retired = 1;
-        ev_timer_stop(sup->loop, &sup->pools[p].cooldown);
-
-        for (i = 0; i < sup->pools[p].nslots; i++) {
-            ev_timer_stop(sup->loop, &sup->pools[p].slots[i].restart);
-            sup->pools[p].slots[i].want_spawn = 0;
-        }
-
-        for (q = 0; q < conf->nqueues; q++) {
-            if (strcmp(pools[q].queue->name, sup->pools[p].queue->name) == 0)
-            {
-                pools[q].restarts = sup->pools[p].restarts;
-            }
-        }
-    }
-
-    sup->retired = sup->pools;
-    sup->nretired = sup->npools;
-    sup->retired_conf = sup->conf;
-    sup->pools = pools;
-    sup->npools = conf->nqueues;
-    sup->conf = conf;
-    sup->registry.conn.conf = conf;
-
-    for (p = 0; p < sup->npools; p++) {
-        for (i = 0; i < sup->pools[p].nslots; i++) {
-            sup->pools[p].slots[i].want_spawn = 1;
-            maybe_spawn(&sup->pools[p].slots[i]);
-        }
-    }
-
-    offload_registry_update(&sup->registry);
-    roll_step(sup);
 }
 
 
@@ -1090,7 +888,7 @@ sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
     (void) revents;
 
     if (!sup->stopping) {
-        reload(sup);
+        offload_reload(sup);
     }
 }
 
@@ -1114,7 +912,7 @@ offload_supervisor_run(const offload_conf_t *conf, const char *conf_file)
         return 1;
     }
 
-    sup.pools = make_pools(&sup, conf);
+    sup.pools = offload_pools_make(&sup, conf);
     if (sup.pools == NULL) {
         log_error("out of memory");
         ev_loop_destroy(sup.loop);
@@ -1177,8 +975,8 @@ offload_supervisor_run(const offload_conf_t *conf, const char *conf_file)
 
     log_notice("node %s stopped", sup.conf->node_name);
 
-    free_pools(sup.pools, sup.npools);
-    free_pools(sup.retired, sup.nretired);
+    offload_pools_free(sup.pools, sup.npools);
+    offload_pools_free(sup.retired, sup.nretired);
     if (sup.retired_conf != NULL && sup.retired_conf != conf) {
         offload_conf_free((offload_conf_t *) sup.retired_conf);
         free((void *) sup.retired_conf);

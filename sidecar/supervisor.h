@@ -82,6 +82,37 @@ typedef struct offload_supervisor_s {
     long long              oom_kills;   /* its oom_kill count, last read */
 } offload_supervisor_t;
 
+/* Between supervisor.c and reload.c. */
+
+/* Walks every slot: the current pools', then a reload's retired ones.
+ * Start from a zeroed iterator. */
+typedef struct {
+    int     retired;
+    size_t  p;
+    int     i;
+} offload_slot_iter_t;
+
+offload_slot_t *offload_slot_next(offload_supervisor_t *sup,
+    offload_slot_iter_t *it);
+
+/* The slot of the same queue and index in the other generation: a retired
+ * slot's successor, or a current slot's predecessor.  The two share a
+ * consumer name, so they must never run at the same time. */
+offload_slot_t *offload_slot_twin(offload_supervisor_t *sup,
+    offload_slot_t *slot);
+
+/* Starts the slot's worker if one is wanted and nothing stands in the way
+ * (restart delay, reclaim in flight, a running twin, a failed pool). */
+void offload_slot_maybe_spawn(offload_slot_t *slot);
+
+/* Asks a worker to finish its batch and exit; its exit is not a crash. */
+void offload_slot_stop(offload_slot_t *slot);
+
+/* One pool per queue of conf, every slot empty; NULL when out of memory. */
+offload_pool_t *offload_pools_make(offload_supervisor_t *sup,
+    const offload_conf_t *conf);
+void offload_pools_free(offload_pool_t *pools, size_t npools);
+
 /* Runs the sidecar until SIGTERM/SIGINT; SIGHUP reads conf_file again.
  * Returns the exit status. */
 int offload_supervisor_run(const offload_conf_t *conf, const char *conf_file);
