@@ -1,7 +1,9 @@
 /*
- * oom_kills.c -- reads the oom_kill counter of the cgroup the sidecar (and
- * so every worker) runs in.  The supervisor reads it once at start and once
- * per worker killed by a SIGKILL it did not send: not on any job's path.
+ * oom_kills.c -- reads the oom_kill counter of the memory cgroup the
+ * sidecar (and so every worker) runs in: memory.events under cgroup v2,
+ * memory.oom_control under v1; both have an "oom_kill <n>" line.  The
+ * supervisor reads it once at start and once per worker killed by a SIGKILL
+ * it did not send: never on a job's path.
  */
 
 #include <stdio.h>
@@ -12,10 +14,52 @@
 #include "oom_kills.h"
 
 
+/* The file of a /proc/self/cgroup line "<id>:<controllers>:<path>", if it
+ * names the memory controller (v1) or is the unified hierarchy (v2). */
+static char *
+counter_file(const char *line)
+{
+    char        *path = NULL;
+    const char  *controllers, *cg;
+
+    controllers = strchr(line, ':');
+    cg = controllers ? strchr(controllers + 1, ':') : NULL;
+    if (cg == NULL) {
+        return NULL;
+    }
+    controllers++;
+    cg++;
+
+    if (strcmp(cg, "/") == 0) {
+        cg = "";
+    }
+
+    if (controllers == cg - 1) {
+        if (asprintf(&path, "/sys/fs/cgroup%s/memory.events", cg) < 0) {
+            return NULL;
+        }
+
+    } else if (strncmp(controllers, "memory:", 7) == 0) {
+        if (asprintf(&path, "/sys/fs/cgroup/memory%s/memory.oom_control", cg)
+            < 0)
+        {
+            return NULL;
+        }
+    }
+
+    if (path != NULL && access(path, R_OK) != 0) {
+        free(path);
+        path = NULL;
+    }
+
+    return path;
+}
+
+
 char *
 offload_oom_events_path(void)
 {
-    char   line[4096], *path;
+    char   line[4096], *path = NULL;
     FILE  *fp;
 
     fp = fopen("/proc/self/cgroup", "r");
@@ -23,29 +67,12 @@ offload_oom_events_path(void)
         return NULL;
     }
 
-    path = NULL;
-
-    /* cgroup v2 has one line: "0::/the/path" */
-    while (fgets(line, sizeof(line), fp) != NULL) {
-        if (strncmp(line, "0::", 3) == 0) {
-            line[strcspn(line, "\n")] = '\0';
-            if (asprintf(&path, "/sys/fs/cgroup%s/memory.events",
-                         strcmp(line + 3, "/") == 0 ? "" : line + 3)
-                < 0)
-            {
-                path = NULL;
-            }
-            break;
-        }
+    while (path == NULL && fgets(line, sizeof(line), fp) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        path = counter_file(line);
     }
 
     fclose(fp);
-
-    if (path != NULL && access(path, R_OK) != 0) {
-        free(path);
-        path = NULL;
-    }
-
     return path;
 }
 
