@@ -322,10 +322,76 @@ test_misc(void)
 }
 
 
+/* The directives of supervision (issue 3): values, defaults, errors. */
+static void
+test_supervision(void)
+{
+    long long       bytes;
+    offload_conf_t  conf;
+
+    ok(parse(&conf, "shutdown_timeout 3s;\nclaim_idle 500ms;\n"
+                    "fault_handlers on;\n"
+                    "queue c {\n  handler crash;\n  max_attempts 5;\n"
+                    "  timeout 2m;\n  memory_limit 64m;\n"
+                    "  max_jobs_per_worker 100;\n}\n") == 0,
+       "supervision directives parse: %s", err);
+    ok(conf.shutdown_timeout_ms == 3000 && conf.claim_idle_ms == 500
+       && conf.fault_handlers == 1, "global values");
+    ok(conf.queues[0].max_attempts == 5
+       && conf.queues[0].timeout_ms == 120000
+       && conf.queues[0].memory_limit == 64LL * 1024 * 1024
+       && conf.queues[0].max_jobs == 100, "queue values");
+    offload_conf_free(&conf);
+
+    ok(parse(&conf, "queue e { handler echo; timeout off; "
+                    "memory_limit off; }\n") == 0
+       && conf.queues[0].timeout_ms == 0 && conf.queues[0].memory_limit == 0,
+       "timeout off, memory_limit off");
+    offload_conf_free(&conf);
+
+    ok(parse(&conf, Q) == 0, "defaults parse");
+    ok(conf.shutdown_timeout_ms == 10000 && conf.claim_idle_ms == 5000
+       && conf.fault_handlers == 0, "global defaults: 10s, 5s, off");
+    ok(conf.queues[0].max_attempts == 2 && conf.queues[0].timeout_ms == 60000
+       && conf.queues[0].memory_limit == 0 && conf.queues[0].max_jobs == 0,
+       "queue defaults: 2 attempts, 60s, no limits");
+    offload_conf_free(&conf);
+
+    bad("queue c { handler crash; }\n",
+        "t.conf:1: handler \"crash\" of queue \"c\" crashes on purpose; it "
+        "needs \"fault_handlers on\"", "a fault handler without "
+        "fault_handlers on");
+    bad("fault_handlers yes;\n" Q, "t.conf:1: invalid value \"yes\" in "
+        "\"fault_handlers\" (expected on or off)", "fault_handlers yes");
+    bad("queue e { handler echo; max_attempts 0; }\n",
+        "t.conf:1: invalid \"max_attempts\" value \"0\" (expected "
+        "1..100)", "max_attempts 0");
+    bad("queue e { handler echo; timeout x; }\n",
+        "t.conf:1: invalid time \"x\" in \"timeout\"", "timeout x");
+    bad("queue e { handler echo; memory_limit 10; }\n",
+        "t.conf:1: invalid \"memory_limit\" value \"10\" (expected off or "
+        "a size of at least 1m, like 256m)", "memory_limit below 1m");
+    bad("queue e { handler echo; max_jobs_per_worker -1; }\n",
+        "t.conf:1: invalid \"max_jobs_per_worker\" value \"-1\" (expected "
+        "0..2147483647, 0 for no limit)", "max_jobs_per_worker -1");
+
+    ok(offload_conf_parse_size("512k", &bytes) == 0 && bytes == 512 * 1024,
+       "size 512k");
+    ok(offload_conf_parse_size("2G", &bytes) == 0
+       && bytes == 2LL * 1024 * 1024 * 1024, "size 2G");
+    ok(offload_conf_parse_size("100", &bytes) == 0 && bytes == 100,
+       "bare size is bytes");
+    ok(offload_conf_parse_size("m", &bytes) == -1, "unit without number");
+    ok(offload_conf_parse_size("5t", &bytes) == -1, "unknown unit");
+    ok(offload_conf_parse_size("2048g", &bytes) == -1, "over 1 TiB");
+}
+
+
 int
 main(void)
 {
     test_full();
+    test_supervision();
     test_defaults();
     test_times();
     test_errors();
