@@ -478,13 +478,29 @@ ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx, ngx_int_t rc)
 }
 
 
+/* Every answer carries X-Request-Id: the $request_id the job took along, so
+ * one grep follows a request through nginx's and the workers' logs. */
+
 static ngx_int_t
 ngx_http_offload_send(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
     size_t len)
 {
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    ngx_int_t                      rc;
+    ngx_buf_t                     *b;
+    ngx_chain_t                    out;
+    ngx_http_variable_value_t     *rid;
+    ngx_http_offload_main_conf_t  *omcf;
+
+    omcf = ngx_http_get_module_main_conf(r, ngx_http_offload_module);
+
+    rid = ngx_http_get_indexed_variable(r, omcf->request_id_index);
+    if (rid != NULL && !rid->not_found
+        && ngx_http_offload_add_header(r, "X-Request-Id", rid->data,
+                                       rid->len)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = len;

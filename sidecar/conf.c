@@ -382,17 +382,24 @@ set_node_name(conf_parser_t *ps, char **args, int nargs, int line)
 static int
 set_log(conf_parser_t *ps, char **args, int nargs, int line)
 {
-    int  level = OFFLOAD_LOG_INFO;
+    int  i, level = OFFLOAD_LOG_INFO;
 
     if (args[0][0] == '\0') {
         return conf_error(ps, line, "empty log target");
     }
 
-    if (nargs == 2) {
-        level = offload_log_level_parse(args[1]);
+    /* log <target> [level] [json | text], in either order */
+    for (i = 1; i < nargs; i++) {
+        if (strcmp(args[i], "json") == 0 || strcmp(args[i], "text") == 0) {
+            ps->conf->log_json = args[i][0] == 'j';
+            continue;
+        }
+
+        level = offload_log_level_parse(args[i]);
         if (level < 0) {
-            return conf_error(ps, line, "invalid log level \"%s\" (expected "
-                              "debug, info, notice, warn or error)", args[1]);
+            return conf_error(ps, line, "invalid log level or format \"%s\" "
+                              "(expected debug, info, notice, warn, error, "
+                              "json or text)", args[i]);
         }
     }
 
@@ -765,7 +772,7 @@ static const conf_directive_t  directives[] = {
     { "password",         CTX_MAIN,  1, 1, 0, set_password },
     { "db",               CTX_MAIN,  1, 1, 0, set_db },
     { "node_name",        CTX_MAIN,  1, 1, 0, set_node_name },
-    { "log",              CTX_MAIN,  1, 2, 0, set_log },
+    { "log",              CTX_MAIN,  1, 3, 0, set_log },
     { "heartbeat",        CTX_MAIN,  1, 1, 0, set_heartbeat },
     { "result_ttl",       CTX_MAIN,  1, 1, 0, set_result_ttl },
     { "shutdown_timeout", CTX_MAIN,  1, 1, 0, set_shutdown_timeout },

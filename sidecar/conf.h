@@ -47,6 +47,7 @@ typedef struct {
     char                   node_name[OFFLOAD_NODE_NAME_MAX + 1];
     char                  *log_target;      /* "stderr", "syslog" or a path */
     int                    log_level;
+    int                    log_json;         /* JSON lines, not text */
     int                    heartbeat_ms;
     int                    result_ttl_s;
     int                    shutdown_timeout_ms;

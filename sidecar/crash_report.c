@@ -93,16 +93,22 @@ offload_crash_report(const offload_crash_t *c)
         json_object_set_new(report, "attempt", json_integer(sb->attempt));
     }
 
+    if (sb->request_id[0] != '\0') {
+        json_object_set_new(report, "request_id",
+                            json_string(sb->request_id));
+    }
+
     frames = backtrace_json(sb);
     json_object_set_new(report, "backtrace", frames ? frames : json_null());
 
     log_error("worker %s:%d: pid %d died (%s%s%s) holding job %s, attempt "
-              "%d", c->queue, c->slot, (int) c->pid,
+              "%d, request %s", c->queue, c->slot, (int) c->pid,
               offload_fail_reason_name(c->reason),
               json_object_get(report, "signal") ? ", " : "",
               json_object_get(report, "signal")
                   ? json_string_value(json_object_get(report, "signal")) : "",
-              sb->job_id[0] ? sb->job_id : "-", sb->attempt);
+              sb->job_id[0] ? sb->job_id : "-", sb->attempt,
+              sb->request_id[0] ? sb->request_id : "-");
 
     for (i = 0; frames != NULL && i < json_array_size(frames); i++) {
         log_error("  #%zu %s", i,

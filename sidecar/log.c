@@ -1,8 +1,11 @@
 /*
- * log.c -- writes log lines to stderr, a file or syslog.
+ * log.c -- writes log lines to stderr, a file or syslog, as text or as
+ * JSON lines.
  *
  * Each line is formatted whole and written with one write(2), so lines of
- * the supervisor and its workers sharing one file never interleave.
+ * the supervisor and its workers sharing one file never interleave.  A
+ * worker names its queue and current job, and every line it writes while
+ * the job runs carries them (and the job's nginx $request_id).
  */
 
 #include <errno.h>
@@ -17,11 +20,21 @@
 
 #include "log.h"
 
+#define LOG_LINE_MAX   4096
+#define LOG_ID_MAX     129
+
 
 int  offload_log_level = OFFLOAD_LOG_INFO;
 
 static int          log_fd = STDERR_FILENO;
 static int          log_syslog;
+static int          log_json;
+static const char  *log_path;           /* a file target, for reopening */
+static const char  *log_ident = "offload";
+static char         log_host[256];
+static const char  *log_queue;
+static char         log_job_id[LOG_ID_MAX];
+static char         log_rid[LOG_ID_MAX];
 
 static const char  *level_names[] = {
     "debug", "info", "notice", "warn", "error"
@@ -47,12 +60,26 @@ offload_log_level_parse(const char *name)
 }
 
 
+static int
+open_file(const char *path)
+{
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+}
+
+
 int
-offload_log_open(const char *target, int level, const char *ident)
+offload_log_open(const char *target, int level, int json, const char *ident)
 {
     int  fd;
 
     offload_log_level = level;
+    log_json = json;
+    log_ident = ident;
+
+    if (gethostname(log_host, sizeof(log_host)) != 0) {
+        strcpy(log_host, "-");
+    }
+    log_host[sizeof(log_host) - 1] = '\0';
 
     if (strcmp(target, "stderr") == 0) {
         return 0;
@@ -64,56 +91,207 @@ offload_log_open(const char *target, int level, const char *ident)
         return 0;
     }
 
-    fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    fd = open_file(target);
     if (fd == -1) {
         return -1;
     }
 
     log_fd = fd;
+    log_path = target;
     return 0;
+}
+
+
+int
+offload_log_reopen(void)
+{
+    int  fd;
+
+    if (log_path == NULL) {
+        return 0;
+    }
+
+    fd = open_file(log_path);
+    if (fd == -1) {
+        return -1;
+    }
+
+    /* dup2 swaps the file under log_fd at once: no line goes nowhere */
+    if (dup2(fd, log_fd) == -1) {
+        close(fd);
+        return -1;
+    }
+
+    close(fd);
+    return 0;
+}
+
+
+void
+offload_log_queue(const char *queue)
+{
+    log_queue = queue;
+}
+
+
+static void
+copy_id(char *dst, const char *src, size_t len)
+{
+    if (src == NULL) {
+        dst[0] = '\0';
+        return;
+    }
+
+    if (len >= LOG_ID_MAX) {
+        len = LOG_ID_MAX - 1;
+    }
+
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+
+void
+offload_log_job(const char *job_id, size_t job_len, const char *rid,
+    size_t rid_len)
+{
+    copy_id(log_job_id, job_id, job_len);
+    copy_id(log_rid, rid, rid_len);
+}
+
+
+/* Appends s to buf at *n as the inside of a JSON string, within size. */
+static void
+put_json(char *buf, size_t size, size_t *n, const char *s)
+{
+    unsigned char  c;
+
+    for ( ; *s && *n + 7 < size; s++) {
+        c = (unsigned char) *s;
+
+        if (c == '"' || c == '\\') {
+            buf[(*n)++] = '\\';
+            buf[(*n)++] = (char) c;
+
+        } else if (c < 0x20) {
+            *n += (size_t) snprintf(buf + *n, size - *n, "\\u%04x", c);
+
+        } else {
+            buf[(*n)++] = (char) c;
+        }
+    }
+}
+
+
+static void
+put_raw(char *buf, size_t size, size_t *n, const char *s)
+{
+    size_t  len = strlen(s);
+
+    if (*n + len < size) {
+        memcpy(buf + *n, s, len);
+        *n += len;
+    }
+}
+
+
+/* {"@timestamp":…,"log.level":…,"message":…,"service":…,"host":…,
+ *  "pid":…[,"queue":…][,"job.id":…][,"request.id":…]} */
+static size_t
+format_json(char *line, size_t size, int level, const struct timeval *tv,
+    const char *message)
+{
+    char       head[160];
+    size_t     n = 0;
+    struct tm  tm;
+
+    gmtime_r(&tv->tv_sec, &tm);
+    snprintf(head, sizeof(head),
+             "{\"@timestamp\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\","
+             "\"log.level\":\"%s\",\"message\":\"",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, (int) (tv->tv_usec / 1000),
+             level_names[level]);
+
+    put_raw(line, size, &n, head);
+    put_json(line, size - 256, &n, message);   /* room for the fields */
+    put_raw(line, size, &n, "\",\"service\":\"");
+    put_json(line, size, &n, log_ident);
+    put_raw(line, size, &n, "\",\"host\":\"");
+    put_json(line, size, &n, log_host);
+    snprintf(head, sizeof(head), "\",\"pid\":%d", (int) getpid());
+    put_raw(line, size, &n, head);
+
+    if (log_queue != NULL) {
+        put_raw(line, size, &n, ",\"queue\":\"");
+        put_json(line, size, &n, log_queue);
+        put_raw(line, size, &n, "\"");
+    }
+
+    if (log_job_id[0] != '\0') {
+        put_raw(line, size, &n, ",\"job.id\":\"");
+        put_json(line, size, &n, log_job_id);
+        put_raw(line, size, &n, "\"");
+    }
+
+    if (log_rid[0] != '\0') {
+        put_raw(line, size, &n, ",\"request.id\":\"");
+        put_json(line, size, &n, log_rid);
+        put_raw(line, size, &n, "\"");
+    }
+
+    put_raw(line, size, &n, "}");
+    return n;
+}
+
+
+/* 2026-11-24 21:40:00.123 [info] 1234 message (job <id>, request <rid>) */
+static size_t
+format_text(char *line, size_t size, int level, const struct timeval *tv,
+    const char *message)
+{
+    int        n;
+    struct tm  tm;
+
+    localtime_r(&tv->tv_sec, &tm);
+
+    n = snprintf(line, size, "%04d-%02d-%02d %02d:%02d:%02d.%03d [%s] %d %s",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                 tm.tm_min, tm.tm_sec, (int) (tv->tv_usec / 1000),
+                 level_names[level], (int) getpid(), message);
+
+    if (n >= 0 && (size_t) n < size && log_job_id[0] != '\0') {
+        n += snprintf(line + n, size - (size_t) n, " (job %s, request %s)",
+                      log_job_id, log_rid[0] ? log_rid : "-");
+    }
+
+    return n < 0 ? 0 : (size_t) n < size ? (size_t) n : size - 1;
 }
 
 
 void
 offload_log_write(int level, const char *fmt, ...)
 {
-    char            line[2048];
-    int             n, m;
+    char            message[2048], line[LOG_LINE_MAX];
     size_t          len;
     va_list         ap;
-    struct tm       tm;
     struct timeval  tv;
 
     va_start(ap, fmt);
+    if (vsnprintf(message, sizeof(message), fmt, ap) < 0) {
+        message[0] = '\0';
+    }
+    va_end(ap);
 
     if (log_syslog) {
-        n = vsnprintf(line, sizeof(line), fmt, ap);
-        va_end(ap);
-        if (n >= 0) {
-            syslog(syslog_levels[level], "%s", line);
-        }
+        syslog(syslog_levels[level], "%s", message);
         return;
     }
 
     gettimeofday(&tv, NULL);
-    localtime_r(&tv.tv_sec, &tm);
 
-    n = snprintf(line, sizeof(line),
-                 "%04d-%02d-%02d %02d:%02d:%02d.%03d [%s] %d ",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                 tm.tm_min, tm.tm_sec, (int) (tv.tv_usec / 1000),
-                 level_names[level], (int) getpid());
-    if (n < 0) {
-        n = 0;
-    }
-
-    m = vsnprintf(line + n, sizeof(line) - (size_t) n - 1, fmt, ap);
-    va_end(ap);
-
-    len = (size_t) n + (m < 0 ? 0 : (size_t) m);
-    if (len > sizeof(line) - 2) {
-        len = sizeof(line) - 2;       /* truncated */
-    }
+    len = log_json ? format_json(line, sizeof(line) - 1, level, &tv, message)
+                   : format_text(line, sizeof(line) - 1, level, &tv, message);
     line[len++] = '\n';
 
     /* A lost log line is not worth failing over; nothing else to do. */

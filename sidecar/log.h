@@ -22,9 +22,23 @@ extern int  offload_log_level;
 /* Returns the level for a name ("debug" ... "error"), or -1. */
 int offload_log_level_parse(const char *name);
 
-/* target: "stderr", "syslog" or a file path (opened for appending).
- * Returns 0, or -1 with errno set when the file cannot be opened. */
-int offload_log_open(const char *target, int level, const char *ident);
+/* target: "stderr", "syslog" or a file path (opened for appending); json:
+ * one JSON object a line (ECS-style fields: @timestamp, log.level, message,
+ * service, host, pid, and queue, job.id, request.id while a job runs)
+ * instead of text.  Returns 0, or -1 with errno set when the file cannot be
+ * opened. */
+int offload_log_open(const char *target, int level, int json,
+    const char *ident);
+
+/* Opens the log file again (SIGUSR1, after logrotate moved it).  Returns 0,
+ * or -1 with errno set (the old file stays in use). */
+int offload_log_reopen(void);
+
+/* The queue a worker process serves, and the job it runs (NULL: none),
+ * added to every line it logs so one grep finds all of a job. */
+void offload_log_queue(const char *queue);
+void offload_log_job(const char *job_id, size_t job_len, const char *rid,
+    size_t rid_len);
 
 void offload_log_write(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -68,7 +68,8 @@ main(int argc, char **argv)
         return 0;
     }
 
-    if (offload_log_open(conf.log_target, conf.log_level, "offload-sidecar")
+    if (offload_log_open(conf.log_target, conf.log_level, conf.log_json,
+                         "offload-sidecar")
         != 0)
     {
         fprintf(stderr, "offload-sidecar: cannot open log \"%s\": %m\n",

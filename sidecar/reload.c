@@ -102,7 +102,8 @@ reload_refusal(const offload_conf_t *old, const offload_conf_t *new)
     }
 
     if (strcmp(old->log_target, new->log_target) != 0
-        || old->log_level != new->log_level)
+        || old->log_level != new->log_level
+        || old->log_json != new->log_json)
     {
         return "log cannot change on reload";
     }

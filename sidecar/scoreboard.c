@@ -67,11 +67,12 @@ copy_id(char *dst, size_t size, const char *src, size_t len)
 
 void
 offload_sb_job_start(offload_sb_slot_t *sb, const char *entry_id,
-    size_t entry_len, const char *job_id, size_t job_len, int attempt,
-    int64_t start_us)
+    size_t entry_len, const char *job_id, size_t job_len, const char *rid,
+    size_t rid_len, int attempt, int64_t start_us)
 {
     copy_id(sb->entry_id, sizeof(sb->entry_id), entry_id, entry_len);
     copy_id(sb->job_id, sizeof(sb->job_id), job_id, job_len);
+    copy_id(sb->request_id, sizeof(sb->request_id), rid, rid_len);
     sb->attempt = attempt;
     sb->job_start_us = start_us;
     sb->job_seq++;

@@ -48,6 +48,7 @@ typedef struct {
     int32_t   attempt;
     char      entry_id[OFFLOAD_SB_ENTRY_ID_MAX];
     char      job_id[OFFLOAD_SB_JOB_ID_MAX];
+    char      request_id[OFFLOAD_SB_JOB_ID_MAX];    /* nginx $request_id */
 
     /* Counters of this process. */
     uint64_t  jobs_ok;              /* answered 200 */
@@ -78,8 +79,8 @@ offload_sb_state_e offload_sb_state(const offload_sb_slot_t *sb);
 /* Worker: a job starts (ids are truncated to fit) and the slot turns
  * busy; a job ends (ok: answered 200) and the slot turns idle. */
 void offload_sb_job_start(offload_sb_slot_t *sb, const char *entry_id,
-    size_t entry_len, const char *job_id, size_t job_len, int attempt,
-    int64_t start_us);
+    size_t entry_len, const char *job_id, size_t job_len, const char *rid,
+    size_t rid_len, int attempt, int64_t start_us);
 void offload_sb_job_end(offload_sb_slot_t *sb, int ok);
 
 const char *offload_sb_state_name(offload_sb_state_e state);

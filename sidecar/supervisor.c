@@ -133,6 +133,8 @@ become_worker(offload_supervisor_t *sup, offload_slot_t *slot, pid_t parent)
     ev_signal_stop(sup->loop, &sup->sigint);
     ev_signal_stop(sup->loop, &sup->sigchld);
     ev_signal_stop(sup->loop, &sup->sighup);
+    ev_signal_stop(sup->loop, &sup->sigusr1);
+    signal(SIGUSR1, SIG_IGN);           /* until the worker's own watcher */
     offload_registry_forget(&sup->registry);
     ev_loop_destroy(sup->loop);
 
@@ -707,6 +709,7 @@ finish(offload_supervisor_t *sup)
     ev_signal_stop(sup->loop, &sup->sigint);
     ev_signal_stop(sup->loop, &sup->sigchld);
     ev_signal_stop(sup->loop, &sup->sighup);
+    ev_signal_stop(sup->loop, &sup->sigusr1);
     ev_timer_stop(sup->loop, &sup->scan);
     ev_timer_stop(sup->loop, &sup->claim);
     offload_registry_stop(&sup->registry);
@@ -879,6 +882,31 @@ offload_pools_make(offload_supervisor_t *sup, const offload_conf_t *conf)
 }
 
 
+/* SIGUSR1 (logrotate): reopen the log here and in every worker. */
+static void
+sigusr1_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    offload_slot_iter_t    it = { 0, 0, 0 };
+    offload_slot_t        *slot;
+    offload_supervisor_t  *sup = w->data;
+
+    (void) loop;
+    (void) revents;
+
+    if (offload_log_reopen() != 0) {
+        log_error("cannot reopen the log: %s", strerror(errno));
+    }
+
+    while ((slot = offload_slot_next(sup, &it)) != NULL) {
+        if (slot->pid != 0) {
+            kill(slot->pid, SIGUSR1);
+        }
+    }
+
+    log_notice("log reopened");
+}
+
+
 static void
 sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -927,14 +955,17 @@ offload_supervisor_run(const offload_conf_t *conf, const char *conf_file)
     ev_signal_init(&sup.sigint, stop_signal_cb, SIGINT);
     ev_signal_init(&sup.sigchld, sigchld_cb, SIGCHLD);
     ev_signal_init(&sup.sighup, sighup_cb, SIGHUP);
+    ev_signal_init(&sup.sigusr1, sigusr1_cb, SIGUSR1);
     sup.sigterm.data = &sup;
     sup.sigint.data = &sup;
     sup.sigchld.data = &sup;
     sup.sighup.data = &sup;
+    sup.sigusr1.data = &sup;
     ev_signal_start(sup.loop, &sup.sigterm);
     ev_signal_start(sup.loop, &sup.sigint);
     ev_signal_start(sup.loop, &sup.sigchld);
     ev_signal_start(sup.loop, &sup.sighup);
+    ev_signal_start(sup.loop, &sup.sigusr1);
 
     ev_timer_init(&sup.scan, scan_cb, TIMEOUT_SCAN_S, TIMEOUT_SCAN_S);
     sup.scan.data = &sup;

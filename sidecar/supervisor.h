@@ -73,6 +73,7 @@ typedef struct offload_supervisor_s {
     ev_signal              sigint;
     ev_signal              sigchld;
     ev_signal              sighup;
+    ev_signal              sigusr1;     /* reopen the logs */
     ev_timer               scan;        /* job timeouts, reload's roll */
     ev_timer               claim;       /* lost nodes' jobs (claim.c) */
     ev_timer               kill_timer;  /* SIGKILL workers that linger */

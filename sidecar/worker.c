@@ -72,6 +72,7 @@ struct offload_worker_s {
     offload_redis_conn_t         conn;
     ev_signal                    sigterm;
     ev_signal                    sigint;
+    ev_signal                    sigusr1;       /* reopen the log */
     ev_timer                     read_retry;
 
     char                         name[OFFLOAD_QUEUE_NAME_MAX + 16];
@@ -468,10 +469,8 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
                ? now_us - job->submitted_ms * 1000
                : 0;                     /* clocks of two hosts disagree */
 
-    log_debug("%s: job %.*s (entry %.*s, rid %.*s)", w->name,
-              (int) job->id.len, job->id.data, (int) entry_id->len,
-              entry_id->data, (int) job->request_id.len,
-              job->request_id.data);
+    log_debug("%s: job from entry %.*s, attempt %d", w->name,
+              (int) entry_id->len, entry_id->data, job->attempt);
 
     if (job->deadline_ms <= now_ms) {
         complete_error(w, entry_id, &job->id, &job->reply, 504, queue_us,
@@ -482,7 +481,8 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
 
     start_us = offload_mono_us();
     offload_sb_job_start(w->sb, entry_id->data, entry_id->len, job->id.data,
-                         job->id.len, job->attempt, start_us);
+                         job->id.len, job->request_id.data,
+                         job->request_id.len, job->attempt, start_us);
 
     input = json_loadb(job->payload.data, job->payload.len, JSON_DECODE_ANY,
                        &jerr);
@@ -522,6 +522,8 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
     }
 
     json_decref(output);
+    log_info("%s: handler error: %s", w->name,
+             herr.message ? herr.message : "the handler failed");
     complete_error(w, entry_id, &job->id, &job->reply, 422, queue_us,
                    "handler_error",
                    herr.message ? herr.message : "the handler failed");
@@ -626,7 +628,11 @@ run_entry(offload_worker_t *w, batch_entry_t *e)
         return;
     }
 
+    /* Every line logged about this job names it and its request. */
+    offload_log_job(job.id.data, job.id.len, job.request_id.data,
+                    job.request_id.len);
     run_job(w, &e->id, &job);
+    offload_log_job(NULL, 0, NULL, 0);
 }
 
 
@@ -902,6 +908,23 @@ stop_cb(struct ev_loop *loop, ev_signal *s, int revents)
 }
 
 
+static void
+reopen_log_cb(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    offload_worker_t  *w = s->data;
+
+    (void) loop;
+    (void) revents;
+
+    if (offload_log_reopen() != 0) {
+        log_error("%s: cannot reopen the log: %s", w->name, strerror(errno));
+        return;
+    }
+
+    log_debug("%s: log reopened", w->name);
+}
+
+
 int
 offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     const offload_conf_queue_t *queue, int slot, offload_sb_slot_t *sb)
@@ -931,6 +954,8 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
         return 1;
     }
 
+    offload_log_queue(queue->name);
+
     if (offload_crash_install(sb) != 0) {
         log_error("%s: cannot install the crash handler: %s", w.name,
                   strerror(errno));
@@ -949,6 +974,10 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
                        "checked between jobs only", w.name);
         }
     }
+
+    ev_signal_init(&w.sigusr1, reopen_log_cb, SIGUSR1);
+    w.sigusr1.data = &w;
+    ev_signal_start(loop, &w.sigusr1);
 
     ev_signal_init(&w.sigterm, stop_cb, SIGTERM);
     ev_signal_init(&w.sigint, stop_cb, SIGINT);
@@ -975,6 +1004,7 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     batch_clear(&w);
     ev_signal_stop(loop, &w.sigterm);
     ev_signal_stop(loop, &w.sigint);
+    ev_signal_stop(loop, &w.sigusr1);
 
     while ((c = w.free_list) != NULL) {
         w.free_list = c->next;

@@ -258,8 +258,8 @@ test_errors(void)
         "t.conf:1: invalid node name \"a:b\" (expected 1..64 of A-Z a-z 0-9 "
         "_ . -)", "bad node name");
     bad("log stderr loud;\n" Q,
-        "t.conf:1: invalid log level \"loud\" (expected debug, info, notice, "
-        "warn or error)", "bad log level");
+        "t.conf:1: invalid log level or format \"loud\" (expected debug, "
+        "info, notice, warn, error, json or text)", "bad log level");
     bad("log;\n" Q, "t.conf:1: invalid number of arguments in \"log\" "
         "directive", "log without arguments");
     bad("heartbeat 1x;\n" Q, "t.conf:1: invalid time \"1x\" in \"heartbeat\"",
@@ -341,6 +341,14 @@ test_supervision(void)
        && conf.queues[0].timeout_ms == 120000
        && conf.queues[0].memory_limit == 64LL * 1024 * 1024
        && conf.queues[0].max_jobs == 100, "queue values");
+    offload_conf_free(&conf);
+
+    ok(parse(&conf, "log /tmp/x.log json warn;\n" Q) == 0
+       && conf.log_json == 1 && conf.log_level == OFFLOAD_LOG_WARN,
+       "log json, level after the format");
+    offload_conf_free(&conf);
+
+    ok(parse(&conf, Q) == 0 && conf.log_json == 0, "text logs by default");
     offload_conf_free(&conf);
 
     ok(parse(&conf, "queue e { handler echo; timeout off; "

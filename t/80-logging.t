@@ -1,0 +1,92 @@
+#!/usr/bin/perl
+# Logging and correlation: the sidecar writes JSON lines with ECS-style
+# fields; nginx's $request_id travels with the job, is on every line a
+# worker logs about it and in a crash report, and comes back in the
+# X-Request-Id header of every answer.  SIGUSR1 reopens the log files of
+# the supervisor and of every worker (logrotate).
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use OffloadTest;
+
+start_redis();
+start_sidecar(level => 'debug json', conf => <<'CONF');
+fault_handlers on;
+queue echo { handler echo; workers 2; }
+queue sha256 { handler sha256; workers 1; }
+queue crash { handler crash; workers 1; max_attempts 1; }
+CONF
+ok(start_jobs_nginx(), 'stack ready');
+my $log = tmpdir() . '/sidecar.log';
+
+sub lines {
+    my ($file) = @_;
+    return [ map { json_decode($_) // { unparsed => $_ } }
+             split /\n/, slurp($file) ];
+}
+
+# ---- every answer carries X-Request-Id
+my $r = post_json('/jobs/echo', { hello => 1 });
+my $rid = $r->{headers}{'x-request-id'} // '';
+like($rid, qr/^[0-9a-f]{32}$/, "a 200 carries X-Request-Id ($rid)");
+my $job = $r->{headers}{'x-offload-job-id'};
+my $bad = http('POST', '/jobs/echo', '{oops');
+like($bad->{headers}{'x-request-id'} // '', qr/^[0-9a-f]{32}$/,
+    'a 400 carries it too');
+isnt($bad->{headers}{'x-request-id'}, $rid, 'one id per request');
+
+# ---- JSON lines with ECS-style fields; the job's lines name it
+my $all = lines($log);
+ok(@$all > 5, scalar(@$all) . ' log lines');
+is(scalar(grep { $_->{unparsed} } @$all), 0, 'every line is JSON')
+    or diag(explain [ grep { $_->{unparsed} } @$all ]);
+my ($first) = @$all;
+like($first->{'@timestamp'} // '',
+    qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, '@timestamp, UTC');
+ok(defined $first->{'log.level'} && defined $first->{message},
+    'log.level and message');
+is($first->{service}, 'offload-sidecar', 'service');
+ok($first->{host} && $first->{pid}, 'host and pid');
+my @mine = grep { ($_->{'request.id'} // '') eq $rid } @$all;
+ok(@mine >= 1, 'the worker logged the job with its request.id');
+is($mine[0]{'job.id'}, $job, 'and its job.id');
+is($mine[0]{queue}, 'echo', 'and its queue');
+
+# a handler error is logged at info, with the ids
+$r = post_json('/jobs/sha256', { data => 'x', rounds => 0 });
+is($r->{status}, 422, 'a handler error');
+my $rid2 = $r->{headers}{'x-request-id'};
+ok(wait_until(sub { grep { ($_->{'request.id'} // '') eq $rid2
+    && $_->{'log.level'} eq 'info' } @{ lines($log) } }, 5, 'error logged'),
+    'logged at info with its request.id');
+
+# ---- a crash report names the request
+my $crashed = worker_pids()->{crash}[0];
+$r = post_json('/jobs/crash', {}, scaled(20));
+is($r->{status}, 502, 'a crash: 502');
+my ($crash) = @{ events('crash') };
+is($crash && $crash->{report}{request_id}, $r->{headers}{'x-request-id'},
+    'the crash report carries the request id');
+
+# ---- SIGUSR1: every process reopens its log
+ok(wait_until(sub {
+    my $pid = worker_pids()->{crash}[0] or return 0;
+    $pid != $crashed && grep { $_->{pid} == $pid
+        && ($_->{message} // '') =~ /pending history done/ } @{ lines($log) };
+}, 10, 'crash worker back'), 'the crash worker is back and reading');
+rename $log, "$log.1" or die "rename: $!";
+kill 'USR1', sidecar_pid();
+ok(wait_until(sub { grep { ($_->{message} // '') eq 'log reopened' }
+    @{ lines($log) } }, 5, 'supervisor reopened'),
+    'the supervisor writes to the new file');
+ok(wait_until(sub { 4 == grep { ($_->{message} // '')
+    =~ /^worker \S+: log reopened$/ } @{ lines($log) } }, 5,
+    'workers reopened'), 'all four workers write to the new file')
+    or diag(join "\n", map { $_->{message} // '' } @{ lines($log) });
+is(post_json('/jobs/echo', { after => 'reopen' })->{status}, 200,
+    'jobs still run');
+
+finish();
