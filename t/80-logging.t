@@ -38,6 +38,14 @@ like($bad->{headers}{'x-request-id'} // '', qr/^[0-9a-f]{32}$/,
     'a 400 carries it too');
 isnt($bad->{headers}{'x-request-id'}, $rid, 'one id per request');
 
+# ---- nginx (error_log at notice) logs no line per request
+my $before = () = slurp(nginx_error_log()) =~ /\n/g;
+my @res = concurrent_posts(4, 25, sub { $_[1] % 5 ? '{"ok":1}' : '{bad' });
+is(scalar(grep { $_->{status} == 200 || $_->{status} == 400 } @res), 100,
+    '100 answers, 200 and 400');
+my $after = () = slurp(nginx_error_log()) =~ /\n/g;
+is($after, $before, 'no error_log line for them at notice');
+
 # ---- JSON lines with ECS-style fields; the job's lines name it
 my $all = lines($log);
 ok(@$all > 5, scalar(@$all) . ' log lines');
