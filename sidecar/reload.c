@@ -20,13 +20,8 @@
 static void
 retire_done(offload_supervisor_t *sup)
 {
-    offload_slot_iter_t      it = { 1, 0, 0 };
-    offload_slot_t  *slot;
-
-    while ((slot = offload_slot_next(sup, &it)) != NULL) {
-        if (slot->pid != 0 || slot->reclaiming) {
-            return;
-        }
+    if (!offload_slots_done(sup, 1)) {
+        return;
     }
 
     offload_pools_free(sup->retired, sup->nretired);
@@ -48,8 +43,8 @@ retire_done(offload_supervisor_t *sup)
 void
 offload_reload_step(offload_supervisor_t *sup)
 {
-    offload_slot_iter_t      it = { 1, 0, 0 };
-    offload_slot_t  *slot, *twin;
+    offload_slot_iter_t   it = { 1, 0, 0 };
+    offload_slot_t       *slot, *twin;
 
     if (sup->stopping || sup->retired == NULL) {
         return;

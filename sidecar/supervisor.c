@@ -91,6 +91,22 @@ offload_slot_next(offload_supervisor_t *sup, offload_slot_iter_t *it)
 }
 
 
+int
+offload_slots_done(offload_supervisor_t *sup, int retired_only)
+{
+    offload_slot_iter_t   it = { retired_only, 0, 0 };
+    offload_slot_t       *slot;
+
+    while ((slot = offload_slot_next(sup, &it)) != NULL) {
+        if (slot->pid != 0 || slot->reclaiming) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 offload_slot_t *
 offload_slot_twin(offload_supervisor_t *sup, offload_slot_t *slot)
 {
@@ -614,8 +630,8 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
 static offload_slot_t *
 find_slot(offload_supervisor_t *sup, pid_t pid)
 {
-    offload_slot_iter_t      it = { 0, 0, 0 };
-    offload_slot_t  *slot;
+    offload_slot_iter_t   it = { 0, 0, 0 };
+    offload_slot_t       *slot;
 
     while ((slot = offload_slot_next(sup, &it)) != NULL) {
         if (slot->pid == pid) {
@@ -654,7 +670,7 @@ static void
 scan_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     int64_t                      now_us;
-    offload_slot_iter_t                  it = { 0, 0, 0 };
+    offload_slot_iter_t          it = { 0, 0, 0 };
     offload_slot_t              *slot;
     offload_supervisor_t        *sup = w->data;
     const offload_conf_queue_t  *q;
@@ -740,13 +756,8 @@ exit_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 stopped(offload_supervisor_t *sup)
 {
-    offload_slot_iter_t      it = { 0, 0, 0 };
-    offload_slot_t  *slot;
-
-    while ((slot = offload_slot_next(sup, &it)) != NULL) {
-        if (slot->pid != 0 || slot->reclaiming) {
-            return;
-        }
+    if (!offload_slots_done(sup, 0)) {
+        return;
     }
 
     log_info("all workers stopped");
@@ -760,8 +771,8 @@ stopped(offload_supervisor_t *sup)
 static void
 signal_workers(offload_supervisor_t *sup, int sig)
 {
-    offload_slot_iter_t      it = { 0, 0, 0 };
-    offload_slot_t  *slot;
+    offload_slot_iter_t   it = { 0, 0, 0 };
+    offload_slot_t       *slot;
 
     while ((slot = offload_slot_next(sup, &it)) != NULL) {
         ev_timer_stop(sup->loop, &slot->restart);

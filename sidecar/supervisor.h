@@ -96,6 +96,10 @@ typedef struct {
 offload_slot_t *offload_slot_next(offload_supervisor_t *sup,
     offload_slot_iter_t *it);
 
+/* Whether no slot (of all, or of a reload's retired pools only) has a
+ * process or jobs in flight. */
+int offload_slots_done(offload_supervisor_t *sup, int retired_only);
+
 /* The slot of the same queue and index in the other generation: a retired
  * slot's successor, or a current slot's predecessor.  The two share a
  * consumer name, so they must never run at the same time. */
