@@ -70,12 +70,15 @@ for my $i (1 .. 40) {
 }
 is($ok, 40, 'jobs still work');
 
-# ---- SIGKILL a worker in the middle of a job: its successor in the same
-# slot reads the consumer's pending history and runs the job again
+# ---- SIGKILL a worker in the middle of a job: the supervisor puts the job
+# back at once (attempt 2) and the slot's next worker runs it again
 my $victim = $pids->{sleep}[0];
 my $sock = send_post('/jobs/sleep', '{"ms":1000}');
-ok(wait_until(sub { pending_jobs('sleep') == 1 }, 5,
-    'the sleep job is pending'), 'the sleep worker took the job');
+# busy in the scoreboard (via the registry): the handler is running
+ok(wait_until(sub {
+    my $w = node_doc()->{queues}{sleep}{workers}[0] || {};
+    ($w->{state} // '') eq 'busy' && $w->{job};
+}, 5, 'the sleep worker is busy'), 'the sleep worker runs the job');
 my $t0 = time;
 kill 'KILL', $victim;
 my $resp = '';
