@@ -456,6 +456,7 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
     int                       rc;
     char                      message[320];
     json_t                   *input, *output = NULL;
+    const char               *why;
     int64_t                   now_us, now_ms, queue_us, start_us, run_us;
     json_error_t              jerr;
     offload_handler_error_t   herr;
@@ -479,10 +480,10 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
         return;
     }
 
-    start_us = offload_mono_us();
     offload_sb_job_start(w->sb, entry_id->data, entry_id->len, job->id.data,
                          job->id.len, job->request_id.data,
-                         job->request_id.len, job->attempt, start_us);
+                         job->request_id.len, job->attempt,
+                         offload_mono_us());
 
     input = json_loadb(job->payload.data, job->payload.len, JSON_DECODE_ANY,
                        &jerr);
@@ -498,6 +499,9 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
     herr.message = NULL;
     herr.buf[0] = '\0';
 
+    /* run_us is the handler's own time (Server-Timing "run"); the job's
+     * start in the scoreboard, for its timeout, includes the parse. */
+    start_us = offload_mono_us();
     rc = handler->run(input, &output, &herr);
     run_us = offload_mono_us() - start_us;
 
@@ -522,11 +526,10 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
     }
 
     json_decref(output);
-    log_info("%s: handler error: %s", w->name,
-             herr.message ? herr.message : "the handler failed");
+    why = herr.message ? herr.message : "the handler failed";
+    log_info("%s: handler error: %s", w->name, why);
     complete_error(w, entry_id, &job->id, &job->reply, 422, queue_us,
-                   "handler_error",
-                   herr.message ? herr.message : "the handler failed");
+                   "handler_error", why);
     job_done(w, 0);
 }
 
