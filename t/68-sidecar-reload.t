@@ -51,30 +51,40 @@ ok(wait_until(sub { @{ events('reload_failed') } == 2 }, 10,
 $new =~ s/queue old \{[^}]*\}\n/queue fresh { handler echo; workers 1; }\n/;
 spew($file, $new);
 
-pipe(my $rd, my $wr) or die "pipe: $!";
+# The load runs in batches until told to stop (at most 60 s), recording
+# after each batch how many requests it made, how many failed, and when.
+my $dir = tmpdir();
 my $loader = fork // die "fork: $!";
 if ($loader == 0) {
-    close $rd;
-    my @res = concurrent_posts(8, 150, sub { json_encode({ c => $_[0],
-        j => $_[1] }) }, path => '/jobs/echo', timeout => scaled(60));
-    my $bad = grep { $_->{status} != 200
-        || ($_->{content} // '') ne $_->{body} } @res;
-    print $wr scalar(@res) . " $bad\n";
-    close $wr;
+    my ($n, $bad, $until) = (0, 0, time + 60);
+    while (!-e "$dir/stop" && time < $until) {
+        my @res = concurrent_posts(8, 10, sub { json_encode({ c => $_[0],
+            j => $_[1] }) }, path => '/jobs/echo', timeout => scaled(30));
+        $n += @res;
+        $bad += grep { $_->{status} != 200
+            || ($_->{content} // '') ne $_->{body} } @res;
+        spew("$dir/progress.tmp", sprintf "%d %d %.6f\n", $n, $bad, time);
+        rename "$dir/progress.tmp", "$dir/progress";
+    }
     POSIX::_exit(0);
 }
-close $wr;
+sub progress { split ' ', slurp("$dir/progress") || '0 0 0' }
 
-ok(wait_until(sub { pending_jobs('echo') > 0
-    || redis_cmd('XLEN', 'offload:{echo}:jobs') > 0 }, 10, 'load running'),
+ok(wait_until(sub { (progress())[0] > 0 }, 10, 'load running'),
     'load is running');
+my ($before_n) = progress();
 kill 'HUP', sidecar_pid();
 ok(wait_until(sub { @{ events('reload') } == 1 }, scaled(30),
     'reload done'), 'the reload rolled through') or diag(slurp($log));
-
-my ($done, $failed) = split ' ', scalar readline($rd);
+my $reloaded = time;
+ok(wait_until(sub { (progress())[2] > $reloaded }, 10, 'load after reload'),
+    'the load went on after the reload');
+spew("$dir/stop", '');
 waitpid($loader, 0);
-is($done, 1200, 'all 1200 requests of the load answered');
+
+my ($done, $failed) = progress();
+ok($done > $before_n, "the load spanned the reload: $before_n requests "
+    . "before the SIGHUP, $done in all");
 is($failed, 0, 'none failed during the reload');
 
 my $after;
