@@ -37,10 +37,9 @@ static void send_autoclaim(claim_t *c, const char *cursor);
 static void
 claim_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
-    size_t                 i, j, n;
+    size_t                 i;
     claim_t               *c = privdata;
     redisReply            *reply = r, *entries, *e;
-    offload_str_t          id, *fields;
     offload_failure_t      failure;
     offload_supervisor_t  *sup = c->pool->sup;
 
@@ -70,41 +69,23 @@ claim_cb(redisAsyncContext *ac, void *r, void *privdata)
         e = entries->element[i];
 
         if (e->type != REDIS_REPLY_ARRAY || e->elements != 2
-            || e->element[0]->type != REDIS_REPLY_STRING
-            || e->element[1]->type != REDIS_REPLY_ARRAY)
+            || e->element[0]->type != REDIS_REPLY_STRING)
         {
             continue;
         }
 
-        id.data = e->element[0]->str;
-        id.len = e->element[0]->len;
-        n = e->element[1]->elements;
-
-        fields = calloc(n + 1, sizeof(offload_str_t));
-        if (fields == NULL) {
-            continue;
-        }
-
-        for (j = 0; j < n; j++) {
-            if (e->element[1]->element[j]->type == REDIS_REPLY_STRING) {
-                fields[j].data = e->element[1]->element[j]->str;
-                fields[j].len = e->element[1]->element[j]->len;
-            }
-        }
-
-        failure.report = json_pack("{s:s,s:s,s:s%}", "node",
+        failure.report = json_pack("{s:s,s:s,s:s}", "node",
                                    sup->conf->node_name, "reason",
-                                   "node_lost", "entry_id", id.data, id.len);
+                                   "node_lost", "entry_id",
+                                   e->element[0]->str);
 
-        log_warn("queue %s: claimed entry %.*s of a lost node",
-                 c->pool->queue->name, (int) id.len, id.data);
+        log_warn("queue %s: claimed entry %s of a lost node",
+                 c->pool->queue->name, e->element[0]->str);
 
         offload_reclaim_fail_entry(&sup->registry.conn, sup->conf,
-                                   c->pool->queue, &id, fields, n, &failure,
-                                   NULL, NULL);
+                                   c->pool->queue, e, &failure, NULL, NULL);
         offload_event(&sup->registry.conn, sup->conf->node_name, "reclaim",
                       c->pool->queue->name, failure.report);
-        free(fields);
     }
 
     if (strcmp(reply->element[0]->str, "0-0") != 0

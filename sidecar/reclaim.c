@@ -332,12 +332,12 @@ done:
 }
 
 
-int
-offload_reclaim_fail_entry(offload_redis_conn_t *conn,
-    const offload_conf_t *conf, const offload_conf_queue_t *q,
-    const offload_str_t *entry_id, const offload_str_t *fields,
-    size_t nfields, const offload_failure_t *failure,
-    offload_reclaim_done_pt done, void *data)
+static int
+fail_fields(offload_redis_conn_t *conn, const offload_conf_t *conf,
+    const offload_conf_queue_t *q, const offload_str_t *entry_id,
+    const offload_str_t *fields, size_t nfields,
+    const offload_failure_t *failure, offload_reclaim_done_pt done,
+    void *data)
 {
     int             rc;
     char            stream[OFFLOAD_KEY_MAX];
@@ -397,6 +397,48 @@ offload_reclaim_fail_entry(offload_redis_conn_t *conn,
 }
 
 
+int
+offload_reclaim_fail_entry(offload_redis_conn_t *conn,
+    const offload_conf_t *conf, const offload_conf_queue_t *q,
+    const redisReply *entry, const offload_failure_t *failure,
+    offload_reclaim_done_pt done, void *data)
+{
+    int             rc;
+    size_t          i, n;
+    redisReply     *kv;
+    offload_str_t   id, *fields;
+
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2
+        || entry->element[0]->type != REDIS_REPLY_STRING
+        || entry->element[1]->type != REDIS_REPLY_ARRAY)
+    {
+        return -1;
+    }
+
+    id.data = entry->element[0]->str;
+    id.len = entry->element[0]->len;
+    kv = entry->element[1];
+    n = kv->elements;
+
+    /* + 1: an entry may have no fields, and calloc(0) may return NULL */
+    fields = calloc(n + 1, sizeof(offload_str_t));
+    if (fields == NULL) {
+        return -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (kv->element[i]->type == REDIS_REPLY_STRING) {
+            fields[i].data = kv->element[i]->str;
+            fields[i].len = kv->element[i]->len;
+        }
+    }
+
+    rc = fail_fields(conn, conf, q, &id, fields, n, failure, done, data);
+    free(fields);
+    return rc;
+}
+
+
 static void
 reclaim_free(reclaim_t *r)
 {
@@ -452,53 +494,22 @@ hand_back(void *data)
 static void
 held_entry_cb(redisAsyncContext *ac, void *rep, void *privdata)
 {
-    size_t          i, n;
-    reclaim_t      *r = privdata;
-    redisReply     *reply = rep, *entry, *kv;
-    offload_str_t   id, *fields;
+    reclaim_t   *r = privdata;
+    redisReply  *reply = rep;
 
     (void) ac;
 
-    /* [[id, [field, value, ...]]]: anything else means the entry is gone
+    /* [[id, [field, value, ...]]]; an empty reply means the entry is gone
      * (its job was completed just before the worker died). */
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
         || reply->elements != 1
-        || reply->element[0]->type != REDIS_REPLY_ARRAY
-        || reply->element[0]->elements != 2
-        || reply->element[0]->element[1]->type != REDIS_REPLY_ARRAY)
-    {
-        hand_back(r);
-        return;
-    }
-
-    entry = reply->element[0];
-    kv = entry->element[1];
-    n = kv->elements;
-
-    fields = calloc(n + 1, sizeof(offload_str_t));
-    if (fields == NULL) {
-        hand_back(r);
-        return;
-    }
-
-    for (i = 0; i < n; i++) {
-        if (kv->element[i]->type == REDIS_REPLY_STRING) {
-            fields[i].data = kv->element[i]->str;
-            fields[i].len = kv->element[i]->len;
-        }
-    }
-
-    id.data = entry->element[0]->str;
-    id.len = entry->element[0]->len;
-
-    if (offload_reclaim_fail_entry(r->conn, r->conf, r->queue, &id, fields,
-                                   n, &r->failure, hand_back, r)
-        != 0)
+        || offload_reclaim_fail_entry(r->conn, r->conf, r->queue,
+                                      reply->element[0], &r->failure,
+                                      hand_back, r)
+           != 0)
     {
         hand_back(r);
     }
-
-    free(fields);
 }
 
 

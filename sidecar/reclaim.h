@@ -42,15 +42,14 @@ const char *offload_fail_reason_name(offload_fail_reason_e reason);
 typedef void (*offload_reclaim_done_pt)(void *data);
 
 /* Fails one attempt of a stream entry of queue q whose worker died while
- * holding it (fields: the entry's field/value strings, as read from
- * Redis): sends the requeue or the dead-letter script on conn.  Returns 0
- * and calls done(data) once Redis answered (or the connection dropped), or
- * returns -1 without calling it when nothing could be sent.  done may be
- * NULL. */
+ * holding it.  entry is the entry as Redis returned it (XRANGE, XAUTOCLAIM):
+ * [id, [field, value, ...]].  Sends the requeue or the dead-letter script
+ * on conn.  Returns 0 and calls done(data) once Redis answered (or the
+ * connection dropped), or returns -1 without calling it when nothing could
+ * be sent (or entry has another shape).  done may be NULL. */
 int offload_reclaim_fail_entry(offload_redis_conn_t *conn,
     const offload_conf_t *conf, const offload_conf_queue_t *q,
-    const offload_str_t *entry_id, const offload_str_t *fields,
-    size_t nfields, const offload_failure_t *failure,
+    const redisReply *entry, const offload_failure_t *failure,
     offload_reclaim_done_pt done, void *data);
 
 /* After a worker of q exited: when it held a job (held_entry not NULL, with

@@ -454,7 +454,8 @@ reclaimed(void *data)
 
 
 /* Sends the dead worker's jobs to reclaim.c: the one it held fails an
- * attempt (failure not NULL), the others go back to the queue. */
+ * attempt (failure not NULL), the others go back to the queue.  The slot
+ * goes idle (slot_idle) once that is over, or at once without Redis. */
 static void
 reclaim_slot(offload_slot_t *slot, const offload_failure_t *failure)
 {
@@ -479,6 +480,7 @@ reclaim_slot(offload_slot_t *slot, const offload_failure_t *failure)
         log_warn("worker %s:%d: redis unavailable, its jobs stay pending",
                  pool->queue->name, slot->index);
         slot->reclaiming = 0;
+        slot_idle(slot);
     }
 }
 
@@ -527,9 +529,11 @@ recycled(offload_slot_t *slot, int status)
 static void
 worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
 {
+    int                    at_once;
     char                   how[64];
     pid_t                  pid;
     int64_t                now_us;
+    const char            *why;
     offload_crash_t        crash;
     offload_pool_t        *pool = slot->pool;
     offload_failure_t      failure;
@@ -547,34 +551,21 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
         slot->stopping = 0;
         slot->want_spawn = !pool->failed;   /* the cooldown ended */
         reclaim_slot(slot, NULL);
-
-        if (!slot->reclaiming) {
-            slot_idle(slot);
-        }
-
         return;
     }
 
     if (recycled(slot, status)) {
+        why = slot->sb->exit_reason == OFFLOAD_SB_EXIT_MEMORY
+              ? "memory_limit" : "max_jobs_per_worker";
         log_info("worker %s:%d: pid %d recycled (%s)", pool->queue->name,
-                 slot->index, (int) pid,
-                 slot->sb->exit_reason == OFFLOAD_SB_EXIT_MEMORY
-                 ? "memory_limit" : "max_jobs_per_worker");
+                 slot->index, (int) pid, why);
         offload_event(&sup->registry.conn, sup->conf->node_name, "recycle",
                       pool->queue->name,
                       json_pack("{s:i,s:i,s:s,s:I}", "slot", slot->index,
-                                "pid", (int) pid, "reason",
-                                slot->sb->exit_reason
-                                == OFFLOAD_SB_EXIT_MEMORY
-                                ? "memory_limit" : "max_jobs_per_worker",
+                                "pid", (int) pid, "reason", why,
                                 "maxrss_kb", (json_int_t) ru->ru_maxrss));
         slot->want_spawn = 1;
         reclaim_slot(slot, NULL);
-
-        if (!slot->reclaiming) {
-            slot_idle(slot);
-        }
-
         return;
     }
 
@@ -598,19 +589,16 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
     offload_event(&sup->registry.conn, sup->conf->node_name, "crash",
                   pool->queue->name, json_incref(failure.report));
 
-    reclaim_slot(slot, &failure);
-    json_decref(failure.report);
-
     /* A job that ran too long is the job's fault, not the worker's: its
      * replacement starts at once and is not counted as a restart.  A
      * retired slot's successor starts instead. */
-    if (crash.reason == OFFLOAD_FAIL_JOB_TIMEOUT || pool->retired) {
-        slot->want_spawn = 1;
+    at_once = crash.reason == OFFLOAD_FAIL_JOB_TIMEOUT || pool->retired;
+    slot->want_spawn = at_once;
 
-        if (!slot->reclaiming) {
-            slot_idle(slot);
-        }
+    reclaim_slot(slot, &failure);
+    json_decref(failure.report);
 
+    if (at_once) {
         return;
     }
 
