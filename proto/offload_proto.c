@@ -77,6 +77,36 @@ const char  offload_touch_script[] =
     "end\n"
     "return 1\n";
 
+const char  offload_queue_stats_script[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local out = {}\n"
+    "for i = 1, #KEYS, 2 do\n"
+    "  local lag, pending, last = false, 0, '0-0'\n"
+    "  local groups = redis.pcall('XINFO', 'GROUPS', KEYS[i])\n"
+    "  if not groups.err then\n"
+    "    for _, g in ipairs(groups) do\n"
+    "      local f = {}\n"
+    "      for j = 1, #g, 2 do f[g[j]] = g[j + 1] end\n"
+    "      if f['name'] == ARGV[1] then\n"
+    "        lag, pending = f['lag'], f['pending']\n"
+    "        last = f['last-delivered-id']\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "  if not lag then\n"
+    "    lag = math.max(0, redis.call('XLEN', KEYS[i]) - pending)\n"
+    "  end\n"
+    "  local oldest = 0\n"
+    "  local e = redis.call('XRANGE', KEYS[i], '(' .. last, '+', 'COUNT', 1)\n"
+    "  if e[1] then\n"
+    "    oldest = math.max(0, now - tonumber(string.match(e[1][1], '^%d+')))\n"
+    "  end\n"
+    "  out[#out + 1] = { lag, pending, oldest,"
+    " redis.call('XLEN', KEYS[i + 1]) }\n"
+    "end\n"
+    "return out\n";
+
 
 static const char  hex[] = "0123456789abcdef";
 
@@ -322,11 +352,13 @@ offload_job_decode(offload_job_t *job, const offload_str_t *fields,
 int
 offload_result_header(char *buf, size_t size, const offload_result_t *res)
 {
-    return fitted(snprintf(buf, size, "OR%d %.*s %d %lld %lld\n",
+    return fitted(snprintf(buf, size, "OR%d %.*s %d %lld %lld %lld %lld\n",
                            OFFLOAD_PROTO_VERSION, (int) res->id.len,
                            res->id.data, res->status,
                            (long long) res->queue_us,
-                           (long long) res->run_us),
+                           (long long) res->run_us,
+                           (long long) res->cpu_us,
+                           (long long) res->rss_kb),
                   size);
 }
 
@@ -359,9 +391,9 @@ int
 offload_result_decode(offload_result_t *res, const char *msg, size_t len,
     const char **err)
 {
-    const char     *p = msg, *end = msg + len;
+    const char     *p = msg, *end = msg + len, *last;
     int64_t         n;
-    offload_str_t   tok;
+    offload_str_t   tok, cpu, rss;
 
     memset(res, 0, sizeof(*res));
 
@@ -402,9 +434,26 @@ offload_result_decode(offload_result_t *res, const char *msg, size_t len,
         return -1;
     }
 
-    if (next_token(&p, end, '\n', &tok) != 0
-        || parse_int64(&tok, &res->run_us) != 0)
-    {
+    /* The run time ends the line in results of older sidecars. */
+    last = p;
+    if (next_token(&p, end, '\n', &tok) != 0) {
+        p = last;
+        if (next_token(&p, end, ' ', &tok) != 0) {
+            *err = "bad run time";
+            return -1;
+        }
+
+        if (next_token(&p, end, ' ', &cpu) != 0
+            || next_token(&p, end, '\n', &rss) != 0
+            || parse_int64(&cpu, &res->cpu_us) != 0
+            || parse_int64(&rss, &res->rss_kb) != 0)
+        {
+            *err = "bad resource use";
+            return -1;
+        }
+    }
+
+    if (parse_int64(&tok, &res->run_us) != 0) {
         *err = "bad run time";
         return -1;
     }

@@ -90,7 +90,11 @@ typedef struct {
 /* A result as published on the reply channel and stored under the result
  * key: one header line, then the JSON body answered to the client.
  *
- *   OR<version> <job id> <http status> <queue us> <run us>\n<body>
+ *   OR<version> <job id> <http status> <queue us> <run us> <cpu us>
+ *       <rss growth kB>\n<body>
+ *
+ * The last two (the job's CPU time, user + system, and how much it raised
+ * its worker's peak RSS) may be missing in results of older sidecars.
  */
 typedef struct {
     int            version;
@@ -98,10 +102,12 @@ typedef struct {
     int            status;        /* HTTP status to answer: 200, 422, 504... */
     int64_t        queue_us;      /* submitted -> picked up by a worker */
     int64_t        run_us;        /* handler run time */
+    int64_t        cpu_us;        /* the handler's CPU time, user + sys */
+    int64_t        rss_kb;        /* its growth of the worker's peak RSS */
     offload_str_t  body;          /* JSON */
 } offload_result_t;
 
-#define OFFLOAD_RESULT_HEADER_MAX  96
+#define OFFLOAD_RESULT_HEADER_MAX  136
 
 
 int offload_queue_name_valid(const char *name, size_t len);
@@ -192,6 +198,18 @@ extern const char  offload_handback_script[];
  *   KEYS[1] stream          ARGV[1] group     ARGV[2..] consumers
  */
 extern const char  offload_touch_script[];
+
+/*
+ * Queue stats: for each queue, what its stream holds.
+ *   KEYS[2i-1] stream       ARGV[1] group
+ *   KEYS[2i]   dead stream
+ * Returns, per queue, { backlog, pending, oldest, dead }: entries no
+ * consumer has read (the group's lag, or, when Redis cannot tell it after
+ * deletions, the stream's length less the pending ones), entries read and
+ * not acknowledged, the age in ms of the oldest unread entry by Redis'
+ * clock (0: none), the dead-letter stream's length.
+ */
+extern const char  offload_queue_stats_script[];
 
 
 /* Checks that buf is one well-formed JSON text (RFC 8259) without building

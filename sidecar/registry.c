@@ -7,6 +7,7 @@
  * shutdown removes it at once.
  */
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -19,33 +20,125 @@
 #include "supervisor.h"
 
 
-/* A worker as its scoreboard slot shows it: state, the job it runs and
- * for how long, what its process has done. */
+static double
+round1(double x)
+{
+    return round(x * 10) / 10;
+}
+
+
+static json_t *
+count_or_null(long long n)
+{
+    return n < 0 ? json_null() : json_integer(n);
+}
+
+
+/* A quantile in us as ms with three decimals, or null (no jobs). */
+static json_t *
+ms_or_null(int64_t us)
+{
+    return us < 0 ? json_null() : json_real(us / 1000.0);
+}
+
+
+/* A worker as its scoreboard slot and its stats show it: state, the job
+ * it runs and for how long, its process's RSS and CPU, its history. */
 static json_t *
 worker_json(const offload_slot_t *slot, int64_t now_us)
 {
-    json_t                   *w;
-    offload_sb_state_e        state;
-    const offload_sb_slot_t  *sb = slot->sb;
+    json_t                      *w;
+    offload_sb_state_e           state;
+    const offload_sb_slot_t     *sb = slot->sb;
+    const offload_slot_stats_t  *st = &slot->stats;
+
+    w = json_pack("{s:s,s:i,s:I,s:I,s:I,s:I,s:s}",
+                  "queue", slot->pool->queue->name,
+                  "slot", slot->index,
+                  "jobs_ok", (json_int_t) (st->jobs_ok + sb->jobs_ok),
+                  "jobs_failed",
+                  (json_int_t) (st->jobs_failed + sb->jobs_failed),
+                  "jobs_crashed", (json_int_t) st->jobs_crashed,
+                  "restarts", (json_int_t) st->restarts,
+                  "last_exit", st->last_exit);
+    if (w == NULL) {
+        return NULL;
+    }
 
     if (slot->pid == 0) {
-        return json_pack("{s:i,s:n,s:s}", "slot", slot->index, "pid",
-                         "state", "down");
+        json_object_set_new(w, "pid", json_null());
+        json_object_set_new(w, "state", json_string("down"));
+        return w;
     }
 
     state = offload_sb_state(sb);
-    w = json_pack("{s:i,s:i,s:s,s:I,s:I}", "slot", slot->index, "pid",
-                  (int) slot->pid, "state", offload_sb_state_name(state),
-                  "jobs_ok", (json_int_t) sb->jobs_ok, "jobs_failed",
-                  (json_int_t) sb->jobs_failed);
+    json_object_set_new(w, "pid", json_integer(slot->pid));
+    json_object_set_new(w, "state",
+                        json_string(offload_sb_state_name(state)));
+    json_object_set_new(w, "rss", json_integer(st->rss));
+    json_object_set_new(w, "cpu_user", json_real(round1(st->cpu_user)));
+    json_object_set_new(w, "cpu_sys", json_real(round1(st->cpu_sys)));
+    json_object_set_new(w, "uptime_ms",
+                        json_integer((now_us - slot->started_us) / 1000));
 
-    if (w != NULL && state == OFFLOAD_SB_BUSY) {
+    if (state == OFFLOAD_SB_BUSY) {
         json_object_set_new(w, "job", json_string(sb->job_id));
         json_object_set_new(w, "job_ms",
                             json_integer((now_us - sb->job_start_us) / 1000));
     }
 
     return w;
+}
+
+
+static const char *
+pool_state(const offload_pool_t *pool)
+{
+    int  i;
+
+    if (pool->failed) {
+        return "failed";
+    }
+
+    for (i = 0; i < pool->nslots; i++) {
+        if (ev_is_active(&pool->slots[i].restart)) {
+            return "cooling";           /* a worker waits out its backoff */
+        }
+    }
+
+    return "ok";
+}
+
+
+/* A queue: its pool's state and figures, then the Redis side's (null until
+ * the first stats reply). */
+static json_t *
+queue_json(const offload_pool_t *pool, int heartbeat_ms, json_t *workers)
+{
+    json_t                      *q;
+    const offload_pool_stats_t  *ps = &pool->stats;
+
+    q = json_pack("{s:s,s:s,s:I,s:f,s:o}",
+                  "handler", pool->queue->handler->name,
+                  "state", pool_state(pool),
+                  "restarts", (json_int_t) pool->restarts,
+                  "jobs_per_s",
+                  round1(offload_stats_jobs_per_s(pool, heartbeat_ms)),
+                  "workers", workers);
+    if (q == NULL) {
+        return NULL;
+    }
+
+    json_object_set_new(q, "run_p50_ms",
+                        ms_or_null(offload_stats_run_quantile(pool, 0.5)));
+    json_object_set_new(q, "run_p99_ms",
+                        ms_or_null(offload_stats_run_quantile(pool, 0.99)));
+    json_object_set_new(q, "backlog", count_or_null(ps->backlog));
+    json_object_set_new(q, "pending", count_or_null(ps->pending));
+    json_object_set_new(q, "oldest_ms", count_or_null(ps->oldest_ms));
+    json_object_set_new(q, "dead", count_or_null(ps->dead));
+
+    return q;
 }
 
 
@@ -76,14 +169,8 @@ offload_registry_json(const offload_supervisor_t *sup, int64_t now_ms)
         workers = json_array();
 
         if (json_object_set_new(queues, pool->queue->name,
-                                json_pack("{s:s,s:s,s:I,s:o}",
-                                          "handler",
-                                          pool->queue->handler->name,
-                                          "state",
-                                          pool->failed ? "failed" : "ok",
-                                          "restarts",
-                                          (json_int_t) pool->restarts,
-                                          "workers", workers))
+                                queue_json(pool, sup->conf->heartbeat_ms,
+                                           workers))
             != 0)
         {
             json_decref(doc);
@@ -166,12 +253,85 @@ offload_registry_update(offload_registry_t *reg)
 
 
 static void
+queue_stats_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    size_t               p;
+    redisReply          *reply = r, *q;
+    offload_registry_t  *reg = privdata;
+    offload_supervisor_t  *sup = reg->sup;
+
+    (void) ac;
+
+    if (reply == NULL) {
+        return;                         /* disconnected */
+    }
+
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == sup->npools) {
+        for (p = 0; p < sup->npools; p++) {
+            q = reply->element[p];
+            if (q->type == REDIS_REPLY_ARRAY && q->elements == 4) {
+                offload_stats_set_queue(&sup->pools[p],
+                                        q->element[0]->integer,
+                                        q->element[1]->integer,
+                                        q->element[2]->integer,
+                                        q->element[3]->integer);
+            }
+        }
+
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        log_error("registry: queue stats: %s", reply->str);
+    }
+
+    announce(reg);
+}
+
+
+/* Every heartbeat: sample the workers, ask Redis about the queues, then
+ * announce (when the answer is in). */
+static void
 heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    size_t                 p, n;
+    const char           **argv;
+    offload_registry_t    *reg = w->data;
+    offload_supervisor_t  *sup = reg->sup;
+
     (void) loop;
     (void) revents;
 
-    announce(w->data);
+    offload_stats_tick(sup);
+
+    if (!reg->conn.ready || sup->npools == 0) {
+        announce(reg);
+        return;
+    }
+
+    /* EVAL script numkeys (stream dead)... group */
+    n = 3 + 2 * sup->npools + 1;
+    argv = calloc(n, sizeof(char *));
+    if (argv == NULL) {
+        announce(reg);
+        return;
+    }
+
+    argv[0] = "EVAL";
+    argv[1] = offload_queue_stats_script;
+    snprintf(reg->nkeys, sizeof(reg->nkeys), "%zu", 2 * sup->npools);
+    argv[2] = reg->nkeys;
+    for (p = 0; p < sup->npools; p++) {
+        argv[3 + 2 * p] = sup->pools[p].stream_key;
+        argv[4 + 2 * p] = sup->pools[p].dead_key;
+    }
+    argv[n - 1] = OFFLOAD_GROUP;
+
+    if (redisAsyncCommandArgv(reg->conn.ac, queue_stats_cb, reg, (int) n,
+                              argv, NULL)
+        != REDIS_OK)
+    {
+        announce(reg);
+    }
+
+    free(argv);
 }
 
 

@@ -82,8 +82,10 @@ offload_sb_job_start(offload_sb_slot_t *sb, const char *entry_id,
 
 
 void
-offload_sb_job_end(offload_sb_slot_t *sb, int ok)
+offload_sb_job_end(offload_sb_slot_t *sb, int ok, int64_t run_us)
 {
+    sb->run_hist[offload_hist_bucket(&offload_hist_time, run_us)]++;
+
     if (ok) {
         sb->jobs_ok++;
     } else {

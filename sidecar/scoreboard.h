@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "offload_hist.h"
+
 #define OFFLOAD_SB_ENTRY_ID_MAX   48      /* "<ms>-<seq>" is 41 at most */
 #define OFFLOAD_SB_JOB_ID_MAX     129     /* ids are at most 128 bytes */
 #define OFFLOAD_SB_FRAMES_MAX     32
@@ -53,6 +55,8 @@ typedef struct {
     /* Counters of this process. */
     uint64_t  jobs_ok;              /* answered 200 */
     uint64_t  jobs_failed;          /* answered with an error */
+    uint64_t  run_hist[OFFLOAD_HIST_MAX];   /* handler run times, over
+                                               offload_hist_time */
 
     /* Filled by the fatal-signal handler.  The worker is a fork() of the
      * supervisor without exec, so the supervisor can symbolize the frames
@@ -77,11 +81,12 @@ void offload_sb_set_state(offload_sb_slot_t *sb, offload_sb_state_e state);
 offload_sb_state_e offload_sb_state(const offload_sb_slot_t *sb);
 
 /* Worker: a job starts (ids are truncated to fit) and the slot turns
- * busy; a job ends (ok: answered 200) and the slot turns idle. */
+ * busy; a job ends (ok: answered 200; its handler ran run_us) and the slot
+ * turns idle. */
 void offload_sb_job_start(offload_sb_slot_t *sb, const char *entry_id,
     size_t entry_len, const char *job_id, size_t job_len, const char *rid,
     size_t rid_len, int attempt, int64_t start_us);
-void offload_sb_job_end(offload_sb_slot_t *sb, int ok);
+void offload_sb_job_end(offload_sb_slot_t *sb, int ok, int64_t run_us);
 
 const char *offload_sb_state_name(offload_sb_state_e state);
 

@@ -274,6 +274,7 @@ spawn(offload_supervisor_t *sup, offload_slot_t *slot)
     pid_t  pid, parent = getpid();
 
     fflush(NULL);
+    offload_stats_slot_harvest(slot);
     offload_sb_reset(slot->sb, 0);      /* before the child writes to it */
 
     pid = fork();
@@ -292,6 +293,7 @@ spawn(offload_supervisor_t *sup, offload_slot_t *slot)
     slot->pid = pid;
     slot->started_us = offload_mono_us();
     slot->timed_out = 0;
+    offload_stats_slot_spawned(slot);
 
     log_info("worker %s:%d: started, pid %d", slot->pool->queue->name,
              slot->index, (int) pid);
@@ -530,7 +532,7 @@ static void
 worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
 {
     int                    at_once;
-    char                   how[64];
+    char                   how[64], last[80];
     pid_t                  pid;
     int64_t                now_us;
     const char            *why;
@@ -548,6 +550,7 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
         /* We asked it to stop: what it still held goes back unchanged. */
         log_info("worker %s:%d: pid %d %s", pool->queue->name, slot->index,
                  (int) pid, how);
+        offload_stats_slot_exited(slot, "stopped", 0);
         slot->stopping = 0;
         slot->want_spawn = !pool->failed;   /* the cooldown ended */
         reclaim_slot(slot, NULL);
@@ -559,6 +562,8 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
               ? "memory_limit" : "max_jobs_per_worker";
         log_info("worker %s:%d: pid %d recycled (%s)", pool->queue->name,
                  slot->index, (int) pid, why);
+        snprintf(last, sizeof(last), "recycled: %s", why);
+        offload_stats_slot_exited(slot, last, 0);
         offload_event(&sup->registry.conn, sup->conf->node_name, "recycle",
                       pool->queue->name,
                       json_pack("{s:i,s:i,s:s,s:I}", "slot", slot->index,
@@ -585,6 +590,11 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
     failure.reason = crash.reason;
     failure.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     failure.report = offload_crash_report(&crash);
+
+    snprintf(last, sizeof(last), "%s: %s",
+             offload_fail_reason_name(crash.reason), how);
+    offload_stats_slot_exited(slot, last,
+                              offload_sb_state(slot->sb) == OFFLOAD_SB_BUSY);
 
     offload_event(&sup->registry.conn, sup->conf->node_name, "crash",
                   pool->queue->name, json_incref(failure.report));
@@ -861,6 +871,11 @@ offload_pools_make(offload_supervisor_t *sup, const offload_conf_t *conf)
         }
         ev_timer_init(&pool->cooldown, cooldown_cb, 0.0, 0.0);
         pool->cooldown.data = pool;
+        offload_stats_pool_init(&pool->stats);
+        offload_stream_key(pool->stream_key, sizeof(pool->stream_key),
+                           pool->queue->name, strlen(pool->queue->name));
+        snprintf(pool->dead_key, sizeof(pool->dead_key), OFFLOAD_DEAD_FMT,
+                 (int) strlen(pool->queue->name), pool->queue->name);
 
         for (i = 0; i < pool->nslots; i++) {
             slot = &pool->slots[i];

@@ -14,24 +14,26 @@
 #include "conf.h"
 #include "registry.h"
 #include "scoreboard.h"
+#include "stats.h"
 
 typedef struct offload_pool_s  offload_pool_t;
 
 /* One worker process's place in a pool: it outlives the processes that
  * fill it, so a restarted worker keeps its slot number (and with it its
  * consumer name and pending entries). */
-typedef struct {
-    offload_pool_t     *pool;
-    int                 index;
-    pid_t               pid;        /* 0 while no process fills the slot */
-    int64_t             started_us; /* monotonic, of the current process */
-    int                 backoff_ms; /* step of the next restart delay */
-    int                 stopping;   /* we sent SIGTERM: not a crash */
-    int                 timed_out;  /* we sent SIGKILL: job_timeout */
-    int                 reclaiming; /* its dead worker's jobs in flight */
-    int                 want_spawn; /* start a worker once reclaimed */
-    offload_sb_slot_t  *sb;         /* shared with its worker */
-    ev_timer            restart;
+typedef struct offload_slot_s {
+    offload_pool_t        *pool;
+    int                    index;
+    pid_t                  pid;         /* 0 while no process fills it */
+    int64_t                started_us;  /* monotonic, of the process */
+    int                    backoff_ms;  /* step of the next restart delay */
+    int                    stopping;    /* we sent SIGTERM: not a crash */
+    int                    timed_out;   /* we sent SIGKILL: job_timeout */
+    int                    reclaiming;  /* its dead worker's jobs in flight */
+    int                    want_spawn;  /* start a worker once reclaimed */
+    offload_sb_slot_t     *sb;          /* shared with its worker */
+    ev_timer               restart;
+    offload_slot_stats_t   stats;
 } offload_slot_t;
 
 /* The workers of one queue, supervised one_for_one: a crashed worker is
@@ -50,6 +52,9 @@ struct offload_pool_s {
     int                          nrecent;      /* entries in the ring */
     int                          next;         /* where the next one goes */
     ev_timer                     cooldown;
+    offload_pool_stats_t         stats;
+    char                         stream_key[OFFLOAD_KEY_MAX];
+    char                         dead_key[OFFLOAD_KEY_MAX];
 };
 
 typedef struct offload_supervisor_s {

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <jansson.h>
 
@@ -128,12 +129,12 @@ stop_reading(offload_worker_t *w, offload_sb_exit_e reason)
  * or its resident set stays over memory_limit (a leak), between jobs so that
  * no job fails for it. */
 static void
-job_done(offload_worker_t *w, int ok)
+job_done(offload_worker_t *w, int ok, int64_t run_us)
 {
     long long                    rss;
     const offload_conf_queue_t  *q = w->queue;
 
-    offload_sb_job_end(w->sb, ok);
+    offload_sb_job_end(w->sb, ok, run_us);
     w->jobs_run++;
 
     if (q->max_jobs > 0 && w->jobs_run >= q->max_jobs) {
@@ -304,19 +305,12 @@ send_completion(offload_worker_t *w, completion_t *c)
  */
 static void
 complete(offload_worker_t *w, const offload_str_t *entry_id,
-    const offload_str_t *job_id, const offload_str_t *reply, int status,
-    int64_t queue_us, int64_t run_us, json_t *body)
+    const offload_str_t *reply, const offload_result_t *res, json_t *body)
 {
-    int               keylen, hlen;
-    size_t            need, room, blen, off;
-    completion_t     *c;
-    offload_result_t  res;
-
-    res.version = OFFLOAD_PROTO_VERSION;
-    res.id = *job_id;
-    res.status = status;
-    res.queue_us = queue_us;
-    res.run_us = run_us;
+    int                   keylen, hlen;
+    size_t                need, room, blen, off;
+    completion_t         *c;
+    const offload_str_t  *job_id = &res->id;
 
     need = RESULT_KEY_MAX + entry_id->len + OFFLOAD_RESULT_HEADER_MAX
            + reply->len + 256;
@@ -344,7 +338,7 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
         off += entry_id->len;
 
         hlen = offload_result_header(c->buf + off, OFFLOAD_RESULT_HEADER_MAX,
-                                     &res);
+                                     res);
         if (hlen < 0) {
             completion_put(w, c);
             log_error("%s: result header too long", w->name);
@@ -395,7 +389,8 @@ complete_error(offload_worker_t *w, const offload_str_t *entry_id,
     const offload_str_t *job_id, const offload_str_t *reply, int status,
     int64_t queue_us, const char *code, const char *message)
 {
-    json_t  *body;
+    json_t            *body;
+    offload_result_t   res;
 
     body = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message",
                      message);
@@ -404,7 +399,13 @@ complete_error(offload_worker_t *w, const offload_str_t *entry_id,
         return;
     }
 
-    complete(w, entry_id, job_id, reply, status, queue_us, 0, body);
+    memset(&res, 0, sizeof(res));
+    res.version = OFFLOAD_PROTO_VERSION;
+    res.id = *job_id;
+    res.status = status;
+    res.queue_us = queue_us;
+
+    complete(w, entry_id, reply, &res, body);
     json_decref(body);
 }
 
@@ -449,6 +450,14 @@ bad_entry(offload_worker_t *w, const offload_str_t *entry_id,
 }
 
 
+static int64_t
+cpu_us(const struct rusage *ru)
+{
+    return (int64_t) (ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) * 1000000
+           + ru->ru_utime.tv_usec + ru->ru_stime.tv_usec;
+}
+
+
 static void
 run_job(offload_worker_t *w, const offload_str_t *entry_id,
     const offload_job_t *job)
@@ -458,6 +467,8 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
     json_t                   *input, *output = NULL;
     const char               *why;
     int64_t                   now_us, now_ms, queue_us, start_us, run_us;
+    struct rusage             before, after;
+    offload_result_t          res;
     json_error_t              jerr;
     offload_handler_error_t   herr;
     const offload_handler_t  *handler = w->queue->handler;
@@ -492,7 +503,7 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
                  jerr.text);
         complete_error(w, entry_id, &job->id, &job->reply, 422, queue_us,
                        "handler_error", message);
-        job_done(w, 0);
+        job_done(w, 0, 0);
         return;
     }
 
@@ -501,9 +512,11 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
 
     /* run_us is the handler's own time (Server-Timing "run"); the job's
      * start in the scoreboard, for its timeout, includes the parse. */
+    getrusage(RUSAGE_SELF, &before);
     start_us = offload_mono_us();
     rc = handler->run(input, &output, &herr);
     run_us = offload_mono_us() - start_us;
+    getrusage(RUSAGE_SELF, &after);
 
     json_decref(input);
 
@@ -518,10 +531,17 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
     }
 
     if (rc == 0 && output != NULL) {
-        complete(w, entry_id, &job->id, &job->reply, 200, queue_us, run_us,
-                 output);
+        res.version = OFFLOAD_PROTO_VERSION;
+        res.id = job->id;
+        res.status = 200;
+        res.queue_us = queue_us;
+        res.run_us = run_us;
+        res.cpu_us = cpu_us(&after) - cpu_us(&before);
+        res.rss_kb = after.ru_maxrss - before.ru_maxrss;
+
+        complete(w, entry_id, &job->reply, &res, output);
         json_decref(output);
-        job_done(w, 1);
+        job_done(w, 1, run_us);
         return;
     }
 
@@ -530,7 +550,7 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
     log_info("%s: handler error: %s", w->name, why);
     complete_error(w, entry_id, &job->id, &job->reply, 422, queue_us,
                    "handler_error", why);
-    job_done(w, 0);
+    job_done(w, 0, run_us);
 }
 
 

@@ -104,17 +104,20 @@ test_result(void)
     in.status = 422;
     in.queue_us = 1234;
     in.run_us = 56789;
+    in.cpu_us = 50001;
+    in.rss_kb = 2048;
 
     n = offload_result_header(buf, sizeof(buf), &in);
-    is_str(buf, "OR1 0123456789abcdef0000000000000001 422 1234 56789\n",
-           "result header");
+    is_str(buf, "OR1 0123456789abcdef0000000000000001 422 1234 56789 50001 "
+           "2048\n", "result header");
     ok(n == (int) strlen(buf), "header length returned");
 
     strcat(buf, "{\"x\":1}");
     ok(offload_result_decode(&out, buf, strlen(buf), &err) == 0,
        "round trip decodes");
     ok(out.version == 1 && out.status == 422 && out.queue_us == 1234
-       && out.run_us == 56789, "round trip numbers");
+       && out.run_us == 56789 && out.cpu_us == 50001 && out.rss_kb == 2048,
+       "round trip numbers");
     ok(out.id.len == 32 && memcmp(out.id.data, in.id.data, 32) == 0,
        "round trip id");
     ok(out.body.len == 7 && memcmp(out.body.data, "{\"x\":1}", 7) == 0,
@@ -138,9 +141,15 @@ test_result(void)
     BAD_RESULT("OR1 id 200 0 x\n{}", "bad run time");
     BAD_RESULT("OR1 id 200 0 0", "bad run time");
     BAD_RESULT("OR1 id\n200 0 0\n{}", "bad id");
+    BAD_RESULT("OR1 id 200 0 0 1\n{}", "bad resource use");
+    BAD_RESULT("OR1 id 200 0 0 1 x\n{}", "bad resource use");
+    BAD_RESULT("OR1 id 200 0 0 1 2 3\n{}", "bad resource use");
 
     ok(offload_result_decode(&out, "OR1 id 200 0 0\n", 15, &err) == 0
        && out.body.len == 0, "empty body decodes");
+    ok(offload_result_decode(&out, "OR1 id 200 5 7\n{}", 17, &err) == 0
+       && out.run_us == 7 && out.cpu_us == 0 && out.rss_kb == 0,
+       "an older sidecar's header (no resource use) decodes");
 }
 
 

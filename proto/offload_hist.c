@@ -1,0 +1,91 @@
+/*
+ * offload_hist.c -- bucket bounds and quantiles of the shared histograms
+ * (offload_hist.h).
+ */
+
+#include <stddef.h>
+
+#include "offload_hist.h"
+
+
+static const int64_t  time_bounds[OFFLOAD_HIST_TIME_BOUNDS] = {
+    50, 100, 250, 500,
+    1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+    1000000, 2500000, 5000000, 10000000, 30000000, 60000000
+};
+
+static const char  *time_le[OFFLOAD_HIST_TIME_BOUNDS] = {
+    "0.00005", "0.0001", "0.00025", "0.0005",
+    "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5",
+    "1", "2.5", "5", "10", "30", "60"
+};
+
+static const int64_t  size_bounds[OFFLOAD_HIST_SIZE_BOUNDS] = {
+    0, 65536, 262144, 1048576, 4194304, 16777216, 67108864, 268435456,
+    1073741824
+};
+
+static const char  *size_le[OFFLOAD_HIST_SIZE_BOUNDS] = {
+    "0", "65536", "262144", "1048576", "4194304", "16777216", "67108864",
+    "268435456", "1073741824"
+};
+
+const offload_hist_t  offload_hist_time = {
+    OFFLOAD_HIST_TIME_BOUNDS, time_bounds, time_le
+};
+
+const offload_hist_t  offload_hist_size = {
+    OFFLOAD_HIST_SIZE_BOUNDS, size_bounds, size_le
+};
+
+
+int
+offload_hist_bucket(const offload_hist_t *h, int64_t value)
+{
+    int  lo = 0, hi = h->nbounds, mid;
+
+    /* the first bound >= value; nbounds (+Inf) when none is */
+    while (lo < hi) {
+        mid = (lo + hi) / 2;
+        if (h->bounds[mid] >= value) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+
+    return lo;
+}
+
+
+int64_t
+offload_hist_quantile(const offload_hist_t *h, const uint64_t *counts,
+    double q)
+{
+    int       i;
+    double    rank, below, lower, upper;
+    uint64_t  total = 0;
+
+    for (i = 0; i <= h->nbounds; i++) {
+        total += counts[i];
+    }
+
+    if (total == 0) {
+        return -1;
+    }
+
+    rank = q * (double) total;
+    below = 0;
+
+    for (i = 0; i < h->nbounds; i++) {
+        if (below + (double) counts[i] >= rank && counts[i] > 0) {
+            lower = i == 0 ? 0 : (double) h->bounds[i - 1];
+            upper = (double) h->bounds[i];
+            return (int64_t) (lower + (upper - lower)
+                              * (rank - below) / (double) counts[i]);
+        }
+        below += (double) counts[i];
+    }
+
+    return h->bounds[h->nbounds - 1];
+}

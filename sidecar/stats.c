@@ -1,0 +1,254 @@
+/*
+ * stats.c -- collects the health figures of stats.h.  Everything here runs
+ * in the supervisor on its heartbeat; a worker only counts into its
+ * scoreboard, so watching it costs the worker nothing.
+ */
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "stats.h"
+#include "supervisor.h"
+
+
+void
+offload_stats_pool_init(offload_pool_stats_t *ps)
+{
+    memset(ps, 0, sizeof(*ps));
+    ps->backlog = -1;
+    ps->pending = -1;
+    ps->oldest_ms = -1;
+    ps->dead = -1;
+}
+
+
+/* Adds what the slot's process ran since the last look to its pool. */
+static void
+collect_runs(offload_slot_t *slot)
+{
+    int                    i;
+    uint64_t               now;
+    offload_slot_stats_t  *st = &slot->stats;
+
+    for (i = 0; i < OFFLOAD_HIST_MAX; i++) {
+        now = slot->sb->run_hist[i];
+        slot->pool->stats.period[i] += now - st->hist_seen[i];
+        st->hist_seen[i] = now;
+    }
+}
+
+
+void
+offload_stats_slot_harvest(offload_slot_t *slot)
+{
+    offload_slot_stats_t  *st = &slot->stats;
+
+    collect_runs(slot);
+    st->jobs_ok += slot->sb->jobs_ok;
+    st->jobs_failed += slot->sb->jobs_failed;
+    memset(st->hist_seen, 0, sizeof(st->hist_seen));
+}
+
+
+void
+offload_stats_slot_spawned(offload_slot_t *slot)
+{
+    offload_slot_stats_t  *st = &slot->stats;
+
+    if (st->spawned++ > 0) {
+        st->restarts++;
+    }
+
+    st->pid = slot->pid;
+    st->sampled_us = slot->started_us;
+    st->utime = 0;
+    st->stime = 0;
+    st->cpu_user = 0;
+    st->cpu_sys = 0;
+    st->rss = 0;
+}
+
+
+void
+offload_stats_slot_exited(offload_slot_t *slot, const char *how,
+    int crashed_job)
+{
+    snprintf(slot->stats.last_exit, sizeof(slot->stats.last_exit), "%s",
+             how);
+
+    if (crashed_job) {
+        slot->stats.jobs_crashed++;
+    }
+}
+
+
+/* utime and stime of /proc/<pid>/stat, fields 14 and 15: counted after
+ * the command name, which may itself hold spaces and parentheses. */
+static int
+read_cpu(pid_t pid, unsigned long long *utime, unsigned long long *stime)
+{
+    int    n;
+    char   path[64], buf[1024], *p;
+    FILE  *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return -1;
+    }
+
+    n = (int) fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n > 0 ? n : 0] = '\0';
+
+    p = strrchr(buf, ')');
+    if (p == NULL
+        || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu "
+                  "%llu", utime, stime) != 2)
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static long long
+read_rss(pid_t pid)
+{
+    char        path[64];
+    FILE       *f;
+    long long   pages;
+
+    snprintf(path, sizeof(path), "/proc/%d/statm", (int) pid);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+
+    if (fscanf(f, "%*d %lld", &pages) != 1) {
+        pages = 0;
+    }
+    fclose(f);
+
+    return pages * sysconf(_SC_PAGESIZE);
+}
+
+
+static void
+sample_slot(offload_slot_t *slot, int64_t now_us, double ticks_per_s)
+{
+    double                 secs;
+    unsigned long long     utime, stime;
+    offload_slot_stats_t  *st = &slot->stats;
+
+    if (slot->pid == 0) {
+        return;
+    }
+
+    collect_runs(slot);
+
+    if (read_cpu(slot->pid, &utime, &stime) != 0) {
+        return;                         /* exited; SIGCHLD is on its way */
+    }
+
+    secs = (now_us - st->sampled_us) / 1e6;
+    if (secs > 0 && utime >= st->utime && stime >= st->stime) {
+        st->cpu_user = 100.0 * (utime - st->utime) / ticks_per_s / secs;
+        st->cpu_sys = 100.0 * (stime - st->stime) / ticks_per_s / secs;
+    }
+
+    st->utime = utime;
+    st->stime = stime;
+    st->sampled_us = now_us;
+    st->rss = read_rss(slot->pid);
+}
+
+
+void
+offload_stats_tick(offload_supervisor_t *sup)
+{
+    int                    i;
+    size_t                 p;
+    int64_t                now_us = offload_mono_us();
+    double                 ticks_per_s = (double) sysconf(_SC_CLK_TCK);
+    offload_pool_t        *pool;
+    offload_pool_stats_t  *ps;
+
+    for (p = 0; p < sup->npools; p++) {
+        pool = &sup->pools[p];
+        ps = &pool->stats;
+
+        for (i = 0; i < pool->nslots; i++) {
+            sample_slot(&pool->slots[i], now_us, ticks_per_s);
+        }
+
+        memcpy(ps->window[ps->next], ps->period, sizeof(ps->period));
+        memset(ps->period, 0, sizeof(ps->period));
+        ps->next = (ps->next + 1) % OFFLOAD_STATS_WINDOW;
+        if (ps->filled < OFFLOAD_STATS_WINDOW) {
+            ps->filled++;
+        }
+    }
+}
+
+
+/* Sums the last n periods of the window into counts. */
+static void
+window_sum(const offload_pool_stats_t *ps, int n, uint64_t *counts)
+{
+    int  k, i, at;
+
+    memset(counts, 0, sizeof(uint64_t) * OFFLOAD_HIST_MAX);
+
+    for (k = 1; k <= n && k <= ps->filled; k++) {
+        at = (ps->next - k + OFFLOAD_STATS_WINDOW) % OFFLOAD_STATS_WINDOW;
+        for (i = 0; i < OFFLOAD_HIST_MAX; i++) {
+            counts[i] += ps->window[at][i];
+        }
+    }
+}
+
+
+double
+offload_stats_jobs_per_s(const offload_pool_t *pool, int heartbeat_ms)
+{
+    int                          i, n;
+    uint64_t                     counts[OFFLOAD_HIST_MAX], jobs = 0;
+    const offload_pool_stats_t  *ps = &pool->stats;
+
+    n = ps->filled < OFFLOAD_STATS_RATE ? ps->filled : OFFLOAD_STATS_RATE;
+    if (n == 0) {
+        return 0;
+    }
+
+    window_sum(ps, n, counts);
+    for (i = 0; i < OFFLOAD_HIST_MAX; i++) {
+        jobs += counts[i];
+    }
+
+    return jobs * 1000.0 / ((double) n * heartbeat_ms);
+}
+
+
+int64_t
+offload_stats_run_quantile(const offload_pool_t *pool, double q)
+{
+    uint64_t  counts[OFFLOAD_HIST_MAX];
+
+    window_sum(&pool->stats, OFFLOAD_STATS_WINDOW, counts);
+    return offload_hist_quantile(&offload_hist_time, counts, q);
+}
+
+
+void
+offload_stats_set_queue(offload_pool_t *pool, long long backlog,
+    long long pending, long long oldest_ms, long long dead)
+{
+    pool->stats.backlog = backlog;
+    pool->stats.pending = pending;
+    pool->stats.oldest_ms = oldest_ms;
+    pool->stats.dead = dead;
+}
