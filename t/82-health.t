@@ -97,7 +97,8 @@ ok(wait_until(sub { (queue_doc('spin')->{backlog} // 1) == 0
 my $pid = worker_doc('crash')->{pid};
 $r = post_json('/jobs/crash', {});
 is($r->{status}, 502, 'crash job answered 502');
-is(queue_doc('crash')->{state}, 'cooling',
+ok(wait_until(sub { (queue_doc('crash')->{state} // '') eq 'cooling' },
+    scaled(1), 'cooling'),
     'pool cooling while the worker waits out its restart backoff');
 ok(wait_until(sub {
     my $c = worker_doc('crash');
