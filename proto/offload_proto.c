@@ -102,8 +102,16 @@ const char  offload_queue_stats_script[] =
     "  if e[1] then\n"
     "    oldest = math.max(0, now - tonumber(string.match(e[1][1], '^%d+')))\n"
     "  end\n"
+    "  local held = {}\n"
+    "  local p = redis.pcall('XPENDING', KEYS[i], ARGV[1])\n"
+    "  if not p.err and p[4] then\n"
+    "    for _, c in ipairs(p[4]) do\n"
+    "      held[#held + 1] = c[1]\n"
+    "      held[#held + 1] = tonumber(c[2])\n"
+    "    end\n"
+    "  end\n"
     "  out[#out + 1] = { lag, pending, oldest,"
-    " redis.call('XLEN', KEYS[i + 1]) }\n"
+    " redis.call('XLEN', KEYS[i + 1]), held }\n"
     "end\n"
     "return out\n";
 

@@ -76,6 +76,7 @@ worker_json(const offload_slot_t *slot, int64_t now_us)
     json_object_set_new(w, "state",
                         json_string(offload_sb_state_name(state)));
     json_object_set_new(w, "rss", json_integer(st->rss));
+    json_object_set_new(w, "held", json_integer(st->held));
     json_object_set_new(w, "cpu_user", json_real(round1(st->cpu_user)));
     json_object_set_new(w, "cpu_sys", json_real(round1(st->cpu_sys)));
     json_object_set_new(w, "uptime_ms",
@@ -255,9 +256,9 @@ offload_registry_update(offload_registry_t *reg)
 static void
 queue_stats_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
-    size_t               p;
-    redisReply          *reply = r, *q;
-    offload_registry_t  *reg = privdata;
+    size_t                 p;
+    redisReply            *reply = r;
+    offload_registry_t    *reg = privdata;
     offload_supervisor_t  *sup = reg->sup;
 
     (void) ac;
@@ -268,14 +269,7 @@ queue_stats_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements == sup->npools) {
         for (p = 0; p < sup->npools; p++) {
-            q = reply->element[p];
-            if (q->type == REDIS_REPLY_ARRAY && q->elements == 4) {
-                offload_stats_set_queue(&sup->pools[p],
-                                        q->element[0]->integer,
-                                        q->element[1]->integer,
-                                        q->element[2]->integer,
-                                        q->element[3]->integer);
-            }
+            offload_stats_set_queue(&sup->pools[p], reply->element[p]);
         }
 
     } else if (reply->type == REDIS_REPLY_ERROR) {

@@ -5,8 +5,11 @@
  */
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <hiredis/hiredis.h>
 
 #include "clock.h"
 #include "stats.h"
@@ -243,12 +246,52 @@ offload_stats_run_quantile(const offload_pool_t *pool, double q)
 }
 
 
-void
-offload_stats_set_queue(offload_pool_t *pool, long long backlog,
-    long long pending, long long oldest_ms, long long dead)
+static long long
+integer_of(const redisReply *r)
 {
-    pool->stats.backlog = backlog;
-    pool->stats.pending = pending;
-    pool->stats.oldest_ms = oldest_ms;
-    pool->stats.dead = dead;
+    return r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+}
+
+
+void
+offload_stats_set_queue(offload_pool_t *pool, const redisReply *reply)
+{
+    int                i;
+    size_t             k, len;
+    char               prefix[OFFLOAD_CONSUMER_MAX];
+    const redisReply  *held, *name;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 5) {
+        return;
+    }
+
+    pool->stats.backlog = integer_of(reply->element[0]);
+    pool->stats.pending = integer_of(reply->element[1]);
+    pool->stats.oldest_ms = integer_of(reply->element[2]);
+    pool->stats.dead = integer_of(reply->element[3]);
+
+    for (i = 0; i < pool->nslots; i++) {
+        pool->slots[i].stats.held = 0;
+    }
+
+    /* consumers are named <node>:<queue>:<slot> */
+    len = (size_t) snprintf(prefix, sizeof(prefix), "%s:%s:",
+                            pool->sup->conf->node_name, pool->queue->name);
+    held = reply->element[4];
+
+    for (k = 0; held->type == REDIS_REPLY_ARRAY && k + 1 < held->elements;
+         k += 2)
+    {
+        name = held->element[k];
+        if (name->type != REDIS_REPLY_STRING || name->len <= len
+            || memcmp(name->str, prefix, len) != 0)
+        {
+            continue;
+        }
+
+        i = atoi(name->str + len);
+        if (i >= 0 && i < pool->nslots) {
+            pool->slots[i].stats.held = integer_of(held->element[k + 1]);
+        }
+    }
 }

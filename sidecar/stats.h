@@ -42,6 +42,10 @@ typedef struct {
     double              cpu_user;       /* % of one core since the sample */
     double              cpu_sys;        /* before */
     long long           rss;            /* bytes */
+
+    /* Entries its consumer holds (the running job and the prefetched
+     * ones): the worker's own queue, as Observer shows a process's. */
+    long long           held;
 } offload_slot_stats_t;
 
 typedef struct {
@@ -83,8 +87,8 @@ double offload_stats_jobs_per_s(const struct offload_pool_s *pool,
 int64_t offload_stats_run_quantile(const struct offload_pool_s *pool,
     double q);
 
-/* The Redis side, one reply of offload_queue_stats_script per pool. */
-void offload_stats_set_queue(struct offload_pool_s *pool, long long backlog,
-    long long pending, long long oldest_ms, long long dead);
+/* The Redis side: one queue's reply to offload_queue_stats_script. */
+void offload_stats_set_queue(struct offload_pool_s *pool,
+    const struct redisReply *reply);
 
 #endif /* OFFLOAD_STATS_H */
