@@ -29,7 +29,8 @@ LDLIBS = -lev -lhiredis -ljansson -lm
 
 # Debian packages the build, the tests and the benchmark need.
 DEB_PKGS = nginx nginx-dev libhiredis-dev libjansson-dev libev-dev \
-           redis-server redis-tools gcc make perl wrk valgrind curl
+           redis-server redis-tools gcc make perl wrk valgrind curl \
+           prometheus
 
 PROTO_SRCS = $(wildcard proto/*.c)
 SIDECAR_MAINS = sidecar/main.c sidecar/offloadctl.c

@@ -27,8 +27,6 @@ static void ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx,
     ngx_int_t rc);
 static ngx_int_t ngx_http_offload_send(ngx_http_request_t *r,
     ngx_uint_t status, u_char *body, size_t len);
-static ngx_int_t ngx_http_offload_send_error(ngx_http_request_t *r,
-    ngx_uint_t status, const char *code, const char *message);
 static ngx_int_t ngx_http_offload_add_header(ngx_http_request_t *r,
     const char *name, u_char *value, size_t len);
 
@@ -80,6 +78,34 @@ static ngx_command_t  ngx_http_offload_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_offload_loc_conf_t, validate_json),
+      NULL },
+
+    { ngx_string("offload_metrics_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_offload_metrics_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("offload_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_offload_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("offload_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_offload_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("offload_dashboard"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_offload_dashboard,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
       ngx_null_command
@@ -172,6 +198,9 @@ ngx_http_offload_handler(ngx_http_request_t *r)
     ctx->request = r;
     ctx->peer = olcf->peer;
     ctx->queue = queue;
+    ctx->start_us = ngx_http_offload_now_us();
+    ctx->metrics = ngx_http_offload_metrics_queue(
+                                       ngx_http_offload_worker.metrics, &queue);
 
     ngx_http_set_ctx(r, ctx, ngx_http_offload_module);
 
@@ -407,6 +436,11 @@ ngx_http_offload_cleanup(void *data)
     ngx_http_offload_ctx_t  *ctx = data;
 
     ngx_http_offload_unpark(ctx);
+
+    if (!ctx->answered) {
+        ngx_http_offload_metrics_answered(ctx->metrics,
+                                          NGX_HTTP_CLIENT_CLOSED_REQUEST);
+    }
 }
 
 
@@ -414,7 +448,7 @@ void
 ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
     offload_result_t *res)
 {
-    u_char              *p, timing[96];
+    u_char              *p, timing[128];
     ngx_int_t            rc;
     ngx_http_request_t  *r;
 
@@ -436,10 +470,27 @@ ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
     if (rc == NGX_OK) {
         rc = ngx_http_offload_add_header(r, "Server-Timing", timing,
                  ngx_snprintf(timing, sizeof(timing),
-                              "queue;dur=%L.%03L, run;dur=%L.%03L",
+                              "queue;dur=%L.%03L, run;dur=%L.%03L, "
+                              "cpu;dur=%L.%03L",
                               res->queue_us / 1000, res->queue_us % 1000,
-                              res->run_us / 1000, res->run_us % 1000)
+                              res->run_us / 1000, res->run_us % 1000,
+                              res->cpu_us / 1000, res->cpu_us % 1000)
                  - timing);
+    }
+
+    if (res->status == NGX_HTTP_OK) {
+        ngx_http_offload_metrics_observe(ctx->metrics,
+                                         NGX_HTTP_OFFLOAD_HIST_QUEUE,
+                                         res->queue_us);
+        ngx_http_offload_metrics_observe(ctx->metrics,
+                                         NGX_HTTP_OFFLOAD_HIST_RUN,
+                                         res->run_us);
+        ngx_http_offload_metrics_observe(ctx->metrics,
+                                         NGX_HTTP_OFFLOAD_HIST_CPU,
+                                         res->cpu_us);
+        ngx_http_offload_metrics_observe(ctx->metrics,
+                                         NGX_HTTP_OFFLOAD_HIST_RSS,
+                                         res->rss_kb * 1024);
     }
 
     if (rc == NGX_OK) {
@@ -479,11 +530,41 @@ ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx, ngx_int_t rc)
 
 
 /* Every answer carries X-Request-Id: the $request_id the job took along, so
- * one grep follows a request through nginx's and the workers' logs. */
+ * one grep follows a request through nginx's and the workers' logs.  An
+ * answer of offload_pass counts in the metrics zone. */
 
 static ngx_int_t
 ngx_http_offload_send(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
     size_t len)
+{
+    ngx_str_t                      type = ngx_string("application/json");
+    ngx_http_offload_ctx_t        *ctx;
+    ngx_http_offload_loc_conf_t   *olcf;
+    ngx_http_offload_main_conf_t  *omcf;
+
+    omcf = ngx_http_get_module_main_conf(r, ngx_http_offload_module);
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_offload_module);
+
+    if (ctx != NULL && !ctx->answered) {
+        ctx->answered = 1;
+        ngx_http_offload_metrics_answered(ctx->metrics, status);
+        ngx_http_offload_metrics_observe(ctx->metrics,
+                                         NGX_HTTP_OFFLOAD_HIST_REQUEST,
+                                         ngx_http_offload_now_us()
+                                         - ctx->start_us);
+
+    } else if (ctx == NULL && olcf->queue != NULL) {
+        ngx_http_offload_metrics_invalid(omcf->metrics, status);
+    }
+
+    return ngx_http_offload_send_body(r, status, &type, body, len);
+}
+
+
+ngx_int_t
+ngx_http_offload_send_body(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, u_char *body, size_t len)
 {
     ngx_int_t                      rc;
     ngx_buf_t                     *b;
@@ -510,8 +591,8 @@ ngx_http_offload_send(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
         ngx_str_set(&r->headers_out.status_line, "422 Unprocessable Entity");
     }
 
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
     r->headers_out.content_type_lowcase = NULL;
 
     rc = ngx_http_send_header(r);
@@ -540,7 +621,7 @@ ngx_http_offload_send(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
 
 /* {"error":{"code":…,"message":…}}; the message is escaped, code is not */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_offload_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message)
 {
@@ -836,6 +917,7 @@ ngx_http_offload_create_main_conf(ngx_conf_t *cf)
     }
 
     omcf->request_id_index = NGX_ERROR;
+    omcf->metrics_size = NGX_CONF_UNSET;
 
     return omcf;
 }
@@ -860,6 +942,7 @@ ngx_http_offload_create_loc_conf(ngx_conf_t *cf)
     olcf->peer = NGX_CONF_UNSET_PTR;
     olcf->timeout = NGX_CONF_UNSET_MSEC;
     olcf->validate_json = NGX_CONF_UNSET;
+    olcf->reads_nodes = NGX_CONF_UNSET;
 
     return olcf;
 }
@@ -878,9 +961,10 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 30000);
     ngx_conf_merge_value(conf->validate_json, prev->validate_json, 1);
 
-    /* offload_pass, like proxy_pass, is not inherited */
+    /* offload_pass, like proxy_pass, is not inherited, nor are
+     * offload_status and offload_metrics */
 
-    if (conf->queue == NULL) {
+    if (conf->queue == NULL && conf->reads_nodes != 1) {
         return NGX_CONF_OK;
     }
 
@@ -895,6 +979,10 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     conf->peer->used = 1;
+
+    if (conf->queue == NULL) {
+        return NGX_CONF_OK;
+    }
 
     /*
      * The job carries the body, so it must be read into one memory buffer:
@@ -929,7 +1017,7 @@ ngx_http_offload_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    return NGX_OK;
+    return ngx_http_offload_metrics_add_zone(cf, omcf);
 }
 
 
@@ -1008,6 +1096,7 @@ ngx_http_offload_init_process(ngx_cycle_t *cycle)
 
     ngx_http_offload_worker.channel_len = len;
     ngx_http_offload_worker.seq = 0;
+    ngx_http_offload_worker.metrics = omcf->metrics;
 
     peerp = omcf->peers.elts;
 

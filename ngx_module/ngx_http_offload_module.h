@@ -6,6 +6,10 @@
  *   ngx_http_offload_module.c   directives, HTTP request flow, responses
  *   ngx_http_offload_redis.c    hiredis async context <-> nginx connection
  *   ngx_http_offload_reply.c    pending-request table, subscriber, results
+ *   ngx_http_offload_metrics.c  the shared metrics zone, Prometheus text
+ *   ngx_http_offload_status.c   offload_status and offload_metrics: the
+ *                               zone plus the nodes' documents from Redis
+ *   ngx_http_offload_dashboard.c  offload_dashboard: the page
  */
 
 
@@ -20,6 +24,7 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 
+#include "offload_hist.h"
 #include "offload_proto.h"
 
 
@@ -35,6 +40,24 @@
 
 /* how long a GET of the result key may take once the deadline passed */
 #define NGX_HTTP_OFFLOAD_LAST_LOOK        1000
+
+#define NGX_HTTP_OFFLOAD_METRICS_SIZE     (512 * 1024)
+#define NGX_HTTP_OFFLOAD_METRICS_QUEUES   256
+
+/* what an offload_status or offload_metrics location answers */
+#define NGX_HTTP_OFFLOAD_REPORT_JSON      1
+#define NGX_HTTP_OFFLOAD_REPORT_PROM      2
+
+/* answers counted by status: 10 known ones and "other" */
+#define NGX_HTTP_OFFLOAD_NSTATUS          11
+
+/* the histograms kept per queue */
+#define NGX_HTTP_OFFLOAD_HIST_QUEUE       0
+#define NGX_HTTP_OFFLOAD_HIST_RUN         1
+#define NGX_HTTP_OFFLOAD_HIST_REQUEST     2
+#define NGX_HTTP_OFFLOAD_HIST_CPU         3
+#define NGX_HTTP_OFFLOAD_HIST_RSS         4
+#define NGX_HTTP_OFFLOAD_NHIST            5
 
 
 typedef struct ngx_http_offload_link_s  ngx_http_offload_link_t;
@@ -62,6 +85,7 @@ struct ngx_http_offload_link_s {
     ngx_uint_t                    generation;
 
     unsigned                      up:1;
+    unsigned                      was_up:1;    /* a later up reconnects */
     unsigned                      subscribed:1;
     unsigned                      exiting:1;
 };
@@ -85,14 +109,51 @@ struct ngx_http_offload_peer_s {
 
 
 typedef struct {
+    ngx_atomic_t                  count[OFFLOAD_HIST_MAX];
+    ngx_atomic_t                  sum;         /* us, or bytes */
+} ngx_http_offload_hist_counts_t;
+
+
+/* One queue's counters, in the shared zone. */
+typedef struct {
+    u_char                        name[OFFLOAD_QUEUE_NAME_MAX];
+    size_t                        name_len;
+    ngx_atomic_t                  requests[NGX_HTTP_OFFLOAD_NSTATUS];
+    ngx_atomic_t                  in_flight;
+    ngx_atomic_t                  timeouts;
+    ngx_http_offload_hist_counts_t  hist[NGX_HTTP_OFFLOAD_NHIST];
+} ngx_http_offload_queue_metrics_t;
+
+
+typedef struct {
+    ngx_atomic_t                  redis_reconnects;
+    ngx_atomic_t                  redis_failures;
+    ngx_atomic_t                  invalid[NGX_HTTP_OFFLOAD_NSTATUS];
+    ngx_uint_t                    nqueues;
+    ngx_http_offload_queue_metrics_t  *queues[NGX_HTTP_OFFLOAD_METRICS_QUEUES];
+    ngx_http_offload_queue_metrics_t   other;
+} ngx_http_offload_metrics_sh_t;
+
+
+typedef struct {
+    ngx_http_offload_metrics_sh_t  *sh;
+    ngx_slab_pool_t               *shpool;
+} ngx_http_offload_metrics_t;
+
+
+typedef struct {
     ngx_array_t                   peers;       /* ngx_http_offload_peer_t * */
     ngx_int_t                     request_id_index;
+    ssize_t                       metrics_size;
+    ngx_http_offload_metrics_t   *metrics;
 } ngx_http_offload_main_conf_t;
 
 
 typedef struct {
     ngx_http_offload_peer_t      *peer;
     ngx_http_complex_value_t     *queue;
+    ngx_flag_t                    reads_nodes; /* offload_status, _metrics */
+    ngx_uint_t                    report;      /* NGX_HTTP_OFFLOAD_REPORT_* */
     ngx_msec_t                    timeout;
     ngx_flag_t                    validate_json;
 } ngx_http_offload_loc_conf_t;
@@ -104,12 +165,15 @@ typedef struct {
     ngx_http_request_t           *request;
     ngx_http_offload_peer_t      *peer;
     ngx_str_t                     queue;
+    ngx_http_offload_queue_metrics_t  *metrics;
+    int64_t                       start_us;    /* monotonic */
     u_char                        id[OFFLOAD_JOB_ID_LEN];
     ngx_event_t                   deadline;
 
     unsigned                      parked:1;
     unsigned                      submitted:1; /* XADD acknowledged */
     unsigned                      expired:1;   /* deadline passed */
+    unsigned                      answered:1;
 } ngx_http_offload_ctx_t;
 
 
@@ -119,6 +183,7 @@ typedef struct {
     char                          channel[OFFLOAD_KEY_MAX];
     size_t                        channel_len;
     uint64_t                      seq;
+    ngx_http_offload_metrics_t   *metrics;
 } ngx_http_offload_worker_t;
 
 
@@ -126,11 +191,58 @@ extern ngx_module_t               ngx_http_offload_module;
 extern ngx_http_offload_worker_t  ngx_http_offload_worker;
 
 
+/* for latency histograms: nginx's cached time has ms resolution */
+
+static ngx_inline int64_t
+ngx_http_offload_now_us(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+
 /* ngx_http_offload_module.c */
 void ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
     offload_result_t *res);
 void ngx_http_offload_answer_error(ngx_http_offload_ctx_t *ctx,
     ngx_uint_t status, const char *code, const char *message);
+ngx_int_t ngx_http_offload_send_body(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *type, u_char *body, size_t len);
+ngx_int_t ngx_http_offload_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *message);
+
+/* ngx_http_offload_metrics.c */
+char *ngx_http_offload_metrics_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_offload_metrics_add_zone(ngx_conf_t *cf,
+    ngx_http_offload_main_conf_t *omcf);
+ngx_http_offload_queue_metrics_t *ngx_http_offload_metrics_queue(
+    ngx_http_offload_metrics_t *m, ngx_str_t *name);
+void ngx_http_offload_metrics_answered(ngx_http_offload_queue_metrics_t *q,
+    ngx_uint_t status);
+void ngx_http_offload_metrics_invalid(ngx_http_offload_metrics_t *m,
+    ngx_uint_t status);
+void ngx_http_offload_metrics_observe(ngx_http_offload_queue_metrics_t *q,
+    ngx_uint_t h, int64_t value);
+size_t ngx_http_offload_metrics_prom_size(ngx_http_offload_metrics_t *m);
+u_char *ngx_http_offload_metrics_prom(ngx_http_offload_metrics_t *m,
+    u_char *p, u_char *last);
+size_t ngx_http_offload_metrics_json_size(ngx_http_offload_metrics_t *m);
+u_char *ngx_http_offload_metrics_json(ngx_http_offload_metrics_t *m,
+    u_char *p, u_char *last);
+
+/* ngx_http_offload_status.c */
+char *ngx_http_offload_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_offload_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* ngx_http_offload_dashboard.c */
+char *ngx_http_offload_dashboard(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* ngx_http_offload_redis.c */
 void ngx_http_offload_link_init(ngx_http_offload_link_t *link,

@@ -433,6 +433,13 @@ ngx_http_offload_link_connected(const redisAsyncContext *ac, int status)
     link->backoff = 0;
     link->failures = 0;
 
+    if (link->was_up) {
+        (void) ngx_atomic_fetch_add(
+                   &ngx_http_offload_worker.metrics->sh->redis_reconnects, 1);
+    }
+
+    link->was_up = 1;
+
     ngx_log_error(NGX_LOG_NOTICE, link->log, 0,
                   "offload: redis %V %s connection up",
                   &link->peer->name, link->role);
@@ -451,6 +458,9 @@ ngx_http_offload_link_disconnected(const redisAsyncContext *ac, int status)
     if (link->exiting) {
         return;
     }
+
+    (void) ngx_atomic_fetch_add(
+                   &ngx_http_offload_worker.metrics->sh->redis_failures, 1);
 
     ngx_log_error(NGX_LOG_WARN, link->log, 0,
                   "offload: redis %V %s connection lost: %s",
@@ -486,6 +496,9 @@ ngx_http_offload_link_failed(ngx_http_offload_link_t *link, const char *err)
     ngx_uint_t  level;
 
     level = (link->failures++ == 0) ? NGX_LOG_WARN : NGX_LOG_INFO;
+
+    (void) ngx_atomic_fetch_add(
+                   &ngx_http_offload_worker.metrics->sh->redis_failures, 1);
 
     ngx_log_error(level, link->log, 0,
                   "offload: redis %V %s connection failed: %s",

@@ -27,6 +27,7 @@ static void ngx_http_offload_message(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_offload_get_done(redisAsyncContext *ac, void *r,
     void *privdata);
+static void ngx_http_offload_timed_out(ngx_http_offload_ctx_t *ctx);
 static void ngx_http_offload_deadline_handler(ngx_event_t *ev);
 static void ngx_http_offload_ping_handler(ngx_event_t *ev);
 static void ngx_http_offload_ping_done(redisAsyncContext *ac, void *r,
@@ -73,11 +74,24 @@ ngx_http_offload_peer_stop(ngx_http_offload_peer_t *peer)
 }
 
 
+/* offload_timeout passed: 504, counted apart from a worker's 504s */
+
+static void
+ngx_http_offload_timed_out(ngx_http_offload_ctx_t *ctx)
+{
+    (void) ngx_atomic_fetch_add(&ctx->metrics->timeouts, 1);
+
+    ngx_http_offload_answer_error(ctx, NGX_HTTP_GATEWAY_TIME_OUT, "timeout",
+                                  "no result in time");
+}
+
+
 void
 ngx_http_offload_park(ngx_http_offload_ctx_t *ctx, ngx_msec_t timeout)
 {
     ngx_rbtree_insert(&ctx->peer->pending, &ctx->node);
     ctx->parked = 1;
+    (void) ngx_atomic_fetch_add(&ctx->metrics->in_flight, 1);
 
     ctx->deadline.handler = ngx_http_offload_deadline_handler;
     ctx->deadline.data = ctx;
@@ -95,6 +109,7 @@ ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx)
     if (ctx->parked) {
         ngx_rbtree_delete(&ctx->peer->pending, &ctx->node);
         ctx->parked = 0;
+        (void) ngx_atomic_fetch_add(&ctx->metrics->in_flight, -1);
     }
 
     if (ctx->deadline.timer_set) {
@@ -275,8 +290,7 @@ ngx_http_offload_get_done(redisAsyncContext *ac, void *r, void *privdata)
     /* nothing stored: a recovery look keeps waiting, the last look ends */
 
     if (ctx->expired) {
-        ngx_http_offload_answer_error(ctx, NGX_HTTP_GATEWAY_TIME_OUT,
-                                      "timeout", "no result in time");
+        ngx_http_offload_timed_out(ctx);
     }
 }
 
@@ -404,8 +418,7 @@ ngx_http_offload_deadline_handler(ngx_event_t *ev)
     ngx_http_offload_ctx_t  *ctx = ev->data;
 
     if (ctx->expired || !ctx->peer->command.up) {
-        ngx_http_offload_answer_error(ctx, NGX_HTTP_GATEWAY_TIME_OUT,
-                                      "timeout", "no result in time");
+        ngx_http_offload_timed_out(ctx);
         return;
     }
 

@@ -27,7 +27,8 @@
 #define OFFLOAD_STREAM_FMT         "offload:{%.*s}:jobs"
 #define OFFLOAD_RESULT_FMT         "offload:{%.*s}:result:%.*s"
 #define OFFLOAD_REPLY_FMT          "offload:reply:%.*s"
-#define OFFLOAD_NODE_FMT           "offload:node:%s"
+#define OFFLOAD_NODE_PREFIX        "offload:node:"
+#define OFFLOAD_NODE_FMT           OFFLOAD_NODE_PREFIX "%s"
 #define OFFLOAD_NODES_KEY          "offload:nodes"
 
 /* A worker's consumer name: node, queue, slot.  A worker restarted in the
@@ -211,6 +212,23 @@ extern const char  offload_touch_script[];
  * hold pending entries with their counts (name, count, name, count...).
  */
 extern const char  offload_queue_stats_script[];
+
+/*
+ * Nodes: every live node's registry document in one round trip, for
+ * offload_status, offload_metrics and offloadctl.
+ *   KEYS[1] offload:nodes   ARGV[1] "json" or "prom"
+ *                           ARGV[2] sort workers by: memory, cpu, queue
+ *                                   (entries held), restarts, jobs, or ""
+ *                           ARGV[3] at most this many workers, or ""
+ *                           ARGV[4] the node key prefix, "offload:node:"
+ * "json" returns the members "nodes" (the documents), "queues" (merged
+ * over the nodes), "workers" (every worker of every node, flattened with
+ * its node and queue, sorted, limited) and "workers_total", as the inside
+ * of a JSON object without its braces.  "prom" returns the nodes' figures
+ * as Prometheus text.  The node keys are read without being declared in
+ * KEYS: this script needs a single Redis, not a Cluster.
+ */
+extern const char  offload_nodes_script[];
 
 
 /* Checks that buf is one well-formed JSON text (RFC 8259) without building

@@ -189,7 +189,7 @@ offload_registry_json(const offload_supervisor_t *sup, int64_t now_ms)
         }
     }
 
-    text = json_dumps(doc, JSON_COMPACT);
+    text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(6));
     json_decref(doc);
     return text;
 }

@@ -1,0 +1,563 @@
+/*
+ * ngx_http_offload_metrics.c -- the counters and histograms every nginx
+ * worker keeps in one shared memory zone (offload_metrics_zone), and their
+ * two renderings: Prometheus text (offload_metrics) and the "nginx" part of
+ * the JSON status (offload_status).
+ *
+ * Counting is lock-free (atomic adds on the request path); only the first
+ * request of a queue takes the zone's mutex, to add the queue.  The zone
+ * survives reloads, so counters only reset when nginx restarts, as
+ * Prometheus expects of a counter.
+ */
+
+
+#include "ngx_http_offload_module.h"
+
+
+#define NGX_HTTP_OFFLOAD_HIST_TIME  0
+#define NGX_HTTP_OFFLOAD_HIST_SIZE  1
+
+
+typedef struct {
+    const char                    *name;
+    const char                    *help;
+    ngx_uint_t                     kind;
+} ngx_http_offload_hist_meta_t;
+
+
+/* what the answers' statuses are counted as; the last is "other" */
+static ngx_uint_t  ngx_http_offload_statuses[NGX_HTTP_OFFLOAD_NSTATUS - 1] = {
+    200, 400, 405, 413, 422, 499, 500, 502, 503, 504
+};
+
+static ngx_http_offload_hist_meta_t
+    ngx_http_offload_hists[NGX_HTTP_OFFLOAD_NHIST] =
+{
+    { "offload_job_queue_seconds",
+      "Time a job waited in its queue before a worker took it.",
+      NGX_HTTP_OFFLOAD_HIST_TIME },
+
+    { "offload_job_run_seconds",
+      "Time a job's handler ran.",
+      NGX_HTTP_OFFLOAD_HIST_TIME },
+
+    { "offload_request_seconds",
+      "Time from the request to its answer, as nginx saw it.",
+      NGX_HTTP_OFFLOAD_HIST_TIME },
+
+    { "offload_job_cpu_seconds",
+      "CPU time (user + system) a job's handler used.",
+      NGX_HTTP_OFFLOAD_HIST_TIME },
+
+    { "offload_job_rss_growth_bytes",
+      "How much a job raised its worker's peak resident set.",
+      NGX_HTTP_OFFLOAD_HIST_SIZE }
+};
+
+
+static const offload_hist_t *
+ngx_http_offload_hist_of(ngx_uint_t h)
+{
+    return ngx_http_offload_hists[h].kind == NGX_HTTP_OFFLOAD_HIST_TIME
+           ? &offload_hist_time : &offload_hist_size;
+}
+
+
+char *
+ngx_http_offload_metrics_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_offload_main_conf_t  *omcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value;
+
+    if (omcf->metrics_size != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    size = ngx_parse_size(&value[1]);
+
+    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid offload_metrics_zone size \"%V\", "
+                           "it must be at least %uz", &value[1],
+                           8 * ngx_pagesize);
+        return NGX_CONF_ERROR;
+    }
+
+    omcf->metrics_size = size;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_offload_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_offload_metrics_t  *octx = data;
+
+    ngx_slab_pool_t              *shpool;
+    ngx_http_offload_metrics_t   *ctx;
+    ngx_http_offload_metrics_sh_t  *sh;
+
+    ctx = shm_zone->data;
+
+    if (octx) {
+        ctx->sh = octx->sh;
+        ctx->shpool = octx->shpool;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        ctx->sh = shpool->data;
+        ctx->shpool = shpool;
+        return NGX_OK;
+    }
+
+    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_offload_metrics_sh_t));
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(sh->other.name, "_other", sizeof("_other") - 1);
+    sh->other.name_len = sizeof("_other") - 1;
+
+    shpool->data = sh;
+    shpool->log_nomem = 0;
+
+    ctx->sh = sh;
+    ctx->shpool = shpool;
+
+    return NGX_OK;
+}
+
+
+/* Called at postconfiguration: the zone, of the configured or default
+ * size. */
+
+ngx_int_t
+ngx_http_offload_metrics_add_zone(ngx_conf_t *cf,
+    ngx_http_offload_main_conf_t *omcf)
+{
+    ngx_str_t        name = ngx_string("offload_metrics");
+    ngx_shm_zone_t  *shm_zone;
+
+    if (omcf->metrics_size == NGX_CONF_UNSET) {
+        omcf->metrics_size = NGX_HTTP_OFFLOAD_METRICS_SIZE;
+    }
+
+    omcf->metrics = ngx_pcalloc(cf->pool, sizeof(ngx_http_offload_metrics_t));
+    if (omcf->metrics == NULL) {
+        return NGX_ERROR;
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, &name, omcf->metrics_size,
+                                     &ngx_http_offload_module);
+    if (shm_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    shm_zone->init = ngx_http_offload_metrics_init_zone;
+    shm_zone->data = omcf->metrics;
+
+    return NGX_OK;
+}
+
+
+/* The queue's counters; a queue past the zone's room counts as "_other". */
+
+ngx_http_offload_queue_metrics_t *
+ngx_http_offload_metrics_queue(ngx_http_offload_metrics_t *m, ngx_str_t *name)
+{
+    ngx_uint_t                         i, n;
+    ngx_http_offload_queue_metrics_t  *q;
+    ngx_http_offload_metrics_sh_t     *sh = m->sh;
+
+    n = sh->nqueues;
+    ngx_memory_barrier();
+
+    for (i = 0; i < n; i++) {
+        q = sh->queues[i];
+        if (q->name_len == name->len
+            && ngx_memcmp(q->name, name->data, name->len) == 0)
+        {
+            return q;
+        }
+    }
+
+    ngx_shmtx_lock(&m->shpool->mutex);
+
+    for ( /* void */ ; i < sh->nqueues; i++) {
+        q = sh->queues[i];
+        if (q->name_len == name->len
+            && ngx_memcmp(q->name, name->data, name->len) == 0)
+        {
+            goto done;
+        }
+    }
+
+    q = NULL;
+
+    if (sh->nqueues < NGX_HTTP_OFFLOAD_METRICS_QUEUES
+        && name->len <= OFFLOAD_QUEUE_NAME_MAX)
+    {
+        q = ngx_slab_calloc_locked(m->shpool,
+                                   sizeof(ngx_http_offload_queue_metrics_t));
+    }
+
+    if (q == NULL) {
+        q = &sh->other;
+        goto done;
+    }
+
+    ngx_memcpy(q->name, name->data, name->len);
+    q->name_len = name->len;
+
+    sh->queues[sh->nqueues] = q;
+    ngx_memory_barrier();
+    sh->nqueues++;
+
+done:
+
+    ngx_shmtx_unlock(&m->shpool->mutex);
+
+    return q;
+}
+
+
+static ngx_uint_t
+ngx_http_offload_status_index(ngx_uint_t status)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_OFFLOAD_NSTATUS - 1; i++) {
+        if (ngx_http_offload_statuses[i] == status) {
+            return i;
+        }
+    }
+
+    return NGX_HTTP_OFFLOAD_NSTATUS - 1;
+}
+
+
+void
+ngx_http_offload_metrics_answered(ngx_http_offload_queue_metrics_t *q,
+    ngx_uint_t status)
+{
+    (void) ngx_atomic_fetch_add(&q->requests[
+                                    ngx_http_offload_status_index(status)],
+                                1);
+}
+
+
+void
+ngx_http_offload_metrics_invalid(ngx_http_offload_metrics_t *m,
+    ngx_uint_t status)
+{
+    (void) ngx_atomic_fetch_add(&m->sh->invalid[
+                                    ngx_http_offload_status_index(status)],
+                                1);
+}
+
+
+void
+ngx_http_offload_metrics_observe(ngx_http_offload_queue_metrics_t *q,
+    ngx_uint_t h, int64_t value)
+{
+    ngx_http_offload_hist_counts_t  *hc = &q->hist[h];
+
+    if (value < 0) {
+        value = 0;
+    }
+
+    (void) ngx_atomic_fetch_add(&hc->count[
+                         offload_hist_bucket(ngx_http_offload_hist_of(h),
+                                             value)],
+                                1);
+    (void) ngx_atomic_fetch_add(&hc->sum, (ngx_atomic_int_t) value);
+}
+
+
+static ngx_atomic_uint_t
+ngx_http_offload_requests_sum(ngx_http_offload_queue_metrics_t *q)
+{
+    ngx_uint_t         s;
+    ngx_atomic_uint_t  sum;
+
+    sum = 0;
+
+    for (s = 0; s < NGX_HTTP_OFFLOAD_NSTATUS; s++) {
+        sum += q->requests[s];
+    }
+
+    return sum;
+}
+
+
+/* Prometheus text, 0.0.4 */
+
+static u_char *
+ngx_http_offload_prom_header(u_char *p, u_char *last, const char *name,
+    const char *type, const char *help)
+{
+    return ngx_slprintf(p, last, "# HELP %s %s\n# TYPE %s %s\n",
+                        name, help, name, type);
+}
+
+
+static const char *
+ngx_http_offload_status_label(ngx_uint_t i, u_char *buf)
+{
+    if (i == NGX_HTTP_OFFLOAD_NSTATUS - 1) {
+        return "other";
+    }
+
+    *ngx_sprintf(buf, "%ui", ngx_http_offload_statuses[i]) = '\0';
+    return (char *) buf;
+}
+
+
+/* a sum in us or bytes, in the family's base unit (s or bytes) */
+
+static u_char *
+ngx_http_offload_prom_sum(u_char *p, u_char *last, ngx_uint_t h,
+    ngx_atomic_uint_t sum)
+{
+    if (ngx_http_offload_hists[h].kind == NGX_HTTP_OFFLOAD_HIST_SIZE) {
+        return ngx_slprintf(p, last, "%uA", sum);
+    }
+
+    return ngx_slprintf(p, last, "%uA.%06uA", sum / 1000000, sum % 1000000);
+}
+
+
+static u_char *
+ngx_http_offload_prom_hist(u_char *p, u_char *last, ngx_uint_t h,
+    ngx_http_offload_queue_metrics_t *q)
+{
+    ngx_uint_t                       b;
+    ngx_atomic_uint_t                cumulative;
+    const char                      *name = ngx_http_offload_hists[h].name;
+    const offload_hist_t            *hist = ngx_http_offload_hist_of(h);
+    ngx_http_offload_hist_counts_t  *hc = &q->hist[h];
+
+    cumulative = 0;
+
+    for (b = 0; b <= (ngx_uint_t) hist->nbounds; b++) {
+        cumulative += hc->count[b];
+        p = ngx_slprintf(p, last, "%s_bucket{queue=\"%*s\",le=\"%s\"} %uA\n",
+                         name, q->name_len, q->name,
+                         b < (ngx_uint_t) hist->nbounds ? hist->le[b]
+                                                        : "+Inf",
+                         cumulative);
+    }
+
+    p = ngx_slprintf(p, last, "%s_sum{queue=\"%*s\"} ", name, q->name_len,
+                     q->name);
+    p = ngx_http_offload_prom_sum(p, last, h, hc->sum);
+
+    return ngx_slprintf(p, last, "\n%s_count{queue=\"%*s\"} %uA\n", name,
+                        q->name_len, q->name, cumulative);
+}
+
+
+size_t
+ngx_http_offload_metrics_prom_size(ngx_http_offload_metrics_t *m)
+{
+    /* generous: about 3 KB per histogram and queue */
+    return 4096 + (m->sh->nqueues + 1) * (NGX_HTTP_OFFLOAD_NHIST + 1) * 3072;
+}
+
+
+u_char *
+ngx_http_offload_metrics_prom(ngx_http_offload_metrics_t *m, u_char *p,
+    u_char *last)
+{
+    u_char                             buf[NGX_INT_T_LEN + 1];
+    ngx_uint_t                         i, n, s, h;
+    ngx_http_offload_queue_metrics_t  *q, *queues[NGX_HTTP_OFFLOAD_METRICS_QUEUES
+                                                  + 1];
+    ngx_http_offload_metrics_sh_t     *sh = m->sh;
+
+    n = sh->nqueues;
+    ngx_memory_barrier();
+
+    for (i = 0; i < n; i++) {
+        queues[i] = sh->queues[i];
+    }
+
+    /* "_other" only once a queue did not fit */
+    if (sh->other.in_flight
+        || ngx_http_offload_requests_sum(&sh->other) != 0)
+    {
+        queues[n++] = &sh->other;
+    }
+
+    p = ngx_http_offload_prom_header(p, last, "offload_requests_total",
+            "counter", "Answers to offload_pass requests, by queue and "
+            "HTTP status.");
+
+    for (i = 0; i < n; i++) {
+        q = queues[i];
+        for (s = 0; s < NGX_HTTP_OFFLOAD_NSTATUS; s++) {
+            if (q->requests[s] == 0 && s != 0) {
+                continue;
+            }
+            p = ngx_slprintf(p, last,
+                             "offload_requests_total{queue=\"%*s\","
+                             "status=\"%s\"} %uA\n", q->name_len, q->name,
+                             ngx_http_offload_status_label(s, buf),
+                             q->requests[s]);
+        }
+    }
+
+    p = ngx_http_offload_prom_header(p, last,
+            "offload_invalid_requests_total", "counter",
+            "Requests answered before they named a valid queue, by HTTP "
+            "status.");
+
+    for (s = 0; s < NGX_HTTP_OFFLOAD_NSTATUS; s++) {
+        if (sh->invalid[s] || s == 0) {
+            p = ngx_slprintf(p, last, "offload_invalid_requests_total"
+                             "{status=\"%s\"} %uA\n",
+                             ngx_http_offload_status_label(s, buf),
+                             sh->invalid[s]);
+        }
+    }
+
+    p = ngx_http_offload_prom_header(p, last, "offload_requests_in_flight",
+            "gauge", "Requests waiting for their job's result.");
+
+    for (i = 0; i < n; i++) {
+        p = ngx_slprintf(p, last,
+                         "offload_requests_in_flight{queue=\"%*s\"} %uA\n",
+                         queues[i]->name_len, queues[i]->name,
+                         queues[i]->in_flight);
+    }
+
+    p = ngx_http_offload_prom_header(p, last, "offload_timeouts_total",
+            "counter", "Requests answered 504 because offload_timeout "
+            "passed.");
+
+    for (i = 0; i < n; i++) {
+        p = ngx_slprintf(p, last,
+                         "offload_timeouts_total{queue=\"%*s\"} %uA\n",
+                         queues[i]->name_len, queues[i]->name,
+                         queues[i]->timeouts);
+    }
+
+    p = ngx_http_offload_prom_header(p, last,
+            "offload_redis_reconnects_total", "counter",
+            "Connections to Redis made again after one was lost.");
+    p = ngx_slprintf(p, last, "offload_redis_reconnects_total %uA\n",
+                     sh->redis_reconnects);
+
+    p = ngx_http_offload_prom_header(p, last,
+            "offload_redis_failures_total", "counter",
+            "Connections to Redis that failed or were lost.");
+    p = ngx_slprintf(p, last, "offload_redis_failures_total %uA\n",
+                     sh->redis_failures);
+
+    for (h = 0; h < NGX_HTTP_OFFLOAD_NHIST; h++) {
+        p = ngx_http_offload_prom_header(p, last,
+                                         ngx_http_offload_hists[h].name,
+                                         "histogram",
+                                         ngx_http_offload_hists[h].help);
+        for (i = 0; i < n; i++) {
+            p = ngx_http_offload_prom_hist(p, last, h, queues[i]);
+        }
+    }
+
+    return p;
+}
+
+
+/* The "nginx" member of the status document. */
+
+size_t
+ngx_http_offload_metrics_json_size(ngx_http_offload_metrics_t *m)
+{
+    return 1024 + (m->sh->nqueues + 1) * 2048;
+}
+
+
+static u_char *
+ngx_http_offload_json_ms(u_char *p, u_char *last, int64_t us)
+{
+    if (us < 0) {
+        return ngx_slprintf(p, last, "null");
+    }
+
+    return ngx_slprintf(p, last, "%L.%03L", us / 1000, us % 1000);
+}
+
+
+u_char *
+ngx_http_offload_metrics_json(ngx_http_offload_metrics_t *m, u_char *p,
+    u_char *last)
+{
+    u_char                             buf[NGX_INT_T_LEN + 1];
+    uint64_t                           counts[OFFLOAD_HIST_MAX];
+    ngx_uint_t                         i, n, s, b, h;
+    ngx_http_offload_queue_metrics_t  *q;
+    ngx_http_offload_metrics_sh_t     *sh = m->sh;
+
+    n = sh->nqueues;
+    ngx_memory_barrier();
+
+    p = ngx_slprintf(p, last, "{\"pid\":%P,\"redis_reconnects\":%uA,"
+                     "\"redis_failures\":%uA,\"queues\":{",
+                     ngx_pid, sh->redis_reconnects, sh->redis_failures);
+
+    for (i = 0; i <= n; i++) {
+        q = i < n ? sh->queues[i] : &sh->other;
+
+        if (i == n && sh->other.in_flight == 0
+            && ngx_http_offload_requests_sum(q) == 0)
+        {
+            break;
+        }
+
+        p = ngx_slprintf(p, last, "%s\"%*s\":{\"in_flight\":%uA,"
+                         "\"timeouts\":%uA,\"requests\":{",
+                         i ? "," : "", q->name_len, q->name, q->in_flight,
+                         q->timeouts);
+
+        for (s = 0; s < NGX_HTTP_OFFLOAD_NSTATUS; s++) {
+            p = ngx_slprintf(p, last, "%s\"%s\":%uA", s ? "," : "",
+                             ngx_http_offload_status_label(s, buf),
+                             q->requests[s]);
+        }
+
+        /* the request time: percentiles since start, and the bucket
+         * counts, so a client can take percentiles of an interval */
+        h = NGX_HTTP_OFFLOAD_HIST_REQUEST;
+        p = ngx_slprintf(p, last, "},\"request_hist\":[");
+
+        for (b = 0; b < OFFLOAD_HIST_MAX; b++) {
+            counts[b] = q->hist[h].count[b];
+            p = ngx_slprintf(p, last, "%s%uL", b ? "," : "", counts[b]);
+        }
+
+        p = ngx_slprintf(p, last, "],\"request_p50_ms\":");
+        p = ngx_http_offload_json_ms(p, last,
+                offload_hist_quantile(&offload_hist_time, counts, 0.5));
+        p = ngx_slprintf(p, last, ",\"request_p99_ms\":");
+        p = ngx_http_offload_json_ms(p, last,
+                offload_hist_quantile(&offload_hist_time, counts, 0.99));
+        p = ngx_slprintf(p, last, "}");
+    }
+
+    p = ngx_slprintf(p, last, "},\"hist_bounds_us\":[");
+
+    for (b = 0; b < OFFLOAD_HIST_TIME_BOUNDS; b++) {
+        p = ngx_slprintf(p, last, "%s%L", b ? "," : "",
+                         offload_hist_time.bounds[b]);
+    }
+
+    return ngx_slprintf(p, last, "]}");
+}

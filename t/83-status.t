@@ -1,0 +1,139 @@
+#!/usr/bin/perl
+# offload_status (JSON) and offload_metrics (Prometheus text): the nginx
+# metrics zone's counters and histograms, every node's workers and queues
+# from Redis, sorting and limits, bad arguments, Redis away.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use OffloadTest;
+
+start_redis();
+start_sidecar(conf => <<'CONF');
+fault_handlers on;
+queue echo { handler echo; workers 2; }
+queue leak { handler leak; workers 1; }
+queue sleep { handler sleep; workers 1; }
+CONF
+ok(start_jobs_nginx(server => <<'SERVER'), 'stack ready');
+location = /status { offload_status; }
+location = /metrics { offload_metrics; }
+location ~ ^/short/([^/]+)$ { offload_timeout 300ms; offload_pass $1; }
+SERVER
+
+sub status {
+    my $r = http('GET', '/status' . ($_[0] // ''));
+    return $r->{json} || {};
+}
+
+sub requests { status()->{nginx}{queues}{ $_[0] }{requests}{ $_[1] } // 0 }
+
+# ---- the nginx counters: answers by queue and status
+my $before = requests('echo', '200');
+post_json('/jobs/echo', { i => $_ }) for 1 .. 10;
+is(requests('echo', '200'), $before + 10, 'ten more echo 200s counted');
+my $bad = status()->{nginx}{queues}{echo}{requests}{400} // 0;
+post_json('/jobs/echo', '{oops');
+is(requests('echo', '400'), $bad + 1, 'a bad JSON body counts as echo 400');
+my $r = http('GET', '/status');
+is($r->{status}, 200, 'status answers 200');
+like($r->{headers}{'content-type'}, qr{^application/json}, 'as JSON');
+my $s = $r->{json};
+ok($s->{nginx}{queues}{echo}{request_p50_ms} > 0, 'request p50 from the '
+    . 'histogram');
+is(scalar @{ $s->{nginx}{queues}{echo}{request_hist} }, 20,
+    '20 request-time buckets');
+
+# ---- the nodes from Redis
+is($s->{redis}, 'ok', 'redis reached');
+my ($node) = grep { $_->{node} eq node_name() } @{ $s->{nodes} };
+ok($node, 'our node is listed');
+is($s->{workers_total}, 4, 'four workers in all');
+is(scalar @{ $s->{workers} }, 4, 'all listed without a limit');
+my ($w) = grep { $_->{queue} eq 'echo' } @{ $s->{workers} };
+is($w->{node}, node_name(), 'a flattened worker names its node');
+is($s->{queues}{echo}{workers}, 2, 'queue echo: two workers');
+is($s->{queues}{echo}{state}, 'ok', 'queue echo: ok');
+
+# ---- sort and limit: a leaking worker rises to the top by memory
+post_json('/jobs/leak', { mb => 32 });
+ok(wait_until(sub {
+    my $top = status('?sort=memory&limit=1')->{workers} || [];
+    @$top == 1 && $top->[0]{queue} eq 'leak' && $top->[0]{rss} > 32 << 20;
+}, scaled(5), 'leak on top'), 'sort=memory&limit=1: the leaking worker');
+$s = status('?sort=memory');
+my @rss = map { $_->{rss} } @{ $s->{workers} };
+is_deeply(\@rss, [ sort { $b <=> $a } @rss ], 'sort=memory: descending');
+$s = status('?sort=jobs');
+my @jobs = map { $_->{jobs_ok} + $_->{jobs_failed} } @{ $s->{workers} };
+is_deeply(\@jobs, [ sort { $b <=> $a } @jobs ], 'sort=jobs: descending');
+for my $k (qw(cpu queue restarts)) {
+    is(http('GET', "/status?sort=$k")->{status}, 200, "sort=$k accepted");
+}
+
+$r = http('GET', '/status?sort=bogus');
+is($r->{status}, 400, 'unknown sort: 400');
+is($r->{json}{error}{code}, 'bad_sort', 'error code bad_sort');
+$r = http('GET', '/status?limit=0');
+is($r->{status}, 400, 'limit=0: 400');
+is($r->{json}{error}{code}, 'bad_limit', 'error code bad_limit');
+is(http('POST', '/status', '{}')->{status}, 405, 'POST /status: 405');
+
+# ---- in flight, per-job resource use, timeouts
+my $sock = send_post('/jobs/sleep', '{"ms":' . scaled(1500) . '}');
+ok(wait_until(sub {
+    (status()->{nginx}{queues}{sleep}{in_flight} // 0) == 1 }, scaled(5),
+    'in flight'), 'a parked request is in flight');
+my $ans = read_answer($sock);
+is($ans->{status}, 200, 'sleep job answered');
+is(status()->{nginx}{queues}{sleep}{in_flight}, 0, 'and no longer in flight');
+$r = post_json('/jobs/echo', {});
+like($r->{headers}{'server-timing'}, qr/cpu;dur=\d+\.\d{3}/,
+    'Server-Timing carries the job\'s CPU time');
+
+$r = post_json('/short/sleep', { ms => scaled(2000) });
+is($r->{status}, 504, 'offload_timeout passed: 504');
+is(status()->{nginx}{queues}{sleep}{timeouts}, 1, 'counted as a timeout');
+
+# ---- Prometheus text
+$r = http('GET', '/metrics');
+is($r->{status}, 200, 'metrics answers 200');
+like($r->{headers}{'content-type'}, qr{^text/plain; version=0\.0\.4},
+    'Prometheus text 0.0.4');
+my $m = $r->{content};
+like($m, qr/^# TYPE offload_requests_total counter$/m, 'TYPE line');
+like($m, qr/^# HELP offload_requests_total \S/m, 'HELP line');
+like($m, qr/^offload_requests_total\{queue="echo",status="200"\} \d+$/m,
+    'requests by queue and status');
+like($m, qr/^offload_request_seconds_bucket\{queue="echo",le="\+Inf"\} \d+$/m,
+    'histogram buckets');
+like($m, qr/^offload_job_run_seconds_sum\{queue="echo"\} [\d.]+$/m,
+    'histogram sum');
+like($m, qr/^offload_job_cpu_seconds_count\{queue="leak"\} 1$/m,
+    'histogram count of the job CPU time');
+like($m, qr/^offload_job_rss_growth_bytes_bucket\{queue="leak",le="67108864"\} 1$/m,
+    'the 32 MB leak is in the RSS-growth bucket up to 64 MiB');
+my $n = node_name();
+like($m, qr/^offload_worker_rss_bytes\{node="\Q$n\E",queue="leak",slot="0"\} \d+$/m,
+    'worker RSS labelled by node, queue, slot');
+like($m, qr/^offload_queue_backlog\{queue="echo"\} 0$/m, 'queue backlog');
+like($m, qr/^offload_redis_up 1$/m, 'redis up');
+like($m, qr/^offload_timeouts_total\{queue="sleep"\} 1$/m, 'timeouts');
+
+my $file = tmpdir() . '/metrics.txt';
+spew($file, $m);
+my $out = `promtool check metrics < $file 2>&1`;
+is($?, 0, 'promtool check metrics passes') or diag($out);
+
+# ---- Redis away: the zone's part still answers
+stop_redis();
+ok(wait_until(sub { (status()->{redis} // '') eq 'unavailable' }, scaled(10),
+    'redis unavailable'), 'status says redis is unavailable');
+$s = status();
+ok($s->{nginx}{queues}{echo}{requests}{200} > 0, 'with the nginx counters');
+like(http('GET', '/metrics')->{content}, qr/^offload_redis_up 0$/m,
+    'metrics: offload_redis_up 0');
+
+done_testing();
