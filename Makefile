@@ -27,10 +27,11 @@ CFLAGS = -std=gnu99 -g $(OPT) $(WARN) $(SAN_FLAGS) -Iproto -Isidecar \
          -D_GNU_SOURCE
 LDLIBS = -lev -lhiredis -ljansson -lm
 
-# Debian packages the build, the tests and the benchmark need.
+# Debian packages the build, the tests and the benchmark need; the tests
+# also scrape with a real Prometheus and load the dashboard in Chromium.
 DEB_PKGS = nginx nginx-dev libhiredis-dev libjansson-dev libev-dev \
-           redis-server redis-tools gcc make perl wrk valgrind curl \
-           prometheus
+           redis-server redis-tools gcc make perl wrk valgrind curl
+TEST_PKGS = prometheus chromium
 
 PROTO_SRCS = $(wildcard proto/*.c)
 SIDECAR_MAINS = sidecar/main.c sidecar/offloadctl.c
@@ -99,6 +100,7 @@ unit: $(UNIT_TESTS)
 run: deps all
 	PORT=$(or $(PORT),8080) BUILD=$(CURDIR)/$(BUILD) conf/run
 
+test: DEB_PKGS += $(TEST_PKGS)
 test: deps all
 	OFFLOAD_BUILD=$(CURDIR)/$(BUILD) OFFLOAD_SANITIZE=$(SANITIZE) \
 	    prove $(UNIT_TESTS) t/*.t

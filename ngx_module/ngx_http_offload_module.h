@@ -235,6 +235,7 @@ u_char *ngx_http_offload_metrics_json(ngx_http_offload_metrics_t *m,
     u_char *p, u_char *last);
 
 /* ngx_http_offload_status.c */
+ngx_int_t ngx_http_offload_status_handler(ngx_http_request_t *r);
 char *ngx_http_offload_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_offload_metrics(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -21,7 +21,6 @@ typedef struct {
 } ngx_http_offload_status_ctx_t;
 
 
-static ngx_int_t ngx_http_offload_status_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_offload_status_args(ngx_http_request_t *r,
     ngx_str_t *sort, ngx_str_t *limit);
 static void ngx_http_offload_status_cleanup(void *data);
@@ -42,12 +41,12 @@ static const char  *ngx_http_offload_sorts[] = {
 };
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_offload_status_handler(ngx_http_request_t *r)
 {
     int                             argc;
-    const char                     *argv[8];
-    size_t                          argvlen[8];
+    const char                     *argv[9];
+    size_t                          argvlen[9];
     ngx_int_t                       rc;
     ngx_str_t                       sort, limit;
     ngx_http_offload_peer_t        *peer;
@@ -102,10 +101,12 @@ ngx_http_offload_status_handler(ngx_http_request_t *r)
     argvlen[argc++] = 4;
     argv[argc] = offload_nodes_script;
     argvlen[argc++] = ngx_strlen(offload_nodes_script);
-    argv[argc] = "1";
+    argv[argc] = "2";
     argvlen[argc++] = 1;
     argv[argc] = OFFLOAD_NODES_KEY;
     argvlen[argc++] = sizeof(OFFLOAD_NODES_KEY) - 1;
+    argv[argc] = OFFLOAD_EVENTS_KEY;
+    argvlen[argc++] = sizeof(OFFLOAD_EVENTS_KEY) - 1;
 
     if (olcf->report == NGX_HTTP_OFFLOAD_REPORT_JSON) {
         argv[argc] = "json";
@@ -150,7 +151,8 @@ ngx_http_offload_status_args(ngx_http_request_t *r, ngx_str_t *sort,
     ngx_int_t    n;
     ngx_uint_t   i;
 
-    if (ngx_http_arg(r, (u_char *) "sort", 4, sort) == NGX_OK) {
+    /* an empty sort is none: node, queue, slot */
+    if (ngx_http_arg(r, (u_char *) "sort", 4, sort) == NGX_OK && sort->len) {
         for (i = 0; ngx_http_offload_sorts[i]; i++) {
             if (sort->len == ngx_strlen(ngx_http_offload_sorts[i])
                 && ngx_strncmp(sort->data, ngx_http_offload_sorts[i],
@@ -244,7 +246,7 @@ ngx_http_offload_status_send(ngx_http_request_t *r, ngx_uint_t report,
 
     static u_char  no_nodes[] = "\"redis\":\"unavailable\",\"nodes\":[],"
                                 "\"queues\":{},\"workers\":[],"
-                                "\"workers_total\":0";
+                                "\"workers_total\":0,\"crashes\":[]";
 
     if (report == NGX_HTTP_OFFLOAD_REPORT_JSON) {
         size = ngx_http_offload_metrics_json_size(m) + sizeof(no_nodes)

@@ -217,13 +217,15 @@ extern const char  offload_queue_stats_script[];
  * Nodes: every live node's registry document in one round trip, for
  * offload_status, offload_metrics and offloadctl.
  *   KEYS[1] offload:nodes   ARGV[1] "json" or "prom"
+ *   KEYS[2] offload:events
  *                           ARGV[2] sort workers by: memory, cpu, queue
  *                                   (entries held), restarts, jobs, or ""
  *                           ARGV[3] at most this many workers, or ""
  *                           ARGV[4] the node key prefix, "offload:node:"
  * "json" returns the members "nodes" (the documents), "queues" (merged
  * over the nodes), "workers" (every worker of every node, flattened with
- * its node and queue, sorted, limited) and "workers_total", as the inside
+ * its node and queue, sorted, limited), "workers_total" and "crashes"
+ * (the latest ten crash reports of offload:events), as the inside
  * of a JSON object without its braces.  "prom" returns the nodes' figures
  * as Prometheus text.  The node keys are read without being declared in
  * KEYS: this script needs a single Redis, not a Cluster.
