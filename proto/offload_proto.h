@@ -30,6 +30,7 @@
 #define OFFLOAD_NODE_PREFIX        "offload:node:"
 #define OFFLOAD_NODE_FMT           OFFLOAD_NODE_PREFIX "%s"
 #define OFFLOAD_NODES_KEY          "offload:nodes"
+#define OFFLOAD_DRAIN_FMT          "offload:drain:%s"
 
 /* A worker's consumer name: node, queue, slot.  A worker restarted in the
  * same slot is the same consumer and finds what its predecessor held. */

@@ -154,12 +154,13 @@ offload_registry_json(const offload_supervisor_t *sup, int64_t now_ms)
     const offload_pool_t  *pool;
 
     queues = json_object();
-    doc = json_pack("{s:i,s:s,s:I,s:I,s:I,s:o}",
+    doc = json_pack("{s:i,s:s,s:I,s:I,s:I,s:b,s:o}",
                     "v", OFFLOAD_PROTO_VERSION,
                     "node", sup->conf->node_name,
                     "pid", (json_int_t) getpid(),
                     "started", (json_int_t) sup->started_ms,
                     "heartbeat", (json_int_t) now_ms,
+                    "drained", sup->drained,
                     "queues", queues);
     if (doc == NULL) {
         return NULL;
@@ -280,8 +281,22 @@ queue_stats_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
-/* Every heartbeat: sample the workers, ask Redis about the queues, then
- * announce (when the answer is in). */
+static void
+drain_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply          *reply = r;
+    offload_registry_t  *reg = privdata;
+
+    (void) ac;
+
+    if (reply != NULL && reply->type != REDIS_REPLY_ERROR) {
+        offload_supervisor_drain(reg->sup, reply->type == REDIS_REPLY_STRING);
+    }
+}
+
+
+/* Every heartbeat: sample the workers, read the drain flag, ask Redis about
+ * the queues, then announce (when the answer is in). */
 static void
 heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -294,6 +309,14 @@ heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void) revents;
 
     offload_stats_tick(sup);
+
+    if (reg->conn.ready
+        && redisAsyncCommand(reg->conn.ac, drain_cb, reg, "GET %s",
+                             reg->drain_key)
+           != REDIS_OK)
+    {
+        log_warn("registry: cannot read the drain flag");
+    }
 
     if (!reg->conn.ready || sup->npools == 0) {
         announce(reg);
@@ -343,6 +366,8 @@ offload_registry_start(offload_registry_t *reg, offload_supervisor_t *sup)
 
     reg->sup = sup;
     snprintf(reg->key, sizeof(reg->key), OFFLOAD_NODE_FMT,
+             sup->conf->node_name);
+    snprintf(reg->drain_key, sizeof(reg->drain_key), OFFLOAD_DRAIN_FMT,
              sup->conf->node_name);
 
     offload_redis_conn_init(&reg->conn, sup->loop, sup->conf, "registry",

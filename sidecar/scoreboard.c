@@ -96,6 +96,20 @@ offload_sb_job_end(offload_sb_slot_t *sb, int ok, int64_t run_us)
 }
 
 
+void
+offload_sb_set_paused(offload_sb_slot_t *sb, int paused)
+{
+    __atomic_store_n(&sb->paused, (int32_t) paused, __ATOMIC_RELEASE);
+}
+
+
+int
+offload_sb_paused(const offload_sb_slot_t *sb)
+{
+    return __atomic_load_n(&sb->paused, __ATOMIC_ACQUIRE);
+}
+
+
 const char *
 offload_sb_state_name(offload_sb_state_e state)
 {
@@ -104,6 +118,7 @@ offload_sb_state_name(offload_sb_state_e state)
     case OFFLOAD_SB_IDLE:     return "idle";
     case OFFLOAD_SB_BUSY:     return "busy";
     case OFFLOAD_SB_STOPPING: return "stopping";
+    case OFFLOAD_SB_PAUSED:   return "paused";
     }
 
     return "?";

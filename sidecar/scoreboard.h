@@ -27,7 +27,8 @@ typedef enum {
     OFFLOAD_SB_STARTING = 0,    /* forked, not reading jobs yet */
     OFFLOAD_SB_IDLE,            /* waiting for jobs */
     OFFLOAD_SB_BUSY,            /* running the job below */
-    OFFLOAD_SB_STOPPING         /* finishing its batch, then exits */
+    OFFLOAD_SB_STOPPING,        /* finishing its batch, then exits */
+    OFFLOAD_SB_PAUSED           /* its node is drained: reads no jobs */
 } offload_sb_state_e;
 
 /* Why a worker left on its own, set just before it exits. */
@@ -41,6 +42,7 @@ typedef enum {
 
 typedef struct {
     int32_t   state;                /* offload_sb_state_e, atomic */
+    int32_t   paused;               /* set by the supervisor (drain) */
     int32_t   exit_reason;          /* offload_sb_exit_e */
     pid_t     pid;
 
@@ -76,6 +78,10 @@ void offload_sb_reset(offload_sb_slot_t *sb, pid_t pid);
 
 /* Worker: the state, published with release semantics. */
 void offload_sb_set_state(offload_sb_slot_t *sb, offload_sb_state_e state);
+
+/* Supervisor: stop or let the worker read jobs (offloadctl drain). */
+void offload_sb_set_paused(offload_sb_slot_t *sb, int paused);
+int offload_sb_paused(const offload_sb_slot_t *sb);
 
 /* Supervisor: the state, read with acquire semantics. */
 offload_sb_state_e offload_sb_state(const offload_sb_slot_t *sb);

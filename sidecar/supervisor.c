@@ -276,6 +276,7 @@ spawn(offload_supervisor_t *sup, offload_slot_t *slot)
     fflush(NULL);
     offload_stats_slot_harvest(slot);
     offload_sb_reset(slot->sb, 0);      /* before the child writes to it */
+    offload_sb_set_paused(slot->sb, sup->drained);
 
     pid = fork();
 
@@ -357,6 +358,26 @@ count_restart(offload_pool_t *pool, int64_t now_us)
 
     pool->restarts++;
     return 0;
+}
+
+
+void
+offload_supervisor_drain(offload_supervisor_t *sup, int drained)
+{
+    offload_slot_iter_t   it = { 0, 0, 0 };
+    offload_slot_t       *slot;
+
+    if (sup->drained == drained) {
+        return;
+    }
+
+    log_notice(drained ? "draining: workers take no new jobs"
+                       : "resuming: workers take jobs again");
+    sup->drained = drained;
+
+    while ((slot = offload_slot_next(sup, &it)) != NULL) {
+        offload_sb_set_paused(slot->sb, drained);
+    }
 }
 
 

@@ -74,6 +74,7 @@ typedef struct offload_supervisor_s {
 
     int64_t                started_ms;  /* wall clock */
     int                    stopping;
+    int                    drained;     /* offloadctl drain: read no jobs */
     ev_signal              sigterm;
     ev_signal              sigint;
     ev_signal              sigchld;
@@ -114,6 +115,10 @@ offload_slot_t *offload_slot_twin(offload_supervisor_t *sup,
 /* Starts the slot's worker if one is wanted and nothing stands in the way
  * (restart delay, reclaim in flight, a running twin, a failed pool). */
 void offload_slot_maybe_spawn(offload_slot_t *slot);
+
+/* Drains the node (its workers finish what they hold and read no more
+ * jobs) or resumes it. */
+void offload_supervisor_drain(offload_supervisor_t *sup, int drained);
 
 /* Asks a worker to finish its batch and exit; its exit is not a crash. */
 void offload_slot_stop(offload_slot_t *slot);

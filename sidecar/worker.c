@@ -37,6 +37,7 @@
 #include "worker.h"
 
 #define READ_BLOCK_MS     "2000"
+#define PAUSE_CHECK_S     0.1
 #define WORK_SLICE_US     1000
 #define COMPLETE_ARGC     10
 #define ENTRY_ID_MAX      64        /* "<ms>-<seq>": 41 at most */
@@ -824,6 +825,19 @@ send_read(offload_worker_t *w)
 
     if (!w->conn.ready) {
         return;
+    }
+
+    /* Drained: read nothing, look again soon.  The pending history is
+     * still read: those jobs are already this worker's. */
+    if (!w->in_history && offload_sb_paused(w->sb)) {
+        offload_sb_set_state(w->sb, OFFLOAD_SB_PAUSED);
+        ev_timer_set(&w->read_retry, PAUSE_CHECK_S, 0.0);
+        ev_timer_start(w->loop, &w->read_retry);
+        return;
+    }
+
+    if (offload_sb_state(w->sb) == OFFLOAD_SB_PAUSED) {
+        offload_sb_set_state(w->sb, OFFLOAD_SB_IDLE);
     }
 
     argv[argc++] = "XREADGROUP";

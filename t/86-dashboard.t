@@ -44,7 +44,7 @@ ok(wait_until(sub {
 
 my $url = 'http://127.0.0.1:' . nginx_port() . '/dash';
 my @browser = ($chromium, qw(--headless --no-sandbox --disable-gpu
-    --hide-scrollbars --window-size=1280,900 --virtual-time-budget=4000));
+    --hide-scrollbars --virtual-time-budget=4000), '--window-size=1280,900');
 
 sub dom {
     my ($hash) = @_;
