@@ -30,12 +30,15 @@ LDLIBS = -lev -lhiredis -ljansson -lm
 # Debian packages the build, the tests and the benchmark need; the tests
 # also scrape with a real Prometheus and load the dashboard in Chromium.
 DEB_PKGS = nginx nginx-dev libhiredis-dev libjansson-dev libev-dev \
-           redis-server redis-tools gcc make perl wrk valgrind curl
-TEST_PKGS = prometheus chromium
+           redis-server redis-tools gcc make perl wrk valgrind curl \
+           libncurses-dev
+TEST_PKGS = prometheus chromium tmux
 
 PROTO_SRCS = $(wildcard proto/*.c)
-SIDECAR_MAINS = sidecar/main.c sidecar/offloadctl.c
-SIDECAR_LIB_SRCS = $(filter-out $(SIDECAR_MAINS), $(wildcard sidecar/*.c))
+SIDECAR_MAINS = sidecar/main.c
+CTL_SRCS = $(wildcard sidecar/offloadctl*.c)
+SIDECAR_LIB_SRCS = $(filter-out $(SIDECAR_MAINS) $(CTL_SRCS), \
+                     $(wildcard sidecar/*.c))
 LIB_OBJS = $(patsubst %.c,$(BUILD)/obj/%.o,$(PROTO_SRCS) $(SIDECAR_LIB_SRCS))
 UNIT_TESTS = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/*.c))
 
@@ -88,8 +91,8 @@ $(BUILD)/obj/%.o: %.c $(wildcard proto/*.h sidecar/*.h)
 $(BUILD)/offload-sidecar: $(BUILD)/obj/sidecar/main.o $(LIB_OBJS)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/offloadctl: $(BUILD)/obj/sidecar/offloadctl.o $(LIB_OBJS)
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+$(BUILD)/offloadctl: $(patsubst %.c,$(BUILD)/obj/%.o,$(CTL_SRCS)) $(LIB_OBJS)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) -lncurses
 
 $(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(LIB_OBJS)
 	@mkdir -p $(dir $@)

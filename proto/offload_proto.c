@@ -559,6 +559,23 @@ offload_addr_parse(offload_addr_t *addr, const char *text, size_t len)
     return 0;
 }
 
+const char  offload_retry_script[] =
+    "local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])[1]\n"
+    "if not e then return false end\n"
+    "local f = {}\n"
+    "for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end\n"
+    "local now = tonumber(ARGV[2])\n"
+    "local span = (tonumber(f.deadline) or 0) - (tonumber(f.submitted) or 0)\n"
+    "if span <= 0 then span = 30000 end\n"
+    "redis.call('XADD', KEYS[2], '*', 'v', f.v, 'id', f.id, 'payload',"
+    " f.payload,\n"
+    "  'reply', f.reply, 'deadline', now + span, 'submitted', now,"
+    " 'attempt', 1,\n"
+    "  'rid', f.rid or '')\n"
+    "redis.call('XDEL', KEYS[1], ARGV[1])\n"
+    "redis.call('DEL', ARGV[3] .. f.id)\n"
+    "return f.id\n";
+
 const char  offload_nodes_script[] =
     "local mode, sort, limit, prefix = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]\n"
     "local function num(v) if type(v) == 'number' then return v end return -1 end\n"

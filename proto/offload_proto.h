@@ -215,6 +215,17 @@ extern const char  offload_touch_script[];
 extern const char  offload_queue_stats_script[];
 
 /*
+ * Retry: a dead letter goes back on its queue as a new job: attempt 1,
+ * submitted now, with the deadline span it had; its stored answer (the
+ * error) is deleted so the new run can store its own.
+ *   KEYS[1] dead stream     ARGV[1] the dead entry's id
+ *   KEYS[2] stream          ARGV[2] now, ms since the epoch
+ *                           ARGV[3] the result key without the job id
+ * Returns the job id, or nil when the dead entry is not there.
+ */
+extern const char  offload_retry_script[];
+
+/*
  * Nodes: every live node's registry document in one round trip, for
  * offload_status, offload_metrics and offloadctl.
  *   KEYS[1] offload:nodes   ARGV[1] "json" or "prom"

@@ -1,0 +1,104 @@
+/*
+ * offloadctl.h -- what the offloadctl commands share: the Redis connection
+ * (synchronous: a short-lived CLI may block), the sidecar configuration
+ * when -c gave one, output helpers.  One file per group of commands:
+ *
+ *   offloadctl.c          options, dispatch, usage
+ *   offloadctl_util.c     the helpers below
+ *   offloadctl_status.c   status, queues
+ *   offloadctl_top.c      top (ncurses)
+ *   offloadctl_events.c   events [-f]
+ *   offloadctl_dead.c     dead, retry, purge
+ *   offloadctl_replay.c   replay [--gdb]
+ *   offloadctl_drain.c    drain, resume
+ */
+
+#ifndef OFFLOADCTL_H
+#define OFFLOADCTL_H
+
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+
+#include "conf.h"
+
+#define CTL_OK     0
+#define CTL_FAIL   1        /* runtime error, or what was asked for is not
+                               there */
+#define CTL_USAGE  2
+
+typedef struct {
+    redisContext          *redis;
+    const offload_conf_t  *conf;        /* from -c, else NULL */
+    const char            *redis_name;  /* "host:port", for headers */
+    int                    json;        /* --json */
+    int                    argc;        /* the whole command line */
+    char                 **argv;
+} ctl_t;
+
+/* A command's entry point: argv[0] is the command's name. */
+typedef int (*ctl_command_pt)(ctl_t *ctl, int argc, char **argv);
+
+/* A command, or NULL with the reason printed on stderr. */
+redisReply *ctl_command(ctl_t *ctl, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+redisReply *ctl_command_argv(ctl_t *ctl, int argc, const char **argv,
+    const size_t *argvlen);
+
+/* Every live node's documents, merged queues and sorted workers
+ * (offload_nodes_script, "json"): an object, or NULL (printed why). */
+json_t *ctl_nodes(ctl_t *ctl, const char *sort, int limit);
+
+/* The queue names to look at: from -c, else from the live nodes.  A
+ * NULL-terminated array to free with ctl_free_names. */
+char **ctl_queue_names(ctl_t *ctl);
+void ctl_free_names(char **names);
+
+/* Prints a usage error for cmd and returns CTL_USAGE. */
+int ctl_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* "3d4h", "5m12s", "42s", "0.3s"; "-" when negative. */
+void ctl_duration(char *buf, size_t size, int64_t ms);
+
+/* "12.5M", "980K": a byte count in 6 columns or fewer. */
+void ctl_bytes(char *buf, size_t size, long long bytes);
+
+/* An entry id's time ("1700000000000-0") as ISO 8601 UTC with ms. */
+void ctl_entry_time(char *buf, size_t size, const char *entry_id);
+
+/* A member of obj: its string ("-" when not a string), its integer (-1
+ * when not a number), its number. */
+const char *ctl_text(json_t *obj, const char *key);
+long long ctl_int(json_t *obj, const char *key);
+double ctl_num(json_t *obj, const char *key);
+
+/* Calls visit for every entry of the stream key whose "id" field is
+ * job_id (every one when job_id is NULL), oldest first, stopping at the
+ * first non-zero return.  Returns how many were visited, or -1 (a Redis
+ * error, or visit failed). */
+typedef int (*ctl_visit_pt)(ctl_t *ctl, const char *queue, const char *key,
+    const redisReply *entry, void *data);
+
+long ctl_each_entry(ctl_t *ctl, const char *queue, const char *key,
+    const char *job_id, ctl_visit_pt visit, void *data);
+
+/* The value of a field of a stream entry, or NULL. */
+const char *ctl_entry_field(const redisReply *entry, const char *name);
+
+/* A stream entry's field/value array as an object of strings. */
+json_t *ctl_entry_fields(const redisReply *fields);
+
+int ctl_status(ctl_t *ctl, int argc, char **argv);
+int ctl_queues(ctl_t *ctl, int argc, char **argv);
+int ctl_top(ctl_t *ctl, int argc, char **argv);
+int ctl_events(ctl_t *ctl, int argc, char **argv);
+int ctl_dead(ctl_t *ctl, int argc, char **argv);
+int ctl_retry(ctl_t *ctl, int argc, char **argv);
+int ctl_purge(ctl_t *ctl, int argc, char **argv);
+int ctl_replay(ctl_t *ctl, int argc, char **argv);
+int ctl_drain(ctl_t *ctl, int argc, char **argv);
+int ctl_resume(ctl_t *ctl, int argc, char **argv);
+
+#endif /* OFFLOADCTL_H */

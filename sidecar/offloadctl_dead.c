@@ -1,0 +1,267 @@
+/*
+ * offloadctl_dead.c -- a queue's dead letters (offload:{q}:dead, jobs out
+ * of attempts): `dead` lists them, `retry` puts them back on the queue as
+ * new jobs (offload_retry_script: add, delete the letter, delete the old
+ * answer, in one step), `purge` deletes them.
+ */
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "offloadctl.h"
+
+#define SCAN_PAGE  "1000"
+
+
+static int
+dead_key(char *buf, size_t size, const char *cmd, const char *queue)
+{
+    if (!offload_queue_name_valid(queue, strlen(queue))) {
+        ctl_usage_error(cmd, "invalid queue name \"%s\"", queue);
+        return -1;
+    }
+
+    snprintf(buf, size, OFFLOAD_DEAD_FMT, (int) strlen(queue), queue);
+    return 0;
+}
+
+
+const char *
+ctl_entry_field(const redisReply *entry, const char *name)
+{
+    size_t             i;
+    const redisReply  *f = entry->element[1];
+
+    for (i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2) {
+        if (strcmp(f->element[i]->str, name) == 0) {
+            return f->element[i + 1]->str;
+        }
+    }
+
+    return NULL;
+}
+
+
+long
+ctl_each_entry(ctl_t *ctl, const char *queue, const char *key,
+    const char *job_id, ctl_visit_pt visit, void *data)
+{
+    long         n = 0;
+    char         from[64] = "-";
+    size_t       i;
+    redisReply  *reply;
+    const char  *id;
+
+    for ( ;; ) {
+        reply = ctl_command(ctl, "XRANGE %s %s + COUNT " SCAN_PAGE, key,
+                            from);
+        if (reply == NULL) {
+            return -1;
+        }
+
+        for (i = 0; i < reply->elements; i++) {
+            id = ctl_entry_field(reply->element[i], "id");
+            if (job_id == NULL || (id != NULL && strcmp(id, job_id) == 0)) {
+                if (visit(ctl, queue, key, reply->element[i], data) != 0) {
+                    freeReplyObject(reply);
+                    return -1;
+                }
+                n++;
+            }
+        }
+
+        if (reply->elements == 0) {
+            freeReplyObject(reply);
+            return n;
+        }
+
+        /* next page: after the last id, "(" makes the start exclusive */
+        snprintf(from, sizeof(from), "(%s",
+                 reply->element[reply->elements - 1]->element[0]->str);
+        freeReplyObject(reply);
+    }
+}
+
+
+static const char *
+or_dash(const redisReply *entry, const char *name)
+{
+    const char  *v = ctl_entry_field(entry, name);
+
+    return v ? v : "-";
+}
+
+
+static int
+print_dead(ctl_t *ctl, const char *queue, const char *key,
+    const redisReply *entry, void *data)
+{
+    char         at[40], payload[40];
+    json_t      *fields;
+    const char  *p;
+
+    (void) queue;
+    (void) key;
+    (void) data;
+
+    if (ctl->json) {
+        fields = ctl_entry_fields(entry->element[1]);
+        json_object_set_new(fields, "entry",
+                            json_string(entry->element[0]->str));
+        json_dumpf(fields, stdout, JSON_COMPACT);
+        printf("\n");
+        json_decref(fields);
+        return 0;
+    }
+
+    ctl_entry_time(at, sizeof(at), entry->element[0]->str);
+    p = ctl_entry_field(entry, "payload");
+    snprintf(payload, sizeof(payload), "%s", p ? p : "-");
+    if (p != NULL && strlen(p) >= sizeof(payload)) {
+        memcpy(payload + sizeof(payload) - 4, "...", 4);
+    }
+
+    printf("%-24s %-32s %-3s %-14s %s\n", at, or_dash(entry, "id"),
+           or_dash(entry, "attempt"), or_dash(entry, "reason"), payload);
+
+    return 0;
+}
+
+
+int
+ctl_dead(ctl_t *ctl, int argc, char **argv)
+{
+    char  key[OFFLOAD_KEY_MAX];
+    long  n;
+
+    if (argc != 2) {
+        return ctl_usage_error(argv[0], "wants a queue");
+    }
+
+    if (dead_key(key, sizeof(key), argv[0], argv[1]) != 0) {
+        return CTL_USAGE;
+    }
+
+    if (!ctl->json) {
+        printf("%-24s %-32s %-3s %-14s %s\n", "DEAD AT", "JOB", "TRY",
+               "REASON", "PAYLOAD");
+    }
+
+    n = ctl_each_entry(ctl, argv[1], key, NULL, print_dead, NULL);
+
+    if (n == 0 && !ctl->json) {
+        printf("no dead letters in queue %s\n", argv[1]);
+    }
+
+    return n < 0 ? CTL_FAIL : CTL_OK;
+}
+
+
+static int
+retry_one(ctl_t *ctl, const char *queue, const char *key,
+    const redisReply *entry, void *data)
+{
+    char         stream[OFFLOAD_KEY_MAX], result[OFFLOAD_KEY_MAX], now[24];
+    redisReply  *reply;
+
+    (void) data;
+
+    offload_stream_key(stream, sizeof(stream), queue, strlen(queue));
+    offload_result_key(result, sizeof(result), queue, strlen(queue), "", 0);
+    snprintf(now, sizeof(now), "%lld", (long long) offload_wall_ms());
+
+    reply = ctl_command(ctl, "EVAL %s 2 %s %s %s %s %s",
+                        offload_retry_script, key, stream,
+                        entry->element[0]->str, now, result);
+    if (reply == NULL) {
+        return -1;
+    }
+
+    if (reply->type == REDIS_REPLY_STRING) {
+        printf("retried job %s\n", reply->str);
+    }
+
+    freeReplyObject(reply);
+    return 0;
+}
+
+
+/* `retry <queue> <job-id|--all>` and `purge <queue> <job-id...|--all>` */
+static int
+each_named(ctl_t *ctl, int argc, char **argv, ctl_visit_pt visit,
+    const char *verb)
+{
+    int   i, all;
+    char  key[OFFLOAD_KEY_MAX];
+    long  n, total = 0;
+
+    if (argc < 3) {
+        return ctl_usage_error(argv[0], "wants a queue and job ids, or "
+                               "--all");
+    }
+
+    if (dead_key(key, sizeof(key), argv[0], argv[1]) != 0) {
+        return CTL_USAGE;
+    }
+
+    all = strcmp(argv[2], "--all") == 0;
+    if (all && argc > 3) {
+        return ctl_usage_error(argv[0], "--all goes alone");
+    }
+
+    for (i = 2; i < argc; i++) {
+        n = ctl_each_entry(ctl, argv[1], key, all ? NULL : argv[i], visit, NULL);
+        if (n < 0) {
+            return CTL_FAIL;
+        }
+
+        if (n == 0 && !all) {
+            fprintf(stderr, "offloadctl %s: no dead letter of job %s in "
+                    "queue %s\n", argv[0], argv[i], argv[1]);
+            return CTL_FAIL;
+        }
+
+        total += n;
+    }
+
+    printf("%s %ld dead letter%s of queue %s\n", verb, total,
+           total == 1 ? "" : "s", argv[1]);
+    return CTL_OK;
+}
+
+
+int
+ctl_retry(ctl_t *ctl, int argc, char **argv)
+{
+    if (argc > 3) {
+        return ctl_usage_error(argv[0], "wants one job id, or --all");
+    }
+
+    return each_named(ctl, argc, argv, retry_one, "retried");
+}
+
+
+static int
+purge_one(ctl_t *ctl, const char *queue, const char *key,
+    const redisReply *entry, void *data)
+{
+    redisReply  *reply;
+
+    (void) queue;
+    (void) data;
+
+    reply = ctl_command(ctl, "XDEL %s %s", key, entry->element[0]->str);
+    freeReplyObject(reply);
+
+    return reply == NULL ? -1 : 0;
+}
+
+
+int
+ctl_purge(ctl_t *ctl, int argc, char **argv)
+{
+    return each_named(ctl, argc, argv, purge_one, "purged");
+}

@@ -1,0 +1,177 @@
+/*
+ * offloadctl_events.c -- `events [-f] [-n N]`: the latest entries of
+ * offload:events (crash reports, restarts, recycles, pool failures,
+ * reclaims, reloads), oldest first, one line each; -f then follows the
+ * stream as `tail -f` does, until SIGINT or SIGTERM.
+ */
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "offloadctl.h"
+
+static volatile sig_atomic_t  stop;
+
+
+static void
+on_signal(int signo)
+{
+    (void) signo;
+    stop = 1;
+}
+
+
+/* "crash t1 echo:0 pid 123 signal SIGSEGV job <id> at <frame>" */
+static void
+print_report(json_t *report)
+{
+    json_t      *frames = json_object_get(report, "backtrace");
+    const char  *frame = json_string_value(json_array_get(frames, 0));
+
+    if (json_object_get(report, "slot") != NULL) {
+        printf(" slot %lld", ctl_int(report, "slot"));
+    }
+    if (json_object_get(report, "pid") != NULL) {
+        printf(" pid %lld", ctl_int(report, "pid"));
+    }
+    if (json_object_get(report, "reason") != NULL) {
+        printf(" %s", ctl_text(report, "reason"));
+    }
+    if (json_object_get(report, "signal") != NULL) {
+        printf(" %s", ctl_text(report, "signal"));
+    } else if (json_object_get(report, "exit_code") != NULL) {
+        printf(" exit %lld", ctl_int(report, "exit_code"));
+    }
+    if (json_object_get(report, "job_id") != NULL) {
+        printf(" job %s", ctl_text(report, "job_id"));
+    }
+    if (frame != NULL) {
+        printf(" at %s", frame);
+    }
+}
+
+
+static void
+print_event(ctl_t *ctl, const redisReply *entry)
+{
+    char          at[40];
+    json_t       *fields, *report;
+    json_error_t  jerr;
+
+    fields = ctl_entry_fields(entry->element[1]);
+    if (fields == NULL) {
+        return;
+    }
+
+    report = json_loads(ctl_text(fields, "report"), 0, &jerr);
+
+    if (ctl->json) {
+        json_object_set_new(fields, "id", json_string(entry->element[0]->str));
+        if (report != NULL) {
+            json_object_set(fields, "report", report);
+        }
+        json_dumpf(fields, stdout, JSON_COMPACT);
+
+    } else {
+        ctl_entry_time(at, sizeof(at), entry->element[0]->str);
+        printf("%s %-14s %s %s", at, ctl_text(fields, "type"),
+               ctl_text(fields, "node"), ctl_text(fields, "queue"));
+        if (report != NULL) {
+            print_report(report);
+        }
+    }
+
+    printf("\n");
+    fflush(stdout);
+    json_decref(report);
+    json_decref(fields);
+}
+
+
+static int
+follow(ctl_t *ctl, char *last)
+{
+    size_t       i;
+    redisReply  *reply, *entries;
+
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+
+    while (!stop) {
+        reply = ctl_command(ctl, "XREAD COUNT 100 BLOCK 1000 STREAMS %s %s",
+                            OFFLOAD_EVENTS_KEY, last);
+        if (reply == NULL) {
+            return stop ? CTL_OK : CTL_FAIL;
+        }
+
+        if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1) {
+            entries = reply->element[0]->element[1];
+            for (i = 0; i < entries->elements; i++) {
+                print_event(ctl, entries->element[i]);
+                snprintf(last, 64, "%s", entries->element[i]->element[0]->str);
+            }
+        }
+
+        freeReplyObject(reply);
+    }
+
+    return CTL_OK;
+}
+
+
+int
+ctl_events(ctl_t *ctl, int argc, char **argv)
+{
+    int          opt, n = 20, follows = 0;
+    char         last[64] = "0-0";
+    size_t       i;
+    redisReply  *reply;
+
+    static const struct option  options[] = {
+        { "follow", no_argument, NULL, 'f' },
+        { NULL, 0, NULL, 0 }
+    };
+
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "+fn:", options, NULL)) != -1) {
+        switch (opt) {
+        case 'f':
+            follows = 1;
+            break;
+        case 'n':
+            n = atoi(optarg);
+            if (n < 0) {
+                return ctl_usage_error(argv[0], "-n wants a count");
+            }
+            break;
+        default:
+            return CTL_USAGE;
+        }
+    }
+
+    if (optind != argc) {
+        return ctl_usage_error(argv[0], "unexpected argument \"%s\"",
+                               argv[optind]);
+    }
+
+    reply = ctl_command(ctl, "XREVRANGE %s + - COUNT %d", OFFLOAD_EVENTS_KEY,
+                        n);
+    if (reply == NULL) {
+        return CTL_FAIL;
+    }
+
+    for (i = reply->elements; n > 0 && i > 0; i--) {
+        print_event(ctl, reply->element[i - 1]);
+    }
+
+    if (reply->elements > 0) {
+        snprintf(last, sizeof(last), "%s", reply->element[0]->element[0]->str);
+    }
+
+    freeReplyObject(reply);
+
+    return follows ? follow(ctl, last) : CTL_OK;
+}

@@ -1,0 +1,248 @@
+/*
+ * offloadctl_replay.c -- `replay <job-id> [--queue Q] [--gdb]`: finds a
+ * job's payload (its dead letter, else its entry still in the queue) and
+ * runs the queue's handler on it here, in the foreground, so a crash in
+ * production is reproduced with one command.  If the handler crashes, so
+ * does offloadctl: that is the point.  --gdb runs the same under gdb.
+ */
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "handler.h"
+#include "offloadctl.h"
+
+
+typedef struct {
+    char  *payload;
+    char   queue[OFFLOAD_QUEUE_NAME_MAX + 1];
+    char   where[16];
+} found_t;
+
+
+static int
+take_payload(ctl_t *ctl, const char *queue, const char *key,
+    const redisReply *entry, void *data)
+{
+    found_t     *found = data;
+    const char  *payload = ctl_entry_field(entry, "payload");
+
+    (void) ctl;
+    (void) key;
+
+    if (found->payload == NULL && payload != NULL) {
+        found->payload = strdup(payload);
+        snprintf(found->queue, sizeof(found->queue), "%s", queue);
+    }
+
+    return 0;
+}
+
+
+/* Looks for the job in each queue's dead letters, then in its stream. */
+static int
+find_job(ctl_t *ctl, const char *only, const char *job_id, found_t *found)
+{
+    int           pass;
+    char          key[OFFLOAD_KEY_MAX];
+    size_t        i;
+    const char   *name;
+
+    for (pass = 0; pass < 2; pass++) {
+        for (i = 0; i < ctl->conf->nqueues; i++) {
+            name = ctl->conf->queues[i].name;
+            if (only != NULL && strcmp(name, only) != 0) {
+                continue;
+            }
+
+            if (pass == 0) {
+                snprintf(key, sizeof(key), OFFLOAD_DEAD_FMT,
+                         (int) strlen(name), name);
+            } else {
+                offload_stream_key(key, sizeof(key), name, strlen(name));
+            }
+
+            if (ctl_each_entry(ctl, name, key, job_id, take_payload, found)
+                < 0)
+            {
+                return -1;
+            }
+
+            if (found->payload != NULL) {
+                snprintf(found->where, sizeof(found->where), "%s",
+                         pass == 0 ? "dead letter" : "queue");
+                return 0;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
+static const offload_conf_queue_t *
+conf_queue(const offload_conf_t *conf, const char *name)
+{
+    size_t  i;
+
+    for (i = 0; i < conf->nqueues; i++) {
+        if (strcmp(conf->queues[i].name, name) == 0) {
+            return &conf->queues[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* gdb -q [-batch] -ex run --args offloadctl <the same, without --gdb> */
+static int
+exec_gdb(int argc, char **argv)
+{
+    int       i, n = 0;
+    char    **args, self[4096];
+    ssize_t   len;
+
+    /* our own path: gdb's /proc/self/exe would be gdb */
+    len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (len <= 0) {
+        fprintf(stderr, "offloadctl replay: cannot find myself: %m\n");
+        return CTL_FAIL;
+    }
+    self[len] = '\0';
+
+    args = calloc((size_t) argc + 8, sizeof(char *));
+    if (args == NULL) {
+        fprintf(stderr, "offloadctl: out of memory\n");
+        return CTL_FAIL;
+    }
+
+    args[n++] = "gdb";
+    args[n++] = "-q";
+    if (!isatty(STDIN_FILENO)) {
+        args[n++] = "-batch";       /* run, report, exit: no prompt */
+    }
+    args[n++] = "-ex";
+    args[n++] = "run";
+    args[n++] = "--args";
+    args[n++] = self;
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--gdb") != 0) {
+            args[n++] = argv[i];
+        }
+    }
+
+    fflush(NULL);
+    execvp("gdb", args);
+
+    fprintf(stderr, "offloadctl replay: cannot run gdb: %m (is it "
+            "installed?)\n");
+    free(args);
+    return CTL_FAIL;
+}
+
+
+int
+ctl_replay(ctl_t *ctl, int argc, char **argv)
+{
+    int                          opt, gdb = 0, rc;
+    char                        *out;
+    json_t                      *input, *output = NULL;
+    found_t                      found;
+    const char                  *only = NULL;
+    json_error_t                 jerr;
+    offload_handler_error_t      herr;
+    const offload_conf_queue_t  *q;
+
+    static const struct option  options[] = {
+        { "queue", required_argument, NULL, 'q' },
+        { "gdb",   no_argument,       NULL, 'g' },
+        { NULL, 0, NULL, 0 }
+    };
+
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "+q:", options, NULL)) != -1) {
+        switch (opt) {
+        case 'q':
+            only = optarg;
+            break;
+        case 'g':
+            gdb = 1;
+            break;
+        default:
+            return CTL_USAGE;
+        }
+    }
+
+    if (optind != argc - 1) {
+        return ctl_usage_error(argv[0], "wants one job id");
+    }
+
+    if (ctl->conf == NULL) {
+        return ctl_usage_error(argv[0], "needs the sidecar's config (-c): "
+                               "it names each queue's handler");
+    }
+
+    if (gdb) {
+        return exec_gdb(ctl->argc, ctl->argv);
+    }
+
+    memset(&found, 0, sizeof(found));
+
+    if (find_job(ctl, only, argv[optind], &found) != 0) {
+        return CTL_FAIL;
+    }
+
+    if (found.payload == NULL) {
+        fprintf(stderr, "offloadctl replay: job %s is neither a dead letter "
+                "nor queued%s%s\n", argv[optind], only ? " in queue " : "",
+                only ? only : "");
+        return CTL_FAIL;
+    }
+
+    q = conf_queue(ctl->conf, found.queue);
+
+    if (q->handler->fault && !ctl->conf->fault_handlers) {
+        fprintf(stderr, "offloadctl replay: handler %s crashes on purpose "
+                "and the config does not say \"fault_handlers on\"\n",
+                q->handler->name);
+        free(found.payload);
+        return CTL_FAIL;
+    }
+
+    fprintf(stderr, "replaying job %s (%s of queue %s) with handler %s\n",
+            argv[optind], found.where, found.queue, q->handler->name);
+
+    input = json_loads(found.payload, JSON_DECODE_ANY, &jerr);
+    free(found.payload);
+
+    if (input == NULL) {
+        fprintf(stderr, "offloadctl replay: the payload is not JSON: %s\n",
+                jerr.text);
+        return CTL_FAIL;
+    }
+
+    herr.message = NULL;
+    herr.buf[0] = '\0';
+
+    rc = q->handler->run(input, &output, &herr);
+    json_decref(input);
+
+    if (rc != 0 || output == NULL) {
+        fprintf(stderr, "handler error: %s\n",
+                herr.message ? herr.message : "the handler failed");
+        json_decref(output);
+        return CTL_FAIL;
+    }
+
+    out = json_dumps(output, JSON_COMPACT | JSON_ENCODE_ANY);
+    printf("%s\n", out ? out : "");
+    free(out);
+    json_decref(output);
+
+    return CTL_OK;
+}

@@ -1,0 +1,171 @@
+/*
+ * offloadctl_status.c -- `status`: every live node with its queues and
+ * workers; `queues`: every queue, merged over the nodes, with what Redis
+ * holds of it.  Both read the nodes through offload_nodes_script, as
+ * offload_status does, so the CLI and the HTTP status never disagree.
+ */
+
+#include <stdio.h>
+#include <string.h>
+
+#include "clock.h"
+#include "offloadctl.h"
+
+
+static void
+print_node(json_t *doc, int64_t now_ms)
+{
+    char         up[32], beat[32], rss[16];
+    size_t       i;
+    json_t      *queue, *worker;
+    const char  *name;
+
+    ctl_duration(up, sizeof(up), now_ms - ctl_int(doc, "started"));
+    ctl_duration(beat, sizeof(beat), now_ms - ctl_int(doc, "heartbeat"));
+
+    printf("%-20s %-8lld %-10s %s ago%s\n", ctl_text(doc, "node"),
+           ctl_int(doc, "pid"), up, beat,
+           json_is_true(json_object_get(doc, "drained")) ? "  DRAINED" : "");
+
+    printf("  %-16s %-12s %-7s %-8s %s\n", "QUEUE", "HANDLER", "STATE",
+           "RESTARTS", "WORKERS (slot:pid state rss)");
+
+    json_object_foreach(json_object_get(doc, "queues"), name, queue) {
+        printf("  %-16s %-12s %-7s %-8lld", name, ctl_text(queue, "handler"),
+               ctl_text(queue, "state"), ctl_int(queue, "restarts"));
+
+        json_array_foreach(json_object_get(queue, "workers"), i, worker) {
+            ctl_bytes(rss, sizeof(rss), ctl_int(worker, "rss"));
+            if (ctl_int(worker, "pid") > 0) {
+                printf(" %lld:%lld %s %s", ctl_int(worker, "slot"),
+                       ctl_int(worker, "pid"), ctl_text(worker, "state"),
+                       rss);
+            } else {
+                printf(" %lld:- down", ctl_int(worker, "slot"));
+            }
+        }
+        printf("\n");
+    }
+}
+
+
+int
+ctl_status(ctl_t *ctl, int argc, char **argv)
+{
+    size_t   i;
+    json_t  *all, *nodes, *doc;
+
+    if (argc > 1) {
+        return ctl_usage_error(argv[0], "unexpected argument \"%s\"",
+                               argv[1]);
+    }
+
+    all = ctl_nodes(ctl, "", 0);
+    if (all == NULL) {
+        return CTL_FAIL;
+    }
+
+    nodes = json_object_get(all, "nodes");
+
+    if (ctl->json) {
+        json_dumpf(nodes, stdout, JSON_COMPACT);
+        printf("\n");
+
+    } else if (json_array_size(nodes) == 0) {
+        printf("no sidecar nodes registered\n");
+
+    } else {
+        printf("%-20s %-8s %-10s %s\n", "NODE", "PID", "UPTIME",
+               "HEARTBEAT");
+        json_array_foreach(nodes, i, doc) {
+            if (i > 0) {
+                printf("\n");
+            }
+            print_node(doc, offload_wall_ms());
+        }
+    }
+
+    json_decref(all);
+    return CTL_OK;
+}
+
+
+/* A figure of the merged queue, or "-" when no node knows it yet: a
+ * count, an age (ms), or a run time (ms, with a fraction). */
+enum { COUNT, AGE, RUN };
+
+static const char *
+figure(char *buf, size_t size, json_t *q, const char *key, int kind)
+{
+    double  v = ctl_num(q, key);
+
+    if (v < 0) {
+        return "-";
+    }
+
+    if (kind == AGE || (kind == RUN && v >= 1000)) {
+        ctl_duration(buf, size, (int64_t) v);
+    } else if (kind == RUN) {
+        snprintf(buf, size, v < 1 ? "%.0fus" : "%.1fms", v < 1 ? v * 1000
+                                                             : v);
+    } else if (v == (long long) v) {
+        snprintf(buf, size, "%lld", (long long) v);
+    } else {
+        snprintf(buf, size, "%.1f", v);
+    }
+
+    return buf;
+}
+
+
+int
+ctl_queues(ctl_t *ctl, int argc, char **argv)
+{
+    char         b[8][32];
+    json_t      *all, *queues, *q;
+    const char  *name;
+
+    if (argc > 1) {
+        return ctl_usage_error(argv[0], "unexpected argument \"%s\"",
+                               argv[1]);
+    }
+
+    all = ctl_nodes(ctl, "", 0);
+    if (all == NULL) {
+        return CTL_FAIL;
+    }
+
+    queues = json_object_get(all, "queues");
+
+    if (ctl->json) {
+        json_dumpf(queues, stdout, JSON_COMPACT);
+        printf("\n");
+        json_decref(all);
+        return CTL_OK;
+    }
+
+    if (json_object_size(queues) == 0) {
+        printf("no queues: no sidecar nodes registered\n");
+        json_decref(all);
+        return CTL_OK;
+    }
+
+    printf("%-16s %-7s %7s %7s %7s %7s %7s %7s %7s %6s\n", "QUEUE", "STATE",
+           "WORKERS", "BACKLOG", "PENDING", "OLDEST", "JOBS/S", "RUN-P50",
+           "RUN-P99", "DEAD");
+
+    json_object_foreach(queues, name, q) {
+        printf("%-16s %-7s %7lld %7s %7s %7s %7s %7s %7s %6s\n", name,
+               ctl_text(q, "state"), ctl_int(q, "workers"),
+               figure(b[0], sizeof(b[0]), q, "backlog", COUNT),
+               figure(b[1], sizeof(b[1]), q, "pending", COUNT),
+               figure(b[2], sizeof(b[2]), q, "oldest_ms", AGE),
+               figure(b[3], sizeof(b[3]), q, "jobs_per_s", COUNT),
+               figure(b[4], sizeof(b[4]), q, "run_p50_ms", RUN),
+               figure(b[5], sizeof(b[5]), q, "run_p99_ms", RUN),
+               figure(b[6], sizeof(b[6]), q, "dead", COUNT));
+    }
+
+    json_decref(all);
+    return CTL_OK;
+}

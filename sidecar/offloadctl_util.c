@@ -1,0 +1,270 @@
+/*
+ * offloadctl_util.c -- the helpers every offloadctl command uses
+ * (offloadctl.h).
+ */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "offloadctl.h"
+
+
+static redisReply *
+checked(ctl_t *ctl, redisReply *reply)
+{
+    if (reply == NULL) {
+        fprintf(stderr, "offloadctl: redis: %s\n", ctl->redis->errstr);
+        return NULL;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        fprintf(stderr, "offloadctl: redis: %s\n", reply->str);
+        freeReplyObject(reply);
+        return NULL;
+    }
+
+    return reply;
+}
+
+
+redisReply *
+ctl_command(ctl_t *ctl, const char *fmt, ...)
+{
+    va_list      ap;
+    redisReply  *reply;
+
+    va_start(ap, fmt);
+    reply = redisvCommand(ctl->redis, fmt, ap);
+    va_end(ap);
+
+    return checked(ctl, reply);
+}
+
+
+redisReply *
+ctl_command_argv(ctl_t *ctl, int argc, const char **argv,
+    const size_t *argvlen)
+{
+    return checked(ctl, redisCommandArgv(ctl->redis, argc, argv, argvlen));
+}
+
+
+json_t *
+ctl_nodes(ctl_t *ctl, const char *sort, int limit)
+{
+    char          lim[16], *text;
+    json_t       *doc;
+    redisReply   *reply;
+    json_error_t  jerr;
+
+    snprintf(lim, sizeof(lim), "%d", limit);
+
+    reply = ctl_command(ctl, "EVAL %s 2 %s %s json %s %s %s",
+                        offload_nodes_script, OFFLOAD_NODES_KEY,
+                        OFFLOAD_EVENTS_KEY, sort, limit > 0 ? lim : "",
+                        OFFLOAD_NODE_PREFIX);
+    if (reply == NULL) {
+        return NULL;
+    }
+
+    /* the script answers the inside of an object */
+    text = malloc(reply->len + 3);
+    if (text == NULL) {
+        freeReplyObject(reply);
+        fprintf(stderr, "offloadctl: out of memory\n");
+        return NULL;
+    }
+
+    text[0] = '{';
+    memcpy(text + 1, reply->str, reply->len);
+    text[reply->len + 1] = '}';
+    text[reply->len + 2] = '\0';
+    freeReplyObject(reply);
+
+    doc = json_loads(text, 0, &jerr);
+    free(text);
+
+    if (doc == NULL) {
+        fprintf(stderr, "offloadctl: bad node documents: %s\n", jerr.text);
+    }
+
+    return doc;
+}
+
+
+static int
+cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+
+char **
+ctl_queue_names(ctl_t *ctl)
+{
+    size_t       i, n;
+    char       **names;
+    json_t      *nodes, *queues, *q;
+    const char  *name;
+
+    if (ctl->conf != NULL) {
+        names = calloc(ctl->conf->nqueues + 1, sizeof(char *));
+        for (i = 0; names != NULL && i < ctl->conf->nqueues; i++) {
+            names[i] = strdup(ctl->conf->queues[i].name);
+        }
+        return names;
+    }
+
+    nodes = ctl_nodes(ctl, "", 0);
+    if (nodes == NULL) {
+        return NULL;
+    }
+
+    queues = json_object_get(nodes, "queues");
+    names = calloc(json_object_size(queues) + 1, sizeof(char *));
+    n = 0;
+
+    json_object_foreach(queues, name, q) {
+        if (names != NULL) {
+            names[n++] = strdup(name);
+        }
+    }
+
+    json_decref(nodes);
+
+    if (names != NULL) {
+        qsort(names, n, sizeof(char *), cmp_names);
+    }
+
+    return names;
+}
+
+
+void
+ctl_free_names(char **names)
+{
+    size_t  i;
+
+    for (i = 0; names != NULL && names[i] != NULL; i++) {
+        free(names[i]);
+    }
+
+    free(names);
+}
+
+
+int
+ctl_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list  ap;
+
+    fprintf(stderr, "offloadctl %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(offloadctl --help tells the usage)\n");
+
+    return CTL_USAGE;
+}
+
+
+void
+ctl_duration(char *buf, size_t size, int64_t ms)
+{
+    int64_t  s = ms / 1000;
+
+    if (ms < 0) {
+        snprintf(buf, size, "-");
+    } else if (ms < 10000) {
+        snprintf(buf, size, "%.1fs", ms / 1000.0);
+    } else if (s < 3600) {
+        snprintf(buf, size, "%lldm%02llds", (long long) (s / 60),
+                 (long long) (s % 60));
+    } else if (s < 86400) {
+        snprintf(buf, size, "%lldh%02lldm", (long long) (s / 3600),
+                 (long long) (s / 60 % 60));
+    } else {
+        snprintf(buf, size, "%lldd%02lldh", (long long) (s / 86400),
+                 (long long) (s / 3600 % 24));
+    }
+}
+
+
+void
+ctl_bytes(char *buf, size_t size, long long bytes)
+{
+    if (bytes < 0) {
+        snprintf(buf, size, "-");
+    } else if (bytes >= 10LL << 30) {
+        snprintf(buf, size, "%lldG", bytes >> 30);
+    } else if (bytes >= 1LL << 30) {
+        snprintf(buf, size, "%.1fG", bytes / 1073741824.0);
+    } else if (bytes >= 1LL << 20) {
+        snprintf(buf, size, "%.1fM", bytes / 1048576.0);
+    } else {
+        snprintf(buf, size, "%lldK", bytes >> 10);
+    }
+}
+
+
+void
+ctl_entry_time(char *buf, size_t size, const char *entry_id)
+{
+    time_t     secs;
+    long long  ms = atoll(entry_id);
+    struct tm  tm;
+
+    secs = (time_t) (ms / 1000);
+    gmtime_r(&secs, &tm);
+    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03lldZ",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, ms % 1000);
+}
+
+
+const char *
+ctl_text(json_t *obj, const char *key)
+{
+    const char  *s = json_string_value(json_object_get(obj, key));
+
+    return s ? s : "-";
+}
+
+
+long long
+ctl_int(json_t *obj, const char *key)
+{
+    json_t  *v = json_object_get(obj, key);
+
+    return json_is_number(v) ? (long long) json_number_value(v) : -1;
+}
+
+
+double
+ctl_num(json_t *obj, const char *key)
+{
+    json_t  *v = json_object_get(obj, key);
+
+    return json_is_number(v) ? json_number_value(v) : -1;
+}
+
+
+json_t *
+ctl_entry_fields(const redisReply *fields)
+{
+    size_t   i;
+    json_t  *obj = json_object();
+
+    for (i = 0; obj != NULL && fields->type == REDIS_REPLY_ARRAY
+                && i + 1 < fields->elements; i += 2)
+    {
+        json_object_set_new(obj, fields->element[i]->str,
+                            json_stringn(fields->element[i + 1]->str,
+                                         fields->element[i + 1]->len));
+    }
+
+    return obj;
+}

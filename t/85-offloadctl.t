@@ -1,0 +1,194 @@
+#!/usr/bin/perl
+# offloadctl against a real stack: queues, events (and -f), dead / retry /
+# purge, replay (and --gdb), drain / resume, top (batch, and interactive
+# in a tmux terminal), exit codes and --help.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use OffloadTest;
+
+start_redis();
+start_sidecar(conf => <<'CONF');
+fault_handlers on;
+queue echo { handler echo; workers 2; }
+queue crash { handler crash; workers 1; max_attempts 1; }
+queue leak { handler leak; workers 1; }
+CONF
+ok(start_jobs_nginx(), 'stack ready');
+
+my $ctl = build_path('offloadctl') . ' -c ' . sidecar_conf_file();
+my $node = node_name();
+
+sub run {
+    my $out = `$ctl @_ 2>&1`;
+    return ($? >> 8, $out, $? & 127);
+}
+
+# ---- usage and exit codes
+my ($rc, $out) = run('--help');
+is($rc, 0, '--help: exit 0');
+like($out, qr/^usage: offloadctl/, '--help prints the usage');
+like($out, qr/^\s+replay JOB/m, 'and lists replay');
+($rc, $out) = run('no-such-command');
+is($rc, 2, 'unknown command: exit 2');
+($rc) = run('dead');
+is($rc, 2, 'dead without a queue: exit 2');
+($rc) = run('dead', "'bad queue!'");
+is($rc, 2, 'dead with an invalid queue name: exit 2');
+($rc) = run('top', '-s', 'bogus');
+is($rc, 2, 'top with an unknown sort: exit 2');
+($rc, $out) = run('-r', '127.0.0.1:' . free_port(), 'queues');
+is($rc, 1, 'Redis unreachable: exit 1');
+
+# ---- a crash: events, dead letters
+post_json('/jobs/echo', { i => $_ }) for 1 .. 5;
+my $r = post_json('/jobs/crash', { boom => 1 });
+is($r->{status}, 502, 'crash job answered 502');
+my $crashed = $r->{headers}{'x-offload-job-id'}
+    // $r->{json}{error}{job_id};
+ok(wait_until(sub { (node_doc()->{queues}{crash}{dead} // 0) == 1 },
+    scaled(5), 'dead letter'), 'the node counts the dead letter');
+
+($rc, $out) = run('queues');
+is($rc, 0, 'queues: exit 0');
+like($out, qr/^crash\s+\S+\s+1\s+0\s+0\s+\S+\s+\S+\s+\S+\s+\S+\s+1$/m,
+    'queues: crash has one worker, no backlog, one dead letter') or diag($out);
+like($out, qr/^echo\s+ok\s+2\s/m, 'queues: echo has two workers');
+($rc, $out) = run('--json', 'queues');
+is(json_decode($out)->{crash}{dead}, 1, 'queues --json');
+
+($rc, $out) = run('events');
+is($rc, 0, 'events: exit 0');
+like($out, qr/^\S+Z crash\s+\Q$node\E crash slot 0 pid \d+ signal SIGSEGV job [0-9a-f]{32}/m,
+    'events shows the crash with its signal and job') or diag($out);
+($rc, $out) = run('--json', 'events', '-n', '50');
+my @ev = map { json_decode($_) } split /\n/, $out;
+my ($crash) = grep { $_->{type} eq 'crash' } @ev;
+ok($crash && ref $crash->{report}{backtrace} eq 'ARRAY',
+    'events --json: the crash report with its backtrace');
+
+($rc, $out) = run('dead', 'crash');
+is($rc, 0, 'dead: exit 0');
+my ($job) = $out =~ /^\S+Z\s+([0-9a-f]{32})\s+1\s+signal\s+\{"boom":1\}/m;
+ok($job, 'dead lists the job, its attempt, reason and payload')
+    or diag($out);
+
+# ---- events -f follows what happens next
+my $follow_log = tmpdir() . '/follow.log';
+my $follower = fork // die;
+if ($follower == 0) {
+    open STDOUT, '>', $follow_log;
+    open STDERR, '>&', \*STDOUT;
+    exec split(' ', $ctl), 'events', '-f', '-n', '0';
+}
+ok(wait_until(sub { -e $follow_log }, scaled(5), 'follower started'),
+    'events -f running');
+sleep 0.3;
+post_json('/jobs/crash', { second => 1 });
+ok(wait_until(sub { slurp($follow_log) =~ /crash .*SIGSEGV/ }, scaled(10),
+    'followed crash'), 'events -f prints a crash that happens while it '
+    . 'follows') or diag(slurp($follow_log));
+kill 'TERM', $follower;
+waitpid($follower, 0);
+is($? >> 8, 0, 'events -f exits 0 on SIGTERM');
+
+# ---- replay: the handler runs here; a crashing one crashes offloadctl
+($rc, $out, my $sig) = run('replay', $job);
+is($sig, 11, 'replay of the crash job dies of SIGSEGV, as in production')
+    or diag("rc $rc sig $sig $out");
+like($out, qr/replaying job \Q$job\E \(dead letter of queue crash\)/,
+    'replay says what it runs');
+my $gdb = `$ctl replay --gdb $job 2>&1 </dev/null`;
+like($gdb, qr/SIGSEGV/, 'replay --gdb runs it under gdb, which catches '
+    . 'the SIGSEGV') or diag($gdb);
+($rc) = run('replay', 'f' x 32);
+is($rc, 1, 'replay of an unknown job: exit 1');
+`${\ build_path('offloadctl')} -r 127.0.0.1:${\ redis_port()} replay $job 2>&1`;
+is($? >> 8, 2, 'replay without -c: exit 2');
+
+# an echo job's dead letter, made by hand, for retry and replay
+my $id = 'e' x 32;
+my $now = int(time * 1000);
+redis_cmd('XADD', 'offload:{echo}:dead', '*', v => 1, id => $id,
+    payload => '{"again":true}', reply => 'offload:reply:none',
+    deadline => $now + 30000, submitted => $now, attempt => 2, rid => '',
+    reason => 'signal', dead_at => $now);
+($rc, $out) = run('replay', $id);
+is($rc, 0, 'replay of an echo job: exit 0');
+like($out, qr/^\{"again":true\}$/m, 'prints the handler\'s output');
+
+($rc, $out) = run('retry', 'echo', $id);
+is($rc, 0, 'retry: exit 0');
+like($out, qr/retried 1 dead letter/, 'retry says so');
+ok(wait_until(sub {
+    my $v = redis_cmd('GET', "offload:{echo}:result:$id");
+    defined $v && $v =~ /^OR1 \Q$id\E 200 .*\n\{"again":true\}$/s;
+}, scaled(5), 'retried result'), 'the retried job ran and stored its result');
+is(redis_cmd('XLEN', 'offload:{echo}:dead'), 0, 'and left the dead letters');
+($rc) = run('retry', 'echo', $id);
+is($rc, 1, 'retry of a job that is not dead: exit 1');
+
+($rc, $out) = run('purge', 'crash', '--all');
+is($rc, 0, 'purge --all: exit 0');
+like($out, qr/purged 2 dead letters of queue crash/, 'purge counts');
+is(redis_cmd('XLEN', 'offload:{crash}:dead'), 0, 'the dead letters are gone');
+
+# ---- top: batch mode, sorted by memory
+post_json('/jobs/leak', { mb => 24 });
+ok(wait_until(sub {
+    (node_doc()->{queues}{leak}{workers}[0]{rss} // 0) > 24 << 20 },
+    scaled(5), 'leak rss'), 'a worker leaks');
+($rc, $out) = run('top', '-b', '-s', 'memory');
+is($rc, 0, 'top -b: exit 0');
+my @rows = $out =~ /^\Q$node\E\s+(\S+)\s+\d+\s+\d+/mg;
+is($rows[0], 'leak', 'top -b -s memory: the leaking worker first')
+    or diag($out);
+is(scalar @rows, 4, 'every worker listed');
+ok(!grep({ length > 80 } split /\n/, $out), 'fits 80 columns');
+
+# ---- top in a real terminal (tmux): draws, re-sorts on a key, q quits
+SKIP: {
+    skip 'tmux is not installed', 4 unless -x '/usr/bin/tmux';
+    my $sock = tmpdir() . '/tmux.sock';
+    my $tmux = "tmux -S $sock";
+    system("$tmux new-session -d -x 80 -y 24 '$ctl top -s jobs'") == 0
+        or die "tmux: $?";
+    my $screen = '';
+    ok(wait_until(sub {
+        $screen = `$tmux capture-pane -p`;
+        $screen =~ /sort: jobs/ && $screen =~ /^\Q$node\E/m;
+    }, scaled(10), 'top drawn'), 'top draws in an 80x24 terminal')
+        or diag($screen);
+    system("$tmux send-keys m");
+    ok(wait_until(sub {
+        $screen = `$tmux capture-pane -p`;
+        my ($first) = $screen =~ /^\Q$node\E\s+(\S+)/m;
+        $screen =~ /sort: memory/ && ($first // '') eq 'leak';
+    }, scaled(10), 'top re-sorted'), 'key m sorts by memory: the leak on top')
+        or diag($screen);
+    system("$tmux send-keys q");
+    ok(wait_until(sub { system("$tmux has-session 2>/dev/null") != 0 },
+        scaled(5), 'top quit'), 'key q quits');
+    system("$tmux kill-server 2>/dev/null");
+    pass('tmux cleaned up');
+}
+
+# ---- drain / resume
+($rc, $out) = run('drain', 'no-such-node');
+is($rc, 1, 'drain of an unknown node: exit 1');
+($rc, $out) = run('drain', '-t', scaled(10), $node);
+is($rc, 0, 'drain: exit 0') or diag($out);
+like($out, qr/node \Q$node\E drained: 4 workers paused/, 'drain waits for '
+    . 'every worker to pause');
+my $sockp = send_post('/jobs/echo', '{"parked":1}');
+ok(wait_until(sub {
+    (node_doc()->{queues}{echo}{backlog} // 0) == 1 }, scaled(5), 'backlog'),
+    'a drained node leaves a new job in the queue');
+($rc, $out) = run('resume', '-t', scaled(10), $node);
+is($rc, 0, 'resume: exit 0') or diag($out);
+is(read_answer($sockp)->{status}, 200, 'after resume the job is answered');
+
+done_testing();
