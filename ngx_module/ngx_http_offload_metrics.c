@@ -7,7 +7,8 @@
  * Counting is lock-free (atomic adds on the request path); only the first
  * request of a queue takes the zone's mutex, to add the queue.  The zone
  * survives reloads, so counters only reset when nginx restarts, as
- * Prometheus expects of a counter.
+ * Prometheus expects of a counter.  "offload_metrics_zone off" counts
+ * nothing: every function here then gets NULL and does nothing.
  */
 
 
@@ -76,6 +77,11 @@ ngx_http_offload_metrics_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        omcf->metrics_size = 0;
+        return NGX_CONF_OK;
+    }
 
     size = ngx_parse_size(&value[1]);
 
@@ -150,6 +156,10 @@ ngx_http_offload_metrics_add_zone(ngx_conf_t *cf,
         omcf->metrics_size = NGX_HTTP_OFFLOAD_METRICS_SIZE;
     }
 
+    if (omcf->metrics_size == 0) {
+        return NGX_OK;                  /* off */
+    }
+
     omcf->metrics = ngx_pcalloc(cf->pool, sizeof(ngx_http_offload_metrics_t));
     if (omcf->metrics == NULL) {
         return NGX_ERROR;
@@ -175,8 +185,13 @@ ngx_http_offload_metrics_queue(ngx_http_offload_metrics_t *m, ngx_str_t *name)
 {
     ngx_uint_t                         i, n;
     ngx_http_offload_queue_metrics_t  *q;
-    ngx_http_offload_metrics_sh_t     *sh = m->sh;
+    ngx_http_offload_metrics_sh_t     *sh;
 
+    if (m == NULL) {
+        return NULL;
+    }
+
+    sh = m->sh;
     n = sh->nqueues;
     ngx_memory_barrier();
 
@@ -248,6 +263,10 @@ void
 ngx_http_offload_metrics_answered(ngx_http_offload_queue_metrics_t *q,
     ngx_uint_t status)
 {
+    if (q == NULL) {
+        return;
+    }
+
     (void) ngx_atomic_fetch_add(&q->requests[
                                     ngx_http_offload_status_index(status)],
                                 1);
@@ -258,6 +277,10 @@ void
 ngx_http_offload_metrics_invalid(ngx_http_offload_metrics_t *m,
     ngx_uint_t status)
 {
+    if (m == NULL) {
+        return;
+    }
+
     (void) ngx_atomic_fetch_add(&m->sh->invalid[
                                     ngx_http_offload_status_index(status)],
                                 1);
@@ -268,7 +291,13 @@ void
 ngx_http_offload_metrics_observe(ngx_http_offload_queue_metrics_t *q,
     ngx_uint_t h, int64_t value)
 {
-    ngx_http_offload_hist_counts_t  *hc = &q->hist[h];
+    ngx_http_offload_hist_counts_t  *hc;
+
+    if (q == NULL) {
+        return;
+    }
+
+    hc = &q->hist[h];
 
     if (value < 0) {
         value = 0;
@@ -295,6 +324,41 @@ ngx_http_offload_requests_sum(ngx_http_offload_queue_metrics_t *q)
     }
 
     return sum;
+}
+
+
+void
+ngx_http_offload_metrics_in_flight(ngx_http_offload_queue_metrics_t *q,
+    ngx_atomic_int_t delta)
+{
+    if (q != NULL) {
+        (void) ngx_atomic_fetch_add(&q->in_flight, delta);
+    }
+}
+
+
+void
+ngx_http_offload_metrics_timeout(ngx_http_offload_queue_metrics_t *q)
+{
+    if (q != NULL) {
+        (void) ngx_atomic_fetch_add(&q->timeouts, 1);
+    }
+}
+
+
+void
+ngx_http_offload_metrics_redis(ngx_uint_t what)
+{
+    ngx_http_offload_metrics_t  *m = ngx_http_offload_worker.metrics;
+
+    if (m == NULL) {
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(what == NGX_HTTP_OFFLOAD_REDIS_RECONNECT
+                                ? &m->sh->redis_reconnects
+                                : &m->sh->redis_failures,
+                                1);
 }
 
 
@@ -368,6 +432,10 @@ ngx_http_offload_prom_hist(u_char *p, u_char *last, ngx_uint_t h,
 size_t
 ngx_http_offload_metrics_prom_size(ngx_http_offload_metrics_t *m)
 {
+    if (m == NULL) {
+        return 0;
+    }
+
     /* generous: about 3 KB per histogram and queue */
     return 4096 + (m->sh->nqueues + 1) * (NGX_HTTP_OFFLOAD_NHIST + 1) * 3072;
 }
@@ -381,8 +449,13 @@ ngx_http_offload_metrics_prom(ngx_http_offload_metrics_t *m, u_char *p,
     ngx_uint_t                         i, n, s, h;
     ngx_http_offload_queue_metrics_t  *q, *queues[NGX_HTTP_OFFLOAD_METRICS_QUEUES
                                                   + 1];
-    ngx_http_offload_metrics_sh_t     *sh = m->sh;
+    ngx_http_offload_metrics_sh_t     *sh;
 
+    if (m == NULL) {
+        return p;
+    }
+
+    sh = m->sh;
     n = sh->nqueues;
     ngx_memory_barrier();
 
@@ -481,7 +554,7 @@ ngx_http_offload_metrics_prom(ngx_http_offload_metrics_t *m, u_char *p,
 size_t
 ngx_http_offload_metrics_json_size(ngx_http_offload_metrics_t *m)
 {
-    return 1024 + (m->sh->nqueues + 1) * 2048;
+    return 1024 + (m ? m->sh->nqueues + 1 : 0) * 2048;
 }
 
 
@@ -504,8 +577,14 @@ ngx_http_offload_metrics_json(ngx_http_offload_metrics_t *m, u_char *p,
     uint64_t                           counts[OFFLOAD_HIST_MAX];
     ngx_uint_t                         i, n, s, b, h;
     ngx_http_offload_queue_metrics_t  *q;
-    ngx_http_offload_metrics_sh_t     *sh = m->sh;
+    ngx_http_offload_metrics_sh_t     *sh;
 
+    if (m == NULL) {
+        return ngx_slprintf(p, last, "{\"pid\":%P,\"metrics\":\"off\"}",
+                            ngx_pid);
+    }
+
+    sh = m->sh;
     n = sh->nqueues;
     ngx_memory_barrier();
 

@@ -448,7 +448,7 @@ void
 ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
     offload_result_t *res)
 {
-    u_char              *p, timing[128];
+    u_char              *p, *t, timing[128];
     ngx_int_t            rc;
     ngx_http_request_t  *r;
 
@@ -468,17 +468,23 @@ ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
                                      OFFLOAD_JOB_ID_LEN);
 
     if (rc == NGX_OK) {
+        t = ngx_snprintf(timing, sizeof(timing),
+                         "queue;dur=%L.%03L, run;dur=%L.%03L",
+                         res->queue_us / 1000, res->queue_us % 1000,
+                         res->run_us / 1000, res->run_us % 1000);
+
+        /* a result of an older sidecar has no CPU time */
+        if (res->cpu_us >= 0) {
+            t = ngx_snprintf(t, timing + sizeof(timing) - t,
+                             ", cpu;dur=%L.%03L", res->cpu_us / 1000,
+                             res->cpu_us % 1000);
+        }
+
         rc = ngx_http_offload_add_header(r, "Server-Timing", timing,
-                 ngx_snprintf(timing, sizeof(timing),
-                              "queue;dur=%L.%03L, run;dur=%L.%03L, "
-                              "cpu;dur=%L.%03L",
-                              res->queue_us / 1000, res->queue_us % 1000,
-                              res->run_us / 1000, res->run_us % 1000,
-                              res->cpu_us / 1000, res->cpu_us % 1000)
-                 - timing);
+                                         t - timing);
     }
 
-    if (res->status == NGX_HTTP_OK) {
+    if (res->status == NGX_HTTP_OK && res->cpu_us >= 0) {
         ngx_http_offload_metrics_observe(ctx->metrics,
                                          NGX_HTTP_OFFLOAD_HIST_QUEUE,
                                          res->queue_us);
@@ -862,7 +868,7 @@ ngx_http_offload_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_core_loc_conf_t          *clcf;
     ngx_http_compile_complex_value_t   ccv;
 
-    if (olcf->queue) {
+    if (olcf->queue || olcf->report) {
         return "is duplicate";
     }
 

@@ -48,6 +48,9 @@
 #define NGX_HTTP_OFFLOAD_REPORT_JSON      1
 #define NGX_HTTP_OFFLOAD_REPORT_PROM      2
 
+#define NGX_HTTP_OFFLOAD_REDIS_RECONNECT  0
+#define NGX_HTTP_OFFLOAD_REDIS_FAILURE    1
+
 /* answers counted by status: 10 known ones and "other" */
 #define NGX_HTTP_OFFLOAD_NSTATUS          11
 
@@ -227,6 +230,10 @@ void ngx_http_offload_metrics_invalid(ngx_http_offload_metrics_t *m,
     ngx_uint_t status);
 void ngx_http_offload_metrics_observe(ngx_http_offload_queue_metrics_t *q,
     ngx_uint_t h, int64_t value);
+void ngx_http_offload_metrics_in_flight(ngx_http_offload_queue_metrics_t *q,
+    ngx_atomic_int_t delta);
+void ngx_http_offload_metrics_timeout(ngx_http_offload_queue_metrics_t *q);
+void ngx_http_offload_metrics_redis(ngx_uint_t what);
 size_t ngx_http_offload_metrics_prom_size(ngx_http_offload_metrics_t *m);
 u_char *ngx_http_offload_metrics_prom(ngx_http_offload_metrics_t *m,
     u_char *p, u_char *last);

@@ -434,8 +434,7 @@ ngx_http_offload_link_connected(const redisAsyncContext *ac, int status)
     link->failures = 0;
 
     if (link->was_up) {
-        (void) ngx_atomic_fetch_add(
-                   &ngx_http_offload_worker.metrics->sh->redis_reconnects, 1);
+        ngx_http_offload_metrics_redis(NGX_HTTP_OFFLOAD_REDIS_RECONNECT);
     }
 
     link->was_up = 1;
@@ -459,8 +458,7 @@ ngx_http_offload_link_disconnected(const redisAsyncContext *ac, int status)
         return;
     }
 
-    (void) ngx_atomic_fetch_add(
-                   &ngx_http_offload_worker.metrics->sh->redis_failures, 1);
+    ngx_http_offload_metrics_redis(NGX_HTTP_OFFLOAD_REDIS_FAILURE);
 
     ngx_log_error(NGX_LOG_WARN, link->log, 0,
                   "offload: redis %V %s connection lost: %s",
@@ -497,8 +495,7 @@ ngx_http_offload_link_failed(ngx_http_offload_link_t *link, const char *err)
 
     level = (link->failures++ == 0) ? NGX_LOG_WARN : NGX_LOG_INFO;
 
-    (void) ngx_atomic_fetch_add(
-                   &ngx_http_offload_worker.metrics->sh->redis_failures, 1);
+    ngx_http_offload_metrics_redis(NGX_HTTP_OFFLOAD_REDIS_FAILURE);
 
     ngx_log_error(level, link->log, 0,
                   "offload: redis %V %s connection failed: %s",

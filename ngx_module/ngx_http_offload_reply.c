@@ -79,7 +79,7 @@ ngx_http_offload_peer_stop(ngx_http_offload_peer_t *peer)
 static void
 ngx_http_offload_timed_out(ngx_http_offload_ctx_t *ctx)
 {
-    (void) ngx_atomic_fetch_add(&ctx->metrics->timeouts, 1);
+    ngx_http_offload_metrics_timeout(ctx->metrics);
 
     ngx_http_offload_answer_error(ctx, NGX_HTTP_GATEWAY_TIME_OUT, "timeout",
                                   "no result in time");
@@ -91,7 +91,7 @@ ngx_http_offload_park(ngx_http_offload_ctx_t *ctx, ngx_msec_t timeout)
 {
     ngx_rbtree_insert(&ctx->peer->pending, &ctx->node);
     ctx->parked = 1;
-    (void) ngx_atomic_fetch_add(&ctx->metrics->in_flight, 1);
+    ngx_http_offload_metrics_in_flight(ctx->metrics, 1);
 
     ctx->deadline.handler = ngx_http_offload_deadline_handler;
     ctx->deadline.data = ctx;
@@ -109,7 +109,7 @@ ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx)
     if (ctx->parked) {
         ngx_rbtree_delete(&ctx->peer->pending, &ctx->node);
         ctx->parked = 0;
-        (void) ngx_atomic_fetch_add(&ctx->metrics->in_flight, -1);
+        ngx_http_offload_metrics_in_flight(ctx->metrics, -1);
     }
 
     if (ctx->deadline.timer_set) {

@@ -443,6 +443,8 @@ offload_result_decode(offload_result_t *res, const char *msg, size_t len,
     }
 
     /* The run time ends the line in results of older sidecars. */
+    res->cpu_us = -1;
+    res->rss_kb = -1;
     last = p;
     if (next_token(&p, end, '\n', &tok) != 0) {
         p = last;

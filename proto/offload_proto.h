@@ -96,7 +96,8 @@ typedef struct {
  *       <rss growth kB>\n<body>
  *
  * The last two (the job's CPU time, user + system, and how much it raised
- * its worker's peak RSS) may be missing in results of older sidecars.
+ * its worker's peak RSS) may be missing in results of older sidecars: they
+ * decode as -1 then.
  */
 typedef struct {
     int            version;

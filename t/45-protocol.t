@@ -85,7 +85,7 @@ is($a->{status}, 200, 'answered 200');
 is($a->{body}, '{"ok":true}', 'with the result body verbatim');
 is($a->{headers}{'x-offload-job-id'}, $f->{id}, 'X-Offload-Job-Id');
 is($a->{headers}{'server-timing'}, 'queue;dur=1.500, run;dur=2.250',
-    'Server-Timing from queue_us/run_us');
+    'Server-Timing from queue_us/run_us (an older sidecar: no CPU time)');
 redis_cmd('XACK', $STREAM, 'workers', $job->{entry});
 
 # ---- other statuses pass through with their body

@@ -94,8 +94,22 @@ my $server = "server {\n    listen 127.0.0.1:1;\n    %s\n}\n";
     . "offload_timeout 5s;\noffload_validate_json on;\n" . sprintf($server,
     'location ~ ^/jobs/(.+)$ { offload_pass $1; offload_timeout 1m; }'
     . "\n    location /x { offload_pass echo; offload_validate_json off;"
-    . " offload_redis unix:/tmp/r.sock db=2 password=secret; }"));
+    . " offload_redis unix:/tmp/r.sock db=2 password=secret; }"
+    . "\n    location /status { offload_status; }"
+    . "\n    location /metrics { offload_metrics; }"
+    . "\n    location /dash { offload_dashboard; }"));
 is($rc, 0, 'nginx -t: good conf') or diag($out);
+($rc, $out) = nginx_test(http => "offload_metrics_zone 2m;\n"
+    . sprintf($server, 'location /a { offload_pass a; }'));
+is($rc, 0, 'nginx -t: offload_metrics_zone 2m') or diag($out);
+($rc, $out) = nginx_test(http => "offload_metrics_zone off;\n"
+    . sprintf($server, 'location /a { offload_pass a; }'));
+is($rc, 0, 'nginx -t: offload_metrics_zone off') or diag($out);
+($rc, $out) = nginx_test(http => "offload_metrics_zone 1k;\n"
+    . sprintf($server, 'location /a { offload_pass a; }'));
+isnt($rc, 0, 'nginx -t: offload_metrics_zone 1k is too small');
+like($out, qr/invalid offload_metrics_zone size "1k", it must be at least/,
+    'and says the least size');
 
 my @nginx_bad = (
     [ 'offload_pass outside location', 'offload_pass echo;', 'offload_pass',
@@ -119,6 +133,19 @@ my @nginx_bad = (
         'offload_validate_json', qr/maybe|on.*off/ ],
     [ 'offload_pass bad literal queue', 'location /a { offload_pass '
         . '"bad name"; }', 'offload_pass', qr/queue name/ ],
+    [ 'offload_metrics_zone in a server', 'offload_metrics_zone 1m;',
+        'offload_metrics_zone', qr/not allowed here/ ],
+    [ 'offload_status with an argument', 'location /s { offload_status x; }',
+        'offload_status', qr/number of arguments/ ],
+    [ 'offload_status beside offload_pass',
+        'location /s { offload_pass a; offload_status; }', 'offload_status',
+        qr/duplicate/ ],
+    [ 'offload_pass beside offload_metrics',
+        'location /s { offload_metrics; offload_pass a; }', 'offload_pass',
+        qr/duplicate/ ],
+    [ 'offload_dashboard twice',
+        'location /d { offload_dashboard; offload_dashboard; }',
+        'offload_dashboard', qr/duplicate/ ],
 );
 for my $case (@nginx_bad) {
     my ($name, $directive, $dname, $re) = @$case;

@@ -148,7 +148,7 @@ test_result(void)
     ok(offload_result_decode(&out, "OR1 id 200 0 0\n", 15, &err) == 0
        && out.body.len == 0, "empty body decodes");
     ok(offload_result_decode(&out, "OR1 id 200 5 7\n{}", 17, &err) == 0
-       && out.run_us == 7 && out.cpu_us == 0 && out.rss_kb == 0,
+       && out.run_us == 7 && out.cpu_us == -1 && out.rss_kb == -1,
        "an older sidecar's header (no resource use) decodes");
 }
 
