@@ -557,6 +557,7 @@ set_queue(conf_parser_t *ps, char **args, int nargs, int line)
     q->backoff_max_ms = 5 * 1000;
     q->max_attempts = 2;
     q->timeout_ms = 60 * 1000;
+    q->nice = 10;
     q->line = line;
 
     ps->queue = q;
@@ -767,6 +768,25 @@ set_max_jobs(conf_parser_t *ps, char **args, int nargs, int line)
 }
 
 
+/* Workers run below nginx and Redis (nice 10 by default): when their jobs
+ * saturate the CPUs, the HTTP edge still answers at once. */
+static int
+set_nice(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    long long  n;
+
+    (void) nargs;
+
+    if (parse_uint(args[0], 19, &n) != 0) {
+        return conf_error(ps, line, "invalid \"nice\" value \"%s\" "
+                          "(expected 0..19)", args[0]);
+    }
+
+    ps->queue->nice = (int) n;
+    return 0;
+}
+
+
 static const conf_directive_t  directives[] = {
     { "redis",            CTX_MAIN,  1, 1, 0, set_redis },
     { "password",         CTX_MAIN,  1, 1, 0, set_password },
@@ -789,6 +809,7 @@ static const conf_directive_t  directives[] = {
     { "timeout",          CTX_QUEUE, 1, 1, 0, set_timeout },
     { "memory_limit",     CTX_QUEUE, 1, 1, 0, set_memory_limit },
     { "max_jobs_per_worker", CTX_QUEUE, 1, 1, 0, set_max_jobs },
+    { "nice",             CTX_QUEUE, 1, 1, 0, set_nice },
 };
 
 #define QUEUE_DIRECTIVE  10     /* may repeat: one block per queue */

@@ -37,6 +37,8 @@ typedef struct {
     int                       timeout_ms;       /* 0: jobs may run forever */
     long long                 memory_limit;     /* bytes of RSS, 0: none */
     int                       max_jobs;         /* per worker, 0: no limit */
+    int                       nice;             /* workers' scheduling
+                                                   niceness, 0..19 */
     int                       line;         /* where the block starts */
 } offload_conf_queue_t;
 

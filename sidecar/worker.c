@@ -998,6 +998,11 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
                   strerror(errno));
     }
 
+    if (setpriority(PRIO_PROCESS, 0, queue->nice) != 0) {
+        log_warn("%s: setpriority(%d) failed: %s", w.name, queue->nice,
+                 strerror(errno));
+    }
+
     /* memory_limit is the steady RSS, checked between jobs; a job may grow
      * the worker by twice that before its allocations fail. */
     if (queue->memory_limit > 0) {

@@ -333,14 +333,15 @@ test_supervision(void)
                     "fault_handlers on;\n"
                     "queue c {\n  handler crash;\n  max_attempts 5;\n"
                     "  timeout 2m;\n  memory_limit 64m;\n"
-                    "  max_jobs_per_worker 100;\n}\n") == 0,
+                    "  max_jobs_per_worker 100;\n  nice 0;\n}\n") == 0,
        "supervision directives parse: %s", err);
     ok(conf.shutdown_timeout_ms == 3000 && conf.claim_idle_ms == 500
        && conf.fault_handlers == 1, "global values");
     ok(conf.queues[0].max_attempts == 5
        && conf.queues[0].timeout_ms == 120000
        && conf.queues[0].memory_limit == 64LL * 1024 * 1024
-       && conf.queues[0].max_jobs == 100, "queue values");
+       && conf.queues[0].max_jobs == 100 && conf.queues[0].nice == 0,
+       "queue values");
     offload_conf_free(&conf);
 
     ok(parse(&conf, "log /tmp/x.log json warn;\n" Q) == 0
@@ -361,8 +362,9 @@ test_supervision(void)
     ok(conf.shutdown_timeout_ms == 10000 && conf.claim_idle_ms == 5000
        && conf.fault_handlers == 0, "global defaults: 10s, 5s, off");
     ok(conf.queues[0].max_attempts == 2 && conf.queues[0].timeout_ms == 60000
-       && conf.queues[0].memory_limit == 0 && conf.queues[0].max_jobs == 0,
-       "queue defaults: 2 attempts, 60s, no limits");
+       && conf.queues[0].memory_limit == 0 && conf.queues[0].max_jobs == 0
+       && conf.queues[0].nice == 10,
+       "queue defaults: 2 attempts, 60s, no limits, nice 10");
     offload_conf_free(&conf);
 
     bad("queue c { handler crash; }\n",
@@ -382,6 +384,9 @@ test_supervision(void)
     bad("queue e { handler echo; max_jobs_per_worker -1; }\n",
         "t.conf:1: invalid \"max_jobs_per_worker\" value \"-1\" (expected "
         "0..2147483647, 0 for no limit)", "max_jobs_per_worker -1");
+    bad("queue e { handler echo; nice 20; }\n",
+        "t.conf:1: invalid \"nice\" value \"20\" (expected 0..19)",
+        "nice 20");
 
     ok(offload_conf_parse_size("512k", &bytes) == 0 && bytes == 512 * 1024,
        "size 512k");
