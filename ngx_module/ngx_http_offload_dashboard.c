@@ -330,19 +330,6 @@ ngx_http_offload_dashboard_handler(ngx_http_request_t *r)
 char *
 ngx_http_offload_dashboard(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_offload_loc_conf_t *olcf = conf;
-
-    ngx_http_core_loc_conf_t  *clcf;
-
-    if (olcf->report || olcf->queue) {
-        return "is duplicate";
-    }
-
-    olcf->report = NGX_HTTP_OFFLOAD_REPORT_JSON;
-    olcf->reads_nodes = 1;
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_offload_dashboard_handler;
-
-    return NGX_CONF_OK;
+    return ngx_http_offload_report(cf, conf, NGX_HTTP_OFFLOAD_REPORT_JSON,
+                                   ngx_http_offload_dashboard_handler);
 }

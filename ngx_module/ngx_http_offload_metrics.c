@@ -178,12 +178,34 @@ ngx_http_offload_metrics_add_zone(ngx_conf_t *cf,
 }
 
 
+/* The queue among queues [from, to) of the zone, or NULL. */
+
+static ngx_http_offload_queue_metrics_t *
+ngx_http_offload_metrics_find(ngx_http_offload_metrics_sh_t *sh,
+    ngx_uint_t from, ngx_uint_t to, ngx_str_t *name)
+{
+    ngx_uint_t                         i;
+    ngx_http_offload_queue_metrics_t  *q;
+
+    for (i = from; i < to; i++) {
+        q = sh->queues[i];
+        if (q->name_len == name->len
+            && ngx_memcmp(q->name, name->data, name->len) == 0)
+        {
+            return q;
+        }
+    }
+
+    return NULL;
+}
+
+
 /* The queue's counters; a queue past the zone's room counts as "_other". */
 
 ngx_http_offload_queue_metrics_t *
 ngx_http_offload_metrics_queue(ngx_http_offload_metrics_t *m, ngx_str_t *name)
 {
-    ngx_uint_t                         i, n;
+    ngx_uint_t                         n;
     ngx_http_offload_queue_metrics_t  *q;
     ngx_http_offload_metrics_sh_t     *sh;
 
@@ -195,27 +217,19 @@ ngx_http_offload_metrics_queue(ngx_http_offload_metrics_t *m, ngx_str_t *name)
     n = sh->nqueues;
     ngx_memory_barrier();
 
-    for (i = 0; i < n; i++) {
-        q = sh->queues[i];
-        if (q->name_len == name->len
-            && ngx_memcmp(q->name, name->data, name->len) == 0)
-        {
-            return q;
-        }
+    q = ngx_http_offload_metrics_find(sh, 0, n, name);
+    if (q != NULL) {
+        return q;
     }
+
+    /* not there: add it, unless another worker just did */
 
     ngx_shmtx_lock(&m->shpool->mutex);
 
-    for ( /* void */ ; i < sh->nqueues; i++) {
-        q = sh->queues[i];
-        if (q->name_len == name->len
-            && ngx_memcmp(q->name, name->data, name->len) == 0)
-        {
-            goto done;
-        }
+    q = ngx_http_offload_metrics_find(sh, n, sh->nqueues, name);
+    if (q != NULL) {
+        goto done;
     }
-
-    q = NULL;
 
     if (sh->nqueues < NGX_HTTP_OFFLOAD_METRICS_QUEUES
         && name->len <= OFFLOAD_QUEUE_NAME_MAX)
@@ -447,8 +461,9 @@ ngx_http_offload_metrics_prom(ngx_http_offload_metrics_t *m, u_char *p,
 {
     u_char                             buf[NGX_INT_T_LEN + 1];
     ngx_uint_t                         i, n, s, h;
-    ngx_http_offload_queue_metrics_t  *q, *queues[NGX_HTTP_OFFLOAD_METRICS_QUEUES
-                                                  + 1];
+    ngx_http_offload_queue_metrics_t  *q;
+    ngx_http_offload_queue_metrics_t  *queues[NGX_HTTP_OFFLOAD_METRICS_QUEUES
+                                              + 1];
     ngx_http_offload_metrics_sh_t     *sh;
 
     if (m == NULL) {

@@ -243,6 +243,8 @@ u_char *ngx_http_offload_metrics_json(ngx_http_offload_metrics_t *m,
 
 /* ngx_http_offload_status.c */
 ngx_int_t ngx_http_offload_status_handler(ngx_http_request_t *r);
+char *ngx_http_offload_report(ngx_conf_t *cf, void *conf, ngx_uint_t report,
+    ngx_http_handler_pt handler);
 char *ngx_http_offload_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_offload_metrics(ngx_conf_t *cf, ngx_command_t *cmd,

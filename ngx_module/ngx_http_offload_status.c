@@ -28,8 +28,6 @@ static void ngx_http_offload_status_done(redisAsyncContext *ac, void *r,
     void *privdata);
 static ngx_int_t ngx_http_offload_status_send(ngx_http_request_t *r,
     ngx_uint_t report, redisReply *nodes);
-static char *ngx_http_offload_report(ngx_conf_t *cf, void *conf,
-    ngx_uint_t report);
 
 
 static ngx_str_t  ngx_http_offload_json_type = ngx_string("application/json");
@@ -297,8 +295,12 @@ ngx_http_offload_status_send(ngx_http_request_t *r, ngx_uint_t report,
 }
 
 
-static char *
-ngx_http_offload_report(ngx_conf_t *cf, void *conf, ngx_uint_t report)
+/* offload_status, offload_metrics, offload_dashboard: the location answers
+ * a report of the nodes (and so needs a Redis peer). */
+
+char *
+ngx_http_offload_report(ngx_conf_t *cf, void *conf, ngx_uint_t report,
+    ngx_http_handler_pt handler)
 {
     ngx_http_offload_loc_conf_t *olcf = conf;
 
@@ -312,7 +314,7 @@ ngx_http_offload_report(ngx_conf_t *cf, void *conf, ngx_uint_t report)
     olcf->reads_nodes = 1;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_offload_status_handler;
+    clcf->handler = handler;
 
     return NGX_CONF_OK;
 }
@@ -321,12 +323,14 @@ ngx_http_offload_report(ngx_conf_t *cf, void *conf, ngx_uint_t report)
 char *
 ngx_http_offload_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    return ngx_http_offload_report(cf, conf, NGX_HTTP_OFFLOAD_REPORT_JSON);
+    return ngx_http_offload_report(cf, conf, NGX_HTTP_OFFLOAD_REPORT_JSON,
+                                   ngx_http_offload_status_handler);
 }
 
 
 char *
 ngx_http_offload_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    return ngx_http_offload_report(cf, conf, NGX_HTTP_OFFLOAD_REPORT_PROM);
+    return ngx_http_offload_report(cf, conf, NGX_HTTP_OFFLOAD_REPORT_PROM,
+                                   ngx_http_offload_status_handler);
 }

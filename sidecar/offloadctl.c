@@ -167,7 +167,7 @@ connect_redis(const offload_addr_t *addr, const char *password, int db,
 int
 main(int argc, char **argv)
 {
-    int              opt, rc, i;
+    int              opt, rc, i, k, n;
     char             err[OFFLOAD_CONF_ERR_MAX], name[300];
     ctl_t            ctl;
     const char      *redis = NULL, *conf_file = NULL, *password = NULL;
@@ -223,6 +223,17 @@ main(int argc, char **argv)
         usage(stderr);
         return CTL_USAGE;
     }
+
+    /* --json may also follow the command: "offloadctl status --json" */
+    for (k = optind + 1, n = optind + 1; k < argc; k++) {
+        if (strcmp(argv[k], "--json") == 0 || strcmp(argv[k], "-j") == 0) {
+            ctl.json = 1;
+        } else {
+            argv[n++] = argv[k];
+        }
+    }
+    argc = n;
+    ctl.argc = argc;
 
     memset(&conf, 0, sizeof(conf));
 

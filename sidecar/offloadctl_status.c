@@ -49,29 +49,50 @@ print_node(json_t *doc, int64_t now_ms)
 }
 
 
-int
-ctl_status(ctl_t *ctl, int argc, char **argv)
+/* Reads the nodes for a command that takes no argument.  With --json it
+ * prints their member and returns NULL with *rc CTL_OK; NULL with another
+ * *rc is an error. */
+static json_t *
+read_nodes(ctl_t *ctl, int argc, char **argv, const char *member, int *rc)
 {
-    size_t   i;
-    json_t  *all, *nodes, *doc;
+    json_t  *all;
+
+    *rc = CTL_FAIL;
 
     if (argc > 1) {
-        return ctl_usage_error(argv[0], "unexpected argument \"%s\"",
-                               argv[1]);
+        *rc = ctl_usage_error(argv[0], "unexpected argument \"%s\"",
+                              argv[1]);
+        return NULL;
     }
 
     all = ctl_nodes(ctl, "", 0);
+    if (all == NULL || !ctl->json) {
+        return all;
+    }
+
+    json_dumpf(json_object_get(all, member), stdout, JSON_COMPACT);
+    printf("\n");
+    json_decref(all);
+    *rc = CTL_OK;
+    return NULL;
+}
+
+
+int
+ctl_status(ctl_t *ctl, int argc, char **argv)
+{
+    int      rc;
+    size_t   i;
+    json_t  *all, *nodes, *doc;
+
+    all = read_nodes(ctl, argc, argv, "nodes", &rc);
     if (all == NULL) {
-        return CTL_FAIL;
+        return rc;
     }
 
     nodes = json_object_get(all, "nodes");
 
-    if (ctl->json) {
-        json_dumpf(nodes, stdout, JSON_COMPACT);
-        printf("\n");
-
-    } else if (json_array_size(nodes) == 0) {
+    if (json_array_size(nodes) == 0) {
         printf("no sidecar nodes registered\n");
 
     } else {
@@ -121,28 +142,17 @@ figure(char *buf, size_t size, json_t *q, const char *key, int kind)
 int
 ctl_queues(ctl_t *ctl, int argc, char **argv)
 {
+    int          rc;
     char         b[8][32];
     json_t      *all, *queues, *q;
     const char  *name;
 
-    if (argc > 1) {
-        return ctl_usage_error(argv[0], "unexpected argument \"%s\"",
-                               argv[1]);
-    }
-
-    all = ctl_nodes(ctl, "", 0);
+    all = read_nodes(ctl, argc, argv, "queues", &rc);
     if (all == NULL) {
-        return CTL_FAIL;
+        return rc;
     }
 
     queues = json_object_get(all, "queues");
-
-    if (ctl->json) {
-        json_dumpf(queues, stdout, JSON_COMPACT);
-        printf("\n");
-        json_decref(all);
-        return CTL_OK;
-    }
 
     if (json_object_size(queues) == 0) {
         printf("no queues: no sidecar nodes registered\n");
