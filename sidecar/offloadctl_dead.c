@@ -213,7 +213,8 @@ each_named(ctl_t *ctl, int argc, char **argv, ctl_visit_pt visit,
     }
 
     for (i = 2; i < argc; i++) {
-        n = ctl_each_entry(ctl, argv[1], key, all ? NULL : argv[i], visit, NULL);
+        n = ctl_each_entry(ctl, argv[1], key, all ? NULL : argv[i], visit,
+                           NULL);
         if (n < 0) {
             return CTL_FAIL;
         }

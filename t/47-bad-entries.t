@@ -60,7 +60,8 @@ for my $case (@answered) {
     my ($id, @fields) = entry(%$change);
     redis_cmd('XADD', $stream, '*', @fields);
     my $res = result_of($id);
-    like($res, qr/^OR1 $id $status \d+ \d+ \d+ \d+\n/, "$name: answered $status");
+    like($res, qr/^OR1 $id $status \d+ \d+ \d+ \d+\n/,
+        "$name: answered $status");
     like($res, $re, "$name: says why");
 }
 

@@ -84,8 +84,10 @@ my @waiting = map { send_post('/jobs/spin', '{"ms":1}') } 1 .. 3;
 ok(wait_until(sub {
     my $d = queue_doc('spin');
     ($d->{backlog} // 0) == 3 && ($d->{pending} // 0) == 1
-        && ($d->{oldest_ms} // 0) > 0 && (worker_doc('spin')->{held} // 0) == 1;
-}, scaled(5), 'backlog'), 'backlog 3, pending 1 (held by the worker), oldest age > 0')
+        && ($d->{oldest_ms} // 0) > 0
+        && (worker_doc('spin')->{held} // 0) == 1;
+}, scaled(5), 'backlog'),
+    'backlog 3, pending 1 (held by the worker), oldest age > 0')
     or diag(explain(queue_doc('spin')));
 is(read_answer($spin)->{status}, 200, 'spin job answered');
 is(read_answer($_)->{status}, 200, 'waiting job answered') for @waiting;

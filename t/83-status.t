@@ -113,10 +113,12 @@ like($m, qr/^offload_job_run_seconds_sum\{queue="echo"\} [\d.]+$/m,
     'histogram sum');
 like($m, qr/^offload_job_cpu_seconds_count\{queue="leak"\} 1$/m,
     'histogram count of the job CPU time');
-like($m, qr/^offload_job_rss_growth_bytes_bucket\{queue="leak",le="67108864"\} 1$/m,
+like($m,
+    qr/^offload_job_rss_growth_bytes_bucket\{queue="leak",le="67108864"\} 1$/m,
     'the 32 MB leak is in the RSS-growth bucket up to 64 MiB');
 my $n = node_name();
-like($m, qr/^offload_worker_rss_bytes\{node="\Q$n\E",queue="leak",slot="0"\} \d+$/m,
+like($m,
+    qr/^offload_worker_rss_bytes\{node="\Q$n\E",queue="leak",slot="0"\} \d+$/m,
     'worker RSS labelled by node, queue, slot');
 like($m, qr/^offload_queue_backlog\{queue="echo"\} 0$/m, 'queue backlog');
 like($m, qr/^offload_redis_up 1$/m, 'redis up');

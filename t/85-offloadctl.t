@@ -62,7 +62,8 @@ is(json_decode($out)->{crash}{dead}, 1, 'queues --json');
 
 ($rc, $out) = run('events');
 is($rc, 0, 'events: exit 0');
-like($out, qr/^\S+Z crash\s+\Q$node\E crash slot 0 pid \d+ signal SIGSEGV job [0-9a-f]{32}/m,
+my $crash_line = qr/^\S+Z crash\s+\Q$node\E crash slot 0 pid \d+ /m;
+like($out, qr/${crash_line}signal SIGSEGV job [0-9a-f]{32}/,
     'events shows the crash with its signal and job') or diag($out);
 ($rc, $out) = run('--json', 'events', '-n', '50');
 my @ev = map { json_decode($_) } split /\n/, $out;

@@ -39,8 +39,10 @@ is(post_json('/jobs/leak', { mb => 48 })->{status}, 200, 'a worker leaks');
 is(post_json('/jobs/crash', {})->{status}, 502, 'a worker crashes');
 ok(wait_until(sub {
     my $q = (node_doc() || {})->{queues} || {};
-    ($q->{crash}{dead} // 0) == 1 && ($q->{leak}{workers}[0]{rss} // 0) > 48 << 20;
-}, scaled(10), 'registry caught up'), 'the node reports the leak and the crash');
+    ($q->{crash}{dead} // 0) == 1
+        && ($q->{leak}{workers}[0]{rss} // 0) > 48 << 20;
+}, scaled(10), 'registry caught up'),
+    'the node reports the leak and the crash');
 
 my $url = 'http://127.0.0.1:' . nginx_port() . '/dash';
 my @browser = ($chromium, qw(--headless --no-sandbox --disable-gpu
@@ -75,7 +77,8 @@ like($dom, qr{<th class=" sort on" data-sort="memory">rss</th>},
 like($dom, qr{SIGSEGV}, 'the crash report is shown');
 like($dom, qr{<pre>[^<]*offload-sidecar\(}, 'with its backtrace')
     or diag($dom =~ m{<div id="crashes">(.*?)</div>}s);
-like($dom, qr{<td class="l">crash</td><td class="l">ok</td>(?:<td>[^<]*</td>){7}<td class="warn">1</td>},
+like($dom, qr{<td\ class="l">crash</td><td\ class="l">ok</td>
+    (?:<td>[^<]*</td>){7}<td\ class="warn">1</td>}x,
     'one dead letter in queue crash');
 
 # a screenshot while answers flow, so the charts have a line

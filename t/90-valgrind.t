@@ -31,7 +31,10 @@ queue sleep { handler sleep; workers 1; }
 queue events.aggregate { handler events.aggregate; workers 1; }
 CONF
 ok(start_jobs_nginx(workers => 1, timeout => 60, wrapper => [ 'valgrind',
-    '--error-exitcode=99', "--log-file=$dir/nginx-valgrind.%p.log" ]),
+    '--error-exitcode=99', "--log-file=$dir/nginx-valgrind.%p.log" ],
+    server => "location = /status { offload_status; }\n"
+        . "location = /metrics { offload_metrics; }\n"
+        . "location = /dash { offload_dashboard; }"),
     'stack ready');
 
 my @jobs = (
@@ -55,6 +58,17 @@ for my $round (1 .. 2) {
             or diag($r->{content});
     }
 }
+
+# the observability locations, under valgrind too
+ok(wait_until(sub { (node_doc()->{queues}{echo}{jobs_per_s} // 0) > 0 },
+    30, 'figures'), 'the node reports its figures');
+for my $path ('/status?sort=memory&limit=2', '/status?sort=x', '/metrics',
+              '/dash', '/dash?status&sort=jobs') {
+    my $r = http('GET', $path);
+    like($r->{status}, qr/^(200|400)$/, "GET $path: $r->{status}");
+}
+is(scalar @{ http('GET', '/status?limit=2')->{json}{workers} }, 2,
+    'status limited to two workers');
 
 # a worker killed and replaced under valgrind too
 my $pids = worker_pids();
