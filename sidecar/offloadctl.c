@@ -12,8 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "offloadctl.h"
+
+#define DEFAULT_CONF  "/etc/offload/sidecar.conf"
 
 
 static int ctl_ping(ctl_t *ctl, int argc, char **argv);
@@ -77,11 +80,14 @@ usage(FILE *out)
         "  resume [-t SECS] NODE       the node takes jobs again\n"
         "\n"
         "options:\n"
-        "  -r, --redis ADDR    Redis address (default: from -c, else "
-        "127.0.0.1:6379)\n"
+        "  -r, --redis ADDR    Redis address (default: from the config, "
+        "else\n"
+        "                      127.0.0.1:6379)\n"
         "  -c, --conf FILE     the sidecar's config: Redis address, "
         "password, db,\n"
-        "                      queues and handlers\n"
+        "                      queues and handlers (default: $OFFLOAD_CONF, "
+        "else\n"
+        "                      " DEFAULT_CONF " if it exists)\n"
         "  -j, --json          status, queues, events and dead print JSON\n"
         "  -h, --help          this help\n"
         "\n"
@@ -236,6 +242,15 @@ main(int argc, char **argv)
     ctl.argc = argc;
 
     memset(&conf, 0, sizeof(conf));
+
+    /* Without -c or -r: $OFFLOAD_CONF, else the systemd unit's config when
+     * this host has one, as the sidecar it runs beside would read it. */
+    if (conf_file == NULL && redis == NULL) {
+        conf_file = getenv("OFFLOAD_CONF");
+        if (conf_file == NULL && access(DEFAULT_CONF, R_OK) == 0) {
+            conf_file = DEFAULT_CONF;
+        }
+    }
 
     if (conf_file != NULL) {
         if (offload_conf_load(&conf, conf_file, err, sizeof(err)) != 0) {

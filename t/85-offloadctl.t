@@ -42,6 +42,12 @@ is($rc, 2, 'dead with an invalid queue name: exit 2');
 is($rc, 2, 'top with an unknown sort: exit 2');
 ($rc, $out) = run('-r', '127.0.0.1:' . free_port(), 'queues');
 is($rc, 1, 'Redis unreachable: exit 1');
+{
+    local $ENV{OFFLOAD_CONF} = sidecar_conf_file();
+    my $plain = build_path('offloadctl');
+    like(`$plain status 2>&1`, qr/^\Q$node\E /m,
+        'without -c or -r: the config named by $OFFLOAD_CONF');
+}
 
 # ---- a crash: events, dead letters
 post_json('/jobs/echo', { i => $_ }) for 1 .. 5;
