@@ -1,9 +1,11 @@
 #!/usr/bin/perl
-# offload_dashboard in a real browser (Debian's headless Chromium): the page
-# loads with no other asset, the worker table fills, sorting by memory
-# reorders it with a leaking worker on top, the latest crash report shows
-# its backtrace, dead letters are counted; a screenshot is kept as an
-# artifact (build/artifacts/dashboard.png).
+# offload_dashboard in a real browser: Debian's headless Chromium, driven
+# over the DevTools protocol (t/lib/OffloadBrowser.pm).  The page loads with
+# no other asset, the worker table fills, a mouse click on the rss column
+# sorts by memory, a worker that starts leaking rises to the top while the
+# page watches, the latest crash shows its backtrace, dead letters are
+# counted, the charts draw; a screenshot is kept as an artifact
+# (build/artifacts/dashboard.png).
 
 use strict;
 use warnings;
@@ -12,9 +14,9 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use File::Path qw(make_path);
 use OffloadTest;
+use OffloadBrowser;
 
-my ($chromium) = grep { -x } qw(/usr/bin/chromium /usr/bin/chromium-browser);
-plan skip_all => 'chromium is not installed' unless $chromium;
+plan skip_all => 'chromium is not installed' unless OffloadBrowser::chromium();
 
 start_redis();
 start_sidecar(conf => <<'CONF');
@@ -29,73 +31,81 @@ ok(start_jobs_nginx(server => 'location = /dash { offload_dashboard; }'),
 my $page = http('GET', '/dash');
 is($page->{status}, 200, 'the page answers 200');
 like($page->{headers}{'content-type'}, qr{^text/html}, 'as HTML');
-unlike($page->{content}, qr/<(?:script|link)[^>]+(?:src|href)=/i,
-    'self-contained: no external script or stylesheet');
+unlike($page->{content}, qr/<(?:script|link|img)[^>]+(?:src|href)=/i,
+    'self-contained: no external script, stylesheet or image');
 is(http('GET', '/dash?status')->{json}{redis}, 'ok',
     '?status answers the status document');
 
 post_json('/jobs/echo', { i => $_ }) for 1 .. 20;
-is(post_json('/jobs/leak', { mb => 48 })->{status}, 200, 'a worker leaks');
 is(post_json('/jobs/crash', {})->{status}, 502, 'a worker crashes');
+ok(wait_until(sub { (node_doc()->{queues}{crash}{dead} // 0) == 1 },
+    scaled(10), 'dead letter'), 'the node counts the dead letter');
+
+my $browser = OffloadBrowser->new;
+$browser->navigate('http://127.0.0.1:' . nginx_port() . '/dash');
+
+# the queue column of the worker rows, in order
+my $rows_js = 'Array.prototype.map.call(document.querySelectorAll('
+    . '"#workers tr td:nth-child(2)"), function (td) {'
+    . ' return td.textContent; })';
+my $rows;
+ok(wait_until(sub { $rows = $browser->eval_js($rows_js); @{ $rows || [] } == 4 },
+    scaled(15), 'worker rows'), 'the worker table fills: four workers');
+is_deeply($rows, [qw(crash echo echo leak)], 'unsorted: by node, queue');
+
+$browser->click('#workers th[data-sort="memory"]');
 ok(wait_until(sub {
-    my $q = (node_doc() || {})->{queues} || {};
-    ($q->{crash}{dead} // 0) == 1
-        && ($q->{leak}{workers}[0]{rss} // 0) > 48 << 20;
-}, scaled(10), 'registry caught up'),
-    'the node reports the leak and the crash');
+    ($browser->eval_js('location.hash') // '') eq '#sort=memory'
+        && ($browser->eval_js('document.querySelector('
+            . '"#workers th.on").textContent') // '') eq 'rss';
+}, scaled(5), 'sorted'), 'a click on rss sorts the table by memory');
 
-my $url = 'http://127.0.0.1:' . nginx_port() . '/dash';
-my @browser = ($chromium, qw(--headless --no-sandbox --disable-gpu
-    --hide-scrollbars --virtual-time-budget=4000), '--window-size=1280,900');
+is(post_json('/jobs/leak', { mb => 64 })->{status}, 200,
+    'a worker leaks 64 MB');
+ok(wait_until(sub {
+    $rows = $browser->eval_js($rows_js);
+    @{ $rows || [] } == 4 && $rows->[0] eq 'leak';
+}, scaled(15), 'leak on top'), 'the leaking worker rises to the top')
+    or diag(explain($rows));
+isnt("@$rows", 'crash echo echo leak', 'the sort reordered the table');
 
-sub dom {
-    my ($hash) = @_;
-    my $out = `timeout 120 @browser --dump-dom '$url$hash' 2>/dev/null`;
-    return $out;
+my $crashes = $browser->eval_js('document.getElementById("crashes")'
+    . '.textContent');
+like($crashes, qr/SIGSEGV/, 'the latest crash is shown');
+like($crashes, qr/offload-sidecar\(/, 'with its backtrace');
+my $cells = $browser->eval_js('(function () {'
+    . ' var head = document.querySelectorAll("#queues th"), i, col;'
+    . ' for (i = 0; i < head.length; i++) {'
+    . '  if (head[i].textContent === "dead letters") { col = i; } }'
+    . ' var rows = document.querySelectorAll("#queues tr");'
+    . ' for (i = 1; i < rows.length; i++) {'
+    . '  if (rows[i].cells[0].textContent === "crash") {'
+    . '   return rows[i].cells[col].textContent; } } })()');
+is($cells, '1', 'one dead letter in queue crash');
+
+# answers flow while the page samples: the charts get points
+my $load = fork // die "fork: $!";
+if ($load == 0) {
+    post_json('/jobs/echo', { i => $_ }) for 1 .. 2000;
+    POSIX::_exit(0);
 }
+ok(wait_until(sub { ($browser->eval_js('points.length') // 0) >= 3 },
+    scaled(15), 'chart points'), 'the charts have points');
+ok(wait_until(sub {
+    my $max = $browser->eval_js('Math.max.apply(null, points.map('
+        . 'function (p) { return p.rate; }))');
+    ($max // 0) > 0;
+}, scaled(15), 'throughput'), 'the throughput chart sees answers');
 
-# the queue column of each worker row, in order
-sub worker_queues {
-    my ($html) = @_;
-    my ($table) = $html =~ m{<table id="workers">(.*?)</table>}s or return ();
-    return $table =~ m{<tr><td class="l">[^<]*</td><td class="l">([^<]*)</td>}g;
-}
-
-my $dom = dom('');
-like($dom, qr{<title>offload</title>}, 'page loaded in Chromium');
-my @plain = worker_queues($dom);
-is_deeply(\@plain, [qw(crash echo echo leak)],
-    'worker table filled, by queue without a sort');
-
-$dom = dom('#sort=memory');
-my @by_memory = worker_queues($dom);
-is(scalar @by_memory, 4, 'sorted table has every worker');
-is($by_memory[0], 'leak', 'sorted by memory: the leaking worker on top');
-isnt("@by_memory", "@plain", 'sorting reordered the table');
-like($dom, qr{<th class=" sort on" data-sort="memory">rss</th>},
-    'the memory column is marked as the sort');
-like($dom, qr{SIGSEGV}, 'the crash report is shown');
-like($dom, qr{<pre>[^<]*offload-sidecar\(}, 'with its backtrace')
-    or diag($dom =~ m{<div id="crashes">(.*?)</div>}s);
-like($dom, qr{<td\ class="l">crash</td><td\ class="l">ok</td>
-    (?:<td>[^<]*</td>){7}<td\ class="warn">1</td>}x,
-    'one dead letter in queue crash');
-
-# a screenshot while answers flow, so the charts have a line
 my $dir = build_path('artifacts');
 make_path($dir);
 my $shot = "$dir/dashboard.png";
 unlink $shot;
-my $load = fork // die "fork: $!";
-if ($load == 0) {
-    for (1 .. 400) { post_json('/jobs/echo', { i => $_ }) }
-    POSIX::_exit(0);
-}
-system("timeout 120 @browser --screenshot=$shot '$url#sort=memory'"
-    . ' >/dev/null 2>&1');
+$browser->screenshot($shot);
 waitpid($load, 0);
+$browser->quit;
 ok(-s $shot, "screenshot saved: $shot");
-open my $fh, '<', $shot;
+open my $fh, '<:raw', $shot or die "$shot: $!";
 read $fh, my $magic, 8;
 is($magic, "\x89PNG\r\n\x1a\n", 'it is a PNG');
 
