@@ -8,6 +8,9 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use IO::Socket::INET;
+use POSIX ();
+use Time::HiRes qw(sleep);
 use OffloadTest;
 
 start_redis();
@@ -128,6 +131,31 @@ my $file = tmpdir() . '/metrics.txt';
 spew($file, $m);
 my $out = `promtool check metrics < $file 2>&1`;
 is($?, 0, 'promtool check metrics passes') or diag($out);
+
+# ---- a client that leaves while its status waits for Redis: Redis is
+# made to sleep, the client closes, the reply then finds no request
+my @workers = nginx_worker_pids();
+my $sleeper = fork // die "fork: $!";
+if ($sleeper == 0) {
+    redis_cmd('DEBUG', 'SLEEP', '1');
+    POSIX::_exit(0);
+}
+sleep 0.2;
+for (1 .. 5) {
+    my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+    print $c "GET /status HTTP/1.1\r\nHost: x\r\n\r\n";
+    sleep 0.05;
+    close $c;
+}
+waitpid($sleeper, 0);
+ok(wait_until(sub { (status()->{redis} // '') eq 'ok' }, scaled(5),
+    'status again'), 'status answers after clients left mid-request');
+is_deeply([ sort { $a <=> $b } nginx_worker_pids() ],
+    [ sort { $a <=> $b } @workers ],
+    'no nginx worker died');
+unlike(slurp(nginx_error_log()), qr/signal|alert/,
+    'nothing alarming in the error log');
 
 # ---- Redis away: the zone's part still answers
 stop_redis();
