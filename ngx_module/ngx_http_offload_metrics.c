@@ -509,7 +509,7 @@ ngx_http_offload_metrics_prom(ngx_http_offload_metrics_t *m, u_char *p,
             "status.");
 
     for (s = 0; s < NGX_HTTP_OFFLOAD_NSTATUS; s++) {
-        if (sh->invalid[s] || s == 0) {
+        if (sh->invalid[s]) {
             p = ngx_slprintf(p, last, "offload_invalid_requests_total"
                              "{status=\"%s\"} %uA\n",
                              ngx_http_offload_status_label(s, buf),
@@ -588,6 +588,7 @@ u_char *
 ngx_http_offload_metrics_json(ngx_http_offload_metrics_t *m, u_char *p,
     u_char *last)
 {
+    char                              *sep;
     u_char                             buf[NGX_INT_T_LEN + 1];
     uint64_t                           counts[OFFLOAD_HIST_MAX];
     ngx_uint_t                         i, n, s, b, h;
@@ -604,8 +605,21 @@ ngx_http_offload_metrics_json(ngx_http_offload_metrics_t *m, u_char *p,
     ngx_memory_barrier();
 
     p = ngx_slprintf(p, last, "{\"pid\":%P,\"redis_reconnects\":%uA,"
-                     "\"redis_failures\":%uA,\"queues\":{",
+                     "\"redis_failures\":%uA,\"invalid_requests\":{",
                      ngx_pid, sh->redis_reconnects, sh->redis_failures);
+
+    sep = "";
+
+    for (s = 0; s < NGX_HTTP_OFFLOAD_NSTATUS; s++) {
+        if (sh->invalid[s]) {
+            p = ngx_slprintf(p, last, "%s\"%s\":%uA", sep,
+                             ngx_http_offload_status_label(s, buf),
+                             sh->invalid[s]);
+            sep = ",";
+        }
+    }
+
+    p = ngx_slprintf(p, last, "},\"queues\":{");
 
     for (i = 0; i <= n; i++) {
         q = i < n ? sh->queues[i] : &sh->other;

@@ -21,8 +21,10 @@ typedef struct {
 } ngx_http_offload_status_ctx_t;
 
 
-static ngx_int_t ngx_http_offload_status_args(ngx_http_request_t *r,
-    ngx_str_t *sort, ngx_str_t *limit);
+static ngx_int_t ngx_http_offload_status_sort(ngx_http_request_t *r,
+    ngx_str_t *sort);
+static ngx_int_t ngx_http_offload_status_limit(ngx_http_request_t *r,
+    ngx_str_t *limit);
 static void ngx_http_offload_status_cleanup(void *data);
 static void ngx_http_offload_status_done(redisAsyncContext *ac, void *r,
     void *privdata);
@@ -67,9 +69,16 @@ ngx_http_offload_status_handler(ngx_http_request_t *r)
     ngx_str_null(&limit);
 
     if (olcf->report == NGX_HTTP_OFFLOAD_REPORT_JSON) {
-        rc = ngx_http_offload_status_args(r, &sort, &limit);
-        if (rc != NGX_OK) {
-            return rc;
+        if (ngx_http_offload_status_sort(r, &sort) != NGX_OK) {
+            return ngx_http_offload_send_error(r, NGX_HTTP_BAD_REQUEST,
+                       "bad_sort", "sort must be one of memory, cpu, queue, "
+                       "restarts, jobs");
+        }
+
+        if (ngx_http_offload_status_limit(r, &limit) != NGX_OK) {
+            return ngx_http_offload_send_error(r, NGX_HTTP_BAD_REQUEST,
+                       "bad_limit", "limit must be an integer from 1 to "
+                       "100000");
         }
     }
 
@@ -140,45 +149,48 @@ ngx_http_offload_status_handler(ngx_http_request_t *r)
 }
 
 
-/* ?sort=memory|cpu|queue|restarts|jobs&limit=N, checked */
+/* ?sort=memory|cpu|queue|restarts|jobs; absent or empty is none (node,
+ * queue, slot) */
 
 static ngx_int_t
-ngx_http_offload_status_args(ngx_http_request_t *r, ngx_str_t *sort,
-    ngx_str_t *limit)
+ngx_http_offload_status_sort(ngx_http_request_t *r, ngx_str_t *sort)
 {
-    ngx_int_t    n;
-    ngx_uint_t   i;
+    ngx_uint_t  i;
 
-    /* an empty sort is none: node, queue, slot */
-    if (ngx_http_arg(r, (u_char *) "sort", 4, sort) == NGX_OK && sort->len) {
-        for (i = 0; ngx_http_offload_sorts[i]; i++) {
-            if (sort->len == ngx_strlen(ngx_http_offload_sorts[i])
-                && ngx_strncmp(sort->data, ngx_http_offload_sorts[i],
-                               sort->len)
-                   == 0)
-            {
-                break;
-            }
-        }
+    if (ngx_http_arg(r, (u_char *) "sort", 4, sort) != NGX_OK
+        || sort->len == 0)
+    {
+        return NGX_OK;
+    }
 
-        if (ngx_http_offload_sorts[i] == NULL) {
-            return ngx_http_offload_send_error(r, NGX_HTTP_BAD_REQUEST,
-                       "bad_sort", "sort must be one of memory, cpu, queue, "
-                       "restarts, jobs");
+    for (i = 0; ngx_http_offload_sorts[i]; i++) {
+        if (sort->len == ngx_strlen(ngx_http_offload_sorts[i])
+            && ngx_strncmp(sort->data, ngx_http_offload_sorts[i], sort->len)
+               == 0)
+        {
+            return NGX_OK;
         }
     }
 
-    if (ngx_http_arg(r, (u_char *) "limit", 5, limit) == NGX_OK) {
-        n = ngx_atoi(limit->data, limit->len);
+    return NGX_ERROR;
+}
 
-        if (n == NGX_ERROR || n < 1 || n > NGX_HTTP_OFFLOAD_LIMIT_MAX) {
-            return ngx_http_offload_send_error(r, NGX_HTTP_BAD_REQUEST,
-                       "bad_limit", "limit must be an integer from 1 to "
-                       "100000");
-        }
+
+/* ?limit=N, 1 to NGX_HTTP_OFFLOAD_LIMIT_MAX; absent is no limit */
+
+static ngx_int_t
+ngx_http_offload_status_limit(ngx_http_request_t *r, ngx_str_t *limit)
+{
+    ngx_int_t  n;
+
+    if (ngx_http_arg(r, (u_char *) "limit", 5, limit) != NGX_OK) {
+        return NGX_OK;
     }
 
-    return NGX_OK;
+    n = ngx_atoi(limit->data, limit->len);
+
+    return (n == NGX_ERROR || n < 1 || n > NGX_HTTP_OFFLOAD_LIMIT_MAX)
+           ? NGX_ERROR : NGX_OK;
 }
 
 

@@ -32,6 +32,7 @@ sub status {
 }
 
 sub requests { status()->{nginx}{queues}{ $_[0] }{requests}{ $_[1] } // 0 }
+sub invalid { status()->{nginx}{invalid_requests}{ $_[0] } // 0 }
 
 # ---- the nginx counters: answers by queue and status
 my $before = requests('echo', '200');
@@ -40,6 +41,9 @@ is(requests('echo', '200'), $before + 10, 'ten more echo 200s counted');
 my $bad = status()->{nginx}{queues}{echo}{requests}{400} // 0;
 post_json('/jobs/echo', '{oops');
 is(requests('echo', '400'), $bad + 1, 'a bad JSON body counts as echo 400');
+my $bad405 = invalid('405');
+is(http('GET', '/jobs/echo')->{status}, 405, 'GET on offload_pass: 405');
+is(invalid('405'), $bad405 + 1, 'counted as an invalid request, 405');
 my $r = http('GET', '/status');
 is($r->{status}, 200, 'status answers 200');
 like($r->{headers}{'content-type'}, qr{^application/json}, 'as JSON');
@@ -83,6 +87,8 @@ $r = http('GET', '/status?limit=0');
 is($r->{status}, 400, 'limit=0: 400');
 is($r->{json}{error}{code}, 'bad_limit', 'error code bad_limit');
 is(http('POST', '/status', '{}')->{status}, 405, 'POST /status: 405');
+is_deeply([ pipelined('/status?limit=0', '/status?sort=bogus', '/status') ],
+    [ 400, 400, 200 ], 'a bad argument answers once and keeps the connection');
 
 # ---- in flight, per-job resource use, timeouts
 my $sock = send_post('/jobs/sleep', '{"ms":' . scaled(1500) . '}');
@@ -126,6 +132,10 @@ like($m,
 like($m, qr/^offload_queue_backlog\{queue="echo"\} 0$/m, 'queue backlog');
 like($m, qr/^offload_redis_up 1$/m, 'redis up');
 like($m, qr/^offload_timeouts_total\{queue="sleep"\} 1$/m, 'timeouts');
+like($m, qr/^offload_invalid_requests_total\{status="405"\} [1-9]\d*$/m,
+    'invalid requests by status');
+unlike($m, qr/^offload_invalid_requests_total\{status="200"\}/m,
+    'no invalid request answered 200, none listed');
 
 my $file = tmpdir() . '/metrics.txt';
 spew($file, $m);

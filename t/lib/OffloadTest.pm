@@ -37,7 +37,8 @@ our @EXPORT = qw(
     nginx_conf write_nginx_conf start_nginx stop_nginx nginx_port
     nginx_pid nginx_worker_pids nginx_error_log wait_nginx_ready nginx_test
     start_jobs_nginx
-    http post_json send_post read_answer pending_jobs concurrent_posts
+    http post_json send_post read_answer pipelined pending_jobs
+    concurrent_posts
     json_encode json_decode
     stop_all finish
 );
@@ -606,7 +607,18 @@ sub send_post {
 # after it) within $timeout s: { status, content, json }, status 0 if none.
 sub read_answer {
     my ($s, $timeout) = @_;
-    my $deadline = time + ($timeout // scaled(30));
+    my $raw = read_raw($s, $timeout // scaled(30));
+    my ($status) = $raw =~ m{^HTTP/1\.1 (\d+)};
+    my ($content) = $raw =~ /\r\n\r\n(.*)\z/s;
+    return { status => $status // 0, content => $content,
+             json => json_decode($content // '') };
+}
+
+# All a socket gives until the server closes it or $timeout s pass; closes
+# it.
+sub read_raw {
+    my ($s, $timeout) = @_;
+    my $deadline = time + $timeout;
     my $sel = IO::Select->new($s);
     my $raw = '';
     while (time < $deadline) {
@@ -615,10 +627,26 @@ sub read_answer {
         last unless $n;
     }
     close $s;
-    my ($status) = $raw =~ m{^HTTP/1\.1 (\d+)};
-    my ($content) = $raw =~ /\r\n\r\n(.*)\z/s;
-    return { status => $status // 0, content => $content,
-             json => json_decode($content // '') };
+    return $raw;
+}
+
+# Sends GETs for @paths one after another on one keep-alive connection
+# (the last closes it) and returns the answers' statuses: an answer that
+# ends the connection early leaves the rest out.
+sub pipelined {
+    my (@paths) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => $S{nginx_port}, Proto => 'tcp') or die "connect: $!";
+    for my $i (0 .. $#paths) {
+        print $s "GET $paths[$i] HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            . ($i == $#paths ? "Connection: close\r\n" : '') . "\r\n";
+    }
+    my $raw = read_raw($s, scaled(30));
+    my @statuses;
+    while (my $r = parse_response(\$raw)) {
+        push @statuses, $r->{status};
+    }
+    return @statuses;
 }
 
 # How many of a queue's jobs workers hold (delivered, not yet acked).
