@@ -112,8 +112,8 @@ ngx_http_offload_status_handler(ngx_http_request_t *r)
     argvlen[argc++] = 1;
     argv[argc] = OFFLOAD_NODES_KEY;
     argvlen[argc++] = sizeof(OFFLOAD_NODES_KEY) - 1;
-    argv[argc] = OFFLOAD_EVENTS_KEY;
-    argvlen[argc++] = sizeof(OFFLOAD_EVENTS_KEY) - 1;
+    argv[argc] = OFFLOAD_CRASHES_KEY;
+    argvlen[argc++] = sizeof(OFFLOAD_CRASHES_KEY) - 1;
 
     if (olcf->report == NGX_HTTP_OFFLOAD_REPORT_JSON) {
         argv[argc] = "json";

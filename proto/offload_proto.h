@@ -38,10 +38,15 @@
 #define OFFLOAD_CONSUMER_MAX       160
 #define OFFLOAD_DEAD_FMT           "offload:{%.*s}:dead"
 #define OFFLOAD_EVENTS_KEY         "offload:events"
+#define OFFLOAD_CRASHES_KEY        "offload:crashes"
 
 /* Capped streams keep about this many entries (XADD MAXLEN ~). */
 #define OFFLOAD_DEAD_MAXLEN        10000
 #define OFFLOAD_EVENTS_MAXLEN      10000
+
+/* offload:crashes, a list, keeps the latest crash reports (newest first)
+ * so a status read does not scan offload:events for them. */
+#define OFFLOAD_CRASHES_MAX        10
 
 /* Longest key any of the formats above produces, with its NUL. */
 #define OFFLOAD_KEY_MAX            160
@@ -230,7 +235,7 @@ extern const char  offload_retry_script[];
  * Nodes: every live node's registry document in one round trip, for
  * offload_status, offload_metrics and offloadctl.
  *   KEYS[1] offload:nodes   ARGV[1] "json" or "prom"
- *   KEYS[2] offload:events
+ *   KEYS[2] offload:crashes
  *                           ARGV[2] sort workers by: memory, cpu, queue
  *                                   (entries held), restarts, jobs, or ""
  *                           ARGV[3] at most this many workers, or ""
@@ -238,7 +243,7 @@ extern const char  offload_retry_script[];
  * "json" returns the members "nodes" (the documents), "queues" (merged
  * over the nodes), "workers" (every worker of every node, flattened with
  * its node and queue, sorted, limited), "workers_total" and "crashes"
- * (the latest ten crash reports of offload:events), as the inside
+ * (the list offload:crashes, newest first), as the inside
  * of a JSON object without its braces.  "prom" returns the nodes' figures
  * as Prometheus text.  The node keys are read without being declared in
  * KEYS: this script needs a single Redis, not a Cluster.

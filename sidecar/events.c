@@ -1,6 +1,8 @@
 /*
  * events.c -- appends events to offload:events, trimmed to about
- * OFFLOAD_EVENTS_MAXLEN entries (MAXLEN ~, so trimming stays cheap).
+ * OFFLOAD_EVENTS_MAXLEN entries (MAXLEN ~, so trimming stays cheap), and
+ * keeps the latest crash reports in the short list offload:crashes, which
+ * offload_status reads on every call instead of scanning the stream.
  */
 
 #include <stdio.h>
@@ -24,19 +26,14 @@ event_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
-void
-offload_event(offload_redis_conn_t *conn, const char *node, const char *type,
-    const char *queue, json_t *report)
+/* XADDs the event; report_json (or NULL) is its report field. */
+static void
+event_add(offload_redis_conn_t *conn, const char *node, const char *type,
+    const char *queue, const char *report_json)
 {
     int          argc = 0;
-    char        *json = NULL, maxlen[16];
+    char         maxlen[16];
     const char  *argv[14];
-
-    if (!conn->ready) {
-        log_info("event %s not recorded: redis is not connected", type);
-        json_decref(report);
-        return;
-    }
 
     snprintf(maxlen, sizeof(maxlen), "%d", OFFLOAD_EVENTS_MAXLEN);
 
@@ -56,12 +53,9 @@ offload_event(offload_redis_conn_t *conn, const char *node, const char *type,
         argv[argc++] = queue;
     }
 
-    if (report != NULL) {
-        json = json_dumps(report, JSON_COMPACT);
-        if (json != NULL) {
-            argv[argc++] = "report";
-            argv[argc++] = json;
-        }
+    if (report_json != NULL) {
+        argv[argc++] = "report";
+        argv[argc++] = report_json;
     }
 
     if (redisAsyncCommandArgv(conn->ac, event_cb, NULL, argc, argv, NULL)
@@ -69,7 +63,66 @@ offload_event(offload_redis_conn_t *conn, const char *node, const char *type,
     {
         log_error("cannot send event %s", type);
     }
+}
+
+
+void
+offload_event(offload_redis_conn_t *conn, const char *node, const char *type,
+    const char *queue, json_t *report)
+{
+    char  *json = NULL;
+
+    if (!conn->ready) {
+        log_info("event %s not recorded: redis is not connected", type);
+        json_decref(report);
+        return;
+    }
+
+    if (report != NULL) {
+        json = json_dumps(report, JSON_COMPACT);
+    }
+
+    event_add(conn, node, type, queue, json);
 
     free(json);
     json_decref(report);
+}
+
+
+void
+offload_crash_event(offload_redis_conn_t *conn, const char *node,
+    const char *queue, json_t *report)
+{
+    char  *json, keep[16];
+
+    if (!conn->ready) {
+        log_info("crash report not recorded: redis is not connected");
+        return;
+    }
+
+    json = json_dumps(report, JSON_COMPACT);
+    if (json == NULL) {
+        log_error("cannot encode a crash report");
+        return;
+    }
+
+    event_add(conn, node, "crash", queue, json);
+
+    /* one transaction, so the list never holds more than it keeps, even
+     * with several nodes pushing at once */
+    snprintf(keep, sizeof(keep), "%d", OFFLOAD_CRASHES_MAX - 1);
+
+    if (redisAsyncCommand(conn->ac, event_cb, NULL, "MULTI") != REDIS_OK
+        || redisAsyncCommand(conn->ac, event_cb, NULL, "LPUSH %s %s",
+                             OFFLOAD_CRASHES_KEY, json)
+           != REDIS_OK
+        || redisAsyncCommand(conn->ac, event_cb, NULL, "LTRIM %s 0 %s",
+                             OFFLOAD_CRASHES_KEY, keep)
+           != REDIS_OK
+        || redisAsyncCommand(conn->ac, event_cb, NULL, "EXEC") != REDIS_OK)
+    {
+        log_error("cannot keep a crash report in %s", OFFLOAD_CRASHES_KEY);
+    }
+
+    free(json);
 }

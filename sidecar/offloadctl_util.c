@@ -64,7 +64,7 @@ ctl_nodes(ctl_t *ctl, const char *sort, int limit)
 
     reply = ctl_command(ctl, "EVAL %s 2 %s %s json %s %s %s",
                         offload_nodes_script, OFFLOAD_NODES_KEY,
-                        OFFLOAD_EVENTS_KEY, sort, limit > 0 ? lim : "",
+                        OFFLOAD_CRASHES_KEY, sort, limit > 0 ? lim : "",
                         OFFLOAD_NODE_PREFIX);
     if (reply == NULL) {
         return NULL;

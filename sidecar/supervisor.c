@@ -617,8 +617,8 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
     offload_stats_slot_exited(slot, last,
                               offload_sb_state(slot->sb) == OFFLOAD_SB_BUSY);
 
-    offload_event(&sup->registry.conn, sup->conf->node_name, "crash",
-                  pool->queue->name, json_incref(failure.report));
+    offload_crash_event(&sup->registry.conn, sup->conf->node_name,
+                        pool->queue->name, failure.report);
 
     /* A job that ran too long is the job's fault, not the worker's: its
      * replacement starts at once and is not counted as a restart.  A

@@ -19,6 +19,8 @@ fault_handlers on;
 queue echo { handler echo; workers 2; }
 queue leak { handler leak; workers 1; }
 queue sleep { handler sleep; workers 1; }
+queue crash { handler crash; workers 1; max_attempts 1;
+              max_restarts 100 1s; restart_backoff 10ms 10ms; }
 CONF
 ok(start_jobs_nginx(server => <<'SERVER'), 'stack ready');
 location = /status { offload_status; }
@@ -57,8 +59,8 @@ is(scalar @{ $s->{nginx}{queues}{echo}{request_hist} }, 20,
 is($s->{redis}, 'ok', 'redis reached');
 my ($node) = grep { $_->{node} eq node_name() } @{ $s->{nodes} };
 ok($node, 'our node is listed');
-is($s->{workers_total}, 4, 'four workers in all');
-is(scalar @{ $s->{workers} }, 4, 'all listed without a limit');
+is($s->{workers_total}, 5, 'five workers in all');
+is(scalar @{ $s->{workers} }, 5, 'all listed without a limit');
 my ($w) = grep { $_->{queue} eq 'echo' } @{ $s->{workers} };
 is($w->{node}, node_name(), 'a flattened worker names its node');
 is($s->{queues}{echo}{workers}, 2, 'queue echo: two workers');
@@ -89,6 +91,22 @@ is($r->{json}{error}{code}, 'bad_limit', 'error code bad_limit');
 is(http('POST', '/status', '{}')->{status}, 405, 'POST /status: 405');
 is_deeply([ pipelined('/status?limit=0', '/status?sort=bogus', '/status') ],
     [ 400, 400, 200 ], 'a bad argument answers once and keeps the connection');
+
+# ---- the latest crash reports, newest first, ten of them
+my @crashed;
+for (1 .. 12) {
+    my $c = post_json('/jobs/crash', {});
+    push @crashed, $c->{headers}{'x-offload-job-id'} if $c->{status} == 502;
+}
+is(scalar @crashed, 12, 'twelve jobs crashed their worker');
+my @latest;
+ok(wait_until(sub {
+    @latest = map { $_->{job_id} } @{ status()->{crashes} || [] };
+    @latest && $latest[0] eq $crashed[-1];
+}, scaled(5), 'latest crash listed'), 'the newest crash comes first');
+is_deeply(\@latest, [ reverse @crashed[2 .. 11] ],
+    'the ten latest crash reports, newest first');
+is(redis_cmd('LLEN', 'offload:crashes'), 10, 'offload:crashes keeps ten');
 
 # ---- in flight, per-job resource use, timeouts
 my $sock = send_post('/jobs/sleep', '{"ms":' . scaled(1500) . '}');
