@@ -97,10 +97,13 @@ offload_crash_event(offload_redis_conn_t *conn, const char *node,
 
     if (!conn->ready) {
         log_info("crash report not recorded: redis is not connected");
+        json_decref(report);
         return;
     }
 
     json = json_dumps(report, JSON_COMPACT);
+    json_decref(report);
+
     if (json == NULL) {
         log_error("cannot encode a crash report");
         return;

@@ -17,8 +17,9 @@
 void offload_event(offload_redis_conn_t *conn, const char *node,
     const char *type, const char *queue, json_t *report);
 
-/* A "crash" event with its report (borrowed), which also goes to the
- * front of offload:crashes (OFFLOAD_CRASHES_MAX kept). */
+/* A "crash" event with its report (the reference is consumed, as above),
+ * which also goes to the front of offload:crashes (OFFLOAD_CRASHES_MAX
+ * kept). */
 void offload_crash_event(offload_redis_conn_t *conn, const char *node,
     const char *queue, json_t *report);
 

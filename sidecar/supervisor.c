@@ -618,7 +618,7 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
                               offload_sb_state(slot->sb) == OFFLOAD_SB_BUSY);
 
     offload_crash_event(&sup->registry.conn, sup->conf->node_name,
-                        pool->queue->name, failure.report);
+                        pool->queue->name, json_incref(failure.report));
 
     /* A job that ran too long is the job's fault, not the worker's: its
      * replacement starts at once and is not counted as a restart.  A
