@@ -127,14 +127,23 @@ offload_slot_twin(offload_supervisor_t *sup, offload_slot_t *slot)
 }
 
 
-/* The child side of fork(): becomes the slot's worker, never returns. */
+/*
+ * The child side of fork(): becomes the slot's worker, never returns.
+ *
+ * A worker dies with its supervisor by SIGKILL, not SIGTERM: a handled
+ * signal is only acted on between jobs, and a worker in a long or hung job
+ * would outlive it and, beside the next sidecar's worker of the same
+ * consumer name, run the same held jobs twice.  It leaves with _exit():
+ * the parent's atexit handlers are not its own.
+ */
 static void
 become_worker(offload_supervisor_t *sup, offload_slot_t *slot, pid_t parent)
 {
+    int              rc;
     sigset_t         none;
     struct ev_loop  *loop;
 
-    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) {
         _exit(1);               /* the supervisor is already gone */
     }
 
@@ -158,11 +167,13 @@ become_worker(offload_supervisor_t *sup, offload_slot_t *slot, pid_t parent)
     if (loop == NULL) {
         log_error("worker %s:%d: cannot create an event loop",
                   slot->pool->queue->name, slot->index);
-        exit(1);
+        _exit(1);
     }
 
-    exit(offload_worker_run(loop, sup->conf, slot->pool->queue, slot->index,
-                            slot->sb));
+    rc = offload_worker_run(loop, sup->conf, slot->pool->queue, slot->index,
+                            slot->sb);
+    fflush(NULL);
+    _exit(rc);
 }
 
 
