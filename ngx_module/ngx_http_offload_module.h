@@ -31,7 +31,7 @@
 #define NGX_HTTP_OFFLOAD_DEFAULT_REDIS    "127.0.0.1:6379"
 
 #define NGX_HTTP_OFFLOAD_CONNECT_TIMEOUT  1000
-#define NGX_HTTP_OFFLOAD_WATCHDOG         5000
+#define NGX_HTTP_OFFLOAD_WATCHDOG         2000
 #define NGX_HTTP_OFFLOAD_BACKOFF_MIN      50
 #define NGX_HTTP_OFFLOAD_BACKOFF_MAX      2000
 #define NGX_HTTP_OFFLOAD_PING_INTERVAL    1000
@@ -108,6 +108,8 @@ struct ngx_http_offload_peer_s {
     ngx_rbtree_t                  pending;
     ngx_rbtree_node_t             sentinel;
     ngx_event_t                   ping;
+    ngx_msec_t                    ping_unheard;  /* since when a ping
+                                                    is on its way, or 0 */
 };
 
 

@@ -383,6 +383,7 @@ ngx_http_offload_message(redisAsyncContext *ac, void *r, void *privdata)
 
     if (kind->len == 9 && ngx_strncmp(kind->str, "subscribe", 9) == 0) {
         link->subscribed = 1;
+        link->peer->ping_unheard = 0;
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, link->log, 0,
                        "offload: subscribed to %s",
                        ngx_http_offload_worker.channel);
@@ -395,6 +396,8 @@ ngx_http_offload_message(redisAsyncContext *ac, void *r, void *privdata)
     {
         return;
     }
+
+    link->peer->ping_unheard = 0;       /* any message proves it alive */
 
     if (payload->len == sizeof(OFFLOAD_REPLY_PING) - 1
         && ngx_strncmp(payload->str, OFFLOAD_REPLY_PING,
@@ -433,7 +436,9 @@ ngx_http_offload_deadline_handler(ngx_event_t *ev)
 /*
  * Subscriber liveness: PING does not work on a subscribed context in
  * hiredis 0.14, so the command connection publishes "ping" on our own
- * channel; nobody receiving it means the subscription is gone.
+ * channel.  Nobody receiving it means the subscription is gone; a ping not
+ * heard back within the watchdog means the connection went silent (a dead
+ * path that Redis still counts as a subscriber).
  */
 
 static void
@@ -443,6 +448,21 @@ ngx_http_offload_ping_handler(ngx_event_t *ev)
     const char               *argv[3];
     size_t                    argvlen[3];
     ngx_http_offload_peer_t  *peer = ev->data;
+
+    if (peer->ping_unheard
+        && ngx_current_msec - peer->ping_unheard >= NGX_HTTP_OFFLOAD_WATCHDOG)
+    {
+        peer->ping_unheard = 0;
+
+        if (peer->subscriber.subscribed) {
+            ngx_log_error(NGX_LOG_WARN, peer->subscriber.log, 0,
+                          "offload: redis %V subscriber heard no ping in "
+                          "%M ms, reconnecting it", &peer->name,
+                          (ngx_msec_t) NGX_HTTP_OFFLOAD_WATCHDOG);
+
+            ngx_http_offload_link_drop(&peer->subscriber);
+        }
+    }
 
     if (peer->command.up && peer->subscriber.subscribed) {
         argv[0] = "PUBLISH";
@@ -454,9 +474,14 @@ ngx_http_offload_ping_handler(ngx_event_t *ev)
 
         privdata = (void *) (uintptr_t) peer->subscriber.generation;
 
-        (void) ngx_http_offload_link_send(&peer->command,
-                                          ngx_http_offload_ping_done,
-                                          privdata, 3, argv, argvlen);
+        if (ngx_http_offload_link_send(&peer->command,
+                                       ngx_http_offload_ping_done,
+                                       privdata, 3, argv, argvlen)
+            == NGX_OK
+            && peer->ping_unheard == 0)
+        {
+            peer->ping_unheard = ngx_current_msec | 1;    /* never 0 */
+        }
     }
 
     ngx_add_timer(ev, NGX_HTTP_OFFLOAD_PING_INTERVAL);

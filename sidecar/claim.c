@@ -107,10 +107,10 @@ send_autoclaim(claim_t *c, const char *cursor)
 
     snprintf(idle, sizeof(idle), "%d", sup->conf->claim_idle_ms);
 
-    if (redisAsyncCommand(sup->registry.conn.ac, claim_cb, c,
-                          "XAUTOCLAIM %s %s %s %s %s COUNT %s", c->stream,
-                          OFFLOAD_GROUP, c->claimer, idle, cursor,
-                          CLAIM_COUNT)
+    if (offload_redis_command(&sup->registry.conn, claim_cb, c,
+                              "XAUTOCLAIM %s %s %s %s %s COUNT %s", c->stream,
+                              OFFLOAD_GROUP, c->claimer, idle, cursor,
+                              CLAIM_COUNT)
         != REDIS_OK)
     {
         free(c);
@@ -145,8 +145,8 @@ send_touch(offload_pool_t *pool, const char *stream)
             argv[argc++] = names[i];
         }
 
-        redisAsyncCommandArgv(sup->registry.conn.ac, NULL, NULL, argc, argv,
-                              NULL);
+        offload_redis_command_argv(&sup->registry.conn, NULL, NULL, argc, argv,
+                                   NULL);
     }
 
     free(names);

@@ -445,6 +445,24 @@ set_heartbeat(conf_parser_t *ps, char **args, int nargs, int line)
 
 
 static int
+set_redis_timeout(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    long long  ms;
+
+    (void) nargs;
+
+    if (set_time(ps, "redis_timeout", args[0], line, 100, 600 * 1000, &ms)
+        != 0)
+    {
+        return -1;
+    }
+
+    ps->conf->redis_timeout_ms = (int) ms;
+    return 0;
+}
+
+
+static int
 set_result_ttl(conf_parser_t *ps, char **args, int nargs, int line)
 {
     long long  ms;
@@ -791,6 +809,7 @@ static const conf_directive_t  directives[] = {
     { "redis",            CTX_MAIN,  1, 1, 0, set_redis },
     { "password",         CTX_MAIN,  1, 1, 0, set_password },
     { "db",               CTX_MAIN,  1, 1, 0, set_db },
+    { "redis_timeout",    CTX_MAIN,  1, 1, 0, set_redis_timeout },
     { "node_name",        CTX_MAIN,  1, 1, 0, set_node_name },
     { "log",              CTX_MAIN,  1, 3, 0, set_log },
     { "heartbeat",        CTX_MAIN,  1, 1, 0, set_heartbeat },
@@ -812,7 +831,6 @@ static const conf_directive_t  directives[] = {
     { "nice",             CTX_QUEUE, 1, 1, 0, set_nice },
 };
 
-#define QUEUE_DIRECTIVE  10     /* may repeat: one block per queue */
 
 
 static void
@@ -871,7 +889,7 @@ run_directive(conf_parser_t *ps, int ctx, char **args, int nargs, int line,
 
     seen = (ctx == CTX_MAIN) ? &ps->seen_main : &ps->seen_queue;
 
-    if (i != QUEUE_DIRECTIVE) {
+    if (!d->block) {                    /* a block per queue may repeat */
         if (*seen & (1u << i)) {
             return conf_error(ps, line, "\"%s\" directive is duplicate",
                               d->name);
@@ -1036,6 +1054,7 @@ offload_conf_parse(offload_conf_t *conf, const char *file, const char *text,
     memset(conf, 0, sizeof(*conf));
     offload_addr_parse(&conf->redis, "127.0.0.1:6379", 14);
     conf->log_level = OFFLOAD_LOG_INFO;
+    conf->redis_timeout_ms = 2 * 1000;
     conf->heartbeat_ms = 1000;
     conf->result_ttl_s = 60;
     conf->shutdown_timeout_ms = 10 * 1000;

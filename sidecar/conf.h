@@ -46,6 +46,8 @@ typedef struct {
     offload_addr_t         redis;
     char                  *password;        /* NULL: no AUTH */
     int                    db;
+    int                    redis_timeout_ms; /* connect, and each command
+                                                beyond its blocking time */
     char                   node_name[OFFLOAD_NODE_NAME_MAX + 1];
     char                  *log_target;      /* "stderr", "syslog" or a path */
     int                    log_level;

@@ -58,7 +58,7 @@ event_add(offload_redis_conn_t *conn, const char *node, const char *type,
         argv[argc++] = report_json;
     }
 
-    if (redisAsyncCommandArgv(conn->ac, event_cb, NULL, argc, argv, NULL)
+    if (offload_redis_command_argv(conn, event_cb, NULL, argc, argv, NULL)
         != REDIS_OK)
     {
         log_error("cannot send event %s", type);
@@ -115,14 +115,14 @@ offload_crash_event(offload_redis_conn_t *conn, const char *node,
      * with several nodes pushing at once */
     snprintf(keep, sizeof(keep), "%d", OFFLOAD_CRASHES_MAX - 1);
 
-    if (redisAsyncCommand(conn->ac, event_cb, NULL, "MULTI") != REDIS_OK
-        || redisAsyncCommand(conn->ac, event_cb, NULL, "LPUSH %s %s",
-                             OFFLOAD_CRASHES_KEY, json)
+    if (offload_redis_command(conn, event_cb, NULL, "MULTI") != REDIS_OK
+        || offload_redis_command(conn, event_cb, NULL, "LPUSH %s %s",
+                                 OFFLOAD_CRASHES_KEY, json)
            != REDIS_OK
-        || redisAsyncCommand(conn->ac, event_cb, NULL, "LTRIM %s 0 %s",
-                             OFFLOAD_CRASHES_KEY, keep)
+        || offload_redis_command(conn, event_cb, NULL, "LTRIM %s 0 %s",
+                                 OFFLOAD_CRASHES_KEY, keep)
            != REDIS_OK
-        || redisAsyncCommand(conn->ac, event_cb, NULL, "EXEC") != REDIS_OK)
+        || offload_redis_command(conn, event_cb, NULL, "EXEC") != REDIS_OK)
     {
         log_error("cannot keep a crash report in %s", OFFLOAD_CRASHES_KEY);
     }

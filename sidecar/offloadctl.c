@@ -140,6 +140,9 @@ connect_redis(const offload_addr_t *addr, const char *password, int db,
     }
 
     redisSetTimeout(c, timeout);
+    if (!addr->is_unix) {
+        redisEnableKeepAlive(c);
+    }
 
     reply = NULL;
     if (password != NULL) {

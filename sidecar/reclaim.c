@@ -184,8 +184,8 @@ send_args(offload_redis_conn_t *conn, args_t *a, fail_t *f)
 {
     int  rc;
 
-    rc = redisAsyncCommandArgv(conn->ac, fail_cb, f, a->argc, a->argv,
-                               a->argvlen);
+    rc = offload_redis_command_argv(conn, fail_cb, f, a->argc, a->argv,
+                                    a->argvlen);
     free(a->argv);
     free(a->argvlen);
 
@@ -358,10 +358,10 @@ fail_fields(offload_redis_conn_t *conn, const offload_conf_t *conf,
         log_error("queue %s: entry %.*s held by a dead worker is not a job "
                   "(%s): dropped", q->name, (int) entry_id->len,
                   entry_id->data, err);
-        redisAsyncCommand(conn->ac, NULL, NULL, "XACK %s %s %b", stream,
-                          OFFLOAD_GROUP, entry_id->data, entry_id->len);
-        redisAsyncCommand(conn->ac, NULL, NULL, "XDEL %s %b", stream,
-                          entry_id->data, entry_id->len);
+        offload_redis_command(conn, NULL, NULL, "XACK %s %s %b", stream,
+                              OFFLOAD_GROUP, entry_id->data, entry_id->len);
+        offload_redis_command(conn, NULL, NULL, "XDEL %s %b", stream,
+                              entry_id->data, entry_id->len);
         return -1;
     }
 
@@ -480,9 +480,9 @@ hand_back(void *data)
     reclaim_t  *r = data;
 
     if (!r->conn->ready
-        || redisAsyncCommand(r->conn->ac, handback_cb, r, "EVAL %s 1 %s %s %s "
-                             "%s", offload_handback_script, r->stream,
-                             OFFLOAD_GROUP, r->consumer, r->held)
+        || offload_redis_command(r->conn, handback_cb, r, "EVAL %s 1 %s %s %s "
+                                 "%s", offload_handback_script, r->stream,
+                                 OFFLOAD_GROUP, r->consumer, r->held)
            != REDIS_OK)
     {
         r->done(r->data);
@@ -550,8 +550,8 @@ offload_reclaim_worker(offload_redis_conn_t *conn,
     r->failure = *failure;
     r->failure.report = json_incref(failure->report);
 
-    rc = redisAsyncCommand(conn->ac, held_entry_cb, r, "XRANGE %s %s %s",
-                           r->stream, r->held, r->held);
+    rc = offload_redis_command(conn, held_entry_cb, r, "XRANGE %s %s %s",
+                               r->stream, r->held, r->held);
     if (rc != REDIS_OK) {
         reclaim_free(r);
         return -1;

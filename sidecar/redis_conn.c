@@ -6,19 +6,42 @@
  * callback with an error and then frees the context; the disconnect
  * callback fires only for a connection that was up, and the context is
  * freed after it.  A context is never reused: every attempt makes a new one.
+ *
+ * hiredis 0.14 has no timeouts of its own: the watchdog here bounds the
+ * connect and each command.  Every command goes through one small record
+ * (recycled) that remembers when it was sent and how long it may take, so
+ * the oldest unanswered one is always the FIFO's head.  The connection is
+ * dropped only when the head's deadline has passed and nothing moved since:
+ * no reply, no byte waiting to be read, no byte of the output buffer
+ * written.  That last check matters for workers, whose loop stands still
+ * while a job runs: a deadline that passes during a long job finds the
+ * answer in the socket, or the command still unsent, and waits on.
  */
 
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <hiredis/adapters/libev.h>
+#include <hiredis/sds.h>
 
 #include "log.h"
 #include "redis_conn.h"
 
 #define BACKOFF_MIN_MS  100
 #define BACKOFF_MAX_MS  2000
+
+
+struct offload_redis_cmd_s {
+    offload_redis_cmd_t   *next;
+    offload_redis_conn_t  *rc;
+    redisCallbackFn       *fn;
+    void                  *privdata;
+    double                 sent_at;
+    double                 allowed;     /* s: redis_timeout + block time */
+};
 
 
 static void connect_now(offload_redis_conn_t *rc);
@@ -61,10 +84,18 @@ schedule_retry(offload_redis_conn_t *rc)
 
 
 static void
+watchdog_arm(offload_redis_conn_t *rc, double after)
+{
+    ev_timer_stop(rc->loop, &rc->watchdog);
+    ev_timer_set(&rc->watchdog, after > 0.001 ? after : 0.001, 0.0);
+    ev_timer_start(rc->loop, &rc->watchdog);
+}
+
+
+static void
 became_ready(offload_redis_conn_t *rc)
 {
     rc->ready = 1;
-    rc->failures = 0;
     log_info("%s: connected to redis", rc->name);
     rc->on_ready(rc);
 }
@@ -107,7 +138,7 @@ send_select(offload_redis_conn_t *rc)
         return;
     }
 
-    if (redisAsyncCommand(rc->ac, select_cb, rc, "SELECT %d", rc->conf->db)
+    if (offload_redis_command(rc, select_cb, rc, "SELECT %d", rc->conf->db)
         != REDIS_OK)
     {
         log_error("%s: cannot send SELECT", rc->name);
@@ -137,8 +168,16 @@ connect_cb(const redisAsyncContext *ac, int status)
             log_warn("%s: cannot connect to redis: %s", rc->name, ac->errstr);
         }
         rc->ac = NULL;                  /* hiredis frees it */
+        ev_timer_stop(rc->loop, &rc->watchdog);
         schedule_retry(rc);
         return;
+    }
+
+    /* Finds a dead peer on an idle connection; the watchdog covers the
+     * busy ones sooner. */
+    if (!rc->conf->redis.is_unix && redisEnableKeepAlive(&rc->ac->c) != 0) {
+        log_warn("%s: cannot enable TCP keepalive: %s", rc->name,
+                 rc->ac->c.errstr);
     }
 
     if (rc->conf->password == NULL) {
@@ -146,7 +185,7 @@ connect_cb(const redisAsyncContext *ac, int status)
         return;
     }
 
-    if (redisAsyncCommand(rc->ac, auth_cb, rc, "AUTH %s", rc->conf->password)
+    if (offload_redis_command(rc, auth_cb, rc, "AUTH %s", rc->conf->password)
         != REDIS_OK)
     {
         log_error("%s: cannot send AUTH", rc->name);
@@ -206,6 +245,9 @@ connect_now(offload_redis_conn_t *rc)
 
     ac->data = rc;
     rc->ac = ac;
+    rc->obuf_seen = 0;
+    rc->connect_deadline = ev_time() + rc->conf->redis_timeout_ms / 1000.0;
+    watchdog_arm(rc, rc->conf->redis_timeout_ms / 1000.0);
 
     /* Event hooks first: the connect is detected by the first write event. */
     if (redisLibevAttach(rc->loop, ac) != REDIS_OK
@@ -218,6 +260,220 @@ connect_now(offload_redis_conn_t *rc)
         schedule_retry(rc);
     }
 }
+
+
+/* ---- commands and their deadlines ------------------------------------ */
+
+
+static void
+reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    void                  *fn_data;
+    redisCallbackFn       *fn;
+    offload_redis_cmd_t   *cmd = privdata;
+    offload_redis_conn_t  *rc = cmd->rc;
+
+    /* Redis answers in order: this is the head. */
+    rc->head = cmd->next;
+    if (rc->head == NULL) {
+        rc->tail = NULL;
+    }
+
+    fn = cmd->fn;
+    fn_data = cmd->privdata;
+    cmd->next = rc->free_cmds;
+    rc->free_cmds = cmd;
+
+    if (reply != NULL) {
+        rc->failures = 0;
+        rc->progress_at = ev_time();
+    }
+
+    if (fn != NULL) {
+        fn(ac, reply, fn_data);
+    }
+}
+
+
+static offload_redis_cmd_t *
+cmd_get(offload_redis_conn_t *rc, redisCallbackFn *fn, void *privdata,
+    int block_ms)
+{
+    offload_redis_cmd_t  *cmd = rc->free_cmds;
+
+    if (cmd != NULL) {
+        rc->free_cmds = cmd->next;
+    } else {
+        cmd = malloc(sizeof(offload_redis_cmd_t));
+        if (cmd == NULL) {
+            return NULL;
+        }
+        cmd->rc = rc;
+    }
+
+    cmd->next = NULL;
+    cmd->fn = fn;
+    cmd->privdata = privdata;
+    cmd->sent_at = ev_time();
+    cmd->allowed = (rc->conf->redis_timeout_ms + block_ms) / 1000.0;
+
+    return cmd;
+}
+
+
+/* After hiredis took the command (status REDIS_OK) or refused it. */
+static int
+cmd_sent(offload_redis_conn_t *rc, offload_redis_cmd_t *cmd, int status)
+{
+    if (status != REDIS_OK) {
+        cmd->next = rc->free_cmds;
+        rc->free_cmds = cmd;
+        return REDIS_ERR;
+    }
+
+    if (rc->tail != NULL) {
+        rc->tail->next = cmd;
+    } else {
+        rc->head = cmd;
+    }
+    rc->tail = cmd;
+
+    if (!ev_is_active(&rc->watchdog)) {
+        watchdog_arm(rc, cmd->allowed);
+    }
+
+    return REDIS_OK;
+}
+
+
+int
+offload_redis_command(offload_redis_conn_t *rc, redisCallbackFn *fn,
+    void *privdata, const char *format, ...)
+{
+    int                   status;
+    va_list               ap;
+    offload_redis_cmd_t  *cmd;
+
+    if (rc->ac == NULL || (cmd = cmd_get(rc, fn, privdata, 0)) == NULL) {
+        return REDIS_ERR;
+    }
+
+    va_start(ap, format);
+    status = redisvAsyncCommand(rc->ac, reply_cb, cmd, format, ap);
+    va_end(ap);
+
+    return cmd_sent(rc, cmd, status);
+}
+
+
+int
+offload_redis_command_block(offload_redis_conn_t *rc, int block_ms,
+    redisCallbackFn *fn, void *privdata, int argc, const char **argv,
+    const size_t *argvlen)
+{
+    offload_redis_cmd_t  *cmd;
+
+    if (rc->ac == NULL || (cmd = cmd_get(rc, fn, privdata, block_ms)) == NULL)
+    {
+        return REDIS_ERR;
+    }
+
+    return cmd_sent(rc, cmd, redisAsyncCommandArgv(rc->ac, reply_cb, cmd,
+                                                   argc, argv, argvlen));
+}
+
+
+int
+offload_redis_command_argv(offload_redis_conn_t *rc, redisCallbackFn *fn,
+    void *privdata, int argc, const char **argv, const size_t *argvlen)
+{
+    return offload_redis_command_block(rc, 0, fn, privdata, argc, argv,
+                                       argvlen);
+}
+
+
+/* Whether bytes moved since the last look: an answer waits in the socket,
+ * or some of the output buffer was written. */
+static int
+bytes_moved(offload_redis_conn_t *rc)
+{
+    int     readable = 0;
+    size_t  unsent = sdslen(rc->ac->c.obuf);
+    int     wrote = unsent > 0 && unsent != rc->obuf_seen;
+
+    rc->obuf_seen = unsent;
+
+    if (ioctl(rc->ac->c.fd, FIONREAD, &readable) == 0 && readable > 0) {
+        return 1;
+    }
+
+    return wrote;
+}
+
+
+static void
+watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    double                 now, deadline;
+    redisAsyncContext     *ac;
+    offload_redis_conn_t  *rc = w->data;
+
+    (void) loop;
+    (void) revents;
+
+    ac = rc->ac;
+    if (ac == NULL) {
+        return;
+    }
+
+    now = ev_time();
+
+    if (!(ac->c.flags & REDIS_CONNECTED)) {
+        if (now < rc->connect_deadline) {
+            watchdog_arm(rc, rc->connect_deadline - now);
+            return;
+        }
+
+        if (rc->failures == 0) {
+            log_warn("%s: cannot connect to redis: no answer in %d ms",
+                     rc->name, rc->conf->redis_timeout_ms);
+        }
+
+        rc->ac = NULL;                  /* not up: no disconnect callback */
+        redisAsyncFree(ac);
+        schedule_retry(rc);
+        return;
+    }
+
+    if (rc->head == NULL) {
+        return;                         /* nothing to wait for */
+    }
+
+    deadline = (rc->head->sent_at > rc->progress_at ? rc->head->sent_at
+                                                    : rc->progress_at)
+               + rc->head->allowed;
+
+    if (now < deadline) {
+        watchdog_arm(rc, deadline - now);
+        return;
+    }
+
+    if (bytes_moved(rc)) {
+        rc->progress_at = now;
+        watchdog_arm(rc, rc->head->allowed);
+        return;
+    }
+
+    if (rc->failures == 0) {
+        log_warn("%s: redis did not answer in %.0f ms: dropping the "
+                 "connection", rc->name, rc->head->allowed * 1000);
+    }
+
+    /* Pending callbacks run with NULL replies, then disconnect_cb
+     * reconnects. */
+    redisAsyncFree(ac);
+}
+
 
 
 void
@@ -234,6 +490,8 @@ offload_redis_conn_init(offload_redis_conn_t *rc, struct ev_loop *loop,
     rc->data = data;
     ev_timer_init(&rc->retry, retry_cb, 0.0, 0.0);
     rc->retry.data = rc;
+    ev_timer_init(&rc->watchdog, watchdog_cb, 0.0, 0.0);
+    rc->watchdog.data = rc;
 }
 
 
@@ -248,15 +506,22 @@ offload_redis_conn_start(offload_redis_conn_t *rc)
 void
 offload_redis_conn_stop(offload_redis_conn_t *rc)
 {
-    redisAsyncContext  *ac = rc->ac;
+    redisAsyncContext    *ac = rc->ac;
+    offload_redis_cmd_t  *cmd;
 
     rc->stopped = 1;
     rc->ready = 0;
     ev_timer_stop(rc->loop, &rc->retry);
+    ev_timer_stop(rc->loop, &rc->watchdog);
 
     if (ac != NULL) {
         rc->ac = NULL;
         redisAsyncFree(ac);
+    }
+
+    while ((cmd = rc->free_cmds) != NULL) {
+        rc->free_cmds = cmd->next;
+        free(cmd);
     }
 }
 

@@ -6,6 +6,14 @@
  * reconnects forever with exponential backoff (100 ms .. 2 s, with jitter),
  * each time with a new hiredis context.  Both the supervisor's registry and
  * every worker use it, so this logic lives in exactly one place.
+ *
+ * No wait is unbounded: the connect, and every command sent through
+ * offload_redis_command*(), has a deadline (redis_timeout, plus the time a
+ * blocking command may block).  A Redis that stops answering without
+ * closing the connection (a dead host, a failover behind a virtual IP, a
+ * frozen server) is dropped when the deadline passes with no byte moving
+ * either way, and reconnected like any lost connection.  TCP connections
+ * also have keepalive.
  */
 
 #ifndef OFFLOAD_REDIS_CONN_H
@@ -17,6 +25,7 @@
 #include "conf.h"
 
 typedef struct offload_redis_conn_s  offload_redis_conn_t;
+typedef struct offload_redis_cmd_s   offload_redis_cmd_t;
 
 typedef void (*offload_redis_conn_pt)(offload_redis_conn_t *rc);
 
@@ -29,6 +38,13 @@ struct offload_redis_conn_s {
     int                     stopped;
     int                     failures;   /* in a row, for the backoff */
     ev_timer                retry;
+    ev_timer                watchdog;
+    double                  connect_deadline;
+    double                  progress_at;    /* last reply or bytes moved */
+    size_t                  obuf_seen;      /* unsent bytes, last look */
+    offload_redis_cmd_t    *head;       /* commands waiting for replies, */
+    offload_redis_cmd_t    *tail;       /* oldest first (Redis answers in */
+    offload_redis_cmd_t    *free_cmds;  /* order), and spare ones */
     offload_redis_conn_pt   on_ready;
     offload_redis_conn_pt   on_lost;
     void                   *data;
@@ -40,6 +56,18 @@ void offload_redis_conn_init(offload_redis_conn_t *rc, struct ev_loop *loop,
 
 /* Starts connecting (asynchronously). */
 void offload_redis_conn_start(offload_redis_conn_t *rc);
+
+/* Send a command as redisAsyncCommand / redisAsyncCommandArgv do (fn may
+ * be NULL), under the connection's deadline; _block for a command that
+ * blocks on the server for up to block_ms (XREADGROUP ... BLOCK).  Return
+ * REDIS_ERR when there is no connection: fn is then never called. */
+int offload_redis_command(offload_redis_conn_t *rc, redisCallbackFn *fn,
+    void *privdata, const char *format, ...);
+int offload_redis_command_argv(offload_redis_conn_t *rc, redisCallbackFn *fn,
+    void *privdata, int argc, const char **argv, const size_t *argvlen);
+int offload_redis_command_block(offload_redis_conn_t *rc, int block_ms,
+    redisCallbackFn *fn, void *privdata, int argc, const char **argv,
+    const size_t *argvlen);
 
 /* Stops reconnecting and frees the context: pending callbacks run with a
  * NULL reply.  on_lost is not called. */

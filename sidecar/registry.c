@@ -215,7 +215,6 @@ announce(offload_registry_t *reg)
 {
     int                    ttl;
     char                  *json;
-    redisAsyncContext     *ac = reg->conn.ac;
     offload_supervisor_t  *sup = reg->sup;
 
     if (!reg->conn.ready) {
@@ -233,11 +232,11 @@ announce(offload_registry_t *reg)
         ttl = 5;
     }
 
-    if (redisAsyncCommand(ac, reply_cb, NULL, "SET %s %s EX %d", reg->key,
-                          json, ttl)
+    if (offload_redis_command(&reg->conn, reply_cb, NULL, "SET %s %s EX %d",
+                              reg->key, json, ttl)
         != REDIS_OK
-        || redisAsyncCommand(ac, reply_cb, NULL, "SADD %s %s",
-                             OFFLOAD_NODES_KEY, sup->conf->node_name)
+        || offload_redis_command(&reg->conn, reply_cb, NULL, "SADD %s %s",
+                                 OFFLOAD_NODES_KEY, sup->conf->node_name)
            != REDIS_OK)
     {
         log_warn("registry: cannot send the heartbeat");
@@ -311,8 +310,8 @@ heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
     offload_stats_tick(sup);
 
     if (reg->conn.ready
-        && redisAsyncCommand(reg->conn.ac, drain_cb, reg, "GET %s",
-                             reg->drain_key)
+        && offload_redis_command(&reg->conn, drain_cb, reg, "GET %s",
+                                 reg->drain_key)
            != REDIS_OK)
     {
         log_warn("registry: cannot read the drain flag");
@@ -341,8 +340,8 @@ heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
     argv[n - 1] = OFFLOAD_GROUP;
 
-    if (redisAsyncCommandArgv(reg->conn.ac, queue_stats_cb, reg, (int) n,
-                              argv, NULL)
+    if (offload_redis_command_argv(&reg->conn, queue_stats_cb, reg, (int) n,
+                                   argv, NULL)
         != REDIS_OK)
     {
         announce(reg);
@@ -398,16 +397,15 @@ removed_cb(redisAsyncContext *ac, void *r, void *privdata)
 void
 offload_registry_remove(offload_registry_t *reg, offload_registry_done_pt done)
 {
-    redisAsyncContext  *ac = reg->conn.ac;
-
     ev_timer_stop(reg->sup->loop, &reg->heartbeat);
     reg->on_removed = done;
 
     if (!reg->conn.ready
-        || redisAsyncCommand(ac, reply_cb, NULL, "DEL %s", reg->key)
+        || offload_redis_command(&reg->conn, reply_cb, NULL, "DEL %s",
+                                 reg->key)
            != REDIS_OK
-        || redisAsyncCommand(ac, removed_cb, reg, "SREM %s %s",
-                             OFFLOAD_NODES_KEY, reg->sup->conf->node_name)
+        || offload_redis_command(&reg->conn, removed_cb, reg, "SREM %s %s",
+                                 OFFLOAD_NODES_KEY, reg->sup->conf->node_name)
            != REDIS_OK)
     {
         reg->on_removed = NULL;

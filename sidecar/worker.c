@@ -36,7 +36,9 @@
 #include "redis_conn.h"
 #include "worker.h"
 
-#define READ_BLOCK_MS     "2000"
+#define READ_BLOCK_MS     2000
+#define QUOTE(n)          #n
+#define QUOTE_VALUE(n)    QUOTE(n)
 #define PAUSE_CHECK_S     0.1
 #define WORK_SLICE_US     1000
 #define COMPLETE_ARGC     10
@@ -177,7 +179,7 @@ static void
 send_tracked(offload_worker_t *w, int argc, const char **argv,
     const size_t *argvlen)
 {
-    if (redisAsyncCommandArgv(w->conn.ac, tracked_cb, w, argc, argv, argvlen)
+    if (offload_redis_command_argv(&w->conn, tracked_cb, w, argc, argv, argvlen)
         == REDIS_OK)
     {
         w->in_flight++;
@@ -287,8 +289,8 @@ completion_cb(redisAsyncContext *ac, void *r, void *privdata)
 static int
 send_completion(offload_worker_t *w, completion_t *c)
 {
-    if (redisAsyncCommandArgv(w->conn.ac, completion_cb, c, COMPLETE_ARGC,
-                              c->argv, c->argvlen)
+    if (offload_redis_command_argv(&w->conn, completion_cb, c, COMPLETE_ARGC,
+                                   c->argv, c->argvlen)
         != REDIS_OK)
     {
         return -1;
@@ -731,9 +733,9 @@ group_create_cb(redisAsyncContext *ac, void *r, void *privdata)
 static void
 send_group_create(offload_worker_t *w)
 {
-    if (redisAsyncCommand(w->conn.ac, group_create_cb, w,
-                          "XGROUP CREATE %s %s 0 MKSTREAM", w->stream,
-                          OFFLOAD_GROUP)
+    if (offload_redis_command(&w->conn, group_create_cb, w,
+                              "XGROUP CREATE %s %s 0 MKSTREAM", w->stream,
+                              OFFLOAD_GROUP)
         != REDIS_OK)
     {
         log_error("%s: cannot send XGROUP CREATE", w->name);
@@ -849,14 +851,16 @@ send_read(offload_worker_t *w)
 
     if (!w->in_history) {
         argv[argc++] = "BLOCK";
-        argv[argc++] = READ_BLOCK_MS;
+        argv[argc++] = QUOTE_VALUE(READ_BLOCK_MS);
     }
 
     argv[argc++] = "STREAMS";
     argv[argc++] = w->stream;
     argv[argc++] = w->in_history ? w->history_id : ">";
 
-    if (redisAsyncCommandArgv(w->conn.ac, read_cb, w, argc, argv, NULL)
+    if (offload_redis_command_block(&w->conn,
+                                    w->in_history ? 0 : READ_BLOCK_MS,
+                                    read_cb, w, argc, argv, NULL)
         != REDIS_OK)
     {
         log_error("%s: cannot send XREADGROUP", w->name);
@@ -891,8 +895,8 @@ script_load_cb(redisAsyncContext *ac, void *r, void *privdata)
 static void
 send_script_load(offload_worker_t *w)
 {
-    if (redisAsyncCommand(w->conn.ac, script_load_cb, w, "SCRIPT LOAD %s",
-                          offload_complete_script)
+    if (offload_redis_command(&w->conn, script_load_cb, w, "SCRIPT LOAD %s",
+                              offload_complete_script)
         != REDIS_OK)
     {
         log_error("%s: cannot send SCRIPT LOAD", w->name);

@@ -43,7 +43,7 @@ my $r = post_json('/jobs/echo', { hang => 1 });
 is($r->{status}, 503, 'redis hung: 503') or diag($r->{content});
 is($r->{json} && $r->{json}{error}{code}, 'redis_unavailable',
     'redis hung: redis_unavailable');
-ok($r->{ms} > 3000 && $r->{ms} < 9000, sprintf('after the watchdog, before '
+ok($r->{ms} > 1000 && $r->{ms} < 9000, sprintf('after the watchdog, before '
     . 'the timeout (%d ms)', $r->{ms}));
 diag(sprintf 'redis hung: 503 after %d ms', $r->{ms});
 waitpid($hang, 0);

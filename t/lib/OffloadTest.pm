@@ -31,7 +31,8 @@ use Time::HiRes qw(time sleep);
 our @EXPORT = qw(
     build_path sanitize scaled tmpdir free_port wait_until slurp spew
     spawn alive stop_proc
-    start_redis stop_redis restart_redis redis_port redis_cmd redis_select
+    start_redis stop_redis restart_redis redis_port redis_pid redis_cmd
+    redis_select
     start_sidecar stop_sidecar sidecar_pid sidecar_conf_file node_name
     node_doc worker_pids stream_entries events
     nginx_conf write_nginx_conf start_nginx stop_nginx nginx_port
@@ -192,6 +193,7 @@ sub stop_proc {
 # ---- redis ----------------------------------------------------------------
 
 sub redis_port { $S{redis_port} }
+sub redis_pid { $S{procs}{redis} && $S{procs}{redis}{pid} }
 
 sub start_redis {
     my (%o) = @_;
@@ -353,7 +355,8 @@ sub conf_queues {
 }
 
 # start_sidecar(conf => "queue echo { handler echo; workers 2; }",
-#               wrapper => [valgrind ...], level => 'info')
+#               wrapper => [valgrind ...], level => 'info',
+#               redis => 'host:port' (default: the test's redis))
 # Prepends redis, node_name and log lines to the queue text, starts the
 # sidecar and waits until its registry entry lists every worker.
 sub start_sidecar {
@@ -362,7 +365,7 @@ sub start_sidecar {
     $S{node} //= "t$$";
     my $conf = "$dir/sidecar.conf";
     my $level = $o{level} // 'info';
-    spew($conf, "redis 127.0.0.1:$S{redis_port};\n"
+    spew($conf, "redis " . ($o{redis} // "127.0.0.1:$S{redis_port}") . ";\n"
         . "node_name $S{node};\n"
         . "log $dir/sidecar.log $level;\n"
         . "heartbeat " . ($o{heartbeat} // '200ms') . ";\n"

@@ -1,0 +1,92 @@
+#!/usr/bin/perl
+# Redis goes silent without closing anything, as production makes it happen:
+# a path that stops forwarding on the open connections while new ones go
+# through (a dead host, a failover behind a virtual IP, a NAT timeout), and
+# a frozen redis-server (SIGSTOP).  Every connection of nginx and of the
+# sidecar has a deadline: jobs flow again within 5 s of a healthy path, and
+# nothing is restarted.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time);
+use BlackholeProxy;
+use OffloadTest;
+
+start_redis();
+my $proxy = BlackholeProxy->start(redis_port());
+END { kill 'KILL', $proxy->pid if $proxy }
+my $via = '127.0.0.1:' . $proxy->port;
+start_sidecar(redis => $via, conf => <<'CONF');
+queue echo { handler echo; workers 2; }
+CONF
+ok(start_jobs_nginx(redis => $via, server => 'offload_timeout 3s;'),
+    'stack ready, through the proxy');
+
+my $sidecar = sidecar_pid();
+my @workers = @{ worker_pids()->{echo} };
+my @nginx_workers = nginx_worker_pids();
+
+my $n = 0;
+sub echo_ok {
+    my $r = post_json('/jobs/echo', { n => ++$n }, scaled(15));
+    return $r->{status} == 200 && $r->{json}{n} == $n ? 1 : $r->{status};
+}
+
+# Posts one job at a time until one is answered; returns the seconds from
+# $t0 to that answer (undef if none within $limit s) and the other answers.
+sub until_answered {
+    my ($t0, $limit) = @_;
+    my @other;
+    while (time - $t0 < $limit) {
+        my $got = echo_ok();
+        return (time - $t0, @other) if $got eq '1';
+        push @other, $got;
+    }
+    return (undef, @other);
+}
+
+is(echo_ok(), 1, 'a job through the proxy');
+
+# ---- every open connection goes silent; new ones get through
+$proxy->blackhole;
+my $t0 = time;
+my ($took, @other) = until_answered($t0, 30);
+ok(defined $took && $took <= scaled(5), 'jobs flow again within 5 s of the '
+    . 'blackhole (new connections are healthy)')
+    or diag("answers meanwhile: @other");
+diag(sprintf 'blackhole: first job answered %.2f s later (%s before it)',
+    $took // -1, join(' ', @other) || 'no other answer');
+is(scalar(grep { echo_ok() eq '1' } 1 .. 20), 20, '20 jobs after it');
+like(slurp(tmpdir() . '/sidecar.log'), qr/redis did not answer in \d+ ms/,
+    'the sidecar says why it dropped its connections');
+
+# ---- the redis-server itself freezes: nginx answers 503 meanwhile
+kill 'STOP', redis_pid();
+my $stopped = time;
+my %during;
+while (time - $stopped < 8) {
+    my $r = post_json('/jobs/echo', { frozen => 1 }, scaled(15));
+    $during{ $r->{status} . ' '
+        . (($r->{json} && $r->{json}{error}{code}) // '') }++;
+}
+kill 'CONT', redis_pid();
+my $cont = time;
+is_deeply([ keys %during ], [ '503 redis_unavailable' ],
+    'while redis is frozen every job is refused with 503 redis_unavailable')
+    or diag(explain \%during);
+($took, @other) = until_answered($cont, 30);
+ok(defined $took && $took <= scaled(5),
+    'jobs flow again within 5 s of SIGCONT');
+diag(sprintf 'SIGSTOP for 8 s: first job answered %.2f s after SIGCONT '
+    . '(%s before it)', $took // -1, join(' ', @other) || 'no other answer');
+is(scalar(grep { echo_ok() eq '1' } 1 .. 20), 20, '20 jobs after it');
+
+# ---- nothing was restarted to get there
+is(sidecar_pid(), $sidecar, 'same sidecar');
+is_deeply(worker_pids()->{echo}, \@workers, 'same workers');
+is_deeply([ nginx_worker_pids() ], \@nginx_workers, 'same nginx workers');
+
+finish();
