@@ -28,7 +28,7 @@ typedef struct {
 
 /* what the answers' statuses are counted as; the last is "other" */
 static ngx_uint_t  ngx_http_offload_statuses[NGX_HTTP_OFFLOAD_NSTATUS - 1] = {
-    200, 400, 405, 413, 422, 499, 500, 502, 503, 504
+    200, 400, 404, 405, 413, 422, 499, 500, 502, 503, 504
 };
 
 static ngx_http_offload_hist_meta_t
@@ -200,10 +200,16 @@ ngx_http_offload_metrics_find(ngx_http_offload_metrics_sh_t *sh,
 }
 
 
-/* The queue's counters; a queue past the zone's room counts as "_other". */
+/*
+ * The queue's counters; a queue past the zone's room counts as "_other".
+ * Without add, only a queue that already has counters: a request takes a
+ * slot only once Redis has accepted its job, so made-up queue names cannot
+ * use up the zone.
+ */
 
 ngx_http_offload_queue_metrics_t *
-ngx_http_offload_metrics_queue(ngx_http_offload_metrics_t *m, ngx_str_t *name)
+ngx_http_offload_metrics_queue(ngx_http_offload_metrics_t *m, ngx_str_t *name,
+    ngx_uint_t add)
 {
     ngx_uint_t                         n;
     ngx_http_offload_queue_metrics_t  *q;
@@ -218,7 +224,7 @@ ngx_http_offload_metrics_queue(ngx_http_offload_metrics_t *m, ngx_str_t *name)
     ngx_memory_barrier();
 
     q = ngx_http_offload_metrics_find(sh, 0, n, name);
-    if (q != NULL) {
+    if (q != NULL || !add) {
         return q;
     }
 

@@ -22,6 +22,8 @@ static void ngx_http_offload_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_offload_submit(ngx_http_request_t *r,
     ngx_http_offload_ctx_t *ctx);
 static ngx_int_t ngx_http_offload_body(ngx_http_request_t *r, ngx_str_t *body);
+static void ngx_http_offload_count_answer(ngx_http_offload_ctx_t *ctx,
+    ngx_uint_t status);
 static void ngx_http_offload_cleanup(void *data);
 static void ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx,
     ngx_int_t rc);
@@ -200,7 +202,7 @@ ngx_http_offload_handler(ngx_http_request_t *r)
     ctx->queue = queue;
     ctx->start_us = ngx_http_offload_now_us();
     ctx->metrics = ngx_http_offload_metrics_queue(
-                                       ngx_http_offload_worker.metrics, &queue);
+                                    ngx_http_offload_worker.metrics, &queue, 0);
 
     ngx_http_set_ctx(r, ctx, ngx_http_offload_module);
 
@@ -430,6 +432,29 @@ ngx_http_offload_body(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
+/* An answer counts under its queue, or, for a queue not known to exist
+ * (no counters yet, the job not accepted), among the requests without
+ * one. */
+
+static void
+ngx_http_offload_count_answer(ngx_http_offload_ctx_t *ctx, ngx_uint_t status)
+{
+    ngx_http_offload_main_conf_t  *omcf;
+
+    if (ctx->metrics == NULL) {
+        omcf = ngx_http_get_module_main_conf(ctx->request,
+                                             ngx_http_offload_module);
+        ngx_http_offload_metrics_invalid(omcf->metrics, status);
+        return;
+    }
+
+    ngx_http_offload_metrics_answered(ctx->metrics, status);
+    ngx_http_offload_metrics_observe(ctx->metrics,
+                                     NGX_HTTP_OFFLOAD_HIST_REQUEST,
+                                     ngx_http_offload_now_us() - ctx->start_us);
+}
+
+
 static void
 ngx_http_offload_cleanup(void *data)
 {
@@ -438,8 +463,7 @@ ngx_http_offload_cleanup(void *data)
     ngx_http_offload_unpark(ctx);
 
     if (!ctx->answered) {
-        ngx_http_offload_metrics_answered(ctx->metrics,
-                                          NGX_HTTP_CLIENT_CLOSED_REQUEST);
+        ngx_http_offload_count_answer(ctx, NGX_HTTP_CLIENT_CLOSED_REQUEST);
     }
 }
 
@@ -554,11 +578,7 @@ ngx_http_offload_send(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
 
     if (ctx != NULL && !ctx->answered) {
         ctx->answered = 1;
-        ngx_http_offload_metrics_answered(ctx->metrics, status);
-        ngx_http_offload_metrics_observe(ctx->metrics,
-                                         NGX_HTTP_OFFLOAD_HIST_REQUEST,
-                                         ngx_http_offload_now_us()
-                                         - ctx->start_us);
+        ngx_http_offload_count_answer(ctx, status);
 
     } else if (ctx == NULL && olcf->queue != NULL) {
         ngx_http_offload_metrics_invalid(omcf->metrics, status);

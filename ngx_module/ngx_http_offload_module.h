@@ -51,8 +51,8 @@
 #define NGX_HTTP_OFFLOAD_REDIS_RECONNECT  0
 #define NGX_HTTP_OFFLOAD_REDIS_FAILURE    1
 
-/* answers counted by status: 10 known ones and "other" */
-#define NGX_HTTP_OFFLOAD_NSTATUS          11
+/* answers counted by status: 11 known ones and "other" */
+#define NGX_HTTP_OFFLOAD_NSTATUS          12
 
 /* the histograms kept per queue */
 #define NGX_HTTP_OFFLOAD_HIST_QUEUE       0
@@ -225,7 +225,7 @@ char *ngx_http_offload_metrics_zone(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_offload_metrics_add_zone(ngx_conf_t *cf,
     ngx_http_offload_main_conf_t *omcf);
 ngx_http_offload_queue_metrics_t *ngx_http_offload_metrics_queue(
-    ngx_http_offload_metrics_t *m, ngx_str_t *name);
+    ngx_http_offload_metrics_t *m, ngx_str_t *name, ngx_uint_t add);
 void ngx_http_offload_metrics_answered(ngx_http_offload_queue_metrics_t *q,
     ngx_uint_t status);
 void ngx_http_offload_metrics_invalid(ngx_http_offload_metrics_t *m,

@@ -183,7 +183,22 @@ ngx_http_offload_xadd_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    if (reply->type == REDIS_REPLY_NIL) {
+        /* NOMKSTREAM: no worker ever created this queue's stream */
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_NOT_FOUND,
+                                      "unknown_queue",
+                                      "no worker serves this queue");
+        return;
+    }
+
     ctx->submitted = 1;
+
+    if (ctx->metrics == NULL) {
+        ctx->metrics = ngx_http_offload_metrics_queue(
+                                ngx_http_offload_worker.metrics, &ctx->queue,
+                                1);
+        ngx_http_offload_metrics_in_flight(ctx->metrics, 1);
+    }
 }
 
 

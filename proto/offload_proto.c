@@ -204,8 +204,11 @@ offload_job_argv(const offload_job_t *job, const char *stream_key,
              (long long) job->submitted_ms);
     snprintf(scratch->attempt, sizeof(scratch->attempt), "%d", job->attempt);
 
+    /* NOMKSTREAM: workers create their queues' streams; a name nobody
+     * serves gets nil, not a stream that fills Redis for good. */
     put_arg(argv, argvlen, &argc, "XADD", 4);
     put_arg(argv, argvlen, &argc, stream_key, strlen(stream_key));
+    put_arg(argv, argvlen, &argc, "NOMKSTREAM", 10);
     put_arg(argv, argvlen, &argc, "*", 1);
 
     put_field(OFFLOAD_F_VERSION, version, 1);

@@ -84,7 +84,8 @@ typedef struct {
     int            attempt;       /* 1 on first delivery */
 } offload_job_t;
 
-#define OFFLOAD_JOB_ARGC           (3 + 2 * 8)   /* XADD key * + 8 fields */
+#define OFFLOAD_JOB_FIELDS_AT      4     /* XADD key NOMKSTREAM * */
+#define OFFLOAD_JOB_ARGC           (OFFLOAD_JOB_FIELDS_AT + 2 * 8)
 
 /* Numbers in a job's argv are formatted into this scratch space. */
 typedef struct {

@@ -35,6 +35,7 @@ server {
         offload_pass echo;
         offload_validate_json off;
     }
+    location = /metrics { offload_metrics; }
 }
 HTTP
 ok(wait_nginx_ready('/jobs/echo', '{}'), 'stack ready');
@@ -77,6 +78,34 @@ error_is(http('POST', '/jobs/bad%20name', '{}'), 400, 'bad_queue',
     'space in queue name');
 error_is(http('POST', '/jobs/' . ('q' x 65), '{}'), 400, 'bad_queue',
     '65-character queue name');
+
+# ---- 404 unknown_queue: no worker ever made the stream (or it was deleted);
+# nothing is written to Redis and no metrics slot is taken
+my @names = map { "nobody_serves_this_$_" } 1 .. 20;
+my @ms;
+for my $name (@names) {
+    my $r = http('POST', "/jobs/$name", '{"fill":"redis"}');
+    push @ms, $r->{ms};
+    error_is($r, 404, 'unknown_queue', $name) if $name eq $names[0];
+    is($r->{status}, 404, "$name: 404") unless $name eq $names[0];
+}
+@ms = sort { $a <=> $b } @ms;
+ok($ms[-1] < 1000, 'answered at once, not at offload_timeout');
+diag(sprintf 'unknown queue: 404 in %.1f ms median, %.1f ms max',
+    $ms[@ms / 2], $ms[-1]);
+is(scalar(grep { redis_cmd('EXISTS', "offload:{$_}:jobs") } @names), 0,
+    'no stream created for them');
+redis_cmd('XGROUP', 'CREATE', 'offload:{gone}:jobs', 'workers', '$',
+    'MKSTREAM');
+redis_cmd('DEL', 'offload:{gone}:jobs');
+error_is(http('POST', '/jobs/gone', '{}'), 404, 'unknown_queue',
+    'a queue whose stream was deleted');
+is(redis_cmd('EXISTS', 'offload:{gone}:jobs'), 0, 'and it stays deleted');
+my $metrics = http('GET', '/metrics')->{content} // '';
+unlike($metrics, qr/nobody_serves_this|queue="gone"/,
+    'no metrics slot taken by an unknown queue');
+like($metrics, qr/offload_invalid_requests_total\{status="404"\} 21\b/,
+    'counted among the requests without a queue, by status');
 
 # ---- 405
 for my $method (qw(GET PUT DELETE)) {

@@ -67,7 +67,9 @@ my $DIR;
 
 sub tmpdir {
     return $DIR if $DIR;
-    $DIR = tempdir('offload-t-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    # OFFLOAD_KEEP=1 keeps the logs of a failing run for a look
+    $DIR = tempdir('offload-t-XXXXXX', TMPDIR => 1,
+        CLEANUP => !$ENV{OFFLOAD_KEEP});
     # started as root, nginx's workers run as nobody and must reach it
     chmod 0755, $DIR or die "chmod $DIR: $!";
     return $DIR;

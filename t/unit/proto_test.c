@@ -183,14 +183,17 @@ test_job(void)
     ok(argc == OFFLOAD_JOB_ARGC, "XADD argc");
     ok(argvlen[0] == 4 && memcmp(argv[0], "XADD", 4) == 0
        && strcmp(argv[1], "offload:{echo}:jobs") == 0
-       && argvlen[2] == 1 && argv[2][0] == '*', "XADD key *");
+       && argvlen[2] == 10 && memcmp(argv[2], "NOMKSTREAM", 10) == 0
+       && argvlen[3] == 1 && argv[3][0] == '*', "XADD key NOMKSTREAM *");
 
-    for (i = 3; i < argc; i++) {
-        fields[i - 3].data = argv[i];
-        fields[i - 3].len = argvlen[i];
+    for (i = OFFLOAD_JOB_FIELDS_AT; i < argc; i++) {
+        fields[i - OFFLOAD_JOB_FIELDS_AT].data = argv[i];
+        fields[i - OFFLOAD_JOB_FIELDS_AT].len = argvlen[i];
     }
 
-    ok(offload_job_decode(&out, fields, (size_t) (argc - 3), &err) == 0,
+    ok(offload_job_decode(&out, fields,
+                          (size_t) (argc - OFFLOAD_JOB_FIELDS_AT), &err)
+       == 0,
        "job round trip decodes");
     ok(out.version == 1 && out.deadline_ms == in.deadline_ms
        && out.submitted_ms == in.submitted_ms && out.attempt == 1,
