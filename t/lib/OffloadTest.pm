@@ -30,7 +30,7 @@ use Time::HiRes qw(time sleep);
 
 our @EXPORT = qw(
     build_path sanitize scaled tmpdir free_port wait_until slurp spew
-    spawn alive stop_proc
+    spawn alive stop_proc child_pids
     start_redis stop_redis restart_redis redis_port redis_pid redis_cmd
     redis_select
     start_sidecar stop_sidecar sidecar_pid sidecar_conf_file node_name

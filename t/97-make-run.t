@@ -1,0 +1,169 @@
+#!/usr/bin/perl
+# `make run` (conf/run) leaves no process behind: started in a real
+# terminal (tmux) with its stdout piped to `tee`, as a developer would, it
+# answers an echo job; then a Ctrl-C, a SIGTERM, a closed terminal, a
+# Ctrl-C or SIGTERM after tee died, or a SIGKILL of the script must stop
+# redis-server, the sidecar and nginx (and their children) within a
+# deadline.  conf/run is started directly with BUILD set, which skips
+# make's deps and build steps; one Ctrl-C case goes through `make run` to
+# cover make in between.  Each case has its own port and run directory
+# (RUNDIR), so it never meets a developer's `make run` or another test.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Cwd qw(abs_path);
+use File::Spec;
+use HTTP::Tiny;
+use Time::HiRes qw(time);
+use OffloadTest;
+
+plan skip_all => 'tmux is not installed' unless -x '/usr/bin/tmux';
+
+my $repo = abs_path("$FindBin::Bin/..");
+my $build = build_path();
+for my $f ('ngx_http_offload_module.so', 'offload-sidecar') {
+    plan skip_all => "$build/$f is missing (make first)" unless -e "$build/$f";
+}
+my $tmux = 'tmux -f /dev/null -S ' . tmpdir() . '/tmux.sock';
+
+# The pids of the processes of the run in $rundir: the script, redis, the
+# sidecar and nginx, each with its children (workers, the log taggers).
+sub run_procs {
+    my ($rundir) = @_;
+    my (%p, %parent, @sidecars);
+    for (split /\n/, `ps -eo pid=,ppid=,args=`) {
+        my ($pid, $ppid, $args) = /^\s*(\d+)\s+(\d+)\s+(.*)$/ or next;
+        next if index($args, "$rundir/") < 0;
+        $parent{$pid} = $ppid;
+        $p{redis} = $pid if $args =~ /^redis-server /;
+        $p{nginx} = $pid if $args =~ /^nginx: master process /;
+        push @sidecars, $pid if $args =~ m{/offload-sidecar -c };
+    }
+    return () unless $p{redis} && $p{nginx};
+    $p{script} = $parent{$p{redis}};
+    # the sidecar's workers are forks with its command line: it is the one
+    # the script started
+    ($p{sidecar}) = grep { $parent{$_} == $p{script} } @sidecars;
+    return () unless $p{sidecar} && $parent{$p{nginx}} == $p{script};
+    $p{children} = [ map { child_pids($_) } @p{qw(redis sidecar nginx)} ];
+    return %p;
+}
+
+sub echo_answers {
+    my ($port) = @_;
+    my $r = HTTP::Tiny->new(timeout => 5)->request('POST',
+        "http://127.0.0.1:$port/jobs/echo",
+        { content => '{"ping":1}',
+          headers => { 'content-type' => 'application/json' } });
+    return $r->{status} == 200 && $r->{content} =~ /"ping":\s*1/;
+}
+
+# The pids of the children named $name of the shell in the tmux pane.
+sub pane_children {
+    my ($name) = @_;
+    my ($pane) = `$tmux list-panes -F '#{pane_pid}' 2>/dev/null` =~ /(\d+)/
+        or return ();
+    return map { /^\s*(\d+)\s+\Q$name\E$/ ? $1 : () }
+        split /\n/, `ps --ppid $pane -o pid=,comm=`;
+}
+
+# A zombie (not reaped yet) counts as gone.
+sub running {
+    my ($pid) = @_;
+    my $stat = slurp("/proc/$pid/stat");
+    return $stat ne '' && $stat !~ /^\d+ \(.*\) Z /s;
+}
+
+# One case: start the run in tmux (`| tee`), wait for an echo answer, do
+# $stop->(\%procs), and check that every process of the run is gone.
+sub run_case {
+    my ($name, $stop, %o) = @_;
+    my $port = free_port();
+    my $rundir = tmpdir() . "/run-$name";
+    my $log = tmpdir() . "/$name.log";
+    my $cmd = $o{make}
+        ? "make -s run PORT=$port BUILD=$o{make}"
+        : "PORT=$port BUILD=$build conf/run";
+    system("cd $repo && $tmux new-session -d -x 200 -y 50 "
+        . "'RUNDIR=$rundir $cmd | tee $log'") == 0 or die "tmux: $?";
+    my %p;
+    my $up = wait_until(sub {
+        echo_answers($port) && (%p = run_procs($rundir));
+    }, scaled($o{make} ? 60 : 20), "$name: the run answers an echo job");
+    ok($up, "$name: redis, the sidecar and nginx run, an echo job is "
+        . 'answered') or diag(slurp($log));
+    like(slurp($log), qr/^run: listening on /m,
+        "$name: the script's own line reached tee") if $up;
+    my @all = grep { defined } @p{qw(script redis sidecar nginx)},
+        @{ $p{children} // [] };
+    if ($up) {
+        my $t0 = time;
+        $stop->(\%p);
+        my $gone = wait_until(sub {
+            !grep { running($_) } @all;
+        }, scaled(20), "$name: every process of the run exits");
+        ok($gone, "$name: redis-server, the sidecar and nginx stopped, "
+            . 'with their children, and the script exited')
+            or diag("left: " . join(' ', grep { running($_) } @all)
+                . "\n" . `ps -o pid,ppid,args -p ${\ join(',', @all)}`);
+        note(sprintf '%s: %d processes gone %.2f s after the stop',
+            $name, scalar @all, time - $t0) if $gone;
+    }
+    # leave nothing for the next case, whatever happened
+    system("$tmux kill-server 2>/dev/null");
+    kill 'KILL', grep { running($_) } @all;
+    my @stray = map { /^\s*(\d+)\s.*\Q$rundir\E\// ? $1 : () }
+        split /\n/, `ps -eo pid=,args=`;
+    kill 'KILL', @stray, map { child_pids($_) } @stray;
+}
+
+run_case('ctrl-c', sub {
+    system("$tmux send-keys C-c");
+});
+
+run_case('sigterm', sub {
+    kill 'TERM', $_[0]{script};
+});
+
+# a closed terminal: the pty goes away, the shell in it gets SIGHUP
+run_case('closed-terminal', sub {
+    system("$tmux kill-session");
+});
+
+# stdout is a pipe whose reader is gone (a Ctrl-C kills tee too, and
+# may do so before the script writes), then Ctrl-C or SIGTERM
+sub kill_tee {
+    my ($name) = @_;
+    my ($tee) = pane_children('tee');
+    ok($tee && kill('TERM', $tee), "$name: tee killed");
+    ok(wait_until(sub { !running($tee) }, scaled(5), 'tee exits'),
+        "$name: tee gone");
+}
+
+run_case('tee-dead-ctrl-c', sub {
+    kill_tee('tee-dead-ctrl-c');
+    system("$tmux send-keys C-c");
+});
+
+run_case('tee-dead-sigterm', sub {
+    kill_tee('tee-dead-sigterm');
+    kill 'TERM', $_[0]{script};
+});
+
+run_case('sigkill', sub {
+    kill 'KILL', $_[0]{script};
+});
+
+SKIP: {
+    my $rel = File::Spec->abs2rel($build, $repo);
+    skip 'make run builds into the default build directory only', 3
+        if sanitize() || $rel ne 'build';
+    run_case('make-ctrl-c', sub {
+        system("$tmux send-keys C-c");
+    }, make => $rel);
+}
+
+done_testing();
