@@ -146,7 +146,11 @@ connect_cb(const redisAsyncContext *ac, int status)
         return;
     }
 
-    if (redisAsyncCommand(rc->ac, auth_cb, rc, "AUTH %s", rc->conf->password)
+    if ((rc->conf->redis_user != NULL
+         ? redisAsyncCommand(rc->ac, auth_cb, rc, "AUTH %s %s",
+                             rc->conf->redis_user, rc->conf->password)
+         : redisAsyncCommand(rc->ac, auth_cb, rc, "AUTH %s",
+                             rc->conf->password))
         != REDIS_OK)
     {
         log_error("%s: cannot send AUTH", rc->name);
