@@ -325,7 +325,7 @@ set_redis(conf_parser_t *ps, char **args, int nargs, int line)
 
     if (offload_addr_parse(&ps->conf->redis, args[0], strlen(args[0])) != 0) {
         return conf_error(ps, line, "invalid redis address \"%s\" (expected "
-                          "host:port or unix:/path)", args[0]);
+                          "host:port, [ipv6]:port or unix:/path)", args[0]);
     }
 
     return 0;

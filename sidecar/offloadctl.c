@@ -125,11 +125,11 @@ connect_redis(const offload_addr_t *addr, const char *user,
     redisContext    *c;
     struct timeval   timeout = { 2, 0 };
 
+    offload_addr_format(addr, name, size);
+
     if (addr->is_unix) {
-        snprintf(name, size, "unix:%s", addr->host);
         c = redisConnectUnixWithTimeout(addr->host, timeout);
     } else {
-        snprintf(name, size, "%s:%d", addr->host, addr->port);
         c = redisConnectWithTimeout(addr->host, addr->port, timeout);
     }
 

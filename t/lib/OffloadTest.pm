@@ -193,6 +193,8 @@ sub stop_proc {
 
 sub redis_port { $S{redis_port} }
 
+# start_redis(password => 'pw', bind => ['127.0.0.1', '::1'],
+#             args => [more redis-server arguments], dir => ..., port => ...)
 sub start_redis {
     my (%o) = @_;
     my $dir = $o{dir} // tmpdir();
@@ -202,7 +204,8 @@ sub start_redis {
     my @auth = defined $S{redis_password}
         ? ('--requirepass', $S{redis_password}) : ();
     spawn('redis', "$dir/redis.log", {}, 'redis-server', '--port', $port,
-        '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+        '--bind', @{ $o{bind} // ['127.0.0.1'] }, '--save', '',
+        '--appendonly', 'no',
         '--dir', $dir, '--daemonize', 'no', @auth, @{ $o{args} // [] });
     wait_until(sub {
         die "redis-server exited\n" unless alive('redis');
@@ -353,16 +356,18 @@ sub conf_queues {
 }
 
 # start_sidecar(conf => "queue echo { handler echo; workers 2; }",
-#               wrapper => [valgrind ...], level => 'info')
-# Prepends redis, node_name and log lines to the queue text, starts the
-# sidecar and waits until its registry entry lists every worker.
+#               wrapper => [valgrind ...], level => 'info',
+#               redis => '[::1]:6380')
+# Prepends redis (default 127.0.0.1:<redis port>), node_name and log lines
+# to the queue text, starts the sidecar and waits until its registry entry
+# lists every worker.
 sub start_sidecar {
     my (%o) = @_;
     my $dir = tmpdir();
     $S{node} //= "t$$";
     my $conf = "$dir/sidecar.conf";
     my $level = $o{level} // 'info';
-    spew($conf, "redis 127.0.0.1:$S{redis_port};\n"
+    spew($conf, "redis " . ($o{redis} // "127.0.0.1:$S{redis_port}") . ";\n"
         . "node_name $S{node};\n"
         . "log $dir/sidecar.log $level;\n"
         . "heartbeat " . ($o{heartbeat} // '200ms') . ";\n"

@@ -249,10 +249,10 @@ test_errors(void)
     bad("", "t.conf:1: no \"queue\" defined", "empty file");
     bad("redis nohost:99999;\n" Q,
         "t.conf:1: invalid redis address \"nohost:99999\" (expected "
-        "host:port or unix:/path)", "bad port");
+        "host:port, [ipv6]:port or unix:/path)", "bad port");
     bad("redis unix:relative;\n" Q,
         "t.conf:1: invalid redis address \"unix:relative\" (expected "
-        "host:port or unix:/path)", "relative unix path");
+        "host:port, [ipv6]:port or unix:/path)", "relative unix path");
     bad("db -1;\n" Q, "t.conf:1: invalid db \"-1\" (expected 0..65535)",
         "negative db");
     bad("password \"\";\n" Q, "t.conf:1: empty password", "empty password");
