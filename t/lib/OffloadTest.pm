@@ -195,13 +195,16 @@ sub redis_port { $S{redis_port} }
 
 # start_redis(password => 'pw', bind => ['127.0.0.1', '::1'],
 #             args => [more redis-server arguments], dir => ..., port => ...)
+# With user => 'name', the test's own commands AUTH as that ACL user (which
+# args must define) instead of setting requirepass.
 sub start_redis {
     my (%o) = @_;
     my $dir = $o{dir} // tmpdir();
     my $port = $o{port} // $S{redis_port} // free_port();
     $S{redis_port} = $port;
     $S{redis_password} = $o{password} if exists $o{password};
-    my @auth = defined $S{redis_password}
+    $S{redis_user} = $o{user} if exists $o{user};
+    my @auth = defined $S{redis_password} && !defined $S{redis_user}
         ? ('--requirepass', $S{redis_password}) : ();
     spawn('redis', "$dir/redis.log", {}, 'redis-server', '--port', $port,
         '--bind', @{ $o{bind} // ['127.0.0.1'] }, '--save', '',
@@ -239,7 +242,8 @@ sub redis_cmd {
         or die "redis connect: $!\n";
     my @cmds = (\@args);
     unshift @cmds, [ 'SELECT', $S{redis_db} ] if $S{redis_db};
-    unshift @cmds, [ 'AUTH', $S{redis_password} ]
+    unshift @cmds, [ 'AUTH', grep { defined } $S{redis_user},
+                     $S{redis_password} ]
         if defined $S{redis_password};
     my $req = '';
     for my $cmd (@cmds) {
