@@ -102,6 +102,20 @@ ok(wait_until(sub { @{ events('reload') } >= 1 }, scaled(20),
 is(post_json('/jobs/echo', { after => 'reload' })->{status}, 200,
     'jobs after the reload');
 
+# ---- nginx -t: user= needs password=, and a name
+for my $bad ('user=offload-nginx', 'user= password=x') {
+    my ($rc, $out) = nginx_test(http => <<"HTTP");
+server {
+    listen 127.0.0.1:\@PORT\@;
+    location /jobs/echo { offload_redis \@REDIS\@ $bad; offload_pass echo; }
+}
+HTTP
+    isnt($rc, 0, "nginx -t refuses offload_redis ... $bad");
+    like($out, $bad =~ /password/ ? qr/invalid parameter "user="/
+                                  : qr/"user=" needs "password="/,
+        'with a message naming it') or diag($out);
+}
+
 # ---- a clean stop: the node leaves the registry (DEL, SREM)
 is(stop_sidecar(), 0, 'the sidecar exits 0 on SIGTERM');
 is(redis_cmd('SISMEMBER', 'offload:nodes', node_name()), 0,
