@@ -4,7 +4,8 @@
  * and answers with the job's result: the directives, the request flow from
  * body to parked request, and the HTTP responses.
  *
- *   offload_redis <host:port | unix:/path> [password=<secret>] [db=<n>];
+ *   offload_redis <host:port | [ipv6]:port | unix:/path> [user=<acl user>]
+ *                 [password=<secret>] [db=<n>];
  *   offload_pass <queue>;
  *   offload_timeout <time>;
  *   offload_validate_json on | off;
@@ -35,7 +36,7 @@ static ngx_int_t ngx_http_offload_add_header(ngx_http_request_t *r,
 static ngx_int_t ngx_http_offload_resolve(ngx_conf_t *cf,
     offload_addr_t *addr);
 static ngx_http_offload_peer_t *ngx_http_offload_peer_get(ngx_conf_t *cf,
-    ngx_str_t *addr, ngx_str_t *password, ngx_uint_t db);
+    ngx_str_t *addr, ngx_str_t *user, ngx_str_t *password, ngx_uint_t db);
 static char *ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_offload_pass(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -55,7 +56,7 @@ ngx_http_offload_worker_t  ngx_http_offload_worker;
 static ngx_command_t  ngx_http_offload_commands[] = {
 
     { ngx_string("offload_redis"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1234,
       ngx_http_offload_redis,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -727,6 +728,7 @@ static ngx_int_t
 ngx_http_offload_resolve(ngx_conf_t *cf, offload_addr_t *addr)
 {
     size_t     len;
+    u_char     host[sizeof(addr->host) + 2];
     ngx_url_t  u;
 
     if (addr->is_unix) {
@@ -735,8 +737,12 @@ ngx_http_offload_resolve(ngx_conf_t *cf, offload_addr_t *addr)
 
     ngx_memzero(&u, sizeof(ngx_url_t));
 
-    u.url.data = (u_char *) addr->host;
-    u.url.len = ngx_strlen(addr->host);
+    /* ngx_parse_url() wants an IPv6 address in brackets */
+
+    u.url.data = host;
+    u.url.len = ngx_sprintf(host, ngx_strchr(addr->host, ':') ? "[%s]" : "%s",
+                            addr->host)
+                - host;
     u.default_port = (in_port_t) addr->port;
 
     if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
@@ -756,11 +762,12 @@ ngx_http_offload_resolve(ngx_conf_t *cf, offload_addr_t *addr)
 }
 
 
-/* One peer per distinct (address, password, db), shared by locations. */
+/* One peer per distinct (address, user, password, db), shared by
+ * locations. */
 
 static ngx_http_offload_peer_t *
-ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *password,
-    ngx_uint_t db)
+ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *user,
+    ngx_str_t *password, ngx_uint_t db)
 {
     ngx_uint_t                     i;
     offload_addr_t                 parsed;
@@ -789,6 +796,8 @@ ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *password,
             && peer->addr.port == parsed.port
             && ngx_strcmp(peer->addr.host, parsed.host) == 0
             && peer->db == db
+            && peer->user.len == user->len
+            && ngx_memcmp(peer->user.data, user->data, user->len) == 0
             && peer->password.len == password->len
             && ngx_memcmp(peer->password.data, password->data,
                           password->len) == 0)
@@ -811,6 +820,7 @@ ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *password,
 
     peer->name = *addr;
     peer->addr = parsed;
+    peer->user = *user;
     peer->password = *password;
     peer->db = db;
 
@@ -824,7 +834,7 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_offload_loc_conf_t *olcf = conf;
 
     ngx_int_t    db;
-    ngx_str_t   *value, password;
+    ngx_str_t   *value, user, password;
     ngx_uint_t   i;
 
     if (olcf->peer != NGX_CONF_UNSET_PTR) {
@@ -833,10 +843,22 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
+    ngx_str_null(&user);
     ngx_str_null(&password);
     db = 0;
 
     for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "user=", 5) == 0) {
+            user.data = value[i].data + 5;
+            user.len = value[i].len - 5;
+
+            if (user.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
 
         if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
             password.data = value[i].data + 9;
@@ -862,7 +884,15 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         goto invalid;
     }
 
-    olcf->peer = ngx_http_offload_peer_get(cf, &value[1], &password, db);
+    if (user.len && password.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"user=\" needs \"password=\" in \"%V\" directive",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    olcf->peer = ngx_http_offload_peer_get(cf, &value[1], &user, &password,
+                                           db);
     if (olcf->peer == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -980,7 +1010,7 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_offload_loc_conf_t *prev = parent;
     ngx_http_offload_loc_conf_t *conf = child;
 
-    ngx_str_t                  addr, password;
+    ngx_str_t                  addr, user, password;
     ngx_http_core_loc_conf_t  *clcf;
 
     ngx_conf_merge_ptr_value(conf->peer, prev->peer, NULL);
@@ -996,9 +1026,11 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->peer == NULL) {
         ngx_str_set(&addr, NGX_HTTP_OFFLOAD_DEFAULT_REDIS);
+        ngx_str_null(&user);
         ngx_str_null(&password);
 
-        conf->peer = ngx_http_offload_peer_get(cf, &addr, &password, 0);
+        conf->peer = ngx_http_offload_peer_get(cf, &addr, &user, &password,
+                                               0);
         if (conf->peer == NULL) {
             return NGX_CONF_ERROR;
         }

@@ -94,10 +94,11 @@ struct ngx_http_offload_link_s {
 };
 
 
-/* A distinct (address, password, db): one per offload_redis triple. */
+/* A distinct (address, user, password, db): one per offload_redis. */
 struct ngx_http_offload_peer_s {
     ngx_str_t                     name;
     offload_addr_t                addr;
+    ngx_str_t                     user;        /* Redis ACL user, or empty */
     ngx_str_t                     password;
     ngx_uint_t                    db;
     unsigned                      used:1;

@@ -63,9 +63,10 @@ ngx_http_offload_link_init(ngx_http_offload_link_t *link,
 void
 ngx_http_offload_link_connect(ngx_http_offload_link_t *link)
 {
+    int                      n;
     char                     db[NGX_INT_T_LEN + 1];
-    const char              *argv[2];
-    size_t                   argvlen[2];
+    const char              *argv[3];
+    size_t                   argvlen[3];
     ngx_connection_t        *c;
     redisAsyncContext       *ac;
     ngx_http_offload_peer_t *peer;
@@ -129,14 +130,21 @@ ngx_http_offload_link_connect(ngx_http_offload_link_t *link)
     /* queued now, written first once connected */
 
     if (peer->password.len) {
+        n = 1;
         argv[0] = "AUTH";
         argvlen[0] = 4;
-        argv[1] = (const char *) peer->password.data;
-        argvlen[1] = peer->password.len;
+
+        if (peer->user.len) {       /* AUTH <user> <password>: Redis 6 ACL */
+            argv[n] = (const char *) peer->user.data;
+            argvlen[n++] = peer->user.len;
+        }
+
+        argv[n] = (const char *) peer->password.data;
+        argvlen[n++] = peer->password.len;
 
         (void) ngx_http_offload_link_send(link,
                                           ngx_http_offload_link_setup_done,
-                                          NULL, 2, argv, argvlen);
+                                          NULL, n, argv, argvlen);
     }
 
     if (peer->db) {

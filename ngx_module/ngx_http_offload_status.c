@@ -103,9 +103,13 @@ ngx_http_offload_status_handler(ngx_http_request_t *r)
     sctx->cleanup->handler = ngx_http_offload_status_cleanup;
     sctx->cleanup->data = sctx;
 
+    /* EVAL_RO (Redis 7): the script only reads, and a read-only ACL user
+     * (%R~ on the registry keys) may run it; EVAL would need write access
+     * to its KEYS as well */
+
     argc = 0;
-    argv[argc] = "EVAL";
-    argvlen[argc++] = 4;
+    argv[argc] = "EVAL_RO";
+    argvlen[argc++] = 7;
     argv[argc] = offload_nodes_script;
     argvlen[argc++] = ngx_strlen(offload_nodes_script);
     argv[argc] = "2";

@@ -522,11 +522,11 @@ offload_job_id_format(char *buf, const char *nonce, uint64_t seq)
 int
 offload_addr_parse(offload_addr_t *addr, const char *text, size_t len)
 {
-    const char  *colon;
+    const char  *host, *colon, *bracket;
     char         port[8];
     char        *end;
     long         n;
-    size_t       hlen;
+    size_t       hlen, plen;
 
     memset(addr, 0, sizeof(*addr));
 
@@ -539,21 +539,41 @@ offload_addr_parse(offload_addr_t *addr, const char *text, size_t len)
         return 0;
     }
 
-    colon = memchr(text, ':', len);
-    hlen = colon ? (size_t) (colon - text) : len;
+    if (len > 0 && text[0] == '[') {
+        /* "[v6]" or "[v6]:port", as in URLs; the host is kept bare */
+        bracket = memchr(text, ']', len);
+        if (bracket == NULL) {
+            return -1;
+        }
+        host = text + 1;
+        hlen = (size_t) (bracket - host);
+        colon = bracket + 1 < text + len ? bracket + 1 : NULL;
+
+        if (hlen == 0 || memchr(host, ':', hlen) == NULL
+            || (colon != NULL && *colon != ':'))
+        {
+            return -1;
+        }
+
+    } else {
+        host = text;
+        colon = memchr(text, ':', len);
+        hlen = colon ? (size_t) (colon - text) : len;
+    }
 
     if (hlen == 0 || hlen >= sizeof(addr->host)) {
         return -1;
     }
-    memcpy(addr->host, text, hlen);
+    memcpy(addr->host, host, hlen);
     addr->port = 6379;
 
     if (colon) {
-        if (len - hlen - 1 == 0 || len - hlen - 1 >= sizeof(port)) {
+        plen = len - (size_t) (colon + 1 - text);
+        if (plen == 0 || plen >= sizeof(port)) {
             return -1;
         }
-        memcpy(port, colon + 1, len - hlen - 1);
-        port[len - hlen - 1] = '\0';
+        memcpy(port, colon + 1, plen);
+        port[plen] = '\0';
         n = strtol(port, &end, 10);
         if (*end != '\0' || n < 1 || n > 65535) {
             return -1;
@@ -563,6 +583,19 @@ offload_addr_parse(offload_addr_t *addr, const char *text, size_t len)
 
     return 0;
 }
+
+
+int
+offload_addr_format(const offload_addr_t *addr, char *buf, size_t size)
+{
+    if (addr->is_unix) {
+        return snprintf(buf, size, "unix:%s", addr->host);
+    }
+
+    return snprintf(buf, size, strchr(addr->host, ':') ? "[%s]:%d" : "%s:%d",
+                    addr->host, addr->port);
+}
+
 
 const char  offload_retry_script[] =
     "local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])[1]\n"

@@ -261,7 +261,9 @@ int offload_json_check(const char *buf, size_t len, size_t *offset,
     const char **err);
 
 
-/* A Redis address: "host:port", "host" (port 6379) or "unix:/path". */
+/* A Redis address: "host:port", "host" (port 6379), "[ipv6]:port",
+ * "[ipv6]" or "unix:/path".  An IPv6 host is kept without its brackets, as
+ * getaddrinfo() and hiredis take it. */
 typedef struct {
     char  host[256];              /* or the socket path when unix is set */
     int   port;
@@ -269,5 +271,9 @@ typedef struct {
 } offload_addr_t;
 
 int offload_addr_parse(offload_addr_t *addr, const char *text, size_t len);
+
+/* Writes the address as offload_addr_parse() reads it ("[::1]:6379") into
+ * buf; returns what snprintf() returns. */
+int offload_addr_format(const offload_addr_t *addr, char *buf, size_t size);
 
 #endif /* OFFLOAD_PROTO_H */

@@ -10,7 +10,9 @@
  */
 
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +49,7 @@ typedef struct {
     offload_conf_t        *conf;
     offload_conf_queue_t  *queue;       /* the block being parsed */
     unsigned               seen_main;   /* directives seen, by table index */
+    int                    redis_user_line;
     unsigned               seen_queue;
 } conf_parser_t;
 
@@ -322,9 +325,27 @@ set_redis(conf_parser_t *ps, char **args, int nargs, int line)
 
     if (offload_addr_parse(&ps->conf->redis, args[0], strlen(args[0])) != 0) {
         return conf_error(ps, line, "invalid redis address \"%s\" (expected "
-                          "host:port or unix:/path)", args[0]);
+                          "host:port, [ipv6]:port or unix:/path)", args[0]);
     }
 
+    return 0;
+}
+
+
+/* The Redis ACL user (Redis 6+): AUTH <redis_user> <password>.  Named so
+ * that it is not mistaken for "user", the Unix user. */
+static int
+set_redis_user(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    (void) nargs;
+
+    if (args[0][0] == '\0') {
+        return conf_error(ps, line, "empty redis_user");
+    }
+
+    ps->conf->redis_user = args[0];
+    args[0] = NULL;
+    ps->redis_user_line = line;
     return 0;
 }
 
@@ -531,6 +552,40 @@ set_fault_handlers(conf_parser_t *ps, char **args, int nargs, int line)
                           "\"fault_handlers\" (expected on or off)", args[0]);
     }
 
+    return 0;
+}
+
+
+/* user <name> [<group>]: as nginx's, the user and group the sidecar runs
+ * as once it has opened its log (privs.c); the group defaults to the
+ * user's primary group.  Names are resolved here, so "-t" reports a user
+ * or group that does not exist. */
+static int
+set_user(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    struct group   *gr;
+    struct passwd  *pw;
+
+    pw = getpwnam(args[0]);
+    if (pw == NULL) {
+        return conf_error(ps, line, "unknown user \"%s\" in \"user\"",
+                          args[0]);
+    }
+
+    ps->conf->uid = pw->pw_uid;
+    ps->conf->gid = pw->pw_gid;
+
+    if (nargs == 2) {
+        gr = getgrnam(args[1]);
+        if (gr == NULL) {
+            return conf_error(ps, line, "unknown group \"%s\" in \"user\"",
+                              args[1]);
+        }
+        ps->conf->gid = gr->gr_gid;
+    }
+
+    ps->conf->user = args[0];
+    args[0] = NULL;
     return 0;
 }
 
@@ -807,6 +862,7 @@ set_nice(conf_parser_t *ps, char **args, int nargs, int line)
 
 static const conf_directive_t  directives[] = {
     { "redis",            CTX_MAIN,  1, 1, 0, set_redis },
+    { "redis_user",       CTX_MAIN,  1, 1, 0, set_redis_user },
     { "password",         CTX_MAIN,  1, 1, 0, set_password },
     { "db",               CTX_MAIN,  1, 1, 0, set_db },
     { "redis_timeout",    CTX_MAIN,  1, 1, 0, set_redis_timeout },
@@ -817,6 +873,7 @@ static const conf_directive_t  directives[] = {
     { "shutdown_timeout", CTX_MAIN,  1, 1, 0, set_shutdown_timeout },
     { "claim_idle",       CTX_MAIN,  1, 1, 0, set_claim_idle },
     { "fault_handlers",   CTX_MAIN,  1, 1, 0, set_fault_handlers },
+    { "user",             CTX_MAIN,  1, 2, 0, set_user },
     { "queue",            CTX_MAIN,  1, 1, 1, set_queue },
     { "handler",          CTX_QUEUE, 1, 1, 0, set_handler },
     { "workers",          CTX_QUEUE, 1, 1, 0, set_workers },
@@ -830,7 +887,6 @@ static const conf_directive_t  directives[] = {
     { "max_jobs_per_worker", CTX_QUEUE, 1, 1, 0, set_max_jobs },
     { "nice",             CTX_QUEUE, 1, 1, 0, set_nice },
 };
-
 
 
 static void
@@ -1031,6 +1087,11 @@ set_defaults(conf_parser_t *ps)
         return conf_error(ps, ps->line, "no \"queue\" defined");
     }
 
+    if (conf->redis_user != NULL && conf->password == NULL) {
+        return conf_error(ps, ps->redis_user_line, "\"redis_user\" needs "
+                          "\"password\"");
+    }
+
     for (i = 0; i < conf->nqueues; i++) {
         if (conf->queues[i].handler->fault && !conf->fault_handlers) {
             return conf_error(ps, conf->queues[i].line, "handler \"%s\" of "
@@ -1133,6 +1194,8 @@ void
 offload_conf_free(offload_conf_t *conf)
 {
     free(conf->password);
+    free(conf->redis_user);
+    free(conf->user);
     free(conf->log_target);
     free(conf->queues);
     memset(conf, 0, sizeof(*conf));

@@ -7,6 +7,7 @@
 #define OFFLOAD_CONF_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "handler.h"
 #include "offload_proto.h"
@@ -44,6 +45,7 @@ typedef struct {
 
 typedef struct {
     offload_addr_t         redis;
+    char                  *redis_user;      /* ACL user; NULL: "default" */
     char                  *password;        /* NULL: no AUTH */
     int                    db;
     int                    redis_timeout_ms; /* connect, and each command
@@ -57,6 +59,10 @@ typedef struct {
     int                    shutdown_timeout_ms;
     int                    claim_idle_ms;    /* a lost node's jobs wait */
     int                    fault_handlers;   /* crash, hang...: tests only */
+    char                  *user;            /* Unix user to run as; NULL:
+                                               stay who started us */
+    uid_t                  uid;
+    gid_t                  gid;
     offload_conf_queue_t  *queues;
     size_t                 nqueues;
 } offload_conf_t;

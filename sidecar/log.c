@@ -103,6 +103,13 @@ offload_log_open(const char *target, int level, int json, const char *ident)
 
 
 int
+offload_log_chown(uid_t uid, gid_t gid)
+{
+    return log_path == NULL ? 0 : fchown(log_fd, uid, gid);
+}
+
+
+int
 offload_log_reopen(void)
 {
     int  fd;

@@ -9,6 +9,9 @@
 #ifndef OFFLOAD_LOG_H
 #define OFFLOAD_LOG_H
 
+#include <stddef.h>
+#include <sys/types.h>
+
 enum {
     OFFLOAD_LOG_DEBUG = 0,
     OFFLOAD_LOG_INFO,
@@ -33,6 +36,12 @@ int offload_log_open(const char *target, int level, int json,
 /* Opens the log file again (SIGUSR1, after logrotate moved it).  Returns 0,
  * or -1 with errno set (the old file stays in use). */
 int offload_log_reopen(void);
+
+/* Gives the log file (if the target is one) to the user the sidecar is
+ * about to become, so that it can still write it after the switch and
+ * logrotate's "create" makes the next file that user's too.  Returns 0, or
+ * -1 with errno set. */
+int offload_log_chown(uid_t uid, gid_t gid);
 
 /* The queue a worker process serves, and the job it runs (NULL: none),
  * added to every line it logs so one grep finds all of a job. */

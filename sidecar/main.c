@@ -1,6 +1,6 @@
 /*
  * main.c -- offload-sidecar's command line: reads and checks the config,
- * opens the log, hands over to the supervisor.
+ * opens the log, drops privileges, hands over to the supervisor.
  */
 
 #include <stdio.h>
@@ -10,6 +10,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "privs.h"
 #include "supervisor.h"
 
 
@@ -74,6 +75,11 @@ main(int argc, char **argv)
     {
         fprintf(stderr, "offload-sidecar: cannot open log \"%s\": %m\n",
                 conf.log_target);
+        offload_conf_free(&conf);
+        return 1;
+    }
+
+    if (offload_privs_drop(&conf) != 0) {
         offload_conf_free(&conf);
         return 1;
     }

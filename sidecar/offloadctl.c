@@ -84,10 +84,11 @@ usage(FILE *out)
         "else\n"
         "                      127.0.0.1:6379)\n"
         "  -c, --conf FILE     the sidecar's config: Redis address, "
-        "password, db,\n"
-        "                      queues and handlers (default: $OFFLOAD_CONF, "
-        "else\n"
-        "                      " DEFAULT_CONF " if it exists)\n"
+        "redis_user,\n"
+        "                      password, db, queues and handlers "
+        "(default:\n"
+        "                      $OFFLOAD_CONF, else " DEFAULT_CONF " if it "
+        "exists)\n"
         "  -j, --json          status, queues, events and dead print JSON\n"
         "  -h, --help          this help\n"
         "\n"
@@ -117,18 +118,18 @@ ctl_ping(ctl_t *ctl, int argc, char **argv)
 
 
 static redisContext *
-connect_redis(const offload_addr_t *addr, const char *password, int db,
-    char *name, size_t size)
+connect_redis(const offload_addr_t *addr, const char *user,
+    const char *password, int db, char *name, size_t size)
 {
     redisReply      *reply;
     redisContext    *c;
     struct timeval   timeout = { 2, 0 };
 
+    offload_addr_format(addr, name, size);
+
     if (addr->is_unix) {
-        snprintf(name, size, "unix:%s", addr->host);
         c = redisConnectUnixWithTimeout(addr->host, timeout);
     } else {
-        snprintf(name, size, "%s:%d", addr->host, addr->port);
         c = redisConnectWithTimeout(addr->host, addr->port, timeout);
     }
 
@@ -146,7 +147,8 @@ connect_redis(const offload_addr_t *addr, const char *password, int db,
 
     reply = NULL;
     if (password != NULL) {
-        reply = redisCommand(c, "AUTH %s", password);
+        reply = user != NULL ? redisCommand(c, "AUTH %s %s", user, password)
+                             : redisCommand(c, "AUTH %s", password);
     }
     if ((password == NULL || (reply && reply->type != REDIS_REPLY_ERROR))
         && db != 0)
@@ -274,7 +276,8 @@ main(int argc, char **argv)
         return CTL_USAGE;
     }
 
-    ctl.redis = connect_redis(&addr, password, conf.db, name, sizeof(name));
+    ctl.redis = connect_redis(&addr, conf.redis_user, password, conf.db, name,
+                              sizeof(name));
     if (ctl.redis == NULL) {
         offload_conf_free(&conf);
         return CTL_FAIL;

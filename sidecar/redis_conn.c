@@ -185,7 +185,11 @@ connect_cb(const redisAsyncContext *ac, int status)
         return;
     }
 
-    if (offload_redis_command(rc, auth_cb, rc, "AUTH %s", rc->conf->password)
+    if ((rc->conf->redis_user != NULL
+         ? offload_redis_command(rc, auth_cb, rc, "AUTH %s %s",
+                                 rc->conf->redis_user, rc->conf->password)
+         : offload_redis_command(rc, auth_cb, rc, "AUTH %s",
+                                 rc->conf->password))
         != REDIS_OK)
     {
         log_error("%s: cannot send AUTH", rc->name);

@@ -91,9 +91,19 @@ reload_refusal(const offload_conf_t *old, const offload_conf_t *new)
     if (memcmp(&old->redis, &new->redis, sizeof(old->redis)) != 0
         || old->db != new->db
         || (old->password == NULL) != (new->password == NULL)
-        || (old->password && strcmp(old->password, new->password) != 0))
+        || (old->password && strcmp(old->password, new->password) != 0)
+        || (old->redis_user == NULL) != (new->redis_user == NULL)
+        || (old->redis_user
+            && strcmp(old->redis_user, new->redis_user) != 0))
     {
-        return "redis, password and db cannot change on reload";
+        return "redis, redis_user, password and db cannot change on reload";
+    }
+
+    if ((old->user == NULL) != (new->user == NULL)
+        || (old->user != NULL
+            && (old->uid != new->uid || old->gid != new->gid)))
+    {
+        return "user cannot change on reload";
     }
 
     if (strcmp(old->log_target, new->log_target) != 0

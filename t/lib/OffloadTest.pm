@@ -197,16 +197,22 @@ sub stop_proc {
 sub redis_port { $S{redis_port} }
 sub redis_pid { $S{procs}{redis} && $S{procs}{redis}{pid} }
 
+# start_redis(password => 'pw', bind => ['127.0.0.1', '::1'],
+#             args => [more redis-server arguments], dir => ..., port => ...)
+# With user => 'name', the test's own commands AUTH as that ACL user (which
+# args must define) instead of setting requirepass.
 sub start_redis {
     my (%o) = @_;
     my $dir = $o{dir} // tmpdir();
     my $port = $o{port} // $S{redis_port} // free_port();
     $S{redis_port} = $port;
     $S{redis_password} = $o{password} if exists $o{password};
-    my @auth = defined $S{redis_password}
+    $S{redis_user} = $o{user} if exists $o{user};
+    my @auth = defined $S{redis_password} && !defined $S{redis_user}
         ? ('--requirepass', $S{redis_password}) : ();
     spawn('redis', "$dir/redis.log", {}, 'redis-server', '--port', $port,
-        '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+        '--bind', @{ $o{bind} // ['127.0.0.1'] }, '--save', '',
+        '--appendonly', 'no',
         '--dir', $dir, '--daemonize', 'no', @auth, @{ $o{args} // [] });
     wait_until(sub {
         die "redis-server exited\n" unless alive('redis');
@@ -240,7 +246,8 @@ sub redis_cmd {
         or die "redis connect: $!\n";
     my @cmds = (\@args);
     unshift @cmds, [ 'SELECT', $S{redis_db} ] if $S{redis_db};
-    unshift @cmds, [ 'AUTH', $S{redis_password} ]
+    unshift @cmds, [ 'AUTH', grep { defined } $S{redis_user},
+                     $S{redis_password} ]
         if defined $S{redis_password};
     my $req = '';
     for my $cmd (@cmds) {
@@ -358,9 +365,10 @@ sub conf_queues {
 
 # start_sidecar(conf => "queue echo { handler echo; workers 2; }",
 #               wrapper => [valgrind ...], level => 'info',
-#               redis => 'host:port' (default: the test's redis))
-# Prepends redis, node_name and log lines to the queue text, starts the
-# sidecar and waits until its registry entry lists every worker.
+#               redis => '[::1]:6380')
+# Prepends redis (default 127.0.0.1:<redis port>), node_name and log lines
+# to the queue text, starts the sidecar and waits until its registry entry
+# lists every worker.
 sub start_sidecar {
     my (%o) = @_;
     my $dir = tmpdir();

@@ -3,6 +3,8 @@
  * ones give "file:line: message" with the exact line, never a crash.
  */
 
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,10 +249,10 @@ test_errors(void)
     bad("", "t.conf:1: no \"queue\" defined", "empty file");
     bad("redis nohost:99999;\n" Q,
         "t.conf:1: invalid redis address \"nohost:99999\" (expected "
-        "host:port or unix:/path)", "bad port");
+        "host:port, [ipv6]:port or unix:/path)", "bad port");
     bad("redis unix:relative;\n" Q,
         "t.conf:1: invalid redis address \"unix:relative\" (expected "
-        "host:port or unix:/path)", "relative unix path");
+        "host:port, [ipv6]:port or unix:/path)", "relative unix path");
     bad("db -1;\n" Q, "t.conf:1: invalid db \"-1\" (expected 0..65535)",
         "negative db");
     bad("password \"\";\n" Q, "t.conf:1: empty password", "empty password");
@@ -400,6 +402,63 @@ test_supervision(void)
 }
 
 
+/* user and redis_user: the Unix user to run as, resolved while parsing so
+ * that "-t" finds a missing one; the Redis ACL user, which needs a
+ * password. */
+static void
+test_users(void)
+{
+    offload_conf_t   conf;
+    struct group    *gr;
+    struct passwd   *pw;
+
+    pw = getpwnam("nobody");
+    gr = getgrnam("nogroup");
+
+    ok(parse(&conf, Q) == 0 && conf.user == NULL && conf.redis_user == NULL,
+       "no user, no redis_user by default");
+    offload_conf_free(&conf);
+
+    ok(parse(&conf, "user nobody;\n" Q) == 0, "user nobody (%s)", err);
+    ok(pw != NULL && conf.user != NULL && strcmp(conf.user, "nobody") == 0
+       && conf.uid == pw->pw_uid && conf.gid == pw->pw_gid,
+       "user nobody: its uid and primary group");
+    offload_conf_free(&conf);
+
+    ok(parse(&conf, "user nobody nogroup;\n" Q) == 0
+       && gr != NULL && conf.gid == gr->gr_gid, "user nobody nogroup");
+    offload_conf_free(&conf);
+
+    bad(Q "\nuser no-such-user-x;\n",
+        "t.conf:3: unknown user \"no-such-user-x\" in \"user\"",
+        "unknown user");
+    bad("user nobody no-such-group-x;\n" Q,
+        "t.conf:1: unknown group \"no-such-group-x\" in \"user\"",
+        "unknown group");
+    bad("user;\n" Q, "t.conf:1: invalid number of arguments in \"user\" "
+        "directive", "user without a name");
+    bad("user nobody nogroup extra;\n" Q, "t.conf:1: invalid number of "
+        "arguments in \"user\" directive", "user with three arguments");
+    bad("user nobody;\nuser nobody;\n" Q,
+        "t.conf:2: \"user\" directive is duplicate", "user twice");
+    bad("queue e { handler echo; user nobody; }\n",
+        "t.conf:1: \"user\" directive is not allowed here",
+        "user in a queue block");
+
+    ok(parse(&conf, "redis_user offload-sidecar;\npassword pw;\n" Q) == 0
+       && strcmp(conf.redis_user, "offload-sidecar") == 0
+       && strcmp(conf.password, "pw") == 0, "redis_user with a password");
+    offload_conf_free(&conf);
+
+    bad(Q "redis_user sidecar;\n", "t.conf:2: \"redis_user\" needs "
+        "\"password\"", "redis_user without a password");
+    bad("redis_user '';\npassword pw;\n" Q, "t.conf:1: empty redis_user",
+        "empty redis_user");
+    bad("redis_user a b;\npassword pw;\n" Q, "t.conf:1: invalid number of "
+        "arguments in \"redis_user\" directive", "redis_user a b");
+}
+
+
 int
 main(void)
 {
@@ -409,5 +468,6 @@ main(void)
     test_times();
     test_errors();
     test_misc();
+    test_users();
     return done_testing();
 }

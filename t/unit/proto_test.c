@@ -292,6 +292,40 @@ test_addr_names_keys(void)
     ok(offload_addr_parse(&a, "h:6379", 3) == 0 && a.port == 6,
        "length is honoured");
 
+#define ADDR(text)  offload_addr_parse(&a, text, sizeof(text) - 1)
+    ok(ADDR("[::1]:6380") == 0 && strcmp(a.host, "::1") == 0
+       && a.port == 6380 && !a.is_unix, "[ipv6]:port, host kept bare");
+    ok(ADDR("[2001:db8::7]") == 0 && strcmp(a.host, "2001:db8::7") == 0
+       && a.port == 6379, "[ipv6] alone, port 6379");
+    ok(ADDR("[fe80::1%lo]:7000") == 0 && strcmp(a.host, "fe80::1%lo") == 0
+       && a.port == 7000, "[ipv6%%zone]:port");
+    ok(ADDR("::1") == -1, "bare ipv6 without brackets");
+    ok(ADDR("::1:6379") == -1, "bare ipv6 with a port");
+    ok(ADDR("fe80::1") == -1, "bare ipv6 starting with a hex group");
+    ok(ADDR("[::1") == -1, "no closing bracket");
+    ok(ADDR("[]:6379") == -1, "empty brackets");
+    ok(ADDR("[localhost]:6379") == -1, "brackets around a name");
+    ok(ADDR("[::1]:") == -1, "[ipv6]: without a port");
+    ok(ADDR("[::1]6379") == -1, "[ipv6] then junk");
+    ok(ADDR("[::1]:0") == -1, "[ipv6]:0");
+    ok(offload_addr_parse(&a, "[::1]:6380", 5) == 0 && a.port == 6379,
+       "[ipv6] length is honoured");
+#undef ADDR
+
+    {
+        char  buf[300];
+
+        offload_addr_parse(&a, "[::1]:6380", 10);
+        offload_addr_format(&a, buf, sizeof(buf));
+        is_str(buf, "[::1]:6380", "format: ipv6 in brackets");
+        offload_addr_parse(&a, "127.0.0.1", 9);
+        offload_addr_format(&a, buf, sizeof(buf));
+        is_str(buf, "127.0.0.1:6379", "format: host:port");
+        offload_addr_parse(&a, "unix:/r.sock", 12);
+        offload_addr_format(&a, buf, sizeof(buf));
+        is_str(buf, "unix:/r.sock", "format: unix");
+    }
+
     memset(q64, 'q', 64);
     q64[64] = '\0';
     ok(offload_queue_name_valid("echo", 4), "queue echo");

@@ -1,0 +1,132 @@
+#!/usr/bin/perl
+# Redis ACL users: the `default` user is off and the module and the sidecar
+# each log in as their own user, defined by exactly the rules README.md
+# documents (read from it).  Echo jobs, offload_status, offloadctl, a worker
+# crash (dead letter), a worker killed under a job (requeue), a reload and a
+# drain all work, and Redis denied nothing: ACL LOG is empty and no log
+# says NOPERM.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use OffloadTest;
+
+# The documented `user` lines, unwrapped: a line that starts with spaces
+# continues the one above.
+my ($block) = slurp("$FindBin::Bin/../README.md")
+    =~ /<!-- acl-rules -->\n```\n(.*?)```\n<!-- \/acl-rules -->/s;
+ok($block, 'README.md documents the ACL rules') or BAIL_OUT('no rules');
+$block =~ s/\n\s+/ /g;
+my %rules = map { /^user (\S+) (.*)$/ ? ($1 => [ split ' ', $2 ]) : () }
+    split /\n/, $block;
+ok($rules{'offload-nginx'} && $rules{'offload-sidecar'},
+    'rules for offload-nginx and offload-sidecar');
+my %secret = map { $_ => (join ' ', @{ $rules{$_} }) =~ />(\S+)/ }
+    keys %rules;
+
+start_redis(user => 'admin', password => 'admin-secret', args => [
+    '--user', 'default', 'off',
+    '--user', 'admin', 'on', '>admin-secret', '~*', '&*', '+@all',
+    map { ('--user', $_, @{ $rules{$_} }) } sort keys %rules ]);
+is(redis_cmd('ACL', 'WHOAMI'), 'admin', 'the test is admin');
+my $anon = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+    PeerPort => redis_port(), Proto => 'tcp', Timeout => 2);
+syswrite $anon, "PING\r\n";
+sysread $anon, my $denied, 512;
+like($denied, qr/^-NOAUTH/, 'the default user is off');
+
+start_sidecar(conf => <<"CONF");
+redis_user offload-sidecar;
+password $secret{'offload-sidecar'};
+fault_handlers on;
+queue echo { handler echo; workers 2; }
+queue sleep { handler sleep; workers 1; }
+queue crash { handler crash; workers 1; max_attempts 2; }
+CONF
+ok(start_jobs_nginx(
+    redis => "\@REDIS\@ user=offload-nginx password=$secret{'offload-nginx'}",
+    server => "offload_timeout 20s;\n"
+        . "location = /status { offload_status; }"), 'stack ready');
+
+my $ok = 0;
+for my $i (1 .. 20) {
+    my $r = post_json('/jobs/echo', { i => $i });
+    $ok++ if $r->{status} == 200 && $r->{json}{i} == $i;
+}
+is($ok, 20, '20 echo jobs');
+
+my $status = http('GET', '/status');
+is($status->{status}, 200, 'offload_status');
+my ($me) = grep { $_->{node} eq node_name() }
+    @{ ($status->{json} || {})->{nodes} || [] };
+ok($me, 'offload_status lists the node (registry read as offload-nginx)')
+    or diag($status->{content});
+
+# ---- a crash on both attempts: requeue, then dead letter and 502
+my $r = post_json('/jobs/crash', { boom => 1 }, scaled(20));
+is($r->{status}, 502, 'crash job: 502');
+is(($r->{json} || {})->{error}{code}, 'worker_crashed', 'worker_crashed');
+is(scalar @{ stream_entries('offload:{crash}:dead') }, 1, 'one dead letter');
+
+# ---- a worker killed under a job: handed back, run again, 200
+my $victim = worker_pids()->{sleep}[0];
+my $sock = send_post('/jobs/sleep', '{"ms":500}');
+ok(wait_until(sub {
+    my $w = node_doc()->{queues}{sleep}{workers}[0] || {};
+    ($w->{state} // '') eq 'busy';
+}, 5, 'the sleep worker is busy'), 'the sleep worker runs the job');
+kill 'KILL', $victim;
+is(read_answer($sock, scaled(15))->{status}, 200,
+    'the killed worker\'s job runs again: 200');
+
+# ---- offloadctl, with the sidecar's credentials
+my ($ctl, $conf) = (build_path('offloadctl'), sidecar_conf_file());
+for my $cmd ('status', 'queues', 'events -n 5', 'dead crash',
+    'drain -t 10 ' . node_name(), 'resume -t 10 ' . node_name(),
+    'purge crash --all')
+{
+    my $out = `$ctl -c $conf $cmd 2>&1`;
+    is($? >> 8, 0, "offloadctl $cmd") or diag($out);
+}
+is(post_json('/jobs/echo', { after => 'resume' })->{status}, 200,
+    'jobs after drain and resume');
+
+# ---- a reload (new workers) as offload-sidecar
+my $text = slurp($conf);
+spew($conf, $text =~ s/(queue echo \{ handler echo; workers) 2;/$1 1;/r);
+kill 'HUP', sidecar_pid();
+ok(wait_until(sub { @{ events('reload') } >= 1 }, scaled(20),
+    'reload event'), 'reload done');
+is(post_json('/jobs/echo', { after => 'reload' })->{status}, 200,
+    'jobs after the reload');
+
+# ---- nginx -t: user= needs password=, and a name
+for my $bad ('user=offload-nginx', 'user= password=x') {
+    my ($rc, $out) = nginx_test(http => <<"HTTP");
+server {
+    listen 127.0.0.1:\@PORT\@;
+    location /jobs/echo { offload_redis \@REDIS\@ $bad; offload_pass echo; }
+}
+HTTP
+    isnt($rc, 0, "nginx -t refuses offload_redis ... $bad");
+    like($out, $bad =~ /password/ ? qr/invalid parameter "user="/
+                                  : qr/"user=" needs "password="/,
+        'with a message naming it') or diag($out);
+}
+
+# ---- a clean stop: the node leaves the registry (DEL, SREM)
+is(stop_sidecar(), 0, 'the sidecar exits 0 on SIGTERM');
+is(redis_cmd('SISMEMBER', 'offload:nodes', node_name()), 0,
+    'the node left offload:nodes');
+
+# ---- Redis refused nothing
+my $log = redis_cmd('ACL', 'LOG');
+is(ref $log eq 'ARRAY' ? scalar @$log : -1, 0, 'ACL LOG is empty')
+    or diag(explain($log));
+for my $file ('sidecar.log', 'sidecar.stderr', 'error.log') {
+    unlike(slurp(tmpdir() . "/$file"), qr/NOPERM/, "no NOPERM in $file");
+}
+
+finish();
