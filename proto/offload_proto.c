@@ -63,6 +63,26 @@ const char  offload_handback_script[] =
     "end\n"
     "return n\n";
 
+const char  offload_bad_job_script[] =
+    OFFLOAD_ACK_GUARD_LUA
+    "local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])\n"
+    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "local ours = {entry = 1, reason = 1, report = 1, dead_at = 1}\n"
+    "local f = {}\n"
+    "local raw = e[1] and e[1][2] or {}\n"
+    "for i = 1, math.min(#raw, 2000) - 1, 2 do\n"
+    "  if not ours[raw[i]] then\n"
+    "    f[#f + 1] = raw[i]\n"
+    "    f[#f + 1] = raw[i + 1]\n"
+    "  end\n"
+    "end\n"
+    "for _, v in ipairs({'entry', ARGV[2], 'reason', 'bad_job', 'report',"
+    " ARGV[4], 'dead_at', ARGV[5]}) do\n"
+    "  f[#f + 1] = v\n"
+    "end\n"
+    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(f))\n"
+    "return 1\n";
+
 const char  offload_touch_script[] =
     "for i = 2, #ARGV do\n"
     "  local held = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+',"

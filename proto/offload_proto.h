@@ -193,10 +193,19 @@ extern const char  offload_complete_script[];
  *   KEYS[1] stream          ARGV[1] group     ARGV[2] consumer
  *                           ARGV[3] entry id to leave alone, or ""
  * Returns how many entries went back.
+ *
+ * Bad job: an entry nobody can run (not a job: fields missing or
+ * malformed) moves to the dead-letter stream with its own fields (at most
+ * 1000, none named like the four added) plus entry, reason "bad_job",
+ * report and dead_at.
+ *   KEYS[1] stream          ARGV[1] group     ARGV[2] entry id
+ *   KEYS[2] dead stream     ARGV[3] MAXLEN    ARGV[4] report (JSON)
+ *                           ARGV[5] dead_at (ms)
  */
 extern const char  offload_requeue_script[];
 extern const char  offload_dead_script[];
 extern const char  offload_handback_script[];
+extern const char  offload_bad_job_script[];
 
 /*
  * Touch: resets the idle time of every entry the given consumers hold, so

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bad_job.h"
 #include "clock.h"
 #include "log.h"
 #include "reclaim.h"
@@ -356,12 +357,9 @@ fail_fields(offload_redis_conn_t *conn, const offload_conf_t *conf,
     if (offload_job_decode(&job, fields, nfields, &err) != 0) {
         /* Nobody can be answered; the entry must not stay pending. */
         log_error("queue %s: entry %.*s held by a dead worker is not a job "
-                  "(%s): dropped", q->name, (int) entry_id->len,
+                  "(%s): dead-lettered", q->name, (int) entry_id->len,
                   entry_id->data, err);
-        offload_redis_command(conn, NULL, NULL, "XACK %s %s %b", stream,
-                              OFFLOAD_GROUP, entry_id->data, entry_id->len);
-        offload_redis_command(conn, NULL, NULL, "XDEL %s %b", stream,
-                              entry_id->data, entry_id->len);
+        offload_bad_job(conn, q->name, entry_id, err, NULL, NULL);
         return -1;
     }
 

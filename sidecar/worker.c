@@ -28,6 +28,7 @@
 
 #include <jansson.h>
 
+#include "bad_job.h"
 #include "clock.h"
 #include "crash.h"
 #include "handler.h"
@@ -187,10 +188,9 @@ send_tracked(offload_worker_t *w, int argc, const char **argv,
 }
 
 
-/* XACK (and XDEL) an entry that cannot be completed: a deleted entry in
- * the pending history, or garbage without an id or reply channel. */
+/* XACK an entry deleted while it was pending: nothing is left to run. */
 static void
-drop_entry(offload_worker_t *w, const char *id, size_t idlen, int del)
+drop_entry(offload_worker_t *w, const char *id, size_t idlen)
 {
     const char  *argv[4];
     size_t       argvlen[4];
@@ -200,12 +200,6 @@ drop_entry(offload_worker_t *w, const char *id, size_t idlen, int del)
     argv[2] = OFFLOAD_GROUP; argvlen[2] = sizeof(OFFLOAD_GROUP) - 1;
     argv[3] = id; argvlen[3] = idlen;
     send_tracked(w, 4, argv, argvlen);
-
-    if (del) {
-        argv[0] = "XDEL"; argvlen[0] = 4;
-        argv[2] = id; argvlen[2] = idlen;
-        send_tracked(w, 3, argv, argvlen);
-    }
 }
 
 
@@ -440,11 +434,19 @@ bad_entry(offload_worker_t *w, const offload_str_t *entry_id,
         }
     }
 
-    log_warn("%s: bad job in entry %.*s: %s", w->name, (int) entry_id->len,
-             entry_id->data, why);
+    log_warn("%s: bad job in entry %.*s: %s: dead-lettered", w->name,
+             (int) entry_id->len, entry_id->data, why);
 
+    if (offload_bad_job(&w->conn, w->queue->name, entry_id, why, tracked_cb,
+                        w)
+        == REDIS_OK)
+    {
+        w->in_flight++;
+    }
+
+    /* Someone may still wait for it: answered after it is dead-lettered
+     * (the completion's XACK and XDEL then find nothing left to do). */
     if (!usable_id(&id) || reply.len == 0) {
-        drop_entry(w, entry_id->data, entry_id->len, 1);
         return;
     }
 
@@ -590,7 +592,7 @@ take_entry(offload_worker_t *w, redisReply *entry)
 
     if (fields->type != REDIS_REPLY_ARRAY) {
         /* deleted while pending: nothing left to run */
-        drop_entry(w, entry_id.data, entry_id.len, 0);
+        drop_entry(w, entry_id.data, entry_id.len);
         return;
     }
 

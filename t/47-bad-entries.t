@@ -1,8 +1,9 @@
 #!/usr/bin/perl
 # Malformed stream entries, written straight into a queue's stream, reach the
-# real sidecar worker: it answers those it can answer (400 bad_job, 422 for
-# a payload that is not JSON), drops those it cannot, never crashes, and
-# goes on serving.
+# real sidecar worker: each that is not a job goes to the queue's dead-letter
+# stream (reason bad_job, its own fields), those it can answer are answered
+# too (400 bad_job; 422 for a payload that is not JSON, which is a job), it
+# never crashes, and goes on serving.
 
 use strict;
 use warnings;
@@ -65,19 +66,50 @@ for my $case (@answered) {
     like($res, $re, "$name: says why");
 }
 
-# Entries with nowhere to send an answer are acked and deleted.
-my @dropped = (
+# Entries with nowhere to send an answer, as a program that writes to Redis
+# itself may leave them.
+my @unanswerable = (
     [ 'unknown fields only', [ 'foo', 'bar' ] ],
+    [ 'only a payload', [ 'payload', '{"direct":1}' ] ],
     [ 'id with a space', fields_of(id => 'a b') ],
     [ 'no reply channel', fields_of(reply => undef) ],
+    [ 'fields named like the dead letter\'s own',
+      [ 'reason', 'forged', 'entry', '0-1', 'payload', '{}' ] ],
 );
-for my $case (@dropped) {
+for my $case (@unanswerable) {
     my ($name, $fields) = @$case;
     redis_cmd('XADD', $stream, '*', @$fields);
 }
 ok(wait_until(sub {
     redis_cmd('XLEN', $stream) == 0 && pending_jobs('echo') == 0;
 }, 10, 'stream drained'), 'every bad entry left the stream, none pending');
+
+# every entry that was not a job is a dead letter: 5 answered, 5 not
+my $dead;
+ok(wait_until(sub {
+    $dead = stream_entries('offload:{echo}:dead');
+    @$dead == 10;
+}, 10, 'dead letters'), 'ten dead letters, one per bad entry')
+    or diag(explain($dead));
+is(scalar(grep { ($_->{reason} // '') eq 'bad_job' } @$dead), 10,
+    'each with reason bad_job');
+ok(!grep({ !json_decode($_->{report} // '') } @$dead),
+    'and a JSON report');
+my ($direct) = grep { ($_->{payload} // '') eq '{"direct":1}' } @$dead;
+ok($direct && $direct->{entry} && $direct->{dead_at},
+    'an entry with only a payload keeps it, with its entry id and time');
+like(json_decode($direct->{report} // '{}')->{message} // '',
+    qr/no version/, 'its report says why');
+my ($forged) = grep { !defined $_->{v} && ($_->{payload} // '') eq '{}' }
+    @$dead;
+ok($forged && $forged->{reason} eq 'bad_job' && $forged->{entry} ne '0-1',
+    'fields named like the dead letter\'s own do not override them');
+
+my $ctl = build_path('offloadctl') . ' -c ' . sidecar_conf_file();
+my $out = `$ctl dead echo 2>&1`;
+is($? >> 8, 0, 'offloadctl dead: exit 0');
+is(scalar(() = $out =~ /\bbad_job\b/g), 10, 'offloadctl dead shows all ten')
+    or diag($out);
 
 is(worker_pids()->{echo}[0], $pid, 'the worker never restarted');
 my $r = post_json('/jobs/echo', { after => 'bad entries' });

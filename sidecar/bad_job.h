@@ -1,0 +1,18 @@
+/*
+ * bad_job.h -- what becomes of a stream entry that is not a job.
+ */
+
+#ifndef OFFLOAD_BAD_JOB_H
+#define OFFLOAD_BAD_JOB_H
+
+#include "offload_proto.h"
+#include "redis_conn.h"
+
+/* Moves the entry (pending in the queue's group) to the queue's dead-letter
+ * stream with reason bad_job and why in its report; fn as for
+ * offload_redis_command.  Returns REDIS_OK or REDIS_ERR. */
+int offload_bad_job(offload_redis_conn_t *conn, const char *queue,
+    const offload_str_t *entry_id, const char *why, redisCallbackFn *fn,
+    void *privdata);
+
+#endif /* OFFLOAD_BAD_JOB_H */
