@@ -24,24 +24,45 @@
 #define CLAIM_COUNT  "100"
 
 
+/* One queue's claim, page after page of XAUTOCLAIM.  It names its queue
+ * rather than pointing at the pool: a SIGHUP reload may free the pool
+ * between two pages. */
 typedef struct {
-    offload_pool_t  *pool;
-    char             claimer[OFFLOAD_CONSUMER_MAX];
-    char             stream[OFFLOAD_KEY_MAX];
+    offload_supervisor_t  *sup;
+    char                   queue[OFFLOAD_QUEUE_NAME_MAX + 1];
+    char                   claimer[OFFLOAD_CONSUMER_MAX];
+    char                   stream[OFFLOAD_KEY_MAX];
 } claim_t;
 
 
 static void send_autoclaim(claim_t *c, const char *cursor);
 
 
+/* The queue's configuration as it is now, or NULL if a reload removed it. */
+static const offload_conf_queue_t *
+claim_queue(claim_t *c)
+{
+    size_t  p;
+
+    for (p = 0; p < c->sup->npools; p++) {
+        if (strcmp(c->sup->pools[p].queue->name, c->queue) == 0) {
+            return c->sup->pools[p].queue;
+        }
+    }
+
+    return NULL;
+}
+
+
 static void
 claim_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
-    size_t                 i;
-    claim_t               *c = privdata;
-    redisReply            *reply = r, *entries, *e;
-    offload_failure_t      failure;
-    offload_supervisor_t  *sup = c->pool->sup;
+    size_t                       i;
+    claim_t                     *c = privdata;
+    redisReply                  *reply = r, *entries, *e;
+    offload_failure_t            failure;
+    offload_supervisor_t        *sup = c->sup;
+    const offload_conf_queue_t  *q;
 
     (void) ac;
 
@@ -54,9 +75,18 @@ claim_cb(redisAsyncContext *ac, void *r, void *privdata)
         if (reply != NULL && reply->type == REDIS_REPLY_ERROR
             && strncmp(reply->str, "NOGROUP", 7) != 0)
         {
-            log_error("queue %s: XAUTOCLAIM failed: %s",
-                      c->pool->queue->name, reply->str);
+            log_error("queue %s: XAUTOCLAIM failed: %s", c->queue,
+                      reply->str);
         }
+        free(c);
+        return;
+    }
+
+    q = claim_queue(c);
+    if (q == NULL) {
+        /* Left pending under the claimer: idle again after claim_idle, a
+         * node that still serves the queue claims them then. */
+        log_warn("queue %s: removed by a reload while claiming", c->queue);
         free(c);
         return;
     }
@@ -79,13 +109,13 @@ claim_cb(redisAsyncContext *ac, void *r, void *privdata)
                                    "node_lost", "entry_id",
                                    e->element[0]->str);
 
-        log_warn("queue %s: claimed entry %s of a lost node",
-                 c->pool->queue->name, e->element[0]->str);
+        log_warn("queue %s: claimed entry %s of a lost node", c->queue,
+                 e->element[0]->str);
 
-        offload_reclaim_fail_entry(&sup->registry.conn, sup->conf,
-                                   c->pool->queue, e, &failure, NULL, NULL);
+        offload_reclaim_fail_entry(&sup->registry.conn, sup->conf, q, e,
+                                   &failure, NULL, NULL);
         offload_event(&sup->registry.conn, sup->conf->node_name, "reclaim",
-                      c->pool->queue->name, failure.report);
+                      c->queue, failure.report);
     }
 
     if (strcmp(reply->element[0]->str, "0-0") != 0
@@ -103,7 +133,7 @@ static void
 send_autoclaim(claim_t *c, const char *cursor)
 {
     char                   idle[16];
-    offload_supervisor_t  *sup = c->pool->sup;
+    offload_supervisor_t  *sup = c->sup;
 
     snprintf(idle, sizeof(idle), "%d", sup->conf->claim_idle_ms);
 
@@ -178,15 +208,15 @@ offload_claim_round(offload_supervisor_t *sup)
             return;
         }
 
-        c->pool = &sup->pools[p];
+        c->sup = sup;
+        snprintf(c->queue, sizeof(c->queue), "%s", sup->pools[p].queue->name);
         snprintf(c->claimer, sizeof(c->claimer), "%s:claim",
                  sup->conf->node_name);
-        offload_stream_key(c->stream, sizeof(c->stream),
-                           c->pool->queue->name,
-                           strlen(c->pool->queue->name));
+        offload_stream_key(c->stream, sizeof(c->stream), c->queue,
+                           strlen(c->queue));
 
         /* Same connection, so Redis runs the touch before the claim. */
-        send_touch(c->pool, c->stream);
+        send_touch(&sup->pools[p], c->stream);
         send_autoclaim(c, "0-0");
     }
 }

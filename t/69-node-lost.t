@@ -82,4 +82,35 @@ kill 'TERM', $b;
 waitpid($b, 0);
 is($?, 0, 'node b exits 0');
 
+# ---- a reload while a long claim pages through XAUTOCLAIM (100 a page):
+# the claim outlives the pools it started with, and every job is run
+my $many = 20000;
+my $stream = 'offload:{echo}:jobs';
+my $far = int(time * 1000) + 600_000;
+# in one script, so that no live worker reads them first
+redis_cmd('EVAL', <<'LUA', 1, $stream, $many, $far);
+for i = 1, tonumber(ARGV[1]) do
+  redis.call('XADD', KEYS[1], '*', 'v', 1, 'id', string.format('%032x', i),
+    'payload', '{"i":' .. i .. '}', 'reply', 'offload:reply:gone',
+    'deadline', ARGV[2], 'submitted', ARGV[2] - 600000, 'attempt', 1)
+end
+redis.call('XREADGROUP', 'GROUP', 'workers', 'gone:echo:0', 'COUNT',
+  ARGV[1], 'STREAMS', KEYS[1], '>')
+LUA
+is(pending_jobs('echo'), $many, "a lost node holds $many echo jobs");
+my $reclaims = @{ events('reclaim') };
+ok(wait_until(sub { @{ events('reclaim') } > $reclaims }, scaled(10),
+    'claim started'), 'the claim begins');
+kill 'HUP', sidecar_pid();
+my $reloads = 0;
+ok(wait_until(sub { ($reloads = @{ events('reload') }) >= 1 }, scaled(30),
+    'reload'), 'a reload rolls the workers meanwhile');
+diag(sprintf 'reload done after %d of %d reclaims',
+    @{ events('reclaim') } - $reclaims, $many);
+ok(wait_until(sub {
+    my $keys = redis_cmd('KEYS', 'offload:{echo}:result:*');
+    @$keys >= $many && pending_jobs('echo') == 0;
+}, scaled(60), 'all run'), "all $many jobs of the lost node run once more");
+ok(alive('sidecar'), 'the sidecar lived through it');
+
 finish();
