@@ -461,13 +461,13 @@ cooldown_cb(struct ev_loop *loop, ev_timer *w, int revents)
     pool->nrecent = 0;
     pool->next = 0;
 
+    /* Through the same guard as every restart: a slot whose dead worker's
+     * jobs are still being failed or handed back starts after that. */
     for (i = 0; i < pool->nslots; i++) {
         slot = &pool->slots[i];
         slot->backoff_ms = pool->queue->backoff_min_ms;
-
-        if (slot->pid == 0) {
-            spawn(pool->sup, slot);
-        }
+        slot->want_spawn = 1;
+        offload_slot_maybe_spawn(slot);
     }
 
     offload_registry_update(&pool->sup->registry);
