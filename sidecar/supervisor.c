@@ -4,7 +4,7 @@
  * It owns no jobs: it forks each queue's pool of workers and supervises
  * each pool one_for_one, OTP style: a slot whose worker died is restarted
  * after a backoff (restart_backoff, doubling with jitter, back to the
- * minimum once a worker lived 10 s); more than max_restarts restarts of a
+ * minimum once a worker lived 10 s or completed a job); more than max_restarts restarts of a
  * pool within their period mark the pool failed: its workers are stopped
  * and nothing restarts until restart_cooldown has passed, then the whole
  * pool starts again.  Other pools are not touched.
@@ -644,7 +644,11 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
         return;
     }
 
-    if (now_us - slot->started_us > HEALTHY_AFTER_US) {
+    /* A worker that lived a while or finished a job was healthy: what
+     * killed it is not the crash loop the backoff spaces out. */
+    if (now_us - slot->started_us > HEALTHY_AFTER_US
+        || slot->sb->jobs_ok > 0)
+    {
         slot->backoff_ms = pool->queue->backoff_min_ms;
     }
 

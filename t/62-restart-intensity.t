@@ -22,6 +22,9 @@ queue sleep {
     restart_backoff 10ms 20ms;
 }
 queue echo { handler echo; workers 2; max_restarts 0 1m; }
+queue backoff {
+    handler sleep; workers 1; max_restarts 100 1m; restart_backoff 1s 8s;
+}
 CONF
 ok(start_jobs_nginx(), 'stack ready');
 
@@ -68,8 +71,9 @@ ok(wait_until(sub {
 is(pool('sleep')->{state}, 'failed', 'still failed');
 my @sleepers = grep { /\S/ } split /\s+/,
     `ps --ppid ${\ sidecar_pid()} -o pid= 2>/dev/null`;
-my %echo = map { ($_ => 1) } @{ worker_pids()->{echo} };
-is(scalar(grep { !$echo{$_} } @sleepers), 0,
+my %others = map { ($_ => 1) } map { @{ worker_pids()->{$_} } }
+    qw(echo backoff);
+is(scalar(grep { !$others{$_} } @sleepers), 0,
     'no sleep worker process alive during the cooldown');
 
 my $ok = 0;
@@ -118,6 +122,25 @@ ok(wait_until(sub {
     $q->{state} eq 'ok' && $new && $new != $pid;
 }, 10, 'slot 0 restarted'), 'a crash after the cooldown is just restarted');
 is(pool('sleep')->{restarts}, 4, 'and counted');
+
+# ---- the backoff doubles over a crash loop and is back at its minimum
+# once a worker completed a job (restart events carry the delay)
+sub kill_backoff_worker {
+    my $pid = worker_pids()->{backoff}[0];
+    kill 'KILL', $pid;
+    ok(wait_until(sub {
+        my $new = worker_pids()->{backoff}[0];
+        $new && $new != $pid;
+    }, scaled(15), 'backoff slot restarted'), 'backoff worker restarted');
+    my @restarts = grep { $_->{queue} eq 'backoff' } @{ events('restart') };
+    return $restarts[-1]{report}{delay_ms};
+}
+is(kill_backoff_worker(), 1000, 'first crash: the minimum, 1 s');
+my $second = kill_backoff_worker();
+ok($second >= 1500 && $second <= 2000, "second crash: doubled ($second ms)");
+is(post_json('/jobs/backoff', { ms => 1 })->{status}, 200,
+    'the next worker completes a job');
+is(kill_backoff_worker(), 1000, 'a crash after a completed job: back to 1 s');
 
 # ---- a SIGTERM shutdown is not a crash: echo (max_restarts 0) would fail
 # at its first counted exit
