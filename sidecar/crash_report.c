@@ -52,10 +52,11 @@ backtrace_json(const offload_sb_slot_t *sb)
 json_t *
 offload_crash_report(const offload_crash_t *c)
 {
-    int                       sig;
+    int                       sig, busy;
     size_t                    i;
+    offload_sb_state_e        state;
     json_t                   *report, *frames;
-    const char               *name;
+    const char               *name, *sigtext;
     const offload_sb_slot_t  *sb = c->sb;
 
     report = json_pack("{s:s,s:s,s:i,s:i,s:s,s:I,s:I,s:I,s:I,s:I}",
@@ -87,28 +88,42 @@ offload_crash_report(const offload_crash_t *c)
                             json_integer(WEXITSTATUS(c->status)));
     }
 
-    if (sb->job_id[0] != '\0') {
+    /* The scoreboard keeps the last job after it is done: only a busy
+     * worker died holding it. */
+    state = offload_sb_state(sb);
+    busy = state == OFFLOAD_SB_BUSY && sb->job_id[0] != '\0';
+
+    json_object_set_new(report, "state",
+                        json_string(offload_sb_state_name(state)));
+
+    if (busy) {
         json_object_set_new(report, "job_id", json_string(sb->job_id));
         json_object_set_new(report, "entry_id", json_string(sb->entry_id));
         json_object_set_new(report, "attempt", json_integer(sb->attempt));
-    }
 
-    if (sb->request_id[0] != '\0') {
-        json_object_set_new(report, "request_id",
-                            json_string(sb->request_id));
+        if (sb->request_id[0] != '\0') {
+            json_object_set_new(report, "request_id",
+                                json_string(sb->request_id));
+        }
     }
 
     frames = backtrace_json(sb);
     json_object_set_new(report, "backtrace", frames ? frames : json_null());
 
-    log_error("worker %s:%d: pid %d died (%s%s%s) holding job %s, attempt "
-              "%d, request %s", c->queue, c->slot, (int) c->pid,
-              offload_fail_reason_name(c->reason),
-              json_object_get(report, "signal") ? ", " : "",
-              json_object_get(report, "signal")
-                  ? json_string_value(json_object_get(report, "signal")) : "",
-              sb->job_id[0] ? sb->job_id : "-", sb->attempt,
-              sb->request_id[0] ? sb->request_id : "-");
+    sigtext = json_string_value(json_object_get(report, "signal"));
+
+    if (busy) {
+        log_error("worker %s:%d: pid %d died (%s%s%s) holding job %s, "
+                  "attempt %d, request %s", c->queue, c->slot, (int) c->pid,
+                  offload_fail_reason_name(c->reason), sigtext ? ", " : "",
+                  sigtext ? sigtext : "", sb->job_id, sb->attempt,
+                  sb->request_id[0] ? sb->request_id : "-");
+    } else {
+        log_error("worker %s:%d: pid %d died (%s%s%s) while %s, holding no "
+                  "job", c->queue, c->slot, (int) c->pid,
+                  offload_fail_reason_name(c->reason), sigtext ? ", " : "",
+                  sigtext ? sigtext : "", offload_sb_state_name(state));
+    }
 
     for (i = 0; frames != NULL && i < json_array_size(frames); i++) {
         log_error("  #%zu %s", i,

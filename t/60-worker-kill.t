@@ -52,13 +52,27 @@ ok(length $out, 'with a message') or diag($out);
 `$ctl --no-such-option 2>&1`;
 is($? >> 8, 2, 'offloadctl with a bad option: exit 2');
 
-# ---- SIGKILL an idle worker
+# ---- SIGKILL an idle worker, one that has run a job before
+ok(wait_until(sub {
+    post_json('/jobs/echo', {});
+    (node_doc()->{queues}{echo}{workers}[0]{jobs_ok} // 0) > 0;
+}, scaled(10), 'slot 0 ran a job'), 'echo slot 0 has run a job');
+ok(wait_until(sub {
+    (node_doc()->{queues}{echo}{workers}[0]{state} // '') eq 'idle'
+}, scaled(10), 'slot 0 idle'), 'and is idle');
 my $old = $pids->{echo}[0];
 ok(kill('KILL', $old), "killed echo worker slot 0 (pid $old)");
 ok(wait_until(sub {
     my $p = worker_pids() or return 0;
     $p->{echo}[0] && $p->{echo}[0] != $old && !kill(0, $old);
 }, 10, 'registry shows a new pid in slot 0'), 'slot 0 replaced');
+my ($idle) = grep { $_->{report}{pid} == $old } @{ events('crash') };
+ok($idle && !exists $idle->{report}{job_id},
+    'the idle worker\'s crash report names no job') or diag(explain($idle));
+is($idle && $idle->{report}{state}, 'idle', 'and says it was idle');
+like(slurp(tmpdir() . '/sidecar.log'),
+    qr/pid $old died \(signal, SIGKILL\) while idle, holding no job/,
+    'the log says it held no job');
 my $new = worker_pids()->{echo}[0];
 ok(kill(0, $new), "new worker $new alive");
 is(worker_pids()->{echo}[1], $pids->{echo}[1], 'slot 1 untouched');
