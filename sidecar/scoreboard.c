@@ -60,7 +60,9 @@ copy_id(char *dst, size_t size, const char *src, size_t len)
         len = size - 1;
     }
 
-    memcpy(dst, src, len);
+    if (len > 0) {                      /* src may be NULL: no field */
+        memcpy(dst, src, len);
+    }
     dst[len] = '\0';
 }
 
