@@ -3,9 +3,13 @@
  * (Prometheus text): this nginx's metrics zone, plus every live sidecar
  * node's document, fetched from Redis in one round trip
  * (offload_nodes_script).  The zone is read without a lock; the Redis part
- * is a single EVAL on the worker's command connection, so the answer never
- * waits on the sidecars, however busy their workers are.
+ * is a single EVALSHA_RO on the worker's command connection, so the answer
+ * never waits on the sidecars, however busy their workers are.  The script
+ * itself travels only when Redis does not know it yet (NOSCRIPT: a new or
+ * flushed Redis): then one EVAL_RO, which also caches it.
  */
+
+#include <ngx_sha1.h>
 
 
 #include "ngx_http_offload_module.h"
@@ -17,7 +21,11 @@
 typedef struct {
     ngx_http_request_t           *request;     /* NULL once it is gone */
     ngx_http_cleanup_t           *cleanup;
+    ngx_http_offload_peer_t      *peer;
     ngx_uint_t                    report;
+    ngx_str_t                     sort;
+    ngx_str_t                     limit;
+    unsigned                      by_sha:1;
 } ngx_http_offload_status_ctx_t;
 
 
@@ -25,6 +33,8 @@ static ngx_int_t ngx_http_offload_status_sort(ngx_http_request_t *r,
     ngx_str_t *sort);
 static ngx_int_t ngx_http_offload_status_limit(ngx_http_request_t *r,
     ngx_str_t *limit);
+static ngx_int_t ngx_http_offload_status_query(
+    ngx_http_offload_status_ctx_t *sctx);
 static void ngx_http_offload_status_cleanup(void *data);
 static void ngx_http_offload_status_done(redisAsyncContext *ac, void *r,
     void *privdata);
@@ -40,13 +50,14 @@ static const char  *ngx_http_offload_sorts[] = {
     "memory", "cpu", "queue", "restarts", "jobs", NULL
 };
 
+/* the script's SHA1, hex, as EVALSHA takes it; made on first use */
+static u_char  ngx_http_offload_nodes_sha[40];
+static size_t  ngx_http_offload_nodes_sha_len;
+
 
 ngx_int_t
 ngx_http_offload_status_handler(ngx_http_request_t *r)
 {
-    int                             argc;
-    const char                     *argv[9];
-    size_t                          argvlen[9];
     ngx_int_t                       rc;
     ngx_str_t                       sort, limit;
     ngx_http_offload_peer_t        *peer;
@@ -99,46 +110,15 @@ ngx_http_offload_status_handler(ngx_http_request_t *r)
     }
 
     sctx->request = r;
+    sctx->peer = peer;
     sctx->report = olcf->report;
+    sctx->sort = sort;
+    sctx->limit = limit;
+    sctx->by_sha = 1;
     sctx->cleanup->handler = ngx_http_offload_status_cleanup;
     sctx->cleanup->data = sctx;
 
-    /* EVAL_RO (Redis 7): the script only reads, and a read-only ACL user
-     * (%R~ on the registry keys) may run it; EVAL would need write access
-     * to its KEYS as well */
-
-    argc = 0;
-    argv[argc] = "EVAL_RO";
-    argvlen[argc++] = 7;
-    argv[argc] = offload_nodes_script;
-    argvlen[argc++] = ngx_strlen(offload_nodes_script);
-    argv[argc] = "2";
-    argvlen[argc++] = 1;
-    argv[argc] = OFFLOAD_NODES_KEY;
-    argvlen[argc++] = sizeof(OFFLOAD_NODES_KEY) - 1;
-    argv[argc] = OFFLOAD_CRASHES_KEY;
-    argvlen[argc++] = sizeof(OFFLOAD_CRASHES_KEY) - 1;
-
-    if (olcf->report == NGX_HTTP_OFFLOAD_REPORT_JSON) {
-        argv[argc] = "json";
-        argvlen[argc++] = 4;
-    } else {
-        argv[argc] = "prom";
-        argvlen[argc++] = 4;
-    }
-
-    argv[argc] = (char *) sort.data;
-    argvlen[argc++] = sort.len;
-    argv[argc] = (char *) limit.data;
-    argvlen[argc++] = limit.len;
-    argv[argc] = OFFLOAD_NODE_PREFIX;
-    argvlen[argc++] = sizeof(OFFLOAD_NODE_PREFIX) - 1;
-
-    if (ngx_http_offload_link_send(&peer->command,
-                                   ngx_http_offload_status_done, sctx,
-                                   argc, argv, argvlen)
-        != NGX_OK)
-    {
+    if (ngx_http_offload_status_query(sctx) != NGX_OK) {
         sctx->cleanup->handler = NULL;
         ngx_free(sctx);
         return ngx_http_offload_status_send(r, olcf->report, NULL);
@@ -150,6 +130,74 @@ ngx_http_offload_status_handler(ngx_http_request_t *r)
     r->write_event_handler = ngx_http_request_empty_handler;
 
     return NGX_DONE;
+}
+
+
+/*
+ * EVALSHA_RO, or EVAL_RO with the script once Redis answered NOSCRIPT.
+ * _RO (Redis 7): the script only reads, and a read-only ACL user
+ * (%R~ on the registry keys) may run it; EVAL would need write access to
+ * its KEYS as well.
+ */
+
+static ngx_int_t
+ngx_http_offload_status_query(ngx_http_offload_status_ctx_t *sctx)
+{
+    int          argc;
+    u_char       digest[20];
+    const char  *argv[9];
+    size_t       argvlen[9];
+    ngx_sha1_t   sha1;
+
+    if (ngx_http_offload_nodes_sha_len == 0) {
+        ngx_sha1_init(&sha1);
+        ngx_sha1_update(&sha1, offload_nodes_script,
+                        ngx_strlen(offload_nodes_script));
+        ngx_sha1_final(digest, &sha1);
+        ngx_hex_dump(ngx_http_offload_nodes_sha, digest, sizeof(digest));
+        ngx_http_offload_nodes_sha_len = sizeof(ngx_http_offload_nodes_sha);
+    }
+
+    argc = 0;
+
+    if (sctx->by_sha) {
+        argv[argc] = "EVALSHA_RO";
+        argvlen[argc++] = 10;
+        argv[argc] = (char *) ngx_http_offload_nodes_sha;
+        argvlen[argc++] = ngx_http_offload_nodes_sha_len;
+
+    } else {
+        argv[argc] = "EVAL_RO";
+        argvlen[argc++] = 7;
+        argv[argc] = offload_nodes_script;
+        argvlen[argc++] = ngx_strlen(offload_nodes_script);
+    }
+
+    argv[argc] = "2";
+    argvlen[argc++] = 1;
+    argv[argc] = OFFLOAD_NODES_KEY;
+    argvlen[argc++] = sizeof(OFFLOAD_NODES_KEY) - 1;
+    argv[argc] = OFFLOAD_CRASHES_KEY;
+    argvlen[argc++] = sizeof(OFFLOAD_CRASHES_KEY) - 1;
+
+    if (sctx->report == NGX_HTTP_OFFLOAD_REPORT_JSON) {
+        argv[argc] = "json";
+        argvlen[argc++] = 4;
+    } else {
+        argv[argc] = "prom";
+        argvlen[argc++] = 4;
+    }
+
+    argv[argc] = (char *) sctx->sort.data;
+    argvlen[argc++] = sctx->sort.len;
+    argv[argc] = (char *) sctx->limit.data;
+    argvlen[argc++] = sctx->limit.len;
+    argv[argc] = OFFLOAD_NODE_PREFIX;
+    argvlen[argc++] = sizeof(OFFLOAD_NODE_PREFIX) - 1;
+
+    return ngx_http_offload_link_send(&sctx->peer->command,
+                                      ngx_http_offload_status_done, sctx,
+                                      argc, argv, argvlen);
 }
 
 
@@ -223,6 +271,18 @@ ngx_http_offload_status_done(redisAsyncContext *ac, void *r, void *privdata)
     if (req == NULL) {
         ngx_free(sctx);
         return;
+    }
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR && sctx->by_sha
+        && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
+    {
+        sctx->by_sha = 0;
+
+        if (ngx_http_offload_status_query(sctx) == NGX_OK) {
+            return;
+        }
+
+        reply = NULL;
     }
 
     sctx->cleanup->handler = NULL;

@@ -160,6 +160,22 @@ spew($file, $m);
 my $out = `promtool check metrics < $file 2>&1`;
 is($?, 0, 'promtool check metrics passes') or diag($out);
 
+# ---- the script travels only when Redis lacks it: EVALSHA_RO, and after a
+# SCRIPT FLUSH one EVAL_RO that caches it again
+sub calls {
+    my ($cmd) = @_;
+    my ($n) = (redis_cmd('INFO', 'commandstats') // '')
+        =~ /^cmdstat_\Q$cmd\E:calls=(\d+)/m;
+    return $n // 0;
+}
+redis_cmd('SCRIPT', 'FLUSH');
+my ($sha, $eval) = (calls('evalsha_ro'), calls('eval_ro'));
+my $reads = grep { my $d = status(); ref $d->{nodes} eq 'ARRAY' } 1 .. 10;
+is($reads, 10, 'status reads with the nodes after a SCRIPT FLUSH');
+ok(calls('evalsha_ro') - $sha >= 10, 'each read is one EVALSHA_RO');
+ok(calls('eval_ro') - $eval <= 2,
+    'the script itself is sent once per nginx worker at most');
+
 # ---- a client that leaves while its status waits for Redis: Redis is
 # made to sleep, the client closes, the reply then finds no request
 my @workers = nginx_worker_pids();
