@@ -83,6 +83,16 @@ const char  offload_bad_job_script[] =
     "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(f))\n"
     "return 1\n";
 
+const char  offload_prune_nodes_script[] =
+    "local n = 0\n"
+    "for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  if redis.call('EXISTS', ARGV[1] .. name) == 0 then\n"
+    "    redis.call('SREM', KEYS[1], name)\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
 const char  offload_touch_script[] =
     "for i = 2, #ARGV do\n"
     "  local held = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+',"

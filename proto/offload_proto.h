@@ -208,6 +208,16 @@ extern const char  offload_handback_script[];
 extern const char  offload_bad_job_script[];
 
 /*
+ * Prune: forgets the names in offload:nodes whose registry entry expired
+ * (nodes gone for good, or renamed), so a status read does not look each
+ * of them up forever.  A node that only lost Redis for a while adds itself
+ * again with its next heartbeat.
+ *   KEYS[1] offload:nodes   ARGV[1] the node key prefix, "offload:node:"
+ * Returns how many names went.
+ */
+extern const char  offload_prune_nodes_script[];
+
+/*
  * Touch: resets the idle time of every entry the given consumers hold, so
  * that XAUTOCLAIM (which sees only idle times) never takes a job from a
  * live worker, however long the job runs.  The supervisor runs it for its

@@ -8,7 +8,8 @@
  * then claims what stayed idle for claim_idle: entries whose node no longer
  * touches them.  A claimed entry has lost its worker: it fails one attempt
  * (reclaim.c), so a job that takes whole nodes down still ends
- * dead-lettered after max_attempts.
+ * dead-lettered after max_attempts.  Each round also forgets the names of
+ * lost nodes in offload:nodes (offload_prune_nodes_script).
  */
 
 #include <stdio.h>
@@ -192,6 +193,14 @@ offload_claim_round(offload_supervisor_t *sup)
     claim_t  *c;
 
     if (!sup->registry.conn.ready || sup->stopping) {
+        return;
+    }
+
+    if (offload_redis_command(&sup->registry.conn, NULL, NULL,
+                              "EVAL %s 1 %s %s", offload_prune_nodes_script,
+                              OFFLOAD_NODES_KEY, OFFLOAD_NODE_PREFIX)
+        != REDIS_OK)
+    {
         return;
     }
 

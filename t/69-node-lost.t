@@ -82,6 +82,17 @@ kill 'TERM', $b;
 waitpid($b, 0);
 is($?, 0, 'node b exits 0');
 
+# ---- names of nodes long gone are forgotten: offload:nodes does not grow
+# with every host name a node ever had
+redis_cmd('SADD', 'offload:nodes', map { "ghost$_" } 1 .. 50);
+ok(wait_until(sub {
+    my $m = redis_cmd('SMEMBERS', 'offload:nodes');
+    !grep { /^ghost/ } @$m;
+}, scaled(10), 'ghosts pruned'), 'fifty names without a registry entry '
+    . 'leave offload:nodes');
+ok(grep({ $_ eq node_name() } @{ redis_cmd('SMEMBERS', 'offload:nodes') }),
+    'the live node stays');
+
 # ---- a reload while a long claim pages through XAUTOCLAIM (100 a page):
 # the claim outlives the pools it started with, and every job is run
 my $many = 20000;
