@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <limits.h>
+#include <netdb.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -328,6 +329,7 @@ set_redis(conf_parser_t *ps, char **args, int nargs, int line)
                           "host:port, [ipv6]:port or unix:/path)", args[0]);
     }
 
+    ps->conf->redis_line = line;
     return 0;
 }
 
@@ -1139,6 +1141,49 @@ offload_conf_parse(offload_conf_t *conf, const char *file, const char *text,
 }
 
 
+/*
+ * hiredis resolves a host name with a blocking getaddrinfo() at every
+ * connect, inside the event loop of the supervisor and of each worker.
+ * Resolved once here instead, as nginx does for offload_redis, every
+ * connection goes to an address; following a DNS change takes a restart.
+ * Not in the parser itself, which must stay free of the network.
+ */
+static int
+resolve_redis(offload_conf_t *conf, const char *file, char *err,
+    size_t errlen)
+{
+    int               rc;
+    struct addrinfo   hints, *res;
+
+    if (conf->redis.is_unix) {
+        return 0;
+    }
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+
+    rc = getaddrinfo(conf->redis.host, NULL, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s:%d: cannot resolve redis host \"%s\": %s",
+                 file, conf->redis_line, conf->redis.host, gai_strerror(rc));
+        return -1;
+    }
+
+    rc = getnameinfo(res->ai_addr, res->ai_addrlen, conf->redis.host,
+                     sizeof(conf->redis.host), NULL, 0, NI_NUMERICHOST);
+    freeaddrinfo(res);
+
+    if (rc != 0) {
+        snprintf(err, errlen, "%s:%d: cannot use the address of redis host: "
+                 "%s", file, conf->redis_line, gai_strerror(rc));
+        return -1;
+    }
+
+    return 0;
+}
+
+
 int
 offload_conf_load(offload_conf_t *conf, const char *file, char *err,
     size_t errlen)
@@ -1186,6 +1231,12 @@ offload_conf_load(offload_conf_t *conf, const char *file, char *err,
 
     rc = offload_conf_parse(conf, file, text, (size_t) size, err, errlen);
     free(text);
+
+    if (rc == 0 && resolve_redis(conf, file, err, errlen) != 0) {
+        offload_conf_free(conf);
+        return -1;
+    }
+
     return rc;
 }
 

@@ -44,7 +44,9 @@ typedef struct {
 } offload_conf_queue_t;
 
 typedef struct {
-    offload_addr_t         redis;
+    offload_addr_t         redis;            /* resolved by
+                                                offload_conf_load() */
+    int                    redis_line;
     char                  *redis_user;      /* ACL user; NULL: "default" */
     char                  *password;        /* NULL: no AUTH */
     int                    db;

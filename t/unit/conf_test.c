@@ -459,6 +459,58 @@ test_users(void)
 }
 
 
+/* Loads text from a temp file: the redis host is resolved then, once. */
+static int
+load_text(offload_conf_t *conf, const char *text, char *path, char *err,
+    size_t errlen)
+{
+    int  fd, rc;
+
+    strcpy(path, "/tmp/conf_test.XXXXXX");
+    fd = mkstemp(path);
+    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t) strlen(text)) {
+        return -2;
+    }
+    close(fd);
+
+    rc = offload_conf_load(conf, path, err, errlen);
+    unlink(path);
+    return rc;
+}
+
+
+static void
+test_resolve(void)
+{
+    char            path[64], err[OFFLOAD_CONF_ERR_MAX], want[128];
+    offload_conf_t  conf;
+
+    ok(load_text(&conf, "redis localhost:6390;\n" Q, path, err, sizeof(err))
+       == 0
+       && (strcmp(conf.redis.host, "127.0.0.1") == 0
+           || strcmp(conf.redis.host, "::1") == 0)
+       && conf.redis.port == 6390,
+       "a redis host name is resolved once, at load (%s)", err);
+    offload_conf_free(&conf);
+
+    ok(load_text(&conf, "redis 127.0.0.1:6390;\n" Q, path, err, sizeof(err))
+       == 0 && strcmp(conf.redis.host, "127.0.0.1") == 0,
+       "an address stays as it is");
+    offload_conf_free(&conf);
+
+    ok(load_text(&conf, "node_name n;\nredis no-such-host.invalid:1;\n" Q,
+                 path, err, sizeof(err))
+       == -1, "an unknown redis host is refused");
+    snprintf(want, sizeof(want), "%s:2: cannot resolve redis host "
+             "\"no-such-host.invalid\"", path);
+    ok(strncmp(err, want, strlen(want)) == 0, "with file:line: %s", err);
+
+    ok(parse(&conf, "redis no-such-host.invalid:1;\n" Q) == 0,
+       "parsing alone does not resolve");
+    offload_conf_free(&conf);
+}
+
+
 int
 main(void)
 {
@@ -469,5 +521,6 @@ main(void)
     test_errors();
     test_misc();
     test_users();
+    test_resolve();
     return done_testing();
 }
