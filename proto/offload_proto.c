@@ -7,7 +7,6 @@
  */
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "offload_proto.h"
@@ -520,12 +519,15 @@ int
 offload_addr_parse(offload_addr_t *addr, const char *text, size_t len)
 {
     const char  *colon;
-    char         port[8];
-    char        *end;
     long         n;
-    size_t       hlen;
+    size_t       hlen, plen, i;
 
     memset(addr, 0, sizeof(*addr));
+
+    /* A NUL byte would silently cut the host or the path short. */
+    if (memchr(text, '\0', len) != NULL) {
+        return -1;
+    }
 
     if (len > 5 && memcmp(text, "unix:", 5) == 0) {
         if (len - 5 >= sizeof(addr->host) || text[5] != '/') {
@@ -546,13 +548,22 @@ offload_addr_parse(offload_addr_t *addr, const char *text, size_t len)
     addr->port = 6379;
 
     if (colon) {
-        if (len - hlen - 1 == 0 || len - hlen - 1 >= sizeof(port)) {
+        /* Decimal digits only (up to 7, leading zeros allowed): strtol()
+         * would also take a sign or leading spaces. */
+        plen = len - hlen - 1;
+        if (plen == 0 || plen > 7) {
             return -1;
         }
-        memcpy(port, colon + 1, len - hlen - 1);
-        port[len - hlen - 1] = '\0';
-        n = strtol(port, &end, 10);
-        if (*end != '\0' || n < 1 || n > 65535) {
+
+        n = 0;
+        for (i = 0; i < plen; i++) {
+            if (colon[1 + i] < '0' || colon[1 + i] > '9') {
+                return -1;
+            }
+            n = n * 10 + (colon[1 + i] - '0');
+        }
+
+        if (n < 1 || n > 65535) {
             return -1;
         }
         addr->port = (int) n;

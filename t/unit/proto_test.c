@@ -288,6 +288,15 @@ test_addr_names_keys(void)
     ok(offload_addr_parse(&a, "h:12x", 5) == -1, "port with junk");
     ok(offload_addr_parse(&a, "h:6379", 3) == 0 && a.port == 6,
        "length is honoured");
+    ok(offload_addr_parse(&a, "h:0006379", 9) == 0 && a.port == 6379,
+       "port with leading zeros");
+    ok(offload_addr_parse(&a, "h:00006379", 10) == -1, "port of 8 chars");
+    /* found by t/fuzz/ngx_directives.c (t/fuzz/regress/ngx_directives) */
+    ok(offload_addr_parse(&a, "h:+6379", 7) == -1, "port with a sign");
+    ok(offload_addr_parse(&a, "h: 6379", 7) == -1, "port after a space");
+    ok(offload_addr_parse(&a, "h:63\0", 5) == -1, "NUL in the port");
+    ok(offload_addr_parse(&a, "h\0st:6379", 9) == -1, "NUL in the host");
+    ok(offload_addr_parse(&a, "unix:/a\0b", 9) == -1, "NUL in the path");
 
     memset(q64, 'q', 64);
     q64[64] = '\0';
