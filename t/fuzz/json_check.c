@@ -5,8 +5,10 @@
  * Besides memory errors, it holds the checker to jansson (the handlers'
  * parser) on the grammar both implement: a text one accepts the other must
  * accept too, except where the checker knowingly leaves the judgement to
- * jansson (UTF-8, lone surrogates, numbers too big for a C type) or where
- * nesting passes the checker's depth limit.
+ * jansson (UTF-8, lone surrogates, numbers too big for a C type), where
+ * nesting passes the checker's depth limit, or where jansson 2.14 takes a
+ * NUL byte right after a number for the end of the text ("2\0"): the
+ * checker rejects that byte, as RFC 8259 wants.
  */
 
 #include <stdint.h>
@@ -54,7 +56,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
 
-    if (rc != 0 && json != NULL && strcmp(err, "nesting too deep") != 0) {
+    if (rc != 0 && json != NULL && strcmp(err, "nesting too deep") != 0
+        && !(offset < size && data[offset] == '\0'))
+    {
         fprintf(stderr, "jansson accepts, checker rejects at %zu: %s\n",
                 offset, err);
         abort();
