@@ -421,7 +421,11 @@ offload_result_decode(offload_result_t *res, const char *msg, size_t len,
     }
     res->version = (int) n;
 
-    if (next_token(&p, end, ' ', &res->id) != 0) {
+    /* An id with a NUL byte cannot be ours: the header and the result key
+     * (written with "%.*s") would cut it there. */
+    if (next_token(&p, end, ' ', &res->id) != 0
+        || memchr(res->id.data, '\0', res->id.len) != NULL)
+    {
         *err = "bad id";
         return -1;
     }

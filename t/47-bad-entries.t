@@ -65,10 +65,14 @@ for my $case (@answered) {
     like($res, $re, "$name: says why");
 }
 
-# Entries with nowhere to send an answer are acked and deleted.
+# Entries with nowhere to send an answer are acked and deleted.  An id
+# with a NUL byte would otherwise be cut there in the result key and the
+# answer header, and answer for another job (found by t/fuzz/result_decode).
+my $victim = sprintf '%032x', 999_999;
 my @dropped = (
     [ 'unknown fields only', [ 'foo', 'bar' ] ],
     [ 'id with a space', fields_of(id => 'a b') ],
+    [ 'id with a NUL byte', fields_of(id => "$victim\0x") ],
     [ 'no reply channel', fields_of(reply => undef) ],
 );
 for my $case (@dropped) {
@@ -79,6 +83,8 @@ ok(wait_until(sub {
     redis_cmd('XLEN', $stream) == 0 && pending_jobs('echo') == 0;
 }, 10, 'stream drained'), 'every bad entry left the stream, none pending');
 
+is(redis_cmd('GET', "offload:{echo}:result:$victim"), undef,
+    'an id with a NUL byte answered for no other job');
 is(worker_pids()->{echo}[0], $pid, 'the worker never restarted');
 my $r = post_json('/jobs/echo', { after => 'bad entries' });
 is($r->{status}, 200, 'and still serves jobs');

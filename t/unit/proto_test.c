@@ -141,6 +141,10 @@ test_result(void)
     BAD_RESULT("OR1 id 200 0 x\n{}", "bad run time");
     BAD_RESULT("OR1 id 200 0 0", "bad run time");
     BAD_RESULT("OR1 id\n200 0 0\n{}", "bad id");
+    /* found by t/fuzz/result_decode (t/fuzz/regress/result_decode) */
+    ok(offload_result_decode(&out, "OR1 i\0d 200 0 0\n{}", 19, &err) == -1,
+       "an id with a NUL byte");
+    is_str(err, "bad id", "an id with a NUL byte: message");
     BAD_RESULT("OR1 id 200 0 0 1\n{}", "bad resource use");
     BAD_RESULT("OR1 id 200 0 0 1 x\n{}", "bad resource use");
     BAD_RESULT("OR1 id 200 0 0 1 2 3\n{}", "bad resource use");
