@@ -3,6 +3,8 @@
 #   make run      install what is missing, build, start redis + sidecar + nginx
 #   make test     install what is missing, build, run every test (t/, prove)
 #   make bench    throughput and latency against nginx `return 200`
+#   make fuzz     build the libFuzzer harnesses (t/fuzz/) and run each for
+#                 FUZZ_SECONDS (default 60)
 #
 # SANITIZE=1 builds the module and the sidecar with ASan + UBSan into
 # build/asan and runs the same suite on that build.
@@ -48,7 +50,10 @@ LDLIBS = -lev -lhiredis -ljansson -lm
 DEB_PKGS = nginx nginx-dev libhiredis-dev libjansson-dev libev-dev \
            redis-server redis-tools gcc make perl wrk valgrind curl \
            libncurses-dev
-TEST_PKGS = prometheus chromium tmux devscripts
+# The fuzz harnesses need clang and its libFuzzer runtime (only recommended
+# by clang, so named here).
+FUZZ_PKGS = clang libclang-rt-14-dev
+TEST_PKGS = prometheus chromium tmux devscripts $(FUZZ_PKGS)
 
 PROTO_SRCS = $(wildcard proto/*.c)
 SIDECAR_MAINS = sidecar/main.c
@@ -60,7 +65,7 @@ UNIT_TESTS = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/*.c))
 
 MODULE = $(BUILD)/ngx_http_offload_module.so
 
-.PHONY: all deps module run test unit bench clean
+.PHONY: all deps module run test unit bench clean fuzzers fuzz
 
 all: $(MODULE) $(BUILD)/offload-sidecar $(BUILD)/offloadctl $(UNIT_TESTS)
 
@@ -121,8 +126,55 @@ unit: $(UNIT_TESTS)
 run: deps all
 	PORT=$(or $(PORT),8080) BUILD=$(CURDIR)/$(BUILD) conf/run
 
+# libFuzzer harnesses (t/fuzz/<name>.c), with ASan and UBSan, over the code
+# they fuzz compiled with clang's coverage.  `make fuzz` runs each for
+# FUZZ_SECONDS on its seeds (t/fuzz/corpus/<name>) and its regression inputs
+# (t/fuzz/regress/<name>); what it finds new goes to $(FUZZ)/corpus/<name>,
+# crashes to $(FUZZ)/artifacts/.  t/96-fuzz.t runs each briefly.
+FUZZ = $(BUILD)/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_CC = clang
+FUZZ_CFLAGS = -std=gnu99 -g -O1 $(WARN) -fno-omit-frame-pointer \
+              -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+              -Iproto -Isidecar -D_GNU_SOURCE
+FUZZ_NAMES = $(patsubst t/fuzz/%.c,%,$(wildcard t/fuzz/*.c))
+FUZZERS = $(addprefix $(FUZZ)/,$(FUZZ_NAMES))
+FUZZ_LIB_SRCS = $(PROTO_SRCS) sidecar/conf.c sidecar/log.c \
+                sidecar/handlers.c $(wildcard sidecar/handler_*.c) \
+                sidecar/sha256.c
+FUZZ_OBJS = $(patsubst %.c,$(FUZZ)/obj/%.o,$(FUZZ_LIB_SRCS))
+
+$(FUZZ)/obj/%.o: %.c $(wildcard proto/*.h sidecar/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ)/%: t/fuzz/%.c $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJS) -o $@ \
+	    -ljansson -lm
+
+# Kept between builds: they are made by a pattern rule only.
+.SECONDARY: $(FUZZ_OBJS)
+
+fuzzers: $(FUZZERS)
+
+fuzz: DEB_PKGS += $(FUZZ_PKGS)
+fuzz: deps
+	$(MAKE) fuzzers
+	@for f in $(FUZZ_NAMES); do \
+	    mkdir -p $(FUZZ)/corpus/$$f $(FUZZ)/artifacts; \
+	    dict=; [ -f t/fuzz/$$f.dict ] && dict=-dict=t/fuzz/$$f.dict; \
+	    regress=; [ -d t/fuzz/regress/$$f ] && regress=t/fuzz/regress/$$f; \
+	    echo "fuzz: $$f for $(FUZZ_SECONDS) s"; \
+	    nice -n 19 $(FUZZ)/$$f -max_total_time=$(FUZZ_SECONDS) \
+	        -print_final_stats=1 $$dict \
+	        -artifact_prefix=$(FUZZ)/artifacts/$$f- \
+	        $(FUZZ)/corpus/$$f t/fuzz/corpus/$$f $$regress \
+	        2>$(FUZZ)/$$f.log || { tail -40 $(FUZZ)/$$f.log; exit 1; }; \
+	    grep -E '^(Done|stat::number_of_executed_units)' $(FUZZ)/$$f.log; \
+	done
+
 test: DEB_PKGS += $(TEST_PKGS)
-test: deps all
+test: deps all fuzzers
 	OFFLOAD_BUILD=$(CURDIR)/$(BUILD) OFFLOAD_SANITIZE=$(SANITIZE) \
 	    prove $(UNIT_TESTS) t/*.t
 

@@ -7,7 +7,6 @@
  */
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "offload_proto.h"
@@ -455,7 +454,11 @@ offload_result_decode(offload_result_t *res, const char *msg, size_t len,
     }
     res->version = (int) n;
 
-    if (next_token(&p, end, ' ', &res->id) != 0) {
+    /* An id with a NUL byte cannot be ours: the header and the result key
+     * (written with "%.*s") would cut it there. */
+    if (next_token(&p, end, ' ', &res->id) != 0
+        || memchr(res->id.data, '\0', res->id.len) != NULL)
+    {
         *err = "bad id";
         return -1;
     }
@@ -553,12 +556,15 @@ int
 offload_addr_parse(offload_addr_t *addr, const char *text, size_t len)
 {
     const char  *host, *colon, *bracket;
-    char         port[8];
-    char        *end;
     long         n;
-    size_t       hlen, plen;
+    size_t       hlen, plen, i;
 
     memset(addr, 0, sizeof(*addr));
+
+    /* A NUL byte would silently cut the host or the path short. */
+    if (memchr(text, '\0', len) != NULL) {
+        return -1;
+    }
 
     if (len > 5 && memcmp(text, "unix:", 5) == 0) {
         if (len - 5 >= sizeof(addr->host) || text[5] != '/') {
@@ -598,14 +604,22 @@ offload_addr_parse(offload_addr_t *addr, const char *text, size_t len)
     addr->port = 6379;
 
     if (colon) {
+        /* Decimal digits only (up to 7, leading zeros allowed): strtol()
+         * would also take a sign or leading spaces. */
         plen = len - (size_t) (colon + 1 - text);
-        if (plen == 0 || plen >= sizeof(port)) {
+        if (plen == 0 || plen > 7) {
             return -1;
         }
-        memcpy(port, colon + 1, plen);
-        port[plen] = '\0';
-        n = strtol(port, &end, 10);
-        if (*end != '\0' || n < 1 || n > 65535) {
+
+        n = 0;
+        for (i = 0; i < plen; i++) {
+            if (colon[1 + i] < '0' || colon[1 + i] > '9') {
+                return -1;
+            }
+            n = n * 10 + (colon[1 + i] - '0');
+        }
+
+        if (n < 1 || n > 65535) {
             return -1;
         }
         addr->port = (int) n;

@@ -407,12 +407,14 @@ complete_error(offload_worker_t *w, const offload_str_t *entry_id,
 }
 
 
-/* An id usable in a result header and key: no separators, bounded. */
+/* An id usable in a result header and key: no separators, bounded, and no
+ * NUL byte, which would cut the id short there (another job's id). */
 static int
 usable_id(const offload_str_t *s)
 {
     return s->len > 0 && s->len <= 128 && memchr(s->data, ' ', s->len) == NULL
-           && memchr(s->data, '\n', s->len) == NULL;
+           && memchr(s->data, '\n', s->len) == NULL
+           && memchr(s->data, '\0', s->len) == NULL;
 }
 
 

@@ -67,11 +67,15 @@ for my $case (@answered) {
 }
 
 # Entries with nowhere to send an answer, as a program that writes to Redis
-# itself may leave them.
+# itself may leave them.  An id with a NUL byte would otherwise be cut
+# there in the result key and the answer header, and answer for another
+# job (found by t/fuzz/result_decode).
+my $victim = sprintf '%032x', 999_999;
 my @unanswerable = (
     [ 'unknown fields only', [ 'foo', 'bar' ] ],
     [ 'only a payload', [ 'payload', '{"direct":1}' ] ],
     [ 'id with a space', fields_of(id => 'a b') ],
+    [ 'id with a NUL byte', fields_of(id => "$victim\0x") ],
     [ 'no reply channel', fields_of(reply => undef) ],
     [ 'fields named like the dead letter\'s own',
       [ 'reason', 'forged', 'entry', '0-1', 'payload', '{}' ] ],
@@ -84,14 +88,14 @@ ok(wait_until(sub {
     redis_cmd('XLEN', $stream) == 0 && pending_jobs('echo') == 0;
 }, 10, 'stream drained'), 'every bad entry left the stream, none pending');
 
-# every entry that was not a job is a dead letter: 5 answered, 5 not
+# every entry that was not a job is a dead letter: 5 answered, 6 not
 my $dead;
 ok(wait_until(sub {
     $dead = stream_entries('offload:{echo}:dead');
-    @$dead == 10;
-}, 10, 'dead letters'), 'ten dead letters, one per bad entry')
+    @$dead == 11;
+}, 10, 'dead letters'), 'eleven dead letters, one per bad entry')
     or diag(explain($dead));
-is(scalar(grep { ($_->{reason} // '') eq 'bad_job' } @$dead), 10,
+is(scalar(grep { ($_->{reason} // '') eq 'bad_job' } @$dead), 11,
     'each with reason bad_job');
 ok(!grep({ !json_decode($_->{report} // '') } @$dead),
     'and a JSON report');
@@ -108,8 +112,12 @@ ok($forged && $forged->{reason} eq 'bad_job' && $forged->{entry} ne '0-1',
 my $ctl = build_path('offloadctl') . ' -c ' . sidecar_conf_file();
 my $out = `$ctl dead echo 2>&1`;
 is($? >> 8, 0, 'offloadctl dead: exit 0');
-is(scalar(() = $out =~ /\bbad_job\b/g), 10, 'offloadctl dead shows all ten')
+is(scalar(() = $out =~ /\bbad_job\b/g), 11,
+    'offloadctl dead shows all eleven')
     or diag($out);
+
+is(redis_cmd('GET', "offload:{echo}:result:$victim"), undef,
+    'an id with a NUL byte answered for no other job');
 
 is(worker_pids()->{echo}[0], $pid, 'the worker never restarted');
 my $r = post_json('/jobs/echo', { after => 'bad entries' });

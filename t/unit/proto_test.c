@@ -141,6 +141,10 @@ test_result(void)
     BAD_RESULT("OR1 id 200 0 x\n{}", "bad run time");
     BAD_RESULT("OR1 id 200 0 0", "bad run time");
     BAD_RESULT("OR1 id\n200 0 0\n{}", "bad id");
+    /* found by t/fuzz/result_decode (t/fuzz/regress/result_decode) */
+    ok(offload_result_decode(&out, "OR1 i\0d 200 0 0\n{}", 19, &err) == -1,
+       "an id with a NUL byte");
+    is_str(err, "bad id", "an id with a NUL byte: message");
     BAD_RESULT("OR1 id 200 0 0 1\n{}", "bad resource use");
     BAD_RESULT("OR1 id 200 0 0 1 x\n{}", "bad resource use");
     BAD_RESULT("OR1 id 200 0 0 1 2 3\n{}", "bad resource use");
@@ -291,6 +295,15 @@ test_addr_names_keys(void)
     ok(offload_addr_parse(&a, "h:12x", 5) == -1, "port with junk");
     ok(offload_addr_parse(&a, "h:6379", 3) == 0 && a.port == 6,
        "length is honoured");
+    ok(offload_addr_parse(&a, "h:0006379", 9) == 0 && a.port == 6379,
+       "port with leading zeros");
+    ok(offload_addr_parse(&a, "h:00006379", 10) == -1, "port of 8 chars");
+    /* found by t/fuzz/ngx_directives.c (t/fuzz/regress/ngx_directives) */
+    ok(offload_addr_parse(&a, "h:+6379", 7) == -1, "port with a sign");
+    ok(offload_addr_parse(&a, "h: 6379", 7) == -1, "port after a space");
+    ok(offload_addr_parse(&a, "h:63\0", 5) == -1, "NUL in the port");
+    ok(offload_addr_parse(&a, "h\0st:6379", 9) == -1, "NUL in the host");
+    ok(offload_addr_parse(&a, "unix:/a\0b", 9) == -1, "NUL in the path");
 
 #define ADDR(text)  offload_addr_parse(&a, text, sizeof(text) - 1)
     ok(ADDR("[::1]:6380") == 0 && strcmp(a.host, "::1") == 0
