@@ -48,13 +48,14 @@ check_round_trip(const offload_job_t *job)
     argc = offload_job_argv(job, "offload:{q}:jobs", &scratch, argv, argvlen);
     check(argc == OFFLOAD_JOB_ARGC, "argument count");
 
-    for (i = 3; i < (size_t) argc; i++) {
-        fields[i - 3].data = argv[i];
-        fields[i - 3].len = argvlen[i];
+    for (i = OFFLOAD_JOB_FIELDS_AT; i < (size_t) argc; i++) {
+        fields[i - OFFLOAD_JOB_FIELDS_AT].data = argv[i];
+        fields[i - OFFLOAD_JOB_FIELDS_AT].len = argvlen[i];
     }
 
-    check(offload_job_decode(&again, fields, (size_t) argc - 3, &err) == 0,
-          "re-encoded job decodes");
+    check(offload_job_decode(&again, fields,
+                             (size_t) argc - OFFLOAD_JOB_FIELDS_AT, &err)
+          == 0, "re-encoded job decodes");
     check(again.version == job->version && str_eq(again.id, job->id)
           && str_eq(again.payload, job->payload)
           && str_eq(again.reply, job->reply)

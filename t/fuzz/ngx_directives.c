@@ -56,7 +56,7 @@ static void
 check_address(const char *text, size_t len)
 {
     size_t          hlen;
-    const char     *colon;
+    const char     *colon, *host, *bracket;
     offload_addr_t  addr;
 
     if (offload_addr_parse(&addr, text, len) != 0) {
@@ -72,11 +72,24 @@ check_address(const char *text, size_t len)
         return;
     }
 
-    colon = memchr(text, ':', len);
-    hlen = colon ? (size_t) (colon - text) : len;
+    if (text[0] == '[') {
+        /* "[v6]" or "[v6]:port": the host is what the brackets hold */
+        bracket = memchr(text, ']', len);
+        check(bracket != NULL, "closing bracket");
+        host = text + 1;
+        hlen = (size_t) (bracket - host);
+        check(memchr(host, ':', hlen) != NULL, "an IPv6 host has a colon");
+        colon = bracket + 1 < text + len ? bracket + 1 : NULL;
+        check(colon == NULL || *colon == ':', "port after the bracket");
+
+    } else {
+        host = text;
+        colon = memchr(text, ':', len);
+        hlen = colon ? (size_t) (colon - text) : len;
+    }
 
     check(hlen > 0 && strlen(addr.host) == hlen
-          && memcmp(addr.host, text, hlen) == 0, "host");
+          && memcmp(addr.host, host, hlen) == 0, "host");
     check(addr.port >= 1 && addr.port <= 65535, "port range");
 
     if (colon == NULL) {
@@ -84,8 +97,8 @@ check_address(const char *text, size_t len)
         return;
     }
 
-    check(port_value(colon + 1, len - hlen - 1) == addr.port,
-          "port is what was written");
+    check(port_value(colon + 1, len - (size_t) (colon + 1 - text))
+          == addr.port, "port is what was written");
 }
 
 
