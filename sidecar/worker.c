@@ -37,7 +37,8 @@
 #include "redis_conn.h"
 #include "worker.h"
 
-#define READ_BLOCK_MS     2000
+#define READ_BLOCK_MS     1000      /* + redis_timeout: a dead link is seen
+                                       within 3 s of an idle worker */
 #define QUOTE(n)          #n
 #define QUOTE_VALUE(n)    QUOTE(n)
 #define PAUSE_CHECK_S     0.1
