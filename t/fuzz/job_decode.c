@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "offload_proto.h"
 
 #define MAX_FIELDS  64
@@ -22,16 +23,6 @@ static int
 str_eq(offload_str_t a, offload_str_t b)
 {
     return a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0);
-}
-
-
-static void
-check(int cond, const char *what)
-{
-    if (!cond) {
-        fprintf(stderr, "broken: %s\n", what);
-        abort();
-    }
 }
 
 

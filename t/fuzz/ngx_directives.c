@@ -17,17 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "offload_proto.h"
-
-
-static void
-check(int cond, const char *what)
-{
-    if (!cond) {
-        fprintf(stderr, "broken: %s\n", what);
-        abort();
-    }
-}
 
 
 /* The value of a port written as 1 to 7 decimal digits, or -1. */

@@ -13,17 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "offload_proto.h"
-
-
-static void
-check(int cond, const char *what)
-{
-    if (!cond) {
-        fprintf(stderr, "broken: %s\n", what);
-        abort();
-    }
-}
 
 
 static int

@@ -14,17 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "conf.h"
-
-
-static void
-check(int cond, const char *what)
-{
-    if (!cond) {
-        fprintf(stderr, "broken: %s\n", what);
-        abort();
-    }
-}
 
 
 static void
