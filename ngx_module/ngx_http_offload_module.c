@@ -481,6 +481,14 @@ ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
 
     ngx_http_offload_unpark(ctx);
 
+    /* a result can come before the XADD's reply (two connections): a
+     * worker served the queue, so it has counters */
+    if (ctx->metrics == NULL) {
+        ctx->metrics = ngx_http_offload_metrics_queue(
+                                ngx_http_offload_worker.metrics, &ctx->queue,
+                                1);
+    }
+
     p = ngx_pnalloc(r->pool, res->body.len);
     if (p == NULL) {
         ngx_http_offload_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);

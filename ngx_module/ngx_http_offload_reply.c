@@ -512,6 +512,11 @@ ngx_http_offload_ping_done(redisAsyncContext *ac, void *r, void *privdata)
     link = ngx_http_offload_link_replied(ac, reply);
     sub = &link->peer->subscriber;
 
+    /* A command connection lost with the ping unanswered leaves it
+     * unheard: the subscriber is then made again too, which costs one
+     * reconnect when it was fine, and finds it at once when both went
+     * down one dead path. */
+
     if (reply == NULL || reply->type != REDIS_REPLY_INTEGER
         || reply->integer != 0
         || sub->generation != (ngx_uint_t) (uintptr_t) privdata

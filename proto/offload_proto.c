@@ -65,7 +65,6 @@ const char  offload_handback_script[] =
 const char  offload_bad_job_script[] =
     OFFLOAD_ACK_GUARD_LUA
     "local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])\n"
-    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
     "local ours = {entry = 1, reason = 1, report = 1, dead_at = 1}\n"
     "local f = {}\n"
     "local raw = e[1] and e[1][2] or {}\n"
@@ -80,6 +79,7 @@ const char  offload_bad_job_script[] =
     "  f[#f + 1] = v\n"
     "end\n"
     "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(f))\n"
+    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
     "return 1\n";
 
 const char  offload_prune_nodes_script[] =

@@ -474,7 +474,7 @@ set_redis_timeout(conf_parser_t *ps, char **args, int nargs, int line)
 
     (void) nargs;
 
-    if (set_time(ps, "redis_timeout", args[0], line, 100, 600 * 1000, &ms)
+    if (set_time(ps, "redis_timeout", args[0], line, 500, 600 * 1000, &ms)
         != 0)
     {
         return -1;

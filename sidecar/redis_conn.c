@@ -27,6 +27,7 @@
 #include <hiredis/adapters/libev.h>
 #include <hiredis/sds.h>
 
+#include "clock.h"
 #include "log.h"
 #include "redis_conn.h"
 
@@ -45,6 +46,16 @@ struct offload_redis_cmd_s {
 
 
 static void connect_now(offload_redis_conn_t *rc);
+
+
+/* Deadlines count on the monotonic clock, as libev's timers do: a wall
+ * clock stepped by NTP must neither hide a silent Redis nor drop a healthy
+ * connection. */
+static double
+now_s(void)
+{
+    return (double) offload_mono_us() / 1e6;
+}
 
 
 static void
@@ -250,7 +261,9 @@ connect_now(offload_redis_conn_t *rc)
     ac->data = rc;
     rc->ac = ac;
     rc->obuf_seen = 0;
-    rc->connect_deadline = ev_time() + rc->conf->redis_timeout_ms / 1000.0;
+    rc->reader_seen[0] = 0;
+    rc->reader_seen[1] = 0;
+    rc->connect_deadline = now_s() + rc->conf->redis_timeout_ms / 1000.0;
     watchdog_arm(rc, rc->conf->redis_timeout_ms / 1000.0);
 
     /* Event hooks first: the connect is detected by the first write event. */
@@ -285,12 +298,26 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 
     fn = cmd->fn;
     fn_data = cmd->privdata;
-    cmd->next = rc->free_cmds;
-    rc->free_cmds = cmd;
+
+    if (rc->stopped) {
+        free(cmd);              /* offload_redis_conn_stop() emptied the
+                                   spare list already */
+    } else {
+        cmd->next = rc->free_cmds;
+        rc->free_cmds = cmd;
+    }
 
     if (reply != NULL) {
-        rc->failures = 0;
-        rc->progress_at = ev_time();
+        rc->progress_at = now_s();
+        rc->obuf_seen = sdslen(ac->c.obuf);
+        rc->reader_seen[0] = ac->c.reader->len;
+        rc->reader_seen[1] = ac->c.reader->pos;
+
+        /* Not on AUTH's or SELECT's error: a refused connection must back
+         * off, not reconnect ten times a second. */
+        if (rc->ready && ((redisReply *) reply)->type != REDIS_REPLY_ERROR) {
+            rc->failures = 0;
+        }
     }
 
     if (fn != NULL) {
@@ -318,7 +345,7 @@ cmd_get(offload_redis_conn_t *rc, redisCallbackFn *fn, void *privdata,
     cmd->next = NULL;
     cmd->fn = fn;
     cmd->privdata = privdata;
-    cmd->sent_at = ev_time();
+    cmd->sent_at = now_s();
     cmd->allowed = (rc->conf->redis_timeout_ms + block_ms) / 1000.0;
 
     return cmd;
@@ -396,22 +423,28 @@ offload_redis_command_argv(offload_redis_conn_t *rc, redisCallbackFn *fn,
 }
 
 
-/* Whether bytes moved since the last look: an answer waits in the socket,
- * or some of the output buffer was written. */
+/* Whether bytes moved since the last reply or look: an answer waits in the
+ * socket, part of one was read (the reader's buffer changed), or some of
+ * the output buffer was written. */
 static int
 bytes_moved(offload_redis_conn_t *rc)
 {
-    int     readable = 0;
-    size_t  unsent = sdslen(rc->ac->c.obuf);
-    int     wrote = unsent > 0 && unsent != rc->obuf_seen;
+    int           moved, readable = 0;
+    size_t        unsent = sdslen(rc->ac->c.obuf);
+    redisReader  *r = rc->ac->c.reader;
+
+    moved = unsent != rc->obuf_seen
+            || r->len != rc->reader_seen[0] || r->pos != rc->reader_seen[1];
 
     rc->obuf_seen = unsent;
+    rc->reader_seen[0] = r->len;
+    rc->reader_seen[1] = r->pos;
 
     if (ioctl(rc->ac->c.fd, FIONREAD, &readable) == 0 && readable > 0) {
         return 1;
     }
 
-    return wrote;
+    return moved;
 }
 
 
@@ -430,7 +463,7 @@ watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
 
-    now = ev_time();
+    now = now_s();
 
     if (!(ac->c.flags & REDIS_CONNECTED)) {
         if (now < rc->connect_deadline) {

@@ -42,6 +42,7 @@ struct offload_redis_conn_s {
     double                  connect_deadline;
     double                  progress_at;    /* last reply or bytes moved */
     size_t                  obuf_seen;      /* unsent bytes, last look */
+    size_t                  reader_seen[2]; /* read buffer's len, pos */
     offload_redis_cmd_t    *head;       /* commands waiting for replies, */
     offload_redis_cmd_t    *tail;       /* oldest first (Redis answers in */
     offload_redis_cmd_t    *free_cmds;  /* order), and spare ones */

@@ -21,6 +21,10 @@ use Time::HiRes qw(time);
 use OffloadTest;
 
 plan skip_all => 'tmux is not installed' unless -x '/usr/bin/tmux';
+# conf/run starts stock nginx as make run does, without the sanitizer
+# runtime an ASan-built module needs; the script's signal handling under
+# test is the same for both builds
+plan skip_all => 'make run serves the plain build' if sanitize();
 
 my $repo = abs_path("$FindBin::Bin/..");
 my $build = build_path();
@@ -160,7 +164,7 @@ run_case('sigkill', sub {
 SKIP: {
     my $rel = File::Spec->abs2rel($build, $repo);
     skip 'make run builds into the default build directory only', 3
-        if sanitize() || $rel ne 'build';
+        if $rel ne 'build';
     run_case('make-ctrl-c', sub {
         system("$tmux send-keys C-c");
     }, make => $rel);

@@ -119,6 +119,11 @@ test_defaults(void)
     ok(conf.log_level == OFFLOAD_LOG_INFO, "log level defaults to info");
     ok(conf.heartbeat_ms == 1000 && conf.result_ttl_s == 60,
        "heartbeat 1s, result_ttl 60s");
+    ok(conf.redis_timeout_ms == 2000, "redis_timeout 2s");
+    offload_conf_free(&conf);
+
+    ok(parse(&conf, "redis_timeout 750ms;\n" Q) == 0
+       && conf.redis_timeout_ms == 750, "redis_timeout 750ms");
     offload_conf_free(&conf);
 
     ok(parse(&conf, "redis unix:/run/r.sock;\nlog syslog;\n" Q) == 0,
@@ -268,6 +273,9 @@ test_errors(void)
         "bad time");
     bad("heartbeat 5ms;\n" Q, "t.conf:1: \"heartbeat\" must be 10ms..3600s",
         "heartbeat too short");
+    bad("redis_timeout 100ms;\n" Q,
+        "t.conf:1: \"redis_timeout\" must be 500ms..600s",
+        "redis_timeout too short for a blocking read");
     bad("result_ttl 500ms;\n" Q,
         "t.conf:1: \"result_ttl\" must be 1000ms..2592000s",
         "result_ttl below a second");
