@@ -123,7 +123,7 @@ connect_redis(const offload_addr_t *addr, const char *user,
 {
     redisReply      *reply;
     redisContext    *c;
-    struct timeval   timeout = { 2, 0 };
+    struct timeval   timeout = { CTL_TIMEOUT_S, 0 };
 
     offload_addr_format(addr, name, size);
 

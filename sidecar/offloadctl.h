@@ -28,6 +28,10 @@
                                there */
 #define CTL_USAGE  2
 
+/* Every connect and command waits at most this long (SO_RCVTIMEO): a
+ * Redis that stops answering ends the command with an error. */
+#define CTL_TIMEOUT_S  2
+
 typedef struct {
     redisContext          *redis;
     const offload_conf_t  *conf;        /* from -c, else NULL */

@@ -3,6 +3,7 @@
  * (offloadctl.h).
  */
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,13 @@ static redisReply *
 checked(ctl_t *ctl, redisReply *reply)
 {
     if (reply == NULL) {
-        fprintf(stderr, "offloadctl: redis: %s\n", ctl->redis->errstr);
+        /* hiredis says EAGAIN when the read timeout passed */
+        if (ctl->redis->err == REDIS_ERR_IO && errno == EAGAIN) {
+            fprintf(stderr, "offloadctl: redis: no answer within the %d s "
+                    "deadline\n", CTL_TIMEOUT_S);
+        } else {
+            fprintf(stderr, "offloadctl: redis: %s\n", ctl->redis->errstr);
+        }
         return NULL;
     }
 

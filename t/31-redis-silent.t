@@ -11,6 +11,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use POSIX ();
 use Time::HiRes qw(time);
 use BlackholeProxy;
 use OffloadTest;
@@ -63,6 +64,21 @@ sub twenty {
 
 is(echo_ok(), 1, 'a job through the proxy');
 
+# offloadctl follows the events through the proxy: its connection has a
+# deadline too
+my $ctl_log = tmpdir() . '/offloadctl.log';
+redis_cmd('XADD', 'offload:events', '*', type => 'test', node => 'test',
+    queue => 'echo');
+my $ctl = fork // die "fork: $!";
+if ($ctl == 0) {
+    open STDOUT, '>', $ctl_log;
+    open STDERR, '>&', \*STDOUT;
+    { exec build_path('offloadctl'), '-r', $via, 'events', '-f' }
+    POSIX::_exit(127);
+}
+ok(wait_until(sub { -s $ctl_log }, scaled(5), 'offloadctl follows'),
+    'offloadctl events -f runs through the proxy');
+
 # ---- every open connection goes silent; new ones get through
 $proxy->blackhole;
 my $t0 = time;
@@ -75,6 +91,12 @@ diag(sprintf 'blackhole: first job answered %.2f s later (%s before it)',
 twenty();
 like(slurp(tmpdir() . '/sidecar.log'), qr/redis did not answer in \d+ ms/,
     'the sidecar says why it dropped its connections');
+ok(wait_until(sub { waitpid($ctl, POSIX::WNOHANG()) == $ctl }, scaled(5),
+    'offloadctl exits'), 'offloadctl gives up instead of hanging')
+    or kill 'KILL', $ctl;
+is($? >> 8, 1, 'with exit status 1');
+like(slurp($ctl_log), qr/offloadctl: redis: no answer within/,
+    'and says why');
 
 # ---- the redis-server itself freezes: nginx answers 503 meanwhile
 kill 'STOP', redis_pid();
