@@ -4,10 +4,11 @@
  * It owns no jobs: it forks each queue's pool of workers and supervises
  * each pool one_for_one, OTP style: a slot whose worker died is restarted
  * after a backoff (restart_backoff, doubling with jitter, back to the
- * minimum once a worker lived 10 s or completed a job); more than max_restarts restarts of a
- * pool within their period mark the pool failed: its workers are stopped
- * and nothing restarts until restart_cooldown has passed, then the whole
- * pool starts again.  Other pools are not touched.
+ * minimum once a worker lived 10 s or completed a job); more than
+ * max_restarts restarts of a pool within their period mark the pool
+ * failed: its workers are stopped and nothing restarts until
+ * restart_cooldown has passed, then the whole pool starts again.  Other
+ * pools are not touched.
  *
  * Each worker keeps its scoreboard slot current, so when one dies the
  * supervisor knows which job it held: it reaps it with wait4 (for the
