@@ -19,7 +19,10 @@ static ngx_http_offload_ctx_t *ngx_http_offload_replied_ctx(
     redisAsyncContext *ac, redisReply *reply, void *privdata);
 static void ngx_http_offload_deliver(ngx_http_offload_peer_t *peer,
     ngx_http_offload_ctx_t *ctx, const char *msg, size_t len);
-static void ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx);
+static void ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx,
+    ngx_uint_t big);
+static void ngx_http_offload_notice(ngx_http_offload_peer_t *peer,
+    offload_str_t *id);
 static void ngx_http_offload_recover(ngx_http_offload_peer_t *peer);
 static void ngx_http_offload_command_up(ngx_http_offload_link_t *link);
 static void ngx_http_offload_subscriber_up(ngx_http_offload_link_t *link);
@@ -44,6 +47,7 @@ ngx_http_offload_peer_start(ngx_http_offload_peer_t *peer, ngx_log_t *log)
                                ngx_http_offload_command_up, log);
     ngx_http_offload_link_init(&peer->subscriber, peer, "subscriber",
                                ngx_http_offload_subscriber_up, log);
+    ngx_http_offload_link_init(&peer->bulk, peer, "bulk", NULL, log);
 
     peer->ping.handler = ngx_http_offload_ping_handler;
     peer->ping.data = peer;
@@ -52,6 +56,7 @@ ngx_http_offload_peer_start(ngx_http_offload_peer_t *peer, ngx_log_t *log)
 
     ngx_http_offload_link_connect(&peer->command);
     ngx_http_offload_link_connect(&peer->subscriber);
+    ngx_http_offload_link_connect(&peer->bulk);
 
     ngx_add_timer(&peer->ping, NGX_HTTP_OFFLOAD_PING_INTERVAL);
 }
@@ -71,6 +76,7 @@ ngx_http_offload_peer_stop(ngx_http_offload_peer_t *peer)
 
     ngx_http_offload_link_close(&peer->command);
     ngx_http_offload_link_close(&peer->subscriber);
+    ngx_http_offload_link_close(&peer->bulk);
 }
 
 
@@ -101,11 +107,16 @@ ngx_http_offload_park(ngx_http_offload_ctx_t *ctx, ngx_msec_t timeout)
 }
 
 
-/* idempotent: runs before answering and again as the request's cleanup */
+/*
+ * Idempotent: runs before answering and again as the request's cleanup.  A
+ * big command not yet sent is withdrawn: the body may be freed soon.
+ */
 
 void
 ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx)
 {
+    ngx_http_offload_link_unstream(&ctx->peer->bulk, &ctx->stream);
+
     if (ctx->parked) {
         ngx_rbtree_delete(&ctx->peer->pending, &ctx->node);
         ctx->parked = 0;
@@ -244,15 +255,27 @@ ngx_http_offload_deliver(ngx_http_offload_peer_t *peer,
 }
 
 
+/*
+ * A GET of the job's result key.  A big result comes on the bulk link:
+ * the GET is queued there like a big XADD (so it never lands inside one
+ * being written), with its key in the request's pool.
+ */
+
 static void
-ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx)
+ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t big)
 {
     int          len;
-    char         key[OFFLOAD_KEY_MAX];
+    char        *key;
+    void        *privdata;
     const char  *argv[2];
     size_t       argvlen[2];
 
-    len = offload_result_key(key, sizeof(key), (char *) ctx->queue.data,
+    key = ngx_pnalloc(ctx->request->pool, OFFLOAD_KEY_MAX);
+    if (key == NULL) {
+        return;
+    }
+
+    len = offload_result_key(key, OFFLOAD_KEY_MAX, (char *) ctx->queue.data,
                              ctx->queue.len, (char *) ctx->id,
                              OFFLOAD_JOB_ID_LEN);
     if (len < 0) {
@@ -264,9 +287,18 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx)
     argv[1] = key;
     argvlen[1] = len;
 
+    privdata = (void *) (uintptr_t) ctx->node.key;
+
+    if (big && !ctx->stream.queued) {
+        (void) ngx_http_offload_link_stream(&ctx->peer->bulk, &ctx->stream,
+                                            ctx->request->pool,
+                                            ngx_http_offload_get_done,
+                                            privdata, 2, argv, argvlen, 1);
+        return;
+    }
+
     (void) ngx_http_offload_link_send(&ctx->peer->command,
-                                      ngx_http_offload_get_done,
-                                      (void *) (uintptr_t) ctx->node.key,
+                                      ngx_http_offload_get_done, privdata,
                                       2, argv, argvlen);
 }
 
@@ -319,7 +351,7 @@ ngx_http_offload_recover(ngx_http_offload_peer_t *peer)
         ctx = (ngx_http_offload_ctx_t *) node;
 
         if (ctx->submitted) {
-            ngx_http_offload_fetch_result(ctx);
+            ngx_http_offload_fetch_result(ctx, 0);
         }
     }
 }
@@ -362,6 +394,7 @@ ngx_http_offload_message(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply               *reply = r;
     redisReply               *kind, *payload;
+    offload_str_t             id;
     ngx_http_offload_link_t  *link;
 
     link = ngx_http_offload_link_replied(ac, reply);
@@ -403,7 +436,41 @@ ngx_http_offload_message(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    if (offload_notice_decode(&id, payload->str, payload->len) == 0) {
+        ngx_http_offload_notice(link->peer, &id);
+        return;
+    }
+
     ngx_http_offload_deliver(link->peer, NULL, payload->str, payload->len);
+}
+
+
+/*
+ * A big result was stored, not published: GET it on the bulk link, where
+ * its bytes hold up no small job's reply.
+ */
+
+static void
+ngx_http_offload_notice(ngx_http_offload_peer_t *peer, offload_str_t *id)
+{
+    uint64_t                 seq;
+    ngx_http_offload_ctx_t  *ctx;
+
+    if (offload_job_id_seq(id->data, id->len, &seq) != 0) {
+        ngx_log_error(NGX_LOG_INFO, peer->subscriber.log, 0,
+                      "offload: ignored a notice for a foreign id");
+        return;
+    }
+
+    ctx = ngx_http_offload_lookup(peer, (void *) (uintptr_t) seq);
+
+    if (ctx == NULL
+        || ngx_memcmp(id->data, ctx->id, OFFLOAD_JOB_ID_LEN) != 0)
+    {
+        return;
+    }
+
+    ngx_http_offload_fetch_result(ctx, 1);
 }
 
 
@@ -424,7 +491,7 @@ ngx_http_offload_deadline_handler(ngx_event_t *ev)
 
     ctx->expired = 1;
 
-    ngx_http_offload_fetch_result(ctx);
+    ngx_http_offload_fetch_result(ctx, 0);
 
     ngx_add_timer(ev, NGX_HTTP_OFFLOAD_LAST_LOOK);
 }
