@@ -109,14 +109,14 @@ ngx_http_offload_park(ngx_http_offload_ctx_t *ctx, ngx_msec_t timeout)
 
 /*
  * Idempotent: runs before answering and again as the request's cleanup.  A
- * big command not yet sent is withdrawn: the body may be freed soon.
+ * big command not yet sent is withdrawn (the body may be freed soon), after
+ * the request left the tree: withdrawing it may drop the bulk link, whose
+ * callbacks then must not find this request.
  */
 
 void
 ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx)
 {
-    ngx_http_offload_link_unstream(&ctx->peer->bulk, &ctx->stream);
-
     if (ctx->parked) {
         ngx_rbtree_delete(&ctx->peer->pending, &ctx->node);
         ctx->parked = 0;
@@ -126,6 +126,8 @@ ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx)
     if (ctx->deadline.timer_set) {
         ngx_del_timer(&ctx->deadline);
     }
+
+    ngx_http_offload_link_unstream(&ctx->peer->bulk, &ctx->stream);
 }
 
 
