@@ -460,6 +460,13 @@ ngx_http_offload_link_read_handler(ngx_event_t *rev)
             return;
         }
 
+        /* a big reply coming in proves the connection alive as a reply
+         * does: it may take longer than the watchdog to arrive whole */
+
+        if (link->inflight) {
+            ngx_add_timer(&link->watchdog, NGX_HTTP_OFFLOAD_WATCHDOG);
+        }
+
         if (ioctl(fd, FIONREAD, &n) == -1) {
             return;
         }
