@@ -290,7 +290,7 @@ ngx_http_offload_submit(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
         return ngx_http_offload_enqueue(r, ctx);
     }
 
-    if (body->len <= NGX_HTTP_OFFLOAD_TURN) {
+    if (body->data != NULL && body->len <= NGX_HTTP_OFFLOAD_TURN) {
         if (offload_json_check((char *) body->data, body->len, &offset, &err)
             != 0)
         {
@@ -308,6 +308,8 @@ ngx_http_offload_submit(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
     }
 
     offload_json_scan_init(ctx->scan);
+    ctx->scan_cl = r->request_body->bufs;
+    ctx->scan_pos = 0;
 
     ctx->check.handler = ngx_http_offload_check_handler;
     ctx->check.data = ctx;
@@ -323,21 +325,40 @@ ngx_http_offload_submit(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
 }
 
 
+/* up to NGX_HTTP_OFFLOAD_TURN bytes of the body's buffers per turn */
+
 static void
 ngx_http_offload_check_handler(ngx_event_t *ev)
 {
-    size_t                   len;
+    size_t                   len, budget;
     ngx_int_t                rc;
+    ngx_buf_t               *b;
     offload_json_scan_t     *scan;
     ngx_http_offload_ctx_t  *ctx = ev->data;
 
     scan = ctx->scan;
-    len = ngx_min(ctx->body.len - scan->offset, NGX_HTTP_OFFLOAD_TURN);
 
-    if (offload_json_scan(scan, (char *) ctx->body.data + scan->offset, len)
-        == 0)
+    for (budget = NGX_HTTP_OFFLOAD_TURN; budget && ctx->scan_cl; budget -= len)
     {
-        if (scan->offset < ctx->body.len) {
+        b = ctx->scan_cl->buf;
+        len = ngx_min((size_t) (b->last - b->pos) - ctx->scan_pos, budget);
+
+        if (offload_json_scan(scan, (char *) b->pos + ctx->scan_pos, len)
+            != 0)
+        {
+            break;
+        }
+
+        ctx->scan_pos += len;
+
+        if (ctx->scan_pos == (size_t) (b->last - b->pos)) {
+            ctx->scan_cl = ctx->scan_cl->next;
+            ctx->scan_pos = 0;
+        }
+    }
+
+    if (scan->err == NULL) {
+        if (ctx->scan_cl) {
             ngx_post_event(ev, &ngx_posted_next_events);
             return;
         }
@@ -417,7 +438,9 @@ ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
     job.version = OFFLOAD_PROTO_VERSION;
     job.id.data = (char *) ctx->id;
     job.id.len = OFFLOAD_JOB_ID_LEN;
-    job.payload.data = (char *) body.data;
+    /* a big body left in its buffers: the first one marks its place */
+    job.payload.data = body.data ? (char *) body.data
+                                 : (char *) r->request_body->bufs->buf->pos;
     job.payload.len = body.len;
     job.reply.data = ngx_http_offload_worker.channel;
     job.reply.len = ngx_http_offload_worker.channel_len;
@@ -450,7 +473,9 @@ ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
         rc = ngx_http_offload_link_stream(&ctx->peer->bulk, &ctx->stream,
                                           r->pool, ngx_http_offload_xadd_done,
                                           (void *) (uintptr_t) seq,
-                                          argc, argv, argvlen, big);
+                                          argc, argv, argvlen, big,
+                                          body.data ? NULL
+                                                    : r->request_body->bufs);
 
     } else {
         rc = ngx_http_offload_link_send(&ctx->peer->command,
@@ -481,8 +506,9 @@ ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
 
 
 /*
- * The body as one piece of memory, never from a file: NGX_DECLINED when
- * nginx wrote it to one.
+ * The body as one piece of memory, or, 1 MB or more in several buffers,
+ * left in them (data NULL: copying it into fresh memory is a stall of the
+ * event loop); never from a file: NGX_DECLINED when nginx wrote it to one.
  */
 
 static ngx_int_t
@@ -522,9 +548,16 @@ ngx_http_offload_body(ngx_http_request_t *r, ngx_str_t *body)
         return NGX_OK;
     }
 
+    body->len = len;
+
     if (cl->next == NULL) {
         body->data = cl->buf->pos;
-        body->len = len;
+        return NGX_OK;
+    }
+
+    /* a big body is checked and sent from its buffers, not copied */
+
+    if (len >= NGX_HTTP_OFFLOAD_BULK_MIN) {
         return NGX_OK;
     }
 

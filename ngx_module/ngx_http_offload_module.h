@@ -87,11 +87,14 @@ typedef struct ngx_http_offload_peer_s  ngx_http_offload_peer_t;
 typedef void (*ngx_http_offload_link_up_pt)(ngx_http_offload_link_t *link);
 
 
-/* A command written in pieces: head, the big argument, tail (RESP). */
+/* A command written in pieces: head, the big argument (one part per
+ * buffer it is in), tail (RESP). */
 typedef struct {
     ngx_queue_t                   queue;       /* in the link's streams */
-    ngx_str_t                     part[3];
-    size_t                        sent;        /* of the three parts */
+    ngx_str_t                    *part;
+    ngx_uint_t                    nparts;
+    size_t                        total;
+    size_t                        sent;        /* of all the parts */
     redisCallbackFn              *fn;
     void                         *privdata;
     unsigned                      queued:1;
@@ -205,8 +208,11 @@ typedef struct {
     u_char                        id[OFFLOAD_JOB_ID_LEN];
     ngx_event_t                   deadline;
     ngx_http_offload_stream_t     stream;      /* a big XADD or GET */
-    ngx_str_t                     body;
+    ngx_str_t                     body;        /* data NULL: in bufs */
+    ngx_chain_t                  *bufs;        /* the body's buffers */
     offload_json_scan_t          *scan;        /* a big body's check */
+    ngx_chain_t                  *scan_cl;     /* where the check is */
+    size_t                        scan_pos;
     ngx_event_t                   check;
 
     unsigned                      checking:1;
@@ -304,7 +310,7 @@ ngx_int_t ngx_http_offload_link_send(ngx_http_offload_link_t *link,
 ngx_int_t ngx_http_offload_link_stream(ngx_http_offload_link_t *link,
     ngx_http_offload_stream_t *st, ngx_pool_t *pool, redisCallbackFn *fn,
     void *privdata, int argc, const char **argv, const size_t *argvlen,
-    int big);
+    int big, ngx_chain_t *bufs);
 void ngx_http_offload_link_unstream(ngx_http_offload_link_t *link,
     ngx_http_offload_stream_t *st);
 ngx_http_offload_link_t *ngx_http_offload_link_replied(

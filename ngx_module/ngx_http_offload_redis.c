@@ -223,8 +223,9 @@ ngx_http_offload_link_sent(ngx_http_offload_link_t *link)
 /*
  * Queues a command whose argument argv[big] is too big to be copied into
  * hiredis' output buffer at once: the write handler hands it over piece by
- * piece (ngx_http_offload_link_feed), straight from argv[big], which must
- * stay in place until the command is sent or ngx_http_offload_link_unstream()
+ * piece (ngx_http_offload_link_feed), straight from argv[big], or, with
+ * bufs, from those buffers (argvlen[big] bytes in all).  The data must stay
+ * in place until the command is sent or ngx_http_offload_link_unstream()
  * took it back.  The reply comes to fn as for ngx_http_offload_link_send().
  * A link that is not up keeps the command until it is.
  */
@@ -233,11 +234,14 @@ ngx_int_t
 ngx_http_offload_link_stream(ngx_http_offload_link_t *link,
     ngx_http_offload_stream_t *st, ngx_pool_t *pool, redisCallbackFn *fn,
     void *privdata, int argc, const char **argv, const size_t *argvlen,
-    int big)
+    int big, ngx_chain_t *bufs)
 {
-    int      i;
-    u_char  *p;
-    size_t   len[2];
+    int           i;
+    u_char       *p;
+    size_t        len[2];
+    ngx_str_t    *part;
+    ngx_uint_t    n;
+    ngx_chain_t  *cl;
 
     len[0] = sizeof("*\r\n") - 1 + NGX_INT_T_LEN
              + sizeof("$\r\n") - 1 + NGX_SIZE_T_LEN;
@@ -250,25 +254,47 @@ ngx_http_offload_link_stream(ngx_http_offload_link_t *link,
         }
     }
 
+    n = 3;
+
+    for (cl = bufs; cl; cl = cl->next) {
+        n++;
+    }
+
+    part = ngx_palloc(pool, n * sizeof(ngx_str_t));
     p = ngx_pnalloc(pool, len[0] + len[1]);
-    if (p == NULL) {
+
+    if (part == NULL || p == NULL) {
         return NGX_ERROR;
     }
 
-    st->part[0].data = p;
+    st->part = part;
+
+    part->data = p;
     p = ngx_sprintf(p, "*%d\r\n", argc);
     p = ngx_http_offload_resp_args(p, 0, big, argv, argvlen);
     p = ngx_sprintf(p, "$%uz\r\n", argvlen[big]);
-    st->part[0].len = p - st->part[0].data;
+    part->len = p - part->data;
+    part++;
 
-    st->part[1].data = (u_char *) argv[big];
-    st->part[1].len = argvlen[big];
+    if (bufs == NULL) {
+        part->data = (u_char *) argv[big];
+        part->len = argvlen[big];
+        part++;
+    }
 
-    st->part[2].data = p;
+    for (cl = bufs; cl; cl = cl->next) {
+        part->data = cl->buf->pos;
+        part->len = cl->buf->last - cl->buf->pos;
+        part++;
+    }
+
+    part->data = p;
     p = ngx_cpymem(p, "\r\n", 2);
     p = ngx_http_offload_resp_args(p, big + 1, argc, argv, argvlen);
-    st->part[2].len = p - st->part[2].data;
+    part->len = p - part->data;
 
+    st->nparts = part + 1 - st->part;
+    st->total = st->part[0].len + argvlen[big] + part->len;
     st->sent = 0;
     st->fn = fn;
     st->privdata = privdata;
@@ -340,7 +366,7 @@ static ngx_int_t
 ngx_http_offload_link_feed(ngx_http_offload_link_t *link)
 {
     int                         rc;
-    size_t                      off, n, total, room;
+    size_t                      off, n, room;
     ngx_uint_t                  i;
     redisContext               *rctx;
     ngx_http_offload_stream_t  *st;
@@ -353,7 +379,6 @@ ngx_http_offload_link_feed(ngx_http_offload_link_t *link)
         st = ngx_queue_data(ngx_queue_head(&link->streams),
                             ngx_http_offload_stream_t, queue);
 
-        total = st->part[0].len + st->part[1].len + st->part[2].len;
         room = NGX_HTTP_OFFLOAD_PIECE - sdslen(rctx->obuf);
 
         if (st->sent == 0) {
@@ -380,7 +405,7 @@ ngx_http_offload_link_feed(ngx_http_offload_link_t *link)
 
         st->sent += n;
 
-        if (st->sent == total) {
+        if (st->sent == st->total) {
             ngx_queue_remove(&st->queue);
             st->queued = 0;
             ngx_http_offload_link_sent(link);

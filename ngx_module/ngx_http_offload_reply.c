@@ -295,7 +295,8 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t big)
         (void) ngx_http_offload_link_stream(&ctx->peer->bulk, &ctx->stream,
                                             ctx->request->pool,
                                             ngx_http_offload_get_done,
-                                            privdata, 2, argv, argvlen, 1);
+                                            privdata, 2, argv, argvlen, 1,
+                                            NULL);
         return;
     }
 
