@@ -610,13 +610,20 @@ ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
 
     ngx_http_offload_unpark(ctx);
 
-    p = ngx_pnalloc(r->pool, res->body.len);
-    if (p == NULL) {
-        ngx_http_offload_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
+    /* a big result was read into the request's pool already */
 
-    ngx_memcpy(p, res->body.data, res->body.len);
+    if (ctx->result_read) {
+        p = (u_char *) res->body.data;
+
+    } else {
+        p = ngx_pnalloc(r->pool, res->body.len);
+        if (p == NULL) {
+            ngx_http_offload_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        ngx_memcpy(p, res->body.data, res->body.len);
+    }
 
     rc = ngx_http_offload_add_header(r, "X-Offload-Job-Id", ctx->id,
                                      OFFLOAD_JOB_ID_LEN);

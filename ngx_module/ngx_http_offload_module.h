@@ -214,8 +214,13 @@ typedef struct {
     ngx_chain_t                  *scan_cl;     /* where the check is */
     size_t                        scan_pos;
     ngx_event_t                   check;
+    ngx_str_t                     result_key;  /* a big result's key, */
+    u_char                       *result;      /* read into this by range */
+    size_t                        result_len;
+    size_t                        result_got;
 
     unsigned                      checking:1;
+    unsigned                      result_read:1;  /* all of it in result */
     unsigned                      parked:1;
     unsigned                      submitted:1; /* XADD acknowledged */
     unsigned                      expired:1;   /* deadline passed */

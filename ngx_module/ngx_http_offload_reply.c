@@ -30,6 +30,12 @@ static void ngx_http_offload_message(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_offload_get_done(redisAsyncContext *ac, void *r,
     void *privdata);
+static void ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx,
+    const char *cmd, redisCallbackFn *fn);
+static void ngx_http_offload_strlen_done(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_offload_range_done(redisAsyncContext *ac, void *r,
+    void *privdata);
 static void ngx_http_offload_timed_out(ngx_http_offload_ctx_t *ctx);
 static void ngx_http_offload_deadline_handler(ngx_event_t *ev);
 static void ngx_http_offload_ping_handler(ngx_event_t *ev);
@@ -258,9 +264,12 @@ ngx_http_offload_deliver(ngx_http_offload_peer_t *peer,
 
 
 /*
- * A GET of the job's result key.  A big result comes on the bulk link:
- * the GET is queued there like a big XADD (so it never lands inside one
- * being written), with its key in the request's pool.
+ * A GET of the job's result key.  A big result is read on the bulk link,
+ * a GETRANGE of NGX_HTTP_OFFLOAD_TURN bytes at a time into the request's
+ * pool: one GET would have hiredis copy it all at once into fresh memory
+ * (and the answer copy it again), a stall of the event loop.  Its commands
+ * are queued on the bulk link like a big XADD, so none lands inside one
+ * being written.
  */
 
 static void
@@ -268,7 +277,6 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t big)
 {
     int          len;
     char        *key;
-    void        *privdata;
     const char  *argv[2];
     size_t       argvlen[2];
 
@@ -284,25 +292,147 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t big)
         return;
     }
 
+    if (big && !ctx->stream.queued && ctx->result == NULL) {
+        ctx->result_key.data = (u_char *) key;
+        ctx->result_key.len = len;
+        ngx_http_offload_fetch_big(ctx, "STRLEN",
+                                   ngx_http_offload_strlen_done);
+        return;
+    }
+
     argv[0] = "GET";
     argvlen[0] = 3;
     argv[1] = key;
     argvlen[1] = len;
 
-    privdata = (void *) (uintptr_t) ctx->node.key;
+    (void) ngx_http_offload_link_send(&ctx->peer->command,
+                                      ngx_http_offload_get_done,
+                                      (void *) (uintptr_t) ctx->node.key,
+                                      2, argv, argvlen);
+}
 
-    if (big && !ctx->stream.queued) {
-        (void) ngx_http_offload_link_stream(&ctx->peer->bulk, &ctx->stream,
-                                            ctx->request->pool,
-                                            ngx_http_offload_get_done,
-                                            privdata, 2, argv, argvlen, 1,
-                                            NULL);
+
+/* STRLEN, or the GETRANGE of the next slice, of a big result */
+
+static void
+ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx, const char *cmd,
+    redisCallbackFn *fn)
+{
+    int          argc;
+    u_char       from[NGX_SIZE_T_LEN], to[NGX_SIZE_T_LEN];
+    const char  *argv[4];
+    size_t       argvlen[4];
+
+    argv[0] = cmd;
+    argvlen[0] = ngx_strlen(cmd);
+    argv[1] = (char *) ctx->result_key.data;
+    argvlen[1] = ctx->result_key.len;
+    argc = 2;
+
+    if (ctx->result != NULL) {
+        argv[2] = (char *) from;
+        argvlen[2] = ngx_sprintf(from, "%uz", ctx->result_got) - from;
+        argv[3] = (char *) to;
+        argvlen[3] = ngx_sprintf(to, "%uz",
+                                 ngx_min(ctx->result_len,
+                                         ctx->result_got
+                                         + NGX_HTTP_OFFLOAD_TURN) - 1)
+                     - to;
+        argc = 4;
+    }
+
+    if (ngx_http_offload_link_stream(&ctx->peer->bulk, &ctx->stream,
+                                     ctx->request->pool, fn,
+                                     (void *) (uintptr_t) ctx->node.key,
+                                     argc, argv, argvlen, 1, NULL)
+        != NGX_OK)
+    {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "internal", "out of memory");
+    }
+}
+
+
+static void
+ngx_http_offload_strlen_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply              *reply = r;
+    ngx_http_offload_ctx_t  *ctx;
+
+    ctx = ngx_http_offload_replied_ctx(ac, reply, privdata);
+    if (ctx == NULL) {
         return;
     }
 
-    (void) ngx_http_offload_link_send(&ctx->peer->command,
-                                      ngx_http_offload_get_done, privdata,
-                                      2, argv, argvlen);
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER
+        || reply->integer <= 0)
+    {
+        /* gone (its TTL passed?) or not there: as a GET finding nothing */
+        if (ctx->expired) {
+            ngx_http_offload_timed_out(ctx);
+        }
+
+        return;
+    }
+
+    ctx->result = ngx_pnalloc(ctx->request->pool, (size_t) reply->integer);
+    if (ctx->result == NULL) {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "internal", "out of memory");
+        return;
+    }
+
+    ctx->result_len = (size_t) reply->integer;
+    ctx->result_got = 0;
+
+    ngx_http_offload_fetch_big(ctx, "GETRANGE", ngx_http_offload_range_done);
+}
+
+
+static void
+ngx_http_offload_range_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply              *reply = r;
+    ngx_http_offload_ctx_t  *ctx;
+
+    ctx = ngx_http_offload_replied_ctx(ac, reply, privdata);
+    if (ctx == NULL) {
+        return;
+    }
+
+    if (reply == NULL) {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "redis_unavailable",
+                                      "the redis connection was lost");
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_STRING || reply->len == 0
+        || reply->len > ctx->result_len - ctx->result_got)
+    {
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "offload: the result of a job on queue \"%V\" "
+                      "changed while it was read", &ctx->queue);
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_BAD_GATEWAY,
+                                      "bad_result",
+                                      "the worker's result changed while "
+                                      "it was read");
+        return;
+    }
+
+    ngx_memcpy(ctx->result + ctx->result_got, reply->str, reply->len);
+    ctx->result_got += reply->len;
+
+    if (ctx->result_got < ctx->result_len) {
+        ngx_http_offload_fetch_big(ctx, "GETRANGE",
+                                   ngx_http_offload_range_done);
+        return;
+    }
+
+    ctx->result_read = 1;
+
+    ngx_http_offload_deliver(ctx->peer, ctx, (char *) ctx->result,
+                             ctx->result_len);
 }
 
 
