@@ -1,8 +1,8 @@
 #!/usr/bin/perl
 # Big bodies on a one-worker nginx: a 48 MB echo job comes back byte for
 # byte while small jobs on the same worker keep being answered; its result,
-# over Redis' 32 MB pub/sub limit, arrives as a notice and a GET without
-# the subscriber being dropped; a big body with a JSON error late in it is
+# over Redis' 32 MB pub/sub limit, arrives as a notice and is read from its
+# key without the subscriber being dropped; a big body with a JSON error late in it is
 # refused (the check runs in slices); nginx -t refuses a client_max_body_size
 # Redis cannot carry.
 
@@ -17,8 +17,8 @@ use OffloadTest;
 # ---- nginx -t: what a job can carry
 my $server = "server {\n    listen 127.0.0.1:1;\n    %s\n}\n";
 for my $case (
-    [ 'client_max_body_size 512m', 1, qr/"client_max_body_size"[ ]is[ ]536870912,
-        [ ]more[ ]than[ ]a[ ]job[ ]can[ ]carry\b.*Redis[ ]takes[ ]at[ ]most
+    [ 'client_max_body_size 512m', 1,
+        qr/"client_max_body_size"[ ]is[ ]536870912,[ ]more[ ]than[ ]a[ ]job[ ]can[ ]carry\b.*Redis[ ]takes[ ]at[ ]most
         [ ]512m\b.*set[ ]it[ ]to[ ]511m[ ]or[ ]less/x ],
     [ 'client_max_body_size 0; client_body_buffer_size 600m', 1,
         qr/"client_body_buffer_size" is 629145600, more than a job can/ ],
