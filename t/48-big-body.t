@@ -2,9 +2,9 @@
 # Big bodies on a one-worker nginx: a 48 MB echo job comes back byte for
 # byte while small jobs on the same worker keep being answered; its result,
 # over Redis' 32 MB pub/sub limit, arrives as a notice and is read from its
-# key without the subscriber being dropped; a big body with a JSON error late in it is
-# refused (the check runs in slices); nginx -t refuses a client_max_body_size
-# Redis cannot carry.
+# key without the subscriber being dropped; a big body with a JSON error
+# late in it is refused (the check runs in slices); a big XADD withdrawn
+# half written; nginx -t refuses a client_max_body_size Redis cannot carry.
 
 use strict;
 use warnings;
