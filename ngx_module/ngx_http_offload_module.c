@@ -22,6 +22,11 @@ static ngx_int_t ngx_http_offload_handler(ngx_http_request_t *r);
 static void ngx_http_offload_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_offload_submit(ngx_http_request_t *r,
     ngx_http_offload_ctx_t *ctx);
+static void ngx_http_offload_check_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_offload_bad_json(ngx_http_request_t *r,
+    size_t offset, const char *err);
+static ngx_int_t ngx_http_offload_enqueue(ngx_http_request_t *r,
+    ngx_http_offload_ctx_t *ctx);
 static ngx_int_t ngx_http_offload_body(ngx_http_request_t *r, ngx_str_t *body);
 static void ngx_http_offload_count_answer(ngx_http_offload_ctx_t *ctx,
     ngx_uint_t status);
@@ -235,30 +240,24 @@ ngx_http_offload_body_handler(ngx_http_request_t *r)
 }
 
 
-/* Returns NGX_DONE with the request parked, or what to finalize it with. */
+/*
+ * Returns NGX_DONE with the request parked (or its body being checked), or
+ * what to finalize it with.
+ */
 
 static ngx_int_t
 ngx_http_offload_submit(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
 {
-    int                            argc;
-    size_t                         offset;
-    u_char                         buf[128];
-    char                           stream[OFFLOAD_KEY_MAX];
-    uint64_t                       seq;
-    ngx_int_t                      rc;
-    ngx_str_t                      body;
-    ngx_time_t                    *tp;
-    const char                    *err;
-    const char                    *argv[OFFLOAD_JOB_ARGC];
-    size_t                         argvlen[OFFLOAD_JOB_ARGC];
-    offload_job_t                  job;
-    offload_job_scratch_t          scratch;
-    ngx_http_cleanup_t            *cln;
-    ngx_http_variable_value_t     *rid;
-    ngx_http_offload_loc_conf_t   *olcf;
-    ngx_http_offload_main_conf_t  *omcf;
+    size_t                        offset;
+    ngx_int_t                     rc;
+    ngx_str_t                    *body;
+    const char                   *err;
+    ngx_http_cleanup_t           *cln;
+    ngx_http_offload_loc_conf_t  *olcf;
 
-    rc = ngx_http_offload_body(r, &body);
+    body = &ctx->body;
+
+    rc = ngx_http_offload_body(r, body);
 
     if (rc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -275,29 +274,9 @@ ngx_http_offload_submit(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (body.len == 0) {
+    if (body->len == 0) {
         return ngx_http_offload_send_error(r, NGX_HTTP_BAD_REQUEST,
                                            "bad_json", "empty body");
-    }
-
-    olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
-
-    if (olcf->validate_json
-        && offload_json_check((char *) body.data, body.len, &offset, &err)
-           != 0)
-    {
-        ngx_snprintf(buf, sizeof(buf) - 1, "invalid JSON at offset %uz: %s%Z",
-                     offset, err);
-        buf[sizeof(buf) - 1] = '\0';
-
-        return ngx_http_offload_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                           "bad_json", (char *) buf);
-    }
-
-    if (!ctx->peer->command.up) {
-        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                           "redis_unavailable",
-                                           "redis is not reachable");
     }
 
     cln = ngx_http_cleanup_add(r, 0);
@@ -307,6 +286,150 @@ ngx_http_offload_submit(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
 
     cln->handler = ngx_http_offload_cleanup;
     cln->data = ctx;
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
+
+    if (!olcf->validate_json) {
+        return ngx_http_offload_enqueue(r, ctx);
+    }
+
+    if (body->data != NULL && body->len <= NGX_HTTP_OFFLOAD_TURN) {
+        if (offload_json_check((char *) body->data, body->len, &offset, &err)
+            != 0)
+        {
+            return ngx_http_offload_bad_json(r, offset, err);
+        }
+
+        return ngx_http_offload_enqueue(r, ctx);
+    }
+
+    /* a big body is checked a slice per turn of the event loop */
+
+    ctx->scan = ngx_palloc(r->pool, sizeof(offload_json_scan_t));
+    if (ctx->scan == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    offload_json_scan_init(ctx->scan);
+    ctx->scan_cl = r->request_body->bufs;
+    ctx->scan_pos = 0;
+
+    ctx->check.handler = ngx_http_offload_check_handler;
+    ctx->check.data = ctx;
+    ctx->check.log = r->connection->log;
+    ctx->checking = 1;
+
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    ngx_post_event(&ctx->check, &ngx_posted_events);
+
+    return NGX_DONE;
+}
+
+
+/* up to NGX_HTTP_OFFLOAD_TURN bytes of the body's buffers per turn */
+
+static void
+ngx_http_offload_check_handler(ngx_event_t *ev)
+{
+    size_t                   len, budget;
+    ngx_int_t                rc;
+    ngx_buf_t               *b;
+    offload_json_scan_t     *scan;
+    ngx_http_offload_ctx_t  *ctx = ev->data;
+
+    scan = ctx->scan;
+
+    for (budget = NGX_HTTP_OFFLOAD_TURN; budget && ctx->scan_cl; budget -= len)
+    {
+        b = ctx->scan_cl->buf;
+        len = ngx_min((size_t) (b->last - b->pos) - ctx->scan_pos, budget);
+
+        if (offload_json_scan(scan, (char *) b->pos + ctx->scan_pos, len)
+            != 0)
+        {
+            break;
+        }
+
+        ctx->scan_pos += len;
+
+        if (ctx->scan_pos == (size_t) (b->last - b->pos)) {
+            ctx->scan_cl = ctx->scan_cl->next;
+            ctx->scan_pos = 0;
+        }
+    }
+
+    if (scan->err == NULL) {
+        if (ctx->scan_cl) {
+            ngx_post_event(ev, &ngx_posted_next_events);
+            return;
+        }
+
+        if (offload_json_scan_end(scan) == 0) {
+            ctx->checking = 0;
+            rc = ngx_http_offload_enqueue(ctx->request, ctx);
+
+            if (rc != NGX_DONE) {
+                ngx_http_offload_finish(ctx, rc);
+            }
+
+            return;
+        }
+    }
+
+    ctx->checking = 0;
+    ngx_http_offload_finish(ctx, ngx_http_offload_bad_json(ctx->request,
+                                                           scan->offset,
+                                                           scan->err));
+}
+
+
+static ngx_int_t
+ngx_http_offload_bad_json(ngx_http_request_t *r, size_t offset,
+    const char *err)
+{
+    u_char  buf[128];
+
+    ngx_snprintf(buf, sizeof(buf) - 1, "invalid JSON at offset %uz: %s%Z",
+                 offset, err);
+    buf[sizeof(buf) - 1] = '\0';
+
+    return ngx_http_offload_send_error(r, NGX_HTTP_BAD_REQUEST, "bad_json",
+                                       (char *) buf);
+}
+
+
+/*
+ * The checked body becomes a job: XADD, then the request waits parked.  A
+ * big body goes on the bulk link, in pieces straight from its buffer.
+ */
+
+static ngx_int_t
+ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
+{
+    int                            argc, big;
+    char                           stream[OFFLOAD_KEY_MAX];
+    uint64_t                       seq;
+    ngx_int_t                      rc;
+    ngx_str_t                      body;
+    ngx_time_t                    *tp;
+    const char                    *argv[OFFLOAD_JOB_ARGC];
+    size_t                         argvlen[OFFLOAD_JOB_ARGC];
+    offload_job_t                  job;
+    offload_job_scratch_t          scratch;
+    ngx_http_variable_value_t     *rid;
+    ngx_http_offload_loc_conf_t   *olcf;
+    ngx_http_offload_main_conf_t  *omcf;
+
+    body = ctx->body;
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
+
+    if (!ctx->peer->command.up) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "redis_unavailable",
+                                           "redis is not reachable");
+    }
 
     seq = ++ngx_http_offload_worker.seq;
     offload_job_id_format((char *) ctx->id, ngx_http_offload_worker.nonce,
@@ -318,7 +441,9 @@ ngx_http_offload_submit(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
     job.version = OFFLOAD_PROTO_VERSION;
     job.id.data = (char *) ctx->id;
     job.id.len = OFFLOAD_JOB_ID_LEN;
-    job.payload.data = (char *) body.data;
+    /* a big body left in its buffers: the first one marks its place */
+    job.payload.data = body.data ? (char *) body.data
+                                 : (char *) r->request_body->bufs->buf->pos;
     job.payload.len = body.len;
     job.reply.data = ngx_http_offload_worker.channel;
     job.reply.len = ngx_http_offload_worker.channel_len;
@@ -343,12 +468,26 @@ ngx_http_offload_submit(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
 
     argc = offload_job_argv(&job, stream, &scratch, argv, argvlen);
 
-    if (ngx_http_offload_link_send(&ctx->peer->command,
-                                   ngx_http_offload_xadd_done,
-                                   (void *) (uintptr_t) seq,
-                                   argc, argv, argvlen)
-        != NGX_OK)
-    {
+    for (big = 0; big < argc && argv[big] != job.payload.data; big++) {
+        /* void */
+    }
+
+    if (body.len >= NGX_HTTP_OFFLOAD_BULK_MIN && big < argc) {
+        rc = ngx_http_offload_link_stream(&ctx->peer->bulk, &ctx->stream,
+                                          r->pool, ngx_http_offload_xadd_done,
+                                          (void *) (uintptr_t) seq,
+                                          argc, argv, argvlen, big,
+                                          body.data ? NULL
+                                                    : r->request_body->bufs);
+
+    } else {
+        rc = ngx_http_offload_link_send(&ctx->peer->command,
+                                        ngx_http_offload_xadd_done,
+                                        (void *) (uintptr_t) seq,
+                                        argc, argv, argvlen);
+    }
+
+    if (rc != NGX_OK) {
         return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "redis_unavailable",
                                            "redis is not reachable");
@@ -370,8 +509,9 @@ ngx_http_offload_submit(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
 
 
 /*
- * The body as one piece of memory, never from a file: NGX_DECLINED when
- * nginx wrote it to one.
+ * The body as one piece of memory, or, 1 MB or more in several buffers,
+ * left in them (data NULL: copying it into fresh memory is a stall of the
+ * event loop); never from a file: NGX_DECLINED when nginx wrote it to one.
  */
 
 static ngx_int_t
@@ -411,9 +551,16 @@ ngx_http_offload_body(ngx_http_request_t *r, ngx_str_t *body)
         return NGX_OK;
     }
 
+    body->len = len;
+
     if (cl->next == NULL) {
         body->data = cl->buf->pos;
-        body->len = len;
+        return NGX_OK;
+    }
+
+    /* a big body is checked and sent from its buffers, not copied */
+
+    if (len >= NGX_HTTP_OFFLOAD_BULK_MIN) {
         return NGX_OK;
     }
 
@@ -461,10 +608,17 @@ ngx_http_offload_cleanup(void *data)
 {
     ngx_http_offload_ctx_t  *ctx = data;
 
+    /* a request that waited for its check or its result and got no
+     * answer: the client went away */
+
+    if (!ctx->answered && (ctx->parked || ctx->checking)) {
+        ngx_http_offload_count_answer(ctx, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+    }
+
     ngx_http_offload_unpark(ctx);
 
-    if (!ctx->answered) {
-        ngx_http_offload_count_answer(ctx, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+    if (ctx->check.posted) {
+        ngx_delete_posted_event(&ctx->check);
     }
 }
 
@@ -489,13 +643,20 @@ ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
                                 1);
     }
 
-    p = ngx_pnalloc(r->pool, res->body.len);
-    if (p == NULL) {
-        ngx_http_offload_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
+    /* a big result was read into the request's pool already */
 
-    ngx_memcpy(p, res->body.data, res->body.len);
+    if (ctx->result_read) {
+        p = (u_char *) res->body.data;
+
+    } else {
+        p = ngx_pnalloc(r->pool, res->body.len);
+        if (p == NULL) {
+            ngx_http_offload_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        ngx_memcpy(p, res->body.data, res->body.len);
+    }
 
     rc = ngx_http_offload_add_header(r, "X-Offload-Job-Id", ctx->id,
                                      OFFLOAD_JOB_ID_LEN);
@@ -1058,6 +1219,29 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
      */
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    /* with client_max_body_size 0 a body over the buffer goes to a file
+     * and is refused: the buffer is the limit then */
+
+    if (clcf->client_max_body_size > NGX_HTTP_OFFLOAD_BODY_MAX
+        || (clcf->client_max_body_size == 0
+            && clcf->client_body_buffer_size > NGX_HTTP_OFFLOAD_BODY_MAX))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" is %O, more than a job can carry with "
+                           "\"offload_pass\": the body travels as one Redis "
+                           "string, and Redis takes at most 512m in one "
+                           "(proto-max-bulk-len), less the result's header: "
+                           "set it to %uzm or less",
+                           clcf->client_max_body_size
+                           ? "client_max_body_size"
+                           : "client_body_buffer_size",
+                           clcf->client_max_body_size
+                           ? clcf->client_max_body_size
+                           : (off_t) clcf->client_body_buffer_size,
+                           (size_t) (NGX_HTTP_OFFLOAD_BODY_MAX >> 20));
+        return NGX_CONF_ERROR;
+    }
 
     if (clcf->client_max_body_size > 0
         && (off_t) clcf->client_body_buffer_size

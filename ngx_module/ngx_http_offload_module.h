@@ -38,6 +38,24 @@
 
 #define NGX_HTTP_OFFLOAD_UNPROCESSABLE   422
 
+/*
+ * Big bodies and results travel on a link of their own, so small jobs never
+ * queue behind them, and a big command is handed to hiredis in pieces of
+ * NGX_HTTP_OFFLOAD_PIECE: hiredis 0.14 memmoves its whole output buffer
+ * after every partial write, quadratic in the command's size.  One event
+ * loop turn writes or reads at most NGX_HTTP_OFFLOAD_TURN bytes of a link.
+ */
+#define NGX_HTTP_OFFLOAD_BULK_MIN         (1024 * 1024)
+#define NGX_HTTP_OFFLOAD_PIECE            (256 * 1024)
+#define NGX_HTTP_OFFLOAD_TURN             (1024 * 1024)
+
+/*
+ * The largest body a job takes: Redis takes strings of at most 512 MB
+ * (proto-max-bulk-len), and an echo's result is the body and a header line.
+ * hiredis' own limit (int lengths, 2 GB) is higher.
+ */
+#define NGX_HTTP_OFFLOAD_BODY_MAX         (511 * 1024 * 1024)
+
 /* how long a GET of the result key may take once the deadline passed */
 #define NGX_HTTP_OFFLOAD_LAST_LOOK        1000
 
@@ -69,6 +87,20 @@ typedef struct ngx_http_offload_peer_s  ngx_http_offload_peer_t;
 typedef void (*ngx_http_offload_link_up_pt)(ngx_http_offload_link_t *link);
 
 
+/* A command written in pieces: head, the big argument (one part per
+ * buffer it is in), tail (RESP). */
+typedef struct {
+    ngx_queue_t                   queue;       /* in the link's streams */
+    ngx_str_t                    *part;
+    ngx_uint_t                    nparts;
+    size_t                        total;
+    size_t                        sent;        /* of all the parts */
+    redisCallbackFn              *fn;
+    void                         *privdata;
+    unsigned                      queued:1;
+} ngx_http_offload_stream_t;
+
+
 /* One hiredis async context, re-created on every reconnect. */
 struct ngx_http_offload_link_s {
     redisAsyncContext            *ac;
@@ -81,6 +113,8 @@ struct ngx_http_offload_link_s {
     ngx_event_t                   reconnect;
     ngx_event_t                   connect_timer;
     ngx_event_t                   watchdog;
+
+    ngx_queue_t                   streams;     /* the first is written */
 
     ngx_msec_t                    backoff;
     ngx_uint_t                    inflight;
@@ -106,6 +140,7 @@ struct ngx_http_offload_peer_s {
     /* per worker process, from init_process on */
     ngx_http_offload_link_t       command;
     ngx_http_offload_link_t       subscriber;
+    ngx_http_offload_link_t       bulk;
     ngx_rbtree_t                  pending;
     ngx_rbtree_node_t             sentinel;
     ngx_event_t                   ping;
@@ -175,7 +210,20 @@ typedef struct {
     int64_t                       start_us;    /* monotonic */
     u_char                        id[OFFLOAD_JOB_ID_LEN];
     ngx_event_t                   deadline;
+    ngx_http_offload_stream_t     stream;      /* a big XADD or GET */
+    ngx_str_t                     body;        /* data NULL: in bufs */
+    ngx_chain_t                  *bufs;        /* the body's buffers */
+    offload_json_scan_t          *scan;        /* a big body's check */
+    ngx_chain_t                  *scan_cl;     /* where the check is */
+    size_t                        scan_pos;
+    ngx_event_t                   check;
+    ngx_str_t                     result_key;  /* a big result's key, */
+    u_char                       *result;      /* read into this by range */
+    size_t                        result_len;
+    size_t                        result_got;
 
+    unsigned                      checking:1;
+    unsigned                      result_read:1;  /* all of it in result */
     unsigned                      parked:1;
     unsigned                      submitted:1; /* XADD acknowledged */
     unsigned                      expired:1;   /* deadline passed */
@@ -267,6 +315,12 @@ void ngx_http_offload_link_close(ngx_http_offload_link_t *link);
 ngx_int_t ngx_http_offload_link_send(ngx_http_offload_link_t *link,
     redisCallbackFn *fn, void *privdata, int argc, const char **argv,
     const size_t *argvlen);
+ngx_int_t ngx_http_offload_link_stream(ngx_http_offload_link_t *link,
+    ngx_http_offload_stream_t *st, ngx_pool_t *pool, redisCallbackFn *fn,
+    void *privdata, int argc, const char **argv, const size_t *argvlen,
+    int big, ngx_chain_t *bufs);
+void ngx_http_offload_link_unstream(ngx_http_offload_link_t *link,
+    ngx_http_offload_stream_t *st);
 ngx_http_offload_link_t *ngx_http_offload_link_replied(
     redisAsyncContext *ac, redisReply *reply);
 

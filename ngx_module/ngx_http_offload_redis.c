@@ -31,6 +31,10 @@ static void ngx_http_offload_link_failed(ngx_http_offload_link_t *link,
 static void ngx_http_offload_link_schedule(ngx_http_offload_link_t *link);
 static void ngx_http_offload_link_reconnect_handler(ngx_event_t *ev);
 static void ngx_http_offload_link_timeout_handler(ngx_event_t *ev);
+static void ngx_http_offload_link_sent(ngx_http_offload_link_t *link);
+static ngx_int_t ngx_http_offload_link_feed(ngx_http_offload_link_t *link);
+static u_char *ngx_http_offload_resp_args(u_char *p, int from, int to,
+    const char **argv, const size_t *argvlen);
 
 
 void
@@ -42,6 +46,8 @@ ngx_http_offload_link_init(ngx_http_offload_link_t *link,
     link->role = role;
     link->on_up = on_up;
     link->log = log;
+
+    ngx_queue_init(&link->streams);
 
     link->reconnect.handler = ngx_http_offload_link_reconnect_handler;
     link->reconnect.data = link;
@@ -205,10 +211,213 @@ ngx_http_offload_link_send(ngx_http_offload_link_t *link, redisCallbackFn *fn,
         return NGX_ERROR;
     }
 
+    ngx_http_offload_link_sent(link);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_offload_link_sent(ngx_http_offload_link_t *link)
+{
     link->inflight++;
 
     if (!link->watchdog.timer_set) {
         ngx_add_timer(&link->watchdog, NGX_HTTP_OFFLOAD_WATCHDOG);
+    }
+}
+
+
+/*
+ * Queues a command whose argument argv[big] is too big to be copied into
+ * hiredis' output buffer at once: the write handler hands it over piece by
+ * piece (ngx_http_offload_link_feed), straight from argv[big], or, with
+ * bufs, from those buffers (argvlen[big] bytes in all).  The data must stay
+ * in place until the command is sent or ngx_http_offload_link_unstream()
+ * took it back.  The reply comes to fn as for ngx_http_offload_link_send().
+ * A link that is not up keeps the command until it is.
+ */
+
+ngx_int_t
+ngx_http_offload_link_stream(ngx_http_offload_link_t *link,
+    ngx_http_offload_stream_t *st, ngx_pool_t *pool, redisCallbackFn *fn,
+    void *privdata, int argc, const char **argv, const size_t *argvlen,
+    int big, ngx_chain_t *bufs)
+{
+    int           i;
+    u_char       *p;
+    size_t        len[2];
+    ngx_str_t    *part;
+    ngx_uint_t    n;
+    ngx_chain_t  *cl;
+
+    len[0] = sizeof("*\r\n") - 1 + NGX_INT_T_LEN
+             + sizeof("$\r\n") - 1 + NGX_SIZE_T_LEN;
+    len[1] = sizeof("\r\n") - 1;
+
+    for (i = 0; i < argc; i++) {
+        if (i != big) {
+            len[i > big] += sizeof("$\r\n\r\n") - 1 + NGX_SIZE_T_LEN
+                            + argvlen[i];
+        }
+    }
+
+    n = 3;
+
+    for (cl = bufs; cl; cl = cl->next) {
+        n++;
+    }
+
+    part = ngx_palloc(pool, n * sizeof(ngx_str_t));
+    p = ngx_pnalloc(pool, len[0] + len[1]);
+
+    if (part == NULL || p == NULL) {
+        return NGX_ERROR;
+    }
+
+    st->part = part;
+
+    part->data = p;
+    p = ngx_sprintf(p, "*%d\r\n", argc);
+    p = ngx_http_offload_resp_args(p, 0, big, argv, argvlen);
+    p = ngx_sprintf(p, "$%uz\r\n", argvlen[big]);
+    part->len = p - part->data;
+    part++;
+
+    if (bufs == NULL) {
+        part->data = (u_char *) argv[big];
+        part->len = argvlen[big];
+        part++;
+    }
+
+    for (cl = bufs; cl; cl = cl->next) {
+        part->data = cl->buf->pos;
+        part->len = cl->buf->last - cl->buf->pos;
+        part++;
+    }
+
+    part->data = p;
+    p = ngx_cpymem(p, "\r\n", 2);
+    p = ngx_http_offload_resp_args(p, big + 1, argc, argv, argvlen);
+    part->len = p - part->data;
+
+    st->nparts = part + 1 - st->part;
+    st->total = st->part[0].len + argvlen[big] + part->len;
+    st->sent = 0;
+    st->fn = fn;
+    st->privdata = privdata;
+    st->queued = 1;
+
+    ngx_queue_insert_tail(&link->streams, &st->queue);
+
+    if (link->up) {
+        ngx_post_event(link->connection->write, &ngx_posted_events);
+    }
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_http_offload_resp_args(u_char *p, int from, int to, const char **argv,
+    const size_t *argvlen)
+{
+    int  i;
+
+    for (i = from; i < to; i++) {
+        p = ngx_sprintf(p, "$%uz\r\n", argvlen[i]);
+        p = ngx_cpymem(p, argv[i], argvlen[i]);
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+
+    return p;
+}
+
+
+/*
+ * Takes back a command not yet wholly handed to hiredis.  Half of it may be
+ * in the output buffer already: Redis must not see the rest of the
+ * connection's commands as the end of this one, so the link goes (and what
+ * was sent on it answers "connection lost").
+ */
+
+void
+ngx_http_offload_link_unstream(ngx_http_offload_link_t *link,
+    ngx_http_offload_stream_t *st)
+{
+    if (!st->queued) {
+        return;
+    }
+
+    ngx_queue_remove(&st->queue);
+    st->queued = 0;
+
+    if (st->sent) {
+        ngx_log_error(NGX_LOG_INFO, link->log, 0,
+                      "offload: redis %V %s connection: a command was "
+                      "withdrawn half sent, dropping the connection",
+                      &link->peer->name, link->role);
+        ngx_http_offload_link_drop(link);
+    }
+}
+
+
+/*
+ * Keeps up to NGX_HTTP_OFFLOAD_PIECE bytes of the queued commands in
+ * hiredis' output buffer.  The first piece, the whole head, goes with the
+ * reply callback (hiredis reads the command's name from it and answers
+ * callbacks in the order of the commands); the others are appended bare.
+ */
+
+static ngx_int_t
+ngx_http_offload_link_feed(ngx_http_offload_link_t *link)
+{
+    int                         rc;
+    size_t                      off, n, room;
+    ngx_uint_t                  i;
+    redisContext               *rctx;
+    ngx_http_offload_stream_t  *st;
+
+    rctx = &link->ac->c;
+
+    while (!ngx_queue_empty(&link->streams)
+           && sdslen(rctx->obuf) < NGX_HTTP_OFFLOAD_PIECE)
+    {
+        st = ngx_queue_data(ngx_queue_head(&link->streams),
+                            ngx_http_offload_stream_t, queue);
+
+        room = NGX_HTTP_OFFLOAD_PIECE - sdslen(rctx->obuf);
+
+        if (st->sent == 0) {
+            rc = redisAsyncFormattedCommand(link->ac, st->fn, st->privdata,
+                                            (char *) st->part[0].data,
+                                            st->part[0].len);
+            n = st->part[0].len;
+
+        } else {
+            off = st->sent;
+
+            for (i = 0; off >= st->part[i].len; i++) {
+                off -= st->part[i].len;
+            }
+
+            n = ngx_min(st->part[i].len - off, room);
+            rc = redisAppendFormattedCommand(rctx,
+                                         (char *) st->part[i].data + off, n);
+        }
+
+        if (rc != REDIS_OK) {
+            return NGX_ERROR;
+        }
+
+        st->sent += n;
+
+        if (st->sent == st->total) {
+            ngx_queue_remove(&st->queue);
+            st->queued = 0;
+            ngx_http_offload_link_sent(link);
+        }
     }
 
     return NGX_OK;
@@ -251,7 +460,7 @@ static void
 ngx_http_offload_link_read_handler(ngx_event_t *rev)
 {
     int                       n;
-    ngx_uint_t                eof_read;
+    ngx_uint_t                eof_read, rounds;
     ngx_socket_t              fd;
     ngx_connection_t         *c;
     redisAsyncContext        *ac;
@@ -265,16 +474,30 @@ ngx_http_offload_link_read_handler(ngx_event_t *rev)
 
     /*
      * redisBufferRead() takes at most 16 KB per call and the events are
-     * edge-triggered: read until the socket is empty.  A handler may free
-     * the context (and close c), so only the saved fd and link are used
-     * after each round.
+     * edge-triggered: read until the socket is empty, or, past
+     * NGX_HTTP_OFFLOAD_TURN bytes (a big reply), go on in the next turn of
+     * the event loop.  A handler may free the context (and close c), so
+     * only the saved fd and link are used after each round.
      */
 
-    for ( ;; ) {
+    for (rounds = 0; /* void */ ; rounds++) {
+
+        if (rounds == NGX_HTTP_OFFLOAD_TURN / (16 * 1024)) {
+            ngx_post_event(rev, &ngx_posted_next_events);
+            return;
+        }
+
         redisAsyncHandleRead(ac);
 
         if (link->ac != ac) {
             return;
+        }
+
+        /* a big reply coming in proves the connection alive as a reply
+         * does: it may take longer than the watchdog to arrive whole */
+
+        if (link->inflight) {
+            ngx_add_timer(&link->watchdog, NGX_HTTP_OFFLOAD_WATCHDOG);
         }
 
         if (ioctl(fd, FIONREAD, &n) == -1) {
@@ -297,18 +520,58 @@ ngx_http_offload_link_read_handler(ngx_event_t *rev)
 }
 
 
+/*
+ * With commands queued by ngx_http_offload_link_stream(), hiredis writes
+ * one piece after another until the socket is full (hiredis keeps the write
+ * event armed then) or NGX_HTTP_OFFLOAD_TURN bytes went in this turn of the
+ * event loop.
+ */
+
 static void
 ngx_http_offload_link_write_handler(ngx_event_t *wev)
 {
+    size_t                    len, written;
     ngx_connection_t         *c;
+    redisAsyncContext        *ac;
     ngx_http_offload_link_t  *link;
 
     c = wev->data;
     link = c->data;
+    ac = link->ac;
 
-    if (link->ac) {
-        redisAsyncHandleWrite(link->ac);
+    if (ac == NULL) {
+        return;
     }
+
+    if (!link->up || ngx_queue_empty(&link->streams)) {
+        redisAsyncHandleWrite(ac);
+        return;
+    }
+
+    for (written = 0; written < NGX_HTTP_OFFLOAD_TURN; written += len) {
+
+        if (ngx_http_offload_link_feed(link) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ALERT, link->log, 0,
+                          "offload: redis %V %s connection: cannot buffer "
+                          "a command", &link->peer->name, link->role);
+            ngx_http_offload_link_drop(link);
+            return;
+        }
+
+        len = sdslen(ac->c.obuf);
+
+        if (len == 0) {
+            return;
+        }
+
+        redisAsyncHandleWrite(ac);
+
+        if (link->ac != ac || sdslen(ac->c.obuf) != 0) {
+            return;
+        }
+    }
+
+    ngx_post_event(wev, &ngx_posted_next_events);
 }
 
 
@@ -390,8 +653,9 @@ ngx_http_offload_link_del_write(void *privdata)
 static void
 ngx_http_offload_link_cleanup(void *privdata)
 {
-    ngx_connection_t         *c = privdata;
-    ngx_http_offload_link_t  *link;
+    ngx_connection_t           *c = privdata;
+    ngx_http_offload_link_t    *link;
+    ngx_http_offload_stream_t  *st;
 
     link = c->data;
 
@@ -403,6 +667,20 @@ ngx_http_offload_link_cleanup(void *privdata)
     link->ac = NULL;
     link->connection = NULL;
     link->up = 0;
+
+    /* a command half sent is lost with the connection: its callback has
+     * run with no reply, the others wait for the next connection */
+
+    if (!ngx_queue_empty(&link->streams)) {
+        st = ngx_queue_data(ngx_queue_head(&link->streams),
+                            ngx_http_offload_stream_t, queue);
+
+        if (st->sent) {
+            ngx_queue_remove(&st->queue);
+            st->queued = 0;
+        }
+    }
+
     link->subscribed = 0;
     link->inflight = 0;
 
@@ -451,7 +729,13 @@ ngx_http_offload_link_connected(const redisAsyncContext *ac, int status)
                   "offload: redis %V %s connection up",
                   &link->peer->name, link->role);
 
-    link->on_up(link);
+    if (link->on_up) {
+        link->on_up(link);
+    }
+
+    if (!ngx_queue_empty(&link->streams)) {
+        ngx_post_event(link->connection->write, &ngx_posted_events);
+    }
 }
 
 

@@ -19,13 +19,22 @@ static ngx_http_offload_ctx_t *ngx_http_offload_replied_ctx(
     redisAsyncContext *ac, redisReply *reply, void *privdata);
 static void ngx_http_offload_deliver(ngx_http_offload_peer_t *peer,
     ngx_http_offload_ctx_t *ctx, const char *msg, size_t len);
-static void ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx);
+static void ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx,
+    ngx_uint_t big);
+static void ngx_http_offload_notice(ngx_http_offload_peer_t *peer,
+    offload_str_t *id);
 static void ngx_http_offload_recover(ngx_http_offload_peer_t *peer);
 static void ngx_http_offload_command_up(ngx_http_offload_link_t *link);
 static void ngx_http_offload_subscriber_up(ngx_http_offload_link_t *link);
 static void ngx_http_offload_message(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_offload_get_done(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx,
+    const char *cmd, redisCallbackFn *fn);
+static void ngx_http_offload_strlen_done(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_offload_range_done(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_offload_timed_out(ngx_http_offload_ctx_t *ctx);
 static void ngx_http_offload_deadline_handler(ngx_event_t *ev);
@@ -44,6 +53,7 @@ ngx_http_offload_peer_start(ngx_http_offload_peer_t *peer, ngx_log_t *log)
                                ngx_http_offload_command_up, log);
     ngx_http_offload_link_init(&peer->subscriber, peer, "subscriber",
                                ngx_http_offload_subscriber_up, log);
+    ngx_http_offload_link_init(&peer->bulk, peer, "bulk", NULL, log);
 
     peer->ping.handler = ngx_http_offload_ping_handler;
     peer->ping.data = peer;
@@ -52,6 +62,7 @@ ngx_http_offload_peer_start(ngx_http_offload_peer_t *peer, ngx_log_t *log)
 
     ngx_http_offload_link_connect(&peer->command);
     ngx_http_offload_link_connect(&peer->subscriber);
+    ngx_http_offload_link_connect(&peer->bulk);
 
     ngx_add_timer(&peer->ping, NGX_HTTP_OFFLOAD_PING_INTERVAL);
 }
@@ -71,6 +82,7 @@ ngx_http_offload_peer_stop(ngx_http_offload_peer_t *peer)
 
     ngx_http_offload_link_close(&peer->command);
     ngx_http_offload_link_close(&peer->subscriber);
+    ngx_http_offload_link_close(&peer->bulk);
 }
 
 
@@ -101,7 +113,12 @@ ngx_http_offload_park(ngx_http_offload_ctx_t *ctx, ngx_msec_t timeout)
 }
 
 
-/* idempotent: runs before answering and again as the request's cleanup */
+/*
+ * Idempotent: runs before answering and again as the request's cleanup.  A
+ * big command not yet sent is withdrawn (the body may be freed soon), after
+ * the request left the tree: withdrawing it may drop the bulk link, whose
+ * callbacks then must not find this request.
+ */
 
 void
 ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx)
@@ -115,6 +132,8 @@ ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx)
     if (ctx->deadline.timer_set) {
         ngx_del_timer(&ctx->deadline);
     }
+
+    ngx_http_offload_link_unstream(&ctx->peer->bulk, &ctx->stream);
 }
 
 
@@ -259,18 +278,40 @@ ngx_http_offload_deliver(ngx_http_offload_peer_t *peer,
 }
 
 
+/*
+ * A GET of the job's result key.  A big result is read on the bulk link,
+ * a GETRANGE of NGX_HTTP_OFFLOAD_TURN bytes at a time into the request's
+ * pool: one GET would have hiredis copy it all at once into fresh memory
+ * (and the answer copy it again), a stall of the event loop.  Its commands
+ * are queued on the bulk link like a big XADD, so none lands inside one
+ * being written.
+ */
+
 static void
-ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx)
+ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t big)
 {
     int          len;
-    char         key[OFFLOAD_KEY_MAX];
+    char        *key;
     const char  *argv[2];
     size_t       argvlen[2];
 
-    len = offload_result_key(key, sizeof(key), (char *) ctx->queue.data,
+    key = ngx_pnalloc(ctx->request->pool, OFFLOAD_KEY_MAX);
+    if (key == NULL) {
+        return;
+    }
+
+    len = offload_result_key(key, OFFLOAD_KEY_MAX, (char *) ctx->queue.data,
                              ctx->queue.len, (char *) ctx->id,
                              OFFLOAD_JOB_ID_LEN);
     if (len < 0) {
+        return;
+    }
+
+    if (big && !ctx->stream.queued && ctx->result == NULL) {
+        ctx->result_key.data = (u_char *) key;
+        ctx->result_key.len = len;
+        ngx_http_offload_fetch_big(ctx, "STRLEN",
+                                   ngx_http_offload_strlen_done);
         return;
     }
 
@@ -283,6 +324,130 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx)
                                       ngx_http_offload_get_done,
                                       (void *) (uintptr_t) ctx->node.key,
                                       2, argv, argvlen);
+}
+
+
+/* STRLEN, or the GETRANGE of the next slice, of a big result */
+
+static void
+ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx, const char *cmd,
+    redisCallbackFn *fn)
+{
+    int          argc;
+    u_char       from[NGX_SIZE_T_LEN], to[NGX_SIZE_T_LEN];
+    const char  *argv[4];
+    size_t       argvlen[4];
+
+    argv[0] = cmd;
+    argvlen[0] = ngx_strlen(cmd);
+    argv[1] = (char *) ctx->result_key.data;
+    argvlen[1] = ctx->result_key.len;
+    argc = 2;
+
+    if (ctx->result != NULL) {
+        argv[2] = (char *) from;
+        argvlen[2] = ngx_sprintf(from, "%uz", ctx->result_got) - from;
+        argv[3] = (char *) to;
+        argvlen[3] = ngx_sprintf(to, "%uz",
+                                 ngx_min(ctx->result_len,
+                                         ctx->result_got
+                                         + NGX_HTTP_OFFLOAD_TURN) - 1)
+                     - to;
+        argc = 4;
+    }
+
+    if (ngx_http_offload_link_stream(&ctx->peer->bulk, &ctx->stream,
+                                     ctx->request->pool, fn,
+                                     (void *) (uintptr_t) ctx->node.key,
+                                     argc, argv, argvlen, 1, NULL)
+        != NGX_OK)
+    {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "internal", "out of memory");
+    }
+}
+
+
+static void
+ngx_http_offload_strlen_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply              *reply = r;
+    ngx_http_offload_ctx_t  *ctx;
+
+    ctx = ngx_http_offload_replied_ctx(ac, reply, privdata);
+    if (ctx == NULL) {
+        return;
+    }
+
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER
+        || reply->integer <= 0)
+    {
+        /* gone (its TTL passed?) or not there: as a GET finding nothing */
+        if (ctx->expired) {
+            ngx_http_offload_timed_out(ctx);
+        }
+
+        return;
+    }
+
+    ctx->result = ngx_pnalloc(ctx->request->pool, (size_t) reply->integer);
+    if (ctx->result == NULL) {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "internal", "out of memory");
+        return;
+    }
+
+    ctx->result_len = (size_t) reply->integer;
+    ctx->result_got = 0;
+
+    ngx_http_offload_fetch_big(ctx, "GETRANGE", ngx_http_offload_range_done);
+}
+
+
+static void
+ngx_http_offload_range_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply              *reply = r;
+    ngx_http_offload_ctx_t  *ctx;
+
+    ctx = ngx_http_offload_replied_ctx(ac, reply, privdata);
+    if (ctx == NULL) {
+        return;
+    }
+
+    if (reply == NULL) {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "redis_unavailable",
+                                      "the redis connection was lost");
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_STRING || reply->len == 0
+        || reply->len > ctx->result_len - ctx->result_got)
+    {
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "offload: the result of a job on queue \"%V\" "
+                      "changed while it was read", &ctx->queue);
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_BAD_GATEWAY,
+                                      "bad_result",
+                                      "the worker's result changed while "
+                                      "it was read");
+        return;
+    }
+
+    ngx_memcpy(ctx->result + ctx->result_got, reply->str, reply->len);
+    ctx->result_got += reply->len;
+
+    if (ctx->result_got < ctx->result_len) {
+        ngx_http_offload_fetch_big(ctx, "GETRANGE",
+                                   ngx_http_offload_range_done);
+        return;
+    }
+
+    ctx->result_read = 1;
+
+    ngx_http_offload_deliver(ctx->peer, ctx, (char *) ctx->result,
+                             ctx->result_len);
 }
 
 
@@ -334,7 +499,7 @@ ngx_http_offload_recover(ngx_http_offload_peer_t *peer)
         ctx = (ngx_http_offload_ctx_t *) node;
 
         if (ctx->submitted) {
-            ngx_http_offload_fetch_result(ctx);
+            ngx_http_offload_fetch_result(ctx, 0);
         }
     }
 }
@@ -377,6 +542,7 @@ ngx_http_offload_message(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply               *reply = r;
     redisReply               *kind, *payload;
+    offload_str_t             id;
     ngx_http_offload_link_t  *link;
 
     link = ngx_http_offload_link_replied(ac, reply);
@@ -421,7 +587,41 @@ ngx_http_offload_message(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    if (offload_notice_decode(&id, payload->str, payload->len) == 0) {
+        ngx_http_offload_notice(link->peer, &id);
+        return;
+    }
+
     ngx_http_offload_deliver(link->peer, NULL, payload->str, payload->len);
+}
+
+
+/*
+ * A big result was stored, not published: GET it on the bulk link, where
+ * its bytes hold up no small job's reply.
+ */
+
+static void
+ngx_http_offload_notice(ngx_http_offload_peer_t *peer, offload_str_t *id)
+{
+    uint64_t                 seq;
+    ngx_http_offload_ctx_t  *ctx;
+
+    if (offload_job_id_seq(id->data, id->len, &seq) != 0) {
+        ngx_log_error(NGX_LOG_INFO, peer->subscriber.log, 0,
+                      "offload: ignored a notice for a foreign id");
+        return;
+    }
+
+    ctx = ngx_http_offload_lookup(peer, (void *) (uintptr_t) seq);
+
+    if (ctx == NULL
+        || ngx_memcmp(id->data, ctx->id, OFFLOAD_JOB_ID_LEN) != 0)
+    {
+        return;
+    }
+
+    ngx_http_offload_fetch_result(ctx, 1);
 }
 
 
@@ -442,7 +642,7 @@ ngx_http_offload_deadline_handler(ngx_event_t *ev)
 
     ctx->expired = 1;
 
-    ngx_http_offload_fetch_result(ctx);
+    ngx_http_offload_fetch_result(ctx, 0);
 
     ngx_add_timer(ev, NGX_HTTP_OFFLOAD_LAST_LOOK);
 }

@@ -1,11 +1,13 @@
 /*
- * offload_json_check.c -- is this buffer one well-formed JSON text?
+ * offload_json_check.c -- is this input one well-formed JSON text?
  *
  * The module checks request bodies before they become jobs, on the nginx
- * request path, so this is a single pass over the bytes with a fixed-size
- * nesting stack: no allocation, no tree, linear time.  It checks UTF-8 only
- * as far as JSON's grammar needs (control characters in strings, escapes);
- * the handlers' parser is the judge of the rest.
+ * request path, so this is a state machine over the bytes with a fixed-size
+ * nesting stack: no allocation, no tree, linear time, and resumable at any
+ * byte, so a big body is checked in slices across turns of the event loop
+ * (or over buffers as they come).  It checks UTF-8 only as far as JSON's
+ * grammar needs (control characters in strings, escapes); the handlers'
+ * parser is the judge of the rest.
  */
 
 #include <string.h>
@@ -13,214 +15,370 @@
 #include "offload_proto.h"
 
 
-typedef struct {
-    const char  *p;
-    const char  *start;
-    const char  *end;
-    const char  *err;
-    int          depth;
-} json_scan_t;
+enum {
+    ST_VALUE = 0,       /* a value is expected */
+    ST_FIRST_ARRAY,     /* after '[': a value or ']' */
+    ST_FIRST_OBJECT,    /* after '{': a key or '}' */
+    ST_KEY,             /* after ',' in an object */
+    ST_COLON,           /* after a key */
+    ST_AFTER,           /* a value ended */
+    ST_STRING,
+    ST_ESCAPE,          /* after a backslash in a string */
+    ST_HEX,             /* in \uXXXX: sub is how many digits are left */
+    ST_LITERAL,         /* true, false, null: sub is how many bytes matched */
+    ST_MINUS,           /* number states: what may come next */
+    ST_ZERO,
+    ST_INT,
+    ST_DOT,
+    ST_FRAC,
+    ST_EXP,
+    ST_EXP_SIGN,
+    ST_EXP_DIGITS
+};
+
+
+void
+offload_json_scan_init(offload_json_scan_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->state = ST_VALUE;
+}
 
 
 static int
-fail(json_scan_t *s, const char *err)
+is_space(unsigned char c)
 {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+
+static int
+is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+
+static int
+is_hex(unsigned char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+
+static int
+fail(offload_json_scan_t *s, size_t at, const char *err)
+{
+    s->offset = at;
     s->err = err;
     return -1;
 }
 
 
-static void
-skip_space(json_scan_t *s)
+/* a value ended: what may follow depends on the enclosing container */
+static int
+value_ended(offload_json_scan_t *s)
 {
-    while (s->p < s->end
-           && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n'
-               || *s->p == '\r'))
-    {
-        s->p++;
+    s->state = ST_AFTER;
+    return 0;
+}
+
+
+int
+offload_json_scan(offload_json_scan_t *s, const char *buf, size_t len)
+{
+    size_t          i, at;
+    unsigned char   c, open;
+
+    if (s->err != NULL) {
+        return -1;
     }
-}
 
+    for (i = 0; i < len; i++) {
+        c = (unsigned char) buf[i];
+        at = s->offset + i;
 
-static int
-is_hex(char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
-           || (c >= 'A' && c <= 'F');
-}
+        switch (s->state) {
 
-
-static int
-scan_string(json_scan_t *s)
-{
-    unsigned char  c;
-    int            i;
-
-    s->p++;                                  /* the opening quote */
-
-    while (s->p < s->end) {
-        c = (unsigned char) *s->p++;
-
-        if (c == '"') {
-            return 0;
-        }
-
-        if (c < 0x20) {
-            return fail(s, "control character in string");
-        }
-
-        if (c != '\\') {
-            continue;
-        }
-
-        if (s->p == s->end) {
-            break;
-        }
-
-        c = (unsigned char) *s->p++;
-
-        if (c == 'u') {
-            for (i = 0; i < 4; i++) {
-                if (s->p == s->end || !is_hex(*s->p)) {
-                    return fail(s, "bad \\u escape");
+        case ST_STRING:
+            /* the bulk of most bodies: ordinary string bytes */
+            while (c != '"' && c != '\\' && c >= 0x20) {
+                if (++i == len) {
+                    goto done;
                 }
-                s->p++;
+                c = (unsigned char) buf[i];
+            }
+            at = s->offset + i;
+
+            if (c == '"') {
+                s->state = s->in_key ? ST_COLON : ST_AFTER;
+
+            } else if (c == '\\') {
+                s->state = ST_ESCAPE;
+
+            } else {
+                return fail(s, at + 1, "control character in string");
+            }
+            break;
+
+        case ST_ESCAPE:
+            if (c == 'u') {
+                s->state = ST_HEX;
+                s->sub = 4;
+
+            } else if (c == '\0' || strchr("\"\\/bfnrt", c) == NULL) {
+                return fail(s, at + 1, "bad escape");
+
+            } else {
+                s->state = ST_STRING;
+            }
+            break;
+
+        case ST_HEX:
+            if (!is_hex(c)) {
+                return fail(s, at, "bad \\u escape");
+            }
+            if (--s->sub == 0) {
+                s->state = ST_STRING;
+            }
+            break;
+
+        case ST_LITERAL:
+            if (c != (unsigned char) s->literal[s->sub]) {
+                return fail(s, s->literal_at, "unexpected character");
+            }
+            if (s->literal[++s->sub] == '\0') {
+                value_ended(s);
+            }
+            break;
+
+        case ST_FIRST_ARRAY:
+            if (is_space(c)) {
+                break;
+            }
+            if (c == ']') {
+                s->depth--;
+                value_ended(s);
+                break;
+            }
+            s->state = ST_VALUE;
+            /* fall through */
+
+        case ST_VALUE:
+            if (is_space(c)) {
+                break;
             }
 
-        } else if (strchr("\"\\/bfnrt", c) == NULL || c == '\0') {
-            return fail(s, "bad escape");
+            switch (c) {
+
+            case '[':
+            case '{':
+                if (s->depth == OFFLOAD_JSON_MAX_DEPTH) {
+                    return fail(s, at, "nesting too deep");
+                }
+                s->stack[s->depth++] = (char) c;
+                s->state = c == '[' ? ST_FIRST_ARRAY : ST_FIRST_OBJECT;
+                break;
+
+            case '"':
+                s->state = ST_STRING;
+                s->in_key = 0;
+                break;
+
+            case 't':
+            case 'f':
+            case 'n':
+                s->literal = c == 't' ? "true" : c == 'f' ? "false" : "null";
+                s->literal_at = at;
+                s->sub = 1;
+                s->state = ST_LITERAL;
+                break;
+
+            case '-':
+                s->state = ST_MINUS;
+                break;
+
+            case '0':
+                s->state = ST_ZERO;
+                break;
+
+            default:
+                if (!is_digit(c)) {
+                    return fail(s, at, "unexpected character");
+                }
+                s->state = ST_INT;
+            }
+            break;
+
+        case ST_FIRST_OBJECT:
+            if (c == '}') {
+                s->depth--;
+                value_ended(s);
+                break;
+            }
+            /* fall through */
+
+        case ST_KEY:
+            if (is_space(c)) {
+                break;
+            }
+            if (c != '"') {
+                return fail(s, at, "expected a string key");
+            }
+            s->state = ST_STRING;
+            s->in_key = 1;
+            break;
+
+        case ST_COLON:
+            if (is_space(c)) {
+                break;
+            }
+            if (c != ':') {
+                return fail(s, at, "expected ':'");
+            }
+            s->state = ST_VALUE;
+            break;
+
+        case ST_MINUS:
+            if (!is_digit(c)) {
+                return fail(s, at, "bad number");
+            }
+            s->state = c == '0' ? ST_ZERO : ST_INT;
+            break;
+
+        case ST_INT:
+            if (is_digit(c)) {
+                break;
+            }
+            /* fall through */
+
+        case ST_ZERO:
+            if (c == '.') {
+                s->state = ST_DOT;
+                break;
+            }
+            /* fall through */
+
+        case ST_FRAC:
+            if (s->state == ST_FRAC && is_digit(c)) {
+                break;
+            }
+            if (c == 'e' || c == 'E') {
+                s->state = ST_EXP;
+                break;
+            }
+            goto after;
+
+        case ST_DOT:
+            if (!is_digit(c)) {
+                return fail(s, at, "bad number");
+            }
+            s->state = ST_FRAC;
+            break;
+
+        case ST_EXP:
+            if (c == '+' || c == '-') {
+                s->state = ST_EXP_SIGN;
+                break;
+            }
+            /* fall through */
+
+        case ST_EXP_SIGN:
+            if (!is_digit(c)) {
+                return fail(s, at, "bad number");
+            }
+            s->state = ST_EXP_DIGITS;
+            break;
+
+        case ST_EXP_DIGITS:
+            if (is_digit(c)) {
+                break;
+            }
+            /* the number ended at this byte: it belongs to what follows */
+            goto after;
+
+        case ST_AFTER:
+        after:
+            s->state = ST_AFTER;
+
+            if (is_space(c)) {
+                break;
+            }
+
+            if (s->depth == 0) {
+                return fail(s, at, "trailing characters after JSON value");
+            }
+
+            open = (unsigned char) s->stack[s->depth - 1];
+
+            if (c == ',') {
+                s->state = open == '{' ? ST_KEY : ST_VALUE;
+
+            } else if (c == (open == '{' ? '}' : ']')) {
+                s->depth--;
+
+            } else {
+                return fail(s, at, open == '{' ? "expected ',' or '}'"
+                                               : "expected ',' or ']'");
+            }
+            break;
         }
     }
 
-    return fail(s, "unterminated string");
+done:
+
+    s->offset += len;
+    return 0;
 }
 
 
-static int
-scan_digits(json_scan_t *s)
+int
+offload_json_scan_end(offload_json_scan_t *s)
 {
-    const char  *begin = s->p;
+    size_t  at = s->offset;
 
-    while (s->p < s->end && *s->p >= '0' && *s->p <= '9') {
-        s->p++;
-    }
-
-    return s->p == begin ? fail(s, "bad number") : 0;
-}
-
-
-static int
-scan_number(json_scan_t *s)
-{
-    if (*s->p == '-') {
-        s->p++;
-    }
-
-    if (s->p < s->end && *s->p == '0') {
-        s->p++;
-
-    } else if (scan_digits(s) != 0) {
+    if (s->err != NULL) {
         return -1;
     }
 
-    if (s->p < s->end && *s->p == '.') {
-        s->p++;
-        if (scan_digits(s) != 0) {
-            return -1;
+    switch (s->state) {
+
+    case ST_ZERO:
+    case ST_INT:
+    case ST_FRAC:
+    case ST_EXP_DIGITS:
+    case ST_AFTER:
+        if (s->depth == 0) {
+            return 0;
         }
-    }
+        return fail(s, at, "unexpected end of input");
 
-    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
-        s->p++;
-        if (s->p < s->end && (*s->p == '+' || *s->p == '-')) {
-            s->p++;
-        }
-        if (scan_digits(s) != 0) {
-            return -1;
-        }
-    }
+    case ST_FIRST_OBJECT:
+    case ST_KEY:
+        return fail(s, at, "expected a string key");
 
-    return 0;
-}
+    case ST_COLON:
+        return fail(s, at, "expected ':'");
 
+    case ST_STRING:
+    case ST_ESCAPE:
+        return fail(s, at, "unterminated string");
 
-static int
-scan_literal(json_scan_t *s, const char *lit)
-{
-    size_t  len = strlen(lit);
+    case ST_HEX:
+        return fail(s, at, "bad \\u escape");
 
-    if ((size_t) (s->end - s->p) < len || memcmp(s->p, lit, len) != 0) {
-        return fail(s, "unexpected character");
-    }
+    case ST_LITERAL:
+        return fail(s, s->literal_at, "unexpected character");
 
-    s->p += len;
-    return 0;
-}
-
-
-/* Scans one scalar, or the opening bracket of a container. */
-static int
-scan_value_start(json_scan_t *s, char *stack)
-{
-    skip_space(s);
-
-    if (s->p == s->end) {
-        return fail(s, "unexpected end of input");
-    }
-
-    switch (*s->p) {
-
-    case '{':
-    case '[':
-        if (s->depth == OFFLOAD_JSON_MAX_DEPTH) {
-            return fail(s, "nesting too deep");
-        }
-        stack[s->depth++] = *s->p++;
-        return 1;
-
-    case '"':
-        return scan_string(s);
-
-    case 't':
-        return scan_literal(s, "true");
-
-    case 'f':
-        return scan_literal(s, "false");
-
-    case 'n':
-        return scan_literal(s, "null");
+    case ST_MINUS:
+    case ST_DOT:
+    case ST_EXP:
+    case ST_EXP_SIGN:
+        return fail(s, at, "bad number");
 
     default:
-        if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9')) {
-            return scan_number(s);
-        }
-        return fail(s, "unexpected character");
+        return fail(s, at, "unexpected end of input");
     }
-}
-
-
-/* Expects a key and its colon inside an object. */
-static int
-scan_key(json_scan_t *s)
-{
-    skip_space(s);
-
-    if (s->p == s->end || *s->p != '"') {
-        return fail(s, "expected a string key");
-    }
-
-    if (scan_string(s) != 0) {
-        return -1;
-    }
-
-    skip_space(s);
-
-    if (s->p == s->end || *s->p != ':') {
-        return fail(s, "expected ':'");
-    }
-
-    s->p++;
-    return 0;
 }
 
 
@@ -228,76 +386,16 @@ int
 offload_json_check(const char *buf, size_t len, size_t *offset,
     const char **err)
 {
-    int          rc;
-    char         open, stack[OFFLOAD_JSON_MAX_DEPTH];
-    json_scan_t  s = { buf, buf, buf + len, NULL, 0 };
+    offload_json_scan_t  s;
 
-    for ( ;; ) {
-        rc = scan_value_start(&s, stack);
+    offload_json_scan_init(&s);
 
-        if (rc < 0) {
-            goto failed;
-        }
-
-        if (rc == 1) {
-            /* a container opened: empty, or its first member follows */
-            skip_space(&s);
-            open = stack[s.depth - 1];
-
-            if (s.p < s.end && *s.p == (open == '{' ? '}' : ']')) {
-                s.p++;
-                s.depth--;
-
-            } else {
-                if (open == '{' && scan_key(&s) != 0) {
-                    goto failed;
-                }
-                continue;
-            }
-        }
-
-        /* a value ended: close containers or move to the next member */
-        for ( ;; ) {
-            if (s.depth == 0) {
-                skip_space(&s);
-                if (s.p != s.end) {
-                    fail(&s, "trailing characters after JSON value");
-                    goto failed;
-                }
-                return 0;
-            }
-
-            skip_space(&s);
-
-            if (s.p == s.end) {
-                fail(&s, "unexpected end of input");
-                goto failed;
-            }
-
-            open = stack[s.depth - 1];
-
-            if (*s.p == ',') {
-                s.p++;
-                if (open == '{' && scan_key(&s) != 0) {
-                    goto failed;
-                }
-                break;
-            }
-
-            if (*s.p != (open == '{' ? '}' : ']')) {
-                fail(&s, open == '{' ? "expected ',' or '}'"
-                                     : "expected ',' or ']'");
-                goto failed;
-            }
-
-            s.p++;
-            s.depth--;
-        }
+    if (offload_json_scan(&s, buf, len) == 0 && offload_json_scan_end(&s) == 0)
+    {
+        return 0;
     }
 
-failed:
-
-    *offset = (size_t) (s.p - s.start);
+    *offset = s.offset;
     *err = s.err;
     return -1;
 }

@@ -12,12 +12,20 @@
 #include "offload_proto.h"
 
 
-/* The completion steps, shared by the dead-letter script below. */
+#define OFFLOAD_STR(n)    OFFLOAD_STR_(n)
+#define OFFLOAD_STR_(n)   #n
+
+/* The completion steps, shared by the dead-letter script below.  A result
+ * over OFFLOAD_NOTICE_OVER bytes is published as a notice "ON<version>
+ * <job id>": the waiting nginx GETs the stored result. */
 #define OFFLOAD_COMPLETE_LUA                                                 \
     "local old = redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[4],"  \
     " 'GET')\n"                                                              \
     "local msg = ARGV[3]\n"                                                  \
     "if old then msg = old end\n"                                            \
+    "local head = #msg > " OFFLOAD_STR(OFFLOAD_NOTICE_OVER)                  \
+    " and string.match(msg, '^OR(%d+ [^ ]+)')\n"                            \
+    "if head then msg = 'ON' .. head end\n"                                  \
     "redis.call('PUBLISH', ARGV[5], msg)\n"                                  \
     "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"                        \
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"                                 \
@@ -507,6 +515,27 @@ offload_result_decode(offload_result_t *res, const char *msg, size_t len,
     res->body.data = p;
     res->body.len = (size_t) (end - p);
     return 0;
+}
+
+
+int
+offload_notice_decode(offload_str_t *id, const char *msg, size_t len)
+{
+    const char     *p = msg + 2, *end = msg + len;
+    int64_t         n;
+    offload_str_t   tok;
+
+    if (len < 2 || msg[0] != 'O' || msg[1] != 'N'
+        || next_token(&p, end, ' ', &tok) != 0 || parse_int64(&tok, &n) != 0
+        || n != OFFLOAD_PROTO_VERSION || p == end)
+    {
+        return -1;
+    }
+
+    id->data = p;
+    id->len = (size_t) (end - p);
+
+    return memchr(p, ' ', id->len) || memchr(p, '\n', id->len) ? -1 : 0;
 }
 
 

@@ -118,6 +118,15 @@ typedef struct {
 
 #define OFFLOAD_RESULT_HEADER_MAX  136
 
+/*
+ * A result longer than this is not published whole: Redis drops a
+ * subscriber that receives over 32 MB (client-output-buffer-limit pubsub),
+ * and one big message holds up every result behind it on the channel.  The
+ * completion script publishes a notice "ON<version> <job id>" instead and
+ * the receiver GETs the stored result.
+ */
+#define OFFLOAD_NOTICE_OVER        1048576
+
 
 int offload_queue_name_valid(const char *name, size_t len);
 
@@ -148,6 +157,10 @@ int offload_result_header(char *buf, size_t size, const offload_result_t *res);
 int offload_result_decode(offload_result_t *res, const char *msg, size_t len,
     const char **err);
 
+/* The job id of a notice "ON<version> <job id>".  Returns 0, or -1 for a
+ * message that is not a notice. */
+int offload_notice_decode(offload_str_t *id, const char *msg, size_t len);
+
 /* The 16-hex sequence at the end of a job id, for the module's lookups.
  * Returns 0, or -1 for an id that is not one of ours. */
 int offload_job_id_seq(const char *id, size_t len, uint64_t *seq);
@@ -166,7 +179,8 @@ void offload_job_id_format(char *buf, const char *nonce, uint64_t seq);
  *                           ARGV[5] reply channel
  *
  * Stores the result unless one is there already (a job run twice keeps its
- * first result), publishes the stored result, then acks and deletes the
+ * first result), publishes the stored result (or, over OFFLOAD_NOTICE_OVER
+ * bytes, a notice of it), then acks and deletes the
  * entry.  Store happens before notify and before ack, inside one script, so
  * no crash between the steps can lose the answer.  Returns 1 when this call
  * stored the result, 0 when an earlier run had.
@@ -278,6 +292,25 @@ extern const char  offload_nodes_script[];
 
 int offload_json_check(const char *buf, size_t len, size_t *offset,
     const char **err);
+
+/* The same check fed piece by piece: init, scan each piece in order (0 so
+ * far so good, -1 invalid), then end (0 for one whole JSON text).  On -1,
+ * offset is where the input went wrong and err says how. */
+typedef struct {
+    size_t        offset;         /* bytes scanned so far */
+    const char   *err;
+    const char   *literal;        /* "true", "false" or "null" in progress */
+    size_t        literal_at;
+    int           depth;
+    int           state;
+    int           sub;
+    int           in_key;
+    char          stack[OFFLOAD_JSON_MAX_DEPTH];
+} offload_json_scan_t;
+
+void offload_json_scan_init(offload_json_scan_t *s);
+int offload_json_scan(offload_json_scan_t *s, const char *buf, size_t len);
+int offload_json_scan_end(offload_json_scan_t *s);
 
 
 /* A Redis address: "host:port", "host" (port 6379), "[ipv6]:port",

@@ -32,7 +32,8 @@ queue events.aggregate { handler events.aggregate; workers 1; }
 CONF
 ok(start_jobs_nginx(workers => 1, timeout => 60, wrapper => [ 'valgrind',
     '--error-exitcode=99', "--log-file=$dir/nginx-valgrind.%p.log" ],
-    server => "location = /status { offload_status; }\n"
+    server => "client_max_body_size 4m;\n"
+        . "location = /status { offload_status; }\n"
         . "location = /metrics { offload_metrics; }\n"
         . "location = /dash { offload_dashboard; }"),
     'stack ready');
@@ -58,6 +59,14 @@ for my $round (1 .. 2) {
             or diag($r->{content});
     }
 }
+
+# a body and a result over 1 MB: the sliced JSON check, the bulk link's
+# pieces, the result notice and its GET; a late JSON error in a big body
+my $big = '{"data":"' . ('v' x (2 * 2**20)) . '"}';
+my $r = http('POST', '/jobs/echo', $big);
+ok($r->{status} == 200 && $r->{content} eq $big, '2 MB echo: the same back');
+$r = http('POST', '/jobs/echo', substr($big, 0, -1));
+is($r->{status}, 400, '2 MB of bad JSON: 400');
 
 # the observability locations, under valgrind too
 ok(wait_until(sub { (node_doc()->{queues}{echo}{jobs_per_s} // 0) > 0 },

@@ -11,6 +11,31 @@
 #include "tap.h"
 
 
+/* The same text fed one byte at a time: the same verdict, offset, error. */
+static int
+json_bytewise(const char *text, size_t len, size_t *off, const char **err)
+{
+    size_t               i;
+    offload_json_scan_t  s;
+
+    offload_json_scan_init(&s);
+
+    for (i = 0; i < len; i++) {
+        if (offload_json_scan(&s, text + i, 1) != 0) {
+            break;
+        }
+    }
+
+    if (i == len && offload_json_scan_end(&s) == 0) {
+        return 0;
+    }
+
+    *off = s.offset;
+    *err = s.err;
+    return -1;
+}
+
+
 static void
 json_good(const char *text)
 {
@@ -19,6 +44,8 @@ json_good(const char *text)
 
     ok(offload_json_check(text, strlen(text), &off, &err) == 0,
        "json ok: %s", text);
+    ok(json_bytewise(text, strlen(text), &off, &err) == 0,
+       "json ok byte by byte: %s", text);
 }
 
 
@@ -31,6 +58,14 @@ json_bad(const char *text, size_t len, size_t want_off, const char *want_err)
     ok(offload_json_check(text, len, &off, &err) == -1 && off == want_off,
        "json bad: %.*s at %zu (got %zu)", (int) len, text, want_off, off);
     is_str(err, want_err, "json bad: %.*s: message", (int) len, text);
+
+    off = 999;
+    err = NULL;
+    ok(json_bytewise(text, len, &off, &err) == -1 && off == want_off,
+       "json bad byte by byte: %.*s at %zu (got %zu)", (int) len, text,
+       want_off, off);
+    is_str(err, want_err, "json bad byte by byte: %.*s: message", (int) len,
+           text);
 }
 
 
@@ -48,6 +83,8 @@ test_json(void)
     json_good("0");
     json_good("-0.5E-2");
     json_good("{\"a\":{\"b\":{\"c\":[[],{}]}}}");
+    json_good("[0,10,1.5e3,-0E+1,{\"k\":null}]");
+    json_good(" { } ");
 
     json_bad("", 0, 0, "unexpected end of input");
     json_bad("   ", 3, 3, "unexpected end of input");
@@ -71,6 +108,11 @@ test_json(void)
     json_bad("[1", 2, 2, "unexpected end of input");
     json_bad("[1] ", 2, 2, "unexpected end of input");   /* length counts */
     json_bad("\"a\0b\"", 5, 3, "control character in string");
+    json_bad("{", 1, 1, "expected a string key");
+    json_bad("{\"a\"", 4, 4, "expected ':'");
+    json_bad("\"\\u12", 5, 5, "bad \\u escape");
+    json_bad("1e+", 3, 3, "bad number");
+    json_bad("[1.5x]", 6, 4, "expected ',' or ']'");
 
     deep = malloc(2 * OFFLOAD_JSON_MAX_DEPTH + 2);
     for (i = 0; i < OFFLOAD_JSON_MAX_DEPTH; i++) {
@@ -96,6 +138,7 @@ test_result(void)
     int               n;
     char              buf[256];
     const char       *err;
+    offload_str_t     id;
     offload_result_t  in, out;
 
     in.version = OFFLOAD_PROTO_VERSION;
@@ -154,6 +197,16 @@ test_result(void)
     ok(offload_result_decode(&out, "OR1 id 200 5 7\n{}", 17, &err) == 0
        && out.run_us == 7 && out.cpu_us == -1 && out.rss_kb == -1,
        "an older sidecar's header (no resource use) decodes");
+
+    ok(offload_notice_decode(&id, "ON1 ab12", 8) == 0 && id.len == 4
+       && memcmp(id.data, "ab12", 4) == 0, "a notice gives its job id");
+    ok(offload_notice_decode(&id, "OR1 ab12 200 0 0\n{}", 19) == -1,
+       "a result is not a notice");
+    ok(offload_notice_decode(&id, "ON2 ab12", 8) == -1,
+       "a notice of another version is not decoded");
+    ok(offload_notice_decode(&id, "ON1 ", 4) == -1
+       && offload_notice_decode(&id, "ON1 a b", 7) == -1,
+       "a notice needs one id");
 }
 
 
