@@ -566,7 +566,18 @@ ngx_http_offload_link_write_handler(ngx_event_t *wev)
 
         redisAsyncHandleWrite(ac);
 
-        if (link->ac != ac || sdslen(ac->c.obuf) != 0) {
+        if (link->ac != ac) {
+            return;
+        }
+
+        /* bytes going out prove the connection alive as a reply does: a
+         * big command may take longer than the watchdog to write */
+
+        if (sdslen(ac->c.obuf) < len && link->inflight) {
+            ngx_add_timer(&link->watchdog, NGX_HTTP_OFFLOAD_WATCHDOG);
+        }
+
+        if (sdslen(ac->c.obuf) != 0) {
             return;
         }
     }

@@ -107,6 +107,13 @@ $r = http('POST', '/jobs/echo', $mid);
 is($r->{status}, 200, '2 MB echo: 200');
 ok($r->{content} eq $mid, '2 MB echo: the same bytes back');
 
+# ---- the bulk way adds no stream either: a queue nobody serves is 404
+$r = http('POST', '/jobs/nobody_serves_this', $mid);
+is($r->{status}, 404, '2 MB job to a queue nobody serves: 404');
+is(($r->{json} // {})->{error}{code}, 'unknown_queue', 'unknown_queue');
+is(redis_cmd('EXISTS', 'offload:{nobody_serves_this}:jobs'), 0,
+    'and no stream made');
+
 # ---- a big job whose deadline passes while its XADD is being written: it
 # is withdrawn half sent (the bulk link is dropped, Redis must not take the
 # rest of the link's bytes as the end of it); what follows still works
