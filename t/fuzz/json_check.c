@@ -1,6 +1,7 @@
 /*
  * json_check.c -- libFuzzer harness of offload_json_check(), the module's
- * check of request bodies on the nginx request path.
+ * check of request bodies on the nginx request path, and of the same
+ * check fed in pieces (offload_json_scan), as big bodies are.
  *
  * Besides memory errors, it holds the checker to jansson (the handlers'
  * parser) on the grammar both implement: a text one accepts the other must
@@ -18,6 +19,7 @@
 
 #include <jansson.h>
 
+#include "check.h"
 #include "offload_proto.h"
 
 
@@ -28,6 +30,34 @@ jansson_only(const json_error_t *jerr)
     return json_error_code(jerr) == json_error_invalid_utf8
            || json_error_code(jerr) == json_error_numeric_overflow
            || strstr(jerr->text, "invalid Unicode") != NULL;
+}
+
+
+/* The module checks a big body slice by slice, as its buffers come: fed in
+ * pieces of 1 to 8 bytes (the first byte says how many), the scanner must
+ * reach the same verdict at the same offset as in one go. */
+static void
+check_pieces(const uint8_t *data, size_t size, int rc, size_t offset)
+{
+    int                  prc = 0;
+    size_t               at, piece, n;
+    offload_json_scan_t  s;
+
+    piece = size > 0 ? (size_t) (data[0] % 8) + 1 : 1;
+
+    offload_json_scan_init(&s);
+
+    for (at = 0; at < size && prc == 0; at += n) {
+        n = size - at < piece ? size - at : piece;
+        prc = offload_json_scan(&s, (const char *) data + at, n);
+    }
+
+    if (prc == 0) {
+        prc = offload_json_scan_end(&s);
+    }
+
+    check((prc == 0) == (rc == 0), "the same verdict in pieces");
+    check(rc == 0 || s.offset == offset, "the same offset in pieces");
 }
 
 
@@ -47,6 +77,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 offset, size);
         abort();
     }
+
+    check_pieces(data, size, rc, offset);
 
     json = json_loadb((const char *) data, size,
                       JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
