@@ -7,9 +7,11 @@
  * parser) on the grammar both implement: a text one accepts the other must
  * accept too, except where the checker knowingly leaves the judgement to
  * jansson (UTF-8, lone surrogates, numbers too big for a C type), where
- * nesting passes the checker's depth limit, or where jansson 2.14 takes a
- * NUL byte right after a number for the end of the text ("2\0"): the
- * checker rejects that byte, as RFC 8259 wants.
+ * jansson does not take what RFC 8259 allows ("\u0000" in an object key:
+ * the worker then answers 422), where nesting passes the checker's depth
+ * limit, or where jansson 2.14 takes a NUL byte right after a number for
+ * the end of the text ("2\0"): the checker rejects that byte, as RFC 8259
+ * wants.
  */
 
 #include <stdint.h>
@@ -29,6 +31,7 @@ jansson_only(const json_error_t *jerr)
 {
     return json_error_code(jerr) == json_error_invalid_utf8
            || json_error_code(jerr) == json_error_numeric_overflow
+           || json_error_code(jerr) == json_error_null_byte_in_key
            || strstr(jerr->text, "invalid Unicode") != NULL;
 }
 
