@@ -279,6 +279,17 @@ ngx_http_offload_submit(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
                                            "bad_json", "empty body");
     }
 
+    /* nginx -t bounds the body, but with client_max_body_size 0 nginx
+     * keeps a little more than client_body_buffer_size in memory */
+
+    if (body->len > NGX_HTTP_OFFLOAD_BODY_MAX) {
+        return ngx_http_offload_send_error(r,
+                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                           "too_large",
+                                           "the body is more than a job "
+                                           "can carry");
+    }
+
     cln = ngx_http_cleanup_add(r, 0);
     if (cln == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

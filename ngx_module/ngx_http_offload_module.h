@@ -95,6 +95,8 @@ typedef struct {
     ngx_uint_t                    nparts;
     size_t                        total;
     size_t                        sent;        /* of all the parts */
+    ngx_uint_t                    at;          /* the part being sent, */
+    size_t                        at_off;      /* and how far */
     redisCallbackFn              *fn;
     void                         *privdata;
     unsigned                      queued:1;

@@ -394,17 +394,29 @@ ngx_http_offload_link_feed(ngx_http_offload_link_t *link)
                                             (char *) st->part[0].data,
                                             st->part[0].len);
             n = st->part[0].len;
+            st->at = 1;
+            st->at_off = 0;
 
-        } else {
-            off = st->sent;
-
-            for (i = 0; off >= st->part[i].len; i++) {
-                off -= st->part[i].len;
+            /* awaited from its first byte: the watchdog sees a Redis
+             * that stops reading in the middle of it */
+            if (rc == REDIS_OK) {
+                ngx_http_offload_link_sent(link);
             }
 
+        } else {
+            /* a cursor, not a search from the start: a chunked body may
+             * come in millions of small buffers */
+            while (st->at_off == st->part[st->at].len) {
+                st->at++;
+                st->at_off = 0;
+            }
+
+            i = st->at;
+            off = st->at_off;
             n = ngx_min(st->part[i].len - off, room);
             rc = redisAppendFormattedCommand(rctx,
                                          (char *) st->part[i].data + off, n);
+            st->at_off += n;
         }
 
         if (rc != REDIS_OK) {
@@ -416,7 +428,6 @@ ngx_http_offload_link_feed(ngx_http_offload_link_t *link)
         if (st->sent == st->total) {
             ngx_queue_remove(&st->queue);
             st->queued = 0;
-            ngx_http_offload_link_sent(link);
         }
     }
 

@@ -379,9 +379,15 @@ ngx_http_offload_strlen_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER
-        || reply->integer <= 0)
-    {
+    if (reply == NULL) {
+        /* the notice will not come again: do not wait for the deadline */
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "redis_unavailable",
+                                      "the redis connection was lost");
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_INTEGER || reply->integer <= 0) {
         /* gone (its TTL passed?) or not there: as a GET finding nothing */
         if (ctx->expired) {
             ngx_http_offload_timed_out(ctx);

@@ -12,6 +12,8 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use IO::Select;
 use Test::More;
+use IO::Socket::INET;
+use Time::HiRes qw(time);
 use OffloadTest;
 
 # ---- nginx -t: what a job can carry
@@ -106,6 +108,28 @@ my $mid = '[' . join(',', (12345) x (2**20 / 3)) . ']';
 $r = http('POST', '/jobs/echo', $mid);
 is($r->{status}, 200, '2 MB echo: 200');
 ok($r->{content} eq $mid, '2 MB echo: the same bytes back');
+
+# ---- a chunked body in many small chunks (each its own buffer in nginx)
+# is sent piece after piece without searching the buffers from the start
+# every time (quadratic: tens of seconds for this one)
+{
+    my $n = int(8 * 2**20 / 129);
+    my $json = '"' . ('c' x ($n * 129 - 2)) . '"';
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+    print $s "POST /jobs/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        . "Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (my $at = 0; $at < length $json; $at += 129) {
+        print $s "81\r\n", substr($json, $at, 129), "\r\n";
+    }
+    print $s "0\r\n\r\n";
+    my $t0 = time;
+    my $a = read_answer($s, scaled(60));
+    is($a->{status}, 200, "8 MB in $n chunks of 129 bytes: 200");
+    ok(($a->{content} // '') eq $json, 'the same bytes back');
+    diag(sprintf '8 MB in %d chunks answered %.2f s after the last', $n,
+        time - $t0);
+}
 
 # ---- the bulk way adds no stream either: a queue nobody serves is 404
 $r = http('POST', '/jobs/nobody_serves_this', $mid);
