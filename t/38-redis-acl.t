@@ -47,7 +47,7 @@ queue crash { handler crash; workers 1; max_attempts 2; }
 CONF
 ok(start_jobs_nginx(
     redis => "\@REDIS\@ user=offload-nginx password=$secret{'offload-nginx'}",
-    server => "offload_timeout 20s;\n"
+    server => "offload_timeout 20s;\nclient_max_body_size 4m;\n"
         . "location = /status { offload_status; }"), 'stack ready');
 
 my $ok = 0;
@@ -56,6 +56,13 @@ for my $i (1 .. 20) {
     $ok++ if $r->{status} == 200 && $r->{json}{i} == $i;
 }
 is($ok, 20, '20 echo jobs');
+
+# a 2 MB job goes on the bulk connection and its result comes back as a
+# notice read with STRLEN and GETRANGE
+my $big = '"' . ('b' x (2 * 2**20)) . '"';
+my $br = http('POST', '/jobs/echo', $big);
+is($br->{status}, 200, 'a 2 MB echo job (bulk connection, result notice)');
+ok(($br->{content} // '') eq $big, 'with its bytes back');
 
 my $status = http('GET', '/status');
 is($status->{status}, 200, 'offload_status');
