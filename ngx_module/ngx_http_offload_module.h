@@ -48,6 +48,7 @@
 #define NGX_HTTP_OFFLOAD_BULK_MIN         (1024 * 1024)
 #define NGX_HTTP_OFFLOAD_PIECE            (256 * 1024)
 #define NGX_HTTP_OFFLOAD_TURN             (1024 * 1024)
+#define NGX_HTTP_OFFLOAD_SLICE_LAST       "1048575"    /* TURN - 1 */
 
 /*
  * The largest body a job takes: Redis takes strings of at most 512 MB

@@ -292,8 +292,8 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t big)
 {
     int          len;
     char        *key;
-    const char  *argv[2];
-    size_t       argvlen[2];
+    const char  *argv[4];
+    size_t       argvlen[4];
 
     key = ngx_pnalloc(ctx->request->pool, OFFLOAD_KEY_MAX);
     if (key == NULL) {
@@ -315,15 +315,22 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t big)
         return;
     }
 
-    argv[0] = "GET";
-    argvlen[0] = 3;
+    /* At most one slice on the command connection, whatever the result's
+     * size: a longer one is then read the big way. */
+
+    argv[0] = "GETRANGE";
+    argvlen[0] = 8;
     argv[1] = key;
     argvlen[1] = len;
+    argv[2] = "0";
+    argvlen[2] = 1;
+    argv[3] = NGX_HTTP_OFFLOAD_SLICE_LAST;
+    argvlen[3] = sizeof(NGX_HTTP_OFFLOAD_SLICE_LAST) - 1;
 
     (void) ngx_http_offload_link_send(&ctx->peer->command,
                                       ngx_http_offload_get_done,
                                       (void *) (uintptr_t) ctx->node.key,
-                                      2, argv, argvlen);
+                                      4, argv, argvlen);
 }
 
 
@@ -468,8 +475,18 @@ ngx_http_offload_get_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    if (reply != NULL && reply->type == REDIS_REPLY_STRING) {
-        ngx_http_offload_deliver(ctx->peer, ctx, reply->str, reply->len);
+    /* GETRANGE of a key that is not there is "": nothing stored */
+
+    if (reply != NULL && reply->type == REDIS_REPLY_STRING
+        && reply->len > 0)
+    {
+        if (reply->len < NGX_HTTP_OFFLOAD_TURN) {
+            ngx_http_offload_deliver(ctx->peer, ctx, reply->str, reply->len);
+
+        } else if (!ctx->stream.queued && ctx->result == NULL) {
+            ngx_http_offload_fetch_result(ctx, 1);
+        }
+
         return;
     }
 
