@@ -101,6 +101,8 @@ typedef struct {
     redisCallbackFn              *fn;
     void                         *privdata;
     unsigned                      queued:1;
+    unsigned                      blank:1;     /* the rest of a withdrawn
+                                                  one, ours to free */
 } ngx_http_offload_stream_t;
 
 

@@ -15,6 +15,8 @@
 
 static void ngx_http_offload_link_read_handler(ngx_event_t *rev);
 static void ngx_http_offload_link_write_handler(ngx_event_t *wev);
+static ngx_http_offload_stream_t *ngx_http_offload_link_blank(
+    ngx_http_offload_stream_t *st, ngx_log_t *log);
 static void ngx_http_offload_link_add_read(void *privdata);
 static void ngx_http_offload_link_del_read(void *privdata);
 static void ngx_http_offload_link_add_write(void *privdata);
@@ -337,29 +339,125 @@ ngx_http_offload_resp_args(u_char *p, int from, int to, const char **argv,
 
 /*
  * Takes back a command not yet wholly handed to hiredis.  Half of it may be
- * in the output buffer already: Redis must not see the rest of the
- * connection's commands as the end of this one, so the link goes (and what
- * was sent on it answers "connection lost").
+ * in the output buffer already, and its request's memory is about to go:
+ * the rest is then written as a blank copy (ngx_http_offload_link_blank),
+ * so that Redis reads one whole command and the commands behind it, on the
+ * same link, are not lost.  Only when that copy cannot be made does the
+ * link go (what was sent on it answers "connection lost").
  */
 
 void
 ngx_http_offload_link_unstream(ngx_http_offload_link_t *link,
     ngx_http_offload_stream_t *st)
 {
+    ngx_http_offload_stream_t  *blank;
+
     if (!st->queued) {
         return;
+    }
+
+    blank = st->sent ? ngx_http_offload_link_blank(st, link->log) : NULL;
+
+    if (blank != NULL) {
+        ngx_queue_insert_after(&st->queue, &blank->queue);
     }
 
     ngx_queue_remove(&st->queue);
     st->queued = 0;
 
-    if (st->sent) {
-        ngx_log_error(NGX_LOG_INFO, link->log, 0,
+    if (st->sent && blank == NULL) {
+        ngx_log_error(NGX_LOG_WARN, link->log, 0,
                       "offload: redis %V %s connection: a command was "
                       "withdrawn half sent, dropping the connection",
                       &link->peer->name, link->role);
         ngx_http_offload_link_drop(link);
     }
+}
+
+
+/*
+ * The rest of a half-written command, in memory of its own: spaces for
+ * what is left of its big argument, then a copy of its tail with the job's
+ * deadline set to 0, so that a worker answers it "expired" without running
+ * it (the request it was for is gone).  NULL when out of memory.
+ */
+
+static ngx_http_offload_stream_t *
+ngx_http_offload_link_blank(ngx_http_offload_stream_t *st, ngx_log_t *log)
+{
+    static u_char               spaces[NGX_HTTP_OFFLOAD_PIECE];
+    static const char           field[] = "$" "8" "\r\n" OFFLOAD_F_DEADLINE
+                                          "\r\n$";
+
+    u_char                     *p, *tail, *last;
+    size_t                      left, size, tail_len, tail_off;
+    ngx_uint_t                  i, n;
+    ngx_str_t                  *t;
+    ngx_http_offload_stream_t  *blank;
+
+    if (spaces[0] == '\0') {
+        ngx_memset(spaces, ' ', sizeof(spaces));
+    }
+
+    /* what is left of the big argument, and of the tail (the last part) */
+
+    t = &st->part[st->nparts - 1];
+
+    if (st->total - st->sent >= t->len) {
+        left = st->total - st->sent - t->len;
+        tail_off = 0;
+
+    } else {
+        left = 0;               /* in the tail already: the job is whole */
+        tail_off = t->len - (st->total - st->sent);
+    }
+
+    tail_len = t->len - tail_off;
+
+    n = (left + sizeof(spaces) - 1) / sizeof(spaces);
+    size = sizeof(ngx_http_offload_stream_t) + (n + 1) * sizeof(ngx_str_t)
+           + tail_len;
+
+    blank = ngx_alloc(size, log);
+    if (blank == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(blank, sizeof(ngx_http_offload_stream_t));
+    blank->part = (ngx_str_t *) (blank + 1);
+
+    for (i = 0; i < n; i++) {
+        blank->part[i].data = spaces;
+        blank->part[i].len = ngx_min(left - i * sizeof(spaces),
+                                     sizeof(spaces));
+    }
+
+    tail = (u_char *) &blank->part[n + 1];
+    ngx_memcpy(tail, t->data + tail_off, tail_len);
+    blank->part[n].data = tail;
+    blank->part[n].len = tail_len;
+
+    /* "$8\r\ndeadline\r\n$<len>\r\n<digits>\r\n": the digits become 0s */
+
+    last = tail + tail_len;
+    p = left ? ngx_strlcasestrn(tail, last, (u_char *) field,
+                                sizeof(field) - 2)
+             : NULL;
+
+    if (p != NULL) {
+        p = ngx_strlchr(p + sizeof(field) - 1, last, '\n');
+
+        for (p = p ? p + 1 : last; p < last && *p != '\r'; p++) {
+            *p = '0';
+        }
+    }
+
+    blank->nparts = n + 1;
+    blank->total = left + tail_len;
+    blank->queued = 1;
+    blank->blank = 1;
+
+    return blank;
 }
 
 
@@ -389,7 +487,7 @@ ngx_http_offload_link_feed(ngx_http_offload_link_t *link)
 
         room = NGX_HTTP_OFFLOAD_PIECE - sdslen(rctx->obuf);
 
-        if (st->sent == 0) {
+        if (st->sent == 0 && !st->blank) {
             rc = redisAsyncFormattedCommand(link->ac, st->fn, st->privdata,
                                             (char *) st->part[0].data,
                                             st->part[0].len);
@@ -428,6 +526,10 @@ ngx_http_offload_link_feed(ngx_http_offload_link_t *link)
         if (st->sent == st->total) {
             ngx_queue_remove(&st->queue);
             st->queued = 0;
+
+            if (st->blank) {
+                ngx_free(st);
+            }
         }
     }
 
@@ -697,9 +799,13 @@ ngx_http_offload_link_cleanup(void *privdata)
         st = ngx_queue_data(ngx_queue_head(&link->streams),
                             ngx_http_offload_stream_t, queue);
 
-        if (st->sent) {
+        if (st->sent || st->blank) {
             ngx_queue_remove(&st->queue);
             st->queued = 0;
+
+            if (st->blank) {
+                ngx_free(st);
+            }
         }
     }
 

@@ -4,7 +4,8 @@
 # over Redis' 32 MB pub/sub limit, arrives as a notice and is read from its
 # key without the subscriber being dropped; a big body with a JSON error
 # late in it is refused (the check runs in slices); a big XADD withdrawn
-# half written; nginx -t refuses a client_max_body_size Redis cannot carry.
+# half written is finished blank; nginx -t refuses a client_max_body_size
+# Redis cannot carry.
 
 use strict;
 use warnings;
@@ -139,10 +140,23 @@ is(redis_cmd('EXISTS', 'offload:{nobody_serves_this}:jobs'), 0,
     'and no stream made');
 
 # ---- a big job whose deadline passes while its XADD is being written: it
-# is withdrawn half sent (the bulk link is dropped, Redis must not take the
-# rest of the link's bytes as the end of it); what follows still works
+# is withdrawn half sent; the rest goes out blank (spaces, deadline 0), so
+# Redis reads one whole command and the bulk link, with whatever else is
+# on it, stays up; a worker answers the blank job "expired" without
+# running it; what follows still works
+my $before = reconnects();
 $r = http('POST', '/short/big', '{"data":"' . ('z' x (16 * 2**20)) . '"}');
 is($r->{status}, 504, 'deadline during a big XADD: 504');
+my $blank;
+ok(wait_until(sub {
+    ($blank) = grep { /"expired"/ } map { redis_cmd('GET', $_) // '' }
+        @{ redis_cmd('KEYS', 'offload:{big}:result:*') };
+    $blank;
+}, scaled(20), 'blank job expired'),
+    'the withdrawn job reaches Redis whole and a worker answers it expired');
+is(reconnects(), $before, 'no Redis connection was dropped for it');
+unlike(slurp(nginx_error_log()), qr/withdrawn half sent, dropping/,
+    'nginx did not drop the bulk connection');
 $r = http('POST', '/jobs/echo', $mid);
 is($r->{status}, 200, 'after a withdrawn XADD: 2 MB echo 200');
 ok($r->{content} eq $mid, 'after a withdrawn XADD: the same bytes back');
