@@ -17,6 +17,8 @@ static ngx_http_offload_ctx_t *ngx_http_offload_lookup(
     ngx_http_offload_peer_t *peer, void *privdata);
 static ngx_http_offload_ctx_t *ngx_http_offload_replied_ctx(
     redisAsyncContext *ac, redisReply *reply, void *privdata);
+static ngx_http_offload_ctx_t *ngx_http_offload_needed_ctx(
+    redisAsyncContext *ac, redisReply *reply, void *privdata);
 static void ngx_http_offload_deliver(ngx_http_offload_peer_t *peer,
     ngx_http_offload_ctx_t *ctx, const char *msg, size_t len);
 static void ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx,
@@ -174,21 +176,39 @@ ngx_http_offload_replied_ctx(redisAsyncContext *ac, redisReply *reply,
 }
 
 
+/*
+ * As ngx_http_offload_replied_ctx(), for a command its request cannot do
+ * without (its XADD, a big result's read): a connection lost under it
+ * answers 503 at once rather than at the deadline, and gives NULL too.
+ */
+
+static ngx_http_offload_ctx_t *
+ngx_http_offload_needed_ctx(redisAsyncContext *ac, redisReply *reply,
+    void *privdata)
+{
+    ngx_http_offload_ctx_t  *ctx;
+
+    ctx = ngx_http_offload_replied_ctx(ac, reply, privdata);
+
+    if (ctx != NULL && reply == NULL) {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "redis_unavailable",
+                                      "the redis connection was lost");
+        return NULL;
+    }
+
+    return ctx;
+}
+
+
 void
 ngx_http_offload_xadd_done(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply              *reply = r;
     ngx_http_offload_ctx_t  *ctx;
 
-    ctx = ngx_http_offload_replied_ctx(ac, reply, privdata);
+    ctx = ngx_http_offload_needed_ctx(ac, reply, privdata);
     if (ctx == NULL) {
-        return;
-    }
-
-    if (reply == NULL) {
-        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                      "redis_unavailable",
-                                      "the redis connection was lost");
         return;
     }
 
@@ -381,16 +401,9 @@ ngx_http_offload_strlen_done(redisAsyncContext *ac, void *r, void *privdata)
     redisReply              *reply = r;
     ngx_http_offload_ctx_t  *ctx;
 
-    ctx = ngx_http_offload_replied_ctx(ac, reply, privdata);
+    /* the notice will not come again: do not wait for the deadline */
+    ctx = ngx_http_offload_needed_ctx(ac, reply, privdata);
     if (ctx == NULL) {
-        return;
-    }
-
-    if (reply == NULL) {
-        /* the notice will not come again: do not wait for the deadline */
-        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                      "redis_unavailable",
-                                      "the redis connection was lost");
         return;
     }
 
@@ -423,15 +436,8 @@ ngx_http_offload_range_done(redisAsyncContext *ac, void *r, void *privdata)
     redisReply              *reply = r;
     ngx_http_offload_ctx_t  *ctx;
 
-    ctx = ngx_http_offload_replied_ctx(ac, reply, privdata);
+    ctx = ngx_http_offload_needed_ctx(ac, reply, privdata);
     if (ctx == NULL) {
-        return;
-    }
-
-    if (reply == NULL) {
-        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                      "redis_unavailable",
-                                      "the redis connection was lost");
         return;
     }
 
