@@ -386,6 +386,7 @@ static ngx_http_offload_stream_t *
 ngx_http_offload_link_blank(ngx_http_offload_stream_t *st, ngx_log_t *log)
 {
     static u_char               spaces[NGX_HTTP_OFFLOAD_PIECE];
+    /* 8: the length of OFFLOAD_F_DEADLINE, "deadline" */
     static const char           field[] = "$" "8" "\r\n" OFFLOAD_F_DEADLINE
                                           "\r\n$";
 

@@ -17,9 +17,10 @@ sub start {
     my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
         LocalPort => 0, Listen => 128, ReuseAddr => 1, Proto => 'tcp')
         or die "proxy listen: $!";
+    my $parent = $$;
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
-        run($listen, $target);
+        run($listen, $target, $parent);
         POSIX::_exit(0);
     }
     my $self = bless { pid => $pid, port => $listen->sockport }, $class;
@@ -39,14 +40,16 @@ sub stop {
     waitpid($self->{pid}, 0);
 }
 
+# Forwards until its test process is gone (checked every half second, so
+# no proxy outlives a test that died without its END block).
 sub run {
-    my ($listen, $target) = @_;
+    my ($listen, $target, $parent) = @_;
     my (%peer, %frozen);
     my $freeze = 0;
     local $SIG{USR1} = sub { $freeze = 1 };
     local $SIG{TERM} = sub { POSIX::_exit(0) };
     my $sel = IO::Select->new($listen);
-    while (1) {
+    while (getppid() == $parent) {
         if ($freeze) {
             # keep the sockets, stop watching them
             for my $s (grep { $_ != $listen } $sel->handles) {
