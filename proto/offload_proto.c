@@ -213,6 +213,26 @@ offload_reply_channel(char *buf, size_t size, const char *nonce, size_t nlen)
 }
 
 
+int
+offload_body_key(char *buf, size_t size, const char *queue, size_t qlen,
+    const char *id, size_t idlen)
+{
+    return fitted(snprintf(buf, size, OFFLOAD_BODY_FMT, (int) qlen, queue,
+                           (int) idlen, id),
+                  size);
+}
+
+
+int
+offload_stage_key(char *buf, size_t size, const char *queue, size_t qlen,
+    const char *id, size_t idlen, const char *consumer)
+{
+    return fitted(snprintf(buf, size, OFFLOAD_STAGE_FMT, (int) qlen, queue,
+                           (int) idlen, id, consumer),
+                  size);
+}
+
+
 static void
 put_arg(const char **argv, size_t *argvlen, int *argc, const char *data,
     size_t len)
@@ -259,6 +279,13 @@ offload_job_argv(const offload_job_t *job, const char *stream_key,
     put_field(OFFLOAD_F_ATTEMPT, scratch->attempt, strlen(scratch->attempt));
     put_field(OFFLOAD_F_REQUEST_ID, job->request_id.data,
               job->request_id.len);
+
+    if (job->body_len > 0) {
+        snprintf(scratch->body_len, sizeof(scratch->body_len), "%lld",
+                 (long long) job->body_len);
+        put_field(OFFLOAD_F_BODY, scratch->body_len,
+                  strlen(scratch->body_len));
+    }
 
     return argc;
 }
@@ -369,6 +396,14 @@ offload_job_decode(offload_job_t *job, const offload_str_t *fields,
 
         } else if (str_is(name, OFFLOAD_F_REQUEST_ID)) {
             job->request_id = *value;
+
+        } else if (str_is(name, OFFLOAD_F_BODY)) {
+            if (parse_int64(value, &job->body_len) != 0
+                || job->body_len == 0)
+            {
+                *err = "bad body length";
+                return -1;
+            }
         }
 
         /* unknown fields are ignored: a newer sender may add some */
@@ -390,6 +425,11 @@ offload_job_decode(offload_job_t *job, const offload_str_t *fields,
             | HAVE_SUBMITTED | HAVE_ATTEMPT))
     {
         *err = "missing field";
+        return -1;
+    }
+
+    if (job->body_len > 0 && job->payload.len > 0) {
+        *err = "both a payload and a body";
         return -1;
     }
 

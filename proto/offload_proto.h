@@ -26,6 +26,8 @@
 /* Keys.  Queue keys are hash-tagged so one queue lives in one cluster slot. */
 #define OFFLOAD_STREAM_FMT         "offload:{%.*s}:jobs"
 #define OFFLOAD_RESULT_FMT         "offload:{%.*s}:result:%.*s"
+#define OFFLOAD_BODY_FMT           "offload:{%.*s}:body:%.*s"
+#define OFFLOAD_STAGE_FMT          "offload:{%.*s}:stage:%.*s:%s"
 #define OFFLOAD_REPLY_FMT          "offload:reply:%.*s"
 #define OFFLOAD_NODE_PREFIX        "offload:node:"
 #define OFFLOAD_NODE_FMT           OFFLOAD_NODE_PREFIX "%s"
@@ -63,6 +65,25 @@
 #define OFFLOAD_F_SUBMITTED        "submitted"
 #define OFFLOAD_F_ATTEMPT          "attempt"
 #define OFFLOAD_F_REQUEST_ID       "rid"
+#define OFFLOAD_F_BODY             "body"
+
+/*
+ * Big payloads stay out of single Redis commands: Redis runs one command at
+ * a time, and a 64 MB argument or reply holds up every other client for
+ * hundreds of ms.  A body over OFFLOAD_BODY_OVER bytes is written to its
+ * body key (OFFLOAD_BODY_FMT: queue, job id) in slices of OFFLOAD_SLICE
+ * bytes (SET ... PX, then APPENDs) before its entry is added with an empty
+ * payload and "body <length>"; a worker reads it back with GETRANGE, a
+ * slice per command.  The key lives until the job's deadline plus
+ * OFFLOAD_BODY_GRACE_MS; a dead letter keeps it OFFLOAD_DEAD_BODY_TTL
+ * seconds, so the job can be retried.  A result over OFFLOAD_NOTICE_OVER is
+ * written the same way to a staging key (OFFLOAD_STAGE_FMT: queue, job id,
+ * consumer), which the completion script renames to the result key.
+ */
+#define OFFLOAD_BODY_OVER          1048576
+#define OFFLOAD_SLICE              262144
+#define OFFLOAD_BODY_GRACE_MS      60000
+#define OFFLOAD_DEAD_BODY_TTL      604800
 
 
 typedef struct {
@@ -76,7 +97,8 @@ typedef struct {
 typedef struct {
     int            version;
     offload_str_t  id;
-    offload_str_t  payload;
+    offload_str_t  payload;       /* empty when body_len > 0 */
+    int64_t        body_len;      /* > 0: the payload is in the body key */
     offload_str_t  reply;         /* pub/sub channel of the waiting nginx */
     offload_str_t  request_id;    /* nginx $request_id, for correlation */
     int64_t        deadline_ms;   /* absolute, ms since the epoch */
@@ -85,13 +107,14 @@ typedef struct {
 } offload_job_t;
 
 #define OFFLOAD_JOB_FIELDS_AT      4     /* XADD key NOMKSTREAM * */
-#define OFFLOAD_JOB_ARGC           (OFFLOAD_JOB_FIELDS_AT + 2 * 8)
+#define OFFLOAD_JOB_ARGC           (OFFLOAD_JOB_FIELDS_AT + 2 * 9)
 
 /* Numbers in a job's argv are formatted into this scratch space. */
 typedef struct {
     char  deadline[24];
     char  submitted[24];
     char  attempt[12];
+    char  body_len[24];
 } offload_job_scratch_t;
 
 
@@ -137,9 +160,14 @@ int offload_result_key(char *buf, size_t size, const char *queue, size_t qlen,
     const char *id, size_t idlen);
 int offload_reply_channel(char *buf, size_t size, const char *nonce,
     size_t nlen);
+int offload_body_key(char *buf, size_t size, const char *queue, size_t qlen,
+    const char *id, size_t idlen);
+int offload_stage_key(char *buf, size_t size, const char *queue, size_t qlen,
+    const char *id, size_t idlen, const char *consumer);
 
 /* Fills argv/argvlen (OFFLOAD_JOB_ARGC slots) with an XADD of the job to the
- * stream key.  Returns the argument count. */
+ * stream key, with a "body" field when job->body_len > 0.  Returns the
+ * argument count. */
 int offload_job_argv(const offload_job_t *job, const char *stream_key,
     offload_job_scratch_t *scratch, const char **argv, size_t *argvlen);
 

@@ -237,7 +237,7 @@ test_job(void)
 
     offload_stream_key(stream, sizeof(stream), "echo", 4);
     argc = offload_job_argv(&in, stream, &scratch, argv, argvlen);
-    ok(argc == OFFLOAD_JOB_ARGC, "XADD argc");
+    ok(argc == OFFLOAD_JOB_ARGC - 2, "XADD argc, no body field");
     ok(argvlen[0] == 4 && memcmp(argv[0], "XADD", 4) == 0
        && strcmp(argv[1], "offload:{echo}:jobs") == 0
        && argvlen[2] == 10 && memcmp(argv[2], "NOMKSTREAM", 10) == 0
@@ -259,7 +259,26 @@ test_job(void)
        && out.payload.len == 11
        && memcmp(out.payload.data, in.payload.data, 11) == 0
        && out.reply.len == in.reply.len
-       && out.request_id.len == 5, "job round trip strings");
+       && out.request_id.len == 5 && out.body_len == 0,
+       "job round trip strings");
+
+    in.payload.len = 0;
+    in.body_len = 64 * 1024 * 1024;
+    argc = offload_job_argv(&in, stream, &scratch, argv, argvlen);
+    ok(argc == OFFLOAD_JOB_ARGC && argvlen[argc - 2] == 4
+       && memcmp(argv[argc - 2], "body", 4) == 0
+       && argvlen[argc - 1] == 8 && memcmp(argv[argc - 1], "67108864", 8) == 0,
+       "a big job's XADD ends with body <length>");
+
+    for (i = OFFLOAD_JOB_FIELDS_AT; i < argc; i++) {
+        fields[i - OFFLOAD_JOB_FIELDS_AT].data = argv[i];
+        fields[i - OFFLOAD_JOB_FIELDS_AT].len = argvlen[i];
+    }
+
+    ok(offload_job_decode(&out, fields,
+                          (size_t) (argc - OFFLOAD_JOB_FIELDS_AT), &err)
+       == 0 && out.body_len == in.body_len && out.payload.len == 0,
+       "a big job round trip: body length, empty payload");
 
 #define DECODE(arr, n) offload_job_decode(&out, arr, n, &err)
 #define S(lit) { lit, sizeof(lit) - 1 }
@@ -273,6 +292,16 @@ test_job(void)
         offload_str_t  baddl[] = { S("v"), S("1"), S("deadline"), S("-5") };
         offload_str_t  badsub[] = { S("v"), S("1"), S("submitted"), S("1x") };
         offload_str_t  badatt[] = { S("v"), S("1"), S("attempt"), S("0") };
+        offload_str_t  body0[] = {
+            S("v"), S("1"), S("id"), S("i"), S("payload"), S(""),
+            S("reply"), S("r"), S("deadline"), S("2"), S("submitted"),
+            S("1"), S("attempt"), S("3"), S("body"), S("0")
+        };
+        offload_str_t  both[] = {
+            S("v"), S("1"), S("id"), S("i"), S("payload"), S("{}"),
+            S("reply"), S("r"), S("deadline"), S("2"), S("submitted"),
+            S("1"), S("attempt"), S("3"), S("body"), S("2")
+        };
         offload_str_t  extra[] = {
             S("v"), S("1"), S("id"), S("i"), S("payload"), S("{}"),
             S("reply"), S("r"), S("deadline"), S("2"), S("submitted"),
@@ -297,6 +326,10 @@ test_job(void)
         is_str(err, "bad submitted time", "submitted: message");
         ok(DECODE(badatt, 4) == -1, "attempt 0");
         is_str(err, "bad attempt", "attempt: message");
+        ok(DECODE(body0, 16) == -1, "body length 0");
+        is_str(err, "bad body length", "body 0: message");
+        ok(DECODE(both, 16) == -1, "a payload and a body");
+        is_str(err, "both a payload and a body", "both: message");
         ok(DECODE(extra, 16) == 0 && out.attempt == 3
            && out.request_id.len == 0, "unknown fields ignored, rid optional");
     }
@@ -406,6 +439,11 @@ test_addr_names_keys(void)
        && strcmp(buf, "offload:{echo}:jobs") == 0, "stream key");
     ok(offload_result_key(buf, sizeof(buf), "echo", 4, "abc", 3) > 0
        && strcmp(buf, "offload:{echo}:result:abc") == 0, "result key");
+    ok(offload_body_key(buf, sizeof(buf), "echo", 4, "abc", 3) > 0
+       && strcmp(buf, "offload:{echo}:body:abc") == 0, "body key");
+    ok(offload_stage_key(buf, sizeof(buf), "echo", 4, "abc", 3, "n:echo:0")
+       > 0 && strcmp(buf, "offload:{echo}:stage:abc:n:echo:0") == 0,
+       "staging key");
     ok(offload_reply_channel(buf, sizeof(buf), "0123456789abcdef", 16) > 0
        && strcmp(buf, "offload:reply:0123456789abcdef") == 0, "reply channel");
     ok(offload_stream_key(buf, 10, "echo", 4) == -1, "key does not fit");
