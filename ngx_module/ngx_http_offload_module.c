@@ -412,28 +412,19 @@ ngx_http_offload_bad_json(ngx_http_request_t *r, size_t offset,
 
 
 /*
- * The checked body becomes a job: XADD, then the request waits parked.  A
- * big body goes on the bulk link, in pieces straight from its buffer.
+ * The checked body becomes a job and the request waits parked.  A body
+ * over OFFLOAD_BODY_OVER goes into its body key first, in slices on the
+ * bulk link (ngx_http_offload_upload.c); the deadline counts from here.
  */
 
 static ngx_int_t
 ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
 {
-    int                            argc, big;
-    char                           stream[OFFLOAD_KEY_MAX];
-    uint64_t                       seq;
-    ngx_int_t                      rc;
-    ngx_str_t                      body;
-    ngx_time_t                    *tp;
-    const char                    *argv[OFFLOAD_JOB_ARGC];
-    size_t                         argvlen[OFFLOAD_JOB_ARGC];
-    offload_job_t                  job;
-    offload_job_scratch_t          scratch;
-    ngx_http_variable_value_t     *rid;
-    ngx_http_offload_loc_conf_t   *olcf;
-    ngx_http_offload_main_conf_t  *omcf;
+    uint64_t                      seq;
+    ngx_int_t                     rc;
+    ngx_time_t                   *tp;
+    ngx_http_offload_loc_conf_t  *olcf;
 
-    body = ctx->body;
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
 
     if (!ctx->peer->command.up) {
@@ -445,57 +436,16 @@ ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
     seq = ++ngx_http_offload_worker.seq;
     offload_job_id_format((char *) ctx->id, ngx_http_offload_worker.nonce,
                           seq);
+    ctx->node.key = (ngx_rbtree_key_t) seq;
 
     tp = ngx_timeofday();
+    ctx->submitted_ms = (int64_t) tp->sec * 1000 + tp->msec;
 
-    ngx_memzero(&job, sizeof(offload_job_t));
-    job.version = OFFLOAD_PROTO_VERSION;
-    job.id.data = (char *) ctx->id;
-    job.id.len = OFFLOAD_JOB_ID_LEN;
-    /* a big body left in its buffers: the first one marks its place */
-    job.payload.data = body.data ? (char *) body.data
-                                 : (char *) r->request_body->bufs->buf->pos;
-    job.payload.len = body.len;
-    job.reply.data = ngx_http_offload_worker.channel;
-    job.reply.len = ngx_http_offload_worker.channel_len;
-    job.submitted_ms = (int64_t) tp->sec * 1000 + tp->msec;
-    job.deadline_ms = job.submitted_ms + olcf->timeout;
-    job.attempt = 1;
-
-    omcf = ngx_http_get_module_main_conf(r, ngx_http_offload_module);
-
-    rid = ngx_http_get_indexed_variable(r, omcf->request_id_index);
-    if (rid != NULL && !rid->not_found) {
-        job.request_id.data = (char *) rid->data;
-        job.request_id.len = rid->len;
-    }
-
-    if (offload_stream_key(stream, sizeof(stream), (char *) ctx->queue.data,
-                           ctx->queue.len)
-        < 0)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    argc = offload_job_argv(&job, stream, &scratch, argv, argvlen);
-
-    for (big = 0; big < argc && argv[big] != job.payload.data; big++) {
-        /* void */
-    }
-
-    if (body.len >= NGX_HTTP_OFFLOAD_BULK_MIN && big < argc) {
-        rc = ngx_http_offload_link_stream(&ctx->peer->bulk, &ctx->stream,
-                                          r->pool, ngx_http_offload_xadd_done,
-                                          (void *) (uintptr_t) seq,
-                                          argc, argv, argvlen, big,
-                                          body.data ? NULL
-                                                    : r->request_body->bufs);
+    if (ctx->body.len > OFFLOAD_BODY_OVER) {
+        rc = ngx_http_offload_upload(ctx);
 
     } else {
-        rc = ngx_http_offload_link_send(&ctx->peer->command,
-                                        ngx_http_offload_xadd_done,
-                                        (void *) (uintptr_t) seq,
-                                        argc, argv, argvlen);
+        rc = ngx_http_offload_xadd(ctx);
     }
 
     if (rc != NGX_OK) {
@@ -504,7 +454,6 @@ ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
                                            "redis is not reachable");
     }
 
-    ctx->node.key = (ngx_rbtree_key_t) seq;
     ngx_http_offload_park(ctx, olcf->timeout);
 
     /* notice a client that gives up: 499 */
@@ -520,9 +469,75 @@ ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
 
 
 /*
- * The body as one piece of memory, or, 1 MB or more in several buffers,
- * left in them (data NULL: copying it into fresh memory is a stall of the
- * event loop); never from a file: NGX_DECLINED when nginx wrote it to one.
+ * The job's XADD, on the command link: the body inline, or, once a big
+ * body is in its body key, an empty payload and "body <length>".
+ */
+
+ngx_int_t
+ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx)
+{
+    int                            argc;
+    char                           stream[OFFLOAD_KEY_MAX];
+    const char                    *argv[OFFLOAD_JOB_ARGC];
+    size_t                         argvlen[OFFLOAD_JOB_ARGC];
+    offload_job_t                  job;
+    ngx_http_request_t            *r;
+    offload_job_scratch_t          scratch;
+    ngx_http_variable_value_t     *rid;
+    ngx_http_offload_loc_conf_t   *olcf;
+    ngx_http_offload_main_conf_t  *omcf;
+
+    r = ctx->request;
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
+    omcf = ngx_http_get_module_main_conf(r, ngx_http_offload_module);
+
+    ngx_memzero(&job, sizeof(offload_job_t));
+    job.version = OFFLOAD_PROTO_VERSION;
+    job.id.data = (char *) ctx->id;
+    job.id.len = OFFLOAD_JOB_ID_LEN;
+
+    if (ctx->body_key.len) {
+        job.payload.data = "";
+        job.body_len = (int64_t) ctx->body.len;
+
+    } else {
+        job.payload.data = (char *) ctx->body.data;
+        job.payload.len = ctx->body.len;
+    }
+
+    job.reply.data = ngx_http_offload_worker.channel;
+    job.reply.len = ngx_http_offload_worker.channel_len;
+    job.submitted_ms = ctx->submitted_ms;
+    job.deadline_ms = ctx->submitted_ms + olcf->timeout;
+    job.attempt = 1;
+
+    rid = ngx_http_get_indexed_variable(r, omcf->request_id_index);
+    if (rid != NULL && !rid->not_found) {
+        job.request_id.data = (char *) rid->data;
+        job.request_id.len = rid->len;
+    }
+
+    if (offload_stream_key(stream, sizeof(stream), (char *) ctx->queue.data,
+                           ctx->queue.len)
+        < 0)
+    {
+        return NGX_ERROR;
+    }
+
+    argc = offload_job_argv(&job, stream, &scratch, argv, argvlen);
+
+    return ngx_http_offload_link_send(&ctx->peer->command,
+                                      ngx_http_offload_xadd_done,
+                                      (void *) (uintptr_t) ctx->node.key,
+                                      argc, argv, argvlen);
+}
+
+
+/*
+ * The body as one piece of memory, or, over OFFLOAD_BODY_OVER in several
+ * buffers, left in them (data NULL: copying it into fresh memory is a
+ * stall of the event loop); never from a file: NGX_DECLINED when nginx
+ * wrote it to one.
  */
 
 static ngx_int_t
@@ -571,7 +586,7 @@ ngx_http_offload_body(ngx_http_request_t *r, ngx_str_t *body)
 
     /* a big body is checked and sent from its buffers, not copied */
 
-    if (len >= NGX_HTTP_OFFLOAD_BULK_MIN) {
+    if (len > OFFLOAD_BODY_OVER) {
         return NGX_OK;
     }
 

@@ -5,6 +5,7 @@
  *
  *   ngx_http_offload_module.c   directives, HTTP request flow, responses
  *   ngx_http_offload_redis.c    hiredis async context <-> nginx connection
+ *   ngx_http_offload_upload.c   a big body into its body key, in slices
  *   ngx_http_offload_reply.c    pending-request table, subscriber, results
  *   ngx_http_offload_metrics.c  the shared metrics zone, Prometheus text
  *   ngx_http_offload_status.c   offload_status and offload_metrics: the
@@ -39,16 +40,19 @@
 #define NGX_HTTP_OFFLOAD_UNPROCESSABLE   422
 
 /*
- * Big bodies and results travel on a link of their own, so small jobs never
- * queue behind them, and a big command is handed to hiredis in pieces of
- * NGX_HTTP_OFFLOAD_PIECE: hiredis 0.14 memmoves its whole output buffer
- * after every partial write, quadratic in the command's size.  One event
- * loop turn writes or reads at most NGX_HTTP_OFFLOAD_TURN bytes of a link.
+ * A body over OFFLOAD_BODY_OVER, or a result over OFFLOAD_NOTICE_OVER,
+ * travels in OFFLOAD_SLICE commands (a slice each) on a link of its own, so
+ * small jobs never queue behind them.  A command is handed to hiredis in
+ * pieces of NGX_HTTP_OFFLOAD_PIECE straight from where its data is: hiredis
+ * 0.14 memmoves its whole output buffer after every partial write.  One
+ * event loop turn writes or reads at most NGX_HTTP_OFFLOAD_TURN bytes of a
+ * link.  A request has at most NGX_HTTP_OFFLOAD_SLICES slice commands on
+ * their way at once.
  */
-#define NGX_HTTP_OFFLOAD_BULK_MIN         (1024 * 1024)
 #define NGX_HTTP_OFFLOAD_PIECE            (256 * 1024)
 #define NGX_HTTP_OFFLOAD_TURN             (1024 * 1024)
-#define NGX_HTTP_OFFLOAD_SLICE_LAST       "1048575"    /* TURN - 1 */
+#define NGX_HTTP_OFFLOAD_SLICES           2
+#define NGX_HTTP_OFFLOAD_SLICE_LAST       "262143"     /* OFFLOAD_SLICE - 1 */
 
 /*
  * The largest body a job takes: Redis takes strings of at most 512 MB
@@ -101,9 +105,17 @@ typedef struct {
     redisCallbackFn              *fn;
     void                         *privdata;
     unsigned                      queued:1;
+    unsigned                      owned:1;     /* the link frees it */
     unsigned                      blank:1;     /* the rest of a withdrawn
-                                                  one, ours to free */
+                                                  one: no head */
 } ngx_http_offload_stream_t;
+
+
+/* A place in a body's buffers: the next slice starts pos bytes into cl. */
+typedef struct {
+    ngx_chain_t                  *cl;
+    size_t                        pos;
+} ngx_http_offload_cursor_t;
 
 
 /* One hiredis async context, re-created on every reconnect. */
@@ -213,11 +225,18 @@ typedef struct {
     ngx_str_t                     queue;
     ngx_http_offload_queue_metrics_t  *metrics;
     int64_t                       start_us;    /* monotonic */
+    int64_t                       submitted_ms;  /* the job accepted, ms
+                                                    since the epoch */
     u_char                        id[OFFLOAD_JOB_ID_LEN];
     ngx_event_t                   deadline;
-    ngx_http_offload_stream_t     stream;      /* a big XADD or GET */
+    ngx_http_offload_stream_t     stream[NGX_HTTP_OFFLOAD_SLICES];
+                                               /* slice n of a big body or
+                                                  result is stream[n % 2] */
+    size_t                        sliced;      /* bytes asked for in them */
     ngx_str_t                     body;        /* data NULL: in bufs */
-    ngx_chain_t                  *bufs;        /* the body's buffers */
+    ngx_http_offload_cursor_t     body_at;     /* a big body's next slice */
+    ngx_str_t                     body_key;    /* a big body's key, */
+    size_t                        body_stored; /* and what Redis holds */
     offload_json_scan_t          *scan;        /* a big body's check */
     ngx_chain_t                  *scan_cl;     /* where the check is */
     size_t                        scan_pos;
@@ -228,6 +247,8 @@ typedef struct {
     size_t                        result_got;
 
     unsigned                      checking:1;
+    unsigned                      uploading:1; /* the body key is being
+                                                  written, no XADD yet */
     unsigned                      result_read:1;  /* all of it in result */
     unsigned                      parked:1;
     unsigned                      submitted:1; /* XADD acknowledged */
@@ -264,6 +285,7 @@ ngx_http_offload_now_us(void)
 
 
 /* ngx_http_offload_module.c */
+ngx_int_t ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx);
 void ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
     offload_result_t *res);
 void ngx_http_offload_answer_error(ngx_http_offload_ctx_t *ctx,
@@ -323,7 +345,9 @@ ngx_int_t ngx_http_offload_link_send(ngx_http_offload_link_t *link,
 ngx_int_t ngx_http_offload_link_stream(ngx_http_offload_link_t *link,
     ngx_http_offload_stream_t *st, ngx_pool_t *pool, redisCallbackFn *fn,
     void *privdata, int argc, const char **argv, const size_t *argvlen,
-    int big, ngx_chain_t *bufs);
+    int big, ngx_http_offload_cursor_t *at);
+ngx_int_t ngx_http_offload_link_post(ngx_http_offload_link_t *link,
+    int argc, const char **argv, const size_t *argvlen);
 void ngx_http_offload_link_unstream(ngx_http_offload_link_t *link,
     ngx_http_offload_stream_t *st);
 ngx_http_offload_link_t *ngx_http_offload_link_replied(
@@ -335,8 +359,15 @@ void ngx_http_offload_peer_start(ngx_http_offload_peer_t *peer,
 void ngx_http_offload_peer_stop(ngx_http_offload_peer_t *peer);
 void ngx_http_offload_park(ngx_http_offload_ctx_t *ctx, ngx_msec_t timeout);
 void ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx);
+ngx_http_offload_ctx_t *ngx_http_offload_needed_ctx(redisAsyncContext *ac,
+    redisReply *reply, void *privdata);
 void ngx_http_offload_xadd_done(redisAsyncContext *ac, void *r,
     void *privdata);
+
+/* ngx_http_offload_upload.c */
+ngx_int_t ngx_http_offload_upload(ngx_http_offload_ctx_t *ctx);
+void ngx_http_offload_upload_stop(ngx_http_offload_ctx_t *ctx);
+void ngx_http_offload_body_delete(ngx_http_offload_ctx_t *ctx);
 
 
 #endif /* _NGX_HTTP_OFFLOAD_MODULE_H_INCLUDED_ */

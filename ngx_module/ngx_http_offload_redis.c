@@ -35,6 +35,12 @@ static void ngx_http_offload_link_reconnect_handler(ngx_event_t *ev);
 static void ngx_http_offload_link_timeout_handler(ngx_event_t *ev);
 static void ngx_http_offload_link_sent(ngx_http_offload_link_t *link);
 static ngx_int_t ngx_http_offload_link_feed(ngx_http_offload_link_t *link);
+static void ngx_http_offload_link_forgot(redisAsyncContext *ac, void *r,
+    void *privdata);
+static ngx_uint_t ngx_http_offload_window(ngx_http_offload_cursor_t *at,
+    size_t len, ngx_str_t *part);
+static size_t ngx_http_offload_resp_len(int from, int to,
+    const size_t *argvlen);
 static u_char *ngx_http_offload_resp_args(u_char *p, int from, int to,
     const char **argv, const size_t *argvlen);
 
@@ -233,42 +239,32 @@ ngx_http_offload_link_sent(ngx_http_offload_link_t *link)
 /*
  * Queues a command whose argument argv[big] is too big to be copied into
  * hiredis' output buffer at once: the write handler hands it over piece by
- * piece (ngx_http_offload_link_feed), straight from argv[big], or, with
- * bufs, from those buffers (argvlen[big] bytes in all).  The data must stay
- * in place until the command is sent or ngx_http_offload_link_unstream()
- * took it back.  The reply comes to fn as for ngx_http_offload_link_send().
- * A link that is not up keeps the command until it is.
+ * piece (ngx_http_offload_link_feed), straight from argv[big], or, with at,
+ * from the buffers at points to (argvlen[big] bytes from there; at moves
+ * past them).  The data must stay in place until the command is sent or
+ * ngx_http_offload_link_unstream() took it back.  The reply comes to fn as
+ * for ngx_http_offload_link_send().  A link that is not up keeps the
+ * command until it is.
  */
 
 ngx_int_t
 ngx_http_offload_link_stream(ngx_http_offload_link_t *link,
     ngx_http_offload_stream_t *st, ngx_pool_t *pool, redisCallbackFn *fn,
     void *privdata, int argc, const char **argv, const size_t *argvlen,
-    int big, ngx_chain_t *bufs)
+    int big, ngx_http_offload_cursor_t *at)
 {
-    int           i;
-    u_char       *p;
-    size_t        len[2];
-    ngx_str_t    *part;
-    ngx_uint_t    n;
-    ngx_chain_t  *cl;
+    u_char     *p;
+    size_t      len[2];
+    ngx_str_t  *part;
+    ngx_uint_t  n;
 
     len[0] = sizeof("*\r\n") - 1 + NGX_INT_T_LEN
-             + sizeof("$\r\n") - 1 + NGX_SIZE_T_LEN;
-    len[1] = sizeof("\r\n") - 1;
+             + sizeof("$\r\n") - 1 + NGX_SIZE_T_LEN
+             + ngx_http_offload_resp_len(0, big, argvlen);
+    len[1] = sizeof("\r\n") - 1
+             + ngx_http_offload_resp_len(big + 1, argc, argvlen);
 
-    for (i = 0; i < argc; i++) {
-        if (i != big) {
-            len[i > big] += sizeof("$\r\n\r\n") - 1 + NGX_SIZE_T_LEN
-                            + argvlen[i];
-        }
-    }
-
-    n = 3;
-
-    for (cl = bufs; cl; cl = cl->next) {
-        n++;
-    }
+    n = 2 + (at ? ngx_http_offload_window(at, argvlen[big], NULL) : 1);
 
     part = ngx_palloc(pool, n * sizeof(ngx_str_t));
     p = ngx_pnalloc(pool, len[0] + len[1]);
@@ -286,15 +282,12 @@ ngx_http_offload_link_stream(ngx_http_offload_link_t *link,
     part->len = p - part->data;
     part++;
 
-    if (bufs == NULL) {
+    if (at) {
+        part += ngx_http_offload_window(at, argvlen[big], part);
+
+    } else {
         part->data = (u_char *) argv[big];
         part->len = argvlen[big];
-        part++;
-    }
-
-    for (cl = bufs; cl; cl = cl->next) {
-        part->data = cl->buf->pos;
-        part->len = cl->buf->last - cl->buf->pos;
         part++;
     }
 
@@ -320,6 +313,134 @@ ngx_http_offload_link_stream(ngx_http_offload_link_t *link,
 }
 
 
+/*
+ * The parts len bytes from at take in the body's buffers: with part NULL
+ * only counted; else described in part[], and at moves past them.  A
+ * cursor, not a search from the first buffer: a chunked body may come in
+ * millions of small buffers.
+ */
+
+static ngx_uint_t
+ngx_http_offload_window(ngx_http_offload_cursor_t *at, size_t len,
+    ngx_str_t *part)
+{
+    size_t        pos, take, size;
+    ngx_uint_t    n;
+    ngx_chain_t  *cl;
+
+    n = 0;
+    pos = at->pos;
+
+    for (cl = at->cl; cl && len; /* void */) {
+        size = cl->buf->last - cl->buf->pos;
+        take = ngx_min(size - pos, len);
+
+        if (take && part) {
+            part[n].data = cl->buf->pos + pos;
+            part[n].len = take;
+        }
+
+        n += take ? 1 : 0;
+        len -= take;
+        pos += take;
+
+        if (pos == size) {
+            cl = cl->next;
+            pos = 0;
+        }
+    }
+
+    if (part) {
+        at->cl = cl;
+        at->pos = pos;
+    }
+
+    return n;
+}
+
+
+/*
+ * Queues a small command whose reply nobody waits for (DEL of a body key)
+ * behind the link's streamed commands, in memory of its own: its request
+ * may be gone already.  argv[0] must be a constant: an error reply is
+ * logged with it.
+ */
+
+ngx_int_t
+ngx_http_offload_link_post(ngx_http_offload_link_t *link, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    u_char                     *p;
+    size_t                      len;
+    ngx_http_offload_stream_t  *st;
+
+    len = sizeof("*\r\n") - 1 + NGX_INT_T_LEN
+          + ngx_http_offload_resp_len(0, argc, argvlen);
+
+    st = ngx_alloc(sizeof(ngx_http_offload_stream_t) + sizeof(ngx_str_t)
+                   + len, link->log);
+    if (st == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(st, sizeof(ngx_http_offload_stream_t));
+
+    st->part = (ngx_str_t *) (st + 1);
+    st->part->data = (u_char *) (st->part + 1);
+
+    p = ngx_sprintf(st->part->data, "*%d\r\n", argc);
+    p = ngx_http_offload_resp_args(p, 0, argc, argv, argvlen);
+
+    st->part->len = p - st->part->data;
+    st->nparts = 1;
+    st->total = st->part->len;
+    st->fn = ngx_http_offload_link_forgot;
+    st->privdata = (void *) argv[0];
+    st->queued = 1;
+    st->owned = 1;
+
+    ngx_queue_insert_tail(&link->streams, &st->queue);
+
+    if (link->up) {
+        ngx_post_event(link->connection->write, &ngx_posted_events);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_offload_link_forgot(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply               *reply = r;
+    ngx_http_offload_link_t  *link;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                      "offload: redis %V: %s failed: %s",
+                      &link->peer->name, (char *) privdata, reply->str);
+    }
+}
+
+
+static size_t
+ngx_http_offload_resp_len(int from, int to, const size_t *argvlen)
+{
+    int     i;
+    size_t  len;
+
+    len = 0;
+
+    for (i = from; i < to; i++) {
+        len += sizeof("$\r\n\r\n") - 1 + NGX_SIZE_T_LEN + argvlen[i];
+    }
+
+    return len;
+}
+
+
 static u_char *
 ngx_http_offload_resp_args(u_char *p, int from, int to, const char **argv,
     const size_t *argvlen)
@@ -342,8 +463,9 @@ ngx_http_offload_resp_args(u_char *p, int from, int to, const char **argv,
  * in the output buffer already, and its request's memory is about to go:
  * the rest is then written as a blank copy (ngx_http_offload_link_blank),
  * so that Redis reads one whole command and the commands behind it, on the
- * same link, are not lost.  Only when that copy cannot be made does the
- * link go (what was sent on it answers "connection lost").
+ * same link, are not lost.  A blank slice of a body lands in a key that is
+ * deleted next.  Only when that copy cannot be made does the link go (what
+ * was sent on it answers "connection lost").
  */
 
 void
@@ -377,20 +499,16 @@ ngx_http_offload_link_unstream(ngx_http_offload_link_t *link,
 
 /*
  * The rest of a half-written command, in memory of its own: spaces for
- * what is left of its big argument, then a copy of its tail with the job's
- * deadline set to 0, so that a worker answers it "expired" without running
- * it (the request it was for is gone).  NULL when out of memory.
+ * what is left of its big argument, then a copy of what is left of its
+ * tail.  NULL when out of memory.
  */
 
 static ngx_http_offload_stream_t *
 ngx_http_offload_link_blank(ngx_http_offload_stream_t *st, ngx_log_t *log)
 {
     static u_char               spaces[NGX_HTTP_OFFLOAD_PIECE];
-    /* 8: the length of OFFLOAD_F_DEADLINE, "deadline" */
-    static const char           field[] = "$" "8" "\r\n" OFFLOAD_F_DEADLINE
-                                          "\r\n$";
 
-    u_char                     *p, *tail, *last;
+    u_char                     *tail;
     size_t                      left, size, tail_len, tail_off;
     ngx_uint_t                  i, n;
     ngx_str_t                  *t;
@@ -409,7 +527,7 @@ ngx_http_offload_link_blank(ngx_http_offload_stream_t *st, ngx_log_t *log)
         tail_off = 0;
 
     } else {
-        left = 0;               /* in the tail already: the job is whole */
+        left = 0;               /* in the tail already */
         tail_off = t->len - (st->total - st->sent);
     }
 
@@ -438,24 +556,10 @@ ngx_http_offload_link_blank(ngx_http_offload_stream_t *st, ngx_log_t *log)
     blank->part[n].data = tail;
     blank->part[n].len = tail_len;
 
-    /* "$8\r\ndeadline\r\n$<len>\r\n<digits>\r\n": the digits become 0s */
-
-    last = tail + tail_len;
-    p = left ? ngx_strlcasestrn(tail, last, (u_char *) field,
-                                sizeof(field) - 2)
-             : NULL;
-
-    if (p != NULL) {
-        p = ngx_strlchr(p + sizeof(field) - 1, last, '\n');
-
-        for (p = p ? p + 1 : last; p < last && *p != '\r'; p++) {
-            *p = '0';
-        }
-    }
-
     blank->nparts = n + 1;
     blank->total = left + tail_len;
     blank->queued = 1;
+    blank->owned = 1;
     blank->blank = 1;
 
     return blank;
@@ -528,7 +632,7 @@ ngx_http_offload_link_feed(ngx_http_offload_link_t *link)
             ngx_queue_remove(&st->queue);
             st->queued = 0;
 
-            if (st->blank) {
+            if (st->owned) {
                 ngx_free(st);
             }
         }
@@ -804,7 +908,7 @@ ngx_http_offload_link_cleanup(void *privdata)
             ngx_queue_remove(&st->queue);
             st->queued = 0;
 
-            if (st->blank) {
+            if (st->owned) {
                 ngx_free(st);
             }
         }

@@ -17,8 +17,6 @@ static ngx_http_offload_ctx_t *ngx_http_offload_lookup(
     ngx_http_offload_peer_t *peer, void *privdata);
 static ngx_http_offload_ctx_t *ngx_http_offload_replied_ctx(
     redisAsyncContext *ac, redisReply *reply, void *privdata);
-static ngx_http_offload_ctx_t *ngx_http_offload_needed_ctx(
-    redisAsyncContext *ac, redisReply *reply, void *privdata);
 static void ngx_http_offload_deliver(ngx_http_offload_peer_t *peer,
     ngx_http_offload_ctx_t *ctx, const char *msg, size_t len);
 static void ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx,
@@ -32,8 +30,10 @@ static void ngx_http_offload_message(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_offload_get_done(redisAsyncContext *ac, void *r,
     void *privdata);
-static void ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx,
-    const char *cmd, redisCallbackFn *fn);
+static ngx_int_t ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx,
+    ngx_http_offload_stream_t *st, redisCallbackFn *fn, int argc,
+    const char **argv, size_t *argvlen);
+static ngx_int_t ngx_http_offload_fetch_slice(ngx_http_offload_ctx_t *ctx);
 static void ngx_http_offload_strlen_done(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_offload_range_done(redisAsyncContext *ac, void *r,
@@ -116,15 +116,18 @@ ngx_http_offload_park(ngx_http_offload_ctx_t *ctx, ngx_msec_t timeout)
 
 
 /*
- * Idempotent: runs before answering and again as the request's cleanup.  A
- * big command not yet sent is withdrawn (the body may be freed soon), after
- * the request left the tree: withdrawing it may drop the bulk link, whose
- * callbacks then must not find this request.
+ * Idempotent: runs before answering and again as the request's cleanup.
+ * Slice commands not yet sent are withdrawn (the body may be freed soon),
+ * after the request left the tree: withdrawing one may drop the bulk link,
+ * whose callbacks then must not find this request.  A body key written
+ * for no job is deleted.
  */
 
 void
 ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx)
 {
+    ngx_uint_t  i;
+
     if (ctx->parked) {
         ngx_rbtree_delete(&ctx->peer->pending, &ctx->node);
         ctx->parked = 0;
@@ -135,7 +138,13 @@ ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx)
         ngx_del_timer(&ctx->deadline);
     }
 
-    ngx_http_offload_link_unstream(&ctx->peer->bulk, &ctx->stream);
+    for (i = 0; i < NGX_HTTP_OFFLOAD_SLICES; i++) {
+        ngx_http_offload_link_unstream(&ctx->peer->bulk, &ctx->stream[i]);
+    }
+
+    if (ctx->uploading) {
+        ngx_http_offload_upload_stop(ctx);
+    }
 }
 
 
@@ -178,11 +187,12 @@ ngx_http_offload_replied_ctx(redisAsyncContext *ac, redisReply *reply,
 
 /*
  * As ngx_http_offload_replied_ctx(), for a command its request cannot do
- * without (its XADD, a big result's read): a connection lost under it
- * answers 503 at once rather than at the deadline, and gives NULL too.
+ * without (its XADD, a big body's or result's slices): a connection lost
+ * under it answers 503 at once rather than at the deadline, and gives NULL
+ * too.
  */
 
-static ngx_http_offload_ctx_t *
+ngx_http_offload_ctx_t *
 ngx_http_offload_needed_ctx(redisAsyncContext *ac, redisReply *reply,
     void *privdata)
 {
@@ -212,6 +222,13 @@ ngx_http_offload_xadd_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    if (reply->type == REDIS_REPLY_ERROR || reply->type == REDIS_REPLY_NIL) {
+        /* no job: its body key goes, behind its last slice */
+        if (ctx->body_key.len) {
+            ngx_http_offload_body_delete(ctx);
+        }
+    }
+
     if (reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
                       "offload: XADD to queue \"%V\" failed: %s",
@@ -223,7 +240,8 @@ ngx_http_offload_xadd_done(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (reply->type == REDIS_REPLY_NIL) {
-        /* NOMKSTREAM: no worker ever created this queue's stream */
+        /* NOMKSTREAM: no worker ever created this queue's stream (or it
+         * went since a big body's EXISTS) */
         ngx_http_offload_answer_error(ctx, NGX_HTTP_NOT_FOUND,
                                       "unknown_queue",
                                       "no worker serves this queue");
@@ -299,12 +317,13 @@ ngx_http_offload_deliver(ngx_http_offload_peer_t *peer,
 
 
 /*
- * A GET of the job's result key.  A big result is read on the bulk link,
- * a GETRANGE of NGX_HTTP_OFFLOAD_TURN bytes at a time into the request's
- * pool: one GET would have hiredis copy it all at once into fresh memory
- * (and the answer copy it again), a stall of the event loop.  Its commands
- * are queued on the bulk link like a big XADD, so none lands inside one
- * being written.
+ * A read of the job's result key.  A big result is read on the bulk link,
+ * a GETRANGE of OFFLOAD_SLICE bytes at a time (two on their way) into the
+ * request's pool: one GET would have hiredis copy it all at once into
+ * fresh memory (and the answer copy it again), a stall of the event loop,
+ * and Redis would stall every client while it writes the reply.  Its
+ * commands are queued on the bulk link like a big body's slices, so none
+ * lands inside one being written.
  */
 
 static void
@@ -314,6 +333,12 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t big)
     char        *key;
     const char  *argv[4];
     size_t       argvlen[4];
+
+    /* a big read under way goes on alone */
+
+    if (ctx->result_key.len) {
+        return;
+    }
 
     key = ngx_pnalloc(ctx->request->pool, OFFLOAD_KEY_MAX);
     if (key == NULL) {
@@ -327,11 +352,19 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t big)
         return;
     }
 
-    if (big && !ctx->stream.queued && ctx->result == NULL) {
+    argv[1] = key;
+    argvlen[1] = len;
+
+    if (big) {
         ctx->result_key.data = (u_char *) key;
         ctx->result_key.len = len;
-        ngx_http_offload_fetch_big(ctx, "STRLEN",
-                                   ngx_http_offload_strlen_done);
+
+        argv[0] = "STRLEN";
+        argvlen[0] = 6;
+
+        (void) ngx_http_offload_fetch_big(ctx, &ctx->stream[0],
+                                          ngx_http_offload_strlen_done, 2,
+                                          argv, argvlen);
         return;
     }
 
@@ -340,8 +373,6 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t big)
 
     argv[0] = "GETRANGE";
     argvlen[0] = 8;
-    argv[1] = key;
-    argvlen[1] = len;
     argv[2] = "0";
     argvlen[2] = 1;
     argv[3] = NGX_HTTP_OFFLOAD_SLICE_LAST;
@@ -354,36 +385,14 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t big)
 }
 
 
-/* STRLEN, or the GETRANGE of the next slice, of a big result */
+/* a command of a big result's read, queued on the bulk link */
 
-static void
-ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx, const char *cmd,
-    redisCallbackFn *fn)
+static ngx_int_t
+ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx,
+    ngx_http_offload_stream_t *st, redisCallbackFn *fn, int argc,
+    const char **argv, size_t *argvlen)
 {
-    int          argc;
-    u_char       from[NGX_SIZE_T_LEN], to[NGX_SIZE_T_LEN];
-    const char  *argv[4];
-    size_t       argvlen[4];
-
-    argv[0] = cmd;
-    argvlen[0] = ngx_strlen(cmd);
-    argv[1] = (char *) ctx->result_key.data;
-    argvlen[1] = ctx->result_key.len;
-    argc = 2;
-
-    if (ctx->result != NULL) {
-        argv[2] = (char *) from;
-        argvlen[2] = ngx_sprintf(from, "%uz", ctx->result_got) - from;
-        argv[3] = (char *) to;
-        argvlen[3] = ngx_sprintf(to, "%uz",
-                                 ngx_min(ctx->result_len,
-                                         ctx->result_got
-                                         + NGX_HTTP_OFFLOAD_TURN) - 1)
-                     - to;
-        argc = 4;
-    }
-
-    if (ngx_http_offload_link_stream(&ctx->peer->bulk, &ctx->stream,
+    if (ngx_http_offload_link_stream(&ctx->peer->bulk, st,
                                      ctx->request->pool, fn,
                                      (void *) (uintptr_t) ctx->node.key,
                                      argc, argv, argvlen, 1, NULL)
@@ -391,7 +400,50 @@ ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx, const char *cmd,
     {
         ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                       "internal", "out of memory");
+        return NGX_ERROR;
     }
+
+    return NGX_OK;
+}
+
+
+/* the GETRANGE of the next slice of a big result, if any is left */
+
+static ngx_int_t
+ngx_http_offload_fetch_slice(ngx_http_offload_ctx_t *ctx)
+{
+    u_char       from[NGX_SIZE_T_LEN], to[NGX_SIZE_T_LEN];
+    size_t       len;
+    const char  *argv[4];
+    size_t       argvlen[4];
+
+    if (ctx->sliced == ctx->result_len) {
+        return NGX_OK;
+    }
+
+    len = ngx_min(ctx->result_len - ctx->sliced, OFFLOAD_SLICE);
+
+    argv[0] = "GETRANGE";
+    argvlen[0] = 8;
+    argv[1] = (char *) ctx->result_key.data;
+    argvlen[1] = ctx->result_key.len;
+    argv[2] = (char *) from;
+    argvlen[2] = ngx_sprintf(from, "%uz", ctx->sliced) - from;
+    argv[3] = (char *) to;
+    argvlen[3] = ngx_sprintf(to, "%uz", ctx->sliced + len - 1) - to;
+
+    if (ngx_http_offload_fetch_big(ctx,
+                  &ctx->stream[ctx->sliced / OFFLOAD_SLICE
+                               % NGX_HTTP_OFFLOAD_SLICES],
+                  ngx_http_offload_range_done, 4, argv, argvlen)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->sliced += len;
+
+    return NGX_OK;
 }
 
 
@@ -399,6 +451,7 @@ static void
 ngx_http_offload_strlen_done(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply              *reply = r;
+    ngx_uint_t               i;
     ngx_http_offload_ctx_t  *ctx;
 
     /* the notice will not come again: do not wait for the deadline */
@@ -408,7 +461,10 @@ ngx_http_offload_strlen_done(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (reply->type != REDIS_REPLY_INTEGER || reply->integer <= 0) {
-        /* gone (its TTL passed?) or not there: as a GET finding nothing */
+        /* gone (its TTL passed?) or not there: as a GET finding nothing;
+         * the last look may try again */
+        ngx_str_null(&ctx->result_key);
+
         if (ctx->expired) {
             ngx_http_offload_timed_out(ctx);
         }
@@ -425,8 +481,13 @@ ngx_http_offload_strlen_done(redisAsyncContext *ac, void *r, void *privdata)
 
     ctx->result_len = (size_t) reply->integer;
     ctx->result_got = 0;
+    ctx->sliced = 0;
 
-    ngx_http_offload_fetch_big(ctx, "GETRANGE", ngx_http_offload_range_done);
+    for (i = 0; i < NGX_HTTP_OFFLOAD_SLICES; i++) {
+        if (ngx_http_offload_fetch_slice(ctx) != NGX_OK) {
+            return;
+        }
+    }
 }
 
 
@@ -441,8 +502,11 @@ ngx_http_offload_range_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    if (reply->type != REDIS_REPLY_STRING || reply->len == 0
-        || reply->len > ctx->result_len - ctx->result_got)
+    /* a result is stored once and never changes: each slice is whole */
+
+    if (reply->type != REDIS_REPLY_STRING
+        || (size_t) reply->len != ngx_min(ctx->result_len - ctx->result_got,
+                                          OFFLOAD_SLICE))
     {
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
                       "offload: the result of a job on queue \"%V\" "
@@ -458,8 +522,7 @@ ngx_http_offload_range_done(redisAsyncContext *ac, void *r, void *privdata)
     ctx->result_got += reply->len;
 
     if (ctx->result_got < ctx->result_len) {
-        ngx_http_offload_fetch_big(ctx, "GETRANGE",
-                                   ngx_http_offload_range_done);
+        (void) ngx_http_offload_fetch_slice(ctx);
         return;
     }
 
@@ -486,10 +549,10 @@ ngx_http_offload_get_done(redisAsyncContext *ac, void *r, void *privdata)
     if (reply != NULL && reply->type == REDIS_REPLY_STRING
         && reply->len > 0)
     {
-        if (reply->len < NGX_HTTP_OFFLOAD_TURN) {
+        if (reply->len < OFFLOAD_SLICE) {
             ngx_http_offload_deliver(ctx->peer, ctx, reply->str, reply->len);
 
-        } else if (!ctx->stream.queued && ctx->result == NULL) {
+        } else {
             ngx_http_offload_fetch_result(ctx, 1);
         }
 
@@ -664,7 +727,9 @@ ngx_http_offload_deadline_handler(ngx_event_t *ev)
 {
     ngx_http_offload_ctx_t  *ctx = ev->data;
 
-    if (ctx->expired || !ctx->peer->command.up) {
+    /* a body still being written: no job, no result to look for */
+
+    if (ctx->expired || ctx->uploading || !ctx->peer->command.up) {
         ngx_http_offload_timed_out(ctx);
         return;
     }

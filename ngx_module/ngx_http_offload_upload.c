@@ -1,0 +1,297 @@
+
+/*
+ * ngx_http_offload_upload.c -- a big body's way into Redis.  Redis runs one
+ * command at a time, so a body over OFFLOAD_BODY_OVER never travels in one
+ * (docs/PROTOCOL.md, "The module's steps"):
+ *
+ *   EXISTS <stream>                   command link: a queue nobody serves
+ *                                     gets nothing written, 404
+ *   SET <body key> <slice 0> PX <ms>  bulk link, OFFLOAD_SLICE bytes each,
+ *   APPEND <body key> <slice n> ...   straight from the body's buffers,
+ *                                     NGX_HTTP_OFFLOAD_SLICES on their way
+ *   XADD ... payload "" body <len>    command link, once Redis holds it all
+ *
+ * A request that goes before its XADD (client gone, deadline, an error)
+ * sends no more slices and DELetes the key behind those on their way.
+ */
+
+
+#include "ngx_http_offload_module.h"
+
+
+static void ngx_http_offload_exists_done(redisAsyncContext *ac, void *r,
+    void *privdata);
+static ngx_int_t ngx_http_offload_upload_slice(ngx_http_offload_ctx_t *ctx);
+static void ngx_http_offload_slice_done(redisAsyncContext *ac, void *r,
+    void *privdata);
+
+
+ngx_int_t
+ngx_http_offload_upload(ngx_http_offload_ctx_t *ctx)
+{
+    int          len;
+    char         stream[OFFLOAD_KEY_MAX];
+    u_char      *key;
+    const char  *argv[2];
+    size_t       argvlen[2];
+
+    key = ngx_pnalloc(ctx->request->pool, OFFLOAD_KEY_MAX);
+    if (key == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = offload_body_key((char *) key, OFFLOAD_KEY_MAX,
+                           (char *) ctx->queue.data, ctx->queue.len,
+                           (char *) ctx->id, OFFLOAD_JOB_ID_LEN);
+    if (len < 0) {
+        return NGX_ERROR;
+    }
+
+    ctx->body_key.data = key;
+    ctx->body_key.len = len;
+
+    len = offload_stream_key(stream, sizeof(stream), (char *) ctx->queue.data,
+                             ctx->queue.len);
+    if (len < 0) {
+        return NGX_ERROR;
+    }
+
+    /* a stream only a worker makes: XADD NOMKSTREAM's check, made before
+     * megabytes go into Redis for a queue nobody serves */
+
+    argv[0] = "EXISTS";
+    argvlen[0] = 6;
+    argv[1] = stream;
+    argvlen[1] = len;
+
+    if (ngx_http_offload_link_send(&ctx->peer->command,
+                                   ngx_http_offload_exists_done,
+                                   (void *) (uintptr_t) ctx->node.key,
+                                   2, argv, argvlen)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->body_at.cl = ctx->request->request_body->bufs;
+    ctx->body_at.pos = 0;
+    ctx->uploading = 1;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_offload_exists_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply              *reply = r;
+    ngx_uint_t               i;
+    ngx_http_offload_ctx_t  *ctx;
+
+    ctx = ngx_http_offload_needed_ctx(ac, reply, privdata);
+    if (ctx == NULL) {
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_INTEGER) {
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "offload: EXISTS of queue \"%V\" failed: %s",
+                      &ctx->queue,
+                      reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                       : "not a number");
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "redis_unavailable",
+                                      "redis refused the job");
+        return;
+    }
+
+    if (reply->integer == 0) {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_NOT_FOUND,
+                                      "unknown_queue",
+                                      "no worker serves this queue");
+        return;
+    }
+
+    for (i = 0; i < NGX_HTTP_OFFLOAD_SLICES; i++) {
+        if (ngx_http_offload_upload_slice(ctx) != NGX_OK) {
+            ngx_http_offload_answer_error(ctx,
+                                          NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                          "internal", "out of memory");
+            return;
+        }
+    }
+}
+
+
+/*
+ * The next slice, if any is left: SET with the key's lifetime (the
+ * deadline, and a grace for a worker that picked the job up just before
+ * it), then APPENDs, which keep it.
+ */
+
+static ngx_int_t
+ngx_http_offload_upload_slice(ngx_http_offload_ctx_t *ctx)
+{
+    int                           argc;
+    u_char                        ttl[NGX_INT64_LEN];
+    size_t                        len;
+    int64_t                       ms;
+    ngx_time_t                   *tp;
+    const char                   *argv[5];
+    size_t                        argvlen[5];
+    ngx_http_offload_stream_t    *st;
+    ngx_http_offload_loc_conf_t  *olcf;
+
+    if (ctx->sliced == ctx->body.len) {
+        return NGX_OK;
+    }
+
+    len = ngx_min(ctx->body.len - ctx->sliced, OFFLOAD_SLICE);
+    st = &ctx->stream[ctx->sliced / OFFLOAD_SLICE % NGX_HTTP_OFFLOAD_SLICES];
+
+    argv[1] = (char *) ctx->body_key.data;
+    argvlen[1] = ctx->body_key.len;
+    argvlen[2] = len;                   /* from the cursor */
+
+    if (ctx->sliced == 0) {
+        olcf = ngx_http_get_module_loc_conf(ctx->request,
+                                            ngx_http_offload_module);
+        tp = ngx_timeofday();
+
+        ms = ctx->submitted_ms + olcf->timeout + OFFLOAD_BODY_GRACE_MS
+             - ((int64_t) tp->sec * 1000 + tp->msec);
+
+        argv[0] = "SET";
+        argvlen[0] = 3;
+        argv[3] = "PX";
+        argvlen[3] = 2;
+        argv[4] = (char *) ttl;
+        argvlen[4] = ngx_sprintf(ttl, "%L", ngx_max(ms, 1)) - ttl;
+        argc = 5;
+
+    } else {
+        argv[0] = "APPEND";
+        argvlen[0] = 6;
+        argc = 3;
+    }
+
+    if (ngx_http_offload_link_stream(&ctx->peer->bulk, st, ctx->request->pool,
+                                     ngx_http_offload_slice_done,
+                                     (void *) (uintptr_t) ctx->node.key,
+                                     argc, argv, argvlen, 2, &ctx->body_at)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->sliced += len;
+
+    return NGX_OK;
+}
+
+
+/* A slice is in: the next one goes, or, after the last, the XADD. */
+
+static void
+ngx_http_offload_slice_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply              *reply = r;
+    size_t                   len;
+    ngx_http_offload_ctx_t  *ctx;
+
+    ctx = ngx_http_offload_needed_ctx(ac, reply, privdata);
+    if (ctx == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "offload: writing the body of a job on queue \"%V\" "
+                      "failed: %s", &ctx->queue, reply->str);
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "redis_unavailable",
+                                      "redis refused the job");
+        return;
+    }
+
+    /* APPEND answers the key's new length: any other means the key went
+     * (and an APPEND made it again, with no lifetime) */
+
+    len = ngx_min(ctx->body.len - ctx->body_stored, OFFLOAD_SLICE);
+
+    if (ctx->body_stored == 0 ? reply->type != REDIS_REPLY_STATUS
+                              : reply->type != REDIS_REPLY_INTEGER
+                                || reply->integer
+                                   != (long long) (ctx->body_stored + len))
+    {
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "offload: the body key of a job on queue \"%V\" "
+                      "changed while it was written", &ctx->queue);
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "redis_unavailable",
+                                      "the job's body was lost in redis");
+        return;
+    }
+
+    ctx->body_stored += len;
+
+    if (ctx->body_stored < ctx->body.len) {
+        if (ngx_http_offload_upload_slice(ctx) != NGX_OK) {
+            ngx_http_offload_answer_error(ctx,
+                                          NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                          "internal", "out of memory");
+        }
+
+        return;
+    }
+
+    if (ngx_http_offload_xadd(ctx) != NGX_OK) {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "redis_unavailable",
+                                      "redis is not reachable");
+        return;
+    }
+
+    /* the job needs its key now: its request going does not delete it */
+    ctx->uploading = 0;
+}
+
+
+/*
+ * The request goes before its XADD, its slices were taken back (one half
+ * written is finished blank): the key is deleted after those on their way,
+ * in the bulk link's order, so that no APPEND makes it again.
+ */
+
+void
+ngx_http_offload_upload_stop(ngx_http_offload_ctx_t *ctx)
+{
+    ctx->uploading = 0;
+
+    if (ctx->sliced) {
+        ngx_http_offload_body_delete(ctx);
+    }
+}
+
+
+/* DEL of the body key, fire and forget: its request may be gone next */
+
+void
+ngx_http_offload_body_delete(ngx_http_offload_ctx_t *ctx)
+{
+    const char  *argv[2];
+    size_t       argvlen[2];
+
+    argv[0] = "DEL";
+    argvlen[0] = 3;
+    argv[1] = (char *) ctx->body_key.data;
+    argvlen[1] = ctx->body_key.len;
+
+    if (ngx_http_offload_link_post(&ctx->peer->bulk, 2, argv, argvlen)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "offload: cannot delete the body key \"%V\", it "
+                      "goes at its expiry", &ctx->body_key);
+    }
+}
