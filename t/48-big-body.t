@@ -20,6 +20,7 @@ use Test::More;
 use IO::Socket::INET;
 use Time::HiRes qw(time);
 use OffloadTest;
+use RedisMonitor;
 
 # ---- nginx -t: what a job can carry
 my $server = "server {\n    listen 127.0.0.1:1;\n    %s\n}\n";
@@ -79,75 +80,6 @@ sub subscriber_id {
     return @ids == 1 ? $ids[0] : undef;
 }
 
-# A MONITOR client: the commands Redis runs, each an array of its
-# arguments (MONITOR prints them quoted and escaped; unescaped here) with
-# Redis' timestamp first.
-my %UNESCAPE = (n => "\n", r => "\r", t => "\t", a => "\a", b => "\b");
-
-sub monitor_open {
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-        PeerPort => redis_port(), Proto => 'tcp') or die "monitor: $!";
-    syswrite($s, "MONITOR\r\n");
-    my $m = { sock => $s, buf => '', seen => [] };
-    redis_cmd('ECHO', 'monitor-ready');
-    monitor_until($m, sub { $_[0][1] eq 'ECHO' }, 5)
-        or die "MONITOR shows nothing\n";
-    return $m;
-}
-
-sub monitor_command {
-    my ($line) = @_;
-    my ($ts, $rest) = $line =~ /^\+(\d+\.\d+) \[[^\]]*\] (.*)\z/s
-        or return undef;
-    my @args = ($ts);
-    # unrolled: a (?:a|b)* over a 256 KB argument passes Perl's limit
-    while ($rest =~ /"([^"\\]*+(?:\\.[^"\\]*+)*+)"/gs) {
-        (my $arg = $1) =~ s{\\(?:x([0-9a-fA-F]{2})|(.))}
-            {defined $1 ? chr hex $1 : ($UNESCAPE{$2} // $2)}gse;
-        push @args, $arg;
-    }
-    return \@args;
-}
-
-# Reads until a command satisfies $until (returned) or $timeout s pass
-# (undef); every command read is kept in $m->{seen}.
-sub monitor_until {
-    my ($m, $until, $timeout) = @_;
-    my $deadline = time + $timeout;
-    my $sel = IO::Select->new($m->{sock});
-    while (1) {
-        while ((my $i = index($m->{buf}, "\r\n")) >= 0) {
-            my $cmd = monitor_command(substr($m->{buf}, 0, $i));
-            substr($m->{buf}, 0, $i + 2) = '';
-            next unless $cmd;
-            push @{ $m->{seen} }, $cmd;
-            return $cmd if $until->($cmd);
-        }
-        my $left = $deadline - time;
-        return undef if $left <= 0 || !$sel->can_read($left);
-        sysread($m->{sock}, $m->{buf}, 1 << 20, length $m->{buf})
-            or return undef;
-    }
-}
-
-# The commands seen on a key, their names and arguments without the time.
-sub on_key {
-    my ($m, $key) = @_;
-    return map { [ @$_[1 .. $#$_] ] }
-        grep { ($_->[2] // '') eq $key } @{ $m->{seen} };
-}
-
-sub longest_arg {
-    my ($m) = @_;
-    my $max = 0;
-    for my $cmd (@{ $m->{seen} }) {
-        for my $arg (@$cmd[1 .. $#$cmd]) {
-            $max = length $arg if length $arg > $max;
-        }
-    }
-    return $max;
-}
-
 # A JSON body of about $mb MB in which no two slices look alike.
 sub body_of {
     my ($mb, $tag) = @_;
@@ -160,13 +92,13 @@ my $reconnects = reconnects();
 ok(defined $reconnects, 'offload_status shows the redis reconnects');
 my $subscriber = subscriber_id();
 ok(defined $subscriber, 'one subscriber in redis');
-my $mon = monitor_open();
+my $mon = RedisMonitor->start;
 
 # ---- a 6 MB body: EXISTS, SET and APPENDs of its body key, then the XADD
 my $body = body_of(6, 'six');
 my $t0 = time;
 my $sock = send_post('/jobs/parked', $body);
-my $xadd = monitor_until($mon,
+my $xadd = $mon->wait_for(
     sub { $_[0][1] eq 'XADD' && $_[0][2] eq 'offload:{parked}:jobs' },
     scaled(20));
 ok($xadd, '6 MB: its job is XADDed');
@@ -186,7 +118,7 @@ my $ms = (time - $t0) * 1000;
 ok($pttl > 30000 && $pttl <= 90000 && $pttl >= 90000 - $ms - 1000,
     "6 MB: the body key lives to the deadline and the grace ($pttl ms)");
 
-my @cmds = on_key($mon, $key);
+my @cmds = $mon->on_key($key);
 my $slices = int((length($body) + $SLICE - 1) / $SLICE);
 is_deeply([ map { $_->[0] } @cmds ], [ 'SET', ('APPEND') x ($slices - 1) ],
     "6 MB: SET, then $slices APPENDs in all");
@@ -196,14 +128,14 @@ ok(($cmds[0][3] // '') eq 'PX' && ($cmds[0][4] // '') =~ /^\d+\z/
     . ($cmds[0][4] // '?') . ')');
 ok(join('', map { $_->[2] } @cmds) eq $body,
     '6 MB: the slices, in order, are the body');
-my @seen = @{ $mon->{seen} };
+my @seen = @{ $mon->seen };
 my ($i_exists) = grep { $seen[$_][1] eq 'EXISTS'
     && $seen[$_][2] eq 'offload:{parked}:jobs' } 0 .. $#seen;
 my ($i_set) = grep { $seen[$_][1] eq 'SET' && $seen[$_][2] eq $key }
     0 .. $#seen;
 ok(defined $i_exists && defined $i_set && $i_exists < $i_set,
     '6 MB: EXISTS of the stream came first');
-my $longest = longest_arg($mon);
+my $longest = $mon->longest_arg;
 ok($longest <= $SLICE + 64, "no argument longer than a slice ($longest)");
 diag(sprintf '6 MB uploaded in %.1f ms (SET to XADD, Redis clock)',
     ($xadd->[0] - $seen[$i_set // 0][0]) * 1000);
@@ -237,17 +169,16 @@ redis_cmd('DEL', map { "offload:{parked}:body:$_->{id}" }
 redis_cmd('XTRIM', 'offload:{parked}:jobs', 'MAXLEN', '0');
 
 # ---- a queue nobody serves: 404, and nothing written
-$mon->{seen} = [];
+$mon->forget;
 my $r = http('POST', '/jobs/nobody_serves_this', body_of(3, 'nobody'));
 is($r->{status}, 404, '3 MB job to a queue nobody serves: 404');
 is(($r->{json} // {})->{error}{code}, 'unknown_queue', 'unknown_queue');
 is(redis_cmd('EXISTS', 'offload:{nobody_serves_this}:jobs'), 0,
     'and no stream made');
 is_deeply(redis_cmd('KEYS', 'offload:*body*'), [], 'and no body key');
-redis_cmd('ECHO', 'after-404');
-monitor_until($mon, sub { $_[0][1] eq 'ECHO' }, 5);
+$mon->catch_up(5);
 is_deeply([ map { $_->[1] } grep { "@$_[2 .. $#$_]" =~ /nobody_serves/ }
-    @{ $mon->{seen} } ], [ 'EXISTS', 'EXISTS' ],
+    @{ $mon->seen } ], [ 'EXISTS', 'EXISTS' ],
     'only EXISTS reached redis for it (and the test\'s own)');
 
 # ---- the deadline passes mid-upload (Redis frozen from the stream's
@@ -258,9 +189,9 @@ is_deeply([ map { $_->[1] } grep { "@$_[2 .. $#$_]" =~ /nobody_serves/ }
 {
     my $before = reconnects();
     my $big = body_of(48, 'late');
-    $mon->{seen} = [];
+    $mon->forget;
     my $s = send_post('/brief/parked', $big);
-    my $exists = monitor_until($mon, sub { $_[0][1] eq 'EXISTS'
+    my $exists = $mon->wait_for(sub { $_[0][1] eq 'EXISTS'
         && $_[0][2] eq 'offload:{parked}:jobs' }, scaled(20));
     kill 'STOP', redis_pid();
     my $a = read_answer($s, scaled(10));
@@ -268,11 +199,11 @@ is_deeply([ map { $_->[1] } grep { "@$_[2 .. $#$_]" =~ /nobody_serves/ }
     ok($exists, '48 MB, 400 ms: EXISTS of the stream');
     is($a->{status}, 504, '48 MB, 400 ms: the deadline passed: 504');
     is(($a->{json} // {})->{error}{code}, 'timeout', 'code timeout');
-    my $del = monitor_until($mon, sub { $_[0][1] eq 'DEL'
+    my $del = $mon->wait_for(sub { $_[0][1] eq 'DEL'
         && $_[0][2] =~ /^offload:\{parked\}:body:/ }, scaled(10));
     ok($del, '48 MB, 400 ms: its body key is deleted');
     my $bkey = $del ? $del->[2] : '?';
-    my @slices = on_key($mon, $bkey);
+    my @slices = $mon->on_key($bkey);
     pop @slices;
     is(($slices[0] // [])->[0], 'SET', 'after the slices on their way');
     my $all = int((length($big) + $SLICE - 1) / $SLICE);
@@ -282,7 +213,7 @@ is_deeply([ map { $_->[1] } grep { "@$_[2 .. $#$_]" =~ /nobody_serves/ }
         . ((grep { $_->[2] =~ / {64}\z/ } @slices) ? 'yes'
                                                    : 'not this time'));
     is(redis_cmd('EXISTS', $bkey), 0, 'no body key left');
-    is_deeply([ grep { $_->[1] eq 'XADD' } @{ $mon->{seen} } ], [],
+    is_deeply([ grep { $_->[1] eq 'XADD' } @{ $mon->seen } ], [],
         'no XADD');
     is(scalar @{ stream_entries('offload:{parked}:jobs') }, 0, 'no entry');
     is(reconnects(), $before, 'no Redis connection was dropped for it');
@@ -314,7 +245,7 @@ like(($r->{json} // {})->{error}{message} // '',
 
 # ---- end to end: a 48 MB echo while small jobs keep coming; its result,
 # over the 32 MB pub/sub limit, comes as a notice and is read by GETRANGE
-$mon->{seen} = [];
+$mon->forget;
 my $huge = '{"data":"' . ('x' x (48 * 2**20)) . '","n":[1,2,3]}';
 my $s = send_post('/jobs/big', $huge);
 my $sel = IO::Select->new($s);
@@ -341,19 +272,18 @@ is(subscriber_id(), $subscriber, 'the same subscriber connection as before');
 is(reconnects(), $reconnects, 'nginx reconnected to redis no time');
 unlike(slurp(nginx_error_log()), qr/connection lost|receives nothing/,
     'no lost redis connection in the error log');
-redis_cmd('ECHO', 'after-echo');
-monitor_until($mon, sub { $_[0][1] eq 'ECHO' }, scaled(20));
+$mon->catch_up(scaled(20));
 TODO: {
     local $TODO = $TODO_SIDECAR;
-    my @ranges = grep { $_->[1] eq 'GETRANGE' } @{ $mon->{seen} };
+    my @ranges = grep { $_->[1] eq 'GETRANGE' } @{ $mon->seen };
     ok(@ranges >= 48 * 4, 'the result is read a slice per GETRANGE ('
         . scalar(@ranges) . ')');
     # the worker's side too: its completion script, its reads
-    $longest = longest_arg($mon);
+    $longest = $mon->longest_arg;
     ok($longest <= $SLICE + 64,
         "48 MB echo: no argument longer than a slice ($longest)");
 }
-$mon->{seen} = [];
+$mon->forget;
 
 # ---- a 2 MB job goes the bulk way and back the small way
 my $mid = '[' . join(',', (12345) x (2**20 / 3)) . ']';

@@ -1,0 +1,112 @@
+#!/usr/bin/perl
+# A slice of a big body half written when its request goes (here: its
+# deadline, with Redis frozen) is finished blank: spaces for the rest of
+# its data, its tail as it was.  Redis reads whole commands, the body key
+# is deleted after them, no XADD is made, the bulk connection stays up and
+# the next big body goes through.  On loopback the socket buffers grow to
+# megabytes, room enough for the two slices a request has on their way, so
+# the file runs itself in a network namespace of its own with small TCP
+# buffers (root and iproute2's ip needed, else skipped).
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use POSIX ();
+use Test::More;
+use OffloadTest;
+use RedisMonitor;
+
+if (!$ENV{OFFLOAD_IN_NETNS}) {
+    my $ns = "offload-t49-$$";
+    plan skip_all => 'needs root and ip(8) for a network namespace'
+        unless $> == 0 && system("ip netns add $ns 2>/dev/null") == 0;
+    my $ok = system('ip', 'netns', 'exec', $ns, 'ip', 'link', 'set', 'lo',
+            'up') == 0
+        && system('ip', 'netns', 'exec', $ns, 'sysctl', '-q', '-w',
+            'net.ipv4.tcp_rmem=4096 16384 65536',
+            'net.ipv4.tcp_wmem=4096 16384 65536') == 0;
+    my $rc = $ok ? system('ip', 'netns', 'exec', $ns, 'env',
+        'OFFLOAD_IN_NETNS=1', $^X, $0) : -1;
+    system('ip', 'netns', 'del', $ns);
+    plan skip_all => 'cannot set up the network namespace' unless $ok;
+    # the plan and the results were the child's
+    POSIX::_exit($rc == -1 ? 255 : $rc >> 8);
+}
+
+my $SLICE = 262144;
+
+start_redis();
+start_sidecar(conf => "queue echo { handler echo; workers 1; }\n");
+start_jobs_nginx(workers => 1, server => <<'CONF')
+    client_max_body_size 16m;
+    location = /status { offload_status; }
+    location ~ ^/brief/([^/]+)$ { offload_pass $1; offload_timeout 400ms; }
+CONF
+    or give_up('stack did not start');
+is(redis_cmd('XGROUP', 'CREATE', 'offload:{parked}:jobs', 'workers', '$',
+    'MKSTREAM'), 'OK', 'a queue nobody reads');
+
+sub reconnects {
+    return (http('GET', '/status')->{content} // '')
+        =~ /"redis_reconnects":(\d+)/ ? $1 : undef;
+}
+
+my $before = reconnects();
+ok(defined $before, 'offload_status shows the redis reconnects');
+my $mon = RedisMonitor->start;
+
+# Redis frozen from the job's EXISTS on: the slices nginx sends fill the
+# small buffers, and the one being written when the deadline comes is left
+# half written
+my $body = '{"d":"' . join('', map { sprintf '%07d,', $_ } 1 .. 2**19)
+    . '"}';
+my $s = send_post('/brief/parked', $body);
+my $exists = $mon->wait_for(sub { $_[0][1] eq 'EXISTS'
+    && $_[0][2] eq 'offload:{parked}:jobs' }, scaled(20));
+kill 'STOP', redis_pid();
+my $a = read_answer($s, scaled(10));
+kill 'CONT', redis_pid();
+ok($exists, 'the job\'s EXISTS ran');
+is($a->{status}, 504, 'the deadline passed: 504');
+
+my $del = $mon->wait_for(sub { $_[0][1] eq 'DEL'
+    && $_[0][2] =~ /^offload:\{parked\}:body:/ }, scaled(10));
+ok($del, 'its body key is deleted');
+my $key = $del ? $del->[2] : '?';
+my @slices = $mon->on_key($key);
+pop @slices;
+# the second slice, not begun, was simply withdrawn
+ok(@slices >= 1 && @slices <= 2 && $slices[0][0] eq 'SET',
+    'after the slices on their way (' . join(' ', map { $_->[0] } @slices)
+    . '), and no more');
+
+# the blank one: the start of its slice, then spaces, as long as the slice
+my @blank = grep { $_->[2] =~ / \z/ } @slices;
+is(scalar @blank, 1, 'one slice was finished blank');
+my $i = $blank[0] ? (grep { $slices[$_] == $blank[0] } 0 .. 1)[0] : 0;
+my ($data, $spaces) = ($blank[0] // [])->[2] =~ /\A([^ ]*)( +)\z/
+    ? ($1, $2) : ('', '');
+ok(length($data) + length($spaces) == $SLICE
+    && $data eq substr($body, $i * $SLICE, length $data),
+    'the blank slice: its data as far as it was written, then spaces ('
+    . length($spaces) . ')');
+is_deeply([ @{ $slices[0] // [] }[3, 4] ],
+    [ 'PX', ($slices[0] // [])->[4] =~ /^\d+\z/ ? $slices[0][4] : 'ms' ],
+    'the SET kept its tail (PX <ms>)');
+is(redis_cmd('EXISTS', $key), 0, 'no body key left');
+is_deeply([ grep { $_->[1] eq 'XADD' } @{ $mon->seen } ], [], 'no XADD');
+is(reconnects(), $before, 'no Redis connection was dropped');
+unlike(slurp(nginx_error_log()), qr/withdrawn half sent|connection lost/,
+    'nginx did not drop the bulk connection');
+
+# the next big body goes through the same connection, whole
+$s = send_post('/jobs/parked', $body);
+ok(wait_until(sub { redis_cmd('XLEN', 'offload:{parked}:jobs') == 1 },
+    scaled(20), 'next job XADDed'), 'the next big job is XADDed');
+my $id = (stream_entries('offload:{parked}:jobs')->[0] // {})->{id} // '';
+ok((redis_cmd('GET', "offload:{parked}:body:$id") // '') eq $body,
+    'with its body whole in its key');
+close $s;
+
+finish();
