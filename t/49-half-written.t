@@ -84,7 +84,7 @@ ok(@slices >= 1 && @slices <= 2 && $slices[0][0] eq 'SET',
 # the blank one: the start of its slice, then spaces, as long as the slice
 my @blank = grep { $_->[2] =~ / \z/ } @slices;
 is(scalar @blank, 1, 'one slice was finished blank');
-my $i = $blank[0] ? (grep { $slices[$_] == $blank[0] } 0 .. 1)[0] : 0;
+my $i = $blank[0] ? (grep { $slices[$_] == $blank[0] } 0 .. $#slices)[0] : 0;
 my ($data, $spaces) = ($blank[0] // [])->[2] =~ /\A([^ ]*)( +)\z/
     ? ($1, $2) : ('', '');
 ok(length($data) + length($spaces) == $SLICE
