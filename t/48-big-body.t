@@ -7,9 +7,11 @@
 # gets nothing written (404); a request whose deadline passes mid-upload
 # leaves no key and no job, and the bulk connection stays up.  Also: a big
 # body with a JSON error late in it is refused (the check runs in slices);
-# nginx -t refuses a client_max_body_size Redis cannot carry; a big result,
-# over Redis' 32 MB pub/sub limit, arrives as a notice and is read from its
-# key in slices without the subscriber being dropped.
+# nginx -t refuses a client_max_body_size Redis cannot carry; a result
+# over 1 MB arrives as a notice and is read from its key in 256 KB
+# GETRANGEs (the echo of a body of exactly 1 MB, still inline, is one; a
+# 48 MB echo, over Redis' 32 MB pub/sub limit, needs the sidecar side of
+# body keys) without the subscriber being dropped.
 
 use strict;
 use warnings;
@@ -232,6 +234,31 @@ is_deeply([ map { $_->[1] } grep { "@$_[2 .. $#$_]" =~ /nobody_serves/ }
     close $s2;
     my $p = post_json('/jobs/echo', { after => 1 });
     is(($p->{json} // {})->{after}, 1, 'after it: a small echo');
+}
+
+# ---- a body of exactly 1 MB still goes inline, in one XADD; its echo, a
+# header longer, is over the notice limit: read by STRLEN, then GETRANGEs
+# of at most 256 KB on the bulk connection
+{
+    my $mb = '"' . join('', map { sprintf '%07d,', $_ } 1 .. 2**17);
+    $mb = substr($mb, 0, 2**20 - 1) . '"';
+    $mon->forget;
+    my $r = http('POST', '/jobs/echo', $mb);
+    is($r->{status}, 200, '1 MB echo: 200');
+    ok(($r->{content} // '') eq $mb, '1 MB echo: the same bytes back');
+    $mon->catch_up(scaled(10));
+    my ($xadd) = grep { $_->[1] eq 'XADD' && $_->[2] eq 'offload:{echo}:jobs'
+        && grep { length == 2**20 } @$_ } @{ $mon->seen };
+    ok($xadd, '1 MB: one XADD with the payload inline');
+    is_deeply([ map { "$_->[1] $_->[2]" } grep { $_->[1] =~ /^(SET|APPEND)$/
+        && $_->[2] =~ /:body:/ } @{ $mon->seen } ], [], '1 MB: no body key');
+    my @ranges = map { [ @$_[3, 4] ] } grep { $_->[1] eq 'GETRANGE'
+        && $_->[2] =~ /^offload:\{echo\}:result:/ } @{ $mon->seen };
+    ok(@ranges == 5 && $ranges[0][0] == 0 && $ranges[0][1] == $SLICE - 1
+        && !grep({ $_->[1] - $_->[0] + 1 > $SLICE } @ranges)
+        && !grep({ $ranges[$_][0] != $ranges[$_ - 1][1] + 1 } 1 .. $#ranges),
+        'the result read in slices of 256 KB, in order ('
+        . join(' ', map { "$_->[0]-$_->[1]" } @ranges) . ')');
 }
 
 # ---- a big body with a JSON error near its end: found by the sliced check

@@ -24,13 +24,19 @@ sub start {
     redis_cmd('ECHO', 'monitor-ready');
     $self->wait_for(sub { $_[0][1] eq 'ECHO' }, 5)
         or die "MONITOR shows nothing\n";
-    $self->forget;
+    $self->{seen} = [];
     return $self;
 }
 
-# The commands read so far, oldest first; forget() drops them.
+# The commands read so far, oldest first.
 sub seen { $_[0]{seen} }
-sub forget { $_[0]{seen} = [] }
+
+# Drops every command Redis ran up to now, read or not.
+sub forget {
+    my ($self) = @_;
+    $self->catch_up(10) or die "MONITOR fell behind\n";
+    $self->{seen} = [];
+}
 
 sub command {
     my ($line) = @_;
