@@ -34,7 +34,9 @@ static void ngx_http_offload_cleanup(void *data);
 static void ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx,
     ngx_int_t rc);
 static ngx_int_t ngx_http_offload_send(ngx_http_request_t *r,
-    ngx_uint_t status, u_char *body, size_t len);
+    ngx_uint_t status, ngx_chain_t *out, off_t len);
+static ngx_int_t ngx_http_offload_send_chain(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *type, ngx_chain_t *out, off_t len);
 static ngx_int_t ngx_http_offload_add_header(ngx_http_request_t *r,
     const char *name, u_char *value, size_t len);
 
@@ -653,8 +655,10 @@ void
 ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
     offload_result_t *res)
 {
+    off_t                len;
     u_char              *p, *t, timing[128];
     ngx_int_t            rc;
+    ngx_chain_t         *out;
     ngx_http_request_t  *r;
 
     r = ctx->request;
@@ -669,19 +673,29 @@ ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
                                 1);
     }
 
-    /* a big result was read into the request's pool already */
+    /* a big result's elements were read into the request's pool already,
+     * a buffer each: they are the answer, the header cut off the first */
 
     if (ctx->result_read) {
-        p = (u_char *) res->body.data;
+        out = ctx->result;
+        out->buf->pos = (u_char *) res->body.data;
+        len = ctx->result_len + res->body.len;
+
+        if (res->body.len == 0) {
+            out = out->next;
+        }
 
     } else {
         p = ngx_pnalloc(r->pool, res->body.len);
-        if (p == NULL) {
+        out = ngx_http_offload_chain_of(r->pool, p, res->body.len);
+
+        if (p == NULL || out == NULL) {
             ngx_http_offload_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
 
         ngx_memcpy(p, res->body.data, res->body.len);
+        len = res->body.len;
     }
 
     rc = ngx_http_offload_add_header(r, "X-Offload-Job-Id", ctx->id,
@@ -720,7 +734,7 @@ ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
     }
 
     if (rc == NGX_OK) {
-        rc = ngx_http_offload_send(r, res->status, p, res->body.len);
+        rc = ngx_http_offload_send(r, res->status, out, len);
     }
 
     ngx_http_offload_finish(ctx, rc);
@@ -760,8 +774,8 @@ ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx, ngx_int_t rc)
  * answer of offload_pass counts in the metrics zone. */
 
 static ngx_int_t
-ngx_http_offload_send(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
-    size_t len)
+ngx_http_offload_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_chain_t *out, off_t len)
 {
     ngx_str_t                      type = ngx_string("application/json");
     ngx_http_offload_ctx_t        *ctx;
@@ -780,7 +794,7 @@ ngx_http_offload_send(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
         ngx_http_offload_metrics_invalid(omcf->metrics, status);
     }
 
-    return ngx_http_offload_send_body(r, status, &type, body, len);
+    return ngx_http_offload_send_chain(r, status, &type, out, len);
 }
 
 
@@ -788,9 +802,51 @@ ngx_int_t
 ngx_http_offload_send_body(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, u_char *body, size_t len)
 {
+    ngx_chain_t  *out;
+
+    out = ngx_http_offload_chain_of(r->pool, body, len);
+    if (out == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_offload_send_chain(r, status, type, out, len);
+}
+
+
+/* one buffer of memory (len 0: an empty one, to carry last_buf) */
+
+ngx_chain_t *
+ngx_http_offload_chain_of(ngx_pool_t *pool, u_char *data, size_t len)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    b = ngx_calloc_buf(pool);
+    cl = ngx_alloc_chain_link(pool);
+
+    if (b == NULL || cl == NULL) {
+        return NULL;
+    }
+
+    b->pos = data;
+    b->last = data + len;
+    b->memory = len ? 1 : 0;
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    return cl;
+}
+
+
+/* The answer: headers, then out (len bytes in all; NULL when none). */
+
+static ngx_int_t
+ngx_http_offload_send_chain(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, ngx_chain_t *out, off_t len)
+{
     ngx_int_t                      rc;
-    ngx_buf_t                     *b;
-    ngx_chain_t                    out;
+    ngx_chain_t                   *cl;
     ngx_http_variable_value_t     *rid;
     ngx_http_offload_main_conf_t  *omcf;
 
@@ -823,21 +879,19 @@ ngx_http_offload_send_body(ngx_http_request_t *r, ngx_uint_t status,
         return rc;
     }
 
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_ERROR;
+    if (out == NULL) {
+        out = ngx_http_offload_chain_of(r->pool, NULL, 0);
+        if (out == NULL) {
+            return NGX_ERROR;
+        }
     }
 
-    b->pos = body;
-    b->last = body + len;
-    b->memory = len ? 1 : 0;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
+    for (cl = out; cl->next; cl = cl->next) { /* void */ }
 
-    out.buf = b;
-    out.next = NULL;
+    cl->buf->last_buf = (r == r->main) ? 1 : 0;
+    cl->buf->last_in_chain = 1;
 
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_output_filter(r, out);
 }
 
 
@@ -847,8 +901,9 @@ ngx_int_t
 ngx_http_offload_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message)
 {
-    u_char  *p, *last;
-    size_t   len, mlen;
+    u_char       *p, *last;
+    size_t        len, mlen;
+    ngx_chain_t  *out;
 
     static u_char  head[] = "{\"error\":{\"code\":\"";
     static u_char  middle[] = "\",\"message\":\"";
@@ -878,7 +933,12 @@ ngx_http_offload_send_error(ngx_http_request_t *r, ngx_uint_t status,
     last = (u_char *) ngx_escape_json(last, (u_char *) message, mlen);
     last = ngx_cpymem(last, tail, sizeof(tail) - 1);
 
-    return ngx_http_offload_send(r, status, p, last - p);
+    out = ngx_http_offload_chain_of(r->pool, p, last - p);
+    if (out == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_offload_send(r, status, out, last - p);
 }
 
 

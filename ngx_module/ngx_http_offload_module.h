@@ -92,8 +92,18 @@ typedef struct ngx_http_offload_peer_s  ngx_http_offload_peer_t;
 typedef void (*ngx_http_offload_link_up_pt)(ngx_http_offload_link_t *link);
 
 
+/* A small command sent along with a streamed one (RESP, its callback). */
+typedef struct {
+    ngx_str_t                     cmd;
+    redisCallbackFn              *fn;         /* NULL: errors logged only */
+    void                         *privdata;
+    const char                   *name;       /* for that log */
+} ngx_http_offload_small_t;
+
+
 /* A command written in pieces: head, the big argument (one part per
- * buffer it is in), tail (RESP). */
+ * buffer it is in), tail (RESP); small commands may go just before and
+ * after it, nothing else between them (a MULTI ... EXEC around it). */
 typedef struct {
     ngx_queue_t                   queue;       /* in the link's streams */
     ngx_str_t                    *part;
@@ -104,6 +114,9 @@ typedef struct {
     size_t                        at_off;      /* and how far */
     redisCallbackFn              *fn;
     void                         *privdata;
+    ngx_http_offload_small_t     *small;      /* nbefore go before it, */
+    ngx_uint_t                    nbefore;    /* the rest of nsmall after */
+    ngx_uint_t                    nsmall;
     unsigned                      queued:1;
     unsigned                      owned:1;     /* the link frees it */
     unsigned                      blank:1;     /* the rest of a withdrawn
@@ -232,7 +245,8 @@ typedef struct {
     ngx_http_offload_stream_t     stream[NGX_HTTP_OFFLOAD_SLICES];
                                                /* slice n of a big body or
                                                   result is stream[n % 2] */
-    size_t                        sliced;      /* bytes asked for in them */
+    size_t                        sliced;      /* bytes of a body, elements
+                                                  of a result, asked for */
     ngx_str_t                     body;        /* data NULL: in bufs */
     ngx_http_offload_cursor_t     body_at;     /* a big body's next slice */
     ngx_str_t                     body_key;    /* a big body's key, */
@@ -242,14 +256,17 @@ typedef struct {
     size_t                        scan_pos;
     ngx_event_t                   check;
     ngx_str_t                     result_key;  /* a big result's key, */
-    u_char                       *result;      /* read into this by range */
-    size_t                        result_len;
-    size_t                        result_got;
+    ngx_chain_t                  *result;      /* its elements read, */
+    ngx_chain_t                 **result_last;
+    ngx_uint_t                    result_n;    /* of how many, */
+    ngx_uint_t                    result_got;
+    size_t                        result_len;  /* bytes after the first */
 
     unsigned                      checking:1;
     unsigned                      uploading:1; /* the body key is being
                                                   written, no XADD yet */
     unsigned                      result_read:1;  /* all of it in result */
+    unsigned                      result_whole:1; /* a string, one GET */
     unsigned                      parked:1;
     unsigned                      submitted:1; /* XADD acknowledged */
     unsigned                      expired:1;   /* deadline passed */
@@ -294,6 +311,8 @@ ngx_int_t ngx_http_offload_send_body(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, u_char *body, size_t len);
 ngx_int_t ngx_http_offload_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
+ngx_chain_t *ngx_http_offload_chain_of(ngx_pool_t *pool, u_char *data,
+    size_t len);
 
 /* ngx_http_offload_metrics.c */
 char *ngx_http_offload_metrics_zone(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -347,6 +366,9 @@ ngx_int_t ngx_http_offload_link_stream(ngx_http_offload_link_t *link,
     void *privdata, int argc, const char **argv, const size_t *argvlen,
     int big, ngx_http_offload_cursor_t *at);
 ngx_int_t ngx_http_offload_link_post(ngx_http_offload_link_t *link,
+    int argc, const char **argv, const size_t *argvlen);
+ngx_int_t ngx_http_offload_link_small(ngx_pool_t *pool,
+    ngx_http_offload_small_t *small, redisCallbackFn *fn, void *privdata,
     int argc, const char **argv, const size_t *argvlen);
 void ngx_http_offload_link_unstream(ngx_http_offload_link_t *link,
     ngx_http_offload_stream_t *st);

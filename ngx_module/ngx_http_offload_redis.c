@@ -37,6 +37,8 @@ static void ngx_http_offload_link_sent(ngx_http_offload_link_t *link);
 static ngx_int_t ngx_http_offload_link_feed(ngx_http_offload_link_t *link);
 static void ngx_http_offload_link_forgot(redisAsyncContext *ac, void *r,
     void *privdata);
+static ngx_int_t ngx_http_offload_link_send_small(
+    ngx_http_offload_link_t *link, ngx_http_offload_small_t *small);
 static ngx_uint_t ngx_http_offload_window(ngx_http_offload_cursor_t *at,
     size_t len, ngx_str_t *part);
 static size_t ngx_http_offload_resp_len(int from, int to,
@@ -244,7 +246,9 @@ ngx_http_offload_link_sent(ngx_http_offload_link_t *link)
  * past them).  The data must stay in place until the command is sent or
  * ngx_http_offload_link_unstream() took it back.  The reply comes to fn as
  * for ngx_http_offload_link_send().  A link that is not up keeps the
- * command until it is.
+ * command until it is.  Before the event loop turns, the caller may give
+ * it small commands to go right before and after it (st->small, made by
+ * ngx_http_offload_link_small()): a MULTI and an EXEC around it.
  */
 
 ngx_int_t
@@ -301,6 +305,9 @@ ngx_http_offload_link_stream(ngx_http_offload_link_t *link,
     st->sent = 0;
     st->fn = fn;
     st->privdata = privdata;
+    st->small = NULL;
+    st->nbefore = 0;
+    st->nsmall = 0;
     st->queued = 1;
 
     ngx_queue_insert_tail(&link->streams, &st->queue);
@@ -360,9 +367,9 @@ ngx_http_offload_window(ngx_http_offload_cursor_t *at, size_t len,
 
 
 /*
- * Queues a small command whose reply nobody waits for (DEL of a body key)
- * behind the link's streamed commands, in memory of its own: its request
- * may be gone already.  argv[0] must be a constant: an error reply is
+ * Queues a small command whose reply nobody waits for (UNLINK of a body
+ * key) behind the link's streamed commands, in memory of its own: its
+ * request may be gone already.  argv[0] must be a constant: an error reply is
  * logged with it.
  */
 
@@ -404,6 +411,59 @@ ngx_http_offload_link_post(ngx_http_offload_link_t *link, int argc,
     if (link->up) {
         ngx_post_event(link->connection->write, &ngx_posted_events);
     }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A small command to go along with a streamed one, formatted into pool
+ * memory.  Its reply comes to fn (privdata), or with fn NULL only an error
+ * is logged, with argv[0], which must then be a constant.
+ */
+
+ngx_int_t
+ngx_http_offload_link_small(ngx_pool_t *pool,
+    ngx_http_offload_small_t *small, redisCallbackFn *fn, void *privdata,
+    int argc, const char **argv, const size_t *argvlen)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(pool, sizeof("*\r\n") - 1 + NGX_INT_T_LEN
+                          + ngx_http_offload_resp_len(0, argc, argvlen));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    small->cmd.data = p;
+    p = ngx_sprintf(p, "*%d\r\n", argc);
+    p = ngx_http_offload_resp_args(p, 0, argc, argv, argvlen);
+    small->cmd.len = p - small->cmd.data;
+
+    small->fn = fn;
+    small->privdata = privdata;
+    small->name = argv[0];
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_offload_link_send_small(ngx_http_offload_link_t *link,
+    ngx_http_offload_small_t *small)
+{
+    if (redisAsyncFormattedCommand(link->ac,
+                                   small->fn ? small->fn
+                                             : ngx_http_offload_link_forgot,
+                                   small->fn ? small->privdata
+                                             : (void *) small->name,
+                                   (char *) small->cmd.data, small->cmd.len)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_offload_link_sent(link);
 
     return NGX_OK;
 }
@@ -500,7 +560,9 @@ ngx_http_offload_link_unstream(ngx_http_offload_link_t *link,
 /*
  * The rest of a half-written command, in memory of its own: spaces for
  * what is left of its big argument, then a copy of what is left of its
- * tail.  NULL when out of memory.
+ * tail, and of the small commands that go after it (an EXEC: no MULTI
+ * left open), whose replies nobody waits for now.  NULL when out of
+ * memory.
  */
 
 static ngx_http_offload_stream_t *
@@ -510,8 +572,9 @@ ngx_http_offload_link_blank(ngx_http_offload_stream_t *st, ngx_log_t *log)
 
     u_char                     *tail;
     size_t                      left, size, tail_len, tail_off;
-    ngx_uint_t                  i, n;
+    ngx_uint_t                  i, n, after;
     ngx_str_t                  *t;
+    ngx_http_offload_small_t   *small;
     ngx_http_offload_stream_t  *blank;
 
     if (spaces[0] == '\0') {
@@ -534,8 +597,13 @@ ngx_http_offload_link_blank(ngx_http_offload_stream_t *st, ngx_log_t *log)
     tail_len = t->len - tail_off;
 
     n = (left + sizeof(spaces) - 1) / sizeof(spaces);
+    after = st->nsmall - st->nbefore;
     size = sizeof(ngx_http_offload_stream_t) + (n + 1) * sizeof(ngx_str_t)
-           + tail_len;
+           + after * sizeof(ngx_http_offload_small_t) + tail_len;
+
+    for (i = st->nbefore; i < st->nsmall; i++) {
+        size += st->small[i].cmd.len;
+    }
 
     blank = ngx_alloc(size, log);
     if (blank == NULL) {
@@ -551,10 +619,23 @@ ngx_http_offload_link_blank(ngx_http_offload_stream_t *st, ngx_log_t *log)
                                      sizeof(spaces));
     }
 
-    tail = (u_char *) &blank->part[n + 1];
+    small = (ngx_http_offload_small_t *) &blank->part[n + 1];
+    tail = (u_char *) &small[after];
     ngx_memcpy(tail, t->data + tail_off, tail_len);
     blank->part[n].data = tail;
     blank->part[n].len = tail_len;
+    tail += tail_len;
+
+    for (i = 0; i < after; i++) {
+        small[i] = st->small[st->nbefore + i];
+        small[i].cmd.data = tail;
+        small[i].fn = NULL;
+        tail = ngx_cpymem(tail, st->small[st->nbefore + i].cmd.data,
+                          small[i].cmd.len);
+    }
+
+    blank->small = small;
+    blank->nsmall = after;
 
     blank->nparts = n + 1;
     blank->total = left + tail_len;
@@ -593,6 +674,14 @@ ngx_http_offload_link_feed(ngx_http_offload_link_t *link)
         room = NGX_HTTP_OFFLOAD_PIECE - sdslen(rctx->obuf);
 
         if (st->sent == 0 && !st->blank) {
+            for (i = 0; i < st->nbefore; i++) {
+                if (ngx_http_offload_link_send_small(link, &st->small[i])
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+            }
+
             rc = redisAsyncFormattedCommand(link->ac, st->fn, st->privdata,
                                             (char *) st->part[0].data,
                                             st->part[0].len);
@@ -629,6 +718,14 @@ ngx_http_offload_link_feed(ngx_http_offload_link_t *link)
         st->sent += n;
 
         if (st->sent == st->total) {
+            for (i = st->nbefore; i < st->nsmall; i++) {
+                if (ngx_http_offload_link_send_small(link, &st->small[i])
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+            }
+
             ngx_queue_remove(&st->queue);
             st->queued = 0;
 

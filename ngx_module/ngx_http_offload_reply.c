@@ -13,6 +13,12 @@
 #include "ngx_http_offload_module.h"
 
 
+/* how ngx_http_offload_fetch_result() reads a result key */
+#define NGX_HTTP_OFFLOAD_READ_LOOK   0  /* its first slice, if a string */
+#define NGX_HTTP_OFFLOAD_READ_LIST   1  /* a big result, by element */
+#define NGX_HTTP_OFFLOAD_READ_WHOLE  2  /* a string over one slice */
+
+
 static ngx_http_offload_ctx_t *ngx_http_offload_lookup(
     ngx_http_offload_peer_t *peer, void *privdata);
 static ngx_http_offload_ctx_t *ngx_http_offload_replied_ctx(
@@ -20,7 +26,7 @@ static ngx_http_offload_ctx_t *ngx_http_offload_replied_ctx(
 static void ngx_http_offload_deliver(ngx_http_offload_peer_t *peer,
     ngx_http_offload_ctx_t *ctx, const char *msg, size_t len);
 static void ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx,
-    ngx_uint_t big);
+    ngx_uint_t how);
 static void ngx_http_offload_notice(ngx_http_offload_peer_t *peer,
     offload_str_t *id);
 static void ngx_http_offload_recover(ngx_http_offload_peer_t *peer);
@@ -34,9 +40,9 @@ static ngx_int_t ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx,
     ngx_http_offload_stream_t *st, redisCallbackFn *fn, int argc,
     const char **argv, size_t *argvlen);
 static ngx_int_t ngx_http_offload_fetch_slice(ngx_http_offload_ctx_t *ctx);
-static void ngx_http_offload_strlen_done(redisAsyncContext *ac, void *r,
+static void ngx_http_offload_llen_done(redisAsyncContext *ac, void *r,
     void *privdata);
-static void ngx_http_offload_range_done(redisAsyncContext *ac, void *r,
+static void ngx_http_offload_index_done(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_offload_timed_out(ngx_http_offload_ctx_t *ctx);
 static void ngx_http_offload_deadline_handler(ngx_event_t *ev);
@@ -317,17 +323,21 @@ ngx_http_offload_deliver(ngx_http_offload_peer_t *peer,
 
 
 /*
- * A read of the job's result key.  A big result is read on the bulk link,
- * a GETRANGE of OFFLOAD_SLICE bytes at a time (two on their way) into the
- * request's pool: one GET would have hiredis copy it all at once into
- * fresh memory (and the answer copy it again), a stall of the event loop,
- * and Redis would stall every client while it writes the reply.  Its
- * commands are queued on the bulk link like a big body's slices, so none
- * lands inside one being written.
+ * A read of the job's result key.  A result over OFFLOAD_NOTICE_OVER is a
+ * list of slices (the first starts with the header line), read on the bulk
+ * link: LLEN, then an LINDEX per element, two on their way, each into a
+ * buffer of its own in the request's pool, the answer a chain of them.
+ * One GET would have hiredis copy it all at once into fresh memory, a
+ * stall of the event loop, and Redis would stall every client while it
+ * writes the reply.  Its commands are queued on the bulk link like a big
+ * body's slices, so none lands inside one being written.  The last look
+ * and the looks after a reconnect (NGX_HTTP_OFFLOAD_READ_LOOK) read a
+ * slice of a string on the command link; a list answers WRONGTYPE and is
+ * read as after a notice.
  */
 
 static void
-ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t big)
+ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t how)
 {
     int          len;
     char        *key;
@@ -355,15 +365,31 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t big)
     argv[1] = key;
     argvlen[1] = len;
 
-    if (big) {
+    if (how == NGX_HTTP_OFFLOAD_READ_LIST) {
         ctx->result_key.data = (u_char *) key;
         ctx->result_key.len = len;
 
-        argv[0] = "STRLEN";
-        argvlen[0] = 6;
+        argv[0] = "LLEN";
+        argvlen[0] = 4;
 
         (void) ngx_http_offload_fetch_big(ctx, &ctx->stream[0],
-                                          ngx_http_offload_strlen_done, 2,
+                                          ngx_http_offload_llen_done, 2,
+                                          argv, argvlen);
+        return;
+    }
+
+    /* a string result is at most OFFLOAD_NOTICE_OVER bytes: one that
+     * fills the look's slice is read whole on the bulk link */
+
+    if (how == NGX_HTTP_OFFLOAD_READ_WHOLE) {
+        ctx->result_key.data = (u_char *) key;
+        ctx->result_key.len = len;
+
+        argv[0] = "GET";
+        argvlen[0] = 3;
+
+        (void) ngx_http_offload_fetch_big(ctx, &ctx->stream[0],
+                                          ngx_http_offload_get_done, 2,
                                           argv, argvlen);
         return;
     }
@@ -407,48 +433,42 @@ ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx,
 }
 
 
-/* the GETRANGE of the next slice of a big result, if any is left */
+/* the LINDEX of the next element of a big result, if any is left */
 
 static ngx_int_t
 ngx_http_offload_fetch_slice(ngx_http_offload_ctx_t *ctx)
 {
-    u_char       from[NGX_SIZE_T_LEN], to[NGX_SIZE_T_LEN];
-    size_t       len;
-    const char  *argv[4];
-    size_t       argvlen[4];
+    u_char       index[NGX_INT_T_LEN];
+    const char  *argv[3];
+    size_t       argvlen[3];
 
-    if (ctx->sliced == ctx->result_len) {
+    if (ctx->sliced == ctx->result_n) {
         return NGX_OK;
     }
 
-    len = ngx_min(ctx->result_len - ctx->sliced, OFFLOAD_SLICE);
-
-    argv[0] = "GETRANGE";
-    argvlen[0] = 8;
+    argv[0] = "LINDEX";
+    argvlen[0] = 6;
     argv[1] = (char *) ctx->result_key.data;
     argvlen[1] = ctx->result_key.len;
-    argv[2] = (char *) from;
-    argvlen[2] = ngx_sprintf(from, "%uz", ctx->sliced) - from;
-    argv[3] = (char *) to;
-    argvlen[3] = ngx_sprintf(to, "%uz", ctx->sliced + len - 1) - to;
+    argv[2] = (char *) index;
+    argvlen[2] = ngx_sprintf(index, "%uz", ctx->sliced) - index;
 
     if (ngx_http_offload_fetch_big(ctx,
-                  &ctx->stream[ctx->sliced / OFFLOAD_SLICE
-                               % NGX_HTTP_OFFLOAD_SLICES],
-                  ngx_http_offload_range_done, 4, argv, argvlen)
+                  &ctx->stream[ctx->sliced % NGX_HTTP_OFFLOAD_SLICES],
+                  ngx_http_offload_index_done, 3, argv, argvlen)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    ctx->sliced += len;
+    ctx->sliced++;
 
     return NGX_OK;
 }
 
 
 static void
-ngx_http_offload_strlen_done(redisAsyncContext *ac, void *r, void *privdata)
+ngx_http_offload_llen_done(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply              *reply = r;
     ngx_uint_t               i;
@@ -472,15 +492,11 @@ ngx_http_offload_strlen_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    ctx->result = ngx_pnalloc(ctx->request->pool, (size_t) reply->integer);
-    if (ctx->result == NULL) {
-        ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                      "internal", "out of memory");
-        return;
-    }
-
-    ctx->result_len = (size_t) reply->integer;
+    ctx->result = NULL;
+    ctx->result_last = &ctx->result;
+    ctx->result_n = (ngx_uint_t) reply->integer;
     ctx->result_got = 0;
+    ctx->result_len = 0;
     ctx->sliced = 0;
 
     for (i = 0; i < NGX_HTTP_OFFLOAD_SLICES; i++) {
@@ -492,9 +508,11 @@ ngx_http_offload_strlen_done(redisAsyncContext *ac, void *r, void *privdata)
 
 
 static void
-ngx_http_offload_range_done(redisAsyncContext *ac, void *r, void *privdata)
+ngx_http_offload_index_done(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply              *reply = r;
+    u_char                  *p;
+    ngx_chain_t             *cl;
     ngx_http_offload_ctx_t  *ctx;
 
     ctx = ngx_http_offload_needed_ctx(ac, reply, privdata);
@@ -502,12 +520,10 @@ ngx_http_offload_range_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    /* a result is stored once and never changes: each slice is whole */
+    /* a result is stored once and never changes: an element missing
+     * means the key went (or was replaced) under the read */
 
-    if (reply->type != REDIS_REPLY_STRING
-        || (size_t) reply->len != ngx_min(ctx->result_len - ctx->result_got,
-                                          OFFLOAD_SLICE))
-    {
+    if (reply->type != REDIS_REPLY_STRING) {
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
                       "offload: the result of a job on queue \"%V\" "
                       "changed while it was read", &ctx->queue);
@@ -518,20 +534,39 @@ ngx_http_offload_range_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    ngx_memcpy(ctx->result + ctx->result_got, reply->str, reply->len);
-    ctx->result_got += reply->len;
+    /* the first element always has a buffer: it holds the header line */
 
-    if (ctx->result_got < ctx->result_len) {
+    if (reply->len || ctx->result_got == 0) {
+        p = ngx_pnalloc(ctx->request->pool, reply->len);
+        cl = ngx_http_offload_chain_of(ctx->request->pool, p, reply->len);
+
+        if (p == NULL || cl == NULL) {
+            ngx_http_offload_answer_error(ctx,
+                                          NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                          "internal", "out of memory");
+            return;
+        }
+
+        ngx_memcpy(p, reply->str, reply->len);
+
+        *ctx->result_last = cl;
+        ctx->result_last = &cl->next;
+        ctx->result_len += ctx->result_got ? reply->len : 0;
+    }
+
+    if (++ctx->result_got < ctx->result_n) {
         (void) ngx_http_offload_fetch_slice(ctx);
         return;
     }
 
     ctx->result_read = 1;
 
-    ngx_http_offload_deliver(ctx->peer, ctx, (char *) ctx->result,
-                             ctx->result_len);
+    ngx_http_offload_deliver(ctx->peer, ctx, (char *) ctx->result->buf->pos,
+                             ctx->result->buf->last - ctx->result->buf->pos);
 }
 
+
+/* A string read: the first slice (a look), or all of it on the bulk link */
 
 static void
 ngx_http_offload_get_done(redisAsyncContext *ac, void *r, void *privdata)
@@ -544,22 +579,35 @@ ngx_http_offload_get_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    /* a list is a big result */
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR
+        && ngx_strncmp(reply->str, "WRONGTYPE", 9) == 0
+        && ctx->result_key.len == 0)
+    {
+        ngx_http_offload_fetch_result(ctx, NGX_HTTP_OFFLOAD_READ_LIST);
+        return;
+    }
+
     /* GETRANGE of a key that is not there is "": nothing stored */
 
     if (reply != NULL && reply->type == REDIS_REPLY_STRING
         && reply->len > 0)
     {
-        if (reply->len < OFFLOAD_SLICE) {
+        if (reply->len < OFFLOAD_SLICE || ctx->result_whole) {
             ngx_http_offload_deliver(ctx->peer, ctx, reply->str, reply->len);
 
         } else {
-            ngx_http_offload_fetch_result(ctx, 1);
+            ngx_http_offload_fetch_result(ctx, NGX_HTTP_OFFLOAD_READ_WHOLE);
         }
 
         return;
     }
 
     /* nothing stored: a recovery look keeps waiting, the last look ends */
+
+    ngx_str_null(&ctx->result_key);
+    ctx->result_whole = 0;
 
     if (ctx->expired) {
         ngx_http_offload_timed_out(ctx);
@@ -591,7 +639,7 @@ ngx_http_offload_recover(ngx_http_offload_peer_t *peer)
         ctx = (ngx_http_offload_ctx_t *) node;
 
         if (ctx->submitted) {
-            ngx_http_offload_fetch_result(ctx, 0);
+            ngx_http_offload_fetch_result(ctx, NGX_HTTP_OFFLOAD_READ_LOOK);
         }
     }
 }
@@ -689,7 +737,7 @@ ngx_http_offload_message(redisAsyncContext *ac, void *r, void *privdata)
 
 
 /*
- * A big result was stored, not published: GET it on the bulk link, where
+ * A big result was stored, not published: read it on the bulk link, where
  * its bytes hold up no small job's reply.
  */
 
@@ -713,7 +761,7 @@ ngx_http_offload_notice(ngx_http_offload_peer_t *peer, offload_str_t *id)
         return;
     }
 
-    ngx_http_offload_fetch_result(ctx, 1);
+    ngx_http_offload_fetch_result(ctx, NGX_HTTP_OFFLOAD_READ_LIST);
 }
 
 
@@ -736,7 +784,7 @@ ngx_http_offload_deadline_handler(ngx_event_t *ev)
 
     ctx->expired = 1;
 
-    ngx_http_offload_fetch_result(ctx, 0);
+    ngx_http_offload_fetch_result(ctx, NGX_HTTP_OFFLOAD_READ_LOOK);
 
     ngx_add_timer(ev, NGX_HTTP_OFFLOAD_LAST_LOOK);
 }

@@ -4,15 +4,21 @@
  * command at a time, so a body over OFFLOAD_BODY_OVER never travels in one
  * (docs/PROTOCOL.md, "The module's steps"):
  *
- *   EXISTS <stream>                   command link: a queue nobody serves
- *                                     gets nothing written, 404
- *   SET <body key> <slice 0> PX <ms>  bulk link, OFFLOAD_SLICE bytes each,
- *   APPEND <body key> <slice n> ...   straight from the body's buffers,
- *                                     NGX_HTTP_OFFLOAD_SLICES on their way
- *   XADD ... payload "" body <len>    command link, once Redis holds it all
+ *   EXISTS <stream>                  command link: a queue nobody serves
+ *                                    gets nothing written, 404
+ *   MULTI                            bulk link: the key never lives
+ *   RPUSH <body key> <slice 0>       without its lifetime;
+ *   PEXPIRE <body key> <ms>          OFFLOAD_SLICE bytes a slice,
+ *   EXEC                             straight from the body's buffers,
+ *   RPUSH <body key> <slice n> ...   NGX_HTTP_OFFLOAD_SLICES on their way
+ *   XADD ... payload "" body <len>   command link, once Redis holds it all
  *
- * A request that goes before its XADD (client gone, deadline, an error)
- * sends no more slices and DELetes the key behind those on their way.
+ * A list, one element a slice: APPENDs to a growing string make Redis
+ * copy the whole string again every megabyte or so (quadratic, stalls of
+ * hundreds of ms at 64 MB); an RPUSH costs the same at any length.  A
+ * request that goes before its XADD (client gone, deadline, an error)
+ * sends no more slices and UNLINKs the key behind those on their way
+ * (Redis frees a big value off its main thread).
  */
 
 
@@ -23,6 +29,8 @@ static void ngx_http_offload_exists_done(redisAsyncContext *ac, void *r,
     void *privdata);
 static ngx_int_t ngx_http_offload_upload_slice(ngx_http_offload_ctx_t *ctx);
 static void ngx_http_offload_slice_done(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_offload_queued_done(redisAsyncContext *ac, void *r,
     void *privdata);
 
 
@@ -124,21 +132,21 @@ ngx_http_offload_exists_done(redisAsyncContext *ac, void *r, void *privdata)
 
 
 /*
- * The next slice, if any is left: SET with the key's lifetime (the
- * deadline, and a grace for a worker that picked the job up just before
- * it), then APPENDs, which keep it.
+ * The next slice, if any is left: an RPUSH; the first inside a MULTI with
+ * the PEXPIRE that gives the key its lifetime (the deadline, and a grace
+ * for a worker that picked the job up just before it).
  */
 
 static ngx_int_t
 ngx_http_offload_upload_slice(ngx_http_offload_ctx_t *ctx)
 {
-    int                           argc;
     u_char                        ttl[NGX_INT64_LEN];
     size_t                        len;
     int64_t                       ms;
     ngx_time_t                   *tp;
-    const char                   *argv[5];
-    size_t                        argvlen[5];
+    const char                   *argv[3];
+    size_t                        argvlen[3];
+    ngx_http_offload_small_t     *small;
     ngx_http_offload_stream_t    *st;
     ngx_http_offload_loc_conf_t  *olcf;
 
@@ -149,11 +157,31 @@ ngx_http_offload_upload_slice(ngx_http_offload_ctx_t *ctx)
     len = ngx_min(ctx->body.len - ctx->sliced, OFFLOAD_SLICE);
     st = &ctx->stream[ctx->sliced / OFFLOAD_SLICE % NGX_HTTP_OFFLOAD_SLICES];
 
+    argv[0] = "RPUSH";
+    argvlen[0] = 5;
     argv[1] = (char *) ctx->body_key.data;
     argvlen[1] = ctx->body_key.len;
     argvlen[2] = len;                   /* from the cursor */
 
+    /* inside the MULTI, the first RPUSH answers QUEUED, the EXEC counts */
+
+    if (ngx_http_offload_link_stream(&ctx->peer->bulk, st, ctx->request->pool,
+                                     ctx->sliced ? ngx_http_offload_slice_done
+                                                 : ngx_http_offload_queued_done,
+                                     (void *) (uintptr_t) ctx->node.key,
+                                     3, argv, argvlen, 2, &ctx->body_at)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     if (ctx->sliced == 0) {
+        small = ngx_palloc(ctx->request->pool,
+                           3 * sizeof(ngx_http_offload_small_t));
+        if (small == NULL) {
+            return NGX_ERROR;
+        }
+
         olcf = ngx_http_get_module_loc_conf(ctx->request,
                                             ngx_http_offload_module);
         tp = ngx_timeofday();
@@ -161,32 +189,60 @@ ngx_http_offload_upload_slice(ngx_http_offload_ctx_t *ctx)
         ms = ctx->submitted_ms + olcf->timeout + OFFLOAD_BODY_GRACE_MS
              - ((int64_t) tp->sec * 1000 + tp->msec);
 
-        argv[0] = "SET";
-        argvlen[0] = 3;
-        argv[3] = "PX";
-        argvlen[3] = 2;
-        argv[4] = (char *) ttl;
-        argvlen[4] = ngx_sprintf(ttl, "%L", ngx_max(ms, 1)) - ttl;
-        argc = 5;
+        argv[0] = "MULTI";
+        argvlen[0] = 5;
 
-    } else {
-        argv[0] = "APPEND";
-        argvlen[0] = 6;
-        argc = 3;
-    }
+        if (ngx_http_offload_link_small(ctx->request->pool, &small[0], NULL,
+                                        NULL, 1, argv, argvlen)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
 
-    if (ngx_http_offload_link_stream(&ctx->peer->bulk, st, ctx->request->pool,
-                                     ngx_http_offload_slice_done,
-                                     (void *) (uintptr_t) ctx->node.key,
-                                     argc, argv, argvlen, 2, &ctx->body_at)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
+        argv[0] = "PEXPIRE";
+        argvlen[0] = 7;
+        argv[2] = (char *) ttl;
+        argvlen[2] = ngx_sprintf(ttl, "%L", ngx_max(ms, 1)) - ttl;
+
+        if (ngx_http_offload_link_small(ctx->request->pool, &small[1], NULL,
+                                        NULL, 3, argv, argvlen)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        argv[0] = "EXEC";
+        argvlen[0] = 4;
+
+        if (ngx_http_offload_link_small(ctx->request->pool, &small[2],
+                                        ngx_http_offload_slice_done,
+                                        (void *) (uintptr_t) ctx->node.key,
+                                        1, argv, argvlen)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        st->small = small;
+        st->nbefore = 1;
+        st->nsmall = 3;
     }
 
     ctx->sliced += len;
 
     return NGX_OK;
+}
+
+
+/*
+ * The first RPUSH's reply, QUEUED or an error the EXEC reports too: only a
+ * connection lost in the middle of it matters here.
+ */
+
+static void
+ngx_http_offload_queued_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void) ngx_http_offload_needed_ctx(ac, r, privdata);
 }
 
 
@@ -196,7 +252,7 @@ static void
 ngx_http_offload_slice_done(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply              *reply = r;
-    size_t                   len;
+    size_t                   len, n;
     ngx_http_offload_ctx_t  *ctx;
 
     ctx = ngx_http_offload_needed_ctx(ac, reply, privdata);
@@ -214,15 +270,23 @@ ngx_http_offload_slice_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    /* APPEND answers the key's new length: any other means the key went
-     * (and an APPEND made it again, with no lifetime) */
+    /* an RPUSH answers the list's new length, the EXEC the first one's
+     * and the PEXPIRE's 1: any other means the key went (and an RPUSH made
+     * it again, with no lifetime) */
 
     len = ngx_min(ctx->body.len - ctx->body_stored, OFFLOAD_SLICE);
+    n = ctx->body_stored / OFFLOAD_SLICE + 1;
 
-    if (ctx->body_stored == 0 ? reply->type != REDIS_REPLY_STATUS
-                              : reply->type != REDIS_REPLY_INTEGER
-                                || reply->integer
-                                   != (long long) (ctx->body_stored + len))
+    if (reply->type == REDIS_REPLY_ARRAY && ctx->body_stored == 0
+        && reply->elements == 2
+        && reply->element[1]->type == REDIS_REPLY_INTEGER
+        && reply->element[1]->integer == 1)
+    {
+        reply = reply->element[0];
+    }
+
+    if (reply->type != REDIS_REPLY_INTEGER
+        || reply->integer != (long long) n)
     {
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
                       "offload: the body key of a job on queue \"%V\" "
@@ -259,8 +323,8 @@ ngx_http_offload_slice_done(redisAsyncContext *ac, void *r, void *privdata)
 
 /*
  * The request goes before its XADD, its slices were taken back (one half
- * written is finished blank): the key is deleted after those on their way,
- * in the bulk link's order, so that no APPEND makes it again.
+ * written is finished blank): the key is unlinked after those on their
+ * way, in the bulk link's order, so that no RPUSH makes it again.
  */
 
 void
@@ -274,7 +338,7 @@ ngx_http_offload_upload_stop(ngx_http_offload_ctx_t *ctx)
 }
 
 
-/* DEL of the body key, fire and forget: its request may be gone next */
+/* UNLINK of the body key, fire and forget: its request may be gone next */
 
 void
 ngx_http_offload_body_delete(ngx_http_offload_ctx_t *ctx)
@@ -282,8 +346,8 @@ ngx_http_offload_body_delete(ngx_http_offload_ctx_t *ctx)
     const char  *argv[2];
     size_t       argvlen[2];
 
-    argv[0] = "DEL";
-    argvlen[0] = 3;
+    argv[0] = "UNLINK";
+    argvlen[0] = 6;
     argv[1] = (char *) ctx->body_key.data;
     argvlen[1] = ctx->body_key.len;
 
