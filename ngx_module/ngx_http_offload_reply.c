@@ -384,6 +384,7 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t how)
     if (how == NGX_HTTP_OFFLOAD_READ_WHOLE) {
         ctx->result_key.data = (u_char *) key;
         ctx->result_key.len = len;
+        ctx->result_whole = 1;
 
         argv[0] = "GET";
         argvlen[0] = 3;

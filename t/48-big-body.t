@@ -1,17 +1,19 @@
 #!/usr/bin/perl
 # Big bodies on a one-worker nginx.  A body over 1 MB never travels in one
-# Redis command: it goes into its body key in 256 KB slices (SET, then
-# APPENDs, on the bulk connection) and its job is XADDed with an empty
-# payload and "body <length>"; seen here in Redis itself, on a queue whose
-# stream has no workers, and by a MONITOR client.  A queue nobody serves
-# gets nothing written (404); a request whose deadline passes mid-upload
-# leaves no key and no job, and the bulk connection stays up.  Also: a big
-# body with a JSON error late in it is refused (the check runs in slices);
-# nginx -t refuses a client_max_body_size Redis cannot carry; a result
-# over 1 MB arrives as a notice and is read from its key in 256 KB
-# GETRANGEs (the echo of a body of exactly 1 MB, still inline, is one; a
-# 48 MB echo, over Redis' 32 MB pub/sub limit, needs the sidecar side of
-# body keys) without the subscriber being dropped.
+# Redis command: it goes into its body key, a list, in 256 KB slices (the
+# first RPUSH in a MULTI with the key's PEXPIRE, then RPUSHes, on the bulk
+# connection) and its job is XADDed with an empty payload and "body
+# <length>"; seen here in Redis itself, on a queue whose stream has no
+# workers, and by a MONITOR client.  A queue nobody serves gets nothing
+# written (404); a request whose deadline passes mid-upload leaves no key
+# and no job (UNLINK), and the bulk connection stays up.  Also: a big body
+# with a JSON error late in it is refused (the check runs in slices); nginx
+# -t refuses a client_max_body_size Redis cannot carry; a result over 1 MB,
+# a list of slices, arrives as a notice and is read by LLEN and an LINDEX
+# per element (staged here by the test as the worker will write it; also
+# found by the last look at the deadline), and a 48 MB echo, over Redis'
+# 32 MB pub/sub limit, needs the sidecar side of body keys) without the
+# subscriber being dropped.
 
 use strict;
 use warnings;
@@ -56,6 +58,7 @@ start_jobs_nginx(workers => 1, server => <<'CONF',
     client_max_body_size 64m;
     location = /status { offload_status; }
     location ~ ^/brief/([^/]+)$ { offload_pass $1; offload_timeout 400ms; }
+    location ~ ^/mid/([^/]+)$ { offload_pass $1; offload_timeout 3s; }
 CONF
     ready => [ '/jobs/echo', '{}' ]) or give_up('stack did not start');
 
@@ -65,9 +68,10 @@ is(redis_cmd('XGROUP', 'CREATE', 'offload:{parked}:jobs', 'workers', '$',
     'MKSTREAM'), 'OK', 'a queue nobody reads');
 
 my $SLICE = 262144;
-my $TODO_SIDECAR = 'the sidecar reads a job\'s body key (GETRANGE slices) '
-    . 'only with the sidecar side of the body-key change (branch slices-'
-    . 'sidecar): until it is merged a body over 1 MB reaches no handler';
+my $TODO_SIDECAR = 'the sidecar reads a job\'s body list (LINDEX slices) '
+    . 'and writes a big result as a list only with the sidecar side of the '
+    . 'change (branch slices-sidecar): until it is merged a body over 1 MB '
+    . 'reaches no handler';
 
 sub reconnects {
     my $r = http('GET', '/status');
@@ -96,7 +100,15 @@ my $subscriber = subscriber_id();
 ok(defined $subscriber, 'one subscriber in redis');
 my $mon = RedisMonitor->start;
 
-# ---- a 6 MB body: EXISTS, SET and APPENDs of its body key, then the XADD
+# the elements of a list key, joined
+sub list_of {
+    my ($key) = @_;
+    my $l = redis_cmd('LRANGE', $key, 0, -1);
+    return ref $l eq 'ARRAY' ? join('', @$l) : undef;
+}
+
+# ---- a 6 MB body: EXISTS, MULTI, RPUSH, PEXPIRE, EXEC and RPUSHes of its
+# body key, then the XADD
 my $body = body_of(6, 'six');
 my $t0 = time;
 my $sock = send_post('/jobs/parked', $body);
@@ -110,10 +122,12 @@ my $e = $entries->[0] // {};
 is($e->{payload}, '', '6 MB: the entry\'s payload is empty');
 is($e->{body}, length $body, '6 MB: the entry says "body <length>"');
 my $key = 'offload:{parked}:body:' . ($e->{id} // '?');
-my $stored = redis_cmd('GET', $key);
+my $stored = list_of($key);
 ok(defined $stored && $stored eq $body,
-    '6 MB: the body key holds the body byte for byte')
+    '6 MB: the body list\'s elements, joined, are the body byte for byte')
     or diag('stored ' . length($stored // '') . ' bytes');
+my $slices = int((length($body) + $SLICE - 1) / $SLICE);
+is(redis_cmd('LLEN', $key), $slices, "6 MB: in $slices elements");
 my $pttl = redis_cmd('PTTL', $key);
 my $ms = (time - $t0) * 1000;
 # offload_timeout 30s (the default) and a grace of 60 s, from submission
@@ -121,25 +135,29 @@ ok($pttl > 30000 && $pttl <= 90000 && $pttl >= 90000 - $ms - 1000,
     "6 MB: the body key lives to the deadline and the grace ($pttl ms)");
 
 my @cmds = $mon->on_key($key);
-my $slices = int((length($body) + $SLICE - 1) / $SLICE);
-is_deeply([ map { $_->[0] } @cmds ], [ 'SET', ('APPEND') x ($slices - 1) ],
-    "6 MB: SET, then $slices APPENDs in all");
-ok(($cmds[0][3] // '') eq 'PX' && ($cmds[0][4] // '') =~ /^\d+\z/
-    && $cmds[0][4] > 30000 && $cmds[0][4] <= 90000,
-    '6 MB: the SET gives the key its lifetime (PX '
-    . ($cmds[0][4] // '?') . ')');
-ok(join('', map { $_->[2] } @cmds) eq $body,
+is_deeply([ map { $_->[0] } @cmds ],
+    [ 'RPUSH', 'PEXPIRE', ('RPUSH') x ($slices - 1) ],
+    "6 MB: RPUSH, PEXPIRE, then RPUSHes: $slices slices in all");
+ok(($cmds[1][2] // '') =~ /^\d+\z/ && $cmds[1][2] > 30000
+    && $cmds[1][2] <= 90000, '6 MB: the PEXPIRE gives the key its lifetime ('
+    . ($cmds[1][2] // '?') . ' ms)');
+ok(join('', map { $_->[2] } grep { $_->[0] eq 'RPUSH' } @cmds) eq $body,
     '6 MB: the slices, in order, are the body');
 my @seen = @{ $mon->seen };
 my ($i_exists) = grep { $seen[$_][1] eq 'EXISTS'
     && $seen[$_][2] eq 'offload:{parked}:jobs' } 0 .. $#seen;
-my ($i_set) = grep { $seen[$_][1] eq 'SET' && $seen[$_][2] eq $key }
+my ($i_set) = grep { $seen[$_][1] eq 'RPUSH' && $seen[$_][2] eq $key }
     0 .. $#seen;
 ok(defined $i_exists && defined $i_set && $i_exists < $i_set,
     '6 MB: EXISTS of the stream came first');
+my ($i_multi) = grep { $seen[$_][1] eq 'MULTI' } reverse 0 .. $i_set // 0;
+ok(defined $i_multi && defined $i_set
+    && "@{[ map { $seen[$_][1] } $i_set .. $i_set + 2 ]}"
+       eq 'RPUSH PEXPIRE EXEC',
+    '6 MB: the first RPUSH and the PEXPIRE in one MULTI ... EXEC');
 my $longest = $mon->longest_arg;
 ok($longest <= $SLICE + 64, "no argument longer than a slice ($longest)");
-diag(sprintf '6 MB uploaded in %.1f ms (SET to XADD, Redis clock)',
+diag(sprintf '6 MB uploaded in %.1f ms (first RPUSH to XADD, Redis clock)',
     ($xadd->[0] - $seen[$i_set // 0][0]) * 1000);
 close $sock;
 
@@ -159,7 +177,7 @@ close $sock;
     ok(wait_until(sub { @{ stream_entries('offload:{parked}:jobs') } == 2 },
         scaled(20), 'chunked job XADDed'), "2 MB in $n chunks: XADDed");
     my $e = stream_entries('offload:{parked}:jobs')->[1] // {};
-    my $got = redis_cmd('GET', "offload:{parked}:body:" . ($e->{id} // ''));
+    my $got = list_of("offload:{parked}:body:" . ($e->{id} // ''));
     ok(defined $got && $got eq $json,
         "2 MB in $n chunks of 129 bytes: the body key holds them in order");
     close $s;
@@ -183,10 +201,11 @@ is_deeply([ map { $_->[1] } grep { "@$_[2 .. $#$_]" =~ /nobody_serves/ }
     @{ $mon->seen } ], [ 'EXISTS', 'EXISTS' ],
     'only EXISTS reached redis for it (and the test\'s own)');
 
-# ---- the deadline passes mid-upload (Redis frozen from the stream's
-# EXISTS on): no XADD, no more slices, the key is deleted behind those on
-# their way, a slice half written is finished blank (with small socket
-# buffers: run the file in a network namespace with a low tcp_wmem and
+# ---- the deadline passes mid-upload (Redis frozen from the first
+# slice's MULTI on, the slice on its way): no XADD, no more slices, the
+# key is unlinked behind those on their way, a slice half written is
+# finished blank (with small socket buffers: run the file in a network
+# namespace with a low tcp_wmem and
 # tcp_rmem to see one) and the bulk connection stays up
 {
     my $before = reconnects();
@@ -195,19 +214,21 @@ is_deeply([ map { $_->[1] } grep { "@$_[2 .. $#$_]" =~ /nobody_serves/ }
     my $s = send_post('/brief/parked', $big);
     my $exists = $mon->wait_for(sub { $_[0][1] eq 'EXISTS'
         && $_[0][2] eq 'offload:{parked}:jobs' }, scaled(20));
+    my $multi = $mon->wait_for(sub { $_[0][1] eq 'MULTI' }, scaled(20));
     kill 'STOP', redis_pid();
     my $a = read_answer($s, scaled(10));
     kill 'CONT', redis_pid();
-    ok($exists, '48 MB, 400 ms: EXISTS of the stream');
+    ok($exists && $multi, '48 MB, 400 ms: EXISTS of the stream, the first '
+        . 'slice\'s MULTI');
     is($a->{status}, 504, '48 MB, 400 ms: the deadline passed: 504');
     is(($a->{json} // {})->{error}{code}, 'timeout', 'code timeout');
-    my $del = $mon->wait_for(sub { $_[0][1] eq 'DEL'
+    my $del = $mon->wait_for(sub { $_[0][1] eq 'UNLINK'
         && $_[0][2] =~ /^offload:\{parked\}:body:/ }, scaled(10));
-    ok($del, '48 MB, 400 ms: its body key is deleted');
+    ok($del, '48 MB, 400 ms: its body key is unlinked');
     my $bkey = $del ? $del->[2] : '?';
-    my @slices = $mon->on_key($bkey);
-    pop @slices;
-    is(($slices[0] // [])->[0], 'SET', 'after the slices on their way');
+    my @slices = grep { $_->[0] eq 'RPUSH' } $mon->on_key($bkey);
+    is(($mon->on_key($bkey))[-1][0], 'UNLINK',
+        'after the slices on their way');
     my $all = int((length($big) + $SLICE - 1) / $SLICE);
     ok(@slices < $all, 'the upload stopped (' . scalar(@slices)
         . " of $all slices ran)");
@@ -229,7 +250,7 @@ is_deeply([ map { $_->[1] } grep { "@$_[2 .. $#$_]" =~ /nobody_serves/ }
     ok(wait_until(sub { @{ stream_entries('offload:{parked}:jobs') } == 1 },
         scaled(20), 'next job XADDed'), 'after it: a 3 MB job is XADDed');
     my $e = stream_entries('offload:{parked}:jobs')->[0] // {};
-    my $got = redis_cmd('GET', "offload:{parked}:body:" . ($e->{id} // ''));
+    my $got = list_of("offload:{parked}:body:" . ($e->{id} // ''));
     ok(defined $got && $got eq $next, 'after it: with its body in its key');
     close $s2;
     my $p = post_json('/jobs/echo', { after => 1 });
@@ -237,28 +258,145 @@ is_deeply([ map { $_->[1] } grep { "@$_[2 .. $#$_]" =~ /nobody_serves/ }
 }
 
 # ---- a body of exactly 1 MB still goes inline, in one XADD; its echo, a
-# header longer, is over the notice limit: read by STRLEN, then GETRANGEs
-# of at most 256 KB on the bulk connection
+# header longer, is over the notice limit: a list read by LLEN, then
+# LINDEXes on the bulk connection (until the sidecar side lands the worker
+# stores a string: found by the last look at the deadline, one GET)
 {
     my $mb = '"' . join('', map { sprintf '%07d,', $_ } 1 .. 2**17);
     $mb = substr($mb, 0, 2**20 - 1) . '"';
     $mon->forget;
-    my $r = http('POST', '/jobs/echo', $mb);
+    my $r = http('POST', '/mid/echo', $mb);
     is($r->{status}, 200, '1 MB echo: 200');
     ok(($r->{content} // '') eq $mb, '1 MB echo: the same bytes back');
     $mon->catch_up(scaled(10));
     my ($xadd) = grep { $_->[1] eq 'XADD' && $_->[2] eq 'offload:{echo}:jobs'
         && grep { length == 2**20 } @$_ } @{ $mon->seen };
     ok($xadd, '1 MB: one XADD with the payload inline');
-    is_deeply([ map { "$_->[1] $_->[2]" } grep { $_->[1] =~ /^(SET|APPEND)$/
+    is_deeply([ map { "$_->[1] $_->[2]" } grep { $_->[1] =~ /^(RPUSH)$/
         && $_->[2] =~ /:body:/ } @{ $mon->seen } ], [], '1 MB: no body key');
-    my @ranges = map { [ @$_[3, 4] ] } grep { $_->[1] eq 'GETRANGE'
-        && $_->[2] =~ /^offload:\{echo\}:result:/ } @{ $mon->seen };
-    ok(@ranges == 5 && $ranges[0][0] == 0 && $ranges[0][1] == $SLICE - 1
-        && !grep({ $_->[1] - $_->[0] + 1 > $SLICE } @ranges)
-        && !grep({ $ranges[$_][0] != $ranges[$_ - 1][1] + 1 } 1 .. $#ranges),
-        'the result read in slices of 256 KB, in order ('
-        . join(' ', map { "$_->[0]-$_->[1]" } @ranges) . ')');
+    TODO: {
+        local $TODO = $TODO_SIDECAR;
+        my @reads = map { "$_->[1] " . ($_->[3] // '') } grep {
+            $_->[1] =~ /^(LLEN|LINDEX|GETRANGE|GET)$/
+            && $_->[2] =~ /^offload:\{echo\}:result:/ } @{ $mon->seen };
+        is("@reads", 'LLEN  LINDEX 0 LINDEX 1 LINDEX 2 LINDEX 3 LINDEX 4',
+            '1 MB: the result read by LLEN and an LINDEX per slice');
+    }
+}
+
+# ---- big results, staged as the worker writes them: a list of slices,
+# the first starting with the header line, under the result key of a job
+# of the queue nobody reads
+sub parked_job {
+    my ($path, $tag) = @_;
+    my $n = @{ stream_entries('offload:{parked}:jobs') };
+    my $s = send_post($path, qq({"$tag":1}));
+    wait_until(sub { @{ stream_entries('offload:{parked}:jobs') } > $n },
+        scaled(10), "$tag XADDed") or return ($s);
+    my $e = stream_entries('offload:{parked}:jobs')->[-1];
+    return ($s, $e->{id}, $e->{reply});
+}
+
+# RPUSHes the result "OR1 <id> 200 ...\n<body>" in elements of the sizes
+# given (the last size repeated), a slice each by default
+sub stage_list {
+    my ($id, $body, @sizes) = @_;
+    my $data = "OR1 $id 200 1000 2000 3000 4000\n$body";
+    my $key = "offload:{parked}:result:$id";
+    @sizes = ($SLICE) unless @sizes;
+    my $n = 0;
+    for (my $at = 0; $at < length $data; $n++) {
+        my $size = $sizes[$n] // $sizes[-1];
+        redis_cmd('RPUSH', $key, substr($data, $at, $size));
+        $at += $size;
+    }
+    redis_cmd('PEXPIRE', $key, 60000);
+    return $n;
+}
+
+{
+    # after a notice: LLEN, an LINDEX per element, two on their way
+    my $big = body_of(5, 'listed');
+    my ($s, $id, $reply) = parked_job('/jobs/parked', 'notice');
+    ok($id && $reply, 'a parked job: its id and reply channel');
+    my $n = stage_list($id, $big);
+    $mon->forget;
+    redis_cmd('PUBLISH', $reply, "ON1 $id");
+    my $a = read_answer($s, scaled(20));
+    is($a->{status}, 200, "a 5 MB list result in $n slices, noticed: 200");
+    ok(($a->{content} // '') eq $big, 'the body byte for byte')
+        or diag('got ' . length($a->{content} // '') . ' bytes');
+    $mon->catch_up(scaled(10));
+    my @reads = map { "$_->[1]" . (defined $_->[3] ? " $_->[3]" : '') }
+        grep { ($_->[2] // '') eq "offload:{parked}:result:$id" }
+        @{ $mon->seen };
+    is("@reads", join(' ', 'LLEN', map { "LINDEX $_" } 0 .. $n - 1),
+        'read by LLEN, then an LINDEX per element in order');
+
+    # elements of other sizes: the first the header line alone, some empty
+    ($s, $id, $reply) = parked_job('/jobs/parked', 'odd');
+    my $odd = body_of(2, 'odd');
+    my $head = length "OR1 $id 200 1000 2000 3000 4000\n";
+    redis_cmd('RPUSH', "offload:{parked}:result:$id",
+        "OR1 $id 200 1000 2000 3000 4000\n", '', substr($odd, 0, 100000),
+        '', substr($odd, 100000));
+    redis_cmd('PUBLISH', $reply, "ON1 $id");
+    $a = read_answer($s, scaled(20));
+    is($a->{status}, 200, 'a list result with a bare header and empty '
+        . 'elements: 200');
+    ok(($a->{content} // '') eq $odd, 'the body byte for byte');
+
+    # no Server-Timing lost: the header came from the first element
+    ($s, $id, $reply) = parked_job('/jobs/parked', 'timing');
+    stage_list($id, body_of(1.5, 'timing'), 1000, $SLICE);
+    redis_cmd('PUBLISH', $reply, "ON1 $id");
+    my $raw = OffloadTest::read_raw($s, scaled(20));
+    like(substr($raw, 0, 1000), qr{\r\nServer-Timing:[ ]queue;dur=1\.000,
+        [ ]run;dur=2\.000,[ ]cpu;dur=3\.000\r\n}x,
+        'its header decoded from element 0');
+
+    # the notice lost: the last look at the deadline finds the list
+    # (GETRANGE answers WRONGTYPE) and reads it the big way
+    ($s, $id, $reply) = parked_job('/brief/parked', 'looked');
+    my $t0 = time;
+    my $late = body_of(3, 'looked');
+    $n = stage_list($id, $late);
+    $mon->forget;
+    $a = read_answer($s, scaled(20));
+    is($a->{status}, 200, 'a list result never noticed: 200 at the deadline');
+    ok(($a->{content} // '') eq $late, 'the body byte for byte');
+    $mon->catch_up(scaled(10));
+    @reads = map { $_->[1] } grep { ($_->[2] // '') eq
+        "offload:{parked}:result:$id" } @{ $mon->seen };
+    is("@reads", join(' ', 'GETRANGE', 'LLEN', ('LINDEX') x $n),
+        'the last look: GETRANGE (WRONGTYPE), then LLEN and LINDEXes');
+
+    # a string result over a slice (up to 1 MB: published whole, or here
+    # never) is read whole by the last look
+    ($s, $id, $reply) = parked_job('/brief/parked', 'string');
+    my $str = body_of(0.9, 'string');
+    redis_cmd('SET', "offload:{parked}:result:$id",
+        "OR1 $id 200 1 1\n$str", 'PX', 60000);
+    $mon->forget;
+    $a = read_answer($s, scaled(20));
+    is($a->{status}, 200, 'a 0.9 MB string result never published: 200');
+    ok(($a->{content} // '') eq $str, 'the body byte for byte');
+    $mon->catch_up(scaled(10));
+    @reads = map { $_->[1] } grep { ($_->[2] // '') eq
+        "offload:{parked}:result:$id" } @{ $mon->seen };
+    is("@reads", 'GETRANGE GET', 'the last look: GETRANGE, then one GET');
+
+    # a notice for a result key that is not there: a lost result, 504 at
+    # the deadline
+    ($s, $id, $reply) = parked_job('/brief/parked', 'lost');
+    redis_cmd('PUBLISH', $reply, "ON1 $id");
+    $a = read_answer($s, scaled(20));
+    is($a->{status}, 504, 'a notice with no result behind it: 504');
+    is(($a->{json} // {})->{error}{code}, 'timeout', 'code timeout');
+
+    redis_cmd('DEL', map { "offload:{parked}:result:$_->{id}" }
+        @{ stream_entries('offload:{parked}:jobs') });
+    redis_cmd('XTRIM', 'offload:{parked}:jobs', 'MAXLEN', '0');
 }
 
 # ---- a big body with a JSON error near its end: found by the sliced check
@@ -271,7 +409,7 @@ like(($r->{json} // {})->{error}{message} // '',
     'big bad JSON: the offset of the error');
 
 # ---- end to end: a 48 MB echo while small jobs keep coming; its result,
-# over the 32 MB pub/sub limit, comes as a notice and is read by GETRANGE
+# over the 32 MB pub/sub limit, comes as a notice and is read by LINDEX
 $mon->forget;
 my $huge = '{"data":"' . ('x' x (48 * 2**20)) . '","n":[1,2,3]}';
 my $s = send_post('/jobs/big', $huge);
@@ -302,8 +440,8 @@ unlike(slurp(nginx_error_log()), qr/connection lost|receives nothing/,
 $mon->catch_up(scaled(20));
 TODO: {
     local $TODO = $TODO_SIDECAR;
-    my @ranges = grep { $_->[1] eq 'GETRANGE' } @{ $mon->seen };
-    ok(@ranges >= 48 * 4, 'the result is read a slice per GETRANGE ('
+    my @ranges = grep { $_->[1] eq 'LINDEX' } @{ $mon->seen };
+    ok(@ranges >= 48 * 4, 'the result is read a slice per LINDEX ('
         . scalar(@ranges) . ')');
     # the worker's side too: its completion script, its reads
     $longest = $mon->longest_arg;
