@@ -205,8 +205,8 @@ is_deeply([ map { $_->[1] } grep { "@$_[2 .. $#$_]" =~ /nobody_serves/ }
 # slice's MULTI on, the slice on its way): no XADD, no more slices, the
 # key is unlinked behind those on their way, a slice half written is
 # finished blank (with small socket buffers: run the file in a network
-# namespace with a low tcp_wmem and
-# tcp_rmem to see one) and the bulk connection stays up
+# namespace with a low tcp_wmem and tcp_rmem to see one) and the bulk
+# connection stays up
 {
     my $before = reconnects();
     my $big = body_of(48, 'late');

@@ -1,8 +1,9 @@
 #!/usr/bin/perl
 # A slice of a big body half written when its request goes (here: its
 # deadline, with Redis frozen) is finished blank: spaces for the rest of
-# its data, its tail as it was.  Redis reads whole commands, the body key
-# is deleted after them, no XADD is made, the bulk connection stays up and
+# its data, its tail as it was, and the PEXPIRE and EXEC of the first
+# slice's MULTI with it.  Redis reads whole commands, the body key is
+# unlinked after them, no XADD is made, the bulk connection stays up and
 # the next big body goes through.  On loopback the socket buffers grow to
 # megabytes, room enough for the two slices a request has on their way, so
 # the file runs itself in a network namespace of its own with small TCP
@@ -70,16 +71,16 @@ kill 'CONT', redis_pid();
 ok($exists, 'the job\'s EXISTS ran');
 is($a->{status}, 504, 'the deadline passed: 504');
 
-my $del = $mon->wait_for(sub { $_[0][1] eq 'DEL'
+my $del = $mon->wait_for(sub { $_[0][1] eq 'UNLINK'
     && $_[0][2] =~ /^offload:\{parked\}:body:/ }, scaled(10));
-ok($del, 'its body key is deleted');
+ok($del, 'its body key is unlinked');
 my $key = $del ? $del->[2] : '?';
-my @slices = $mon->on_key($key);
-pop @slices;
+my @on_key = $mon->on_key($key);
+is(($on_key[-1] // [])->[0], 'UNLINK', 'after everything else on it');
+my @slices = grep { $_->[0] eq 'RPUSH' } @on_key;
 # the second slice, not begun, was simply withdrawn
-ok(@slices >= 1 && @slices <= 2 && $slices[0][0] eq 'SET',
-    'after the slices on their way (' . join(' ', map { $_->[0] } @slices)
-    . '), and no more');
+ok(@slices >= 1 && @slices <= 2, 'after the slices on their way ('
+    . join(' ', map { $_->[0] } @on_key) . '), and no more');
 
 # the blank one: the start of its slice, then spaces, as long as the slice
 my @blank = grep { $_->[2] =~ / \z/ } @slices;
@@ -91,9 +92,14 @@ ok(length($data) + length($spaces) == $SLICE
     && $data eq substr($body, $i * $SLICE, length $data),
     'the blank slice: its data as far as it was written, then spaces ('
     . length($spaces) . ')');
-is_deeply([ @{ $slices[0] // [] }[3, 4] ],
-    [ 'PX', ($slices[0] // [])->[4] =~ /^\d+\z/ ? $slices[0][4] : 'ms' ],
-    'the SET kept its tail (PX <ms>)');
+# the first slice's transaction closed whatever slice was cut: MULTI,
+# RPUSH, PEXPIRE <ms>, EXEC
+my @seen = @{ $mon->seen };
+my ($at) = grep { $seen[$_][1] eq 'RPUSH' && $seen[$_][2] eq $key }
+    0 .. $#seen;
+ok(defined $at && "@{[ map { $seen[$_][1] } $at .. $at + 2 ]}"
+    eq 'RPUSH PEXPIRE EXEC' && $seen[$at + 1][3] =~ /^\d+\z/,
+    'the first slice\'s PEXPIRE <ms> and EXEC ran');
 is(redis_cmd('EXISTS', $key), 0, 'no body key left');
 is_deeply([ grep { $_->[1] eq 'XADD' } @{ $mon->seen } ], [], 'no XADD');
 is(reconnects(), $before, 'no Redis connection was dropped');
@@ -105,7 +111,8 @@ $s = send_post('/jobs/parked', $body);
 ok(wait_until(sub { redis_cmd('XLEN', 'offload:{parked}:jobs') == 1 },
     scaled(20), 'next job XADDed'), 'the next big job is XADDed');
 my $id = (stream_entries('offload:{parked}:jobs')->[0] // {})->{id} // '';
-ok((redis_cmd('GET', "offload:{parked}:body:$id") // '') eq $body,
+my $list = redis_cmd('LRANGE', "offload:{parked}:body:$id", 0, -1);
+ok(ref $list eq 'ARRAY' && join('', @$list) eq $body,
     'with its body whole in its key');
 close $s;
 
