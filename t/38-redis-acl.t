@@ -59,8 +59,9 @@ for my $i (1 .. 20) {
 }
 is($ok, 20, '20 echo jobs');
 
-# a 2 MB job goes into its body key (EXISTS, SET, APPENDs, XADD) and its
-# result comes back as a notice read with STRLEN and GETRANGE
+# a 2 MB job goes into its body key (EXISTS, MULTI, RPUSH, PEXPIRE, EXEC,
+# RPUSHes, XADD) and its result comes back as a notice read with LLEN and
+# LINDEX
 my $big = '"' . ('b' x (2 * 2**20)) . '"';
 my $br = http('POST', '/jobs/echo', $big);
 TODO: {
@@ -78,11 +79,33 @@ ok(wait_until(sub { redis_cmd('XLEN', 'offload:{parked}:jobs') == 1 },
     scaled(10), 'parked job'), 'a 2 MB job XADDed as offload-nginx');
 my $parked = 'offload:{parked}:body:'
     . (stream_entries('offload:{parked}:jobs')->[0]{id} // '');
-is(redis_cmd('STRLEN', $parked), length $big,
-    'its body key written as offload-nginx (SET, APPEND)');
+my $list = redis_cmd('LRANGE', $parked, 0, -1);
+ok(ref $list eq 'ARRAY' && join('', @$list) eq $big,
+    'its body key written as offload-nginx (MULTI, RPUSH, PEXPIRE, EXEC)');
+ok(redis_cmd('PTTL', $parked) > 0, 'with its lifetime');
 close $sp;
 
-# a deadline while Redis holds writes back: the body key is DELeted
+# a big result, a list as a worker stores it, read as offload-nginx: after
+# a notice, and by the last look (WRONGTYPE to its GETRANGE)
+for my $case ([ '/jobs/parked', 1 ], [ '/brief/parked', 0 ]) {
+    my ($path, $notice) = @$case;
+    my $n = redis_cmd('XLEN', 'offload:{parked}:jobs');
+    my $s = send_post($path, '{}');
+    wait_until(sub { redis_cmd('XLEN', 'offload:{parked}:jobs') > $n },
+        scaled(10), 'parked job');
+    my $e = stream_entries('offload:{parked}:jobs')->[-1];
+    my $data = "OR1 $e->{id} 200 1 1 1 1\n$big";
+    redis_cmd('RPUSH', "offload:{parked}:result:$e->{id}",
+        map { substr($data, $_ * 262144, 262144) }
+        0 .. int((length($data) - 1) / 262144));
+    redis_cmd('PUBLISH', $e->{reply}, "ON1 $e->{id}") if $notice;
+    my $a = read_answer($s, scaled(10));
+    is($a->{status}, 200, 'a 2 MB list result read as offload-nginx ('
+        . ($notice ? 'notice' : 'last look') . ')');
+    ok(($a->{content} // '') eq $big, 'its bytes');
+}
+
+# a deadline while Redis holds writes back: the body key is UNLINKed
 redis_cmd('CLIENT', 'PAUSE', scaled(10) * 1000, 'WRITE');
 my $late = http('POST', '/brief/parked', $big);
 redis_cmd('CLIENT', 'UNPAUSE');
@@ -154,7 +177,7 @@ is(redis_cmd('SISMEMBER', 'offload:nodes', node_name()), 0,
 
 # ---- Redis refused nothing
 is_deeply(redis_cmd('KEYS', 'offload:{parked}:body:*'), [ $parked ],
-    'the late job\'s body key went (DEL as offload-nginx)');
+    'the late job\'s body key went (UNLINK as offload-nginx)');
 my $log = redis_cmd('ACL', 'LOG');
 is(ref $log eq 'ARRAY' ? scalar @$log : -1, 0, 'ACL LOG is empty')
     or diag(explain($log));
