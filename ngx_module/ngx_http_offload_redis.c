@@ -418,8 +418,10 @@ ngx_http_offload_link_post(ngx_http_offload_link_t *link, int argc,
 
 /*
  * A small command to go along with a streamed one, formatted into pool
- * memory.  Its reply comes to fn (privdata), or with fn NULL only an error
- * is logged, with argv[0], which must then be a constant.
+ * memory, NUL-terminated: hiredis looks one byte past a command's first
+ * argument (for a second one).  Its reply comes to fn (privdata), or with
+ * fn NULL only an error is logged, with argv[0], which must then be a
+ * constant.
  */
 
 ngx_int_t
@@ -429,7 +431,7 @@ ngx_http_offload_link_small(ngx_pool_t *pool,
 {
     u_char  *p;
 
-    p = ngx_pnalloc(pool, sizeof("*\r\n") - 1 + NGX_INT_T_LEN
+    p = ngx_pnalloc(pool, sizeof("*\r\n") + NGX_INT_T_LEN
                           + ngx_http_offload_resp_len(0, argc, argvlen));
     if (p == NULL) {
         return NGX_ERROR;
@@ -439,6 +441,7 @@ ngx_http_offload_link_small(ngx_pool_t *pool,
     p = ngx_sprintf(p, "*%d\r\n", argc);
     p = ngx_http_offload_resp_args(p, 0, argc, argv, argvlen);
     small->cmd.len = p - small->cmd.data;
+    *p = '\0';
 
     small->fn = fn;
     small->privdata = privdata;
@@ -602,7 +605,7 @@ ngx_http_offload_link_blank(ngx_http_offload_stream_t *st, ngx_log_t *log)
            + after * sizeof(ngx_http_offload_small_t) + tail_len;
 
     for (i = st->nbefore; i < st->nsmall; i++) {
-        size += st->small[i].cmd.len;
+        size += st->small[i].cmd.len + 1;
     }
 
     blank = ngx_alloc(size, log);
@@ -631,7 +634,7 @@ ngx_http_offload_link_blank(ngx_http_offload_stream_t *st, ngx_log_t *log)
         small[i].cmd.data = tail;
         small[i].fn = NULL;
         tail = ngx_cpymem(tail, st->small[st->nbefore + i].cmd.data,
-                          small[i].cmd.len);
+                          small[i].cmd.len + 1);
     }
 
     blank->small = small;
