@@ -1,0 +1,298 @@
+#!/usr/bin/perl
+# Big jobs never travel in one Redis command (docs/PROTOCOL.md, "The
+# worker's steps"): jobs submitted straight to Redis as a program would,
+# their body written to the body key in 256 KB slices and the entry added
+# with an empty payload and "body <length>".  The real sidecar reads the
+# body with GETRANGE a slice at a time, stages a big result with SET and
+# APPENDs, and completes with the staging key; a MONITOR client watches
+# every command.  Also: a body gone (bad_job, 400), a job out of attempts
+# (dead letter, body kept a week, `offloadctl retry` runs it again with
+# its body), a job completed twice (first result kept, no staging key).
+# OFFLOAD_BIG_MB (default 5) sets the echo job's size.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use IO::Select;
+use IO::Socket::INET;
+use Time::HiRes qw(time);
+use OffloadTest;
+
+my $SLICE = 262_144;            # OFFLOAD_SLICE
+my $MARGIN = 1024;
+my $MB = $ENV{OFFLOAD_BIG_MB} || 5;
+my $REPLY = 'offload:reply:t49';
+
+start_redis(args => [ '--slowlog-log-slower-than', 0,
+    '--slowlog-max-len', 100_000 ]);
+start_sidecar(conf => <<'CONF');
+fault_handlers on;
+queue echo { handler echo; workers 1; }
+queue crash { handler crash; workers 1; max_attempts 1; }
+CONF
+
+my $ctl = build_path('offloadctl') . ' -c ' . sidecar_conf_file();
+my $n = 0;
+
+# A raw RESP connection: MONITOR or SUBSCRIBE, read as messages arrive.
+sub raw_client {
+    my (@cmd) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => redis_port(), Proto => 'tcp', Timeout => 2)
+        or die "redis connect: $!\n";
+    my $req = '*' . @cmd . "\r\n";
+    $req .= '$' . length($_) . "\r\n$_\r\n" for @cmd;
+    syswrite($s, $req);
+    return { sock => $s, buf => '', sel => IO::Select->new($s) };
+}
+
+# Reads what has arrived within $wait seconds into the client's buffer.
+sub pump {
+    my ($c, $wait) = @_;
+    while ($c->{sel}->can_read($wait)) {
+        my $got = sysread($c->{sock}, $c->{buf}, 1 << 20, length $c->{buf});
+        last unless $got;
+        $wait = 0;
+    }
+}
+
+# One RESP value of $$buf at $pos: (value, next pos), or () if incomplete.
+sub parse_resp {
+    my ($buf, $pos) = @_;
+    my $eol = index($$buf, "\r\n", $pos);
+    return () if $eol < 0;
+    my ($t, $v) = (substr($$buf, $pos, 1),
+        substr($$buf, $pos + 1, $eol - $pos - 1));
+    $pos = $eol + 2;
+    if ($t eq '$') {
+        return () if length($$buf) < $pos + $v + 2;
+        return (substr($$buf, $pos, $v), $pos + $v + 2);
+    }
+    if ($t eq '*') {
+        my @a;
+        for (1 .. $v) {
+            my ($e, $next) = parse_resp($buf, $pos);
+            return () unless defined $next;
+            push @a, $e;
+            $pos = $next;
+        }
+        return (\@a, $pos);
+    }
+    return ($v, $pos);
+}
+
+# Pub/sub messages on the channel so far, in order.
+sub messages {
+    my ($c) = @_;
+    pump($c, 0.05);
+    my ($pos, @msgs) = (0);
+    while (1) {
+        my ($v, $next) = parse_resp(\$c->{buf}, $pos);
+        last unless defined $next;
+        push @msgs, $v->[2] if ref $v && $v->[0] eq 'message';
+        $pos = $next;
+    }
+    return \@msgs;
+}
+
+# MONITOR lines so far: [ client, [ args ] ].
+sub monitored {
+    my ($c) = @_;
+    pump($c, 0.1);
+    my @cmds;
+    for my $line (split /\r\n/, $c->{buf}) {
+        next unless $line =~ /^\+[\d.]+ \[\d+ ([^\]]+)\] (.*)$/;
+        my ($who, $rest) = ($1, $2);
+        my @args = map { s/\\(.)/$1/gr }
+            $rest =~ /"((?:[^"\\]++|\\.)*+)"/g;
+        push @cmds, [ $who, \@args ];
+    }
+    return \@cmds;
+}
+
+# Writes a body key in slices, as the module does.
+sub put_body {
+    my ($queue, $id, $body) = @_;
+    my $key = "offload:{$queue}:body:$id";
+    for (my $off = 0; $off < length $body; $off += $SLICE) {
+        my @px = $off == 0 ? ('PX', 120_000) : ();
+        redis_cmd($off == 0 ? 'SET' : 'APPEND', $key,
+            substr($body, $off, $SLICE), @px);
+    }
+    return $key;
+}
+
+sub add_job {
+    my ($queue, $id, $len, %o) = @_;
+    my $now = int(time * 1000);
+    return redis_cmd('XADD', "offload:{$queue}:jobs", 'NOMKSTREAM', '*',
+        v => 1, id => $id, payload => '', reply => $REPLY,
+        deadline => $o{deadline} // $now + 60_000, submitted => $now,
+        attempt => 1, rid => "r$id", body => $len);
+}
+
+sub new_id { sprintf '%032x', 0x49000 + ++$n }
+
+# The stored result, read a slice at a time.
+sub stored {
+    my ($key) = @_;
+    my $len = redis_cmd('STRLEN', $key);
+    my $v = '';
+    for (my $off = 0; $off < $len; $off += $SLICE) {
+        $v .= redis_cmd('GETRANGE', $key, $off, $off + $SLICE - 1);
+    }
+    return $v;
+}
+
+my $sub = raw_client('SUBSCRIBE', $REPLY);
+my $mon = raw_client('MONITOR');
+pump($sub, 1);
+pump($mon, 1);
+
+# ---- a big echo job: read in slices, result staged, notice published
+my $payload = '"' . ('b' x ($MB * 2**20 - 2)) . '"';
+my $id = new_id();
+my $body_key = put_body('echo', $id, $payload);
+my $t0 = time;
+ok(add_job('echo', $id, length $payload), "a $MB MB job added");
+my $result_key = "offload:{echo}:result:$id";
+ok(wait_until(sub { redis_cmd('EXISTS', $result_key) }, scaled(60),
+    'the result'), 'its result is stored');
+diag(sprintf '%d MB echo: XADD to result stored in %.0f ms', $MB,
+    (time - $t0) * 1000);
+
+my $res = stored($result_key);
+like($res, qr/^OR1 $id 200 \d+ \d+ \d+ \d+\n/, 'the result: 200');
+ok(substr($res, index($res, "\n") + 1) eq $payload,
+    'with the payload byte-exact');
+ok(wait_until(sub { grep { $_ eq "ON1 $id" } @{ messages($sub) } },
+    scaled(5), 'notice'), "the channel got the notice ON1 $id");
+is(redis_cmd('EXISTS', $body_key), 0, 'the body key is gone');
+is_deeply(redis_cmd('KEYS', 'offload:{echo}:stage:*'), [],
+    'no staging key is left');
+my $ttl = redis_cmd('TTL', $result_key);
+ok($ttl > 0 && $ttl <= 60, "the result has its result_ttl ($ttl s)");
+
+my $cmds = monitored($mon);
+my @reads = grep { uc $_->[1][0] eq 'GETRANGE' && $_->[1][1] eq $body_key }
+    @$cmds;
+is(scalar @reads, int((length($payload) + $SLICE - 1) / $SLICE),
+    'the worker read the body with one GETRANGE per slice');
+ok(!(grep { $_->[1][3] - $_->[1][2] + 1 > $SLICE } @reads),
+    'each of at most OFFLOAD_SLICE bytes');
+my @stage = grep { ($_->[1][1] // '') =~ /^offload:\{echo\}:stage:\Q$id\E:/ }
+    @$cmds;
+my @appends = grep { uc $_->[1][0] eq 'APPEND' } @stage;
+ok(@appends >= int(length($res) / $SLICE),
+    scalar(@appends) . ' APPENDs staged the result');
+ok(!(grep { $_->[1][0] =~ /^(?:SET|APPEND)$/i
+    && length($_->[1][2]) > $SLICE } @stage),
+    'each of at most OFFLOAD_SLICE bytes');
+my @big = grep { grep { length > $SLICE + $MARGIN } @{ $_->[1] } } @$cmds;
+ok(!@big, 'no command carried an argument over OFFLOAD_SLICE + 1 KB')
+    or diag(join "\n", map { "$_->[0] $_->[1][0] " . join ' ',
+        map { length } @{ $_->[1] } } @big);
+ok((grep { uc $_->[1][0] eq 'RENAME' } @$cmds),
+    'the completion renamed the staging key');
+
+# The sidecar's connections: those that read jobs.
+my %sidecar = map { $_->[0] => 1 }
+    grep { uc $_->[1][0] eq 'XREADGROUP' } @$cmds;
+my ($worst) = sort { $b->[2] <=> $a->[2] }
+    grep { $sidecar{ $_->[4] // '' } }
+    @{ redis_cmd('SLOWLOG', 'GET', 100_000) };
+diag(sprintf 'the sidecar\'s longest Redis command: %s, %d us',
+    uc $worst->[3][0], $worst->[2]) if $worst;
+
+# ---- run twice: the first result stays, no staging key is left
+my $other = '"' . ('c' x ($MB * 2**20 - 2)) . '"';
+put_body('echo', $id, $other);
+ok(add_job('echo', $id, length $other), 'the same job added again');
+ok(wait_until(sub {
+    (grep { $_ eq "ON1 $id" } @{ messages($sub) }) >= 2 }, scaled(60),
+    'second notice'), 'the second run completed');
+ok(stored($result_key) eq $res, 'the first result is kept');
+is_deeply(redis_cmd('KEYS', 'offload:{echo}:stage:*'), [],
+    'no staging key is left');
+is(redis_cmd('EXISTS', $body_key), 0, 'the body key is gone');
+is(redis_cmd('XLEN', 'offload:{echo}:jobs'), 0, 'the stream is empty');
+
+# ---- a body gone: bad_job, 400 answered
+my $gone = new_id();
+ok(add_job('echo', $gone, 300_000), 'a job whose body key is missing');
+ok(wait_until(sub { grep { /^OR1 $gone 400 / } @{ messages($sub) } },
+    scaled(10), '400'), 'answered 400 on the channel');
+my ($letter) = grep { $_->{id} eq $gone }
+    @{ stream_entries('offload:{echo}:dead') };
+is($letter && $letter->{reason}, 'bad_job', 'dead letter: bad_job');
+like($letter && $letter->{report}, qr/body is gone \(expired or deleted\)/,
+    'its report says the body is gone');
+
+# ---- a body of another length: the same, the key kept with the letter
+my $short = new_id();
+my $short_key = put_body('echo', $short, '"short"');
+add_job('echo', $short, 600_000);
+ok(wait_until(sub { grep { /^OR1 $short 400 / } @{ messages($sub) } },
+    scaled(10), '400'), 'a body of another length: 400');
+like(stored("offload:{echo}:result:$short"), qr/holds 7 bytes, not 600000/,
+    'the answer says what was found');
+ok(redis_cmd('PTTL', $short_key) > 6 * 86_400_000,
+    'its body key is kept a week with the dead letter');
+
+# ---- an expired job is answered without reading its body
+my $late = new_id();
+my $late_key = put_body('echo', $late, '"late"');
+add_job('echo', $late, 6, deadline => int(time * 1000) - 1000);
+ok(wait_until(sub { grep { /^OR1 $late 504 / } @{ messages($sub) } },
+    scaled(10), '504'), 'an expired job: 504');
+ok(!(grep { uc $_->[1][0] eq 'GETRANGE' && $_->[1][1] eq $late_key }
+    @{ monitored($mon) }), 'its body was not read');
+is(redis_cmd('EXISTS', $late_key), 0, 'and its body key is gone');
+
+# ---- out of attempts: dead letter with its body, then retry
+my $doomed = new_id();
+my $doomed_body = '{"pad":"' . ('d' x 400_000) . '"}';
+my $doomed_key = put_body('crash', $doomed, $doomed_body);
+add_job('crash', $doomed, length $doomed_body);
+my $dead;
+ok(wait_until(sub {
+    ($dead) = grep { $_->{id} eq $doomed }
+        @{ stream_entries('offload:{crash}:dead') };
+    $dead }, scaled(20), 'dead letter'), 'the crashing job is a dead letter');
+is($dead && $dead->{body}, length $doomed_body, 'with its body length');
+ok(redis_cmd('PTTL', $doomed_key) > 6 * 86_400_000,
+    'its body key is kept a week');
+ok(redis_cmd('STRLEN', $doomed_key) == length $doomed_body,
+    'whole');
+my $out = `$ctl dead crash 2>&1`;
+like($out, qr/body: ${\ length $doomed_body} bytes in \Q$doomed_key\E/,
+    'offloadctl dead shows where the body is');
+
+my $crashes = sub { scalar grep { ($_->{report}{job_id} // '') eq $doomed }
+    @{ events('crash') } };
+is($crashes->(), 1, 'one crash so far');
+$out = `$ctl retry crash $doomed 2>&1`;
+is($? >> 8, 0, 'offloadctl retry: exit 0') or diag($out);
+ok(wait_until(sub { $crashes->() == 2 }, scaled(20), 'second crash'),
+    'the job ran again (it crashed again)');
+my ($again) = grep { $_->{id} eq $doomed }
+    @{ stream_entries('offload:{crash}:dead') };
+ok(wait_until(sub {
+    ($again) = grep { $_->{id} eq $doomed }
+        @{ stream_entries('offload:{crash}:dead') };
+    $again }, scaled(10), 'dead again'), 'and is a dead letter again');
+is($again && $again->{body}, length $doomed_body, 'with its body');
+is($again && $again->{payload}, '', 'and an empty payload');
+ok(redis_cmd('PTTL', $doomed_key) > 6 * 86_400_000,
+    'its body key is kept again');
+
+redis_cmd('DEL', $doomed_key);
+$out = `$ctl retry crash $doomed 2>&1`;
+isnt($? >> 8, 0, 'retry with the body gone: exit non-zero');
+like($out, qr/body of job $doomed .* is gone/, 'and says why') or diag($out);
+ok((grep { $_->{id} eq $doomed } @{ stream_entries('offload:{crash}:dead') }),
+    'the dead letter stays');
+
+finish();
