@@ -1111,16 +1111,15 @@ body_length_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 /* Reads the body of a job that has one into memory, then runs the job
  * (body_slice_cb).  STRLEN first: a key gone or of another length is found
- * before anything is allocated. */
-static void
+ * before anything is allocated.  Returns -1 when the read cannot start
+ * (disconnected: the entry is read again with the history). */
+static int
 body_read_start(offload_worker_t *w, batch_entry_t *e,
     const offload_job_t *job)
 {
     body_read_t  *b = &w->body;
 
     memset(b, 0, sizeof(*b));
-    b->entry = e;
-    b->job = *job;
 
     if (offload_body_key(b->key, sizeof(b->key), w->queue->name,
                          strlen(w->queue->name), job->id.data, job->id.len)
@@ -1129,12 +1128,13 @@ body_read_start(offload_worker_t *w, batch_entry_t *e,
                                  b->key)
            != REDIS_OK)
     {
-        /* disconnected: the entry is read again with the history */
-        body_read_end(w);
-        return;
+        return -1;
     }
 
+    b->entry = e;
+    b->job = *job;
     b->in_flight++;
+    return 0;
 }
 
 
@@ -1158,8 +1158,7 @@ run_entry(offload_worker_t *w, batch_entry_t *e)
 
     /* An expired job is answered without its body being read. */
     if (job.body_len > 0 && job.deadline_ms > offload_wall_us() / 1000) {
-        body_read_start(w, e, &job);
-        return 1;
+        return body_read_start(w, e, &job) == 0;
     }
 
     /* Every line logged about this job names it and its request. */
