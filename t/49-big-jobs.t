@@ -175,6 +175,9 @@ is_deeply(redis_cmd('KEYS', 'offload:{echo}:stage:*'), [],
 my $ttl = redis_cmd('TTL', $result_key);
 ok($ttl > 0 && $ttl <= 60, "the result has its result_ttl ($ttl s)");
 
+# MONITOR lags behind a big job: wait for the completion's RENAME
+ok(wait_until(sub { pump($mon, 0.2); index($mon->{buf}, '"RENAME"') >= 0 },
+    scaled(60), 'MONITOR'), 'MONITOR saw the completion');
 my $cmds = monitored($mon);
 my @reads = grep { uc $_->[1][0] eq 'GETRANGE' && $_->[1][1] eq $body_key }
     @$cmds;
