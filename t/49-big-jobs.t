@@ -222,6 +222,37 @@ is_deeply(redis_cmd('KEYS', 'offload:{echo}:stage:*'), [],
 is(redis_cmd('EXISTS', $body_key), 0, 'the body key is gone');
 is(redis_cmd('XLEN', 'offload:{echo}:jobs'), 0, 'the stream is empty');
 
+# ---- the connection lost while staging: staged again from the start
+my $cut = new_id();
+my $cut_body = '"' . ('e' x (16 * 2**20 - 2)) . '"';
+put_body('echo', $cut, $cut_body);
+$mon->{buf} = '';
+add_job('echo', $cut, length $cut_body);
+my $stager;
+ok(wait_until(sub {
+    pump($mon, 0.01);
+    ($stager) = $mon->{buf} =~
+        /\[\d+ ([\d.:]+)\] "SET" "offload:\{echo\}:stage:$cut:/;
+    $stager }, scaled(30), 'staging'), 'the worker stages a 16 MB result');
+redis_cmd('CLIENT', 'KILL', 'ADDR', $stager);
+my $cut_key = "offload:{echo}:result:$cut";
+ok(wait_until(sub { redis_cmd('EXISTS', $cut_key) }, scaled(30), 'result'),
+    'after its connection was killed, the result is stored');
+ok(stored($cut_key) =~ /^OR1 $cut 200 [^\n]*\n(.*)\z/s && $1 eq $cut_body,
+    'byte-exact');
+ok(wait_until(sub { pump($mon, 0.2); index($mon->{buf}, '"RENAME"') >= 0 },
+    scaled(30), 'MONITOR'), 'MONITOR saw the completion');
+my @sets = grep { $_->[1][0] eq 'SET' && ($_->[1][1] // '') =~ /:stage:$cut:/ }
+    @{ monitored($mon) };
+SKIP: {
+    skip 'the kill came after the staging was done', 1 if @sets == 1;
+    ok(@sets == 2 && $sets[1][0] ne $stager,
+        'staged again from its first slice on a new connection');
+}
+is_deeply(redis_cmd('KEYS', 'offload:{echo}:stage:*'), [],
+    'no staging key is left');
+is(redis_cmd('XLEN', 'offload:{echo}:jobs'), 0, 'the stream is empty');
+
 # ---- a body gone: bad_job, 400 answered
 my $gone = new_id();
 ok(add_job('echo', $gone, 300_000), 'a job whose body key is missing');
