@@ -94,8 +94,8 @@ typedef struct {
     int64_t               asked;
     int64_t               got;
     unsigned              in_flight;
-    int64_t               found;        /* the key's length, -1: unknown */
-    int                   failed;
+    int64_t               found;        /* the key's length, when wrong */
+    int                   failed;       /* a slice came back wrong */
 } body_read_t;
 
 /* A big result being written to its staging key a slice at a time, then
@@ -628,18 +628,19 @@ stage_send(offload_worker_t *w)
     while (s->sent < s->len && s->in_flight < STAGE_WINDOW) {
         n = s->len - s->sent < OFFLOAD_SLICE ? s->len - s->sent
                                              : OFFLOAD_SLICE;
-        argc = 0;
-        argv[argc] = s->sent == 0 ? "SET" : "APPEND";
-        argvlen[argc] = strlen(argv[argc]);
-        argc++;
-        argv[argc] = c->argv[6];                argvlen[argc++] = c->argvlen[6];
-        argv[argc] = s->data + s->sent;         argvlen[argc++] = n;
 
-        if (s->sent == 0) {
-            argv[argc] = "PX";                  argvlen[argc++] = 2;
-            argv[argc] = w->ttl_ms;             argvlen[argc++] =
-                                                    strlen(w->ttl_ms);
-        }
+        /* SET key <slice> PX <ttl ms>, or APPEND key <slice> */
+        argc = s->sent == 0 ? 5 : 3;
+        argv[0] = s->sent == 0 ? "SET" : "APPEND";
+        argv[1] = c->argv[6];
+        argv[2] = s->data + s->sent;
+        argv[3] = "PX";
+        argv[4] = w->ttl_ms;
+        argvlen[0] = strlen(argv[0]);
+        argvlen[1] = c->argvlen[6];
+        argvlen[2] = n;
+        argvlen[3] = 2;
+        argvlen[4] = strlen(w->ttl_ms);
 
         if (offload_redis_command_argv(&w->conn, stage_cb, w, argc, argv,
                                        argvlen)
