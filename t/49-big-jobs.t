@@ -7,7 +7,8 @@
 # APPENDs, and completes with the staging key; a MONITOR client watches
 # every command.  Also: a body gone (bad_job, 400), a job out of attempts
 # (dead letter, body kept a week, `offloadctl retry` runs it again with
-# its body), a job completed twice (first result kept, no staging key).
+# its body, `offloadctl replay` reads it), a job completed twice (first
+# result kept, no staging key), a connection lost while staging.
 # OFFLOAD_BIG_MB (default 5) sets the echo job's size.
 
 use strict;
@@ -322,7 +323,16 @@ is($again && $again->{payload}, '', 'and an empty payload');
 ok(redis_cmd('PTTL', $doomed_key) > 6 * 86_400_000,
     'its body key is kept again');
 
+$out = `$ctl replay $doomed 2>&1`;
+is($? & 127, 11, 'offloadctl replay runs the handler on the body (SIGSEGV)')
+    or diag($out);
+like($out, qr/replaying job $doomed \(dead letter of queue crash\)/,
+    'replay found the job');
+
 redis_cmd('DEL', $doomed_key);
+$out = `$ctl replay $doomed 2>&1`;
+like($out, qr/body is gone .*\Q$doomed_key\E/,
+    'replay with the body gone says so');
 $out = `$ctl retry crash $doomed 2>&1`;
 isnt($? >> 8, 0, 'retry with the body gone: exit non-zero');
 like($out, qr/body of job $doomed .* is gone/, 'and says why') or diag($out);
