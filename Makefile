@@ -43,11 +43,11 @@ WARN = -Wall -Wextra -Werror
 CFLAGS = -std=gnu99 -g $(OPT) $(WARN) $(SAN_FLAGS) $(HARDEN_CFLAGS) \
          $(FORTIFY) -fPIE -Iproto -Isidecar -D_GNU_SOURCE
 LDFLAGS = $(SAN_FLAGS) $(HARDEN_LDFLAGS) -pie
-LDLIBS = -lev -lhiredis -ljansson -lm
+LDLIBS = -lev -lhiredis -ljansson -lcrypto -lm
 
 # Debian packages the build, the tests and the benchmark need; the tests
 # also scrape with a real Prometheus and load the dashboard in Chromium.
-DEB_PKGS = nginx nginx-dev libhiredis-dev libjansson-dev libev-dev \
+DEB_PKGS = nginx nginx-dev libhiredis-dev libjansson-dev libev-dev libssl-dev \
            redis-server redis-tools gcc make perl wrk valgrind curl \
            libncurses-dev
 # The fuzz harnesses need clang and its libFuzzer runtime (only recommended
@@ -140,8 +140,7 @@ FUZZ_CFLAGS = -std=gnu99 -g -O1 $(WARN) -fno-omit-frame-pointer \
 FUZZ_NAMES = $(patsubst t/fuzz/%.c,%,$(wildcard t/fuzz/*.c))
 FUZZERS = $(addprefix $(FUZZ)/,$(FUZZ_NAMES))
 FUZZ_LIB_SRCS = $(PROTO_SRCS) sidecar/conf.c sidecar/log.c \
-                sidecar/handlers.c $(wildcard sidecar/handler_*.c) \
-                sidecar/sha256.c
+                sidecar/handlers.c $(wildcard sidecar/handler_*.c)
 FUZZ_OBJS = $(patsubst %.c,$(FUZZ)/obj/%.o,$(FUZZ_LIB_SRCS))
 
 $(FUZZ)/obj/%.o: %.c $(wildcard proto/*.h sidecar/*.h)
@@ -150,7 +149,7 @@ $(FUZZ)/obj/%.o: %.c $(wildcard proto/*.h sidecar/*.h)
 
 $(FUZZ)/%: t/fuzz/%.c $(FUZZ_OBJS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJS) -o $@ \
-	    -ljansson -lm
+	    -ljansson -lcrypto -lm
 
 # Kept between builds: they are made by a pattern rule only.
 .SECONDARY: $(FUZZ_OBJS)
