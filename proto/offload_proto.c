@@ -18,25 +18,29 @@
 /*
  * The completion steps, shared by the dead-letter script below, which sets
  * the locals body (the job's body key), stage (a staging key, or nil) and
- * keep_body first.  A staged result is renamed into place, after checking
- * it is whole (ARGV[3] is then its length).  Whatever is stored is read
+ * keep_body first.  A staged result (a list: its header line, then its
+ * body in slices) is renamed into place, after checking it is whole
+ * (ARGV[3] is then its number of elements).  Whatever is stored is read
  * back for the publish without loading a big one into Lua (that would hold
- * up Redis as long as one big command): its length, and over
- * OFFLOAD_NOTICE_OVER bytes only its head, for the notice "ON<version>
- * <job id>"; the waiting nginx reads the stored result.  The body goes only
- * with the entry: a completion that finds the entry no longer pending (it
- * went to the dead letters, or was failed and requeued, meanwhile) leaves
- * the body to whoever took the entry.
+ * up Redis as long as one big command): a list only by its first element,
+ * the header, for the notice "ON<version> <job id>"; a string by its
+ * length, and over OFFLOAD_NOTICE_OVER bytes (stored by an older sidecar)
+ * by its head; the waiting nginx reads the stored result.  LLEN tells a
+ * list (a string answers WRONGTYPE, caught by pcall; a missing key 0).  The
+ * body goes only with the entry: a completion that finds the entry no
+ * longer pending (it went to the dead letters, or was failed and requeued,
+ * meanwhile) leaves the body to whoever took the entry.  UNLINK: Redis
+ * frees a big value off its main thread.
  */
 #define OFFLOAD_COMPLETE_LUA                                                 \
     "local stored = 0\n"                                                     \
     "if stage then\n"                                                        \
-    "  if redis.call('STRLEN', stage) ~= tonumber(ARGV[3]) then\n"           \
+    "  if redis.call('LLEN', stage) ~= tonumber(ARGV[3]) then\n"             \
     "    return redis.error_reply('STAGE staging key ' .. stage .."          \
-    " ' is missing or not ' .. ARGV[3] .. ' bytes')\n"                       \
+    " ' is missing or does not hold ' .. ARGV[3] .. ' elements')\n"          \
     "  end\n"                                                                \
     "  if redis.call('EXISTS', KEYS[2]) == 1 then\n"                         \
-    "    redis.call('DEL', stage)\n"                                         \
+    "    redis.call('UNLINK', stage)\n"                                      \
     "  else\n"                                                               \
     "    redis.call('RENAME', stage, KEYS[2])\n"                             \
     "    redis.call('EXPIRE', KEYS[2], ARGV[4])\n"                           \
@@ -46,7 +50,12 @@
     "  stored = 1\n"                                                         \
     "end\n"                                                                  \
     "local msg = false\n"                                                    \
-    "if redis.call('STRLEN', KEYS[2]) > "                                    \
+    "local elements = redis.pcall('LLEN', KEYS[2])\n"                        \
+    "if type(elements) == 'number' and elements > 0 then\n"                  \
+    "  local head = string.match(redis.call('LINDEX', KEYS[2], 0),"          \
+    " '^OR(%d+ [^ ]+)')\n"                                                   \
+    "  if head then msg = 'ON' .. head end\n"                                \
+    "elseif redis.call('STRLEN', KEYS[2]) > "                                \
     OFFLOAD_STR(OFFLOAD_NOTICE_OVER) " then\n"                               \
     "  local head = string.match(redis.call('GETRANGE', KEYS[2], 0, 255),"   \
     " '^OR(%d+ [^ ]+)')\n"                                                   \
@@ -63,7 +72,7 @@
     "  redis.call('PEXPIRE', body, " OFFLOAD_STR(OFFLOAD_DEAD_BODY_TTL)      \
     " * 1000)\n"                                                             \
     "elseif acked == 1 then\n"                                               \
-    "  redis.call('DEL', body)\n"                                            \
+    "  redis.call('UNLINK', body)\n"                                         \
     "end\n"                                                                  \
     "return stored\n"
 

@@ -71,14 +71,16 @@
  * Big payloads stay out of single Redis commands: Redis runs one command at
  * a time, and a 64 MB argument or reply holds up every other client for
  * hundreds of ms.  A body over OFFLOAD_BODY_OVER bytes is written to its
- * body key (OFFLOAD_BODY_FMT: queue, job id) in slices of OFFLOAD_SLICE
- * bytes (SET ... PX, then APPENDs) before its entry is added with an empty
- * payload and "body <length>"; a worker reads it back with GETRANGE, a
- * slice per command.  The key lives until the job's deadline plus
- * OFFLOAD_BODY_GRACE_MS; a dead letter keeps it OFFLOAD_DEAD_BODY_TTL
- * seconds, so the job can be retried.  A result over OFFLOAD_NOTICE_OVER is
- * written the same way to a staging key (OFFLOAD_STAGE_FMT: queue, job id,
- * consumer), which the completion script renames to the result key.
+ * body key (OFFLOAD_BODY_FMT: queue, job id), a list of slices of
+ * OFFLOAD_SLICE bytes (MULTI, RPUSH, PEXPIRE, EXEC, then RPUSHes: a list
+ * grows without copying what it holds, a string grown by APPEND does not)
+ * before its entry is added with an empty payload and "body <length>"; a
+ * worker reads it back with LLEN and LINDEX, an element per command.  The
+ * key lives until the job's deadline plus OFFLOAD_BODY_GRACE_MS; a dead
+ * letter keeps it OFFLOAD_DEAD_BODY_TTL seconds, so the job can be retried.
+ * A result over OFFLOAD_NOTICE_OVER is written the same way to a staging
+ * key (OFFLOAD_STAGE_FMT: queue, job id, consumer), its header line alone
+ * first, which the completion script renames to the result key.
  */
 #define OFFLOAD_BODY_OVER          1048576
 #define OFFLOAD_SLICE              262144
@@ -202,22 +204,23 @@ void offload_job_id_format(char *buf, const char *nonce, uint64_t seq);
  * The completion script: the worker's one atomic step after a handler ran.
  *
  *   KEYS[1] stream          ARGV[1] group     ARGV[2] entry id
- *   KEYS[2] result key      ARGV[3] encoded result, or with KEYS[4] its
- *   KEYS[3] the job's body      length
+ *   KEYS[2] result key      ARGV[3] encoded result, or with KEYS[4] the
+ *   KEYS[3] the job's body      staging list's number of elements
  *           key (always)    ARGV[4] result TTL in seconds
  *   KEYS[4] staging key     ARGV[5] reply channel
  *           (optional)
  *
  * Stores the result unless one is there already (a job run twice keeps its
  * first result).  A result over OFFLOAD_NOTICE_OVER bytes comes staged: the
- * worker wrote it to KEYS[4] in slices (SET, APPENDs); the script renames
- * it to the result key and sets its TTL, or deletes it when a result is
- * there already.  A staging key missing or of another length than ARGV[3]
- * is an error reply ("STAGE ...") and nothing else is done: the worker
- * stages again.  Then publishes the stored result (over
- * OFFLOAD_NOTICE_OVER bytes, a notice of it, built from its head: a big
+ * worker wrote it to KEYS[4] as a list, its header line alone, then its
+ * body in slices; the script renames it to the result key and sets its
+ * TTL, or unlinks it when a result is there already.  A staging key missing
+ * or of another number of elements than ARGV[3] is an error reply
+ * ("STAGE ...") and nothing else is done: the worker stages again.  Then
+ * publishes the stored result (a list, or a string over
+ * OFFLOAD_NOTICE_OVER bytes: a notice of it, built from its header; a big
  * result is never loaded into Lua), acks and deletes the entry, and, when
- * this call acked it, deletes the body key (the job is done; an entry acked
+ * this call acked it, unlinks the body key (the job is done; an entry acked
  * already was dead-lettered or requeued, which keep the body).  Store
  * happens before notify and before ack, inside one script, so no crash
  * between the steps can lose the answer.  Returns 1 when this call stored

@@ -4,8 +4,8 @@
  * runs the queue's handler on it here, in the foreground, so a crash in
  * production is reproduced with one command.  If the handler crashes, so
  * does offloadctl: that is the point.  --gdb runs the same under gdb.
- * A job whose payload is in its body key is read from there, a slice per
- * GETRANGE, as a worker does.
+ * A job whose payload is in its body key is read from there, an element
+ * of the list per LINDEX, as a worker does.
  */
 
 #include <getopt.h>
@@ -26,12 +26,14 @@ typedef struct {
 } found_t;
 
 
-/* The job's body from its body key, or NULL (with a message). */
+/* The job's body from its body key (a list of slices: LLEN, then an
+ * LINDEX per element, never the whole list in one reply), or NULL (with a
+ * message). */
 static char *
 read_body(ctl_t *ctl, const char *queue, const char *id, long long len)
 {
-    char         key[OFFLOAD_KEY_MAX + 64], *body;
-    long long    off, end;
+    char         key[OFFLOAD_KEY_MAX + 64], *body = NULL;
+    long long    i, elements, got = 0;
     redisReply  *reply;
 
     offload_body_key(key, sizeof(key), queue, strlen(queue), id,
@@ -43,6 +45,22 @@ read_body(ctl_t *ctl, const char *queue, const char *id, long long len)
         return NULL;
     }
 
+    reply = ctl_command(ctl, "LLEN %s", key);
+    if (reply == NULL) {
+        return NULL;
+    }
+
+    elements = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+    if (elements <= 0) {
+        fprintf(stderr, "offloadctl replay: the job's body is gone (expired "
+                "or deleted): %s%s%s\n", key,
+                elements == 0 ? " does not exist" : ": ",
+                reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+        freeReplyObject(reply);
+        return NULL;
+    }
+    freeReplyObject(reply);
+
     body = malloc((size_t) len);
     if (body == NULL) {
         fprintf(stderr, "offloadctl replay: no memory for a body of %lld "
@@ -50,27 +68,33 @@ read_body(ctl_t *ctl, const char *queue, const char *id, long long len)
         return NULL;
     }
 
-    for (off = 0; off < len; off += OFFLOAD_SLICE) {
-        end = off + OFFLOAD_SLICE < len ? off + OFFLOAD_SLICE : len;
-        reply = ctl_command(ctl, "GETRANGE %s %lld %lld", key, off, end - 1);
+    for (i = 0; i < elements; i++) {
+        reply = ctl_command(ctl, "LINDEX %s %lld", key, i);
         if (reply == NULL) {
             free(body);
             return NULL;
         }
 
         if (reply->type != REDIS_REPLY_STRING
-            || (long long) reply->len != end - off)
+            || (long long) reply->len > len - got)
         {
-            fprintf(stderr, "offloadctl replay: the job's body is gone "
-                    "(expired or deleted): %s is not %lld bytes\n", key,
-                    len);
+            fprintf(stderr, "offloadctl replay: the job's body is gone or "
+                    "changed: %s is not %lld bytes\n", key, len);
             freeReplyObject(reply);
             free(body);
             return NULL;
         }
 
-        memcpy(body + off, reply->str, reply->len);
+        memcpy(body + got, reply->str, reply->len);
+        got += (long long) reply->len;
         freeReplyObject(reply);
+    }
+
+    if (got != len) {
+        fprintf(stderr, "offloadctl replay: the job's body does not match "
+                "its entry: %s holds %lld bytes, not %lld\n", key, got, len);
+        free(body);
+        return NULL;
     }
 
     return body;

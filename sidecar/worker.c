@@ -20,11 +20,13 @@
  *
  * Big payloads never travel in one Redis command (Redis runs one command
  * at a time: a 64 MB one holds up every other client): a job whose body is
- * in its body key is read with GETRANGE, and a result over
- * OFFLOAD_NOTICE_OVER is written to a staging key with SET and APPENDs,
- * OFFLOAD_SLICE bytes per command and STAGE_WINDOW commands in flight (so
- * that Redis does not run a whole pipeline of them in one go, and hiredis'
- * output buffer stays small).  While such a transfer runs, the batch
+ * in its body key (a list of slices) is read with LINDEX, an element per
+ * command, and a result over OFFLOAD_NOTICE_OVER is written to a staging
+ * list with RPUSH, OFFLOAD_SLICE bytes per element, STAGE_WINDOW commands
+ * in flight (so that Redis does not run a whole pipeline of them in one
+ * go, and hiredis' output buffer stays small).  Lists, not strings grown
+ * by APPEND: Redis copies a growing string every megabyte or so, which
+ * stalls every client for up to hundreds of ms on a 64 MB one.  While such a transfer runs, the batch
  * waits: one big job at a time per worker.  A reconnect drops a body read
  * (the entry is read again with the pending history) and restarts a
  * staging from its first slice, before the history is read.
@@ -85,31 +87,38 @@ typedef struct batch_entry_s {
     offload_str_t          fields[];    /* then the bytes they point to */
 } batch_entry_t;
 
-/* A job whose body is in its body key, being read a slice at a time. */
+/* A job whose body is in its body key (a list of slices), being read an
+ * element at a time. */
 typedef struct {
     batch_entry_t        *entry;        /* NULL: no read in progress */
     offload_job_t         job;
     char                  key[KEY_ROOM];
-    char                 *buf;          /* job.body_len bytes */
-    int64_t               asked;
-    int64_t               got;
+    char                 *buf;          /* the elements so far, joined */
+    size_t                cap;          /* at most job.body_len */
+    int64_t               elements;     /* LLEN's answer */
+    int64_t               asked;        /* elements asked for */
+    int64_t               answered;
+    int64_t               found;        /* bytes they held */
     unsigned              in_flight;
-    int64_t               found;        /* the key's length, when wrong */
-    int                   failed;       /* a slice came back wrong */
+    char                  why[KEY_ROOM + 160];  /* the read failed: why */
 } body_read_t;
 
-/* A big result being written to its staging key a slice at a time, then
- * completed with the staging key.  Lives until the completion's reply. */
+/* A big result being written to its staging list a slice at a time, then
+ * completed with the staging key.  Lives until the completion's reply.
+ * Offsets count bytes of the encoded result: the header line is the
+ * list's first element, each OFFLOAD_SLICE of the rest one more. */
 typedef struct {
     completion_t         *c;            /* NULL: no staging in progress */
     const char           *data;         /* the encoded result, in c->buf */
     size_t                len;
+    size_t                header_len;
     size_t                sent;
     size_t                acked;
+    size_t                pushed;       /* elements acked */
     unsigned              in_flight;
     int                   failed;
     int                   tries;
-    char                  len_arg[24];
+    char                  elements_arg[24];
     char                  job_id[130];
 } stage_t;
 
@@ -151,12 +160,13 @@ static void send_read(offload_worker_t *w);
 static void send_script_load(offload_worker_t *w);
 static int send_completion(offload_worker_t *w, completion_t *c);
 static void stage_start(offload_worker_t *w, completion_t *c,
-    const offload_str_t *job_id);
+    const offload_str_t *job_id, size_t header_len);
 static void stage_send(offload_worker_t *w);
 static void stage_retry(offload_worker_t *w);
 static void stage_restart(offload_worker_t *w);
 static void stage_end(offload_worker_t *w);
-static void body_slice_cb(redisAsyncContext *ac, void *r, void *privdata);
+static void body_element_cb(redisAsyncContext *ac, void *r,
+    void *privdata);
 
 
 /* A body read or a staging in progress: the batch waits for it. */
@@ -501,7 +511,7 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
     put_arg(c, c->buf + off + rlen, reply->len);
 
     if (rlen > OFFLOAD_NOTICE_OVER) {
-        stage_start(w, c, job_id);
+        stage_start(w, c, job_id, (size_t) hlen);
         return;
     }
 
@@ -537,16 +547,27 @@ complete_error(offload_worker_t *w, const offload_str_t *entry_id,
 }
 
 
+/* The body slice that starts at byte off of the encoded result. */
+static size_t
+stage_slice(const stage_t *s, size_t off)
+{
+    return s->len - off < OFFLOAD_SLICE ? s->len - off : OFFLOAD_SLICE;
+}
+
+
 /*
- * Staging a big result: SET <staging key> <slice 0> PX <result TTL>, then
- * APPEND each further slice, at most STAGE_WINDOW unanswered, each reply
- * checked (the key's length so far); then the completion with the staging
- * key, whose script renames it to the result key after checking its
- * length.  A failure stages again from the start, STAGE_TRIES times, then
- * answers the client an error rather than leave it waiting.
+ * Staging a big result as a list: MULTI, UNLINK <stage> (what an earlier
+ * try left), RPUSH <stage> <header line>, PEXPIRE <stage> <result TTL>,
+ * EXEC (no staging key without a lifetime), then RPUSH of each OFFLOAD_SLICE
+ * of the body, at most STAGE_WINDOW unanswered, each reply checked (the
+ * list's length so far); then the completion with the staging key, whose
+ * script renames it to the result key after checking its length.  A
+ * failure stages again from the start, STAGE_TRIES times, then answers the
+ * client an error rather than leave it waiting.
  */
 static void
-stage_start(offload_worker_t *w, completion_t *c, const offload_str_t *job_id)
+stage_start(offload_worker_t *w, completion_t *c, const offload_str_t *job_id,
+    size_t header_len)
 {
     stage_t  *s = &w->stage;
 
@@ -562,15 +583,29 @@ stage_start(offload_worker_t *w, completion_t *c, const offload_str_t *job_id)
     s->c = c;
     s->data = c->argv[9];
     s->len = c->argvlen[9];
-    snprintf(s->len_arg, sizeof(s->len_arg), "%zu", s->len);
+    s->header_len = header_len;
+    snprintf(s->elements_arg, sizeof(s->elements_arg), "%zu",
+             1 + (s->len - header_len + OFFLOAD_SLICE - 1) / OFFLOAD_SLICE);
     snprintf(s->job_id, sizeof(s->job_id), "%.*s", (int) job_id->len,
              job_id->data);
-    c->argv[9] = s->len_arg;
-    c->argvlen[9] = strlen(s->len_arg);
+    c->argv[9] = s->elements_arg;
+    c->argvlen[9] = strlen(s->elements_arg);
 
     log_debug("%s: staging a result of %zu bytes for entry %.*s", w->name,
               s->len, (int) c->argvlen[8], c->argv[8]);
     stage_send(w);
+}
+
+
+/* The EXEC's reply: UNLINK's, then the first RPUSH's 1, PEXPIRE's 1. */
+static int
+stage_first_ok(const redisReply *reply)
+{
+    return reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
+           && reply->element[1]->type == REDIS_REPLY_INTEGER
+           && reply->element[1]->integer == 1
+           && reply->element[2]->type == REDIS_REPLY_INTEGER
+           && reply->element[2]->integer == 1;
 }
 
 
@@ -588,13 +623,13 @@ stage_cb(redisAsyncContext *ac, void *r, void *privdata)
         return;                 /* disconnected: staged again on reconnect */
     }
 
-    n = s->len - s->acked < OFFLOAD_SLICE ? s->len - s->acked
-                                          : OFFLOAD_SLICE;
+    n = s->acked == 0 ? s->header_len : stage_slice(s, s->acked);
     s->in_flight--;
+    s->pushed++;
 
-    if (s->acked == 0 ? reply->type != REDIS_REPLY_STATUS
+    if (s->acked == 0 ? !stage_first_ok(reply)
                       : reply->type != REDIS_REPLY_INTEGER
-                        || reply->integer != (long long) (s->acked + n))
+                        || reply->integer != (long long) s->pushed)
     {
         if (!s->failed) {
             log_error("%s: staging the result of job %s failed at byte "
@@ -616,33 +651,81 @@ stage_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
+/* Sends the transaction that makes the staging list with the header. */
+static int
+stage_send_first(offload_worker_t *w)
+{
+    stage_t       *s = &w->stage;
+    completion_t  *c = s->c;
+    const char    *key = c->argv[6];
+    size_t         klen = c->argvlen[6];
+    const char    *argv[3];
+    size_t         argvlen[3];
+
+    argv[1] = key;
+    argvlen[1] = klen;
+
+    argv[0] = "MULTI";
+    argvlen[0] = 5;
+    if (offload_redis_command_argv(&w->conn, NULL, NULL, 1, argv, argvlen)
+        != REDIS_OK)
+    {
+        return -1;
+    }
+
+    argv[0] = "UNLINK";
+    argvlen[0] = 6;
+    offload_redis_command_argv(&w->conn, NULL, NULL, 2, argv, argvlen);
+
+    argv[0] = "RPUSH";
+    argvlen[0] = 5;
+    argv[2] = s->data;
+    argvlen[2] = s->header_len;
+    offload_redis_command_argv(&w->conn, NULL, NULL, 3, argv, argvlen);
+
+    argv[0] = "PEXPIRE";
+    argvlen[0] = 7;
+    argv[2] = w->ttl_ms;
+    argvlen[2] = strlen(w->ttl_ms);
+    offload_redis_command_argv(&w->conn, NULL, NULL, 3, argv, argvlen);
+
+    /* a queued command refused makes EXEC fail (EXECABORT): checked */
+    argv[0] = "EXEC";
+    argvlen[0] = 4;
+    return offload_redis_command_argv(&w->conn, stage_cb, w, 1, argv,
+                                      argvlen)
+           == REDIS_OK ? 0 : -1;
+}
+
+
 static void
 stage_send(offload_worker_t *w)
 {
-    int            argc;
-    size_t         n, argvlen[5];
-    const char    *argv[5];
+    size_t         n, argvlen[3];
+    const char    *argv[3];
     stage_t       *s = &w->stage;
     completion_t  *c = s->c;
 
-    while (s->sent < s->len && s->in_flight < STAGE_WINDOW) {
-        n = s->len - s->sent < OFFLOAD_SLICE ? s->len - s->sent
-                                             : OFFLOAD_SLICE;
+    if (s->sent == 0) {
+        if (stage_send_first(w) != 0) {
+            return;             /* disconnected: staged again on reconnect */
+        }
 
-        /* SET key <slice> PX <ttl ms>, or APPEND key <slice> */
-        argc = s->sent == 0 ? 5 : 3;
-        argv[0] = s->sent == 0 ? "SET" : "APPEND";
+        s->sent = s->header_len;
+        s->in_flight++;
+    }
+
+    while (s->sent < s->len && s->in_flight < STAGE_WINDOW) {
+        n = stage_slice(s, s->sent);
+
+        argv[0] = "RPUSH";
         argv[1] = c->argv[6];
         argv[2] = s->data + s->sent;
-        argv[3] = "PX";
-        argv[4] = w->ttl_ms;
-        argvlen[0] = strlen(argv[0]);
+        argvlen[0] = 5;
         argvlen[1] = c->argvlen[6];
         argvlen[2] = n;
-        argvlen[3] = 2;
-        argvlen[4] = strlen(w->ttl_ms);
 
-        if (offload_redis_command_argv(&w->conn, stage_cb, w, argc, argv,
+        if (offload_redis_command_argv(&w->conn, stage_cb, w, 3, argv,
                                        argvlen)
             != REDIS_OK)
         {
@@ -667,6 +750,7 @@ stage_restart(offload_worker_t *w)
 
     s->sent = 0;
     s->acked = 0;
+    s->pushed = 0;
     s->in_flight = 0;
     s->failed = 0;
     stage_send(w);
@@ -967,56 +1051,125 @@ body_read_end(offload_worker_t *w)
 }
 
 
+/* Sends the entry the bad_job way, saying what was wrong with its body
+ * (b->why, or its length). */
 static void
 body_read_failed(offload_worker_t *w)
 {
-    char          why[KEY_ROOM + 160];
     body_read_t  *b = &w->body;
 
-    if (b->found == 0) {
-        snprintf(why, sizeof(why), "the job's body is gone (expired or "
-                 "deleted): no %s", b->key);
-    } else {
-        snprintf(why, sizeof(why), "the job's body is gone (expired or "
-                 "deleted): %s holds %lld bytes, not %lld", b->key,
+    if (b->why[0] == '\0') {
+        snprintf(b->why, sizeof(b->why), "the job's body does not match "
+                 "its entry: %s holds %lld bytes, not %lld", b->key,
                  (long long) b->found, (long long) b->job.body_len);
     }
 
-    bad_entry(w, &b->entry->id, b->entry->fields, b->entry->nfields, why);
+    bad_entry(w, &b->entry->id, b->entry->fields, b->entry->nfields, b->why);
     body_read_end(w);
+}
+
+
+/* As a handler out of memory: the supervisor fails the attempt. */
+static void
+body_no_memory(offload_worker_t *w)
+{
+    body_read_t  *b = &w->body;
+
+    log_error("%s: no memory for the %lld-byte body of job %.*s", w->name,
+              (long long) b->job.body_len, (int) b->job.id.len,
+              b->job.id.data);
+    offload_sb_job_start(w->sb, b->entry->id.data, b->entry->id.len,
+                         b->job.id.data, b->job.id.len,
+                         b->job.request_id.data, b->job.request_id.len,
+                         b->job.attempt, offload_mono_us());
+    w->sb->exit_reason = OFFLOAD_SB_EXIT_OUT_OF_MEMORY;
+    _exit(OFFLOAD_WORKER_EXIT_NOMEM);
+}
+
+
+/* Room for need bytes (at most job.body_len): the buffer grows with what
+ * arrives, so an entry claiming a huge body costs nothing until its
+ * elements do. */
+static void
+body_room(offload_worker_t *w, size_t need)
+{
+    size_t        cap;
+    char         *buf;
+    body_read_t  *b = &w->body;
+
+    if (need <= b->cap) {
+        return;
+    }
+
+    cap = b->cap * 2 > need ? b->cap * 2 : need;
+    if (cap > (size_t) b->job.body_len) {
+        cap = (size_t) b->job.body_len;
+    }
+
+    buf = realloc(b->buf, cap);
+    if (buf == NULL) {
+        body_no_memory(w);
+    }
+
+    b->buf = buf;
+    b->cap = cap;
 }
 
 
 static void
 body_read_send(offload_worker_t *w)
 {
-    char          from[24], to[24];
-    int64_t       n;
+    char          index[24];
     body_read_t  *b = &w->body;
 
-    while (b->asked < b->job.body_len && b->in_flight < STAGE_WINDOW) {
-        n = b->job.body_len - b->asked < OFFLOAD_SLICE
-            ? b->job.body_len - b->asked : OFFLOAD_SLICE;
-        snprintf(from, sizeof(from), "%lld", (long long) b->asked);
-        snprintf(to, sizeof(to), "%lld", (long long) (b->asked + n - 1));
+    while (b->asked < b->elements && b->in_flight < STAGE_WINDOW
+           && b->why[0] == '\0')
+    {
+        snprintf(index, sizeof(index), "%lld", (long long) b->asked);
 
-        if (offload_redis_command(&w->conn, body_slice_cb, w,
-                                  "GETRANGE %s %s %s", b->key, from, to)
+        if (offload_redis_command(&w->conn, body_element_cb, w,
+                                  "LINDEX %s %s", b->key, index)
             != REDIS_OK)
         {
             return;             /* disconnected: body_read_end follows */
         }
 
-        b->asked += n;
+        b->asked++;
         b->in_flight++;
     }
 }
 
 
+/* Runs the job on the body read. */
 static void
-body_slice_cb(redisAsyncContext *ac, void *r, void *privdata)
+body_read_done(offload_worker_t *w)
 {
-    int64_t            n;
+    body_read_t  *b = &w->body;
+
+    b->job.payload.data = b->buf;
+    b->job.payload.len = (size_t) b->job.body_len;
+
+    offload_log_job(b->job.id.data, b->job.id.len, b->job.request_id.data,
+                    b->job.request_id.len);
+    log_debug("%s: read a body of %lld bytes in %lld elements", w->name,
+              (long long) b->job.body_len, (long long) b->elements);
+    run_job(w, &b->entry->id, &b->job);
+    offload_log_job(NULL, 0, NULL, 0);
+
+    body_read_end(w);
+}
+
+
+/*
+ * An element of the body list: copied after the others while they fit in
+ * job.body_len bytes, counted when they do not (the whole list is read, to
+ * say how many bytes it holds).  An element gone (the list shrank: deleted
+ * or expired meanwhile) stops the read.  The read ends when every element
+ * asked for has answered, so that no late reply meets the next read.
+ */
+static void
+body_element_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
     offload_worker_t  *w = privdata;
     body_read_t       *b = &w->body;
     redisReply        *reply = r;
@@ -1028,50 +1181,46 @@ body_slice_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     b->in_flight--;
-    n = b->job.body_len - b->got < OFFLOAD_SLICE ? b->job.body_len - b->got
-                                                 : OFFLOAD_SLICE;
 
-    if (b->failed || reply->type != REDIS_REPLY_STRING
-        || (int64_t) reply->len != n)
-    {
-        /* changed under us: deleted, expired or rewritten */
-        if (!b->failed) {
-            b->found = reply->type == REDIS_REPLY_STRING
-                       ? b->got + (int64_t) reply->len : 0;
+    if (b->why[0] != '\0') {
+        /* stopped already */
+
+    } else if (reply->type != REDIS_REPLY_STRING) {
+        snprintf(b->why, sizeof(b->why), "the job's body is gone (expired "
+                 "or deleted) while it was read: %s lost its element %lld",
+                 b->key, (long long) b->answered);
+
+    } else {
+        if (b->found + (int64_t) reply->len <= b->job.body_len) {
+            body_room(w, (size_t) b->found + reply->len);
+            memcpy(b->buf + b->found, reply->str, reply->len);
         }
-        b->failed = 1;
+        b->found += (int64_t) reply->len;
+    }
 
-        if (b->in_flight == 0) {
+    b->answered++;
+
+    if (b->in_flight > 0) {
+        return;
+    }
+
+    if (b->why[0] != '\0' || b->answered == b->elements) {
+        if (b->why[0] == '\0' && b->found == b->job.body_len) {
+            body_read_done(w);
+        } else {
             body_read_failed(w);
         }
         return;
     }
 
-    memcpy(b->buf + b->got, reply->str, reply->len);
-    b->got += n;
-
-    if (b->got < b->job.body_len) {
-        body_read_send(w);
-        return;
-    }
-
-    b->job.payload.data = b->buf;
-    b->job.payload.len = (size_t) b->job.body_len;
-
-    offload_log_job(b->job.id.data, b->job.id.len, b->job.request_id.data,
-                    b->job.request_id.len);
-    log_debug("%s: read a body of %lld bytes", w->name,
-              (long long) b->job.body_len);
-    run_job(w, &b->entry->id, &b->job);
-    offload_log_job(NULL, 0, NULL, 0);
-
-    body_read_end(w);
+    body_read_send(w);
 }
 
 
 static void
 body_length_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
+    size_t             room;
     offload_worker_t  *w = privdata;
     body_read_t       *b = &w->body;
     redisReply        *reply = r;
@@ -1084,36 +1233,39 @@ body_length_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     b->in_flight--;
 
-    if (reply->type != REDIS_REPLY_INTEGER
-        || reply->integer != b->job.body_len)
-    {
-        b->found = reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0;
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
+        snprintf(b->why, sizeof(b->why), "the job's body is gone (expired "
+                 "or deleted): no %s", b->key);
+
+    } else if (reply->type != REDIS_REPLY_INTEGER) {
+        snprintf(b->why, sizeof(b->why), "the job's body key %s is not a "
+                 "list of slices: %s", b->key,
+                 reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                  : "unexpected reply");
+    }
+
+    if (b->why[0] != '\0') {
         body_read_failed(w);
         return;
     }
 
-    b->buf = malloc((size_t) b->job.body_len);
-    if (b->buf == NULL) {
-        /* as a handler out of memory: the supervisor fails the attempt */
-        log_error("%s: no memory for the %lld-byte body of job %.*s",
-                  w->name, (long long) b->job.body_len,
-                  (int) b->job.id.len, b->job.id.data);
-        offload_sb_job_start(w->sb, b->entry->id.data, b->entry->id.len,
-                             b->job.id.data, b->job.id.len,
-                             b->job.request_id.data, b->job.request_id.len,
-                             b->job.attempt, offload_mono_us());
-        w->sb->exit_reason = OFFLOAD_SB_EXIT_OUT_OF_MEMORY;
-        _exit(OFFLOAD_WORKER_EXIT_NOMEM);
+    /* The whole body at once if its elements can be OFFLOAD_SLICE bytes
+     * each, as the module writes them; else the room grows as they come. */
+    b->elements = reply->integer;
+    room = (size_t) b->job.body_len;
+    if (b->elements <= b->job.body_len / OFFLOAD_SLICE) {
+        room = (size_t) b->elements * OFFLOAD_SLICE;
     }
+    body_room(w, room);
 
     body_read_send(w);
 }
 
 
 /* Reads the body of a job that has one into memory, then runs the job
- * (body_slice_cb).  STRLEN first: a key gone or of another length is found
- * before anything is allocated.  Returns -1 when the read cannot start
- * (disconnected: the entry is read again with the history). */
+ * (body_element_cb).  LLEN first: a key gone is found before anything is
+ * allocated.  Returns -1 when the read cannot start (disconnected: the
+ * entry is read again with the history). */
 static int
 body_read_start(offload_worker_t *w, batch_entry_t *e,
     const offload_job_t *job)
@@ -1125,7 +1277,7 @@ body_read_start(offload_worker_t *w, batch_entry_t *e,
     if (offload_body_key(b->key, sizeof(b->key), w->queue->name,
                          strlen(w->queue->name), job->id.data, job->id.len)
         < 0
-        || offload_redis_command(&w->conn, body_length_cb, w, "STRLEN %s",
+        || offload_redis_command(&w->conn, body_length_cb, w, "LLEN %s",
                                  b->key)
            != REDIS_OK)
     {

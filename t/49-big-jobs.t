@@ -1,11 +1,13 @@
 #!/usr/bin/perl
 # Big jobs never travel in one Redis command (docs/PROTOCOL.md, "The
 # worker's steps"): jobs submitted straight to Redis as a program would,
-# their body written to the body key in 256 KB slices and the entry added
-# with an empty payload and "body <length>".  The real sidecar reads the
-# body with GETRANGE a slice at a time, stages a big result with SET and
-# APPENDs, and completes with the staging key; a MONITOR client watches
-# every command.  Also: a body gone (bad_job, 400), a job out of attempts
+# their body written to the body key as a list of 256 KB slices (MULTI,
+# RPUSH, PEXPIRE, EXEC, then RPUSHes) and the entry added with an empty
+# payload and "body <length>".  The real sidecar reads the body with LLEN
+# and an LINDEX per element, stages a big result as a list (its header
+# line, then its body in slices) and completes with the staging key; a
+# MONITOR client watches every command.  Also: a body of uneven elements,
+# a body gone or of another length (bad_job, 400), a job out of attempts
 # (dead letter, body kept a week, `offloadctl retry` runs it again with
 # its body, `offloadctl replay` reads it), a job completed twice (first
 # result kept, no staging key), a connection lost while staging.
@@ -99,6 +101,7 @@ sub messages {
 }
 
 # MONITOR lines so far: [ client, [ args ] ].
+my %UNESCAPE = (n => "\n", r => "\r", t => "\t", a => "\a", b => "\b");
 sub monitored {
     my ($c) = @_;
     pump($c, 0.1);
@@ -106,23 +109,42 @@ sub monitored {
     for my $line (split /\r\n/, $c->{buf}) {
         next unless $line =~ /^\+[\d.]+ \[\d+ ([^\]]+)\] (.*)$/;
         my ($who, $rest) = ($1, $2);
-        my @args = map { s/\\(.)/$1/gr }
+        my @args = map { s{\\(?:x([0-9a-fA-F]{2})|(.))}
+            {defined $1 ? chr hex $1 : ($UNESCAPE{$2} // $2)}gser }
             $rest =~ /"((?:[^"\\]++|\\.)*+)"/g;
         push @cmds, [ $who, \@args ];
     }
     return \@cmds;
 }
 
-# Writes a body key in slices, as the module does.
+# Writes a body key as a list, as the module does: the first element with
+# the key's lifetime in one transaction, then the others.  Elements of
+# OFFLOAD_SLICE bytes, or of the sizes given (the last takes the rest).
 sub put_body {
-    my ($queue, $id, $body) = @_;
+    my ($queue, $id, $body, @sizes) = @_;
     my $key = "offload:{$queue}:body:$id";
-    for (my $off = 0; $off < length $body; $off += $SLICE) {
-        my @px = $off == 0 ? ('PX', 120_000) : ();
-        redis_cmd($off == 0 ? 'SET' : 'APPEND', $key,
-            substr($body, $off, $SLICE), @px);
+    my @elements;
+    for (my $off = 0; $off < length $body; ) {
+        my $n = @sizes > 1 ? shift @sizes : @sizes ? length $body : $SLICE;
+        push @elements, substr($body, $off, $n);
+        $off += $n;
     }
+    redis_cmd('UNLINK', $key);
+    my @r = redis_cmds([ 'MULTI' ], [ 'RPUSH', $key, shift @elements ],
+        [ 'PEXPIRE', $key, 120_000 ], [ 'EXEC' ]);
+    die "body $key: MULTI failed\n" unless ref $r[3] eq 'ARRAY';
+    redis_cmd('RPUSH', $key, $_) for @elements;
     return $key;
+}
+
+# A list's elements from $from on, joined, read 4 at a time (1 MB).
+sub joined {
+    my ($key, $from) = @_;
+    my ($v, $len) = ('', redis_cmd('LLEN', $key));
+    for (my $i = $from // 0; $i < $len; $i += 4) {
+        $v .= join '', @{ redis_cmd('LRANGE', $key, $i, $i + 3) };
+    }
+    return $v;
 }
 
 sub add_job {
@@ -136,15 +158,15 @@ sub add_job {
 
 sub new_id { sprintf '%032x', 0x49000 + ++$n }
 
-# The stored result, read a slice at a time.
+# The stored result: a big one is a list, its header line alone first
+# (checked here), then its body in slices; a small one a string.
 sub stored {
     my ($key) = @_;
-    my $len = redis_cmd('STRLEN', $key);
-    my $v = '';
-    for (my $off = 0; $off < $len; $off += $SLICE) {
-        $v .= redis_cmd('GETRANGE', $key, $off, $off + $SLICE - 1);
-    }
-    return $v;
+    return redis_cmd('GET', $key) if redis_cmd('TYPE', $key) ne 'list';
+    my $header = redis_cmd('LINDEX', $key, 0);
+    return "element 0 is not the header line alone: "
+        . substr($header, 0, 200) unless $header =~ /\AOR1 [^\n]*\n\z/;
+    return $header . joined($key, 1);
 }
 
 my $sub = raw_client('SUBSCRIBE', $REPLY);
@@ -164,8 +186,10 @@ ok(wait_until(sub { redis_cmd('EXISTS', $result_key) }, scaled(60),
 diag(sprintf '%d MB echo: XADD to result stored in %.0f ms', $MB,
     (time - $t0) * 1000);
 
+is(redis_cmd('TYPE', $result_key), 'list', 'the result is a list');
 my $res = stored($result_key);
-like($res, qr/^OR1 $id 200 \d+ \d+ \d+ \d+\n/, 'the result: 200');
+like($res, qr/^OR1 $id 200 \d+ \d+ \d+ \d+\n/,
+    'its first element the header line alone: 200');
 ok(substr($res, index($res, "\n") + 1) eq $payload,
     'with the payload byte-exact');
 ok(wait_until(sub { grep { $_ eq "ON1 $id" } @{ messages($sub) } },
@@ -180,26 +204,43 @@ ok($ttl > 0 && $ttl <= 60, "the result has its result_ttl ($ttl s)");
 ok(wait_until(sub { pump($mon, 0.2); index($mon->{buf}, '"RENAME"') >= 0 },
     scaled(60), 'MONITOR'), 'MONITOR saw the completion');
 my $cmds = monitored($mon);
-my @reads = grep { uc $_->[1][0] eq 'GETRANGE' && $_->[1][1] eq $body_key }
-    @$cmds;
-is(scalar @reads, int((length($payload) + $SLICE - 1) / $SLICE),
-    'the worker read the body with one GETRANGE per slice');
-ok(!(grep { $_->[1][3] - $_->[1][2] + 1 > $SLICE } @reads),
+my $slices = int((length($payload) + $SLICE - 1) / $SLICE);
+my @on_body = grep { ($_->[1][1] // '') eq $body_key } @$cmds;
+ok((grep { uc $_->[1][0] eq 'LLEN' } @on_body), 'the worker asked LLEN');
+my @reads = grep { uc $_->[1][0] eq 'LINDEX' } @on_body;
+is_deeply([ map { $_->[1][2] } @reads ], [ 0 .. $slices - 1 ],
+    "then read the body with one LINDEX per element, in order ($slices)");
+ok(!(grep { uc $_->[1][0] eq 'GETRANGE' || uc $_->[1][0] eq 'LRANGE' }
+    @on_body), 'and nothing else read it');
+my @pushes = grep { uc $_->[1][0] eq 'RPUSH'
+    && $_->[1][1] =~ /^offload:\{echo\}:stage:\Q$id\E:/ } @$cmds;
+my ($stager) = map { $_->[0] } @pushes;
+my @stage = grep { $_->[0] eq $stager
+    && ($_->[1][1] // '') =~ /^offload:\{echo\}:stage:\Q$id\E:/ } @$cmds;
+my $result_body = length($res) - index($res, "\n") - 1;
+is(scalar @pushes, 1 + int(($result_body + $SLICE - 1) / $SLICE),
+    scalar(@pushes) . ' RPUSHes staged the result: the header, then the '
+    . 'JSON body in slices');
+like($pushes[0][1][2] // '', qr/\AOR1 $id 200 [^\n]*\n\z/,
+    'the first the header line alone');
+ok(!(grep { length($_->[1][2]) > $SLICE } @pushes),
     'each of at most OFFLOAD_SLICE bytes');
-my @stage = grep { ($_->[1][1] // '') =~ /^offload:\{echo\}:stage:\Q$id\E:/ }
-    @$cmds;
-my @appends = grep { uc $_->[1][0] eq 'APPEND' } @stage;
-ok(@appends >= int(length($res) / $SLICE),
-    scalar(@appends) . ' APPENDs staged the result');
-ok(!(grep { $_->[1][0] =~ /^(?:SET|APPEND)$/i
-    && length($_->[1][2]) > $SLICE } @stage),
-    'each of at most OFFLOAD_SLICE bytes');
+is_deeply([ map { uc $_->[1][0] } grep { uc $_->[1][0] ne 'RPUSH' } @stage ],
+    [ 'UNLINK', 'PEXPIRE' ], 'with one UNLINK and PEXPIRE (in the MULTI)');
+my @tx = map { uc $_->[1][0] } grep { $_->[0] eq $stager
+    && $_->[1][0] =~ /^(?:MULTI|EXEC)$/i } @$cmds;
+is_deeply(\@tx, [ 'MULTI', 'EXEC' ], 'one MULTI ... EXEC');
 my @big = grep { grep { length > $SLICE + $MARGIN } @{ $_->[1] } } @$cmds;
 ok(!@big, 'no command carried an argument over OFFLOAD_SLICE + 1 KB')
     or diag(join "\n", map { "$_->[0] $_->[1][0] " . join ' ',
         map { length } @{ $_->[1] } } @big);
 ok((grep { uc $_->[1][0] eq 'RENAME' } @$cmds),
     'the completion renamed the staging key');
+ok((grep { uc $_->[1][0] eq 'UNLINK' && ($_->[1][1] // '') eq $body_key }
+    @$cmds), 'and unlinked the body key');
+ok(!(grep { $_->[1][0] =~ /^(?:APPEND|SETRANGE|GETRANGE|GET)$/i
+    && ($_->[1][1] // '') =~ /^offload:\{echo\}:(?:stage|result):\Q$id\E/ }
+    @$cmds), 'no string command touched the result');
 
 # The sidecar's connections: those that read jobs.
 my %sidecar = map { $_->[0] => 1 }
@@ -218,6 +259,9 @@ ok(wait_until(sub {
     (grep { $_ eq "ON1 $id" } @{ messages($sub) }) >= 2 }, scaled(60),
     'second notice'), 'the second run completed');
 ok(stored($result_key) eq $res, 'the first result is kept');
+ok(wait_until(sub { pump($mon, 0.2); $mon->{buf} =~
+    /\[\d+ lua\] "UNLINK" "offload:\{echo\}:stage:$id:/ }, scaled(30),
+    'MONITOR'), 'the completion unlinked its staging key');
 is_deeply(redis_cmd('KEYS', 'offload:{echo}:stage:*'), [],
     'no staging key is left');
 is(redis_cmd('EXISTS', $body_key), 0, 'the body key is gone');
@@ -229,11 +273,11 @@ my $cut_body = '"' . ('e' x (16 * 2**20 - 2)) . '"';
 put_body('echo', $cut, $cut_body);
 $mon->{buf} = '';
 add_job('echo', $cut, length $cut_body);
-my $stager;
+$stager = undef;
 ok(wait_until(sub {
     pump($mon, 0.01);
     ($stager) = $mon->{buf} =~
-        /\[\d+ ([\d.:]+)\] "SET" "offload:\{echo\}:stage:$cut:/;
+        /\[\d+ ([\d.:]+)\] "RPUSH" "offload:\{echo\}:stage:$cut:/;
     $stager }, scaled(30), 'staging'), 'the worker stages a 16 MB result');
 redis_cmd('CLIENT', 'KILL', 'ADDR', $stager);
 my $cut_key = "offload:{echo}:result:$cut";
@@ -243,8 +287,8 @@ ok(stored($cut_key) =~ /^OR1 $cut 200 [^\n]*\n(.*)\z/s && $1 eq $cut_body,
     'byte-exact');
 ok(wait_until(sub { pump($mon, 0.2); index($mon->{buf}, '"RENAME"') >= 0 },
     scaled(30), 'MONITOR'), 'MONITOR saw the completion');
-my @sets = grep { $_->[1][0] eq 'SET' && ($_->[1][1] // '') =~ /:stage:$cut:/ }
-    @{ monitored($mon) };
+my @sets = grep { $_->[1][0] eq 'RPUSH' && ($_->[1][1] // '') =~ /:stage:$cut:/
+    && $_->[1][2] =~ /\AOR1 / } @{ monitored($mon) };
 SKIP: {
     skip 'the kill came after the staging was done', 1 if @sets == 1;
     ok(@sets == 2 && $sets[1][0] ne $stager,
@@ -253,6 +297,24 @@ SKIP: {
 is_deeply(redis_cmd('KEYS', 'offload:{echo}:stage:*'), [],
     'no staging key is left');
 is(redis_cmd('XLEN', 'offload:{echo}:jobs'), 0, 'the stream is empty');
+
+# ---- a body of uneven elements (1 MB, 7 bytes, the rest): any sizes do
+my $uneven = new_id();
+my $uneven_body = '"' . ('u' x (3 * 2**20 - 2)) . '"';
+my $uneven_key = put_body('echo', $uneven, $uneven_body, 2**20, 7, 0);
+is(redis_cmd('LLEN', $uneven_key), 3, 'a body of 3 uneven elements');
+$mon->{buf} = '';
+add_job('echo', $uneven, length $uneven_body);
+my $uneven_result = "offload:{echo}:result:$uneven";
+ok(wait_until(sub { redis_cmd('EXISTS', $uneven_result) }, scaled(30),
+    'result'), 'its result is stored');
+ok(stored($uneven_result) =~ /^OR1 $uneven 200 [^\n]*\n(.*)\z/s
+    && $1 eq $uneven_body, 'byte-exact');
+ok(wait_until(sub { pump($mon, 0.2); index($mon->{buf}, '"RENAME"') >= 0 },
+    scaled(30), 'MONITOR'), 'MONITOR saw the completion');
+is_deeply([ map { $_->[1][2] } grep { uc $_->[1][0] eq 'LINDEX'
+    && $_->[1][1] eq $uneven_key } @{ monitored($mon) } ], [ 0, 1, 2 ],
+    'read with an LINDEX per element');
 
 # ---- a body gone: bad_job, 400 answered
 my $gone = new_id();
@@ -275,6 +337,20 @@ like(stored("offload:{echo}:result:$short"), qr/holds 7 bytes, not 600000/,
     'the answer says what was found');
 ok(redis_cmd('PTTL', $short_key) > 6 * 86_400_000,
     'its body key is kept a week with the dead letter');
+my $long = new_id();
+put_body('echo', $long, '"abc"zz', 5, 0);
+add_job('echo', $long, 5);
+ok(wait_until(sub { grep { /^OR1 $long 400 / } @{ messages($sub) } },
+    scaled(10), '400'), 'a body longer than its entry says: 400');
+like(stored("offload:{echo}:result:$long"), qr/holds 7 bytes, not 5/,
+    'the answer says what was found');
+my $string = new_id();
+redis_cmd('SET', "offload:{echo}:body:$string", '"abc"', 'PX', 60_000);
+add_job('echo', $string, 5);
+ok(wait_until(sub { grep { /^OR1 $string 400 / } @{ messages($sub) } },
+    scaled(10), '400'), 'a body key that is not a list: 400');
+like(stored("offload:{echo}:result:$string"), qr/is not a list/,
+    'the answer says so');
 
 # ---- an expired job is answered without reading its body
 my $late = new_id();
@@ -282,7 +358,7 @@ my $late_key = put_body('echo', $late, '"late"');
 add_job('echo', $late, 6, deadline => int(time * 1000) - 1000);
 ok(wait_until(sub { grep { /^OR1 $late 504 / } @{ messages($sub) } },
     scaled(10), '504'), 'an expired job: 504');
-ok(!(grep { uc $_->[1][0] eq 'GETRANGE' && $_->[1][1] eq $late_key }
+ok(!(grep { $_->[1][0] =~ /^(?:LLEN|LINDEX)$/i && $_->[1][1] eq $late_key }
     @{ monitored($mon) }), 'its body was not read');
 is(redis_cmd('EXISTS', $late_key), 0, 'and its body key is gone');
 
@@ -299,8 +375,7 @@ ok(wait_until(sub {
 is($dead && $dead->{body}, length $doomed_body, 'with its body length');
 ok(redis_cmd('PTTL', $doomed_key) > 6 * 86_400_000,
     'its body key is kept a week');
-ok(redis_cmd('STRLEN', $doomed_key) == length $doomed_body,
-    'whole');
+ok(joined($doomed_key) eq $doomed_body, 'whole');
 my $out = `$ctl dead crash 2>&1`;
 like($out, qr/body: ${\ length $doomed_body} bytes in \Q$doomed_key\E/,
     'offloadctl dead shows where the body is');
