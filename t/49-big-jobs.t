@@ -10,7 +10,8 @@
 # a body gone or of another length (bad_job, 400), a job out of attempts
 # (dead letter, body kept a week, `offloadctl retry` runs it again with
 # its body, `offloadctl replay` reads it), a job completed twice (first
-# result kept, no staging key), a connection lost while staging.
+# result kept, no staging key), a connection lost while staging, a result
+# that cannot be staged (RPUSH refused by ACL: 3 tries, then 500).
 # OFFLOAD_BIG_MB (default 5) sets the echo job's size.
 
 use strict;
@@ -157,6 +158,9 @@ sub add_job {
 }
 
 sub new_id { sprintf '%032x', 0x49000 + ++$n }
+
+# ACL LOG entries as hashes (reason, object, count, ...).
+sub acl_log { [ map { +{ @$_ } } @{ redis_cmd('ACL', 'LOG') } ] }
 
 # The stored result: a big one is a list, its header line alone first
 # (checked here), then its body in slices; a small one a string.
@@ -315,6 +319,28 @@ ok(wait_until(sub { pump($mon, 0.2); index($mon->{buf}, '"RENAME"') >= 0 },
 is_deeply([ map { $_->[1][2] } grep { uc $_->[1][0] eq 'LINDEX'
     && $_->[1][1] eq $uneven_key } @{ monitored($mon) } ], [ 0, 1, 2 ],
     'read with an LINDEX per element');
+
+# ---- a result that cannot be staged (RPUSH refused): 3 tries, then 500
+my $refused = new_id();
+my $refused_body = '"' . ('r' x (2 * 2**20 - 2)) . '"';
+my $refused_key = put_body('echo', $refused, $refused_body);
+is(redis_cmd('ACL', 'SETUSER', 'default', '-rpush'), 'OK',
+    'RPUSH refused from now on');
+add_job('echo', $refused, length $refused_body);
+ok(wait_until(sub { grep { /^OR1 $refused 500 / } @{ messages($sub) } },
+    scaled(10), '500'), 'a result that cannot be staged: 500');
+redis_cmd('ACL', 'SETUSER', 'default', '+rpush');
+like(stored("offload:{echo}:result:$refused"), qr/"result_not_stored"/,
+    'result_not_stored');
+# each try's first RPUSH, in its MULTI (its next RPUSH is on its way too)
+my $tries = 0;
+$tries += $_->{count} for grep { $_->{object} eq 'rpush'
+    && $_->{context} eq 'multi' } @{ acl_log() };
+is($tries, 3, 'after 3 tries') or diag(explain(acl_log()));
+is_deeply(redis_cmd('KEYS', 'offload:{echo}:stage:*'), [],
+    'no staging key is left');
+is(redis_cmd('EXISTS', $refused_key), 0, 'the body key is gone');
+is(redis_cmd('XLEN', 'offload:{echo}:jobs'), 0, 'the stream is empty');
 
 # ---- a body gone: bad_job, 400 answered
 my $gone = new_id();
