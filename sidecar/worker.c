@@ -26,10 +26,11 @@
  * in flight (so that Redis does not run a whole pipeline of them in one
  * go, and hiredis' output buffer stays small).  Lists, not strings grown
  * by APPEND: Redis copies a growing string every megabyte or so, which
- * stalls every client for up to hundreds of ms on a 64 MB one.  While such a transfer runs, the batch
- * waits: one big job at a time per worker.  A reconnect drops a body read
- * (the entry is read again with the pending history) and restarts a
- * staging from its first slice, before the history is read.
+ * stalls every client for up to hundreds of ms on a 64 MB one.  While
+ * such a transfer runs, the batch waits: one big job at a time per worker.
+ * A reconnect drops a body read (the entry is read again with the pending
+ * history) and restarts a staging from its first slice, before the
+ * history is read.
  */
 
 #include <errno.h>
@@ -1119,16 +1120,16 @@ body_room(offload_worker_t *w, size_t need)
 static void
 body_read_send(offload_worker_t *w)
 {
-    char          index[24];
+    char          at[24];
     body_read_t  *b = &w->body;
 
     while (b->asked < b->elements && b->in_flight < STAGE_WINDOW
            && b->why[0] == '\0')
     {
-        snprintf(index, sizeof(index), "%lld", (long long) b->asked);
+        snprintf(at, sizeof(at), "%lld", (long long) b->asked);
 
         if (offload_redis_command(&w->conn, body_element_cb, w,
-                                  "LINDEX %s %s", b->key, index)
+                                  "LINDEX %s %s", b->key, at)
             != REDIS_OK)
         {
             return;             /* disconnected: body_read_end follows */
