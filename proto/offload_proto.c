@@ -15,22 +15,66 @@
 #define OFFLOAD_STR(n)    OFFLOAD_STR_(n)
 #define OFFLOAD_STR_(n)   #n
 
-/* The completion steps, shared by the dead-letter script below.  A result
- * over OFFLOAD_NOTICE_OVER bytes is published as a notice "ON<version>
- * <job id>": the waiting nginx GETs the stored result. */
+/*
+ * The completion steps, shared by the dead-letter script below, which sets
+ * the locals body (the job's body key), stage (a staging key, or nil) and
+ * keep_body first.  A staged result (a list: its header line, then its
+ * body in slices) is renamed into place, after checking it is whole
+ * (ARGV[3] is then its number of elements).  Whatever is stored is read
+ * back for the publish without loading a big one into Lua (that would hold
+ * up Redis as long as one big command): a list only by its first element,
+ * the header, for the notice "ON<version> <job id>"; a string by its
+ * length, and over OFFLOAD_NOTICE_OVER bytes (stored by an older sidecar)
+ * by its head; the waiting nginx reads the stored result.  LLEN tells a
+ * list (a string answers WRONGTYPE, caught by pcall; a missing key 0).  The
+ * body goes only with the entry: a completion that finds the entry no
+ * longer pending (it went to the dead letters, or was failed and requeued,
+ * meanwhile) leaves the body to whoever took the entry.  UNLINK: Redis
+ * frees a big value off its main thread.
+ */
 #define OFFLOAD_COMPLETE_LUA                                                 \
-    "local old = redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[4],"  \
-    " 'GET')\n"                                                              \
-    "local msg = ARGV[3]\n"                                                  \
-    "if old then msg = old end\n"                                            \
-    "local head = #msg > " OFFLOAD_STR(OFFLOAD_NOTICE_OVER)                  \
-    " and string.match(msg, '^OR(%d+ [^ ]+)')\n"                            \
-    "if head then msg = 'ON' .. head end\n"                                  \
-    "redis.call('PUBLISH', ARGV[5], msg)\n"                                  \
-    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"                        \
+    "local stored = 0\n"                                                     \
+    "if stage then\n"                                                        \
+    "  if redis.call('LLEN', stage) ~= tonumber(ARGV[3]) then\n"             \
+    "    return redis.error_reply('STAGE staging key ' .. stage .."          \
+    " ' is missing or does not hold ' .. ARGV[3] .. ' elements')\n"          \
+    "  end\n"                                                                \
+    "  if redis.call('EXISTS', KEYS[2]) == 1 then\n"                         \
+    "    redis.call('UNLINK', stage)\n"                                      \
+    "  else\n"                                                               \
+    "    redis.call('RENAME', stage, KEYS[2])\n"                             \
+    "    redis.call('EXPIRE', KEYS[2], ARGV[4])\n"                           \
+    "    stored = 1\n"                                                       \
+    "  end\n"                                                                \
+    "elseif redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[4]) then\n" \
+    "  stored = 1\n"                                                         \
+    "end\n"                                                                  \
+    "local msg = false\n"                                                    \
+    "local elements = redis.pcall('LLEN', KEYS[2])\n"                        \
+    "if type(elements) == 'number' and elements > 0 then\n"                  \
+    "  local head = string.match(redis.call('LINDEX', KEYS[2], 0),"          \
+    " '^OR(%d+ [^ ]+)')\n"                                                   \
+    "  if head then msg = 'ON' .. head end\n"                                \
+    "elseif redis.call('STRLEN', KEYS[2]) > "                                \
+    OFFLOAD_STR(OFFLOAD_NOTICE_OVER) " then\n"                               \
+    "  local head = string.match(redis.call('GETRANGE', KEYS[2], 0, 255),"   \
+    " '^OR(%d+ [^ ]+)')\n"                                                   \
+    "  if head then msg = 'ON' .. head end\n"                                \
+    "elseif stored == 1 and not stage then\n"                                \
+    "  msg = ARGV[3]\n"                                                      \
+    "else\n"                                                                 \
+    "  msg = redis.call('GET', KEYS[2])\n"                                   \
+    "end\n"                                                                  \
+    "if msg then redis.call('PUBLISH', ARGV[5], msg) end\n"                  \
+    "local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"          \
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"                                 \
-    "if old then return 0 end\n"                                            \
-    "return 1\n"
+    "if keep_body then\n"                                                    \
+    "  redis.call('PEXPIRE', body, " OFFLOAD_STR(OFFLOAD_DEAD_BODY_TTL)      \
+    " * 1000)\n"                                                             \
+    "elseif acked == 1 then\n"                                               \
+    "  redis.call('UNLINK', body)\n"                                         \
+    "end\n"                                                                  \
+    "return stored\n"
 
 /* Only the caller that acks the entry acts on it: a job failed twice at
  * once (its node lost and claimed by two others) is handled once. */
@@ -39,7 +83,9 @@
     "  return false\n"                                                       \
     "end\n"
 
-const char  offload_complete_script[] = OFFLOAD_COMPLETE_LUA;
+const char  offload_complete_script[] =
+    "local body, stage, keep_body = KEYS[3], KEYS[4], false\n"
+    OFFLOAD_COMPLETE_LUA;
 
 const char  offload_requeue_script[] =
     OFFLOAD_ACK_GUARD_LUA
@@ -50,6 +96,7 @@ const char  offload_dead_script[] =
     OFFLOAD_ACK_GUARD_LUA
     "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',"
     " unpack(ARGV, 7))\n"
+    "local body, stage, keep_body = KEYS[4], nil, true\n"
     OFFLOAD_COMPLETE_LUA;
 
 const char  offload_handback_script[] =
@@ -88,6 +135,10 @@ const char  offload_bad_job_script[] =
     "end\n"
     "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(f))\n"
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "if KEYS[3] then\n"
+    "  redis.call('PEXPIRE', KEYS[3], " OFFLOAD_STR(OFFLOAD_DEAD_BODY_TTL)
+    " * 1000)\n"
+    "end\n"
     "return 1\n";
 
 const char  offload_prune_nodes_script[] =
@@ -718,11 +769,22 @@ const char  offload_retry_script[] =
     "local now = tonumber(ARGV[2])\n"
     "local span = (tonumber(f.deadline) or 0) - (tonumber(f.submitted) or 0)\n"
     "if span <= 0 then span = 30000 end\n"
-    "redis.call('XADD', KEYS[2], '*', 'v', f.v, 'id', f.id, 'payload',"
-    " f.payload,\n"
+    "local job = {'v', f.v, 'id', f.id, 'payload', f.payload,\n"
     "  'reply', f.reply, 'deadline', now + span, 'submitted', now,"
     " 'attempt', 1,\n"
-    "  'rid', f.rid or '')\n"
+    "  'rid', f.rid or ''}\n"
+    "if f.body then\n"
+    "  local body = ARGV[4] .. f.id\n"
+    "  if redis.call('PEXPIRE', body, span + "
+    OFFLOAD_STR(OFFLOAD_BODY_GRACE_MS) ") == 0 then\n"
+    "    return redis.error_reply('the body of job ' .. f.id .. ' (' .."
+    " body .. ') is gone (expired or deleted): it cannot run again')\n"
+    "  end\n"
+    "  job[6] = ''\n"
+    "  job[#job + 1] = 'body'\n"
+    "  job[#job + 1] = f.body\n"
+    "end\n"
+    "redis.call('XADD', KEYS[2], '*', unpack(job))\n"
     "redis.call('XDEL', KEYS[1], ARGV[1])\n"
     "redis.call('DEL', ARGV[3] .. f.id)\n"
     "return f.id\n";

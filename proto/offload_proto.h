@@ -71,14 +71,16 @@
  * Big payloads stay out of single Redis commands: Redis runs one command at
  * a time, and a 64 MB argument or reply holds up every other client for
  * hundreds of ms.  A body over OFFLOAD_BODY_OVER bytes is written to its
- * body key (OFFLOAD_BODY_FMT: queue, job id) in slices of OFFLOAD_SLICE
- * bytes (SET ... PX, then APPENDs) before its entry is added with an empty
- * payload and "body <length>"; a worker reads it back with GETRANGE, a
- * slice per command.  The key lives until the job's deadline plus
- * OFFLOAD_BODY_GRACE_MS; a dead letter keeps it OFFLOAD_DEAD_BODY_TTL
- * seconds, so the job can be retried.  A result over OFFLOAD_NOTICE_OVER is
- * written the same way to a staging key (OFFLOAD_STAGE_FMT: queue, job id,
- * consumer), which the completion script renames to the result key.
+ * body key (OFFLOAD_BODY_FMT: queue, job id), a list of slices of
+ * OFFLOAD_SLICE bytes (MULTI, RPUSH, PEXPIRE, EXEC, then RPUSHes: a list
+ * grows without copying what it holds, a string grown by APPEND does not)
+ * before its entry is added with an empty payload and "body <length>"; a
+ * worker reads it back with LLEN and LINDEX, an element per command.  The
+ * key lives until the job's deadline plus OFFLOAD_BODY_GRACE_MS; a dead
+ * letter keeps it OFFLOAD_DEAD_BODY_TTL seconds, so the job can be retried.
+ * A result over OFFLOAD_NOTICE_OVER is written the same way to a staging
+ * key (OFFLOAD_STAGE_FMT: queue, job id, consumer), its header line alone
+ * first, which the completion script renames to the result key.
  */
 #define OFFLOAD_BODY_OVER          1048576
 #define OFFLOAD_SLICE              262144
@@ -202,16 +204,27 @@ void offload_job_id_format(char *buf, const char *nonce, uint64_t seq);
  * The completion script: the worker's one atomic step after a handler ran.
  *
  *   KEYS[1] stream          ARGV[1] group     ARGV[2] entry id
- *   KEYS[2] result key      ARGV[3] encoded result
- *                           ARGV[4] result TTL in seconds
- *                           ARGV[5] reply channel
+ *   KEYS[2] result key      ARGV[3] encoded result, or with KEYS[4] the
+ *   KEYS[3] the job's body      staging list's number of elements
+ *           key (always)    ARGV[4] result TTL in seconds
+ *   KEYS[4] staging key     ARGV[5] reply channel
+ *           (optional)
  *
  * Stores the result unless one is there already (a job run twice keeps its
- * first result), publishes the stored result (or, over OFFLOAD_NOTICE_OVER
- * bytes, a notice of it), then acks and deletes the
- * entry.  Store happens before notify and before ack, inside one script, so
- * no crash between the steps can lose the answer.  Returns 1 when this call
- * stored the result, 0 when an earlier run had.
+ * first result).  A result over OFFLOAD_NOTICE_OVER bytes comes staged: the
+ * worker wrote it to KEYS[4] as a list, its header line alone, then its
+ * body in slices; the script renames it to the result key and sets its
+ * TTL, or unlinks it when a result is there already.  A staging key missing
+ * or of another number of elements than ARGV[3] is an error reply
+ * ("STAGE ...") and nothing else is done: the worker stages again.  Then
+ * publishes the stored result (a list, or a string over
+ * OFFLOAD_NOTICE_OVER bytes: a notice of it, built from its header; a big
+ * result is never loaded into Lua), acks and deletes the entry, and, when
+ * this call acked it, unlinks the body key (the job is done; an entry acked
+ * already was dead-lettered or requeued, which keep the body).  Store
+ * happens before notify and before ack, inside one script, so no crash
+ * between the steps can lose the answer.  Returns 1 when this call stored
+ * the result, 0 when an earlier run had.
  */
 extern const char  offload_complete_script[];
 
@@ -225,10 +238,13 @@ extern const char  offload_complete_script[];
  * Returns the new entry id.
  *
  * Dead: the job is out of attempts: it goes to the dead-letter stream and
- * its answer is completed exactly as offload_complete_script does.
+ * its answer is completed as offload_complete_script does (never staged),
+ * except that its body key is kept OFFLOAD_DEAD_BODY_TTL seconds (PEXPIRE)
+ * for `offloadctl retry`.
  *   KEYS[1] stream          ARGV[1..5] as offload_complete_script
  *   KEYS[2] result key      ARGV[6] the dead-letter stream's MAXLEN
  *   KEYS[3] dead stream     ARGV[7..] the dead entry's field/value pairs
+ *   KEYS[4] the job's body key
  *
  * Hand back: the entries a consumer holds, except one, go back to the
  * queue unchanged (a worker that stopped or died before running them).
@@ -239,10 +255,12 @@ extern const char  offload_complete_script[];
  * Bad job: an entry nobody can run (not a job: fields missing or
  * malformed) moves to the dead-letter stream with its own fields (at most
  * 1000, none named like the four added) plus entry, reason "bad_job",
- * report and dead_at.
+ * report and dead_at.  The body key, when the entry names a usable job id,
+ * is kept OFFLOAD_DEAD_BODY_TTL seconds, as for a dead job.
  *   KEYS[1] stream          ARGV[1] group     ARGV[2] entry id
  *   KEYS[2] dead stream     ARGV[3] MAXLEN    ARGV[4] report (JSON)
- *                           ARGV[5] dead_at (ms)
+ *   KEYS[3] body key        ARGV[5] dead_at (ms)
+ *           (optional)
  */
 extern const char  offload_requeue_script[];
 extern const char  offload_dead_script[];
@@ -285,10 +303,14 @@ extern const char  offload_queue_stats_script[];
 /*
  * Retry: a dead letter goes back on its queue as a new job: attempt 1,
  * submitted now, with the deadline span it had; its stored answer (the
- * error) is deleted so the new run can store its own.
+ * error) is deleted so the new run can store its own.  A job whose body is
+ * in its body key keeps it there ("body <length>", empty payload) and the
+ * key lives the new deadline span plus OFFLOAD_BODY_GRACE_MS; when the key
+ * is gone the script answers an error saying so and changes nothing.
  *   KEYS[1] dead stream     ARGV[1] the dead entry's id
  *   KEYS[2] stream          ARGV[2] now, ms since the epoch
  *                           ARGV[3] the result key without the job id
+ *                           ARGV[4] the body key without the job id
  * Returns the job id, or nil when the dead entry is not there.
  */
 extern const char  offload_retry_script[];

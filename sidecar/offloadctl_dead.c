@@ -2,7 +2,8 @@
  * offloadctl_dead.c -- a queue's dead letters (offload:{q}:dead, jobs out
  * of attempts): `dead` lists them, `retry` puts them back on the queue as
  * new jobs (offload_retry_script: add, delete the letter, delete the old
- * answer, in one step), `purge` deletes them.
+ * answer, in one step; a job whose body is in its body key fails with the
+ * script's message when that key is gone), `purge` deletes them.
  */
 
 #include <getopt.h>
@@ -99,11 +100,10 @@ static int
 print_dead(ctl_t *ctl, const char *queue, const char *key,
     const redisReply *entry, void *data)
 {
-    char         at[40], payload[40];
+    char         at[40], payload[OFFLOAD_KEY_MAX + 40];
     json_t      *fields;
-    const char  *p;
+    const char  *p, *body, *id;
 
-    (void) queue;
     (void) key;
     (void) data;
 
@@ -119,9 +119,20 @@ print_dead(ctl_t *ctl, const char *queue, const char *key,
 
     ctl_entry_time(at, sizeof(at), entry->element[0]->str);
     p = ctl_entry_field(entry, "payload");
-    snprintf(payload, sizeof(payload), "%s", p ? p : "-");
-    if (p != NULL && strlen(p) >= sizeof(payload)) {
-        memcpy(payload + sizeof(payload) - 4, "...", 4);
+    body = ctl_entry_field(entry, OFFLOAD_F_BODY);
+    id = or_dash(entry, "id");
+
+    if (body != NULL) {
+        /* the payload is in the body key, for `retry` */
+        snprintf(payload, sizeof(payload), "body: %s bytes in "
+                 OFFLOAD_BODY_FMT, body, (int) strlen(queue), queue,
+                 (int) strlen(id), id);
+
+    } else {
+        snprintf(payload, sizeof(payload), "%.39s", p ? p : "-");
+        if (p != NULL && strlen(p) >= 40) {
+            memcpy(payload + 36, "...", 4);
+        }
     }
 
     printf("%-24s %-32s %-3s %-14s %s\n", at, or_dash(entry, "id"),
@@ -165,17 +176,19 @@ retry_one(ctl_t *ctl, const char *queue, const char *key,
     const redisReply *entry, void *data)
 {
     char         stream[OFFLOAD_KEY_MAX], result[OFFLOAD_KEY_MAX], now[24];
+    char         body[OFFLOAD_KEY_MAX];
     redisReply  *reply;
 
     (void) data;
 
     offload_stream_key(stream, sizeof(stream), queue, strlen(queue));
     offload_result_key(result, sizeof(result), queue, strlen(queue), "", 0);
+    offload_body_key(body, sizeof(body), queue, strlen(queue), "", 0);
     snprintf(now, sizeof(now), "%lld", (long long) offload_wall_ms());
 
-    reply = ctl_command(ctl, "EVAL %s 2 %s %s %s %s %s",
+    reply = ctl_command(ctl, "EVAL %s 2 %s %s %s %s %s %s",
                         offload_retry_script, key, stream,
-                        entry->element[0]->str, now, result);
+                        entry->element[0]->str, now, result, body);
     if (reply == NULL) {
         return -1;
     }

@@ -4,6 +4,8 @@
  * runs the queue's handler on it here, in the foreground, so a crash in
  * production is reproduced with one command.  If the handler crashes, so
  * does offloadctl: that is the point.  --gdb runs the same under gdb.
+ * A job whose payload is in its body key is read from there, an element
+ * of the list per LINDEX, as a worker does.
  */
 
 #include <getopt.h>
@@ -17,10 +19,86 @@
 
 
 typedef struct {
-    char  *payload;
-    char   queue[OFFLOAD_QUEUE_NAME_MAX + 1];
-    char   where[16];
+    char    *payload;
+    size_t   len;
+    char     queue[OFFLOAD_QUEUE_NAME_MAX + 1];
+    char     where[16];
 } found_t;
+
+
+/* The job's body from its body key (a list of slices: LLEN, then an
+ * LINDEX per element, never the whole list in one reply), or NULL (with a
+ * message). */
+static char *
+read_body(ctl_t *ctl, const char *queue, const char *id, long long len)
+{
+    char         key[OFFLOAD_KEY_MAX + 64], *body = NULL;
+    long long    i, elements, got = 0;
+    redisReply  *reply;
+
+    offload_body_key(key, sizeof(key), queue, strlen(queue), id,
+                     strlen(id));
+
+    if (len <= 0) {
+        fprintf(stderr, "offloadctl replay: the job's body length is not a "
+                "number\n");
+        return NULL;
+    }
+
+    reply = ctl_command(ctl, "LLEN %s", key);
+    if (reply == NULL) {
+        return NULL;
+    }
+
+    elements = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+    if (elements <= 0) {
+        fprintf(stderr, "offloadctl replay: the job's body is gone (expired "
+                "or deleted): %s%s%s\n", key,
+                elements == 0 ? " does not exist" : ": ",
+                reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+        freeReplyObject(reply);
+        return NULL;
+    }
+    freeReplyObject(reply);
+
+    body = malloc((size_t) len);
+    if (body == NULL) {
+        fprintf(stderr, "offloadctl replay: no memory for a body of %lld "
+                "bytes\n", len);
+        return NULL;
+    }
+
+    for (i = 0; i < elements; i++) {
+        reply = ctl_command(ctl, "LINDEX %s %lld", key, i);
+        if (reply == NULL) {
+            free(body);
+            return NULL;
+        }
+
+        if (reply->type != REDIS_REPLY_STRING
+            || (long long) reply->len > len - got)
+        {
+            fprintf(stderr, "offloadctl replay: the job's body is gone or "
+                    "changed: %s is not %lld bytes\n", key, len);
+            freeReplyObject(reply);
+            free(body);
+            return NULL;
+        }
+
+        memcpy(body + got, reply->str, reply->len);
+        got += (long long) reply->len;
+        freeReplyObject(reply);
+    }
+
+    if (got != len) {
+        fprintf(stderr, "offloadctl replay: the job's body does not match "
+                "its entry: %s holds %lld bytes, not %lld\n", key, got, len);
+        free(body);
+        return NULL;
+    }
+
+    return body;
+}
 
 
 static int
@@ -28,16 +106,29 @@ take_payload(ctl_t *ctl, const char *queue, const char *key,
     const redisReply *entry, void *data)
 {
     found_t     *found = data;
-    const char  *payload = ctl_entry_field(entry, "payload");
+    const char  *payload = ctl_entry_field(entry, OFFLOAD_F_PAYLOAD);
+    const char  *body = ctl_entry_field(entry, OFFLOAD_F_BODY);
+    const char  *id = ctl_entry_field(entry, OFFLOAD_F_ID);
 
-    (void) ctl;
     (void) key;
 
-    if (found->payload == NULL && payload != NULL) {
-        found->payload = strdup(payload);
-        snprintf(found->queue, sizeof(found->queue), "%s", queue);
+    if (found->payload != NULL || payload == NULL || id == NULL) {
+        return 0;
     }
 
+    if (body != NULL) {
+        found->len = (size_t) strtoll(body, NULL, 10);
+        found->payload = read_body(ctl, queue, id, (long long) found->len);
+        if (found->payload == NULL) {
+            return -1;
+        }
+
+    } else {
+        found->len = strlen(payload);
+        found->payload = strdup(payload);
+    }
+
+    snprintf(found->queue, sizeof(found->queue), "%s", queue);
     return 0;
 }
 
@@ -217,7 +308,7 @@ ctl_replay(ctl_t *ctl, int argc, char **argv)
     fprintf(stderr, "replaying job %s (%s of queue %s) with handler %s\n",
             argv[optind], found.where, found.queue, q->handler->name);
 
-    input = json_loads(found.payload, JSON_DECODE_ANY, &jerr);
+    input = json_loadb(found.payload, found.len, JSON_DECODE_ANY, &jerr);
     free(found.payload);
 
     if (input == NULL) {

@@ -248,9 +248,10 @@ send_dead(offload_redis_conn_t *conn, const offload_conf_t *conf,
     size_t nfields, const offload_job_t *job,
     const offload_failure_t *failure, fail_t *f)
 {
-    int               rc = -1, status, hlen, klen, dlen;
+    int               rc = -1, status, hlen, klen, dlen, bklen;
     char             *result = NULL, *report = NULL, *body = NULL;
     char              key[RESULT_KEY_MAX], dead[OFFLOAD_KEY_MAX];
+    char              body_key[RESULT_KEY_MAX];
     char              ttl[16], maxlen[16], at[24];
     size_t            i, blen;
     json_t           *answer;
@@ -267,8 +268,10 @@ send_dead(offload_redis_conn_t *conn, const offload_conf_t *conf,
                               job->id.data, job->id.len);
     dlen = snprintf(dead, sizeof(dead), OFFLOAD_DEAD_FMT,
                     (int) strlen(q->name), q->name);
+    bklen = offload_body_key(body_key, sizeof(body_key), q->name,
+                             strlen(q->name), job->id.data, job->id.len);
 
-    if (body == NULL || report == NULL || klen < 0
+    if (body == NULL || report == NULL || klen < 0 || bklen < 0
         || dlen >= (int) sizeof(dead))
     {
         goto done;
@@ -286,7 +289,7 @@ send_dead(offload_redis_conn_t *conn, const offload_conf_t *conf,
     res.status = status;
 
     hlen = offload_result_header(result, OFFLOAD_RESULT_HEADER_MAX, &res);
-    if (hlen < 0 || args_init(&a, 12 + nfields + 8) != 0) {
+    if (hlen < 0 || args_init(&a, 13 + nfields + 8) != 0) {
         goto done;
     }
     memcpy(result + hlen, body, blen);
@@ -297,10 +300,11 @@ send_dead(offload_redis_conn_t *conn, const offload_conf_t *conf,
 
     arg_str(&a, "EVAL");
     arg_str(&a, offload_dead_script);
-    arg_str(&a, "3");
+    arg_str(&a, "4");
     arg_str(&a, stream);
     arg(&a, key, (size_t) klen);
     arg_str(&a, dead);
+    arg(&a, body_key, (size_t) bklen);
     arg_str(&a, OFFLOAD_GROUP);
     arg(&a, entry_id->data, entry_id->len);
     arg(&a, result, (size_t) hlen + blen);
@@ -359,7 +363,8 @@ fail_fields(offload_redis_conn_t *conn, const offload_conf_t *conf,
         log_error("queue %s: entry %.*s held by a dead worker is not a job "
                   "(%s): dead-lettered", q->name, (int) entry_id->len,
                   entry_id->data, err);
-        offload_bad_job(conn, q->name, entry_id, err, NULL, NULL);
+        offload_bad_job(conn, q->name, entry_id, fields, nfields, err, NULL,
+                        NULL);
         return -1;
     }
 

@@ -17,6 +17,20 @@
  * arrives, for the EVAL fallback on NOSCRIPT; their buffers are recycled
  * through a free list so the steady state allocates nothing per job
  * besides the JSON documents themselves.
+ *
+ * Big payloads never travel in one Redis command (Redis runs one command
+ * at a time: a 64 MB one holds up every other client): a job whose body is
+ * in its body key (a list of slices) is read with LINDEX, an element per
+ * command, and a result over OFFLOAD_NOTICE_OVER is written to a staging
+ * list with RPUSH, OFFLOAD_SLICE bytes per element, STAGE_WINDOW commands
+ * in flight (so that Redis does not run a whole pipeline of them in one
+ * go, and hiredis' output buffer stays small).  Lists, not strings grown
+ * by APPEND: Redis copies a growing string every megabyte or so, which
+ * stalls every client for up to hundreds of ms on a 64 MB one.  While
+ * such a transfer runs, the batch waits: one big job at a time per worker.
+ * A reconnect drops a body read (the entry is read again with the pending
+ * history) and restarts a staging from its first slice, before the
+ * history is read.
  */
 
 #include <errno.h>
@@ -43,9 +57,12 @@
 #define QUOTE_VALUE(n)    QUOTE(n)
 #define PAUSE_CHECK_S     0.1
 #define WORK_SLICE_US     1000
-#define COMPLETE_ARGC     10
+#define COMPLETE_ARGC_MAX 12
 #define ENTRY_ID_MAX      64        /* "<ms>-<seq>": 41 at most */
-#define RESULT_KEY_MAX    256
+#define KEY_ROOM          512       /* a result, body or staging key */
+#define STAGE_WINDOW      2         /* slice commands in flight */
+#define STAGE_TRIES       3
+#define KEEP_BUFFER_MAX   (4 << 20) /* bigger completion buffers are freed */
 
 #define JSON_OUT_FLAGS    (JSON_COMPACT | JSON_ENCODE_ANY)
 
@@ -58,8 +75,9 @@ typedef struct completion_s {
     offload_worker_t     *worker;
     char                 *buf;
     size_t                cap;
-    const char           *argv[COMPLETE_ARGC];
-    size_t                argvlen[COMPLETE_ARGC];
+    int                   argc;
+    const char           *argv[COMPLETE_ARGC_MAX];
+    size_t                argvlen[COMPLETE_ARGC_MAX];
 } completion_t;
 
 /* A stream entry copied out of an XREADGROUP reply, waiting its turn. */
@@ -69,6 +87,41 @@ typedef struct batch_entry_s {
     size_t                 nfields;
     offload_str_t          fields[];    /* then the bytes they point to */
 } batch_entry_t;
+
+/* A job whose body is in its body key (a list of slices), being read an
+ * element at a time. */
+typedef struct {
+    batch_entry_t        *entry;        /* NULL: no read in progress */
+    offload_job_t         job;
+    char                  key[KEY_ROOM];
+    char                 *buf;          /* the elements so far, joined */
+    size_t                cap;          /* at most job.body_len */
+    int64_t               elements;     /* LLEN's answer */
+    int64_t               asked;        /* elements asked for */
+    int64_t               answered;
+    int64_t               found;        /* bytes they held */
+    unsigned              in_flight;
+    char                  why[KEY_ROOM + 160];  /* the read failed: why */
+} body_read_t;
+
+/* A big result being written to its staging list a slice at a time, then
+ * completed with the staging key.  Lives until the completion's reply.
+ * Offsets count bytes of the encoded result: the header line is the
+ * list's first element, each OFFLOAD_SLICE of the rest one more. */
+typedef struct {
+    completion_t         *c;            /* NULL: no staging in progress */
+    const char           *data;         /* the encoded result, in c->buf */
+    size_t                len;
+    size_t                header_len;
+    size_t                sent;
+    size_t                acked;
+    size_t                pushed;       /* elements acked */
+    unsigned              in_flight;
+    int                   failed;
+    int                   tries;
+    char                  elements_arg[24];
+    char                  job_id[130];
+} stage_t;
 
 struct offload_worker_s {
     struct ev_loop              *loop;
@@ -86,6 +139,7 @@ struct offload_worker_s {
     char                         stream[OFFLOAD_KEY_MAX];
     char                         prefetch[16];
     char                         ttl[16];
+    char                         ttl_ms[24];
     char                         sha[41];
 
     int                          in_history;    /* reading own pending */
@@ -98,20 +152,55 @@ struct offload_worker_s {
     batch_entry_t               *batch;         /* taken, not yet run */
     batch_entry_t               *batch_tail;
     completion_t                *free_list;
+    body_read_t                  body;
+    stage_t                      stage;
 };
 
 
 static void send_read(offload_worker_t *w);
 static void send_script_load(offload_worker_t *w);
 static int send_completion(offload_worker_t *w, completion_t *c);
+static void stage_start(offload_worker_t *w, completion_t *c,
+    const offload_str_t *job_id, size_t header_len);
+static void stage_send(offload_worker_t *w);
+static void stage_retry(offload_worker_t *w);
+static void stage_restart(offload_worker_t *w);
+static void stage_end(offload_worker_t *w);
+static void body_element_cb(redisAsyncContext *ac, void *r,
+    void *privdata);
+
+
+/* A body read or a staging in progress: the batch waits for it. */
+static int
+moving(offload_worker_t *w)
+{
+    return w->body.entry != NULL || w->stage.c != NULL;
+}
 
 
 static void
 maybe_exit(offload_worker_t *w)
 {
-    if (w->stopping && w->in_flight == 0 && w->batch == NULL) {
+    if (w->stopping && w->in_flight == 0 && w->batch == NULL && !moving(w)) {
         ev_break(w->loop, EVBREAK_ALL);
     }
+}
+
+
+/* Goes on with the batch, or reads the next one, unless a transfer runs. */
+static void
+resume(offload_worker_t *w)
+{
+    if (moving(w)) {
+        return;
+    }
+
+    if (w->batch != NULL) {
+        ev_idle_start(w->loop, &w->work);
+        return;
+    }
+
+    send_read(w);
 }
 
 
@@ -207,8 +296,22 @@ drop_entry(offload_worker_t *w, const char *id, size_t idlen)
 static void
 completion_put(offload_worker_t *w, completion_t *c)
 {
+    if (c->cap > KEEP_BUFFER_MAX) {
+        free(c->buf);           /* a big result's: not kept per worker */
+        c->buf = NULL;
+        c->cap = 0;
+    }
+
     c->next = w->free_list;
     w->free_list = c;
+}
+
+
+static void
+put_arg(completion_t *c, const char *data, size_t len)
+{
+    c->argv[c->argc] = data;
+    c->argvlen[c->argc++] = len;
 }
 
 
@@ -248,35 +351,54 @@ completion_cb(redisAsyncContext *ac, void *r, void *privdata)
     completion_t      *c = privdata;
     offload_worker_t  *w = c->worker;
     redisReply        *reply = r;
+    int                staged = c == w->stage.c;
 
     (void) ac;
 
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR
+        && strncmp(reply->str, "NOSCRIPT", 8) == 0
+        && strcmp(c->argv[0], "EVALSHA") == 0)
+    {
+        log_info("%s: completion script not loaded, using EVAL and "
+                 "loading it again", w->name);
+        send_script_load(w);
+        c->argv[0] = "EVAL";
+        c->argvlen[0] = 4;
+        c->argv[1] = offload_complete_script;
+        c->argvlen[1] = strlen(offload_complete_script);
 
-        if (strncmp(reply->str, "NOSCRIPT", 8) == 0
-            && strcmp(c->argv[0], "EVALSHA") == 0)
-        {
-            log_info("%s: completion script not loaded, using EVAL and "
-                     "loading it again", w->name);
-            send_script_load(w);
-            c->argv[0] = "EVAL";
-            c->argvlen[0] = 4;
-            c->argv[1] = offload_complete_script;
-            c->argvlen[1] = strlen(offload_complete_script);
-
-            if (send_completion(w, c) == 0) {
-                w->in_flight--;         /* the resend counted itself */
-                return;
-            }
-
-        } else {
-            log_error("%s: completing entry %.*s failed: %s", w->name,
-                      (int) c->argvlen[6], c->argv[6], reply->str);
+        if (send_completion(w, c) == 0) {
+            w->in_flight--;             /* the resend counted itself */
+            return;
         }
     }
 
-    completion_put(w, c);
     w->in_flight--;
+
+    if (staged) {
+        if (reply == NULL) {
+            return;             /* disconnected: staged again on reconnect */
+        }
+
+        if (reply->type == REDIS_REPLY_ERROR) {
+            log_error("%s: completing entry %.*s from its staging key "
+                      "failed: %s", w->name, (int) c->argvlen[8], c->argv[8],
+                      reply->str);
+            stage_retry(w);
+            return;
+        }
+
+        stage_end(w);
+
+    } else {
+        if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+            log_error("%s: completing entry %.*s failed: %s", w->name,
+                      (int) c->argvlen[7], c->argv[7], reply->str);
+        }
+
+        completion_put(w, c);
+    }
+
     maybe_exit(w);
 }
 
@@ -284,7 +406,7 @@ completion_cb(redisAsyncContext *ac, void *r, void *privdata)
 static int
 send_completion(offload_worker_t *w, completion_t *c)
 {
-    if (offload_redis_command_argv(&w->conn, completion_cb, c, COMPLETE_ARGC,
+    if (offload_redis_command_argv(&w->conn, completion_cb, c, c->argc,
                                    c->argv, c->argvlen)
         != REDIS_OK)
     {
@@ -298,19 +420,23 @@ send_completion(offload_worker_t *w, completion_t *c)
 
 /*
  * Encodes the result (header + compact JSON body) straight into a
- * completion's buffer and sends the EVALSHA.  The buffer holds, in order:
- * the result key, the entry id, the encoded result, the reply channel.
+ * completion's buffer and sends the EVALSHA, or, for a result over
+ * OFFLOAD_NOTICE_OVER, stages it first.  The buffer holds, in order: the
+ * result key, the body key, the staging key, the entry id, the encoded
+ * result, the reply channel.
  */
 static void
 complete(offload_worker_t *w, const offload_str_t *entry_id,
     const offload_str_t *reply, const offload_result_t *res, json_t *body)
 {
-    int                   keylen, hlen;
-    size_t                need, room, blen, off;
+    int                   keylen, bodylen, stagelen, hlen;
+    size_t                need, room, blen, off, qlen, rlen;
     completion_t         *c;
+    const char           *q = w->queue->name;
     const offload_str_t  *job_id = &res->id;
 
-    need = RESULT_KEY_MAX + entry_id->len + OFFLOAD_RESULT_HEADER_MAX
+    qlen = strlen(q);
+    need = 3 * KEY_ROOM + entry_id->len + OFFLOAD_RESULT_HEADER_MAX
            + reply->len + 256;
 
     for ( ;; ) {
@@ -321,17 +447,21 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
             return;
         }
 
-        keylen = offload_result_key(c->buf, RESULT_KEY_MAX, w->queue->name,
-                                    strlen(w->queue->name), job_id->data,
+        keylen = offload_result_key(c->buf, KEY_ROOM, q, qlen, job_id->data,
                                     job_id->len);
-        if (keylen < 0) {
+        bodylen = offload_body_key(c->buf + KEY_ROOM, KEY_ROOM, q, qlen,
+                                   job_id->data, job_id->len);
+        stagelen = offload_stage_key(c->buf + 2 * KEY_ROOM, KEY_ROOM, q,
+                                     qlen, job_id->data, job_id->len,
+                                     w->consumer);
+        if (keylen < 0 || bodylen < 0 || stagelen < 0) {
             completion_put(w, c);
             log_error("%s: job id too long in entry %.*s", w->name,
                       (int) entry_id->len, entry_id->data);
             return;
         }
 
-        off = (size_t) keylen;
+        off = 3 * KEY_ROOM;
         memcpy(c->buf + off, entry_id->data, entry_id->len);
         off += entry_id->len;
 
@@ -362,19 +492,29 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
         completion_put(w, c);
     }
 
-    memcpy(c->buf + off + hlen + blen, reply->data, reply->len);
+    rlen = (size_t) hlen + blen;
+    memcpy(c->buf + off + rlen, reply->data, reply->len);
 
-    c->argv[0] = "EVALSHA";                  c->argvlen[0] = 7;
-    c->argv[1] = w->sha;                     c->argvlen[1] = strlen(w->sha);
-    c->argv[2] = "2";                        c->argvlen[2] = 1;
-    c->argv[3] = w->stream;                  c->argvlen[3] = strlen(w->stream);
-    c->argv[4] = c->buf;                     c->argvlen[4] = (size_t) keylen;
-    c->argv[5] = OFFLOAD_GROUP;
-    c->argvlen[5] = sizeof(OFFLOAD_GROUP) - 1;
-    c->argv[6] = c->buf + keylen;            c->argvlen[6] = entry_id->len;
-    c->argv[7] = c->buf + off;               c->argvlen[7] = hlen + blen;
-    c->argv[8] = w->ttl;                     c->argvlen[8] = strlen(w->ttl);
-    c->argv[9] = c->buf + off + hlen + blen; c->argvlen[9] = reply->len;
+    c->argc = 0;
+    put_arg(c, "EVALSHA", 7);
+    put_arg(c, w->sha, strlen(w->sha));
+    put_arg(c, rlen > OFFLOAD_NOTICE_OVER ? "4" : "3", 1);
+    put_arg(c, w->stream, strlen(w->stream));
+    put_arg(c, c->buf, (size_t) keylen);
+    put_arg(c, c->buf + KEY_ROOM, (size_t) bodylen);
+    if (rlen > OFFLOAD_NOTICE_OVER) {
+        put_arg(c, c->buf + 2 * KEY_ROOM, (size_t) stagelen);
+    }
+    put_arg(c, OFFLOAD_GROUP, sizeof(OFFLOAD_GROUP) - 1);
+    put_arg(c, c->buf + 3 * KEY_ROOM, entry_id->len);
+    put_arg(c, c->buf + off, rlen);         /* staged: its length instead */
+    put_arg(c, w->ttl, strlen(w->ttl));
+    put_arg(c, c->buf + off + rlen, reply->len);
+
+    if (rlen > OFFLOAD_NOTICE_OVER) {
+        stage_start(w, c, job_id, (size_t) hlen);
+        return;
+    }
 
     if (send_completion(w, c) != 0) {
         completion_put(w, c);           /* disconnected: stays pending */
@@ -405,6 +545,261 @@ complete_error(offload_worker_t *w, const offload_str_t *entry_id,
 
     complete(w, entry_id, reply, &res, body);
     json_decref(body);
+}
+
+
+/* The body slice that starts at byte off of the encoded result. */
+static size_t
+stage_slice(const stage_t *s, size_t off)
+{
+    return s->len - off < OFFLOAD_SLICE ? s->len - off : OFFLOAD_SLICE;
+}
+
+
+/*
+ * Staging a big result as a list: MULTI, UNLINK <stage> (what an earlier
+ * try left), RPUSH <stage> <header line>, PEXPIRE <stage> <result TTL>,
+ * EXEC (no staging key without a lifetime), then RPUSH of each OFFLOAD_SLICE
+ * of the body, at most STAGE_WINDOW unanswered, each reply checked (the
+ * list's length so far); then the completion with the staging key, whose
+ * script renames it to the result key after checking its length.  A
+ * failure stages again from the start, STAGE_TRIES times, then answers the
+ * client an error rather than leave it waiting.
+ */
+static void
+stage_start(offload_worker_t *w, completion_t *c, const offload_str_t *job_id,
+    size_t header_len)
+{
+    stage_t  *s = &w->stage;
+
+    if (s->c != NULL) {
+        /* cannot happen: the batch waits while a result is staged */
+        log_error("%s: a result is staged already: entry %.*s stays "
+                  "pending", w->name, (int) c->argvlen[8], c->argv[8]);
+        completion_put(w, c);
+        return;
+    }
+
+    memset(s, 0, sizeof(*s));
+    s->c = c;
+    s->data = c->argv[9];
+    s->len = c->argvlen[9];
+    s->header_len = header_len;
+    snprintf(s->elements_arg, sizeof(s->elements_arg), "%zu",
+             1 + (s->len - header_len + OFFLOAD_SLICE - 1) / OFFLOAD_SLICE);
+    snprintf(s->job_id, sizeof(s->job_id), "%.*s", (int) job_id->len,
+             job_id->data);
+    c->argv[9] = s->elements_arg;
+    c->argvlen[9] = strlen(s->elements_arg);
+
+    log_debug("%s: staging a result of %zu bytes for entry %.*s", w->name,
+              s->len, (int) c->argvlen[8], c->argv[8]);
+    stage_send(w);
+}
+
+
+/* The EXEC's reply: UNLINK's, then the first RPUSH's 1, PEXPIRE's 1. */
+static int
+stage_first_ok(const redisReply *reply)
+{
+    return reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
+           && reply->element[1]->type == REDIS_REPLY_INTEGER
+           && reply->element[1]->integer == 1
+           && reply->element[2]->type == REDIS_REPLY_INTEGER
+           && reply->element[2]->integer == 1;
+}
+
+
+static void
+stage_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    size_t             n;
+    offload_worker_t  *w = privdata;
+    stage_t           *s = &w->stage;
+    redisReply        *reply = r;
+
+    (void) ac;
+
+    if (reply == NULL || s->c == NULL) {
+        return;                 /* disconnected: staged again on reconnect */
+    }
+
+    n = s->acked == 0 ? s->header_len : stage_slice(s, s->acked);
+    s->in_flight--;
+    s->pushed++;
+
+    if (s->acked == 0 ? !stage_first_ok(reply)
+                      : reply->type != REDIS_REPLY_INTEGER
+                        || reply->integer != (long long) s->pushed)
+    {
+        if (!s->failed) {
+            log_error("%s: staging the result of job %s failed at byte "
+                      "%zu: %s", w->name, s->job_id, s->acked,
+                      reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                       : "unexpected reply");
+        }
+        s->failed = 1;
+    }
+
+    s->acked += n;
+
+    if (!s->failed) {
+        stage_send(w);
+
+    } else if (s->in_flight == 0) {
+        stage_retry(w);
+    }
+}
+
+
+/* Sends the transaction that makes the staging list with the header. */
+static int
+stage_send_first(offload_worker_t *w)
+{
+    stage_t       *s = &w->stage;
+    completion_t  *c = s->c;
+    const char    *key = c->argv[6];
+    size_t         klen = c->argvlen[6];
+    const char    *argv[3];
+    size_t         argvlen[3];
+
+    argv[1] = key;
+    argvlen[1] = klen;
+
+    argv[0] = "MULTI";
+    argvlen[0] = 5;
+    if (offload_redis_command_argv(&w->conn, NULL, NULL, 1, argv, argvlen)
+        != REDIS_OK)
+    {
+        return -1;
+    }
+
+    argv[0] = "UNLINK";
+    argvlen[0] = 6;
+    offload_redis_command_argv(&w->conn, NULL, NULL, 2, argv, argvlen);
+
+    argv[0] = "RPUSH";
+    argvlen[0] = 5;
+    argv[2] = s->data;
+    argvlen[2] = s->header_len;
+    offload_redis_command_argv(&w->conn, NULL, NULL, 3, argv, argvlen);
+
+    argv[0] = "PEXPIRE";
+    argvlen[0] = 7;
+    argv[2] = w->ttl_ms;
+    argvlen[2] = strlen(w->ttl_ms);
+    offload_redis_command_argv(&w->conn, NULL, NULL, 3, argv, argvlen);
+
+    /* a queued command refused makes EXEC fail (EXECABORT): checked */
+    argv[0] = "EXEC";
+    argvlen[0] = 4;
+    return offload_redis_command_argv(&w->conn, stage_cb, w, 1, argv,
+                                      argvlen)
+           == REDIS_OK ? 0 : -1;
+}
+
+
+static void
+stage_send(offload_worker_t *w)
+{
+    size_t         n, argvlen[3];
+    const char    *argv[3];
+    stage_t       *s = &w->stage;
+    completion_t  *c = s->c;
+
+    if (s->sent == 0) {
+        if (stage_send_first(w) != 0) {
+            return;             /* disconnected: staged again on reconnect */
+        }
+
+        s->sent = s->header_len;
+        s->in_flight++;
+    }
+
+    while (s->sent < s->len && s->in_flight < STAGE_WINDOW) {
+        n = stage_slice(s, s->sent);
+
+        argv[0] = "RPUSH";
+        argv[1] = c->argv[6];
+        argv[2] = s->data + s->sent;
+        argvlen[0] = 5;
+        argvlen[1] = c->argvlen[6];
+        argvlen[2] = n;
+
+        if (offload_redis_command_argv(&w->conn, stage_cb, w, 3, argv,
+                                       argvlen)
+            != REDIS_OK)
+        {
+            return;             /* disconnected: staged again on reconnect */
+        }
+
+        s->sent += n;
+        s->in_flight++;
+    }
+
+    if (s->in_flight == 0 && s->acked == s->len) {
+        send_completion(w, c);
+    }
+}
+
+
+/* From the first slice again (after a reconnect, or a failure). */
+static void
+stage_restart(offload_worker_t *w)
+{
+    stage_t  *s = &w->stage;
+
+    s->sent = 0;
+    s->acked = 0;
+    s->pushed = 0;
+    s->in_flight = 0;
+    s->failed = 0;
+    stage_send(w);
+}
+
+
+static void
+stage_retry(offload_worker_t *w)
+{
+    char              message[160];
+    stage_t          *s = &w->stage;
+    completion_t     *c = s->c;
+    offload_str_t     entry_id, job_id, reply;
+
+    if (++s->tries < STAGE_TRIES) {
+        log_warn("%s: staging the result of job %s again (try %d of %d)",
+                 w->name, s->job_id, s->tries + 1, STAGE_TRIES);
+        stage_restart(w);
+        return;
+    }
+
+    log_error("%s: the result of job %s (%zu bytes) could not be stored "
+              "after %d tries: answering an error instead", w->name,
+              s->job_id, s->len, STAGE_TRIES);
+
+    /* the answer refers to c's buffer: c goes back after it is encoded */
+    s->c = NULL;
+    entry_id.data = c->argv[8];
+    entry_id.len = c->argvlen[8];
+    job_id.data = s->job_id;
+    job_id.len = strlen(s->job_id);
+    reply.data = c->argv[11];
+    reply.len = c->argvlen[11];
+    snprintf(message, sizeof(message), "the result (%zu bytes) could not "
+             "be stored in Redis", s->len);
+    complete_error(w, &entry_id, &job_id, &reply, 500, 0,
+                   "result_not_stored", message);
+    completion_put(w, c);
+    resume(w);
+}
+
+
+static void
+stage_end(offload_worker_t *w)
+{
+    completion_put(w, w->stage.c);
+    w->stage.c = NULL;
+    resume(w);
 }
 
 
@@ -440,8 +835,8 @@ bad_entry(offload_worker_t *w, const offload_str_t *entry_id,
     log_warn("%s: bad job in entry %.*s: %s: dead-lettered", w->name,
              (int) entry_id->len, entry_id->data, why);
 
-    if (offload_bad_job(&w->conn, w->queue->name, entry_id, why, tracked_cb,
-                        w)
+    if (offload_bad_job(&w->conn, w->queue->name, entry_id, fields, nfields,
+                        why, tracked_cb, w)
         == REDIS_OK)
     {
         w->in_flight++;
@@ -643,7 +1038,263 @@ take_entry(offload_worker_t *w, redisReply *entry)
 }
 
 
+/* Ends a body read: the job ran, or its entry went the bad_job way, or
+ * the connection went (the entry is read again with the history). */
 static void
+body_read_end(offload_worker_t *w)
+{
+    body_read_t  *b = &w->body;
+
+    free(b->buf);
+    free(b->entry);
+    memset(b, 0, sizeof(*b));
+    resume(w);
+}
+
+
+/* Sends the entry the bad_job way, saying what was wrong with its body
+ * (b->why, or its length). */
+static void
+body_read_failed(offload_worker_t *w)
+{
+    body_read_t  *b = &w->body;
+
+    if (b->why[0] == '\0') {
+        snprintf(b->why, sizeof(b->why), "the job's body does not match "
+                 "its entry: %s holds %lld bytes, not %lld", b->key,
+                 (long long) b->found, (long long) b->job.body_len);
+    }
+
+    bad_entry(w, &b->entry->id, b->entry->fields, b->entry->nfields, b->why);
+    body_read_end(w);
+}
+
+
+/* As a handler out of memory: the supervisor fails the attempt. */
+static void
+body_no_memory(offload_worker_t *w)
+{
+    body_read_t  *b = &w->body;
+
+    log_error("%s: no memory for the %lld-byte body of job %.*s", w->name,
+              (long long) b->job.body_len, (int) b->job.id.len,
+              b->job.id.data);
+    offload_sb_job_start(w->sb, b->entry->id.data, b->entry->id.len,
+                         b->job.id.data, b->job.id.len,
+                         b->job.request_id.data, b->job.request_id.len,
+                         b->job.attempt, offload_mono_us());
+    w->sb->exit_reason = OFFLOAD_SB_EXIT_OUT_OF_MEMORY;
+    _exit(OFFLOAD_WORKER_EXIT_NOMEM);
+}
+
+
+/* Room for need bytes (at most job.body_len): the buffer grows with what
+ * arrives, so an entry claiming a huge body costs nothing until its
+ * elements do. */
+static void
+body_room(offload_worker_t *w, size_t need)
+{
+    size_t        cap;
+    char         *buf;
+    body_read_t  *b = &w->body;
+
+    if (need <= b->cap) {
+        return;
+    }
+
+    cap = b->cap * 2 > need ? b->cap * 2 : need;
+    if (cap > (size_t) b->job.body_len) {
+        cap = (size_t) b->job.body_len;
+    }
+
+    buf = realloc(b->buf, cap);
+    if (buf == NULL) {
+        body_no_memory(w);
+    }
+
+    b->buf = buf;
+    b->cap = cap;
+}
+
+
+static void
+body_read_send(offload_worker_t *w)
+{
+    char          at[24];
+    body_read_t  *b = &w->body;
+
+    while (b->asked < b->elements && b->in_flight < STAGE_WINDOW
+           && b->why[0] == '\0')
+    {
+        snprintf(at, sizeof(at), "%lld", (long long) b->asked);
+
+        if (offload_redis_command(&w->conn, body_element_cb, w,
+                                  "LINDEX %s %s", b->key, at)
+            != REDIS_OK)
+        {
+            return;             /* disconnected: body_read_end follows */
+        }
+
+        b->asked++;
+        b->in_flight++;
+    }
+}
+
+
+/* Runs the job on the body read. */
+static void
+body_read_done(offload_worker_t *w)
+{
+    body_read_t  *b = &w->body;
+
+    b->job.payload.data = b->buf;
+    b->job.payload.len = (size_t) b->job.body_len;
+
+    offload_log_job(b->job.id.data, b->job.id.len, b->job.request_id.data,
+                    b->job.request_id.len);
+    log_debug("%s: read a body of %lld bytes in %lld elements", w->name,
+              (long long) b->job.body_len, (long long) b->elements);
+    run_job(w, &b->entry->id, &b->job);
+    offload_log_job(NULL, 0, NULL, 0);
+
+    body_read_end(w);
+}
+
+
+/*
+ * An element of the body list: copied after the others while they fit in
+ * job.body_len bytes, counted when they do not (the whole list is read, to
+ * say how many bytes it holds).  An element gone (the list shrank: deleted
+ * or expired meanwhile) stops the read.  The read ends when every element
+ * asked for has answered, so that no late reply meets the next read.
+ */
+static void
+body_element_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    offload_worker_t  *w = privdata;
+    body_read_t       *b = &w->body;
+    redisReply        *reply = r;
+
+    (void) ac;
+
+    if (reply == NULL || b->entry == NULL) {
+        return;                 /* disconnected: read again with history */
+    }
+
+    b->in_flight--;
+
+    if (b->why[0] != '\0') {
+        /* stopped already */
+
+    } else if (reply->type != REDIS_REPLY_STRING) {
+        snprintf(b->why, sizeof(b->why), "the job's body is gone (expired "
+                 "or deleted) while it was read: %s lost its element %lld",
+                 b->key, (long long) b->answered);
+
+    } else {
+        if (b->found + (int64_t) reply->len <= b->job.body_len) {
+            body_room(w, (size_t) b->found + reply->len);
+            memcpy(b->buf + b->found, reply->str, reply->len);
+        }
+        b->found += (int64_t) reply->len;
+    }
+
+    b->answered++;
+
+    if (b->in_flight > 0) {
+        return;
+    }
+
+    if (b->why[0] != '\0' || b->answered == b->elements) {
+        if (b->why[0] == '\0' && b->found == b->job.body_len) {
+            body_read_done(w);
+        } else {
+            body_read_failed(w);
+        }
+        return;
+    }
+
+    body_read_send(w);
+}
+
+
+static void
+body_length_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    size_t             room;
+    offload_worker_t  *w = privdata;
+    body_read_t       *b = &w->body;
+    redisReply        *reply = r;
+
+    (void) ac;
+
+    if (reply == NULL || b->entry == NULL) {
+        return;
+    }
+
+    b->in_flight--;
+
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
+        snprintf(b->why, sizeof(b->why), "the job's body is gone (expired "
+                 "or deleted): no %s", b->key);
+
+    } else if (reply->type != REDIS_REPLY_INTEGER) {
+        snprintf(b->why, sizeof(b->why), "the job's body key %s is not a "
+                 "list of slices: %s", b->key,
+                 reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                  : "unexpected reply");
+    }
+
+    if (b->why[0] != '\0') {
+        body_read_failed(w);
+        return;
+    }
+
+    /* The whole body at once if its elements can be OFFLOAD_SLICE bytes
+     * each, as the module writes them; else the room grows as they come. */
+    b->elements = reply->integer;
+    room = (size_t) b->job.body_len;
+    if (b->elements <= b->job.body_len / OFFLOAD_SLICE) {
+        room = (size_t) b->elements * OFFLOAD_SLICE;
+    }
+    body_room(w, room);
+
+    body_read_send(w);
+}
+
+
+/* Reads the body of a job that has one into memory, then runs the job
+ * (body_element_cb).  LLEN first: a key gone is found before anything is
+ * allocated.  Returns -1 when the read cannot start (disconnected: the
+ * entry is read again with the history). */
+static int
+body_read_start(offload_worker_t *w, batch_entry_t *e,
+    const offload_job_t *job)
+{
+    body_read_t  *b = &w->body;
+
+    memset(b, 0, sizeof(*b));
+
+    if (offload_body_key(b->key, sizeof(b->key), w->queue->name,
+                         strlen(w->queue->name), job->id.data, job->id.len)
+        < 0
+        || offload_redis_command(&w->conn, body_length_cb, w, "LLEN %s",
+                                 b->key)
+           != REDIS_OK)
+    {
+        return -1;
+    }
+
+    b->entry = e;
+    b->job = *job;
+    b->in_flight++;
+    return 0;
+}
+
+
+/* Runs an entry's job, or starts reading its body first: then the entry
+ * is kept (returns 1) until the job ran. */
+static int
 run_entry(offload_worker_t *w, batch_entry_t *e)
 {
     const char     *err;
@@ -651,12 +1302,17 @@ run_entry(offload_worker_t *w, batch_entry_t *e)
 
     if (offload_job_decode(&job, e->fields, e->nfields, &err) != 0) {
         bad_entry(w, &e->id, e->fields, e->nfields, err);
-        return;
+        return 0;
     }
 
     if (!usable_id(&job.id)) {
         bad_entry(w, &e->id, e->fields, e->nfields, "bad id");
-        return;
+        return 0;
+    }
+
+    /* An expired job is answered without its body being read. */
+    if (job.body_len > 0 && job.deadline_ms > offload_wall_us() / 1000) {
+        return body_read_start(w, e, &job) == 0;
     }
 
     /* Every line logged about this job names it and its request. */
@@ -664,6 +1320,7 @@ run_entry(offload_worker_t *w, batch_entry_t *e)
                     job.request_id.len);
     run_job(w, &e->id, &job);
     offload_log_job(NULL, 0, NULL, 0);
+    return 0;
 }
 
 
@@ -706,15 +1363,20 @@ work_cb(struct ev_loop *loop, ev_idle *idle, int revents)
         e = w->batch;
         w->batch = e->next;
 
-        run_entry(w, e);
-        free(e);
+        if (run_entry(w, e) == 0) {
+            free(e);
+        }
 
-    } while (w->batch && offload_mono_us() - start < WORK_SLICE_US);
+    } while (w->batch && !moving(w)
+             && offload_mono_us() - start < WORK_SLICE_US);
 
     if (w->batch == NULL) {
         w->batch_tail = NULL;
+    }
+
+    if (w->batch == NULL || moving(w)) {
         ev_idle_stop(w->loop, &w->work);
-        send_read(w);
+        resume(w);
     }
 }
 
@@ -923,7 +1585,14 @@ connected(offload_redis_conn_t *rc)
 
     w->in_history = 1;
     strcpy(w->history_id, "0");
-    send_read(w);
+
+    /* A result half staged is staged again first: its completion then
+     * goes before the history read, which so does not run its job again. */
+    if (w->stage.c != NULL) {
+        stage_restart(w);
+    }
+
+    resume(w);
 }
 
 
@@ -934,6 +1603,14 @@ disconnected(offload_redis_conn_t *rc)
 
     ev_timer_stop(w->loop, &w->read_retry);
     batch_clear(w);
+
+    if (w->body.entry != NULL) {
+        log_info("%s: connection lost reading a body: its entry is read "
+                 "again", w->name);
+        body_read_end(w);
+    }
+
+    w->stage.in_flight = 0;     /* its replies are lost with the link */
 }
 
 
@@ -990,6 +1667,8 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
              conf->node_name, queue->name, slot);
     snprintf(w.prefetch, sizeof(w.prefetch), "%d", queue->prefetch);
     snprintf(w.ttl, sizeof(w.ttl), "%d", conf->result_ttl_s);
+    snprintf(w.ttl_ms, sizeof(w.ttl_ms), "%lld",
+             (long long) conf->result_ttl_s * 1000);
     strcpy(w.sha, "0000000000000000000000000000000000000000");
 
     if (offload_stream_key(w.stream, sizeof(w.stream), queue->name,
@@ -1053,6 +1732,13 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     offload_redis_conn_stop(&w.conn);
     ev_timer_stop(loop, &w.read_retry);
     batch_clear(&w);
+    free(w.body.buf);
+    free(w.body.entry);
+
+    if (w.stage.c != NULL) {
+        completion_put(&w, w.stage.c);
+    }
+
     ev_signal_stop(loop, &w.sigterm);
     ev_signal_stop(loop, &w.sigint);
     ev_signal_stop(loop, &w.sigusr1);

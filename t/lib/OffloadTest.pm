@@ -32,7 +32,7 @@ our @EXPORT = qw(
     build_path sanitize scaled tmpdir free_port wait_until slurp spew
     spawn alive stop_proc child_pids
     start_redis stop_redis restart_redis redis_port redis_pid redis_cmd
-    redis_select
+    redis_cmds redis_select
     start_sidecar stop_sidecar sidecar_pid sidecar_conf_file node_name
     node_doc worker_pids stream_entries events
     nginx_conf write_nginx_conf start_nginx stop_nginx nginx_port
@@ -241,14 +241,26 @@ sub redis_select { $S{redis_db} = $_[0] }
 # arrays, and { error => "..." } for errors.  Dies when Redis is unreachable.
 sub redis_cmd {
     my (@args) = @_;
+    return (redis_cmds(\@args))[-1];
+}
+
+# Several commands on one connection (a MULTI ... EXEC), in one write;
+# returns their replies.
+sub redis_cmds {
+    my (@cmds) = @_;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
         PeerPort => $S{redis_port}, Proto => 'tcp', Timeout => 2)
         or die "redis connect: $!\n";
-    my @cmds = (\@args);
-    unshift @cmds, [ 'SELECT', $S{redis_db} ] if $S{redis_db};
-    unshift @cmds, [ 'AUTH', grep { defined } $S{redis_user},
-                     $S{redis_password} ]
-        if defined $S{redis_password};
+    my $setup = 0;
+    if ($S{redis_db}) {
+        unshift @cmds, [ 'SELECT', $S{redis_db} ];
+        $setup++;
+    }
+    if (defined $S{redis_password}) {
+        unshift @cmds, [ 'AUTH', grep { defined } $S{redis_user},
+                         $S{redis_password} ];
+        $setup++;
+    }
     my $req = '';
     for my $cmd (@cmds) {
         $req .= '*' . @$cmd . "\r\n";
@@ -256,10 +268,9 @@ sub redis_cmd {
     }
     syswrite_all($s, $req);
     my $buf = '';
-    my $reply;
-    $reply = resp_read($s, \$buf) for @cmds;
+    my @replies = map { resp_read($s, \$buf) } @cmds;
     close $s;
-    return $reply;
+    return @replies[$setup .. $#replies];
 }
 
 sub syswrite_all {
