@@ -64,12 +64,8 @@ is($ok, 20, '20 echo jobs');
 # LINDEX
 my $big = '"' . ('b' x (2 * 2**20)) . '"';
 my $br = http('POST', '/jobs/echo', $big);
-TODO: {
-    local $TODO = 'a worker reads a body key only with the sidecar side of '
-        . 'the body-key change (branch slices-sidecar)';
-    is($br->{status}, 200, 'a 2 MB echo job (body key, result notice)');
-    ok(($br->{content} // '') eq $big, 'with its bytes back');
-}
+is($br->{status}, 200, 'a 2 MB echo job (body key, result notice)');
+ok(($br->{content} // '') eq $big, 'with its bytes back');
 
 # the same into a queue nobody reads: its entry and body key stay
 is(redis_cmd('XGROUP', 'CREATE', 'offload:{parked}:jobs', 'workers', '$',

@@ -68,10 +68,6 @@ is(redis_cmd('XGROUP', 'CREATE', 'offload:{parked}:jobs', 'workers', '$',
     'MKSTREAM'), 'OK', 'a queue nobody reads');
 
 my $SLICE = 262144;
-my $TODO_SIDECAR = 'the sidecar reads a job\'s body list (LINDEX slices) '
-    . 'and writes a big result as a list only with the sidecar side of the '
-    . 'change (branch slices-sidecar): until it is merged a body over 1 MB '
-    . 'reaches no handler';
 
 sub reconnects {
     my $r = http('GET', '/status');
@@ -274,14 +270,11 @@ is_deeply([ map { $_->[1] } grep { "@$_[2 .. $#$_]" =~ /nobody_serves/ }
     ok($xadd, '1 MB: one XADD with the payload inline');
     is_deeply([ map { "$_->[1] $_->[2]" } grep { $_->[1] =~ /^(RPUSH)$/
         && $_->[2] =~ /:body:/ } @{ $mon->seen } ], [], '1 MB: no body key');
-    TODO: {
-        local $TODO = $TODO_SIDECAR;
-        my @reads = map { "$_->[1] " . ($_->[3] // '') } grep {
-            $_->[1] =~ /^(LLEN|LINDEX|GETRANGE|GET)$/
-            && $_->[2] =~ /^offload:\{echo\}:result:/ } @{ $mon->seen };
-        is("@reads", 'LLEN  LINDEX 0 LINDEX 1 LINDEX 2 LINDEX 3 LINDEX 4',
-            '1 MB: the result read by LLEN and an LINDEX per slice');
-    }
+    my @reads = map { "$_->[1] " . ($_->[3] // '') } grep {
+        $_->[1] =~ /^(LLEN|LINDEX|GETRANGE|GET)$/
+        && $_->[2] =~ /^offload:\{echo\}:result:/ } @{ $mon->seen };
+    is("@reads", 'LLEN  LINDEX 0 LINDEX 1 LINDEX 2 LINDEX 3 LINDEX 4',
+        '1 MB: the result read by LLEN and an LINDEX per slice');
 }
 
 # ---- big results, staged as the worker writes them: a list of slices,
@@ -422,13 +415,10 @@ while (!$sel->can_read(0) && $small < 2000) {
         && ($r->{json} // {})->{i} == $small - 1;
 }
 my $a = read_answer($s, scaled(120));
-TODO: {
-    local $TODO = $TODO_SIDECAR;
-    is($a->{status}, 200, '48 MB echo: 200');
-    ok(length($a->{content} // '') == length($huge)
-        && $a->{content} eq $huge, '48 MB echo: the same bytes back')
-        or diag('got ' . length($a->{content} // '') . ' bytes');
-}
+is($a->{status}, 200, '48 MB echo: 200');
+ok(length($a->{content} // '') == length($huge)
+    && $a->{content} eq $huge, '48 MB echo: the same bytes back')
+    or diag('got ' . length($a->{content} // '') . ' bytes');
 ok($small > 0, "small jobs were posted while the big one ran ($small)");
 is($small_ok, $small, 'every small job meanwhile answered 200, its own');
 
@@ -438,26 +428,20 @@ is(reconnects(), $reconnects, 'nginx reconnected to redis no time');
 unlike(slurp(nginx_error_log()), qr/connection lost|receives nothing/,
     'no lost redis connection in the error log');
 $mon->catch_up(scaled(20));
-TODO: {
-    local $TODO = $TODO_SIDECAR;
-    my @ranges = grep { $_->[1] eq 'LINDEX' } @{ $mon->seen };
-    ok(@ranges >= 48 * 4, 'the result is read a slice per LINDEX ('
-        . scalar(@ranges) . ')');
-    # the worker's side too: its completion script, its reads
-    $longest = $mon->longest_arg;
-    ok($longest <= $SLICE + 64,
-        "48 MB echo: no argument longer than a slice ($longest)");
-}
+my @ranges = grep { $_->[1] eq 'LINDEX' } @{ $mon->seen };
+ok(@ranges >= 48 * 4, 'the result is read a slice per LINDEX ('
+    . scalar(@ranges) . ')');
+# the worker's side too: its completion script, its reads
+$longest = $mon->longest_arg;
+ok($longest <= $SLICE + 64,
+    "48 MB echo: no argument longer than a slice ($longest)");
 $mon->forget;
 
 # ---- a 2 MB job goes the bulk way and back the small way
 my $mid = '[' . join(',', (12345) x (2**20 / 3)) . ']';
 $r = http('POST', '/jobs/echo', $mid);
-TODO: {
-    local $TODO = $TODO_SIDECAR;
-    is($r->{status}, 200, '2 MB echo: 200');
-    ok(($r->{content} // '') eq $mid, '2 MB echo: the same bytes back');
-}
+is($r->{status}, 200, '2 MB echo: 200');
+ok(($r->{content} // '') eq $mid, '2 MB echo: the same bytes back');
 
 # ---- a chunked body in many small chunks (each its own buffer in nginx)
 # is sent slice after slice without searching the buffers from the start
@@ -475,11 +459,8 @@ TODO: {
     print $s "0\r\n\r\n";
     my $t0 = time;
     my $a = read_answer($s, scaled(60));
-    TODO: {
-        local $TODO = $TODO_SIDECAR;
-        is($a->{status}, 200, "8 MB in $n chunks of 129 bytes: 200");
-        ok(($a->{content} // '') eq $json, 'the same bytes back');
-    }
+    is($a->{status}, 200, "8 MB in $n chunks of 129 bytes: 200");
+    ok(($a->{content} // '') eq $json, 'the same bytes back');
     diag(sprintf '8 MB in %d chunks answered %.2f s after the last', $n,
         time - $t0);
 }

@@ -38,10 +38,13 @@ sub forget {
     $self->{seen} = [];
 }
 
+# A command sent by a client, as [time, name, args...]; undef for anything
+# else, and for the commands a script ran ("[0 lua]"): its EVALSHA is seen.
 sub command {
     my ($line) = @_;
-    my ($ts, $rest) = $line =~ /^\+(\d+\.\d+) \[[^\]]*\] (.*)\z/s
+    my ($ts, $from, $rest) = $line =~ /^\+(\d+\.\d+) \[([^\]]*)\] (.*)\z/s
         or return undef;
+    return undef if $from =~ / lua\z/;
     my @args = ($ts);
     # unrolled: a (?:a|b)* over a 256 KB argument passes Perl's limit
     while ($rest =~ /"([^"\\]*+(?:\\.[^"\\]*+)*+)"/gs) {
