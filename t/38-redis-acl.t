@@ -85,17 +85,7 @@ close $sp;
 # a notice, and by the last look (WRONGTYPE to its GETRANGE)
 for my $case ([ '/jobs/parked', 1 ], [ '/brief/parked', 0 ]) {
     my ($path, $notice) = @$case;
-    my $n = redis_cmd('XLEN', 'offload:{parked}:jobs');
-    my $s = send_post($path, '{}');
-    wait_until(sub { redis_cmd('XLEN', 'offload:{parked}:jobs') > $n },
-        scaled(10), 'parked job');
-    my $e = stream_entries('offload:{parked}:jobs')->[-1];
-    my $data = "OR1 $e->{id} 200 1 1 1 1\n$big";
-    redis_cmd('RPUSH', "offload:{parked}:result:$e->{id}",
-        map { substr($data, $_ * 262144, 262144) }
-        0 .. int((length($data) - 1) / 262144));
-    redis_cmd('PUBLISH', $e->{reply}, "ON1 $e->{id}") if $notice;
-    my $a = read_answer($s, scaled(10));
+    my $a = parked_list_answer($path, $big, $notice, scaled(10));
     is($a->{status}, 200, 'a 2 MB list result read as offload-nginx ('
         . ($notice ? 'notice' : 'last look') . ')');
     ok(($a->{content} // '') eq $big, 'its bytes');

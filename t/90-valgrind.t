@@ -88,17 +88,7 @@ ok(ref $list eq 'ARRAY' && join('', @$list) eq $big,
 close $sp;
 for my $case ([ '/jobs/parked', 1 ], [ '/brief/parked', 0 ]) {
     my ($path, $notice) = @$case;
-    my $n = redis_cmd('XLEN', 'offload:{parked}:jobs');
-    my $s = send_post($path, '{}');
-    wait_until(sub { redis_cmd('XLEN', 'offload:{parked}:jobs') > $n }, 30,
-        'parked job');
-    my $e = stream_entries('offload:{parked}:jobs')->[-1];
-    my $data = "OR1 $e->{id} 200 1 1 1 1\n$big";
-    redis_cmd('RPUSH', "offload:{parked}:result:$e->{id}",
-        map { substr($data, $_ * 262144, 262144) }
-        0 .. int((length($data) - 1) / 262144));
-    redis_cmd('PUBLISH', $e->{reply}, "ON1 $e->{id}") if $notice;
-    my $a = read_answer($s, 30);
+    my $a = parked_list_answer($path, $big, $notice, 30);
     ok($a->{status} == 200 && ($a->{content} // '') eq $big,
         'a 2 MB list result read back ('
         . ($notice ? 'notice' : 'last look') . ')');

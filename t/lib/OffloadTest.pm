@@ -38,7 +38,8 @@ our @EXPORT = qw(
     nginx_conf write_nginx_conf start_nginx stop_nginx nginx_port
     nginx_pid nginx_worker_pids nginx_error_log wait_nginx_ready nginx_test
     start_jobs_nginx
-    http post_json send_post read_answer pipelined pending_jobs
+    http post_json send_post read_answer parked_list_answer pipelined
+    pending_jobs
     concurrent_posts
     json_encode json_decode
     stop_all finish
@@ -636,6 +637,27 @@ sub read_answer {
     my ($content) = $raw =~ /\r\n\r\n(.*)\z/s;
     return { status => $status // 0, content => $content,
              json => json_decode($content // '') };
+}
+
+# Posts {} to $path, whose queue "parked" nobody reads, and answers the job
+# as a worker answers a big one: $body behind a header line, RPUSHed to the
+# result key in 256 KB slices, with the notice "ON1 <id>" when $notice (or
+# none: the module's last look at its deadline finds it).  Returns the
+# answer, as read_answer.
+sub parked_list_answer {
+    my ($path, $body, $notice, $timeout) = @_;
+    my $stream = 'offload:{parked}:jobs';
+    my $n = redis_cmd('XLEN', $stream);
+    my $s = send_post($path, '{}');
+    wait_until(sub { redis_cmd('XLEN', $stream) > $n }, $timeout,
+        'parked job');
+    my $e = stream_entries($stream)->[-1];
+    my $data = "OR1 $e->{id} 200 1 1 1 1\n$body";
+    redis_cmd('RPUSH', "offload:{parked}:result:$e->{id}",
+        map { substr($data, $_ * 262144, 262144) }
+        0 .. int((length($data) - 1) / 262144));
+    redis_cmd('PUBLISH', $e->{reply}, "ON1 $e->{id}") if $notice;
+    return read_answer($s, $timeout);
 }
 
 # All a socket gives until the server closes it or $timeout s pass; closes
