@@ -23,6 +23,7 @@ use IO::Select;
 use IO::Socket::INET;
 use Time::HiRes qw(time);
 use OffloadTest;
+use RedisMonitor;
 
 my $SLICE = 262_144;            # OFFLOAD_SLICE
 my $MARGIN = 1024;
@@ -101,19 +102,14 @@ sub messages {
     return \@msgs;
 }
 
-# MONITOR lines so far: [ client, [ args ] ].
-my %UNESCAPE = (n => "\n", r => "\r", t => "\t", a => "\a", b => "\b");
+# MONITOR lines so far: [ client address or "lua", [ name, args ] ].
 sub monitored {
     my ($c) = @_;
     pump($c, 0.1);
     my @cmds;
     for my $line (split /\r\n/, $c->{buf}) {
-        next unless $line =~ /^\+[\d.]+ \[\d+ ([^\]]+)\] (.*)$/;
-        my ($who, $rest) = ($1, $2);
-        my @args = map { s{\\(?:x([0-9a-fA-F]{2})|(.))}
-            {defined $1 ? chr hex $1 : ($UNESCAPE{$2} // $2)}gser }
-            $rest =~ /"((?:[^"\\]++|\\.)*+)"/g;
-        push @cmds, [ $who, \@args ];
+        my ($who, $cmd) = RedisMonitor::parse_line($line) or next;
+        push @cmds, [ $who, [ @$cmd[1 .. $#$cmd] ] ];
     }
     return \@cmds;
 }

@@ -38,13 +38,12 @@ sub forget {
     $self->{seen} = [];
 }
 
-# A command sent by a client, as [time, name, args...]; undef for anything
-# else, and for the commands a script ran ("[0 lua]"): its EVALSHA is seen.
-sub command {
+# A MONITOR line as (who ran it: "<client address>" or "lua" for a
+# script's own commands, [time, name, args...]); () for anything else.
+sub parse_line {
     my ($line) = @_;
-    my ($ts, $from, $rest) = $line =~ /^\+(\d+\.\d+) \[([^\]]*)\] (.*)\z/s
-        or return undef;
-    return undef if $from =~ / lua\z/;
+    my ($ts, $from, $rest) = $line =~ /^\+(\d+\.\d+) \[\d+ ([^\]]*)\] (.*)\z/s
+        or return ();
     my @args = ($ts);
     # unrolled: a (?:a|b)* over a 256 KB argument passes Perl's limit
     while ($rest =~ /"([^"\\]*+(?:\\.[^"\\]*+)*+)"/gs) {
@@ -52,7 +51,14 @@ sub command {
             {defined $1 ? chr hex $1 : ($UNESCAPE{$2} // $2)}gse;
         push @args, $arg;
     }
-    return \@args;
+    return ($from, \@args);
+}
+
+# A command sent by a client, as [time, name, args...]; undef for anything
+# else, and for the commands a script ran: its EVALSHA is seen.
+sub command {
+    my ($from, $cmd) = parse_line(@_);
+    return $cmd && $from ne 'lua' ? $cmd : undef;
 }
 
 # Reads until a command satisfies $cond (returned) or $timeout s pass
