@@ -284,7 +284,7 @@ ngx_http_offload_submit(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
     /* nginx -t bounds the body, but with client_max_body_size 0 nginx
      * keeps a little more than client_body_buffer_size in memory */
 
-    if (body->len > NGX_HTTP_OFFLOAD_BODY_MAX) {
+    if (body->len > OFFLOAD_BODY_MAX) {
         return ngx_http_offload_send_error(r,
                                            NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                            "too_large",
@@ -1309,9 +1309,9 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     /* with client_max_body_size 0 a body over the buffer goes to a file
      * and is refused: the buffer is the limit then */
 
-    if (clcf->client_max_body_size > NGX_HTTP_OFFLOAD_BODY_MAX
+    if (clcf->client_max_body_size > OFFLOAD_BODY_MAX
         || (clcf->client_max_body_size == 0
-            && clcf->client_body_buffer_size > NGX_HTTP_OFFLOAD_BODY_MAX))
+            && clcf->client_body_buffer_size > OFFLOAD_BODY_MAX))
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%s\" is %O, more than a job can carry with "
@@ -1325,7 +1325,7 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                            clcf->client_max_body_size
                            ? clcf->client_max_body_size
                            : (off_t) clcf->client_body_buffer_size,
-                           (size_t) (NGX_HTTP_OFFLOAD_BODY_MAX >> 20));
+                           (size_t) (OFFLOAD_BODY_MAX >> 20));
         return NGX_CONF_ERROR;
     }
 

@@ -54,12 +54,6 @@
 #define NGX_HTTP_OFFLOAD_SLICES           2
 #define NGX_HTTP_OFFLOAD_SLICE_LAST       "262143"     /* OFFLOAD_SLICE - 1 */
 
-/*
- * The largest body a job takes: Redis takes strings of at most 512 MB
- * (proto-max-bulk-len), and an echo's result is the body and a header line.
- * hiredis' own limit (int lengths, 2 GB) is higher.
- */
-#define NGX_HTTP_OFFLOAD_BODY_MAX         (511 * 1024 * 1024)
 
 /* how long a GET of the result key may take once the deadline passed */
 #define NGX_HTTP_OFFLOAD_LAST_LOOK        1000
@@ -266,7 +260,6 @@ typedef struct {
     unsigned                      uploading:1; /* the body key is being
                                                   written, no XADD yet */
     unsigned                      result_read:1;  /* all of it in result */
-    unsigned                      result_whole:1; /* a string, one GET */
     unsigned                      parked:1;
     unsigned                      submitted:1; /* XADD acknowledged */
     unsigned                      expired:1;   /* deadline passed */

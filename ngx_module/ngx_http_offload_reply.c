@@ -34,8 +34,12 @@ static void ngx_http_offload_command_up(ngx_http_offload_link_t *link);
 static void ngx_http_offload_subscriber_up(ngx_http_offload_link_t *link);
 static void ngx_http_offload_message(redisAsyncContext *ac, void *r,
     void *privdata);
-static void ngx_http_offload_get_done(redisAsyncContext *ac, void *r,
+static void ngx_http_offload_look_done(redisAsyncContext *ac, void *r,
     void *privdata);
+static void ngx_http_offload_whole_done(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_offload_nothing_stored(ngx_http_offload_ctx_t *ctx);
+static void ngx_http_offload_bad_result(ngx_http_offload_ctx_t *ctx);
 static ngx_int_t ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx,
     ngx_http_offload_stream_t *st, redisCallbackFn *fn, int argc,
     const char **argv, size_t *argvlen);
@@ -384,13 +388,12 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t how)
     if (how == NGX_HTTP_OFFLOAD_READ_WHOLE) {
         ctx->result_key.data = (u_char *) key;
         ctx->result_key.len = len;
-        ctx->result_whole = 1;
 
         argv[0] = "GET";
         argvlen[0] = 3;
 
         (void) ngx_http_offload_fetch_big(ctx, &ctx->stream[0],
-                                          ngx_http_offload_get_done, 2,
+                                          ngx_http_offload_whole_done, 2,
                                           argv, argvlen);
         return;
     }
@@ -406,7 +409,7 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t how)
     argvlen[3] = sizeof(NGX_HTTP_OFFLOAD_SLICE_LAST) - 1;
 
     (void) ngx_http_offload_link_send(&ctx->peer->command,
-                                      ngx_http_offload_get_done,
+                                      ngx_http_offload_look_done,
                                       (void *) (uintptr_t) ctx->node.key,
                                       4, argv, argvlen);
 }
@@ -468,6 +471,21 @@ ngx_http_offload_fetch_slice(ngx_http_offload_ctx_t *ctx)
 }
 
 
+/* a big result that is not (any longer) what a worker stored */
+
+static void
+ngx_http_offload_bad_result(ngx_http_offload_ctx_t *ctx)
+{
+    ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                  "offload: the result of a job on queue \"%V\" "
+                  "changed while it was read, or is not a worker's",
+                  &ctx->queue);
+    ngx_http_offload_answer_error(ctx, NGX_HTTP_BAD_GATEWAY, "bad_result",
+                                  "the worker's result changed while it was "
+                                  "read");
+}
+
+
 static void
 ngx_http_offload_llen_done(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -485,11 +503,15 @@ ngx_http_offload_llen_done(redisAsyncContext *ac, void *r, void *privdata)
         /* gone (its TTL passed?) or not there: as a GET finding nothing;
          * the last look may try again */
         ngx_str_null(&ctx->result_key);
+        ngx_http_offload_nothing_stored(ctx);
+        return;
+    }
 
-        if (ctx->expired) {
-            ngx_http_offload_timed_out(ctx);
-        }
+    /* a worker writes a header line, then slices of the body it could
+     * have sent: anything longer is not one of its results */
 
+    if (reply->integer > OFFLOAD_BODY_MAX / OFFLOAD_SLICE + 2) {
+        ngx_http_offload_bad_result(ctx);
         return;
     }
 
@@ -524,14 +546,8 @@ ngx_http_offload_index_done(redisAsyncContext *ac, void *r, void *privdata)
     /* a result is stored once and never changes: an element missing
      * means the key went (or was replaced) under the read */
 
-    if (reply->type != REDIS_REPLY_STRING) {
-        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
-                      "offload: the result of a job on queue \"%V\" "
-                      "changed while it was read", &ctx->queue);
-        ngx_http_offload_answer_error(ctx, NGX_HTTP_BAD_GATEWAY,
-                                      "bad_result",
-                                      "the worker's result changed while "
-                                      "it was read");
+    if (reply->type != REDIS_REPLY_STRING || reply->len > OFFLOAD_SLICE) {
+        ngx_http_offload_bad_result(ctx);
         return;
     }
 
@@ -567,24 +583,27 @@ ngx_http_offload_index_done(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
-/* A string read: the first slice (a look), or all of it on the bulk link */
+/*
+ * A look: the first slice of the result key on the command link.  A look
+ * whose answer comes while a big read of the key is under way (a notice's,
+ * or an earlier look's) leaves it alone: that read answers.
+ */
 
 static void
-ngx_http_offload_get_done(redisAsyncContext *ac, void *r, void *privdata)
+ngx_http_offload_look_done(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply              *reply = r;
     ngx_http_offload_ctx_t  *ctx;
 
     ctx = ngx_http_offload_replied_ctx(ac, reply, privdata);
-    if (ctx == NULL) {
+    if (ctx == NULL || ctx->result_key.len) {
         return;
     }
 
     /* a list is a big result */
 
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR
-        && ngx_strncmp(reply->str, "WRONGTYPE", 9) == 0
-        && ctx->result_key.len == 0)
+        && ngx_strncmp(reply->str, "WRONGTYPE", 9) == 0)
     {
         ngx_http_offload_fetch_result(ctx, NGX_HTTP_OFFLOAD_READ_LIST);
         return;
@@ -595,7 +614,7 @@ ngx_http_offload_get_done(redisAsyncContext *ac, void *r, void *privdata)
     if (reply != NULL && reply->type == REDIS_REPLY_STRING
         && reply->len > 0)
     {
-        if (reply->len < OFFLOAD_SLICE || ctx->result_whole) {
+        if (reply->len < OFFLOAD_SLICE) {
             ngx_http_offload_deliver(ctx->peer, ctx, reply->str, reply->len);
 
         } else {
@@ -605,11 +624,40 @@ ngx_http_offload_get_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    /* nothing stored: a recovery look keeps waiting, the last look ends */
+    ngx_http_offload_nothing_stored(ctx);
+}
+
+
+/* A string result that filled a look's slice, read whole on the bulk link */
+
+static void
+ngx_http_offload_whole_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply              *reply = r;
+    ngx_http_offload_ctx_t  *ctx;
+
+    ctx = ngx_http_offload_replied_ctx(ac, reply, privdata);
+    if (ctx == NULL) {
+        return;
+    }
+
+    if (reply != NULL && reply->type == REDIS_REPLY_STRING
+        && reply->len > 0)
+    {
+        ngx_http_offload_deliver(ctx->peer, ctx, reply->str, reply->len);
+        return;
+    }
 
     ngx_str_null(&ctx->result_key);
-    ctx->result_whole = 0;
+    ngx_http_offload_nothing_stored(ctx);
+}
 
+
+/* nothing stored: a recovery look keeps waiting, the last look ends */
+
+static void
+ngx_http_offload_nothing_stored(ngx_http_offload_ctx_t *ctx)
+{
     if (ctx->expired) {
         ngx_http_offload_timed_out(ctx);
     }

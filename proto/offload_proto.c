@@ -450,7 +450,7 @@ offload_job_decode(offload_job_t *job, const offload_str_t *fields,
 
         } else if (str_is(name, OFFLOAD_F_BODY)) {
             if (parse_int64(value, &job->body_len) != 0
-                || job->body_len == 0)
+                || job->body_len == 0 || job->body_len > OFFLOAD_BODY_MAX)
             {
                 *err = "bad body length";
                 return -1;
@@ -786,5 +786,5 @@ const char  offload_retry_script[] =
     "end\n"
     "redis.call('XADD', KEYS[2], '*', unpack(job))\n"
     "redis.call('XDEL', KEYS[1], ARGV[1])\n"
-    "redis.call('DEL', ARGV[3] .. f.id)\n"
+    "redis.call('UNLINK', ARGV[3] .. f.id)\n"
     "return f.id\n";

@@ -83,6 +83,10 @@
  * first, which the completion script renames to the result key.
  */
 #define OFFLOAD_BODY_OVER          1048576
+/* The largest body a job takes: Redis takes strings of at most 512 MB
+ * (proto-max-bulk-len), and an echo's result is the body and a header
+ * line.  An entry claiming more is not a job. */
+#define OFFLOAD_BODY_MAX           (511 * 1024 * 1024)
 #define OFFLOAD_SLICE              262144
 #define OFFLOAD_BODY_GRACE_MS      60000
 #define OFFLOAD_DEAD_BODY_TTL      604800

@@ -21,20 +21,13 @@
 
 
 static int
-sha256_rounds(const void *data, size_t len, json_int_t rounds,
-    unsigned char digest[SHA256_LEN])
+sha256_rounds(const EVP_MD *md, const void *data, size_t len,
+    json_int_t rounds, unsigned char digest[SHA256_LEN])
 {
-    int            rc = -1;
-    json_int_t     r;
-    EVP_MD_CTX    *ctx;
-    static EVP_MD  *md;
+    int          rc = -1;
+    json_int_t   r;
+    EVP_MD_CTX  *ctx;
 
-    if (md == NULL) {
-        md = EVP_MD_fetch(NULL, "SHA256", NULL);
-        if (md == NULL) {
-            return -1;
-        }
-    }
 
     ctx = EVP_MD_CTX_new();
     if (ctx == NULL) {
@@ -73,6 +66,7 @@ sha256_run(json_t *input, json_t **output, offload_handler_error_t *err)
 
     json_t         *data;
     json_int_t      rounds = 1;
+    static EVP_MD  *md;
     unsigned char   digest[SHA256_LEN];
     char            hex[2 * SHA256_LEN + 1];
     int             i;
@@ -94,11 +88,20 @@ sha256_run(json_t *input, json_t **output, offload_handler_error_t *err)
         return -1;
     }
 
-    if (sha256_rounds(json_string_value(data), json_string_length(data),
+    if (md == NULL) {
+        /* no provider offers it (a broken OPENSSL_CONF, say): the job's
+         * fault is not its own, but no other worker would do better */
+        md = EVP_MD_fetch(NULL, "SHA256", NULL);
+        if (md == NULL) {
+            return offload_handler_fail(err, "libcrypto offers no SHA-256");
+        }
+    }
+
+    if (sha256_rounds(md, json_string_value(data), json_string_length(data),
                       rounds, digest)
         != 0)
     {
-        /* libcrypto fails only when it cannot allocate */
+        /* with the digest at hand, libcrypto fails only to allocate */
         return OFFLOAD_HANDLER_NOMEM;
     }
 

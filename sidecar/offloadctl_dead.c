@@ -100,7 +100,8 @@ static int
 print_dead(ctl_t *ctl, const char *queue, const char *key,
     const redisReply *entry, void *data)
 {
-    char         at[40], payload[OFFLOAD_KEY_MAX + 40];
+    char         at[40], body_key[OFFLOAD_KEY_MAX];
+    char         payload[OFFLOAD_KEY_MAX + 40];
     json_t      *fields;
     const char  *p, *body, *id;
 
@@ -124,9 +125,10 @@ print_dead(ctl_t *ctl, const char *queue, const char *key,
 
     if (body != NULL) {
         /* the payload is in the body key, for `retry` */
-        snprintf(payload, sizeof(payload), "body: %s bytes in "
-                 OFFLOAD_BODY_FMT, body, (int) strlen(queue), queue,
-                 (int) strlen(id), id);
+        offload_body_key(body_key, sizeof(body_key), queue, strlen(queue),
+                         id, strlen(id));
+        snprintf(payload, sizeof(payload), "body: %s bytes in %s", body,
+                 body_key);
 
     } else {
         snprintf(payload, sizeof(payload), "%.39s", p ? p : "-");
@@ -135,7 +137,7 @@ print_dead(ctl_t *ctl, const char *queue, const char *key,
         }
     }
 
-    printf("%-24s %-32s %-3s %-14s %s\n", at, or_dash(entry, "id"),
+    printf("%-24s %-32s %-3s %-14s %s\n", at, id,
            or_dash(entry, "attempt"), or_dash(entry, "reason"), payload);
 
     return 0;
@@ -262,12 +264,29 @@ static int
 purge_one(ctl_t *ctl, const char *queue, const char *key,
     const redisReply *entry, void *data)
 {
+    char         body_key[OFFLOAD_KEY_MAX];
+    const char  *id;
     redisReply  *reply;
 
-    (void) queue;
     (void) data;
 
     reply = ctl_command(ctl, "XDEL %s %s", key, entry->element[0]->str);
+    freeReplyObject(reply);
+    if (reply == NULL) {
+        return -1;
+    }
+
+    /* a big job's body, kept with its dead letter for retry, goes too */
+    id = ctl_entry_field(entry, OFFLOAD_F_ID);
+    if (ctl_entry_field(entry, OFFLOAD_F_BODY) == NULL || id == NULL
+        || offload_body_key(body_key, sizeof(body_key), queue,
+                            strlen(queue), id, strlen(id))
+           < 0)
+    {
+        return 0;
+    }
+
+    reply = ctl_command(ctl, "UNLINK %s", body_key);
     freeReplyObject(reply);
 
     return reply == NULL ? -1 : 0;

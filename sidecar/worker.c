@@ -719,10 +719,13 @@ stage_send(offload_worker_t *w)
     while (s->sent < s->len && s->in_flight < STAGE_WINDOW) {
         n = stage_slice(s, s->sent);
 
-        argv[0] = "RPUSH";
+        /* RPUSHX: a staging list gone meanwhile (expired, or its
+         * transaction aborted) is not made again without a lifetime; the
+         * count in the reply tells */
+        argv[0] = "RPUSHX";
         argv[1] = c->argv[6];
         argv[2] = s->data + s->sent;
-        argvlen[0] = 5;
+        argvlen[0] = 6;
         argvlen[1] = c->argvlen[6];
         argvlen[2] = n;
 
@@ -776,6 +779,10 @@ stage_retry(offload_worker_t *w)
     log_error("%s: the result of job %s (%zu bytes) could not be stored "
               "after %d tries: answering an error instead", w->name,
               s->job_id, s->len, STAGE_TRIES);
+
+    /* what was staged goes now, not when its lifetime ends */
+    offload_redis_command(&w->conn, NULL, NULL, "UNLINK %b", c->argv[6],
+                          c->argvlen[6]);
 
     /* the answer refers to c's buffer: c goes back after it is encoded */
     s->c = NULL;
@@ -1162,11 +1169,11 @@ body_read_done(offload_worker_t *w)
 
 
 /*
- * An element of the body list: copied after the others while they fit in
- * job.body_len bytes, counted when they do not (the whole list is read, to
- * say how many bytes it holds).  An element gone (the list shrank: deleted
- * or expired meanwhile) stops the read.  The read ends when every element
- * asked for has answered, so that no late reply meets the next read.
+ * An element of the body list: copied after the others.  One that does not
+ * fit in job.body_len bytes, or is gone (the list shrank: deleted or
+ * expired meanwhile), stops the read; so does the job's deadline (it is
+ * answered expired).  The read ends when every element asked for has
+ * answered, so that no late reply meets the next read.
  */
 static void
 body_element_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -1191,11 +1198,14 @@ body_element_cb(redisAsyncContext *ac, void *r, void *privdata)
                  "or deleted) while it was read: %s lost its element %lld",
                  b->key, (long long) b->answered);
 
+    } else if ((int64_t) reply->len > b->job.body_len - b->found) {
+        snprintf(b->why, sizeof(b->why), "the job's body does not match "
+                 "its entry: %s holds more than %lld bytes", b->key,
+                 (long long) b->job.body_len);
+
     } else {
-        if (b->found + (int64_t) reply->len <= b->job.body_len) {
-            body_room(w, (size_t) b->found + reply->len);
-            memcpy(b->buf + b->found, reply->str, reply->len);
-        }
+        body_room(w, (size_t) b->found + reply->len);
+        memcpy(b->buf + b->found, reply->str, reply->len);
         b->found += (int64_t) reply->len;
     }
 
@@ -1214,6 +1224,15 @@ body_element_cb(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    if (b->job.deadline_ms <= offload_wall_us() / 1000) {
+        /* run_job answers it expired: no use reading the rest */
+        b->job.payload.data = "";
+        b->job.payload.len = 0;
+        run_job(w, &b->entry->id, &b->job);
+        body_read_end(w);
+        return;
+    }
+
     body_read_send(w);
 }
 
@@ -1221,7 +1240,6 @@ body_element_cb(redisAsyncContext *ac, void *r, void *privdata)
 static void
 body_length_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
-    size_t             room;
     offload_worker_t  *w = privdata;
     body_read_t       *b = &w->body;
     redisReply        *reply = r;
@@ -1243,6 +1261,12 @@ body_length_cb(redisAsyncContext *ac, void *r, void *privdata)
                  "list of slices: %s", b->key,
                  reply->type == REDIS_REPLY_ERROR ? reply->str
                                                   : "unexpected reply");
+
+    } else if (reply->integer > b->job.body_len) {
+        /* not a body: each element would carry less than a byte */
+        snprintf(b->why, sizeof(b->why), "the job's body does not match "
+                 "its entry: %s has %lld elements for %lld bytes", b->key,
+                 (long long) reply->integer, (long long) b->job.body_len);
     }
 
     if (b->why[0] != '\0') {
@@ -1250,15 +1274,7 @@ body_length_cb(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    /* The whole body at once if its elements can be OFFLOAD_SLICE bytes
-     * each, as the module writes them; else the room grows as they come. */
     b->elements = reply->integer;
-    room = (size_t) b->job.body_len;
-    if (b->elements <= b->job.body_len / OFFLOAD_SLICE) {
-        room = (size_t) b->elements * OFFLOAD_SLICE;
-    }
-    body_room(w, room);
-
     body_read_send(w);
 }
 

@@ -332,12 +332,22 @@ sub stage_list {
     my $head = length "OR1 $id 200 1000 2000 3000 4000\n";
     redis_cmd('RPUSH', "offload:{parked}:result:$id",
         "OR1 $id 200 1000 2000 3000 4000\n", '', substr($odd, 0, 100000),
-        '', substr($odd, 100000));
+        '', map { substr($odd, $_, $SLICE) }
+            grep { $_ % $SLICE == 100000 } 100000 .. length($odd) - 1);
     redis_cmd('PUBLISH', $reply, "ON1 $id");
     $a = read_answer($s, scaled(20));
     is($a->{status}, 200, 'a list result with a bare header and empty '
         . 'elements: 200');
     ok(($a->{content} // '') eq $odd, 'the body byte for byte');
+
+    # an element longer than a worker writes: not a worker's result
+    ($s, $id, $reply) = parked_job('/jobs/parked', 'fat');
+    redis_cmd('RPUSH', "offload:{parked}:result:$id",
+        "OR1 $id 200 1000 2000 3000 4000\n", 'x' x ($SLICE + 1));
+    redis_cmd('PUBLISH', $reply, "ON1 $id");
+    $a = read_answer($s, scaled(20));
+    is($a->{status}, 502, 'a list result of an element over a slice: 502');
+    is(($a->{json} // {})->{error}{code}, 'bad_result', 'bad_result');
 
     # no Server-Timing lost: the header came from the first element
     ($s, $id, $reply) = parked_job('/jobs/parked', 'timing');

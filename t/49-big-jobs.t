@@ -212,7 +212,7 @@ is_deeply([ map { $_->[1][2] } @reads ], [ 0 .. $slices - 1 ],
     "then read the body with one LINDEX per element, in order ($slices)");
 ok(!(grep { uc $_->[1][0] eq 'GETRANGE' || uc $_->[1][0] eq 'LRANGE' }
     @on_body), 'and nothing else read it');
-my @pushes = grep { uc $_->[1][0] eq 'RPUSH'
+my @pushes = grep { uc $_->[1][0] =~ /\ARPUSHX?\z/
     && $_->[1][1] =~ /^offload:\{echo\}:stage:\Q$id\E:/ } @$cmds;
 my ($stager) = map { $_->[0] } @pushes;
 my @stage = grep { $_->[0] eq $stager
@@ -225,8 +225,10 @@ like($pushes[0][1][2] // '', qr/\AOR1 $id 200 [^\n]*\n\z/,
     'the first the header line alone');
 ok(!(grep { length($_->[1][2]) > $SLICE } @pushes),
     'each of at most OFFLOAD_SLICE bytes');
-is_deeply([ map { uc $_->[1][0] } grep { uc $_->[1][0] ne 'RPUSH' } @stage ],
+is_deeply([ map { uc $_->[1][0] } grep { uc $_->[1][0] !~ /\ARPUSH/ } @stage ],
     [ 'UNLINK', 'PEXPIRE' ], 'with one UNLINK and PEXPIRE (in the MULTI)');
+is_deeply([ map { uc $_->[1][0] } @pushes[1 .. $#pushes] ],
+    [ ('RPUSHX') x $#pushes ], 'the slices after the first by RPUSHX');
 my @tx = map { uc $_->[1][0] } grep { $_->[0] eq $stager
     && $_->[1][0] =~ /^(?:MULTI|EXEC)$/i } @$cmds;
 is_deeply(\@tx, [ 'MULTI', 'EXEC' ], 'one MULTI ... EXEC');
@@ -364,8 +366,22 @@ put_body('echo', $long, '"abc"zz', 5, 0);
 add_job('echo', $long, 5);
 ok(wait_until(sub { grep { /^OR1 $long 400 / } @{ messages($sub) } },
     scaled(10), '400'), 'a body longer than its entry says: 400');
-like(stored("offload:{echo}:result:$long"), qr/holds 7 bytes, not 5/,
-    'the answer says what was found');
+like(stored("offload:{echo}:result:$long"), qr/holds more than 5 bytes/,
+    'the answer says so (the read stopped at the element too many)');
+my $dust = new_id();
+put_body('echo', $dust, '"ab"', 1, 1, 1, 0);
+redis_cmd('RPUSH', "offload:{echo}:body:$dust", '', '');
+add_job('echo', $dust, 4);
+ok(wait_until(sub { grep { /^OR1 $dust 400 / } @{ messages($sub) } },
+    scaled(10), '400'), 'a body of more elements than bytes: 400');
+like(stored("offload:{echo}:result:$dust"), qr/has 6 elements for 4 bytes/,
+    'the answer says so, before reading any');
+my $huge = new_id();
+add_job('echo', $huge, '100000000000000000');
+ok(wait_until(sub { grep { /^OR1 $huge 400 / } @{ messages($sub) } },
+    scaled(10), '400'), 'an entry claiming a 10^17-byte body: 400 bad_job');
+like(stored("offload:{echo}:result:$huge"), qr/bad body length/,
+    'the answer says so');
 my $string = new_id();
 redis_cmd('SET', "offload:{echo}:body:$string", '"abc"', 'PX', 60_000);
 add_job('echo', $string, 5);
@@ -437,5 +453,19 @@ isnt($? >> 8, 0, 'retry with the body gone: exit non-zero');
 like($out, qr/body of job $doomed .* is gone/, 'and says why') or diag($out);
 ok((grep { $_->{id} eq $doomed } @{ stream_entries('offload:{crash}:dead') }),
     'the dead letter stays');
+
+# ---- purge takes a dead letter's body with it
+my $kept = new_id();
+my $kept_key = put_body('crash', $kept, '{"pad":"k"}');
+add_job('crash', $kept, length '{"pad":"k"}');
+ok(wait_until(sub { grep { $_->{id} eq $kept }
+    @{ stream_entries('offload:{crash}:dead') } }, scaled(20), 'dead letter'),
+    'another crashing job is a dead letter, its body kept');
+is(redis_cmd('EXISTS', $kept_key), 1, 'its body key is there');
+`$ctl purge crash $kept 2>&1`;
+is($? >> 8, 0, 'offloadctl purge: exit 0');
+ok(!(grep { $_->{id} eq $kept } @{ stream_entries('offload:{crash}:dead') }),
+    'the dead letter is gone');
+is(redis_cmd('EXISTS', $kept_key), 0, 'and so is its body key');
 
 finish();
