@@ -41,9 +41,12 @@ endif
 
 WARN = -Wall -Wextra -Werror
 CFLAGS = -std=gnu99 -g $(OPT) $(WARN) $(SAN_FLAGS) $(HARDEN_CFLAGS) \
-         $(FORTIFY) -fPIE -Iproto -Isidecar -D_GNU_SOURCE
+         $(FORTIFY) -fPIE -Iproto -Isidecar -Isidecar/include -D_GNU_SOURCE
 LDFLAGS = $(SAN_FLAGS) $(HARDEN_LDFLAGS) -pie
 LDLIBS = -lev -lhiredis -ljansson -lcrypto -lm
+# Plugins (load_module) call offload.h's functions in the program that
+# loads them: those, and only those, are exported.
+EXPORT_API = -Wl,--export-dynamic-symbol='offload_job_*'
 
 # Debian packages the build, the tests and the benchmark need; the tests
 # also scrape with a real Prometheus and load the dashboard in Chromium.
@@ -59,7 +62,9 @@ PROTO_SRCS = $(wildcard proto/*.c)
 SIDECAR_MAINS = sidecar/main.c
 CTL_SRCS = $(wildcard sidecar/offloadctl*.c)
 SIDECAR_LIB_SRCS = $(filter-out $(SIDECAR_MAINS) $(CTL_SRCS), \
-                     $(wildcard sidecar/*.c))
+                     $(wildcard sidecar/*.c sidecar/handlers/*.c))
+SIDECAR_HDRS = $(wildcard proto/*.h sidecar/*.h sidecar/include/*.h \
+                 sidecar/handlers/*.h)
 LIB_OBJS = $(patsubst %.c,$(BUILD)/obj/%.o,$(PROTO_SRCS) $(SIDECAR_LIB_SRCS))
 UNIT_TESTS = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/*.c))
 
@@ -67,7 +72,14 @@ MODULE = $(BUILD)/ngx_http_offload_module.so
 
 .PHONY: all deps module run test unit bench clean fuzzers fuzz
 
-all: $(MODULE) $(BUILD)/offload-sidecar $(BUILD)/offloadctl $(UNIT_TESTS)
+# The example plugin (examples/c/, docs/HANDLERS.md), built as a plugin's
+# author would: against offload.h alone.
+EXAMPLE = $(BUILD)/examples/offload_example.so
+PLUGIN_CFLAGS = -std=gnu99 -g -O2 $(WARN) $(SAN_FLAGS) $(HARDEN_CFLAGS) \
+                $(FORTIFY) -fPIC -shared -Isidecar/include
+
+all: $(MODULE) $(BUILD)/offload-sidecar $(BUILD)/offloadctl $(UNIT_TESTS) \
+     $(EXAMPLE)
 
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \
@@ -106,19 +118,23 @@ module: $(BUILD)/nginx/Makefile
 
 $(MODULE): module
 
-$(BUILD)/obj/%.o: %.c $(wildcard proto/*.h sidecar/*.h) Makefile
+$(BUILD)/obj/%.o: %.c $(SIDECAR_HDRS) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/offload-sidecar: $(BUILD)/obj/sidecar/main.o $(LIB_OBJS)
-	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(EXPORT_API) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/offloadctl: $(patsubst %.c,$(BUILD)/obj/%.o,$(CTL_SRCS)) $(LIB_OBJS)
-	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS) -lncurses
+	$(CC) $(CFLAGS) $(LDFLAGS) $(EXPORT_API) $^ -o $@ $(LDLIBS) -lncurses
+
+$(BUILD)/examples/%.so: examples/c/%.c sidecar/include/offload.h Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(PLUGIN_CFLAGS) $(HARDEN_LDFLAGS) $< -o $@ -ljansson
 
 $(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -It/unit $< $(LIB_OBJS) -o $@ \
+	$(CC) $(CFLAGS) $(LDFLAGS) $(EXPORT_API) -It/unit $< $(LIB_OBJS) -o $@ \
 	    $(LDLIBS)
 
 unit: $(UNIT_TESTS)
@@ -136,14 +152,13 @@ FUZZ_SECONDS ?= 60
 FUZZ_CC = clang
 FUZZ_CFLAGS = -std=gnu99 -g -O1 $(WARN) -fno-omit-frame-pointer \
               -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-              -Iproto -Isidecar -D_GNU_SOURCE
+              -Iproto -Isidecar -Isidecar/include -D_GNU_SOURCE
 FUZZ_NAMES = $(patsubst t/fuzz/%.c,%,$(wildcard t/fuzz/*.c))
 FUZZERS = $(addprefix $(FUZZ)/,$(FUZZ_NAMES))
-FUZZ_LIB_SRCS = $(PROTO_SRCS) sidecar/conf.c sidecar/log.c \
-                sidecar/handlers.c $(wildcard sidecar/handler_*.c)
+FUZZ_LIB_SRCS = $(PROTO_SRCS) sidecar/conf.c sidecar/log.c
 FUZZ_OBJS = $(patsubst %.c,$(FUZZ)/obj/%.o,$(FUZZ_LIB_SRCS))
 
-$(FUZZ)/obj/%.o: %.c $(wildcard proto/*.h sidecar/*.h)
+$(FUZZ)/obj/%.o: %.c $(SIDECAR_HDRS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 

@@ -482,7 +482,7 @@ ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx)
     char                           stream[OFFLOAD_KEY_MAX];
     const char                    *argv[OFFLOAD_JOB_ARGC];
     size_t                         argvlen[OFFLOAD_JOB_ARGC];
-    offload_job_t                  job;
+    offload_entry_t                job;
     ngx_http_request_t            *r;
     offload_job_scratch_t          scratch;
     ngx_http_variable_value_t     *rid;
@@ -493,7 +493,7 @@ ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx)
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
     omcf = ngx_http_get_module_main_conf(r, ngx_http_offload_module);
 
-    ngx_memzero(&job, sizeof(offload_job_t));
+    ngx_memzero(&job, sizeof(offload_entry_t));
     job.version = OFFLOAD_PROTO_VERSION;
     job.id.data = (char *) ctx->id;
     job.id.len = OFFLOAD_JOB_ID_LEN;

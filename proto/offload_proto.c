@@ -300,7 +300,7 @@ put_arg(const char **argv, size_t *argvlen, int *argc, const char *data,
 
 
 int
-offload_job_argv(const offload_job_t *job, const char *stream_key,
+offload_job_argv(const offload_entry_t *job, const char *stream_key,
     offload_job_scratch_t *scratch, const char **argv, size_t *argvlen)
 {
     int                argc = 0;
@@ -375,7 +375,7 @@ str_is(const offload_str_t *s, const char *lit)
 
 
 int
-offload_job_decode(offload_job_t *job, const offload_str_t *fields,
+offload_job_decode(offload_entry_t *job, const offload_str_t *fields,
     size_t nfields, const char **err)
 {
     size_t          i;

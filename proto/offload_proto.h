@@ -110,7 +110,7 @@ typedef struct {
     int64_t        deadline_ms;   /* absolute, ms since the epoch */
     int64_t        submitted_ms;  /* ms since the epoch */
     int            attempt;       /* 1 on first delivery */
-} offload_job_t;
+} offload_entry_t;
 
 #define OFFLOAD_JOB_FIELDS_AT      4     /* XADD key NOMKSTREAM * */
 #define OFFLOAD_JOB_ARGC           (OFFLOAD_JOB_FIELDS_AT + 2 * 9)
@@ -174,12 +174,12 @@ int offload_stage_key(char *buf, size_t size, const char *queue, size_t qlen,
 /* Fills argv/argvlen (OFFLOAD_JOB_ARGC slots) with an XADD of the job to the
  * stream key, with a "body" field when job->body_len > 0.  Returns the
  * argument count. */
-int offload_job_argv(const offload_job_t *job, const char *stream_key,
+int offload_job_argv(const offload_entry_t *job, const char *stream_key,
     offload_job_scratch_t *scratch, const char **argv, size_t *argvlen);
 
 /* Decodes a stream entry's field/value pairs (2 * npairs strings).  Returns 0,
  * or -1 with *err naming what is missing or malformed. */
-int offload_job_decode(offload_job_t *job, const offload_str_t *fields,
+int offload_job_decode(offload_entry_t *job, const offload_str_t *fields,
     size_t nfields, const char **err);
 
 /* Writes the header line of an encoded result; the body follows it.  Returns

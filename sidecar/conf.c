@@ -34,6 +34,9 @@ enum {
     CTX_MAIN = 1, CTX_QUEUE = 2
 };
 
+#define CONF_BLOCK   1          /* takes a block, and may repeat */
+#define CONF_REPEAT  2          /* may repeat */
+
 typedef struct {
     int     type;
     int     line;
@@ -59,7 +62,7 @@ typedef struct {
     int          ctx;
     int          min_args;
     int          max_args;   /* of the words after the name */
-    int          block;
+    int          flags;      /* CONF_BLOCK, CONF_REPEAT */
     int        (*set)(conf_parser_t *ps, char **args, int nargs, int line);
 } conf_directive_t;
 
@@ -640,16 +643,73 @@ set_queue(conf_parser_t *ps, char **args, int nargs, int line)
 }
 
 
+int
+offload_conf_handler_name_valid(const char *name)
+{
+    size_t  n = strlen(name);
+
+    return n > 0 && n <= OFFLOAD_HANDLER_NAME_MAX
+           && strspn(name, "abcdefghijklmnopqrstuvwxyz"
+                           "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+              == n;
+}
+
+
+/* Which handlers exist is known only once the plugins are loaded. */
 static int
 set_handler(conf_parser_t *ps, char **args, int nargs, int line)
 {
     (void) nargs;
 
-    ps->queue->handler = offload_handler_find(args[0]);
-    if (ps->queue->handler == NULL) {
-        return conf_error(ps, line, "unknown handler \"%s\"", args[0]);
+    if (!offload_conf_handler_name_valid(args[0])) {
+        return conf_error(ps, line, "invalid handler name \"%s\"", args[0]);
     }
 
+    strcpy(ps->queue->handler_name, args[0]);
+    ps->queue->handler_line = line;
+    return 0;
+}
+
+
+/* A relative path is taken from the config file's folder, so that a
+ * config and its plugins can move together. */
+static int
+set_load_module(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    char                   *path;
+    size_t                  dirlen;
+    const char             *slash;
+    offload_conf_module_t  *m;
+
+    (void) nargs;
+
+    if (args[0][0] == '\0') {
+        return conf_error(ps, line, "empty path in \"load_module\"");
+    }
+
+    slash = strrchr(ps->file, '/');
+    dirlen = (args[0][0] != '/' && slash != NULL) ? (size_t) (slash - ps->file)
+                                                    + 1
+                                                  : 0;
+
+    path = malloc(dirlen + strlen(args[0]) + 1);
+    m = realloc(ps->conf->modules,
+                (ps->conf->nmodules + 1) * sizeof(offload_conf_module_t));
+    if (path == NULL || m == NULL) {
+        free(path);
+        if (m != NULL) {
+            ps->conf->modules = m;
+        }
+        return conf_error(ps, line, "out of memory");
+    }
+
+    memcpy(path, ps->file, dirlen);
+    strcpy(path + dirlen, args[0]);
+
+    ps->conf->modules = m;
+    m[ps->conf->nmodules].path = path;
+    m[ps->conf->nmodules].line = line;
+    ps->conf->nmodules++;
     return 0;
 }
 
@@ -876,7 +936,8 @@ static const conf_directive_t  directives[] = {
     { "claim_idle",       CTX_MAIN,  1, 1, 0, set_claim_idle },
     { "fault_handlers",   CTX_MAIN,  1, 1, 0, set_fault_handlers },
     { "user",             CTX_MAIN,  1, 2, 0, set_user },
-    { "queue",            CTX_MAIN,  1, 1, 1, set_queue },
+    { "load_module",      CTX_MAIN,  1, 1, CONF_REPEAT, set_load_module },
+    { "queue",            CTX_MAIN,  1, 1, CONF_BLOCK, set_queue },
     { "handler",          CTX_QUEUE, 1, 1, 0, set_handler },
     { "workers",          CTX_QUEUE, 1, 1, 0, set_workers },
     { "prefetch",         CTX_QUEUE, 1, 1, 0, set_prefetch },
@@ -935,19 +996,19 @@ run_directive(conf_parser_t *ps, int ctx, char **args, int nargs, int line,
                           "directive", d->name);
     }
 
-    if (d->block && !has_block) {
+    if ((d->flags & CONF_BLOCK) && !has_block) {
         return conf_error(ps, line, "directive \"%s\" has no opening \"{\"",
                           d->name);
     }
 
-    if (!d->block && has_block) {
+    if (!(d->flags & CONF_BLOCK) && has_block) {
         return conf_error(ps, line, "directive \"%s\" takes no block",
                           d->name);
     }
 
     seen = (ctx == CTX_MAIN) ? &ps->seen_main : &ps->seen_queue;
 
-    if (!d->block) {                    /* a block per queue may repeat */
+    if (!(d->flags & (CONF_BLOCK | CONF_REPEAT))) {
         if (*seen & (1u << i)) {
             return conf_error(ps, line, "\"%s\" directive is duplicate",
                               d->name);
@@ -969,7 +1030,7 @@ run_directive(conf_parser_t *ps, int ctx, char **args, int nargs, int line,
         return -1;
     }
 
-    if (ps->queue->handler == NULL) {
+    if (ps->queue->handler_name[0] == '\0') {
         return conf_error(ps, line, "queue \"%s\" has no \"handler\"",
                           ps->queue->name);
     }
@@ -1059,7 +1120,7 @@ static int
 set_defaults(conf_parser_t *ps)
 {
     char            host[256];
-    size_t          i, len;
+    size_t          len;
     offload_conf_t  *conf = ps->conf;
 
     if (conf->node_name[0] == '\0') {
@@ -1094,16 +1155,6 @@ set_defaults(conf_parser_t *ps)
                           "\"password\"");
     }
 
-    for (i = 0; i < conf->nqueues; i++) {
-        if (conf->queues[i].handler->fault && !conf->fault_handlers) {
-            return conf_error(ps, conf->queues[i].line, "handler \"%s\" of "
-                              "queue \"%s\" crashes on purpose; it needs "
-                              "\"fault_handlers on\"",
-                              conf->queues[i].handler->name,
-                              conf->queues[i].name);
-        }
-    }
-
     return 0;
 }
 
@@ -1134,6 +1185,13 @@ offload_conf_parse(offload_conf_t *conf, const char *file, const char *text,
 
     if (parse_block(&ps, CTX_MAIN, 0) != 0 || set_defaults(&ps) != 0) {
         offload_conf_free(conf);
+        return -1;
+    }
+
+    conf->file = strdup(file);
+    if (conf->file == NULL) {
+        offload_conf_free(conf);
+        snprintf(err, errlen, "%s: out of memory", file);
         return -1;
     }
 
@@ -1244,6 +1302,14 @@ offload_conf_load(offload_conf_t *conf, const char *file, char *err,
 void
 offload_conf_free(offload_conf_t *conf)
 {
+    size_t  i;
+
+    for (i = 0; i < conf->nmodules; i++) {
+        free(conf->modules[i].path);
+    }
+
+    free(conf->modules);
+    free(conf->file);
     free(conf->password);
     free(conf->redis_user);
     free(conf->user);

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "handler.h"
+#include "offload.h"
 #include "offload_proto.h"
 
 #define OFFLOAD_CONF_ERR_MAX     512
@@ -18,10 +18,13 @@
 #define OFFLOAD_PREFETCH_MAX     1000
 #define OFFLOAD_RESTARTS_MAX     10000
 #define OFFLOAD_ATTEMPTS_MAX     100
+#define OFFLOAD_HANDLER_NAME_MAX 64
 
 typedef struct {
     char                      name[OFFLOAD_QUEUE_NAME_MAX + 1];
-    const offload_handler_t  *handler;
+    char                      handler_name[OFFLOAD_HANDLER_NAME_MAX + 1];
+    int                       handler_line;
+    const offload_handler_t  *handler;      /* offload_handlers_resolve() */
     int                       workers;
     int                       prefetch;
     /* Restart intensity: more than max_restarts in restart_period_ms fail
@@ -43,7 +46,16 @@ typedef struct {
     int                       line;         /* where the block starts */
 } offload_conf_queue_t;
 
+/* A plugin to load (load_module): an absolute path, or one relative to the
+ * config file's folder made absolute by the parser. */
 typedef struct {
+    char                  *path;
+    int                    line;
+} offload_conf_module_t;
+
+typedef struct {
+    char                  *file;            /* the config file, for
+                                               messages after parsing */
     offload_addr_t         redis;            /* resolved by
                                                 offload_conf_load() */
     int                    redis_line;
@@ -67,9 +79,13 @@ typedef struct {
     gid_t                  gid;
     offload_conf_queue_t  *queues;
     size_t                 nqueues;
+    offload_conf_module_t *modules;
+    size_t                 nmodules;
 } offload_conf_t;
 
-/* Parses text (len bytes; file names it in messages).  Returns 0, or -1 with
+/* Parses text (len bytes; file names it in messages).  Handler names are
+ * only checked for their form: offload_handlers_resolve() (handlers.h)
+ * loads the plugins and finds each queue's handler.  Returns 0, or -1 with
  * "file:line: message" in err.  On success free the result with
  * offload_conf_free(); on failure nothing is left to free. */
 int offload_conf_parse(offload_conf_t *conf, const char *file,
@@ -80,6 +96,10 @@ int offload_conf_load(offload_conf_t *conf, const char *file, char *err,
     size_t errlen);
 
 void offload_conf_free(offload_conf_t *conf);
+
+/* Whether name is a handler name: 1..OFFLOAD_HANDLER_NAME_MAX letters,
+ * digits, '.', '_' and '-'. */
+int offload_conf_handler_name_valid(const char *name);
 
 /* Parses an nginx-style time ("500ms", "2s", "1m30s", "1h", a bare number
  * is seconds) into ms.  Returns 0 or -1. */

@@ -1,38 +1,53 @@
 /*
- * handlers.c -- the registry of built-in handlers and the small helpers
- * they share.
+ * handlers.c -- finds each queue's handler by name, among the built-in
+ * ones (sidecar/handlers/, each file a module as a plugin would be) and
+ * those of the plugins the config loads.  A name is defined once: a plugin
+ * cannot shadow a built-in handler or another plugin's.
  */
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "handler.h"
+#include "handlers.h"
+#include "handlers/builtin.h"
+#include "plugin.h"
 
 
-static const offload_handler_t  *handlers[] = {
-    &offload_handler_echo,
-    &offload_handler_sha256,
-    &offload_handler_spin,
-    &offload_handler_sleep,
-    &offload_handler_aggregate,
-    &offload_handler_crash,
-    &offload_handler_abort,
-    &offload_handler_exit,
-    &offload_handler_hang,
-    &offload_handler_leak,
-    &offload_handler_flaky,
+static const offload_module_t  *builtins[] = {
+    &offload_builtin_echo,
+    &offload_builtin_sha256,
+    &offload_builtin_spin,
+    &offload_builtin_sleep,
+    &offload_builtin_aggregate,
+    &offload_builtin_faults,
 };
 
 
-const offload_handler_t *
-offload_handler_find(const char *name)
+static const offload_handler_t *
+module_find(const offload_module_t *m, const char *name)
 {
-    size_t  i;
+    const offload_handler_t  *h;
 
-    for (i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
-        if (strcmp(handlers[i]->name, name) == 0) {
-            return handlers[i];
+    for (h = m->handlers; h->name != NULL; h++) {
+        if (strcmp(h->name, name) == 0) {
+            return h;
+        }
+    }
+
+    return NULL;
+}
+
+
+const offload_handler_t *
+offload_builtin_find(const char *name)
+{
+    size_t                    i;
+    const offload_handler_t  *h;
+
+    for (i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++) {
+        h = module_find(builtins[i], name);
+        if (h != NULL) {
+            return h;
         }
     }
 
@@ -41,62 +56,82 @@ offload_handler_find(const char *name)
 
 
 int
-offload_handler_fail(offload_handler_error_t *err, const char *fmt, ...)
+offload_handler_is_fault(const offload_handler_t *handler)
 {
-    va_list  ap;
+    return handler != NULL
+           && module_find(&offload_builtin_faults, handler->name) == handler;
+}
 
-    va_start(ap, fmt);
-    vsnprintf(err->buf, sizeof(err->buf), fmt, ap);
-    va_end(ap);
 
-    err->message = err->buf;
-    return -1;
+/* The handler of that name among the built-ins and the first n plugins,
+ * or NULL; *where says whose it is. */
+static const offload_handler_t *
+find(const offload_conf_t *conf, const offload_module_t **plugins, size_t n,
+    const char *name, const char **where)
+{
+    size_t                    i;
+    const offload_handler_t  *h;
+
+    *where = "a built-in handler";
+
+    h = offload_builtin_find(name);
+
+    for (i = 0; h == NULL && i < n; i++) {
+        h = module_find(plugins[i], name);
+        *where = conf->modules[i].path;
+    }
+
+    return h;
 }
 
 
 int
-offload_handler_int_member(json_t *obj, const char *key, json_int_t min,
-    json_int_t max, json_int_t *value, offload_handler_error_t *err)
+offload_handlers_resolve(offload_conf_t *conf, char *err, size_t errlen)
 {
-    json_t      *v;
-    json_int_t   n;
+    char                      why[OFFLOAD_CONF_ERR_MAX];
+    size_t                    i;
+    const char               *where;
+    offload_conf_queue_t     *q;
+    const offload_handler_t  *h;
+    const offload_module_t   *plugins[conf->nmodules + 1];
 
-    v = json_object_get(obj, key);
-    if (v == NULL) {
-        return 0;
+    for (i = 0; i < conf->nmodules; i++) {
+        plugins[i] = offload_plugin_load(conf->modules[i].path, why,
+                                         sizeof(why));
+        if (plugins[i] == NULL) {
+            snprintf(err, errlen, "%s:%d: %s", conf->file,
+                     conf->modules[i].line, why);
+            return -1;
+        }
+
+        for (h = plugins[i]->handlers; h->name != NULL; h++) {
+            if (find(conf, plugins, i, h->name, &where) != NULL) {
+                snprintf(err, errlen, "%s:%d: handler \"%s\" of \"%s\" is "
+                         "already defined by %s", conf->file,
+                         conf->modules[i].line, h->name,
+                         conf->modules[i].path, where);
+                return -1;
+            }
+        }
     }
 
-    if (!json_is_integer(v)) {
-        return offload_handler_fail(err, "\"%s\" must be an integer", key);
-    }
+    for (i = 0; i < conf->nqueues; i++) {
+        q = &conf->queues[i];
 
-    n = json_integer_value(v);
-    if (n < min || n > max) {
-        return offload_handler_fail(err, "\"%s\" must be %lld..%lld", key,
-                                    (long long) min, (long long) max);
-    }
+        q->handler = find(conf, plugins, conf->nmodules, q->handler_name,
+                          &where);
+        if (q->handler == NULL) {
+            snprintf(err, errlen, "%s:%d: unknown handler \"%s\"",
+                     conf->file, q->handler_line, q->handler_name);
+            return -1;
+        }
 
-    *value = n;
-    return 0;
-}
-
-
-int
-offload_handler_ms_input(json_t *input, json_int_t max, json_int_t *ms,
-    offload_handler_error_t *err)
-{
-    *ms = -1;
-
-    if (!json_is_object(input)) {
-        return offload_handler_fail(err, "input must be an object {\"ms\": n}");
-    }
-
-    if (offload_handler_int_member(input, "ms", 0, max, ms, err) != 0) {
-        return -1;
-    }
-
-    if (*ms < 0) {
-        return offload_handler_fail(err, "\"ms\" is required");
+        if (offload_handler_is_fault(q->handler) && !conf->fault_handlers) {
+            snprintf(err, errlen, "%s:%d: handler \"%s\" of queue \"%s\" "
+                     "crashes on purpose; it needs \"fault_handlers on\"",
+                     conf->file, q->line, q->handler_name, q->name);
+            return -1;
+        }
     }
 
     return 0;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "handlers.h"
 #include "log.h"
 #include "privs.h"
 #include "supervisor.h"
@@ -33,6 +34,8 @@ main(int argc, char **argv)
     const char     *file = NULL;
     offload_conf_t  conf;
 
+    memset(&conf, 0, sizeof(conf));
+
     while ((opt = getopt(argc, argv, "c:th")) != -1) {
         switch (opt) {
         case 'c':
@@ -55,7 +58,15 @@ main(int argc, char **argv)
         return 2;
     }
 
-    if (offload_conf_load(&conf, file, err, sizeof(err)) != 0) {
+    /* The plugins are loaded here, before any fork: every worker shares
+     * their pages, and -t finds what cannot be loaded. */
+    if (offload_conf_load(&conf, file, err, sizeof(err)) != 0
+        || offload_handlers_resolve(&conf, err, sizeof(err)) != 0)
+    {
+        if (conf.file != NULL) {
+            offload_conf_free(&conf);
+        }
+
         fprintf(stderr, "%s\n", err);
         if (test) {
             fprintf(stderr, "%s: test failed\n", file);

@@ -34,7 +34,7 @@
 
 typedef struct {
     redisContext          *redis;
-    const offload_conf_t  *conf;        /* from -c, else NULL */
+    offload_conf_t        *conf;        /* from -c, else NULL */
     const char            *redis_name;  /* "host:port", for headers */
     int                    json;        /* --json */
     int                    argc;        /* the whole command line */

@@ -14,7 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "handler.h"
+#include "handlers.h"
+#include "job.h"
 #include "offloadctl.h"
 
 
@@ -241,12 +242,10 @@ int
 ctl_replay(ctl_t *ctl, int argc, char **argv)
 {
     int                          opt, gdb = 0, rc;
-    char                        *out;
-    json_t                      *input, *output = NULL;
+    char                         err[OFFLOAD_CONF_ERR_MAX];
     found_t                      found;
     const char                  *only = NULL;
-    json_error_t                 jerr;
-    offload_handler_error_t      herr;
+    offload_job_t                job;
     const offload_conf_queue_t  *q;
 
     static const struct option  options[] = {
@@ -282,6 +281,12 @@ ctl_replay(ctl_t *ctl, int argc, char **argv)
         return exec_gdb(ctl->argc, ctl->argv);
     }
 
+    /* The plugins too: a job of theirs is replayed with their code. */
+    if (offload_handlers_resolve(ctl->conf, err, sizeof(err)) != 0) {
+        fprintf(stderr, "offloadctl replay: %s\n", err);
+        return CTL_FAIL;
+    }
+
     memset(&found, 0, sizeof(found));
 
     if (find_job(ctl, only, argv[optind], &found) != 0) {
@@ -297,7 +302,8 @@ ctl_replay(ctl_t *ctl, int argc, char **argv)
 
     q = conf_queue(ctl->conf, found.queue);
 
-    if (q->handler->fault && !ctl->conf->fault_handlers) {
+    if (offload_handler_is_fault(q->handler) && !ctl->conf->fault_handlers)
+    {
         fprintf(stderr, "offloadctl replay: handler %s crashes on purpose "
                 "and the config does not say \"fault_handlers on\"\n",
                 q->handler->name);
@@ -308,32 +314,26 @@ ctl_replay(ctl_t *ctl, int argc, char **argv)
     fprintf(stderr, "replaying job %s (%s of queue %s) with handler %s\n",
             argv[optind], found.where, found.queue, q->handler->name);
 
-    input = json_loadb(found.payload, found.len, JSON_DECODE_ANY, &jerr);
+    memset(&job, 0, sizeof(job));
+    offload_job_set(&job, argv[optind], strlen(argv[optind]), "", 0, 1, 0);
+
+    rc = offload_job_call(&job, q->handler, found.payload, found.len);
     free(found.payload);
 
-    if (input == NULL) {
-        fprintf(stderr, "offloadctl replay: the payload is not JSON: %s\n",
-                jerr.text);
+    if (rc == OFFLOAD_NOMEM) {
+        fprintf(stderr, "the handler ran out of memory%s%s\n",
+                job.message[0] ? ": " : "", job.message);
         return CTL_FAIL;
     }
 
-    herr.message = NULL;
-    herr.buf[0] = '\0';
-
-    rc = q->handler->run(input, &output, &herr);
-    json_decref(input);
-
-    if (rc != 0 || output == NULL) {
-        fprintf(stderr, "handler error: %s\n",
-                herr.message ? herr.message : "the handler failed");
-        json_decref(output);
+    if (job.status != 200) {
+        fprintf(stderr, "handler error (%d %s): %s\n", job.status, job.code,
+                job.message);
         return CTL_FAIL;
     }
 
-    out = json_dumps(output, JSON_COMPACT | JSON_ENCODE_ANY);
-    printf("%s\n", out ? out : "");
-    free(out);
-    json_decref(output);
+    printf("%.*s\n", (int) job.result_len, job.result);
+    offload_job_trim(&job, 0);
 
     return CTL_OK;
 }

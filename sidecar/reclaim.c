@@ -245,7 +245,7 @@ static int
 send_dead(offload_redis_conn_t *conn, const offload_conf_t *conf,
     const offload_conf_queue_t *q, const char *stream,
     const offload_str_t *entry_id, const offload_str_t *fields,
-    size_t nfields, const offload_job_t *job,
+    size_t nfields, const offload_entry_t *job,
     const offload_failure_t *failure, fail_t *f)
 {
     int               rc = -1, status, hlen, klen, dlen, bklen;
@@ -344,11 +344,11 @@ fail_fields(offload_redis_conn_t *conn, const offload_conf_t *conf,
     const offload_failure_t *failure, offload_reclaim_done_pt done,
     void *data)
 {
-    int             rc;
-    char            stream[OFFLOAD_KEY_MAX];
-    fail_t         *f;
-    const char     *err;
-    offload_job_t   job;
+    int               rc;
+    char              stream[OFFLOAD_KEY_MAX];
+    fail_t           *f;
+    const char       *err;
+    offload_entry_t   job;
 
     if (!conn->ready
         || offload_stream_key(stream, sizeof(stream), q->name,

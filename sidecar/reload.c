@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "events.h"
+#include "handlers.h"
 #include "log.h"
 #include "reload.h"
 #include "supervisor.h"
@@ -148,6 +149,13 @@ offload_reload(offload_supervisor_t *sup)
     }
 
     if (offload_conf_load(conf, sup->conf_file, err, sizeof(err)) != 0) {
+        free(conf);
+        reload_failed(sup, err);
+        return;
+    }
+
+    if (offload_handlers_resolve(conf, err, sizeof(err)) != 0) {
+        offload_conf_free(conf);
         free(conf);
         reload_failed(sup, err);
         return;

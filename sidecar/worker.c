@@ -45,7 +45,7 @@
 #include "bad_job.h"
 #include "clock.h"
 #include "crash.h"
-#include "handler.h"
+#include "job.h"
 #include "log.h"
 #include "memlimit.h"
 #include "redis_conn.h"
@@ -92,7 +92,7 @@ typedef struct batch_entry_s {
  * element at a time. */
 typedef struct {
     batch_entry_t        *entry;        /* NULL: no read in progress */
-    offload_job_t         job;
+    offload_entry_t       job;
     char                  key[KEY_ROOM];
     char                 *buf;          /* the elements so far, joined */
     size_t                cap;          /* at most job.body_len */
@@ -154,6 +154,7 @@ struct offload_worker_s {
     completion_t                *free_list;
     body_read_t                  body;
     stage_t                      stage;
+    offload_job_t                job;           /* the handler's handle */
 };
 
 
@@ -427,70 +428,51 @@ send_completion(offload_worker_t *w, completion_t *c)
  */
 static void
 complete(offload_worker_t *w, const offload_str_t *entry_id,
-    const offload_str_t *reply, const offload_result_t *res, json_t *body)
+    const offload_str_t *reply, const offload_result_t *res,
+    const char *body, size_t blen)
 {
     int                   keylen, bodylen, stagelen, hlen;
-    size_t                need, room, blen, off, qlen, rlen;
+    size_t                off, qlen, rlen;
     completion_t         *c;
     const char           *q = w->queue->name;
     const offload_str_t  *job_id = &res->id;
 
     qlen = strlen(q);
-    need = 3 * KEY_ROOM + entry_id->len + OFFLOAD_RESULT_HEADER_MAX
-           + reply->len + 256;
 
-    for ( ;; ) {
-        c = completion_get(w, need);
-        if (c == NULL) {
-            log_error("%s: out of memory completing entry %.*s", w->name,
-                      (int) entry_id->len, entry_id->data);
-            return;
-        }
-
-        keylen = offload_result_key(c->buf, KEY_ROOM, q, qlen, job_id->data,
-                                    job_id->len);
-        bodylen = offload_body_key(c->buf + KEY_ROOM, KEY_ROOM, q, qlen,
-                                   job_id->data, job_id->len);
-        stagelen = offload_stage_key(c->buf + 2 * KEY_ROOM, KEY_ROOM, q,
-                                     qlen, job_id->data, job_id->len,
-                                     w->consumer);
-        if (keylen < 0 || bodylen < 0 || stagelen < 0) {
-            completion_put(w, c);
-            log_error("%s: job id too long in entry %.*s", w->name,
-                      (int) entry_id->len, entry_id->data);
-            return;
-        }
-
-        off = 3 * KEY_ROOM;
-        memcpy(c->buf + off, entry_id->data, entry_id->len);
-        off += entry_id->len;
-
-        hlen = offload_result_header(c->buf + off, OFFLOAD_RESULT_HEADER_MAX,
-                                     res);
-        if (hlen < 0) {
-            completion_put(w, c);
-            log_error("%s: result header too long", w->name);
-            return;
-        }
-
-        room = c->cap - off - (size_t) hlen - reply->len;
-        blen = json_dumpb(body, c->buf + off + hlen, room, JSON_OUT_FLAGS);
-
-        if (blen == 0) {
-            completion_put(w, c);
-            log_error("%s: cannot encode the result of entry %.*s", w->name,
-                      (int) entry_id->len, entry_id->data);
-            return;
-        }
-
-        if (blen <= room) {
-            break;
-        }
-
-        /* Too small: grow to the exact size and encode again. */
-        need = c->cap + (blen - room);
-        completion_put(w, c);
+    c = completion_get(w, 3 * KEY_ROOM + entry_id->len
+                          + OFFLOAD_RESULT_HEADER_MAX + blen + reply->len);
+    if (c == NULL) {
+        log_error("%s: out of memory completing entry %.*s", w->name,
+                  (int) entry_id->len, entry_id->data);
+        return;
     }
+
+    keylen = offload_result_key(c->buf, KEY_ROOM, q, qlen, job_id->data,
+                                job_id->len);
+    bodylen = offload_body_key(c->buf + KEY_ROOM, KEY_ROOM, q, qlen,
+                               job_id->data, job_id->len);
+    stagelen = offload_stage_key(c->buf + 2 * KEY_ROOM, KEY_ROOM, q, qlen,
+                                 job_id->data, job_id->len, w->consumer);
+    if (keylen < 0 || bodylen < 0 || stagelen < 0) {
+        completion_put(w, c);
+        log_error("%s: job id too long in entry %.*s", w->name,
+                  (int) entry_id->len, entry_id->data);
+        return;
+    }
+
+    off = 3 * KEY_ROOM;
+    memcpy(c->buf + off, entry_id->data, entry_id->len);
+    off += entry_id->len;
+
+    hlen = offload_result_header(c->buf + off, OFFLOAD_RESULT_HEADER_MAX,
+                                 res);
+    if (hlen < 0) {
+        completion_put(w, c);
+        log_error("%s: result header too long", w->name);
+        return;
+    }
+
+    memcpy(c->buf + off + hlen, body, blen);
 
     rlen = (size_t) hlen + blen;
     memcpy(c->buf + off + rlen, reply->data, reply->len);
@@ -527,12 +509,16 @@ complete_error(offload_worker_t *w, const offload_str_t *entry_id,
     const offload_str_t *job_id, const offload_str_t *reply, int status,
     int64_t queue_us, const char *code, const char *message)
 {
+    char              *text;
     json_t            *body;
     offload_result_t   res;
 
     body = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message",
                      message);
-    if (body == NULL) {
+    text = body != NULL ? json_dumps(body, JSON_OUT_FLAGS) : NULL;
+    json_decref(body);
+
+    if (text == NULL) {
         log_error("%s: out of memory", w->name);
         return;
     }
@@ -543,8 +529,8 @@ complete_error(offload_worker_t *w, const offload_str_t *entry_id,
     res.status = status;
     res.queue_us = queue_us;
 
-    complete(w, entry_id, reply, &res, body);
-    json_decref(body);
+    complete(w, entry_id, reply, &res, text, strlen(text));
+    free(text);
 }
 
 
@@ -870,96 +856,78 @@ cpu_us(const struct rusage *ru)
 
 static void
 run_job(offload_worker_t *w, const offload_str_t *entry_id,
-    const offload_job_t *job)
+    const offload_entry_t *entry)
 {
-    int                       rc;
-    char                      message[320];
-    json_t                   *input, *output = NULL;
-    const char               *why;
-    int64_t                   now_us, now_ms, queue_us, start_us, run_us;
-    struct rusage             before, after;
-    offload_result_t          res;
-    json_error_t              jerr;
-    offload_handler_error_t   herr;
-    const offload_handler_t  *handler = w->queue->handler;
+    int                rc;
+    int64_t            now_us, now_ms, queue_us, start_us, run_us;
+    offload_job_t     *job = &w->job;
+    struct rusage      before, after;
+    offload_result_t   res;
 
     now_us = offload_wall_us();
     now_ms = now_us / 1000;
 
     /* ms fields may hold up to 18 digits: compare before scaling to us */
-    queue_us = job->submitted_ms < now_ms
-               ? now_us - job->submitted_ms * 1000
+    queue_us = entry->submitted_ms < now_ms
+               ? now_us - entry->submitted_ms * 1000
                : 0;                     /* clocks of two hosts disagree */
 
     log_debug("%s: job from entry %.*s, attempt %d", w->name,
-              (int) entry_id->len, entry_id->data, job->attempt);
+              (int) entry_id->len, entry_id->data, entry->attempt);
 
-    if (job->deadline_ms <= now_ms) {
-        complete_error(w, entry_id, &job->id, &job->reply, 504, queue_us,
+    if (entry->deadline_ms <= now_ms) {
+        complete_error(w, entry_id, &entry->id, &entry->reply, 504, queue_us,
                        "expired", "the deadline passed before a worker took "
                        "the job");
         return;
     }
 
-    offload_sb_job_start(w->sb, entry_id->data, entry_id->len, job->id.data,
-                         job->id.len, job->request_id.data,
-                         job->request_id.len, job->attempt,
-                         offload_mono_us());
+    offload_sb_job_start(w->sb, entry_id->data, entry_id->len,
+                         entry->id.data, entry->id.len,
+                         entry->request_id.data, entry->request_id.len,
+                         entry->attempt, offload_mono_us());
 
-    input = json_loadb(job->payload.data, job->payload.len, JSON_DECODE_ANY,
-                       &jerr);
-    if (input == NULL) {
-        snprintf(message, sizeof(message), "invalid JSON payload: %s",
-                 jerr.text);
-        complete_error(w, entry_id, &job->id, &job->reply, 422, queue_us,
-                       "handler_error", message);
-        job_done(w, 0, 0);
-        return;
-    }
-
-    herr.message = NULL;
-    herr.buf[0] = '\0';
+    offload_job_set(job, entry->id.data, entry->id.len,
+                    entry->request_id.data, entry->request_id.len,
+                    entry->attempt, entry->deadline_ms);
 
     /* run_us is the handler's own time (Server-Timing "run"); the job's
-     * start in the scoreboard, for its timeout, includes the parse. */
+     * start in the scoreboard, for its timeout, includes the JSON check. */
     getrusage(RUSAGE_SELF, &before);
     start_us = offload_mono_us();
-    rc = handler->run(input, &output, &herr);
+    rc = offload_job_call(job, w->queue->handler, entry->payload.data,
+                          entry->payload.len);
     run_us = offload_mono_us() - start_us;
     getrusage(RUSAGE_SELF, &after);
 
-    json_decref(input);
-
-    if (rc == OFFLOAD_HANDLER_NOMEM) {
+    if (rc == OFFLOAD_NOMEM) {
         /* Leave the job unanswered and busy in the scoreboard: the
          * supervisor fails this attempt, and a fresh worker may retry. */
-        log_error("%s: job %.*s ran out of memory: %s", w->name,
-                  (int) job->id.len, job->id.data,
-                  herr.message ? herr.message : "no detail");
+        log_error("%s: job %s ran out of memory%s%s", w->name, job->id,
+                  job->message[0] ? ": " : "", job->message);
         w->sb->exit_reason = OFFLOAD_SB_EXIT_OUT_OF_MEMORY;
         _exit(OFFLOAD_WORKER_EXIT_NOMEM);
     }
 
-    if (rc == 0 && output != NULL) {
+    if (job->status == 200) {
         res.version = OFFLOAD_PROTO_VERSION;
-        res.id = job->id;
+        res.id = entry->id;
         res.status = 200;
         res.queue_us = queue_us;
         res.run_us = run_us;
         res.cpu_us = cpu_us(&after) - cpu_us(&before);
         res.rss_kb = after.ru_maxrss - before.ru_maxrss;
 
-        complete(w, entry_id, &job->reply, &res, output);
-        json_decref(output);
+        complete(w, entry_id, &entry->reply, &res, job->result,
+                 job->result_len);
+        offload_job_trim(job, KEEP_BUFFER_MAX);
         job_done(w, 1, run_us);
         return;
     }
 
-    json_decref(output);
-    why = herr.message ? herr.message : "the handler failed";
-    log_info("%s: handler error: %s", w->name, why);
-    complete_error(w, entry_id, &job->id, &job->reply, 422, queue_us,
-                   "handler_error", why);
+    log_info("%s: handler error: %s: %s", w->name, job->code, job->message);
+    complete_error(w, entry_id, &entry->id, &entry->reply, job->status,
+                   queue_us, job->code, job->message);
     job_done(w, 0, run_us);
 }
 
@@ -1285,7 +1253,7 @@ body_length_cb(redisAsyncContext *ac, void *r, void *privdata)
  * entry is read again with the history). */
 static int
 body_read_start(offload_worker_t *w, batch_entry_t *e,
-    const offload_job_t *job)
+    const offload_entry_t *job)
 {
     body_read_t  *b = &w->body;
 
@@ -1313,8 +1281,8 @@ body_read_start(offload_worker_t *w, batch_entry_t *e,
 static int
 run_entry(offload_worker_t *w, batch_entry_t *e)
 {
-    const char     *err;
-    offload_job_t   job;
+    const char       *err;
+    offload_entry_t   job;
 
     if (offload_job_decode(&job, e->fields, e->nfields, &err) != 0) {
         bad_entry(w, &e->id, e->fields, e->nfields, err);
@@ -1721,6 +1689,13 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
         }
     }
 
+    /* After the limits, so that what init loads counts against them. */
+    if (queue->handler->init != NULL && queue->handler->init() != 0) {
+        log_error("%s: the init of handler %s failed", w.name,
+                  queue->handler->name);
+        return 1;
+    }
+
     ev_signal_init(&w.sigusr1, reopen_log_cb, SIGUSR1);
     w.sigusr1.data = &w;
     ev_signal_start(loop, &w.sigusr1);
@@ -1750,6 +1725,7 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     batch_clear(&w);
     free(w.body.buf);
     free(w.body.entry);
+    offload_job_trim(&w.job, 0);
 
     if (w.stage.c != NULL) {
         completion_put(&w, w.stage.c);
@@ -1763,6 +1739,10 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
         w.free_list = c->next;
         free(c->buf);
         free(c);
+    }
+
+    if (queue->handler->fini != NULL) {
+        queue->handler->fini();
     }
 
     log_debug("%s: stopped", w.name);

@@ -27,13 +27,13 @@ str_eq(offload_str_t a, offload_str_t b)
 
 
 static void
-check_round_trip(const offload_job_t *job)
+check_round_trip(const offload_entry_t *job)
 {
     int                    argc;
     size_t                 i, argvlen[OFFLOAD_JOB_ARGC];
     const char            *argv[OFFLOAD_JOB_ARGC], *err = NULL;
     offload_str_t          fields[OFFLOAD_JOB_ARGC];
-    offload_job_t          again;
+    offload_entry_t        again;
     offload_job_scratch_t  scratch;
 
     argc = offload_job_argv(job, "offload:{q}:jobs", &scratch, argv, argvlen);
@@ -64,11 +64,12 @@ check_round_trip(const offload_job_t *job)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char           *copies[MAX_FIELDS];
-    size_t          n = 0, i, len;
-    const char     *p = (const char *) data, *end = p + size, *nl, *err = NULL;
-    offload_job_t   job;
-    offload_str_t   fields[MAX_FIELDS];
+    char             *copies[MAX_FIELDS];
+    size_t            n = 0, i, len;
+    const char       *p = (const char *) data, *end = p + size, *nl;
+    const char       *err = NULL;
+    offload_entry_t   job;
+    offload_str_t     fields[MAX_FIELDS];
 
     while (n < MAX_FIELDS) {
         nl = memchr(p, '\n', (size_t) (end - p));

@@ -22,7 +22,7 @@ static void
 check_queue(const offload_conf_queue_t *q)
 {
     check(offload_queue_name_valid(q->name, strlen(q->name)), "queue name");
-    check(q->handler != NULL, "handler");
+    check(q->handler_name[0] != '\0', "handler");
     check(q->workers >= 1 && q->workers <= OFFLOAD_WORKERS_MAX, "workers");
     check(q->prefetch >= 1 && q->prefetch <= OFFLOAD_PREFETCH_MAX,
           "prefetch");

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "handlers.h"
 #include "log.h"
 #include "tap.h"
 
@@ -18,12 +19,25 @@
 static char  err[OFFLOAD_CONF_ERR_MAX];
 
 
+/* Parses and finds the handlers, as offload-sidecar does. */
 static int
 parse(offload_conf_t *conf, const char *text)
 {
     err[0] = '\0';
-    return offload_conf_parse(conf, "t.conf", text, strlen(text), err,
-                              sizeof(err));
+
+    if (offload_conf_parse(conf, "t.conf", text, strlen(text), err,
+                           sizeof(err))
+        != 0)
+    {
+        return -1;
+    }
+
+    if (offload_handlers_resolve(conf, err, sizeof(err)) != 0) {
+        offload_conf_free(conf);
+        return -1;
+    }
+
+    return 0;
 }
 
 
@@ -180,6 +194,12 @@ test_errors(void)
         "block on a plain directive");
     bad("queue echo {\n handler nope;\n}\n",
         "t.conf:2: unknown handler \"nope\"", "unknown handler");
+    bad("queue echo {\n handler 'a b';\n}\n",
+        "t.conf:2: invalid handler name \"a b\"", "invalid handler name");
+    bad("load_module /nonexistent/x.so;\n" Q,
+        "t.conf:1: cannot load \"/nonexistent/x.so\": /nonexistent/x.so: "
+        "cannot open shared object file: No such file or directory",
+        "a plugin that is not there");
     bad("queue echo {\n workers 2;\n}\n",
         "t.conf:1: queue \"echo\" has no \"handler\"", "queue without handler");
     bad(Q "\nqueue echo { handler sha256; }\n",
@@ -519,6 +539,36 @@ test_resolve(void)
 }
 
 
+/* load_module: repeatable, a relative path is the config file's
+ * folder's. */
+static void
+test_load_module(void)
+{
+    static const char  text[] = "load_module /opt/a.so;\n"
+                                "load_module plugins/b.so;\n" Q;
+    offload_conf_t     conf;
+
+    ok(offload_conf_parse(&conf, "/etc/offload/s.conf", text,
+                          sizeof(text) - 1, err, sizeof(err)) == 0
+       && conf.nmodules == 2, "two load_module");
+    is_str(conf.modules[0].path, "/opt/a.so", "absolute path kept");
+    is_str(conf.modules[1].path, "/etc/offload/plugins/b.so",
+           "relative path from the config's folder");
+    ok(conf.modules[1].line == 2, "its line");
+    offload_conf_free(&conf);
+
+    ok(offload_conf_parse(&conf, "s.conf", text, sizeof(text) - 1, err,
+                          sizeof(err)) == 0
+       && strcmp(conf.modules[1].path, "plugins/b.so") == 0,
+       "a config in the current folder: as written");
+    offload_conf_free(&conf);
+
+    bad("queue echo { load_module /a.so; handler echo; }\n",
+        "t.conf:1: \"load_module\" directive is not allowed here",
+        "load_module in a queue");
+}
+
+
 int
 main(void)
 {
@@ -530,5 +580,6 @@ main(void)
     test_misc();
     test_users();
     test_resolve();
+    test_load_module();
     return done_testing();
 }

@@ -7,47 +7,35 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "handler.h"
+#include "handlers.h"
+#include "job.h"
 #include "tap.h"
 
 
-static offload_handler_error_t  herr;
+static offload_job_t  job;
 
 
-/* Runs a handler on a JSON text; returns its output as compact JSON
- * (malloc'ed), or NULL with herr set. */
+/* Runs a built-in handler on a JSON text; returns its result (malloc'ed),
+ * or NULL with job.message saying why. */
 static char *
 run(const char *name, const char *input)
 {
-    int                       rc;
-    char                     *text;
-    json_t                   *in, *out = NULL;
-    json_error_t              jerr;
-    const offload_handler_t  *h = offload_handler_find(name);
-
-    herr.message = NULL;
+    const offload_handler_t  *h = offload_builtin_find(name);
 
     if (h == NULL) {
+        snprintf(job.message, sizeof(job.message), "no handler %s", name);
         return NULL;
     }
 
-    in = json_loads(input, JSON_DECODE_ANY, &jerr);
-    if (in == NULL) {
-        printf("# bad test input %s: %s\n", input, jerr.text);
+    offload_job_set(&job, "0123", 4, "", 0, 1, 0);
+
+    if (offload_job_call(&job, h, input, strlen(input)) != OFFLOAD_OK
+        || job.status != 200)
+    {
         return NULL;
     }
 
-    rc = h->run(in, &out, &herr);
-    json_decref(in);
-
-    if (rc != 0) {
-        json_decref(out);
-        return NULL;
-    }
-
-    text = json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY);
-    json_decref(out);
-    return text;
+    return strndup(job.result, job.result_len);
 }
 
 
@@ -58,7 +46,7 @@ expect(const char *name, const char *input, const char *want)
 
     is_str(got, want, "%s %s", name, input);
     if (got == NULL) {
-        printf("#   error: %s\n", herr.message ? herr.message : "-");
+        printf("#   error: %s\n", job.message);
     }
     free(got);
 }
@@ -70,7 +58,7 @@ expect_error(const char *name, const char *input, const char *want)
     char  *got = run(name, input);
 
     ok(got == NULL, "%s %s fails", name, input);
-    is_str(herr.message, want, "%s %s: message", name, input);
+    is_str(job.message, want, "%s %s: message", name, input);
     free(got);
 }
 
@@ -78,11 +66,123 @@ expect_error(const char *name, const char *input, const char *want)
 static void
 test_registry(void)
 {
-    ok(offload_handler_find("echo") == &offload_handler_echo, "find echo");
-    ok(offload_handler_find("events.aggregate") == &offload_handler_aggregate,
+    const offload_handler_t  *echo = offload_builtin_find("echo");
+
+    ok(echo != NULL && strcmp(echo->name, "echo") == 0, "find echo");
+    ok(offload_builtin_find("events.aggregate") != NULL,
        "find events.aggregate");
-    ok(offload_handler_find("nope") == NULL, "unknown name");
-    ok(offload_handler_find("") == NULL, "empty name");
+    ok(offload_builtin_find("nope") == NULL, "unknown name");
+    ok(offload_builtin_find("") == NULL, "empty name");
+    ok(!offload_handler_is_fault(echo), "echo is no fault handler");
+    ok(offload_handler_is_fault(offload_builtin_find("crash")),
+       "crash is a fault handler");
+}
+
+
+/* Handlers that answer in each way offload.h allows, or misbehave. */
+static int
+answers_nothing(offload_job_t *j, const char *payload, size_t len)
+{
+    (void) j;
+    (void) payload;
+    (void) len;
+    return OFFLOAD_OK;
+}
+
+
+static int
+answers_garbage(offload_job_t *j, const char *payload, size_t len)
+{
+    (void) payload;
+    (void) len;
+    offload_job_result(j, "{\"a\":", 5);
+    return OFFLOAD_OK;
+}
+
+
+static int
+fails_with_code(offload_job_t *j, const char *payload, size_t len)
+{
+    return offload_job_fail(j, len > 2 ? "no_text" : "bad code!",
+                            "payload %.*s", (int) len, payload);
+}
+
+
+static int
+returns_error(offload_job_t *j, const char *payload, size_t len)
+{
+    offload_job_result(j, payload, len);
+    return OFFLOAD_ERROR;
+}
+
+
+static int
+tells_all(offload_job_t *j, const char *payload, size_t len)
+{
+    char  buf[300];
+    int   n;
+
+    (void) payload;
+    (void) len;
+    n = snprintf(buf, sizeof(buf), "[\"%s\",\"%s\",%d,%lld]",
+                 offload_job_id(j), offload_job_request_id(j),
+                 offload_job_attempt(j), (long long) offload_job_deadline(j));
+    return offload_job_result(j, buf, (size_t) n);
+}
+
+
+static void
+call(int (*run)(offload_job_t *, const char *, size_t), const char *payload)
+{
+    offload_handler_t  h = { "test", run, NULL, NULL };
+
+    offload_job_set(&job, "abc", 3, "rid-1", 5, 2, 1700000000123LL);
+    ok(offload_job_call(&job, &h, payload, strlen(payload)) == OFFLOAD_OK,
+       "call on %s", payload);
+}
+
+
+static void
+test_job(void)
+{
+    char  *text;
+
+    call(answers_nothing, "{}");
+    ok(job.status == 500 && strcmp(job.code, "bad_result") == 0,
+       "no answer: 500 bad_result (%d %s)", job.status, job.code);
+
+    call(answers_garbage, "{}");
+    ok(job.status == 500 && strcmp(job.code, "bad_result") == 0,
+       "a result that is not JSON: 500 bad_result");
+    is_str(job.message, "the handler's result is not JSON: unexpected end "
+           "of input at byte 5", "bad result: message");
+
+    call(fails_with_code, "[1]");
+    ok(job.status == 422 && strcmp(job.code, "no_text") == 0,
+       "fail: 422 with the handler's code");
+    is_str(job.message, "payload [1]", "fail: the handler's message");
+
+    call(fails_with_code, "1");
+    is_str(job.code, "handler_error", "an invalid code: handler_error");
+
+    call(returns_error, "[2]");
+    ok(job.status == 422 && strcmp(job.code, "handler_error") == 0,
+       "a result, then OFFLOAD_ERROR without a message: 422");
+
+    call(tells_all, "{\"x\": [1, {}]}");
+    ok(job.status == 200, "accessors: 200");
+    text = strndup(job.result, job.result_len);
+    is_str(text, "[\"abc\",\"rid-1\",2,1700000000123]", "accessors");
+    free(text);
+
+    call(tells_all, "{\"x\": ");
+    ok(job.status == 422 && strncmp(job.message, "invalid JSON payload: ",
+                                    22) == 0,
+       "a payload that is not JSON never reaches the handler: %s",
+       job.message);
+
+    offload_job_trim(&job, 0);
+    ok(job.result == NULL && job.result_cap == 0, "trim frees the result");
 }
 
 
@@ -239,6 +339,7 @@ int
 main(void)
 {
     test_registry();
+    test_job();
     test_echo();
     test_sha256();
     test_spin_sleep();

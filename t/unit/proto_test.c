@@ -218,7 +218,7 @@ test_job(void)
     const char            *argv[OFFLOAD_JOB_ARGC], *err;
     size_t                 argvlen[OFFLOAD_JOB_ARGC];
     offload_str_t          fields[OFFLOAD_JOB_ARGC];
-    offload_job_t          in, out;
+    offload_entry_t        in, out;
     offload_job_scratch_t  scratch;
 
     memset(&in, 0, sizeof(in));

@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "clock.h"
+#include "handlers.h"
 #include "supervisor.h"
 #include "tap.h"
 
@@ -84,7 +85,7 @@ main(void)
     strcpy(conf.node_name, "alpha");
     conf.heartbeat_ms = 1000;
     strcpy(queue.name, "sha256");
-    queue.handler = offload_handler_find("sha256");
+    queue.handler = offload_builtin_find("sha256");
     queue.workers = 2;
     conf.queues = &queue;
     conf.nqueues = 1;

@@ -1,5 +1,5 @@
 /*
- * handler_aggregate.c -- "events.aggregate": summary statistics of a batch
+ * aggregate.c -- "events.aggregate": summary statistics of a batch
  * of events, per event type.
  *
  * Input: [{"type": string, "value": number, "ts": number}, ...], or the same
@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "handler.h"
+#include "builtin.h"
 
 
 typedef struct {
@@ -184,37 +184,39 @@ type_summary(agg_type_t *type)
 
 
 static int
-check_event(json_t *event, size_t index, offload_handler_error_t *err)
+check_event(offload_job_t *job, json_t *event, size_t index)
 {
     json_t  *v;
 
     if (!json_is_object(event)) {
-        return offload_handler_fail(err, "event %zu: not an object", index);
+        return offload_job_fail(job, NULL, "event %zu: not an object",
+                                index);
     }
 
     if (!json_is_string(json_object_get(event, "type"))) {
-        return offload_handler_fail(err, "event %zu: \"type\" must be a string",
-                                    index);
+        return offload_job_fail(job, NULL,
+                                "event %zu: \"type\" must be a string",
+                                index);
     }
 
     v = json_object_get(event, "value");
     if (!json_is_number(v)) {
-        return offload_handler_fail(err,
-                                    "event %zu: \"value\" must be a number",
-                                    index);
+        return offload_job_fail(job, NULL,
+                                "event %zu: \"value\" must be a number",
+                                index);
     }
 
     if (!json_is_number(json_object_get(event, "ts"))) {
-        return offload_handler_fail(err, "event %zu: \"ts\" must be a number",
-                                    index);
+        return offload_job_fail(job, NULL,
+                                "event %zu: \"ts\" must be a number", index);
     }
 
-    return 0;
+    return OFFLOAD_OK;
 }
 
 
 static int
-aggregate_run(json_t *input, json_t **output, offload_handler_error_t *err)
+aggregate_work(offload_job_t *job, json_t *input, json_t **output)
 {
     size_t        i, n;
     json_t       *events, *event, *type, *types, *summary, *out = NULL;
@@ -224,8 +226,8 @@ aggregate_run(json_t *input, json_t **output, offload_handler_error_t *err)
     events = json_is_object(input) ? json_object_get(input, "events") : input;
 
     if (!json_is_array(events)) {
-        return offload_handler_fail(err, "input must be an array of events "
-                                    "or {\"events\": [...]}");
+        return offload_job_fail(job, NULL, "input must be an array of "
+                                "events or {\"events\": [...]}");
     }
 
     n = json_array_size(events);
@@ -233,7 +235,7 @@ aggregate_run(json_t *input, json_t **output, offload_handler_error_t *err)
     for (i = 0; i < n; i++) {
         event = json_array_get(events, i);
 
-        if (check_event(event, i, err) != 0) {
+        if (check_event(job, event, i) != OFFLOAD_OK) {
             goto failed;
         }
 
@@ -245,7 +247,7 @@ aggregate_run(json_t *input, json_t **output, offload_handler_error_t *err)
             || type_add(t, json_number_value(json_object_get(event, "value")))
                != 0)
         {
-            offload_handler_fail(err, "out of memory");
+            offload_job_fail(job, NULL, "out of memory");
             goto failed;
         }
     }
@@ -253,7 +255,7 @@ aggregate_run(json_t *input, json_t **output, offload_handler_error_t *err)
     types = json_object();
     out = json_pack("{s:I,s:o}", "count", (json_int_t) n, "types", types);
     if (out == NULL) {
-        offload_handler_fail(err, "out of memory");
+        offload_job_fail(job, NULL, "out of memory");
         goto failed;
     }
 
@@ -267,23 +269,35 @@ aggregate_run(json_t *input, json_t **output, offload_handler_error_t *err)
         if (summary == NULL
             || json_object_setn_new(types, t->name, t->len, summary) != 0)
         {
-            offload_handler_fail(err, "out of memory");
+            offload_job_fail(job, NULL, "out of memory");
             goto failed;
         }
     }
 
     table_free(&table);
     *output = out;
-    return 0;
+    return OFFLOAD_OK;
 
 failed:
 
     json_decref(out);
     table_free(&table);
-    return -1;
+    return OFFLOAD_ERROR;
 }
 
 
-const offload_handler_t  offload_handler_aggregate = {
-    "events.aggregate", aggregate_run, 0
+static int
+aggregate_run(offload_job_t *job, const char *payload, size_t len)
+{
+    return offload_builtin_json(job, payload, len, aggregate_work);
+}
+
+
+static const offload_handler_t  handlers[] = {
+    { "events.aggregate", aggregate_run, NULL, NULL },
+    { NULL, NULL, NULL, NULL }
+};
+
+const offload_module_t  offload_builtin_aggregate = {
+    OFFLOAD_ABI_VERSION, handlers
 };

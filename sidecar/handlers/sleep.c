@@ -1,25 +1,25 @@
 /*
- * handler_sleep.c -- "sleep": {"ms": 0..600000} sleeps that long and answers
+ * sleep.c -- "sleep": {"ms": 0..600000} sleeps that long and answers
  * {"ms": <ms slept>}.  A stand-in for work that waits on something else.
  */
 
 #include <errno.h>
 
 #include "clock.h"
-#include "handler.h"
+#include "builtin.h"
 
 #define SLEEP_MAX_MS  600000
 
 
 static int
-sleep_run(json_t *input, json_t **output, offload_handler_error_t *err)
+sleep_work(offload_job_t *job, json_t *input, json_t **output)
 {
     json_int_t       ms;
     int64_t          start;
     struct timespec  left;
 
-    if (offload_handler_ms_input(input, SLEEP_MAX_MS, &ms, err) != 0) {
-        return -1;
+    if (offload_builtin_ms_input(job, input, SLEEP_MAX_MS, &ms) != OFFLOAD_OK) {
+        return OFFLOAD_ERROR;
     }
 
     start = offload_mono_us();
@@ -33,8 +33,22 @@ sleep_run(json_t *input, json_t **output, offload_handler_error_t *err)
 
     *output = json_pack("{s:I}", "ms",
                         (json_int_t) ((offload_mono_us() - start) / 1000));
-    return 0;
+    return OFFLOAD_OK;
 }
 
 
-const offload_handler_t  offload_handler_sleep = { "sleep", sleep_run, 0 };
+static int
+sleep_run(offload_job_t *job, const char *payload, size_t len)
+{
+    return offload_builtin_json(job, payload, len, sleep_work);
+}
+
+
+static const offload_handler_t  handlers[] = {
+    { "sleep", sleep_run, NULL, NULL },
+    { NULL, NULL, NULL, NULL }
+};
+
+const offload_module_t  offload_builtin_sleep = {
+    OFFLOAD_ABI_VERSION, handlers
+};

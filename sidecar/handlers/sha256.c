@@ -1,5 +1,5 @@
 /*
- * handler_sha256.c -- "sha256": {"data": "<string>", "rounds": 1..10000000}
+ * sha256.c -- "sha256": {"data": "<string>", "rounds": 1..10000000}
  * answers {"hex": "<64 hex digits>"}.
  *
  * Round 1 hashes the bytes of data (its UTF-8 encoding, as decoded from the
@@ -14,7 +14,7 @@
 
 #include <openssl/evp.h>
 
-#include "handler.h"
+#include "builtin.h"
 
 #define SHA256_MAX_ROUNDS  10000000
 #define SHA256_LEN         32
@@ -60,7 +60,7 @@ done:
 
 
 static int
-sha256_run(json_t *input, json_t **output, offload_handler_error_t *err)
+sha256_work(offload_job_t *job, json_t *input, json_t **output)
 {
     static const char  hexdigits[] = "0123456789abcdef";
 
@@ -72,20 +72,20 @@ sha256_run(json_t *input, json_t **output, offload_handler_error_t *err)
     int             i;
 
     if (!json_is_object(input)) {
-        return offload_handler_fail(err, "input must be an object "
-                                    "{\"data\": string, \"rounds\": n}");
+        return offload_job_fail(job, NULL, "input must be an object "
+                                "{\"data\": string, \"rounds\": n}");
     }
 
     data = json_object_get(input, "data");
     if (!json_is_string(data)) {
-        return offload_handler_fail(err, "\"data\" must be a string");
+        return offload_job_fail(job, NULL, "\"data\" must be a string");
     }
 
-    if (offload_handler_int_member(input, "rounds", 1, SHA256_MAX_ROUNDS,
-                                   &rounds, err)
-        != 0)
+    if (offload_builtin_int_member(job, input, "rounds", 1,
+                                   SHA256_MAX_ROUNDS, &rounds)
+        != OFFLOAD_OK)
     {
-        return -1;
+        return OFFLOAD_ERROR;
     }
 
     if (md == NULL) {
@@ -93,7 +93,8 @@ sha256_run(json_t *input, json_t **output, offload_handler_error_t *err)
          * fault is not its own, but no other worker would do better */
         md = EVP_MD_fetch(NULL, "SHA256", NULL);
         if (md == NULL) {
-            return offload_handler_fail(err, "libcrypto offers no SHA-256");
+            return offload_job_fail(job, NULL,
+                                    "libcrypto offers no SHA-256");
         }
     }
 
@@ -102,7 +103,7 @@ sha256_run(json_t *input, json_t **output, offload_handler_error_t *err)
         != 0)
     {
         /* with the digest at hand, libcrypto fails only to allocate */
-        return OFFLOAD_HANDLER_NOMEM;
+        return OFFLOAD_NOMEM;
     }
 
     for (i = 0; i < SHA256_LEN; i++) {
@@ -112,8 +113,22 @@ sha256_run(json_t *input, json_t **output, offload_handler_error_t *err)
     hex[2 * SHA256_LEN] = '\0';
 
     *output = json_pack("{s:s}", "hex", hex);
-    return 0;
+    return OFFLOAD_OK;
 }
 
 
-const offload_handler_t  offload_handler_sha256 = { "sha256", sha256_run, 0 };
+static int
+sha256_run(offload_job_t *job, const char *payload, size_t len)
+{
+    return offload_builtin_json(job, payload, len, sha256_work);
+}
+
+
+static const offload_handler_t  handlers[] = {
+    { "sha256", sha256_run, NULL, NULL },
+    { NULL, NULL, NULL, NULL }
+};
+
+const offload_module_t  offload_builtin_sha256 = {
+    OFFLOAD_ABI_VERSION, handlers
+};

@@ -1,0 +1,107 @@
+/*
+ * offload.h -- the interface between offload's workers and the handlers
+ * that do their jobs: the only header a handler plugin includes.
+ *
+ * A plugin is a shared object that defines one symbol, offload_module, an
+ * offload_module_t naming the ABI version it was built for and its
+ * handlers.  The sidecar loads it with `load_module /path/to/lib.so;`
+ * before it forks its workers; a queue runs one of its handlers by name
+ * (`handler example.reverse;`).
+ *
+ * A handler runs in a worker process, one job at a time, and may block and
+ * burn CPU as long as the job needs: the supervisor enforces the queue's
+ * timeout and memory limit, restarts a worker that crashes and runs the job
+ * again or dead-letters it.  It gets the job's payload as the bytes of one
+ * well-formed JSON text (checked by offload before the call) and answers
+ * with offload_job_result() or fails with offload_job_fail().
+ *
+ * Compatibility: a plugin built against version N of this header runs on a
+ * sidecar that speaks version N.  Members are only ever added at the end of
+ * the structs, with a new version.
+ */
+
+#ifndef OFFLOAD_H
+#define OFFLOAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define OFFLOAD_ABI_VERSION  1
+
+/* What a handler's run returns. */
+#define OFFLOAD_OK      0   /* answered with offload_job_result() */
+#define OFFLOAD_ERROR  -1   /* failed with offload_job_fail() */
+#define OFFLOAD_NOMEM  -2   /* out of memory: the worker exits without an
+                               answer, the attempt fails and a fresh worker
+                               may run the job again */
+
+/* The job being run: valid only during the handler's run. */
+typedef struct offload_job_s  offload_job_t;
+
+typedef struct {
+    /* What a queue's `handler` names, e.g. "example.reverse": letters,
+     * digits, '.', '_' and '-'; unique among every loaded handler. */
+    const char  *name;
+
+    /* Runs one job; payload is len bytes, not NUL-terminated. */
+    int        (*run)(offload_job_t *job, const char *payload, size_t len);
+
+    /* Optional (NULL): once in each worker process that runs this handler,
+     * after it is forked and before its first job (load a model, open a
+     * cache).  Non-zero: the worker exits, which counts as a crash of its
+     * slot. */
+    int        (*init)(void);
+
+    /* Optional (NULL): when such a worker stops normally. */
+    void       (*fini)(void);
+} offload_handler_t;
+
+typedef struct {
+    unsigned int              abi_version;  /* OFFLOAD_ABI_VERSION, first */
+    const offload_handler_t  *handlers;     /* ends with { NULL } */
+} offload_module_t;
+
+/* A plugin defines:
+ *     const offload_module_t  offload_module = { OFFLOAD_ABI_VERSION, h };
+ */
+extern const offload_module_t  offload_module;
+
+
+/* The job's id (32 hex digits), NUL-terminated. */
+const char *offload_job_id(const offload_job_t *job);
+
+/* The request id nginx gave it ($request_id), or "" if none. */
+const char *offload_job_request_id(const offload_job_t *job);
+
+/* 1 on the first run, 2 when a worker died under the first, ... */
+int offload_job_attempt(const offload_job_t *job);
+
+/* When the client stops waiting, in ms since the epoch; 0: no deadline. */
+int64_t offload_job_deadline(const offload_job_t *job);
+
+/* Answers the job with len bytes of JSON, copied: the caller keeps its
+ * buffer.  Returns OFFLOAD_OK, or OFFLOAD_ERROR if json is not one
+ * well-formed JSON text (the job then fails with 500 bad_result) or
+ * OFFLOAD_NOMEM.  A later call replaces the answer. */
+int offload_job_result(offload_job_t *job, const char *json, size_t len);
+
+/* Fails the job: the client gets 422 and {"error": {"code": code,
+ * "message": ...}}.  code is letters, digits and '_' (NULL or anything
+ * else: "handler_error"); the message is printf-formatted and cut at 255
+ * bytes.  Returns OFFLOAD_ERROR, for `return offload_job_fail(...);`. */
+int offload_job_fail(offload_job_t *job, const char *code,
+    const char *fmt, ...)
+#ifdef __GNUC__
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* OFFLOAD_H */

@@ -1,0 +1,206 @@
+/*
+ * job.c -- the job handle (job.h): offload.h's accessors, the answer a
+ * handler leaves in it, and how that answer becomes a status.
+ *
+ * A handler's result is copied into a buffer the handle keeps from job to
+ * job, so a worker allocates for results only while they grow.  It is
+ * checked to be one JSON text, as every payload is before the handler sees
+ * it: nginx answers the bytes as application/json without looking again.
+ */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "job.h"
+#include "offload_proto.h"
+
+#define DEFAULT_CODE  "handler_error"
+
+
+static void
+copy_str(char *dst, const char *src, size_t len)
+{
+    if (len > OFFLOAD_JOB_STR_MAX) {
+        len = OFFLOAD_JOB_STR_MAX;
+    }
+
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+
+void
+offload_job_set(offload_job_t *job, const char *id, size_t idlen,
+    const char *request_id, size_t ridlen, int attempt, int64_t deadline_ms)
+{
+    copy_str(job->id, id, idlen);
+    copy_str(job->request_id, request_id, ridlen);
+    job->attempt = attempt;
+    job->deadline_ms = deadline_ms;
+    job->status = 0;
+    job->result_len = 0;
+    job->code[0] = '\0';
+    job->message[0] = '\0';
+}
+
+
+const char *
+offload_job_id(const offload_job_t *job)
+{
+    return job->id;
+}
+
+
+const char *
+offload_job_request_id(const offload_job_t *job)
+{
+    return job->request_id;
+}
+
+
+int
+offload_job_attempt(const offload_job_t *job)
+{
+    return job->attempt;
+}
+
+
+int64_t
+offload_job_deadline(const offload_job_t *job)
+{
+    return job->deadline_ms;
+}
+
+
+static void
+set_error(offload_job_t *job, int status, const char *code,
+    const char *message)
+{
+    job->status = status;
+    job->result_len = 0;
+    snprintf(job->code, sizeof(job->code), "%s", code);
+    snprintf(job->message, sizeof(job->message), "%s", message);
+}
+
+
+int
+offload_job_result(offload_job_t *job, const char *json, size_t len)
+{
+    char         why[OFFLOAD_JOB_MESSAGE_MAX];
+    char        *buf;
+    size_t       offset;
+    const char  *err;
+
+    if (offload_json_check(json, len, &offset, &err) != 0) {
+        snprintf(why, sizeof(why), "the handler's result is not JSON: %s "
+                 "at byte %zu", err, offset);
+        set_error(job, 500, "bad_result", why);
+        return OFFLOAD_ERROR;
+    }
+
+    if (len > job->result_cap) {
+        buf = realloc(job->result, len);
+        if (buf == NULL) {
+            return OFFLOAD_NOMEM;
+        }
+
+        job->result = buf;
+        job->result_cap = len;
+    }
+
+    memcpy(job->result, json, len);
+    job->result_len = len;
+    job->status = 200;
+    return OFFLOAD_OK;
+}
+
+
+static int
+valid_code(const char *code)
+{
+    size_t  i, n = strlen(code);
+
+    if (n == 0 || n >= OFFLOAD_JOB_CODE_MAX) {
+        return 0;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (!(code[i] == '_' || (code[i] >= 'a' && code[i] <= 'z')
+              || (code[i] >= 'A' && code[i] <= 'Z')
+              || (code[i] >= '0' && code[i] <= '9')))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+int
+offload_job_fail(offload_job_t *job, const char *code, const char *fmt, ...)
+{
+    va_list  ap;
+
+    job->status = 422;
+    job->result_len = 0;
+    snprintf(job->code, sizeof(job->code), "%s",
+             code != NULL && valid_code(code) ? code : DEFAULT_CODE);
+
+    va_start(ap, fmt);
+    vsnprintf(job->message, sizeof(job->message), fmt, ap);
+    va_end(ap);
+
+    return OFFLOAD_ERROR;
+}
+
+
+int
+offload_job_call(offload_job_t *job, const offload_handler_t *handler,
+    const char *payload, size_t len)
+{
+    int          rc;
+    size_t       offset;
+    const char  *err;
+
+    if (offload_json_check(payload, len, &offset, &err) != 0) {
+        offload_job_fail(job, NULL, "invalid JSON payload: %s at byte %zu",
+                         err, offset);
+        return OFFLOAD_OK;
+    }
+
+    rc = handler->run(job, payload, len);
+
+    if (rc == OFFLOAD_NOMEM) {
+        return OFFLOAD_NOMEM;
+    }
+
+    /* A failure or a result that is not JSON stands, whatever run
+     * returned; otherwise run's return says which of the two it meant. */
+    if (job->status == 422 || job->status == 500) {
+        return OFFLOAD_OK;
+    }
+
+    if (rc != OFFLOAD_OK) {
+        set_error(job, 422, DEFAULT_CODE, "the handler failed");
+
+    } else if (job->status != 200) {
+        set_error(job, 500, "bad_result", "the handler answered nothing");
+    }
+
+    return OFFLOAD_OK;
+}
+
+
+void
+offload_job_trim(offload_job_t *job, size_t keep)
+{
+    if (job->result_cap > keep) {
+        free(job->result);
+        job->result = NULL;
+        job->result_cap = 0;
+        job->result_len = 0;
+    }
+}

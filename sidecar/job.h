@@ -1,0 +1,49 @@
+/*
+ * job.h -- the job handle a handler gets (offload.h's offload_job_t) and
+ * the one way to call a handler with it.
+ */
+
+#ifndef OFFLOAD_JOB_H
+#define OFFLOAD_JOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "offload.h"
+
+#define OFFLOAD_JOB_CODE_MAX     64
+#define OFFLOAD_JOB_MESSAGE_MAX  256
+#define OFFLOAD_JOB_STR_MAX      128
+
+struct offload_job_s {
+    char      id[OFFLOAD_JOB_STR_MAX + 1];
+    char      request_id[OFFLOAD_JOB_STR_MAX + 1];
+    int       attempt;
+    int64_t   deadline_ms;
+
+    /* The answer: what the handler last left (offload_job_call() sets
+     * status to 200, 422 or 500 from it). */
+    int       status;
+    char     *result;               /* the copy of a result, kept and
+                                       reused from job to job */
+    size_t    result_len;
+    size_t    result_cap;
+    char      code[OFFLOAD_JOB_CODE_MAX];
+    char      message[OFFLOAD_JOB_MESSAGE_MAX];
+};
+
+/* Fills in what the accessors give for the next job (strings are cut at
+ * OFFLOAD_JOB_STR_MAX) and forgets the last answer. */
+void offload_job_set(offload_job_t *job, const char *id, size_t idlen,
+    const char *request_id, size_t ridlen, int attempt, int64_t deadline_ms);
+
+/* Checks that the payload is one JSON text, then runs the handler on it.
+ * Returns OFFLOAD_NOMEM, or OFFLOAD_OK with job->status: 200 with
+ * job->result, or an error status with job->code and job->message. */
+int offload_job_call(offload_job_t *job, const offload_handler_t *handler,
+    const char *payload, size_t len);
+
+/* Frees the result buffer when it grew over keep bytes (0: always). */
+void offload_job_trim(offload_job_t *job, size_t keep);
+
+#endif /* OFFLOAD_JOB_H */
