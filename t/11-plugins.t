@@ -1,0 +1,189 @@
+#!/usr/bin/perl
+# C handler plugins (load_module, docs/HANDLERS.md): the example plugin
+# built as the docs show, its handlers through nginx, per-worker init and
+# fini, what `offload-sidecar -t` refuses, an init that fails, and a
+# result that is not JSON.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use OffloadTest;
+
+my $dir = tmpdir();
+my $root = "$FindBin::Bin/..";
+my $sidecar = build_path('offload-sidecar');
+my $cc = $ENV{CC} // 'cc';
+
+# ---- the example, built with the command docs/HANDLERS.md shows
+my ($cmd) = slurp("$root/docs/HANDLERS.md")
+    =~ /Build your own\s+the same way:\n\n```sh\n(.*?)\n```/s;
+ok($cmd, 'docs/HANDLERS.md shows how to build a plugin') or BAIL_OUT('no');
+$cmd =~ s/\\\n\s*/ /g;
+$cmd =~ s/-o offload_example\.so/-o $dir\/offload_example.so/;
+my $out = `cd $root && $cmd 2>&1`;
+is($?, 0, "the documented command builds it: $cmd") or diag($out);
+ok(-f "$dir/offload_example.so", 'offload_example.so built');
+ok(-f build_path('examples/offload_example.so'),
+    'make built build/examples/offload_example.so too');
+
+# ---- plugins that are wrong, each refused by -t with file:line
+sub plugin {
+    my ($name, $c) = @_;
+    spew("$dir/$name.c", "#include \"offload.h\"\n$c");
+    my $inc = "$root/sidecar/include";
+    my $o = `$cc -shared -fPIC -I$inc -o $dir/$name.so $dir/$name.c 2>&1`;
+    is($?, 0, "plugin $name compiles") or diag($o);
+    return "$dir/$name.so";
+}
+
+my $run = 'static int run(offload_job_t *j, const char *p, size_t n) '
+    . '{ return offload_job_result(j, p, n); }' . "\n";
+my $nosym = plugin('nosym', $run . 'int not_a_module;');
+my $abi = plugin('abi', $run . 'static const offload_handler_t h[] = '
+    . '{ { "t.abi", run, 0, 0 }, { 0 } };'
+    . 'const offload_module_t offload_module = { 99, h };');
+my $dup = plugin('dup', $run . 'static const offload_handler_t h[] = '
+    . '{ { "example.reverse", run, 0, 0 }, { 0 } };'
+    . 'const offload_module_t offload_module = { OFFLOAD_ABI_VERSION, h };');
+my $shadow = plugin('shadow', $run . 'static const offload_handler_t h[] = '
+    . '{ { "echo", run, 0, 0 }, { 0 } };'
+    . 'const offload_module_t offload_module = { OFFLOAD_ABI_VERSION, h };');
+my $undef = plugin('undef', 'int missing_symbol(void);'
+    . 'static int run(offload_job_t *j, const char *p, size_t n) '
+    . '{ (void) j; (void) p; (void) n; return missing_symbol(); }'
+    . 'static const offload_handler_t h[] = '
+    . '{ { "t.undef", run, 0, 0 }, { 0 } };'
+    . 'const offload_module_t offload_module = { OFFLOAD_ABI_VERSION, h };');
+
+my $example = "$dir/offload_example.so";
+my $queue = "queue r { handler example.reverse; }\n";
+
+sub sidecar_t {
+    my ($name, $text) = @_;
+    my $file = "$dir/$name.conf";
+    spew($file, $text);
+    my $o = `$sidecar -t -c $file 2>&1`;
+    return ($? >> 8, $o, $file);
+}
+
+my ($rc, $msg, $file) = sidecar_t('good', "load_module $example;\n$queue");
+is($rc, 0, '-t: the example loads') or diag($msg);
+
+for my $case (
+    [ 'missing', "\nload_module $dir/nope.so;\n$queue",
+      qr/^\Q$dir\E\/missing\.conf:2: cannot load "\Q$dir\E\/nope\.so": .*No such file/ ],
+    [ 'nosym', "load_module $nosym;\n$queue",
+      qr/^\Q$dir\E\/nosym\.conf:1: "\Q$nosym\E" defines no "offload_module" symbol/ ],
+    [ 'abi', "load_module $abi;\n$queue",
+      qr/:1: "\Q$abi\E" was built for handler ABI version 99; this sidecar speaks version 1/ ],
+    [ 'dup', "load_module $example;\nload_module $dup;\n$queue",
+      qr/:2: handler "example\.reverse" of "\Q$dup\E" is already defined by \Q$example\E/ ],
+    [ 'shadow', "load_module $shadow;\n$queue",
+      qr/:1: handler "echo" of "\Q$shadow\E" is already defined by a built-in handler/ ],
+    [ 'undef', "load_module $undef;\n$queue",
+      qr/:1: cannot load "\Q$undef\E": .*undefined symbol: missing_symbol/ ],
+    [ 'unknown', "load_module $example;\nqueue r {\n handler example.nope;\n}\n",
+      qr/:3: unknown handler "example\.nope"/ ],
+) {
+    my ($name, $text, $want) = @$case;
+    ($rc, $msg) = sidecar_t($name, $text);
+    is($rc, 1, "-t refuses $name");
+    like($msg, $want, "-t: $name: the message names file:line");
+}
+
+# A relative path is the config file's folder's.
+($rc, $msg) = sidecar_t('relative', "load_module offload_example.so;\n$queue");
+is($rc, 0, '-t: a path relative to the config file') or diag($msg);
+
+# ---- the example's handlers through nginx
+my $bad = plugin('badresult', 'static int run(offload_job_t *j, '
+    . 'const char *p, size_t n) { (void) p; (void) n; '
+    . 'return offload_job_result(j, "{nope", 5); }'
+    . 'static int fails(void) { return -1; }'
+    . 'static const offload_handler_t h[] = '
+    . '{ { "t.garbage", run, 0, 0 }, { "t.noinit", run, fails, 0 }, { 0 } };'
+    . 'const offload_module_t offload_module = { OFFLOAD_ABI_VERSION, h };');
+
+start_redis();
+start_sidecar(conf => <<"CONF");
+load_module $example;
+load_module $bad;
+queue reverse { handler example.reverse; workers 1; }
+queue counter { handler example.counter; workers 2; }
+queue garbage { handler t.garbage; workers 1; }
+CONF
+start_nginx(http => <<'HTTP');
+server {
+    listen 127.0.0.1:@PORT@;
+    offload_redis @REDIS@;
+    location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
+}
+HTTP
+ok(wait_nginx_ready('/jobs/reverse', '{"text":""}'), 'stack ready');
+
+my $r = post_json('/jobs/reverse', '{"text":"abc"}');
+is($r->{status}, 200, 'example.reverse: 200');
+is($r->{content}, '{"text":"cba"}', 'example.reverse: abc -> cba');
+
+$r = post_json('/jobs/reverse', qq({"text":"h\\u00e9llo \xe2\x82\xac"}));
+is($r->{content}, qq({"text":"\xe2\x82\xac oll\xc3\xa9h"}),
+    'example.reverse: by character, UTF-8 stays valid');
+
+$r = post_json('/jobs/reverse', '{"txt":"abc"}');
+is($r->{status}, 422, 'example.reverse without text: 422');
+is($r->{json} && $r->{json}{error}{code}, 'bad_input',
+    'the plugin\'s own error code');
+like($r->{json} && $r->{json}{error}{message}, qr/string "text"/,
+    'and its message');
+
+$r = post_json('/jobs/garbage', '{}');
+is($r->{status}, 500, 'a result that is not JSON: 500');
+is($r->{json} && $r->{json}{error}{code}, 'bad_result', 'bad_result');
+
+# init ran once per worker, after the fork: each worker counts its own
+# jobs from 1, under its own pid, which is a worker the sidecar runs.
+my %seen;
+for (1 .. 12) {
+    $r = post_json('/jobs/counter', '{}');
+    my $j = $r->{json} or next;
+    push @{ $seen{$j->{pid}} }, $j->{jobs};
+}
+my @workers = grep { $_ } @{ worker_pids()->{counter} || [] };
+ok(@workers == 2, 'two counter workers');
+for my $pid (keys %seen) {
+    ok((grep { $_ == $pid } @workers), "pid $pid is a counter worker");
+    my @n = @{ $seen{$pid} };
+    is_deeply(\@n, [1 .. @n], "worker $pid counted its jobs from 1");
+}
+is(eval { my $t = 0; $t += @$_ for values %seen; $t }, 12, '12 answers');
+
+# fini: when the workers stop normally, each says what it did.
+my $log = tmpdir() . '/sidecar.log';
+my $stderr = tmpdir() . '/sidecar.stderr';
+stop_nginx();
+stop_sidecar();
+my $said = slurp($stderr) . slurp($log);
+for my $pid (keys %seen) {
+    my $n = @{ $seen{$pid} };
+    like($said, qr/example\.counter: worker $pid ran $n jobs/,
+        "fini of worker $pid ran");
+}
+
+# ---- an init that fails is a crash of its slot: a crash loop under the
+# restart intensity, the pool failed, not a busy loop.
+my $conf2 = "$dir/noinit.conf";
+spew($conf2, "redis 127.0.0.1:" . redis_port() . ";\nnode_name n$$;\n"
+    . "log $dir/noinit.log info;\nheartbeat 200ms;\nload_module $bad;\n"
+    . "queue noinit { handler t.noinit; workers 1; "
+    . "max_restarts 3 10s; restart_cooldown 30s; }\n");
+my $pid = spawn('noinit', "$dir/noinit.stderr", {}, $sidecar, '-c', $conf2);
+ok(wait_until(sub { slurp("$dir/noinit.log") =~ /pool noinit failed/ },
+    scaled(15), 'the noinit pool fails'), 'an init that fails: pool failed')
+    or diag(slurp("$dir/noinit.log"));
+my $inits = () = slurp("$dir/noinit.log") =~ /the init of handler t\.noinit failed/g;
+is($inits, 4, 'init tried max_restarts + 1 times, then the cooldown');
+stop_proc('noinit', scaled(10));
+
+finish();
