@@ -17,7 +17,9 @@ my $check = '/usr/bin/hardening-check';
 plan skip_all => 'hardening-check (devscripts) is not installed'
     unless -x $check;
 
-for my $file (qw(offload-sidecar offloadctl ngx_http_offload_module.so)) {
+for my $file (qw(offload-sidecar offloadctl ngx_http_offload_module.so
+    examples/offload_example.so))
+{
     my $path = build_path($file);
     my $out = `$check --nocfprotection $path 2>&1`;
     is($? >> 8, 0, "hardening-check passes on $file") or diag($out);

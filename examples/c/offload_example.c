@@ -4,6 +4,8 @@
  *   example.reverse   {"text": "abc"} -> {"text": "cba"}, reversed by
  *                     character (UTF-8 stays valid); 422 without a string
  *                     "text".
+ *   example.echo      answers with its payload, as the built-in echo
+ *                     does (the benchmark compares the two).
  *   example.counter   any payload -> {"pid": <worker pid>, "jobs": n}:
  *                     per-worker state its init sets up once, after the
  *                     worker is forked; its fini says how many jobs the
@@ -97,6 +99,13 @@ reverse_run(offload_job_t *job, const char *payload, size_t len)
 }
 
 
+static int
+echo_run(offload_job_t *job, const char *payload, size_t len)
+{
+    return offload_job_result(job, payload, len);
+}
+
+
 static pid_t          worker_pid;
 static unsigned long  jobs;
 
@@ -132,6 +141,7 @@ counter_fini(void)
 
 static const offload_handler_t  handlers[] = {
     { "example.reverse", reverse_run, NULL, NULL },
+    { "example.echo", echo_run, NULL, NULL },
     { "example.counter", counter_run, counter_init, counter_fini },
     { NULL, NULL, NULL, NULL }
 };
