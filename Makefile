@@ -10,6 +10,7 @@
 # build/asan and runs the same suite on that build.
 
 SHELL := /bin/bash
+comma := ,
 
 NGX_SRC ?= /usr/share/nginx/src
 
@@ -46,7 +47,10 @@ LDFLAGS = $(SAN_FLAGS) $(HARDEN_LDFLAGS) -pie
 LDLIBS = -lev -lhiredis -ljansson -lcrypto -lm
 # Plugins (load_module) call offload.h's functions in the program that
 # loads them: those, and only those, are exported.
-EXPORT_API = -Wl,--export-dynamic-symbol='offload_job_*'
+API = offload_job_id offload_job_request_id offload_job_attempt \
+      offload_job_deadline offload_job_result offload_job_fail \
+      offload_slot_queue offload_slot_index
+EXPORT_API = $(addprefix -Wl$(comma)--export-dynamic-symbol=,$(API))
 
 # Debian packages the build, the tests and the benchmark need; the tests
 # also scrape with a real Prometheus and load the dashboard in Chromium.

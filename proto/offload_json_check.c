@@ -5,9 +5,11 @@
  * request path, so this is a state machine over the bytes with a fixed-size
  * nesting stack: no allocation, no tree, linear time, and resumable at any
  * byte, so a big body is checked in slices across turns of the event loop
- * (or over buffers as they come).  It checks UTF-8 only as far as JSON's
- * grammar needs (control characters in strings, escapes); the handlers'
- * parser is the judge of the rest.
+ * (or over buffers as they come).  Strings must be well-formed UTF-8
+ * (RFC 8259 section 8.1: no overlong forms, no surrogates, nothing past
+ * U+10FFFF): a worker may answer a payload's bytes as they are (echo), and
+ * what nginx sends as application/json must be JSON.  Escapes are checked
+ * for their form only (a lone "\ud800" passes, as RFC 8259 allows).
  */
 
 #include <string.h>
@@ -25,6 +27,8 @@ enum {
     ST_STRING,
     ST_ESCAPE,          /* after a backslash in a string */
     ST_HEX,             /* in \uXXXX: sub is how many digits are left */
+    ST_UTF8,            /* in a UTF-8 sequence: sub is how many bytes are
+                           left, the next one in utf8_lo..utf8_hi */
     ST_LITERAL,         /* true, false, null: sub is how many bytes matched */
     ST_MINUS,           /* number states: what may come next */
     ST_ZERO,
@@ -75,6 +79,42 @@ fail(offload_json_scan_t *s, size_t at, const char *err)
 }
 
 
+/* The lead byte of a UTF-8 sequence in a string: how many bytes follow and
+ * the range of the first (Unicode 15, table 3-7), or -1. */
+static int
+utf8_lead(offload_json_scan_t *s, unsigned char c)
+{
+    s->utf8_lo = 0x80;
+    s->utf8_hi = 0xbf;
+
+    if (c >= 0xc2 && c <= 0xdf) {
+        s->sub = 1;
+
+    } else if (c >= 0xe0 && c <= 0xef) {
+        s->sub = 2;
+        if (c == 0xe0) {
+            s->utf8_lo = 0xa0;          /* no overlong form */
+        } else if (c == 0xed) {
+            s->utf8_hi = 0x9f;          /* no surrogate */
+        }
+
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        s->sub = 3;
+        if (c == 0xf0) {
+            s->utf8_lo = 0x90;
+        } else if (c == 0xf4) {
+            s->utf8_hi = 0x8f;          /* nothing past U+10FFFF */
+        }
+
+    } else {
+        return -1;
+    }
+
+    s->state = ST_UTF8;
+    return 0;
+}
+
+
 /* a value ended: what may follow depends on the enclosing container */
 static int
 value_ended(offload_json_scan_t *s)
@@ -102,7 +142,7 @@ offload_json_scan(offload_json_scan_t *s, const char *buf, size_t len)
 
         case ST_STRING:
             /* the bulk of most bodies: ordinary string bytes */
-            while (c != '"' && c != '\\' && c >= 0x20) {
+            while (c != '"' && c != '\\' && c >= 0x20 && c < 0x80) {
                 if (++i == len) {
                     goto done;
                 }
@@ -116,8 +156,26 @@ offload_json_scan(offload_json_scan_t *s, const char *buf, size_t len)
             } else if (c == '\\') {
                 s->state = ST_ESCAPE;
 
+            } else if (c >= 0x80) {
+                if (utf8_lead(s, c) != 0) {
+                    return fail(s, at, "invalid UTF-8");
+                }
+
             } else {
                 return fail(s, at + 1, "control character in string");
+            }
+            break;
+
+        case ST_UTF8:
+            if (c < s->utf8_lo || c > s->utf8_hi) {
+                return fail(s, at, "invalid UTF-8");
+            }
+
+            s->utf8_lo = 0x80;
+            s->utf8_hi = 0xbf;
+
+            if (--s->sub == 0) {
+                s->state = ST_STRING;
             }
             break;
 
@@ -362,6 +420,7 @@ offload_json_scan_end(offload_json_scan_t *s)
 
     case ST_STRING:
     case ST_ESCAPE:
+    case ST_UTF8:
         return fail(s, at, "unterminated string");
 
     case ST_HEX:

@@ -359,6 +359,8 @@ typedef struct {
     int           state;
     int           sub;
     int           in_key;
+    unsigned char utf8_lo;
+    unsigned char utf8_hi;
     char          stack[OFFLOAD_JSON_MAX_DEPTH];
 } offload_json_scan_t;
 

@@ -672,12 +672,13 @@ set_handler(conf_parser_t *ps, char **args, int nargs, int line)
 
 
 /* A relative path is taken from the config file's folder, so that a
- * config and its plugins can move together. */
+ * config and its plugins can move together ("./" for a config in the
+ * current folder: dlopen() searches the library path for a bare name). */
 static int
 set_load_module(conf_parser_t *ps, char **args, int nargs, int line)
 {
     char                   *path;
-    size_t                  dirlen;
+    size_t                  size;
     const char             *slash;
     offload_conf_module_t  *m;
 
@@ -687,26 +688,30 @@ set_load_module(conf_parser_t *ps, char **args, int nargs, int line)
         return conf_error(ps, line, "empty path in \"load_module\"");
     }
 
-    slash = strrchr(ps->file, '/');
-    dirlen = (args[0][0] != '/' && slash != NULL) ? (size_t) (slash - ps->file)
-                                                    + 1
-                                                  : 0;
-
-    path = malloc(dirlen + strlen(args[0]) + 1);
     m = realloc(ps->conf->modules,
                 (ps->conf->nmodules + 1) * sizeof(offload_conf_module_t));
-    if (path == NULL || m == NULL) {
-        free(path);
-        if (m != NULL) {
-            ps->conf->modules = m;
-        }
+    if (m == NULL) {
+        return conf_error(ps, line, "out of memory");
+    }
+    ps->conf->modules = m;
+
+    slash = strrchr(ps->file, '/');
+    size = strlen(ps->file) + strlen(args[0]) + 3;
+
+    path = malloc(size);
+    if (path == NULL) {
         return conf_error(ps, line, "out of memory");
     }
 
-    memcpy(path, ps->file, dirlen);
-    strcpy(path + dirlen, args[0]);
+    if (args[0][0] == '/') {
+        snprintf(path, size, "%s", args[0]);
+    } else if (slash == NULL) {
+        snprintf(path, size, "./%s", args[0]);
+    } else {
+        snprintf(path, size, "%.*s%s", (int) (slash - ps->file + 1),
+                 ps->file, args[0]);
+    }
 
-    ps->conf->modules = m;
     m[ps->conf->nmodules].path = path;
     m[ps->conf->nmodules].line = line;
     ps->conf->nmodules++;

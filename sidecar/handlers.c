@@ -6,6 +6,7 @@
  */
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "handlers.h"
@@ -93,7 +94,13 @@ offload_handlers_resolve(offload_conf_t *conf, char *err, size_t errlen)
     const char               *where;
     offload_conf_queue_t     *q;
     const offload_handler_t  *h;
-    const offload_module_t   *plugins[conf->nmodules + 1];
+    const offload_module_t  **plugins;
+
+    plugins = calloc(conf->nmodules + 1, sizeof(offload_module_t *));
+    if (plugins == NULL) {
+        snprintf(err, errlen, "%s: out of memory", conf->file);
+        return -1;
+    }
 
     for (i = 0; i < conf->nmodules; i++) {
         plugins[i] = offload_plugin_load(conf->modules[i].path, why,
@@ -101,7 +108,7 @@ offload_handlers_resolve(offload_conf_t *conf, char *err, size_t errlen)
         if (plugins[i] == NULL) {
             snprintf(err, errlen, "%s:%d: %s", conf->file,
                      conf->modules[i].line, why);
-            return -1;
+            goto failed;
         }
 
         for (h = plugins[i]->handlers; h->name != NULL; h++) {
@@ -110,7 +117,7 @@ offload_handlers_resolve(offload_conf_t *conf, char *err, size_t errlen)
                          "already defined by %s", conf->file,
                          conf->modules[i].line, h->name,
                          conf->modules[i].path, where);
-                return -1;
+                goto failed;
             }
         }
     }
@@ -123,16 +130,22 @@ offload_handlers_resolve(offload_conf_t *conf, char *err, size_t errlen)
         if (q->handler == NULL) {
             snprintf(err, errlen, "%s:%d: unknown handler \"%s\"",
                      conf->file, q->handler_line, q->handler_name);
-            return -1;
+            goto failed;
         }
 
         if (offload_handler_is_fault(q->handler) && !conf->fault_handlers) {
             snprintf(err, errlen, "%s:%d: handler \"%s\" of queue \"%s\" "
                      "crashes on purpose; it needs \"fault_handlers on\"",
                      conf->file, q->line, q->handler_name, q->name);
-            return -1;
+            goto failed;
         }
     }
 
+    free(plugins);
     return 0;
+
+failed:
+
+    free(plugins);
+    return -1;
 }

@@ -1,6 +1,7 @@
 /*
- * job.c -- the job handle (job.h): offload.h's accessors, the answer a
- * handler leaves in it, and how that answer becomes a status.
+ * job.c -- offload.h's functions (job.h): the job handle's accessors, the
+ * answer a handler leaves in it and how that answer becomes a status; the
+ * slot's accessors.
  *
  * A handler's result is copied into a buffer the handle keeps from job to
  * job, so a worker allocates for results only while they grow.  It is
@@ -74,6 +75,20 @@ offload_job_deadline(const offload_job_t *job)
 }
 
 
+const char *
+offload_slot_queue(const offload_slot_t *slot)
+{
+    return slot->queue;
+}
+
+
+int
+offload_slot_index(const offload_slot_t *slot)
+{
+    return slot->index;
+}
+
+
 static void
 set_error(offload_job_t *job, int status, const char *code,
     const char *message)
@@ -82,6 +97,27 @@ set_error(offload_job_t *job, int status, const char *code,
     job->result_len = 0;
     snprintf(job->code, sizeof(job->code), "%s", code);
     snprintf(job->message, sizeof(job->message), "%s", message);
+}
+
+
+char *
+offload_job_result_room(offload_job_t *job, size_t len)
+{
+    char  *buf;
+
+    if (len > job->result_cap) {
+        buf = realloc(job->result, len);
+        if (buf == NULL) {
+            return NULL;
+        }
+
+        job->result = buf;
+        job->result_cap = len;
+    }
+
+    job->result_len = len;
+    job->status = 200;
+    return job->result;
 }
 
 
@@ -100,19 +136,12 @@ offload_job_result(offload_job_t *job, const char *json, size_t len)
         return OFFLOAD_ERROR;
     }
 
-    if (len > job->result_cap) {
-        buf = realloc(job->result, len);
-        if (buf == NULL) {
-            return OFFLOAD_NOMEM;
-        }
-
-        job->result = buf;
-        job->result_cap = len;
+    buf = offload_job_result_room(job, len);
+    if (buf == NULL) {
+        return OFFLOAD_NOMEM;
     }
 
-    memcpy(job->result, json, len);
-    job->result_len = len;
-    job->status = 200;
+    memcpy(buf, json, len);
     return OFFLOAD_OK;
 }
 
@@ -139,9 +168,35 @@ valid_code(const char *code)
 }
 
 
+/* A message cut at its buffer's end must not end inside a UTF-8
+ * sequence: drops such a tail. */
+static void
+cut_at_character(char *text, size_t len)
+{
+    size_t         lead = len, want;
+    unsigned char  c;
+
+    while (lead > 0 && ((unsigned char) text[lead - 1] & 0xc0) == 0x80) {
+        lead--;
+    }
+
+    if (lead == 0) {
+        return;
+    }
+
+    c = (unsigned char) text[lead - 1];
+    want = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+
+    if (len - (lead - 1) < want) {
+        text[lead - 1] = '\0';
+    }
+}
+
+
 int
 offload_job_fail(offload_job_t *job, const char *code, const char *fmt, ...)
 {
+    int      n;
     va_list  ap;
 
     job->status = 422;
@@ -150,8 +205,12 @@ offload_job_fail(offload_job_t *job, const char *code, const char *fmt, ...)
              code != NULL && valid_code(code) ? code : DEFAULT_CODE);
 
     va_start(ap, fmt);
-    vsnprintf(job->message, sizeof(job->message), fmt, ap);
+    n = vsnprintf(job->message, sizeof(job->message), fmt, ap);
     va_end(ap);
+
+    if (n >= (int) sizeof(job->message)) {
+        cut_at_character(job->message, sizeof(job->message) - 1);
+    }
 
     return OFFLOAD_ERROR;
 }

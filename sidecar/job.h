@@ -1,6 +1,7 @@
 /*
- * job.h -- the job handle a handler gets (offload.h's offload_job_t) and
- * the one way to call a handler with it.
+ * job.h -- what offload.h hands a handler: the job handle (offload_job_t)
+ * with the one way to call a handler with it, and the slot its init and
+ * fini run in (offload_slot_t).
  */
 
 #ifndef OFFLOAD_JOB_H
@@ -32,6 +33,11 @@ struct offload_job_s {
     char      message[OFFLOAD_JOB_MESSAGE_MAX];
 };
 
+struct offload_slot_s {
+    const char  *queue;
+    int          index;
+};
+
 /* Fills in what the accessors give for the next job (strings are cut at
  * OFFLOAD_JOB_STR_MAX) and forgets the last answer. */
 void offload_job_set(offload_job_t *job, const char *id, size_t idlen,
@@ -42,6 +48,10 @@ void offload_job_set(offload_job_t *job, const char *id, size_t idlen,
  * job->result, or an error status with job->code and job->message. */
 int offload_job_call(offload_job_t *job, const offload_handler_t *handler,
     const char *payload, size_t len);
+
+/* For offload's own handlers, which write a result they vouch for in
+ * place (no check, no copy): room for len bytes of it, or NULL. */
+char *offload_job_result_room(offload_job_t *job, size_t len);
 
 /* Frees the result buffer when it grew over keep bytes (0: always). */
 void offload_job_trim(offload_job_t *job, size_t keep);

@@ -63,9 +63,7 @@ main(int argc, char **argv)
     if (offload_conf_load(&conf, file, err, sizeof(err)) != 0
         || offload_handlers_resolve(&conf, err, sizeof(err)) != 0)
     {
-        if (conf.file != NULL) {
-            offload_conf_free(&conf);
-        }
+        offload_conf_free(&conf);       /* what resolve found wrong */
 
         fprintf(stderr, "%s\n", err);
         if (test) {

@@ -246,6 +246,7 @@ ctl_replay(ctl_t *ctl, int argc, char **argv)
     found_t                      found;
     const char                  *only = NULL;
     offload_job_t                job;
+    offload_slot_t               slot;
     const offload_conf_queue_t  *q;
 
     static const struct option  options[] = {
@@ -302,23 +303,29 @@ ctl_replay(ctl_t *ctl, int argc, char **argv)
 
     q = conf_queue(ctl->conf, found.queue);
 
-    if (offload_handler_is_fault(q->handler) && !ctl->conf->fault_handlers)
-    {
-        fprintf(stderr, "offloadctl replay: handler %s crashes on purpose "
-                "and the config does not say \"fault_handlers on\"\n",
+    fprintf(stderr, "replaying job %s (%s of queue %s) with handler %s\n",
+            argv[optind], found.where, found.queue, q->handler->name);
+
+    /* As in a worker: init first, fini after (slot 0 of the queue). */
+    slot.queue = q->name;
+    slot.index = 0;
+
+    if (q->handler->init != NULL && q->handler->init(&slot) != 0) {
+        fprintf(stderr, "offloadctl replay: the init of handler %s failed\n",
                 q->handler->name);
         free(found.payload);
         return CTL_FAIL;
     }
-
-    fprintf(stderr, "replaying job %s (%s of queue %s) with handler %s\n",
-            argv[optind], found.where, found.queue, q->handler->name);
 
     memset(&job, 0, sizeof(job));
     offload_job_set(&job, argv[optind], strlen(argv[optind]), "", 0, 1, 0);
 
     rc = offload_job_call(&job, q->handler, found.payload, found.len);
     free(found.payload);
+
+    if (q->handler->fini != NULL) {
+        q->handler->fini(&slot);
+    }
 
     if (rc == OFFLOAD_NOMEM) {
         fprintf(stderr, "the handler ran out of memory%s%s\n",

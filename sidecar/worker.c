@@ -155,6 +155,7 @@ struct offload_worker_s {
     body_read_t                  body;
     stage_t                      stage;
     offload_job_t                job;           /* the handler's handle */
+    offload_slot_t               slot;          /* for its init and fini */
 };
 
 
@@ -420,7 +421,7 @@ send_completion(offload_worker_t *w, completion_t *c)
 
 
 /*
- * Encodes the result (header + compact JSON body) straight into a
+ * Writes the result (its header line, then the JSON body) into a
  * completion's buffer and sends the EVALSHA, or, for a result over
  * OFFLOAD_NOTICE_OVER, stages it first.  The buffer holds, in order: the
  * result key, the body key, the staging key, the entry id, the encoded
@@ -504,20 +505,49 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
 }
 
 
+/* The error document {"error": {"code", "message"}}, malloc'ed, or NULL.
+ * A message that is not UTF-8 (a handler's) has its other bytes made '?'
+ * rather than lose the answer. */
+static char *
+error_json(const char *code, const char *message)
+{
+    char    *text, *ascii, *p;
+    json_t  *doc;
+
+    doc = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message",
+                    message);
+    if (doc == NULL) {
+        ascii = strdup(message);
+        if (ascii == NULL) {
+            return NULL;
+        }
+
+        for (p = ascii; *p; p++) {
+            if ((unsigned char) *p >= 0x80) {
+                *p = '?';
+            }
+        }
+
+        doc = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message",
+                        ascii);
+        free(ascii);
+    }
+
+    text = doc != NULL ? json_dumps(doc, JSON_OUT_FLAGS) : NULL;
+    json_decref(doc);
+    return text;
+}
+
+
 static void
 complete_error(offload_worker_t *w, const offload_str_t *entry_id,
     const offload_str_t *job_id, const offload_str_t *reply, int status,
     int64_t queue_us, const char *code, const char *message)
 {
     char              *text;
-    json_t            *body;
     offload_result_t   res;
 
-    body = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message",
-                     message);
-    text = body != NULL ? json_dumps(body, JSON_OUT_FLAGS) : NULL;
-    json_decref(body);
-
+    text = error_json(code, message);
     if (text == NULL) {
         log_error("%s: out of memory", w->name);
         return;
@@ -920,15 +950,16 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
 
         complete(w, entry_id, &entry->reply, &res, job->result,
                  job->result_len);
-        offload_job_trim(job, KEEP_BUFFER_MAX);
-        job_done(w, 1, run_us);
-        return;
+
+    } else {
+        log_info("%s: handler error: %s: %s", w->name, job->code,
+                 job->message);
+        complete_error(w, entry_id, &entry->id, &entry->reply, job->status,
+                       queue_us, job->code, job->message);
     }
 
-    log_info("%s: handler error: %s: %s", w->name, job->code, job->message);
-    complete_error(w, entry_id, &entry->id, &entry->reply, job->status,
-                   queue_us, job->code, job->message);
-    job_done(w, 0, run_us);
+    offload_job_trim(job, KEEP_BUFFER_MAX);
+    job_done(w, job->status == 200, run_us);
 }
 
 
@@ -1690,7 +1721,10 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     }
 
     /* After the limits, so that what init loads counts against them. */
-    if (queue->handler->init != NULL && queue->handler->init() != 0) {
+    w.slot.queue = queue->name;
+    w.slot.index = slot;
+
+    if (queue->handler->init != NULL && queue->handler->init(&w.slot) != 0) {
         log_error("%s: the init of handler %s failed", w.name,
                   queue->handler->name);
         return 1;
@@ -1742,7 +1776,7 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     }
 
     if (queue->handler->fini != NULL) {
-        queue->handler->fini();
+        queue->handler->fini(&w.slot);
     }
 
     log_debug("%s: stopped", w.name);

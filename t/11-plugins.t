@@ -77,7 +77,7 @@ for my $case (
     [ 'nosym', "load_module $nosym;\n$queue",
       qr/^\Q$dir\E\/nosym\.conf:1: "\Q$nosym\E" defines no "offload_module" symbol/ ],
     [ 'abi', "load_module $abi;\n$queue",
-      qr/:1: "\Q$abi\E" was built for handler ABI version 99; this sidecar speaks version 1/ ],
+      qr/:1: "\Q$abi\E" was built for handler ABI version 99; this sidecar speaks versions 1 to 1/ ],
     [ 'dup', "load_module $example;\nload_module $dup;\n$queue",
       qr/:2: handler "example\.reverse" of "\Q$dup\E" is already defined by \Q$example\E/ ],
     [ 'shadow', "load_module $shadow;\n$queue",
@@ -101,7 +101,7 @@ is($rc, 0, '-t: a path relative to the config file') or diag($msg);
 my $bad = plugin('badresult', 'static int run(offload_job_t *j, '
     . 'const char *p, size_t n) { (void) p; (void) n; '
     . 'return offload_job_result(j, "{nope", 5); }'
-    . 'static int fails(void) { return -1; }'
+    . 'static int fails(const offload_slot_t *s) { (void) s; return -1; }'
     . 'static const offload_handler_t h[] = '
     . '{ { "t.garbage", run, 0, 0 }, { "t.noinit", run, fails, 0 }, { 0 } };'
     . 'const offload_module_t offload_module = { OFFLOAD_ABI_VERSION, h };');

@@ -66,10 +66,17 @@ error_is(http('POST', '/jobs/echo', '{"a":1} x'), 400, 'bad_json',
 error_is(http('POST', '/jobs/echo', ''), 400, 'bad_json', 'empty body');
 error_is(http('POST', '/jobs/echo', '[' x 600 . ']' x 600), 400, 'bad_json',
     'nesting deeper than 512');
+$msg = error_is(http('POST', '/jobs/echo', qq(["caf\xe9"])), 400, 'bad_json',
+    'a string that is not UTF-8 (Latin-1)');
+like($msg // '', qr/UTF-8/, 'bad_json: says UTF-8');
+error_is(http('POST', '/jobs/echo', qq(["\xed\xa0\x80"])), 400, 'bad_json',
+    'a UTF-8 surrogate');
 
 # offload_validate_json off: the worker's parser rejects it instead
 error_is(http('POST', '/novalidate/echo', '{bad'), 422, 'handler_error',
     'validate off, worker rejects');
+error_is(http('POST', '/novalidate/echo', qq(["caf\xe9"])), 422,
+    'handler_error', 'validate off: the worker rejects what is not UTF-8');
 
 # ---- 400 bad_queue
 error_is(http('POST', '/jobs/bad!name', '{}'), 400, 'bad_queue',

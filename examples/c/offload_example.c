@@ -111,8 +111,11 @@ static unsigned long  jobs;
 
 
 static int
-counter_init(void)
+counter_init(const offload_slot_t *slot)
 {
+    fprintf(stderr, "example.counter: worker %d of queue %s starts\n",
+            offload_slot_index(slot), offload_slot_queue(slot));
+
     worker_pid = getpid();
     jobs = 0;
     return 0;
@@ -132,8 +135,10 @@ counter_run(offload_job_t *job, const char *payload, size_t len)
 
 
 static void
-counter_fini(void)
+counter_fini(const offload_slot_t *slot)
 {
+    (void) slot;
+
     fprintf(stderr, "example.counter: worker %d ran %lu jobs\n",
             (int) worker_pid, jobs);
 }

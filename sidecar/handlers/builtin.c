@@ -3,9 +3,8 @@
  * parsing the payload, encoding the answer, reading integer members.
  */
 
-#include <stdlib.h>
-
 #include "builtin.h"
+#include "job.h"
 
 #define JSON_OUT_FLAGS  (JSON_COMPACT | JSON_ENCODE_ANY)
 
@@ -15,7 +14,7 @@ offload_builtin_json(offload_job_t *job, const char *payload, size_t len,
     offload_builtin_json_pt work)
 {
     int            rc;
-    char          *text;
+    char          *room;
     size_t         n;
     json_t        *input, *output = NULL;
     json_error_t   jerr;
@@ -36,15 +35,18 @@ offload_builtin_json(offload_job_t *job, const char *payload, size_t len,
         return rc != OFFLOAD_OK ? rc : OFFLOAD_NOMEM;
     }
 
+    /* Encoded straight into the job's result: jansson's output is JSON,
+     * so it needs no check, and a big one is not copied once more. */
     n = json_dumpb(output, NULL, 0, JSON_OUT_FLAGS);
-    text = n ? malloc(n) : NULL;
-    if (text != NULL) {
-        json_dumpb(output, text, n, JSON_OUT_FLAGS);
-        rc = offload_job_result(job, text, n);
-        free(text);
+    room = n > 0 ? offload_job_result_room(job, n) : NULL;
+
+    if (room != NULL) {
+        json_dumpb(output, room, n, JSON_OUT_FLAGS);
+        rc = OFFLOAD_OK;
 
     } else {
-        rc = OFFLOAD_NOMEM;
+        rc = n > 0 ? OFFLOAD_NOMEM
+                   : offload_job_fail(job, NULL, "cannot encode the result");
     }
 
     json_decref(output);

@@ -15,9 +15,10 @@
  * well-formed JSON text (checked by offload before the call) and answers
  * with offload_job_result() or fails with offload_job_fail().
  *
- * Compatibility: a plugin built against version N of this header runs on a
- * sidecar that speaks version N.  Members are only ever added at the end of
- * the structs, with a new version.
+ * Compatibility: a plugin names the ABI version it was built against; a
+ * sidecar runs plugins of its own version and of every earlier one, reading
+ * each with the layout of its version.  Members are only ever added at the
+ * end of the structs, with a new version; a function is never changed.
  */
 
 #ifndef OFFLOAD_H
@@ -32,6 +33,13 @@ extern "C" {
 
 #define OFFLOAD_ABI_VERSION  1
 
+/* Visible from a plugin built with -fvisibility=hidden too. */
+#if defined(__GNUC__)
+#define OFFLOAD_EXPORT  __attribute__((visibility("default")))
+#else
+#define OFFLOAD_EXPORT
+#endif
+
 /* What a handler's run returns. */
 #define OFFLOAD_OK      0   /* answered with offload_job_result() */
 #define OFFLOAD_ERROR  -1   /* failed with offload_job_fail() */
@@ -42,9 +50,13 @@ extern "C" {
 /* The job being run: valid only during the handler's run. */
 typedef struct offload_job_s  offload_job_t;
 
+/* The worker a handler's init and fini run in. */
+typedef struct offload_slot_s  offload_slot_t;
+
 typedef struct {
-    /* What a queue's `handler` names, e.g. "example.reverse": letters,
-     * digits, '.', '_' and '-'; unique among every loaded handler. */
+    /* What a queue's `handler` names, e.g. "example.reverse": 1 to 64
+     * letters, digits, '.', '_' and '-'; unique among every loaded
+     * handler. */
     const char  *name;
 
     /* Runs one job; payload is len bytes, not NUL-terminated. */
@@ -54,10 +66,10 @@ typedef struct {
      * after it is forked and before its first job (load a model, open a
      * cache).  Non-zero: the worker exits, which counts as a crash of its
      * slot. */
-    int        (*init)(void);
+    int        (*init)(const offload_slot_t *slot);
 
     /* Optional (NULL): when such a worker stops normally. */
-    void       (*fini)(void);
+    void       (*fini)(const offload_slot_t *slot);
 } offload_handler_t;
 
 typedef struct {
@@ -68,7 +80,14 @@ typedef struct {
 /* A plugin defines:
  *     const offload_module_t  offload_module = { OFFLOAD_ABI_VERSION, h };
  */
-extern const offload_module_t  offload_module;
+extern OFFLOAD_EXPORT const offload_module_t  offload_module;
+
+
+/* The queue the worker serves, NUL-terminated. */
+const char *offload_slot_queue(const offload_slot_t *slot);
+
+/* The worker's slot in its queue's pool: 0 .. workers - 1. */
+int offload_slot_index(const offload_slot_t *slot);
 
 
 /* The job's id (32 hex digits), NUL-terminated. */
@@ -90,9 +109,10 @@ int64_t offload_job_deadline(const offload_job_t *job);
 int offload_job_result(offload_job_t *job, const char *json, size_t len);
 
 /* Fails the job: the client gets 422 and {"error": {"code": code,
- * "message": ...}}.  code is letters, digits and '_' (NULL or anything
- * else: "handler_error"); the message is printf-formatted and cut at 255
- * bytes.  Returns OFFLOAD_ERROR, for `return offload_job_fail(...);`. */
+ * "message": ...}}.  code is 1 to 63 letters, digits and '_' (NULL or
+ * anything else: "handler_error"); fmt is a printf format (not NULL), the
+ * message UTF-8, cut at 255 bytes (at a character boundary).  Returns
+ * OFFLOAD_ERROR, for `return offload_job_fail(...);`. */
 int offload_job_fail(offload_job_t *job, const char *code,
     const char *fmt, ...)
 #ifdef __GNUC__

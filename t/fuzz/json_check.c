@@ -6,7 +6,7 @@
  * Besides memory errors, it holds the checker to jansson (the handlers'
  * parser) on the grammar both implement: a text one accepts the other must
  * accept too, except where the checker knowingly leaves the judgement to
- * jansson (UTF-8, lone surrogates, numbers too big for a C type), where
+ * jansson (lone surrogates, numbers too big for a C type), where
  * jansson does not take what RFC 8259 allows ("\u0000" in an object key:
  * the worker then answers 422), where nesting passes the checker's depth
  * limit, or where jansson 2.14 takes a NUL byte right after a number for
@@ -29,8 +29,7 @@
 static int
 jansson_only(const json_error_t *jerr)
 {
-    return json_error_code(jerr) == json_error_invalid_utf8
-           || json_error_code(jerr) == json_error_numeric_overflow
+    return json_error_code(jerr) == json_error_numeric_overflow
            || json_error_code(jerr) == json_error_null_byte_in_key
            || strstr(jerr->text, "invalid Unicode") != NULL;
 }

@@ -559,8 +559,8 @@ test_load_module(void)
 
     ok(offload_conf_parse(&conf, "s.conf", text, sizeof(text) - 1, err,
                           sizeof(err)) == 0
-       && strcmp(conf.modules[1].path, "plugins/b.so") == 0,
-       "a config in the current folder: as written");
+       && strcmp(conf.modules[1].path, "./plugins/b.so") == 0,
+       "a config in the current folder: ./, not the library path");
     offload_conf_free(&conf);
 
     bad("queue echo { load_module /a.so; handler echo; }\n",

@@ -131,6 +131,23 @@ tells_all(offload_job_t *j, const char *payload, size_t len)
 }
 
 
+/* 200 two-byte characters: more than the message holds. */
+static int
+fails_long(offload_job_t *j, const char *payload, size_t len)
+{
+    char  e[401];
+    int   i;
+
+    (void) payload;
+    (void) len;
+    for (i = 0; i < 200; i++) {
+        memcpy(e + 2 * i, "\xc3\xa9", 2);
+    }
+    e[400] = '\0';
+    return offload_job_fail(j, "long", "%s", e);
+}
+
+
 static void
 call(int (*run)(offload_job_t *, const char *, size_t), const char *payload)
 {
@@ -164,6 +181,11 @@ test_job(void)
 
     call(fails_with_code, "1");
     is_str(job.code, "handler_error", "an invalid code: handler_error");
+
+    call(fails_long, "{}");
+    ok(strlen(job.message) == 254 && strncmp(job.message + 252, "\xc3\xa9", 2)
+       == 0, "a long message is cut at a character boundary (%zu bytes)",
+       strlen(job.message));
 
     call(returns_error, "[2]");
     ok(job.status == 422 && strcmp(job.code, "handler_error") == 0,

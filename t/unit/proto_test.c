@@ -86,6 +86,18 @@ test_json(void)
     json_good("[0,10,1.5e3,-0E+1,{\"k\":null}]");
     json_good(" { } ");
 
+    /* UTF-8 in strings: every length, the edges of each range */
+    json_good("\"\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xed\x9f\xbf "
+              "\xef\xbf\xbf \xf4\x8f\xbf\xbf\"");
+    json_good("{\"\xc3\xa9\":\"\xe0\xa0\x80\"}");
+    json_bad("\"\xff\"", 3, 1, "invalid UTF-8");
+    json_bad("\"a\x80\"", 4, 2, "invalid UTF-8");
+    json_bad("\"\xc0\xaf\"", 4, 1, "invalid UTF-8");         /* overlong */
+    json_bad("\"\xe0\x9f\xbf\"", 5, 2, "invalid UTF-8");     /* overlong */
+    json_bad("\"\xed\xa0\x80\"", 5, 2, "invalid UTF-8");     /* surrogate */
+    json_bad("\"\xf4\x90\x80\x80\"", 6, 2, "invalid UTF-8"); /* > 10FFFF */
+    json_bad("\"\xc3\"", 3, 2, "invalid UTF-8");         /* cut short */
+    json_bad("\"\xe2\x82", 3, 3, "unterminated string");
     json_bad("", 0, 0, "unexpected end of input");
     json_bad("   ", 3, 3, "unexpected end of input");
     json_bad("[1,]", 4, 3, "unexpected character");
