@@ -850,8 +850,9 @@ bad_entry(offload_worker_t *w, const offload_str_t *entry_id,
     }
 
     /* Someone may still wait for it: answered after it is dead-lettered
-     * (the completion's XACK and XDEL then find nothing left to do). */
-    if (!usable_id(&id) || reply.len == 0) {
+     * (the completion's XACK and XDEL then find nothing left to do).
+     * Without a reply channel the answer is only stored. */
+    if (!usable_id(&id)) {
         return;
     }
 
@@ -877,6 +878,7 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
     json_t                   *input, *output = NULL;
     const char               *why;
     int64_t                   now_us, now_ms, queue_us, start_us, run_us;
+    int64_t                   submitted_ms;
     struct rusage             before, after;
     offload_result_t          res;
     json_error_t              jerr;
@@ -886,9 +888,13 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
     now_us = offload_wall_us();
     now_ms = now_us / 1000;
 
-    /* ms fields may hold up to 18 digits: compare before scaling to us */
-    queue_us = job->submitted_ms < now_ms
-               ? now_us - job->submitted_ms * 1000
+    /* ms fields may hold up to 18 digits: compare before scaling to us.
+     * Without "submitted", from when Redis added the entry (its id). */
+    submitted_ms = job->submitted_ms != 0
+                   ? job->submitted_ms
+                   : strtoll(entry_id->data, NULL, 10);
+    queue_us = submitted_ms > 0 && submitted_ms < now_ms
+               ? now_us - submitted_ms * 1000
                : 0;                     /* clocks of two hosts disagree */
 
     log_debug("%s: job from entry %.*s, attempt %d", w->name,
