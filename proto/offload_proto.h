@@ -238,8 +238,9 @@ void offload_job_id_format(char *buf, const char *nonce, uint64_t seq);
  * publishes the stored result (a list, or a string over
  * OFFLOAD_NOTICE_OVER bytes: a notice of it, built from its header; a big
  * result is never loaded into Lua; nothing without a channel), acks and
- * deletes the entry, and, when this call acked it, unlinks the body key (the job is done; an entry acked
- * already was dead-lettered or requeued, which keep the body).  Store
+ * deletes the entry, and, when this call acked it, unlinks the body key
+ * (the job is done; an entry acked already was dead-lettered or requeued,
+ * which keep the body).  Store
  * happens before notify and before ack, inside one script, so no crash
  * between the steps can lose the answer.  Returns 1 when this call stored
  * the result, 0 when an earlier run had.
