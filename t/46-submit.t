@@ -72,7 +72,9 @@ sub published_until_marker {
 
 # ---- liboffload: its own test against this stack
 {
-    my $out = `${\ build_path('client_test')} ${\ redis_port()} ${\ free_port()} 2>&1`;
+    my $cmd = join ' ', build_path('client_test'), redis_port(),
+        free_port();
+    my $out = `$cmd 2>&1`;
     is($? >> 8, 0, 'build/client_test passes') or diag($out);
     unlike($out, qr/^not ok/m, 'every one of its checks') or diag($out);
     like($out, qr/^1\.\.(\d+)$/m, 'and it ran to its end');
