@@ -71,6 +71,8 @@ sub published_until_marker {
 }
 
 # ---- liboffload: its own test against this stack
+ok(wait_until(sub { redis_cmd('EXISTS', 'offload:{echo}:jobs') }, scaled(5),
+    'echo stream'), 'the echo workers made their stream');
 {
     my $cmd = join ' ', build_path('client_test'), redis_port(),
         free_port();
@@ -112,6 +114,26 @@ ok(wait_until(sub {
     grep { ($_->{id} // '') eq $bad } @{ stream_entries('offload:{echo}:dead') }
 }, scaled(5), 'dead letter'), 'and it is a dead letter');
 is(published_until_marker($watch), 1, 'still nothing published');
+
+# a dead fire-and-forget job (no reply, no deadline) goes back on its queue
+# with offloadctl retry, still without either (the queue "idle", which no
+# worker serves, keeps the entry to look at)
+my $again = '0123456789abcdef00000000000000a3';
+redis_cmd('XADD', 'offload:{idle}:dead', '*', v => 1, id => $again,
+    payload => '{"again":1}', reason => 'worker_crashed');
+{
+    my ($rc, $out, $err) = ctl(undef, 'retry', 'idle', $again);
+    is($rc, 0, 'retry of a dead fire-and-forget job: exit 0') or diag($err);
+    my ($e) = grep { ($_->{id} // '') eq $again }
+        @{ stream_entries('offload:{idle}:jobs') };
+    ok($e && $e->{payload} eq '{"again":1}' && $e->{attempt} == 1,
+        'it is on its queue again') or diag(explain($e));
+    ok($e && !exists $e->{reply} && !exists $e->{deadline},
+        'without a reply channel or a deadline');
+    redis_cmd('DEL', 'offload:{idle}:jobs');
+    redis_cmd('XGROUP', 'CREATE', 'offload:{idle}:jobs', 'workers', '$',
+        'MKSTREAM');
+}
 
 # ---- offloadctl submit, result
 my ($rc, $out, $err) = ctl(undef, 'submit', 'echo', '{"n":1}');

@@ -83,8 +83,8 @@ main(int argc, char **argv)
 
     rc = offload_client_submit(c, "echo", job, strlen(job), &wait, id);
     ok(rc == OFFLOAD_CLIENT_OK && strlen(id) == 32
-       && strspn(id, "0123456789abcdef") == 32, "submit: a 32-hex id %s",
-       id);
+       && strspn(id, "0123456789abcdef") == 32, "submit: a 32-hex id %s "
+       "(%s)", id, rc ? offload_client_error(c) : "ok");
     rc = offload_client_wait(c, "echo", id, 10000, &res);
     ok(rc == OFFLOAD_CLIENT_OK && is_result(&res, 200, job, strlen(job)),
        "wait: the echo's result, 200");
