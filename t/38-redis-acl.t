@@ -3,8 +3,8 @@
 # each log in as their own user, defined by exactly the rules README.md
 # documents (read from it).  Echo jobs, offload_status, offloadctl, a worker
 # crash (dead letter), a worker killed under a job (requeue), a reload, a
-# drain, and jobs submitted by offloadctl as offload-submitter all work, and Redis denied nothing: ACL LOG is empty and no log
-# says NOPERM.
+# drain, and jobs submitted by offloadctl as offload-submitter all work,
+# and Redis denied nothing: ACL LOG is empty and no log says NOPERM.
 
 use strict;
 use warnings;
