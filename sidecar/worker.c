@@ -493,7 +493,9 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
     }
 
     rlen = (size_t) hlen + blen;
-    memcpy(c->buf + off + rlen, reply->data, reply->len);
+    if (reply->len > 0) {       /* none: "fire and forget", data is NULL */
+        memcpy(c->buf + off + rlen, reply->data, reply->len);
+    }
 
     c->argc = 0;
     put_arg(c, "EVALSHA", 7);

@@ -26,7 +26,9 @@ my $root = "$FindBin::Bin/..";
 start_redis();
 start_sidecar(conf => <<'CONF');
 result_ttl 30s;
+fault_handlers on;
 queue echo { handler echo; workers 2; }
+queue crash { handler crash; workers 1; max_attempts 1; }
 queue hash { handler sha256; workers 1; }
 CONF
 # a queue nobody serves, whose stream exists (a worker made it once)
@@ -114,6 +116,17 @@ ok(wait_until(sub {
     grep { ($_->{id} // '') eq $bad } @{ stream_entries('offload:{echo}:dead') }
 }, scaled(5), 'dead letter'), 'and it is a dead letter');
 is(published_until_marker($watch), 1, 'still nothing published');
+
+# a fire-and-forget job that kills its worker: a dead letter, its 502 stored
+my $doomed = '0123456789abcdef00000000000000a4';
+redis_cmd('XADD', 'offload:{crash}:jobs', '*', v => 1, id => $doomed,
+    payload => '{}');
+like(result_of('crash', $doomed), qr/^OR1 $doomed 502 .*worker_crashed/s,
+    'a fire-and-forget job that crashed its worker: its 502 is stored');
+ok(grep({ ($_->{id} // '') eq $doomed }
+        @{ stream_entries('offload:{crash}:dead') }),
+    'and it is a dead letter');
+is(published_until_marker($watch), 1, 'nothing published for it');
 
 # a dead fire-and-forget job (no reply, no deadline) goes back on its queue
 # with offloadctl retry, still without either (the queue "idle", which no

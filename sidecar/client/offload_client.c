@@ -515,6 +515,7 @@ offload_client_submit(offload_client_t *c, const char *queue,
             return rc;
         }
         job.body_len = (int64_t) len;
+        job.payload.data = "";
 
     } else {
         job.payload.data = json;
