@@ -60,7 +60,8 @@ DEB_PKGS = nginx nginx-dev libhiredis-dev libjansson-dev libev-dev libssl-dev \
 # The fuzz harnesses need clang and its libFuzzer runtime (only recommended
 # by clang, so named here).
 FUZZ_PKGS = clang libclang-rt-14-dev
-TEST_PKGS = prometheus chromium tmux devscripts iproute2 $(FUZZ_PKGS)
+TEST_PKGS = prometheus chromium tmux devscripts iproute2 python3-redis \
+            $(FUZZ_PKGS)
 
 PROTO_SRCS = $(wildcard proto/*.c)
 SIDECAR_MAINS = sidecar/main.c
@@ -74,6 +75,12 @@ UNIT_TESTS = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/*.c))
 
 MODULE = $(BUILD)/ngx_http_offload_module.so
 
+# liboffload: the C client library (sidecar/include/offload_client.h) for
+# programs that submit jobs themselves, with the protocol code it needs.
+CLIENT_SRCS = sidecar/client/offload_client.c proto/offload_proto.c \
+              proto/offload_json_check.c
+CLIENT_LIB = $(BUILD)/liboffload.a
+
 .PHONY: all deps module run test unit bench clean fuzzers fuzz
 
 # The example plugin (examples/c/, docs/HANDLERS.md), built as a plugin's
@@ -83,7 +90,7 @@ PLUGIN_CFLAGS = -std=gnu99 -g -O2 $(WARN) $(SAN_FLAGS) $(HARDEN_CFLAGS) \
                 $(FORTIFY) -fPIC -shared -Isidecar/include
 
 all: $(MODULE) $(BUILD)/offload-sidecar $(BUILD)/offloadctl $(UNIT_TESTS) \
-     $(EXAMPLE)
+     $(EXAMPLE) $(CLIENT_LIB) $(BUILD)/client_test $(BUILD)/submit-bench
 
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \
@@ -129,12 +136,26 @@ $(BUILD)/obj/%.o: %.c $(SIDECAR_HDRS) Makefile
 $(BUILD)/offload-sidecar: $(BUILD)/obj/sidecar/main.o $(LIB_OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) $(EXPORT_API) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/offloadctl: $(patsubst %.c,$(BUILD)/obj/%.o,$(CTL_SRCS)) $(LIB_OBJS)
+$(BUILD)/offloadctl: $(patsubst %.c,$(BUILD)/obj/%.o,$(CTL_SRCS)) $(LIB_OBJS) \
+                    $(CLIENT_LIB)
 	$(CC) $(CFLAGS) $(LDFLAGS) $(EXPORT_API) $^ -o $@ $(LDLIBS) -lncurses
 
 $(BUILD)/examples/%.so: examples/c/%.c sidecar/include/offload.h Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(PLUGIN_CFLAGS) $(HARDEN_LDFLAGS) $< -o $@ -ljansson
+
+$(CLIENT_LIB): $(patsubst %.c,$(BUILD)/obj/%.o,$(CLIENT_SRCS))
+	rm -f $@
+	$(AR) rcs $@ $^
+
+# The client library's test against a live stack (t/46-submit.t runs it)
+# and the submit round-trip benchmark (bench/run): programs of a user's,
+# linked with the library and hiredis only.
+$(BUILD)/client_test: t/client/client_test.c t/unit/tap.h $(CLIENT_LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) -It/unit $< $(CLIENT_LIB) -o $@ -lhiredis
+
+$(BUILD)/submit-bench: bench/submit_bench.c $(CLIENT_LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(CLIENT_LIB) -o $@ -lhiredis -lm
 
 $(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(LIB_OBJS)
 	@mkdir -p $(dir $@)

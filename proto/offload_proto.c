@@ -26,10 +26,12 @@
  * the header, for the notice "ON<version> <job id>"; a string by its
  * length, and over OFFLOAD_NOTICE_OVER bytes (stored by an older sidecar)
  * by its head; the waiting nginx reads the stored result.  LLEN tells a
- * list (a string answers WRONGTYPE, caught by pcall; a missing key 0).  The
- * body goes only with the entry: a completion that finds the entry no
- * longer pending (it went to the dead letters, or was failed and requeued,
- * meanwhile) leaves the body to whoever took the entry.  UNLINK: Redis
+ * list (a string answers WRONGTYPE, caught by pcall; a missing key 0).
+ * Without a reply channel (a job submitted "fire and forget") nothing is
+ * read back nor published.  The body goes only with the entry: a
+ * completion that finds the entry no longer pending (it went to the dead
+ * letters, or was failed and requeued, meanwhile) leaves the body to
+ * whoever took the entry.  UNLINK: Redis
  * frees a big value off its main thread.
  */
 #define OFFLOAD_COMPLETE_LUA                                                 \
@@ -50,8 +52,10 @@
     "  stored = 1\n"                                                         \
     "end\n"                                                                  \
     "local msg = false\n"                                                    \
-    "local elements = redis.pcall('LLEN', KEYS[2])\n"                        \
-    "if type(elements) == 'number' and elements > 0 then\n"                  \
+    "local elements = ARGV[5] ~= '' and redis.pcall('LLEN', KEYS[2])\n"      \
+    "if not elements then\n"                                                 \
+    "  msg = false\n"                                                        \
+    "elseif type(elements) == 'number' and elements > 0 then\n"              \
     "  local head = string.match(redis.call('LINDEX', KEYS[2], 0),"          \
     " '^OR(%d+ [^ ]+)')\n"                                                   \
     "  if head then msg = 'ON' .. head end\n"                                \
@@ -322,11 +326,21 @@ offload_job_argv(const offload_entry_t *job, const char *stream_key,
     put_field(OFFLOAD_F_VERSION, version, 1);
     put_field(OFFLOAD_F_ID, job->id.data, job->id.len);
     put_field(OFFLOAD_F_PAYLOAD, job->payload.data, job->payload.len);
-    put_field(OFFLOAD_F_REPLY, job->reply.data, job->reply.len);
-    put_field(OFFLOAD_F_DEADLINE, scratch->deadline,
-              strlen(scratch->deadline));
-    put_field(OFFLOAD_F_SUBMITTED, scratch->submitted,
-              strlen(scratch->submitted));
+
+    if (job->reply.len > 0) {
+        put_field(OFFLOAD_F_REPLY, job->reply.data, job->reply.len);
+    }
+
+    if (job->deadline_ms != OFFLOAD_NO_DEADLINE) {
+        put_field(OFFLOAD_F_DEADLINE, scratch->deadline,
+                  strlen(scratch->deadline));
+    }
+
+    if (job->submitted_ms != 0) {
+        put_field(OFFLOAD_F_SUBMITTED, scratch->submitted,
+                  strlen(scratch->submitted));
+    }
+
     put_field(OFFLOAD_F_ATTEMPT, scratch->attempt, strlen(scratch->attempt));
     put_field(OFFLOAD_F_REQUEST_ID, job->request_id.data,
               job->request_id.len);
@@ -384,11 +398,12 @@ offload_job_decode(offload_entry_t *job, const offload_str_t *fields,
     const offload_str_t  *name, *value;
 
     enum {
-        HAVE_VERSION = 1, HAVE_ID = 2, HAVE_PAYLOAD = 4, HAVE_REPLY = 8,
-        HAVE_DEADLINE = 16, HAVE_SUBMITTED = 32, HAVE_ATTEMPT = 64
+        HAVE_VERSION = 1, HAVE_ID = 2, HAVE_PAYLOAD = 4
     };
 
     memset(job, 0, sizeof(*job));
+    job->deadline_ms = OFFLOAD_NO_DEADLINE;
+    job->attempt = 1;
 
     if (nfields % 2 != 0) {
         *err = "odd number of fields";
@@ -421,21 +436,18 @@ offload_job_decode(offload_entry_t *job, const offload_str_t *fields,
 
         } else if (str_is(name, OFFLOAD_F_REPLY)) {
             job->reply = *value;
-            seen |= HAVE_REPLY;
 
         } else if (str_is(name, OFFLOAD_F_DEADLINE)) {
             if (parse_int64(value, &job->deadline_ms) != 0) {
                 *err = "bad deadline";
                 return -1;
             }
-            seen |= HAVE_DEADLINE;
 
         } else if (str_is(name, OFFLOAD_F_SUBMITTED)) {
             if (parse_int64(value, &job->submitted_ms) != 0) {
                 *err = "bad submitted time";
                 return -1;
             }
-            seen |= HAVE_SUBMITTED;
 
         } else if (str_is(name, OFFLOAD_F_ATTEMPT)) {
             if (parse_int64(value, &n) != 0 || n < 1 || n > 1000000) {
@@ -443,7 +455,6 @@ offload_job_decode(offload_entry_t *job, const offload_str_t *fields,
                 return -1;
             }
             job->attempt = (int) n;
-            seen |= HAVE_ATTEMPT;
 
         } else if (str_is(name, OFFLOAD_F_REQUEST_ID)) {
             job->request_id = *value;
@@ -470,11 +481,9 @@ offload_job_decode(offload_entry_t *job, const offload_str_t *fields,
         return -1;
     }
 
-    if ((seen & (HAVE_ID | HAVE_PAYLOAD | HAVE_REPLY | HAVE_DEADLINE
-                 | HAVE_SUBMITTED | HAVE_ATTEMPT))
-        != (HAVE_ID | HAVE_PAYLOAD | HAVE_REPLY | HAVE_DEADLINE
-            | HAVE_SUBMITTED | HAVE_ATTEMPT))
-    {
+    /* reply, deadline, submitted and attempt may be left out: a program
+     * submitting jobs itself may not care (offload_entry_t says how) */
+    if (!(seen & HAVE_ID) || !((seen & HAVE_PAYLOAD) || job->body_len > 0)) {
         *err = "missing field";
         return -1;
     }
@@ -767,15 +776,24 @@ const char  offload_retry_script[] =
     "local f = {}\n"
     "for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end\n"
     "local now = tonumber(ARGV[2])\n"
-    "local span = (tonumber(f.deadline) or 0) - (tonumber(f.submitted) or 0)\n"
+    "local span = (tonumber(f.deadline) or 0) -"
+    " (tonumber(f.submitted) or 0)\n"
     "if span <= 0 then span = 30000 end\n"
-    "local job = {'v', f.v, 'id', f.id, 'payload', f.payload,\n"
-    "  'reply', f.reply, 'deadline', now + span, 'submitted', now,"
-    " 'attempt', 1,\n"
-    "  'rid', f.rid or ''}\n"
+    "local job = {'v', f.v, 'id', f.id, 'payload', f.payload or '',\n"
+    "  'submitted', now, 'attempt', 1, 'rid', f.rid or ''}\n"
+    "if f.reply then\n"
+    "  job[#job + 1] = 'reply'\n"
+    "  job[#job + 1] = f.reply\n"
+    "end\n"
+    "local life = " OFFLOAD_STR(OFFLOAD_BODY_NO_DEADLINE_MS) "\n"
+    "if f.deadline then\n"
+    "  job[#job + 1] = 'deadline'\n"
+    "  job[#job + 1] = now + span\n"
+    "  life = span\n"
+    "end\n"
     "if f.body then\n"
     "  local body = ARGV[4] .. f.id\n"
-    "  if redis.call('PEXPIRE', body, span + "
+    "  if redis.call('PEXPIRE', body, life + "
     OFFLOAD_STR(OFFLOAD_BODY_GRACE_MS) ") == 0 then\n"
     "    return redis.error_reply('the body of job ' .. f.id .. ' (' .."
     " body .. ') is gone (expired or deleted): it cannot run again')\n"

@@ -89,6 +89,9 @@
 #define OFFLOAD_BODY_MAX           (511 * 1024 * 1024)
 #define OFFLOAD_SLICE              262144
 #define OFFLOAD_BODY_GRACE_MS      60000
+/* The body key of a job without a deadline lives this long, plus the
+ * grace: a body is a big thing to keep in Redis for ever. */
+#define OFFLOAD_BODY_NO_DEADLINE_MS  86400000
 #define OFFLOAD_DEAD_BODY_TTL      604800
 
 
@@ -99,18 +102,28 @@ typedef struct {
 
 
 /* A job as it travels in a stream entry.  Strings point into the caller's
- * buffers (the request, or the hiredis reply): nothing is copied. */
+ * buffers (the request, or the hiredis reply): nothing is copied.
+ *
+ * Only the version, the id and the payload (or body) are required: a
+ * program may submit "fire and forget" jobs straight through Redis.  No
+ * reply channel: the result is stored, not published.  No deadline:
+ * OFFLOAD_NO_DEADLINE, later than any time, so every "deadline passed?"
+ * comparison says no.  No submitted time: 0 (the worker then counts the
+ * queue time from the entry id's, the time Redis added the entry).  No
+ * attempt: 1. */
 typedef struct {
     int            version;
     offload_str_t  id;
     offload_str_t  payload;       /* empty when body_len > 0 */
     int64_t        body_len;      /* > 0: the payload is in the body key */
-    offload_str_t  reply;         /* pub/sub channel of the waiting nginx */
+    offload_str_t  reply;         /* pub/sub channel, empty: none */
     offload_str_t  request_id;    /* nginx $request_id, for correlation */
     int64_t        deadline_ms;   /* absolute, ms since the epoch */
-    int64_t        submitted_ms;  /* ms since the epoch */
+    int64_t        submitted_ms;  /* ms since the epoch, 0: not given */
     int            attempt;       /* 1 on first delivery */
 } offload_entry_t;
+
+#define OFFLOAD_NO_DEADLINE        INT64_MAX
 
 #define OFFLOAD_JOB_FIELDS_AT      4     /* XADD key NOMKSTREAM * */
 #define OFFLOAD_JOB_ARGC           (OFFLOAD_JOB_FIELDS_AT + 2 * 9)
@@ -172,8 +185,9 @@ int offload_stage_key(char *buf, size_t size, const char *queue, size_t qlen,
     const char *id, size_t idlen, const char *consumer);
 
 /* Fills argv/argvlen (OFFLOAD_JOB_ARGC slots) with an XADD of the job to the
- * stream key, with a "body" field when job->body_len > 0.  Returns the
- * argument count. */
+ * stream key, with a "body" field when job->body_len > 0, without "reply"
+ * when it is empty, "deadline" when it is OFFLOAD_NO_DEADLINE, "submitted"
+ * when it is 0.  Returns the argument count. */
 int offload_job_argv(const offload_entry_t *job, const char *stream_key,
     offload_job_scratch_t *scratch, const char **argv, size_t *argvlen);
 
@@ -211,8 +225,8 @@ void offload_job_id_format(char *buf, const char *nonce, uint64_t seq);
  *   KEYS[2] result key      ARGV[3] encoded result, or with KEYS[4] the
  *   KEYS[3] the job's body      staging list's number of elements
  *           key (always)    ARGV[4] result TTL in seconds
- *   KEYS[4] staging key     ARGV[5] reply channel
- *           (optional)
+ *   KEYS[4] staging key     ARGV[5] reply channel, "": none (the job was
+ *           (optional)              submitted "fire and forget")
  *
  * Stores the result unless one is there already (a job run twice keeps its
  * first result).  A result over OFFLOAD_NOTICE_OVER bytes comes staged: the
@@ -223,9 +237,10 @@ void offload_job_id_format(char *buf, const char *nonce, uint64_t seq);
  * ("STAGE ...") and nothing else is done: the worker stages again.  Then
  * publishes the stored result (a list, or a string over
  * OFFLOAD_NOTICE_OVER bytes: a notice of it, built from its header; a big
- * result is never loaded into Lua), acks and deletes the entry, and, when
- * this call acked it, unlinks the body key (the job is done; an entry acked
- * already was dead-lettered or requeued, which keep the body).  Store
+ * result is never loaded into Lua; nothing without a channel), acks and
+ * deletes the entry, and, when this call acked it, unlinks the body key
+ * (the job is done; an entry acked already was dead-lettered or requeued,
+ * which keep the body).  Store
  * happens before notify and before ack, inside one script, so no crash
  * between the steps can lose the answer.  Returns 1 when this call stored
  * the result, 0 when an earlier run had.
@@ -306,10 +321,11 @@ extern const char  offload_queue_stats_script[];
 
 /*
  * Retry: a dead letter goes back on its queue as a new job: attempt 1,
- * submitted now, with the deadline span it had; its stored answer (the
- * error) is deleted so the new run can store its own.  A job whose body is
- * in its body key keeps it there ("body <length>", empty payload) and the
- * key lives the new deadline span plus OFFLOAD_BODY_GRACE_MS; when the key
+ * submitted now, with the deadline span it had (none if it had none); its
+ * stored answer (the error) is deleted so the new run can store its own.  A
+ * job whose body is in its body key keeps it there ("body <length>", empty
+ * payload) and the key lives the new deadline span (without a deadline
+ * OFFLOAD_BODY_NO_DEADLINE_MS) plus OFFLOAD_BODY_GRACE_MS; when the key
  * is gone the script answers an error saying so and changes nothing.
  *   KEYS[1] dead stream     ARGV[1] the dead entry's id
  *   KEYS[2] stream          ARGV[2] now, ms since the epoch

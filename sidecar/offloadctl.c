@@ -22,22 +22,26 @@
 static int ctl_ping(ctl_t *ctl, int argc, char **argv);
 
 
+/* own_redis: the command connects through liboffload itself. */
 static const struct {
     const char      *name;
     ctl_command_pt   run;
+    int              own_redis;
 } commands[] = {
-    { "ping",    ctl_ping },
-    { "status",  ctl_status },
-    { "queues",  ctl_queues },
-    { "top",     ctl_top },
-    { "events",  ctl_events },
-    { "dead",    ctl_dead },
-    { "retry",   ctl_retry },
-    { "purge",   ctl_purge },
-    { "replay",  ctl_replay },
-    { "drain",   ctl_drain },
-    { "resume",  ctl_resume },
-    { NULL, NULL }
+    { "ping",    ctl_ping,   0 },
+    { "status",  ctl_status, 0 },
+    { "queues",  ctl_queues, 0 },
+    { "top",     ctl_top,    0 },
+    { "events",  ctl_events, 0 },
+    { "dead",    ctl_dead,   0 },
+    { "retry",   ctl_retry,  0 },
+    { "purge",   ctl_purge,  0 },
+    { "replay",  ctl_replay, 0 },
+    { "drain",   ctl_drain,  0 },
+    { "resume",  ctl_resume, 0 },
+    { "submit",  ctl_submit, 1 },
+    { "result",  ctl_result, 1 },
+    { NULL, NULL, 0 }
 };
 
 
@@ -78,6 +82,19 @@ usage(FILE *out)
         "                              more; waits SECS (30) for it, 0: no "
         "wait\n"
         "  resume [-t SECS] NODE       the node takes jobs again\n"
+        "  submit QUEUE JSON|@FILE|- [--wait [--timeout T]] [--deadline T]\n"
+        "                              submit a job; prints its id, or with "
+        "--wait its\n"
+        "                              result (exit 1 unless 2xx); --timeout "
+        "(30s) is\n"
+        "                              the wait and by default the job's "
+        "deadline;\n"
+        "                              without --wait no deadline unless "
+        "--deadline\n"
+        "  result QUEUE JOB            a job's stored result (exit 1 unless "
+        "2xx, or\n"
+        "                              none: unknown, not finished, "
+        "expired)\n"
         "\n"
         "options:\n"
         "  -r, --redis ADDR    Redis address (default: from the config, "
@@ -276,13 +293,20 @@ main(int argc, char **argv)
         return CTL_USAGE;
     }
 
-    ctl.redis = connect_redis(&addr, conf.redis_user, password, conf.db, name,
-                              sizeof(name));
-    if (ctl.redis == NULL) {
-        offload_conf_free(&conf);
-        return CTL_FAIL;
+    ctl.addr = &addr;
+    ctl.user = conf.redis_user;
+    ctl.password = password;
+    ctl.db = conf.db;
+
+    if (!commands[i].own_redis) {
+        ctl.redis = connect_redis(&addr, conf.redis_user, password, conf.db,
+                                  name, sizeof(name));
+        if (ctl.redis == NULL) {
+            offload_conf_free(&conf);
+            return CTL_FAIL;
+        }
+        ctl.redis_name = name;
     }
-    ctl.redis_name = name;
 
     rc = commands[i].run(&ctl, argc - optind, argv + optind);
 

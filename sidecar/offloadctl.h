@@ -11,6 +11,7 @@
  *   offloadctl_dead.c     dead, retry, purge
  *   offloadctl_replay.c   replay [--gdb]
  *   offloadctl_drain.c    drain, resume
+ *   offloadctl_submit.c   submit, result (through liboffload)
  */
 
 #ifndef OFFLOADCTL_H
@@ -33,8 +34,12 @@
 #define CTL_TIMEOUT_S  2
 
 typedef struct {
-    redisContext          *redis;
+    redisContext          *redis;       /* NULL for submit and result */
     offload_conf_t        *conf;        /* from -c, else NULL */
+    const offload_addr_t  *addr;        /* Redis, and how to log in */
+    const char            *user;
+    const char            *password;
+    int                    db;
     const char            *redis_name;  /* "host:port", for headers */
     int                    json;        /* --json */
     int                    argc;        /* the whole command line */
@@ -104,5 +109,7 @@ int ctl_purge(ctl_t *ctl, int argc, char **argv);
 int ctl_replay(ctl_t *ctl, int argc, char **argv);
 int ctl_drain(ctl_t *ctl, int argc, char **argv);
 int ctl_resume(ctl_t *ctl, int argc, char **argv);
+int ctl_submit(ctl_t *ctl, int argc, char **argv);
+int ctl_result(ctl_t *ctl, int argc, char **argv);
 
 #endif /* OFFLOADCTL_H */

@@ -309,7 +309,7 @@ send_dead(offload_redis_conn_t *conn, const offload_conf_t *conf,
     arg(&a, entry_id->data, entry_id->len);
     arg(&a, result, (size_t) hlen + blen);
     arg_str(&a, ttl);
-    arg(&a, job->reply.data, job->reply.len);
+    arg(&a, job->reply.len ? job->reply.data : "", job->reply.len);
     arg_str(&a, maxlen);
 
     for (i = 0; i + 1 < nfields; i += 2) {

@@ -476,7 +476,9 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
     memcpy(c->buf + off + hlen, body, blen);
 
     rlen = (size_t) hlen + blen;
-    memcpy(c->buf + off + rlen, reply->data, reply->len);
+    if (reply->len > 0) {       /* none: "fire and forget", data is NULL */
+        memcpy(c->buf + off + rlen, reply->data, reply->len);
+    }
 
     c->argc = 0;
     put_arg(c, "EVALSHA", 7);
@@ -866,8 +868,9 @@ bad_entry(offload_worker_t *w, const offload_str_t *entry_id,
     }
 
     /* Someone may still wait for it: answered after it is dead-lettered
-     * (the completion's XACK and XDEL then find nothing left to do). */
-    if (!usable_id(&id) || reply.len == 0) {
+     * (the completion's XACK and XDEL then find nothing left to do).
+     * Without a reply channel the answer is only stored. */
+    if (!usable_id(&id)) {
         return;
     }
 
@@ -890,6 +893,7 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
 {
     int                rc;
     int64_t            now_us, now_ms, queue_us, start_us, run_us;
+    int64_t            submitted_ms;
     offload_job_t     *job = &w->job;
     struct rusage      before, after;
     offload_result_t   res;
@@ -897,9 +901,13 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
     now_us = offload_wall_us();
     now_ms = now_us / 1000;
 
-    /* ms fields may hold up to 18 digits: compare before scaling to us */
-    queue_us = entry->submitted_ms < now_ms
-               ? now_us - entry->submitted_ms * 1000
+    /* ms fields may hold up to 18 digits: compare before scaling to us.
+     * Without "submitted", from when Redis added the entry (its id). */
+    submitted_ms = entry->submitted_ms != 0
+                   ? entry->submitted_ms
+                   : strtoll(entry_id->data, NULL, 10);
+    queue_us = submitted_ms > 0 && submitted_ms < now_ms
+               ? now_us - submitted_ms * 1000
                : 0;                     /* clocks of two hosts disagree */
 
     log_debug("%s: job from entry %.*s, attempt %d", w->name,
@@ -919,7 +927,9 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
 
     offload_job_set(job, entry->id.data, entry->id.len,
                     entry->request_id.data, entry->request_id.len,
-                    entry->attempt, entry->deadline_ms);
+                    entry->attempt,
+                    entry->deadline_ms == OFFLOAD_NO_DEADLINE
+                    ? 0 : entry->deadline_ms);
 
     /* run_us is the handler's own time (Server-Timing "run"); the job's
      * start in the scoreboard, for its timeout, includes the JSON check. */

@@ -2,9 +2,9 @@
 # Redis ACL users: the `default` user is off and the module and the sidecar
 # each log in as their own user, defined by exactly the rules README.md
 # documents (read from it).  Echo jobs, offload_status, offloadctl, a worker
-# crash (dead letter), a worker killed under a job (requeue), a reload and a
-# drain all work, and Redis denied nothing: ACL LOG is empty and no log
-# says NOPERM.
+# crash (dead letter), a worker killed under a job (requeue), a reload, a
+# drain, and jobs submitted by offloadctl as offload-submitter all work,
+# and Redis denied nothing: ACL LOG is empty and no log says NOPERM.
 
 use strict;
 use warnings;
@@ -21,8 +21,9 @@ ok($block, 'README.md documents the ACL rules') or BAIL_OUT('no rules');
 $block =~ s/\n\s+/ /g;
 my %rules = map { /^user (\S+) (.*)$/ ? ($1 => [ split ' ', $2 ]) : () }
     split /\n/, $block;
-ok($rules{'offload-nginx'} && $rules{'offload-sidecar'},
-    'rules for offload-nginx and offload-sidecar');
+ok($rules{'offload-nginx'} && $rules{'offload-sidecar'}
+    && $rules{'offload-submitter'},
+    'rules for offload-nginx, offload-sidecar and offload-submitter');
 my %secret = map { $_ => (join ' ', @{ $rules{$_} }) =~ />(\S+)/ }
     keys %rules;
 
@@ -132,6 +133,28 @@ for my $cmd ('status', 'queues', 'events -n 5', 'dead crash',
 }
 is(post_json('/jobs/echo', { after => 'resume' })->{status}, 200,
     'jobs after drain and resume');
+
+# ---- a program submitting jobs itself, as offload-submitter
+my $sconf = tmpdir() . '/submitter.conf';
+spew($sconf, "redis 127.0.0.1:${\ redis_port()};\n"
+    . "redis_user offload-submitter;\n"
+    . "password $secret{'offload-submitter'};\n"
+    . "queue echo { handler echo; }\n");
+my $sub = "$ctl -c $sconf";
+my $out = `$sub submit echo '{"as":"submitter"}' --wait 2>&1`;
+is("$? $out", "0 {\"as\":\"submitter\"}\n",
+    'offloadctl submit --wait as offload-submitter');
+spew(tmpdir() . '/big.json', $big);
+$out = `$sub submit --wait --timeout 20s echo \@${\ tmpdir()}/big.json 2>&1`;
+ok($? == 0 && $out eq "$big\n",
+    'a 2 MB job (body key) and its result (a list) as offload-submitter')
+    or diag(substr($out, 0, 300));
+chomp(my $sid = `$sub submit echo '{"later":1}' 2>&1`);
+like($sid, qr/^[0-9a-f]{32}$/, 'fire and forget as offload-submitter');
+ok(wait_until(sub { `$sub result echo $sid 2>&1` eq "{\"later\":1}\n" },
+    scaled(10), 'stored result'), 'offloadctl result as offload-submitter');
+$out = `$sub submit nosuch '{}' 2>&1`;
+like($out, qr/unknown queue/, 'an unknown queue, as offload-submitter');
 
 # ---- a reload (new workers) as offload-sidecar
 my $text = slurp($conf);

@@ -4,7 +4,9 @@
  *
  * The input is the entry's strings separated by "\n", each copied into its
  * own exactly-sized buffer, as hiredis hands them over, so that a read past
- * one is caught.  A decoded job must hold what the decoder promises, and
+ * one is caught.  Only v, id and payload (or body) are required: reply,
+ * deadline, submitted and attempt may be missing (a job submitted straight
+ * through Redis).  A decoded job must hold what the decoder promises, and
  * encoding it again (offload_job_argv) must decode to the same job.
  */
 
@@ -37,8 +39,12 @@ check_round_trip(const offload_entry_t *job)
     offload_job_scratch_t  scratch;
 
     argc = offload_job_argv(job, "offload:{q}:jobs", &scratch, argv, argvlen);
-    /* the last field pair, body, only for a job whose payload is aside */
-    check(argc == OFFLOAD_JOB_ARGC - (job->body_len > 0 ? 0 : 2),
+    /* body only for a job whose payload is aside; reply, deadline and
+     * submitted only when the job has them */
+    check(argc == OFFLOAD_JOB_ARGC - (job->body_len > 0 ? 0 : 2)
+                  - (job->reply.len > 0 ? 0 : 2)
+                  - (job->deadline_ms != OFFLOAD_NO_DEADLINE ? 0 : 2)
+                  - (job->submitted_ms != 0 ? 0 : 2),
           "argument count");
 
     for (i = OFFLOAD_JOB_FIELDS_AT; i < (size_t) argc; i++) {

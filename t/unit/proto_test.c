@@ -345,6 +345,41 @@ test_job(void)
         ok(DECODE(extra, 16) == 0 && out.attempt == 3
            && out.request_id.len == 0, "unknown fields ignored, rid optional");
     }
+    {
+        /* a job a program submits itself: fire and forget */
+        offload_str_t  minimal[] = {
+            S("v"), S("1"), S("id"), S("i"), S("payload"), S("{}")
+        };
+        offload_str_t  aside[] = {
+            S("v"), S("1"), S("id"), S("i"), S("body"), S("5")
+        };
+
+        ok(DECODE(minimal, 6) == 0 && out.reply.len == 0
+           && out.deadline_ms == OFFLOAD_NO_DEADLINE
+           && out.submitted_ms == 0 && out.attempt == 1,
+           "v, id and payload make a job: no reply, no deadline, "
+           "attempt 1");
+        ok(DECODE(aside, 6) == 0 && out.body_len == 5
+           && out.payload.len == 0, "a body without a payload field too");
+
+        in.payload.len = 2;
+        in.body_len = 0;
+        in.reply.len = 0;
+        in.deadline_ms = OFFLOAD_NO_DEADLINE;
+        in.submitted_ms = 0;
+        argc = offload_job_argv(&in, stream, &scratch, argv, argvlen);
+        ok(argc == OFFLOAD_JOB_ARGC - 8,
+           "no reply, deadline, submitted, body: four fields fewer");
+        for (i = OFFLOAD_JOB_FIELDS_AT; i < argc; i++) {
+            fields[i - OFFLOAD_JOB_FIELDS_AT].data = argv[i];
+            fields[i - OFFLOAD_JOB_FIELDS_AT].len = argvlen[i];
+        }
+        ok(offload_job_decode(&out, fields,
+                              (size_t) (argc - OFFLOAD_JOB_FIELDS_AT), &err)
+           == 0 && out.reply.len == 0
+           && out.deadline_ms == OFFLOAD_NO_DEADLINE,
+           "which round trips");
+    }
 }
 
 

@@ -1,0 +1,175 @@
+"""offload_client -- submit jobs to offload queues from Python, straight
+through Redis, and get their results.  Standard library and redis-py only
+(Debian: python3-redis).  docs/PROTOCOL.md, "Submitting jobs from your own
+code", says what goes over the wire.
+
+    import redis
+    from offload_client import Client
+
+    jobs = Client(redis.Redis(port=6379))
+    job_id = jobs.submit("echo", {"hello": "world"})     # fire and forget
+    result = jobs.result("echo", job_id)                 # None until done
+    result = jobs.submit("echo", {"hello": 1}, wait=True, timeout=5)
+    result.status, result.json()                         # 200, {'hello': 1}
+"""
+
+import json
+import secrets
+import time
+
+import redis
+
+PROTO_VERSION = 1
+BODY_OVER = 1048576         # a bigger payload goes through its body key
+SLICE = 262144              # ... in slices of this many bytes
+BODY_GRACE_MS = 60000
+BODY_NO_DEADLINE_MS = 86400000
+
+
+class OffloadError(Exception):
+    """The job could not be submitted, or its result not read."""
+
+
+class UnknownQueue(OffloadError):
+    """No worker ever served the queue: nothing was written."""
+
+
+class Timeout(OffloadError):
+    """No result within the time given."""
+
+
+class Result:
+    """A job's result: an HTTP-like status and a JSON body (str)."""
+
+    def __init__(self, encoded):
+        header, _, self.body = encoded.partition(b"\n")
+        fields = header.decode().split(" ")
+        if not fields[0].startswith("OR") or len(fields) < 5:
+            raise OffloadError("not a result: %r" % header[:64])
+        self.job_id = fields[1]
+        self.status = int(fields[2])
+        self.queue_us, self.run_us = int(fields[3]), int(fields[4])
+        self.body = self.body.decode()
+
+    @property
+    def ok(self):
+        return 200 <= self.status < 300
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class Client:
+    """Submits jobs and reads results through one redis.Redis."""
+
+    def __init__(self, r):
+        self.r = r
+        self.nonce = secrets.token_hex(8)   # 16 hex digits, as nginx's
+        self.seq = 0
+        self.channel = "offload:reply:" + self.nonce
+        self.pubsub = None
+        self.last_waited = None
+
+    def submit(self, queue, payload, wait=False, timeout=30.0,
+               deadline=None):
+        """Submits payload (JSON text, or anything json.dumps takes) to
+        queue.  Returns the job id; with wait=True, the Result, waited for
+        at most timeout seconds (the job's deadline too, unless deadline
+        says otherwise; without wait, no deadline unless given)."""
+        if isinstance(payload, (str, bytes)):
+            json.loads(payload)             # refuse what is not JSON
+            body = payload.encode() if isinstance(payload, str) else payload
+        else:
+            body = json.dumps(payload, separators=(",", ":")).encode()
+
+        self.seq += 1
+        job_id = "%s%016x" % (self.nonce, self.seq)
+        stream = "offload:{%s}:jobs" % queue
+        now = int(time.time() * 1000)
+        if deadline is None and wait:
+            deadline = timeout
+        fields = {"v": PROTO_VERSION, "id": job_id, "submitted": now,
+                  "attempt": 1}
+        if deadline is not None:
+            fields["deadline"] = now + int(deadline * 1000)
+        if wait and self.pubsub is None:
+            # subscribed before the job is added: no result can be missed
+            self.pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+            self.pubsub.subscribe(self.channel)
+        if wait:
+            fields["reply"] = self.channel
+
+        if len(body) > BODY_OVER:
+            life = int(deadline * 1000) if deadline else BODY_NO_DEADLINE_MS
+            self._write_body(queue, stream, job_id, body, life)
+            fields["payload"], fields["body"] = "", len(body)
+        else:
+            fields["payload"] = body
+
+        if self.r.xadd(stream, fields, nomkstream=True) is None:
+            self.r.unlink("offload:{%s}:body:%s" % (queue, job_id))
+            raise UnknownQueue("unknown queue %r" % queue)
+        if not wait:
+            return job_id
+        self.last_waited = job_id
+        return self.wait(queue, job_id, timeout)
+
+    def _write_body(self, queue, stream, job_id, body, life_ms):
+        # PROTOCOL.md "Big payloads: the body key": a list of slices, the
+        # first with the key's lifetime in one transaction.
+        if not self.r.exists(stream):
+            raise UnknownQueue("unknown queue %r" % queue)
+        key = "offload:{%s}:body:%s" % (queue, job_id)
+        tx = self.r.pipeline(transaction=True)
+        tx.rpush(key, body[:SLICE])
+        tx.pexpire(key, life_ms + BODY_GRACE_MS)
+        if tx.execute() != [1, True]:
+            raise OffloadError("could not write the body key " + key)
+        for n, at in enumerate(range(SLICE, len(body), SLICE), start=2):
+            if self.r.rpush(key, body[at:at + SLICE]) != n:
+                self.r.unlink(key)
+                raise OffloadError("the body key %s went while written"
+                                   % key)
+
+    def result(self, queue, job_id):
+        """The job's stored Result, or None (unknown, not finished, or
+        expired)."""
+        key = "offload:{%s}:result:%s" % (queue, job_id)
+        try:
+            encoded = self.r.get(key)
+        except redis.ResponseError:         # WRONGTYPE: a big one, a list
+            n = self.r.llen(key)
+            parts = [self.r.lindex(key, i) for i in range(n)]
+            encoded = None if None in parts or n == 0 else b"".join(parts)
+        return Result(encoded) if encoded is not None else None
+
+    def wait(self, queue, job_id, timeout=30.0):
+        """The job's Result within timeout seconds, else Timeout.  Pushed
+        to this client for a job it submitted with wait=True; looked for
+        in the result key every few ms otherwise."""
+        end = time.monotonic() + timeout
+        pause = 0.001
+        pushed = job_id == self.last_waited
+        while time.monotonic() < end:
+            if not pushed:
+                res = self.result(queue, job_id)
+                if res is not None:
+                    return res
+                time.sleep(min(pause, max(0, end - time.monotonic())))
+                pause = min(pause * 2, 0.05)
+                continue
+            msg = self.pubsub.get_message(
+                timeout=max(0.0, end - time.monotonic()))
+            if msg is None or msg["type"] != "message":
+                continue
+            data = msg["data"]
+            if data.startswith(b"OR") and data.split(b" ", 2)[1] == \
+                    job_id.encode():
+                return Result(data)
+            if data == b"ON%d %s" % (PROTO_VERSION, job_id.encode()):
+                return self.result(queue, job_id)   # over 1 MB: stored
+        res = self.result(queue, job_id)
+        if res is None:
+            raise Timeout("no result for job %s within %ss"
+                          % (job_id, timeout))
+        return res

@@ -1,0 +1,886 @@
+/*
+ * offload_client.c -- liboffload (include/offload_client.h): jobs submitted
+ * from any program straight through Redis, as the nginx module does it,
+ * with hiredis' blocking API.
+ *
+ * The job id is the client's nonce (16 hex digits from getrandom(), drawn
+ * at connect) and a sequence number, as docs/PROTOCOL.md "Job ids" says;
+ * the nonce also names the client's reply channel.  A job submitted to be
+ * waited for names that channel in its entry, and the channel is
+ * subscribed on a second connection before the first such XADD, so a
+ * result published at once is already on its way to us.  Results over
+ * 1 MB come as a notice and are read from the result key, a list, an
+ * element per command; so are payloads over 1 MB written, to the body key.
+ */
+
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "offload_client.h"
+#include "offload_proto.h"
+
+/* Between two looks at a result key when no result is pushed to us. */
+#define POLL_MIN_MS   1
+#define POLL_MAX_MS   50
+
+/* A result list (PROTOCOL.md, "Big payloads"): its header line, then
+ * slices of at most OFFLOAD_SLICE bytes of a body of at most
+ * OFFLOAD_BODY_MAX; anything else is not a worker's. */
+#define RESULT_ELEMENTS_MAX  (OFFLOAD_BODY_MAX / OFFLOAD_SLICE + 2)
+
+/* Slices of a body on their way at once: Redis runs what it read from one
+ * socket in one go, so a whole pipeline would hold up other clients. */
+#define BODY_IN_FLIGHT  2
+
+
+struct offload_client_s {
+    redisContext  *cmd;
+    redisContext  *sub;             /* subscribed to channel, or NULL */
+    char          *host;
+    char          *unix_path;
+    char          *user;
+    char          *password;
+    int            port;
+    int            db;
+    int            connect_timeout_ms;
+    int            command_timeout_ms;
+    char           nonce[OFFLOAD_NONCE_LEN + 1];
+    char           channel[OFFLOAD_KEY_MAX];
+    char           last_waited[OFFLOAD_CLIENT_ID_SIZE];
+    uint64_t       seq;
+    int            failed;
+    char           err[256];
+};
+
+
+static void
+fail(offload_client_t *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+fail(offload_client_t *c, const char *fmt, ...)
+{
+    va_list  ap;
+
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof(c->err), fmt, ap);
+    va_end(ap);
+    c->failed = 1;
+}
+
+
+static struct timeval
+tv_ms(int ms)
+{
+    struct timeval  tv = { ms / 1000, (ms % 1000) * 1000 };
+
+    return tv;
+}
+
+
+static int64_t
+now_ms(int clock)
+{
+    struct timespec  ts;
+
+    clock_gettime(clock, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+static char *
+dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+
+/* A new connection, authenticated and on its db, or NULL (c->err). */
+static redisContext *
+open_conn(offload_client_t *c)
+{
+    redisContext  *r;
+    redisReply    *reply = NULL;
+    const char    *what = "";
+
+    if (c->unix_path) {
+        r = redisConnectUnixWithTimeout(c->unix_path,
+                                        tv_ms(c->connect_timeout_ms));
+    } else {
+        r = redisConnectWithTimeout(c->host, c->port,
+                                    tv_ms(c->connect_timeout_ms));
+    }
+
+    if (r == NULL || r->err) {
+        if (c->unix_path) {
+            fail(c, "cannot connect to Redis at unix:%s: %s", c->unix_path,
+                 r ? r->errstr : "out of memory");
+        } else {
+            fail(c, "cannot connect to Redis at %s:%d: %s", c->host,
+                 c->port, r ? r->errstr : "out of memory");
+        }
+        redisFree(r);
+        return NULL;
+    }
+
+    redisSetTimeout(r, tv_ms(c->command_timeout_ms));
+    if (!c->unix_path) {
+        redisEnableKeepAlive(r);
+    }
+
+    if (c->password) {
+        what = "AUTH";
+        reply = c->user ? redisCommand(r, "AUTH %s %s", c->user, c->password)
+                        : redisCommand(r, "AUTH %s", c->password);
+    }
+
+    if ((c->password == NULL || (reply && reply->type != REDIS_REPLY_ERROR))
+        && c->db != 0)
+    {
+        freeReplyObject(reply);
+        what = "SELECT";
+        reply = redisCommand(r, "SELECT %d", c->db);
+    }
+
+    if ((c->password || c->db) && (reply == NULL
+                                   || reply->type == REDIS_REPLY_ERROR))
+    {
+        fail(c, "Redis %s: %s", what, reply ? reply->str : r->errstr);
+        freeReplyObject(reply);
+        redisFree(r);
+        return NULL;
+    }
+
+    freeReplyObject(reply);
+    return r;
+}
+
+
+/* The command connection, made again if the last one broke. */
+static redisContext *
+cmd_conn(offload_client_t *c)
+{
+    if (c->cmd != NULL && c->cmd->err) {
+        redisFree(c->cmd);
+        c->cmd = NULL;
+    }
+
+    if (c->cmd == NULL) {
+        c->cmd = open_conn(c);
+    }
+
+    return c->cmd;
+}
+
+
+/* A command's reply, or NULL (c->err) for a broken connection or an error
+ * reply. */
+static redisReply *
+command_argv(offload_client_t *c, int argc, const char **argv,
+    const size_t *argvlen)
+{
+    redisContext  *r = cmd_conn(c);
+    redisReply    *reply;
+
+    if (r == NULL) {
+        return NULL;
+    }
+
+    reply = redisCommandArgv(r, argc, argv, argvlen);
+    if (reply == NULL) {
+        fail(c, "Redis %s: %s", argv[0], r->errstr);
+        return NULL;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        fail(c, "Redis %s: %s", argv[0], reply->str);
+        freeReplyObject(reply);
+        return NULL;
+    }
+
+    return reply;
+}
+
+
+offload_client_t *
+offload_client_connect(const offload_client_conf_t *conf)
+{
+    offload_client_t  *c;
+    unsigned char      rnd[OFFLOAD_NONCE_LEN / 2];
+    size_t             i;
+
+    static const char  hex[] = "0123456789abcdef";
+
+    c = calloc(1, sizeof(offload_client_t));
+    if (c == NULL) {
+        return NULL;
+    }
+
+    c->host = strdup(conf->host ? conf->host : "127.0.0.1");
+    c->unix_path = dup_or_null(conf->unix_path);
+    c->user = dup_or_null(conf->user);
+    c->password = dup_or_null(conf->password);
+    c->port = conf->port ? conf->port : 6379;
+    c->db = conf->db;
+    c->connect_timeout_ms = conf->connect_timeout_ms > 0
+                            ? conf->connect_timeout_ms : 2000;
+    c->command_timeout_ms = conf->command_timeout_ms > 0
+                            ? conf->command_timeout_ms : 5000;
+
+    if (c->host == NULL || (conf->unix_path && c->unix_path == NULL)
+        || (conf->user && c->user == NULL)
+        || (conf->password && c->password == NULL))
+    {
+        offload_client_free(c);
+        return NULL;
+    }
+
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t) sizeof(rnd)) {
+        fail(c, "getrandom: %s", strerror(errno));
+        return c;
+    }
+
+    for (i = 0; i < sizeof(rnd); i++) {
+        c->nonce[2 * i] = hex[rnd[i] >> 4];
+        c->nonce[2 * i + 1] = hex[rnd[i] & 0xf];
+    }
+    offload_reply_channel(c->channel, sizeof(c->channel), c->nonce,
+                          OFFLOAD_NONCE_LEN);
+
+    cmd_conn(c);
+    return c;
+}
+
+
+const char *
+offload_client_error(const offload_client_t *c)
+{
+    return c->failed ? c->err : NULL;
+}
+
+
+void
+offload_client_free(offload_client_t *c)
+{
+    if (c == NULL) {
+        return;
+    }
+
+    redisFree(c->cmd);
+    redisFree(c->sub);
+    free(c->host);
+    free(c->unix_path);
+    free(c->user);
+    free(c->password);
+    free(c);
+}
+
+
+void
+offload_client_result_free(offload_client_result_t *res)
+{
+    free(res->body);
+    res->body = NULL;
+}
+
+
+/* Subscribes the reply channel on a connection of its own, once. */
+static int
+subscribe(offload_client_t *c)
+{
+    redisReply  *reply;
+
+    if (c->sub != NULL) {
+        return 0;
+    }
+
+    c->sub = open_conn(c);
+    if (c->sub == NULL) {
+        return -1;
+    }
+
+    reply = redisCommand(c->sub, "SUBSCRIBE %s", c->channel);
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        fail(c, "Redis SUBSCRIBE: %s",
+             reply == NULL ? c->sub->errstr
+             : reply->type == REDIS_REPLY_ERROR ? reply->str
+             : "unexpected reply");
+        freeReplyObject(reply);
+        redisFree(c->sub);
+        c->sub = NULL;
+        return -1;
+    }
+
+    freeReplyObject(reply);
+    return 0;
+}
+
+
+/*
+ * Writes a big payload to the job's body key (PROTOCOL.md, "Big payloads:
+ * the body key"): MULTI, RPUSH of the first slice, PEXPIRE, EXEC, then an
+ * RPUSH per slice, BODY_IN_FLIGHT on their way at most, each answer
+ * checked (the list's length so far).  The queue's stream must exist
+ * first: nothing is written for a queue nobody serves.
+ */
+static int
+write_body(offload_client_t *c, const char *queue, const char *stream,
+    const char *body_key, const char *json, size_t len, int64_t life_ms)
+{
+    int            rc = OFFLOAD_CLIENT_ERROR;
+    char           pexpire[24];
+    size_t         slices, sent, got, off, n, i;
+    redisReply    *reply;
+    redisContext  *r;
+    const char    *argv[3];
+    size_t         argvlen[3];
+
+    argv[0] = "EXISTS";
+    argv[1] = stream;
+    reply = command_argv(c, 2, argv, NULL);
+    if (reply == NULL) {
+        return OFFLOAD_CLIENT_ERROR;
+    }
+    n = reply->type == REDIS_REPLY_INTEGER ? (size_t) reply->integer : 0;
+    freeReplyObject(reply);
+
+    if (n == 0) {
+        fail(c, "unknown queue \"%s\": no worker ever served it", queue);
+        return OFFLOAD_CLIENT_NOT_FOUND;
+    }
+
+    r = cmd_conn(c);
+    slices = (len + OFFLOAD_SLICE - 1) / OFFLOAD_SLICE;
+    snprintf(pexpire, sizeof(pexpire), "%lld",
+             (long long) (life_ms + OFFLOAD_BODY_GRACE_MS));
+
+    argv[0] = "RPUSH";
+    argv[1] = body_key;
+    argvlen[0] = 5;
+    argvlen[1] = strlen(body_key);
+
+    redisAppendCommand(r, "MULTI");
+    argv[2] = json;
+    argvlen[2] = OFFLOAD_SLICE < len ? OFFLOAD_SLICE : len;
+    redisAppendCommandArgv(r, 3, argv, argvlen);
+    redisAppendCommand(r, "PEXPIRE %s %s", body_key, pexpire);
+    redisAppendCommand(r, "EXEC");
+
+    for (i = 0; i < 3; i++) {           /* MULTI's, the two QUEUEDs */
+        if (redisGetReply(r, (void **) &reply) != REDIS_OK) {
+            goto broken;
+        }
+        freeReplyObject(reply);
+    }
+
+    if (redisGetReply(r, (void **) &reply) != REDIS_OK) {
+        goto broken;
+    }
+    n = reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+        && reply->element[0]->type == REDIS_REPLY_INTEGER
+        && reply->element[0]->integer == 1
+        && reply->element[1]->type == REDIS_REPLY_INTEGER
+        && reply->element[1]->integer == 1;
+    freeReplyObject(reply);
+    if (!n) {
+        fail(c, "writing the body key %s: unexpected EXEC reply", body_key);
+        goto unlink;
+    }
+
+    for (sent = 1, got = 1; got < slices; ) {
+        while (sent < slices && sent - got < BODY_IN_FLIGHT) {
+            off = sent * OFFLOAD_SLICE;
+            argv[2] = json + off;
+            argvlen[2] = len - off < OFFLOAD_SLICE ? len - off
+                                                  : OFFLOAD_SLICE;
+            redisAppendCommandArgv(r, 3, argv, argvlen);
+            sent++;
+        }
+
+        if (redisGetReply(r, (void **) &reply) != REDIS_OK) {
+            goto broken;
+        }
+        got++;
+        n = reply->type == REDIS_REPLY_INTEGER
+            && (size_t) reply->integer == got;
+        freeReplyObject(reply);
+
+        if (!n) {
+            /* its replies still on their way: this connection is done */
+            fail(c, "writing the body key %s: it went while written",
+                 body_key);
+            redisFree(c->cmd);
+            c->cmd = NULL;
+            goto unlink;
+        }
+    }
+
+    return OFFLOAD_CLIENT_OK;
+
+broken:
+
+    fail(c, "Redis: writing the body key %s: %s", body_key, r->errstr);
+
+unlink:
+
+    /* what was written goes now, not when its lifetime ends */
+    argv[0] = "UNLINK";
+    reply = command_argv(c, 2, argv, NULL);
+    freeReplyObject(reply);
+    return rc;
+}
+
+
+int
+offload_client_submit(offload_client_t *c, const char *queue,
+    const char *json, size_t len, const offload_submit_opts_t *opts,
+    char *id)
+{
+    int                    rc, argc;
+    char                   stream[OFFLOAD_KEY_MAX], body_key[OFFLOAD_KEY_MAX];
+    size_t                 offset, argvlen[OFFLOAD_JOB_ARGC];
+    int64_t                now;
+    redisReply            *reply;
+    const char            *argv[OFFLOAD_JOB_ARGC], *err;
+    offload_entry_t        job;
+    offload_job_scratch_t  scratch;
+    offload_submit_opts_t  none = { 0, 0, NULL };
+
+    c->failed = 0;
+    opts = opts ? opts : &none;
+
+    if (c->nonce[0] == '\0') {
+        return OFFLOAD_CLIENT_ERROR;    /* getrandom() failed: said so */
+    }
+
+    if (!offload_queue_name_valid(queue, strlen(queue))) {
+        fail(c, "invalid queue name \"%s\": 1 to 64 of A-Z a-z 0-9 _ . -",
+             queue);
+        return OFFLOAD_CLIENT_INVALID;
+    }
+
+    if (len > OFFLOAD_BODY_MAX) {
+        fail(c, "the payload is %zu bytes, over the %d a job takes", len,
+             OFFLOAD_BODY_MAX);
+        return OFFLOAD_CLIENT_INVALID;
+    }
+
+    if (offload_json_check(json, len, &offset, &err) != 0) {
+        fail(c, "the payload is not JSON: %s at byte %zu", err, offset);
+        return OFFLOAD_CLIENT_INVALID;
+    }
+
+    offload_job_id_format(id, c->nonce, ++c->seq);
+    id[OFFLOAD_JOB_ID_LEN] = '\0';
+
+    if (opts->wait && subscribe(c) != 0) {
+        return OFFLOAD_CLIENT_ERROR;
+    }
+
+    offload_stream_key(stream, sizeof(stream), queue, strlen(queue));
+    offload_body_key(body_key, sizeof(body_key), queue, strlen(queue), id,
+                     OFFLOAD_JOB_ID_LEN);
+
+    now = now_ms(CLOCK_REALTIME);
+    memset(&job, 0, sizeof(job));
+    job.version = OFFLOAD_PROTO_VERSION;
+    job.id.data = id;
+    job.id.len = OFFLOAD_JOB_ID_LEN;
+    job.submitted_ms = now;
+    job.attempt = 1;
+    job.deadline_ms = opts->deadline_ms > 0 ? now + opts->deadline_ms
+                                            : OFFLOAD_NO_DEADLINE;
+    job.request_id.data = opts->request_id ? opts->request_id : "";
+    job.request_id.len = strlen(job.request_id.data);
+
+    if (opts->wait) {
+        job.reply.data = c->channel;
+        job.reply.len = strlen(c->channel);
+    }
+
+    if (len > OFFLOAD_BODY_OVER) {
+        rc = write_body(c, queue, stream, body_key, json, len,
+                        opts->deadline_ms > 0 ? opts->deadline_ms
+                                              : OFFLOAD_BODY_NO_DEADLINE_MS);
+        if (rc != OFFLOAD_CLIENT_OK) {
+            return rc;
+        }
+        job.body_len = (int64_t) len;
+        job.payload.data = "";
+
+    } else {
+        job.payload.data = json;
+        job.payload.len = len;
+    }
+
+    argc = offload_job_argv(&job, stream, &scratch, argv, argvlen);
+    reply = command_argv(c, argc, argv, argvlen);
+    if (reply == NULL || reply->type == REDIS_REPLY_NIL) {
+        rc = OFFLOAD_CLIENT_ERROR;
+        if (reply != NULL) {
+            fail(c, "unknown queue \"%s\": no worker ever served it", queue);
+            rc = OFFLOAD_CLIENT_NOT_FOUND;
+        }
+        freeReplyObject(reply);
+
+        if (job.body_len > 0) {
+            argv[0] = "UNLINK";
+            argv[1] = body_key;
+            freeReplyObject(command_argv(c, 2, argv, NULL));
+        }
+        return rc;
+    }
+
+    freeReplyObject(reply);
+
+    if (opts->wait) {
+        memcpy(c->last_waited, id, OFFLOAD_CLIENT_ID_SIZE);
+    }
+
+    return OFFLOAD_CLIENT_OK;
+}
+
+
+/* Takes an encoded result (header + body, malloc()ed, owned from now on)
+ * apart into res.  The body moves to the buffer's start. */
+static int
+take_result(offload_client_t *c, const char *id, char *buf, size_t len,
+    offload_client_result_t *res)
+{
+    const char        *err;
+    offload_result_t   r;
+
+    if (offload_result_decode(&r, buf, len, &err) != 0) {
+        fail(c, "the result of job %s is not one: %s", id, err);
+        free(buf);
+        return OFFLOAD_CLIENT_ERROR;
+    }
+
+    if (r.id.len != OFFLOAD_JOB_ID_LEN
+        || memcmp(r.id.data, id, OFFLOAD_JOB_ID_LEN) != 0)
+    {
+        fail(c, "the result of job %s names another job", id);
+        free(buf);
+        return OFFLOAD_CLIENT_ERROR;
+    }
+
+    res->status = r.status;
+    res->queue_us = r.queue_us;
+    res->run_us = r.run_us;
+    res->body_len = r.body.len;
+    memmove(buf, r.body.data, r.body.len);
+    buf[r.body.len] = '\0';
+    res->body = buf;
+    return OFFLOAD_CLIENT_OK;
+}
+
+
+/* A result stored as a list (over 1 MB): LLEN, then LINDEX per element,
+ * BODY_IN_FLIGHT on their way, joined. */
+static int
+read_result_list(offload_client_t *c, const char *key, const char *id,
+    offload_client_result_t *res)
+{
+    char          *buf = NULL, *more, idx[24];
+    size_t         len = 0, cap = 0;
+    long long      elements, sent = 0, got = 0;
+    redisReply    *reply;
+    redisContext  *r;
+    const char    *argv[3] = { "LLEN", key, NULL };
+
+    reply = command_argv(c, 2, argv, NULL);
+    if (reply == NULL) {
+        return OFFLOAD_CLIENT_ERROR;
+    }
+    elements = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+    freeReplyObject(reply);
+
+    if (elements == 0) {
+        fail(c, "no result for job %s (unknown, not finished, or expired)",
+             id);
+        return OFFLOAD_CLIENT_NOT_FOUND;
+    }
+
+    if (elements < 0 || elements > RESULT_ELEMENTS_MAX) {
+        fail(c, "the result list %s has %lld elements: not a result", key,
+             elements);
+        return OFFLOAD_CLIENT_ERROR;
+    }
+
+    r = cmd_conn(c);
+    argv[0] = "LINDEX";
+    argv[2] = idx;
+
+    while (got < elements) {
+        while (sent < elements && sent - got < BODY_IN_FLIGHT) {
+            snprintf(idx, sizeof(idx), "%lld", sent++);
+            redisAppendCommandArgv(r, 3, argv, NULL);
+        }
+
+        if (redisGetReply(r, (void **) &reply) != REDIS_OK) {
+            fail(c, "Redis LINDEX: %s", r->errstr);
+            free(buf);
+            return OFFLOAD_CLIENT_ERROR;
+        }
+        got++;
+
+        if (reply->type != REDIS_REPLY_STRING
+            || reply->len > OFFLOAD_SLICE)
+        {
+            fail(c, "the result list %s lost an element or holds one that "
+                 "is not a result's", key);
+            freeReplyObject(reply);
+            free(buf);
+            /* the replies of the LINDEXes still on their way */
+            redisFree(c->cmd);
+            c->cmd = NULL;
+            return OFFLOAD_CLIENT_ERROR;
+        }
+
+        if (len + reply->len + 1 > cap) {
+            cap = (len + reply->len + 1) * 2;
+            more = realloc(buf, cap);
+            if (more == NULL) {
+                fail(c, "out of memory reading the result of job %s", id);
+                freeReplyObject(reply);
+                free(buf);
+                redisFree(c->cmd);
+                c->cmd = NULL;
+                return OFFLOAD_CLIENT_ERROR;
+            }
+            buf = more;
+        }
+
+        memcpy(buf + len, reply->str, reply->len);
+        len += reply->len;
+        freeReplyObject(reply);
+    }
+
+    return take_result(c, id, buf, len, res);
+}
+
+
+int
+offload_client_result(offload_client_t *c, const char *queue,
+    const char *id, offload_client_result_t *res)
+{
+    int            klen;
+    char           key[OFFLOAD_KEY_MAX], *buf;
+    redisReply    *reply;
+    redisContext  *r;
+
+    c->failed = 0;
+    memset(res, 0, sizeof(*res));
+
+    klen = offload_result_key(key, sizeof(key), queue, strlen(queue), id,
+                              strlen(id));
+    if (!offload_queue_name_valid(queue, strlen(queue)) || klen < 0
+        || strlen(id) != OFFLOAD_JOB_ID_LEN)
+    {
+        fail(c, "invalid queue name or job id");
+        return OFFLOAD_CLIENT_INVALID;
+    }
+
+    r = cmd_conn(c);
+    if (r == NULL) {
+        return OFFLOAD_CLIENT_ERROR;
+    }
+
+    reply = redisCommand(r, "GET %s", key);
+    if (reply == NULL) {
+        fail(c, "Redis GET: %s", r->errstr);
+        return OFFLOAD_CLIENT_ERROR;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR
+        && strncmp(reply->str, "WRONGTYPE", 9) == 0)
+    {
+        freeReplyObject(reply);
+        return read_result_list(c, key, id, res);
+    }
+
+    if (reply->type == REDIS_REPLY_NIL) {
+        freeReplyObject(reply);
+        fail(c, "no result for job %s (unknown, not finished, or expired)",
+             id);
+        return OFFLOAD_CLIENT_NOT_FOUND;
+    }
+
+    if (reply->type != REDIS_REPLY_STRING) {
+        fail(c, "Redis GET: %s", reply->type == REDIS_REPLY_ERROR
+                                 ? reply->str : "unexpected reply");
+        freeReplyObject(reply);
+        return OFFLOAD_CLIENT_ERROR;
+    }
+
+    buf = malloc(reply->len + 1);
+    if (buf == NULL) {
+        freeReplyObject(reply);
+        fail(c, "out of memory");
+        return OFFLOAD_CLIENT_ERROR;
+    }
+    memcpy(buf, reply->str, reply->len);
+    klen = (int) reply->len;
+    freeReplyObject(reply);
+
+    return take_result(c, id, buf, (size_t) klen, res);
+}
+
+
+/*
+ * The next message on the reply channel for job id, within ms.  Returns
+ * 1 with *msg set (the message's reply: free it), 0 when the time ran out,
+ * -1 when the subscription broke (it is dropped).  Messages of other jobs
+ * (one waited for earlier and given up) are skipped.
+ */
+static int
+next_message(offload_client_t *c, const char *id, int64_t ms,
+    redisReply **msg)
+{
+    int64_t         end = now_ms(CLOCK_MONOTONIC) + ms, left;
+    void           *r;
+    redisReply     *m, *payload;
+    offload_str_t   nid;
+    offload_result_t  res;
+    const char     *err;
+    struct pollfd   pfd;
+
+    for ( ;; ) {
+        if (redisReaderGetReply(c->sub->reader, &r) != REDIS_OK) {
+            goto broken;
+        }
+
+        if (r == NULL) {
+            left = end - now_ms(CLOCK_MONOTONIC);
+            if (left <= 0) {
+                return 0;
+            }
+
+            pfd.fd = c->sub->fd;
+            pfd.events = POLLIN;
+            if (poll(&pfd, 1, (int) left) < 0 && errno != EINTR) {
+                goto broken;
+            }
+
+            if (pfd.revents && redisBufferRead(c->sub) != REDIS_OK) {
+                goto broken;
+            }
+            continue;
+        }
+
+        m = r;
+        payload = m->type == REDIS_REPLY_ARRAY && m->elements == 3
+                  ? m->element[2] : NULL;
+
+        if (payload != NULL && payload->type == REDIS_REPLY_STRING
+            && ((offload_result_decode(&res, payload->str, payload->len,
+                                       &err) == 0
+                 && res.id.len == OFFLOAD_JOB_ID_LEN
+                 && memcmp(res.id.data, id, OFFLOAD_JOB_ID_LEN) == 0)
+                || (offload_notice_decode(&nid, payload->str, payload->len)
+                    == 0
+                    && nid.len == OFFLOAD_JOB_ID_LEN
+                    && memcmp(nid.data, id, OFFLOAD_JOB_ID_LEN) == 0)))
+        {
+            *msg = m;
+            return 1;
+        }
+
+        freeReplyObject(m);
+    }
+
+broken:
+
+    fail(c, "the reply channel's connection broke: %s",
+         c->sub->errstr[0] ? c->sub->errstr : strerror(errno));
+    redisFree(c->sub);
+    c->sub = NULL;
+    return -1;
+}
+
+
+int
+offload_client_wait(offload_client_t *c, const char *queue,
+    const char *id, int64_t timeout_ms, offload_client_result_t *res)
+{
+    int          rc, pushed;
+    int64_t      end, left, pause = POLL_MIN_MS;
+    char        *buf;
+    redisReply  *msg, *payload;
+
+    c->failed = 0;
+    memset(res, 0, sizeof(*res));
+    end = now_ms(CLOCK_MONOTONIC) + timeout_ms;
+
+    /* Pushed to us when this client submitted it to be waited for (its
+     * channel was subscribed before the job was added). */
+    pushed = c->sub != NULL && strcmp(id, c->last_waited) == 0;
+
+    for ( ;; ) {
+        if (!pushed) {
+            rc = offload_client_result(c, queue, id, res);
+            if (rc != OFFLOAD_CLIENT_NOT_FOUND) {
+                return rc;
+            }
+        }
+
+        left = end - now_ms(CLOCK_MONOTONIC);
+        if (left <= 0) {
+            break;
+        }
+
+        if (pushed) {
+            rc = next_message(c, id, left, &msg);
+            if (rc < 0) {
+                pushed = 0;             /* look at the result key then */
+                continue;
+            }
+
+            if (rc == 0) {
+                break;
+            }
+
+            payload = msg->element[2];
+            if (payload->str[1] == 'N') {
+                /* a notice: the result (over 1 MB) is in its key */
+                freeReplyObject(msg);
+                return offload_client_result(c, queue, id, res);
+            }
+
+            buf = malloc(payload->len + 1);
+            if (buf == NULL) {
+                freeReplyObject(msg);
+                fail(c, "out of memory");
+                return OFFLOAD_CLIENT_ERROR;
+            }
+            memcpy(buf, payload->str, payload->len);
+            rc = take_result(c, id, buf, payload->len, res);
+            freeReplyObject(msg);
+            return rc;
+        }
+
+        left = pause < left ? pause : left;
+        nanosleep(&(struct timespec) { left / 1000,
+                                       (left % 1000) * 1000000 }, NULL);
+        pause = pause * 2 > POLL_MAX_MS ? POLL_MAX_MS : pause * 2;
+    }
+
+    /* a last look: a result stored while the subscription was away */
+    rc = offload_client_result(c, queue, id, res);
+    if (rc == OFFLOAD_CLIENT_NOT_FOUND) {
+        fail(c, "no result for job %s within %lld ms", id,
+             (long long) timeout_ms);
+        return OFFLOAD_CLIENT_TIMEOUT;
+    }
+
+    return rc;
+}

@@ -1,0 +1,106 @@
+/*
+ * offload_client.h -- liboffload: submit jobs to offload queues from any
+ * C program, straight through Redis, and get their results.
+ *
+ * Synchronous (hiredis' blocking API, with a connect and a command
+ * timeout and TCP keepalive): for programs and tools, never for an event
+ * loop such as nginx's.  A client holds one command connection and, once
+ * a job was submitted to be waited for, a second one subscribed to its own
+ * reply channel (subscribed before the job is added, so no result can be
+ * missed).  A client is not thread-safe: one per thread.
+ *
+ *   offload_client_t *c = offload_client_connect(&conf);
+ *   if (offload_client_error(c)) ...
+ *   rc = offload_client_submit(c, "echo", json, len, &opts, id);
+ *   rc = offload_client_wait(c, "echo", id, 30000, &res);
+ *   ... res.status, res.body, res.body_len ...
+ *   offload_client_result_free(&res);
+ *   offload_client_free(c);
+ *
+ * docs/PROTOCOL.md, "Submitting jobs from your own code", says what goes
+ * over the wire.  Link with build/liboffload.a -lhiredis.
+ */
+
+#ifndef OFFLOAD_CLIENT_H
+#define OFFLOAD_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Return codes */
+#define OFFLOAD_CLIENT_OK         0
+#define OFFLOAD_CLIENT_ERROR     -1   /* Redis unreachable or failing */
+#define OFFLOAD_CLIENT_INVALID   -2   /* bad queue name, not JSON, too big */
+#define OFFLOAD_CLIENT_NOT_FOUND -3   /* no such queue; no stored result */
+#define OFFLOAD_CLIENT_TIMEOUT   -4   /* no result within the time given */
+
+/* A job id: 32 lower-case hex digits, and a NUL. */
+#define OFFLOAD_CLIENT_ID_SIZE   33
+
+typedef struct offload_client_s  offload_client_t;
+
+typedef struct {
+    const char  *host;                /* default "127.0.0.1" */
+    int          port;                /* default 6379 */
+    const char  *unix_path;           /* instead of host and port */
+    const char  *user;                /* Redis ACL user, or NULL */
+    const char  *password;            /* or NULL: no AUTH */
+    int          db;                  /* SELECT, 0: none */
+    int          connect_timeout_ms;  /* default 2000 */
+    int          command_timeout_ms;  /* default 5000 */
+} offload_client_conf_t;
+
+typedef struct {
+    int          wait;          /* offload_client_wait will follow: the
+                                   result is published to this client */
+    int64_t      deadline_ms;   /* the job expires unrun if no worker took
+                                   it within this many ms; 0: never */
+    const char  *request_id;    /* for correlating logs, or NULL */
+} offload_submit_opts_t;
+
+typedef struct {
+    int          status;        /* HTTP-like: 200, 422, 504... */
+    char        *body;          /* JSON, NUL-terminated, malloc()ed */
+    size_t       body_len;
+    int64_t      queue_us;      /* submitted -> taken by a worker */
+    int64_t      run_us;        /* the handler's run time */
+} offload_client_result_t;
+
+/* Connects (host and port, or unix_path; AUTH, SELECT).  Returns NULL only
+ * when out of memory; a client that could not connect says why in
+ * offload_client_error() and tries again at its next call. */
+offload_client_t *offload_client_connect(const offload_client_conf_t *conf);
+
+/* Submits a job: the JSON text json[0..len) to queue.  It is checked to be
+ * JSON first (nothing is written otherwise).  A payload over 1 MB goes
+ * through the job's body key in 256 KB slices, never in one command.
+ * Writes the job's id (OFFLOAD_CLIENT_ID_SIZE bytes) into id.  Returns
+ * OFFLOAD_CLIENT_OK, _INVALID, _NOT_FOUND (no worker ever served the
+ * queue: nothing was written) or _ERROR. */
+int offload_client_submit(offload_client_t *c, const char *queue,
+    const char *json, size_t len, const offload_submit_opts_t *opts,
+    char *id);
+
+/* Waits at most timeout_ms for the result of a job of queue.  For a job
+ * this client submitted with opts.wait, the result is pushed to it; for
+ * any other, its result key is looked at every few ms.  Returns
+ * OFFLOAD_CLIENT_OK (res filled: free it with offload_client_result_free),
+ * _TIMEOUT or _ERROR. */
+int offload_client_wait(offload_client_t *c, const char *queue,
+    const char *id, int64_t timeout_ms, offload_client_result_t *res);
+
+/* The stored result of a job, now.  Returns OFFLOAD_CLIENT_OK (res
+ * filled), _NOT_FOUND (unknown job, not finished, or its result expired)
+ * or _ERROR. */
+int offload_client_result(offload_client_t *c, const char *queue,
+    const char *id, offload_client_result_t *res);
+
+void offload_client_result_free(offload_client_result_t *res);
+
+/* What the last failed call (or the connect) went wrong on, or NULL when
+ * the last call succeeded. */
+const char *offload_client_error(const offload_client_t *c);
+
+void offload_client_free(offload_client_t *c);
+
+#endif /* OFFLOAD_CLIENT_H */
