@@ -83,9 +83,11 @@ CLIENT_LIB = $(BUILD)/liboffload.a
 
 .PHONY: all deps module run test unit bench clean fuzzers fuzz
 
-# The example plugin (examples/c/, docs/HANDLERS.md), built as a plugin's
-# author would: against offload.h alone.
-EXAMPLE = $(BUILD)/examples/offload_example.so
+# The examples (examples/c/, docs/HANDLERS.md), built as their authors
+# would: a plugin against offload.h alone, a program that submits jobs
+# against offload_client.h and liboffload.
+EXAMPLE = $(BUILD)/examples/offload_example.so \
+          $(BUILD)/examples/submit_example
 PLUGIN_CFLAGS = -std=gnu99 -g -O2 $(WARN) $(SAN_FLAGS) $(HARDEN_CFLAGS) \
                 $(FORTIFY) -fPIC -shared -Isidecar/include
 
@@ -143,6 +145,11 @@ $(BUILD)/offloadctl: $(patsubst %.c,$(BUILD)/obj/%.o,$(CTL_SRCS)) $(LIB_OBJS) \
 $(BUILD)/examples/%.so: examples/c/%.c sidecar/include/offload.h Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(PLUGIN_CFLAGS) $(HARDEN_LDFLAGS) $< -o $@ -ljansson
+
+$(BUILD)/examples/submit_example: examples/c/submit_example.c $(CLIENT_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -Isidecar/include $< $(CLIENT_LIB) -o $@ \
+	    -lhiredis
 
 $(CLIENT_LIB): $(patsubst %.c,$(BUILD)/obj/%.o,$(CLIENT_SRCS))
 	rm -f $@

@@ -138,6 +138,42 @@ is($r->{json} && $r->{json}{error}{code}, 'bad_input',
 like($r->{json} && $r->{json}{error}{message}, qr/string "text"/,
     'and its message');
 
+# The liboffload example submits to the same queue straight through Redis.
+my $submit = build_path('examples/submit_example') . ' ' . redis_port();
+$out = `$submit reverse '{"text":"xyz"}' 2>&1`;
+is($?, 0, 'examples/c/submit_example: exit 0') or diag($out);
+is($out, qq(200 {"text":"zyx"}\n), 'and the result, without HTTP');
+$out = `$submit reverse '{"txt":1}' 2>&1`;
+is($? >> 8, 1, 'submit_example: a 422 exits 1');
+like($out, qr/^422 \{"error":\{"code":"bad_input"/, 'and prints the error');
+
+# docs/HANDLERS.md's offloadctl lines, run as shown (the test's port;
+# the id the first prints in the third), each checked against its comment.
+my ($shell) = slurp("$root/docs/HANDLERS.md")
+    =~ /From a shell, `offloadctl` does it for you:\n\n```sh\n(.*?)```/s;
+my $ctl = build_path('offloadctl');
+my $id;
+for my $line (split /\n/, $shell // '') {
+    my ($cmd, $says) = $line =~ /^(.*?)\s+#\s*(.*)$/ or next;
+    $cmd =~ s/6379/redis_port()/e;
+    $cmd =~ s/^offloadctl/$ctl/;
+    $cmd =~ s/<job id>/$id/;
+    my $got = `$cmd 2>&1`;
+    is($?, 0, "HANDLERS.md: $line") or diag($got);
+    if ($says eq 'prints the job id') {
+        ($id) = $got =~ /^([0-9a-f]{32})$/m;
+        ok($id, 'it printed a job id');
+        my $look = "$ctl -r 127.0.0.1:" . redis_port() . " result reverse $id";
+        ok(wait_until(sub { `$look 2>/dev/null` =~ /cba/ }, scaled(10),
+            'its result'), 'the fire-and-forget job ran');
+    } elsif ($says =~ /^prints (\{.*\})$/) {
+        is($got, "$1\n", "it $says");
+    } else {
+        like($got, qr/"text":"cba"/, 'the stored result');
+    }
+}
+ok(defined $id, 'HANDLERS.md shows offloadctl submit');
+
 $r = post_json('/jobs/garbage', '{}');
 is($r->{status}, 500, 'a result that is not JSON: 500');
 is($r->{json} && $r->{json}{error}{code}, 'bad_result', 'bad_result');
