@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "exec_bridge.h"
 #include "handlers.h"
 #include "handlers/builtin.h"
 #include "plugin.h"
@@ -20,6 +21,7 @@ static const offload_module_t  *builtins[] = {
     &offload_builtin_sleep,
     &offload_builtin_aggregate,
     &offload_builtin_faults,
+    &offload_exec_module,       /* a program in any language */
 };
 
 
