@@ -56,7 +56,8 @@ DEB_PKGS = nginx nginx-dev libhiredis-dev libjansson-dev libev-dev libssl-dev \
 # The fuzz harnesses need clang and its libFuzzer runtime (only recommended
 # by clang, so named here).
 FUZZ_PKGS = clang libclang-rt-14-dev
-TEST_PKGS = prometheus chromium tmux devscripts iproute2 $(FUZZ_PKGS)
+TEST_PKGS = prometheus chromium tmux devscripts iproute2 python3 nodejs \
+            $(FUZZ_PKGS)
 
 PROTO_SRCS = $(wildcard proto/*.c)
 SIDECAR_MAINS = sidecar/main.c

@@ -61,6 +61,16 @@ sub start_job {
     return ($s, $busy);
 }
 
+# ---- docs/HANDLERS.md shows the files run here, as they are
+my $doc = slurp("$root/docs/HANDLERS.md");
+for my $ex ([ Python => python => 'sdk/python/examples/reverse.py' ],
+            [ Node => js => 'sdk/node/examples/reverse.js' ]) {
+    my ($lang, $fence, $file) = @$ex;
+    my ($shown) = $doc =~ /^\#\# [ ] Write [ ] a [ ] handler [ ] in [ ] $lang\n
+                           .*? ^```$fence\n (.*?) ^```$/msx;
+    is($shown, slurp("$root/$file"), "HANDLERS.md shows $file as it is");
+}
+
 # ---- the examples, through nginx
 is((node_doc() || {})->{queues}{pyrev}{handler}, 'exec',
     'the registry names the handler exec');
