@@ -142,6 +142,12 @@ is(scalar @$dead, 1, 'one dead letter');
 my $report = json_decode($dead->[0]{report} // '') || {};
 is($report->{signal}, 'SIGKILL', 'its report names the signal');
 
+# offloadctl replay runs the command in the foreground, on the payload
+my $ctl = build_path('offloadctl') . ' -c ' . sidecar_conf_file();
+my $out = `$ctl replay $dead->[0]{id} 2>&1`;
+is($? >> 8, 0, 'offloadctl replay of the dead letter: exit 0') or diag($out);
+like($out, qr/^\{"pid":\d+,"attempt":1\}$/m, 'it prints the answer');
+
 # ---- the process exits under a job
 $r = post_json('/jobs/mis1', { exit => 7 }, scaled(20));
 is($r->{status}, 502, 'exit mid-job: 502');
@@ -151,6 +157,10 @@ like($r->{json} && $r->{json}{error}{handler_error},
 my ($exit) = grep { ($_->{report}{exit_code} // 0) == 7 }
     @{ events('crash') };
 ok($exit && $exit->{queue} eq 'mis1', 'crash report: exit_code 7');
+$dead = stream_entries('offload:{mis1}:dead');
+$out = `$ctl replay $dead->[-1]{id} 2>&1`;
+is($? >> 8, 4, 'replayed, the process exits: offloadctl exits 4');
+like($out, qr/handler process \d+ exited with code 7/, 'saying why');
 
 # ---- answers that are not answers
 for my $bad ([ json => qr/not JSON/ ], [ id => qr/answered for id/ ],
