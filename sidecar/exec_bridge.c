@@ -57,6 +57,7 @@
 #define RSS_CHECK_MS     100        /* during a job, under memory_limit */
 #define NO_ANSWER_GRACE_MS 2000     /* past timeout, the supervisor's to
                                        kill; past a deadline, given up */
+#define QUOTE_MAX        60         /* bytes of a bad answer in messages */
 #define EXIT_WAIT_MS     1000       /* for a process that closed stdout,
                                        or was asked to stop */
 
@@ -155,8 +156,9 @@ describe_status(int status, char *buf, size_t size)
 static void
 log_errors(int eof)
 {
-    char    *nl;
-    size_t   n;
+    char           *nl;
+    size_t          n, i;
+    unsigned char   c;
 
     for ( ;; ) {
         nl = memchr(bridge.err_line, '\n', bridge.err_len);
@@ -168,6 +170,16 @@ log_errors(int eof)
         }
 
         n = nl != NULL ? (size_t) (nl - bridge.err_line) : bridge.err_len;
+
+        /* Text, one line: no control characters (a NUL, an escape
+         * sequence, a carriage return) into the log. */
+        for (i = 0; i < n; i++) {
+            c = (unsigned char) bridge.err_line[i];
+            if ((c < 0x20 && c != '\t') || c == 0x7f) {
+                bridge.err_line[i] = '?';
+            }
+        }
+
         log_notice("%s: handler pid %d: %.*s", bridge.name, (int) bridge.pid,
                    (int) n, bridge.err_line);
 
@@ -751,6 +763,26 @@ answer_error(offload_job_t *job, const span_t *s, char *why, size_t size)
 }
 
 
+/* Up to QUOTE_MAX bytes of what the process wrote, for a message: not
+ * NUL-terminated, maybe not UTF-8; anything but printable ASCII is '?'. */
+static const char *
+quote(char *buf, const char *data, size_t len)
+{
+    size_t  i;
+
+    if (len > QUOTE_MAX) {
+        len = QUOTE_MAX;
+    }
+
+    for (i = 0; i < len; i++) {
+        buf[i] = (data[i] >= 0x20 && data[i] < 0x7f) ? data[i] : '?';
+    }
+
+    buf[len] = '\0';
+    return buf;
+}
+
+
 /*
  * Reads an answer line (without its newline): a JSON object with the job's
  * "id" and exactly one of "result" (any JSON, answered as it is written)
@@ -762,20 +794,21 @@ read_answer(offload_job_t *job, const char *line, size_t len, char *why,
     size_t size)
 {
     int          has_id = 0;
+    char         q[QUOTE_MAX + 1];
     span_t       key, value, result = { NULL, 0 }, error = { NULL, 0 };
     size_t       offset;
     const char  *p, *end = line + len, *err;
 
     if (offload_json_check(line, len, &offset, &err) != 0) {
         snprintf(why, size, "answered a line that is not JSON (%s at byte "
-                 "%zu): %.60s", err, offset, line);
+                 "%zu): %s", err, offset, quote(q, line, len));
         return -1;
     }
 
     p = skip_blank(line, end);
     if (*p != '{') {
-        snprintf(why, size, "answered JSON that is not an object: %.60s",
-                 line);
+        snprintf(why, size, "answered JSON that is not an object: %s",
+                 quote(q, line, len));
         return -1;
     }
 
@@ -796,9 +829,8 @@ read_answer(offload_job_t *job, const char *line, size_t len, char *why,
 
         if (key.len == 4 && memcmp(key.data, "\"id\"", 4) == 0) {
             if (!is_job_id(&value, job->id)) {
-                snprintf(why, size, "answered for id %.*s while running "
-                         "job %s", (int) (value.len > 80 ? 80 : value.len),
-                         value.data, job->id);
+                snprintf(why, size, "answered for id %s while running "
+                         "job %s", quote(q, value.data, value.len), job->id);
                 return -1;
             }
             has_id = 1;
@@ -812,7 +844,8 @@ read_answer(offload_job_t *job, const char *line, size_t len, char *why,
     }
 
     if (!has_id) {
-        snprintf(why, size, "answered without an \"id\": %.60s", line);
+        snprintf(why, size, "answered without an \"id\": %s",
+                 quote(q, line, len));
         return -1;
     }
 

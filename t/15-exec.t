@@ -106,6 +106,10 @@ for my $q (qw(pyrev noderev)) {
         . 'job') or diag(slurp($log));
 }
 
+post_json('/jobs/mis', { say => "tab\there, escape \e[31m, cr \r." });
+ok(wait_until(sub { slurp($log) =~ /: tab\there, escape \?\[31m, cr \?\.\x20/ },
+    scaled(5), 'stderr sanitized'), 'control characters are logged as ?');
+
 my $r = post_json('/jobs/mis', { fail => 'no_way' });
 is($r->{status}, 422, 'a JobError: 422');
 is($r->{json} && $r->{json}{error}{code}, 'no_way', 'with its code');
