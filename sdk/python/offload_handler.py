@@ -53,15 +53,16 @@ class Job:
         self.deadline = request.get("deadline", 0)
 
 
-def _encode(answer):
-    return json.dumps(answer, separators=(",", ":"), allow_nan=False)
+# One encoder for every answer: compact (an answer is one line), and NaN
+# or Infinity, which are not JSON, fail the job instead of the framing.
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 def _answer(handler, request):
     job = Job(request)
     try:
-        result = handler(request["payload"], job)
-        return _encode({"id": job.id, "result": result})
+        result = _encode(handler(request["payload"], job))
+        return '{"id":%s,"result":%s}' % (_encode(job.id), result)
     except JobError as e:
         error = {"code": str(e.code), "message": str(e.message)}
     except Exception as e:  # the job fails, the process goes on
@@ -76,7 +77,7 @@ def run(handler):
     out = sys.stdout
     sys.stdout = sys.stderr
     lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8")
+    decode = json.JSONDecoder().decode
     for line in lines:
-        out.write(_answer(handler, json.loads(line)))
-        out.write("\n")
+        out.write(_answer(handler, decode(line)) + "\n")
         out.flush()
