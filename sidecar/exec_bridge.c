@@ -274,8 +274,9 @@ close_pipes(void)
 }
 
 
-/* Waits up to ms for the process to exit, then kills it.  Returns its
- * wait status. */
+/* Waits up to ms for the process to exit (logging what it says on the
+ * way out, so that a full stderr does not hold it), then kills it.
+ * Returns its wait status. */
 static int
 reap(int ms)
 {
@@ -296,6 +297,7 @@ reap(int ms)
             break;
         }
 
+        read_errors();
         usleep(5000);
     }
 
