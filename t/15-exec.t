@@ -79,6 +79,9 @@ ok($w->{handler_pid} && $w->{handler_pid} != $w->{pid},
     'the registry shows the worker\'s handler process');
 like(slurp("/proc/$w->{handler_pid}/cmdline") =~ tr/\0/ /r,
     qr{^\Q$py\E \S+/reverse\.py $}, 'which runs the command, no shell');
+my @fds = sort map { m{/(\d+)$} } glob("/proc/$w->{handler_pid}/fd/*");
+is("@fds", '0 1 2', 'it has its three pipes and none of the worker\'s '
+    . 'descriptors');
 
 for my $q (qw(pyrev noderev)) {
     my $r = post_json("/jobs/$q", { text => "abc\x{e9}" });
