@@ -113,7 +113,12 @@ post_json('/jobs/mis', { say => "tab\there, escape \e[31m, cr \r." });
 ok(wait_until(sub { slurp($log) =~ /: tab\there, escape \?\[31m, cr \?\.\x20/ },
     scaled(5), 'stderr sanitized'), 'control characters are logged as ?');
 
-my $r = post_json('/jobs/mis', { fail => 'no_way' });
+# 300 KB of stderr during one job: read as it comes, no deadlock
+my $r = post_json('/jobs/mis', { chatter => 3000 }, scaled(10));
+is($r->{status}, 200, 'a job that writes 300 KB to stderr is answered');
+like(slurp($log), qr/chatter 02999 x{86} \(job /, 'and all of it logged');
+
+$r = post_json('/jobs/mis', { fail => 'no_way' });
 is($r->{status}, 422, 'a JobError: 422');
 is($r->{json} && $r->{json}{error}{code}, 'no_way', 'with its code');
 

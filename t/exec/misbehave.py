@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 # misbehave.py -- an exec handler for t/15-exec.t that does, on request,
-# what a handler process can do wrong: {"pid":1} answers its pid, {"sleep":
-# s} sleeps s seconds first, {"exit": n} exits with n, {"say": "..."} logs a
-# line to stderr, {"grow": mb} keeps mb MB more resident, {"bad": "json" |
-# "id" | "both" | "neither"} writes a broken answer and waits to be killed,
-# {"fail": code} fails the job with that code.
+# what a handler process can do wrong.  It answers its pid and the attempt,
+# after what the payload asks: {"say": "..."} logs a line to stderr,
+# {"chatter": n} n lines of 100 bytes, {"sleep": s} sleeps s seconds,
+# {"exit": n} exits with n, {"grow": mb} keeps mb MB more resident,
+# {"bad": "json" | "id" | "both" | "neither"} writes a broken answer and
+# waits to be killed, {"fail": code} fails the job with that code.
 
 import os
 import sys
@@ -26,6 +27,8 @@ BROKEN = {
 def misbehave(payload, job):
     if "say" in payload:
         print(payload["say"])
+    for i in range(payload.get("chatter", 0)):
+        print("chatter %05d " % i + "x" * 86)
     if "sleep" in payload:
         time.sleep(payload["sleep"])
     if "exit" in payload:
