@@ -2,8 +2,8 @@
  * exec_bridge.c -- the "exec" handler: runs a queue's jobs in a program
  * written in any language (`handler exec; command "...";`), so that a
  * handler needs no C and no plugin.  It owns that program's process in
- * each worker: starting it, the framing on its pipes, its stderr, and what
- * its failures do to the worker.
+ * each worker: starting it, moving the lines on its pipes (what they hold:
+ * exec_frame.c), its stderr, and what its failures do to the worker.
  *
  * Each worker keeps one process running the queue's command (execvp, no
  * shell), started by the handler's init (after the worker's nice level)
@@ -42,10 +42,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "clock.h"
 #include "exec_bridge.h"
+#include "exec_frame.h"
 #include "job.h"
 #include "log.h"
 #include "memlimit.h"
@@ -53,11 +52,9 @@
 
 #define STDERR_LINE_MAX  2048       /* longer lines are logged in pieces */
 #define ANSWER_MAX       ((size_t) OFFLOAD_BODY_MAX + 4096)
-#define REQUEST_HEAD_MAX (2 * 6 * OFFLOAD_JOB_STR_MAX + 128)
 #define RSS_CHECK_MS     100        /* during a job, under memory_limit */
 #define NO_ANSWER_GRACE_MS 2000     /* past timeout, the supervisor's to
                                        kill; past a deadline, given up */
-#define QUOTE_MAX        60         /* bytes of a bad answer in messages */
 #define EXIT_WAIT_MS     1000       /* for a process that closed stdout,
                                        or was asked to stop */
 
@@ -569,303 +566,6 @@ reserve(size_t need)
 }
 
 
-/* s as a JSON string, at p (room: 6 bytes a byte + 2). */
-static size_t
-put_string(char *p, const char *s)
-{
-    char        *start = p;
-    const char  *hex = "0123456789abcdef";
-
-    *p++ = '"';
-
-    for ( ; *s; s++) {
-        if (*s == '"' || *s == '\\') {
-            *p++ = '\\';
-            *p++ = *s;
-
-        } else if ((unsigned char) *s < 0x20) {
-            p += sprintf(p, "\\u00%c%c", hex[(unsigned char) *s >> 4],
-                         hex[*s & 0xf]);
-
-        } else {
-            *p++ = *s;
-        }
-    }
-
-    *p++ = '"';
-    return (size_t) (p - start);
-}
-
-
-/* Copies a JSON text without the whitespace between its tokens: one line
- * (a string holds no raw newline).  Returns the bytes written. */
-static size_t
-put_compact(char *p, const char *json, size_t len)
-{
-    int          in_string = 0;
-    char        *start = p;
-    const char  *end = json + len;
-
-    for ( ; json < end; json++) {
-        if (in_string) {
-            if (*json == '\\' && json + 1 < end) {
-                *p++ = *json++;
-            } else if (*json == '"') {
-                in_string = 0;
-            }
-
-        } else if (*json == ' ' || *json == '\t' || *json == '\n'
-                   || *json == '\r')
-        {
-            continue;
-
-        } else if (*json == '"') {
-            in_string = 1;
-        }
-
-        *p++ = *json;
-    }
-
-    return (size_t) (p - start);
-}
-
-
-/* The request line for a job; the payload is one JSON text (checked). */
-static int
-build_request(offload_job_t *job, const char *payload, size_t len,
-    size_t *out)
-{
-    char  *p;
-
-    if (reserve(REQUEST_HEAD_MAX + len + 3) != 0) {
-        return -1;
-    }
-
-    p = bridge.buf;
-    p += sprintf(p, "{\"id\":");
-    p += put_string(p, job->id);
-    p += sprintf(p, ",\"rid\":");
-    p += put_string(p, job->request_id);
-    p += sprintf(p, ",\"attempt\":%d,\"deadline\":%lld,\"payload\":",
-                 job->attempt, (long long) job->deadline_ms);
-    p += put_compact(p, payload, len);
-    *p++ = '}';
-    *p++ = '\n';
-
-    *out = (size_t) (p - bridge.buf);
-    return 0;
-}
-
-
-/* The end of the JSON value at p, in a text known to be well-formed. */
-static const char *
-skip_value(const char *p, const char *end)
-{
-    int  depth = 0, in_string = 0;
-
-    for ( ; p < end; p++) {
-        if (in_string) {
-            if (*p == '\\') {
-                p++;
-            } else if (*p == '"') {
-                in_string = 0;
-                if (depth == 0) {
-                    return p + 1;
-                }
-            }
-            continue;
-        }
-
-        switch (*p) {
-        case '"':
-            in_string = 1;
-            break;
-        case '{': case '[':
-            depth++;
-            break;
-        case '}': case ']':
-            if (depth == 0) {
-                return p;
-            }
-            if (--depth == 0) {
-                return p + 1;
-            }
-            break;
-        case ',': case ' ': case '\t': case '\n': case '\r':
-            if (depth == 0) {
-                return p;
-            }
-            break;
-        }
-    }
-
-    return p;
-}
-
-
-static const char *
-skip_blank(const char *p, const char *end)
-{
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) {
-        p++;
-    }
-
-    return p;
-}
-
-
-typedef struct {
-    const char  *data;
-    size_t       len;
-} span_t;
-
-
-/* Whether the JSON string at s (quotes included) is the job's id. */
-static int
-is_job_id(const span_t *s, const char *id)
-{
-    int      same;
-    json_t  *v;
-
-    if (s->len < 2 || s->data[0] != '"') {
-        return 0;
-    }
-
-    if (memchr(s->data, '\\', s->len) == NULL) {
-        return s->len - 2 == strlen(id)
-               && memcmp(s->data + 1, id, s->len - 2) == 0;
-    }
-
-    v = json_loadb(s->data, s->len, JSON_DECODE_ANY, NULL);
-    same = json_is_string(v) && strcmp(json_string_value(v), id) == 0;
-    json_decref(v);
-    return same;
-}
-
-
-/* {"code": "...", "message": "..."}: the job fails with them (422). */
-static int
-answer_error(offload_job_t *job, const span_t *s, char *why, size_t size)
-{
-    json_t      *v;
-    const char  *code, *message;
-
-    v = json_loadb(s->data, s->len, JSON_DECODE_ANY, NULL);
-    if (!json_is_object(v)) {
-        json_decref(v);
-        snprintf(why, size, "answered an \"error\" that is not an object");
-        return -1;
-    }
-
-    code = json_string_value(json_object_get(v, "code"));
-    message = json_string_value(json_object_get(v, "message"));
-    offload_job_fail(job, code, "%s", message ? message : "");
-    json_decref(v);
-    return 0;
-}
-
-
-/* Up to QUOTE_MAX bytes of what the process wrote, for a message: not
- * NUL-terminated, maybe not UTF-8; anything but printable ASCII is '?'. */
-static const char *
-quote(char *buf, const char *data, size_t len)
-{
-    size_t  i;
-
-    if (len > QUOTE_MAX) {
-        len = QUOTE_MAX;
-    }
-
-    for (i = 0; i < len; i++) {
-        buf[i] = (data[i] >= 0x20 && data[i] < 0x7f) ? data[i] : '?';
-    }
-
-    buf[len] = '\0';
-    return buf;
-}
-
-
-/*
- * Reads an answer line (without its newline): a JSON object with the job's
- * "id" and exactly one of "result" (any JSON, answered as it is written)
- * and "error"; other members are ignored.  Returns OFFLOAD_OK with the job
- * answered, OFFLOAD_NOMEM, or -1 with why it is no answer.
- */
-static int
-read_answer(offload_job_t *job, const char *line, size_t len, char *why,
-    size_t size)
-{
-    int          has_id = 0;
-    char         q[QUOTE_MAX + 1];
-    span_t       key, value, result = { NULL, 0 }, error = { NULL, 0 };
-    size_t       offset;
-    const char  *p, *end = line + len, *err;
-
-    if (offload_json_check(line, len, &offset, &err) != 0) {
-        snprintf(why, size, "answered a line that is not JSON (%s at byte "
-                 "%zu): %s", err, offset, quote(q, line, len));
-        return -1;
-    }
-
-    p = skip_blank(line, end);
-    if (*p != '{') {
-        snprintf(why, size, "answered JSON that is not an object: %s",
-                 quote(q, line, len));
-        return -1;
-    }
-
-    p = skip_blank(p + 1, end);
-
-    while (*p == '"') {
-        key.data = p;
-        p = skip_value(p, end);
-        key.len = (size_t) (p - key.data);
-        p = skip_blank(skip_blank(p, end) + 1, end);       /* ':' */
-        value.data = p;
-        p = skip_value(p, end);
-        value.len = (size_t) (p - value.data);
-        p = skip_blank(p, end);
-        if (*p == ',') {
-            p = skip_blank(p + 1, end);
-        }
-
-        if (key.len == 4 && memcmp(key.data, "\"id\"", 4) == 0) {
-            if (!is_job_id(&value, job->id)) {
-                snprintf(why, size, "answered for id %s while running "
-                         "job %s", quote(q, value.data, value.len), job->id);
-                return -1;
-            }
-            has_id = 1;
-
-        } else if (key.len == 8 && memcmp(key.data, "\"result\"", 8) == 0) {
-            result = value;
-
-        } else if (key.len == 7 && memcmp(key.data, "\"error\"", 7) == 0) {
-            error = value;
-        }
-    }
-
-    if (!has_id) {
-        snprintf(why, size, "answered without an \"id\": %s",
-                 quote(q, line, len));
-        return -1;
-    }
-
-    if ((result.data == NULL) == (error.data == NULL)) {
-        snprintf(why, size, "answered %s of \"result\" and \"error\"",
-                 result.data ? "both" : "neither");
-        return -1;
-    }
-
-    if (error.data != NULL) {
-        return answer_error(job, &error, why, size);
-    }
-
-    return offload_job_result(job, result.data, result.len)
-           == OFFLOAD_NOMEM ? OFFLOAD_NOMEM : OFFLOAD_OK;
-}
-
-
 /* When to stop waiting for an answer, in monotonic us (0: never): past
  * the queue's timeout the supervisor kills the worker, this is only a
  * backstop; with `timeout off`, past the job's deadline; with neither,
@@ -949,9 +649,11 @@ exec_run(offload_job_t *job, const char *payload, size_t len)
         fail_worker(bridge.sb->child_status, "was gone before the job");
     }
 
-    if (build_request(job, payload, len, &request_len) != 0) {
+    if (reserve(len + OFFLOAD_EXEC_REQUEST_ROOM) != 0) {
         return OFFLOAD_NOMEM;
     }
+
+    request_len = offload_exec_request(job, payload, len, bridge.buf);
 
     start_us = offload_mono_us();
     until_us = answer_deadline(job, start_us);
@@ -1053,9 +755,9 @@ exec_run(offload_job_t *job, const char *payload, size_t len)
             fail_worker(-1, "answered before it read the whole request");
         }
 
-        rc = read_answer(job, bridge.buf + request_len,
-                         (size_t) (nl - bridge.buf) - request_len, why,
-                         sizeof(why));
+        rc = offload_exec_answer(job, bridge.buf + request_len,
+                                 (size_t) (nl - bridge.buf) - request_len,
+                                 why, sizeof(why));
         if (rc == -1) {
             fail_worker(-1, why);
         }
