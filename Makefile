@@ -61,6 +61,7 @@ DEB_PKGS = nginx nginx-dev libhiredis-dev libjansson-dev libev-dev libssl-dev \
 # by clang, so named here).
 FUZZ_PKGS = clang libclang-rt-14-dev
 TEST_PKGS = prometheus chromium tmux devscripts iproute2 python3-redis \
+            python3 nodejs \
             $(FUZZ_PKGS)
 
 PROTO_SRCS = $(wildcard proto/*.c)

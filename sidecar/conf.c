@@ -671,6 +671,126 @@ set_handler(conf_parser_t *ps, char **args, int nargs, int line)
 }
 
 
+/*
+ * Splits a command into words as a shell splits simple ones, without
+ * running a shell: blanks separate words; '...' keeps what it holds as it
+ * is; "..." too, but a backslash in it escapes the next character, as it
+ * does outside quotes.  No variables, globs, pipes or redirections:
+ * `command "/bin/sh -c '...'";` asks for a shell.  Stores the words into
+ * buf (as long as text) and their starts into words.  Returns their
+ * number, or -1 with *why.
+ */
+static int
+split_command(const char *text, char *buf, char **words, int max,
+    const char **why)
+{
+    int          n = 0, in_word = 0;
+    char         quote = '\0';
+    const char  *p;
+
+    for (p = text; *p != '\0'; p++) {
+        if (quote == '\0' && (*p == ' ' || *p == '\t' || *p == '\n'
+                              || *p == '\r'))
+        {
+            if (in_word) {
+                *buf++ = '\0';
+                in_word = 0;
+            }
+            continue;
+        }
+
+        if (!in_word) {
+            if (n == max) {
+                *why = "too many words";
+                return -1;
+            }
+            words[n++] = buf;
+            in_word = 1;
+        }
+
+        if (quote != '\0' && *p == quote) {
+            quote = '\0';
+
+        } else if (quote == '\0' && (*p == '\'' || *p == '"')) {
+            quote = *p;
+
+        } else if (*p == '\\' && quote != '\'' && p[1] != '\0') {
+            *buf++ = *++p;
+
+        } else {
+            *buf++ = *p;
+        }
+    }
+
+    if (quote != '\0') {
+        *why = "unterminated quote";
+        return -1;
+    }
+
+    if (in_word) {
+        *buf = '\0';
+    }
+
+    if (n == 0) {
+        *why = "no program";
+        return -1;
+    }
+
+    return n;
+}
+
+
+/* One argument is split into words (split_command); several are the
+ * words themselves.  Both become one allocation: the NULL-terminated
+ * pointers, then the words. */
+static int
+set_command(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    int                    i, n;
+    char                 **argv, *buf;
+    size_t                 len = 0;
+    const char            *why;
+    offload_conf_queue_t  *q = ps->queue;
+
+    for (i = 0; i < nargs; i++) {
+        len += strlen(args[i]) + 1;
+    }
+
+    q->command_text = malloc(len);
+    argv = malloc((OFFLOAD_COMMAND_ARGS_MAX + 1) * sizeof(char *) + len);
+    if (q->command_text == NULL || argv == NULL) {
+        free(argv);
+        return conf_error(ps, line, "out of memory");
+    }
+
+    q->command = argv;
+    q->command_line = line;
+    buf = (char *) (argv + OFFLOAD_COMMAND_ARGS_MAX + 1);
+
+    for (i = 0, len = 0; i < nargs; i++) {
+        len += sprintf(q->command_text + len, "%s%s", i ? " " : "",
+                       args[i]);
+    }
+
+    if (nargs == 1) {
+        n = split_command(args[0], buf, argv, OFFLOAD_COMMAND_ARGS_MAX, &why);
+        if (n < 0) {
+            return conf_error(ps, line, "invalid \"command\" \"%s\": %s",
+                              args[0], why);
+        }
+
+    } else {
+        for (n = 0; n < nargs; n++) {
+            argv[n] = strcpy(buf, args[n]);
+            buf += strlen(buf) + 1;
+        }
+    }
+
+    argv[n] = NULL;
+    return 0;
+}
+
+
 /* A relative path is taken from the config file's folder, so that a
  * config and its plugins can move together ("./" for a config in the
  * current folder: dlopen() searches the library path for a bare name). */
@@ -944,6 +1064,7 @@ static const conf_directive_t  directives[] = {
     { "load_module",      CTX_MAIN,  1, 1, CONF_REPEAT, set_load_module },
     { "queue",            CTX_MAIN,  1, 1, CONF_BLOCK, set_queue },
     { "handler",          CTX_QUEUE, 1, 1, 0, set_handler },
+    { "command",          CTX_QUEUE, 1, CONF_MAX_ARGS, 0, set_command },
     { "workers",          CTX_QUEUE, 1, 1, 0, set_workers },
     { "prefetch",         CTX_QUEUE, 1, 1, 0, set_prefetch },
     { "max_restarts",     CTX_QUEUE, 2, 2, 0, set_max_restarts },
@@ -969,6 +1090,30 @@ free_args(char **args, int nargs)
 
 
 static int parse_block(conf_parser_t *ps, int ctx, int open_line);
+
+
+/* "command" goes with "handler exec", and only with it. */
+static int
+check_command(conf_parser_t *ps)
+{
+    offload_conf_queue_t  *q = ps->queue;
+    int                    is_exec;
+
+    is_exec = strcmp(q->handler_name, OFFLOAD_EXEC_HANDLER) == 0;
+
+    if (is_exec && q->command == NULL) {
+        return conf_error(ps, q->handler_line, "queue \"%s\": \"handler "
+                          "exec\" needs a \"command\"", q->name);
+    }
+
+    if (!is_exec && q->command != NULL) {
+        return conf_error(ps, q->command_line, "queue \"%s\": \"command\" "
+                          "needs \"handler exec\" (its handler is \"%s\")",
+                          q->name, q->handler_name);
+    }
+
+    return 0;
+}
 
 
 /* Checks and runs one directive; args[0] is its name. */
@@ -1038,6 +1183,10 @@ run_directive(conf_parser_t *ps, int ctx, char **args, int nargs, int line,
     if (ps->queue->handler_name[0] == '\0') {
         return conf_error(ps, line, "queue \"%s\" has no \"handler\"",
                           ps->queue->name);
+    }
+
+    if (check_command(ps) != 0) {
+        return -1;
     }
 
     ps->queue = NULL;
@@ -1319,6 +1468,12 @@ offload_conf_free(offload_conf_t *conf)
     free(conf->redis_user);
     free(conf->user);
     free(conf->log_target);
+
+    for (i = 0; i < conf->nqueues; i++) {
+        free(conf->queues[i].command);
+        free(conf->queues[i].command_text);
+    }
+
     free(conf->queues);
     memset(conf, 0, sizeof(*conf));
 }

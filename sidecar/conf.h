@@ -19,6 +19,8 @@
 #define OFFLOAD_RESTARTS_MAX     10000
 #define OFFLOAD_ATTEMPTS_MAX     100
 #define OFFLOAD_HANDLER_NAME_MAX 64
+#define OFFLOAD_COMMAND_ARGS_MAX 256
+#define OFFLOAD_EXEC_HANDLER     "exec"   /* runs the queue's command */
 
 typedef struct {
     char                      name[OFFLOAD_QUEUE_NAME_MAX + 1];
@@ -43,6 +45,11 @@ typedef struct {
     int                       max_jobs;         /* per worker, 0: no limit */
     int                       nice;             /* workers' scheduling
                                                    niceness, 0..19 */
+    /* handler exec: the program each worker keeps running, as argv
+     * (NULL-terminated, one allocation) and as written, for messages. */
+    char                    **command;
+    char                     *command_text;
+    int                       command_line;
     int                       line;         /* where the block starts */
 } offload_conf_queue_t;
 

@@ -107,6 +107,11 @@ offload_crash_report(const offload_crash_t *c)
         }
     }
 
+    if (sb->exit_reason == OFFLOAD_SB_EXIT_HANDLER_PROCESS) {
+        json_object_set_new(report, "handler_error",
+                            json_string(sb->child_error));
+    }
+
     frames = backtrace_json(sb);
     json_object_set_new(report, "backtrace", frames ? frames : json_null());
 
@@ -123,6 +128,10 @@ offload_crash_report(const offload_crash_t *c)
                   "job", c->queue, c->slot, (int) c->pid,
                   offload_fail_reason_name(c->reason), sigtext ? ", " : "",
                   sigtext ? sigtext : "", offload_sb_state_name(state));
+    }
+
+    if (sb->exit_reason == OFFLOAD_SB_EXIT_HANDLER_PROCESS) {
+        log_error("  %s", sb->child_error);
     }
 
     for (i = 0; frames != NULL && i < json_array_size(frames); i++) {

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exec_bridge.h"
 #include "handlers.h"
 #include "handlers/builtin.h"
 #include "plugin.h"
@@ -21,6 +22,7 @@ static const offload_module_t  *builtins[] = {
     &offload_builtin_sleep,
     &offload_builtin_aggregate,
     &offload_builtin_faults,
+    &offload_exec_module,       /* a program in any language */
 };
 
 

@@ -1,7 +1,8 @@
 /*
  * memlimit.c -- reads the worker's memory use from /proc/self/statm (one
- * small read between jobs, in the worker, never in the supervisor's loop)
- * and sets RLIMIT_AS.
+ * small read between jobs, in the worker, never in the supervisor's loop),
+ * and its exec handler process's from /proc/<pid>/statm, and sets
+ * RLIMIT_AS.
  */
 
 #include <stdio.h>
@@ -13,12 +14,19 @@
 
 /* statm fields 1 and 2: total program size and resident set, in pages. */
 static int
-read_statm(long long *size, long long *resident)
+read_statm(pid_t pid, long long *size, long long *resident)
 {
     int    n;
+    char   path[64];
     FILE  *fp;
 
-    fp = fopen("/proc/self/statm", "r");
+    if (pid == 0) {
+        snprintf(path, sizeof(path), "/proc/self/statm");
+    } else {
+        snprintf(path, sizeof(path), "/proc/%d/statm", (int) pid);
+    }
+
+    fp = fopen(path, "r");
     if (fp == NULL) {
         return -1;
     }
@@ -33,9 +41,16 @@ read_statm(long long *size, long long *resident)
 long long
 offload_rss_bytes(void)
 {
+    return offload_rss_bytes_of(0);
+}
+
+
+long long
+offload_rss_bytes_of(pid_t pid)
+{
     long long  size, resident;
 
-    if (read_statm(&size, &resident) != 0) {
+    if (read_statm(pid, &size, &resident) != 0) {
         return -1;
     }
 
@@ -53,7 +68,7 @@ offload_memlimit_cap(long long growth)
     long long      size, resident;
     struct rlimit  rl;
 
-    if (read_statm(&size, &resident) != 0) {
+    if (read_statm(0, &size, &resident) != 0) {
         return -1;
     }
 

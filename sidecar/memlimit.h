@@ -6,8 +6,13 @@
 #ifndef OFFLOAD_MEMLIMIT_H
 #define OFFLOAD_MEMLIMIT_H
 
+#include <sys/types.h>
+
 /* The process's resident set size in bytes, or -1. */
 long long offload_rss_bytes(void);
+
+/* Another process's (0: this one's), or -1. */
+long long offload_rss_bytes_of(pid_t pid);
 
 /* Caps the address space at its current size plus `growth` bytes
  * (RLIMIT_AS), so a job that allocates past it gets NULL from malloc

@@ -5,7 +5,10 @@
  * production is reproduced with one command.  If the handler crashes, so
  * does offloadctl: that is the point.  --gdb runs the same under gdb.
  * A job whose payload is in its body key is read from there, an element
- * of the list per LINDEX, as a worker does.
+ * of the list per LINDEX, as a worker does.  The handler's init and fini
+ * run around the job; an exec queue's command runs as offloadctl's child,
+ * and a process that dies or answers wrong exits offloadctl as it would
+ * its worker (status 4, the reason on stderr).
  */
 
 #include <getopt.h>
@@ -14,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "exec_bridge.h"
 #include "handlers.h"
 #include "job.h"
 #include "offloadctl.h"
@@ -306,19 +310,25 @@ ctl_replay(ctl_t *ctl, int argc, char **argv)
     fprintf(stderr, "replaying job %s (%s of queue %s) with handler %s\n",
             argv[optind], found.where, found.queue, q->handler->name);
 
+    memset(&job, 0, sizeof(job));
+    offload_job_set(&job, argv[optind], strlen(argv[optind]), "", 0, 1, 0);
+
+    /* An exec queue's command runs here, as a child of offloadctl; its
+     * stderr comes out as log lines on offloadctl's stderr. */
+    if (offload_exec_is(q->handler)) {
+        offload_exec_attach(NULL, q, NULL, "offloadctl replay", NULL, NULL);
+    }
+
     /* As in a worker: init first, fini after (slot 0 of the queue). */
     slot.queue = q->name;
     slot.index = 0;
 
     if (q->handler->init != NULL && q->handler->init(&slot) != 0) {
-        fprintf(stderr, "offloadctl replay: the init of handler %s failed\n",
-                q->handler->name);
+        fprintf(stderr, "offloadctl replay: the init of handler %s "
+                "failed\n", q->handler->name);
         free(found.payload);
         return CTL_FAIL;
     }
-
-    memset(&job, 0, sizeof(job));
-    offload_job_set(&job, argv[optind], strlen(argv[optind]), "", 0, 1, 0);
 
     rc = offload_job_call(&job, q->handler, found.payload, found.len);
     free(found.payload);

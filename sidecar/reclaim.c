@@ -92,7 +92,7 @@ failure_body(const offload_conf_queue_t *q, const offload_failure_t *fl,
     int attempts, int *status)
 {
     char         message[160];
-    json_t      *err;
+    json_t      *err, *detail;
     const char  *code, *sig = NULL;
 
     if (fl->signal != 0 && sigabbrev_np(fl->signal) != NULL) {
@@ -135,6 +135,12 @@ failure_body(const offload_conf_queue_t *q, const offload_failure_t *fl,
 
     if (sig != NULL) {
         json_object_set_new(err, "signal", json_sprintf("SIG%s", sig));
+    }
+
+    /* An exec handler's process: what it did (crash_report.c). */
+    detail = json_object_get(fl->report, "handler_error");
+    if (json_is_string(detail)) {
+        json_object_set(err, "handler_error", detail);
     }
 
     if (fl->reason == OFFLOAD_FAIL_JOB_TIMEOUT) {

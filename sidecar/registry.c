@@ -82,6 +82,10 @@ worker_json(const offload_slot_t *slot, int64_t now_us)
     json_object_set_new(w, "uptime_ms",
                         json_integer((now_us - slot->started_us) / 1000));
 
+    if (sb->child_pid > 0) {            /* an exec handler's process */
+        json_object_set_new(w, "handler_pid", json_integer(sb->child_pid));
+    }
+
     if (state == OFFLOAD_SB_BUSY) {
         json_object_set_new(w, "job", json_string(sb->job_id));
         json_object_set_new(w, "job_ms",

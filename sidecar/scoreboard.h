@@ -22,6 +22,7 @@
 #define OFFLOAD_SB_ENTRY_ID_MAX   48      /* "<ms>-<seq>" is 41 at most */
 #define OFFLOAD_SB_JOB_ID_MAX     129     /* ids are at most 128 bytes */
 #define OFFLOAD_SB_FRAMES_MAX     32
+#define OFFLOAD_SB_CHILD_ERROR_MAX 256
 
 typedef enum {
     OFFLOAD_SB_STARTING = 0,    /* forked, not reading jobs yet */
@@ -37,7 +38,9 @@ typedef enum {
     OFFLOAD_SB_EXIT_STOPPED,        /* SIGTERM: shutdown, reload */
     OFFLOAD_SB_EXIT_MAX_JOBS,       /* max_jobs_per_worker reached */
     OFFLOAD_SB_EXIT_MEMORY,         /* RSS over memory_limit after a job */
-    OFFLOAD_SB_EXIT_OUT_OF_MEMORY   /* a job ran out of RLIMIT_AS */
+    OFFLOAD_SB_EXIT_OUT_OF_MEMORY,  /* a job ran out of RLIMIT_AS */
+    OFFLOAD_SB_EXIT_HANDLER_PROCESS /* an exec handler's process died or
+                                       broke the framing (child_*) */
 } offload_sb_exit_e;
 
 typedef struct {
@@ -59,6 +62,13 @@ typedef struct {
     uint64_t  jobs_failed;          /* answered with an error */
     uint64_t  run_hist[OFFLOAD_HIST_MAX];   /* handler run times, over
                                                offload_hist_time */
+
+    /* An exec handler's process (exec_bridge.c): its pid while it runs
+     * (0: none); when it made the worker exit, its wait status (-1: it
+     * was alive and broke the framing, then killed) and what went wrong. */
+    pid_t     child_pid;
+    int32_t   child_status;
+    char      child_error[OFFLOAD_SB_CHILD_ERROR_MAX];
 
     /* Filled by the fatal-signal handler.  The worker is a fork() of the
      * supervisor without exec, so the supervisor can symbolize the frames

@@ -144,7 +144,8 @@ static void
 sample_slot(offload_slot_t *slot, int64_t now_us, double ticks_per_s)
 {
     double                 secs;
-    unsigned long long     utime, stime;
+    pid_t                  child;
+    unsigned long long     utime, stime, child_utime, child_stime;
     offload_slot_stats_t  *st = &slot->stats;
 
     if (slot->pid == 0) {
@@ -157,6 +158,13 @@ sample_slot(offload_slot_t *slot, int64_t now_us, double ticks_per_s)
         return;                         /* exited; SIGCHLD is on its way */
     }
 
+    /* An exec handler's process is part of its worker. */
+    child = slot->sb->child_pid;
+    if (child > 0 && read_cpu(child, &child_utime, &child_stime) == 0) {
+        utime += child_utime;
+        stime += child_stime;
+    }
+
     secs = (now_us - st->sampled_us) / 1e6;
     if (secs > 0 && utime >= st->utime && stime >= st->stime) {
         st->cpu_user = 100.0 * (utime - st->utime) / ticks_per_s / secs;
@@ -166,7 +174,7 @@ sample_slot(offload_slot_t *slot, int64_t now_us, double ticks_per_s)
     st->utime = utime;
     st->stime = stime;
     st->sampled_us = now_us;
-    st->rss = read_rss(slot->pid);
+    st->rss = read_rss(slot->pid) + (child > 0 ? read_rss(child) : 0);
 }
 
 

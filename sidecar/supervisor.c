@@ -610,6 +610,15 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
     log_warn("worker %s:%d: pid %d %s", pool->queue->name, slot->index,
              (int) pid, how);
 
+    /* A worker that left because its exec handler's process died reports
+     * that process's end: its signal or exit code is the crash's. */
+    if (slot->sb->exit_reason == OFFLOAD_SB_EXIT_HANDLER_PROCESS
+        && slot->sb->child_status != -1)
+    {
+        status = slot->sb->child_status;
+        describe_exit(status, how, sizeof(how));
+    }
+
     crash.node = sup->conf->node_name;
     crash.queue = pool->queue->name;
     crash.slot = slot->index;

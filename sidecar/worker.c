@@ -45,6 +45,7 @@
 #include "bad_job.h"
 #include "clock.h"
 #include "crash.h"
+#include "exec_bridge.h"
 #include "job.h"
 #include "log.h"
 #include "memlimit.h"
@@ -239,7 +240,7 @@ job_done(offload_worker_t *w, int ok, int64_t run_us)
     }
 
     if (q->memory_limit > 0) {
-        rss = offload_rss_bytes();
+        rss = offload_rss_bytes() + offload_exec_rss_bytes();
 
         if (rss > q->memory_limit) {
             log_notice("%s: recycling: RSS %lld MB over memory_limit %lld MB",
@@ -1656,6 +1657,21 @@ stop_cb(struct ev_loop *loop, ev_signal *s, int revents)
 }
 
 
+/* The exec handler's process died between jobs: the batch read goes back
+ * to the queue with the worker's pending entries, and the worker exits as
+ * a crash of its slot. */
+static void
+handler_lost(void *data)
+{
+    offload_worker_t  *w = data;
+
+    stop_reading(w, OFFLOAD_SB_EXIT_HANDLER_PROCESS);
+    w->sb->exit_reason = OFFLOAD_SB_EXIT_HANDLER_PROCESS;
+    batch_clear(w);
+    maybe_exit(w);
+}
+
+
 static void
 reopen_log_cb(struct ev_loop *loop, ev_signal *s, int revents)
 {
@@ -1717,8 +1733,9 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     }
 
     /* memory_limit is the steady RSS, checked between jobs; a job may grow
-     * the worker by twice that before its allocations fail. */
-    if (queue->memory_limit > 0) {
+     * the worker by twice that before its allocations fail (an exec
+     * handler's process: exec_bridge.c). */
+    if (queue->memory_limit > 0 && !offload_exec_is(queue->handler)) {
         rc = offload_memlimit_cap(2 * queue->memory_limit);
         if (rc < 0) {
             log_error("%s: setrlimit(RLIMIT_AS) failed: %s", w.name,
@@ -1728,6 +1745,10 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
                        "terabytes of address space): memory_limit is "
                        "checked between jobs only", w.name);
         }
+    }
+
+    if (offload_exec_is(queue->handler)) {
+        offload_exec_attach(loop, queue, sb, w.name, handler_lost, &w);
     }
 
     /* After the limits, so that what init loads counts against them. */
@@ -1790,5 +1811,6 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     }
 
     log_debug("%s: stopped", w.name);
-    return 0;
+    return sb->exit_reason == OFFLOAD_SB_EXIT_HANDLER_PROCESS
+           ? OFFLOAD_WORKER_EXIT_HANDLER : 0;
 }

@@ -569,6 +569,73 @@ test_load_module(void)
 }
 
 
+/* The argv a queue's command became, joined with '|' for comparing. */
+static void
+is_argv(const char *text, const char *want, const char *what)
+{
+    int             i;
+    char            got[256] = "";
+    offload_conf_t  conf;
+
+    if (parse(&conf, text) != 0) {
+        ok(0, "%s: parsed (%s)", what, err);
+        return;
+    }
+
+    for (i = 0; conf.queues[0].command[i] != NULL; i++) {
+        snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s",
+                 i ? "|" : "", conf.queues[0].command[i]);
+    }
+
+    is_str(got, want, "%s", what);
+    offload_conf_free(&conf);
+}
+
+
+/* command: split like simple shell words, no shell; with handler exec
+ * only, which needs it. */
+static void
+test_command(void)
+{
+    offload_conf_t  conf;
+
+    ok(parse(&conf, "queue t {\n  handler exec;\n"
+                    "  command \"/usr/bin/python3 /srv/t.py\";\n}\n") == 0,
+       "handler exec with a command (%s)", err);
+    is_str(conf.queues[0].handler->name, "exec", "the handler is exec");
+    is_str(conf.queues[0].command_text, "/usr/bin/python3 /srv/t.py",
+           "the command as written");
+    ok(conf.queues[0].command_line == 3, "its line");
+    offload_conf_free(&conf);
+
+    is_argv("queue t { handler exec; command \"a  b\tc\"; }\n", "a|b|c",
+            "blanks separate words");
+    is_argv("queue t { handler exec; command \"/bin/sh -c 'echo \\\"x y\\\" "
+            ">&2; exit 3'\"; }\n", "/bin/sh|-c|echo \"x y\" >&2; exit 3",
+            "single quotes keep a word whole, a shell is asked for");
+    is_argv("queue t { handler exec; command 'p \"a b\" c\\\\ d'; }\n",
+            "p|a b|c d", "double quotes and a backslash");
+    is_argv("queue t { handler exec; command 'p \"\"'; }\n", "p|",
+            "an empty word");
+    is_argv("queue t { handler exec; command node \"/srv/my app.js\"; }\n",
+            "node|/srv/my app.js", "several arguments: one word each");
+
+    bad("queue t { handler exec; }\n",
+        "t.conf:1: queue \"t\": \"handler exec\" needs a \"command\"",
+        "exec without a command");
+    bad("queue t {\n handler echo;\n command \"/bin/true\";\n}\n",
+        "t.conf:3: queue \"t\": \"command\" needs \"handler exec\" (its "
+        "handler is \"echo\")", "a command with another handler");
+    bad("queue t { handler exec; command \"p 'x\"; }\n",
+        "t.conf:1: invalid \"command\" \"p 'x\": unterminated quote",
+        "an unterminated quote");
+    bad("queue t { handler exec; command \"  \"; }\n",
+        "t.conf:1: invalid \"command\" \"  \": no program", "no program");
+    bad("queue t { handler exec; command a; command b; }\n",
+        "t.conf:1: \"command\" directive is duplicate", "two commands");
+}
+
+
 int
 main(void)
 {
@@ -581,5 +648,6 @@ main(void)
     test_users();
     test_resolve();
     test_load_module();
+    test_command();
     return done_testing();
 }

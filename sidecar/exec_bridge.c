@@ -1,0 +1,777 @@
+/*
+ * exec_bridge.c -- the "exec" handler: runs a queue's jobs in a program
+ * written in any language (`handler exec; command "...";`), so that a
+ * handler needs no C and no plugin.  It owns that program's process in
+ * each worker: starting it, moving the lines on its pipes (what they hold:
+ * exec_frame.c), its stderr, and what its failures do to the worker.
+ *
+ * Each worker keeps one process running the queue's command (execvp, no
+ * shell), started by the handler's init (after the worker's nice level)
+ * and gone with the worker: PR_SET_PDEATHSIG SIGKILL, because the
+ * supervisor may SIGKILL the worker (timeout) and the process must not
+ * outlive it.  A job is one line of JSON on its stdin and one line back
+ * on its stdout (docs/HANDLERS.md, "The framing"); its stderr is logged a
+ * line at a time, read by the worker's loop between jobs and by the job's
+ * own wait during one, so a chatty process never fills the pipe.
+ *
+ * The process's failures are the worker's: it dies, or answers a line that
+ * is not one well-formed answer to this job, or does not answer in time,
+ * and the worker exits with OFFLOAD_WORKER_EXIT_HANDLER, leaving in its
+ * scoreboard entry the process's wait status and what went wrong.  Under a
+ * job, that job fails an attempt exactly as when a C handler crashes
+ * (retried, then dead-lettered, with the process's signal or exit code in
+ * the crash report); between jobs, the slot is restarted as after a crash,
+ * so a command that cannot start is a crash loop under the queue's restart
+ * intensity.
+ *
+ * memory_limit counts the process's resident set with the worker's between
+ * jobs; during a job, as the RLIMIT_AS of a C worker would, twice the
+ * limit kills it (out of memory).  The process gets no RLIMIT_AS of its
+ * own: runtimes such as V8 reserve far more address space than they use.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "exec_bridge.h"
+#include "exec_frame.h"
+#include "job.h"
+#include "log.h"
+#include "memlimit.h"
+#include "worker.h"
+
+#define STDERR_LINE_MAX  2048       /* longer lines are logged in pieces */
+#define ANSWER_MAX       ((size_t) OFFLOAD_BODY_MAX + 4096)
+#define RSS_CHECK_MS     100        /* during a job, under memory_limit */
+#define NO_ANSWER_GRACE_MS 2000     /* past timeout, the supervisor's to
+                                       kill; past a deadline, given up */
+#define EXIT_WAIT_MS     1000       /* for a process that closed stdout,
+                                       or was asked to stop */
+
+
+typedef struct {
+    struct ev_loop              *loop;
+    const offload_conf_queue_t  *queue;
+    offload_sb_slot_t           *sb;
+    char                         name[OFFLOAD_QUEUE_NAME_MAX + 32];
+    void                       (*lost)(void *data);
+    void                        *lost_data;
+
+    pid_t                        pid;           /* 0: none */
+    int                          to_child;      /* its stdin */
+    int                          from_child;    /* its stdout */
+    int                          errors;        /* its stderr */
+    ev_io                        errors_watcher;
+    ev_child                     exit_watcher;
+
+    char                        *buf;           /* request, then answer */
+    size_t                       cap;
+    char                         err_line[STDERR_LINE_MAX];
+    size_t                       err_len;
+} exec_bridge_t;
+
+static exec_bridge_t    bridge;
+static offload_sb_slot_t  no_sb;        /* offloadctl replay has none */
+
+
+static int exec_init(const offload_slot_t *slot);
+static void exec_fini(const offload_slot_t *slot);
+static int exec_run(offload_job_t *job, const char *payload, size_t len);
+
+static const offload_handler_t  handlers[] = {
+    { OFFLOAD_EXEC_HANDLER, exec_run, exec_init, exec_fini },
+    { NULL, NULL, NULL, NULL }
+};
+
+const offload_module_t  offload_exec_module = {
+    OFFLOAD_ABI_VERSION, handlers
+};
+
+
+int
+offload_exec_is(const offload_handler_t *handler)
+{
+    return handler == &handlers[0];
+}
+
+
+void
+offload_exec_attach(struct ev_loop *loop, const offload_conf_queue_t *queue,
+    offload_sb_slot_t *sb, const char *name, void (*lost)(void *data),
+    void *data)
+{
+    bridge.loop = loop;
+    bridge.queue = queue;
+    bridge.sb = sb != NULL ? sb : &no_sb;
+    bridge.lost = lost;
+    bridge.lost_data = data;
+    snprintf(bridge.name, sizeof(bridge.name), "%s", name);
+}
+
+
+long long
+offload_exec_rss_bytes(void)
+{
+    long long  rss;
+
+    if (bridge.pid == 0) {
+        return 0;
+    }
+
+    rss = offload_rss_bytes_of(bridge.pid);
+    return rss > 0 ? rss : 0;
+}
+
+
+/* "exited with code 3", "killed by SIGKILL" */
+static void
+describe_status(int status, char *buf, size_t size)
+{
+    const char  *sig;
+
+    if (WIFSIGNALED(status)) {
+        sig = sigabbrev_np(WTERMSIG(status));
+        snprintf(buf, size, "killed by SIG%s", sig ? sig : "?");
+    } else {
+        snprintf(buf, size, "exited with code %d", WEXITSTATUS(status));
+    }
+}
+
+
+/* Logs what the process wrote to stderr so far, a line at a time; at
+ * its end (eof), the last line even without its newline. */
+static void
+log_errors(int eof)
+{
+    char           *nl;
+    size_t          n, i;
+    unsigned char   c;
+
+    for ( ;; ) {
+        nl = memchr(bridge.err_line, '\n', bridge.err_len);
+
+        if (nl == NULL && bridge.err_len < sizeof(bridge.err_line)
+            && !(eof && bridge.err_len > 0))
+        {
+            return;
+        }
+
+        n = nl != NULL ? (size_t) (nl - bridge.err_line) : bridge.err_len;
+
+        /* Text, one line: no control characters (a NUL, an escape
+         * sequence, a carriage return) into the log. */
+        for (i = 0; i < n; i++) {
+            c = (unsigned char) bridge.err_line[i];
+            if ((c < 0x20 && c != '\t') || c == 0x7f) {
+                bridge.err_line[i] = '?';
+            }
+        }
+
+        log_notice("%s: handler pid %d: %.*s", bridge.name, (int) bridge.pid,
+                   (int) n, bridge.err_line);
+
+        if (nl != NULL) {
+            n++;
+        }
+
+        bridge.err_len -= n;
+        memmove(bridge.err_line, bridge.err_line + n, bridge.err_len);
+    }
+}
+
+
+/* Reads what the process's stderr holds now.  Returns 0 when it is
+ * drained, -1 at its end. */
+static int
+read_errors(void)
+{
+    ssize_t  n;
+
+    if (bridge.errors < 0) {
+        return -1;
+    }
+
+    for ( ;; ) {
+        n = read(bridge.errors, bridge.err_line + bridge.err_len,
+                 sizeof(bridge.err_line) - bridge.err_len);
+
+        if (n > 0) {
+            bridge.err_len += (size_t) n;
+            log_errors(0);
+            continue;
+        }
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+
+        if (n < 0 && errno == EAGAIN) {
+            return 0;
+        }
+
+        log_errors(1);
+
+        if (bridge.loop != NULL) {
+            ev_io_stop(bridge.loop, &bridge.errors_watcher);
+        }
+
+        close(bridge.errors);
+        bridge.errors = -1;
+        return -1;
+    }
+}
+
+
+static void
+errors_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void) loop;
+    (void) io;
+    (void) revents;
+
+    read_errors();
+}
+
+
+static void
+close_pipes(void)
+{
+    if (bridge.errors >= 0) {
+        read_errors();          /* its last words */
+    }
+
+    if (bridge.loop != NULL) {
+        ev_io_stop(bridge.loop, &bridge.errors_watcher);
+        ev_child_stop(bridge.loop, &bridge.exit_watcher);
+    }
+
+    if (bridge.to_child >= 0) {
+        close(bridge.to_child);
+    }
+
+    if (bridge.from_child >= 0) {
+        close(bridge.from_child);
+    }
+
+    if (bridge.errors >= 0) {
+        close(bridge.errors);
+    }
+
+    bridge.to_child = bridge.from_child = bridge.errors = -1;
+}
+
+
+/* Waits up to ms for the process to exit (logging what it says on the
+ * way out, so that a full stderr does not hold it), then kills it.
+ * Returns its wait status. */
+static int
+reap(int ms)
+{
+    int      status = 0;
+    pid_t    pid = bridge.pid;
+    int64_t  until = offload_mono_us() + (int64_t) ms * 1000;
+
+    for ( ;; ) {
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            break;
+        }
+
+        if (offload_mono_us() >= until) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+                /* again */
+            }
+            break;
+        }
+
+        read_errors();
+        usleep(5000);
+    }
+
+    bridge.pid = 0;
+    bridge.sb->child_pid = 0;
+    return status;
+}
+
+
+/* The process failed the worker: leaves status (-1: it was alive, and is
+ * killed now) and why in the scoreboard for the crash report. */
+static void
+record_failure(int status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+record_failure(int status, const char *fmt, ...)
+{
+    va_list  ap;
+
+    va_start(ap, fmt);
+    vsnprintf(bridge.sb->child_error, sizeof(bridge.sb->child_error), fmt,
+              ap);
+    va_end(ap);
+
+    bridge.sb->child_status = status;
+    bridge.sb->exit_reason = OFFLOAD_SB_EXIT_HANDLER_PROCESS;
+
+    log_error("%s: %s", bridge.name, bridge.sb->child_error);
+}
+
+
+/* A failure under a job: the worker exits holding it, and the supervisor
+ * fails its attempt as it does for a crashed worker.  status is the
+ * process's wait status, or -1: it is alive, and killed now. */
+static void
+fail_worker(int status, const char *what)
+    __attribute__((noreturn));
+
+static void
+fail_worker(int status, const char *what)
+{
+    char   how[64];
+    pid_t  pid = bridge.pid;
+
+    close_pipes();
+
+    if (status == -1 && pid != 0) {
+        kill(pid, SIGKILL);
+        reap(0);
+    }
+
+    if (status == -1) {
+        record_failure(-1, "handler process %d %s; killed", (int) pid, what);
+
+    } else {
+        describe_status(status, how, sizeof(how));
+        record_failure(status, "handler process %d %s (%s)", (int) pid, how,
+                       what);
+    }
+
+    fflush(NULL);
+    _exit(OFFLOAD_WORKER_EXIT_HANDLER);
+}
+
+
+/* The process exited between jobs (libev reaped it): the worker stops. */
+static void
+exit_cb(struct ev_loop *loop, ev_child *child, int revents)
+{
+    char   how[64];
+    pid_t  pid = bridge.pid;
+
+    (void) loop;
+    (void) revents;
+
+    bridge.pid = 0;
+    bridge.sb->child_pid = 0;
+    close_pipes();
+
+    describe_status(child->rstatus, how, sizeof(how));
+    record_failure(child->rstatus, "handler process %d %s between jobs",
+                   (int) pid, how);
+
+    if (bridge.lost != NULL) {
+        bridge.lost(bridge.lost_data);
+    }
+}
+
+
+/* The child side of the fork: becomes the command.  Never returns. */
+static void
+become_command(int in, int out, int err, int report, pid_t parent)
+{
+    int       sig, e;
+    sigset_t  none;
+
+    /* Dies with the worker, even of SIGKILL; the worker may be gone
+     * already. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) {
+        _exit(127);
+    }
+
+    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) {
+        _exit(127);
+    }
+
+    /* The worker's descriptors (Redis, the log, other pipes) stay here:
+     * the report pipe is already close-on-exec. */
+    close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+
+    /* Ignored signals (SIGPIPE) stay ignored across exec: not for it. */
+    for (sig = 1; sig < NSIG; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP) {
+            signal(sig, SIG_DFL);
+        }
+    }
+
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+
+    execvp(bridge.queue->command[0], bridge.queue->command);
+
+    e = errno;
+    while (write(report, &e, sizeof(e)) < 0 && errno == EINTR) {
+        /* again */
+    }
+    _exit(127);
+}
+
+
+static int
+nonblocking(int fd)
+{
+    int  flags = fcntl(fd, F_GETFL);
+
+    return flags < 0 ? -1 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+
+/* Starts the command with pipes for its stdin, stdout and stderr.  A
+ * command that cannot be run (exec fails) is known before this returns,
+ * through a close-on-exec pipe: it carries exec's errno, or closes. */
+static int
+exec_init(const offload_slot_t *slot)
+{
+    int       in[2], out[2], err[2], report[2], e, status;
+    pid_t     pid, parent = getpid();
+    ssize_t   n;
+
+    (void) slot;                /* offload_exec_attach() said it all */
+
+    bridge.to_child = bridge.from_child = bridge.errors = -1;
+
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0
+        || pipe2(err, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0)
+    {
+        log_error("%s: pipe() failed: %s", bridge.name, strerror(errno));
+        return -1;
+    }
+
+    pid = fork();
+    if (pid < 0) {
+        log_error("%s: fork() failed: %s", bridge.name, strerror(errno));
+        return -1;
+    }
+
+    if (pid == 0) {
+        become_command(in[0], out[1], err[1], report[1], parent);
+    }
+
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    close(report[1]);
+
+    bridge.pid = pid;
+    bridge.to_child = in[1];
+    bridge.from_child = out[0];
+    bridge.errors = err[0];
+
+    do {
+        n = read(report[0], &e, sizeof(e));
+    } while (n < 0 && errno == EINTR);
+    close(report[0]);
+
+    if (n == sizeof(e)) {
+        close_pipes();
+        status = reap(EXIT_WAIT_MS);
+        record_failure(status, "cannot run the command \"%s\" of queue %s: "
+                       "%s", bridge.queue->command_text, bridge.queue->name,
+                       strerror(e));
+        return -1;
+    }
+
+    if (nonblocking(bridge.to_child) != 0
+        || nonblocking(bridge.from_child) != 0
+        || nonblocking(bridge.errors) != 0)
+    {
+        log_error("%s: fcntl() failed: %s", bridge.name, strerror(errno));
+        return -1;
+    }
+
+    bridge.sb->child_pid = pid;
+
+    if (bridge.loop != NULL) {
+        ev_io_init(&bridge.errors_watcher, errors_cb, bridge.errors, EV_READ);
+        ev_io_start(bridge.loop, &bridge.errors_watcher);
+        ev_child_init(&bridge.exit_watcher, exit_cb, pid, 0);
+        ev_child_start(bridge.loop, &bridge.exit_watcher);
+    }
+
+    log_info("%s: handler pid %d runs %s", bridge.name, (int) pid,
+             bridge.queue->command_text);
+    return 0;
+}
+
+
+/* A normal stop: its stdin closes, which tells the process to leave. */
+static void
+exec_fini(const offload_slot_t *slot)
+{
+    int    status;
+    char   how[64];
+    pid_t  pid = bridge.pid;
+
+    (void) slot;
+
+    if (pid == 0) {
+        return;
+    }
+
+    if (bridge.loop != NULL) {
+        ev_child_stop(bridge.loop, &bridge.exit_watcher);
+    }
+
+    close(bridge.to_child);
+    bridge.to_child = -1;
+
+    status = reap(EXIT_WAIT_MS);
+    close_pipes();
+
+    describe_status(status, how, sizeof(how));
+    log_debug("%s: handler pid %d %s", bridge.name, (int) pid, how);
+
+    free(bridge.buf);
+    bridge.buf = NULL;
+    bridge.cap = 0;
+}
+
+
+static int
+reserve(size_t need)
+{
+    char  *p;
+
+    if (need <= bridge.cap) {
+        return 0;
+    }
+
+    if (need < 2 * bridge.cap) {
+        need = 2 * bridge.cap;          /* a long answer grows in steps */
+    }
+
+    p = realloc(bridge.buf, need);
+    if (p == NULL) {
+        return -1;
+    }
+
+    bridge.buf = p;
+    bridge.cap = need;
+    return 0;
+}
+
+
+/* When to stop waiting for an answer, in monotonic us (0: never): past
+ * the queue's timeout the supervisor kills the worker, this is only a
+ * backstop; with `timeout off`, past the job's deadline; with neither,
+ * the process may take as long as a C handler could. */
+static int64_t
+answer_deadline(const offload_job_t *job, int64_t start_us)
+{
+    int64_t  left_ms;
+
+    if (bridge.queue->timeout_ms > 0) {
+        return start_us
+               + ((int64_t) bridge.queue->timeout_ms + NO_ANSWER_GRACE_MS)
+                 * 1000;
+    }
+
+    if (job->deadline_ms > 0) {
+        left_ms = job->deadline_ms - offload_wall_us() / 1000;
+        return start_us + (left_ms > 0 ? left_ms : 0) * 1000
+               + NO_ANSWER_GRACE_MS * 1000;
+    }
+
+    return 0;
+}
+
+
+/* Under a job, the process's RSS over twice memory_limit is the RLIMIT_AS
+ * a C worker would have run into. */
+static void
+check_memory(void)
+{
+    long long  limit = bridge.queue->memory_limit, rss;
+
+    if (limit <= 0) {
+        return;
+    }
+
+    rss = offload_exec_rss_bytes();
+    if (rss > 2 * limit) {
+        kill(bridge.pid, SIGKILL);
+        close_pipes();
+        reap(0);
+        log_error("%s: handler process RSS %lld MB over twice memory_limit "
+                  "%lld MB: killed", bridge.name, rss >> 20, limit >> 20);
+        bridge.sb->exit_reason = OFFLOAD_SB_EXIT_OUT_OF_MEMORY;
+        fflush(NULL);
+        _exit(OFFLOAD_WORKER_EXIT_NOMEM);
+    }
+}
+
+
+/* The process closed its stdout or stdin: it is exiting, most likely. */
+static void
+process_gone(const char *what)
+{
+    int    status;
+    pid_t  pid = bridge.pid;
+
+    close_pipes();
+    status = reap(EXIT_WAIT_MS);
+    bridge.pid = pid;           /* for the record; reaped already */
+    fail_worker(status, what);
+}
+
+
+/*
+ * Sends the request and waits for the answer, reading stderr meanwhile.
+ * The request is written as the process reads it: a big one does not
+ * block a process that logs or answers before it has read all of it.
+ */
+static int
+exec_run(offload_job_t *job, const char *payload, size_t len)
+{
+    int            rc, nfds, timeout;
+    char           why[OFFLOAD_SB_CHILD_ERROR_MAX - 64], *nl;
+    size_t         request_len, sent = 0, got = 0, scanned = 0;
+    ssize_t        n;
+    int64_t        start_us, until_us, now_us;
+    struct pollfd  fds[3];
+
+    if (bridge.pid == 0) {
+        fail_worker(bridge.sb->child_status, "was gone before the job");
+    }
+
+    if (reserve(len + OFFLOAD_EXEC_REQUEST_ROOM) != 0) {
+        return OFFLOAD_NOMEM;
+    }
+
+    request_len = offload_exec_request(job, payload, len, bridge.buf);
+
+    start_us = offload_mono_us();
+    until_us = answer_deadline(job, start_us);
+
+    for ( ;; ) {
+        nfds = 0;
+        fds[nfds].fd = bridge.from_child;
+        fds[nfds++].events = POLLIN;
+        fds[nfds].fd = bridge.errors;
+        fds[nfds++].events = POLLIN;
+
+        if (sent < request_len) {
+            fds[nfds].fd = bridge.to_child;
+            fds[nfds++].events = POLLOUT;
+        }
+
+        timeout = -1;
+        now_us = offload_mono_us();
+
+        if (until_us != 0) {
+            if (now_us >= until_us) {
+                snprintf(why, sizeof(why), "did not answer within %lld ms",
+                         (long long) (now_us - start_us) / 1000);
+                fail_worker(-1, why);
+            }
+            timeout = (int) ((until_us - now_us) / 1000) + 1;
+        }
+
+        if (bridge.queue->memory_limit > 0) {
+            check_memory();
+            if (timeout < 0 || timeout > RSS_CHECK_MS) {
+                timeout = RSS_CHECK_MS;
+            }
+        }
+
+        rc = poll(fds, (nfds_t) nfds, timeout);
+        if (rc < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            snprintf(why, sizeof(why), "could not be waited for: poll: %s",
+                     strerror(errno));
+            fail_worker(-1, why);
+        }
+
+        if (fds[1].revents) {
+            read_errors();
+        }
+
+        if (nfds == 3 && fds[2].revents) {
+            n = write(bridge.to_child, bridge.buf + sent, request_len - sent);
+            if (n > 0) {
+                sent += (size_t) n;
+            } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                process_gone("closed its stdin");
+            }
+        }
+
+        if (!fds[0].revents) {
+            continue;
+        }
+
+        /* The answer goes after the request in the same buffer. */
+        if (reserve(request_len + got + 65536) != 0) {
+            return OFFLOAD_NOMEM;
+        }
+
+        n = read(bridge.from_child, bridge.buf + request_len + got,
+                 bridge.cap - request_len - got);
+
+        if (n == 0) {
+            process_gone(sent < request_len ? "closed its stdout"
+                                            : "closed its stdout before "
+                                              "answering");
+        }
+
+        if (n < 0) {
+            continue;           /* EAGAIN, EINTR */
+        }
+
+        got += (size_t) n;
+        nl = memchr(bridge.buf + request_len + scanned, '\n', got - scanned);
+
+        if (nl == NULL) {
+            scanned = got;
+            if (got > ANSWER_MAX) {
+                snprintf(why, sizeof(why), "answered a line longer than "
+                         "%zu bytes", ANSWER_MAX);
+                fail_worker(-1, why);
+            }
+            continue;
+        }
+
+        if (nl + 1 != bridge.buf + request_len + got) {
+            fail_worker(-1, "wrote more than one line for one request");
+        }
+
+        if (sent < request_len) {
+            fail_worker(-1, "answered before it read the whole request");
+        }
+
+        rc = offload_exec_answer(job, bridge.buf + request_len,
+                                 (size_t) (nl - bridge.buf) - request_len,
+                                 why, sizeof(why));
+        if (rc == -1) {
+            fail_worker(-1, why);
+        }
+
+        if (bridge.cap > (4 << 20)) {       /* a big job's: not kept */
+            free(bridge.buf);
+            bridge.buf = NULL;
+            bridge.cap = 0;
+        }
+
+        return rc;
+    }
+}

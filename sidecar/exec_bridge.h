@@ -1,0 +1,36 @@
+/*
+ * exec_bridge.h -- the "exec" handler: a queue's jobs run by a program in
+ * any language, one long-lived process per worker, spoken to in JSON lines
+ * on its stdin and stdout (docs/HANDLERS.md, "Write a handler in Python").
+ */
+
+#ifndef OFFLOAD_EXEC_BRIDGE_H
+#define OFFLOAD_EXEC_BRIDGE_H
+
+#include <ev.h>
+
+#include "conf.h"
+#include "offload.h"
+#include "scoreboard.h"
+
+/* The built-in module that defines the handler "exec". */
+extern const offload_module_t  offload_exec_module;
+
+/* Whether handler is the exec handler. */
+int offload_exec_is(const offload_handler_t *handler);
+
+/* Called by a worker of an exec queue before the handler's init (which
+ * starts the process): the queue (its command), the slot's scoreboard
+ * entry, the worker's name for log lines, the loop that reads the
+ * process's stderr between jobs, and what to call when the process dies
+ * between jobs: lost(data) stops the worker, which exits with
+ * OFFLOAD_WORKER_EXIT_HANDLER. */
+void offload_exec_attach(struct ev_loop *loop,
+    const offload_conf_queue_t *queue, offload_sb_slot_t *sb,
+    const char *name, void (*lost)(void *data), void *data);
+
+/* The handler process's resident set in bytes (0 when there is none), for
+ * memory_limit: it counts with the worker's own. */
+long long offload_exec_rss_bytes(void);
+
+#endif /* OFFLOAD_EXEC_BRIDGE_H */

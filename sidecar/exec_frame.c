@@ -1,0 +1,305 @@
+/*
+ * exec_frame.c -- the exec bridge's framing: how a job becomes one line of
+ * JSON for a handler process, and how its answer line becomes the job's
+ * result or failure.  Kept apart from the process (exec_bridge.c) so that
+ * what a line may hold is tested alone (t/unit/exec_frame_test.c).
+ *
+ * An answer is checked to be one JSON text first (offload_json_check), so
+ * its top-level members are then found by a scanner that only has to skip
+ * values, not validate them; the result is passed on as the bytes the
+ * process wrote.  Only "error" goes through jansson, to read its strings.
+ */
+
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "exec_frame.h"
+#include "offload_proto.h"
+
+#define QUOTE_MAX  60           /* bytes of a bad answer in messages */
+
+
+/* s as a JSON string, at p (room: 6 bytes a byte + 2). */
+static size_t
+put_string(char *p, const char *s)
+{
+    char        *start = p;
+    const char  *hex = "0123456789abcdef";
+
+    *p++ = '"';
+
+    for ( ; *s; s++) {
+        if (*s == '"' || *s == '\\') {
+            *p++ = '\\';
+            *p++ = *s;
+
+        } else if ((unsigned char) *s < 0x20) {
+            p += sprintf(p, "\\u00%c%c", hex[(unsigned char) *s >> 4],
+                         hex[*s & 0xf]);
+
+        } else {
+            *p++ = *s;
+        }
+    }
+
+    *p++ = '"';
+    return (size_t) (p - start);
+}
+
+
+/* Copies a JSON text without the whitespace between its tokens: one line
+ * (a string holds no raw newline).  Returns the bytes written. */
+static size_t
+put_compact(char *p, const char *json, size_t len)
+{
+    int          in_string = 0;
+    char        *start = p;
+    const char  *end = json + len;
+
+    for ( ; json < end; json++) {
+        if (in_string) {
+            if (*json == '\\' && json + 1 < end) {
+                *p++ = *json++;
+            } else if (*json == '"') {
+                in_string = 0;
+            }
+
+        } else if (*json == ' ' || *json == '\t' || *json == '\n'
+                   || *json == '\r')
+        {
+            continue;
+
+        } else if (*json == '"') {
+            in_string = 1;
+        }
+
+        *p++ = *json;
+    }
+
+    return (size_t) (p - start);
+}
+
+
+size_t
+offload_exec_request(const offload_job_t *job, const char *payload,
+    size_t len, char *out)
+{
+    char  *p = out;
+
+    p += sprintf(p, "{\"id\":");
+    p += put_string(p, job->id);
+    p += sprintf(p, ",\"rid\":");
+    p += put_string(p, job->request_id);
+    p += sprintf(p, ",\"attempt\":%d,\"deadline\":%lld,\"payload\":",
+                 job->attempt, (long long) job->deadline_ms);
+    p += put_compact(p, payload, len);
+    *p++ = '}';
+    *p++ = '\n';
+
+    return (size_t) (p - out);
+}
+
+
+/* The end of the JSON value at p, in a text known to be well-formed. */
+static const char *
+skip_value(const char *p, const char *end)
+{
+    int  depth = 0, in_string = 0;
+
+    for ( ; p < end; p++) {
+        if (in_string) {
+            if (*p == '\\') {
+                p++;
+            } else if (*p == '"') {
+                in_string = 0;
+                if (depth == 0) {
+                    return p + 1;
+                }
+            }
+            continue;
+        }
+
+        switch (*p) {
+        case '"':
+            in_string = 1;
+            break;
+        case '{': case '[':
+            depth++;
+            break;
+        case '}': case ']':
+            if (depth == 0) {
+                return p;
+            }
+            if (--depth == 0) {
+                return p + 1;
+            }
+            break;
+        case ',': case ' ': case '\t': case '\n': case '\r':
+            if (depth == 0) {
+                return p;
+            }
+            break;
+        }
+    }
+
+    return p;
+}
+
+
+static const char *
+skip_blank(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) {
+        p++;
+    }
+
+    return p;
+}
+
+
+typedef struct {
+    const char  *data;
+    size_t       len;
+} span_t;
+
+
+/* Whether the JSON string at s (quotes included) is the job's id. */
+static int
+is_job_id(const span_t *s, const char *id)
+{
+    int      same;
+    json_t  *v;
+
+    if (s->len < 2 || s->data[0] != '"') {
+        return 0;
+    }
+
+    if (memchr(s->data, '\\', s->len) == NULL) {
+        return s->len - 2 == strlen(id)
+               && memcmp(s->data + 1, id, s->len - 2) == 0;
+    }
+
+    v = json_loadb(s->data, s->len, JSON_DECODE_ANY, NULL);
+    same = json_is_string(v) && strcmp(json_string_value(v), id) == 0;
+    json_decref(v);
+    return same;
+}
+
+
+/* {"code": "...", "message": "..."}: the job fails with them (422). */
+static int
+answer_error(offload_job_t *job, const span_t *s, char *why, size_t size)
+{
+    json_t      *v;
+    const char  *code, *message;
+
+    v = json_loadb(s->data, s->len, JSON_DECODE_ANY, NULL);
+    if (!json_is_object(v)) {
+        json_decref(v);
+        snprintf(why, size, "answered an \"error\" that is not an object");
+        return -1;
+    }
+
+    code = json_string_value(json_object_get(v, "code"));
+    message = json_string_value(json_object_get(v, "message"));
+    offload_job_fail(job, code, "%s", message ? message : "");
+    json_decref(v);
+    return 0;
+}
+
+
+/* Up to QUOTE_MAX bytes of what the process wrote, for a message: not
+ * NUL-terminated, maybe not UTF-8; anything but printable ASCII is '?'. */
+static const char *
+quote(char *buf, const char *data, size_t len)
+{
+    size_t  i;
+
+    if (len > QUOTE_MAX) {
+        len = QUOTE_MAX;
+    }
+
+    for (i = 0; i < len; i++) {
+        buf[i] = (data[i] >= 0x20 && data[i] < 0x7f) ? data[i] : '?';
+    }
+
+    buf[len] = '\0';
+    return buf;
+}
+
+
+int
+offload_exec_answer(offload_job_t *job, const char *line, size_t len,
+    char *why, size_t size)
+{
+    int          has_id = 0;
+    char         q[QUOTE_MAX + 1];
+    span_t       key, value, result = { NULL, 0 }, error = { NULL, 0 };
+    size_t       offset;
+    const char  *p, *end = line + len, *err;
+
+    if (offload_json_check(line, len, &offset, &err) != 0) {
+        snprintf(why, size, "answered a line that is not JSON (%s at byte "
+                 "%zu): %s", err, offset, quote(q, line, len));
+        return -1;
+    }
+
+    p = skip_blank(line, end);
+    if (*p != '{') {
+        snprintf(why, size, "answered JSON that is not an object: %s",
+                 quote(q, line, len));
+        return -1;
+    }
+
+    p = skip_blank(p + 1, end);
+
+    while (*p == '"') {
+        key.data = p;
+        p = skip_value(p, end);
+        key.len = (size_t) (p - key.data);
+        p = skip_blank(skip_blank(p, end) + 1, end);       /* ':' */
+        value.data = p;
+        p = skip_value(p, end);
+        value.len = (size_t) (p - value.data);
+        p = skip_blank(p, end);
+        if (*p == ',') {
+            p = skip_blank(p + 1, end);
+        }
+
+        if (key.len == 4 && memcmp(key.data, "\"id\"", 4) == 0) {
+            if (!is_job_id(&value, job->id)) {
+                snprintf(why, size, "answered for id %s while running "
+                         "job %s", quote(q, value.data, value.len), job->id);
+                return -1;
+            }
+            has_id = 1;
+
+        } else if (key.len == 8 && memcmp(key.data, "\"result\"", 8) == 0) {
+            result = value;
+
+        } else if (key.len == 7 && memcmp(key.data, "\"error\"", 7) == 0) {
+            error = value;
+        }
+    }
+
+    if (!has_id) {
+        snprintf(why, size, "answered without an \"id\": %s",
+                 quote(q, line, len));
+        return -1;
+    }
+
+    if ((result.data == NULL) == (error.data == NULL)) {
+        snprintf(why, size, "answered %s of \"result\" and \"error\"",
+                 result.data ? "both" : "neither");
+        return -1;
+    }
+
+    if (error.data != NULL) {
+        return answer_error(job, &error, why, size);
+    }
+
+    return offload_job_result(job, result.data, result.len)
+           == OFFLOAD_NOMEM ? OFFLOAD_NOMEM : OFFLOAD_OK;
+}

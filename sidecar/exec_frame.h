@@ -1,0 +1,33 @@
+/*
+ * exec_frame.h -- the exec bridge's framing (docs/HANDLERS.md, "The
+ * framing"): a job as one request line, and an answer line read back into
+ * the job.  No I/O: exec_bridge.c moves the lines.
+ */
+
+#ifndef OFFLOAD_EXEC_FRAME_H
+#define OFFLOAD_EXEC_FRAME_H
+
+#include <stddef.h>
+
+#include "job.h"
+
+/* The request line is at most this much longer than its payload. */
+#define OFFLOAD_EXEC_REQUEST_ROOM  (2 * 6 * OFFLOAD_JOB_STR_MAX + 128)
+
+/* Writes the request line for a job, newline included, into out (room:
+ * len + OFFLOAD_EXEC_REQUEST_ROOM).  The payload is one JSON text (offload
+ * checked it); it is written without the whitespace between its tokens,
+ * so the request is one line.  Returns the line's length. */
+size_t offload_exec_request(const offload_job_t *job, const char *payload,
+    size_t len, char *out);
+
+/* Reads an answer line (without its newline): a JSON object with the
+ * job's "id" and exactly one of "result" (any JSON, answered as written)
+ * and "error" ({"code", "message"}: the job fails with them); other
+ * members are ignored.  Returns OFFLOAD_OK with the job answered,
+ * OFFLOAD_NOMEM, or -1 with why the line is no answer (printable ASCII,
+ * cut to fit size). */
+int offload_exec_answer(offload_job_t *job, const char *line, size_t len,
+    char *why, size_t size);
+
+#endif /* OFFLOAD_EXEC_FRAME_H */

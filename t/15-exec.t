@@ -1,0 +1,280 @@
+#!/usr/bin/perl
+# handler exec: a queue's jobs run by a program in any language, one
+# long-lived process per worker, JSON lines on its stdin and stdout.  The
+# Python and Node examples of docs/HANDLERS.md answer through nginx; the
+# process's stderr is logged with its job; its failures are a worker's
+# crash (retried, dead-lettered, with its signal or exit code and the
+# reason in the crash report); timeout, memory_limit and
+# max_jobs_per_worker apply to it; a command that cannot run is a crash
+# loop under restart intensity; no process outlives its supervisor.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time);
+use OffloadTest;
+
+my $root = "$FindBin::Bin/..";
+my $py = '/usr/bin/python3';
+my $node = -x '/usr/bin/node' ? '/usr/bin/node' : '/usr/bin/nodejs';
+my $mis = "$py $FindBin::Bin/exec/misbehave.py";
+my $fast = 'max_restarts 100 1s; restart_backoff 10ms 10ms;';
+
+my $queues = <<"CONF";
+queue pyrev { handler exec; workers 2;
+              command "$py $root/sdk/python/examples/reverse.py"; }
+queue noderev { handler exec; workers 1;
+                command $node "$root/sdk/node/examples/reverse.js"; }
+queue mis { handler exec; command "$mis"; max_attempts 2; $fast }
+queue mis1 { handler exec; command "$mis"; max_attempts 1; $fast }
+queue slow { handler exec; command "$mis"; timeout 1s; max_attempts 1; }
+queue mem { handler exec; command "$mis"; memory_limit 100m; }
+queue recycle { handler exec; command "$mis"; max_jobs_per_worker 2; }
+queue echo { handler echo; workers 1; }
+CONF
+
+start_redis();
+start_sidecar(conf => $queues);
+ok(start_jobs_nginx(server => 'offload_timeout 30s;'), 'stack ready');
+
+my $log = tmpdir() . '/sidecar.log';
+
+sub worker { (node_doc() || {})->{queues}{$_[0]}{workers}[$_[1] // 0] || {} }
+
+# gone, or a zombie nobody has reaped yet
+sub running {
+    my $stat = slurp("/proc/$_[0]/stat");
+    return $stat =~ /^\S+ \(.*\) [^Z]/;
+}
+
+# Sends a job and waits until its worker runs it; returns the socket and
+# the worker's handler pid.
+sub start_job {
+    my ($queue, $payload) = @_;
+    my $s = send_post("/jobs/$queue", json_encode($payload));
+    my $busy = wait_until(sub {
+        my $w = worker($queue);
+        ($w->{state} // '') eq 'busy' && $w->{handler_pid};
+    }, scaled(10), "$queue busy");
+    return ($s, $busy);
+}
+
+# ---- docs/HANDLERS.md shows the files run here, as they are
+my $doc = slurp("$root/docs/HANDLERS.md");
+for my $ex ([ Python => python => 'sdk/python/examples/reverse.py' ],
+            [ Node => js => 'sdk/node/examples/reverse.js' ]) {
+    my ($lang, $fence, $file) = @$ex;
+    my ($shown) = $doc =~ /^\#\# [ ] Write [ ] a [ ] handler [ ] in [ ] $lang\n
+                           .*? ^```$fence\n (.*?) ^```$/msx;
+    is($shown, slurp("$root/$file"), "HANDLERS.md shows $file as it is");
+}
+
+# ---- the examples, through nginx
+is((node_doc() || {})->{queues}{pyrev}{handler}, 'exec',
+    'the registry names the handler exec');
+my $w = worker('pyrev');
+ok($w->{handler_pid} && $w->{handler_pid} != $w->{pid},
+    'the registry shows the worker\'s handler process');
+like(slurp("/proc/$w->{handler_pid}/cmdline") =~ tr/\0/ /r,
+    qr{^\Q$py\E \S+/reverse\.py $}, 'which runs the command, no shell');
+my @fds = sort map { m{/(\d+)$} } glob("/proc/$w->{handler_pid}/fd/*");
+is("@fds", '0 1 2', 'it has its three pipes and none of the worker\'s '
+    . 'descriptors');
+
+for my $q (qw(pyrev noderev)) {
+    my $r = post_json("/jobs/$q", { text => "abc\x{e9}" });
+    is($r->{status}, 200, "$q: 200") or diag($r->{content});
+    is_deeply($r->{json}, { text => "\x{e9}cba" }, "$q: reversed");
+
+    $r = post_json("/jobs/$q", "{\n  \"text\":\n \"multi\\nline\"\n}\n");
+    is_deeply($r->{json}, { text => "enil\nitlum" },
+        "$q: a payload written on several lines is one request line");
+
+    $r = post_json("/jobs/$q", { text => 42 });
+    is($r->{status}, 422, "$q: 422 without a string text");
+    is($r->{json} && $r->{json}{error}{code}, 'bad_input',
+        "$q: the handler's code");
+    like($r->{json} && $r->{json}{error}{message}, qr/string "text"/,
+        "$q: and its message");
+
+    # stderr: one log line, tagged with the worker and the job
+    $r = post_json("/jobs/$q", { text => 'logged' });
+    my $id = $r->{headers}{'x-offload-job-id'};
+    my $tagged = qr/worker \Q$q\E:\d+: handler pid \d+: /
+        . qr/reversing 6 characters \(job \Q$id\E, request [0-9a-f]+\)/;
+    ok(wait_until(sub { slurp($log) =~ $tagged }, scaled(5),
+        "$q stderr logged"), "$q: its stderr is logged with queue, slot, "
+        . 'job') or diag(slurp($log));
+}
+
+post_json('/jobs/mis', { say => "tab\there, escape \e[31m, cr \r." });
+ok(wait_until(sub { slurp($log) =~ /: tab\there, escape \?\[31m, cr \?\.\x20/ },
+    scaled(5), 'stderr sanitized'), 'control characters are logged as ?');
+
+# 300 KB of stderr during one job: read as it comes, no deadlock
+my $r = post_json('/jobs/mis', { chatter => 3000 }, scaled(10));
+is($r->{status}, 200, 'a job that writes 300 KB to stderr is answered');
+like(slurp($log), qr/chatter 02999 x{86} \(job /, 'and all of it logged');
+
+$r = post_json('/jobs/mis', { fail => 'no_way' });
+is($r->{status}, 422, 'a JobError: 422');
+is($r->{json} && $r->{json}{error}{code}, 'no_way', 'with its code');
+
+# ---- the process killed under a job: the job runs again on a new one
+my ($s, $victim) = start_job('mis', { sleep => 2 });
+ok($victim, "mis runs a job in handler pid $victim");
+my $worker_pid = worker('mis')->{pid};
+kill 'KILL', $victim;
+my $a = read_answer($s, scaled(20));
+is($a->{status}, 200, 'killed mid-job: the job is answered') or
+    diag($a->{content});
+is($a->{json} && $a->{json}{attempt}, 2, 'by its second attempt');
+isnt($a->{json} && $a->{json}{pid}, $victim, 'in a new process');
+my ($crash) = grep { ($_->{report}{pid} // 0) == $worker_pid }
+    @{ events('crash') };
+is($crash && $crash->{report}{signal}, 'SIGKILL',
+    'the crash report names the process\'s signal');
+like($crash && $crash->{report}{handler_error},
+    qr/handler process $victim killed by SIGKILL/, 'and the process');
+is($crash && $crash->{report}{attempt}, 1, 'and the attempt');
+
+# ---- out of attempts: dead-lettered with the signal
+($s, $victim) = start_job('mis1', { sleep => 2 });
+kill 'KILL', $victim;
+$a = read_answer($s, scaled(20));
+is($a->{status}, 502, 'max_attempts 1, killed: 502');
+my $e = $a->{json} && $a->{json}{error} || {};
+is($e->{code}, 'worker_crashed', 'worker_crashed');
+is($e->{signal}, 'SIGKILL', 'naming SIGKILL');
+like($e->{handler_error}, qr/killed by SIGKILL/, 'and the process');
+my $dead = stream_entries('offload:{mis1}:dead');
+is(scalar @$dead, 1, 'one dead letter');
+my $report = json_decode($dead->[0]{report} // '') || {};
+is($report->{signal}, 'SIGKILL', 'its report names the signal');
+
+# offloadctl replay runs the command in the foreground, on the payload
+my $ctl = build_path('offloadctl') . ' -c ' . sidecar_conf_file();
+my $out = `$ctl replay $dead->[0]{id} 2>&1`;
+is($? >> 8, 0, 'offloadctl replay of the dead letter: exit 0') or diag($out);
+like($out, qr/^\{"pid":\d+,"attempt":1\}$/m, 'it prints the answer');
+
+# ---- the process exits under a job
+$r = post_json('/jobs/mis1', { exit => 7 }, scaled(20));
+is($r->{status}, 502, 'exit mid-job: 502');
+is($r->{json} && $r->{json}{error}{reason}, 'exit', 'reason exit');
+like($r->{json} && $r->{json}{error}{handler_error},
+    qr/exited with code 7/, 'naming the exit code');
+my ($exit) = grep { ($_->{report}{exit_code} // 0) == 7 }
+    @{ events('crash') };
+ok($exit && $exit->{queue} eq 'mis1', 'crash report: exit_code 7');
+$dead = stream_entries('offload:{mis1}:dead');
+$out = `$ctl replay $dead->[-1]{id} 2>&1`;
+is($? >> 8, 4, 'replayed, the process exits: offloadctl exits 4');
+like($out, qr/handler process \d+ exited with code 7/, 'saying why');
+
+# ---- answers that are not answers
+for my $bad ([ json => qr/not JSON/ ], [ id => qr/answered for id/ ],
+             [ both => qr/both of "result" and "error"/ ],
+             [ neither => qr/neither of "result" and "error"/ ]) {
+    $r = post_json('/jobs/mis1', { bad => $bad->[0] }, scaled(20));
+    is($r->{status}, 502, "bad $bad->[0]: 502");
+    like($r->{json} && $r->{json}{error}{handler_error}, $bad->[1],
+        "bad $bad->[0]: the reason") or diag($r->{content});
+}
+like(slurp($log), qr/handler process \d+ answered a line that is not JSON/,
+    'the log says why the process was replaced');
+
+# ---- timeout: the worker and its process are killed
+($s, $victim) = start_job('slow', { sleep => 30 });
+my $slow_worker = worker('slow')->{pid};
+$a = read_answer($s, scaled(20));
+is($a->{status}, 504, 'timeout: 504');
+is($a->{json} && $a->{json}{error}{code}, 'job_timeout', 'job_timeout');
+ok(wait_until(sub { !running($victim) && !running($slow_worker) }, 2,
+    'timed out worker and process gone'),
+    'the timed-out worker and its process are both gone');
+
+# ---- memory_limit counts the process's RSS
+my $mem_worker = worker('mem')->{pid};
+my $mem_child = worker('mem')->{handler_pid};
+$r = post_json('/jobs/mem', { grow => 150 });
+is($r->{status}, 200, 'a job that grows the process by 150 MB: 200');
+ok(wait_until(sub { my $w = worker('mem');
+    $w->{pid} && $w->{pid} != $mem_worker && $w->{handler_pid} }, scaled(10),
+    'mem recycled'), 'then its worker is recycled (memory_limit 100m)');
+ok(!running($mem_child), 'and its process is gone');
+isnt(worker('mem')->{handler_pid}, $mem_child, 'a new process runs');
+my ($recycle) = grep { $_->{queue} eq 'mem' } @{ events('recycle') };
+is($recycle && $recycle->{report}{reason}, 'memory_limit',
+    'recycle event: memory_limit');
+
+# a job that grows it past twice the limit is killed, as RLIMIT_AS would
+$r = post_json('/jobs/mem', { grow => 250 }, scaled(20));
+is($r->{status}, 502, 'a job that grows the process by 250 MB: 502');
+is($r->{json} && $r->{json}{error}{code}, 'out_of_memory', 'out_of_memory');
+like(slurp($log),
+    qr/handler process RSS \d+ MB over twice memory_limit 100 MB: killed/,
+    'the log says why');
+
+# ---- max_jobs_per_worker recycles the process with the worker
+my @pids = map { post_json('/jobs/recycle', {})->{json}{pid} } 1 .. 3;
+is($pids[0], $pids[1], 'jobs 1 and 2 in the same process');
+isnt($pids[2], $pids[1], 'job 3 in a new one (max_jobs_per_worker 2)');
+
+is(post_json('/jobs/echo', {})->{status}, 200, 'echo answered throughout');
+
+# ---- a command that cannot run: a crash loop, not a busy loop
+my $file = sidecar_conf_file();
+my $conf = slurp($file);
+spew($file, $conf . <<'CONF');
+queue nosuch { handler exec; command "/nonexistent/handler --flag";
+               max_restarts 3 10s; restart_backoff 50ms 100ms;
+               restart_cooldown 1m; }
+queue dies { handler exec; command "/bin/sh -c 'echo dying >&2; exit 3'";
+             max_restarts 3 10s; restart_backoff 50ms 100ms;
+             restart_cooldown 1m; }
+CONF
+kill 'HUP', sidecar_pid();
+for my $q (qw(nosuch dies)) {
+    ok(wait_until(sub { ((node_doc() || {})->{queues}{$q}{state} // '')
+        eq 'failed' }, scaled(10), "$q failed"), "$q: the pool fails");
+    my @crashes = grep { $_->{queue} eq $q } @{ events('crash') };
+    is(scalar @crashes, 4, "$q: after 4 crashes (max_restarts 3)");
+    my $before = (node_doc() || {})->{queues}{$q}{restarts};
+    my $until = time + 1;
+    wait_until(sub { time > $until }, 2, 'a second');
+    is((node_doc() || {})->{queues}{$q}{restarts}, $before,
+        "$q: no restart for a second after");
+    is(scalar(grep { $_->{queue} eq $q } @{ events('crash') }), 4,
+        "$q: nor a crash");
+    my $rep = $crashes[0]{report} || {};
+    if ($q eq 'nosuch') {
+        is($rep->{exit_code}, 127, 'nosuch: exit code 127');
+        like($rep->{handler_error}, qr{cannot[ ]run[ ]the[ ]command[ ]
+            "/nonexistent/handler[ ]--flag"[ ]of[ ]queue[ ]nosuch:[ ]No[ ]such
+            [ ]file}x,
+            'nosuch: the report says why');
+    } else {
+        is($rep->{exit_code}, 3, 'dies: the shell\'s exit code 3');
+        like(slurp($log), qr/handler pid \d+: dying/, 'dies: its last words');
+    }
+}
+
+# ---- the supervisor SIGKILLed: no handler process outlives it
+my @children = grep { $_ } map { $_->{handler_pid} }
+    map { @{ $_->{workers} || [] } } values %{ node_doc()->{queues} };
+ok(@children >= 8, scalar(@children) . ' handler processes running');
+($s) = start_job('mis', { sleep => 30 });
+my $t0 = time;
+kill 'KILL', sidecar_pid();
+ok(wait_until(sub { !grep { running($_) } @children }, 1,
+    'handler processes gone'),
+    'every handler process is gone within 1 s of the supervisor\'s SIGKILL');
+diag(sprintf 'handler processes gone %.0f ms after the SIGKILL',
+    (time - $t0) * 1000);
+close $s;
+stop_sidecar();
+
+finish();

@@ -1,0 +1,129 @@
+/*
+ * exec_frame_test.c -- the exec bridge's framing: a request is one line
+ * whatever the payload's layout, ids are escaped; an answer is taken only
+ * when it is one JSON object with the job's id and one of result and
+ * error, and the reason says what is wrong otherwise.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exec_frame.h"
+#include "tap.h"
+
+#define ID  "0123456789abcdef0123456789abcdef"
+
+
+static offload_job_t  job;
+static char           why[256];
+
+
+static void
+request_is(const char *payload, const char *want, const char *what)
+{
+    char    out[1024];
+    size_t  n;
+
+    n = offload_exec_request(&job, payload, strlen(payload), out);
+    out[n] = '\0';
+    is_str(out, want, "%s", what);
+}
+
+
+static void
+test_request(void)
+{
+    offload_job_set(&job, ID, 32, "rid-1", 5, 2, 1764600000000LL);
+
+    request_is("{ \"a\" :\n [1, 2,\t3],\r\n \"s\": \"x y\\n\\\" z\" }\n",
+               "{\"id\":\"" ID "\",\"rid\":\"rid-1\",\"attempt\":2,"
+               "\"deadline\":1764600000000,\"payload\":{\"a\":[1,2,3],"
+               "\"s\":\"x y\\n\\\" z\"}}\n",
+               "whitespace between tokens goes, strings stay as they are");
+
+    offload_job_set(&job, ID, 32, "a\"b\\c\x01", 6, 1, 0);
+    request_is("42", "{\"id\":\"" ID "\",\"rid\":\"a\\\"b\\\\c\\u0001\","
+               "\"attempt\":1,\"deadline\":0,\"payload\":42}\n",
+               "a request id is escaped; no deadline is 0");
+}
+
+
+/* The answer line as the process wrote it: its result or error, or -1. */
+static int
+answer(const char *line)
+{
+    why[0] = '\0';
+    offload_job_set(&job, ID, 32, "", 0, 1, 0);
+    return offload_exec_answer(&job, line, strlen(line), why, sizeof(why));
+}
+
+
+static void
+bad(const char *line, const char *want, const char *what)
+{
+    ok(answer(line) == -1, "refused: %s", what);
+    ok(strstr(why, want) != NULL, "why: %s (%s)", what, why);
+}
+
+
+static void
+test_answer(void)
+{
+    char  result[64];
+
+    ok(answer("{\"id\":\"" ID "\",\"result\": {\"a\" : [1, 2]} }")
+       == OFFLOAD_OK && job.status == 200, "a result: 200");
+    snprintf(result, sizeof(result), "%.*s", (int) job.result_len,
+             job.result);
+    is_str(result, "{\"a\" : [1, 2]}", "the result as the process wrote it");
+
+    ok(answer(" {\"extra\":{\"id\":\"x\"},\"result\":\"}\",\"id\":\"" ID
+              "\"} ") == OFFLOAD_OK && job.status == 200,
+       "members in any order; unknown ones ignored, nested ids too");
+    snprintf(result, sizeof(result), "%.*s", (int) job.result_len,
+             job.result);
+    is_str(result, "\"}\"", "a string result holding a brace");
+
+    ok(answer("{\"id\":\"0123456789abcdef0123456789abcde\\u0066\","
+              "\"result\":null}") == OFFLOAD_OK && job.status == 200,
+       "an id written with an escape is the same id");
+
+    ok(answer("{\"id\":\"" ID "\",\"error\":{\"code\":\"bad_input\","
+              "\"message\":\"no \\\"text\\\"\"}}") == OFFLOAD_OK
+       && job.status == 422, "an error: 422");
+    is_str(job.code, "bad_input", "its code");
+    is_str(job.message, "no \"text\"", "its message");
+
+    ok(answer("{\"id\":\"" ID "\",\"error\":{\"code\":\"no way\"}}")
+       == OFFLOAD_OK && job.status == 422, "an error with a bad code");
+    is_str(job.code, "handler_error", "is a handler_error");
+
+    bad("{\"id\": oops}", "answered a line that is not JSON (", "not JSON");
+    bad("{\"id\":\"" ID "\",\"result\":1} {}", "not JSON", "two texts");
+    bad("[\"" ID "\"]", "answered JSON that is not an object: [\"0123",
+        "an array");
+    bad("{\"result\":1}", "answered without an \"id\"", "no id");
+    bad("{\"id\":\"other\",\"result\":1}",
+        "answered for id \"other\" while running job " ID, "another id");
+    bad("{\"id\":7,\"result\":1}", "answered for id 7", "an id not a string");
+    bad("{\"id\":\"" ID "\",\"result\":1,\"error\":{}}",
+        "answered both of \"result\" and \"error\"", "both");
+    bad("{\"id\":\"" ID "\"}", "answered neither of \"result\" and \"error\"",
+        "neither");
+    bad("{\"id\":\"" ID "\",\"error\":\"bad\"}",
+        "answered an \"error\" that is not an object", "error not an object");
+    bad("\x1b[31m{\"id\": \xff}", "not JSON", "control bytes");
+    ok(strchr(why, '\x1b') == NULL && strchr(why, '\xff') == NULL,
+       "are not quoted as they are (%s)", why);
+}
+
+
+int
+main(void)
+{
+    test_request();
+    test_answer();
+    offload_job_trim(&job, 0);
+    return done_testing();
+}
