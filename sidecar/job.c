@@ -20,6 +20,7 @@
 #define DEFAULT_CODE  "handler_error"
 
 
+/* src may be NULL when len is 0 (a field the entry does not have). */
 static void
 copy_str(char *dst, const char *src, size_t len)
 {
@@ -27,7 +28,10 @@ copy_str(char *dst, const char *src, size_t len)
         len = OFFLOAD_JOB_STR_MAX;
     }
 
-    memcpy(dst, src, len);
+    if (len > 0) {
+        memcpy(dst, src, len);
+    }
+
     dst[len] = '\0';
 }
 
