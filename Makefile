@@ -82,7 +82,8 @@ CLIENT_SRCS = sidecar/client/offload_client.c proto/offload_proto.c \
               proto/offload_json_check.c
 CLIENT_LIB = $(BUILD)/liboffload.a
 
-.PHONY: all deps module run test unit bench clean fuzzers fuzz
+.PHONY: all deps module run test unit bench clean fuzzers fuzz install \
+        uninstall
 
 # The examples (examples/c/, docs/HANDLERS.md), built as their authors
 # would: a plugin against offload.h alone, a program that submits jobs
@@ -227,6 +228,45 @@ test: deps all fuzzers
 
 bench: deps all
 	BUILD=$(CURDIR)/$(BUILD) bench/run
+
+# make install [DESTDIR=...] [PREFIX=/usr/local]: the programs, the module
+# and the snippet that loads it (Debian's layout: enable it with a link in
+# /etc/nginx/modules-enabled/), the public headers and liboffload, the
+# systemd unit (its paths made PREFIX's) and the logrotate file.  make
+# uninstall removes exactly these files.
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+BINDIR = $(PREFIX)/bin
+INCLUDEDIR = $(PREFIX)/include
+LIBDIR = $(PREFIX)/lib
+NGX_MODULES_DIR ?= $(PREFIX)/lib/nginx/modules
+NGX_SNIPPETS_DIR ?= $(PREFIX)/share/nginx/modules-available
+UNIT_DIR ?= $(PREFIX)/lib/systemd/system
+INSTALLED = $(BINDIR)/offload-sidecar $(BINDIR)/offloadctl \
+            $(NGX_MODULES_DIR)/ngx_http_offload_module.so \
+            $(NGX_SNIPPETS_DIR)/mod-http-offload.conf \
+            $(INCLUDEDIR)/offload.h $(INCLUDEDIR)/offload_client.h \
+            $(LIBDIR)/liboffload.a $(UNIT_DIR)/offload-sidecar.service \
+            $(SYSCONFDIR)/logrotate.d/offload-sidecar
+
+install: $(MODULE) $(BUILD)/offload-sidecar $(BUILD)/offloadctl \
+         $(CLIENT_LIB)
+	install -d $(addprefix $(DESTDIR),$(sort $(dir $(INSTALLED))))
+	install -m 0755 $(BUILD)/offload-sidecar $(BUILD)/offloadctl \
+	    $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(MODULE) $(DESTDIR)$(NGX_MODULES_DIR)/
+	echo "load_module $(NGX_MODULES_DIR)/ngx_http_offload_module.so;" \
+	    >$(DESTDIR)$(NGX_SNIPPETS_DIR)/mod-http-offload.conf
+	install -m 0644 sidecar/include/offload.h \
+	    sidecar/include/offload_client.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 0644 $(CLIENT_LIB) $(DESTDIR)$(LIBDIR)/
+	sed 's|/usr/local/bin/|$(BINDIR)/|g' conf/offload-sidecar.service \
+	    >$(DESTDIR)$(UNIT_DIR)/offload-sidecar.service
+	install -m 0644 conf/offload-sidecar.logrotate \
+	    $(DESTDIR)$(SYSCONFDIR)/logrotate.d/offload-sidecar
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 
 clean:
 	rm -rf build
