@@ -66,7 +66,9 @@ is(scalar @$keys, 1, 'one leak result stored');
 my $res = redis_cmd('GET', $keys->[0]);
 my ($cpu, $rss) = $res =~ /^OR1 \S+ 200 \d+ \d+ (\d+) (\d+)\n/;
 ok(defined $rss, 'result header carries cpu and rss growth') or diag($res);
-ok(($rss // 0) >= 16 * 1024, "peak RSS growth of a 16 MB leak: $rss kB");
+# the worker's peak before the job may hold a little heap it freed since
+# (a job's buffers), which the 16 MB partly reuses: a margin of 1 MB
+ok(($rss // 0) >= 15 * 1024, "peak RSS growth of a 16 MB leak: $rss kB");
 ok(wait_until(sub { (worker_doc('leak')->{rss} // 0) > 16 << 20 },
     scaled(5), 'leak rss'), 'the leaking worker reports RSS over 16 MB');
 
