@@ -80,7 +80,8 @@ ok(slurp($log) =~ /job \Q$id\E failed for now \(not_yet: attempt 1 is too/,
 # ---- out of attempts: the last failure is the answer, 422 with its code
 $r = post_json('/jobs/few', { attempt_ok => 5 }, scaled(30));
 is($r->{status}, 422, 'few: 422 once out of attempts') or diag($r->{content});
-is($r->{json} && $r->{json}{error}{code}, 'not_yet', 'few: the handler\'s code');
+is($r->{json} && $r->{json}{error}{code}, 'not_yet',
+    'few: the handler\'s code');
 like($r->{json} && $r->{json}{error}{message}, qr/^attempt 3 fails/,
     'few: from the third and last attempt');
 ok($r->{ms} >= 150, "few: after two backoffs ($r->{ms} ms)");
