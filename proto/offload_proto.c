@@ -192,7 +192,7 @@ const char  offload_queue_stats_script[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local out = {}\n"
-    "for i = 1, #KEYS, 2 do\n"
+    "for i = 1, #KEYS, 3 do\n"
     "  local lag, pending, last = false, 0, '0-0'\n"
     "  local groups = redis.pcall('XINFO', 'GROUPS', KEYS[i])\n"
     "  if not groups.err then\n"
@@ -222,7 +222,8 @@ const char  offload_queue_stats_script[] =
     "    end\n"
     "  end\n"
     "  out[#out + 1] = { lag, pending, oldest,"
-    " redis.call('XLEN', KEYS[i + 1]), held }\n"
+    " redis.call('XLEN', KEYS[i + 1]), held,"
+    " redis.call('ZCARD', KEYS[i + 2]) }\n"
     "end\n"
     "return out\n";
 

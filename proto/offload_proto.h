@@ -338,14 +338,17 @@ extern const char  offload_touch_script[];
 
 /*
  * Queue stats: for each queue, what its stream holds.
- *   KEYS[2i-1] stream       ARGV[1] group
- *   KEYS[2i]   dead stream
- * Returns, per queue, { backlog, pending, oldest, dead, held }: entries
+ *   KEYS[3i-2] stream       ARGV[1] group
+ *   KEYS[3i-1] dead stream
+ *   KEYS[3i]   retry set
+ * Returns, per queue, { backlog, pending, oldest, dead, held, retrying }:
+ * entries
  * no consumer has read (the group's lag, or, when Redis cannot tell it
  * after deletions, the stream's length less the pending ones), entries read
  * and not acknowledged, the age in ms of the oldest unread entry by Redis'
  * clock (0: none), the dead-letter stream's length, and the consumers that
- * hold pending entries with their counts (name, count, name, count...).
+ * hold pending entries with their counts (name, count, name, count...),
+ * and the jobs waiting in the retry set.
  */
 extern const char  offload_queue_stats_script[];
 

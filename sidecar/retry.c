@@ -122,9 +122,8 @@ round_cb(redisAsyncContext *ac, void *r, void *privdata)
 void
 offload_retry_round(offload_supervisor_t *sup)
 {
-    size_t       p, qlen;
-    char         stream[OFFLOAD_KEY_MAX], set[OFFLOAD_KEY_MAX], now[24];
-    const char  *queue;
+    size_t  p;
+    char    now[24];
 
     if (!sup->registry.conn.ready || sup->stopping) {
         return;
@@ -133,20 +132,11 @@ offload_retry_round(offload_supervisor_t *sup)
     snprintf(now, sizeof(now), "%lld", (long long) offload_wall_ms());
 
     for (p = 0; p < sup->npools; p++) {
-        queue = sup->pools[p].queue->name;
-        qlen = strlen(queue);
-
-        if (offload_stream_key(stream, sizeof(stream), queue, qlen) < 0
-            || snprintf(set, sizeof(set), OFFLOAD_RETRY_FMT, (int) qlen,
-                        queue)
-               >= (int) sizeof(set))
-        {
-            continue;
-        }
-
         offload_redis_command(&sup->registry.conn, round_cb, NULL,
                               "EVAL %s 2 %s %s %s %d",
-                              offload_retry_due_script, set, stream, now,
+                              offload_retry_due_script,
+                              sup->pools[p].retry_key,
+                              sup->pools[p].stream_key, now,
                               OFFLOAD_RETRY_BATCH);
     }
 }

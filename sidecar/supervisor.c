@@ -934,6 +934,8 @@ offload_pools_make(offload_supervisor_t *sup, const offload_conf_t *conf)
                            pool->queue->name, strlen(pool->queue->name));
         snprintf(pool->dead_key, sizeof(pool->dead_key), OFFLOAD_DEAD_FMT,
                  (int) strlen(pool->queue->name), pool->queue->name);
+        snprintf(pool->retry_key, sizeof(pool->retry_key), OFFLOAD_RETRY_FMT,
+                 (int) strlen(pool->queue->name), pool->queue->name);
 
         for (i = 0; i < pool->nslots; i++) {
             slot = &pool->slots[i];

@@ -55,6 +55,7 @@ struct offload_pool_s {
     offload_pool_stats_t         stats;
     char                         stream_key[OFFLOAD_KEY_MAX];
     char                         dead_key[OFFLOAD_KEY_MAX];
+    char                         retry_key[OFFLOAD_KEY_MAX];
 };
 
 typedef struct offload_supervisor_s {

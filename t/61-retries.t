@@ -76,6 +76,8 @@ ok($gap[1] >= $delay[1] && $gap[1] <= $delay[1] + scaled(700),
 is(retry_set('grow'), 0, 'grow: the retry set is empty again');
 ok(slurp($log) =~ /job \Q$id\E failed for now \(not_yet: attempt 1 is too/,
     'grow: a log line per retry, with the job id and the reason');
+ok(wait_until(sub { node_doc()->{queues}{grow}{retries} == 2 }, scaled(5),
+    'grow retries counted'), 'grow: the registry counts 2 retries');
 
 # ---- out of attempts: the last failure is the answer, 422 with its code
 $r = post_json('/jobs/few', { attempt_ok => 5 }, scaled(30));
@@ -113,6 +115,11 @@ ok($rec{next_attempt_at} >= $t0 + 1000
     'record: next_attempt_at 1..2 s on');
 my ($member, $score) = @{ redis_cmd('ZRANGE', 'offload:{wait}:retry', 0, -1,
     'WITHSCORES') };
+ok(wait_until(sub { node_doc()->{queues}{wait}{retrying} == 1 }, scaled(5),
+    'registry retrying'), 'the registry shows the job in the retry set');
+like(`@{[ build_path('offloadctl') ]} -r 127.0.0.1:@{[ redis_port() ]} queues`,
+    qr/^QUEUE .* RETRY\n(?:.*\n)*wait .* 1\n/m,
+    'offloadctl queues shows it in its RETRY column');
 is($score, $rec{next_attempt_at}, 'the retry set scores the same time');
 ok(wait_until(sub { redis_cmd('EXISTS', "offload:{wait}:result:$aid") },
     scaled(10), 'wait result'), 'wait: done by its second attempt');
