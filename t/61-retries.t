@@ -19,6 +19,8 @@ use OffloadTest;
 
 my $py = '/usr/bin/python3';
 my $count = "$py $FindBin::Bin/exec/retry_count.py";
+my $node = -x '/usr/bin/node' ? '/usr/bin/node' : '/usr/bin/nodejs';
+my $node_count = "$node $FindBin::Bin/exec/retry_count.js";
 my $queues = <<"CONF";
 fault_handlers on;
 queue grow { handler exec; command "$count"; max_attempts 5;
@@ -28,6 +30,8 @@ queue late { handler fail_until; max_attempts 5; retry_backoff 10s 10s; }
 queue wait { handler fail_until; max_attempts 5; retry_backoff 2s 2s; }
 queue two { handler exec; command "$count"; workers 2; max_attempts 3;
             retry_backoff 50ms 100ms; }
+queue node { handler exec; command "$node_count"; max_attempts 3;
+             retry_backoff 50ms 100ms; }
 queue echo { handler echo; workers 1; }
 CONF
 
@@ -78,6 +82,12 @@ ok(slurp($log) =~ /job \Q$id\E failed for now \(not_yet: attempt 1 is too/,
     'grow: a log line per retry, with the job id and the reason');
 ok(wait_until(sub { node_doc()->{queues}{grow}{retries} == 2 }, scaled(5),
     'grow retries counted'), 'grow: the registry counts 2 retries');
+
+# ---- the Node helper's Retry
+$r = post_json('/jobs/node', { ok_at => 3, log => "$dir/node.runs" },
+    scaled(30));
+is($r->{status}, 200, 'node: 200') or diag($r->{content});
+is($r->{json} && $r->{json}{attempt}, 3, 'node: after two retries');
 
 # ---- out of attempts: the last failure is the answer, 422 with its code
 $r = post_json('/jobs/few', { attempt_ok => 5 }, scaled(30));
@@ -170,5 +180,8 @@ my $moved = () = slurp("$dir/node-b.log") =~ /job \S+ failed for now/g;
 diag("two: node b's workers retried $moved of the 80 failures");
 kill 'TERM', $b;
 waitpid $b, 0;
+is($? >> 8, 0, 'node b exited 0');
+ok(slurp("$dir/node-b.stderr") !~ /Sanitizer|runtime error/,
+    'node b: no sanitizer report');
 
 finish();
