@@ -49,6 +49,7 @@ LDLIBS = -lev -lhiredis -ljansson -lcrypto -lm
 # loads them: those, and only those, are exported.
 API = offload_job_id offload_job_request_id offload_job_attempt \
       offload_job_deadline offload_job_result offload_job_fail \
+      offload_job_retry \
       offload_slot_queue offload_slot_index
 EXPORT_API = $(addprefix -Wl$(comma)--export-dynamic-symbol=,$(API))
 

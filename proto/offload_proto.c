@@ -103,6 +103,25 @@ const char  offload_dead_script[] =
     "local body, stage, keep_body = KEYS[4], nil, true\n"
     OFFLOAD_COMPLETE_LUA;
 
+const char  offload_retry_later_script[] =
+    OFFLOAD_ACK_GUARD_LUA
+    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "redis.call('ZADD', KEYS[2], ARGV[3], cmsgpack.pack({unpack(ARGV, 5)}))\n"
+    "if redis.call('EXISTS', KEYS[3]) == 1 then\n"
+    "  redis.call('HSET', KEYS[3], 'status', 'retrying', 'next_attempt_at',"
+    " ARGV[3], 'attempts', ARGV[4])\n"
+    "end\n"
+    "return 1\n";
+
+const char  offload_retry_due_script[] =
+    "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1],"
+    " 'LIMIT', 0, ARGV[2])\n"
+    "for _, m in ipairs(due) do\n"
+    "  redis.call('XADD', KEYS[2], '*', unpack(cmsgpack.unpack(m)))\n"
+    "  redis.call('ZREM', KEYS[1], m)\n"
+    "end\n"
+    "return #due\n";
+
 const char  offload_handback_script[] =
     "local n = 0\n"
     "local held = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 10000,"
@@ -173,7 +192,7 @@ const char  offload_queue_stats_script[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local out = {}\n"
-    "for i = 1, #KEYS, 2 do\n"
+    "for i = 1, #KEYS, 3 do\n"
     "  local lag, pending, last = false, 0, '0-0'\n"
     "  local groups = redis.pcall('XINFO', 'GROUPS', KEYS[i])\n"
     "  if not groups.err then\n"
@@ -203,7 +222,8 @@ const char  offload_queue_stats_script[] =
     "    end\n"
     "  end\n"
     "  out[#out + 1] = { lag, pending, oldest,"
-    " redis.call('XLEN', KEYS[i + 1]), held }\n"
+    " redis.call('XLEN', KEYS[i + 1]), held,"
+    " redis.call('ZCARD', KEYS[i + 2]) }\n"
     "end\n"
     "return out\n";
 

@@ -39,6 +39,11 @@
 #define OFFLOAD_CONSUMER_FMT       "%s:%s:%d"
 #define OFFLOAD_CONSUMER_MAX       160
 #define OFFLOAD_DEAD_FMT           "offload:{%.*s}:dead"
+/* A queue's jobs waiting out a retry_backoff: a sorted set, score the next
+ * attempt's time (ms since the epoch), member the entry's fields. */
+#define OFFLOAD_RETRY_FMT          "offload:{%.*s}:retry"
+/* An async job's record (a hash): not a queue key, one per job id. */
+#define OFFLOAD_JOB_RECORD_FMT     "offload:job:%.*s"
 #define OFFLOAD_EVENTS_KEY         "offload:events"
 #define OFFLOAD_CRASHES_KEY        "offload:crashes"
 
@@ -283,6 +288,31 @@ extern const char  offload_complete_script[];
  */
 extern const char  offload_requeue_script[];
 extern const char  offload_dead_script[];
+
+/*
+ * The scripts of a transient failure (offload_job_retry(); sidecar/retry.c).
+ *
+ * Retry later: a worker moves the entry it failed to the queue's retry
+ * set, acked and deleted in the same step (never lost, never twice): the
+ * member is the new entry's fields, MessagePack-encoded (binary-safe),
+ * the score its next attempt's time.  When the job has a record (async
+ * jobs), its status becomes "retrying" with next_attempt_at and attempts
+ * (the attempts made so far); no record is made.  Does nothing (nil) when
+ * the entry was not pending.
+ *   KEYS[1] stream          ARGV[1] group     ARGV[2] entry id
+ *   KEYS[2] retry set       ARGV[3] next attempt (ms since the epoch)
+ *   KEYS[3] job record      ARGV[4] attempts made
+ *                           ARGV[5..] the new entry's field/value pairs
+ *
+ * Retry due: moves the retries due by ARGV[1] (at most ARGV[2]) back to
+ * the stream, each an XADD and a ZREM in one step: supervisors of several
+ * nodes may run it at once, and each retry moves once.
+ *   KEYS[1] retry set       ARGV[1] now (ms since the epoch)
+ *   KEYS[2] stream          ARGV[2] at most this many
+ * Returns how many moved.
+ */
+extern const char  offload_retry_later_script[];
+extern const char  offload_retry_due_script[];
 extern const char  offload_handback_script[];
 extern const char  offload_bad_job_script[];
 
@@ -308,14 +338,17 @@ extern const char  offload_touch_script[];
 
 /*
  * Queue stats: for each queue, what its stream holds.
- *   KEYS[2i-1] stream       ARGV[1] group
- *   KEYS[2i]   dead stream
- * Returns, per queue, { backlog, pending, oldest, dead, held }: entries
+ *   KEYS[3i-2] stream       ARGV[1] group
+ *   KEYS[3i-1] dead stream
+ *   KEYS[3i]   retry set
+ * Returns, per queue, { backlog, pending, oldest, dead, held, retrying }:
+ * entries
  * no consumer has read (the group's lag, or, when Redis cannot tell it
  * after deletions, the stream's length less the pending ones), entries read
  * and not acknowledged, the age in ms of the oldest unread entry by Redis'
  * clock (0: none), the dead-letter stream's length, and the consumers that
- * hold pending entries with their counts (name, count, name, count...).
+ * hold pending entries with their counts (name, count, name, count...),
+ * and the jobs waiting in the retry set.
  */
 extern const char  offload_queue_stats_script[];
 

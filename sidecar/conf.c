@@ -634,6 +634,8 @@ set_queue(conf_parser_t *ps, char **args, int nargs, int line)
     q->backoff_min_ms = 10;
     q->backoff_max_ms = 5 * 1000;
     q->max_attempts = 2;
+    q->retry_base_ms = 1000;
+    q->retry_max_ms = 5 * 60 * 1000;
     q->timeout_ms = 60 * 1000;
     q->nice = 10;
     q->line = line;
@@ -923,32 +925,51 @@ set_restart_cooldown(conf_parser_t *ps, char **args, int nargs, int line)
 }
 
 
+/* A backoff's "<min> <max>;": two times, the first not over the second. */
 static int
-set_restart_backoff(conf_parser_t *ps, char **args, int nargs, int line)
+set_time_range(conf_parser_t *ps, const char *name, char **args, int line,
+    int *min, int *max)
 {
     long long  min_ms, max_ms;
 
-    (void) nargs;
-
-    if (set_time(ps, "restart_backoff", args[0], line, 1, RESTART_TIME_MAX_MS,
-                 &min_ms)
+    if (set_time(ps, name, args[0], line, 1, RESTART_TIME_MAX_MS, &min_ms)
         != 0
-        || set_time(ps, "restart_backoff", args[1], line, 1,
-                    RESTART_TIME_MAX_MS, &max_ms)
+        || set_time(ps, name, args[1], line, 1, RESTART_TIME_MAX_MS, &max_ms)
            != 0)
     {
         return -1;
     }
 
     if (min_ms > max_ms) {
-        return conf_error(ps, line, "\"restart_backoff\" minimum \"%s\" is "
-                          "greater than its maximum \"%s\"", args[0],
-                          args[1]);
+        return conf_error(ps, line, "\"%s\" minimum \"%s\" is greater than "
+                          "its maximum \"%s\"", name, args[0], args[1]);
     }
 
-    ps->queue->backoff_min_ms = (int) min_ms;
-    ps->queue->backoff_max_ms = (int) max_ms;
+    *min = (int) min_ms;
+    *max = (int) max_ms;
     return 0;
+}
+
+
+static int
+set_restart_backoff(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    (void) nargs;
+
+    return set_time_range(ps, "restart_backoff", args, line,
+                          &ps->queue->backoff_min_ms,
+                          &ps->queue->backoff_max_ms);
+}
+
+
+static int
+set_retry_backoff(conf_parser_t *ps, char **args, int nargs, int line)
+{
+    (void) nargs;
+
+    return set_time_range(ps, "retry_backoff", args, line,
+                          &ps->queue->retry_base_ms,
+                          &ps->queue->retry_max_ms);
 }
 
 
@@ -1071,6 +1092,7 @@ static const conf_directive_t  directives[] = {
     { "restart_cooldown", CTX_QUEUE, 1, 1, 0, set_restart_cooldown },
     { "restart_backoff",  CTX_QUEUE, 2, 2, 0, set_restart_backoff },
     { "max_attempts",     CTX_QUEUE, 1, 1, 0, set_max_attempts },
+    { "retry_backoff",    CTX_QUEUE, 2, 2, 0, set_retry_backoff },
     { "timeout",          CTX_QUEUE, 1, 1, 0, set_timeout },
     { "memory_limit",     CTX_QUEUE, 1, 1, 0, set_memory_limit },
     { "max_jobs_per_worker", CTX_QUEUE, 1, 1, 0, set_max_jobs },

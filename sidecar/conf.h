@@ -37,9 +37,14 @@ typedef struct {
     int                       restart_cooldown_ms;
     int                       backoff_min_ms;
     int                       backoff_max_ms;
-    /* A job is run at most max_attempts times when its worker dies under
-     * it; then it goes to the dead-letter stream. */
+    /* A job is run at most max_attempts times, counting the runs its
+     * worker died under (then it goes to the dead-letter stream) and those
+     * its handler failed with offload_job_retry() (then that failure is
+     * its answer).  Such a retry waits retry_base_ms * 2^(attempt - 1),
+     * at most retry_max_ms, with equal jitter (retry.c). */
     int                       max_attempts;
+    int                       retry_base_ms;
+    int                       retry_max_ms;
     int                       timeout_ms;       /* 0: jobs may run forever */
     long long                 memory_limit;     /* bytes of RSS, 0: none */
     int                       max_jobs;         /* per worker, 0: no limit */

@@ -188,7 +188,8 @@ is_job_id(const span_t *s, const char *id)
 }
 
 
-/* {"code": "...", "message": "..."}: the job fails with them (422). */
+/* {"code": "...", "message": "...", "retry": true}: the job fails with
+ * them (422), for now when "retry" is true (offload_job_retry). */
 static int
 answer_error(offload_job_t *job, const span_t *s, char *why, size_t size)
 {
@@ -204,7 +205,12 @@ answer_error(offload_job_t *job, const span_t *s, char *why, size_t size)
 
     code = json_string_value(json_object_get(v, "code"));
     message = json_string_value(json_object_get(v, "message"));
-    offload_job_fail(job, code, "%s", message ? message : "");
+    if (json_is_true(json_object_get(v, "retry"))) {
+        offload_job_retry(job, code, "%s", message ? message : "");
+    } else {
+        offload_job_fail(job, code, "%s", message ? message : "");
+    }
+
     json_decref(v);
     return 0;
 }

@@ -23,7 +23,8 @@ size_t offload_exec_request(const offload_job_t *job, const char *payload,
 
 /* Reads an answer line (without its newline): a JSON object with the
  * job's "id" and exactly one of "result" (any JSON, answered as written)
- * and "error" ({"code", "message"}: the job fails with them); other
+ * and "error" ({"code", "message"}: the job fails with them; with
+ * "retry": true, for now, as offload_job_retry() fails it); other
  * members are ignored.  Returns OFFLOAD_OK with the job answered,
  * OFFLOAD_NOMEM, or -1 with why the line is no answer (printable ASCII,
  * cut to fit size). */

@@ -48,6 +48,7 @@ offload_job_set(offload_job_t *job, const char *id, size_t idlen,
     job->result_len = 0;
     job->code[0] = '\0';
     job->message[0] = '\0';
+    job->retry = 0;
 }
 
 
@@ -99,6 +100,7 @@ set_error(offload_job_t *job, int status, const char *code,
 {
     job->status = status;
     job->result_len = 0;
+    job->retry = 0;
     snprintf(job->code, sizeof(job->code), "%s", code);
     snprintf(job->message, sizeof(job->message), "%s", message);
 }
@@ -197,24 +199,47 @@ cut_at_character(char *text, size_t len)
 }
 
 
-int
-offload_job_fail(offload_job_t *job, const char *code, const char *fmt, ...)
+static void
+fail_with(offload_job_t *job, int retry, const char *code, const char *fmt,
+    va_list ap)
 {
-    int      n;
-    va_list  ap;
+    int  n;
 
     job->status = 422;
     job->result_len = 0;
+    job->retry = retry;
     snprintf(job->code, sizeof(job->code), "%s",
              code != NULL && valid_code(code) ? code : DEFAULT_CODE);
 
-    va_start(ap, fmt);
     n = vsnprintf(job->message, sizeof(job->message), fmt, ap);
-    va_end(ap);
 
     if (n >= (int) sizeof(job->message)) {
         cut_at_character(job->message, sizeof(job->message) - 1);
     }
+}
+
+
+int
+offload_job_fail(offload_job_t *job, const char *code, const char *fmt, ...)
+{
+    va_list  ap;
+
+    va_start(ap, fmt);
+    fail_with(job, 0, code, fmt, ap);
+    va_end(ap);
+
+    return OFFLOAD_ERROR;
+}
+
+
+int
+offload_job_retry(offload_job_t *job, const char *code, const char *fmt, ...)
+{
+    va_list  ap;
+
+    va_start(ap, fmt);
+    fail_with(job, 1, code, fmt, ap);
+    va_end(ap);
 
     return OFFLOAD_ERROR;
 }

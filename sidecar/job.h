@@ -31,6 +31,8 @@ struct offload_job_s {
     size_t    result_cap;
     char      code[OFFLOAD_JOB_CODE_MAX];
     char      message[OFFLOAD_JOB_MESSAGE_MAX];
+    int       retry;                /* a 422 offload_job_retry() left: the
+                                       job may run again later */
 };
 
 struct offload_slot_s {

@@ -143,7 +143,7 @@ int
 ctl_queues(ctl_t *ctl, int argc, char **argv)
 {
     int          rc;
-    char         b[8][32];
+    char         b[9][32];
     json_t      *all, *queues, *q;
     const char  *name;
 
@@ -160,12 +160,12 @@ ctl_queues(ctl_t *ctl, int argc, char **argv)
         return CTL_OK;
     }
 
-    printf("%-16s %-7s %7s %7s %7s %7s %7s %7s %7s %6s\n", "QUEUE", "STATE",
-           "WORKERS", "BACKLOG", "PENDING", "OLDEST", "JOBS/S", "RUN-P50",
-           "RUN-P99", "DEAD");
+    printf("%-16s %-7s %7s %7s %7s %7s %7s %7s %7s %6s %6s\n", "QUEUE",
+           "STATE", "WORKERS", "BACKLOG", "PENDING", "OLDEST", "JOBS/S",
+           "RUN-P50", "RUN-P99", "DEAD", "RETRY");
 
     json_object_foreach(queues, name, q) {
-        printf("%-16s %-7s %7lld %7s %7s %7s %7s %7s %7s %6s\n", name,
+        printf("%-16s %-7s %7lld %7s %7s %7s %7s %7s %7s %6s %6s\n", name,
                ctl_text(q, "state"), ctl_int(q, "workers"),
                figure(b[0], sizeof(b[0]), q, "backlog", COUNT),
                figure(b[1], sizeof(b[1]), q, "pending", COUNT),
@@ -173,7 +173,8 @@ ctl_queues(ctl_t *ctl, int argc, char **argv)
                figure(b[3], sizeof(b[3]), q, "jobs_per_s", COUNT),
                figure(b[4], sizeof(b[4]), q, "run_p50_ms", RUN),
                figure(b[5], sizeof(b[5]), q, "run_p99_ms", RUN),
-               figure(b[6], sizeof(b[6]), q, "dead", COUNT));
+               figure(b[6], sizeof(b[6]), q, "dead", COUNT),
+               figure(b[7], sizeof(b[7]), q, "retrying", COUNT));
     }
 
     json_decref(all);

@@ -120,13 +120,22 @@ pool_state(const offload_pool_t *pool)
 static json_t *
 queue_json(const offload_pool_t *pool, int heartbeat_ms, json_t *workers)
 {
+    int                          i;
     json_t                      *q;
+    uint64_t                     retries = 0;
+    const offload_slot_t        *slot;
     const offload_pool_stats_t  *ps = &pool->stats;
 
-    q = json_pack("{s:s,s:s,s:I,s:f,s:o}",
+    for (i = 0; i < pool->nslots; i++) {
+        slot = &pool->slots[i];
+        retries += slot->stats.jobs_retried + slot->sb->jobs_retried;
+    }
+
+    q = json_pack("{s:s,s:s,s:I,s:I,s:f,s:o}",
                   "handler", pool->queue->handler->name,
                   "state", pool_state(pool),
                   "restarts", (json_int_t) pool->restarts,
+                  "retries", (json_int_t) retries,
                   "jobs_per_s",
                   round1(offload_stats_jobs_per_s(pool, heartbeat_ms)),
                   "workers", workers);
@@ -142,6 +151,7 @@ queue_json(const offload_pool_t *pool, int heartbeat_ms, json_t *workers)
     json_object_set_new(q, "pending", count_or_null(ps->pending));
     json_object_set_new(q, "oldest_ms", count_or_null(ps->oldest_ms));
     json_object_set_new(q, "dead", count_or_null(ps->dead));
+    json_object_set_new(q, "retrying", count_or_null(ps->retrying));
 
     return q;
 }
@@ -326,8 +336,8 @@ heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
 
-    /* EVAL script numkeys (stream dead)... group */
-    n = 3 + 2 * sup->npools + 1;
+    /* EVAL script numkeys (stream dead retry)... group */
+    n = 3 + 3 * sup->npools + 1;
     argv = calloc(n, sizeof(char *));
     if (argv == NULL) {
         announce(reg);
@@ -336,11 +346,12 @@ heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     argv[0] = "EVAL";
     argv[1] = offload_queue_stats_script;
-    snprintf(reg->nkeys, sizeof(reg->nkeys), "%zu", 2 * sup->npools);
+    snprintf(reg->nkeys, sizeof(reg->nkeys), "%zu", 3 * sup->npools);
     argv[2] = reg->nkeys;
     for (p = 0; p < sup->npools; p++) {
-        argv[3 + 2 * p] = sup->pools[p].stream_key;
-        argv[4 + 2 * p] = sup->pools[p].dead_key;
+        argv[3 + 3 * p] = sup->pools[p].stream_key;
+        argv[4 + 3 * p] = sup->pools[p].dead_key;
+        argv[5 + 3 * p] = sup->pools[p].retry_key;
     }
     argv[n - 1] = OFFLOAD_GROUP;
 

@@ -59,7 +59,10 @@ typedef struct {
 
     /* Counters of this process. */
     uint64_t  jobs_ok;              /* answered 200 */
-    uint64_t  jobs_failed;          /* answered with an error */
+    uint64_t  jobs_failed;          /* answered with an error, or failed
+                                       for now (offload_job_retry()) */
+    uint64_t  jobs_retried;         /* failed for now, waiting in the
+                                       queue's retry set */
     uint64_t  run_hist[OFFLOAD_HIST_MAX];   /* handler run times, over
                                                offload_hist_time */
 

@@ -24,6 +24,7 @@ offload_stats_pool_init(offload_pool_stats_t *ps)
     ps->pending = -1;
     ps->oldest_ms = -1;
     ps->dead = -1;
+    ps->retrying = -1;
 }
 
 
@@ -51,6 +52,7 @@ offload_stats_slot_harvest(offload_slot_t *slot)
     collect_runs(slot);
     st->jobs_ok += slot->sb->jobs_ok;
     st->jobs_failed += slot->sb->jobs_failed;
+    st->jobs_retried += slot->sb->jobs_retried;
     memset(st->hist_seen, 0, sizeof(st->hist_seen));
 }
 
@@ -269,7 +271,7 @@ offload_stats_set_queue(offload_pool_t *pool, const redisReply *reply)
     char               prefix[OFFLOAD_CONSUMER_MAX];
     const redisReply  *held, *name;
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 5) {
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 6) {
         return;
     }
 
@@ -277,6 +279,7 @@ offload_stats_set_queue(offload_pool_t *pool, const redisReply *reply)
     pool->stats.pending = integer_of(reply->element[1]);
     pool->stats.oldest_ms = integer_of(reply->element[2]);
     pool->stats.dead = integer_of(reply->element[3]);
+    pool->stats.retrying = integer_of(reply->element[5]);
 
     for (i = 0; i < pool->nslots; i++) {
         pool->slots[i].stats.held = 0;

@@ -27,6 +27,7 @@ typedef struct {
      * its scoreboard), and its own history. */
     uint64_t            jobs_ok;
     uint64_t            jobs_failed;
+    uint64_t            jobs_retried;   /* failed for now, to run again */
     uint64_t            jobs_crashed;   /* its worker died running them */
     uint64_t            restarts;       /* processes after the first */
     uint64_t            spawned;
@@ -60,6 +61,7 @@ typedef struct {
     long long           pending;        /* read, not acknowledged */
     long long           oldest_ms;      /* age of the oldest unread one */
     long long           dead;           /* dead letters */
+    long long           retrying;       /* jobs in the retry set */
 } offload_pool_stats_t;
 
 void offload_stats_pool_init(offload_pool_stats_t *ps);

@@ -44,6 +44,7 @@
 #include "log.h"
 #include "oom_kills.h"
 #include "reclaim.h"
+#include "retry.h"
 #include "reload.h"
 #include "supervisor.h"
 #include "worker.h"
@@ -761,6 +762,16 @@ claim_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 
 static void
+retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void) loop;
+    (void) revents;
+
+    offload_retry_round(w->data);
+}
+
+
+static void
 finish(offload_supervisor_t *sup)
 {
     ev_timer_stop(sup->loop, &sup->exit_timer);
@@ -772,6 +783,7 @@ finish(offload_supervisor_t *sup)
     ev_signal_stop(sup->loop, &sup->sigusr1);
     ev_timer_stop(sup->loop, &sup->scan);
     ev_timer_stop(sup->loop, &sup->claim);
+    ev_timer_stop(sup->loop, &sup->retry);
     offload_registry_stop(&sup->registry);
     ev_break(sup->loop, EVBREAK_ALL);
 }
@@ -922,6 +934,8 @@ offload_pools_make(offload_supervisor_t *sup, const offload_conf_t *conf)
                            pool->queue->name, strlen(pool->queue->name));
         snprintf(pool->dead_key, sizeof(pool->dead_key), OFFLOAD_DEAD_FMT,
                  (int) strlen(pool->queue->name), pool->queue->name);
+        snprintf(pool->retry_key, sizeof(pool->retry_key), OFFLOAD_RETRY_FMT,
+                 (int) strlen(pool->queue->name), pool->queue->name);
 
         for (i = 0; i < pool->nslots; i++) {
             slot = &pool->slots[i];
@@ -1035,6 +1049,11 @@ offload_supervisor_run(const offload_conf_t *conf, const char *conf_file)
                   conf->claim_idle_ms / 2000.0);
     sup.claim.data = &sup;
     ev_timer_start(sup.loop, &sup.claim);
+
+    ev_timer_init(&sup.retry, retry_cb, OFFLOAD_RETRY_ROUND_S,
+                  OFFLOAD_RETRY_ROUND_S);
+    sup.retry.data = &sup;
+    ev_timer_start(sup.loop, &sup.retry);
 
     sup.oom_events = offload_oom_events_path();
     sup.oom_kills = offload_oom_kills(sup.oom_events);

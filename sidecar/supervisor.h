@@ -55,6 +55,7 @@ struct offload_pool_s {
     offload_pool_stats_t         stats;
     char                         stream_key[OFFLOAD_KEY_MAX];
     char                         dead_key[OFFLOAD_KEY_MAX];
+    char                         retry_key[OFFLOAD_KEY_MAX];
 };
 
 typedef struct offload_supervisor_s {
@@ -82,6 +83,7 @@ typedef struct offload_supervisor_s {
     ev_signal              sigusr1;     /* reopen the logs */
     ev_timer               scan;        /* job timeouts, reload's roll */
     ev_timer               claim;       /* lost nodes' jobs (claim.c) */
+    ev_timer               retry;       /* due retries back (retry.c) */
     ev_timer               kill_timer;  /* SIGKILL workers that linger */
     ev_timer               exit_timer;  /* bounds the registry cleanup */
     offload_registry_t     registry;

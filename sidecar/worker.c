@@ -50,6 +50,7 @@
 #include "log.h"
 #include "memlimit.h"
 #include "redis_conn.h"
+#include "retry.h"
 #include "worker.h"
 
 #define READ_BLOCK_MS     1000      /* + redis_timeout: a dead link is seen
@@ -888,6 +889,61 @@ cpu_us(const struct rusage *ru)
 }
 
 
+/* A transient failure (offload_job_retry()): the job waits in its queue's
+ * retry set for its next attempt, with the fields it came with (its payload
+ * left in its body key), unless it has no attempt left or the next would
+ * come after its deadline.  Returns 0 when it waits (or, the connection
+ * gone, stays pending), -1 when this failure is its answer. */
+static int
+retry_later(offload_worker_t *w, const offload_str_t *entry_id,
+    const offload_entry_t *entry, int64_t submitted_ms)
+{
+    int64_t                      delay, due;
+    offload_entry_t              next;
+    const offload_conf_queue_t  *q = w->queue;
+
+    if (entry->attempt >= q->max_attempts) {
+        log_info("%s: job failed for now on its last attempt (%d of %d): "
+                 "failed for good", w->name, entry->attempt,
+                 q->max_attempts);
+        return -1;
+    }
+
+    delay = offload_retry_delay_ms(q, entry->attempt);
+    due = offload_wall_ms() + delay;
+
+    if (due >= entry->deadline_ms) {
+        log_info("%s: job failed for now, but its next attempt (in %lld ms) "
+                 "would come after its deadline: failed for good", w->name,
+                 (long long) delay);
+        return -1;
+    }
+
+    next = *entry;
+    next.attempt++;
+    next.submitted_ms = submitted_ms;
+    if (next.body_len > 0) {
+        next.payload.data = "";
+        next.payload.len = 0;
+    }
+
+    log_notice("%s: job %.*s failed for now (%s: %s): attempt %d of %d at "
+               "%lld, in %lld ms", w->name, (int) entry->id.len,
+               entry->id.data, w->job.code, w->job.message, next.attempt,
+               q->max_attempts, (long long) due, (long long) delay);
+
+    if (offload_retry_later(&w->conn, q->name, entry_id, &next, due,
+                            tracked_cb, w)
+        == REDIS_OK)
+    {
+        w->in_flight++;
+    }
+
+    w->sb->jobs_retried++;
+    return 0;
+}
+
+
 static void
 run_job(offload_worker_t *w, const offload_str_t *entry_id,
     const offload_entry_t *entry)
@@ -961,6 +1017,11 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
 
         complete(w, entry_id, &entry->reply, &res, job->result,
                  job->result_len);
+
+    } else if (job->retry
+               && retry_later(w, entry_id, entry, submitted_ms) == 0)
+    {
+        /* it runs again later */
 
     } else {
         log_info("%s: handler error: %s: %s", w->name, job->code,

@@ -60,8 +60,10 @@ ok(wait_until(sub { (node_doc()->{queues}{crash}{dead} // 0) == 1 },
 
 ($rc, $out) = run('queues');
 is($rc, 0, 'queues: exit 0');
-like($out, qr/^crash\s+\S+\s+1\s+0\s+0\s+\S+\s+\S+\s+\S+\s+\S+\s+1$/m,
-    'queues: crash has one worker, no backlog, one dead letter') or diag($out);
+like($out,
+    qr/^crash\s+\S+\s+1\s+0\s+0\s+\S+\s+\S+\s+\S+\s+\S+\s+1\s+0$/m,
+    'queues: crash has one worker, no backlog, one dead letter, no retry')
+    or diag($out);
 like($out, qr/^echo\s+ok\s+2\s/m, 'queues: echo has two workers');
 ($rc, $out) = run('--json', 'queues');
 is(json_decode($out)->{crash}{dead}, 1, 'queues --json');

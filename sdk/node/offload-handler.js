@@ -6,13 +6,16 @@
 // writes one answer a line on stdout (docs/HANDLERS.md, "The framing").
 // Standard library only.
 //
-//   const { run, JobError } = require('./offload-handler');
+//   const { run, JobError, Retry } = require('./offload-handler');
 //   run(async (payload, job) => ({ text: [...payload.text].reverse() }));
 //
 // The handler gets the job's payload (decoded JSON) and a job { id,
 // requestId, attempt, deadline } and returns the result, or a promise of
 // it.  Jobs run one at a time, in order.  Throwing a JobError(code, message)
-// fails the job with 422 and that code; anything else thrown fails it with
+// fails the job with 422 and that code; a Retry(code, message) fails this
+// attempt for now: the job runs again after the queue's retry_backoff while
+// it has attempts left (max_attempts) before its deadline, else that is its
+// 422.  Anything else thrown fails it with
 // "handler_error" and its message, and is logged with its stack.  stdout
 // belongs to the protocol: console.log goes to stderr, which the sidecar
 // logs, a line at a time, tagged with the job.
@@ -26,6 +29,15 @@ class JobError extends Error {
     super(message);
     this.name = 'JobError';
     this.code = code;
+  }
+}
+
+// Fails this attempt for now (a service down, a lock taken): the job runs
+// again later, or, no attempt left, gets this 422.
+class Retry extends JobError {
+  constructor(code, message = '') {
+    super(code, message);
+    this.name = 'Retry';
   }
 }
 
@@ -44,6 +56,9 @@ async function answer(handler, request) {
   } catch (e) {
     if (e instanceof JobError) {
       error = { code: String(e.code), message: String(e.message) };
+      if (e instanceof Retry) {
+        error.retry = true;
+      }
     } else {
       console.error(e && e.stack ? e.stack : String(e));
       error = { code: 'handler_error',
@@ -70,4 +85,4 @@ function run(handler) {
   lines.on('close', () => { queue.then(() => process.exit(0)); });
 }
 
-module.exports = { run, JobError };
+module.exports = { run, JobError, Retry };

@@ -16,7 +16,10 @@ Standard library only.
 
 The handler gets the job's payload (decoded JSON) and a Job (id,
 request_id, attempt, deadline) and returns the result (anything json can
-encode).  JobError(code, message) fails the job with 422 and that code; any
+encode).  JobError(code, message) fails the job with 422 and that code;
+Retry(code, message) fails this attempt for now (a service down, a lock
+taken): the job runs again after the queue's retry_backoff while it has
+attempts left (max_attempts) before its deadline, else that is its 422; any
 other exception fails it with code "handler_error" and its message, and is
 logged with its traceback.  stdout belongs to the protocol: print() goes to
 stderr, which the sidecar logs, a line at a time, tagged with the job.
@@ -27,7 +30,7 @@ import json
 import sys
 import traceback
 
-__all__ = ["Job", "JobError", "run"]
+__all__ = ["Job", "JobError", "Retry", "run"]
 
 
 class JobError(Exception):
@@ -38,6 +41,11 @@ class JobError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class Retry(JobError):
+    """Fails this attempt of the job for now: it runs again later (the
+    queue's retry_backoff, max_attempts), or, none left, gets this 422."""
 
 
 class Job:
@@ -65,6 +73,8 @@ def _answer(handler, request):
         return '{"id":%s,"result":%s}' % (_encode(job.id), result)
     except JobError as e:
         error = {"code": str(e.code), "message": str(e.message)}
+        if isinstance(e, Retry):
+            error["retry"] = True
     except Exception as e:  # the job fails, the process goes on
         traceback.print_exc()
         error = {"code": "handler_error",

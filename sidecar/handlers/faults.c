@@ -1,6 +1,7 @@
 /*
  * faults.c -- handlers that fail on purpose, to test and demonstrate
- * the supervision: crash, abort, exit, hang, leak and flaky.  They are
+ * the supervision: crash, abort, exit, hang, leak and flaky, and the
+ * retries of transient failures: fail_until.  They are
  * the faults module: a queue can use them only with "fault_handlers on".
  */
 
@@ -151,6 +152,32 @@ flaky_work(offload_job_t *job, json_t *input, json_t **output)
 }
 
 
+/* {"attempt_ok": n}: fails for now (offload_job_retry) on every attempt
+ * before the n-th, then answers {"attempt": n}. */
+static int
+fail_until_work(offload_job_t *job, json_t *input, json_t **output)
+{
+    int         attempt = offload_job_attempt(job);
+    json_int_t  ok = 1;
+
+    if (json_is_object(input)
+        && offload_builtin_int_member(job, input, "attempt_ok", 1, 1000, &ok)
+           != OFFLOAD_OK)
+    {
+        return OFFLOAD_ERROR;
+    }
+
+    if (attempt < ok) {
+        return offload_job_retry(job, "not_yet", "attempt %d fails, "
+                                 "attempt %lld will do", attempt,
+                                 (long long) ok);
+    }
+
+    *output = json_pack("{s:i}", "attempt", attempt);
+    return OFFLOAD_OK;
+}
+
+
 static int
 exit_run(offload_job_t *job, const char *payload, size_t len)
 {
@@ -172,6 +199,13 @@ flaky_run(offload_job_t *job, const char *payload, size_t len)
 }
 
 
+static int
+fail_until_run(offload_job_t *job, const char *payload, size_t len)
+{
+    return offload_builtin_json(job, payload, len, fail_until_work);
+}
+
+
 static const offload_handler_t  handlers[] = {
     { "crash", crash_run, NULL, NULL },
     { "abort", abort_run, NULL, NULL },
@@ -179,6 +213,7 @@ static const offload_handler_t  handlers[] = {
     { "hang", hang_run, NULL, NULL },
     { "leak", leak_run, NULL, NULL },
     { "flaky", flaky_run, NULL, NULL },
+    { "fail_until", fail_until_run, NULL, NULL },
     { NULL, NULL, NULL, NULL }
 };
 

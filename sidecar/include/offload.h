@@ -13,7 +13,8 @@
  * timeout and memory limit, restarts a worker that crashes and runs the job
  * again or dead-letters it.  It gets the job's payload as the bytes of one
  * well-formed JSON text (checked by offload before the call) and answers
- * with offload_job_result() or fails with offload_job_fail().
+ * with offload_job_result() or fails with offload_job_fail() (for good)
+ * or offload_job_retry() (for now: it may run again later).
  *
  * Compatibility: a plugin names the ABI version it was built against; a
  * sidecar runs plugins of its own version and of every earlier one, reading
@@ -114,6 +115,20 @@ int offload_job_result(offload_job_t *job, const char *json, size_t len);
  * message UTF-8, cut at 255 bytes (at a character boundary).  Returns
  * OFFLOAD_ERROR, for `return offload_job_fail(...);`. */
 int offload_job_fail(offload_job_t *job, const char *code,
+    const char *fmt, ...)
+#ifdef __GNUC__
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Fails this attempt of the job, as offload_job_fail() does, but as a
+ * transient failure (a service down, a lock taken): the job runs again
+ * after the queue's retry_backoff, in a worker of any node, while it has
+ * attempts left (max_attempts, shared with the runs its workers died
+ * under) and its next attempt is due before its deadline.  Otherwise this
+ * failure is its answer: 422 with code and the message.  Returns
+ * OFFLOAD_ERROR, for `return offload_job_retry(...);`. */
+int offload_job_retry(offload_job_t *job, const char *code,
     const char *fmt, ...)
 #ifdef __GNUC__
     __attribute__((format(printf, 3, 4)))

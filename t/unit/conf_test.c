@@ -76,6 +76,7 @@ test_full(void)
              "    max_restarts 3 1m;\n"
              "    restart_cooldown 2s;\n"
              "    restart_backoff 20ms 1s;\n"
+             "    retry_backoff 250ms 1m;\n"
              "}\n"
              "queue 'events.aggregate' { handler events.aggregate; }\n") == 0,
        "full config parses (%s)", err);
@@ -99,6 +100,8 @@ test_full(void)
     ok(conf.queues[0].restart_cooldown_ms == 2000, "restart_cooldown 2s");
     ok(conf.queues[0].backoff_min_ms == 20
        && conf.queues[0].backoff_max_ms == 1000, "restart_backoff 20ms 1s");
+    ok(conf.queues[0].retry_base_ms == 250
+       && conf.queues[0].retry_max_ms == 60000, "retry_backoff 250ms 1m");
     ok(conf.queues[0].line == 9, "queue line recorded");
     is_str(conf.queues[1].name, "events.aggregate", "quoted queue name");
     ok(conf.queues[1].workers == 1 && conf.queues[1].prefetch == 1,
@@ -111,6 +114,9 @@ test_full(void)
     ok(conf.queues[1].backoff_min_ms == 10
        && conf.queues[1].backoff_max_ms == 5000,
        "restart_backoff defaults to 10ms 5s");
+    ok(conf.queues[1].retry_base_ms == 1000
+       && conf.queues[1].retry_max_ms == 300000,
+       "retry_backoff defaults to 1s 5m");
 
     offload_conf_free(&conf);
 }
@@ -260,6 +266,13 @@ test_errors(void)
     bad("queue echo {\n handler echo;\n restart_backoff 10ms x;\n}\n",
         "t.conf:3: invalid time \"x\" in \"restart_backoff\"",
         "restart_backoff bad maximum");
+    bad("queue echo {\n handler echo;\n retry_backoff 1m 1s;\n}\n",
+        "t.conf:3: \"retry_backoff\" minimum \"1m\" is greater than its "
+        "maximum \"1s\"", "retry_backoff base > max");
+    bad("queue echo {\n handler echo;\n retry_backoff 1s;\n}\n",
+        "t.conf:3: invalid number of arguments in \"retry_backoff\" "
+        "directive",
+        "retry_backoff needs two times");
     bad("queue echo {\n handler echo;\n restart_backoff 10ms;\n}\n",
         "t.conf:3: invalid number of arguments in \"restart_backoff\" "
         "directive", "restart_backoff with one time");

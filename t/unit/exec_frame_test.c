@@ -94,6 +94,12 @@ test_answer(void)
        && job.status == 422, "an error: 422");
     is_str(job.code, "bad_input", "its code");
     is_str(job.message, "no \"text\"", "its message");
+    ok(!job.retry, "an error is for good");
+
+    ok(answer("{\"id\":\"" ID "\",\"error\":{\"code\":\"busy\","
+              "\"message\":\"later\",\"retry\":true}}") == OFFLOAD_OK
+       && job.status == 422 && job.retry, "\"retry\": true: for now");
+    is_str(job.code, "busy", "a retry's code");
 
     ok(answer("{\"id\":\"" ID "\",\"error\":{\"code\":\"no way\"}}")
        == OFFLOAD_OK && job.status == 422, "an error with a bad code");

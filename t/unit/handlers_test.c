@@ -109,6 +109,15 @@ fails_with_code(offload_job_t *j, const char *payload, size_t len)
 
 
 static int
+retries_later(offload_job_t *j, const char *payload, size_t len)
+{
+    (void) payload;
+    (void) len;
+    return offload_job_retry(j, "busy", "try again in %d s", 2);
+}
+
+
+static int
 returns_error(offload_job_t *j, const char *payload, size_t len)
 {
     offload_job_result(j, payload, len);
@@ -181,6 +190,15 @@ test_job(void)
 
     call(fails_with_code, "1");
     is_str(job.code, "handler_error", "an invalid code: handler_error");
+    ok(!job.retry, "offload_job_fail: not to be retried");
+
+    call(retries_later, "{}");
+    ok(job.status == 422 && job.retry && strcmp(job.code, "busy") == 0,
+       "offload_job_retry: 422 with its code, to be retried");
+    is_str(job.message, "try again in 2 s", "retry: the handler's message");
+
+    call(tells_all, "{}");
+    ok(job.status == 200 && !job.retry, "the next job starts afresh");
 
     call(fails_long, "{}");
     ok(strlen(job.message) == 254 && strncmp(job.message + 252, "\xc3\xa9", 2)

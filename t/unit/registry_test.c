@@ -57,8 +57,9 @@ document(offload_supervisor_t *sup)
 
 
 #define NODE_MEMBERS   "v node pid started heartbeat drained queues"
-#define QUEUE_MEMBERS  "handler state restarts jobs_per_s workers "          \
-                       "run_p50_ms run_p99_ms backlog pending oldest_ms dead"
+#define QUEUE_MEMBERS  "handler state restarts retries jobs_per_s workers "  \
+                       "run_p50_ms run_p99_ms backlog pending oldest_ms dead " \
+                       "retrying"
 #define DOWN_MEMBERS   "queue slot jobs_ok jobs_failed jobs_crashed "        \
                        "restarts last_exit pid state"
 #define LIVE_MEMBERS   DOWN_MEMBERS " rss held cpu_user cpu_sys uptime_ms"
@@ -129,6 +130,7 @@ main(void)
     is_str(json_string_value(json_object_get(q, "state")), "ok",
            "pool state ok");
     ok(json_is_null(json_object_get(q, "backlog"))
+       && json_is_null(json_object_get(q, "retrying"))
        && json_is_null(json_object_get(q, "run_p50_ms")),
        "figures not known yet are null");
 

@@ -1,0 +1,40 @@
+/*
+ * retry.h -- transient failures (offload_job_retry()): a job waits out its
+ * backoff in Redis, in its queue's retry set, not in a sleeping worker;
+ * the supervisors move it back to the stream when it is due.
+ */
+
+#ifndef OFFLOAD_RETRY_H
+#define OFFLOAD_RETRY_H
+
+#include <stdint.h>
+
+#include "conf.h"
+#include "offload_proto.h"
+#include "redis_conn.h"
+
+struct offload_supervisor_s;
+
+/* How long attempt n + 1 waits after attempt n failed for now:
+ * retry_base_ms * 2^(n - 1), at most retry_max_ms, with equal jitter
+ * (half of it fixed, the other half random): retries of many jobs failed
+ * together spread out, and each wait is at least as long as the one
+ * before it was at most. */
+int64_t offload_retry_delay_ms(const offload_conf_queue_t *q, int attempt);
+
+/* Worker: moves the entry it ran to the queue's retry set as the job
+ * `next` (its attempt already counted up), due at due_ms, with
+ * offload_retry_later_script; fn as for offload_redis_command.  Returns
+ * REDIS_OK or REDIS_ERR. */
+int offload_retry_later(offload_redis_conn_t *conn, const char *queue,
+    const offload_str_t *entry_id, const offload_entry_t *next,
+    int64_t due_ms, redisCallbackFn *fn, void *privdata);
+
+/* Supervisor: every OFFLOAD_RETRY_ROUND_S, moves each queue's due retries
+ * back to its stream (at most OFFLOAD_RETRY_BATCH per queue and round). */
+#define OFFLOAD_RETRY_ROUND_S  0.2
+#define OFFLOAD_RETRY_BATCH    100
+
+void offload_retry_round(struct offload_supervisor_s *sup);
+
+#endif /* OFFLOAD_RETRY_H */
