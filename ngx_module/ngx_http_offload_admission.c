@@ -69,16 +69,22 @@ static size_t ngx_http_offload_script_sha(const char *script, u_char *sha);
  * entry's fields.  The backlog is the group's lag (entries not delivered
  * yet), or, when Redis 7.0 cannot tell it after deletions, the stream's
  * length less the pending entries (workers delete what they finished).
- * Answers nil (no stream: 404), {"full", backlog}, or the entry's id.
+ * Answers nil (no stream: XINFO fails; 404), {"full", backlog}, or the
+ * entry's id.  Every call here runs for every job: no EXISTS, no table
+ * of the group's fields.
  */
 
 static const char  ngx_http_offload_admit_script[] =
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return false end\n"
+    "local groups = redis.pcall('XINFO', 'GROUPS', KEYS[1])\n"
+    "if groups.err then return false end\n"
     "local lag, pending = false, 0\n"
-    "for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do\n"
-    "  local f = {}\n"
-    "  for j = 1, #g, 2 do f[g[j]] = g[j + 1] end\n"
-    "  if f['name'] == ARGV[2] then lag, pending = f['lag'], f['pending'] end\n"
+    "for _, g in ipairs(groups) do\n"
+    "  if g[2] == ARGV[2] then\n"
+    "    for j = 3, #g, 2 do\n"
+    "      if g[j] == 'lag' then lag = g[j + 1]\n"
+    "      elseif g[j] == 'pending' then pending = g[j + 1] end\n"
+    "    end\n"
+    "  end\n"
     "end\n"
     "if not lag then\n"
     "  lag = math.max(0, redis.call('XLEN', KEYS[1]) - pending)\n"
