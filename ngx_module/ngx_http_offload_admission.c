@@ -69,14 +69,19 @@ static size_t ngx_http_offload_script_sha(const char *script, u_char *sha);
  * entry's fields.  The backlog is the group's lag (entries not delivered
  * yet), or, when Redis 7.0 cannot tell it after deletions, the stream's
  * length less the pending entries (workers delete what they finished).
- * Answers nil (no stream: XINFO fails; 404), {"full", backlog}, or the
- * entry's id.  Every call here runs for every job: no EXISTS, no table
+ * Answers nil (no stream: XINFO says "no such key"; 404), {"full",
+ * backlog}, or the entry's id; another error (NOPERM...) is passed on.  Every call here runs for every job: no EXISTS, no table
  * of the group's fields.
  */
 
 static const char  ngx_http_offload_admit_script[] =
     "local groups = redis.pcall('XINFO', 'GROUPS', KEYS[1])\n"
-    "if groups.err then return false end\n"
+    "if groups.err then\n"
+    "  if string.find(groups.err, 'no such key', 1, true) then\n"
+    "    return false\n"
+    "  end\n"
+    "  return redis.error_reply(groups.err)\n"
+    "end\n"
     "local lag, pending = false, 0\n"
     "for _, g in ipairs(groups) do\n"
     "  if g[2] == ARGV[2] then\n"
