@@ -9,6 +9,7 @@
  *   offload_pass <queue>;
  *   offload_timeout <time>;
  *   offload_validate_json on | off;
+ *   offload_max_backlog <n> | off;       (ngx_http_offload_admission.c)
  *
  * A location with offload_pass and no offload_redis in effect talks to
  * 127.0.0.1:6379, the address job queues usually default to.
@@ -90,6 +91,13 @@ static ngx_command_t  ngx_http_offload_commands[] = {
       offsetof(ngx_http_offload_loc_conf_t, validate_json),
       NULL },
 
+    { ngx_string("offload_max_backlog"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_offload_max_backlog,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("offload_metrics_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_offload_metrics_zone,
@@ -163,6 +171,7 @@ ngx_http_offload_handler(ngx_http_request_t *r)
 {
     ngx_int_t                     rc;
     ngx_str_t                     queue;
+    ngx_msec_t                    timeout;
     ngx_http_offload_ctx_t       *ctx;
     ngx_http_offload_loc_conf_t  *olcf;
 
@@ -200,6 +209,21 @@ ngx_http_offload_handler(ngx_http_request_t *r)
                                            "invalid queue name");
     }
 
+    if (ngx_http_offload_admission_timeout(r, olcf->timeout, &timeout)
+        != NGX_OK)
+    {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_offload_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                           "bad_timeout",
+                                           "X-Offload-Timeout must be a "
+                                           "number of seconds over 0, at "
+                                           "most 3 decimals");
+    }
+
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_offload_ctx_t));
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -208,6 +232,7 @@ ngx_http_offload_handler(ngx_http_request_t *r)
     ctx->request = r;
     ctx->peer = olcf->peer;
     ctx->queue = queue;
+    ctx->timeout = timeout;
     ctx->start_us = ngx_http_offload_now_us();
     ctx->metrics = ngx_http_offload_metrics_queue(
                                     ngx_http_offload_worker.metrics, &queue, 0);
@@ -422,17 +447,21 @@ ngx_http_offload_bad_json(ngx_http_request_t *r, size_t offset,
 static ngx_int_t
 ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
 {
-    uint64_t                      seq;
-    ngx_int_t                     rc;
-    ngx_time_t                   *tp;
-    ngx_http_offload_loc_conf_t  *olcf;
-
-    olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
+    uint64_t     seq;
+    ngx_int_t    rc;
+    ngx_time_t  *tp;
 
     if (!ctx->peer->command.up) {
         return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "redis_unavailable",
                                            "redis is not reachable");
+    }
+
+    if (ngx_http_offload_admission_served(ctx) != NGX_OK) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "no_workers",
+                                           "no live worker serves this "
+                                           "queue now");
     }
 
     seq = ++ngx_http_offload_worker.seq;
@@ -456,7 +485,7 @@ ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
                                            "redis is not reachable");
     }
 
-    ngx_http_offload_park(ctx, olcf->timeout);
+    ngx_http_offload_park(ctx, ctx->timeout);
 
     /* notice a client that gives up: 499 */
     r->read_event_handler = ngx_http_test_reading;
@@ -510,7 +539,7 @@ ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx)
     job.reply.data = ngx_http_offload_worker.channel;
     job.reply.len = ngx_http_offload_worker.channel_len;
     job.submitted_ms = ctx->submitted_ms;
-    job.deadline_ms = ctx->submitted_ms + olcf->timeout;
+    job.deadline_ms = ctx->submitted_ms + ctx->timeout;
     job.attempt = 1;
 
     rid = ngx_http_get_indexed_variable(r, omcf->request_id_index);
@@ -527,6 +556,10 @@ ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx)
     }
 
     argc = offload_job_argv(&job, stream, &scratch, argv, argvlen);
+
+    if (olcf->max_backlog) {
+        return ngx_http_offload_admission_xadd(ctx, argc, argv, argvlen);
+    }
 
     return ngx_http_offload_link_send(&ctx->peer->command,
                                       ngx_http_offload_xadd_done,
@@ -901,19 +934,26 @@ ngx_int_t
 ngx_http_offload_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message)
 {
-    u_char       *p, *last;
-    size_t        len, mlen;
-    ngx_chain_t  *out;
+    u_char                  *p, *last, retry[NGX_INT_T_LEN];
+    size_t                   len, mlen;
+    ngx_chain_t             *out;
+    ngx_http_offload_ctx_t  *ctx;
 
     static u_char  head[] = "{\"error\":{\"code\":\"";
     static u_char  middle[] = "\",\"message\":\"";
     static u_char  tail[] = "\"}}";
 
-    if (status == NGX_HTTP_SERVICE_UNAVAILABLE
-        && ngx_http_offload_add_header(r, "Retry-After", (u_char *) "1", 1)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        ctx = ngx_http_get_module_ctx(r, ngx_http_offload_module);
+
+        p = ngx_sprintf(retry, "%ui",
+                        ctx && ctx->retry_after ? ctx->retry_after : 1);
+
+        if (ngx_http_offload_add_header(r, "Retry-After", retry, p - retry)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
     mlen = ngx_strlen(message);
@@ -1253,6 +1293,7 @@ ngx_http_offload_create_loc_conf(ngx_conf_t *cf)
     olcf->peer = NGX_CONF_UNSET_PTR;
     olcf->timeout = NGX_CONF_UNSET_MSEC;
     olcf->validate_json = NGX_CONF_UNSET;
+    olcf->max_backlog = NGX_CONF_UNSET_UINT;
     olcf->reads_nodes = NGX_CONF_UNSET;
 
     return olcf;
@@ -1271,6 +1312,7 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->peer, prev->peer, NULL);
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 30000);
     ngx_conf_merge_value(conf->validate_json, prev->validate_json, 1);
+    ngx_conf_merge_uint_value(conf->max_backlog, prev->max_backlog, 0);
 
     /* offload_pass, like proxy_pass, is not inherited, nor are
      * offload_status and offload_metrics */
@@ -1296,6 +1338,8 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->queue == NULL) {
         return NGX_CONF_OK;
     }
+
+    conf->peer->passes = 1;
 
     /*
      * The job carries the body, so it must be read into one memory buffer:
@@ -1440,6 +1484,12 @@ ngx_http_offload_init_process(ngx_cycle_t *cycle)
         if (peerp[i]->used) {
             ngx_http_offload_peer_start(peerp[i], cycle->log);
         }
+
+        if (peerp[i]->passes
+            && ngx_http_offload_admission_start(peerp[i], cycle) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
     return NGX_OK;
@@ -1468,6 +1518,7 @@ ngx_http_offload_exit_process(ngx_cycle_t *cycle)
 
     for (i = 0; i < omcf->peers.nelts; i++) {
         if (peerp[i]->used) {
+            ngx_http_offload_admission_stop(peerp[i]);
             ngx_http_offload_peer_stop(peerp[i]);
         }
     }

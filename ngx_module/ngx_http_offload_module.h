@@ -11,6 +11,8 @@
  *   ngx_http_offload_status.c   offload_status and offload_metrics: the
  *                               zone plus the nodes' documents from Redis
  *   ngx_http_offload_dashboard.c  offload_dashboard: the page
+ *   ngx_http_offload_admission.c  X-Offload-Timeout, offload_max_backlog,
+ *                               queues no live node serves
  */
 
 
@@ -82,6 +84,7 @@
 
 typedef struct ngx_http_offload_link_s  ngx_http_offload_link_t;
 typedef struct ngx_http_offload_peer_s  ngx_http_offload_peer_t;
+typedef struct ngx_http_offload_admission_s  ngx_http_offload_admission_t;
 
 typedef void (*ngx_http_offload_link_up_pt)(ngx_http_offload_link_t *link);
 
@@ -160,6 +163,7 @@ struct ngx_http_offload_peer_s {
     ngx_str_t                     password;
     ngx_uint_t                    db;
     unsigned                      used:1;
+    unsigned                      passes:1;    /* an offload_pass uses it */
 
     /* per worker process, from init_process on */
     ngx_http_offload_link_t       command;
@@ -170,6 +174,7 @@ struct ngx_http_offload_peer_s {
     ngx_event_t                   ping;
     ngx_msec_t                    ping_unheard;  /* since when a ping
                                                     is on its way, or 0 */
+    ngx_http_offload_admission_t *admission;   /* which queues are served */
 };
 
 
@@ -221,6 +226,7 @@ typedef struct {
     ngx_uint_t                    report;      /* NGX_HTTP_OFFLOAD_REPORT_* */
     ngx_msec_t                    timeout;
     ngx_flag_t                    validate_json;
+    ngx_uint_t                    max_backlog; /* 0: off */
 } ngx_http_offload_loc_conf_t;
 
 
@@ -234,6 +240,9 @@ typedef struct {
     int64_t                       start_us;    /* monotonic */
     int64_t                       submitted_ms;  /* the job accepted, ms
                                                     since the epoch */
+    ngx_msec_t                    timeout;     /* offload_timeout, or the
+                                                  client's shorter one */
+    ngx_uint_t                    retry_after; /* s, of a 503; 0: 1 s */
     u_char                        id[OFFLOAD_JOB_ID_LEN];
     ngx_event_t                   deadline;
     ngx_http_offload_stream_t     stream[NGX_HTTP_OFFLOAD_SLICES];
@@ -264,6 +273,7 @@ typedef struct {
     unsigned                      submitted:1; /* XADD acknowledged */
     unsigned                      expired:1;   /* deadline passed */
     unsigned                      answered:1;
+    unsigned                      admit_by_eval:1;  /* NOSCRIPT came */
 } ngx_http_offload_ctx_t;
 
 
@@ -378,11 +388,25 @@ ngx_http_offload_ctx_t *ngx_http_offload_needed_ctx(redisAsyncContext *ac,
     redisReply *reply, void *privdata);
 void ngx_http_offload_xadd_done(redisAsyncContext *ac, void *r,
     void *privdata);
+void ngx_http_offload_xadd_result(ngx_http_offload_ctx_t *ctx,
+    redisReply *reply);
 
 /* ngx_http_offload_upload.c */
 ngx_int_t ngx_http_offload_upload(ngx_http_offload_ctx_t *ctx);
 void ngx_http_offload_upload_stop(ngx_http_offload_ctx_t *ctx);
 void ngx_http_offload_body_delete(ngx_http_offload_ctx_t *ctx);
+
+/* ngx_http_offload_admission.c */
+char *ngx_http_offload_max_backlog(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_offload_admission_timeout(ngx_http_request_t *r,
+    ngx_msec_t max, ngx_msec_t *timeout);
+ngx_int_t ngx_http_offload_admission_start(ngx_http_offload_peer_t *peer,
+    ngx_cycle_t *cycle);
+void ngx_http_offload_admission_stop(ngx_http_offload_peer_t *peer);
+ngx_int_t ngx_http_offload_admission_served(ngx_http_offload_ctx_t *ctx);
+ngx_int_t ngx_http_offload_admission_xadd(ngx_http_offload_ctx_t *ctx,
+    int argc, const char **argv, const size_t *argvlen);
 
 
 #endif /* _NGX_HTTP_OFFLOAD_MODULE_H_INCLUDED_ */

@@ -232,6 +232,15 @@ ngx_http_offload_xadd_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    ngx_http_offload_xadd_result(ctx, reply);
+}
+
+
+/* the reply to a job's XADD (or admission script): its id, nil, an error */
+
+void
+ngx_http_offload_xadd_result(ngx_http_offload_ctx_t *ctx, redisReply *reply)
+{
     if (reply->type == REDIS_REPLY_ERROR || reply->type == REDIS_REPLY_NIL) {
         /* no job: its body key goes, behind its last slice */
         if (ctx->body_key.len) {

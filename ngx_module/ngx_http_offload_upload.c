@@ -148,7 +148,6 @@ ngx_http_offload_upload_slice(ngx_http_offload_ctx_t *ctx)
     size_t                        argvlen[3];
     ngx_http_offload_small_t     *small;
     ngx_http_offload_stream_t    *st;
-    ngx_http_offload_loc_conf_t  *olcf;
 
     if (ctx->sliced == ctx->body.len) {
         return NGX_OK;
@@ -182,11 +181,9 @@ ngx_http_offload_upload_slice(ngx_http_offload_ctx_t *ctx)
             return NGX_ERROR;
         }
 
-        olcf = ngx_http_get_module_loc_conf(ctx->request,
-                                            ngx_http_offload_module);
         tp = ngx_timeofday();
 
-        ms = ctx->submitted_ms + olcf->timeout + OFFLOAD_BODY_GRACE_MS
+        ms = ctx->submitted_ms + ctx->timeout + OFFLOAD_BODY_GRACE_MS
              - ((int64_t) tp->sec * 1000 + tp->msec);
 
         argv[0] = "MULTI";

@@ -51,7 +51,9 @@ ok(start_jobs_nginx(
     server => "offload_timeout 20s;\nclient_max_body_size 4m;\n"
         . "location = /status { offload_status; }\n"
         . 'location ~ ^/brief/([^/]+)$ { offload_pass $1; '
-        . "offload_timeout 100ms; }"), 'stack ready');
+        . "offload_timeout 100ms; }\n"
+        . 'location ~ ^/capped/([^/]+)$ { offload_pass $1; '
+        . "offload_max_backlog 100; }"), 'stack ready');
 
 my $ok = 0;
 for my $i (1 .. 20) {
@@ -59,6 +61,17 @@ for my $i (1 .. 20) {
     $ok++ if $r->{status} == 200 && $r->{json}{i} == $i;
 }
 is($ok, 20, '20 echo jobs');
+
+# offload_max_backlog: the admission script (EVALSHA, and EVAL after
+# NOSCRIPT), and the registry read for no_workers (EVALSHA_RO)
+redis_cmd('SCRIPT', 'FLUSH');
+$ok = 0;
+for my $i (1 .. 5) {
+    $ok++ if post_json('/capped/echo', { i => $i })->{status} == 200;
+}
+is($ok, 5, '5 echo jobs through the admission script');
+is(http('POST', '/capped/nosuch', '{}')->{status}, 404,
+    'the admission script: an unknown queue is 404');
 
 # a 2 MB job goes into its body key (EXISTS, MULTI, RPUSH, PEXPIRE, EXEC,
 # RPUSHes, XADD) and its result comes back as a notice read with LLEN and
@@ -131,8 +144,10 @@ for my $cmd ('status', 'queues', 'events -n 5', 'dead crash',
     my $out = `$ctl -c $conf $cmd 2>&1`;
     is($? >> 8, 0, "offloadctl $cmd") or diag($out);
 }
-is(post_json('/jobs/echo', { after => 'resume' })->{status}, 200,
-    'jobs after drain and resume');
+# nginx learns of the resume at its next registry read (each second)
+ok(wait_until(sub {
+    post_json('/jobs/echo', { after => 'resume' })->{status} == 200 },
+    scaled(5), 'resumed'), 'jobs after drain and resume');
 
 # ---- a program submitting jobs itself, as offload-submitter
 my $sconf = tmpdir() . '/submitter.conf';

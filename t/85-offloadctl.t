@@ -194,12 +194,22 @@ is($rc, 1, 'drain of an unknown node: exit 1');
 is($rc, 0, 'drain: exit 0') or diag($out);
 like($out, qr/node \Q$node\E drained: 4 workers paused/, 'drain waits for '
     . 'every worker to pause');
-my $sockp = send_post('/jobs/echo', '{"parked":1}');
+# nginx answers no_workers for a queue only drained nodes serve (it reads
+# the registry each second); a job submitted to Redis directly waits
+ok(wait_until(sub { (http('POST', '/jobs/echo', '{}')->{json}{error}{code}
+    // '') eq 'no_workers' }, scaled(5), 'no_workers'),
+    'nginx: 503 no_workers while the node is drained');
+chomp(my $parked = `$ctl submit echo '{"parked":1}' 2>&1`);
+like($parked, qr/^[0-9a-f]{32}$/, 'offloadctl submit while drained');
 ok(wait_until(sub {
     (node_doc()->{queues}{echo}{backlog} // 0) == 1 }, scaled(5), 'backlog'),
     'a drained node leaves a new job in the queue');
 ($rc, $out) = run('resume', '-t', scaled(10), $node);
 is($rc, 0, 'resume: exit 0') or diag($out);
-is(read_answer($sockp)->{status}, 200, 'after resume the job is answered');
+ok(wait_until(sub { (run('result', 'echo', $parked))[1] eq
+    qq({"parked":1}\n) }, scaled(10), 'parked result'),
+    'after resume the job is run');
+ok(wait_until(sub { http('POST', '/jobs/echo', '{}')->{status} == 200 },
+    scaled(5), 'resumed'), 'nginx: 200 again after resume');
 
 done_testing();

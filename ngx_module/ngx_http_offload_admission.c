@@ -1,0 +1,635 @@
+
+/*
+ * ngx_http_offload_admission.c -- whether a job is let in at all: the
+ * client's shorter deadline (X-Offload-Timeout), the queue's backlog limit
+ * (offload_max_backlog), and a queue no live node serves any more.
+ *
+ *   offload_max_backlog <n> | off;
+ *
+ * The backlog check and the XADD are one script (EVALSHA, EVAL once after
+ * NOSCRIPT), so concurrent submissions cannot overshoot the limit.  Which
+ * queues live nodes serve, and how fast each drains, comes from the node
+ * registry: every worker process reads it once a second with a timer
+ * (EVALSHA_RO), never per request; a request only looks at that cache.
+ */
+
+#include <ngx_sha1.h>
+
+
+#include "ngx_http_offload_module.h"
+
+
+#define NGX_HTTP_OFFLOAD_ADMIT_QUEUES     256
+#define NGX_HTTP_OFFLOAD_ADMIT_REFRESH    1000
+/* a cache older than this says nothing: the check lets jobs through */
+#define NGX_HTTP_OFFLOAD_ADMIT_STALE      3000
+/* Retry-After: 1 s at least, at most this */
+#define NGX_HTTP_OFFLOAD_RETRY_MAX        30
+/* Retry-After of no_workers: a node's restart and first heartbeat */
+#define NGX_HTTP_OFFLOAD_RETRY_NO_WORKERS 5
+
+
+typedef struct {
+    uint32_t                      hash;
+    size_t                        len;
+    u_char                        name[OFFLOAD_QUEUE_NAME_MAX];
+    double                        rate;       /* jobs per second */
+    unsigned                      served:1;
+} ngx_http_offload_served_t;
+
+
+struct ngx_http_offload_admission_s {
+    ngx_http_offload_peer_t      *peer;
+    ngx_event_t                   timer;
+    ngx_msec_t                    read_at;    /* 0: never */
+    ngx_uint_t                    nqueues;
+    ngx_http_offload_served_t     queues[NGX_HTTP_OFFLOAD_ADMIT_QUEUES];
+    unsigned                      querying:1;
+    unsigned                      by_sha:1;
+};
+
+
+static void ngx_http_offload_admission_tick(ngx_event_t *ev);
+static ngx_int_t ngx_http_offload_admission_query(
+    ngx_http_offload_admission_t *adm);
+static void ngx_http_offload_admission_read(redisAsyncContext *ac, void *r,
+    void *privdata);
+static ngx_http_offload_served_t *ngx_http_offload_admission_find(
+    ngx_http_offload_admission_t *adm, u_char *name, size_t len,
+    ngx_uint_t add);
+static ngx_uint_t ngx_http_offload_admission_retry(ngx_http_offload_ctx_t *ctx,
+    long long backlog);
+static void ngx_http_offload_admission_done(redisAsyncContext *ac, void *r,
+    void *privdata);
+static size_t ngx_http_offload_script_sha(const char *script, u_char *sha);
+
+
+/*
+ * KEYS[1] the stream; ARGV[1] the limit, ARGV[2] the group, the rest the
+ * entry's fields.  The backlog is the group's lag (entries not delivered
+ * yet), or, when Redis 7.0 cannot tell it after deletions, the stream's
+ * length less the pending entries (workers delete what they finished).
+ * Answers nil (no stream: XINFO says "no such key"; 404), {"full",
+ * backlog}, or the entry's id; another error (NOPERM...) is passed on.  Every call here runs for every job: no EXISTS, no table
+ * of the group's fields.
+ */
+
+static const char  ngx_http_offload_admit_script[] =
+    "local groups = redis.pcall('XINFO', 'GROUPS', KEYS[1])\n"
+    "if groups.err then\n"
+    "  if string.find(groups.err, 'no such key', 1, true) then\n"
+    "    return false\n"
+    "  end\n"
+    "  return redis.error_reply(groups.err)\n"
+    "end\n"
+    "local lag, pending = false, 0\n"
+    "for _, g in ipairs(groups) do\n"
+    "  if g[2] == ARGV[2] then\n"
+    "    for j = 3, #g, 2 do\n"
+    "      if g[j] == 'lag' then lag = g[j + 1]\n"
+    "      elseif g[j] == 'pending' then pending = g[j + 1] end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "if not lag then\n"
+    "  lag = math.max(0, redis.call('XLEN', KEYS[1]) - pending)\n"
+    "end\n"
+    "if lag >= tonumber(ARGV[1]) then return { 'full', lag } end\n"
+    "return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))\n";
+
+
+/*
+ * KEYS[1] offload:nodes; ARGV[1] the node key prefix.  For each queue a
+ * live node's document lists: its name, 1 when a node that is not drained
+ * serves it (else 0), and the nodes' jobs_per_s summed (a string: Lua
+ * numbers become integers in a reply).
+ */
+
+static const char  ngx_http_offload_served_script[] =
+    "local seen, out = {}, {}\n"
+    "for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  local doc = redis.call('GET', ARGV[1] .. n)\n"
+    "  local ok, d = false, nil\n"
+    "  if doc then ok, d = pcall(cjson.decode, doc) end\n"
+    "  if ok and type(d) == 'table' and type(d.queues) == 'table' then\n"
+    "    for qn, q in pairs(d.queues) do\n"
+    "      local m = seen[qn]\n"
+    "      if not m then\n"
+    "        m = { 0, 0 }\n"
+    "        seen[qn] = m\n"
+    "        out[#out + 1] = qn\n"
+    "      end\n"
+    "      if d.drained ~= true then m[1] = 1 end\n"
+    "      if type(q) == 'table' and type(q.jobs_per_s) == 'number'\n"
+    "         and q.jobs_per_s > 0 then\n"
+    "        m[2] = m[2] + q.jobs_per_s\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local r = {}\n"
+    "for _, qn in ipairs(out) do\n"
+    "  r[#r + 1] = qn\n"
+    "  r[#r + 1] = seen[qn][1]\n"
+    "  r[#r + 1] = tostring(seen[qn][2])\n"
+    "end\n"
+    "return r\n";
+
+
+static u_char  ngx_http_offload_admit_sha[40];
+static size_t  ngx_http_offload_admit_sha_len;
+static u_char  ngx_http_offload_served_sha[40];
+static size_t  ngx_http_offload_served_sha_len;
+
+
+char *
+ngx_http_offload_max_backlog(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_offload_loc_conf_t *olcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (olcf->max_backlog != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        olcf->max_backlog = 0;
+        return NGX_CONF_OK;
+    }
+
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n == NGX_ERROR || n < 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" directive: a "
+                           "number of jobs, 1 or more, or \"off\"",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    olcf->max_backlog = (ngx_uint_t) n;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * X-Offload-Timeout: seconds, up to 3 decimals ("2", "0.25"), more than
+ * 0.  Longer than the location's offload_timeout is clamped to it.
+ * NGX_DECLINED for a value that is not such a number.
+ */
+
+ngx_int_t
+ngx_http_offload_admission_timeout(ngx_http_request_t *r, ngx_msec_t max,
+    ngx_msec_t *timeout)
+{
+    ngx_int_t         ms;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    *timeout = max;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NGX_OK;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("X-Offload-Timeout") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Offload-Timeout",
+                               h[i].key.len)
+               == 0)
+        {
+            break;
+        }
+    }
+
+    ms = ngx_atofp(h[i].value.data, h[i].value.len, 3);
+
+    if (ms == NGX_ERROR || ms == 0) {
+        return NGX_DECLINED;
+    }
+
+    if ((ngx_msec_t) ms < max) {
+        *timeout = (ngx_msec_t) ms;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_offload_admission_start(ngx_http_offload_peer_t *peer,
+    ngx_cycle_t *cycle)
+{
+    ngx_http_offload_admission_t  *adm;
+
+    adm = ngx_pcalloc(cycle->pool, sizeof(ngx_http_offload_admission_t));
+    if (adm == NULL) {
+        return NGX_ERROR;
+    }
+
+    adm->peer = peer;
+    adm->by_sha = 1;
+    adm->timer.handler = ngx_http_offload_admission_tick;
+    adm->timer.data = adm;
+    adm->timer.log = cycle->log;
+    adm->timer.cancelable = 1;
+
+    peer->admission = adm;
+
+    ngx_add_timer(&adm->timer, NGX_HTTP_OFFLOAD_ADMIT_REFRESH);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_offload_admission_stop(ngx_http_offload_peer_t *peer)
+{
+    if (peer->admission && peer->admission->timer.timer_set) {
+        ngx_del_timer(&peer->admission->timer);
+    }
+}
+
+
+static void
+ngx_http_offload_admission_tick(ngx_event_t *ev)
+{
+    ngx_http_offload_admission_t  *adm = ev->data;
+
+    if (!adm->querying && adm->peer->command.up
+        && ngx_http_offload_admission_query(adm) == NGX_OK)
+    {
+        adm->querying = 1;
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_OFFLOAD_ADMIT_REFRESH);
+}
+
+
+/* EVALSHA_RO, or EVAL_RO once Redis answered NOSCRIPT (as status.c) */
+
+static ngx_int_t
+ngx_http_offload_admission_query(ngx_http_offload_admission_t *adm)
+{
+    const char  *argv[5];
+    size_t       argvlen[5];
+
+    if (ngx_http_offload_served_sha_len == 0) {
+        ngx_http_offload_served_sha_len = ngx_http_offload_script_sha(
+                                            ngx_http_offload_served_script,
+                                            ngx_http_offload_served_sha);
+    }
+
+    if (adm->by_sha) {
+        argv[0] = "EVALSHA_RO";
+        argvlen[0] = 10;
+        argv[1] = (char *) ngx_http_offload_served_sha;
+        argvlen[1] = ngx_http_offload_served_sha_len;
+
+    } else {
+        argv[0] = "EVAL_RO";
+        argvlen[0] = 7;
+        argv[1] = ngx_http_offload_served_script;
+        argvlen[1] = sizeof(ngx_http_offload_served_script) - 1;
+    }
+
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = OFFLOAD_NODES_KEY;
+    argvlen[3] = sizeof(OFFLOAD_NODES_KEY) - 1;
+    argv[4] = OFFLOAD_NODE_PREFIX;
+    argvlen[4] = sizeof(OFFLOAD_NODE_PREFIX) - 1;
+
+    return ngx_http_offload_link_send(&adm->peer->command,
+                                      ngx_http_offload_admission_read, adm,
+                                      5, argv, argvlen);
+}
+
+
+/* The registry's answer replaces what the cache says of every queue it
+ * knows; a queue once listed stays known, unserved, when its nodes go. */
+
+static void
+ngx_http_offload_admission_read(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                    *reply = r;
+    size_t                         i;
+    redisReply                   **e;
+    ngx_http_offload_served_t     *q;
+    ngx_http_offload_admission_t  *adm = privdata;
+
+    (void) ngx_http_offload_link_replied(ac, reply);
+
+    adm->querying = 0;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR && adm->by_sha
+        && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
+    {
+        adm->by_sha = 0;
+
+        if (ngx_http_offload_admission_query(adm) == NGX_OK) {
+            adm->querying = 1;
+        }
+
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 3) {
+        ngx_log_error(NGX_LOG_ERR, adm->timer.log, 0,
+                      "offload: registry read for admission: %s",
+                      reply->type == REDIS_REPLY_ERROR
+                      ? reply->str : "unexpected reply");
+        return;
+    }
+
+    adm->by_sha = 1;
+
+    for (i = 0; i < adm->nqueues; i++) {
+        adm->queues[i].served = 0;
+        adm->queues[i].rate = 0;
+    }
+
+    e = reply->element;
+
+    for (i = 0; i < reply->elements; i += 3) {
+        if (e[i]->type != REDIS_REPLY_STRING
+            || e[i + 1]->type != REDIS_REPLY_INTEGER
+            || e[i + 2]->type != REDIS_REPLY_STRING)
+        {
+            continue;
+        }
+
+        q = ngx_http_offload_admission_find(adm, (u_char *) e[i]->str,
+                                            e[i]->len, 1);
+        if (q == NULL) {
+            continue;
+        }
+
+        q->served = e[i + 1]->integer ? 1 : 0;
+        q->rate = strtod(e[i + 2]->str, NULL);
+    }
+
+    adm->read_at = ngx_current_msec;
+}
+
+
+static ngx_http_offload_served_t *
+ngx_http_offload_admission_find(ngx_http_offload_admission_t *adm,
+    u_char *name, size_t len, ngx_uint_t add)
+{
+    uint32_t                    hash;
+    ngx_uint_t                  i;
+    ngx_http_offload_served_t  *q;
+
+    if (len > OFFLOAD_QUEUE_NAME_MAX) {
+        return NULL;
+    }
+
+    hash = ngx_crc32_short(name, len);
+
+    for (i = 0; i < adm->nqueues; i++) {
+        q = &adm->queues[i];
+
+        if (q->hash == hash && q->len == len
+            && ngx_memcmp(q->name, name, len) == 0)
+        {
+            return q;
+        }
+    }
+
+    if (!add || adm->nqueues == NGX_HTTP_OFFLOAD_ADMIT_QUEUES) {
+        return NULL;
+    }
+
+    q = &adm->queues[adm->nqueues++];
+    q->hash = hash;
+    q->len = len;
+    ngx_memcpy(q->name, name, len);
+
+    return q;
+}
+
+
+/*
+ * NGX_DECLINED when the registry, read within the last 3 s, knows the
+ * queue and no node that is not drained serves it; the request's
+ * Retry-After is set then.  A queue never listed is let through (its
+ * stream decides: 404 when there is none).
+ */
+
+ngx_int_t
+ngx_http_offload_admission_served(ngx_http_offload_ctx_t *ctx)
+{
+    ngx_http_offload_served_t     *q;
+    ngx_http_offload_admission_t  *adm;
+
+    adm = ctx->peer->admission;
+
+    if (adm == NULL || adm->read_at == 0
+        || ngx_current_msec - adm->read_at > NGX_HTTP_OFFLOAD_ADMIT_STALE)
+    {
+        return NGX_OK;
+    }
+
+    q = ngx_http_offload_admission_find(adm, ctx->queue.data, ctx->queue.len,
+                                        0);
+
+    if (q == NULL || q->served) {
+        return NGX_OK;
+    }
+
+    ctx->retry_after = NGX_HTTP_OFFLOAD_RETRY_NO_WORKERS;
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * Retry-After of queue_full: the time the queue needs to take in the
+ * excess (backlog - limit + 1 jobs) at the rate its nodes finish jobs
+ * (jobs_per_s of the registry, all nodes), rounded up, from 1 s to 30 s;
+ * 30 s while nothing drains.
+ */
+
+static ngx_uint_t
+ngx_http_offload_admission_retry(ngx_http_offload_ctx_t *ctx,
+    long long backlog)
+{
+    double                         excess, rate, s;
+    ngx_http_offload_loc_conf_t   *olcf;
+    ngx_http_offload_served_t     *q;
+    ngx_http_offload_admission_t  *adm;
+
+    olcf = ngx_http_get_module_loc_conf(ctx->request, ngx_http_offload_module);
+
+    excess = (double) backlog - (double) olcf->max_backlog + 1;
+    if (excess < 1) {
+        excess = 1;
+    }
+
+    rate = 0;
+    adm = ctx->peer->admission;
+
+    if (adm != NULL) {
+        q = ngx_http_offload_admission_find(adm, ctx->queue.data,
+                                            ctx->queue.len, 0);
+        if (q != NULL) {
+            rate = q->rate;
+        }
+    }
+
+    if (rate <= 0) {
+        return NGX_HTTP_OFFLOAD_RETRY_MAX;
+    }
+
+    s = excess / rate;
+
+    if (s >= NGX_HTTP_OFFLOAD_RETRY_MAX) {
+        return NGX_HTTP_OFFLOAD_RETRY_MAX;
+    }
+
+    return s <= 1 ? 1 : (ngx_uint_t) (s + 0.999);
+}
+
+
+/*
+ * The job's XADD as the admission script: argv is the XADD the module
+ * would send (XADD key NOMKSTREAM * fields...).
+ */
+
+ngx_int_t
+ngx_http_offload_admission_xadd(ngx_http_offload_ctx_t *ctx, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    int                           i, n;
+    u_char                        max[NGX_INT_T_LEN];
+    const char                   *av[OFFLOAD_JOB_ARGC + 3];
+    size_t                        avlen[OFFLOAD_JOB_ARGC + 3];
+    ngx_http_offload_loc_conf_t  *olcf;
+
+    olcf = ngx_http_get_module_loc_conf(ctx->request, ngx_http_offload_module);
+
+    if (ngx_http_offload_admit_sha_len == 0) {
+        ngx_http_offload_admit_sha_len = ngx_http_offload_script_sha(
+                                            ngx_http_offload_admit_script,
+                                            ngx_http_offload_admit_sha);
+    }
+
+    n = 0;
+
+    if (ctx->admit_by_eval) {
+        av[n] = "EVAL";
+        avlen[n++] = 4;
+        av[n] = ngx_http_offload_admit_script;
+        avlen[n++] = sizeof(ngx_http_offload_admit_script) - 1;
+
+    } else {
+        av[n] = "EVALSHA";
+        avlen[n++] = 7;
+        av[n] = (char *) ngx_http_offload_admit_sha;
+        avlen[n++] = ngx_http_offload_admit_sha_len;
+    }
+
+    av[n] = "1";
+    avlen[n++] = 1;
+    av[n] = argv[1];
+    avlen[n++] = argvlen[1];
+    av[n] = (char *) max;
+    avlen[n++] = ngx_sprintf(max, "%ui", olcf->max_backlog) - max;
+    av[n] = OFFLOAD_GROUP;
+    avlen[n++] = sizeof(OFFLOAD_GROUP) - 1;
+
+    for (i = OFFLOAD_JOB_FIELDS_AT; i < argc; i++) {
+        av[n] = argv[i];
+        avlen[n++] = argvlen[i];
+    }
+
+    return ngx_http_offload_link_send(&ctx->peer->command,
+                                      ngx_http_offload_admission_done,
+                                      (void *) (uintptr_t) ctx->node.key,
+                                      n, av, avlen);
+}
+
+
+static void
+ngx_http_offload_admission_done(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply              *reply = r;
+    ngx_http_offload_ctx_t  *ctx;
+
+    ctx = ngx_http_offload_needed_ctx(ac, reply, privdata);
+    if (ctx == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR && !ctx->admit_by_eval
+        && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
+    {
+        ctx->admit_by_eval = 1;
+
+        if (ngx_http_offload_xadd(ctx) == NGX_OK) {
+            return;
+        }
+
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "redis_unavailable",
+                                      "redis is not reachable");
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+        && reply->element[1]->type == REDIS_REPLY_INTEGER)
+    {
+        if (ctx->body_key.len) {
+            ngx_http_offload_body_delete(ctx);
+        }
+
+        ctx->retry_after = ngx_http_offload_admission_retry(ctx,
+                                                reply->element[1]->integer);
+
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "queue_full",
+                                      "the queue's backlog is at its "
+                                      "offload_max_backlog");
+        return;
+    }
+
+    ngx_http_offload_xadd_result(ctx, reply);
+}
+
+
+static size_t
+ngx_http_offload_script_sha(const char *script, u_char *sha)
+{
+    u_char      digest[20];
+    ngx_sha1_t  sha1;
+
+    ngx_sha1_init(&sha1);
+    ngx_sha1_update(&sha1, script, ngx_strlen(script));
+    ngx_sha1_final(digest, &sha1);
+    ngx_hex_dump(sha, digest, sizeof(digest));
+
+    return 2 * sizeof(digest);
+}
