@@ -11,6 +11,8 @@
  *   ngx_http_offload_status.c   offload_status and offload_metrics: the
  *                               zone plus the nodes' documents from Redis
  *   ngx_http_offload_dashboard.c  offload_dashboard: the page
+ *   ngx_http_offload_jobs.c     asynchronous jobs: 202 and their records,
+ *                               offload_jobs (GET, long poll, DELETE)
  */
 
 
@@ -38,6 +40,13 @@
 #define NGX_HTTP_OFFLOAD_PING_INTERVAL    1000
 
 #define NGX_HTTP_OFFLOAD_UNPROCESSABLE   422
+
+/* offload_mode */
+#define NGX_HTTP_OFFLOAD_SYNC             0
+#define NGX_HTTP_OFFLOAD_ASYNC            1
+
+/* the longest GET /jobs/<id>?wait=<seconds> */
+#define NGX_HTTP_OFFLOAD_WAIT_MAX         60
 
 /*
  * A body over OFFLOAD_BODY_OVER, or a result over OFFLOAD_NOTICE_OVER,
@@ -167,6 +176,7 @@ struct ngx_http_offload_peer_s {
     ngx_http_offload_link_t       bulk;
     ngx_rbtree_t                  pending;
     ngx_rbtree_node_t             sentinel;
+    ngx_queue_t                   job_reads;   /* offload_jobs requests */
     ngx_event_t                   ping;
     ngx_msec_t                    ping_unheard;  /* since when a ping
                                                     is on its way, or 0 */
@@ -221,6 +231,9 @@ typedef struct {
     ngx_uint_t                    report;      /* NGX_HTTP_OFFLOAD_REPORT_* */
     ngx_msec_t                    timeout;
     ngx_flag_t                    validate_json;
+    ngx_uint_t                    mode;        /* NGX_HTTP_OFFLOAD_SYNC... */
+    ngx_str_t                     jobs_url;    /* async jobs' status URL */
+    ngx_msec_t                    result_ttl;  /* and how long they stay */
 } ngx_http_offload_loc_conf_t;
 
 
@@ -264,6 +277,8 @@ typedef struct {
     unsigned                      submitted:1; /* XADD acknowledged */
     unsigned                      expired:1;   /* deadline passed */
     unsigned                      answered:1;
+    unsigned                      async:1;     /* answered 202 once added */
+    unsigned                      preferred:1; /* by Prefer: respond-async */
 } ngx_http_offload_ctx_t;
 
 
@@ -306,6 +321,10 @@ ngx_int_t ngx_http_offload_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
 ngx_chain_t *ngx_http_offload_chain_of(ngx_pool_t *pool, u_char *data,
     size_t len);
+void ngx_http_offload_answer_body(ngx_http_offload_ctx_t *ctx,
+    ngx_uint_t status, u_char *body, size_t len);
+ngx_int_t ngx_http_offload_add_header(ngx_http_request_t *r,
+    const char *name, u_char *value, size_t len);
 
 /* ngx_http_offload_metrics.c */
 char *ngx_http_offload_metrics_zone(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -378,6 +397,15 @@ ngx_http_offload_ctx_t *ngx_http_offload_needed_ctx(redisAsyncContext *ac,
     redisReply *reply, void *privdata);
 void ngx_http_offload_xadd_done(redisAsyncContext *ac, void *r,
     void *privdata);
+
+/* ngx_http_offload_jobs.c */
+void ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx);
+ngx_int_t ngx_http_offload_xadd_async(ngx_http_offload_ctx_t *ctx,
+    const char *stream, int argc, const char **argv, size_t *argvlen);
+void ngx_http_offload_accepted(ngx_http_offload_ctx_t *ctx);
+char *ngx_http_offload_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+void ngx_http_offload_jobs_ended(ngx_http_offload_peer_t *peer,
+    u_char *id, size_t len);
 
 /* ngx_http_offload_upload.c */
 ngx_int_t ngx_http_offload_upload(ngx_http_offload_ctx_t *ctx);
