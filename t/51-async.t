@@ -15,8 +15,10 @@ use RedisMonitor;
 
 start_redis();
 start_sidecar(conf => <<'CONF');
+fault_handlers on;
 queue echo { handler echo; workers 1; }
 queue sleep { handler sleep; workers 1; }
+queue crash { handler crash; workers 1; max_attempts 1; }
 CONF
 start_nginx(http => <<'HTTP');
 server {
@@ -121,6 +123,12 @@ is($doc->{result_status}, 422, 'result_status 422');
 is($doc->{error}{code}, 'handler_error', 'the error object') or diag(explain $doc);
 ok(!exists $doc->{result}, 'no result');
 
+# ---- a job its worker dies running: the supervisor's dead letter
+$doc = job_until(submit('/async/crash', '{}', 'a crash'), qr/^dead$/);
+is($doc->{status}, 'dead', 'out of attempts: dead');
+is($doc->{result_status}, 502, 'result_status 502');
+is($doc->{error}{code}, 'worker_crashed', 'worker_crashed');
+
 # ---- long poll: woken by the job's end
 my $slow = submit('/async/sleep', '{"ms":400}', 'a 400 ms job');
 my $t0 = time;
@@ -208,6 +216,7 @@ is(scalar(grep { grep { /^offload:job:/ } @$_ } @seen), 0,
 is_deeply([ map { $_->[1] } grep { $_->[1] =~ /^(XADD|EVALSHA|EVAL)$/i }
     @seen ], [ 'XADD', 'EVALSHA' ], 'XADD, then the completion only');
 my ($completion) = grep { $_->[1] eq 'EVALSHA' } @seen;
-is(scalar(@$completion) - 2, 10, 'the completion: its 10 arguments, none for a record');
+is(scalar(@$completion) - 2, 10,
+    'the completion: its 10 arguments, none for a record');
 
 finish();
