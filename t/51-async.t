@@ -162,7 +162,10 @@ is($r->{json}{error}{code}, 'already_finished', 'already_finished');
 
 # ---- cancel a queued job: it never runs
 sub sleep_ok { node_doc()->{queues}{sleep}{workers}[0]{jobs_ok} // 0 }
-my $ok_before = sleep_ok();
+# the registry counts each heartbeat: two sleep jobs answered 200 so far
+ok(wait_until(sub { sleep_ok() == 2 }, scaled(5), 'jobs_ok 2'),
+    'the sleep worker ran two jobs so far');
+my $ok_before = 2;
 my $busy = submit('/async/sleep', '{"ms":1500}', 'the busy job');
 job_until($busy, qr/^running$/);
 my $victim = submit('/async/sleep', '{"ms":1}', 'the job to cancel');
@@ -218,5 +221,25 @@ is_deeply([ map { $_->[1] } grep { $_->[1] =~ /^(XADD|EVALSHA|EVAL)$/i }
 my ($completion) = grep { $_->[1] eq 'EVALSHA' } @seen;
 is(scalar(@$completion) - 2, 10,
     'the completion: its 10 arguments, none for a record');
+
+# ---- docs/HTTP_API.md's examples, as written
+my ($section) = slurp("$FindBin::Bin/../docs/HTTP_API.md")
+    =~ /^## Examples\n(.*)/ms;
+my @blocks;
+while (($section // '') =~ /^```sh\n(.*?)^```$/msg) {
+    push @blocks, $1 =~ s/\b8080\b/${\ nginx_port()}/gr;
+}
+is(scalar @blocks, 3, 'HTTP_API.md: three curl examples');
+my $tmp = tmpdir();
+spew("$tmp/doc.sh", join("echo\necho ---\n", @blocks));
+my @out = split /\n---\n/, `bash $tmp/doc.sh 2>&1`;
+my $d = json_decode($out[0]);
+is($d && $d->{status}, 'done', 'submit, then wait: done') or diag($out[0]);
+is_deeply($d && $d->{result}, { hello => 'later' }, 'with the result');
+like($out[1] // '', qr{^HTTP/1\.1 202 Accepted\r\n}, 'Prefer: 202');
+like($out[1] // '', qr{\r\nLocation: /jobs/[0-9a-f]{32}\r\n}, 'Location');
+like($out[1] // '', qr{\r\nPreference-Applied: respond-async\r\n},
+    'Preference-Applied');
+like($out[2] // '', qr/"code":"already_finished"/, 'DELETE: 409 as told');
 
 finish();
