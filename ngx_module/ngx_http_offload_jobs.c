@@ -234,8 +234,10 @@ ngx_http_offload_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "is duplicate";
     }
 
-    /* like the reports, the location needs a Redis peer */
+    /* like the reports, the location needs a Redis peer, whose
+     * subscriber then hears the ends of jobs */
     olcf->reads_nodes = 1;
+    olcf->jobs = 1;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_offload_jobs_handler;

@@ -1366,6 +1366,10 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     conf->peer->used = 1;
 
+    if (conf->jobs) {
+        conf->peer->jobs = 1;
+    }
+
     if (conf->queue == NULL) {
         return NGX_CONF_OK;
     }

@@ -169,6 +169,7 @@ struct ngx_http_offload_peer_s {
     ngx_str_t                     password;
     ngx_uint_t                    db;
     unsigned                      used:1;
+    unsigned                      jobs:1;      /* offload_jobs uses it */
 
     /* per worker process, from init_process on */
     ngx_http_offload_link_t       command;
@@ -227,7 +228,9 @@ typedef struct {
 typedef struct {
     ngx_http_offload_peer_t      *peer;
     ngx_http_complex_value_t     *queue;
-    ngx_flag_t                    reads_nodes; /* offload_status, _metrics */
+    ngx_flag_t                    reads_nodes; /* offload_status, _metrics,
+                                                  offload_jobs */
+    ngx_flag_t                    jobs;        /* offload_jobs */
     ngx_uint_t                    report;      /* NGX_HTTP_OFFLOAD_REPORT_* */
     ngx_msec_t                    timeout;
     ngx_flag_t                    validate_json;

@@ -712,7 +712,8 @@ ngx_http_offload_subscriber_up(ngx_http_offload_link_t *link)
     const char  *argv[3];
     size_t       argvlen[3];
 
-    /* this worker's results, and the ends of async jobs (long polls) */
+    /* this worker's results, and, for long polls, the ends of async jobs
+     * (only where offload_jobs is: an ACL user may have no right to it) */
 
     argv[0] = "SUBSCRIBE";
     argvlen[0] = 9;
@@ -727,7 +728,7 @@ ngx_http_offload_subscriber_up(ngx_http_offload_link_t *link)
      */
 
     if (ngx_http_offload_link_send(link, ngx_http_offload_message, NULL,
-                                   3, argv, argvlen)
+                                   link->peer->jobs ? 3 : 2, argv, argvlen)
         != NGX_OK)
     {
         ngx_add_timer(&link->watchdog, 1);

@@ -78,8 +78,7 @@ sub reconnects {
 # the Redis client id of nginx's subscriber: a new one after a reconnect
 sub subscriber_id {
     my $list = redis_cmd('CLIENT', 'LIST', 'TYPE', 'pubsub') // '';
-    # its reply channel and offload:jobs:done
-    my @ids = $list =~ /^id=(\d+) .*\bsub=2\b/mg;
+    my @ids = $list =~ /^id=(\d+) .*\bsub=1\b/mg;
     return @ids == 1 ? $ids[0] : undef;
 }
 
