@@ -106,9 +106,10 @@ ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
 
 
 /*
- * The entry and its record in one script: EVAL, the script, 2 keys, the
- * queue, submitted_at and the record's TTL, then the entry's fields (the
- * XADD's arguments after "XADD <stream> NOMKSTREAM *").  The record lives
+ * The entry and its record in one script: EVAL, the script, 1 key (the
+ * record), the stream, the queue, submitted_at and the record's TTL, then
+ * the entry's fields (the XADD's arguments after "XADD <stream> NOMKSTREAM
+ * *").  The record lives
  * the job's deadline span plus the result TTL; its end sets the TTL again.
  */
 
@@ -140,9 +141,9 @@ ngx_http_offload_xadd_async(ngx_http_offload_ctx_t *ctx, const char *stream,
 
     args[0] = "EVAL";
     args[1] = offload_submit_async_script;
-    args[2] = "2";
-    args[3] = stream;
-    args[4] = (char *) rec;
+    args[2] = "1";
+    args[3] = (char *) rec;
+    args[4] = stream;
     args[5] = (char *) ctx->queue.data;
     args[6] = (char *) submitted;
     args[7] = (char *) ttl;
@@ -150,8 +151,8 @@ ngx_http_offload_xadd_async(ngx_http_offload_ctx_t *ctx, const char *stream,
     lens[0] = 4;
     lens[1] = ngx_strlen(offload_submit_async_script);
     lens[2] = 1;
-    lens[3] = ngx_strlen(stream);
-    lens[4] = n;
+    lens[3] = n;
+    lens[4] = ngx_strlen(stream);
     lens[5] = ctx->queue.len;
     lens[6] = ttl - submitted;
     lens[7] = ngx_sprintf(ttl, "%M", olcf->timeout + olcf->result_ttl) - ttl;

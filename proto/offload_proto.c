@@ -246,12 +246,12 @@ const char  offload_queue_stats_script[] =
     "return out\n";
 
 const char  offload_submit_async_script[] =
-    "local id = redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*',"
-    " unpack(ARGV, 4))\n"
+    "local id = redis.call('XADD', ARGV[1], 'NOMKSTREAM', '*',"
+    " unpack(ARGV, 5))\n"
     "if not id then return false end\n"
-    "redis.call('HSET', KEYS[2], 'queue', ARGV[1], 'status', 'queued',"
-    " 'attempts', 0, 'submitted_at', ARGV[2])\n"
-    "redis.call('PEXPIRE', KEYS[2], ARGV[3])\n"
+    "redis.call('HSET', KEYS[1], 'queue', ARGV[2], 'status', 'queued',"
+    " 'attempts', 0, 'submitted_at', ARGV[3])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "return id\n";
 
 const char  offload_job_start_script[] =

@@ -367,10 +367,14 @@ extern const char  offload_retry_script[];
 
 /*
  * Submit async: the job's entry and its record in one step, so no job
- * exists without its record, and no record without its job.
- *   KEYS[1] stream          ARGV[1] queue     ARGV[2] submitted_at (ms)
- *   KEYS[2] record          ARGV[3] the record's TTL in ms
- *                           ARGV[4..] the entry's field/value pairs
+ * exists without its record, and no record without its job.  The stream
+ * is an argument, not a declared key: EVAL wants read and write access to
+ * its keys, and a submitter may only write to the stream (its XADD inside
+ * is checked as a write).  One Redis, as for the nodes script.
+ *   KEYS[1] record          ARGV[1] stream    ARGV[2] queue
+ *                           ARGV[3] submitted_at (ms)
+ *                           ARGV[4] the record's TTL in ms
+ *                           ARGV[5..] the entry's field/value pairs
  * Returns the entry id, or nil when the stream does not exist (NOMKSTREAM:
  * nothing written).
  *
