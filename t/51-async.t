@@ -120,7 +120,8 @@ $doc = job_until(submit('/async/sleep', '{"ms":-1}', 'bad input'),
     qr/^failed$/);
 is($doc->{status}, 'failed', 'a handler error: failed');
 is($doc->{result_status}, 422, 'result_status 422');
-is($doc->{error}{code}, 'handler_error', 'the error object') or diag(explain $doc);
+is($doc->{error}{code}, 'handler_error', 'the error object')
+    or diag(explain $doc);
 ok(!exists $doc->{result}, 'no result');
 
 # ---- a job its worker dies running: the supervisor's dead letter
