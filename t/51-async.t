@@ -25,7 +25,11 @@ server {
     listen 127.0.0.1:@PORT@;
     offload_redis @REDIS@;
     location ~ ^/sync/([^/]+)$ { offload_pass $1; }
-    location ~ ^/async/([^/]+)$ { offload_pass $1; offload_mode async; }
+    location ~ ^/async/([^/]+)$ {
+        offload_pass $1;
+        offload_mode async;
+        client_max_body_size 4m;
+    }
     location ~ ^/short/([^/]+)$ {
         offload_pass $1;
         offload_mode async;
@@ -91,6 +95,12 @@ my $ttl = redis_cmd('PTTL', "offload:job:$id");
 ok($ttl > 3_500_000 && $ttl <= 3_600_000, "record TTL 1h by default ($ttl)");
 $ttl = redis_cmd('PTTL', "offload:{echo}:result:$id");
 ok($ttl > 3_500_000, "its result stays as long ($ttl)");
+
+# ---- a 2 MB job: its body through the body key, its result a list
+my $big = '"' . ('b' x (2 * 2**20)) . '"';
+$doc = job_until(submit('/async/echo', $big, 'a 2 MB job'), qr/^done$/);
+ok(($doc->{result} // '') eq substr($big, 1, -1),
+    'its 2 MB result, read whole');
 
 # ---- Prefer: respond-async on a sync location
 $r = http('POST', '/sync/echo', '{"p":1}', { Prefer => 'respond-async' });
