@@ -200,7 +200,7 @@ is(http('DELETE', "/jobs/$victim")->{status}, 409,
     'cancelled twice: 409 already_finished');
 
 # ---- a short result TTL, and a job that expired in the queue
-$busy = submit('/async/sleep', '{"ms":1500}', 'busy again');
+$busy = submit('/async/sleep', '{"ms":3000}', 'busy again');
 job_until($busy, qr/^running$/);
 $r = post_json('/short/sleep', '{"ms":1}');
 is($r->{status}, 202, 'short: 202');
