@@ -19,6 +19,7 @@ fault_handlers on;
 queue echo { handler echo; workers 1; }
 queue sleep { handler sleep; workers 1; }
 queue crash { handler crash; workers 1; max_attempts 1; }
+queue hang { handler hang; workers 1; timeout 300ms; }
 CONF
 start_nginx(http => <<'HTTP');
 server {
@@ -139,6 +140,11 @@ $doc = job_until(submit('/async/crash', '{}', 'a crash'), qr/^dead$/);
 is($doc->{status}, 'dead', 'out of attempts: dead');
 is($doc->{result_status}, 502, 'result_status 502');
 is($doc->{error}{code}, 'worker_crashed', 'worker_crashed');
+
+# ---- a job over its queue's timeout: killed, dead-lettered, but failed
+$doc = job_until(submit('/async/hang', '{}', 'a hang'), qr/^(failed|dead)$/);
+is($doc->{status}, 'failed', 'job_timeout: failed, not dead');
+is($doc->{error}{code}, 'job_timeout', 'job_timeout');
 
 # ---- long poll: woken by the job's end
 my $slow = submit('/async/sleep', '{"ms":400}', 'a 400 ms job');
