@@ -10,6 +10,10 @@
  *   offload_timeout <time>;
  *   offload_validate_json on | off;
  *   offload_max_backlog <n> | off;       (ngx_http_offload_admission.c)
+ *   offload_mode sync | async;
+ *   offload_jobs_url <prefix>;
+ *   offload_result_ttl <time>;
+ *   offload_jobs;
  *
  * A location with offload_pass and no offload_redis in effect talks to
  * 127.0.0.1:6379, the address job queues usually default to.
@@ -38,8 +42,6 @@ static ngx_int_t ngx_http_offload_send(ngx_http_request_t *r,
     ngx_uint_t status, ngx_chain_t *out, off_t len);
 static ngx_int_t ngx_http_offload_send_chain(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, ngx_chain_t *out, off_t len);
-static ngx_int_t ngx_http_offload_add_header(ngx_http_request_t *r,
-    const char *name, u_char *value, size_t len);
 
 static ngx_int_t ngx_http_offload_resolve(ngx_conf_t *cf,
     offload_addr_t *addr);
@@ -59,6 +61,13 @@ static void ngx_http_offload_exit_process(ngx_cycle_t *cycle);
 
 
 ngx_http_offload_worker_t  ngx_http_offload_worker;
+
+
+static ngx_conf_enum_t  ngx_http_offload_modes[] = {
+    { ngx_string("sync"), NGX_HTTP_OFFLOAD_SYNC },
+    { ngx_string("async"), NGX_HTTP_OFFLOAD_ASYNC },
+    { ngx_null_string, 0 }
+};
 
 
 static ngx_command_t  ngx_http_offload_commands[] = {
@@ -94,6 +103,34 @@ static ngx_command_t  ngx_http_offload_commands[] = {
     { ngx_string("offload_max_backlog"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_offload_max_backlog,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("offload_mode"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_offload_loc_conf_t, mode),
+      &ngx_http_offload_modes },
+
+    { ngx_string("offload_jobs_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_offload_loc_conf_t, jobs_url),
+      NULL },
+
+    { ngx_string("offload_result_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_offload_loc_conf_t, result_ttl),
+      NULL },
+
+    { ngx_string("offload_jobs"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_offload_jobs,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -236,6 +273,8 @@ ngx_http_offload_handler(ngx_http_request_t *r)
     ctx->start_us = ngx_http_offload_now_us();
     ctx->metrics = ngx_http_offload_metrics_queue(
                                     ngx_http_offload_worker.metrics, &queue, 0);
+
+    ngx_http_offload_async_wanted(ctx);
 
     ngx_http_set_ctx(r, ctx, ngx_http_offload_module);
 
@@ -555,6 +594,14 @@ ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx)
         return NGX_ERROR;
     }
 
+    if (ctx->async) {
+        job.reply.len = 0;      /* stored for the jobs endpoint only */
+        job.record_ttl_ms = olcf->result_ttl;
+        argc = offload_job_argv(&job, stream, &scratch, argv, argvlen);
+
+        return ngx_http_offload_xadd_async(ctx, stream, argc, argv, argvlen);
+    }
+
     argc = offload_job_argv(&job, stream, &scratch, argv, argvlen);
 
     if (olcf->max_backlog) {
@@ -774,6 +821,26 @@ ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
 }
 
 
+/* An answer the module makes itself (a 202), a JSON body in the request's
+ * pool. */
+
+void
+ngx_http_offload_answer_body(ngx_http_offload_ctx_t *ctx, ngx_uint_t status,
+    u_char *body, size_t len)
+{
+    ngx_chain_t  *out;
+
+    ngx_http_offload_unpark(ctx);
+
+    out = ngx_http_offload_chain_of(ctx->request->pool, body, len);
+
+    ngx_http_offload_finish(ctx, out == NULL
+                                 ? NGX_HTTP_INTERNAL_SERVER_ERROR
+                                 : ngx_http_offload_send(ctx->request, status,
+                                                         out, len));
+}
+
+
 void
 ngx_http_offload_answer_error(ngx_http_offload_ctx_t *ctx, ngx_uint_t status,
     const char *code, const char *message)
@@ -982,7 +1049,7 @@ ngx_http_offload_send_error(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_offload_add_header(ngx_http_request_t *r, const char *name,
     u_char *value, size_t len)
 {
@@ -1288,6 +1355,7 @@ ngx_http_offload_create_loc_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     olcf->queue = NULL;
+     *     olcf->jobs_url = { 0, NULL };
      */
 
     olcf->peer = NGX_CONF_UNSET_PTR;
@@ -1295,6 +1363,8 @@ ngx_http_offload_create_loc_conf(ngx_conf_t *cf)
     olcf->validate_json = NGX_CONF_UNSET;
     olcf->max_backlog = NGX_CONF_UNSET_UINT;
     olcf->reads_nodes = NGX_CONF_UNSET;
+    olcf->mode = NGX_CONF_UNSET_UINT;
+    olcf->result_ttl = NGX_CONF_UNSET_MSEC;
 
     return olcf;
 }
@@ -1313,6 +1383,9 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 30000);
     ngx_conf_merge_value(conf->validate_json, prev->validate_json, 1);
     ngx_conf_merge_uint_value(conf->max_backlog, prev->max_backlog, 0);
+    ngx_conf_merge_uint_value(conf->mode, prev->mode, NGX_HTTP_OFFLOAD_SYNC);
+    ngx_conf_merge_str_value(conf->jobs_url, prev->jobs_url, "/jobs/");
+    ngx_conf_merge_msec_value(conf->result_ttl, prev->result_ttl, 3600000);
 
     /* offload_pass, like proxy_pass, is not inherited, nor are
      * offload_status and offload_metrics */
@@ -1334,6 +1407,10 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     conf->peer->used = 1;
+
+    if (conf->jobs) {
+        conf->peer->jobs = 1;
+    }
 
     if (conf->queue == NULL) {
         return NGX_CONF_OK;

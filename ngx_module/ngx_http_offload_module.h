@@ -13,6 +13,8 @@
  *   ngx_http_offload_dashboard.c  offload_dashboard: the page
  *   ngx_http_offload_admission.c  X-Offload-Timeout, offload_max_backlog,
  *                               queues no live node serves
+ *   ngx_http_offload_jobs.c     asynchronous jobs: 202 and their records,
+ *                               offload_jobs (GET, long poll, DELETE)
  */
 
 
@@ -40,6 +42,13 @@
 #define NGX_HTTP_OFFLOAD_PING_INTERVAL    1000
 
 #define NGX_HTTP_OFFLOAD_UNPROCESSABLE   422
+
+/* offload_mode */
+#define NGX_HTTP_OFFLOAD_SYNC             0
+#define NGX_HTTP_OFFLOAD_ASYNC            1
+
+/* the longest GET /jobs/<id>?wait=<seconds> */
+#define NGX_HTTP_OFFLOAD_WAIT_MAX         60
 
 /*
  * A body over OFFLOAD_BODY_OVER, or a result over OFFLOAD_NOTICE_OVER,
@@ -164,6 +173,7 @@ struct ngx_http_offload_peer_s {
     ngx_uint_t                    db;
     unsigned                      used:1;
     unsigned                      passes:1;    /* an offload_pass uses it */
+    unsigned                      jobs:1;      /* offload_jobs uses it */
 
     /* per worker process, from init_process on */
     ngx_http_offload_link_t       command;
@@ -171,6 +181,7 @@ struct ngx_http_offload_peer_s {
     ngx_http_offload_link_t       bulk;
     ngx_rbtree_t                  pending;
     ngx_rbtree_node_t             sentinel;
+    ngx_queue_t                   job_reads;   /* offload_jobs requests */
     ngx_event_t                   ping;
     ngx_msec_t                    ping_unheard;  /* since when a ping
                                                     is on its way, or 0 */
@@ -222,11 +233,16 @@ typedef struct {
 typedef struct {
     ngx_http_offload_peer_t      *peer;
     ngx_http_complex_value_t     *queue;
-    ngx_flag_t                    reads_nodes; /* offload_status, _metrics */
+    ngx_flag_t                    reads_nodes; /* offload_status, _metrics,
+                                                  offload_jobs */
+    ngx_flag_t                    jobs;        /* offload_jobs */
     ngx_uint_t                    report;      /* NGX_HTTP_OFFLOAD_REPORT_* */
     ngx_msec_t                    timeout;
     ngx_flag_t                    validate_json;
     ngx_uint_t                    max_backlog; /* 0: off */
+    ngx_uint_t                    mode;        /* NGX_HTTP_OFFLOAD_SYNC... */
+    ngx_str_t                     jobs_url;    /* async jobs' status URL */
+    ngx_msec_t                    result_ttl;  /* and how long they stay */
 } ngx_http_offload_loc_conf_t;
 
 
@@ -274,6 +290,8 @@ typedef struct {
     unsigned                      expired:1;   /* deadline passed */
     unsigned                      answered:1;
     unsigned                      admit_by_eval:1;  /* NOSCRIPT came */
+    unsigned                      async:1;     /* answered 202 once added */
+    unsigned                      preferred:1; /* by Prefer: respond-async */
 } ngx_http_offload_ctx_t;
 
 
@@ -316,6 +334,10 @@ ngx_int_t ngx_http_offload_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
 ngx_chain_t *ngx_http_offload_chain_of(ngx_pool_t *pool, u_char *data,
     size_t len);
+void ngx_http_offload_answer_body(ngx_http_offload_ctx_t *ctx,
+    ngx_uint_t status, u_char *body, size_t len);
+ngx_int_t ngx_http_offload_add_header(ngx_http_request_t *r,
+    const char *name, u_char *value, size_t len);
 
 /* ngx_http_offload_metrics.c */
 char *ngx_http_offload_metrics_zone(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -390,6 +412,15 @@ void ngx_http_offload_xadd_done(redisAsyncContext *ac, void *r,
     void *privdata);
 void ngx_http_offload_xadd_result(ngx_http_offload_ctx_t *ctx,
     redisReply *reply);
+
+/* ngx_http_offload_jobs.c */
+void ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx);
+ngx_int_t ngx_http_offload_xadd_async(ngx_http_offload_ctx_t *ctx,
+    const char *stream, int argc, const char **argv, size_t *argvlen);
+void ngx_http_offload_accepted(ngx_http_offload_ctx_t *ctx);
+char *ngx_http_offload_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+void ngx_http_offload_jobs_ended(ngx_http_offload_peer_t *peer,
+    u_char *id, size_t len);
 
 /* ngx_http_offload_upload.c */
 ngx_int_t ngx_http_offload_upload(ngx_http_offload_ctx_t *ctx);

@@ -60,6 +60,7 @@ ngx_http_offload_peer_start(ngx_http_offload_peer_t *peer, ngx_log_t *log)
 {
     ngx_rbtree_init(&peer->pending, &peer->sentinel,
                     ngx_rbtree_insert_value);
+    ngx_queue_init(&peer->job_reads);
 
     ngx_http_offload_link_init(&peer->command, peer, "command",
                                ngx_http_offload_command_up, log);
@@ -274,6 +275,10 @@ ngx_http_offload_xadd_result(ngx_http_offload_ctx_t *ctx, redisReply *reply)
                                 ngx_http_offload_worker.metrics, &ctx->queue,
                                 1);
         ngx_http_offload_metrics_in_flight(ctx->metrics, 1);
+    }
+
+    if (ctx->async) {
+        ngx_http_offload_accepted(ctx);
     }
 }
 
@@ -713,13 +718,18 @@ ngx_http_offload_command_up(ngx_http_offload_link_t *link)
 static void
 ngx_http_offload_subscriber_up(ngx_http_offload_link_t *link)
 {
-    const char  *argv[2];
-    size_t       argvlen[2];
+    const char  *argv[3];
+    size_t       argvlen[3];
+
+    /* this worker's results, and, for long polls, the ends of async jobs
+     * (only where offload_jobs is: an ACL user may have no right to it) */
 
     argv[0] = "SUBSCRIBE";
     argvlen[0] = 9;
     argv[1] = ngx_http_offload_worker.channel;
     argvlen[1] = ngx_http_offload_worker.channel_len;
+    argv[2] = OFFLOAD_JOBS_DONE;
+    argvlen[2] = sizeof(OFFLOAD_JOBS_DONE) - 1;
 
     /*
      * This runs inside hiredis' connect callback, where freeing the context
@@ -727,7 +737,7 @@ ngx_http_offload_subscriber_up(ngx_http_offload_link_t *link)
      */
 
     if (ngx_http_offload_link_send(link, ngx_http_offload_message, NULL,
-                                   2, argv, argvlen)
+                                   link->peer->jobs ? 3 : 2, argv, argvlen)
         != NGX_OK)
     {
         ngx_add_timer(&link->watchdog, 1);
@@ -739,7 +749,7 @@ static void
 ngx_http_offload_message(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply               *reply = r;
-    redisReply               *kind, *payload;
+    redisReply               *kind, *channel, *payload;
     offload_str_t             id;
     ngx_http_offload_link_t  *link;
 
@@ -758,7 +768,18 @@ ngx_http_offload_message(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     kind = reply->element[0];
+    channel = reply->element[1];
     payload = reply->element[2];
+
+    if (kind->len == 9 && ngx_strncmp(kind->str, "subscribe", 9) == 0
+        && channel->type == REDIS_REPLY_STRING
+        && channel->len == sizeof(OFFLOAD_JOBS_DONE) - 1
+        && ngx_strncmp(channel->str, OFFLOAD_JOBS_DONE, channel->len) == 0)
+    {
+        /* ends missed while unsubscribed: the long polls look again */
+        ngx_http_offload_jobs_ended(link->peer, NULL, 0);
+        return;
+    }
 
     if (kind->len == 9 && ngx_strncmp(kind->str, "subscribe", 9) == 0) {
         link->subscribed = 1;
@@ -777,6 +798,15 @@ ngx_http_offload_message(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     link->peer->ping_unheard = 0;       /* any message proves it alive */
+
+    if (channel->type == REDIS_REPLY_STRING
+        && channel->len == sizeof(OFFLOAD_JOBS_DONE) - 1
+        && ngx_strncmp(channel->str, OFFLOAD_JOBS_DONE, channel->len) == 0)
+    {
+        ngx_http_offload_jobs_ended(link->peer, (u_char *) payload->str,
+                                    payload->len);
+        return;
+    }
 
     if (payload->len == sizeof(OFFLOAD_REPLY_PING) - 1
         && ngx_strncmp(payload->str, OFFLOAD_REPLY_PING,

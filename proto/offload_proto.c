@@ -15,6 +15,29 @@
 #define OFFLOAD_STR(n)    OFFLOAD_STR_(n)
 #define OFFLOAD_STR_(n)   #n
 
+/* Now, ms since the epoch, by Redis' clock. */
+#define OFFLOAD_NOW_LUA                                                      \
+    "local function now_ms()\n"                                              \
+    "  local t = redis.call('TIME')\n"                                       \
+    "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"   \
+    "end\n"
+
+/*
+ * The end of an async job, after its result is stored: only if its record
+ * exists (an async job's; sync jobs have none and pay nothing), it takes
+ * the locals rec_status and finished_at, the record and the result live
+ * rec_ttl ms from now, and the id is published for long polls.
+ */
+#define OFFLOAD_RECORD_END_LUA                                               \
+    "if rec and rec ~= '' and redis.call('EXISTS', rec) == 1 then\n"         \
+    "  redis.call('HSET', rec, 'status', rec_status, 'finished_at',"         \
+    " now_ms())\n"                                                           \
+    "  redis.call('PEXPIRE', rec, rec_ttl)\n"                                \
+    "  redis.call('PEXPIRE', KEYS[2], rec_ttl)\n"                            \
+    "  redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "',"                      \
+    " string.sub(rec, #'" OFFLOAD_JOB_RECORD_PREFIX "' + 1))\n"              \
+    "end\n"
+
 /*
  * The completion steps, shared by the dead-letter script below, which sets
  * the locals body (the job's body key), stage (a staging key, or nil) and
@@ -78,6 +101,7 @@
     "elseif acked == 1 then\n"                                               \
     "  redis.call('UNLINK', body)\n"                                         \
     "end\n"                                                                  \
+    OFFLOAD_RECORD_END_LUA                                                   \
     "return stored\n"
 
 /* Only the caller that acks the entry acts on it: a job failed twice at
@@ -88,7 +112,9 @@
     "end\n"
 
 const char  offload_complete_script[] =
+    OFFLOAD_NOW_LUA
     "local body, stage, keep_body = KEYS[3], KEYS[4], false\n"
+    "local rec, rec_ttl, rec_status = ARGV[6], ARGV[7], ARGV[8]\n"
     OFFLOAD_COMPLETE_LUA;
 
 const char  offload_requeue_script[] =
@@ -101,6 +127,18 @@ const char  offload_dead_script[] =
     "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',"
     " unpack(ARGV, 7))\n"
     "local body, stage, keep_body = KEYS[4], nil, true\n"
+    OFFLOAD_NOW_LUA
+    "local rec, rec_ttl, rec_status, jid = nil, nil, 'dead', nil\n"
+    "for i = 7, #ARGV - 1, 2 do\n"
+    "  local f, v = ARGV[i], ARGV[i + 1]\n"
+    "  if f == '" OFFLOAD_F_RECORD "' then rec_ttl = v\n"
+    "  elseif f == '" OFFLOAD_F_ID "' then jid = v\n"
+    "  elseif f == 'reason' and v == 'job_timeout' then rec_status = 'failed'\n"
+    "  end\n"
+    "end\n"
+    "if rec_ttl and jid then\n"
+    "  rec = '" OFFLOAD_JOB_RECORD_PREFIX "' .. jid\n"
+    "end\n"
     OFFLOAD_COMPLETE_LUA;
 
 const char  offload_retry_later_script[] =
@@ -227,6 +265,66 @@ const char  offload_queue_stats_script[] =
     "end\n"
     "return out\n";
 
+const char  offload_submit_async_script[] =
+    "local id = redis.call('XADD', ARGV[1], 'NOMKSTREAM', '*',"
+    " unpack(ARGV, 5))\n"
+    "if not id then return false end\n"
+    "redis.call('HSET', KEYS[1], 'queue', ARGV[2], 'status', 'queued',"
+    " 'attempts', 0, 'submitted_at', ARGV[3])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
+    "return id\n";
+
+const char  offload_job_start_script[] =
+    OFFLOAD_NOW_LUA
+    "if redis.call('HGET', KEYS[2], 'status') == 'cancelled' then\n"
+    "  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+    "  redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "  redis.call('UNLINK', KEYS[3])\n"
+    "  return 0\n"
+    "end\n"
+    "if redis.call('EXISTS', KEYS[2]) == 1 then\n"
+    "  redis.call('HSET', KEYS[2], 'status', 'running', 'started_at',"
+    " now_ms(), 'attempts', ARGV[3])\n"
+    "end\n"
+    "return 1\n";
+
+/* The result key is built from the record's queue: one Redis, as for the
+ * nodes script.  A big result (a list) is joined here: the jobs endpoint
+ * answers it whole. */
+const char  offload_job_script[] =
+    OFFLOAD_NOW_LUA
+    "local raw = redis.call('HGETALL', KEYS[1])\n"
+    "if #raw == 0 then return false end\n"
+    "local h = {}\n"
+    "for i = 1, #raw - 1, 2 do h[raw[i]] = raw[i + 1] end\n"
+    "local outcome = 'ok'\n"
+    "if ARGV[1] == 'cancel' then\n"
+    "  if h.status == 'queued' or h.status == 'retrying' then\n"
+    "    h.status, h.finished_at = 'cancelled', tostring(now_ms())\n"
+    "    redis.call('HSET', KEYS[1], 'status', h.status, 'finished_at',"
+    " h.finished_at)\n"
+    "    redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+    "    redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "', ARGV[2])\n"
+    "    outcome = 'cancelled'\n"
+    "  elseif h.status == 'running' then\n"
+    "    outcome = 'running'\n"
+    "  else\n"
+    "    outcome = 'finished'\n"
+    "  end\n"
+    "end\n"
+    "local res = false\n"
+    "if h.queue and h.status ~= 'queued' and h.status ~= 'running'"
+    " and h.status ~= 'retrying' then\n"
+    "  local key = 'offload:{' .. h.queue .. '}:result:' .. ARGV[2]\n"
+    "  res = redis.pcall('GET', key)\n"
+    "  if type(res) == 'table' then\n"
+    "    res = table.concat(redis.call('LRANGE', key, 0, -1))\n"
+    "  end\n"
+    "end\n"
+    "return { outcome, h.queue or false, h.status or false,"
+    " h.attempts or false, h.submitted_at or false, h.started_at or false,"
+    " h.finished_at or false, h.next_attempt_at or false, res }\n";
+
 
 static const char  hex[] = "0123456789abcdef";
 
@@ -295,6 +393,40 @@ offload_body_key(char *buf, size_t size, const char *queue, size_t qlen,
     return fitted(snprintf(buf, size, OFFLOAD_BODY_FMT, (int) qlen, queue,
                            (int) idlen, id),
                   size);
+}
+
+
+int
+offload_job_record_key(char *buf, size_t size, const char *id, size_t idlen)
+{
+    return fitted(snprintf(buf, size, OFFLOAD_JOB_RECORD_FMT, (int) idlen,
+                           id),
+                  size);
+}
+
+
+const char *
+offload_record_status(int status, const char *code)
+{
+    if (status >= 200 && status < 300) {
+        return "done";
+    }
+
+    if (code == NULL) {
+        return "failed";
+    }
+
+    if (status == 504 && strcmp(code, "expired") == 0) {
+        return "expired";
+    }
+
+    if (status == 502 && (strcmp(code, "worker_crashed") == 0
+                          || strcmp(code, "out_of_memory") == 0))
+    {
+        return "dead";
+    }
+
+    return "failed";
 }
 
 
@@ -370,6 +502,13 @@ offload_job_argv(const offload_entry_t *job, const char *stream_key,
                  (long long) job->body_len);
         put_field(OFFLOAD_F_BODY, scratch->body_len,
                   strlen(scratch->body_len));
+    }
+
+    if (job->record_ttl_ms > 0) {
+        snprintf(scratch->record_ttl, sizeof(scratch->record_ttl), "%lld",
+                 (long long) job->record_ttl_ms);
+        put_field(OFFLOAD_F_RECORD, scratch->record_ttl,
+                  strlen(scratch->record_ttl));
     }
 
     return argc;
@@ -484,6 +623,12 @@ offload_job_decode(offload_entry_t *job, const offload_str_t *fields,
                 || job->body_len == 0 || job->body_len > OFFLOAD_BODY_MAX)
             {
                 *err = "bad body length";
+                return -1;
+            }
+
+        } else if (str_is(name, OFFLOAD_F_RECORD)) {
+            if (parse_int64(value, &job->record_ttl_ms) != 0) {
+                *err = "bad record TTL";
                 return -1;
             }
         }

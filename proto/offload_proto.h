@@ -42,10 +42,20 @@
 /* A queue's jobs waiting out a retry_backoff: a sorted set, score the next
  * attempt's time (ms since the epoch), member the entry's fields. */
 #define OFFLOAD_RETRY_FMT          "offload:{%.*s}:retry"
-/* An async job's record (a hash): not a queue key, one per job id. */
-#define OFFLOAD_JOB_RECORD_FMT     "offload:job:%.*s"
 #define OFFLOAD_EVENTS_KEY         "offload:events"
 #define OFFLOAD_CRASHES_KEY        "offload:crashes"
+
+/*
+ * An asynchronous job's record: a hash (queue, status, attempts,
+ * submitted_at, started_at, finished_at, next_attempt_at; times in ms since
+ * the epoch) with a TTL, made with the job's entry by
+ * offload_submit_async_script.  Its entry carries "rec <result TTL ms>".
+ * A job that reaches an end publishes its id on OFFLOAD_JOBS_DONE, for
+ * whoever waits for it (GET /jobs/<id>?wait=).  Sync jobs have none.
+ */
+#define OFFLOAD_JOB_RECORD_PREFIX  "offload:job:"
+#define OFFLOAD_JOB_RECORD_FMT     OFFLOAD_JOB_RECORD_PREFIX "%.*s"
+#define OFFLOAD_JOBS_DONE          "offload:jobs:done"
 
 /* Capped streams keep about this many entries (XADD MAXLEN ~). */
 #define OFFLOAD_DEAD_MAXLEN        10000
@@ -71,6 +81,7 @@
 #define OFFLOAD_F_ATTEMPT          "attempt"
 #define OFFLOAD_F_REQUEST_ID       "rid"
 #define OFFLOAD_F_BODY             "body"
+#define OFFLOAD_F_RECORD           "rec"
 
 /*
  * Big payloads stay out of single Redis commands: Redis runs one command at
@@ -126,12 +137,14 @@ typedef struct {
     int64_t        deadline_ms;   /* absolute, ms since the epoch */
     int64_t        submitted_ms;  /* ms since the epoch, 0: not given */
     int            attempt;       /* 1 on first delivery */
+    int64_t        record_ttl_ms; /* > 0: the job has a record, its result
+                                     and record stay this long */
 } offload_entry_t;
 
 #define OFFLOAD_NO_DEADLINE        INT64_MAX
 
 #define OFFLOAD_JOB_FIELDS_AT      4     /* XADD key NOMKSTREAM * */
-#define OFFLOAD_JOB_ARGC           (OFFLOAD_JOB_FIELDS_AT + 2 * 9)
+#define OFFLOAD_JOB_ARGC           (OFFLOAD_JOB_FIELDS_AT + 2 * 10)
 
 /* Numbers in a job's argv are formatted into this scratch space. */
 typedef struct {
@@ -139,6 +152,7 @@ typedef struct {
     char  submitted[24];
     char  attempt[12];
     char  body_len[24];
+    char  record_ttl[24];
 } offload_job_scratch_t;
 
 
@@ -188,6 +202,13 @@ int offload_body_key(char *buf, size_t size, const char *queue, size_t qlen,
     const char *id, size_t idlen);
 int offload_stage_key(char *buf, size_t size, const char *queue, size_t qlen,
     const char *id, size_t idlen, const char *consumer);
+int offload_job_record_key(char *buf, size_t size, const char *id,
+    size_t idlen);
+
+/* The status a job's record ends with, for a result's HTTP status and
+ * error code (NULL: none): "done" (2xx), "expired" (504 expired), "dead"
+ * (502 worker_crashed or out_of_memory), otherwise "failed". */
+const char *offload_record_status(int status, const char *code);
 
 /* Fills argv/argvlen (OFFLOAD_JOB_ARGC slots) with an XADD of the job to the
  * stream key, with a "body" field when job->body_len > 0, without "reply"
@@ -232,6 +253,8 @@ void offload_job_id_format(char *buf, const char *nonce, uint64_t seq);
  *           key (always)    ARGV[4] result TTL in seconds
  *   KEYS[4] staging key     ARGV[5] reply channel, "": none (the job was
  *           (optional)              submitted "fire and forget")
+ *                           ARGV[6] optional: the job's record key,
+ *                           ARGV[7] its TTL in ms, ARGV[8] its end status
  *
  * Stores the result unless one is there already (a job run twice keeps its
  * first result).  A result over OFFLOAD_NOTICE_OVER bytes comes staged: the
@@ -247,8 +270,11 @@ void offload_job_id_format(char *buf, const char *nonce, uint64_t seq);
  * (the job is done; an entry acked already was dead-lettered or requeued,
  * which keep the body).  Store
  * happens before notify and before ack, inside one script, so no crash
- * between the steps can lose the answer.  Returns 1 when this call stored
- * the result, 0 when an earlier run had.
+ * between the steps can lose the answer.  With ARGV[6], and only if that
+ * record exists, the record takes status ARGV[8] and finished_at, the
+ * record and the result live ARGV[7] ms, and the job id is published on
+ * OFFLOAD_JOBS_DONE.  Returns 1 when this call stored the result, 0 when
+ * an earlier run had.
  */
 extern const char  offload_complete_script[];
 
@@ -269,6 +295,8 @@ extern const char  offload_complete_script[];
  *   KEYS[2] result key      ARGV[6] the dead-letter stream's MAXLEN
  *   KEYS[3] dead stream     ARGV[7..] the dead entry's field/value pairs
  *   KEYS[4] the job's body key
+ * An entry with "rec" has its record (if it exists) marked "dead", or
+ * "failed" for reason job_timeout, as the completion does.
  *
  * Hand back: the entries a consumer holds, except one, go back to the
  * queue unchanged (a worker that stopped or died before running them).
@@ -367,6 +395,41 @@ extern const char  offload_queue_stats_script[];
  * Returns the job id, or nil when the dead entry is not there.
  */
 extern const char  offload_retry_script[];
+
+/*
+ * Submit async: the job's entry and its record in one step, so no job
+ * exists without its record, and no record without its job.  The stream
+ * is an argument, not a declared key: EVAL wants read and write access to
+ * its keys, and a submitter may only write to the stream (its XADD inside
+ * is checked as a write).  One Redis, as for the nodes script.
+ *   KEYS[1] record          ARGV[1] stream    ARGV[2] queue
+ *                           ARGV[3] submitted_at (ms)
+ *                           ARGV[4] the record's TTL in ms
+ *                           ARGV[5..] the entry's field/value pairs
+ * Returns the entry id, or nil when the stream does not exist (NOMKSTREAM:
+ * nothing written).
+ *
+ * Start: a worker's step before it runs a job that has a record.  A job
+ * cancelled meanwhile is acked and deleted (its body key unlinked) and
+ * returns 0: it never runs.  Otherwise the record (if still there) takes
+ * status running, started_at and attempts, and it returns 1.
+ *   KEYS[1] stream          ARGV[1] group     ARGV[2] entry id
+ *   KEYS[2] record          ARGV[3] attempt
+ *   KEYS[3] body key
+ *
+ * Job: what GET and DELETE /jobs/<id> do, in one step.
+ *   KEYS[1] record          ARGV[1] "get" or "cancel"  ARGV[2] job id
+ *                           ARGV[3] the record's TTL in ms after a cancel
+ * Returns nil for no record, else { outcome, queue, status, attempts,
+ * submitted_at, started_at, finished_at, next_attempt_at, result }, a
+ * field missing nil; outcome "ok" (get), "cancelled", "running" or
+ * "finished" (cancel: only a queued or retrying job is cancelled; that
+ * publishes its id on OFFLOAD_JOBS_DONE); result the stored result once
+ * the job ended (a big one's elements joined), else nil.
+ */
+extern const char  offload_submit_async_script[];
+extern const char  offload_job_start_script[];
+extern const char  offload_job_script[];
 
 /*
  * Nodes: every live node's registry document in one round trip, for

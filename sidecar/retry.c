@@ -60,9 +60,9 @@ offload_retry_later(offload_redis_conn_t *conn, const char *queue,
     if (offload_stream_key(stream, sizeof(stream), queue, qlen) < 0
         || snprintf(set, sizeof(set), OFFLOAD_RETRY_FMT, (int) qlen, queue)
            >= (int) sizeof(set)
-        || snprintf(record, sizeof(record), OFFLOAD_JOB_RECORD_FMT,
-                    (int) next->id.len, next->id.data)
-           >= (int) sizeof(record))
+        || offload_job_record_key(record, sizeof(record), next->id.data,
+                                  next->id.len)
+           < 0)
     {
         return REDIS_ERR;
     }

@@ -59,7 +59,7 @@
 #define QUOTE_VALUE(n)    QUOTE(n)
 #define PAUSE_CHECK_S     0.1
 #define WORK_SLICE_US     1000
-#define COMPLETE_ARGC_MAX 12
+#define COMPLETE_ARGC_MAX 16
 #define ENTRY_ID_MAX      64        /* "<ms>-<seq>": 41 at most */
 #define KEY_ROOM          512       /* a result, body or staging key */
 #define STAGE_WINDOW      2         /* slice commands in flight */
@@ -86,6 +86,7 @@ typedef struct completion_s {
 typedef struct batch_entry_s {
     struct batch_entry_s  *next;
     offload_str_t          id;
+    int                    started;     /* its record says running */
     size_t                 nfields;
     offload_str_t          fields[];    /* then the bytes they point to */
 } batch_entry_t;
@@ -155,6 +156,8 @@ struct offload_worker_s {
     batch_entry_t               *batch_tail;
     completion_t                *free_list;
     body_read_t                  body;
+    batch_entry_t               *gate;          /* its start script sent */
+    int64_t                      record_ttl_ms; /* of the job completed */
     stage_t                      stage;
     offload_job_t                job;           /* the handler's handle */
     offload_slot_t               slot;          /* for its init and fini */
@@ -174,11 +177,12 @@ static void body_element_cb(redisAsyncContext *ac, void *r,
     void *privdata);
 
 
-/* A body read or a staging in progress: the batch waits for it. */
+/* A body read, a staging or a job's start in progress: the batch waits
+ * for it. */
 static int
 moving(offload_worker_t *w)
 {
-    return w->body.entry != NULL || w->stage.c != NULL;
+    return w->body.entry != NULL || w->stage.c != NULL || w->gate != NULL;
 }
 
 
@@ -432,9 +436,11 @@ send_completion(offload_worker_t *w, completion_t *c)
 static void
 complete(offload_worker_t *w, const offload_str_t *entry_id,
     const offload_str_t *reply, const offload_result_t *res,
-    const char *body, size_t blen)
+    const char *code, const char *body, size_t blen)
 {
-    int                   keylen, bodylen, stagelen, hlen;
+    int                   keylen, bodylen, stagelen, reclen, hlen;
+    char                 *rec;
+    const char           *status;
     size_t                off, qlen, rlen;
     completion_t         *c;
     const char           *q = w->queue->name;
@@ -442,7 +448,7 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
 
     qlen = strlen(q);
 
-    c = completion_get(w, 3 * KEY_ROOM + entry_id->len
+    c = completion_get(w, 4 * KEY_ROOM + entry_id->len
                           + OFFLOAD_RESULT_HEADER_MAX + blen + reply->len);
     if (c == NULL) {
         log_error("%s: out of memory completing entry %.*s", w->name,
@@ -497,6 +503,22 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
     put_arg(c, c->buf + off, rlen);         /* staged: its length instead */
     put_arg(c, w->ttl, strlen(w->ttl));
     put_arg(c, c->buf + off + rlen, reply->len);
+
+    /* an async job's record ends with it (the buffer's last KEY_ROOM) */
+    if (w->record_ttl_ms > 0) {
+        rec = c->buf + c->cap - KEY_ROOM;
+        reclen = offload_job_record_key(rec, KEY_ROOM / 2, job_id->data,
+                                        job_id->len);
+        if (reclen > 0) {
+            status = offload_record_status(res->status, code);
+            put_arg(c, rec, (size_t) reclen);
+            put_arg(c, rec + KEY_ROOM / 2,
+                    (size_t) snprintf(rec + KEY_ROOM / 2, KEY_ROOM / 2,
+                                      "%lld",
+                                      (long long) w->record_ttl_ms));
+            put_arg(c, status, strlen(status));
+        }
+    }
 
     if (rlen > OFFLOAD_NOTICE_OVER) {
         stage_start(w, c, job_id, (size_t) hlen);
@@ -563,7 +585,7 @@ complete_error(offload_worker_t *w, const offload_str_t *entry_id,
     res.status = status;
     res.queue_us = queue_us;
 
-    complete(w, entry_id, reply, &res, text, strlen(text));
+    complete(w, entry_id, reply, &res, code, text, strlen(text));
     free(text);
 }
 
@@ -970,10 +992,13 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
     log_debug("%s: job from entry %.*s, attempt %d", w->name,
               (int) entry_id->len, entry_id->data, entry->attempt);
 
+    w->record_ttl_ms = entry->record_ttl_ms;
+
     if (entry->deadline_ms <= now_ms) {
         complete_error(w, entry_id, &entry->id, &entry->reply, 504, queue_us,
                        "expired", "the deadline passed before a worker took "
                        "the job");
+        w->record_ttl_ms = 0;
         return;
     }
 
@@ -1015,7 +1040,7 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
         res.cpu_us = cpu_us(&after) - cpu_us(&before);
         res.rss_kb = after.ru_maxrss - before.ru_maxrss;
 
-        complete(w, entry_id, &entry->reply, &res, job->result,
+        complete(w, entry_id, &entry->reply, &res, NULL, job->result,
                  job->result_len);
 
     } else if (job->retry
@@ -1030,6 +1055,7 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
                        queue_us, job->code, job->message);
     }
 
+    w->record_ttl_ms = 0;
     offload_job_trim(job, KEEP_BUFFER_MAX);
     job_done(w, job->status == 200, run_us);
 }
@@ -1089,6 +1115,7 @@ take_entry(offload_worker_t *w, redisReply *entry)
 
     p = (char *) &e->fields[n];
     e->next = NULL;
+    e->started = 0;
     e->nfields = n;
     e->id.data = memcpy(p, entry_id.data, entry_id.len);
     e->id.len = entry_id.len;
@@ -1379,8 +1406,109 @@ body_read_start(offload_worker_t *w, batch_entry_t *e,
 }
 
 
-/* Runs an entry's job, or starts reading its body first: then the entry
- * is kept (returns 1) until the job ran. */
+/*
+ * The start script's answer for the entry at the gate: a cancelled job is
+ * gone (acked and deleted by the script), never run; otherwise the entry
+ * goes back to the head of the batch, started.  An error is logged and the
+ * job runs: its record is a report, not a lock.  A lost connection leaves
+ * the entry pending: it is read again with the history.
+ */
+static void
+gate_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply        *reply = r;
+    batch_entry_t     *e;
+    offload_worker_t  *w = privdata;
+
+    (void) ac;
+
+    e = w->gate;
+    w->gate = NULL;
+
+    if (e == NULL) {
+        return;                 /* dropped with the connection */
+    }
+
+    if (reply == NULL) {
+        free(e);
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
+        log_info("%s: entry %.*s: its job was cancelled, not run", w->name,
+                 (int) e->id.len, e->id.data);
+        free(e);
+        resume(w);
+        maybe_exit(w);
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_error("%s: starting the job of entry %.*s: %s", w->name,
+                  (int) e->id.len, e->id.data, reply->str);
+    }
+
+    e->started = 1;
+    e->next = w->batch;
+    w->batch = e;
+    if (w->batch_tail == NULL) {
+        w->batch_tail = e;
+    }
+
+    resume(w);
+}
+
+
+/* A job with a record first asks Redis whether it may run (it was not
+ * cancelled) and marks it running.  Returns -1 when disconnected. */
+static int
+gate_start(offload_worker_t *w, batch_entry_t *e, const offload_entry_t *job)
+{
+    int          n;
+    char         rec[KEY_ROOM], body[KEY_ROOM], attempt[16];
+    const char  *argv[9];
+    size_t       argvlen[9];
+
+    if (offload_job_record_key(rec, sizeof(rec), job->id.data, job->id.len)
+        < 0
+        || offload_body_key(body, sizeof(body), w->queue->name,
+                            strlen(w->queue->name), job->id.data,
+                            job->id.len)
+           < 0)
+    {
+        return -1;
+    }
+
+    snprintf(attempt, sizeof(attempt), "%d", job->attempt);
+
+    argv[0] = "EVAL";
+    argv[1] = offload_job_start_script;
+    argv[2] = "3";
+    argv[3] = w->stream;
+    argv[4] = rec;
+    argv[5] = body;
+    argv[6] = OFFLOAD_GROUP;
+    argv[7] = e->id.data;
+    argv[8] = attempt;
+
+    for (n = 0; n < 9; n++) {
+        argvlen[n] = n == 7 ? e->id.len : strlen(argv[n]);
+    }
+
+    if (offload_redis_command_argv(&w->conn, gate_cb, w, 9, argv, argvlen)
+        != REDIS_OK)
+    {
+        return -1;
+    }
+
+    w->gate = e;
+    return 0;
+}
+
+
+/* Runs an entry's job, or starts reading its body first, or, for a job
+ * with a record, asks first whether it may run: then the entry is kept
+ * (returns 1) until the job ran. */
 static int
 run_entry(offload_worker_t *w, batch_entry_t *e)
 {
@@ -1395,6 +1523,10 @@ run_entry(offload_worker_t *w, batch_entry_t *e)
     if (!usable_id(&job.id)) {
         bad_entry(w, &e->id, e->fields, e->nfields, "bad id");
         return 0;
+    }
+
+    if (job.record_ttl_ms > 0 && !e->started) {
+        return gate_start(w, e, &job) == 0;
     }
 
     /* An expired job is answered without its body being read. */
@@ -1696,6 +1828,9 @@ disconnected(offload_redis_conn_t *rc)
                  "again", w->name);
         body_read_end(w);
     }
+
+    free(w->gate);              /* read again with the history */
+    w->gate = NULL;
 
     w->stage.in_flight = 0;     /* its replies are lost with the link */
 }

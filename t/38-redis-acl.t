@@ -50,6 +50,8 @@ ok(start_jobs_nginx(
     redis => "\@REDIS\@ user=offload-nginx password=$secret{'offload-nginx'}",
     server => "offload_timeout 20s;\nclient_max_body_size 4m;\n"
         . "location = /status { offload_status; }\n"
+        . "location /jobs-api/ { offload_jobs; }\n"
+        . "offload_jobs_url /jobs-api/;\n"
         . 'location ~ ^/brief/([^/]+)$ { offload_pass $1; '
         . "offload_timeout 100ms; }\n"
         . 'location ~ ^/capped/([^/]+)$ { offload_pass $1; '
@@ -72,6 +74,16 @@ for my $i (1 .. 5) {
 is($ok, 5, '5 echo jobs through the admission script');
 is(http('POST', '/capped/nosuch', '{}')->{status}, 404,
     'the admission script: an unknown queue is 404');
+
+# an async job: its entry and record (a script), GET with a long poll
+# woken by its end, a cancel that finds it finished
+my $ar = http('POST', '/jobs/echo', '{"a":1}', { Prefer => 'respond-async' });
+is($ar->{status}, 202, 'an async job: 202');
+my $aid = $ar->{json}{id} // '';
+$ar = http('GET', "/jobs-api/$aid?wait=10");
+is($ar->{json}{status}, 'done', 'GET ?wait: done') or diag($ar->{content});
+is_deeply($ar->{json}{result}, { a => 1 }, 'with its result');
+is(http('DELETE', "/jobs-api/$aid")->{status}, 409, 'DELETE: 409');
 
 # a 2 MB job goes into its body key (EXISTS, MULTI, RPUSH, PEXPIRE, EXEC,
 # RPUSHes, XADD) and its result comes back as a notice read with LLEN and

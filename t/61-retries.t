@@ -40,6 +40,9 @@ start_sidecar(conf => $queues);
 ok(start_jobs_nginx(server => <<'SERVER'), 'stack ready');
     offload_timeout 30s;
     location = /late { offload_pass late; offload_timeout 3s; }
+    location ~ ^/async/([^/]+)$ { offload_pass $1; offload_mode async; }
+    location /jobs-api/ { offload_jobs; }
+    offload_jobs_url /jobs-api/;
 SERVER
 my $dir = tmpdir();
 my $log = "$dir/sidecar.log";
@@ -137,6 +140,22 @@ like(redis_cmd('GET', "offload:{wait}:result:$aid"), qr/"attempt":2/,
     'wait: its result');
 is(redis_cmd('EXISTS', 'offload:job:' . ($id // '')), 0,
     'a sync job got no record');
+
+# ---- the same through nginx: an async job's status says retrying, with
+# its next attempt, then done after it
+my $ar = post_json('/async/wait', { attempt_ok => 2 });
+is($ar->{status}, 202, 'async job on a retrying queue: 202');
+my $url = $ar->{headers}{location} // '/none';
+my $st;
+ok(wait_until(sub { $st = http('GET', $url)->{json};
+    ($st->{status} // '') eq 'retrying' }, scaled(10), 'async retrying'),
+    'GET: status retrying') or diag(explain($st));
+ok(($st->{next_attempt_at} // 0) > time * 1000,
+    'with its next attempt time, ahead');
+$st = http('GET', "$url?wait=10", undef, undef, 15)->{json} // {};
+is($st->{status}, 'done', 'then done') or diag(explain($st));
+is($st->{attempts}, 2, 'after 2 attempts');
+is_deeply($st->{result}, { attempt => 2 }, 'with the result of the 2nd');
 
 # ---- retries wait in Redis: they survive a sidecar restart
 my $s = send_post('/jobs/wait', '{"attempt_ok":2}');

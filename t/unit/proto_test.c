@@ -249,7 +249,7 @@ test_job(void)
 
     offload_stream_key(stream, sizeof(stream), "echo", 4);
     argc = offload_job_argv(&in, stream, &scratch, argv, argvlen);
-    ok(argc == OFFLOAD_JOB_ARGC - 2, "XADD argc, no body field");
+    ok(argc == OFFLOAD_JOB_ARGC - 4, "XADD argc, no body nor rec field");
     ok(argvlen[0] == 4 && memcmp(argv[0], "XADD", 4) == 0
        && strcmp(argv[1], "offload:{echo}:jobs") == 0
        && argvlen[2] == 10 && memcmp(argv[2], "NOMKSTREAM", 10) == 0
@@ -277,10 +277,42 @@ test_job(void)
     in.payload.len = 0;
     in.body_len = 64 * 1024 * 1024;
     argc = offload_job_argv(&in, stream, &scratch, argv, argvlen);
-    ok(argc == OFFLOAD_JOB_ARGC && argvlen[argc - 2] == 4
+    ok(argc == OFFLOAD_JOB_ARGC - 2 && argvlen[argc - 2] == 4
        && memcmp(argv[argc - 2], "body", 4) == 0
        && argvlen[argc - 1] == 8 && memcmp(argv[argc - 1], "67108864", 8) == 0,
        "a big job's XADD ends with body <length>");
+
+    in.record_ttl_ms = 3600000;
+    argc = offload_job_argv(&in, stream, &scratch, argv, argvlen);
+    ok(argc == OFFLOAD_JOB_ARGC && argvlen[argc - 2] == 3
+       && memcmp(argv[argc - 2], "rec", 3) == 0
+       && argvlen[argc - 1] == 7 && memcmp(argv[argc - 1], "3600000", 7) == 0,
+       "an async job's XADD ends with rec <record TTL>");
+    for (i = OFFLOAD_JOB_FIELDS_AT; i < argc; i++) {
+        fields[i - OFFLOAD_JOB_FIELDS_AT].data = argv[i];
+        fields[i - OFFLOAD_JOB_FIELDS_AT].len = argvlen[i];
+    }
+    ok(offload_job_decode(&out, fields,
+                          (size_t) (argc - OFFLOAD_JOB_FIELDS_AT), &err)
+       == 0 && out.record_ttl_ms == 3600000,
+       "rec round trips");
+    fields[argc - OFFLOAD_JOB_FIELDS_AT - 1].data = "1h";
+    fields[argc - OFFLOAD_JOB_FIELDS_AT - 1].len = 2;
+    ok(offload_job_decode(&out, fields,
+                          (size_t) (argc - OFFLOAD_JOB_FIELDS_AT), &err)
+       == -1 && strcmp(err, "bad record TTL") == 0,
+       "a rec that is no number: not a job");
+    in.record_ttl_ms = 0;
+    argc = offload_job_argv(&in, stream, &scratch, argv, argvlen);
+
+    ok(strcmp(offload_record_status(200, NULL), "done") == 0
+       && strcmp(offload_record_status(422, "handler_error"), "failed") == 0
+       && strcmp(offload_record_status(500, "bad_result"), "failed") == 0
+       && strcmp(offload_record_status(502, "worker_crashed"), "dead") == 0
+       && strcmp(offload_record_status(502, "out_of_memory"), "dead") == 0
+       && strcmp(offload_record_status(504, "expired"), "expired") == 0
+       && strcmp(offload_record_status(504, "job_timeout"), "failed") == 0,
+       "a record's end status from the result's status and code");
 
     for (i = OFFLOAD_JOB_FIELDS_AT; i < argc; i++) {
         fields[i - OFFLOAD_JOB_FIELDS_AT].data = argv[i];
@@ -368,7 +400,7 @@ test_job(void)
         in.deadline_ms = OFFLOAD_NO_DEADLINE;
         in.submitted_ms = 0;
         argc = offload_job_argv(&in, stream, &scratch, argv, argvlen);
-        ok(argc == OFFLOAD_JOB_ARGC - 8,
+        ok(argc == OFFLOAD_JOB_ARGC - 10,
            "no reply, deadline, submitted, body: four fields fewer");
         for (i = OFFLOAD_JOB_FIELDS_AT; i < argc; i++) {
             fields[i - OFFLOAD_JOB_FIELDS_AT].data = argv[i];

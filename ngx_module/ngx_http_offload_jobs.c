@@ -1,0 +1,759 @@
+
+/*
+ * ngx_http_offload_jobs.c -- asynchronous jobs: a submit answered 202 once
+ * its entry and its record are in Redis, and the jobs endpoint that tells
+ * what became of it.
+ *
+ *   offload_mode sync | async;   (or per request: Prefer: respond-async)
+ *   offload_jobs_url <prefix>;   the status URL is <prefix><id>
+ *   offload_result_ttl <time>;   how long results and records stay
+ *   offload_jobs;                GET <prefix><id>[?wait=<s>], DELETE
+ *
+ * A record is the hash offload:job:<id> (proto/offload_proto.h).  A long
+ * poll waits in this worker's list of job reads and is woken by the job's
+ * id published on offload:jobs:done, which every nginx worker's subscriber
+ * hears: it then reads the record again.  hiredis callbacks get a read's
+ * serial number, never the request.
+ */
+
+
+#include "ngx_http_offload_module.h"
+
+
+/* a GET or DELETE of a job, parked while Redis answers or the job ends */
+typedef struct {
+    ngx_queue_t                   queue;      /* in peer->job_reads */
+    ngx_http_request_t           *request;
+    ngx_http_offload_peer_t      *peer;
+    uint64_t                      serial;
+    u_char                        id[OFFLOAD_JOB_ID_LEN];
+    ngx_event_t                   wait;
+    unsigned                      cancel:1;
+    unsigned                      linked:1;
+    unsigned                      waiting:1;  /* a long poll */
+    unsigned                      reading:1;  /* a read on its way */
+    unsigned                      reread:1;   /* the job ended meanwhile */
+    unsigned                      last:1;     /* the wait passed */
+} ngx_http_offload_job_read_t;
+
+
+static ngx_int_t ngx_http_offload_jobs_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_offload_job_id(ngx_http_request_t *r, u_char *id);
+static ngx_int_t ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr);
+static void ngx_http_offload_job_done(redisAsyncContext *ac, void *r,
+    void *privdata);
+static ngx_int_t ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
+    redisReply *reply);
+static u_char *ngx_http_offload_job_number(u_char *p, redisReply *e);
+static void ngx_http_offload_job_wait_handler(ngx_event_t *ev);
+static void ngx_http_offload_job_cleanup(void *data);
+static void ngx_http_offload_job_finish(ngx_http_offload_job_read_t *jr,
+    ngx_int_t rc);
+
+
+static uint64_t  ngx_http_offload_job_serial;
+
+
+/* offload_mode async, or Prefer: respond-async (RFC 7240) on a request */
+
+void
+ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
+{
+    ngx_uint_t                    i;
+    ngx_list_part_t              *part;
+    ngx_table_elt_t              *h;
+    ngx_http_request_t           *r;
+    ngx_http_offload_loc_conf_t  *olcf;
+
+    r = ctx->request;
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
+
+    if (olcf->mode == NGX_HTTP_OFFLOAD_ASYNC) {
+        ctx->async = 1;
+        return;
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Prefer") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Prefer",
+                               sizeof("Prefer") - 1) == 0
+            && ngx_strlcasestrn(h[i].value.data,
+                                h[i].value.data + h[i].value.len,
+                                (u_char *) "respond-async",
+                                sizeof("respond-async") - 2)
+               != NULL)
+        {
+            ctx->async = 1;
+            ctx->preferred = 1;
+            return;
+        }
+    }
+}
+
+
+/*
+ * The entry and its record in one script: EVAL, the script, 1 key (the
+ * record), the stream, the queue, submitted_at and the record's TTL, then
+ * the entry's fields (the XADD's arguments after "XADD <stream> NOMKSTREAM
+ * *").  The record lives
+ * the job's deadline span plus the result TTL; its end sets the TTL again.
+ */
+
+ngx_int_t
+ngx_http_offload_xadd_async(ngx_http_offload_ctx_t *ctx, const char *stream,
+    int argc, const char **argv, size_t *argvlen)
+{
+    int                           i, n;
+    u_char                       *rec, *submitted, *ttl;
+    const char                   *args[OFFLOAD_JOB_ARGC + 4];
+    size_t                        lens[OFFLOAD_JOB_ARGC + 4];
+    ngx_http_offload_loc_conf_t  *olcf;
+
+    olcf = ngx_http_get_module_loc_conf(ctx->request, ngx_http_offload_module);
+
+    rec = ngx_pnalloc(ctx->request->pool, OFFLOAD_KEY_MAX + 2 * NGX_INT64_LEN);
+    if (rec == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = offload_job_record_key((char *) rec, OFFLOAD_KEY_MAX,
+                               (char *) ctx->id, OFFLOAD_JOB_ID_LEN);
+    if (n < 0) {
+        return NGX_ERROR;
+    }
+
+    submitted = rec + OFFLOAD_KEY_MAX;
+    ttl = ngx_sprintf(submitted, "%L", ctx->submitted_ms);
+
+    args[0] = "EVAL";
+    args[1] = offload_submit_async_script;
+    args[2] = "1";
+    args[3] = (char *) rec;
+    args[4] = stream;
+    args[5] = (char *) ctx->queue.data;
+    args[6] = (char *) submitted;
+    args[7] = (char *) ttl;
+
+    lens[0] = 4;
+    lens[1] = ngx_strlen(offload_submit_async_script);
+    lens[2] = 1;
+    lens[3] = n;
+    lens[4] = ngx_strlen(stream);
+    lens[5] = ctx->queue.len;
+    lens[6] = ttl - submitted;
+    lens[7] = ngx_sprintf(ttl, "%M", olcf->timeout + olcf->result_ttl) - ttl;
+
+    for (i = OFFLOAD_JOB_FIELDS_AT; i < argc; i++) {
+        args[8 + i - OFFLOAD_JOB_FIELDS_AT] = argv[i];
+        lens[8 + i - OFFLOAD_JOB_FIELDS_AT] = argvlen[i];
+    }
+
+    return ngx_http_offload_link_send(&ctx->peer->command,
+                                      ngx_http_offload_xadd_done,
+                                      (void *) (uintptr_t) ctx->node.key,
+                                      8 + argc - OFFLOAD_JOB_FIELDS_AT,
+                                      args, lens);
+}
+
+
+/* 202 Accepted: where to ask, and what is known (the job is queued) */
+
+void
+ngx_http_offload_accepted(ngx_http_offload_ctx_t *ctx)
+{
+    u_char                       *p, *url, *body;
+    size_t                        len;
+    ngx_http_request_t           *r;
+    ngx_http_offload_loc_conf_t  *olcf;
+
+    r = ctx->request;
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
+
+    len = olcf->jobs_url.len + OFFLOAD_JOB_ID_LEN;
+
+    url = ngx_pnalloc(r->pool, len);
+    body = ngx_pnalloc(r->pool, sizeof("{\"id\":\"\",\"status\":\"queued\","
+                                       "\"status_url\":\"\"}") - 1
+                                + OFFLOAD_JOB_ID_LEN + 6 * len);
+
+    if (url == NULL || body == NULL) {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "internal", "out of memory");
+        return;
+    }
+
+    ngx_sprintf(url, "%V%*s", &olcf->jobs_url, (size_t) OFFLOAD_JOB_ID_LEN,
+                ctx->id);
+
+    p = ngx_sprintf(body, "{\"id\":\"%*s\",\"status\":\"queued\","
+                    "\"status_url\":\"", (size_t) OFFLOAD_JOB_ID_LEN,
+                    ctx->id);
+    p = (u_char *) ngx_escape_json(p, url, len);
+    p = ngx_cpymem(p, "\"}", 2);
+
+    if (ngx_http_offload_add_header(r, "Location", url, len) != NGX_OK
+        || ngx_http_offload_add_header(r, "X-Offload-Job-Id", ctx->id,
+                                       OFFLOAD_JOB_ID_LEN)
+           != NGX_OK
+        || (ctx->preferred
+            && ngx_http_offload_add_header(r, "Preference-Applied",
+                                           (u_char *) "respond-async",
+                                           sizeof("respond-async") - 1)
+               != NGX_OK))
+    {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "internal", "out of memory");
+        return;
+    }
+
+    ngx_http_offload_answer_body(ctx, NGX_HTTP_ACCEPTED, body, p - body);
+}
+
+
+char *
+ngx_http_offload_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_offload_loc_conf_t *olcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (olcf->report || olcf->queue) {
+        return "is duplicate";
+    }
+
+    /* like the reports, the location needs a Redis peer, whose
+     * subscriber then hears the ends of jobs */
+    olcf->reads_nodes = 1;
+    olcf->jobs = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_offload_jobs_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_offload_jobs_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                     rc, wait;
+    ngx_str_t                     value;
+    ngx_http_cleanup_t           *cln;
+    ngx_http_offload_job_read_t  *jr;
+    ngx_http_offload_loc_conf_t  *olcf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_DELETE))) {
+        if (ngx_http_offload_add_header(r, "Allow",
+                                        (u_char *) "GET, HEAD, DELETE", 17)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_offload_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                           "method_not_allowed",
+                                           "GET, HEAD or DELETE a job");
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    jr = ngx_pcalloc(r->pool, sizeof(ngx_http_offload_job_read_t));
+    if (jr == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_offload_job_id(r, jr->id) != NGX_OK) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_NOT_FOUND,
+                                           "unknown_job",
+                                           "no such job (or it expired)");
+    }
+
+    wait = 0;
+
+    if (r->method != NGX_HTTP_DELETE
+        && ngx_http_arg(r, (u_char *) "wait", 4, &value) == NGX_OK)
+    {
+        wait = ngx_atoi(value.data, value.len);
+
+        if (wait == NGX_ERROR) {
+            return ngx_http_offload_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                               "bad_wait",
+                                               "wait is a whole number of "
+                                               "seconds");
+        }
+
+        wait = ngx_min(wait, NGX_HTTP_OFFLOAD_WAIT_MAX);
+    }
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
+
+    if (!olcf->peer->command.up) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "redis_unavailable",
+                                           "redis is not reachable");
+    }
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    jr->request = r;
+    jr->peer = olcf->peer;
+    jr->serial = ++ngx_http_offload_job_serial;
+    jr->cancel = (r->method == NGX_HTTP_DELETE);
+
+    cln->handler = ngx_http_offload_job_cleanup;
+    cln->data = jr;
+
+    /* listed before the first read: an end published while it is on its
+     * way is not missed */
+
+    ngx_queue_insert_tail(&jr->peer->job_reads, &jr->queue);
+    jr->linked = 1;
+
+    if (wait > 0) {
+        jr->waiting = 1;
+        jr->wait.handler = ngx_http_offload_job_wait_handler;
+        jr->wait.data = jr;
+        jr->wait.log = r->connection->log;
+        ngx_add_timer(&jr->wait, (ngx_msec_t) wait * 1000);
+    }
+
+    if (ngx_http_offload_job_send(jr) != NGX_OK) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "redis_unavailable",
+                                           "redis is not reachable");
+    }
+
+    /* notice a client that gives up */
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+/* the id is the URI's last segment, 32 lower-case hex digits */
+
+static ngx_int_t
+ngx_http_offload_job_id(ngx_http_request_t *r, u_char *id)
+{
+    u_char  *p, *start, *end;
+
+    end = r->uri.data + r->uri.len;
+    start = end;
+
+    while (start > r->uri.data && start[-1] != '/') {
+        start--;
+    }
+
+    if (end - start != OFFLOAD_JOB_ID_LEN) {
+        return NGX_DECLINED;
+    }
+
+    for (p = start; p < end; p++) {
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) {
+            return NGX_DECLINED;
+        }
+    }
+
+    ngx_memcpy(id, start, OFFLOAD_JOB_ID_LEN);
+
+    return NGX_OK;
+}
+
+
+/* offload_job_script: the record (and result), or a cancel */
+
+static ngx_int_t
+ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr)
+{
+    u_char                       *ttl, rec[OFFLOAD_KEY_MAX];
+    u_char                        ttl_buf[NGX_INT64_LEN];
+    int                           n;
+    const char                   *argv[7];
+    size_t                        argvlen[7];
+    ngx_http_offload_loc_conf_t  *olcf;
+
+    olcf = ngx_http_get_module_loc_conf(jr->request, ngx_http_offload_module);
+
+    n = offload_job_record_key((char *) rec, sizeof(rec), (char *) jr->id,
+                               OFFLOAD_JOB_ID_LEN);
+    if (n < 0) {
+        return NGX_ERROR;
+    }
+
+    ttl = ngx_sprintf(ttl_buf, "%M", olcf->result_ttl);
+
+    argv[0] = "EVAL";
+    argv[1] = offload_job_script;
+    argv[2] = "1";
+    argv[3] = (char *) rec;
+    argv[4] = jr->cancel ? "cancel" : "get";
+    argv[5] = (char *) jr->id;
+    argv[6] = (char *) ttl_buf;
+
+    argvlen[0] = 4;
+    argvlen[1] = ngx_strlen(offload_job_script);
+    argvlen[2] = 1;
+    argvlen[3] = n;
+    argvlen[4] = ngx_strlen(argv[4]);
+    argvlen[5] = OFFLOAD_JOB_ID_LEN;
+    argvlen[6] = ttl - ttl_buf;
+
+    if (ngx_http_offload_link_send(&jr->peer->command,
+                                   ngx_http_offload_job_done,
+                                   (void *) (uintptr_t) jr->serial,
+                                   7, argv, argvlen)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    jr->reading = 1;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_offload_job_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply                   *reply = r;
+    ngx_queue_t                  *q;
+    ngx_http_offload_link_t      *link;
+    ngx_http_offload_job_read_t  *jr;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+
+    for (q = ngx_queue_head(&link->peer->job_reads);
+         q != ngx_queue_sentinel(&link->peer->job_reads);
+         q = ngx_queue_next(q))
+    {
+        jr = ngx_queue_data(q, ngx_http_offload_job_read_t, queue);
+
+        if (jr->serial == (uint64_t) (uintptr_t) privdata) {
+            jr->reading = 0;
+            ngx_http_offload_job_finish(jr,
+                                        ngx_http_offload_job_answer(jr,
+                                                                    reply));
+            return;
+        }
+    }
+}
+
+
+/*
+ * Answers a read's reply, or returns NGX_DONE to go on waiting (a long
+ * poll whose job has not ended: read again if it ended meanwhile).
+ */
+
+static ngx_int_t
+ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
+    redisReply *reply)
+{
+    u_char              *p, *body;
+    size_t               len;
+    ngx_str_t            type = ngx_string("application/json");
+    ngx_uint_t           i;
+    redisReply         **e;
+    const char          *err;
+    offload_str_t        inner;
+    offload_result_t     res;
+    ngx_http_request_t  *r;
+
+    static const char   *names[] = {
+        "queue", "status", "attempts", "submitted_at", "started_at",
+        "finished_at", "next_attempt_at"
+    };
+
+    r = jr->request;
+
+    if (reply == NULL) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "redis_unavailable",
+                                           "the redis connection was lost");
+    }
+
+    if (reply->type == REDIS_REPLY_NIL) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_NOT_FOUND,
+                                           "unknown_job",
+                                           "no such job (or it expired)");
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 9) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "offload: reading job %*s failed: %s",
+                      (size_t) OFFLOAD_JOB_ID_LEN, jr->id,
+                      reply->type == REDIS_REPLY_ERROR
+                      ? reply->str : "unexpected reply");
+        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "redis_unavailable",
+                                           "redis refused the read");
+    }
+
+    e = reply->element;
+
+    for (i = 0; i < 8; i++) {
+        if ((e[i]->type != REDIS_REPLY_STRING && e[i]->type != REDIS_REPLY_NIL)
+            || (i == 0 && e[i]->type != REDIS_REPLY_STRING))
+        {
+            return ngx_http_offload_send_error(r,
+                                               NGX_HTTP_SERVICE_UNAVAILABLE,
+                                               "redis_unavailable",
+                                               "unexpected job record");
+        }
+    }
+
+    if (ngx_strcmp(e[0]->str, "running") == 0) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_CONFLICT, "running",
+                                           "the job is running");
+    }
+
+    if (ngx_strcmp(e[0]->str, "finished") == 0) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_CONFLICT,
+                                           "already_finished",
+                                           "the job has ended");
+    }
+
+    if (jr->waiting && !jr->last && e[2]->type == REDIS_REPLY_STRING
+        && (ngx_strcmp(e[2]->str, "queued") == 0
+            || ngx_strcmp(e[2]->str, "running") == 0
+            || ngx_strcmp(e[2]->str, "retrying") == 0))
+    {
+        if (jr->reread) {
+            jr->reread = 0;
+
+            if (ngx_http_offload_job_send(jr) != NGX_OK) {
+                return ngx_http_offload_send_error(r,
+                                               NGX_HTTP_SERVICE_UNAVAILABLE,
+                                               "redis_unavailable",
+                                               "redis is not reachable");
+            }
+        }
+
+        return NGX_DONE;
+    }
+
+    /* {"id":…,"queue":…,"status":…, the numbers, "result" or "error"} */
+
+    len = sizeof("{\"id\":\"\"}") - 1 + OFFLOAD_JOB_ID_LEN;
+
+    for (i = 1; i < 8; i++) {
+        len += sizeof(",\"\":\"\"") - 1 + ngx_strlen(names[i - 1])
+               + sizeof("null") - 1
+               + (e[i]->type == REDIS_REPLY_STRING
+                  ? e[i]->len + ngx_escape_json(NULL, (u_char *) e[i]->str,
+                                                e[i]->len)
+                  : 0);
+    }
+
+    ngx_memzero(&res, sizeof(offload_result_t));
+
+    if (e[8]->type == REDIS_REPLY_STRING
+        && offload_result_decode(&res, e[8]->str, e[8]->len, &err) == 0)
+    {
+        len += sizeof(",\"result_status\":,\"result\":") - 1 + NGX_INT_T_LEN
+               + res.body.len;
+    }
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(body, "{\"id\":\"%*s\"", (size_t) OFFLOAD_JOB_ID_LEN,
+                    jr->id);
+
+    for (i = 1; i < 8; i++) {
+        p = ngx_sprintf(p, ",\"%s\":", names[i - 1]);
+
+        if (i >= 3) {
+            p = ngx_http_offload_job_number(p, e[i]);
+
+        } else if (e[i]->type == REDIS_REPLY_STRING) {
+            *p++ = '"';
+            p = (u_char *) ngx_escape_json(p, (u_char *) e[i]->str,
+                                           e[i]->len);
+            *p++ = '"';
+
+        } else {
+            p = ngx_cpymem(p, "null", 4);
+        }
+    }
+
+    if (res.body.data != NULL) {
+        p = ngx_sprintf(p, ",\"result_status\":%d", res.status);
+
+        /* an error answer {"error":{…}} shows as "error":{…} */
+
+        inner = res.body;
+
+        if (res.status >= 200 && res.status < 300) {
+            p = ngx_cpymem(p, ",\"result\":", 10);
+
+        } else if (inner.len > 10
+                   && ngx_strncmp(inner.data, "{\"error\":", 9) == 0
+                   && inner.data[inner.len - 1] == '}')
+        {
+            p = ngx_cpymem(p, ",", 1);
+            inner.data += 1;
+            inner.len -= 2;
+
+        } else {
+            p = ngx_cpymem(p, ",\"error\":", 9);
+        }
+
+        p = ngx_cpymem(p, inner.data, inner.len);
+    }
+
+    *p++ = '}';
+
+    return ngx_http_offload_send_body(r, NGX_HTTP_OK, &type, body, p - body);
+}
+
+
+/* a time or a count: digits, or null */
+
+static u_char *
+ngx_http_offload_job_number(u_char *p, redisReply *e)
+{
+    size_t  i;
+
+    if (e->type != REDIS_REPLY_STRING || e->len == 0 || e->len > 18) {
+        return ngx_cpymem(p, "null", 4);
+    }
+
+    for (i = 0; i < e->len; i++) {
+        if (e->str[i] < '0' || e->str[i] > '9') {
+            return ngx_cpymem(p, "null", 4);
+        }
+    }
+
+    return ngx_cpymem(p, e->str, e->len);
+}
+
+
+/*
+ * A job ended (id), or, with id NULL, the subscription came back after
+ * ends may have been missed: the long polls concerned read again.
+ */
+
+void
+ngx_http_offload_jobs_ended(ngx_http_offload_peer_t *peer, u_char *id,
+    size_t len)
+{
+    ngx_queue_t                  *q, *next;
+    ngx_http_offload_job_read_t  *jr;
+
+    for (q = ngx_queue_head(&peer->job_reads);
+         q != ngx_queue_sentinel(&peer->job_reads);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        jr = ngx_queue_data(q, ngx_http_offload_job_read_t, queue);
+
+        if (!jr->waiting
+            || (id != NULL
+                && (len != OFFLOAD_JOB_ID_LEN
+                    || ngx_memcmp(id, jr->id, OFFLOAD_JOB_ID_LEN) != 0)))
+        {
+            continue;
+        }
+
+        if (jr->reading) {
+            jr->reread = 1;
+            continue;
+        }
+
+        if (ngx_http_offload_job_send(jr) != NGX_OK) {
+            ngx_http_offload_job_finish(jr,
+                    ngx_http_offload_send_error(jr->request,
+                                                NGX_HTTP_SERVICE_UNAVAILABLE,
+                                                "redis_unavailable",
+                                                "redis is not reachable"));
+        }
+    }
+}
+
+
+/* the wait passed: the job's status as it is now */
+
+static void
+ngx_http_offload_job_wait_handler(ngx_event_t *ev)
+{
+    ngx_http_offload_job_read_t  *jr = ev->data;
+
+    jr->last = 1;
+
+    if (jr->reading) {
+        return;
+    }
+
+    if (ngx_http_offload_job_send(jr) != NGX_OK) {
+        ngx_http_offload_job_finish(jr,
+                ngx_http_offload_send_error(jr->request,
+                                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            "redis_unavailable",
+                                            "redis is not reachable"));
+    }
+}
+
+
+static void
+ngx_http_offload_job_cleanup(void *data)
+{
+    ngx_http_offload_job_read_t  *jr = data;
+
+    if (jr->linked) {
+        ngx_queue_remove(&jr->queue);
+        jr->linked = 0;
+    }
+
+    if (jr->wait.timer_set) {
+        ngx_del_timer(&jr->wait);
+    }
+}
+
+
+/* Finalizes a parked job read from a foreign event (NGX_DONE: it waits
+ * on). */
+
+static void
+ngx_http_offload_job_finish(ngx_http_offload_job_read_t *jr, ngx_int_t rc)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    if (rc == NGX_DONE) {
+        return;
+    }
+
+    r = jr->request;
+    c = r->connection;
+
+    ngx_http_offload_job_cleanup(jr);
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
