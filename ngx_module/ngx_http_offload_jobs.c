@@ -383,6 +383,21 @@ ngx_http_offload_job_id(ngx_http_request_t *r, u_char *id)
 }
 
 
+/* reads the job's record again, or answers 503 without a link to Redis */
+
+static void
+ngx_http_offload_job_look(ngx_http_offload_job_read_t *jr)
+{
+    if (ngx_http_offload_job_send(jr) != NGX_OK) {
+        ngx_http_offload_job_finish(jr,
+                ngx_http_offload_send_error(jr->request,
+                                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            "redis_unavailable",
+                                            "redis is not reachable"));
+    }
+}
+
+
 /* offload_job_script: the record (and result), or a cancel */
 
 static ngx_int_t
@@ -686,13 +701,7 @@ ngx_http_offload_jobs_ended(ngx_http_offload_peer_t *peer, u_char *id,
             continue;
         }
 
-        if (ngx_http_offload_job_send(jr) != NGX_OK) {
-            ngx_http_offload_job_finish(jr,
-                    ngx_http_offload_send_error(jr->request,
-                                                NGX_HTTP_SERVICE_UNAVAILABLE,
-                                                "redis_unavailable",
-                                                "redis is not reachable"));
-        }
+        ngx_http_offload_job_look(jr);
     }
 }
 
@@ -710,13 +719,7 @@ ngx_http_offload_job_wait_handler(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_http_offload_job_send(jr) != NGX_OK) {
-        ngx_http_offload_job_finish(jr,
-                ngx_http_offload_send_error(jr->request,
-                                            NGX_HTTP_SERVICE_UNAVAILABLE,
-                                            "redis_unavailable",
-                                            "redis is not reachable"));
-    }
+    ngx_http_offload_job_look(jr);
 }
 
 
