@@ -100,7 +100,10 @@ diag(sprintf 'parked job answered %s after %.2f s', $status // '-',
 # connections.
 sub nginx_command_conns {
     my $list = redis_cmd('CLIENT', 'LIST');
-    return scalar grep { /\bcmd=publish\b/ } split /\n/, $list // '';
+    # (or its last was the served-queues read, every second: EVALSHA_RO,
+    # which only nginx sends)
+    return scalar grep { /\bcmd=(?:publish|evalsha_ro|eval_ro)\b/ }
+        split /\n/, $list // '';
 }
 
 # Posts $n echo jobs; returns how many came back 200 with their own body.

@@ -39,12 +39,13 @@ check_round_trip(const offload_entry_t *job)
     offload_job_scratch_t  scratch;
 
     argc = offload_job_argv(job, "offload:{q}:jobs", &scratch, argv, argvlen);
-    /* body only for a job whose payload is aside; reply, deadline and
-     * submitted only when the job has them */
+    /* body only for a job whose payload is aside; reply, deadline,
+     * submitted and rec only when the job has them */
     check(argc == OFFLOAD_JOB_ARGC - (job->body_len > 0 ? 0 : 2)
                   - (job->reply.len > 0 ? 0 : 2)
                   - (job->deadline_ms != OFFLOAD_NO_DEADLINE ? 0 : 2)
-                  - (job->submitted_ms != 0 ? 0 : 2),
+                  - (job->submitted_ms != 0 ? 0 : 2)
+                  - (job->record_ttl_ms > 0 ? 0 : 2),
           "argument count");
 
     for (i = OFFLOAD_JOB_FIELDS_AT; i < (size_t) argc; i++) {
@@ -62,7 +63,8 @@ check_round_trip(const offload_entry_t *job)
           && again.deadline_ms == job->deadline_ms
           && again.submitted_ms == job->submitted_ms
           && again.attempt == job->attempt
-          && again.body_len == job->body_len,
+          && again.body_len == job->body_len
+          && again.record_ttl_ms == job->record_ttl_ms,
           "round trip keeps the job");
 }
 
