@@ -205,8 +205,10 @@ is(redis_cmd('EXISTS', "offload:{sleep}:result:$victim"), 0, 'no result');
 is(http('DELETE', "/jobs/$victim")->{status}, 409,
     'cancelled twice: 409 already_finished');
 
-# ---- a short result TTL, and a job that expired in the queue
-$busy = submit('/async/sleep', '{"ms":3000}', 'busy again');
+# ---- a short result TTL, and a job that expired in the queue (the busy
+# job ends past the short job's 1 s deadline, well within its record's
+# 1 s + 2 s before it ends)
+$busy = submit('/async/sleep', '{"ms":1500}', 'busy again');
 job_until($busy, qr/^running$/);
 $r = post_json('/short/sleep', '{"ms":1}');
 is($r->{status}, 202, 'short: 202');
