@@ -61,7 +61,6 @@ static ngx_uint_t ngx_http_offload_admission_retry(ngx_http_offload_ctx_t *ctx,
     long long backlog);
 static void ngx_http_offload_admission_done(redisAsyncContext *ac, void *r,
     void *privdata);
-static size_t ngx_http_offload_script_sha(const char *script, u_char *sha);
 
 
 /*
@@ -620,7 +619,9 @@ ngx_http_offload_admission_done(redisAsyncContext *ac, void *r,
 }
 
 
-static size_t
+/* a script's SHA1 in hex, as EVALSHA takes it: 40 bytes at sha */
+
+size_t
 ngx_http_offload_script_sha(const char *script, u_char *sha)
 {
     u_char      digest[20];

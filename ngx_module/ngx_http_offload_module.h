@@ -438,6 +438,7 @@ void ngx_http_offload_admission_stop(ngx_http_offload_peer_t *peer);
 ngx_int_t ngx_http_offload_admission_served(ngx_http_offload_ctx_t *ctx);
 ngx_int_t ngx_http_offload_admission_xadd(ngx_http_offload_ctx_t *ctx,
     int argc, const char **argv, const size_t *argvlen);
+size_t ngx_http_offload_script_sha(const char *script, u_char *sha);
 
 
 #endif /* _NGX_HTTP_OFFLOAD_MODULE_H_INCLUDED_ */

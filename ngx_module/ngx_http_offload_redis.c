@@ -238,6 +238,22 @@ ngx_http_offload_link_sent(ngx_http_offload_link_t *link)
 }
 
 
+/* puts a stream behind the link's others; the write handler sends it */
+
+static void
+ngx_http_offload_link_queue(ngx_http_offload_link_t *link,
+    ngx_http_offload_stream_t *st)
+{
+    st->queued = 1;
+
+    ngx_queue_insert_tail(&link->streams, &st->queue);
+
+    if (link->up) {
+        ngx_post_event(link->connection->write, &ngx_posted_events);
+    }
+}
+
+
 /*
  * Queues a command whose argument argv[big] is too big to be copied into
  * hiredis' output buffer at once: the write handler hands it over piece by
@@ -308,13 +324,7 @@ ngx_http_offload_link_stream(ngx_http_offload_link_t *link,
     st->small = NULL;
     st->nbefore = 0;
     st->nsmall = 0;
-    st->queued = 1;
-
-    ngx_queue_insert_tail(&link->streams, &st->queue);
-
-    if (link->up) {
-        ngx_post_event(link->connection->write, &ngx_posted_events);
-    }
+    ngx_http_offload_link_queue(link, st);
 
     return NGX_OK;
 }
@@ -403,14 +413,9 @@ ngx_http_offload_link_post(ngx_http_offload_link_t *link, int argc,
     st->total = st->part->len;
     st->fn = ngx_http_offload_link_forgot;
     st->privdata = (void *) argv[0];
-    st->queued = 1;
     st->owned = 1;
 
-    ngx_queue_insert_tail(&link->streams, &st->queue);
-
-    if (link->up) {
-        ngx_post_event(link->connection->write, &ngx_posted_events);
-    }
+    ngx_http_offload_link_queue(link, st);
 
     return NGX_OK;
 }

@@ -9,7 +9,6 @@
  * flushed Redis): then one EVAL_RO, which also caches it.
  */
 
-#include <ngx_sha1.h>
 
 
 #include "ngx_http_offload_module.h"
@@ -144,18 +143,13 @@ static ngx_int_t
 ngx_http_offload_status_query(ngx_http_offload_status_ctx_t *sctx)
 {
     int          argc;
-    u_char       digest[20];
     const char  *argv[9];
     size_t       argvlen[9];
-    ngx_sha1_t   sha1;
 
     if (ngx_http_offload_nodes_sha_len == 0) {
-        ngx_sha1_init(&sha1);
-        ngx_sha1_update(&sha1, offload_nodes_script,
-                        ngx_strlen(offload_nodes_script));
-        ngx_sha1_final(digest, &sha1);
-        ngx_hex_dump(ngx_http_offload_nodes_sha, digest, sizeof(digest));
-        ngx_http_offload_nodes_sha_len = sizeof(ngx_http_offload_nodes_sha);
+        ngx_http_offload_nodes_sha_len = ngx_http_offload_script_sha(
+                                             offload_nodes_script,
+                                             ngx_http_offload_nodes_sha);
     }
 
     argc = 0;
