@@ -54,7 +54,8 @@ API = offload_job_id offload_job_request_id offload_job_attempt \
 EXPORT_API = $(addprefix -Wl$(comma)--export-dynamic-symbol=,$(API))
 
 # Debian packages the build, the tests and the benchmark need; the tests
-# also scrape with a real Prometheus and load the dashboard in Chromium.
+# also scrape with a real Prometheus and load the dashboard in Chromium; mandoc
+# and man-db check the man pages (docs/man/).
 DEB_PKGS = nginx nginx-dev libhiredis-dev libjansson-dev libev-dev libssl-dev \
            redis-server redis-tools gcc make perl wrk valgrind curl \
            libncurses-dev
@@ -62,7 +63,7 @@ DEB_PKGS = nginx nginx-dev libhiredis-dev libjansson-dev libev-dev libssl-dev \
 # by clang, so named here).
 FUZZ_PKGS = clang libclang-rt-14-dev
 TEST_PKGS = prometheus chromium tmux devscripts iproute2 python3-redis \
-            python3 nodejs \
+            python3 nodejs mandoc man-db \
             $(FUZZ_PKGS)
 
 PROTO_SRCS = $(wildcard proto/*.c)
