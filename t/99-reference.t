@@ -46,32 +46,34 @@ sub module_table {
     return \%d;
 }
 
-# name => [contexts] (undef when the row names none), from the array of
-# sidecar's conf.c whose rows are `{ "name", ...`: the one that has
-# "queue" and "workers" (wherever conf.c lives under sidecar/)
+# name => [contexts], from the arrays of the sidecar's conf.c (wherever it
+# lives under sidecar/) whose rows are `{ "name", ...`: one table that
+# holds "queue" and "workers", a row's context its CTX_MAIN / CTX_QUEUE;
+# or a table of main directives (it has "queue") and one of queue
+# directives (it has "workers").  Context undef: the row does not say.
 sub sidecar_table {
-    my @files = grep { m{/conf\.c$} }
-        split /\n/, `find $root/sidecar -name conf.c`;
-    my @tables;
-    for my $file (@files) {
-        my $src = slurp($file);
-        while ($src =~ /\[\w*\] \s* = \s* \{ (.*?) \n\}; /sxg) {
-            my $body = $1;
-            my %rows;
-            while ($body =~ /^ \s* \{ \s* "([a-z_]+)" \s* , ([^\n]*)/mxg) {
-                my ($name, $rest) = ($1, $2);
-                my @ctx = ($rest =~ /\bCTX_(MAIN|QUEUE)\b/g);
-                $rows{$name} = @ctx ? [ map { lc } @ctx ] : undef;
-            }
-            push @tables, \%rows
-                if exists $rows{queue} && exists $rows{workers};
+    my @files = split /\n/, `find $root/sidecar -name conf.c`;
+    is(scalar @files, 1, 'one conf.c under sidecar/') or diag("@files");
+    my %d;
+    my $src = slurp($files[0] // '');
+    while ($src =~ /\[\w*\] \s* = \s* \{ (.*?) \n\}; /sxg) {
+        my $body = $1;
+        my %rows;
+        while ($body =~ /^ \s* \{ \s* "([a-z_]+)" \s* , ([^\n]*)/mxg) {
+            my ($name, $rest) = ($1, $2);
+            $rows{$name} = [ map { lc } $rest =~ /\bCTX_(MAIN|QUEUE)\b/g ];
+        }
+        my $ctx = exists $rows{queue} && exists $rows{workers} ? undef
+            : exists $rows{queue} ? 'main'
+            : exists $rows{workers} ? 'queue' : next;
+        for my $name (keys %rows) {
+            my @ctx = $ctx ? ($ctx) : @{ $rows{$name} };
+            $d{$name} = @ctx ? \@ctx : undef;
         }
     }
-    is(scalar @tables, 1, 'one directive table in sidecar/**/conf.c')
-        or diag("found in: @files");
-    $_ && ($_ = [ map { $_ eq 'main' ? 'main' : 'queue' } @$_ ])
-        for values %{ $tables[0] // {} };
-    return $tables[0] // {};
+    ok(exists $d{queue} && exists $d{workers},
+        'the directive table of the sidecar\'s conf.c');
+    return \%d;
 }
 
 my $sidecar_bin = build_path('offload-sidecar');
