@@ -138,6 +138,17 @@ like($readme, qr{\(docs/ngx_http_offload_module\.md\)},
 like($readme, qr{\(docs/sidecar\.conf\.md\)},
     'README links the sidecar reference');
 
+# README's summary tables: a row per directive, each one that exists
+for my $t ([ 'nginx directives', $module ],
+           [ 'Sidecar configuration', $sidecar ]) {
+    my ($title, $table) = @$t;
+    my ($part) = $readme =~ /^\#\# [ ] \Q$title\E\n(.*?)(?=^\#\#)/msx;
+    my %rows = map { $_ => 1 } ($part // '') =~ /^\| [ ] `(\w+)[ `;]/mgx;
+    ok($rows{$_}, "README's $title table has $_") for sort keys %$table;
+    fail("README's $title table has $_, which does not exist")
+        for sort grep { !exists $table->{$_} } keys %rows;
+}
+
 # ---- the man pages
 
 my %man = map { $_ => "$root/docs/man/$_" } qw(offload-sidecar.8
