@@ -238,8 +238,8 @@ for my $file ('README.md', map { s{^\Q$root/\E}{}r } glob "$root/docs/*.md") {
 }
 
 # A sidecar or nginx config in an unmarked block would escape the checks.
-for my $b (grep { $_->[0] eq '' } @blocks) {
-    my ($info, $text, $where) = @$b;
+for my $block (grep { $_->[0] eq '' } @blocks) {
+    my (undef, $text, $where) = @$block;
     ok($text !~ /^\s*queue\s+\S+\s*\{/m && $text !~ /^\s*offload_\w+[ ;]/m,
         "$where: a config example is fenced as sidecar or nginx");
 }
@@ -306,8 +306,8 @@ sub sidecar_example {
 }
 
 my ($nginx_examples, $sidecar_examples) = (0, 0);
-for my $b (@blocks) {
-    my ($info, $text, $where) = @$b;
+for my $block (@blocks) {
+    my ($info, $text, $where) = @$block;
     if ($info eq 'nginx') {
         $nginx_examples++;
         my ($rc, $out, $file) = nginx_example($text);
