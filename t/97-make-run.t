@@ -8,6 +8,10 @@
 # make's deps and build steps; one Ctrl-C case goes through `make run` to
 # cover make in between.  Each case has its own port and run directory
 # (RUNDIR), so it never meets a developer's `make run` or another test.
+# As root, two cases run from a copy of the checkout under a 0700
+# directory, as a checkout under /root is: the run still serves jobs (the
+# files nginx's workers open are in a private directory they can reach),
+# says where its files are, and leaves nothing behind.
 
 use strict;
 use warnings;
@@ -15,6 +19,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Cwd qw(abs_path);
+use File::Path qw(make_path);
 use File::Spec;
 use HTTP::Tiny;
 use Time::HiRes qw(time);
@@ -37,21 +42,25 @@ my $tmux = 'tmux -f /dev/null -S ' . tmpdir() . '/tmux.sock';
 # sidecar and nginx, each with its children (workers, the log taggers).
 sub run_procs {
     my ($rundir) = @_;
-    my (%p, %parent, @sidecars);
+    my (%p, %parent, @sidecars, @redis);
     for (split /\n/, `ps -eo pid=,ppid=,args=`) {
         my ($pid, $ppid, $args) = /^\s*(\d+)\s+(\d+)\s+(.*)$/ or next;
-        next if index($args, "$rundir/") < 0;
         $parent{$pid} = $ppid;
-        $p{redis} = $pid if $args =~ /^redis-server /;
+        # redis-server's title names its socket, maybe not in $rundir
+        push @redis, $pid if $args =~ /^redis-server /;
+        next if index($args, "$rundir/") < 0;
         $p{nginx} = $pid if $args =~ /^nginx: master process /;
         push @sidecars, $pid if $args =~ m{/offload-sidecar -c };
     }
-    return () unless $p{redis} && $p{nginx};
-    $p{script} = $parent{$p{redis}};
+    return () unless $p{nginx};
+    $p{script} = $parent{$p{nginx}};
+    # the redis-server the script started
+    ($p{redis}) = grep { $parent{$_} == $p{script} } @redis;
+    return () unless $p{redis};
     # the sidecar's workers are forks with its command line: it is the one
     # the script started
     ($p{sidecar}) = grep { $parent{$_} == $p{script} } @sidecars;
-    return () unless $p{sidecar} && $parent{$p{nginx}} == $p{script};
+    return () unless $p{sidecar};
     $p{children} = [ map { child_pids($_) } @p{qw(redis sidecar nginx)} ];
     return %p;
 }
@@ -83,16 +92,21 @@ sub running {
 
 # One case: start the run in tmux (`| tee`), wait for an echo answer, do
 # $stop->(\%procs), and check that every process of the run is gone.
+# Options: make (through `make run`, with that build directory), repo and
+# build (run another checkout), rundir (the run directory the script uses
+# by itself, $BUILD/run: RUNDIR is not set), up (called with the procs,
+# the port and the log file once the run answers).
 sub run_case {
     my ($name, $stop, %o) = @_;
     my $port = free_port();
-    my $rundir = tmpdir() . "/run-$name";
+    my $rundir = $o{rundir} // tmpdir() . "/run-$name";
+    my $env = $o{rundir} ? '' : "RUNDIR=$rundir ";
     my $log = tmpdir() . "/$name.log";
     my $cmd = $o{make}
         ? "make -s run PORT=$port BUILD=$o{make}"
-        : "PORT=$port BUILD=$build conf/run";
-    system("cd $repo && $tmux new-session -d -x 200 -y 50 "
-        . "'RUNDIR=$rundir $cmd | tee $log'") == 0 or die "tmux: $?";
+        : "PORT=$port BUILD=" . ($o{build} // $build) . ' conf/run';
+    system('cd ' . ($o{repo} // $repo) . " && $tmux new-session -d -x 200 "
+        . "-y 50 '$env$cmd | tee $log'") == 0 or die "tmux: $?";
     my %p;
     my $up = wait_until(sub {
         echo_answers($port) && (%p = run_procs($rundir));
@@ -101,6 +115,7 @@ sub run_case {
         . 'answered') or diag(slurp($log));
     like(slurp($log), qr/^run: listening on /m,
         "$name: the script's own line reached tee") if $up;
+    $o{up}->(\%p, $port, $log) if $up && $o{up};
     my @all = grep { defined } @p{qw(script redis sidecar nginx)},
         @{ $p{children} // [] };
     if ($up) {
@@ -160,6 +175,70 @@ run_case('tee-dead-sigterm', sub {
 run_case('sigkill', sub {
     kill 'KILL', $_[0]{script};
 });
+
+# As root with the checkout under /root (0700): user nobody, nginx's
+# workers, cannot reach build/run.  A copy of what conf/run needs (conf/,
+# the module, the sidecar) under a 0700 directory stands for it.
+SKIP: {
+    skip 'a checkout nginx\'s workers cannot reach: as root only', 16
+        if $> != 0;
+    my $home = tmpdir() . '/root';
+    my $copy = "$home/offload";
+    make_path("$copy/build");
+    chmod 0700, $home or die "chmod $home: $!";
+    system('cp', '-a', "$repo/conf", $copy) == 0
+        && system('cp', '-a', "$build/ngx_http_offload_module.so",
+            "$build/offload-sidecar", "$copy/build") == 0
+        or die "copying the checkout failed\n";
+    isnt(system('runuser', '-u', 'nobody', '--', 'test', '-x',
+        "$copy/build"), 0, 'user nobody cannot reach the copy (0700)');
+    my $rundir = "$copy/build/run";
+    my %o = (repo => $copy, build => "$copy/build", rundir => $rundir);
+    my $shared_of = sub {
+        slurp($_[0]) =~ m{^run: Redis socket, nginx temp files: (/\S+)}m
+            ? $1 : undef;
+    };
+
+    # killed by SIGKILL, the script leaves its private directory ...
+    my $left;
+    run_case('root-0700-sigkill', sub { kill 'KILL', $_[0]{script} }, %o,
+        up => sub { $left = $shared_of->($_[2]) });
+    ok($left && -d $left, 'root-0700-sigkill: the run named its private '
+        . 'directory, which the SIGKILL left') or diag($left // 'none');
+
+    # ... the next run removes it and makes its own
+    my $shared;
+    run_case('root-0700', sub { system("$tmux send-keys C-c") }, %o,
+        up => sub {
+        my ($p, $port, $log) = @_;
+        my $text = slurp($log);
+        like($text, qr/^run: files: \Q$rundir\E /m,
+            'root-0700: the run says where its files are');
+        like($text, qr/^run: logs: /m, 'root-0700: and its logs');
+        $shared = $shared_of->($log);
+        like($shared // '', qr{^/tmp/offload-run\.\w+$},
+            'root-0700: the Redis socket and the temp files are in a '
+            . 'private directory under /tmp');
+        ok($left && !-e $left, 'root-0700: the one the killed run left '
+            . 'is gone');
+        my @st = stat($shared // '');
+        is(sprintf('%04o/%s/%s', ($st[2] // 0) & 07777, $st[4] // '',
+            $st[5] // ''), '0710/0/' . scalar(getgrnam('nogroup')),
+            'root-0700: it is root\'s, mode 0710, group nogroup');
+        # the echo job above went through them and the socket in it
+        my @users = map { /^\s*(\S+)\s+nginx: worker process/ ? $1 : () }
+            `ps -o user=,args= --ppid $p->{nginx}`;
+        ok(@users && !grep({ $_ ne 'nobody' } @users),
+            'root-0700: nginx\'s workers still run as nobody')
+            or diag("@users");
+        ok(-l "$rundir/redis.sock"
+            && `redis-cli -s $rundir/redis.sock ping` =~ /^PONG/,
+            'root-0700: redis-cli -s build/run/redis.sock still works');
+    });
+    ok($shared && !-e $shared && !-l "$rundir/redis.sock",
+        'root-0700: the private directory and the link to its socket are '
+        . 'gone when the run stops');
+}
 
 SKIP: {
     my $rel = File::Spec->abs2rel($build, $repo);
