@@ -937,6 +937,12 @@ ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
                                            "the job is running");
     }
 
+    if (ngx_strcmp(e[0]->str, "waited") == 0) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_CONFLICT, "sync_job",
+                                           "a sync job's client waits for "
+                                           "it: it is not cancelled");
+    }
+
     if (ngx_strcmp(e[0]->str, "finished") == 0) {
         return ngx_http_offload_send_error(r, NGX_HTTP_CONFLICT,
                                            "already_finished",

@@ -465,9 +465,11 @@ extern const char  offload_retry_script[];
  * limit, a backlog at or over it returns { "full", backlog }.  Otherwise
  * the entry, its record and the idempotency key (id and payload SHA1,
  * ARGV[8] ms) are written; it returns the entry id, or nil when the stream
- * does not exist (NOMKSTREAM: nothing written).
+ * does not exist (NOMKSTREAM: nothing written).  The record of a sync job
+ * (its entry has a reply channel) has "sync 1": its client waits for it,
+ * a cancel leaves it alone, and workers run it without the start script.
  *
- * Start: a worker's step before it runs a job that has a record.  A job
+ * Start: a worker's step before it runs an async job.  A job
  * cancelled meanwhile is acked and deleted (its body key unlinked) and
  * returns 0: it never runs.  Otherwise the record (if still there) takes
  * status running, started_at and attempts, and it returns 1.
@@ -480,9 +482,10 @@ extern const char  offload_retry_script[];
  *                           ARGV[3] the record's TTL in ms after a cancel
  * Returns nil for no record, else { outcome, queue, status, attempts,
  * submitted_at, started_at, finished_at, next_attempt_at, result }, a
- * field missing nil; outcome "ok" (get), "cancelled", "running" or
- * "finished" (cancel: only a queued or retrying job is cancelled; that
- * publishes its id on OFFLOAD_JOBS_DONE); result the stored result once
+ * field missing nil; outcome "ok" (get), "cancelled", "running",
+ * "finished" or "waited" (cancel: only a queued or retrying job is
+ * cancelled, not a sync one, "waited"; that publishes its id on
+ * OFFLOAD_JOBS_DONE); result the stored result once
  * the job ended (a big one's elements joined), else nil.
  */
 extern const char  offload_submit_script[];

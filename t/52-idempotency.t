@@ -53,6 +53,8 @@ server {
 HTTP
 ok(wait_nginx_ready('/sync/echo', '{}'), 'stack ready');
 
+sub job { http('GET', "/jobs/$_[0]") }
+
 sub code_of { my ($r) = @_; ref $r->{json} eq 'HASH'
     && ref $r->{json}{error} eq 'HASH' ? $r->{json}{error}{code} : '' }
 
@@ -201,6 +203,29 @@ $r = post_key('/brief/sleep', '{"ms":1500}', 'key-wait');
 is($r->{status}, 200, 'a duplicate after the end: 200');
 is($r->{content}, ($raw =~ /\r\n\r\n(.*)\z/s)[0], 'the first\'s result');
 ok(time - $t0 < 0.5, 'at once');
+
+# ---- a sync job with a key has a record, but its client waits: no cancel
+my $hold = send_post('/sync/sleep', '{"ms":800}');
+ok(wait_until(sub { pending_jobs('sleep') == 1 }, scaled(5), 'held'),
+    'the sleep worker is busy');
+$s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+    PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+print $s "POST /sync/sleep HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    . "Idempotency-Key: key-cancel\r\nContent-Length: 8\r\n\r\n"
+    . '{"ms":1}';
+my $mem;
+ok(wait_until(sub {
+    $mem = redis_cmd('GET', 'offload:{sleep}:idem:key-cancel') }, scaled(5),
+    'submitted'), 'a queued sync job with a key');
+($id) = ($mem // '') =~ /^(\S+)/;
+is(job($id)->{json}{status}, 'queued', 'the jobs endpoint knows it');
+$r = http('DELETE', "/jobs/$id");
+is($r->{status}, 409, 'DELETE of it: 409');
+is(code_of($r), 'sync_job', 'sync_job');
+$raw = OffloadTest::read_raw($s, scaled(10));
+like($raw, qr{^HTTP/1\.1 200.*\{"ms":1\}\z}s, 'it ran and answered');
+is(job($id)->{json}{status}, 'done', 'its record: done');
+close $hold;
 
 # ---- bad keys: 400, nothing submitted
 $added = added('count');
