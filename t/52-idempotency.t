@@ -202,7 +202,7 @@ $t0 = time;
 $r = post_key('/brief/sleep', '{"ms":1500}', 'key-wait');
 is($r->{status}, 200, 'a duplicate after the end: 200');
 is($r->{content}, ($raw =~ /\r\n\r\n(.*)\z/s)[0], 'the first\'s result');
-ok(time - $t0 < 0.5, 'at once');
+ok(time - $t0 < 1.2, 'at once, not after a second 1.5 s run');
 
 # ---- a sync job with a key has a record, but its client waits: no cancel
 my $hold = send_post('/sync/sleep', '{"ms":800}');
@@ -223,7 +223,7 @@ $r = http('DELETE', "/jobs/$id");
 is($r->{status}, 409, 'DELETE of it: 409');
 is(code_of($r), 'sync_job', 'sync_job');
 $raw = OffloadTest::read_raw($s, scaled(10));
-like($raw, qr{^HTTP/1\.1 200.*\{"ms":1\}\z}s, 'it ran and answered');
+like($raw, qr{^HTTP/1\.1 200.*\{"ms":\d+\}\z}s, 'it ran and answered');
 is(job($id)->{json}{status}, 'done', 'its record: done');
 close $hold;
 
