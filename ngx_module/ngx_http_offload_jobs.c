@@ -477,15 +477,14 @@ ngx_http_offload_duplicate(ngx_http_offload_ctx_t *ctx, redisReply *reply)
 
     rc = ngx_http_offload_replay(ctx);
 
-    if (rc != NGX_DONE) {
-        ngx_http_offload_answer_error(ctx, rc == NGX_ERROR
-                                           ? NGX_HTTP_INTERNAL_SERVER_ERROR
-                                           : NGX_HTTP_SERVICE_UNAVAILABLE,
-                                      rc == NGX_ERROR
-                                      ? "internal" : "redis_unavailable",
-                                      rc == NGX_ERROR
-                                      ? "out of memory"
-                                      : "redis is not reachable");
+    if (rc == NGX_ERROR) {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "internal", "out of memory");
+
+    } else if (rc == NGX_DECLINED) {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "redis_unavailable",
+                                      "redis is not reachable");
     }
 }
 
