@@ -7,7 +7,9 @@
  *   offload_max_backlog <n> | off;
  *
  * The backlog check and the XADD are one script (EVALSHA, EVAL once after
- * NOSCRIPT), so concurrent submissions cannot overshoot the limit.  Which
+ * NOSCRIPT), so concurrent submissions cannot overshoot the limit; a job
+ * with a record (async, Idempotency-Key) is checked the same way by the
+ * submit script (ngx_http_offload_jobs.c).  Which
  * queues live nodes serve, and how fast each drains, comes from the node
  * registry: every worker process reads it once a second with a timer
  * (EVALSHA_RO), never per request; a request only looks at that cache.
@@ -65,34 +67,16 @@ static void ngx_http_offload_admission_done(redisAsyncContext *ac, void *r,
 
 /*
  * KEYS[1] the stream; ARGV[1] the limit, ARGV[2] the group, the rest the
- * entry's fields.  The backlog is the group's lag (entries not delivered
- * yet), or, when Redis 7.0 cannot tell it after deletions, the stream's
- * length less the pending entries (workers delete what they finished).
- * Answers nil (no stream: XINFO says "no such key"; 404), {"full",
- * backlog}, or the entry's id; another error (NOPERM...) is passed on.  Every call here runs for every job: no EXISTS, no table
- * of the group's fields.
+ * entry's fields.  The backlog is offload_backlog()'s (offload_proto.h).
+ * Answers nil (no stream: 404), {"full", backlog}, or the entry's id;
+ * another error (NOPERM...) is passed on.
  */
 
 static const char  ngx_http_offload_admit_script[] =
-    "local groups = redis.pcall('XINFO', 'GROUPS', KEYS[1])\n"
-    "if groups.err then\n"
-    "  if string.find(groups.err, 'no such key', 1, true) then\n"
-    "    return false\n"
-    "  end\n"
-    "  return redis.error_reply(groups.err)\n"
-    "end\n"
-    "local lag, pending = false, 0\n"
-    "for _, g in ipairs(groups) do\n"
-    "  if g[2] == ARGV[2] then\n"
-    "    for j = 3, #g, 2 do\n"
-    "      if g[j] == 'lag' then lag = g[j + 1]\n"
-    "      elseif g[j] == 'pending' then pending = g[j + 1] end\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "if not lag then\n"
-    "  lag = math.max(0, redis.call('XLEN', KEYS[1]) - pending)\n"
-    "end\n"
+    OFFLOAD_BACKLOG_LUA
+    "local lag = offload_backlog(KEYS[1], ARGV[2])\n"
+    "if type(lag) == 'table' then return lag end\n"
+    "if not lag then return false end\n"
     "if lag >= tonumber(ARGV[1]) then return { 'full', lag } end\n"
     "return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))\n";
 
@@ -601,21 +585,30 @@ ngx_http_offload_admission_done(redisAsyncContext *ac, void *r,
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
         && reply->element[1]->type == REDIS_REPLY_INTEGER)
     {
-        if (ctx->body_key.len) {
-            ngx_http_offload_body_delete(ctx);
-        }
-
-        ctx->retry_after = ngx_http_offload_admission_retry(ctx,
-                                                reply->element[1]->integer);
-
-        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                      "queue_full",
-                                      "the queue's backlog is at its "
-                                      "offload_max_backlog");
+        ngx_http_offload_admission_full(ctx, reply->element[1]->integer);
         return;
     }
 
     ngx_http_offload_xadd_result(ctx, reply);
+}
+
+
+/* 503 queue_full: a script found the backlog at the limit, nothing added */
+
+void
+ngx_http_offload_admission_full(ngx_http_offload_ctx_t *ctx,
+    long long backlog)
+{
+    if (ctx->body_key.len) {
+        ngx_http_offload_body_delete(ctx);
+    }
+
+    ctx->retry_after = ngx_http_offload_admission_retry(ctx, backlog);
+
+    ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "queue_full",
+                                  "the queue's backlog is at its "
+                                  "offload_max_backlog");
 }
 
 

@@ -8,12 +8,22 @@
  *   offload_jobs_url <prefix>;   the status URL is <prefix><id>
  *   offload_result_ttl <time>;   how long results and records stay
  *   offload_jobs;                GET <prefix><id>[?wait=<s>], DELETE
+ *   offload_idempotency_ttl <time> | off;   how long an Idempotency-Key
+ *                                names its first job
  *
  * A record is the hash offload:job:<id> (proto/offload_proto.h).  A long
  * poll waits in this worker's list of job reads and is woken by the job's
  * id published on offload:jobs:done, which every nginx worker's subscriber
  * hears: it then reads the record again.  hiredis callbacks get a read's
  * serial number, never the request.
+ *
+ * A job submitted with an Idempotency-Key has a record too, sync or async,
+ * made by the submit script with the key's memory; a second submission of
+ * the key to the queue gets the first job: an async one its 202 (id,
+ * status, Location), a sync one, its request handed over to a job read
+ * here, the first job's result once it ends (a long poll of the record
+ * that answers the result as the first request got it).  The submit and
+ * job scripts go as EVALSHA, EVAL once after NOSCRIPT.
  */
 
 
@@ -34,6 +44,9 @@ typedef struct {
     unsigned                      reading:1;  /* a read on its way */
     unsigned                      reread:1;   /* the job ended meanwhile */
     unsigned                      last:1;     /* the wait passed */
+    unsigned                      replay:1;   /* a duplicate sync submit:
+                                                 answers the result */
+    unsigned                      by_eval:1;  /* NOSCRIPT came */
 } ngx_http_offload_job_read_t;
 
 
@@ -49,9 +62,22 @@ static void ngx_http_offload_job_wait_handler(ngx_event_t *ev);
 static void ngx_http_offload_job_cleanup(void *data);
 static void ngx_http_offload_job_finish(ngx_http_offload_job_read_t *jr,
     ngx_int_t rc);
+static void ngx_http_offload_record_done(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_offload_duplicate(ngx_http_offload_ctx_t *ctx,
+    redisReply *reply);
+static ngx_int_t ngx_http_offload_replay(ngx_http_offload_ctx_t *ctx);
+static ngx_int_t ngx_http_offload_replay_answer(
+    ngx_http_offload_job_read_t *jr, redisReply **e);
+static ngx_int_t ngx_http_offload_job_ongoing(redisReply *status);
+static void ngx_http_offload_script(const char *script, u_char *sha,
+    ngx_uint_t by_eval, const char **argv, size_t *argvlen);
 
 
 static uint64_t  ngx_http_offload_job_serial;
+
+static u_char    ngx_http_offload_submit_sha[40];
+static u_char    ngx_http_offload_job_sha[40];
 
 
 /* offload_mode async, or Prefer: respond-async (RFC 7240) on a request */
@@ -105,27 +131,183 @@ ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
 }
 
 
+char *
+ngx_http_offload_idempotency_ttl(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_offload_loc_conf_t *olcf = conf;
+
+    ngx_msec_t   ttl;
+    ngx_str_t   *value;
+
+    if (olcf->idempotency_ttl != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        olcf->idempotency_ttl = 0;
+        return NGX_CONF_OK;
+    }
+
+    ttl = ngx_parse_time(&value[1], 0);
+
+    if (ttl == (ngx_msec_t) NGX_ERROR || ttl == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" directive: a "
+                           "time over 0 (\"24h\", \"10s\") or \"off\"",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    olcf->idempotency_ttl = ttl;
+
+    return NGX_CONF_OK;
+}
+
+
 /*
- * The entry and its record in one script: EVAL, the script, 1 key (the
- * record), the stream, the queue, submitted_at and the record's TTL, then
- * the entry's fields (the XADD's arguments after "XADD <stream> NOMKSTREAM
- * *").  The record lives
- * the job's deadline span plus the result TTL; its end sets the TTL again.
+ * Idempotency-Key: 1 to OFFLOAD_IDEM_KEY_MAX visible ASCII characters,
+ * bare (as Stripe takes it) or a structured-field string in double quotes
+ * (the IETF httpapi draft), given once.  key is left empty without the
+ * header; NGX_DECLINED for anything else.  A look at the parsed headers,
+ * nothing that waits.
  */
 
 ngx_int_t
-ngx_http_offload_xadd_async(ngx_http_offload_ctx_t *ctx, const char *stream,
-    int argc, const char **argv, size_t *argvlen)
+ngx_http_offload_idempotency_key(ngx_http_request_t *r, ngx_str_t *key)
 {
-    int                           i, n;
-    u_char                       *rec, *submitted, *ttl;
-    const char                   *args[OFFLOAD_JOB_ARGC + 4];
-    size_t                        lens[OFFLOAD_JOB_ARGC + 4];
+    u_char           *p, *last;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len != sizeof("Idempotency-Key") - 1
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "Idempotency-Key",
+                               h[i].key.len)
+               != 0)
+        {
+            continue;
+        }
+
+        if (key->data != NULL) {
+            return NGX_DECLINED;
+        }
+
+        *key = h[i].value;
+    }
+
+    if (key->data == NULL) {
+        return NGX_OK;
+    }
+
+    if (key->len >= 2 && key->data[0] == '"'
+        && key->data[key->len - 1] == '"')
+    {
+        key->data++;
+        key->len -= 2;
+    }
+
+    if (key->len == 0 || key->len > OFFLOAD_IDEM_KEY_MAX) {
+        return NGX_DECLINED;
+    }
+
+    last = key->data + key->len;
+
+    for (p = key->data; p < last; p++) {
+        if (*p <= 0x20 || *p >= 0x7f || *p == '"') {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* A record and its result stay offload_result_ttl after the job's end, or,
+ * with an Idempotency-Key, as long as the key names the job if that is
+ * longer: a duplicate always finds its first job's result. */
+
+int64_t
+ngx_http_offload_record_ttl(ngx_http_offload_ctx_t *ctx)
+{
     ngx_http_offload_loc_conf_t  *olcf;
 
     olcf = ngx_http_get_module_loc_conf(ctx->request, ngx_http_offload_module);
 
-    rec = ngx_pnalloc(ctx->request->pool, OFFLOAD_KEY_MAX + 2 * NGX_INT64_LEN);
+    if (ctx->idem_key.len) {
+        return ngx_max(olcf->result_ttl, olcf->idempotency_ttl);
+    }
+
+    return olcf->result_ttl;
+}
+
+
+/* EVALSHA of a script, or EVAL once Redis answered NOSCRIPT: argv[0..1] */
+
+static void
+ngx_http_offload_script(const char *script, u_char *sha, ngx_uint_t by_eval,
+    const char **argv, size_t *argvlen)
+{
+    if (by_eval) {
+        argv[0] = "EVAL";
+        argvlen[0] = 4;
+        argv[1] = script;
+        argvlen[1] = ngx_strlen(script);
+        return;
+    }
+
+    if (sha[0] == '\0') {
+        (void) ngx_http_offload_script_sha(script, sha);
+    }
+
+    argv[0] = "EVALSHA";
+    argvlen[0] = 7;
+    argv[1] = (char *) sha;
+    argvlen[1] = 40;
+}
+
+
+/*
+ * The entry and its record in one script (offload_submit_script): 1 key
+ * (the record), the stream, the queue, submitted_at, the record's TTL, the
+ * backlog limit (0: none) and the group, the idempotency key and its TTL
+ * ("" and 0: none), then the entry's fields (the XADD's arguments after
+ * "XADD <stream> NOMKSTREAM *").  The record lives the job's deadline span
+ * plus its TTL after the end; its end sets the TTL again.
+ */
+
+ngx_int_t
+ngx_http_offload_xadd_record(ngx_http_offload_ctx_t *ctx, const char *stream,
+    int argc, const char **argv, size_t *argvlen)
+{
+    int                           i, n;
+    u_char                       *rec, *num, *p;
+    const char                   *args[OFFLOAD_JOB_ARGC + 10];
+    size_t                        lens[OFFLOAD_JOB_ARGC + 10];
+    ngx_http_offload_loc_conf_t  *olcf;
+
+    olcf = ngx_http_get_module_loc_conf(ctx->request, ngx_http_offload_module);
+
+    rec = ngx_pnalloc(ctx->request->pool, OFFLOAD_KEY_MAX
+                                          + OFFLOAD_IDEM_REDIS_KEY_MAX
+                                          + 4 * NGX_INT64_LEN);
     if (rec == NULL) {
         return NGX_ERROR;
     }
@@ -136,44 +318,238 @@ ngx_http_offload_xadd_async(ngx_http_offload_ctx_t *ctx, const char *stream,
         return NGX_ERROR;
     }
 
-    submitted = rec + OFFLOAD_KEY_MAX;
-    ttl = ngx_sprintf(submitted, "%L", ctx->submitted_ms);
+    ngx_http_offload_script(offload_submit_script, ngx_http_offload_submit_sha,
+                            ctx->admit_by_eval, args, lens);
 
-    args[0] = "EVAL";
-    args[1] = offload_submit_async_script;
     args[2] = "1";
-    args[3] = (char *) rec;
-    args[4] = stream;
-    args[5] = (char *) ctx->queue.data;
-    args[6] = (char *) submitted;
-    args[7] = (char *) ttl;
-
-    lens[0] = 4;
-    lens[1] = ngx_strlen(offload_submit_async_script);
     lens[2] = 1;
+    args[3] = (char *) rec;
     lens[3] = n;
+    args[4] = stream;
     lens[4] = ngx_strlen(stream);
+    args[5] = (char *) ctx->queue.data;
     lens[5] = ctx->queue.len;
-    lens[6] = ttl - submitted;
-    lens[7] = ngx_sprintf(ttl, "%M", olcf->timeout + olcf->result_ttl) - ttl;
+
+    num = rec + OFFLOAD_KEY_MAX;
+
+    args[6] = (char *) num;
+    p = ngx_sprintf(num, "%L", ctx->submitted_ms);
+    lens[6] = p - num;
+
+    args[7] = (char *) p;
+    num = ngx_sprintf(p, "%L",
+                      (int64_t) olcf->timeout
+                      + ngx_http_offload_record_ttl(ctx));
+    lens[7] = num - p;
+
+    args[8] = (char *) num;
+    p = ngx_sprintf(num, "%ui", olcf->max_backlog);
+    lens[8] = p - num;
+
+    args[9] = OFFLOAD_GROUP;
+    lens[9] = sizeof(OFFLOAD_GROUP) - 1;
+
+    args[10] = (char *) p;
+    lens[10] = 0;
+
+    if (ctx->idem_key.len) {
+        n = offload_idem_key((char *) p, OFFLOAD_IDEM_REDIS_KEY_MAX,
+                             (char *) ctx->queue.data, ctx->queue.len,
+                             (char *) ctx->idem_key.data, ctx->idem_key.len);
+        if (n < 0) {
+            return NGX_ERROR;
+        }
+
+        lens[10] = n;
+        p += n;
+    }
+
+    args[11] = (char *) p;
+    num = ngx_sprintf(p, "%M", ctx->idem_key.len ? olcf->idempotency_ttl : 0);
+    lens[11] = num - p;
 
     for (i = OFFLOAD_JOB_FIELDS_AT; i < argc; i++) {
-        args[8 + i - OFFLOAD_JOB_FIELDS_AT] = argv[i];
-        lens[8 + i - OFFLOAD_JOB_FIELDS_AT] = argvlen[i];
+        args[12 + i - OFFLOAD_JOB_FIELDS_AT] = argv[i];
+        lens[12 + i - OFFLOAD_JOB_FIELDS_AT] = argvlen[i];
     }
 
     return ngx_http_offload_link_send(&ctx->peer->command,
-                                      ngx_http_offload_xadd_done,
+                                      ngx_http_offload_record_done,
                                       (void *) (uintptr_t) ctx->node.key,
-                                      8 + argc - OFFLOAD_JOB_FIELDS_AT,
+                                      12 + argc - OFFLOAD_JOB_FIELDS_AT,
                                       args, lens);
 }
 
 
-/* 202 Accepted: where to ask, and what is known (the job is queued) */
+/* the submit script's answer: an entry id or nil as an XADD's, or an
+ * array: the backlog is full, or the Idempotency-Key names a job */
+
+static void
+ngx_http_offload_record_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply              *reply = r;
+    redisReply              *what;
+    ngx_http_offload_ctx_t  *ctx;
+
+    ctx = ngx_http_offload_needed_ctx(ac, reply, privdata);
+    if (ctx == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR && !ctx->admit_by_eval
+        && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
+    {
+        ctx->admit_by_eval = 1;
+
+        if (ngx_http_offload_xadd(ctx) != NGX_OK) {
+            ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                          "redis_unavailable",
+                                          "redis is not reachable");
+        }
+
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        ngx_http_offload_xadd_result(ctx, reply);
+        return;
+    }
+
+    what = reply->elements >= 2 ? reply->element[0] : NULL;
+
+    if (what != NULL && what->type == REDIS_REPLY_STRING
+        && ngx_strcmp(what->str, "full") == 0
+        && reply->element[1]->type == REDIS_REPLY_INTEGER)
+    {
+        ngx_http_offload_admission_full(ctx, reply->element[1]->integer);
+        return;
+    }
+
+    if (what != NULL && what->type == REDIS_REPLY_STRING
+        && ngx_strcmp(what->str, "reused") == 0)
+    {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_OFFLOAD_UNPROCESSABLE,
+                                      "idempotency_key_reused",
+                                      "this Idempotency-Key was used for "
+                                      "another body on this queue");
+        return;
+    }
+
+    if (what != NULL && what->type == REDIS_REPLY_STRING
+        && ngx_strcmp(what->str, "dup") == 0 && reply->elements == 3
+        && reply->element[1]->type == REDIS_REPLY_STRING
+        && reply->element[1]->len == OFFLOAD_JOB_ID_LEN
+        && reply->element[2]->type == REDIS_REPLY_STRING)
+    {
+        ngx_http_offload_duplicate(ctx, reply);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                  "offload: unexpected answer of the submit script");
+    ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "redis_unavailable",
+                                  "redis refused the job");
+}
+
+
+/*
+ * The Idempotency-Key names a job already ({ "dup", id, status }): it
+ * stands for this request's.  Async: 202 with its id and status as it is
+ * now.  Sync: its result, when it has ended or once it does.
+ */
+
+static void
+ngx_http_offload_duplicate(ngx_http_offload_ctx_t *ctx, redisReply *reply)
+{
+    ngx_int_t  rc;
+
+    ngx_memcpy(ctx->id, reply->element[1]->str, OFFLOAD_JOB_ID_LEN);
+    ctx->replayed = 1;
+
+    ngx_http_offload_submitted(ctx);
+
+    if (ctx->async) {
+        ngx_http_offload_accepted(ctx, (u_char *) reply->element[2]->str,
+                                  reply->element[2]->len);
+        return;
+    }
+
+    rc = ngx_http_offload_replay(ctx);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "internal", "out of memory");
+
+    } else if (rc == NGX_DECLINED) {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "redis_unavailable",
+                                      "redis is not reachable");
+    }
+}
+
+
+/*
+ * A sync duplicate leaves the pending table for the job reads: it long
+ * polls the first job's record until the end of its own deadline, and
+ * answers that job's result.  NGX_DONE, NGX_ERROR, or NGX_DECLINED without
+ * a link to Redis.
+ */
+
+static ngx_int_t
+ngx_http_offload_replay(ngx_http_offload_ctx_t *ctx)
+{
+    int64_t                       spent;
+    ngx_http_request_t           *r;
+    ngx_http_cleanup_t           *cln;
+    ngx_http_offload_job_read_t  *jr;
+
+    r = ctx->request;
+
+    jr = ngx_pcalloc(r->pool, sizeof(ngx_http_offload_job_read_t));
+    cln = ngx_http_cleanup_add(r, 0);
+
+    if (jr == NULL || cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_offload_unpark(ctx);
+
+    jr->request = r;
+    jr->peer = ctx->peer;
+    jr->serial = ++ngx_http_offload_job_serial;
+    jr->replay = 1;
+    jr->waiting = 1;
+    ngx_memcpy(jr->id, ctx->id, OFFLOAD_JOB_ID_LEN);
+
+    cln->handler = ngx_http_offload_job_cleanup;
+    cln->data = jr;
+
+    ngx_queue_insert_tail(&jr->peer->job_reads, &jr->queue);
+    jr->linked = 1;
+
+    spent = (ngx_http_offload_now_us() - ctx->start_us) / 1000;
+
+    jr->wait.handler = ngx_http_offload_job_wait_handler;
+    jr->wait.data = jr;
+    jr->wait.log = r->connection->log;
+    ngx_add_timer(&jr->wait, spent < (int64_t) ctx->timeout
+                             ? ctx->timeout - (ngx_msec_t) spent : 1);
+
+    if (ngx_http_offload_job_send(jr) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_DONE;
+}
+
+
+/* 202 Accepted: where to ask, and what is known (the job is queued, or,
+ * for a duplicate, as its record says) */
 
 void
-ngx_http_offload_accepted(ngx_http_offload_ctx_t *ctx)
+ngx_http_offload_accepted(ngx_http_offload_ctx_t *ctx, u_char *status,
+    size_t status_len)
 {
     u_char                       *p, *url, *body;
     size_t                        len;
@@ -186,9 +562,10 @@ ngx_http_offload_accepted(ngx_http_offload_ctx_t *ctx)
     len = olcf->jobs_url.len + OFFLOAD_JOB_ID_LEN;
 
     url = ngx_pnalloc(r->pool, len);
-    body = ngx_pnalloc(r->pool, sizeof("{\"id\":\"\",\"status\":\"queued\","
+    body = ngx_pnalloc(r->pool, sizeof("{\"id\":\"\",\"status\":\"\","
                                        "\"status_url\":\"\"}") - 1
-                                + OFFLOAD_JOB_ID_LEN + 6 * len);
+                                + OFFLOAD_JOB_ID_LEN + 6 * status_len
+                                + 6 * len);
 
     if (url == NULL || body == NULL) {
         ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -199,9 +576,10 @@ ngx_http_offload_accepted(ngx_http_offload_ctx_t *ctx)
     ngx_sprintf(url, "%V%*s", &olcf->jobs_url, (size_t) OFFLOAD_JOB_ID_LEN,
                 ctx->id);
 
-    p = ngx_sprintf(body, "{\"id\":\"%*s\",\"status\":\"queued\","
-                    "\"status_url\":\"", (size_t) OFFLOAD_JOB_ID_LEN,
-                    ctx->id);
+    p = ngx_sprintf(body, "{\"id\":\"%*s\",\"status\":\"",
+                    (size_t) OFFLOAD_JOB_ID_LEN, ctx->id);
+    p = (u_char *) ngx_escape_json(p, status, status_len);
+    p = ngx_cpymem(p, "\",\"status_url\":\"", 16);
     p = (u_char *) ngx_escape_json(p, url, len);
     p = ngx_cpymem(p, "\"}", 2);
 
@@ -213,6 +591,10 @@ ngx_http_offload_accepted(ngx_http_offload_ctx_t *ctx)
             && ngx_http_offload_add_header(r, "Preference-Applied",
                                            (u_char *) "respond-async",
                                            sizeof("respond-async") - 1)
+               != NGX_OK)
+        || (ctx->replayed
+            && ngx_http_offload_add_header(r, "Idempotent-Replayed",
+                                           (u_char *) "true", 4)
                != NGX_OK))
     {
         ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -420,16 +802,15 @@ ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr)
 
     ttl = ngx_sprintf(ttl_buf, "%M", olcf->result_ttl);
 
-    argv[0] = "EVAL";
-    argv[1] = offload_job_script;
+    ngx_http_offload_script(offload_job_script, ngx_http_offload_job_sha,
+                            jr->by_eval, argv, argvlen);
+
     argv[2] = "1";
     argv[3] = (char *) rec;
     argv[4] = jr->cancel ? "cancel" : "get";
     argv[5] = (char *) jr->id;
     argv[6] = (char *) ttl_buf;
 
-    argvlen[0] = 4;
-    argvlen[1] = ngx_strlen(offload_job_script);
     argvlen[2] = 1;
     argvlen[3] = n;
     argvlen[4] = ngx_strlen(argv[4]);
@@ -467,13 +848,23 @@ ngx_http_offload_job_done(redisAsyncContext *ac, void *r, void *privdata)
     {
         jr = ngx_queue_data(q, ngx_http_offload_job_read_t, queue);
 
-        if (jr->serial == (uint64_t) (uintptr_t) privdata) {
-            jr->reading = 0;
-            ngx_http_offload_job_finish(jr,
-                                        ngx_http_offload_job_answer(jr,
-                                                                    reply));
+        if (jr->serial != (uint64_t) (uintptr_t) privdata) {
+            continue;
+        }
+
+        jr->reading = 0;
+
+        if (reply != NULL && reply->type == REDIS_REPLY_ERROR
+            && !jr->by_eval && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
+        {
+            jr->by_eval = 1;
+            ngx_http_offload_job_look(jr);
             return;
         }
+
+        ngx_http_offload_job_finish(jr, ngx_http_offload_job_answer(jr,
+                                                                    reply));
+        return;
     }
 }
 
@@ -545,17 +936,19 @@ ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
                                            "the job is running");
     }
 
+    if (ngx_strcmp(e[0]->str, "waited") == 0) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_CONFLICT, "sync_job",
+                                           "a sync job's client waits for "
+                                           "it: it is not cancelled");
+    }
+
     if (ngx_strcmp(e[0]->str, "finished") == 0) {
         return ngx_http_offload_send_error(r, NGX_HTTP_CONFLICT,
                                            "already_finished",
                                            "the job has ended");
     }
 
-    if (jr->waiting && !jr->last && e[2]->type == REDIS_REPLY_STRING
-        && (ngx_strcmp(e[2]->str, "queued") == 0
-            || ngx_strcmp(e[2]->str, "running") == 0
-            || ngx_strcmp(e[2]->str, "retrying") == 0))
-    {
+    if (jr->waiting && !jr->last && ngx_http_offload_job_ongoing(e[2])) {
         if (jr->reread) {
             jr->reread = 0;
 
@@ -568,6 +961,10 @@ ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
         }
 
         return NGX_DONE;
+    }
+
+    if (jr->replay) {
+        return ngx_http_offload_replay_answer(jr, e);
     }
 
     /* {"id":…,"queue":…,"status":…, the numbers, "result" or "error"} */
@@ -645,6 +1042,84 @@ ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
     *p++ = '}';
 
     return ngx_http_offload_send_body(r, NGX_HTTP_OK, &type, body, p - body);
+}
+
+
+/* a record's status of a job that has not ended */
+
+static ngx_int_t
+ngx_http_offload_job_ongoing(redisReply *status)
+{
+    return status->type == REDIS_REPLY_STRING
+           && (ngx_strcmp(status->str, "queued") == 0
+               || ngx_strcmp(status->str, "running") == 0
+               || ngx_strcmp(status->str, "retrying") == 0);
+}
+
+
+/*
+ * A sync duplicate's answer, from the first job's record (e as the job
+ * script returns it): that job's result as its own request got it (its
+ * status and body, X-Offload-Job-Id, and Idempotent-Replayed), 504 when
+ * the deadline passed before it ended, 409 when it ended without one (a
+ * cancelled job).
+ */
+
+static ngx_int_t
+ngx_http_offload_replay_answer(ngx_http_offload_job_read_t *jr,
+    redisReply **e)
+{
+    u_char              *p;
+    const char          *err;
+    ngx_chain_t         *out;
+    offload_result_t     res;
+    ngx_http_request_t  *r;
+
+    r = jr->request;
+
+    if (ngx_http_offload_job_ongoing(e[2])) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
+                                           "timeout",
+                                           "no result in time (the first "
+                                           "job with this Idempotency-Key "
+                                           "has not ended)");
+    }
+
+    if (e[8]->type != REDIS_REPLY_STRING) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_CONFLICT,
+                                           "no_result",
+                                           "the first job with this "
+                                           "Idempotency-Key ended without a "
+                                           "result (cancelled)");
+    }
+
+    if (offload_result_decode(&res, e[8]->str, e[8]->len, &err) != 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "offload: undecodable result of job %*s: %s",
+                      (size_t) OFFLOAD_JOB_ID_LEN, jr->id, err);
+        return ngx_http_offload_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                                           "bad_result",
+                                           "the worker's result is "
+                                           "undecodable");
+    }
+
+    p = ngx_pnalloc(r->pool, res.body.len);
+    out = ngx_http_offload_chain_of(r->pool, p, res.body.len);
+
+    if ((p == NULL && res.body.len) || out == NULL
+        || ngx_http_offload_add_header(r, "X-Offload-Job-Id", jr->id,
+                                       OFFLOAD_JOB_ID_LEN)
+           != NGX_OK
+        || ngx_http_offload_add_header(r, "Idempotent-Replayed",
+                                       (u_char *) "true", 4)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(p, res.body.data, res.body.len);
+
+    return ngx_http_offload_send(r, res.status, out, res.body.len);
 }
 
 

@@ -13,6 +13,7 @@
  *   offload_mode sync | async;
  *   offload_jobs_url <prefix>;
  *   offload_result_ttl <time>;
+ *   offload_idempotency_ttl <time> | off;
  *   offload_jobs;
  *
  * A location with offload_pass and no offload_redis in effect talks to
@@ -38,8 +39,6 @@ static void ngx_http_offload_count_answer(ngx_http_offload_ctx_t *ctx,
 static void ngx_http_offload_cleanup(void *data);
 static void ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx,
     ngx_int_t rc);
-static ngx_int_t ngx_http_offload_send(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_chain_t *out, off_t len);
 static ngx_int_t ngx_http_offload_send_chain(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, ngx_chain_t *out, off_t len);
 
@@ -128,6 +127,13 @@ static ngx_command_t  ngx_http_offload_commands[] = {
       offsetof(ngx_http_offload_loc_conf_t, result_ttl),
       NULL },
 
+    { ngx_string("offload_idempotency_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_offload_idempotency_ttl,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("offload_jobs"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_offload_jobs,
@@ -207,7 +213,7 @@ static ngx_int_t
 ngx_http_offload_handler(ngx_http_request_t *r)
 {
     ngx_int_t                     rc;
-    ngx_str_t                     queue;
+    ngx_str_t                     queue, idem;
     ngx_msec_t                    timeout;
     ngx_http_offload_ctx_t       *ctx;
     ngx_http_offload_loc_conf_t  *olcf;
@@ -261,6 +267,24 @@ ngx_http_offload_handler(ngx_http_request_t *r)
                                            "most 3 decimals");
     }
 
+    ngx_str_null(&idem);
+
+    if (olcf->idempotency_ttl
+        && ngx_http_offload_idempotency_key(r, &idem) != NGX_OK)
+    {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_offload_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                           "bad_idempotency_key",
+                                           "Idempotency-Key must be given "
+                                           "once, 1 to 255 visible ASCII "
+                                           "characters (or those in double "
+                                           "quotes)");
+    }
+
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_offload_ctx_t));
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -270,6 +294,7 @@ ngx_http_offload_handler(ngx_http_request_t *r)
     ctx->peer = olcf->peer;
     ctx->queue = queue;
     ctx->timeout = timeout;
+    ctx->idem_key = idem;
     ctx->start_us = ngx_http_offload_now_us();
     ctx->metrics = ngx_http_offload_metrics_queue(
                                     ngx_http_offload_worker.metrics, &queue, 0);
@@ -354,6 +379,16 @@ ngx_http_offload_submit(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
                                            "too_large",
                                            "the body is more than a job "
                                            "can carry");
+    }
+
+    /* its SHA1 is taken in Redis, where a big body is never loaded */
+
+    if (ctx->idem_key.len && body->len > OFFLOAD_BODY_OVER) {
+        return ngx_http_offload_send_error(r,
+                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                           "too_large",
+                                           "a job with an Idempotency-Key "
+                                           "carries at most 1 MB");
     }
 
     cln = ngx_http_cleanup_add(r, 0);
@@ -594,12 +629,19 @@ ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    if (ctx->async) {
-        job.reply.len = 0;      /* stored for the jobs endpoint only */
-        job.record_ttl_ms = olcf->result_ttl;
+    /* an async job, or one with an Idempotency-Key, has a record: the
+     * jobs endpoint and a duplicate read its end there */
+
+    if (ctx->async || ctx->idem_key.len) {
+        if (ctx->async) {
+            job.reply.len = 0;  /* stored for the jobs endpoint only */
+        }
+
+        job.record_ttl_ms = ngx_http_offload_record_ttl(ctx);
         argc = offload_job_argv(&job, stream, &scratch, argv, argvlen);
 
-        return ngx_http_offload_xadd_async(ctx, stream, argc, argv, argvlen);
+        return ngx_http_offload_xadd_record(ctx, stream, argc, argv,
+                                            argvlen);
     }
 
     argc = offload_job_argv(&job, stream, &scratch, argv, argvlen);
@@ -873,7 +915,7 @@ ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx, ngx_int_t rc)
  * one grep follows a request through nginx's and the workers' logs.  An
  * answer of offload_pass counts in the metrics zone. */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_offload_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_chain_t *out, off_t len)
 {
@@ -1365,6 +1407,7 @@ ngx_http_offload_create_loc_conf(ngx_conf_t *cf)
     olcf->reads_nodes = NGX_CONF_UNSET;
     olcf->mode = NGX_CONF_UNSET_UINT;
     olcf->result_ttl = NGX_CONF_UNSET_MSEC;
+    olcf->idempotency_ttl = NGX_CONF_UNSET_MSEC;
 
     return olcf;
 }
@@ -1386,6 +1429,8 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->mode, prev->mode, NGX_HTTP_OFFLOAD_SYNC);
     ngx_conf_merge_str_value(conf->jobs_url, prev->jobs_url, "/jobs/");
     ngx_conf_merge_msec_value(conf->result_ttl, prev->result_ttl, 3600000);
+    ngx_conf_merge_msec_value(conf->idempotency_ttl, prev->idempotency_ttl,
+                              86400000);
 
     /* offload_pass, like proxy_pass, is not inherited, nor are
      * offload_status and offload_metrics */
@@ -1417,6 +1462,13 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     conf->peer->passes = 1;
+
+    /* a duplicate submission waits for its first job's end as a long
+     * poll does */
+
+    if (conf->idempotency_ttl) {
+        conf->peer->jobs = 1;
+    }
 
     /*
      * The job carries the body, so it must be read into one memory buffer:

@@ -14,7 +14,8 @@
  *   ngx_http_offload_admission.c  X-Offload-Timeout, offload_max_backlog,
  *                               queues no live node serves
  *   ngx_http_offload_jobs.c     asynchronous jobs: 202 and their records,
- *                               offload_jobs (GET, long poll, DELETE)
+ *                               offload_jobs (GET, long poll, DELETE),
+ *                               Idempotency-Key
  */
 
 
@@ -243,6 +244,7 @@ typedef struct {
     ngx_uint_t                    mode;        /* NGX_HTTP_OFFLOAD_SYNC... */
     ngx_str_t                     jobs_url;    /* async jobs' status URL */
     ngx_msec_t                    result_ttl;  /* and how long they stay */
+    ngx_msec_t                    idempotency_ttl;  /* 0: off */
 } ngx_http_offload_loc_conf_t;
 
 
@@ -280,6 +282,8 @@ typedef struct {
     ngx_uint_t                    result_n;    /* of how many, */
     ngx_uint_t                    result_got;
     size_t                        result_len;  /* bytes after the first */
+    ngx_str_t                     idem_key;    /* Idempotency-Key, or
+                                                  empty */
 
     unsigned                      checking:1;
     unsigned                      uploading:1; /* the body key is being
@@ -289,9 +293,13 @@ typedef struct {
     unsigned                      submitted:1; /* XADD acknowledged */
     unsigned                      expired:1;   /* deadline passed */
     unsigned                      answered:1;
-    unsigned                      admit_by_eval:1;  /* NOSCRIPT came */
+    unsigned                      admit_by_eval:1;  /* NOSCRIPT came (the
+                                                       admission or the
+                                                       submit script) */
     unsigned                      async:1;     /* answered 202 once added */
     unsigned                      preferred:1; /* by Prefer: respond-async */
+    unsigned                      replayed:1;  /* a duplicate of the job
+                                                  ctx->id (Idempotency-Key) */
 } ngx_http_offload_ctx_t;
 
 
@@ -328,6 +336,8 @@ void ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
     offload_result_t *res);
 void ngx_http_offload_answer_error(ngx_http_offload_ctx_t *ctx,
     ngx_uint_t status, const char *code, const char *message);
+ngx_int_t ngx_http_offload_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_chain_t *out, off_t len);
 ngx_int_t ngx_http_offload_send_body(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, u_char *body, size_t len);
 ngx_int_t ngx_http_offload_send_error(ngx_http_request_t *r,
@@ -412,12 +422,19 @@ void ngx_http_offload_xadd_done(redisAsyncContext *ac, void *r,
     void *privdata);
 void ngx_http_offload_xadd_result(ngx_http_offload_ctx_t *ctx,
     redisReply *reply);
+void ngx_http_offload_submitted(ngx_http_offload_ctx_t *ctx);
 
 /* ngx_http_offload_jobs.c */
 void ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx);
-ngx_int_t ngx_http_offload_xadd_async(ngx_http_offload_ctx_t *ctx,
+char *ngx_http_offload_idempotency_ttl(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_offload_idempotency_key(ngx_http_request_t *r,
+    ngx_str_t *key);
+int64_t ngx_http_offload_record_ttl(ngx_http_offload_ctx_t *ctx);
+ngx_int_t ngx_http_offload_xadd_record(ngx_http_offload_ctx_t *ctx,
     const char *stream, int argc, const char **argv, size_t *argvlen);
-void ngx_http_offload_accepted(ngx_http_offload_ctx_t *ctx);
+void ngx_http_offload_accepted(ngx_http_offload_ctx_t *ctx, u_char *status,
+    size_t len);
 char *ngx_http_offload_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 void ngx_http_offload_jobs_ended(ngx_http_offload_peer_t *peer,
     u_char *id, size_t len);
@@ -438,6 +455,8 @@ void ngx_http_offload_admission_stop(ngx_http_offload_peer_t *peer);
 ngx_int_t ngx_http_offload_admission_served(ngx_http_offload_ctx_t *ctx);
 ngx_int_t ngx_http_offload_admission_xadd(ngx_http_offload_ctx_t *ctx,
     int argc, const char **argv, const size_t *argvlen);
+void ngx_http_offload_admission_full(ngx_http_offload_ctx_t *ctx,
+    long long backlog);
 size_t ngx_http_offload_script_sha(const char *script, u_char *sha);
 
 

@@ -268,6 +268,20 @@ ngx_http_offload_xadd_result(ngx_http_offload_ctx_t *ctx, redisReply *reply)
         return;
     }
 
+    ngx_http_offload_submitted(ctx);
+
+    if (ctx->async) {
+        ngx_http_offload_accepted(ctx, (u_char *) "queued", 6);
+    }
+}
+
+
+/* Redis took the job (or, for a duplicate, has it already): the queue
+ * exists, it has counters */
+
+void
+ngx_http_offload_submitted(ngx_http_offload_ctx_t *ctx)
+{
     ctx->submitted = 1;
 
     if (ctx->metrics == NULL) {
@@ -275,10 +289,6 @@ ngx_http_offload_xadd_result(ngx_http_offload_ctx_t *ctx, redisReply *reply)
                                 ngx_http_offload_worker.metrics, &ctx->queue,
                                 1);
         ngx_http_offload_metrics_in_flight(ctx->metrics, 1);
-    }
-
-    if (ctx->async) {
-        ngx_http_offload_accepted(ctx);
     }
 }
 

@@ -265,13 +265,44 @@ const char  offload_queue_stats_script[] =
     "end\n"
     "return out\n";
 
-const char  offload_submit_async_script[] =
+const char  offload_submit_script[] =
+    OFFLOAD_BACKLOG_LUA
+    "local idem, sha, sync = ARGV[7], nil, false\n"
+    "if idem ~= '' then\n"
+    "  for i = 9, #ARGV - 1, 2 do\n"
+    "    if ARGV[i] == '" OFFLOAD_F_PAYLOAD "' then\n"
+    "      sha = redis.sha1hex(ARGV[i + 1])\n"
+    "    elseif ARGV[i] == '" OFFLOAD_F_REPLY "' then\n"
+    "      sync = true\n"
+    "    end\n"
+    "  end\n"
+    "  local prev = redis.call('GET', idem)\n"
+    "  local id, was = false, nil\n"
+    "  if prev then id, was = string.match(prev, '^(%x+) (%x+)$') end\n"
+    "  local status = id and redis.call('HGET', '"
+    OFFLOAD_JOB_RECORD_PREFIX "' .. id, 'status')\n"
+    "  if status then\n"
+    "    if was ~= sha then return { 'reused', id } end\n"
+    "    return { 'dup', id, status }\n"
+    "  end\n"
+    "end\n"
+    "if ARGV[5] ~= '0' then\n"
+    "  local lag = offload_backlog(ARGV[1], ARGV[6])\n"
+    "  if type(lag) == 'table' then return lag end\n"
+    "  if lag and lag >= tonumber(ARGV[5]) then return { 'full', lag } end\n"
+    "end\n"
     "local id = redis.call('XADD', ARGV[1], 'NOMKSTREAM', '*',"
-    " unpack(ARGV, 5))\n"
+    " unpack(ARGV, 9))\n"
     "if not id then return false end\n"
-    "redis.call('HSET', KEYS[1], 'queue', ARGV[2], 'status', 'queued',"
-    " 'attempts', 0, 'submitted_at', ARGV[3])\n"
+    "local rec = { 'queue', ARGV[2], 'status', 'queued', 'attempts', 0,"
+    " 'submitted_at', ARGV[3] }\n"
+    "if sync then rec[9], rec[10] = 'sync', 1 end\n"
+    "redis.call('HSET', KEYS[1], unpack(rec))\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
+    "if idem ~= '' then\n"
+    "  redis.call('SET', idem, string.sub(KEYS[1], #'"
+    OFFLOAD_JOB_RECORD_PREFIX "' + 1) .. ' ' .. sha, 'PX', ARGV[8])\n"
+    "end\n"
     "return id\n";
 
 const char  offload_job_start_script[] =
@@ -299,7 +330,9 @@ const char  offload_job_script[] =
     "for i = 1, #raw - 1, 2 do h[raw[i]] = raw[i + 1] end\n"
     "local outcome = 'ok'\n"
     "if ARGV[1] == 'cancel' then\n"
-    "  if h.status == 'queued' or h.status == 'retrying' then\n"
+    "  if h.sync and (h.status == 'queued' or h.status == 'retrying') then\n"
+    "    outcome = 'waited'\n"
+    "  elseif h.status == 'queued' or h.status == 'retrying' then\n"
     "    h.status, h.finished_at = 'cancelled', tostring(now_ms())\n"
     "    redis.call('HSET', KEYS[1], 'status', h.status, 'finished_at',"
     " h.finished_at)\n"
@@ -427,6 +460,16 @@ offload_record_status(int status, const char *code)
     }
 
     return "failed";
+}
+
+
+int
+offload_idem_key(char *buf, size_t size, const char *queue, size_t qlen,
+    const char *key, size_t klen)
+{
+    return fitted(snprintf(buf, size, OFFLOAD_IDEM_FMT, (int) qlen, queue,
+                           (int) klen, key),
+                  size);
 }
 
 

@@ -57,6 +57,17 @@
 #define OFFLOAD_JOB_RECORD_FMT     OFFLOAD_JOB_RECORD_PREFIX "%.*s"
 #define OFFLOAD_JOBS_DONE          "offload:jobs:done"
 
+/*
+ * An Idempotency-Key's memory: a string "<job id> <SHA1 of the payload>"
+ * per queue and key, with the key's TTL (offload_idempotency_ttl), set by
+ * offload_submit_script with the first job's entry and record.  A key is
+ * at most OFFLOAD_IDEM_KEY_MAX characters: its Redis key is longer than
+ * OFFLOAD_KEY_MAX.
+ */
+#define OFFLOAD_IDEM_FMT           "offload:{%.*s}:idem:%.*s"
+#define OFFLOAD_IDEM_KEY_MAX       255
+#define OFFLOAD_IDEM_REDIS_KEY_MAX (OFFLOAD_KEY_MAX + OFFLOAD_IDEM_KEY_MAX)
+
 /* Capped streams keep about this many entries (XADD MAXLEN ~). */
 #define OFFLOAD_DEAD_MAXLEN        10000
 #define OFFLOAD_EVENTS_MAXLEN      10000
@@ -204,6 +215,8 @@ int offload_stage_key(char *buf, size_t size, const char *queue, size_t qlen,
     const char *id, size_t idlen, const char *consumer);
 int offload_job_record_key(char *buf, size_t size, const char *id,
     size_t idlen);
+int offload_idem_key(char *buf, size_t size, const char *queue, size_t qlen,
+    const char *key, size_t klen);
 
 /* The status a job's record ends with, for a result's HTTP status and
  * error code (NULL: none): "done" (2xx), "expired" (504 expired), "dead"
@@ -397,19 +410,66 @@ extern const char  offload_queue_stats_script[];
 extern const char  offload_retry_script[];
 
 /*
- * Submit async: the job's entry and its record in one step, so no job
- * exists without its record, and no record without its job.  The stream
- * is an argument, not a declared key: EVAL wants read and write access to
- * its keys, and a submitter may only write to the stream (its XADD inside
- * is checked as a write).  One Redis, as for the nodes script.
+ * The backlog of offload_max_backlog, a Lua function for the scripts that
+ * check it before their XADD (the module's admission script, the submit
+ * script): offload_backlog(stream, group) is the group's lag (entries not
+ * delivered yet), or, when Redis 7.0 cannot tell it after deletions, the
+ * stream's length less the pending entries (workers delete what they
+ * finished); false when the stream does not exist; another error of XINFO
+ * (NOPERM...) as an error table, for the script to return.  No EXISTS, no
+ * table of the group's fields: it runs for every job.
+ */
+#define OFFLOAD_BACKLOG_LUA                                                  \
+    "local function offload_backlog(stream, group)\n"                        \
+    "  local groups = redis.pcall('XINFO', 'GROUPS', stream)\n"              \
+    "  if groups.err then\n"                                                 \
+    "    if string.find(groups.err, 'no such key', 1, true) then\n"          \
+    "      return false\n"                                                   \
+    "    end\n"                                                              \
+    "    return groups\n"                                                    \
+    "  end\n"                                                                \
+    "  local lag, pending = false, 0\n"                                      \
+    "  for _, g in ipairs(groups) do\n"                                      \
+    "    if g[2] == group then\n"                                            \
+    "      for j = 3, #g, 2 do\n"                                            \
+    "        if g[j] == 'lag' then lag = g[j + 1]\n"                         \
+    "        elseif g[j] == 'pending' then pending = g[j + 1] end\n"         \
+    "      end\n"                                                            \
+    "    end\n"                                                              \
+    "  end\n"                                                                \
+    "  if not lag then\n"                                                    \
+    "    lag = math.max(0, redis.call('XLEN', stream) - pending)\n"          \
+    "  end\n"                                                                \
+    "  return lag\n"                                                         \
+    "end\n"
+
+/*
+ * Submit: a job that has a record (an async job, or one submitted with an
+ * Idempotency-Key) is added with its record in one step, so no job exists
+ * without its record, and no record without its job.  The stream and the
+ * idempotency key are arguments, not declared keys: EVAL wants read and
+ * write access to its keys, and a submitter may only write to the stream
+ * (its XADD inside is checked as a write).  One Redis, as for the nodes
+ * script.
  *   KEYS[1] record          ARGV[1] stream    ARGV[2] queue
  *                           ARGV[3] submitted_at (ms)
  *                           ARGV[4] the record's TTL in ms
- *                           ARGV[5..] the entry's field/value pairs
- * Returns the entry id, or nil when the stream does not exist (NOMKSTREAM:
- * nothing written).
+ *                           ARGV[5] offload_max_backlog, 0: none
+ *                           ARGV[6] group
+ *                           ARGV[7] the idempotency key, "": none
+ *                           ARGV[8] its TTL in ms
+ *                           ARGV[9..] the entry's field/value pairs
+ * With an idempotency key that names a job whose record still exists,
+ * nothing is written: it returns { "dup", id, status } when the payload's
+ * SHA1 is the one stored, else { "reused", id }.  Then, with a backlog
+ * limit, a backlog at or over it returns { "full", backlog }.  Otherwise
+ * the entry, its record and the idempotency key (id and payload SHA1,
+ * ARGV[8] ms) are written; it returns the entry id, or nil when the stream
+ * does not exist (NOMKSTREAM: nothing written).  The record of a sync job
+ * (its entry has a reply channel) has "sync 1": its client waits for it,
+ * a cancel leaves it alone, and workers run it without the start script.
  *
- * Start: a worker's step before it runs a job that has a record.  A job
+ * Start: a worker's step before it runs an async job.  A job
  * cancelled meanwhile is acked and deleted (its body key unlinked) and
  * returns 0: it never runs.  Otherwise the record (if still there) takes
  * status running, started_at and attempts, and it returns 1.
@@ -422,12 +482,13 @@ extern const char  offload_retry_script[];
  *                           ARGV[3] the record's TTL in ms after a cancel
  * Returns nil for no record, else { outcome, queue, status, attempts,
  * submitted_at, started_at, finished_at, next_attempt_at, result }, a
- * field missing nil; outcome "ok" (get), "cancelled", "running" or
- * "finished" (cancel: only a queued or retrying job is cancelled; that
- * publishes its id on OFFLOAD_JOBS_DONE); result the stored result once
+ * field missing nil; outcome "ok" (get), "cancelled", "running",
+ * "finished" or "waited" (cancel: only a queued or retrying job is
+ * cancelled, not a sync one, "waited"; that publishes its id on
+ * OFFLOAD_JOBS_DONE); result the stored result once
  * the job ended (a big one's elements joined), else nil.
  */
-extern const char  offload_submit_async_script[];
+extern const char  offload_submit_script[];
 extern const char  offload_job_start_script[];
 extern const char  offload_job_script[];
 

@@ -1506,9 +1506,11 @@ gate_start(offload_worker_t *w, batch_entry_t *e, const offload_entry_t *job)
 }
 
 
-/* Runs an entry's job, or starts reading its body first, or, for a job
- * with a record, asks first whether it may run: then the entry is kept
- * (returns 1) until the job ran. */
+/* Runs an entry's job, or starts reading its body first, or, for an async
+ * job (a record, no reply channel), asks first whether it may run: then
+ * the entry is kept (returns 1) until the job ran.  A sync job with a
+ * record (an Idempotency-Key's) is not asked: its client waits for it, it
+ * cannot be cancelled, and the round trip would cost every such job. */
 static int
 run_entry(offload_worker_t *w, batch_entry_t *e)
 {
@@ -1525,7 +1527,7 @@ run_entry(offload_worker_t *w, batch_entry_t *e)
         return 0;
     }
 
-    if (job.record_ttl_ms > 0 && !e->started) {
+    if (job.record_ttl_ms > 0 && job.reply.len == 0 && !e->started) {
         return gate_start(w, e, &job) == 0;
     }
 

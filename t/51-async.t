@@ -243,7 +243,7 @@ is(scalar(@$completion) - 2, 10,
 
 # ---- docs/HTTP_API.md's examples, as written
 my ($section) = slurp("$FindBin::Bin/../docs/HTTP_API.md")
-    =~ /^## Examples\n(.*)/ms;
+    =~ /^## Examples\n(.*?)(?=^## |\z)/ms;
 my @blocks;
 while (($section // '') =~ /^```sh\n(.*?)^```$/msg) {
     push @blocks, $1 =~ s/\b8080\b/${\ nginx_port()}/gr;

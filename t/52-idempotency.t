@@ -1,0 +1,305 @@
+#!/usr/bin/perl
+# Idempotency-Key (docs/HTTP_API.md): a second submission of a key to a
+# queue gets the first job (sync: its result, async: its 202) and the work
+# runs once, proven by a counting handler (example.counter: the nth job a
+# worker runs answers jobs n) and by the stream's entries; concurrent
+# duplicates too; another body under the key is 422; a bad key 400; the
+# key is free again after offload_idempotency_ttl; off ignores it.  And
+# offload_max_backlog on async submits: 503 queue_full with Retry-After.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time);
+use OffloadTest;
+
+my $plugin = build_path('examples/offload_example.so');
+
+start_redis();
+start_sidecar(conf => <<"CONF");
+load_module $plugin;
+queue count { handler example.counter; workers 1; }
+queue sleep { handler sleep; workers 1; prefetch 1; }
+queue echo { handler echo; workers 1; }
+CONF
+start_nginx(http => <<'HTTP');
+server {
+    listen 127.0.0.1:@PORT@;
+    offload_redis @REDIS@;
+    location ~ ^/sync/([^/]+)$ { offload_pass $1; }
+    location ~ ^/async/([^/]+)$ { offload_pass $1; offload_mode async; }
+    location ~ ^/short/([^/]+)$ {
+        offload_pass $1;
+        offload_idempotency_ttl 2s;
+        offload_result_ttl 1s;
+    }
+    location ~ ^/brief/([^/]+)$ {
+        offload_pass $1;
+        offload_timeout 500ms;
+    }
+    location ~ ^/nokey/([^/]+)$ {
+        offload_pass $1;
+        offload_idempotency_ttl off;
+    }
+    location = /full/sleep {
+        offload_pass sleep;
+        offload_mode async;
+        offload_max_backlog 2;
+    }
+    location /jobs/ { offload_jobs; }
+}
+HTTP
+ok(wait_nginx_ready('/sync/echo', '{}'), 'stack ready');
+
+sub job { http('GET', "/jobs/$_[0]") }
+
+sub code_of { my ($r) = @_; ref $r->{json} eq 'HASH'
+    && ref $r->{json}{error} eq 'HASH' ? $r->{json}{error}{code} : '' }
+
+sub post_key {
+    my ($path, $body, $key, $timeout) = @_;
+    return http('POST', $path, $body,
+        defined $key ? { 'idempotency-key' => $key } : {}, $timeout);
+}
+
+# How many entries a queue's stream ever took (jobs submitted).
+sub added {
+    my ($queue) = @_;
+    my $info = redis_cmd('XINFO', 'STREAM', "offload:{$queue}:jobs");
+    my %h = @$info;
+    return $h{'entries-added'};
+}
+
+# A fresh job of the counter: how many jobs its worker ran, this one too.
+sub count_now {
+    my $r = post_json('/sync/count', '{"fresh":1}');
+    return $r->{json}{jobs} // -1;
+}
+
+# n requests at once, each on its own connection with the key; returns
+# the answers (status, headers, json) once all are in.
+sub at_once {
+    my ($n, $path, $body, $key) = @_;
+    my @s = map {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+            PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+        $s;
+    } 1 .. $n;
+    my $req = "POST $path HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        . "Connection: close\r\nContent-Type: application/json\r\n"
+        . "Idempotency-Key: $key\r\n"
+        . "Content-Length: " . length($body) . "\r\n\r\n$body";
+    syswrite($_, $req) for @s;
+    return map {
+        my $raw = OffloadTest::read_raw($_, scaled(20));
+        my $r = OffloadTest::parse_response(\$raw) || { status => 0 };
+        $r->{json} = json_decode($r->{content} // '');
+        $r;
+    } @s;
+}
+
+# ---- sync: the duplicate gets the first job's result, the work ran once
+my $before = count_now();
+my $r = post_key('/sync/count', '{"a":1}', 'key-sync-1');
+is($r->{status}, 200, 'sync with a key: 200');
+is($r->{json}{jobs}, $before + 1, 'the job ran');
+my $id = $r->{headers}{'x-offload-job-id'} // '';
+like($id, qr/^[0-9a-f]{32}$/, 'X-Offload-Job-Id');
+ok(!$r->{headers}{'idempotent-replayed'}, 'the first is not a replay');
+like(redis_cmd('GET', 'offload:{count}:idem:key-sync-1') // '',
+    qr/^$id [0-9a-f]{40}$/, 'the key names the job and the body SHA1');
+ok(redis_cmd('PTTL', 'offload:{count}:idem:key-sync-1') > 86000_000,
+    'the key lives offload_idempotency_ttl (24h)');
+my $added = added('count');
+
+my $d = post_key('/sync/count', '{"a":1}', 'key-sync-1');
+is($d->{status}, 200, 'the duplicate: 200');
+is($d->{content}, $r->{content}, 'the duplicate: the first job\'s result');
+is($d->{headers}{'x-offload-job-id'}, $id, 'the duplicate: its id');
+is($d->{headers}{'idempotent-replayed'}, 'true', 'Idempotent-Replayed');
+is(added('count'), $added, 'no entry added for the duplicate');
+is(count_now(), $before + 2, 'the duplicate did not run (counter)');
+
+# ---- another body under the key: 422; the key is per queue
+$r = post_key('/sync/count', '{"a":2}', 'key-sync-1');
+is($r->{status}, 422, 'another body under the key: 422');
+is(code_of($r), 'idempotency_key_reused', 'idempotency_key_reused');
+$r = post_key('/sync/echo', '{"a":2}', 'key-sync-1');
+is($r->{status}, 200, 'the same key on another queue is another key');
+is($r->{content}, '{"a":2}', 'and runs its own job');
+
+# ---- async: the duplicate gets the first job's 202
+$before = count_now();
+$r = post_key('/async/count', '{"b":1}', 'key-async-1');
+is($r->{status}, 202, 'async with a key: 202');
+$id = $r->{json}{id} // '';
+$d = post_key('/async/count', '{"b":1}', 'key-async-1');
+is($d->{status}, 202, 'async duplicate: 202');
+is($d->{json}{id}, $id, 'the same id');
+is($d->{headers}{location}, "/jobs/$id", 'the same Location');
+is($d->{headers}{'idempotent-replayed'}, 'true', 'Idempotent-Replayed');
+like($d->{json}{status} // '', qr/^(queued|running|done)$/,
+    'the status as the record says');
+my $job = http('GET', "/jobs/$id?wait=10")->{json} || {};
+is($job->{status}, 'done', 'the job is done');
+is($job->{result}{jobs}, $before + 1, 'its result');
+$d = post_key('/async/count', '{"b":1}', 'key-async-1');
+is($d->{status}, 202, 'a duplicate after the end: 202 too');
+is($d->{json}{status}, 'done', 'with status done');
+# the same key and body on a sync location of the queue: the result
+$d = post_key('/sync/count', '{"b":1}', 'key-async-1');
+is($d->{status}, 200, 'a sync duplicate of an async job: 200');
+is($d->{json}{jobs}, $before + 1, 'the async job\'s result');
+is(count_now(), $before + 2, 'the work ran once');
+
+# ---- concurrent duplicates run once (sync: they wait for the first)
+$added = added('sleep');
+my @a = at_once(20, '/sync/sleep', '{"ms":400}', 'key-par-sync');
+is(scalar(grep { $_->{status} == 200 } @a), 20, '20 at once: all 200');
+my %ids = map { ($_->{headers}{'x-offload-job-id'} // '') => 1 } @a;
+is(scalar keys %ids, 1, 'all the same job id');
+is(scalar(grep { ($_->{content} // '') eq $a[0]{content} } @a), 20,
+    'all the same result');
+like($a[0]{content}, qr/^\{"ms":4\d\d\}$/, 'the job\'s');
+is(scalar(grep { $_->{headers}{'idempotent-replayed'} } @a), 19,
+    '19 replays');
+is(added('sleep'), $added + 1, 'one entry added');
+
+$before = count_now();
+@a = at_once(20, '/sync/count', '{"c":1}', 'key-par-count');
+is(scalar(grep { $_->{status} == 200 } @a), 20, 'counter: all 200');
+is(scalar(grep { ($_->{json}{jobs} // 0) == $before + 1 } @a), 20,
+    'counter: all one run\'s result');
+is(count_now(), $before + 2, 'counter: it ran once');
+
+$before = count_now();
+@a = at_once(20, '/async/count', '{"d":1}', 'key-par-async');
+is(scalar(grep { $_->{status} == 202 } @a), 20, 'async at once: all 202');
+%ids = map { ($_->{json}{id} // '') => 1 } @a;
+is(scalar keys %ids, 1, 'async at once: one id');
+$job = http('GET', '/jobs/' . (keys %ids)[0] . '?wait=10')->{json} || {};
+is($job->{result}{jobs}, $before + 1, 'async at once: one run');
+is(count_now(), $before + 2, 'async at once: it ran once');
+
+# ---- a duplicate waits at most its own deadline
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+    PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+print $s "POST /sync/sleep HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    . "Idempotency-Key: key-wait\r\nContent-Length: 11\r\n\r\n"
+    . '{"ms":1500}';
+ok(wait_until(sub { redis_cmd('EXISTS', 'offload:{sleep}:idem:key-wait') },
+    scaled(5), 'first job submitted'), 'a 1.5 s job with a key is on');
+my $t0 = time;
+$r = post_key('/brief/sleep', '{"ms":1500}', 'key-wait');
+is($r->{status}, 504, 'its duplicate with a 500 ms deadline: 504');
+is(code_of($r), 'timeout', 'timeout');
+ok(time - $t0 < 1.4, 'answered at its own deadline');
+my $raw = OffloadTest::read_raw($s, scaled(10));
+like($raw, qr{^HTTP/1\.1 200}, 'the first job still answers its client');
+$t0 = time;
+$r = post_key('/brief/sleep', '{"ms":1500}', 'key-wait');
+is($r->{status}, 200, 'a duplicate after the end: 200');
+is($r->{content}, ($raw =~ /\r\n\r\n(.*)\z/s)[0], 'the first\'s result');
+ok(time - $t0 < 1.2, 'at once, not after a second 1.5 s run');
+
+# ---- a sync job with a key has a record, but its client waits: no cancel
+my $hold = send_post('/sync/sleep', '{"ms":800}');
+ok(wait_until(sub { pending_jobs('sleep') == 1 }, scaled(5), 'held'),
+    'the sleep worker is busy');
+$s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+    PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+print $s "POST /sync/sleep HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    . "Idempotency-Key: key-cancel\r\nContent-Length: 8\r\n\r\n"
+    . '{"ms":1}';
+my $mem;
+ok(wait_until(sub {
+    $mem = redis_cmd('GET', 'offload:{sleep}:idem:key-cancel') }, scaled(5),
+    'submitted'), 'a queued sync job with a key');
+($id) = ($mem // '') =~ /^(\S+)/;
+is(job($id)->{json}{status}, 'queued', 'the jobs endpoint knows it');
+$r = http('DELETE', "/jobs/$id");
+is($r->{status}, 409, 'DELETE of it: 409');
+is(code_of($r), 'sync_job', 'sync_job');
+$raw = OffloadTest::read_raw($s, scaled(10));
+like($raw, qr{^HTTP/1\.1 200.*\{"ms":\d+\}\z}s, 'it ran and answered');
+is(job($id)->{json}{status}, 'done', 'its record: done');
+close $hold;
+
+# ---- bad keys: 400, nothing submitted
+$added = added('count');
+for my $bad ('', 'a b', 'x' x 256, "caf\xc3\xa9", '"open') {
+    # HTTP::Tiny sends no byte over 0x7f in a header
+    ($r) = at_once(1, '/sync/count', '{}', $bad);
+    is($r->{status}, 400, "bad key \"$bad\": 400") or diag($r->{content});
+    is(code_of($r), 'bad_idempotency_key', 'bad_idempotency_key');
+}
+$r = http('POST', '/sync/count', '{}', { 'idempotency-key' => [ 'a', 'b' ] });
+is($r->{status}, 400, 'two Idempotency-Key headers: 400');
+is(added('count'), $added, 'no job for a bad key');
+$r = post_key('/sync/count', '{"q":1}', '"quoted-key"');
+is($r->{status}, 200, 'a key in double quotes (structured field): 200');
+$d = post_key('/sync/count', '{"q":1}', 'quoted-key');
+is($d->{content}, $r->{content}, 'is the same key bare');
+$r = post_key('/sync/count', '{"x":1}', 'x' x 255);
+is($r->{status}, 200, 'a key of 255 characters: 200');
+
+# ---- after offload_idempotency_ttl the key is free again
+$r = post_key('/short/count', '{"t":1}', 'key-ttl');
+my $first = $r->{json}{jobs};
+$d = post_key('/short/count', '{"t":1}', 'key-ttl');
+is($d->{json}{jobs}, $first, 'within the TTL: the first result');
+my $pttl = redis_cmd('PTTL', 'offload:{count}:idem:key-ttl');
+ok($pttl > 0 && $pttl <= 2000, "the key lives 2 s ($pttl ms left)");
+ok(wait_until(sub {
+    !redis_cmd('EXISTS', 'offload:{count}:idem:key-ttl') }, scaled(5),
+    'key expired'), 'the key expires');
+$r = post_key('/short/count', '{"t":1}', 'key-ttl');
+is($r->{status}, 200, 'after the TTL: 200');
+ok(!$r->{headers}{'idempotent-replayed'}, 'not a replay');
+ok(($r->{json}{jobs} // 0) > $first, 'the job ran again');
+
+# ---- offload_idempotency_ttl off: the header is ignored
+$before = count_now();
+$r = post_key('/nokey/count', '{}', 'key-off');
+$d = post_key('/nokey/count', '{}', 'key-off');
+is($d->{json}{jobs}, $before + 2, 'off: both ran');
+ok(!redis_cmd('EXISTS', 'offload:{count}:idem:key-off'), 'off: no key');
+
+# ---- offload_max_backlog on async submits
+my $long = post_json('/async/sleep', '{"ms":1500}');
+is($long->{status}, 202, 'a long job takes the worker');
+ok(wait_until(sub { pending_jobs('sleep') == 1 }, scaled(5), 'taken'),
+    'the worker holds it');
+my @queued = map { post_json('/full/sleep', '{"ms":10}') } 1 .. 2;
+is(scalar(grep { $_->{status} == 202 } @queued), 2, 'two queued: 202');
+$r = post_json('/full/sleep', '{"ms":10}');
+is($r->{status}, 503, 'the third async submit: 503');
+is(code_of($r), 'queue_full', 'queue_full');
+like($r->{headers}{'retry-after'} // '', qr/^\d+$/, 'Retry-After');
+ok($r->{headers}{'retry-after'} >= 1 && $r->{headers}{'retry-after'} <= 30,
+    'Retry-After within 1..30');
+ok(!$r->{headers}{location}, 'no Location: no job');
+$d = post_key('/full/sleep', '{"ms":10}', 'key-full');
+is($d->{status}, 503, 'with a key too');
+ok(!redis_cmd('EXISTS', 'offload:{sleep}:idem:key-full'),
+    'a refused job leaves no key');
+ok(wait_until(sub { post_json('/full/sleep', '{"ms":10}')->{status} == 202 },
+    scaled(10), 'drained'), 'accepted again once drained');
+
+# ---- docs/HTTP_API.md's example, as written
+my ($section) = slurp("$FindBin::Bin/../docs/HTTP_API.md")
+    =~ /^## Idempotency-Key\n(.*?)(?=^## |\z)/ms;
+my ($sh) = ($section // '') =~ /^```sh\n(.*?)^```$/ms;
+ok($sh, 'HTTP_API.md: the Idempotency-Key example');
+$sh = ($sh // '') =~ s/\b8080\b/${\ nginx_port()}/gr;
+$added = added('echo');
+spew(tmpdir() . '/idem.sh', $sh);
+my $out = `bash ${\ tmpdir()}/idem.sh 2>&1`;
+like($out, qr/^\{"order":42\}HTTP\/1\.1 200 OK\r\n/, 'the first: the result');
+like($out, qr/\r\nIdempotent-Replayed: true\r\n.*\r\n\r\n\{"order":42\}\z/s,
+    'the second: the same, Idempotent-Replayed');
+is(added('echo'), $added + 1, 'one job');
+
+finish();
