@@ -107,7 +107,8 @@ ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
 
 /*
  * The entry and its record in one script: EVAL, the script, 1 key (the
- * record), the stream, the queue, submitted_at and the record's TTL, then
+ * record), the stream, the queue, submitted_at, the record's TTL and the
+ * job's deadline (a read of a job still queued past it says expired), then
  * the entry's fields (the XADD's arguments after "XADD <stream> NOMKSTREAM
  * *").  The record lives
  * the job's deadline span plus the result TTL; its end sets the TTL again.
@@ -118,14 +119,14 @@ ngx_http_offload_xadd_async(ngx_http_offload_ctx_t *ctx, const char *stream,
     int argc, const char **argv, size_t *argvlen)
 {
     int                           i, n;
-    u_char                       *rec, *submitted, *ttl;
-    const char                   *args[OFFLOAD_JOB_ARGC + 4];
-    size_t                        lens[OFFLOAD_JOB_ARGC + 4];
+    u_char                       *rec, *submitted, *ttl, *deadline, *end;
+    const char                   *args[OFFLOAD_JOB_ARGC + 5];
+    size_t                        lens[OFFLOAD_JOB_ARGC + 5];
     ngx_http_offload_loc_conf_t  *olcf;
 
     olcf = ngx_http_get_module_loc_conf(ctx->request, ngx_http_offload_module);
 
-    rec = ngx_pnalloc(ctx->request->pool, OFFLOAD_KEY_MAX + 2 * NGX_INT64_LEN);
+    rec = ngx_pnalloc(ctx->request->pool, OFFLOAD_KEY_MAX + 3 * NGX_INT64_LEN);
     if (rec == NULL) {
         return NGX_ERROR;
     }
@@ -138,6 +139,8 @@ ngx_http_offload_xadd_async(ngx_http_offload_ctx_t *ctx, const char *stream,
 
     submitted = rec + OFFLOAD_KEY_MAX;
     ttl = ngx_sprintf(submitted, "%L", ctx->submitted_ms);
+    deadline = ngx_sprintf(ttl, "%M", olcf->timeout + olcf->result_ttl);
+    end = ngx_sprintf(deadline, "%L", ctx->submitted_ms + ctx->timeout);
 
     args[0] = "EVAL";
     args[1] = offload_submit_async_script;
@@ -147,6 +150,7 @@ ngx_http_offload_xadd_async(ngx_http_offload_ctx_t *ctx, const char *stream,
     args[5] = (char *) ctx->queue.data;
     args[6] = (char *) submitted;
     args[7] = (char *) ttl;
+    args[8] = (char *) deadline;
 
     lens[0] = 4;
     lens[1] = ngx_strlen(offload_submit_async_script);
@@ -155,17 +159,18 @@ ngx_http_offload_xadd_async(ngx_http_offload_ctx_t *ctx, const char *stream,
     lens[4] = ngx_strlen(stream);
     lens[5] = ctx->queue.len;
     lens[6] = ttl - submitted;
-    lens[7] = ngx_sprintf(ttl, "%M", olcf->timeout + olcf->result_ttl) - ttl;
+    lens[7] = deadline - ttl;
+    lens[8] = end - deadline;
 
     for (i = OFFLOAD_JOB_FIELDS_AT; i < argc; i++) {
-        args[8 + i - OFFLOAD_JOB_FIELDS_AT] = argv[i];
-        lens[8 + i - OFFLOAD_JOB_FIELDS_AT] = argvlen[i];
+        args[9 + i - OFFLOAD_JOB_FIELDS_AT] = argv[i];
+        lens[9 + i - OFFLOAD_JOB_FIELDS_AT] = argvlen[i];
     }
 
     return ngx_http_offload_link_send(&ctx->peer->command,
                                       ngx_http_offload_xadd_done,
                                       (void *) (uintptr_t) ctx->node.key,
-                                      8 + argc - OFFLOAD_JOB_FIELDS_AT,
+                                      9 + argc - OFFLOAD_JOB_FIELDS_AT,
                                       args, lens);
 }
 

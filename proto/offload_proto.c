@@ -267,22 +267,23 @@ const char  offload_queue_stats_script[] =
 
 const char  offload_submit_async_script[] =
     "local id = redis.call('XADD', ARGV[1], 'NOMKSTREAM', '*',"
-    " unpack(ARGV, 5))\n"
+    " unpack(ARGV, 6))\n"
     "if not id then return false end\n"
     "redis.call('HSET', KEYS[1], 'queue', ARGV[2], 'status', 'queued',"
-    " 'attempts', 0, 'submitted_at', ARGV[3])\n"
+    " 'attempts', 0, 'submitted_at', ARGV[3], 'deadline', ARGV[5])\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "return id\n";
 
 const char  offload_job_start_script[] =
     OFFLOAD_NOW_LUA
-    "if redis.call('HGET', KEYS[2], 'status') == 'cancelled' then\n"
+    "local status = redis.call('HGET', KEYS[2], 'status')\n"
+    "if status == 'cancelled' then\n"
     "  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
     "  redis.call('XDEL', KEYS[1], ARGV[2])\n"
     "  redis.call('UNLINK', KEYS[3])\n"
     "  return 0\n"
     "end\n"
-    "if redis.call('EXISTS', KEYS[2]) == 1 then\n"
+    "if status and status ~= 'expired' then\n"
     "  redis.call('HSET', KEYS[2], 'status', 'running', 'started_at',"
     " now_ms(), 'attempts', ARGV[3])\n"
     "end\n"
@@ -297,6 +298,14 @@ const char  offload_job_script[] =
     "if #raw == 0 then return false end\n"
     "local h = {}\n"
     "for i = 1, #raw - 1, 2 do h[raw[i]] = raw[i + 1] end\n"
+    "if (h.status == 'queued' or h.status == 'retrying') and h.deadline"
+    " and tonumber(h.deadline) <= now_ms() then\n"
+    "  h.status, h.finished_at = 'expired', h.deadline\n"
+    "  redis.call('HSET', KEYS[1], 'status', h.status, 'finished_at',"
+    " h.finished_at)\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+    "  redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "', ARGV[2])\n"
+    "end\n"
     "local outcome = 'ok'\n"
     "if ARGV[1] == 'cancel' then\n"
     "  if h.status == 'queued' or h.status == 'retrying' then\n"

@@ -405,14 +405,17 @@ extern const char  offload_retry_script[];
  *   KEYS[1] record          ARGV[1] stream    ARGV[2] queue
  *                           ARGV[3] submitted_at (ms)
  *                           ARGV[4] the record's TTL in ms
- *                           ARGV[5..] the entry's field/value pairs
+ *                           ARGV[5] the job's deadline (ms)
+ *                           ARGV[6..] the entry's field/value pairs
  * Returns the entry id, or nil when the stream does not exist (NOMKSTREAM:
  * nothing written).
  *
  * Start: a worker's step before it runs a job that has a record.  A job
  * cancelled meanwhile is acked and deleted (its body key unlinked) and
- * returns 0: it never runs.  Otherwise the record (if still there) takes
- * status running, started_at and attempts, and it returns 1.
+ * returns 0: it never runs.  Otherwise the record (if still there and not
+ * marked expired by a read) takes status running, started_at and
+ * attempts, and it returns 1 (a job past its deadline is then answered
+ * expired by the worker without running).
  *   KEYS[1] stream          ARGV[1] group     ARGV[2] entry id
  *   KEYS[2] record          ARGV[3] attempt
  *   KEYS[3] body key
@@ -425,7 +428,10 @@ extern const char  offload_retry_script[];
  * field missing nil; outcome "ok" (get), "cancelled", "running" or
  * "finished" (cancel: only a queued or retrying job is cancelled; that
  * publishes its id on OFFLOAD_JOBS_DONE); result the stored result once
- * the job ended (a big one's elements joined), else nil.
+ * the job ended (a big one's elements joined), else nil.  A queued or
+ * retrying job whose deadline passed (by Redis' clock) is marked expired
+ * first (finished_at its deadline, the record's TTL ARGV[3], its id
+ * published), get or cancel: no worker reached it in time.
  */
 extern const char  offload_submit_async_script[];
 extern const char  offload_job_start_script[];
