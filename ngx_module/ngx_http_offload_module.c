@@ -36,6 +36,9 @@ static ngx_int_t ngx_http_offload_body(ngx_http_request_t *r, ngx_str_t *body);
 static void ngx_http_offload_count_answer(ngx_http_offload_ctx_t *ctx,
     ngx_uint_t status);
 static void ngx_http_offload_cleanup(void *data);
+static void ngx_http_offload_cancel_sync(ngx_http_offload_ctx_t *ctx);
+static void ngx_http_offload_cancel_sync_done(redisAsyncContext *ac, void *r,
+    void *privdata);
 static void ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx,
     ngx_int_t rc);
 static ngx_int_t ngx_http_offload_send(ngx_http_request_t *r,
@@ -723,10 +726,88 @@ ngx_http_offload_cleanup(void *data)
         ngx_http_offload_count_answer(ctx, NGX_HTTP_CLIENT_CLOSED_REQUEST);
     }
 
+    /* nobody waits for a sync job any more: it need not run */
+
+    if (!ctx->answered && ctx->parked && !ctx->async && !ctx->uploading) {
+        ngx_http_offload_cancel_sync(ctx);
+    }
+
     ngx_http_offload_unpark(ctx);
 
     if (ctx->check.posted) {
         ngx_delete_posted_event(&ctx->check);
+    }
+}
+
+
+/*
+ * Marks the job in its queue's cancelled set (offload_cancel_sync_script),
+ * fire and forget: a worker that reads its entry later drops it.  One
+ * that runs it already answers to nobody.
+ */
+
+static void
+ngx_http_offload_cancel_sync(ngx_http_offload_ctx_t *ctx)
+{
+    int          n;
+    u_char      *end, deadline[NGX_INT64_LEN];
+    char         key[OFFLOAD_KEY_MAX];
+    const char  *argv[6];
+    size_t       argvlen[6];
+
+    n = offload_cancelled_key(key, sizeof(key), (char *) ctx->queue.data,
+                              ctx->queue.len);
+    if (n < 0) {
+        return;
+    }
+
+    end = ngx_sprintf(deadline, "%L", ctx->submitted_ms + ctx->timeout);
+
+    argv[0] = "EVAL";
+    argv[1] = offload_cancel_sync_script;
+    argv[2] = "1";
+    argv[3] = key;
+    argv[4] = (char *) deadline;
+    argv[5] = (char *) ctx->id;
+
+    argvlen[0] = 4;
+    argvlen[1] = ngx_strlen(offload_cancel_sync_script);
+    argvlen[2] = 1;
+    argvlen[3] = n;
+    argvlen[4] = end - deadline;
+    argvlen[5] = OFFLOAD_JOB_ID_LEN;
+
+    if (ngx_http_offload_link_send(&ctx->peer->command,
+                                   ngx_http_offload_cancel_sync_done, NULL,
+                                   6, argv, argvlen)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
+                      "offload: job %*s: its client went away, but redis "
+                      "is not reachable to cancel it",
+                      (size_t) OFFLOAD_JOB_ID_LEN, ctx->id);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
+                  "offload: job %*s cancelled: its client went away",
+                  (size_t) OFFLOAD_JOB_ID_LEN, ctx->id);
+}
+
+
+static void
+ngx_http_offload_cancel_sync_done(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply               *reply = r;
+    ngx_http_offload_link_t  *link;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                      "offload: redis %V: cancelling a job failed: %s",
+                      &link->peer->name, reply->str);
     }
 }
 

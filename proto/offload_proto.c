@@ -265,6 +265,30 @@ const char  offload_queue_stats_script[] =
     "end\n"
     "return out\n";
 
+const char  offload_cancel_sync_script[] =
+    OFFLOAD_NOW_LUA
+    "local now = now_ms()\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)\n"
+    "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])\n"
+    "local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]\n"
+    "redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(last) - now))\n"
+    "return 1\n";
+
+const char  offload_drop_cancelled_script[] =
+    OFFLOAD_NOW_LUA
+    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now_ms())\n"
+    "local out = {}\n"
+    "for i = 3, #ARGV - 1, 2 do\n"
+    "  if redis.call('ZSCORE', KEYS[2], ARGV[i + 1]) then\n"
+    "    redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])\n"
+    "    redis.call('XDEL', KEYS[1], ARGV[i])\n"
+    "    redis.call('UNLINK', ARGV[2] .. ARGV[i + 1])\n"
+    "    redis.call('ZREM', KEYS[2], ARGV[i + 1])\n"
+    "    out[#out + 1] = ARGV[i]\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
 const char  offload_submit_async_script[] =
     "local id = redis.call('XADD', ARGV[1], 'NOMKSTREAM', '*',"
     " unpack(ARGV, 6))\n"
@@ -410,6 +434,15 @@ offload_job_record_key(char *buf, size_t size, const char *id, size_t idlen)
 {
     return fitted(snprintf(buf, size, OFFLOAD_JOB_RECORD_FMT, (int) idlen,
                            id),
+                  size);
+}
+
+
+int
+offload_cancelled_key(char *buf, size_t size, const char *queue, size_t qlen)
+{
+    return fitted(snprintf(buf, size, OFFLOAD_CANCELLED_FMT, (int) qlen,
+                           queue),
                   size);
 }
 

@@ -42,6 +42,14 @@
 /* A queue's jobs waiting out a retry_backoff: a sorted set, score the next
  * attempt's time (ms since the epoch), member the entry's fields. */
 #define OFFLOAD_RETRY_FMT          "offload:{%.*s}:retry"
+/*
+ * A queue's sync jobs whose clients went away (sidecar/worker.c, the
+ * module's cleanup): a sorted set, member the job id, score its deadline
+ * (ms since the epoch), after which the job would not run anyway.  Pruned
+ * of past deadlines on every add and every check; the key expires after
+ * its last deadline.
+ */
+#define OFFLOAD_CANCELLED_FMT      "offload:{%.*s}:cancelled"
 #define OFFLOAD_EVENTS_KEY         "offload:events"
 #define OFFLOAD_CRASHES_KEY        "offload:crashes"
 
@@ -204,6 +212,8 @@ int offload_stage_key(char *buf, size_t size, const char *queue, size_t qlen,
     const char *id, size_t idlen, const char *consumer);
 int offload_job_record_key(char *buf, size_t size, const char *id,
     size_t idlen);
+int offload_cancelled_key(char *buf, size_t size, const char *queue,
+    size_t qlen);
 
 /* The status a job's record ends with, for a result's HTTP status and
  * error code (NULL: none): "done" (2xx), "expired" (504 expired), "dead"
@@ -433,6 +443,26 @@ extern const char  offload_retry_script[];
  * first (finished_at its deadline, the record's TTL ARGV[3], its id
  * published), get or cancel: no worker reached it in time.
  */
+/*
+ * Cancel sync: the module's step when a sync job's client goes away before
+ * its answer: the job id goes into the queue's cancelled set, scored by
+ * its deadline; marks past their deadline go (by Redis' clock); the key
+ * lives until the latest deadline it holds.
+ *   KEYS[1] cancelled set   ARGV[1] the job's deadline (ms)
+ *                           ARGV[2] job id
+ *
+ * Drop cancelled: a worker's step before it runs a batch it read, taken
+ * only when the cancelled set is not empty (a ZCARD pipelined after each
+ * read tells).  Prunes marks past their deadline; each entry whose job id
+ * is marked is acked (if pending), deleted, its body key unlinked and its
+ * mark removed.
+ *   KEYS[1] stream          ARGV[1] group
+ *   KEYS[2] cancelled set   ARGV[2] the body key without the job id
+ *                           ARGV[3..] entry id, job id, entry id, ...
+ * Returns the entry ids dropped.
+ */
+extern const char  offload_cancel_sync_script[];
+extern const char  offload_drop_cancelled_script[];
 extern const char  offload_submit_async_script[];
 extern const char  offload_job_start_script[];
 extern const char  offload_job_script[];
