@@ -8,6 +8,7 @@
  *   offload_jobs_url <prefix>;   the status URL is <prefix><id>
  *   offload_result_ttl <time>;   how long results and records stay
  *   offload_jobs;                GET <prefix><id>[?wait=<s>], DELETE
+ *   offload_cancel_running on;   DELETE stops a running job's worker too
  *
  * A record is the hash offload:job:<id> (proto/offload_proto.h).  A long
  * poll waits in this worker's list of job reads and is woken by the job's
@@ -411,8 +412,8 @@ ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr)
     u_char                       *ttl, rec[OFFLOAD_KEY_MAX];
     u_char                        ttl_buf[NGX_INT64_LEN];
     int                           n;
-    const char                   *argv[7];
-    size_t                        argvlen[7];
+    const char                   *argv[8];
+    size_t                        argvlen[8];
     ngx_http_offload_loc_conf_t  *olcf;
 
     olcf = ngx_http_get_module_loc_conf(jr->request, ngx_http_offload_module);
@@ -432,6 +433,7 @@ ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr)
     argv[4] = jr->cancel ? "cancel" : "get";
     argv[5] = (char *) jr->id;
     argv[6] = (char *) ttl_buf;
+    argv[7] = olcf->cancel_running ? "running" : "queued";
 
     argvlen[0] = 4;
     argvlen[1] = ngx_strlen(offload_job_script);
@@ -440,11 +442,12 @@ ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr)
     argvlen[4] = ngx_strlen(argv[4]);
     argvlen[5] = OFFLOAD_JOB_ID_LEN;
     argvlen[6] = ttl - ttl_buf;
+    argvlen[7] = ngx_strlen(argv[7]);
 
     if (ngx_http_offload_link_send(&jr->peer->command,
                                    ngx_http_offload_job_done,
                                    (void *) (uintptr_t) jr->serial,
-                                   7, argv, argvlen)
+                                   8, argv, argvlen)
         != NGX_OK)
     {
         return NGX_ERROR;

@@ -14,6 +14,7 @@
  *   offload_jobs_url <prefix>;
  *   offload_result_ttl <time>;
  *   offload_jobs;
+ *   offload_cancel_running on | off;
  *
  * A location with offload_pass and no offload_redis in effect talks to
  * 127.0.0.1:6379, the address job queues usually default to.
@@ -136,6 +137,13 @@ static ngx_command_t  ngx_http_offload_commands[] = {
       ngx_http_offload_jobs,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("offload_cancel_running"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_offload_loc_conf_t, cancel_running),
       NULL },
 
     { ngx_string("offload_metrics_zone"),
@@ -1446,6 +1454,7 @@ ngx_http_offload_create_loc_conf(ngx_conf_t *cf)
     olcf->reads_nodes = NGX_CONF_UNSET;
     olcf->mode = NGX_CONF_UNSET_UINT;
     olcf->result_ttl = NGX_CONF_UNSET_MSEC;
+    olcf->cancel_running = NGX_CONF_UNSET;
 
     return olcf;
 }
@@ -1467,6 +1476,7 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->mode, prev->mode, NGX_HTTP_OFFLOAD_SYNC);
     ngx_conf_merge_str_value(conf->jobs_url, prev->jobs_url, "/jobs/");
     ngx_conf_merge_msec_value(conf->result_ttl, prev->result_ttl, 3600000);
+    ngx_conf_merge_value(conf->cancel_running, prev->cancel_running, 0);
 
     /* offload_pass, like proxy_pass, is not inherited, nor are
      * offload_status and offload_metrics */

@@ -243,6 +243,8 @@ typedef struct {
     ngx_uint_t                    mode;        /* NGX_HTTP_OFFLOAD_SYNC... */
     ngx_str_t                     jobs_url;    /* async jobs' status URL */
     ngx_msec_t                    result_ttl;  /* and how long they stay */
+    ngx_flag_t                    cancel_running;  /* DELETE stops a
+                                                      running job */
 } ngx_http_offload_loc_conf_t;
 
 

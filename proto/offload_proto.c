@@ -24,12 +24,15 @@
 
 /*
  * The end of an async job, after its result is stored: only if its record
- * exists (an async job's; sync jobs have none and pay nothing), it takes
+ * exists (an async job's; sync jobs have none and pay nothing) and was not
+ * cancelled while the job ran (that is its end already), it takes
  * the locals rec_status and finished_at, the record and the result live
  * rec_ttl ms from now, and the id is published for long polls.
  */
 #define OFFLOAD_RECORD_END_LUA                                               \
-    "if rec and rec ~= '' and redis.call('EXISTS', rec) == 1 then\n"         \
+    "local rec_was = rec and rec ~= '' and redis.call('HGET', rec,"          \
+    " 'status')\n"                                                           \
+    "if rec_was and rec_was ~= 'cancelled' then\n"                          \
     "  redis.call('HSET', rec, 'status', rec_status, 'finished_at',"         \
     " now_ms())\n"                                                           \
     "  redis.call('PEXPIRE', rec, rec_ttl)\n"                                \
@@ -144,8 +147,10 @@ const char  offload_dead_script[] =
 const char  offload_retry_later_script[] =
     OFFLOAD_ACK_GUARD_LUA
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "local status = redis.call('HGET', KEYS[3], 'status')\n"
+    "if status == 'cancelled' then return 1 end\n"
     "redis.call('ZADD', KEYS[2], ARGV[3], cmsgpack.pack({unpack(ARGV, 5)}))\n"
-    "if redis.call('EXISTS', KEYS[3]) == 1 then\n"
+    "if status then\n"
     "  redis.call('HSET', KEYS[3], 'status', 'retrying', 'next_attempt_at',"
     " ARGV[3], 'attempts', ARGV[4])\n"
     "end\n"
@@ -309,7 +314,7 @@ const char  offload_job_start_script[] =
     "end\n"
     "if status and status ~= 'expired' then\n"
     "  redis.call('HSET', KEYS[2], 'status', 'running', 'started_at',"
-    " now_ms(), 'attempts', ARGV[3])\n"
+    " now_ms(), 'attempts', ARGV[3], 'node', ARGV[4], 'slot', ARGV[5])\n"
     "end\n"
     "return 1\n";
 
@@ -338,6 +343,17 @@ const char  offload_job_script[] =
     " h.finished_at)\n"
     "    redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
     "    redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "', ARGV[2])\n"
+    "    outcome = 'cancelled'\n"
+    "  elseif h.status == 'running' and ARGV[4] == 'running' and h.node"
+    " and h.slot then\n"
+    "    h.status, h.finished_at = 'cancelled', tostring(now_ms())\n"
+    "    redis.call('HSET', KEYS[1], 'status', h.status, 'finished_at',"
+    " h.finished_at)\n"
+    "    redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+    "    redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "', ARGV[2])\n"
+    "    local stop = '" OFFLOAD_CANCEL_PREFIX "' .. h.node\n"
+    "    redis.call('RPUSH', stop, h.queue .. ' ' .. h.slot .. ' ' .. ARGV[2])\n"
+    "    redis.call('PEXPIRE', stop, " OFFLOAD_STR(OFFLOAD_CANCEL_TTL_MS) ")\n"
     "    outcome = 'cancelled'\n"
     "  elseif h.status == 'running' then\n"
     "    outcome = 'running'\n"

@@ -65,6 +65,17 @@
 #define OFFLOAD_JOB_RECORD_FMT     OFFLOAD_JOB_RECORD_PREFIX "%.*s"
 #define OFFLOAD_JOBS_DONE          "offload:jobs:done"
 
+/*
+ * Running async jobs cancelled (offload_cancel_running on): a list per
+ * node, of "<queue> <slot> <job id>", pushed by offload_job_script, popped
+ * by the node's supervisor (sidecar/cancel.c), which kills the worker
+ * still running that job.  It lives OFFLOAD_CANCEL_TTL_MS after its last
+ * push: a node gone for good leaves nothing behind.
+ */
+#define OFFLOAD_CANCEL_PREFIX      "offload:cancel:"
+#define OFFLOAD_CANCEL_FMT         OFFLOAD_CANCEL_PREFIX "%s"
+#define OFFLOAD_CANCEL_TTL_MS      60000
+
 /* Capped streams keep about this many entries (XADD MAXLEN ~). */
 #define OFFLOAD_DEAD_MAXLEN        10000
 #define OFFLOAD_EVENTS_MAXLEN      10000
@@ -335,8 +346,9 @@ extern const char  offload_dead_script[];
  * member is the new entry's fields, MessagePack-encoded (binary-safe),
  * the score its next attempt's time.  When the job has a record (async
  * jobs), its status becomes "retrying" with next_attempt_at and attempts
- * (the attempts made so far); no record is made.  Does nothing (nil) when
- * the entry was not pending.
+ * (the attempts made so far); no record is made.  A job whose record says
+ * cancelled (while it ran) is only acked and deleted: it ended.  Does
+ * nothing (nil) when the entry was not pending.
  *   KEYS[1] stream          ARGV[1] group     ARGV[2] entry id
  *   KEYS[2] retry set       ARGV[3] next attempt (ms since the epoch)
  *   KEYS[3] job record      ARGV[4] attempts made
@@ -422,22 +434,29 @@ extern const char  offload_retry_script[];
  *
  * Start: a worker's step before it runs a job that has a record.  A job
  * cancelled meanwhile is acked and deleted (its body key unlinked) and
- * returns 0: it never runs.  Otherwise the record (if still there and not
+ * returns 0: it never runs (nor runs again: a job cancelled while it ran
+ * comes back here when its killed worker's entries are handed back).  Otherwise the record (if still there and not
  * marked expired by a read) takes status running, started_at and
  * attempts, and it returns 1 (a job past its deadline is then answered
  * expired by the worker without running).
  *   KEYS[1] stream          ARGV[1] group     ARGV[2] entry id
  *   KEYS[2] record          ARGV[3] attempt
- *   KEYS[3] body key
+ *   KEYS[3] body key        ARGV[4] the worker's node, ARGV[5] its slot
+ *                           (kept in the record, for a cancel)
  *
  * Job: what GET and DELETE /jobs/<id> do, in one step.
  *   KEYS[1] record          ARGV[1] "get" or "cancel"  ARGV[2] job id
  *                           ARGV[3] the record's TTL in ms after a cancel
+ *                           ARGV[4] "running": a running job is
+ *                           cancelled too (offload_cancel_running on),
+ *                           else "queued"
  * Returns nil for no record, else { outcome, queue, status, attempts,
  * submitted_at, started_at, finished_at, next_attempt_at, result }, a
  * field missing nil; outcome "ok" (get), "cancelled", "running" or
- * "finished" (cancel: only a queued or retrying job is cancelled; that
- * publishes its id on OFFLOAD_JOBS_DONE); result the stored result once
+ * "finished" (cancel: only a queued or retrying job is cancelled, or with
+ * ARGV[4] "running" a running one too, whose record names its node and
+ * slot: "<queue> <slot> <id>" is pushed on the node's OFFLOAD_CANCEL_FMT
+ * list; a cancel publishes the id on OFFLOAD_JOBS_DONE); result the stored result once
  * the job ended (a big one's elements joined), else nil.  A queued or
  * retrying job whose deadline passed (by Redis' clock) is marked expired
  * first (finished_at its deadline, the record's TTL ARGV[3], its id

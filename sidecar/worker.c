@@ -143,6 +143,7 @@ struct offload_worker_s {
     char                         cancelled[OFFLOAD_KEY_MAX];
     char                         body_prefix[KEY_ROOM];
     char                         prefetch[16];
+    char                         slot_index[12];
     char                         ttl[16];
     char                         ttl_ms[24];
     char                         sha[41];
@@ -1471,8 +1472,8 @@ gate_start(offload_worker_t *w, batch_entry_t *e, const offload_entry_t *job)
 {
     int          n;
     char         rec[KEY_ROOM], body[KEY_ROOM], attempt[16];
-    const char  *argv[9];
-    size_t       argvlen[9];
+    const char  *argv[11];
+    size_t       argvlen[11];
 
     if (offload_job_record_key(rec, sizeof(rec), job->id.data, job->id.len)
         < 0
@@ -1495,12 +1496,14 @@ gate_start(offload_worker_t *w, batch_entry_t *e, const offload_entry_t *job)
     argv[6] = OFFLOAD_GROUP;
     argv[7] = e->id.data;
     argv[8] = attempt;
+    argv[9] = w->conf->node_name;
+    argv[10] = w->slot_index;
 
-    for (n = 0; n < 9; n++) {
+    for (n = 0; n < 11; n++) {
         argvlen[n] = n == 7 ? e->id.len : strlen(argv[n]);
     }
 
-    if (offload_redis_command_argv(&w->conn, gate_cb, w, 9, argv, argvlen)
+    if (offload_redis_command_argv(&w->conn, gate_cb, w, 11, argv, argvlen)
         != REDIS_OK)
     {
         return -1;
@@ -2090,6 +2093,7 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     snprintf(w.consumer, sizeof(w.consumer), OFFLOAD_CONSUMER_FMT,
              conf->node_name, queue->name, slot);
     snprintf(w.prefetch, sizeof(w.prefetch), "%d", queue->prefetch);
+    snprintf(w.slot_index, sizeof(w.slot_index), "%d", slot);
     offload_cancelled_key(w.cancelled, sizeof(w.cancelled), queue->name,
                           strlen(queue->name));
     offload_body_key(w.body_prefix, sizeof(w.body_prefix), queue->name,
