@@ -435,10 +435,11 @@ extern const char  offload_retry_script[];
  * Start: a worker's step before it runs a job that has a record.  A job
  * cancelled meanwhile is acked and deleted (its body key unlinked) and
  * returns 0: it never runs (nor runs again: a job cancelled while it ran
- * comes back here when its killed worker's entries are handed back).  Otherwise the record (if still there and not
- * marked expired by a read) takes status running, started_at and
- * attempts, and it returns 1 (a job past its deadline is then answered
- * expired by the worker without running).
+ * comes back here when its killed worker's entries are handed back).
+ * Otherwise the record (if still there and not marked expired by a read)
+ * takes status running, started_at, attempts, node and slot, and it
+ * returns 1 (a job past its deadline is then answered expired by the
+ * worker without running).
  *   KEYS[1] stream          ARGV[1] group     ARGV[2] entry id
  *   KEYS[2] record          ARGV[3] attempt
  *   KEYS[3] body key        ARGV[4] the worker's node, ARGV[5] its slot
@@ -456,12 +457,17 @@ extern const char  offload_retry_script[];
  * "finished" (cancel: only a queued or retrying job is cancelled, or with
  * ARGV[4] "running" a running one too, whose record names its node and
  * slot: "<queue> <slot> <id>" is pushed on the node's OFFLOAD_CANCEL_FMT
- * list; a cancel publishes the id on OFFLOAD_JOBS_DONE); result the stored result once
- * the job ended (a big one's elements joined), else nil.  A queued or
+ * list; a cancel publishes the id on OFFLOAD_JOBS_DONE); result the
+ * stored result once the job ended (a big one's elements joined), else
+ * nil.  A queued or
  * retrying job whose deadline passed (by Redis' clock) is marked expired
  * first (finished_at its deadline, the record's TTL ARGV[3], its id
  * published), get or cancel: no worker reached it in time.
  */
+extern const char  offload_submit_async_script[];
+extern const char  offload_job_start_script[];
+extern const char  offload_job_script[];
+
 /*
  * Cancel sync: the module's step when a sync job's client goes away before
  * its answer: the job id goes into the queue's cancelled set, scored by
@@ -482,9 +488,6 @@ extern const char  offload_retry_script[];
  */
 extern const char  offload_cancel_sync_script[];
 extern const char  offload_drop_cancelled_script[];
-extern const char  offload_submit_async_script[];
-extern const char  offload_job_start_script[];
-extern const char  offload_job_script[];
 
 /*
  * Nodes: every live node's registry document in one round trip, for
