@@ -798,7 +798,8 @@ ngx_http_offload_cancel_sync(ngx_http_offload_ctx_t *ctx)
     }
 
     ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
-                  "offload: job %*s cancelled: its client went away",
+                  "offload: job %*s: its client went away, the job is "
+                  "cancelled unless a worker has taken it",
                   (size_t) OFFLOAD_JOB_ID_LEN, ctx->id);
 }
 
