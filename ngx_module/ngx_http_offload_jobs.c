@@ -10,6 +10,7 @@
  *   offload_jobs;                GET <prefix><id>[?wait=<s>], DELETE
  *   offload_idempotency_ttl <time> | off;   how long an Idempotency-Key
  *                                names its first job
+ *   offload_cancel_running on;   DELETE stops a running job's worker too
  *
  * A record is the hash offload:job:<id> (proto/offload_proto.h).  A long
  * poll waits in this worker's list of job reads and is woken by the job's
@@ -288,7 +289,8 @@ ngx_http_offload_script(const char *script, u_char *sha, ngx_uint_t by_eval,
  * The entry and its record in one script (offload_submit_script): 1 key
  * (the record), the stream, the queue, submitted_at, the record's TTL, the
  * backlog limit (0: none) and the group, the idempotency key and its TTL
- * ("" and 0: none), then the entry's fields (the XADD's arguments after
+ * ("" and 0: none), the job's deadline (a read of a job still queued past
+ * it says expired), then the entry's fields (the XADD's arguments after
  * "XADD <stream> NOMKSTREAM *").  The record lives the job's deadline span
  * plus its TTL after the end; its end sets the TTL again.
  */
@@ -299,15 +301,15 @@ ngx_http_offload_xadd_record(ngx_http_offload_ctx_t *ctx, const char *stream,
 {
     int                           i, n;
     u_char                       *rec, *num, *p;
-    const char                   *args[OFFLOAD_JOB_ARGC + 10];
-    size_t                        lens[OFFLOAD_JOB_ARGC + 10];
+    const char                   *args[OFFLOAD_JOB_ARGC + 11];
+    size_t                        lens[OFFLOAD_JOB_ARGC + 11];
     ngx_http_offload_loc_conf_t  *olcf;
 
     olcf = ngx_http_get_module_loc_conf(ctx->request, ngx_http_offload_module);
 
     rec = ngx_pnalloc(ctx->request->pool, OFFLOAD_KEY_MAX
                                           + OFFLOAD_IDEM_REDIS_KEY_MAX
-                                          + 4 * NGX_INT64_LEN);
+                                          + 5 * NGX_INT64_LEN);
     if (rec == NULL) {
         return NGX_ERROR;
     }
@@ -368,15 +370,19 @@ ngx_http_offload_xadd_record(ngx_http_offload_ctx_t *ctx, const char *stream,
     num = ngx_sprintf(p, "%M", ctx->idem_key.len ? olcf->idempotency_ttl : 0);
     lens[11] = num - p;
 
+    args[12] = (char *) num;
+    p = ngx_sprintf(num, "%L", ctx->submitted_ms + ctx->timeout);
+    lens[12] = p - num;
+
     for (i = OFFLOAD_JOB_FIELDS_AT; i < argc; i++) {
-        args[12 + i - OFFLOAD_JOB_FIELDS_AT] = argv[i];
-        lens[12 + i - OFFLOAD_JOB_FIELDS_AT] = argvlen[i];
+        args[13 + i - OFFLOAD_JOB_FIELDS_AT] = argv[i];
+        lens[13 + i - OFFLOAD_JOB_FIELDS_AT] = argvlen[i];
     }
 
     return ngx_http_offload_link_send(&ctx->peer->command,
                                       ngx_http_offload_record_done,
                                       (void *) (uintptr_t) ctx->node.key,
-                                      12 + argc - OFFLOAD_JOB_FIELDS_AT,
+                                      13 + argc - OFFLOAD_JOB_FIELDS_AT,
                                       args, lens);
 }
 
@@ -788,8 +794,8 @@ ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr)
     u_char                       *ttl, rec[OFFLOAD_KEY_MAX];
     u_char                        ttl_buf[NGX_INT64_LEN];
     int                           n;
-    const char                   *argv[7];
-    size_t                        argvlen[7];
+    const char                   *argv[8];
+    size_t                        argvlen[8];
     ngx_http_offload_loc_conf_t  *olcf;
 
     olcf = ngx_http_get_module_loc_conf(jr->request, ngx_http_offload_module);
@@ -810,17 +816,19 @@ ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr)
     argv[4] = jr->cancel ? "cancel" : "get";
     argv[5] = (char *) jr->id;
     argv[6] = (char *) ttl_buf;
+    argv[7] = olcf->cancel_running ? "running" : "queued";
 
     argvlen[2] = 1;
     argvlen[3] = n;
     argvlen[4] = ngx_strlen(argv[4]);
     argvlen[5] = OFFLOAD_JOB_ID_LEN;
     argvlen[6] = ttl - ttl_buf;
+    argvlen[7] = ngx_strlen(argv[7]);
 
     if (ngx_http_offload_link_send(&jr->peer->command,
                                    ngx_http_offload_job_done,
                                    (void *) (uintptr_t) jr->serial,
-                                   7, argv, argvlen)
+                                   8, argv, argvlen)
         != NGX_OK)
     {
         return NGX_ERROR;

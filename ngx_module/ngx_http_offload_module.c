@@ -15,6 +15,7 @@
  *   offload_result_ttl <time>;
  *   offload_idempotency_ttl <time> | off;
  *   offload_jobs;
+ *   offload_cancel_running on | off;
  *
  * A location with offload_pass and no offload_redis in effect talks to
  * 127.0.0.1:6379, the address job queues usually default to.
@@ -37,6 +38,9 @@ static ngx_int_t ngx_http_offload_body(ngx_http_request_t *r, ngx_str_t *body);
 static void ngx_http_offload_count_answer(ngx_http_offload_ctx_t *ctx,
     ngx_uint_t status);
 static void ngx_http_offload_cleanup(void *data);
+static void ngx_http_offload_cancel_sync(ngx_http_offload_ctx_t *ctx);
+static void ngx_http_offload_cancel_sync_done(redisAsyncContext *ac, void *r,
+    void *privdata);
 static void ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx,
     ngx_int_t rc);
 static ngx_int_t ngx_http_offload_send_chain(ngx_http_request_t *r,
@@ -139,6 +143,13 @@ static ngx_command_t  ngx_http_offload_commands[] = {
       ngx_http_offload_jobs,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("offload_cancel_running"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_offload_loc_conf_t, cancel_running),
       NULL },
 
     { ngx_string("offload_metrics_zone"),
@@ -765,10 +776,94 @@ ngx_http_offload_cleanup(void *data)
         ngx_http_offload_count_answer(ctx, NGX_HTTP_CLIENT_CLOSED_REQUEST);
     }
 
+    /*
+     * nobody waits for a sync job any more: it need not run; unless it has
+     * an Idempotency-Key, whose duplicates may be waiting for its result
+     */
+
+    if (!ctx->answered && ctx->parked && !ctx->async && !ctx->uploading
+        && ctx->idem_key.len == 0)
+    {
+        ngx_http_offload_cancel_sync(ctx);
+    }
+
     ngx_http_offload_unpark(ctx);
 
     if (ctx->check.posted) {
         ngx_delete_posted_event(&ctx->check);
+    }
+}
+
+
+/*
+ * Marks the job in its queue's cancelled set (offload_cancel_sync_script),
+ * fire and forget: a worker that reads its entry later drops it.  One
+ * that runs it already answers to nobody.
+ */
+
+static void
+ngx_http_offload_cancel_sync(ngx_http_offload_ctx_t *ctx)
+{
+    int          n;
+    u_char      *end, deadline[NGX_INT64_LEN];
+    char         key[OFFLOAD_KEY_MAX];
+    const char  *argv[6];
+    size_t       argvlen[6];
+
+    n = offload_cancelled_key(key, sizeof(key), (char *) ctx->queue.data,
+                              ctx->queue.len);
+    if (n < 0) {
+        return;
+    }
+
+    end = ngx_sprintf(deadline, "%L", ctx->submitted_ms + ctx->timeout);
+
+    argv[0] = "EVAL";
+    argv[1] = offload_cancel_sync_script;
+    argv[2] = "1";
+    argv[3] = key;
+    argv[4] = (char *) deadline;
+    argv[5] = (char *) ctx->id;
+
+    argvlen[0] = 4;
+    argvlen[1] = ngx_strlen(offload_cancel_sync_script);
+    argvlen[2] = 1;
+    argvlen[3] = n;
+    argvlen[4] = end - deadline;
+    argvlen[5] = OFFLOAD_JOB_ID_LEN;
+
+    if (ngx_http_offload_link_send(&ctx->peer->command,
+                                   ngx_http_offload_cancel_sync_done, NULL,
+                                   6, argv, argvlen)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
+                      "offload: job %*s: its client went away, but redis "
+                      "is not reachable to cancel it",
+                      (size_t) OFFLOAD_JOB_ID_LEN, ctx->id);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
+                  "offload: job %*s: its client went away, the job is "
+                  "cancelled unless a worker has taken it",
+                  (size_t) OFFLOAD_JOB_ID_LEN, ctx->id);
+}
+
+
+static void
+ngx_http_offload_cancel_sync_done(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply               *reply = r;
+    ngx_http_offload_link_t  *link;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                      "offload: redis %V: cancelling a job failed: %s",
+                      &link->peer->name, reply->str);
     }
 }
 
@@ -1408,6 +1503,7 @@ ngx_http_offload_create_loc_conf(ngx_conf_t *cf)
     olcf->mode = NGX_CONF_UNSET_UINT;
     olcf->result_ttl = NGX_CONF_UNSET_MSEC;
     olcf->idempotency_ttl = NGX_CONF_UNSET_MSEC;
+    olcf->cancel_running = NGX_CONF_UNSET;
 
     return olcf;
 }
@@ -1431,6 +1527,7 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->result_ttl, prev->result_ttl, 3600000);
     ngx_conf_merge_msec_value(conf->idempotency_ttl, prev->idempotency_ttl,
                               86400000);
+    ngx_conf_merge_value(conf->cancel_running, prev->cancel_running, 0);
 
     /* offload_pass, like proxy_pass, is not inherited, nor are
      * offload_status and offload_metrics */

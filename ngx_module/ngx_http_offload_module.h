@@ -245,6 +245,8 @@ typedef struct {
     ngx_str_t                     jobs_url;    /* async jobs' status URL */
     ngx_msec_t                    result_ttl;  /* and how long they stay */
     ngx_msec_t                    idempotency_ttl;  /* 0: off */
+    ngx_flag_t                    cancel_running;  /* DELETE stops a
+                                                      running job */
 } ngx_http_offload_loc_conf_t;
 
 

@@ -182,6 +182,8 @@ const char  offload_nodes_script[] =
     "  jobs[#jobs + 1] = { wl(w, ',result=\"ok\"'), w.jobs_ok }\n"
     "  jobs[#jobs + 1] = { wl(w, ',result=\"failed\"'), w.jobs_failed }\n"
     "  jobs[#jobs + 1] = { wl(w, ',result=\"crashed\"'), w.jobs_crashed }\n"
+    "  jobs[#jobs + 1] = { wl(w, ',result=\"cancelled\"'),"
+    " w.jobs_cancelled or 0 }\n"
     "  wr[#wr + 1] = { wl(w), w.restarts }\n"
     "  if type(w.uptime_ms) == 'number' then\n"
     "    upt[#upt + 1] = { wl(w), w.uptime_ms / 1000 }\n"

@@ -24,12 +24,15 @@
 
 /*
  * The end of an async job, after its result is stored: only if its record
- * exists (an async job's; sync jobs have none and pay nothing), it takes
+ * exists (an async job's; sync jobs have none and pay nothing) and was not
+ * cancelled while the job ran (that is its end already), it takes
  * the locals rec_status and finished_at, the record and the result live
  * rec_ttl ms from now, and the id is published for long polls.
  */
 #define OFFLOAD_RECORD_END_LUA                                               \
-    "if rec and rec ~= '' and redis.call('EXISTS', rec) == 1 then\n"         \
+    "local rec_was = rec and rec ~= '' and redis.call('HGET', rec,"          \
+    " 'status')\n"                                                           \
+    "if rec_was and rec_was ~= 'cancelled' then\n"                          \
     "  redis.call('HSET', rec, 'status', rec_status, 'finished_at',"         \
     " now_ms())\n"                                                           \
     "  redis.call('PEXPIRE', rec, rec_ttl)\n"                                \
@@ -144,8 +147,10 @@ const char  offload_dead_script[] =
 const char  offload_retry_later_script[] =
     OFFLOAD_ACK_GUARD_LUA
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "local status = redis.call('HGET', KEYS[3], 'status')\n"
+    "if status == 'cancelled' then return 1 end\n"
     "redis.call('ZADD', KEYS[2], ARGV[3], cmsgpack.pack({unpack(ARGV, 5)}))\n"
-    "if redis.call('EXISTS', KEYS[3]) == 1 then\n"
+    "if status then\n"
     "  redis.call('HSET', KEYS[3], 'status', 'retrying', 'next_attempt_at',"
     " ARGV[3], 'attempts', ARGV[4])\n"
     "end\n"
@@ -265,11 +270,35 @@ const char  offload_queue_stats_script[] =
     "end\n"
     "return out\n";
 
+const char  offload_cancel_sync_script[] =
+    OFFLOAD_NOW_LUA
+    "local now = now_ms()\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)\n"
+    "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])\n"
+    "local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]\n"
+    "redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(last) - now))\n"
+    "return 1\n";
+
+const char  offload_drop_cancelled_script[] =
+    OFFLOAD_NOW_LUA
+    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now_ms())\n"
+    "local out = {}\n"
+    "for i = 3, #ARGV - 1, 2 do\n"
+    "  if redis.call('ZSCORE', KEYS[2], ARGV[i + 1]) then\n"
+    "    redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])\n"
+    "    redis.call('XDEL', KEYS[1], ARGV[i])\n"
+    "    redis.call('UNLINK', ARGV[2] .. ARGV[i + 1])\n"
+    "    redis.call('ZREM', KEYS[2], ARGV[i + 1])\n"
+    "    out[#out + 1] = ARGV[i]\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
 const char  offload_submit_script[] =
     OFFLOAD_BACKLOG_LUA
     "local idem, sha, sync = ARGV[7], nil, false\n"
     "if idem ~= '' then\n"
-    "  for i = 9, #ARGV - 1, 2 do\n"
+    "  for i = 10, #ARGV - 1, 2 do\n"
     "    if ARGV[i] == '" OFFLOAD_F_PAYLOAD "' then\n"
     "      sha = redis.sha1hex(ARGV[i + 1])\n"
     "    elseif ARGV[i] == '" OFFLOAD_F_REPLY "' then\n"
@@ -292,11 +321,11 @@ const char  offload_submit_script[] =
     "  if lag and lag >= tonumber(ARGV[5]) then return { 'full', lag } end\n"
     "end\n"
     "local id = redis.call('XADD', ARGV[1], 'NOMKSTREAM', '*',"
-    " unpack(ARGV, 9))\n"
+    " unpack(ARGV, 10))\n"
     "if not id then return false end\n"
     "local rec = { 'queue', ARGV[2], 'status', 'queued', 'attempts', 0,"
-    " 'submitted_at', ARGV[3] }\n"
-    "if sync then rec[9], rec[10] = 'sync', 1 end\n"
+    " 'submitted_at', ARGV[3], 'deadline', ARGV[9] }\n"
+    "if sync then rec[11], rec[12] = 'sync', 1 end\n"
     "redis.call('HSET', KEYS[1], unpack(rec))\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "if idem ~= '' then\n"
@@ -307,15 +336,16 @@ const char  offload_submit_script[] =
 
 const char  offload_job_start_script[] =
     OFFLOAD_NOW_LUA
-    "if redis.call('HGET', KEYS[2], 'status') == 'cancelled' then\n"
+    "local status = redis.call('HGET', KEYS[2], 'status')\n"
+    "if status == 'cancelled' then\n"
     "  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
     "  redis.call('XDEL', KEYS[1], ARGV[2])\n"
     "  redis.call('UNLINK', KEYS[3])\n"
     "  return 0\n"
     "end\n"
-    "if redis.call('EXISTS', KEYS[2]) == 1 then\n"
+    "if status and status ~= 'expired' then\n"
     "  redis.call('HSET', KEYS[2], 'status', 'running', 'started_at',"
-    " now_ms(), 'attempts', ARGV[3])\n"
+    " now_ms(), 'attempts', ARGV[3], 'node', ARGV[4], 'slot', ARGV[5])\n"
     "end\n"
     "return 1\n";
 
@@ -328,16 +358,34 @@ const char  offload_job_script[] =
     "if #raw == 0 then return false end\n"
     "local h = {}\n"
     "for i = 1, #raw - 1, 2 do h[raw[i]] = raw[i + 1] end\n"
+    "if (h.status == 'queued' or h.status == 'retrying') and h.deadline"
+    " and tonumber(h.deadline) <= now_ms() then\n"
+    "  h.status, h.finished_at = 'expired', h.deadline\n"
+    "  redis.call('HSET', KEYS[1], 'status', h.status, 'finished_at',"
+    " h.finished_at)\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+    "  redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "', ARGV[2])\n"
+    "end\n"
     "local outcome = 'ok'\n"
     "if ARGV[1] == 'cancel' then\n"
-    "  if h.sync and (h.status == 'queued' or h.status == 'retrying') then\n"
+    "  local waiting = h.status == 'queued' or h.status == 'retrying'\n"
+    "  local stop = h.status == 'running' and ARGV[4] == 'running'"
+    " and h.node and h.slot\n"
+    "  if h.sync and waiting then\n"
     "    outcome = 'waited'\n"
-    "  elseif h.status == 'queued' or h.status == 'retrying' then\n"
+    "  elseif waiting or stop then\n"
     "    h.status, h.finished_at = 'cancelled', tostring(now_ms())\n"
     "    redis.call('HSET', KEYS[1], 'status', h.status, 'finished_at',"
     " h.finished_at)\n"
     "    redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
     "    redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "', ARGV[2])\n"
+    "    if stop then\n"
+    "      local list = '" OFFLOAD_CANCEL_PREFIX "' .. h.node\n"
+    "      redis.call('RPUSH', list, h.queue .. ' ' .. h.slot .. ' '"
+    " .. ARGV[2])\n"
+    "      redis.call('PEXPIRE', list, " OFFLOAD_STR(OFFLOAD_CANCEL_TTL_MS)
+    ")\n"
+    "    end\n"
     "    outcome = 'cancelled'\n"
     "  elseif h.status == 'running' then\n"
     "    outcome = 'running'\n"
@@ -434,6 +482,15 @@ offload_job_record_key(char *buf, size_t size, const char *id, size_t idlen)
 {
     return fitted(snprintf(buf, size, OFFLOAD_JOB_RECORD_FMT, (int) idlen,
                            id),
+                  size);
+}
+
+
+int
+offload_cancelled_key(char *buf, size_t size, const char *queue, size_t qlen)
+{
+    return fitted(snprintf(buf, size, OFFLOAD_CANCELLED_FMT, (int) qlen,
+                           queue),
                   size);
 }
 

@@ -42,6 +42,14 @@
 /* A queue's jobs waiting out a retry_backoff: a sorted set, score the next
  * attempt's time (ms since the epoch), member the entry's fields. */
 #define OFFLOAD_RETRY_FMT          "offload:{%.*s}:retry"
+/*
+ * A queue's sync jobs whose clients went away (sidecar/worker.c, the
+ * module's cleanup): a sorted set, member the job id, score its deadline
+ * (ms since the epoch), after which the job would not run anyway.  Pruned
+ * of past deadlines on every add and every check; the key expires after
+ * its last deadline.
+ */
+#define OFFLOAD_CANCELLED_FMT      "offload:{%.*s}:cancelled"
 #define OFFLOAD_EVENTS_KEY         "offload:events"
 #define OFFLOAD_CRASHES_KEY        "offload:crashes"
 
@@ -67,6 +75,17 @@
 #define OFFLOAD_IDEM_FMT           "offload:{%.*s}:idem:%.*s"
 #define OFFLOAD_IDEM_KEY_MAX       255
 #define OFFLOAD_IDEM_REDIS_KEY_MAX (OFFLOAD_KEY_MAX + OFFLOAD_IDEM_KEY_MAX)
+
+/*
+ * Running async jobs cancelled (offload_cancel_running on): a list per
+ * node, of "<queue> <slot> <job id>", pushed by offload_job_script, popped
+ * by the node's supervisor (sidecar/cancel.c), which kills the worker
+ * still running that job.  It lives OFFLOAD_CANCEL_TTL_MS after its last
+ * push: a node gone for good leaves nothing behind.
+ */
+#define OFFLOAD_CANCEL_PREFIX      "offload:cancel:"
+#define OFFLOAD_CANCEL_FMT         OFFLOAD_CANCEL_PREFIX "%s"
+#define OFFLOAD_CANCEL_TTL_MS      60000
 
 /* Capped streams keep about this many entries (XADD MAXLEN ~). */
 #define OFFLOAD_DEAD_MAXLEN        10000
@@ -217,6 +236,8 @@ int offload_job_record_key(char *buf, size_t size, const char *id,
     size_t idlen);
 int offload_idem_key(char *buf, size_t size, const char *queue, size_t qlen,
     const char *key, size_t klen);
+int offload_cancelled_key(char *buf, size_t size, const char *queue,
+    size_t qlen);
 
 /* The status a job's record ends with, for a result's HTTP status and
  * error code (NULL: none): "done" (2xx), "expired" (504 expired), "dead"
@@ -338,8 +359,9 @@ extern const char  offload_dead_script[];
  * member is the new entry's fields, MessagePack-encoded (binary-safe),
  * the score its next attempt's time.  When the job has a record (async
  * jobs), its status becomes "retrying" with next_attempt_at and attempts
- * (the attempts made so far); no record is made.  Does nothing (nil) when
- * the entry was not pending.
+ * (the attempts made so far); no record is made.  A job whose record says
+ * cancelled (while it ran) is only acked and deleted: it ended.  Does
+ * nothing (nil) when the entry was not pending.
  *   KEYS[1] stream          ARGV[1] group     ARGV[2] entry id
  *   KEYS[2] retry set       ARGV[3] next attempt (ms since the epoch)
  *   KEYS[3] job record      ARGV[4] attempts made
@@ -458,7 +480,9 @@ extern const char  offload_retry_script[];
  *                           ARGV[6] group
  *                           ARGV[7] the idempotency key, "": none
  *                           ARGV[8] its TTL in ms
- *                           ARGV[9..] the entry's field/value pairs
+ *                           ARGV[9] the job's deadline (ms): a read of
+ *                           the job still queued past it says expired
+ *                           ARGV[10..] the entry's field/value pairs
  * With an idempotency key that names a job whose record still exists,
  * nothing is written: it returns { "dup", id, status } when the payload's
  * SHA1 is the one stored, else { "reused", id }.  Then, with a backlog
@@ -471,26 +495,60 @@ extern const char  offload_retry_script[];
  *
  * Start: a worker's step before it runs an async job.  A job
  * cancelled meanwhile is acked and deleted (its body key unlinked) and
- * returns 0: it never runs.  Otherwise the record (if still there) takes
- * status running, started_at and attempts, and it returns 1.
+ * returns 0: it never runs (nor runs again: a job cancelled while it ran
+ * comes back here when its killed worker's entries are handed back).
+ * Otherwise the record (if still there and not marked expired by a read)
+ * takes status running, started_at, attempts, node and slot, and it
+ * returns 1 (a job past its deadline is then answered expired by the
+ * worker without running).
  *   KEYS[1] stream          ARGV[1] group     ARGV[2] entry id
  *   KEYS[2] record          ARGV[3] attempt
- *   KEYS[3] body key
+ *   KEYS[3] body key        ARGV[4] the worker's node, ARGV[5] its slot
+ *                           (kept in the record, for a cancel)
  *
  * Job: what GET and DELETE /jobs/<id> do, in one step.
  *   KEYS[1] record          ARGV[1] "get" or "cancel"  ARGV[2] job id
  *                           ARGV[3] the record's TTL in ms after a cancel
+ *                           ARGV[4] "running": a running job is
+ *                           cancelled too (offload_cancel_running on),
+ *                           else "queued"
  * Returns nil for no record, else { outcome, queue, status, attempts,
  * submitted_at, started_at, finished_at, next_attempt_at, result }, a
  * field missing nil; outcome "ok" (get), "cancelled", "running",
  * "finished" or "waited" (cancel: only a queued or retrying job is
- * cancelled, not a sync one, "waited"; that publishes its id on
- * OFFLOAD_JOBS_DONE); result the stored result once
- * the job ended (a big one's elements joined), else nil.
+ * cancelled, or with ARGV[4] "running" a running one too, whose record
+ * names its node and slot: "<queue> <slot> <id>" is pushed on the node's
+ * OFFLOAD_CANCEL_FMT list; a sync job (its client waits for it) is left
+ * alone, "waited"; a cancel publishes the id on OFFLOAD_JOBS_DONE); result
+ * the stored result once the job ended (a big one's elements joined), else
+ * nil.  A queued or retrying job whose deadline passed (by Redis' clock) is
+ * marked expired first (finished_at its deadline, the record's TTL ARGV[3],
+ * its id published), get or cancel: no worker reached it in time.
  */
 extern const char  offload_submit_script[];
 extern const char  offload_job_start_script[];
 extern const char  offload_job_script[];
+
+/*
+ * Cancel sync: the module's step when a sync job's client goes away before
+ * its answer: the job id goes into the queue's cancelled set, scored by
+ * its deadline; marks past their deadline go (by Redis' clock); the key
+ * lives until the latest deadline it holds.
+ *   KEYS[1] cancelled set   ARGV[1] the job's deadline (ms)
+ *                           ARGV[2] job id
+ *
+ * Drop cancelled: a worker's step before it runs a batch it read, taken
+ * only when the cancelled set is not empty (a ZCARD pipelined after each
+ * read tells).  Prunes marks past their deadline; each entry whose job id
+ * is marked is acked (if pending), deleted, its body key unlinked and its
+ * mark removed.
+ *   KEYS[1] stream          ARGV[1] group
+ *   KEYS[2] cancelled set   ARGV[2] the body key without the job id
+ *                           ARGV[3..] entry id, job id, entry id, ...
+ * Returns the entry ids dropped.
+ */
+extern const char  offload_cancel_sync_script[];
+extern const char  offload_drop_cancelled_script[];
 
 /*
  * Nodes: every live node's registry document in one round trip, for

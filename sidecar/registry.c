@@ -52,13 +52,15 @@ worker_json(const offload_slot_t *slot, int64_t now_us)
     const offload_sb_slot_t     *sb = slot->sb;
     const offload_slot_stats_t  *st = &slot->stats;
 
-    w = json_pack("{s:s,s:i,s:I,s:I,s:I,s:I,s:s}",
+    w = json_pack("{s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:s}",
                   "queue", slot->pool->queue->name,
                   "slot", slot->index,
                   "jobs_ok", (json_int_t) (st->jobs_ok + sb->jobs_ok),
                   "jobs_failed",
                   (json_int_t) (st->jobs_failed + sb->jobs_failed),
                   "jobs_crashed", (json_int_t) st->jobs_crashed,
+                  "jobs_cancelled",
+                  (json_int_t) (st->jobs_cancelled + sb->jobs_cancelled),
                   "restarts", (json_int_t) st->restarts,
                   "last_exit", st->last_exit);
     if (w == NULL) {

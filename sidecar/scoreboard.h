@@ -61,6 +61,8 @@ typedef struct {
     uint64_t  jobs_ok;              /* answered 200 */
     uint64_t  jobs_failed;          /* answered with an error, or failed
                                        for now (offload_job_retry()) */
+    uint64_t  jobs_cancelled;       /* dropped unrun: their (sync)
+                                       clients went away */
     uint64_t  jobs_retried;         /* failed for now, waiting in the
                                        queue's retry set */
     uint64_t  run_hist[OFFLOAD_HIST_MAX];   /* handler run times, over

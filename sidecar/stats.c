@@ -53,6 +53,7 @@ offload_stats_slot_harvest(offload_slot_t *slot)
     st->jobs_ok += slot->sb->jobs_ok;
     st->jobs_failed += slot->sb->jobs_failed;
     st->jobs_retried += slot->sb->jobs_retried;
+    st->jobs_cancelled += slot->sb->jobs_cancelled;
     memset(st->hist_seen, 0, sizeof(st->hist_seen));
 }
 

@@ -28,6 +28,7 @@ typedef struct {
     uint64_t            jobs_ok;
     uint64_t            jobs_failed;
     uint64_t            jobs_retried;   /* failed for now, to run again */
+    uint64_t            jobs_cancelled; /* dropped unrun, client gone */
     uint64_t            jobs_crashed;   /* its worker died running them */
     uint64_t            restarts;       /* processes after the first */
     uint64_t            spawned;

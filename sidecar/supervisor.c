@@ -37,6 +37,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cancel.h"
 #include "claim.h"
 #include "clock.h"
 #include "crash_report.h"
@@ -307,6 +308,7 @@ spawn(offload_supervisor_t *sup, offload_slot_t *slot)
     slot->pid = pid;
     slot->started_us = offload_mono_us();
     slot->timed_out = 0;
+    slot->cancelled = 0;
     offload_stats_slot_spawned(slot);
 
     log_info("worker %s:%d: started, pid %d", slot->pool->queue->name,
@@ -591,6 +593,18 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
         return;
     }
 
+    if (slot->cancelled) {
+        /* Its job was cancelled (cancel.c): the record says so already;
+         * its entry goes back and the start script drops it. */
+        log_notice("worker %s:%d: pid %d %s: its job was cancelled",
+                   pool->queue->name, slot->index, (int) pid, how);
+        offload_stats_slot_exited(slot, "cancelled", 0);
+        slot->stats.jobs_cancelled++;
+        slot->want_spawn = 1;
+        reclaim_slot(slot, NULL);
+        return;
+    }
+
     if (recycled(slot, status)) {
         why = slot->sb->exit_reason == OFFLOAD_SB_EXIT_MEMORY
               ? "memory_limit" : "max_jobs_per_worker";
@@ -772,6 +786,16 @@ retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 
 static void
+cancel_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void) loop;
+    (void) revents;
+
+    offload_cancel_round(w->data);
+}
+
+
+static void
 finish(offload_supervisor_t *sup)
 {
     ev_timer_stop(sup->loop, &sup->exit_timer);
@@ -784,6 +808,7 @@ finish(offload_supervisor_t *sup)
     ev_timer_stop(sup->loop, &sup->scan);
     ev_timer_stop(sup->loop, &sup->claim);
     ev_timer_stop(sup->loop, &sup->retry);
+    ev_timer_stop(sup->loop, &sup->cancel);
     offload_registry_stop(&sup->registry);
     ev_break(sup->loop, EVBREAK_ALL);
 }
@@ -1054,6 +1079,11 @@ offload_supervisor_run(const offload_conf_t *conf, const char *conf_file)
                   OFFLOAD_RETRY_ROUND_S);
     sup.retry.data = &sup;
     ev_timer_start(sup.loop, &sup.retry);
+
+    ev_timer_init(&sup.cancel, cancel_cb, OFFLOAD_CANCEL_ROUND_S,
+                  OFFLOAD_CANCEL_ROUND_S);
+    sup.cancel.data = &sup;
+    ev_timer_start(sup.loop, &sup.cancel);
 
     sup.oom_events = offload_oom_events_path();
     sup.oom_kills = offload_oom_kills(sup.oom_events);

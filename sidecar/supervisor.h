@@ -29,6 +29,8 @@ typedef struct offload_slot_s {
     int                    backoff_ms;  /* step of the next restart delay */
     int                    stopping;    /* we sent SIGTERM: not a crash */
     int                    timed_out;   /* we sent SIGKILL: job_timeout */
+    int                    cancelled;   /* we sent SIGKILL: its job was
+                                           cancelled (cancel.c) */
     int                    reclaiming;  /* its dead worker's jobs in flight */
     int                    want_spawn;  /* start a worker once reclaimed */
     offload_sb_slot_t     *sb;          /* shared with its worker */
@@ -84,6 +86,8 @@ typedef struct offload_supervisor_s {
     ev_timer               scan;        /* job timeouts, reload's roll */
     ev_timer               claim;       /* lost nodes' jobs (claim.c) */
     ev_timer               retry;       /* due retries back (retry.c) */
+    ev_timer               cancel;      /* running jobs cancelled
+                                           (cancel.c) */
     ev_timer               kill_timer;  /* SIGKILL workers that linger */
     ev_timer               exit_timer;  /* bounds the registry cleanup */
     offload_registry_t     registry;

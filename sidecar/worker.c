@@ -140,7 +140,10 @@ struct offload_worker_s {
     char                         name[OFFLOAD_QUEUE_NAME_MAX + 16];
     char                         consumer[OFFLOAD_CONSUMER_MAX];
     char                         stream[OFFLOAD_KEY_MAX];
+    char                         cancelled[OFFLOAD_KEY_MAX];
+    char                         body_prefix[KEY_ROOM];
     char                         prefetch[16];
+    char                         slot_index[12];
     char                         ttl[16];
     char                         ttl_ms[24];
     char                         sha[41];
@@ -157,6 +160,8 @@ struct offload_worker_s {
     completion_t                *free_list;
     body_read_t                  body;
     batch_entry_t               *gate;          /* its start script sent */
+    int                          checking;      /* the batch read waits for
+                                                   its cancel check */
     int64_t                      record_ttl_ms; /* of the job completed */
     stage_t                      stage;
     offload_job_t                job;           /* the handler's handle */
@@ -177,12 +182,13 @@ static void body_element_cb(redisAsyncContext *ac, void *r,
     void *privdata);
 
 
-/* A body read, a staging or a job's start in progress: the batch waits
- * for it. */
+/* A body read, a staging, a job's start or the batch's cancel check in
+ * progress: the batch waits for it. */
 static int
 moving(offload_worker_t *w)
 {
-    return w->body.entry != NULL || w->stage.c != NULL || w->gate != NULL;
+    return w->body.entry != NULL || w->stage.c != NULL || w->gate != NULL
+           || w->checking;
 }
 
 
@@ -1466,8 +1472,8 @@ gate_start(offload_worker_t *w, batch_entry_t *e, const offload_entry_t *job)
 {
     int          n;
     char         rec[KEY_ROOM], body[KEY_ROOM], attempt[16];
-    const char  *argv[9];
-    size_t       argvlen[9];
+    const char  *argv[11];
+    size_t       argvlen[11];
 
     if (offload_job_record_key(rec, sizeof(rec), job->id.data, job->id.len)
         < 0
@@ -1490,12 +1496,14 @@ gate_start(offload_worker_t *w, batch_entry_t *e, const offload_entry_t *job)
     argv[6] = OFFLOAD_GROUP;
     argv[7] = e->id.data;
     argv[8] = attempt;
+    argv[9] = w->conf->node_name;
+    argv[10] = w->slot_index;
 
-    for (n = 0; n < 9; n++) {
+    for (n = 0; n < 11; n++) {
         argvlen[n] = n == 7 ? e->id.len : strlen(argv[n]);
     }
 
-    if (offload_redis_command_argv(&w->conn, gate_cb, w, 9, argv, argvlen)
+    if (offload_redis_command_argv(&w->conn, gate_cb, w, 11, argv, argvlen)
         != REDIS_OK)
     {
         return -1;
@@ -1631,6 +1639,184 @@ send_group_create(offload_worker_t *w)
 }
 
 
+/*
+ * Sync jobs whose clients went away (OFFLOAD_CANCELLED_FMT) never run: a
+ * ZCARD of the queue's cancelled set goes with every read, in the same
+ * write, so a batch costs no round trip more while the set is empty (it
+ * is, unless clients gave up within the last offload_timeout).  When it
+ * is not, one script drops the batch's cancelled entries before the batch
+ * runs.  A client that goes away later finds its job run (prefetch
+ * entries are checked when read, not one by one).
+ */
+
+/* The job id of an entry (its "id" field), or NULL. */
+static const offload_str_t *
+entry_job_id(const batch_entry_t *e)
+{
+    size_t  i;
+
+    for (i = 0; i + 1 < e->nfields; i += 2) {
+        if (e->fields[i].len == sizeof(OFFLOAD_F_ID) - 1
+            && memcmp(e->fields[i].data, OFFLOAD_F_ID, e->fields[i].len) == 0)
+        {
+            return &e->fields[i + 1];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* Takes the entry out of the batch: its job was cancelled. */
+static void
+batch_drop(offload_worker_t *w, const char *entry_id, size_t len)
+{
+    batch_entry_t        **at, *prev = NULL;
+    const offload_str_t   *job_id;
+
+    for (at = &w->batch; *at != NULL; prev = *at, at = &(*at)->next) {
+        if ((*at)->id.len != len || memcmp((*at)->id.data, entry_id, len) != 0)
+        {
+            continue;
+        }
+
+        job_id = entry_job_id(*at);
+        log_info("%s: entry %.*s: job %.*s cancelled, not run: its client "
+                 "went away", w->name, (int) len, entry_id,
+                 job_id ? (int) job_id->len : 1,
+                 job_id ? job_id->data : "?");
+        w->sb->jobs_cancelled++;
+
+        if (w->batch_tail == *at) {
+            w->batch_tail = prev;
+        }
+
+        prev = *at;
+        *at = prev->next;
+        free(prev);
+        return;
+    }
+}
+
+
+static void
+drop_cancelled_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    size_t             i;
+    redisReply        *reply = r;
+    offload_worker_t  *w = privdata;
+
+    (void) ac;
+
+    if (reply == NULL || !w->checking) {
+        return;                 /* disconnected: the batch is read again */
+    }
+
+    w->checking = 0;
+
+    if (reply->type == REDIS_REPLY_ARRAY) {
+        for (i = 0; i < reply->elements; i++) {
+            if (reply->element[i]->type == REDIS_REPLY_STRING) {
+                batch_drop(w, reply->element[i]->str,
+                           reply->element[i]->len);
+            }
+        }
+
+    } else {
+        /* the batch runs: a cancel is a saving, not a promise */
+        log_error("%s: checking the batch for cancelled jobs: %s", w->name,
+                  reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                   : "unexpected reply");
+    }
+
+    resume(w);
+}
+
+
+/* Sends offload_drop_cancelled_script for the batch just read; 0 when
+ * it went. */
+static int
+drop_cancelled(offload_worker_t *w)
+{
+    int                   argc = 0, rc;
+    size_t                n = 0, *argvlen;
+    const char          **argv;
+    batch_entry_t        *e;
+    const offload_str_t  *job_id;
+
+    for (e = w->batch; e != NULL; e = e->next) {
+        n++;
+    }
+
+    argv = malloc((6 + 2 * n) * sizeof(char *));
+    argvlen = malloc((6 + 2 * n) * sizeof(size_t));
+
+    if (argv == NULL || argvlen == NULL) {
+        free(argv);
+        free(argvlen);
+        return -1;
+    }
+
+    argv[argc++] = "EVAL";
+    argv[argc++] = offload_drop_cancelled_script;
+    argv[argc++] = "2";
+    argv[argc++] = w->stream;
+    argv[argc++] = w->cancelled;
+    argv[argc++] = OFFLOAD_GROUP;
+    argv[argc++] = w->body_prefix;
+
+    for (n = 0; n < (size_t) argc; n++) {
+        argvlen[n] = strlen(argv[n]);
+    }
+
+    for (e = w->batch; e != NULL; e = e->next) {
+        job_id = entry_job_id(e);
+
+        if (job_id != NULL) {
+            argv[argc] = e->id.data;
+            argvlen[argc++] = e->id.len;
+            argv[argc] = job_id->data;
+            argvlen[argc++] = job_id->len;
+        }
+    }
+
+    rc = offload_redis_command_argv(&w->conn, drop_cancelled_cb, w, argc,
+                                    argv, argvlen);
+    free(argv);
+    free(argvlen);
+
+    return rc == REDIS_OK ? 0 : -1;
+}
+
+
+static void
+cancelled_count_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply        *reply = r;
+    offload_worker_t  *w = privdata;
+
+    (void) ac;
+
+    if (reply == NULL || !w->checking) {
+        return;                 /* the read took nothing: nothing to check */
+    }
+
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer > 0
+        && drop_cancelled(w) == 0)
+    {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_error("%s: ZCARD %s failed: %s", w->name, w->cancelled,
+                  reply->str);
+    }
+
+    w->checking = 0;
+    resume(w);
+}
+
+
 static void
 read_retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -1694,7 +1880,7 @@ read_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (w->batch) {
-        ev_idle_start(w->loop, &w->work);
+        w->checking = 1;        /* the ZCARD sent with the read decides */
         return;
     }
 
@@ -1749,7 +1935,10 @@ send_read(offload_worker_t *w)
     if (offload_redis_command_block(&w->conn,
                                     w->in_history ? 0 : READ_BLOCK_MS,
                                     read_cb, w, argc, argv, NULL)
-        != REDIS_OK)
+        != REDIS_OK
+        || offload_redis_command(&w->conn, cancelled_count_cb, w,
+                                 "ZCARD %s", w->cancelled)
+           != REDIS_OK)
     {
         log_error("%s: cannot send XREADGROUP", w->name);
     }
@@ -1833,6 +2022,7 @@ disconnected(offload_redis_conn_t *rc)
 
     free(w->gate);              /* read again with the history */
     w->gate = NULL;
+    w->checking = 0;
 
     w->stage.in_flight = 0;     /* its replies are lost with the link */
 }
@@ -1905,6 +2095,11 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     snprintf(w.consumer, sizeof(w.consumer), OFFLOAD_CONSUMER_FMT,
              conf->node_name, queue->name, slot);
     snprintf(w.prefetch, sizeof(w.prefetch), "%d", queue->prefetch);
+    snprintf(w.slot_index, sizeof(w.slot_index), "%d", slot);
+    offload_cancelled_key(w.cancelled, sizeof(w.cancelled), queue->name,
+                          strlen(queue->name));
+    offload_body_key(w.body_prefix, sizeof(w.body_prefix), queue->name,
+                     strlen(queue->name), "", 0);
     snprintf(w.ttl, sizeof(w.ttl), "%d", conf->result_ttl_s);
     snprintf(w.ttl_ms, sizeof(w.ttl_ms), "%lld",
              (long long) conf->result_ttl_s * 1000);

@@ -51,6 +51,7 @@ ok(start_jobs_nginx(
     server => "offload_timeout 20s;\nclient_max_body_size 4m;\n"
         . "location = /status { offload_status; }\n"
         . "location /jobs-api/ { offload_jobs; }\n"
+        . "location /stop-api/ { offload_jobs; offload_cancel_running on; }\n"
         . "offload_jobs_url /jobs-api/;\n"
         . 'location ~ ^/brief/([^/]+)$ { offload_pass $1; '
         . "offload_timeout 100ms; }\n"
@@ -84,6 +85,34 @@ $ar = http('GET', "/jobs-api/$aid?wait=10");
 is($ar->{json}{status}, 'done', 'GET ?wait: done') or diag($ar->{content});
 is_deeply($ar->{json}{result}, { a => 1 }, 'with its result');
 is(http('DELETE', "/jobs-api/$aid")->{status}, 409, 'DELETE: 409');
+
+# a sync job whose client goes away while it waits in the queue (the
+# module's cancel script), dropped unrun by the worker (its drop script)
+my $hold = send_post('/jobs/sleep', '{"ms":800}');
+ok(wait_until(sub { pending_jobs('sleep') == 1 }, scaled(10), 'held'),
+    'the sleep worker is busy');
+my $gone = send_post('/jobs/sleep', '{"ms":1}');
+ok(wait_until(sub { redis_cmd('XLEN', 'offload:{sleep}:jobs') == 2 },
+    scaled(10), 'queued'), 'a job queued behind it');
+close $gone;
+ok(wait_until(sub { redis_cmd('ZCARD', 'offload:{sleep}:cancelled') >= 1 },
+    scaled(10), 'marked'), 'its client gone: marked as offload-nginx');
+is(read_answer($hold)->{status}, 200, 'the busy job answered');
+ok(wait_until(sub { redis_cmd('XLEN', 'offload:{sleep}:jobs') == 0 },
+    scaled(10), 'dropped'), 'the marked job dropped as offload-sidecar');
+
+# a running async job cancelled (RPUSH as offload-nginx, LPOP and the
+# kill by the supervisor as offload-sidecar)
+$ar = http('POST', '/jobs/sleep', '{"ms":20000}',
+    { Prefer => 'respond-async' });
+$aid = $ar->{json}{id} // '';
+ok(wait_until(sub { (http('GET', "/jobs-api/$aid")->{json}{status} // '')
+    eq 'running' }, scaled(10), 'running'), 'a long async job runs');
+is(http('DELETE', "/stop-api/$aid")->{json}{status}, 'cancelled',
+    'DELETE with offload_cancel_running: cancelled');
+ok(wait_until(sub { pending_jobs('sleep') == 0
+    && redis_cmd('XLEN', 'offload:{sleep}:jobs') == 0 }, scaled(10),
+    'stopped'), 'its worker stopped, its entry dropped');
 
 # a 2 MB job goes into its body key (EXISTS, MULTI, RPUSH, PEXPIRE, EXEC,
 # RPUSHes, XADD) and its result comes back as a notice read with LLEN and

@@ -217,6 +217,16 @@ is($r->{headers}{location}, "/short-jobs/$r->{json}{id}",
 my $late = $r->{json}{id};
 $doc = job_until($late, qr/^expired$/);
 is($doc->{status}, 'expired', 'no worker before the deadline: expired');
+is(job($busy)->{json}{status}, 'running',
+    'said while the job is still queued behind the busy one');
+ok($doc->{finished_at} && $doc->{finished_at} - $doc->{submitted_at} >= 1000
+    && $doc->{finished_at} - $doc->{submitted_at} < 1100,
+    'finished_at is its deadline');
+is(redis_cmd('HGET', "offload:job:$late", 'status'), 'expired',
+    'the record marked so');
+ok(wait_until(sub { $doc = job($late)->{json}; $doc && $doc->{error} },
+    scaled(5), 'the worker answers it'), 'the worker reaches it later');
+is($doc->{status}, 'expired', 'the worker reaching it: still expired');
 is($doc->{error}{code}, 'expired', 'its error');
 $ttl = redis_cmd('PTTL', "offload:job:$late");
 ok($ttl > 0 && $ttl <= 2000, "offload_result_ttl 2s: record TTL $ttl ms");

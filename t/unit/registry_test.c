@@ -61,7 +61,7 @@ document(offload_supervisor_t *sup)
                        "run_p50_ms run_p99_ms backlog pending oldest_ms dead " \
                        "retrying"
 #define DOWN_MEMBERS   "queue slot jobs_ok jobs_failed jobs_crashed "        \
-                       "restarts last_exit pid state"
+                       "jobs_cancelled restarts last_exit pid state"
 #define LIVE_MEMBERS   DOWN_MEMBERS " rss held cpu_user cpu_sys uptime_ms"
 
 
