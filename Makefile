@@ -116,7 +116,7 @@ deps:
 # The module: configured once from Debian's nginx-dev with Debian's own
 # configure flags (so the signature matches /usr/sbin/nginx), then rebuilt
 # by nginx's make, which tracks the module's sources itself.
-$(BUILD)/nginx/Makefile: config Makefile
+$(BUILD)/nginx/Makefile: config config.make Makefile
 	@mkdir -p $(BUILD)/nginx
 	cd $(NGX_SRC) && . ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
 	    --with-cc-opt="-fPIC $(WARN) -Wno-unused-parameter $(SAN_FLAGS) \
