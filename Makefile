@@ -40,11 +40,36 @@ SAN_FLAGS =
 OPT ?= -O2
 endif
 
+# CFLAGS, CPPFLAGS, LDFLAGS and LDLIBS are the user's (make CFLAGS=-O0, or
+# what dpkg-buildpackage exports): the project's own flags, which the code
+# needs (-std, -D_GNU_SOURCE, the include folders), the quality bar (-Werror)
+# and the hardening, are in OFFLOAD_* and always added before them.
+# FORTIFY_SOURCE wants an optimising build (without one glibc warns, which
+# -Werror makes an error), so a user's -O0 leaves it out.
+CFLAGS ?= -g $(OPT)
 WARN = -Wall -Wextra -Werror
-CFLAGS = -std=gnu99 -g $(OPT) $(WARN) $(SAN_FLAGS) $(HARDEN_CFLAGS) \
-         $(FORTIFY) -fPIE -Iproto -Isidecar -Isidecar/include -D_GNU_SOURCE
-LDFLAGS = $(SAN_FLAGS) $(HARDEN_LDFLAGS) -pie
-LDLIBS = -lev -lhiredis -ljansson -lcrypto -lm
+CC_FORTIFY = $(if $(filter-out -O0,$(lastword $(filter -O%,$(CFLAGS)))), \
+                $(FORTIFY))
+
+# hiredis, jansson and libcrypto ship .pc files (libev does not); without
+# pkg-config, the plain -l names.
+PKG_CONFIG ?= pkg-config
+PKGS = hiredis jansson libcrypto
+PKG_CPPFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null \
+              || echo -lhiredis -ljansson -lcrypto)
+CURSES_LIBS := $(shell $(PKG_CONFIG) --libs ncurses 2>/dev/null \
+                 || echo -lncurses)
+
+# -MMD -MP: each object's header dependencies, in a .d file beside it.
+OFFLOAD_CPPFLAGS = -Iproto -Isidecar -Isidecar/include -D_GNU_SOURCE \
+                   $(CC_FORTIFY) $(PKG_CPPFLAGS)
+OFFLOAD_CFLAGS = -std=gnu99 $(WARN) $(SAN_FLAGS) $(HARDEN_CFLAGS) -fPIE \
+                 -MMD -MP
+OFFLOAD_LDFLAGS = $(SAN_FLAGS) $(HARDEN_LDFLAGS) -pie
+OFFLOAD_LDLIBS = -lev $(PKG_LIBS) -lm
+COMPILE = $(CC) $(OFFLOAD_CPPFLAGS) $(CPPFLAGS) $(OFFLOAD_CFLAGS) $(CFLAGS)
+LINK = $(OFFLOAD_LDFLAGS) $(LDFLAGS)
 # Plugins (load_module) call offload.h's functions in the program that
 # loads them: those, and only those, are exported.
 API = offload_job_id offload_job_request_id offload_job_attempt \
@@ -56,8 +81,8 @@ EXPORT_API = $(addprefix -Wl$(comma)--export-dynamic-symbol=,$(API))
 # Debian packages the build, the tests and the benchmark need; the tests
 # also scrape with a real Prometheus and load the dashboard in Chromium.
 DEB_PKGS = nginx nginx-dev libhiredis-dev libjansson-dev libev-dev libssl-dev \
-           redis-server redis-tools gcc make perl wrk valgrind curl \
-           libncurses-dev
+           redis-server redis-tools gcc make pkg-config perl wrk valgrind \
+           curl libncurses-dev
 # The fuzz harnesses need clang and its libFuzzer runtime (only recommended
 # by clang, so named here).
 FUZZ_PKGS = clang libclang-rt-14-dev
@@ -70,8 +95,6 @@ SIDECAR_MAINS = sidecar/main.c
 CTL_SRCS = $(wildcard sidecar/offloadctl*.c)
 SIDECAR_LIB_SRCS = $(filter-out $(SIDECAR_MAINS) $(CTL_SRCS), \
                      $(wildcard sidecar/*.c sidecar/handlers/*.c))
-SIDECAR_HDRS = $(wildcard proto/*.h sidecar/*.h sidecar/include/*.h \
-                 sidecar/handlers/*.h)
 LIB_OBJS = $(patsubst %.c,$(BUILD)/obj/%.o,$(PROTO_SRCS) $(SIDECAR_LIB_SRCS))
 UNIT_TESTS = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/*.c))
 
@@ -134,16 +157,18 @@ module: $(BUILD)/nginx/Makefile
 
 $(MODULE): module
 
-$(BUILD)/obj/%.o: %.c $(SIDECAR_HDRS) Makefile
+$(BUILD)/obj/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(COMPILE) -c $< -o $@
 
 $(BUILD)/offload-sidecar: $(BUILD)/obj/sidecar/main.o $(LIB_OBJS)
-	$(CC) $(CFLAGS) $(LDFLAGS) $(EXPORT_API) $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LINK) $(EXPORT_API) $^ -o $@ $(OFFLOAD_LDLIBS) \
+	    $(LDLIBS)
 
 $(BUILD)/offloadctl: $(patsubst %.c,$(BUILD)/obj/%.o,$(CTL_SRCS)) $(LIB_OBJS) \
                     $(CLIENT_LIB)
-	$(CC) $(CFLAGS) $(LDFLAGS) $(EXPORT_API) $^ -o $@ $(LDLIBS) -lncurses
+	$(CC) $(CFLAGS) $(LINK) $(EXPORT_API) $^ -o $@ $(OFFLOAD_LDLIBS) \
+	    $(CURSES_LIBS) $(LDLIBS)
 
 $(BUILD)/examples/%.so: examples/c/%.c sidecar/include/offload.h Makefile
 	@mkdir -p $(dir $@)
@@ -151,8 +176,7 @@ $(BUILD)/examples/%.so: examples/c/%.c sidecar/include/offload.h Makefile
 
 $(BUILD)/examples/submit_example: examples/c/submit_example.c $(CLIENT_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -Isidecar/include $< $(CLIENT_LIB) -o $@ \
-	    -lhiredis
+	$(COMPILE) $(LINK) $< $(CLIENT_LIB) -o $@ $(PKG_LIBS) $(LDLIBS)
 
 $(CLIENT_LIB): $(patsubst %.c,$(BUILD)/obj/%.o,$(CLIENT_SRCS))
 	rm -f $@
@@ -161,16 +185,23 @@ $(CLIENT_LIB): $(patsubst %.c,$(BUILD)/obj/%.o,$(CLIENT_SRCS))
 # The client library's test against a live stack (t/46-submit.t runs it)
 # and the submit round-trip benchmark (bench/run): programs of a user's,
 # linked with the library and hiredis only.
-$(BUILD)/client_test: t/client/client_test.c t/unit/tap.h $(CLIENT_LIB)
-	$(CC) $(CFLAGS) $(LDFLAGS) -It/unit $< $(CLIENT_LIB) -o $@ -lhiredis
+$(BUILD)/client_test: t/client/client_test.c $(CLIENT_LIB)
+	$(COMPILE) -It/unit $(LINK) $< $(CLIENT_LIB) -o $@ $(PKG_LIBS) $(LDLIBS)
 
 $(BUILD)/submit-bench: bench/submit_bench.c $(CLIENT_LIB)
-	$(CC) $(CFLAGS) $(LDFLAGS) $< $(CLIENT_LIB) -o $@ -lhiredis -lm
+	$(COMPILE) $(LINK) $< $(CLIENT_LIB) -o $@ $(PKG_LIBS) -lm $(LDLIBS)
 
-$(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(LIB_OBJS)
+$(BUILD)/unit/%: t/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) $(EXPORT_API) -It/unit $< $(LIB_OBJS) -o $@ \
-	    $(LDLIBS)
+	$(COMPILE) -It/unit $(LINK) $(EXPORT_API) $< $(LIB_OBJS) -o $@ \
+	    $(OFFLOAD_LDLIBS) $(LDLIBS)
+
+# The header dependencies -MMD wrote (none before the first build).
+DEP_FILES = $(patsubst %.o,%.d,$(LIB_OBJS) $(BUILD)/obj/sidecar/main.o \
+              $(patsubst %.c,$(BUILD)/obj/%.o,$(CTL_SRCS) $(CLIENT_SRCS))) \
+            $(addsuffix .d,$(UNIT_TESTS) $(BUILD)/client_test \
+              $(BUILD)/submit-bench $(BUILD)/examples/submit_example)
+-include $(DEP_FILES)
 
 unit: $(UNIT_TESTS)
 
@@ -185,7 +216,7 @@ run: deps all
 FUZZ = $(BUILD)/fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_CC = clang
-FUZZ_CFLAGS = -std=gnu99 -g -O1 $(WARN) -fno-omit-frame-pointer \
+FUZZ_CFLAGS = -std=gnu99 -g -O1 $(WARN) -fno-omit-frame-pointer -MMD -MP \
               -fsanitize=address,undefined -fno-sanitize-recover=undefined \
               -Iproto -Isidecar -Isidecar/include -D_GNU_SOURCE
 FUZZ_NAMES = $(patsubst t/fuzz/%.c,%,$(wildcard t/fuzz/*.c))
@@ -193,7 +224,7 @@ FUZZERS = $(addprefix $(FUZZ)/,$(FUZZ_NAMES))
 FUZZ_LIB_SRCS = $(PROTO_SRCS) sidecar/conf.c sidecar/log.c
 FUZZ_OBJS = $(patsubst %.c,$(FUZZ)/obj/%.o,$(FUZZ_LIB_SRCS))
 
-$(FUZZ)/obj/%.o: %.c $(SIDECAR_HDRS)
+$(FUZZ)/obj/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
@@ -203,6 +234,7 @@ $(FUZZ)/%: t/fuzz/%.c $(FUZZ_OBJS)
 
 # Kept between builds: they are made by a pattern rule only.
 .SECONDARY: $(FUZZ_OBJS)
+-include $(FUZZ_OBJS:.o=.d) $(FUZZERS:=.d)
 
 fuzzers: $(FUZZERS)
 
