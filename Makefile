@@ -62,7 +62,9 @@ CURSES_LIBS := $(shell $(PKG_CONFIG) --libs ncurses 2>/dev/null \
                  || echo -lncurses)
 
 # -MMD -MP: each object's header dependencies, in a .d file beside it.
-OFFLOAD_CPPFLAGS = -Iproto -Isidecar -Isidecar/include -D_GNU_SOURCE \
+SIDECAR_INCS = $(addprefix -Isidecar/,core handlers worker supervisor ctl \
+                 include)
+OFFLOAD_CPPFLAGS = -Iproto $(SIDECAR_INCS) -D_GNU_SOURCE \
                    $(CC_FORTIFY) $(PKG_CPPFLAGS)
 OFFLOAD_CFLAGS = -std=gnu99 $(WARN) $(SAN_FLAGS) $(HARDEN_CFLAGS) -fPIE \
                  -MMD -MP
@@ -90,12 +92,26 @@ TEST_PKGS = prometheus chromium tmux devscripts iproute2 python3-redis \
             python3 nodejs \
             $(FUZZ_PKGS)
 
+# The sidecar's folders, one archive each, so that a program links of
+# each only the objects it uses:
+#   sidecar/core/        config, log, Redis link, scoreboard (with proto/):
+#                        shared by all
+#   sidecar/handlers/    the handler API, the built-in and exec handlers
+#   sidecar/worker/      a worker process
+#   sidecar/supervisor/  the supervisor (main.c), its pools, claims,
+#                        reclaims, retries, stats and events
+#   sidecar/ctl/         offloadctl, which links core and handlers only
 PROTO_SRCS = $(wildcard proto/*.c)
-SIDECAR_MAINS = sidecar/main.c
-CTL_SRCS = $(wildcard sidecar/offloadctl*.c)
-SIDECAR_LIB_SRCS = $(filter-out $(SIDECAR_MAINS) $(CTL_SRCS), \
-                     $(wildcard sidecar/*.c sidecar/handlers/*.c))
-LIB_OBJS = $(patsubst %.c,$(BUILD)/obj/%.o,$(PROTO_SRCS) $(SIDECAR_LIB_SRCS))
+objs_of = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+SIDECAR_MAIN = $(BUILD)/obj/sidecar/supervisor/main.o
+CTL_OBJS = $(call objs_of,$(wildcard sidecar/ctl/*.c))
+CORE_LIB = $(BUILD)/lib/libcore.a
+HANDLERS_LIB = $(BUILD)/lib/libhandlers.a
+WORKER_LIB = $(BUILD)/lib/libworker.a
+SUPERVISOR_LIB = $(BUILD)/lib/libsupervisor.a
+SIDECAR_LIBS = $(SUPERVISOR_LIB) $(WORKER_LIB) $(HANDLERS_LIB) $(CORE_LIB)
+LIB_OBJS = $(call objs_of,$(PROTO_SRCS) $(wildcard sidecar/core/*.c \
+             sidecar/handlers/*.c sidecar/worker/*.c sidecar/supervisor/*.c))
 UNIT_TESTS = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/*.c))
 
 MODULE = $(BUILD)/ngx_http_offload_module.so
@@ -161,12 +177,25 @@ $(BUILD)/obj/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
 	$(COMPILE) -c $< -o $@
 
-$(BUILD)/offload-sidecar: $(BUILD)/obj/sidecar/main.o $(LIB_OBJS)
-	$(CC) $(CFLAGS) $(LINK) $(EXPORT_API) $^ -o $@ $(OFFLOAD_LDLIBS) \
-	    $(LDLIBS)
+$(CORE_LIB): $(call objs_of,$(PROTO_SRCS) $(wildcard sidecar/core/*.c))
+$(HANDLERS_LIB): $(call objs_of,$(wildcard sidecar/handlers/*.c))
+$(WORKER_LIB): $(call objs_of,$(wildcard sidecar/worker/*.c))
+$(SUPERVISOR_LIB): $(filter-out $(SIDECAR_MAIN), \
+                     $(call objs_of,$(wildcard sidecar/supervisor/*.c)))
+$(BUILD)/lib/%.a:
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^
 
-$(BUILD)/offloadctl: $(patsubst %.c,$(BUILD)/obj/%.o,$(CTL_SRCS)) $(LIB_OBJS) \
-                    $(CLIENT_LIB)
+# The worker and the supervisor call each other (the supervisor runs
+# workers; a worker queues retries the supervisor's rounds move back):
+# their archives are searched as a group.
+$(BUILD)/offload-sidecar: $(SIDECAR_MAIN) $(SIDECAR_LIBS)
+	$(CC) $(CFLAGS) $(LINK) $(EXPORT_API) $< -Wl,--start-group \
+	    $(SIDECAR_LIBS) -Wl,--end-group -o $@ $(OFFLOAD_LDLIBS) $(LDLIBS)
+
+# offloadctl replay runs a handler in place: core and handlers.
+$(BUILD)/offloadctl: $(CTL_OBJS) $(HANDLERS_LIB) $(CORE_LIB) $(CLIENT_LIB)
 	$(CC) $(CFLAGS) $(LINK) $(EXPORT_API) $^ -o $@ $(OFFLOAD_LDLIBS) \
 	    $(CURSES_LIBS) $(LDLIBS)
 
@@ -191,14 +220,15 @@ $(BUILD)/client_test: t/client/client_test.c $(CLIENT_LIB)
 $(BUILD)/submit-bench: bench/submit_bench.c $(CLIENT_LIB)
 	$(COMPILE) $(LINK) $< $(CLIENT_LIB) -o $@ $(PKG_LIBS) -lm $(LDLIBS)
 
-$(BUILD)/unit/%: t/unit/%.c $(LIB_OBJS)
+# A unit test links, from the archives, the objects it uses.
+$(BUILD)/unit/%: t/unit/%.c $(SIDECAR_LIBS)
 	@mkdir -p $(dir $@)
-	$(COMPILE) -It/unit $(LINK) $(EXPORT_API) $< $(LIB_OBJS) -o $@ \
-	    $(OFFLOAD_LDLIBS) $(LDLIBS)
+	$(COMPILE) -It/unit $(LINK) $(EXPORT_API) $< -Wl,--start-group \
+	    $(SIDECAR_LIBS) -Wl,--end-group -o $@ $(OFFLOAD_LDLIBS) $(LDLIBS)
 
 # The header dependencies -MMD wrote (none before the first build).
-DEP_FILES = $(patsubst %.o,%.d,$(LIB_OBJS) $(BUILD)/obj/sidecar/main.o \
-              $(patsubst %.c,$(BUILD)/obj/%.o,$(CTL_SRCS) $(CLIENT_SRCS))) \
+DEP_FILES = $(patsubst %.o,%.d,$(LIB_OBJS) $(SIDECAR_MAIN) $(CTL_OBJS) \
+              $(call objs_of,$(CLIENT_SRCS))) \
             $(addsuffix .d,$(UNIT_TESTS) $(BUILD)/client_test \
               $(BUILD)/submit-bench $(BUILD)/examples/submit_example)
 -include $(DEP_FILES)
@@ -218,10 +248,10 @@ FUZZ_SECONDS ?= 60
 FUZZ_CC = clang
 FUZZ_CFLAGS = -std=gnu99 -g -O1 $(WARN) -fno-omit-frame-pointer -MMD -MP \
               -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-              -Iproto -Isidecar -Isidecar/include -D_GNU_SOURCE
+              -Iproto $(SIDECAR_INCS) -D_GNU_SOURCE
 FUZZ_NAMES = $(patsubst t/fuzz/%.c,%,$(wildcard t/fuzz/*.c))
 FUZZERS = $(addprefix $(FUZZ)/,$(FUZZ_NAMES))
-FUZZ_LIB_SRCS = $(PROTO_SRCS) sidecar/conf.c sidecar/log.c
+FUZZ_LIB_SRCS = $(PROTO_SRCS) sidecar/core/conf.c sidecar/core/log.c
 FUZZ_OBJS = $(patsubst %.c,$(FUZZ)/obj/%.o,$(FUZZ_LIB_SRCS))
 
 $(FUZZ)/obj/%.o: %.c Makefile
