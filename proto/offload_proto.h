@@ -300,8 +300,9 @@ void offload_job_id_format(char *buf, const char *nonce, uint64_t seq);
 extern const char  offload_complete_script[];
 
 /*
- * The scripts of a job whose worker died (sidecar/reclaim.c).  Each first
- * acks the entry and does nothing (returns nil) when it was not pending.
+ * The scripts of a job whose worker died (sidecar/supervisor/reclaim.c).
+ * Each first acks the entry and does nothing (returns nil) when it was not
+ * pending.
  *
  * Requeue: the job runs again, as a new entry at the stream's tail.
  *   KEYS[1] stream          ARGV[1] group     ARGV[2] entry id
@@ -339,7 +340,8 @@ extern const char  offload_requeue_script[];
 extern const char  offload_dead_script[];
 
 /*
- * The scripts of a transient failure (offload_job_retry(); sidecar/retry.c).
+ * The scripts of a transient failure (offload_job_retry();
+ * sidecar/supervisor/retry.c).
  *
  * Retry later: a worker moves the entry it failed to the queue's retry
  * set, acked and deleted in the same step (never lost, never twice): the
