@@ -40,11 +40,38 @@ SAN_FLAGS =
 OPT ?= -O2
 endif
 
+# CFLAGS, CPPFLAGS, LDFLAGS and LDLIBS are the user's (make CFLAGS=-O0, or
+# what dpkg-buildpackage exports): the project's own flags, which the code
+# needs (-std, -D_GNU_SOURCE, the include folders), the quality bar (-Werror)
+# and the hardening, are in OFFLOAD_* and always added before them.
+# FORTIFY_SOURCE wants an optimising build (without one glibc warns, which
+# -Werror makes an error), so a user's -O0 leaves it out.
+CFLAGS ?= -g $(OPT)
 WARN = -Wall -Wextra -Werror
-CFLAGS = -std=gnu99 -g $(OPT) $(WARN) $(SAN_FLAGS) $(HARDEN_CFLAGS) \
-         $(FORTIFY) -fPIE -Iproto -Isidecar -Isidecar/include -D_GNU_SOURCE
-LDFLAGS = $(SAN_FLAGS) $(HARDEN_LDFLAGS) -pie
-LDLIBS = -lev -lhiredis -ljansson -lcrypto -lm
+CC_FORTIFY = $(if $(filter-out -O0,$(lastword $(filter -O%,$(CFLAGS)))), \
+                $(FORTIFY))
+
+# hiredis, jansson and libcrypto ship .pc files (libev does not); without
+# pkg-config, the plain -l names.
+PKG_CONFIG ?= pkg-config
+PKGS = hiredis jansson libcrypto
+PKG_CPPFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null \
+              || echo -lhiredis -ljansson -lcrypto)
+CURSES_LIBS := $(shell $(PKG_CONFIG) --libs ncurses 2>/dev/null \
+                 || echo -lncurses)
+
+# -MMD -MP: each object's header dependencies, in a .d file beside it.
+SIDECAR_INCS = $(addprefix -Isidecar/,core handlers worker supervisor ctl \
+                 include)
+OFFLOAD_CPPFLAGS = -Iproto $(SIDECAR_INCS) -D_GNU_SOURCE \
+                   $(CC_FORTIFY) $(PKG_CPPFLAGS)
+OFFLOAD_CFLAGS = -std=gnu99 $(WARN) $(SAN_FLAGS) $(HARDEN_CFLAGS) -fPIE \
+                 -MMD -MP
+OFFLOAD_LDFLAGS = $(SAN_FLAGS) $(HARDEN_LDFLAGS) -pie
+OFFLOAD_LDLIBS = -lev $(PKG_LIBS) -lm
+COMPILE = $(CC) $(OFFLOAD_CPPFLAGS) $(CPPFLAGS) $(OFFLOAD_CFLAGS) $(CFLAGS)
+LINK = $(OFFLOAD_LDFLAGS) $(LDFLAGS)
 # Plugins (load_module) call offload.h's functions in the program that
 # loads them: those, and only those, are exported.
 API = offload_job_id offload_job_request_id offload_job_attempt \
@@ -57,8 +84,8 @@ EXPORT_API = $(addprefix -Wl$(comma)--export-dynamic-symbol=,$(API))
 # also scrape with a real Prometheus and load the dashboard in Chromium; mandoc
 # and man-db check the man pages (docs/man/).
 DEB_PKGS = nginx nginx-dev libhiredis-dev libjansson-dev libev-dev libssl-dev \
-           redis-server redis-tools gcc make perl wrk valgrind curl \
-           libncurses-dev
+           redis-server redis-tools gcc make pkg-config perl wrk valgrind \
+           curl libncurses-dev
 # The fuzz harnesses need clang and its libFuzzer runtime (only recommended
 # by clang, so named here).
 FUZZ_PKGS = clang libclang-rt-14-dev
@@ -66,14 +93,26 @@ TEST_PKGS = prometheus chromium tmux devscripts iproute2 python3-redis \
             python3 nodejs mandoc man-db \
             $(FUZZ_PKGS)
 
+# The sidecar's folders, one archive each, so that a program links of
+# each only the objects it uses:
+#   sidecar/core/        config, log, Redis link, scoreboard (with proto/):
+#                        shared by all
+#   sidecar/handlers/    the handler API, the built-in and exec handlers
+#   sidecar/worker/      a worker process
+#   sidecar/supervisor/  the supervisor (main.c), its pools, claims,
+#                        reclaims, retries, stats and events
+#   sidecar/ctl/         offloadctl, which links core and handlers only
 PROTO_SRCS = $(wildcard proto/*.c)
-SIDECAR_MAINS = sidecar/main.c
-CTL_SRCS = $(wildcard sidecar/offloadctl*.c)
-SIDECAR_LIB_SRCS = $(filter-out $(SIDECAR_MAINS) $(CTL_SRCS), \
-                     $(wildcard sidecar/*.c sidecar/handlers/*.c))
-SIDECAR_HDRS = $(wildcard proto/*.h sidecar/*.h sidecar/include/*.h \
-                 sidecar/handlers/*.h)
-LIB_OBJS = $(patsubst %.c,$(BUILD)/obj/%.o,$(PROTO_SRCS) $(SIDECAR_LIB_SRCS))
+objs_of = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+SIDECAR_MAIN = $(BUILD)/obj/sidecar/supervisor/main.o
+CTL_OBJS = $(call objs_of,$(wildcard sidecar/ctl/*.c))
+CORE_LIB = $(BUILD)/lib/libcore.a
+HANDLERS_LIB = $(BUILD)/lib/libhandlers.a
+WORKER_LIB = $(BUILD)/lib/libworker.a
+SUPERVISOR_LIB = $(BUILD)/lib/libsupervisor.a
+SIDECAR_LIBS = $(SUPERVISOR_LIB) $(WORKER_LIB) $(HANDLERS_LIB) $(CORE_LIB)
+LIB_OBJS = $(call objs_of,$(PROTO_SRCS) $(wildcard sidecar/core/*.c \
+             sidecar/handlers/*.c sidecar/worker/*.c sidecar/supervisor/*.c))
 UNIT_TESTS = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/*.c))
 
 MODULE = $(BUILD)/ngx_http_offload_module.so
@@ -117,7 +156,7 @@ deps:
 # The module: configured once from Debian's nginx-dev with Debian's own
 # configure flags (so the signature matches /usr/sbin/nginx), then rebuilt
 # by nginx's make, which tracks the module's sources itself.
-$(BUILD)/nginx/Makefile: config Makefile
+$(BUILD)/nginx/Makefile: config config.make Makefile
 	@mkdir -p $(BUILD)/nginx
 	cd $(NGX_SRC) && . ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
 	    --with-cc-opt="-fPIC $(WARN) -Wno-unused-parameter $(SAN_FLAGS) \
@@ -135,16 +174,31 @@ module: $(BUILD)/nginx/Makefile
 
 $(MODULE): module
 
-$(BUILD)/obj/%.o: %.c $(SIDECAR_HDRS) Makefile
+$(BUILD)/obj/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(COMPILE) -c $< -o $@
 
-$(BUILD)/offload-sidecar: $(BUILD)/obj/sidecar/main.o $(LIB_OBJS)
-	$(CC) $(CFLAGS) $(LDFLAGS) $(EXPORT_API) $^ -o $@ $(LDLIBS)
+$(CORE_LIB): $(call objs_of,$(PROTO_SRCS) $(wildcard sidecar/core/*.c))
+$(HANDLERS_LIB): $(call objs_of,$(wildcard sidecar/handlers/*.c))
+$(WORKER_LIB): $(call objs_of,$(wildcard sidecar/worker/*.c))
+$(SUPERVISOR_LIB): $(filter-out $(SIDECAR_MAIN), \
+                     $(call objs_of,$(wildcard sidecar/supervisor/*.c)))
+$(BUILD)/lib/%.a:
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^
 
-$(BUILD)/offloadctl: $(patsubst %.c,$(BUILD)/obj/%.o,$(CTL_SRCS)) $(LIB_OBJS) \
-                    $(CLIENT_LIB)
-	$(CC) $(CFLAGS) $(LDFLAGS) $(EXPORT_API) $^ -o $@ $(LDLIBS) -lncurses
+# The worker and the supervisor call each other (the supervisor runs
+# workers; a worker queues retries the supervisor's rounds move back):
+# their archives are searched as a group.
+$(BUILD)/offload-sidecar: $(SIDECAR_MAIN) $(SIDECAR_LIBS)
+	$(CC) $(CFLAGS) $(LINK) $(EXPORT_API) $< -Wl,--start-group \
+	    $(SIDECAR_LIBS) -Wl,--end-group -o $@ $(OFFLOAD_LDLIBS) $(LDLIBS)
+
+# offloadctl replay runs a handler in place: core and handlers.
+$(BUILD)/offloadctl: $(CTL_OBJS) $(HANDLERS_LIB) $(CORE_LIB) $(CLIENT_LIB)
+	$(CC) $(CFLAGS) $(LINK) $(EXPORT_API) $^ -o $@ $(OFFLOAD_LDLIBS) \
+	    $(CURSES_LIBS) $(LDLIBS)
 
 $(BUILD)/examples/%.so: examples/c/%.c sidecar/include/offload.h Makefile
 	@mkdir -p $(dir $@)
@@ -152,8 +206,7 @@ $(BUILD)/examples/%.so: examples/c/%.c sidecar/include/offload.h Makefile
 
 $(BUILD)/examples/submit_example: examples/c/submit_example.c $(CLIENT_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -Isidecar/include $< $(CLIENT_LIB) -o $@ \
-	    -lhiredis
+	$(COMPILE) $(LINK) $< $(CLIENT_LIB) -o $@ $(PKG_LIBS) $(LDLIBS)
 
 $(CLIENT_LIB): $(patsubst %.c,$(BUILD)/obj/%.o,$(CLIENT_SRCS))
 	rm -f $@
@@ -162,16 +215,24 @@ $(CLIENT_LIB): $(patsubst %.c,$(BUILD)/obj/%.o,$(CLIENT_SRCS))
 # The client library's test against a live stack (t/46-submit.t runs it)
 # and the submit round-trip benchmark (bench/run): programs of a user's,
 # linked with the library and hiredis only.
-$(BUILD)/client_test: t/client/client_test.c t/unit/tap.h $(CLIENT_LIB)
-	$(CC) $(CFLAGS) $(LDFLAGS) -It/unit $< $(CLIENT_LIB) -o $@ -lhiredis
+$(BUILD)/client_test: t/client/client_test.c $(CLIENT_LIB)
+	$(COMPILE) -It/unit $(LINK) $< $(CLIENT_LIB) -o $@ $(PKG_LIBS) $(LDLIBS)
 
 $(BUILD)/submit-bench: bench/submit_bench.c $(CLIENT_LIB)
-	$(CC) $(CFLAGS) $(LDFLAGS) $< $(CLIENT_LIB) -o $@ -lhiredis -lm
+	$(COMPILE) $(LINK) $< $(CLIENT_LIB) -o $@ $(PKG_LIBS) -lm $(LDLIBS)
 
-$(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(LIB_OBJS)
+# A unit test links, from the archives, the objects it uses.
+$(BUILD)/unit/%: t/unit/%.c $(SIDECAR_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) $(EXPORT_API) -It/unit $< $(LIB_OBJS) -o $@ \
-	    $(LDLIBS)
+	$(COMPILE) -It/unit $(LINK) $(EXPORT_API) $< -Wl,--start-group \
+	    $(SIDECAR_LIBS) -Wl,--end-group -o $@ $(OFFLOAD_LDLIBS) $(LDLIBS)
+
+# The header dependencies -MMD wrote (none before the first build).
+DEP_FILES = $(patsubst %.o,%.d,$(LIB_OBJS) $(SIDECAR_MAIN) $(CTL_OBJS) \
+              $(call objs_of,$(CLIENT_SRCS))) \
+            $(addsuffix .d,$(UNIT_TESTS) $(BUILD)/client_test \
+              $(BUILD)/submit-bench $(BUILD)/examples/submit_example)
+-include $(DEP_FILES)
 
 unit: $(UNIT_TESTS)
 
@@ -186,15 +247,15 @@ run: deps all
 FUZZ = $(BUILD)/fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_CC = clang
-FUZZ_CFLAGS = -std=gnu99 -g -O1 $(WARN) -fno-omit-frame-pointer \
+FUZZ_CFLAGS = -std=gnu99 -g -O1 $(WARN) -fno-omit-frame-pointer -MMD -MP \
               -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-              -Iproto -Isidecar -Isidecar/include -D_GNU_SOURCE
+              -Iproto $(SIDECAR_INCS) -D_GNU_SOURCE
 FUZZ_NAMES = $(patsubst t/fuzz/%.c,%,$(wildcard t/fuzz/*.c))
 FUZZERS = $(addprefix $(FUZZ)/,$(FUZZ_NAMES))
-FUZZ_LIB_SRCS = $(PROTO_SRCS) sidecar/conf.c sidecar/log.c
+FUZZ_LIB_SRCS = $(PROTO_SRCS) sidecar/core/conf.c sidecar/core/log.c
 FUZZ_OBJS = $(patsubst %.c,$(FUZZ)/obj/%.o,$(FUZZ_LIB_SRCS))
 
-$(FUZZ)/obj/%.o: %.c $(SIDECAR_HDRS)
+$(FUZZ)/obj/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
@@ -204,6 +265,7 @@ $(FUZZ)/%: t/fuzz/%.c $(FUZZ_OBJS)
 
 # Kept between builds: they are made by a pattern rule only.
 .SECONDARY: $(FUZZ_OBJS)
+-include $(FUZZ_OBJS:.o=.d) $(FUZZERS:=.d)
 
 fuzzers: $(FUZZERS)
 

@@ -38,8 +38,6 @@
 
 #define NGX_HTTP_OFFLOAD_CONNECT_TIMEOUT  1000
 #define NGX_HTTP_OFFLOAD_WATCHDOG         2000
-#define NGX_HTTP_OFFLOAD_BACKOFF_MIN      50
-#define NGX_HTTP_OFFLOAD_BACKOFF_MAX      2000
 #define NGX_HTTP_OFFLOAD_PING_INTERVAL    1000
 
 #define NGX_HTTP_OFFLOAD_UNPROCESSABLE   422
@@ -153,7 +151,7 @@ struct ngx_http_offload_link_s {
 
     ngx_queue_t                   streams;     /* the first is written */
 
-    ngx_msec_t                    backoff;
+    ngx_uint_t                    retries;     /* since it was up */
     ngx_uint_t                    inflight;
     ngx_uint_t                    failures;
     ngx_uint_t                    generation;

@@ -1054,7 +1054,7 @@ ngx_http_offload_link_connected(const redisAsyncContext *ac, int status)
     }
 
     link->up = 1;
-    link->backoff = 0;
+    link->retries = 0;
     link->failures = 0;
 
     if (link->was_up) {
@@ -1136,20 +1136,8 @@ ngx_http_offload_link_failed(ngx_http_offload_link_t *link, const char *err)
 static void
 ngx_http_offload_link_schedule(ngx_http_offload_link_t *link)
 {
-    ngx_msec_t  delay;
-
-    if (link->backoff == 0) {
-        link->backoff = NGX_HTTP_OFFLOAD_BACKOFF_MIN;
-
-    } else {
-        link->backoff = ngx_min(link->backoff * 2,
-                                NGX_HTTP_OFFLOAD_BACKOFF_MAX);
-    }
-
-    /* jitter: workers of many nginx hosts must not reconnect in step */
-    delay = link->backoff + (ngx_msec_t) ngx_random() % (link->backoff / 2);
-
-    ngx_add_timer(&link->reconnect, delay);
+    ngx_add_timer(&link->reconnect,
+                  offload_reconnect_delay_ms(link->retries++, ngx_random()));
 }
 
 

@@ -441,6 +441,20 @@ fitted(int n, size_t size)
 }
 
 
+unsigned
+offload_reconnect_delay_ms(unsigned retries, long rnd)
+{
+    unsigned  ms;
+
+    ms = OFFLOAD_RECONNECT_MIN_MS << (retries < 5 ? retries : 5);
+    if (ms > OFFLOAD_RECONNECT_MAX_MS) {
+        ms = OFFLOAD_RECONNECT_MAX_MS;
+    }
+
+    return ms - ms / 4 + (unsigned) (rnd % (ms / 2 + 1));
+}
+
+
 int
 offload_stream_key(char *buf, size_t size, const char *queue, size_t qlen)
 {
@@ -463,6 +477,14 @@ int
 offload_reply_channel(char *buf, size_t size, const char *nonce, size_t nlen)
 {
     return fitted(snprintf(buf, size, OFFLOAD_REPLY_FMT, (int) nlen, nonce),
+                  size);
+}
+
+
+int
+offload_dead_key(char *buf, size_t size, const char *queue, size_t qlen)
+{
+    return fitted(snprintf(buf, size, OFFLOAD_DEAD_FMT, (int) qlen, queue),
                   size);
 }
 
@@ -492,6 +514,22 @@ offload_cancelled_key(char *buf, size_t size, const char *queue, size_t qlen)
     return fitted(snprintf(buf, size, OFFLOAD_CANCELLED_FMT, (int) qlen,
                            queue),
                   size);
+}
+
+
+void
+offload_str_copy(char *dst, size_t size, const char *src, size_t len)
+{
+    if (src == NULL) {                  /* no field */
+        len = 0;
+
+    } else if (len >= size) {
+        len = size - 1;
+    }
+
+    memcpy(dst, src != NULL ? src : "", len);
+
+    dst[len] = '\0';
 }
 
 
@@ -682,7 +720,7 @@ offload_job_decode(offload_entry_t *job, const offload_str_t *fields,
             seen |= HAVE_VERSION;
 
         } else if (str_is(name, OFFLOAD_F_ID)) {
-            if (value->len == 0 || value->len > 128) {
+            if (value->len == 0 || value->len > OFFLOAD_JOB_ID_MAX) {
                 *err = "bad id";
                 return -1;
             }

@@ -18,6 +18,9 @@
 
 #define OFFLOAD_QUEUE_NAME_MAX     64
 #define OFFLOAD_JOB_ID_LEN         32     /* 16 hex nonce + 16 hex sequence */
+/* Longest job id an entry may carry (a program writing to Redis itself
+ * may choose its own ids). */
+#define OFFLOAD_JOB_ID_MAX         128
 #define OFFLOAD_NONCE_LEN          16
 
 /* Consumer group of every queue's stream. */
@@ -43,7 +46,7 @@
  * attempt's time (ms since the epoch), member the entry's fields. */
 #define OFFLOAD_RETRY_FMT          "offload:{%.*s}:retry"
 /*
- * A queue's sync jobs whose clients went away (sidecar/worker.c, the
+ * A queue's sync jobs whose clients went away (sidecar/worker/worker.c, the
  * module's cleanup): a sorted set, member the job id, score its deadline
  * (ms since the epoch), after which the job would not run anyway.  Pruned
  * of past deadlines on every add and every check; the key expires after
@@ -79,7 +82,7 @@
 /*
  * Running async jobs cancelled (offload_cancel_running on): a list per
  * node, of "<queue> <slot> <job id>", pushed by offload_job_script, popped
- * by the node's supervisor (sidecar/cancel.c), which kills the worker
+ * by the node's supervisor (sidecar/supervisor/cancel.c), which kills the worker
  * still running that job.  It lives OFFLOAD_CANCEL_TTL_MS after its last
  * push: a node gone for good leaves nothing behind.
  */
@@ -95,8 +98,11 @@
  * so a status read does not scan offload:events for them. */
 #define OFFLOAD_CRASHES_MAX        10
 
-/* Longest key any of the formats above produces, with its NUL. */
-#define OFFLOAD_KEY_MAX            160
+/* Room for any key of a queue or a job the formats above produce, with
+ * its NUL: the longest, a result or body key, is "offload:{" queue
+ * "}:result:" id (9 + 64 + 9 + 128 + 1 = 211 bytes).  The staging key,
+ * which also names a consumer, is the only longer one. */
+#define OFFLOAD_KEY_MAX            256
 
 /* Published on a reply channel by its owner to prove the subscription. */
 #define OFFLOAD_REPLY_PING         "ping"
@@ -221,11 +227,22 @@ typedef struct {
 
 int offload_queue_name_valid(const char *name, size_t len);
 
+/* How long a lost Redis connection waits before its next connect, the same
+ * in nginx and the sidecar: 100 ms, 200 ms, 400 ms ... up to 2 s, each
+ * +-25% so that many processes do not reconnect in lockstep after a Redis
+ * restart.  retries: connects tried since it was last up (0 first); rnd:
+ * a non-negative random number. */
+#define OFFLOAD_RECONNECT_MIN_MS   100
+#define OFFLOAD_RECONNECT_MAX_MS   2000
+
+unsigned offload_reconnect_delay_ms(unsigned retries, long rnd);
+
 /* The key formatters return the length written (like snprintf), or -1 if
  * it did not fit. */
 int offload_stream_key(char *buf, size_t size, const char *queue, size_t qlen);
 int offload_result_key(char *buf, size_t size, const char *queue, size_t qlen,
     const char *id, size_t idlen);
+int offload_dead_key(char *buf, size_t size, const char *queue, size_t qlen);
 int offload_reply_channel(char *buf, size_t size, const char *nonce,
     size_t nlen);
 int offload_body_key(char *buf, size_t size, const char *queue, size_t qlen,
@@ -238,6 +255,10 @@ int offload_idem_key(char *buf, size_t size, const char *queue, size_t qlen,
     const char *key, size_t klen);
 int offload_cancelled_key(char *buf, size_t size, const char *queue,
     size_t qlen);
+
+/* Copies a field of len bytes (src may be NULL: none) as a C string into
+ * dst of size bytes, cut to fit. */
+void offload_str_copy(char *dst, size_t size, const char *src, size_t len);
 
 /* The status a job's record ends with, for a result's HTTP status and
  * error code (NULL: none): "done" (2xx), "expired" (504 expired), "dead"
@@ -313,8 +334,9 @@ void offload_job_id_format(char *buf, const char *nonce, uint64_t seq);
 extern const char  offload_complete_script[];
 
 /*
- * The scripts of a job whose worker died (sidecar/reclaim.c).  Each first
- * acks the entry and does nothing (returns nil) when it was not pending.
+ * The scripts of a job whose worker died (sidecar/supervisor/reclaim.c).
+ * Each first acks the entry and does nothing (returns nil) when it was not
+ * pending.
  *
  * Requeue: the job runs again, as a new entry at the stream's tail.
  *   KEYS[1] stream          ARGV[1] group     ARGV[2] entry id
@@ -352,7 +374,8 @@ extern const char  offload_requeue_script[];
 extern const char  offload_dead_script[];
 
 /*
- * The scripts of a transient failure (offload_job_retry(); sidecar/retry.c).
+ * The scripts of a transient failure (offload_job_retry();
+ * sidecar/supervisor/retry.c).
  *
  * Retry later: a worker moves the entry it failed to the queue's retry
  * set, acked and deleted in the same step (never lost, never twice): the

@@ -291,7 +291,8 @@ test_errors(void)
     bad("redis unix:relative;\n" Q,
         "t.conf:1: invalid redis address \"unix:relative\" (expected "
         "host:port, [ipv6]:port or unix:/path)", "relative unix path");
-    bad("db -1;\n" Q, "t.conf:1: invalid db \"-1\" (expected 0..65535)",
+    bad("db -1;\n" Q, "t.conf:1: invalid \"db\" value \"-1\" (expected "
+        "0..65535)",
         "negative db");
     bad("password \"\";\n" Q, "t.conf:1: empty password", "empty password");
     bad("node_name 'a:b';\n" Q,

@@ -526,6 +526,54 @@ test_addr_names_keys(void)
     ok(offload_reply_channel(buf, sizeof(buf), "0123456789abcdef", 16) > 0
        && strcmp(buf, "offload:reply:0123456789abcdef") == 0, "reply channel");
     ok(offload_stream_key(buf, 10, "echo", 4) == -1, "key does not fit");
+    ok(offload_dead_key(buf, sizeof(buf), "echo", 4) == 19
+       && strcmp(buf, "offload:{echo}:dead") == 0, "dead-letter key");
+}
+
+
+/* The longest result key of the longest queue and job id fits. */
+static void
+test_key_room(void)
+{
+    char  key[OFFLOAD_KEY_MAX], q[OFFLOAD_QUEUE_NAME_MAX];
+    char  id[OFFLOAD_JOB_ID_MAX];
+
+    memset(q, 'q', sizeof(q));
+    memset(id, 'i', sizeof(id));
+    ok(offload_result_key(key, sizeof(key), q, sizeof(q), id, sizeof(id)) > 0
+       && offload_body_key(key, sizeof(key), q, sizeof(q), id, sizeof(id))
+          > 0, "longest result and body keys fit OFFLOAD_KEY_MAX");
+}
+
+
+static void
+test_reconnect_delay(void)
+{
+    unsigned  first, last;
+
+    first = offload_reconnect_delay_ms(0, 0);
+    last = offload_reconnect_delay_ms(0, 1000000);
+    ok(first >= OFFLOAD_RECONNECT_MIN_MS * 3 / 4
+       && last <= OFFLOAD_RECONNECT_MIN_MS * 5 / 4,
+       "first retry: the minimum +-25%% (%u..%u)", first, last);
+    ok(offload_reconnect_delay_ms(1, 0) == 150, "doubles (150 = 200 - 25%%)");
+    first = offload_reconnect_delay_ms(100, 0);
+    last = offload_reconnect_delay_ms(100, OFFLOAD_RECONNECT_MAX_MS / 2);
+    ok(first == OFFLOAD_RECONNECT_MAX_MS * 3 / 4
+       && last == OFFLOAD_RECONNECT_MAX_MS * 5 / 4,
+       "capped at the maximum +-25%% (%u..%u)", first, last);
+}
+
+
+static void
+test_str_copy(void)
+{
+    char  dst[4];
+
+    offload_str_copy(dst, sizeof(dst), "abcdef", 6);
+    is_str(dst, "abc", "cut to fit");
+    offload_str_copy(dst, sizeof(dst), NULL, 5);
+    is_str(dst, "", "no field");
 }
 
 
@@ -537,5 +585,8 @@ main(void)
     test_job();
     test_ids();
     test_addr_names_keys();
+    test_key_room();
+    test_reconnect_delay();
+    test_str_copy();
     return done_testing();
 }

@@ -1,6 +1,6 @@
 /*
- * retry_test.c -- the retry backoff (sidecar/retry.c): doubling from the
- * base, capped at the maximum, with equal jitter; printed as TAP.
+ * retry_test.c -- the retry backoff (sidecar/supervisor/retry.c): doubling
+ * from the base, capped at the maximum, with equal jitter; printed as TAP.
  */
 
 #include <stdlib.h>

@@ -64,8 +64,7 @@ offload_bad_job(offload_redis_conn_t *conn, const char *queue,
     const char  *argv[11];
 
     if (offload_stream_key(stream, sizeof(stream), queue, qlen) < 0
-        || snprintf(dead, sizeof(dead), OFFLOAD_DEAD_FMT, (int) qlen, queue)
-           >= (int) sizeof(dead))
+        || offload_dead_key(dead, sizeof(dead), queue, qlen) < 0)
     {
         return REDIS_ERR;
     }

@@ -45,6 +45,7 @@
 #include "bad_job.h"
 #include "clock.h"
 #include "crash.h"
+#include "error_doc.h"
 #include "exec_bridge.h"
 #include "job.h"
 #include "log.h"
@@ -537,34 +538,14 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
 }
 
 
-/* The error document {"error": {"code", "message"}}, malloc'ed, or NULL.
- * A message that is not UTF-8 (a handler's) has its other bytes made '?'
- * rather than lose the answer. */
+/* The error document {"error": {"code", "message"}}, malloc'ed, or NULL. */
 static char *
 error_json(const char *code, const char *message)
 {
-    char    *text, *ascii, *p;
+    char    *text;
     json_t  *doc;
 
-    doc = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message",
-                    message);
-    if (doc == NULL) {
-        ascii = strdup(message);
-        if (ascii == NULL) {
-            return NULL;
-        }
-
-        for (p = ascii; *p; p++) {
-            if ((unsigned char) *p >= 0x80) {
-                *p = '?';
-            }
-        }
-
-        doc = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message",
-                        ascii);
-        free(ascii);
-    }
-
+    doc = offload_error_doc(code, message);
     text = doc != NULL ? json_dumps(doc, JSON_OUT_FLAGS) : NULL;
     json_decref(doc);
     return text;

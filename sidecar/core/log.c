@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "offload_proto.h"
 
 #define LOG_LINE_MAX   4096
 #define LOG_ID_MAX     129
@@ -141,29 +142,12 @@ offload_log_queue(const char *queue)
 }
 
 
-static void
-copy_id(char *dst, const char *src, size_t len)
-{
-    if (src == NULL) {
-        dst[0] = '\0';
-        return;
-    }
-
-    if (len >= LOG_ID_MAX) {
-        len = LOG_ID_MAX - 1;
-    }
-
-    memcpy(dst, src, len);
-    dst[len] = '\0';
-}
-
-
 void
 offload_log_job(const char *job_id, size_t job_len, const char *rid,
     size_t rid_len)
 {
-    copy_id(log_job_id, job_id, job_len);
-    copy_id(log_rid, rid, rid_len);
+    offload_str_copy(log_job_id, sizeof(log_job_id), job_id, job_len);
+    offload_str_copy(log_rid, sizeof(log_rid), rid, rid_len);
 }
 
 

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <limits.h>
+#include <stddef.h>
 #include <netdb.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -36,6 +37,10 @@ enum {
 
 #define CONF_BLOCK   1          /* takes a block, and may repeat */
 #define CONF_REPEAT  2          /* may repeat */
+#define CONF_OFF     4          /* "off" sets the field to 0 */
+#define CONF_NOLIMIT 8          /* a number: 0 means no limit */
+
+typedef struct conf_directive_s  conf_directive_t;
 
 typedef struct {
     int     type;
@@ -52,19 +57,27 @@ typedef struct {
     size_t                 errlen;
     offload_conf_t        *conf;
     offload_conf_queue_t  *queue;       /* the block being parsed */
-    unsigned               seen_main;   /* directives seen, by table index */
+    /* Whether each directive of the table was seen, in the main context
+     * and in the queue block being parsed. */
+    unsigned char         *seen_main;
+    unsigned char         *seen_queue;
     int                    redis_user_line;
-    unsigned               seen_queue;
 } conf_parser_t;
 
-typedef struct {
+struct conf_directive_s {
     const char  *name;
     int          ctx;
     int          min_args;
     int          max_args;   /* of the words after the name */
-    int          flags;      /* CONF_BLOCK, CONF_REPEAT */
-    int        (*set)(conf_parser_t *ps, char **args, int nargs, int line);
-} conf_directive_t;
+    int          flags;      /* CONF_BLOCK, CONF_REPEAT, CONF_OFF,
+                                CONF_NOLIMIT */
+    int        (*set)(conf_parser_t *ps, const conf_directive_t *d,
+                      char **args, int nargs, int line);
+    size_t       offset;     /* of the field set, in the context's struct */
+    size_t       offset2;    /* of a second field (a range's maximum) */
+    long long    min;        /* bounds of a number, or of a time in ms */
+    long long    max;
+};
 
 
 static int
@@ -322,9 +335,204 @@ offload_conf_parse_size(const char *text, long long *bytes)
 }
 
 
-static int
-set_redis(conf_parser_t *ps, char **args, int nargs, int line)
+/*
+ * The setters.  A directive's row names the field it sets by its offset
+ * in the struct of its context (offload_conf_t in the main context,
+ * offload_conf_queue_t in a queue block), as nginx's ngx_conf_set_*_slot
+ * do; the generic setters below serve every directive that sets one
+ * field from one kind of value, with the bounds of its row.
+ */
+
+static void *
+conf_field(conf_parser_t *ps, const conf_directive_t *d, size_t offset)
 {
+    char  *base;
+
+    base = (d->ctx == CTX_QUEUE) ? (char *) ps->queue : (char *) ps->conf;
+    return base + offset;
+}
+
+
+/* An int from d->min to d->max (0: no limit, with CONF_NOLIMIT). */
+static int
+conf_set_num_slot(conf_parser_t *ps, const conf_directive_t *d, char **args,
+    int nargs, int line)
+{
+    long long  n;
+
+    (void) nargs;
+
+    if (parse_uint(args[0], d->max, &n) != 0 || n < d->min) {
+        return conf_error(ps, line, "invalid \"%s\" value \"%s\" (expected "
+                          "%lld..%lld%s)", d->name, args[0], d->min, d->max,
+                          (d->flags & CONF_NOLIMIT) ? ", 0 for no limit"
+                                                    : "");
+    }
+
+    *(int *) conf_field(ps, d, d->offset) = (int) n;
+    return 0;
+}
+
+
+static int
+parse_msec(conf_parser_t *ps, const conf_directive_t *d, const char *value,
+    int line, long long *ms)
+{
+    if (offload_conf_parse_time(value, ms) != 0) {
+        return conf_error(ps, line, "invalid time \"%s\" in \"%s\"", value,
+                          d->name);
+    }
+
+    if (*ms < d->min || *ms > d->max) {
+        return conf_error(ps, line, "\"%s\" must be %lldms..%llds", d->name,
+                          d->min, d->max / 1000);
+    }
+
+    return 0;
+}
+
+
+/* An int of ms, a time from d->min to d->max ms; "off" is 0 with
+ * CONF_OFF. */
+static int
+conf_set_msec_slot(conf_parser_t *ps, const conf_directive_t *d,
+    char **args, int nargs, int line)
+{
+    long long  ms = 0;
+
+    (void) nargs;
+
+    if (!((d->flags & CONF_OFF) && strcmp(args[0], "off") == 0)
+        && parse_msec(ps, d, args[0], line, &ms) != 0)
+    {
+        return -1;
+    }
+
+    *(int *) conf_field(ps, d, d->offset) = (int) ms;
+    return 0;
+}
+
+
+/* An int of seconds, from a time of d->min to d->max ms rounded up (Redis
+ * EX takes whole seconds). */
+static int
+conf_set_sec_slot(conf_parser_t *ps, const conf_directive_t *d, char **args,
+    int nargs, int line)
+{
+    long long  ms;
+
+    (void) nargs;
+
+    if (parse_msec(ps, d, args[0], line, &ms) != 0) {
+        return -1;
+    }
+
+    *(int *) conf_field(ps, d, d->offset) = (int) ((ms + 999) / 1000);
+    return 0;
+}
+
+
+/* A backoff's "<min> <max>;": two times, the first not over the second,
+ * into the ints of ms at d->offset and d->offset2. */
+static int
+conf_set_msec_range_slot(conf_parser_t *ps, const conf_directive_t *d,
+    char **args, int nargs, int line)
+{
+    long long  min_ms, max_ms;
+
+    (void) nargs;
+
+    if (parse_msec(ps, d, args[0], line, &min_ms) != 0
+        || parse_msec(ps, d, args[1], line, &max_ms) != 0)
+    {
+        return -1;
+    }
+
+    if (min_ms > max_ms) {
+        return conf_error(ps, line, "\"%s\" minimum \"%s\" is greater than "
+                          "its maximum \"%s\"", d->name, args[0], args[1]);
+    }
+
+    *(int *) conf_field(ps, d, d->offset) = (int) min_ms;
+    *(int *) conf_field(ps, d, d->offset2) = (int) max_ms;
+    return 0;
+}
+
+
+/* A long long of bytes, a size of at least d->min bytes (whole MiB; at
+ * most 1 TiB); "off" is 0 with CONF_OFF. */
+static int
+conf_set_size_slot(conf_parser_t *ps, const conf_directive_t *d,
+    char **args, int nargs, int line)
+{
+    long long  bytes = 0;
+
+    (void) nargs;
+
+    if (!((d->flags & CONF_OFF) && strcmp(args[0], "off") == 0)
+        && (offload_conf_parse_size(args[0], &bytes) != 0
+            || bytes < d->min))
+    {
+        return conf_error(ps, line, "invalid \"%s\" value \"%s\" (expected "
+                          "%sa size of at least %lldm, like 256m)", d->name,
+                          args[0], (d->flags & CONF_OFF) ? "off or " : "",
+                          d->min / (1024 * 1024));
+    }
+
+    *(long long *) conf_field(ps, d, d->offset) = bytes;
+    return 0;
+}
+
+
+/* An int, 1 for "on" and 0 for "off". */
+static int
+conf_set_flag_slot(conf_parser_t *ps, const conf_directive_t *d,
+    char **args, int nargs, int line)
+{
+    int  *flag = conf_field(ps, d, d->offset);
+
+    (void) nargs;
+
+    if (strcmp(args[0], "on") == 0) {
+        *flag = 1;
+
+    } else if (strcmp(args[0], "off") == 0) {
+        *flag = 0;
+
+    } else {
+        return conf_error(ps, line, "invalid value \"%s\" in \"%s\" "
+                          "(expected on or off)", args[0], d->name);
+    }
+
+    return 0;
+}
+
+
+/* A char * the conf owns (offload_conf_free()), not empty. */
+static int
+conf_set_str_slot(conf_parser_t *ps, const conf_directive_t *d, char **args,
+    int nargs, int line)
+{
+    (void) nargs;
+
+    if (args[0][0] == '\0') {
+        return conf_error(ps, line, "empty %s", d->name);
+    }
+
+    *(char **) conf_field(ps, d, d->offset) = args[0];
+    args[0] = NULL;             /* the conf owns it now */
+    return 0;
+}
+
+
+/* The directives that parse more than one kind of value, or more than
+ * fill a field. */
+
+static int
+set_redis(conf_parser_t *ps, const conf_directive_t *d, char **args,
+    int nargs, int line)
+{
+    (void) d;
     (void) nargs;
 
     if (offload_addr_parse(&ps->conf->redis, args[0], strlen(args[0])) != 0) {
@@ -340,58 +548,25 @@ set_redis(conf_parser_t *ps, char **args, int nargs, int line)
 /* The Redis ACL user (Redis 6+): AUTH <redis_user> <password>.  Named so
  * that it is not mistaken for "user", the Unix user. */
 static int
-set_redis_user(conf_parser_t *ps, char **args, int nargs, int line)
+set_redis_user(conf_parser_t *ps, const conf_directive_t *d, char **args,
+    int nargs, int line)
 {
-    (void) nargs;
-
-    if (args[0][0] == '\0') {
-        return conf_error(ps, line, "empty redis_user");
+    if (conf_set_str_slot(ps, d, args, nargs, line) != 0) {
+        return -1;
     }
 
-    ps->conf->redis_user = args[0];
-    args[0] = NULL;
     ps->redis_user_line = line;
     return 0;
 }
 
 
 static int
-set_password(conf_parser_t *ps, char **args, int nargs, int line)
-{
-    (void) nargs;
-
-    if (args[0][0] == '\0') {
-        return conf_error(ps, line, "empty password");
-    }
-
-    ps->conf->password = args[0];
-    args[0] = NULL;             /* the conf owns it now */
-    return 0;
-}
-
-
-static int
-set_db(conf_parser_t *ps, char **args, int nargs, int line)
-{
-    long long  n;
-
-    (void) nargs;
-
-    if (parse_uint(args[0], 65535, &n) != 0) {
-        return conf_error(ps, line, "invalid db \"%s\" (expected 0..65535)",
-                          args[0]);
-    }
-
-    ps->conf->db = (int) n;
-    return 0;
-}
-
-
-static int
-set_node_name(conf_parser_t *ps, char **args, int nargs, int line)
+set_node_name(conf_parser_t *ps, const conf_directive_t *d, char **args,
+    int nargs, int line)
 {
     size_t  len = strlen(args[0]);
 
+    (void) d;
     (void) nargs;
 
     if (len > OFFLOAD_NODE_NAME_MAX || !offload_queue_name_valid(args[0], len))
@@ -406,9 +581,12 @@ set_node_name(conf_parser_t *ps, char **args, int nargs, int line)
 
 
 static int
-set_log(conf_parser_t *ps, char **args, int nargs, int line)
+set_log(conf_parser_t *ps, const conf_directive_t *d, char **args, int nargs,
+    int line)
 {
     int  i, level = OFFLOAD_LOG_INFO;
+
+    (void) d;
 
     if (args[0][0] == '\0') {
         return conf_error(ps, line, "empty log target");
@@ -436,140 +614,18 @@ set_log(conf_parser_t *ps, char **args, int nargs, int line)
 }
 
 
-static int
-set_time(conf_parser_t *ps, const char *name, const char *value, int line,
-    long long min_ms, long long max_ms, long long *ms)
-{
-    if (offload_conf_parse_time(value, ms) != 0) {
-        return conf_error(ps, line, "invalid time \"%s\" in \"%s\"", value,
-                          name);
-    }
-
-    if (*ms < min_ms || *ms > max_ms) {
-        return conf_error(ps, line, "\"%s\" must be %lldms..%llds", name,
-                          min_ms, max_ms / 1000);
-    }
-
-    return 0;
-}
-
-
-static int
-set_heartbeat(conf_parser_t *ps, char **args, int nargs, int line)
-{
-    long long  ms;
-
-    (void) nargs;
-
-    if (set_time(ps, "heartbeat", args[0], line, 10, 3600 * 1000, &ms) != 0) {
-        return -1;
-    }
-
-    ps->conf->heartbeat_ms = (int) ms;
-    return 0;
-}
-
-
-static int
-set_redis_timeout(conf_parser_t *ps, char **args, int nargs, int line)
-{
-    long long  ms;
-
-    (void) nargs;
-
-    if (set_time(ps, "redis_timeout", args[0], line, 500, 600 * 1000, &ms)
-        != 0)
-    {
-        return -1;
-    }
-
-    ps->conf->redis_timeout_ms = (int) ms;
-    return 0;
-}
-
-
-static int
-set_result_ttl(conf_parser_t *ps, char **args, int nargs, int line)
-{
-    long long  ms;
-
-    (void) nargs;
-
-    if (set_time(ps, "result_ttl", args[0], line, 1000, 30LL * 86400 * 1000,
-                 &ms)
-        != 0)
-    {
-        return -1;
-    }
-
-    /* Redis EX takes whole seconds: round up. */
-    ps->conf->result_ttl_s = (int) ((ms + 999) / 1000);
-    return 0;
-}
-
-
-static int
-set_shutdown_timeout(conf_parser_t *ps, char **args, int nargs, int line)
-{
-    long long  ms;
-
-    (void) nargs;
-
-    if (set_time(ps, "shutdown_timeout", args[0], line, 0, 3600 * 1000, &ms)
-        != 0)
-    {
-        return -1;
-    }
-
-    ps->conf->shutdown_timeout_ms = (int) ms;
-    return 0;
-}
-
-
-static int
-set_claim_idle(conf_parser_t *ps, char **args, int nargs, int line)
-{
-    long long  ms;
-
-    (void) nargs;
-
-    if (set_time(ps, "claim_idle", args[0], line, 100, 3600 * 1000, &ms) != 0)
-    {
-        return -1;
-    }
-
-    ps->conf->claim_idle_ms = (int) ms;
-    return 0;
-}
-
-
-static int
-set_fault_handlers(conf_parser_t *ps, char **args, int nargs, int line)
-{
-    (void) nargs;
-
-    if (strcmp(args[0], "on") == 0) {
-        ps->conf->fault_handlers = 1;
-    } else if (strcmp(args[0], "off") == 0) {
-        ps->conf->fault_handlers = 0;
-    } else {
-        return conf_error(ps, line, "invalid value \"%s\" in "
-                          "\"fault_handlers\" (expected on or off)", args[0]);
-    }
-
-    return 0;
-}
-
-
 /* user <name> [<group>]: as nginx's, the user and group the sidecar runs
  * as once it has opened its log (privs.c); the group defaults to the
  * user's primary group.  Names are resolved here, so "-t" reports a user
  * or group that does not exist. */
 static int
-set_user(conf_parser_t *ps, char **args, int nargs, int line)
+set_user(conf_parser_t *ps, const conf_directive_t *d, char **args, int nargs,
+    int line)
 {
     struct group   *gr;
     struct passwd  *pw;
+
+    (void) d;
 
     pw = getpwnam(args[0]);
     if (pw == NULL) {
@@ -596,12 +652,14 @@ set_user(conf_parser_t *ps, char **args, int nargs, int line)
 
 
 static int
-set_queue(conf_parser_t *ps, char **args, int nargs, int line)
+set_queue(conf_parser_t *ps, const conf_directive_t *d, char **args,
+    int nargs, int line)
 {
     size_t                 i, len = strlen(args[0]);
     offload_conf_t        *conf = ps->conf;
     offload_conf_queue_t  *q;
 
+    (void) d;
     (void) nargs;
 
     if (!offload_queue_name_valid(args[0], len)) {
@@ -659,10 +717,12 @@ offload_conf_handler_name_valid(const char *name)
 
 /* Which handlers exist is known only once the plugins are loaded. */
 static int
-set_handler(conf_parser_t *ps, char **args, int nargs, int line)
+set_handler(conf_parser_t *ps, const conf_directive_t *d, char **args,
+    int nargs, int line)
 {
     (void) nargs;
 
+    (void) d;
     if (!offload_conf_handler_name_valid(args[0])) {
         return conf_error(ps, line, "invalid handler name \"%s\"", args[0]);
     }
@@ -746,7 +806,8 @@ split_command(const char *text, char *buf, char **words, int max,
  * words themselves.  Both become one allocation: the NULL-terminated
  * pointers, then the words. */
 static int
-set_command(conf_parser_t *ps, char **args, int nargs, int line)
+set_command(conf_parser_t *ps, const conf_directive_t *d, char **args,
+    int nargs, int line)
 {
     int                    i, n;
     char                 **argv, *buf;
@@ -754,6 +815,7 @@ set_command(conf_parser_t *ps, char **args, int nargs, int line)
     const char            *why;
     offload_conf_queue_t  *q = ps->queue;
 
+    (void) d;
     for (i = 0; i < nargs; i++) {
         len += strlen(args[i]) + 1;
     }
@@ -797,13 +859,15 @@ set_command(conf_parser_t *ps, char **args, int nargs, int line)
  * config and its plugins can move together ("./" for a config in the
  * current folder: dlopen() searches the library path for a bare name). */
 static int
-set_load_module(conf_parser_t *ps, char **args, int nargs, int line)
+set_load_module(conf_parser_t *ps, const conf_directive_t *d, char **args,
+    int nargs, int line)
 {
     char                   *path;
     size_t                  size;
     const char             *slash;
     offload_conf_module_t  *m;
 
+    (void) d;
     (void) nargs;
 
     if (args[0][0] == '\0') {
@@ -841,48 +905,14 @@ set_load_module(conf_parser_t *ps, char **args, int nargs, int line)
 }
 
 
-static int
-set_count(conf_parser_t *ps, const char *name, const char *value, int line,
-    long long max, int *out)
-{
-    long long  n;
-
-    if (parse_uint(value, max, &n) != 0 || n < 1) {
-        return conf_error(ps, line, "invalid \"%s\" value \"%s\" (expected "
-                          "1..%lld)", name, value, max);
-    }
-
-    *out = (int) n;
-    return 0;
-}
-
-
-static int
-set_workers(conf_parser_t *ps, char **args, int nargs, int line)
-{
-    (void) nargs;
-
-    return set_count(ps, "workers", args[0], line, OFFLOAD_WORKERS_MAX,
-                     &ps->queue->workers);
-}
-
-
-static int
-set_prefetch(conf_parser_t *ps, char **args, int nargs, int line)
-{
-    (void) nargs;
-
-    return set_count(ps, "prefetch", args[0], line, OFFLOAD_PREFETCH_MAX,
-                     &ps->queue->prefetch);
-}
-
-
 /* Times of the restart directives: up to a day, which fits an int of ms. */
 #define RESTART_TIME_MAX_MS  (86400 * 1000LL)
 
 
+/* max_restarts <count> <period>: the row's bounds are the period's. */
 static int
-set_max_restarts(conf_parser_t *ps, char **args, int nargs, int line)
+set_max_restarts(conf_parser_t *ps, const conf_directive_t *d, char **args,
+    int nargs, int line)
 {
     long long  n, ms;
 
@@ -893,10 +923,7 @@ set_max_restarts(conf_parser_t *ps, char **args, int nargs, int line)
                           "(expected 0..%d)", args[0], OFFLOAD_RESTARTS_MAX);
     }
 
-    if (set_time(ps, "max_restarts", args[1], line, 10, RESTART_TIME_MAX_MS,
-                 &ms)
-        != 0)
-    {
+    if (parse_msec(ps, d, args[1], line, &ms) != 0) {
         return -1;
     }
 
@@ -906,198 +933,65 @@ set_max_restarts(conf_parser_t *ps, char **args, int nargs, int line)
 }
 
 
-static int
-set_restart_cooldown(conf_parser_t *ps, char **args, int nargs, int line)
-{
-    long long  ms;
+#define MAIN(field)   offsetof(offload_conf_t, field)
+#define QUEUE(field)  offsetof(offload_conf_queue_t, field)
 
-    (void) nargs;
-
-    if (set_time(ps, "restart_cooldown", args[0], line, 0,
-                 RESTART_TIME_MAX_MS, &ms)
-        != 0)
-    {
-        return -1;
-    }
-
-    ps->queue->restart_cooldown_ms = (int) ms;
-    return 0;
-}
-
-
-/* A backoff's "<min> <max>;": two times, the first not over the second. */
-static int
-set_time_range(conf_parser_t *ps, const char *name, char **args, int line,
-    int *min, int *max)
-{
-    long long  min_ms, max_ms;
-
-    if (set_time(ps, name, args[0], line, 1, RESTART_TIME_MAX_MS, &min_ms)
-        != 0
-        || set_time(ps, name, args[1], line, 1, RESTART_TIME_MAX_MS, &max_ms)
-           != 0)
-    {
-        return -1;
-    }
-
-    if (min_ms > max_ms) {
-        return conf_error(ps, line, "\"%s\" minimum \"%s\" is greater than "
-                          "its maximum \"%s\"", name, args[0], args[1]);
-    }
-
-    *min = (int) min_ms;
-    *max = (int) max_ms;
-    return 0;
-}
-
-
-static int
-set_restart_backoff(conf_parser_t *ps, char **args, int nargs, int line)
-{
-    (void) nargs;
-
-    return set_time_range(ps, "restart_backoff", args, line,
-                          &ps->queue->backoff_min_ms,
-                          &ps->queue->backoff_max_ms);
-}
-
-
-static int
-set_retry_backoff(conf_parser_t *ps, char **args, int nargs, int line)
-{
-    (void) nargs;
-
-    return set_time_range(ps, "retry_backoff", args, line,
-                          &ps->queue->retry_base_ms,
-                          &ps->queue->retry_max_ms);
-}
-
-
-static int
-set_max_attempts(conf_parser_t *ps, char **args, int nargs, int line)
-{
-    (void) nargs;
-
-    return set_count(ps, "max_attempts", args[0], line, OFFLOAD_ATTEMPTS_MAX,
-                     &ps->queue->max_attempts);
-}
-
-
-static int
-set_timeout(conf_parser_t *ps, char **args, int nargs, int line)
-{
-    long long  ms;
-
-    (void) nargs;
-
-    if (strcmp(args[0], "off") == 0) {
-        ps->queue->timeout_ms = 0;
-        return 0;
-    }
-
-    if (set_time(ps, "timeout", args[0], line, 1, RESTART_TIME_MAX_MS, &ms)
-        != 0)
-    {
-        return -1;
-    }
-
-    ps->queue->timeout_ms = (int) ms;
-    return 0;
-}
-
-
-static int
-set_memory_limit(conf_parser_t *ps, char **args, int nargs, int line)
-{
-    long long  bytes;
-
-    (void) nargs;
-
-    if (strcmp(args[0], "off") == 0) {
-        ps->queue->memory_limit = 0;
-        return 0;
-    }
-
-    if (offload_conf_parse_size(args[0], &bytes) != 0
-        || bytes < 1024 * 1024)
-    {
-        return conf_error(ps, line, "invalid \"memory_limit\" value \"%s\" "
-                          "(expected off or a size of at least 1m, like "
-                          "256m)", args[0]);
-    }
-
-    ps->queue->memory_limit = bytes;
-    return 0;
-}
-
-
-static int
-set_max_jobs(conf_parser_t *ps, char **args, int nargs, int line)
-{
-    long long  n;
-
-    (void) nargs;
-
-    if (parse_uint(args[0], INT_MAX, &n) != 0) {
-        return conf_error(ps, line, "invalid \"max_jobs_per_worker\" value "
-                          "\"%s\" (expected 0..%d, 0 for no limit)", args[0],
-                          INT_MAX);
-    }
-
-    ps->queue->max_jobs = (int) n;
-    return 0;
-}
-
-
-/* Workers run below nginx and Redis (nice 10 by default): when their jobs
- * saturate the CPUs, the HTTP edge still answers at once. */
-static int
-set_nice(conf_parser_t *ps, char **args, int nargs, int line)
-{
-    long long  n;
-
-    (void) nargs;
-
-    if (parse_uint(args[0], 19, &n) != 0) {
-        return conf_error(ps, line, "invalid \"nice\" value \"%s\" "
-                          "(expected 0..19)", args[0]);
-    }
-
-    ps->queue->nice = (int) n;
-    return 0;
-}
-
-
+/* A directive is one row: name, context, argument counts, flags, setter,
+ * the field(s) it sets and the bounds of its value. */
 static const conf_directive_t  directives[] = {
-    { "redis",            CTX_MAIN,  1, 1, 0, set_redis },
-    { "redis_user",       CTX_MAIN,  1, 1, 0, set_redis_user },
-    { "password",         CTX_MAIN,  1, 1, 0, set_password },
-    { "db",               CTX_MAIN,  1, 1, 0, set_db },
-    { "redis_timeout",    CTX_MAIN,  1, 1, 0, set_redis_timeout },
-    { "node_name",        CTX_MAIN,  1, 1, 0, set_node_name },
-    { "log",              CTX_MAIN,  1, 3, 0, set_log },
-    { "heartbeat",        CTX_MAIN,  1, 1, 0, set_heartbeat },
-    { "result_ttl",       CTX_MAIN,  1, 1, 0, set_result_ttl },
-    { "shutdown_timeout", CTX_MAIN,  1, 1, 0, set_shutdown_timeout },
-    { "claim_idle",       CTX_MAIN,  1, 1, 0, set_claim_idle },
-    { "fault_handlers",   CTX_MAIN,  1, 1, 0, set_fault_handlers },
-    { "user",             CTX_MAIN,  1, 2, 0, set_user },
-    { "load_module",      CTX_MAIN,  1, 1, CONF_REPEAT, set_load_module },
-    { "queue",            CTX_MAIN,  1, 1, CONF_BLOCK, set_queue },
-    { "handler",          CTX_QUEUE, 1, 1, 0, set_handler },
-    { "command",          CTX_QUEUE, 1, CONF_MAX_ARGS, 0, set_command },
-    { "workers",          CTX_QUEUE, 1, 1, 0, set_workers },
-    { "prefetch",         CTX_QUEUE, 1, 1, 0, set_prefetch },
-    { "max_restarts",     CTX_QUEUE, 2, 2, 0, set_max_restarts },
-    { "restart_cooldown", CTX_QUEUE, 1, 1, 0, set_restart_cooldown },
-    { "restart_backoff",  CTX_QUEUE, 2, 2, 0, set_restart_backoff },
-    { "max_attempts",     CTX_QUEUE, 1, 1, 0, set_max_attempts },
-    { "retry_backoff",    CTX_QUEUE, 2, 2, 0, set_retry_backoff },
-    { "timeout",          CTX_QUEUE, 1, 1, 0, set_timeout },
-    { "memory_limit",     CTX_QUEUE, 1, 1, 0, set_memory_limit },
-    { "max_jobs_per_worker", CTX_QUEUE, 1, 1, 0, set_max_jobs },
-    { "nice",             CTX_QUEUE, 1, 1, 0, set_nice },
+    { "redis", CTX_MAIN, 1, 1, 0, set_redis, 0, 0, 0, 0 },
+    { "redis_user", CTX_MAIN, 1, 1, 0, set_redis_user,
+      MAIN(redis_user), 0, 0, 0 },
+    { "password", CTX_MAIN, 1, 1, 0, conf_set_str_slot,
+      MAIN(password), 0, 0, 0 },
+    { "db", CTX_MAIN, 1, 1, 0, conf_set_num_slot, MAIN(db), 0, 0, 65535 },
+    { "redis_timeout", CTX_MAIN, 1, 1, 0, conf_set_msec_slot,
+      MAIN(redis_timeout_ms), 0, 500, 600 * 1000 },
+    { "node_name", CTX_MAIN, 1, 1, 0, set_node_name, 0, 0, 0, 0 },
+    { "log", CTX_MAIN, 1, 3, 0, set_log, 0, 0, 0, 0 },
+    { "heartbeat", CTX_MAIN, 1, 1, 0, conf_set_msec_slot,
+      MAIN(heartbeat_ms), 0, 10, 3600 * 1000 },
+    { "result_ttl", CTX_MAIN, 1, 1, 0, conf_set_sec_slot,
+      MAIN(result_ttl_s), 0, 1000, 30LL * 86400 * 1000 },
+    { "shutdown_timeout", CTX_MAIN, 1, 1, 0, conf_set_msec_slot,
+      MAIN(shutdown_timeout_ms), 0, 0, 3600 * 1000 },
+    { "claim_idle", CTX_MAIN, 1, 1, 0, conf_set_msec_slot,
+      MAIN(claim_idle_ms), 0, 100, 3600 * 1000 },
+    { "fault_handlers", CTX_MAIN, 1, 1, 0, conf_set_flag_slot,
+      MAIN(fault_handlers), 0, 0, 0 },
+    { "user", CTX_MAIN, 1, 2, 0, set_user, 0, 0, 0, 0 },
+    { "load_module", CTX_MAIN, 1, 1, CONF_REPEAT, set_load_module,
+      0, 0, 0, 0 },
+    { "queue", CTX_MAIN, 1, 1, CONF_BLOCK, set_queue, 0, 0, 0, 0 },
+    { "handler", CTX_QUEUE, 1, 1, 0, set_handler, 0, 0, 0, 0 },
+    { "command", CTX_QUEUE, 1, CONF_MAX_ARGS, 0, set_command, 0, 0, 0, 0 },
+    { "workers", CTX_QUEUE, 1, 1, 0, conf_set_num_slot,
+      QUEUE(workers), 0, 1, OFFLOAD_WORKERS_MAX },
+    { "prefetch", CTX_QUEUE, 1, 1, 0, conf_set_num_slot,
+      QUEUE(prefetch), 0, 1, OFFLOAD_PREFETCH_MAX },
+    { "max_restarts", CTX_QUEUE, 2, 2, 0, set_max_restarts,
+      0, 0, 10, RESTART_TIME_MAX_MS },
+    { "restart_cooldown", CTX_QUEUE, 1, 1, 0, conf_set_msec_slot,
+      QUEUE(restart_cooldown_ms), 0, 0, RESTART_TIME_MAX_MS },
+    { "restart_backoff", CTX_QUEUE, 2, 2, 0, conf_set_msec_range_slot,
+      QUEUE(backoff_min_ms), QUEUE(backoff_max_ms), 1,
+      RESTART_TIME_MAX_MS },
+    { "max_attempts", CTX_QUEUE, 1, 1, 0, conf_set_num_slot,
+      QUEUE(max_attempts), 0, 1, OFFLOAD_ATTEMPTS_MAX },
+    { "retry_backoff", CTX_QUEUE, 2, 2, 0, conf_set_msec_range_slot,
+      QUEUE(retry_base_ms), QUEUE(retry_max_ms), 1, RESTART_TIME_MAX_MS },
+    { "timeout", CTX_QUEUE, 1, 1, CONF_OFF, conf_set_msec_slot,
+      QUEUE(timeout_ms), 0, 1, RESTART_TIME_MAX_MS },
+    { "memory_limit", CTX_QUEUE, 1, 1, CONF_OFF, conf_set_size_slot,
+      QUEUE(memory_limit), 0, 1024 * 1024, 0 },
+    { "max_jobs_per_worker", CTX_QUEUE, 1, 1, CONF_NOLIMIT, conf_set_num_slot,
+      QUEUE(max_jobs), 0, 0, INT_MAX },
+    /* Workers run below nginx and Redis (nice 10 by default): when their
+     * jobs saturate the CPUs, the HTTP edge still answers at once. */
+    { "nice", CTX_QUEUE, 1, 1, 0, conf_set_num_slot, QUEUE(nice), 0, 0, 19 },
 };
+
+#define NDIRECTIVES  (sizeof(directives) / sizeof(directives[0]))
 
 
 static void
@@ -1144,7 +1038,7 @@ run_directive(conf_parser_t *ps, int ctx, char **args, int nargs, int line,
     int has_block)
 {
     size_t                   i;
-    unsigned                *seen;
+    unsigned char           *seen;
     const conf_directive_t  *d = NULL;
 
     for (i = 0; i < sizeof(directives) / sizeof(directives[0]); i++) {
@@ -1178,17 +1072,17 @@ run_directive(conf_parser_t *ps, int ctx, char **args, int nargs, int line,
                           d->name);
     }
 
-    seen = (ctx == CTX_MAIN) ? &ps->seen_main : &ps->seen_queue;
+    seen = (ctx == CTX_MAIN) ? ps->seen_main : ps->seen_queue;
 
     if (!(d->flags & (CONF_BLOCK | CONF_REPEAT))) {
-        if (*seen & (1u << i)) {
+        if (seen[i]) {
             return conf_error(ps, line, "\"%s\" directive is duplicate",
                               d->name);
         }
-        *seen |= 1u << i;
+        seen[i] = 1;
     }
 
-    if (d->set(ps, args + 1, nargs - 1, line) != 0) {
+    if (d->set(ps, d, args + 1, nargs - 1, line) != 0) {
         return -1;
     }
 
@@ -1196,7 +1090,7 @@ run_directive(conf_parser_t *ps, int ctx, char **args, int nargs, int line,
         return 0;
     }
 
-    ps->seen_queue = 0;
+    memset(ps->seen_queue, 0, NDIRECTIVES);
 
     if (parse_block(ps, CTX_QUEUE, line) != 0) {
         return -1;
@@ -1339,6 +1233,7 @@ int
 offload_conf_parse(offload_conf_t *conf, const char *file, const char *text,
     size_t len, char *err, size_t errlen)
 {
+    unsigned char  seen[2][NDIRECTIVES];
     conf_parser_t  ps;
 
     memset(conf, 0, sizeof(*conf));
@@ -1358,6 +1253,9 @@ offload_conf_parse(offload_conf_t *conf, const char *file, const char *text,
     ps.err = err;
     ps.errlen = errlen;
     ps.conf = conf;
+    memset(seen, 0, sizeof(seen));
+    ps.seen_main = seen[0];
+    ps.seen_queue = seen[1];
 
     if (parse_block(&ps, CTX_MAIN, 0) != 0 || set_defaults(&ps) != 0) {
         offload_conf_free(conf);

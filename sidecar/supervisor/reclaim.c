@@ -14,10 +14,9 @@
 
 #include "bad_job.h"
 #include "clock.h"
+#include "error_doc.h"
 #include "log.h"
 #include "reclaim.h"
-
-#define RESULT_KEY_MAX  256
 
 
 /* One offload_reclaim_worker() in progress. */
@@ -92,7 +91,7 @@ failure_body(const offload_conf_queue_t *q, const offload_failure_t *fl,
     int attempts, int *status)
 {
     char         message[160];
-    json_t      *err, *detail;
+    json_t      *doc, *err, *detail;
     const char  *code, *sig = NULL;
 
     if (fl->signal != 0 && sigabbrev_np(fl->signal) != NULL) {
@@ -126,10 +125,14 @@ failure_body(const offload_conf_queue_t *q, const offload_failure_t *fl,
                  sig ? sig : "", attempts);
     }
 
-    err = json_pack("{s:s,s:s,s:s,s:i}", "code", code, "message", message,
-                    "reason", offload_fail_reason_name(fl->reason),
-                    "attempts", attempts);
-    if (err == NULL) {
+    doc = offload_error_doc(code, message);
+    err = offload_error_doc_inner(doc);
+    if (err == NULL
+        || json_object_set_new(err, "reason",
+               json_string(offload_fail_reason_name(fl->reason))) != 0
+        || json_object_set_new(err, "attempts", json_integer(attempts)) != 0)
+    {
+        json_decref(doc);
         return NULL;
     }
 
@@ -147,7 +150,7 @@ failure_body(const offload_conf_queue_t *q, const offload_failure_t *fl,
         json_object_set_new(err, "timeout_ms", json_integer(q->timeout_ms));
     }
 
-    return json_pack("{s:o}", "error", err);
+    return doc;
 }
 
 
@@ -256,8 +259,8 @@ send_dead(offload_redis_conn_t *conn, const offload_conf_t *conf,
 {
     int               rc = -1, status, hlen, klen, dlen, bklen;
     char             *result = NULL, *report = NULL, *body = NULL;
-    char              key[RESULT_KEY_MAX], dead[OFFLOAD_KEY_MAX];
-    char              body_key[RESULT_KEY_MAX];
+    char              key[OFFLOAD_KEY_MAX], dead[OFFLOAD_KEY_MAX];
+    char              body_key[OFFLOAD_KEY_MAX];
     char              ttl[16], maxlen[16], at[24];
     size_t            i, blen;
     json_t           *answer;
@@ -272,13 +275,12 @@ send_dead(offload_redis_conn_t *conn, const offload_conf_t *conf,
 
     klen = offload_result_key(key, sizeof(key), q->name, strlen(q->name),
                               job->id.data, job->id.len);
-    dlen = snprintf(dead, sizeof(dead), OFFLOAD_DEAD_FMT,
-                    (int) strlen(q->name), q->name);
+    dlen = offload_dead_key(dead, sizeof(dead), q->name, strlen(q->name));
     bklen = offload_body_key(body_key, sizeof(body_key), q->name,
                              strlen(q->name), job->id.data, job->id.len);
 
     if (body == NULL || report == NULL || klen < 0 || bklen < 0
-        || dlen >= (int) sizeof(dead))
+        || dlen < 0)
     {
         goto done;
     }

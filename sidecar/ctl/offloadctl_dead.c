@@ -25,8 +25,7 @@ dead_key(char *buf, size_t size, const char *cmd, const char *queue)
         return -1;
     }
 
-    snprintf(buf, size, OFFLOAD_DEAD_FMT, (int) strlen(queue), queue);
-    return 0;
+    return offload_dead_key(buf, size, queue, strlen(queue)) < 0 ? -1 : 0;
 }
 
 

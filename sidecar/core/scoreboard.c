@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "offload_proto.h"
 #include "scoreboard.h"
 
 
@@ -53,28 +54,14 @@ offload_sb_state(const offload_sb_slot_t *sb)
 }
 
 
-static void
-copy_id(char *dst, size_t size, const char *src, size_t len)
-{
-    if (len >= size) {
-        len = size - 1;
-    }
-
-    if (len > 0) {                      /* src may be NULL: no field */
-        memcpy(dst, src, len);
-    }
-    dst[len] = '\0';
-}
-
-
 void
 offload_sb_job_start(offload_sb_slot_t *sb, const char *entry_id,
     size_t entry_len, const char *job_id, size_t job_len, const char *rid,
     size_t rid_len, int attempt, int64_t start_us)
 {
-    copy_id(sb->entry_id, sizeof(sb->entry_id), entry_id, entry_len);
-    copy_id(sb->job_id, sizeof(sb->job_id), job_id, job_len);
-    copy_id(sb->request_id, sizeof(sb->request_id), rid, rid_len);
+    offload_str_copy(sb->entry_id, sizeof(sb->entry_id), entry_id, entry_len);
+    offload_str_copy(sb->job_id, sizeof(sb->job_id), job_id, job_len);
+    offload_str_copy(sb->request_id, sizeof(sb->request_id), rid, rid_len);
     sb->attempt = attempt;
     sb->job_start_us = start_us;
     sb->job_seq++;

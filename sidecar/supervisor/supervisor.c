@@ -957,8 +957,8 @@ offload_pools_make(offload_supervisor_t *sup, const offload_conf_t *conf)
         offload_stats_pool_init(&pool->stats);
         offload_stream_key(pool->stream_key, sizeof(pool->stream_key),
                            pool->queue->name, strlen(pool->queue->name));
-        snprintf(pool->dead_key, sizeof(pool->dead_key), OFFLOAD_DEAD_FMT,
-                 (int) strlen(pool->queue->name), pool->queue->name);
+        offload_dead_key(pool->dead_key, sizeof(pool->dead_key),
+                         pool->queue->name, strlen(pool->queue->name));
         snprintf(pool->retry_key, sizeof(pool->retry_key), OFFLOAD_RETRY_FMT,
                  (int) strlen(pool->queue->name), pool->queue->name);
 

@@ -155,8 +155,7 @@ find_job(ctl_t *ctl, const char *only, const char *job_id, found_t *found)
             }
 
             if (pass == 0) {
-                snprintf(key, sizeof(key), OFFLOAD_DEAD_FMT,
-                         (int) strlen(name), name);
+                offload_dead_key(key, sizeof(key), name, strlen(name));
             } else {
                 offload_stream_key(key, sizeof(key), name, strlen(name));
             }

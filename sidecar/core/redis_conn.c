@@ -31,9 +31,6 @@
 #include "log.h"
 #include "redis_conn.h"
 
-#define BACKOFF_MIN_MS  100
-#define BACKOFF_MAX_MS  2000
-
 
 struct offload_redis_cmd_s {
     offload_redis_cmd_t   *next;
@@ -68,25 +65,17 @@ retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 
-/* Waits 100 ms, 200 ms, 400 ms ... up to 2 s, each +-25% of jitter so that
- * many workers do not reconnect in lockstep after a Redis restart. */
+/* Waits offload_reconnect_delay_ms(), as nginx's links do. */
 static void
 schedule_retry(offload_redis_conn_t *rc)
 {
-    double  ms;
-    int     shift;
+    unsigned  ms;
 
     if (rc->stopped) {
         return;
     }
 
-    shift = rc->failures < 5 ? rc->failures : 5;
-    ms = (double) BACKOFF_MIN_MS * (double) (1 << shift);
-    if (ms > BACKOFF_MAX_MS) {
-        ms = BACKOFF_MAX_MS;
-    }
-    ms *= 0.75 + 0.5 * ((double) random() / (double) RAND_MAX);
-
+    ms = offload_reconnect_delay_ms((unsigned) rc->failures, random());
     rc->failures++;
 
     ev_timer_set(&rc->retry, ms / 1000.0, 0.0);

@@ -11,7 +11,7 @@
 
 #include "exec_bridge.h"
 #include "handlers.h"
-#include "handlers/builtin.h"
+#include "builtin.h"
 #include "plugin.h"
 
 
