@@ -96,7 +96,7 @@ PLUGIN_CFLAGS = -std=gnu99 -g -O2 $(WARN) $(SAN_FLAGS) $(HARDEN_CFLAGS) \
 
 all: $(MODULE) $(BUILD)/offload-sidecar $(BUILD)/offloadctl $(UNIT_TESTS) \
      $(EXAMPLE) $(CLIENT_LIB) $(BUILD)/client_test $(BUILD)/submit-bench \
-     $(BUILD)/longpoll-bench
+     $(BUILD)/longpoll-bench $(BUILD)/rate-bench
 
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \
@@ -168,8 +168,11 @@ $(BUILD)/client_test: t/client/client_test.c t/unit/tap.h $(CLIENT_LIB)
 $(BUILD)/submit-bench: bench/submit_bench.c $(CLIENT_LIB)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(CLIENT_LIB) -o $@ -lhiredis -lm
 
-# bench/run's parked long polls: plain sockets, no library
+# bench/run's parked long polls and fixed-rate latency: plain sockets
 $(BUILD)/longpoll-bench: bench/longpoll_bench.c
+	$(CC) $(CFLAGS) $(LDFLAGS) $< -o $@
+
+$(BUILD)/rate-bench: bench/rate_bench.c
 	$(CC) $(CFLAGS) $(LDFLAGS) $< -o $@
 
 $(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(LIB_OBJS)
