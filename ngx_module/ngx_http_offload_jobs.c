@@ -22,10 +22,12 @@
 
 /* a GET or DELETE of a job, parked while Redis answers or the job ends */
 typedef struct {
+    ngx_rbtree_node_t             node;       /* key: serial; in
+                                                 peer->job_reading while
+                                                 a read is on its way */
     ngx_queue_t                   queue;      /* in peer->job_reads */
     ngx_http_request_t           *request;
     ngx_http_offload_peer_t      *peer;
-    uint64_t                      serial;
     u_char                        id[OFFLOAD_JOB_ID_LEN];
     ngx_event_t                   wait;
     unsigned                      cancel:1;
@@ -51,7 +53,7 @@ static void ngx_http_offload_job_finish(ngx_http_offload_job_read_t *jr,
     ngx_int_t rc);
 
 
-static uint64_t  ngx_http_offload_job_serial;
+static ngx_rbtree_key_t  ngx_http_offload_job_serial;
 
 
 /* offload_mode async, or Prefer: respond-async (RFC 7240) on a request */
@@ -317,7 +319,7 @@ ngx_http_offload_jobs_handler(ngx_http_request_t *r)
 
     jr->request = r;
     jr->peer = olcf->peer;
-    jr->serial = ++ngx_http_offload_job_serial;
+    jr->node.key = ++ngx_http_offload_job_serial;
     jr->cancel = (r->method == NGX_HTTP_DELETE);
 
     cln->handler = ngx_http_offload_job_cleanup;
@@ -438,13 +440,16 @@ ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr)
 
     if (ngx_http_offload_link_send(&jr->peer->command,
                                    ngx_http_offload_job_done,
-                                   (void *) (uintptr_t) jr->serial,
+                                   (void *) (uintptr_t) jr->node.key,
                                    7, argv, argvlen)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
+    /* found by its serial when the reply comes, among thousands of
+     * parked polls */
+    ngx_rbtree_insert(&jr->peer->job_reading, &jr->node);
     jr->reading = 1;
 
     return NGX_OK;
@@ -455,25 +460,32 @@ static void
 ngx_http_offload_job_done(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply                   *reply = r;
-    ngx_queue_t                  *q;
+    ngx_rbtree_key_t              key;
+    ngx_rbtree_node_t            *node, *sentinel;
     ngx_http_offload_link_t      *link;
     ngx_http_offload_job_read_t  *jr;
 
     link = ngx_http_offload_link_replied(ac, reply);
 
-    for (q = ngx_queue_head(&link->peer->job_reads);
-         q != ngx_queue_sentinel(&link->peer->job_reads);
-         q = ngx_queue_next(q))
-    {
-        jr = ngx_queue_data(q, ngx_http_offload_job_read_t, queue);
+    key = (ngx_rbtree_key_t) (uintptr_t) privdata;
+    node = link->peer->job_reading.root;
+    sentinel = link->peer->job_reading.sentinel;
 
-        if (jr->serial == (uint64_t) (uintptr_t) privdata) {
+    while (node != sentinel) {
+
+        if (key == node->key) {
+            jr = (ngx_http_offload_job_read_t *) node;
+
+            ngx_rbtree_delete(&jr->peer->job_reading, &jr->node);
             jr->reading = 0;
+
             ngx_http_offload_job_finish(jr,
                                         ngx_http_offload_job_answer(jr,
                                                                     reply));
             return;
         }
+
+        node = (key < node->key) ? node->left : node->right;
     }
 }
 
@@ -731,6 +743,11 @@ ngx_http_offload_job_cleanup(void *data)
     if (jr->linked) {
         ngx_queue_remove(&jr->queue);
         jr->linked = 0;
+    }
+
+    if (jr->reading) {
+        ngx_rbtree_delete(&jr->peer->job_reading, &jr->node);
+        jr->reading = 0;
     }
 
     if (jr->wait.timer_set) {
