@@ -135,7 +135,8 @@ PLUGIN_CFLAGS = -std=gnu99 -g -O2 $(WARN) $(SAN_FLAGS) $(HARDEN_CFLAGS) \
                 $(FORTIFY) -fPIC -shared -Isidecar/include
 
 all: $(MODULE) $(BUILD)/offload-sidecar $(BUILD)/offloadctl $(UNIT_TESTS) \
-     $(EXAMPLE) $(CLIENT_LIB) $(BUILD)/client_test $(BUILD)/submit-bench
+     $(EXAMPLE) $(CLIENT_LIB) $(BUILD)/client_test $(BUILD)/submit-bench \
+     $(BUILD)/longpoll-bench $(BUILD)/rate-bench
 
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \
@@ -221,6 +222,13 @@ $(BUILD)/client_test: t/client/client_test.c $(CLIENT_LIB)
 $(BUILD)/submit-bench: bench/submit_bench.c $(CLIENT_LIB)
 	$(COMPILE) $(LINK) $< $(CLIENT_LIB) -o $@ $(PKG_LIBS) -lm $(LDLIBS)
 
+# bench/run's parked long polls and fixed-rate latency: plain sockets
+$(BUILD)/longpoll-bench: bench/longpoll_bench.c
+	$(COMPILE) $(LINK) $< -o $@
+
+$(BUILD)/rate-bench: bench/rate_bench.c
+	$(COMPILE) $(LINK) $< -o $@
+
 # A unit test links, from the archives, the objects it uses.
 $(BUILD)/unit/%: t/unit/%.c $(SIDECAR_LIBS)
 	@mkdir -p $(dir $@)
@@ -231,7 +239,8 @@ $(BUILD)/unit/%: t/unit/%.c $(SIDECAR_LIBS)
 DEP_FILES = $(patsubst %.o,%.d,$(LIB_OBJS) $(SIDECAR_MAIN) $(CTL_OBJS) \
               $(call objs_of,$(CLIENT_SRCS))) \
             $(addsuffix .d,$(UNIT_TESTS) $(BUILD)/client_test \
-              $(BUILD)/submit-bench $(BUILD)/examples/submit_example)
+              $(BUILD)/submit-bench $(BUILD)/examples/submit_example \
+              $(BUILD)/longpoll-bench $(BUILD)/rate-bench)
 -include $(DEP_FILES)
 
 unit: $(UNIT_TESTS)

@@ -13,10 +13,11 @@
  *   offload_cancel_running on;   DELETE stops a running job's worker too
  *
  * A record is the hash offload:job:<id> (proto/offload_proto.h).  A long
- * poll waits in this worker's list of job reads and is woken by the job's
- * id published on offload:jobs:done, which every nginx worker's subscriber
- * hears: it then reads the record again.  hiredis callbacks get a read's
- * serial number, never the request.
+ * poll waits in this worker's tree of waiters (by a hash of the job id:
+ * thousands may wait) and is woken by the job's id published on
+ * offload:jobs:done, which every nginx worker's subscriber hears: it then
+ * reads the record again.  hiredis callbacks get a read's serial number,
+ * never the request.
  *
  * A job submitted with an Idempotency-Key has a record too, sync or async,
  * made by the submit script with the key's memory; a second submission of
@@ -33,14 +34,17 @@
 
 /* a GET or DELETE of a job, parked while Redis answers or the job ends */
 typedef struct {
-    ngx_queue_t                   queue;      /* in peer->job_reads */
+    ngx_rbtree_node_t             node;       /* key: serial; in
+                                                 peer->job_reading while
+                                                 a read is on its way */
+    ngx_rbtree_node_t             waiter;     /* key: crc32 of the id;
+                                                 in peer->job_waiters */
     ngx_http_request_t           *request;
     ngx_http_offload_peer_t      *peer;
-    uint64_t                      serial;
     u_char                        id[OFFLOAD_JOB_ID_LEN];
     ngx_event_t                   wait;
     unsigned                      cancel:1;
-    unsigned                      linked:1;
+    unsigned                      linked:1;   /* in peer->job_waiters */
     unsigned                      waiting:1;  /* a long poll */
     unsigned                      reading:1;  /* a read on its way */
     unsigned                      reread:1;   /* the job ended meanwhile */
@@ -59,6 +63,7 @@ static void ngx_http_offload_job_done(redisAsyncContext *ac, void *r,
 static ngx_int_t ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
     redisReply *reply);
 static u_char *ngx_http_offload_job_number(u_char *p, redisReply *e);
+static void ngx_http_offload_job_wake(ngx_rbtree_node_t *node);
 static void ngx_http_offload_job_wait_handler(ngx_event_t *ev);
 static void ngx_http_offload_job_cleanup(void *data);
 static void ngx_http_offload_job_finish(ngx_http_offload_job_read_t *jr,
@@ -75,10 +80,14 @@ static void ngx_http_offload_script(const char *script, u_char *sha,
     ngx_uint_t by_eval, const char **argv, size_t *argvlen);
 
 
-static uint64_t  ngx_http_offload_job_serial;
+static ngx_rbtree_key_t  ngx_http_offload_job_serial;
+static u_char            ngx_http_offload_submit_sha[40];
+static u_char            ngx_http_offload_job_sha[40];
 
-static u_char    ngx_http_offload_submit_sha[40];
-static u_char    ngx_http_offload_job_sha[40];
+
+#define ngx_http_offload_job_waiter(node)                                     \
+    ((ngx_http_offload_job_read_t *)                                          \
+         ((u_char *) (node) - offsetof(ngx_http_offload_job_read_t, waiter)))
 
 
 /* offload_mode async, or Prefer: respond-async (RFC 7240) on a request */
@@ -523,7 +532,7 @@ ngx_http_offload_replay(ngx_http_offload_ctx_t *ctx)
 
     jr->request = r;
     jr->peer = ctx->peer;
-    jr->serial = ++ngx_http_offload_job_serial;
+    jr->node.key = ++ngx_http_offload_job_serial;
     jr->replay = 1;
     jr->waiting = 1;
     ngx_memcpy(jr->id, ctx->id, OFFLOAD_JOB_ID_LEN);
@@ -531,7 +540,8 @@ ngx_http_offload_replay(ngx_http_offload_ctx_t *ctx)
     cln->handler = ngx_http_offload_job_cleanup;
     cln->data = jr;
 
-    ngx_queue_insert_tail(&jr->peer->job_reads, &jr->queue);
+    jr->waiter.key = ngx_crc32_short(jr->id, OFFLOAD_JOB_ID_LEN);
+    ngx_rbtree_insert(&jr->peer->job_waiters, &jr->waiter);
     jr->linked = 1;
 
     spent = (ngx_http_offload_now_us() - ctx->start_us) / 1000;
@@ -705,19 +715,19 @@ ngx_http_offload_jobs_handler(ngx_http_request_t *r)
 
     jr->request = r;
     jr->peer = olcf->peer;
-    jr->serial = ++ngx_http_offload_job_serial;
+    jr->node.key = ++ngx_http_offload_job_serial;
     jr->cancel = (r->method == NGX_HTTP_DELETE);
 
     cln->handler = ngx_http_offload_job_cleanup;
     cln->data = jr;
 
-    /* listed before the first read: an end published while it is on its
-     * way is not missed */
-
-    ngx_queue_insert_tail(&jr->peer->job_reads, &jr->queue);
-    jr->linked = 1;
-
     if (wait > 0) {
+        /* listed before the first read: an end published while it is on
+         * its way is not missed */
+        jr->waiter.key = ngx_crc32_short(jr->id, OFFLOAD_JOB_ID_LEN);
+        ngx_rbtree_insert(&jr->peer->job_waiters, &jr->waiter);
+        jr->linked = 1;
+
         jr->waiting = 1;
         jr->wait.handler = ngx_http_offload_job_wait_handler;
         jr->wait.data = jr;
@@ -827,13 +837,16 @@ ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr)
 
     if (ngx_http_offload_link_send(&jr->peer->command,
                                    ngx_http_offload_job_done,
-                                   (void *) (uintptr_t) jr->serial,
+                                   (void *) (uintptr_t) jr->node.key,
                                    8, argv, argvlen)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
+    /* found by its serial when the reply comes, among thousands of
+     * parked polls */
+    ngx_rbtree_insert(&jr->peer->job_reading, &jr->node);
     jr->reading = 1;
 
     return NGX_OK;
@@ -844,22 +857,27 @@ static void
 ngx_http_offload_job_done(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply                   *reply = r;
-    ngx_queue_t                  *q;
+    ngx_rbtree_key_t              key;
+    ngx_rbtree_node_t            *node, *sentinel;
     ngx_http_offload_link_t      *link;
     ngx_http_offload_job_read_t  *jr;
 
     link = ngx_http_offload_link_replied(ac, reply);
 
-    for (q = ngx_queue_head(&link->peer->job_reads);
-         q != ngx_queue_sentinel(&link->peer->job_reads);
-         q = ngx_queue_next(q))
-    {
-        jr = ngx_queue_data(q, ngx_http_offload_job_read_t, queue);
+    key = (ngx_rbtree_key_t) (uintptr_t) privdata;
+    node = link->peer->job_reading.root;
+    sentinel = link->peer->job_reading.sentinel;
 
-        if (jr->serial != (uint64_t) (uintptr_t) privdata) {
+    while (node != sentinel) {
+
+        if (key != node->key) {
+            node = (key < node->key) ? node->left : node->right;
             continue;
         }
 
+        jr = (ngx_http_offload_job_read_t *) node;
+
+        ngx_rbtree_delete(&jr->peer->job_reading, &jr->node);
         jr->reading = 0;
 
         if (reply != NULL && reply->type == REDIS_REPLY_ERROR
@@ -1161,31 +1179,75 @@ void
 ngx_http_offload_jobs_ended(ngx_http_offload_peer_t *peer, u_char *id,
     size_t len)
 {
-    ngx_queue_t                  *q, *next;
+    ngx_rbtree_key_t    key;
+    ngx_rbtree_node_t  *node, *next, *sentinel;
+
+    sentinel = peer->job_waiters.sentinel;
+    node = peer->job_waiters.root;
+
+    if (node == sentinel || (id != NULL && len != OFFLOAD_JOB_ID_LEN)) {
+        return;
+    }
+
+    if (id == NULL) {
+        node = ngx_rbtree_min(node, sentinel);
+
+        while (node != NULL) {
+            next = ngx_rbtree_next(&peer->job_waiters, node);
+            ngx_http_offload_job_wake(node);
+            node = next;
+        }
+
+        return;
+    }
+
+    /* the first waiter of the key, then those after it with the same key
+     * (equal keys are neighbours in order) */
+
+    key = ngx_crc32_short(id, len);
+    next = NULL;
+
+    while (node != sentinel) {
+
+        if (key <= node->key) {
+            if (key == node->key) {
+                next = node;
+            }
+
+            node = node->left;
+
+        } else {
+            node = node->right;
+        }
+    }
+
+    while (next != NULL && next->key == key) {
+        node = next;
+        next = ngx_rbtree_next(&peer->job_waiters, node);
+
+        if (ngx_memcmp(id, ngx_http_offload_job_waiter(node)->id, len) == 0) {
+            ngx_http_offload_job_wake(node);
+        }
+    }
+}
+
+
+/* a long poll's job ended: read its record again (once the read on its way
+ * is answered, if one is) */
+
+static void
+ngx_http_offload_job_wake(ngx_rbtree_node_t *node)
+{
     ngx_http_offload_job_read_t  *jr;
 
-    for (q = ngx_queue_head(&peer->job_reads);
-         q != ngx_queue_sentinel(&peer->job_reads);
-         q = next)
-    {
-        next = ngx_queue_next(q);
-        jr = ngx_queue_data(q, ngx_http_offload_job_read_t, queue);
+    jr = ngx_http_offload_job_waiter(node);
 
-        if (!jr->waiting
-            || (id != NULL
-                && (len != OFFLOAD_JOB_ID_LEN
-                    || ngx_memcmp(id, jr->id, OFFLOAD_JOB_ID_LEN) != 0)))
-        {
-            continue;
-        }
-
-        if (jr->reading) {
-            jr->reread = 1;
-            continue;
-        }
-
-        ngx_http_offload_job_look(jr);
+    if (jr->reading) {
+        jr->reread = 1;
+        return;
     }
+
+    ngx_http_offload_job_look(jr);
 }
 
 
@@ -1212,8 +1274,13 @@ ngx_http_offload_job_cleanup(void *data)
     ngx_http_offload_job_read_t  *jr = data;
 
     if (jr->linked) {
-        ngx_queue_remove(&jr->queue);
+        ngx_rbtree_delete(&jr->peer->job_waiters, &jr->waiter);
         jr->linked = 0;
+    }
+
+    if (jr->reading) {
+        ngx_rbtree_delete(&jr->peer->job_reading, &jr->node);
+        jr->reading = 0;
     }
 
     if (jr->wait.timer_set) {

@@ -180,7 +180,10 @@ struct ngx_http_offload_peer_s {
     ngx_http_offload_link_t       bulk;
     ngx_rbtree_t                  pending;
     ngx_rbtree_node_t             sentinel;
-    ngx_queue_t                   job_reads;   /* offload_jobs requests */
+    ngx_rbtree_t                  job_waiters; /* offload_jobs long polls */
+    ngx_rbtree_node_t             job_waiters_sentinel;
+    ngx_rbtree_t                  job_reading; /* job reads, by serial */
+    ngx_rbtree_node_t             job_sentinel;
     ngx_event_t                   ping;
     ngx_msec_t                    ping_unheard;  /* since when a ping
                                                     is on its way, or 0 */

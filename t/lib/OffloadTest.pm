@@ -454,6 +454,7 @@ sub nginx_conf {
     my $env = sanitize() ? "env ASAN_OPTIONS;\nenv UBSAN_OPTIONS;\n" : '';
     # valgrind keeps descriptors of its own and refuses a higher limit
     my $rlimit = $o{wrapper} ? '' : "worker_rlimit_nofile 16384;\n";
+    my $connections = $o{connections} // 4096;
     my $temp = join '', map { "    ${_}_temp_path $dir/${_}_temp;\n" }
         qw(client_body proxy fastcgi uwsgi scgi);
     return <<"CONF";
@@ -465,7 +466,7 @@ ${rlimit}pid $dir/nginx.pid;
 error_log $dir/error.log $o{level};
 $env$main
 events {
-    worker_connections 4096;
+    worker_connections $connections;
 }
 
 http {
@@ -497,7 +498,8 @@ sub nginx_env {
 }
 
 # start_nginx(http => "server { listen 127.0.0.1:@PORT@; ... }",
-#             workers => 2, wrapper => [valgrind ...], timeout => seconds)
+#             workers => 2, wrapper => [valgrind ...], timeout => seconds,
+#             connections => worker_connections (default 4096))
 sub start_nginx {
     my (%o) = @_;
     my $dir = tmpdir();
