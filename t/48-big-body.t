@@ -76,10 +76,12 @@ sub reconnects {
         // ($r->{content} =~ /"redis_reconnects":(\d+)/)[0];
 }
 
-# the Redis client id of nginx's subscriber: a new one after a reconnect
+# the Redis client id of nginx's subscriber (its reply channel, and
+# offload:jobs:done for Idempotency-Key duplicates): a new one after a
+# reconnect
 sub subscriber_id {
     my $list = redis_cmd('CLIENT', 'LIST', 'TYPE', 'pubsub') // '';
-    my @ids = $list =~ /^id=(\d+) .*\bsub=1\b/mg;
+    my @ids = $list =~ /^id=(\d+) .*\bsub=[1-9]\b/mg;
     return @ids == 1 ? $ids[0] : undef;
 }
 
