@@ -233,26 +233,35 @@ bench: deps all
 # make install [DESTDIR=...] [PREFIX=/usr/local]: the programs, the module
 # and the snippet that loads it (Debian's layout: enable it with a link in
 # /etc/nginx/modules-enabled/), the public headers and liboffload, the
-# systemd unit (its paths made PREFIX's) and the logrotate file.  make
-# uninstall removes exactly these files.
+# systemd unit (its paths made PREFIX's), the logrotate file, the man pages
+# of docs/man/ and an example /etc/offload/sidecar.conf (SYSCONFDIR), which
+# never replaces one already there.  make uninstall removes exactly these
+# files, the example config only while it is still the example.
 PREFIX ?= /usr/local
 SYSCONFDIR ?= /etc
 BINDIR = $(PREFIX)/bin
 INCLUDEDIR = $(PREFIX)/include
 LIBDIR = $(PREFIX)/lib
+MANDIR ?= $(PREFIX)/share/man
 NGX_MODULES_DIR ?= $(PREFIX)/lib/nginx/modules
 NGX_SNIPPETS_DIR ?= $(PREFIX)/share/nginx/modules-available
 UNIT_DIR ?= $(PREFIX)/lib/systemd/system
+# docs/man/<name>.<section> goes to MANDIR/man<section>/<name>.<section>
+MAN_PAGES = $(wildcard docs/man/*.[1-9])
+man_path = $(MANDIR)/man$(patsubst .%,%,$(suffix $(1)))/$(notdir $(1))
+CONF_EXAMPLE = $(SYSCONFDIR)/offload/sidecar.conf
 INSTALLED = $(BINDIR)/offload-sidecar $(BINDIR)/offloadctl \
             $(NGX_MODULES_DIR)/ngx_http_offload_module.so \
             $(NGX_SNIPPETS_DIR)/mod-http-offload.conf \
             $(INCLUDEDIR)/offload.h $(INCLUDEDIR)/offload_client.h \
             $(LIBDIR)/liboffload.a $(UNIT_DIR)/offload-sidecar.service \
-            $(SYSCONFDIR)/logrotate.d/offload-sidecar
+            $(SYSCONFDIR)/logrotate.d/offload-sidecar \
+            $(foreach m,$(MAN_PAGES),$(call man_path,$(m)))
 
 install: $(MODULE) $(BUILD)/offload-sidecar $(BUILD)/offloadctl \
          $(CLIENT_LIB)
-	install -d $(addprefix $(DESTDIR),$(sort $(dir $(INSTALLED))))
+	install -d $(addprefix $(DESTDIR),$(sort $(dir $(INSTALLED) \
+	    $(CONF_EXAMPLE))))
 	install -m 0755 $(BUILD)/offload-sidecar $(BUILD)/offloadctl \
 	    $(DESTDIR)$(BINDIR)/
 	install -m 0644 $(MODULE) $(DESTDIR)$(NGX_MODULES_DIR)/
@@ -265,9 +274,15 @@ install: $(MODULE) $(BUILD)/offload-sidecar $(BUILD)/offloadctl \
 	    >$(DESTDIR)$(UNIT_DIR)/offload-sidecar.service
 	install -m 0644 conf/offload-sidecar.logrotate \
 	    $(DESTDIR)$(SYSCONFDIR)/logrotate.d/offload-sidecar
+	$(foreach m,$(MAN_PAGES),install -m 0644 $(m) \
+	    $(DESTDIR)$(call man_path,$(m)) &&) true
+	[ -e $(DESTDIR)$(CONF_EXAMPLE) ] || install -m 0644 \
+	    conf/offload-sidecar.conf $(DESTDIR)$(CONF_EXAMPLE)
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	! cmp -s conf/offload-sidecar.conf $(DESTDIR)$(CONF_EXAMPLE) \
+	    || rm -f $(DESTDIR)$(CONF_EXAMPLE)
 
 clean:
 	rm -rf build
