@@ -3,6 +3,7 @@
 #   make run      install what is missing, build, start redis + sidecar + nginx
 #   make test     install what is missing, build, run every test (t/, prove)
 #   make bench    throughput and latency against nginx `return 200`
+#   make deb      Debian packages of debian/ into build/deb/ (t/99-deb.t)
 #   make fuzz     build the libFuzzer harnesses (t/fuzz/) and run each for
 #                 FUZZ_SECONDS (default 60)
 #
@@ -61,9 +62,12 @@ DEB_PKGS = nginx nginx-dev libhiredis-dev libjansson-dev libev-dev libssl-dev \
 # The fuzz harnesses need clang and its libFuzzer runtime (only recommended
 # by clang, so named here).
 FUZZ_PKGS = clang libclang-rt-14-dev
+# make deb builds the Debian packages with debhelper (and nginx-dev's
+# dh_nginx) through dpkg-buildpackage, and checks them with lintian.
+PKG_PKGS = debhelper dpkg-dev lintian
 TEST_PKGS = prometheus chromium tmux devscripts iproute2 python3-redis \
             python3 nodejs \
-            $(FUZZ_PKGS)
+            $(FUZZ_PKGS) $(PKG_PKGS)
 
 PROTO_SRCS = $(wildcard proto/*.c)
 SIDECAR_MAINS = sidecar/main.c
@@ -84,7 +88,7 @@ CLIENT_SRCS = sidecar/client/offload_client.c proto/offload_proto.c \
 CLIENT_LIB = $(BUILD)/liboffload.a
 
 .PHONY: all deps module run test unit bench clean fuzzers fuzz install \
-        uninstall
+        uninstall deb
 
 # The examples (examples/c/, docs/HANDLERS.md), built as their authors
 # would: a plugin against offload.h alone, a program that submits jobs
@@ -283,6 +287,31 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 	! cmp -s conf/offload-sidecar.conf $(DESTDIR)$(CONF_EXAMPLE) \
 	    || rm -f $(DESTDIR)$(CONF_EXAMPLE)
+
+# make deb: the Debian packages of debian/ (libnginx-mod-http-offload,
+# offload-sidecar, liboffload-dev), built by dpkg-buildpackage from a copy
+# of the tree in $(DEB_DIR)/src: it writes the packages to the parent
+# folder, $(DEB_DIR), not to the checkout's.  The build is the package's
+# own (debian/rules runs make all and make install), whatever this make
+# was given.  lintian must find no error in them.  They are built again
+# only when a file of the tree changed (but a test script, t/*.t).
+DEB_DIR = build/deb
+DEB_SRCS = $(shell find . -path ./build -prune -o -path ./.git -prune \
+             -o -type f ! -name '*.t' -print)
+
+deb: DEB_PKGS += $(PKG_PKGS)
+deb: $(DEB_DIR)/.built
+
+$(DEB_DIR)/.built: $(DEB_SRCS) | deps
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/src
+	tar -c --exclude=./build --exclude=./.git . | tar -x -C $(DEB_DIR)/src
+	cd $(DEB_DIR)/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+	    dpkg-buildpackage -b -us -uc -J >../build.log 2>&1 \
+	    || { tail -40 ../build.log; exit 1; }
+	lintian --fail-on error $(DEB_DIR)/*.changes
+	ls -l $(DEB_DIR)/*.deb
+	touch $@
 
 clean:
 	rm -rf build
