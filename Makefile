@@ -294,10 +294,11 @@ uninstall:
 # folder, $(DEB_DIR), not to the checkout's.  The build is the package's
 # own (debian/rules runs make all and make install), whatever this make
 # was given.  lintian must find no error in them.  They are built again
-# only when a file of the tree changed (but a test script, t/*.t).
+# only when a file of the tree changed (but a test script, t/*.t), or a
+# folder (a file added or removed).
 DEB_DIR = build/deb
 DEB_SRCS = $(shell find . -path ./build -prune -o -path ./.git -prune \
-             -o -type f ! -name '*.t' -print)
+             -o \( -type d -o -type f ! -name '*.t' \) -print)
 
 deb: DEB_PKGS += $(PKG_PKGS)
 deb: $(DEB_DIR)/.built
