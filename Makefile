@@ -295,9 +295,11 @@ uninstall:
 # own (debian/rules runs make all and make install), whatever this make
 # was given.  lintian must find no error in them.  They are built again
 # only when a file of the tree changed (but a test script, t/*.t), or a
-# folder (a file added or removed).
+# folder (a file added or removed).  The names are absolute: make takes
+# ./bench for the phony target bench.
 DEB_DIR = build/deb
-DEB_SRCS = $(shell find . -path ./build -prune -o -path ./.git -prune \
+DEB_SRCS = $(shell find $(CURDIR) -path $(CURDIR)/build -prune \
+             -o -path $(CURDIR)/.git -prune \
              -o \( -type d -o -type f ! -name '*.t' \) -print)
 
 deb: DEB_PKGS += $(PKG_PKGS)
