@@ -3,6 +3,7 @@
 #   make run      install what is missing, build, start redis + sidecar + nginx
 #   make test     install what is missing, build, run every test (t/, prove)
 #   make bench    throughput and latency against nginx `return 200`
+#   make deb      Debian packages of debian/ into build/deb/ (t/99-deb.t)
 #   make fuzz     build the libFuzzer harnesses (t/fuzz/) and run each for
 #                 FUZZ_SECONDS (default 60)
 #
@@ -89,9 +90,12 @@ DEB_PKGS = nginx nginx-dev libhiredis-dev libjansson-dev libev-dev libssl-dev \
 # The fuzz harnesses need clang and its libFuzzer runtime (only recommended
 # by clang, so named here).
 FUZZ_PKGS = clang libclang-rt-14-dev
+# make deb builds the Debian packages with debhelper (and nginx-dev's
+# dh_nginx) through dpkg-buildpackage, and checks them with lintian.
+PKG_PKGS = debhelper dpkg-dev lintian
 TEST_PKGS = prometheus chromium tmux devscripts iproute2 python3-redis \
             python3 nodejs mandoc man-db \
-            $(FUZZ_PKGS)
+            $(FUZZ_PKGS) $(PKG_PKGS)
 
 # The sidecar's folders, one archive each, so that a program links of
 # each only the objects it uses:
@@ -124,7 +128,7 @@ CLIENT_SRCS = sidecar/client/offload_client.c proto/offload_proto.c \
 CLIENT_LIB = $(BUILD)/liboffload.a
 
 .PHONY: all deps module run test unit bench clean fuzzers fuzz install \
-        uninstall
+        uninstall deb
 
 # The examples (examples/c/, docs/HANDLERS.md), built as their authors
 # would: a plugin against offload.h alone, a program that submits jobs
@@ -305,26 +309,35 @@ bench: deps all
 # make install [DESTDIR=...] [PREFIX=/usr/local]: the programs, the module
 # and the snippet that loads it (Debian's layout: enable it with a link in
 # /etc/nginx/modules-enabled/), the public headers and liboffload, the
-# systemd unit (its paths made PREFIX's) and the logrotate file.  make
-# uninstall removes exactly these files.
+# systemd unit (its paths made PREFIX's), the logrotate file, the man pages
+# of docs/man/ and an example /etc/offload/sidecar.conf (SYSCONFDIR), which
+# never replaces one already there.  make uninstall removes exactly these
+# files, the example config only while it is still the example.
 PREFIX ?= /usr/local
 SYSCONFDIR ?= /etc
 BINDIR = $(PREFIX)/bin
 INCLUDEDIR = $(PREFIX)/include
 LIBDIR = $(PREFIX)/lib
+MANDIR ?= $(PREFIX)/share/man
 NGX_MODULES_DIR ?= $(PREFIX)/lib/nginx/modules
 NGX_SNIPPETS_DIR ?= $(PREFIX)/share/nginx/modules-available
 UNIT_DIR ?= $(PREFIX)/lib/systemd/system
+# docs/man/<name>.<section> goes to MANDIR/man<section>/<name>.<section>
+MAN_PAGES = $(wildcard docs/man/*.[1-9])
+man_path = $(MANDIR)/man$(patsubst .%,%,$(suffix $(1)))/$(notdir $(1))
+CONF_EXAMPLE = $(SYSCONFDIR)/offload/sidecar.conf
 INSTALLED = $(BINDIR)/offload-sidecar $(BINDIR)/offloadctl \
             $(NGX_MODULES_DIR)/ngx_http_offload_module.so \
             $(NGX_SNIPPETS_DIR)/mod-http-offload.conf \
             $(INCLUDEDIR)/offload.h $(INCLUDEDIR)/offload_client.h \
             $(LIBDIR)/liboffload.a $(UNIT_DIR)/offload-sidecar.service \
-            $(SYSCONFDIR)/logrotate.d/offload-sidecar
+            $(SYSCONFDIR)/logrotate.d/offload-sidecar \
+            $(foreach m,$(MAN_PAGES),$(call man_path,$(m)))
 
 install: $(MODULE) $(BUILD)/offload-sidecar $(BUILD)/offloadctl \
          $(CLIENT_LIB)
-	install -d $(addprefix $(DESTDIR),$(sort $(dir $(INSTALLED))))
+	install -d $(addprefix $(DESTDIR),$(sort $(dir $(INSTALLED) \
+	    $(CONF_EXAMPLE))))
 	install -m 0755 $(BUILD)/offload-sidecar $(BUILD)/offloadctl \
 	    $(DESTDIR)$(BINDIR)/
 	install -m 0644 $(MODULE) $(DESTDIR)$(NGX_MODULES_DIR)/
@@ -337,9 +350,43 @@ install: $(MODULE) $(BUILD)/offload-sidecar $(BUILD)/offloadctl \
 	    >$(DESTDIR)$(UNIT_DIR)/offload-sidecar.service
 	install -m 0644 conf/offload-sidecar.logrotate \
 	    $(DESTDIR)$(SYSCONFDIR)/logrotate.d/offload-sidecar
+	$(foreach m,$(MAN_PAGES),install -m 0644 $(m) \
+	    $(DESTDIR)$(call man_path,$(m)) &&) true
+	[ -e $(DESTDIR)$(CONF_EXAMPLE) ] || install -m 0644 \
+	    conf/offload-sidecar.conf $(DESTDIR)$(CONF_EXAMPLE)
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	! cmp -s conf/offload-sidecar.conf $(DESTDIR)$(CONF_EXAMPLE) \
+	    || rm -f $(DESTDIR)$(CONF_EXAMPLE)
+
+# make deb: the Debian packages of debian/ (libnginx-mod-http-offload,
+# offload-sidecar, liboffload-dev), built by dpkg-buildpackage from a copy
+# of the tree in $(DEB_DIR)/src: it writes the packages to the parent
+# folder, $(DEB_DIR), not to the checkout's.  The build is the package's
+# own (debian/rules runs make all and make install), whatever this make
+# was given.  lintian must find no error in them.  They are built again
+# only when a file of the tree changed (but a test script, t/*.t), or a
+# folder (a file added or removed).  The names are absolute: make takes
+# ./bench for the phony target bench.
+DEB_DIR = build/deb
+DEB_SRCS = $(shell find $(CURDIR) -path $(CURDIR)/build -prune \
+             -o -path $(CURDIR)/.git -prune \
+             -o \( -type d -o -type f ! -name '*.t' \) -print)
+
+deb: DEB_PKGS += $(PKG_PKGS)
+deb: $(DEB_DIR)/.built
+
+$(DEB_DIR)/.built: $(DEB_SRCS) | deps
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/src
+	tar -c --exclude=./build --exclude=./.git . | tar -x -C $(DEB_DIR)/src
+	cd $(DEB_DIR)/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+	    dpkg-buildpackage -b -us -uc -J >../build.log 2>&1 \
+	    || { tail -40 ../build.log; exit 1; }
+	lintian --fail-on error $(DEB_DIR)/*.changes
+	ls -l $(DEB_DIR)/*.deb
+	touch $@
 
 clean:
 	rm -rf build

@@ -1,8 +1,10 @@
 #!/usr/bin/perl
-# make install / make uninstall: every file where the Makefile says, the
-# module loadable by stock nginx through the installed snippet, a plugin and
-# a client program built against the installed headers and library only,
-# and uninstall removing exactly what install put there.
+# make install / make uninstall: every file where the Makefile says (the
+# man pages of docs/man/ too), the example sidecar.conf that never replaces
+# one already there, the module loadable by stock nginx through the
+# installed snippet, a plugin and a client program built against the
+# installed headers and library only, and uninstall removing exactly what
+# install put there (the example config only while it is the example).
 
 use strict;
 use warnings;
@@ -26,9 +28,17 @@ my @files = qw(bin/offload-sidecar bin/offloadctl
     share/nginx/modules-available/mod-http-offload.conf
     include/offload.h include/offload_client.h lib/liboffload.a
     lib/systemd/system/offload-sidecar.service);
+# docs/man/<name>.<section>: share/man/man<section>/<name>.<section>
+push @files, map { m{([^/]+)\.([1-9])$} ? "share/man/man$2/$1.$2" : () }
+    glob "$root/docs/man/*.[1-9]";
 ok(-f "$prefix/$_", "installed $_") for @files;
 ok(-x "$prefix/bin/$_", "$_ is executable") for qw(offload-sidecar offloadctl);
 ok(-f "$dir/etc/logrotate.d/offload-sidecar", 'installed the logrotate file');
+my $conf = "$dir/etc/offload/sidecar.conf";
+is(slurp($conf), slurp("$root/conf/offload-sidecar.conf"),
+    'installed the example sidecar.conf');
+$out = `$prefix/bin/offload-sidecar -t -c $conf 2>&1`;
+is($?, 0, 'which the installed sidecar accepts') or diag($out);
 my $snippet = "$prefix/share/nginx/modules-available/mod-http-offload.conf";
 is(slurp($snippet), "load_module $prefix/lib/nginx/modules/"
     . "ngx_http_offload_module.so;\n", 'the snippet loads the installed module');
@@ -69,10 +79,17 @@ start_sidecar(conf => "queue echo { handler echo; }\n");
 $out = `$dir/submit @{[redis_port()]} echo '{"installed":true}' 2>&1`;
 is($out, qq(200 {"installed":true}\n), 'and submits a job with it');
 
-$out = `make -s -C $root uninstall $vars 2>&1`;
-is($?, 0, 'make uninstall') or diag($out);
+# an administrator's sidecar.conf survives install and uninstall
+spew($conf, "# mine\n");
+$out = `make -s -C $root install uninstall $vars 2>&1`;
+is($?, 0, 'make install and uninstall again') or diag($out);
+is(slurp($conf), "# mine\n", 'install and uninstall keep a changed config');
+unlink $conf;
+$out = `make -s -C $root install uninstall $vars 2>&1`;
+is($?, 0, 'make install and uninstall once more') or diag($out);
+ok(!-e $conf, 'uninstall removes the example config it installed');
 my @left = grep { -e $_ } (map { "$prefix/$_" } @files),
-    "$dir/etc/logrotate.d/offload-sidecar";
+    "$dir/etc/logrotate.d/offload-sidecar", $conf;
 is_deeply(\@left, [], 'make uninstall removes every installed file');
 my @other = split /\n/, `find $prefix $dir/etc -type f 2>/dev/null`;
 is_deeply(\@other, [], 'and install put nothing else there');
