@@ -103,6 +103,25 @@ TEST_PKGS = prometheus chromium tmux devscripts iproute2 python3-redis \
 #   sidecar/supervisor/  the supervisor (main.c), its pools, claims,
 #                        reclaims, retry rounds, stats and events
 #   sidecar/ctl/         offloadctl, which links core and handlers only
+#
+# The folders make a stack, each using only those below it:
+#   supervisor -> worker -> handlers -> core -> proto/, sidecar/include/
+#   ctl -> handlers
+# A folder's files are compiled with the -I of their own folder and of
+# those below it, so that an #include from a folder above fails to
+# compile.  The tests, the fuzzers and the benchmarks see every folder.
+INCS_core = -Isidecar/core -Isidecar/include
+INCS_handlers = -Isidecar/handlers $(INCS_core)
+INCS_worker = -Isidecar/worker $(INCS_handlers)
+INCS_supervisor = -Isidecar/supervisor $(INCS_worker)
+$(BUILD)/obj/proto/%.o: SIDECAR_INCS =
+$(BUILD)/obj/sidecar/client/%.o: SIDECAR_INCS = -Isidecar/include
+$(BUILD)/obj/sidecar/core/%.o: SIDECAR_INCS = $(INCS_core)
+$(BUILD)/obj/sidecar/handlers/%.o: SIDECAR_INCS = $(INCS_handlers)
+$(BUILD)/obj/sidecar/worker/%.o: SIDECAR_INCS = $(INCS_worker)
+$(BUILD)/obj/sidecar/supervisor/%.o: SIDECAR_INCS = $(INCS_supervisor)
+$(BUILD)/obj/sidecar/ctl/%.o: SIDECAR_INCS = -Isidecar/ctl $(INCS_handlers)
+
 PROTO_SRCS = $(wildcard proto/*.c)
 objs_of = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 SIDECAR_MAIN = $(BUILD)/obj/sidecar/supervisor/main.o
