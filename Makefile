@@ -99,13 +99,33 @@ TEST_PKGS = prometheus chromium tmux devscripts iproute2 python3-redis \
 
 # The sidecar's folders, one archive each, so that a program links of
 # each only the objects it uses:
-#   sidecar/core/        config, log, Redis link, scoreboard (with proto/):
-#                        shared by all
+#   sidecar/core/        config, log, Redis link, scoreboard, and what
+#                        both worker and supervisor do to a job (retry,
+#                        bad entry, error answer), with proto/: shared by all
 #   sidecar/handlers/    the handler API, the built-in and exec handlers
 #   sidecar/worker/      a worker process
 #   sidecar/supervisor/  the supervisor (main.c), its pools, claims,
-#                        reclaims, retries, stats and events
+#                        reclaims, retry rounds, stats and events
 #   sidecar/ctl/         offloadctl, which links core and handlers only
+#
+# The folders make a stack, each using only those below it:
+#   supervisor -> worker -> handlers -> core -> proto/, sidecar/include/
+#   ctl -> handlers
+# A folder's files are compiled with the -I of their own folder and of
+# those below it, so that an #include from a folder above fails to
+# compile.  The tests, the fuzzers and the benchmarks see every folder.
+INCS_core = -Isidecar/core -Isidecar/include
+INCS_handlers = -Isidecar/handlers $(INCS_core)
+INCS_worker = -Isidecar/worker $(INCS_handlers)
+INCS_supervisor = -Isidecar/supervisor $(INCS_worker)
+$(BUILD)/obj/proto/%.o: SIDECAR_INCS =
+$(BUILD)/obj/sidecar/client/%.o: SIDECAR_INCS = -Isidecar/include
+$(BUILD)/obj/sidecar/core/%.o: SIDECAR_INCS = $(INCS_core)
+$(BUILD)/obj/sidecar/handlers/%.o: SIDECAR_INCS = $(INCS_handlers)
+$(BUILD)/obj/sidecar/worker/%.o: SIDECAR_INCS = $(INCS_worker)
+$(BUILD)/obj/sidecar/supervisor/%.o: SIDECAR_INCS = $(INCS_supervisor)
+$(BUILD)/obj/sidecar/ctl/%.o: SIDECAR_INCS = -Isidecar/ctl $(INCS_handlers)
+
 PROTO_SRCS = $(wildcard proto/*.c)
 objs_of = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 SIDECAR_MAIN = $(BUILD)/obj/sidecar/supervisor/main.o
@@ -193,12 +213,10 @@ $(BUILD)/lib/%.a:
 	rm -f $@
 	$(AR) rcs $@ $^
 
-# The worker and the supervisor call each other (the supervisor runs
-# workers; a worker queues retries the supervisor's rounds move back):
-# their archives are searched as a group.
+# The archives in their order in the stack: each calls only those after it.
 $(BUILD)/offload-sidecar: $(SIDECAR_MAIN) $(SIDECAR_LIBS)
-	$(CC) $(CFLAGS) $(LINK) $(EXPORT_API) $< -Wl,--start-group \
-	    $(SIDECAR_LIBS) -Wl,--end-group -o $@ $(OFFLOAD_LDLIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) $(LINK) $(EXPORT_API) $< $(SIDECAR_LIBS) -o $@ \
+	    $(OFFLOAD_LDLIBS) $(LDLIBS)
 
 # offloadctl replay runs a handler in place: core and handlers.
 $(BUILD)/offloadctl: $(CTL_OBJS) $(HANDLERS_LIB) $(CORE_LIB) $(CLIENT_LIB)
@@ -236,8 +254,8 @@ $(BUILD)/rate-bench: bench/rate_bench.c
 # A unit test links, from the archives, the objects it uses.
 $(BUILD)/unit/%: t/unit/%.c $(SIDECAR_LIBS)
 	@mkdir -p $(dir $@)
-	$(COMPILE) -It/unit $(LINK) $(EXPORT_API) $< -Wl,--start-group \
-	    $(SIDECAR_LIBS) -Wl,--end-group -o $@ $(OFFLOAD_LDLIBS) $(LDLIBS)
+	$(COMPILE) -It/unit $(LINK) $(EXPORT_API) $< $(SIDECAR_LIBS) -o $@ \
+	    $(OFFLOAD_LDLIBS) $(LDLIBS)
 
 # The header dependencies -MMD wrote (none before the first build).
 DEP_FILES = $(patsubst %.o,%.d,$(LIB_OBJS) $(SIDECAR_MAIN) $(CTL_OBJS) \

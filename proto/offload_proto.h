@@ -375,7 +375,7 @@ extern const char  offload_dead_script[];
 
 /*
  * The scripts of a transient failure (offload_job_retry();
- * sidecar/supervisor/retry.c).
+ * sidecar/core/retry.c).
  *
  * Retry later: a worker moves the entry it failed to the queue's retry
  * set, acked and deleted in the same step (never lost, never twice): the

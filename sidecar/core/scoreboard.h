@@ -43,6 +43,15 @@ typedef enum {
                                        broke the framing (child_*) */
 } offload_sb_exit_e;
 
+/* The exit status of a worker whose job ran out of memory, set with
+ * OFFLOAD_SB_EXIT_OUT_OF_MEMORY; here, not in worker.h, because the exec
+ * handler (handlers/) ends the worker with these too. */
+#define OFFLOAD_WORKER_EXIT_NOMEM  3
+
+/* The exit status of a worker whose exec handler process died or broke
+ * the framing, set with OFFLOAD_SB_EXIT_HANDLER_PROCESS. */
+#define OFFLOAD_WORKER_EXIT_HANDLER  4
+
 typedef struct {
     int32_t   state;                /* offload_sb_state_e, atomic */
     int32_t   paused;               /* set by the supervisor (drain) */

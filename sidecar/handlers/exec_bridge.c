@@ -48,7 +48,6 @@
 #include "job.h"
 #include "log.h"
 #include "memlimit.h"
-#include "worker.h"
 
 #define STDERR_LINE_MAX  2048       /* longer lines are logged in pieces */
 #define ANSWER_MAX       ((size_t) OFFLOAD_BODY_MAX + 4096)

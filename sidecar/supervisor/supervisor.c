@@ -778,10 +778,21 @@ claim_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    size_t                 p;
+    int64_t                now = offload_wall_ms();
+    offload_supervisor_t  *sup = w->data;
+
     (void) loop;
     (void) revents;
 
-    offload_retry_round(w->data);
+    if (!sup->registry.conn.ready || sup->stopping) {
+        return;
+    }
+
+    for (p = 0; p < sup->npools; p++) {
+        offload_retry_due(&sup->registry.conn, sup->pools[p].retry_key,
+                          sup->pools[p].stream_key, now);
+    }
 }
 
 

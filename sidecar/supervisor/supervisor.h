@@ -85,7 +85,7 @@ typedef struct offload_supervisor_s {
     ev_signal              sigusr1;     /* reopen the logs */
     ev_timer               scan;        /* job timeouts, reload's roll */
     ev_timer               claim;       /* lost nodes' jobs (claim.c) */
-    ev_timer               retry;       /* due retries back (retry.c) */
+    ev_timer               retry;       /* due retries back (retry.h) */
     ev_timer               cancel;      /* running jobs cancelled
                                            (cancel.c) */
     ev_timer               kill_timer;  /* SIGKILL workers that linger */

@@ -11,13 +11,6 @@
 #include "conf.h"
 #include "scoreboard.h"
 
-/* The exit status of a worker whose job ran out of memory. */
-#define OFFLOAD_WORKER_EXIT_NOMEM  3
-
-/* The exit status of a worker whose exec handler process died or broke
- * the framing (scoreboard: exit_reason, child_status, child_error). */
-#define OFFLOAD_WORKER_EXIT_HANDLER  4
-
 /* Runs the worker of the queue's slot on loop until SIGTERM/SIGINT,
  * keeping sb (the slot's scoreboard entry) up to date.  Returns the
  * process's exit status. */

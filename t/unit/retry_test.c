@@ -1,5 +1,5 @@
 /*
- * retry_test.c -- the retry backoff (sidecar/supervisor/retry.c): doubling
+ * retry_test.c -- the retry backoff (sidecar/core/retry.c): doubling
  * from the base, capped at the maximum, with equal jitter; printed as TAP.
  */
 

@@ -13,8 +13,6 @@
 #include "offload_proto.h"
 #include "redis_conn.h"
 
-struct offload_supervisor_s;
-
 /* How long attempt n + 1 waits after attempt n failed for now:
  * retry_base_ms * 2^(n - 1), at most retry_max_ms, with equal jitter
  * (half of it fixed, the other half random): retries of many jobs failed
@@ -30,11 +28,14 @@ int offload_retry_later(offload_redis_conn_t *conn, const char *queue,
     const offload_str_t *entry_id, const offload_entry_t *next,
     int64_t due_ms, redisCallbackFn *fn, void *privdata);
 
-/* Supervisor: every OFFLOAD_RETRY_ROUND_S, moves each queue's due retries
- * back to its stream (at most OFFLOAD_RETRY_BATCH per queue and round). */
+/* Supervisor: every OFFLOAD_RETRY_ROUND_S, for each queue, moves the
+ * retries due by now_ms from its retry set (retry_key) back to its stream
+ * (stream_key), at most OFFLOAD_RETRY_BATCH per queue and round, with
+ * offload_retry_due_script.  Returns REDIS_OK or REDIS_ERR. */
 #define OFFLOAD_RETRY_ROUND_S  0.2
 #define OFFLOAD_RETRY_BATCH    100
 
-void offload_retry_round(struct offload_supervisor_s *sup);
+int offload_retry_due(offload_redis_conn_t *conn, const char *retry_key,
+    const char *stream_key, int64_t now_ms);
 
 #endif /* OFFLOAD_RETRY_H */

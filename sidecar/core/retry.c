@@ -1,7 +1,8 @@
 /*
  * retry.c -- transient failures (retry.h): the backoff, the worker's move
- * of a failed entry to its queue's retry set, and the supervisor's rounds
- * that move due retries back to the stream.
+ * of a failed entry to its queue's retry set, and the move of a queue's due
+ * retries back to its stream that the supervisor's rounds make.  In core/
+ * because both programs' halves of the retry protocol live here together.
  *
  * Both moves are one Lua script each (proto/offload_proto.c): the entry is
  * acked and deleted in the step that adds it to the retry set, and a retry
@@ -14,10 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
 #include "log.h"
 #include "retry.h"
-#include "supervisor.h"
 
 #define RETRY_FIXED_ARGC  10    /* EVAL, script, 3, the keys, group,
                                    entry id, due, attempts made */
@@ -100,7 +99,7 @@ offload_retry_later(offload_redis_conn_t *conn, const char *queue,
 
 
 static void
-round_cb(redisAsyncContext *ac, void *r, void *privdata)
+due_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply  *reply = r;
 
@@ -119,24 +118,16 @@ round_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
-void
-offload_retry_round(offload_supervisor_t *sup)
+int
+offload_retry_due(offload_redis_conn_t *conn, const char *retry_key,
+    const char *stream_key, int64_t now_ms)
 {
-    size_t  p;
-    char    now[24];
+    char  now[24];
 
-    if (!sup->registry.conn.ready || sup->stopping) {
-        return;
-    }
+    snprintf(now, sizeof(now), "%lld", (long long) now_ms);
 
-    snprintf(now, sizeof(now), "%lld", (long long) offload_wall_ms());
-
-    for (p = 0; p < sup->npools; p++) {
-        offload_redis_command(&sup->registry.conn, round_cb, NULL,
-                              "EVAL %s 2 %s %s %s %d",
-                              offload_retry_due_script,
-                              sup->pools[p].retry_key,
-                              sup->pools[p].stream_key, now,
-                              OFFLOAD_RETRY_BATCH);
-    }
+    return offload_redis_command(conn, due_cb, NULL,
+                                 "EVAL %s 2 %s %s %s %d",
+                                 offload_retry_due_script, retry_key,
+                                 stream_key, now, OFFLOAD_RETRY_BATCH);
 }
