@@ -263,8 +263,14 @@ for my $q (qw(nosuch dies)) {
 }
 
 # ---- the supervisor SIGKILLed: no handler process outlives it
-my @children = grep { $_ } map { $_->{handler_pid} }
-    map { @{ $_->{workers} || [] } } values %{ node_doc()->{queues} };
+# (the node document is written every heartbeat: a worker restarted after
+# the crashes above may not be in it yet)
+sub handler_pids {
+    return grep { $_ } map { $_->{handler_pid} }
+        map { @{ $_->{workers} || [] } } values %{ node_doc()->{queues} };
+}
+my @children;
+wait_until(sub { @children = handler_pids(); @children >= 8 }, scaled(10));
 ok(@children >= 8, scalar(@children) . ' handler processes running');
 ($s) = start_job('mis', { sleep => 30 });
 my $t0 = time;

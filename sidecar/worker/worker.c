@@ -1729,8 +1729,9 @@ drop_cancelled(offload_worker_t *w)
         n++;
     }
 
-    argv = malloc((6 + 2 * n) * sizeof(char *));
-    argvlen = malloc((6 + 2 * n) * sizeof(size_t));
+    /* 7 arguments, then an entry id and a job id per entry */
+    argv = malloc((7 + 2 * n) * sizeof(char *));
+    argvlen = malloc((7 + 2 * n) * sizeof(size_t));
 
     if (argv == NULL || argvlen == NULL) {
         free(argv);
