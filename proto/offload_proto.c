@@ -23,22 +23,37 @@
     "end\n"
 
 /*
- * The end of an async job, after its result is stored: only if its record
- * exists (an async job's; sync jobs have none and pay nothing) and was not
- * cancelled while the job ran (that is its end already), it takes
- * the locals rec_status and finished_at, the record and the result live
- * rec_ttl ms from now, and the id is published for long polls.
+ * A job's record, read before its result is stored (the locals rec,
+ * rec_ttl, rec_status set): ended (it exists, an async job's or a keyed
+ * sync job's, and was not cancelled while the job ran: that is its end
+ * already) makes the result live rec_ttl ms, not ARGV[4] s.
+ */
+#define OFFLOAD_RECORD_READ_LUA                                              \
+    "local rec_was = rec and rec ~= '' and redis.call('HMGET', rec,"         \
+    " 'status', 'sync', 'waited')\n"                                         \
+    "local ended = rec_was and rec_was[1] and rec_was[1] ~= 'cancelled'\n"   \
+    "local result_ms = ended and rec_ttl or tonumber(ARGV[4]) * 1000\n"
+
+/*
+ * The end of a job with a record, after its result is stored: the record
+ * takes rec_status and finished_at and lives rec_ttl ms from now (and so
+ * does a result stored by an earlier run), and the id is published for
+ * long polls: an async job's always, a keyed sync job's only once a read
+ * marked its record "waited" (its own client waits on its reply channel;
+ * a duplicate or a long poll reads the record first, in a script, so a
+ * job that ends after the mark publishes, and one that ended before it
+ * is seen ended by that read).
  */
 #define OFFLOAD_RECORD_END_LUA                                               \
-    "local rec_was = rec and rec ~= '' and redis.call('HGET', rec,"          \
-    " 'status')\n"                                                           \
-    "if rec_was and rec_was ~= 'cancelled' then\n"                          \
+    "if ended then\n"                                                        \
     "  redis.call('HSET', rec, 'status', rec_status, 'finished_at',"         \
     " now_ms())\n"                                                           \
     "  redis.call('PEXPIRE', rec, rec_ttl)\n"                                \
-    "  redis.call('PEXPIRE', KEYS[2], rec_ttl)\n"                            \
-    "  redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "',"                      \
-    " string.sub(rec, #'" OFFLOAD_JOB_RECORD_PREFIX "' + 1))\n"              \
+    "  if stored == 0 then redis.call('PEXPIRE', KEYS[2], rec_ttl) end\n"    \
+    "  if not rec_was[2] or rec_was[3] then\n"                               \
+    "    redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "',"                    \
+    " string.sub(rec, #'" OFFLOAD_JOB_RECORD_PREFIX "' + 1))\n"             \
+    "  end\n"                                                                \
     "end\n"
 
 /*
@@ -61,6 +76,7 @@
  * frees a big value off its main thread.
  */
 #define OFFLOAD_COMPLETE_LUA                                                 \
+    OFFLOAD_RECORD_READ_LUA                                                  \
     "local stored = 0\n"                                                     \
     "if stage then\n"                                                        \
     "  if redis.call('LLEN', stage) ~= tonumber(ARGV[3]) then\n"             \
@@ -71,10 +87,11 @@
     "    redis.call('UNLINK', stage)\n"                                      \
     "  else\n"                                                               \
     "    redis.call('RENAME', stage, KEYS[2])\n"                             \
-    "    redis.call('EXPIRE', KEYS[2], ARGV[4])\n"                           \
+    "    redis.call('PEXPIRE', KEYS[2], result_ms)\n"                        \
     "    stored = 1\n"                                                       \
     "  end\n"                                                                \
-    "elseif redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[4]) then\n" \
+    "elseif redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', result_ms)"      \
+    " then\n"                                                                \
     "  stored = 1\n"                                                         \
     "end\n"                                                                  \
     "local msg = false\n"                                                    \
@@ -366,6 +383,11 @@ const char  offload_job_script[] =
     "  redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
     "  redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "', ARGV[2])\n"
     "end\n"
+    "local ongoing = h.status == 'queued' or h.status == 'running'"
+    " or h.status == 'retrying'\n"
+    "if h.sync and ongoing and not h.waited then\n"
+    "  redis.call('HSET', KEYS[1], 'waited', 1)\n"
+    "end\n"
     "local outcome = 'ok'\n"
     "if ARGV[1] == 'cancel' then\n"
     "  local waiting = h.status == 'queued' or h.status == 'retrying'\n"
@@ -394,8 +416,7 @@ const char  offload_job_script[] =
     "  end\n"
     "end\n"
     "local res = false\n"
-    "if h.queue and h.status ~= 'queued' and h.status ~= 'running'"
-    " and h.status ~= 'retrying' then\n"
+    "if h.queue and not ongoing then\n"
     "  local key = 'offload:{' .. h.queue .. '}:result:' .. ARGV[2]\n"
     "  res = redis.pcall('GET', key)\n"
     "  if type(res) == 'table' then\n"
