@@ -68,6 +68,8 @@
  * length, and over OFFLOAD_NOTICE_OVER bytes (stored by an older sidecar)
  * by its head; the waiting nginx reads the stored result.  LLEN tells a
  * list (a string answers WRONGTYPE, caught by pcall; a missing key 0).
+ * A string this call stored is ARGV[3]: published (or its notice) with no
+ * read back.
  * Without a reply channel (a job submitted "fire and forget") nothing is
  * read back nor published.  The body goes only with the entry: a
  * completion that finds the entry no longer pending (it went to the dead
@@ -95,9 +97,17 @@
     "  stored = 1\n"                                                         \
     "end\n"                                                                  \
     "local msg = false\n"                                                    \
-    "local elements = ARGV[5] ~= '' and redis.pcall('LLEN', KEYS[2])\n"      \
-    "if not elements then\n"                                                 \
+    "local elements = ARGV[5] ~= '' and (stored == 0 or stage)"              \
+    " and redis.pcall('LLEN', KEYS[2])\n"                                    \
+    "if ARGV[5] == '' then\n"                                                \
     "  msg = false\n"                                                        \
+    "elseif not elements then\n"                                             \
+    "  msg = ARGV[3]\n"                                                      \
+    "  if #msg > " OFFLOAD_STR(OFFLOAD_NOTICE_OVER) " then\n"                \
+    "    local head = string.match(string.sub(msg, 1, 256),"                 \
+    " '^OR(%d+ [^ ]+)')\n"                                                   \
+    "    msg = head and 'ON' .. head\n"                                      \
+    "  end\n"                                                                \
     "elseif type(elements) == 'number' and elements > 0 then\n"              \
     "  local head = string.match(redis.call('LINDEX', KEYS[2], 0),"          \
     " '^OR(%d+ [^ ]+)')\n"                                                   \
@@ -107,8 +117,6 @@
     "  local head = string.match(redis.call('GETRANGE', KEYS[2], 0, 255),"   \
     " '^OR(%d+ [^ ]+)')\n"                                                   \
     "  if head then msg = 'ON' .. head end\n"                                \
-    "elseif stored == 1 and not stage then\n"                                \
-    "  msg = ARGV[3]\n"                                                      \
     "else\n"                                                                 \
     "  msg = redis.call('GET', KEYS[2])\n"                                   \
     "end\n"                                                                  \
