@@ -23,22 +23,37 @@
     "end\n"
 
 /*
- * The end of an async job, after its result is stored: only if its record
- * exists (an async job's; sync jobs have none and pay nothing) and was not
- * cancelled while the job ran (that is its end already), it takes
- * the locals rec_status and finished_at, the record and the result live
- * rec_ttl ms from now, and the id is published for long polls.
+ * A job's record, read before its result is stored (the locals rec,
+ * rec_ttl, rec_status set): ended (it exists, an async job's or a keyed
+ * sync job's, and was not cancelled while the job ran: that is its end
+ * already) makes the result live rec_ttl ms, not ARGV[4] s.
+ */
+#define OFFLOAD_RECORD_READ_LUA                                              \
+    "local rec_was = rec and rec ~= '' and redis.call('HMGET', rec,"         \
+    " 'status', 'sync', 'waited')\n"                                         \
+    "local ended = rec_was and rec_was[1] and rec_was[1] ~= 'cancelled'\n"   \
+    "local result_ms = ended and rec_ttl or tonumber(ARGV[4]) * 1000\n"
+
+/*
+ * The end of a job with a record, after its result is stored: the record
+ * takes rec_status and finished_at and lives rec_ttl ms from now (and so
+ * does a result stored by an earlier run), and the id is published for
+ * long polls: an async job's always, a keyed sync job's only once a read
+ * marked its record "waited" (its own client waits on its reply channel;
+ * a duplicate or a long poll reads the record first, in a script, so a
+ * job that ends after the mark publishes, and one that ended before it
+ * is seen ended by that read).
  */
 #define OFFLOAD_RECORD_END_LUA                                               \
-    "local rec_was = rec and rec ~= '' and redis.call('HGET', rec,"          \
-    " 'status')\n"                                                           \
-    "if rec_was and rec_was ~= 'cancelled' then\n"                          \
+    "if ended then\n"                                                        \
     "  redis.call('HSET', rec, 'status', rec_status, 'finished_at',"         \
     " now_ms())\n"                                                           \
     "  redis.call('PEXPIRE', rec, rec_ttl)\n"                                \
-    "  redis.call('PEXPIRE', KEYS[2], rec_ttl)\n"                            \
-    "  redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "',"                      \
-    " string.sub(rec, #'" OFFLOAD_JOB_RECORD_PREFIX "' + 1))\n"              \
+    "  if stored == 0 then redis.call('PEXPIRE', KEYS[2], rec_ttl) end\n"    \
+    "  if not rec_was[2] or rec_was[3] then\n"                               \
+    "    redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "',"                    \
+    " string.sub(rec, #'" OFFLOAD_JOB_RECORD_PREFIX "' + 1))\n"             \
+    "  end\n"                                                                \
     "end\n"
 
 /*
@@ -53,6 +68,8 @@
  * length, and over OFFLOAD_NOTICE_OVER bytes (stored by an older sidecar)
  * by its head; the waiting nginx reads the stored result.  LLEN tells a
  * list (a string answers WRONGTYPE, caught by pcall; a missing key 0).
+ * A string this call stored is ARGV[3]: published (or its notice) with no
+ * read back.
  * Without a reply channel (a job submitted "fire and forget") nothing is
  * read back nor published.  The body goes only with the entry: a
  * completion that finds the entry no longer pending (it went to the dead
@@ -61,6 +78,7 @@
  * frees a big value off its main thread.
  */
 #define OFFLOAD_COMPLETE_LUA                                                 \
+    OFFLOAD_RECORD_READ_LUA                                                  \
     "local stored = 0\n"                                                     \
     "if stage then\n"                                                        \
     "  if redis.call('LLEN', stage) ~= tonumber(ARGV[3]) then\n"             \
@@ -71,16 +89,25 @@
     "    redis.call('UNLINK', stage)\n"                                      \
     "  else\n"                                                               \
     "    redis.call('RENAME', stage, KEYS[2])\n"                             \
-    "    redis.call('EXPIRE', KEYS[2], ARGV[4])\n"                           \
+    "    redis.call('PEXPIRE', KEYS[2], result_ms)\n"                        \
     "    stored = 1\n"                                                       \
     "  end\n"                                                                \
-    "elseif redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[4]) then\n" \
+    "elseif redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', result_ms)"      \
+    " then\n"                                                                \
     "  stored = 1\n"                                                         \
     "end\n"                                                                  \
     "local msg = false\n"                                                    \
-    "local elements = ARGV[5] ~= '' and redis.pcall('LLEN', KEYS[2])\n"      \
-    "if not elements then\n"                                                 \
+    "local elements = ARGV[5] ~= '' and (stored == 0 or stage)"              \
+    " and redis.pcall('LLEN', KEYS[2])\n"                                    \
+    "if ARGV[5] == '' then\n"                                                \
     "  msg = false\n"                                                        \
+    "elseif not elements then\n"                                             \
+    "  msg = ARGV[3]\n"                                                      \
+    "  if #msg > " OFFLOAD_STR(OFFLOAD_NOTICE_OVER) " then\n"                \
+    "    local head = string.match(string.sub(msg, 1, 256),"                 \
+    " '^OR(%d+ [^ ]+)')\n"                                                   \
+    "    msg = head and 'ON' .. head\n"                                      \
+    "  end\n"                                                                \
     "elseif type(elements) == 'number' and elements > 0 then\n"              \
     "  local head = string.match(redis.call('LINDEX', KEYS[2], 0),"          \
     " '^OR(%d+ [^ ]+)')\n"                                                   \
@@ -90,8 +117,6 @@
     "  local head = string.match(redis.call('GETRANGE', KEYS[2], 0, 255),"   \
     " '^OR(%d+ [^ ]+)')\n"                                                   \
     "  if head then msg = 'ON' .. head end\n"                                \
-    "elseif stored == 1 and not stage then\n"                                \
-    "  msg = ARGV[3]\n"                                                      \
     "else\n"                                                                 \
     "  msg = redis.call('GET', KEYS[2])\n"                                   \
     "end\n"                                                                  \
@@ -366,6 +391,11 @@ const char  offload_job_script[] =
     "  redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
     "  redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "', ARGV[2])\n"
     "end\n"
+    "local ongoing = h.status == 'queued' or h.status == 'running'"
+    " or h.status == 'retrying'\n"
+    "if h.sync and ongoing and not h.waited then\n"
+    "  redis.call('HSET', KEYS[1], 'waited', 1)\n"
+    "end\n"
     "local outcome = 'ok'\n"
     "if ARGV[1] == 'cancel' then\n"
     "  local waiting = h.status == 'queued' or h.status == 'retrying'\n"
@@ -394,8 +424,7 @@ const char  offload_job_script[] =
     "  end\n"
     "end\n"
     "local res = false\n"
-    "if h.queue and h.status ~= 'queued' and h.status ~= 'running'"
-    " and h.status ~= 'retrying' then\n"
+    "if h.queue and not ongoing then\n"
     "  local key = 'offload:{' .. h.queue .. '}:result:' .. ARGV[2]\n"
     "  res = redis.pcall('GET', key)\n"
     "  if type(res) == 'table' then\n"

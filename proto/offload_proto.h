@@ -62,7 +62,9 @@
  * the epoch) with a TTL, made with the job's entry by
  * offload_submit_async_script.  Its entry carries "rec <result TTL ms>".
  * A job that reaches an end publishes its id on OFFLOAD_JOBS_DONE, for
- * whoever waits for it (GET /jobs/<id>?wait=).  Sync jobs have none.
+ * whoever waits for it (GET /jobs/<id>?wait=): an async job always, a
+ * sync job with an Idempotency-Key only once a read marked it "waited".
+ * Other sync jobs have none.
  */
 #define OFFLOAD_JOB_RECORD_PREFIX  "offload:job:"
 #define OFFLOAD_JOB_RECORD_FMT     OFFLOAD_JOB_RECORD_PREFIX "%.*s"
@@ -326,10 +328,11 @@ void offload_job_id_format(char *buf, const char *nonce, uint64_t seq);
  * which keep the body).  Store
  * happens before notify and before ack, inside one script, so no crash
  * between the steps can lose the answer.  With ARGV[6], and only if that
- * record exists, the record takes status ARGV[8] and finished_at, the
- * record and the result live ARGV[7] ms, and the job id is published on
- * OFFLOAD_JOBS_DONE.  Returns 1 when this call stored the result, 0 when
- * an earlier run had.
+ * record exists and is not cancelled, the record takes status ARGV[8] and
+ * finished_at, the record and the result live ARGV[7] ms (the result is
+ * stored with that TTL), and the job id is published on OFFLOAD_JOBS_DONE
+ * (a sync job's record only when marked "waited" by a read).  Returns 1
+ * when this call stored the result, 0 when an earlier run had.
  */
 extern const char  offload_complete_script[];
 
@@ -546,7 +549,10 @@ extern const char  offload_retry_script[];
  * the stored result once the job ended (a big one's elements joined), else
  * nil.  A queued or retrying job whose deadline passed (by Redis' clock) is
  * marked expired first (finished_at its deadline, the record's TTL ARGV[3],
- * its id published), get or cancel: no worker reached it in time.
+ * its id published), get or cancel: no worker reached it in time.  A sync
+ * job's record (an Idempotency-Key's) not ended yet is marked "waited 1":
+ * only then does its end publish its id (a duplicate or a long poll reads
+ * it before it waits).
  */
 extern const char  offload_submit_script[];
 extern const char  offload_job_start_script[];

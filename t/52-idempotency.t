@@ -13,6 +13,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time);
+use IO::Select;
 use OffloadTest;
 
 my $plugin = build_path('examples/offload_example.so');
@@ -226,6 +227,49 @@ $raw = OffloadTest::read_raw($s, scaled(10));
 like($raw, qr{^HTTP/1\.1 200.*\{"ms":\d+\}\z}s, 'it ran and answered');
 is(job($id)->{json}{status}, 'done', 'its record: done');
 close $hold;
+
+# ---- a keyed sync job's end is published on offload:jobs:done only when
+# a read (a duplicate, a long poll) marked its record waited
+my $sub = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+    PeerPort => redis_port(), Proto => 'tcp') or die "redis connect: $!";
+syswrite($sub, "*2\r\n\$9\r\nSUBSCRIBE\r\n\$17\r\noffload:jobs:done\r\n");
+my $heard = '';
+# the ids published since the subscription, once $want is among them
+sub heard {
+    my ($want) = @_;
+    my $sel = IO::Select->new($sub);
+    my $end = time + scaled(10);
+    while ($heard !~ /\r\n\Q$want\E\r\n/ && $sel->can_read($end - time)) {
+        sysread($sub, $heard, 65536, length $heard) or last;
+    }
+    return [ $heard =~ /^\$7\r\nmessage\r\n\$17\r\noffload:jobs:done\r\n
+                        \$\d+\r\n([^\r]*)\r\n/gmx ];
+}
+heard('subscribe');
+$r = post_key('/sync/echo', '{"quiet":1}', 'key-quiet');
+my $quiet = $r->{headers}{'x-offload-job-id'} // '';
+is($r->{status}, 200, 'a keyed sync job nobody else waits for: 200');
+ok(!redis_cmd('HEXISTS', "offload:job:$quiet", 'waited'),
+    'its record is not marked waited');
+$s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+    PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+print $s "POST /sync/sleep HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    . "Idempotency-Key: key-poll\r\nContent-Length: 10\r\n\r\n"
+    . '{"ms":600}';
+ok(wait_until(sub {
+    $mem = redis_cmd('GET', 'offload:{sleep}:idem:key-poll') }, scaled(5),
+    'submitted'), 'a 600 ms keyed sync job');
+($id) = ($mem // '') =~ /^(\S+)/;
+$t0 = time;
+$r = http('GET', "/jobs/$id?wait=10");
+is($r->{json}{status}, 'done', 'a long poll of it: done');
+ok(time - $t0 < scaled(3), 'woken at its end, not at the wait\'s');
+is(redis_cmd('HGET', "offload:job:$id", 'waited'), 1,
+    'the long poll marked its record waited');
+like(OffloadTest::read_raw($s, scaled(10)), qr{^HTTP/1\.1 200},
+    'its own client got its answer');
+is_deeply(heard($id), [ $id ], 'only the waited job\'s end was published');
+close $sub;
 
 # ---- bad keys: 400, nothing submitted
 $added = added('count');
