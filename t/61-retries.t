@@ -3,10 +3,13 @@
 # Retry): the job waits in its queue's retry set in Redis, not in a
 # worker, for retry_backoff (doubling, equal jitter), while max_attempts
 # and its deadline allow; a sync client keeps waiting and gets the final
-# answer.  Out of attempts, or with its next attempt past its deadline, the
-# failure is the answer (422 and the handler's code) at once.  Retries
-# survive a sidecar restart; two nodes moving them back never run a job
-# twice; an async job's record shows "retrying".
+# answer.  Out of attempts, the job is a dead letter (reason
+# retries_exhausted) answered with its last failure (422 and the handler's
+# code), its async record "dead", and `offloadctl retry` runs it again;
+# with its next attempt past its deadline, the failure is the answer at
+# once and no dead letter.  Retries survive a sidecar restart; two nodes
+# moving them back never run a job twice; an async job's record shows
+# "retrying".
 
 use strict;
 use warnings;
@@ -92,7 +95,8 @@ $r = post_json('/jobs/node', { ok_at => 3, log => "$dir/node.runs" },
 is($r->{status}, 200, 'node: 200') or diag($r->{content});
 is($r->{json} && $r->{json}{attempt}, 3, 'node: after two retries');
 
-# ---- out of attempts: the last failure is the answer, 422 with its code
+# ---- out of attempts: a dead letter, answered with the last failure
+# (422 with its code)
 $r = post_json('/jobs/few', { attempt_ok => 5 }, scaled(30));
 is($r->{status}, 422, 'few: 422 once out of attempts') or diag($r->{content});
 is($r->{json} && $r->{json}{error}{code}, 'not_yet',
@@ -100,7 +104,50 @@ is($r->{json} && $r->{json}{error}{code}, 'not_yet',
 like($r->{json} && $r->{json}{error}{message}, qr/^attempt 3 fails/,
     'few: from the third and last attempt');
 ok($r->{ms} >= 150, "few: after two backoffs ($r->{ms} ms)");
-is(redis_cmd('XLEN', 'offload:{few}:dead'), 0, 'few: not a dead letter');
+my $dead = stream_entries('offload:{few}:dead');
+is(scalar @$dead, 1, 'few: a dead letter');
+is($dead->[0]{reason}, 'retries_exhausted', 'few: reason retries_exhausted');
+is($dead->[0]{attempt}, 3, 'few: its last attempt, 3');
+is_deeply(json_decode($dead->[0]{payload} // 'null'), { attempt_ok => 5 },
+    'few: with its payload');
+my $report = json_decode($dead->[0]{report} // '{}') || {};
+is_deeply([ @$report{qw(code attempts queue)} ], [ 'not_yet', 3, 'few' ],
+    'few: its report has the handler\'s code, the attempts, the queue')
+    or diag(explain $report);
+like($report->{message} // '', qr/^attempt 3 fails/,
+    'few: and the handler\'s message');
+is(retry_set('few'), 0, 'few: nothing waits in its retry set');
+ok(wait_until(sub { (node_doc()->{queues}{few}{dead} // 0) == 1 },
+    scaled(5), 'few dead counted'), 'few: the registry counts it');
+my $ctl = build_path('offloadctl') . ' -r 127.0.0.1:' . redis_port();
+my $few_id = $dead->[0]{id} // 'none';
+like(`$ctl dead few`, qr/ \Q$few_id\E\s+3\s+retries_exhausted /,
+    'few: offloadctl dead lists it');
+
+# an async job: its record ends "dead", GET shows the handler's failure,
+# and `offloadctl retry` runs it again (three attempts more)
+my $dead_runs = "$dir/dead.runs";
+my $ar = post_json('/async/two', { ok_at => 9, log => $dead_runs });
+is($ar->{status}, 202, 'dead async: 202');
+my $durl = $ar->{headers}{location} // '/none';
+my $dst = http('GET', "$durl?wait=10", undef, undef, 15)->{json} // {};
+is($dst->{status}, 'dead', 'dead async: status dead') or diag(explain $dst);
+is($dst->{error} && $dst->{error}{code}, 'not_yet',
+    'dead async: the handler\'s failure');
+is($dst->{attempts}, 3, 'dead async: after 3 attempts');
+my ($did) = $durl =~ m{([^/]+)$};
+is(scalar @{ runs($dead_runs)->{$did} // [] }, 3, 'dead async: ran 3 times');
+my $rout = `$ctl retry two $did 2>&1`;
+like($rout, qr/retried 1 dead letter/, 'offloadctl retry puts it back')
+    or diag($rout);
+ok(wait_until(sub { @{ runs($dead_runs)->{$did} // [] } == 6
+    && grep { $_->{id} eq $did && $_->{reason} eq 'retries_exhausted' }
+        @{ stream_entries('offload:{two}:dead') } }, scaled(15),
+    'retried job dead again'),
+    'retried: it ran three attempts more, then was a dead letter again')
+    or diag(explain runs($dead_runs)->{$did});
+is(join(',', map { $_->[0] } @{ runs($dead_runs)->{$did} // [] }),
+    '1,2,3,1,2,3', 'retried: from attempt 1 again');
 
 # ---- the next attempt would come after the deadline: fails now
 $r = post_json('/late', { attempt_ok => 2 }, scaled(30));
@@ -110,6 +157,8 @@ is($r->{json} && $r->{json}{error}{code}, 'not_yet', 'late: the handler\'s '
 ok($r->{ms} < 2000, "late: answered at once ($r->{ms} ms), not at its 3 s "
     . 'deadline: its next attempt would come 5..10 s on');
 is(retry_set('late'), 0, 'late: nothing waits in its retry set');
+is(redis_cmd('XLEN', 'offload:{late}:dead'), 0,
+    'late: out of time, not of attempts: not a dead letter');
 
 # ---- async record: status retrying, next_attempt_at, attempts
 my $aid = 'feedfacefeedface0000000000000001';
@@ -143,7 +192,7 @@ is(redis_cmd('EXISTS', 'offload:job:' . ($id // '')), 0,
 
 # ---- the same through nginx: an async job's status says retrying, with
 # its next attempt, then done after it
-my $ar = post_json('/async/wait', { attempt_ok => 2 });
+$ar = post_json('/async/wait', { attempt_ok => 2 });
 is($ar->{status}, 202, 'async job on a retrying queue: 202');
 my $url = $ar->{headers}{location} // '/none';
 my $st;

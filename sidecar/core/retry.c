@@ -9,17 +9,24 @@
  * is removed from the set in the step that adds it to the stream, so a
  * crash anywhere leaves a job in exactly one place.  Scripts go with EVAL:
  * retries are the exception, and a round is one small command per queue.
+ * A job out of attempts is dead-lettered with the supervisor's script
+ * (offload_dead_script), so `offloadctl dead` and `retry` see it as any
+ * other dead letter.
  */
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "retry.h"
 
 #define RETRY_FIXED_ARGC  10    /* EVAL, script, 3, the keys, group,
                                    entry id, due, attempts made */
+#define DEAD_FIXED_ARGC   21    /* EVAL, script, 4, the keys, the
+                                   completion's 5, MAXLEN, the 4 pairs
+                                   added to the entry's fields */
 
 
 int64_t
@@ -95,6 +102,83 @@ offload_retry_later(offload_redis_conn_t *conn, const char *queue,
 
     return offload_redis_command_argv(conn, fn, privdata, argc, argv,
                                       argvlen);
+}
+
+
+int
+offload_retry_dead(offload_redis_conn_t *conn, const char *queue,
+    const offload_str_t *entry_id, const offload_str_t *fields,
+    size_t nfields, const offload_entry_t *job, const char *result,
+    size_t result_len, const char *ttl, const char *report,
+    redisCallbackFn *fn, void *privdata)
+{
+    int          rc, argc = 0;
+    char         stream[OFFLOAD_KEY_MAX], key[OFFLOAD_KEY_MAX];
+    char         dead[OFFLOAD_KEY_MAX], body[OFFLOAD_KEY_MAX];
+    char         maxlen[16], at[24];
+    size_t       i, qlen = strlen(queue), *argvlen;
+    const char **argv;
+
+    if (offload_stream_key(stream, sizeof(stream), queue, qlen) < 0
+        || offload_result_key(key, sizeof(key), queue, qlen, job->id.data,
+                              job->id.len) < 0
+        || offload_dead_key(dead, sizeof(dead), queue, qlen) < 0
+        || offload_body_key(body, sizeof(body), queue, qlen, job->id.data,
+                            job->id.len) < 0)
+    {
+        return REDIS_ERR;
+    }
+
+    argv = malloc((DEAD_FIXED_ARGC + nfields) * sizeof(char *));
+    argvlen = malloc((DEAD_FIXED_ARGC + nfields) * sizeof(size_t));
+    if (argv == NULL || argvlen == NULL) {
+        free(argv);
+        free(argvlen);
+        return REDIS_ERR;
+    }
+
+    snprintf(maxlen, sizeof(maxlen), "%d", OFFLOAD_DEAD_MAXLEN);
+    snprintf(at, sizeof(at), "%lld", (long long) offload_wall_ms());
+
+#define put(data, len)  argv[argc] = data; argvlen[argc++] = len
+#define put_str(s)      put(s, strlen(s))
+
+    put_str("EVAL");
+    put_str(offload_dead_script);
+    put_str("4");
+    put_str(stream);
+    put_str(key);
+    put_str(dead);
+    put_str(body);
+    put_str(OFFLOAD_GROUP);
+    put(entry_id->data, entry_id->len);
+    put(result, result_len);
+    put_str(ttl);
+    put(job->reply.len ? job->reply.data : "", job->reply.len);
+    put_str(maxlen);
+
+    for (i = 0; i + 1 < nfields; i += 2) {
+        put(fields[i].data, fields[i].len);
+        put(fields[i + 1].data, fields[i + 1].len);
+    }
+
+    put_str("entry");
+    put(entry_id->data, entry_id->len);
+    put_str("reason");
+    put_str("retries_exhausted");
+    put_str("report");
+    put_str(report);
+    put_str("dead_at");
+    put_str(at);
+
+#undef put
+#undef put_str
+
+    rc = offload_redis_command_argv(conn, fn, privdata, argc, argv,
+                                    argvlen);
+    free(argv);
+    free(argvlen);
+    return rc;
 }
 
 

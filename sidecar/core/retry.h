@@ -28,6 +28,20 @@ int offload_retry_later(offload_redis_conn_t *conn, const char *queue,
     const offload_str_t *entry_id, const offload_entry_t *next,
     int64_t due_ms, redisCallbackFn *fn, void *privdata);
 
+/* Worker: a job failed for now on its last attempt (max_attempts) goes to
+ * its queue's dead-letter stream with offload_dead_script, as a job whose
+ * worker died on every attempt does: its entry's fields plus entry, reason
+ * "retries_exhausted", report (JSON: the handler's code, message and the
+ * attempts made) and dead_at; the same step completes it with `result`
+ * (the encoded failure answer) and keeps its body key for `offloadctl
+ * retry`.  ttl is the result TTL in seconds.  fn as for
+ * offload_redis_command.  Returns REDIS_OK or REDIS_ERR. */
+int offload_retry_dead(offload_redis_conn_t *conn, const char *queue,
+    const offload_str_t *entry_id, const offload_str_t *fields,
+    size_t nfields, const offload_entry_t *job, const char *result,
+    size_t result_len, const char *ttl, const char *report,
+    redisCallbackFn *fn, void *privdata);
+
 /* Supervisor: every OFFLOAD_RETRY_ROUND_S, for each queue, moves the
  * retries due by now_ms from its retry set (retry_key) back to its stream
  * (stream_key), at most OFFLOAD_RETRY_BATCH per queue and round, with

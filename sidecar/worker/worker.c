@@ -898,24 +898,94 @@ cpu_us(const struct rusage *ru)
 }
 
 
+/* A job failed for now on its last attempt: a dead letter (reason
+ * retries_exhausted), answered in the same step with the handler's failure.
+ * Returns 0 when sent (or, the connection gone, left pending), -1 when it
+ * could not be made: the failure is then answered as any other. */
+static int
+dead_letter(offload_worker_t *w, const batch_entry_t *be,
+    const offload_entry_t *entry, int64_t queue_us)
+{
+    int                rc = -1, hlen;
+    char              *text, *report = NULL, *result = NULL;
+    size_t             tlen;
+    json_t            *doc;
+    offload_job_t     *job = &w->job;
+    offload_result_t   res;
+
+    text = error_json(job->code, job->message);
+    doc = json_pack("{s:s, s:s%, s:s%, s:i, s:s, s:s}",
+                    "queue", w->queue->name,
+                    "job_id", entry->id.data, entry->id.len,
+                    "entry_id", be->id.data, be->id.len,
+                    "attempts", entry->attempt,
+                    "code", job->code, "message", job->message);
+    report = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+
+    tlen = text != NULL ? strlen(text) : 0;
+    result = malloc(OFFLOAD_RESULT_HEADER_MAX + tlen);
+    if (text == NULL || report == NULL || result == NULL) {
+        goto done;
+    }
+
+    memset(&res, 0, sizeof(res));
+    res.version = OFFLOAD_PROTO_VERSION;
+    res.id = entry->id;
+    res.status = job->status;
+    res.queue_us = queue_us;
+
+    hlen = offload_result_header(result, OFFLOAD_RESULT_HEADER_MAX, &res);
+    if (hlen < 0) {
+        goto done;
+    }
+    memcpy(result + hlen, text, tlen);
+
+    log_notice("%s: job %.*s failed for now (%s: %s) on its last attempt "
+               "(%d of %d): dead-lettered", w->name, (int) entry->id.len,
+               entry->id.data, job->code, job->message, entry->attempt,
+               w->queue->max_attempts);
+
+    rc = 0;
+    if (offload_retry_dead(&w->conn, w->queue->name, &be->id, be->fields,
+                           be->nfields, entry, result, hlen + tlen, w->ttl,
+                           report, tracked_cb, w)
+        == REDIS_OK)
+    {
+        w->in_flight++;
+    }
+
+done:
+
+    if (rc != 0) {
+        log_error("%s: no memory for the dead letter of job %.*s: "
+                  "answered without one", w->name, (int) entry->id.len,
+                  entry->id.data);
+    }
+
+    free(text);
+    free(report);
+    free(result);
+    return rc;
+}
+
+
 /* A transient failure (offload_job_retry()): the job waits in its queue's
  * retry set for its next attempt, with the fields it came with (its payload
- * left in its body key), unless it has no attempt left or the next would
- * come after its deadline.  Returns 0 when it waits (or, the connection
- * gone, stays pending), -1 when this failure is its answer. */
+ * left in its body key), unless it has no attempt left (a dead letter) or
+ * the next would come after its deadline.  Returns 0 when it waits or is
+ * dead-lettered (or, the connection gone, stays pending), -1 when this
+ * failure is its answer. */
 static int
-retry_later(offload_worker_t *w, const offload_str_t *entry_id,
-    const offload_entry_t *entry, int64_t submitted_ms)
+retry_later(offload_worker_t *w, const batch_entry_t *be,
+    const offload_entry_t *entry, int64_t submitted_ms, int64_t queue_us)
 {
     int64_t                      delay, due;
     offload_entry_t              next;
     const offload_conf_queue_t  *q = w->queue;
 
     if (entry->attempt >= q->max_attempts) {
-        log_info("%s: job failed for now on its last attempt (%d of %d): "
-                 "failed for good", w->name, entry->attempt,
-                 q->max_attempts);
-        return -1;
+        return dead_letter(w, be, entry, queue_us);
     }
 
     delay = offload_retry_delay_ms(q, entry->attempt);
@@ -941,7 +1011,7 @@ retry_later(offload_worker_t *w, const offload_str_t *entry_id,
                entry->id.data, w->job.code, w->job.message, next.attempt,
                q->max_attempts, (long long) due, (long long) delay);
 
-    if (offload_retry_later(&w->conn, q->name, entry_id, &next, due,
+    if (offload_retry_later(&w->conn, q->name, &be->id, &next, due,
                             tracked_cb, w)
         == REDIS_OK)
     {
@@ -954,15 +1024,16 @@ retry_later(offload_worker_t *w, const offload_str_t *entry_id,
 
 
 static void
-run_job(offload_worker_t *w, const offload_str_t *entry_id,
+run_job(offload_worker_t *w, const batch_entry_t *be,
     const offload_entry_t *entry)
 {
-    int                rc;
-    int64_t            now_us, now_ms, queue_us, start_us, run_us;
-    int64_t            submitted_ms;
-    offload_job_t     *job = &w->job;
-    struct rusage      before, after;
-    offload_result_t   res;
+    int                   rc;
+    int64_t               now_us, now_ms, queue_us, start_us, run_us;
+    int64_t               submitted_ms;
+    offload_job_t        *job = &w->job;
+    struct rusage         before, after;
+    offload_result_t      res;
+    const offload_str_t  *entry_id = &be->id;
 
     now_us = offload_wall_us();
     now_ms = now_us / 1000;
@@ -1031,9 +1102,9 @@ run_job(offload_worker_t *w, const offload_str_t *entry_id,
                  job->result_len);
 
     } else if (job->retry
-               && retry_later(w, entry_id, entry, submitted_ms) == 0)
+               && retry_later(w, be, entry, submitted_ms, queue_us) == 0)
     {
-        /* it runs again later */
+        /* it runs again later, or is a dead letter answered with this */
 
     } else {
         log_info("%s: handler error: %s: %s", w->name, job->code,
@@ -1246,7 +1317,7 @@ body_read_done(offload_worker_t *w)
                     b->job.request_id.len);
     log_debug("%s: read a body of %lld bytes in %lld elements", w->name,
               (long long) b->job.body_len, (long long) b->elements);
-    run_job(w, &b->entry->id, &b->job);
+    run_job(w, b->entry, &b->job);
     offload_log_job(NULL, 0, NULL, 0);
 
     body_read_end(w);
@@ -1313,7 +1384,7 @@ body_element_cb(redisAsyncContext *ac, void *r, void *privdata)
         /* run_job answers it expired: no use reading the rest */
         b->job.payload.data = "";
         b->job.payload.len = 0;
-        run_job(w, &b->entry->id, &b->job);
+        run_job(w, b->entry, &b->job);
         body_read_end(w);
         return;
     }
@@ -1528,7 +1599,7 @@ run_entry(offload_worker_t *w, batch_entry_t *e)
     /* Every line logged about this job names it and its request. */
     offload_log_job(job.id.data, job.id.len, job.request_id.data,
                     job.request_id.len);
-    run_job(w, &e->id, &job);
+    run_job(w, e, &job);
     offload_log_job(NULL, 0, NULL, 0);
     return 0;
 }
