@@ -553,6 +553,8 @@ ngx_http_offload_replay(ngx_http_offload_ctx_t *ctx)
                              ? ctx->timeout - (ngx_msec_t) spent : 1);
 
     if (ngx_http_offload_job_send(jr) != NGX_OK) {
+        /* out of the tree and its timer off: the 503 ends the request */
+        ngx_http_offload_job_cleanup(jr);
         return NGX_DECLINED;
     }
 
@@ -736,6 +738,7 @@ ngx_http_offload_jobs_handler(ngx_http_request_t *r)
     }
 
     if (ngx_http_offload_job_send(jr) != NGX_OK) {
+        ngx_http_offload_job_cleanup(jr);
         return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "redis_unavailable",
                                            "redis is not reachable");
@@ -1112,6 +1115,19 @@ ngx_http_offload_replay_answer(ngx_http_offload_job_read_t *jr,
     }
 
     if (e[8]->type != REDIS_REPLY_STRING) {
+
+        /* expired at a read: no worker reached it in time */
+
+        if (e[2]->type == REDIS_REPLY_STRING
+            && ngx_strcmp(e[2]->str, "expired") == 0)
+        {
+            return ngx_http_offload_send_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
+                                               "expired",
+                                               "the first job with this "
+                                               "Idempotency-Key expired "
+                                               "before a worker took it");
+        }
+
         return ngx_http_offload_send_error(r, NGX_HTTP_CONFLICT,
                                            "no_result",
                                            "the first job with this "

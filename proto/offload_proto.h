@@ -535,6 +535,8 @@ extern const char  offload_retry_script[];
  * Job: what GET and DELETE /jobs/<id> do, in one step.
  *   KEYS[1] record          ARGV[1] "get" or "cancel"  ARGV[2] job id
  *                           ARGV[3] the record's TTL in ms after a cancel
+ *                           (at least: a longer one, e.g. an
+ *                           Idempotency-Key's, is kept)
  *                           ARGV[4] "running": a running job is
  *                           cancelled too (offload_cancel_running on),
  *                           else "queued"
@@ -547,9 +549,11 @@ extern const char  offload_retry_script[];
  * OFFLOAD_CANCEL_FMT list; a sync job (its client waits for it) is left
  * alone, "waited"; a cancel publishes the id on OFFLOAD_JOBS_DONE); result
  * the stored result once the job ended (a big one's elements joined), else
- * nil.  A queued or retrying job whose deadline passed (by Redis' clock) is
- * marked expired first (finished_at its deadline, the record's TTL ARGV[3],
- * its id published), get or cancel: no worker reached it in time.  A sync
+ * nil.  A queued or retrying async job whose deadline passed (by Redis'
+ * clock) is marked expired first (finished_at its deadline, the record's TTL
+ * at least ARGV[3], its id published), get or cancel: no worker reached it
+ * in time (a sync job's record says queued while it runs: its worker
+ * answers it expired if it comes too late).  A sync
  * job's record (an Idempotency-Key's) not ended yet is marked "waited 1":
  * only then does its end publish its id (a duplicate or a long poll reads
  * it before it waits).

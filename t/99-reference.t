@@ -281,6 +281,8 @@ sub nginx_example {
         spew($file, nginx_conf(http => $http, workers => 1,
             level => 'notice', port => $nginx_port));
     }
+    my $env = nginx_env();          # the ASan runtime first, under SANITIZE
+    local @ENV{keys %$env} = values %$env;
     my $out = `/usr/sbin/nginx -t -p $dir/ -c $file 2>&1`;
     return ($? >> 8, $out, $file);
 }

@@ -11,6 +11,11 @@
  * it still runs that job.  worker_exited() then treats the death as asked
  * for: no crash, no retry, no dead letter; the worker's entries go back to
  * the queue unchanged and the start script drops the cancelled one.
+ *
+ * The record says running from the start script on, the scoreboard only
+ * once the worker has the job's body and calls its handler: a request
+ * popped in between finds the job not running yet.  It is kept and looked
+ * at again every round for OFFLOAD_CANCEL_GRACE_S, not dropped.
  */
 
 #include <signal.h>
@@ -22,34 +27,43 @@
 #include "supervisor.h"
 
 
-/* Kills the worker of slot <slot> of <queue> if it runs <job id>. */
-static void
-stop_job(offload_supervisor_t *sup, const char *msg, size_t len)
+/* requests whose job did not run yet when they came, looked at again */
+typedef struct {
+    char        line[OFFLOAD_QUEUE_NAME_MAX + OFFLOAD_SB_JOB_ID_MAX + 16];
+    ev_tstamp   until;
+} cancel_pending_t;
+
+static cancel_pending_t  pending[OFFLOAD_CANCEL_BATCH];
+static size_t            npending;
+
+
+/* Kills the worker of slot <slot> of <queue> if it runs <job id>.
+ * Returns 1 when done with the request, 0 when the slot has a worker that
+ * does not run the job (yet). */
+static int
+stop_job(offload_supervisor_t *sup, const char *line)
 {
-    int                   index;
+    int                   index, live = 0;
     char                  queue[OFFLOAD_QUEUE_NAME_MAX + 1];
     char                  job_id[OFFLOAD_SB_JOB_ID_MAX];
-    char                  line[OFFLOAD_QUEUE_NAME_MAX + OFFLOAD_SB_JOB_ID_MAX
-                               + 16];
     offload_slot_t       *slot;
     offload_slot_iter_t   it = { 0, 0, 0 };
 
-    if (len >= sizeof(line)) {
-        return;
-    }
-
-    memcpy(line, msg, len);
-    line[len] = '\0';
-
     if (sscanf(line, "%64s %d %128s", queue, &index, job_id) != 3) {
         log_warn("cancel: unexpected request \"%s\"", line);
-        return;
+        return 1;
     }
 
     while ((slot = offload_slot_next(sup, &it)) != NULL) {
         if (slot->index != index || slot->pid == 0
-            || strcmp(slot->pool->queue->name, queue) != 0
-            || offload_sb_state(slot->sb) != OFFLOAD_SB_BUSY
+            || strcmp(slot->pool->queue->name, queue) != 0)
+        {
+            continue;
+        }
+
+        live = 1;
+
+        if (offload_sb_state(slot->sb) != OFFLOAD_SB_BUSY
             || strcmp(slot->sb->job_id, job_id) != 0)
         {
             continue;
@@ -62,11 +76,50 @@ stop_job(offload_supervisor_t *sup, const char *msg, size_t len)
             slot->cancelled = 1;
         }
 
-        return;
+        return 1;
+    }
+
+    if (live) {
+        return 0;
     }
 
     log_info("cancel: job %s of %s:%d no longer runs here", job_id, queue,
              index);
+    return 1;
+}
+
+
+/* A request that found its job not running: kept for the next rounds. */
+static void
+keep_pending(offload_supervisor_t *sup, const char *line)
+{
+    if (npending == OFFLOAD_CANCEL_BATCH) {
+        log_warn("cancel: too many cancels waiting, \"%s\" dropped", line);
+        return;
+    }
+
+    strcpy(pending[npending].line, line);
+    pending[npending].until = ev_now(sup->loop) + OFFLOAD_CANCEL_GRACE_S;
+    npending++;
+}
+
+
+/* The kept requests again: done, given up after the grace, or kept. */
+static void
+retry_pending(offload_supervisor_t *sup)
+{
+    size_t  i = 0;
+
+    while (i < npending) {
+        if (stop_job(sup, pending[i].line) == 0
+            && pending[i].until > ev_now(sup->loop))
+        {
+            i++;
+            continue;
+        }
+
+        pending[i] = pending[--npending];
+    }
 }
 
 
@@ -74,7 +127,8 @@ static void
 popped_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
     size_t                 i;
-    redisReply            *reply = r;
+    char                   line[sizeof(pending[0].line)];
+    redisReply            *reply = r, *e;
     offload_supervisor_t  *sup = privdata;
 
     (void) ac;
@@ -93,8 +147,17 @@ popped_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     for (i = 0; i < reply->elements; i++) {
-        if (reply->element[i]->type == REDIS_REPLY_STRING) {
-            stop_job(sup, reply->element[i]->str, reply->element[i]->len);
+        e = reply->element[i];
+
+        if (e->type != REDIS_REPLY_STRING || e->len >= sizeof(line)) {
+            continue;
+        }
+
+        memcpy(line, e->str, e->len);
+        line[e->len] = '\0';
+
+        if (stop_job(sup, line) == 0) {
+            keep_pending(sup, line);
         }
     }
 }
@@ -110,6 +173,8 @@ offload_cancel_round(offload_supervisor_t *sup)
     if (!sup->registry.conn.ready || sup->stopping) {
         return;
     }
+
+    retry_pending(sup);
 
     while ((slot = offload_slot_next(sup, &it)) != NULL) {
         if (slot->pid != 0 && offload_sb_state(slot->sb) == OFFLOAD_SB_BUSY) {

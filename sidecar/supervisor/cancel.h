@@ -11,9 +11,14 @@ struct offload_supervisor_s;
 
 /* Supervisor: every OFFLOAD_CANCEL_ROUND_S, while one of its workers is
  * busy, takes the node's cancel list (OFFLOAD_CANCEL_FMT) and SIGKILLs each
- * worker still running a job named there, its slot marked cancelled. */
+ * worker still running a job named there, its slot marked cancelled; a
+ * job not running yet in a live worker is looked for again each round. */
 #define OFFLOAD_CANCEL_ROUND_S  0.1
 #define OFFLOAD_CANCEL_BATCH    100
+
+/* How long a cancel waits for its job to run in the worker named (the
+ * start script's answer, the body read) before it is given up. */
+#define OFFLOAD_CANCEL_GRACE_S  10.0
 
 void offload_cancel_round(struct offload_supervisor_s *sup);
 

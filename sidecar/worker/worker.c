@@ -909,18 +909,26 @@ dead_letter(offload_worker_t *w, const batch_entry_t *be,
     int                rc = -1, hlen;
     char              *text, *report = NULL, *result = NULL;
     size_t             tlen;
-    json_t            *doc;
+    json_t            *doc, *info;
     offload_job_t     *job = &w->job;
     offload_result_t   res;
 
-    text = error_json(job->code, job->message);
-    doc = json_pack("{s:s, s:s%, s:s%, s:i, s:s, s:s}",
-                    "queue", w->queue->name,
-                    "job_id", entry->id.data, entry->id.len,
-                    "entry_id", be->id.data, be->id.len,
-                    "attempts", entry->attempt,
-                    "code", job->code, "message", job->message);
-    report = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    /* the answer, then the report: its code and message (made UTF-8 if a
+     * handler's was not) and where the job was */
+    doc = offload_error_doc(job->code, job->message);
+    text = doc != NULL ? json_dumps(doc, JSON_OUT_FLAGS) : NULL;
+
+    if (text != NULL) {
+        info = offload_error_doc_inner(doc);
+        json_object_set_new(info, "queue", json_string(w->queue->name));
+        json_object_set_new(info, "job_id",
+                            json_stringn(entry->id.data, entry->id.len));
+        json_object_set_new(info, "entry_id",
+                            json_stringn(be->id.data, be->id.len));
+        json_object_set_new(info, "attempts", json_integer(entry->attempt));
+        report = json_dumps(info, JSON_COMPACT);
+    }
+
     json_decref(doc);
 
     tlen = text != NULL ? strlen(text) : 0;

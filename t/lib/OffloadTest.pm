@@ -37,6 +37,7 @@ our @EXPORT = qw(
     node_doc worker_pids stream_entries events
     nginx_conf write_nginx_conf start_nginx stop_nginx nginx_port
     nginx_pid nginx_worker_pids nginx_error_log wait_nginx_ready nginx_test
+    nginx_env
     start_jobs_nginx
     http post_json send_post read_answer parked_list_answer pipelined
     pending_jobs
