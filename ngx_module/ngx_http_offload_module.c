@@ -1296,10 +1296,12 @@ ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *user,
             && ngx_strcmp(peer->addr.host, parsed.host) == 0
             && peer->db == db
             && peer->user.len == user->len
-            && ngx_memcmp(peer->user.data, user->data, user->len) == 0
+            && (user->len == 0        /* no data to compare: may be NULL */
+                || ngx_memcmp(peer->user.data, user->data, user->len) == 0)
             && peer->password.len == password->len
-            && ngx_memcmp(peer->password.data, password->data,
-                          password->len) == 0)
+            && (password->len == 0
+                || ngx_memcmp(peer->password.data, password->data,
+                              password->len) == 0))
         {
             return peer;
         }
