@@ -26,33 +26,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
-
-static double
-mono_ms(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-
-static int
-by_value(const void *a, const void *b)
-{
-    double  x = *(const double *) a, y = *(const double *) b;
-
-    return (x > y) - (x < y);
-}
-
-
-static double
-pctl(const double *v, int n, int p)
-{
-    int  i = (n * p) / 100;
-
-    return v[i < n ? i : n - 1];
-}
+#include "bench_time.h"
 
 
 /* this thread's ns on a CPU and waiting for one, from schedstat */

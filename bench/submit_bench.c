@@ -14,26 +14,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_time.h"
 #include "offload_client.h"
-
-
-static double
-mono_ms(void)
-{
-    struct timespec  ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-
-static int
-by_value(const void *a, const void *b)
-{
-    double  x = *(const double *) a, y = *(const double *) b;
-
-    return (x > y) - (x < y);
-}
 
 
 int
@@ -88,8 +70,7 @@ main(int argc, char **argv)
 
     qsort(ms, (size_t) n, sizeof(double), by_value);
     printf("submit_wait n=%d p50_ms=%.3f p99_ms=%.3f max_ms=%.3f\n", n,
-           ms[n / 2], ms[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1],
-           ms[n - 1]);
+           pctl(ms, n, 50), pctl(ms, n, 99), ms[n - 1]);
 
     free(ms);
     offload_client_free(c);
