@@ -19,6 +19,7 @@ start_redis();
 start_sidecar(conf => <<"CONF");
 queue echo { handler echo; workers 1; }
 queue runs { handler exec; workers 1; command "$count"; max_attempts 3; }
+queue hold { handler sleep; workers 1; }
 CONF
 start_nginx(http => <<'HTTP');
 server {
@@ -104,5 +105,28 @@ is(scalar(@{ events('crash') }), 0, 'no crash event');
 
 # DELETE again: the job ended
 is(http('DELETE', "/stop/$id")->{status}, 409, 'DELETE again: 409');
+
+# A cancel can come before its job runs in the worker its record names:
+# the start script said running, the worker still reads the job's body.
+# The supervisor looks for it again each round, it does not drop it.
+# Staged on the cancel list itself: a worker of another queue is busy (the
+# supervisor pops only then), the request names runs:0 and a job that no
+# worker runs yet; then that job comes and runs there.
+my $held = send_post('/sync/hold', '{"ms":3000}');
+ok(wait_until(sub { ((node_doc() || {})->{queues}{hold}{workers}[0]{state}
+    // '') eq 'busy' }, scaled(5), 'hold busy'), 'a worker of hold is busy');
+my $early = 'feedfacefeedface00000000000000c1';
+my $before = worker()->{pid};
+redis_cmd('RPUSH', 'offload:cancel:' . node_name(), "runs 0 $early");
+ok(wait_until(sub { redis_cmd('LLEN', 'offload:cancel:' . node_name())
+    == 0 }, scaled(5), 'popped'), 'the supervisor took the request');
+redis_cmd('XADD', 'offload:{runs}:jobs', '*', v => 1, id => $early,
+    payload => qq({"log":"$runs","sleep":2}));
+ok(wait_until(sub { my $w = worker()->{pid}; $w && $w != $before },
+    scaled(5), 'killed'), 'the job came later: its worker was killed');
+like(slurp(tmpdir() . '/sidecar.log'),
+    qr/job \Q$early\E cancelled while it ran, killing pid $before/,
+    'the sidecar says why');
+is(read_answer($held, scaled(10))->{status}, 200, 'hold answered');
 
 finish();
