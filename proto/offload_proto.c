@@ -152,8 +152,6 @@ const char  offload_requeue_script[] =
 
 const char  offload_dead_script[] =
     OFFLOAD_ACK_GUARD_LUA
-    "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',"
-    " unpack(ARGV, 7))\n"
     "local body, stage, keep_body = KEYS[4], nil, true\n"
     OFFLOAD_NOW_LUA
     "local rec, rec_ttl, rec_status, jid = nil, nil, 'dead', nil\n"
@@ -166,7 +164,14 @@ const char  offload_dead_script[] =
     "end\n"
     "if rec_ttl and jid then\n"
     "  rec = '" OFFLOAD_JOB_RECORD_PREFIX "' .. jid\n"
+    "  if redis.call('HGET', rec, 'status') == 'cancelled' then\n"
+    "    redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "    redis.call('UNLINK', body)\n"
+    "    return 0\n"
+    "  end\n"
     "end\n"
+    "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',"
+    " unpack(ARGV, 7))\n"
     OFFLOAD_COMPLETE_LUA;
 
 const char  offload_retry_later_script[] =

@@ -355,7 +355,9 @@ extern const char  offload_complete_script[];
  *   KEYS[3] dead stream     ARGV[7..] the dead entry's field/value pairs
  *   KEYS[4] the job's body key
  * An entry with "rec" has its record (if it exists) marked "dead", or
- * "failed" for reason job_timeout, as the completion does.
+ * "failed" for reason job_timeout, as the completion does; a job whose
+ * record says cancelled (offload_cancel_running: it ran on) is only
+ * deleted with its body key, no dead letter, and it returns 0.
  *
  * Hand back: the entries a consumer holds, except one, go back to the
  * queue unchanged (a worker that stopped or died before running them).

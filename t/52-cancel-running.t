@@ -20,6 +20,7 @@ start_sidecar(conf => <<"CONF");
 queue echo { handler echo; workers 1; }
 queue runs { handler exec; workers 1; command "$count"; max_attempts 3; }
 queue hold { handler sleep; workers 1; }
+queue once { handler exec; workers 1; command "$count"; max_attempts 1; }
 CONF
 start_nginx(http => <<'HTTP');
 server {
@@ -128,5 +129,18 @@ like(slurp(tmpdir() . '/sidecar.log'),
     qr/job \Q$early\E cancelled while it ran, killing pid $before/,
     'the sidecar says why');
 is(read_answer($held, scaled(10))->{status}, 200, 'hold answered');
+
+# A job cancelled while it runs that fails for now on its last attempt
+# before its worker is killed is not dead-lettered: it was cancelled.
+# Staged by marking its record as the job script does, without the kill.
+$r = post_json('/async/once', { log => $runs, sleep => 1, ok_at => 5 });
+my $last = $r->{json}{id} // '';
+ok(wait_until(sub { (record($last)->{status} // '') eq 'running' },
+    scaled(10), 'running'), 'a job on its last attempt runs');
+redis_cmd('HSET', "offload:job:$last", 'status', 'cancelled');
+ok(wait_until(sub { redis_cmd('XLEN', 'offload:{once}:jobs') == 0 },
+    scaled(10), 'gone'), 'its entry is gone once it failed for now');
+is(redis_cmd('XLEN', 'offload:{once}:dead'), 0, 'no dead letter');
+is(record($last)->{status}, 'cancelled', 'its record still says cancelled');
 
 finish();
