@@ -171,37 +171,18 @@ ngx_http_offload_admission_timeout(ngx_http_request_t *r, ngx_msec_t max,
     ngx_msec_t *timeout)
 {
     ngx_int_t         ms;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
+
+    static ngx_str_t  name = ngx_string("X-Offload-Timeout");
 
     *timeout = max;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NGX_OK;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("X-Offload-Timeout") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Offload-Timeout",
-                               h[i].key.len)
-               == 0)
-        {
-            break;
-        }
+    h = ngx_http_offload_header(r, &name, 0);
+    if (h == NULL) {
+        return NGX_OK;
     }
 
-    ms = ngx_atofp(h[i].value.data, h[i].value.len, 3);
+    ms = ngx_atofp(h->value.data, h->value.len, 3);
 
     if (ms == NGX_ERROR || ms == 0) {
         return NGX_DECLINED;

@@ -95,11 +95,12 @@ static u_char            ngx_http_offload_job_sha[40];
 void
 ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
 {
-    ngx_uint_t                    i;
-    ngx_list_part_t              *part;
+    ngx_uint_t                    n;
     ngx_table_elt_t              *h;
     ngx_http_request_t           *r;
     ngx_http_offload_loc_conf_t  *olcf;
+
+    static ngx_str_t  prefer = ngx_string("Prefer");
 
     r = ctx->request;
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
@@ -109,29 +110,12 @@ ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
         return;
     }
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    for (n = 0; (h = ngx_http_offload_header(r, &prefer, n)) != NULL; n++) {
 
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("Prefer") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Prefer",
-                               sizeof("Prefer") - 1) == 0
-            && ngx_strlcasestrn(h[i].value.data,
-                                h[i].value.data + h[i].value.len,
-                                (u_char *) "respond-async",
-                                sizeof("respond-async") - 2)
-               != NULL)
+        if (ngx_strlcasestrn(h->value.data, h->value.data + h->value.len,
+                             (u_char *) "respond-async",
+                             sizeof("respond-async") - 2)
+            != NULL)
         {
             ctx->async = 1;
             ctx->preferred = 1;
@@ -189,43 +173,20 @@ ngx_int_t
 ngx_http_offload_idempotency_key(ngx_http_request_t *r, ngx_str_t *key)
 {
     u_char           *p, *last;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    static ngx_str_t  name = ngx_string("Idempotency-Key");
 
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len != sizeof("Idempotency-Key") - 1
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "Idempotency-Key",
-                               h[i].key.len)
-               != 0)
-        {
-            continue;
-        }
-
-        if (key->data != NULL) {
-            return NGX_DECLINED;
-        }
-
-        *key = h[i].value;
-    }
-
-    if (key->data == NULL) {
+    h = ngx_http_offload_header(r, &name, 0);
+    if (h == NULL) {
         return NGX_OK;
     }
+
+    if (ngx_http_offload_header(r, &name, 1) != NULL) {
+        return NGX_DECLINED;            /* given twice */
+    }
+
+    *key = h->value;
 
     if (key->len >= 2 && key->data[0] == '"'
         && key->data[key->len - 1] == '"')

@@ -584,6 +584,42 @@ ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
 }
 
 
+/* The n-th (from 0) request header called name, or NULL: nginx 1.22
+ * keeps no index of the headers it does not know. */
+
+ngx_table_elt_t *
+ngx_http_offload_header(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_uint_t n)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == name->len
+            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0
+            && n-- == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
 /*
  * The job's XADD, on the command link: the body inline, or, once a big
  * body is in its body key, an empty payload and "body <length>".
