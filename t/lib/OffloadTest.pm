@@ -705,8 +705,10 @@ sub pending_jobs {
     return ref $p eq 'ARRAY' ? $p->[0] : 0;
 }
 
-# concurrent_posts(n_conns, jobs_per_conn, make_body, path => ..., timeout =>)
-# Runs n_conns keep-alive HTTP/1.1 connections at once, each POSTing
+# concurrent_posts(n_conns, jobs_per_conn, make_body, path => ..., timeout =>,
+#                  host => ..., port => ...)
+# Runs n_conns keep-alive HTTP/1.1 connections at once (to host:port,
+# default this test's nginx on 127.0.0.1), each POSTing
 # jobs_per_conn requests one after the other; make_body->(conn, job) gives
 # each body.  Returns a list of { conn, job, body, status, headers, content,
 # at } (at: when the answer was complete; status 0 and an error for requests
@@ -719,9 +721,9 @@ sub concurrent_posts {
     my $sel = IO::Select->new;
 
     for my $c (0 .. $nconn - 1) {
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-            PeerPort => $S{nginx_port}, Proto => 'tcp', Timeout => 5)
-            or die "connect: $!";
+        my $s = IO::Socket::INET->new(PeerAddr => $o{host} // '127.0.0.1',
+            PeerPort => $o{port} // $S{nginx_port}, Proto => 'tcp',
+            Timeout => 5) or die "connect: $!";
         $s->blocking(0);
         setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1);
         my $conn = { id => $c, sock => $s, job => 0, per => $per,
