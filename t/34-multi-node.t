@@ -153,6 +153,24 @@ sub views_show {
 }
 views_show(\@nodes, 'shows node-a, node-b and node-c');
 
+# offload_status merges the queues over the nodes
+sub merged_ok {
+    my ($n) = @_;
+    my $got = '';
+    ok(wait_until(sub {
+        my $j = on('a', 'GET', '/status')->{json} || {};
+        $got = join ' ', map { $_ // '-' } $j->{workers_total},
+            map { @{ $j->{queues}{$_} || {} }{qw(nodes workers)} }
+            sort keys %$want;
+        $got eq join ' ', 3 * $n, map { ($n, $n * $want->{$_}) }
+            sort keys %$want;
+    }, scaled(10), "merged over $n nodes"), "offload_status: workers_total, "
+        . "and each queue's nodes and workers, summed over $n nodes")
+        or diag("workers_total, echo nodes/workers, sleep nodes/workers: "
+            . $got);
+}
+merged_ok(3);
+
 # ---- load from both nginx: echo (the answer is the body itself) and sleep
 # jobs (50..146 ms, answered with the time slept), bounded
 my %load = (
@@ -289,6 +307,7 @@ for my $node (@nodes) {
 
 # ---- node-b drops out of every view once its entry's TTL (5 s) runs out
 views_show(\@survivors, 'shows node-a and node-c, node-b gone');
+merged_ok(2);
 diag(sprintf 'node-b gone from every view %.1f s after the kill',
     time - $t_kill);
 
