@@ -89,6 +89,10 @@
 #define NGX_HTTP_OFFLOAD_HIST_RSS         4
 #define NGX_HTTP_OFFLOAD_NHIST            5
 
+/* the first three (the latency ones) also keep fine buckets, for the
+ * quantiles of the status */
+#define NGX_HTTP_OFFLOAD_NFINE            3
+
 
 typedef struct ngx_http_offload_link_s  ngx_http_offload_link_t;
 typedef struct ngx_http_offload_peer_s  ngx_http_offload_peer_t;
@@ -205,6 +209,8 @@ typedef struct {
     ngx_atomic_t                  in_flight;
     ngx_atomic_t                  timeouts;
     ngx_http_offload_hist_counts_t  hist[NGX_HTTP_OFFLOAD_NHIST];
+    ngx_atomic_t                  fine[NGX_HTTP_OFFLOAD_NFINE]
+                                      [OFFLOAD_HIST_FINE];
 } ngx_http_offload_queue_metrics_t;
 
 
