@@ -68,7 +68,9 @@
 /* how long a GET of the result key may take once the deadline passed */
 #define NGX_HTTP_OFFLOAD_LAST_LOOK        1000
 
-#define NGX_HTTP_OFFLOAD_METRICS_SIZE     (512 * 1024)
+/* a queue's counters take 5 pages (20 KB, most of it fine buckets): 6m
+ * holds all NGX_HTTP_OFFLOAD_METRICS_QUEUES of them */
+#define NGX_HTTP_OFFLOAD_METRICS_SIZE     (6 * 1024 * 1024)
 #define NGX_HTTP_OFFLOAD_METRICS_QUEUES   256
 
 /* what an offload_status or offload_metrics location answers */
