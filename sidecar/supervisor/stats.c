@@ -181,16 +181,20 @@ sample_slot(offload_slot_t *slot, int64_t now_us, double ticks_per_s)
 }
 
 
-/* Moves the period into the window's next place. */
+/* Moves the period into the window's next place, in place of the oldest
+ * one (zeros while the window fills). */
 static void
 close_period(offload_pool_stats_t *ps)
 {
-    int       i;
-    uint64_t  jobs = 0;
+    int        i;
+    uint32_t  *place = ps->window[ps->next];
+    uint64_t   jobs = 0;
 
     for (i = 0; i < OFFLOAD_HIST_FINE; i++) {
-        ps->window[ps->next][i] = ps->period[i] > UINT32_MAX
-                                  ? UINT32_MAX : (uint32_t) ps->period[i];
+        ps->window_sum[i] -= place[i];
+        place[i] = ps->period[i] > UINT32_MAX ? UINT32_MAX
+                                              : (uint32_t) ps->period[i];
+        ps->window_sum[i] += place[i];
         jobs += ps->period[i];
     }
 
@@ -257,21 +261,7 @@ offload_stats_jobs_per_s(const offload_pool_t *pool, int heartbeat_ms)
 int64_t
 offload_stats_run_quantile(const offload_pool_t *pool, double q)
 {
-    int                          k, i;
-    uint64_t                     counts[OFFLOAD_HIST_FINE];
-    const uint32_t              *period;
-    const offload_pool_stats_t  *ps = &pool->stats;
-
-    memset(counts, 0, sizeof(counts));
-
-    for (k = 1; k <= ps->filled; k++) {
-        period = ps->window[window_at(ps, k)];
-        for (i = 0; i < OFFLOAD_HIST_FINE; i++) {
-            counts[i] += period[i];
-        }
-    }
-
-    return offload_hist_fine_quantile(counts, q);
+    return offload_hist_fine_quantile(pool->stats.window_sum, q);
 }
 
 
