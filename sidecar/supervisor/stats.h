@@ -53,8 +53,8 @@ typedef struct {
 typedef struct {
     /* Run-time histograms (fine buckets), one per heartbeat, a ring: 32
      * bits a bucket are plenty for one heartbeat and halve its size
-     * (60 x 705 x 4 = 169 KB a queue); their sum, kept as the ring turns,
-     * is what the quantiles are taken from. */
+     * (60 x 705 x 4 = 169 KB a queue, 181 KB all told); their sum, kept
+     * as the ring turns, is what the quantiles are taken from. */
     uint32_t            window[OFFLOAD_STATS_WINDOW][OFFLOAD_HIST_FINE];
     uint64_t            window_jobs[OFFLOAD_STATS_WINDOW];
     uint64_t            window_sum[OFFLOAD_HIST_FINE];
