@@ -595,9 +595,10 @@ size_t
 ngx_http_offload_metrics_json_size(ngx_http_offload_metrics_t *m)
 {
     /* a queue's figures, and at most every fine bucket of its request
-     * time as "[<us>,<count>]," */
+     * time as "[<us, 8 digits at most>,<count>]," */
     return 1024 + (m ? m->sh->nqueues + 1 : 0)
-                  * (2048 + OFFLOAD_HIST_FINE * (2 * NGX_INT64_LEN + 4));
+                  * (2048 + OFFLOAD_HIST_FINE
+                            * (sizeof("[67108864,],") - 1 + NGX_ATOMIC_T_LEN));
 }
 
 

@@ -5,10 +5,11 @@
 # queue and run figures, the very values nginx and the worker count) and,
 # for the request time, what the client measured.  Then the p50 and p99 of
 # the node document in Redis, of offload_status (the nodes' part, the merged
-# queue and nginx's own zone), of `offloadctl queues` and `offloadctl top`
-# must be within 2% of the same quantiles of the truth.  The dashboard
-# shows the status document's figures (its queue table) and takes its
-# latency chart from the status' fine buckets (t/86 checks it in a browser).
+# queue and nginx's own zone), of offload_metrics' summary, of `offloadctl
+# queues` and `offloadctl top` must be within 2% of the same quantiles of
+# the truth.  The dashboard shows the status document's figures (its queue
+# table) and takes its latency chart from the status' fine buckets (t/86
+# checks it in a browser).
 
 use strict;
 use warnings;
@@ -24,8 +25,10 @@ start_sidecar(heartbeat => '500ms', conf => <<'CONF');
 queue sleep { handler sleep; workers 8; }
 queue echo { handler echo; workers 1; }
 CONF
-ok(start_jobs_nginx(server => 'location = /status { offload_status; }'),
-    'stack ready');
+ok(start_jobs_nginx(server => <<'SERVER'), 'stack ready');
+location = /status { offload_status; }
+location = /metrics { offload_metrics; }
+SERVER
 
 my $ctl = build_path('offloadctl') . ' -c ' . sidecar_conf_file();
 
@@ -149,6 +152,15 @@ for my $q (0.5, 0.99) {
         "status, nginx: queue_$p");
     near($nq->{"request_$p"}, $truth{request_lo}{$q}, $truth{request_hi}{$q},
         "status, nginx: request_$p");
+}
+
+# offload_metrics: the node's figures as a Prometheus summary, in seconds
+my $prom = http('GET', '/metrics')->{content} // '';
+for my $q (0.5, 0.99) {
+    my ($v) = $prom =~ /^offload_pool_run_seconds\{node="[^"]*",queue="sleep",
+                        quantile="\Q$q\E"\}\s+(\S+)$/mx;
+    near(defined $v ? $v * 1000 : undef, $truth{run}{$q}, undef,
+        "offload_metrics: offload_pool_run_seconds quantile $q");
 }
 
 # the fine buckets the dashboard's latency chart takes: every request,
