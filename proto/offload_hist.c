@@ -1,6 +1,6 @@
 /*
- * offload_hist.c -- bucket bounds and quantiles of the shared histograms
- * (offload_hist.h).
+ * offload_hist.c -- the coarse histograms' bounds and the fine ones'
+ * buckets and quantiles (offload_hist.h).
  */
 
 #include <stddef.h>
@@ -55,39 +55,6 @@ offload_hist_bucket(const offload_hist_t *h, int64_t value)
     }
 
     return lo;
-}
-
-
-int64_t
-offload_hist_quantile(const offload_hist_t *h, const uint64_t *counts,
-    double q)
-{
-    int       i;
-    double    rank, below, lower, upper;
-    uint64_t  total = 0;
-
-    for (i = 0; i <= h->nbounds; i++) {
-        total += counts[i];
-    }
-
-    if (total == 0) {
-        return -1;
-    }
-
-    rank = q * (double) total;
-    below = 0;
-
-    for (i = 0; i < h->nbounds; i++) {
-        if (below + (double) counts[i] >= rank && counts[i] > 0) {
-            lower = i == 0 ? 0 : (double) h->bounds[i - 1];
-            upper = (double) h->bounds[i];
-            return (int64_t) (lower + (upper - lower)
-                              * (rank - below) / (double) counts[i]);
-        }
-        below += (double) counts[i];
-    }
-
-    return h->bounds[h->nbounds - 1];
 }
 
 

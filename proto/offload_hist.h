@@ -69,10 +69,4 @@ int64_t offload_hist_fine_value(int bucket);
  * values counted.  -1 when counts are all zero. */
 int64_t offload_hist_fine_quantile(const uint64_t *counts, double q);
 
-/* The q-quantile (0 < q < 1) of counts (nbounds + 1 of them), interpolated
- * linearly inside its bucket as Prometheus' histogram_quantile() does; the
- * +Inf bucket answers its lower bound.  -1 when counts are all zero. */
-int64_t offload_hist_quantile(const offload_hist_t *h, const uint64_t *counts,
-    double q);
-
 #endif /* OFFLOAD_HIST_H */
