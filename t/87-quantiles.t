@@ -102,7 +102,8 @@ diag(sprintf 'truth: run p50 %.3f p99 %.3f, queue p50 %.3f p99 %.3f, '
     $truth{run}{0.5}, $truth{run}{0.99}, $truth{queue}{0.5},
     $truth{queue}{0.99}, $truth{request_lo}{0.5}, $truth{request_hi}{0.5},
     $truth{request_lo}{0.99}, $truth{request_hi}{0.99});
-ok(abs($truth{run}{0.5} - 260) < 26 && abs($truth{run}{0.99} - 1300) < 130,
+# (loose: on a busy machine a sleep can overshoot by a good 100 ms)
+ok(abs($truth{run}{0.5} - 260) < 65 && abs($truth{run}{0.99} - 1300) < 325,
     'the truth is near nominal: p50 ~ 260 ms, p99 ~ 1.3 s');
 
 # within 2% of want, or of the range [lo, hi]
@@ -201,5 +202,42 @@ $out = `$ctl top -b 2>&1`;
 # QUEUE STATE WRK BACKLOG PENDING OLDEST JOBS/S RUN-P99 DEAD
 near(ms_of($col[7]), $truth{run}{0.99}, undef, 'offloadctl top: RUN-P99')
     or diag($out);
+
+# ---- a second node serves the queue: it ran 100 jobs of 40 ms, and
+# reported last.  The queue's figures are those of all 200 jobs, from both
+# nodes' fine buckets added, not the last node's own (1 ms, made up here).
+my $now_ms = $doc->{heartbeat} + 1e9;
+redis_cmd('SET', 'offload:node:fake:runs',
+    json_encode({ sleep => [ [ 40000, 100 ] ] }), 'EX', 60);
+redis_cmd('SET', 'offload:node:fake', json_encode({ v => 1, node => 'fake',
+    pid => 1, started => 0, heartbeat => $now_ms, drained => JSON::PP::false,
+    queues => { sleep => { handler => 'sleep', state => 'ok', restarts => 0,
+        retries => 0, jobs_per_s => 0, workers => [], run_p50_ms => 1,
+        run_p99_ms => 1, backlog => 0, pending => 0, oldest_ms => 0,
+        dead => 0, retrying => 0 } } }), 'EX', 60);
+redis_cmd('SADD', 'offload:nodes', 'fake');
+my @all = ((map { $_->[3] } @jobs), (40) x 100);
+my %merged = map { ($_ => quantile($_, @all)) } 0.5, 0.99;
+diag(sprintf 'two nodes: run p50 %.3f p99 %.3f ms', $merged{0.5},
+    $merged{0.99});
+$s = http('GET', '/status')->{json} || {};
+is($s->{queues}{sleep}{nodes}, 2, 'status, queues: sleep on two nodes');
+near($s->{queues}{sleep}{run_p50_ms}, $merged{0.5}, undef,
+    'two nodes: status, queues: run_p50_ms');
+near($s->{queues}{sleep}{run_p99_ms}, $merged{0.99}, undef,
+    'two nodes: status, queues: run_p99_ms');
+$out = `$ctl queues 2>&1`;
+($row) = $out =~ /^(sleep\s.*)$/m;
+@col = split ' ', $row // '';
+near(ms_of($col[7]), $merged{0.5}, undef, 'two nodes: offloadctl queues: '
+    . 'RUN-P50') or diag($out);
+near(ms_of($col[8]), $merged{0.99}, undef, 'two nodes: offloadctl queues: '
+    . 'RUN-P99');
+
+# a node without published buckets (an older sidecar): the queue shows the
+# figures of the node that reported last, as before
+redis_cmd('DEL', 'offload:node:fake:runs');
+is(http('GET', '/status')->{json}{queues}{sleep}{run_p99_ms}, 1,
+    'a node without its buckets: the last node\'s own figure');
 
 done_testing();
