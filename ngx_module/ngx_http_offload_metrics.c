@@ -4,6 +4,13 @@
  * two renderings: Prometheus text (offload_metrics) and the "nginx" part of
  * the JSON status (offload_status).
  *
+ * The latency histograms (queue wait, run, request) count twice: into
+ * Prometheus' few "le" buckets, exported as they are, and into fine
+ * log-linear ones (offload_hist.h) the status' quantiles are taken from,
+ * within 2% of the true value.  Summing the fine buckets into the "le"
+ * ones instead would not be exact: fine buckets straddle bounds such as
+ * 1 ms and 1 s.
+ *
  * Counting is lock-free (atomic adds on the request path); only the first
  * request of a queue takes the zone's mutex, to add the queue.  The zone
  * survives reloads, so counters only reset when nginx restarts, as
@@ -53,6 +60,12 @@ static ngx_http_offload_hist_meta_t
     { "offload_job_rss_growth_bytes",
       "How much a job raised its worker's peak resident set.",
       NGX_HTTP_OFFLOAD_HIST_SIZE }
+};
+
+
+/* the fine histograms' names in the status: queue_p50_ms ... */
+static const char  *ngx_http_offload_json_names[NGX_HTTP_OFFLOAD_NFINE] = {
+    "queue", "run", "request"
 };
 
 
@@ -328,6 +341,12 @@ ngx_http_offload_metrics_observe(ngx_http_offload_queue_metrics_t *q,
                                              value)],
                                 1);
     (void) ngx_atomic_fetch_add(&hc->sum, (ngx_atomic_int_t) value);
+
+    if (h < NGX_HTTP_OFFLOAD_NFINE) {
+        (void) ngx_atomic_fetch_add(&q->fine[h][
+                                        offload_hist_fine_bucket(value)],
+                                    1);
+    }
 }
 
 
@@ -575,7 +594,11 @@ ngx_http_offload_metrics_prom(ngx_http_offload_metrics_t *m, u_char *p,
 size_t
 ngx_http_offload_metrics_json_size(ngx_http_offload_metrics_t *m)
 {
-    return 1024 + (m ? m->sh->nqueues + 1 : 0) * 2048;
+    /* a queue's figures, and at most every fine bucket of its request
+     * time as "[<us, 8 digits at most>,<count>]," */
+    return 1024 + (m ? m->sh->nqueues + 1 : 0)
+                  * (2048 + OFFLOAD_HIST_FINE
+                            * (sizeof("[67108864,],") - 1 + NGX_ATOMIC_T_LEN));
 }
 
 
@@ -596,7 +619,7 @@ ngx_http_offload_metrics_json(ngx_http_offload_metrics_t *m, u_char *p,
 {
     char                              *sep;
     u_char                             buf[NGX_INT_T_LEN + 1];
-    uint64_t                           counts[OFFLOAD_HIST_MAX];
+    uint64_t                           counts[OFFLOAD_HIST_FINE];
     ngx_uint_t                         i, n, s, b, h;
     ngx_http_offload_queue_metrics_t  *q;
     ngx_http_offload_metrics_sh_t     *sh;
@@ -647,22 +670,48 @@ ngx_http_offload_metrics_json(ngx_http_offload_metrics_t *m, u_char *p,
                              q->requests[s]);
         }
 
-        /* the request time: percentiles since start, and the bucket
-         * counts, so a client can take percentiles of an interval */
+        /* the request time's "le" bucket counts, as Prometheus has
+         * them */
         h = NGX_HTTP_OFFLOAD_HIST_REQUEST;
         p = ngx_slprintf(p, last, "},\"request_hist\":[");
 
         for (b = 0; b < OFFLOAD_HIST_MAX; b++) {
-            counts[b] = q->hist[h].count[b];
-            p = ngx_slprintf(p, last, "%s%uL", b ? "," : "", counts[b]);
+            p = ngx_slprintf(p, last, "%s%uA", b ? "," : "",
+                             q->hist[h].count[b]);
         }
 
-        p = ngx_slprintf(p, last, "],\"request_p50_ms\":");
-        p = ngx_http_offload_json_ms(p, last,
-                offload_hist_quantile(&offload_hist_time, counts, 0.5));
-        p = ngx_slprintf(p, last, ",\"request_p99_ms\":");
-        p = ngx_http_offload_json_ms(p, last,
-                offload_hist_quantile(&offload_hist_time, counts, 0.99));
+        /* its fine buckets that counted something, as [<the value the
+         * bucket stands for, us>, <count>], so a client can take precise
+         * percentiles of an interval (the dashboard) */
+        p = ngx_slprintf(p, last, "],\"request_fine_us\":[");
+        sep = "";
+
+        for (b = 0; b < OFFLOAD_HIST_FINE; b++) {
+            if (q->fine[h][b]) {
+                p = ngx_slprintf(p, last, "%s[%L,%uA]", sep,
+                                 offload_hist_fine_value(b), q->fine[h][b]);
+                sep = ",";
+            }
+        }
+
+        p = ngx_slprintf(p, last, "]");
+
+        /* the latency percentiles since nginx started */
+        for (h = 0; h < NGX_HTTP_OFFLOAD_NFINE; h++) {
+            for (b = 0; b < OFFLOAD_HIST_FINE; b++) {
+                counts[b] = q->fine[h][b];
+            }
+
+            p = ngx_slprintf(p, last, ",\"%s_p50_ms\":",
+                             ngx_http_offload_json_names[h]);
+            p = ngx_http_offload_json_ms(p, last,
+                    offload_hist_fine_quantile(counts, 0.5));
+            p = ngx_slprintf(p, last, ",\"%s_p99_ms\":",
+                             ngx_http_offload_json_names[h]);
+            p = ngx_http_offload_json_ms(p, last,
+                    offload_hist_fine_quantile(counts, 0.99));
+        }
+
         p = ngx_slprintf(p, last, "}");
     }
 

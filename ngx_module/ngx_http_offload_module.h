@@ -68,7 +68,9 @@
 /* how long a GET of the result key may take once the deadline passed */
 #define NGX_HTTP_OFFLOAD_LAST_LOOK        1000
 
-#define NGX_HTTP_OFFLOAD_METRICS_SIZE     (512 * 1024)
+/* a queue's counters take 5 pages (20 KB, most of it fine buckets): 6m
+ * holds all NGX_HTTP_OFFLOAD_METRICS_QUEUES of them */
+#define NGX_HTTP_OFFLOAD_METRICS_SIZE     (6 * 1024 * 1024)
 #define NGX_HTTP_OFFLOAD_METRICS_QUEUES   256
 
 /* what an offload_status or offload_metrics location answers */
@@ -88,6 +90,10 @@
 #define NGX_HTTP_OFFLOAD_HIST_CPU         3
 #define NGX_HTTP_OFFLOAD_HIST_RSS         4
 #define NGX_HTTP_OFFLOAD_NHIST            5
+
+/* the first three (the latency ones) also keep fine buckets, for the
+ * quantiles of the status */
+#define NGX_HTTP_OFFLOAD_NFINE            3
 
 
 typedef struct ngx_http_offload_link_s  ngx_http_offload_link_t;
@@ -205,6 +211,8 @@ typedef struct {
     ngx_atomic_t                  in_flight;
     ngx_atomic_t                  timeouts;
     ngx_http_offload_hist_counts_t  hist[NGX_HTTP_OFFLOAD_NHIST];
+    ngx_atomic_t                  fine[NGX_HTTP_OFFLOAD_NFINE]
+                                      [OFFLOAD_HIST_FINE];
 } ngx_http_offload_queue_metrics_t;
 
 

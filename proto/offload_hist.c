@@ -1,6 +1,6 @@
 /*
- * offload_hist.c -- bucket bounds and quantiles of the shared histograms
- * (offload_hist.h).
+ * offload_hist.c -- the coarse histograms' bounds and the fine ones'
+ * buckets and quantiles (offload_hist.h).
  */
 
 #include <stddef.h>
@@ -58,15 +58,79 @@ offload_hist_bucket(const offload_hist_t *h, int64_t value)
 }
 
 
+int
+offload_hist_fine_bucket(int64_t us)
+{
+    int  e;
+
+    if (us < 2 * OFFLOAD_HIST_SUB) {
+        return us < 0 ? 0 : (int) us;
+    }
+
+    if (us >= OFFLOAD_HIST_FINE_TOP) {
+        return OFFLOAD_HIST_FINE - 1;
+    }
+
+    /* us is in [2^e, 2^(e+1)), e >= SUB_BITS + 1; its top SUB_BITS + 1
+     * bits pick one of the SUB sub-buckets of that power of two */
+    e = 63 - __builtin_clzll((unsigned long long) us);
+
+    return 2 * OFFLOAD_HIST_SUB
+           + (e - OFFLOAD_HIST_SUB_BITS - 1) * OFFLOAD_HIST_SUB
+           + (int) (us >> (e - OFFLOAD_HIST_SUB_BITS)) - OFFLOAD_HIST_SUB;
+}
+
+
 int64_t
-offload_hist_quantile(const offload_hist_t *h, const uint64_t *counts,
-    double q)
+offload_hist_fine_width(int bucket)
+{
+    if (bucket < 2 * OFFLOAD_HIST_SUB) {
+        return 1;
+    }
+
+    if (bucket >= OFFLOAD_HIST_FINE - 1) {
+        return 0;
+    }
+
+    return (int64_t) 1 << ((bucket - OFFLOAD_HIST_SUB) / OFFLOAD_HIST_SUB);
+}
+
+
+int64_t
+offload_hist_fine_lower(int bucket)
+{
+    int  sub;
+
+    if (bucket < 2 * OFFLOAD_HIST_SUB) {
+        return bucket;
+    }
+
+    if (bucket >= OFFLOAD_HIST_FINE - 1) {
+        return OFFLOAD_HIST_FINE_TOP;
+    }
+
+    sub = (bucket - 2 * OFFLOAD_HIST_SUB) % OFFLOAD_HIST_SUB;
+
+    return (OFFLOAD_HIST_SUB + sub) * offload_hist_fine_width(bucket);
+}
+
+
+int64_t
+offload_hist_fine_value(int bucket)
+{
+    return offload_hist_fine_lower(bucket)
+           + offload_hist_fine_width(bucket) / 2;
+}
+
+
+int64_t
+offload_hist_fine_quantile(const uint64_t *counts, double q)
 {
     int       i;
-    double    rank, below, lower, upper;
-    uint64_t  total = 0;
+    double    at;
+    uint64_t  total = 0, rank, below;
 
-    for (i = 0; i <= h->nbounds; i++) {
+    for (i = 0; i < OFFLOAD_HIST_FINE; i++) {
         total += counts[i];
     }
 
@@ -74,18 +138,21 @@ offload_hist_quantile(const offload_hist_t *h, const uint64_t *counts,
         return -1;
     }
 
-    rank = q * (double) total;
-    below = 0;
-
-    for (i = 0; i < h->nbounds; i++) {
-        if (below + (double) counts[i] >= rank && counts[i] > 0) {
-            lower = i == 0 ? 0 : (double) h->bounds[i - 1];
-            upper = (double) h->bounds[i];
-            return (int64_t) (lower + (upper - lower)
-                              * (rank - below) / (double) counts[i]);
-        }
-        below += (double) counts[i];
+    /* ceil(q * total), at least 1 (no libm in the module) */
+    at = q * (double) total;
+    rank = (uint64_t) at;
+    if ((double) rank < at || rank == 0) {
+        rank++;
     }
 
-    return h->bounds[h->nbounds - 1];
+    below = 0;
+
+    for (i = 0; i < OFFLOAD_HIST_FINE - 1; i++) {
+        below += counts[i];
+        if (below >= rank) {
+            break;
+        }
+    }
+
+    return offload_hist_fine_value(i);
 }

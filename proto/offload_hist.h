@@ -1,8 +1,14 @@
 /*
- * offload_hist.h -- the fixed histogram buckets both ends use: the sidecar
- * for a queue's run-time percentiles, the module for its Prometheus
- * histograms.  Fixed bounds make histograms of every process addable
- * (Prometheus sums _bucket series across nginx workers and nodes).
+ * offload_hist.h -- the fixed histogram buckets both ends use.  Two kinds:
+ *
+ * - coarse: a few Prometheus "le" bounds, what offload_metrics exports;
+ *   fixed bounds make histograms of every process addable (Prometheus sums
+ *   _bucket series across nginx workers and nodes);
+ * - fine: log-linear (as HdrHistogram), what the quantiles in the status,
+ *   the node documents, offloadctl and the dashboard are taken from: 32
+ *   linear sub-buckets per power of two of microseconds, so a quantile
+ *   reported as its bucket's midpoint is within 1/64 (1.6%) of the true
+ *   value, from 1 us to 67 s.
  */
 
 #ifndef OFFLOAD_HIST_H
@@ -32,10 +38,35 @@ extern const offload_hist_t  offload_hist_size;
 /* The bucket a value falls in: 0 .. nbounds. */
 int offload_hist_bucket(const offload_hist_t *h, int64_t value);
 
-/* The q-quantile (0 < q < 1) of counts (nbounds + 1 of them), interpolated
- * linearly inside its bucket as Prometheus' histogram_quantile() does; the
- * +Inf bucket answers its lower bound.  -1 when counts are all zero. */
-int64_t offload_hist_quantile(const offload_hist_t *h, const uint64_t *counts,
-    double q);
+/* The fine durations histogram, in microseconds: values below 64 us have a
+ * bucket each; from 2^e to 2^(e+1) (e = 6 .. 25) 32 buckets of 2^(e-5) us;
+ * the last bucket holds every value of 2^26 us (67.1 s) and more. */
+#define OFFLOAD_HIST_SUB_BITS      5
+#define OFFLOAD_HIST_SUB           (1 << OFFLOAD_HIST_SUB_BITS)
+#define OFFLOAD_HIST_TOP_BITS      26
+#define OFFLOAD_HIST_FINE_TOP      ((int64_t) 1 << OFFLOAD_HIST_TOP_BITS)
+#define OFFLOAD_HIST_FINE          (2 * OFFLOAD_HIST_SUB                     \
+                                    + (OFFLOAD_HIST_TOP_BITS                 \
+                                       - OFFLOAD_HIST_SUB_BITS - 1)          \
+                                      * OFFLOAD_HIST_SUB                     \
+                                    + 1)
+
+/* The fine bucket of a duration in us (a negative one counts as 0). */
+int offload_hist_fine_bucket(int64_t us);
+
+/* A fine bucket's smallest value and its width (0 for the last bucket,
+ * which has no upper bound). */
+int64_t offload_hist_fine_lower(int bucket);
+int64_t offload_hist_fine_width(int bucket);
+
+/* The value a fine bucket stands for: the middle of its whole
+ * microseconds (the value itself for a bucket of 1 us; the lower bound for
+ * the last bucket). */
+int64_t offload_hist_fine_value(int bucket);
+
+/* The q-quantile (0 < q <= 1) of fine counts (OFFLOAD_HIST_FINE of them):
+ * the value of the bucket holding the ceil(q * n)-th smallest of the n
+ * values counted.  -1 when counts are all zero. */
+int64_t offload_hist_fine_quantile(const uint64_t *counts, double q);
 
 #endif /* OFFLOAD_HIST_H */

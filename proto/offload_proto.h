@@ -34,6 +34,7 @@
 #define OFFLOAD_REPLY_FMT          "offload:reply:%.*s"
 #define OFFLOAD_NODE_PREFIX        "offload:node:"
 #define OFFLOAD_NODE_FMT           OFFLOAD_NODE_PREFIX "%s"
+#define OFFLOAD_NODE_RUNS_FMT      OFFLOAD_NODE_PREFIX "%s:runs"
 #define OFFLOAD_NODES_KEY          "offload:nodes"
 #define OFFLOAD_DRAIN_FMT          "offload:drain:%s"
 
@@ -598,7 +599,9 @@ extern const char  offload_drop_cancelled_script[];
  * over the nodes), "workers" (every worker of every node, flattened with
  * its node and queue, sorted, limited), "workers_total" and "crashes"
  * (the list offload:crashes, newest first), as the inside
- * of a JSON object without its braces.  "prom" returns the nodes' figures
+ * of a JSON object without its braces.  A queue several nodes serve gets
+ * its run-time quantiles from their windows' fine buckets added
+ * (offload:node:<name>:runs), when every one of them has published them.  "prom" returns the nodes' figures
  * as Prometheus text.  The node keys are read without being declared in
  * KEYS: this script needs a single Redis, not a Cluster.
  */

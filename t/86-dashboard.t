@@ -12,6 +12,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use POSIX ();
 use File::Path qw(make_path);
 use OffloadTest;
 use OffloadBrowser;
@@ -96,6 +97,23 @@ ok(wait_until(sub {
         . 'function (p) { return p.rate; }))');
     ($max // 0) > 0;
 }, scaled(15), 'throughput'), 'the throughput chart sees answers');
+
+# the latency chart's percentiles: nearest rank over nginx's fine request
+# buckets (the status' request_fine_us), as nginx and the nodes take them
+is($browser->eval_js('quantile({ 260000: 99, 1300000: 1 }, 0.99)'), 260,
+    'the chart takes p99 of 99 x 260 ms + 1 x 1.3 s as 260 ms');
+my $st = http('GET', '/dash?status')->{json};
+my (%fine, $n, $below, $p99);
+for my $q (values %{ $st->{nginx}{queues} }) {
+    $fine{ $_->[0] } += $_->[1] for @{ $q->{request_fine_us} };
+}
+$n += $_ for values %fine;
+for my $v (sort { $a <=> $b } keys %fine) {
+    $below += $fine{$v};
+    if ($below >= POSIX::ceil(0.99 * $n)) { $p99 = $v / 1000; last; }
+}
+is($browser->eval_js('quantile(sample(' . json_encode($st) . ').hist, '
+    . '0.99)'), $p99, "and the p99 of a status document's buckets ($p99 ms)");
 
 my $dir = build_path('artifacts');
 make_path($dir);

@@ -73,7 +73,8 @@ offload_sb_job_start(offload_sb_slot_t *sb, const char *entry_id,
 void
 offload_sb_job_end(offload_sb_slot_t *sb, int ok, int64_t run_us)
 {
-    sb->run_hist[offload_hist_bucket(&offload_hist_time, run_us)]++;
+    __atomic_fetch_add(&sb->run_hist[offload_hist_fine_bucket(run_us)], 1,
+                       __ATOMIC_RELAXED);
 
     if (ok) {
         sb->jobs_ok++;

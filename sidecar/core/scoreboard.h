@@ -74,8 +74,9 @@ typedef struct {
                                        clients went away */
     uint64_t  jobs_retried;         /* failed for now, waiting in the
                                        queue's retry set */
-    uint64_t  run_hist[OFFLOAD_HIST_MAX];   /* handler run times, over
-                                               offload_hist_time */
+    uint64_t  run_hist[OFFLOAD_HIST_FINE];  /* handler run times, fine
+                                               buckets (offload_hist.h),
+                                               atomic adds */
 
     /* An exec handler's process (exec_bridge.c): its pid while it runs
      * (0: none); when it made the worker exit, its wait status (-1: it

@@ -124,11 +124,10 @@ figure(char *buf, size_t size, json_t *q, const char *key, int kind)
         return "-";
     }
 
-    if (kind == AGE || (kind == RUN && v >= 1000)) {
+    if (kind == AGE) {
         ctl_duration(buf, size, (int64_t) v);
     } else if (kind == RUN) {
-        snprintf(buf, size, v < 1 ? "%.0fus" : "%.1fms", v < 1 ? v * 1000
-                                                             : v);
+        ctl_run_time(buf, size, v);
     } else if (v == (long long) v) {
         snprintf(buf, size, "%lld", (long long) v);
     } else {

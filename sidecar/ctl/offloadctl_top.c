@@ -86,11 +86,7 @@ draw_queues(screen_t *scr, json_t *queues)
 
     json_object_foreach(queues, name, q) {
         ctl_duration(oldest, sizeof(oldest), ctl_int(q, "oldest_ms"));
-        if (ctl_num(q, "run_p99_ms") < 0) {
-            snprintf(p99, sizeof(p99), "-");
-        } else {
-            snprintf(p99, sizeof(p99), "%.1fms", ctl_num(q, "run_p99_ms"));
-        }
+        ctl_run_time(p99, sizeof(p99), ctl_num(q, "run_p99_ms"));
 
         line(scr, 0, "%-16.16s %-7s %4lld %7lld %7lld %7s %7.1f %8s %6lld",
              name, ctl_text(q, "state"), ctl_int(q, "workers"),

@@ -201,6 +201,27 @@ ctl_duration(char *buf, size_t size, int64_t ms)
 
 
 void
+ctl_run_time(char *buf, size_t size, double ms)
+{
+    if (ms < 0) {
+        snprintf(buf, size, "-");
+    } else if (ms < 1) {
+        snprintf(buf, size, "%.0fus", ms * 1000);
+    } else if (ms < 10) {
+        snprintf(buf, size, "%.3fms", ms);
+    } else if (ms < 100) {
+        snprintf(buf, size, "%.2fms", ms);
+    } else if (ms < 1000) {
+        snprintf(buf, size, "%.1fms", ms);
+    } else if (ms < 10000) {
+        snprintf(buf, size, "%.3fs", ms / 1000);
+    } else {
+        snprintf(buf, size, "%.2fs", ms / 1000);
+    }
+}
+
+
+void
 ctl_bytes(char *buf, size_t size, long long bytes)
 {
     if (bytes < 0) {

@@ -4,7 +4,10 @@
  * pool's state and restart count and the pid of every worker slot) with a
  * TTL of max(5 s, 3 heartbeats), and SADDs the name to offload:nodes.  A
  * node that stops heartbeating disappears when its key expires; a clean
- * shutdown removes it at once.
+ * shutdown removes it at once.  Along with it, offload:node:<name>:runs
+ * holds each pool's run-time window as fine buckets, so that the status
+ * can take the quantiles of a queue several nodes serve (its own key:
+ * the document, which every status answer carries, stays small).
  */
 
 #include <math.h>
@@ -212,6 +215,54 @@ offload_registry_json(const offload_supervisor_t *sup, int64_t now_ms)
 }
 
 
+/* {"<queue>": [[<bucket value, us>, <count>], ...], ...}: the buckets of
+ * each pool's run-time window that counted something. */
+static char *
+runs_json(const offload_supervisor_t *sup)
+{
+    int                    b;
+    char                  *text;
+    size_t                 p;
+    json_t                *runs, *buckets, *bucket;
+    const uint64_t        *sum;
+
+    runs = json_object();
+    if (runs == NULL) {
+        return NULL;
+    }
+
+    for (p = 0; p < sup->npools; p++) {
+        sum = sup->pools[p].stats.window_sum;
+        buckets = json_array();
+
+        if (json_object_set_new(runs, sup->pools[p].queue->name, buckets)
+            != 0)
+        {
+            json_decref(runs);
+            return NULL;
+        }
+
+        for (b = 0; b < OFFLOAD_HIST_FINE; b++) {
+            if (sum[b] == 0) {
+                continue;
+            }
+
+            bucket = json_pack("[I,I]",
+                               (json_int_t) offload_hist_fine_value(b),
+                               (json_int_t) sum[b]);
+            if (json_array_append_new(buckets, bucket) != 0) {
+                json_decref(runs);
+                return NULL;
+            }
+        }
+    }
+
+    text = json_dumps(runs, JSON_COMPACT);
+    json_decref(runs);
+    return text;
+}
+
+
 static void
 reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -230,7 +281,7 @@ static void
 announce(offload_registry_t *reg)
 {
     int                    ttl;
-    char                  *json;
+    char                  *json, *runs;
     offload_supervisor_t  *sup = reg->sup;
 
     if (!reg->conn.ready) {
@@ -238,8 +289,11 @@ announce(offload_registry_t *reg)
     }
 
     json = offload_registry_json(sup, offload_wall_ms());
-    if (json == NULL) {
+    runs = runs_json(sup);
+    if (json == NULL || runs == NULL) {
         log_error("registry: out of memory");
+        free(json);
+        free(runs);
         return;
     }
 
@@ -249,8 +303,11 @@ announce(offload_registry_t *reg)
     }
 
     if (offload_redis_command(&reg->conn, reply_cb, NULL, "SET %s %s EX %d",
-                              reg->key, json, ttl)
+                              reg->runs_key, runs, ttl)
         != REDIS_OK
+        || offload_redis_command(&reg->conn, reply_cb, NULL,
+                                 "SET %s %s EX %d", reg->key, json, ttl)
+           != REDIS_OK
         || offload_redis_command(&reg->conn, reply_cb, NULL, "SADD %s %s",
                                  OFFLOAD_NODES_KEY, sup->conf->node_name)
            != REDIS_OK)
@@ -259,6 +316,7 @@ announce(offload_registry_t *reg)
     }
 
     free(json);
+    free(runs);
 }
 
 
@@ -383,6 +441,8 @@ offload_registry_start(offload_registry_t *reg, offload_supervisor_t *sup)
     reg->sup = sup;
     snprintf(reg->key, sizeof(reg->key), OFFLOAD_NODE_FMT,
              sup->conf->node_name);
+    snprintf(reg->runs_key, sizeof(reg->runs_key), OFFLOAD_NODE_RUNS_FMT,
+             sup->conf->node_name);
     snprintf(reg->drain_key, sizeof(reg->drain_key), OFFLOAD_DRAIN_FMT,
              sup->conf->node_name);
 
@@ -418,8 +478,8 @@ offload_registry_remove(offload_registry_t *reg, offload_registry_done_pt done)
     reg->on_removed = done;
 
     if (!reg->conn.ready
-        || offload_redis_command(&reg->conn, reply_cb, NULL, "DEL %s",
-                                 reg->key)
+        || offload_redis_command(&reg->conn, reply_cb, NULL, "DEL %s %s",
+                                 reg->key, reg->runs_key)
            != REDIS_OK
         || offload_redis_command(&reg->conn, removed_cb, reg, "SREM %s %s",
                                  OFFLOAD_NODES_KEY, reg->sup->conf->node_name)

@@ -23,6 +23,7 @@ struct offload_registry_s {
     offload_redis_conn_t          conn;
     ev_timer                      heartbeat;
     char                          key[OFFLOAD_KEY_MAX];
+    char                          runs_key[OFFLOAD_KEY_MAX];
     char                          drain_key[OFFLOAD_KEY_MAX];
     char                          nkeys[16];     /* of the stats EVAL */
     offload_registry_done_pt      on_removed;

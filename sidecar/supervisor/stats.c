@@ -36,8 +36,8 @@ collect_runs(offload_slot_t *slot)
     uint64_t               now;
     offload_slot_stats_t  *st = &slot->stats;
 
-    for (i = 0; i < OFFLOAD_HIST_MAX; i++) {
-        now = slot->sb->run_hist[i];
+    for (i = 0; i < OFFLOAD_HIST_FINE; i++) {
+        now = __atomic_load_n(&slot->sb->run_hist[i], __ATOMIC_RELAXED);
         slot->pool->stats.period[i] += now - st->hist_seen[i];
         st->hist_seen[i] = now;
     }
@@ -181,6 +181,28 @@ sample_slot(offload_slot_t *slot, int64_t now_us, double ticks_per_s)
 }
 
 
+/* Moves the period into the window's next place, in place of the oldest
+ * one (zeros while the window fills). */
+static void
+close_period(offload_pool_stats_t *ps)
+{
+    int        i;
+    uint32_t  *place = ps->window[ps->next];
+    uint64_t   jobs = 0;
+
+    for (i = 0; i < OFFLOAD_HIST_FINE; i++) {
+        ps->window_sum[i] -= place[i];
+        place[i] = ps->period[i] > UINT32_MAX ? UINT32_MAX
+                                              : (uint32_t) ps->period[i];
+        ps->window_sum[i] += place[i];
+        jobs += ps->period[i];
+    }
+
+    ps->window_jobs[ps->next] = jobs;
+    memset(ps->period, 0, sizeof(ps->period));
+}
+
+
 void
 offload_stats_tick(offload_supervisor_t *sup)
 {
@@ -199,8 +221,7 @@ offload_stats_tick(offload_supervisor_t *sup)
             sample_slot(&pool->slots[i], now_us, ticks_per_s);
         }
 
-        memcpy(ps->window[ps->next], ps->period, sizeof(ps->period));
-        memset(ps->period, 0, sizeof(ps->period));
+        close_period(ps);
         ps->next = (ps->next + 1) % OFFLOAD_STATS_WINDOW;
         if (ps->filled < OFFLOAD_STATS_WINDOW) {
             ps->filled++;
@@ -209,28 +230,19 @@ offload_stats_tick(offload_supervisor_t *sup)
 }
 
 
-/* Sums the last n periods of the window into counts. */
-static void
-window_sum(const offload_pool_stats_t *ps, int n, uint64_t *counts)
+/* The place in the window k heartbeats back (k = 1: the last one). */
+static int
+window_at(const offload_pool_stats_t *ps, int k)
 {
-    int  k, i, at;
-
-    memset(counts, 0, sizeof(uint64_t) * OFFLOAD_HIST_MAX);
-
-    for (k = 1; k <= n && k <= ps->filled; k++) {
-        at = (ps->next - k + OFFLOAD_STATS_WINDOW) % OFFLOAD_STATS_WINDOW;
-        for (i = 0; i < OFFLOAD_HIST_MAX; i++) {
-            counts[i] += ps->window[at][i];
-        }
-    }
+    return (ps->next - k + OFFLOAD_STATS_WINDOW) % OFFLOAD_STATS_WINDOW;
 }
 
 
 double
 offload_stats_jobs_per_s(const offload_pool_t *pool, int heartbeat_ms)
 {
-    int                          i, n;
-    uint64_t                     counts[OFFLOAD_HIST_MAX], jobs = 0;
+    int                          k, n;
+    uint64_t                     jobs = 0;
     const offload_pool_stats_t  *ps = &pool->stats;
 
     n = ps->filled < OFFLOAD_STATS_RATE ? ps->filled : OFFLOAD_STATS_RATE;
@@ -238,9 +250,8 @@ offload_stats_jobs_per_s(const offload_pool_t *pool, int heartbeat_ms)
         return 0;
     }
 
-    window_sum(ps, n, counts);
-    for (i = 0; i < OFFLOAD_HIST_MAX; i++) {
-        jobs += counts[i];
+    for (k = 1; k <= n; k++) {
+        jobs += ps->window_jobs[window_at(ps, k)];
     }
 
     return jobs * 1000.0 / ((double) n * heartbeat_ms);
@@ -250,10 +261,7 @@ offload_stats_jobs_per_s(const offload_pool_t *pool, int heartbeat_ms)
 int64_t
 offload_stats_run_quantile(const offload_pool_t *pool, double q)
 {
-    uint64_t  counts[OFFLOAD_HIST_MAX];
-
-    window_sum(&pool->stats, OFFLOAD_STATS_WINDOW, counts);
-    return offload_hist_quantile(&offload_hist_time, counts, q);
+    return offload_hist_fine_quantile(pool->stats.window_sum, q);
 }
 
 
