@@ -159,6 +159,13 @@ static ngx_command_t  ngx_http_offload_commands[] = {
       0,
       NULL },
 
+    { ngx_string("offload_status_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_offload_status_cache,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("offload_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_offload_status,
@@ -1511,6 +1518,8 @@ ngx_http_offload_create_main_conf(ngx_conf_t *cf)
 
     omcf->request_id_index = NGX_ERROR;
     omcf->metrics_size = NGX_CONF_UNSET;
+    omcf->status_size = NGX_CONF_UNSET;
+    omcf->status_interval = NGX_CONF_UNSET_MSEC;
 
     return omcf;
 }
@@ -1661,7 +1670,11 @@ ngx_http_offload_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    return ngx_http_offload_metrics_add_zone(cf, omcf);
+    if (ngx_http_offload_metrics_add_zone(cf, omcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_offload_status_add_zone(cf, omcf);
 }
 
 

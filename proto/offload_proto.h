@@ -594,13 +594,23 @@ extern const char  offload_drop_cancelled_script[];
  *                                   (entries held), restarts, jobs, or ""
  *                           ARGV[3] at most this many workers, or ""
  *                           ARGV[4] the node key prefix, "offload:node:"
+ *                           ARGV[5] a name for this Redis, or absent
+ *                           ARGV[6] "1": label the Prometheus samples
+ *                                   redis="<ARGV[5]>"
  * "json" returns the members "nodes" (the documents), "queues" (merged
  * over the nodes), "workers" (every worker of every node, flattened with
  * its node and queue, sorted, limited), "workers_total" and "crashes"
  * (the list offload:crashes, newest first), as the inside
  * of a JSON object without its braces.  "prom" returns the nodes' figures
- * as Prometheus text.  The node keys are read without being declared in
- * KEYS: this script needs a single Redis, not a Cluster.
+ * as Prometheus text.  "cache" (what nginx keeps in its status cache)
+ * returns everything unsorted and unlimited, as an array: the nodes'
+ * documents, the queues' members and the crash reports, each joined by
+ * commas; an array of workers, each "<memory> <cpu> <queue> <restarts>
+ * <jobs> <json>" (the sort keys times 1000, integers); an array of the
+ * Prometheus families, a header then its samples for each.  With ARGV[5]
+ * every document, queue and worker says "redis":ARGV[5].  The node keys
+ * are read without being declared in KEYS: this script needs a single
+ * Redis, not a Cluster.
  */
 extern const char  offload_nodes_script[];
 
