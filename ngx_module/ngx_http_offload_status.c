@@ -291,6 +291,17 @@ ngx_http_offload_status_handler(ngx_http_request_t *r)
 }
 
 
+/* How long ago t was: the workers' clocks are the same monotonic clock,
+ * each read at its own event loop turn, so another worker's t may be a few
+ * ms ahead of this one's now: that is 0, not a wrapped huge age. */
+
+static ngx_inline ngx_msec_t
+ngx_http_offload_status_age(ngx_msec_t now, ngx_msec_t t)
+{
+    return (ngx_msec_int_t) (now - t) > 0 ? now - t : 0;
+}
+
+
 /*
  * One Redis for one reader: take the cached answer, or start a refresh,
  * or wait for the one on its way (rd->state stays WAITING).
@@ -320,17 +331,22 @@ ngx_http_offload_status_look(ngx_http_offload_status_ctx_t *sctx,
         return NGX_OK;
     }
 
-    if (e->fetched && now - e->fetched < interval) {
+    if (e->fetched && ngx_http_offload_status_age(now, e->fetched)
+                      < interval)
+    {
         ngx_http_offload_status_take(sctx, rd, e);
         goto done;
     }
 
-    if ((e->asked && now - e->asked < NGX_HTTP_OFFLOAD_WATCHDOG)
-        || (e->failed && now - e->failed < interval))
+    if ((e->asked && ngx_http_offload_status_age(now, e->asked)
+                     < NGX_HTTP_OFFLOAD_WATCHDOG)
+        || (e->failed && ngx_http_offload_status_age(now, e->failed)
+                         < interval))
     {
         /* a refresh on its way, or one that failed just now */
 
-        if ((e->fetched && now - e->fetched < 3 * interval)
+        if ((e->fetched && ngx_http_offload_status_age(now, e->fetched)
+                           < 3 * interval)
             || !e->asked)
         {
             ngx_http_offload_status_take(sctx, rd, e);
@@ -434,15 +450,16 @@ ngx_http_offload_status_take(ngx_http_offload_status_ctx_t *sctx,
         return;
     }
 
+    rd->age = ngx_http_offload_status_age(now, e->fetched);
+
     if (e->data == NULL || e->fetched == 0
-        || now - e->fetched >= 3 * ngx_http_offload_status_cache_of->interval)
+        || rd->age >= 3 * ngx_http_offload_status_cache_of->interval)
     {
         rd->state = NGX_HTTP_OFFLOAD_READ_NONE;
         return;
     }
 
     rd->state = NGX_HTTP_OFFLOAD_READ_OK;
-    rd->age = now - e->fetched;
     rd->len = e->len;
     rd->data = ngx_pnalloc(sctx->request->pool, e->len);
 
