@@ -43,9 +43,6 @@ static void ngx_http_offload_cancel_sync_done(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx,
     ngx_int_t rc);
-static ngx_int_t ngx_http_offload_send_chain(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_str_t *type, ngx_chain_t *out, off_t len);
-
 static ngx_int_t ngx_http_offload_resolve(ngx_conf_t *cf,
     offload_addr_t *addr);
 static ngx_http_offload_peer_t *ngx_http_offload_peer_get(ngx_conf_t *cf,
@@ -1121,7 +1118,7 @@ ngx_http_offload_chain_of(ngx_pool_t *pool, u_char *data, size_t len)
 
 /* The answer: headers, then out (len bytes in all; NULL when none). */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_offload_send_chain(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, ngx_chain_t *out, off_t len)
 {

@@ -196,6 +196,8 @@ struct ngx_http_offload_peer_s {
     ngx_http_offload_admission_t *admission;   /* which queues are served */
     ngx_uint_t                    status_entry;  /* its answer in the
                                                     status cache, + 1 */
+    struct ngx_http_offload_status_copy_s  *status_copy;  /* this
+                                                    worker's copy of it */
     unsigned                      status_by_eval:1;  /* NOSCRIPT came */
 };
 
@@ -359,6 +361,8 @@ void ngx_http_offload_answer_error(ngx_http_offload_ctx_t *ctx,
     ngx_uint_t status, const char *code, const char *message);
 ngx_int_t ngx_http_offload_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_chain_t *out, off_t len);
+ngx_int_t ngx_http_offload_send_chain(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *type, ngx_chain_t *out, off_t len);
 ngx_int_t ngx_http_offload_send_body(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, u_char *body, size_t len);
 ngx_int_t ngx_http_offload_send_error(ngx_http_request_t *r,

@@ -77,12 +77,36 @@ struct ngx_http_offload_status_cache_s {
 };
 
 
+/*
+ * This worker's copy of one Redis's answer, made once per refresh (not
+ * per request: big allocations per request cost page faults).  Answers
+ * point into it; a copy that a newer one replaced is freed by the last
+ * request that answers from it.
+ */
+typedef struct ngx_http_offload_status_copy_s {
+    ngx_uint_t                    refs;        /* requests using it */
+    ngx_msec_t                    fetched;     /* the entry's, copied */
+    unsigned                      retired:1;
+    size_t                        len;
+    u_char                        data[1];
+} ngx_http_offload_status_copy_t;
+
+
+/* A worker's record in a packed answer (memcpy'd, unaligned). */
+typedef struct {
+    int64_t                       key[NGX_HTTP_OFFLOAD_NSORT];
+    uint32_t                      off;         /* of ",{...}" in the */
+    uint32_t                      len;         /* workers' text */
+} ngx_http_offload_status_record_t;
+
+
 /* One worker of one answer, unpacked. */
 typedef struct {
     int64_t                       key[NGX_HTTP_OFFLOAD_NSORT];
     ngx_uint_t                    redis;       /* tie-breaks: the Redis, */
     ngx_uint_t                    pos;         /* the script's order */
-    ngx_str_t                     json;
+    u_char                       *text;        /* ",{...}" */
+    size_t                        len;
 } ngx_http_offload_status_worker_t;
 
 
@@ -92,14 +116,23 @@ typedef struct {
     ngx_uint_t                    state;       /* NGX_HTTP_OFFLOAD_READ_* */
     ngx_uint_t                    version;     /* the entry's, when asked */
     ngx_msec_t                    age;
-    u_char                       *data;        /* a copy, in r->pool */
-    size_t                        len;
+    ngx_http_offload_status_copy_t  *copy;     /* held until the end */
     ngx_str_t                     part[3];     /* nodes, queues, crashes */
     ngx_uint_t                    nworkers;
-    u_char                       *workers;     /* their records */
+    u_char                       *records;
+    ngx_str_t                     text;        /* ",w0,w1,..." */
     ngx_uint_t                    nfams;
     u_char                       *fams;
 } ngx_http_offload_status_read_t;
+
+
+/* An answer as a chain of buffers, most of them in the copies. */
+typedef struct {
+    ngx_pool_t                   *pool;
+    ngx_chain_t                  *first;
+    ngx_chain_t                 **last;
+    off_t                         len;
+} ngx_http_offload_status_out_t;
 
 
 typedef struct {
@@ -127,6 +160,9 @@ static ngx_int_t ngx_http_offload_status_look(
 static void ngx_http_offload_status_take(ngx_http_offload_status_ctx_t *sctx,
     ngx_http_offload_status_read_t *rd,
     ngx_http_offload_status_entry_t *e);
+static void ngx_http_offload_status_retire(
+    ngx_http_offload_status_copy_t *copy);
+static void ngx_http_offload_status_release(void *data);
 static ngx_int_t ngx_http_offload_status_query(
     ngx_http_offload_peer_t *peer);
 static void ngx_http_offload_status_done(redisAsyncContext *ac, void *r,
@@ -171,6 +207,7 @@ ngx_http_offload_status_handler(ngx_http_request_t *r)
     ngx_http_offload_main_conf_t    *omcf;
     ngx_http_offload_status_ctx_t   *sctx;
     ngx_http_offload_status_read_t  *rd;
+    ngx_pool_cleanup_t              *cln;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -211,6 +248,14 @@ ngx_http_offload_status_handler(ngx_http_request_t *r)
     if (sctx->read == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_offload_status_release;
+    cln->data = sctx;
 
     sctx->request = r;
     sctx->report = olcf->report;
@@ -441,7 +486,8 @@ static void
 ngx_http_offload_status_take(ngx_http_offload_status_ctx_t *sctx,
     ngx_http_offload_status_read_t *rd, ngx_http_offload_status_entry_t *e)
 {
-    ngx_msec_t  now;
+    ngx_msec_t                       now;
+    ngx_http_offload_status_copy_t  *copy, *fresh;
 
     now = ngx_current_msec;
 
@@ -459,16 +505,66 @@ ngx_http_offload_status_take(ngx_http_offload_status_ctx_t *sctx,
         return;
     }
 
-    rd->state = NGX_HTTP_OFFLOAD_READ_OK;
-    rd->len = e->len;
-    rd->data = ngx_pnalloc(sctx->request->pool, e->len);
+    copy = rd->peer->status_copy;
 
-    if (rd->data == NULL) {
-        rd->state = NGX_HTTP_OFFLOAD_READ_NONE;
+    if (copy == NULL || copy->fetched != e->fetched) {
+        fresh = ngx_alloc(offsetof(ngx_http_offload_status_copy_t, data)
+                          + e->len, ngx_cycle->log);
+        if (fresh == NULL) {
+            rd->state = NGX_HTTP_OFFLOAD_READ_NONE;
+            return;
+        }
+
+        fresh->refs = 0;
+        fresh->fetched = e->fetched;
+        fresh->retired = 0;
+        fresh->len = e->len;
+        ngx_memcpy(fresh->data, e->data, e->len);
+
+        if (copy) {
+            ngx_http_offload_status_retire(copy);
+        }
+
+        rd->peer->status_copy = copy = fresh;
+    }
+
+    copy->refs++;
+    rd->copy = copy;
+    rd->state = NGX_HTTP_OFFLOAD_READ_OK;
+}
+
+
+static void
+ngx_http_offload_status_retire(ngx_http_offload_status_copy_t *copy)
+{
+    if (copy->refs == 0) {
+        ngx_free(copy);
         return;
     }
 
-    ngx_memcpy(rd->data, e->data, e->len);
+    copy->retired = 1;
+}
+
+
+/* the request's pool goes: its answer is sent, the copies may go */
+
+static void
+ngx_http_offload_status_release(void *data)
+{
+    ngx_http_offload_status_ctx_t  *sctx = data;
+
+    ngx_uint_t                       i;
+    ngx_http_offload_status_copy_t  *copy;
+
+    for (i = 0; i < sctx->nreads; i++) {
+        copy = sctx->read[i].copy;
+
+        if (copy && --copy->refs == 0 && copy->retired) {
+            ngx_free(copy);
+        }
+
+        sctx->read[i].copy = NULL;
+    }
 }
 
 
@@ -567,10 +663,11 @@ ngx_http_offload_status_done(redisAsyncContext *ac, void *r, void *privdata)
 
 
 /*
- * The packed answer: three strings (nodes, queues, crashes), the workers
- * (count, then per worker NGX_HTTP_OFFLOAD_NSORT keys and its JSON), the
- * Prometheus families (count, then header and samples each).  A string is
- * its length (uint32_t) and its bytes, unaligned: memcpy in and out.
+ * The packed answer: three strings (nodes, queues, crashes); the workers:
+ * their count, a record each (sort keys, where its text is), then their
+ * text ",w0,w1,..." as one string; the Prometheus families: their count,
+ * then a header and the samples of each.  A string is its length
+ * (uint32_t) and its bytes.  Unaligned: memcpy in and out.
  */
 
 static size_t
@@ -606,15 +703,18 @@ ngx_http_offload_status_packed_size(redisReply *reply)
             return 0;
         }
 
-        size += sizeof(uint32_t);
+        size += 2 * sizeof(uint32_t);
 
         for (j = 0; j < e->elements; j++) {
             if (e->element[j]->type != REDIS_REPLY_STRING) {
                 return 0;
             }
 
-            size += sizeof(uint32_t) + e->element[j]->len
-                    + (i == 3 ? NGX_HTTP_OFFLOAD_NSORT * sizeof(int64_t) : 0);
+            /* a worker's element is more than its text: its keys too */
+
+            size += e->element[j]->len + (i == 3
+                    ? 1 + sizeof(ngx_http_offload_status_record_t)
+                    : sizeof(uint32_t));
         }
     }
 
@@ -632,14 +732,35 @@ ngx_http_offload_status_put(u_char *p, u_char *s, size_t len)
 }
 
 
+/* "<memory> <cpu> <queue> <restarts> <jobs> <json>": the keys into key,
+ * returns where the JSON starts */
+
+static char *
+ngx_http_offload_status_keys(char *s, char *end, int64_t *key)
+{
+    ngx_uint_t  k;
+
+    for (k = 0; k < NGX_HTTP_OFFLOAD_NSORT; k++) {
+        key[k] = strtoll(s, &s, 10);
+
+        if (s < end && *s == ' ') {
+            s++;
+        }
+    }
+
+    return s;
+}
+
+
 static void
 ngx_http_offload_status_pack(u_char *p, redisReply *reply)
 {
-    char        *s, *end;
-    int64_t      key[NGX_HTTP_OFFLOAD_NSORT];
-    uint32_t     n;
-    ngx_uint_t   i, k;
-    redisReply  *w, *f;
+    char                              *s, *end;
+    u_char                            *text;
+    uint32_t                           n, off;
+    ngx_uint_t                         i;
+    redisReply                        *w, *f;
+    ngx_http_offload_status_record_t   rec;
 
     for (i = 0; i < 3; i++) {
         p = ngx_http_offload_status_put(p, (u_char *) reply->element[i]->str,
@@ -650,21 +771,27 @@ ngx_http_offload_status_pack(u_char *p, redisReply *reply)
     n = w->elements;
     p = ngx_cpymem(p, &n, sizeof(uint32_t));
 
+    /* the text follows the records: its length once it is written */
+
+    text = p + n * sizeof(ngx_http_offload_status_record_t)
+           + sizeof(uint32_t);
+    off = 0;
+
     for (i = 0; i < w->elements; i++) {
-        s = w->element[i]->str;
-        end = s + w->element[i]->len;
+        end = w->element[i]->str + w->element[i]->len;
+        s = ngx_http_offload_status_keys(w->element[i]->str, end, rec.key);
 
-        for (k = 0; k < NGX_HTTP_OFFLOAD_NSORT; k++) {
-            key[k] = strtoll(s, &s, 10);
+        rec.off = off;
+        rec.len = 1 + (end - s);
+        p = ngx_cpymem(p, &rec, sizeof(rec));
 
-            if (s < end && *s == ' ') {
-                s++;
-            }
-        }
-
-        p = ngx_cpymem(p, key, sizeof(key));
-        p = ngx_http_offload_status_put(p, (u_char *) s, end - s);
+        text[off] = ',';
+        ngx_memcpy(text + off + 1, s, end - s);
+        off += rec.len;
     }
+
+    p = ngx_cpymem(p, &off, sizeof(uint32_t));
+    p += off;
 
     f = reply->element[4];
     n = f->elements / 2;
@@ -756,41 +883,6 @@ ngx_http_offload_status_store(ngx_http_offload_peer_t *peer,
 }
 
 
-/* Unpacks a reader's copy (made by _pack(), so well formed). */
-
-static void
-ngx_http_offload_status_unpack(ngx_http_offload_status_read_t *rd)
-{
-    u_char      *p;
-    uint32_t     n;
-    ngx_uint_t   i;
-
-    p = rd->data;
-
-    for (i = 0; i < 3; i++) {
-        ngx_memcpy(&n, p, sizeof(uint32_t));
-        rd->part[i].len = n;
-        rd->part[i].data = p + sizeof(uint32_t);
-        p += sizeof(uint32_t) + n;
-    }
-
-    ngx_memcpy(&n, p, sizeof(uint32_t));
-    p += sizeof(uint32_t);
-    rd->nworkers = n;
-    rd->workers = p;
-
-    for (i = 0; i < rd->nworkers; i++) {
-        p += NGX_HTTP_OFFLOAD_NSORT * sizeof(int64_t);
-        ngx_memcpy(&n, p, sizeof(uint32_t));
-        p += sizeof(uint32_t) + n;
-    }
-
-    ngx_memcpy(&n, p, sizeof(uint32_t));
-    rd->nfams = n;
-    rd->fams = p + sizeof(uint32_t);
-}
-
-
 /* the next string of a packed run */
 
 static u_char *
@@ -803,6 +895,34 @@ ngx_http_offload_status_get(u_char *p, ngx_str_t *s)
     s->data = p + sizeof(uint32_t);
 
     return s->data + n;
+}
+
+
+/* Unpacks a reader's copy (made by _pack(), so well formed). */
+
+static void
+ngx_http_offload_status_unpack(ngx_http_offload_status_read_t *rd)
+{
+    u_char      *p;
+    uint32_t     n;
+    ngx_uint_t   i;
+
+    p = rd->copy->data;
+
+    for (i = 0; i < 3; i++) {
+        p = ngx_http_offload_status_get(p, &rd->part[i]);
+    }
+
+    ngx_memcpy(&n, p, sizeof(uint32_t));
+    p += sizeof(uint32_t);
+    rd->nworkers = n;
+    rd->records = p;
+    p += n * sizeof(ngx_http_offload_status_record_t);
+    p = ngx_http_offload_status_get(p, &rd->text);
+
+    ngx_memcpy(&n, p, sizeof(uint32_t));
+    rd->nfams = n;
+    rd->fams = p + sizeof(uint32_t);
 }
 
 
@@ -982,29 +1102,16 @@ ngx_http_offload_status_cmp(const void *one, const void *two)
 
 static ngx_http_offload_status_worker_t *
 ngx_http_offload_status_workers(ngx_http_offload_status_ctx_t *sctx,
-    ngx_uint_t *total)
+    ngx_uint_t total)
 {
     u_char                            *p;
-    ngx_uint_t                         i, j, n;
+    ngx_uint_t                         i, j;
     ngx_http_offload_status_read_t    *rd;
     ngx_http_offload_status_worker_t  *ws, *w;
-
-    n = 0;
-
-    for (i = 0; i < sctx->nreads; i++) {
-        if (sctx->read[i].state == NGX_HTTP_OFFLOAD_READ_OK) {
-            n += sctx->read[i].nworkers;
-        }
-    }
-
-    *total = n;
-
-    if (n == 0) {
-        return NULL;
-    }
+    ngx_http_offload_status_record_t   rec;
 
     ws = ngx_palloc(sctx->request->pool,
-                    n * sizeof(ngx_http_offload_status_worker_t));
+                    total * sizeof(ngx_http_offload_status_worker_t));
     if (ws == NULL) {
         return NULL;
     }
@@ -1018,58 +1125,149 @@ ngx_http_offload_status_workers(ngx_http_offload_status_ctx_t *sctx,
             continue;
         }
 
-        p = rd->workers;
+        p = rd->records;
 
         for (j = 0; j < rd->nworkers; j++) {
-            ngx_memcpy(w->key, p, sizeof(w->key));
-            p = ngx_http_offload_status_get(p + sizeof(w->key), &w->json);
+            ngx_memcpy(&rec, p, sizeof(rec));
+            p += sizeof(rec);
+
+            ngx_memcpy(w->key, rec.key, sizeof(w->key));
             w->redis = i;
             w->pos = j;
+            w->text = rd->text.data + rec.off;
+            w->len = rec.len;
             w++;
         }
     }
 
-    if (sctx->sort >= 0) {
-        ngx_http_offload_status_by = sctx->sort;
-        ngx_qsort(ws, n, sizeof(ngx_http_offload_status_worker_t),
-                  ngx_http_offload_status_cmp);
-    }
+    ngx_http_offload_status_by = sctx->sort;
+    ngx_qsort(ws, total, sizeof(ngx_http_offload_status_worker_t),
+              ngx_http_offload_status_cmp);
 
     return ws;
 }
 
 
-/* the parts of every answer, joined by commas: [sep part sep part] */
-
-static u_char *
-ngx_http_offload_status_join(ngx_http_offload_status_ctx_t *sctx,
-    ngx_uint_t part, u_char *p, u_char *last)
+static ngx_int_t
+ngx_http_offload_status_add(ngx_http_offload_status_out_t *out,
+    u_char *data, size_t len)
 {
-    ngx_uint_t  i, first;
-    ngx_str_t  *s;
+    ngx_chain_t  *cl;
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    cl = ngx_http_offload_chain_of(out->pool, data, len);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    *out->last = cl;
+    out->last = &cl->next;
+    out->len += len;
+
+    return NGX_OK;
+}
+
+
+#define ngx_http_offload_status_add_text(out, text)                          \
+    ngx_http_offload_status_add(out, (u_char *) text, sizeof(text) - 1)
+
+
+/* one part of every answer, joined by commas */
+
+static ngx_int_t
+ngx_http_offload_status_join(ngx_http_offload_status_ctx_t *sctx,
+    ngx_uint_t part, ngx_http_offload_status_out_t *out)
+{
+    ngx_str_t   *s;
+    ngx_uint_t   i, first;
 
     first = 1;
 
     for (i = 0; i < sctx->nreads; i++) {
-        if (sctx->read[i].state != NGX_HTTP_OFFLOAD_READ_OK) {
-            continue;
-        }
-
         s = &sctx->read[i].part[part];
 
-        if (s->len == 0) {
+        if (sctx->read[i].state != NGX_HTTP_OFFLOAD_READ_OK || s->len == 0) {
             continue;
         }
 
-        if (!first) {
-            p = ngx_slprintf(p, last, ",");
+        if ((!first && ngx_http_offload_status_add_text(out, ",") != NGX_OK)
+            || ngx_http_offload_status_add(out, s->data, s->len) != NGX_OK)
+        {
+            return NGX_ERROR;
         }
 
-        p = ngx_slprintf(p, last, "%V", s);
         first = 0;
     }
 
-    return p;
+    return NGX_OK;
+}
+
+
+/*
+ * The workers, limited: in the script's order (by Redis, node, queue,
+ * slot) whole runs of each answer's text, sorted one by one.  Each text
+ * starts with a comma, skipped for the first.
+ */
+
+static ngx_int_t
+ngx_http_offload_status_list(ngx_http_offload_status_ctx_t *sctx,
+    ngx_uint_t total, ngx_http_offload_status_out_t *out)
+{
+    u_char                            *from, *to;
+    ngx_uint_t                         i, n, skip, left;
+    ngx_http_offload_status_read_t    *rd;
+    ngx_http_offload_status_worker_t  *ws;
+    ngx_http_offload_status_record_t   rec;
+
+    left = sctx->limit ? ngx_min(sctx->limit, total) : total;
+    skip = 1;
+
+    if (sctx->sort < 0) {
+        for (i = 0; i < sctx->nreads && left; i++) {
+            rd = &sctx->read[i];
+
+            if (rd->state != NGX_HTTP_OFFLOAD_READ_OK || rd->nworkers == 0) {
+                continue;
+            }
+
+            n = ngx_min(left, rd->nworkers);
+            left -= n;
+
+            ngx_memcpy(&rec, rd->records + (n - 1) * sizeof(rec),
+                       sizeof(rec));
+
+            from = rd->text.data + skip;
+            to = rd->text.data + rec.off + rec.len;
+            skip = 0;
+
+            if (ngx_http_offload_status_add(out, from, to - from) != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
+
+        return NGX_OK;
+    }
+
+    ws = ngx_http_offload_status_workers(sctx, total);
+    if (ws == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < left; i++) {
+        if (ngx_http_offload_status_add(out, ws[i].text + skip,
+                                        ws[i].len - skip)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        skip = 0;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1098,34 +1296,31 @@ ngx_http_offload_status_state(ngx_http_offload_status_read_t *rd)
 
 static ngx_int_t
 ngx_http_offload_status_json(ngx_http_offload_status_ctx_t *sctx,
-    size_t size)
+    ngx_http_offload_status_out_t *out, ngx_uint_t total)
 {
-    u_char                            *p, *last, *body;
-    ngx_uint_t                         i, n, total, ok;
-    ngx_http_request_t                *r;
-    ngx_http_offload_status_read_t    *rd;
-    ngx_http_offload_status_worker_t  *ws;
-    ngx_http_offload_metrics_t        *m = ngx_http_offload_worker.metrics;
-
-    r = sctx->request;
-    ws = ngx_http_offload_status_workers(sctx, &total);
+    u_char                          *p, *last, *head, *tail;
+    size_t                           size;
+    ngx_uint_t                       i, ok;
+    ngx_http_offload_status_read_t  *rd;
+    ngx_http_offload_metrics_t      *m = ngx_http_offload_worker.metrics;
 
     ok = 0;
+    size = ngx_http_offload_metrics_json_size(m) + 128;
 
     for (i = 0; i < sctx->nreads; i++) {
         ok += (sctx->read[i].state == NGX_HTTP_OFFLOAD_READ_OK);
-        size += sctx->read[i].peer->name.len * 2 + 64;
+        size += sctx->read[i].peer->name.len + 80;
     }
 
-    size += ngx_http_offload_metrics_json_size(m) + total * 2 + 256;
+    head = ngx_pnalloc(out->pool, size);
+    tail = ngx_pnalloc(out->pool, 64);
 
-    body = ngx_pnalloc(r->pool, size);
-    if (body == NULL || (total && ws == NULL)) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (head == NULL || tail == NULL) {
+        return NGX_ERROR;
     }
 
-    p = body;
-    last = body + size;
+    p = head;
+    last = head + size;
 
     p = ngx_slprintf(p, last, "{\"nginx\":");
     p = ngx_http_offload_metrics_json(m, p, last);
@@ -1149,25 +1344,29 @@ ngx_http_offload_status_json(ngx_http_offload_status_ctx_t *sctx,
     }
 
     p = ngx_slprintf(p, last, "],\"nodes\":[");
-    p = ngx_http_offload_status_join(sctx, 0, p, last);
-    p = ngx_slprintf(p, last, "],\"queues\":{");
-    p = ngx_http_offload_status_join(sctx, 1, p, last);
-    p = ngx_slprintf(p, last, "},\"workers\":[");
 
-    n = sctx->limit ? ngx_min(sctx->limit, total) : total;
-
-    for (i = 0; i < n; i++) {
-        p = ngx_slprintf(p, last, "%s%V", i ? "," : "", &ws[i].json);
+    if (ngx_http_offload_status_add(out, head, p - head) != NGX_OK
+        || ngx_http_offload_status_join(sctx, 0, out) != NGX_OK
+        || ngx_http_offload_status_add_text(out, "],\"queues\":{") != NGX_OK
+        || ngx_http_offload_status_join(sctx, 1, out) != NGX_OK
+        || ngx_http_offload_status_add_text(out, "},\"workers\":[")
+           != NGX_OK
+        || ngx_http_offload_status_list(sctx, total, out) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
-    p = ngx_slprintf(p, last, "],\"workers_total\":%ui,\"crashes\":[",
-                     total);
-    p = ngx_http_offload_status_join(sctx, 2, p, last);
-    p = ngx_slprintf(p, last, "]}");
+    p = ngx_slprintf(tail, tail + 64, "],\"workers_total\":%ui,"
+                     "\"crashes\":[", total);
 
-    return ngx_http_offload_send_body(r, NGX_HTTP_OK,
-                                      &ngx_http_offload_json_type, body,
-                                      p - body);
+    if (ngx_http_offload_status_add(out, tail, p - tail) != NGX_OK
+        || ngx_http_offload_status_join(sctx, 2, out) != NGX_OK
+        || ngx_http_offload_status_add_text(out, "]}") != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1176,33 +1375,31 @@ ngx_http_offload_status_json(ngx_http_offload_status_ctx_t *sctx,
 
 static ngx_int_t
 ngx_http_offload_status_prom(ngx_http_offload_status_ctx_t *sctx,
-    size_t size)
+    ngx_http_offload_status_out_t *out)
 {
-    u_char                          *p, *last, *body, **at;
-    ngx_str_t                        head, samples;
+    u_char                          *p, *last, *head, **at;
+    size_t                           size;
+    ngx_str_t                        fam, samples;
     ngx_uint_t                       i, f, nfams, labels, headed;
-    ngx_http_request_t              *r;
     ngx_http_offload_status_read_t  *rd;
     ngx_http_offload_metrics_t      *m = ngx_http_offload_worker.metrics;
 
-    r = sctx->request;
     labels = (sctx->nreads > 1);
-
-    size += ngx_http_offload_metrics_prom_size(m) + 256;
+    size = ngx_http_offload_metrics_prom_size(m) + 256;
 
     for (i = 0; i < sctx->nreads; i++) {
         size += sctx->read[i].peer->name.len + 64;
     }
 
-    body = ngx_pnalloc(r->pool, size);
-    at = ngx_palloc(r->pool, sctx->nreads * sizeof(u_char *));
+    head = ngx_pnalloc(out->pool, size);
+    at = ngx_palloc(out->pool, sctx->nreads * sizeof(u_char *));
 
-    if (body == NULL || at == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (head == NULL || at == NULL) {
+        return NGX_ERROR;
     }
 
-    p = body;
-    last = body + size;
+    p = head;
+    last = head + size;
 
     p = ngx_http_offload_metrics_prom(m, p, last);
     p = ngx_slprintf(p, last, "# HELP offload_redis_up Whether this nginx "
@@ -1230,6 +1427,10 @@ ngx_http_offload_status_prom(ngx_http_offload_status_ctx_t *sctx,
         }
     }
 
+    if (ngx_http_offload_status_add(out, head, p - head) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     for (f = 0; nfams != NGX_MAX_UINT32_VALUE && f < nfams; f++) {
         headed = 0;
 
@@ -1240,49 +1441,70 @@ ngx_http_offload_status_prom(ngx_http_offload_status_ctx_t *sctx,
                 continue;
             }
 
-            at[i] = ngx_http_offload_status_get(at[i], &head);
+            at[i] = ngx_http_offload_status_get(at[i], &fam);
             at[i] = ngx_http_offload_status_get(at[i], &samples);
 
-            if (!headed) {
-                p = ngx_cpymem(p, head.data,
-                               ngx_min(head.len, (size_t) (last - p)));
-                headed = 1;
+            if ((!headed
+                 && ngx_http_offload_status_add(out, fam.data, fam.len)
+                    != NGX_OK)
+                || ngx_http_offload_status_add(out, samples.data,
+                                               samples.len)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
             }
 
-            p = ngx_cpymem(p, samples.data,
-                           ngx_min(samples.len, (size_t) (last - p)));
+            headed = 1;
         }
     }
 
-    return ngx_http_offload_send_body(r, NGX_HTTP_OK,
-                                      &ngx_http_offload_prom_type, body,
-                                      p - body);
+    return NGX_OK;
 }
 
 
 static ngx_int_t
 ngx_http_offload_status_send(ngx_http_offload_status_ctx_t *sctx)
 {
-    size_t                           size;
-    ngx_uint_t                       i;
+    ngx_int_t                        rc;
+    ngx_uint_t                       i, total;
+    ngx_http_request_t              *r;
+    ngx_http_offload_status_out_t    out;
     ngx_http_offload_status_read_t  *rd;
 
-    size = 0;
+    r = sctx->request;
+    total = 0;
 
     for (i = 0; i < sctx->nreads; i++) {
         rd = &sctx->read[i];
 
         if (rd->state == NGX_HTTP_OFFLOAD_READ_OK) {
             ngx_http_offload_status_unpack(rd);
-            size += rd->len;
+            total += rd->nworkers;
         }
     }
 
+    out.pool = r->pool;
+    out.first = NULL;
+    out.last = &out.first;
+    out.len = 0;
+
     if (sctx->report == NGX_HTTP_OFFLOAD_REPORT_JSON) {
-        return ngx_http_offload_status_json(sctx, size);
+        rc = ngx_http_offload_status_json(sctx, &out, total);
+
+    } else {
+        rc = ngx_http_offload_status_prom(sctx, &out);
     }
 
-    return ngx_http_offload_status_prom(sctx, size);
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_offload_send_chain(r, NGX_HTTP_OK,
+                                       sctx->report
+                                       == NGX_HTTP_OFFLOAD_REPORT_JSON
+                                       ? &ngx_http_offload_json_type
+                                       : &ngx_http_offload_prom_type,
+                                       out.first, out.len);
 }
 
 
