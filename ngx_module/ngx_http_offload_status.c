@@ -13,12 +13,15 @@
  *   - an older one is refreshed by the first reader (of any worker) that
  *     finds no refresh on its way: it marks the entry "asked" in the zone
  *     and sends the script (EVALSHA_RO on its worker's command link);
- *   - a reader that finds a refresh on its way gets the previous answer if
- *     it is at most three intervals old, and otherwise waits for the
- *     refresh to land: parked, looked at again when its own worker's reply
- *     lands or every NGX_HTTP_OFFLOAD_STATUS_POLL ms (a timer, no busy
- *     wait), for at most NGX_HTTP_OFFLOAD_STATUS_WAIT ms; then it is
- *     answered with what there is (that Redis "unavailable" if nothing);
+ *   - that reader, and any that finds the refresh on its way, gets the
+ *     previous answer if it is at most three intervals old, and otherwise
+ *     waits for the refresh to land: parked, looked at again when its own
+ *     worker's reply lands or every NGX_HTTP_OFFLOAD_STATUS_POLL ms (a
+ *     timer, no busy wait), for at most NGX_HTTP_OFFLOAD_STATUS_WAIT ms;
+ *     then it is answered with what there is (that Redis "unavailable" if
+ *     nothing);
+ *   - each worker copies a new answer out of the zone once, at its first
+ *     reader; answers are chains of buffers pointing into that copy;
  *   - a refresh that got no answer within NGX_HTTP_OFFLOAD_WATCHDOG ms
  *     may be taken over by the next reader; one that failed is not tried
  *     again within the interval.
@@ -410,7 +413,19 @@ ngx_http_offload_status_look(ngx_http_offload_status_ctx_t *sctx,
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
     if (peer->command.up && ngx_http_offload_status_query(peer) == NGX_OK) {
-        return NGX_OK;
+
+        /* meanwhile, the previous answer if it is recent enough: the
+         * refresh lands in the background */
+
+        ngx_shmtx_lock(&cache->shpool->mutex);
+
+        if (e->fetched && ngx_http_offload_status_age(now, e->fetched)
+                          < 3 * interval)
+        {
+            ngx_http_offload_status_take(sctx, rd, e);
+        }
+
+        goto done;
     }
 
     ngx_shmtx_lock(&cache->shpool->mutex);
