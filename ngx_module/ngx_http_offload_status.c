@@ -77,6 +77,7 @@ struct ngx_http_offload_status_cache_s {
     ngx_http_offload_status_sh_t *sh;
     ngx_slab_pool_t              *shpool;
     ngx_msec_t                    interval;
+    ngx_uint_t                    prom;        /* an offload_metrics */
 };
 
 
@@ -594,8 +595,8 @@ static ngx_int_t
 ngx_http_offload_status_query(ngx_http_offload_peer_t *peer)
 {
     int          argc;
-    const char  *argv[11];
-    size_t       argvlen[11];
+    const char  *argv[12];
+    size_t       argvlen[12];
 
     if (ngx_http_offload_nodes_sha_len == 0) {
         ngx_http_offload_nodes_sha_len = ngx_http_offload_script_sha(
@@ -635,6 +636,10 @@ ngx_http_offload_status_query(ngx_http_offload_peer_t *peer)
     argv[argc] = (char *) peer->name.data;
     argvlen[argc++] = peer->name.len;
     argv[argc] = ngx_http_offload_status_labels ? "1" : "0";
+    argvlen[argc++] = 1;
+
+    /* the Prometheus families only for an offload_metrics location */
+    argv[argc] = ngx_http_offload_status_cache_of->prom ? "1" : "0";
     argvlen[argc++] = 1;
 
     return ngx_http_offload_link_send(&peer->command,
@@ -693,9 +698,19 @@ ngx_http_offload_status_packed_size(redisReply *reply)
     redisReply  *e;
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 5)
+        || reply->elements != 6
+        || reply->element[3]->type != REDIS_REPLY_ARRAY
+        || reply->element[5]->type != REDIS_REPLY_ARRAY
+        || reply->element[5]->elements
+           != reply->element[3]->elements * NGX_HTTP_OFFLOAD_NSORT)
     {
         return 0;
+    }
+
+    for (j = 0; j < reply->element[5]->elements; j++) {
+        if (reply->element[5]->element[j]->type != REDIS_REPLY_INTEGER) {
+            return 0;
+        }
     }
 
     size = 0;
@@ -725,8 +740,6 @@ ngx_http_offload_status_packed_size(redisReply *reply)
                 return 0;
             }
 
-            /* a worker's element is more than its text: its keys too */
-
             size += e->element[j]->len + (i == 3
                     ? 1 + sizeof(ngx_http_offload_status_record_t)
                     : sizeof(uint32_t));
@@ -747,34 +760,13 @@ ngx_http_offload_status_put(u_char *p, u_char *s, size_t len)
 }
 
 
-/* "<memory> <cpu> <queue> <restarts> <jobs> <json>": the keys into key,
- * returns where the JSON starts */
-
-static char *
-ngx_http_offload_status_keys(char *s, char *end, int64_t *key)
-{
-    ngx_uint_t  k;
-
-    for (k = 0; k < NGX_HTTP_OFFLOAD_NSORT; k++) {
-        key[k] = strtoll(s, &s, 10);
-
-        if (s < end && *s == ' ') {
-            s++;
-        }
-    }
-
-    return s;
-}
-
-
 static void
 ngx_http_offload_status_pack(u_char *p, redisReply *reply)
 {
-    char                              *s, *end;
     u_char                            *text;
     uint32_t                           n, off;
-    ngx_uint_t                         i;
-    redisReply                        *w, *f;
+    ngx_uint_t                         i, k;
+    redisReply                        *w, *f, **key;
     ngx_http_offload_status_record_t   rec;
 
     for (i = 0; i < 3; i++) {
@@ -792,16 +784,19 @@ ngx_http_offload_status_pack(u_char *p, redisReply *reply)
            + sizeof(uint32_t);
     off = 0;
 
+    key = reply->element[5]->element;
+
     for (i = 0; i < w->elements; i++) {
-        end = w->element[i]->str + w->element[i]->len;
-        s = ngx_http_offload_status_keys(w->element[i]->str, end, rec.key);
+        for (k = 0; k < NGX_HTTP_OFFLOAD_NSORT; k++) {
+            rec.key[k] = (*key++)->integer;
+        }
 
         rec.off = off;
-        rec.len = 1 + (end - s);
+        rec.len = 1 + w->element[i]->len;
         p = ngx_cpymem(p, &rec, sizeof(rec));
 
         text[off] = ',';
-        ngx_memcpy(text + off + 1, s, end - s);
+        ngx_memcpy(text + off + 1, w->element[i]->str, w->element[i]->len);
         off += rec.len;
     }
 
@@ -1674,6 +1669,10 @@ ngx_http_offload_report(ngx_conf_t *cf, void *conf, ngx_uint_t report,
         if (omcf->status_cache == NULL) {
             return NGX_CONF_ERROR;
         }
+    }
+
+    if (report == NGX_HTTP_OFFLOAD_REPORT_PROM) {
+        omcf->status_cache->prom = 1;
     }
 
     return NGX_CONF_OK;
