@@ -80,12 +80,13 @@ like($m, qr/^offload_redis_up\{redis="127\.0\.0\.1:$pa"\} 1$/m,
     'metrics: Redis a up');
 like($m, qr/^offload_redis_up\{redis="127\.0\.0\.1:$pb"\} 1$/m,
     'metrics: Redis b up');
-like($m, qr/^offload_node_up\{redis="127\.0\.0\.1:$pa",node="\Q${\ node_name()}\E"\} 1$/m,
-    'metrics: node a');
-like($m, qr/^offload_node_up\{redis="127\.0\.0\.1:$pb",node="\Q$node_b\E"\} 1$/m,
-    'metrics: node b');
-like($m, qr/^offload_queue_backlog\{redis="127\.0\.0\.1:$pb",queue="beta"\} \d+$/m,
-    'metrics: queue beta');
+my $node_a = node_name();
+like($m, qr/^offload_node_up\{redis="127\.0\.0\.1:$pa",
+            node="\Q$node_a\E"\}\ 1$/mx, 'metrics: node a');
+like($m, qr/^offload_node_up\{redis="127\.0\.0\.1:$pb",
+            node="\Q$node_b\E"\}\ 1$/mx, 'metrics: node b');
+like($m, qr/^offload_queue_backlog\{redis="127\.0\.0\.1:$pb",
+            queue="beta"\}\ \d+$/mx, 'metrics: queue beta');
 is(scalar(() = $m =~ /^# TYPE offload_node_up /mg), 1,
     'one family of each name');
 spew("$dir/metrics.txt", $m);
