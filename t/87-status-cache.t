@@ -4,7 +4,8 @@
 # nodes script at most once per interval; the answers stay right (sort,
 # limit, both reports) and fresh (a node that appears is listed within two
 # intervals); a refresh whose Redis stops answering (SIGSTOP) holds no
-# reader past its deadline.
+# reader past its deadline; an answer larger than the zone is not kept,
+# the error log says so, and it is still read once per interval.
 
 use strict;
 use warnings;
@@ -148,5 +149,37 @@ ok(wait_until(sub { (status()->{redis} // '') eq 'ok' }, scaled(10),
     'status ok again'), 'once Redis answers again, so does status');
 unlike(slurp(nginx_error_log()), qr/signal|alert/,
     'nothing alarming in the error log');
+
+# ---- an answer larger than the zone: not kept, said so, still read once
+# per interval
+stop_nginx();
+start_nginx(workers => 2, http => <<'HTTP');
+offload_status_cache 32k 1s;
+server {
+    listen 127.0.0.1:@PORT@;
+    offload_redis @REDIS@;
+    location = /status { offload_status; }
+}
+HTTP
+my $big = '{"node":"big-probe","pid":1,"heartbeat":1,"pad":"'
+    . ('x' x 60000) . '","queues":{}}';
+redis_cmd('SET', 'offload:node:big-probe', $big);
+redis_cmd('SADD', 'offload:nodes', 'big-probe');
+ok(wait_until(sub { (status()->{redises}[0]{state} // '')
+                    eq 'status_cache_full' }, scaled(5), 'cache full'),
+    'a Redis whose answer does not fit reads as status_cache_full');
+like(slurp(nginx_error_log()), qr/does not fit in offload_status_cache/,
+    'the error log says to make the zone larger');
+$before = reads();
+$t0 = time;
+my $n = 0;
+$n++, status() while time - $t0 < 3;
+$elapsed = time - $t0;
+ok(reads() - $before <= int($elapsed) + 2,
+    sprintf('%d reads for %d requests in %.1f s', reads() - $before, $n,
+        $elapsed));
+redis_cmd('SREM', 'offload:nodes', 'big-probe');
+ok(wait_until(sub { (status()->{redis} // '') eq 'ok' }, scaled(5),
+    'fits again'), 'once it fits again, it is served');
 
 done_testing();
