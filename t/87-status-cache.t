@@ -112,7 +112,8 @@ $t0 = time;
 ok(wait_until(sub { status()->{queues}{probe} }, scaled(5), 'probe listed'),
     'the new node is listed');
 my $seen = time - $t0;
-ok($seen <= 2.5, sprintf('within two intervals (%.2f s)', $seen));
+ok($seen <= scaled(2.5),
+    sprintf('within two intervals (%.2f s)', $seen));
 redis_cmd('SREM', 'offload:nodes', 'cache-probe');
 redis_cmd('DEL', 'offload:node:cache-probe');
 
@@ -134,15 +135,18 @@ waitpid($_, 0) for @answers;
 for my $k (1 .. 3) {
     my ($code, $took, $redis) = split ' ', slurp(tmpdir() . "/stuck$k");
     is($code, 200, "reader $k answered while Redis is stopped");
-    ok($took < 2.5, "reader $k within the deadline ($took s, redis $redis)");
+    ok($took < scaled(2.5),
+        "reader $k within the deadline ($took s, redis $redis)");
 }
 my $r = http('GET', '/status', undef, undef, 10);
-ok($r->{ms} < 2500, sprintf('a later reader too (%.0f ms)', $r->{ms}));
+ok($r->{ms} < scaled(2500),
+    sprintf('a later reader too (%.0f ms)', $r->{ms}));
 sleep 2.5;                                  # past three intervals
 $r = http('GET', '/status', undef, undef, 10);
 is(($r->{json} || {})->{redis}, 'unavailable',
     'an answer older than three intervals is not served');
-ok($r->{ms} < 2500, sprintf('that reader is not held either (%.0f ms)',
+ok($r->{ms} < scaled(2500),
+    sprintf('that reader is not held either (%.0f ms)',
     $r->{ms}));
 kill 'CONT', redis_pid();
 ok(wait_until(sub { (status()->{redis} // '') eq 'ok' }, scaled(10),
