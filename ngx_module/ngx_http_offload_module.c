@@ -43,9 +43,6 @@ static void ngx_http_offload_cancel_sync_done(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx,
     ngx_int_t rc);
-static ngx_int_t ngx_http_offload_send_chain(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_str_t *type, ngx_chain_t *out, off_t len);
-
 static ngx_int_t ngx_http_offload_resolve(ngx_conf_t *cf,
     offload_addr_t *addr);
 static ngx_http_offload_peer_t *ngx_http_offload_peer_get(ngx_conf_t *cf,
@@ -155,6 +152,13 @@ static ngx_command_t  ngx_http_offload_commands[] = {
     { ngx_string("offload_metrics_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_offload_metrics_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("offload_status_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_offload_status_cache,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -1114,7 +1118,7 @@ ngx_http_offload_chain_of(ngx_pool_t *pool, u_char *data, size_t len)
 
 /* The answer: headers, then out (len bytes in all; NULL when none). */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_offload_send_chain(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, ngx_chain_t *out, off_t len)
 {
@@ -1511,6 +1515,8 @@ ngx_http_offload_create_main_conf(ngx_conf_t *cf)
 
     omcf->request_id_index = NGX_ERROR;
     omcf->metrics_size = NGX_CONF_UNSET;
+    omcf->status_size = NGX_CONF_UNSET;
+    omcf->status_interval = NGX_CONF_UNSET_MSEC;
 
     return omcf;
 }
@@ -1661,7 +1667,11 @@ ngx_http_offload_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    return ngx_http_offload_metrics_add_zone(cf, omcf);
+    if (ngx_http_offload_metrics_add_zone(cf, omcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_offload_status_add_zone(cf, omcf);
 }
 
 

@@ -73,6 +73,12 @@
 #define NGX_HTTP_OFFLOAD_METRICS_SIZE     (6 * 1024 * 1024)
 #define NGX_HTTP_OFFLOAD_METRICS_QUEUES   256
 
+/* offload_status_cache: the zone's default size and refresh interval, how
+ * many Redis servers it keeps answers of */
+#define NGX_HTTP_OFFLOAD_STATUS_SIZE      (8 * 1024 * 1024)
+#define NGX_HTTP_OFFLOAD_STATUS_INTERVAL  1000
+#define NGX_HTTP_OFFLOAD_STATUS_REDIS     32
+
 /* what an offload_status or offload_metrics location answers */
 #define NGX_HTTP_OFFLOAD_REPORT_JSON      1
 #define NGX_HTTP_OFFLOAD_REPORT_PROM      2
@@ -194,6 +200,11 @@ struct ngx_http_offload_peer_s {
     ngx_msec_t                    ping_unheard;  /* since when a ping
                                                     is on its way, or 0 */
     ngx_http_offload_admission_t *admission;   /* which queues are served */
+    ngx_uint_t                    status_entry;  /* its answer in the
+                                                    status cache, + 1 */
+    struct ngx_http_offload_status_copy_s  *status_copy;  /* this
+                                                    worker's copy of it */
+    unsigned                      status_by_eval:1;  /* NOSCRIPT came */
 };
 
 
@@ -232,11 +243,18 @@ typedef struct {
 } ngx_http_offload_metrics_t;
 
 
+typedef struct ngx_http_offload_status_cache_s
+    ngx_http_offload_status_cache_t;
+
+
 typedef struct {
     ngx_array_t                   peers;       /* ngx_http_offload_peer_t * */
     ngx_int_t                     request_id_index;
     ssize_t                       metrics_size;
     ngx_http_offload_metrics_t   *metrics;
+    ssize_t                       status_size;
+    ngx_msec_t                    status_interval;
+    ngx_http_offload_status_cache_t  *status_cache;  /* NULL: no report */
 } ngx_http_offload_main_conf_t;
 
 
@@ -351,6 +369,8 @@ void ngx_http_offload_answer_error(ngx_http_offload_ctx_t *ctx,
     ngx_uint_t status, const char *code, const char *message);
 ngx_int_t ngx_http_offload_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_chain_t *out, off_t len);
+ngx_int_t ngx_http_offload_send_chain(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *type, ngx_chain_t *out, off_t len);
 ngx_int_t ngx_http_offload_send_body(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, u_char *body, size_t len);
 ngx_int_t ngx_http_offload_send_error(ngx_http_request_t *r,
@@ -394,6 +414,10 @@ char *ngx_http_offload_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_offload_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_offload_status_cache(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_offload_status_add_zone(ngx_conf_t *cf,
+    ngx_http_offload_main_conf_t *omcf);
 
 /* ngx_http_offload_dashboard.c */
 char *ngx_http_offload_dashboard(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -1,12 +1,37 @@
 /*
  * ngx_http_offload_status.c -- offload_status (JSON) and offload_metrics
  * (Prometheus text): this nginx's metrics zone, plus every live sidecar
- * node's document, fetched from Redis in one round trip
- * (offload_nodes_script).  The zone is read without a lock; the Redis part
- * is a single EVALSHA_RO on the worker's command connection, so the answer
- * never waits on the sidecars, however busy their workers are.  The script
- * itself travels only when Redis does not know it yet (NOSCRIPT: a new or
- * flushed Redis): then one EVAL_RO, which also caches it.
+ * node's document from every Redis the configuration names
+ * (offload_nodes_script).
+ *
+ * Watching must cost Redis nothing however many clients poll, so the
+ * script's answer is cached in a shared zone (offload_status_cache), one
+ * answer per Redis, refreshed at most once per interval (the sidecars'
+ * heartbeat, 1 s) for the whole nginx instance:
+ *
+ *   - an answer younger than the interval is served as it is;
+ *   - an older one is refreshed by the first reader (of any worker) that
+ *     finds no refresh on its way: it marks the entry "asked" in the zone
+ *     and sends the script (EVALSHA_RO on its worker's command link);
+ *   - that reader, and any that finds the refresh on its way, gets the
+ *     previous answer if it is at most three intervals old, and otherwise
+ *     waits for the refresh to land: parked, looked at again when its own
+ *     worker's reply lands or every NGX_HTTP_OFFLOAD_STATUS_POLL ms (a
+ *     timer, no busy wait), for at most NGX_HTTP_OFFLOAD_STATUS_WAIT ms;
+ *     then it is answered with what there is (that Redis "unavailable" if
+ *     nothing);
+ *   - each worker copies a new answer out of the zone once, at its first
+ *     reader; answers are chains of buffers pointing into that copy;
+ *   - a refresh that got no answer within NGX_HTTP_OFFLOAD_WATCHDOG ms
+ *     may be taken over by the next reader; one that failed is not tried
+ *     again within the interval.
+ *
+ * The script answers everything unsorted ("cache" mode): sort and limit
+ * are applied here, per request, so one read per interval serves every
+ * argument set and both reports.  An answer larger than the free room of
+ * the zone is not kept: the error log says so, and until the zone is made
+ * larger that Redis reads as "unavailable" (status_cache_full), still
+ * read only once per interval.
  */
 
 
@@ -14,38 +39,153 @@
 #include "ngx_http_offload_module.h"
 
 
-#define NGX_HTTP_OFFLOAD_LIMIT_MAX  100000
+#define NGX_HTTP_OFFLOAD_LIMIT_MAX    100000
+#define NGX_HTTP_OFFLOAD_STATUS_WAIT  1000
+#define NGX_HTTP_OFFLOAD_STATUS_POLL  10
+#define NGX_HTTP_OFFLOAD_STATUS_ID    300
+#define NGX_HTTP_OFFLOAD_NSORT        5
+
+/* what a reader got of one Redis */
+#define NGX_HTTP_OFFLOAD_READ_WAITING  0
+#define NGX_HTTP_OFFLOAD_READ_OK       1
+#define NGX_HTTP_OFFLOAD_READ_NONE     2
+#define NGX_HTTP_OFFLOAD_READ_FULL     3
+
+
+/* One Redis's answer in the zone.  Times are ngx_current_msec (monotonic,
+ * the same clock in every worker), 0 for never. */
+typedef struct {
+    u_char                        id[NGX_HTTP_OFFLOAD_STATUS_ID];
+    size_t                        id_len;
+    ngx_msec_t                    fetched;     /* data was read then */
+    ngx_msec_t                    asked;       /* a refresh on its way */
+    ngx_msec_t                    failed;      /* the last refresh failed */
+    ngx_uint_t                    version;     /* bumped as a refresh ends */
+    u_char                       *data;        /* packed, see _pack() */
+    size_t                        len;
+    unsigned                      full:1;      /* did not fit */
+} ngx_http_offload_status_entry_t;
 
 
 typedef struct {
-    ngx_http_request_t           *request;     /* NULL once it is gone */
-    ngx_http_cleanup_t           *cleanup;
+    ngx_uint_t                    nentries;
+    ngx_http_offload_status_entry_t  entry[NGX_HTTP_OFFLOAD_STATUS_REDIS];
+} ngx_http_offload_status_sh_t;
+
+
+struct ngx_http_offload_status_cache_s {
+    ngx_http_offload_status_sh_t *sh;
+    ngx_slab_pool_t              *shpool;
+    ngx_msec_t                    interval;
+    ngx_uint_t                    prom;        /* an offload_metrics */
+};
+
+
+/*
+ * This worker's copy of one Redis's answer, made once per refresh (not
+ * per request: big allocations per request cost page faults).  Answers
+ * point into it; a copy that a newer one replaced is freed by the last
+ * request that answers from it.
+ */
+typedef struct ngx_http_offload_status_copy_s {
+    ngx_uint_t                    refs;        /* requests using it */
+    ngx_msec_t                    fetched;     /* the entry's, copied */
+    unsigned                      retired:1;
+    size_t                        len;
+    u_char                        data[1];
+} ngx_http_offload_status_copy_t;
+
+
+/* A worker's record in a packed answer (memcpy'd, unaligned). */
+typedef struct {
+    int64_t                       key[NGX_HTTP_OFFLOAD_NSORT];
+    uint32_t                      off;         /* of ",{...}" in the */
+    uint32_t                      len;         /* workers' text */
+} ngx_http_offload_status_record_t;
+
+
+/* One worker of one answer, unpacked. */
+typedef struct {
+    int64_t                       key[NGX_HTTP_OFFLOAD_NSORT];
+    ngx_uint_t                    redis;       /* tie-breaks: the Redis, */
+    ngx_uint_t                    pos;         /* the script's order */
+    u_char                       *text;        /* ",{...}" */
+    size_t                        len;
+} ngx_http_offload_status_worker_t;
+
+
+/* What a request got of one Redis. */
+typedef struct {
     ngx_http_offload_peer_t      *peer;
+    ngx_uint_t                    state;       /* NGX_HTTP_OFFLOAD_READ_* */
+    ngx_uint_t                    version;     /* the entry's, when asked */
+    ngx_msec_t                    age;
+    ngx_http_offload_status_copy_t  *copy;     /* held until the end */
+    ngx_str_t                     part[3];     /* nodes, queues, crashes */
+    ngx_uint_t                    nworkers;
+    u_char                       *records;
+    ngx_str_t                     text;        /* ",w0,w1,..." */
+    ngx_uint_t                    nfams;
+    u_char                       *fams;
+} ngx_http_offload_status_read_t;
+
+
+/* An answer as a chain of buffers, most of them in the copies. */
+typedef struct {
+    ngx_pool_t                   *pool;
+    ngx_chain_t                  *first;
+    ngx_chain_t                 **last;
+    off_t                         len;
+} ngx_http_offload_status_out_t;
+
+
+typedef struct {
+    ngx_queue_t                   queue;       /* in the worker's waiters */
+    ngx_http_request_t           *request;
     ngx_uint_t                    report;
-    ngx_str_t                     sort;
-    ngx_str_t                     limit;
-    unsigned                      by_sha:1;
+    ngx_int_t                     sort;        /* -1: none */
+    ngx_uint_t                    limit;       /* 0: none */
+    ngx_msec_t                    deadline;
+    ngx_uint_t                    nreads;
+    ngx_uint_t                    waiting;
+    ngx_http_offload_status_read_t  *read;
+    unsigned                      parked:1;
 } ngx_http_offload_status_ctx_t;
 
 
 static ngx_int_t ngx_http_offload_status_sort(ngx_http_request_t *r,
-    ngx_str_t *sort);
+    ngx_int_t *sort);
 static ngx_int_t ngx_http_offload_status_limit(ngx_http_request_t *r,
-    ngx_str_t *limit);
+    ngx_uint_t *limit);
+static ngx_http_offload_status_entry_t *ngx_http_offload_status_entry(
+    ngx_http_offload_status_cache_t *cache, ngx_http_offload_peer_t *peer);
+static ngx_int_t ngx_http_offload_status_look(
+    ngx_http_offload_status_ctx_t *sctx, ngx_http_offload_status_read_t *rd);
+static void ngx_http_offload_status_take(ngx_http_offload_status_ctx_t *sctx,
+    ngx_http_offload_status_read_t *rd,
+    ngx_http_offload_status_entry_t *e);
+static void ngx_http_offload_status_retire(
+    ngx_http_offload_status_copy_t *copy);
+static void ngx_http_offload_status_release(void *data);
 static ngx_int_t ngx_http_offload_status_query(
-    ngx_http_offload_status_ctx_t *sctx);
-static void ngx_http_offload_status_cleanup(void *data);
+    ngx_http_offload_peer_t *peer);
 static void ngx_http_offload_status_done(redisAsyncContext *ac, void *r,
     void *privdata);
-static ngx_int_t ngx_http_offload_status_send(ngx_http_request_t *r,
-    ngx_uint_t report, redisReply *nodes);
+static void ngx_http_offload_status_store(ngx_http_offload_peer_t *peer,
+    redisReply *reply);
+static void ngx_http_offload_status_wake(void);
+static void ngx_http_offload_status_poll(ngx_event_t *ev);
+static void ngx_http_offload_status_cleanup(void *data);
+static ngx_int_t ngx_http_offload_status_send(
+    ngx_http_offload_status_ctx_t *sctx);
 
 
 static ngx_str_t  ngx_http_offload_json_type = ngx_string("application/json");
 static ngx_str_t  ngx_http_offload_prom_type =
     ngx_string("text/plain; version=0.0.4; charset=utf-8");
 
-static const char  *ngx_http_offload_sorts[] = {
+/* in the order of the script's sort keys */
+static const char  *ngx_http_offload_sorts[NGX_HTTP_OFFLOAD_NSORT + 1] = {
     "memory", "cpu", "queue", "restarts", "jobs", NULL
 };
 
@@ -53,15 +193,25 @@ static const char  *ngx_http_offload_sorts[] = {
 static u_char  ngx_http_offload_nodes_sha[40];
 static size_t  ngx_http_offload_nodes_sha_len;
 
+/* this worker's parked readers, and the timer that looks at them */
+static ngx_queue_t  ngx_http_offload_status_waiters;
+static ngx_event_t  ngx_http_offload_status_timer;
+
+static ngx_http_offload_status_cache_t  *ngx_http_offload_status_cache_of;
+static ngx_uint_t                        ngx_http_offload_status_labels;
+
 
 ngx_int_t
 ngx_http_offload_status_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                       rc;
-    ngx_str_t                       sort, limit;
-    ngx_http_offload_peer_t        *peer;
-    ngx_http_offload_loc_conf_t    *olcf;
-    ngx_http_offload_status_ctx_t  *sctx;
+    ngx_int_t                        rc, sort;
+    ngx_uint_t                       i, limit;
+    ngx_http_offload_peer_t        **peerp;
+    ngx_http_offload_loc_conf_t     *olcf;
+    ngx_http_offload_main_conf_t    *omcf;
+    ngx_http_offload_status_ctx_t   *sctx;
+    ngx_http_offload_status_read_t  *rd;
+    ngx_pool_cleanup_t              *cln;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -73,10 +223,10 @@ ngx_http_offload_status_handler(ngx_http_request_t *r)
     }
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
-    peer = olcf->peer;
+    omcf = ngx_http_get_module_main_conf(r, ngx_http_offload_module);
 
-    ngx_str_null(&sort);
-    ngx_str_null(&limit);
+    sort = -1;
+    limit = 0;
 
     if (olcf->report == NGX_HTTP_OFFLOAD_REPORT_JSON) {
         if (ngx_http_offload_status_sort(r, &sort) != NGX_OK) {
@@ -92,38 +242,96 @@ ngx_http_offload_status_handler(ngx_http_request_t *r)
         }
     }
 
-    if (!peer->command.up) {
-        return ngx_http_offload_status_send(r, olcf->report, NULL);
-    }
-
-    sctx = ngx_alloc(sizeof(ngx_http_offload_status_ctx_t),
-                     r->connection->log);
+    sctx = ngx_pcalloc(r->pool, sizeof(ngx_http_offload_status_ctx_t));
     if (sctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    sctx->cleanup = ngx_http_cleanup_add(r, 0);
-    if (sctx->cleanup == NULL) {
-        ngx_free(sctx);
+    sctx->read = ngx_pcalloc(r->pool, omcf->peers.nelts
+                                      * sizeof(ngx_http_offload_status_read_t));
+    if (sctx->read == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_offload_status_release;
+    cln->data = sctx;
+
     sctx->request = r;
-    sctx->peer = peer;
     sctx->report = olcf->report;
     sctx->sort = sort;
     sctx->limit = limit;
-    sctx->by_sha = 1;
-    sctx->cleanup->handler = ngx_http_offload_status_cleanup;
-    sctx->cleanup->data = sctx;
+    sctx->deadline = ngx_current_msec + NGX_HTTP_OFFLOAD_STATUS_WAIT;
 
-    if (ngx_http_offload_status_query(sctx) != NGX_OK) {
-        sctx->cleanup->handler = NULL;
-        ngx_free(sctx);
-        return ngx_http_offload_status_send(r, olcf->report, NULL);
+    ngx_http_offload_status_cache_of = omcf->status_cache;
+
+    /* every Redis that a location of this configuration uses; with more
+     * than one, the Prometheus samples say which */
+
+    peerp = omcf->peers.elts;
+    ngx_http_offload_status_labels = 0;
+
+    for (i = 0; i < omcf->peers.nelts; i++) {
+        ngx_http_offload_status_labels += peerp[i]->used;
     }
 
-    /* answered from the reply callback; notice a client that leaves */
+    ngx_http_offload_status_labels = (ngx_http_offload_status_labels > 1);
+
+    for (i = 0; i < omcf->peers.nelts; i++) {
+        if (!peerp[i]->used) {
+            continue;
+        }
+
+        rd = &sctx->read[sctx->nreads++];
+        rd->peer = peerp[i];
+
+        if (ngx_http_offload_status_look(sctx, rd) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rd->state == NGX_HTTP_OFFLOAD_READ_WAITING) {
+            sctx->waiting++;
+        }
+    }
+
+    if (sctx->waiting == 0) {
+        return ngx_http_offload_status_send(sctx);
+    }
+
+    if (ngx_http_offload_status_waiters.next == NULL) {
+        ngx_queue_init(&ngx_http_offload_status_waiters);
+        ngx_http_offload_status_timer.handler = ngx_http_offload_status_poll;
+        ngx_http_offload_status_timer.log = ngx_cycle->log;
+        ngx_http_offload_status_timer.data = &ngx_http_offload_status_timer;
+    }
+
+    /* parked until its refreshes land or its deadline passes; a client that
+     * leaves takes it out of the waiters */
+
+    {
+        ngx_http_cleanup_t  *cln;
+
+        cln = ngx_http_cleanup_add(r, 0);
+        if (cln == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        cln->handler = ngx_http_offload_status_cleanup;
+        cln->data = sctx;
+    }
+
+    ngx_queue_insert_tail(&ngx_http_offload_status_waiters, &sctx->queue);
+    sctx->parked = 1;
+
+    if (!ngx_http_offload_status_timer.timer_set) {
+        ngx_add_timer(&ngx_http_offload_status_timer,
+                      NGX_HTTP_OFFLOAD_STATUS_POLL);
+    }
+
     r->main->count++;
     r->read_event_handler = ngx_http_test_reading;
     r->write_event_handler = ngx_http_request_empty_handler;
@@ -132,19 +340,263 @@ ngx_http_offload_status_handler(ngx_http_request_t *r)
 }
 
 
+/* How long ago t was: the workers' clocks are the same monotonic clock,
+ * each read at its own event loop turn, so another worker's t may be a few
+ * ms ahead of this one's now: that is 0, not a wrapped huge age. */
+
+static ngx_inline ngx_msec_t
+ngx_http_offload_status_age(ngx_msec_t now, ngx_msec_t t)
+{
+    return (ngx_msec_int_t) (now - t) > 0 ? now - t : 0;
+}
+
+
+/*
+ * One Redis for one reader: take the cached answer, or start a refresh,
+ * or wait for the one on its way (rd->state stays WAITING).
+ */
+
+static ngx_int_t
+ngx_http_offload_status_look(ngx_http_offload_status_ctx_t *sctx,
+    ngx_http_offload_status_read_t *rd)
+{
+    ngx_msec_t                        now, interval;
+    ngx_http_offload_peer_t          *peer;
+    ngx_http_offload_status_cache_t  *cache;
+    ngx_http_offload_status_entry_t  *e;
+
+    cache = ngx_http_offload_status_cache_of;
+    peer = rd->peer;
+    now = ngx_current_msec;
+    interval = cache->interval;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    e = ngx_http_offload_status_entry(cache, peer);
+
+    if (e == NULL) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        rd->state = NGX_HTTP_OFFLOAD_READ_NONE;
+        return NGX_OK;
+    }
+
+    if (e->fetched && ngx_http_offload_status_age(now, e->fetched)
+                      < interval)
+    {
+        ngx_http_offload_status_take(sctx, rd, e);
+        goto done;
+    }
+
+    if ((e->asked && ngx_http_offload_status_age(now, e->asked)
+                     < NGX_HTTP_OFFLOAD_WATCHDOG)
+        || (e->failed && ngx_http_offload_status_age(now, e->failed)
+                         < interval))
+    {
+        /* a refresh on its way, or one that failed just now */
+
+        if ((e->fetched && ngx_http_offload_status_age(now, e->fetched)
+                           < 3 * interval)
+            || !e->asked)
+        {
+            ngx_http_offload_status_take(sctx, rd, e);
+            goto done;
+        }
+
+        rd->version = e->version;
+        goto done;
+    }
+
+    /* this reader refreshes it */
+
+    e->asked = now;
+    rd->version = e->version;
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    if (peer->command.up && ngx_http_offload_status_query(peer) == NGX_OK) {
+
+        /* meanwhile, the previous answer if it is recent enough: the
+         * refresh lands in the background */
+
+        ngx_shmtx_lock(&cache->shpool->mutex);
+
+        if (e->fetched && ngx_http_offload_status_age(now, e->fetched)
+                          < 3 * interval)
+        {
+            ngx_http_offload_status_take(sctx, rd, e);
+        }
+
+        goto done;
+    }
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    if (e->asked == now) {
+        e->asked = 0;
+        e->failed = now;
+        e->version++;
+    }
+
+    ngx_http_offload_status_take(sctx, rd, e);
+
+done:
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/* The entry of a peer's Redis, made on first use; NULL when the zone has
+ * none left.  Under the zone's mutex. */
+
+static ngx_http_offload_status_entry_t *
+ngx_http_offload_status_entry(ngx_http_offload_status_cache_t *cache,
+    ngx_http_offload_peer_t *peer)
+{
+    u_char                           *p;
+    ngx_uint_t                        i;
+    ngx_http_offload_status_sh_t     *sh;
+    ngx_http_offload_status_entry_t  *e;
+    u_char                            id[NGX_HTTP_OFFLOAD_STATUS_ID];
+
+    sh = cache->sh;
+
+    if (peer->status_entry) {
+        return &sh->entry[peer->status_entry - 1];
+    }
+
+    p = ngx_snprintf(id, sizeof(id), "%V/%ui/%V", &peer->name, peer->db,
+                     &peer->user);
+
+    for (i = 0; i < sh->nentries; i++) {
+        e = &sh->entry[i];
+
+        if (e->id_len == (size_t) (p - id)
+            && ngx_memcmp(e->id, id, e->id_len) == 0)
+        {
+            peer->status_entry = i + 1;
+            return e;
+        }
+    }
+
+    if (sh->nentries == NGX_HTTP_OFFLOAD_STATUS_REDIS) {
+        return NULL;
+    }
+
+    e = &sh->entry[sh->nentries++];
+    ngx_memzero(e, sizeof(ngx_http_offload_status_entry_t));
+    e->id_len = p - id;
+    ngx_memcpy(e->id, id, e->id_len);
+
+    peer->status_entry = sh->nentries;
+
+    return e;
+}
+
+
+/* What the entry holds, copied for the reader: an answer at most three
+ * intervals old, or nothing.  Under the zone's mutex. */
+
+static void
+ngx_http_offload_status_take(ngx_http_offload_status_ctx_t *sctx,
+    ngx_http_offload_status_read_t *rd, ngx_http_offload_status_entry_t *e)
+{
+    ngx_msec_t                       now;
+    ngx_http_offload_status_copy_t  *copy, *fresh;
+
+    now = ngx_current_msec;
+
+    if (e->full && e->fetched) {
+        rd->state = NGX_HTTP_OFFLOAD_READ_FULL;
+        return;
+    }
+
+    rd->age = ngx_http_offload_status_age(now, e->fetched);
+
+    if (e->data == NULL || e->fetched == 0
+        || rd->age >= 3 * ngx_http_offload_status_cache_of->interval)
+    {
+        rd->state = NGX_HTTP_OFFLOAD_READ_NONE;
+        return;
+    }
+
+    copy = rd->peer->status_copy;
+
+    if (copy == NULL || copy->fetched != e->fetched) {
+        fresh = ngx_alloc(offsetof(ngx_http_offload_status_copy_t, data)
+                          + e->len, ngx_cycle->log);
+        if (fresh == NULL) {
+            rd->state = NGX_HTTP_OFFLOAD_READ_NONE;
+            return;
+        }
+
+        fresh->refs = 0;
+        fresh->fetched = e->fetched;
+        fresh->retired = 0;
+        fresh->len = e->len;
+        ngx_memcpy(fresh->data, e->data, e->len);
+
+        if (copy) {
+            ngx_http_offload_status_retire(copy);
+        }
+
+        rd->peer->status_copy = copy = fresh;
+    }
+
+    copy->refs++;
+    rd->copy = copy;
+    rd->state = NGX_HTTP_OFFLOAD_READ_OK;
+}
+
+
+static void
+ngx_http_offload_status_retire(ngx_http_offload_status_copy_t *copy)
+{
+    if (copy->refs == 0) {
+        ngx_free(copy);
+        return;
+    }
+
+    copy->retired = 1;
+}
+
+
+/* the request's pool goes: its answer is sent, the copies may go */
+
+static void
+ngx_http_offload_status_release(void *data)
+{
+    ngx_http_offload_status_ctx_t  *sctx = data;
+
+    ngx_uint_t                       i;
+    ngx_http_offload_status_copy_t  *copy;
+
+    for (i = 0; i < sctx->nreads; i++) {
+        copy = sctx->read[i].copy;
+
+        if (copy && --copy->refs == 0 && copy->retired) {
+            ngx_free(copy);
+        }
+
+        sctx->read[i].copy = NULL;
+    }
+}
+
+
 /*
  * EVALSHA_RO, or EVAL_RO with the script once Redis answered NOSCRIPT.
  * _RO (Redis 7): the script only reads, and a read-only ACL user
  * (%R~ on the registry keys) may run it; EVAL would need write access to
- * its KEYS as well.
+ * its KEYS as well.  The reply belongs to the peer, not to a request.
  */
 
 static ngx_int_t
-ngx_http_offload_status_query(ngx_http_offload_status_ctx_t *sctx)
+ngx_http_offload_status_query(ngx_http_offload_peer_t *peer)
 {
     int          argc;
-    const char  *argv[9];
-    size_t       argvlen[9];
+    const char  *argv[12];
+    size_t       argvlen[12];
 
     if (ngx_http_offload_nodes_sha_len == 0) {
         ngx_http_offload_nodes_sha_len = ngx_http_offload_script_sha(
@@ -154,7 +606,7 @@ ngx_http_offload_status_query(ngx_http_offload_status_ctx_t *sctx)
 
     argc = 0;
 
-    if (sctx->by_sha) {
+    if (!peer->status_by_eval) {
         argv[argc] = "EVALSHA_RO";
         argvlen[argc++] = 10;
         argv[argc] = (char *) ngx_http_offload_nodes_sha;
@@ -173,47 +625,434 @@ ngx_http_offload_status_query(ngx_http_offload_status_ctx_t *sctx)
     argvlen[argc++] = sizeof(OFFLOAD_NODES_KEY) - 1;
     argv[argc] = OFFLOAD_CRASHES_KEY;
     argvlen[argc++] = sizeof(OFFLOAD_CRASHES_KEY) - 1;
-
-    if (sctx->report == NGX_HTTP_OFFLOAD_REPORT_JSON) {
-        argv[argc] = "json";
-        argvlen[argc++] = 4;
-    } else {
-        argv[argc] = "prom";
-        argvlen[argc++] = 4;
-    }
-
-    argv[argc] = (char *) sctx->sort.data;
-    argvlen[argc++] = sctx->sort.len;
-    argv[argc] = (char *) sctx->limit.data;
-    argvlen[argc++] = sctx->limit.len;
+    argv[argc] = "cache";
+    argvlen[argc++] = 5;
+    argv[argc] = "";
+    argvlen[argc++] = 0;
+    argv[argc] = "";
+    argvlen[argc++] = 0;
     argv[argc] = OFFLOAD_NODE_PREFIX;
     argvlen[argc++] = sizeof(OFFLOAD_NODE_PREFIX) - 1;
+    argv[argc] = (char *) peer->name.data;
+    argvlen[argc++] = peer->name.len;
+    argv[argc] = ngx_http_offload_status_labels ? "1" : "0";
+    argvlen[argc++] = 1;
 
-    return ngx_http_offload_link_send(&sctx->peer->command,
-                                      ngx_http_offload_status_done, sctx,
+    /* the Prometheus families only for an offload_metrics location */
+    argv[argc] = ngx_http_offload_status_cache_of->prom ? "1" : "0";
+    argvlen[argc++] = 1;
+
+    return ngx_http_offload_link_send(&peer->command,
+                                      ngx_http_offload_status_done, peer,
                                       argc, argv, argvlen);
 }
 
 
-/* ?sort=memory|cpu|queue|restarts|jobs; absent or empty is none (node,
- * queue, slot) */
+static void
+ngx_http_offload_status_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply               *reply = r;
+    ngx_http_offload_peer_t  *peer = privdata;
+
+    (void) ngx_http_offload_link_replied(ac, reply);
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR
+        && !peer->status_by_eval
+        && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
+    {
+        peer->status_by_eval = 1;
+
+        if (ngx_http_offload_status_query(peer) == NGX_OK) {
+            return;
+        }
+
+        reply = NULL;
+    }
+
+    peer->status_by_eval = 0;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "offload: redis %V: status script: %s",
+                      &peer->name, reply->str);
+    }
+
+    ngx_http_offload_status_store(peer, reply);
+    ngx_http_offload_status_wake();
+}
+
+
+/*
+ * The packed answer: three strings (nodes, queues, crashes); the workers:
+ * their count, a record each (sort keys, where its text is), then their
+ * text ",w0,w1,..." as one string; the Prometheus families: their count,
+ * then a header and the samples of each.  A string is its length
+ * (uint32_t) and its bytes.  Unaligned: memcpy in and out.
+ */
+
+static size_t
+ngx_http_offload_status_packed_size(redisReply *reply)
+{
+    size_t       size;
+    ngx_uint_t   i, j;
+    redisReply  *e;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 6
+        || reply->element[3]->type != REDIS_REPLY_ARRAY
+        || reply->element[5]->type != REDIS_REPLY_ARRAY
+        || reply->element[5]->elements
+           != reply->element[3]->elements * NGX_HTTP_OFFLOAD_NSORT)
+    {
+        return 0;
+    }
+
+    for (j = 0; j < reply->element[5]->elements; j++) {
+        if (reply->element[5]->element[j]->type != REDIS_REPLY_INTEGER) {
+            return 0;
+        }
+    }
+
+    size = 0;
+
+    for (i = 0; i < 5; i++) {
+        e = reply->element[i];
+
+        if (i < 3) {
+            if (e->type != REDIS_REPLY_STRING) {
+                return 0;
+            }
+
+            size += sizeof(uint32_t) + e->len;
+            continue;
+        }
+
+        if (e->type != REDIS_REPLY_ARRAY
+            || (i == 4 && e->elements % 2 != 0))
+        {
+            return 0;
+        }
+
+        size += 2 * sizeof(uint32_t);
+
+        for (j = 0; j < e->elements; j++) {
+            if (e->element[j]->type != REDIS_REPLY_STRING) {
+                return 0;
+            }
+
+            size += e->element[j]->len + (i == 3
+                    ? 1 + sizeof(ngx_http_offload_status_record_t)
+                    : sizeof(uint32_t));
+        }
+    }
+
+    return size;
+}
+
+
+static u_char *
+ngx_http_offload_status_put(u_char *p, u_char *s, size_t len)
+{
+    uint32_t  n = len;
+
+    p = ngx_cpymem(p, &n, sizeof(uint32_t));
+    return ngx_cpymem(p, s, len);
+}
+
+
+static void
+ngx_http_offload_status_pack(u_char *p, redisReply *reply)
+{
+    u_char                            *text;
+    uint32_t                           n, off;
+    ngx_uint_t                         i, k;
+    redisReply                        *w, *f, **key;
+    ngx_http_offload_status_record_t   rec;
+
+    for (i = 0; i < 3; i++) {
+        p = ngx_http_offload_status_put(p, (u_char *) reply->element[i]->str,
+                                        reply->element[i]->len);
+    }
+
+    w = reply->element[3];
+    n = w->elements;
+    p = ngx_cpymem(p, &n, sizeof(uint32_t));
+
+    /* the text follows the records: its length once it is written */
+
+    text = p + n * sizeof(ngx_http_offload_status_record_t)
+           + sizeof(uint32_t);
+    off = 0;
+
+    key = reply->element[5]->element;
+
+    for (i = 0; i < w->elements; i++) {
+        for (k = 0; k < NGX_HTTP_OFFLOAD_NSORT; k++) {
+            rec.key[k] = (*key++)->integer;
+        }
+
+        rec.off = off;
+        rec.len = 1 + w->element[i]->len;
+        p = ngx_cpymem(p, &rec, sizeof(rec));
+
+        text[off] = ',';
+        ngx_memcpy(text + off + 1, w->element[i]->str, w->element[i]->len);
+        off += rec.len;
+    }
+
+    p = ngx_cpymem(p, &off, sizeof(uint32_t));
+    p += off;
+
+    f = reply->element[4];
+    n = f->elements / 2;
+    p = ngx_cpymem(p, &n, sizeof(uint32_t));
+
+    for (i = 0; i < f->elements; i++) {
+        p = ngx_http_offload_status_put(p, (u_char *) f->element[i]->str,
+                                        f->element[i]->len);
+    }
+}
+
+
+/* A refresh ended: its answer into the zone (reply NULL or unusable: the
+ * refresh failed, the previous answer stays). */
+
+static void
+ngx_http_offload_status_store(ngx_http_offload_peer_t *peer,
+    redisReply *reply)
+{
+    size_t                            size, room;
+    u_char                           *data;
+    ngx_msec_t                        now;
+    ngx_slab_pool_t                  *shpool;
+    ngx_http_offload_status_cache_t  *cache;
+    ngx_http_offload_status_entry_t  *e;
+
+    cache = ngx_http_offload_status_cache_of;
+    shpool = cache->shpool;
+    now = ngx_current_msec;
+    size = ngx_http_offload_status_packed_size(reply);
+    room = 0;
+
+    if (reply != NULL && reply->type != REDIS_REPLY_ERROR && size == 0) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "offload: redis %V: the status script answered "
+                      "something else than its \"cache\" array",
+                      &peer->name);
+    }
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    e = ngx_http_offload_status_entry(cache, peer);
+
+    if (e == NULL) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        return;
+    }
+
+    e->asked = 0;
+    e->version++;
+
+    if (size == 0) {
+        e->failed = now;
+        ngx_shmtx_unlock(&shpool->mutex);
+        return;
+    }
+
+    /* the previous answer makes room for this one */
+
+    if (e->data) {
+        ngx_slab_free_locked(shpool, e->data);
+        e->data = NULL;
+    }
+
+    data = ngx_slab_alloc_locked(shpool, size);
+
+    e->fetched = now;
+    e->failed = 0;
+    e->full = (data == NULL);
+    e->len = data ? size : 0;
+    e->data = data;
+
+    if (data) {
+        ngx_http_offload_status_pack(data, reply);
+
+    } else {
+        room = (shpool->end - shpool->start);
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (room) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "offload: redis %V: the status answer of %uz bytes "
+                      "does not fit in offload_status_cache (%uz bytes, "
+                      "shared by every Redis): make it larger",
+                      &peer->name, size, room);
+    }
+}
+
+
+/* the next string of a packed run */
+
+static u_char *
+ngx_http_offload_status_get(u_char *p, ngx_str_t *s)
+{
+    uint32_t  n;
+
+    ngx_memcpy(&n, p, sizeof(uint32_t));
+    s->len = n;
+    s->data = p + sizeof(uint32_t);
+
+    return s->data + n;
+}
+
+
+/* Unpacks a reader's copy (made by _pack(), so well formed). */
+
+static void
+ngx_http_offload_status_unpack(ngx_http_offload_status_read_t *rd)
+{
+    u_char      *p;
+    uint32_t     n;
+    ngx_uint_t   i;
+
+    p = rd->copy->data;
+
+    for (i = 0; i < 3; i++) {
+        p = ngx_http_offload_status_get(p, &rd->part[i]);
+    }
+
+    ngx_memcpy(&n, p, sizeof(uint32_t));
+    p += sizeof(uint32_t);
+    rd->nworkers = n;
+    rd->records = p;
+    p += n * sizeof(ngx_http_offload_status_record_t);
+    p = ngx_http_offload_status_get(p, &rd->text);
+
+    ngx_memcpy(&n, p, sizeof(uint32_t));
+    rd->nfams = n;
+    rd->fams = p + sizeof(uint32_t);
+}
+
+
+/* Looks at this worker's parked readers: a refresh landed, or a deadline
+ * passed.  From a reply callback or the timer. */
+
+static void
+ngx_http_offload_status_wake(void)
+{
+    ngx_int_t                         rc;
+    ngx_uint_t                        i;
+    ngx_msec_t                        now;
+    ngx_queue_t                      *q, *next;
+    ngx_connection_t                 *c;
+    ngx_http_request_t               *r;
+    ngx_http_offload_status_ctx_t    *sctx;
+    ngx_http_offload_status_read_t   *rd;
+    ngx_http_offload_status_entry_t  *e;
+    ngx_http_offload_status_cache_t  *cache;
+
+    if (ngx_http_offload_status_waiters.next == NULL) {
+        return;
+    }
+
+    cache = ngx_http_offload_status_cache_of;
+    now = ngx_current_msec;
+
+    for (q = ngx_queue_head(&ngx_http_offload_status_waiters);
+         q != ngx_queue_sentinel(&ngx_http_offload_status_waiters);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        sctx = ngx_queue_data(q, ngx_http_offload_status_ctx_t, queue);
+
+        ngx_shmtx_lock(&cache->shpool->mutex);
+
+        for (i = 0; i < sctx->nreads; i++) {
+            rd = &sctx->read[i];
+
+            if (rd->state != NGX_HTTP_OFFLOAD_READ_WAITING) {
+                continue;
+            }
+
+            e = ngx_http_offload_status_entry(cache, rd->peer);
+
+            if (e->version != rd->version
+                || (ngx_msec_int_t) (now - sctx->deadline) >= 0)
+            {
+                ngx_http_offload_status_take(sctx, rd, e);
+                sctx->waiting--;
+            }
+        }
+
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+
+        if (sctx->waiting) {
+            continue;
+        }
+
+        ngx_queue_remove(q);
+        sctx->parked = 0;
+
+        r = sctx->request;
+        c = r->connection;
+
+        rc = ngx_http_offload_status_send(sctx);
+
+        ngx_http_finalize_request(r, rc);
+        ngx_http_run_posted_requests(c);
+    }
+
+    if (!ngx_queue_empty(&ngx_http_offload_status_waiters)) {
+        if (!ngx_http_offload_status_timer.timer_set) {
+            ngx_add_timer(&ngx_http_offload_status_timer,
+                          NGX_HTTP_OFFLOAD_STATUS_POLL);
+        }
+
+    } else if (ngx_http_offload_status_timer.timer_set) {
+        ngx_del_timer(&ngx_http_offload_status_timer);
+    }
+}
+
+
+static void
+ngx_http_offload_status_poll(ngx_event_t *ev)
+{
+    ngx_http_offload_status_wake();
+}
+
+
+static void
+ngx_http_offload_status_cleanup(void *data)
+{
+    ngx_http_offload_status_ctx_t  *sctx = data;
+
+    if (sctx->parked) {
+        ngx_queue_remove(&sctx->queue);
+        sctx->parked = 0;
+    }
+}
+
+
+/* ?sort=memory|cpu|queue|restarts|jobs; absent or empty is none (Redis,
+ * node, queue, slot) */
 
 static ngx_int_t
-ngx_http_offload_status_sort(ngx_http_request_t *r, ngx_str_t *sort)
+ngx_http_offload_status_sort(ngx_http_request_t *r, ngx_int_t *sort)
 {
+    ngx_str_t   s;
     ngx_uint_t  i;
 
-    if (ngx_http_arg(r, (u_char *) "sort", 4, sort) != NGX_OK
-        || sort->len == 0)
-    {
+    if (ngx_http_arg(r, (u_char *) "sort", 4, &s) != NGX_OK || s.len == 0) {
         return NGX_OK;
     }
 
     for (i = 0; ngx_http_offload_sorts[i]; i++) {
-        if (sort->len == ngx_strlen(ngx_http_offload_sorts[i])
-            && ngx_strncmp(sort->data, ngx_http_offload_sorts[i], sort->len)
-               == 0)
+        if (s.len == ngx_strlen(ngx_http_offload_sorts[i])
+            && ngx_strncmp(s.data, ngx_http_offload_sorts[i], s.len) == 0)
         {
+            *sort = i;
             return NGX_OK;
         }
     }
@@ -225,148 +1064,583 @@ ngx_http_offload_status_sort(ngx_http_request_t *r, ngx_str_t *sort)
 /* ?limit=N, 1 to NGX_HTTP_OFFLOAD_LIMIT_MAX; absent is no limit */
 
 static ngx_int_t
-ngx_http_offload_status_limit(ngx_http_request_t *r, ngx_str_t *limit)
+ngx_http_offload_status_limit(ngx_http_request_t *r, ngx_uint_t *limit)
 {
     ngx_int_t  n;
+    ngx_str_t  s;
 
-    if (ngx_http_arg(r, (u_char *) "limit", 5, limit) != NGX_OK) {
+    if (ngx_http_arg(r, (u_char *) "limit", 5, &s) != NGX_OK) {
         return NGX_OK;
     }
 
-    n = ngx_atoi(limit->data, limit->len);
+    n = ngx_atoi(s.data, s.len);
 
-    return (n == NGX_ERROR || n < 1 || n > NGX_HTTP_OFFLOAD_LIMIT_MAX)
-           ? NGX_ERROR : NGX_OK;
-}
-
-
-static void
-ngx_http_offload_status_cleanup(void *data)
-{
-    ngx_http_offload_status_ctx_t  *sctx = data;
-
-    sctx->request = NULL;
-}
-
-
-static void
-ngx_http_offload_status_done(redisAsyncContext *ac, void *r, void *privdata)
-{
-    redisReply                     *reply = r;
-    ngx_int_t                       rc;
-    ngx_connection_t               *c;
-    ngx_http_request_t             *req;
-    ngx_http_offload_status_ctx_t  *sctx = privdata;
-
-    (void) ngx_http_offload_link_replied(ac, reply);
-
-    req = sctx->request;
-
-    if (req == NULL) {
-        ngx_free(sctx);
-        return;
+    if (n == NGX_ERROR || n < 1 || n > NGX_HTTP_OFFLOAD_LIMIT_MAX) {
+        return NGX_ERROR;
     }
 
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR && sctx->by_sha
-        && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
-    {
-        sctx->by_sha = 0;
+    *limit = n;
 
-        if (ngx_http_offload_status_query(sctx) == NGX_OK) {
-            return;
+    return NGX_OK;
+}
+
+
+static ngx_int_t  ngx_http_offload_status_by;
+
+static int ngx_libc_cdecl
+ngx_http_offload_status_cmp(const void *one, const void *two)
+{
+    const ngx_http_offload_status_worker_t  *a = one, *b = two;
+
+    if (ngx_http_offload_status_by >= 0
+        && a->key[ngx_http_offload_status_by]
+           != b->key[ngx_http_offload_status_by])
+    {
+        return a->key[ngx_http_offload_status_by]
+               > b->key[ngx_http_offload_status_by] ? -1 : 1;
+    }
+
+    if (a->redis != b->redis) {
+        return a->redis < b->redis ? -1 : 1;
+    }
+
+    return a->pos < b->pos ? -1 : (a->pos > b->pos);
+}
+
+
+/* The workers of every answer, sorted, in r->pool; NULL when none. */
+
+static ngx_http_offload_status_worker_t *
+ngx_http_offload_status_workers(ngx_http_offload_status_ctx_t *sctx,
+    ngx_uint_t total)
+{
+    u_char                            *p;
+    ngx_uint_t                         i, j;
+    ngx_http_offload_status_read_t    *rd;
+    ngx_http_offload_status_worker_t  *ws, *w;
+    ngx_http_offload_status_record_t   rec;
+
+    ws = ngx_palloc(sctx->request->pool,
+                    total * sizeof(ngx_http_offload_status_worker_t));
+    if (ws == NULL) {
+        return NULL;
+    }
+
+    w = ws;
+
+    for (i = 0; i < sctx->nreads; i++) {
+        rd = &sctx->read[i];
+
+        if (rd->state != NGX_HTTP_OFFLOAD_READ_OK) {
+            continue;
         }
 
-        reply = NULL;
+        p = rd->records;
+
+        for (j = 0; j < rd->nworkers; j++) {
+            ngx_memcpy(&rec, p, sizeof(rec));
+            p += sizeof(rec);
+
+            ngx_memcpy(w->key, rec.key, sizeof(w->key));
+            w->redis = i;
+            w->pos = j;
+            w->text = rd->text.data + rec.off;
+            w->len = rec.len;
+            w++;
+        }
     }
 
-    sctx->cleanup->handler = NULL;
+    ngx_http_offload_status_by = sctx->sort;
+    ngx_qsort(ws, total, sizeof(ngx_http_offload_status_worker_t),
+              ngx_http_offload_status_cmp);
 
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, req->connection->log, 0,
-                      "offload: status script: %s", reply->str);
+    return ws;
+}
+
+
+static ngx_int_t
+ngx_http_offload_status_add(ngx_http_offload_status_out_t *out,
+    u_char *data, size_t len)
+{
+    ngx_chain_t  *cl;
+
+    if (len == 0) {
+        return NGX_OK;
     }
 
-    c = req->connection;
+    cl = ngx_http_offload_chain_of(out->pool, data, len);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
 
-    rc = ngx_http_offload_status_send(req, sctx->report,
-                                      reply != NULL
-                                      && reply->type == REDIS_REPLY_STRING
-                                      ? reply : NULL);
-    ngx_free(sctx);
+    *out->last = cl;
+    out->last = &cl->next;
+    out->len += len;
 
-    ngx_http_finalize_request(req, rc);
-    ngx_http_run_posted_requests(c);
+    return NGX_OK;
+}
+
+
+#define ngx_http_offload_status_add_text(out, text)                          \
+    ngx_http_offload_status_add(out, (u_char *) text, sizeof(text) - 1)
+
+
+/* one part of every answer, joined by commas */
+
+static ngx_int_t
+ngx_http_offload_status_join(ngx_http_offload_status_ctx_t *sctx,
+    ngx_uint_t part, ngx_http_offload_status_out_t *out)
+{
+    ngx_str_t   *s;
+    ngx_uint_t   i, first;
+
+    first = 1;
+
+    for (i = 0; i < sctx->nreads; i++) {
+        s = &sctx->read[i].part[part];
+
+        if (sctx->read[i].state != NGX_HTTP_OFFLOAD_READ_OK || s->len == 0) {
+            continue;
+        }
+
+        if ((!first && ngx_http_offload_status_add_text(out, ",") != NGX_OK)
+            || ngx_http_offload_status_add(out, s->data, s->len) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        first = 0;
+    }
+
+    return NGX_OK;
 }
 
 
 /*
- * The zone's part and the nodes' part (nodes NULL: Redis did not answer,
- * the document says so).  JSON: {"nginx":{...},"redis":"ok",<nodes part>}.
+ * The workers, limited: in the script's order (by Redis, node, queue,
+ * slot) whole runs of each answer's text, sorted one by one.  Each text
+ * starts with a comma, skipped for the first.
  */
 
 static ngx_int_t
-ngx_http_offload_status_send(ngx_http_request_t *r, ngx_uint_t report,
-    redisReply *nodes)
+ngx_http_offload_status_list(ngx_http_offload_status_ctx_t *sctx,
+    ngx_uint_t total, ngx_http_offload_status_out_t *out)
 {
-    u_char                      *p, *last, *body;
-    size_t                       size;
-    ngx_http_offload_metrics_t  *m = ngx_http_offload_worker.metrics;
+    u_char                            *from, *to;
+    ngx_uint_t                         i, n, skip, left;
+    ngx_http_offload_status_read_t    *rd;
+    ngx_http_offload_status_worker_t  *ws;
+    ngx_http_offload_status_record_t   rec;
 
-    static u_char  no_nodes[] = "\"redis\":\"unavailable\",\"nodes\":[],"
-                                "\"queues\":{},\"workers\":[],"
-                                "\"workers_total\":0,\"crashes\":[]";
+    left = sctx->limit ? ngx_min(sctx->limit, total) : total;
+    skip = 1;
 
-    if (report == NGX_HTTP_OFFLOAD_REPORT_JSON) {
-        size = ngx_http_offload_metrics_json_size(m) + sizeof(no_nodes)
-               + (nodes ? nodes->len : 0) + 32;
-    } else {
-        size = ngx_http_offload_metrics_prom_size(m) + 256
-               + (nodes ? nodes->len : 0);
-    }
+    if (sctx->sort < 0) {
+        for (i = 0; i < sctx->nreads && left; i++) {
+            rd = &sctx->read[i];
 
-    body = ngx_pnalloc(r->pool, size);
-    if (body == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+            if (rd->state != NGX_HTTP_OFFLOAD_READ_OK || rd->nworkers == 0) {
+                continue;
+            }
 
-    p = body;
-    last = body + size;
+            n = ngx_min(left, rd->nworkers);
+            left -= n;
 
-    if (report == NGX_HTTP_OFFLOAD_REPORT_JSON) {
-        p = ngx_slprintf(p, last, "{\"nginx\":");
-        p = ngx_http_offload_metrics_json(m, p, last);
+            ngx_memcpy(&rec, rd->records + (n - 1) * sizeof(rec),
+                       sizeof(rec));
 
-        if (nodes) {
-            p = ngx_slprintf(p, last, ",\"redis\":\"ok\",%*s}",
-                             nodes->len, nodes->str);
-        } else {
-            p = ngx_slprintf(p, last, ",%s}", no_nodes);
+            from = rd->text.data + skip;
+            to = rd->text.data + rec.off + rec.len;
+            skip = 0;
+
+            if (ngx_http_offload_status_add(out, from, to - from) != NGX_OK) {
+                return NGX_ERROR;
+            }
         }
 
-        return ngx_http_offload_send_body(r, NGX_HTTP_OK,
-                                          &ngx_http_offload_json_type, body,
-                                          p - body);
+        return NGX_OK;
     }
+
+    ws = ngx_http_offload_status_workers(sctx, total);
+    if (ws == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < left; i++) {
+        if (ngx_http_offload_status_add(out, ws[i].text + skip,
+                                        ws[i].len - skip)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        skip = 0;
+    }
+
+    return NGX_OK;
+}
+
+
+static const char *
+ngx_http_offload_status_state(ngx_http_offload_status_read_t *rd)
+{
+    switch (rd->state) {
+
+    case NGX_HTTP_OFFLOAD_READ_OK:
+        return "ok";
+
+    case NGX_HTTP_OFFLOAD_READ_FULL:
+        return "status_cache_full";
+
+    default:
+        return "unavailable";
+    }
+}
+
+
+/*
+ * JSON: {"nginx":{...},"redis":"ok"|"partial"|"unavailable","redises":[
+ * {"redis":<name>,"state":...,"age_ms":n}],"nodes":[...],"queues":{...},
+ * "workers":[...],"workers_total":n,"crashes":[...]}.
+ */
+
+static ngx_int_t
+ngx_http_offload_status_json(ngx_http_offload_status_ctx_t *sctx,
+    ngx_http_offload_status_out_t *out, ngx_uint_t total)
+{
+    u_char                          *p, *last, *head, *tail;
+    size_t                           size;
+    ngx_uint_t                       i, ok;
+    ngx_http_offload_status_read_t  *rd;
+    ngx_http_offload_metrics_t      *m = ngx_http_offload_worker.metrics;
+
+    ok = 0;
+    size = ngx_http_offload_metrics_json_size(m) + 128;
+
+    for (i = 0; i < sctx->nreads; i++) {
+        ok += (sctx->read[i].state == NGX_HTTP_OFFLOAD_READ_OK);
+        size += sctx->read[i].peer->name.len + 80;
+    }
+
+    head = ngx_pnalloc(out->pool, size);
+    tail = ngx_pnalloc(out->pool, 64);
+
+    if (head == NULL || tail == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = head;
+    last = head + size;
+
+    p = ngx_slprintf(p, last, "{\"nginx\":");
+    p = ngx_http_offload_metrics_json(m, p, last);
+    p = ngx_slprintf(p, last, ",\"redis\":\"%s\",\"redises\":[",
+                     ok == sctx->nreads ? "ok"
+                     : ok ? "partial" : "unavailable");
+
+    for (i = 0; i < sctx->nreads; i++) {
+        rd = &sctx->read[i];
+
+        /* a peer's name is an address: nothing to escape */
+        p = ngx_slprintf(p, last, "%s{\"redis\":\"%V\",\"state\":\"%s\"",
+                         i ? "," : "", &rd->peer->name,
+                         ngx_http_offload_status_state(rd));
+
+        if (rd->state == NGX_HTTP_OFFLOAD_READ_OK) {
+            p = ngx_slprintf(p, last, ",\"age_ms\":%M", rd->age);
+        }
+
+        p = ngx_slprintf(p, last, "}");
+    }
+
+    p = ngx_slprintf(p, last, "],\"nodes\":[");
+
+    if (ngx_http_offload_status_add(out, head, p - head) != NGX_OK
+        || ngx_http_offload_status_join(sctx, 0, out) != NGX_OK
+        || ngx_http_offload_status_add_text(out, "],\"queues\":{") != NGX_OK
+        || ngx_http_offload_status_join(sctx, 1, out) != NGX_OK
+        || ngx_http_offload_status_add_text(out, "},\"workers\":[")
+           != NGX_OK
+        || ngx_http_offload_status_list(sctx, total, out) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    p = ngx_slprintf(tail, tail + 64, "],\"workers_total\":%ui,"
+                     "\"crashes\":[", total);
+
+    if (ngx_http_offload_status_add(out, tail, p - tail) != NGX_OK
+        || ngx_http_offload_status_join(sctx, 2, out) != NGX_OK
+        || ngx_http_offload_status_add_text(out, "]}") != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* Prometheus text: the zone's families, offload_redis_up, then each of
+ * the script's families once, with the samples of every Redis. */
+
+static ngx_int_t
+ngx_http_offload_status_prom(ngx_http_offload_status_ctx_t *sctx,
+    ngx_http_offload_status_out_t *out)
+{
+    u_char                          *p, *last, *head, **at;
+    size_t                           size;
+    ngx_str_t                        fam, samples;
+    ngx_uint_t                       i, f, nfams, labels, headed;
+    ngx_http_offload_status_read_t  *rd;
+    ngx_http_offload_metrics_t      *m = ngx_http_offload_worker.metrics;
+
+    labels = (sctx->nreads > 1);
+    size = ngx_http_offload_metrics_prom_size(m) + 256;
+
+    for (i = 0; i < sctx->nreads; i++) {
+        size += sctx->read[i].peer->name.len + 64;
+    }
+
+    head = ngx_pnalloc(out->pool, size);
+    at = ngx_palloc(out->pool, sctx->nreads * sizeof(u_char *));
+
+    if (head == NULL || at == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = head;
+    last = head + size;
 
     p = ngx_http_offload_metrics_prom(m, p, last);
     p = ngx_slprintf(p, last, "# HELP offload_redis_up Whether this nginx "
-                     "worker reached Redis for this scrape.\n"
-                     "# TYPE offload_redis_up gauge\n"
-                     "offload_redis_up %d\n", nodes ? 1 : 0);
+                     "read the nodes from Redis for this scrape.\n"
+                     "# TYPE offload_redis_up gauge\n");
 
-    if (nodes) {
-        p = ngx_cpymem(p, nodes->str, ngx_min(nodes->len,
-                                              (size_t) (last - p)));
+    nfams = NGX_MAX_UINT32_VALUE;
+
+    for (i = 0; i < sctx->nreads; i++) {
+        rd = &sctx->read[i];
+
+        if (labels) {
+            p = ngx_slprintf(p, last, "offload_redis_up{redis=\"%V\"} %d\n",
+                             &rd->peer->name,
+                             rd->state == NGX_HTTP_OFFLOAD_READ_OK);
+        } else {
+            p = ngx_slprintf(p, last, "offload_redis_up %d\n",
+                             rd->state == NGX_HTTP_OFFLOAD_READ_OK);
+        }
+
+        at[i] = rd->fams;
+
+        if (rd->state == NGX_HTTP_OFFLOAD_READ_OK) {
+            nfams = ngx_min(nfams, rd->nfams);
+        }
     }
 
-    return ngx_http_offload_send_body(r, NGX_HTTP_OK,
-                                      &ngx_http_offload_prom_type, body,
-                                      p - body);
+    if (ngx_http_offload_status_add(out, head, p - head) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for (f = 0; nfams != NGX_MAX_UINT32_VALUE && f < nfams; f++) {
+        headed = 0;
+
+        for (i = 0; i < sctx->nreads; i++) {
+            rd = &sctx->read[i];
+
+            if (rd->state != NGX_HTTP_OFFLOAD_READ_OK) {
+                continue;
+            }
+
+            at[i] = ngx_http_offload_status_get(at[i], &fam);
+            at[i] = ngx_http_offload_status_get(at[i], &samples);
+
+            if ((!headed
+                 && ngx_http_offload_status_add(out, fam.data, fam.len)
+                    != NGX_OK)
+                || ngx_http_offload_status_add(out, samples.data,
+                                               samples.len)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            headed = 1;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_offload_status_send(ngx_http_offload_status_ctx_t *sctx)
+{
+    ngx_int_t                        rc;
+    ngx_uint_t                       i, total;
+    ngx_http_request_t              *r;
+    ngx_http_offload_status_out_t    out;
+    ngx_http_offload_status_read_t  *rd;
+
+    r = sctx->request;
+    total = 0;
+
+    for (i = 0; i < sctx->nreads; i++) {
+        rd = &sctx->read[i];
+
+        if (rd->state == NGX_HTTP_OFFLOAD_READ_OK) {
+            ngx_http_offload_status_unpack(rd);
+            total += rd->nworkers;
+        }
+    }
+
+    out.pool = r->pool;
+    out.first = NULL;
+    out.last = &out.first;
+    out.len = 0;
+
+    if (sctx->report == NGX_HTTP_OFFLOAD_REPORT_JSON) {
+        rc = ngx_http_offload_status_json(sctx, &out, total);
+
+    } else {
+        rc = ngx_http_offload_status_prom(sctx, &out);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_offload_send_chain(r, NGX_HTTP_OK,
+                                       sctx->report
+                                       == NGX_HTTP_OFFLOAD_REPORT_JSON
+                                       ? &ngx_http_offload_json_type
+                                       : &ngx_http_offload_prom_type,
+                                       out.first, out.len);
+}
+
+
+static ngx_int_t
+ngx_http_offload_status_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_offload_status_cache_t  *ocache = data;
+
+    ngx_slab_pool_t                  *shpool;
+    ngx_http_offload_status_sh_t     *sh;
+    ngx_http_offload_status_cache_t  *cache;
+
+    cache = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (ocache) {
+        cache->sh = ocache->sh;
+        cache->shpool = ocache->shpool;
+        return NGX_OK;
+    }
+
+    if (shm_zone->shm.exists) {
+        cache->sh = shpool->data;
+        cache->shpool = shpool;
+        return NGX_OK;
+    }
+
+    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_offload_status_sh_t));
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = sh;
+    shpool->log_nomem = 0;
+
+    cache->sh = sh;
+    cache->shpool = shpool;
+
+    return NGX_OK;
+}
+
+
+/* offload_status_cache <size> [<interval>] */
+
+char *
+ngx_http_offload_status_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_offload_main_conf_t  *omcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value;
+    ngx_msec_t  interval;
+
+    if (omcf->status_size != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    size = ngx_parse_size(&value[1]);
+
+    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid offload_status_cache size \"%V\", "
+                           "it must be at least %uz", &value[1],
+                           8 * ngx_pagesize);
+        return NGX_CONF_ERROR;
+    }
+
+    omcf->status_size = size;
+
+    if (cf->args->nelts == 3) {
+        interval = ngx_parse_time(&value[2], 0);
+
+        if (interval == (ngx_msec_t) NGX_ERROR || interval == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid offload_status_cache interval "
+                               "\"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        omcf->status_interval = interval;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* Called at postconfiguration: the zone, when a location reports. */
+
+ngx_int_t
+ngx_http_offload_status_add_zone(ngx_conf_t *cf,
+    ngx_http_offload_main_conf_t *omcf)
+{
+    ngx_str_t        name = ngx_string("offload_status");
+    ngx_shm_zone_t  *shm_zone;
+
+    if (omcf->status_cache == NULL) {
+        return NGX_OK;
+    }
+
+    if (omcf->status_size == NGX_CONF_UNSET) {
+        omcf->status_size = NGX_HTTP_OFFLOAD_STATUS_SIZE;
+    }
+
+    if (omcf->status_interval == NGX_CONF_UNSET_MSEC) {
+        omcf->status_interval = NGX_HTTP_OFFLOAD_STATUS_INTERVAL;
+    }
+
+    omcf->status_cache->interval = omcf->status_interval;
+
+    shm_zone = ngx_shared_memory_add(cf, &name, omcf->status_size,
+                                     &ngx_http_offload_module);
+    if (shm_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    shm_zone->init = ngx_http_offload_status_init_zone;
+    shm_zone->data = omcf->status_cache;
+
+    return NGX_OK;
 }
 
 
 /* offload_status, offload_metrics, offload_dashboard: the location answers
- * a report of the nodes (and so needs a Redis peer). */
+ * a report of the nodes (and so needs a Redis peer, and the cache). */
 
 char *
 ngx_http_offload_report(ngx_conf_t *cf, void *conf, ngx_uint_t report,
@@ -374,7 +1648,8 @@ ngx_http_offload_report(ngx_conf_t *cf, void *conf, ngx_uint_t report,
 {
     ngx_http_offload_loc_conf_t *olcf = conf;
 
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_core_loc_conf_t      *clcf;
+    ngx_http_offload_main_conf_t  *omcf;
 
     if (olcf->report || olcf->queue) {
         return "is duplicate";
@@ -385,6 +1660,20 @@ ngx_http_offload_report(ngx_conf_t *cf, void *conf, ngx_uint_t report,
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = handler;
+
+    omcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_offload_module);
+
+    if (omcf->status_cache == NULL) {
+        omcf->status_cache = ngx_pcalloc(cf->pool,
+                                     sizeof(ngx_http_offload_status_cache_t));
+        if (omcf->status_cache == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (report == NGX_HTTP_OFFLOAD_REPORT_PROM) {
+        omcf->status_cache->prom = 1;
+    }
 
     return NGX_CONF_OK;
 }

@@ -595,14 +595,27 @@ extern const char  offload_drop_cancelled_script[];
  *                                   (entries held), restarts, jobs, or ""
  *                           ARGV[3] at most this many workers, or ""
  *                           ARGV[4] the node key prefix, "offload:node:"
+ *                           ARGV[5] a name for this Redis, or absent
+ *                           ARGV[6] "1": label the Prometheus samples
+ *                                   redis="<ARGV[5]>"
+ *                           ARGV[7] "0": "cache" leaves the Prometheus
+ *                                   families out (most of its work)
  * "json" returns the members "nodes" (the documents), "queues" (merged
  * over the nodes), "workers" (every worker of every node, flattened with
  * its node and queue, sorted, limited), "workers_total" and "crashes"
  * (the list offload:crashes, newest first), as the inside
  * of a JSON object without its braces.  A queue several nodes serve gets
  * its run-time quantiles from their windows' fine buckets added
- * (offload:node:<name>:runs), when every one of them has published them.  "prom" returns the nodes' figures
- * as Prometheus text.  The node keys are read without being declared in
+ * (offload:node:<name>:runs), when every one of them has published them
+ * (JSON and "cache").  "prom" returns the nodes' figures as Prometheus
+ * text.  "cache" (what nginx keeps in its status cache) returns
+ * everything unsorted and unlimited, as an array: the nodes' documents,
+ * the queues' members and the crash reports, each joined by commas; an
+ * array of the workers' JSON; an array of the Prometheus families, a
+ * header then its samples for each; an array of integers, the workers'
+ * sort keys (memory, cpu, queue, restarts, jobs, times 1000), five per
+ * worker.  With ARGV[5] every document, queue and worker says
+ * "redis":ARGV[5].  The node keys are read without being declared in
  * KEYS: this script needs a single Redis, not a Cluster.
  */
 extern const char  offload_nodes_script[];
