@@ -46,6 +46,7 @@
  * timeout unless wait_timeout= is given, and its longest: WAIT holds up
  * the command connection, whose watchdog must not take it for dead */
 #define NGX_HTTP_OFFLOAD_SENTINEL_PORT    26379
+#define NGX_HTTP_OFFLOAD_SENTINEL_RETRY   500     /* the longest backoff */
 #define NGX_HTTP_OFFLOAD_WAIT_TIMEOUT     1000
 #define NGX_HTTP_OFFLOAD_WAIT_TIMEOUT_MAX 1500
 

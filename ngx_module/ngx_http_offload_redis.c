@@ -1156,8 +1156,19 @@ ngx_http_offload_link_failed(ngx_http_offload_link_t *link, const char *err)
 void
 ngx_http_offload_link_schedule(ngx_http_offload_link_t *link)
 {
-    ngx_add_timer(&link->reconnect,
-                  offload_reconnect_delay_ms(link->retries++, ngx_random()));
+    ngx_msec_t  delay;
+
+    delay = offload_reconnect_delay_ms(link->retries++, ngx_random());
+
+    /* the sentinels name a new master a few seconds into a failover (and
+     * not every one of them says so on +switch-master at once): ask them
+     * again sooner than a lone Redis is tried again */
+
+    if (link->ask_sentinel && delay > NGX_HTTP_OFFLOAD_SENTINEL_RETRY) {
+        delay = NGX_HTTP_OFFLOAD_SENTINEL_RETRY;
+    }
+
+    ngx_add_timer(&link->reconnect, delay);
 }
 
 

@@ -536,14 +536,13 @@ ngx_http_offload_wait_done(redisAsyncContext *ac, void *r, void *privdata)
     ok = reply != NULL && reply->type == REDIS_REPLY_INTEGER
          && reply->integer >= (long long) peer->wait_replicas;
 
-    if (!ok) {
+    if (reply != NULL && !ok) {
         ngx_log_error(NGX_LOG_WARN, link->log, 0,
-                      "offload: redis %V: WAIT %ui: %s %L replicas in %M ms",
-                      &peer->name, peer->wait_replicas,
-                      reply ? "only" : "connection lost,",
-                      (reply && reply->type == REDIS_REPLY_INTEGER)
-                      ? (int64_t) reply->integer : (int64_t) 0,
-                      peer->wait_timeout);
+                      "offload: redis %V: WAIT %ui %M: %s",
+                      &peer->name, peer->wait_replicas, peer->wait_timeout,
+                      reply->type == REDIS_REPLY_INTEGER ? "too few replicas"
+                      : reply->type == REDIS_REPLY_ERROR ? reply->str
+                      : "unexpected reply");
     }
 
     while (!ngx_queue_empty(&peer->waited)) {
