@@ -6,7 +6,8 @@
 # the new master itself), and the job status reads from there.  With
 # wait_replicas=1 an async submit is answered 202 only once a replica has
 # the job: with the replica frozen (SIGSTOP) it gets 503 not_replicated
-# after wait_timeout, not a hang.  The sidecar here points at the master by
+# after wait_timeout, not a hang; a sync job that has not ended by then
+# too.  The sidecar here points at the master by
 # address and is moved by the test after each failover; the SIGKILL comes
 # under load (4 connections submitting), and every 202 is looked for on the
 # new master.
@@ -25,6 +26,8 @@ use SentinelTopology;
 # (TTL 3 heartbeats) in the new master's registry, which nginx reads, for
 # 9 s after a failover, not 5 s: jobs are not refused no_workers meanwhile.
 my $HEARTBEAT = '3s';
+my $QUEUES = "queue echo { handler echo; workers 2; }\n"
+    . "queue sleep { handler sleep; workers 1; }\n";
 
 # the directive's checks, before anything runs
 for my $case (
@@ -53,7 +56,7 @@ my $topo = start_sentinel_topology(name => 'jobs');
 my $master = $topo->master_port;
 redis_use($master);
 start_sidecar(heartbeat => $HEARTBEAT,
-    conf => "queue echo { handler echo; workers 2; }\n");
+    conf => $QUEUES);
 
 my $sentinels = 'sentinel://' . $topo->url;
 ok(start_jobs_nginx(redis => $sentinels, server => <<"SERVER"), 'stack ready');
@@ -62,6 +65,10 @@ ok(start_jobs_nginx(redis => $sentinels, server => <<"SERVER"), 'stack ready');
         offload_redis $sentinels wait_replicas=1 wait_timeout=500ms;
         offload_pass \$1;
         offload_mode async;
+    }
+    location ~ ^/safesync/([^/]+)\$ {
+        offload_redis $sentinels wait_replicas=1 wait_timeout=500ms;
+        offload_pass \$1;
     }
     location /status/ { offload_jobs; }
 SERVER
@@ -75,6 +82,9 @@ is_deeply($r->{json}, { hello => 'sentinel' }, 'with its result');
 ok(wait_until(sub { post_json('/safe/echo', { n => 0 })->{status} == 202 },
     scaled(10), 'a replicated async job'), 'wait_replicas=1: 202 with the '
     . 'replica up');
+$r = post_json('/safesync/echo', { sync => 1 });
+is($r->{status}, 200, 'wait_replicas=1, sync: the result');
+is_deeply($r->{json}, { sync => 1 }, '... as without');
 
 my ($replica) = $topo->replica_ports;
 ok($replica, "the master has a replica ($replica)");
@@ -90,6 +100,14 @@ ok($took >= 0.45 && $took < scaled(3),
     sprintf('... after the 500ms WAIT timeout (%.2f s), no hang', $took));
 is(post_json('/async/echo', { n => 2 })->{status}, 202,
     'a location without wait_replicas does not wait for the replica');
+$t0 = time;
+$r = post_json('/safesync/sleep', { ms => 3000 }, scaled(10));
+$took = time - $t0;
+is($r->{status}, 503, 'wait_replicas=1, sync job, replica frozen: 503');
+is($r->{json}{error}{code}, 'not_replicated', '... not_replicated')
+    or diag($r->{content});
+ok($took < 2.5, sprintf('... after the WAIT timeout (%.2f s), not the job',
+    $took));
 $topo->signal_server($replica, 'CONT');
 ok(wait_until(sub { post_json('/safe/echo', { n => 3 })->{status} == 202 },
     scaled(10), 'replicated again'), 'wait_replicas=1: 202 once the '
@@ -158,7 +176,7 @@ sub move_sidecar_and_check {
     stop_sidecar();
     redis_use($new);
     start_sidecar(heartbeat => $HEARTBEAT,
-    conf => "queue echo { handler echo; workers 2; }\n");
+    conf => $QUEUES);
     # nginx learns of the node from the registry it reads every second
     my $r;
     ok(wait_until(sub {
