@@ -7,10 +7,11 @@
 # wait_replicas=1 an async submit is answered 202 only once a replica has
 # the job: with the replica frozen (SIGSTOP) it gets 503 not_replicated
 # after wait_timeout, not a hang; a sync job that has not ended by then
-# too.  The sidecar here points at the master by
-# address and is moved by the test after each failover; the SIGKILL comes
-# under load (4 connections submitting), and every 202 is looked for on the
-# new master.
+# too.  The SIGKILL comes under load (8 connections submitting), and every
+# 202 is looked for on the new master.  A peer whose only sentinel is
+# frozen through a failover answers 503 and reaches the new master once
+# its sentinel answers.  The sidecar here points at the master by address
+# and is moved by the test after each failover.
 
 use strict;
 use warnings;
@@ -59,6 +60,8 @@ start_sidecar(heartbeat => $HEARTBEAT,
     conf => $QUEUES);
 
 my $sentinels = 'sentinel://' . $topo->url;
+my ($s1, $s2) = $topo->sentinel_ports;
+my $one = "sentinel://127.0.0.1:$s1/jobs";     # a peer that asks only $s1
 ok(start_jobs_nginx(redis => $sentinels, server => <<"SERVER"), 'stack ready');
     location ~ ^/async/([^/]+)\$ { offload_pass \$1; offload_mode async; }
     location ~ ^/safe/([^/]+)\$ {
@@ -69,6 +72,11 @@ ok(start_jobs_nginx(redis => $sentinels, server => <<"SERVER"), 'stack ready');
     location ~ ^/safesync/([^/]+)\$ {
         offload_redis $sentinels wait_replicas=1 wait_timeout=500ms;
         offload_pass \$1;
+    }
+    location ~ ^/one/([^/]+)\$ {
+        offload_redis $one;
+        offload_pass \$1;
+        offload_mode async;
     }
     location /status/ { offload_jobs; }
 SERVER
@@ -278,6 +286,44 @@ ok(!(grep { $_->{status} != 202 && $_->{status} != 503 } @$res),
     'every other answer is a 503');
 push @recovery, $at;
 move_sidecar_and_check($new, 'after SIGKILL');
+
+# A peer whose only sentinel is frozen through a failover hears no
+# +switch-master; the demotion of its old master closes its connections
+# (the sentinels kill the old master's clients), and no sentinel answering
+# is a Redis that is down: 503 redis_unavailable, never a write to the
+# demoted master.  Once its sentinel answers again (maybe with the old
+# master first, until it hears of the failover: READONLY drops that
+# connection), the peer is on the new master.
+$topo->start_server($new);
+ok($topo->wait_ready(scaled(30)), 'a new replica');
+$old = $topo->master_port;
+is(post_json('/one/echo', {})->{status}, 202, "/one: on master $old");
+kill 'STOP', proc_pid("sentinel-$s1");
+$r = redis_cmd_at($s2, 'SENTINEL', 'FAILOVER', 'jobs');
+is($r, 'OK', "SENTINEL FAILOVER by $s2, $s1 frozen") or diag(explain $r);
+ok(wait_until(sub {
+    my $role = eval { redis_cmd_at($old, 'ROLE') };
+    ref $role eq 'ARRAY' && $role->[0] eq 'slave';
+}, scaled(30), 'old master demoted'), "old master $old demoted");
+ok(wait_until(sub {
+    my $r = post_json('/one/echo', {});
+    $r->{status} == 503
+        && ($r->{json}{error}{code} // '') eq 'redis_unavailable';
+}, scaled(10), '/one: 503'), '/one: 503 redis_unavailable, its sentinel '
+    . 'frozen');
+$t0 = time;
+kill 'CONT', proc_pid("sentinel-$s1");
+$new = $topo->sentinel_master($s2);
+my $id;
+ok(wait_until(sub {
+    my $r = post_json('/one/echo', {});
+    $id = $r->{json}{id} if $r->{status} == 202;
+    $id && job_on($new, $id);
+}, scaled(20), '/one on the new master'), "/one: on the new master $new "
+    . 'once its sentinel answers');
+diag(sprintf '/one: on the new master %.2f s after its sentinel thawed%s',
+    time - $t0, slurp(nginx_error_log()) =~ /READONLY/
+    ? ', after a READONLY' : '');
 
 like(slurp(nginx_error_log()), qr/failover: jobs 127\.0\.0\.1 \d+/,
     'the workers heard +switch-master');
