@@ -4,8 +4,10 @@
  * and answers with the job's result: the directives, the request flow from
  * body to parked request, and the HTTP responses.
  *
- *   offload_redis <host:port | [ipv6]:port | unix:/path> [user=<acl user>]
- *                 [password=<secret>] [db=<n>];
+ *   offload_redis <host:port | [ipv6]:port | unix:/path
+ *                  | sentinel://host:port[,host:port...]/<master>>
+ *                 [user=<acl user>] [password=<secret>] [db=<n>]
+ *                 [wait_replicas=<n> [wait_timeout=<time>]];
  *   offload_pass <queue>;
  *   offload_timeout <time>;
  *   offload_validate_json on | off;
@@ -45,8 +47,11 @@ static void ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx,
     ngx_int_t rc);
 static ngx_int_t ngx_http_offload_resolve(ngx_conf_t *cf,
     offload_addr_t *addr);
+static ngx_http_offload_sentinel_t *ngx_http_offload_sentinel_parse(
+    ngx_conf_t *cf, ngx_str_t *url);
 static ngx_http_offload_peer_t *ngx_http_offload_peer_get(ngx_conf_t *cf,
-    ngx_str_t *addr, ngx_str_t *user, ngx_str_t *password, ngx_uint_t db);
+    ngx_str_t *addr, ngx_str_t *user, ngx_str_t *password, ngx_uint_t db,
+    ngx_uint_t wait_replicas, ngx_msec_t wait_timeout);
 static char *ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_offload_pass(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -1301,26 +1306,127 @@ ngx_http_offload_resolve(ngx_conf_t *cf, offload_addr_t *addr)
 }
 
 
-/* One peer per distinct (address, user, password, db), shared by
- * locations. */
+/*
+ * sentinel://host[:port][,host[:port]...]/<master>: the sentinels, resolved
+ * now as a plain address is, and the name they know the master by.
+ */
+
+static ngx_http_offload_sentinel_t *
+ngx_http_offload_sentinel_parse(ngx_conf_t *cf, ngx_str_t *url)
+{
+    u_char                       *p, *end, *last, *name;
+    ngx_uint_t                    n;
+    offload_addr_t               *addr;
+    ngx_http_offload_sentinel_t  *s;
+
+    p = url->data + sizeof("sentinel://") - 1;
+    last = url->data + url->len;
+
+    name = ngx_strlchr(p, last, '/');
+
+    if (name == NULL || name == p || name + 1 == last
+        || ngx_strlchr(name + 1, last, '/') != NULL)
+    {
+        goto invalid;
+    }
+
+    s = ngx_pcalloc(cf->pool, sizeof(ngx_http_offload_sentinel_t));
+    if (s == NULL) {
+        return NULL;
+    }
+
+    s->master_name.data = name + 1;
+    s->master_name.len = last - name - 1;
+
+    for (n = 1, end = p; end < name; end++) {
+        n += (*end == ',');
+    }
+
+    s->addrs = ngx_pcalloc(cf->pool, n * sizeof(offload_addr_t));
+    if (s->addrs == NULL) {
+        return NULL;
+    }
+
+    for (addr = s->addrs; p < name; addr++, p = end + 1) {
+        end = ngx_strlchr(p, name, ',');
+        if (end == NULL) {
+            end = name;
+        }
+
+        if (offload_addr_parse(addr, (char *) p, end - p) != 0
+            || addr->is_unix)
+        {
+            goto invalid;
+        }
+
+        /* "host" or "[v6]" alone: the sentinels' own port */
+        if (end[-1] == ']' || (*p != '[' && ngx_strlchr(p, end, ':') == NULL))
+        {
+            addr->port = NGX_HTTP_OFFLOAD_SENTINEL_PORT;
+        }
+
+        if (ngx_http_offload_resolve(cf, addr) != NGX_OK) {
+            return NULL;
+        }
+
+        s->naddrs++;
+
+        if (end == name) {
+            break;
+        }
+    }
+
+    if (s->naddrs != n) {
+        goto invalid;           /* an empty one: "a,,b" or "a,/" */
+    }
+
+    return s;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid sentinel address \"%V\" in \"%V\" directive, "
+                       "expected sentinel://host:port[,host:port...]/<master>",
+                       url, &ngx_http_offload_redis_directive);
+    return NULL;
+}
+
+
+/* One peer per distinct (address or sentinels, user, password, db, WAIT),
+ * shared by locations. */
 
 static ngx_http_offload_peer_t *
 ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *user,
-    ngx_str_t *password, ngx_uint_t db)
+    ngx_str_t *password, ngx_uint_t db, ngx_uint_t wait_replicas,
+    ngx_msec_t wait_timeout)
 {
     ngx_uint_t                     i;
     offload_addr_t                 parsed;
     ngx_http_offload_peer_t       *peer, **peerp;
+    ngx_http_offload_sentinel_t   *sentinel;
     ngx_http_offload_main_conf_t  *omcf;
 
-    if (offload_addr_parse(&parsed, (char *) addr->data, addr->len) != 0) {
+    sentinel = NULL;
+    ngx_memzero(&parsed, sizeof(offload_addr_t));
+
+    if (addr->len > sizeof("sentinel://") - 1
+        && ngx_strncmp(addr->data, "sentinel://", sizeof("sentinel://") - 1)
+           == 0)
+    {
+        sentinel = ngx_http_offload_sentinel_parse(cf, addr);
+        if (sentinel == NULL) {
+            return NULL;
+        }
+
+    } else if (offload_addr_parse(&parsed, (char *) addr->data, addr->len)
+               != 0)
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid redis address \"%V\" in \"%V\" directive",
                            addr, &ngx_http_offload_redis_directive);
         return NULL;
-    }
 
-    if (ngx_http_offload_resolve(cf, &parsed) != NGX_OK) {
+    } else if (ngx_http_offload_resolve(cf, &parsed) != NGX_OK) {
         return NULL;
     }
 
@@ -1331,10 +1437,16 @@ ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *user,
     for (i = 0; i < omcf->peers.nelts; i++) {
         peer = peerp[i];
 
-        if (peer->addr.is_unix == parsed.is_unix
-            && peer->addr.port == parsed.port
-            && ngx_strcmp(peer->addr.host, parsed.host) == 0
+        if ((sentinel == NULL) == (peer->sentinels == NULL)
+            && (sentinel
+                ? peer->name.len == addr->len
+                  && ngx_strncmp(peer->name.data, addr->data, addr->len) == 0
+                : peer->addr.is_unix == parsed.is_unix
+                  && peer->addr.port == parsed.port
+                  && ngx_strcmp(peer->addr.host, parsed.host) == 0)
             && peer->db == db
+            && peer->wait_replicas == wait_replicas
+            && peer->wait_timeout == wait_timeout
             && peer->user.len == user->len
             && (user->len == 0        /* no data to compare: may be NULL */
                 || ngx_memcmp(peer->user.data, user->data, user->len) == 0)
@@ -1364,6 +1476,9 @@ ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *user,
     peer->user = *user;
     peer->password = *password;
     peer->db = db;
+    peer->sentinels = sentinel;
+    peer->wait_replicas = wait_replicas;
+    peer->wait_timeout = wait_timeout;
 
     return peer;
 }
@@ -1374,8 +1489,9 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_offload_loc_conf_t *olcf = conf;
 
-    ngx_int_t    db;
-    ngx_str_t   *value, user, password;
+    ngx_int_t    db, wait_replicas;
+    ngx_str_t   *value, user, password, time;
+    ngx_msec_t   wait_timeout;
     ngx_uint_t   i;
 
     if (olcf->peer != NGX_CONF_UNSET_PTR) {
@@ -1387,6 +1503,8 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_null(&user);
     ngx_str_null(&password);
     db = 0;
+    wait_replicas = 0;
+    wait_timeout = NGX_CONF_UNSET_MSEC;
 
     for (i = 2; i < cf->args->nelts; i++) {
 
@@ -1422,7 +1540,52 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "wait_replicas=", 14) == 0) {
+            wait_replicas = ngx_atoi(value[i].data + 14, value[i].len - 14);
+
+            if (wait_replicas == NGX_ERROR || wait_replicas == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "wait_timeout=", 13) == 0) {
+            time.data = value[i].data + 13;
+            time.len = value[i].len - 13;
+            wait_timeout = ngx_parse_time(&time, 0);
+
+            if (wait_timeout == (ngx_msec_t) NGX_ERROR
+                || wait_timeout == 0
+                || wait_timeout > NGX_HTTP_OFFLOAD_WAIT_TIMEOUT_MAX)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"%V\" in \"%V\" directive: from 1ms "
+                                   "to %M ms: WAIT holds up the command "
+                                   "connection", &value[i], &cmd->name,
+                                   (ngx_msec_t)
+                                       NGX_HTTP_OFFLOAD_WAIT_TIMEOUT_MAX);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
         goto invalid;
+    }
+
+    if (wait_timeout != NGX_CONF_UNSET_MSEC && wait_replicas == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"wait_timeout=\" needs \"wait_replicas=\" in "
+                           "\"%V\" directive", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (wait_replicas == 0) {
+        wait_timeout = 0;
+
+    } else if (wait_timeout == NGX_CONF_UNSET_MSEC) {
+        wait_timeout = NGX_HTTP_OFFLOAD_WAIT_TIMEOUT;
     }
 
     if (user.len && password.len == 0) {
@@ -1433,7 +1596,7 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     olcf->peer = ngx_http_offload_peer_get(cf, &value[1], &user, &password,
-                                           db);
+                                           db, wait_replicas, wait_timeout);
     if (olcf->peer == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -1586,7 +1749,7 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         ngx_str_null(&password);
 
         conf->peer = ngx_http_offload_peer_get(cf, &addr, &user, &password,
-                                               0);
+                                               0, 0, 0);
         if (conf->peer == NULL) {
             return NGX_CONF_ERROR;
         }

@@ -5,6 +5,8 @@
  *
  *   ngx_http_offload_module.c   directives, HTTP request flow, responses
  *   ngx_http_offload_redis.c    hiredis async context <-> nginx connection
+ *   ngx_http_offload_sentinel.c sentinel://: the master and its failovers;
+ *                               wait_replicas=: WAIT after a job's XADD
  *   ngx_http_offload_upload.c   a big body into its body key, in slices
  *   ngx_http_offload_reply.c    pending-request table, subscriber, results
  *   ngx_http_offload_metrics.c  the shared metrics zone, Prometheus text
@@ -39,6 +41,14 @@
 #define NGX_HTTP_OFFLOAD_CONNECT_TIMEOUT  1000
 #define NGX_HTTP_OFFLOAD_WATCHDOG         2000
 #define NGX_HTTP_OFFLOAD_PING_INTERVAL    1000
+
+/* offload_redis sentinel://...: a sentinel's port unless given; WAIT's
+ * timeout unless wait_timeout= is given, and its longest: WAIT holds up
+ * the command connection, whose watchdog must not take it for dead */
+#define NGX_HTTP_OFFLOAD_SENTINEL_PORT    26379
+#define NGX_HTTP_OFFLOAD_SENTINEL_RETRY   500     /* the longest backoff */
+#define NGX_HTTP_OFFLOAD_WAIT_TIMEOUT     1000
+#define NGX_HTTP_OFFLOAD_WAIT_TIMEOUT_MAX 1500
 
 #define NGX_HTTP_OFFLOAD_UNPROCESSABLE   422
 
@@ -105,6 +115,7 @@
 typedef struct ngx_http_offload_link_s  ngx_http_offload_link_t;
 typedef struct ngx_http_offload_peer_s  ngx_http_offload_peer_t;
 typedef struct ngx_http_offload_admission_s  ngx_http_offload_admission_t;
+typedef struct ngx_http_offload_sentinel_s  ngx_http_offload_sentinel_t;
 
 typedef void (*ngx_http_offload_link_up_pt)(ngx_http_offload_link_t *link);
 
@@ -155,6 +166,9 @@ struct ngx_http_offload_link_s {
     ngx_http_offload_peer_t      *peer;
     const char                   *role;
     ngx_http_offload_link_up_pt   on_up;
+    ngx_http_offload_link_up_pt   on_down;     /* NULL: reconnect after the
+                                                  backoff */
+    offload_addr_t               *addr;        /* where it connects */
     ngx_log_t                    *log;
 
     ngx_event_t                   reconnect;
@@ -172,6 +186,10 @@ struct ngx_http_offload_link_s {
     unsigned                      was_up:1;    /* a later up reconnects */
     unsigned                      subscribed:1;
     unsigned                      exiting:1;
+    unsigned                      ask_sentinel:1;  /* the sentinels name
+                                                      addr first */
+    unsigned                      awaiting:1;  /* the sentinels' answer */
+    unsigned                      to_sentinel:1;   /* no AUTH, no SELECT */
 };
 
 
@@ -182,6 +200,9 @@ struct ngx_http_offload_peer_s {
     ngx_str_t                     user;        /* Redis ACL user, or empty */
     ngx_str_t                     password;
     ngx_uint_t                    db;
+    ngx_http_offload_sentinel_t  *sentinels;   /* NULL: addr is the master */
+    ngx_uint_t                    wait_replicas;   /* 0: no WAIT */
+    ngx_msec_t                    wait_timeout;
     unsigned                      used:1;
     unsigned                      passes:1;    /* an offload_pass uses it */
     unsigned                      jobs:1;      /* offload_jobs uses it */
@@ -205,6 +226,26 @@ struct ngx_http_offload_peer_s {
     struct ngx_http_offload_status_copy_s  *status_copy;  /* this
                                                     worker's copy of it */
     unsigned                      status_by_eval:1;  /* NOSCRIPT came */
+    ngx_queue_t                   replicating; /* jobs for the next WAIT, */
+    ngx_queue_t                   waited;      /* for the one on its way */
+    unsigned                      waiting:1;
+};
+
+
+/* sentinel://host:port,.../<master>: where a peer finds its master. */
+struct ngx_http_offload_sentinel_s {
+    offload_addr_t               *addrs;       /* the sentinels, resolved */
+    ngx_uint_t                    naddrs;
+    ngx_str_t                     master_name;
+
+    /* per worker process */
+    offload_addr_t                master;      /* the last answer */
+    ngx_http_offload_link_t       query;       /* asks addrs[asked] */
+    ngx_http_offload_link_t       watch;       /* +switch-master */
+    ngx_uint_t                    asked;
+    ngx_uint_t                    tried;       /* sentinels, this round */
+    ngx_uint_t                    watched;
+    unsigned                      asking:1;    /* a round is on */
 };
 
 
@@ -313,6 +354,8 @@ typedef struct {
     size_t                        result_len;  /* bytes after the first */
     ngx_str_t                     idem_key;    /* Idempotency-Key, or
                                                   empty */
+    ngx_queue_t                   replication; /* in peer->replicating or
+                                                  peer->waited */
 
     unsigned                      checking:1;
     unsigned                      uploading:1; /* the body key is being
@@ -329,6 +372,7 @@ typedef struct {
     unsigned                      preferred:1; /* by Prefer: respond-async */
     unsigned                      replayed:1;  /* a duplicate of the job
                                                   ctx->id (Idempotency-Key) */
+    unsigned                      replicating:1;  /* awaits WAIT */
 } ngx_http_offload_ctx_t;
 
 
@@ -428,6 +472,10 @@ void ngx_http_offload_link_init(ngx_http_offload_link_t *link,
     ngx_http_offload_peer_t *peer, const char *role,
     ngx_http_offload_link_up_pt on_up, ngx_log_t *log);
 void ngx_http_offload_link_connect(ngx_http_offload_link_t *link);
+void ngx_http_offload_link_open(ngx_http_offload_link_t *link);
+void ngx_http_offload_link_retry(ngx_http_offload_link_t *link,
+    const char *err);
+void ngx_http_offload_link_schedule(ngx_http_offload_link_t *link);
 void ngx_http_offload_link_drop(ngx_http_offload_link_t *link);
 void ngx_http_offload_link_close(ngx_http_offload_link_t *link);
 ngx_int_t ngx_http_offload_link_send(ngx_http_offload_link_t *link,
@@ -446,6 +494,16 @@ void ngx_http_offload_link_unstream(ngx_http_offload_link_t *link,
     ngx_http_offload_stream_t *st);
 ngx_http_offload_link_t *ngx_http_offload_link_replied(
     redisAsyncContext *ac, redisReply *reply);
+
+/* ngx_http_offload_sentinel.c */
+void ngx_http_offload_sentinel_start(ngx_http_offload_peer_t *peer,
+    ngx_log_t *log);
+void ngx_http_offload_sentinel_stop(ngx_http_offload_peer_t *peer);
+void ngx_http_offload_sentinel_ask(ngx_http_offload_link_t *link);
+void ngx_http_offload_sentinel_error(ngx_http_offload_link_t *link,
+    redisReply *reply);
+void ngx_http_offload_replicate(ngx_http_offload_ctx_t *ctx);
+void ngx_http_offload_replicate_stop(ngx_http_offload_ctx_t *ctx);
 
 /* ngx_http_offload_reply.c */
 void ngx_http_offload_peer_start(ngx_http_offload_peer_t *peer,

@@ -30,7 +30,7 @@ static void ngx_http_offload_link_setup_done(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_offload_link_failed(ngx_http_offload_link_t *link,
     const char *err);
-static void ngx_http_offload_link_schedule(ngx_http_offload_link_t *link);
+static void ngx_http_offload_link_again(ngx_http_offload_link_t *link);
 static void ngx_http_offload_link_reconnect_handler(ngx_event_t *ev);
 static void ngx_http_offload_link_timeout_handler(ngx_event_t *ev);
 static void ngx_http_offload_link_sent(ngx_http_offload_link_t *link);
@@ -55,6 +55,8 @@ ngx_http_offload_link_init(ngx_http_offload_link_t *link,
     link->peer = peer;
     link->role = role;
     link->on_up = on_up;
+    link->on_down = NULL;
+    link->addr = &peer->addr;
     link->log = log;
 
     ngx_queue_init(&link->streams);
@@ -76,8 +78,22 @@ ngx_http_offload_link_init(ngx_http_offload_link_t *link,
 }
 
 
+/* a peer named by its sentinels asks them where its master is first */
+
 void
 ngx_http_offload_link_connect(ngx_http_offload_link_t *link)
+{
+    if (link->ask_sentinel) {
+        ngx_http_offload_sentinel_ask(link);
+        return;
+    }
+
+    ngx_http_offload_link_open(link);
+}
+
+
+void
+ngx_http_offload_link_open(ngx_http_offload_link_t *link)
 {
     int                      n;
     char                     db[NGX_INT_T_LEN + 1];
@@ -89,32 +105,32 @@ ngx_http_offload_link_connect(ngx_http_offload_link_t *link)
 
     peer = link->peer;
 
-    if (peer->addr.is_unix) {
-        ac = redisAsyncConnectUnix(peer->addr.host);
+    if (link->addr->is_unix) {
+        ac = redisAsyncConnectUnix(link->addr->host);
 
     } else {
-        ac = redisAsyncConnect(peer->addr.host, peer->addr.port);
+        ac = redisAsyncConnect(link->addr->host, link->addr->port);
     }
 
     if (ac == NULL) {
         ngx_log_error(NGX_LOG_ALERT, link->log, 0,
                       "offload: redis %V: cannot allocate a context",
                       &peer->name);
-        ngx_http_offload_link_schedule(link);
+        ngx_http_offload_link_again(link);
         return;
     }
 
     if (ac->err) {
         ngx_http_offload_link_failed(link, ac->errstr);
         redisAsyncFree(ac);
-        ngx_http_offload_link_schedule(link);
+        ngx_http_offload_link_again(link);
         return;
     }
 
     c = ngx_get_connection(ac->c.fd, link->log);
     if (c == NULL) {
         redisAsyncFree(ac);
-        ngx_http_offload_link_schedule(link);
+        ngx_http_offload_link_again(link);
         return;
     }
 
@@ -145,7 +161,7 @@ ngx_http_offload_link_connect(ngx_http_offload_link_t *link)
 
     /* queued now, written first once connected */
 
-    if (peer->password.len) {
+    if (peer->password.len && !link->to_sentinel) {
         n = 1;
         argv[0] = "AUTH";
         argvlen[0] = 4;
@@ -163,7 +179,7 @@ ngx_http_offload_link_connect(ngx_http_offload_link_t *link)
                                           NULL, n, argv, argvlen);
     }
 
-    if (peer->db) {
+    if (peer->db && !link->to_sentinel) {
         argv[0] = "SELECT";
         argvlen[0] = 6;
         argv[1] = db;
@@ -764,6 +780,10 @@ ngx_http_offload_link_replied(redisAsyncContext *ac, redisReply *reply)
         return link;
     }
 
+    if (reply->type == REDIS_REPLY_ERROR && link->ask_sentinel) {
+        ngx_http_offload_sentinel_error(link, reply);
+    }
+
     if (link->inflight) {
         link->inflight--;
     }
@@ -1031,7 +1051,7 @@ ngx_http_offload_link_cleanup(void *privdata)
     }
 
     if (!link->exiting) {
-        ngx_http_offload_link_schedule(link);
+        ngx_http_offload_link_again(link);
     }
 }
 
@@ -1133,11 +1153,47 @@ ngx_http_offload_link_failed(ngx_http_offload_link_t *link, const char *err)
 }
 
 
-static void
+void
 ngx_http_offload_link_schedule(ngx_http_offload_link_t *link)
 {
-    ngx_add_timer(&link->reconnect,
-                  offload_reconnect_delay_ms(link->retries++, ngx_random()));
+    ngx_msec_t  delay;
+
+    delay = offload_reconnect_delay_ms(link->retries++, ngx_random());
+
+    /* the sentinels name a new master a few seconds into a failover (and
+     * not every one of them says so on +switch-master at once): ask them
+     * again sooner than a lone Redis is tried again */
+
+    if (link->ask_sentinel && delay > NGX_HTTP_OFFLOAD_SENTINEL_RETRY) {
+        delay = NGX_HTTP_OFFLOAD_SENTINEL_RETRY;
+    }
+
+    ngx_add_timer(&link->reconnect, delay);
+}
+
+
+/* a connection gone or not made: its on_down hook, or the backoff */
+
+static void
+ngx_http_offload_link_again(ngx_http_offload_link_t *link)
+{
+    if (link->on_down) {
+        link->on_down(link);
+        return;
+    }
+
+    ngx_http_offload_link_schedule(link);
+}
+
+
+/* a connection that could not even be tried (no master known): counted and
+ * retried as a failed connect */
+
+void
+ngx_http_offload_link_retry(ngx_http_offload_link_t *link, const char *err)
+{
+    ngx_http_offload_link_failed(link, err);
+    ngx_http_offload_link_schedule(link);
 }
 
 

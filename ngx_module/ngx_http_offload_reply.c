@@ -76,6 +76,13 @@ ngx_http_offload_peer_start(ngx_http_offload_peer_t *peer, ngx_log_t *log)
     peer->ping.log = log;
     peer->ping.cancelable = 1;
 
+    ngx_queue_init(&peer->replicating);
+    ngx_queue_init(&peer->waited);
+
+    if (peer->sentinels) {
+        ngx_http_offload_sentinel_start(peer, log);
+    }
+
     ngx_http_offload_link_connect(&peer->command);
     ngx_http_offload_link_connect(&peer->subscriber);
     ngx_http_offload_link_connect(&peer->bulk);
@@ -95,6 +102,10 @@ ngx_http_offload_peer_stop(ngx_http_offload_peer_t *peer)
      * answer requests any more */
     ngx_rbtree_init(&peer->pending, &peer->sentinel,
                     ngx_rbtree_insert_value);
+
+    if (peer->sentinels) {
+        ngx_http_offload_sentinel_stop(peer);
+    }
 
     ngx_http_offload_link_close(&peer->command);
     ngx_http_offload_link_close(&peer->subscriber);
@@ -151,6 +162,8 @@ ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx)
     if (ctx->deadline.timer_set) {
         ngx_del_timer(&ctx->deadline);
     }
+
+    ngx_http_offload_replicate_stop(ctx);
 
     for (i = 0; i < NGX_HTTP_OFFLOAD_SLICES; i++) {
         ngx_http_offload_link_unstream(&ctx->peer->bulk, &ctx->stream[i]);
@@ -272,6 +285,11 @@ ngx_http_offload_xadd_result(ngx_http_offload_ctx_t *ctx, redisReply *reply)
     }
 
     ngx_http_offload_submitted(ctx);
+
+    if (ctx->peer->wait_replicas) {
+        ngx_http_offload_replicate(ctx);
+        return;
+    }
 
     if (ctx->async) {
         ngx_http_offload_accepted(ctx, (u_char *) "queued", 6);

@@ -1,0 +1,584 @@
+
+/*
+ * ngx_http_offload_sentinel.c -- Redis high availability for a peer:
+ *
+ * offload_redis sentinel://host:port,.../<master>: before one of the peer's
+ * connections (command, subscriber, bulk) connects, this worker asks the
+ * sentinels in turn, on a link of its own (with the link's connect timeout
+ * and watchdog as each one's deadline), SENTINEL get-master-addr-by-name;
+ * the connections waiting then connect to the answer.  Every reconnect asks
+ * again.  A second link per worker subscribes to +switch-master on one
+ * sentinel: a failover drops the peer's connections at once, so they ask
+ * again; a READONLY or MASTERDOWN reply (a master demoted under us) drops
+ * the connection that got it.  No sentinel answering is a failed connect:
+ * the usual backoff, and 503 redis_unavailable meanwhile.
+ *
+ * wait_replicas=N: a job's acceptance (an async 202; for a sync job, not
+ * being refused) waits for WAIT N to count N replicas that have its XADD.
+ * WAIT blocks the command connection, so one at a time is on its way: the
+ * jobs accepted meanwhile share the next one.
+ */
+
+
+#include "ngx_http_offload_module.h"
+
+
+static ngx_http_offload_link_t *ngx_http_offload_master_link(
+    ngx_http_offload_peer_t *peer, ngx_uint_t i);
+static void ngx_http_offload_sentinel_query_up(ngx_http_offload_link_t *link);
+static void ngx_http_offload_sentinel_query_down(
+    ngx_http_offload_link_t *link);
+static void ngx_http_offload_sentinel_question(ngx_http_offload_link_t *link);
+static void ngx_http_offload_sentinel_answer(redisAsyncContext *ac, void *r,
+    void *privdata);
+static ngx_int_t ngx_http_offload_sentinel_master(
+    ngx_http_offload_sentinel_t *s, redisReply *reply);
+static void ngx_http_offload_sentinel_none(ngx_http_offload_peer_t *peer);
+static void ngx_http_offload_sentinel_watch_up(ngx_http_offload_link_t *link);
+static void ngx_http_offload_sentinel_watch_down(
+    ngx_http_offload_link_t *link);
+static void ngx_http_offload_sentinel_switched(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_offload_sentinel_drop_all(ngx_http_offload_peer_t *peer);
+static void ngx_http_offload_wait_send(ngx_http_offload_peer_t *peer);
+static void ngx_http_offload_wait_done(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_offload_not_replicated(ngx_http_offload_ctx_t *ctx);
+
+
+/* the peer's connections to its master, for i = 0, 1, 2 */
+
+static ngx_http_offload_link_t *
+ngx_http_offload_master_link(ngx_http_offload_peer_t *peer, ngx_uint_t i)
+{
+    switch (i) {
+    case 0:
+        return &peer->command;
+    case 1:
+        return &peer->subscriber;
+    case 2:
+        return &peer->bulk;
+    default:
+        return NULL;
+    }
+}
+
+
+/* before the peer's connections connect (ngx_http_offload_peer_start) */
+
+void
+ngx_http_offload_sentinel_start(ngx_http_offload_peer_t *peer, ngx_log_t *log)
+{
+    ngx_uint_t                    i;
+    ngx_http_offload_link_t      *link;
+    ngx_http_offload_sentinel_t  *s;
+
+    s = peer->sentinels;
+
+    for (i = 0; (link = ngx_http_offload_master_link(peer, i)); i++) {
+        link->addr = &s->master;
+        link->ask_sentinel = 1;
+    }
+
+    ngx_http_offload_link_init(&s->query, peer, "sentinel query",
+                               ngx_http_offload_sentinel_query_up, log);
+    s->query.on_down = ngx_http_offload_sentinel_query_down;
+    s->query.to_sentinel = 1;
+    s->asked = ngx_random() % s->naddrs;
+    s->query.addr = &s->addrs[s->asked];
+
+    ngx_http_offload_link_init(&s->watch, peer, "sentinel watch",
+                               ngx_http_offload_sentinel_watch_up, log);
+    s->watch.on_down = ngx_http_offload_sentinel_watch_down;
+    s->watch.to_sentinel = 1;
+    s->watched = ngx_random() % s->naddrs;
+    s->watch.addr = &s->addrs[s->watched];
+
+    ngx_http_offload_link_connect(&s->watch);
+}
+
+
+void
+ngx_http_offload_sentinel_stop(ngx_http_offload_peer_t *peer)
+{
+    ngx_http_offload_link_close(&peer->sentinels->query);
+    ngx_http_offload_link_close(&peer->sentinels->watch);
+}
+
+
+/*
+ * One of the peer's connections wants the master's address: it waits for
+ * the round of questions on its way, or starts one.
+ */
+
+void
+ngx_http_offload_sentinel_ask(ngx_http_offload_link_t *link)
+{
+    ngx_http_offload_sentinel_t  *s;
+
+    s = link->peer->sentinels;
+
+    link->awaiting = 1;
+
+    if (s->asking) {
+        return;
+    }
+
+    s->asking = 1;
+    s->tried = 0;
+
+    if (s->query.up) {
+        ngx_http_offload_sentinel_question(&s->query);
+
+    } else if (s->query.ac == NULL) {
+        ngx_http_offload_link_connect(&s->query);
+    }
+
+    /* else: connecting, its on_up asks */
+}
+
+
+static void
+ngx_http_offload_sentinel_query_up(ngx_http_offload_link_t *link)
+{
+    if (link->peer->sentinels->asking) {
+        ngx_http_offload_sentinel_question(link);
+    }
+}
+
+
+static void
+ngx_http_offload_sentinel_question(ngx_http_offload_link_t *link)
+{
+    const char                   *argv[3];
+    size_t                        argvlen[3];
+    ngx_http_offload_sentinel_t  *s;
+
+    s = link->peer->sentinels;
+
+    argv[0] = "SENTINEL";
+    argvlen[0] = sizeof("SENTINEL") - 1;
+    argv[1] = "get-master-addr-by-name";
+    argvlen[1] = sizeof("get-master-addr-by-name") - 1;
+    argv[2] = (const char *) s->master_name.data;
+    argvlen[2] = s->master_name.len;
+
+    /* maybe inside the connect callback, where freeing the context is
+     * unsafe: if the question cannot be sent, the watchdog drops it */
+
+    if (ngx_http_offload_link_send(link, ngx_http_offload_sentinel_answer,
+                                   NULL, 3, argv, argvlen)
+        != NGX_OK)
+    {
+        ngx_add_timer(&link->watchdog, 1);
+    }
+}
+
+
+/* the query connection is gone or was never made: the next sentinel */
+
+static void
+ngx_http_offload_sentinel_query_down(ngx_http_offload_link_t *link)
+{
+    ngx_http_offload_sentinel_t  *s;
+
+    s = link->peer->sentinels;
+
+    if (!s->asking) {
+        return;                 /* idle: made again when needed */
+    }
+
+    s->asked = (s->asked + 1) % s->naddrs;
+    link->addr = &s->addrs[s->asked];
+
+    if (++s->tried == s->naddrs) {
+        ngx_http_offload_sentinel_none(link->peer);
+        return;
+    }
+
+    /* not from inside hiredis' free of the old context */
+    ngx_add_timer(&link->reconnect, 1);
+}
+
+
+static void
+ngx_http_offload_sentinel_answer(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                   *reply = r;
+    ngx_uint_t                    i;
+    ngx_http_offload_peer_t      *peer;
+    ngx_http_offload_link_t      *link, *waiting;
+    ngx_http_offload_sentinel_t  *s;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+    peer = link->peer;
+    s = peer->sentinels;
+
+    if (reply == NULL || !s->asking) {
+        return;                 /* the query's on_down goes on */
+    }
+
+    if (ngx_http_offload_sentinel_master(s, reply) != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, link->log, 0,
+                      "offload: redis %V: sentinel %s:%d names no usable "
+                      "master for \"%V\", asking the next one",
+                      &peer->name, link->addr->host, link->addr->port,
+                      &s->master_name);
+        ngx_http_offload_link_drop(link);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, link->log, 0,
+                  "offload: redis %V: sentinel %s:%d names master %s:%d",
+                  &peer->name, link->addr->host, link->addr->port,
+                  s->master.host, s->master.port);
+
+    s->asking = 0;
+
+    for (i = 0; (waiting = ngx_http_offload_master_link(peer, i)); i++) {
+        if (waiting->awaiting) {
+            waiting->awaiting = 0;
+            ngx_http_offload_link_open(waiting);
+        }
+    }
+}
+
+
+/*
+ * [ip, port]: only an address is used, never a host name, which hiredis
+ * would resolve with a blocking getaddrinfo() in the worker.
+ */
+
+static ngx_int_t
+ngx_http_offload_sentinel_master(ngx_http_offload_sentinel_t *s,
+    redisReply *reply)
+{
+    u_char           buf[sizeof(struct in6_addr)];
+    ngx_int_t        port;
+    redisReply      *host, *p;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[1]->type != REDIS_REPLY_STRING)
+    {
+        return NGX_ERROR;
+    }
+
+    host = reply->element[0];
+    p = reply->element[1];
+
+    if (host->len >= sizeof(s->master.host)) {
+        return NGX_ERROR;
+    }
+
+    port = ngx_atoi((u_char *) p->str, p->len);
+
+    if (port < 1 || port > 65535) {
+        return NGX_ERROR;
+    }
+
+    if (inet_pton(AF_INET, host->str, buf) != 1
+        && inet_pton(AF_INET6, host->str, buf) != 1)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(s->master.host, host->str, host->len + 1);
+    s->master.port = (int) port;
+    s->master.is_unix = 0;
+
+    return NGX_OK;
+}
+
+
+/* no sentinel named the master: a failed connect for everyone waiting */
+
+static void
+ngx_http_offload_sentinel_none(ngx_http_offload_peer_t *peer)
+{
+    ngx_uint_t                i;
+    ngx_http_offload_link_t  *link;
+
+    peer->sentinels->asking = 0;
+
+    for (i = 0; (link = ngx_http_offload_master_link(peer, i)); i++) {
+        if (link->awaiting) {
+            link->awaiting = 0;
+            ngx_http_offload_link_retry(link, "no sentinel named the master");
+        }
+    }
+}
+
+
+static void
+ngx_http_offload_sentinel_watch_up(ngx_http_offload_link_t *link)
+{
+    const char  *argv[2];
+    size_t       argvlen[2];
+
+    argv[0] = "SUBSCRIBE";
+    argvlen[0] = sizeof("SUBSCRIBE") - 1;
+    argv[1] = "+switch-master";
+    argvlen[1] = sizeof("+switch-master") - 1;
+
+    /* inside the connect callback: see ngx_http_offload_subscriber_up() */
+
+    if (ngx_http_offload_link_send(link, ngx_http_offload_sentinel_switched,
+                                   NULL, 2, argv, argvlen)
+        != NGX_OK)
+    {
+        ngx_add_timer(&link->watchdog, 1);
+    }
+}
+
+
+/* the watch moves on to the next sentinel, after the backoff */
+
+static void
+ngx_http_offload_sentinel_watch_down(ngx_http_offload_link_t *link)
+{
+    ngx_http_offload_sentinel_t  *s;
+
+    s = link->peer->sentinels;
+
+    s->watched = (s->watched + 1) % s->naddrs;
+    link->addr = &s->addrs[s->watched];
+
+    ngx_http_offload_link_schedule(link);
+}
+
+
+/* "+switch-master" "<master> <old ip> <old port> <new ip> <new port>" */
+
+static void
+ngx_http_offload_sentinel_switched(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                   *reply = r;
+    redisReply                   *kind, *payload;
+    ngx_http_offload_peer_t      *peer;
+    ngx_http_offload_link_t      *link;
+    ngx_http_offload_sentinel_t  *s;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+    peer = link->peer;
+    s = peer->sentinels;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 3
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[2]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    kind = reply->element[0];
+    payload = reply->element[2];
+
+    if (kind->len != 7 || ngx_strncmp(kind->str, "message", 7) != 0
+        || payload->len <= s->master_name.len
+        || ngx_strncmp(payload->str, s->master_name.data,
+                       s->master_name.len) != 0
+        || payload->str[s->master_name.len] != ' ')
+    {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, link->log, 0,
+                  "offload: redis %V: failover: %s, reconnecting",
+                  &peer->name, payload->str);
+
+    ngx_http_offload_sentinel_drop_all(peer);
+}
+
+
+/*
+ * The connections go and ask again, those waiting out a backoff too (the
+ * master they could not reach is replaced now).  A round on its way may
+ * bring the old master: it is cut short, and the next sentinel asked.
+ */
+
+static void
+ngx_http_offload_sentinel_drop_all(ngx_http_offload_peer_t *peer)
+{
+    ngx_uint_t                i;
+    ngx_http_offload_link_t  *link;
+
+    if (peer->sentinels->asking) {
+        ngx_http_offload_link_drop(&peer->sentinels->query);
+    }
+
+    for (i = 0; (link = ngx_http_offload_master_link(peer, i)); i++) {
+
+        if (link->reconnect.timer_set) {
+            ngx_del_timer(&link->reconnect);
+            link->retries = 0;
+            ngx_http_offload_link_connect(link);
+            continue;
+        }
+
+        ngx_http_offload_link_drop(link);
+    }
+}
+
+
+/*
+ * A master demoted to a replica answers writes with READONLY, a replica
+ * cut off from its master answers with MASTERDOWN: the connection is as
+ * good as lost.  Called inside a reply callback: the drop is deferred.
+ */
+
+void
+ngx_http_offload_sentinel_error(ngx_http_offload_link_t *link,
+    redisReply *reply)
+{
+    if (ngx_strncmp(reply->str, "READONLY", 8) != 0
+        && ngx_strncmp(reply->str, "MASTERDOWN", 10) != 0)
+    {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, link->log, 0,
+                  "offload: redis %V %s connection: %s, reconnecting",
+                  &link->peer->name, link->role, reply->str);
+
+    ngx_http_offload_link_drop(link);
+}
+
+
+/* the job's XADD took: it is answered once WAIT counted its replicas */
+
+void
+ngx_http_offload_replicate(ngx_http_offload_ctx_t *ctx)
+{
+    ngx_http_offload_peer_t  *peer;
+
+    peer = ctx->peer;
+
+    ngx_queue_insert_tail(&peer->replicating, &ctx->replication);
+    ctx->replicating = 1;
+
+    if (!peer->waiting) {
+        ngx_http_offload_wait_send(peer);
+    }
+}
+
+
+/* the request ends first (an answer, a client gone) */
+
+void
+ngx_http_offload_replicate_stop(ngx_http_offload_ctx_t *ctx)
+{
+    if (ctx->replicating) {
+        ngx_queue_remove(&ctx->replication);
+        ctx->replicating = 0;
+    }
+}
+
+
+/*
+ * On the command connection, which sent the XADDs of every job waiting:
+ * WAIT counts the replicas that have all this connection wrote before it.
+ */
+
+static void
+ngx_http_offload_wait_send(ngx_http_offload_peer_t *peer)
+{
+    u_char                   replicas[NGX_INT_T_LEN], timeout[NGX_INT_T_LEN];
+    ngx_queue_t             *q;
+    const char              *argv[3];
+    size_t                   argvlen[3];
+    ngx_http_offload_ctx_t  *ctx;
+
+    argv[0] = "WAIT";
+    argvlen[0] = sizeof("WAIT") - 1;
+    argv[1] = (const char *) replicas;
+    argvlen[1] = ngx_sprintf(replicas, "%ui", peer->wait_replicas) - replicas;
+    argv[2] = (const char *) timeout;
+    argvlen[2] = ngx_sprintf(timeout, "%M", peer->wait_timeout) - timeout;
+
+    if (ngx_http_offload_link_send(&peer->command, ngx_http_offload_wait_done,
+                                   NULL, 3, argv, argvlen)
+        == NGX_OK)
+    {
+        ngx_queue_add(&peer->waited, &peer->replicating);
+        ngx_queue_init(&peer->replicating);
+        peer->waiting = 1;
+        return;
+    }
+
+    /* the connection is gone: nobody can tell whether replicas have them */
+
+    while (!ngx_queue_empty(&peer->replicating)) {
+        q = ngx_queue_head(&peer->replicating);
+        ctx = ngx_queue_data(q, ngx_http_offload_ctx_t, replication);
+        ngx_http_offload_not_replicated(ctx);
+    }
+}
+
+
+static void
+ngx_http_offload_wait_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply               *reply = r;
+    ngx_uint_t                ok;
+    ngx_queue_t              *q;
+    ngx_http_offload_peer_t  *peer;
+    ngx_http_offload_link_t  *link;
+    ngx_http_offload_ctx_t   *ctx;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+    peer = link->peer;
+
+    peer->waiting = 0;
+
+    ok = reply != NULL && reply->type == REDIS_REPLY_INTEGER
+         && reply->integer >= (long long) peer->wait_replicas;
+
+    if (reply != NULL && !ok) {
+        ngx_log_error(NGX_LOG_WARN, link->log, 0,
+                      "offload: redis %V: WAIT %ui %M: %s",
+                      &peer->name, peer->wait_replicas, peer->wait_timeout,
+                      reply->type == REDIS_REPLY_INTEGER ? "too few replicas"
+                      : reply->type == REDIS_REPLY_ERROR ? reply->str
+                      : "unexpected reply");
+    }
+
+    while (!ngx_queue_empty(&peer->waited)) {
+        q = ngx_queue_head(&peer->waited);
+        ctx = ngx_queue_data(q, ngx_http_offload_ctx_t, replication);
+
+        if (!ok) {
+            ngx_http_offload_not_replicated(ctx);
+            continue;
+        }
+
+        ngx_http_offload_replicate_stop(ctx);
+
+        if (ctx->async) {
+            ngx_http_offload_accepted(ctx, (u_char *) "queued", 6);
+        }
+    }
+
+    if (!ngx_queue_empty(&peer->replicating)) {
+        ngx_http_offload_wait_send(peer);
+    }
+}
+
+
+/*
+ * 503: the job is in the stream and may well run, but a failover now
+ * could lose it; the client may retry (with an Idempotency-Key, safely).
+ */
+
+static void
+ngx_http_offload_not_replicated(ngx_http_offload_ctx_t *ctx)
+{
+    ngx_http_offload_replicate_stop(ctx);
+
+    ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "not_replicated",
+                                  "the job did not reach its replicas in "
+                                  "time: it may still run");
+}
