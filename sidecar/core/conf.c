@@ -535,7 +535,9 @@ set_redis(conf_parser_t *ps, const conf_directive_t *d, char **args,
     (void) d;
     (void) nargs;
 
-    if (offload_addr_parse(&ps->conf->redis, args[0], strlen(args[0])) != 0) {
+    if (offload_addr_parse(&ps->conf->redis.addr, args[0], strlen(args[0]))
+        != 0)
+    {
         return conf_error(ps, line, "invalid redis address \"%s\" (expected "
                           "host:port, [ipv6]:port or unix:/path)", args[0]);
     }
@@ -941,12 +943,12 @@ set_max_restarts(conf_parser_t *ps, const conf_directive_t *d, char **args,
 static const conf_directive_t  directives[] = {
     { "redis", CTX_MAIN, 1, 1, 0, set_redis, 0, 0, 0, 0 },
     { "redis_user", CTX_MAIN, 1, 1, 0, set_redis_user,
-      MAIN(redis_user), 0, 0, 0 },
+      MAIN(redis.user), 0, 0, 0 },
     { "password", CTX_MAIN, 1, 1, 0, conf_set_str_slot,
-      MAIN(password), 0, 0, 0 },
-    { "db", CTX_MAIN, 1, 1, 0, conf_set_num_slot, MAIN(db), 0, 0, 65535 },
+      MAIN(redis.password), 0, 0, 0 },
+    { "db", CTX_MAIN, 1, 1, 0, conf_set_num_slot, MAIN(redis.db), 0, 0, 65535 },
     { "redis_timeout", CTX_MAIN, 1, 1, 0, conf_set_msec_slot,
-      MAIN(redis_timeout_ms), 0, 500, 600 * 1000 },
+      MAIN(redis.timeout_ms), 0, 500, 600 * 1000 },
     { "node_name", CTX_MAIN, 1, 1, 0, set_node_name, 0, 0, 0, 0 },
     { "log", CTX_MAIN, 1, 3, 0, set_log, 0, 0, 0, 0 },
     { "heartbeat", CTX_MAIN, 1, 1, 0, conf_set_msec_slot,
@@ -1220,7 +1222,7 @@ set_defaults(conf_parser_t *ps)
         return conf_error(ps, ps->line, "no \"queue\" defined");
     }
 
-    if (conf->redis_user != NULL && conf->password == NULL) {
+    if (conf->redis.user != NULL && conf->redis.password == NULL) {
         return conf_error(ps, ps->redis_user_line, "\"redis_user\" needs "
                           "\"password\"");
     }
@@ -1237,9 +1239,9 @@ offload_conf_parse(offload_conf_t *conf, const char *file, const char *text,
     conf_parser_t  ps;
 
     memset(conf, 0, sizeof(*conf));
-    offload_addr_parse(&conf->redis, "127.0.0.1:6379", 14);
+    offload_addr_parse(&conf->redis.addr, "127.0.0.1:6379", 14);
     conf->log_level = OFFLOAD_LOG_INFO;
-    conf->redis_timeout_ms = 2 * 1000;
+    conf->redis.timeout_ms = 2 * 1000;
     conf->heartbeat_ms = 1000;
     conf->result_ttl_s = 60;
     conf->shutdown_timeout_ms = 10 * 1000;
@@ -1287,7 +1289,7 @@ resolve_redis(offload_conf_t *conf, const char *file, char *err,
     int               rc;
     struct addrinfo   hints, *res;
 
-    if (conf->redis.is_unix) {
+    if (conf->redis.addr.is_unix) {
         return 0;
     }
 
@@ -1295,15 +1297,16 @@ resolve_redis(offload_conf_t *conf, const char *file, char *err,
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
 
-    rc = getaddrinfo(conf->redis.host, NULL, &hints, &res);
+    rc = getaddrinfo(conf->redis.addr.host, NULL, &hints, &res);
     if (rc != 0) {
         snprintf(err, errlen, "%s:%d: cannot resolve redis host \"%s\": %s",
-                 file, conf->redis_line, conf->redis.host, gai_strerror(rc));
+                 file, conf->redis_line, conf->redis.addr.host,
+                 gai_strerror(rc));
         return -1;
     }
 
-    rc = getnameinfo(res->ai_addr, res->ai_addrlen, conf->redis.host,
-                     sizeof(conf->redis.host), NULL, 0, NI_NUMERICHOST);
+    rc = getnameinfo(res->ai_addr, res->ai_addrlen, conf->redis.addr.host,
+                     sizeof(conf->redis.addr.host), NULL, 0, NI_NUMERICHOST);
     freeaddrinfo(res);
 
     if (rc != 0) {
@@ -1384,8 +1387,8 @@ offload_conf_free(offload_conf_t *conf)
 
     free(conf->modules);
     free(conf->file);
-    free(conf->password);
-    free(conf->redis_user);
+    free(conf->redis.password);
+    free(conf->redis.user);
     free(conf->user);
     free(conf->log_target);
 

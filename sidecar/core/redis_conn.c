@@ -133,12 +133,12 @@ select_cb(redisAsyncContext *ac, void *r, void *privdata)
 static void
 send_select(offload_redis_conn_t *rc)
 {
-    if (rc->conf->db == 0) {
+    if (rc->ep->db == 0) {
         became_ready(rc);
         return;
     }
 
-    if (offload_redis_command(rc, select_cb, rc, "SELECT %d", rc->conf->db)
+    if (offload_redis_command(rc, select_cb, rc, "SELECT %d", rc->ep->db)
         != REDIS_OK)
     {
         log_error("%s: cannot send SELECT", rc->name);
@@ -175,21 +175,21 @@ connect_cb(const redisAsyncContext *ac, int status)
 
     /* Finds a dead peer on an idle connection; the watchdog covers the
      * busy ones sooner. */
-    if (!rc->conf->redis.is_unix && redisEnableKeepAlive(&rc->ac->c) != 0) {
+    if (!rc->ep->addr.is_unix && redisEnableKeepAlive(&rc->ac->c) != 0) {
         log_warn("%s: cannot enable TCP keepalive: %s", rc->name,
                  rc->ac->c.errstr);
     }
 
-    if (rc->conf->password == NULL) {
+    if (rc->ep->password == NULL) {
         send_select(rc);
         return;
     }
 
-    if ((rc->conf->redis_user != NULL
+    if ((rc->ep->user != NULL
          ? offload_redis_command(rc, auth_cb, rc, "AUTH %s %s",
-                                 rc->conf->redis_user, rc->conf->password)
+                                 rc->ep->user, rc->ep->password)
          : offload_redis_command(rc, auth_cb, rc, "AUTH %s",
-                                 rc->conf->password))
+                                 rc->ep->password))
         != REDIS_OK)
     {
         log_error("%s: cannot send AUTH", rc->name);
@@ -227,8 +227,8 @@ disconnect_cb(const redisAsyncContext *ac, int status)
 static void
 connect_now(offload_redis_conn_t *rc)
 {
-    redisAsyncContext  *ac;
-    const offload_addr_t  *addr = &rc->conf->redis;
+    redisAsyncContext     *ac;
+    const offload_addr_t  *addr = &rc->ep->addr;
 
     ac = addr->is_unix ? redisAsyncConnectUnix(addr->host)
                        : redisAsyncConnect(addr->host, addr->port);
@@ -252,8 +252,8 @@ connect_now(offload_redis_conn_t *rc)
     rc->obuf_seen = 0;
     rc->reader_seen[0] = 0;
     rc->reader_seen[1] = 0;
-    rc->connect_deadline = now_s() + rc->conf->redis_timeout_ms / 1000.0;
-    watchdog_arm(rc, rc->conf->redis_timeout_ms / 1000.0);
+    rc->connect_deadline = now_s() + rc->ep->timeout_ms / 1000.0;
+    watchdog_arm(rc, rc->ep->timeout_ms / 1000.0);
 
     /* Event hooks first: the connect is detected by the first write event. */
     if (redisLibevAttach(rc->loop, ac) != REDIS_OK
@@ -335,7 +335,7 @@ cmd_get(offload_redis_conn_t *rc, redisCallbackFn *fn, void *privdata,
     cmd->fn = fn;
     cmd->privdata = privdata;
     cmd->sent_at = now_s();
-    cmd->allowed = (rc->conf->redis_timeout_ms + block_ms) / 1000.0;
+    cmd->allowed = (rc->ep->timeout_ms + block_ms) / 1000.0;
 
     return cmd;
 }
@@ -462,7 +462,7 @@ watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
         if (rc->failures == 0) {
             log_warn("%s: cannot connect to redis: no answer in %d ms",
-                     rc->name, rc->conf->redis_timeout_ms);
+                     rc->name, rc->ep->timeout_ms);
         }
 
         rc->ac = NULL;                  /* not up: no disconnect callback */
@@ -504,12 +504,12 @@ watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 void
 offload_redis_conn_init(offload_redis_conn_t *rc, struct ev_loop *loop,
-    const offload_conf_t *conf, const char *name,
+    const offload_redis_endpoint_t *ep, const char *name,
     offload_redis_conn_pt on_ready, offload_redis_conn_pt on_lost, void *data)
 {
     memset(rc, 0, sizeof(*rc));
     rc->loop = loop;
-    rc->conf = conf;
+    rc->ep = ep;
     rc->name = name;
     rc->on_ready = on_ready;
     rc->on_lost = on_lost;

@@ -22,7 +22,7 @@
 #include <ev.h>
 #include <hiredis/async.h>
 
-#include "conf.h"
+#include "redis_endpoint.h"
 
 typedef struct offload_redis_conn_s  offload_redis_conn_t;
 typedef struct offload_redis_cmd_s   offload_redis_cmd_t;
@@ -31,7 +31,7 @@ typedef void (*offload_redis_conn_pt)(offload_redis_conn_t *rc);
 
 struct offload_redis_conn_s {
     struct ev_loop         *loop;
-    const offload_conf_t   *conf;
+    const offload_redis_endpoint_t *ep;
     const char             *name;       /* for log lines */
     redisAsyncContext      *ac;         /* NULL while not connected */
     int                     ready;      /* connected, AUTH/SELECT done */
@@ -52,7 +52,7 @@ struct offload_redis_conn_s {
 };
 
 void offload_redis_conn_init(offload_redis_conn_t *rc, struct ev_loop *loop,
-    const offload_conf_t *conf, const char *name,
+    const offload_redis_endpoint_t *ep, const char *name,
     offload_redis_conn_pt on_ready, offload_redis_conn_pt on_lost, void *data);
 
 /* Starts connecting (asynchronously). */

@@ -281,8 +281,8 @@ main(int argc, char **argv)
             return CTL_FAIL;
         }
         ctl.conf = &conf;
-        addr = conf.redis;
-        password = conf.password;
+        addr = conf.redis.addr;
+        password = conf.redis.password;
     } else {
         offload_addr_parse(&addr, "127.0.0.1:6379", 14);
     }
@@ -295,13 +295,13 @@ main(int argc, char **argv)
     }
 
     ctl.addr = &addr;
-    ctl.user = conf.redis_user;
+    ctl.user = conf.redis.user;
     ctl.password = password;
-    ctl.db = conf.db;
+    ctl.db = conf.redis.db;
 
     if (!commands[i].own_redis) {
-        ctl.redis = connect_redis(&addr, conf.redis_user, password, conf.db,
-                                  name, sizeof(name));
+        ctl.redis = connect_redis(&addr, conf.redis.user, password,
+                                  conf.redis.db, name, sizeof(name));
         if (ctl.redis == NULL) {
             offload_conf_free(&conf);
             return CTL_FAIL;

@@ -386,8 +386,8 @@ offload_registry_start(offload_registry_t *reg, offload_supervisor_t *sup)
     snprintf(reg->drain_key, sizeof(reg->drain_key), OFFLOAD_DRAIN_FMT,
              sup->conf->node_name);
 
-    offload_redis_conn_init(&reg->conn, sup->loop, sup->conf, "registry",
-                            connected, NULL, reg);
+    offload_redis_conn_init(&reg->conn, sup->loop, &sup->conf->redis,
+                            "registry", connected, NULL, reg);
 
     ev_timer_init(&reg->heartbeat, heartbeat_cb, every, every);
     reg->heartbeat.data = reg;

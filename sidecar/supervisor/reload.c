@@ -89,13 +89,15 @@ reload_refusal(const offload_conf_t *old, const offload_conf_t *new)
         return "node_name cannot change on reload";
     }
 
-    if (memcmp(&old->redis, &new->redis, sizeof(old->redis)) != 0
-        || old->db != new->db
-        || (old->password == NULL) != (new->password == NULL)
-        || (old->password && strcmp(old->password, new->password) != 0)
-        || (old->redis_user == NULL) != (new->redis_user == NULL)
-        || (old->redis_user
-            && strcmp(old->redis_user, new->redis_user) != 0))
+    if (memcmp(&old->redis.addr, &new->redis.addr, sizeof(old->redis.addr))
+        != 0
+        || old->redis.db != new->redis.db
+        || (old->redis.password == NULL) != (new->redis.password == NULL)
+        || (old->redis.password
+            && strcmp(old->redis.password, new->redis.password) != 0)
+        || (old->redis.user == NULL) != (new->redis.user == NULL)
+        || (old->redis.user
+            && strcmp(old->redis.user, new->redis.user) != 0))
     {
         return "redis, redis_user, password and db cannot change on reload";
     }
@@ -196,7 +198,7 @@ offload_reload(offload_supervisor_t *sup)
     sup->pools = pools;
     sup->npools = conf->nqueues;
     sup->conf = conf;
-    sup->registry.conn.conf = conf;
+    sup->registry.conn.ep = &conf->redis;
 
     for (p = 0; p < sup->npools; p++) {
         for (i = 0; i < sup->pools[p].nslots; i++) {

@@ -81,10 +81,11 @@ test_full(void)
              "queue 'events.aggregate' { handler events.aggregate; }\n") == 0,
        "full config parses (%s)", err);
 
-    ok(strcmp(conf.redis.host, "10.1.2.3") == 0 && conf.redis.port == 6380
-       && !conf.redis.is_unix, "redis address");
-    is_str(conf.password, "s3cret; with {braces}", "quoted password");
-    ok(conf.db == 3, "db");
+    ok(strcmp(conf.redis.addr.host, "10.1.2.3") == 0
+       && conf.redis.addr.port == 6380
+       && !conf.redis.addr.is_unix, "redis address");
+    is_str(conf.redis.password, "s3cret; with {braces}", "quoted password");
+    ok(conf.redis.db == 3, "db");
     is_str(conf.node_name, "alpha-1", "node_name");
     is_str(conf.log_target, "/tmp/x.log", "log target");
     ok(conf.log_level == OFFLOAD_LOG_DEBUG, "log level");
@@ -129,9 +130,10 @@ test_defaults(void)
     offload_conf_t  conf;
 
     ok(parse(&conf, Q) == 0, "minimal config parses");
-    ok(strcmp(conf.redis.host, "127.0.0.1") == 0 && conf.redis.port == 6379,
+    ok(strcmp(conf.redis.addr.host, "127.0.0.1") == 0
+       && conf.redis.addr.port == 6379,
        "default redis");
-    ok(conf.password == NULL && conf.db == 0, "no password, db 0");
+    ok(conf.redis.password == NULL && conf.redis.db == 0, "no password, db 0");
     gethostname(host, sizeof(host));
     host[sizeof(host) - 1] = '\0';
     is_str(conf.node_name, host, "node_name defaults to the host name");
@@ -139,16 +141,17 @@ test_defaults(void)
     ok(conf.log_level == OFFLOAD_LOG_INFO, "log level defaults to info");
     ok(conf.heartbeat_ms == 1000 && conf.result_ttl_s == 60,
        "heartbeat 1s, result_ttl 60s");
-    ok(conf.redis_timeout_ms == 2000, "redis_timeout 2s");
+    ok(conf.redis.timeout_ms == 2000, "redis_timeout 2s");
     offload_conf_free(&conf);
 
     ok(parse(&conf, "redis_timeout 750ms;\n" Q) == 0
-       && conf.redis_timeout_ms == 750, "redis_timeout 750ms");
+       && conf.redis.timeout_ms == 750, "redis_timeout 750ms");
     offload_conf_free(&conf);
 
     ok(parse(&conf, "redis unix:/run/r.sock;\nlog syslog;\n" Q) == 0,
        "unix socket, log without level");
-    ok(conf.redis.is_unix && strcmp(conf.redis.host, "/run/r.sock") == 0,
+    ok(conf.redis.addr.is_unix
+       && strcmp(conf.redis.addr.host, "/run/r.sock") == 0,
        "unix path");
     offload_conf_free(&conf);
 }
@@ -344,7 +347,8 @@ test_misc(void)
     offload_conf_free(&conf);
 
     ok(parse(&conf, "password 'it\\'s';\n" Q) == 0
-       && strcmp(conf.password, "it's") == 0, "backslash escape in a string");
+       && strcmp(conf.redis.password, "it's") == 0,
+       "backslash escape in a string");
     offload_conf_free(&conf);
 
     ok(offload_conf_parse(&conf, "t.conf", nul, sizeof(nul) - 1, err,
@@ -457,7 +461,7 @@ test_users(void)
     pw = getpwnam("nobody");
     gr = getgrnam("nogroup");
 
-    ok(parse(&conf, Q) == 0 && conf.user == NULL && conf.redis_user == NULL,
+    ok(parse(&conf, Q) == 0 && conf.user == NULL && conf.redis.user == NULL,
        "no user, no redis_user by default");
     offload_conf_free(&conf);
 
@@ -488,8 +492,8 @@ test_users(void)
         "user in a queue block");
 
     ok(parse(&conf, "redis_user offload-sidecar;\npassword pw;\n" Q) == 0
-       && strcmp(conf.redis_user, "offload-sidecar") == 0
-       && strcmp(conf.password, "pw") == 0, "redis_user with a password");
+       && strcmp(conf.redis.user, "offload-sidecar") == 0
+       && strcmp(conf.redis.password, "pw") == 0, "redis_user with a password");
     offload_conf_free(&conf);
 
     bad(Q "redis_user sidecar;\n", "t.conf:2: \"redis_user\" needs "
@@ -529,14 +533,14 @@ test_resolve(void)
 
     ok(load_text(&conf, "redis localhost:6390;\n" Q, path, err, sizeof(err))
        == 0
-       && (strcmp(conf.redis.host, "127.0.0.1") == 0
-           || strcmp(conf.redis.host, "::1") == 0)
-       && conf.redis.port == 6390,
+       && (strcmp(conf.redis.addr.host, "127.0.0.1") == 0
+           || strcmp(conf.redis.addr.host, "::1") == 0)
+       && conf.redis.addr.port == 6390,
        "a redis host name is resolved once, at load (%s)", err);
     offload_conf_free(&conf);
 
     ok(load_text(&conf, "redis 127.0.0.1:6390;\n" Q, path, err, sizeof(err))
-       == 0 && strcmp(conf.redis.host, "127.0.0.1") == 0,
+       == 0 && strcmp(conf.redis.addr.host, "127.0.0.1") == 0,
        "an address stays as it is");
     offload_conf_free(&conf);
 
