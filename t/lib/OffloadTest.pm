@@ -32,7 +32,7 @@ our @EXPORT = qw(
     build_path sanitize scaled tmpdir free_port wait_until slurp spew
     spawn alive stop_proc child_pids
     start_redis stop_redis restart_redis redis_port redis_pid redis_cmd
-    redis_cmds redis_select
+    redis_cmds redis_select redis_cmd_at redis_use proc_pid
     start_sidecar stop_sidecar sidecar_pid sidecar_conf_file node_name
     node_doc worker_pids stream_entries events
     nginx_conf write_nginx_conf start_nginx stop_nginx nginx_port
@@ -157,6 +157,8 @@ sub spawn {
     return $pid;
 }
 
+sub proc_pid { $S{procs}{$_[0]} && $S{procs}{$_[0]}{pid} }
+
 sub alive {
     my ($name) = @_;
     my $p = $S{procs}{$name} or return 0;
@@ -176,6 +178,7 @@ sub stop_proc {
     if (alive($name)) {
         my @children = child_pids($p->{pid});
         kill $sig // 'TERM', $p->{pid};
+        kill 'CONT', $p->{pid};     # a stopped process sees no TERM
         my $deadline = time + ($timeout // 15);
         while (alive($name) && time < $deadline) {
             sleep 0.02;
@@ -233,6 +236,21 @@ sub restart_redis {
     return start_redis(@_);
 }
 
+
+# Later redis_cmd calls (and @REDIS@) go to the Redis on $port, e.g. the
+# master a sentinel topology names.
+sub redis_use { $S{redis_port} = $_[0] }
+
+# redis_cmd to the Redis (or sentinel) on 127.0.0.1:$port, without the
+# password and database set for the test's own Redis.
+sub redis_cmd_at {
+    my ($port, @args) = @_;
+    local $S{redis_port} = $port;
+    local $S{redis_password};
+    local $S{redis_user};
+    local $S{redis_db};
+    return redis_cmd(@args);
+}
 
 # Later redis_cmd calls use database $db (SELECT).
 sub redis_select { $S{redis_db} = $_[0] }
