@@ -56,6 +56,11 @@ typedef struct {
     char                    **command;
     char                     *command_text;
     int                       command_line;
+    /* The queue's Redis (sharding by queue): what the block says, the
+     * rest inherited from the top level by offload_conf_parse(). */
+    offload_redis_endpoint_t  redis;
+    int                       redis_line;       /* 0: inherited */
+    int                       redis_user_line;
     int                       line;         /* where the block starts */
 } offload_conf_queue_t;
 

@@ -19,4 +19,20 @@ typedef struct {
                                        its blocking time */
 } offload_redis_endpoint_t;
 
+/* Whether a and b are the same Redis database with the same login: the
+ * same keys, so one connection serves both (timeouts not compared). */
+int offload_redis_endpoint_same(const offload_redis_endpoint_t *a,
+    const offload_redis_endpoint_t *b);
+
+/* A copy of src that owns its strings; 0, or -1 when out of memory
+ * (nothing then to free).  offload_redis_endpoint_free() frees one. */
+int offload_redis_endpoint_copy(offload_redis_endpoint_t *dst,
+    const offload_redis_endpoint_t *src);
+void offload_redis_endpoint_free(offload_redis_endpoint_t *ep);
+
+/* "host:port" (or "unix:/path", "host:port/db" when db is not 0), for log
+ * lines and messages; returns buf. */
+char *offload_redis_endpoint_name(const offload_redis_endpoint_t *ep,
+    char *buf, size_t size);
+
 #endif /* OFFLOAD_REDIS_ENDPOINT_H */

@@ -36,8 +36,8 @@ retire_done(offload_supervisor_t *sup)
     sup->retired_conf = NULL;
 
     log_notice("reload done");
-    offload_event(&sup->registry.conn, sup->conf->node_name, "reload", NULL,
-                  NULL);
+    offload_event(offload_registry_main(&sup->registry), sup->conf->node_name,
+                  "reload", NULL, NULL);
 }
 
 
@@ -124,8 +124,8 @@ static void
 reload_failed(offload_supervisor_t *sup, const char *why)
 {
     log_error("reload refused, the running configuration stays: %s", why);
-    offload_event(&sup->registry.conn, sup->conf->node_name, "reload_failed",
-                  NULL, json_pack("{s:s}", "error", why));
+    offload_event(offload_registry_main(&sup->registry), sup->conf->node_name,
+                  "reload_failed", NULL, json_pack("{s:s}", "error", why));
 }
 
 
@@ -164,6 +164,9 @@ offload_reload(offload_supervisor_t *sup)
     }
 
     why = reload_refusal(sup->conf, conf);
+    if (why == NULL) {
+        why = offload_registry_refusal(&sup->registry, conf);
+    }
     pools = why ? NULL : offload_pools_make(sup, conf);
 
     if (pools == NULL) {
@@ -198,7 +201,7 @@ offload_reload(offload_supervisor_t *sup)
     sup->pools = pools;
     sup->npools = conf->nqueues;
     sup->conf = conf;
-    sup->registry.conn.ep = &conf->redis;
+    offload_registry_reconf(&sup->registry, conf);
 
     for (p = 0; p < sup->npools; p++) {
         for (i = 0; i < sup->pools[p].nslots; i++) {

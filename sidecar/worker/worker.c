@@ -2232,7 +2232,7 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     ev_idle_init(&w.work, work_cb);
     w.work.data = &w;
 
-    offload_redis_conn_init(&w.conn, loop, &conf->redis, w.name,
+    offload_redis_conn_init(&w.conn, loop, &queue->redis, w.name,
                             connected, disconnected, &w);
     offload_redis_conn_start(&w.conn);
 

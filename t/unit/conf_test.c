@@ -281,8 +281,8 @@ test_errors(void)
         "directive", "restart_backoff with one time");
     bad("handler echo;\n" Q, "t.conf:1: \"handler\" directive is not allowed "
         "here", "queue directive at top level");
-    bad("queue echo {\n handler echo;\n db 1;\n}\n",
-        "t.conf:3: \"db\" directive is not allowed here",
+    bad("queue echo {\n handler echo;\n redis_timeout 1s;\n}\n",
+        "t.conf:3: \"redis_timeout\" directive is not allowed here",
         "main directive in a queue");
     bad("queue echo {\n queue x { handler echo; }\n}\n",
         "t.conf:2: \"queue\" directive is not allowed here", "nested queue");
@@ -557,6 +557,69 @@ test_resolve(void)
 }
 
 
+/* A queue's own Redis: what its block says, the rest inherited from the
+ * top level whether written before or after the block; resolved at load
+ * like the top level's. */
+static void
+test_queue_redis(void)
+{
+    char                         path[64], err[OFFLOAD_CONF_ERR_MAX];
+    offload_conf_t               conf;
+    const offload_conf_queue_t  *a, *b;
+
+    ok(parse(&conf, "queue a { handler echo; }\n"
+                    "queue b { handler echo; redis 10.0.0.2:6380; db 2;\n"
+                    "          redis_user bee; password pb; }\n"
+                    "redis 10.0.0.1:6379;\npassword top;\ndb 1;\n"
+                    "redis_timeout 700ms;\n") == 0,
+       "a queue names its own redis (%s)", err);
+    a = &conf.queues[0];
+    b = &conf.queues[1];
+    ok(strcmp(a->redis.addr.host, "10.0.0.1") == 0
+       && a->redis.addr.port == 6379 && a->redis.db == 1
+       && a->redis.user == NULL && strcmp(a->redis.password, "top") == 0
+       && a->redis.timeout_ms == 700,
+       "a queue without one inherits the top level's");
+    ok(offload_redis_endpoint_same(&a->redis, &conf.redis),
+       "the same endpoint as the top level");
+    ok(strcmp(b->redis.addr.host, "10.0.0.2") == 0
+       && b->redis.addr.port == 6380 && b->redis.db == 2
+       && strcmp(b->redis.user, "bee") == 0
+       && strcmp(b->redis.password, "pb") == 0
+       && b->redis.timeout_ms == 700,
+       "the queue's own redis, db, redis_user and password");
+    ok(!offload_redis_endpoint_same(&a->redis, &b->redis),
+       "another endpoint");
+    offload_conf_free(&conf);
+
+    ok(parse(&conf, "password top;\nqueue b { handler echo; "
+                    "redis 10.0.0.2:6380; }\n") == 0
+       && strcmp(conf.queues[0].redis.password, "top") == 0
+       && conf.queues[0].redis.db == 0,
+       "each directive inherits on its own: password");
+
+    offload_conf_free(&conf);
+
+    bad("queue b {\n handler echo;\n redis_user u;\n}\n",
+        "t.conf:3: \"redis_user\" needs \"password\"",
+        "a queue's redis_user without a password");
+    bad("queue b {\n handler echo;\n redis a:b:c;\n}\n",
+        "t.conf:3: invalid redis address \"a:b:c\" (expected host:port, "
+        "[ipv6]:port or unix:/path)", "a queue's bad redis address");
+    bad("queue b {\n handler echo;\n db 1;\n db 2;\n}\n",
+        "t.conf:4: \"db\" directive is duplicate", "db twice in a queue");
+
+    ok(load_text(&conf, "queue b { handler echo; redis localhost:6391; }\n",
+                 path, err, sizeof(err))
+       == 0
+       && (strcmp(conf.queues[0].redis.addr.host, "127.0.0.1") == 0
+           || strcmp(conf.queues[0].redis.addr.host, "::1") == 0)
+       && conf.queues[0].redis.addr.port == 6391,
+       "a queue's redis host is resolved at load (%s)", err);
+    offload_conf_free(&conf);
+}
+
+
 /* load_module: repeatable, a relative path is the config file's
  * folder's. */
 static void
@@ -665,6 +728,7 @@ main(void)
     test_misc();
     test_users();
     test_resolve();
+    test_queue_redis();
     test_load_module();
     test_command();
     return done_testing();
