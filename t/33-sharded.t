@@ -68,6 +68,8 @@ for my $i (1 .. 20) {
         && ($i % 2 ? ($r->{json}{i} // 0) == $i : defined $r->{json}{ms});
 }
 is($ok, 20, '20 jobs answered, 10 per queue, each by its own handler');
+unlike(redis_cmd('INFO', 'commandstats'), qr/^cmdstat_wait:/m,
+    'no WAIT without wait_replicas');
 
 # ---- each Redis holds only its own queue's keys
 my $keys_a = redis_cmd('KEYS', 'offload:{*}:*');
@@ -96,7 +98,8 @@ ok(wait_until(sub {
 }, scaled(10), 'a new worker for b'), 'b\'s slot has a new worker');
 my $answer = read_answer($sock, scaled(20));
 is($answer->{status}, 200, 'the killed job ran again and answered 200');
-is($answer->{json} && $answer->{json}{ms}, 1500, 'with its own result');
+ok(($answer->{json}{ms} // 0) >= 1500, 'with its own result: slept 1.5 s')
+    or diag(explain($answer));
 my $crash = redis_cmd_at($port_b, 'XREVRANGE', 'offload:events', '+', '-',
     'COUNT', '20');
 ok((grep { my %f = @{ $_->[1] }; ($f{type} // '') eq 'crash'

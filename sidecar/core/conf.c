@@ -543,19 +543,33 @@ conf_set_str_slot(conf_parser_t *ps, const conf_directive_t *d, char **args,
 /* The directives that parse more than one kind of value, or more than
  * fill a field. */
 
+/* redis <address> [wait_replicas=<n>]: the address, a Redis or the
+ * sentinels of one (redis_endpoint.c). */
 static int
 set_redis(conf_parser_t *ps, const conf_directive_t *d, char **args,
     int nargs, int line)
 {
-    (void) d;
-    (void) nargs;
+    int                        i;
+    char                       err[OFFLOAD_CONF_ERR_MAX];
+    long long                  n;
+    offload_redis_endpoint_t  *ep = conf_endpoint(ps);
 
-    if (offload_addr_parse(&conf_endpoint(ps)->addr, args[0],
-                           strlen(args[0]))
-        != 0)
-    {
-        return conf_error(ps, line, "invalid redis address \"%s\" (expected "
-                          "host:port, [ipv6]:port or unix:/path)", args[0]);
+    (void) d;
+
+    if (offload_redis_endpoint_parse(ep, args[0], err, sizeof(err)) != 0) {
+        return conf_error(ps, line, "%s", err);
+    }
+
+    for (i = 1; i < nargs; i++) {
+        if (strncmp(args[i], "wait_replicas=", 14) != 0
+            || parse_uint(args[i] + 14, OFFLOAD_WAIT_REPLICAS_MAX, &n) != 0)
+        {
+            return conf_error(ps, line, "invalid redis parameter \"%s\" "
+                              "(expected wait_replicas=0..%d)", args[i],
+                              OFFLOAD_WAIT_REPLICAS_MAX);
+        }
+
+        ep->wait_replicas = (int) n;
     }
 
     *(ps->queue ? &ps->queue->redis_line : &ps->conf->redis_line) = line;
@@ -960,7 +974,7 @@ set_max_restarts(conf_parser_t *ps, const conf_directive_t *d, char **args,
  * the field(s) it sets and the bounds of its value. */
 static const conf_directive_t  directives[] = {
     /* Top level, or a queue's own Redis (CTX_ENDPOINT: both) */
-    { "redis", CTX_MAIN | CTX_QUEUE, 1, 1, 0, set_redis, 0, 0, 0, 0 },
+    { "redis", CTX_MAIN | CTX_QUEUE, 1, 2, 0, set_redis, 0, 0, 0, 0 },
     { "redis_user", CTX_MAIN | CTX_QUEUE, 1, 1, 0, set_redis_user,
       ENDPOINT(user), 0, 0, 0 },
     { "password", CTX_MAIN | CTX_QUEUE, 1, 1, 0, conf_set_str_slot,
@@ -1218,6 +1232,10 @@ inherit_redis(conf_parser_t *ps, offload_conf_queue_t *q)
 
     if (q->redis_line == 0) {
         q->redis.addr = top->addr;
+        memcpy(q->redis.sentinels, top->sentinels, sizeof(top->sentinels));
+        q->redis.nsentinels = top->nsentinels;
+        memcpy(q->redis.master, top->master, sizeof(top->master));
+        q->redis.wait_replicas = top->wait_replicas;
     }
 
     if ((q->redis.user == NULL && top->user != NULL
@@ -1383,13 +1401,33 @@ resolve_addr(offload_addr_t *addr, int line, const char *file, char *err,
 /* The top level's address, then each queue's own (a queue that names none
  * has the top level's, resolved once). */
 static int
+resolve_endpoint(offload_redis_endpoint_t *ep, int line, const char *file,
+    char *err, size_t errlen)
+{
+    int  i;
+
+    if (ep->nsentinels == 0) {
+        return resolve_addr(&ep->addr, line, file, err, errlen);
+    }
+
+    for (i = 0; i < ep->nsentinels; i++) {
+        if (resolve_addr(&ep->sentinels[i], line, file, err, errlen) != 0) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+static int
 resolve_redis(offload_conf_t *conf, const char *file, char *err,
     size_t errlen)
 {
     size_t                 i;
     offload_conf_queue_t  *q;
 
-    if (resolve_addr(&conf->redis.addr, conf->redis_line, file, err, errlen)
+    if (resolve_endpoint(&conf->redis, conf->redis_line, file, err, errlen)
         != 0)
     {
         return -1;
@@ -1400,9 +1438,11 @@ resolve_redis(offload_conf_t *conf, const char *file, char *err,
 
         if (q->redis_line == 0) {
             q->redis.addr = conf->redis.addr;
+            memcpy(q->redis.sentinels, conf->redis.sentinels,
+                   sizeof(conf->redis.sentinels));
 
-        } else if (resolve_addr(&q->redis.addr, q->redis_line, file, err,
-                                errlen)
+        } else if (resolve_endpoint(&q->redis, q->redis_line, file, err,
+                                    errlen)
                    != 0)
         {
             return -1;

@@ -14,6 +14,13 @@
  * frozen server) is dropped when the deadline passes with no byte moving
  * either way, and reconnected like any lost connection.  TCP connections
  * also have keepalive.
+ *
+ * With Redis Sentinel (an endpoint with sentinels), every connect first
+ * asks the sentinels in turn, each under the same deadline, which server
+ * is the master, then connects to it, and stays subscribed to
+ * +switch-master on the sentinel that answered: a failover of the master
+ * drops the connection at once, as does a READONLY error (the server
+ * became a replica), and the reconnect asks again.
  */
 
 #ifndef OFFLOAD_REDIS_CONN_H
@@ -43,6 +50,12 @@ struct offload_redis_conn_s {
     double                  progress_at;    /* last reply or bytes moved */
     size_t                  obuf_seen;      /* unsent bytes, last look */
     size_t                  reader_seen[2]; /* read buffer's len, pos */
+    offload_addr_t          master;     /* the sentinels' last answer */
+    redisAsyncContext      *asking;     /* the sentinel being asked */
+    redisAsyncContext      *watching;   /* the one that answered, for its
+                                           +switch-master messages */
+    int                     sentinel;   /* the next one to ask */
+    ev_timer                ask_deadline;
     offload_redis_cmd_t    *head;       /* commands waiting for replies, */
     offload_redis_cmd_t    *tail;       /* oldest first (Redis answers in */
     offload_redis_cmd_t    *free_cmds;  /* order), and spare ones */

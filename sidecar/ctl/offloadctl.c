@@ -98,8 +98,9 @@ usage(FILE *out)
         "expired)\n"
         "\n"
         "options:\n"
-        "  -r, --redis ADDR    Redis address, repeatable: status, queues "
-        "and top\n"
+        "  -r, --redis ADDR    Redis address (or sentinel://host:port,.../"
+        "master),\n"
+        "                      repeatable: status, queues and top\n"
         "                      merge every one (default: every Redis of "
         "the\n"
         "                      config's queues, else 127.0.0.1:6379)\n"
@@ -193,6 +194,56 @@ connect_redis(const offload_addr_t *addr, const char *user,
 }
 
 
+/* With Redis Sentinel: the master the first sentinel that knows it
+ * names becomes the endpoint's address.  Returns 0 or -1 (printed why). */
+static int
+find_master(offload_redis_endpoint_t *ep, const char *name)
+{
+    int              i;
+    long             port;
+    redisReply      *reply;
+    redisContext    *c;
+    struct timeval   timeout = { CTL_TIMEOUT_S, 0 };
+
+    for (i = 0; i < ep->nsentinels; i++) {
+        c = redisConnectWithTimeout(ep->sentinels[i].host,
+                                    ep->sentinels[i].port, timeout);
+        if (c == NULL || c->err) {
+            redisFree(c);
+            continue;
+        }
+
+        redisSetTimeout(c, timeout);
+        reply = redisCommand(c, "SENTINEL get-master-addr-by-name %s",
+                             ep->master);
+
+        if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
+            && reply->elements == 2
+            && reply->element[0]->type == REDIS_REPLY_STRING
+            && reply->element[0]->len < sizeof(ep->addr.host)
+            && reply->element[1]->type == REDIS_REPLY_STRING
+            && (port = strtol(reply->element[1]->str, NULL, 10)) > 0
+            && port <= 65535)
+        {
+            memset(&ep->addr, 0, sizeof(ep->addr));
+            memcpy(ep->addr.host, reply->element[0]->str,
+                   reply->element[0]->len);
+            ep->addr.port = (int) port;
+            freeReplyObject(reply);
+            redisFree(c);
+            return 0;
+        }
+
+        freeReplyObject(reply);
+        redisFree(c);
+    }
+
+    fprintf(stderr, "offloadctl: no sentinel of %s names the master\n",
+            name);
+    return -1;
+}
+
+
 /* The Redis servers to read: each -r (logging in as the config says),
  * else each distinct one of the config's queues, else the default. */
 static int
@@ -200,6 +251,7 @@ find_servers(ctl_t *ctl, offload_conf_t *conf, const char **redis,
     int nredis)
 {
     int           r;
+    char          err[OFFLOAD_CONF_ERR_MAX];
     size_t        q, s;
     ctl_redis_t  *srv;
 
@@ -207,11 +259,11 @@ find_servers(ctl_t *ctl, offload_conf_t *conf, const char **redis,
         srv = &ctl->servers[ctl->nservers++];
         srv->ep = conf->redis;
 
-        if (offload_addr_parse(&srv->ep.addr, redis[r], strlen(redis[r]))
+        if (offload_redis_endpoint_parse(&srv->ep, redis[r], err,
+                                         sizeof(err))
             != 0)
         {
-            fprintf(stderr, "offloadctl: invalid redis address \"%s\"\n",
-                    redis[r]);
+            fprintf(stderr, "offloadctl: %s\n", err);
             return -1;
         }
     }
@@ -237,6 +289,25 @@ find_servers(ctl_t *ctl, offload_conf_t *conf, const char **redis,
     for (s = 0; s < ctl->nservers; s++) {
         srv = &ctl->servers[s];
         offload_redis_endpoint_name(&srv->ep, srv->name, sizeof(srv->name));
+    }
+
+    return 0;
+}
+
+
+static int
+find_masters(ctl_t *ctl)
+{
+    size_t        s;
+    ctl_redis_t  *srv;
+
+    for (s = 0; s < ctl->nservers; s++) {
+        srv = &ctl->servers[s];
+
+        if (srv->ep.nsentinels > 0 && find_master(&srv->ep, srv->name) != 0)
+        {
+            return -1;
+        }
     }
 
     return 0;
@@ -347,6 +418,11 @@ main(int argc, char **argv)
     if (find_servers(&ctl, &conf, redis, nredis) != 0) {
         offload_conf_free(&conf);
         return CTL_USAGE;
+    }
+
+    if (find_masters(&ctl) != 0) {
+        offload_conf_free(&conf);
+        return CTL_FAIL;
     }
 
     for (s = 0; !commands[i].own_redis && s < ctl.nservers; s++) {

@@ -54,6 +54,9 @@ bad(const char *text, const char *want, const char *what)
 
 #define Q  "queue echo { handler echo; }\n"
 
+#define EXPECTED_ADDR  "host:port, [ipv6]:port, unix:/path or "             \
+                       "sentinel://host:port[,host:port...]/<master name>)"
+
 
 static void
 test_full(void)
@@ -290,10 +293,10 @@ test_errors(void)
     bad("", "t.conf:1: no \"queue\" defined", "empty file");
     bad("redis nohost:99999;\n" Q,
         "t.conf:1: invalid redis address \"nohost:99999\" (expected "
-        "host:port, [ipv6]:port or unix:/path)", "bad port");
+        EXPECTED_ADDR, "bad port");
     bad("redis unix:relative;\n" Q,
         "t.conf:1: invalid redis address \"unix:relative\" (expected "
-        "host:port, [ipv6]:port or unix:/path)", "relative unix path");
+        EXPECTED_ADDR, "relative unix path");
     bad("db -1;\n" Q, "t.conf:1: invalid \"db\" value \"-1\" (expected "
         "0..65535)",
         "negative db");
@@ -604,8 +607,36 @@ test_queue_redis(void)
         "t.conf:3: \"redis_user\" needs \"password\"",
         "a queue's redis_user without a password");
     bad("queue b {\n handler echo;\n redis a:b:c;\n}\n",
-        "t.conf:3: invalid redis address \"a:b:c\" (expected host:port, "
-        "[ipv6]:port or unix:/path)", "a queue's bad redis address");
+        "t.conf:3: invalid redis address \"a:b:c\" (expected "
+        EXPECTED_ADDR, "a queue's bad redis address");
+    bad(Q "redis 127.0.0.1 wait_replicas=x;\n",
+        "t.conf:2: invalid redis parameter \"wait_replicas=x\" (expected "
+        "wait_replicas=0..16)", "a bad wait_replicas");
+    bad(Q "redis sentinel://127.0.0.1:1;\n",
+        "t.conf:2: invalid sentinel address \"sentinel://127.0.0.1:1\" "
+        "(expected sentinel://host:port[,host:port...]/<master name>)",
+        "sentinels without a master name");
+    bad(Q "redis sentinel://a:1,unix:/x/m;\n",
+        "t.conf:2: invalid sentinel \"unix:/x\" in "
+        "\"sentinel://a:1,unix:/x/m\" (expected host:port or [ipv6]:port)",
+        "a unix sentinel");
+
+    ok(parse(&conf, Q "redis sentinel://10.0.0.1:26380,[::1],h/mymaster "
+                    "wait_replicas=1;\n") == 0
+       && conf.redis.nsentinels == 3
+       && strcmp(conf.redis.sentinels[0].host, "10.0.0.1") == 0
+       && conf.redis.sentinels[0].port == 26380
+       && strcmp(conf.redis.sentinels[1].host, "::1") == 0
+       && conf.redis.sentinels[1].port == 26379
+       && strcmp(conf.redis.sentinels[2].host, "h") == 0
+       && conf.redis.sentinels[2].port == 26379
+       && strcmp(conf.redis.master, "mymaster") == 0
+       && conf.redis.wait_replicas == 1
+       && conf.queues[0].redis.nsentinels == 3
+       && conf.queues[0].redis.wait_replicas == 1,
+       "sentinels (port 26379 by default), master, wait_replicas, "
+       "inherited (%s)", err);
+    offload_conf_free(&conf);
     bad("queue b {\n handler echo;\n db 1;\n db 2;\n}\n",
         "t.conf:4: \"db\" directive is duplicate", "db twice in a queue");
 
