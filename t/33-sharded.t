@@ -106,6 +106,35 @@ ok((grep { my %f = @{ $_->[1] }; ($f{type} // '') eq 'crash'
            && ($f{queue} // '') eq 'b' } @$crash),
     'the crash event is on b\'s Redis');
 
+# ---- reload: a queue may not move to a Redis the node does not use yet
+my $conf = sidecar_conf_file();
+my $text = slurp($conf);
+my $other = free_port();
+(my $moved = $text) =~ s/redis 127\.0\.0\.1:$port_b;/redis 127.0.0.1:$other;/
+    or die 'no queue b redis line';
+spew($conf, $moved);
+kill 'HUP', sidecar_pid();
+ok(wait_until(sub {
+    slurp("$dir/sidecar.log") =~ /reload refused.*a queue's redis/
+}, scaled(10), 'reload refused'), 'a reload moving b to a new Redis is '
+    . 'refused') or diag(slurp("$dir/sidecar.log"));
+ok(wait_until(sub {
+    grep { $_->{report}{error} =~ /a queue's redis/ }
+        @{ events('reload_failed') };
+}, scaled(10), 'reload_failed event'), 'reload_failed event on the first '
+    . 'queue\'s Redis');
+is(http('POST', '/jobs/b', '{"ms":1}')->{status}, 200, 'b still served');
+
+spew($conf, $text . "queue c { handler echo; redis 127.0.0.1:$port_b; }\n");
+kill 'HUP', sidecar_pid();
+ok(wait_until(sub {
+    my $d = doc_at($port_b);
+    $d && ($d->{queues}{c}{workers}[0]{pid} // 0) > 0;
+}, scaled(15), 'queue c on the second Redis'), 'a reload adding a queue on '
+    . 'a Redis the node already uses: its document there lists it');
+is_deeply([ sort keys %{ node_doc()->{queues} } ], ['a'],
+    'and the first\'s still lists a only');
+
 # ---- offloadctl reads both
 my $ctl = build_path('offloadctl');
 my $out = `$ctl -r 127.0.0.1:$port_a -r 127.0.0.1:$port_b queues 2>&1`;
@@ -118,12 +147,12 @@ is($? >> 8, 0, 'offloadctl -c status: exit 0') or diag($out);
 my $docs = json_decode($out) || [];
 my @mine = grep { $_->{node} eq $node } @$docs;
 is(scalar @mine, 1, 'the config\'s two Redis servers: one node document');
-is_deeply([ sort keys %{ $mine[0]{queues} || {} } ], [ 'a', 'b' ],
-    'listing both queues');
+is_deeply([ sort keys %{ $mine[0]{queues} || {} } ], [ 'a', 'b', 'c' ],
+    'listing the queues of both');
 
 $out = `$ctl -r 127.0.0.1:$port_a -r 127.0.0.1:$port_b top -b -n 1 2>&1`;
 is($? >> 8, 0, 'offloadctl top -b over both: exit 0') or diag($out);
-like($out, qr/workers 3\b/, 'top counts the workers of both');
+like($out, qr/workers 4\b/, 'top counts the workers of both');
 
 $out = `$ctl -r 127.0.0.1:$port_a queues 2>&1`;
 unlike($out, qr/^b\s/m, 'one -r: the first Redis alone has no queue b');
