@@ -24,6 +24,7 @@ ok(wait_until(sub { (redis_cmd_at($port_b, 'PING') // '') eq 'PONG' }, 10,
     'second redis-server'), "second Redis on port $port_b");
 
 start_sidecar(want => { a => 2 }, conf => <<"CONF");
+claim_idle 1s;
 queue a { handler echo; workers 2; }
 queue b { handler sleep; workers 1; redis 127.0.0.1:$port_b; }
 CONF
@@ -156,6 +157,46 @@ like($out, qr/workers 4\b/, 'top counts the workers of both');
 
 $out = `$ctl -r 127.0.0.1:$port_a queues 2>&1`;
 unlike($out, qr/^b\s/m, 'one -r: the first Redis alone has no queue b');
+
+# ---- a node lost while it runs a job of b: another node claims it on
+# b's Redis (drained meanwhile, so that the second node takes the job)
+my $node2 = "$node-2";
+spew("$dir/sidecar2.conf", <<"CONF");
+redis 127.0.0.1:$port_a;
+node_name $node2;
+log $dir/sidecar2.log info;
+heartbeat 200ms;
+claim_idle 1s;
+queue b { handler sleep; workers 1; redis 127.0.0.1:$port_b; }
+CONF
+spawn('sidecar2', "$dir/sidecar2.stderr", {}, build_path('offload-sidecar'),
+    '-c', "$dir/sidecar2.conf");
+my $doc2;
+ok(wait_until(sub {
+    my $v = redis_cmd_at($port_b, 'GET', "offload:node:$node2");
+    $doc2 = defined $v && !ref $v ? json_decode($v) : undef;
+    $doc2 && ($doc2->{queues}{b}{workers}[0]{pid} // 0) > 0;
+}, scaled(15), 'second node on b'), 'a second node serves b');
+my $conf_opt = "-c " . sidecar_conf_file();
+$out = `$ctl $conf_opt drain -t 10 $node 2>&1`;
+is($? >> 8, 0, 'offloadctl drain over both Redis servers') or diag($out);
+$sock = send_post('/jobs/b', '{"ms":2000}');
+my $lost_worker;
+ok(wait_until(sub {
+    my $v = redis_cmd_at($port_b, 'GET', "offload:node:$node2");
+    my $w = json_decode($v // '')->{queues}{b}{workers}[0];
+    $lost_worker = $w->{pid};
+    ($w->{state} // '') eq 'busy';
+}, scaled(10), 'second node runs the job'), 'the second node runs the job');
+ok(kill('KILL', proc_pid('sidecar2'), $lost_worker),
+    'SIGKILLed the second node and its worker');
+$out = `$ctl $conf_opt resume -t 10 $node 2>&1`;
+is($? >> 8, 0, 'offloadctl resume') or diag($out);
+$answer = read_answer($sock, scaled(30));
+is($answer->{status}, 200, 'the lost node\'s job answered 200');
+ok(($answer->{json}{ms} // 0) >= 2000, 'having run again in full');
+like(slurp("$dir/sidecar.log"), qr/queue b: claimed entry \S+ of a lost node/,
+    'the first node claimed it from b\'s Redis');
 
 # ---- a clean stop removes the node from both
 stop_sidecar();
