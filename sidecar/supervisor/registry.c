@@ -622,6 +622,16 @@ offload_registry_stop(offload_registry_t *reg)
 
     for (l = 0; l < reg->nlinks; l++) {
         offload_redis_conn_stop(&reg->links[l].conn);
+    }
+}
+
+
+void
+offload_registry_free(offload_registry_t *reg)
+{
+    size_t  l;
+
+    for (l = 0; l < reg->nlinks; l++) {
         offload_redis_endpoint_free(&reg->links[l].ep);
     }
 

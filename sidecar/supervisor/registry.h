@@ -75,8 +75,12 @@ void offload_registry_update(offload_registry_t *reg);
 void offload_registry_remove(offload_registry_t *reg,
     offload_registry_done_pt done);
 
-/* Stops the heartbeat and closes the connections. */
+/* Stops the heartbeat and closes the connections (from inside one of
+ * their callbacks too: the links stay allocated). */
 void offload_registry_stop(offload_registry_t *reg);
+
+/* Frees the links, once the loop no longer runs. */
+void offload_registry_free(offload_registry_t *reg);
 
 /* In a forked worker: let go of the parent's connections and timer. */
 void offload_registry_forget(offload_registry_t *reg);

@@ -1143,6 +1143,7 @@ offload_supervisor_run(const offload_conf_t *conf, const char *conf_file)
 
     log_notice("node %s stopped", sup.conf->node_name);
 
+    offload_registry_free(&sup.registry);
     offload_pools_free(sup.pools, sup.npools);
     offload_pools_free(sup.retired, sup.nretired);
     if (sup.retired_conf != NULL && sup.retired_conf != conf) {
