@@ -34,7 +34,8 @@ sub job_ok {
     return $? == 0 && $out =~ /"n":\s*$n\b/;
 }
 
-ok(job_ok($topo->master_port), 'a job through the master');
+ok(wait_until(sub { job_ok($topo->master_port) }, scaled(10),
+    'a first job'), 'a job through the master');
 my $stats = redis_cmd_at($topo->master_port, 'INFO', 'commandstats');
 ok($stats =~ /^cmdstat_wait:calls=(\d+)/m && $1 >= 1,
     'wait_replicas=1: the worker WAITs for a replica after a job');
@@ -51,16 +52,29 @@ sub recovery {
     return defined $answered ? $answered - $t0 : undef;
 }
 
+# Checks and prints a failover's times from $t0: when the sentinels
+# agreed on the new master, when jobs were answered again.  The sidecar's
+# part (answered after the sentinels agreed) must stay under 2 s, the
+# whole under 5 s unless the sentinels' own election took longer.
+sub check_recovery {
+    my ($what, $t0, $elected) = @_;
+    my $took = recovery($t0);
+    my $follow = defined $took ? $took - ($elected - $t0) : undef;
+    diag(sprintf '%s: sentinels agreed on the new master after %.2f s, '
+        . 'jobs answered again after %.2f s', $what, $elected - $t0,
+        $took // -1);
+    ok(defined $follow && $follow <= 2, "$what: the sidecar follows the "
+        . 'new master within 2 s') or diag('took ' . ($took // 'forever'));
+    ok(defined $took && ($took <= 5 || $elected - $t0 > 3),
+        "$what: jobs answered again within 5 s");
+}
+
 # ---- SENTINEL FAILOVER: the old master becomes a replica
 my $t0 = time;
 my ($old, $new) = $topo->failover(scaled(20));
 ok($new, "SENTINEL FAILOVER moved the master from $old to $new");
-my $took = recovery($t0);
-ok(defined $took && $took <= 5, 'jobs answered again within 5 s of '
-    . 'SENTINEL FAILOVER') or diag("took " . ($took // 'forever'));
-diag(sprintf 'SENTINEL FAILOVER: jobs answered again %.2f s after it '
-    . 'began', $took // -1);
-like(slurp(tmpdir() . '/sidecar.log'), qr/READONLY|lost redis connection/,
+check_recovery('SENTINEL FAILOVER', $t0, time);
+like(slurp(tmpdir() . '/sidecar.log'), qr/moved to|READONLY/,
     'the sidecar saw its master go');
 ok($topo->wait_ready(scaled(30)), 'the old master follows the new one');
 
@@ -69,11 +83,7 @@ $t0 = time;
 $old = $topo->kill_master('KILL');
 $new = $topo->wait_master_change($old, scaled(30));
 ok($new, "the sentinels promoted $new after SIGKILL of $old");
-$took = recovery($t0);
-ok(defined $took && $took <= 5, 'jobs answered again within 5 s of the '
-    . 'SIGKILL') or diag("took " . ($took // 'forever'));
-diag(sprintf 'SIGKILL of the master: jobs answered again %.2f s after it',
-    $took // -1);
+check_recovery('SIGKILL of the master', $t0, time);
 
 redis_use($new);
 ok(wait_until(sub { (node_doc() // {})->{pid} }, scaled(10),

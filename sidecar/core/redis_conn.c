@@ -44,6 +44,7 @@ struct offload_redis_cmd_s {
 
 static void connect_now(offload_redis_conn_t *rc);
 static void connect_to(offload_redis_conn_t *rc, const offload_addr_t *addr);
+static void drop(offload_redis_conn_t *rc);
 
 
 /* Deadlines count on the monotonic clock, as libev's timers do: a wall
@@ -301,9 +302,7 @@ switch_master_cb(redisAsyncContext *ac, void *r, void *privdata)
     log_warn("%s: sentinel: master \"%s\" moved to %s:%d, reconnecting",
              rc->name, name, host, port);
 
-    if (rc->ac != NULL) {
-        redisAsyncFree(rc->ac);     /* disconnect_cb reconnects */
-    }
+    drop(rc);
 }
 
 
@@ -682,6 +681,30 @@ bytes_moved(offload_redis_conn_t *rc)
 }
 
 
+/* Frees the context and reconnects: from disconnect_cb for a connection
+ * that was up (its pending callbacks run with NULL replies first), at once
+ * for one still connecting (hiredis calls no disconnect callback then). */
+static void
+drop(offload_redis_conn_t *rc)
+{
+    redisAsyncContext  *ac = rc->ac;
+
+    if (ac == NULL) {
+        return;
+    }
+
+    if (ac->c.flags & REDIS_CONNECTED) {
+        redisAsyncFree(ac);
+        return;
+    }
+
+    rc->ac = NULL;
+    ev_timer_stop(rc->loop, &rc->watchdog);
+    redisAsyncFree(ac);
+    schedule_retry(rc);
+}
+
+
 static void
 watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -710,9 +733,7 @@ watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
                      rc->name, rc->ep->timeout_ms);
         }
 
-        rc->ac = NULL;                  /* not up: no disconnect callback */
-        redisAsyncFree(ac);
-        schedule_retry(rc);
+        drop(rc);
         return;
     }
 
@@ -740,9 +761,7 @@ watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
                  "connection", rc->name, rc->head->allowed * 1000);
     }
 
-    /* Pending callbacks run with NULL replies, then disconnect_cb
-     * reconnects. */
-    redisAsyncFree(ac);
+    drop(rc);
 }
 
 
