@@ -155,6 +155,12 @@ $out = `$ctl -r 127.0.0.1:$port_a -r 127.0.0.1:$port_b top -b -n 1 2>&1`;
 is($? >> 8, 0, 'offloadctl top -b over both: exit 0') or diag($out);
 like($out, qr/workers 4\b/, 'top counts the workers of both');
 
+$out = `$ctl -c ${\ sidecar_conf_file()} events -n 100 2>&1`;
+is($? >> 8, 0, 'offloadctl -c events: exit 0') or diag($out);
+like($out, qr/^\S+ crash +\Q$node\E b\b/m, 'with the crash on b\'s Redis');
+like($out, qr/^\S+ reload_failed +\Q$node\E/m,
+    'and the refused reload on a\'s');
+
 $out = `$ctl -r 127.0.0.1:$port_a queues 2>&1`;
 unlike($out, qr/^b\s/m, 'one -r: the first Redis alone has no queue b');
 
