@@ -35,6 +35,10 @@ enum {
     CTX_MAIN = 1, CTX_QUEUE = 2
 };
 
+/* A directive of both contexts sets a field of the context's Redis
+ * endpoint: the top level's, or the queue block's own. */
+#define CTX_ENDPOINT  (CTX_MAIN | CTX_QUEUE)
+
 #define CONF_BLOCK   1          /* takes a block, and may repeat */
 #define CONF_REPEAT  2          /* may repeat */
 #define CONF_OFF     4          /* "off" sets the field to 0 */
@@ -343,10 +347,21 @@ offload_conf_parse_size(const char *text, long long *bytes)
  * field from one kind of value, with the bounds of its row.
  */
 
+static offload_redis_endpoint_t *
+conf_endpoint(conf_parser_t *ps)
+{
+    return ps->queue ? &ps->queue->redis : &ps->conf->redis;
+}
+
+
 static void *
 conf_field(conf_parser_t *ps, const conf_directive_t *d, size_t offset)
 {
     char  *base;
+
+    if (d->ctx == CTX_ENDPOINT) {
+        return (char *) conf_endpoint(ps) + offset;
+    }
 
     base = (d->ctx == CTX_QUEUE) ? (char *) ps->queue : (char *) ps->conf;
     return base + offset;
@@ -528,19 +543,36 @@ conf_set_str_slot(conf_parser_t *ps, const conf_directive_t *d, char **args,
 /* The directives that parse more than one kind of value, or more than
  * fill a field. */
 
+/* redis <address> [wait_replicas=<n>]: the address, a Redis or the
+ * sentinels of one (redis_endpoint.c). */
 static int
 set_redis(conf_parser_t *ps, const conf_directive_t *d, char **args,
     int nargs, int line)
 {
-    (void) d;
-    (void) nargs;
+    int                        i;
+    char                       err[OFFLOAD_CONF_ERR_MAX];
+    long long                  n;
+    offload_redis_endpoint_t  *ep = conf_endpoint(ps);
 
-    if (offload_addr_parse(&ps->conf->redis, args[0], strlen(args[0])) != 0) {
-        return conf_error(ps, line, "invalid redis address \"%s\" (expected "
-                          "host:port, [ipv6]:port or unix:/path)", args[0]);
+    (void) d;
+
+    if (offload_redis_endpoint_parse(ep, args[0], err, sizeof(err)) != 0) {
+        return conf_error(ps, line, "%s", err);
     }
 
-    ps->conf->redis_line = line;
+    for (i = 1; i < nargs; i++) {
+        if (strncmp(args[i], "wait_replicas=", 14) != 0
+            || parse_uint(args[i] + 14, OFFLOAD_WAIT_REPLICAS_MAX, &n) != 0)
+        {
+            return conf_error(ps, line, "invalid redis parameter \"%s\" "
+                              "(expected wait_replicas=0..%d)", args[i],
+                              OFFLOAD_WAIT_REPLICAS_MAX);
+        }
+
+        ep->wait_replicas = (int) n;
+    }
+
+    *(ps->queue ? &ps->queue->redis_line : &ps->conf->redis_line) = line;
     return 0;
 }
 
@@ -555,7 +587,7 @@ set_redis_user(conf_parser_t *ps, const conf_directive_t *d, char **args,
         return -1;
     }
 
-    ps->redis_user_line = line;
+    *(ps->queue ? &ps->queue->redis_user_line : &ps->redis_user_line) = line;
     return 0;
 }
 
@@ -696,6 +728,7 @@ set_queue(conf_parser_t *ps, const conf_directive_t *d, char **args,
     q->retry_max_ms = 5 * 60 * 1000;
     q->timeout_ms = 60 * 1000;
     q->nice = 10;
+    q->redis.db = -1;               /* inherited unless the block says */
     q->line = line;
 
     ps->queue = q;
@@ -933,20 +966,23 @@ set_max_restarts(conf_parser_t *ps, const conf_directive_t *d, char **args,
 }
 
 
-#define MAIN(field)   offsetof(offload_conf_t, field)
-#define QUEUE(field)  offsetof(offload_conf_queue_t, field)
+#define MAIN(field)      offsetof(offload_conf_t, field)
+#define QUEUE(field)     offsetof(offload_conf_queue_t, field)
+#define ENDPOINT(field)  offsetof(offload_redis_endpoint_t, field)
 
 /* A directive is one row: name, context, argument counts, flags, setter,
  * the field(s) it sets and the bounds of its value. */
 static const conf_directive_t  directives[] = {
-    { "redis", CTX_MAIN, 1, 1, 0, set_redis, 0, 0, 0, 0 },
-    { "redis_user", CTX_MAIN, 1, 1, 0, set_redis_user,
-      MAIN(redis_user), 0, 0, 0 },
-    { "password", CTX_MAIN, 1, 1, 0, conf_set_str_slot,
-      MAIN(password), 0, 0, 0 },
-    { "db", CTX_MAIN, 1, 1, 0, conf_set_num_slot, MAIN(db), 0, 0, 65535 },
+    /* Top level, or a queue's own Redis (CTX_ENDPOINT: both) */
+    { "redis", CTX_MAIN | CTX_QUEUE, 1, 2, 0, set_redis, 0, 0, 0, 0 },
+    { "redis_user", CTX_MAIN | CTX_QUEUE, 1, 1, 0, set_redis_user,
+      ENDPOINT(user), 0, 0, 0 },
+    { "password", CTX_MAIN | CTX_QUEUE, 1, 1, 0, conf_set_str_slot,
+      ENDPOINT(password), 0, 0, 0 },
+    { "db", CTX_MAIN | CTX_QUEUE, 1, 1, 0, conf_set_num_slot, ENDPOINT(db),
+      0, 0, 65535 },
     { "redis_timeout", CTX_MAIN, 1, 1, 0, conf_set_msec_slot,
-      MAIN(redis_timeout_ms), 0, 500, 600 * 1000 },
+      MAIN(redis.timeout_ms), 0, 500, 600 * 1000 },
     { "node_name", CTX_MAIN, 1, 1, 0, set_node_name, 0, 0, 0, 0 },
     { "log", CTX_MAIN, 1, 3, 0, set_log, 0, 0, 0, 0 },
     { "heartbeat", CTX_MAIN, 1, 1, 0, conf_set_msec_slot,
@@ -1186,9 +1222,49 @@ parse_block(conf_parser_t *ps, int ctx, int open_line)
 }
 
 
+/* A queue's Redis: each of redis, redis_user, password and db the block
+ * does not give is the top level's (as nginx inherits directives);
+ * redis_timeout is always the top level's. */
+static int
+inherit_redis(conf_parser_t *ps, offload_conf_queue_t *q)
+{
+    const offload_redis_endpoint_t  *top = &ps->conf->redis;
+
+    if (q->redis_line == 0) {
+        q->redis.addr = top->addr;
+        memcpy(q->redis.sentinels, top->sentinels, sizeof(top->sentinels));
+        q->redis.nsentinels = top->nsentinels;
+        memcpy(q->redis.master, top->master, sizeof(top->master));
+        q->redis.wait_replicas = top->wait_replicas;
+    }
+
+    if ((q->redis.user == NULL && top->user != NULL
+         && (q->redis.user = strdup(top->user)) == NULL)
+        || (q->redis.password == NULL && top->password != NULL
+            && (q->redis.password = strdup(top->password)) == NULL))
+    {
+        return conf_error(ps, q->line, "out of memory");
+    }
+
+    if (q->redis.db < 0) {
+        q->redis.db = top->db;
+    }
+
+    q->redis.timeout_ms = top->timeout_ms;
+
+    if (q->redis.user != NULL && q->redis.password == NULL) {
+        return conf_error(ps, q->redis_user_line, "\"redis_user\" needs "
+                          "\"password\"");
+    }
+
+    return 0;
+}
+
+
 static int
 set_defaults(conf_parser_t *ps)
 {
+    size_t          i;
     char            host[256];
     size_t          len;
     offload_conf_t  *conf = ps->conf;
@@ -1220,9 +1296,15 @@ set_defaults(conf_parser_t *ps)
         return conf_error(ps, ps->line, "no \"queue\" defined");
     }
 
-    if (conf->redis_user != NULL && conf->password == NULL) {
+    if (conf->redis.user != NULL && conf->redis.password == NULL) {
         return conf_error(ps, ps->redis_user_line, "\"redis_user\" needs "
                           "\"password\"");
+    }
+
+    for (i = 0; i < conf->nqueues; i++) {
+        if (inherit_redis(ps, &conf->queues[i]) != 0) {
+            return -1;
+        }
     }
 
     return 0;
@@ -1237,9 +1319,9 @@ offload_conf_parse(offload_conf_t *conf, const char *file, const char *text,
     conf_parser_t  ps;
 
     memset(conf, 0, sizeof(*conf));
-    offload_addr_parse(&conf->redis, "127.0.0.1:6379", 14);
+    offload_addr_parse(&conf->redis.addr, "127.0.0.1:6379", 14);
     conf->log_level = OFFLOAD_LOG_INFO;
-    conf->redis_timeout_ms = 2 * 1000;
+    conf->redis.timeout_ms = 2 * 1000;
     conf->heartbeat_ms = 1000;
     conf->result_ttl_s = 60;
     conf->shutdown_timeout_ms = 10 * 1000;
@@ -1281,13 +1363,13 @@ offload_conf_parse(offload_conf_t *conf, const char *file, const char *text,
  * Not in the parser itself, which must stay free of the network.
  */
 static int
-resolve_redis(offload_conf_t *conf, const char *file, char *err,
+resolve_addr(offload_addr_t *addr, int line, const char *file, char *err,
     size_t errlen)
 {
     int               rc;
     struct addrinfo   hints, *res;
 
-    if (conf->redis.is_unix) {
+    if (addr->is_unix) {
         return 0;
     }
 
@@ -1295,21 +1377,76 @@ resolve_redis(offload_conf_t *conf, const char *file, char *err,
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
 
-    rc = getaddrinfo(conf->redis.host, NULL, &hints, &res);
+    rc = getaddrinfo(addr->host, NULL, &hints, &res);
     if (rc != 0) {
         snprintf(err, errlen, "%s:%d: cannot resolve redis host \"%s\": %s",
-                 file, conf->redis_line, conf->redis.host, gai_strerror(rc));
+                 file, line, addr->host, gai_strerror(rc));
         return -1;
     }
 
-    rc = getnameinfo(res->ai_addr, res->ai_addrlen, conf->redis.host,
-                     sizeof(conf->redis.host), NULL, 0, NI_NUMERICHOST);
+    rc = getnameinfo(res->ai_addr, res->ai_addrlen, addr->host,
+                     sizeof(addr->host), NULL, 0, NI_NUMERICHOST);
     freeaddrinfo(res);
 
     if (rc != 0) {
         snprintf(err, errlen, "%s:%d: cannot use the address of redis host: "
-                 "%s", file, conf->redis_line, gai_strerror(rc));
+                 "%s", file, line, gai_strerror(rc));
         return -1;
+    }
+
+    return 0;
+}
+
+
+/* The top level's address, then each queue's own (a queue that names none
+ * has the top level's, resolved once). */
+static int
+resolve_endpoint(offload_redis_endpoint_t *ep, int line, const char *file,
+    char *err, size_t errlen)
+{
+    int  i;
+
+    if (ep->nsentinels == 0) {
+        return resolve_addr(&ep->addr, line, file, err, errlen);
+    }
+
+    for (i = 0; i < ep->nsentinels; i++) {
+        if (resolve_addr(&ep->sentinels[i], line, file, err, errlen) != 0) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+resolve_redis(offload_conf_t *conf, const char *file, char *err,
+    size_t errlen)
+{
+    size_t                 i;
+    offload_conf_queue_t  *q;
+
+    if (resolve_endpoint(&conf->redis, conf->redis_line, file, err, errlen)
+        != 0)
+    {
+        return -1;
+    }
+
+    for (i = 0; i < conf->nqueues; i++) {
+        q = &conf->queues[i];
+
+        if (q->redis_line == 0) {
+            q->redis.addr = conf->redis.addr;
+            memcpy(q->redis.sentinels, conf->redis.sentinels,
+                   sizeof(conf->redis.sentinels));
+
+        } else if (resolve_endpoint(&q->redis, q->redis_line, file, err,
+                                    errlen)
+                   != 0)
+        {
+            return -1;
+        }
     }
 
     return 0;
@@ -1384,14 +1521,16 @@ offload_conf_free(offload_conf_t *conf)
 
     free(conf->modules);
     free(conf->file);
-    free(conf->password);
-    free(conf->redis_user);
+    free(conf->redis.password);
+    free(conf->redis.user);
     free(conf->user);
     free(conf->log_target);
 
     for (i = 0; i < conf->nqueues; i++) {
         free(conf->queues[i].command);
         free(conf->queues[i].command_text);
+        free(conf->queues[i].redis.user);
+        free(conf->queues[i].redis.password);
     }
 
     free(conf->queues);

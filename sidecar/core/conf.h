@@ -11,6 +11,7 @@
 
 #include "offload.h"
 #include "offload_proto.h"
+#include "redis_endpoint.h"
 
 #define OFFLOAD_CONF_ERR_MAX     512
 #define OFFLOAD_NODE_NAME_MAX    64
@@ -55,6 +56,11 @@ typedef struct {
     char                    **command;
     char                     *command_text;
     int                       command_line;
+    /* The queue's Redis (sharding by queue): what the block says, the
+     * rest inherited from the top level by offload_conf_parse(). */
+    offload_redis_endpoint_t  redis;
+    int                       redis_line;       /* 0: inherited */
+    int                       redis_user_line;
     int                       line;         /* where the block starts */
 } offload_conf_queue_t;
 
@@ -68,14 +74,9 @@ typedef struct {
 typedef struct {
     char                  *file;            /* the config file, for
                                                messages after parsing */
-    offload_addr_t         redis;            /* resolved by
-                                                offload_conf_load() */
+    offload_redis_endpoint_t  redis;        /* its address resolved by
+                                               offload_conf_load() */
     int                    redis_line;
-    char                  *redis_user;      /* ACL user; NULL: "default" */
-    char                  *password;        /* NULL: no AUTH */
-    int                    db;
-    int                    redis_timeout_ms; /* connect, and each command
-                                                beyond its blocking time */
     char                   node_name[OFFLOAD_NODE_NAME_MAX + 1];
     char                  *log_target;      /* "stderr", "syslog" or a path */
     int                    log_level;

@@ -43,6 +43,8 @@ struct offload_redis_cmd_s {
 
 
 static void connect_now(offload_redis_conn_t *rc);
+static void connect_to(offload_redis_conn_t *rc, const offload_addr_t *addr);
+static void drop(offload_redis_conn_t *rc);
 
 
 /* Deadlines count on the monotonic clock, as libev's timers do: a wall
@@ -133,12 +135,12 @@ select_cb(redisAsyncContext *ac, void *r, void *privdata)
 static void
 send_select(offload_redis_conn_t *rc)
 {
-    if (rc->conf->db == 0) {
+    if (rc->ep->db == 0) {
         became_ready(rc);
         return;
     }
 
-    if (offload_redis_command(rc, select_cb, rc, "SELECT %d", rc->conf->db)
+    if (offload_redis_command(rc, select_cb, rc, "SELECT %d", rc->ep->db)
         != REDIS_OK)
     {
         log_error("%s: cannot send SELECT", rc->name);
@@ -175,21 +177,23 @@ connect_cb(const redisAsyncContext *ac, int status)
 
     /* Finds a dead peer on an idle connection; the watchdog covers the
      * busy ones sooner. */
-    if (!rc->conf->redis.is_unix && redisEnableKeepAlive(&rc->ac->c) != 0) {
+    if (rc->ac->c.connection_type == REDIS_CONN_TCP
+        && redisEnableKeepAlive(&rc->ac->c) != 0)
+    {
         log_warn("%s: cannot enable TCP keepalive: %s", rc->name,
                  rc->ac->c.errstr);
     }
 
-    if (rc->conf->password == NULL) {
+    if (rc->ep->password == NULL) {
         send_select(rc);
         return;
     }
 
-    if ((rc->conf->redis_user != NULL
+    if ((rc->ep->user != NULL
          ? offload_redis_command(rc, auth_cb, rc, "AUTH %s %s",
-                                 rc->conf->redis_user, rc->conf->password)
+                                 rc->ep->user, rc->ep->password)
          : offload_redis_command(rc, auth_cb, rc, "AUTH %s",
-                                 rc->conf->password))
+                                 rc->ep->password))
         != REDIS_OK)
     {
         log_error("%s: cannot send AUTH", rc->name);
@@ -224,11 +228,240 @@ disconnect_cb(const redisAsyncContext *ac, int status)
 }
 
 
+/* ---- Redis Sentinel: which server is the master ---------------------- */
+
+
+static void ask_next_sentinel(offload_redis_conn_t *rc);
+
+
+/* Drops the sentinel connection: its pending reply callback then runs
+ * with a NULL reply and finds it no longer asked. */
+static void
+stop_asking(offload_redis_conn_t *rc)
+{
+    redisAsyncContext  *ac = rc->asking;
+
+    ev_timer_stop(rc->loop, &rc->ask_deadline);
+
+    if (ac != NULL) {
+        rc->asking = NULL;
+        redisAsyncFree(ac);
+    }
+}
+
+
+static void
+stop_watching(offload_redis_conn_t *rc)
+{
+    redisAsyncContext  *ac = rc->watching;
+
+    if (ac != NULL) {
+        rc->watching = NULL;
+        redisAsyncFree(ac);
+    }
+}
+
+
+/* A +switch-master message: "<name> <old ip> <old port> <new ip> <new
+ * port>".  Ours, to another server: drop the connection to the old master
+ * (its pending callbacks get NULL replies) and reconnect, asking again. */
+static void
+switch_master_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    char                   name[OFFLOAD_MASTER_NAME_MAX + 1], host[256];
+    int                    port;
+    redisReply            *reply = r, *msg;
+    offload_redis_conn_t  *rc = privdata;
+
+    if (ac != rc->watching) {
+        return;                 /* dropped by stop_watching() */
+    }
+
+    if (reply == NULL) {
+        rc->watching = NULL;    /* the sentinel went away: READONLY and
+                                   the watchdog still find a failover */
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || strcmp(reply->element[0]->str, "message") != 0)
+    {
+        return;                 /* the subscription's confirmation */
+    }
+
+    msg = reply->element[2];
+    if (msg->type != REDIS_REPLY_STRING
+        || sscanf(msg->str, "%64s %*s %*d %255s %d", name, host, &port) != 3
+        || strcmp(name, rc->ep->master) != 0
+        || (port == rc->master.port && strcmp(host, rc->master.host) == 0))
+    {
+        return;
+    }
+
+    log_warn("%s: sentinel: master \"%s\" moved to %s:%d, reconnecting",
+             rc->name, name, host, port);
+
+    drop(rc);
+}
+
+
+/* From the sentinel's reply callback: not freed from inside its own
+ * callback, hiredis disconnects once it returns (or frees it already when
+ * the reply is NULL). */
+static void
+done_asking(offload_redis_conn_t *rc, redisAsyncContext *ac,
+    redisReply *reply)
+{
+    rc->asking = NULL;
+    ev_timer_stop(rc->loop, &rc->ask_deadline);
+
+    if (reply != NULL) {
+        redisAsyncDisconnect(ac);
+    }
+}
+
+
+/* [host, port] of the master, or nil when the sentinel does not know
+ * the name. */
+static void
+master_addr_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    long                   port;
+    redisReply            *reply = r;
+    offload_redis_conn_t  *rc = privdata;
+
+    if (ac != rc->asking) {
+        return;                 /* dropped by stop_asking() */
+    }
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[1]->type != REDIS_REPLY_STRING
+        || reply->element[0]->len >= sizeof(rc->master.host)
+        || (port = strtol(reply->element[1]->str, NULL, 10)) <= 0
+        || port > 65535)
+    {
+        if (rc->failures == 0 && reply == NULL) {
+            log_warn("%s: sentinel %s:%d: %s", rc->name, ac->c.tcp.host,
+                     ac->c.tcp.port, ac->errstr[0] ? ac->errstr
+                                                   : "connection lost");
+        } else if (rc->failures == 0) {
+            log_warn("%s: sentinel %s:%d has no master \"%s\"%s%s",
+                     rc->name, ac->c.tcp.host, ac->c.tcp.port, rc->ep->master,
+                     reply->type == REDIS_REPLY_ERROR ? ": " : "",
+                     reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+        }
+
+        done_asking(rc, ac, reply);
+        ask_next_sentinel(rc);
+        return;
+    }
+
+    memset(&rc->master, 0, sizeof(rc->master));
+    memcpy(rc->master.host, reply->element[0]->str, reply->element[0]->len);
+    rc->master.port = (int) port;
+
+    rc->asking = NULL;
+    ev_timer_stop(rc->loop, &rc->ask_deadline);
+
+    if (redisAsyncCommand(ac, switch_master_cb, rc, "SUBSCRIBE %s",
+                          "+switch-master")
+        == REDIS_OK)
+    {
+        rc->watching = ac;
+    } else {
+        redisAsyncDisconnect(ac);
+    }
+
+    connect_to(rc, &rc->master);
+}
+
+
+static void
+ask_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    offload_redis_conn_t  *rc = w->data;
+
+    (void) loop;
+    (void) revents;
+
+    if (rc->failures == 0) {
+        log_warn("%s: sentinel did not answer in %d ms", rc->name,
+                 rc->ep->timeout_ms);
+    }
+
+    stop_asking(rc);
+    ask_next_sentinel(rc);
+}
+
+
+/* Asks the next sentinel of the list, or gives up this round (the backoff
+ * then starts over with the first). */
+static void
+ask_next_sentinel(offload_redis_conn_t *rc)
+{
+    redisAsyncContext     *ac;
+    const offload_addr_t  *s;
+
+    while (rc->sentinel < rc->ep->nsentinels) {
+        s = &rc->ep->sentinels[rc->sentinel++];
+
+        ac = redisAsyncConnect(s->host, s->port);
+        if (ac == NULL) {
+            continue;
+        }
+
+        if (ac->err || redisLibevAttach(rc->loop, ac) != REDIS_OK) {
+            redisAsyncFree(ac);
+            continue;
+        }
+
+        rc->asking = ac;
+
+        if (redisAsyncCommand(ac, master_addr_cb, rc,
+                              "SENTINEL get-master-addr-by-name %s",
+                              rc->ep->master)
+            != REDIS_OK)
+        {
+            rc->asking = NULL;
+            redisAsyncFree(ac);
+            continue;
+        }
+
+        ev_timer_set(&rc->ask_deadline, rc->ep->timeout_ms / 1000.0, 0.0);
+        ev_timer_start(rc->loop, &rc->ask_deadline);
+        return;
+    }
+
+    if (rc->failures == 0) {
+        log_warn("%s: no sentinel named the master \"%s\"", rc->name,
+                 rc->ep->master);
+    }
+
+    schedule_retry(rc);
+}
+
+
 static void
 connect_now(offload_redis_conn_t *rc)
 {
-    redisAsyncContext  *ac;
-    const offload_addr_t  *addr = &rc->conf->redis;
+    if (rc->ep->nsentinels == 0) {
+        connect_to(rc, &rc->ep->addr);
+        return;
+    }
+
+    stop_watching(rc);
+    rc->sentinel = 0;
+    ask_next_sentinel(rc);
+}
+
+
+static void
+connect_to(offload_redis_conn_t *rc, const offload_addr_t *addr)
+{
+    redisAsyncContext     *ac;
 
     ac = addr->is_unix ? redisAsyncConnectUnix(addr->host)
                        : redisAsyncConnect(addr->host, addr->port);
@@ -252,8 +485,8 @@ connect_now(offload_redis_conn_t *rc)
     rc->obuf_seen = 0;
     rc->reader_seen[0] = 0;
     rc->reader_seen[1] = 0;
-    rc->connect_deadline = now_s() + rc->conf->redis_timeout_ms / 1000.0;
-    watchdog_arm(rc, rc->conf->redis_timeout_ms / 1000.0);
+    rc->connect_deadline = now_s() + rc->ep->timeout_ms / 1000.0;
+    watchdog_arm(rc, rc->ep->timeout_ms / 1000.0);
 
     /* Event hooks first: the connect is detected by the first write event. */
     if (redisLibevAttach(rc->loop, ac) != REDIS_OK
@@ -307,6 +540,17 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
         if (rc->ready && ((redisReply *) reply)->type != REDIS_REPLY_ERROR) {
             rc->failures = 0;
         }
+
+        /* A master turned replica (a failover, or a sentinel's stale
+         * answer): find the master again. */
+        if (((redisReply *) reply)->type == REDIS_REPLY_ERROR
+            && strncmp(((redisReply *) reply)->str, "READONLY", 8) == 0
+            && !(ac->c.flags & REDIS_DISCONNECTING))
+        {
+            log_warn("%s: redis is a replica now (READONLY): reconnecting",
+                     rc->name);
+            redisAsyncDisconnect(ac);
+        }
     }
 
     if (fn != NULL) {
@@ -335,7 +579,7 @@ cmd_get(offload_redis_conn_t *rc, redisCallbackFn *fn, void *privdata,
     cmd->fn = fn;
     cmd->privdata = privdata;
     cmd->sent_at = now_s();
-    cmd->allowed = (rc->conf->redis_timeout_ms + block_ms) / 1000.0;
+    cmd->allowed = (rc->ep->timeout_ms + block_ms) / 1000.0;
 
     return cmd;
 }
@@ -437,6 +681,30 @@ bytes_moved(offload_redis_conn_t *rc)
 }
 
 
+/* Frees the context and reconnects: from disconnect_cb for a connection
+ * that was up (its pending callbacks run with NULL replies first), at once
+ * for one still connecting (hiredis calls no disconnect callback then). */
+static void
+drop(offload_redis_conn_t *rc)
+{
+    redisAsyncContext  *ac = rc->ac;
+
+    if (ac == NULL) {
+        return;
+    }
+
+    if (ac->c.flags & REDIS_CONNECTED) {
+        redisAsyncFree(ac);
+        return;
+    }
+
+    rc->ac = NULL;
+    ev_timer_stop(rc->loop, &rc->watchdog);
+    redisAsyncFree(ac);
+    schedule_retry(rc);
+}
+
+
 static void
 watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -462,12 +730,10 @@ watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
         if (rc->failures == 0) {
             log_warn("%s: cannot connect to redis: no answer in %d ms",
-                     rc->name, rc->conf->redis_timeout_ms);
+                     rc->name, rc->ep->timeout_ms);
         }
 
-        rc->ac = NULL;                  /* not up: no disconnect callback */
-        redisAsyncFree(ac);
-        schedule_retry(rc);
+        drop(rc);
         return;
     }
 
@@ -495,21 +761,19 @@ watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
                  "connection", rc->name, rc->head->allowed * 1000);
     }
 
-    /* Pending callbacks run with NULL replies, then disconnect_cb
-     * reconnects. */
-    redisAsyncFree(ac);
+    drop(rc);
 }
 
 
 
 void
 offload_redis_conn_init(offload_redis_conn_t *rc, struct ev_loop *loop,
-    const offload_conf_t *conf, const char *name,
+    const offload_redis_endpoint_t *ep, const char *name,
     offload_redis_conn_pt on_ready, offload_redis_conn_pt on_lost, void *data)
 {
     memset(rc, 0, sizeof(*rc));
     rc->loop = loop;
-    rc->conf = conf;
+    rc->ep = ep;
     rc->name = name;
     rc->on_ready = on_ready;
     rc->on_lost = on_lost;
@@ -518,6 +782,8 @@ offload_redis_conn_init(offload_redis_conn_t *rc, struct ev_loop *loop,
     rc->retry.data = rc;
     ev_timer_init(&rc->watchdog, watchdog_cb, 0.0, 0.0);
     rc->watchdog.data = rc;
+    ev_timer_init(&rc->ask_deadline, ask_deadline_cb, 0.0, 0.0);
+    rc->ask_deadline.data = rc;
 }
 
 
@@ -539,6 +805,8 @@ offload_redis_conn_stop(offload_redis_conn_t *rc)
     rc->ready = 0;
     ev_timer_stop(rc->loop, &rc->retry);
     ev_timer_stop(rc->loop, &rc->watchdog);
+    stop_asking(rc);
+    stop_watching(rc);
 
     if (ac != NULL) {
         rc->ac = NULL;
@@ -562,5 +830,13 @@ offload_redis_conn_forget(offload_redis_conn_t *rc)
      * it as reachable): freeing it would write to the parent's socket. */
     if (rc->ac != NULL) {
         close(rc->ac->c.fd);
+    }
+
+    if (rc->asking != NULL) {
+        close(rc->asking->c.fd);
+    }
+
+    if (rc->watching != NULL) {
+        close(rc->watching->c.fd);
     }
 }

@@ -14,6 +14,13 @@
  * frozen server) is dropped when the deadline passes with no byte moving
  * either way, and reconnected like any lost connection.  TCP connections
  * also have keepalive.
+ *
+ * With Redis Sentinel (an endpoint with sentinels), every connect first
+ * asks the sentinels in turn, each under the same deadline, which server
+ * is the master, then connects to it, and stays subscribed to
+ * +switch-master on the sentinel that answered: a failover of the master
+ * drops the connection at once, as does a READONLY error (the server
+ * became a replica), and the reconnect asks again.
  */
 
 #ifndef OFFLOAD_REDIS_CONN_H
@@ -22,7 +29,7 @@
 #include <ev.h>
 #include <hiredis/async.h>
 
-#include "conf.h"
+#include "redis_endpoint.h"
 
 typedef struct offload_redis_conn_s  offload_redis_conn_t;
 typedef struct offload_redis_cmd_s   offload_redis_cmd_t;
@@ -31,7 +38,7 @@ typedef void (*offload_redis_conn_pt)(offload_redis_conn_t *rc);
 
 struct offload_redis_conn_s {
     struct ev_loop         *loop;
-    const offload_conf_t   *conf;
+    const offload_redis_endpoint_t *ep;
     const char             *name;       /* for log lines */
     redisAsyncContext      *ac;         /* NULL while not connected */
     int                     ready;      /* connected, AUTH/SELECT done */
@@ -43,6 +50,12 @@ struct offload_redis_conn_s {
     double                  progress_at;    /* last reply or bytes moved */
     size_t                  obuf_seen;      /* unsent bytes, last look */
     size_t                  reader_seen[2]; /* read buffer's len, pos */
+    offload_addr_t          master;     /* the sentinels' last answer */
+    redisAsyncContext      *asking;     /* the sentinel being asked */
+    redisAsyncContext      *watching;   /* the one that answered, for its
+                                           +switch-master messages */
+    int                     sentinel;   /* the next one to ask */
+    ev_timer                ask_deadline;
     offload_redis_cmd_t    *head;       /* commands waiting for replies, */
     offload_redis_cmd_t    *tail;       /* oldest first (Redis answers in */
     offload_redis_cmd_t    *free_cmds;  /* order), and spare ones */
@@ -52,7 +65,7 @@ struct offload_redis_conn_s {
 };
 
 void offload_redis_conn_init(offload_redis_conn_t *rc, struct ev_loop *loop,
-    const offload_conf_t *conf, const char *name,
+    const offload_redis_endpoint_t *ep, const char *name,
     offload_redis_conn_pt on_ready, offload_redis_conn_pt on_lost, void *data);
 
 /* Starts connecting (asynchronously). */

@@ -98,9 +98,13 @@ usage(FILE *out)
         "expired)\n"
         "\n"
         "options:\n"
-        "  -r, --redis ADDR    Redis address (default: from the config, "
-        "else\n"
-        "                      127.0.0.1:6379)\n"
+        "  -r, --redis ADDR    Redis address (or sentinel://host:port,.../"
+        "master),\n"
+        "                      repeatable: status, queues, top and events"
+        "\n"
+        "                      merge every one (default: every Redis of "
+        "the\n"
+        "                      config's queues, else 127.0.0.1:6379)\n"
         "  -c, --conf FILE     the sidecar's config: Redis address, "
         "redis_user,\n"
         "                      password, db, queues and handlers "
@@ -137,13 +141,11 @@ ctl_ping(ctl_t *ctl, int argc, char **argv)
 
 static redisContext *
 connect_redis(const offload_addr_t *addr, const char *user,
-    const char *password, int db, char *name, size_t size)
+    const char *password, int db, const char *name)
 {
     redisReply      *reply;
     redisContext    *c;
     struct timeval   timeout = { CTL_TIMEOUT_S, 0 };
-
-    offload_addr_format(addr, name, size);
 
     if (addr->is_unix) {
         c = redisConnectUnixWithTimeout(addr->host, timeout);
@@ -193,14 +195,135 @@ connect_redis(const offload_addr_t *addr, const char *user,
 }
 
 
+/* With Redis Sentinel: the master the first sentinel that knows it
+ * names becomes the endpoint's address.  Returns 0 or -1 (printed why). */
+static int
+find_master(offload_redis_endpoint_t *ep, const char *name)
+{
+    int              i;
+    long             port;
+    redisReply      *reply;
+    redisContext    *c;
+    struct timeval   timeout = { CTL_TIMEOUT_S, 0 };
+
+    for (i = 0; i < ep->nsentinels; i++) {
+        c = redisConnectWithTimeout(ep->sentinels[i].host,
+                                    ep->sentinels[i].port, timeout);
+        if (c == NULL || c->err) {
+            redisFree(c);
+            continue;
+        }
+
+        redisSetTimeout(c, timeout);
+        reply = redisCommand(c, "SENTINEL get-master-addr-by-name %s",
+                             ep->master);
+
+        if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
+            && reply->elements == 2
+            && reply->element[0]->type == REDIS_REPLY_STRING
+            && reply->element[0]->len < sizeof(ep->addr.host)
+            && reply->element[1]->type == REDIS_REPLY_STRING
+            && (port = strtol(reply->element[1]->str, NULL, 10)) > 0
+            && port <= 65535)
+        {
+            memset(&ep->addr, 0, sizeof(ep->addr));
+            memcpy(ep->addr.host, reply->element[0]->str,
+                   reply->element[0]->len);
+            ep->addr.port = (int) port;
+            freeReplyObject(reply);
+            redisFree(c);
+            return 0;
+        }
+
+        freeReplyObject(reply);
+        redisFree(c);
+    }
+
+    fprintf(stderr, "offloadctl: no sentinel of %s names the master\n",
+            name);
+    return -1;
+}
+
+
+/* The Redis servers to read: each -r (logging in as the config says),
+ * else each distinct one of the config's queues, else the default. */
+static int
+find_servers(ctl_t *ctl, offload_conf_t *conf, const char **redis,
+    int nredis)
+{
+    int           r;
+    char          err[OFFLOAD_CONF_ERR_MAX];
+    size_t        q, s;
+    ctl_redis_t  *srv;
+
+    for (r = 0; r < nredis; r++) {
+        srv = &ctl->servers[ctl->nservers++];
+        srv->ep = conf->redis;
+
+        if (offload_redis_endpoint_parse(&srv->ep, redis[r], err,
+                                         sizeof(err))
+            != 0)
+        {
+            fprintf(stderr, "offloadctl: %s\n", err);
+            return -1;
+        }
+    }
+
+    for (q = 0; nredis == 0 && q < conf->nqueues; q++) {
+        for (s = 0; s < ctl->nservers; s++) {
+            if (offload_redis_endpoint_same(&ctl->servers[s].ep,
+                                            &conf->queues[q].redis))
+            {
+                break;
+            }
+        }
+
+        if (s == ctl->nservers && ctl->nservers < CTL_REDIS_MAX) {
+            ctl->servers[ctl->nservers++].ep = conf->queues[q].redis;
+        }
+    }
+
+    if (ctl->nservers == 0) {
+        ctl->servers[ctl->nservers++].ep = conf->redis;
+    }
+
+    for (s = 0; s < ctl->nservers; s++) {
+        srv = &ctl->servers[s];
+        offload_redis_endpoint_name(&srv->ep, srv->name, sizeof(srv->name));
+    }
+
+    return 0;
+}
+
+
+static int
+find_masters(ctl_t *ctl)
+{
+    size_t        s;
+    ctl_redis_t  *srv;
+
+    for (s = 0; s < ctl->nservers; s++) {
+        srv = &ctl->servers[s];
+
+        if (srv->ep.nsentinels > 0 && find_master(&srv->ep, srv->name) != 0)
+        {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
 int
 main(int argc, char **argv)
 {
-    int              opt, rc, i, k, n;
-    char             err[OFFLOAD_CONF_ERR_MAX], name[300];
+    int              opt, rc, i, k, n, nredis = 0;
+    size_t           s;
+    char             err[OFFLOAD_CONF_ERR_MAX];
     ctl_t            ctl;
-    const char      *redis = NULL, *conf_file = NULL, *password = NULL;
-    offload_addr_t   addr;
+    ctl_redis_t      servers[CTL_REDIS_MAX];
+    const char      *redis[CTL_REDIS_MAX], *conf_file = NULL;
     offload_conf_t   conf;
 
     static const struct option  options[] = {
@@ -219,7 +342,12 @@ main(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "+r:c:jh", options, NULL)) != -1) {
         switch (opt) {
         case 'r':
-            redis = optarg;
+            if (nredis == CTL_REDIS_MAX) {
+                fprintf(stderr, "offloadctl: more than %d -r\n",
+                        CTL_REDIS_MAX);
+                return CTL_USAGE;
+            }
+            redis[nredis++] = optarg;
             break;
         case 'c':
             conf_file = optarg;
@@ -268,7 +396,7 @@ main(int argc, char **argv)
 
     /* Without -c or -r: $OFFLOAD_CONF, else the systemd unit's config when
      * this host has one, as the sidecar it runs beside would read it. */
-    if (conf_file == NULL && redis == NULL) {
+    if (conf_file == NULL && nredis == 0) {
         conf_file = getenv("OFFLOAD_CONF");
         if (conf_file == NULL && access(DEFAULT_CONF, R_OK) == 0) {
             conf_file = DEFAULT_CONF;
@@ -281,37 +409,43 @@ main(int argc, char **argv)
             return CTL_FAIL;
         }
         ctl.conf = &conf;
-        addr = conf.redis;
-        password = conf.password;
     } else {
-        offload_addr_parse(&addr, "127.0.0.1:6379", 14);
+        offload_addr_parse(&conf.redis.addr, "127.0.0.1:6379", 14);
     }
 
-    if (redis != NULL && offload_addr_parse(&addr, redis, strlen(redis)) != 0)
-    {
-        fprintf(stderr, "offloadctl: invalid redis address \"%s\"\n", redis);
+    memset(servers, 0, sizeof(servers));
+    ctl.servers = servers;
+
+    if (find_servers(&ctl, &conf, redis, nredis) != 0) {
         offload_conf_free(&conf);
         return CTL_USAGE;
     }
 
-    ctl.addr = &addr;
-    ctl.user = conf.redis_user;
-    ctl.password = password;
-    ctl.db = conf.db;
-
-    if (!commands[i].own_redis) {
-        ctl.redis = connect_redis(&addr, conf.redis_user, password, conf.db,
-                                  name, sizeof(name));
-        if (ctl.redis == NULL) {
-            offload_conf_free(&conf);
-            return CTL_FAIL;
-        }
-        ctl.redis_name = name;
+    if (find_masters(&ctl) != 0) {
+        offload_conf_free(&conf);
+        return CTL_FAIL;
     }
 
+    for (s = 0; !commands[i].own_redis && s < ctl.nservers; s++) {
+        servers[s].redis = connect_redis(&servers[s].ep.addr,
+                                         servers[s].ep.user,
+                                         servers[s].ep.password,
+                                         servers[s].ep.db, servers[s].name);
+        if (servers[s].redis == NULL) {
+            rc = CTL_FAIL;
+            goto done;
+        }
+    }
+
+    ctl_use(&ctl, 0);
     rc = commands[i].run(&ctl, argc - optind, argv + optind);
 
-    redisFree(ctl.redis);
+done:
+
+    for (s = 0; s < ctl.nservers; s++) {
+        redisFree(servers[s].redis);
+    }
+
     offload_conf_free(&conf);
     return rc;
 }

@@ -5,6 +5,7 @@
  *
  *   offloadctl.c          options, dispatch, usage
  *   offloadctl_util.c     the helpers below
+ *   offloadctl_merge.c    one view of the nodes of several Redis servers
  *   offloadctl_status.c   status, queues
  *   offloadctl_top.c      top (ncurses)
  *   offloadctl_events.c   events [-f]
@@ -33,7 +34,18 @@
  * Redis that stops answering ends the command with an error. */
 #define CTL_TIMEOUT_S  2
 
+/* Every -r, else every distinct Redis of the config's queues (sharding by
+ * queue), else 127.0.0.1:6379. */
+#define CTL_REDIS_MAX  16
+
 typedef struct {
+    redisContext              *redis;   /* NULL for submit and result */
+    offload_redis_endpoint_t   ep;      /* strings: the config's */
+    char                       name[300];
+} ctl_redis_t;
+
+typedef struct {
+    /* The Redis a command talks to: ctl_use() picks one of servers. */
     redisContext          *redis;       /* NULL for submit and result */
     offload_conf_t        *conf;        /* from -c, else NULL */
     const offload_addr_t  *addr;        /* Redis, and how to log in */
@@ -41,6 +53,8 @@ typedef struct {
     const char            *password;
     int                    db;
     const char            *redis_name;  /* "host:port", for headers */
+    ctl_redis_t           *servers;
+    size_t                 nservers;
     int                    json;        /* --json */
     int                    argc;        /* the whole command line */
     char                 **argv;
@@ -49,6 +63,20 @@ typedef struct {
 /* A command's entry point: argv[0] is the command's name. */
 typedef int (*ctl_command_pt)(ctl_t *ctl, int argc, char **argv);
 
+/* Makes servers[i] the Redis later commands talk to. */
+void ctl_use(ctl_t *ctl, size_t i);
+
+/* Makes the Redis of the config's queue the one (the first Redis when
+ * there is no config or it has no such queue). */
+void ctl_use_queue(ctl_t *ctl, const char *queue);
+
+/* Merges into all (ctl_nodes() of one Redis) the view of another: one
+ * document per node (a node serving queues on both lists them all), the
+ * union of the queues, the workers sorted as the script sorts them (by
+ * sort, then node, queue, slot) and cut to limit (0: all). */
+void ctl_nodes_merge(json_t *all, json_t *more, const char *sort,
+    int limit);
+
 /* A command, or NULL with the reason printed on stderr. */
 redisReply *ctl_command(ctl_t *ctl, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -56,7 +84,8 @@ redisReply *ctl_command_argv(ctl_t *ctl, int argc, const char **argv,
     const size_t *argvlen);
 
 /* Every live node's documents, merged queues and sorted workers
- * (offload_nodes_script, "json"): an object, or NULL (printed why). */
+ * (offload_nodes_script, "json"), over every Redis of servers: an object,
+ * or NULL (printed why). */
 json_t *ctl_nodes(ctl_t *ctl, const char *sort, int limit);
 
 /* The queue names to look at: from -c, else from the live nodes.  A

@@ -157,6 +157,8 @@ ctl_dead(ctl_t *ctl, int argc, char **argv)
         return CTL_USAGE;
     }
 
+    ctl_use_queue(ctl, argv[1]);
+
     if (!ctl->json) {
         printf("%-24s %-32s %-3s %-14s %s\n", "DEAD AT", "JOB", "TRY",
                "REASON", "PAYLOAD");
@@ -220,6 +222,8 @@ each_named(ctl_t *ctl, int argc, char **argv, ctl_visit_pt visit,
     if (dead_key(key, sizeof(key), argv[0], argv[1]) != 0) {
         return CTL_USAGE;
     }
+
+    ctl_use_queue(ctl, argv[1]);
 
     all = strcmp(argv[2], "--all") == 0;
     if (all && argc > 3) {

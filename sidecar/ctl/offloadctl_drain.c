@@ -17,22 +17,30 @@
 #include "offloadctl.h"
 
 
+/* The node's document on the first Redis that has one (its workers'
+ * states are the node's, whichever Redis lists them). */
 static json_t *
 node_doc(ctl_t *ctl, const char *node)
 {
-    json_t       *doc;
+    size_t        s;
+    json_t       *doc = NULL;
     redisReply   *reply;
     json_error_t  jerr;
 
-    reply = ctl_command(ctl, "GET " OFFLOAD_NODE_FMT, node);
-    if (reply == NULL) {
-        return NULL;
+    for (s = 0; doc == NULL && s < ctl->nservers; s++) {
+        ctl_use(ctl, s);
+
+        reply = ctl_command(ctl, "GET " OFFLOAD_NODE_FMT, node);
+        if (reply == NULL) {
+            break;
+        }
+
+        doc = reply->type == REDIS_REPLY_STRING
+              ? json_loadb(reply->str, reply->len, 0, &jerr) : NULL;
+        freeReplyObject(reply);
     }
 
-    doc = reply->type == REDIS_REPLY_STRING
-          ? json_loadb(reply->str, reply->len, 0, &jerr) : NULL;
-    freeReplyObject(reply);
-
+    ctl_use(ctl, 0);
     return doc;
 }
 
@@ -74,6 +82,7 @@ set_drained(ctl_t *ctl, int argc, char **argv, int drained)
 {
     int          opt, wait_s = 30, n = 0, done = 0;
     char         key[OFFLOAD_KEY_MAX];
+    size_t       s;
     json_t      *doc;
     int64_t      deadline;
     redisReply  *reply;
@@ -101,13 +110,20 @@ set_drained(ctl_t *ctl, int argc, char **argv, int drained)
     }
     json_decref(doc);
 
+    /* on every Redis: the node is drained while any one says so */
     snprintf(key, sizeof(key), OFFLOAD_DRAIN_FMT, node);
-    reply = drained ? ctl_command(ctl, "SET %s 1", key)
-                    : ctl_command(ctl, "DEL %s", key);
-    if (reply == NULL) {
-        return CTL_FAIL;
+
+    for (s = 0; s < ctl->nservers; s++) {
+        ctl_use(ctl, s);
+        reply = drained ? ctl_command(ctl, "SET %s 1", key)
+                        : ctl_command(ctl, "DEL %s", key);
+        if (reply == NULL) {
+            return CTL_FAIL;
+        }
+        freeReplyObject(reply);
     }
-    freeReplyObject(reply);
+
+    ctl_use(ctl, 0);
 
     if (wait_s == 0) {
         printf("node %s: %s asked\n", node, drained ? "drain" : "resume");

@@ -2,7 +2,9 @@
  * offloadctl_events.c -- `events [-f] [-n N]`: the latest entries of
  * offload:events (crash reports, restarts, recycles, pool failures,
  * reclaims, reloads), oldest first, one line each; -f then follows the
- * stream as `tail -f` does, until SIGINT or SIGTERM.
+ * stream as `tail -f` does, until SIGINT or SIGTERM.  Over several Redis
+ * servers (queues sharded by queue), the latest of all of them, in the
+ * order of their ids' times; -f then looks at each in turn.
  */
 
 #include <getopt.h>
@@ -92,43 +94,69 @@ print_event(ctl_t *ctl, const redisReply *entry)
 
 
 static int
-follow(ctl_t *ctl, char *last)
+follow(ctl_t *ctl, char (*last)[64])
 {
-    size_t       i;
+    int          block = ctl->nservers > 1 ? 200 : 1000;
+    size_t       i, s;
     redisReply  *reply, *entries;
 
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
 
     while (!stop) {
-        reply = ctl_command(ctl, "XREAD COUNT 100 BLOCK 1000 STREAMS %s %s",
-                            OFFLOAD_EVENTS_KEY, last);
-        if (reply == NULL) {
-            return stop ? CTL_OK : CTL_FAIL;
-        }
-
-        if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1) {
-            entries = reply->element[0]->element[1];
-            for (i = 0; i < entries->elements; i++) {
-                print_event(ctl, entries->element[i]);
-                snprintf(last, 64, "%s", entries->element[i]->element[0]->str);
+        for (s = 0; s < ctl->nservers && !stop; s++) {
+            ctl_use(ctl, s);
+            reply = ctl_command(ctl, "XREAD COUNT 100 BLOCK %d STREAMS %s %s",
+                                block, OFFLOAD_EVENTS_KEY, last[s]);
+            if (reply == NULL) {
+                return stop ? CTL_OK : CTL_FAIL;
             }
-        }
 
-        freeReplyObject(reply);
+            if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1) {
+                entries = reply->element[0]->element[1];
+                for (i = 0; i < entries->elements; i++) {
+                    print_event(ctl, entries->element[i]);
+                    snprintf(last[s], 64, "%s",
+                             entries->element[i]->element[0]->str);
+                }
+            }
+
+            freeReplyObject(reply);
+        }
     }
 
     return CTL_OK;
 }
 
 
+/* Stream entries in the order of their ids: "<ms>-<seq>". */
+static int
+cmp_entries(const void *a, const void *b)
+{
+    char                *end;
+    unsigned long long   x, y;
+    const char          *ia = (*(redisReply *const *) a)->element[0]->str;
+    const char          *ib = (*(redisReply *const *) b)->element[0]->str;
+
+    x = strtoull(ia, &end, 10);
+    y = strtoull(ib, &end, 10);
+    if (x != y) {
+        return x < y ? -1 : 1;
+    }
+
+    x = strtoull(strchr(ia, '-') ? strchr(ia, '-') + 1 : "0", NULL, 10);
+    y = strtoull(strchr(ib, '-') ? strchr(ib, '-') + 1 : "0", NULL, 10);
+    return (x > y) - (x < y);
+}
+
+
 int
 ctl_events(ctl_t *ctl, int argc, char **argv)
 {
-    int          opt, n = 20, follows = 0;
-    char         last[64] = "0-0";
-    size_t       i;
-    redisReply  *reply;
+    int           opt, n = 20, follows = 0, rc = CTL_OK;
+    char          last[CTL_REDIS_MAX][64];
+    size_t        i, s, total = 0;
+    redisReply   *reply[CTL_REDIS_MAX], **list;
 
     static const struct option  options[] = {
         { "follow", no_argument, NULL, 'f' },
@@ -157,21 +185,56 @@ ctl_events(ctl_t *ctl, int argc, char **argv)
                                argv[optind]);
     }
 
-    reply = ctl_command(ctl, "XREVRANGE %s + - COUNT %d", OFFLOAD_EVENTS_KEY,
-                        n);
-    if (reply == NULL) {
-        return CTL_FAIL;
+    memset(reply, 0, sizeof(reply));
+
+    for (s = 0; s < ctl->nservers; s++) {
+        ctl_use(ctl, s);
+        snprintf(last[s], sizeof(last[s]), "0-0");
+
+        reply[s] = ctl_command(ctl, "XREVRANGE %s + - COUNT %d",
+                               OFFLOAD_EVENTS_KEY, n);
+        if (reply[s] == NULL) {
+            rc = CTL_FAIL;
+            goto done;
+        }
+
+        if (reply[s]->elements > 0) {
+            snprintf(last[s], sizeof(last[s]), "%s",
+                     reply[s]->element[0]->element[0]->str);
+        }
+
+        total += reply[s]->elements;
     }
 
-    for (i = reply->elements; n > 0 && i > 0; i--) {
-        print_event(ctl, reply->element[i - 1]);
+    list = malloc((total + 1) * sizeof(redisReply *));
+    if (list == NULL) {
+        fprintf(stderr, "offloadctl: out of memory\n");
+        rc = CTL_FAIL;
+        goto done;
     }
 
-    if (reply->elements > 0) {
-        snprintf(last, sizeof(last), "%s", reply->element[0]->element[0]->str);
+    total = 0;
+    for (s = 0; s < ctl->nservers; s++) {
+        for (i = 0; i < reply[s]->elements; i++) {
+            list[total++] = reply[s]->element[i];
+        }
     }
 
-    freeReplyObject(reply);
+    qsort(list, total, sizeof(redisReply *), cmp_entries);
 
-    return follows ? follow(ctl, last) : CTL_OK;
+    for (i = total > (size_t) n ? total - (size_t) n : 0; i < total; i++) {
+        print_event(ctl, list[i]);
+    }
+
+    free(list);
+
+done:
+
+    for (s = 0; s < ctl->nservers; s++) {
+        freeReplyObject(reply[s]);
+    }
+
+    ctl_use(ctl, 0);
+
+    return rc == CTL_OK && follows ? follow(ctl, last) : rc;
 }

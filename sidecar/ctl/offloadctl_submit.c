@@ -201,6 +201,7 @@ ctl_submit(ctl_t *ctl, int argc, char **argv)
         return CTL_FAIL;
     }
 
+    ctl_use_queue(ctl, argv[optind]);
     c = client(ctl);
     if (c == NULL) {
         free(json);
@@ -243,6 +244,7 @@ ctl_result(ctl_t *ctl, int argc, char **argv)
         return ctl_usage_error(argv[0], "wants a queue and a job id");
     }
 
+    ctl_use_queue(ctl, argv[1]);
     c = client(ctl);
     if (c == NULL) {
         return CTL_FAIL;

@@ -59,8 +59,46 @@ ctl_command_argv(ctl_t *ctl, int argc, const char **argv,
 }
 
 
-json_t *
-ctl_nodes(ctl_t *ctl, const char *sort, int limit)
+void
+ctl_use(ctl_t *ctl, size_t i)
+{
+    ctl_redis_t  *s = &ctl->servers[i];
+
+    ctl->redis = s->redis;
+    ctl->addr = &s->ep.addr;
+    ctl->user = s->ep.user;
+    ctl->password = s->ep.password;
+    ctl->db = s->ep.db;
+    ctl->redis_name = s->name;
+}
+
+
+void
+ctl_use_queue(ctl_t *ctl, const char *queue)
+{
+    size_t  q, i;
+
+    ctl_use(ctl, 0);
+
+    for (q = 0; ctl->conf != NULL && q < ctl->conf->nqueues; q++) {
+        if (strcmp(ctl->conf->queues[q].name, queue) != 0) {
+            continue;
+        }
+
+        for (i = 0; i < ctl->nservers; i++) {
+            if (offload_redis_endpoint_same(&ctl->servers[i].ep,
+                                            &ctl->conf->queues[q].redis))
+            {
+                ctl_use(ctl, i);
+                return;
+            }
+        }
+    }
+}
+
+
+static json_t *
+nodes_of(ctl_t *ctl, const char *sort, int limit)
 {
     char          lim[16], *text;
     json_t       *doc;
@@ -99,6 +137,35 @@ ctl_nodes(ctl_t *ctl, const char *sort, int limit)
     }
 
     return doc;
+}
+
+
+json_t *
+ctl_nodes(ctl_t *ctl, const char *sort, int limit)
+{
+    size_t   i;
+    json_t  *all = NULL, *more;
+
+    for (i = 0; i < ctl->nservers; i++) {
+        ctl_use(ctl, i);
+        more = nodes_of(ctl, sort, limit);
+
+        if (more == NULL) {
+            json_decref(all);
+            all = NULL;
+            break;
+        }
+
+        if (all == NULL) {
+            all = more;
+        } else {
+            ctl_nodes_merge(all, more, sort, limit);
+            json_decref(more);
+        }
+    }
+
+    ctl_use(ctl, 0);
+    return all;
 }
 
 

@@ -166,11 +166,13 @@ popped_cb(redisAsyncContext *ac, void *r, void *privdata)
 void
 offload_cancel_round(offload_supervisor_t *sup)
 {
-    char                  key[OFFLOAD_KEY_MAX];
-    offload_slot_t       *slot;
-    offload_slot_iter_t   it = { 0, 0, 0 };
+    size_t                 l;
+    char                   key[OFFLOAD_KEY_MAX];
+    offload_slot_t        *slot;
+    offload_slot_iter_t    it = { 0, 0, 0 };
+    offload_redis_conn_t  *conn;
 
-    if (!sup->registry.conn.ready || sup->stopping) {
+    if (sup->stopping) {
         return;
     }
 
@@ -188,6 +190,13 @@ offload_cancel_round(offload_supervisor_t *sup)
 
     snprintf(key, sizeof(key), OFFLOAD_CANCEL_FMT, sup->conf->node_name);
 
-    offload_redis_command(&sup->registry.conn, popped_cb, sup, "LPOP %s %d",
-                          key, OFFLOAD_CANCEL_BATCH);
+    /* Each Redis of the node's queues has the node's list: a cancel comes
+     * through the Redis of its job's queue. */
+    for (l = 0; l < sup->registry.nlinks; l++) {
+        conn = &sup->registry.links[l].conn;
+        if (conn->ready) {
+            offload_redis_command(conn, popped_cb, sup, "LPOP %s %d", key,
+                                  OFFLOAD_CANCEL_BATCH);
+        }
+    }
 }

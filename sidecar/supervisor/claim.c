@@ -30,6 +30,8 @@
  * between two pages. */
 typedef struct {
     offload_supervisor_t  *sup;
+    offload_redis_conn_t  *conn;        /* the queue's Redis: its links
+                                           outlive a reload */
     char                   queue[OFFLOAD_QUEUE_NAME_MAX + 1];
     char                   claimer[OFFLOAD_CONSUMER_MAX];
     char                   stream[OFFLOAD_KEY_MAX];
@@ -113,10 +115,10 @@ claim_cb(redisAsyncContext *ac, void *r, void *privdata)
         log_warn("queue %s: claimed entry %s of a lost node", c->queue,
                  e->element[0]->str);
 
-        offload_reclaim_fail_entry(&sup->registry.conn, sup->conf, q, e,
-                                   &failure, NULL, NULL);
-        offload_event(&sup->registry.conn, sup->conf->node_name, "reclaim",
-                      c->queue, failure.report);
+        offload_reclaim_fail_entry(c->conn, sup->conf, q, e, &failure, NULL,
+                                   NULL);
+        offload_event(c->conn, sup->conf->node_name, "reclaim", c->queue,
+                      failure.report);
     }
 
     if (strcmp(reply->element[0]->str, "0-0") != 0
@@ -138,7 +140,7 @@ send_autoclaim(claim_t *c, const char *cursor)
 
     snprintf(idle, sizeof(idle), "%d", sup->conf->claim_idle_ms);
 
-    if (offload_redis_command(&sup->registry.conn, claim_cb, c,
+    if (offload_redis_command(c->conn, claim_cb, c,
                               "XAUTOCLAIM %s %s %s %s %s COUNT %s", c->stream,
                               OFFLOAD_GROUP, c->claimer, idle, cursor,
                               CLAIM_COUNT)
@@ -176,8 +178,8 @@ send_touch(offload_pool_t *pool, const char *stream)
             argv[argc++] = names[i];
         }
 
-        offload_redis_command_argv(&sup->registry.conn, NULL, NULL, argc, argv,
-                                   NULL);
+        offload_redis_command_argv(offload_pool_conn(pool), NULL, NULL, argc,
+                                   argv, NULL);
     }
 
     free(names);
@@ -188,20 +190,22 @@ send_touch(offload_pool_t *pool, const char *stream)
 void
 offload_claim_round(offload_supervisor_t *sup)
 {
-    size_t    p;
-    char      stream[OFFLOAD_KEY_MAX];
-    claim_t  *c;
+    size_t                 p, l;
+    char                   stream[OFFLOAD_KEY_MAX];
+    claim_t               *c;
+    offload_redis_conn_t  *conn;
 
-    if (!sup->registry.conn.ready || sup->stopping) {
+    if (sup->stopping) {
         return;
     }
 
-    if (offload_redis_command(&sup->registry.conn, NULL, NULL,
-                              "EVAL %s 1 %s %s", offload_prune_nodes_script,
-                              OFFLOAD_NODES_KEY, OFFLOAD_NODE_PREFIX)
-        != REDIS_OK)
-    {
-        return;
+    for (l = 0; l < sup->registry.nlinks; l++) {
+        conn = &sup->registry.links[l].conn;
+        if (conn->ready) {
+            offload_redis_command(conn, NULL, NULL, "EVAL %s 1 %s %s",
+                                  offload_prune_nodes_script,
+                                  OFFLOAD_NODES_KEY, OFFLOAD_NODE_PREFIX);
+        }
     }
 
     /* A reload's retired workers still run jobs under their names. */
@@ -212,12 +216,18 @@ offload_claim_round(offload_supervisor_t *sup)
     }
 
     for (p = 0; p < sup->npools; p++) {
+        conn = offload_pool_conn(&sup->pools[p]);
+        if (!conn->ready) {
+            continue;
+        }
+
         c = calloc(1, sizeof(claim_t));
         if (c == NULL) {
             return;
         }
 
         c->sup = sup;
+        c->conn = conn;
         snprintf(c->queue, sizeof(c->queue), "%s", sup->pools[p].queue->name);
         snprintf(c->claimer, sizeof(c->claimer), "%s:claim",
                  sup->conf->node_name);

@@ -8,11 +8,17 @@
  * holds each pool's run-time window as fine buckets, so that the status
  * can take the quantiles of a queue several nodes serve (its own key:
  * the document, which every status answer carries, stays small).
+ *
+ * Queues may live on different Redis servers (a queue's own "redis"): the
+ * supervisor keeps one link per distinct one and does all of the above on
+ * each, the document there listing the queues that live there, so that
+ * whoever reads one Redis (nginx, offloadctl) sees the node serve them.
  */
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -163,7 +169,8 @@ queue_json(const offload_pool_t *pool, int heartbeat_ms, json_t *workers)
 
 
 char *
-offload_registry_json(const offload_supervisor_t *sup, int64_t now_ms)
+offload_registry_json(const offload_supervisor_t *sup,
+    const offload_redis_endpoint_t *ep, int64_t now_ms)
 {
     int                    i;
     char                  *text;
@@ -187,6 +194,11 @@ offload_registry_json(const offload_supervisor_t *sup, int64_t now_ms)
 
     for (p = 0; p < sup->npools; p++) {
         pool = &sup->pools[p];
+        if (ep != NULL && !offload_redis_endpoint_same(ep, &pool->queue->redis))
+        {
+            continue;
+        }
+
         workers = json_array();
 
         if (json_object_set_new(queues, pool->queue->name,
@@ -216,9 +228,10 @@ offload_registry_json(const offload_supervisor_t *sup, int64_t now_ms)
 
 
 /* {"<queue>": [[<bucket value, us>, <count>], ...], ...}: the buckets of
- * each pool's run-time window that counted something. */
+ * each pool's run-time window that counted something, of the pools whose
+ * queue lives on ep. */
 static char *
-runs_json(const offload_supervisor_t *sup)
+runs_json(const offload_supervisor_t *sup, const offload_redis_endpoint_t *ep)
 {
     int                    b;
     char                  *text;
@@ -232,6 +245,10 @@ runs_json(const offload_supervisor_t *sup)
     }
 
     for (p = 0; p < sup->npools; p++) {
+        if (!offload_redis_endpoint_same(ep, &sup->pools[p].queue->redis)) {
+            continue;
+        }
+
         sum = sup->pools[p].stats.window_sum;
         buckets = json_array();
 
@@ -277,19 +294,27 @@ reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
+static int
+on_link(const offload_link_t *link, const offload_pool_t *pool)
+{
+    return offload_redis_endpoint_same(&link->ep, &pool->queue->redis);
+}
+
+
 static void
-announce(offload_registry_t *reg)
+announce(offload_link_t *link)
 {
     int                    ttl;
     char                  *json, *runs;
+    offload_registry_t    *reg = link->reg;
     offload_supervisor_t  *sup = reg->sup;
 
-    if (!reg->conn.ready) {
+    if (!link->conn.ready) {
         return;
     }
 
-    json = offload_registry_json(sup, offload_wall_ms());
-    runs = runs_json(sup);
+    json = offload_registry_json(sup, &link->ep, offload_wall_ms());
+    runs = runs_json(sup, &link->ep);
     if (json == NULL || runs == NULL) {
         log_error("registry: out of memory");
         free(json);
@@ -302,17 +327,17 @@ announce(offload_registry_t *reg)
         ttl = 5;
     }
 
-    if (offload_redis_command(&reg->conn, reply_cb, NULL, "SET %s %s EX %d",
+    if (offload_redis_command(&link->conn, reply_cb, NULL, "SET %s %s EX %d",
                               reg->runs_key, runs, ttl)
         != REDIS_OK
-        || offload_redis_command(&reg->conn, reply_cb, NULL,
+        || offload_redis_command(&link->conn, reply_cb, NULL,
                                  "SET %s %s EX %d", reg->key, json, ttl)
            != REDIS_OK
-        || offload_redis_command(&reg->conn, reply_cb, NULL, "SADD %s %s",
+        || offload_redis_command(&link->conn, reply_cb, NULL, "SADD %s %s",
                                  OFFLOAD_NODES_KEY, sup->conf->node_name)
            != REDIS_OK)
     {
-        log_warn("registry: cannot send the heartbeat");
+        log_warn("%s: cannot send the heartbeat", link->name);
     }
 
     free(json);
@@ -323,17 +348,21 @@ announce(offload_registry_t *reg)
 void
 offload_registry_update(offload_registry_t *reg)
 {
-    announce(reg);
+    size_t  l;
+
+    for (l = 0; l < reg->nlinks; l++) {
+        announce(&reg->links[l]);
+    }
 }
 
 
 static void
 queue_stats_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
-    size_t                 p;
+    size_t                 p, e = 0;
     redisReply            *reply = r;
-    offload_registry_t    *reg = privdata;
-    offload_supervisor_t  *sup = reg->sup;
+    offload_link_t        *link = privdata;
+    offload_supervisor_t  *sup = link->reg->sup;
 
     (void) ac;
 
@@ -341,88 +370,125 @@ queue_stats_cb(redisAsyncContext *ac, void *r, void *privdata)
         return;                         /* disconnected */
     }
 
-    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == sup->npools) {
-        for (p = 0; p < sup->npools; p++) {
-            offload_stats_set_queue(&sup->pools[p], reply->element[p]);
+    if (reply->type == REDIS_REPLY_ARRAY) {
+        for (p = 0; p < sup->npools && e < reply->elements; p++) {
+            if (on_link(link, &sup->pools[p])) {
+                offload_stats_set_queue(&sup->pools[p], reply->element[e++]);
+            }
         }
 
     } else if (reply->type == REDIS_REPLY_ERROR) {
-        log_error("registry: queue stats: %s", reply->str);
+        log_error("%s: queue stats: %s", link->name, reply->str);
     }
 
-    announce(reg);
+    announce(link);
 }
 
 
+/* The node is drained when any of its Redis servers says so (offloadctl
+ * drain sets the flag on every one it reads). */
 static void
 drain_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
+    size_t               l;
+    int                  drained = 0;
     redisReply          *reply = r;
-    offload_registry_t  *reg = privdata;
+    offload_link_t      *link = privdata;
+    offload_registry_t  *reg = link->reg;
 
     (void) ac;
 
-    if (reply != NULL && reply->type != REDIS_REPLY_ERROR) {
-        offload_supervisor_drain(reg->sup, reply->type == REDIS_REPLY_STRING);
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        return;
     }
+
+    link->drained = reply->type == REDIS_REPLY_STRING;
+
+    for (l = 0; l < reg->nlinks; l++) {
+        drained |= reg->links[l].drained;
+    }
+
+    offload_supervisor_drain(reg->sup, drained);
 }
 
 
-/* Every heartbeat: sample the workers, read the drain flag, ask Redis about
- * the queues, then announce (when the answer is in). */
+/* One link's heartbeat: read the drain flag, ask Redis about the queues
+ * that live there, then announce (when the answer is in). */
 static void
-heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
+heartbeat_link(offload_link_t *link)
 {
-    size_t                 p, n;
+    size_t                 p, n, k;
     const char           **argv;
-    offload_registry_t    *reg = w->data;
-    offload_supervisor_t  *sup = reg->sup;
+    offload_supervisor_t  *sup = link->reg->sup;
 
-    (void) loop;
-    (void) revents;
-
-    offload_stats_tick(sup);
-
-    if (reg->conn.ready
-        && offload_redis_command(&reg->conn, drain_cb, reg, "GET %s",
-                                 reg->drain_key)
-           != REDIS_OK)
-    {
-        log_warn("registry: cannot read the drain flag");
+    if (!link->conn.ready) {
+        return;
     }
 
-    if (!reg->conn.ready || sup->npools == 0) {
-        announce(reg);
+    if (offload_redis_command(&link->conn, drain_cb, link, "GET %s",
+                              link->reg->drain_key)
+        != REDIS_OK)
+    {
+        log_warn("%s: cannot read the drain flag", link->name);
+    }
+
+    for (p = 0, k = 0; p < sup->npools; p++) {
+        k += on_link(link, &sup->pools[p]);
+    }
+
+    if (k == 0) {
+        announce(link);
         return;
     }
 
     /* EVAL script numkeys (stream dead retry)... group */
-    n = 3 + 3 * sup->npools + 1;
+    n = 3 + 3 * k + 1;
     argv = calloc(n, sizeof(char *));
     if (argv == NULL) {
-        announce(reg);
+        announce(link);
         return;
     }
 
     argv[0] = "EVAL";
     argv[1] = offload_queue_stats_script;
-    snprintf(reg->nkeys, sizeof(reg->nkeys), "%zu", 3 * sup->npools);
-    argv[2] = reg->nkeys;
-    for (p = 0; p < sup->npools; p++) {
-        argv[3 + 3 * p] = sup->pools[p].stream_key;
-        argv[4 + 3 * p] = sup->pools[p].dead_key;
-        argv[5 + 3 * p] = sup->pools[p].retry_key;
+    snprintf(link->nkeys, sizeof(link->nkeys), "%zu", 3 * k);
+    argv[2] = link->nkeys;
+    for (p = 0, k = 0; p < sup->npools; p++) {
+        if (on_link(link, &sup->pools[p])) {
+            argv[3 + 3 * k] = sup->pools[p].stream_key;
+            argv[4 + 3 * k] = sup->pools[p].dead_key;
+            argv[5 + 3 * k] = sup->pools[p].retry_key;
+            k++;
+        }
     }
     argv[n - 1] = OFFLOAD_GROUP;
 
-    if (offload_redis_command_argv(&reg->conn, queue_stats_cb, reg, (int) n,
+    if (offload_redis_command_argv(&link->conn, queue_stats_cb, link, (int) n,
                                    argv, NULL)
         != REDIS_OK)
     {
-        announce(reg);
+        announce(link);
     }
 
     free(argv);
+}
+
+
+/* Every heartbeat: sample the workers, then each link's round. */
+static void
+heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    size_t               l;
+    offload_registry_t  *reg = w->data;
+
+    (void) loop;
+    (void) revents;
+
+    offload_stats_tick(reg->sup);
+
+    for (l = 0; l < reg->nlinks; l++) {
+        heartbeat_link(&reg->links[l]);
+    }
 }
 
 
@@ -433,9 +499,38 @@ connected(offload_redis_conn_t *rc)
 }
 
 
-void
+/* A link for ep unless one exists.  Returns 0 or -1 (out of memory). */
+static int
+add_link(offload_registry_t *reg, const offload_redis_endpoint_t *ep)
+{
+    char             addr[280];
+    offload_link_t  *link;
+
+    for (link = reg->links; link < reg->links + reg->nlinks; link++) {
+        if (offload_redis_endpoint_same(&link->ep, ep)) {
+            return 0;
+        }
+    }
+
+    link = &reg->links[reg->nlinks];
+    memset(link, 0, sizeof(*link));
+
+    if (offload_redis_endpoint_copy(&link->ep, ep) != 0) {
+        return -1;
+    }
+
+    link->reg = reg;
+    snprintf(link->name, sizeof(link->name), "registry %s",
+             offload_redis_endpoint_name(ep, addr, sizeof(addr)));
+    reg->nlinks++;
+    return 0;
+}
+
+
+int
 offload_registry_start(offload_registry_t *reg, offload_supervisor_t *sup)
 {
+    size_t  p, l;
     double  every = sup->conf->heartbeat_ms / 1000.0;
 
     reg->sup = sup;
@@ -446,14 +541,96 @@ offload_registry_start(offload_registry_t *reg, offload_supervisor_t *sup)
     snprintf(reg->drain_key, sizeof(reg->drain_key), OFFLOAD_DRAIN_FMT,
              sup->conf->node_name);
 
-    offload_redis_conn_init(&reg->conn, sup->loop, sup->conf, "registry",
-                            connected, NULL, reg);
+    /* at most one per queue, at least one (the top level's: a config has
+     * queues, but the first link must exist for node-wide events) */
+    reg->links = calloc(sup->npools + 1, sizeof(offload_link_t));
+    if (reg->links == NULL) {
+        return -1;
+    }
+
+    for (p = 0; p < sup->npools; p++) {
+        if (add_link(reg, &sup->pools[p].queue->redis) != 0) {
+            return -1;
+        }
+    }
+
+    if (reg->nlinks == 0 && add_link(reg, &sup->conf->redis) != 0) {
+        return -1;
+    }
+
+    for (l = 0; l < reg->nlinks; l++) {
+        offload_redis_conn_init(&reg->links[l].conn, sup->loop,
+                                &reg->links[l].ep, reg->links[l].name,
+                                connected, NULL, &reg->links[l]);
+    }
 
     ev_timer_init(&reg->heartbeat, heartbeat_cb, every, every);
     reg->heartbeat.data = reg;
     ev_timer_start(sup->loop, &reg->heartbeat);
 
-    offload_redis_conn_start(&reg->conn);
+    for (l = 0; l < reg->nlinks; l++) {
+        offload_redis_conn_start(&reg->links[l].conn);
+    }
+
+    return 0;
+}
+
+
+offload_redis_conn_t *
+offload_registry_conn(offload_registry_t *reg,
+    const offload_redis_endpoint_t *ep)
+{
+    size_t  l;
+
+    for (l = 0; l < reg->nlinks; l++) {
+        if (offload_redis_endpoint_same(&reg->links[l].ep, ep)) {
+            return &reg->links[l].conn;
+        }
+    }
+
+    return &reg->links[0].conn;
+}
+
+
+offload_redis_conn_t *
+offload_registry_main(offload_registry_t *reg)
+{
+    return &reg->links[0].conn;
+}
+
+
+const char *
+offload_registry_refusal(offload_registry_t *reg, const offload_conf_t *conf)
+{
+    size_t  q, l;
+
+    for (q = 0; q < conf->nqueues; q++) {
+        for (l = 0; l < reg->nlinks; l++) {
+            if (offload_redis_endpoint_same(&reg->links[l].ep,
+                                            &conf->queues[q].redis))
+            {
+                break;
+            }
+        }
+
+        if (l == reg->nlinks) {
+            return "a queue's redis, redis_user, password or db cannot "
+                   "name a Redis the node does not use yet on reload";
+        }
+    }
+
+    return NULL;
+}
+
+
+void
+offload_registry_reconf(offload_registry_t *reg, const offload_conf_t *conf)
+{
+    size_t  l;
+
+    for (l = 0; l < reg->nlinks; l++) {
+        reg->links[l].ep.timeout_ms = conf->redis.timeout_ms;
+    }
 }
 
 
@@ -464,7 +641,7 @@ removed_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     reply_cb(ac, r, NULL);
 
-    if (reg->on_removed) {
+    if (reg->removing > 0 && --reg->removing == 0 && reg->on_removed) {
         reg->on_removed(reg);
         reg->on_removed = NULL;
     }
@@ -474,35 +651,70 @@ removed_cb(redisAsyncContext *ac, void *r, void *privdata)
 void
 offload_registry_remove(offload_registry_t *reg, offload_registry_done_pt done)
 {
+    size_t                 l;
+    offload_redis_conn_t  *conn;
+
     ev_timer_stop(reg->sup->loop, &reg->heartbeat);
     reg->on_removed = done;
+    reg->removing = 1;              /* until every command is sent */
 
-    if (!reg->conn.ready
-        || offload_redis_command(&reg->conn, reply_cb, NULL, "DEL %s %s",
-                                 reg->key, reg->runs_key)
-           != REDIS_OK
-        || offload_redis_command(&reg->conn, removed_cb, reg, "SREM %s %s",
-                                 OFFLOAD_NODES_KEY, reg->sup->conf->node_name)
-           != REDIS_OK)
-    {
-        reg->on_removed = NULL;
-        done(reg);
+    for (l = 0; l < reg->nlinks; l++) {
+        conn = &reg->links[l].conn;
+
+        if (conn->ready
+            && offload_redis_command(conn, reply_cb, NULL, "DEL %s %s",
+                                     reg->key, reg->runs_key)
+               == REDIS_OK
+            && offload_redis_command(conn, removed_cb, reg, "SREM %s %s",
+                                     OFFLOAD_NODES_KEY,
+                                     reg->sup->conf->node_name)
+               == REDIS_OK)
+        {
+            reg->removing++;
+        }
     }
+
+    removed_cb(NULL, NULL, reg);
 }
 
 
 void
 offload_registry_stop(offload_registry_t *reg)
 {
+    size_t  l;
+
     reg->on_removed = NULL;
     ev_timer_stop(reg->sup->loop, &reg->heartbeat);
-    offload_redis_conn_stop(&reg->conn);
+
+    for (l = 0; l < reg->nlinks; l++) {
+        offload_redis_conn_stop(&reg->links[l].conn);
+    }
+}
+
+
+void
+offload_registry_free(offload_registry_t *reg)
+{
+    size_t  l;
+
+    for (l = 0; l < reg->nlinks; l++) {
+        offload_redis_endpoint_free(&reg->links[l].ep);
+    }
+
+    free(reg->links);
+    reg->links = NULL;
+    reg->nlinks = 0;
 }
 
 
 void
 offload_registry_forget(offload_registry_t *reg)
 {
+    size_t  l;
+
     ev_timer_stop(reg->sup->loop, &reg->heartbeat);
-    offload_redis_conn_forget(&reg->conn);
+
+    for (l = 0; l < reg->nlinks; l++) {
+        offload_redis_conn_forget(&reg->links[l].conn);
+    }
 }

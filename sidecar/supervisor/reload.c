@@ -36,8 +36,8 @@ retire_done(offload_supervisor_t *sup)
     sup->retired_conf = NULL;
 
     log_notice("reload done");
-    offload_event(&sup->registry.conn, sup->conf->node_name, "reload", NULL,
-                  NULL);
+    offload_event(offload_registry_main(&sup->registry), sup->conf->node_name,
+                  "reload", NULL, NULL);
 }
 
 
@@ -89,13 +89,15 @@ reload_refusal(const offload_conf_t *old, const offload_conf_t *new)
         return "node_name cannot change on reload";
     }
 
-    if (memcmp(&old->redis, &new->redis, sizeof(old->redis)) != 0
-        || old->db != new->db
-        || (old->password == NULL) != (new->password == NULL)
-        || (old->password && strcmp(old->password, new->password) != 0)
-        || (old->redis_user == NULL) != (new->redis_user == NULL)
-        || (old->redis_user
-            && strcmp(old->redis_user, new->redis_user) != 0))
+    if (memcmp(&old->redis.addr, &new->redis.addr, sizeof(old->redis.addr))
+        != 0
+        || old->redis.db != new->redis.db
+        || (old->redis.password == NULL) != (new->redis.password == NULL)
+        || (old->redis.password
+            && strcmp(old->redis.password, new->redis.password) != 0)
+        || (old->redis.user == NULL) != (new->redis.user == NULL)
+        || (old->redis.user
+            && strcmp(old->redis.user, new->redis.user) != 0))
     {
         return "redis, redis_user, password and db cannot change on reload";
     }
@@ -122,8 +124,8 @@ static void
 reload_failed(offload_supervisor_t *sup, const char *why)
 {
     log_error("reload refused, the running configuration stays: %s", why);
-    offload_event(&sup->registry.conn, sup->conf->node_name, "reload_failed",
-                  NULL, json_pack("{s:s}", "error", why));
+    offload_event(offload_registry_main(&sup->registry), sup->conf->node_name,
+                  "reload_failed", NULL, json_pack("{s:s}", "error", why));
 }
 
 
@@ -162,6 +164,9 @@ offload_reload(offload_supervisor_t *sup)
     }
 
     why = reload_refusal(sup->conf, conf);
+    if (why == NULL) {
+        why = offload_registry_refusal(&sup->registry, conf);
+    }
     pools = why ? NULL : offload_pools_make(sup, conf);
 
     if (pools == NULL) {
@@ -196,7 +201,7 @@ offload_reload(offload_supervisor_t *sup)
     sup->pools = pools;
     sup->npools = conf->nqueues;
     sup->conf = conf;
-    sup->registry.conn.conf = conf;
+    offload_registry_reconf(&sup->registry, conf);
 
     for (p = 0; p < sup->npools; p++) {
         for (i = 0; i < sup->pools[p].nslots; i++) {

@@ -273,7 +273,8 @@ schedule_restart(offload_supervisor_t *sup, offload_slot_t *slot)
     log_info("worker %s:%d: restarting in %d ms", slot->pool->queue->name,
              slot->index, ms);
 
-    offload_event(&sup->registry.conn, sup->conf->node_name, "restart",
+    offload_event(offload_pool_conn(slot->pool), sup->conf->node_name,
+                  "restart",
                   slot->pool->queue->name,
                   json_pack("{s:i,s:i}", "slot", slot->index, "delay_ms", ms));
 
@@ -435,7 +436,7 @@ fail_pool(offload_pool_t *pool)
     ev_timer_set(&pool->cooldown, q->restart_cooldown_ms / 1000.0, 0.0);
     ev_timer_start(pool->sup->loop, &pool->cooldown);
 
-    offload_event(&pool->sup->registry.conn, pool->sup->conf->node_name,
+    offload_event(offload_pool_conn(pool), pool->sup->conf->node_name,
                   "pool_failed", q->name,
                   json_pack("{s:i,s:i,s:i}", "restarts", q->max_restarts + 1,
                             "period_ms", q->restart_period_ms,
@@ -458,7 +459,7 @@ cooldown_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void) revents;
 
     log_notice("pool %s restarting after cooldown", pool->queue->name);
-    offload_event(&pool->sup->registry.conn, pool->sup->conf->node_name,
+    offload_event(offload_pool_conn(pool), pool->sup->conf->node_name,
                   "pool_restarted", pool->queue->name, NULL);
 
     pool->failed = 0;
@@ -509,7 +510,8 @@ reclaim_slot(offload_slot_t *slot, const offload_failure_t *failure)
 
     slot->reclaiming = 1;
 
-    if (offload_reclaim_worker(&sup->registry.conn, sup->conf, pool->queue,
+    if (offload_reclaim_worker(offload_pool_conn(pool), sup->conf,
+                               pool->queue,
                                consumer, busy ? slot->sb->entry_id : NULL,
                                busy ? failure : NULL, reclaimed, slot)
         != 0)
@@ -612,7 +614,8 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
                  slot->index, (int) pid, why);
         snprintf(last, sizeof(last), "recycled: %s", why);
         offload_stats_slot_exited(slot, last, 0);
-        offload_event(&sup->registry.conn, sup->conf->node_name, "recycle",
+        offload_event(offload_pool_conn(pool), sup->conf->node_name,
+                      "recycle",
                       pool->queue->name,
                       json_pack("{s:i,s:i,s:s,s:I}", "slot", slot->index,
                                 "pid", (int) pid, "reason", why,
@@ -653,7 +656,7 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
     offload_stats_slot_exited(slot, last,
                               offload_sb_state(slot->sb) == OFFLOAD_SB_BUSY);
 
-    offload_crash_event(&sup->registry.conn, sup->conf->node_name,
+    offload_crash_event(offload_pool_conn(pool), sup->conf->node_name,
                         pool->queue->name, json_incref(failure.report));
 
     /* A job that ran too long is the job's fault, not the worker's: its
@@ -780,18 +783,22 @@ retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     size_t                 p;
     int64_t                now = offload_wall_ms();
+    offload_redis_conn_t  *conn;
     offload_supervisor_t  *sup = w->data;
 
     (void) loop;
     (void) revents;
 
-    if (!sup->registry.conn.ready || sup->stopping) {
+    if (sup->stopping) {
         return;
     }
 
     for (p = 0; p < sup->npools; p++) {
-        offload_retry_due(&sup->registry.conn, sup->pools[p].retry_key,
-                          sup->pools[p].stream_key, now);
+        conn = offload_pool_conn(&sup->pools[p]);
+        if (conn->ready) {
+            offload_retry_due(conn, sup->pools[p].retry_key,
+                              sup->pools[p].stream_key, now);
+        }
     }
 }
 
@@ -934,6 +941,13 @@ offload_pools_free(offload_pool_t *pools, size_t npools)
         free(pools[p].restart_us);
     }
     free(pools);
+}
+
+
+offload_redis_conn_t *
+offload_pool_conn(const offload_pool_t *pool)
+{
+    return offload_registry_conn(&pool->sup->registry, &pool->queue->redis);
 }
 
 
@@ -1114,7 +1128,10 @@ offload_supervisor_run(const offload_conf_t *conf, const char *conf_file)
     }
 
     /* Before the first fork: workers let go of it (become_worker). */
-    offload_registry_start(&sup.registry, &sup);
+    if (offload_registry_start(&sup.registry, &sup) != 0) {
+        log_error("out of memory for the redis links");
+        return 1;
+    }
 
     for (p = 0; p < sup.npools; p++) {
         for (i = 0; i < sup.pools[p].nslots; i++) {
@@ -1126,6 +1143,7 @@ offload_supervisor_run(const offload_conf_t *conf, const char *conf_file)
 
     log_notice("node %s stopped", sup.conf->node_name);
 
+    offload_registry_free(&sup.registry);
     offload_pools_free(sup.pools, sup.npools);
     offload_pools_free(sup.retired, sup.nretired);
     if (sup.retired_conf != NULL && sup.retired_conf != conf) {

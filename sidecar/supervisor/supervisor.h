@@ -129,6 +129,9 @@ void offload_supervisor_drain(offload_supervisor_t *sup, int drained);
 /* Asks a worker to finish its batch and exit; its exit is not a crash. */
 void offload_slot_stop(offload_slot_t *slot);
 
+/* The supervisor's connection to the Redis of the pool's queue. */
+offload_redis_conn_t *offload_pool_conn(const offload_pool_t *pool);
+
 /* One pool per queue of conf, every slot empty; NULL when out of memory. */
 offload_pool_t *offload_pools_make(offload_supervisor_t *sup,
     const offload_conf_t *conf);

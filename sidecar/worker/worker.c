@@ -153,6 +153,8 @@ struct offload_worker_s {
     char                         history_id[ENTRY_ID_MAX];
     int                          stopping;
     unsigned                     in_flight;     /* commands to wait for */
+    int                          wait_short;    /* the last WAIT saw fewer
+                                                   replicas than wanted */
     int                          jobs_run;      /* for max_jobs_per_worker */
 
     ev_idle                      work;          /* runs the batch */
@@ -418,6 +420,62 @@ completion_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
+static void
+wait_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    offload_worker_t  *w = privdata;
+    redisReply        *reply = r;
+    int                want = w->queue->redis.wait_replicas;
+
+    (void) ac;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        log_error("%s: WAIT failed: %s", w->name, reply->str);
+
+    } else if (reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
+        if (reply->integer < want && !w->wait_short) {
+            log_warn("%s: WAIT: %lld of %d replicas have the job's "
+                     "completion after %d ms", w->name, reply->integer,
+                     want, w->queue->redis.timeout_ms);
+        }
+        w->wait_short = reply->integer < want;
+    }
+
+    w->in_flight--;
+    maybe_exit(w);
+}
+
+
+/* wait_replicas: WAIT behind the completion script on the same link: the
+ * worker's later commands (its next read) run, and it exits, only once
+ * that many replicas have the ack and the result, or redis_timeout
+ * passed, so a failover right after a job loses neither.  Nothing is sent
+ * when it is 0. */
+static void
+send_wait(offload_worker_t *w)
+{
+    char         n[16], ms[16];
+    const char  *argv[3];
+
+    if (w->queue->redis.wait_replicas == 0) {
+        return;
+    }
+
+    snprintf(n, sizeof(n), "%d", w->queue->redis.wait_replicas);
+    snprintf(ms, sizeof(ms), "%d", w->queue->redis.timeout_ms);
+    argv[0] = "WAIT";
+    argv[1] = n;
+    argv[2] = ms;
+
+    if (offload_redis_command_block(&w->conn, w->queue->redis.timeout_ms,
+                                    wait_cb, w, 3, argv, NULL)
+        == REDIS_OK)
+    {
+        w->in_flight++;
+    }
+}
+
+
 static int
 send_completion(offload_worker_t *w, completion_t *c)
 {
@@ -429,6 +487,7 @@ send_completion(offload_worker_t *w, completion_t *c)
     }
 
     w->in_flight++;
+    send_wait(w);
     return 0;
 }
 
@@ -2232,8 +2291,8 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     ev_idle_init(&w.work, work_cb);
     w.work.data = &w;
 
-    offload_redis_conn_init(&w.conn, loop, conf, w.name, connected,
-                            disconnected, &w);
+    offload_redis_conn_init(&w.conn, loop, &queue->redis, w.name,
+                            connected, disconnected, &w);
     offload_redis_conn_start(&w.conn);
 
     ev_run(loop, 0);

@@ -416,7 +416,9 @@ sub start_sidecar {
     $env{ASAN_OPTIONS} = 'detect_leaks=1:abort_on_error=0' if sanitize();
     spawn('sidecar', "$dir/sidecar.stderr", \%env,
         @{ $o{wrapper} // [] }, build_path('offload-sidecar'), '-c', $conf);
-    my $want = conf_queues($o{conf});
+    # want: the queues (=> workers) the node document on the test's Redis
+    # must list, by default every queue of conf
+    my $want = $o{want} // conf_queues($o{conf});
     wait_until(sub {
         die "offload-sidecar exited\n" unless alive('sidecar');
         my $doc = node_doc() or return 0;

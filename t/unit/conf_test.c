@@ -54,6 +54,9 @@ bad(const char *text, const char *want, const char *what)
 
 #define Q  "queue echo { handler echo; }\n"
 
+#define EXPECTED_ADDR  "host:port, [ipv6]:port, unix:/path or "             \
+                       "sentinel://host:port[,host:port...]/<master name>)"
+
 
 static void
 test_full(void)
@@ -81,10 +84,11 @@ test_full(void)
              "queue 'events.aggregate' { handler events.aggregate; }\n") == 0,
        "full config parses (%s)", err);
 
-    ok(strcmp(conf.redis.host, "10.1.2.3") == 0 && conf.redis.port == 6380
-       && !conf.redis.is_unix, "redis address");
-    is_str(conf.password, "s3cret; with {braces}", "quoted password");
-    ok(conf.db == 3, "db");
+    ok(strcmp(conf.redis.addr.host, "10.1.2.3") == 0
+       && conf.redis.addr.port == 6380
+       && !conf.redis.addr.is_unix, "redis address");
+    is_str(conf.redis.password, "s3cret; with {braces}", "quoted password");
+    ok(conf.redis.db == 3, "db");
     is_str(conf.node_name, "alpha-1", "node_name");
     is_str(conf.log_target, "/tmp/x.log", "log target");
     ok(conf.log_level == OFFLOAD_LOG_DEBUG, "log level");
@@ -129,9 +133,10 @@ test_defaults(void)
     offload_conf_t  conf;
 
     ok(parse(&conf, Q) == 0, "minimal config parses");
-    ok(strcmp(conf.redis.host, "127.0.0.1") == 0 && conf.redis.port == 6379,
+    ok(strcmp(conf.redis.addr.host, "127.0.0.1") == 0
+       && conf.redis.addr.port == 6379,
        "default redis");
-    ok(conf.password == NULL && conf.db == 0, "no password, db 0");
+    ok(conf.redis.password == NULL && conf.redis.db == 0, "no password, db 0");
     gethostname(host, sizeof(host));
     host[sizeof(host) - 1] = '\0';
     is_str(conf.node_name, host, "node_name defaults to the host name");
@@ -139,16 +144,17 @@ test_defaults(void)
     ok(conf.log_level == OFFLOAD_LOG_INFO, "log level defaults to info");
     ok(conf.heartbeat_ms == 1000 && conf.result_ttl_s == 60,
        "heartbeat 1s, result_ttl 60s");
-    ok(conf.redis_timeout_ms == 2000, "redis_timeout 2s");
+    ok(conf.redis.timeout_ms == 2000, "redis_timeout 2s");
     offload_conf_free(&conf);
 
     ok(parse(&conf, "redis_timeout 750ms;\n" Q) == 0
-       && conf.redis_timeout_ms == 750, "redis_timeout 750ms");
+       && conf.redis.timeout_ms == 750, "redis_timeout 750ms");
     offload_conf_free(&conf);
 
     ok(parse(&conf, "redis unix:/run/r.sock;\nlog syslog;\n" Q) == 0,
        "unix socket, log without level");
-    ok(conf.redis.is_unix && strcmp(conf.redis.host, "/run/r.sock") == 0,
+    ok(conf.redis.addr.is_unix
+       && strcmp(conf.redis.addr.host, "/run/r.sock") == 0,
        "unix path");
     offload_conf_free(&conf);
 }
@@ -278,8 +284,8 @@ test_errors(void)
         "directive", "restart_backoff with one time");
     bad("handler echo;\n" Q, "t.conf:1: \"handler\" directive is not allowed "
         "here", "queue directive at top level");
-    bad("queue echo {\n handler echo;\n db 1;\n}\n",
-        "t.conf:3: \"db\" directive is not allowed here",
+    bad("queue echo {\n handler echo;\n redis_timeout 1s;\n}\n",
+        "t.conf:3: \"redis_timeout\" directive is not allowed here",
         "main directive in a queue");
     bad("queue echo {\n queue x { handler echo; }\n}\n",
         "t.conf:2: \"queue\" directive is not allowed here", "nested queue");
@@ -287,10 +293,10 @@ test_errors(void)
     bad("", "t.conf:1: no \"queue\" defined", "empty file");
     bad("redis nohost:99999;\n" Q,
         "t.conf:1: invalid redis address \"nohost:99999\" (expected "
-        "host:port, [ipv6]:port or unix:/path)", "bad port");
+        EXPECTED_ADDR, "bad port");
     bad("redis unix:relative;\n" Q,
         "t.conf:1: invalid redis address \"unix:relative\" (expected "
-        "host:port, [ipv6]:port or unix:/path)", "relative unix path");
+        EXPECTED_ADDR, "relative unix path");
     bad("db -1;\n" Q, "t.conf:1: invalid \"db\" value \"-1\" (expected "
         "0..65535)",
         "negative db");
@@ -344,7 +350,8 @@ test_misc(void)
     offload_conf_free(&conf);
 
     ok(parse(&conf, "password 'it\\'s';\n" Q) == 0
-       && strcmp(conf.password, "it's") == 0, "backslash escape in a string");
+       && strcmp(conf.redis.password, "it's") == 0,
+       "backslash escape in a string");
     offload_conf_free(&conf);
 
     ok(offload_conf_parse(&conf, "t.conf", nul, sizeof(nul) - 1, err,
@@ -457,7 +464,7 @@ test_users(void)
     pw = getpwnam("nobody");
     gr = getgrnam("nogroup");
 
-    ok(parse(&conf, Q) == 0 && conf.user == NULL && conf.redis_user == NULL,
+    ok(parse(&conf, Q) == 0 && conf.user == NULL && conf.redis.user == NULL,
        "no user, no redis_user by default");
     offload_conf_free(&conf);
 
@@ -488,8 +495,8 @@ test_users(void)
         "user in a queue block");
 
     ok(parse(&conf, "redis_user offload-sidecar;\npassword pw;\n" Q) == 0
-       && strcmp(conf.redis_user, "offload-sidecar") == 0
-       && strcmp(conf.password, "pw") == 0, "redis_user with a password");
+       && strcmp(conf.redis.user, "offload-sidecar") == 0
+       && strcmp(conf.redis.password, "pw") == 0, "redis_user with a password");
     offload_conf_free(&conf);
 
     bad(Q "redis_user sidecar;\n", "t.conf:2: \"redis_user\" needs "
@@ -529,14 +536,14 @@ test_resolve(void)
 
     ok(load_text(&conf, "redis localhost:6390;\n" Q, path, err, sizeof(err))
        == 0
-       && (strcmp(conf.redis.host, "127.0.0.1") == 0
-           || strcmp(conf.redis.host, "::1") == 0)
-       && conf.redis.port == 6390,
+       && (strcmp(conf.redis.addr.host, "127.0.0.1") == 0
+           || strcmp(conf.redis.addr.host, "::1") == 0)
+       && conf.redis.addr.port == 6390,
        "a redis host name is resolved once, at load (%s)", err);
     offload_conf_free(&conf);
 
     ok(load_text(&conf, "redis 127.0.0.1:6390;\n" Q, path, err, sizeof(err))
-       == 0 && strcmp(conf.redis.host, "127.0.0.1") == 0,
+       == 0 && strcmp(conf.redis.addr.host, "127.0.0.1") == 0,
        "an address stays as it is");
     offload_conf_free(&conf);
 
@@ -549,6 +556,97 @@ test_resolve(void)
 
     ok(parse(&conf, "redis no-such-host.invalid:1;\n" Q) == 0,
        "parsing alone does not resolve");
+    offload_conf_free(&conf);
+}
+
+
+/* A queue's own Redis: what its block says, the rest inherited from the
+ * top level whether written before or after the block; resolved at load
+ * like the top level's. */
+static void
+test_queue_redis(void)
+{
+    char                         path[64], err[OFFLOAD_CONF_ERR_MAX];
+    offload_conf_t               conf;
+    const offload_conf_queue_t  *a, *b;
+
+    ok(parse(&conf, "queue a { handler echo; }\n"
+                    "queue b { handler echo; redis 10.0.0.2:6380; db 2;\n"
+                    "          redis_user bee; password pb; }\n"
+                    "redis 10.0.0.1:6379;\npassword top;\ndb 1;\n"
+                    "redis_timeout 700ms;\n") == 0,
+       "a queue names its own redis (%s)", err);
+    a = &conf.queues[0];
+    b = &conf.queues[1];
+    ok(strcmp(a->redis.addr.host, "10.0.0.1") == 0
+       && a->redis.addr.port == 6379 && a->redis.db == 1
+       && a->redis.user == NULL && strcmp(a->redis.password, "top") == 0
+       && a->redis.timeout_ms == 700,
+       "a queue without one inherits the top level's");
+    ok(offload_redis_endpoint_same(&a->redis, &conf.redis),
+       "the same endpoint as the top level");
+    ok(strcmp(b->redis.addr.host, "10.0.0.2") == 0
+       && b->redis.addr.port == 6380 && b->redis.db == 2
+       && strcmp(b->redis.user, "bee") == 0
+       && strcmp(b->redis.password, "pb") == 0
+       && b->redis.timeout_ms == 700,
+       "the queue's own redis, db, redis_user and password");
+    ok(!offload_redis_endpoint_same(&a->redis, &b->redis),
+       "another endpoint");
+    offload_conf_free(&conf);
+
+    ok(parse(&conf, "password top;\nqueue b { handler echo; "
+                    "redis 10.0.0.2:6380; }\n") == 0
+       && strcmp(conf.queues[0].redis.password, "top") == 0
+       && conf.queues[0].redis.db == 0,
+       "each directive inherits on its own: password");
+
+    offload_conf_free(&conf);
+
+    bad("queue b {\n handler echo;\n redis_user u;\n}\n",
+        "t.conf:3: \"redis_user\" needs \"password\"",
+        "a queue's redis_user without a password");
+    bad("queue b {\n handler echo;\n redis a:b:c;\n}\n",
+        "t.conf:3: invalid redis address \"a:b:c\" (expected "
+        EXPECTED_ADDR, "a queue's bad redis address");
+    bad(Q "redis 127.0.0.1 wait_replicas=x;\n",
+        "t.conf:2: invalid redis parameter \"wait_replicas=x\" (expected "
+        "wait_replicas=0..16)", "a bad wait_replicas");
+    bad(Q "redis sentinel://127.0.0.1:1;\n",
+        "t.conf:2: invalid sentinel address \"sentinel://127.0.0.1:1\" "
+        "(expected sentinel://host:port[,host:port...]/<master name>)",
+        "sentinels without a master name");
+    bad(Q "redis sentinel://a:1,unix:/x/m;\n",
+        "t.conf:2: invalid sentinel \"unix:/x\" in "
+        "\"sentinel://a:1,unix:/x/m\" (expected host:port or [ipv6]:port)",
+        "a unix sentinel");
+
+    ok(parse(&conf, Q "redis sentinel://10.0.0.1:26380,[::1],h/mymaster "
+                    "wait_replicas=1;\n") == 0
+       && conf.redis.nsentinels == 3
+       && strcmp(conf.redis.sentinels[0].host, "10.0.0.1") == 0
+       && conf.redis.sentinels[0].port == 26380
+       && strcmp(conf.redis.sentinels[1].host, "::1") == 0
+       && conf.redis.sentinels[1].port == 26379
+       && strcmp(conf.redis.sentinels[2].host, "h") == 0
+       && conf.redis.sentinels[2].port == 26379
+       && strcmp(conf.redis.master, "mymaster") == 0
+       && conf.redis.wait_replicas == 1
+       && conf.queues[0].redis.nsentinels == 3
+       && conf.queues[0].redis.wait_replicas == 1,
+       "sentinels (port 26379 by default), master, wait_replicas, "
+       "inherited (%s)", err);
+    offload_conf_free(&conf);
+    bad("queue b {\n handler echo;\n db 1;\n db 2;\n}\n",
+        "t.conf:4: \"db\" directive is duplicate", "db twice in a queue");
+
+    ok(load_text(&conf, "queue b { handler echo; redis localhost:6391; }\n",
+                 path, err, sizeof(err))
+       == 0
+       && (strcmp(conf.queues[0].redis.addr.host, "127.0.0.1") == 0
+           || strcmp(conf.queues[0].redis.addr.host, "::1") == 0)
+       && conf.queues[0].redis.addr.port == 6391,
+       "a queue's redis host is resolved at load (%s)", err);
     offload_conf_free(&conf);
 }
 
@@ -661,6 +759,7 @@ main(void)
     test_misc();
     test_users();
     test_resolve();
+    test_queue_redis();
     test_load_module();
     test_command();
     return done_testing();

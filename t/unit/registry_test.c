@@ -49,7 +49,7 @@ document(offload_supervisor_t *sup)
     json_t        *doc;
     json_error_t   jerr;
 
-    text = offload_registry_json(sup, 1700000001234LL);
+    text = offload_registry_json(sup, NULL, 1700000001234LL);
     doc = json_loads(text, 0, &jerr);
     free(text);
     return doc;

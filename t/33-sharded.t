@@ -1,0 +1,214 @@
+#!/usr/bin/perl
+# Sharding by queue: one sidecar serves queue a on one Redis and queue b on
+# another (b's block names its own redis); nginx passes each location to
+# its queue's Redis.  Jobs go through both, each Redis holds only its own
+# queue's keys and a node document listing its own queue, a worker of b
+# killed mid-job is restarted and its job run again from b's Redis, and
+# offloadctl reading both Redis servers (-r twice, or the config) shows
+# both queues.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use OffloadTest;
+
+my $dir = tmpdir();
+my $port_a = start_redis();
+my $port_b = free_port();
+spawn('redis_b', "$dir/redis_b.log", {}, 'redis-server', '--port', $port_b,
+    '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', $dir,
+    '--daemonize', 'no');
+ok(wait_until(sub { (redis_cmd_at($port_b, 'PING') // '') eq 'PONG' }, 10,
+    'second redis-server'), "second Redis on port $port_b");
+
+start_sidecar(want => { a => 2 }, conf => <<"CONF");
+claim_idle 1s;
+queue a { handler echo; workers 2; }
+queue b { handler sleep; workers 1; redis 127.0.0.1:$port_b; }
+CONF
+my $node = node_name();
+
+start_nginx(http => <<"HTTP");
+server {
+    listen 127.0.0.1:\@PORT\@;
+    location = /jobs/a { offload_redis 127.0.0.1:$port_a; offload_pass a; }
+    location = /jobs/b { offload_redis 127.0.0.1:$port_b; offload_pass b; }
+}
+HTTP
+
+# ---- the node document on each Redis lists the queues that live there
+sub doc_at {
+    my $v = redis_cmd_at($_[0], 'GET', "offload:node:$node");
+    return defined $v && !ref $v ? json_decode($v) : undef;
+}
+my $doc_b;
+ok(wait_until(sub {
+    $doc_b = doc_at($port_b);
+    $doc_b && ($doc_b->{queues}{b}{workers}[0]{pid} // 0) > 0;
+}, scaled(10), 'node document on the second Redis'),
+    'the node registers on the second Redis too');
+is_deeply([ sort keys %{ node_doc()->{queues} } ], ['a'],
+    'the first Redis\'s document lists queue a only');
+is_deeply([ sort keys %{ $doc_b->{queues} || {} } ], ['b'],
+    'the second\'s lists queue b only');
+ok(redis_cmd_at($port_b, 'SISMEMBER', 'offload:nodes', $node),
+    'the node is a member of offload:nodes on the second Redis');
+
+# ---- jobs through both
+ok(wait_until(sub {
+    http('POST', '/jobs/a', '{"x":1}')->{status} == 200
+        && http('POST', '/jobs/b', '{"ms":1}')->{status} == 200;
+}, scaled(15), 'both locations answer'), 'nginx reaches both queues');
+my $ok = 0;
+for my $i (1 .. 20) {
+    my $r = http('POST', $i % 2 ? '/jobs/a' : '/jobs/b',
+        $i % 2 ? qq({"i":$i}) : '{"ms":1}');
+    $ok++ if $r->{status} == 200
+        && ($i % 2 ? ($r->{json}{i} // 0) == $i : defined $r->{json}{ms});
+}
+is($ok, 20, '20 jobs answered, 10 per queue, each by its own handler');
+unlike(redis_cmd('INFO', 'commandstats'), qr/^cmdstat_wait:/m,
+    'no WAIT without wait_replicas');
+
+# ---- each Redis holds only its own queue's keys
+my $keys_a = redis_cmd('KEYS', 'offload:{*}:*');
+my $keys_b = redis_cmd_at($port_b, 'KEYS', 'offload:{*}:*');
+ok((grep { /^offload:\{a\}:jobs$/ } @$keys_a), 'stream of a on the first');
+ok(!(grep { /^offload:\{b\}:/ } @$keys_a), 'nothing of b on the first')
+    or diag("@$keys_a");
+ok((grep { /^offload:\{b\}:jobs$/ } @$keys_b), 'stream of b on the second');
+ok(!(grep { /^offload:\{a\}:/ } @$keys_b), 'nothing of a on the second')
+    or diag("@$keys_b");
+is(redis_cmd_at($port_b, 'XINFO', 'GROUPS', 'offload:{b}:jobs')->[0][1],
+    'workers', 'b\'s workers read b\'s stream on the second Redis');
+
+# ---- a worker of b killed mid-job: restarted, and the job runs again
+my $old = $doc_b->{queues}{b}{workers}[0]{pid};
+my $sock = send_post('/jobs/b', '{"ms":1500}');
+ok(wait_until(sub {
+    my $w = doc_at($port_b)->{queues}{b}{workers}[0];
+    ($w->{state} // '') eq 'busy' && $w->{pid} == $old;
+}, scaled(10), 'b\'s worker busy'), 'b\'s worker runs the job');
+ok(kill('KILL', $old), "killed b's worker (pid $old)");
+my $new;
+ok(wait_until(sub {
+    $new = doc_at($port_b)->{queues}{b}{workers}[0]{pid};
+    $new && $new != $old;
+}, scaled(10), 'a new worker for b'), 'b\'s slot has a new worker');
+my $answer = read_answer($sock, scaled(20));
+is($answer->{status}, 200, 'the killed job ran again and answered 200');
+ok(($answer->{json}{ms} // 0) >= 1500, 'with its own result: slept 1.5 s')
+    or diag(explain($answer));
+my $crash = redis_cmd_at($port_b, 'XREVRANGE', 'offload:events', '+', '-',
+    'COUNT', '20');
+ok((grep { my %f = @{ $_->[1] }; ($f{type} // '') eq 'crash'
+           && ($f{queue} // '') eq 'b' } @$crash),
+    'the crash event is on b\'s Redis');
+
+# ---- reload: a queue may not move to a Redis the node does not use yet
+my $conf = sidecar_conf_file();
+my $text = slurp($conf);
+my $other = free_port();
+(my $moved = $text) =~ s/redis 127\.0\.0\.1:$port_b;/redis 127.0.0.1:$other;/
+    or die 'no queue b redis line';
+spew($conf, $moved);
+kill 'HUP', sidecar_pid();
+ok(wait_until(sub {
+    slurp("$dir/sidecar.log") =~ /reload refused.*a queue's redis/
+}, scaled(10), 'reload refused'), 'a reload moving b to a new Redis is '
+    . 'refused') or diag(slurp("$dir/sidecar.log"));
+ok(wait_until(sub {
+    grep { $_->{report}{error} =~ /a queue's redis/ }
+        @{ events('reload_failed') };
+}, scaled(10), 'reload_failed event'), 'reload_failed event on the first '
+    . 'queue\'s Redis');
+is(http('POST', '/jobs/b', '{"ms":1}')->{status}, 200, 'b still served');
+
+spew($conf, $text . "queue c { handler echo; redis 127.0.0.1:$port_b; }\n");
+kill 'HUP', sidecar_pid();
+ok(wait_until(sub {
+    my $d = doc_at($port_b);
+    $d && ($d->{queues}{c}{workers}[0]{pid} // 0) > 0;
+}, scaled(15), 'queue c on the second Redis'), 'a reload adding a queue on '
+    . 'a Redis the node already uses: its document there lists it');
+is_deeply([ sort keys %{ node_doc()->{queues} } ], ['a'],
+    'and the first\'s still lists a only');
+
+# ---- offloadctl reads both
+my $ctl = build_path('offloadctl');
+my $out = `$ctl -r 127.0.0.1:$port_a -r 127.0.0.1:$port_b queues 2>&1`;
+is($? >> 8, 0, 'offloadctl -r a -r b queues: exit 0') or diag($out);
+like($out, qr/^a\s/m, 'lists queue a');
+like($out, qr/^b\s/m, 'lists queue b');
+
+$out = `$ctl -c ${\ sidecar_conf_file()} status --json 2>&1`;
+is($? >> 8, 0, 'offloadctl -c status: exit 0') or diag($out);
+my $docs = json_decode($out) || [];
+my @mine = grep { $_->{node} eq $node } @$docs;
+is(scalar @mine, 1, 'the config\'s two Redis servers: one node document');
+is_deeply([ sort keys %{ $mine[0]{queues} || {} } ], [ 'a', 'b', 'c' ],
+    'listing the queues of both');
+
+$out = `$ctl -r 127.0.0.1:$port_a -r 127.0.0.1:$port_b top -b -n 1 2>&1`;
+is($? >> 8, 0, 'offloadctl top -b over both: exit 0') or diag($out);
+like($out, qr/workers 4\b/, 'top counts the workers of both');
+
+$out = `$ctl -c ${\ sidecar_conf_file()} events -n 100 2>&1`;
+is($? >> 8, 0, 'offloadctl -c events: exit 0') or diag($out);
+like($out, qr/^\S+ crash +\Q$node\E b\b/m, 'with the crash on b\'s Redis');
+like($out, qr/^\S+ reload_failed +\Q$node\E/m,
+    'and the refused reload on a\'s');
+
+$out = `$ctl -r 127.0.0.1:$port_a queues 2>&1`;
+unlike($out, qr/^b\s/m, 'one -r: the first Redis alone has no queue b');
+
+# ---- a node lost while it runs a job of b: another node claims it on
+# b's Redis (drained meanwhile, so that the second node takes the job)
+my $node2 = "$node-2";
+spew("$dir/sidecar2.conf", <<"CONF");
+redis 127.0.0.1:$port_a;
+node_name $node2;
+log $dir/sidecar2.log info;
+heartbeat 200ms;
+claim_idle 1s;
+queue b { handler sleep; workers 1; redis 127.0.0.1:$port_b; }
+CONF
+spawn('sidecar2', "$dir/sidecar2.stderr", {}, build_path('offload-sidecar'),
+    '-c', "$dir/sidecar2.conf");
+my $doc2;
+ok(wait_until(sub {
+    my $v = redis_cmd_at($port_b, 'GET', "offload:node:$node2");
+    $doc2 = defined $v && !ref $v ? json_decode($v) : undef;
+    $doc2 && ($doc2->{queues}{b}{workers}[0]{pid} // 0) > 0;
+}, scaled(15), 'second node on b'), 'a second node serves b');
+my $conf_opt = "-c " . sidecar_conf_file();
+$out = `$ctl $conf_opt drain -t 10 $node 2>&1`;
+is($? >> 8, 0, 'offloadctl drain over both Redis servers') or diag($out);
+$sock = send_post('/jobs/b', '{"ms":2000}');
+my $lost_worker;
+ok(wait_until(sub {
+    my $v = redis_cmd_at($port_b, 'GET', "offload:node:$node2");
+    my $w = json_decode($v // '')->{queues}{b}{workers}[0];
+    $lost_worker = $w->{pid};
+    ($w->{state} // '') eq 'busy';
+}, scaled(10), 'second node runs the job'), 'the second node runs the job');
+ok(kill('KILL', proc_pid('sidecar2'), $lost_worker),
+    'SIGKILLed the second node and its worker');
+$out = `$ctl $conf_opt resume -t 10 $node 2>&1`;
+is($? >> 8, 0, 'offloadctl resume') or diag($out);
+$answer = read_answer($sock, scaled(30));
+is($answer->{status}, 200, 'the lost node\'s job answered 200');
+ok(($answer->{json}{ms} // 0) >= 2000, 'having run again in full');
+like(slurp("$dir/sidecar.log"), qr/queue b: claimed entry \S+ of a lost node/,
+    'the first node claimed it from b\'s Redis');
+
+# ---- a clean stop removes the node from both
+stop_sidecar();
+ok(!defined doc_at($port_b) && !node_doc(),
+    'a clean stop removes the node document from both Redis servers');
+ok(!redis_cmd_at($port_b, 'SISMEMBER', 'offload:nodes', $node),
+    'and its name from offload:nodes on the second');
+
+finish();
