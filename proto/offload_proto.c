@@ -26,13 +26,13 @@
  * A job's record, read before its result is stored (the locals rec,
  * rec_ttl, rec_status set): ended (it exists, an async job's or a keyed
  * sync job's, and was not cancelled while the job ran: that is its end
- * already) makes the result live rec_ttl ms, not ttl_s s.
+ * already) makes the result live rec_ttl ms, not ttl_ms.
  */
 #define OFFLOAD_RECORD_READ_LUA                                              \
     "  local rec_was = rec and rec ~= '' and redis.call('HMGET', rec,"       \
     " 'status', 'sync', 'waited')\n"                                         \
     "  local ended = rec_was and rec_was[1] and rec_was[1] ~= 'cancelled'\n" \
-    "  local result_ms = ended and rec_ttl or tonumber(ttl_s) * 1000\n"
+    "  local result_ms = ended and rec_ttl or ttl_ms\n"
 
 /*
  * The end of a job with a record, after its result is stored: the record
@@ -78,7 +78,7 @@
  */
 #define OFFLOAD_FINISH_LUA                                                   \
     "local function finish(rkey, result, channel, stage, rec, rec_ttl,"      \
-    " rec_status, ttl_s)\n"                                                  \
+    " rec_status, ttl_ms)\n"                                                  \
     OFFLOAD_RECORD_READ_LUA                                                  \
     "  local stored = 0\n"                                                   \
     "  if stage then\n"                                                      \
@@ -146,7 +146,7 @@
 const char  offload_complete_script[] =
     OFFLOAD_NOW_LUA
     OFFLOAD_FINISH_LUA
-    "local stream, group, ttl_s = KEYS[1], ARGV[1], ARGV[2]\n"
+    "local stream, group, ttl_ms = KEYS[1], ARGV[1], ARGV[2]\n"
     "local ids, plain, stored, err, k = {}, {}, 0, nil, 2\n"
     "for a = 3, #ARGV - " OFFLOAD_STR(OFFLOAD_COMPLETE_ARGS) " + 1, "
     OFFLOAD_STR(OFFLOAD_COMPLETE_ARGS) " do\n"
@@ -158,7 +158,7 @@ const char  offload_complete_script[] =
     "  if string.find(shape, 's', 1, true) then stage = KEYS[k]; k = k + 1"
     " end\n"
     "  local r = finish(rkey, ARGV[a + 1], ARGV[a + 2], stage, ARGV[a + 4],"
-    " ARGV[a + 5], ARGV[a + 6], ttl_s)\n"
+    " ARGV[a + 5], ARGV[a + 6], ttl_ms)\n"
     "  if type(r) == 'table' then err = r; break end\n"
     "  stored = stored + r\n"
     "  ids[#ids + 1] = id\n"
@@ -201,7 +201,7 @@ const char  offload_dead_script[] =
     "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',"
     " unpack(ARGV, 7))\n"
     "local stored = finish(KEYS[2], ARGV[3], ARGV[5], nil, rec, rec_ttl,"
-    " rec_status, ARGV[4])\n"
+    " rec_status, tostring(tonumber(ARGV[4]) * 1000))\n"
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
     "redis.call('PEXPIRE', KEYS[4], " OFFLOAD_STR(OFFLOAD_DEAD_BODY_TTL)
     " * 1000)\n"

@@ -307,7 +307,7 @@ void offload_job_id_format(char *buf, const char *nonce, uint64_t seq);
  * finished in the same turn of its loop in one call).
  *
  *   KEYS[1] stream          ARGV[1] group
- *   then for each job:      ARGV[2] result TTL in seconds
+ *   then for each job:      ARGV[2] result TTL in ms
  *   its result key,         then OFFLOAD_COMPLETE_ARGS for each job:
  *   its body key if its       entry id,
  *   shape has 'b',            encoded result, or for a staged one the

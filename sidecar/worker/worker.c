@@ -489,8 +489,8 @@ send_completion(offload_worker_t *w, completion_t *c)
     argvlen[2] = (size_t) snprintf(numkeys, sizeof(numkeys), "%d", keys);
     argv[argc] = OFFLOAD_GROUP;
     argvlen[argc++] = sizeof(OFFLOAD_GROUP) - 1;
-    argv[argc] = w->ttl;
-    argvlen[argc++] = strlen(w->ttl);
+    argv[argc] = w->ttl_ms;
+    argvlen[argc++] = strlen(w->ttl_ms);
 
     for (j = c; j != NULL; j = j->next) {
         for (i = C_ENTRY; i < C_ARGS; i++) {
@@ -594,12 +594,16 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
         return;
     }
 
+    /* only the keys the job has: most have no body key, nor a result
+     * big enough to be staged */
     keylen = offload_result_key(c->buf, KEY_ROOM, q, qlen, job_id->data,
                                 job_id->len);
-    bodylen = offload_body_key(c->buf + KEY_ROOM, KEY_ROOM, q, qlen,
-                               job_id->data, job_id->len);
-    stagelen = offload_stage_key(c->buf + 2 * KEY_ROOM, KEY_ROOM, q, qlen,
-                                 job_id->data, job_id->len, w->consumer);
+    bodylen = !w->body_keyed ? 0
+              : offload_body_key(c->buf + KEY_ROOM, KEY_ROOM, q, qlen,
+                                 job_id->data, job_id->len);
+    stagelen = blen + OFFLOAD_RESULT_HEADER_MAX <= OFFLOAD_NOTICE_OVER ? 0
+               : offload_stage_key(c->buf + 2 * KEY_ROOM, KEY_ROOM, q, qlen,
+                                   job_id->data, job_id->len, w->consumer);
     if (keylen < 0 || bodylen < 0 || stagelen < 0) {
         completion_put(w, c);
         log_error("%s: job id too long in entry %.*s", w->name,
@@ -638,8 +642,7 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
 
     c->eval = 0;
     set_arg(c, C_RESULT_KEY, c->buf, (size_t) keylen);
-    set_arg(c, C_BODY_KEY, c->buf + KEY_ROOM,
-            w->body_keyed ? (size_t) bodylen : 0);
+    set_arg(c, C_BODY_KEY, c->buf + KEY_ROOM, (size_t) bodylen);
     set_arg(c, C_STAGE_KEY, c->buf + 2 * KEY_ROOM,
             staged ? (size_t) stagelen : 0);
     set_arg(c, C_ENTRY, c->buf + 3 * KEY_ROOM, entry_id->len);
