@@ -14,8 +14,9 @@
  * Completions are pipelined: they are sent without waiting for replies and
  * the next XREADGROUP follows the batch on the same connection, so Redis
  * sees them in order.  The jobs finished in one turn of the loop (up to
- * COMPLETE_BATCH_MAX) are completed by one EVALSHA: the script's own cost
- * and one XACK and one XDEL are paid once for all of them.  A completion's
+ * COMPLETE_BATCH_MAX, and as many as COMPLETE_BATCH_BYTES of results hold)
+ * are completed by one EVALSHA: the script's own cost and one XACK and one
+ * XDEL are paid once for all of them.  A completion's
  * arguments are kept until its reply arrives, for the EVAL fallback on
  * NOSCRIPT; their buffers are recycled through a free list so the steady
  * state allocates nothing per job besides the JSON documents themselves.
@@ -62,7 +63,10 @@
 #define QUOTE_VALUE(n)    QUOTE(n)
 #define PAUSE_CHECK_S     0.1
 #define WORK_SLICE_US     1000
-#define COMPLETE_BATCH_MAX 32       /* jobs completed by one EVALSHA */
+#define COMPLETE_BATCH_MAX 32       /* jobs completed by one EVALSHA, */
+#define COMPLETE_BATCH_BYTES (256 << 10)    /* and results' bytes: no
+                                               batch of big results makes
+                                               one huge command */
 #define ENTRY_ID_MAX      64        /* "<ms>-<seq>": 41 at most */
 #define KEY_ROOM          512       /* a result, body or staging key */
 #define STAGE_WINDOW      2         /* slice commands in flight */
@@ -184,6 +188,7 @@ struct offload_worker_s {
     completion_t                *ready;         /* to send, in order */
     completion_t                *ready_tail;
     unsigned                     nready;
+    size_t                       ready_bytes;
     ev_prepare                   flush;         /* sends them before the
                                                    loop waits */
     stage_t                      stage;
@@ -524,6 +529,7 @@ flush_completions(offload_worker_t *w)
     w->ready = NULL;
     w->ready_tail = NULL;
     w->nready = 0;
+    w->ready_bytes = 0;
     ev_prepare_stop(w->loop, &w->flush);
 
     if (send_completion(w, c) != 0) {
@@ -556,8 +562,11 @@ completion_ready(offload_worker_t *w, completion_t *c)
     }
 
     w->ready_tail = c;
+    w->ready_bytes += c->arglen[C_RESULT];
 
-    if (++w->nready == COMPLETE_BATCH_MAX) {
+    if (++w->nready == COMPLETE_BATCH_MAX
+        || w->ready_bytes >= COMPLETE_BATCH_BYTES)
+    {
         flush_completions(w);
     }
 }
@@ -2230,6 +2239,7 @@ disconnected(offload_redis_conn_t *rc)
     w->ready = NULL;
     w->ready_tail = NULL;
     w->nready = 0;
+    w->ready_bytes = 0;
     ev_prepare_stop(w->loop, &w->flush);
 
     if (w->body.entry != NULL) {
