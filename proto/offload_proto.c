@@ -78,13 +78,13 @@
  */
 #define OFFLOAD_FINISH_LUA                                                   \
     "local function finish(rkey, result, channel, stage, rec, rec_ttl,"      \
-    " rec_status, ttl_ms)\n"                                                  \
+    " rec_status, ttl_ms)\n"                                                 \
     OFFLOAD_RECORD_READ_LUA                                                  \
     "  local stored = 0\n"                                                   \
     "  if stage then\n"                                                      \
     "    if redis.call('LLEN', stage) ~= tonumber(result) then\n"            \
     "      return redis.error_reply('STAGE staging key ' .. stage .."        \
-    " ' is missing or does not hold ' .. result .. ' elements')\n"          \
+    " ' is missing or does not hold ' .. result .. ' elements')\n"           \
     "    end\n"                                                              \
     "    if redis.call('EXISTS', rkey) == 1 then\n"                          \
     "      redis.call('UNLINK', stage)\n"                                    \
