@@ -26,13 +26,13 @@
  * A job's record, read before its result is stored (the locals rec,
  * rec_ttl, rec_status set): ended (it exists, an async job's or a keyed
  * sync job's, and was not cancelled while the job ran: that is its end
- * already) makes the result live rec_ttl ms, not ARGV[4] s.
+ * already) makes the result live rec_ttl ms, not ttl_ms.
  */
 #define OFFLOAD_RECORD_READ_LUA                                              \
-    "local rec_was = rec and rec ~= '' and redis.call('HMGET', rec,"         \
+    "  local rec_was = rec and rec ~= '' and redis.call('HMGET', rec,"       \
     " 'status', 'sync', 'waited')\n"                                         \
-    "local ended = rec_was and rec_was[1] and rec_was[1] ~= 'cancelled'\n"   \
-    "local result_ms = ended and rec_ttl or tonumber(ARGV[4]) * 1000\n"
+    "  local ended = rec_was and rec_was[1] and rec_was[1] ~= 'cancelled'\n" \
+    "  local result_ms = ended and rec_ttl or ttl_ms\n"
 
 /*
  * The end of a job with a record, after its result is stored: the record
@@ -45,92 +45,85 @@
  * is seen ended by that read).
  */
 #define OFFLOAD_RECORD_END_LUA                                               \
-    "if ended then\n"                                                        \
-    "  redis.call('HSET', rec, 'status', rec_status, 'finished_at',"         \
+    "  if ended then\n"                                                      \
+    "    redis.call('HSET', rec, 'status', rec_status, 'finished_at',"       \
     " now_ms())\n"                                                           \
-    "  redis.call('PEXPIRE', rec, rec_ttl)\n"                                \
-    "  if stored == 0 then redis.call('PEXPIRE', KEYS[2], rec_ttl) end\n"    \
-    "  if not rec_was[2] or rec_was[3] then\n"                               \
-    "    redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "',"                    \
+    "    redis.call('PEXPIRE', rec, rec_ttl)\n"                              \
+    "    if stored == 0 then redis.call('PEXPIRE', rkey, rec_ttl) end\n"     \
+    "    if not rec_was[2] or rec_was[3] then\n"                             \
+    "      redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "',"                  \
     " string.sub(rec, #'" OFFLOAD_JOB_RECORD_PREFIX "' + 1))\n"             \
-    "  end\n"                                                                \
-    "end\n"
+    "    end\n"                                                              \
+    "  end\n"
 
 /*
- * The completion steps, shared by the dead-letter script below, which sets
- * the locals body (the job's body key), stage (a staging key, or nil) and
- * keep_body first.  A staged result (a list: its header line, then its
- * body in slices) is renamed into place, after checking it is whole
- * (ARGV[3] is then its number of elements).  Whatever is stored is read
- * back for the publish without loading a big one into Lua (that would hold
- * up Redis as long as one big command): a list only by its first element,
- * the header, for the notice "ON<version> <job id>"; a string by its
- * length, and over OFFLOAD_NOTICE_OVER bytes (stored by an older sidecar)
- * by its head; the waiting nginx reads the stored result.  LLEN tells a
- * list (a string answers WRONGTYPE, caught by pcall; a missing key 0).
- * A string this call stored is ARGV[3]: published (or its notice) with no
- * read back.
+ * finish(): one job's answer, shared by the completion and dead-letter
+ * scripts below (each acks and deletes the entry itself; now_ms defined
+ * before it).  Stores the result rkey unless stored already, publishes
+ * it on channel ("": none), ends the record rec ("" or nil: none); returns
+ * 1 when this call stored the result, 0 when an earlier run had, or an
+ * error reply for a staging key that is not whole.  A staged result (a
+ * list: its header line, then its body in slices) is renamed into place,
+ * after checking it is whole (result is then its number of elements).
+ * Whatever is stored is read back for the publish without loading a big
+ * one into Lua (that would hold up Redis as long as one big command): a
+ * list only by its first element, the header, for the notice
+ * "ON<version> <job id>"; a string by its length, and over
+ * OFFLOAD_NOTICE_OVER bytes (stored by an older sidecar) by its head; the
+ * waiting nginx reads the stored result.  LLEN tells a list (a string
+ * answers WRONGTYPE, caught by pcall; a missing key 0).  A string this
+ * call stored is result: published (or its notice) with no read back.
  * Without a reply channel (a job submitted "fire and forget") nothing is
- * read back nor published.  The body goes only with the entry: a
- * completion that finds the entry no longer pending (it went to the dead
- * letters, or was failed and requeued, meanwhile) leaves the body to
- * whoever took the entry.  UNLINK: Redis
- * frees a big value off its main thread.
+ * read back nor published.
  */
-#define OFFLOAD_COMPLETE_LUA                                                 \
+#define OFFLOAD_FINISH_LUA                                                   \
+    "local function finish(rkey, result, channel, stage, rec, rec_ttl,"      \
+    " rec_status, ttl_ms)\n"                                                 \
     OFFLOAD_RECORD_READ_LUA                                                  \
-    "local stored = 0\n"                                                     \
-    "if stage then\n"                                                        \
-    "  if redis.call('LLEN', stage) ~= tonumber(ARGV[3]) then\n"             \
-    "    return redis.error_reply('STAGE staging key ' .. stage .."          \
-    " ' is missing or does not hold ' .. ARGV[3] .. ' elements')\n"          \
-    "  end\n"                                                                \
-    "  if redis.call('EXISTS', KEYS[2]) == 1 then\n"                         \
-    "    redis.call('UNLINK', stage)\n"                                      \
-    "  else\n"                                                               \
-    "    redis.call('RENAME', stage, KEYS[2])\n"                             \
-    "    redis.call('PEXPIRE', KEYS[2], result_ms)\n"                        \
+    "  local stored = 0\n"                                                   \
+    "  if stage then\n"                                                      \
+    "    if redis.call('LLEN', stage) ~= tonumber(result) then\n"            \
+    "      return redis.error_reply('STAGE staging key ' .. stage .."        \
+    " ' is missing or does not hold ' .. result .. ' elements')\n"           \
+    "    end\n"                                                              \
+    "    if redis.call('EXISTS', rkey) == 1 then\n"                          \
+    "      redis.call('UNLINK', stage)\n"                                    \
+    "    else\n"                                                             \
+    "      redis.call('RENAME', stage, rkey)\n"                              \
+    "      redis.call('PEXPIRE', rkey, result_ms)\n"                         \
+    "      stored = 1\n"                                                     \
+    "    end\n"                                                              \
+    "  elseif redis.call('SET', rkey, result, 'NX', 'PX', result_ms) then\n" \
     "    stored = 1\n"                                                       \
     "  end\n"                                                                \
-    "elseif redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', result_ms)"      \
-    " then\n"                                                                \
-    "  stored = 1\n"                                                         \
-    "end\n"                                                                  \
-    "local msg = false\n"                                                    \
-    "local elements = ARGV[5] ~= '' and (stored == 0 or stage)"              \
-    " and redis.pcall('LLEN', KEYS[2])\n"                                    \
-    "if ARGV[5] == '' then\n"                                                \
-    "  msg = false\n"                                                        \
-    "elseif not elements then\n"                                             \
-    "  msg = ARGV[3]\n"                                                      \
-    "  if #msg > " OFFLOAD_STR(OFFLOAD_NOTICE_OVER) " then\n"                \
-    "    local head = string.match(string.sub(msg, 1, 256),"                 \
+    "  local msg = false\n"                                                  \
+    "  local elements = channel ~= '' and (stored == 0 or stage)"            \
+    " and redis.pcall('LLEN', rkey)\n"                                       \
+    "  if channel == '' then\n"                                              \
+    "    msg = false\n"                                                      \
+    "  elseif not elements then\n"                                           \
+    "    msg = result\n"                                                     \
+    "    if #msg > " OFFLOAD_STR(OFFLOAD_NOTICE_OVER) " then\n"              \
+    "      local head = string.match(string.sub(msg, 1, 256),"               \
     " '^OR(%d+ [^ ]+)')\n"                                                   \
-    "    msg = head and 'ON' .. head\n"                                      \
-    "  end\n"                                                                \
-    "elseif type(elements) == 'number' and elements > 0 then\n"              \
-    "  local head = string.match(redis.call('LINDEX', KEYS[2], 0),"          \
+    "      msg = head and 'ON' .. head\n"                                    \
+    "    end\n"                                                              \
+    "  elseif type(elements) == 'number' and elements > 0 then\n"            \
+    "    local head = string.match(redis.call('LINDEX', rkey, 0),"           \
     " '^OR(%d+ [^ ]+)')\n"                                                   \
-    "  if head then msg = 'ON' .. head end\n"                                \
-    "elseif redis.call('STRLEN', KEYS[2]) > "                                \
+    "    if head then msg = 'ON' .. head end\n"                              \
+    "  elseif redis.call('STRLEN', rkey) > "                                 \
     OFFLOAD_STR(OFFLOAD_NOTICE_OVER) " then\n"                               \
-    "  local head = string.match(redis.call('GETRANGE', KEYS[2], 0, 255),"   \
+    "    local head = string.match(redis.call('GETRANGE', rkey, 0, 255),"    \
     " '^OR(%d+ [^ ]+)')\n"                                                   \
-    "  if head then msg = 'ON' .. head end\n"                                \
-    "else\n"                                                                 \
-    "  msg = redis.call('GET', KEYS[2])\n"                                   \
-    "end\n"                                                                  \
-    "if msg then redis.call('PUBLISH', ARGV[5], msg) end\n"                  \
-    "local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"          \
-    "redis.call('XDEL', KEYS[1], ARGV[2])\n"                                 \
-    "if keep_body then\n"                                                    \
-    "  redis.call('PEXPIRE', body, " OFFLOAD_STR(OFFLOAD_DEAD_BODY_TTL)      \
-    " * 1000)\n"                                                             \
-    "elseif acked == 1 then\n"                                               \
-    "  redis.call('UNLINK', body)\n"                                         \
-    "end\n"                                                                  \
+    "    if head then msg = 'ON' .. head end\n"                              \
+    "  else\n"                                                               \
+    "    msg = redis.call('GET', rkey)\n"                                    \
+    "  end\n"                                                                \
+    "  if msg then redis.call('PUBLISH', channel, msg) end\n"                \
     OFFLOAD_RECORD_END_LUA                                                   \
-    "return stored\n"
+    "  return stored\n"                                                      \
+    "end\n"
 
 /* Only the caller that acks the entry acts on it: a job failed twice at
  * once (its node lost and claimed by two others) is handled once. */
@@ -139,11 +132,46 @@
     "  return false\n"                                                       \
     "end\n"
 
+/*
+ * The completion of one or more jobs (OFFLOAD_COMPLETE_ARGS arguments
+ * each): each finished, then the entries acked and deleted, all in one
+ * XACK and one XDEL, except that a job with a body key ('b' in its shape)
+ * is acked alone and its body unlinked when this call acked its entry (a
+ * completion that finds the entry no longer pending, dead-lettered or
+ * failed and requeued meanwhile, leaves the body to whoever took it; a job
+ * without the shape's 'b' has no body key).  UNLINK: Redis frees a big
+ * value off its main thread.  A staging error stops at that job: the jobs
+ * before it are acked and deleted, the rest left pending.
+ */
 const char  offload_complete_script[] =
     OFFLOAD_NOW_LUA
-    "local body, stage, keep_body = KEYS[3], KEYS[4], false\n"
-    "local rec, rec_ttl, rec_status = ARGV[6], ARGV[7], ARGV[8]\n"
-    OFFLOAD_COMPLETE_LUA;
+    OFFLOAD_FINISH_LUA
+    "local stream, group, ttl_ms = KEYS[1], ARGV[1], ARGV[2]\n"
+    "local ids, plain, stored, err, k = {}, {}, 0, nil, 2\n"
+    "for a = 3, #ARGV - " OFFLOAD_STR(OFFLOAD_COMPLETE_ARGS) " + 1, "
+    OFFLOAD_STR(OFFLOAD_COMPLETE_ARGS) " do\n"
+    "  local id, shape = ARGV[a], ARGV[a + 3]\n"
+    "  local rkey, body, stage = KEYS[k], nil, nil\n"
+    "  k = k + 1\n"
+    "  if string.find(shape, 'b', 1, true) then body = KEYS[k]; k = k + 1"
+    " end\n"
+    "  if string.find(shape, 's', 1, true) then stage = KEYS[k]; k = k + 1"
+    " end\n"
+    "  local r = finish(rkey, ARGV[a + 1], ARGV[a + 2], stage, ARGV[a + 4],"
+    " ARGV[a + 5], ARGV[a + 6], ttl_ms)\n"
+    "  if type(r) == 'table' then err = r; break end\n"
+    "  stored = stored + r\n"
+    "  ids[#ids + 1] = id\n"
+    "  if not body then\n"
+    "    plain[#plain + 1] = id\n"
+    "  elseif redis.call('XACK', stream, group, id) == 1 then\n"
+    "    redis.call('UNLINK', body)\n"
+    "  end\n"
+    "end\n"
+    "if #plain > 0 then redis.call('XACK', stream, group, unpack(plain))"
+    " end\n"
+    "if #ids > 0 then redis.call('XDEL', stream, unpack(ids)) end\n"
+    "return err or stored\n";
 
 const char  offload_requeue_script[] =
     OFFLOAD_ACK_GUARD_LUA
@@ -152,8 +180,8 @@ const char  offload_requeue_script[] =
 
 const char  offload_dead_script[] =
     OFFLOAD_ACK_GUARD_LUA
-    "local body, stage, keep_body = KEYS[4], nil, true\n"
     OFFLOAD_NOW_LUA
+    OFFLOAD_FINISH_LUA
     "local rec, rec_ttl, rec_status, jid = nil, nil, 'dead', nil\n"
     "for i = 7, #ARGV - 1, 2 do\n"
     "  local f, v = ARGV[i], ARGV[i + 1]\n"
@@ -166,13 +194,18 @@ const char  offload_dead_script[] =
     "  rec = '" OFFLOAD_JOB_RECORD_PREFIX "' .. jid\n"
     "  if redis.call('HGET', rec, 'status') == 'cancelled' then\n"
     "    redis.call('XDEL', KEYS[1], ARGV[2])\n"
-    "    redis.call('UNLINK', body)\n"
+    "    redis.call('UNLINK', KEYS[4])\n"
     "    return 0\n"
     "  end\n"
     "end\n"
     "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',"
     " unpack(ARGV, 7))\n"
-    OFFLOAD_COMPLETE_LUA;
+    "local stored = finish(KEYS[2], ARGV[3], ARGV[5], nil, rec, rec_ttl,"
+    " rec_status, tostring(tonumber(ARGV[4]) * 1000))\n"
+    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "redis.call('PEXPIRE', KEYS[4], " OFFLOAD_STR(OFFLOAD_DEAD_BODY_TTL)
+    " * 1000)\n"
+    "return stored\n";
 
 const char  offload_retry_later_script[] =
     OFFLOAD_ACK_GUARD_LUA

@@ -303,38 +303,47 @@ void offload_job_id_format(char *buf, const char *nonce, uint64_t seq);
 
 
 /*
- * The completion script: the worker's one atomic step after a handler ran.
+ * The completion script: the worker's one atomic step after handlers ran,
+ * for one job or several (a worker completes the jobs of a batch that
+ * finished in the same turn of its loop in one call).
  *
- *   KEYS[1] stream          ARGV[1] group     ARGV[2] entry id
- *   KEYS[2] result key      ARGV[3] encoded result, or with KEYS[4] the
- *   KEYS[3] the job's body      staging list's number of elements
- *           key (always)    ARGV[4] result TTL in seconds
- *   KEYS[4] staging key     ARGV[5] reply channel, "": none (the job was
- *           (optional)              submitted "fire and forget")
- *                           ARGV[6] optional: the job's record key,
- *                           ARGV[7] its TTL in ms, ARGV[8] its end status
+ *   KEYS[1] stream          ARGV[1] group
+ *   then for each job:      ARGV[2] result TTL in ms
+ *   its result key,         then OFFLOAD_COMPLETE_ARGS for each job:
+ *   its body key if its       entry id,
+ *   shape has 'b',            encoded result, or for a staged one the
+ *   its staging key if          staging list's number of elements,
+ *   its shape has 's'         reply channel, "": none (the job was
+ *                               submitted "fire and forget"),
+ *                             shape: "" or 'b' (the entry has a body
+ *                               key) and/or 's' (the result is staged),
+ *                             record key or "" (the job has none),
+ *                             its TTL in ms, its end status
  *
- * Stores the result unless one is there already (a job run twice keeps its
- * first result).  A result over OFFLOAD_NOTICE_OVER bytes comes staged: the
- * worker wrote it to KEYS[4] as a list, its header line alone, then its
- * body in slices; the script renames it to the result key and sets its
- * TTL, or unlinks it when a result is there already.  A staging key missing
- * or of another number of elements than ARGV[3] is an error reply
- * ("STAGE ...") and nothing else is done: the worker stages again.  Then
- * publishes the stored result (a list, or a string over
- * OFFLOAD_NOTICE_OVER bytes: a notice of it, built from its header; a big
- * result is never loaded into Lua; nothing without a channel), acks and
- * deletes the entry, and, when this call acked it, unlinks the body key
- * (the job is done; an entry acked already was dead-lettered or requeued,
- * which keep the body).  Store
- * happens before notify and before ack, inside one script, so no crash
- * between the steps can lose the answer.  With ARGV[6], and only if that
- * record exists and is not cancelled, the record takes status ARGV[8] and
- * finished_at, the record and the result live ARGV[7] ms (the result is
- * stored with that TTL), and the job id is published on OFFLOAD_JOBS_DONE
- * (a sync job's record only when marked "waited" by a read).  Returns 1
- * when this call stored the result, 0 when an earlier run had.
+ * For each job in order: stores the result unless one is there already (a
+ * job run twice keeps its first result).  A result over
+ * OFFLOAD_NOTICE_OVER bytes comes staged: the worker wrote it to its
+ * staging key as a list, its header line alone, then its body in slices;
+ * the script renames it to the result key and sets its TTL, or unlinks it
+ * when a result is there already.  A staging key missing or of another
+ * number of elements than said is an error reply ("STAGE ...") and that
+ * job and those after it are left as they were (pending): the worker
+ * stages again (it completes a staged job alone).  Then publishes the
+ * stored result (a list, or a string over OFFLOAD_NOTICE_OVER bytes: a
+ * notice of it, built from its header; a big result is never loaded into
+ * Lua; nothing without a channel), and, with a record, only if that
+ * record exists and is not cancelled, the record takes the end status and
+ * finished_at, the record and the result live the record's TTL (the
+ * result is stored with that TTL), and the job id is published on
+ * OFFLOAD_JOBS_DONE (a sync job's record only when marked "waited" by a
+ * read).  Then the entries are acked and deleted (one XACK, one XDEL),
+ * and the body key of a job whose entry this call acked is unlinked (the
+ * job is done; an entry acked already was dead-lettered or requeued,
+ * which keep the body).  Store happens before notify and before ack,
+ * inside one script, so no crash between the steps can lose an answer.
+ * Returns how many results this call stored (0: earlier runs had).
  */
+#define OFFLOAD_COMPLETE_ARGS  7
 extern const char  offload_complete_script[];
 
 /*
@@ -351,7 +360,10 @@ extern const char  offload_complete_script[];
  * its answer is completed as offload_complete_script does (never staged),
  * except that its body key is kept OFFLOAD_DEAD_BODY_TTL seconds (PEXPIRE)
  * for `offloadctl retry`.
- *   KEYS[1] stream          ARGV[1..5] as offload_complete_script
+ *   KEYS[1] stream          ARGV[1] group     ARGV[2] entry id
+ *                           ARGV[3] encoded result
+ *                           ARGV[4] result TTL in seconds
+ *                           ARGV[5] reply channel, "": none
  *   KEYS[2] result key      ARGV[6] the dead-letter stream's MAXLEN
  *   KEYS[3] dead stream     ARGV[7..] the dead entry's field/value pairs
  *   KEYS[4] the job's body key

@@ -248,8 +248,11 @@ is(scalar(grep { grep { /^offload:job:/ } @$_ } @seen), 0,
 is_deeply([ map { $_->[1] } grep { $_->[1] =~ /^(XADD|EVALSHA|EVAL)$/i }
     @seen ], [ 'XADD', 'EVALSHA' ], 'XADD, then the completion only');
 my ($completion) = grep { $_->[1] eq 'EVALSHA' } @seen;
-is(scalar(@$completion) - 2, 10,
-    'the completion: its 10 arguments, none for a record');
+# sha, numkeys, stream, result key, group, TTL, then the job's 7: entry,
+# result, channel, shape, and its record key, TTL and status, all ""
+is(scalar(@$completion) - 2, 13, 'the completion: one job, 13 arguments');
+is_deeply([ @$completion[-3 .. -1] ], [ '', '', '' ],
+    'none for a record');
 
 # ---- docs/HTTP_API.md's examples, as written
 my ($section) = slurp("$FindBin::Bin/../docs/HTTP_API.md")

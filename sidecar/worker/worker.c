@@ -13,10 +13,13 @@
  *
  * Completions are pipelined: they are sent without waiting for replies and
  * the next XREADGROUP follows the batch on the same connection, so Redis
- * sees them in order.  A completion's arguments are kept until its reply
- * arrives, for the EVAL fallback on NOSCRIPT; their buffers are recycled
- * through a free list so the steady state allocates nothing per job
- * besides the JSON documents themselves.
+ * sees them in order.  The jobs finished in one turn of the loop (up to
+ * COMPLETE_BATCH_MAX, and as many as COMPLETE_BATCH_BYTES of results hold)
+ * are completed by one EVALSHA: the script's own cost and one XACK and one
+ * XDEL are paid once for all of them.  A completion's
+ * arguments are kept until its reply arrives, for the EVAL fallback on
+ * NOSCRIPT; their buffers are recycled through a free list so the steady
+ * state allocates nothing per job besides the JSON documents themselves.
  *
  * Big payloads never travel in one Redis command (Redis runs one command
  * at a time: a 64 MB one holds up every other client): a job whose body is
@@ -60,7 +63,10 @@
 #define QUOTE_VALUE(n)    QUOTE(n)
 #define PAUSE_CHECK_S     0.1
 #define WORK_SLICE_US     1000
-#define COMPLETE_ARGC_MAX 16
+#define COMPLETE_BATCH_MAX 32       /* jobs completed by one EVALSHA, */
+#define COMPLETE_BATCH_BYTES (256 << 10)    /* and results' bytes: no
+                                               batch of big results makes
+                                               one huge command */
 #define ENTRY_ID_MAX      64        /* "<ms>-<seq>": 41 at most */
 #define KEY_ROOM          512       /* a result, body or staging key */
 #define STAGE_WINDOW      2         /* slice commands in flight */
@@ -72,15 +78,29 @@
 
 typedef struct offload_worker_s  offload_worker_t;
 
-/* One EVALSHA in flight, or a recycled one on the free list. */
+/* One job's part of a completion script call: its keys (body and staging
+ * key empty when it has none), then its OFFLOAD_COMPLETE_ARGS arguments
+ * (proto/offload_proto.h). */
+enum {
+    C_RESULT_KEY, C_BODY_KEY, C_STAGE_KEY,
+    C_ENTRY, C_RESULT, C_CHANNEL, C_SHAPE, C_REC, C_REC_TTL, C_STATUS,
+    C_ARGS
+};
+
+#define COMPLETE_ARGV_MAX (6 + COMPLETE_BATCH_MAX * C_ARGS)
+
+/* One job's completion, waiting to be sent (on the ready list), in flight
+ * (chained by next from the first of its call, the reply's privdata), or
+ * a recycled one on the free list. */
 typedef struct completion_s {
     struct completion_s  *next;
     offload_worker_t     *worker;
     char                 *buf;
     size_t                cap;
-    int                   argc;
-    const char           *argv[COMPLETE_ARGC_MAX];
-    size_t                argvlen[COMPLETE_ARGC_MAX];
+    int                   eval;         /* NOSCRIPT: sent again by EVAL */
+    char                  shape[3];
+    const char           *arg[C_ARGS];
+    size_t                arglen[C_ARGS];
 } completion_t;
 
 /* A stream entry copied out of an XREADGROUP reply, waiting its turn. */
@@ -166,6 +186,13 @@ struct offload_worker_s {
     int                          checking;      /* the batch read waits for
                                                    its cancel check */
     int64_t                      record_ttl_ms; /* of the job completed */
+    int                          body_keyed;    /* it has a body key */
+    completion_t                *ready;         /* to send, in order */
+    completion_t                *ready_tail;
+    unsigned                     nready;
+    size_t                       ready_bytes;
+    ev_prepare                   flush;         /* sends them before the
+                                                   loop waits */
     stage_t                      stage;
     offload_job_t                job;           /* the handler's handle */
     offload_slot_t               slot;          /* for its init and fini */
@@ -175,6 +202,7 @@ struct offload_worker_s {
 static void send_read(offload_worker_t *w);
 static void send_script_load(offload_worker_t *w);
 static int send_completion(offload_worker_t *w, completion_t *c);
+static void flush_completions(offload_worker_t *w);
 static void stage_start(offload_worker_t *w, completion_t *c,
     const offload_str_t *job_id, size_t header_len);
 static void stage_send(offload_worker_t *w);
@@ -198,6 +226,10 @@ moving(offload_worker_t *w)
 static void
 maybe_exit(offload_worker_t *w)
 {
+    if (w->stopping) {
+        flush_completions(w);
+    }
+
     if (w->stopping && w->in_flight == 0 && w->batch == NULL && !moving(w)) {
         ev_break(w->loop, EVBREAK_ALL);
     }
@@ -325,10 +357,23 @@ completion_put(offload_worker_t *w, completion_t *c)
 
 
 static void
-put_arg(completion_t *c, const char *data, size_t len)
+set_arg(completion_t *c, int i, const char *data, size_t len)
 {
-    c->argv[c->argc] = data;
-    c->argvlen[c->argc++] = len;
+    c->arg[i] = data;
+    c->arglen[i] = len;
+}
+
+
+/* Recycles the completions of one call. */
+static void
+completion_put_all(offload_worker_t *w, completion_t *c)
+{
+    completion_t  *next;
+
+    for ( /* void */ ; c != NULL; c = next) {
+        next = c->next;
+        completion_put(w, c);
+    }
 }
 
 
@@ -340,6 +385,7 @@ completion_get(offload_worker_t *w, size_t need)
 
     if (c != NULL) {
         w->free_list = c->next;
+        c->next = NULL;
     } else {
         c = calloc(1, sizeof(completion_t));
         if (c == NULL) {
@@ -373,16 +419,12 @@ completion_cb(redisAsyncContext *ac, void *r, void *privdata)
     (void) ac;
 
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR
-        && strncmp(reply->str, "NOSCRIPT", 8) == 0
-        && strcmp(c->argv[0], "EVALSHA") == 0)
+        && strncmp(reply->str, "NOSCRIPT", 8) == 0 && !c->eval)
     {
         log_info("%s: completion script not loaded, using EVAL and "
                  "loading it again", w->name);
         send_script_load(w);
-        c->argv[0] = "EVAL";
-        c->argvlen[0] = 4;
-        c->argv[1] = offload_complete_script;
-        c->argvlen[1] = strlen(offload_complete_script);
+        c->eval = 1;
 
         if (send_completion(w, c) == 0) {
             w->in_flight--;             /* the resend counted itself */
@@ -399,8 +441,8 @@ completion_cb(redisAsyncContext *ac, void *r, void *privdata)
 
         if (reply->type == REDIS_REPLY_ERROR) {
             log_error("%s: completing entry %.*s from its staging key "
-                      "failed: %s", w->name, (int) c->argvlen[8], c->argv[8],
-                      reply->str);
+                      "failed: %s", w->name, (int) c->arglen[C_ENTRY],
+                      c->arg[C_ENTRY], reply->str);
             stage_retry(w);
             return;
         }
@@ -409,11 +451,13 @@ completion_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     } else {
         if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-            log_error("%s: completing entry %.*s failed: %s", w->name,
-                      (int) c->argvlen[7], c->argv[7], reply->str);
+            log_error("%s: completing entry %.*s%s failed: %s", w->name,
+                      (int) c->arglen[C_ENTRY], c->arg[C_ENTRY],
+                      c->next != NULL ? " and the entries after it" : "",
+                      reply->str);
         }
 
-        completion_put(w, c);
+        completion_put_all(w, c);
     }
 
     maybe_exit(w);
@@ -476,11 +520,50 @@ send_wait(offload_worker_t *w)
 }
 
 
+/* One script call completing c and the completions chained after it. */
 static int
 send_completion(offload_worker_t *w, completion_t *c)
 {
-    if (offload_redis_command_argv(&w->conn, completion_cb, c, c->argc,
-                                   c->argv, c->argvlen)
+    int            i, argc, keys;
+    char           numkeys[12];
+    size_t         argvlen[COMPLETE_ARGV_MAX];
+    const char    *argv[COMPLETE_ARGV_MAX];
+    completion_t  *j;
+
+    argv[0] = c->eval ? "EVAL" : "EVALSHA";
+    argv[1] = c->eval ? offload_complete_script : w->sha;
+    argv[2] = numkeys;
+    argv[3] = w->stream;
+    for (i = 0; i < 4; i++) {
+        argvlen[i] = i == 2 ? 0 : strlen(argv[i]);
+    }
+    argc = 4;
+
+    for (j = c; j != NULL; j = j->next) {
+        for (i = C_RESULT_KEY; i <= C_STAGE_KEY; i++) {
+            if (j->arglen[i] > 0) {
+                argv[argc] = j->arg[i];
+                argvlen[argc++] = j->arglen[i];
+            }
+        }
+    }
+
+    keys = argc - 3;
+    argvlen[2] = (size_t) snprintf(numkeys, sizeof(numkeys), "%d", keys);
+    argv[argc] = OFFLOAD_GROUP;
+    argvlen[argc++] = sizeof(OFFLOAD_GROUP) - 1;
+    argv[argc] = w->ttl_ms;
+    argvlen[argc++] = strlen(w->ttl_ms);
+
+    for (j = c; j != NULL; j = j->next) {
+        for (i = C_ENTRY; i < C_ARGS; i++) {
+            argv[argc] = j->arg[i];
+            argvlen[argc++] = j->arglen[i];
+        }
+    }
+
+    if (offload_redis_command_argv(&w->conn, completion_cb, c, argc, argv,
+                                   argvlen)
         != REDIS_OK)
     {
         return -1;
@@ -492,22 +575,79 @@ send_completion(offload_worker_t *w, completion_t *c)
 }
 
 
+/* Sends the completions on the ready list in one call. */
+static void
+flush_completions(offload_worker_t *w)
+{
+    completion_t  *c = w->ready;
+
+    if (c == NULL) {
+        return;
+    }
+
+    w->ready = NULL;
+    w->ready_tail = NULL;
+    w->nready = 0;
+    w->ready_bytes = 0;
+    ev_prepare_stop(w->loop, &w->flush);
+
+    if (send_completion(w, c) != 0) {
+        completion_put_all(w, c);       /* disconnected: stays pending */
+    }
+}
+
+
+static void
+flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    (void) loop;
+    (void) revents;
+
+    flush_completions(p->data);
+}
+
+
+/* c waits for the next flush, at the latest before the loop waits. */
+static void
+completion_ready(offload_worker_t *w, completion_t *c)
+{
+    c->next = NULL;
+
+    if (w->ready_tail != NULL) {
+        w->ready_tail->next = c;
+    } else {
+        w->ready = c;
+        ev_prepare_start(w->loop, &w->flush);
+    }
+
+    w->ready_tail = c;
+    w->ready_bytes += c->arglen[C_RESULT];
+
+    if (++w->nready == COMPLETE_BATCH_MAX
+        || w->ready_bytes >= COMPLETE_BATCH_BYTES)
+    {
+        flush_completions(w);
+    }
+}
+
+
 /*
  * Writes the result (its header line, then the JSON body) into a
- * completion's buffer and sends the EVALSHA, or, for a result over
- * OFFLOAD_NOTICE_OVER, stages it first.  The buffer holds, in order: the
- * result key, the body key, the staging key, the entry id, the encoded
- * result, the reply channel.
+ * completion's buffer and puts it on the ready list, or, for a result over
+ * OFFLOAD_NOTICE_OVER, stages it first (then completes it alone).  The
+ * buffer holds, in order: the result key, the body key, the staging key,
+ * the entry id, the encoded result, the reply channel; the record's key
+ * and TTL in its last KEY_ROOM.
  */
 static void
 complete(offload_worker_t *w, const offload_str_t *entry_id,
     const offload_str_t *reply, const offload_result_t *res,
     const char *code, const char *body, size_t blen)
 {
-    int                   keylen, bodylen, stagelen, reclen, hlen;
+    int                   keylen, bodylen, stagelen, reclen, hlen, staged;
     char                 *rec;
     const char           *status;
-    size_t                off, qlen, rlen;
+    size_t                off, qlen, rlen, n;
     completion_t         *c;
     const char           *q = w->queue->name;
     const offload_str_t  *job_id = &res->id;
@@ -522,12 +662,16 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
         return;
     }
 
+    /* only the keys the job has: most have no body key, nor a result
+     * big enough to be staged */
     keylen = offload_result_key(c->buf, KEY_ROOM, q, qlen, job_id->data,
                                 job_id->len);
-    bodylen = offload_body_key(c->buf + KEY_ROOM, KEY_ROOM, q, qlen,
-                               job_id->data, job_id->len);
-    stagelen = offload_stage_key(c->buf + 2 * KEY_ROOM, KEY_ROOM, q, qlen,
-                                 job_id->data, job_id->len, w->consumer);
+    bodylen = !w->body_keyed ? 0
+              : offload_body_key(c->buf + KEY_ROOM, KEY_ROOM, q, qlen,
+                                 job_id->data, job_id->len);
+    stagelen = blen + OFFLOAD_RESULT_HEADER_MAX <= OFFLOAD_NOTICE_OVER ? 0
+               : offload_stage_key(c->buf + 2 * KEY_ROOM, KEY_ROOM, q, qlen,
+                                   job_id->data, job_id->len, w->consumer);
     if (keylen < 0 || bodylen < 0 || stagelen < 0) {
         completion_put(w, c);
         log_error("%s: job id too long in entry %.*s", w->name,
@@ -554,21 +698,28 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
         memcpy(c->buf + off + rlen, reply->data, reply->len);
     }
 
-    c->argc = 0;
-    put_arg(c, "EVALSHA", 7);
-    put_arg(c, w->sha, strlen(w->sha));
-    put_arg(c, rlen > OFFLOAD_NOTICE_OVER ? "4" : "3", 1);
-    put_arg(c, w->stream, strlen(w->stream));
-    put_arg(c, c->buf, (size_t) keylen);
-    put_arg(c, c->buf + KEY_ROOM, (size_t) bodylen);
-    if (rlen > OFFLOAD_NOTICE_OVER) {
-        put_arg(c, c->buf + 2 * KEY_ROOM, (size_t) stagelen);
+    staged = rlen > OFFLOAD_NOTICE_OVER;
+    n = 0;
+    if (w->body_keyed) {
+        c->shape[n++] = 'b';
     }
-    put_arg(c, OFFLOAD_GROUP, sizeof(OFFLOAD_GROUP) - 1);
-    put_arg(c, c->buf + 3 * KEY_ROOM, entry_id->len);
-    put_arg(c, c->buf + off, rlen);         /* staged: its length instead */
-    put_arg(c, w->ttl, strlen(w->ttl));
-    put_arg(c, c->buf + off + rlen, reply->len);
+    if (staged) {
+        c->shape[n++] = 's';
+    }
+    c->shape[n] = '\0';
+
+    c->eval = 0;
+    set_arg(c, C_RESULT_KEY, c->buf, (size_t) keylen);
+    set_arg(c, C_BODY_KEY, c->buf + KEY_ROOM, (size_t) bodylen);
+    set_arg(c, C_STAGE_KEY, c->buf + 2 * KEY_ROOM,
+            staged ? (size_t) stagelen : 0);
+    set_arg(c, C_ENTRY, c->buf + 3 * KEY_ROOM, entry_id->len);
+    set_arg(c, C_RESULT, c->buf + off, rlen);   /* staged: its length */
+    set_arg(c, C_CHANNEL, c->buf + off + rlen, reply->len);
+    set_arg(c, C_SHAPE, c->shape, n);
+    set_arg(c, C_REC, "", 0);
+    set_arg(c, C_REC_TTL, "", 0);
+    set_arg(c, C_STATUS, "", 0);
 
     /* an async job's record ends with it (the buffer's last KEY_ROOM) */
     if (w->record_ttl_ms > 0) {
@@ -577,23 +728,22 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
                                         job_id->len);
         if (reclen > 0) {
             status = offload_record_status(res->status, code);
-            put_arg(c, rec, (size_t) reclen);
-            put_arg(c, rec + KEY_ROOM / 2,
+            set_arg(c, C_REC, rec, (size_t) reclen);
+            set_arg(c, C_REC_TTL, rec + KEY_ROOM / 2,
                     (size_t) snprintf(rec + KEY_ROOM / 2, KEY_ROOM / 2,
                                       "%lld",
                                       (long long) w->record_ttl_ms));
-            put_arg(c, status, strlen(status));
+            set_arg(c, C_STATUS, status, strlen(status));
         }
     }
 
-    if (rlen > OFFLOAD_NOTICE_OVER) {
+    if (staged) {
+        flush_completions(w);           /* they go first, as they came */
         stage_start(w, c, job_id, (size_t) hlen);
         return;
     }
 
-    if (send_completion(w, c) != 0) {
-        completion_put(w, c);           /* disconnected: stays pending */
-    }
+    completion_ready(w, c);
 }
 
 
@@ -663,25 +813,25 @@ stage_start(offload_worker_t *w, completion_t *c, const offload_str_t *job_id,
     if (s->c != NULL) {
         /* cannot happen: the batch waits while a result is staged */
         log_error("%s: a result is staged already: entry %.*s stays "
-                  "pending", w->name, (int) c->argvlen[8], c->argv[8]);
+                  "pending", w->name, (int) c->arglen[C_ENTRY],
+                  c->arg[C_ENTRY]);
         completion_put(w, c);
         return;
     }
 
     memset(s, 0, sizeof(*s));
     s->c = c;
-    s->data = c->argv[9];
-    s->len = c->argvlen[9];
+    s->data = c->arg[C_RESULT];
+    s->len = c->arglen[C_RESULT];
     s->header_len = header_len;
     snprintf(s->elements_arg, sizeof(s->elements_arg), "%zu",
              1 + (s->len - header_len + OFFLOAD_SLICE - 1) / OFFLOAD_SLICE);
     snprintf(s->job_id, sizeof(s->job_id), "%.*s", (int) job_id->len,
              job_id->data);
-    c->argv[9] = s->elements_arg;
-    c->argvlen[9] = strlen(s->elements_arg);
+    set_arg(c, C_RESULT, s->elements_arg, strlen(s->elements_arg));
 
     log_debug("%s: staging a result of %zu bytes for entry %.*s", w->name,
-              s->len, (int) c->argvlen[8], c->argv[8]);
+              s->len, (int) c->arglen[C_ENTRY], c->arg[C_ENTRY]);
     stage_send(w);
 }
 
@@ -746,8 +896,8 @@ stage_send_first(offload_worker_t *w)
 {
     stage_t       *s = &w->stage;
     completion_t  *c = s->c;
-    const char    *key = c->argv[6];
-    size_t         klen = c->argvlen[6];
+    const char    *key = c->arg[C_STAGE_KEY];
+    size_t         klen = c->arglen[C_STAGE_KEY];
     const char    *argv[3];
     size_t         argvlen[3];
 
@@ -811,10 +961,10 @@ stage_send(offload_worker_t *w)
          * transaction aborted) is not made again without a lifetime; the
          * count in the reply tells */
         argv[0] = "RPUSHX";
-        argv[1] = c->argv[6];
+        argv[1] = c->arg[C_STAGE_KEY];
         argv[2] = s->data + s->sent;
         argvlen[0] = 6;
-        argvlen[1] = c->argvlen[6];
+        argvlen[1] = c->arglen[C_STAGE_KEY];
         argvlen[2] = n;
 
         if (offload_redis_command_argv(&w->conn, stage_cb, w, 3, argv,
@@ -869,21 +1019,23 @@ stage_retry(offload_worker_t *w)
               s->job_id, s->len, STAGE_TRIES);
 
     /* what was staged goes now, not when its lifetime ends */
-    offload_redis_command(&w->conn, NULL, NULL, "UNLINK %b", c->argv[6],
-                          c->argvlen[6]);
+    offload_redis_command(&w->conn, NULL, NULL, "UNLINK %b",
+                          c->arg[C_STAGE_KEY], c->arglen[C_STAGE_KEY]);
 
     /* the answer refers to c's buffer: c goes back after it is encoded */
     s->c = NULL;
-    entry_id.data = c->argv[8];
-    entry_id.len = c->argvlen[8];
+    entry_id.data = c->arg[C_ENTRY];
+    entry_id.len = c->arglen[C_ENTRY];
     job_id.data = s->job_id;
     job_id.len = strlen(s->job_id);
-    reply.data = c->argv[11];
-    reply.len = c->argvlen[11];
+    reply.data = c->arg[C_CHANNEL];
+    reply.len = c->arglen[C_CHANNEL];
     snprintf(message, sizeof(message), "the result (%zu bytes) could not "
              "be stored in Redis", s->len);
+    w->body_keyed = c->arglen[C_BODY_KEY] > 0;
     complete_error(w, &entry_id, &job_id, &reply, 500, 0,
                    "result_not_stored", message);
+    w->body_keyed = 0;
     completion_put(w, c);
     resume(w);
 }
@@ -1118,12 +1270,14 @@ run_job(offload_worker_t *w, const batch_entry_t *be,
               (int) entry_id->len, entry_id->data, entry->attempt);
 
     w->record_ttl_ms = entry->record_ttl_ms;
+    w->body_keyed = entry->body_len > 0;
 
     if (entry->deadline_ms <= now_ms) {
         complete_error(w, entry_id, &entry->id, &entry->reply, 504, queue_us,
                        "expired", "the deadline passed before a worker took "
                        "the job");
         w->record_ttl_ms = 0;
+        w->body_keyed = 0;
         return;
     }
 
@@ -1181,6 +1335,7 @@ run_job(offload_worker_t *w, const batch_entry_t *be,
     }
 
     w->record_ttl_ms = 0;
+    w->body_keyed = 0;
     offload_job_trim(job, KEEP_BUFFER_MAX);
     job_done(w, job->status == 200, run_us);
 }
@@ -1722,6 +1877,8 @@ work_cb(struct ev_loop *loop, ev_idle *idle, int revents)
         w->batch_tail = NULL;
     }
 
+    flush_completions(w);
+
     if (w->batch == NULL || moving(w)) {
         ev_idle_stop(w->loop, &w->work);
         resume(w);
@@ -2014,6 +2171,8 @@ send_read(offload_worker_t *w)
     int          argc = 0;
     const char  *argv[12];
 
+    flush_completions(w);       /* before a read that may block */
+
     if (w->stopping) {
         maybe_exit(w);
         return;
@@ -2133,6 +2292,14 @@ disconnected(offload_redis_conn_t *rc)
 
     ev_timer_stop(w->loop, &w->read_retry);
     batch_clear(w);
+
+    /* not sent: their entries are read again with the history */
+    completion_put_all(w, w->ready);
+    w->ready = NULL;
+    w->ready_tail = NULL;
+    w->nready = 0;
+    w->ready_bytes = 0;
+    ev_prepare_stop(w->loop, &w->flush);
 
     if (w->body.entry != NULL) {
         log_info("%s: connection lost reading a body: its entry is read "
@@ -2291,6 +2458,9 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     ev_idle_init(&w.work, work_cb);
     w.work.data = &w;
 
+    ev_prepare_init(&w.flush, flush_cb);
+    w.flush.data = &w;
+
     offload_redis_conn_init(&w.conn, loop, &queue->redis, w.name,
                             connected, disconnected, &w);
     offload_redis_conn_start(&w.conn);
@@ -2300,7 +2470,9 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     /* Pending callbacks run now, with NULL replies. */
     offload_redis_conn_stop(&w.conn);
     ev_timer_stop(loop, &w.read_retry);
+    ev_prepare_stop(loop, &w.flush);
     batch_clear(&w);
+    completion_put_all(&w, w.ready);
     free(w.body.buf);
     free(w.body.entry);
     offload_job_trim(&w.job, 0);
