@@ -28,18 +28,21 @@ offload_stats_pool_init(offload_pool_stats_t *ps)
 }
 
 
-/* Adds what the slot's process ran since the last look to its pool. */
+/* Moves what the slot's process ran since the last look to its pool: each
+ * bucket exchanged with 0, so a run the worker counts meanwhile, or as it
+ * dies, is taken now or at the next look, never twice nor lost, and the
+ * supervisor keeps no copy of the worker's counts. */
 static void
 collect_runs(offload_slot_t *slot)
 {
-    int                    i;
-    uint64_t               now;
-    offload_slot_stats_t  *st = &slot->stats;
+    int        i;
+    uint32_t  *hist = slot->sb->run_hist;
 
     for (i = 0; i < OFFLOAD_HIST_FINE; i++) {
-        now = __atomic_load_n(&slot->sb->run_hist[i], __ATOMIC_RELAXED);
-        slot->pool->stats.period[i] += now - st->hist_seen[i];
-        st->hist_seen[i] = now;
+        if (__atomic_load_n(&hist[i], __ATOMIC_RELAXED) != 0) {
+            slot->pool->stats.period[i] +=
+                __atomic_exchange_n(&hist[i], 0, __ATOMIC_RELAXED);
+        }
     }
 }
 
@@ -54,7 +57,6 @@ offload_stats_slot_harvest(offload_slot_t *slot)
     st->jobs_failed += slot->sb->jobs_failed;
     st->jobs_retried += slot->sb->jobs_retried;
     st->jobs_cancelled += slot->sb->jobs_cancelled;
-    memset(st->hist_seen, 0, sizeof(st->hist_seen));
 }
 
 

@@ -34,9 +34,6 @@ typedef struct {
     uint64_t            spawned;
     char                last_exit[80];
 
-    /* The current process's run_hist already added to its pool. */
-    uint64_t            hist_seen[OFFLOAD_HIST_FINE];
-
     /* The last /proc sample. */
     pid_t               pid;
     int64_t             sampled_us;
