@@ -29,11 +29,66 @@ offload_stats_pool_init(offload_pool_stats_t *ps)
 }
 
 
+static void
+slice_clear(offload_stats_slice_t *sl)
+{
+    free(sl->dense);
+    memset(sl, 0, sizeof(*sl));
+}
+
+
 void
 offload_stats_pool_free(offload_pool_stats_t *ps)
 {
+    int  s;
+
+    if (ps->window == NULL) {
+        return;
+    }
+
+    for (s = 0; s < OFFLOAD_STATS_SLICES; s++) {
+        slice_clear(&ps->window->slice[s]);
+    }
+
     free(ps->window);
     ps->window = NULL;
+}
+
+
+/* Where a slice counts a bucket: its place in the list, a new one, or,
+ * once the list is full, the whole histogram the list turns into.  NULL:
+ * out of memory. */
+static uint32_t *
+slice_count(offload_stats_slice_t *sl, int bucket)
+{
+    int  i;
+
+    if (sl->dense != NULL) {
+        return &sl->dense[bucket];
+    }
+
+    for (i = 0; i < sl->nlisted; i++) {
+        if (sl->bucket[i] == bucket) {
+            return &sl->count[i];
+        }
+    }
+
+    if (sl->nlisted < OFFLOAD_STATS_LISTED) {
+        sl->bucket[sl->nlisted] = (uint16_t) bucket;
+        sl->count[sl->nlisted] = 0;
+        return &sl->count[sl->nlisted++];
+    }
+
+    sl->dense = calloc(OFFLOAD_HIST_FINE, sizeof(uint32_t));
+    if (sl->dense == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < sl->nlisted; i++) {
+        sl->dense[sl->bucket[i]] = sl->count[i];
+    }
+
+    return &sl->dense[bucket];
 }
 
 
@@ -58,11 +113,10 @@ turn_slice(offload_pool_stats_t *ps)
         return;
     }
 
-    memset(w->slice[ps->current], 0, sizeof(w->slice[ps->current]));
-    w->slice_jobs[ps->current] = 0;
+    slice_clear(&w->slice[ps->current]);
 
     for (s = 0; s < OFFLOAD_STATS_SLICES; s++) {
-        jobs += w->slice_jobs[s];
+        jobs += w->slice[s].jobs;
     }
 
     if (jobs == 0) {
@@ -74,23 +128,27 @@ turn_slice(offload_pool_stats_t *ps)
 void
 offload_stats_pool_count(offload_pool_stats_t *ps, int bucket, uint32_t n)
 {
-    uint32_t  *count;
+    uint32_t               *count;
+    offload_stats_slice_t  *sl;
 
     turn_slice(ps);
 
     if (ps->window == NULL) {
         ps->window = calloc(1, sizeof(offload_stats_window_t));
-        if (ps->window == NULL) {
-            log_error("stats: out of memory: %u runs not counted", n);
-            return;
-        }
+    }
+
+    sl = ps->window != NULL ? &ps->window->slice[ps->current] : NULL;
+    count = sl != NULL ? slice_count(sl, bucket) : NULL;
+
+    if (count == NULL) {
+        log_error("stats: out of memory: %u runs not counted", n);
+        return;
     }
 
     /* a bucket of a slice holds 4.29e9 runs: 10 heartbeats of 1 h at
      * 119k jobs/s; past that it stays full rather than wrap */
-    count = &ps->window->slice[ps->current][bucket];
     *count += n < UINT32_MAX - *count ? n : UINT32_MAX - *count;
-    ps->window->slice_jobs[ps->current] += n;
+    sl->jobs += n;
     ps->period_jobs += n;
 }
 
@@ -304,21 +362,31 @@ offload_stats_jobs_per_s(const offload_pool_t *pool, int heartbeat_ms)
 uint64_t
 offload_stats_run_counts(const offload_pool_t *pool, uint64_t *counts)
 {
-    int                            s, i;
-    uint64_t                       jobs = 0;
-    const offload_stats_window_t  *w = pool->stats.window;
+    int                           s, i;
+    uint64_t                      jobs = 0;
+    const offload_stats_slice_t  *sl;
 
     memset(counts, 0, OFFLOAD_HIST_FINE * sizeof(*counts));
 
-    if (w == NULL) {
+    if (pool->stats.window == NULL) {
         return 0;
     }
 
     for (s = 0; s < OFFLOAD_STATS_SLICES; s++) {
-        for (i = 0; i < OFFLOAD_HIST_FINE; i++) {
-            counts[i] += w->slice[s][i];
+        sl = &pool->stats.window->slice[s];
+
+        if (sl->dense != NULL) {
+            for (i = 0; i < OFFLOAD_HIST_FINE; i++) {
+                counts[i] += sl->dense[i];
+            }
+
+        } else {
+            for (i = 0; i < sl->nlisted; i++) {
+                counts[sl->bucket[i]] += sl->count[i];
+            }
         }
-        jobs += w->slice_jobs[s];
+
+        jobs += sl->jobs;
     }
 
     return jobs;

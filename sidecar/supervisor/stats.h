@@ -51,12 +51,24 @@ typedef struct {
     long long           held;
 } offload_slot_stats_t;
 
-/* A pool's run-time histograms (fine buckets), one per slice, a ring:
- * 6 x 705 x 4 = 16.9 KB.  A quantile adds the 6 up (4,230 additions,
- * a few us). */
+#define OFFLOAD_STATS_LISTED  32    /* buckets a slice lists, at most */
+
+/* One slice's run-time histogram (fine buckets): the buckets it counted,
+ * listed while they are few (a queue's jobs mostly take alike times: an
+ * echo queue counts 3 or so), as a whole histogram past 32 of them (2.8 KB
+ * then).  Either way every count is exact. */
 typedef struct {
-    uint32_t            slice[OFFLOAD_STATS_SLICES][OFFLOAD_HIST_FINE];
-    uint64_t            slice_jobs[OFFLOAD_STATS_SLICES];
+    uint64_t            jobs;
+    uint32_t           *dense;          /* OFFLOAD_HIST_FINE, or NULL */
+    int                 nlisted;
+    uint16_t            bucket[OFFLOAD_STATS_LISTED];
+    uint32_t            count[OFFLOAD_STATS_LISTED];
+} offload_stats_slice_t;
+
+/* A pool's slices, a ring: 1.3 KB, 18.2 KB if all 6 turned dense.  A
+ * quantile adds them up. */
+typedef struct {
+    offload_stats_slice_t  slice[OFFLOAD_STATS_SLICES];
 } offload_stats_window_t;
 
 typedef struct {

@@ -33,7 +33,7 @@ main(void)
 {
     int                   k, b;
     uint32_t              left;
-    uint64_t              counts[OFFLOAD_HIST_FINE];
+    uint64_t              counts[OFFLOAD_HIST_FINE], want[OFFLOAD_HIST_FINE];
     offload_pool_t        pool;
     offload_slot_t        slot;
     offload_supervisor_t  sup;
@@ -95,6 +95,34 @@ main(void)
     offload_stats_tick(&sup);
     ok(quantile(&pool, 0.5) == -1 && pool.stats.window == NULL,
        "51 heartbeats without jobs: no quantile, the window freed");
+
+    /* a slice lists its first 32 buckets, then turns into a whole
+     * histogram: the counts stay exact either way */
+    memset(want, 0, sizeof(want));
+    for (b = 100; b < 100 + 3 * OFFLOAD_STATS_LISTED; b++) {
+        offload_stats_pool_count(&pool.stats, b, (uint32_t) b);
+        want[b] = (uint64_t) b;
+        if (b == 100 + OFFLOAD_STATS_LISTED - 1) {
+            offload_stats_run_counts(&pool, counts);
+            ok(memcmp(counts, want, sizeof(want)) == 0
+               && pool.stats.window->slice[pool.stats.current].dense
+                  == NULL, "32 buckets: listed, counted exactly");
+        }
+    }
+    for (k = 0; k < OFFLOAD_STATS_SLICE; k++) {
+        offload_stats_tick(&sup);
+    }
+    offload_stats_pool_count(&pool.stats, 5, 7);
+    want[5] = 7;
+    offload_stats_run_counts(&pool, counts);
+    ok(memcmp(counts, want, sizeof(want)) == 0
+       && pool.stats.window->slice[pool.stats.current].dense == NULL,
+       "96 buckets: a whole histogram, counted exactly, beside a listed one");
+
+    for (k = 0; k <= OFFLOAD_STATS_SLICES * OFFLOAD_STATS_SLICE; k++) {
+        offload_stats_tick(&sup);
+    }
+    ok(pool.stats.window == NULL, "61 heartbeats later, both out: freed");
 
     /* a worker's runs, taken from its scoreboard by exchange */
     memset(&slot, 0, sizeof(slot));
