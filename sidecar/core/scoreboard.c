@@ -10,6 +10,12 @@
 #include "scoreboard.h"
 
 
+/* A slot is one page, mapped for every worker of every queue: 50 queues of
+ * 4 workers map 200 of them. */
+_Static_assert(sizeof(offload_sb_slot_t) <= 4096,
+               "a scoreboard slot outgrew its page");
+
+
 offload_sb_slot_t *
 offload_sb_map(void)
 {

@@ -74,9 +74,12 @@ typedef struct {
                                        clients went away */
     uint64_t  jobs_retried;         /* failed for now, waiting in the
                                        queue's retry set */
-    uint64_t  run_hist[OFFLOAD_HIST_FINE];  /* handler run times, fine
+    uint32_t  run_hist[OFFLOAD_HIST_FINE];  /* handler run times, fine
                                                buckets (offload_hist.h),
-                                               atomic adds */
+                                               atomic adds; the supervisor
+                                               takes them every heartbeat
+                                               (exchanges each with 0), so
+                                               32 bits do */
 
     /* An exec handler's process (exec_bridge.c): its pid while it runs
      * (0: none); when it made the worker exit, its wait status (-1: it

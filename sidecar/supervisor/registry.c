@@ -237,7 +237,7 @@ runs_json(const offload_supervisor_t *sup, const offload_redis_endpoint_t *ep)
     char                  *text;
     size_t                 p;
     json_t                *runs, *buckets, *bucket;
-    const uint64_t        *sum;
+    uint64_t               sum[OFFLOAD_HIST_FINE];
 
     runs = json_object();
     if (runs == NULL) {
@@ -249,7 +249,7 @@ runs_json(const offload_supervisor_t *sup, const offload_redis_endpoint_t *ep)
             continue;
         }
 
-        sum = sup->pools[p].stats.window_sum;
+        offload_stats_run_counts(&sup->pools[p], sum);
         buckets = json_array();
 
         if (json_object_set_new(runs, sup->pools[p].queue->name, buckets)

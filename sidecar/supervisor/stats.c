@@ -12,6 +12,7 @@
 #include <hiredis/hiredis.h>
 
 #include "clock.h"
+#include "log.h"
 #include "stats.h"
 #include "supervisor.h"
 
@@ -28,18 +29,145 @@ offload_stats_pool_init(offload_pool_stats_t *ps)
 }
 
 
-/* Adds what the slot's process ran since the last look to its pool. */
+static void
+slice_clear(offload_stats_slice_t *sl)
+{
+    free(sl->dense);
+    memset(sl, 0, sizeof(*sl));
+}
+
+
+void
+offload_stats_pool_free(offload_pool_stats_t *ps)
+{
+    int  s;
+
+    if (ps->window == NULL) {
+        return;
+    }
+
+    for (s = 0; s < OFFLOAD_STATS_SLICES; s++) {
+        slice_clear(&ps->window->slice[s]);
+    }
+
+    free(ps->window);
+    ps->window = NULL;
+}
+
+
+/* Where a slice counts a bucket: its place in the list, a new one, or,
+ * once the list is full, the whole histogram the list turns into.  NULL:
+ * out of memory. */
+static uint32_t *
+slice_count(offload_stats_slice_t *sl, int bucket)
+{
+    int  i;
+
+    if (sl->dense != NULL) {
+        return &sl->dense[bucket];
+    }
+
+    for (i = 0; i < sl->nlisted; i++) {
+        if (sl->bucket[i] == bucket) {
+            return &sl->count[i];
+        }
+    }
+
+    if (sl->nlisted < OFFLOAD_STATS_LISTED) {
+        sl->bucket[sl->nlisted] = (uint16_t) bucket;
+        sl->count[sl->nlisted] = 0;
+        return &sl->count[sl->nlisted++];
+    }
+
+    sl->dense = calloc(OFFLOAD_HIST_FINE, sizeof(uint32_t));
+    if (sl->dense == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < sl->nlisted; i++) {
+        sl->dense[sl->bucket[i]] = sl->count[i];
+    }
+
+    return &sl->dense[bucket];
+}
+
+
+/* Once the current slice counted its 10 heartbeats, before anything more
+ * is counted: the oldest slice leaves the window and becomes the current
+ * one, empty.  A window left empty is freed. */
+static void
+turn_slice(offload_pool_stats_t *ps)
+{
+    int                      s;
+    uint64_t                 jobs = 0;
+    offload_stats_window_t  *w = ps->window;
+
+    if (ps->beats < OFFLOAD_STATS_SLICE) {
+        return;
+    }
+
+    ps->beats = 0;
+    ps->current = (ps->current + 1) % OFFLOAD_STATS_SLICES;
+
+    if (w == NULL) {
+        return;
+    }
+
+    slice_clear(&w->slice[ps->current]);
+
+    for (s = 0; s < OFFLOAD_STATS_SLICES; s++) {
+        jobs += w->slice[s].jobs;
+    }
+
+    if (jobs == 0) {
+        offload_stats_pool_free(ps);
+    }
+}
+
+
+void
+offload_stats_pool_count(offload_pool_stats_t *ps, int bucket, uint32_t n)
+{
+    uint32_t               *count;
+    offload_stats_slice_t  *sl;
+
+    turn_slice(ps);
+
+    if (ps->window == NULL) {
+        ps->window = calloc(1, sizeof(offload_stats_window_t));
+    }
+
+    sl = ps->window != NULL ? &ps->window->slice[ps->current] : NULL;
+    count = sl != NULL ? slice_count(sl, bucket) : NULL;
+
+    if (count == NULL) {
+        log_error("stats: out of memory: %u runs not counted", n);
+        return;
+    }
+
+    /* a bucket of a slice holds 4.29e9 runs: 10 heartbeats of 1 h at
+     * 119k jobs/s; past that it stays full rather than wrap */
+    *count += n < UINT32_MAX - *count ? n : UINT32_MAX - *count;
+    sl->jobs += n;
+    ps->period_jobs += n;
+}
+
+
+/* Moves what the slot's process ran since the last look to its pool: each
+ * bucket exchanged with 0, so a run the worker counts meanwhile, or as it
+ * dies, is taken now or at the next look, never twice nor lost, and the
+ * supervisor keeps no copy of the worker's counts. */
 static void
 collect_runs(offload_slot_t *slot)
 {
-    int                    i;
-    uint64_t               now;
-    offload_slot_stats_t  *st = &slot->stats;
+    int        i;
+    uint32_t  *hist = slot->sb->run_hist;
 
     for (i = 0; i < OFFLOAD_HIST_FINE; i++) {
-        now = __atomic_load_n(&slot->sb->run_hist[i], __ATOMIC_RELAXED);
-        slot->pool->stats.period[i] += now - st->hist_seen[i];
-        st->hist_seen[i] = now;
+        if (__atomic_load_n(&hist[i], __ATOMIC_RELAXED) != 0) {
+            offload_stats_pool_count(&slot->pool->stats, i,
+                __atomic_exchange_n(&hist[i], 0, __ATOMIC_RELAXED));
+        }
     }
 }
 
@@ -54,7 +182,6 @@ offload_stats_slot_harvest(offload_slot_t *slot)
     st->jobs_failed += slot->sb->jobs_failed;
     st->jobs_retried += slot->sb->jobs_retried;
     st->jobs_cancelled += slot->sb->jobs_cancelled;
-    memset(st->hist_seen, 0, sizeof(st->hist_seen));
 }
 
 
@@ -181,28 +308,6 @@ sample_slot(offload_slot_t *slot, int64_t now_us, double ticks_per_s)
 }
 
 
-/* Moves the period into the window's next place, in place of the oldest
- * one (zeros while the window fills). */
-static void
-close_period(offload_pool_stats_t *ps)
-{
-    int        i;
-    uint32_t  *place = ps->window[ps->next];
-    uint64_t   jobs = 0;
-
-    for (i = 0; i < OFFLOAD_HIST_FINE; i++) {
-        ps->window_sum[i] -= place[i];
-        place[i] = ps->period[i] > UINT32_MAX ? UINT32_MAX
-                                              : (uint32_t) ps->period[i];
-        ps->window_sum[i] += place[i];
-        jobs += ps->period[i];
-    }
-
-    ps->window_jobs[ps->next] = jobs;
-    memset(ps->period, 0, sizeof(ps->period));
-}
-
-
 void
 offload_stats_tick(offload_supervisor_t *sup)
 {
@@ -217,51 +322,87 @@ offload_stats_tick(offload_supervisor_t *sup)
         pool = &sup->pools[p];
         ps = &pool->stats;
 
+        /* the runs of the heartbeat ending now, in the slice it ends */
+        turn_slice(ps);
+
         for (i = 0; i < pool->nslots; i++) {
             sample_slot(&pool->slots[i], now_us, ticks_per_s);
         }
 
-        close_period(ps);
-        ps->next = (ps->next + 1) % OFFLOAD_STATS_WINDOW;
-        if (ps->filled < OFFLOAD_STATS_WINDOW) {
+        ps->beats++;
+        ps->beat_jobs[ps->next] = ps->period_jobs;
+        ps->period_jobs = 0;
+        ps->next = (ps->next + 1) % OFFLOAD_STATS_RATE;
+        if (ps->filled < OFFLOAD_STATS_RATE) {
             ps->filled++;
         }
     }
 }
 
 
-/* The place in the window k heartbeats back (k = 1: the last one). */
-static int
-window_at(const offload_pool_stats_t *ps, int k)
-{
-    return (ps->next - k + OFFLOAD_STATS_WINDOW) % OFFLOAD_STATS_WINDOW;
-}
-
-
 double
 offload_stats_jobs_per_s(const offload_pool_t *pool, int heartbeat_ms)
 {
-    int                          k, n;
+    int                          k;
     uint64_t                     jobs = 0;
     const offload_pool_stats_t  *ps = &pool->stats;
 
-    n = ps->filled < OFFLOAD_STATS_RATE ? ps->filled : OFFLOAD_STATS_RATE;
-    if (n == 0) {
+    if (ps->filled == 0) {
         return 0;
     }
 
-    for (k = 1; k <= n; k++) {
-        jobs += ps->window_jobs[window_at(ps, k)];
+    for (k = 0; k < ps->filled; k++) {
+        jobs += ps->beat_jobs[k];
     }
 
-    return jobs * 1000.0 / ((double) n * heartbeat_ms);
+    return jobs * 1000.0 / ((double) ps->filled * heartbeat_ms);
+}
+
+
+uint64_t
+offload_stats_run_counts(const offload_pool_t *pool, uint64_t *counts)
+{
+    int                           s, i;
+    uint64_t                      jobs = 0;
+    const offload_stats_slice_t  *sl;
+
+    memset(counts, 0, OFFLOAD_HIST_FINE * sizeof(*counts));
+
+    if (pool->stats.window == NULL) {
+        return 0;
+    }
+
+    for (s = 0; s < OFFLOAD_STATS_SLICES; s++) {
+        sl = &pool->stats.window->slice[s];
+
+        if (sl->dense != NULL) {
+            for (i = 0; i < OFFLOAD_HIST_FINE; i++) {
+                counts[i] += sl->dense[i];
+            }
+
+        } else {
+            for (i = 0; i < sl->nlisted; i++) {
+                counts[sl->bucket[i]] += sl->count[i];
+            }
+        }
+
+        jobs += sl->jobs;
+    }
+
+    return jobs;
 }
 
 
 int64_t
 offload_stats_run_quantile(const offload_pool_t *pool, double q)
 {
-    return offload_hist_fine_quantile(pool->stats.window_sum, q);
+    uint64_t  counts[OFFLOAD_HIST_FINE];
+
+    if (offload_stats_run_counts(pool, counts) == 0) {
+        return -1;
+    }
+
+    return offload_hist_fine_quantile(counts, q);
 }
 
 

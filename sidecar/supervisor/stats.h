@@ -15,7 +15,11 @@
 
 #include "offload_hist.h"
 
-#define OFFLOAD_STATS_WINDOW  60    /* heartbeats of run-time history */
+/* The run-time window: the heartbeats of the current slice (1 .. 10)
+ * and of the 5 slices before it, the last 51 to 60 heartbeats; the oldest
+ * slice leaves it every 10th heartbeat. */
+#define OFFLOAD_STATS_SLICE   10    /* heartbeats a slice counts */
+#define OFFLOAD_STATS_SLICES  6
 #define OFFLOAD_STATS_RATE    10    /* heartbeats jobs/s averages over */
 
 struct offload_slot_s;
@@ -34,9 +38,6 @@ typedef struct {
     uint64_t            spawned;
     char                last_exit[80];
 
-    /* The current process's run_hist already added to its pool. */
-    uint64_t            hist_seen[OFFLOAD_HIST_FINE];
-
     /* The last /proc sample. */
     pid_t               pid;
     int64_t             sampled_us;
@@ -50,15 +51,36 @@ typedef struct {
     long long           held;
 } offload_slot_stats_t;
 
+#define OFFLOAD_STATS_LISTED  32    /* buckets a slice lists, at most */
+
+/* One slice's run-time histogram (fine buckets): the buckets it counted,
+ * listed while they are few (a queue's jobs mostly take alike times: an
+ * echo queue counts 3 or so), as a whole histogram past 32 of them (2.8 KB
+ * then).  Either way every count is exact. */
 typedef struct {
-    /* Run-time histograms (fine buckets), one per heartbeat, a ring: 32
-     * bits a bucket are plenty for one heartbeat and halve its size
-     * (60 x 705 x 4 = 169 KB a queue, 181 KB all told); their sum, kept
-     * as the ring turns, is what the quantiles are taken from. */
-    uint32_t            window[OFFLOAD_STATS_WINDOW][OFFLOAD_HIST_FINE];
-    uint64_t            window_jobs[OFFLOAD_STATS_WINDOW];
-    uint64_t            window_sum[OFFLOAD_HIST_FINE];
-    uint64_t            period[OFFLOAD_HIST_FINE];  /* since the last one */
+    uint64_t            jobs;
+    uint32_t           *dense;          /* OFFLOAD_HIST_FINE, or NULL */
+    int                 nlisted;
+    uint16_t            bucket[OFFLOAD_STATS_LISTED];
+    uint32_t            count[OFFLOAD_STATS_LISTED];
+} offload_stats_slice_t;
+
+/* A pool's slices, a ring: 1.3 KB, 18.2 KB if all 6 turned dense.  A
+ * quantile adds them up. */
+typedef struct {
+    offload_stats_slice_t  slice[OFFLOAD_STATS_SLICES];
+} offload_stats_window_t;
+
+typedef struct {
+    /* Allocated at the first job counted, freed once the window is empty
+     * again: an idle queue costs nothing. */
+    offload_stats_window_t  *window;
+    int                 current;        /* the slice runs are counted in */
+    int                 beats;          /* heartbeats it counted, 0 .. 10 */
+
+    /* Jobs per heartbeat: this one's, and a ring of the last ones. */
+    uint64_t            period_jobs;
+    uint64_t            beat_jobs[OFFLOAD_STATS_RATE];
     int                 next;
     int                 filled;
 
@@ -71,6 +93,11 @@ typedef struct {
 } offload_pool_stats_t;
 
 void offload_stats_pool_init(offload_pool_stats_t *ps);
+void offload_stats_pool_free(offload_pool_stats_t *ps);
+
+/* Counts n runs of a fine bucket into the window's current slice. */
+void offload_stats_pool_count(offload_pool_stats_t *ps, int bucket,
+    uint32_t n);
 
 /* The slot's process is about to be replaced (its scoreboard is reset):
  * keep what it did. */
@@ -94,6 +121,11 @@ double offload_stats_jobs_per_s(const struct offload_pool_s *pool,
     int heartbeat_ms);
 int64_t offload_stats_run_quantile(const struct offload_pool_s *pool,
     double q);
+
+/* The window's fine buckets, its slices added (OFFLOAD_HIST_FINE of them);
+ * returns the jobs they count. */
+uint64_t offload_stats_run_counts(const struct offload_pool_s *pool,
+    uint64_t *counts);
 
 /* The Redis side: one queue's reply to offload_queue_stats_script. */
 void offload_stats_set_queue(struct offload_pool_s *pool,

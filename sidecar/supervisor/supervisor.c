@@ -939,6 +939,7 @@ offload_pools_free(offload_pool_t *pools, size_t npools)
         }
         free(pools[p].slots);
         free(pools[p].restart_us);
+        offload_stats_pool_free(&pools[p].stats);
     }
     free(pools);
 }
