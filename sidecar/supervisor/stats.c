@@ -19,7 +19,8 @@
 void
 offload_stats_pool_init(offload_pool_stats_t *ps)
 {
-    memset(ps, 0, sizeof(*ps));
+    /* no memset: ps is zeroed, and its window's pages, untouched, take
+     * no memory until the queue runs jobs */
     ps->backlog = -1;
     ps->pending = -1;
     ps->oldest_ms = -1;
@@ -181,6 +182,21 @@ sample_slot(offload_slot_t *slot, int64_t now_us, double ticks_per_s)
 }
 
 
+static int
+hist_zero(const uint64_t *counts)
+{
+    int  i;
+
+    for (i = 0; i < OFFLOAD_HIST_MAX; i++) {
+        if (counts[i] != 0) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 void
 offload_stats_tick(offload_supervisor_t *sup)
 {
@@ -199,8 +215,16 @@ offload_stats_tick(offload_supervisor_t *sup)
             sample_slot(&pool->slots[i], now_us, ticks_per_s);
         }
 
-        memcpy(ps->window[ps->next], ps->period, sizeof(ps->period));
-        memset(ps->period, 0, sizeof(ps->period));
+        /* this period goes in the window, and the window is all zero
+         * again once it is written over, a whole turn later */
+        if (!hist_zero(ps->period)) {
+            ps->dirty = OFFLOAD_STATS_WINDOW + 1;
+        }
+        if (ps->dirty > 0) {
+            memcpy(ps->window[ps->next], ps->period, sizeof(ps->period));
+            memset(ps->period, 0, sizeof(ps->period));
+            ps->dirty--;
+        }
         ps->next = (ps->next + 1) % OFFLOAD_STATS_WINDOW;
         if (ps->filled < OFFLOAD_STATS_WINDOW) {
             ps->filled++;
@@ -217,7 +241,7 @@ window_sum(const offload_pool_stats_t *ps, int n, uint64_t *counts)
 
     memset(counts, 0, sizeof(uint64_t) * OFFLOAD_HIST_MAX);
 
-    for (k = 1; k <= n && k <= ps->filled; k++) {
+    for (k = 1; ps->dirty > 0 && k <= n && k <= ps->filled; k++) {
         at = (ps->next - k + OFFLOAD_STATS_WINDOW) % OFFLOAD_STATS_WINDOW;
         for (i = 0; i < OFFLOAD_HIST_MAX; i++) {
             counts[i] += ps->window[at][i];

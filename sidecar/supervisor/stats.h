@@ -56,6 +56,10 @@ typedef struct {
     uint64_t            period[OFFLOAD_HIST_MAX];  /* since the last one */
     int                 next;
     int                 filled;
+    int                 dirty;      /* heartbeats until every period of the
+                                       window is zero again; 0: it is, and
+                                       it is neither read nor written (its
+                                       pages, calloc's, are not touched) */
 
     /* From Redis at the last heartbeat; -1 until known. */
     long long           backlog;        /* entries no worker has read */
@@ -65,6 +69,7 @@ typedef struct {
     long long           retrying;       /* jobs in the retry set */
 } offload_pool_stats_t;
 
+/* ps must be zeroed (calloc). */
 void offload_stats_pool_init(offload_pool_stats_t *ps);
 
 /* The slot's process is about to be replaced (its scoreboard is reset):
