@@ -53,12 +53,14 @@ CC_FORTIFY = $(if $(filter-out -O0,$(lastword $(filter -O%,$(CFLAGS)))), \
                 $(FORTIFY))
 
 # hiredis, jansson and libcrypto ship .pc files (libev does not); without
-# pkg-config, the plain -l names.
+# pkg-config, the plain -l names.  libcrypto's headers only: the sha256
+# handler loads it on its first job (dlopen), so that no other process of
+# the sidecar pays the loader's work on it.
 PKG_CONFIG ?= pkg-config
-PKGS = hiredis jansson libcrypto
-PKG_CPPFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKGS = hiredis jansson
+PKG_CPPFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) libcrypto 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null \
-              || echo -lhiredis -ljansson -lcrypto)
+              || echo -lhiredis -ljansson)
 CURSES_LIBS := $(shell $(PKG_CONFIG) --libs ncurses 2>/dev/null \
                  || echo -lncurses)
 

@@ -94,6 +94,12 @@ for my $case ([ 'abc', 1 ], [ '', 1 ], [ 'abc', 1000 ],
 is(sha256_hex('abc'),
    'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad',
    'Digest::SHA sanity');
+# libcrypto is loaded by the sha256 worker that ran jobs, by no other
+# process of the sidecar (what it costs the others: their RSS)
+my $maps = sub { slurp("/proc/$_[0]/maps") =~ /libcrypto/ ? 1 : 0 };
+is($maps->(sidecar_pid()), 0, 'the supervisor has no libcrypto mapped');
+is($maps->(worker_pids()->{echo}[0]), 0, 'an echo worker has none');
+is($maps->(worker_pids()->{sha256}[0]), 1, 'the sha256 worker has it');
 
 # ---- spin
 my $t0 = time;

@@ -58,6 +58,11 @@ ok(defined $q->{run_p50_ms} && defined $q->{run_p99_ms}
     or diag(explain($q));
 is($q->{state}, 'ok', 'pool state ok');
 is($q->{dead}, 0, 'no dead letters');
+# idle again: jobs/s (10 heartbeats) falls back to 0 while the run-time
+# percentiles (60 heartbeats, 12 s) still hold the jobs
+ok(wait_until(sub { (queue_doc('echo')->{jobs_per_s} // -1) == 0 },
+    scaled(10), 'jobs/s back to 0'), 'idle queue: jobs_per_s 0');
+ok(defined queue_doc('echo')->{run_p99_ms}, 'idle queue: run p99 kept');
 
 my $r = post_json('/jobs/leak', { mb => 16 });
 is($r->{status}, 200, 'leak job answered');

@@ -64,7 +64,7 @@ like($postinst, qr/$link/, 'in /etc/nginx/modules-enabled');
 my $sidecar_deps = field('offload-sidecar', 'Depends');
 like($sidecar_deps, qr/\badduser\b/, "the sidecar depends on adduser");
 like($sidecar_deps, qr/\b$_\b/, "and on $_")
-    for qw(libev4 libhiredis0\.14 libjansson4);
+    for qw(libev4 libhiredis0\.14 libjansson4 libssl3);
 has_file('offload-sidecar', $_) for qw(usr/bin/offload-sidecar
     usr/bin/offloadctl lib/systemd/system/offload-sidecar.service
     etc/logrotate.d/offload-sidecar etc/offload/sidecar.conf);

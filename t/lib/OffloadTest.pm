@@ -474,7 +474,8 @@ sub nginx_conf {
     }
     my $env = sanitize() ? "env ASAN_OPTIONS;\nenv UBSAN_OPTIONS;\n" : '';
     # valgrind keeps descriptors of its own and refuses a higher limit
-    my $rlimit = $o{wrapper} ? '' : "worker_rlimit_nofile 16384;\n";
+    my $rlimit = $o{wrapper} ? ''
+        : 'worker_rlimit_nofile ' . ($o{nofile} // 16384) . ";\n";
     my $connections = $o{connections} // 4096;
     my $temp = join '', map { "    ${_}_temp_path $dir/${_}_temp;\n" }
         qw(client_body proxy fastcgi uwsgi scgi);
@@ -520,7 +521,8 @@ sub nginx_env {
 
 # start_nginx(http => "server { listen 127.0.0.1:@PORT@; ... }",
 #             workers => 2, wrapper => [valgrind ...], timeout => seconds,
-#             connections => worker_connections (default 4096))
+#             connections => worker_connections (default 4096),
+#             nofile => worker_rlimit_nofile (default 16384))
 sub start_nginx {
     my (%o) = @_;
     my $dir = tmpdir();
