@@ -77,7 +77,8 @@ COMPILE = $(CC) $(OFFLOAD_CPPFLAGS) $(CPPFLAGS) $(OFFLOAD_CFLAGS) $(CFLAGS)
 LINK = $(OFFLOAD_LDFLAGS) $(LDFLAGS)
 # Plugins (load_module) call offload.h's functions in the program that
 # loads them: those, and only those, are exported.
-API = offload_job_id offload_job_request_id offload_job_attempt \
+API = offload_job_id offload_job_request_id offload_job_traceparent \
+      offload_job_tracestate offload_job_attempt \
       offload_job_deadline offload_job_result offload_job_fail \
       offload_job_retry \
       offload_slot_queue offload_slot_index

@@ -897,7 +897,7 @@ ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
                                            "no such job (or it expired)");
     }
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 9) {
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 10) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "offload: reading job %*s failed: %s",
                       (size_t) OFFLOAD_JOB_ID_LEN, jr->id,
@@ -910,9 +910,15 @@ ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
 
     e = reply->element;
 
-    for (i = 0; i < 8; i++) {
+    for (i = 0; i < 10; i++) {
+        if (i == 8) {
+            continue;                   /* the result, read below */
+        }
+
         if ((e[i]->type != REDIS_REPLY_STRING && e[i]->type != REDIS_REPLY_NIL)
-            || (i == 0 && e[i]->type != REDIS_REPLY_STRING))
+            || (i == 0 && e[i]->type != REDIS_REPLY_STRING)
+            || (i == 9 && e[i]->type == REDIS_REPLY_STRING
+                && e[i]->len != OFFLOAD_TRACE_ID_LEN))
         {
             return ngx_http_offload_send_error(r,
                                                NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -970,6 +976,10 @@ ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
                   : 0);
     }
 
+    /* "trace_id": 32 hex digits (the submit script took them from a
+     * checked traceparent), or null */
+    len += sizeof(",\"trace_id\":\"\"") - 1 + OFFLOAD_TRACE_ID_LEN;
+
     ngx_memzero(&res, sizeof(offload_result_t));
 
     if (e[8]->type == REDIS_REPLY_STRING
@@ -1002,6 +1012,14 @@ ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
         } else {
             p = ngx_cpymem(p, "null", 4);
         }
+    }
+
+    if (e[9]->type == REDIS_REPLY_STRING) {
+        p = ngx_sprintf(p, ",\"trace_id\":\"%*s\"",
+                        (size_t) OFFLOAD_TRACE_ID_LEN, e[9]->str);
+
+    } else {
+        p = ngx_cpymem(p, ",\"trace_id\":null", 16);
     }
 
     if (res.body.data != NULL) {

@@ -194,7 +194,7 @@ static ngx_command_t  ngx_http_offload_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_offload_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_offload_trace_add_variables,  /* preconfiguration */
     ngx_http_offload_postconfiguration,    /* postconfiguration */
 
     ngx_http_offload_create_main_conf,     /* create main configuration */
@@ -641,6 +641,7 @@ ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx)
     char                           stream[OFFLOAD_KEY_MAX];
     const char                    *argv[OFFLOAD_JOB_ARGC];
     size_t                         argvlen[OFFLOAD_JOB_ARGC];
+    ngx_str_t                      tp, ts;
     offload_entry_t                job;
     ngx_http_request_t            *r;
     offload_job_scratch_t          scratch;
@@ -676,6 +677,18 @@ ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx)
     if (rid != NULL && !rid->not_found) {
         job.request_id.data = (char *) rid->data;
         job.request_id.len = rid->len;
+    }
+
+    /* the handler runs as a child of nginx's span */
+    if (ngx_http_offload_traceparent(r, &tp) != NULL) {
+        if (ngx_http_offload_tracestate(r, &ts) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        job.traceparent.data = (char *) tp.data;
+        job.traceparent.len = tp.len;
+        job.tracestate.data = (char *) ts.data;
+        job.tracestate.len = ts.len;
     }
 
     if (offload_stream_key(stream, sizeof(stream), (char *) ctx->queue.data,
@@ -918,7 +931,8 @@ ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
     offload_result_t *res)
 {
     off_t                len;
-    u_char              *p, *t, timing[128];
+    u_char              *p, *t,
+                         timing[128 + NGX_HTTP_OFFLOAD_TRACE_TIMING_LEN];
     ngx_int_t            rc;
     ngx_chain_t         *out;
     ngx_http_request_t  *r;
@@ -975,6 +989,9 @@ ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
                              ", cpu;dur=%L.%03L", res->cpu_us / 1000,
                              res->cpu_us % 1000);
         }
+
+        t = ngx_http_offload_trace_timing(r, t, timing);
+        ctx->timed = 1;
 
         rc = ngx_http_offload_add_header(r, "Server-Timing", timing,
                                          t - timing);
@@ -1052,8 +1069,9 @@ ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx, ngx_int_t rc)
 
 
 /* Every answer carries X-Request-Id: the $request_id the job took along, so
- * one grep follows a request through nginx's and the workers' logs.  An
- * answer of offload_pass counts in the metrics zone. */
+ * one grep follows a request through nginx's and the workers' logs; an
+ * answer of offload_pass also its traceparent (ngx_http_offload_trace.c)
+ * and counts in the metrics zone. */
 
 ngx_int_t
 ngx_http_offload_send(ngx_http_request_t *r, ngx_uint_t status,
@@ -1074,6 +1092,10 @@ ngx_http_offload_send(ngx_http_request_t *r, ngx_uint_t status,
 
     } else if (ctx == NULL && olcf->queue != NULL) {
         ngx_http_offload_metrics_invalid(omcf->metrics, status);
+    }
+
+    if (olcf->queue != NULL && ngx_http_offload_trace_answer(r) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     return ngx_http_offload_send_chain(r, status, &type, out, len);

@@ -365,6 +365,7 @@ typedef struct {
     unsigned                      submitted:1; /* XADD acknowledged */
     unsigned                      expired:1;   /* deadline passed */
     unsigned                      answered:1;
+    unsigned                      timed:1;     /* Server-Timing added */
     unsigned                      admit_by_eval:1;  /* NOSCRIPT came (the
                                                        admission or the
                                                        submit script) */
@@ -553,6 +554,19 @@ ngx_int_t ngx_http_offload_admission_xadd(ngx_http_offload_ctx_t *ctx,
 void ngx_http_offload_admission_full(ngx_http_offload_ctx_t *ctx,
     long long backlog);
 size_t ngx_http_offload_script_sha(const char *script, u_char *sha);
+
+/* ngx_http_offload_trace.c */
+ngx_int_t ngx_http_offload_trace_add_variables(ngx_conf_t *cf);
+ngx_str_t *ngx_http_offload_traceparent(ngx_http_request_t *r,
+    ngx_str_t *tp);
+ngx_int_t ngx_http_offload_tracestate(ngx_http_request_t *r, ngx_str_t *ts);
+u_char *ngx_http_offload_trace_timing(ngx_http_request_t *r, u_char *p,
+    u_char *start);
+ngx_int_t ngx_http_offload_trace_answer(ngx_http_request_t *r);
+
+/* room for ", traceparent;desc=\"<traceparent>\"" */
+#define NGX_HTTP_OFFLOAD_TRACE_TIMING_LEN                                    \
+    (sizeof(", traceparent;desc=\"\"") + OFFLOAD_TRACEPARENT_LEN)
 
 
 #endif /* _NGX_HTTP_OFFLOAD_MODULE_H_INCLUDED_ */

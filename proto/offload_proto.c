@@ -388,7 +388,13 @@ const char  offload_submit_script[] =
     "if not id then return false end\n"
     "local rec = { 'queue', ARGV[2], 'status', 'queued', 'attempts', 0,"
     " 'submitted_at', ARGV[3], 'deadline', ARGV[9] }\n"
-    "if sync then rec[11], rec[12] = 'sync', 1 end\n"
+    "if sync then rec[#rec + 1], rec[#rec + 2] = 'sync', 1 end\n"
+    "for i = 10, #ARGV - 1, 2 do\n"
+    "  if ARGV[i] == '" OFFLOAD_F_TRACEPARENT "' then\n"
+    "    rec[#rec + 1], rec[#rec + 2] = 'trace_id',"
+    " string.sub(ARGV[i + 1], 4, 35)\n"
+    "  end\n"
+    "end\n"
     "redis.call('HSET', KEYS[1], unpack(rec))\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "if idem ~= '' then\n"
@@ -476,7 +482,8 @@ const char  offload_job_script[] =
     "end\n"
     "return { outcome, h.queue or false, h.status or false,"
     " h.attempts or false, h.submitted_at or false, h.started_at or false,"
-    " h.finished_at or false, h.next_attempt_at or false, res }\n";
+    " h.finished_at or false, h.next_attempt_at or false, res,"
+    " h.trace_id or false }\n";
 
 
 static const char  hex[] = "0123456789abcdef";
@@ -605,6 +612,74 @@ offload_str_copy(char *dst, size_t size, const char *src, size_t len)
 }
 
 
+/* 1 if s[0 .. n) are lowercase hex digits, not all '0' when nonzero is
+ * asked for; 0 otherwise. */
+static int
+lower_hex(const char *s, size_t n, int nonzero)
+{
+    size_t  i;
+    int     any = 0;
+
+    for (i = 0; i < n; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+            return 0;
+        }
+
+        any |= s[i] != '0';
+    }
+
+    return any || !nonzero;
+}
+
+
+int
+offload_traceparent_check(const char *s, size_t len)
+{
+    if (len < OFFLOAD_TRACEPARENT_LEN
+        || !lower_hex(s, 2, 0) || (s[0] == 'f' && s[1] == 'f'))
+    {
+        return -1;
+    }
+
+    /* a later version may append fields after a '-' */
+    if ((s[0] == '0' && s[1] == '0') ? len != OFFLOAD_TRACEPARENT_LEN
+        : len > OFFLOAD_TRACEPARENT_LEN && s[OFFLOAD_TRACEPARENT_LEN] != '-')
+    {
+        return -1;
+    }
+
+    if (s[2] != '-' || s[OFFLOAD_SPAN_ID_AT - 1] != '-'
+        || s[OFFLOAD_TRACE_FLAGS_AT - 1] != '-'
+        || !lower_hex(s + OFFLOAD_TRACE_ID_AT, OFFLOAD_TRACE_ID_LEN, 1)
+        || !lower_hex(s + OFFLOAD_SPAN_ID_AT, OFFLOAD_SPAN_ID_LEN, 1)
+        || !lower_hex(s + OFFLOAD_TRACE_FLAGS_AT, 2, 0))
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int
+offload_tracestate_check(const char *s, size_t len)
+{
+    size_t  i;
+
+    if (len == 0 || len > OFFLOAD_TRACESTATE_MAX) {
+        return -1;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (s[i] < 0x20 || s[i] > 0x7e) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
 const char *
 offload_record_status(int status, const char *code)
 {
@@ -719,6 +794,16 @@ offload_job_argv(const offload_entry_t *job, const char *stream_key,
                  (long long) job->record_ttl_ms);
         put_field(OFFLOAD_F_RECORD, scratch->record_ttl,
                   strlen(scratch->record_ttl));
+    }
+
+    if (job->traceparent.len > 0) {
+        put_field(OFFLOAD_F_TRACEPARENT, job->traceparent.data,
+                  job->traceparent.len);
+
+        if (job->tracestate.len > 0) {
+            put_field(OFFLOAD_F_TRACESTATE, job->tracestate.data,
+                      job->tracestate.len);
+        }
     }
 
     return argc;
@@ -841,6 +926,12 @@ offload_job_decode(offload_entry_t *job, const offload_str_t *fields,
                 *err = "bad record TTL";
                 return -1;
             }
+
+        } else if (str_is(name, OFFLOAD_F_TRACEPARENT)) {
+            job->traceparent = *value;
+
+        } else if (str_is(name, OFFLOAD_F_TRACESTATE)) {
+            job->tracestate = *value;
         }
 
         /* unknown fields are ignored: a newer sender may add some */
@@ -854,6 +945,24 @@ offload_job_decode(offload_entry_t *job, const offload_str_t *fields,
     if (job->version != OFFLOAD_PROTO_VERSION) {
         *err = "unsupported protocol version";
         return -1;
+    }
+
+    /* Trace context is a courtesy: a bad one is dropped, not the job. */
+    if (job->traceparent.len > 0
+        && (job->traceparent.len != OFFLOAD_TRACEPARENT_LEN
+            || offload_traceparent_check(job->traceparent.data,
+                                         job->traceparent.len)
+               != 0))
+    {
+        job->traceparent.len = 0;
+    }
+
+    if (job->traceparent.len == 0
+        || offload_tracestate_check(job->tracestate.data,
+                                    job->tracestate.len)
+           != 0)
+    {
+        job->tracestate.len = 0;
     }
 
     /* reply, deadline, submitted and attempt may be left out: a program
@@ -1156,9 +1265,11 @@ const char  offload_retry_script[] =
     "if span <= 0 then span = 30000 end\n"
     "local job = {'v', f.v, 'id', f.id, 'payload', f.payload or '',\n"
     "  'submitted', now, 'attempt', 1, 'rid', f.rid or ''}\n"
-    "if f.reply then\n"
-    "  job[#job + 1] = 'reply'\n"
-    "  job[#job + 1] = f.reply\n"
+    "for _, k in ipairs({'reply', 'tp', 'ts'}) do\n"
+    "  if f[k] then\n"
+    "    job[#job + 1] = k\n"
+    "    job[#job + 1] = f[k]\n"
+    "  end\n"
     "end\n"
     "local life = " OFFLOAD_STR(OFFLOAD_BODY_NO_DEADLINE_MS) "\n"
     "if f.deadline then\n"

@@ -121,6 +121,23 @@
 #define OFFLOAD_F_REQUEST_ID       "rid"
 #define OFFLOAD_F_BODY             "body"
 #define OFFLOAD_F_RECORD           "rec"
+#define OFFLOAD_F_TRACEPARENT      "tp"
+#define OFFLOAD_F_TRACESTATE       "ts"
+
+/*
+ * W3C Trace Context.  A traceparent is "00-<trace id>-<parent id>-<flags>":
+ * 55 characters, 32 + 16 + 2 lowercase hex digits, neither id all zeros.
+ * A tracestate travels only beside a valid traceparent, and only up to
+ * OFFLOAD_TRACESTATE_MAX printable ASCII characters (the spec's 32 members
+ * hold about that much; longer ones are dropped, not cut).
+ */
+#define OFFLOAD_TRACEPARENT_LEN    55
+#define OFFLOAD_TRACE_ID_AT        3
+#define OFFLOAD_TRACE_ID_LEN       32
+#define OFFLOAD_SPAN_ID_AT         36
+#define OFFLOAD_SPAN_ID_LEN        16
+#define OFFLOAD_TRACE_FLAGS_AT     53
+#define OFFLOAD_TRACESTATE_MAX     512
 
 /*
  * Big payloads stay out of single Redis commands: Redis runs one command at
@@ -178,12 +195,14 @@ typedef struct {
     int            attempt;       /* 1 on first delivery */
     int64_t        record_ttl_ms; /* > 0: the job has a record, its result
                                      and record stay this long */
+    offload_str_t  traceparent;   /* valid, version 00, or empty */
+    offload_str_t  tracestate;    /* empty without a traceparent */
 } offload_entry_t;
 
 #define OFFLOAD_NO_DEADLINE        INT64_MAX
 
 #define OFFLOAD_JOB_FIELDS_AT      4     /* XADD key NOMKSTREAM * */
-#define OFFLOAD_JOB_ARGC           (OFFLOAD_JOB_FIELDS_AT + 2 * 10)
+#define OFFLOAD_JOB_ARGC           (OFFLOAD_JOB_FIELDS_AT + 2 * 12)
 
 /* Numbers in a job's argv are formatted into this scratch space. */
 typedef struct {
@@ -262,6 +281,15 @@ int offload_cancelled_key(char *buf, size_t size, const char *queue,
 /* Copies a field of len bytes (src may be NULL: none) as a C string into
  * dst of size bytes, cut to fit. */
 void offload_str_copy(char *dst, size_t size, const char *src, size_t len);
+
+/* 0 if s (len bytes) is a traceparent a receiver accepts: version 00 of
+ * exactly OFFLOAD_TRACEPARENT_LEN, or a later version (not ff) that starts
+ * with the same layout; -1 otherwise. */
+int offload_traceparent_check(const char *s, size_t len);
+
+/* 0 if s is a tracestate worth passing on: 1 .. OFFLOAD_TRACESTATE_MAX
+ * printable ASCII characters; -1 otherwise. */
+int offload_tracestate_check(const char *s, size_t len);
 
 /* The status a job's record ends with, for a result's HTTP status and
  * error code (NULL: none): "done" (2xx), "expired" (504 expired), "dead"

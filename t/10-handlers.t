@@ -45,7 +45,7 @@ sub job_ok {
     like($r->{headers}{'x-offload-job-id'} // '', qr/^[0-9a-f]{32}$/,
         "$name: X-Offload-Job-Id");
     like($r->{headers}{'server-timing'} // '',
-        qr/^queue;dur=\d+\.\d{3}, run;dur=\d+\.\d{3}, cpu;dur=\d+\.\d{3}$/,
+        qr/^queue;dur=\d+\.\d{3}, run;dur=\d+\.\d{3}, cpu;dur=\d+\.\d{3}, traceparent;desc="00-[0-9a-f]{32}-[0-9a-f]{16}-01"$/,
         "$name: Server-Timing");
     return $r->{json};
 }

@@ -103,7 +103,8 @@ for my $q (qw(pyrev noderev)) {
     $r = post_json("/jobs/$q", { text => 'logged' });
     my $id = $r->{headers}{'x-offload-job-id'};
     my $tagged = qr/worker \Q$q\E:\d+: handler pid \d+: /
-        . qr/reversing 6 characters \(job \Q$id\E, request [0-9a-f]+\)/;
+        . qr/reversing 6 characters \(job \Q$id\E, request [0-9a-f]+, /
+        . qr/trace [0-9a-f]{32}\)/;
     ok(wait_until(sub { slurp($log) =~ $tagged }, scaled(5),
         "$q stderr logged"), "$q: its stderr is logged with queue, slot, "
         . 'job') or diag(slurp($log));

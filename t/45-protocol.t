@@ -75,6 +75,9 @@ ok(abs($f->{deadline} - $f->{submitted} - 10_000) <= 1,
     'deadline = submitted + offload_timeout');
 ok(abs($f->{submitted} - $t0 * 1000) < 2000, 'submitted is wall-clock ms');
 like($f->{rid}, qr/^[0-9a-f]{32}$/, 'rid is $request_id');
+like($f->{tp}, qr/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/,
+    'tp: a traceparent nginx started (no header)');
+ok(!exists $f->{ts}, 'no ts without a tracestate');
 
 # ---- a result published on the reply channel
 my $result = "OR1 $f->{id} 200 1500 2250\n{\"ok\":true}";
@@ -84,8 +87,11 @@ my $a = answer($s, $t0);
 is($a->{status}, 200, 'answered 200');
 is($a->{body}, '{"ok":true}', 'with the result body verbatim');
 is($a->{headers}{'x-offload-job-id'}, $f->{id}, 'X-Offload-Job-Id');
-is($a->{headers}{'server-timing'}, 'queue;dur=1.500, run;dur=2.250',
+is($a->{headers}{'server-timing'}, 'queue;dur=1.500, run;dur=2.250, '
+    . "traceparent;desc=\"$f->{tp}\"",
     'Server-Timing from queue_us/run_us (an older sidecar: no CPU time)');
+is($a->{headers}{traceparent}, $f->{tp},
+    'traceparent: the span the job carried');
 redis_cmd('XACK', $STREAM, 'workers', $job->{entry});
 
 # ---- other statuses pass through with their body

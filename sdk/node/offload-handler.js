@@ -10,12 +10,12 @@
 //   run(async (payload, job) => ({ text: [...payload.text].reverse() }));
 //
 // The handler gets the job's payload (decoded JSON) and a job { id,
-// requestId, attempt, deadline } and returns the result, or a promise of
-// it.  Jobs run one at a time, in order.  Throwing a JobError(code, message)
-// fails the job with 422 and that code; a Retry(code, message) fails this
-// attempt for now: the job runs again after the queue's retry_backoff while
-// it has attempts left (max_attempts) before its deadline, else that is its
-// 422.  Anything else thrown fails it with
+// requestId, traceparent, tracestate, attempt, deadline } and returns the
+// result, or a promise of it.  Jobs run one at a time, in order.  Throwing
+// a JobError(code, message) fails the job with 422 and that code; a
+// Retry(code, message) fails this attempt for now: the job runs again after
+// the queue's retry_backoff while it has attempts left (max_attempts) before
+// its deadline, else that is its 422.  Anything else thrown fails it with
 // "handler_error" and its message, and is logged with its stack.  stdout
 // belongs to the protocol: console.log goes to stderr, which the sidecar
 // logs, a line at a time, tagged with the job.
@@ -45,6 +45,8 @@ async function answer(handler, request) {
   const job = {
     id: request.id,
     requestId: request.rid || '',
+    traceparent: request.traceparent || '', // W3C: nginx's span, or ''
+    tracestate: request.tracestate || '',
     attempt: request.attempt || 1,
     deadline: request.deadline || 0, // ms since the epoch; 0: none
   };

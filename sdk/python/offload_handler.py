@@ -51,11 +51,15 @@ class Retry(JobError):
 class Job:
     """What the request says about the job being run."""
 
-    __slots__ = ("id", "request_id", "attempt", "deadline")
+    __slots__ = ("id", "request_id", "traceparent", "tracestate", "attempt",
+                 "deadline")
 
     def __init__(self, request):
         self.id = request["id"]
         self.request_id = request.get("rid", "")
+        # W3C trace context: nginx's span is the parent; "" when none
+        self.traceparent = request.get("traceparent", "")
+        self.tracestate = request.get("tracestate", "")
         self.attempt = request.get("attempt", 1)
         # ms since the epoch when the client stops waiting; 0: none
         self.deadline = request.get("deadline", 0)

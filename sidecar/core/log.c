@@ -5,7 +5,8 @@
  * Each line is formatted whole and written with one write(2), so lines of
  * the supervisor and its workers sharing one file never interleave.  A
  * worker names its queue and current job, and every line it writes while
- * the job runs carries them (and the job's nginx $request_id).
+ * the job runs carries them (and the job's nginx $request_id and trace
+ * id).
  */
 
 #include <errno.h>
@@ -36,6 +37,7 @@ static char         log_host[256];
 static const char  *log_queue;
 static char         log_job_id[LOG_ID_MAX];
 static char         log_rid[LOG_ID_MAX];
+static char         log_trace_id[OFFLOAD_TRACE_ID_LEN + 1];
 
 static const char  *level_names[] = {
     "debug", "info", "notice", "warn", "error"
@@ -143,11 +145,23 @@ offload_log_queue(const char *queue)
 
 
 void
-offload_log_job(const char *job_id, size_t job_len, const char *rid,
-    size_t rid_len)
+offload_log_job(const offload_entry_t *job)
 {
-    offload_str_copy(log_job_id, sizeof(log_job_id), job_id, job_len);
-    offload_str_copy(log_rid, sizeof(log_rid), rid, rid_len);
+    if (job == NULL) {
+        log_job_id[0] = '\0';
+        log_rid[0] = '\0';
+        log_trace_id[0] = '\0';
+        return;
+    }
+
+    offload_str_copy(log_job_id, sizeof(log_job_id), job->id.data,
+                     job->id.len);
+    offload_str_copy(log_rid, sizeof(log_rid), job->request_id.data,
+                     job->request_id.len);
+    offload_str_copy(log_trace_id, sizeof(log_trace_id),
+                     job->traceparent.len
+                     ? job->traceparent.data + OFFLOAD_TRACE_ID_AT : NULL,
+                     OFFLOAD_TRACE_ID_LEN);
 }
 
 
@@ -187,7 +201,7 @@ put_raw(char *buf, size_t size, size_t *n, const char *s)
 
 
 /* {"@timestamp":…,"log.level":…,"message":…,"service":…,"host":…,
- *  "pid":…[,"queue":…][,"job.id":…][,"request.id":…]} */
+ *  "pid":…[,"queue":…][,"job.id":…][,"request.id":…][,"trace.id":…]} */
 static size_t
 format_json(char *line, size_t size, int level, const struct timeval *tv,
     const char *message)
@@ -231,12 +245,20 @@ format_json(char *line, size_t size, int level, const struct timeval *tv,
         put_raw(line, size, &n, "\"");
     }
 
+    /* ECS's name: log tools join it with the spans of the same trace */
+    if (log_trace_id[0] != '\0') {
+        put_raw(line, size, &n, ",\"trace.id\":\"");
+        put_raw(line, size, &n, log_trace_id);
+        put_raw(line, size, &n, "\"");
+    }
+
     put_raw(line, size, &n, "}");
     return n;
 }
 
 
-/* 2026-11-24 21:40:00.123 [info] 1234 message (job <id>, request <rid>) */
+/* 2026-11-24 21:40:00.123 [info] 1234 message (job <id>, request <rid>,
+ * trace <trace id>) -- the trace part only when the job has one */
 static size_t
 format_text(char *line, size_t size, int level, const struct timeval *tv,
     const char *message)
@@ -252,8 +274,9 @@ format_text(char *line, size_t size, int level, const struct timeval *tv,
                  level_names[level], (int) getpid(), message);
 
     if (n >= 0 && (size_t) n < size && log_job_id[0] != '\0') {
-        n += snprintf(line + n, size - (size_t) n, " (job %s, request %s)",
-                      log_job_id, log_rid[0] ? log_rid : "-");
+        n += snprintf(line + n, size - (size_t) n, " (job %s, request %s%s%s)",
+                      log_job_id, log_rid[0] ? log_rid : "-",
+                      log_trace_id[0] ? ", trace " : "", log_trace_id);
     }
 
     return n < 0 ? 0 : (size_t) n < size ? (size_t) n : size - 1;

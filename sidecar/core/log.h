@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "offload_proto.h"
+
 enum {
     OFFLOAD_LOG_DEBUG = 0,
     OFFLOAD_LOG_INFO,
@@ -46,8 +48,7 @@ int offload_log_chown(uid_t uid, gid_t gid);
 /* The queue a worker process serves, and the job it runs (NULL: none),
  * added to every line it logs so one grep finds all of a job. */
 void offload_log_queue(const char *queue);
-void offload_log_job(const char *job_id, size_t job_len, const char *rid,
-    size_t rid_len);
+void offload_log_job(const offload_entry_t *job);
 
 void offload_log_write(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -62,13 +62,18 @@ offload_sb_state(const offload_sb_slot_t *sb)
 
 void
 offload_sb_job_start(offload_sb_slot_t *sb, const char *entry_id,
-    size_t entry_len, const char *job_id, size_t job_len, const char *rid,
-    size_t rid_len, int attempt, int64_t start_us)
+    size_t entry_len, const offload_entry_t *job, int64_t start_us)
 {
     offload_str_copy(sb->entry_id, sizeof(sb->entry_id), entry_id, entry_len);
-    offload_str_copy(sb->job_id, sizeof(sb->job_id), job_id, job_len);
-    offload_str_copy(sb->request_id, sizeof(sb->request_id), rid, rid_len);
-    sb->attempt = attempt;
+    offload_str_copy(sb->job_id, sizeof(sb->job_id), job->id.data,
+                     job->id.len);
+    offload_str_copy(sb->request_id, sizeof(sb->request_id),
+                     job->request_id.data, job->request_id.len);
+    offload_str_copy(sb->trace_id, sizeof(sb->trace_id),
+                     job->traceparent.len
+                     ? job->traceparent.data + OFFLOAD_TRACE_ID_AT : NULL,
+                     OFFLOAD_TRACE_ID_LEN);
+    sb->attempt = job->attempt;
     sb->job_start_us = start_us;
     sb->job_seq++;
 

@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include "offload_hist.h"
+#include "offload_proto.h"
 
 #define OFFLOAD_SB_ENTRY_ID_MAX   48      /* "<ms>-<seq>" is 41 at most */
 #define OFFLOAD_SB_JOB_ID_MAX     129     /* ids are at most 128 bytes */
@@ -65,6 +66,7 @@ typedef struct {
     char      entry_id[OFFLOAD_SB_ENTRY_ID_MAX];
     char      job_id[OFFLOAD_SB_JOB_ID_MAX];
     char      request_id[OFFLOAD_SB_JOB_ID_MAX];    /* nginx $request_id */
+    char      trace_id[OFFLOAD_TRACE_ID_LEN + 1];   /* or "" */
 
     /* Counters of this process. */
     uint64_t  jobs_ok;              /* answered 200 */
@@ -114,12 +116,11 @@ int offload_sb_paused(const offload_sb_slot_t *sb);
 /* Supervisor: the state, read with acquire semantics. */
 offload_sb_state_e offload_sb_state(const offload_sb_slot_t *sb);
 
-/* Worker: a job starts (ids are truncated to fit) and the slot turns
- * busy; a job ends (ok: answered 200; its handler ran run_us) and the slot
- * turns idle. */
+/* Worker: a job starts (its ids, request id and trace id are truncated to
+ * fit) and the slot turns busy; a job ends (ok: answered 200; its handler
+ * ran run_us) and the slot turns idle. */
 void offload_sb_job_start(offload_sb_slot_t *sb, const char *entry_id,
-    size_t entry_len, const char *job_id, size_t job_len, const char *rid,
-    size_t rid_len, int attempt, int64_t start_us);
+    size_t entry_len, const offload_entry_t *job, int64_t start_us);
 void offload_sb_job_end(offload_sb_slot_t *sb, int ok, int64_t run_us);
 
 const char *offload_sb_state_name(offload_sb_state_e state);

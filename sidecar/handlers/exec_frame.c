@@ -92,6 +92,10 @@ offload_exec_request(const offload_job_t *job, const char *payload,
     p += put_string(p, job->id);
     p += sprintf(p, ",\"rid\":");
     p += put_string(p, job->request_id);
+    p += sprintf(p, ",\"traceparent\":");
+    p += put_string(p, job->traceparent);
+    p += sprintf(p, ",\"tracestate\":");
+    p += put_string(p, job->tracestate);
     p += sprintf(p, ",\"attempt\":%d,\"deadline\":%lld,\"payload\":",
                  job->attempt, (long long) job->deadline_ms);
     p += put_compact(p, payload, len);

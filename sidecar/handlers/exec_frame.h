@@ -12,7 +12,9 @@
 #include "job.h"
 
 /* The request line is at most this much longer than its payload. */
-#define OFFLOAD_EXEC_REQUEST_ROOM  (2 * 6 * OFFLOAD_JOB_STR_MAX + 128)
+#define OFFLOAD_EXEC_REQUEST_ROOM  (2 * 6 * OFFLOAD_JOB_STR_MAX + 128     \
+                                    + OFFLOAD_TRACEPARENT_LEN          \
+                                    + 6 * OFFLOAD_TRACESTATE_MAX + 32)
 
 /* Writes the request line for a job, newline included, into out (room:
  * len + OFFLOAD_EXEC_REQUEST_ROOM).  The payload is one JSON text (offload

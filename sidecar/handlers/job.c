@@ -42,6 +42,8 @@ offload_job_set(offload_job_t *job, const char *id, size_t idlen,
 {
     copy_str(job->id, id, idlen);
     copy_str(job->request_id, request_id, ridlen);
+    job->traceparent[0] = '\0';
+    job->tracestate[0] = '\0';
     job->attempt = attempt;
     job->deadline_ms = deadline_ms;
     job->status = 0;
@@ -63,6 +65,31 @@ const char *
 offload_job_request_id(const offload_job_t *job)
 {
     return job->request_id;
+}
+
+
+void
+offload_job_set_trace(offload_job_t *job, const offload_str_t *tp,
+    const offload_str_t *ts)
+{
+    offload_str_copy(job->traceparent, sizeof(job->traceparent), tp->data,
+                     tp->len);
+    offload_str_copy(job->tracestate, sizeof(job->tracestate), ts->data,
+                     ts->len);
+}
+
+
+const char *
+offload_job_traceparent(const offload_job_t *job)
+{
+    return job->traceparent;
+}
+
+
+const char *
+offload_job_tracestate(const offload_job_t *job)
+{
+    return job->tracestate;
 }
 
 

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "offload.h"
+#include "offload_proto.h"
 
 #define OFFLOAD_JOB_CODE_MAX     64
 #define OFFLOAD_JOB_MESSAGE_MAX  256
@@ -19,6 +20,8 @@
 struct offload_job_s {
     char      id[OFFLOAD_JOB_STR_MAX + 1];
     char      request_id[OFFLOAD_JOB_STR_MAX + 1];
+    char      traceparent[OFFLOAD_TRACEPARENT_LEN + 1];
+    char      tracestate[OFFLOAD_TRACESTATE_MAX + 1];
     int       attempt;
     int64_t   deadline_ms;
 
@@ -44,6 +47,11 @@ struct offload_slot_s {
  * OFFLOAD_JOB_STR_MAX) and forgets the last answer. */
 void offload_job_set(offload_job_t *job, const char *id, size_t idlen,
     const char *request_id, size_t ridlen, int attempt, int64_t deadline_ms);
+
+/* The job's trace context, as its entry has it (checked by
+ * offload_job_decode); offload_job_set forgets the last job's. */
+void offload_job_set_trace(offload_job_t *job, const offload_str_t *tp,
+    const offload_str_t *ts);
 
 /* Checks that the payload is one JSON text, then runs the handler on it.
  * Returns OFFLOAD_NOMEM, or OFFLOAD_OK with job->status: 200 with

@@ -97,6 +97,12 @@ const char *offload_job_id(const offload_job_t *job);
 /* The request id nginx gave it ($request_id), or "" if none. */
 const char *offload_job_request_id(const offload_job_t *job);
 
+/* The W3C traceparent of the job ("00-<trace id>-<parent id>-<flags>",
+ * 55 characters; the parent is nginx's span for the request), or "" for a
+ * job submitted without one; and its tracestate, or "". */
+const char *offload_job_traceparent(const offload_job_t *job);
+const char *offload_job_tracestate(const offload_job_t *job);
+
 /* 1 on the first run, 2 when a worker died under the first, ... */
 int offload_job_attempt(const offload_job_t *job);
 

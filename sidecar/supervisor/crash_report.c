@@ -105,6 +105,11 @@ offload_crash_report(const offload_crash_t *c)
             json_object_set_new(report, "request_id",
                                 json_string(sb->request_id));
         }
+
+        if (sb->trace_id[0] != '\0') {
+            json_object_set_new(report, "trace_id",
+                                json_string(sb->trace_id));
+        }
     }
 
     if (sb->exit_reason == OFFLOAD_SB_EXIT_HANDLER_PROCESS) {
@@ -119,10 +124,11 @@ offload_crash_report(const offload_crash_t *c)
 
     if (busy) {
         log_error("worker %s:%d: pid %d died (%s%s%s) holding job %s, "
-                  "attempt %d, request %s", c->queue, c->slot, (int) c->pid,
-                  offload_fail_reason_name(c->reason), sigtext ? ", " : "",
-                  sigtext ? sigtext : "", sb->job_id, sb->attempt,
-                  sb->request_id[0] ? sb->request_id : "-");
+                  "attempt %d, request %s, trace %s", c->queue, c->slot,
+                  (int) c->pid, offload_fail_reason_name(c->reason),
+                  sigtext ? ", " : "", sigtext ? sigtext : "", sb->job_id,
+                  sb->attempt, sb->request_id[0] ? sb->request_id : "-",
+                  sb->trace_id[0] ? sb->trace_id : "-");
     } else {
         log_error("worker %s:%d: pid %d died (%s%s%s) while %s, holding no "
                   "job", c->queue, c->slot, (int) c->pid,

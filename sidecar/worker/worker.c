@@ -1281,16 +1281,15 @@ run_job(offload_worker_t *w, const batch_entry_t *be,
         return;
     }
 
-    offload_sb_job_start(w->sb, entry_id->data, entry_id->len,
-                         entry->id.data, entry->id.len,
-                         entry->request_id.data, entry->request_id.len,
-                         entry->attempt, offload_mono_us());
+    offload_sb_job_start(w->sb, entry_id->data, entry_id->len, entry,
+                         offload_mono_us());
 
     offload_job_set(job, entry->id.data, entry->id.len,
                     entry->request_id.data, entry->request_id.len,
                     entry->attempt,
                     entry->deadline_ms == OFFLOAD_NO_DEADLINE
                     ? 0 : entry->deadline_ms);
+    offload_job_set_trace(job, &entry->traceparent, &entry->tracestate);
 
     /* run_us is the handler's own time (Server-Timing "run"); the job's
      * start in the scoreboard, for its timeout, includes the JSON check. */
@@ -1465,9 +1464,7 @@ body_no_memory(offload_worker_t *w)
               (long long) b->job.body_len, (int) b->job.id.len,
               b->job.id.data);
     offload_sb_job_start(w->sb, b->entry->id.data, b->entry->id.len,
-                         b->job.id.data, b->job.id.len,
-                         b->job.request_id.data, b->job.request_id.len,
-                         b->job.attempt, offload_mono_us());
+                         &b->job, offload_mono_us());
     w->sb->exit_reason = OFFLOAD_SB_EXIT_OUT_OF_MEMORY;
     _exit(OFFLOAD_WORKER_EXIT_NOMEM);
 }
@@ -1535,12 +1532,11 @@ body_read_done(offload_worker_t *w)
     b->job.payload.data = b->buf;
     b->job.payload.len = (size_t) b->job.body_len;
 
-    offload_log_job(b->job.id.data, b->job.id.len, b->job.request_id.data,
-                    b->job.request_id.len);
+    offload_log_job(&b->job);
     log_debug("%s: read a body of %lld bytes in %lld elements", w->name,
               (long long) b->job.body_len, (long long) b->elements);
     run_job(w, b->entry, &b->job);
-    offload_log_job(NULL, 0, NULL, 0);
+    offload_log_job(NULL);
 
     body_read_end(w);
 }
@@ -1819,10 +1815,9 @@ run_entry(offload_worker_t *w, batch_entry_t *e)
     }
 
     /* Every line logged about this job names it and its request. */
-    offload_log_job(job.id.data, job.id.len, job.request_id.data,
-                    job.request_id.len);
+    offload_log_job(&job);
     run_job(w, e, &job);
-    offload_log_job(NULL, 0, NULL, 0);
+    offload_log_job(NULL);
     return 0;
 }
 

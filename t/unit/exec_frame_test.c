@@ -34,18 +34,33 @@ request_is(const char *payload, const char *want, const char *what)
 static void
 test_request(void)
 {
+    offload_str_t  tp, ts;
+
     offload_job_set(&job, ID, 32, "rid-1", 5, 2, 1764600000000LL);
 
     request_is("{ \"a\" :\n [1, 2,\t3],\r\n \"s\": \"x y\\n\\\" z\" }\n",
-               "{\"id\":\"" ID "\",\"rid\":\"rid-1\",\"attempt\":2,"
+               "{\"id\":\"" ID "\",\"rid\":\"rid-1\",\"traceparent\":\"\","
+               "\"tracestate\":\"\",\"attempt\":2,"
                "\"deadline\":1764600000000,\"payload\":{\"a\":[1,2,3],"
                "\"s\":\"x y\\n\\\" z\"}}\n",
                "whitespace between tokens goes, strings stay as they are");
 
     offload_job_set(&job, ID, 32, "a\"b\\c\x01", 6, 1, 0);
     request_is("42", "{\"id\":\"" ID "\",\"rid\":\"a\\\"b\\\\c\\u0001\","
+               "\"traceparent\":\"\",\"tracestate\":\"\","
                "\"attempt\":1,\"deadline\":0,\"payload\":42}\n",
                "a request id is escaped; no deadline is 0");
+
+    tp.data = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    tp.len = OFFLOAD_TRACEPARENT_LEN;
+    ts.data = "a=\"b\"";
+    ts.len = 5;
+    offload_job_set_trace(&job, &tp, &ts);
+    request_is("1", "{\"id\":\"" ID "\",\"rid\":\"a\\\"b\\\\c\\u0001\","
+               "\"traceparent\":\"00-4bf92f3577b34da6a3ce929d0e0e4736-"
+               "00f067aa0ba902b7-01\",\"tracestate\":\"a=\\\"b\\\"\","
+               "\"attempt\":1,\"deadline\":0,\"payload\":1}\n",
+               "the trace context, escaped");
 }
 
 

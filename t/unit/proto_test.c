@@ -222,6 +222,9 @@ test_result(void)
 }
 
 
+/* tp and ts, which test_trace adds */
+#define TRACE_FIELDS  4
+
 static void
 test_job(void)
 {
@@ -249,7 +252,8 @@ test_job(void)
 
     offload_stream_key(stream, sizeof(stream), "echo", 4);
     argc = offload_job_argv(&in, stream, &scratch, argv, argvlen);
-    ok(argc == OFFLOAD_JOB_ARGC - 4, "XADD argc, no body nor rec field");
+    ok(argc == OFFLOAD_JOB_ARGC - 4 - TRACE_FIELDS,
+       "XADD argc, no body nor rec field, no trace context");
     ok(argvlen[0] == 4 && memcmp(argv[0], "XADD", 4) == 0
        && strcmp(argv[1], "offload:{echo}:jobs") == 0
        && argvlen[2] == 10 && memcmp(argv[2], "NOMKSTREAM", 10) == 0
@@ -277,14 +281,14 @@ test_job(void)
     in.payload.len = 0;
     in.body_len = 64 * 1024 * 1024;
     argc = offload_job_argv(&in, stream, &scratch, argv, argvlen);
-    ok(argc == OFFLOAD_JOB_ARGC - 2 && argvlen[argc - 2] == 4
+    ok(argc == OFFLOAD_JOB_ARGC - 2 - TRACE_FIELDS && argvlen[argc - 2] == 4
        && memcmp(argv[argc - 2], "body", 4) == 0
        && argvlen[argc - 1] == 8 && memcmp(argv[argc - 1], "67108864", 8) == 0,
        "a big job's XADD ends with body <length>");
 
     in.record_ttl_ms = 3600000;
     argc = offload_job_argv(&in, stream, &scratch, argv, argvlen);
-    ok(argc == OFFLOAD_JOB_ARGC && argvlen[argc - 2] == 3
+    ok(argc == OFFLOAD_JOB_ARGC - TRACE_FIELDS && argvlen[argc - 2] == 3
        && memcmp(argv[argc - 2], "rec", 3) == 0
        && argvlen[argc - 1] == 7 && memcmp(argv[argc - 1], "3600000", 7) == 0,
        "an async job's XADD ends with rec <record TTL>");
@@ -400,7 +404,7 @@ test_job(void)
         in.deadline_ms = OFFLOAD_NO_DEADLINE;
         in.submitted_ms = 0;
         argc = offload_job_argv(&in, stream, &scratch, argv, argvlen);
-        ok(argc == OFFLOAD_JOB_ARGC - 10,
+        ok(argc == OFFLOAD_JOB_ARGC - 10 - TRACE_FIELDS,
            "no reply, deadline, submitted, body: four fields fewer");
         for (i = OFFLOAD_JOB_FIELDS_AT; i < argc; i++) {
             fields[i - OFFLOAD_JOB_FIELDS_AT].data = argv[i];
@@ -577,12 +581,101 @@ test_str_copy(void)
 }
 
 
+static void
+test_trace(void)
+{
+    size_t                 i;
+    int                    argc;
+    const char            *argv[OFFLOAD_JOB_ARGC], *err;
+    size_t                 argvlen[OFFLOAD_JOB_ARGC];
+    offload_str_t          fields[OFFLOAD_JOB_ARGC];
+    offload_entry_t        in, out;
+    offload_job_scratch_t  scratch;
+
+#define TID "4bf92f3577b34da6a3ce929d0e0e4736"
+#define PID "00f067aa0ba902b7"
+    static const struct {
+        const char  *tp;
+        int          rc;
+    } cases[] = {
+        { "00-" TID "-" PID "-01", 0 },
+        { "00-" TID "-" PID "-00", 0 },
+        { "cc-" TID "-" PID "-01", 0 },             /* a later version */
+        { "cc-" TID "-" PID "-01-what-follows", 0 },
+        { "cc-" TID "-" PID "-01what", -1 },
+        { "00-" TID "-" PID "-01-", -1 },           /* 00 is 55 exactly */
+        { "00-" TID "-" PID "-1", -1 },
+        { "ff-" TID "-" PID "-01", -1 },
+        { "00-4BF92F3577B34DA6A3CE929D0E0E4736-" PID "-01", -1 },
+        { "00-00000000000000000000000000000000-" PID "-01", -1 },
+        { "00-" TID "-0000000000000000-01", -1 },
+        { "00_" TID "_" PID "_01", -1 },
+        { "0g-" TID "-" PID "-01", -1 },
+        { "00-" TID "-" PID "-0x", -1 },
+        { "", -1 },
+    };
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ok(offload_traceparent_check(cases[i].tp, strlen(cases[i].tp))
+           == cases[i].rc, "traceparent '%s': %s", cases[i].tp,
+           cases[i].rc ? "invalid" : "valid");
+    }
+
+    ok(offload_tracestate_check("congo=t61rcWkgMzE", 17) == 0
+       && offload_tracestate_check("", 0) == -1
+       && offload_tracestate_check("a=\x01", 3) == -1,
+       "tracestate: printable ASCII, not empty");
+
+    memset(&in, 0, sizeof(in));
+    in.version = 1;
+    in.id.data = "0123456789abcdef00000000000000ff";
+    in.id.len = 32;
+    in.payload.data = "{}";
+    in.payload.len = 2;
+    in.deadline_ms = OFFLOAD_NO_DEADLINE;
+    in.attempt = 1;
+    in.traceparent.data = "00-" TID "-" PID "-01";
+    in.traceparent.len = OFFLOAD_TRACEPARENT_LEN;
+    in.tracestate.data = "a=b";
+    in.tracestate.len = 3;
+
+    argc = offload_job_argv(&in, "offload:{q}:jobs", &scratch, argv,
+                            argvlen);
+    ok(argvlen[argc - 4] == 2 && memcmp(argv[argc - 4], "tp", 2) == 0
+       && argvlen[argc - 2] == 2 && memcmp(argv[argc - 2], "ts", 2) == 0,
+       "an XADD ends with tp and ts");
+
+    for (i = OFFLOAD_JOB_FIELDS_AT; i < (size_t) argc; i++) {
+        fields[i - OFFLOAD_JOB_FIELDS_AT].data = argv[i];
+        fields[i - OFFLOAD_JOB_FIELDS_AT].len = argvlen[i];
+    }
+
+    ok(offload_job_decode(&out, fields, argc - OFFLOAD_JOB_FIELDS_AT, &err)
+       == 0 && out.traceparent.len == OFFLOAD_TRACEPARENT_LEN
+       && out.tracestate.len == 3, "tp and ts round trip");
+
+    fields[argc - OFFLOAD_JOB_FIELDS_AT - 3].data = "00-" TID "-" PID "-0";
+    fields[argc - OFFLOAD_JOB_FIELDS_AT - 3].len = 54;
+    ok(offload_job_decode(&out, fields, argc - OFFLOAD_JOB_FIELDS_AT, &err)
+       == 0 && out.traceparent.len == 0 && out.tracestate.len == 0,
+       "a bad tp is dropped with its ts, the job decodes");
+
+    ok(offload_job_decode(&out, fields,
+                          argc - OFFLOAD_JOB_FIELDS_AT - 4, &err)
+       == 0 && out.traceparent.len == 0,
+       "an entry without tp has no trace context");
+#undef TID
+#undef PID
+}
+
+
 int
 main(void)
 {
     test_json();
     test_result();
     test_job();
+    test_trace();
     test_ids();
     test_addr_names_keys();
     test_key_room();
