@@ -19,8 +19,41 @@
 
 
 static void
+check_addr(const offload_addr_t *a)
+{
+    check(a->is_unix ? a->host[0] == '/'
+                     : a->host[0] != '\0' && a->port >= 1 && a->port <= 65535,
+          "redis address");
+}
+
+
+/* The top level's Redis and each queue's: an address, or sentinels and a
+ * master name. */
+static void
+check_endpoint(const offload_redis_endpoint_t *ep)
+{
+    int  i;
+
+    check(ep->nsentinels >= 0 && ep->nsentinels <= OFFLOAD_SENTINELS_MAX,
+          "sentinels");
+    if (ep->nsentinels == 0) {
+        check_addr(&ep->addr);
+    }
+    for (i = 0; i < ep->nsentinels; i++) {
+        check_addr(&ep->sentinels[i]);
+    }
+    check(ep->nsentinels == 0 || ep->master[0] != '\0', "master name");
+    check(ep->password == NULL || ep->password[0] != '\0', "password");
+    check(ep->db >= 0 && ep->db <= 65535, "db");
+    check(ep->wait_replicas >= 0
+          && ep->wait_replicas <= OFFLOAD_WAIT_REPLICAS_MAX, "wait_replicas");
+}
+
+
+static void
 check_queue(const offload_conf_queue_t *q)
 {
+    check_endpoint(&q->redis);
     check(offload_queue_name_valid(q->name, strlen(q->name)), "queue name");
     check(q->handler_name[0] != '\0', "handler");
     check(q->workers >= 1 && q->workers <= OFFLOAD_WORKERS_MAX, "workers");
@@ -61,12 +94,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     check(conf.nqueues >= 1 && conf.queues != NULL, "queues");
-    check(conf.redis.is_unix
-          ? conf.redis.host[0] == '/'
-          : conf.redis.host[0] != '\0' && conf.redis.port >= 1
-            && conf.redis.port <= 65535, "redis address");
-    check(conf.password == NULL || conf.password[0] != '\0', "password");
-    check(conf.db >= 0 && conf.db <= 65535, "db");
+    check_endpoint(&conf.redis);
     check(offload_queue_name_valid(conf.node_name, strlen(conf.node_name)),
           "node name");
     check(conf.log_target != NULL && conf.log_target[0] != '\0',
