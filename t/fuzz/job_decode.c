@@ -40,12 +40,16 @@ check_round_trip(const offload_entry_t *job)
 
     argc = offload_job_argv(job, "offload:{q}:jobs", &scratch, argv, argvlen);
     /* body only for a job whose payload is aside; reply, deadline,
-     * submitted and rec only when the job has them */
+     * submitted, rec and the trace context only when the job has them
+     * (tracestate only beside a traceparent) */
     check(argc == OFFLOAD_JOB_ARGC - (job->body_len > 0 ? 0 : 2)
                   - (job->reply.len > 0 ? 0 : 2)
                   - (job->deadline_ms != OFFLOAD_NO_DEADLINE ? 0 : 2)
                   - (job->submitted_ms != 0 ? 0 : 2)
-                  - (job->record_ttl_ms > 0 ? 0 : 2),
+                  - (job->record_ttl_ms > 0 ? 0 : 2)
+                  - (job->traceparent.len > 0 ? 0 : 2)
+                  - (job->traceparent.len > 0 && job->tracestate.len > 0
+                     ? 0 : 2),
           "argument count");
 
     for (i = OFFLOAD_JOB_FIELDS_AT; i < (size_t) argc; i++) {
