@@ -75,7 +75,13 @@ is(scalar @{ $top->{workers} }, 1, 'limit over both');
 is(http('GET', '/dash?status')->{json}{queues}{beta}{workers}, 1,
     'the dashboard reads both');
 
-my $m = http('GET', '/metrics')->{content};
+# a queue's backlog is known from its node's second heartbeat on, and the
+# answer is cached for a second: wait for it rather than read it once
+my $m;
+wait_until(sub {
+    $m = http('GET', '/metrics')->{content};
+    $m =~ /^offload_queue_backlog\{redis="127\.0\.0\.1:$pb",queue="beta"\}/m
+}, scaled(10), 'queue beta\'s backlog in the metrics');
 like($m, qr/^offload_redis_up\{redis="127\.0\.0\.1:$pa"\} 1$/m,
     'metrics: Redis a up');
 like($m, qr/^offload_redis_up\{redis="127\.0\.0\.1:$pb"\} 1$/m,
