@@ -358,7 +358,8 @@ sub stage_list {
     redis_cmd('PUBLISH', $reply, "ON1 $id");
     my $raw = OffloadTest::read_raw($s, scaled(20));
     like(substr($raw, 0, 1000), qr{\r\nServer-Timing:[ ]queue;dur=1\.000,
-        [ ]run;dur=2\.000,[ ]cpu;dur=3\.000\r\n}x,
+        [ ]run;dur=2\.000,[ ]cpu;dur=3\.000,
+        [ ]traceparent;desc="00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]"\r\n}x,
         'its header decoded from element 0');
 
     # the notice lost: the last look at the deadline finds the list
