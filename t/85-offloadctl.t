@@ -81,8 +81,14 @@ ok($crash && ref $crash->{report}{backtrace} eq 'ARRAY',
 
 ($rc, $out) = run('dead', 'crash');
 is($rc, 0, 'dead: exit 0');
-my ($job) = $out =~ /^\S+Z\s+([0-9a-f]{32})\s+1\s+signal\s+\{"boom":1\}/m;
-ok($job, 'dead lists the job, its attempt, reason and payload')
+my ($job, $trace) =
+    $out =~ /^\S+Z\s+([0-9a-f]{32})\s+1\s+signal\s+(\S+)\s+\{"boom":1\}/m;
+ok($job, 'dead lists the job, its attempt, reason, trace and payload')
+    or diag($out);
+my %letter = @{ redis_cmd('XRANGE', 'offload:{crash}:dead', '-', '+')
+    ->[0][1] };
+is($trace, substr($letter{tp} // '', 3, 32),
+    'and the trace id of the traceparent nginx gave the job')
     or diag($out);
 
 # ---- events -f follows what happens next
