@@ -2,10 +2,11 @@
  * offloadctl_dead.c -- a queue's dead letters (offload:{q}:dead, jobs out
  * of attempts): `dead` lists them (with their trace ids; from every Redis
  * that may hold the queue, tagged with its address when more than one),
- * `retry` puts them back on the queue as new jobs (offload_retry_script: add, delete the letter, delete the old
- * answer, in one step; a job whose body is in its body key fails with the
- * script's message when that key is gone), `purge` deletes them; both on
- * the one Redis that holds the queue (ctl_find_queue).
+ * `retry` puts them back on the queue as new jobs (offload_retry_script:
+ * add, delete the letter, delete the old answer, in one step; a job whose
+ * body is in its body key fails with the script's message when that key
+ * is gone), `purge` deletes them; both on the one Redis that holds the
+ * queue (ctl_find_queue).
  */
 
 #include <getopt.h>

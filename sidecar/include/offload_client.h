@@ -76,8 +76,9 @@ offload_client_t *offload_client_connect(const offload_client_conf_t *conf);
 
 /* Submits a job: the JSON text json[0..len) to queue.  It is checked to be
  * JSON first, and opts->traceparent to be one nginx would accept (a later
- * version is passed on as version 00), nothing is written otherwise.  A payload over 1 MB goes
- * through the job's body key in 256 KB slices, never in one command.
+ * version is passed on as version 00): nothing is written otherwise.  A
+ * payload over 1 MB goes through the job's body key in 256 KB slices,
+ * never in one command.
  * Writes the job's id (OFFLOAD_CLIENT_ID_SIZE bytes) into id.  Returns
  * OFFLOAD_CLIENT_OK, _INVALID, _NOT_FOUND (no worker ever served the
  * queue: nothing was written) or _ERROR. */
