@@ -485,8 +485,9 @@ offload_client_submit(offload_client_t *c, const char *queue,
                                      strlen(opts->traceparent))
            != 0)
     {
-        fail(c, "invalid traceparent \"%s\": not 00-<32 hex>-<16 hex>-"
-             "<2 hex> in lowercase with non-zero ids", opts->traceparent);
+        fail(c, "invalid traceparent \"%s\": wants <version>-<32 hex>-"
+             "<16 hex>-<2 hex>, lowercase, non-zero ids",
+             opts->traceparent);
         return OFFLOAD_CLIENT_INVALID;
     }
 
