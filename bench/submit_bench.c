@@ -27,7 +27,7 @@ main(int argc, char **argv)
     offload_client_t        *c;
     offload_client_conf_t    conf;
     offload_client_result_t  res;
-    offload_submit_opts_t    opts = { 1, 10000, NULL };
+    offload_submit_opts_t    opts = { 1, 10000, NULL, NULL };
     static const char        job[] = "{\"message\":\"hi\"}";
 
     if (argc != 4 || (n = atoi(argv[3])) < 1) {

@@ -5,7 +5,8 @@
 # queue's keys and a node document listing its own queue, a worker of b
 # killed mid-job is restarted and its job run again from b's Redis, and
 # offloadctl reading both Redis servers (-r twice, or the config) shows
-# both queues.
+# both queues, lists dead letters of both, and retries, purges and
+# replays a queue's on the Redis that holds it.
 
 use strict;
 use warnings;
@@ -203,6 +204,79 @@ is($answer->{status}, 200, 'the lost node\'s job answered 200');
 ok(($answer->{json}{ms} // 0) >= 2000, 'having run again in full');
 like(slurp("$dir/sidecar.log"), qr/queue b: claimed entry \S+ of a lost node/,
     'the first node claimed it from b\'s Redis');
+
+# ---- dead letters on both Redis servers: `dead` over both -r lists each
+# with its Redis and trace id; retry, purge and replay find the queue's
+my $tp = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+my $now = int(time * 1000);
+sub dead_letter {
+    my ($port, $id, $payload) = @_;
+    redis_cmd_at($port, 'XADD', 'offload:{c}:dead', '*', v => 1, id => $id,
+        payload => $payload, reply => 'offload:reply:none',
+        deadline => $now + 60000, submitted => $now, attempt => 2,
+        rid => '', reason => 'signal', dead_at => $now, tp => $tp);
+}
+my ($id_a, $id_b, $id_r) = ('a' x 32, 'b' x 32, 'd' x 32);
+dead_letter($port_b, $id_b, '{"on":"b"}');
+dead_letter($port_b, $id_r, '{"replay":1}');
+# left on the first Redis, say from before c moved to the second
+dead_letter($port_a, $id_a, '{"on":"a"}');
+my $two = "-r 127.0.0.1:$port_a -r 127.0.0.1:$port_b";
+
+$out = `$ctl $two dead c 2>&1`;
+is($? >> 8, 0, 'dead over two -r: exit 0') or diag($out);
+like($out, qr/^127\.0\.0\.1:$port_a\s+\S+Z\s+$id_a\s+2\s+signal\s+
+    4bf92f3577b34da6a3ce929d0e0e4736\s+\{"on":"a"\}$/mx,
+    'lists the letter on the first, tagged with its Redis, with its trace')
+    or diag($out);
+like($out, qr/^127\.0\.0\.1:$port_b\s+\S+Z\s+$id_b\s.*\{"on":"b"\}$/m,
+    'and those on the second') or diag($out);
+my @json = map { json_decode($_) } split /\n/, `$ctl $two --json dead c`;
+is_deeply([ sort map { "$_->{redis} $_->{id}" } @json ],
+    [ sort "127.0.0.1:$port_a $id_a", "127.0.0.1:$port_b $id_b",
+      "127.0.0.1:$port_b $id_r" ], 'dead --json: each with its "redis"');
+
+$out = `$ctl $conf_opt dead c 2>&1`;
+is($? >> 8, 0, 'dead with -c: exit 0') or diag($out);
+ok($out =~ /^\S+Z\s+$id_b\s/m && $out !~ /$id_a|127\.0\.0\.1/,
+    'with -c: the letters on c\'s own Redis, untagged') or diag($out);
+
+$out = `$ctl $conf_opt replay $id_r 2>&1`;
+is($? >> 8, 0, 'replay with -c of a letter on the queue\'s Redis: exit 0')
+    or diag($out);
+like($out, qr/^\{"replay":1\}$/m, 'runs it from the second Redis');
+
+redis_cmd_at($port_a, 'XADD', 'offload:{c}:jobs', '*', x => 1);
+$out = `$ctl $two retry c --all 2>&1`;
+is($? >> 8, 2, 'retry of a queue on both Redis servers: exit 2');
+like($out, qr/queue c is on several Redis servers .*-r/,
+    'asks for the one with -r') or diag($out);
+redis_cmd_at($port_a, 'DEL', 'offload:{c}:jobs');
+$out = `$ctl $two purge nosuch --all 2>&1`;
+is($? >> 8, 1, 'purge of a queue on neither: exit 1');
+like($out, qr/queue nosuch is on none of the 2 Redis servers/, 'says so');
+
+$out = `$ctl $two retry c $id_b 2>&1`;
+is($? >> 8, 0, 'retry over two -r of a queue on the second: exit 0')
+    or diag($out);
+like($out, qr/retried 1 dead letter/, 'retry says so');
+ok(wait_until(sub {
+    my $v = redis_cmd_at($port_b, 'GET', "offload:{c}:result:$id_b");
+    defined $v && $v =~ /^OR1 \Q$id_b\E 200 .*\n\{"on":"b"\}$/s;
+}, scaled(10), 'retried result on b'),
+    'the retried job ran on the second Redis and stored its result there');
+is(redis_cmd_at($port_b, 'XLEN', 'offload:{c}:dead'), 1,
+    'the second keeps the other letter');
+is(redis_cmd_at($port_a, 'XLEN', 'offload:{c}:dead'), 1,
+    'the first\'s leftover letter is untouched');
+$out = `$ctl $two purge c --all 2>&1`;
+like($out, qr/purged 1 dead letter of queue c/,
+    'purge --all over two -r purges on the queue\'s Redis') or diag($out);
+is(redis_cmd_at($port_b, 'XLEN', 'offload:{c}:dead'), 0,
+    'the second has none left');
+$out = `$ctl -r 127.0.0.1:$port_a purge c --all 2>&1`;
+like($out, qr/purged 1 dead letter of queue c/,
+    'one -r: purges the leftover there') or diag($out);
 
 # ---- a clean stop removes the node from both
 stop_sidecar();

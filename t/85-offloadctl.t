@@ -81,8 +81,14 @@ ok($crash && ref $crash->{report}{backtrace} eq 'ARRAY',
 
 ($rc, $out) = run('dead', 'crash');
 is($rc, 0, 'dead: exit 0');
-my ($job) = $out =~ /^\S+Z\s+([0-9a-f]{32})\s+1\s+signal\s+\{"boom":1\}/m;
-ok($job, 'dead lists the job, its attempt, reason and payload')
+my ($job, $trace) =
+    $out =~ /^\S+Z\s+([0-9a-f]{32})\s+1\s+signal\s+(\S+)\s+\{"boom":1\}/m;
+ok($job, 'dead lists the job, its attempt, reason, trace and payload')
+    or diag($out);
+my %letter = @{ redis_cmd('XRANGE', 'offload:{crash}:dead', '-', '+')
+    ->[0][1] };
+is($trace, substr($letter{tp} // '', 3, 32),
+    'and the trace id of the traceparent nginx gave the job')
     or diag($out);
 
 # ---- events -f follows what happens next
@@ -146,6 +152,25 @@ is($rc, 1, 'retry of a job that is not dead: exit 1');
 is($rc, 0, 'purge --all: exit 0');
 like($out, qr/purged 2 dead letters of queue crash/, 'purge counts');
 is(redis_cmd('XLEN', 'offload:{crash}:dead'), 0, 'the dead letters are gone');
+
+# ---- submit --traceparent: the job carries the caller's trace context
+my $tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+($rc, $out) = run('submit', 'crash', q('{"traced":1}'), '--traceparent',
+    'zz' . substr($tp, 2));
+is($rc, 2, 'submit --traceparent with a bad one: exit 2');
+like($out, qr/invalid traceparent/, 'says why');
+($rc, $out) = run('submit', 'crash', q('{"traced":1}'), '--traceparent',
+    "'01" . substr($tp, 2) . "-later'");
+is($rc, 0, 'submit --traceparent of a later version: exit 0') or diag($out);
+ok(wait_until(sub { redis_cmd('XLEN', 'offload:{crash}:dead') == 1 },
+    scaled(10), 'traced dead letter'), 'the traced job crashed');
+my %traced = @{ redis_cmd('XRANGE', 'offload:{crash}:dead', '-', '+')
+    ->[0][1] };
+is($traced{tp}, $tp, 'its entry carried the traceparent, as version 00');
+($rc, $out) = run('dead', 'crash');
+like($out, qr/\s0af7651916cd43dd8448eb211c80319c\s+\{"traced":1\}$/m,
+    'dead shows its trace id') or diag($out);
+run('purge', 'crash', '--all');
 
 # ---- top: batch mode, sorted by memory
 post_json('/jobs/leak', { mb => 24 });

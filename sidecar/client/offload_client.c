@@ -451,9 +451,10 @@ offload_client_submit(offload_client_t *c, const char *queue,
     int64_t                now;
     redisReply            *reply;
     const char            *argv[OFFLOAD_JOB_ARGC], *err;
+    char                   tp[OFFLOAD_TRACEPARENT_LEN];
     offload_entry_t        job;
     offload_job_scratch_t  scratch;
-    offload_submit_opts_t  none = { 0, 0, NULL };
+    offload_submit_opts_t  none = { 0, 0, NULL, NULL };
 
     c->failed = 0;
     opts = opts ? opts : &none;
@@ -479,6 +480,17 @@ offload_client_submit(offload_client_t *c, const char *queue,
         return OFFLOAD_CLIENT_INVALID;
     }
 
+    if (opts->traceparent != NULL
+        && offload_traceparent_check(opts->traceparent,
+                                     strlen(opts->traceparent))
+           != 0)
+    {
+        fail(c, "invalid traceparent \"%s\": wants <version>-<32 hex>-"
+             "<16 hex>-<2 hex>, lowercase, non-zero ids",
+             opts->traceparent);
+        return OFFLOAD_CLIENT_INVALID;
+    }
+
     offload_job_id_format(id, c->nonce, ++c->seq);
     id[OFFLOAD_JOB_ID_LEN] = '\0';
 
@@ -501,6 +513,15 @@ offload_client_submit(offload_client_t *c, const char *queue,
                                             : OFFLOAD_NO_DEADLINE;
     job.request_id.data = opts->request_id ? opts->request_id : "";
     job.request_id.len = strlen(job.request_id.data);
+
+    if (opts->traceparent != NULL) {
+        /* a later version's first fields, as the version we speak */
+        memcpy(tp, opts->traceparent, sizeof(tp));
+        tp[0] = '0';
+        tp[1] = '0';
+        job.traceparent.data = tp;
+        job.traceparent.len = sizeof(tp);
+    }
 
     if (opts->wait) {
         job.reply.data = c->channel;

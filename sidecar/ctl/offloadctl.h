@@ -70,6 +70,17 @@ void ctl_use(ctl_t *ctl, size_t i);
  * there is no config or it has no such queue). */
 void ctl_use_queue(ctl_t *ctl, const char *queue);
 
+/* The servers (their indexes, into index: CTL_REDIS_MAX of them) that
+ * may hold queue: the config's Redis of the queue when it is one of
+ * servers, else every one.  Returns how many. */
+size_t ctl_queue_servers(ctl_t *ctl, const char *queue, size_t *index);
+
+/* Makes the Redis holding queue the one: the config's Redis of it, else
+ * the only server, else the one server where its stream key exists.
+ * Returns CTL_OK, CTL_FAIL (on none of them, or a Redis error) or
+ * CTL_USAGE (on several: -r must name one), printed why. */
+int ctl_find_queue(ctl_t *ctl, const char *cmd, const char *queue);
+
 /* Merges into all (ctl_nodes() of one Redis) the view of another: one
  * document per node (a node serving queues on both lists them all), the
  * union of the queues, the workers sorted as the script sorts them (by

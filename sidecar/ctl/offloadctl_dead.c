@@ -1,9 +1,12 @@
 /*
  * offloadctl_dead.c -- a queue's dead letters (offload:{q}:dead, jobs out
- * of attempts): `dead` lists them, `retry` puts them back on the queue as
- * new jobs (offload_retry_script: add, delete the letter, delete the old
- * answer, in one step; a job whose body is in its body key fails with the
- * script's message when that key is gone), `purge` deletes them.
+ * of attempts): `dead` lists them (with their trace ids; from every Redis
+ * that may hold the queue, tagged with its address when more than one),
+ * `retry` puts them back on the queue as new jobs (offload_retry_script:
+ * add, delete the letter, delete the old answer, in one step; a job whose
+ * body is in its body key fails with the script's message when that key
+ * is gone), `purge` deletes them; both on the one Redis that holds the
+ * queue (ctl_find_queue).
  */
 
 #include <getopt.h>
@@ -95,22 +98,45 @@ or_dash(const redisReply *entry, const char *name)
 }
 
 
+/* The trace id of a dead letter's traceparent, or "-" (none, or one a
+ * worker would not accept either). */
+static void
+trace_id(char *buf, size_t size, const redisReply *entry)
+{
+    const char  *tp = ctl_entry_field(entry, OFFLOAD_F_TRACEPARENT);
+
+    if (tp == NULL || offload_traceparent_check(tp, strlen(tp)) != 0) {
+        snprintf(buf, size, "-");
+        return;
+    }
+
+    snprintf(buf, size, "%.*s", OFFLOAD_TRACE_ID_LEN,
+             tp + OFFLOAD_TRACE_ID_AT);
+}
+
+
+/* data: non-zero when the Redis's address tags each line */
 static int
 print_dead(ctl_t *ctl, const char *queue, const char *key,
     const redisReply *entry, void *data)
 {
+    int          tagged = *(int *) data;
     char         at[40], body_key[OFFLOAD_KEY_MAX];
     char         payload[OFFLOAD_KEY_MAX + 40];
+    char         trace[OFFLOAD_TRACE_ID_LEN + 1];
     json_t      *fields;
     const char  *p, *body, *id;
 
     (void) key;
-    (void) data;
 
     if (ctl->json) {
         fields = ctl_entry_fields(entry->element[1]);
         json_object_set_new(fields, "entry",
                             json_string(entry->element[0]->str));
+        if (tagged) {
+            json_object_set_new(fields, "redis",
+                                json_string(ctl->redis_name));
+        }
         json_dumpf(fields, stdout, JSON_COMPACT);
         printf("\n");
         json_decref(fields);
@@ -136,8 +162,15 @@ print_dead(ctl_t *ctl, const char *queue, const char *key,
         }
     }
 
-    printf("%-24s %-32s %-3s %-14s %s\n", at, id,
-           or_dash(entry, "attempt"), or_dash(entry, "reason"), payload);
+    trace_id(trace, sizeof(trace), entry);
+
+    if (tagged) {
+        printf("%-21s ", ctl->redis_name);
+    }
+
+    printf("%-24s %-32s %-3s %-14s %-32s %s\n", at, id,
+           or_dash(entry, "attempt"), or_dash(entry, "reason"), trace,
+           payload);
 
     return 0;
 }
@@ -146,8 +179,10 @@ print_dead(ctl_t *ctl, const char *queue, const char *key,
 int
 ctl_dead(ctl_t *ctl, int argc, char **argv)
 {
-    char  key[OFFLOAD_KEY_MAX];
-    long  n;
+    int     tagged;
+    char    key[OFFLOAD_KEY_MAX];
+    long    n, total = 0;
+    size_t  index[CTL_REDIS_MAX], nindex, i;
 
     if (argc != 2) {
         return ctl_usage_error(argv[0], "wants a queue");
@@ -157,20 +192,33 @@ ctl_dead(ctl_t *ctl, int argc, char **argv)
         return CTL_USAGE;
     }
 
-    ctl_use_queue(ctl, argv[1]);
+    nindex = ctl_queue_servers(ctl, argv[1], index);
+    tagged = nindex > 1;
 
     if (!ctl->json) {
-        printf("%-24s %-32s %-3s %-14s %s\n", "DEAD AT", "JOB", "TRY",
-               "REASON", "PAYLOAD");
+        if (tagged) {
+            printf("%-21s ", "REDIS");
+        }
+        printf("%-24s %-32s %-3s %-14s %-32s %s\n", "DEAD AT", "JOB", "TRY",
+               "REASON", "TRACE", "PAYLOAD");
     }
 
-    n = ctl_each_entry(ctl, argv[1], key, NULL, print_dead, NULL);
+    for (i = 0; i < nindex; i++) {
+        ctl_use(ctl, index[i]);
 
-    if (n == 0 && !ctl->json) {
+        n = ctl_each_entry(ctl, argv[1], key, NULL, print_dead, &tagged);
+        if (n < 0) {
+            return CTL_FAIL;
+        }
+
+        total += n;
+    }
+
+    if (total == 0 && !ctl->json) {
         printf("no dead letters in queue %s\n", argv[1]);
     }
 
-    return n < 0 ? CTL_FAIL : CTL_OK;
+    return CTL_OK;
 }
 
 
@@ -210,7 +258,7 @@ static int
 each_named(ctl_t *ctl, int argc, char **argv, ctl_visit_pt visit,
     const char *verb)
 {
-    int   i, all;
+    int   i, all, rc;
     char  key[OFFLOAD_KEY_MAX];
     long  n, total = 0;
 
@@ -223,11 +271,14 @@ each_named(ctl_t *ctl, int argc, char **argv, ctl_visit_pt visit,
         return CTL_USAGE;
     }
 
-    ctl_use_queue(ctl, argv[1]);
-
     all = strcmp(argv[2], "--all") == 0;
     if (all && argc > 3) {
         return ctl_usage_error(argv[0], "--all goes alone");
+    }
+
+    rc = ctl_find_queue(ctl, argv[0], argv[1]);
+    if (rc != CTL_OK) {
+        return rc;
     }
 
     for (i = 2; i < argc; i++) {
@@ -239,7 +290,9 @@ each_named(ctl_t *ctl, int argc, char **argv, ctl_visit_pt visit,
 
         if (n == 0 && !all) {
             fprintf(stderr, "offloadctl %s: no dead letter of job %s in "
-                    "queue %s\n", argv[0], argv[i], argv[1]);
+                    "queue %s%s%s\n", argv[0], argv[i], argv[1],
+                    ctl->nservers > 1 ? " on " : "",
+                    ctl->nservers > 1 ? ctl->redis_name : "");
             return CTL_FAIL;
         }
 

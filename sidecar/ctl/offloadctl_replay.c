@@ -138,13 +138,14 @@ take_payload(ctl_t *ctl, const char *queue, const char *key,
 }
 
 
-/* Looks for the job in each queue's dead letters, then in its stream. */
+/* Looks for the job in each queue's dead letters, then in its stream, on
+ * the queue's own Redis (every -r when that is none of them). */
 static int
 find_job(ctl_t *ctl, const char *only, const char *job_id, found_t *found)
 {
     int           pass;
     char          key[OFFLOAD_KEY_MAX];
-    size_t        i;
+    size_t        i, s, index[CTL_REDIS_MAX], nindex;
     const char   *name;
 
     for (pass = 0; pass < 2; pass++) {
@@ -160,16 +161,23 @@ find_job(ctl_t *ctl, const char *only, const char *job_id, found_t *found)
                 offload_stream_key(key, sizeof(key), name, strlen(name));
             }
 
-            if (ctl_each_entry(ctl, name, key, job_id, take_payload, found)
-                < 0)
-            {
-                return -1;
-            }
+            nindex = ctl_queue_servers(ctl, name, index);
 
-            if (found->payload != NULL) {
-                snprintf(found->where, sizeof(found->where), "%s",
-                         pass == 0 ? "dead letter" : "queue");
-                return 0;
+            for (s = 0; s < nindex; s++) {
+                ctl_use(ctl, index[s]);
+
+                if (ctl_each_entry(ctl, name, key, job_id, take_payload,
+                                   found)
+                    < 0)
+                {
+                    return -1;
+                }
+
+                if (found->payload != NULL) {
+                    snprintf(found->where, sizeof(found->where), "%s",
+                             pass == 0 ? "dead letter" : "queue");
+                    return 0;
+                }
             }
         }
     }

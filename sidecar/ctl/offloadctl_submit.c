@@ -4,12 +4,13 @@
  * submit one; and a job's stored result.
  *
  *   submit QUEUE JSON|@FILE|- [--wait [--timeout T]] [--deadline T]
+ *          [--traceparent TP]
  *   result QUEUE JOB
  *
  * Exit status: 0 for a 2xx result (or a job submitted without --wait),
  * 1 for another result, a timeout, no result or an error, 2 for usage
  * (and for a payload that is not JSON, a queue name or job id that cannot
- * be one).
+ * be one, a traceparent nginx would not accept).
  */
 
 #include <errno.h>
@@ -154,6 +155,7 @@ ctl_submit(ctl_t *ctl, int argc, char **argv)
         { "wait",     no_argument,       NULL, 'w' },
         { "timeout",  required_argument, NULL, 't' },
         { "deadline", required_argument, NULL, 'd' },
+        { "traceparent", required_argument, NULL, 'p' },
         { NULL, 0, NULL, 0 }
     };
 
@@ -175,6 +177,9 @@ ctl_submit(ctl_t *ctl, int argc, char **argv)
             if (parse_time(argv[0], "deadline", optarg, &deadline_ms) != 0) {
                 return CTL_USAGE;
             }
+            break;
+        case 'p':
+            opts.traceparent = optarg;
             break;
         default:
             return CTL_USAGE;

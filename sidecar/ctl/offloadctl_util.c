@@ -73,12 +73,12 @@ ctl_use(ctl_t *ctl, size_t i)
 }
 
 
-void
-ctl_use_queue(ctl_t *ctl, const char *queue)
+/* servers' index of the Redis the config gives queue, or -1 (no config,
+ * no such queue, or its Redis is not one of servers). */
+static int
+conf_server(ctl_t *ctl, const char *queue)
 {
     size_t  q, i;
-
-    ctl_use(ctl, 0);
 
     for (q = 0; ctl->conf != NULL && q < ctl->conf->nqueues; q++) {
         if (strcmp(ctl->conf->queues[q].name, queue) != 0) {
@@ -89,11 +89,91 @@ ctl_use_queue(ctl_t *ctl, const char *queue)
             if (offload_redis_endpoint_same(&ctl->servers[i].ep,
                                             &ctl->conf->queues[q].redis))
             {
-                ctl_use(ctl, i);
-                return;
+                return (int) i;
             }
         }
     }
+
+    return -1;
+}
+
+
+void
+ctl_use_queue(ctl_t *ctl, const char *queue)
+{
+    int  i = conf_server(ctl, queue);
+
+    ctl_use(ctl, i < 0 ? 0 : (size_t) i);
+}
+
+
+size_t
+ctl_queue_servers(ctl_t *ctl, const char *queue, size_t *index)
+{
+    int     i = conf_server(ctl, queue);
+    size_t  n;
+
+    if (i >= 0) {
+        index[0] = (size_t) i;
+        return 1;
+    }
+
+    for (n = 0; n < ctl->nservers; n++) {
+        index[n] = n;
+    }
+
+    return n;
+}
+
+
+int
+ctl_find_queue(ctl_t *ctl, const char *cmd, const char *queue)
+{
+    char         key[OFFLOAD_KEY_MAX], names[CTL_REDIS_MAX * 302];
+    size_t       index[CTL_REDIS_MAX], i, n, found = 0, at = 0, len = 0;
+    redisReply  *reply;
+
+    n = ctl_queue_servers(ctl, queue, index);
+    if (n == 1) {
+        ctl_use(ctl, index[0]);
+        return CTL_OK;
+    }
+
+    if (offload_stream_key(key, sizeof(key), queue, strlen(queue)) < 0) {
+        return ctl_usage_error(cmd, "invalid queue name \"%s\"", queue);
+    }
+
+    names[0] = '\0';
+
+    for (i = 0; i < n; i++) {
+        ctl_use(ctl, index[i]);
+        reply = ctl_command(ctl, "EXISTS %s", key);
+        if (reply == NULL) {
+            return CTL_FAIL;
+        }
+
+        if (reply->type == REDIS_REPLY_INTEGER && reply->integer > 0) {
+            at = index[i];
+            len += (size_t) snprintf(names + len, sizeof(names) - len,
+                                     "%s%s", found++ ? ", " : "",
+                                     ctl->redis_name);
+        }
+        freeReplyObject(reply);
+    }
+
+    if (found == 0) {
+        fprintf(stderr, "offloadctl %s: queue %s is on none of the %zu "
+                "Redis servers (no %s)\n", cmd, queue, n, key);
+        return CTL_FAIL;
+    }
+
+    if (found > 1) {
+        return ctl_usage_error(cmd, "queue %s is on several Redis servers "
+                               "(%s): name the one with -r", queue, names);
+    }
+
+    ctl_use(ctl, at);
+    return CTL_OK;
 }
 
 

@@ -56,6 +56,9 @@ typedef struct {
     int64_t      deadline_ms;   /* the job expires unrun if no worker took
                                    it within this many ms; 0: never */
     const char  *request_id;    /* for correlating logs, or NULL */
+    const char  *traceparent;   /* the caller's W3C traceparent (the job's
+                                   trace id and parent span), or NULL: no
+                                   trace context */
 } offload_submit_opts_t;
 
 typedef struct {
@@ -72,8 +75,10 @@ typedef struct {
 offload_client_t *offload_client_connect(const offload_client_conf_t *conf);
 
 /* Submits a job: the JSON text json[0..len) to queue.  It is checked to be
- * JSON first (nothing is written otherwise).  A payload over 1 MB goes
- * through the job's body key in 256 KB slices, never in one command.
+ * JSON first, and opts->traceparent to be one nginx would accept (a later
+ * version is passed on as version 00): nothing is written otherwise.  A
+ * payload over 1 MB goes through the job's body key in 256 KB slices,
+ * never in one command.
  * Writes the job's id (OFFLOAD_CLIENT_ID_SIZE bytes) into id.  Returns
  * OFFLOAD_CLIENT_OK, _INVALID, _NOT_FOUND (no worker ever served the
  * queue: nothing was written) or _ERROR. */

@@ -45,8 +45,8 @@ main(int argc, char **argv)
     offload_client_t        *c, *down;
     offload_client_conf_t    conf;
     offload_client_result_t  res;
-    offload_submit_opts_t    wait = { 1, 30000, "client-test" };
-    offload_submit_opts_t    forget = { 0, 0, NULL };
+    offload_submit_opts_t    wait = { 1, 30000, "client-test", NULL };
+    offload_submit_opts_t    forget = { 0, 0, NULL, NULL };
     static const char        job[] = "{\"hello\":[1,2,3]}";
 
     if (argc != 3) {
