@@ -154,7 +154,7 @@ sub run {
 SERVER
         "$label: nginx and the sidecar on $url$opt");
 
-    my $until = time + scaled(5);
+    my $until = time + scaled(4);
     my @loaders = map { [ start_loader($_, $until) ] }
         '/jobs/echo', '/async/echo';
     my $old = $topo->master_port;
