@@ -140,11 +140,47 @@ test_answer(void)
 }
 
 
+static int
+metric(const char *line)
+{
+    why[0] = '\0';
+    return offload_exec_metric(&job, line, strlen(line), why, sizeof(why));
+}
+
+
+/* Metric lines before the answer: recorded into the job's table. */
+static void
+test_metric(void)
+{
+    offload_hm_table_t  *t = offload_hm_map();
+
+    job.metrics = t;
+    ok(metric("{\"metric\":\"a.b\",\"count\":3}") == 1, "a count line");
+    ok(metric(" { \"metric\" : \"a.b\", \"observe\": 2.5 }") == 1,
+       "an observe line, with blanks");
+    ok(t->entry[0].count == 3 && t->entry[0].observations == 1
+       && strcmp(t->entry[0].name, "a_b") == 0, "both recorded under a_b");
+    ok(metric("{\"id\":\"" ID "\",\"result\":{\"metric\":1}}") == 0,
+       "an answer is no metric line");
+    ok(metric("{\"metric\":\"a\",\"count\":-1}") == -1
+       && strstr(why, "not {\"metric\"") != NULL,
+       "a negative count breaks the framing");
+    ok(metric("{\"metric\":\"a\",\"count\":1,\"observe\":1}") == -1,
+       "count and observe: broken");
+    ok(metric("{\"metric\":\"a\"") == -1, "not JSON: broken");
+    ok(metric("{\"metric\":\"bad name\",\"count\":1}") == 1
+       && t->entry[1].state == 0, "a bad name: ignored, not fatal");
+    job.metrics = NULL;
+    offload_hm_unmap(t);
+}
+
+
 int
 main(void)
 {
     test_request();
     test_answer();
+    test_metric();
     offload_job_trim(&job, 0);
     return done_testing();
 }
