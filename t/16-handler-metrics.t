@@ -12,6 +12,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use OffloadTest;
+use OffloadBrowser;
 
 my $dir = tmpdir();
 my $root = "$FindBin::Bin/..";
@@ -83,6 +84,7 @@ server {
     offload_redis @REDIS@;
     location = /status { offload_status; }
     location = /metrics { offload_metrics; }
+    location = /dash { offload_dashboard; }
     location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
 }
 HTTP
@@ -174,6 +176,26 @@ SKIP: {
     spew("$dir/metrics.txt", $m);
     my $out = `promtool check metrics < $dir/metrics.txt 2>&1`;
     is($?, 0, 'promtool check metrics passes') or diag($out);
+}
+
+# ---- the dashboard: a small table a queue
+SKIP: {
+    skip 'chromium is not installed', 3 unless OffloadBrowser::chromium();
+    my $browser = OffloadBrowser->new;
+    $browser->navigate('http://127.0.0.1:' . nginx_port() . '/dash');
+    my $rows;
+    ok(wait_until(sub {
+        $rows = $browser->eval_js('Array.prototype.map.call('
+            . 'document.querySelectorAll("#handler-metrics '
+            . 'table[data-queue=xm] tr"), function (tr) {'
+            . ' return tr.textContent; })');
+        @{ $rows || [] } == 3;
+    }, scaled(15), 'dashboard table'), 'the dashboard shows queue xm\'s')
+        or diag(explain($rows));
+    like($rows->[0] // '', qr/^namecountobservationsmeanp50 .*p99 /,
+        'its head');
+    is_deeply([ @$rows[1, 2] ], [ 'exec_lines6', 'exec_size031010255000' ],
+        'a row a name: count, observations, mean, p50, p99');
 }
 
 # ---- 64 names a queue: the 65th refused, one log line however often
