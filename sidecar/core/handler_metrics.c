@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
 
 #include <jansson.h>
@@ -16,6 +17,8 @@
 #define FREE    0
 #define NAMING  1
 #define NAMED   2
+
+#define NAMING_SPINS  1000
 
 
 offload_hm_table_t *
@@ -81,11 +84,14 @@ offload_hm_name(const char *name, char *out)
 
 /* The entry of a name (in its exported form): found, or claimed in the
  * first free place.  A worker naming an entry holds it for a few stores;
- * another one looking for the same name waits for them. */
+ * another one looking for the same name waits for them, but not for ever:
+ * a worker killed between them leaves the entry unnamed for good, and it
+ * is skipped (a slow one may then see its name taken twice: the readers
+ * add such twins up). */
 static offload_hm_entry_t *
 entry_of(offload_hm_table_t *t, const char *name)
 {
-    int                  i;
+    int                  i, spins;
     uint32_t             state, expected;
     offload_hm_entry_t  *e;
 
@@ -106,11 +112,12 @@ entry_of(offload_hm_table_t *t, const char *name)
             state = expected;
         }
 
-        while (state == NAMING) {
+        for (spins = 0; state == NAMING && spins < NAMING_SPINS; spins++) {
+            sched_yield();
             state = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
         }
 
-        if (strcmp(e->name, name) == 0) {
+        if (state == NAMED && strcmp(e->name, name) == 0) {
             return e;
         }
     }
@@ -190,42 +197,53 @@ offload_hm_observe(offload_hm_table_t *t, const char *name, double value)
 }
 
 
-/* One entry: its buckets are read one by one while workers may add, so
- * "observations" is their sum (what a Prometheus histogram's +Inf bucket
- * and _count must agree on); "sum" may be an observation ahead. */
+/* A name's figures, its twins' added (entry_of): buckets are read one by
+ * one while workers may add, so "observations" is their sum (what a
+ * Prometheus histogram's +Inf bucket and _count must agree on); "sum" may
+ * be an observation ahead. */
 static json_t *
-entry_json(const offload_hm_entry_t *e)
+name_json(const offload_hm_table_t *t, int first)
 {
-    int       b;
-    double    sum;
-    json_t   *o, *buckets;
-    uint64_t  n, bits, observations = 0;
+    int                       i, b;
+    double                    sum = 0, one;
+    json_t                   *o, *buckets;
+    uint64_t                  n, bits, count = 0, observations = 0;
+    uint64_t                  bucket[OFFLOAD_HM_BUCKETS];
+    const offload_hm_entry_t  *e;
 
-    o = json_pack("{s:I}", "count",
-                  (json_int_t) __atomic_load_n(&e->count, __ATOMIC_RELAXED));
-    buckets = json_array();
-    if (o == NULL || buckets == NULL) {
-        json_decref(o);
-        json_decref(buckets);
-        return NULL;
-    }
+    memset(bucket, 0, sizeof(bucket));
 
-    for (b = 0; b < OFFLOAD_HM_BUCKETS; b++) {
-        n = __atomic_load_n(&e->bucket[b], __ATOMIC_RELAXED);
-        if (n > 0) {
-            observations += n;
-            json_array_append_new(buckets, json_pack("[i,I]", b,
-                                                     (json_int_t) n));
+    for (i = first; i < OFFLOAD_HM_NAMES; i++) {
+        e = &t->entry[i];
+        if (__atomic_load_n(&e->state, __ATOMIC_ACQUIRE) != NAMED
+            || strcmp(e->name, t->entry[first].name) != 0)
+        {
+            continue;
         }
+
+        count += __atomic_load_n(&e->count, __ATOMIC_RELAXED);
+        for (b = 0; b < OFFLOAD_HM_BUCKETS; b++) {
+            n = __atomic_load_n(&e->bucket[b], __ATOMIC_RELAXED);
+            bucket[b] += n;
+            observations += n;
+        }
+        bits = __atomic_load_n(&e->sum, __ATOMIC_RELAXED);
+        memcpy(&one, &bits, sizeof(one));
+        sum += one;
     }
 
-    if (observations == 0) {
-        json_decref(buckets);
+    o = json_pack("{s:I}", "count", (json_int_t) count);
+    if (o == NULL || observations == 0) {
         return o;
     }
 
-    bits = __atomic_load_n(&e->sum, __ATOMIC_RELAXED);
-    memcpy(&sum, &bits, sizeof(sum));
+    buckets = json_array();
+    for (b = 0; b < OFFLOAD_HM_BUCKETS; b++) {
+        if (bucket[b] > 0) {
+            json_array_append_new(buckets, json_pack("[i,I]", b,
+                                                     (json_int_t) bucket[b]));
+        }
+    }
 
     json_object_set_new(o, "observations", json_integer(observations));
     json_object_set_new(o, "sum", json_real(sum));
@@ -237,7 +255,7 @@ entry_json(const offload_hm_entry_t *e)
 json_t *
 offload_hm_json(const offload_hm_table_t *t)
 {
-    int     i;
+    int      i;
     json_t  *names = NULL;
 
     for (i = 0; i < OFFLOAD_HM_NAMES; i++) {
@@ -252,8 +270,9 @@ offload_hm_json(const offload_hm_table_t *t)
             }
         }
 
-        json_object_set_new(names, t->entry[i].name,
-                            entry_json(&t->entry[i]));
+        if (json_object_get(names, t->entry[i].name) == NULL) {
+            json_object_set_new(names, t->entry[i].name, name_json(t, i));
+        }
     }
 
     return names;

@@ -94,6 +94,30 @@ test_full(offload_hm_table_t *t)
 }
 
 
+/* A worker killed while it named an entry: the entry is skipped; a name
+ * taken twice (a slow namer skipped) is added up. */
+static void
+test_stuck(void)
+{
+    json_t              *doc;
+    offload_hm_table_t  *t = offload_hm_map();
+
+    t->entry[0].state = 1;                  /* being named, for ever */
+    ok(offload_hm_count(t, "x", 2) == 0, "a stuck entry is passed over");
+    ok(strcmp(t->entry[1].name, "x") == 0, "the next one takes the name");
+    strcpy(t->entry[2].name, "x");
+    t->entry[2].count = 5;
+    t->entry[2].state = 2;
+    doc = offload_hm_json(t);
+    ok(json_object_size(doc) == 1
+       && json_integer_value(json_object_get(json_object_get(doc, "x"),
+                                             "count")) == 7,
+       "twins are one name, their counts added");
+    json_decref(doc);
+    offload_hm_unmap(t);
+}
+
+
 int
 main(void)
 {
@@ -106,5 +130,6 @@ main(void)
     test_workers(t);
     test_full(t);
     offload_hm_unmap(t);
+    test_stuck();
     return done_testing();
 }
