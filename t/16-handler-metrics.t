@@ -18,6 +18,7 @@ my $dir = tmpdir();
 my $root = "$FindBin::Bin/..";
 my $cc = $ENV{CC} // 'cc';
 my $py = '/usr/bin/python3';
+my $node = -x '/usr/bin/node' ? '/usr/bin/node' : '/usr/bin/nodejs';
 
 # ---- the plugin: every job counts 100 bytes in and observes 12.5 ms (as
 # seconds: promtool frowns on abbreviated units such as _ms); a job
@@ -76,6 +77,8 @@ queue cm { handler t.metrics; workers 2; max_attempts 3; }
 queue cm2 { handler t.metrics; workers 1; }
 queue xm { handler exec; workers 1;
            command "$py $FindBin::Bin/exec/metrics.py"; }
+queue xn { handler exec; workers 1;
+           command $node "$FindBin::Bin/exec/metrics.js"; }
 queue echo { handler echo; workers 1; }
 CONF
 start_nginx(http => <<'HTTP');
@@ -125,6 +128,11 @@ ok(wait_until(sub { hmv('xm', 'exec_size', 'observations') == 3 },
     'node document: exec_size observed 3 times');
 is(hm('xm')->{exec_lines}{count}, 6, 'exec_lines counted 6');
 is(hm('xm')->{exec_size}{sum}, 3030, 'exec_size sum 3030');
+is(post_json('/jobs/xn', { n => 4, size => 0.5 })->{status}, 200,
+    'xn (Node) job answered');
+ok(wait_until(sub { hmv('xn', 'exec_lines', 'count') == 4 }, scaled(5),
+              'xn counted'), 'the Node SDK\'s job.count');
+is(hm('xn')->{exec_size}{sum}, 0.5, 'and its job.observe');
 
 # ---- offload_status: per queue, handler_metrics
 my $st;
