@@ -83,7 +83,7 @@ offload_hm_name(const char *name, char *out)
 
 
 /* The entry of a name (in its exported form): found, or claimed in the
- * first free place.  A worker naming an entry holds it for a few stores;
+ * first free place it may have.  A worker naming an entry holds it for a few stores;
  * another one looking for the same name waits for them, but not for ever:
  * a worker killed between them leaves the entry unnamed for good, and it
  * is skipped (a slow one may then see its name taken twice: the readers
@@ -92,11 +92,19 @@ static offload_hm_entry_t *
 entry_of(offload_hm_table_t *t, const char *name)
 {
     int                  i, spins;
-    uint32_t             state, expected;
+    uint32_t             state, expected, hash = 2166136261u;
+    const char          *c;
     offload_hm_entry_t  *e;
 
+    /* Open addressing: a name's place is its FNV-1a hash, or the next free
+     * one after it; names are never removed, so a free entry ends the
+     * search. */
+    for (c = name; *c; c++) {
+        hash = (hash ^ (unsigned char) *c) * 16777619u;
+    }
+
     for (i = 0; i < OFFLOAD_HM_NAMES; i++) {
-        e = &t->entry[i];
+        e = &t->entry[(hash + (uint32_t) i) % OFFLOAD_HM_NAMES];
         state = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
 
         if (state == FREE) {
