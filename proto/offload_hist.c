@@ -30,12 +30,31 @@ static const char  *size_le[OFFLOAD_HIST_SIZE_BOUNDS] = {
     "268435456", "1073741824"
 };
 
+static const int64_t  value_bounds[OFFLOAD_HIST_VALUE_BOUNDS] = {
+    10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000,
+    250000, 500000, 1000000, 2500000, 5000000, 10000000, 25000000, 50000000,
+    100000000, 250000000, 500000000, 1000000000, 2500000000, 5000000000,
+    10000000000, 25000000000, 50000000000, 100000000000, 250000000000,
+    500000000000
+};
+
+static const char  *value_le[OFFLOAD_HIST_VALUE_BOUNDS] = {
+    "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10",
+    "25", "50", "100", "250", "500", "1000", "2500", "5000", "10000", "25000",
+    "50000", "100000", "250000", "500000", "1e+06", "2.5e+06", "5e+06",
+    "1e+07", "2.5e+07", "5e+07", "1e+08", "2.5e+08", "5e+08"
+};
+
 const offload_hist_t  offload_hist_time = {
     OFFLOAD_HIST_TIME_BOUNDS, time_bounds, time_le
 };
 
 const offload_hist_t  offload_hist_size = {
     OFFLOAD_HIST_SIZE_BOUNDS, size_bounds, size_le
+};
+
+const offload_hist_t  offload_hist_value = {
+    OFFLOAD_HIST_VALUE_BOUNDS, value_bounds, value_le
 };
 
 

@@ -22,7 +22,19 @@
 /* Sizes, in bytes: 0 .. 1 GiB, then +Inf (a job's peak RSS growth). */
 #define OFFLOAD_HIST_SIZE_BOUNDS   9
 
-/* The most buckets a histogram has, +Inf included. */
+/* Values a handler observes (handler_metrics.h), in thousandths of their
+ * unit: 0.01 .. 5e8 in steps of 1, 2.5, 5 a decade, then +Inf. */
+#define OFFLOAD_HIST_VALUE_BOUNDS  33
+
+/* offload_hist_value's "le" labels as a Lua list's items, for the nodes
+ * script (t/unit/hist_test.c checks they are the same). */
+#define OFFLOAD_HIST_VALUE_LE_LUA                                            \
+    "'0.01','0.025','0.05','0.1','0.25','0.5','1','2.5','5','10','25',"      \
+    "'50','100','250','500','1000','2500','5000','10000','25000','50000',"   \
+    "'100000','250000','500000','1e+06','2.5e+06','5e+06','1e+07',"          \
+    "'2.5e+07','5e+07','1e+08','2.5e+08','5e+08'"
+
+/* The most buckets a time or size histogram has, +Inf included. */
 #define OFFLOAD_HIST_MAX           (OFFLOAD_HIST_TIME_BOUNDS + 1)
 
 typedef struct {
@@ -34,6 +46,7 @@ typedef struct {
 
 extern const offload_hist_t  offload_hist_time;
 extern const offload_hist_t  offload_hist_size;
+extern const offload_hist_t  offload_hist_value;
 
 /* The bucket a value falls in: 0 .. nbounds. */
 int offload_hist_bucket(const offload_hist_t *h, int64_t value);

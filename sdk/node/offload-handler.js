@@ -16,7 +16,11 @@
 // Retry(code, message) fails this attempt for now: the job runs again after
 // the queue's retry_backoff while it has attempts left (max_attempts) before
 // its deadline, else that is its 422.  Anything else thrown fails it with
-// "handler_error" and its message, and is logged with its stack.  stdout
+// "handler_error" and its message, and is logged with its stack.
+// job.count(name, n = 1) and job.observe(name, x) record handler metrics
+// (docs/HANDLERS.md, "Metrics"): a counter and a histogram under a name of
+// letters, digits, '.', '_' and '-', which the node publishes per queue.
+// stdout
 // belongs to the protocol: console.log goes to stderr, which the sidecar
 // logs, a line at a time, tagged with the job.
 
@@ -41,8 +45,15 @@ class Retry extends JobError {
   }
 }
 
+// A metric line goes before the answer, on the same stream.
+function metric(line) {
+  process.stdout.write(JSON.stringify(line) + '\n');
+}
+
 async function answer(handler, request) {
   const job = {
+    count: (name, n = 1) => metric({ metric: name, count: Math.floor(n) }),
+    observe: (name, x) => metric({ metric: name, observe: Number(x) }),
     id: request.id,
     requestId: request.rid || '',
     traceparent: request.traceparent || '', // W3C: nginx's span, or ''

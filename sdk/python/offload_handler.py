@@ -21,7 +21,10 @@ Retry(code, message) fails this attempt for now (a service down, a lock
 taken): the job runs again after the queue's retry_backoff while it has
 attempts left (max_attempts) before its deadline, else that is its 422; any
 other exception fails it with code "handler_error" and its message, and is
-logged with its traceback.  stdout belongs to the protocol: print() goes to
+logged with its traceback.  job.count(name, n=1) and job.observe(name, x)
+record handler metrics (docs/HANDLERS.md, "Metrics"): a counter and a
+histogram under a name of letters, digits, '.', '_' and '-', which the
+node publishes per queue.  stdout belongs to the protocol: print() goes to
 stderr, which the sidecar logs, a line at a time, tagged with the job.
 """
 
@@ -54,6 +57,15 @@ class Job:
     __slots__ = ("id", "request_id", "traceparent", "tracestate", "attempt",
                  "deadline")
 
+    def count(self, name, n=1):
+        """Adds n (an int, 0 or more) to the counter name."""
+        _metric({"metric": name, "count": int(n)})
+
+    def observe(self, name, value):
+        """Adds one observation of value (a finite number) to the
+        histogram name."""
+        _metric({"metric": name, "observe": float(value)})
+
     def __init__(self, request):
         self.id = request["id"]
         self.request_id = request.get("rid", "")
@@ -68,6 +80,14 @@ class Job:
 # One encoder for every answer: compact (an answer is one line), and NaN
 # or Infinity, which are not JSON, fail the job instead of the framing.
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+_out = sys.stdout
+
+
+def _metric(line):
+    """A metric line goes before the answer (the answer flushes both)."""
+    _out.write(_encode(line) + "\n")
 
 
 def _answer(handler, request):
@@ -88,7 +108,8 @@ def _answer(handler, request):
 
 def run(handler):
     """Runs handler on each job until stdin closes (the worker stops)."""
-    out = sys.stdout
+    global _out
+    out = _out = sys.stdout
     sys.stdout = sys.stderr
     lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8")
     decode = json.JSONDecoder().decode

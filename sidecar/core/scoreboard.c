@@ -40,7 +40,10 @@ offload_sb_unmap(offload_sb_slot_t *sb)
 void
 offload_sb_reset(offload_sb_slot_t *sb, pid_t pid)
 {
+    offload_hm_table_t  *metrics = sb->metrics;
+
     memset(sb, 0, sizeof(*sb));
+    sb->metrics = metrics;
     sb->pid = pid;
     __atomic_store_n(&sb->state, OFFLOAD_SB_STARTING, __ATOMIC_RELEASE);
 }

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "handler_metrics.h"
 #include "offload_hist.h"
 #include "offload_proto.h"
 
@@ -90,6 +91,10 @@ typedef struct {
     int32_t   child_status;
     char      child_error[OFFLOAD_SB_CHILD_ERROR_MAX];
 
+    /* The handler metrics of the slot's queue: one table its workers
+     * share, set by the supervisor once and kept by offload_sb_reset. */
+    offload_hm_table_t *metrics;
+
     /* Filled by the fatal-signal handler.  The worker is a fork() of the
      * supervisor without exec, so the supervisor can symbolize the frames
      * with its own backtrace_symbols(). */
@@ -103,7 +108,8 @@ typedef struct {
 offload_sb_slot_t *offload_sb_map(void);
 void offload_sb_unmap(offload_sb_slot_t *sb);
 
-/* Supervisor: clears the slot for a new process. */
+/* Supervisor: clears the slot for a new process (its metrics table
+ * stays). */
 void offload_sb_reset(offload_sb_slot_t *sb, pid_t pid);
 
 /* Worker: the state, published with release semantics. */

@@ -642,7 +642,7 @@ static int
 exec_run(offload_job_t *job, const char *payload, size_t len)
 {
     int            rc, nfds, timeout;
-    char           why[OFFLOAD_SB_CHILD_ERROR_MAX - 64], *nl;
+    char           why[OFFLOAD_SB_CHILD_ERROR_MAX - 64], *nl, *line;
     size_t         request_len, sent = 0, got = 0, scanned = 0;
     ssize_t        n;
     int64_t        start_us, until_us, now_us;
@@ -738,7 +738,29 @@ exec_run(offload_job_t *job, const char *payload, size_t len)
         }
 
         got += (size_t) n;
-        nl = memchr(bridge.buf + request_len + scanned, '\n', got - scanned);
+
+        /* Metric lines first: recorded, then dropped from the buffer. */
+        for ( ;; ) {
+            line = bridge.buf + request_len;
+            nl = memchr(line + scanned, '\n', got - scanned);
+            if (nl == NULL) {
+                break;
+            }
+
+            rc = offload_exec_metric(job, line, (size_t) (nl - line), why,
+                                     sizeof(why));
+            if (rc == 0) {
+                break;
+            }
+
+            if (rc < 0) {
+                fail_worker(-1, why);
+            }
+
+            got -= (size_t) (nl + 1 - line);
+            memmove(line, nl + 1, got);
+            scanned = 0;
+        }
 
         if (nl == NULL) {
             scanned = got;

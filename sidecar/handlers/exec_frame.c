@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "exec_frame.h"
+#include "log.h"
 #include "offload_proto.h"
 
 #define QUOTE_MAX  60           /* bytes of a bad answer in messages */
@@ -312,4 +313,60 @@ offload_exec_answer(offload_job_t *job, const char *line, size_t len,
 
     return offload_job_result(job, result.data, result.len)
            == OFFLOAD_NOMEM ? OFFLOAD_NOMEM : OFFLOAD_OK;
+}
+
+
+int
+offload_exec_metric(offload_job_t *job, const char *line, size_t len,
+    char *why, size_t size)
+{
+    char           q[QUOTE_MAX + 1], exported[OFFLOAD_HM_NAME_MAX];
+    json_t        *v, *count, *observe;
+    const char    *p, *end = line + len, *name;
+    static int     bad_name_logged;
+
+    p = skip_blank(line, end);
+    if (p == end || *p != '{') {
+        return 0;
+    }
+
+    p = skip_blank(p + 1, end);
+    if ((size_t) (end - p) < 8 || memcmp(p, "\"metric\"", 8) != 0) {
+        return 0;
+    }
+
+    v = json_loadb(line, len, 0, NULL);
+    name = json_string_value(json_object_get(v, "metric"));
+    count = json_object_get(v, "count");
+    observe = json_object_get(v, "observe");
+
+    if (name == NULL || (count == NULL) == (observe == NULL)
+        || (count != NULL
+            && (!json_is_integer(count) || json_integer_value(count) < 0))
+        || (observe != NULL && !json_is_number(observe)))
+    {
+        json_decref(v);
+        snprintf(why, size, "wrote a metric line that is not {\"metric\": "
+                 "name, \"count\": n} or {\"metric\": name, \"observe\": "
+                 "x}: %s", quote(q, line, len));
+        return -1;
+    }
+
+    /* a name past the queue's last is logged by the table, once */
+    if (offload_hm_name(name, exported) != 0) {
+        if (!bad_name_logged) {
+            bad_name_logged = 1;
+            log_warn("handler metric with a bad name ignored (logged once "
+                     "per worker): %s", quote(q, line, len));
+        }
+
+    } else if (count != NULL) {
+        offload_metric_count(job, name, (uint64_t) json_integer_value(count));
+
+    } else {
+        offload_metric_observe(job, name, json_number_value(observe));
+    }
+
+    json_decref(v);
+    return 1;
 }

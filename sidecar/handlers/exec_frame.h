@@ -33,4 +33,14 @@ size_t offload_exec_request(const offload_job_t *job, const char *payload,
 int offload_exec_answer(offload_job_t *job, const char *line, size_t len,
     char *why, size_t size);
 
+/* Reads a line the process wrote before its answer: a metric line is a
+ * JSON object whose first member is "metric" (a name, as
+ * offload_metric_count takes) with "count" (an integer, 0 or more) or
+ * "observe" (a number); it is recorded as those calls do.  Returns 1 for
+ * a metric line (a bad or refused name is logged once, not fatal), 0 for
+ * a line that is not one (the answer), -1 with why for a metric line
+ * that is not well formed. */
+int offload_exec_metric(offload_job_t *job, const char *line, size_t len,
+    char *why, size_t size);
+
 #endif /* OFFLOAD_EXEC_FRAME_H */

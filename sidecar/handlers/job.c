@@ -9,6 +9,7 @@
  * it: nginx answers the bytes as application/json without looking again.
  */
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,6 +105,42 @@ int64_t
 offload_job_deadline(const offload_job_t *job)
 {
     return job->deadline_ms;
+}
+
+
+/* A job without a table (offloadctl replay) records nothing, but a bad
+ * name or value fails as it would in a worker. */
+static int
+name_ok(const char *name)
+{
+    char  exported[OFFLOAD_HM_NAME_MAX];
+
+    return offload_hm_name(name, exported) == 0;
+}
+
+
+int
+offload_metric_count(offload_job_t *job, const char *name, uint64_t n)
+{
+    if (job->metrics == NULL) {
+        return name_ok(name) ? OFFLOAD_OK : OFFLOAD_ERROR;
+    }
+
+    return offload_hm_count(job->metrics, name, n) == 0 ? OFFLOAD_OK
+                                                         : OFFLOAD_ERROR;
+}
+
+
+int
+offload_metric_observe(offload_job_t *job, const char *name, double value)
+{
+    if (job->metrics == NULL) {
+        return name_ok(name) && isfinite(value) ? OFFLOAD_OK
+                                                          : OFFLOAD_ERROR;
+    }
+
+    return offload_hm_observe(job->metrics, name, value) == 0
+           ? OFFLOAD_OK : OFFLOAD_ERROR;
 }
 
 

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "handler_metrics.h"
 #include "offload.h"
 #include "offload_proto.h"
 
@@ -36,6 +37,9 @@ struct offload_job_s {
     char      message[OFFLOAD_JOB_MESSAGE_MAX];
     int       retry;                /* a 422 offload_job_retry() left: the
                                        job may run again later */
+
+    offload_hm_table_t *metrics;    /* its queue's, or NULL (offloadctl
+                                       replay): records nothing */
 };
 
 struct offload_slot_s {

@@ -141,6 +141,20 @@ int offload_job_retry(offload_job_t *job, const char *code,
 #endif
     ;
 
+/* Handler metrics (docs/HANDLERS.md, "Metrics"): adds n to a counter, or
+ * one observation of value to a histogram, under a name the handler
+ * chooses: 1 to 47 ASCII letters, digits, '.', '_' and '-', starting with
+ * a letter ("thumbs.bytes_in"); it is exported as offload_handler_<name>
+ * with '.' and '-' as '_' and letters in lower case.  A call costs a few
+ * atomic adds in memory the worker shares with its node, which publishes
+ * the queue's totals in offload_metrics, offload_status and the dashboard.
+ * A queue has room for 64 names; a name past them is refused (logged
+ * once).  Returns OFFLOAD_OK, or OFFLOAD_ERROR for a bad name, a value
+ * that is not finite or a refused name. */
+int offload_metric_count(offload_job_t *job, const char *name, uint64_t n);
+int offload_metric_observe(offload_job_t *job, const char *name,
+    double value);
+
 #ifdef __cplusplus
 }
 #endif

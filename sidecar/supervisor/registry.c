@@ -132,8 +132,8 @@ static json_t *
 queue_json(const offload_pool_t *pool, int heartbeat_ms, json_t *workers)
 {
     int                          i;
-    json_t                      *q;
-    uint64_t                     retries = 0;
+    json_t                      *q, *metrics;
+    uint64_t                     retries = 0, refused;
     const offload_slot_t        *slot;
     const offload_pool_stats_t  *ps = &pool->stats;
 
@@ -163,6 +163,17 @@ queue_json(const offload_pool_t *pool, int heartbeat_ms, json_t *workers)
     json_object_set_new(q, "oldest_ms", count_or_null(ps->oldest_ms));
     json_object_set_new(q, "dead", count_or_null(ps->dead));
     json_object_set_new(q, "retrying", count_or_null(ps->retrying));
+
+    metrics = offload_hm_json(pool->metrics);
+    if (metrics != NULL) {
+        json_object_set_new(q, "handler_metrics", metrics);
+    }
+
+    refused = __atomic_load_n(&pool->metrics->refused, __ATOMIC_RELAXED);
+    if (refused > 0) {
+        json_object_set_new(q, "handler_metrics_refused",
+                            json_integer((json_int_t) refused));
+    }
 
     return q;
 }

@@ -191,6 +191,7 @@ offload_reload(offload_supervisor_t *sup)
             if (strcmp(pools[q].queue->name, sup->pools[p].queue->name) == 0)
             {
                 pools[q].restarts = sup->pools[p].restarts;
+                offload_pool_adopt_metrics(&pools[q], &sup->pools[p]);
             }
         }
     }

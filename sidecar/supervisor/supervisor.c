@@ -939,9 +939,25 @@ offload_pools_free(offload_pool_t *pools, size_t npools)
         }
         free(pools[p].slots);
         free(pools[p].restart_us);
+        offload_hm_unmap(pools[p].metrics);
         offload_stats_pool_free(&pools[p].stats);
     }
     free(pools);
+}
+
+
+void
+offload_pool_adopt_metrics(offload_pool_t *pool, offload_pool_t *old)
+{
+    int  i;
+
+    offload_hm_unmap(pool->metrics);
+    pool->metrics = old->metrics;
+    old->metrics = NULL;
+
+    for (i = 0; i < pool->nslots; i++) {
+        pool->slots[i].sb->metrics = pool->metrics;
+    }
 }
 
 
@@ -974,7 +990,10 @@ offload_pools_make(offload_supervisor_t *sup, const offload_conf_t *conf)
         /* + 1: max_restarts may be 0, and calloc(0) may return NULL */
         pool->restart_us = calloc((size_t) pool->queue->max_restarts + 1,
                                   sizeof(int64_t));
-        if (pool->slots == NULL || pool->restart_us == NULL) {
+        pool->metrics = offload_hm_map();
+        if (pool->slots == NULL || pool->restart_us == NULL
+            || pool->metrics == NULL)
+        {
             offload_pools_free(pools, p + 1);
             return NULL;
         }
@@ -998,6 +1017,7 @@ offload_pools_make(offload_supervisor_t *sup, const offload_conf_t *conf)
                 offload_pools_free(pools, p + 1);
                 return NULL;
             }
+            slot->sb->metrics = pool->metrics;
             ev_timer_init(&slot->restart, restart_cb, 0.0, 0.0);
             slot->restart.data = slot;
         }

@@ -55,6 +55,8 @@ struct offload_pool_s {
     int                          next;         /* where the next one goes */
     ev_timer                     cooldown;
     offload_pool_stats_t         stats;
+    offload_hm_table_t          *metrics;      /* its handlers' metrics,
+                                                  shared with its workers */
     char                         stream_key[OFFLOAD_KEY_MAX];
     char                         dead_key[OFFLOAD_KEY_MAX];
     char                         retry_key[OFFLOAD_KEY_MAX];
@@ -136,6 +138,10 @@ offload_redis_conn_t *offload_pool_conn(const offload_pool_t *pool);
 offload_pool_t *offload_pools_make(offload_supervisor_t *sup,
     const offload_conf_t *conf);
 void offload_pools_free(offload_pool_t *pools, size_t npools);
+
+/* A reload: the new pool of a queue keeps counting into the handler
+ * metrics of the queue's old pool (whose retired workers still do). */
+void offload_pool_adopt_metrics(offload_pool_t *pool, offload_pool_t *old);
 
 /* Runs the sidecar until SIGTERM/SIGINT; SIGHUP reads conf_file again.
  * Returns the exit status. */

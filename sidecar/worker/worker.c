@@ -2429,6 +2429,7 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     /* After the limits, so that what init loads counts against them. */
     w.slot.queue = queue->name;
     w.slot.index = slot;
+    w.job.metrics = sb->metrics;
 
     if (queue->handler->init != NULL && queue->handler->init(&w.slot) != 0) {
         log_error("%s: the init of handler %s failed", w.name,

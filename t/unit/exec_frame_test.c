@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "exec_frame.h"
 #include "tap.h"
 
@@ -140,11 +142,56 @@ test_answer(void)
 }
 
 
+static int
+metric(const char *line)
+{
+    why[0] = '\0';
+    return offload_exec_metric(&job, line, strlen(line), why, sizeof(why));
+}
+
+
+/* Metric lines before the answer: recorded into the job's table. */
+static void
+test_metric(void)
+{
+    int                  i;
+    json_t              *doc;
+    offload_hm_table_t  *t = offload_hm_map();
+
+    job.metrics = t;
+    ok(metric("{\"metric\":\"a.b\",\"count\":3}") == 1, "a count line");
+    ok(metric(" { \"metric\" : \"a.b\", \"observe\": 2.5 }") == 1,
+       "an observe line, with blanks");
+    for (i = 0; i < OFFLOAD_HM_NAMES && t->entry[i].count == 0; i++) {
+        /* the entry a_b hashed to */
+    }
+    ok(i < OFFLOAD_HM_NAMES && t->entry[i].count == 3
+       && t->entry[i].observations == 1
+       && strcmp(t->entry[i].name, "a_b") == 0, "both recorded under a_b");
+    ok(metric("{\"id\":\"" ID "\",\"result\":{\"metric\":1}}") == 0,
+       "an answer is no metric line");
+    ok(metric("{\"metric\":\"a\",\"count\":-1}") == -1
+       && strstr(why, "not {\"metric\"") != NULL,
+       "a negative count breaks the framing");
+    ok(metric("{\"metric\":\"a\",\"count\":1,\"observe\":1}") == -1,
+       "count and observe: broken");
+    ok(metric("{\"metric\":\"a\"") == -1, "not JSON: broken");
+    ok(metric("{\"metric\":\"bad name\",\"count\":1}") == 1,
+       "a bad name: not fatal");
+    doc = offload_hm_json(t);
+    ok(json_object_size(doc) == 1, "and not recorded");
+    json_decref(doc);
+    job.metrics = NULL;
+    offload_hm_unmap(t);
+}
+
+
 int
 main(void)
 {
     test_request();
     test_answer();
+    test_metric();
     offload_job_trim(&job, 0);
     return done_testing();
 }

@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -224,10 +225,34 @@ test_fine_add(void)
 }
 
 
+/* The handler metrics' buckets, and the nodes script's copy of their
+ * labels. */
+static void
+test_value(void)
+{
+    int                    i;
+    char                   lua[1024] = "";
+    const offload_hist_t  *v = &offload_hist_value;
+
+    for (i = 0; i < v->nbounds; i++) {
+        if (strtod(v->le[i], NULL) * 1000 != (double) v->bounds[i]) {
+            break;
+        }
+        snprintf(lua + strlen(lua), sizeof(lua) - strlen(lua), "%s'%s'",
+                 i ? "," : "", v->le[i]);
+    }
+    ok(i == v->nbounds, "each value le is its bound in thousandths");
+    is_str(lua, OFFLOAD_HIST_VALUE_LE_LUA,
+           "OFFLOAD_HIST_VALUE_LE_LUA lists the same labels");
+    ok(offload_hist_bucket(v, 12500) == 10, "12.5 is in the 10 .. 25 bucket");
+}
+
+
 int
 main(void)
 {
     test_bucket();
+    test_value();
     test_bounds();
     test_fine_buckets();
     test_fine_random();

@@ -1,0 +1,14 @@
+'use strict';
+// metrics.js -- the Node twin of metrics.py for t/16-handler-metrics.t:
+// each job counts {"n": n} under exec.lines and observes {"size": x} under
+// exec.size through the SDK's metric lines, then answers {"ok": true}.
+
+const path = require('path');
+const { run } = require(path.join(__dirname, '..', '..', 'sdk', 'node',
+                                  'offload-handler'));
+
+run((payload, job) => {
+  job.count('exec.lines', payload.n === undefined ? 1 : payload.n);
+  job.observe('exec.size', payload.size || 0);
+  return { ok: true };
+});
