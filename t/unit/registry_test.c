@@ -95,6 +95,7 @@ main(void)
     pool.queue = &queue;
     pool.slots = slots;
     pool.nslots = 2;
+    pool.metrics = offload_hm_map();    /* as offload_pools_new() does */
     offload_stats_pool_init(&pool.stats);
     slots[0].pool = &pool;
     slots[0].pid = 4242;
@@ -163,6 +164,7 @@ main(void)
        "pool restarts");
     ok(json_is_true(json_object_get(doc, "drained")), "node drained");
     json_decref(doc);
+    offload_hm_unmap(pool.metrics);
 
     return done_testing();
 }
