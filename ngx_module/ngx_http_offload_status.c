@@ -21,7 +21,9 @@
  *     then it is answered with what there is (that Redis "unavailable" if
  *     nothing);
  *   - each worker copies a new answer out of the zone once, at its first
- *     reader; answers are chains of buffers pointing into that copy;
+ *     reader; answers are chains of buffers pointing into that copy, and
+ *     the common ones (one Redis; the default JSON, the Prometheus text)
+ *     one buffer of it rendered once, after this nginx's own figures;
  *   - a refresh that got no answer within NGX_HTTP_OFFLOAD_WATCHDOG ms
  *     may be taken over by the next reader; one that failed is not tried
  *     again within the interval.
@@ -89,11 +91,14 @@ struct ngx_http_offload_status_cache_s {
  * This worker's copy of one Redis's answer, made once per refresh (not
  * per request: big allocations per request cost page faults).  Answers
  * point into it; a copy that a newer one replaced is freed by the last
- * request that answers from it.
+ * request that answers from it.  With it, the Redis part of the common
+ * answers, rendered at their first request (see _rendered()).
  */
 typedef struct ngx_http_offload_status_copy_s {
     ngx_uint_t                    refs;        /* requests using it */
     ngx_msec_t                    fetched;     /* the entry's, copied */
+    ngx_str_t                     json;        /* rendered, or NULL */
+    ngx_str_t                     prom;
     unsigned                      retired:1;
     size_t                        len;
     u_char                        data[1];
@@ -549,6 +554,8 @@ ngx_http_offload_status_take(ngx_http_offload_status_ctx_t *sctx,
         fresh->refs = 0;
         fresh->fetched = e->fetched;
         fresh->retired = 0;
+        ngx_str_null(&fresh->json);
+        ngx_str_null(&fresh->prom);
         fresh->len = e->len;
         ngx_memcpy(fresh->data, e->data, e->len);
 
@@ -566,10 +573,25 @@ ngx_http_offload_status_take(ngx_http_offload_status_ctx_t *sctx,
 
 
 static void
+ngx_http_offload_status_free(ngx_http_offload_status_copy_t *copy)
+{
+    if (copy->json.data) {
+        ngx_free(copy->json.data);
+    }
+
+    if (copy->prom.data) {
+        ngx_free(copy->prom.data);
+    }
+
+    ngx_free(copy);
+}
+
+
+static void
 ngx_http_offload_status_retire(ngx_http_offload_status_copy_t *copy)
 {
     if (copy->refs == 0) {
-        ngx_free(copy);
+        ngx_http_offload_status_free(copy);
         return;
     }
 
@@ -591,7 +613,7 @@ ngx_http_offload_status_release(void *data)
         copy = sctx->read[i].copy;
 
         if (copy && --copy->refs == 0 && copy->retired) {
-            ngx_free(copy);
+            ngx_http_offload_status_free(copy);
         }
 
         sctx->read[i].copy = NULL;
@@ -1498,6 +1520,95 @@ ngx_http_offload_status_list(ngx_http_offload_status_ctx_t *sctx,
 }
 
 
+/*
+ * The Redis part of the answers most clients ask for: one Redis read and,
+ * for JSON, the default arguments (no sort, no limit, nodes without their
+ * workers).  Rendered once per copy, by its first such request, and then
+ * answered as one buffer: no assembly per request.  NULL for the others
+ * (assembled from the copy's parts), or when memory is short.
+ */
+
+static ngx_str_t *
+ngx_http_offload_status_rendered(ngx_http_offload_status_ctx_t *sctx)
+{
+    u_char                          *p, *at;
+    size_t                           size;
+    ngx_str_t                        s, text, *done;
+    ngx_uint_t                       f, json;
+    ngx_http_offload_status_read_t  *rd;
+
+    rd = &sctx->read[0];
+    json = (sctx->report == NGX_HTTP_OFFLOAD_REPORT_JSON);
+
+    if (sctx->nreads != 1 || rd->state != NGX_HTTP_OFFLOAD_READ_OK
+        || (json && (sctx->sort >= 0 || sctx->limit || sctx->full)))
+    {
+        return NULL;
+    }
+
+    done = json ? &rd->copy->json : &rd->copy->prom;
+
+    if (done->data) {
+        return done;
+    }
+
+    if (json) {
+
+        /* the workers' text without its leading comma */
+
+        text = rd->text;
+
+        if (text.len) {
+            text.data++;
+            text.len--;
+        }
+
+        size = rd->part[3].len + rd->part[1].len + text.len + rd->part[2].len
+               + NGX_INT_T_LEN + 64;
+
+        p = ngx_alloc(size, ngx_cycle->log);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        done->data = p;
+        done->len = ngx_snprintf(p, size, "%V],\"queues\":{%V},\"workers\":"
+                                 "[%V],\"workers_total\":%ui,\"crashes\":"
+                                 "[%V]}", &rd->part[3], &rd->part[1], &text,
+                                 rd->nworkers, &rd->part[2])
+                    - p;
+        return done;
+    }
+
+    /* every family's header and samples, in turn */
+
+    size = 1;
+    at = rd->fams;
+
+    for (f = 0; f < 2 * rd->nfams; f++) {
+        at = ngx_http_offload_status_get(at, &s);
+        size += s.len;
+    }
+
+    p = ngx_alloc(size, ngx_cycle->log);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    done->data = p;
+    at = rd->fams;
+
+    for (f = 0; f < 2 * rd->nfams; f++) {
+        at = ngx_http_offload_status_get(at, &s);
+        p = ngx_cpymem(p, s.data, s.len);
+    }
+
+    done->len = p - done->data;
+
+    return done;
+}
+
+
 static const char *
 ngx_http_offload_status_state(ngx_http_offload_status_read_t *rd)
 {
@@ -1527,6 +1638,7 @@ ngx_http_offload_status_json(ngx_http_offload_status_ctx_t *sctx,
 {
     u_char                          *p, *last, *head, *tail;
     size_t                           size;
+    ngx_str_t                       *rendered;
     ngx_uint_t                       i, ok;
     ngx_http_offload_status_read_t  *rd;
     ngx_http_offload_metrics_t      *m = ngx_http_offload_worker.metrics;
@@ -1572,9 +1684,18 @@ ngx_http_offload_status_json(ngx_http_offload_status_ctx_t *sctx,
 
     p = ngx_slprintf(p, last, "],\"nodes\":[");
 
-    if (ngx_http_offload_status_add(out, head, p - head) != NGX_OK
-        || ngx_http_offload_status_join(sctx, sctx->full ? 0 : 3, out)
-           != NGX_OK
+    if (ngx_http_offload_status_add(out, head, p - head) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rendered = ngx_http_offload_status_rendered(sctx);
+
+    if (rendered) {
+        return ngx_http_offload_status_add(out, rendered->data,
+                                           rendered->len);
+    }
+
+    if (ngx_http_offload_status_join(sctx, sctx->full ? 0 : 3, out) != NGX_OK
         || ngx_http_offload_status_add_text(out, "],\"queues\":{") != NGX_OK
         || ngx_http_offload_status_join(sctx, 1, out) != NGX_OK
         || ngx_http_offload_status_add_text(out, "},\"workers\":[")
@@ -1607,7 +1728,7 @@ ngx_http_offload_status_prom(ngx_http_offload_status_ctx_t *sctx,
 {
     u_char                          *p, *last, *head, **at;
     size_t                           size;
-    ngx_str_t                        fam, samples;
+    ngx_str_t                        fam, samples, *rendered;
     ngx_uint_t                       i, f, nfams, labels, headed;
     ngx_http_offload_status_read_t  *rd;
     ngx_http_offload_metrics_t      *m = ngx_http_offload_worker.metrics;
@@ -1657,6 +1778,13 @@ ngx_http_offload_status_prom(ngx_http_offload_status_ctx_t *sctx,
 
     if (ngx_http_offload_status_add(out, head, p - head) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    rendered = ngx_http_offload_status_rendered(sctx);
+
+    if (rendered) {
+        return ngx_http_offload_status_add(out, rendered->data,
+                                           rendered->len);
     }
 
     for (f = 0; nfams != NGX_MAX_UINT32_VALUE && f < nfams; f++) {
