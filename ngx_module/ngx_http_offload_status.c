@@ -719,14 +719,7 @@ ngx_http_offload_status_done(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
-/*
- * The nodes' documents (a run of JSON objects joined by commas, as the
- * script answers them) without the "workers" member of each queue (the
- * objects in a document's "queues"): copies src to dst, at most len
- * bytes, and returns what it wrote.  The documents are the sidecars'
- * (jansson's) JSON, so a scan that knows strings and nesting is enough;
- * it never reads past src + len whatever the bytes are.
- */
+/* past a JSON string: p is at its opening quote */
 
 static u_char *
 ngx_http_offload_status_skip_string(u_char *p, u_char *last)
@@ -785,6 +778,15 @@ ngx_http_offload_status_skip_value(u_char *p, u_char *last)
     return last;
 }
 
+
+/*
+ * The nodes' documents (a run of JSON objects joined by commas, as the
+ * script answers them) without the "workers" member of each queue (the
+ * objects in a document's "queues"): copies src to dst, at most len
+ * bytes, and returns what it wrote.  The documents are the sidecars'
+ * (jansson's) JSON, so a scan that knows strings and nesting is enough;
+ * it never reads past src + len whatever the bytes are.
+ */
 
 static size_t
 ngx_http_offload_status_lean(u_char *dst, u_char *src, size_t len)
