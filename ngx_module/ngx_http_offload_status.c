@@ -21,17 +21,23 @@
  *     then it is answered with what there is (that Redis "unavailable" if
  *     nothing);
  *   - each worker copies a new answer out of the zone once, at its first
- *     reader; answers are chains of buffers pointing into that copy;
+ *     reader; answers are chains of buffers pointing into that copy, and
+ *     the common ones (one Redis; the default JSON, the Prometheus text)
+ *     one buffer of it rendered once, after this nginx's own figures;
  *   - a refresh that got no answer within NGX_HTTP_OFFLOAD_WATCHDOG ms
  *     may be taken over by the next reader; one that failed is not tried
  *     again within the interval.
  *
  * The script answers everything unsorted ("cache" mode): sort and limit
  * are applied here, per request, so one read per interval serves every
- * argument set and both reports.  An answer larger than the free room of
- * the zone is not kept: the error log says so, and until the zone is made
- * larger that Redis reads as "unavailable" (status_cache_full), still
- * read only once per interval.
+ * argument set and both reports.  The flat workers list names each
+ * worker's node, queue and slot, so the node documents are answered
+ * without their queues' "workers" arrays (made once per refresh, at
+ * _store()) unless ?full=1 asks for them: each worker once, not twice.
+ *
+ * An answer larger than the free room of the zone is not kept: the error
+ * log says so, and until the zone is made larger that Redis reads as
+ * "unavailable" (status_cache_full), still read only once per interval.
  */
 
 
@@ -85,11 +91,14 @@ struct ngx_http_offload_status_cache_s {
  * This worker's copy of one Redis's answer, made once per refresh (not
  * per request: big allocations per request cost page faults).  Answers
  * point into it; a copy that a newer one replaced is freed by the last
- * request that answers from it.
+ * request that answers from it.  With it, the Redis part of the common
+ * answers, rendered at their first request (see _rendered()).
  */
 typedef struct ngx_http_offload_status_copy_s {
     ngx_uint_t                    refs;        /* requests using it */
     ngx_msec_t                    fetched;     /* the entry's, copied */
+    ngx_str_t                     json;        /* rendered, or NULL */
+    ngx_str_t                     prom;
     unsigned                      retired:1;
     size_t                        len;
     u_char                        data[1];
@@ -121,7 +130,8 @@ typedef struct {
     ngx_uint_t                    version;     /* the entry's, when asked */
     ngx_msec_t                    age;
     ngx_http_offload_status_copy_t  *copy;     /* held until the end */
-    ngx_str_t                     part[3];     /* nodes, queues, crashes */
+    ngx_str_t                     part[4];     /* nodes, queues, crashes,
+                                                  nodes without workers */
     ngx_uint_t                    nworkers;
     u_char                       *records;
     ngx_str_t                     text;        /* ",w0,w1,..." */
@@ -145,6 +155,7 @@ typedef struct {
     ngx_uint_t                    report;
     ngx_int_t                     sort;        /* -1: none */
     ngx_uint_t                    limit;       /* 0: none */
+    ngx_uint_t                    full;        /* nodes with workers */
     ngx_msec_t                    deadline;
     ngx_uint_t                    nreads;
     ngx_uint_t                    waiting;
@@ -157,6 +168,8 @@ static ngx_int_t ngx_http_offload_status_sort(ngx_http_request_t *r,
     ngx_int_t *sort);
 static ngx_int_t ngx_http_offload_status_limit(ngx_http_request_t *r,
     ngx_uint_t *limit);
+static ngx_int_t ngx_http_offload_status_full(ngx_http_request_t *r,
+    ngx_uint_t *full);
 static ngx_http_offload_status_entry_t *ngx_http_offload_status_entry(
     ngx_http_offload_status_cache_t *cache, ngx_http_offload_peer_t *peer);
 static ngx_int_t ngx_http_offload_status_look(
@@ -205,7 +218,7 @@ ngx_int_t
 ngx_http_offload_status_handler(ngx_http_request_t *r)
 {
     ngx_int_t                        rc, sort;
-    ngx_uint_t                       i, limit;
+    ngx_uint_t                       i, limit, full;
     ngx_http_offload_peer_t        **peerp;
     ngx_http_offload_loc_conf_t     *olcf;
     ngx_http_offload_main_conf_t    *omcf;
@@ -227,6 +240,7 @@ ngx_http_offload_status_handler(ngx_http_request_t *r)
 
     sort = -1;
     limit = 0;
+    full = 0;
 
     if (olcf->report == NGX_HTTP_OFFLOAD_REPORT_JSON) {
         if (ngx_http_offload_status_sort(r, &sort) != NGX_OK) {
@@ -239,6 +253,11 @@ ngx_http_offload_status_handler(ngx_http_request_t *r)
             return ngx_http_offload_send_error(r, NGX_HTTP_BAD_REQUEST,
                        "bad_limit", "limit must be an integer from 1 to "
                        "100000");
+        }
+
+        if (ngx_http_offload_status_full(r, &full) != NGX_OK) {
+            return ngx_http_offload_send_error(r, NGX_HTTP_BAD_REQUEST,
+                       "bad_full", "full must be 0 or 1");
         }
     }
 
@@ -265,6 +284,7 @@ ngx_http_offload_status_handler(ngx_http_request_t *r)
     sctx->report = olcf->report;
     sctx->sort = sort;
     sctx->limit = limit;
+    sctx->full = full;
     sctx->deadline = ngx_current_msec + NGX_HTTP_OFFLOAD_STATUS_WAIT;
 
     ngx_http_offload_status_cache_of = omcf->status_cache;
@@ -534,6 +554,8 @@ ngx_http_offload_status_take(ngx_http_offload_status_ctx_t *sctx,
         fresh->refs = 0;
         fresh->fetched = e->fetched;
         fresh->retired = 0;
+        ngx_str_null(&fresh->json);
+        ngx_str_null(&fresh->prom);
         fresh->len = e->len;
         ngx_memcpy(fresh->data, e->data, e->len);
 
@@ -551,10 +573,25 @@ ngx_http_offload_status_take(ngx_http_offload_status_ctx_t *sctx,
 
 
 static void
+ngx_http_offload_status_free(ngx_http_offload_status_copy_t *copy)
+{
+    if (copy->json.data) {
+        ngx_free(copy->json.data);
+    }
+
+    if (copy->prom.data) {
+        ngx_free(copy->prom.data);
+    }
+
+    ngx_free(copy);
+}
+
+
+static void
 ngx_http_offload_status_retire(ngx_http_offload_status_copy_t *copy)
 {
     if (copy->refs == 0) {
-        ngx_free(copy);
+        ngx_http_offload_status_free(copy);
         return;
     }
 
@@ -576,7 +613,7 @@ ngx_http_offload_status_release(void *data)
         copy = sctx->read[i].copy;
 
         if (copy && --copy->refs == 0 && copy->retired) {
-            ngx_free(copy);
+            ngx_http_offload_status_free(copy);
         }
 
         sctx->read[i].copy = NULL;
@@ -682,8 +719,164 @@ ngx_http_offload_status_done(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
+/* past a JSON string: p is at its opening quote */
+
+static u_char *
+ngx_http_offload_status_skip_string(u_char *p, u_char *last)
+{
+    for (p++; p < last && *p != '"'; p++) {
+        if (*p == '\\') {
+            p++;
+        }
+    }
+
+    return p < last ? p + 1 : last;
+}
+
+
+/* past one value: a string, an object or array, or a scalar */
+
+static u_char *
+ngx_http_offload_status_skip_value(u_char *p, u_char *last)
+{
+    ngx_uint_t  depth;
+
+    while (p < last && (*p == ' ' || *p == '\n')) {
+        p++;
+    }
+
+    if (p < last && *p == '"') {
+        return ngx_http_offload_status_skip_string(p, last);
+    }
+
+    if (p < last && *p != '{' && *p != '[') {
+        while (p < last && *p != ',' && *p != '}' && *p != ']') {
+            p++;
+        }
+
+        return p;
+    }
+
+    depth = 0;
+
+    while (p < last) {
+        if (*p == '"') {
+            p = ngx_http_offload_status_skip_string(p, last);
+            continue;
+        }
+
+        if (*p == '{' || *p == '[') {
+            depth++;
+
+        } else if ((*p == '}' || *p == ']') && --depth == 0) {
+            return p + 1;
+        }
+
+        p++;
+    }
+
+    return last;
+}
+
+
 /*
- * The packed answer: three strings (nodes, queues, crashes); the workers:
+ * The nodes' documents (a run of JSON objects joined by commas, as the
+ * script answers them) without the "workers" member of each queue (the
+ * objects in a document's "queues"): copies src to dst, at most len
+ * bytes, and returns what it wrote.  The documents are the sidecars'
+ * (jansson's) JSON, so a scan that knows strings and nesting is enough;
+ * it never reads past src + len whatever the bytes are.
+ */
+
+static size_t
+ngx_http_offload_status_lean(u_char *dst, u_char *src, size_t len)
+{
+    u_char      *p, *q, *d, *last;
+    size_t       n;
+    ngx_uint_t   depth, queues;
+
+    p = src;
+    d = dst;
+    last = src + len;
+    depth = 0;
+    queues = 0;        /* the depth inside a document's "queues", or 0 */
+
+    while (p < last) {
+
+        if (*p == '{' || *p == '[') {
+            depth++;
+            *d++ = *p++;
+            continue;
+        }
+
+        if (*p == '}' || *p == ']') {
+            if (depth == queues) {
+                queues = 0;
+            }
+
+            depth -= (depth > 0);
+            *d++ = *p++;
+            continue;
+        }
+
+        if (*p != '"') {
+            *d++ = *p++;
+            continue;
+        }
+
+        q = ngx_http_offload_status_skip_string(p, last);
+        n = q - p;
+
+        while (q < last && (*q == ' ' || *q == '\n')) {
+            q++;
+        }
+
+        if (q < last && *q == ':') {
+
+            /* a key */
+
+            if (depth == 1 && n == sizeof("\"queues\"") - 1
+                && ngx_strncmp(p, "\"queues\"", n) == 0)
+            {
+                /* an object: the queues are inside it, at depth 2 */
+
+                for (q++; q < last && (*q == ' ' || *q == '\n'); q++) {
+                    /* void */
+                }
+
+                queues = (q < last && *q == '{') ? 2 : 0;
+
+            } else if (queues && depth == queues + 1
+                       && n == sizeof("\"workers\"") - 1
+                       && ngx_strncmp(p, "\"workers\"", n) == 0)
+            {
+                q = ngx_http_offload_status_skip_value(q + 1, last);
+
+                /* and one of the commas around it */
+
+                if (d > dst && d[-1] == ',') {
+                    d--;
+
+                } else if (q < last && *q == ',') {
+                    q++;
+                }
+
+                p = q;
+                continue;
+            }
+        }
+
+        d = ngx_cpymem(d, p, n);
+        p += n;
+    }
+
+    return d - dst;
+}
+
+
+/*
+ * The packed answer: four strings (nodes, queues, crashes, the nodes
+ * without their workers); the workers:
  * their count, a record each (sort keys, where its text is), then their
  * text ",w0,w1,..." as one string; the Prometheus families: their count,
  * then a header and the samples of each.  A string is its length
@@ -691,7 +884,7 @@ ngx_http_offload_status_done(redisAsyncContext *ac, void *r, void *privdata)
  */
 
 static size_t
-ngx_http_offload_status_packed_size(redisReply *reply)
+ngx_http_offload_status_packed_size(redisReply *reply, size_t lean)
 {
     size_t       size;
     ngx_uint_t   i, j;
@@ -713,7 +906,7 @@ ngx_http_offload_status_packed_size(redisReply *reply)
         }
     }
 
-    size = 0;
+    size = sizeof(uint32_t) + lean;
 
     for (i = 0; i < 5; i++) {
         e = reply->element[i];
@@ -761,7 +954,7 @@ ngx_http_offload_status_put(u_char *p, u_char *s, size_t len)
 
 
 static void
-ngx_http_offload_status_pack(u_char *p, redisReply *reply)
+ngx_http_offload_status_pack(u_char *p, redisReply *reply, ngx_str_t *lean)
 {
     u_char                            *text;
     uint32_t                           n, off;
@@ -773,6 +966,8 @@ ngx_http_offload_status_pack(u_char *p, redisReply *reply)
         p = ngx_http_offload_status_put(p, (u_char *) reply->element[i]->str,
                                         reply->element[i]->len);
     }
+
+    p = ngx_http_offload_status_put(p, lean->data, lean->len);
 
     w = reply->element[3];
     n = w->elements;
@@ -823,6 +1018,7 @@ ngx_http_offload_status_store(ngx_http_offload_peer_t *peer,
 {
     size_t                            size, room;
     u_char                           *data;
+    ngx_str_t                         lean;
     ngx_msec_t                        now;
     ngx_slab_pool_t                  *shpool;
     ngx_http_offload_status_cache_t  *cache;
@@ -831,8 +1027,25 @@ ngx_http_offload_status_store(ngx_http_offload_peer_t *peer,
     cache = ngx_http_offload_status_cache_of;
     shpool = cache->shpool;
     now = ngx_current_msec;
-    size = ngx_http_offload_status_packed_size(reply);
     room = 0;
+    ngx_str_null(&lean);
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements > 0
+        && reply->element[0]->type == REDIS_REPLY_STRING)
+    {
+        lean.data = ngx_alloc(reply->element[0]->len + 1, ngx_cycle->log);
+        if (lean.data == NULL) {
+            reply = NULL;
+
+        } else {
+            lean.len = ngx_http_offload_status_lean(lean.data,
+                           (u_char *) reply->element[0]->str,
+                           reply->element[0]->len);
+        }
+    }
+
+    size = ngx_http_offload_status_packed_size(reply, lean.len);
 
     if (reply != NULL && reply->type != REDIS_REPLY_ERROR && size == 0) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
@@ -847,7 +1060,7 @@ ngx_http_offload_status_store(ngx_http_offload_peer_t *peer,
 
     if (e == NULL) {
         ngx_shmtx_unlock(&shpool->mutex);
-        return;
+        goto done;
     }
 
     e->asked = 0;
@@ -856,7 +1069,7 @@ ngx_http_offload_status_store(ngx_http_offload_peer_t *peer,
     if (size == 0) {
         e->failed = now;
         ngx_shmtx_unlock(&shpool->mutex);
-        return;
+        goto done;
     }
 
     /* the previous answer makes room for this one */
@@ -875,7 +1088,7 @@ ngx_http_offload_status_store(ngx_http_offload_peer_t *peer,
     e->data = data;
 
     if (data) {
-        ngx_http_offload_status_pack(data, reply);
+        ngx_http_offload_status_pack(data, reply, &lean);
 
     } else {
         room = (shpool->end - shpool->start);
@@ -889,6 +1102,12 @@ ngx_http_offload_status_store(ngx_http_offload_peer_t *peer,
                       "does not fit in offload_status_cache (%uz bytes, "
                       "shared by every Redis): make it larger",
                       &peer->name, size, room);
+    }
+
+done:
+
+    if (lean.data) {
+        ngx_free(lean.data);
     }
 }
 
@@ -919,7 +1138,7 @@ ngx_http_offload_status_unpack(ngx_http_offload_status_read_t *rd)
 
     p = rd->copy->data;
 
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < 4; i++) {
         p = ngx_http_offload_status_get(p, &rd->part[i]);
     }
 
@@ -1080,6 +1299,28 @@ ngx_http_offload_status_limit(ngx_http_request_t *r, ngx_uint_t *limit)
     }
 
     *limit = n;
+
+    return NGX_OK;
+}
+
+
+/* ?full=1: the node documents with their queues' workers; absent, empty
+ * or 0 is without */
+
+static ngx_int_t
+ngx_http_offload_status_full(ngx_http_request_t *r, ngx_uint_t *full)
+{
+    ngx_str_t  s;
+
+    if (ngx_http_arg(r, (u_char *) "full", 4, &s) != NGX_OK || s.len == 0) {
+        return NGX_OK;
+    }
+
+    if (s.len != 1 || (s.data[0] != '0' && s.data[0] != '1')) {
+        return NGX_ERROR;
+    }
+
+    *full = (s.data[0] == '1');
 
     return NGX_OK;
 }
@@ -1281,6 +1522,95 @@ ngx_http_offload_status_list(ngx_http_offload_status_ctx_t *sctx,
 }
 
 
+/*
+ * The Redis part of the answers most clients ask for: one Redis read and,
+ * for JSON, the default arguments (no sort, no limit, nodes without their
+ * workers).  Rendered once per copy, by its first such request, and then
+ * answered as one buffer: no assembly per request.  NULL for the others
+ * (assembled from the copy's parts), or when memory is short.
+ */
+
+static ngx_str_t *
+ngx_http_offload_status_rendered(ngx_http_offload_status_ctx_t *sctx)
+{
+    u_char                          *p, *at;
+    size_t                           size;
+    ngx_str_t                        s, text, *done;
+    ngx_uint_t                       f, json;
+    ngx_http_offload_status_read_t  *rd;
+
+    rd = &sctx->read[0];
+    json = (sctx->report == NGX_HTTP_OFFLOAD_REPORT_JSON);
+
+    if (sctx->nreads != 1 || rd->state != NGX_HTTP_OFFLOAD_READ_OK
+        || (json && (sctx->sort >= 0 || sctx->limit || sctx->full)))
+    {
+        return NULL;
+    }
+
+    done = json ? &rd->copy->json : &rd->copy->prom;
+
+    if (done->data) {
+        return done;
+    }
+
+    if (json) {
+
+        /* the workers' text without its leading comma */
+
+        text = rd->text;
+
+        if (text.len) {
+            text.data++;
+            text.len--;
+        }
+
+        size = rd->part[3].len + rd->part[1].len + text.len + rd->part[2].len
+               + NGX_INT_T_LEN + 64;
+
+        p = ngx_alloc(size, ngx_cycle->log);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        done->data = p;
+        done->len = ngx_snprintf(p, size, "%V],\"queues\":{%V},\"workers\":"
+                                 "[%V],\"workers_total\":%ui,\"crashes\":"
+                                 "[%V]}", &rd->part[3], &rd->part[1], &text,
+                                 rd->nworkers, &rd->part[2])
+                    - p;
+        return done;
+    }
+
+    /* every family's header and samples, in turn */
+
+    size = 1;
+    at = rd->fams;
+
+    for (f = 0; f < 2 * rd->nfams; f++) {
+        at = ngx_http_offload_status_get(at, &s);
+        size += s.len;
+    }
+
+    p = ngx_alloc(size, ngx_cycle->log);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    done->data = p;
+    at = rd->fams;
+
+    for (f = 0; f < 2 * rd->nfams; f++) {
+        at = ngx_http_offload_status_get(at, &s);
+        p = ngx_cpymem(p, s.data, s.len);
+    }
+
+    done->len = p - done->data;
+
+    return done;
+}
+
+
 static const char *
 ngx_http_offload_status_state(ngx_http_offload_status_read_t *rd)
 {
@@ -1310,6 +1640,7 @@ ngx_http_offload_status_json(ngx_http_offload_status_ctx_t *sctx,
 {
     u_char                          *p, *last, *head, *tail;
     size_t                           size;
+    ngx_str_t                       *rendered;
     ngx_uint_t                       i, ok;
     ngx_http_offload_status_read_t  *rd;
     ngx_http_offload_metrics_t      *m = ngx_http_offload_worker.metrics;
@@ -1355,8 +1686,18 @@ ngx_http_offload_status_json(ngx_http_offload_status_ctx_t *sctx,
 
     p = ngx_slprintf(p, last, "],\"nodes\":[");
 
-    if (ngx_http_offload_status_add(out, head, p - head) != NGX_OK
-        || ngx_http_offload_status_join(sctx, 0, out) != NGX_OK
+    if (ngx_http_offload_status_add(out, head, p - head) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rendered = ngx_http_offload_status_rendered(sctx);
+
+    if (rendered) {
+        return ngx_http_offload_status_add(out, rendered->data,
+                                           rendered->len);
+    }
+
+    if (ngx_http_offload_status_join(sctx, sctx->full ? 0 : 3, out) != NGX_OK
         || ngx_http_offload_status_add_text(out, "],\"queues\":{") != NGX_OK
         || ngx_http_offload_status_join(sctx, 1, out) != NGX_OK
         || ngx_http_offload_status_add_text(out, "},\"workers\":[")
@@ -1389,7 +1730,7 @@ ngx_http_offload_status_prom(ngx_http_offload_status_ctx_t *sctx,
 {
     u_char                          *p, *last, *head, **at;
     size_t                           size;
-    ngx_str_t                        fam, samples;
+    ngx_str_t                        fam, samples, *rendered;
     ngx_uint_t                       i, f, nfams, labels, headed;
     ngx_http_offload_status_read_t  *rd;
     ngx_http_offload_metrics_t      *m = ngx_http_offload_worker.metrics;
@@ -1439,6 +1780,13 @@ ngx_http_offload_status_prom(ngx_http_offload_status_ctx_t *sctx,
 
     if (ngx_http_offload_status_add(out, head, p - head) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    rendered = ngx_http_offload_status_rendered(sctx);
+
+    if (rendered) {
+        return ngx_http_offload_status_add(out, rendered->data,
+                                           rendered->len);
     }
 
     for (f = 0; nfams != NGX_MAX_UINT32_VALUE && f < nfams; f++) {

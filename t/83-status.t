@@ -66,6 +66,24 @@ is($w->{node}, node_name(), 'a flattened worker names its node');
 is($s->{queues}{echo}{workers}, 2, 'queue echo: two workers');
 is($s->{queues}{echo}{state}, 'ok', 'queue echo: ok');
 
+# ---- each worker once: the node entries without their queues' workers
+# (the flat list has them), unless ?full=1; the rest of the document kept
+my $doc = node_doc();
+ok(!grep({ exists $_->{workers} } values %{ $node->{queues} || {} }),
+    "node entry: no queue lists its workers");
+is_deeply([ sort keys %{ $node->{queues} } ], [ sort keys %{ $doc->{queues} } ],
+    'node entry: every queue of the document');
+is_deeply([ sort grep { $_ ne 'workers' } keys %{ $node->{queues}{echo} } ],
+    [ sort grep { $_ ne 'workers' } keys %{ $doc->{queues}{echo} } ],
+    'node entry: the rest of each queue kept');
+is($node->{pid}, $doc->{pid}, 'node entry: the document\'s pid');
+my $full = status('?full=1');
+my ($fnode) = grep { $_->{node} eq node_name() } @{ $full->{nodes} };
+is(scalar @{ $fnode->{queues}{echo}{workers} || [] }, 2,
+    '?full=1: the node entry lists its queues\' workers');
+is(scalar @{ $full->{workers} }, 5, '?full=1: and the flat list');
+is(http('GET', '/status?full=0')->{status}, 200, 'full=0 accepted');
+
 # ---- sort and limit: a leaking worker rises to the top by memory
 post_json('/jobs/leak', { mb => 32 });
 ok(wait_until(sub {
@@ -88,6 +106,9 @@ is($r->{json}{error}{code}, 'bad_sort', 'error code bad_sort');
 $r = http('GET', '/status?limit=0');
 is($r->{status}, 400, 'limit=0: 400');
 is($r->{json}{error}{code}, 'bad_limit', 'error code bad_limit');
+$r = http('GET', '/status?full=yes');
+is($r->{status}, 400, 'full=yes: 400');
+is($r->{json}{error}{code}, 'bad_full', 'error code bad_full');
 is(http('POST', '/status', '{}')->{status}, 405, 'POST /status: 405');
 is_deeply([ pipelined('/status?limit=0', '/status?sort=bogus', '/status') ],
     [ 400, 400, 200 ], 'a bad argument answers once and keeps the connection');

@@ -64,6 +64,23 @@ like(http('GET', '/metrics')->{content},
     qr/^offload_worker_rss_bytes\{node="[^"]+",queue="other",slot="0"\} \d+$/m,
     'metrics from the same cached answer');
 
+# the common answers are rendered once per refresh, the others assembled
+# per request from the same parts: /status reads as /status?limit=N (no
+# sort, every worker), but for this nginx's live figures
+sub redis_part {
+    my $s = status($_[0]);
+    delete @$s{qw(nginx redises)};
+    return json_encode($s);
+}
+my ($rendered, $assembled);
+ok(wait_until(sub {
+    $rendered = redis_part();
+    $assembled = redis_part('?limit=100000');
+    $rendered eq $assembled && $rendered =~ /"workers":\[\{/;
+}, scaled(5), 'rendered as assembled'),
+    'the rendered default answer is the assembled one')
+    or diag("rendered: $rendered\nassembled: $assembled");
+
 # ---- at most one read per interval, whatever the load
 my $secs = 4;
 my $before = reads();
