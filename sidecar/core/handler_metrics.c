@@ -115,6 +115,7 @@ entry_of(offload_hm_table_t *t, const char *name)
             {
                 strcpy(e->name, name);
                 __atomic_store_n(&e->state, NAMED, __ATOMIC_RELEASE);
+                __atomic_add_fetch(&t->named, 1, __ATOMIC_RELEASE);
                 return e;
             }
             state = expected;
@@ -265,6 +266,10 @@ offload_hm_json(const offload_hm_table_t *t)
 {
     int      i;
     json_t  *names = NULL;
+
+    if (__atomic_load_n(&t->named, __ATOMIC_ACQUIRE) == 0) {
+        return NULL;
+    }
 
     for (i = 0; i < OFFLOAD_HM_NAMES; i++) {
         if (__atomic_load_n(&t->entry[i].state, __ATOMIC_ACQUIRE) != NAMED) {

@@ -37,6 +37,10 @@ typedef struct {
 } offload_hm_entry_t;
 
 typedef struct {
+    uint32_t            named;      /* entries named, atomic: while 0 the
+                                       supervisor reads nothing more (so
+                                       an unused table's pages stay out of
+                                       memory) */
     uint32_t            refused_logged;
     uint64_t            refused;    /* calls with a name past the last */
     offload_hm_entry_t  entry[OFFLOAD_HM_NAMES];
