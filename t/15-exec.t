@@ -79,9 +79,17 @@ ok($w->{handler_pid} && $w->{handler_pid} != $w->{pid},
     'the registry shows the worker\'s handler process');
 like(slurp("/proc/$w->{handler_pid}/cmdline") =~ tr/\0/ /r,
     qr{^\Q$py\E \S+/reverse\.py $}, 'which runs the command, no shell');
-my @fds = sort map { m{/(\d+)$} } glob("/proc/$w->{handler_pid}/fd/*");
+# while python starts it has its modules open for a moment: wait for the
+# set to settle (a descriptor leaked from the worker never closes)
+my @fds;
+wait_until(sub {
+    @fds = sort map { m{/(\d+)$} } glob("/proc/$w->{handler_pid}/fd/*");
+    "@fds" eq '0 1 2'
+}, scaled(5), 'the handler\'s descriptors');
 is("@fds", '0 1 2', 'it has its three pipes and none of the worker\'s '
-    . 'descriptors');
+    . 'descriptors')
+    or diag(join ', ', map { "$_ -> " . (readlink("/proc/$w->{handler_pid}"
+        . "/fd/$_") // '?') } @fds);
 
 for my $q (qw(pyrev noderev)) {
     my $r = post_json("/jobs/$q", { text => "abc\x{e9}" });
