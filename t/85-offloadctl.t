@@ -220,15 +220,21 @@ is($rc, 0, 'drain: exit 0') or diag($out);
 like($out, qr/node \Q$node\E drained: 4 workers paused/, 'drain waits for '
     . 'every worker to pause');
 # nginx answers no_workers for a queue only drained nodes serve (it reads
-# the registry each second); a job submitted to Redis directly waits
-ok(wait_until(sub { (http('POST', '/jobs/echo', '{}')->{json}{error}{code}
-    // '') eq 'no_workers' }, scaled(5), 'no_workers'),
+# the registry each second: a job it takes before then waits in the queue,
+# so each try asks for a short deadline); a job submitted to Redis
+# directly waits
+ok(wait_until(sub { (http('POST', '/jobs/echo', '{}',
+    { 'X-Offload-Timeout' => 1 })->{json}{error}{code} // '') eq 'no_workers'
+    }, scaled(5), 'no_workers'),
     'nginx: 503 no_workers while the node is drained');
+my $before;
+wait_until(sub { defined($before = node_doc()->{queues}{echo}{backlog}) },
+    scaled(5), 'the backlog known');
 chomp(my $parked = `$ctl submit echo '{"parked":1}' 2>&1`);
 like($parked, qr/^[0-9a-f]{32}$/, 'offloadctl submit while drained');
 ok(wait_until(sub {
-    (node_doc()->{queues}{echo}{backlog} // 0) == 1 }, scaled(5), 'backlog'),
-    'a drained node leaves a new job in the queue');
+    (node_doc()->{queues}{echo}{backlog} // 0) == ($before // 0) + 1 },
+    scaled(5), 'backlog'), 'a drained node leaves a new job in the queue');
 ($rc, $out) = run('resume', '-t', scaled(10), $node);
 is($rc, 0, 'resume: exit 0') or diag($out);
 ok(wait_until(sub { (run('result', 'echo', $parked))[1] eq
