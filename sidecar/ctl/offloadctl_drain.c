@@ -3,8 +3,8 @@
  * offload:drain:<node>.  The node reads the flag every heartbeat; drained,
  * its workers finish what they hold and read no new jobs (state "paused"),
  * while every other node goes on.  The command waits (-t seconds, default
- * 30; 0: do not wait) until the node's registry document shows the change
- * on every live worker.
+ * 30; 0: do not wait) until the node's registry documents (one on each
+ * Redis it uses) show the change on every live worker.
  */
 
 #include <getopt.h>
@@ -17,38 +17,32 @@
 #include "offloadctl.h"
 
 
-/* The node's document on the first Redis that has one (its workers'
- * states are the node's, whichever Redis lists them). */
+/* The node's document on servers[s], or NULL (none, or a Redis error). */
 static json_t *
-node_doc(ctl_t *ctl, const char *node)
+node_doc(ctl_t *ctl, size_t s, const char *node)
 {
-    size_t        s;
-    json_t       *doc = NULL;
+    json_t       *doc;
     redisReply   *reply;
     json_error_t  jerr;
 
-    for (s = 0; doc == NULL && s < ctl->nservers; s++) {
-        ctl_use(ctl, s);
+    ctl_use(ctl, s);
 
-        reply = ctl_command(ctl, "GET " OFFLOAD_NODE_FMT, node);
-        if (reply == NULL) {
-            break;
-        }
-
-        doc = reply->type == REDIS_REPLY_STRING
-              ? json_loadb(reply->str, reply->len, 0, &jerr) : NULL;
-        freeReplyObject(reply);
+    reply = ctl_command(ctl, "GET " OFFLOAD_NODE_FMT, node);
+    if (reply == NULL) {
+        return NULL;
     }
 
-    ctl_use(ctl, 0);
+    doc = reply->type == REDIS_REPLY_STRING
+          ? json_loadb(reply->str, reply->len, 0, &jerr) : NULL;
+    freeReplyObject(reply);
     return doc;
 }
 
 
-/* Whether the document shows the node drained (every live worker paused)
- * or resumed (none paused); counts the live workers. */
+/* Whether one document shows the node drained (every live worker paused)
+ * or resumed (none paused); adds its live workers to nworkers. */
 static int
-settled(json_t *doc, int drained, int *nworkers)
+doc_settled(json_t *doc, int drained, int *nworkers)
 {
     size_t       i;
     json_t      *q, *w;
@@ -57,8 +51,6 @@ settled(json_t *doc, int drained, int *nworkers)
     if (json_is_true(json_object_get(doc, "drained")) != drained) {
         return 0;
     }
-
-    *nworkers = 0;
 
     json_object_foreach(json_object_get(doc, "queues"), name, q) {
         json_array_foreach(json_object_get(q, "workers"), i, w) {
@@ -77,13 +69,45 @@ settled(json_t *doc, int drained, int *nworkers)
 }
 
 
+/* How many Redis servers hold a document of the node; with settled, also
+ * whether every one of them shows the change (a node's document on each
+ * Redis lists only the queues that live there), counting the workers. */
+static size_t
+node_docs(ctl_t *ctl, const char *node, int drained, int *settled,
+    int *nworkers)
+{
+    size_t   s, found = 0;
+    json_t  *doc;
+
+    if (settled) {
+        *settled = 1;
+        *nworkers = 0;
+    }
+
+    for (s = 0; s < ctl->nservers; s++) {
+        doc = node_doc(ctl, s, node);
+        if (doc == NULL) {
+            continue;
+        }
+
+        found++;
+        if (settled && !doc_settled(doc, drained, nworkers)) {
+            *settled = 0;
+        }
+        json_decref(doc);
+    }
+
+    ctl_use(ctl, 0);
+    return found;
+}
+
+
 static int
 set_drained(ctl_t *ctl, int argc, char **argv, int drained)
 {
-    int          opt, wait_s = 30, n = 0, done = 0;
+    int          opt, wait_s = 30, n = 0, done = 0, settled;
     char         key[OFFLOAD_KEY_MAX];
     size_t       s;
-    json_t      *doc;
     int64_t      deadline;
     redisReply  *reply;
     const char  *node;
@@ -102,13 +126,11 @@ set_drained(ctl_t *ctl, int argc, char **argv, int drained)
 
     node = argv[optind];
 
-    doc = node_doc(ctl, node);
-    if (doc == NULL) {
+    if (node_docs(ctl, node, drained, NULL, NULL) == 0) {
         fprintf(stderr, "offloadctl %s: no live node named \"%s\"\n",
                 argv[0], node);
         return CTL_FAIL;
     }
-    json_decref(doc);
 
     /* on every Redis: the node is drained while any one says so */
     snprintf(key, sizeof(key), OFFLOAD_DRAIN_FMT, node);
@@ -133,9 +155,7 @@ set_drained(ctl_t *ctl, int argc, char **argv, int drained)
     deadline = offload_mono_us() + (int64_t) wait_s * 1000000;
 
     while (!done && offload_mono_us() < deadline) {
-        doc = node_doc(ctl, node);
-        done = doc != NULL && settled(doc, drained, &n);
-        json_decref(doc);
+        done = node_docs(ctl, node, drained, &settled, &n) > 0 && settled;
         if (!done) {
             usleep(100 * 1000);
         }
