@@ -165,6 +165,22 @@ like($out, qr/^\S+ reload_failed +\Q$node\E/m,
 $out = `$ctl -r 127.0.0.1:$port_a queues 2>&1`;
 unlike($out, qr/^b\s/m, 'one -r: the first Redis alone has no queue b');
 
+# submit and result with both -r and no config: the queue's own Redis
+$out = `$ctl -r 127.0.0.1:$port_a -r 127.0.0.1:$port_b submit --wait b '{"ms":10}' 2>&1`;
+is($? >> 8, 0, 'offloadctl -r a -r b submit --wait b: exit 0') or diag($out);
+like($out, qr/"ms":\s*\d+/, 'the job ran on b\'s Redis and was answered');
+my $sub_id = `$ctl -r 127.0.0.1:$port_a -r 127.0.0.1:$port_b submit b '{"ms":10}' 2>&1`;
+chomp $sub_id;
+like($sub_id, qr/^[0-9a-f]{32}$/, 'submit without --wait prints the job id');
+ok(wait_until(sub {
+    `$ctl -r 127.0.0.1:$port_a -r 127.0.0.1:$port_b result b $sub_id 2>&1`;
+    $? >> 8 == 0;
+}, scaled(10), 'result on b'), 'offloadctl result finds it on b\'s Redis');
+$out = `$ctl -r 127.0.0.1:$port_a -r 127.0.0.1:$port_b submit nowhere '{}' 2>&1`;
+is($? >> 8, 1, 'a queue on neither Redis: exit 1') or diag($out);
+like($out, qr/queue nowhere is on none of the 2 Redis servers/,
+    'saying so');
+
 # ---- a node lost while it runs a job of b: another node claims it on
 # b's Redis (drained meanwhile, so that the second node takes the job)
 my $node2 = "$node-2";

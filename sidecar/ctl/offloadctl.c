@@ -22,26 +22,24 @@
 static int ctl_ping(ctl_t *ctl, int argc, char **argv);
 
 
-/* own_redis: the command connects through liboffload itself. */
 static const struct {
     const char      *name;
     ctl_command_pt   run;
-    int              own_redis;
 } commands[] = {
-    { "ping",    ctl_ping,   0 },
-    { "status",  ctl_status, 0 },
-    { "queues",  ctl_queues, 0 },
-    { "top",     ctl_top,    0 },
-    { "events",  ctl_events, 0 },
-    { "dead",    ctl_dead,   0 },
-    { "retry",   ctl_retry,  0 },
-    { "purge",   ctl_purge,  0 },
-    { "replay",  ctl_replay, 0 },
-    { "drain",   ctl_drain,  0 },
-    { "resume",  ctl_resume, 0 },
-    { "submit",  ctl_submit, 1 },
-    { "result",  ctl_result, 1 },
-    { NULL, NULL, 0 }
+    { "ping",    ctl_ping },
+    { "status",  ctl_status },
+    { "queues",  ctl_queues },
+    { "top",     ctl_top },
+    { "events",  ctl_events },
+    { "dead",    ctl_dead },
+    { "retry",   ctl_retry },
+    { "purge",   ctl_purge },
+    { "replay",  ctl_replay },
+    { "drain",   ctl_drain },
+    { "resume",  ctl_resume },
+    { "submit",  ctl_submit },
+    { "result",  ctl_result },
+    { NULL, NULL }
 };
 
 
@@ -431,7 +429,7 @@ main(int argc, char **argv)
         return CTL_FAIL;
     }
 
-    for (s = 0; !commands[i].own_redis && s < ctl.nservers; s++) {
+    for (s = 0; s < ctl.nservers; s++) {
         servers[s].redis = connect_redis(&servers[s].ep.addr,
                                          servers[s].ep.user,
                                          servers[s].ep.password,

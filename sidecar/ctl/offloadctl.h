@@ -66,10 +66,6 @@ typedef int (*ctl_command_pt)(ctl_t *ctl, int argc, char **argv);
 /* Makes servers[i] the Redis later commands talk to. */
 void ctl_use(ctl_t *ctl, size_t i);
 
-/* Makes the Redis of the config's queue the one (the first Redis when
- * there is no config or it has no such queue). */
-void ctl_use_queue(ctl_t *ctl, const char *queue);
-
 /* The servers (their indexes, into index: CTL_REDIS_MAX of them) that
  * may hold queue: the config's Redis of the queue when it is one of
  * servers, else every one.  Returns how many. */

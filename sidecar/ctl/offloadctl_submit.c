@@ -206,7 +206,12 @@ ctl_submit(ctl_t *ctl, int argc, char **argv)
         return CTL_FAIL;
     }
 
-    ctl_use_queue(ctl, argv[optind]);
+    rc = ctl_find_queue(ctl, argv[0], argv[optind]);
+    if (rc != CTL_OK) {
+        free(json);
+        return rc;
+    }
+
     c = client(ctl);
     if (c == NULL) {
         free(json);
@@ -249,7 +254,11 @@ ctl_result(ctl_t *ctl, int argc, char **argv)
         return ctl_usage_error(argv[0], "wants a queue and a job id");
     }
 
-    ctl_use_queue(ctl, argv[1]);
+    rc = ctl_find_queue(ctl, argv[0], argv[1]);
+    if (rc != CTL_OK) {
+        return rc;
+    }
+
     c = client(ctl);
     if (c == NULL) {
         return CTL_FAIL;

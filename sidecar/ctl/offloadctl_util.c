@@ -98,15 +98,6 @@ conf_server(ctl_t *ctl, const char *queue)
 }
 
 
-void
-ctl_use_queue(ctl_t *ctl, const char *queue)
-{
-    int  i = conf_server(ctl, queue);
-
-    ctl_use(ctl, i < 0 ? 0 : (size_t) i);
-}
-
-
 size_t
 ctl_queue_servers(ctl_t *ctl, const char *queue, size_t *index)
 {
