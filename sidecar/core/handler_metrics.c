@@ -78,6 +78,16 @@ offload_hm_name(const char *name, char *out)
     }
 
     out[i] = '\0';
+
+    /* A counter is exported as <name>_total: "bytes_total" counted is
+     * "bytes" (as Prometheus's own clients do), and an observed
+     * "bytes_total" could not clash with "bytes" counted. */
+    if (i > sizeof("_total") - 1
+        && strcmp(out + i - (sizeof("_total") - 1), "_total") == 0)
+    {
+        out[i - (sizeof("_total") - 1)] = '\0';
+    }
+
     return 0;
 }
 

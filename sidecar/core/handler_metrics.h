@@ -53,7 +53,8 @@ void offload_hm_unmap(offload_hm_table_t *t);
 /* Checks a handler's name and writes its exported form into out
  * (OFFLOAD_HM_NAME_MAX bytes): 1 to 47 ASCII letters, digits, '.', '_'
  * and '-', starting with a letter; '.' and '-' become '_' and letters
- * lower case, so "Thumbs.bytes-in" and "thumbs_bytes_in" are one metric.
+ * lower case, so "Thumbs.bytes-in" and "thumbs_bytes_in" are one metric;
+ * a trailing "_total" is dropped ("bytes_total" is "bytes").
  * Returns 0, or -1 for a name that is not one. */
 int offload_hm_name(const char *name, char *out);
 

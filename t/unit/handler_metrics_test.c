@@ -26,6 +26,11 @@ test_names(void)
     ok(offload_hm_name("Thumbs.bytes-in", out) == 0
        && strcmp(out, "thumbs_bytes_in") == 0,
        "'.' and '-' become '_', letters lower case");
+    ok(offload_hm_name("Bytes.Total", out) == 0
+       && strcmp(out, "bytes") == 0,
+       "a trailing _total is dropped: the counter's own suffix");
+    ok(offload_hm_name("total", out) == 0 && strcmp(out, "total") == 0,
+       "\"total\" alone stays");
     ok(offload_hm_name("9lives", out) == -1, "a digit first: refused");
     ok(offload_hm_name("", out) == -1, "empty: refused");
     ok(offload_hm_name("a b", out) == -1, "a space: refused");
