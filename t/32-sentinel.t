@@ -206,8 +206,8 @@ my @recovery;
 # SENTINEL FAILOVER: the old master stays up and writable until the
 # sentinels demote it, seconds later
 my $old = $topo->master_port;
+$r = $topo->request_failover;
 $t0 = time;
-$r = redis_cmd_at(($topo->sentinel_ports)[0], 'SENTINEL', 'FAILOVER', 'jobs');
 is($r, 'OK', 'SENTINEL FAILOVER') or diag(explain $r);
 my ($at, $new, $lost) = through_failover($old, $t0, 'SENTINEL FAILOVER');
 ok($new, "SENTINEL FAILOVER: master $old -> " . ($new // 'none'));
@@ -299,7 +299,7 @@ ok($topo->wait_ready(scaled(30)), 'a new replica');
 $old = $topo->master_port;
 is(post_json('/one/echo', {})->{status}, 202, "/one: on master $old");
 kill 'STOP', proc_pid("sentinel-$s1");
-$r = redis_cmd_at($s2, 'SENTINEL', 'FAILOVER', 'jobs');
+$r = $topo->request_failover($s2);
 is($r, 'OK', "SENTINEL FAILOVER by $s2, $s1 frozen") or diag(explain $r);
 ok(wait_until(sub {
     my $role = eval { redis_cmd_at($old, 'ROLE') };

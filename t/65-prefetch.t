@@ -37,27 +37,34 @@ cmp_ok($spread, '>', $ms / 1000,
 # The jobs of a batch that end in the same turn of the worker's loop are
 # completed by one script call: a job holds the worker while four more
 # queue behind it; the four come in one read, and each is answered with
-# its own result.
-my $mon = RedisMonitor->start;
-my $blocker = send_post('/jobs/sleep', '{"ms":1000}');
-ok(wait_until(sub { pending_jobs('sleep') == 1 }, scaled(5), 'job taken'),
-    'the worker holds one job');
-my @behind = map { send_post('/jobs/sleep', '{"ms":0}') } 1 .. 4;
-ok(wait_until(sub { redis_cmd('XLEN', 'offload:{sleep}:jobs') == 5 },
-    scaled(5), 'four queued'), 'four more wait behind it');
-is(read_answer($blocker)->{status}, 200, 'the first answered');
-my @answers = map { read_answer($_) } @behind;
-# (the time slept: 0 ms asked, more on a busy machine)
-is(scalar(grep { $_->{status} == 200 && $_->{content} =~ /^\{"ms":\d+\}\z/ }
-    @answers), 4, 'each of the four answered with its result')
-    or diag(explain(\@answers));
-$mon->catch_up(5);
-# entry ids among a completion's arguments: one per job it completes
-my @per_call = map { scalar grep { /^\d+-\d+\z/ } @$_[2 .. $#$_] }
-    grep { $_->[1] =~ /^EVAL(SHA)?\z/i } @{ $mon->seen };
-diag("jobs per completion call: @per_call");
-cmp_ok((sort { $b <=> $a } @per_call)[0] // 0, '>=', 2,
-    'several jobs completed by one EVALSHA');
+# its own result.  The worker gives its loop a turn every WORK_SLICE_US,
+# so on a loaded machine a preempted worker may end each of them in a
+# turn of its own: up to three tries.
+my ($most, @per_call) = (0);
+for my $try (1 .. 3) {
+    my $mon = RedisMonitor->start;
+    my $blocker = send_post('/jobs/sleep', '{"ms":1000}');
+    ok(wait_until(sub { pending_jobs('sleep') == 1 }, scaled(5),
+        'job taken'), "try $try: the worker holds one job");
+    my @behind = map { send_post('/jobs/sleep', '{"ms":0}') } 1 .. 4;
+    ok(wait_until(sub { redis_cmd('XLEN', 'offload:{sleep}:jobs') == 5 },
+        scaled(5), 'four queued'), "try $try: four more wait behind it");
+    is(read_answer($blocker)->{status}, 200, "try $try: the first answered");
+    my @answers = map { read_answer($_) } @behind;
+    # (the time slept: 0 ms asked, more on a busy machine)
+    is(scalar(grep { $_->{status} == 200
+            && $_->{content} =~ /^\{"ms":\d+\}\z/ } @answers), 4,
+        "try $try: each of the four answered with its result")
+        or diag(explain(\@answers));
+    $mon->catch_up(5);
+    # entry ids among a completion's arguments: one per job it completes
+    @per_call = map { scalar grep { /^\d+-\d+\z/ } @$_[2 .. $#$_] }
+        grep { $_->[1] =~ /^EVAL(SHA)?\z/i } @{ $mon->seen };
+    diag("try $try: jobs per completion call: @per_call");
+    $most = (sort { $b <=> $a } @per_call)[0] // 0;
+    last if $most >= 2;
+}
+cmp_ok($most, '>=', 2, 'several jobs completed by one EVALSHA');
 is(redis_cmd('XLEN', 'offload:{sleep}:jobs'), 0, 'every entry deleted');
 is(pending_jobs('sleep'), 0, 'none left pending');
 

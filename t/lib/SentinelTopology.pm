@@ -9,6 +9,8 @@ package SentinelTopology;
 #   $topo->url                  # "127.0.0.1:p1,127.0.0.1:p2,.../offload"
 #   $topo->master_port          # the master the sentinels agree on
 #   $topo->failover             # SENTINEL FAILOVER, waits for the new master
+#   $topo->request_failover($port)  # SENTINEL FAILOVER alone, asked again
+#                               # while the sentinel has no good replica yet
 #   $topo->kill_master('KILL')  # or 'STOP'; returns the old master's port
 #   $topo->wait_master_change($old, $timeout)  # the new master's port
 #   $topo->wait_ready($timeout) # sentinels see the master and a replica
@@ -179,14 +181,29 @@ sub wait_master_change {
     return $new;
 }
 
+# SENTINEL FAILOVER asked of the sentinel on $port (the first by default);
+# returns 'OK', or the last error after $timeout s.  A sentinel answers
+# NOGOODSLAVE while its view of the replicas is older than it trusts (on
+# a loaded machine, its INFO rounds come late) and INPROG while a failover
+# runs: both are asked again.
+sub request_failover {
+    my ($self, $port, $timeout) = @_;
+    my $r;
+    wait_until(sub {
+        $r = redis_cmd_at($port // $self->{sentinels}[0], 'SENTINEL',
+            'FAILOVER', $self->{name});
+        !(ref $r eq 'HASH' && ($r->{error} // '') =~ /^(NOGOODSLAVE|INPROG)/);
+    }, $timeout // scaled(20), 'a sentinel that takes SENTINEL FAILOVER');
+    return ref $r eq 'HASH' ? $r->{error} : $r;
+}
+
 # SENTINEL FAILOVER on the first sentinel; returns (old port, new port),
 # the new one once the sentinels agree on it.
 sub failover {
     my ($self, $timeout) = @_;
     my $old = $self->master_port // die "no agreed master\n";
-    my $r = redis_cmd_at($self->{sentinels}[0], 'SENTINEL', 'FAILOVER',
-        $self->{name});
-    die "SENTINEL FAILOVER: $r->{error}\n" if ref $r eq 'HASH';
+    my $r = $self->request_failover(undef, $timeout);
+    die "SENTINEL FAILOVER: $r\n" if $r ne 'OK';
     return ($old, $self->wait_master_change($old, $timeout));
 }
 
