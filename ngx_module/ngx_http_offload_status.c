@@ -1611,6 +1611,33 @@ ngx_http_offload_status_rendered(ngx_http_offload_status_ctx_t *sctx)
 }
 
 
+/*
+ * Adds the head of an answer (this nginx's own part, which the caller has
+ * just written) and then, when the Redis part is pre-rendered, that part:
+ * NGX_OK when the answer is complete, NGX_DECLINED when the caller is to
+ * assemble the Redis part from the copies, NGX_ERROR.
+ */
+
+static ngx_int_t
+ngx_http_offload_status_add_head(ngx_http_offload_status_ctx_t *sctx,
+    ngx_http_offload_status_out_t *out, u_char *head, size_t len)
+{
+    ngx_str_t  *rendered;
+
+    if (ngx_http_offload_status_add(out, head, len) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rendered = ngx_http_offload_status_rendered(sctx);
+
+    if (rendered == NULL) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_offload_status_add(out, rendered->data, rendered->len);
+}
+
+
 static const char *
 ngx_http_offload_status_state(ngx_http_offload_status_read_t *rd)
 {
@@ -1640,7 +1667,7 @@ ngx_http_offload_status_json(ngx_http_offload_status_ctx_t *sctx,
 {
     u_char                          *p, *last, *head, *tail;
     size_t                           size;
-    ngx_str_t                       *rendered;
+    ngx_int_t                        rc;
     ngx_uint_t                       i, ok;
     ngx_http_offload_status_read_t  *rd;
     ngx_http_offload_metrics_t      *m = ngx_http_offload_worker.metrics;
@@ -1686,15 +1713,10 @@ ngx_http_offload_status_json(ngx_http_offload_status_ctx_t *sctx,
 
     p = ngx_slprintf(p, last, "],\"nodes\":[");
 
-    if (ngx_http_offload_status_add(out, head, p - head) != NGX_OK) {
-        return NGX_ERROR;
-    }
+    rc = ngx_http_offload_status_add_head(sctx, out, head, p - head);
 
-    rendered = ngx_http_offload_status_rendered(sctx);
-
-    if (rendered) {
-        return ngx_http_offload_status_add(out, rendered->data,
-                                           rendered->len);
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
     if (ngx_http_offload_status_join(sctx, sctx->full ? 0 : 3, out) != NGX_OK
@@ -1730,7 +1752,8 @@ ngx_http_offload_status_prom(ngx_http_offload_status_ctx_t *sctx,
 {
     u_char                          *p, *last, *head, **at;
     size_t                           size;
-    ngx_str_t                        fam, samples, *rendered;
+    ngx_int_t                        rc;
+    ngx_str_t                        fam, samples;
     ngx_uint_t                       i, f, nfams, labels, headed;
     ngx_http_offload_status_read_t  *rd;
     ngx_http_offload_metrics_t      *m = ngx_http_offload_worker.metrics;
@@ -1778,15 +1801,10 @@ ngx_http_offload_status_prom(ngx_http_offload_status_ctx_t *sctx,
         }
     }
 
-    if (ngx_http_offload_status_add(out, head, p - head) != NGX_OK) {
-        return NGX_ERROR;
-    }
+    rc = ngx_http_offload_status_add_head(sctx, out, head, p - head);
 
-    rendered = ngx_http_offload_status_rendered(sctx);
-
-    if (rendered) {
-        return ngx_http_offload_status_add(out, rendered->data,
-                                           rendered->len);
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
     for (f = 0; nfams != NGX_MAX_UINT32_VALUE && f < nfams; f++) {

@@ -81,17 +81,11 @@ queue xn { handler exec; workers 1;
            command $node "$FindBin::Bin/exec/metrics.js"; }
 queue echo { handler echo; workers 1; }
 CONF
-start_nginx(http => <<'HTTP');
-server {
-    listen 127.0.0.1:@PORT@;
-    offload_redis @REDIS@;
+ok(start_jobs_nginx(server => <<'SERVER'), 'stack ready');
     location = /status { offload_status; }
     location = /metrics { offload_metrics; }
     location = /dash { offload_dashboard; }
-    location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
-}
-HTTP
-ok(wait_nginx_ready('/jobs/echo', '{}'), 'stack ready');
+SERVER
 
 sub hm { (((node_doc() || {})->{queues} || {})->{$_[0]} || {})
          ->{handler_metrics} }

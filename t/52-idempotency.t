@@ -25,10 +25,7 @@ queue count { handler example.counter; workers 1; }
 queue sleep { handler sleep; workers 1; prefetch 1; }
 queue echo { handler echo; workers 1; }
 CONF
-start_nginx(http => <<'HTTP');
-server {
-    listen 127.0.0.1:@PORT@;
-    offload_redis @REDIS@;
+start_server_nginx(server => <<'SERVER');
     location ~ ^/sync/([^/]+)$ { offload_pass $1; }
     location ~ ^/async/([^/]+)$ { offload_pass $1; offload_mode async; }
     location ~ ^/short/([^/]+)$ {
@@ -50,8 +47,7 @@ server {
         offload_max_backlog 2;
     }
     location /jobs/ { offload_jobs; }
-}
-HTTP
+SERVER
 ok(wait_nginx_ready('/sync/echo', '{}'), 'stack ready');
 
 sub job { http('GET', "/jobs/$_[0]") }

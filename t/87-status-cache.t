@@ -23,16 +23,12 @@ queue other { handler echo; workers 1; }
 CONF
 
 # only reports: no offload_pass, so no admission script counts as a read
-start_nginx(workers => 2, http => <<'HTTP');
-offload_status_cache 4m 1s;
-server {
-    listen 127.0.0.1:@PORT@;
-    offload_redis @REDIS@;
+start_server_nginx(workers => 2, http => 'offload_status_cache 4m 1s;',
+                   server => <<'SERVER');
     location = /status { offload_status; }
     location = /metrics { offload_metrics; }
     location = /dash { offload_dashboard; }
-}
-HTTP
+SERVER
 
 sub status { http('GET', '/status' . ($_[0] // ''))->{json} || {} }
 
@@ -174,14 +170,8 @@ unlike(slurp(nginx_error_log()), qr/signal|alert/,
 # ---- an answer larger than the zone: not kept, said so, still read once
 # per interval
 stop_nginx();
-start_nginx(workers => 2, http => <<'HTTP');
-offload_status_cache 32k 1s;
-server {
-    listen 127.0.0.1:@PORT@;
-    offload_redis @REDIS@;
-    location = /status { offload_status; }
-}
-HTTP
+start_server_nginx(workers => 2, http => 'offload_status_cache 32k 1s;',
+                   server => '    location = /status { offload_status; }');
 my $big = '{"node":"big-probe","pid":1,"heartbeat":1,"pad":"'
     . ('x' x 60000) . '","queues":{}}';
 redis_cmd('SET', 'offload:node:big-probe', $big);

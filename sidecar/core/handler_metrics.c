@@ -7,12 +7,12 @@
 #include <math.h>
 #include <string.h>
 #include <sched.h>
-#include <sys/mman.h>
 
 #include <jansson.h>
 
 #include "handler_metrics.h"
 #include "log.h"
+#include "shm.h"
 
 #define FREE    0
 #define NAMING  1
@@ -24,21 +24,14 @@
 offload_hm_table_t *
 offload_hm_map(void)
 {
-    void  *p;
-
-    p = mmap(NULL, sizeof(offload_hm_table_t), PROT_READ | PROT_WRITE,
-             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-
-    return p == MAP_FAILED ? NULL : p;
+    return offload_shm_map(sizeof(offload_hm_table_t));
 }
 
 
 void
 offload_hm_unmap(offload_hm_table_t *t)
 {
-    if (t != NULL) {
-        munmap(t, sizeof(offload_hm_table_t));
-    }
+    offload_shm_unmap(t, sizeof(offload_hm_table_t));
 }
 
 

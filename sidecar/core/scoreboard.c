@@ -4,10 +4,10 @@
  */
 
 #include <string.h>
-#include <sys/mman.h>
 
 #include "offload_proto.h"
 #include "scoreboard.h"
+#include "shm.h"
 
 
 /* A slot is one page, mapped for every worker of every queue: 50 queues of
@@ -19,21 +19,14 @@ _Static_assert(sizeof(offload_sb_slot_t) <= 4096,
 offload_sb_slot_t *
 offload_sb_map(void)
 {
-    void  *p;
-
-    p = mmap(NULL, sizeof(offload_sb_slot_t), PROT_READ | PROT_WRITE,
-             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-
-    return p == MAP_FAILED ? NULL : p;
+    return offload_shm_map(sizeof(offload_sb_slot_t));
 }
 
 
 void
 offload_sb_unmap(offload_sb_slot_t *sb)
 {
-    if (sb != NULL) {
-        munmap(sb, sizeof(offload_sb_slot_t));
-    }
+    offload_shm_unmap(sb, sizeof(offload_sb_slot_t));
 }
 
 

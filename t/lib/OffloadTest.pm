@@ -38,7 +38,7 @@ our @EXPORT = qw(
     nginx_conf write_nginx_conf start_nginx stop_nginx nginx_port
     nginx_pid nginx_worker_pids nginx_error_log wait_nginx_ready nginx_test
     nginx_env
-    start_jobs_nginx
+    start_server_nginx start_jobs_nginx
     http post_json send_post read_answer parked_list_answer pipelined
     pending_jobs
     concurrent_posts
@@ -540,27 +540,37 @@ sub start_nginx {
     return $S{nginx_port};
 }
 
-# The nginx most tests want: one server whose `/jobs/<queue>` locations pass
-# to the queue, then wait until it answers.  Options: redis (the
-# offload_redis arguments, default @REDIS@), server (more lines for the
-# server block), http (lines before it), ready ([path, body] to wait on,
-# default echo), and start_nginx's workers, wrapper and timeout.
-sub start_jobs_nginx {
+# One server block on the test's port that talks to the test's Redis: the
+# stanza every test's nginx has.  Options: redis (the offload_redis
+# arguments, default @REDIS@), server (the block's other lines), http
+# (lines before it), and start_nginx's workers, wrapper and timeout.
+# Returns what start_nginx does.
+sub start_server_nginx {
     my (%o) = @_;
     my $redis = $o{redis} // '@REDIS@';
     my $server = $o{server} // '';
     my $http = $o{http} // '';
-    my ($path, $body) = @{ $o{ready} // [ '/jobs/echo', '{}' ] };
-    start_nginx(workers => $o{workers}, wrapper => $o{wrapper},
+    return start_nginx(workers => $o{workers}, wrapper => $o{wrapper},
         timeout => $o{timeout}, http => <<"HTTP");
 $http
 server {
     listen 127.0.0.1:\@PORT\@;
     offload_redis $redis;
-    location ~ ^/jobs/([^/]+)\$ { offload_pass \$1; }
 $server
 }
 HTTP
+}
+
+# The nginx most tests want: start_server_nginx's server with
+# `/jobs/<queue>` locations that pass to the queue, then wait until it
+# answers.  Options: start_server_nginx's, and ready ([path, body] to wait
+# on, default echo).
+sub start_jobs_nginx {
+    my (%o) = @_;
+    my ($path, $body) = @{ $o{ready} // [ '/jobs/echo', '{}' ] };
+    start_server_nginx(%o, server =>
+        "    location ~ ^/jobs/([^/]+)\$ { offload_pass \$1; }\n"
+        . ($o{server} // ''));
     return wait_nginx_ready($path, $body, $o{workers});
 }
 
