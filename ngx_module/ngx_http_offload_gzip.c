@@ -5,13 +5,15 @@
  * this nginx's live figures (a few KB) followed by the nodes' part
  * rendered once per refresh (tens or hundreds of KB).
  *
- * A gzip member (RFC 1952) is a header, one deflate stream and a trailer
- * (the CRC-32 and length of the whole text).  A deflate stream may be cut
- * into pieces made apart: the head is deflated per request and ended with
- * a sync flush (its blocks not final, the end on a byte boundary), then
- * the rendered part, deflated once on its own with its last block final,
- * follows as it is (its back references never reach before its start).
- * The trailer's CRC-32 is combined from the two pieces' (crc32_combine).
+ * A gzip member (RFC 1952) is a header, one deflate stream (RFC 1951) and
+ * a trailer (the CRC-32 and length of the whole text).  A deflate stream
+ * is a run of blocks that may be made apart: the head goes in "stored"
+ * blocks (5 bytes of header, then the bytes as they are: deflating a few
+ * KB per request would cost more CPU than sending them, 17 us for 1.6 KB
+ * at zlib's level 1 against 0.6 us for its CRC), then the rendered part,
+ * deflated once on its own with its last block final, follows as it is
+ * (its back references never reach before its start).  The trailer's
+ * CRC-32 is combined from the two pieces' (crc32_combine).
  *
  * Accept-Encoding is parsed here rather than with ngx_http_gzip_ok(): that
  * one belongs to nginx's gzip modules, follows their directives
@@ -25,9 +27,8 @@
 #include <zlib.h>
 
 
-/* heads are deflated fast: they are small and made per request */
-#define NGX_HTTP_OFFLOAD_GZIP_HEAD_LEVEL  1
-#define NGX_HTTP_OFFLOAD_GZIP_TAIL_LEVEL  Z_DEFAULT_COMPRESSION
+#define NGX_HTTP_OFFLOAD_GZIP_LEVEL   Z_DEFAULT_COMPRESSION
+#define NGX_HTTP_OFFLOAD_GZIP_STORED  65535   /* a stored block at most */
 
 
 static ngx_int_t ngx_http_offload_gzip_weight(u_char **pp, u_char *end);
@@ -38,11 +39,6 @@ static ngx_int_t ngx_http_offload_gzip_qvalue(u_char **pp, u_char *end);
 static u_char  ngx_http_offload_gzip_header[10] = {
     0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3
 };
-
-/* this worker's stream for heads, made at the first one and reset for
- * each: no allocation per request */
-static z_stream    ngx_http_offload_gzip_head;
-static ngx_uint_t  ngx_http_offload_gzip_head_ready;
 
 
 /*
@@ -197,7 +193,7 @@ ngx_http_offload_gzip_tail(ngx_http_offload_gzip_tail_t *tail,
 
     ngx_memzero(&zs, sizeof(z_stream));
 
-    if (deflateInit2(&zs, NGX_HTTP_OFFLOAD_GZIP_TAIL_LEVEL, Z_DEFLATED,
+    if (deflateInit2(&zs, NGX_HTTP_OFFLOAD_GZIP_LEVEL, Z_DEFLATED,
                      -MAX_WBITS, 8, Z_DEFAULT_STRATEGY)
         != Z_OK)
     {
@@ -258,40 +254,19 @@ ngx_http_offload_gzip_tail_free(ngx_http_offload_gzip_tail_t *tail)
 
 /*
  * The answer gzip'd: head (a chain of memory buffers, the per-request
- * part) deflated here, then the tail as it is, then the trailer.  *len is
- * the member's length.
+ * part) copied into stored blocks, then the tail as it is, then the
+ * trailer.  *len is the member's length.
  */
 
 ngx_chain_t *
 ngx_http_offload_gzip_member(ngx_pool_t *pool, ngx_chain_t *head,
     ngx_http_offload_gzip_tail_t *tail, off_t *len)
 {
-    int           rc;
-    u_char       *buf, *trailer;
-    size_t        size, text_len;
+    u_char       *buf, *p, *from, *trailer;
+    size_t        n, room, left, text_len;
     uLong         crc;
     ngx_buf_t    *b;
-    ngx_log_t    *log;
-    z_stream     *zs;
     ngx_chain_t  *cl, *first, *end;
-
-    log = pool->log;
-    zs = &ngx_http_offload_gzip_head;
-
-    if (!ngx_http_offload_gzip_head_ready) {
-        if (deflateInit2(zs, NGX_HTTP_OFFLOAD_GZIP_HEAD_LEVEL, Z_DEFLATED,
-                         -MAX_WBITS, 8, Z_DEFAULT_STRATEGY)
-            != Z_OK)
-        {
-            ngx_log_error(NGX_LOG_ALERT, log, 0, "deflateInit2() failed");
-            return NULL;
-        }
-
-        ngx_http_offload_gzip_head_ready = 1;
-
-    } else if (deflateReset(zs) != Z_OK) {
-        return NULL;
-    }
 
     text_len = 0;
 
@@ -299,43 +274,48 @@ ngx_http_offload_gzip_member(ngx_pool_t *pool, ngx_chain_t *head,
         text_len += cl->buf->last - cl->buf->pos;
     }
 
-    /* the bound is for a finished stream; a sync flush adds at most an
-     * empty stored block to it */
+    n = sizeof(ngx_http_offload_gzip_header) + text_len
+        + 5 * ((text_len + NGX_HTTP_OFFLOAD_GZIP_STORED - 1)
+               / NGX_HTTP_OFFLOAD_GZIP_STORED);
 
-    size = sizeof(ngx_http_offload_gzip_header)
-           + deflateBound(zs, text_len) + 16;
-
-    buf = ngx_pnalloc(pool, size);
+    buf = ngx_pnalloc(pool, n);
     trailer = ngx_pnalloc(pool, 8);
 
     if (buf == NULL || trailer == NULL) {
         return NULL;
     }
 
-    ngx_memcpy(buf, ngx_http_offload_gzip_header,
-               sizeof(ngx_http_offload_gzip_header));
-
-    zs->next_out = buf + sizeof(ngx_http_offload_gzip_header);
-    zs->avail_out = size - sizeof(ngx_http_offload_gzip_header);
+    p = ngx_cpymem(buf, ngx_http_offload_gzip_header,
+                   sizeof(ngx_http_offload_gzip_header));
 
     crc = crc32(0, Z_NULL, 0);
+    room = 0;
+    left = text_len;
 
     for (cl = head; cl; cl = cl->next) {
         b = cl->buf;
-
-        if (b->pos == b->last && cl->next) {
-            continue;
-        }
-
-        zs->next_in = b->pos;
-        zs->avail_in = b->last - b->pos;
         crc = crc32(crc, b->pos, b->last - b->pos);
 
-        rc = deflate(zs, cl->next ? Z_NO_FLUSH : Z_SYNC_FLUSH);
+        for (from = b->pos; from < b->last; from += n) {
 
-        if (rc != Z_OK || zs->avail_in != 0 || zs->avail_out == 0) {
-            ngx_log_error(NGX_LOG_ALERT, log, 0, "deflate() failed: %d", rc);
-            return NULL;
+            if (room == 0) {
+
+                /* not final, stored (3 bits, then up to the byte's end),
+                 * LEN and its complement, little-endian */
+
+                room = ngx_min(left, NGX_HTTP_OFFLOAD_GZIP_STORED);
+                left -= room;
+
+                *p++ = 0;
+                *p++ = (u_char) room;
+                *p++ = (u_char) (room >> 8);
+                *p++ = (u_char) ~room;
+                *p++ = (u_char) (~room >> 8);
+            }
+
+            n = ngx_min(room, (size_t) (b->last - from));
+            p = ngx_cpymem(p, from, n);
+            room -= n;
         }
     }
 
@@ -351,7 +331,7 @@ ngx_http_offload_gzip_member(ngx_pool_t *pool, ngx_chain_t *head,
     trailer[6] = (u_char) (text_len >> 16);
     trailer[7] = (u_char) (text_len >> 24);
 
-    first = ngx_http_offload_chain_of(pool, buf, zs->next_out - buf);
+    first = ngx_http_offload_chain_of(pool, buf, p - buf);
     cl = ngx_http_offload_chain_of(pool, tail->data, tail->len);
     end = ngx_http_offload_chain_of(pool, trailer, 8);
 
@@ -362,7 +342,7 @@ ngx_http_offload_gzip_member(ngx_pool_t *pool, ngx_chain_t *head,
     first->next = cl;
     cl->next = end;
 
-    *len = (zs->next_out - buf) + tail->len + 8;
+    *len = (p - buf) + tail->len + 8;
 
     return first;
 }

@@ -466,7 +466,7 @@ ngx_int_t ngx_http_offload_status_add_zone(ngx_conf_t *cf,
     ngx_http_offload_main_conf_t *omcf);
 
 /* ngx_http_offload_gzip.c: a text deflated once, the end of gzip members
- * whose heads are deflated per request */
+ * whose heads change per request */
 typedef struct {
     u_char                       *data;        /* raw deflate, last block */
     size_t                        len;         /* final; NULL: not yet */

@@ -25,7 +25,7 @@
  *     the common ones (one Redis; the default JSON, the Prometheus text)
  *     one buffer of it rendered once, after this nginx's own figures;
  *   - to a client that takes gzip, those common answers are a gzip member
- *     of this nginx's figures, deflated per request, and that buffer,
+ *     of this nginx's figures, stored as they are, and that buffer,
  *     deflated once per copy (ngx_http_offload_gzip.c);
  *   - a refresh that got no answer within NGX_HTTP_OFFLOAD_WATCHDOG ms
  *     may be taken over by the next reader; one that failed is not tried

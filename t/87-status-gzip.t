@@ -7,7 +7,8 @@
 # limited answers stay plain.  The nodes part is deflated once per refresh
 # in each worker (the info-level log line that says so is counted against
 # the requests and the refreshes), and a refresh's change reaches the
-# gzip'd answer.
+# gzip'd answer.  This nginx's own part, in stored blocks, may be larger
+# than one (64 KB).
 
 use strict;
 use warnings;
@@ -78,7 +79,8 @@ ok(wait_until(sub { (get('/status')->{json}{redis} // '') eq 'ok' },
     scaled(10), 'status ok'), 'status reads the nodes');
 
 # ---- the default JSON answer, gzip'd
-for my $path ('/status', '/dash?status') {
+# (the dashboard's page asks ?status&sort= until a column is clicked)
+for my $path ('/status', '/dash?status', '/dash?status&sort=') {
     my $plain = get($path);
     my $gz = get($path, 'gzip, deflate, br');
     is($gz->{status}, 200, "$path gzip: 200");
@@ -254,6 +256,36 @@ ok($lines >= 1, 'the nodes part was deflated again for a new refresh');
 ok($lines <= 2 * ($refreshes + 1),
     "at most once per refresh in each of the two workers ($lines for "
     . "$refreshes refreshes)");
+
+# ---- a head larger than a stored block (64 KB): this nginx's figures of
+# 16 queues that had requests
+stop_nginx();
+stop_sidecar();
+start_sidecar(conf => join '',
+    map { "queue q$_ { handler echo; workers 1; }\n" } 1 .. 16);
+start_nginx(workers => 1, level => 'info', http => <<'HTTP');
+offload_status_cache 4m 1h;
+server {
+    listen 127.0.0.1:@PORT@;
+    offload_redis @REDIS@;
+    location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
+    location = /metrics { offload_metrics; }
+}
+HTTP
+ok(wait_until(sub { post_json('/jobs/q16', {})->{status} == 200 },
+    scaled(20), 'q16 answers'), 'sixteen queues served');
+is(post_json("/jobs/q$_", {})->{status}, 200, "a job on q$_") for 1 .. 15;
+{
+    my $plain = get('/metrics');
+    my $gz = get('/metrics', 'gzip');
+    my ($head) = $plain->{content} =~ /^(.*^offload_redis_up [01]\n)/ms;
+    ok(length($head // '') > 65535,
+        sprintf('this nginx\'s part of the text: %d bytes',
+            length($head // '')));
+    is($gz->{headers}{'content-encoding'}, 'gzip', 'gzip\'d');
+    is(text($gz), $plain->{content},
+        'it gunzips to the plain text, byte for byte');
+}
 unlike(slurp(nginx_error_log()), qr/\[(?:alert|emerg|crit)\]|exited on/,
     'nothing alarming in the error log');
 
