@@ -102,8 +102,8 @@ typedef struct ngx_http_offload_status_copy_s {
     ngx_msec_t                    fetched;     /* the entry's, copied */
     ngx_str_t                     json;        /* rendered, or NULL */
     ngx_str_t                     prom;
-    ngx_http_offload_gzip_tail_t  json_gz;     /* those deflated, or */
-    ngx_http_offload_gzip_tail_t  prom_gz;     /* NULL */
+    ngx_http_offload_gzip_tail_t  json_gz;     /* json deflated */
+    ngx_http_offload_gzip_tail_t  prom_gz;     /* prom deflated */
     unsigned                      retired:1;
     size_t                        len;
     u_char                        data[1];
@@ -165,8 +165,8 @@ typedef struct {
     ngx_uint_t                    nreads;
     ngx_uint_t                    waiting;
     ngx_http_offload_status_read_t  *read;
-    ngx_str_t                    *rendered;    /* the answer's end, or */
-    unsigned                      parked:1;    /* NULL */
+    ngx_str_t                    *rendered;    /* its end, or NULL */
+    unsigned                      parked:1;
 } ngx_http_offload_status_ctx_t;
 
 
