@@ -4,9 +4,10 @@
  * send as fast as answers come back, so even wrk -c2 saturates a small
  * machine once the jobs' work behind the answers is counted).
  *
- *   rate-bench <port> <path> <rate/s> <n> [<body>]
+ *   rate-bench [-H '<name>: <value>'] <port> <path> <rate/s> <n> [<body>]
  *
- * With a body, POSTs it as application/json, else GETs.  A request's
+ * With a body, POSTs it as application/json, else GETs; -H adds a header
+ * line to each request (Accept-Encoding: gzip, as scrapers send).  A request's
  * latency counts from the time it was due, not from when it was sent: a
  * late answer delays the next request and that wait counts too (no
  * coordinated omission).  Prints "n=<n> p50_ms=.. p90_ms=.. p99_ms=..
@@ -121,31 +122,44 @@ int
 main(int argc, char **argv)
 {
     int                  i, n, fd, status, bad, closing;
-    char                 req[4096];
+    char                 req[4096], header[1024];
     double               rate, due, *ms, run0, wait0, run1, wait1;
     size_t               len;
     ssize_t              w;
     struct timespec      ts;
     struct sockaddr_in   sin;
 
+    header[0] = '\0';
+
+    if (argc > 2 && strcmp(argv[1], "-H") == 0) {
+        if (snprintf(header, sizeof(header), "%s\r\n", argv[2])
+            >= (int) sizeof(header))
+        {
+            fprintf(stderr, "rate-bench: header too long\n");
+            return 2;
+        }
+        argv += 2;
+        argc -= 2;
+    }
+
     if (argc < 5 || argc > 6 || atoi(argv[1]) < 1
         || (rate = atof(argv[3])) <= 0 || (n = atoi(argv[4])) < 1)
     {
-        fprintf(stderr,
-                "usage: rate-bench <port> <path> <rate/s> <n> [<body>]\n");
+        fprintf(stderr, "usage: rate-bench [-H '<name>: <value>'] <port> "
+                        "<path> <rate/s> <n> [<body>]\n");
         return 2;
     }
 
     if (argc == 6) {
         len = (size_t) snprintf(req, sizeof(req),
-                                "POST %s HTTP/1.1\r\nHost: localhost\r\n"
+                                "POST %s HTTP/1.1\r\nHost: localhost\r\n%s"
                                 "Content-Type: application/json\r\n"
                                 "Content-Length: %zu\r\n\r\n%s",
-                                argv[2], strlen(argv[5]), argv[5]);
+                                argv[2], header, strlen(argv[5]), argv[5]);
     } else {
         len = (size_t) snprintf(req, sizeof(req),
-                                "GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n",
-                                argv[2]);
+                                "GET %s HTTP/1.1\r\nHost: localhost\r\n%s"
+                                "\r\n", argv[2], header);
     }
 
     ms = malloc(sizeof(double) * (size_t) n);

@@ -12,6 +12,7 @@
  *   ngx_http_offload_metrics.c  the shared metrics zone, Prometheus text
  *   ngx_http_offload_status.c   offload_status and offload_metrics: the
  *                               zone plus the nodes' documents from Redis
+ *   ngx_http_offload_gzip.c     those answers gzip'd, their bulk once
  *   ngx_http_offload_dashboard.c  offload_dashboard: the page
  *   ngx_http_offload_admission.c  X-Offload-Timeout, offload_max_backlog,
  *                               queues no live node serves
@@ -463,6 +464,22 @@ char *ngx_http_offload_status_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_offload_status_add_zone(ngx_conf_t *cf,
     ngx_http_offload_main_conf_t *omcf);
+
+/* ngx_http_offload_gzip.c: a text deflated once, the end of gzip members
+ * whose heads change per request */
+typedef struct {
+    u_char                       *data;        /* raw deflate, last block */
+    size_t                        len;         /* final; NULL: not yet */
+    size_t                        text_len;
+    uint32_t                      crc;         /* CRC-32 of the text */
+} ngx_http_offload_gzip_tail_t;
+
+ngx_uint_t ngx_http_offload_gzip_accepted(ngx_http_request_t *r);
+ngx_int_t ngx_http_offload_gzip_tail(ngx_http_offload_gzip_tail_t *tail,
+    ngx_str_t *text, ngx_log_t *log);
+void ngx_http_offload_gzip_tail_free(ngx_http_offload_gzip_tail_t *tail);
+ngx_chain_t *ngx_http_offload_gzip_member(ngx_pool_t *pool,
+    ngx_chain_t *head, ngx_http_offload_gzip_tail_t *tail, off_t *len);
 
 /* ngx_http_offload_dashboard.c */
 char *ngx_http_offload_dashboard(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -24,6 +24,9 @@
  *     reader; answers are chains of buffers pointing into that copy, and
  *     the common ones (one Redis; the default JSON, the Prometheus text)
  *     one buffer of it rendered once, after this nginx's own figures;
+ *   - to a client that takes gzip, those common answers are a gzip member
+ *     of this nginx's figures, stored as they are, and that buffer,
+ *     deflated once per copy (ngx_http_offload_gzip.c);
  *   - a refresh that got no answer within NGX_HTTP_OFFLOAD_WATCHDOG ms
  *     may be taken over by the next reader; one that failed is not tried
  *     again within the interval.
@@ -99,6 +102,8 @@ typedef struct ngx_http_offload_status_copy_s {
     ngx_msec_t                    fetched;     /* the entry's, copied */
     ngx_str_t                     json;        /* rendered, or NULL */
     ngx_str_t                     prom;
+    ngx_http_offload_gzip_tail_t  json_gz;     /* json deflated */
+    ngx_http_offload_gzip_tail_t  prom_gz;     /* prom deflated */
     unsigned                      retired:1;
     size_t                        len;
     u_char                        data[1];
@@ -160,6 +165,7 @@ typedef struct {
     ngx_uint_t                    nreads;
     ngx_uint_t                    waiting;
     ngx_http_offload_status_read_t  *read;
+    ngx_str_t                    *rendered;    /* its end, or NULL */
     unsigned                      parked:1;
 } ngx_http_offload_status_ctx_t;
 
@@ -556,6 +562,8 @@ ngx_http_offload_status_take(ngx_http_offload_status_ctx_t *sctx,
         fresh->retired = 0;
         ngx_str_null(&fresh->json);
         ngx_str_null(&fresh->prom);
+        fresh->json_gz.data = NULL;
+        fresh->prom_gz.data = NULL;
         fresh->len = e->len;
         ngx_memcpy(fresh->data, e->data, e->len);
 
@@ -582,6 +590,9 @@ ngx_http_offload_status_free(ngx_http_offload_status_copy_t *copy)
     if (copy->prom.data) {
         ngx_free(copy->prom.data);
     }
+
+    ngx_http_offload_gzip_tail_free(&copy->json_gz);
+    ngx_http_offload_gzip_tail_free(&copy->prom_gz);
 
     ngx_free(copy);
 }
@@ -1613,28 +1624,23 @@ ngx_http_offload_status_rendered(ngx_http_offload_status_ctx_t *sctx)
 
 /*
  * Adds the head of an answer (this nginx's own part, which the caller has
- * just written) and then, when the Redis part is pre-rendered, that part:
- * NGX_OK when the answer is complete, NGX_DECLINED when the caller is to
- * assemble the Redis part from the copies, NGX_ERROR.
+ * just written) and notes the pre-rendered Redis part, when there is one,
+ * for _send() to add as it is or gzip'd: NGX_OK when the answer is
+ * complete so, NGX_DECLINED when the caller is to assemble the Redis part
+ * from the copies, NGX_ERROR.
  */
 
 static ngx_int_t
 ngx_http_offload_status_add_head(ngx_http_offload_status_ctx_t *sctx,
     ngx_http_offload_status_out_t *out, u_char *head, size_t len)
 {
-    ngx_str_t  *rendered;
-
     if (ngx_http_offload_status_add(out, head, len) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    rendered = ngx_http_offload_status_rendered(sctx);
+    sctx->rendered = ngx_http_offload_status_rendered(sctx);
 
-    if (rendered == NULL) {
-        return NGX_DECLINED;
-    }
-
-    return ngx_http_offload_status_add(out, rendered->data, rendered->len);
+    return sctx->rendered ? NGX_OK : NGX_DECLINED;
 }
 
 
@@ -1838,6 +1844,71 @@ ngx_http_offload_status_prom(ngx_http_offload_status_ctx_t *sctx,
 }
 
 
+/*
+ * A rendered answer's end: the rendered buffer, or, to a client that
+ * takes gzip, the whole answer gzip'd, the rendered buffer deflated at
+ * the copy's first such request.  That one is logged at info level: how
+ * often it happens can be seen.
+ */
+
+static ngx_int_t
+ngx_http_offload_status_end(ngx_http_offload_status_ctx_t *sctx,
+    ngx_http_offload_status_out_t *out)
+{
+    ngx_uint_t                       json;
+    ngx_chain_t                     *gz;
+    ngx_table_elt_t                 *h;
+    ngx_http_request_t              *r;
+    ngx_http_offload_gzip_tail_t    *tail;
+    ngx_http_offload_status_copy_t  *copy;
+
+    r = sctx->request;
+
+    if (!ngx_http_offload_gzip_accepted(r)) {
+        return ngx_http_offload_status_add(out, sctx->rendered->data,
+                                           sctx->rendered->len);
+    }
+
+    json = (sctx->report == NGX_HTTP_OFFLOAD_REPORT_JSON);
+    copy = sctx->read[0].copy;
+    tail = json ? &copy->json_gz : &copy->prom_gz;
+
+    if (tail->data == NULL) {
+        if (ngx_http_offload_gzip_tail(tail, sctx->rendered,
+                                       r->connection->log)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "offload status: the %s answer's nodes part of "
+                      "this refresh gzip'd, %uz bytes to %uz",
+                      json ? "JSON" : "Prometheus", sctx->rendered->len,
+                      tail->len);
+    }
+
+    gz = ngx_http_offload_gzip_member(r->pool, out->first, tail, &out->len);
+    if (gz == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->first = gz;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Content-Encoding");
+    ngx_str_set(&h->value, "gzip");
+    r->headers_out.content_encoding = h;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_offload_status_send(ngx_http_offload_status_ctx_t *sctx)
 {
@@ -1872,6 +1943,21 @@ ngx_http_offload_status_send(ngx_http_offload_status_ctx_t *sctx)
     }
 
     if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the default answers may be gzip'd: caches must tell them apart */
+
+    if (sctx->sort < 0 && sctx->limit == 0 && !sctx->full
+        && ngx_http_offload_add_header(r, "Vary",
+                                       (u_char *) "Accept-Encoding", 15)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (sctx->rendered && ngx_http_offload_status_end(sctx, &out) != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
