@@ -189,7 +189,8 @@ struct ngx_http_offload_link_s {
     unsigned                      ask_sentinel:1;  /* the sentinels name
                                                       addr first */
     unsigned                      awaiting:1;  /* the sentinels' answer */
-    unsigned                      to_sentinel:1;   /* no AUTH, no SELECT */
+    unsigned                      to_sentinel:1;   /* the sentinels' AUTH,
+                                                      no SELECT */
 };
 
 
@@ -237,6 +238,8 @@ struct ngx_http_offload_sentinel_s {
     offload_addr_t               *addrs;       /* the sentinels, resolved */
     ngx_uint_t                    naddrs;
     ngx_str_t                     master_name;
+    ngx_str_t                     user;        /* the sentinels' login: */
+    ngx_str_t                     password;    /* empty, no AUTH */
 
     /* per worker process */
     offload_addr_t                master;      /* the last answer */

@@ -11,7 +11,8 @@
  * sentinel: a failover drops the peer's connections at once, so they ask
  * again; a READONLY or MASTERDOWN reply (a master demoted under us) drops
  * the connection that got it.  No sentinel answering is a failed connect:
- * the usual backoff, and 503 redis_unavailable meanwhile.
+ * the usual backoff, and 503 redis_unavailable meanwhile.  With
+ * sentinel_password= both links AUTH first (ngx_http_offload_link_open).
  *
  * wait_replicas=N: a job's acceptance (an async 202; for a sync job, not
  * being refused) waits for WAIT N to count N replicas that have its XADD.
@@ -220,11 +221,14 @@ ngx_http_offload_sentinel_answer(redisAsyncContext *ac, void *r,
     }
 
     if (ngx_http_offload_sentinel_master(s, reply) != NGX_OK) {
+        /* an error: NOAUTH (no sentinel_password= given) ... */
         ngx_log_error(NGX_LOG_WARN, link->log, 0,
                       "offload: redis %V: sentinel %s:%d names no usable "
-                      "master for \"%V\", asking the next one",
+                      "master for \"%V\"%s%s, asking the next one",
                       &peer->name, link->addr->host, link->addr->port,
-                      &s->master_name);
+                      &s->master_name,
+                      reply->type == REDIS_REPLY_ERROR ? ": " : "",
+                      reply->type == REDIS_REPLY_ERROR ? reply->str : "");
         ngx_http_offload_link_drop(link);
         return;
     }
