@@ -262,6 +262,27 @@ stop_watching(offload_redis_conn_t *rc)
 }
 
 
+/* AUTH with the sentinels' own login, queued before anything else is
+ * asked of a sentinel; REDIS_OK without one. */
+static void sentinel_auth_cb(redisAsyncContext *ac, void *r, void *privdata);
+
+static int
+sentinel_auth(offload_redis_conn_t *rc, redisAsyncContext *ac)
+{
+    const offload_redis_endpoint_t  *ep = rc->ep;
+
+    if (ep->sentinel_password == NULL) {
+        return REDIS_OK;
+    }
+
+    return ep->sentinel_user != NULL
+           ? redisAsyncCommand(ac, sentinel_auth_cb, rc, "AUTH %s %s",
+                               ep->sentinel_user, ep->sentinel_password)
+           : redisAsyncCommand(ac, sentinel_auth_cb, rc, "AUTH %s",
+                               ep->sentinel_password);
+}
+
+
 /* A +switch-master message: "<name> <old ip> <old port> <new ip> <new
  * port>".  Ours, to another server: drop the connection to the old master
  * (its pending callbacks get NULL replies) and reconnect, asking again. */
@@ -319,6 +340,30 @@ done_asking(offload_redis_conn_t *rc, redisAsyncContext *ac,
     if (reply != NULL) {
         redisAsyncDisconnect(ac);
     }
+}
+
+
+static void
+sentinel_auth_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply            *reply = r;
+    offload_redis_conn_t  *rc = privdata;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR
+        || ac != rc->asking)
+    {
+        return;
+    }
+
+    /* the reply names no secret: WRONGPASS, or AUTH without requirepass */
+    if (rc->failures == 0) {
+        log_error("%s: sentinel %s:%d refused AUTH with sentinel_user/"
+                  "sentinel_password: %s", rc->name, ac->c.tcp.host,
+                  ac->c.tcp.port, reply->str);
+    }
+
+    done_asking(rc, ac, reply);
+    ask_next_sentinel(rc);
 }
 
 
@@ -420,10 +465,11 @@ ask_next_sentinel(offload_redis_conn_t *rc)
 
         rc->asking = ac;
 
-        if (redisAsyncCommand(ac, master_addr_cb, rc,
-                              "SENTINEL get-master-addr-by-name %s",
-                              rc->ep->master)
-            != REDIS_OK)
+        if (sentinel_auth(rc, ac) != REDIS_OK
+            || redisAsyncCommand(ac, master_addr_cb, rc,
+                                 "SENTINEL get-master-addr-by-name %s",
+                                 rc->ep->master)
+               != REDIS_OK)
         {
             rc->asking = NULL;
             redisAsyncFree(ac);

@@ -17,10 +17,11 @@
  *
  * With Redis Sentinel (an endpoint with sentinels), every connect first
  * asks the sentinels in turn, each under the same deadline, which server
- * is the master, then connects to it, and stays subscribed to
- * +switch-master on the sentinel that answered: a failover of the master
- * drops the connection at once, as does a READONLY error (the server
- * became a replica), and the reconnect asks again.
+ * is the master (after AUTH with sentinel_user/sentinel_password, when
+ * given), then connects to it, and stays subscribed to +switch-master on
+ * the sentinel that answered: a failover of the master drops the
+ * connection at once, as does a READONLY error (the server became a
+ * replica), and the reconnect asks again.
  */
 
 #ifndef OFFLOAD_REDIS_CONN_H
