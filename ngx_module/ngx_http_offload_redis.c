@@ -234,6 +234,30 @@ ngx_http_offload_link_close(ngx_http_offload_link_t *link)
 }
 
 
+/*
+ * PING <arg> on a subscribed link, which the watchdog then watches.
+ * hiredis 0.14 would keep a callback for it that never runs (the reply,
+ * ["pong", <arg>], looks like a message to the pattern <arg>): the command
+ * goes into the output buffer bare, and the callback of the pattern <arg>,
+ * which the link must be subscribed to, gets the reply.
+ */
+
+ngx_int_t
+ngx_http_offload_link_ping(ngx_http_offload_link_t *link, const char *arg)
+{
+    if (link->ac == NULL || !link->up
+        || redisAppendCommand(&link->ac->c, "PING %s", arg) != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_offload_link_add_write(link->connection);
+    ngx_http_offload_link_sent(link);
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_offload_link_send(ngx_http_offload_link_t *link, redisCallbackFn *fn,
     void *privdata, int argc, const char **argv, const size_t *argvlen)
