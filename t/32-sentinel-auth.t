@@ -7,8 +7,8 @@
 # workers hear +switch-master on their authenticated subscription).  A
 # wrong sentinel password, or none, gives a clear log line and 503
 # redis_unavailable at once, not a hang, on nginx; a clear log line on a
-# sidecar, which keeps running and stops on SIGTERM.  Neither password
-# appears in any log.
+# sidecar, which keeps running and stops on SIGTERM.  A sidecar reload may
+# not change the sentinels' login.  Neither password appears in any log.
 
 use strict;
 use warnings;
@@ -123,6 +123,20 @@ my $t0 = time;
 my $status = stop_proc('sidecar-wrong', scaled(10));
 ok(defined $status && time - $t0 < scaled(5), sprintf('... and stops on '
     . 'SIGTERM in %.2f s', time - $t0));
+
+# a reload may not change the sentinels' login: refused, the old one stays
+my $conf = sidecar_conf_file();
+my $text = slurp($conf);
+(my $changed = $text)
+    =~ s/sentinel_password \Q$SECRET\E;/sentinel_password $WRONG;/
+    or die 'no sentinel_password line';
+spew($conf, $changed);
+kill 'HUP', sidecar_pid();
+ok(wait_until(sub { slurp("$dir/sidecar.log")
+    =~ /reload refused.*sentinel_user\/sentinel_password cannot/ },
+    scaled(10), 'reload refused'), 'a sidecar reload changing '
+    . 'sentinel_password is refused');
+spew($conf, $text);
 
 # ---- SENTINEL FAILOVER: both follow -------------------------------------
 
