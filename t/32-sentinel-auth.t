@@ -121,8 +121,10 @@ ok(wait_until(sub { slurp("$dir/wrong.log") =~ /sentinel\ 127\.0\.0\.1:\d+
 ok(alive('sidecar-wrong'), '... and it keeps running');
 my $t0 = time;
 my $status = stop_proc('sidecar-wrong', scaled(10));
-ok(defined $status && time - $t0 < scaled(5), sprintf('... and stops on '
-    . 'SIGTERM in %.2f s', time - $t0));
+ok(defined $status && $status == 0 && time - $t0 < scaled(5),
+    sprintf('... and exits 0 on SIGTERM in %.2f s', time - $t0));
+unlike(slurp("$dir/wrong.stderr"), qr/Sanitizer|runtime error/,
+    '... with no sanitizer report');
 
 # a reload may not change the sentinels' login: refused, the old one stays
 my $conf = sidecar_conf_file();
