@@ -160,6 +160,17 @@ like(slurp(nginx_error_log()), qr/failover: authd 127\.0\.0\.1 $old/,
 like(slurp("$dir/sidecar.log"), qr/moved to 127\.0\.0\.1:$new|READONLY/,
     'the sidecar saw its master go');
 
+# offloadctl logs in to the sentinels as the configuration says
+my $ctl = build_path('offloadctl');
+$out = `$ctl -c ${\ sidecar_conf_file()} queues 2>&1`;
+is($? >> 8, 0, 'offloadctl -c <conf with sentinel_password>: exit 0')
+    or diag($out);
+like($out, qr/^echo\s/m, '... it reads the master the sentinels name');
+$out = `$ctl -c $dir/wrong.conf queues 2>&1`;
+ok($? >> 8 != 0 && $out =~ /refused AUTH with sentinel_user\/sentinel_password/,
+    'offloadctl with a wrong sentinel_password: says so, fails') or diag($out);
+ok(index($out, $WRONG) < 0, '... without the password');
+
 my $logs = join '', map { slurp($_) } nginx_error_log(), "$dir/sidecar.log",
     "$dir/sidecar.stderr", "$dir/wrong.log", "$dir/wrong.stderr";
 ok(index($logs, $SECRET) < 0 && index($logs, $WRONG) < 0,
