@@ -7,6 +7,7 @@
  *   offload_redis <host:port | [ipv6]:port | unix:/path
  *                  | sentinel://host:port[,host:port...]/<master>>
  *                 [user=<acl user>] [password=<secret>] [db=<n>]
+ *                 [sentinel_user=<acl user>] [sentinel_password=<secret>]
  *                 [wait_replicas=<n> [wait_timeout=<time>]];
  *   offload_pass <queue>;
  *   offload_timeout <time>;
@@ -51,7 +52,9 @@ static ngx_http_offload_sentinel_t *ngx_http_offload_sentinel_parse(
     ngx_conf_t *cf, ngx_str_t *url);
 static ngx_http_offload_peer_t *ngx_http_offload_peer_get(ngx_conf_t *cf,
     ngx_str_t *addr, ngx_str_t *user, ngx_str_t *password, ngx_uint_t db,
-    ngx_uint_t wait_replicas, ngx_msec_t wait_timeout);
+    ngx_uint_t wait_replicas, ngx_msec_t wait_timeout,
+    ngx_str_t *sentinel_user, ngx_str_t *sentinel_password);
+static ngx_uint_t ngx_http_offload_str_eq(ngx_str_t *a, ngx_str_t *b);
 static char *ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_offload_pass(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -1414,13 +1417,14 @@ invalid:
 }
 
 
-/* One peer per distinct (address or sentinels, user, password, db, WAIT),
- * shared by locations. */
+/* One peer per distinct (address or sentinels, user, password, db, WAIT,
+ * the sentinels' login), shared by locations. */
 
 static ngx_http_offload_peer_t *
 ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *user,
     ngx_str_t *password, ngx_uint_t db, ngx_uint_t wait_replicas,
-    ngx_msec_t wait_timeout)
+    ngx_msec_t wait_timeout, ngx_str_t *sentinel_user,
+    ngx_str_t *sentinel_password)
 {
     ngx_uint_t                     i;
     offload_addr_t                 parsed;
@@ -1439,6 +1443,16 @@ ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *user,
         if (sentinel == NULL) {
             return NULL;
         }
+
+        sentinel->user = *sentinel_user;
+        sentinel->password = *sentinel_password;
+
+    } else if (sentinel_password->len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sentinel_password=\" needs a sentinel:// "
+                           "address in \"%V\" directive",
+                           &ngx_http_offload_redis_directive);
+        return NULL;
 
     } else if (offload_addr_parse(&parsed, (char *) addr->data, addr->len)
                != 0)
@@ -1461,21 +1475,19 @@ ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *user,
 
         if ((sentinel == NULL) == (peer->sentinels == NULL)
             && (sentinel
-                ? peer->name.len == addr->len
-                  && ngx_strncmp(peer->name.data, addr->data, addr->len) == 0
+                ? ngx_http_offload_str_eq(&peer->name, addr)
+                  && ngx_http_offload_str_eq(&peer->sentinels->user,
+                                             sentinel_user)
+                  && ngx_http_offload_str_eq(&peer->sentinels->password,
+                                             sentinel_password)
                 : peer->addr.is_unix == parsed.is_unix
                   && peer->addr.port == parsed.port
                   && ngx_strcmp(peer->addr.host, parsed.host) == 0)
             && peer->db == db
             && peer->wait_replicas == wait_replicas
             && peer->wait_timeout == wait_timeout
-            && peer->user.len == user->len
-            && (user->len == 0        /* no data to compare: may be NULL */
-                || ngx_memcmp(peer->user.data, user->data, user->len) == 0)
-            && peer->password.len == password->len
-            && (password->len == 0
-                || ngx_memcmp(peer->password.data, password->data,
-                              password->len) == 0))
+            && ngx_http_offload_str_eq(&peer->user, user)
+            && ngx_http_offload_str_eq(&peer->password, password))
         {
             return peer;
         }
@@ -1506,13 +1518,23 @@ ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *user,
 }
 
 
+static ngx_uint_t
+ngx_http_offload_str_eq(ngx_str_t *a, ngx_str_t *b)
+{
+    /* an empty one has no data to compare: it may be NULL */
+    return a->len == b->len
+           && (a->len == 0 || ngx_memcmp(a->data, b->data, a->len) == 0);
+}
+
+
 static char *
 ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_offload_loc_conf_t *olcf = conf;
 
     ngx_int_t    db, wait_replicas;
-    ngx_str_t   *value, user, password, time;
+    ngx_str_t   *value, user, password, time, sentinel_user,
+                 sentinel_password;
     ngx_msec_t   wait_timeout;
     ngx_uint_t   i;
 
@@ -1524,6 +1546,8 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_str_null(&user);
     ngx_str_null(&password);
+    ngx_str_null(&sentinel_user);
+    ngx_str_null(&sentinel_password);
     db = 0;
     wait_replicas = 0;
     wait_timeout = NGX_CONF_UNSET_MSEC;
@@ -1546,6 +1570,31 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             password.len = value[i].len - 9;
 
             if (password.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        /* the sentinels' own login (their requirepass, or an ACL user of
+         * theirs), apart from the master's */
+
+        if (ngx_strncmp(value[i].data, "sentinel_user=", 14) == 0) {
+            sentinel_user.data = value[i].data + 14;
+            sentinel_user.len = value[i].len - 14;
+
+            if (sentinel_user.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "sentinel_password=", 18) == 0) {
+            sentinel_password.data = value[i].data + 18;
+            sentinel_password.len = value[i].len - 18;
+
+            if (sentinel_password.len == 0) {
                 goto invalid;
             }
 
@@ -1617,8 +1666,16 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (sentinel_user.len && sentinel_password.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sentinel_user=\" needs \"sentinel_password=\" "
+                           "in \"%V\" directive", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
     olcf->peer = ngx_http_offload_peer_get(cf, &value[1], &user, &password,
-                                           db, wait_replicas, wait_timeout);
+                                           db, wait_replicas, wait_timeout,
+                                           &sentinel_user, &sentinel_password);
     if (olcf->peer == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -1771,7 +1828,7 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         ngx_str_null(&password);
 
         conf->peer = ngx_http_offload_peer_get(cf, &addr, &user, &password,
-                                               0, 0, 0);
+                                               0, 0, 0, &user, &password);
         if (conf->peer == NULL) {
             return NGX_CONF_ERROR;
         }

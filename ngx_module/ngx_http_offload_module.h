@@ -190,7 +190,8 @@ struct ngx_http_offload_link_s {
     unsigned                      ask_sentinel:1;  /* the sentinels name
                                                       addr first */
     unsigned                      awaiting:1;  /* the sentinels' answer */
-    unsigned                      to_sentinel:1;   /* no AUTH, no SELECT */
+    unsigned                      to_sentinel:1;   /* the sentinels' AUTH,
+                                                      no SELECT */
 };
 
 
@@ -238,6 +239,8 @@ struct ngx_http_offload_sentinel_s {
     offload_addr_t               *addrs;       /* the sentinels, resolved */
     ngx_uint_t                    naddrs;
     ngx_str_t                     master_name;
+    ngx_str_t                     user;        /* the sentinels' login: */
+    ngx_str_t                     password;    /* empty, no AUTH */
 
     /* per worker process */
     offload_addr_t                master;      /* the last answer */
@@ -246,7 +249,11 @@ struct ngx_http_offload_sentinel_s {
     ngx_uint_t                    asked;
     ngx_uint_t                    tried;       /* sentinels, this round */
     ngx_uint_t                    watched;
+    ngx_event_t                   ping;        /* the watch's liveness */
     unsigned                      asking:1;    /* a round is on */
+    unsigned                      checking:1;  /* its answer may be a
+                                                  failover unheard */
+    unsigned                      watched_once:1;
 };
 
 
@@ -495,6 +502,8 @@ void ngx_http_offload_link_retry(ngx_http_offload_link_t *link,
     const char *err);
 void ngx_http_offload_link_schedule(ngx_http_offload_link_t *link);
 void ngx_http_offload_link_drop(ngx_http_offload_link_t *link);
+ngx_int_t ngx_http_offload_link_ping(ngx_http_offload_link_t *link,
+    const char *arg);
 void ngx_http_offload_link_close(ngx_http_offload_link_t *link);
 ngx_int_t ngx_http_offload_link_send(ngx_http_offload_link_t *link,
     redisCallbackFn *fn, void *privdata, int argc, const char **argv,

@@ -99,6 +99,7 @@ ngx_http_offload_link_open(ngx_http_offload_link_t *link)
     char                     db[NGX_INT_T_LEN + 1];
     const char              *argv[3];
     size_t                   argvlen[3];
+    ngx_str_t               *user, *password;
     ngx_connection_t        *c;
     redisAsyncContext       *ac;
     ngx_http_offload_peer_t *peer;
@@ -159,20 +160,30 @@ ngx_http_offload_link_open(ngx_http_offload_link_t *link)
     redisAsyncSetConnectCallback(ac, ngx_http_offload_link_connected);
     redisAsyncSetDisconnectCallback(ac, ngx_http_offload_link_disconnected);
 
-    /* queued now, written first once connected */
+    /* queued now, written first once connected: before a sentinel is
+     * asked anything or subscribed to */
 
-    if (peer->password.len && !link->to_sentinel) {
+    if (link->to_sentinel) {
+        user = &peer->sentinels->user;
+        password = &peer->sentinels->password;
+
+    } else {
+        user = &peer->user;
+        password = &peer->password;
+    }
+
+    if (password->len) {
         n = 1;
         argv[0] = "AUTH";
         argvlen[0] = 4;
 
-        if (peer->user.len) {       /* AUTH <user> <password>: Redis 6 ACL */
-            argv[n] = (const char *) peer->user.data;
-            argvlen[n++] = peer->user.len;
+        if (user->len) {            /* AUTH <user> <password>: Redis 6 ACL */
+            argv[n] = (const char *) user->data;
+            argvlen[n++] = user->len;
         }
 
-        argv[n] = (const char *) peer->password.data;
-        argvlen[n++] = peer->password.len;
+        argv[n] = (const char *) password->data;
+        argvlen[n++] = password->len;
 
         (void) ngx_http_offload_link_send(link,
                                           ngx_http_offload_link_setup_done,
@@ -220,6 +231,30 @@ ngx_http_offload_link_close(ngx_http_offload_link_t *link)
     }
 
     ngx_http_offload_link_drop(link);
+}
+
+
+/*
+ * PING <arg> on a subscribed link, which the watchdog then watches.
+ * hiredis 0.14 would keep a callback for it that never runs (the reply,
+ * ["pong", <arg>], looks like a message to the pattern <arg>): the command
+ * goes into the output buffer bare, and the callback of the pattern <arg>,
+ * which the link must be subscribed to, gets the reply.
+ */
+
+ngx_int_t
+ngx_http_offload_link_ping(ngx_http_offload_link_t *link, const char *arg)
+{
+    if (link->ac == NULL || !link->up
+        || redisAppendCommand(&link->ac->c, "PING %s", arg) != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_offload_link_add_write(link->connection);
+    ngx_http_offload_link_sent(link);
+
+    return NGX_OK;
 }
 
 
@@ -1127,12 +1162,25 @@ ngx_http_offload_link_setup_done(redisAsyncContext *ac, void *r,
 
     link = ngx_http_offload_link_replied(ac, reply);
 
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR) {
+        return;
+    }
+
+    if (link->to_sentinel) {
+        /* AUTH is the only setup command a sentinel gets */
+        ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                      "offload: redis %V %s connection: sentinel %s:%d "
+                      "refused AUTH with sentinel_user=/sentinel_password=: "
+                      "%s", &link->peer->name, link->role, link->addr->host,
+                      link->addr->port, reply->str);
+
+    } else {
         ngx_log_error(NGX_LOG_ERR, link->log, 0,
                       "offload: redis %V %s connection setup failed: %s",
                       &link->peer->name, link->role, reply->str);
-        ngx_http_offload_link_drop(link);
     }
+
+    ngx_http_offload_link_drop(link);
 }
 
 

@@ -11,7 +11,14 @@
  * sentinel: a failover drops the peer's connections at once, so they ask
  * again; a READONLY or MASTERDOWN reply (a master demoted under us) drops
  * the connection that got it.  No sentinel answering is a failed connect:
- * the usual backoff, and 503 redis_unavailable meanwhile.
+ * the usual backoff, and 503 redis_unavailable meanwhile.  With
+ * sentinel_password= both links AUTH first (ngx_http_offload_link_open).
+ *
+ * The subscribed link is PINGed every NGX_HTTP_OFFLOAD_PING_INTERVAL: a
+ * sentinel that stops answering without closing (a frozen process, a dead
+ * host) is dropped by the link's watchdog and the next one subscribed to;
+ * a failover announced meanwhile is found by asking the sentinels again
+ * once subscribed anew.
  *
  * wait_replicas=N: a job's acceptance (an async 202; for a sync job, not
  * being refused) waits for WAIT N to count N replicas that have its XADD.
@@ -28,6 +35,7 @@ static ngx_http_offload_link_t *ngx_http_offload_master_link(
 static void ngx_http_offload_sentinel_query_up(ngx_http_offload_link_t *link);
 static void ngx_http_offload_sentinel_query_down(
     ngx_http_offload_link_t *link);
+static void ngx_http_offload_sentinel_round(ngx_http_offload_sentinel_t *s);
 static void ngx_http_offload_sentinel_question(ngx_http_offload_link_t *link);
 static void ngx_http_offload_sentinel_answer(redisAsyncContext *ac, void *r,
     void *privdata);
@@ -39,6 +47,7 @@ static void ngx_http_offload_sentinel_watch_down(
     ngx_http_offload_link_t *link);
 static void ngx_http_offload_sentinel_switched(redisAsyncContext *ac,
     void *r, void *privdata);
+static void ngx_http_offload_sentinel_ping(ngx_event_t *ev);
 static void ngx_http_offload_sentinel_drop_all(ngx_http_offload_peer_t *peer);
 static void ngx_http_offload_wait_send(ngx_http_offload_peer_t *peer);
 static void ngx_http_offload_wait_done(redisAsyncContext *ac, void *r,
@@ -94,6 +103,11 @@ ngx_http_offload_sentinel_start(ngx_http_offload_peer_t *peer, ngx_log_t *log)
     s->watched = ngx_random() % s->naddrs;
     s->watch.addr = &s->addrs[s->watched];
 
+    s->ping.handler = ngx_http_offload_sentinel_ping;
+    s->ping.data = &s->watch;
+    s->ping.log = log;
+    s->ping.cancelable = 1;
+
     ngx_http_offload_link_connect(&s->watch);
 }
 
@@ -101,6 +115,10 @@ ngx_http_offload_sentinel_start(ngx_http_offload_peer_t *peer, ngx_log_t *log)
 void
 ngx_http_offload_sentinel_stop(ngx_http_offload_peer_t *peer)
 {
+    if (peer->sentinels->ping.timer_set) {
+        ngx_del_timer(&peer->sentinels->ping);
+    }
+
     ngx_http_offload_link_close(&peer->sentinels->query);
     ngx_http_offload_link_close(&peer->sentinels->watch);
 }
@@ -120,6 +138,15 @@ ngx_http_offload_sentinel_ask(ngx_http_offload_link_t *link)
 
     link->awaiting = 1;
 
+    ngx_http_offload_sentinel_round(s);
+}
+
+
+/* a round of questions, unless one is on its way */
+
+static void
+ngx_http_offload_sentinel_round(ngx_http_offload_sentinel_t *s)
+{
     if (s->asking) {
         return;
     }
@@ -207,6 +234,7 @@ ngx_http_offload_sentinel_answer(redisAsyncContext *ac, void *r,
 {
     redisReply                   *reply = r;
     ngx_uint_t                    i;
+    offload_addr_t                was;
     ngx_http_offload_peer_t      *peer;
     ngx_http_offload_link_t      *link, *waiting;
     ngx_http_offload_sentinel_t  *s;
@@ -219,12 +247,17 @@ ngx_http_offload_sentinel_answer(redisAsyncContext *ac, void *r,
         return;                 /* the query's on_down goes on */
     }
 
+    was = s->master;
+
     if (ngx_http_offload_sentinel_master(s, reply) != NGX_OK) {
+        /* an error: NOAUTH (no sentinel_password= given) ... */
         ngx_log_error(NGX_LOG_WARN, link->log, 0,
                       "offload: redis %V: sentinel %s:%d names no usable "
-                      "master for \"%V\", asking the next one",
+                      "master for \"%V\"%s%s, asking the next one",
                       &peer->name, link->addr->host, link->addr->port,
-                      &s->master_name);
+                      &s->master_name,
+                      reply->type == REDIS_REPLY_ERROR ? ": " : "",
+                      reply->type == REDIS_REPLY_ERROR ? reply->str : "");
         ngx_http_offload_link_drop(link);
         return;
     }
@@ -235,6 +268,25 @@ ngx_http_offload_sentinel_answer(redisAsyncContext *ac, void *r,
                   s->master.host, s->master.port);
 
     s->asking = 0;
+
+    /* the watch subscribed anew: a failover may have gone unheard */
+
+    if (s->checking) {
+        s->checking = 0;
+
+        if (was.port != 0
+            && (was.port != s->master.port
+                || ngx_strcmp(was.host, s->master.host) != 0))
+        {
+            ngx_log_error(NGX_LOG_NOTICE, link->log, 0,
+                          "offload: redis %V: master moved from %s:%d to "
+                          "%s:%d unheard, reconnecting", &peer->name,
+                          was.host, was.port, s->master.host,
+                          s->master.port);
+
+            ngx_http_offload_sentinel_drop_all(peer);
+        }
+    }
 
     for (i = 0; (waiting = ngx_http_offload_master_link(peer, i)); i++) {
         if (waiting->awaiting) {
@@ -301,6 +353,7 @@ ngx_http_offload_sentinel_none(ngx_http_offload_peer_t *peer)
     ngx_http_offload_link_t  *link;
 
     peer->sentinels->asking = 0;
+    peer->sentinels->checking = 0;
 
     for (i = 0; (link = ngx_http_offload_master_link(peer, i)); i++) {
         if (link->awaiting) {
@@ -311,14 +364,24 @@ ngx_http_offload_sentinel_none(ngx_http_offload_peer_t *peer)
 }
 
 
+/*
+ * PSUBSCRIBE, not SUBSCRIBE, to the channel: the reply to a PING on a
+ * subscribed connection, ["pong", <argument>], is taken by hiredis 0.14
+ * for a message to the pattern <argument>, so PING +switch-master is
+ * answered to ngx_http_offload_sentinel_switched() too.
+ */
+
 static void
 ngx_http_offload_sentinel_watch_up(ngx_http_offload_link_t *link)
 {
-    const char  *argv[2];
-    size_t       argvlen[2];
+    const char                   *argv[2];
+    size_t                        argvlen[2];
+    ngx_http_offload_sentinel_t  *s;
 
-    argv[0] = "SUBSCRIBE";
-    argvlen[0] = sizeof("SUBSCRIBE") - 1;
+    s = link->peer->sentinels;
+
+    argv[0] = "PSUBSCRIBE";
+    argvlen[0] = sizeof("PSUBSCRIBE") - 1;
     argv[1] = "+switch-master";
     argvlen[1] = sizeof("+switch-master") - 1;
 
@@ -329,7 +392,17 @@ ngx_http_offload_sentinel_watch_up(ngx_http_offload_link_t *link)
         != NGX_OK)
     {
         ngx_add_timer(&link->watchdog, 1);
+        return;
     }
+
+    ngx_add_timer(&s->ping, NGX_HTTP_OFFLOAD_PING_INTERVAL);
+
+    if (s->watched_once) {
+        s->checking = 1;
+        ngx_http_offload_sentinel_round(s);
+    }
+
+    s->watched_once = 1;
 }
 
 
@@ -342,6 +415,10 @@ ngx_http_offload_sentinel_watch_down(ngx_http_offload_link_t *link)
 
     s = link->peer->sentinels;
 
+    if (s->ping.timer_set) {
+        ngx_del_timer(&s->ping);
+    }
+
     s->watched = (s->watched + 1) % s->naddrs;
     link->addr = &s->addrs[s->watched];
 
@@ -349,7 +426,30 @@ ngx_http_offload_sentinel_watch_down(ngx_http_offload_link_t *link)
 }
 
 
-/* "+switch-master" "<master> <old ip> <old port> <new ip> <new port>" */
+/*
+ * The reply comes to ngx_http_offload_sentinel_switched(), which restarts
+ * the link's watchdog (ngx_http_offload_link_replied): a sentinel silent
+ * for NGX_HTTP_OFFLOAD_WATCHDOG is dropped, and the next one watched.
+ */
+
+static void
+ngx_http_offload_sentinel_ping(ngx_event_t *ev)
+{
+    ngx_http_offload_link_t  *link = ev->data;
+
+    if (ngx_http_offload_link_ping(link, "+switch-master") != NGX_OK) {
+        return;                 /* the link is going: its on_down follows */
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_OFFLOAD_PING_INTERVAL);
+}
+
+
+/*
+ * "pmessage" "+switch-master" "+switch-master"
+ * "<master> <old ip> <old port> <new ip> <new port>"; or the subscription's
+ * confirmation, a pong, an error (NOAUTH: no sentinel_password= given).
+ */
 
 static void
 ngx_http_offload_sentinel_switched(redisAsyncContext *ac, void *r,
@@ -365,18 +465,27 @@ ngx_http_offload_sentinel_switched(redisAsyncContext *ac, void *r,
     peer = link->peer;
     s = peer->sentinels;
 
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                      "offload: redis %V: sentinel %s:%d refused to "
+                      "subscribe: %s", &peer->name, link->addr->host,
+                      link->addr->port, reply->str);
+        ngx_http_offload_link_drop(link);
+        return;
+    }
+
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 3
+        || reply->elements != 4
         || reply->element[0]->type != REDIS_REPLY_STRING
-        || reply->element[2]->type != REDIS_REPLY_STRING)
+        || reply->element[3]->type != REDIS_REPLY_STRING)
     {
         return;
     }
 
     kind = reply->element[0];
-    payload = reply->element[2];
+    payload = reply->element[3];
 
-    if (kind->len != 7 || ngx_strncmp(kind->str, "message", 7) != 0
+    if (kind->len != 8 || ngx_strncmp(kind->str, "pmessage", 8) != 0
         || payload->len <= s->master_name.len
         || ngx_strncmp(payload->str, s->master_name.data,
                        s->master_name.len) != 0

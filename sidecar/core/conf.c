@@ -66,6 +66,7 @@ typedef struct {
     unsigned char         *seen_main;
     unsigned char         *seen_queue;
     int                    redis_user_line;
+    int                    sentinel_user_line;
 } conf_parser_t;
 
 struct conf_directive_s {
@@ -592,6 +593,22 @@ set_redis_user(conf_parser_t *ps, const conf_directive_t *d, char **args,
 }
 
 
+/* The sentinels' own ACL user (Redis 6.2+): AUTH <sentinel_user>
+ * <sentinel_password> to every sentinel before it is asked anything. */
+static int
+set_sentinel_user(conf_parser_t *ps, const conf_directive_t *d, char **args,
+    int nargs, int line)
+{
+    if (conf_set_str_slot(ps, d, args, nargs, line) != 0) {
+        return -1;
+    }
+
+    *(ps->queue ? &ps->queue->sentinel_user_line
+                : &ps->sentinel_user_line) = line;
+    return 0;
+}
+
+
 static int
 set_node_name(conf_parser_t *ps, const conf_directive_t *d, char **args,
     int nargs, int line)
@@ -981,6 +998,10 @@ static const conf_directive_t  directives[] = {
       ENDPOINT(password), 0, 0, 0 },
     { "db", CTX_MAIN | CTX_QUEUE, 1, 1, 0, conf_set_num_slot, ENDPOINT(db),
       0, 0, 65535 },
+    { "sentinel_user", CTX_MAIN | CTX_QUEUE, 1, 1, 0, set_sentinel_user,
+      ENDPOINT(sentinel_user), 0, 0, 0 },
+    { "sentinel_password", CTX_MAIN | CTX_QUEUE, 1, 1, 0, conf_set_str_slot,
+      ENDPOINT(sentinel_password), 0, 0, 0 },
     { "redis_timeout", CTX_MAIN, 1, 1, 0, conf_set_msec_slot,
       MAIN(redis.timeout_ms), 0, 500, 600 * 1000 },
     { "node_name", CTX_MAIN, 1, 1, 0, set_node_name, 0, 0, 0, 0 },
@@ -1222,13 +1243,52 @@ parse_block(conf_parser_t *ps, int ctx, int open_line)
 }
 
 
-/* A queue's Redis: each of redis, redis_user, password and db the block
- * does not give is the top level's (as nginx inherits directives);
- * redis_timeout is always the top level's. */
+/* A string of the top level's endpoint that the queue's does not give. */
+static int
+inherit_str(char **dst, const char *top)
+{
+    return *dst == NULL && top != NULL && (*dst = strdup(top)) == NULL
+           ? -1 : 0;
+}
+
+
+/* "redis_user" needs "password", "sentinel_user" "sentinel_password", and
+ * the sentinels' login needs sentinels (nsentinels: of the endpoint, or of
+ * any that inherits it). */
+static int
+check_logins(conf_parser_t *ps, const offload_redis_endpoint_t *ep,
+    int nsentinels, int user_line, int sentinel_user_line, int line)
+{
+    if (ep->user != NULL && ep->password == NULL) {
+        return conf_error(ps, user_line, "\"redis_user\" needs "
+                          "\"password\"");
+    }
+
+    if (ep->sentinel_user != NULL && ep->sentinel_password == NULL) {
+        return conf_error(ps, sentinel_user_line, "\"sentinel_user\" needs "
+                          "\"sentinel_password\"");
+    }
+
+    if (ep->sentinel_password != NULL && nsentinels == 0) {
+        return conf_error(ps, line, "\"sentinel_password\" needs a "
+                          "\"redis sentinel://...\"");
+    }
+
+    return 0;
+}
+
+
+/* A queue's Redis: each of redis, redis_user, password, db and the
+ * sentinels' login the block does not give is the top level's (as nginx
+ * inherits directives); redis_timeout is always the top level's. */
 static int
 inherit_redis(conf_parser_t *ps, offload_conf_queue_t *q)
 {
+    int                              own;
     const offload_redis_endpoint_t  *top = &ps->conf->redis;
+
+    /* the block's own sentinel_password is for the block's sentinels */
+    own = q->redis.sentinel_password != NULL;
 
     if (q->redis_line == 0) {
         q->redis.addr = top->addr;
@@ -1238,10 +1298,11 @@ inherit_redis(conf_parser_t *ps, offload_conf_queue_t *q)
         q->redis.wait_replicas = top->wait_replicas;
     }
 
-    if ((q->redis.user == NULL && top->user != NULL
-         && (q->redis.user = strdup(top->user)) == NULL)
-        || (q->redis.password == NULL && top->password != NULL
-            && (q->redis.password = strdup(top->password)) == NULL))
+    if (inherit_str(&q->redis.user, top->user) != 0
+        || inherit_str(&q->redis.password, top->password) != 0
+        || inherit_str(&q->redis.sentinel_user, top->sentinel_user) != 0
+        || inherit_str(&q->redis.sentinel_password, top->sentinel_password)
+           != 0)
     {
         return conf_error(ps, q->line, "out of memory");
     }
@@ -1252,18 +1313,15 @@ inherit_redis(conf_parser_t *ps, offload_conf_queue_t *q)
 
     q->redis.timeout_ms = top->timeout_ms;
 
-    if (q->redis.user != NULL && q->redis.password == NULL) {
-        return conf_error(ps, q->redis_user_line, "\"redis_user\" needs "
-                          "\"password\"");
-    }
-
-    return 0;
+    return check_logins(ps, &q->redis, own ? q->redis.nsentinels : 1,
+                        q->redis_user_line, q->sentinel_user_line, q->line);
 }
 
 
 static int
 set_defaults(conf_parser_t *ps)
 {
+    int             nsentinels;
     size_t          i;
     char            host[256];
     size_t          len;
@@ -1296,9 +1354,17 @@ set_defaults(conf_parser_t *ps)
         return conf_error(ps, ps->line, "no \"queue\" defined");
     }
 
-    if (conf->redis.user != NULL && conf->redis.password == NULL) {
-        return conf_error(ps, ps->redis_user_line, "\"redis_user\" needs "
-                          "\"password\"");
+    nsentinels = conf->redis.nsentinels;
+
+    for (i = 0; i < conf->nqueues; i++) {
+        nsentinels += conf->queues[i].redis.nsentinels;
+    }
+
+    if (check_logins(ps, &conf->redis, nsentinels, ps->redis_user_line,
+                     ps->sentinel_user_line, ps->line)
+        != 0)
+    {
+        return -1;
     }
 
     for (i = 0; i < conf->nqueues; i++) {
@@ -1523,6 +1589,8 @@ offload_conf_free(offload_conf_t *conf)
     free(conf->file);
     free(conf->redis.password);
     free(conf->redis.user);
+    free(conf->redis.sentinel_user);
+    free(conf->redis.sentinel_password);
     free(conf->user);
     free(conf->log_target);
 
@@ -1531,6 +1599,8 @@ offload_conf_free(offload_conf_t *conf)
         free(conf->queues[i].command_text);
         free(conf->queues[i].redis.user);
         free(conf->queues[i].redis.password);
+        free(conf->queues[i].redis.sentinel_user);
+        free(conf->queues[i].redis.sentinel_password);
     }
 
     free(conf->queues);

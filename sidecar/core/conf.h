@@ -61,6 +61,7 @@ typedef struct {
     offload_redis_endpoint_t  redis;
     int                       redis_line;       /* 0: inherited */
     int                       redis_user_line;
+    int                       sentinel_user_line;
     int                       line;         /* where the block starts */
 } offload_conf_queue_t;
 

@@ -262,9 +262,46 @@ stop_watching(offload_redis_conn_t *rc)
 }
 
 
-/* A +switch-master message: "<name> <old ip> <old port> <new ip> <new
- * port>".  Ours, to another server: drop the connection to the old master
- * (its pending callbacks get NULL replies) and reconnect, asking again. */
+/* From a reply callback of the watched sentinel: it is let go once the
+ * callback returns, and the next tick watches another one. */
+static void
+let_go_watching(offload_redis_conn_t *rc, redisAsyncContext *ac)
+{
+    rc->watching = NULL;
+
+    if (!(ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING))) {
+        redisAsyncDisconnect(ac);
+    }
+}
+
+
+/* AUTH with the sentinels' own login, queued before anything else is
+ * asked of a sentinel; REDIS_OK without one. */
+static void sentinel_auth_cb(redisAsyncContext *ac, void *r, void *privdata);
+
+static int
+sentinel_auth(offload_redis_conn_t *rc, redisAsyncContext *ac)
+{
+    const offload_redis_endpoint_t  *ep = rc->ep;
+
+    if (ep->sentinel_password == NULL) {
+        return REDIS_OK;
+    }
+
+    return ep->sentinel_user != NULL
+           ? redisAsyncCommand(ac, sentinel_auth_cb, rc, "AUTH %s %s",
+                               ep->sentinel_user, ep->sentinel_password)
+           : redisAsyncCommand(ac, sentinel_auth_cb, rc, "AUTH %s",
+                               ep->sentinel_password);
+}
+
+
+/* ["pmessage", "+switch-master", "+switch-master", "<name> <old ip> <old
+ * port> <new ip> <new port>"]: ours, to another server: drop the
+ * connection to the old master (its pending callbacks get NULL replies)
+ * and reconnect, asking again.  Also the subscription's confirmation and
+ * the answers to PINGs (see watch_tick_cb): any reply proves the sentinel
+ * alive. */
 static void
 switch_master_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -278,19 +315,28 @@ switch_master_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (reply == NULL) {
-        rc->watching = NULL;    /* the sentinel went away: READONLY and
-                                   the watchdog still find a failover */
+        rc->watching = NULL;    /* the sentinel went away: the next tick
+                                   watches another one */
         return;
     }
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
-        || reply->element[0]->type != REDIS_REPLY_STRING
-        || strcmp(reply->element[0]->str, "message") != 0)
-    {
-        return;                 /* the subscription's confirmation */
+    rc->watch_unheard = 0;
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_error("%s: sentinel %s:%d refused to subscribe: %s", rc->name,
+                  ac->c.tcp.host, ac->c.tcp.port, reply->str);
+        let_go_watching(rc, ac);
+        return;
     }
 
-    msg = reply->element[2];
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || strcmp(reply->element[0]->str, "pmessage") != 0)
+    {
+        return;                 /* a confirmation, a pong */
+    }
+
+    msg = reply->element[3];
     if (msg->type != REDIS_REPLY_STRING
         || sscanf(msg->str, "%64s %*s %*d %255s %d", name, host, &port) != 3
         || strcmp(name, rc->ep->master) != 0
@@ -319,6 +365,161 @@ done_asking(offload_redis_conn_t *rc, redisAsyncContext *ac,
     if (reply != NULL) {
         redisAsyncDisconnect(ac);
     }
+}
+
+
+/*
+ * PSUBSCRIBE, not SUBSCRIBE, to the channel: hiredis 0.14 takes the reply
+ * to a PING on a subscribed connection, ["pong", <argument>], for a message
+ * to the pattern <argument>, so PING +switch-master is answered to
+ * switch_master_cb() too (a PING sent through redisAsyncCommand would
+ * leave a callback behind that never runs).
+ */
+static int
+subscribe(offload_redis_conn_t *rc, redisAsyncContext *ac)
+{
+    if (redisAsyncCommand(ac, switch_master_cb, rc, "PSUBSCRIBE %s",
+                          "+switch-master")
+        != REDIS_OK)
+    {
+        return REDIS_ERR;
+    }
+
+    rc->watching = ac;
+    rc->watch_unheard = now_s();        /* until it confirms */
+    return REDIS_OK;
+}
+
+
+/* The answer of a sentinel watched anew: a master other than ours means
+ * a failover announced while nobody listened. */
+static void
+recheck_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply            *reply = r;
+    offload_redis_conn_t  *rc = privdata;
+
+    if (ac != rc->watching || reply == NULL
+        || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[1]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    if (strcmp(reply->element[0]->str, rc->master.host) == 0
+        && strtol(reply->element[1]->str, NULL, 10) == rc->master.port)
+    {
+        return;
+    }
+
+    log_warn("%s: sentinel: master \"%s\" is at %s:%s now, reconnecting",
+             rc->name, rc->ep->master, reply->element[0]->str,
+             reply->element[1]->str);
+
+    drop(rc);
+}
+
+
+/* Subscribes on the sentinel after the one that went quiet or away,
+ * asking it first for the master. */
+static void
+watch_next_sentinel(offload_redis_conn_t *rc)
+{
+    redisAsyncContext     *ac;
+    const offload_addr_t  *s;
+
+    rc->watched = (rc->watched + 1) % rc->ep->nsentinels;
+    s = &rc->ep->sentinels[rc->watched];
+
+    ac = redisAsyncConnect(s->host, s->port);
+    if (ac == NULL) {
+        return;
+    }
+
+    if (ac->err || redisLibevAttach(rc->loop, ac) != REDIS_OK
+        || sentinel_auth(rc, ac) != REDIS_OK
+        || redisAsyncCommand(ac, recheck_cb, rc,
+                             "SENTINEL get-master-addr-by-name %s",
+                             rc->ep->master)
+           != REDIS_OK
+        || subscribe(rc, ac) != REDIS_OK)
+    {
+        rc->watching = NULL;
+        redisAsyncFree(ac);
+    }
+}
+
+
+/* Every second while connected to the master: a PING to the watched
+ * sentinel, or, when it owes an answer for longer than redis_timeout or
+ * is gone, another one watched. */
+static void
+watch_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    double                 now;
+    redisAsyncContext     *ac;
+    offload_redis_conn_t  *rc = w->data;
+
+    (void) loop;
+    (void) revents;
+
+    ac = rc->watching;
+    now = now_s();
+
+    if (ac != NULL && rc->watch_unheard != 0
+        && now - rc->watch_unheard > rc->ep->timeout_ms / 1000.0)
+    {
+        log_warn("%s: sentinel %s:%d did not answer in %d ms, watching "
+                 "the next one", rc->name, ac->c.tcp.host, ac->c.tcp.port,
+                 rc->ep->timeout_ms);
+        stop_watching(rc);
+        ac = NULL;
+    }
+
+    if (ac == NULL) {
+        if (rc->ready) {
+            watch_next_sentinel(rc);
+        }
+        return;
+    }
+
+    if (rc->watch_unheard == 0
+        && redisAppendCommand(&ac->c, "PING %s", "+switch-master")
+           == REDIS_OK)
+    {
+        ac->ev.addWrite(ac->ev.data);
+        rc->watch_unheard = now;
+    }
+}
+
+
+static void
+sentinel_auth_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply            *reply = r;
+    offload_redis_conn_t  *rc = privdata;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR
+        || (ac != rc->asking && ac != rc->watching))
+    {
+        return;
+    }
+
+    /* the reply names no secret: WRONGPASS, or AUTH without requirepass */
+    if (rc->failures == 0 || ac == rc->watching) {
+        log_error("%s: sentinel %s:%d refused AUTH with sentinel_user/"
+                  "sentinel_password: %s", rc->name, ac->c.tcp.host,
+                  ac->c.tcp.port, reply->str);
+    }
+
+    if (ac == rc->watching) {
+        let_go_watching(rc, ac);
+        return;
+    }
+
+    done_asking(rc, ac, reply);
+    ask_next_sentinel(rc);
 }
 
 
@@ -366,11 +567,8 @@ master_addr_cb(redisAsyncContext *ac, void *r, void *privdata)
     rc->asking = NULL;
     ev_timer_stop(rc->loop, &rc->ask_deadline);
 
-    if (redisAsyncCommand(ac, switch_master_cb, rc, "SUBSCRIBE %s",
-                          "+switch-master")
-        == REDIS_OK)
-    {
-        rc->watching = ac;
+    if (subscribe(rc, ac) == REDIS_OK) {
+        rc->watched = rc->sentinel - 1;
     } else {
         redisAsyncDisconnect(ac);
     }
@@ -420,10 +618,11 @@ ask_next_sentinel(offload_redis_conn_t *rc)
 
         rc->asking = ac;
 
-        if (redisAsyncCommand(ac, master_addr_cb, rc,
-                              "SENTINEL get-master-addr-by-name %s",
-                              rc->ep->master)
-            != REDIS_OK)
+        if (sentinel_auth(rc, ac) != REDIS_OK
+            || redisAsyncCommand(ac, master_addr_cb, rc,
+                                 "SENTINEL get-master-addr-by-name %s",
+                                 rc->ep->master)
+               != REDIS_OK)
         {
             rc->asking = NULL;
             redisAsyncFree(ac);
@@ -784,6 +983,8 @@ offload_redis_conn_init(offload_redis_conn_t *rc, struct ev_loop *loop,
     rc->watchdog.data = rc;
     ev_timer_init(&rc->ask_deadline, ask_deadline_cb, 0.0, 0.0);
     rc->ask_deadline.data = rc;
+    ev_timer_init(&rc->watch_tick, watch_tick_cb, 1.0, 1.0);
+    rc->watch_tick.data = rc;
 }
 
 
@@ -791,6 +992,11 @@ void
 offload_redis_conn_start(offload_redis_conn_t *rc)
 {
     rc->stopped = 0;
+
+    if (rc->ep->nsentinels > 0) {
+        ev_timer_start(rc->loop, &rc->watch_tick);
+    }
+
     connect_now(rc);
 }
 
@@ -805,6 +1011,7 @@ offload_redis_conn_stop(offload_redis_conn_t *rc)
     rc->ready = 0;
     ev_timer_stop(rc->loop, &rc->retry);
     ev_timer_stop(rc->loop, &rc->watchdog);
+    ev_timer_stop(rc->loop, &rc->watch_tick);
     stop_asking(rc);
     stop_watching(rc);
 

@@ -17,10 +17,14 @@
  *
  * With Redis Sentinel (an endpoint with sentinels), every connect first
  * asks the sentinels in turn, each under the same deadline, which server
- * is the master, then connects to it, and stays subscribed to
- * +switch-master on the sentinel that answered: a failover of the master
- * drops the connection at once, as does a READONLY error (the server
- * became a replica), and the reconnect asks again.
+ * is the master (after AUTH with sentinel_user/sentinel_password, when
+ * given), then connects to it, and stays subscribed to +switch-master on
+ * the sentinel that answered: a failover of the master drops the
+ * connection at once, as does a READONLY error (the server became a
+ * replica), and the reconnect asks again.  The subscribed sentinel is
+ * PINGed every second: one that closes, or leaves a PING unanswered for
+ * redis_timeout, is replaced by the next one, which is first asked for
+ * the master in case a failover went unheard.
  */
 
 #ifndef OFFLOAD_REDIS_CONN_H
@@ -54,6 +58,10 @@ struct offload_redis_conn_s {
     redisAsyncContext      *asking;     /* the sentinel being asked */
     redisAsyncContext      *watching;   /* the one that answered, for its
                                            +switch-master messages */
+    int                     watched;    /* its index */
+    double                  watch_unheard;  /* since when it owes an
+                                               answer, or 0 */
+    ev_timer                watch_tick; /* PINGs it, or watches anew */
     int                     sentinel;   /* the next one to ask */
     ev_timer                ask_deadline;
     offload_redis_cmd_t    *head;       /* commands waiting for replies, */

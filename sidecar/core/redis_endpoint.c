@@ -144,7 +144,17 @@ offload_redis_endpoint_same(const offload_redis_endpoint_t *a,
     return same_addr(&a->addr, &b->addr)
            && a->db == b->db
            && same_str(a->user, b->user)
-           && same_str(a->password, b->password);
+           && same_str(a->password, b->password)
+           && same_str(a->sentinel_user, b->sentinel_user)
+           && same_str(a->sentinel_password, b->sentinel_password);
+}
+
+
+static int
+copy_str(char **dst, const char *src)
+{
+    *dst = src ? strdup(src) : NULL;
+    return src != NULL && *dst == NULL ? -1 : 0;
 }
 
 
@@ -152,13 +162,15 @@ int
 offload_redis_endpoint_copy(offload_redis_endpoint_t *dst,
     const offload_redis_endpoint_t *src)
 {
-    *dst = *src;
-    dst->user = src->user ? strdup(src->user) : NULL;
-    dst->password = src->password ? strdup(src->password) : NULL;
+    int  failed;
 
-    if ((src->user && dst->user == NULL)
-        || (src->password && dst->password == NULL))
-    {
+    *dst = *src;
+    failed = copy_str(&dst->user, src->user);
+    failed |= copy_str(&dst->password, src->password);
+    failed |= copy_str(&dst->sentinel_user, src->sentinel_user);
+    failed |= copy_str(&dst->sentinel_password, src->sentinel_password);
+
+    if (failed) {
         offload_redis_endpoint_free(dst);
         return -1;
     }
@@ -172,8 +184,12 @@ offload_redis_endpoint_free(offload_redis_endpoint_t *ep)
 {
     free(ep->user);
     free(ep->password);
+    free(ep->sentinel_user);
+    free(ep->sentinel_password);
     ep->user = NULL;
     ep->password = NULL;
+    ep->sentinel_user = NULL;
+    ep->sentinel_password = NULL;
 }
 
 

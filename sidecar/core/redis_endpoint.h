@@ -21,6 +21,8 @@ typedef struct {
     offload_addr_t  sentinels[OFFLOAD_SENTINELS_MAX];
     int             nsentinels;     /* 0: no Sentinel, addr is the Redis */
     char            master[OFFLOAD_MASTER_NAME_MAX + 1];
+    char           *sentinel_user;  /* the sentinels' own login, as */
+    char           *sentinel_password;  /* user and password below */
     char           *user;           /* ACL user; NULL: "default" */
     char           *password;       /* NULL: no AUTH */
     int             db;

@@ -218,6 +218,26 @@ find_master(offload_redis_endpoint_t *ep, const char *name)
         }
 
         redisSetTimeout(c, timeout);
+
+        if (ep->sentinel_password != NULL) {
+            reply = ep->sentinel_user != NULL
+                    ? redisCommand(c, "AUTH %s %s", ep->sentinel_user,
+                                   ep->sentinel_password)
+                    : redisCommand(c, "AUTH %s", ep->sentinel_password);
+
+            if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+                fprintf(stderr, "offloadctl: sentinel %s:%d refused AUTH "
+                        "with sentinel_user/sentinel_password: %s\n",
+                        ep->sentinels[i].host, ep->sentinels[i].port,
+                        reply ? reply->str : c->errstr);
+                freeReplyObject(reply);
+                redisFree(c);
+                continue;
+            }
+
+            freeReplyObject(reply);
+        }
+
         reply = redisCommand(c, "SENTINEL get-master-addr-by-name %s",
                              ep->master);
 

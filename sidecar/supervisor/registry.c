@@ -625,8 +625,9 @@ offload_registry_refusal(offload_registry_t *reg, const offload_conf_t *conf)
         }
 
         if (l == reg->nlinks) {
-            return "a queue's redis, redis_user, password or db cannot "
-                   "name a Redis the node does not use yet on reload";
+            return "a queue's redis, redis_user, password, db or "
+                   "sentinel_user/sentinel_password cannot name a Redis "
+                   "the node does not use yet on reload";
         }
     }
 

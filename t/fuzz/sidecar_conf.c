@@ -28,7 +28,7 @@ check_addr(const offload_addr_t *a)
 
 
 /* The top level's Redis and each queue's: an address, or sentinels and a
- * master name. */
+ * master name (and the sentinels' login, complete). */
 static void
 check_endpoint(const offload_redis_endpoint_t *ep)
 {
@@ -44,6 +44,10 @@ check_endpoint(const offload_redis_endpoint_t *ep)
     }
     check(ep->nsentinels == 0 || ep->master[0] != '\0', "master name");
     check(ep->password == NULL || ep->password[0] != '\0', "password");
+    check(ep->sentinel_password == NULL || ep->sentinel_password[0] != '\0',
+          "sentinel_password");
+    check(ep->sentinel_user == NULL || ep->sentinel_password != NULL,
+          "sentinel_user without sentinel_password");
     check(ep->db >= 0 && ep->db <= 65535, "db");
     check(ep->wait_replicas >= 0
           && ep->wait_replicas <= OFFLOAD_WAIT_REPLICAS_MAX, "wait_replicas");

@@ -15,6 +15,9 @@ package SentinelTopology;
 #   $topo->wait_master_change($old, $timeout)  # the new master's port
 #   $topo->wait_ready($timeout) # sentinels see the master and a replica
 #   redis_cmd_at($port, ...)    # (OffloadTest) ask one server directly
+#   $topo->sentinel_cmd($port, ...)  # ask one sentinel (AUTH first when
+#                               # the sentinels have a password)
+#   $topo->signal_sentinel($port, 'STOP')
 #
 # No Debian package beyond redis-server: a sentinel is redis-server run
 # with --sentinel.
@@ -24,6 +27,7 @@ use warnings;
 
 use Exporter 'import';
 use Test::More;
+use IO::Socket::INET;
 use Time::HiRes qw(time);
 use OffloadTest;
 
@@ -32,7 +36,9 @@ our @EXPORT = qw(start_sentinel_topology);
 # start_sentinel_topology(name => master name (default 'offload'),
 #     replicas => 1, sentinels => 3, quorum => 2,
 #     down_after => ms (1000), failover_timeout => ms (3000),
-#     args => [more redis-server arguments for master and replicas])
+#     args => [more redis-server arguments for master and replicas],
+#     password => the sentinels' requirepass (and their sentinel-pass to
+#     one another); none by default)
 # Returns the topology once every sentinel sees the master, the replicas
 # and the other sentinels; fails the file (give_up) if it does not.
 sub start_sentinel_topology {
@@ -43,6 +49,7 @@ sub start_sentinel_topology {
         failover_timeout => $o{failover_timeout} // 3000,
         quorum => $o{quorum} // 2,
         args => $o{args} // [],
+        password => $o{password},
         redis => [],
         sentinels => [],
         dir => tmpdir(),
@@ -86,8 +93,11 @@ sub start_sentinel {
     my $port = free_port();
     my $conf = "$self->{dir}/sentinel-$port.conf";
     my $name = $self->{name};
+    my $auth = defined $self->{password}
+        ? "requirepass $self->{password}\n"
+          . "sentinel sentinel-pass $self->{password}\n" : '';
     # the sentinel rewrites its config file: it must be its own, writable
-    spew($conf, <<"CONF");
+    spew($conf, $auth . <<"CONF");
 port $port
 bind 127.0.0.1
 daemonize no
@@ -99,10 +109,40 @@ sentinel parallel-syncs $name 1
 CONF
     spawn("sentinel-$port", "$self->{dir}/sentinel-$port.log", {},
         'redis-server', $conf, '--sentinel');
-    wait_until(sub { (redis_cmd_at($port, 'PING') // '') eq 'PONG' }, 10,
+    wait_until(sub { ($self->sentinel_cmd($port, 'PING') // '') eq 'PONG' },
+        10,
         "sentinel on $port answers PING");
     push @{ $self->{sentinels} }, $port;
     return $port;
+}
+
+# A command to the sentinel on $port, after AUTH when the sentinels have
+# a password; its reply as redis_cmd_at gives it.
+sub sentinel_cmd {
+    my ($self, $port, @args) = @_;
+    return redis_cmd_at($port, @args) unless defined $self->{password};
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => $port, Proto => 'tcp', Timeout => 2)
+        or die "sentinel connect: $!\n";
+    my $req = '';
+    for my $cmd ([ 'AUTH', $self->{password} ], \@args) {
+        $req .= '*' . @$cmd . "\r\n";
+        $req .= '$' . length($_) . "\r\n$_\r\n" for @$cmd;
+    }
+    OffloadTest::syswrite_all($s, $req);
+    my $buf = '';
+    my $auth = OffloadTest::resp_read($s, \$buf);
+    die "sentinel AUTH: $auth->{error}\n" if ref $auth eq 'HASH';
+    my $reply = OffloadTest::resp_read($s, \$buf);
+    close $s;
+    return $reply;
+}
+
+# Sends $sig (STOP, CONT ...) to the sentinel on $port.
+sub signal_sentinel {
+    my ($self, $port, $sig) = @_;
+    kill $sig, OffloadTest::proc_pid("sentinel-$port")
+        or die "kill $sig sentinel-$port: $!\n";
 }
 
 sub name { $_[0]{name} }
@@ -120,7 +160,7 @@ sub url {
 # The master port one sentinel reports, or undef.
 sub sentinel_master {
     my ($self, $sentinel) = @_;
-    my $r = eval { redis_cmd_at($sentinel, 'SENTINEL',
+    my $r = eval { $self->sentinel_cmd($sentinel, 'SENTINEL',
         'get-master-addr-by-name', $self->{name}) };
     return ref $r eq 'ARRAY' && @$r == 2 ? $r->[1] : undef;
 }
@@ -149,11 +189,11 @@ sub wait_ready {
     return wait_until(sub {
         my $master = $self->master_port or return 0;
         for my $s (@{ $self->{sentinels} }) {
-            my $others = redis_cmd_at($s, 'SENTINEL', 'SENTINELS',
+            my $others = $self->sentinel_cmd($s, 'SENTINEL', 'SENTINELS',
                 $self->{name});
             return 0 unless ref $others eq 'ARRAY'
                 && @$others >= $want_sentinels;
-            my $replicas = redis_cmd_at($s, 'SENTINEL', 'REPLICAS',
+            my $replicas = $self->sentinel_cmd($s, 'SENTINEL', 'REPLICAS',
                 $self->{name});
             return 0 unless ref $replicas eq 'ARRAY'
                 && grep { replica_ok($_) } @$replicas;
@@ -190,8 +230,8 @@ sub request_failover {
     my ($self, $port, $timeout) = @_;
     my $r;
     wait_until(sub {
-        $r = redis_cmd_at($port // $self->{sentinels}[0], 'SENTINEL',
-            'FAILOVER', $self->{name});
+        $r = $self->sentinel_cmd($port // $self->{sentinels}[0],
+            'SENTINEL', 'FAILOVER', $self->{name});
         !(ref $r eq 'HASH' && ($r->{error} // '') =~ /^(NOGOODSLAVE|INPROG)/);
     }, $timeout // scaled(20), 'a sentinel that takes SENTINEL FAILOVER');
     return ref $r eq 'HASH' ? $r->{error} : $r;
