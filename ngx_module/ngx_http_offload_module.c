@@ -797,6 +797,50 @@ ngx_http_offload_body(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
+/*
+ * Redis has the job: a request that waits for its end needs its body no
+ * more.  What nginx allocated for it on its own (a body past the header
+ * buffer, over the pool's small size, or a copy of one) is freed and the
+ * request forgets its buffers ($request_body is then empty).  Under
+ * HTTP/2 they stay: the stream's body reader may look at them again.
+ */
+
+void
+ngx_http_offload_body_free(ngx_http_offload_ctx_t *ctx)
+{
+    ngx_chain_t         *cl;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+#if (NGX_HTTP_V2)
+    if (r->stream) {
+        return;
+    }
+#endif
+
+    if (r->request_body == NULL || r->request_body->temp_file) {
+        return;
+    }
+
+    /* ngx_pfree() frees only the pool's own big allocations */
+
+    if (ctx->body.data != NULL) {
+        (void) ngx_pfree(r->pool, ctx->body.data);
+    }
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        if (cl->buf->start != NULL) {
+            (void) ngx_pfree(r->pool, cl->buf->start);
+        }
+    }
+
+    r->request_body->bufs = NULL;
+    r->request_body->buf = NULL;
+    ngx_str_null(&ctx->body);
+}
+
+
 /* An answer counts under its queue, or, for a queue not known to exist
  * (no counters yet, the job not accepted), among the requests without
  * one. */

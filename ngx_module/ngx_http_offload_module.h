@@ -416,6 +416,7 @@ ngx_http_offload_now_us(void)
 
 /* ngx_http_offload_module.c */
 ngx_int_t ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx);
+void ngx_http_offload_body_free(ngx_http_offload_ctx_t *ctx);
 ngx_table_elt_t *ngx_http_offload_header(ngx_http_request_t *r,
     ngx_str_t *name, ngx_uint_t n);
 void ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,

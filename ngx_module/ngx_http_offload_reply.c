@@ -305,6 +305,8 @@ ngx_http_offload_submitted(ngx_http_offload_ctx_t *ctx)
 {
     ctx->submitted = 1;
 
+    ngx_http_offload_body_free(ctx);
+
     if (ctx->metrics == NULL) {
         ctx->metrics = ngx_http_offload_metrics_queue(
                                 ngx_http_offload_worker.metrics, &ctx->queue,
