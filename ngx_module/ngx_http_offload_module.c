@@ -440,24 +440,23 @@ ngx_http_offload_submit(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
 
     /* a big body is checked a slice per turn of the event loop */
 
-    ctx->scan = ngx_palloc(r->pool, sizeof(offload_json_scan_t));
-    if (ctx->scan == NULL) {
+    ctx->check = ngx_pcalloc(r->pool, sizeof(ngx_http_offload_check_t));
+    if (ctx->check == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    offload_json_scan_init(ctx->scan);
-    ctx->scan_cl = r->request_body->bufs;
-    ctx->scan_pos = 0;
+    offload_json_scan_init(&ctx->check->scan);
+    ctx->check->cl = r->request_body->bufs;
 
-    ctx->check.handler = ngx_http_offload_check_handler;
-    ctx->check.data = ctx;
-    ctx->check.log = r->connection->log;
+    ctx->check->ev.handler = ngx_http_offload_check_handler;
+    ctx->check->ev.data = ctx;
+    ctx->check->ev.log = r->connection->log;
     ctx->checking = 1;
 
     r->read_event_handler = ngx_http_test_reading;
     r->write_event_handler = ngx_http_request_empty_handler;
 
-    ngx_post_event(&ctx->check, &ngx_posted_events);
+    ngx_post_event(&ctx->check->ev, &ngx_posted_events);
 
     return NGX_DONE;
 }
@@ -468,35 +467,34 @@ ngx_http_offload_submit(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
 static void
 ngx_http_offload_check_handler(ngx_event_t *ev)
 {
-    size_t                   len, budget;
-    ngx_int_t                rc;
-    ngx_buf_t               *b;
-    offload_json_scan_t     *scan;
-    ngx_http_offload_ctx_t  *ctx = ev->data;
+    size_t                     len, budget;
+    ngx_int_t                  rc;
+    ngx_buf_t                 *b;
+    offload_json_scan_t       *scan;
+    ngx_http_offload_ctx_t    *ctx = ev->data;
+    ngx_http_offload_check_t  *check;
 
-    scan = ctx->scan;
+    check = ctx->check;
+    scan = &check->scan;
 
-    for (budget = NGX_HTTP_OFFLOAD_TURN; budget && ctx->scan_cl; budget -= len)
-    {
-        b = ctx->scan_cl->buf;
-        len = ngx_min((size_t) (b->last - b->pos) - ctx->scan_pos, budget);
+    for (budget = NGX_HTTP_OFFLOAD_TURN; budget && check->cl; budget -= len) {
+        b = check->cl->buf;
+        len = ngx_min((size_t) (b->last - b->pos) - check->pos, budget);
 
-        if (offload_json_scan(scan, (char *) b->pos + ctx->scan_pos, len)
-            != 0)
-        {
+        if (offload_json_scan(scan, (char *) b->pos + check->pos, len) != 0) {
             break;
         }
 
-        ctx->scan_pos += len;
+        check->pos += len;
 
-        if (ctx->scan_pos == (size_t) (b->last - b->pos)) {
-            ctx->scan_cl = ctx->scan_cl->next;
-            ctx->scan_pos = 0;
+        if (check->pos == (size_t) (b->last - b->pos)) {
+            check->cl = check->cl->next;
+            check->pos = 0;
         }
     }
 
     if (scan->err == NULL) {
-        if (ctx->scan_cl) {
+        if (check->cl) {
             ngx_post_event(ev, &ngx_posted_next_events);
             return;
         }
@@ -802,6 +800,50 @@ ngx_http_offload_body(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
+/*
+ * Redis has the job: a request that waits for its end needs its body no
+ * more.  What nginx allocated for it on its own (a body past the header
+ * buffer, over the pool's small size, or a copy of one) is freed and the
+ * request forgets its buffers ($request_body is then empty).  Under
+ * HTTP/2 they stay: the stream's body reader may look at them again.
+ */
+
+void
+ngx_http_offload_body_free(ngx_http_offload_ctx_t *ctx)
+{
+    ngx_chain_t         *cl;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+#if (NGX_HTTP_V2)
+    if (r->stream) {
+        return;
+    }
+#endif
+
+    if (r->request_body == NULL || r->request_body->temp_file) {
+        return;
+    }
+
+    /* ngx_pfree() frees only the pool's own big allocations */
+
+    if (ctx->body.data != NULL) {
+        (void) ngx_pfree(r->pool, ctx->body.data);
+    }
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        if (cl->buf->start != NULL) {
+            (void) ngx_pfree(r->pool, cl->buf->start);
+        }
+    }
+
+    r->request_body->bufs = NULL;
+    r->request_body->buf = NULL;
+    ngx_str_null(&ctx->body);
+}
+
+
 /* An answer counts under its queue, or, for a queue not known to exist
  * (no counters yet, the job not accepted), among the requests without
  * one. */
@@ -850,8 +892,8 @@ ngx_http_offload_cleanup(void *data)
 
     ngx_http_offload_unpark(ctx);
 
-    if (ctx->check.posted) {
-        ngx_delete_posted_event(&ctx->check);
+    if (ctx->check && ctx->check->ev.posted) {
+        ngx_delete_posted_event(&ctx->check->ev);
     }
 }
 

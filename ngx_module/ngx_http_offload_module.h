@@ -326,7 +326,20 @@ typedef struct {
 } ngx_http_offload_loc_conf_t;
 
 
-/* A parked request. */
+/* A big body's JSON check: a slice of its buffers per turn of the loop. */
+typedef struct {
+    ngx_event_t                   ev;
+    offload_json_scan_t           scan;
+    ngx_chain_t                  *cl;          /* where it is */
+    size_t                        pos;
+} ngx_http_offload_check_t;
+
+
+/*
+ * A parked request.  What only a big body or result needs is allocated
+ * when one comes (check, stream): a request waits with its context in the
+ * room left in nginx's own second 4k pool block.
+ */
 typedef struct {
     ngx_rbtree_node_t             node;        /* key: the job's sequence */
     ngx_http_request_t           *request;
@@ -341,19 +354,16 @@ typedef struct {
     ngx_uint_t                    retry_after; /* s, of a 503; 0: 1 s */
     u_char                        id[OFFLOAD_JOB_ID_LEN];
     ngx_event_t                   deadline;
-    ngx_http_offload_stream_t     stream[NGX_HTTP_OFFLOAD_SLICES];
-                                               /* slice n of a big body or
-                                                  result is stream[n % 2] */
+    ngx_http_offload_stream_t    *stream;      /* slice n of a big body or
+                                                  result is stream[n % 2],
+                                                  NULL before the first */
     size_t                        sliced;      /* bytes of a body, elements
                                                   of a result, asked for */
     ngx_str_t                     body;        /* data NULL: in bufs */
     ngx_http_offload_cursor_t     body_at;     /* a big body's next slice */
     ngx_str_t                     body_key;    /* a big body's key, */
     size_t                        body_stored; /* and what Redis holds */
-    offload_json_scan_t          *scan;        /* a big body's check */
-    ngx_chain_t                  *scan_cl;     /* where the check is */
-    size_t                        scan_pos;
-    ngx_event_t                   check;
+    ngx_http_offload_check_t     *check;       /* a big body's */
     ngx_str_t                     result_key;  /* a big result's key, */
     ngx_chain_t                  *result;      /* its elements read, */
     ngx_chain_t                 **result_last;
@@ -414,6 +424,7 @@ ngx_http_offload_now_us(void)
 
 /* ngx_http_offload_module.c */
 ngx_int_t ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx);
+void ngx_http_offload_body_free(ngx_http_offload_ctx_t *ctx);
 ngx_table_elt_t *ngx_http_offload_header(ngx_http_request_t *r,
     ngx_str_t *name, ngx_uint_t n);
 void ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
@@ -536,6 +547,8 @@ void ngx_http_offload_replicate_stop(ngx_http_offload_ctx_t *ctx);
 void ngx_http_offload_peer_start(ngx_http_offload_peer_t *peer,
     ngx_log_t *log);
 void ngx_http_offload_peer_stop(ngx_http_offload_peer_t *peer);
+ngx_http_offload_stream_t *ngx_http_offload_stream(
+    ngx_http_offload_ctx_t *ctx, size_t n);
 void ngx_http_offload_park(ngx_http_offload_ctx_t *ctx, ngx_msec_t timeout);
 void ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx);
 ngx_http_offload_ctx_t *ngx_http_offload_needed_ctx(redisAsyncContext *ac,

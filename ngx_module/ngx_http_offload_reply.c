@@ -41,8 +41,8 @@ static void ngx_http_offload_whole_done(redisAsyncContext *ac, void *r,
 static void ngx_http_offload_nothing_stored(ngx_http_offload_ctx_t *ctx);
 static void ngx_http_offload_bad_result(ngx_http_offload_ctx_t *ctx);
 static ngx_int_t ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx,
-    ngx_http_offload_stream_t *st, redisCallbackFn *fn, int argc,
-    const char **argv, size_t *argvlen);
+    size_t n, redisCallbackFn *fn, int argc, const char **argv,
+    size_t *argvlen);
 static ngx_int_t ngx_http_offload_fetch_slice(ngx_http_offload_ctx_t *ctx);
 static void ngx_http_offload_llen_done(redisAsyncContext *ac, void *r,
     void *privdata);
@@ -165,7 +165,7 @@ ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx)
 
     ngx_http_offload_replicate_stop(ctx);
 
-    for (i = 0; i < NGX_HTTP_OFFLOAD_SLICES; i++) {
+    for (i = 0; ctx->stream && i < NGX_HTTP_OFFLOAD_SLICES; i++) {
         ngx_http_offload_link_unstream(&ctx->peer->bulk, &ctx->stream[i]);
     }
 
@@ -305,6 +305,8 @@ ngx_http_offload_submitted(ngx_http_offload_ctx_t *ctx)
 {
     ctx->submitted = 1;
 
+    ngx_http_offload_body_free(ctx);
+
     if (ctx->metrics == NULL) {
         ctx->metrics = ngx_http_offload_metrics_queue(
                                 ngx_http_offload_worker.metrics, &ctx->queue,
@@ -421,7 +423,7 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t how)
         argv[0] = "LLEN";
         argvlen[0] = 4;
 
-        (void) ngx_http_offload_fetch_big(ctx, &ctx->stream[0],
+        (void) ngx_http_offload_fetch_big(ctx, 0,
                                           ngx_http_offload_llen_done, 2,
                                           argv, argvlen);
         return;
@@ -437,7 +439,7 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t how)
         argv[0] = "GET";
         argvlen[0] = 3;
 
-        (void) ngx_http_offload_fetch_big(ctx, &ctx->stream[0],
+        (void) ngx_http_offload_fetch_big(ctx, 0,
                                           ngx_http_offload_whole_done, 2,
                                           argv, argvlen);
         return;
@@ -460,18 +462,41 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t how)
 }
 
 
-/* a command of a big result's read, queued on the bulk link */
+/* slice n's stream of a big body or result; NULL: out of memory */
+
+ngx_http_offload_stream_t *
+ngx_http_offload_stream(ngx_http_offload_ctx_t *ctx, size_t n)
+{
+    if (ctx->stream == NULL) {
+        ctx->stream = ngx_pcalloc(ctx->request->pool,
+                                  NGX_HTTP_OFFLOAD_SLICES
+                                  * sizeof(ngx_http_offload_stream_t));
+        if (ctx->stream == NULL) {
+            return NULL;
+        }
+    }
+
+    return &ctx->stream[n % NGX_HTTP_OFFLOAD_SLICES];
+}
+
+
+/* the command of a big result's read for slice n, queued on the bulk
+ * link */
 
 static ngx_int_t
-ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx,
-    ngx_http_offload_stream_t *st, redisCallbackFn *fn, int argc,
-    const char **argv, size_t *argvlen)
+ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx, size_t n,
+    redisCallbackFn *fn, int argc, const char **argv, size_t *argvlen)
 {
-    if (ngx_http_offload_link_stream(&ctx->peer->bulk, st,
-                                     ctx->request->pool, fn,
-                                     (void *) (uintptr_t) ctx->node.key,
-                                     argc, argv, argvlen, 1, NULL)
-        != NGX_OK)
+    ngx_http_offload_stream_t  *st;
+
+    st = ngx_http_offload_stream(ctx, n);
+
+    if (st == NULL
+        || ngx_http_offload_link_stream(&ctx->peer->bulk, st,
+                                        ctx->request->pool, fn,
+                                        (void *) (uintptr_t) ctx->node.key,
+                                        argc, argv, argvlen, 1, NULL)
+           != NGX_OK)
     {
         ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                       "internal", "out of memory");
@@ -502,9 +527,9 @@ ngx_http_offload_fetch_slice(ngx_http_offload_ctx_t *ctx)
     argv[2] = (char *) index;
     argvlen[2] = ngx_sprintf(index, "%uz", ctx->sliced) - index;
 
-    if (ngx_http_offload_fetch_big(ctx,
-                  &ctx->stream[ctx->sliced % NGX_HTTP_OFFLOAD_SLICES],
-                  ngx_http_offload_index_done, 3, argv, argvlen)
+    if (ngx_http_offload_fetch_big(ctx, ctx->sliced,
+                                   ngx_http_offload_index_done, 3, argv,
+                                   argvlen)
         != NGX_OK)
     {
         return NGX_ERROR;

@@ -154,7 +154,10 @@ ngx_http_offload_upload_slice(ngx_http_offload_ctx_t *ctx)
     }
 
     len = ngx_min(ctx->body.len - ctx->sliced, OFFLOAD_SLICE);
-    st = &ctx->stream[ctx->sliced / OFFLOAD_SLICE % NGX_HTTP_OFFLOAD_SLICES];
+    st = ngx_http_offload_stream(ctx, ctx->sliced / OFFLOAD_SLICE);
+    if (st == NULL) {
+        return NGX_ERROR;
+    }
 
     argv[0] = "RPUSH";
     argvlen[0] = 5;
