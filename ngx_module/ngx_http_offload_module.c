@@ -805,7 +805,9 @@ ngx_http_offload_body(ngx_http_request_t *r, ngx_str_t *body)
  * more.  What nginx allocated for it on its own (a body past the header
  * buffer, over the pool's small size, or a copy of one) is freed and the
  * request forgets its buffers ($request_body is then empty).  Under
- * HTTP/2 they stay: the stream's body reader may look at them again.
+ * HTTP/2 they stay: the stream's body reader may look at them again; and
+ * while anything else holds the request (a mirror's subrequest, whose
+ * upstream may still be sending these very buffers), they stay too.
  */
 
 void
@@ -822,7 +824,9 @@ ngx_http_offload_body_free(ngx_http_offload_ctx_t *ctx)
     }
 #endif
 
-    if (r->request_body == NULL || r->request_body->temp_file) {
+    if (r->request_body == NULL || r->request_body->temp_file
+        || r->main->count > 1)
+    {
         return;
     }
 
