@@ -190,6 +190,7 @@ struct ngx_http_offload_link_s {
                                                       addr first */
     unsigned                      awaiting:1;  /* the sentinels' answer */
     unsigned                      to_sentinel:1;   /* no AUTH, no SELECT */
+    unsigned                      writing:1;   /* in the write handler */
 };
 
 
