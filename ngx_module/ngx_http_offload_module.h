@@ -192,6 +192,7 @@ struct ngx_http_offload_link_s {
     unsigned                      awaiting:1;  /* the sentinels' answer */
     unsigned                      to_sentinel:1;   /* the sentinels' AUTH,
                                                       no SELECT */
+    unsigned                      writing:1;   /* in the write handler */
 };
 
 

@@ -15,6 +15,8 @@
 
 static void ngx_http_offload_link_read_handler(ngx_event_t *rev);
 static void ngx_http_offload_link_write_handler(ngx_event_t *wev);
+static void ngx_http_offload_link_write(ngx_http_offload_link_t *link,
+    redisAsyncContext *ac);
 static ngx_http_offload_stream_t *ngx_http_offload_link_blank(
     ngx_http_offload_stream_t *st, ngx_log_t *log);
 static void ngx_http_offload_link_add_read(void *privdata);
@@ -898,17 +900,12 @@ ngx_http_offload_link_read_handler(ngx_event_t *rev)
 }
 
 
-/*
- * With commands queued by ngx_http_offload_link_stream(), hiredis writes
- * one piece after another until the socket is full (hiredis keeps the write
- * event armed then) or NGX_HTTP_OFFLOAD_TURN bytes went in this turn of the
- * event loop.
- */
+/* link->writing tells ngx_http_offload_link_add_write() that hiredis asks
+ * for the write event from inside its own writing */
 
 static void
 ngx_http_offload_link_write_handler(ngx_event_t *wev)
 {
-    size_t                    len, written;
     ngx_connection_t         *c;
     redisAsyncContext        *ac;
     ngx_http_offload_link_t  *link;
@@ -920,6 +917,27 @@ ngx_http_offload_link_write_handler(ngx_event_t *wev)
     if (ac == NULL) {
         return;
     }
+
+    link->writing = 1;
+    ngx_http_offload_link_write(link, ac);
+
+    /* the context and the link's connection may be gone */
+    link->writing = 0;
+}
+
+
+/*
+ * With commands queued by ngx_http_offload_link_stream(), hiredis writes
+ * one piece after another until the socket is full (hiredis keeps the write
+ * event armed then) or NGX_HTTP_OFFLOAD_TURN bytes went in this turn of the
+ * event loop.
+ */
+
+static void
+ngx_http_offload_link_write(ngx_http_offload_link_t *link,
+    redisAsyncContext *ac)
+{
+    size_t  len, written;
 
     if (!link->up || ngx_queue_empty(&link->streams)) {
         redisAsyncHandleWrite(ac);
@@ -960,7 +978,7 @@ ngx_http_offload_link_write_handler(ngx_event_t *wev)
         }
     }
 
-    ngx_post_event(wev, &ngx_posted_next_events);
+    ngx_post_event(link->connection->write, &ngx_posted_next_events);
 }
 
 
@@ -1002,18 +1020,40 @@ ngx_http_offload_link_del_read(void *privdata)
 
 /*
  * Adding the write event (re)arms it with EPOLL_CTL_ADD/MOD, which reports
- * a writable socket at once even under edge triggering.
+ * a writable socket at once even under edge triggering.  Under edge
+ * triggering it stays armed once added, as nginx's own connections do:
+ * hiredis asks for it with every command and lets it go when its buffer
+ * is written, two epoll_ctl() calls for every write.  Commands queued on a
+ * connected socket are written by the write event posted for the next turn
+ * of the loop, after the events that turn brings (as the re-armed event
+ * came before), all in one write; a write that filled the socket (hiredis
+ * asks again from inside the write handler) waits for the edge of the
+ * socket's room coming back.
  */
 
 static void
 ngx_http_offload_link_add_write(void *privdata)
 {
-    ngx_connection_t  *c = privdata;
+    ngx_connection_t         *c = privdata;
+    ngx_http_offload_link_t  *link;
 
-    if (!c->write->active
-        && ngx_add_event(c->write, NGX_WRITE_EVENT,
-                         ngx_http_offload_event_flags())
-           != NGX_OK)
+    if (c->write->active) {
+        link = c->data;
+
+        if ((ngx_event_flags & NGX_USE_CLEAR_EVENT)
+            && !link->writing
+            && link->ac != NULL
+            && (link->ac->c.flags & REDIS_CONNECTED))
+        {
+            ngx_post_event(c->write, &ngx_posted_next_events);
+        }
+
+        return;
+    }
+
+    if (ngx_add_event(c->write, NGX_WRITE_EVENT,
+                      ngx_http_offload_event_flags())
+        != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ALERT, c->log, 0,
                       "offload: cannot add a redis write event");
@@ -1026,7 +1066,7 @@ ngx_http_offload_link_del_write(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (c->write->active) {
+    if (c->write->active && !(ngx_event_flags & NGX_USE_CLEAR_EVENT)) {
         (void) ngx_del_event(c->write, NGX_WRITE_EVENT,
                              ngx_http_offload_event_flags());
     }

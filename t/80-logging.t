@@ -43,6 +43,9 @@ my $before = () = slurp(nginx_error_log()) =~ /\n/g;
 my @res = concurrent_posts(4, 25, sub { $_[1] % 5 ? '{"ok":1}' : '{bad' });
 is(scalar(grep { $_->{status} == 200 || $_->{status} == 400 } @res), 100,
     '100 answers, 200 and 400');
+my %ids = map { ($_->{headers}{'x-request-id'} // '') => 1 } @res;
+is(scalar(grep { /^[0-9a-f]{32}$/ } keys %ids), 100,
+    'each of them with a request id of its own');
 my $after = () = slurp(nginx_error_log()) =~ /\n/g;
 is($after, $before, 'no error_log line for them at notice');
 
