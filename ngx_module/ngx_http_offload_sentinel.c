@@ -456,12 +456,22 @@ ngx_http_offload_sentinel_switched(redisAsyncContext *ac, void *r,
     void *privdata)
 {
     redisReply                   *reply = r;
-    redisReply                   *kind, *payload;
+    redisReply                   *payload;
+    ngx_uint_t                    message;
     ngx_http_offload_peer_t      *peer;
     ngx_http_offload_link_t      *link;
     ngx_http_offload_sentinel_t  *s;
 
-    link = ngx_http_offload_link_replied(ac, reply);
+    message = reply != NULL && reply->type == REDIS_REPLY_ARRAY
+              && reply->elements == 4
+              && reply->element[0]->type == REDIS_REPLY_STRING
+              && reply->element[0]->len == 8
+              && ngx_strncmp(reply->element[0]->str, "pmessage", 8) == 0
+              && reply->element[3]->type == REDIS_REPLY_STRING;
+
+    /* a message answers no command: the watchdog goes on waiting for the
+     * pong of a PING sent before the message came */
+    link = message ? ac->data : ngx_http_offload_link_replied(ac, reply);
     peer = link->peer;
     s = peer->sentinels;
 
@@ -474,19 +484,13 @@ ngx_http_offload_sentinel_switched(redisAsyncContext *ac, void *r,
         return;
     }
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 4
-        || reply->element[0]->type != REDIS_REPLY_STRING
-        || reply->element[3]->type != REDIS_REPLY_STRING)
-    {
+    if (!message) {
         return;
     }
 
-    kind = reply->element[0];
     payload = reply->element[3];
 
-    if (kind->len != 8 || ngx_strncmp(kind->str, "pmessage", 8) != 0
-        || payload->len <= s->master_name.len
+    if (payload->len <= s->master_name.len
         || ngx_strncmp(payload->str, s->master_name.data,
                        s->master_name.len) != 0
         || payload->str[s->master_name.len] != ' ')

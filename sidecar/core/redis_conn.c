@@ -262,15 +262,17 @@ stop_watching(offload_redis_conn_t *rc)
 }
 
 
-/* From a reply callback of the watched sentinel: it is let go once the
- * callback returns, and the next tick watches another one. */
+/* From a reply callback of the watched sentinel: it is freed once the
+ * callback returns (not disconnected: a subscribed context would wait for
+ * every pending reply first, from a sentinel that may never send them),
+ * and the next tick watches another one. */
 static void
 let_go_watching(offload_redis_conn_t *rc, redisAsyncContext *ac)
 {
     rc->watching = NULL;
 
-    if (!(ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING))) {
-        redisAsyncDisconnect(ac);
+    if (!(ac->c.flags & REDIS_FREEING)) {
+        redisAsyncFree(ac);
     }
 }
 

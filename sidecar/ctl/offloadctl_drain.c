@@ -17,25 +17,28 @@
 #include "offloadctl.h"
 
 
-/* The node's document on servers[s], or NULL (none, or a Redis error). */
-static json_t *
-node_doc(ctl_t *ctl, size_t s, const char *node)
+/* The node's document on servers[s] into doc (NULL: none); -1 on a
+ * Redis error (printed). */
+static int
+node_doc(ctl_t *ctl, size_t s, const char *node, json_t **doc)
 {
-    json_t       *doc;
     redisReply   *reply;
     json_error_t  jerr;
 
     ctl_use(ctl, s);
 
+    *doc = NULL;
     reply = ctl_command(ctl, "GET " OFFLOAD_NODE_FMT, node);
     if (reply == NULL) {
-        return NULL;
+        return -1;
     }
 
-    doc = reply->type == REDIS_REPLY_STRING
-          ? json_loadb(reply->str, reply->len, 0, &jerr) : NULL;
+    if (reply->type == REDIS_REPLY_STRING) {
+        *doc = json_loadb(reply->str, reply->len, 0, &jerr);
+    }
+
     freeReplyObject(reply);
-    return doc;
+    return 0;
 }
 
 
@@ -71,7 +74,8 @@ doc_settled(json_t *doc, int drained, int *nworkers)
 
 /* How many Redis servers hold a document of the node; with settled, also
  * whether every one of them shows the change (a node's document on each
- * Redis lists only the queues that live there), counting the workers. */
+ * Redis lists only the queues that live there), counting the workers: not
+ * while a Redis does not answer (its workers are unseen). */
 static size_t
 node_docs(ctl_t *ctl, const char *node, int drained, int *settled,
     int *nworkers)
@@ -85,7 +89,13 @@ node_docs(ctl_t *ctl, const char *node, int drained, int *settled,
     }
 
     for (s = 0; s < ctl->nservers; s++) {
-        doc = node_doc(ctl, s, node);
+        if (node_doc(ctl, s, node, &doc) != 0) {
+            if (settled) {
+                *settled = 0;
+            }
+            continue;
+        }
+
         if (doc == NULL) {
             continue;
         }
