@@ -68,6 +68,9 @@ static const char  *ngx_http_offload_json_names[NGX_HTTP_OFFLOAD_NFINE] = {
     "queue", "run", "request"
 };
 
+/* their percentiles there: p50, p99 */
+static const double  ngx_http_offload_json_qs[2] = { 0.5, 0.99 };
+
 
 static const offload_hist_t *
 ngx_http_offload_hist_of(ngx_uint_t h)
@@ -438,25 +441,43 @@ ngx_http_offload_prom_sum(u_char *p, u_char *last, ngx_uint_t h,
 }
 
 
+/*
+ * A histogram's samples.  Its bucket lines, most of the text, are copied
+ * from a prefix made once rather than formatted: ngx_slprintf() copies a
+ * %s byte by byte.  Like it, stops at last.
+ */
+
 static u_char *
 ngx_http_offload_prom_hist(u_char *p, u_char *last, ngx_uint_t h,
     ngx_http_offload_queue_metrics_t *q)
 {
+    u_char                           pre[64 + OFFLOAD_QUEUE_NAME_MAX];
+    size_t                           pre_len, le_len;
     ngx_uint_t                       b;
+    const char                      *le;
     ngx_atomic_uint_t                cumulative;
     const char                      *name = ngx_http_offload_hists[h].name;
     const offload_hist_t            *hist = ngx_http_offload_hist_of(h);
     ngx_http_offload_hist_counts_t  *hc = &q->hist[h];
 
+    pre_len = ngx_snprintf(pre, sizeof(pre), "%s_bucket{queue=\"%*s\",le=\"",
+                           name, q->name_len, q->name)
+              - pre;
+
     cumulative = 0;
 
     for (b = 0; b <= (ngx_uint_t) hist->nbounds; b++) {
         cumulative += hc->count[b];
-        p = ngx_slprintf(p, last, "%s_bucket{queue=\"%*s\",le=\"%s\"} %uA\n",
-                         name, q->name_len, q->name,
-                         b < (ngx_uint_t) hist->nbounds ? hist->le[b]
-                                                        : "+Inf",
-                         cumulative);
+        le = b < (ngx_uint_t) hist->nbounds ? hist->le[b] : "+Inf";
+        le_len = ngx_strlen(le);
+
+        if ((size_t) (last - p) < pre_len + le_len + NGX_ATOMIC_T_LEN + 4) {
+            return p;
+        }
+
+        p = ngx_cpymem(p, pre, pre_len);
+        p = ngx_cpymem(p, le, le_len);
+        p = ngx_sprintf(p, "\"} %uA\n", cumulative);
     }
 
     p = ngx_slprintf(p, last, "%s_sum{queue=\"%*s\"} ", name, q->name_len,
@@ -619,6 +640,7 @@ ngx_http_offload_metrics_json(ngx_http_offload_metrics_t *m, u_char *p,
 {
     char                              *sep;
     u_char                             buf[NGX_INT_T_LEN + 1];
+    int64_t                            pct[NGX_HTTP_OFFLOAD_NFINE][2];
     uint64_t                           counts[OFFLOAD_HIST_FINE];
     ngx_uint_t                         i, n, s, b, h;
     ngx_http_offload_queue_metrics_t  *q;
@@ -682,34 +704,43 @@ ngx_http_offload_metrics_json(ngx_http_offload_metrics_t *m, u_char *p,
 
         /* its fine buckets that counted something, as [<the value the
          * bucket stands for, us>, <count>], so a client can take precise
-         * percentiles of an interval (the dashboard) */
+         * percentiles of an interval (the dashboard); and the latency
+         * percentiles since nginx started, both of one read of the
+         * counters, the percentiles of one walk over them */
         p = ngx_slprintf(p, last, "],\"request_fine_us\":[");
-        sep = "";
 
-        for (b = 0; b < OFFLOAD_HIST_FINE; b++) {
-            if (q->fine[h][b]) {
-                p = ngx_slprintf(p, last, "%s[%L,%uA]", sep,
-                                 offload_hist_fine_value(b), q->fine[h][b]);
-                sep = ",";
-            }
-        }
-
-        p = ngx_slprintf(p, last, "]");
-
-        /* the latency percentiles since nginx started */
         for (h = 0; h < NGX_HTTP_OFFLOAD_NFINE; h++) {
             for (b = 0; b < OFFLOAD_HIST_FINE; b++) {
                 counts[b] = q->fine[h][b];
             }
 
+            offload_hist_fine_quantiles(counts, ngx_http_offload_json_qs,
+                                        pct[h], 2);
+
+            if (h != NGX_HTTP_OFFLOAD_HIST_REQUEST) {
+                continue;
+            }
+
+            sep = "";
+
+            for (b = 0; b < OFFLOAD_HIST_FINE; b++) {
+                if (counts[b]) {
+                    p = ngx_slprintf(p, last, "%s[%L,%uL]", sep,
+                                     offload_hist_fine_value(b), counts[b]);
+                    sep = ",";
+                }
+            }
+        }
+
+        p = ngx_slprintf(p, last, "]");
+
+        for (h = 0; h < NGX_HTTP_OFFLOAD_NFINE; h++) {
             p = ngx_slprintf(p, last, ",\"%s_p50_ms\":",
                              ngx_http_offload_json_names[h]);
-            p = ngx_http_offload_json_ms(p, last,
-                    offload_hist_fine_quantile(counts, 0.5));
+            p = ngx_http_offload_json_ms(p, last, pct[h][0]);
             p = ngx_slprintf(p, last, ",\"%s_p99_ms\":",
                              ngx_http_offload_json_names[h]);
-            p = ngx_http_offload_json_ms(p, last,
-                    offload_hist_fine_quantile(counts, 0.99));
+            p = ngx_http_offload_json_ms(p, last, pct[h][1]);
         }
 
         p = ngx_slprintf(p, last, "}");
