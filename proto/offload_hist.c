@@ -147,26 +147,26 @@ offload_hist_fine_quantile(const uint64_t *counts, double q)
 {
     int64_t  value;
 
-    offload_hist_fine_quantiles(counts, &q, &value, 1);
+    offload_hist_fine_quantiles(counts, 0, OFFLOAD_HIST_FINE, &q, &value, 1);
 
     return value;
 }
 
 
 void
-offload_hist_fine_quantiles(const uint64_t *counts, const double *q,
-    int64_t *value, int n)
+offload_hist_fine_quantiles(const uint64_t *counts, int from, int to,
+    const double *q, int64_t *value, int n)
 {
     int       i, k;
     double    at;
     uint64_t  total = 0, rank, below;
 
-    for (i = 0; i < OFFLOAD_HIST_FINE; i++) {
+    for (i = from; i < to; i++) {
         total += counts[i];
     }
 
     below = 0;
-    i = 0;
+    i = from;
 
     for (k = 0; k < n; k++) {
         if (total == 0) {
@@ -182,7 +182,7 @@ offload_hist_fine_quantiles(const uint64_t *counts, const double *q,
         }
 
         /* the walk goes on from the previous quantile's bucket */
-        while (i < OFFLOAD_HIST_FINE - 1 && below + counts[i] < rank) {
+        while (i < to - 1 && below + counts[i] < rank) {
             below += counts[i];
             i++;
         }

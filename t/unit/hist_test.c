@@ -128,6 +128,8 @@ test_fine_random(void)
     size_t    walked = 0;
     double    err, worst = 0;
     int64_t  *v, want, got, all[sizeof(qs) / sizeof(qs[0])];
+    int64_t   part[sizeof(qs) / sizeof(qs[0])];
+    int       lo, hi;
     uint64_t  counts[OFFLOAD_HIST_FINE];
 
     v = malloc(NVALUES * sizeof(int64_t));
@@ -155,12 +157,20 @@ test_fine_random(void)
         }
 
         qsort(v, NVALUES, sizeof(int64_t), cmp_i64);
-        offload_hist_fine_quantiles(counts, qs, all, (int) nq);
+        offload_hist_fine_quantiles(counts, 0, OFFLOAD_HIST_FINE, qs, all,
+                                    (int) nq);
+
+        /* and of the buckets used only */
+        for (lo = 0; counts[lo] == 0; lo++) { /* void */ }
+        for (hi = OFFLOAD_HIST_FINE; counts[hi - 1] == 0; hi--) {
+            /* void */
+        }
+        offload_hist_fine_quantiles(counts, lo, hi, qs, part, (int) nq);
 
         for (k = 0; k < (int) nq; k++) {
             want = true_quantile(v, NVALUES, qs[k]);
             got = offload_hist_fine_quantile(counts, qs[k]);
-            walked += (all[k] != got);
+            walked += (all[k] != got) + (part[k] != got);
             err = fabs((double) (got - want)) / (double) want;
             if (err > worst) {
                 worst = err;
