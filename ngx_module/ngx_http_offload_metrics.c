@@ -670,7 +670,6 @@ ngx_http_offload_metrics_json_size(ngx_http_offload_metrics_t *m)
 }
 
 
-
 static u_char *
 ngx_http_offload_json_ms(u_char *p, u_char *last, int64_t us)
 {
