@@ -68,6 +68,9 @@ static const char  *ngx_http_offload_json_names[NGX_HTTP_OFFLOAD_NFINE] = {
     "queue", "run", "request"
 };
 
+/* their percentiles there: p50, p99 */
+static const double  ngx_http_offload_json_qs[2] = { 0.5, 0.99 };
+
 
 static const offload_hist_t *
 ngx_http_offload_hist_of(ngx_uint_t h)
@@ -320,10 +323,28 @@ ngx_http_offload_metrics_invalid(ngx_http_offload_metrics_t *m,
 }
 
 
+/* *a = max(*a, v): only a new maximum writes */
+
+static void
+ngx_http_offload_atomic_max(ngx_atomic_t *a, ngx_atomic_uint_t v)
+{
+    ngx_atomic_uint_t  old;
+
+    for ( ;; ) {
+        old = *a;
+
+        if (old >= v || ngx_atomic_cmp_set(a, old, v)) {
+            return;
+        }
+    }
+}
+
+
 void
 ngx_http_offload_metrics_observe(ngx_http_offload_queue_metrics_t *q,
     ngx_uint_t h, int64_t value)
 {
+    ngx_uint_t                       b;
     ngx_http_offload_hist_counts_t  *hc;
 
     if (q == NULL) {
@@ -343,9 +364,14 @@ ngx_http_offload_metrics_observe(ngx_http_offload_queue_metrics_t *q,
     (void) ngx_atomic_fetch_add(&hc->sum, (ngx_atomic_int_t) value);
 
     if (h < NGX_HTTP_OFFLOAD_NFINE) {
-        (void) ngx_atomic_fetch_add(&q->fine[h][
-                                        offload_hist_fine_bucket(value)],
-                                    1);
+        b = offload_hist_fine_bucket(value);
+
+        /* the bounds first: a reader that reads them, then the buckets,
+         * sees this count or none of it */
+        ngx_http_offload_atomic_max(&q->fine_from[h], OFFLOAD_HIST_FINE - b);
+        ngx_http_offload_atomic_max(&q->fine_to[h], b + 1);
+
+        (void) ngx_atomic_fetch_add(&q->fine[h][b], 1);
     }
 }
 
@@ -401,6 +427,25 @@ ngx_http_offload_metrics_redis(ngx_uint_t what)
 }
 
 
+/* v in decimal: ngx_sprintf()'s %uA without its format parsing, which
+ * was most of a status answer's CPU with many queues */
+
+static u_char *
+ngx_http_offload_put_uint(u_char *p, ngx_atomic_uint_t v)
+{
+    u_char  digits[NGX_ATOMIC_T_LEN], *d;
+
+    d = digits + NGX_ATOMIC_T_LEN;
+
+    do {
+        *--d = (u_char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+
+    return ngx_cpymem(p, d, digits + NGX_ATOMIC_T_LEN - d);
+}
+
+
 /* Prometheus text, 0.0.4 */
 
 static u_char *
@@ -438,25 +483,45 @@ ngx_http_offload_prom_sum(u_char *p, u_char *last, ngx_uint_t h,
 }
 
 
+/*
+ * A histogram's samples.  Its bucket lines, most of the text, are copied
+ * from a prefix made once rather than formatted: ngx_slprintf() copies a
+ * %s byte by byte.  Like it, stops at last.
+ */
+
 static u_char *
 ngx_http_offload_prom_hist(u_char *p, u_char *last, ngx_uint_t h,
     ngx_http_offload_queue_metrics_t *q)
 {
+    u_char                           pre[64 + OFFLOAD_QUEUE_NAME_MAX];
+    size_t                           pre_len, le_len;
     ngx_uint_t                       b;
+    const char                      *le;
     ngx_atomic_uint_t                cumulative;
     const char                      *name = ngx_http_offload_hists[h].name;
     const offload_hist_t            *hist = ngx_http_offload_hist_of(h);
     ngx_http_offload_hist_counts_t  *hc = &q->hist[h];
 
+    pre_len = ngx_snprintf(pre, sizeof(pre), "%s_bucket{queue=\"%*s\",le=\"",
+                           name, q->name_len, q->name)
+              - pre;
+
     cumulative = 0;
 
     for (b = 0; b <= (ngx_uint_t) hist->nbounds; b++) {
         cumulative += hc->count[b];
-        p = ngx_slprintf(p, last, "%s_bucket{queue=\"%*s\",le=\"%s\"} %uA\n",
-                         name, q->name_len, q->name,
-                         b < (ngx_uint_t) hist->nbounds ? hist->le[b]
-                                                        : "+Inf",
-                         cumulative);
+        le = b < (ngx_uint_t) hist->nbounds ? hist->le[b] : "+Inf";
+        le_len = ngx_strlen(le);
+
+        if ((size_t) (last - p) < pre_len + le_len + NGX_ATOMIC_T_LEN + 4) {
+            return p;
+        }
+
+        p = ngx_cpymem(p, pre, pre_len);
+        p = ngx_cpymem(p, le, le_len);
+        p = ngx_cpymem(p, "\"} ", 3);
+        p = ngx_http_offload_put_uint(p, cumulative);
+        *p++ = '\n';
     }
 
     p = ngx_slprintf(p, last, "%s_sum{queue=\"%*s\"} ", name, q->name_len,
@@ -589,16 +654,19 @@ ngx_http_offload_metrics_prom(ngx_http_offload_metrics_t *m, u_char *p,
 }
 
 
-/* The "nginx" member of the status document. */
+/* The "nginx" member of the status document: at most so many bytes per
+ * queue, its figures and at most every fine bucket of its request time as
+ * "[<us, 8 digits at most>,<count>]," */
+
+#define NGX_HTTP_OFFLOAD_JSON_QUEUE_SIZE                                     \
+    (2048 + OFFLOAD_HIST_FINE                                                \
+            * (sizeof("[67108864,],") - 1 + NGX_ATOMIC_T_LEN))
 
 size_t
 ngx_http_offload_metrics_json_size(ngx_http_offload_metrics_t *m)
 {
-    /* a queue's figures, and at most every fine bucket of its request
-     * time as "[<us, 8 digits at most>,<count>]," */
     return 1024 + (m ? m->sh->nqueues + 1 : 0)
-                  * (2048 + OFFLOAD_HIST_FINE
-                            * (sizeof("[67108864,],") - 1 + NGX_ATOMIC_T_LEN));
+                  * NGX_HTTP_OFFLOAD_JSON_QUEUE_SIZE;
 }
 
 
@@ -619,8 +687,12 @@ ngx_http_offload_metrics_json(ngx_http_offload_metrics_t *m, u_char *p,
 {
     char                              *sep;
     u_char                             buf[NGX_INT_T_LEN + 1];
+    int64_t                            pct[NGX_HTTP_OFFLOAD_NFINE][2];
+    u_char                             names[NGX_HTTP_OFFLOAD_NSTATUS]
+                                            [NGX_INT_T_LEN + 4];
     uint64_t                           counts[OFFLOAD_HIST_FINE];
-    ngx_uint_t                         i, n, s, b, h;
+    ngx_str_t                          label[NGX_HTTP_OFFLOAD_NSTATUS];
+    ngx_uint_t                         i, n, s, b, h, from, to;
     ngx_http_offload_queue_metrics_t  *q;
     ngx_http_offload_metrics_sh_t     *sh;
 
@@ -650,6 +722,14 @@ ngx_http_offload_metrics_json(ngx_http_offload_metrics_t *m, u_char *p,
 
     p = ngx_slprintf(p, last, "},\"queues\":{");
 
+    /* the statuses' names, once */
+    for (s = 0; s < NGX_HTTP_OFFLOAD_NSTATUS; s++) {
+        label[s].data = names[s];
+        label[s].len = ngx_sprintf(names[s], "\"%s\":",
+                                   ngx_http_offload_status_label(s, buf))
+                       - names[s];
+    }
+
     for (i = 0; i <= n; i++) {
         q = i < n ? sh->queues[i] : &sh->other;
 
@@ -659,57 +739,93 @@ ngx_http_offload_metrics_json(ngx_http_offload_metrics_t *m, u_char *p,
             break;
         }
 
-        p = ngx_slprintf(p, last, "%s\"%*s\":{\"in_flight\":%uA,"
-                         "\"timeouts\":%uA,\"requests\":{",
-                         i ? "," : "", q->name_len, q->name, q->in_flight,
-                         q->timeouts);
+        /* a queue added since the caller took the size is left out, as
+         * if it came after this answer: a queue's figures are written
+         * unchecked below, so there must be room for them */
+        if ((size_t) (last - p) < NGX_HTTP_OFFLOAD_JSON_QUEUE_SIZE + 256) {
+            break;
+        }
+
+        p = ngx_sprintf(p, "%s\"%*s\":{\"in_flight\":%uA,"
+                        "\"timeouts\":%uA,\"requests\":{",
+                        i ? "," : "", q->name_len, q->name, q->in_flight,
+                        q->timeouts);
 
         for (s = 0; s < NGX_HTTP_OFFLOAD_NSTATUS; s++) {
-            p = ngx_slprintf(p, last, "%s\"%s\":%uA", s ? "," : "",
-                             ngx_http_offload_status_label(s, buf),
-                             q->requests[s]);
+            if (s) {
+                *p++ = ',';
+            }
+
+            p = ngx_cpymem(p, label[s].data, label[s].len);
+            p = ngx_http_offload_put_uint(p, q->requests[s]);
         }
 
         /* the request time's "le" bucket counts, as Prometheus has
          * them */
         h = NGX_HTTP_OFFLOAD_HIST_REQUEST;
-        p = ngx_slprintf(p, last, "},\"request_hist\":[");
+        p = ngx_cpymem(p, "},\"request_hist\":[",
+                       sizeof("},\"request_hist\":[") - 1);
 
         for (b = 0; b < OFFLOAD_HIST_MAX; b++) {
-            p = ngx_slprintf(p, last, "%s%uA", b ? "," : "",
-                             q->hist[h].count[b]);
+            if (b) {
+                *p++ = ',';
+            }
+
+            p = ngx_http_offload_put_uint(p, q->hist[h].count[b]);
         }
 
         /* its fine buckets that counted something, as [<the value the
          * bucket stands for, us>, <count>], so a client can take precise
-         * percentiles of an interval (the dashboard) */
+         * percentiles of an interval (the dashboard); and the latency
+         * percentiles since nginx started, both of one read of the
+         * counters, the percentiles of one walk over them */
         p = ngx_slprintf(p, last, "],\"request_fine_us\":[");
-        sep = "";
 
-        for (b = 0; b < OFFLOAD_HIST_FINE; b++) {
-            if (q->fine[h][b]) {
-                p = ngx_slprintf(p, last, "%s[%L,%uA]", sep,
-                                 offload_hist_fine_value(b), q->fine[h][b]);
-                sep = ",";
+        for (h = 0; h < NGX_HTTP_OFFLOAD_NFINE; h++) {
+
+            /* only the buckets used so far: reading all of them, 17 KB
+             * per queue, was most of a status answer's CPU */
+            from = OFFLOAD_HIST_FINE - q->fine_from[h];
+            to = q->fine_to[h];
+            ngx_memory_barrier();
+
+            if (from > to) {
+                from = to;
+            }
+
+            for (b = from; b < to; b++) {
+                counts[b] = q->fine[h][b];
+            }
+
+            offload_hist_fine_quantiles(counts, from, to,
+                                        ngx_http_offload_json_qs, pct[h], 2);
+
+            if (h != NGX_HTTP_OFFLOAD_HIST_REQUEST) {
+                continue;
+            }
+
+            sep = "";
+
+            for (b = from; b < to; b++) {
+                if (counts[b]) {
+                    p = ngx_sprintf(p, "%s[%L,", sep,
+                                    offload_hist_fine_value(b));
+                    p = ngx_http_offload_put_uint(p, counts[b]);
+                    *p++ = ']';
+                    sep = ",";
+                }
             }
         }
 
         p = ngx_slprintf(p, last, "]");
 
-        /* the latency percentiles since nginx started */
         for (h = 0; h < NGX_HTTP_OFFLOAD_NFINE; h++) {
-            for (b = 0; b < OFFLOAD_HIST_FINE; b++) {
-                counts[b] = q->fine[h][b];
-            }
-
             p = ngx_slprintf(p, last, ",\"%s_p50_ms\":",
                              ngx_http_offload_json_names[h]);
-            p = ngx_http_offload_json_ms(p, last,
-                    offload_hist_fine_quantile(counts, 0.5));
+            p = ngx_http_offload_json_ms(p, last, pct[h][0]);
             p = ngx_slprintf(p, last, ",\"%s_p99_ms\":",
                              ngx_http_offload_json_names[h]);
-            p = ngx_http_offload_json_ms(p, last,
-                    offload_hist_fine_quantile(counts, 0.99));
+            p = ngx_http_offload_json_ms(p, last, pct[h][1]);
         }
 
         p = ngx_slprintf(p, last, "}");

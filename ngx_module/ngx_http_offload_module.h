@@ -272,6 +272,10 @@ typedef struct {
     ngx_atomic_t                  in_flight;
     ngx_atomic_t                  timeouts;
     ngx_http_offload_hist_counts_t  hist[NGX_HTTP_OFFLOAD_NHIST];
+    /* the fine buckets used so far lie in OFFLOAD_HIST_FINE - fine_from
+     * .. fine_to - 1 (0 and 0: none), so that a status reads only them */
+    ngx_atomic_t                  fine_from[NGX_HTTP_OFFLOAD_NFINE];
+    ngx_atomic_t                  fine_to[NGX_HTTP_OFFLOAD_NFINE];
     ngx_atomic_t                  fine[NGX_HTTP_OFFLOAD_NFINE]
                                       [OFFLOAD_HIST_FINE];
 } ngx_http_offload_queue_metrics_t;

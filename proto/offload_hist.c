@@ -145,33 +145,48 @@ offload_hist_fine_value(int bucket)
 int64_t
 offload_hist_fine_quantile(const uint64_t *counts, double q)
 {
-    int       i;
+    int64_t  value;
+
+    offload_hist_fine_quantiles(counts, 0, OFFLOAD_HIST_FINE, &q, &value, 1);
+
+    return value;
+}
+
+
+void
+offload_hist_fine_quantiles(const uint64_t *counts, int from, int to,
+    const double *q, int64_t *value, int n)
+{
+    int       i, k;
     double    at;
     uint64_t  total = 0, rank, below;
 
-    for (i = 0; i < OFFLOAD_HIST_FINE; i++) {
+    for (i = from; i < to; i++) {
         total += counts[i];
     }
 
-    if (total == 0) {
-        return -1;
-    }
-
-    /* ceil(q * total), at least 1 (no libm in the module) */
-    at = q * (double) total;
-    rank = (uint64_t) at;
-    if ((double) rank < at || rank == 0) {
-        rank++;
-    }
-
     below = 0;
+    i = from;
 
-    for (i = 0; i < OFFLOAD_HIST_FINE - 1; i++) {
-        below += counts[i];
-        if (below >= rank) {
-            break;
+    for (k = 0; k < n; k++) {
+        if (total == 0) {
+            value[k] = -1;
+            continue;
         }
-    }
 
-    return offload_hist_fine_value(i);
+        /* ceil(q * total), at least 1 (no libm in the module) */
+        at = q[k] * (double) total;
+        rank = (uint64_t) at;
+        if ((double) rank < at || rank == 0) {
+            rank++;
+        }
+
+        /* the walk goes on from the previous quantile's bucket */
+        while (i < to - 1 && below + counts[i] < rank) {
+            below += counts[i];
+            i++;
+        }
+
+        value[k] = offload_hist_fine_value(i);
+    }
 }

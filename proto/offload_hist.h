@@ -82,4 +82,10 @@ int64_t offload_hist_fine_value(int bucket);
  * values counted.  -1 when counts are all zero. */
 int64_t offload_hist_fine_quantile(const uint64_t *counts, double q);
 
+/* The n quantiles q[0] <= q[1] ... of fine counts in value[], in one walk
+ * over them: what offload_hist_fine_quantile() gives for each.  Only the
+ * buckets from .. to - 1 are read, the others taken as zero. */
+void offload_hist_fine_quantiles(const uint64_t *counts, int from, int to,
+    const double *q, int64_t *value, int n);
+
 #endif /* OFFLOAD_HIST_H */

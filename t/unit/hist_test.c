@@ -125,8 +125,11 @@ test_fine_random(void)
 {
     int       run, k, b;
     size_t    i, nq = sizeof(qs) / sizeof(qs[0]), checked = 0, bad = 0;
+    size_t    walked = 0;
     double    err, worst = 0;
-    int64_t  *v, want, got;
+    int64_t  *v, want, got, all[sizeof(qs) / sizeof(qs[0])];
+    int64_t   part[sizeof(qs) / sizeof(qs[0])];
+    int       lo, hi;
     uint64_t  counts[OFFLOAD_HIST_FINE];
 
     v = malloc(NVALUES * sizeof(int64_t));
@@ -154,10 +157,20 @@ test_fine_random(void)
         }
 
         qsort(v, NVALUES, sizeof(int64_t), cmp_i64);
+        offload_hist_fine_quantiles(counts, 0, OFFLOAD_HIST_FINE, qs, all,
+                                    (int) nq);
+
+        /* and of the buckets used only */
+        for (lo = 0; counts[lo] == 0; lo++) { /* void */ }
+        for (hi = OFFLOAD_HIST_FINE; counts[hi - 1] == 0; hi--) {
+            /* void */
+        }
+        offload_hist_fine_quantiles(counts, lo, hi, qs, part, (int) nq);
 
         for (k = 0; k < (int) nq; k++) {
             want = true_quantile(v, NVALUES, qs[k]);
             got = offload_hist_fine_quantile(counts, qs[k]);
+            walked += (all[k] != got) + (part[k] != got);
             err = fabs((double) (got - want)) / (double) want;
             if (err > worst) {
                 worst = err;
@@ -174,6 +187,8 @@ test_fine_random(void)
     ok(bad == 0, "%zu quantiles of random values within 2%% (%zu off)",
        checked, bad);
     printf("# worst relative error %.3f%%\n", worst * 100);
+    ok(walked == 0, "the quantiles of one walk are those taken one by one "
+       "(%zu differ)", walked);
 
     /* every single value alone: its bucket's value within 1/64 */
     worst = 0;
