@@ -6,8 +6,9 @@
 # submit there and get results.  The same client, not a new one, submits
 # again with success at the first try after SENTINEL FAILOVER and after
 # SIGKILL of the master (once the sentinels agree on the new one).  A
-# wrong sentinel password and all sentinels frozen (SIGSTOP) give a clear
-# error within the timeouts, no hang, and no password in it.
+# stale sentinel naming a replica is passed over (ROLE).  A wrong sentinel
+# password and all sentinels frozen (SIGSTOP) give a clear error within
+# the timeouts, no hang, and no password in it.
 
 use strict;
 use warnings;
@@ -26,7 +27,7 @@ my $SECRET = 'Sentinel-S3cret';
 my $WRONG = 'Not-The-S3cret';
 
 my $topo = start_sentinel_topology(name => 'subs', password => $SECRET);
-my ($sentinels, $master) = split m{/}, $topo->url;
+our ($sentinels, $master) = split m{/}, $topo->url;
 redis_use($topo->master_port);
 start_sidecar(redis => 'sentinel://' . $topo->url,
     conf => "sentinel_password $SECRET;\nredis_timeout 1s;\n"
@@ -134,6 +135,38 @@ like($line, qr/^ok 200 \{"n":2\} \d+$/,
 is(ask($p, '{"py":2}'), 'ok 200 {"py":2}',
     'offload_client.py: so does the same Python client');
 ok($topo->wait_ready(scaled(30)), 'the old master follows the new one');
+
+# ---- a stale sentinel, asked first, names the replica: ROLE says so
+my $stale = free_port();
+spawn('stale-sentinel', "$dir/stale.log", {}, 'perl', '-MIO::Socket::INET',
+    '-e', <<'PERL', $stale, $old);
+$| = 1;
+my ($port, $named) = @ARGV;
+my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port,
+    Listen => 5, ReuseAddr => 1) or die "listen: $!";
+while (my $s = $l->accept) {
+    while (sysread($s, my $buf, 4096)) {
+        next unless $buf =~ /get-master-addr-by-name/i or $buf =~ /AUTH/i;
+        print "asked\n" if $buf =~ /get-master-addr-by-name/i;
+        syswrite($s, $buf =~ /AUTH/i ? "+OK\r\n" : "*2\r\n\$9\r\n"
+            . "127.0.0.1\r\n\$" . length($named) . "\r\n$named\r\n");
+    }
+}
+PERL
+ok(wait_until(sub { OffloadTest::port_open($stale) }, scaled(5),
+    'stale sentinel'),
+    "a stale sentinel on $stale names the replica $old");
+{
+    local $sentinels = "127.0.0.1:$stale,$sentinels";
+    my $sc = start_c($SECRET);
+    like(line_of($sc, scaled(10)) // '', qr/^connect ok \d+$/,
+        'liboffload: the stale sentinel asked first, the client connects '
+        . 'to the master');
+    like(ask($sc, '{"n":"stale"}'), qr/^ok 200 \{"n":"stale"\} \d+$/,
+        '... and its job is answered');
+    like(slurp("$dir/stale.log"), qr/^asked$/m,
+        '... after asking the stale sentinel first');
+}
 
 # ---- SIGKILL of the master: its connections die with it
 $old = $topo->kill_master('KILL');
