@@ -69,9 +69,9 @@ spew("$dir/client.py", $py);
 my @drivers;
 
 sub start_c {
-    my ($password) = @_;
+    my ($password, @login) = @_;
     return start_driver(build_path('sentinel_client'), $sentinels, $master,
-        $password);
+        $password, @login);
 }
 
 sub start_py {
@@ -219,6 +219,18 @@ ok($took < 5, sprintf 'offload_client.py: in %.2f s', $took);
 like(ask($c, '{"n":5}'), qr/^ok 200 \{"n":5\} \d+$/,
     'a client already on the master goes on meanwhile');
 $topo->signal_sentinel($_, 'CONT') for $topo->sentinel_ports;
+
+# ---- a master user without +role (as README's offload-submitter): the
+# check is skipped, the jobs flow
+redis_cmd_at($new, 'ACL', 'SETUSER', 'norole', 'on', '>norole-pw',
+    '+@all', '-role', '~*', '&*');
+like(eval { redis_cmd_at($new, 'AUTH', 'norole', 'norole-pw') } // '',
+    qr/OK/, 'a user "norole" on the master');
+$d = start_c($SECRET, 'norole', 'norole-pw');
+like(line_of($d, scaled(10)) // '', qr/^connect ok \d+$/,
+    'liboffload as a user without +role: connects');
+like(ask($d, '{"n":"norole"}'), qr/^ok 200 \{"n":"norole"\} \d+$/,
+    '... and its job is answered');
 
 for my $d (@drivers) {
     close $d->{in};

@@ -199,11 +199,15 @@ check_master(const offload_addr_t *master, void *data, char *err,
         return -1;
     }
 
+    /* A user without +role (README's offload-submitter) cannot ask: a
+     * stale sentinel's replica then shows itself by READONLY, retried. */
     reply = redisCommand(r, "ROLE");
-    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
-        && reply->elements > 0
-        && reply->element[0]->type == REDIS_REPLY_STRING
-        && strcmp(reply->element[0]->str, "master") == 0)
+    if (reply != NULL
+        && ((reply->type == REDIS_REPLY_ARRAY && reply->elements > 0
+             && reply->element[0]->type == REDIS_REPLY_STRING
+             && strcmp(reply->element[0]->str, "master") == 0)
+            || (reply->type == REDIS_REPLY_ERROR
+                && strncmp(reply->str, "NOPERM", 6) == 0)))
     {
         freeReplyObject(reply);
         search->conn = r;

@@ -4,6 +4,7 @@
  * failover between two lines.
  *
  *   sentinel_client <host:port,...> <master> <sentinel password or "">
+ *                   [<user> <password>]    (the master's login)
  *
  * Prints "connect ok" or "connect error <why>" with the ms it took, then
  * for each line "<json>" on stdin submits it to the queue "echo" to be
@@ -40,9 +41,9 @@ main(int argc, char **argv)
     offload_client_result_t  res;
     offload_submit_opts_t    wait = { 1, 10000, "sentinel-test", NULL };
 
-    if (argc != 4) {
+    if (argc != 4 && argc != 6) {
         fprintf(stderr, "usage: sentinel_client <sentinels> <master> "
-                "<sentinel password>\n");
+                "<sentinel password> [<user> <password>]\n");
         return 2;
     }
 
@@ -50,6 +51,8 @@ main(int argc, char **argv)
     conf.sentinels = argv[1];
     conf.master_name = argv[2];
     conf.sentinel_password = argv[3][0] ? argv[3] : NULL;
+    conf.user = argc == 6 ? argv[4] : NULL;
+    conf.password = argc == 6 ? argv[5] : NULL;
     conf.connect_timeout_ms = 500;
     conf.command_timeout_ms = 500;
 
