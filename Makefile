@@ -114,6 +114,7 @@ TEST_PKGS = prometheus chromium tmux devscripts iproute2 python3-redis \
 # The folders make a stack, each using only those below it:
 #   supervisor -> worker -> handlers -> core -> proto/, sidecar/include/
 #   ctl -> handlers
+#   client (liboffload) -> core's redis_endpoint.c and sentinel_sync.c
 # A folder's files are compiled with the -I of their own folder and of
 # those below it, so that an #include from a folder above fails to
 # compile.  The tests, the fuzzers and the benchmarks see every folder.
@@ -122,7 +123,7 @@ INCS_handlers = -Isidecar/handlers $(INCS_core)
 INCS_worker = -Isidecar/worker $(INCS_handlers)
 INCS_supervisor = -Isidecar/supervisor $(INCS_worker)
 $(BUILD)/obj/proto/%.o: SIDECAR_INCS =
-$(BUILD)/obj/sidecar/client/%.o: SIDECAR_INCS = -Isidecar/include
+$(BUILD)/obj/sidecar/client/%.o: SIDECAR_INCS = $(INCS_core)
 $(BUILD)/obj/sidecar/core/%.o: SIDECAR_INCS = $(INCS_core)
 $(BUILD)/obj/sidecar/handlers/%.o: SIDECAR_INCS = $(INCS_handlers)
 $(BUILD)/obj/sidecar/worker/%.o: SIDECAR_INCS = $(INCS_worker)
@@ -145,9 +146,11 @@ UNIT_TESTS = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/*.c))
 MODULE = $(BUILD)/ngx_http_offload_module.so
 
 # liboffload: the C client library (sidecar/include/offload_client.h) for
-# programs that submit jobs themselves, with the protocol code it needs.
+# programs that submit jobs themselves, with the protocol code it needs
+# and core's parsing of a Sentinel address and asking sentinels.
 CLIENT_SRCS = sidecar/client/offload_client.c proto/offload_proto.c \
-              proto/offload_json_check.c
+              proto/offload_json_check.c sidecar/core/redis_endpoint.c \
+              sidecar/core/sentinel_sync.c
 CLIENT_LIB = $(BUILD)/liboffload.a
 
 .PHONY: all deps module run test unit bench clean fuzzers fuzz install \
@@ -163,6 +166,7 @@ PLUGIN_CFLAGS = -std=gnu99 -g -O2 $(WARN) $(SAN_FLAGS) $(HARDEN_CFLAGS) \
 
 all: $(MODULE) $(BUILD)/offload-sidecar $(BUILD)/offloadctl $(UNIT_TESTS) \
      $(EXAMPLE) $(CLIENT_LIB) $(BUILD)/client_test $(BUILD)/submit-bench \
+     $(BUILD)/sentinel_client \
      $(BUILD)/longpoll-bench $(BUILD)/rate-bench
 
 deps:
@@ -244,6 +248,10 @@ $(CLIENT_LIB): $(patsubst %.c,$(BUILD)/obj/%.o,$(CLIENT_SRCS))
 $(BUILD)/client_test: t/client/client_test.c $(CLIENT_LIB)
 	$(COMPILE) -It/unit $(LINK) $< $(CLIENT_LIB) -o $@ $(PKG_LIBS) $(LDLIBS)
 
+# one client driven line by line across failovers (t/46-submit-sentinel.t)
+$(BUILD)/sentinel_client: t/client/sentinel_client.c $(CLIENT_LIB)
+	$(COMPILE) $(LINK) $< $(CLIENT_LIB) -o $@ $(PKG_LIBS) $(LDLIBS)
+
 $(BUILD)/submit-bench: bench/submit_bench.c $(CLIENT_LIB)
 	$(COMPILE) $(LINK) $< $(CLIENT_LIB) -o $@ $(PKG_LIBS) -lm $(LDLIBS)
 
@@ -264,6 +272,7 @@ $(BUILD)/unit/%: t/unit/%.c $(SIDECAR_LIBS)
 DEP_FILES = $(patsubst %.o,%.d,$(LIB_OBJS) $(SIDECAR_MAIN) $(CTL_OBJS) \
               $(call objs_of,$(CLIENT_SRCS))) \
             $(addsuffix .d,$(UNIT_TESTS) $(BUILD)/client_test \
+              $(BUILD)/sentinel_client \
               $(BUILD)/submit-bench $(BUILD)/examples/submit_example \
               $(BUILD)/longpoll-bench $(BUILD)/rate-bench)
 -include $(DEP_FILES)

@@ -11,6 +11,11 @@ code", says what goes over the wire.
     result = jobs.result("echo", job_id)                 # None until done
     result = jobs.submit("echo", {"hello": 1}, wait=True, timeout=5)
     result.status, result.json()                         # 200, {'hello': 1}
+
+With Redis Sentinel, give Client the master the sentinels name:
+
+    jobs = Client(sentinel_redis([("10.0.0.5", 26379), ("10.0.0.6", 26379)],
+                                 "jobs", sentinel_password="..."))
 """
 
 import json
@@ -18,6 +23,7 @@ import secrets
 import time
 
 import redis
+import redis.sentinel
 
 PROTO_VERSION = 1
 BODY_OVER = 1048576         # a bigger payload goes through its body key
@@ -36,6 +42,29 @@ class UnknownQueue(OffloadError):
 
 class Timeout(OffloadError):
     """No result within the time given."""
+
+
+def sentinel_redis(sentinels, master, sentinel_password=None,
+                   sentinel_user=None, socket_timeout=5.0,
+                   socket_connect_timeout=2.0, **login):
+    """A redis.Redis on the master named master by the sentinels (a list
+    of (host, port)), for Client: redis-py's Sentinel asks them before each
+    new connection.  A command that meets a broken connection or READONLY
+    (a failover) is sent once more on a new one, so a Client outlives a
+    failover; a job submitted as the master dies may then be added twice.
+    sentinel_password and sentinel_user are the sentinels' own login
+    (AUTH before asking); login (password=, username=, db=) the master's.
+    Each sentinel and the master get the timeouts given, in seconds."""
+    timeouts = {"socket_timeout": socket_timeout,
+                "socket_connect_timeout": socket_connect_timeout}
+    sentinel_login = dict(timeouts)
+    if sentinel_password is not None:
+        sentinel_login["password"] = sentinel_password
+    if sentinel_user is not None:
+        sentinel_login["username"] = sentinel_user
+    return redis.sentinel.Sentinel(
+        sentinels, sentinel_kwargs=sentinel_login, **timeouts).master_for(
+        master, retry_on_error=[redis.ConnectionError], **login)
 
 
 class Result:
@@ -158,8 +187,15 @@ class Client:
                 time.sleep(min(pause, max(0, end - time.monotonic())))
                 pause = min(pause * 2, 0.05)
                 continue
-            msg = self.pubsub.get_message(
-                timeout=max(0.0, end - time.monotonic()))
+            try:
+                msg = self.pubsub.get_message(
+                    timeout=max(0.0, end - time.monotonic()))
+            except redis.ConnectionError:
+                # the master went (a failover): the result key then, and
+                # a new subscription at the next submit
+                self.pubsub.close()
+                self.pubsub, pushed = None, False
+                continue
             if msg is None or msg["type"] != "message":
                 continue
             data = msg["data"]

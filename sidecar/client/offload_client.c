@@ -11,6 +11,11 @@
  * result published at once is already on its way to us.  Results over
  * 1 MB come as a notice and are read from the result key, a list, an
  * element per command; so are payloads over 1 MB written, to the body key.
+ *
+ * With Redis Sentinel every new connection goes to the master the
+ * sentinels name (core's sentinel_sync.c, as offloadctl asks them), checked
+ * with ROLE; a command that meets a broken connection or READONLY is sent
+ * once more on a new one, as redis-py's SentinelConnectionPool does.
  */
 
 #include <errno.h>
@@ -27,6 +32,8 @@
 
 #include "offload_client.h"
 #include "offload_proto.h"
+#include "redis_endpoint.h"
+#include "sentinel_sync.h"
 
 /* Between two looks at a result key when no result is pushed to us. */
 #define POLL_MIN_MS   1
@@ -53,6 +60,8 @@ struct offload_client_s {
     int            db;
     int            connect_timeout_ms;
     int            command_timeout_ms;
+    offload_redis_endpoint_t  sentinel;    /* nsentinels 0: none */
+    char          *bad_conf;        /* why every connect fails, or NULL */
     char           nonce[OFFLOAD_NONCE_LEN + 1];
     char           channel[OFFLOAD_KEY_MAX];
     char           last_waited[OFFLOAD_CLIENT_ID_SIZE];
@@ -104,36 +113,38 @@ dup_or_null(const char *s)
 }
 
 
-/* A new connection, authenticated and on its db, or NULL (c->err). */
+/* A new connection to host and port (or unix_path), authenticated and on
+ * its db, or NULL (c->err). */
 static redisContext *
-open_conn(offload_client_t *c)
+login_conn(offload_client_t *c, const char *host, int port,
+    const char *unix_path)
 {
     redisContext  *r;
     redisReply    *reply = NULL;
     const char    *what = "";
 
-    if (c->unix_path) {
-        r = redisConnectUnixWithTimeout(c->unix_path,
+    if (unix_path) {
+        r = redisConnectUnixWithTimeout(unix_path,
                                         tv_ms(c->connect_timeout_ms));
     } else {
-        r = redisConnectWithTimeout(c->host, c->port,
+        r = redisConnectWithTimeout(host, port,
                                     tv_ms(c->connect_timeout_ms));
     }
 
     if (r == NULL || r->err) {
-        if (c->unix_path) {
-            fail(c, "cannot connect to Redis at unix:%s: %s", c->unix_path,
+        if (unix_path) {
+            fail(c, "cannot connect to Redis at unix:%s: %s", unix_path,
                  r ? r->errstr : "out of memory");
         } else {
-            fail(c, "cannot connect to Redis at %s:%d: %s", c->host,
-                 c->port, r ? r->errstr : "out of memory");
+            fail(c, "cannot connect to Redis at %s:%d: %s", host, port,
+                 r ? r->errstr : "out of memory");
         }
         redisFree(r);
         return NULL;
     }
 
     redisSetTimeout(r, tv_ms(c->command_timeout_ms));
-    if (!c->unix_path) {
+    if (!unix_path) {
         redisEnableKeepAlive(r);
     }
 
@@ -165,6 +176,87 @@ open_conn(offload_client_t *c)
 }
 
 
+typedef struct {
+    offload_client_t  *client;
+    redisContext      *conn;        /* to the master, once found */
+} master_search_t;
+
+
+/* The master a sentinel named, if it says it is one (an
+ * offload_master_check_pt; data: a master_search_t). */
+static int
+check_master(const offload_addr_t *master, void *data, char *err,
+    size_t errlen)
+{
+    master_search_t   *search = data;
+    offload_client_t  *c = search->client;
+    redisContext      *r;
+    redisReply        *reply;
+
+    r = login_conn(c, master->host, master->port, NULL);
+    if (r == NULL) {
+        snprintf(err, errlen, "%s", c->err);
+        return -1;
+    }
+
+    /* A user without +role (README's offload-submitter) cannot ask: a
+     * stale sentinel's replica then shows itself by READONLY, retried. */
+    reply = redisCommand(r, "ROLE");
+    if (reply != NULL
+        && ((reply->type == REDIS_REPLY_ARRAY && reply->elements > 0
+             && reply->element[0]->type == REDIS_REPLY_STRING
+             && strcmp(reply->element[0]->str, "master") == 0)
+            || (reply->type == REDIS_REPLY_ERROR
+                && strncmp(reply->str, "NOPERM", 6) == 0)))
+    {
+        freeReplyObject(reply);
+        search->conn = r;
+        return 0;
+    }
+
+    snprintf(err, errlen, "%s:%d, named the master, answers ROLE with %s",
+             master->host, master->port,
+             reply == NULL ? r->errstr
+             : reply->type == REDIS_REPLY_ERROR ? reply->str
+             : reply->type == REDIS_REPLY_ARRAY && reply->elements > 0
+               && reply->element[0]->type == REDIS_REPLY_STRING
+             ? reply->element[0]->str : "an unexpected reply");
+    freeReplyObject(reply);
+    redisFree(r);
+    return -1;
+}
+
+
+/* A new connection, authenticated and on its db, to the Redis of the
+ * configuration or the master the sentinels name, or NULL (c->err). */
+static redisContext *
+open_conn(offload_client_t *c)
+{
+    master_search_t  search = { c, NULL };
+
+    if (c->bad_conf != NULL) {
+        fail(c, "%s", c->bad_conf);
+        return NULL;
+    }
+
+    if (c->sentinel.nsentinels == 0) {
+        return login_conn(c, c->host, c->port, c->unix_path);
+    }
+
+    if (offload_sentinel_find_master(&c->sentinel, c->connect_timeout_ms,
+                                     c->command_timeout_ms, check_master,
+                                     &search, c->err, sizeof(c->err))
+        != 0)
+    {
+        c->failed = 1;
+        return NULL;
+    }
+
+    c->failed = 0;      /* what a stale sentinel's master said is past */
+    return search.conn;
+}
+
+
 /* The command connection, made again if the last one broke. */
 static redisContext *
 cmd_conn(offload_client_t *c)
@@ -182,22 +274,56 @@ cmd_conn(offload_client_t *c)
 }
 
 
+/* A command's reply, an error reply too, or NULL (c->err) for a broken
+ * connection.  With sentinels, a broken connection or READONLY (the
+ * master was demoted) has the command sent once more on a new connection
+ * to the master they name now. */
+static redisReply *
+run_command(offload_client_t *c, int argc, const char **argv,
+    const size_t *argvlen)
+{
+    int            tries, moved;
+    redisReply    *reply;
+    redisContext  *r;
+
+    for (tries = c->sentinel.nsentinels > 0 ? 2 : 1; ; tries--) {
+        r = cmd_conn(c);
+        if (r == NULL) {
+            return NULL;
+        }
+
+        reply = redisCommandArgv(r, argc, argv, argvlen);
+        moved = reply == NULL
+                || (reply->type == REDIS_REPLY_ERROR
+                    && strncmp(reply->str, "READONLY", 8) == 0);
+
+        if (!moved || tries == 1) {
+            break;
+        }
+
+        freeReplyObject(reply);
+        redisFree(c->cmd);
+        c->cmd = NULL;
+    }
+
+    if (reply == NULL) {
+        fail(c, "Redis %s: %s", argv[0], r->errstr);
+    }
+
+    return reply;
+}
+
+
 /* A command's reply, or NULL (c->err) for a broken connection or an error
  * reply. */
 static redisReply *
 command_argv(offload_client_t *c, int argc, const char **argv,
     const size_t *argvlen)
 {
-    redisContext  *r = cmd_conn(c);
-    redisReply    *reply;
+    redisReply  *reply;
 
-    if (r == NULL) {
-        return NULL;
-    }
-
-    reply = redisCommandArgv(r, argc, argv, argvlen);
+    reply = run_command(c, argc, argv, argvlen);
     if (reply == NULL) {
-        fail(c, "Redis %s: %s", argv[0], r->errstr);
         return NULL;
     }
 
@@ -208,6 +334,42 @@ command_argv(offload_client_t *c, int argc, const char **argv,
     }
 
     return reply;
+}
+
+
+/* The sentinels of conf, parsed as the sidecar's "sentinel://" address;
+ * one that does not parse makes every connect fail, saying why.  Returns
+ * -1 only when out of memory. */
+static int
+use_sentinels(offload_client_t *c, const offload_client_conf_t *conf)
+{
+    int                        n;
+    char                      *addr, err[sizeof(c->err)];
+    offload_redis_endpoint_t  *ep = &c->sentinel;
+
+    n = snprintf(NULL, 0, "sentinel://%s/%s", conf->sentinels,
+                 conf->master_name ? conf->master_name : "");
+    addr = malloc((size_t) n + 1);
+    if (addr == NULL) {
+        return -1;
+    }
+    snprintf(addr, (size_t) n + 1, "sentinel://%s/%s", conf->sentinels,
+             conf->master_name ? conf->master_name : "");
+
+    if (offload_redis_endpoint_parse(ep, addr, err, sizeof(err)) != 0) {
+        free(addr);
+        ep->nsentinels = 0;
+        c->bad_conf = strdup(err);
+        return c->bad_conf ? 0 : -1;
+    }
+    free(addr);
+
+    ep->sentinel_user = dup_or_null(conf->sentinel_user);
+    ep->sentinel_password = dup_or_null(conf->sentinel_password);
+
+    return (conf->sentinel_user && ep->sentinel_user == NULL)
+           || (conf->sentinel_password && ep->sentinel_password == NULL)
+           ? -1 : 0;
 }
 
 
@@ -240,6 +402,11 @@ offload_client_connect(const offload_client_conf_t *conf)
         || (conf->user && c->user == NULL)
         || (conf->password && c->password == NULL))
     {
+        offload_client_free(c);
+        return NULL;
+    }
+
+    if (conf->sentinels != NULL && use_sentinels(c, conf) != 0) {
         offload_client_free(c);
         return NULL;
     }
@@ -281,6 +448,8 @@ offload_client_free(offload_client_t *c)
     free(c->unix_path);
     free(c->user);
     free(c->password);
+    free(c->bad_conf);
+    offload_redis_endpoint_free(&c->sentinel);
     free(c);
 }
 
@@ -290,6 +459,26 @@ offload_client_result_free(offload_client_result_t *res)
 {
     free(res->body);
     res->body = NULL;
+}
+
+
+/* The reply channel's connection: with sentinels, to the master of the
+ * command connection while it says it is one (no need to ask them), else
+ * to the one they name now. */
+static redisContext *
+open_sub_conn(offload_client_t *c)
+{
+    char             why[sizeof(c->err)];
+    master_search_t  search = { c, NULL };
+
+    if (c->sentinel.nsentinels > 0 && c->cmd != NULL && !c->cmd->err
+        && check_master(&c->sentinel.addr, &search, why, sizeof(why)) == 0)
+    {
+        c->failed = 0;
+        return search.conn;
+    }
+
+    return open_conn(c);
 }
 
 
@@ -303,7 +492,7 @@ subscribe(offload_client_t *c)
         return 0;
     }
 
-    c->sub = open_conn(c);
+    c->sub = open_sub_conn(c);
     if (c->sub == NULL) {
         return -1;
     }
@@ -697,7 +886,7 @@ offload_client_result(offload_client_t *c, const char *queue,
     int            klen;
     char           key[OFFLOAD_KEY_MAX], *buf;
     redisReply    *reply;
-    redisContext  *r;
+    const char    *argv[2] = { "GET", key };
 
     c->failed = 0;
     memset(res, 0, sizeof(*res));
@@ -711,14 +900,8 @@ offload_client_result(offload_client_t *c, const char *queue,
         return OFFLOAD_CLIENT_INVALID;
     }
 
-    r = cmd_conn(c);
-    if (r == NULL) {
-        return OFFLOAD_CLIENT_ERROR;
-    }
-
-    reply = redisCommand(r, "GET %s", key);
+    reply = run_command(c, 2, argv, NULL);
     if (reply == NULL) {
-        fail(c, "Redis GET: %s", r->errstr);
         return OFFLOAD_CLIENT_ERROR;
     }
 

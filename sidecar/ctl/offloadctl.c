@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "offloadctl.h"
+#include "sentinel_sync.h"
 
 #define DEFAULT_CONF  "/etc/offload/sidecar.conf"
 
@@ -201,70 +202,20 @@ connect_redis(const offload_addr_t *addr, const char *user,
 /* With Redis Sentinel: the master the first sentinel that knows it
  * names becomes the endpoint's address.  Returns 0 or -1 (printed why). */
 static int
-find_master(offload_redis_endpoint_t *ep, const char *name)
+find_master(offload_redis_endpoint_t *ep)
 {
-    int              i;
-    long             port;
-    redisReply      *reply;
-    redisContext    *c;
-    struct timeval   timeout = { CTL_TIMEOUT_S, 0 };
+    char  err[640];
 
-    for (i = 0; i < ep->nsentinels; i++) {
-        c = redisConnectWithTimeout(ep->sentinels[i].host,
-                                    ep->sentinels[i].port, timeout);
-        if (c == NULL || c->err) {
-            redisFree(c);
-            continue;
-        }
-
-        redisSetTimeout(c, timeout);
-
-        if (ep->sentinel_password != NULL) {
-            reply = ep->sentinel_user != NULL
-                    ? redisCommand(c, "AUTH %s %s", ep->sentinel_user,
-                                   ep->sentinel_password)
-                    : redisCommand(c, "AUTH %s", ep->sentinel_password);
-
-            if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-                fprintf(stderr, "offloadctl: sentinel %s:%d refused AUTH "
-                        "with sentinel_user/sentinel_password: %s\n",
-                        ep->sentinels[i].host, ep->sentinels[i].port,
-                        reply ? reply->str : c->errstr);
-                freeReplyObject(reply);
-                redisFree(c);
-                continue;
-            }
-
-            freeReplyObject(reply);
-        }
-
-        reply = redisCommand(c, "SENTINEL get-master-addr-by-name %s",
-                             ep->master);
-
-        if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
-            && reply->elements == 2
-            && reply->element[0]->type == REDIS_REPLY_STRING
-            && reply->element[0]->len < sizeof(ep->addr.host)
-            && reply->element[1]->type == REDIS_REPLY_STRING
-            && (port = strtol(reply->element[1]->str, NULL, 10)) > 0
-            && port <= 65535)
-        {
-            memset(&ep->addr, 0, sizeof(ep->addr));
-            memcpy(ep->addr.host, reply->element[0]->str,
-                   reply->element[0]->len);
-            ep->addr.port = (int) port;
-            freeReplyObject(reply);
-            redisFree(c);
-            return 0;
-        }
-
-        freeReplyObject(reply);
-        redisFree(c);
+    if (offload_sentinel_find_master(ep, CTL_TIMEOUT_S * 1000,
+                                     CTL_TIMEOUT_S * 1000, NULL, NULL, err,
+                                     sizeof(err))
+        != 0)
+    {
+        fprintf(stderr, "offloadctl: %s\n", err);
+        return -1;
     }
 
-    fprintf(stderr, "offloadctl: no sentinel of %s names the master\n",
-            name);
-    return -1;
+    return 0;
 }
 
 
@@ -328,8 +279,7 @@ find_masters(ctl_t *ctl)
     for (s = 0; s < ctl->nservers; s++) {
         srv = &ctl->servers[s];
 
-        if (srv->ep.nsentinels > 0 && find_master(&srv->ep, srv->name) != 0)
-        {
+        if (srv->ep.nsentinels > 0 && find_master(&srv->ep) != 0) {
             return -1;
         }
     }

@@ -48,6 +48,23 @@ typedef struct {
     int          db;                  /* SELECT, 0: none */
     int          connect_timeout_ms;  /* default 2000 */
     int          command_timeout_ms;  /* default 5000 */
+
+    /* Redis Sentinel, instead of host, port and unix_path: before each
+     * connection it makes, the client asks the sentinels in turn for the
+     * master named master_name (connect_timeout_ms and command_timeout_ms
+     * apply to each sentinel), connects to it and checks with ROLE that
+     * it is a master, else asks the next sentinel.  A command that meets
+     * a broken connection or READONLY (a failover) is sent once more on a
+     * new connection to the master the sentinels name then: a failover
+     * needs no new client.  That second try makes a job submitted while
+     * the master dies "at least once" (it may be added twice).  user,
+     * password and db are the master's login; sentinel_user and
+     * sentinel_password the sentinels' own (AUTH before asking). */
+    const char  *sentinels;           /* "host:port,host:port...", a port
+                                         26379 when left out; NULL: none */
+    const char  *master_name;         /* as in the sentinels' config */
+    const char  *sentinel_user;       /* or NULL */
+    const char  *sentinel_password;   /* or NULL: no AUTH to sentinels */
 } offload_client_conf_t;
 
 typedef struct {
@@ -69,9 +86,11 @@ typedef struct {
     int64_t      run_us;        /* the handler's run time */
 } offload_client_result_t;
 
-/* Connects (host and port, or unix_path; AUTH, SELECT).  Returns NULL only
- * when out of memory; a client that could not connect says why in
- * offload_client_error() and tries again at its next call. */
+/* Connects (host and port, or unix_path, or the master the sentinels
+ * name; AUTH, SELECT).  Returns NULL only when out of memory; a client
+ * that could not connect (or was given a bad sentinels or master_name)
+ * says why in offload_client_error(), and tries again at its next call
+ * (a bad sentinels list fails every call). */
 offload_client_t *offload_client_connect(const offload_client_conf_t *conf);
 
 /* Submits a job: the JSON text json[0..len) to queue.  It is checked to be

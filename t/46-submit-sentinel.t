@@ -1,0 +1,239 @@
+#!/usr/bin/perl
+# Submitting through Redis Sentinel from one's own program: liboffload
+# (offload_client_conf_t sentinels, master_name, sentinel_password; driven
+# by build/sentinel_client) and sdk/python/offload_client.py
+# (sentinel_redis()) ask sentinels that have a password for the master,
+# submit there and get results.  The same client, not a new one, submits
+# again with success at the first try after SENTINEL FAILOVER and after
+# SIGKILL of the master (once the sentinels agree on the new one).  A
+# stale sentinel naming a replica is passed over (ROLE).  A wrong sentinel
+# password and all sentinels frozen (SIGSTOP) give a clear error within
+# the timeouts, no hang, and no password in it.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use IO::Select;
+use IPC::Open2;
+use Test::More;
+use Time::HiRes qw(time);
+use OffloadTest;
+use SentinelTopology;
+
+my $python = '/usr/bin/python3';     # Debian's, with python3-redis
+my $root = "$FindBin::Bin/..";
+my $SECRET = 'Sentinel-S3cret';
+my $WRONG = 'Not-The-S3cret';
+
+my $topo = start_sentinel_topology(name => 'subs', password => $SECRET);
+our ($sentinels, $master) = split m{/}, $topo->url;
+redis_use($topo->master_port);
+start_sidecar(redis => 'sentinel://' . $topo->url,
+    conf => "sentinel_password $SECRET;\nredis_timeout 1s;\n"
+    . "queue echo { handler echo; workers 2; }\n");
+ok(wait_until(sub { redis_cmd('EXISTS', 'offload:{echo}:jobs') },
+    scaled(10), 'echo stream'), 'the sidecar serves echo on the master');
+
+# A client program reading a JSON line, answering a line (see
+# t/client/sentinel_client.c; the Python one below prints the same).
+my $py = <<'PY';
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from offload_client import Client, sentinel_redis
+sentinels = [(h, int(p)) for h, p in
+             (s.rsplit(":", 1) for s in sys.argv[2].split(","))]
+timeout = float(sys.argv[5])
+t0 = time.monotonic()
+r = sentinel_redis(sentinels, sys.argv[3], sentinel_password=sys.argv[4],
+                   socket_timeout=timeout, socket_connect_timeout=timeout)
+try:
+    r.ping()
+    print("connect ok", flush=True)
+except Exception as e:
+    print("connect error %s: %s %d" % (type(e).__name__, e,
+          (time.monotonic() - t0) * 1000), flush=True)
+jobs = Client(r)
+for line in sys.stdin:
+    t0 = time.monotonic()
+    try:
+        res = jobs.submit("echo", line.strip(), wait=True, timeout=10)
+        print("ok", res.status, res.body, flush=True)
+    except Exception as e:
+        print("error %s: %s %d" % (type(e).__name__, e,
+              (time.monotonic() - t0) * 1000), flush=True)
+PY
+my $dir = tmpdir();
+spew("$dir/client.py", $py);
+
+my @drivers;
+
+sub start_c {
+    my ($password, @login) = @_;
+    return start_driver(build_path('sentinel_client'), $sentinels, $master,
+        $password, @login);
+}
+
+sub start_py {
+    my ($password, $timeout) = @_;
+    return start_driver($python, "$dir/client.py", "$root/sdk/python",
+        $sentinels, $master, $password, $timeout // 2);
+}
+
+sub start_driver {
+    my (@cmd) = @_;
+    my ($out, $in);
+    my $pid = open2($out, $in, @cmd);
+    my $d = { pid => $pid, out => $out, in => $in, buf => '' };
+    push @drivers, $d;
+    return $d;
+}
+
+# The driver's next line within $timeout s, or undef.
+sub line_of {
+    my ($d, $timeout) = @_;
+    my $end = time + $timeout;
+    my $sel = IO::Select->new($d->{out});
+    while ($d->{buf} !~ /\n/) {
+        my $left = $end - time;
+        return undef if $left <= 0 || !$sel->can_read($left);
+        sysread($d->{out}, $d->{buf}, 4096, length $d->{buf}) or return undef;
+    }
+    $d->{buf} =~ s/^([^\n]*)\n// and return $1;
+}
+
+sub ask {
+    my ($d, $json, $timeout) = @_;
+    syswrite($d->{in}, "$json\n");
+    return line_of($d, $timeout // scaled(15)) // 'no answer';
+}
+
+my $c = start_c($SECRET);
+like(line_of($c, scaled(10)) // '', qr/^connect ok \d+$/,
+    'liboffload: connects to the master the sentinels name');
+like(ask($c, '{"n":1}'), qr/^ok 200 \{"n":1\} \d+$/,
+    'liboffload: a job through Sentinel, and its result');
+my $p = start_py($SECRET);
+is(line_of($p, scaled(10)), 'connect ok',
+    'offload_client.py: sentinel_redis() connects');
+is(ask($p, '{"py":1}'), 'ok 200 {"py":1}',
+    'offload_client.py: a job through Sentinel, and its result');
+
+# ---- SENTINEL FAILOVER: the old master becomes a replica
+my ($old, $new) = $topo->failover(scaled(20));
+ok($new, "SENTINEL FAILOVER: master $old -> " . ($new // 'none'));
+# Until the sentinels demote it, the old master takes writes that its new
+# master's stream then replaces: jobs lost, as for any Sentinel client.
+ok(wait_until(sub { (eval { redis_cmd_at($old, 'ROLE')->[0] } // '')
+    eq 'slave' }, scaled(15), 'old master demoted'),
+    'the old master is a replica now (its clients killed)');
+my $line = ask($c, '{"n":2}');
+diag("liboffload after SENTINEL FAILOVER: $line");
+like($line, qr/^ok 200 \{"n":2\} \d+$/,
+    'liboffload: the same client submits on the new master at its first '
+    . 'try');
+is(ask($p, '{"py":2}'), 'ok 200 {"py":2}',
+    'offload_client.py: so does the same Python client');
+ok($topo->wait_ready(scaled(30)), 'the old master follows the new one');
+
+# ---- a stale sentinel, asked first, names the replica: ROLE says so
+my $stale = free_port();
+spawn('stale-sentinel', "$dir/stale.log", {}, 'perl', '-MIO::Socket::INET',
+    '-e', <<'PERL', $stale, $old);
+$| = 1;
+my ($port, $named) = @ARGV;
+my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port,
+    Listen => 5, ReuseAddr => 1) or die "listen: $!";
+while (my $s = $l->accept) {
+    while (sysread($s, my $buf, 4096)) {
+        next unless $buf =~ /get-master-addr-by-name/i or $buf =~ /AUTH/i;
+        print "asked\n" if $buf =~ /get-master-addr-by-name/i;
+        syswrite($s, $buf =~ /AUTH/i ? "+OK\r\n" : "*2\r\n\$9\r\n"
+            . "127.0.0.1\r\n\$" . length($named) . "\r\n$named\r\n");
+    }
+}
+PERL
+ok(wait_until(sub { OffloadTest::port_open($stale) }, scaled(5),
+    'stale sentinel'),
+    "a stale sentinel on $stale names the replica $old");
+{
+    local $sentinels = "127.0.0.1:$stale,$sentinels";
+    my $sc = start_c($SECRET);
+    like(line_of($sc, scaled(10)) // '', qr/^connect ok \d+$/,
+        'liboffload: the stale sentinel asked first, the client connects '
+        . 'to the master');
+    like(ask($sc, '{"n":"stale"}'), qr/^ok 200 \{"n":"stale"\} \d+$/,
+        '... and its job is answered');
+    like(slurp("$dir/stale.log"), qr/^asked$/m,
+        '... after asking the stale sentinel first');
+}
+
+# ---- SIGKILL of the master: its connections die with it
+$old = $topo->kill_master('KILL');
+$new = $topo->wait_master_change($old, scaled(30));
+ok($new, "the sentinels promoted " . ($new // 'none') . " after SIGKILL "
+    . "of $old");
+$line = ask($c, '{"n":3}');
+diag("liboffload after SIGKILL of the master: $line");
+like($line, qr/^ok 200 \{"n":3\} \d+$/,
+    'liboffload: the same client submits on the new master at its first '
+    . 'try');
+is(ask($p, '{"py":3}'), 'ok 200 {"py":3}',
+    'offload_client.py: so does the same Python client');
+
+# ---- a wrong sentinel password: says so, without the password
+my $w = start_c($WRONG);
+$line = line_of($w, scaled(10)) // '';
+like($line, qr/^connect\ no\ sentinel\ of\ sentinel:\/\/\S+\ names\ a\ usable
+    \ master\ \(the\ last:\ sentinel\ 127\.0\.0\.1:\d+\ refused\ AUTH\ with
+    \ sentinel_user\/sentinel_password:\ WRONGPASS/x,
+    'liboffload, wrong sentinel password: the error says which sentinel '
+    . 'refused AUTH');
+ok(index($line, $WRONG) < 0, '... without the password');
+like(ask($w, '{"n":4}'), qr/^error -1 no sentinel of .* refused AUTH/,
+    '... and a submit through it fails saying the same');
+my $wp = start_py($WRONG);
+like(line_of($wp, scaled(10)) // '',
+    qr/^connect error ResponseError: WRONGPASS/,
+    'offload_client.py, wrong sentinel password: WRONGPASS');
+
+# ---- every sentinel frozen: an error within the timeouts, no hang
+$topo->signal_sentinel($_, 'STOP') for $topo->sentinel_ports;
+my $t0 = time;
+my $d = start_c($SECRET);
+$line = line_of($d, scaled(10)) // 'no answer';
+my $took = time - $t0;
+like($line, qr/^connect\ no\ sentinel\ of\ \S+\ names\ a\ usable\ master
+    \ \(the\ last:\ sentinel\ 127\.0\.0\.1:\d+\ did\ not\ answer:
+    \ Resource\ temporarily\ unavailable\ \(timeout\ 500\ ms\)\)/x,
+    'liboffload, all sentinels frozen: says so') or diag($line);
+ok($took < 3, sprintf 'liboffload: in %.2f s (3 sentinels, 500 ms '
+    . 'timeouts)', $took);
+$t0 = time;
+$d = start_py($SECRET, 0.5);
+$line = line_of($d, scaled(10)) // 'no answer';
+$took = time - $t0;
+like($line, qr/^connect error MasterNotFoundError/,
+    'offload_client.py, all sentinels frozen: MasterNotFoundError');
+ok($took < 5, sprintf 'offload_client.py: in %.2f s', $took);
+like(ask($c, '{"n":5}'), qr/^ok 200 \{"n":5\} \d+$/,
+    'a client already on the master goes on meanwhile');
+$topo->signal_sentinel($_, 'CONT') for $topo->sentinel_ports;
+
+# ---- a master user without +role (as README's offload-submitter): the
+# check is skipped, the jobs flow
+redis_cmd_at($new, 'ACL', 'SETUSER', 'norole', 'on', '>norole-pw',
+    '+@all', '-role', '~*', '&*');
+like(eval { redis_cmd_at($new, 'AUTH', 'norole', 'norole-pw') } // '',
+    qr/OK/, 'a user "norole" on the master');
+$d = start_c($SECRET, 'norole', 'norole-pw');
+like(line_of($d, scaled(10)) // '', qr/^connect ok \d+$/,
+    'liboffload as a user without +role: connects');
+like(ask($d, '{"n":"norole"}'), qr/^ok 200 \{"n":"norole"\} \d+$/,
+    '... and its job is answered');
+
+for my $d (@drivers) {
+    close $d->{in};
+    waitpid($d->{pid}, 0);
+}
+finish();
