@@ -41,6 +41,9 @@ for my $case (
     [ 'sentinel://127.0.0.1:1/m wait_replicas=1 wait_timeout=5s',
       qr/WAIT holds up the command connection/ ],
     [ '127.0.0.1:1 wait_replicas=0', qr/invalid parameter/ ],
+    [ '127.0.0.1:1 wait_replicas=all',
+      qr/"wait_replicas=all" needs a sentinel:\/\/ address/ ],
+    [ 'sentinel://127.0.0.1:1/m wait_replicas=alll', qr/invalid parameter/ ],
 ) {
     my ($rc, $out) = nginx_test(http => "server { listen 127.0.0.1:1; "
         . "offload_redis $case->[0]; location / { offload_pass q; } }");
@@ -52,6 +55,10 @@ my ($rc, $out) = nginx_test(http => 'server { listen 127.0.0.1:1; '
     . 'location / { offload_pass q; } }');
 is($rc, 0, 'sentinel://host,[v6]:port/name wait_replicas=2 is taken')
     or diag($out);
+($rc, $out) = nginx_test(http => 'server { listen 127.0.0.1:1; '
+    . 'offload_redis sentinel://127.0.0.1:1/m wait_replicas=all '
+    . 'wait_timeout=200ms; location / { offload_pass q; } }');
+is($rc, 0, 'sentinel://.../name wait_replicas=all is taken') or diag($out);
 
 my $topo = start_sentinel_topology(name => 'jobs');
 my $master = $topo->master_port;

@@ -611,7 +611,7 @@ test_queue_redis(void)
         EXPECTED_ADDR, "a queue's bad redis address");
     bad(Q "redis 127.0.0.1 wait_replicas=x;\n",
         "t.conf:2: invalid redis parameter \"wait_replicas=x\" (expected "
-        "wait_replicas=0..16)", "a bad wait_replicas");
+        "wait_replicas=0..16 or all)", "a bad wait_replicas");
     bad(Q "redis sentinel://127.0.0.1:1;\n",
         "t.conf:2: invalid sentinel address \"sentinel://127.0.0.1:1\" "
         "(expected sentinel://host:port[,host:port...]/<master name>)",
