@@ -649,9 +649,9 @@ ngx_http_offload_sentinel_counted(redisAsyncContext *ac, void *r,
     }
 
     if (n != s->replicas) {
-        ngx_log_error(NGX_LOG_INFO, link->log, 0,
-                      "offload: redis %V: wait_replicas=all: %i replicas "
-                      "up, says sentinel %s:%d", &link->peer->name, n,
+        ngx_log_error(NGX_LOG_NOTICE, link->log, 0,
+                      "offload: redis %V: wait_replicas=all: replicas "
+                      "up: %i, says sentinel %s:%d", &link->peer->name, n,
                       link->addr->host, link->addr->port);
         s->replicas = n;
     }

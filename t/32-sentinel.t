@@ -76,6 +76,11 @@ ok(start_jobs_nginx(redis => $sentinels, server => <<"SERVER"), 'stack ready');
         offload_pass \$1;
         offload_mode async;
     }
+    location ~ ^/all/([^/]+)\$ {
+        offload_redis $sentinels wait_replicas=all wait_timeout=500ms;
+        offload_pass \$1;
+        offload_mode async;
+    }
     location ~ ^/safesync/([^/]+)\$ {
         offload_redis $sentinels wait_replicas=1 wait_timeout=500ms;
         offload_pass \$1;
@@ -97,6 +102,9 @@ is_deeply($r->{json}, { hello => 'sentinel' }, 'with its result');
 ok(wait_until(sub { post_json('/safe/echo', { n => 0 })->{status} == 202 },
     scaled(10), 'a replicated async job'), 'wait_replicas=1: 202 with the '
     . 'replica up');
+ok(wait_until(sub { post_json('/all/echo', { n => 0 })->{status} == 202 },
+    scaled(10), 'an async job WAITed for all'), 'wait_replicas=all: 202 '
+    . 'with the replica up');
 $r = post_json('/safesync/echo', { sync => 1 });
 is($r->{status}, 200, 'wait_replicas=1, sync: the result');
 is_deeply($r->{json}, { sync => 1 }, '... as without');
@@ -123,9 +131,26 @@ is($r->{json}{error}{code}, 'not_replicated', '... not_replicated')
     or diag($r->{content});
 ok($took < 2.5, sprintf('... after the WAIT timeout (%.2f s), not the job',
     $took));
+# the sentinels flag the frozen replica s_down after down-after (1 s): it
+# cannot be promoted, so wait_replicas=all no longer waits for it
+ok(wait_until(sub { post_json('/all/echo', { n => 4 })->{status} == 202 },
+    scaled(10), 'the frozen replica left out'), 'wait_replicas=all, '
+    . 'replica frozen: 202 once the sentinels see it down');
+is(post_json('/safe/echo', { n => 5 }, scaled(10))->{status}, 503,
+    '... while wait_replicas=1 still refuses');
+like(slurp(nginx_error_log()), qr/wait_replicas=all: replicas up: 0,/,
+    '... counted 0 replicas up (error log)');
+my $logged = length slurp(nginx_error_log());
 $topo->signal_server($replica, 'CONT');
+ok(wait_until(sub { substr(slurp(nginx_error_log()), $logged)
+    =~ /wait_replicas=all: replicas up: 1,/ }, scaled(10),
+    'counted again'), 'wait_replicas=all: the replica back is counted '
+    . 'again (error log)');
 ok(wait_until(sub { post_json('/safe/echo', { n => 3 })->{status} == 202 },
     scaled(10), 'replicated again'), 'wait_replicas=1: 202 once the '
+    . 'replica is back');
+ok(wait_until(sub { post_json('/all/echo', { n => 6 })->{status} == 202 },
+    scaled(10), 'replicated again'), 'wait_replicas=all: 202 once the '
     . 'replica is back');
 
 # ---- failovers ------------------------------------------------------------
