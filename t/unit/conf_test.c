@@ -637,6 +637,13 @@ test_queue_redis(void)
        "sentinels (port 26379 by default), master, wait_replicas, "
        "inherited (%s)", err);
     offload_conf_free(&conf);
+
+    ok(parse(&conf, Q "redis sentinel://10.0.0.1/m wait_replicas=all;\n")
+       == 0
+       && conf.redis.wait_replicas == OFFLOAD_WAIT_ALL
+       && conf.queues[0].redis.wait_replicas == OFFLOAD_WAIT_ALL,
+       "wait_replicas=all, inherited (%s)", err);
+    offload_conf_free(&conf);
     bad("queue b {\n handler echo;\n db 1;\n db 2;\n}\n",
         "t.conf:4: \"db\" directive is duplicate", "db twice in a queue");
 
