@@ -8,7 +8,7 @@
  *                  | sentinel://host:port[,host:port...]/<master>>
  *                 [user=<acl user>] [password=<secret>] [db=<n>]
  *                 [sentinel_user=<acl user>] [sentinel_password=<secret>]
- *                 [wait_replicas=<n> [wait_timeout=<time>]];
+ *                 [wait_replicas=<n>|all [wait_timeout=<time>]];
  *   offload_pass <queue>;
  *   offload_timeout <time>;
  *   offload_validate_json on | off;
@@ -1723,6 +1723,13 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (value[i].len == 17
+            && ngx_strncmp(value[i].data, "wait_replicas=all", 17) == 0)
+        {
+            wait_replicas = NGX_HTTP_OFFLOAD_WAIT_ALL;
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "wait_replicas=", 14) == 0) {
             wait_replicas = ngx_atoi(value[i].data + 14, value[i].len - 14);
 
@@ -1761,6 +1768,17 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"wait_timeout=\" needs \"wait_replicas=\" in "
                            "\"%V\" directive", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the sentinels count the replicas they could promote */
+
+    if ((ngx_uint_t) wait_replicas == NGX_HTTP_OFFLOAD_WAIT_ALL
+        && ngx_strncmp(value[1].data, "sentinel://", 11) != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"wait_replicas=all\" needs a sentinel:// "
+                           "address in \"%V\" directive", &cmd->name);
         return NGX_CONF_ERROR;
     }
 

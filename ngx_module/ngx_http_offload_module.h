@@ -51,6 +51,11 @@
 #define NGX_HTTP_OFFLOAD_WAIT_TIMEOUT     1000
 #define NGX_HTTP_OFFLOAD_WAIT_TIMEOUT_MAX 1500
 
+/* wait_replicas=all: WAIT for every replica the sentinels could promote,
+ * counted anew every NGX_HTTP_OFFLOAD_COUNT_INTERVAL */
+#define NGX_HTTP_OFFLOAD_WAIT_ALL         ((ngx_uint_t) -1)
+#define NGX_HTTP_OFFLOAD_COUNT_INTERVAL   1000
+
 #define NGX_HTTP_OFFLOAD_UNPROCESSABLE   422
 
 /* offload_mode */
@@ -204,7 +209,8 @@ struct ngx_http_offload_peer_s {
     ngx_str_t                     password;
     ngx_uint_t                    db;
     ngx_http_offload_sentinel_t  *sentinels;   /* NULL: addr is the master */
-    ngx_uint_t                    wait_replicas;   /* 0: no WAIT */
+    ngx_uint_t                    wait_replicas;   /* 0: no WAIT; or
+                                                  ..._WAIT_ALL */
     ngx_msec_t                    wait_timeout;
     unsigned                      used:1;
     unsigned                      passes:1;    /* an offload_pass uses it */
@@ -231,6 +237,7 @@ struct ngx_http_offload_peer_s {
     unsigned                      status_by_eval:1;  /* NOSCRIPT came */
     ngx_queue_t                   replicating; /* jobs for the next WAIT, */
     ngx_queue_t                   waited;      /* for the one on its way */
+    ngx_uint_t                    wait_sent;   /* its replicas */
     unsigned                      waiting:1;
 };
 
@@ -251,6 +258,9 @@ struct ngx_http_offload_sentinel_s {
     ngx_uint_t                    tried;       /* sentinels, this round */
     ngx_uint_t                    watched;
     ngx_event_t                   ping;        /* the watch's liveness */
+    ngx_int_t                     replicas;    /* wait_replicas=all: how
+                                                  many are up; -1: unknown */
+    ngx_event_t                   count;       /* asks that again */
     unsigned                      asking:1;    /* a round is on */
     unsigned                      checking:1;  /* its answer may be a
                                                   failover unheard */

@@ -24,6 +24,16 @@
  * being refused) waits for WAIT N to count N replicas that have its XADD.
  * WAIT blocks the command connection, so one at a time is on its way: the
  * jobs accepted meanwhile share the next one.
+ *
+ * wait_replicas=all: N is every replica the sentinels could promote: those
+ * SENTINEL REPLICAS lists for the master without s_down, o_down or
+ * disconnected (a sentinel promotes none of those), asked with every round
+ * and every NGX_HTTP_OFFLOAD_COUNT_INTERVAL on the query link.  Not the
+ * master's own count of its replicas: during SENTINEL FAILOVER the replica
+ * being promoted leaves the old master, which takes writes until demoted,
+ * and its count would drop to the replicas that will lose them.  Until the
+ * sentinels answered (and after a failover, until they answer again), a
+ * job is 503 not_replicated.
  */
 
 
@@ -49,6 +59,11 @@ static void ngx_http_offload_sentinel_switched(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_offload_sentinel_ping(ngx_event_t *ev);
 static void ngx_http_offload_sentinel_drop_all(ngx_http_offload_peer_t *peer);
+static void ngx_http_offload_sentinel_count_tick(ngx_event_t *ev);
+static void ngx_http_offload_sentinel_count_ask(ngx_http_offload_link_t *link);
+static void ngx_http_offload_sentinel_counted(redisAsyncContext *ac, void *r,
+    void *privdata);
+static ngx_int_t ngx_http_offload_sentinel_up_replicas(redisReply *reply);
 static void ngx_http_offload_wait_send(ngx_http_offload_peer_t *peer);
 static void ngx_http_offload_wait_done(redisAsyncContext *ac, void *r,
     void *privdata);
@@ -108,6 +123,16 @@ ngx_http_offload_sentinel_start(ngx_http_offload_peer_t *peer, ngx_log_t *log)
     s->ping.log = log;
     s->ping.cancelable = 1;
 
+    s->replicas = -1;
+    s->count.handler = ngx_http_offload_sentinel_count_tick;
+    s->count.data = &s->query;
+    s->count.log = log;
+    s->count.cancelable = 1;
+
+    if (peer->wait_replicas == NGX_HTTP_OFFLOAD_WAIT_ALL) {
+        ngx_add_timer(&s->count, NGX_HTTP_OFFLOAD_COUNT_INTERVAL);
+    }
+
     ngx_http_offload_link_connect(&s->watch);
 }
 
@@ -117,6 +142,10 @@ ngx_http_offload_sentinel_stop(ngx_http_offload_peer_t *peer)
 {
     if (peer->sentinels->ping.timer_set) {
         ngx_del_timer(&peer->sentinels->ping);
+    }
+
+    if (peer->sentinels->count.timer_set) {
+        ngx_del_timer(&peer->sentinels->count);
     }
 
     ngx_http_offload_link_close(&peer->sentinels->query);
@@ -170,6 +199,9 @@ ngx_http_offload_sentinel_query_up(ngx_http_offload_link_t *link)
 {
     if (link->peer->sentinels->asking) {
         ngx_http_offload_sentinel_question(link);
+
+    } else if (link->peer->wait_replicas == NGX_HTTP_OFFLOAD_WAIT_ALL) {
+        ngx_http_offload_sentinel_count_ask(link);
     }
 }
 
@@ -198,6 +230,11 @@ ngx_http_offload_sentinel_question(ngx_http_offload_link_t *link)
         != NGX_OK)
     {
         ngx_add_timer(&link->watchdog, 1);
+        return;
+    }
+
+    if (link->peer->wait_replicas == NGX_HTTP_OFFLOAD_WAIT_ALL) {
+        ngx_http_offload_sentinel_count_ask(link);
     }
 }
 
@@ -211,12 +248,12 @@ ngx_http_offload_sentinel_query_down(ngx_http_offload_link_t *link)
 
     s = link->peer->sentinels;
 
+    s->asked = (s->asked + 1) % s->naddrs;
+    link->addr = &s->addrs[s->asked];
+
     if (!s->asking) {
         return;                 /* idle: made again when needed */
     }
-
-    s->asked = (s->asked + 1) % s->naddrs;
-    link->addr = &s->addrs[s->asked];
 
     if (++s->tried == s->naddrs) {
         ngx_http_offload_sentinel_none(link->peer);
@@ -518,6 +555,8 @@ ngx_http_offload_sentinel_drop_all(ngx_http_offload_peer_t *peer)
     ngx_uint_t                i;
     ngx_http_offload_link_t  *link;
 
+    peer->sentinels->replicas = -1;     /* the old master's */
+
     if (peer->sentinels->asking) {
         ngx_http_offload_link_drop(&peer->sentinels->query);
     }
@@ -533,6 +572,148 @@ ngx_http_offload_sentinel_drop_all(ngx_http_offload_peer_t *peer)
 
         ngx_http_offload_link_drop(link);
     }
+}
+
+
+/* wait_replicas=all: the count again, on the idle query link */
+
+static void
+ngx_http_offload_sentinel_count_tick(ngx_event_t *ev)
+{
+    ngx_http_offload_link_t      *link = ev->data;
+    ngx_http_offload_sentinel_t  *s;
+
+    s = link->peer->sentinels;
+
+    ngx_add_timer(ev, NGX_HTTP_OFFLOAD_COUNT_INTERVAL);
+
+    if (s->asking) {
+        return;                 /* the round asks it too */
+    }
+
+    if (link->up) {
+        ngx_http_offload_sentinel_count_ask(link);
+
+    } else if (link->ac == NULL) {
+        ngx_http_offload_link_connect(link);    /* its on_up asks */
+    }
+}
+
+
+static void
+ngx_http_offload_sentinel_count_ask(ngx_http_offload_link_t *link)
+{
+    const char                   *argv[3];
+    size_t                        argvlen[3];
+    ngx_http_offload_sentinel_t  *s;
+
+    s = link->peer->sentinels;
+
+    argv[0] = "SENTINEL";
+    argvlen[0] = sizeof("SENTINEL") - 1;
+    argv[1] = "REPLICAS";
+    argvlen[1] = sizeof("REPLICAS") - 1;
+    argv[2] = (const char *) s->master_name.data;
+    argvlen[2] = s->master_name.len;
+
+    /* not sent: the link is going, the next tick asks again */
+    (void) ngx_http_offload_link_send(link, ngx_http_offload_sentinel_counted,
+                                      NULL, 3, argv, argvlen);
+}
+
+
+static void
+ngx_http_offload_sentinel_counted(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                   *reply = r;
+    ngx_int_t                     n;
+    ngx_http_offload_link_t      *link;
+    ngx_http_offload_sentinel_t  *s;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+    s = link->peer->sentinels;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    n = ngx_http_offload_sentinel_up_replicas(reply);
+
+    if (n == NGX_ERROR) {
+        /* the last count stands: a sentinel's error, or one not watching
+         * this master, says nothing about its replicas */
+        ngx_log_error(NGX_LOG_WARN, link->log, 0,
+                      "offload: redis %V: sentinel %s:%d did not list the "
+                      "replicas of \"%V\"%s%s", &link->peer->name,
+                      link->addr->host, link->addr->port, &s->master_name,
+                      reply->type == REDIS_REPLY_ERROR ? ": " : "",
+                      reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+        return;
+    }
+
+    if (n != s->replicas) {
+        ngx_log_error(NGX_LOG_NOTICE, link->log, 0,
+                      "offload: redis %V: wait_replicas=all: replicas "
+                      "up: %i, says sentinel %s:%d", &link->peer->name, n,
+                      link->addr->host, link->addr->port);
+        s->replicas = n;
+    }
+}
+
+
+/*
+ * SENTINEL REPLICAS: an array of replicas, each an array of field, value;
+ * the ones whose "flags" have none of s_down, o_down, disconnected.
+ */
+
+static ngx_int_t
+ngx_http_offload_sentinel_up_replicas(redisReply *reply)
+{
+    size_t       i, k;
+    ngx_int_t    n;
+    redisReply  *replica, *field, *flags;
+
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        return NGX_ERROR;
+    }
+
+    n = 0;
+
+    for (i = 0; i < reply->elements; i++) {
+        replica = reply->element[i];
+
+        if (replica->type != REDIS_REPLY_ARRAY) {
+            return NGX_ERROR;
+        }
+
+        flags = NULL;
+
+        for (k = 0; k + 1 < replica->elements; k += 2) {
+            field = replica->element[k];
+
+            if (field->type == REDIS_REPLY_STRING && field->len == 5
+                && ngx_strncmp(field->str, "flags", 5) == 0
+                && replica->element[k + 1]->type == REDIS_REPLY_STRING)
+            {
+                flags = replica->element[k + 1];
+                break;
+            }
+        }
+
+        if (flags == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_strstr(flags->str, "s_down") == NULL
+            && ngx_strstr(flags->str, "o_down") == NULL
+            && ngx_strstr(flags->str, "disconnected") == NULL)
+        {
+            n++;
+        }
+    }
+
+    return n;
 }
 
 
@@ -604,10 +785,20 @@ ngx_http_offload_wait_send(ngx_http_offload_peer_t *peer)
     size_t                   argvlen[3];
     ngx_http_offload_ctx_t  *ctx;
 
+    if (peer->wait_replicas != NGX_HTTP_OFFLOAD_WAIT_ALL) {
+        peer->wait_sent = peer->wait_replicas;
+
+    } else if (peer->sentinels->replicas >= 0) {
+        peer->wait_sent = peer->sentinels->replicas;
+
+    } else {
+        goto failed;            /* not counted yet */
+    }
+
     argv[0] = "WAIT";
     argvlen[0] = sizeof("WAIT") - 1;
     argv[1] = (const char *) replicas;
-    argvlen[1] = ngx_sprintf(replicas, "%ui", peer->wait_replicas) - replicas;
+    argvlen[1] = ngx_sprintf(replicas, "%ui", peer->wait_sent) - replicas;
     argv[2] = (const char *) timeout;
     argvlen[2] = ngx_sprintf(timeout, "%M", peer->wait_timeout) - timeout;
 
@@ -620,6 +811,8 @@ ngx_http_offload_wait_send(ngx_http_offload_peer_t *peer)
         peer->waiting = 1;
         return;
     }
+
+failed:
 
     /* the connection is gone: nobody can tell whether replicas have them */
 
@@ -647,12 +840,12 @@ ngx_http_offload_wait_done(redisAsyncContext *ac, void *r, void *privdata)
     peer->waiting = 0;
 
     ok = reply != NULL && reply->type == REDIS_REPLY_INTEGER
-         && reply->integer >= (long long) peer->wait_replicas;
+         && reply->integer >= (long long) peer->wait_sent;
 
     if (reply != NULL && !ok) {
         ngx_log_error(NGX_LOG_WARN, link->log, 0,
                       "offload: redis %V: WAIT %ui %M: %s",
-                      &peer->name, peer->wait_replicas, peer->wait_timeout,
+                      &peer->name, peer->wait_sent, peer->wait_timeout,
                       reply->type == REDIS_REPLY_INTEGER ? "too few replicas"
                       : reply->type == REDIS_REPLY_ERROR ? reply->str
                       : "unexpected reply");

@@ -41,6 +41,9 @@ for my $case (
     [ 'sentinel://127.0.0.1:1/m wait_replicas=1 wait_timeout=5s',
       qr/WAIT holds up the command connection/ ],
     [ '127.0.0.1:1 wait_replicas=0', qr/invalid parameter/ ],
+    [ '127.0.0.1:1 wait_replicas=all',
+      qr/"wait_replicas=all" needs a sentinel:\/\/ address/ ],
+    [ 'sentinel://127.0.0.1:1/m wait_replicas=alll', qr/invalid parameter/ ],
 ) {
     my ($rc, $out) = nginx_test(http => "server { listen 127.0.0.1:1; "
         . "offload_redis $case->[0]; location / { offload_pass q; } }");
@@ -52,6 +55,10 @@ my ($rc, $out) = nginx_test(http => 'server { listen 127.0.0.1:1; '
     . 'location / { offload_pass q; } }');
 is($rc, 0, 'sentinel://host,[v6]:port/name wait_replicas=2 is taken')
     or diag($out);
+($rc, $out) = nginx_test(http => 'server { listen 127.0.0.1:1; '
+    . 'offload_redis sentinel://127.0.0.1:1/m wait_replicas=all '
+    . 'wait_timeout=200ms; location / { offload_pass q; } }');
+is($rc, 0, 'sentinel://.../name wait_replicas=all is taken') or diag($out);
 
 my $topo = start_sentinel_topology(name => 'jobs');
 my $master = $topo->master_port;
@@ -66,6 +73,11 @@ ok(start_jobs_nginx(redis => $sentinels, server => <<"SERVER"), 'stack ready');
     location ~ ^/async/([^/]+)\$ { offload_pass \$1; offload_mode async; }
     location ~ ^/safe/([^/]+)\$ {
         offload_redis $sentinels wait_replicas=1 wait_timeout=500ms;
+        offload_pass \$1;
+        offload_mode async;
+    }
+    location ~ ^/all/([^/]+)\$ {
+        offload_redis $sentinels wait_replicas=all wait_timeout=500ms;
         offload_pass \$1;
         offload_mode async;
     }
@@ -90,6 +102,9 @@ is_deeply($r->{json}, { hello => 'sentinel' }, 'with its result');
 ok(wait_until(sub { post_json('/safe/echo', { n => 0 })->{status} == 202 },
     scaled(10), 'a replicated async job'), 'wait_replicas=1: 202 with the '
     . 'replica up');
+ok(wait_until(sub { post_json('/all/echo', { n => 0 })->{status} == 202 },
+    scaled(10), 'an async job WAITed for all'), 'wait_replicas=all: 202 '
+    . 'with the replica up');
 $r = post_json('/safesync/echo', { sync => 1 });
 is($r->{status}, 200, 'wait_replicas=1, sync: the result');
 is_deeply($r->{json}, { sync => 1 }, '... as without');
@@ -116,9 +131,26 @@ is($r->{json}{error}{code}, 'not_replicated', '... not_replicated')
     or diag($r->{content});
 ok($took < 2.5, sprintf('... after the WAIT timeout (%.2f s), not the job',
     $took));
+# the sentinels flag the frozen replica s_down after down-after (1 s): it
+# cannot be promoted, so wait_replicas=all no longer waits for it
+ok(wait_until(sub { post_json('/all/echo', { n => 4 })->{status} == 202 },
+    scaled(10), 'the frozen replica left out'), 'wait_replicas=all, '
+    . 'replica frozen: 202 once the sentinels see it down');
+is(post_json('/safe/echo', { n => 5 }, scaled(10))->{status}, 503,
+    '... while wait_replicas=1 still refuses');
+like(slurp(nginx_error_log()), qr/wait_replicas=all: replicas up: 0,/,
+    '... counted 0 replicas up (error log)');
+my $logged = length slurp(nginx_error_log());
 $topo->signal_server($replica, 'CONT');
+ok(wait_until(sub { substr(slurp(nginx_error_log()), $logged)
+    =~ /wait_replicas=all: replicas up: 1,/ }, scaled(10),
+    'counted again'), 'wait_replicas=all: the replica back is counted '
+    . 'again (error log)');
 ok(wait_until(sub { post_json('/safe/echo', { n => 3 })->{status} == 202 },
     scaled(10), 'replicated again'), 'wait_replicas=1: 202 once the '
+    . 'replica is back');
+ok(wait_until(sub { post_json('/all/echo', { n => 6 })->{status} == 202 },
+    scaled(10), 'replicated again'), 'wait_replicas=all: 202 once the '
     . 'replica is back');
 
 # ---- failovers ------------------------------------------------------------

@@ -40,6 +40,29 @@ my $stats = redis_cmd_at($topo->master_port, 'INFO', 'commandstats');
 ok($stats =~ /^cmdstat_wait:calls=(\d+)/m && $1 >= 1,
     'wait_replicas=1: the worker WAITs for a replica after a job');
 
+# wait_replicas=all: the workers WAIT for as many replicas as the master's
+# ROLE lists (one here); asking for more would time out after
+# redis_timeout and log that fewer had the completion
+stop_sidecar();
+my $log = tmpdir() . '/sidecar.log';
+my $logged = -s $log // 0;
+sub calls {
+    my ($cmd) = @_;
+    redis_cmd_at($topo->master_port, 'INFO', 'commandstats')
+        =~ /^cmdstat_$cmd:calls=(\d+)/m ? $1 : 0;
+}
+my ($roles, $waits) = (calls('role'), calls('wait'));
+start_sidecar(redis => 'sentinel://' . $topo->url . ' wait_replicas=all',
+    conf => "redis_timeout 1s;\nqueue echo { handler echo; workers 2; }\n");
+ok(!grep({ !job_ok($topo->master_port) } 1 .. 6),
+    'wait_replicas=all: jobs answered');
+ok(calls('role') > $roles,
+    'wait_replicas=all: the workers ask the master for its replicas');
+ok(wait_until(sub { calls('wait') >= $waits + 6 }, scaled(5),
+    'WAITs after the jobs'), 'wait_replicas=all: a WAIT after each job');
+unlike(substr(slurp($log), $logged), qr/WAIT: \d+ of \d+ replicas/,
+    'wait_replicas=all: every WAIT met (it asked for the one replica)');
+
 # Jobs on whatever master the sentinels agree on, from $t0 until one is
 # answered: the seconds that took, or undef after 20 s.
 sub recovery {

@@ -40,6 +40,10 @@ my ($rc, $out) = sidecar_t('good', $good);
 is($rc, 0, 'sidecar -t: good file exits 0') or diag($out);
 like($out, qr/syntax is ok/, 'sidecar -t: "syntax is ok"');
 
+($rc, $out) = sidecar_t('wait-all', "redis 127.0.0.1:6379 "
+    . "wait_replicas=all;\nqueue q { handler echo; }\n");
+is($rc, 0, 'sidecar -t: redis ... wait_replicas=all is taken') or diag($out);
+
 # [ name, text, line of the error (undef: any), message pattern ]
 my @bad = (
     [ 'unknown directive', "redis 127.0.0.1:6379;\nfrobnicate 1;\n"
@@ -72,6 +76,9 @@ my @bad = (
         undef, qr/./ ],
     [ 'bad log level', "log stderr loud;\nqueue q { handler echo; }\n", 1,
         qr/loud|level|log/ ],
+    [ 'bad wait_replicas', "redis 127.0.0.1:6379 wait_replicas=every;\n"
+        . "queue q { handler echo; }\n", 1,
+        qr/wait_replicas=every.*wait_replicas=0\.\.16 or all/ ],
 );
 for my $case (@bad) {
     my ($name, $text, $line, $re) = @$case;

@@ -544,7 +544,7 @@ conf_set_str_slot(conf_parser_t *ps, const conf_directive_t *d, char **args,
 /* The directives that parse more than one kind of value, or more than
  * fill a field. */
 
-/* redis <address> [wait_replicas=<n>]: the address, a Redis or the
+/* redis <address> [wait_replicas=<n>|all]: the address, a Redis or the
  * sentinels of one (redis_endpoint.c). */
 static int
 set_redis(conf_parser_t *ps, const conf_directive_t *d, char **args,
@@ -562,12 +562,17 @@ set_redis(conf_parser_t *ps, const conf_directive_t *d, char **args,
     }
 
     for (i = 1; i < nargs; i++) {
+        if (strcmp(args[i], "wait_replicas=all") == 0) {
+            ep->wait_replicas = OFFLOAD_WAIT_ALL;
+            continue;
+        }
+
         if (strncmp(args[i], "wait_replicas=", 14) != 0
             || parse_uint(args[i] + 14, OFFLOAD_WAIT_REPLICAS_MAX, &n) != 0)
         {
             return conf_error(ps, line, "invalid redis parameter \"%s\" "
-                              "(expected wait_replicas=0..%d)", args[i],
-                              OFFLOAD_WAIT_REPLICAS_MAX);
+                              "(expected wait_replicas=0..%d or all)",
+                              args[i], OFFLOAD_WAIT_REPLICAS_MAX);
         }
 
         ep->wait_replicas = (int) n;

@@ -29,10 +29,12 @@ typedef struct {
     int             timeout_ms;     /* connect, and each command beyond
                                        its blocking time */
     int             wait_replicas;  /* WAIT for this many replicas after
-                                       a job's completion; 0: no WAIT */
+                                       a job's completion; 0: no WAIT;
+                                       OFFLOAD_WAIT_ALL: every one */
 } offload_redis_endpoint_t;
 
 #define OFFLOAD_WAIT_REPLICAS_MAX  16
+#define OFFLOAD_WAIT_ALL           (-1)
 
 /* Sets ep's Redis from "host:port", "[ipv6]:port", "unix:/path" or
  * "sentinel://host[:port][,host[:port]...]/<master name>" (a sentinel's

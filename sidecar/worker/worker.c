@@ -175,6 +175,9 @@ struct offload_worker_s {
     unsigned                     in_flight;     /* commands to wait for */
     int                          wait_short;    /* the last WAIT saw fewer
                                                    replicas than wanted */
+    int                          wait_sent;     /* and how many it asked */
+    int                          replicas;      /* wait_replicas all: the
+                                                   master's, by ROLE; -1 */
     int                          jobs_run;      /* for max_jobs_per_worker */
 
     ev_idle                      work;          /* runs the batch */
@@ -471,7 +474,7 @@ wait_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
     offload_worker_t  *w = privdata;
     redisReply        *reply = r;
-    int                want = w->queue->redis.wait_replicas;
+    int                want = w->wait_sent;
 
     (void) ac;
 
@@ -492,22 +495,56 @@ wait_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
+/* ROLE of the master: ["master", offset, [[ip, port, offset]...]], its
+ * replicas online (those WAIT counts). */
+static void
+role_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    offload_worker_t  *w = privdata;
+    redisReply        *reply = r;
+
+    (void) ac;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements == 3
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && strcmp(reply->element[0]->str, "master") == 0
+        && reply->element[2]->type == REDIS_REPLY_ARRAY)
+    {
+        w->replicas = (int) reply->element[2]->elements;
+    }
+
+    w->in_flight--;
+    maybe_exit(w);
+}
+
+
 /* wait_replicas: WAIT behind the completion script on the same link: the
  * worker's later commands (its next read) run, and it exits, only once
  * that many replicas have the ack and the result, or redis_timeout
  * passed, so a failover right after a job loses neither.  Nothing is sent
- * when it is 0. */
+ * when it is 0.  wait_replicas all: as many as the master's ROLE listed
+ * on connect and after the last WAIT (unknown: the most there may be); a
+ * count asked right before would let the next read in ahead of the WAIT.
+ */
 static void
 send_wait(offload_worker_t *w)
 {
     char         n[16], ms[16];
     const char  *argv[3];
 
-    if (w->queue->redis.wait_replicas == 0) {
+    w->wait_sent = w->queue->redis.wait_replicas;
+
+    if (w->wait_sent == OFFLOAD_WAIT_ALL) {
+        w->wait_sent = w->replicas >= 0 ? w->replicas
+                                        : OFFLOAD_WAIT_REPLICAS_MAX;
+    }
+
+    if (w->wait_sent == 0) {
         return;
     }
 
-    snprintf(n, sizeof(n), "%d", w->queue->redis.wait_replicas);
+    snprintf(n, sizeof(n), "%d", w->wait_sent);
     snprintf(ms, sizeof(ms), "%d", w->queue->redis.timeout_ms);
     argv[0] = "WAIT";
     argv[1] = n;
@@ -516,6 +553,12 @@ send_wait(offload_worker_t *w)
     if (offload_redis_command_block(&w->conn, w->queue->redis.timeout_ms,
                                     wait_cb, w, 3, argv, NULL)
         == REDIS_OK)
+    {
+        w->in_flight++;
+    }
+
+    if (w->queue->redis.wait_replicas == OFFLOAD_WAIT_ALL
+        && offload_redis_command(&w->conn, role_cb, w, "ROLE") == REDIS_OK)
     {
         w->in_flight++;
     }
@@ -2297,6 +2340,13 @@ connected(offload_redis_conn_t *rc)
     send_script_load(w);
     send_group_create(w);
 
+    /* wait_replicas all: this master's replicas, before the first WAIT */
+    if (w->queue->redis.wait_replicas == OFFLOAD_WAIT_ALL
+        && offload_redis_command(&w->conn, role_cb, w, "ROLE") == REDIS_OK)
+    {
+        w->in_flight++;
+    }
+
     w->in_history = 1;
     strcpy(w->history_id, "0");
 
@@ -2398,6 +2448,7 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     offload_worker_t   w;
 
     memset(&w, 0, sizeof(w));
+    w.replicas = -1;
     w.loop = loop;
     w.conf = conf;
     w.queue = queue;

@@ -49,8 +49,9 @@ check_endpoint(const offload_redis_endpoint_t *ep)
     check(ep->sentinel_user == NULL || ep->sentinel_password != NULL,
           "sentinel_user without sentinel_password");
     check(ep->db >= 0 && ep->db <= 65535, "db");
-    check(ep->wait_replicas >= 0
-          && ep->wait_replicas <= OFFLOAD_WAIT_REPLICAS_MAX, "wait_replicas");
+    check((ep->wait_replicas >= 0
+           && ep->wait_replicas <= OFFLOAD_WAIT_REPLICAS_MAX)
+          || ep->wait_replicas == OFFLOAD_WAIT_ALL, "wait_replicas");
 }
 
 

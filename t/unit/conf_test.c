@@ -611,7 +611,7 @@ test_queue_redis(void)
         EXPECTED_ADDR, "a queue's bad redis address");
     bad(Q "redis 127.0.0.1 wait_replicas=x;\n",
         "t.conf:2: invalid redis parameter \"wait_replicas=x\" (expected "
-        "wait_replicas=0..16)", "a bad wait_replicas");
+        "wait_replicas=0..16 or all)", "a bad wait_replicas");
     bad(Q "redis sentinel://127.0.0.1:1;\n",
         "t.conf:2: invalid sentinel address \"sentinel://127.0.0.1:1\" "
         "(expected sentinel://host:port[,host:port...]/<master name>)",
@@ -636,6 +636,13 @@ test_queue_redis(void)
        && conf.queues[0].redis.wait_replicas == 1,
        "sentinels (port 26379 by default), master, wait_replicas, "
        "inherited (%s)", err);
+    offload_conf_free(&conf);
+
+    ok(parse(&conf, Q "redis sentinel://10.0.0.1/m wait_replicas=all;\n")
+       == 0
+       && conf.redis.wait_replicas == OFFLOAD_WAIT_ALL
+       && conf.queues[0].redis.wait_replicas == OFFLOAD_WAIT_ALL,
+       "wait_replicas=all, inherited (%s)", err);
     offload_conf_free(&conf);
     bad("queue b {\n handler echo;\n db 1;\n db 2;\n}\n",
         "t.conf:4: \"db\" directive is duplicate", "db twice in a queue");
