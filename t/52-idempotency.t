@@ -159,7 +159,8 @@ my %ids = map { ($_->{headers}{'x-offload-job-id'} // '') => 1 } @a;
 is(scalar keys %ids, 1, 'all the same job id');
 is(scalar(grep { ($_->{content} // '') eq $a[0]{content} } @a), 20,
     'all the same result');
-like($a[0]{content}, qr/^\{"ms":4\d\d\}$/, 'the job\'s');
+ok(($a[0]{content} // '') =~ /^\{"ms":(\d+)\}$/ && $1 >= 400,
+    'the job\'s') or diag($a[0]{content});
 is(scalar(grep { $_->{headers}{'idempotent-replayed'} } @a), 19,
     '19 replays');
 is(added('sleep'), $added + 1, 'one entry added');
