@@ -57,6 +57,11 @@ for my $s (@waiting) {
     is(read_answer($s, scaled(10))->{status}, 200,
         'a waiting job ran on the next sidecar');
 }
+# nginx knows the new node serves slow from its registry read, once a
+# second: until then a job gets 503 no_workers (on a loaded machine, more
+# than once)
+ok(wait_until(sub { post_json('/jobs/slow', '{"ms":0}')->{status} == 200 },
+    scaled(10), 'nginx sees slow served'), 'nginx sees the queue served');
 my $long = send_post('/jobs/slow', '{"ms":2500}');
 ok(wait_until(sub { (group_info('slow')->{pending} // 0) == 1 }, 10,
     'slow job running'), 'a 2.5 s job is running');
