@@ -60,6 +60,8 @@ static void ngx_http_offload_sentinel_switched(redisAsyncContext *ac,
 static void ngx_http_offload_sentinel_ping(ngx_event_t *ev);
 static void ngx_http_offload_sentinel_drop_all(ngx_http_offload_peer_t *peer);
 static void ngx_http_offload_sentinel_count_tick(ngx_event_t *ev);
+static ngx_int_t ngx_http_offload_sentinel_command(
+    ngx_http_offload_link_t *link, const char *what, redisCallbackFn *fn);
 static void ngx_http_offload_sentinel_count_ask(ngx_http_offload_link_t *link);
 static void ngx_http_offload_sentinel_counted(redisAsyncContext *ac, void *r,
     void *privdata);
@@ -209,24 +211,11 @@ ngx_http_offload_sentinel_query_up(ngx_http_offload_link_t *link)
 static void
 ngx_http_offload_sentinel_question(ngx_http_offload_link_t *link)
 {
-    const char                   *argv[3];
-    size_t                        argvlen[3];
-    ngx_http_offload_sentinel_t  *s;
-
-    s = link->peer->sentinels;
-
-    argv[0] = "SENTINEL";
-    argvlen[0] = sizeof("SENTINEL") - 1;
-    argv[1] = "get-master-addr-by-name";
-    argvlen[1] = sizeof("get-master-addr-by-name") - 1;
-    argv[2] = (const char *) s->master_name.data;
-    argvlen[2] = s->master_name.len;
-
     /* maybe inside the connect callback, where freeing the context is
      * unsafe: if the question cannot be sent, the watchdog drops it */
 
-    if (ngx_http_offload_link_send(link, ngx_http_offload_sentinel_answer,
-                                   NULL, 3, argv, argvlen)
+    if (ngx_http_offload_sentinel_command(link, "get-master-addr-by-name",
+                                          ngx_http_offload_sentinel_answer)
         != NGX_OK)
     {
         ngx_add_timer(&link->watchdog, 1);
@@ -603,6 +592,18 @@ ngx_http_offload_sentinel_count_tick(ngx_event_t *ev)
 static void
 ngx_http_offload_sentinel_count_ask(ngx_http_offload_link_t *link)
 {
+    /* not sent: the link is going, the next tick asks again */
+    (void) ngx_http_offload_sentinel_command(link, "REPLICAS",
+                                         ngx_http_offload_sentinel_counted);
+}
+
+
+/* SENTINEL <what> <master name>, its reply to fn. */
+
+static ngx_int_t
+ngx_http_offload_sentinel_command(ngx_http_offload_link_t *link,
+    const char *what, redisCallbackFn *fn)
+{
     const char                   *argv[3];
     size_t                        argvlen[3];
     ngx_http_offload_sentinel_t  *s;
@@ -611,14 +612,12 @@ ngx_http_offload_sentinel_count_ask(ngx_http_offload_link_t *link)
 
     argv[0] = "SENTINEL";
     argvlen[0] = sizeof("SENTINEL") - 1;
-    argv[1] = "REPLICAS";
-    argvlen[1] = sizeof("REPLICAS") - 1;
+    argv[1] = what;
+    argvlen[1] = ngx_strlen(what);
     argv[2] = (const char *) s->master_name.data;
     argvlen[2] = s->master_name.len;
 
-    /* not sent: the link is going, the next tick asks again */
-    (void) ngx_http_offload_link_send(link, ngx_http_offload_sentinel_counted,
-                                      NULL, 3, argv, argvlen);
+    return ngx_http_offload_link_send(link, fn, NULL, 3, argv, argvlen);
 }
 
 
