@@ -122,18 +122,25 @@ is(ask($p, '{"py":1}'), 'ok 200 {"py":1}',
 # ---- SENTINEL FAILOVER: the old master becomes a replica
 my ($old, $new) = $topo->failover(scaled(20));
 ok($new, "SENTINEL FAILOVER: master $old -> " . ($new // 'none'));
+# The same C and Python clients submit job $n after $what, on the new
+# master, at their first try.
+sub both_submit {
+    my ($n, $what) = @_;
+    my $line = ask($c, qq({"n":$n}));
+    diag("liboffload after $what: $line");
+    like($line, qr/^ok 200 \{"n":$n\} \d+$/,
+        "liboffload: the same client submits on the new master after $what "
+        . 'at its first try');
+    is(ask($p, qq({"py":$n})), qq(ok 200 {"py":$n}),
+        "offload_client.py: so does the same Python client after $what");
+}
+
 # Until the sentinels demote it, the old master takes writes that its new
 # master's stream then replaces: jobs lost, as for any Sentinel client.
 ok(wait_until(sub { (eval { redis_cmd_at($old, 'ROLE')->[0] } // '')
     eq 'slave' }, scaled(15), 'old master demoted'),
     'the old master is a replica now (its clients killed)');
-my $line = ask($c, '{"n":2}');
-diag("liboffload after SENTINEL FAILOVER: $line");
-like($line, qr/^ok 200 \{"n":2\} \d+$/,
-    'liboffload: the same client submits on the new master at its first '
-    . 'try');
-is(ask($p, '{"py":2}'), 'ok 200 {"py":2}',
-    'offload_client.py: so does the same Python client');
+both_submit(2, 'SENTINEL FAILOVER');
 ok($topo->wait_ready(scaled(30)), 'the old master follows the new one');
 
 # ---- a stale sentinel, asked first, names the replica: ROLE says so
@@ -173,17 +180,11 @@ $old = $topo->kill_master('KILL');
 $new = $topo->wait_master_change($old, scaled(30));
 ok($new, "the sentinels promoted " . ($new // 'none') . " after SIGKILL "
     . "of $old");
-$line = ask($c, '{"n":3}');
-diag("liboffload after SIGKILL of the master: $line");
-like($line, qr/^ok 200 \{"n":3\} \d+$/,
-    'liboffload: the same client submits on the new master at its first '
-    . 'try');
-is(ask($p, '{"py":3}'), 'ok 200 {"py":3}',
-    'offload_client.py: so does the same Python client');
+both_submit(3, 'SIGKILL of the master');
 
 # ---- a wrong sentinel password: says so, without the password
 my $w = start_c($WRONG);
-$line = line_of($w, scaled(10)) // '';
+my $line = line_of($w, scaled(10)) // '';
 like($line, qr/^connect\ no\ sentinel\ of\ sentinel:\/\/\S+\ names\ a\ usable
     \ master\ \(the\ last:\ sentinel\ 127\.0\.0\.1:\d+\ refused\ AUTH\ with
     \ sentinel_user\/sentinel_password:\ WRONGPASS/x,
