@@ -1648,7 +1648,19 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t   *value, user, password, time, sentinel_user,
                  sentinel_password;
     ngx_msec_t   wait_timeout;
-    ngx_uint_t   i;
+    ngx_uint_t   i, k;
+
+    /* the master's login, and the sentinels' own (their requirepass, or
+     * an ACL user of theirs), apart from it */
+    struct {
+        ngx_str_t    name;
+        ngx_str_t   *value;
+    } login[] = {
+        { ngx_string("user="), &user },
+        { ngx_string("password="), &password },
+        { ngx_string("sentinel_user="), &sentinel_user },
+        { ngx_string("sentinel_password="), &sentinel_password },
+    };
 
     if (olcf->peer != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -1666,47 +1678,20 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 2; i < cf->args->nelts; i++) {
 
-        if (ngx_strncmp(value[i].data, "user=", 5) == 0) {
-            user.data = value[i].data + 5;
-            user.len = value[i].len - 5;
-
-            if (user.len == 0) {
-                goto invalid;
+        for (k = 0; k < sizeof(login) / sizeof(login[0]); k++) {
+            if (ngx_strncmp(value[i].data, login[k].name.data,
+                            login[k].name.len)
+                == 0)
+            {
+                break;
             }
-
-            continue;
         }
 
-        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
-            password.data = value[i].data + 9;
-            password.len = value[i].len - 9;
+        if (k < sizeof(login) / sizeof(login[0])) {
+            login[k].value->data = value[i].data + login[k].name.len;
+            login[k].value->len = value[i].len - login[k].name.len;
 
-            if (password.len == 0) {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        /* the sentinels' own login (their requirepass, or an ACL user of
-         * theirs), apart from the master's */
-
-        if (ngx_strncmp(value[i].data, "sentinel_user=", 14) == 0) {
-            sentinel_user.data = value[i].data + 14;
-            sentinel_user.len = value[i].len - 14;
-
-            if (sentinel_user.len == 0) {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "sentinel_password=", 18) == 0) {
-            sentinel_password.data = value[i].data + 18;
-            sentinel_password.len = value[i].len - 18;
-
-            if (sentinel_password.len == 0) {
+            if (login[k].value->len == 0) {
                 goto invalid;
             }
 
