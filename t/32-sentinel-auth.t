@@ -30,6 +30,10 @@ for my $case (
       qr/"sentinel_password=" needs a sentinel:\/\/ address/ ],
     [ 'sentinel://127.0.0.1:1/m sentinel_password=',
       qr/invalid parameter "sentinel_password="/ ],
+    [ 'sentinel://127.0.0.1:1/m sentinel_user= sentinel_password=p',
+      qr/invalid parameter "sentinel_user="/ ],
+    [ '127.0.0.1:1 password=', qr/invalid parameter "password="/ ],
+    [ '127.0.0.1:1 user= password=p', qr/invalid parameter "user="/ ],
 ) {
     my ($rc, $out) = nginx_test(http => "server { listen 127.0.0.1:1; "
         . "offload_redis $case->[0]; location / { offload_pass q; } }");
