@@ -63,6 +63,45 @@ ok(wait_until(sub { calls('wait') >= $waits + 6 }, scaled(5),
 unlike(substr(slurp($log), $logged), qr/WAIT: \d+ of \d+ replicas/,
     'wait_replicas=all: every WAIT met (it asked for the one replica)');
 
+# wait_replicas=all on a master with no replica online when the workers
+# connect (or a new master before its replicas follow it): no WAIT, but
+# ROLE is asked again after each job, so a replica that comes online later
+# is waited for from then on
+sub calls_at {
+    my ($port, $cmd) = @_;
+    redis_cmd_at($port, 'INFO', 'commandstats')
+        =~ /^cmdstat_$cmd:calls=(\d+)/m ? $1 : 0;
+}
+stop_sidecar();
+my $solo = start_redis(port => free_port());
+start_sidecar(redis => "127.0.0.1:$solo wait_replicas=all",
+    conf => "redis_timeout 1s;\nqueue echo { handler echo; workers 2; }\n");
+ok(job_ok($solo) && calls_at($solo, 'role') > 0
+    && calls_at($solo, 'wait') == 0,
+    'wait_replicas=all, no replica online: jobs answered without a WAIT');
+my $late = free_port();
+mkdir tmpdir() . "/replica-$late";
+spawn("redis-$late", tmpdir() . "/redis-$late.log", {}, 'redis-server',
+    '--port', $late, '--bind', '127.0.0.1', '--save', '',
+    '--appendonly', 'no', '--dir', tmpdir() . "/replica-$late",
+    '--replicaof', '127.0.0.1', $solo, '--repl-diskless-sync-delay', 0);
+ok(wait_until(sub {
+    my $role = eval { redis_cmd_at($solo, 'ROLE') };
+    ref $role eq 'ARRAY' && @{ $role->[2] // [] } == 1;
+}, scaled(10), 'the replica online'), 'a replica comes online');
+$logged = -s $log;
+ok(wait_until(sub { job_ok($solo) && calls_at($solo, 'wait') > 0 },
+    scaled(10), 'a WAIT for the replica'),
+    'wait_replicas=all: the replica that came later is waited for');
+unlike(substr(slurp($log), $logged), qr/WAIT: \d+ of \d+ replicas/,
+    '... and every WAIT met');
+stop_sidecar();
+stop_proc("redis-$late", 10);
+stop_redis();
+redis_use($topo->master_port);
+start_sidecar(redis => 'sentinel://' . $topo->url . ' wait_replicas=all',
+    conf => "redis_timeout 1s;\nqueue echo { handler echo; workers 2; }\n");
+
 # Jobs on whatever master the sentinels agree on, from $t0 until one is
 # answered: the seconds that took, or undef after 20 s.
 sub recovery {

@@ -6,9 +6,9 @@
 # submit there and get results.  The same client, not a new one, submits
 # again with success at the first try after SENTINEL FAILOVER and after
 # SIGKILL of the master (once the sentinels agree on the new one).  A
-# stale sentinel naming a replica is passed over (ROLE).  A wrong sentinel
-# password and all sentinels frozen (SIGSTOP) give a clear error within
-# the timeouts, no hang, and no password in it.
+# stale sentinel naming a replica is passed over by both (ROLE).  A wrong
+# sentinel password and all sentinels frozen (SIGSTOP) give a clear error
+# within the timeouts, no hang, and no password in it.
 
 use strict;
 use warnings;
@@ -44,9 +44,11 @@ from offload_client import Client, sentinel_redis
 sentinels = [(h, int(p)) for h, p in
              (s.rsplit(":", 1) for s in sys.argv[2].split(","))]
 timeout = float(sys.argv[5])
+login = dict(zip(("username", "password"), sys.argv[6:8]))
 t0 = time.monotonic()
 r = sentinel_redis(sentinels, sys.argv[3], sentinel_password=sys.argv[4],
-                   socket_timeout=timeout, socket_connect_timeout=timeout)
+                   socket_timeout=timeout, socket_connect_timeout=timeout,
+                   **login)
 try:
     r.ping()
     print("connect ok", flush=True)
@@ -75,9 +77,9 @@ sub start_c {
 }
 
 sub start_py {
-    my ($password, $timeout) = @_;
+    my ($password, $timeout, @login) = @_;
     return start_driver($python, "$dir/client.py", "$root/sdk/python",
-        $sentinels, $master, $password, $timeout // 2);
+        $sentinels, $master, $password, $timeout // 2, @login);
 }
 
 sub start_driver {
@@ -144,19 +146,29 @@ both_submit(2, 'SENTINEL FAILOVER');
 ok($topo->wait_ready(scaled(30)), 'the old master follows the new one');
 
 # ---- a stale sentinel, asked first, names the replica: ROLE says so
+# (liboffload asks SENTINEL get-master-addr-by-name, redis-py SENTINEL
+# MASTERS)
 my $stale = free_port();
 spawn('stale-sentinel', "$dir/stale.log", {}, 'perl', '-MIO::Socket::INET',
-    '-e', <<'PERL', $stale, $old);
+    '-e', <<'PERL', $stale, $old, $master);
 $| = 1;
-my ($port, $named) = @ARGV;
+my ($port, $named, $name) = @ARGV;
+sub bulk { join '', map { '$' . length($_) . "\r\n$_\r\n" } @_ }
 my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port,
     Listen => 5, ReuseAddr => 1) or die "listen: $!";
 while (my $s = $l->accept) {
     while (sysread($s, my $buf, 4096)) {
-        next unless $buf =~ /get-master-addr-by-name/i or $buf =~ /AUTH/i;
-        print "asked\n" if $buf =~ /get-master-addr-by-name/i;
-        syswrite($s, $buf =~ /AUTH/i ? "+OK\r\n" : "*2\r\n\$9\r\n"
-            . "127.0.0.1\r\n\$" . length($named) . "\r\n$named\r\n");
+        if ($buf =~ /AUTH/i) {
+            syswrite($s, "+OK\r\n");
+        } elsif ($buf =~ /get-master-addr-by-name/i) {
+            print "asked\n";
+            syswrite($s, "*2\r\n" . bulk('127.0.0.1', $named));
+        } elsif ($buf =~ /MASTERS/i) {
+            print "asked\n";
+            syswrite($s, "*1\r\n*10\r\n" . bulk(name => $name,
+                ip => '127.0.0.1', port => $named, flags => 'master',
+                'num-other-sentinels' => 2));
+        }
     }
 }
 PERL
@@ -172,6 +184,14 @@ ok(wait_until(sub { OffloadTest::port_open($stale) }, scaled(5),
     like(ask($sc, '{"n":"stale"}'), qr/^ok 200 \{"n":"stale"\} \d+$/,
         '... and its job is answered');
     like(slurp("$dir/stale.log"), qr/^asked$/m,
+        '... after asking the stale sentinel first');
+    my $asked = () = slurp("$dir/stale.log") =~ /^asked$/mg;
+    my $sp = start_py($SECRET);
+    is(line_of($sp, scaled(10)), 'connect ok',
+        'offload_client.py: the stale sentinel asked first, connects');
+    is(ask($sp, '{"py":"stale"}'), 'ok 200 {"py":"stale"}',
+        '... to the master: its job is answered');
+    ok((() = slurp("$dir/stale.log") =~ /^asked$/mg) > $asked,
         '... after asking the stale sentinel first');
 }
 
@@ -231,6 +251,11 @@ $d = start_c($SECRET, 'norole', 'norole-pw');
 like(line_of($d, scaled(10)) // '', qr/^connect ok \d+$/,
     'liboffload as a user without +role: connects');
 like(ask($d, '{"n":"norole"}'), qr/^ok 200 \{"n":"norole"\} \d+$/,
+    '... and its job is answered');
+$d = start_py($SECRET, undef, 'norole', 'norole-pw');
+is(line_of($d, scaled(10)), 'connect ok',
+    'offload_client.py as a user without +role: connects');
+is(ask($d, '{"py":"norole"}'), 'ok 200 {"py":"norole"}',
     '... and its job is answered');
 
 for my $d (@drivers) {

@@ -44,14 +44,62 @@ class Timeout(OffloadError):
     """No result within the time given."""
 
 
+class _MasterConnection(redis.sentinel.SentinelManagedConnection):
+    """A connection to the master the sentinels name that checks, as
+    liboffload does, that it answers ROLE as a master: a stale sentinel
+    can name a replica, or a Redis gone.  That sentinel is then asked last
+    and the next one's master tried, each sentinel once."""
+
+    def _connect_retry(self):
+        if self._sock or not self.connection_pool.is_master:
+            return super()._connect_retry()
+        sentinels = self.connection_pool.sentinel_manager.sentinels
+        why = None
+        for _ in range(len(sentinels)):
+            host, port = self.connection_pool.get_master_address()
+            try:
+                self.connect_to((host, port))
+                why = self._not_master()
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                why = "%s:%s, named the master: %s" % (host, port, e)
+            if why is None:
+                return None
+            self.disconnect()
+            # discover_master put the sentinel that named it first
+            sentinels.append(sentinels.pop(0))
+        raise redis.sentinel.MasterNotFoundError(
+            "no sentinel names a usable master (the last: %s)" % why)
+
+    def _not_master(self):
+        """None if this Redis says it is a master, else what it said."""
+        self.send_command("ROLE")
+        try:
+            role = self.read_response()
+        except redis.exceptions.NoPermissionError:
+            # a user without +role (README's offload-submitter) cannot
+            # ask: a stale sentinel's replica then shows itself by
+            # READONLY, retried
+            return None
+        except redis.exceptions.ResponseError as e:
+            role = [str(e)]
+        if isinstance(role, list) and role:
+            role = role[0].decode() if isinstance(role[0], bytes) else role[0]
+        if role == "master":
+            return None
+        return "%s:%s, named the master, answers ROLE with %s" % (
+            self.host, self.port, role)
+
+
 def sentinel_redis(sentinels, master, sentinel_password=None,
                    sentinel_user=None, socket_timeout=5.0,
                    socket_connect_timeout=2.0, **login):
     """A redis.Redis on the master named master by the sentinels (a list
     of (host, port)), for Client: redis-py's Sentinel asks them before each
-    new connection.  A command that meets a broken connection or READONLY
-    (a failover) is sent once more on a new one, so a Client outlives a
-    failover; a job submitted as the master dies may then be added twice.
+    new connection, and the master named must answer ROLE as one (else the
+    next sentinel is asked, MasterNotFoundError after all).  A command
+    that meets a broken connection or READONLY (a failover) is sent once
+    more on a new one, so a Client outlives a failover; a job submitted as
+    the master dies may then be added twice.
     sentinel_password and sentinel_user are the sentinels' own login
     (AUTH before asking); login (password=, username=, db=) the master's.
     Each sentinel and the master get the timeouts given, in seconds."""
@@ -64,7 +112,8 @@ def sentinel_redis(sentinels, master, sentinel_password=None,
         sentinel_login["username"] = sentinel_user
     return redis.sentinel.Sentinel(
         sentinels, sentinel_kwargs=sentinel_login, **timeouts).master_for(
-        master, retry_on_error=[redis.ConnectionError], **login)
+        master, retry_on_error=[redis.ConnectionError],
+        connection_class=_MasterConnection, **login)
 
 
 class Result:

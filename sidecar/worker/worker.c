@@ -519,13 +519,26 @@ role_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
+/* wait_replicas all: asks the master for its replicas online. */
+static void
+send_role(offload_worker_t *w)
+{
+    if (offload_redis_command(&w->conn, role_cb, w, "ROLE") == REDIS_OK) {
+        w->in_flight++;
+    }
+}
+
+
 /* wait_replicas: WAIT behind the completion script on the same link: the
  * worker's later commands (its next read) run, and it exits, only once
  * that many replicas have the ack and the result, or redis_timeout
  * passed, so a failover right after a job loses neither.  Nothing is sent
  * when it is 0.  wait_replicas all: as many as the master's ROLE listed
- * on connect and after the last WAIT (unknown: the most there may be); a
- * count asked right before would let the next read in ahead of the WAIT.
+ * on connect and after the last completion (unknown: the most there may
+ * be); a count asked right before would let the next read in ahead of the
+ * WAIT.  ROLE is asked again after every completion, also when no WAIT
+ * went (none listed): a master that had no replica online, or a new
+ * master before its replicas followed it, is waited for once they are.
  */
 static void
 send_wait(offload_worker_t *w)
@@ -540,27 +553,24 @@ send_wait(offload_worker_t *w)
                                         : OFFLOAD_WAIT_REPLICAS_MAX;
     }
 
-    if (w->wait_sent == 0) {
-        return;
+    if (w->wait_sent > 0) {
+        snprintf(n, sizeof(n), "%d", w->wait_sent);
+        snprintf(ms, sizeof(ms), "%d", w->queue->redis.timeout_ms);
+        argv[0] = "WAIT";
+        argv[1] = n;
+        argv[2] = ms;
+
+        if (offload_redis_command_block(&w->conn,
+                                        w->queue->redis.timeout_ms, wait_cb,
+                                        w, 3, argv, NULL)
+            == REDIS_OK)
+        {
+            w->in_flight++;
+        }
     }
 
-    snprintf(n, sizeof(n), "%d", w->wait_sent);
-    snprintf(ms, sizeof(ms), "%d", w->queue->redis.timeout_ms);
-    argv[0] = "WAIT";
-    argv[1] = n;
-    argv[2] = ms;
-
-    if (offload_redis_command_block(&w->conn, w->queue->redis.timeout_ms,
-                                    wait_cb, w, 3, argv, NULL)
-        == REDIS_OK)
-    {
-        w->in_flight++;
-    }
-
-    if (w->queue->redis.wait_replicas == OFFLOAD_WAIT_ALL
-        && offload_redis_command(&w->conn, role_cb, w, "ROLE") == REDIS_OK)
-    {
-        w->in_flight++;
+    if (w->queue->redis.wait_replicas == OFFLOAD_WAIT_ALL) {
+        send_role(w);
     }
 }
 
@@ -2340,11 +2350,10 @@ connected(offload_redis_conn_t *rc)
     send_script_load(w);
     send_group_create(w);
 
-    /* wait_replicas all: this master's replicas, before the first WAIT */
-    if (w->queue->redis.wait_replicas == OFFLOAD_WAIT_ALL
-        && offload_redis_command(&w->conn, role_cb, w, "ROLE") == REDIS_OK)
-    {
-        w->in_flight++;
+    /* wait_replicas all: this master's replicas, before the first WAIT:
+     * every completion follows a reply to a command sent after this one */
+    if (w->queue->redis.wait_replicas == OFFLOAD_WAIT_ALL) {
+        send_role(w);
     }
 
     w->in_history = 1;
