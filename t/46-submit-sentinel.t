@@ -236,7 +236,9 @@ $line = line_of($d, scaled(10)) // 'no answer';
 $took = time - $t0;
 like($line, qr/^connect error MasterNotFoundError/,
     'offload_client.py, all sentinels frozen: MasterNotFoundError');
-ok($took < 5, sprintf 'offload_client.py: in %.2f s', $took);
+# Python's own start-up (about 1 s, more under load) is in the figure
+ok($took < scaled(8), sprintf 'offload_client.py: in %.2f s (3 sentinels, '
+    . '500 ms timeouts)', $took);
 like(ask($c, '{"n":5}'), qr/^ok 200 \{"n":5\} \d+$/,
     'a client already on the master goes on meanwhile');
 $topo->signal_sentinel($_, 'CONT') for $topo->sentinel_ports;
