@@ -15,7 +15,8 @@
  * no reply, no byte waiting to be read, no byte of the output buffer
  * written.  That last check matters for workers, whose loop stands still
  * while a job runs: a deadline that passes during a long job finds the
- * answer in the socket, or the command still unsent, and waits on.
+ * answer in the socket, or the command still unsent, and waits on.  The
+ * watched sentinel's PING is judged the same way.
  */
 
 #include <stdarg.h>
@@ -228,6 +229,40 @@ disconnect_cb(const redisAsyncContext *ac, int status)
 }
 
 
+/* ---- progress of a connection: bytes that moved ---------------------- */
+
+
+static void
+bytes_note(redisAsyncContext *ac, offload_redis_bytes_t *seen)
+{
+    seen->obuf = sdslen(ac->c.obuf);
+    seen->reader[0] = ac->c.reader->len;
+    seen->reader[1] = ac->c.reader->pos;
+}
+
+
+/* Whether bytes moved since the last note or look: an answer waits in the
+ * socket, part of one was read (the reader's buffer changed), or some of
+ * the output buffer was written.  A deadline that passed asks this before
+ * blaming the server: a worker's loop stands still while a job runs, and
+ * an answer that came meanwhile is still unread. */
+static int
+bytes_moved(redisAsyncContext *ac, offload_redis_bytes_t *seen)
+{
+    int                    readable = 0;
+    offload_redis_bytes_t  last = *seen;
+
+    bytes_note(ac, seen);
+
+    if (ioctl(ac->c.fd, FIONREAD, &readable) == 0 && readable > 0) {
+        return 1;
+    }
+
+    return seen->obuf != last.obuf || seen->reader[0] != last.reader[0]
+           || seen->reader[1] != last.reader[1];
+}
+
+
 /* ---- Redis Sentinel: which server is the master ---------------------- */
 
 
@@ -389,6 +424,7 @@ subscribe(offload_redis_conn_t *rc, redisAsyncContext *ac)
 
     rc->watching = ac;
     rc->watch_unheard = now_s();        /* until it confirms */
+    memset(&rc->watch_seen, 0, sizeof(rc->watch_seen));
     return REDIS_OK;
 }
 
@@ -472,6 +508,12 @@ watch_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (ac != NULL && rc->watch_unheard != 0
         && now - rc->watch_unheard > rc->ep->timeout_ms / 1000.0)
     {
+        if (bytes_moved(ac, &rc->watch_seen)) {
+            rc->watch_unheard = now;    /* the loop stood still: the answer
+                                           may be in, or the PING unsent */
+            return;
+        }
+
         log_warn("%s: sentinel %s:%d did not answer in %d ms, watching "
                  "the next one", rc->name, ac->c.tcp.host, ac->c.tcp.port,
                  rc->ep->timeout_ms);
@@ -486,10 +528,13 @@ watch_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
 
-    if (rc->watch_unheard == 0
-        && redisAppendCommand(&ac->c, "PING %s", "+switch-master")
-           == REDIS_OK)
-    {
+    if (rc->watch_unheard != 0) {
+        return;                         /* an answer owed, not late yet */
+    }
+
+    bytes_note(ac, &rc->watch_seen);
+
+    if (redisAppendCommand(&ac->c, "PING %s", "+switch-master") == REDIS_OK) {
         ac->ev.addWrite(ac->ev.data);
         rc->watch_unheard = now;
     }
@@ -683,9 +728,7 @@ connect_to(offload_redis_conn_t *rc, const offload_addr_t *addr)
 
     ac->data = rc;
     rc->ac = ac;
-    rc->obuf_seen = 0;
-    rc->reader_seen[0] = 0;
-    rc->reader_seen[1] = 0;
+    memset(&rc->seen, 0, sizeof(rc->seen));
     rc->connect_deadline = now_s() + rc->ep->timeout_ms / 1000.0;
     watchdog_arm(rc, rc->ep->timeout_ms / 1000.0);
 
@@ -732,9 +775,7 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 
     if (reply != NULL) {
         rc->progress_at = now_s();
-        rc->obuf_seen = sdslen(ac->c.obuf);
-        rc->reader_seen[0] = ac->c.reader->len;
-        rc->reader_seen[1] = ac->c.reader->pos;
+        bytes_note(ac, &rc->seen);
 
         /* Not on AUTH's or SELECT's error: a refused connection must back
          * off, not reconnect ten times a second. */
@@ -857,31 +898,6 @@ offload_redis_command_argv(offload_redis_conn_t *rc, redisCallbackFn *fn,
 }
 
 
-/* Whether bytes moved since the last reply or look: an answer waits in the
- * socket, part of one was read (the reader's buffer changed), or some of
- * the output buffer was written. */
-static int
-bytes_moved(offload_redis_conn_t *rc)
-{
-    int           moved, readable = 0;
-    size_t        unsent = sdslen(rc->ac->c.obuf);
-    redisReader  *r = rc->ac->c.reader;
-
-    moved = unsent != rc->obuf_seen
-            || r->len != rc->reader_seen[0] || r->pos != rc->reader_seen[1];
-
-    rc->obuf_seen = unsent;
-    rc->reader_seen[0] = r->len;
-    rc->reader_seen[1] = r->pos;
-
-    if (ioctl(rc->ac->c.fd, FIONREAD, &readable) == 0 && readable > 0) {
-        return 1;
-    }
-
-    return moved;
-}
-
-
 /* Frees the context and reconnects: from disconnect_cb for a connection
  * that was up (its pending callbacks run with NULL replies first), at once
  * for one still connecting (hiredis calls no disconnect callback then). */
@@ -951,7 +967,7 @@ watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
 
-    if (bytes_moved(rc)) {
+    if (bytes_moved(ac, &rc->seen)) {
         rc->progress_at = now;
         watchdog_arm(rc, rc->head->allowed);
         return;

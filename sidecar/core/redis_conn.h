@@ -40,6 +40,12 @@ typedef struct offload_redis_cmd_s   offload_redis_cmd_t;
 
 typedef void (*offload_redis_conn_pt)(offload_redis_conn_t *rc);
 
+/* How far a connection's input and output had got at a look. */
+typedef struct {
+    size_t                  obuf;       /* unsent bytes */
+    size_t                  reader[2];  /* read buffer's len, pos */
+} offload_redis_bytes_t;
+
 struct offload_redis_conn_s {
     struct ev_loop         *loop;
     const offload_redis_endpoint_t *ep;
@@ -52,8 +58,7 @@ struct offload_redis_conn_s {
     ev_timer                watchdog;
     double                  connect_deadline;
     double                  progress_at;    /* last reply or bytes moved */
-    size_t                  obuf_seen;      /* unsent bytes, last look */
-    size_t                  reader_seen[2]; /* read buffer's len, pos */
+    offload_redis_bytes_t   seen;       /* at the last reply or look */
     offload_addr_t          master;     /* the sentinels' last answer */
     redisAsyncContext      *asking;     /* the sentinel being asked */
     redisAsyncContext      *watching;   /* the one that answered, for its
@@ -61,6 +66,7 @@ struct offload_redis_conn_s {
     int                     watched;    /* its index */
     double                  watch_unheard;  /* since when it owes an
                                                answer, or 0 */
+    offload_redis_bytes_t   watch_seen; /* its bytes at the last look */
     ev_timer                watch_tick; /* PINGs it, or watches anew */
     int                     sentinel;   /* the next one to ask */
     ev_timer                ask_deadline;
