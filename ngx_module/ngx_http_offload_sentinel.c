@@ -27,7 +27,8 @@
  *
  * wait_replicas=all: N is every replica the sentinels could promote: those
  * SENTINEL REPLICAS lists for the master without s_down, o_down or
- * disconnected (a sentinel promotes none of those), asked with every round
+ * disconnected (a sentinel promotes none of those) and with its link to
+ * the master up (only those can acknowledge a write), asked with every round
  * and every NGX_HTTP_OFFLOAD_COUNT_INTERVAL on the query link.  Not the
  * master's own count of its replicas: during SENTINEL FAILOVER the replica
  * being promoted leaves the old master, which takes writes until demoted,
@@ -66,6 +67,8 @@ static void ngx_http_offload_sentinel_count_ask(ngx_http_offload_link_t *link);
 static void ngx_http_offload_sentinel_counted(redisAsyncContext *ac, void *r,
     void *privdata);
 static ngx_int_t ngx_http_offload_sentinel_up_replicas(redisReply *reply);
+static redisReply *ngx_http_offload_sentinel_field(redisReply *entry,
+    const char *name);
 static void ngx_http_offload_wait_send(ngx_http_offload_peer_t *peer);
 static void ngx_http_offload_wait_done(redisAsyncContext *ac, void *r,
     void *privdata);
@@ -663,15 +666,18 @@ ngx_http_offload_sentinel_counted(redisAsyncContext *ac, void *r,
 
 /*
  * SENTINEL REPLICAS: an array of replicas, each an array of field, value;
- * the ones whose "flags" have none of s_down, o_down, disconnected.
+ * the ones whose "flags" have none of s_down, o_down, disconnected and
+ * whose "master-link-status" is "ok": a replica in a full resync (after a
+ * restart) or with a broken link acknowledges no write, and a WAIT that
+ * counted it would never be met.
  */
 
 static ngx_int_t
 ngx_http_offload_sentinel_up_replicas(redisReply *reply)
 {
-    size_t       i, k;
+    size_t       i;
     ngx_int_t    n;
-    redisReply  *replica, *field, *flags;
+    redisReply  *replica, *flags, *link;
 
     if (reply->type != REDIS_REPLY_ARRAY) {
         return NGX_ERROR;
@@ -686,33 +692,50 @@ ngx_http_offload_sentinel_up_replicas(redisReply *reply)
             return NGX_ERROR;
         }
 
-        flags = NULL;
-
-        for (k = 0; k + 1 < replica->elements; k += 2) {
-            field = replica->element[k];
-
-            if (field->type == REDIS_REPLY_STRING && field->len == 5
-                && ngx_strncmp(field->str, "flags", 5) == 0
-                && replica->element[k + 1]->type == REDIS_REPLY_STRING)
-            {
-                flags = replica->element[k + 1];
-                break;
-            }
-        }
+        flags = ngx_http_offload_sentinel_field(replica, "flags");
 
         if (flags == NULL) {
             return NGX_ERROR;
         }
 
+        link = ngx_http_offload_sentinel_field(replica, "master-link-status");
+
         if (ngx_strstr(flags->str, "s_down") == NULL
             && ngx_strstr(flags->str, "o_down") == NULL
-            && ngx_strstr(flags->str, "disconnected") == NULL)
+            && ngx_strstr(flags->str, "disconnected") == NULL
+            && link != NULL && link->len == 2
+            && ngx_strncmp(link->str, "ok", 2) == 0)
         {
             n++;
         }
     }
 
     return n;
+}
+
+
+/* the string value of a field of a SENTINEL REPLICAS entry, or NULL */
+
+static redisReply *
+ngx_http_offload_sentinel_field(redisReply *entry, const char *name)
+{
+    size_t       k, len;
+    redisReply  *field;
+
+    len = ngx_strlen(name);
+
+    for (k = 0; k + 1 < entry->elements; k += 2) {
+        field = entry->element[k];
+
+        if (field->type == REDIS_REPLY_STRING && field->len == len
+            && ngx_strncmp(field->str, name, len) == 0
+            && entry->element[k + 1]->type == REDIS_REPLY_STRING)
+        {
+            return entry->element[k + 1];
+        }
+    }
+
+    return NULL;
 }
 
 

@@ -1,0 +1,91 @@
+#!/usr/bin/perl
+# nginx's wait_replicas=all counts only the replicas that can acknowledge a
+# write: SENTINEL REPLICAS entries whose master-link-status is "ok".  A
+# replica whose replication is broken (here its AUTH to the master is
+# refused; a full resync after a restart looks the same) is listed up by
+# the sentinels, with its link "err".  Counted, WAIT 1 would never be met
+# and every job would be 503 not_replicated until the link is back; not
+# counted, jobs are accepted, 202 (WAIT 0).
+# Async jobs: a sync one that ends within wait_timeout is answered anyway.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use OffloadTest;
+use SentinelTopology;
+
+my $topo = start_sentinel_topology(name => 'jobs');
+my $master = $topo->master_port;
+redis_use($master);
+start_sidecar(conf => "queue echo { handler echo; workers 1; }\n");
+
+my $sentinels = 'sentinel://' . $topo->url;
+ok(start_jobs_nginx(redis => $sentinels, server => <<"SERVER"), 'stack ready');
+    location ~ ^/all/([^/]+)\$ {
+        offload_redis $sentinels wait_replicas=all wait_timeout=500ms;
+        offload_pass \$1;
+        offload_mode async;
+    }
+SERVER
+
+my $n = 0;
+sub job_status { post_json('/all/echo', { n => ++$n }, scaled(5))->{status} }
+
+ok(wait_until(sub { job_status() == 202 }, scaled(10), 'a replicated job'),
+    'wait_replicas=all: 202 with the replica in sync');
+
+# the replica's link as every sentinel sees it: 'ok', 'err', or undef
+# while one of them lists it disconnected or down
+my ($replica) = $topo->replica_ports;
+ok($replica, "the master has a replica ($replica)");
+sub link_seen {
+    my %status;
+    for my $s ($topo->sentinel_ports) {
+        my $list = $topo->sentinel_cmd($s, 'SENTINEL', 'REPLICAS', 'jobs');
+        return undef unless ref $list eq 'ARRAY';
+        my ($r) = grep { $_->{port} == $replica } map { +{ @$_ } } @$list;
+        return undef unless $r && $r->{flags} !~ /down|disconnected/;
+        $status{ $r->{'master-link-status'} // '' } = 1;
+    }
+    my @seen = keys %status;
+    return @seen == 1 ? $seen[0] : undef;
+}
+
+# the replica's own view of its link
+sub replica_link {
+    my $info = redis_cmd_at($replica, 'INFO', 'replication') // '';
+    return $info =~ /^master_link_status:(\w+)/m ? $1 : '';
+}
+
+# the link broken: the replica's AUTH to the master is refused (the master
+# has no password), so it cannot sync until masterauth is cleared
+redis_cmd_at($replica, 'CONFIG', 'SET', 'masterauth', 'nope');
+redis_cmd_at($replica, 'CLIENT', 'KILL', 'TYPE', 'master');
+
+# what the test waits on: every sentinel lists the replica up with its
+# link to the master down (they read the replica's INFO every 10 s)
+ok(wait_until(sub { (link_seen() // '') eq 'err' }, scaled(20),
+    'the sentinels see the replica up, its link down'),
+    'the sentinels see the broken replication');
+
+# nginx counts anew every second: jobs accepted again within a few
+# seconds, while the replica still cannot sync
+my $during = wait_until(sub {
+    job_status() == 202 && replica_link() eq 'down';
+}, scaled(5), 'a job accepted with the link down');
+ok($during, 'wait_replicas=all: a job accepted (202) with the replica\'s '
+    . 'link down');
+my @st = map { job_status() } 1 .. 3;
+is_deeply(\@st, [ 202, 202, 202 ], '... and the next ones too')
+    if $during;
+is(replica_link(), 'down', '... all while the link was down');
+
+redis_cmd_at($replica, 'CONFIG', 'SET', 'masterauth', '');
+ok(wait_until(sub { (link_seen() // '') eq 'ok' }, scaled(30),
+    'the sentinels see the link up'), 'the replica caught up');
+ok(wait_until(sub { job_status() == 202 }, scaled(10), 'a job WAITed for'),
+    'wait_replicas=all: 202 with the replica in sync again');
+
+finish();
