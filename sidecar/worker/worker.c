@@ -178,6 +178,7 @@ struct offload_worker_s {
     int                          wait_sent;     /* and how many it asked */
     int                          replicas;      /* wait_replicas all: the
                                                    master's, by ROLE; -1 */
+    int                          role_refused;  /* logged, this connection */
     int                          jobs_run;      /* for max_jobs_per_worker */
 
     ev_idle                      work;          /* runs the batch */
@@ -496,7 +497,10 @@ wait_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 
 /* ROLE of the master: ["master", offset, [[ip, port, offset]...]], its
- * replicas online (those WAIT counts). */
+ * replicas online (those WAIT counts).  Refused (an ACL user without
+ * +role, ROLE renamed): one replica, the least "all" can mean, rather
+ * than the most, whose WAIT would hold the connection redis_timeout after
+ * every completion. */
 static void
 role_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -505,7 +509,17 @@ role_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     (void) ac;
 
-    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        if (!w->role_refused) {
+            log_error("%s: ROLE refused (%s): wait_replicas=all needs the "
+                      "+role permission (and +wait) to count the replicas; "
+                      "waiting for 1 meanwhile", w->name, reply->str);
+            w->role_refused = 1;
+        }
+
+        w->replicas = 1;
+
+    } else if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
         && reply->elements == 3
         && reply->element[0]->type == REDIS_REPLY_STRING
         && strcmp(reply->element[0]->str, "master") == 0
@@ -2353,6 +2367,7 @@ connected(offload_redis_conn_t *rc)
     /* wait_replicas all: this master's replicas, before the first WAIT:
      * every completion follows a reply to a command sent after this one */
     if (w->queue->redis.wait_replicas == OFFLOAD_WAIT_ALL) {
+        w->role_refused = 0;
         send_role(w);
     }
 
