@@ -253,36 +253,38 @@ ngx_http_offload_gzip_tail_free(ngx_http_offload_gzip_tail_t *tail)
 
 
 /*
- * The answer gzip'd: head (a chain of memory buffers, the per-request
- * part) copied into stored blocks, then the tail as it is, then the
- * trailer.  *len is the member's length.
+ * The frame of a gzip member whose head is head_len bytes: the gzip
+ * header, the head in stored blocks, then the 8 bytes of the trailer;
+ * the tail goes between the blocks and the trailer.
  */
 
-ngx_chain_t *
-ngx_http_offload_gzip_member(ngx_pool_t *pool, ngx_chain_t *head,
-    ngx_http_offload_gzip_tail_t *tail, off_t *len)
+size_t
+ngx_http_offload_gzip_frame_size(size_t head_len)
 {
-    u_char       *buf, *p, *from, *trailer;
+    return sizeof(ngx_http_offload_gzip_header) + head_len
+           + 5 * ((head_len + NGX_HTTP_OFFLOAD_GZIP_STORED - 1)
+                  / NGX_HTTP_OFFLOAD_GZIP_STORED)
+           + 8;
+}
+
+
+/* Writes the frame of head (a chain of memory buffers) and tail into buf,
+ * of ngx_http_offload_gzip_frame_size() bytes. */
+
+void
+ngx_http_offload_gzip_frame(u_char *buf, ngx_chain_t *head,
+    ngx_http_offload_gzip_tail_t *tail)
+{
+    u_char       *p, *from;
     size_t        n, room, left, text_len;
     uLong         crc;
     ngx_buf_t    *b;
-    ngx_chain_t  *cl, *first, *end;
+    ngx_chain_t  *cl;
 
     text_len = 0;
 
     for (cl = head; cl; cl = cl->next) {
         text_len += cl->buf->last - cl->buf->pos;
-    }
-
-    n = sizeof(ngx_http_offload_gzip_header) + text_len
-        + 5 * ((text_len + NGX_HTTP_OFFLOAD_GZIP_STORED - 1)
-               / NGX_HTTP_OFFLOAD_GZIP_STORED);
-
-    buf = ngx_pnalloc(pool, n);
-    trailer = ngx_pnalloc(pool, 8);
-
-    if (buf == NULL || trailer == NULL) {
-        return NULL;
     }
 
     p = ngx_cpymem(buf, ngx_http_offload_gzip_header,
@@ -322,18 +324,29 @@ ngx_http_offload_gzip_member(ngx_pool_t *pool, ngx_chain_t *head,
     crc = crc32_combine(crc, tail->crc, tail->text_len);
     text_len += tail->text_len;
 
-    trailer[0] = (u_char) crc;
-    trailer[1] = (u_char) (crc >> 8);
-    trailer[2] = (u_char) (crc >> 16);
-    trailer[3] = (u_char) (crc >> 24);
-    trailer[4] = (u_char) text_len;
-    trailer[5] = (u_char) (text_len >> 8);
-    trailer[6] = (u_char) (text_len >> 16);
-    trailer[7] = (u_char) (text_len >> 24);
+    p[0] = (u_char) crc;
+    p[1] = (u_char) (crc >> 8);
+    p[2] = (u_char) (crc >> 16);
+    p[3] = (u_char) (crc >> 24);
+    p[4] = (u_char) text_len;
+    p[5] = (u_char) (text_len >> 8);
+    p[6] = (u_char) (text_len >> 16);
+    p[7] = (u_char) (text_len >> 24);
+}
 
-    first = ngx_http_offload_chain_of(pool, buf, p - buf);
+
+/* The member: a frame of len bytes split around the tail.  *size is the
+ * member's length. */
+
+ngx_chain_t *
+ngx_http_offload_gzip_chain(ngx_pool_t *pool, u_char *frame, size_t len,
+    ngx_http_offload_gzip_tail_t *tail, off_t *size)
+{
+    ngx_chain_t  *first, *cl, *end;
+
+    first = ngx_http_offload_chain_of(pool, frame, len - 8);
     cl = ngx_http_offload_chain_of(pool, tail->data, tail->len);
-    end = ngx_http_offload_chain_of(pool, trailer, 8);
+    end = ngx_http_offload_chain_of(pool, frame + len - 8, 8);
 
     if (first == NULL || cl == NULL || end == NULL) {
         return NULL;
@@ -342,7 +355,7 @@ ngx_http_offload_gzip_member(ngx_pool_t *pool, ngx_chain_t *head,
     first->next = cl;
     cl->next = end;
 
-    *len = (p - buf) + tail->len + 8;
+    *size = len + tail->len;
 
     return first;
 }

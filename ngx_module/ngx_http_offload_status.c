@@ -27,6 +27,9 @@
  *   - to a client that takes gzip, those common answers are a gzip member
  *     of this nginx's figures, stored as they are, and that buffer,
  *     deflated once per copy (ngx_http_offload_gzip.c);
+ *   - each worker keeps its last common answer of each report whole and
+ *     answers it again, without the zone's lock, while it is the same
+ *     refresh and at most NGX_HTTP_OFFLOAD_STATUS_REUSE ms old;
  *   - a refresh that got no answer within NGX_HTTP_OFFLOAD_WATCHDOG ms
  *     may be taken over by the next reader; one that failed is not tried
  *     again within the interval.
@@ -53,6 +56,7 @@
 #define NGX_HTTP_OFFLOAD_STATUS_POLL  10
 #define NGX_HTTP_OFFLOAD_STATUS_ID    300
 #define NGX_HTTP_OFFLOAD_NSORT        5
+#define NGX_HTTP_OFFLOAD_STATUS_REUSE 100
 
 /* what a reader got of one Redis */
 #define NGX_HTTP_OFFLOAD_READ_WAITING  0
@@ -108,6 +112,28 @@ typedef struct ngx_http_offload_status_copy_s {
     size_t                        len;
     u_char                        data[1];
 } ngx_http_offload_status_copy_t;
+
+
+/*
+ * This worker's last default answer of one report, whole: answered again
+ * while the Redis part is the same copy and the zone has no newer one, and
+ * this nginx's part is less than NGX_HTTP_OFFLOAD_STATUS_REUSE ms old.
+ * Asked flat out, rendering this nginx's figures, the zone's lock and the
+ * gzip frame per request cost nginx as much again as HTTP does; a tenth
+ * of a second is well within what a dashboard (a poll a second) or a
+ * scraper (15 s) can tell, and the nodes' figures are a heartbeat old
+ * anyway.  A longer age would save no more: rendering ten times a second
+ * is already nothing.  Each request copies the head (a few KB) into its
+ * pool: the kept one may be replaced before a slow client got it all.
+ */
+typedef struct {
+    ngx_http_offload_peer_t      *peer;        /* the only Redis */
+    ngx_http_offload_status_copy_t  *copy;     /* its Redis part, */
+    ngx_msec_t                    fetched;     /* of this refresh */
+    ngx_msec_t                    made;        /* 0: none */
+    ngx_str_t                     head;        /* this nginx's part */
+    ngx_str_t                     frame;       /* gzip'd, or NULL */
+} ngx_http_offload_status_answer_t;
 
 
 /* A worker's record in a packed answer (memcpy'd, unaligned). */
@@ -195,8 +221,15 @@ static void ngx_http_offload_status_store(ngx_http_offload_peer_t *peer,
 static void ngx_http_offload_status_wake(void);
 static void ngx_http_offload_status_poll(ngx_event_t *ev);
 static void ngx_http_offload_status_cleanup(void *data);
+static ngx_int_t ngx_http_offload_status_reuse(
+    ngx_http_offload_status_ctx_t *sctx);
 static ngx_int_t ngx_http_offload_status_send(
     ngx_http_offload_status_ctx_t *sctx);
+static ngx_int_t ngx_http_offload_status_answer(
+    ngx_http_offload_status_ctx_t *sctx,
+    ngx_http_offload_status_answer_t *answer);
+static ngx_int_t ngx_http_offload_status_send_out(
+    ngx_http_offload_status_ctx_t *sctx, ngx_http_offload_status_out_t *out);
 
 
 static ngx_str_t  ngx_http_offload_json_type = ngx_string("application/json");
@@ -218,6 +251,9 @@ static ngx_event_t  ngx_http_offload_status_timer;
 
 static ngx_http_offload_status_cache_t  *ngx_http_offload_status_cache_of;
 static ngx_uint_t                        ngx_http_offload_status_labels;
+
+/* this worker's last default answers: JSON, Prometheus */
+static ngx_http_offload_status_answer_t  ngx_http_offload_status_answers[2];
 
 
 ngx_int_t
@@ -306,6 +342,14 @@ ngx_http_offload_status_handler(ngx_http_request_t *r)
     }
 
     ngx_http_offload_status_labels = (ngx_http_offload_status_labels > 1);
+
+    if (!ngx_http_offload_status_labels && sort < 0 && limit == 0 && !full) {
+        rc = ngx_http_offload_status_reuse(sctx);
+
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+    }
 
     for (i = 0; i < omcf->peers.nelts; i++) {
         if (!peerp[i]->used) {
@@ -1625,7 +1669,7 @@ ngx_http_offload_status_rendered(ngx_http_offload_status_ctx_t *sctx)
 /*
  * Adds the head of an answer (this nginx's own part, which the caller has
  * just written) and notes the pre-rendered Redis part, when there is one,
- * for _send() to add as it is or gzip'd: NGX_OK when the answer is
+ * for _send() to keep and answer, plain or gzip'd: NGX_OK when the answer is
  * complete so, NGX_DECLINED when the caller is to assemble the Redis part
  * from the copies, NGX_ERROR.
  */
@@ -1845,40 +1889,166 @@ ngx_http_offload_status_prom(ngx_http_offload_status_ctx_t *sctx,
 
 
 /*
- * A rendered answer's end: the rendered buffer, or, to a client that
- * takes gzip, the whole answer gzip'd, the rendered buffer deflated at
- * the copy's first such request.  That one is logged at info level: how
- * often it happens can be seen.
+ * The default answer of sctx's report kept by _keep(), if it may be
+ * answered again (see ngx_http_offload_status_answer_t): NGX_DECLINED when
+ * not.  No lock: the zone's entry is only looked at for a newer refresh.
  */
 
 static ngx_int_t
-ngx_http_offload_status_end(ngx_http_offload_status_ctx_t *sctx,
-    ngx_http_offload_status_out_t *out)
+ngx_http_offload_status_reuse(ngx_http_offload_status_ctx_t *sctx)
 {
+    ngx_msec_t                         fetched;
+    ngx_http_offload_peer_t           *peer;
+    ngx_http_offload_status_copy_t    *copy;
+    ngx_http_offload_status_read_t    *rd;
+    ngx_http_offload_status_answer_t  *answer;
+
+    answer = &ngx_http_offload_status_answers[sctx->report - 1];
+
+    if (answer->made == 0
+        || ngx_http_offload_status_age(ngx_current_msec, answer->made)
+           >= NGX_HTTP_OFFLOAD_STATUS_REUSE)
+    {
+        return NGX_DECLINED;
+    }
+
+    peer = answer->peer;
+    copy = peer->status_copy;
+
+    if (copy != answer->copy || copy->fetched != answer->fetched) {
+        return NGX_DECLINED;
+    }
+
+    /* a word another worker writes under the lock: read as it is */
+
+    fetched = ((volatile ngx_http_offload_status_entry_t *)
+               &ngx_http_offload_status_cache_of->sh
+                    ->entry[peer->status_entry - 1])->fetched;
+
+    if (fetched != copy->fetched) {
+        return NGX_DECLINED;
+    }
+
+    rd = &sctx->read[sctx->nreads++];
+    rd->peer = peer;
+    rd->state = NGX_HTTP_OFFLOAD_READ_OK;
+    rd->copy = copy;
+    copy->refs++;
+
+    sctx->rendered = (sctx->report == NGX_HTTP_OFFLOAD_REPORT_JSON)
+                     ? &copy->json : &copy->prom;
+
+    return ngx_http_offload_status_answer(sctx, answer);
+}
+
+
+/* Keeps a default answer's head (this nginx's part, just rendered) for
+ * _reuse(). */
+
+static ngx_http_offload_status_answer_t *
+ngx_http_offload_status_keep(ngx_http_offload_status_ctx_t *sctx,
+    ngx_buf_t *head)
+{
+    u_char                            *p;
+    size_t                             len;
+    ngx_http_offload_status_read_t    *rd;
+    ngx_http_offload_status_answer_t  *answer;
+
+    answer = &ngx_http_offload_status_answers[sctx->report - 1];
+    rd = &sctx->read[0];
+    len = head->last - head->pos;
+
+    p = ngx_alloc(len, sctx->request->connection->log);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p, head->pos, len);
+
+    if (answer->head.data) {
+        ngx_free(answer->head.data);
+    }
+
+    if (answer->frame.data) {
+        ngx_free(answer->frame.data);
+        ngx_str_null(&answer->frame);
+    }
+
+    answer->head.data = p;
+    answer->head.len = len;
+    answer->peer = rd->peer;
+    answer->copy = rd->copy;
+    answer->fetched = rd->copy->fetched;
+    answer->made = ngx_current_msec;
+
+    return answer;
+}
+
+
+/*
+ * A kept answer: its head and the rendered buffer, or, to a client that
+ * takes gzip, the whole answer gzip'd, the rendered buffer deflated at
+ * the copy's first such GET (logged at info level: how often it happens
+ * can be seen), the head framed once per kept answer.  A HEAD spends no
+ * deflate: it gets the member's length only when the deflate was done.
+ */
+
+static ngx_int_t
+ngx_http_offload_status_answer(ngx_http_offload_status_ctx_t *sctx,
+    ngx_http_offload_status_answer_t *answer)
+{
+    u_char                          *p;
+    ngx_buf_t                        b;
     ngx_uint_t                       json;
-    ngx_chain_t                     *gz;
+    ngx_chain_t                      cl;
     ngx_table_elt_t                 *h;
     ngx_http_request_t              *r;
+    ngx_http_offload_status_out_t    out;
     ngx_http_offload_gzip_tail_t    *tail;
-    ngx_http_offload_status_copy_t  *copy;
 
     r = sctx->request;
 
+    out.pool = r->pool;
+    out.first = NULL;
+    out.last = &out.first;
+    out.len = 0;
+
     if (!ngx_http_offload_gzip_accepted(r)) {
-        return ngx_http_offload_status_add(out, sctx->rendered->data,
-                                           sctx->rendered->len);
+        p = ngx_pnalloc(r->pool, answer->head.len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_memcpy(p, answer->head.data, answer->head.len);
+
+        if (ngx_http_offload_status_add(&out, p, answer->head.len) != NGX_OK
+            || ngx_http_offload_status_add(&out, sctx->rendered->data,
+                                           sctx->rendered->len)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_offload_status_send_out(sctx, &out);
     }
 
     json = (sctx->report == NGX_HTTP_OFFLOAD_REPORT_JSON);
-    copy = sctx->read[0].copy;
-    tail = json ? &copy->json_gz : &copy->prom_gz;
+    tail = json ? &sctx->read[0].copy->json_gz : &sctx->read[0].copy->prom_gz;
+
+    if (r->method == NGX_HTTP_HEAD) {
+        out.len = tail->data ? (off_t) (ngx_http_offload_gzip_frame_size(
+                                            answer->head.len)
+                                        + tail->len)
+                             : -1;
+        goto encoded;
+    }
 
     if (tail->data == NULL) {
         if (ngx_http_offload_gzip_tail(tail, sctx->rendered,
                                        r->connection->log)
             != NGX_OK)
         {
-            return NGX_ERROR;
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -1888,16 +2058,42 @@ ngx_http_offload_status_end(ngx_http_offload_status_ctx_t *sctx,
                       tail->len);
     }
 
-    gz = ngx_http_offload_gzip_member(r->pool, out->first, tail, &out->len);
-    if (gz == NULL) {
-        return NGX_ERROR;
+    if (answer->frame.data == NULL) {
+        answer->frame.len = ngx_http_offload_gzip_frame_size(
+                                answer->head.len);
+        answer->frame.data = ngx_alloc(answer->frame.len, r->connection->log);
+
+        if (answer->frame.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_memzero(&b, sizeof(ngx_buf_t));
+        b.pos = answer->head.data;
+        b.last = answer->head.data + answer->head.len;
+        cl.buf = &b;
+        cl.next = NULL;
+
+        ngx_http_offload_gzip_frame(answer->frame.data, &cl, tail);
     }
 
-    out->first = gz;
+    p = ngx_pnalloc(r->pool, answer->frame.len);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(p, answer->frame.data, answer->frame.len);
+
+    out.first = ngx_http_offload_gzip_chain(r->pool, p, answer->frame.len,
+                                            tail, &out.len);
+    if (out.first == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+encoded:
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
-        return NGX_ERROR;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     h->hash = 1;
@@ -1905,18 +2101,19 @@ ngx_http_offload_status_end(ngx_http_offload_status_ctx_t *sctx,
     ngx_str_set(&h->value, "gzip");
     r->headers_out.content_encoding = h;
 
-    return NGX_OK;
+    return ngx_http_offload_status_send_out(sctx, &out);
 }
 
 
 static ngx_int_t
 ngx_http_offload_status_send(ngx_http_offload_status_ctx_t *sctx)
 {
-    ngx_int_t                        rc;
-    ngx_uint_t                       i, total;
-    ngx_http_request_t              *r;
-    ngx_http_offload_status_out_t    out;
-    ngx_http_offload_status_read_t  *rd;
+    ngx_int_t                          rc;
+    ngx_uint_t                         i, total;
+    ngx_http_request_t                *r;
+    ngx_http_offload_status_out_t      out;
+    ngx_http_offload_status_read_t    *rd;
+    ngx_http_offload_status_answer_t  *answer;
 
     r = sctx->request;
     total = 0;
@@ -1946,6 +2143,27 @@ ngx_http_offload_status_send(ngx_http_offload_status_ctx_t *sctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (sctx->rendered) {
+        answer = ngx_http_offload_status_keep(sctx, out.first->buf);
+        if (answer == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_offload_status_answer(sctx, answer);
+    }
+
+    return ngx_http_offload_status_send_out(sctx, &out);
+}
+
+
+static ngx_int_t
+ngx_http_offload_status_send_out(ngx_http_offload_status_ctx_t *sctx,
+    ngx_http_offload_status_out_t *out)
+{
+    ngx_http_request_t  *r;
+
+    r = sctx->request;
+
     /* the default answers may be gzip'd: caches must tell them apart */
 
     if (sctx->sort < 0 && sctx->limit == 0 && !sctx->full
@@ -1956,17 +2174,12 @@ ngx_http_offload_status_send(ngx_http_offload_status_ctx_t *sctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (sctx->rendered && ngx_http_offload_status_end(sctx, &out) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     return ngx_http_offload_send_chain(r, NGX_HTTP_OK,
                                        sctx->report
                                        == NGX_HTTP_OFFLOAD_REPORT_JSON
                                        ? &ngx_http_offload_json_type
                                        : &ngx_http_offload_prom_type,
-                                       out.first, out.len);
+                                       out->first, out->len);
 }
 
 
