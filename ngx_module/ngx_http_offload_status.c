@@ -26,7 +26,9 @@
  *     one buffer of it rendered once, after this nginx's own figures;
  *   - to a client that takes gzip, those common answers are a gzip member
  *     of this nginx's figures, stored as they are, and that buffer,
- *     deflated once per copy (ngx_http_offload_gzip.c);
+ *     deflated once per copy (ngx_http_offload_gzip.c); with several Redis
+ *     the default answers' Redis part is assembled into one buffer, kept
+ *     and deflated once while the copies are the same;
  *   - each worker keeps its last common answer of each report whole and
  *     answers it again, without the zone's lock, while it is the same
  *     refresh and at most NGX_HTTP_OFFLOAD_STATUS_REUSE ms old;
@@ -136,6 +138,24 @@ typedef struct {
 } ngx_http_offload_status_answer_t;
 
 
+/*
+ * The Redis part of the default answer of one report with several Redis
+ * (or one not read), assembled from the reads' copies: kept in each worker
+ * while the reads are the same copies, so that it is deflated once for as
+ * long, as the rendered part of a copy is.  Freed by the last request that
+ * answers from it once a newer one replaced it.
+ */
+typedef struct {
+    ngx_uint_t                    refs;        /* requests using it */
+    ngx_uint_t                    nreads;
+    ngx_http_offload_status_copy_t  *copy[NGX_HTTP_OFFLOAD_STATUS_REDIS];
+    ngx_msec_t                    fetched[NGX_HTTP_OFFLOAD_STATUS_REDIS];
+    ngx_str_t                     text;
+    ngx_http_offload_gzip_tail_t  gz;          /* text deflated */
+    unsigned                      retired:1;
+} ngx_http_offload_status_joined_t;
+
+
 /* A worker's record in a packed answer (memcpy'd, unaligned). */
 typedef struct {
     int64_t                       key[NGX_HTTP_OFFLOAD_NSORT];
@@ -192,6 +212,8 @@ typedef struct {
     ngx_uint_t                    waiting;
     ngx_http_offload_status_read_t  *read;
     ngx_str_t                    *rendered;    /* its end, or NULL */
+    ngx_http_offload_gzip_tail_t *gz;          /* rendered deflated */
+    ngx_http_offload_status_joined_t  *joined; /* rendered's, held */
     unsigned                      parked:1;
 } ngx_http_offload_status_ctx_t;
 
@@ -212,6 +234,8 @@ static void ngx_http_offload_status_take(ngx_http_offload_status_ctx_t *sctx,
 static void ngx_http_offload_status_retire(
     ngx_http_offload_status_copy_t *copy);
 static void ngx_http_offload_status_release(void *data);
+static void ngx_http_offload_status_joined_free(
+    ngx_http_offload_status_joined_t *joined);
 static ngx_int_t ngx_http_offload_status_query(
     ngx_http_offload_peer_t *peer);
 static void ngx_http_offload_status_done(redisAsyncContext *ac, void *r,
@@ -226,8 +250,7 @@ static ngx_int_t ngx_http_offload_status_reuse(
 static ngx_int_t ngx_http_offload_status_send(
     ngx_http_offload_status_ctx_t *sctx);
 static ngx_int_t ngx_http_offload_status_answer(
-    ngx_http_offload_status_ctx_t *sctx,
-    ngx_http_offload_status_answer_t *answer);
+    ngx_http_offload_status_ctx_t *sctx, ngx_str_t *head, ngx_str_t *frame);
 static ngx_int_t ngx_http_offload_status_send_out(
     ngx_http_offload_status_ctx_t *sctx, ngx_http_offload_status_out_t *out);
 
@@ -254,6 +277,7 @@ static ngx_uint_t                        ngx_http_offload_status_labels;
 
 /* this worker's last default answers: JSON, Prometheus */
 static ngx_http_offload_status_answer_t  ngx_http_offload_status_answers[2];
+static ngx_http_offload_status_joined_t *ngx_http_offload_status_joins[2];
 
 
 ngx_int_t
@@ -673,6 +697,20 @@ ngx_http_offload_status_release(void *data)
 
         sctx->read[i].copy = NULL;
     }
+
+    if (sctx->joined && --sctx->joined->refs == 0 && sctx->joined->retired) {
+        ngx_http_offload_status_joined_free(sctx->joined);
+    }
+
+    sctx->joined = NULL;
+}
+
+
+static void
+ngx_http_offload_status_joined_free(ngx_http_offload_status_joined_t *joined)
+{
+    ngx_http_offload_gzip_tail_free(&joined->gz);
+    ngx_free(joined);
 }
 
 
@@ -1671,20 +1709,125 @@ ngx_http_offload_status_rendered(ngx_http_offload_status_ctx_t *sctx)
  * just written) and notes the pre-rendered Redis part, when there is one,
  * for _send() to keep and answer, plain or gzip'd: NGX_OK when the answer is
  * complete so, NGX_DECLINED when the caller is to assemble the Redis part
- * from the copies, NGX_ERROR.
+ * from the copies (then _join_rest()), NGX_ERROR.
  */
 
 static ngx_int_t
 ngx_http_offload_status_add_head(ngx_http_offload_status_ctx_t *sctx,
     ngx_http_offload_status_out_t *out, u_char *head, size_t len)
 {
+    ngx_http_offload_status_copy_t  *copy;
+
     if (ngx_http_offload_status_add(out, head, len) != NGX_OK) {
         return NGX_ERROR;
     }
 
     sctx->rendered = ngx_http_offload_status_rendered(sctx);
 
-    return sctx->rendered ? NGX_OK : NGX_DECLINED;
+    if (sctx->rendered == NULL) {
+        return NGX_DECLINED;
+    }
+
+    copy = sctx->read[0].copy;
+    sctx->gz = (sctx->report == NGX_HTTP_OFFLOAD_REPORT_JSON)
+               ? &copy->json_gz : &copy->prom_gz;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The Redis part of an answer, just assembled after out's mark (at bytes):
+ * left there, or, for the default arguments, taken out of out and answered
+ * as the worker's joined part of these reads (see
+ * ngx_http_offload_status_joined_t), made now if it has none.
+ */
+
+static ngx_int_t
+ngx_http_offload_status_join_rest(ngx_http_offload_status_ctx_t *sctx,
+    ngx_http_offload_status_out_t *out, ngx_chain_t **mark, off_t at)
+{
+    u_char                             *p;
+    ngx_uint_t                          i;
+    ngx_chain_t                        *cl;
+    ngx_http_offload_status_copy_t     *copy;
+    ngx_http_offload_status_joined_t   *joined, **kept;
+
+    if (sctx->sort >= 0 || sctx->limit || sctx->full) {
+        return NGX_OK;
+    }
+
+    kept = &ngx_http_offload_status_joins[sctx->report - 1];
+    joined = *kept;
+
+    if (joined && joined->nreads == sctx->nreads) {
+        for (i = 0; i < sctx->nreads; i++) {
+            copy = sctx->read[i].copy;
+
+            if (joined->copy[i] != copy
+                || (copy && joined->fetched[i] != copy->fetched))
+            {
+                break;
+            }
+        }
+
+        if (i < sctx->nreads) {
+            joined = NULL;
+        }
+
+    } else {
+        joined = NULL;
+    }
+
+    if (joined == NULL) {
+        joined = ngx_alloc(sizeof(ngx_http_offload_status_joined_t)
+                           + (out->len - at), ngx_cycle->log);
+        if (joined == NULL) {
+            return NGX_ERROR;
+        }
+
+        joined->refs = 0;
+        joined->retired = 0;
+        joined->nreads = sctx->nreads;
+
+        for (i = 0; i < sctx->nreads; i++) {
+            copy = sctx->read[i].copy;
+            joined->copy[i] = copy;
+            joined->fetched[i] = copy ? copy->fetched : 0;
+        }
+
+        joined->text.data = (u_char *) &joined[1];
+        p = joined->text.data;
+
+        for (cl = *mark; cl; cl = cl->next) {
+            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        }
+
+        joined->text.len = p - joined->text.data;
+        joined->gz.data = NULL;
+
+        if (*kept) {
+            if ((*kept)->refs == 0) {
+                ngx_http_offload_status_joined_free(*kept);
+
+            } else {
+                (*kept)->retired = 1;
+            }
+        }
+
+        *kept = joined;
+    }
+
+    *mark = NULL;
+    out->last = mark;
+    out->len = at;
+
+    joined->refs++;
+    sctx->joined = joined;
+    sctx->rendered = &joined->text;
+    sctx->gz = &joined->gz;
+
+    return NGX_OK;
 }
 
 
@@ -1716,9 +1859,11 @@ ngx_http_offload_status_json(ngx_http_offload_status_ctx_t *sctx,
     ngx_http_offload_status_out_t *out, ngx_uint_t total)
 {
     u_char                          *p, *last, *head, *tail;
+    off_t                            marked;
     size_t                           size;
     ngx_int_t                        rc;
     ngx_uint_t                       i, ok;
+    ngx_chain_t                    **mark;
     ngx_http_offload_status_read_t  *rd;
     ngx_http_offload_metrics_t      *m = ngx_http_offload_worker.metrics;
 
@@ -1769,6 +1914,9 @@ ngx_http_offload_status_json(ngx_http_offload_status_ctx_t *sctx,
         return rc;
     }
 
+    mark = out->last;
+    marked = out->len;
+
     if (ngx_http_offload_status_join(sctx, sctx->full ? 0 : 3, out) != NGX_OK
         || ngx_http_offload_status_add_text(out, "],\"queues\":{") != NGX_OK
         || ngx_http_offload_status_join(sctx, 1, out) != NGX_OK
@@ -1789,7 +1937,7 @@ ngx_http_offload_status_json(ngx_http_offload_status_ctx_t *sctx,
         return NGX_ERROR;
     }
 
-    return NGX_OK;
+    return ngx_http_offload_status_join_rest(sctx, out, mark, marked);
 }
 
 
@@ -1801,10 +1949,12 @@ ngx_http_offload_status_prom(ngx_http_offload_status_ctx_t *sctx,
     ngx_http_offload_status_out_t *out)
 {
     u_char                          *p, *last, *head, **at;
+    off_t                            marked;
     size_t                           size;
     ngx_int_t                        rc;
     ngx_str_t                        fam, samples;
     ngx_uint_t                       i, f, nfams, labels, headed;
+    ngx_chain_t                    **mark;
     ngx_http_offload_status_read_t  *rd;
     ngx_http_offload_metrics_t      *m = ngx_http_offload_worker.metrics;
 
@@ -1857,6 +2007,9 @@ ngx_http_offload_status_prom(ngx_http_offload_status_ctx_t *sctx,
         return rc;
     }
 
+    mark = out->last;
+    marked = out->len;
+
     for (f = 0; nfams != NGX_MAX_UINT32_VALUE && f < nfams; f++) {
         headed = 0;
 
@@ -1884,7 +2037,7 @@ ngx_http_offload_status_prom(ngx_http_offload_status_ctx_t *sctx,
         }
     }
 
-    return NGX_OK;
+    return ngx_http_offload_status_join_rest(sctx, out, mark, marked);
 }
 
 
@@ -1935,10 +2088,17 @@ ngx_http_offload_status_reuse(ngx_http_offload_status_ctx_t *sctx)
     rd->copy = copy;
     copy->refs++;
 
-    sctx->rendered = (sctx->report == NGX_HTTP_OFFLOAD_REPORT_JSON)
-                     ? &copy->json : &copy->prom;
+    if (sctx->report == NGX_HTTP_OFFLOAD_REPORT_JSON) {
+        sctx->rendered = &copy->json;
+        sctx->gz = &copy->json_gz;
 
-    return ngx_http_offload_status_answer(sctx, answer);
+    } else {
+        sctx->rendered = &copy->prom;
+        sctx->gz = &copy->prom_gz;
+    }
+
+    return ngx_http_offload_status_answer(sctx, &answer->head,
+                                          &answer->frame);
 }
 
 
@@ -1947,7 +2107,7 @@ ngx_http_offload_status_reuse(ngx_http_offload_status_ctx_t *sctx)
 
 static ngx_http_offload_status_answer_t *
 ngx_http_offload_status_keep(ngx_http_offload_status_ctx_t *sctx,
-    ngx_buf_t *head)
+    ngx_str_t *head)
 {
     u_char                            *p;
     size_t                             len;
@@ -1956,14 +2116,14 @@ ngx_http_offload_status_keep(ngx_http_offload_status_ctx_t *sctx,
 
     answer = &ngx_http_offload_status_answers[sctx->report - 1];
     rd = &sctx->read[0];
-    len = head->last - head->pos;
+    len = head->len;
 
     p = ngx_alloc(len, sctx->request->connection->log);
     if (p == NULL) {
         return NULL;
     }
 
-    ngx_memcpy(p, head->pos, len);
+    ngx_memcpy(p, head->data, len);
 
     if (answer->head.data) {
         ngx_free(answer->head.data);
@@ -1986,20 +2146,22 @@ ngx_http_offload_status_keep(ngx_http_offload_status_ctx_t *sctx,
 
 
 /*
- * A kept answer: its head and the rendered buffer, or, to a client that
- * takes gzip, the whole answer gzip'd, the rendered buffer deflated at
- * the copy's first such GET (logged at info level: how often it happens
- * can be seen), the head framed once per kept answer.  A HEAD spends no
- * deflate: it gets the member's length only when the deflate was done.
+ * An answer of a head (this nginx's part) and the rendered Redis part: as
+ * they are, or, to a client that takes gzip, a gzip member of the head in
+ * stored blocks and the rendered part deflated, at its first such GET
+ * (logged at info level: how often it happens can be seen).  With frame,
+ * head is kept by _keep(): it is copied into the request's pool, and its
+ * gzip frame is made once, into frame.  A HEAD spends no deflate: it gets
+ * the member's length only when the deflate was done.
  */
 
 static ngx_int_t
 ngx_http_offload_status_answer(ngx_http_offload_status_ctx_t *sctx,
-    ngx_http_offload_status_answer_t *answer)
+    ngx_str_t *head, ngx_str_t *frame)
 {
     u_char                          *p;
+    size_t                           len;
     ngx_buf_t                        b;
-    ngx_uint_t                       json;
     ngx_chain_t                      cl;
     ngx_table_elt_t                 *h;
     ngx_http_request_t              *r;
@@ -2014,14 +2176,18 @@ ngx_http_offload_status_answer(ngx_http_offload_status_ctx_t *sctx,
     out.len = 0;
 
     if (!ngx_http_offload_gzip_accepted(r)) {
-        p = ngx_pnalloc(r->pool, answer->head.len);
-        if (p == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        p = head->data;
+
+        if (frame) {
+            p = ngx_pnalloc(r->pool, head->len);
+            if (p == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ngx_memcpy(p, head->data, head->len);
         }
 
-        ngx_memcpy(p, answer->head.data, answer->head.len);
-
-        if (ngx_http_offload_status_add(&out, p, answer->head.len) != NGX_OK
+        if (ngx_http_offload_status_add(&out, p, head->len) != NGX_OK
             || ngx_http_offload_status_add(&out, sctx->rendered->data,
                                            sctx->rendered->len)
                != NGX_OK)
@@ -2032,14 +2198,11 @@ ngx_http_offload_status_answer(ngx_http_offload_status_ctx_t *sctx,
         return ngx_http_offload_status_send_out(sctx, &out);
     }
 
-    json = (sctx->report == NGX_HTTP_OFFLOAD_REPORT_JSON);
-    tail = json ? &sctx->read[0].copy->json_gz : &sctx->read[0].copy->prom_gz;
+    tail = sctx->gz;
+    len = ngx_http_offload_gzip_frame_size(head->len);
 
     if (r->method == NGX_HTTP_HEAD) {
-        out.len = tail->data ? (off_t) (ngx_http_offload_gzip_frame_size(
-                                            answer->head.len)
-                                        + tail->len)
-                             : -1;
+        out.len = tail->data ? (off_t) (len + tail->len) : -1;
         goto encoded;
     }
 
@@ -2054,37 +2217,40 @@ ngx_http_offload_status_answer(ngx_http_offload_status_ctx_t *sctx,
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "offload status: the %s answer's nodes part of "
                       "this refresh gzip'd, %uz bytes to %uz",
-                      json ? "JSON" : "Prometheus", sctx->rendered->len,
+                      sctx->report == NGX_HTTP_OFFLOAD_REPORT_JSON
+                      ? "JSON" : "Prometheus", sctx->rendered->len,
                       tail->len);
     }
 
-    if (answer->frame.data == NULL) {
-        answer->frame.len = ngx_http_offload_gzip_frame_size(
-                                answer->head.len);
-        answer->frame.data = ngx_alloc(answer->frame.len, r->connection->log);
+    ngx_memzero(&b, sizeof(ngx_buf_t));
+    b.pos = head->data;
+    b.last = head->data + head->len;
+    cl.buf = &b;
+    cl.next = NULL;
 
-        if (answer->frame.data == NULL) {
+    if (frame && frame->data == NULL) {
+        frame->data = ngx_alloc(len, r->connection->log);
+        if (frame->data == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ngx_memzero(&b, sizeof(ngx_buf_t));
-        b.pos = answer->head.data;
-        b.last = answer->head.data + answer->head.len;
-        cl.buf = &b;
-        cl.next = NULL;
-
-        ngx_http_offload_gzip_frame(answer->frame.data, &cl, tail);
+        frame->len = len;
+        ngx_http_offload_gzip_frame(frame->data, &cl, tail);
     }
 
-    p = ngx_pnalloc(r->pool, answer->frame.len);
+    p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memcpy(p, answer->frame.data, answer->frame.len);
+    if (frame) {
+        ngx_memcpy(p, frame->data, len);
 
-    out.first = ngx_http_offload_gzip_chain(r->pool, p, answer->frame.len,
-                                            tail, &out.len);
+    } else {
+        ngx_http_offload_gzip_frame(p, &cl, tail);
+    }
+
+    out.first = ngx_http_offload_gzip_chain(r->pool, p, len, tail, &out.len);
     if (out.first == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -2109,6 +2275,7 @@ static ngx_int_t
 ngx_http_offload_status_send(ngx_http_offload_status_ctx_t *sctx)
 {
     ngx_int_t                          rc;
+    ngx_str_t                          head;
     ngx_uint_t                         i, total;
     ngx_http_request_t                *r;
     ngx_http_offload_status_out_t      out;
@@ -2143,16 +2310,24 @@ ngx_http_offload_status_send(ngx_http_offload_status_ctx_t *sctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (sctx->rendered) {
-        answer = ngx_http_offload_status_keep(sctx, out.first->buf);
-        if (answer == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_offload_status_answer(sctx, answer);
+    if (sctx->rendered == NULL) {
+        return ngx_http_offload_status_send_out(sctx, &out);
     }
 
-    return ngx_http_offload_status_send_out(sctx, &out);
+    head.data = out.first->buf->pos;
+    head.len = out.first->buf->last - head.data;
+
+    if (sctx->joined) {
+        return ngx_http_offload_status_answer(sctx, &head, NULL);
+    }
+
+    answer = ngx_http_offload_status_keep(sctx, &head);
+    if (answer == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_offload_status_answer(sctx, &answer->head,
+                                          &answer->frame);
 }
 
 
