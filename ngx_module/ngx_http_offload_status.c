@@ -125,16 +125,20 @@ typedef struct ngx_http_offload_status_copy_s {
  * of a second is well within what a dashboard (a poll a second) or a
  * scraper (15 s) can tell, and the nodes' figures are a heartbeat old
  * anyway.  A longer age would save no more: rendering ten times a second
- * is already nothing.  Each request copies the head (a few KB) into its
- * pool: the kept one may be replaced before a slow client got it all.
+ * is already nothing.  Requests answer from it as they do from a copy
+ * (copying this nginx's part, up to hundreds of KB with many queues
+ * counted, into each request's pool cost more than the rest of the answer):
+ * one that a newer one replaced is freed by the last request using it.
  */
 typedef struct {
+    ngx_uint_t                    refs;        /* requests using it */
     ngx_http_offload_peer_t      *peer;        /* the only Redis */
     ngx_http_offload_status_copy_t  *copy;     /* its Redis part, */
     ngx_msec_t                    fetched;     /* of this refresh */
-    ngx_msec_t                    made;        /* 0: none */
+    ngx_msec_t                    made;
     ngx_str_t                     head;        /* this nginx's part */
     ngx_str_t                     frame;       /* gzip'd, or NULL */
+    unsigned                      retired:1;
 } ngx_http_offload_status_answer_t;
 
 
@@ -214,6 +218,7 @@ typedef struct {
     ngx_str_t                    *rendered;    /* its end, or NULL */
     ngx_http_offload_gzip_tail_t *gz;          /* rendered deflated */
     ngx_http_offload_status_joined_t  *joined; /* rendered's, held */
+    ngx_http_offload_status_answer_t  *kept;   /* the answer's, held */
     unsigned                      parked:1;
 } ngx_http_offload_status_ctx_t;
 
@@ -236,6 +241,8 @@ static void ngx_http_offload_status_retire(
 static void ngx_http_offload_status_release(void *data);
 static void ngx_http_offload_status_joined_free(
     ngx_http_offload_status_joined_t *joined);
+static void ngx_http_offload_status_answer_free(
+    ngx_http_offload_status_answer_t *answer);
 static ngx_int_t ngx_http_offload_status_query(
     ngx_http_offload_peer_t *peer);
 static void ngx_http_offload_status_done(redisAsyncContext *ac, void *r,
@@ -276,7 +283,7 @@ static ngx_http_offload_status_cache_t  *ngx_http_offload_status_cache_of;
 static ngx_uint_t                        ngx_http_offload_status_labels;
 
 /* this worker's last default answers: JSON, Prometheus */
-static ngx_http_offload_status_answer_t  ngx_http_offload_status_answers[2];
+static ngx_http_offload_status_answer_t *ngx_http_offload_status_answers[2];
 static ngx_http_offload_status_joined_t *ngx_http_offload_status_joins[2];
 
 
@@ -703,6 +710,23 @@ ngx_http_offload_status_release(void *data)
     }
 
     sctx->joined = NULL;
+
+    if (sctx->kept && --sctx->kept->refs == 0 && sctx->kept->retired) {
+        ngx_http_offload_status_answer_free(sctx->kept);
+    }
+
+    sctx->kept = NULL;
+}
+
+
+static void
+ngx_http_offload_status_answer_free(ngx_http_offload_status_answer_t *answer)
+{
+    if (answer->frame.data) {
+        ngx_free(answer->frame.data);
+    }
+
+    ngx_free(answer);
 }
 
 
@@ -2056,9 +2080,9 @@ ngx_http_offload_status_reuse(ngx_http_offload_status_ctx_t *sctx)
     ngx_http_offload_status_read_t    *rd;
     ngx_http_offload_status_answer_t  *answer;
 
-    answer = &ngx_http_offload_status_answers[sctx->report - 1];
+    answer = ngx_http_offload_status_answers[sctx->report - 1];
 
-    if (answer->made == 0
+    if (answer == NULL
         || ngx_http_offload_status_age(ngx_current_msec, answer->made)
            >= NGX_HTTP_OFFLOAD_STATUS_REUSE)
     {
@@ -2087,6 +2111,8 @@ ngx_http_offload_status_reuse(ngx_http_offload_status_ctx_t *sctx)
     rd->state = NGX_HTTP_OFFLOAD_READ_OK;
     rd->copy = copy;
     copy->refs++;
+    sctx->kept = answer;
+    answer->refs++;
 
     if (sctx->report == NGX_HTTP_OFFLOAD_REPORT_JSON) {
         sctx->rendered = &copy->json;
@@ -2103,43 +2129,46 @@ ngx_http_offload_status_reuse(ngx_http_offload_status_ctx_t *sctx)
 
 
 /* Keeps a default answer's head (this nginx's part, just rendered) for
- * _reuse(). */
+ * _reuse(), held by the request. */
 
 static ngx_http_offload_status_answer_t *
 ngx_http_offload_status_keep(ngx_http_offload_status_ctx_t *sctx,
     ngx_str_t *head)
 {
-    u_char                            *p;
-    size_t                             len;
-    ngx_http_offload_status_read_t    *rd;
-    ngx_http_offload_status_answer_t  *answer;
+    ngx_http_offload_status_read_t     *rd;
+    ngx_http_offload_status_answer_t   *answer, **kept;
 
-    answer = &ngx_http_offload_status_answers[sctx->report - 1];
+    kept = &ngx_http_offload_status_answers[sctx->report - 1];
     rd = &sctx->read[0];
-    len = head->len;
 
-    p = ngx_alloc(len, sctx->request->connection->log);
-    if (p == NULL) {
+    answer = ngx_alloc(sizeof(ngx_http_offload_status_answer_t) + head->len,
+                       sctx->request->connection->log);
+    if (answer == NULL) {
         return NULL;
     }
 
-    ngx_memcpy(p, head->data, len);
-
-    if (answer->head.data) {
-        ngx_free(answer->head.data);
-    }
-
-    if (answer->frame.data) {
-        ngx_free(answer->frame.data);
-        ngx_str_null(&answer->frame);
-    }
-
-    answer->head.data = p;
-    answer->head.len = len;
+    answer->refs = 1;
     answer->peer = rd->peer;
     answer->copy = rd->copy;
     answer->fetched = rd->copy->fetched;
     answer->made = ngx_current_msec;
+    answer->head.data = (u_char *) &answer[1];
+    answer->head.len = head->len;
+    ngx_memcpy(answer->head.data, head->data, head->len);
+    ngx_str_null(&answer->frame);
+    answer->retired = 0;
+
+    if (*kept) {
+        if ((*kept)->refs == 0) {
+            ngx_http_offload_status_answer_free(*kept);
+
+        } else {
+            (*kept)->retired = 1;
+        }
+    }
+
+    *kept = answer;
+    sctx->kept = answer;
 
     return answer;
 }
@@ -2150,9 +2179,9 @@ ngx_http_offload_status_keep(ngx_http_offload_status_ctx_t *sctx,
  * they are, or, to a client that takes gzip, a gzip member of the head in
  * stored blocks and the rendered part deflated, at its first such GET
  * (logged at info level: how often it happens can be seen).  With frame,
- * head is kept by _keep(): it is copied into the request's pool, and its
- * gzip frame is made once, into frame.  A HEAD spends no deflate: it gets
- * the member's length only when the deflate was done.
+ * head is kept by _keep(), and its gzip frame is made once, into frame;
+ * without, the frame is made in the request's pool.  A HEAD spends no
+ * deflate: it gets the member's length only when the deflate was done.
  */
 
 static ngx_int_t
@@ -2176,18 +2205,7 @@ ngx_http_offload_status_answer(ngx_http_offload_status_ctx_t *sctx,
     out.len = 0;
 
     if (!ngx_http_offload_gzip_accepted(r)) {
-        p = head->data;
-
-        if (frame) {
-            p = ngx_pnalloc(r->pool, head->len);
-            if (p == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            ngx_memcpy(p, head->data, head->len);
-        }
-
-        if (ngx_http_offload_status_add(&out, p, head->len) != NGX_OK
+        if (ngx_http_offload_status_add(&out, head->data, head->len) != NGX_OK
             || ngx_http_offload_status_add(&out, sctx->rendered->data,
                                            sctx->rendered->len)
                != NGX_OK)
@@ -2238,15 +2256,15 @@ ngx_http_offload_status_answer(ngx_http_offload_status_ctx_t *sctx,
         ngx_http_offload_gzip_frame(frame->data, &cl, tail);
     }
 
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     if (frame) {
-        ngx_memcpy(p, frame->data, len);
+        p = frame->data;
 
     } else {
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         ngx_http_offload_gzip_frame(p, &cl, tail);
     }
 
