@@ -516,6 +516,8 @@ void ngx_http_offload_gzip_frame(u_char *buf, ngx_chain_t *head,
     ngx_http_offload_gzip_tail_t *tail);
 ngx_chain_t *ngx_http_offload_gzip_chain(ngx_pool_t *pool, u_char *frame,
     size_t len, ngx_http_offload_gzip_tail_t *tail, off_t *size);
+ngx_int_t ngx_http_offload_gzip_frame_deflated(ngx_str_t *frame,
+    ngx_str_t *head, ngx_http_offload_gzip_tail_t *tail, ngx_log_t *log);
 
 /* ngx_http_offload_dashboard.c */
 char *ngx_http_offload_dashboard(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -74,9 +74,18 @@ ok(wait_until(sub { (get('/status')->{json}{redis} // '') eq 'ok' },
     is(deflates(), 0, 'HEAD spent no deflate');
     my $gz = get('/status', 'gzip');
     is(deflates(), 1, 'the first gzip\'d GET deflates');
-    $head = get('/status', 'gzip', 'HEAD');
-    is($head->{headers}{'content-length'}, length $gz->{content},
-        'HEAD gzip after it: the GET\'s length');
+    # (the same kept answer: within its age, tried again when this
+    # machine was too slow for that)
+    my ($tries, $length) = (0);
+    while (!defined $length && $tries++ < 20) {
+        my $start = time;
+        $gz = get('/status', 'gzip');
+        $head = get('/status', 'gzip', 'HEAD');
+        $length = $head->{headers}{'content-length'}
+            if time - $start < 0.8 * $REUSE;
+    }
+    is($length, length $gz->{content},
+        "HEAD gzip after it: the GET's length ($tries tries)");
     $head = get('/status', undef, 'HEAD');
     ok($head->{headers}{'content-length'} > 1000
        && !exists $head->{headers}{'content-encoding'},
