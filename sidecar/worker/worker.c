@@ -94,7 +94,7 @@ typedef struct {
     char                  sha[41];
 } script_t;
 
-enum { SCRIPT_COMPLETE, SCRIPT_DROP_CANCELLED, SCRIPTS };
+enum { SCRIPT_COMPLETE, SCRIPT_DROP_CANCELLED, SCRIPT_JOB_START, SCRIPTS };
 
 /* One job's part of a completion script call: its keys (body and staging
  * key empty when it has none), then its OFFLOAD_COMPLETE_ARGS arguments
@@ -225,6 +225,8 @@ struct offload_worker_s {
 static void send_read(offload_worker_t *w);
 static void script_load(script_t *s);
 static int drop_cancelled(offload_worker_t *w, int eval);
+static int gate_start(offload_worker_t *w, batch_entry_t *e,
+    const offload_entry_t *job, int eval);
 static int send_completion(offload_worker_t *w, completion_t *c);
 static void flush_completions(offload_worker_t *w);
 static void stage_start(offload_worker_t *w, completion_t *c,
@@ -1806,8 +1808,10 @@ body_read_start(offload_worker_t *w, batch_entry_t *e,
 static void
 gate_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
+    const char        *err;
     redisReply        *reply = r;
     batch_entry_t     *e;
+    offload_entry_t    job;
     offload_worker_t  *w = privdata;
 
     (void) ac;
@@ -1821,6 +1825,13 @@ gate_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     if (reply == NULL) {
         free(e);
+        return;
+    }
+
+    if (script_missing(&w->scripts[SCRIPT_JOB_START], reply)
+        && offload_job_decode(&job, e->fields, e->nfields, &err) == 0
+        && gate_start(w, e, &job, 1) == 0)
+    {
         return;
     }
 
@@ -1850,9 +1861,11 @@ gate_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 
 /* A job with a record first asks Redis whether it may run (it was not
- * cancelled) and marks it running.  Returns -1 when disconnected. */
+ * cancelled) and marks it running (by EVAL, not EVALSHA, when eval).
+ * Returns -1 when disconnected. */
 static int
-gate_start(offload_worker_t *w, batch_entry_t *e, const offload_entry_t *job)
+gate_start(offload_worker_t *w, batch_entry_t *e, const offload_entry_t *job,
+    int eval)
 {
     int          n;
     char         rec[KEY_ROOM], body[KEY_ROOM], attempt[16];
@@ -1871,8 +1884,7 @@ gate_start(offload_worker_t *w, batch_entry_t *e, const offload_entry_t *job)
 
     snprintf(attempt, sizeof(attempt), "%d", job->attempt);
 
-    argv[0] = "EVAL";
-    argv[1] = offload_job_start_script;
+    script_call(&w->scripts[SCRIPT_JOB_START], eval, argv, argvlen);
     argv[2] = "3";
     argv[3] = w->stream;
     argv[4] = rec;
@@ -1883,7 +1895,7 @@ gate_start(offload_worker_t *w, batch_entry_t *e, const offload_entry_t *job)
     argv[9] = w->conf->node_name;
     argv[10] = w->slot_index;
 
-    for (n = 0; n < 11; n++) {
+    for (n = 2; n < 11; n++) {
         argvlen[n] = n == 7 ? e->id.len : strlen(argv[n]);
     }
 
@@ -1920,7 +1932,7 @@ run_entry(offload_worker_t *w, batch_entry_t *e)
     }
 
     if (job.record_ttl_ms > 0 && job.reply.len == 0 && !e->started) {
-        return gate_start(w, e, &job) == 0;
+        return gate_start(w, e, &job, 0) == 0;
     }
 
     /* An expired job is answered without its body being read. */
@@ -2533,6 +2545,8 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
                 offload_complete_script);
     script_init(&w.scripts[SCRIPT_DROP_CANCELLED], &w, "drop-cancelled",
                 offload_drop_cancelled_script);
+    script_init(&w.scripts[SCRIPT_JOB_START], &w, "job-start",
+                offload_job_start_script);
 
     if (offload_stream_key(w.stream, sizeof(w.stream), queue->name,
                            strlen(queue->name))
