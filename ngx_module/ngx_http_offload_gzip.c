@@ -12,8 +12,10 @@
  * KB per request would cost more CPU than sending them, 17 us for 1.6 KB
  * at zlib's level 1 against 0.6 us for its CRC), then the rendered part,
  * deflated once on its own with its last block final, follows as it is
- * (its back references never reach before its start).  The trailer's
- * CRC-32 is combined from the two pieces' (crc32_combine).
+ * (its back references never reach before its start).  A head answered
+ * many times (each worker keeps its last answers a short while) is
+ * deflated once instead, its blocks flushed to a byte's end.  The
+ * trailer's CRC-32 is combined from the two pieces' (crc32_combine).
  *
  * Accept-Encoding is parsed here rather than with ngx_http_gzip_ok(): that
  * one belongs to nginx's gzip modules, follows their directives
@@ -33,6 +35,8 @@
 
 static ngx_int_t ngx_http_offload_gzip_weight(u_char **pp, u_char *end);
 static ngx_int_t ngx_http_offload_gzip_qvalue(u_char **pp, u_char *end);
+static void ngx_http_offload_gzip_trailer(u_char *p, uLong crc,
+    size_t text_len, ngx_http_offload_gzip_tail_t *tail);
 
 
 /* magic, deflate, no flags, no time, no extra flags, Unix */
@@ -253,36 +257,38 @@ ngx_http_offload_gzip_tail_free(ngx_http_offload_gzip_tail_t *tail)
 
 
 /*
- * The answer gzip'd: head (a chain of memory buffers, the per-request
- * part) copied into stored blocks, then the tail as it is, then the
- * trailer.  *len is the member's length.
+ * The frame of a gzip member whose head is head_len bytes: the gzip
+ * header, the head in stored blocks, then the 8 bytes of the trailer;
+ * the tail goes between the blocks and the trailer.
  */
 
-ngx_chain_t *
-ngx_http_offload_gzip_member(ngx_pool_t *pool, ngx_chain_t *head,
-    ngx_http_offload_gzip_tail_t *tail, off_t *len)
+size_t
+ngx_http_offload_gzip_frame_size(size_t head_len)
 {
-    u_char       *buf, *p, *from, *trailer;
+    return sizeof(ngx_http_offload_gzip_header) + head_len
+           + 5 * ((head_len + NGX_HTTP_OFFLOAD_GZIP_STORED - 1)
+                  / NGX_HTTP_OFFLOAD_GZIP_STORED)
+           + 8;
+}
+
+
+/* Writes the frame of head (a chain of memory buffers) and tail into buf,
+ * of ngx_http_offload_gzip_frame_size() bytes. */
+
+void
+ngx_http_offload_gzip_frame(u_char *buf, ngx_chain_t *head,
+    ngx_http_offload_gzip_tail_t *tail)
+{
+    u_char       *p, *from;
     size_t        n, room, left, text_len;
     uLong         crc;
     ngx_buf_t    *b;
-    ngx_chain_t  *cl, *first, *end;
+    ngx_chain_t  *cl;
 
     text_len = 0;
 
     for (cl = head; cl; cl = cl->next) {
         text_len += cl->buf->last - cl->buf->pos;
-    }
-
-    n = sizeof(ngx_http_offload_gzip_header) + text_len
-        + 5 * ((text_len + NGX_HTTP_OFFLOAD_GZIP_STORED - 1)
-               / NGX_HTTP_OFFLOAD_GZIP_STORED);
-
-    buf = ngx_pnalloc(pool, n);
-    trailer = ngx_pnalloc(pool, 8);
-
-    if (buf == NULL || trailer == NULL) {
-        return NULL;
     }
 
     p = ngx_cpymem(buf, ngx_http_offload_gzip_header,
@@ -319,21 +325,113 @@ ngx_http_offload_gzip_member(ngx_pool_t *pool, ngx_chain_t *head,
         }
     }
 
+    ngx_http_offload_gzip_trailer(p, crc, text_len, tail);
+}
+
+
+/*
+ * The frame of a head kept for many answers (see
+ * ngx_http_offload_gzip_frame()), in memory of its own: the head deflated
+ * at zlib's fastest level, its blocks not final and flushed to a byte's
+ * end, so that the tail follows as it is.  Once per kept head, not per
+ * request, this pays: this nginx's part of the Prometheus text is hundreds
+ * of KB with tens of queues counted.
+ */
+
+ngx_int_t
+ngx_http_offload_gzip_frame_deflated(ngx_str_t *frame, ngx_str_t *head,
+    ngx_http_offload_gzip_tail_t *tail, ngx_log_t *log)
+{
+    int        rc;
+    u_char    *buf, *p;
+    size_t     size;
+    z_stream   zs;
+
+    ngx_memzero(&zs, sizeof(z_stream));
+
+    if (deflateInit2(&zs, Z_BEST_SPEED, Z_DEFLATED, -MAX_WBITS, 8,
+                     Z_DEFAULT_STRATEGY)
+        != Z_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, log, 0, "deflateInit2() failed");
+        return NGX_ERROR;
+    }
+
+    /* the bound of a finished stream, and room for the flush's empty
+     * stored block */
+
+    size = sizeof(ngx_http_offload_gzip_header)
+           + deflateBound(&zs, head->len) + 16 + 8;
+
+    buf = ngx_alloc(size, log);
+    if (buf == NULL) {
+        deflateEnd(&zs);
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(buf, ngx_http_offload_gzip_header,
+                   sizeof(ngx_http_offload_gzip_header));
+
+    zs.next_in = head->data;
+    zs.avail_in = head->len;
+    zs.next_out = p;
+    zs.avail_out = size - sizeof(ngx_http_offload_gzip_header) - 8;
+
+    rc = deflate(&zs, Z_SYNC_FLUSH);
+    deflateEnd(&zs);
+
+    if (rc != Z_OK || zs.avail_in != 0 || zs.avail_out == 0) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0, "deflate() failed: %d", rc);
+        ngx_free(buf);
+        return NGX_ERROR;
+    }
+
+    p = zs.next_out;
+
+    ngx_http_offload_gzip_trailer(p, crc32(crc32(0, Z_NULL, 0), head->data,
+                                           head->len),
+                                  head->len, tail);
+
+    frame->data = buf;
+    frame->len = p + 8 - buf;
+
+    return NGX_OK;
+}
+
+
+/* The trailer: the CRC-32 and length of the whole text, of a head's crc
+ * and text_len followed by the tail. */
+
+static void
+ngx_http_offload_gzip_trailer(u_char *p, uLong crc, size_t text_len,
+    ngx_http_offload_gzip_tail_t *tail)
+{
     crc = crc32_combine(crc, tail->crc, tail->text_len);
     text_len += tail->text_len;
 
-    trailer[0] = (u_char) crc;
-    trailer[1] = (u_char) (crc >> 8);
-    trailer[2] = (u_char) (crc >> 16);
-    trailer[3] = (u_char) (crc >> 24);
-    trailer[4] = (u_char) text_len;
-    trailer[5] = (u_char) (text_len >> 8);
-    trailer[6] = (u_char) (text_len >> 16);
-    trailer[7] = (u_char) (text_len >> 24);
+    p[0] = (u_char) crc;
+    p[1] = (u_char) (crc >> 8);
+    p[2] = (u_char) (crc >> 16);
+    p[3] = (u_char) (crc >> 24);
+    p[4] = (u_char) text_len;
+    p[5] = (u_char) (text_len >> 8);
+    p[6] = (u_char) (text_len >> 16);
+    p[7] = (u_char) (text_len >> 24);
+}
 
-    first = ngx_http_offload_chain_of(pool, buf, p - buf);
+
+/* The member: a frame of len bytes split around the tail.  *size is the
+ * member's length. */
+
+ngx_chain_t *
+ngx_http_offload_gzip_chain(ngx_pool_t *pool, u_char *frame, size_t len,
+    ngx_http_offload_gzip_tail_t *tail, off_t *size)
+{
+    ngx_chain_t  *first, *cl, *end;
+
+    first = ngx_http_offload_chain_of(pool, frame, len - 8);
     cl = ngx_http_offload_chain_of(pool, tail->data, tail->len);
-    end = ngx_http_offload_chain_of(pool, trailer, 8);
+    end = ngx_http_offload_chain_of(pool, frame + len - 8, 8);
 
     if (first == NULL || cl == NULL || end == NULL) {
         return NULL;
@@ -342,7 +440,7 @@ ngx_http_offload_gzip_member(ngx_pool_t *pool, ngx_chain_t *head,
     first->next = cl;
     cl->next = end;
 
-    *len = (p - buf) + tail->len + 8;
+    *size = len + tail->len;
 
     return first;
 }

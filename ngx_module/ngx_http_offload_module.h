@@ -511,8 +511,13 @@ ngx_uint_t ngx_http_offload_gzip_accepted(ngx_http_request_t *r);
 ngx_int_t ngx_http_offload_gzip_tail(ngx_http_offload_gzip_tail_t *tail,
     ngx_str_t *text, ngx_log_t *log);
 void ngx_http_offload_gzip_tail_free(ngx_http_offload_gzip_tail_t *tail);
-ngx_chain_t *ngx_http_offload_gzip_member(ngx_pool_t *pool,
-    ngx_chain_t *head, ngx_http_offload_gzip_tail_t *tail, off_t *len);
+size_t ngx_http_offload_gzip_frame_size(size_t head_len);
+void ngx_http_offload_gzip_frame(u_char *buf, ngx_chain_t *head,
+    ngx_http_offload_gzip_tail_t *tail);
+ngx_chain_t *ngx_http_offload_gzip_chain(ngx_pool_t *pool, u_char *frame,
+    size_t len, ngx_http_offload_gzip_tail_t *tail, off_t *size);
+ngx_int_t ngx_http_offload_gzip_frame_deflated(ngx_str_t *frame,
+    ngx_str_t *head, ngx_http_offload_gzip_tail_t *tail, ngx_log_t *log);
 
 /* ngx_http_offload_dashboard.c */
 char *ngx_http_offload_dashboard(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -26,7 +26,12 @@
  *     one buffer of it rendered once, after this nginx's own figures;
  *   - to a client that takes gzip, those common answers are a gzip member
  *     of this nginx's figures, stored as they are, and that buffer,
- *     deflated once per copy (ngx_http_offload_gzip.c);
+ *     deflated once per copy (ngx_http_offload_gzip.c); with several Redis
+ *     the default answers' Redis part is assembled into one buffer, kept
+ *     and deflated once while the copies are the same;
+ *   - each worker keeps its last common answer of each report whole and
+ *     answers it again, without the zone's lock, while it is the same
+ *     refresh and at most NGX_HTTP_OFFLOAD_STATUS_REUSE ms old;
  *   - a refresh that got no answer within NGX_HTTP_OFFLOAD_WATCHDOG ms
  *     may be taken over by the next reader; one that failed is not tried
  *     again within the interval.
@@ -53,6 +58,7 @@
 #define NGX_HTTP_OFFLOAD_STATUS_POLL  10
 #define NGX_HTTP_OFFLOAD_STATUS_ID    300
 #define NGX_HTTP_OFFLOAD_NSORT        5
+#define NGX_HTTP_OFFLOAD_STATUS_REUSE 100
 
 /* what a reader got of one Redis */
 #define NGX_HTTP_OFFLOAD_READ_WAITING  0
@@ -108,6 +114,51 @@ typedef struct ngx_http_offload_status_copy_s {
     size_t                        len;
     u_char                        data[1];
 } ngx_http_offload_status_copy_t;
+
+
+/*
+ * This worker's last default answer of one report, whole: answered again
+ * while the Redis part is the same copy and the zone has no newer one, and
+ * this nginx's part is less than NGX_HTTP_OFFLOAD_STATUS_REUSE ms old.
+ * Asked flat out, rendering this nginx's figures, the zone's lock and the
+ * gzip frame per request cost nginx up to three times what HTTP does (50
+ * queues counted: 52 us per gzip'd status, 13 for a return 200); a tenth
+ * of a second is well within what a dashboard (a poll a second) or a
+ * scraper (15 s) can tell, and the nodes' figures are a heartbeat old
+ * anyway.  A longer age would save no more: rendering ten times a second
+ * is already nothing.  Requests answer from it as they do from a copy
+ * (copying this nginx's part, up to hundreds of KB with many queues
+ * counted, into each request's pool cost more than the rest of the answer):
+ * one that a newer one replaced is freed by the last request using it.
+ */
+typedef struct {
+    ngx_uint_t                    refs;        /* requests using it */
+    ngx_http_offload_peer_t      *peer;        /* the only Redis */
+    ngx_http_offload_status_copy_t  *copy;     /* its Redis part, */
+    ngx_msec_t                    fetched;     /* of this refresh */
+    ngx_msec_t                    made;
+    ngx_str_t                     head;        /* this nginx's part */
+    ngx_str_t                     frame;       /* gzip'd, or NULL */
+    unsigned                      retired:1;
+} ngx_http_offload_status_answer_t;
+
+
+/*
+ * The Redis part of the default answer of one report with several Redis
+ * (or one not read), assembled from the reads' copies: kept in each worker
+ * while the reads are the same copies, so that it is deflated once for as
+ * long, as the rendered part of a copy is.  Freed by the last request that
+ * answers from it once a newer one replaced it.
+ */
+typedef struct {
+    ngx_uint_t                    refs;        /* requests using it */
+    ngx_uint_t                    nreads;
+    ngx_http_offload_status_copy_t  *copy[NGX_HTTP_OFFLOAD_STATUS_REDIS];
+    ngx_msec_t                    fetched[NGX_HTTP_OFFLOAD_STATUS_REDIS];
+    ngx_str_t                     text;
+    ngx_http_offload_gzip_tail_t  gz;          /* text deflated */
+    unsigned                      retired:1;
+} ngx_http_offload_status_joined_t;
 
 
 /* A worker's record in a packed answer (memcpy'd, unaligned). */
@@ -166,6 +217,9 @@ typedef struct {
     ngx_uint_t                    waiting;
     ngx_http_offload_status_read_t  *read;
     ngx_str_t                    *rendered;    /* its end, or NULL */
+    ngx_http_offload_gzip_tail_t *gz;          /* rendered deflated */
+    ngx_http_offload_status_joined_t  *joined; /* rendered's, held */
+    ngx_http_offload_status_answer_t  *kept;   /* the answer's, held */
     unsigned                      parked:1;
 } ngx_http_offload_status_ctx_t;
 
@@ -186,6 +240,10 @@ static void ngx_http_offload_status_take(ngx_http_offload_status_ctx_t *sctx,
 static void ngx_http_offload_status_retire(
     ngx_http_offload_status_copy_t *copy);
 static void ngx_http_offload_status_release(void *data);
+static void ngx_http_offload_status_joined_free(
+    ngx_http_offload_status_joined_t *joined);
+static void ngx_http_offload_status_answer_free(
+    ngx_http_offload_status_answer_t *answer);
 static ngx_int_t ngx_http_offload_status_query(
     ngx_http_offload_peer_t *peer);
 static void ngx_http_offload_status_done(redisAsyncContext *ac, void *r,
@@ -195,8 +253,14 @@ static void ngx_http_offload_status_store(ngx_http_offload_peer_t *peer,
 static void ngx_http_offload_status_wake(void);
 static void ngx_http_offload_status_poll(ngx_event_t *ev);
 static void ngx_http_offload_status_cleanup(void *data);
+static ngx_int_t ngx_http_offload_status_reuse(
+    ngx_http_offload_status_ctx_t *sctx);
 static ngx_int_t ngx_http_offload_status_send(
     ngx_http_offload_status_ctx_t *sctx);
+static ngx_int_t ngx_http_offload_status_answer(
+    ngx_http_offload_status_ctx_t *sctx, ngx_str_t *head, ngx_str_t *frame);
+static ngx_int_t ngx_http_offload_status_send_out(
+    ngx_http_offload_status_ctx_t *sctx, ngx_http_offload_status_out_t *out);
 
 
 static ngx_str_t  ngx_http_offload_json_type = ngx_string("application/json");
@@ -218,6 +282,10 @@ static ngx_event_t  ngx_http_offload_status_timer;
 
 static ngx_http_offload_status_cache_t  *ngx_http_offload_status_cache_of;
 static ngx_uint_t                        ngx_http_offload_status_labels;
+
+/* this worker's last default answers: JSON, Prometheus */
+static ngx_http_offload_status_answer_t *ngx_http_offload_status_answers[2];
+static ngx_http_offload_status_joined_t *ngx_http_offload_status_joins[2];
 
 
 ngx_int_t
@@ -306,6 +374,14 @@ ngx_http_offload_status_handler(ngx_http_request_t *r)
     }
 
     ngx_http_offload_status_labels = (ngx_http_offload_status_labels > 1);
+
+    if (!ngx_http_offload_status_labels && sort < 0 && limit == 0 && !full) {
+        rc = ngx_http_offload_status_reuse(sctx);
+
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+    }
 
     for (i = 0; i < omcf->peers.nelts; i++) {
         if (!peerp[i]->used) {
@@ -629,6 +705,37 @@ ngx_http_offload_status_release(void *data)
 
         sctx->read[i].copy = NULL;
     }
+
+    if (sctx->joined && --sctx->joined->refs == 0 && sctx->joined->retired) {
+        ngx_http_offload_status_joined_free(sctx->joined);
+    }
+
+    sctx->joined = NULL;
+
+    if (sctx->kept && --sctx->kept->refs == 0 && sctx->kept->retired) {
+        ngx_http_offload_status_answer_free(sctx->kept);
+    }
+
+    sctx->kept = NULL;
+}
+
+
+static void
+ngx_http_offload_status_answer_free(ngx_http_offload_status_answer_t *answer)
+{
+    if (answer->frame.data) {
+        ngx_free(answer->frame.data);
+    }
+
+    ngx_free(answer);
+}
+
+
+static void
+ngx_http_offload_status_joined_free(ngx_http_offload_status_joined_t *joined)
+{
+    ngx_http_offload_gzip_tail_free(&joined->gz);
+    ngx_free(joined);
 }
 
 
@@ -1625,22 +1732,127 @@ ngx_http_offload_status_rendered(ngx_http_offload_status_ctx_t *sctx)
 /*
  * Adds the head of an answer (this nginx's own part, which the caller has
  * just written) and notes the pre-rendered Redis part, when there is one,
- * for _send() to add as it is or gzip'd: NGX_OK when the answer is
+ * for _send() to keep and answer, plain or gzip'd: NGX_OK when the answer is
  * complete so, NGX_DECLINED when the caller is to assemble the Redis part
- * from the copies, NGX_ERROR.
+ * from the copies (then _join_rest()), NGX_ERROR.
  */
 
 static ngx_int_t
 ngx_http_offload_status_add_head(ngx_http_offload_status_ctx_t *sctx,
     ngx_http_offload_status_out_t *out, u_char *head, size_t len)
 {
+    ngx_http_offload_status_copy_t  *copy;
+
     if (ngx_http_offload_status_add(out, head, len) != NGX_OK) {
         return NGX_ERROR;
     }
 
     sctx->rendered = ngx_http_offload_status_rendered(sctx);
 
-    return sctx->rendered ? NGX_OK : NGX_DECLINED;
+    if (sctx->rendered == NULL) {
+        return NGX_DECLINED;
+    }
+
+    copy = sctx->read[0].copy;
+    sctx->gz = (sctx->report == NGX_HTTP_OFFLOAD_REPORT_JSON)
+               ? &copy->json_gz : &copy->prom_gz;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The Redis part of an answer, just assembled after out's mark (at bytes):
+ * left there, or, for the default arguments, taken out of out and answered
+ * as the worker's joined part of these reads (see
+ * ngx_http_offload_status_joined_t), made now if it has none.
+ */
+
+static ngx_int_t
+ngx_http_offload_status_join_rest(ngx_http_offload_status_ctx_t *sctx,
+    ngx_http_offload_status_out_t *out, ngx_chain_t **mark, off_t at)
+{
+    u_char                             *p;
+    ngx_uint_t                          i;
+    ngx_chain_t                        *cl;
+    ngx_http_offload_status_copy_t     *copy;
+    ngx_http_offload_status_joined_t   *joined, **kept;
+
+    if (sctx->sort >= 0 || sctx->limit || sctx->full) {
+        return NGX_OK;
+    }
+
+    kept = &ngx_http_offload_status_joins[sctx->report - 1];
+    joined = *kept;
+
+    if (joined && joined->nreads == sctx->nreads) {
+        for (i = 0; i < sctx->nreads; i++) {
+            copy = sctx->read[i].copy;
+
+            if (joined->copy[i] != copy
+                || (copy && joined->fetched[i] != copy->fetched))
+            {
+                break;
+            }
+        }
+
+        if (i < sctx->nreads) {
+            joined = NULL;
+        }
+
+    } else {
+        joined = NULL;
+    }
+
+    if (joined == NULL) {
+        joined = ngx_alloc(sizeof(ngx_http_offload_status_joined_t)
+                           + (out->len - at), ngx_cycle->log);
+        if (joined == NULL) {
+            return NGX_ERROR;
+        }
+
+        joined->refs = 0;
+        joined->retired = 0;
+        joined->nreads = sctx->nreads;
+
+        for (i = 0; i < sctx->nreads; i++) {
+            copy = sctx->read[i].copy;
+            joined->copy[i] = copy;
+            joined->fetched[i] = copy ? copy->fetched : 0;
+        }
+
+        joined->text.data = (u_char *) &joined[1];
+        p = joined->text.data;
+
+        for (cl = *mark; cl; cl = cl->next) {
+            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        }
+
+        joined->text.len = p - joined->text.data;
+        joined->gz.data = NULL;
+
+        if (*kept) {
+            if ((*kept)->refs == 0) {
+                ngx_http_offload_status_joined_free(*kept);
+
+            } else {
+                (*kept)->retired = 1;
+            }
+        }
+
+        *kept = joined;
+    }
+
+    *mark = NULL;
+    out->last = mark;
+    out->len = at;
+
+    joined->refs++;
+    sctx->joined = joined;
+    sctx->rendered = &joined->text;
+    sctx->gz = &joined->gz;
+
+    return NGX_OK;
 }
 
 
@@ -1672,9 +1884,11 @@ ngx_http_offload_status_json(ngx_http_offload_status_ctx_t *sctx,
     ngx_http_offload_status_out_t *out, ngx_uint_t total)
 {
     u_char                          *p, *last, *head, *tail;
+    off_t                            marked;
     size_t                           size;
     ngx_int_t                        rc;
     ngx_uint_t                       i, ok;
+    ngx_chain_t                    **mark;
     ngx_http_offload_status_read_t  *rd;
     ngx_http_offload_metrics_t      *m = ngx_http_offload_worker.metrics;
 
@@ -1725,6 +1939,9 @@ ngx_http_offload_status_json(ngx_http_offload_status_ctx_t *sctx,
         return rc;
     }
 
+    mark = out->last;
+    marked = out->len;
+
     if (ngx_http_offload_status_join(sctx, sctx->full ? 0 : 3, out) != NGX_OK
         || ngx_http_offload_status_add_text(out, "],\"queues\":{") != NGX_OK
         || ngx_http_offload_status_join(sctx, 1, out) != NGX_OK
@@ -1745,7 +1962,7 @@ ngx_http_offload_status_json(ngx_http_offload_status_ctx_t *sctx,
         return NGX_ERROR;
     }
 
-    return NGX_OK;
+    return ngx_http_offload_status_join_rest(sctx, out, mark, marked);
 }
 
 
@@ -1757,10 +1974,12 @@ ngx_http_offload_status_prom(ngx_http_offload_status_ctx_t *sctx,
     ngx_http_offload_status_out_t *out)
 {
     u_char                          *p, *last, *head, **at;
+    off_t                            marked;
     size_t                           size;
     ngx_int_t                        rc;
     ngx_str_t                        fam, samples;
     ngx_uint_t                       i, f, nfams, labels, headed;
+    ngx_chain_t                    **mark;
     ngx_http_offload_status_read_t  *rd;
     ngx_http_offload_metrics_t      *m = ngx_http_offload_worker.metrics;
 
@@ -1813,6 +2032,9 @@ ngx_http_offload_status_prom(ngx_http_offload_status_ctx_t *sctx,
         return rc;
     }
 
+    mark = out->last;
+    marked = out->len;
+
     for (f = 0; nfams != NGX_MAX_UINT32_VALUE && f < nfams; f++) {
         headed = 0;
 
@@ -1840,64 +2062,232 @@ ngx_http_offload_status_prom(ngx_http_offload_status_ctx_t *sctx,
         }
     }
 
-    return NGX_OK;
+    return ngx_http_offload_status_join_rest(sctx, out, mark, marked);
 }
 
 
 /*
- * A rendered answer's end: the rendered buffer, or, to a client that
- * takes gzip, the whole answer gzip'd, the rendered buffer deflated at
- * the copy's first such request.  That one is logged at info level: how
- * often it happens can be seen.
+ * The default answer of sctx's report kept by _keep(), if it may be
+ * answered again (see ngx_http_offload_status_answer_t): NGX_DECLINED when
+ * not.  No lock: the zone's entry is only looked at for a newer refresh.
  */
 
 static ngx_int_t
-ngx_http_offload_status_end(ngx_http_offload_status_ctx_t *sctx,
-    ngx_http_offload_status_out_t *out)
+ngx_http_offload_status_reuse(ngx_http_offload_status_ctx_t *sctx)
 {
-    ngx_uint_t                       json;
-    ngx_chain_t                     *gz;
+    ngx_msec_t                         fetched;
+    ngx_http_offload_peer_t           *peer;
+    ngx_http_offload_status_copy_t    *copy;
+    ngx_http_offload_status_read_t    *rd;
+    ngx_http_offload_status_answer_t  *answer;
+
+    answer = ngx_http_offload_status_answers[sctx->report - 1];
+
+    if (answer == NULL
+        || ngx_http_offload_status_age(ngx_current_msec, answer->made)
+           >= NGX_HTTP_OFFLOAD_STATUS_REUSE)
+    {
+        return NGX_DECLINED;
+    }
+
+    peer = answer->peer;
+    copy = peer->status_copy;
+
+    if (copy != answer->copy || copy->fetched != answer->fetched) {
+        return NGX_DECLINED;
+    }
+
+    /* a word another worker writes under the lock: read as it is */
+
+    fetched = ((volatile ngx_http_offload_status_entry_t *)
+               &ngx_http_offload_status_cache_of->sh
+                    ->entry[peer->status_entry - 1])->fetched;
+
+    if (fetched != copy->fetched) {
+        return NGX_DECLINED;
+    }
+
+    rd = &sctx->read[sctx->nreads++];
+    rd->peer = peer;
+    rd->state = NGX_HTTP_OFFLOAD_READ_OK;
+    rd->copy = copy;
+    copy->refs++;
+    sctx->kept = answer;
+    answer->refs++;
+
+    if (sctx->report == NGX_HTTP_OFFLOAD_REPORT_JSON) {
+        sctx->rendered = &copy->json;
+        sctx->gz = &copy->json_gz;
+
+    } else {
+        sctx->rendered = &copy->prom;
+        sctx->gz = &copy->prom_gz;
+    }
+
+    return ngx_http_offload_status_answer(sctx, &answer->head,
+                                          &answer->frame);
+}
+
+
+/* Keeps a default answer's head (this nginx's part, just rendered) for
+ * _reuse(), held by the request. */
+
+static ngx_http_offload_status_answer_t *
+ngx_http_offload_status_keep(ngx_http_offload_status_ctx_t *sctx,
+    ngx_str_t *head)
+{
+    ngx_http_offload_status_read_t     *rd;
+    ngx_http_offload_status_answer_t   *answer, **kept;
+
+    kept = &ngx_http_offload_status_answers[sctx->report - 1];
+    rd = &sctx->read[0];
+
+    answer = ngx_alloc(sizeof(ngx_http_offload_status_answer_t) + head->len,
+                       sctx->request->connection->log);
+    if (answer == NULL) {
+        return NULL;
+    }
+
+    answer->refs = 1;
+    answer->peer = rd->peer;
+    answer->copy = rd->copy;
+    answer->fetched = rd->copy->fetched;
+    answer->made = ngx_current_msec;
+    answer->head.data = (u_char *) &answer[1];
+    answer->head.len = head->len;
+    ngx_memcpy(answer->head.data, head->data, head->len);
+    ngx_str_null(&answer->frame);
+    answer->retired = 0;
+
+    if (*kept) {
+        if ((*kept)->refs == 0) {
+            ngx_http_offload_status_answer_free(*kept);
+
+        } else {
+            (*kept)->retired = 1;
+        }
+    }
+
+    *kept = answer;
+    sctx->kept = answer;
+
+    return answer;
+}
+
+
+/*
+ * An answer of a head (this nginx's part) and the rendered Redis part: as
+ * they are, or, to a client that takes gzip, a gzip member of the head in
+ * stored blocks and the rendered part deflated, at its first such GET
+ * (logged at info level: how often it happens can be seen).  With frame,
+ * head is kept by _keep(), and its gzip frame, the head deflated, is made
+ * once, into frame; without, the frame is made in the request's pool, the
+ * head in stored blocks.  A HEAD spends no deflate: it gets the member's
+ * length only when the deflates were done.
+ */
+
+static ngx_int_t
+ngx_http_offload_status_answer(ngx_http_offload_status_ctx_t *sctx,
+    ngx_str_t *head, ngx_str_t *frame)
+{
+    u_char                          *p;
+    size_t                           len;
+    ngx_buf_t                        b;
+    ngx_chain_t                      cl;
     ngx_table_elt_t                 *h;
     ngx_http_request_t              *r;
+    ngx_http_offload_status_out_t    out;
     ngx_http_offload_gzip_tail_t    *tail;
-    ngx_http_offload_status_copy_t  *copy;
 
     r = sctx->request;
 
+    out.pool = r->pool;
+    out.first = NULL;
+    out.last = &out.first;
+    out.len = 0;
+
     if (!ngx_http_offload_gzip_accepted(r)) {
-        return ngx_http_offload_status_add(out, sctx->rendered->data,
-                                           sctx->rendered->len);
+        if (ngx_http_offload_status_add(&out, head->data, head->len) != NGX_OK
+            || ngx_http_offload_status_add(&out, sctx->rendered->data,
+                                           sctx->rendered->len)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_offload_status_send_out(sctx, &out);
     }
 
-    json = (sctx->report == NGX_HTTP_OFFLOAD_REPORT_JSON);
-    copy = sctx->read[0].copy;
-    tail = json ? &copy->json_gz : &copy->prom_gz;
+    tail = sctx->gz;
+    len = ngx_http_offload_gzip_frame_size(head->len);
+
+    if (r->method == NGX_HTTP_HEAD) {
+
+        /* the member's length, known once its parts were made */
+
+        if (tail->data == NULL || (frame && frame->data == NULL)) {
+            out.len = -1;
+
+        } else {
+            out.len = (frame ? frame->len : len) + tail->len;
+        }
+
+        goto encoded;
+    }
 
     if (tail->data == NULL) {
         if (ngx_http_offload_gzip_tail(tail, sctx->rendered,
                                        r->connection->log)
             != NGX_OK)
         {
-            return NGX_ERROR;
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "offload status: the %s answer's nodes part of "
                       "this refresh gzip'd, %uz bytes to %uz",
-                      json ? "JSON" : "Prometheus", sctx->rendered->len,
+                      sctx->report == NGX_HTTP_OFFLOAD_REPORT_JSON
+                      ? "JSON" : "Prometheus", sctx->rendered->len,
                       tail->len);
     }
 
-    gz = ngx_http_offload_gzip_member(r->pool, out->first, tail, &out->len);
-    if (gz == NULL) {
-        return NGX_ERROR;
+    if (frame && frame->data == NULL
+        && ngx_http_offload_gzip_frame_deflated(frame, head, tail,
+                                                r->connection->log)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    out->first = gz;
+    if (frame) {
+        p = frame->data;
+        len = frame->len;
+
+    } else {
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_memzero(&b, sizeof(ngx_buf_t));
+        b.pos = head->data;
+        b.last = head->data + head->len;
+        cl.buf = &b;
+        cl.next = NULL;
+
+        ngx_http_offload_gzip_frame(p, &cl, tail);
+    }
+
+    out.first = ngx_http_offload_gzip_chain(r->pool, p, len, tail, &out.len);
+    if (out.first == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+encoded:
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
-        return NGX_ERROR;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     h->hash = 1;
@@ -1905,18 +2295,20 @@ ngx_http_offload_status_end(ngx_http_offload_status_ctx_t *sctx,
     ngx_str_set(&h->value, "gzip");
     r->headers_out.content_encoding = h;
 
-    return NGX_OK;
+    return ngx_http_offload_status_send_out(sctx, &out);
 }
 
 
 static ngx_int_t
 ngx_http_offload_status_send(ngx_http_offload_status_ctx_t *sctx)
 {
-    ngx_int_t                        rc;
-    ngx_uint_t                       i, total;
-    ngx_http_request_t              *r;
-    ngx_http_offload_status_out_t    out;
-    ngx_http_offload_status_read_t  *rd;
+    ngx_int_t                          rc;
+    ngx_str_t                          head;
+    ngx_uint_t                         i, total;
+    ngx_http_request_t                *r;
+    ngx_http_offload_status_out_t      out;
+    ngx_http_offload_status_read_t    *rd;
+    ngx_http_offload_status_answer_t  *answer;
 
     r = sctx->request;
     total = 0;
@@ -1946,6 +2338,35 @@ ngx_http_offload_status_send(ngx_http_offload_status_ctx_t *sctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (sctx->rendered == NULL) {
+        return ngx_http_offload_status_send_out(sctx, &out);
+    }
+
+    head.data = out.first->buf->pos;
+    head.len = out.first->buf->last - head.data;
+
+    if (sctx->joined) {
+        return ngx_http_offload_status_answer(sctx, &head, NULL);
+    }
+
+    answer = ngx_http_offload_status_keep(sctx, &head);
+    if (answer == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_offload_status_answer(sctx, &answer->head,
+                                          &answer->frame);
+}
+
+
+static ngx_int_t
+ngx_http_offload_status_send_out(ngx_http_offload_status_ctx_t *sctx,
+    ngx_http_offload_status_out_t *out)
+{
+    ngx_http_request_t  *r;
+
+    r = sctx->request;
+
     /* the default answers may be gzip'd: caches must tell them apart */
 
     if (sctx->sort < 0 && sctx->limit == 0 && !sctx->full
@@ -1956,17 +2377,12 @@ ngx_http_offload_status_send(ngx_http_offload_status_ctx_t *sctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (sctx->rendered && ngx_http_offload_status_end(sctx, &out) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     return ngx_http_offload_send_chain(r, NGX_HTTP_OK,
                                        sctx->report
                                        == NGX_HTTP_OFFLOAD_REPORT_JSON
                                        ? &ngx_http_offload_json_type
                                        : &ngx_http_offload_prom_type,
-                                       out.first, out.len);
+                                       out->first, out->len);
 }
 
 

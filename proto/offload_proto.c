@@ -141,7 +141,9 @@
  * failed and requeued meanwhile, leaves the body to whoever took it; a job
  * without the shape's 'b' has no body key).  UNLINK: Redis frees a big
  * value off its main thread.  A staging error stops at that job: the jobs
- * before it are acked and deleted, the rest left pending.
+ * before it are acked and deleted, the rest left pending.  Most jobs
+ * have an empty shape: it is tested before any string.find, which costs
+ * Redis about 4% of its work for an echo job (callgrind).
  */
 const char  offload_complete_script[] =
     OFFLOAD_NOW_LUA
@@ -153,10 +155,12 @@ const char  offload_complete_script[] =
     "  local id, shape = ARGV[a], ARGV[a + 3]\n"
     "  local rkey, body, stage = KEYS[k], nil, nil\n"
     "  k = k + 1\n"
-    "  if string.find(shape, 'b', 1, true) then body = KEYS[k]; k = k + 1"
+    "  if shape ~= '' then\n"
+    "    if string.find(shape, 'b', 1, true) then body = KEYS[k]; k = k + 1"
     " end\n"
-    "  if string.find(shape, 's', 1, true) then stage = KEYS[k]; k = k + 1"
+    "    if string.find(shape, 's', 1, true) then stage = KEYS[k]; k = k + 1"
     " end\n"
+    "  end\n"
     "  local r = finish(rkey, ARGV[a + 1], ARGV[a + 2], stage, ARGV[a + 4],"
     " ARGV[a + 5], ARGV[a + 6], ttl_ms)\n"
     "  if type(r) == 'table' then err = r; break end\n"

@@ -3,7 +3,9 @@
 # before a worker takes it is marked in its queue's cancelled set and
 # dropped unrun by the worker (its handler's log proves it never ran); a
 # job already running when its client leaves runs on, and its mark does
-# not stop the jobs behind it; the set prunes itself and expires.
+# not stop the jobs behind it; the set prunes itself and expires.  Redis
+# forgetting its scripts (SCRIPT FLUSH, as a restart does) changes none of
+# it: the worker's EVALSHA calls fall back to EVAL and load them again.
 
 use strict;
 use warnings;
@@ -52,6 +54,12 @@ my $ttl = redis_cmd('PTTL', $set);
 ok($ttl > 0 && $ttl <= 30000, "the set expires after the last deadline "
     . "(PTTL $ttl ms)");
 
+# Redis forgets the scripts while the busy job still holds the worker: its
+# completion and the check of the batch behind it both get NOSCRIPT
+redis_cmd('SCRIPT', 'FLUSH');
+is(redis_cmd('XLEN', $stream), 2,
+    'scripts flushed before the busy job completed');
+
 # a job whose client waits, behind them: it runs once the busy job ends
 my $after = post_json('/jobs/runs', { log => $runs });
 is($after->{status}, 200, 'a waited-for job behind them: 200')
@@ -74,6 +82,12 @@ ok(wait_until(sub {
 like(slurp(tmpdir() . '/sidecar.log'),
     qr/job \Q$victim_id\E cancelled, not run: its client went away/,
     'the sidecar logs it');
+sub evals { my ($what) = @_; scalar(() = slurp(tmpdir() . '/sidecar.log')
+    =~ /worker runs:0: \Q$what\E script not loaded, using EVAL/g) }
+is(evals('drop-cancelled'), 1,
+    'the victim was dropped by EVAL after NOSCRIPT');
+is(evals('completion'), 1, 'the busy job was completed by EVAL after '
+    . 'NOSCRIPT');
 ok(wait_until(sub {
     (() = slurp(tmpdir() . '/access.log') =~ m{^499 /jobs/runs$}mg) == 2
 }, scaled(5), '499s'), 'nginx logged both aborts 499');
@@ -84,6 +98,9 @@ is(post_json('/jobs/runs', { log => $runs })->{status}, 200,
     'jobs still run with stale marks around');
 is(scalar(grep { $_ eq 'long-gone' } @{ redis_cmd('ZRANGE', $set, 0, -1) }),
     0, 'a mark past its deadline is pruned');
+is(evals('drop-cancelled') + evals('completion'), 2,
+    'the scripts were loaded again: later checks and completions go by '
+    . 'EVALSHA');
 
 # the sync path of a client that waits adds nothing to the set
 is(post_json('/jobs/echo', { x => 1 })->{status}, 200, 'echo: 200');

@@ -103,6 +103,18 @@ $doc = job_until(submit('/async/echo', $big, 'a 2 MB job'), qr/^done$/);
 ok(($doc->{result} // '') eq substr($big, 1, -1),
     'its 2 MB result, read whole');
 
+# ---- Redis forgets its scripts (SCRIPT FLUSH, as a restart does): the
+# worker's start script goes by EVAL after NOSCRIPT, and loads it again
+redis_cmd('SCRIPT', 'FLUSH');
+$doc = job_until(submit('/async/echo', { after => 'flush' },
+    'after SCRIPT FLUSH'), qr/^done$/);
+is_deeply($doc->{result}, { after => 'flush' },
+    'after SCRIPT FLUSH: done, its result');
+ok($doc->{started_at}, 'the start script marked it running (started_at)');
+like(slurp(tmpdir() . '/sidecar.log'),
+    qr/worker echo:0: job-start script not loaded, using EVAL/,
+    'the start script went by EVAL after NOSCRIPT');
+
 # ---- Prefer: respond-async on a sync location
 $r = http('POST', '/sync/echo', '{"p":1}', { Prefer => 'respond-async' });
 is($r->{status}, 202, 'Prefer: respond-async: 202');

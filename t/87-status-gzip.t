@@ -8,7 +8,8 @@
 # in each worker (the info-level log line that says so is counted against
 # the requests and the refreshes), and a refresh's change reaches the
 # gzip'd answer.  This nginx's own part, in stored blocks, may be larger
-# than one (64 KB).
+# than one (64 KB).  With several Redis the default answers are gzip'd too,
+# their Redis part deflated once while no Redis is refreshed.
 
 use strict;
 use warnings;
@@ -169,15 +170,18 @@ is(scalar @{ get('/status?limit=2', 'gzip')->{json}{workers} }, 2,
 is(ref get('/status?full=1', 'gzip')->{json}{nodes}[0]{queues}{echo}
     {workers}, 'ARRAY', '?full=1 still has the queues\' workers');
 
-# ---- HEAD: the gzip'd answer's headers, no body
+# ---- HEAD: the gzip'd answer's headers, no body, a length only once a
+# GET made the gzip'd parts of the answering worker's kept answer (to the
+# byte in t/87-status-reuse.t, with one worker)
 {
     my $r = http('HEAD', '/status', undef, { 'accept-encoding' => 'gzip' });
     is($r->{status}, 200, 'HEAD: 200');
     is($r->{headers}{'content-encoding'}, 'gzip', 'HEAD: gzip');
-    # (not to the byte: age_ms, deflated with the head, changes)
-    my $cl = $r->{headers}{'content-length'} // 0;
-    ok($cl > 0 && $cl < length(get('/status')->{content}) / 2,
-        "HEAD: the gzip'd answer's length ($cl)");
+    my $cl = $r->{headers}{'content-length'};
+    ok(!defined $cl
+       || ($cl > 0 && $cl < length(get('/status')->{content}) / 2),
+        "HEAD: none or the gzip'd answer's length (" . ($cl // 'none')
+        . ')');
     is($r->{content} // '', '', 'HEAD: no body');
 }
 
@@ -286,6 +290,62 @@ is(post_json("/jobs/q$_", {})->{status}, 200, "a job on q$_") for 1 .. 15;
     is(text($gz), $plain->{content},
         'it gunzips to the plain text, byte for byte');
 }
+# ---- several Redis: the default answers gzip'd as well, the Redis part
+# of all of them deflated once while none of them is refreshed
+stop_nginx();
+my $pb = free_port();
+mkdir tmpdir() . '/b';
+spawn('redis-b', tmpdir() . '/b/redis.log', {}, 'redis-server', '--port',
+    $pb, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+    '--dir', tmpdir() . '/b', '--daemonize', 'no');
+ok(wait_until(sub { (redis_cmd_at($pb, 'PING') // '') eq 'PONG' },
+    scaled(10), 'second redis-server'), 'a second Redis');
+start_nginx(workers => 1, level => 'info', http => <<"HTTP");
+offload_status_cache 4m 1h;
+server {
+    listen 127.0.0.1:\@PORT\@;
+    offload_redis \@REDIS\@;
+    location = /status { offload_status; }
+    location = /metrics { offload_metrics; }
+    location = /b/beta { offload_redis 127.0.0.1:$pb; offload_pass beta; }
+}
+HTTP
+ok(wait_until(sub {
+    my $s = get('/status')->{json} || {};
+    @{ $s->{redises} || [] } == 2 && ($s->{redis} // '') eq 'ok' },
+    scaled(10), 'both Redis read'), 'status reads both Redis');
+{
+    my $before = gzip_lines('JSON');
+    my $plain = get('/status');
+    my $gz = get('/status', 'gzip');
+    is($gz->{headers}{'content-encoding'}, 'gzip',
+        'several Redis, /status gzip: Content-Encoding: gzip');
+    is($gz->{headers}{'content-length'}, length $gz->{content},
+        'several Redis, /status gzip: its length');
+    is(same_refresh(text($gz)), same_refresh($plain->{content}),
+        'several Redis, /status gzip: gunzips to the plain answer');
+    ok(length $gz->{content} < length($plain->{content}) / 2,
+        sprintf('several Redis: %d bytes gzip\'d, %d plain',
+            length $gz->{content}, length $plain->{content}));
+    is($plain->{headers}{vary}, 'Accept-Encoding', 'several Redis: Vary');
+    is(scalar(@{ ($plain->{json} || {})->{redises} || [] }), 2,
+        'several Redis: both listed');
+    get('/status', 'gzip') for 1 .. 20;
+    is(gzip_lines('JSON') - $before, 1,
+        'several Redis: 21 gzip\'d answers, one deflate');
+    like(get('/status?sort=cpu', 'gzip')->{content}, qr/^\{/,
+        'several Redis, sorted: plain');
+
+    my $mplain = get('/metrics');
+    my $mgz = get('/metrics', 'gzip');
+    is($mgz->{headers}{'content-encoding'}, 'gzip',
+        'several Redis, /metrics gzip: Content-Encoding: gzip');
+    like($mplain->{content}, qr/^offload_redis_up\{redis="[^"]+"\} 1$/m,
+        'several Redis, /metrics: labelled by Redis');
+    is(text($mgz), $mplain->{content},
+        'several Redis, /metrics gzip: gunzips to the plain text');
+}
+
 unlike(slurp(nginx_error_log()), qr/\[(?:alert|emerg|crit)\]|exited on/,
     'nothing alarming in the error log');
 

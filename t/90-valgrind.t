@@ -114,6 +114,17 @@ for my $path ('/status?sort=memory&limit=2', '/status?sort=x', '/metrics',
 }
 is(scalar @{ http('GET', '/status?limit=2')->{json}{workers} }, 2,
     'status limited to two workers');
+# the default answers, kept and answered again, plain, gzip'd and HEAD
+for my $path ('/status', '/metrics') {
+    for my $how (['GET'], ['HEAD', 'gzip'], ['GET', 'gzip'], ['GET', 'gzip'],
+                 ['HEAD', 'gzip'], ['GET']) {
+        my ($method, $ae) = @$how;
+        my $r = http($method, $path, undef,
+            $ae ? { 'accept-encoding' => $ae } : undef);
+        is($r->{status}, 200, "$method $path" . ($ae ? " ($ae)" : '')
+            . ': 200');
+    }
+}
 
 # a worker killed and replaced under valgrind too
 my $pids = worker_pids();

@@ -1,10 +1,11 @@
 /*
  * worker.c -- the worker's loop, docs/PROTOCOL.md "The worker's steps":
  *
- *   after every (re)connect: SCRIPT LOAD the completion script, XGROUP
- *   CREATE (BUSYGROUP is fine), read this consumer's own pending entries
- *   (id 0 onwards) until none are left, then XREADGROUP ">" with BLOCK;
- *   run each entry's job synchronously and complete it with one EVALSHA.
+ *   after every (re)connect: SCRIPT LOAD the scripts called by EVALSHA,
+ *   XGROUP CREATE (BUSYGROUP is fine), read this consumer's own pending
+ *   entries (id 0 onwards) until none are left, then XREADGROUP ">" with
+ *   BLOCK; run each entry's job synchronously and complete it with one
+ *   EVALSHA.
  *
  * A read returns up to `prefetch` entries.  They are copied out of the
  * reply and run from an idle watcher that lets the loop write finished
@@ -77,6 +78,23 @@
 
 
 typedef struct offload_worker_s  offload_worker_t;
+
+/*
+ * A script called by EVALSHA: its SHA1 is SCRIPT LOAD's answer on every
+ * connect (computed here, it would take libcrypto, which the sidecar does
+ * not link: sha256.c).  The load goes ahead of the first read on the same
+ * link, so the SHA1 is in before any call needs it.  A call answered
+ * NOSCRIPT (Redis restarted empty, or SCRIPT FLUSH) is sent again by EVAL
+ * and the script is loaded again.
+ */
+typedef struct {
+    offload_worker_t     *worker;
+    const char           *what;         /* for the log */
+    const char           *text;
+    char                  sha[41];
+} script_t;
+
+enum { SCRIPT_COMPLETE, SCRIPT_DROP_CANCELLED, SCRIPT_JOB_START, SCRIPTS };
 
 /* One job's part of a completion script call: its keys (body and staging
  * key empty when it has none), then its OFFLOAD_COMPLETE_ARGS arguments
@@ -167,7 +185,7 @@ struct offload_worker_s {
     char                         slot_index[12];
     char                         ttl[16];
     char                         ttl_ms[24];
-    char                         sha[41];
+    script_t                     scripts[SCRIPTS];
 
     int                          in_history;    /* reading own pending */
     char                         history_id[ENTRY_ID_MAX];
@@ -206,7 +224,10 @@ struct offload_worker_s {
 
 
 static void send_read(offload_worker_t *w);
-static void send_script_load(offload_worker_t *w);
+static void script_load(script_t *s);
+static int drop_cancelled(offload_worker_t *w, int eval);
+static int gate_start(offload_worker_t *w, batch_entry_t *e,
+    const offload_entry_t *job, int eval);
 static int send_completion(offload_worker_t *w, completion_t *c);
 static void flush_completions(offload_worker_t *w);
 static void stage_start(offload_worker_t *w, completion_t *c,
@@ -383,6 +404,36 @@ completion_put_all(offload_worker_t *w, completion_t *c)
 }
 
 
+/* argv[0] and argv[1] of a call of the script: EVALSHA and its SHA1, or
+ * EVAL and its text. */
+static void
+script_call(const script_t *s, int eval, const char **argv, size_t *argvlen)
+{
+    argv[0] = eval ? "EVAL" : "EVALSHA";
+    argv[1] = eval ? s->text : s->sha;
+    argvlen[0] = strlen(argv[0]);
+    argvlen[1] = strlen(argv[1]);
+}
+
+
+/* 1 when the reply to a call of the script is NOSCRIPT: the script is
+ * loaded again, and the caller sends its call again by EVAL. */
+static int
+script_missing(script_t *s, const redisReply *reply)
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR
+        || strncmp(reply->str, "NOSCRIPT", 8) != 0)
+    {
+        return 0;
+    }
+
+    log_info("%s: %s script not loaded, using EVAL and loading it again",
+             s->worker->name, s->what);
+    script_load(s);
+    return 1;
+}
+
+
 static completion_t *
 completion_get(offload_worker_t *w, size_t need)
 {
@@ -424,12 +475,7 @@ completion_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     (void) ac;
 
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR
-        && strncmp(reply->str, "NOSCRIPT", 8) == 0 && !c->eval)
-    {
-        log_info("%s: completion script not loaded, using EVAL and "
-                 "loading it again", w->name);
-        send_script_load(w);
+    if (!c->eval && script_missing(&w->scripts[SCRIPT_COMPLETE], reply)) {
         c->eval = 1;
 
         if (send_completion(w, c) == 0) {
@@ -599,13 +645,10 @@ send_completion(offload_worker_t *w, completion_t *c)
     const char    *argv[COMPLETE_ARGV_MAX];
     completion_t  *j;
 
-    argv[0] = c->eval ? "EVAL" : "EVALSHA";
-    argv[1] = c->eval ? offload_complete_script : w->sha;
+    script_call(&w->scripts[SCRIPT_COMPLETE], c->eval, argv, argvlen);
     argv[2] = numkeys;
     argv[3] = w->stream;
-    for (i = 0; i < 4; i++) {
-        argvlen[i] = i == 2 ? 0 : strlen(argv[i]);
-    }
+    argvlen[3] = strlen(w->stream);
     argc = 4;
 
     for (j = c; j != NULL; j = j->next) {
@@ -1789,8 +1832,10 @@ body_read_start(offload_worker_t *w, batch_entry_t *e,
 static void
 gate_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
+    const char        *err;
     redisReply        *reply = r;
     batch_entry_t     *e;
+    offload_entry_t    job;
     offload_worker_t  *w = privdata;
 
     (void) ac;
@@ -1804,6 +1849,13 @@ gate_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     if (reply == NULL) {
         free(e);
+        return;
+    }
+
+    if (script_missing(&w->scripts[SCRIPT_JOB_START], reply)
+        && offload_job_decode(&job, e->fields, e->nfields, &err) == 0
+        && gate_start(w, e, &job, 1) == 0)
+    {
         return;
     }
 
@@ -1833,9 +1885,11 @@ gate_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 
 /* A job with a record first asks Redis whether it may run (it was not
- * cancelled) and marks it running.  Returns -1 when disconnected. */
+ * cancelled) and marks it running (by EVAL, not EVALSHA, when eval).
+ * Returns -1 when disconnected. */
 static int
-gate_start(offload_worker_t *w, batch_entry_t *e, const offload_entry_t *job)
+gate_start(offload_worker_t *w, batch_entry_t *e, const offload_entry_t *job,
+    int eval)
 {
     int          n;
     char         rec[KEY_ROOM], body[KEY_ROOM], attempt[16];
@@ -1854,8 +1908,7 @@ gate_start(offload_worker_t *w, batch_entry_t *e, const offload_entry_t *job)
 
     snprintf(attempt, sizeof(attempt), "%d", job->attempt);
 
-    argv[0] = "EVAL";
-    argv[1] = offload_job_start_script;
+    script_call(&w->scripts[SCRIPT_JOB_START], eval, argv, argvlen);
     argv[2] = "3";
     argv[3] = w->stream;
     argv[4] = rec;
@@ -1866,7 +1919,7 @@ gate_start(offload_worker_t *w, batch_entry_t *e, const offload_entry_t *job)
     argv[9] = w->conf->node_name;
     argv[10] = w->slot_index;
 
-    for (n = 0; n < 11; n++) {
+    for (n = 2; n < 11; n++) {
         argvlen[n] = n == 7 ? e->id.len : strlen(argv[n]);
     }
 
@@ -1903,7 +1956,7 @@ run_entry(offload_worker_t *w, batch_entry_t *e)
     }
 
     if (job.record_ttl_ms > 0 && job.reply.len == 0 && !e->started) {
-        return gate_start(w, e, &job) == 0;
+        return gate_start(w, e, &job, 0) == 0;
     }
 
     /* An expired job is answered without its body being read. */
@@ -2080,6 +2133,12 @@ drop_cancelled_cb(redisAsyncContext *ac, void *r, void *privdata)
         return;                 /* disconnected: the batch is read again */
     }
 
+    if (script_missing(&w->scripts[SCRIPT_DROP_CANCELLED], reply)
+        && drop_cancelled(w, 1) == 0)
+    {
+        return;
+    }
+
     w->checking = 0;
 
     if (reply->type == REDIS_REPLY_ARRAY) {
@@ -2101,10 +2160,10 @@ drop_cancelled_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
-/* Sends offload_drop_cancelled_script for the batch just read; 0 when
- * it went. */
+/* Sends offload_drop_cancelled_script for the batch just read (by EVAL,
+ * not EVALSHA, when eval); 0 when it went. */
 static int
-drop_cancelled(offload_worker_t *w)
+drop_cancelled(offload_worker_t *w, int eval)
 {
     int                   argc = 0, rc;
     size_t                n = 0, *argvlen;
@@ -2126,15 +2185,15 @@ drop_cancelled(offload_worker_t *w)
         return -1;
     }
 
-    argv[argc++] = "EVAL";
-    argv[argc++] = offload_drop_cancelled_script;
+    script_call(&w->scripts[SCRIPT_DROP_CANCELLED], eval, argv, argvlen);
+    argc = 2;
     argv[argc++] = "2";
     argv[argc++] = w->stream;
     argv[argc++] = w->cancelled;
     argv[argc++] = OFFLOAD_GROUP;
     argv[argc++] = w->body_prefix;
 
-    for (n = 0; n < (size_t) argc; n++) {
+    for (n = 2; n < (size_t) argc; n++) {
         argvlen[n] = strlen(argv[n]);
     }
 
@@ -2171,7 +2230,7 @@ cancelled_count_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (reply->type == REDIS_REPLY_INTEGER && reply->integer > 0
-        && drop_cancelled(w) == 0)
+        && drop_cancelled(w, 0) == 0)
     {
         return;
     }
@@ -2319,8 +2378,8 @@ send_read(offload_worker_t *w)
 static void
 script_load_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
-    offload_worker_t  *w = privdata;
-    redisReply        *reply = r;
+    script_t    *s = privdata;
+    redisReply  *reply = r;
 
     (void) ac;
 
@@ -2329,39 +2388,55 @@ script_load_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
-        log_error("%s: SCRIPT LOAD failed: %s", w->name,
+        log_error("%s: SCRIPT LOAD of the %s script failed: %s",
+                  s->worker->name, s->what,
                   reply->type == REDIS_REPLY_ERROR ? reply->str
                                                    : "unexpected reply");
-        return;     /* completions fall back to EVAL on NOSCRIPT */
+        return;     /* its calls fall back to EVAL on NOSCRIPT */
     }
 
-    memcpy(w->sha, reply->str, 40);
-    w->sha[40] = '\0';
+    memcpy(s->sha, reply->str, 40);
+    s->sha[40] = '\0';
 }
 
 
 static void
-send_script_load(offload_worker_t *w)
+script_load(script_t *s)
 {
-    if (offload_redis_command(&w->conn, script_load_cb, w, "SCRIPT LOAD %s",
-                              offload_complete_script)
+    if (offload_redis_command(&s->worker->conn, script_load_cb, s,
+                              "SCRIPT LOAD %s", s->text)
         != REDIS_OK)
     {
-        log_error("%s: cannot send SCRIPT LOAD", w->name);
+        log_error("%s: cannot send SCRIPT LOAD", s->worker->name);
     }
+}
+
+
+static void
+script_init(script_t *s, offload_worker_t *w, const char *what,
+    const char *text)
+{
+    s->worker = w;
+    s->what = what;
+    s->text = text;
+    strcpy(s->sha, "0000000000000000000000000000000000000000");
 }
 
 
 static void
 connected(offload_redis_conn_t *rc)
 {
+    int                i;
     offload_worker_t  *w = rc->data;
 
     if (!w->stopping) {
         offload_sb_set_state(w->sb, OFFLOAD_SB_IDLE);
     }
 
-    send_script_load(w);
+    for (i = 0; i < SCRIPTS; i++) {
+        script_load(&w->scripts[i]);
+    }
+
     send_group_create(w);
 
     /* wait_replicas all: this master's replicas, before the first WAIT:
@@ -2490,7 +2565,12 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     snprintf(w.ttl, sizeof(w.ttl), "%d", conf->result_ttl_s);
     snprintf(w.ttl_ms, sizeof(w.ttl_ms), "%lld",
              (long long) conf->result_ttl_s * 1000);
-    strcpy(w.sha, "0000000000000000000000000000000000000000");
+    script_init(&w.scripts[SCRIPT_COMPLETE], &w, "completion",
+                offload_complete_script);
+    script_init(&w.scripts[SCRIPT_DROP_CANCELLED], &w, "drop-cancelled",
+                offload_drop_cancelled_script);
+    script_init(&w.scripts[SCRIPT_JOB_START], &w, "job-start",
+                offload_job_start_script);
 
     if (offload_stream_key(w.stream, sizeof(w.stream), queue->name,
                            strlen(queue->name))
