@@ -57,7 +57,9 @@ typedef struct {
      * a broken connection or READONLY (a failover) is sent once more on a
      * new connection to the master the sentinels name then: a failover
      * needs no new client.  That second try makes a job submitted while
-     * the master dies "at least once" (it may be added twice).  user,
+     * the master dies "at least once" (it may be added twice), and so is
+     * one whose answer took longer than command_timeout_ms: a timeout
+     * looks like a broken connection.  user,
      * password and db are the master's login; sentinel_user and
      * sentinel_password the sentinels' own (AUTH before asking). */
     const char  *sentinels;           /* "host:port,host:port...", a port
