@@ -124,7 +124,8 @@ CONF
     # second, a hello every 500 ms (the demotion after 2 s) by default.
     my $r = $self->sentinel_cmd($port, 'SENTINEL', 'DEBUG',
         'info-period', 1000, 'publish-period', $self->{publish_period});
-    die "SENTINEL DEBUG on $port: " . (ref $r ? $r->{error} : $r) . "\n"
+    die "SENTINEL DEBUG on $port: "
+        . (ref $r ? $r->{error} : $r // 'no answer') . "\n"
         unless ($r // '') eq 'OK';
     push @{ $self->{sentinels} }, $port;
     return $port;
