@@ -169,6 +169,15 @@ sub job_on {
     return eval { redis_cmd_at($port, 'EXISTS', "offload:job:$id") } // 0;
 }
 
+# The ids of the async jobs the Redis at $port has records of, as a hash:
+# one KEYS for the thousands of jobs of a load, not one EXISTS each.
+sub jobs_on {
+    my ($port) = @_;
+    my $keys = eval { redis_cmd_at($port, 'KEYS', 'offload:job:*') };
+    return { map { /^offload:job:(.+)$/ ? ($1 => 1) : () }
+        ref $keys eq 'ARRAY' ? @$keys : () };
+}
+
 # From the fault on, submits async jobs, in turn without (/async) and with
 # wait_replicas=1 (/safe), until one without lands on a new master;
 # returns the seconds from $t0 to that 202, the new master, and, per path,
@@ -286,14 +295,15 @@ ok($new, "SIGKILL: master $old -> " . ($new // 'none'));
 my $res = [ map { @{ json_decode(slurp($_->[1])) || [] } } @loaders ];
 my %by = (map { ($_ => []) } '/async/echo', '/safe/echo');
 push @{ $by{ $_->{path} } }, $_ for @$res;
+my $on_new = defined $new ? jobs_on($new) : {};
 my ($down) = sort { $a <=> $b } map { $_->{at} }
     grep { $_->{at} > $t0 && $_->{status} != 202 } @$res;
 my ($up) = sort { $a <=> $b } map { $_->{at} }
     grep { $_->{status} == 202 && $_->{at} > ($down // $t0)
-           && job_on($new, $_->{id}) } @{ $by{'/async/echo'} };
+           && $on_new->{ $_->{id} // '' } } @{ $by{'/async/echo'} };
 $at = defined $up ? $up - $t0 : undef;
 my %lost = map { my $p = $_; ($p => scalar grep {
-    $_->{status} == 202 && !job_on($new, $_->{id}) } @{ $by{$p} }) }
+    $_->{status} == 202 && !$on_new->{ $_->{id} // '' } } @{ $by{$p} }) }
     keys %by;
 my (%n, %span);
 for (@$res) {

@@ -48,8 +48,26 @@ our @EXPORT = qw(
 
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 
+# JSON::PP decodes about a megabyte a second: the big-body tests' echoes
+# (48 MB) took most of a minute to decode.  A document over 1 MB goes to
+# Cpanel::JSON::XS (Debian's libcpanel-json-xs-perl, which lintian of the
+# test packages needs), which gives the same data and the same booleans;
+# what it refuses (duplicate keys) is asked of JSON::PP again.
+my $BIG_JSON = 2**20;
+my $XS_JSON = eval {
+    require Cpanel::JSON::XS;
+    Cpanel::JSON::XS->new->utf8->canonical->allow_nonref;
+};
+
 sub json_encode { $JSON->encode($_[0]) }
-sub json_decode { my $v = eval { $JSON->decode($_[0]) }; $v }
+sub json_decode {
+    my ($text) = @_;
+    my $v;
+    $v = eval { $XS_JSON->decode($text) }
+        if $XS_JSON && defined $text && length $text > $BIG_JSON;
+    $v //= eval { $JSON->decode($text) };
+    return $v;
+}
 
 my $REPO = abs_path(dirname(__FILE__) . '/../..');
 

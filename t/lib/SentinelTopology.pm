@@ -18,6 +18,7 @@ package SentinelTopology;
 #   $topo->sentinel_cmd($port, ...)  # ask one sentinel (AUTH first when
 #                               # the sentinels have a password)
 #   $topo->signal_sentinel($port, 'STOP')
+#   $topo->in_tilt($port)       # the sentinel is in TILT mode
 #
 # No Debian package beyond redis-server: a sentinel is redis-server run
 # with --sentinel.
@@ -36,6 +37,8 @@ our @EXPORT = qw(start_sentinel_topology);
 # start_sentinel_topology(name => master name (default 'offload'),
 #     replicas => 1, sentinels => 3, quorum => 2,
 #     down_after => ms (1000), failover_timeout => ms (3000),
+#     publish_period => ms (500: how often a sentinel says hello, and a
+#     quarter of how long it waits before it demotes a failed-over master),
 #     args => [more redis-server arguments for master and replicas],
 #     password => the sentinels' requirepass (and their sentinel-pass to
 #     one another); none by default)
@@ -47,6 +50,7 @@ sub start_sentinel_topology {
         name => $o{name} // 'offload',
         down_after => $o{down_after} // 1000,
         failover_timeout => $o{failover_timeout} // 3000,
+        publish_period => $o{publish_period} // 500,
         quorum => $o{quorum} // 2,
         args => $o{args} // [],
         password => $o{password},
@@ -112,6 +116,17 @@ CONF
     wait_until(sub { ($self->sentinel_cmd($port, 'PING') // '') eq 'PONG' },
         10,
         "sentinel on $port answers PING");
+    # A sentinel asks each server for INFO every 10 s (every second only
+    # while its master is down or failing over) and demotes a failed-over
+    # master that still says it is one 4 publish periods (8 s) after it
+    # first said so: a demoted master took up to 20 s to be a replica
+    # again.  SENTINEL DEBUG (Redis 7.0) sets those periods: INFO every
+    # second, a hello every 500 ms (the demotion after 2 s) by default.
+    my $r = $self->sentinel_cmd($port, 'SENTINEL', 'DEBUG',
+        'info-period', 1000, 'publish-period', $self->{publish_period});
+    die "SENTINEL DEBUG on $port: "
+        . (ref $r ? $r->{error} : $r // 'no answer') . "\n"
+        unless ($r // '') eq 'OK';
     push @{ $self->{sentinels} }, $port;
     return $port;
 }
@@ -136,6 +151,15 @@ sub sentinel_cmd {
     my $reply = OffloadTest::resp_read($s, \$buf);
     close $s;
     return $reply;
+}
+
+# Whether the sentinel on $port is in TILT mode: after its clock jumped
+# (a SIGSTOP, a loaded machine) it watches but does not act for 30 s, and
+# takes a SENTINEL FAILOVER it then lets time out.
+sub in_tilt {
+    my ($self, $port) = @_;
+    my $info = eval { $self->sentinel_cmd($port, 'INFO', 'sentinel') } // '';
+    return $info =~ /^sentinel_tilt:1/m;
 }
 
 # Sends $sig (STOP, CONT ...) to the sentinel on $port.
