@@ -333,6 +333,23 @@ sentinel_auth(offload_redis_conn_t *rc, redisAsyncContext *ac)
 }
 
 
+/* The sentinels name another master than ours: the connection to the old
+ * one goes, or, while a reconnect waits out its backoff (the old master
+ * died: the sentinels named it until they agreed on a new one), the wait
+ * is cut short. */
+static void
+master_moved(offload_redis_conn_t *rc)
+{
+    if (rc->ac == NULL && ev_is_active(&rc->retry)) {
+        ev_timer_stop(rc->loop, &rc->retry);
+        connect_now(rc);
+        return;
+    }
+
+    drop(rc);
+}
+
+
 /* ["pmessage", "+switch-master", "+switch-master", "<name> <old ip> <old
  * port> <new ip> <new port>"]: ours, to another server: drop the
  * connection to the old master (its pending callbacks get NULL replies)
@@ -385,7 +402,7 @@ switch_master_cb(redisAsyncContext *ac, void *r, void *privdata)
     log_warn("%s: sentinel: master \"%s\" moved to %s:%d, reconnecting",
              rc->name, name, host, port);
 
-    drop(rc);
+    master_moved(rc);
 }
 
 
@@ -455,7 +472,7 @@ recheck_cb(redisAsyncContext *ac, void *r, void *privdata)
              rc->name, rc->ep->master, reply->element[0]->str,
              reply->element[1]->str);
 
-    drop(rc);
+    master_moved(rc);
 }
 
 
@@ -489,9 +506,9 @@ watch_next_sentinel(offload_redis_conn_t *rc)
 }
 
 
-/* Every second while connected to the master: a PING to the watched
- * sentinel, or, when it owes an answer for longer than redis_timeout or
- * is gone, another one watched. */
+/* Every second while connected to the master or waiting to reconnect: a
+ * PING to the watched sentinel, or, when it owes an answer for longer
+ * than redis_timeout or is gone, another one watched. */
 static void
 watch_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -522,7 +539,7 @@ watch_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 
     if (ac == NULL) {
-        if (rc->ready) {
+        if (rc->ready || ev_is_active(&rc->retry)) {
             watch_next_sentinel(rc);
         }
         return;

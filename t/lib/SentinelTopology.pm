@@ -37,8 +37,6 @@ our @EXPORT = qw(start_sentinel_topology);
 # start_sentinel_topology(name => master name (default 'offload'),
 #     replicas => 1, sentinels => 3, quorum => 2,
 #     down_after => ms (1000), failover_timeout => ms (3000),
-#     publish_period => ms (500: how often a sentinel says hello, and a
-#     quarter of how long it waits before it demotes a failed-over master),
 #     args => [more redis-server arguments for master and replicas],
 #     password => the sentinels' requirepass (and their sentinel-pass to
 #     one another); none by default)
@@ -50,7 +48,6 @@ sub start_sentinel_topology {
         name => $o{name} // 'offload',
         down_after => $o{down_after} // 1000,
         failover_timeout => $o{failover_timeout} // 3000,
-        publish_period => $o{publish_period} // 500,
         quorum => $o{quorum} // 2,
         args => $o{args} // [],
         password => $o{password},
@@ -121,9 +118,9 @@ CONF
     # master that still says it is one 4 publish periods (8 s) after it
     # first said so: a demoted master took up to 20 s to be a replica
     # again.  SENTINEL DEBUG (Redis 7.0) sets those periods: INFO every
-    # second, a hello every 500 ms (the demotion after 2 s) by default.
+    # second, a hello every 500 ms (the demotion after 2 s).
     my $r = $self->sentinel_cmd($port, 'SENTINEL', 'DEBUG',
-        'info-period', 1000, 'publish-period', $self->{publish_period});
+        'info-period', 1000, 'publish-period', 500);
     die "SENTINEL DEBUG on $port: "
         . (ref $r ? $r->{error} : $r // 'no answer') . "\n"
         unless ($r // '') eq 'OK';
