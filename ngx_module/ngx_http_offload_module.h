@@ -251,7 +251,8 @@ struct ngx_http_offload_sentinel_s {
     ngx_str_t                     password;    /* empty, no AUTH */
 
     /* per worker process */
-    offload_addr_t                master;      /* the last answer */
+    offload_addr_t                master;      /* the last answer; port 0:
+                                                  none since a failover */
     ngx_http_offload_link_t       query;       /* asks addrs[asked] */
     ngx_http_offload_link_t       watch;       /* +switch-master */
     ngx_uint_t                    asked;
@@ -262,8 +263,6 @@ struct ngx_http_offload_sentinel_s {
                                                   many are up; -1: unknown */
     ngx_event_t                   count;       /* asks that again */
     unsigned                      asking:1;    /* a round is on */
-    unsigned                      checking:1;  /* its answer may be a
-                                                  failover unheard */
     unsigned                      watched_once:1;
 };
 

@@ -7,12 +7,14 @@
  * sentinels in turn, on a link of its own (with the link's connect timeout
  * and watchdog as each one's deadline), SENTINEL get-master-addr-by-name;
  * the connections waiting then connect to the answer.  Every reconnect asks
- * again.  A second link per worker subscribes to +switch-master on one
- * sentinel: a failover drops the peer's connections at once, so they ask
- * again; a READONLY or MASTERDOWN reply (a master demoted under us) drops
- * the connection that got it.  No sentinel answering is a failed connect:
- * the usual backoff, and 503 redis_unavailable meanwhile.  With
- * sentinel_password= both links AUTH first (ngx_http_offload_link_open).
+ * again; an answer naming another master than the last (a failover unheard)
+ * drops the connections still up too.  A second link per worker subscribes
+ * to +switch-master on one sentinel: a failover drops the peer's
+ * connections at once, so they ask again; a READONLY or MASTERDOWN reply (a
+ * master demoted under us) drops the connection that got it.  No sentinel
+ * answering is a failed connect: the usual backoff, and 503
+ * redis_unavailable meanwhile.  With sentinel_password= both links AUTH
+ * first (ngx_http_offload_link_open).
  *
  * The subscribed link is PINGed every NGX_HTTP_OFFLOAD_PING_INTERVAL: a
  * sentinel that stops answering without closing (a frozen process, a dead
@@ -298,23 +300,25 @@ ngx_http_offload_sentinel_answer(redisAsyncContext *ac, void *r,
 
     s->asking = 0;
 
-    /* the watch subscribed anew: a failover may have gone unheard */
+    /*
+     * A failover gone unheard: while the watch subscribed anew, or on a
+     * sentinel that never announces it (one cut off with the old master),
+     * asked by one connection's reconnect.  The connections still up are
+     * on the old master, which takes writes until it is demoted: they go
+     * too.  After a +switch-master the old master is forgotten (was.port
+     * is 0): those connections went already.
+     */
 
-    if (s->checking) {
-        s->checking = 0;
+    if (was.port != 0
+        && (was.port != s->master.port
+            || ngx_strcmp(was.host, s->master.host) != 0))
+    {
+        ngx_log_error(NGX_LOG_NOTICE, link->log, 0,
+                      "offload: redis %V: master moved from %s:%d to "
+                      "%s:%d unheard, reconnecting", &peer->name,
+                      was.host, was.port, s->master.host, s->master.port);
 
-        if (was.port != 0
-            && (was.port != s->master.port
-                || ngx_strcmp(was.host, s->master.host) != 0))
-        {
-            ngx_log_error(NGX_LOG_NOTICE, link->log, 0,
-                          "offload: redis %V: master moved from %s:%d to "
-                          "%s:%d unheard, reconnecting", &peer->name,
-                          was.host, was.port, s->master.host,
-                          s->master.port);
-
-            ngx_http_offload_sentinel_drop_all(peer);
-        }
+        ngx_http_offload_sentinel_drop_all(peer);
     }
 
     for (i = 0; (waiting = ngx_http_offload_master_link(peer, i)); i++) {
@@ -382,7 +386,6 @@ ngx_http_offload_sentinel_none(ngx_http_offload_peer_t *peer)
     ngx_http_offload_link_t  *link;
 
     peer->sentinels->asking = 0;
-    peer->sentinels->checking = 0;
 
     for (i = 0; (link = ngx_http_offload_master_link(peer, i)); i++) {
         if (link->awaiting) {
@@ -426,8 +429,9 @@ ngx_http_offload_sentinel_watch_up(ngx_http_offload_link_t *link)
 
     ngx_add_timer(&s->ping, NGX_HTTP_OFFLOAD_PING_INTERVAL);
 
+    /* a failover may have gone unheard meanwhile: the answer tells */
+
     if (s->watched_once) {
-        s->checking = 1;
         ngx_http_offload_sentinel_round(s);
     }
 
@@ -530,6 +534,8 @@ ngx_http_offload_sentinel_switched(redisAsyncContext *ac, void *r,
     ngx_log_error(NGX_LOG_NOTICE, link->log, 0,
                   "offload: redis %V: failover: %s, reconnecting",
                   &peer->name, payload->str);
+
+    s->master.port = 0;         /* heard: the next answer is no news */
 
     ngx_http_offload_sentinel_drop_all(peer);
 }

@@ -30,23 +30,12 @@ ok(start_jobs_nginx(redis => $sentinels, workers => 1), 'stack ready');
 
 my %frozen;
 
-# The local ports of the TCP connections process $pid has.
-sub local_ports {
-    my ($pid) = @_;
-    return map { /^\S+\s+\S+\s+\S+:(\d+)\s.*pid=$pid,/ ? $1 : () }
-        split /\n/, `ss -Htnp state established 2>/dev/null`;
-}
-
 # The sentinels (not frozen) on which process $pid has a connection
 # subscribed to a pattern.
 sub watched_by {
     my ($pid) = @_;
-    my %mine = map { ($_ => 1) } local_ports($pid);
     return grep {
-        my $list = $frozen{$_} ? ''
-            : eval { $topo->sentinel_cmd($_, 'CLIENT', 'LIST') } // '';
-        grep { /addr=127\.0\.0\.1:(\d+) .*\bpsub=1\b/ && $mine{$1} }
-            split /\n/, $list;
+        !$frozen{$_} && grep { $_->{psub} } $topo->clients_of($_, $pid)
     } $topo->sentinel_ports;
 }
 

@@ -19,6 +19,8 @@ package SentinelTopology;
 #                               # the sentinels have a password)
 #   $topo->signal_sentinel($port, 'STOP')
 #   $topo->in_tilt($port)       # the sentinel is in TILT mode
+#   $topo->clients_of($port, $pid)  # process $pid's connections to the
+#                               # server or sentinel on $port (needs ss)
 #
 # No Debian package beyond redis-server: a sentinel is redis-server run
 # with --sentinel.
@@ -164,6 +166,22 @@ sub signal_sentinel {
     my ($self, $port, $sig) = @_;
     kill $sig, OffloadTest::proc_pid("sentinel-$port")
         or die "kill $sig sentinel-$port: $!\n";
+}
+
+# The connections process $pid has to the server or sentinel on $port:
+# the entries of its CLIENT LIST (hashes of field => value) whose peer
+# port is a local port of $pid's TCP connections (ss).
+sub clients_of {
+    my ($self, $port, $pid) = @_;
+    my %mine = map { /^\S+\s+\S+\s+\S+:(\d+)\s.*pid=$pid,/ ? ($1 => 1) : () }
+        split /\n/, `ss -Htnp state established 2>/dev/null`;
+    my $list = eval {
+        (grep { $_ == $port } @{ $self->{sentinels} })
+            ? $self->sentinel_cmd($port, 'CLIENT', 'LIST')
+            : redis_cmd_at($port, 'CLIENT', 'LIST');
+    } // '';
+    return grep { ($_->{addr} // '') =~ /:(\d+)$/ && $mine{$1} }
+        map { +{ map { split /=/, $_, 2 } split / / } } split /\n/, $list;
 }
 
 sub name { $_[0]{name} }

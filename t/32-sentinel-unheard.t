@@ -1,0 +1,94 @@
+#!/usr/bin/perl
+# A failover nginx learns of only by asking.  The sentinel the nginx worker
+# watches stops monitoring the master (SENTINEL REMOVE): it still answers
+# the watch's PINGs, so the worker never subscribes anew (no re-check
+# round), and it never announces +switch-master, as a sentinel cut off in
+# a minority partition would not.  The old master refuses REPLICAOF (ACL),
+# so the sentinels cannot demote it: it takes writes, as one on nginx's
+# side of that partition would.  After a SENTINEL FAILOVER, one of nginx's
+# connections to the old master (the reply subscriber) is killed: its
+# reconnect asks the sentinels, an ordinary question, and the answer names
+# the new master.  This proves that such an answer moves every connection,
+# the command connection too: nginx keeps no connection to the old master,
+# and an async job accepted after it is on the new master.  Before the
+# fix only the reconnecting link moved and the XADDs kept going to the old
+# master, lost once it is demoted.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use OffloadTest;
+use SentinelTopology;
+
+plan skip_all => 'needs ss (iproute2)' unless -x '/usr/bin/ss'
+    || -x '/bin/ss';
+
+my $topo = start_sentinel_topology(name => 'unheard');
+my $old = $topo->master_port;
+redis_use($old);
+# the node's registry entry (3 heartbeats) outlives the test on the new
+# master, which has it from before the failover: jobs are not refused
+# no_workers there
+start_sidecar(heartbeat => '10s',
+    conf => "queue echo { handler echo; workers 1; }\n");
+ok(start_jobs_nginx(redis => 'sentinel://' . $topo->url, workers => 1,
+    server => "    location /async/ { offload_pass echo; "
+        . "offload_mode async; }\n"), 'stack ready');
+my ($worker) = nginx_worker_pids();
+
+my $watched;
+ok(wait_until(sub {
+    ($watched) = grep { grep { $_->{psub} } $topo->clients_of($_, $worker) }
+        $topo->sentinel_ports;
+    $watched;
+}, scaled(10), 'nginx subscribed'), 'nginx watches sentinel '
+    . ($watched // '-'));
+is($topo->sentinel_cmd($watched, 'SENTINEL', 'REMOVE', 'unheard'), 'OK',
+    'the watched sentinel forgets the master');
+is(redis_cmd_at($old, 'ACL', 'SETUSER', 'default', '-replicaof',
+    '-slaveof'), 'OK', 'the old master refuses REPLICAOF');
+
+my @live = grep { $_ != $watched } $topo->sentinel_ports;
+is($topo->request_failover($live[0]), 'OK', 'SENTINEL FAILOVER');
+my $new;
+ok(wait_until(sub {
+    my %named = map { ($topo->sentinel_master($_) // 0) => 1 } @live;
+    ($new) = keys %named;
+    keys %named == 1 && $new && $new != $old;
+}, scaled(20), 'the live sentinels agree'), "master $old -> "
+    . ($new // '-') . ' for the sentinels that still watch it');
+
+my @on_old = $topo->clients_of($old, $worker);
+my ($subscriber) = grep { $_->{sub} } @on_old;
+ok(@on_old >= 2 && $subscriber, 'nginx is still on the old master, its '
+    . 'command connection and subscriber among them');
+unlike(slurp(nginx_error_log()), qr/failover: unheard|moved from/,
+    'nginx heard of no failover');
+
+redis_cmd_at($old, 'CLIENT', 'KILL', 'ID', $subscriber->{id});
+ok(wait_until(sub { grep { $_->{sub} } $topo->clients_of($new, $worker) },
+    scaled(10), 'the subscriber on the new master'), 'the subscriber, '
+    . 'killed, asks the sentinels and reconnects to the new master');
+ok(wait_until(sub { !$topo->clients_of($old, $worker) }, scaled(5),
+    'nginx off the old master'), 'the answer moves every connection off '
+    . 'the old master, the command connection too')
+    or diag(explain [ map { "$_->{addr} $_->{cmd}" }
+        $topo->clients_of($old, $worker) ]);
+like(slurp(nginx_error_log()),
+    qr/master moved from 127\.0\.0\.1:$old to 127\.0\.0\.1:$new unheard/,
+    '... and says so');
+
+my $r;
+ok(wait_until(sub {
+    $r = post_json('/async/', { unheard => 1 }, 3);
+    $r->{status} == 202;
+}, scaled(10), 'an async job accepted'), 'an async job is accepted')
+    or diag($r->{content});
+my $id = $r->{json}{id} // '';
+ok(redis_cmd_at($new, 'EXISTS', "offload:job:$id"), "job $id is on the new "
+    . 'master');
+ok(!redis_cmd_at($old, 'EXISTS', "offload:job:$id"), '... not the old one');
+
+finish();
