@@ -262,6 +262,8 @@ struct ngx_http_offload_sentinel_s {
     ngx_int_t                     replicas;    /* wait_replicas=all: how
                                                   many are up; -1: unknown */
     ngx_event_t                   count;       /* asks that again */
+    ngx_uint_t                    epoch;       /* failovers seen: a count
+                                                  asked before is stale */
     unsigned                      asking:1;    /* a round is on */
     unsigned                      watched_once:1;
 };

@@ -64,7 +64,8 @@ static void ngx_http_offload_sentinel_ping(ngx_event_t *ev);
 static void ngx_http_offload_sentinel_drop_all(ngx_http_offload_peer_t *peer);
 static void ngx_http_offload_sentinel_count_tick(ngx_event_t *ev);
 static ngx_int_t ngx_http_offload_sentinel_command(
-    ngx_http_offload_link_t *link, const char *what, redisCallbackFn *fn);
+    ngx_http_offload_link_t *link, const char *what, redisCallbackFn *fn,
+    void *privdata);
 static void ngx_http_offload_sentinel_count_ask(ngx_http_offload_link_t *link);
 static void ngx_http_offload_sentinel_counted(redisAsyncContext *ac, void *r,
     void *privdata);
@@ -220,15 +221,11 @@ ngx_http_offload_sentinel_question(ngx_http_offload_link_t *link)
      * unsafe: if the question cannot be sent, the watchdog drops it */
 
     if (ngx_http_offload_sentinel_command(link, "get-master-addr-by-name",
-                                          ngx_http_offload_sentinel_answer)
+                                          ngx_http_offload_sentinel_answer,
+                                          NULL)
         != NGX_OK)
     {
         ngx_add_timer(&link->watchdog, 1);
-        return;
-    }
-
-    if (link->peer->wait_replicas == NGX_HTTP_OFFLOAD_WAIT_ALL) {
-        ngx_http_offload_sentinel_count_ask(link);
     }
 }
 
@@ -319,6 +316,13 @@ ngx_http_offload_sentinel_answer(redisAsyncContext *ac, void *r,
                       was.host, was.port, s->master.host, s->master.port);
 
         ngx_http_offload_sentinel_drop_all(peer);
+    }
+
+    /* the count of the master named, asked after any drop_all, which
+     * would take it for the old master's */
+
+    if (peer->wait_replicas == NGX_HTTP_OFFLOAD_WAIT_ALL) {
+        ngx_http_offload_sentinel_count_ask(link);
     }
 
     for (i = 0; (waiting = ngx_http_offload_master_link(peer, i)); i++) {
@@ -545,6 +549,8 @@ ngx_http_offload_sentinel_switched(redisAsyncContext *ac, void *r,
  * The connections go and ask again, those waiting out a backoff too (the
  * master they could not reach is replaced now).  A round on its way may
  * bring the old master: it is cut short, and the next sentinel asked.
+ * The count of replicas was the old master's, and so is the reply to a
+ * SENTINEL REPLICAS asked before: a new epoch has it ignored.
  */
 
 static void
@@ -553,7 +559,8 @@ ngx_http_offload_sentinel_drop_all(ngx_http_offload_peer_t *peer)
     ngx_uint_t                i;
     ngx_http_offload_link_t  *link;
 
-    peer->sentinels->replicas = -1;     /* the old master's */
+    peer->sentinels->replicas = -1;
+    peer->sentinels->epoch++;
 
     if (peer->sentinels->asking) {
         ngx_http_offload_link_drop(&peer->sentinels->query);
@@ -601,17 +608,22 @@ ngx_http_offload_sentinel_count_tick(ngx_event_t *ev)
 static void
 ngx_http_offload_sentinel_count_ask(ngx_http_offload_link_t *link)
 {
+    ngx_http_offload_sentinel_t  *s;
+
+    s = link->peer->sentinels;
+
     /* not sent: the link is going, the next tick asks again */
     (void) ngx_http_offload_sentinel_command(link, "REPLICAS",
-                                         ngx_http_offload_sentinel_counted);
+                                         ngx_http_offload_sentinel_counted,
+                                         (void *) (uintptr_t) s->epoch);
 }
 
 
-/* SENTINEL <what> <master name>, its reply to fn. */
+/* SENTINEL <what> <master name>, its reply to fn with privdata. */
 
 static ngx_int_t
 ngx_http_offload_sentinel_command(ngx_http_offload_link_t *link,
-    const char *what, redisCallbackFn *fn)
+    const char *what, redisCallbackFn *fn, void *privdata)
 {
     const char                   *argv[3];
     size_t                        argvlen[3];
@@ -626,7 +638,7 @@ ngx_http_offload_sentinel_command(ngx_http_offload_link_t *link,
     argv[2] = (const char *) s->master_name.data;
     argvlen[2] = s->master_name.len;
 
-    return ngx_http_offload_link_send(link, fn, NULL, 3, argv, argvlen);
+    return ngx_http_offload_link_send(link, fn, privdata, 3, argv, argvlen);
 }
 
 
@@ -642,8 +654,8 @@ ngx_http_offload_sentinel_counted(redisAsyncContext *ac, void *r,
     link = ngx_http_offload_link_replied(ac, reply);
     s = link->peer->sentinels;
 
-    if (reply == NULL) {
-        return;
+    if (reply == NULL || (ngx_uint_t) (uintptr_t) privdata != s->epoch) {
+        return;                 /* asked of the master before a failover */
     }
 
     n = ngx_http_offload_sentinel_up_replicas(reply);
