@@ -329,10 +329,16 @@ fuzz: deps
 	    grep -E '^(Done|stat::number_of_executed_units)' $(FUZZ)/$$f.log; \
 	done
 
+# The tests run one at a time, each file's time shown, beside two that
+# run one after the other: t/95-chaos.t, a 30 s soak that mostly waits,
+# then t/99-deb.t, where make deb builds the whole tree again (a minute,
+# most of it CPU).  Neither checks a latency; every test starts its own
+# processes on loopback ports picked at run time.
 test: DEB_PKGS += $(TEST_PKGS)
 test: deps all fuzzers
 	OFFLOAD_BUILD=$(CURDIR)/$(BUILD) OFFLOAD_SANITIZE=$(SANITIZE) \
-	    prove $(UNIT_TESTS) t/*.t
+	    prove --timer -j2 --rules='seq=t/{95-chaos,99-deb}.t' \
+	    --rules='seq=**' $(UNIT_TESTS) t/*.t
 
 bench: deps all
 	BUILD=$(CURDIR)/$(BUILD) bench/run
