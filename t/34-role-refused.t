@@ -37,9 +37,10 @@ start_sidecar(redis => "127.0.0.1:$master wait_replicas=all",
         . "queue echo { handler echo; workers 1; }\n");
 
 sub calls {
-    my ($cmd) = @_;
-    redis_cmd('INFO', 'commandstats') =~ /^cmdstat_$cmd:calls=(\d+)/m
-        ? $1 : 0;
+    my ($cmd, $field) = @_;
+    $field //= 'calls';
+    redis_cmd('INFO', 'commandstats')
+        =~ /^cmdstat_$cmd:(?:.*,)?\Q$field\E=(\d+)/m ? $1 : 0;
 }
 
 my $ctl = build_path('offloadctl');
@@ -62,6 +63,9 @@ is($ok, $jobs, "$jobs more jobs answered");
 ok($took < $jobs * $timeout_ms / 1000 / 2,
     sprintf('... promptly: %.2f s, not a redis_timeout each', $took));
 ok(calls('wait') >= $waits + $jobs, 'a WAIT after each job');
+# one connection, so one ROLE refused: not one more per completion
+is(calls('role', 'rejected_calls'), 1, 'ROLE asked once, not again after '
+    . 'its refusal');
 
 my $log = slurp(tmpdir() . '/sidecar.log');
 my $said = () = $log =~ /ROLE refused .*\+role/g;

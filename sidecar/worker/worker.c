@@ -196,7 +196,8 @@ struct offload_worker_s {
     int                          wait_sent;     /* and how many it asked */
     int                          replicas;      /* wait_replicas all: the
                                                    master's, by ROLE; -1 */
-    int                          role_refused;  /* logged, this connection */
+    int                          role_refused;  /* this connection: logged,
+                                                   not asked again */
     int                          jobs_run;      /* for max_jobs_per_worker */
 
     ev_idle                      work;          /* runs the batch */
@@ -629,7 +630,10 @@ send_wait(offload_worker_t *w)
         }
     }
 
-    if (w->queue->redis.wait_replicas == OFFLOAD_WAIT_ALL) {
+    /* refused once: not asked again on this connection (each refusal is
+     * a command and an ACL LOG entry per completion) */
+    if (w->queue->redis.wait_replicas == OFFLOAD_WAIT_ALL && !w->role_refused)
+    {
         send_role(w);
     }
 }
