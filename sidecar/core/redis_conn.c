@@ -441,7 +441,7 @@ subscribe(offload_redis_conn_t *rc, redisAsyncContext *ac)
 
     rc->watching = ac;
     rc->watch_unheard = now_s();        /* until it confirms */
-    memset(&rc->watch_seen, 0, sizeof(rc->watch_seen));
+    bytes_note(ac, &rc->watch_seen);    /* commands queued are no progress */
     return REDIS_OK;
 }
 
