@@ -29,9 +29,10 @@
  *     deflated once per copy (ngx_http_offload_gzip.c); with several Redis
  *     the default answers' Redis part is assembled into one buffer, kept
  *     and deflated once while the copies are the same;
- *   - each worker keeps its last common answer of each report whole and
- *     answers it again, without the zone's lock, while it is the same
- *     refresh and at most NGX_HTTP_OFFLOAD_STATUS_REUSE ms old;
+ *   - with one Redis, each worker keeps its last common answer of each
+ *     report whole and answers it again, without the zone's lock, while
+ *     it is the same refresh and at most NGX_HTTP_OFFLOAD_STATUS_REUSE ms
+ *     old (with several, only their Redis part is kept, as above);
  *   - a refresh that got no answer within NGX_HTTP_OFFLOAD_WATCHDOG ms
  *     may be taken over by the next reader; one that failed is not tried
  *     again within the interval.
