@@ -333,12 +333,16 @@ fuzz: deps
 # run one after the other: t/95-chaos.t, a 30 s soak that mostly waits,
 # then t/99-deb.t, where make deb builds the whole tree again (a minute,
 # most of it CPU).  Neither checks a latency; every test starts its own
-# processes on loopback ports picked at run time.
+# processes on loopback ports picked at run time.  With the sanitizers
+# (no package built, every process several times slower, the soak a
+# busy one) all run one at a time.
+PROVE_SIDE = $(if $(SANITIZE),,-j2 --rules='seq=t/{95-chaos,99-deb}.t' \
+             --rules='seq=**')
+
 test: DEB_PKGS += $(TEST_PKGS)
 test: deps all fuzzers
 	OFFLOAD_BUILD=$(CURDIR)/$(BUILD) OFFLOAD_SANITIZE=$(SANITIZE) \
-	    prove --timer -j2 --rules='seq=t/{95-chaos,99-deb}.t' \
-	    --rules='seq=**' $(UNIT_TESTS) t/*.t
+	    prove --timer $(PROVE_SIDE) $(UNIT_TESTS) t/*.t
 
 bench: deps all
 	BUILD=$(CURDIR)/$(BUILD) bench/run
