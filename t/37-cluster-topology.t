@@ -1,0 +1,46 @@
+#!/usr/bin/perl
+# The test harness's Redis Cluster (t/lib/ClusterTopology.pm), which the
+# cluster tests build on: three masters serve every slot, a key lands on
+# the master CLUSTER KEYSLOT names, and a slot moved with its keys is
+# served by its new master while the old one redirects with MOVED.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use OffloadTest;
+use ClusterTopology;
+
+my $cl = start_cluster_topology(masters => 3);
+my @masters = $cl->master_ports;
+is(scalar @masters, 3, 'three masters');
+
+my $served = 0;
+for my $range (@{ $cl->cmd($masters[0], 'CLUSTER', 'SLOTS') }) {
+    $served += $range->[1] - $range->[0] + 1;
+}
+is($served, 16384, 'every slot is served');
+
+is($cl->slot_of('offload:{echo}:jobs'), $cl->slot_of('echo'),
+    "a queue's keys are in its name's slot");
+
+my %queue_on = map { $_ => $cl->queue_on($_) } @masters;
+ok(!grep({ !defined } values %queue_on), 'each master serves some queue');
+
+my $q = $queue_on{ $masters[0] };
+my $key = "offload:{$q}:result:1";
+is($cl->cmd($masters[0], 'SET', $key, 'v'), 'OK', 'a key written on its master');
+my $moved = $cl->cmd($masters[1], 'GET', $key);
+like(ref $moved ? $moved->{error} : '', qr/^MOVED \d+ 127\.0\.0\.1:$masters[0]$/,
+    'another master redirects with MOVED');
+
+my $slot = $cl->slot_of($q);
+is($cl->move_slot($slot, $masters[2]), $masters[0], 'slot moved from its master');
+is($cl->owner_port($q), $masters[2], 'the new master serves it');
+is($cl->cmd($masters[2], 'GET', $key), 'v', 'its key went with it');
+$moved = $cl->cmd($masters[0], 'GET', $key);
+like(ref $moved ? $moved->{error} : '', qr/^MOVED $slot 127\.0\.0\.1:$masters[2]$/,
+    'the old master redirects to the new one');
+
+done_testing();

@@ -1,0 +1,221 @@
+package ClusterTopology;
+
+# ClusterTopology -- a real Redis Cluster for tests, on loopback ports
+# picked at run time: redis-server processes with --cluster-enabled, the
+# slots split evenly over the masters (CLUSTER ADDSLOTSRANGE), joined with
+# CLUSTER MEET, replicas attached with CLUSTER REPLICATE; all started
+# through OffloadTest's spawn, so OffloadTest's teardown stops them.
+#
+#   my $cl = start_cluster_topology(masters => 3, replicas => 0);
+#   $cl->seeds                  # "127.0.0.1:p1,127.0.0.1:p2,..."
+#   $cl->url                    # "cluster://" . seeds
+#   $cl->master_ports           # the masters, in slot order
+#   $cl->slot_of($key)          # CLUSTER KEYSLOT
+#   $cl->owner_port($key)       # the master serving $key's slot
+#   $cl->queue_on($port, @names)  # the first queue name (of @names, or
+#                               # q0, q1, ...) whose keys live on $port
+#   $cl->move_slot($slot, $to_port)  # migrate a slot and its keys
+#   $cl->cmd($port, ...)        # one command to one node
+#   $cl->node_id($port)
+#
+# No Debian package beyond redis-server, and no redis-cli --cluster: it
+# waits with fixed sleeps; the CLUSTER commands let us wait on conditions.
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use Test::More;
+use Time::HiRes qw(time);
+use OffloadTest;
+
+our @EXPORT = qw(start_cluster_topology);
+
+use constant SLOTS => 16384;
+
+# start_cluster_topology(masters => 3, replicas => 0 (per master),
+#     node_timeout => ms (2000), args => [more redis-server arguments])
+# Returns the topology once every node says cluster_state:ok and agrees
+# on who serves every slot; fails the file (give_up) if it does not.
+sub start_cluster_topology {
+    my (%o) = @_;
+    my $self = bless {
+        node_timeout => $o{node_timeout} // 2000,
+        args => $o{args} // [],
+        masters => [],
+        replicas => [],
+        dir => tmpdir(),
+    }, __PACKAGE__;
+    my $n = $o{masters} // 3;
+    my @masters = map { $self->start_node() } 1 .. $n;
+    my @replicas = map { $self->start_node() } 1 .. $n * ($o{replicas} // 0);
+    $self->{masters} = \@masters;
+    for my $i (0 .. $#masters) {
+        my $from = int(SLOTS * $i / $n);
+        my $to = int(SLOTS * ($i + 1) / $n) - 1;
+        $self->ok_cmd($masters[$i], 'CLUSTER', 'ADDSLOTSRANGE', $from, $to);
+    }
+    for my $port (@masters[1 .. $#masters], @replicas) {
+        $self->ok_cmd($port, 'CLUSTER', 'MEET', '127.0.0.1', $masters[0]);
+    }
+    # a replica can only follow a master it knows
+    for my $i (0 .. $#replicas) {
+        my $master = $masters[$i % $n];
+        my $id = $self->node_id($master);
+        wait_until(sub { $self->knows($replicas[$i], $id) }, scaled(10),
+            "node $replicas[$i] learns of $master")
+            or $self->fail_setup('a replica never heard of its master');
+        $self->ok_cmd($replicas[$i], 'CLUSTER', 'REPLICATE', $id);
+        push @{ $self->{replicas} }, $replicas[$i];
+    }
+    $self->wait_ok(scaled(30))
+        or $self->fail_setup('the cluster did not come up');
+    return $self;
+}
+
+sub fail_setup {
+    my ($self, $why) = @_;
+    OffloadTest::give_up("$why: " . join '', map {
+        slurp("$self->{dir}/cluster-$_.log") } $self->ports);
+}
+
+sub start_node {
+    my ($self) = @_;
+    my $port = free_port();
+    my $dir = "$self->{dir}/cluster-$port";
+    mkdir $dir or die "mkdir $dir: $!";
+    spawn("cluster-$port", "$self->{dir}/cluster-$port.log", {},
+        'redis-server', '--port', $port, '--bind', '127.0.0.1',
+        '--save', '', '--appendonly', 'no', '--dir', $dir,
+        '--daemonize', 'no', '--cluster-enabled', 'yes',
+        '--cluster-config-file', "$dir/nodes.conf",
+        '--cluster-node-timeout', $self->{node_timeout},
+        '--repl-diskless-sync-delay', 0, @{ $self->{args} });
+    wait_until(sub { ($self->cmd($port, 'PING') // '') eq 'PONG' }, 10,
+        "cluster node on $port answers PING")
+        or $self->fail_setup("node $port did not start");
+    push @{ $self->{all} }, $port;
+    return $port;
+}
+
+sub ports { @{ $_[0]{all} } }
+sub master_ports { @{ $_[0]{masters} } }
+sub replica_ports { @{ $_[0]{replicas} } }
+sub seeds { join ',', map { "127.0.0.1:$_" } $_[0]->master_ports }
+sub url { 'cluster://' . $_[0]->seeds }
+
+sub cmd {
+    my ($self, $port, @args) = @_;
+    return redis_cmd_at($port, @args);
+}
+
+sub ok_cmd {
+    my ($self, $port, @args) = @_;
+    my $r = $self->cmd($port, @args);
+    die "@args on $port: " . (ref $r ? $r->{error} : $r // 'no answer')
+        . "\n" unless ($r // '') eq 'OK';
+    return $r;
+}
+
+sub node_id {
+    my ($self, $port) = @_;
+    return $self->cmd($port, 'CLUSTER', 'MYID');
+}
+
+# The node on $port lists the node $id in CLUSTER NODES.
+sub knows {
+    my ($self, $port, $id) = @_;
+    my $nodes = $self->cmd($port, 'CLUSTER', 'NODES') // '';
+    return !ref $nodes && $nodes =~ /^\Q$id\E /m;
+}
+
+# Every node says cluster_state:ok and each answers CLUSTER SLOTS with
+# the same masters for the same ranges.
+sub wait_ok {
+    my ($self, $timeout) = @_;
+    return wait_until(sub {
+        my %maps;
+        for my $port ($self->ports) {
+            my $info = $self->cmd($port, 'CLUSTER', 'INFO') // '';
+            return 0 unless !ref $info && $info =~ /cluster_state:ok/;
+            $maps{ $self->slot_map_text($port) } = 1;
+        }
+        return keys %maps == 1;
+    }, $timeout, 'every cluster node is ok and agrees on the slots');
+}
+
+# CLUSTER SLOTS of one node as text, "from-to:port ..." sorted.
+sub slot_map_text {
+    my ($self, $port) = @_;
+    my $slots = $self->cmd($port, 'CLUSTER', 'SLOTS');
+    return '' unless ref $slots eq 'ARRAY';
+    return join ' ', sort map { "$_->[0]-$_->[1]:$_->[2][1]" } @$slots;
+}
+
+sub slot_of {
+    my ($self, $key) = @_;
+    return $self->cmd($self->{masters}[0], 'CLUSTER', 'KEYSLOT', $key);
+}
+
+# The master serving the slot, as the first master asked says.
+sub slot_owner {
+    my ($self, $slot) = @_;
+    my $slots = $self->cmd($self->{masters}[0], 'CLUSTER', 'SLOTS');
+    for my $range (@$slots) {
+        return $range->[2][1] if $slot >= $range->[0] && $slot <= $range->[1];
+    }
+    return undef;
+}
+
+sub owner_port {
+    my ($self, $key) = @_;
+    return $self->slot_owner($self->slot_of($key));
+}
+
+sub queue_on {
+    my ($self, $port, @names) = @_;
+    @names = map { "q$_" } 0 .. 99 unless @names;
+    for my $name (@names) {
+        return $name if ($self->owner_port($name) // 0) == $port;
+    }
+    return undef;
+}
+
+# Moves $slot to the master on $to_port the way redis-cli --cluster
+# reshard does: IMPORTING on the target, MIGRATING on the source, MIGRATE
+# of its keys in batches, then SETSLOT NODE on every master.  Keys written
+# meanwhile get ASK redirections.  Returns the source port.
+sub move_slot {
+    my ($self, $slot, $to_port) = @_;
+    my $from_port = $self->slot_owner($slot);
+    return $from_port if $from_port == $to_port;
+    my $from_id = $self->node_id($from_port);
+    my $to_id = $self->node_id($to_port);
+    $self->ok_cmd($to_port, 'CLUSTER', 'SETSLOT', $slot, 'IMPORTING',
+        $from_id);
+    $self->ok_cmd($from_port, 'CLUSTER', 'SETSLOT', $slot, 'MIGRATING',
+        $to_id);
+    for (1 .. 10_000) {
+        my $keys = $self->cmd($from_port, 'CLUSTER', 'GETKEYSINSLOT', $slot,
+            100);
+        die "GETKEYSINSLOT: $keys->{error}\n" if ref $keys eq 'HASH';
+        last unless @$keys;
+        my $r = $self->cmd($from_port, 'MIGRATE', '127.0.0.1', $to_port, '',
+            0, 5000, 'REPLACE', 'KEYS', @$keys);
+        die "MIGRATE: " . (ref $r ? $r->{error} : $r // 'no answer') . "\n"
+            unless ($r // '') eq 'OK' || ($r // '') eq 'NOKEY';
+    }
+    # the target first, so that the source's MOVED points at a node that
+    # already serves the slot
+    for my $port ($to_port, $from_port,
+                  grep { $_ != $to_port && $_ != $from_port }
+                  $self->master_ports)
+    {
+        $self->ok_cmd($port, 'CLUSTER', 'SETSLOT', $slot, 'NODE', $to_id);
+    }
+    $self->wait_ok(scaled(30))
+        or die "the cluster did not agree on the move of slot $slot\n";
+    return $from_port;
+}
+
+1;
