@@ -25,16 +25,8 @@ my @masters = $topo->master_ports;
 is(scalar @masters, 3, 'a cluster of 3 masters');
 
 # two queues on two different masters
-my ($qa, $qb);
-for my $i (1 .. 200) {
-    my $name = "cq$i";
-    if (!defined $qa) {
-        $qa = $name;
-    } elsif ($topo->owner_port($name) != $topo->owner_port($qa)) {
-        $qb = $name;
-        last;
-    }
-}
+my $qa = $topo->queue_on($masters[0], map { "cq$_" } 0 .. 999);
+my $qb = $topo->queue_on($masters[1], map { "cq$_" } 0 .. 999);
 my ($pa, $pb) = ($topo->owner_port($qa), $topo->owner_port($qb));
 my $control = $topo->owner_port('offload:{ctl}:nodes');
 diag("queue $qa on $pa, $qb on $pb, the control shard on $control");
@@ -173,7 +165,7 @@ ok(wait_until(sub {
     'each queue\'s stats come from its own master');
 
 # ---- the slot of $qa moves to another master while jobs are submitted
-my $slot = redis_cmd_at($pa, 'CLUSTER', 'KEYSLOT', $qa);
+my $slot = $topo->slot_of($qa);
 my ($to) = grep { $_ != $pa } @masters;
 my $total = 60;
 my $idfile = "$dir/submitted";
@@ -232,5 +224,36 @@ like(slurp("$dir/sidecar.log"), qr/MOVED|ASK|TRYAGAIN/,
     'the sidecar logged the redirection');
 ok(wait_until(sub { (node_doc() // {})->{queues}{$qa} }, scaled(5),
     'the document'), 'the node document still lists the moved queue');
+
+# ---- offloadctl: node documents on the control shard, each queue's
+# commands on its master
+my $ctl = build_path('offloadctl');
+my $url = $topo->url;
+my $node = node_name();
+my $out = `$ctl -r $url status 2>&1`;
+is($? >> 8, 0, 'offloadctl -r cluster://... status: exit 0') or diag($out);
+like($out, qr/^\Q$node\E /m, 'it shows the node (control shard)');
+$out = `$ctl -c ${\ sidecar_conf_file()} queues 2>&1`;
+is($? >> 8, 0, 'offloadctl -c <cluster config> queues: exit 0')
+    or diag($out);
+like($out, qr/^\Q$qa\E\s+ok\s+2\s/m, "it lists $qa");
+like($out, qr/^\Q$qb\E\s+ok\s+2\s/m, "it lists $qb");
+
+my $dead = 'd' x 32;
+my $now = int(time * 1000);
+redis_cmd_at($pb, 'XADD', "offload:{$qb}:dead", '*', v => 1, id => $dead,
+    payload => '{"again":true}', deadline => $now + 30000,
+    submitted => $now, attempt => 2, rid => '', reason => 'signal',
+    dead_at => $now);
+$out = `$ctl -r $url dead $qb 2>&1`;
+is($? >> 8, 0, "offloadctl dead $qb: exit 0") or diag($out);
+like($out, qr/\Q$dead\E/, "it reads $qb\'s dead letters on its master");
+$out = `$ctl -r $url retry $qb $dead 2>&1`;
+like($out, qr/retried 1 dead letter/, "offloadctl retry $qb") or diag($out);
+ok(wait_until(sub { defined result_at($pb, $qb, $dead) }, scaled(5),
+    'retried result'), 'the retried job ran on its master');
+$out = `$ctl -r $url submit $qb '{"via":"ctl"}' --wait --timeout 2s 2>&1`;
+is($? >> 8, 0, "offloadctl submit $qb --wait: exit 0") or diag($out);
+like($out, qr/"via":\s*"ctl"/, 'answered');
 
 finish();
