@@ -8,6 +8,8 @@
 # Then one queue's slot moves to another master while jobs are submitted
 # (each to whichever master owns the slot, following MOVED and ASK as a
 # cluster client does): every job is answered exactly once, none lost.
+# Last, SIGKILL of the master that then serves both queues: once the
+# cluster promoted its replica, jobs submitted there are answered again.
 
 use strict;
 use warnings;
@@ -20,9 +22,9 @@ use Time::HiRes qw(time sleep);
 use OffloadTest;
 use ClusterTopology;
 
-my $topo = start_cluster_topology(masters => 3, replicas => 0);
+my $topo = start_cluster_topology(masters => 3, replicas => 1);
 my @masters = $topo->master_ports;
-is(scalar @masters, 3, 'a cluster of 3 masters');
+is(scalar @masters, 3, 'a cluster of 3 masters, a replica each');
 
 # two queues on two different masters
 my $qa = $topo->queue_on($masters[0], map { "cq$_" } 0 .. 999);
@@ -166,7 +168,7 @@ ok(wait_until(sub {
 
 # ---- the slot of $qa moves to another master while jobs are submitted
 my $slot = $topo->slot_of($qa);
-my ($to) = grep { $_ != $pa } @masters;
+my $to = $pb;
 my $total = 60;
 my $idfile = "$dir/submitted";
 unlink $idfile;
@@ -255,5 +257,38 @@ ok(wait_until(sub { defined result_at($pb, $qb, $dead) }, scaled(5),
 $out = `$ctl -r $url submit $qb '{"via":"ctl"}' --wait --timeout 2s 2>&1`;
 is($? >> 8, 0, "offloadctl submit $qb --wait: exit 0") or diag($out);
 like($out, qr/"via":\s*"ctl"/, 'answered');
+
+# ---- SIGKILL of the master serving both queues now ($to: not the first
+# master, which the topology asks for the slot map)
+my $fsub = subscriber($masters[0], 'SUBSCRIBE', $plain, "$dir/heard-failover");
+my $t0 = time;
+stop_proc("cluster-$to", 5, 'KILL');
+my $new;
+ok(wait_until(sub {
+    my $owner = eval { $topo->owner_port($qa) } // 0;
+    $new = $owner if $owner && $owner != $to;
+    $new;
+}, scaled(30), 'a replica promoted'), "the cluster promoted $to\'s replica")
+    or diag('slots: ' . $topo->slot_map_text($masters[0]));
+my $promoted = time;
+my %ids;
+ok(wait_until(sub {
+    for my $q (grep { !$ids{$_} } $qa, $qb) {
+        my $id = new_id();
+        $ids{$q} = $id if submit($q, $new, $id, $plain);
+    }
+    keys %ids == 2;
+}, scaled(10), 'jobs taken'), 'a job for each queue taken by the new master');
+ok(wait_until(sub {
+    my $h = heard("$dir/heard-failover");
+    !grep { !$h->{$_} } values %ids;
+}, scaled(20), 'jobs answered after the failover'),
+    'both queues answered again on the promoted replica');
+diag(sprintf 'failover: replica promoted after %.2f s, jobs answered again '
+    . 'after %.2f s', $promoted - $t0, time - $t0);
+ok(wait_until(sub { defined result_at($new, $qa, $ids{$qa} // '') },
+    scaled(5), 'result'), 'the result stored on the new master');
+kill 'TERM', $fsub;
+waitpid $fsub, 0;
 
 finish();
