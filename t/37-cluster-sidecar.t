@@ -258,18 +258,12 @@ $out = `$ctl -r $url submit $qb '{"via":"ctl"}' --wait --timeout 2s 2>&1`;
 is($? >> 8, 0, "offloadctl submit $qb --wait: exit 0") or diag($out);
 like($out, qr/"via":\s*"ctl"/, 'answered');
 
-# ---- SIGKILL of the master serving both queues now ($to: not the first
-# master, which the topology asks for the slot map)
+# ---- SIGKILL of the master serving both queues now
 my $fsub = subscriber($masters[0], 'SUBSCRIBE', $plain, "$dir/heard-failover");
 my $t0 = time;
-stop_proc("cluster-$to", 5, 'KILL');
-my $new;
-ok(wait_until(sub {
-    my $owner = eval { $topo->owner_port($qa) } // 0;
-    $new = $owner if $owner && $owner != $to;
-    $new;
-}, scaled(30), 'a replica promoted'), "the cluster promoted $to\'s replica")
-    or diag('slots: ' . $topo->slot_map_text($masters[0]));
+$topo->kill_node($to);
+my $new = $topo->wait_owner_change($slot, $to, scaled(30));
+ok($new, "the cluster promoted $to\'s replica");
 my $promoted = time;
 my %ids;
 ok(wait_until(sub {
