@@ -258,6 +258,17 @@ $out = `$ctl -r $url submit $qb '{"via":"ctl"}' --wait --timeout 2s 2>&1`;
 is($? >> 8, 0, "offloadctl submit $qb --wait: exit 0") or diag($out);
 like($out, qr/"via":\s*"ctl"/, 'answered');
 
+# drain and resume: the flag on the control shard, read by the supervisor
+# there, pauses the workers of both queues
+$out = `$ctl -r $url drain -t ${\ scaled(10)} $node 2>&1`;
+like($out, qr/node \Q$node\E drained: 4 workers paused/,
+    'offloadctl drain: the node\'s 4 workers pause') or diag($out);
+ok(node_doc()->{drained}, 'the document on the control shard says drained');
+$out = `$ctl -r $url resume -t ${\ scaled(10)} $node 2>&1`;
+is($? >> 8, 0, 'offloadctl resume: exit 0') or diag($out);
+ok(wait_until(sub { !node_doc()->{drained} }, scaled(5), 'resumed'),
+    'resumed');
+
 # ---- SIGKILL of the master serving both queues now
 my $fsub = subscriber($masters[0], 'SUBSCRIBE', $plain, "$dir/heard-failover");
 my $t0 = time;
