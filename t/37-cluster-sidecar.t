@@ -219,8 +219,8 @@ my $late = new_id();
 is(submit($qa, $to, $late, $channel), $to, 'a job to the new owner');
 ok(wait_until(sub { heard($sfile)->{$late} }, scaled(10), 'sharded reply'),
     'answered on the sharded channel on the new owner');
-kill 'TERM', $ssub, $psub;
-waitpid $_, 0 for $ssub, $psub;
+kill 'TERM', $ssub;
+waitpid $ssub, 0;
 
 like(slurp("$dir/sidecar.log"), qr/MOVED|ASK|TRYAGAIN/,
     'the sidecar logged the redirection');
@@ -268,6 +268,24 @@ $out = `$ctl -r $url resume -t ${\ scaled(10)} $node 2>&1`;
 is($? >> 8, 0, 'offloadctl resume: exit 0') or diag($out);
 ok(wait_until(sub { !node_doc()->{drained} }, scaled(5), 'resumed'),
     'resumed');
+
+# a reload that adds a queue is refused with a cluster (its slot has no
+# connection yet); the running queues go on
+my $conf = slurp(sidecar_conf_file());
+spew(sidecar_conf_file(), $conf . "queue cq-new { handler echo; }\n");
+kill 'HUP', sidecar_pid();
+ok(wait_until(sub { @{ events('reload_failed') } == 1 }, scaled(10),
+    'reload_failed event'), 'a reload adding a queue: reload_failed event');
+like(events('reload_failed')->[0]{report}{error},
+    qr/a new queue on a Redis Cluster needs a restart/, 'saying why');
+spew(sidecar_conf_file(), $conf);
+my $after = new_id();
+is(submit($qa, $topo->owner_port($qa), $after, $plain),
+    $topo->owner_port($qa), 'a job after the refused reload');
+ok(wait_until(sub { heard($pfile)->{$after} }, scaled(10), 'answered'),
+    'answered by the running configuration');
+kill 'TERM', $psub;
+waitpid $psub, 0;
 
 # ---- SIGKILL of the master serving both queues now
 my $fsub = subscriber($masters[0], 'SUBSCRIBE', $plain, "$dir/heard-failover");

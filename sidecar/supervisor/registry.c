@@ -673,6 +673,11 @@ offload_registry_refusal(offload_registry_t *reg, const offload_conf_t *conf)
             }
         }
 
+        if (l == reg->nlinks && conf->queues[q].redis.nseeds > 0) {
+            return "a new queue on a Redis Cluster needs a restart (the "
+                   "node connects to its slot's master at start)";
+        }
+
         if (l == reg->nlinks) {
             return "a queue's redis, redis_user, password, db or "
                    "sentinel_user/sentinel_password cannot name a Redis "
