@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 # Submitting through Redis Sentinel from one's own program: liboffload
 # (offload_client_conf_t sentinels, master_name, sentinel_password; driven
-# by build/sentinel_client) and sdk/python/offload_client.py
+# by build/line_client) and sdk/python/offload_client.py
 # (sentinel_redis()) ask sentinels that have a password for the master,
 # submit there and get results.  The same client, not a new one, submits
 # again with success at the first try after SENTINEL FAILOVER and after
@@ -36,7 +36,7 @@ ok(wait_until(sub { redis_cmd('EXISTS', 'offload:{echo}:jobs') },
     scaled(10), 'echo stream'), 'the sidecar serves echo on the master');
 
 # A client program reading a JSON line, answering a line (see
-# t/client/sentinel_client.c; the Python one below prints the same).
+# t/client/line_client.c; the Python one below prints the same).
 my $py = <<'PY';
 import sys, time
 sys.path.insert(0, sys.argv[1])
@@ -72,7 +72,7 @@ my @drivers;
 
 sub start_c {
     my ($password, @login) = @_;
-    return start_driver(build_path('sentinel_client'), $sentinels, $master,
+    return start_driver(build_path('line_client'), $sentinels, $master,
         $password, @login);
 }
 

@@ -1,0 +1,180 @@
+#!/usr/bin/perl
+# Submitting through a Redis Cluster from one's own program: liboffload
+# (offload_client_conf_t cluster, driven by build/line_client) and
+# sdk/python/offload_client.py (cluster_redis()) ask the seeds for the
+# slot map, submit each job to its queue's master (two queues on two
+# masters of a real 3-master cluster) and get its result pushed on the
+# queue's sharded reply channel, SSUBSCRIBEd on that master.  Then one
+# queue's slot moves to another master: the same clients submit again,
+# follow the MOVED (the job added once, on the new master) and are
+# answered there.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use IO::Select;
+use IPC::Open2;
+use Test::More;
+use Time::HiRes qw(time);
+use OffloadTest;
+use ClusterTopology;
+
+my $python = '/usr/bin/python3';     # Debian's, with python3-redis
+my $root = "$FindBin::Bin/..";
+
+my $topo = start_cluster_topology(masters => 3);
+my @masters = $topo->master_ports;
+my $qa = $topo->queue_on($masters[0], map { "cc$_" } 0 .. 999);
+my $qb = $topo->queue_on($masters[1], map { "cc$_" } 0 .. 999);
+my ($pa, $pb) = ($topo->owner_port($qa), $topo->owner_port($qb));
+diag("queue $qa on $pa, $qb on $pb");
+
+redis_use($topo->owner_port('offload:{ctl}:nodes'));
+start_sidecar(redis => $topo->url,
+    conf => "redis_timeout 1s;\n"
+        . "queue $qa { handler echo; workers 1; }\n"
+        . "queue $qb { handler echo; workers 1; }\n");
+for my $q ([ $qa, $pa ], [ $qb, $pb ]) {
+    ok(wait_until(sub { $topo->cmd($q->[1], 'EXISTS', "offload:{$q->[0]}:jobs")
+        }, scaled(10), "$q->[0] stream"),
+        "the sidecar serves $q->[0] on its master $q->[1]");
+}
+
+# A client program reading "<queue> <json>" lines, answering a line (see
+# t/client/line_client.c; the Python one below prints the same, without
+# the ms).
+my $py = <<'PY';
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from offload_client import Client, cluster_redis
+seeds = [(h, int(p)) for h, p in
+         (s.rsplit(":", 1) for s in sys.argv[2].split(","))]
+jobs = Client(cluster_redis(seeds, socket_timeout=2,
+                            socket_connect_timeout=2))
+print("connect ok", flush=True)
+for line in sys.stdin:
+    queue, payload = line.strip().split(" ", 1)
+    t0 = time.monotonic()
+    try:
+        res = jobs.submit(queue, payload, wait=True, timeout=10)
+        print("ok", res.status, res.body,
+              int((time.monotonic() - t0) * 1000), flush=True)
+    except Exception as e:
+        print("error %s: %s" % (type(e).__name__, e), flush=True)
+PY
+my $dir = tmpdir();
+spew("$dir/client.py", $py);
+
+my @drivers;
+
+sub start_driver {
+    my (@cmd) = @_;
+    my ($out, $in);
+    my $pid = open2($out, $in, @cmd);
+    my $d = { pid => $pid, out => $out, in => $in, buf => '' };
+    push @drivers, $d;
+    return $d;
+}
+
+# The driver's next line within $timeout s, or undef.
+sub line_of {
+    my ($d, $timeout) = @_;
+    my $end = time + $timeout;
+    my $sel = IO::Select->new($d->{out});
+    while ($d->{buf} !~ /\n/) {
+        my $left = $end - time;
+        return undef if $left <= 0 || !$sel->can_read($left);
+        sysread($d->{out}, $d->{buf}, 4096, length $d->{buf}) or return undef;
+    }
+    $d->{buf} =~ s/^([^\n]*)\n// and return $1;
+}
+
+sub ask {
+    my ($d, $queue, $json) = @_;
+    syswrite($d->{in}, "$queue $json\n");
+    return line_of($d, scaled(15)) // 'no answer';
+}
+
+# How many reply channels of $queue are SSUBSCRIBEd on the master on
+# $port (one per client).
+sub shard_channels {
+    my ($port, $queue) = @_;
+    my $ch = $topo->cmd($port, 'PUBSUB', 'SHARDCHANNELS',
+        "offload:{$queue}:reply:*");
+    return ref $ch eq 'ARRAY' ? scalar @$ch : -1;
+}
+
+# The jobs in $queue's stream ever added on $port (XINFO STREAM's
+# entries-added).
+sub added {
+    my ($port, $queue) = @_;
+    my $info = $topo->cmd($port, 'XINFO', 'STREAM', "offload:{$queue}:jobs");
+    return 0 unless ref $info eq 'ARRAY';
+    my %h = @$info;
+    return $h{'entries-added'} // 0;
+}
+
+my %clients = (
+    liboffload => start_driver(build_path('line_client'),
+        'cluster://' . $topo->seeds),
+    'offload_client.py' => start_driver($python, "$dir/client.py",
+        "$root/sdk/python", $topo->seeds),
+);
+
+# A result pushed on the reply channel comes at once; a client that
+# missed it would wait the whole 10 s and read the result key then.
+my $PUSHED_MS = 3000;
+
+for my $name (sort keys %clients) {
+    my $c = $clients{$name};
+    like(line_of($c, scaled(10)) // '', qr/^connect ok/,
+        "$name: connects through the seeds");
+    for my $q ([ $qa, $pa ], [ $qb, $pb ]) {
+        my ($queue, $port) = @$q;
+        my $before = added($port, $queue);
+        my $subscribed = shard_channels($port, $queue);
+        my $line = ask($c, $queue, qq({"$name":"$queue"}));
+        like($line, qr/^ok 200 \{"\Q$name\E":"$queue"\} (\d+)$/,
+            "$name: a job on $queue, answered");
+        my ($ms) = $line =~ / (\d+)$/;
+        ok(defined $ms && $ms < $PUSHED_MS, "$name: ... pushed on its reply "
+            . 'channel (' . ($ms // '?') . ' ms)');
+        is(added($port, $queue), $before + 1,
+            "$name: ... added once, on $queue\'s master $port");
+        is(shard_channels($port, $queue), $subscribed + 1,
+            "$name: ... its reply channel SSUBSCRIBEd on $port");
+    }
+}
+
+# ---- a slot moved: MOVED followed, by the same clients
+my $slot = $topo->slot_of($qa);
+my $to = $masters[2];
+$topo->move_slot($slot, $to);
+is($topo->owner_port($qa), $to, "slot $slot of $qa moved from $pa to $to");
+ok(wait_until(sub { $topo->cmd($to, 'EXISTS', "offload:{$qa}:jobs") },
+    scaled(10), 'stream moved'), "... with its stream");
+
+for my $name (sort keys %clients) {
+    my $c = $clients{$name};
+    my $before = added($to, $qa);
+    my $subscribed = shard_channels($to, $qa);
+    my $line = ask($c, $qa, qq({"$name":"moved"}));
+    like($line, qr/^ok 200 \{"\Q$name\E":"moved"\} (\d+)$/,
+        "$name: the next job on $qa, after its slot moved, answered");
+    my ($ms) = $line =~ / (\d+)$/;
+    ok(defined $ms && $ms < $PUSHED_MS, "$name: ... pushed on its reply "
+        . 'channel (' . ($ms // '?') . ' ms)');
+    is(added($to, $qa), $before + 1, "$name: ... added once, on $to");
+    is(shard_channels($to, $qa), $subscribed + 1,
+        "$name: ... its reply channel SSUBSCRIBEd on $to now");
+    like(ask($c, $qb, qq({"$name":"still"})),
+        qr/^ok 200 \{"\Q$name\E":"still"\} \d+$/,
+        "$name: $qb, not moved, still answered");
+}
+
+for my $d (@drivers) {
+    close $d->{in};
+    waitpid($d->{pid}, 0);
+}
+finish();
