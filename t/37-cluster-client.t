@@ -7,7 +7,11 @@
 # queue's sharded reply channel, SSUBSCRIBEd on that master.  Then one
 # queue's slot moves to another master: the same clients submit again,
 # follow the MOVED (the job added once, on the new master) and are
-# answered there.
+# answered there.  A slot caught half moved (its keys gone, MIGRATING):
+# a job follows the ASK, and its result, published once the move ends
+# (the reply channel's slot gone), is read from its key.  Last, both
+# clients as README.md's offload-submitter (its rules on every node):
+# Redis denies them nothing.
 
 use strict;
 use warnings;
@@ -19,6 +23,7 @@ use Test::More;
 use Time::HiRes qw(time);
 use OffloadTest;
 use ClusterTopology;
+use AclRules;
 
 my $python = '/usr/bin/python3';     # Debian's, with python3-redis
 my $root = "$FindBin::Bin/..";
@@ -45,13 +50,16 @@ for my $q ([ $qa, $pa ], [ $qb, $pb ]) {
 # t/client/line_client.c; the Python one below prints the same, without
 # the ms).
 my $py = <<'PY';
-import sys, time
+import logging, sys, time
 sys.path.insert(0, sys.argv[1])
+# redis-py logs each MOVED and ASK it follows as an error, with a trace
+logging.getLogger("redis.cluster").setLevel(logging.CRITICAL)
 from offload_client import Client, cluster_redis
 seeds = [(h, int(p)) for h, p in
          (s.rsplit(":", 1) for s in sys.argv[2].split(","))]
+login = dict(zip(("username", "password"), sys.argv[3:5]))
 jobs = Client(cluster_redis(seeds, socket_timeout=2,
-                            socket_connect_timeout=2))
+                            socket_connect_timeout=2, **login))
 print("connect ok", flush=True)
 for line in sys.stdin:
     queue, payload = line.strip().split(" ", 1)
@@ -106,10 +114,14 @@ sub shard_channels {
 }
 
 # The jobs in $queue's stream ever added on $port (XINFO STREAM's
-# entries-added).
+# entries-added; after ASKING, for a slot being imported there).
 sub added {
     my ($port, $queue) = @_;
-    my $info = $topo->cmd($port, 'XINFO', 'STREAM', "offload:{$queue}:jobs");
+    my $was = redis_port();
+    redis_use($port);
+    my (undef, $info) = eval { redis_cmds(['ASKING'],
+        [ 'XINFO', 'STREAM', "offload:{$queue}:jobs" ]) };
+    redis_use($was);
     return 0 unless ref $info eq 'ARRAY';
     my %h = @$info;
     return $h{'entries-added'} // 0;
@@ -171,6 +183,63 @@ for my $name (sort keys %clients) {
     like(ask($c, $qb, qq({"$name":"still"})),
         qr/^ok 200 \{"\Q$name\E":"still"\} \d+$/,
         "$name: $qb, not moved, still answered");
+}
+
+# ---- a slot half moved: its keys (the stream) on $to2 already, the
+# slot MIGRATING on $pb: an XADD there is answered ASK
+my $slot_b = $topo->slot_of($qb);
+my $to2 = $masters[2];
+$topo->begin_move_slot($slot_b, $to2);
+is($topo->cmd($pb, 'CLUSTER', 'COUNTKEYSINSLOT', $slot_b), 0,
+    "slot $slot_b of $qb MIGRATING from $pb to $to2, its keys moved");
+for my $name (sort keys %clients) {
+    my $before = added($to2, $qb);
+    syswrite($clients{$name}{in}, qq($qb {"$name":"ask"}\n));
+    ok(wait_until(sub { added($to2, $qb) > $before }, scaled(10),
+        "$name: job on $to2"), "$name: a job on $qb follows the ASK to $to2")
+        or diag(line_of($clients{$name}, 0) // '');
+}
+$topo->end_move_slot($slot_b, $to2);
+for my $name (sort keys %clients) {
+    like(line_of($clients{$name}, scaled(15)) // 'no answer',
+        qr/^ok 200 \{"\Q$name\E":"ask"\} \d+$/,
+        "$name: ... answered once the slot moved (its result key read)");
+    like(ask($clients{$name}, $qb, qq({"$name":"after"})),
+        qr/^ok 200 \{"\Q$name\E":"after"\} \d+$/,
+        "$name: the next job on $qb is answered too");
+}
+
+# ---- as README.md's offload-submitter, on every node
+my %rules = readme_acl_rules();
+my %secret = acl_secrets(%rules);
+my $user = 'offload-submitter';
+ok($rules{$user}, "README.md documents the rules of $user");
+for my $port ($topo->ports) {
+    is($topo->cmd($port, 'ACL', 'SETUSER', $user, @{ $rules{$user} }), 'OK',
+        "$user on the node $port");
+    $topo->cmd($port, 'ACL', 'LOG', 'RESET');
+}
+my %as_user = (
+    liboffload => start_driver(build_path('line_client'),
+        'cluster://' . $topo->seeds, $user, $secret{$user}),
+    'offload_client.py' => start_driver($python, "$dir/client.py",
+        "$root/sdk/python", $topo->seeds, $user, $secret{$user}),
+);
+for my $name (sort keys %as_user) {
+    my $c = $as_user{$name};
+    like(line_of($c, scaled(10)) // '', qr/^connect ok/,
+        "$name as $user: connects");
+    for my $queue ($qa, $qb) {
+        like(ask($c, $queue, qq({"$name":"acl"})),
+            qr/^ok 200 \{"\Q$name\E":"acl"\} (\d+)$/,
+            "$name as $user: a job on $queue, answered");
+    }
+}
+for my $port ($topo->ports) {
+    my $log = $topo->cmd($port, 'ACL', 'LOG');
+    is(ref $log eq 'ARRAY' ? scalar @$log : -1, 0,
+        "node $port denied $user nothing (ACL LOG)")
+        or diag(explain($log));
 }
 
 for my $d (@drivers) {

@@ -6,7 +6,7 @@
  *
  *   line_client <host:port,...> <master> <sentinel password or "">
  *               [<user> <password>]    (the master's login)
- *   line_client cluster://<host:port,...>
+ *   line_client cluster://<host:port,...> [<user> <password>]
  *
  * Prints "connect ok" or "connect error <why>" with the ms it took, then
  * for each line "[<queue> ]<json>" on stdin submits the JSON to the queue
@@ -47,8 +47,11 @@ main(int argc, char **argv)
 
     memset(&conf, 0, sizeof(conf));
 
-    if (argc == 2 && strncmp(argv[1], "cluster://", 10) == 0) {
+    if ((argc == 2 || argc == 4) && strncmp(argv[1], "cluster://", 10) == 0)
+    {
         conf.cluster = argv[1] + 10;
+        conf.user = argc == 4 ? argv[2] : NULL;
+        conf.password = argc == 4 ? argv[3] : NULL;
 
     } else if (argc == 4 || argc == 6) {
         conf.sentinels = argv[1];
@@ -60,7 +63,8 @@ main(int argc, char **argv)
     } else {
         fprintf(stderr, "usage: line_client <sentinels> <master> "
                 "<sentinel password> [<user> <password>]\n"
-                "       line_client cluster://<seeds>\n");
+                "       line_client cluster://<seeds> [<user> "
+                "<password>]\n");
         return 2;
     }
 
