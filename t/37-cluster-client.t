@@ -9,9 +9,9 @@
 # follow the MOVED (the job added once, on the new master) and are
 # answered there.  A slot caught half moved (its keys gone, MIGRATING):
 # a job follows the ASK, and its result, published once the move ends
-# (the reply channel's slot gone), is read from its key.  Last, both
-# clients as README.md's offload-submitter (its rules on every node):
-# Redis denies them nothing.
+# (the reply channel's slot gone), is read from its key.  Both clients
+# run twice: as the default user, and as README.md's offload-submitter
+# (its rules on every node), whom Redis denies nothing.
 
 use strict;
 use warnings;
@@ -127,12 +127,25 @@ sub added {
     return $h{'entries-added'} // 0;
 }
 
-my %clients = (
-    liboffload => start_driver(build_path('line_client'),
-        'cluster://' . $topo->seeds),
-    'offload_client.py' => start_driver($python, "$dir/client.py",
-        "$root/sdk/python", $topo->seeds),
-);
+# README.md's offload-submitter, on every node
+my %rules = readme_acl_rules();
+my %secret = acl_secrets(%rules);
+my $user = 'offload-submitter';
+ok($rules{$user}, "README.md documents the rules of $user");
+for my $port ($topo->ports) {
+    is($topo->cmd($port, 'ACL', 'SETUSER', $user, @{ $rules{$user} }), 'OK',
+        "$user on the node $port");
+    $topo->cmd($port, 'ACL', 'LOG', 'RESET');
+}
+
+my %clients;
+for my $login ([], [ $user, $secret{$user} ]) {
+    my $as = @$login ? " as $user" : '';
+    $clients{"liboffload$as"} = start_driver(build_path('line_client'),
+        'cluster://' . $topo->seeds, @$login);
+    $clients{"offload_client.py$as"} = start_driver($python,
+        "$dir/client.py", "$root/sdk/python", $topo->seeds, @$login);
+}
 
 # A result pushed on the reply channel comes at once; a client that
 # missed it would wait the whole 10 s and read the result key then.
@@ -209,32 +222,6 @@ for my $name (sort keys %clients) {
         "$name: the next job on $qb is answered too");
 }
 
-# ---- as README.md's offload-submitter, on every node
-my %rules = readme_acl_rules();
-my %secret = acl_secrets(%rules);
-my $user = 'offload-submitter';
-ok($rules{$user}, "README.md documents the rules of $user");
-for my $port ($topo->ports) {
-    is($topo->cmd($port, 'ACL', 'SETUSER', $user, @{ $rules{$user} }), 'OK',
-        "$user on the node $port");
-    $topo->cmd($port, 'ACL', 'LOG', 'RESET');
-}
-my %as_user = (
-    liboffload => start_driver(build_path('line_client'),
-        'cluster://' . $topo->seeds, $user, $secret{$user}),
-    'offload_client.py' => start_driver($python, "$dir/client.py",
-        "$root/sdk/python", $topo->seeds, $user, $secret{$user}),
-);
-for my $name (sort keys %as_user) {
-    my $c = $as_user{$name};
-    like(line_of($c, scaled(10)) // '', qr/^connect ok/,
-        "$name as $user: connects");
-    for my $queue ($qa, $qb) {
-        like(ask($c, $queue, qq({"$name":"acl"})),
-            qr/^ok 200 \{"\Q$name\E":"acl"\} (\d+)$/,
-            "$name as $user: a job on $queue, answered");
-    }
-}
 for my $port ($topo->ports) {
     my $log = $topo->cmd($port, 'ACL', 'LOG');
     is(ref $log eq 'ARRAY' ? scalar @$log : -1, 0,
