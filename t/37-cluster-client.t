@@ -63,11 +63,19 @@ jobs = Client(cluster_redis(seeds, socket_timeout=2,
 print("connect ok", flush=True)
 for line in sys.stdin:
     queue, payload = line.strip().split(" ", 1)
+    big = None
+    if payload.startswith("big "):
+        n = int(payload[4:])
+        big = payload = '{"big":"' + "a" * (n - 10) + '"}'
     t0 = time.monotonic()
     try:
         res = jobs.submit(queue, payload, wait=True, timeout=10)
-        print("ok", res.status, res.body,
-              int((time.monotonic() - t0) * 1000), flush=True)
+        ms = int((time.monotonic() - t0) * 1000)
+        if big is None:
+            print("ok", res.status, res.body, ms, flush=True)
+        else:
+            print("ok", res.status, "big" if res.body == big else "other",
+                  len(res.body), ms, flush=True)
     except Exception as e:
         print("error %s: %s" % (type(e).__name__, e), flush=True)
 PY
@@ -170,6 +178,15 @@ for my $name (sort keys %clients) {
         is(shard_channels($port, $queue), $subscribed + 1,
             "$name: ... its reply channel SSUBSCRIBEd on $port");
     }
+}
+
+# ---- a 2 MB payload (its body key, written in a transaction on the
+# queue's master) and its 2 MB result (a notice on the reply channel, then
+# the result list read there)
+my $BIG = 2 * 1024 * 1024 + 7;
+for my $name (sort keys %clients) {
+    like(ask($clients{$name}, $qb, "big $BIG"), qr/^ok 200 big $BIG \d+$/,
+        "$name: a 2 MB job on $qb, and its 2 MB result");
 }
 
 # ---- a slot moved: MOVED followed, by the same clients

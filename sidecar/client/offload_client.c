@@ -271,8 +271,16 @@ learn_route(offload_client_t *c, int slot, const offload_addr_t *master)
     int       i;
     route_t  *rt = NULL;
 
-    for (i = 0; i < ROUTES_MAX && rt == NULL; i++) {
-        rt = c->routes[i].slot == slot ? &c->routes[i] : NULL;
+    /* the slot's own entry, else a free one, else the next in turn */
+    for (i = 0; i < ROUTES_MAX; i++) {
+        if (c->routes[i].slot == slot) {
+            rt = &c->routes[i];
+            break;
+        }
+
+        if (rt == NULL && c->routes[i].slot == -1) {
+            rt = &c->routes[i];
+        }
     }
 
     if (rt == NULL) {
@@ -829,6 +837,10 @@ subscribe_channel(offload_client_t *c)
             return 0;
         }
 
+        fail(c, "Redis %s: %s", cmd,
+             reply == NULL ? c->sub->errstr
+             : reply->type == REDIS_REPLY_ERROR ? reply->str
+             : "unexpected reply");
         redisFree(c->sub);
         c->sub = NULL;
 
@@ -839,13 +851,10 @@ subscribe_channel(offload_client_t *c)
             && redirected(c, reply->str, redirects) == 0)
         {
             freeReplyObject(reply);
+            c->failed = 0;
             continue;
         }
 
-        fail(c, "Redis %s: %s", cmd,
-             reply == NULL ? "the connection broke"
-             : reply->type == REDIS_REPLY_ERROR ? reply->str
-             : "unexpected reply");
         freeReplyObject(reply);
         return -1;
     }

@@ -86,7 +86,9 @@ typedef struct {
      * the queue's own, offload:{<queue>}:reply:<nonce>, SSUBSCRIBEd on
      * the queue's master before the job is added, and follows a MOVED
      * there first; when its slot moves while a result is waited for, the
-     * result key is looked at instead. */
+     * result key is looked at instead.  A payload over 1 MB submitted
+     * while its queue's slot is half moved (ASK) fails, nothing added:
+     * its body key's transaction is refused. */
     const char  *cluster;             /* "host:port,host:port...", a port
                                          6379 when left out; NULL: none */
 } offload_client_conf_t;

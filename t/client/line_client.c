@@ -11,10 +11,14 @@
  * Prints "connect ok" or "connect error <why>" with the ms it took, then
  * for each line "[<queue> ]<json>" on stdin submits the JSON to the queue
  * ("echo" when none is given) to be waited for (10 s) and prints
- * "ok <status> <body> <ms>" or "error <rc> <why> <ms>".
+ * "ok <status> <body> <ms>" or "error <rc> <why> <ms>".  A line
+ * "<queue> big <n>" submits {"big":"aaa..."} of n bytes, and prints
+ * "ok <status> big <length> <ms>" when the body answered is the payload
+ * (an echo), "ok <status> other <length> <ms>" when not.
  */
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -36,7 +40,7 @@ main(int argc, char **argv)
 {
     int                      rc;
     char                     line[4096], id[OFFLOAD_CLIENT_ID_SIZE];
-    char                    *json;
+    char                    *json, *big = NULL;
     const char              *queue;
     size_t                   len;
     long long                t0;
@@ -92,13 +96,31 @@ main(int argc, char **argv)
         }
         len = strlen(json);
 
+        if (strncmp(json, "big ", 4) == 0) {
+            len = strtoul(json + 4, NULL, 10);
+            free(big);
+            big = malloc(len + 1);
+            if (big == NULL || len < 10) {
+                return 1;
+            }
+            memset(big, 'a', len);
+            memcpy(big, "{\"big\":\"", 8);
+            memcpy(big + len - 2, "\"}", 3);
+            json = big;
+        }
+
         t0 = mono_ms();
         rc = offload_client_submit(c, queue, json, len, &wait, id);
         if (rc == OFFLOAD_CLIENT_OK) {
             rc = offload_client_wait(c, queue, id, 10000, &res);
         }
 
-        if (rc == OFFLOAD_CLIENT_OK) {
+        if (rc == OFFLOAD_CLIENT_OK && json == big) {
+            printf("ok %d %s %zu %lld\n", res.status,
+                   res.body_len == len && memcmp(res.body, big, len) == 0
+                   ? "big" : "other", res.body_len, mono_ms() - t0);
+            offload_client_result_free(&res);
+        } else if (rc == OFFLOAD_CLIENT_OK) {
             printf("ok %d %s %lld\n", res.status, res.body,
                    mono_ms() - t0);
             offload_client_result_free(&res);
@@ -109,6 +131,7 @@ main(int argc, char **argv)
         fflush(stdout);
     }
 
+    free(big);
     offload_client_free(c);
     return 0;
 }
