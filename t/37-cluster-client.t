@@ -157,7 +157,7 @@ for my $login ([], [ $user, $secret{$user} ]) {
 
 # A result pushed on the reply channel comes at once; a client that
 # missed it would wait the whole 10 s and read the result key then.
-my $PUSHED_MS = 3000;
+my $PUSHED_MS = scaled(2500);
 
 for my $name (sort keys %clients) {
     my $c = $clients{$name};
