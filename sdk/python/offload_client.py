@@ -210,7 +210,8 @@ class Result:
 
 
 class Client:
-    """Submits jobs and reads results through one redis.Redis."""
+    """Submits jobs and reads results through one redis.Redis (or one
+    redis.cluster.RedisCluster: each queue on its master)."""
 
     def __init__(self, r):
         self.r = r
