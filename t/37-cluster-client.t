@@ -9,9 +9,11 @@
 # follow the MOVED (the job added once, on the new master) and are
 # answered there.  A slot caught half moved (its keys gone, MIGRATING):
 # a job follows the ASK, and its result, published once the move ends
-# (the reply channel's slot gone), is read from its key.  Both clients
-# run twice: as the default user, and as README.md's offload-submitter
-# (its rules on every node), whom Redis denies nothing.
+# (the reply channel's slot gone), is read from its key.  Last, the
+# master of both queues SIGKILLed: once its replica is promoted, the same
+# clients (their seeds one fewer) submit there, each job added once.  Both
+# clients run twice: as the default user, and as README.md's
+# offload-submitter (its rules on every node), whom Redis denies nothing.
 
 use strict;
 use warnings;
@@ -28,7 +30,7 @@ use AclRules;
 my $python = '/usr/bin/python3';     # Debian's, with python3-redis
 my $root = "$FindBin::Bin/..";
 
-my $topo = start_cluster_topology(masters => 3);
+my $topo = start_cluster_topology(masters => 3, replicas => 1);
 my @masters = $topo->master_ports;
 my $qa = $topo->queue_on($masters[0], map { "cc$_" } 0 .. 999);
 my $qb = $topo->queue_on($masters[1], map { "cc$_" } 0 .. 999);
@@ -237,6 +239,34 @@ for my $name (sort keys %clients) {
     like(ask($clients{$name}, $qb, qq({"$name":"after"})),
         qr/^ok 200 \{"\Q$name\E":"after"\} \d+$/,
         "$name: the next job on $qb is answered too");
+}
+
+# ---- the master of both queues now SIGKILLed: its replica promoted
+my $old = $topo->owner_port($qa);
+is($topo->owner_port($qb), $old, "$qa and $qb both on $old now");
+$topo->kill_node($old, 'KILL');
+my $new = $topo->wait_owner_change($slot, $old, scaled(30));
+ok($new, "master $old SIGKILLed, its replica " . ($new // 'none')
+    . ' promoted');
+$new //= 0;
+my $probe = sprintf '%032x', 0xfa11;
+$topo->cmd($new, 'XADD', "offload:{$qa}:jobs", 'NOMKSTREAM', '*', v => 1,
+    id => $probe, payload => '{}');
+ok(wait_until(sub { $topo->cmd($new, 'EXISTS',
+    "offload:{$qa}:result:$probe") }, scaled(20), 'the sidecar on the new '
+    . 'master'), "the sidecar serves $qa on $new");
+for my $name (sort keys %clients) {
+    for my $queue ($qa, $qb) {
+        my $before = added($new, $queue);
+        my $line = ask($clients{$name}, $queue, qq({"$name":"failover"}));
+        like($line, qr/^ok 200 \{"\Q$name\E":"failover"\} \d+$/,
+            "$name: a job on $queue after the failover, answered");
+        my ($ms) = $line =~ / (\d+)$/;
+        ok(defined $ms && $ms < $PUSHED_MS, "$name: ... pushed on its "
+            . 'reply channel (' . ($ms // '?') . ' ms)');
+        is(added($new, $queue), $before + 1,
+            "$name: ... added once, on $new");
+    }
 }
 
 for my $port ($topo->ports) {

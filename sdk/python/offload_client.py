@@ -141,8 +141,9 @@ def cluster_redis(seeds, socket_timeout=5.0, socket_connect_timeout=2.0,
 class _ShardedReplies:
     """A queue's reply channel SSUBSCRIBEd on the master of its slot, on a
     connection of its own (redis-py 4.3 has no sharded pub/sub): what
-    Client.wait reads as it reads a PubSub.  A MOVED answer has the slot
-    map asked again and the next master named tried, a few times."""
+    Client.wait reads as it reads a PubSub.  A MOVED answer, or a master
+    gone (a failover), has the slot map asked again and the master it
+    names then tried, a few times."""
 
     TRIES = 5
 
@@ -156,7 +157,8 @@ class _ShardedReplies:
                 self.conn.send_command("SSUBSCRIBE", channel)
                 self.conn.read_response()
                 return
-            except redis.ResponseError:     # MOVED, TRYAGAIN, CLUSTERDOWN
+            except (redis.ResponseError,    # MOVED, TRYAGAIN, CLUSTERDOWN
+                    redis.ConnectionError, redis.TimeoutError):
                 self.conn.disconnect()
                 if tries + 1 == self.TRIES:
                     raise

@@ -305,6 +305,23 @@ forget_route(offload_client_t *c, int slot)
 }
 
 
+/* Every slot learnt to be master's: it went (its connection broke or was
+ * refused, or it says it is a replica now). */
+static void
+forget_master(offload_client_t *c, const offload_addr_t *master)
+{
+    int  i;
+
+    for (i = 0; i < ROUTES_MAX; i++) {
+        if (c->routes[i].slot != -1
+            && same_master(&c->routes[i].master, master))
+        {
+            c->routes[i].slot = -1;
+        }
+    }
+}
+
+
 /* The master of a cluster's slot, as learnt or as the seeds name it now:
  * 0, or -1 (c->err). */
 static int
@@ -337,10 +354,12 @@ route(offload_client_t *c, int slot, offload_addr_t *master)
 
 /* A new connection, authenticated and on its db, to the Redis of the
  * configuration, the master the sentinels name, or the master of the
- * cluster's slot c->slot (then *at says which), or NULL (c->err). */
+ * cluster's slot c->slot (then *at says which; a master learnt earlier
+ * that refuses it has the seeds asked again), or NULL (c->err). */
 static redisContext *
 open_conn(offload_client_t *c, offload_addr_t *at)
 {
+    int               tries;
     redisContext     *r;
     master_search_t   search = { c, NULL };
 
@@ -349,16 +368,21 @@ open_conn(offload_client_t *c, offload_addr_t *at)
         return NULL;
     }
 
-    if (c->cluster.nseeds > 0) {
+    for (tries = 0; c->cluster.nseeds > 0 && tries < 2; tries++) {
         if (route(c, c->slot, at) != 0) {
             return NULL;
         }
 
         r = login_conn(c, at->host, at->port, NULL);
-        if (r == NULL) {
-            forget_route(c, c->slot);       /* the seeds are asked again */
+        if (r != NULL) {
+            return r;
         }
-        return r;
+
+        forget_master(c, at);
+    }
+
+    if (c->cluster.nseeds > 0) {
+        return NULL;
     }
 
     if (c->sentinel.nsentinels == 0) {
@@ -436,13 +460,30 @@ redirect_addr(const char *error, offload_addr_t *to)
 }
 
 
+/* With a cluster, the reply channel, if it is c->slot's, subscribed
+ * again where the map says now: before a command that went to the wrong
+ * master (MOVED, a lost connection) is sent again.  Returns 0, or -1
+ * (c->err). */
+static int
+follow_sub(offload_client_t *c)
+{
+    if (c->cluster.nseeds == 0 || c->sub == NULL || c->sub_slot != c->slot) {
+        return 0;
+    }
+
+    redisFree(c->sub);
+    c->sub = NULL;
+    return subscribe_channel(c);
+}
+
+
 /*
  * What a cluster said instead of running a command on the master of
  * c->slot, the redirects-th time: MOVED has the master it names learnt
- * (or the seeds asked again), and the reply channel, if it is c->slot's,
- * subscribed there first; TRYAGAIN and CLUSTERDOWN a short pause (and the
- * seeds asked again: a failover).  Returns 0 (send the command again), or
- * -1 (c->err) when the reply channel could not follow.
+ * (or the seeds asked again), and the reply channel follows; TRYAGAIN and
+ * CLUSTERDOWN a short pause (and the seeds asked again: a failover).
+ * Returns 0 (send the command again), or -1 (c->err) when the reply
+ * channel could not follow.
  */
 static int
 redirected(offload_client_t *c, const char *error, int redirects)
@@ -462,13 +503,7 @@ redirected(offload_client_t *c, const char *error, int redirects)
         }
     }
 
-    if (c->sub != NULL && c->sub_slot == c->slot) {
-        redisFree(c->sub);
-        c->sub = NULL;
-        return subscribe_channel(c);
-    }
-
-    return 0;
+    return follow_sub(c);
 }
 
 
@@ -537,7 +572,12 @@ run_command(offload_client_t *c, int argc, const char **argv,
                 && strncmp(reply->str, "READONLY", 8) == 0))
         {
             again = retries-- > 0;
-            forget_route(c, c->slot);
+            forget_master(c, &c->cmd_at);
+
+            if (again && follow_sub(c) != 0) {
+                freeReplyObject(reply);
+                return NULL;
+            }
 
         } else if (c->cluster.nseeds > 0
                    && reply->type == REDIS_REPLY_ERROR

@@ -82,13 +82,16 @@ typedef struct {
      * TRYAGAIN and CLUSTERDOWN after a short pause (the seeds asked
      * again); 5 redirections at most, then the error is the call's.  A
      * broken connection is sent once more to the master the seeds name
-     * then, as with sentinels ("at least once").  The reply channel is
-     * the queue's own, offload:{<queue>}:reply:<nonce>, SSUBSCRIBEd on
-     * the queue's master before the job is added, and follows a MOVED
-     * there first; when its slot moves while a result is waited for, the
-     * result key is looked at instead.  A payload over 1 MB submitted
-     * while its queue's slot is half moved (ASK) fails, nothing added:
-     * its body key's transaction is refused. */
+     * then, as with sentinels ("at least once"), and a master that
+     * refuses a connection has the seeds asked again: a client outlives
+     * a failover once the cluster promoted the replica.  The reply
+     * channel is the queue's own, offload:{<queue>}:reply:<nonce>,
+     * SSUBSCRIBEd on the queue's master before the job is added, and
+     * follows a MOVED or a lost master there first; when its slot moves
+     * while a result is waited for, the result key is looked at instead.
+     * A payload over 1 MB submitted while its queue's slot is half moved
+     * (ASK) fails, nothing added: its body key's transaction is
+     * refused. */
     const char  *cluster;             /* "host:port,host:port...", a port
                                          6379 when left out; NULL: none */
 } offload_client_conf_t;
