@@ -79,6 +79,13 @@ ngx_http_offload_peer_start(ngx_http_offload_peer_t *peer, ngx_log_t *log)
     ngx_queue_init(&peer->replicating);
     ngx_queue_init(&peer->waited);
 
+    /* a cluster's links are its masters' */
+
+    if (peer->cluster) {
+        ngx_http_offload_cluster_start(peer, log);
+        return;
+    }
+
     if (peer->sentinels) {
         ngx_http_offload_sentinel_start(peer, log);
     }
@@ -102,6 +109,11 @@ ngx_http_offload_peer_stop(ngx_http_offload_peer_t *peer)
      * answer requests any more */
     ngx_rbtree_init(&peer->pending, &peer->sentinel,
                     ngx_rbtree_insert_value);
+
+    if (peer->cluster) {
+        ngx_http_offload_cluster_stop(peer);
+        return;
+    }
 
     if (peer->sentinels) {
         ngx_http_offload_sentinel_stop(peer);
@@ -128,7 +140,7 @@ ngx_http_offload_timed_out(ngx_http_offload_ctx_t *ctx)
 void
 ngx_http_offload_park(ngx_http_offload_ctx_t *ctx, ngx_msec_t timeout)
 {
-    ngx_rbtree_insert(&ctx->peer->pending, &ctx->node);
+    ngx_rbtree_insert(ngx_http_offload_pending_of(ctx->peer), &ctx->node);
     ctx->parked = 1;
     ngx_http_offload_metrics_in_flight(ctx->metrics, 1);
 
@@ -154,7 +166,8 @@ ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx)
     ngx_uint_t  i;
 
     if (ctx->parked) {
-        ngx_rbtree_delete(&ctx->peer->pending, &ctx->node);
+        ngx_rbtree_delete(ngx_http_offload_pending_of(ctx->peer),
+                          &ctx->node);
         ctx->parked = 0;
         ngx_http_offload_metrics_in_flight(ctx->metrics, -1);
     }
@@ -178,12 +191,14 @@ ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx)
 static ngx_http_offload_ctx_t *
 ngx_http_offload_lookup(ngx_http_offload_peer_t *peer, void *privdata)
 {
+    ngx_rbtree_t       *pending;
     ngx_rbtree_key_t    key;
     ngx_rbtree_node_t  *node, *sentinel;
 
     key = (ngx_rbtree_key_t) (uintptr_t) privdata;
-    node = peer->pending.root;
-    sentinel = peer->pending.sentinel;
+    pending = ngx_http_offload_pending_of(peer);
+    node = pending->root;
+    sentinel = pending->sentinel;
 
     while (node != sentinel) {
 
@@ -258,6 +273,14 @@ ngx_http_offload_xadd_done(redisAsyncContext *ac, void *r, void *privdata)
 void
 ngx_http_offload_xadd_result(ngx_http_offload_ctx_t *ctx, redisReply *reply)
 {
+    /* a cluster's MOVED, ASK, TRYAGAIN: the job was not added */
+
+    if (reply->type == REDIS_REPLY_ERROR
+        && ngx_http_offload_cluster_redirect(ctx, reply) == NGX_OK)
+    {
+        return;
+    }
+
     if (reply->type == REDIS_REPLY_ERROR || reply->type == REDIS_REPLY_NIL) {
         /* no job: its body key goes, behind its last slice */
         if (ctx->body_key.len) {
@@ -742,22 +765,27 @@ ngx_http_offload_nothing_stored(ngx_http_offload_ctx_t *ctx)
 static void
 ngx_http_offload_recover(ngx_http_offload_peer_t *peer)
 {
+    ngx_rbtree_t            *pending;
     ngx_rbtree_node_t       *node;
     ngx_http_offload_ctx_t  *ctx;
 
+    pending = ngx_http_offload_pending_of(peer);
+
     if (!peer->command.up || !peer->subscriber.subscribed
-        || peer->pending.root == peer->pending.sentinel)
+        || pending->root == pending->sentinel)
     {
         return;
     }
 
-    for (node = ngx_rbtree_min(peer->pending.root, peer->pending.sentinel);
+    /* a cluster's master: its own jobs, of the table it shares */
+
+    for (node = ngx_rbtree_min(pending->root, pending->sentinel);
          node;
-         node = ngx_rbtree_next(&peer->pending, node))
+         node = ngx_rbtree_next(pending, node))
     {
         ctx = (ngx_http_offload_ctx_t *) node;
 
-        if (ctx->submitted) {
+        if (ctx->submitted && ctx->peer == peer) {
             ngx_http_offload_fetch_result(ctx, NGX_HTTP_OFFLOAD_READ_LOOK);
         }
     }
