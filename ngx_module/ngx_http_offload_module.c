@@ -1614,7 +1614,7 @@ ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *user,
                            &ngx_http_offload_redis_directive);
         return NULL;
 
-    } else if (addr->len > sizeof("cluster://") - 1
+    } else if (addr->len >= sizeof("cluster://") - 1
                && ngx_strncmp(addr->data, "cluster://",
                               sizeof("cluster://") - 1)
                   == 0)
