@@ -1,0 +1,150 @@
+#!/usr/bin/perl
+# nginx on a Redis Cluster (offload_redis cluster://seeds), phase 1: a real
+# three-master cluster (t/lib/ClusterTopology.pm) and a sidecar serving two
+# queues whose slots live on different masters.  Sync jobs on both are
+# answered with their own results, each queue's XADDs went straight to its
+# master (no MOVED on any node), the status shows the node from the control
+# shard, and a queue's slot moved to another master under a load of sync
+# jobs loses none: every request is answered 200 with its own result.
+#
+# The sidecar here names each queue's master with a plain `redis` (the
+# top level the control shard, the master of the {ctl} slot): it does not
+# follow a moved slot, so after the move it is restarted with the queue on
+# its new master.  nginx follows on its own: MOVED (and ASK while the slot
+# migrates) on the jobs' XADDs.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use POSIX ();
+use Test::More;
+use OffloadTest;
+use ClusterTopology;
+
+my $dir = tmpdir();
+my $cl = start_cluster_topology(masters => 3);
+my @masters = $cl->master_ports;
+my $ctl = $cl->owner_port('ctl');
+my ($other, $third) = grep { $_ != $ctl } @masters;
+my $qa = $cl->queue_on($ctl);
+my $qb = $cl->queue_on($other);
+ok($qa && $qb, "queue $qa on the control shard ($ctl), $qb on $other");
+redis_use($ctl);
+
+sub sidecar_conf {
+    my ($b_port) = @_;
+    return "queue $qa { handler echo; workers 2; }\n"
+        . "queue $qb { handler echo; workers 2; "
+        . "redis 127.0.0.1:$b_port; }\n";
+}
+start_sidecar(redis => "127.0.0.1:$ctl", want => { $qa => 2 },
+    conf => sidecar_conf($other));
+my $node = node_name();
+
+start_nginx(level => 'info', http => <<"HTTP");
+server {
+    listen 127.0.0.1:\@PORT\@;
+    offload_redis ${\ $cl->url};
+    location ~ ^/jobs/([^/]+)\$ { offload_pass \$1; }
+    location = /status { offload_status; }
+}
+HTTP
+ok(wait_nginx_ready("/jobs/$qa", '{}'), 'nginx answers through the cluster');
+
+# ---- sync jobs on both queues, each with its own result
+sub xadds {
+    my ($port) = @_;
+    my $info = $cl->cmd($port, 'INFO', 'commandstats') // '';
+    return $info =~ /^cmdstat_xadd:calls=(\d+)/m ? $1 : 0;
+}
+# a job sent again after a redirection (error log, info)
+sub redirected {
+    my @n = slurp(nginx_error_log()) =~ /: (?:MOVED|ASK) \d+ \S+, sent to /g;
+    return scalar @n;
+}
+$cl->cmd($_, 'CONFIG', 'RESETSTAT') for @masters;
+my $ok = 0;
+for my $i (1 .. 40) {
+    my $q = $i % 2 ? $qa : $qb;
+    my $r = http('POST', "/jobs/$q", qq({"i":$i,"q":"$q"}));
+    $ok++ if $r->{status} == 200 && ($r->{json}{i} // 0) == $i
+        && ($r->{json}{q} // '') eq $q;
+}
+is($ok, 40, '40 sync jobs answered 200, 20 per queue, each its own result');
+is(redirected(), 0, 'every XADD went to its queue\'s master at once: no '
+    . 'job redirected');
+ok(xadds($ctl) >= 20 && xadds($other) == 20 && xadds($third) == 0,
+    "XADDs: $qa\'s on $ctl, $qb\'s on $other, none on $third")
+    or diag(join ' ', map { "$_: " . xadds($_) } @masters);
+is($cl->cmd($ctl, 'EXISTS', "offload:{$qa}:jobs"), 1,
+    "$qa\'s stream is on the control shard");
+is($cl->cmd($other, 'EXISTS', "offload:{$qb}:jobs"), 1,
+    "$qb\'s stream is on $other");
+
+# ---- the status: this nginx's counters of both, the node from the
+# control shard
+my $s;
+ok(wait_until(sub {
+    $s = http('GET', '/status')->{json};
+    $s && grep { ($_->{node} // '') eq $node } @{ $s->{nodes} || [] };
+}, scaled(10), 'the node in the status'), 'offload_status lists the node')
+    or diag(explain($s));
+ok(($s->{nginx}{queues}{$qa}{requests}{200} // 0) >= 20
+    && ($s->{nginx}{queues}{$qb}{requests}{200} // 0) == 20,
+    'and counts the answers of both queues');
+ok($s->{queues}{$qa}, "and queue $qa from the node's document")
+    or diag(explain($s->{queues}));
+is(($s->{redises}[0] // {})->{state}, 'ok', 'the cluster reads as ok');
+
+# ---- qb's slot moved to another master under a load of sync jobs
+my $slot = $cl->slot_of($qb);
+my ($results, $done) = ("$dir/load.json", "$dir/load.done");
+my $pid = fork() // die "fork: $!";
+if ($pid == 0) {
+    # rounds of 6 connections x 20 jobs until the parent says done
+    my @r;
+    for (my $round = 0; !-e $done || $round < 2; $round++) {
+        push @r, map { { %$_, round => $round } } concurrent_posts(6, 20,
+            sub { qq({"r":$round,"c":$_[0],"j":$_[1]}) },
+            path => "/jobs/$qb", timeout => scaled(60));
+    }
+    spew($results, json_encode([ map { {
+        round => $_->{round}, conn => $_->{conn}, job => $_->{job},
+        status => $_->{status},
+        content => $_->{content} // $_->{error} // '' } } @r ]));
+    POSIX::_exit(0);
+}
+ok(wait_until(sub {
+    (http('GET', '/status')->{json}{nginx}{queues}{$qb}{requests}{200}
+     // 0) >= 20 + 30;
+}, scaled(20), 'load under way'), 'the load runs');
+is($cl->move_slot($slot, $third), $other, "slot $slot ($qb) moved from "
+    . "$other to $third under load");
+stop_sidecar();
+start_sidecar(redis => "127.0.0.1:$ctl", want => { $qa => 2 },
+    conf => sidecar_conf($third));
+spew($done, '');
+waitpid($pid, 0);
+my $got = json_decode(slurp($results)) || [];
+ok(@$got >= 2 * 120 && @$got % 120 == 0, scalar(@$got) . ' requests of '
+    . 'the load answered, all of every round');
+my @bad = grep {
+    my $j = json_decode($_->{content});
+    $_->{status} != 200 || !$j || $j->{r} != $_->{round}
+        || $j->{c} != $_->{conn} || $j->{j} != $_->{job}
+} @$got;
+is(scalar @bad, 0, 'each 200 with its own result, none lost')
+    or diag(explain([ @bad[0 .. ($#bad < 4 ? $#bad : 4)] ]));
+ok(redirected() > 0, 'nginx followed the old master\'s redirections '
+    . 'meanwhile') or diag(slurp(nginx_error_log()));
+is($cl->cmd($third, 'EXISTS', "offload:{$qb}:jobs"), 1,
+    "$qb\'s stream is on $third now");
+$ok = 0;
+for my $i (1 .. 10) {
+    my $r = http('POST', "/jobs/$qb", qq({"after":$i}));
+    $ok++ if $r->{status} == 200 && ($r->{json}{after} // 0) == $i;
+}
+is($ok, 10, "jobs after the move answered from $third");
+
+done_testing();
