@@ -516,7 +516,6 @@ ngx_http_offload_cluster_master(ngx_http_offload_cluster_t *cl,
     peer->password = cl->peer->password;
     peer->parent = cl->peer;
     peer->used = 1;
-    peer->passes = cl->peer->passes;
     peer->admission = cl->peer->admission;
 
     ngx_log_error(NGX_LOG_NOTICE, cl->query.log, 0,

@@ -42,15 +42,26 @@ start_sidecar(redis => "127.0.0.1:$ctl", want => { $qa => 2 },
     conf => sidecar_conf($other));
 my $node = node_name();
 
+my $nobody = free_port();
 start_nginx(level => 'info', http => <<"HTTP");
 server {
     listen 127.0.0.1:\@PORT\@;
     offload_redis ${\ $cl->url};
     location ~ ^/jobs/([^/]+)\$ { offload_pass \$1; }
     location = /status { offload_status; }
+    location = /nowhere {
+        offload_redis cluster://127.0.0.1:$nobody; offload_pass $qa;
+    }
 }
 HTTP
 ok(wait_nginx_ready("/jobs/$qa", '{}'), 'nginx answers through the cluster');
+
+# ---- no seed answers: no slot map, 503 at once, never a hang
+my $r = http('POST', '/nowhere', '{}', undef, scaled(10));
+is($r->{status}, 503, 'a cluster whose seeds are all down: 503');
+is($r->{json}{error}{code}, 'redis_unavailable', 'redis_unavailable');
+is($r->{headers}{'retry-after'}, 1, 'with Retry-After: 1');
+ok($r->{ms} < 1000, sprintf('at once (%.0f ms)', $r->{ms}));
 
 # ---- sync jobs on both queues, each with its own result
 sub xadds {
