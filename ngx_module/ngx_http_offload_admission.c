@@ -82,7 +82,7 @@ static const char  ngx_http_offload_admit_script[] =
 
 
 /*
- * KEYS[1] offload:nodes; ARGV[1] the node key prefix.  For each queue a
+ * KEYS[1] offload:{ctl}:nodes; ARGV[1] the node key prefix.  For each queue a
  * live node's document lists: its name, 1 when a node that is not drained
  * serves it (else 0), and the nodes' jobs_per_s summed (a string: Lua
  * numbers become integers in a reply).

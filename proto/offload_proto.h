@@ -26,17 +26,21 @@
 /* Consumer group of every queue's stream. */
 #define OFFLOAD_GROUP              "workers"
 
-/* Keys.  Queue keys are hash-tagged so one queue lives in one cluster slot. */
+/*
+ * Keys.  Queue keys are hash-tagged so one queue lives in one cluster slot;
+ * node-level keys (the registry, drain flags, events, crashes, cancel
+ * lists) all carry the tag {ctl}, so they share one slot too.
+ */
 #define OFFLOAD_STREAM_FMT         "offload:{%.*s}:jobs"
 #define OFFLOAD_RESULT_FMT         "offload:{%.*s}:result:%.*s"
 #define OFFLOAD_BODY_FMT           "offload:{%.*s}:body:%.*s"
 #define OFFLOAD_STAGE_FMT          "offload:{%.*s}:stage:%.*s:%s"
 #define OFFLOAD_REPLY_FMT          "offload:reply:%.*s"
-#define OFFLOAD_NODE_PREFIX        "offload:node:"
+#define OFFLOAD_NODE_PREFIX        "offload:{ctl}:node:"
 #define OFFLOAD_NODE_FMT           OFFLOAD_NODE_PREFIX "%s"
 #define OFFLOAD_NODE_RUNS_FMT      OFFLOAD_NODE_PREFIX "%s:runs"
-#define OFFLOAD_NODES_KEY          "offload:nodes"
-#define OFFLOAD_DRAIN_FMT          "offload:drain:%s"
+#define OFFLOAD_NODES_KEY          "offload:{ctl}:nodes"
+#define OFFLOAD_DRAIN_FMT          "offload:{ctl}:drain:%s"
 
 /* A worker's consumer name: node, queue, slot.  A worker restarted in the
  * same slot is the same consumer and finds what its predecessor held. */
@@ -54,8 +58,8 @@
  * its last deadline.
  */
 #define OFFLOAD_CANCELLED_FMT      "offload:{%.*s}:cancelled"
-#define OFFLOAD_EVENTS_KEY         "offload:events"
-#define OFFLOAD_CRASHES_KEY        "offload:crashes"
+#define OFFLOAD_EVENTS_KEY         "offload:{ctl}:events"
+#define OFFLOAD_CRASHES_KEY        "offload:{ctl}:crashes"
 
 /*
  * An asynchronous job's record: a hash (queue, status, attempts,
@@ -89,7 +93,7 @@
  * still running that job.  It lives OFFLOAD_CANCEL_TTL_MS after its last
  * push: a node gone for good leaves nothing behind.
  */
-#define OFFLOAD_CANCEL_PREFIX      "offload:cancel:"
+#define OFFLOAD_CANCEL_PREFIX      "offload:{ctl}:cancel:"
 #define OFFLOAD_CANCEL_FMT         OFFLOAD_CANCEL_PREFIX "%s"
 #define OFFLOAD_CANCEL_TTL_MS      60000
 
@@ -97,8 +101,8 @@
 #define OFFLOAD_DEAD_MAXLEN        10000
 #define OFFLOAD_EVENTS_MAXLEN      10000
 
-/* offload:crashes, a list, keeps the latest crash reports (newest first)
- * so a status read does not scan offload:events for them. */
+/* offload:{ctl}:crashes, a list, keeps the latest crash reports (newest first)
+ * so a status read does not scan offload:{ctl}:events for them. */
 #define OFFLOAD_CRASHES_MAX        10
 
 /* Room for any key of a queue or a job the formats above produce, with
@@ -449,11 +453,12 @@ extern const char  offload_handback_script[];
 extern const char  offload_bad_job_script[];
 
 /*
- * Prune: forgets the names in offload:nodes whose registry entry expired
+ * Prune: forgets the names in offload:{ctl}:nodes whose registry entry expired
  * (nodes gone for good, or renamed), so a status read does not look each
  * of them up forever.  A node that only lost Redis for a while adds itself
  * again with its next heartbeat.
- *   KEYS[1] offload:nodes   ARGV[1] the node key prefix, "offload:node:"
+ *   KEYS[1] offload:{ctl}:nodes
+ *   ARGV[1] the node key prefix, "offload:{ctl}:node:"
  * Returns how many names went.
  */
 extern const char  offload_prune_nodes_script[];
@@ -629,12 +634,13 @@ extern const char  offload_drop_cancelled_script[];
 /*
  * Nodes: every live node's registry document in one round trip, for
  * offload_status, offload_metrics and offloadctl.
- *   KEYS[1] offload:nodes   ARGV[1] "json" or "prom"
- *   KEYS[2] offload:crashes
+ *   KEYS[1] offload:{ctl}:nodes
+ *   KEYS[2] offload:{ctl}:crashes
+ *                           ARGV[1] "json" or "prom"
  *                           ARGV[2] sort workers by: memory, cpu, queue
  *                                   (entries held), restarts, jobs, or ""
  *                           ARGV[3] at most this many workers, or ""
- *                           ARGV[4] the node key prefix, "offload:node:"
+ *                           ARGV[4] the node key prefix, "offload:{ctl}:node:"
  *                           ARGV[5] a name for this Redis, or absent
  *                           ARGV[6] "1": label the Prometheus samples
  *                                   redis="<ARGV[5]>"
@@ -643,10 +649,10 @@ extern const char  offload_drop_cancelled_script[];
  * "json" returns the members "nodes" (the documents), "queues" (merged
  * over the nodes), "workers" (every worker of every node, flattened with
  * its node and queue, sorted, limited), "workers_total" and "crashes"
- * (the list offload:crashes, newest first), as the inside
+ * (the list offload:{ctl}:crashes, newest first), as the inside
  * of a JSON object without its braces.  A queue several nodes serve gets
  * its run-time quantiles from their windows' fine buckets added
- * (offload:node:<name>:runs), when every one of them has published them
+ * (offload:{ctl}:node:<name>:runs), when every one of them has published them
  * (JSON and "cache").  "prom" returns the nodes' figures as Prometheus
  * text.  "cache" (what nginx keeps in its status cache) returns
  * everything unsorted and unlimited, as an array: the nodes' documents,

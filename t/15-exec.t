@@ -74,7 +74,11 @@ for my $ex ([ Python => python => 'sdk/python/examples/reverse.py' ],
 # ---- the examples, through nginx
 is((node_doc() || {})->{queues}{pyrev}{handler}, 'exec',
     'the registry names the handler exec');
-my $w = worker('pyrev');
+# the worker starts its handler process after the node registered: wait
+# for a heartbeat that names it
+my $w = {};
+wait_until(sub { $w = worker('pyrev'); $w->{handler_pid} }, scaled(5),
+    'a heartbeat naming the handler process');
 ok($w->{handler_pid} && $w->{handler_pid} != $w->{pid},
     'the registry shows the worker\'s handler process');
 like(slurp("/proc/$w->{handler_pid}/cmdline") =~ tr/\0/ /r,

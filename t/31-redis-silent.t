@@ -67,7 +67,7 @@ is(echo_ok(), 1, 'a job through the proxy');
 # offloadctl follows the events through the proxy: its connection has a
 # deadline too
 my $ctl_log = tmpdir() . '/offloadctl.log';
-redis_cmd('XADD', 'offload:events', '*', type => 'test', node => 'test',
+redis_cmd('XADD', 'offload:{ctl}:events', '*', type => 'test', node => 'test',
     queue => 'echo');
 my $ctl = fork // die "fork: $!";
 if ($ctl == 0) {

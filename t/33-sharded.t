@@ -41,7 +41,7 @@ HTTP
 
 # ---- the node document on each Redis lists the queues that live there
 sub doc_at {
-    my $v = redis_cmd_at($_[0], 'GET', "offload:node:$node");
+    my $v = redis_cmd_at($_[0], 'GET', "offload:{ctl}:node:$node");
     return defined $v && !ref $v ? json_decode($v) : undef;
 }
 my $doc_b;
@@ -54,8 +54,8 @@ is_deeply([ sort keys %{ node_doc()->{queues} } ], ['a'],
     'the first Redis\'s document lists queue a only');
 is_deeply([ sort keys %{ $doc_b->{queues} || {} } ], ['b'],
     'the second\'s lists queue b only');
-ok(redis_cmd_at($port_b, 'SISMEMBER', 'offload:nodes', $node),
-    'the node is a member of offload:nodes on the second Redis');
+ok(redis_cmd_at($port_b, 'SISMEMBER', 'offload:{ctl}:nodes', $node),
+    'the node is a member of offload:{ctl}:nodes on the second Redis');
 
 # ---- jobs through both
 ok(wait_until(sub {
@@ -102,7 +102,7 @@ my $answer = read_answer($sock, scaled(20));
 is($answer->{status}, 200, 'the killed job ran again and answered 200');
 ok(($answer->{json}{ms} // 0) >= 1500, 'with its own result: slept 1.5 s')
     or diag(explain($answer));
-my $crash = redis_cmd_at($port_b, 'XREVRANGE', 'offload:events', '+', '-',
+my $crash = redis_cmd_at($port_b, 'XREVRANGE', 'offload:{ctl}:events', '+', '-',
     'COUNT', '20');
 ok((grep { my %f = @{ $_->[1] }; ($f{type} // '') eq 'crash'
            && ($f{queue} // '') eq 'b' } @$crash),
@@ -196,7 +196,7 @@ spawn('sidecar2', "$dir/sidecar2.stderr", {}, build_path('offload-sidecar'),
     '-c', "$dir/sidecar2.conf");
 my $doc2;
 ok(wait_until(sub {
-    my $v = redis_cmd_at($port_b, 'GET', "offload:node:$node2");
+    my $v = redis_cmd_at($port_b, 'GET', "offload:{ctl}:node:$node2");
     $doc2 = defined $v && !ref $v ? json_decode($v) : undef;
     $doc2 && ($doc2->{queues}{b}{workers}[0]{pid} // 0) > 0;
 }, scaled(15), 'second node on b'), 'a second node serves b');
@@ -206,7 +206,7 @@ is($? >> 8, 0, 'offloadctl drain over both Redis servers') or diag($out);
 $sock = send_post('/jobs/b', '{"ms":2000}');
 my $lost_worker;
 ok(wait_until(sub {
-    my $v = redis_cmd_at($port_b, 'GET', "offload:node:$node2");
+    my $v = redis_cmd_at($port_b, 'GET', "offload:{ctl}:node:$node2");
     my $w = json_decode($v // '')->{queues}{b}{workers}[0];
     $lost_worker = $w->{pid};
     ($w->{state} // '') eq 'busy';
@@ -298,7 +298,7 @@ like($out, qr/purged 1 dead letter of queue c/,
 stop_sidecar();
 ok(!defined doc_at($port_b) && !node_doc(),
     'a clean stop removes the node document from both Redis servers');
-ok(!redis_cmd_at($port_b, 'SISMEMBER', 'offload:nodes', $node),
-    'and its name from offload:nodes on the second');
+ok(!redis_cmd_at($port_b, 'SISMEMBER', 'offload:{ctl}:nodes', $node),
+    'and its name from offload:{ctl}:nodes on the second');
 
 finish();

@@ -37,7 +37,7 @@ my $want = { echo => 1, sleep => 2 };
 
 sub doc_of {
     my ($node) = @_;
-    my $v = eval { redis_cmd('GET', "offload:node:$node") };
+    my $v = eval { redis_cmd('GET', "offload:{ctl}:node:$node") };
     return defined $v && !ref $v ? json_decode($v) : undef;
 }
 
@@ -315,7 +315,7 @@ diag(sprintf 'node-b gone from every view %.1f s after the kill',
 for my $node (@survivors) {
     is(stop_proc($node, scaled(20)), 0, "$node exits 0 on SIGTERM");
 }
-ok(!grep({ $_->{type} eq 'crash' } @{ stream_entries('offload:events') }),
+ok(!grep({ $_->{type} eq 'crash' } @{ stream_entries('offload:{ctl}:events') }),
     'no worker crashed');
 is(stop_proc('nginx-b', scaled(15)) & 127, 0, 'nginx b stops');
 my @logs = map { ("$dir/$_.log", "$dir/$_.stderr") } @nodes;

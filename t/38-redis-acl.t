@@ -237,8 +237,8 @@ HTTP
 
 # ---- a clean stop: the node leaves the registry (DEL, SREM)
 is(stop_sidecar(), 0, 'the sidecar exits 0 on SIGTERM');
-is(redis_cmd('SISMEMBER', 'offload:nodes', node_name()), 0,
-    'the node left offload:nodes');
+is(redis_cmd('SISMEMBER', 'offload:{ctl}:nodes', node_name()), 0,
+    'the node left offload:{ctl}:nodes');
 
 # ---- Redis refused nothing
 is_deeply(redis_cmd('KEYS', 'offload:{parked}:body:*'), [ $parked ],

@@ -156,7 +156,7 @@ $r = http('POST', '/jobs/handmade', '{}', { 'X-Offload-Timeout' => '0.3' });
 is($r->{status}, 504, '... its jobs wait (504), not no_workers');
 
 # the node drained: every worker of echo paused
-redis_cmd('SET', 'offload:drain:' . node_name(), 1);
+redis_cmd('SET', 'offload:{ctl}:drain:' . node_name(), 1);
 $t0 = time;
 ok(wait_until(sub { code_of(http('POST', '/jobs/echo', '{}', undef, 1))
     eq 'no_workers' }, scaled(5), 'no_workers'), 'node drained: no_workers');
@@ -165,7 +165,7 @@ $r = http('POST', '/jobs/echo', '{}');
 is($r->{status}, 503, '... a 503');
 like($r->{headers}{'retry-after'} // '', qr/^\d+$/, '... with Retry-After');
 cmp_ok($r->{ms}, '<', scaled(1000), '... at once');
-redis_cmd('DEL', 'offload:drain:' . node_name());
+redis_cmd('DEL', 'offload:{ctl}:drain:' . node_name());
 ok(wait_until(sub { http('POST', '/jobs/echo', '{}', undef, 2)->{status}
     == 200 }, scaled(5), 'resumed'), 'resumed: 200 again');
 

@@ -118,8 +118,8 @@ ok(wait_until(sub { ((node_doc() || {})->{queues}{hold}{workers}[0]{state}
     // '') eq 'busy' }, scaled(5), 'hold busy'), 'a worker of hold is busy');
 my $early = 'feedfacefeedface00000000000000c1';
 my $before = worker()->{pid};
-redis_cmd('RPUSH', 'offload:cancel:' . node_name(), "runs 0 $early");
-ok(wait_until(sub { redis_cmd('LLEN', 'offload:cancel:' . node_name())
+redis_cmd('RPUSH', 'offload:{ctl}:cancel:' . node_name(), "runs 0 $early");
+ok(wait_until(sub { redis_cmd('LLEN', 'offload:{ctl}:cancel:' . node_name())
     == 0 }, scaled(5), 'popped'), 'the supervisor took the request');
 redis_cmd('XADD', 'offload:{runs}:jobs', '*', v => 1, id => $early,
     payload => qq({"log":"$runs","sleep":2}));

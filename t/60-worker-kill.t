@@ -116,8 +116,8 @@ my $all = worker_pids();
 my @workers = map { @$_ } values %$all;
 is(stop_sidecar(), 0, 'sidecar exits 0 on SIGTERM');
 ok(!(grep { kill 0, $_ } @workers), 'all its workers are gone');
-is(redis_cmd('EXISTS', "offload:node:$node"), 0, 'registry key deleted');
-is(redis_cmd('SISMEMBER', 'offload:nodes', $node), 0, 'node left the set');
+is(redis_cmd('EXISTS', "offload:{ctl}:node:$node"), 0, 'registry key deleted');
+is(redis_cmd('SISMEMBER', 'offload:{ctl}:nodes', $node), 0, 'node left the set');
 
 # ---- jobs wait in the stream while no sidecar runs.  nginx answers 503
 # no_workers for a queue no live node serves (t/51-admission), so the job

@@ -230,7 +230,7 @@ if ($b == 0) {
     { exec build_path('offload-sidecar'), '-c', $conf_b }
     POSIX::_exit(127);
 }
-ok(wait_until(sub { redis_cmd('EXISTS', "offload:node:other$$") }, 10,
+ok(wait_until(sub { redis_cmd('EXISTS', "offload:{ctl}:node:other$$") }, 10,
     'node b registered'), 'a second node is up');
 my $two = "$dir/two.runs";
 my @res = concurrent_posts(8, 5, sub { json_encode({ ok_at => 3,

@@ -2,7 +2,7 @@
 # A job whose worker dies under it: it runs again at once while it has
 # attempts left (max_attempts), then goes to the queue's dead-letter stream
 # with its payload and a crash report, and the client gets 502
-# worker_crashed.  Every crash is an event in offload:events with a
+# worker_crashed.  Every crash is an event in offload:{ctl}:events with a
 # backtrace.  Other queues keep answering throughout.
 
 use strict;

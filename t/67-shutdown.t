@@ -48,7 +48,7 @@ for my $s (@running) {
     is($a->{status}, 200, 'a running job finished: 200');
 }
 ok(!defined node_doc(), 'the node left the registry');
-is(redis_cmd('SISMEMBER', 'offload:nodes', node_name()), 0,
+is(redis_cmd('SISMEMBER', 'offload:{ctl}:nodes', node_name()), 0,
     'and the node set');
 
 # ---- a job longer than shutdown_timeout is handed back, not failed

@@ -37,7 +37,7 @@ sub start_node_b {
         { exec build_path('offload-sidecar'), '-c', $conf_b }
         POSIX::_exit(127);
     }
-    ok(wait_until(sub { redis_cmd('EXISTS', "offload:node:other$$") }, 10,
+    ok(wait_until(sub { redis_cmd('EXISTS', "offload:{ctl}:node:other$$") }, 10,
         'node b registered'), 'a second node is up');
     return $pid;
 }
@@ -82,15 +82,15 @@ kill 'TERM', $b;
 waitpid($b, 0);
 is($?, 0, 'node b exits 0');
 
-# ---- names of nodes long gone are forgotten: offload:nodes does not grow
+# ---- names of nodes long gone are forgotten: offload:{ctl}:nodes does not grow
 # with every host name a node ever had
-redis_cmd('SADD', 'offload:nodes', map { "ghost$_" } 1 .. 50);
+redis_cmd('SADD', 'offload:{ctl}:nodes', map { "ghost$_" } 1 .. 50);
 ok(wait_until(sub {
-    my $m = redis_cmd('SMEMBERS', 'offload:nodes');
+    my $m = redis_cmd('SMEMBERS', 'offload:{ctl}:nodes');
     !grep { /^ghost/ } @$m;
 }, scaled(10), 'ghosts pruned'), 'fifty names without a registry entry '
-    . 'leave offload:nodes');
-ok(grep({ $_ eq node_name() } @{ redis_cmd('SMEMBERS', 'offload:nodes') }),
+    . 'leave offload:{ctl}:nodes');
+ok(grep({ $_ eq node_name() } @{ redis_cmd('SMEMBERS', 'offload:{ctl}:nodes') }),
     'the live node stays');
 
 # ---- a reload while a long claim pages through XAUTOCLAIM (100 a page):

@@ -139,7 +139,7 @@ ok(wait_until(sub {
 }, scaled(5), 'latest crash listed'), 'the newest crash comes first');
 is_deeply(\@latest, [ reverse @crashed[2 .. 11] ],
     'the ten latest crash reports, newest first');
-is(redis_cmd('LLEN', 'offload:crashes'), 10, 'offload:crashes keeps ten');
+is(redis_cmd('LLEN', 'offload:{ctl}:crashes'), 10, 'offload:{ctl}:crashes keeps ten');
 
 # ---- in flight, per-job resource use, timeouts
 my $sock = send_post('/jobs/sleep', '{"ms":' . scaled(1500) . '}');

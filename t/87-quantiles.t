@@ -207,15 +207,15 @@ near(ms_of($col[7]), $truth{run}{0.99}, undef, 'offloadctl top: RUN-P99')
 # reported last.  The queue's figures are those of all 200 jobs, from both
 # nodes' fine buckets added, not the last node's own (1 ms, made up here).
 my $now_ms = $doc->{heartbeat} + 1e9;
-redis_cmd('SET', 'offload:node:fake:runs',
+redis_cmd('SET', 'offload:{ctl}:node:fake:runs',
     json_encode({ sleep => [ [ 40000, 100 ] ] }), 'EX', 60);
-redis_cmd('SET', 'offload:node:fake', json_encode({ v => 1, node => 'fake',
+redis_cmd('SET', 'offload:{ctl}:node:fake', json_encode({ v => 1, node => 'fake',
     pid => 1, started => 0, heartbeat => $now_ms, drained => JSON::PP::false,
     queues => { sleep => { handler => 'sleep', state => 'ok', restarts => 0,
         retries => 0, jobs_per_s => 0, workers => [], run_p50_ms => 1,
         run_p99_ms => 1, backlog => 0, pending => 0, oldest_ms => 0,
         dead => 0, retrying => 0 } } }), 'EX', 60);
-redis_cmd('SADD', 'offload:nodes', 'fake');
+redis_cmd('SADD', 'offload:{ctl}:nodes', 'fake');
 my @all = ((map { $_->[3] } @jobs), (40) x 100);
 my %merged = map { ($_ => quantile($_, @all)) } 0.5, 0.99;
 diag(sprintf 'two nodes: run p50 %.3f p99 %.3f ms', $merged{0.5},
@@ -240,7 +240,7 @@ near(ms_of($col[8]), $merged{0.99}, undef, 'two nodes: offloadctl queues: '
 
 # a node without published buckets (an older sidecar): the queue shows the
 # figures of the node that reported last, as before
-redis_cmd('DEL', 'offload:node:fake:runs');
+redis_cmd('DEL', 'offload:{ctl}:node:fake:runs');
 my $p99;
 wait_until(sub {
     $p99 = http('GET', '/status')->{json}{queues}{sleep}{run_p99_ms};

@@ -119,16 +119,16 @@ ok($after - $before <= int($elapsed) + 2,
 # ---- fresh: a node that appears is listed within two intervals
 my $doc = '{"node":"cache-probe","pid":1,"heartbeat":1,"queues":'
     . '{"probe":{"state":"ok","workers":[]}}}';
-redis_cmd('SET', 'offload:node:cache-probe', $doc);
-redis_cmd('SADD', 'offload:nodes', 'cache-probe');
+redis_cmd('SET', 'offload:{ctl}:node:cache-probe', $doc);
+redis_cmd('SADD', 'offload:{ctl}:nodes', 'cache-probe');
 $t0 = time;
 ok(wait_until(sub { status()->{queues}{probe} }, scaled(5), 'probe listed'),
     'the new node is listed');
 my $seen = time - $t0;
 ok($seen <= scaled(2.5),
     sprintf('within two intervals (%.2f s)', $seen));
-redis_cmd('SREM', 'offload:nodes', 'cache-probe');
-redis_cmd('DEL', 'offload:node:cache-probe');
+redis_cmd('SREM', 'offload:{ctl}:nodes', 'cache-probe');
+redis_cmd('DEL', 'offload:{ctl}:node:cache-probe');
 
 # ---- Redis stops answering: readers are not held past the deadline
 kill 'STOP', redis_pid();
@@ -174,8 +174,8 @@ start_server_nginx(workers => 2, http => 'offload_status_cache 32k 1s;',
                    server => '    location = /status { offload_status; }');
 my $big = '{"node":"big-probe","pid":1,"heartbeat":1,"pad":"'
     . ('x' x 60000) . '","queues":{}}';
-redis_cmd('SET', 'offload:node:big-probe', $big);
-redis_cmd('SADD', 'offload:nodes', 'big-probe');
+redis_cmd('SET', 'offload:{ctl}:node:big-probe', $big);
+redis_cmd('SADD', 'offload:{ctl}:nodes', 'big-probe');
 ok(wait_until(sub { (status()->{redises}[0]{state} // '')
                     eq 'status_cache_full' }, scaled(5), 'cache full'),
     'a Redis whose answer does not fit reads as status_cache_full');
@@ -189,7 +189,7 @@ $elapsed = time - $t0;
 ok(reads() - $before <= int($elapsed) + 2,
     sprintf('%d reads for %d requests in %.1f s', reads() - $before, $n,
         $elapsed));
-redis_cmd('SREM', 'offload:nodes', 'big-probe');
+redis_cmd('SREM', 'offload:{ctl}:nodes', 'big-probe');
 ok(wait_until(sub { (status()->{redis} // '') eq 'ok' }, scaled(5),
     'fits again'), 'once it fits again, it is served');
 

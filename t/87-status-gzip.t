@@ -215,15 +215,15 @@ ok(wait_until(sub { defined text(get('/status', 'gzip')) }, scaled(10),
     'gzip status'), 'gzip\'d status with a 1 s interval');
 my $doc = '{"node":"gzip-probe","pid":1,"heartbeat":1,"queues":'
     . '{"probe":{"state":"ok","workers":[]}}}';
-redis_cmd('SET', 'offload:node:gzip-probe', $doc);
-redis_cmd('SADD', 'offload:nodes', 'gzip-probe');
+redis_cmd('SET', 'offload:{ctl}:node:gzip-probe', $doc);
+redis_cmd('SADD', 'offload:{ctl}:nodes', 'gzip-probe');
 ok(wait_until(sub {
     my $j = json_decode(text(get('/status', 'gzip')) // '');
     $j && $j->{queues}{probe};
 }, scaled(5), 'probe in the gzip\'d answer'),
     'a node that appears is in the gzip\'d answer after the refresh');
-redis_cmd('SREM', 'offload:nodes', 'gzip-probe');
-redis_cmd('DEL', 'offload:node:gzip-probe');
+redis_cmd('SREM', 'offload:{ctl}:nodes', 'gzip-probe');
+redis_cmd('DEL', 'offload:{ctl}:node:gzip-probe');
 
 my $secs = 3;
 my ($lines0, $reads0) = (gzip_lines('JSON'), reads());

@@ -36,7 +36,7 @@ queue beta { handler echo; workers 1; }
 CONF
 spawn('sidecar-b', "$dir/b/sidecar.stderr", {},
     build_path('offload-sidecar'), '-c', "$dir/b/sidecar.conf");
-ok(wait_until(sub { redis_b('GET', "offload:node:$node_b") =~ /"beta"/ },
+ok(wait_until(sub { redis_b('GET', "offload:{ctl}:node:$node_b") =~ /"beta"/ },
     scaled(15), 'second sidecar registered'), 'second sidecar up');
 
 start_nginx(workers => 2, http => <<"HTTP");

@@ -1,10 +1,10 @@
 /*
  * offloadctl_drain.c -- `drain <node>` / `resume <node>`: sets or deletes
- * offload:drain:<node>.  The node reads the flag every heartbeat; drained,
- * its workers finish what they hold and read no new jobs (state "paused"),
- * while every other node goes on.  The command waits (-t seconds, default
- * 30; 0: do not wait) until the node's registry documents (one on each
- * Redis it uses) show the change on every live worker.
+ * offload:{ctl}:drain:<node>.  The node reads the flag every heartbeat;
+ * drained, its workers finish what they hold and read no new jobs (state
+ * "paused"), while every other node goes on.  The command waits (-t
+ * seconds, default 30; 0: do not wait) until the node's registry documents
+ * (one on each Redis it uses) show the change on every live worker.
  */
 
 #include <getopt.h>

@@ -1,6 +1,6 @@
 /*
  * offloadctl_events.c -- `events [-f] [-n N]`: the latest entries of
- * offload:events (crash reports, restarts, recycles, pool failures,
+ * offload:{ctl}:events (crash reports, restarts, recycles, pool failures,
  * reclaims, reloads), oldest first, one line each; -f then follows the
  * stream as `tail -f` does, until SIGINT or SIGTERM.  Over several Redis
  * servers (queues sharded by queue), the latest of all of them, in the

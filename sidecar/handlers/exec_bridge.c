@@ -780,6 +780,10 @@ exec_run(offload_job_t *job, const char *payload, size_t len)
             fail_worker(-1, "answered before it read the whole request");
         }
 
+        /* one that grew and answered between two checks is caught at its
+         * answer, as RLIMIT_AS would have caught it */
+        check_memory();
+
         rc = offload_exec_answer(job, bridge.buf + request_len,
                                  (size_t) (nl - bridge.buf) - request_len,
                                  why, sizeof(why));

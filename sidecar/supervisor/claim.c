@@ -9,7 +9,7 @@
  * touches them.  A claimed entry has lost its worker: it fails one attempt
  * (reclaim.c), so a job that takes whole nodes down still ends
  * dead-lettered after max_attempts.  Each round also forgets the names of
- * lost nodes in offload:nodes (offload_prune_nodes_script).
+ * lost nodes in offload:{ctl}:nodes (offload_prune_nodes_script).
  */
 
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /*
- * events.c -- appends events to offload:events, trimmed to about
+ * events.c -- appends events to offload:{ctl}:events, trimmed to about
  * OFFLOAD_EVENTS_MAXLEN entries (MAXLEN ~, so trimming stays cheap), and
- * keeps the latest crash reports in the short list offload:crashes, which
+ * keeps the latest crash reports in the short list offload:{ctl}:crashes, which
  * offload_status reads on every call instead of scanning the stream.
  */
 

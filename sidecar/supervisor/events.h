@@ -1,6 +1,6 @@
 /*
  * events.h -- the node's notable events (crashes, restarts, pool failures,
- * reclaims, dead letters, reloads) in the capped stream offload:events,
+ * reclaims, dead letters, reloads) in the capped stream offload:{ctl}:events,
  * where offloadctl and dashboards read them.
  */
 
@@ -18,7 +18,7 @@ void offload_event(offload_redis_conn_t *conn, const char *node,
     const char *type, const char *queue, json_t *report);
 
 /* A "crash" event with its report (the reference is consumed, as above),
- * which also goes to the front of offload:crashes (OFFLOAD_CRASHES_MAX
+ * which also goes to the front of offload:{ctl}:crashes (OFFLOAD_CRASHES_MAX
  * kept). */
 void offload_crash_event(offload_redis_conn_t *conn, const char *node,
     const char *queue, json_t *report);

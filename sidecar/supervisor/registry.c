@@ -1,10 +1,10 @@
 /*
  * registry.c -- announces this node in Redis: every heartbeat the supervisor
- * SETs offload:node:<name> to a JSON document (its pid, start time, each
+ * SETs offload:{ctl}:node:<name> to a JSON document (its pid, start time, each
  * pool's state and restart count and the pid of every worker slot) with a
- * TTL of max(5 s, 3 heartbeats), and SADDs the name to offload:nodes.  A
+ * TTL of max(5 s, 3 heartbeats), and SADDs the name to offload:{ctl}:nodes.  A
  * node that stops heartbeating disappears when its key expires; a clean
- * shutdown removes it at once.  Along with it, offload:node:<name>:runs
+ * shutdown removes it at once.  Along with it, offload:{ctl}:node:<name>:runs
  * holds each pool's run-time window as fine buckets, so that the status
  * can take the quantiles of a queue several nodes serve (its own key:
  * the document, which every status answer carries, stays small).

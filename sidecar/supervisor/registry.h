@@ -1,8 +1,9 @@
 /*
  * registry.h -- the node registry entry the supervisor keeps in Redis:
- * offload:node:<name> (JSON, with a TTL) and membership in offload:nodes;
- * and the supervisor's connections to Redis, one per distinct Redis its
- * queues use (a queue may name its own: sharding by queue).
+ * offload:{ctl}:node:<name> (JSON, with a TTL) and membership in
+ * offload:{ctl}:nodes; and the supervisor's connections to Redis, one per
+ * distinct Redis its queues use (a queue may name its own: sharding by
+ * queue).
  */
 
 #ifndef OFFLOAD_REGISTRY_H

@@ -369,7 +369,7 @@ sub sidecar_conf_file { $S{sidecar_conf} }
 
 # The node's registry document, or undef.
 sub node_doc {
-    my $v = eval { redis_cmd('GET', "offload:node:$S{node}") };
+    my $v = eval { redis_cmd('GET', "offload:{ctl}:node:$S{node}") };
     return undef unless defined $v && !ref $v;
     return json_decode($v);
 }
@@ -393,12 +393,12 @@ sub stream_entries {
     return [ map { { @{ $_->[1] } } } @{ ref $r eq 'ARRAY' ? $r : [] } ];
 }
 
-# The sidecar events (offload:events) of a type, their reports decoded.
+# The sidecar events (offload:{ctl}:events) of a type, their reports decoded.
 sub events {
     my ($type) = @_;
     return [ map { { %$_, report => json_decode($_->{report} // 'null') } }
              grep { $_->{type} eq $type }
-             @{ stream_entries('offload:events') } ];
+             @{ stream_entries('offload:{ctl}:events') } ];
 }
 
 # Queue => worker count, read from the sidecar conf text.
