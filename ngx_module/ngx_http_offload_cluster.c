@@ -17,7 +17,10 @@
  * master's connection is lost or cannot be made.  A job's XADD answered
  * MOVED was not run: it is sent again to the master named (the map takes
  * that slot at once); ASK: ASKING and the XADD on the node named, the map
- * unchanged; at most NGX_HTTP_OFFLOAD_REDIRECTS of those per job.
+ * unchanged; at most NGX_HTTP_OFFLOAD_REDIRECTS of those per job.  A big
+ * body's EXISTS and a result's look answered MOVED go to the master named
+ * the same way; a big body's slices already written on the old master
+ * are not: 503, the job was not added.
  * TRYAGAIN and CLUSTERDOWN (a slot in migration, a cluster without a
  * quorum) answer 503 with Retry-After: nothing was added.
  *
@@ -45,6 +48,7 @@ struct ngx_http_offload_cluster_s {
     ngx_http_offload_link_t       query;       /* asks seeds[asked] */
     ngx_uint_t                    asked;
     ngx_uint_t                    tried;       /* seeds, this round */
+    ngx_uint_t                    failed;      /* rounds, in a row */
     ngx_array_t                   masters;     /* ngx_http_offload_peer_t * */
     ngx_event_t                   retry;       /* no seed answered */
     uint16_t                     *slot;        /* a master's index + 1 */
@@ -290,6 +294,8 @@ ngx_http_offload_cluster_question(ngx_http_offload_link_t *link)
 static void
 ngx_http_offload_cluster_query_down(ngx_http_offload_link_t *link)
 {
+    ngx_uint_t                   level;
+    ngx_msec_t                   delay;
     ngx_http_offload_cluster_t  *cl;
 
     cl = link->peer->cluster;
@@ -304,12 +310,17 @@ ngx_http_offload_cluster_query_down(ngx_http_offload_link_t *link)
     if (++cl->tried == cl->nseeds) {
         cl->asking = 0;
 
-        ngx_log_error(NGX_LOG_WARN, link->log, 0,
-                      "offload: redis %V: no seed answered CLUSTER SLOTS, "
-                      "asking again in %M ms", &link->peer->name,
-                      (ngx_msec_t) NGX_HTTP_OFFLOAD_SENTINEL_RETRY);
+        /* the backoff of a connection; the first failure in a row is
+         * worth a warning, the retries are not */
 
-        ngx_add_timer(&cl->retry, NGX_HTTP_OFFLOAD_SENTINEL_RETRY);
+        delay = offload_reconnect_delay_ms(cl->failed, ngx_random());
+        level = cl->failed++ ? NGX_LOG_INFO : NGX_LOG_WARN;
+
+        ngx_log_error(level, link->log, 0,
+                      "offload: redis %V: no seed answered CLUSTER SLOTS, "
+                      "asking again in %M ms", &link->peer->name, delay);
+
+        ngx_add_timer(&cl->retry, delay);
         return;
     }
 
@@ -357,6 +368,7 @@ ngx_http_offload_cluster_answer(redisAsyncContext *ac, void *r,
                   link->addr->port, cl->masters.nelts);
 
     cl->asking = 0;
+    cl->failed = 0;
 
     if (cl->again) {
         ngx_http_offload_cluster_round(cl);
@@ -539,33 +551,23 @@ ngx_int_t
 ngx_http_offload_cluster_redirect(ngx_http_offload_ctx_t *ctx,
     redisReply *reply)
 {
-    ngx_int_t                    m;
-    ngx_str_t                    err;
-    ngx_uint_t                   slot, ask;
-    const char                  *argv[1];
-    size_t                       argvlen[1];
-    offload_addr_t               addr;
-    ngx_http_offload_peer_t     *parent, **masters;
-    ngx_http_offload_cluster_t  *cl;
+    ngx_uint_t    ask;
+    const char   *argv[1];
+    size_t        argvlen[1];
 
-    parent = ctx->peer->parent;
-
-    if (parent == NULL) {
+    if (ctx->peer->parent == NULL) {
         return NGX_DECLINED;
     }
 
-    cl = parent->cluster;
-    err.data = (u_char *) reply->str;
-    err.len = reply->len;
-
-    if ((err.len >= 8 && ngx_strncmp(err.data, "TRYAGAIN", 8) == 0)
-        || (err.len >= 11 && ngx_strncmp(err.data, "CLUSTERDOWN", 11) == 0))
+    if ((reply->len >= 8 && ngx_strncmp(reply->str, "TRYAGAIN", 8) == 0)
+        || (reply->len >= 11
+            && ngx_strncmp(reply->str, "CLUSTERDOWN", 11) == 0))
     {
         ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
-                      "offload: XADD to queue \"%V\" on %V: %V",
-                      &ctx->queue, &ctx->peer->name, &err);
+                      "offload: XADD to queue \"%V\" on %V: %s",
+                      &ctx->queue, &ctx->peer->name, reply->str);
 
-        ngx_http_offload_cluster_refresh(parent);
+        ngx_http_offload_cluster_refresh(ctx->peer->parent);
 
         if (ctx->body_key.len) {
             ngx_http_offload_body_delete(ctx);
@@ -579,39 +581,13 @@ ngx_http_offload_cluster_redirect(ngx_http_offload_ctx_t *ctx,
         return NGX_OK;
     }
 
-    ask = (err.len > 4 && ngx_strncmp(err.data, "ASK ", 4) == 0);
+    ask = (reply->len > 4 && ngx_strncmp(reply->str, "ASK ", 4) == 0);
 
-    if (!ask && !(err.len > 6 && ngx_strncmp(err.data, "MOVED ", 6) == 0)) {
-        return NGX_DECLINED;
-    }
-
-    if (ctx->body_key.len || ctx->redirects == NGX_HTTP_OFFLOAD_REDIRECTS
-        || ngx_http_offload_cluster_target(&err, &slot, &addr) != NGX_OK)
+    if (ctx->body_key.len
+        || ngx_http_offload_cluster_follow(ctx, reply, ask) != NGX_OK)
     {
         return NGX_DECLINED;
     }
-
-    m = ngx_http_offload_cluster_master(cl, &addr);
-    if (m == NGX_ERROR) {
-        return NGX_DECLINED;
-    }
-
-    masters = cl->masters.elts;
-    ctx->redirects++;
-
-    ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
-                  "offload: job %*s: %V, sent to %V",
-                  (size_t) OFFLOAD_JOB_ID_LEN, ctx->id, &err,
-                  &masters[m]->name);
-
-    /* MOVED: the slot is that master's from now on (the refresh confirms
-     * it); ASK: only this command goes there */
-
-    if (!ask) {
-        cl->slot[slot] = (uint16_t) (m + 1);
-    }
-
-    ctx->peer = masters[m];
 
     if (ask) {
         argv[0] = "ASKING";
@@ -635,6 +611,66 @@ failed:
     ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                   "redis_unavailable",
                                   "redis is not reachable");
+    return NGX_OK;
+}
+
+
+/*
+ * A command of a request answered MOVED (or, with ask, ASK) by a
+ * cluster's master: the request goes to the node named, where the caller
+ * sends the command again.  MOVED: the slot is that master's from now on
+ * (the refresh its reply started confirms it); ASK: only this command
+ * goes there.  NGX_DECLINED for another reply, or past
+ * NGX_HTTP_OFFLOAD_REDIRECTS of a request.
+ */
+
+ngx_int_t
+ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
+    redisReply *reply, ngx_uint_t ask)
+{
+    ngx_int_t                    m;
+    ngx_str_t                    err;
+    ngx_uint_t                   slot;
+    offload_addr_t               addr;
+    ngx_http_offload_peer_t    **masters;
+    ngx_http_offload_cluster_t  *cl;
+
+    if (ctx->peer->parent == NULL || reply->type != REDIS_REPLY_ERROR) {
+        return NGX_DECLINED;
+    }
+
+    err.data = (u_char *) reply->str;
+    err.len = reply->len;
+
+    if (!(ask ? err.len > 4 && ngx_strncmp(err.data, "ASK ", 4) == 0
+              : err.len > 6 && ngx_strncmp(err.data, "MOVED ", 6) == 0)
+        || ctx->redirects == NGX_HTTP_OFFLOAD_REDIRECTS
+        || ngx_http_offload_cluster_target(&err, &slot, &addr) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    cl = ctx->peer->parent->cluster;
+
+    m = ngx_http_offload_cluster_master(cl, &addr);
+    if (m == NGX_ERROR) {
+        return NGX_DECLINED;
+    }
+
+    masters = cl->masters.elts;
+    ctx->redirects++;
+
+    ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
+                  "offload: job %*s: %V, sent to %V",
+                  (size_t) OFFLOAD_JOB_ID_LEN, ctx->id, &err,
+                  &masters[m]->name);
+
+    if (!ask) {
+        cl->slot[slot] = (uint16_t) (m + 1);
+    }
+
+    ctx->peer = masters[m];
+
     return NGX_OK;
 }
 

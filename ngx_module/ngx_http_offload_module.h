@@ -597,6 +597,8 @@ ngx_http_offload_link_t *ngx_http_offload_control_link(
 void ngx_http_offload_cluster_refresh(ngx_http_offload_peer_t *peer);
 ngx_int_t ngx_http_offload_cluster_redirect(ngx_http_offload_ctx_t *ctx,
     redisReply *reply);
+ngx_int_t ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
+    redisReply *reply, ngx_uint_t ask);
 void ngx_http_offload_cluster_error(ngx_http_offload_link_t *link,
     redisReply *reply);
 

@@ -693,6 +693,15 @@ ngx_http_offload_look_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    /* a cluster's slot moved: the look again on its master */
+
+    if (reply != NULL
+        && ngx_http_offload_cluster_follow(ctx, reply, 0) == NGX_OK)
+    {
+        ngx_http_offload_fetch_result(ctx, NGX_HTTP_OFFLOAD_READ_LOOK);
+        return;
+    }
+
     /* a list is a big result */
 
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR

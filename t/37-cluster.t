@@ -46,6 +46,7 @@ my $nobody = free_port();
 start_nginx(level => 'info', http => <<"HTTP");
 server {
     listen 127.0.0.1:\@PORT\@;
+    client_max_body_size 8m;
     offload_redis ${\ $cl->url};
     location ~ ^/jobs/([^/]+)\$ { offload_pass \$1; }
     location = /status { offload_status; }
@@ -93,6 +94,12 @@ is($cl->cmd($ctl, 'EXISTS', "offload:{$qa}:jobs"), 1,
 is($cl->cmd($other, 'EXISTS', "offload:{$qb}:jobs"), 1,
     "$qb\'s stream is on $other");
 
+# ---- a big body (into its body key on the bulk link) and its big result
+my $big = 'x' x (2 * 1024 * 1024);
+$r = http('POST', "/jobs/$qb", qq({"big":"$big"}));
+is($r->{status}, 200, "a 2 MB job on $qb answered 200");
+is(length($r->{content} // ''), length($big) + 10, 'with its whole result');
+
 # ---- the status: this nginx's counters of both, the node from the
 # control shard
 my $s;
@@ -102,7 +109,7 @@ ok(wait_until(sub {
 }, scaled(10), 'the node in the status'), 'offload_status lists the node')
     or diag(explain($s));
 ok(($s->{nginx}{queues}{$qa}{requests}{200} // 0) >= 20
-    && ($s->{nginx}{queues}{$qb}{requests}{200} // 0) == 20,
+    && ($s->{nginx}{queues}{$qb}{requests}{200} // 0) == 21,
     'and counts the answers of both queues');
 ok($s->{queues}{$qa}, "and queue $qa from the node's document")
     or diag(explain($s->{queues}));
@@ -128,7 +135,7 @@ if ($pid == 0) {
 }
 ok(wait_until(sub {
     (http('GET', '/status')->{json}{nginx}{queues}{$qb}{requests}{200}
-     // 0) >= 20 + 30;
+     // 0) >= 21 + 30;
 }, scaled(20), 'load under way'), 'the load runs');
 is($cl->move_slot($slot, $third), $other, "slot $slot ($qb) moved from "
     . "$other to $third under load");
@@ -157,5 +164,18 @@ for my $i (1 .. 10) {
     $ok++ if $r->{status} == 200 && ($r->{json}{after} // 0) == $i;
 }
 is($ok, 10, "jobs after the move answered from $third");
+
+# ---- moved back while idle: nginx's map is stale, a big body's EXISTS
+# is answered MOVED and followed
+is($cl->move_slot($slot, $other), $third, "slot $slot moved back to $other");
+stop_sidecar();
+start_sidecar(redis => "127.0.0.1:$ctl", want => { $qa => 2 },
+    conf => sidecar_conf($other));
+my $before = redirected();
+$r = http('POST', "/jobs/$qb", qq({"big":"$big"}));
+is($r->{status}, 200, 'a 2 MB job after the move back answered 200');
+is(length($r->{content} // ''), length($big) + 10, 'with its whole result');
+is(redirected(), $before + 1, 'its check was redirected once to the new '
+    . 'master') or diag(slurp(nginx_error_log()));
 
 done_testing();
