@@ -25,10 +25,22 @@
  * quorum) answer 503 with Retry-After: nothing was added.
  *
  * The masters' peers share one pending table (the cluster peer's): a
- * result heard on any subscriber finds its request.  Replies are classic
- * PUBLISH on this worker's channel, which Redis Cluster forwards to every
- * node: each master's subscriber hears them all, and the table drops the
- * copies of a request already answered.
+ * result heard on any subscriber finds its request.
+ *
+ * Replies: a queue's jobs name its sharded channel, offload:{<queue>}:
+ * reply:<nonce> (SPUBLISHed by the sidecar, kept on the queue's shard),
+ * once its master's subscriber confirmed SSUBSCRIBE to it; before (the
+ * first job of a queue asks for it), they name this worker's channel,
+ * classic PUBLISH, which Redis Cluster forwards to every node: each
+ * master's subscriber hears those, and the table drops the copies of a
+ * request already answered.  hiredis 0.14 knows no sharded pub/sub: it
+ * hands a subscribed context's push to the callback of a channel it saw
+ * SUBSCRIBEd, so each sharded channel is SUBSCRIBEd too (the same name; a
+ * sidecar that PUBLISHes to it is heard as well).  A slot that leaves a
+ * master ends its sharded subscriptions there (sunsubscribe): the map is
+ * asked again, the channel subscribed on the new master, and once it
+ * confirms, the jobs of that queue look at their result keys (what was
+ * published meanwhile went unheard).
  */
 
 
@@ -58,6 +70,8 @@ struct ngx_http_offload_cluster_s {
 };
 
 
+static ngx_http_offload_peer_t *ngx_http_offload_cluster_owner(
+    ngx_http_offload_cluster_t *cl, u_char *key, size_t len);
 static void ngx_http_offload_cluster_round(ngx_http_offload_cluster_t *cl);
 static void ngx_http_offload_cluster_query_up(ngx_http_offload_link_t *link);
 static void ngx_http_offload_cluster_query_down(
@@ -76,6 +90,15 @@ static ngx_int_t ngx_http_offload_cluster_target(ngx_str_t *err,
     ngx_uint_t *slot, offload_addr_t *addr);
 static void ngx_http_offload_cluster_asking_done(redisAsyncContext *ac,
     void *r, void *privdata);
+static void ngx_http_offload_cluster_rehome(ngx_http_offload_cluster_t *cl);
+static ngx_http_offload_shard_t *ngx_http_offload_shard_find(
+    ngx_http_offload_peer_t *peer, u_char *queue, size_t len);
+static ngx_http_offload_shard_t *ngx_http_offload_shard_add(
+    ngx_http_offload_peer_t *peer, u_char *queue, size_t len);
+static void ngx_http_offload_shard_subscribe(ngx_http_offload_peer_t *peer,
+    ngx_http_offload_shard_t *sh);
+static size_t ngx_http_offload_shard_channel(u_char *buf, u_char *queue,
+    size_t len);
 
 
 /* cluster://host[:port][,host[:port]...]: the seeds, resolved now */
@@ -179,20 +202,34 @@ ngx_http_offload_peer_t *
 ngx_http_offload_cluster_peer(ngx_http_offload_peer_t *peer, u_char *key,
     size_t len)
 {
-    uint16_t                     i;
-    ngx_http_offload_peer_t    **m;
-    ngx_http_offload_cluster_t  *cl;
+    ngx_http_offload_peer_t  *master;
 
-    cl = peer->cluster;
-
-    if (cl == NULL) {
+    if (peer->cluster == NULL) {
         return peer;
     }
+
+    master = ngx_http_offload_cluster_owner(peer->cluster, key, len);
+
+    if (master == NULL) {
+        ngx_http_offload_cluster_refresh(peer);
+    }
+
+    return master;
+}
+
+
+/* the master of key's slot as the map says, NULL for none */
+
+static ngx_http_offload_peer_t *
+ngx_http_offload_cluster_owner(ngx_http_offload_cluster_t *cl, u_char *key,
+    size_t len)
+{
+    uint16_t                   i;
+    ngx_http_offload_peer_t  **m;
 
     i = cl->slot ? cl->slot[offload_key_slot((char *) key, len)] : 0;
 
     if (i == 0) {
-        ngx_http_offload_cluster_refresh(peer);
         return NULL;
     }
 
@@ -370,6 +407,8 @@ ngx_http_offload_cluster_answer(redisAsyncContext *ac, void *r,
     cl->asking = 0;
     cl->failed = 0;
 
+    ngx_http_offload_cluster_rehome(cl);
+
     if (cl->again) {
         ngx_http_offload_cluster_round(cl);
     }
@@ -514,6 +553,13 @@ ngx_http_offload_cluster_master(ngx_http_offload_cluster_t *cl,
     m = ngx_array_push(&cl->masters);
 
     if (peer == NULL || p == NULL || m == NULL) {
+        return NGX_ERROR;
+    }
+
+    peer->shards = ngx_palloc(ngx_cycle->pool,
+                              NGX_HTTP_OFFLOAD_SHARDS
+                              * sizeof(ngx_http_offload_shard_t));
+    if (peer->shards == NULL) {
         return NGX_ERROR;
     }
 
@@ -744,4 +790,267 @@ ngx_http_offload_cluster_error(ngx_http_offload_link_t *link,
     if (reply->len > 6 && ngx_strncmp(reply->str, "MOVED ", 6) == 0) {
         ngx_http_offload_cluster_refresh(link->peer->parent);
     }
+}
+
+
+/*
+ * The reply channel of ctx's job, into reply (buf holds a sharded one):
+ * its queue's sharded channel once ctx's master confirmed it, else this
+ * worker's (and the sharded one asked for, for the next jobs).
+ */
+
+void
+ngx_http_offload_cluster_reply(ngx_http_offload_ctx_t *ctx, u_char *buf,
+    offload_str_t *reply)
+{
+    ngx_http_offload_peer_t   *peer;
+    ngx_http_offload_shard_t  *sh;
+
+    reply->data = ngx_http_offload_worker.channel;
+    reply->len = ngx_http_offload_worker.channel_len;
+
+    peer = ctx->peer;
+
+    if (peer->parent == NULL) {
+        return;
+    }
+
+    sh = ngx_http_offload_shard_find(peer, ctx->queue.data, ctx->queue.len);
+
+    if (sh == NULL) {
+        sh = ngx_http_offload_shard_add(peer, ctx->queue.data,
+                                        ctx->queue.len);
+        if (sh != NULL) {
+            ngx_http_offload_shard_subscribe(peer, sh);
+        }
+
+        return;
+    }
+
+    if (sh->generation == peer->subscriber.generation
+        && peer->subscriber.subscribed)
+    {
+        reply->data = (char *) buf;
+        reply->len = ngx_http_offload_shard_channel(buf, sh->queue, sh->len);
+    }
+}
+
+
+/* the subscriber of a master made anew: its queues' sharded channels, of
+ * the queues the map still gives it */
+
+void
+ngx_http_offload_cluster_resubscribe(ngx_http_offload_peer_t *peer)
+{
+    ngx_uint_t                 i;
+    ngx_http_offload_shard_t  *sh;
+
+    for (i = 0; i < peer->nshards; /* void */) {
+        sh = &peer->shards[i];
+
+        if (ngx_http_offload_cluster_owner(peer->parent->cluster, sh->queue,
+                                           sh->len)
+            != peer)
+        {
+            *sh = peer->shards[--peer->nshards];
+            continue;
+        }
+
+        sh->generation = 0;
+        ngx_http_offload_shard_subscribe(peer, sh);
+        i++;
+    }
+}
+
+
+/* a new map: a queue whose slot moved is subscribed on its new master */
+
+static void
+ngx_http_offload_cluster_rehome(ngx_http_offload_cluster_t *cl)
+{
+    ngx_uint_t                 i, k;
+    ngx_http_offload_peer_t   *owner, **m;
+    ngx_http_offload_shard_t  *sh, *to;
+
+    m = cl->masters.elts;
+
+    for (i = 0; i < cl->masters.nelts; i++) {
+        for (k = 0; k < m[i]->nshards; /* void */) {
+            sh = &m[i]->shards[k];
+            owner = ngx_http_offload_cluster_owner(cl, sh->queue, sh->len);
+
+            if (owner == NULL || owner == m[i]) {
+                k++;
+                continue;
+            }
+
+            if (ngx_http_offload_shard_find(owner, sh->queue, sh->len)
+                == NULL)
+            {
+                to = ngx_http_offload_shard_add(owner, sh->queue, sh->len);
+                if (to != NULL) {
+                    ngx_http_offload_shard_subscribe(owner, to);
+                }
+            }
+
+            *sh = m[i]->shards[--m[i]->nshards];
+        }
+    }
+}
+
+
+/*
+ * A master's subscriber: the confirmations of a sharded reply channel, and
+ * its end there (the slot left that master).  NGX_DECLINED for what is not
+ * about one (messages, this worker's channel).
+ */
+
+ngx_int_t
+ngx_http_offload_cluster_message(ngx_http_offload_link_t *link,
+    redisReply *kind, redisReply *channel)
+{
+    u_char                    *q, *end;
+    ngx_str_t                  queue;
+    ngx_http_offload_peer_t   *peer;
+    ngx_http_offload_shard_t  *sh;
+
+    /* offload:{<queue>}:reply:<nonce> */
+
+    if (channel->type != REDIS_REPLY_STRING || channel->len < 9
+        || ngx_strncmp(channel->str, "offload:{", 9) != 0
+        || (kind->len == 7 && ngx_strncmp(kind->str, "message", 7) == 0)
+        || (kind->len == 8 && ngx_strncmp(kind->str, "smessage", 8) == 0))
+    {
+        return NGX_DECLINED;
+    }
+
+    q = (u_char *) channel->str + 9;
+    end = ngx_strlchr(q, (u_char *) channel->str + channel->len, '}');
+
+    if (end == NULL) {
+        return NGX_DECLINED;
+    }
+
+    queue.data = q;
+    queue.len = end - q;
+    peer = link->peer;
+
+    sh = ngx_http_offload_shard_find(peer, queue.data, queue.len);
+
+    if (sh != NULL && kind->len == 10
+        && ngx_strncmp(kind->str, "ssubscribe", 10) == 0)
+    {
+        sh->generation = link->generation;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, link->log, 0,
+                       "offload: sharded replies of queue \"%V\"", &queue);
+
+        ngx_http_offload_recover_jobs(peer, &queue);
+        return NGX_OK;
+    }
+
+    if (kind->len == 12 && ngx_strncmp(kind->str, "sunsubscribe", 12) == 0) {
+        ngx_log_error(NGX_LOG_INFO, link->log, 0,
+                      "offload: redis %V: the slot of queue \"%V\" left, "
+                      "asking for the map", &peer->name, &queue);
+
+        if (sh != NULL) {
+            sh->generation = 0;
+        }
+
+        ngx_http_offload_cluster_refresh(peer->parent);
+    }
+
+    /* "subscribe", the classic twin's: nothing to do */
+
+    return NGX_OK;
+}
+
+
+static ngx_http_offload_shard_t *
+ngx_http_offload_shard_find(ngx_http_offload_peer_t *peer, u_char *queue,
+    size_t len)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < peer->nshards; i++) {
+        if (peer->shards[i].len == len
+            && ngx_memcmp(peer->shards[i].queue, queue, len) == 0)
+        {
+            return &peer->shards[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* NULL past NGX_HTTP_OFFLOAD_SHARDS queues: their replies stay classic */
+
+static ngx_http_offload_shard_t *
+ngx_http_offload_shard_add(ngx_http_offload_peer_t *peer, u_char *queue,
+    size_t len)
+{
+    ngx_http_offload_shard_t  *sh;
+
+    if (peer->nshards == NGX_HTTP_OFFLOAD_SHARDS
+        || len > OFFLOAD_QUEUE_NAME_MAX)
+    {
+        return NULL;
+    }
+
+    sh = &peer->shards[peer->nshards++];
+
+    ngx_memcpy(sh->queue, queue, len);
+    sh->len = len;
+    sh->generation = 0;
+
+    return sh;
+}
+
+
+/* SUBSCRIBE then SSUBSCRIBE, when the subscriber is up; else its
+ * resubscribe does it */
+
+static void
+ngx_http_offload_shard_subscribe(ngx_http_offload_peer_t *peer,
+    ngx_http_offload_shard_t *sh)
+{
+    u_char       buf[OFFLOAD_KEY_MAX];
+    const char  *argv[2];
+    size_t       argvlen[2];
+
+    if (!peer->subscriber.up) {
+        return;
+    }
+
+    argv[0] = "SUBSCRIBE";
+    argvlen[0] = 9;
+    argv[1] = (char *) buf;
+    argvlen[1] = ngx_http_offload_shard_channel(buf, sh->queue, sh->len);
+
+    if (ngx_http_offload_link_send(&peer->subscriber,
+                                   ngx_http_offload_message, NULL,
+                                   2, argv, argvlen)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    argv[0] = "SSUBSCRIBE";
+    argvlen[0] = 10;
+
+    (void) ngx_http_offload_link_send(&peer->subscriber,
+                                      ngx_http_offload_message, NULL,
+                                      2, argv, argvlen);
+}
+
+
+static size_t
+ngx_http_offload_shard_channel(u_char *buf, u_char *queue, size_t len)
+{
+    return ngx_sprintf(buf, "offload:{%*s}:reply:%*s", len, queue,
+                       (size_t) OFFLOAD_NONCE_LEN,
+                       ngx_http_offload_worker.nonce)
+           - buf;
 }

@@ -664,6 +664,7 @@ ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx)
 {
     int                            argc;
     char                           stream[OFFLOAD_KEY_MAX];
+    u_char                         channel[OFFLOAD_KEY_MAX];
     const char                    *argv[OFFLOAD_JOB_ARGC];
     size_t                         argvlen[OFFLOAD_JOB_ARGC];
     ngx_str_t                      tp, ts;
@@ -690,8 +691,8 @@ ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx)
         job.payload.len = ctx->body.len;
     }
 
-    job.reply.data = ngx_http_offload_worker.channel;
-    job.reply.len = ngx_http_offload_worker.channel_len;
+    /* this worker's channel; a cluster's: the queue's sharded one */
+    ngx_http_offload_cluster_reply(ctx, channel, &job.reply);
     job.submitted_ms = ctx->submitted_ms;
     job.deadline_ms = ctx->submitted_ms + ctx->timeout;
     job.attempt = 1;

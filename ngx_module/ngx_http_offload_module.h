@@ -204,6 +204,18 @@ struct ngx_http_offload_link_s {
 };
 
 
+/* A cluster's master: a queue whose jobs' replies come on its sharded
+ * channel, offload:{<queue>}:reply:<nonce>, on the master's subscriber. */
+typedef struct {
+    u_char                        queue[OFFLOAD_QUEUE_NAME_MAX];
+    size_t                        len;
+    ngx_uint_t                    generation;  /* the subscriber's that
+                                                  confirmed it; 0: not yet */
+} ngx_http_offload_shard_t;
+
+#define NGX_HTTP_OFFLOAD_SHARDS           64   /* per master */
+
+
 /* A distinct (address, user, password, db): one per offload_redis. */
 struct ngx_http_offload_peer_s {
     ngx_str_t                     name;
@@ -216,6 +228,8 @@ struct ngx_http_offload_peer_s {
                                                   are peers of their own */
     ngx_http_offload_peer_t      *parent;      /* a cluster's master: the
                                                   cluster's peer */
+    ngx_http_offload_shard_t     *shards;      /* a cluster's master's */
+    ngx_uint_t                    nshards;
     ngx_uint_t                    wait_replicas;   /* 0: no WAIT; or
                                                   ..._WAIT_ALL */
     ngx_msec_t                    wait_timeout;
@@ -601,6 +615,11 @@ ngx_int_t ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
     redisReply *reply, ngx_uint_t ask);
 void ngx_http_offload_cluster_error(ngx_http_offload_link_t *link,
     redisReply *reply);
+void ngx_http_offload_cluster_reply(ngx_http_offload_ctx_t *ctx,
+    u_char *buf, offload_str_t *reply);
+void ngx_http_offload_cluster_resubscribe(ngx_http_offload_peer_t *peer);
+ngx_int_t ngx_http_offload_cluster_message(ngx_http_offload_link_t *link,
+    redisReply *kind, redisReply *channel);
 
 /* ngx_http_offload_reply.c */
 void ngx_http_offload_peer_start(ngx_http_offload_peer_t *peer,
@@ -617,6 +636,10 @@ void ngx_http_offload_xadd_done(redisAsyncContext *ac, void *r,
 void ngx_http_offload_xadd_result(ngx_http_offload_ctx_t *ctx,
     redisReply *reply);
 void ngx_http_offload_submitted(ngx_http_offload_ctx_t *ctx);
+void ngx_http_offload_message(redisAsyncContext *ac, void *r,
+    void *privdata);
+void ngx_http_offload_recover_jobs(ngx_http_offload_peer_t *peer,
+    ngx_str_t *queue);
 
 /* ngx_http_offload_jobs.c */
 void ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx);

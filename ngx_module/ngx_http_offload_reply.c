@@ -32,8 +32,6 @@ static void ngx_http_offload_notice(ngx_http_offload_peer_t *peer,
 static void ngx_http_offload_recover(ngx_http_offload_peer_t *peer);
 static void ngx_http_offload_command_up(ngx_http_offload_link_t *link);
 static void ngx_http_offload_subscriber_up(ngx_http_offload_link_t *link);
-static void ngx_http_offload_message(redisAsyncContext *ac, void *r,
-    void *privdata);
 static void ngx_http_offload_look_done(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_offload_whole_done(redisAsyncContext *ac, void *r,
@@ -774,19 +772,31 @@ ngx_http_offload_nothing_stored(ngx_http_offload_ctx_t *ctx)
 static void
 ngx_http_offload_recover(ngx_http_offload_peer_t *peer)
 {
+    if (peer->command.up && peer->subscriber.subscribed) {
+        ngx_http_offload_recover_jobs(peer, NULL);
+    }
+}
+
+
+/*
+ * The looks of the submitted jobs of the table peer is in: with queue,
+ * that queue's (a cluster's sharded reply channel subscribed anew), else
+ * peer's own (a cluster's masters share their table).
+ */
+
+void
+ngx_http_offload_recover_jobs(ngx_http_offload_peer_t *peer,
+    ngx_str_t *queue)
+{
     ngx_rbtree_t            *pending;
     ngx_rbtree_node_t       *node;
     ngx_http_offload_ctx_t  *ctx;
 
     pending = ngx_http_offload_pending_of(peer);
 
-    if (!peer->command.up || !peer->subscriber.subscribed
-        || pending->root == pending->sentinel)
-    {
+    if (pending->root == pending->sentinel) {
         return;
     }
-
-    /* a cluster's master: its own jobs, of the table it shares */
 
     for (node = ngx_rbtree_min(pending->root, pending->sentinel);
          node;
@@ -794,7 +804,12 @@ ngx_http_offload_recover(ngx_http_offload_peer_t *peer)
     {
         ctx = (ngx_http_offload_ctx_t *) node;
 
-        if (ctx->submitted && ctx->peer == peer) {
+        if (ctx->submitted
+            && (queue ? ctx->queue.len == queue->len
+                        && ngx_memcmp(ctx->queue.data, queue->data,
+                                      queue->len) == 0
+                      : ctx->peer == peer))
+        {
             ngx_http_offload_fetch_result(ctx, NGX_HTTP_OFFLOAD_READ_LOOK);
         }
     }
@@ -834,11 +849,18 @@ ngx_http_offload_subscriber_up(ngx_http_offload_link_t *link)
         != NGX_OK)
     {
         ngx_add_timer(&link->watchdog, 1);
+        return;
+    }
+
+    /* a cluster's master: the sharded reply channels of its queues */
+
+    if (link->peer->parent) {
+        ngx_http_offload_cluster_resubscribe(link->peer);
     }
 }
 
 
-static void
+void
 ngx_http_offload_message(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply               *reply = r;
@@ -864,6 +886,12 @@ ngx_http_offload_message(redisAsyncContext *ac, void *r, void *privdata)
     channel = reply->element[1];
     payload = reply->element[2];
 
+    if (link->peer->parent
+        && ngx_http_offload_cluster_message(link, kind, channel) == NGX_OK)
+    {
+        return;
+    }
+
     if (kind->len == 9 && ngx_strncmp(kind->str, "subscribe", 9) == 0
         && channel->type == REDIS_REPLY_STRING
         && channel->len == sizeof(OFFLOAD_JOBS_DONE) - 1
@@ -884,7 +912,10 @@ ngx_http_offload_message(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    if (kind->len != 7 || ngx_strncmp(kind->str, "message", 7) != 0
+    /* "smessage": on a cluster's sharded reply channel */
+
+    if (!((kind->len == 7 && ngx_strncmp(kind->str, "message", 7) == 0)
+          || (kind->len == 8 && ngx_strncmp(kind->str, "smessage", 8) == 0))
         || payload->type != REDIS_REPLY_STRING)
     {
         return;

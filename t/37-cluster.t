@@ -29,17 +29,20 @@ my $ctl = $cl->owner_port('ctl');
 my ($other, $third) = grep { $_ != $ctl } @masters;
 my $qa = $cl->queue_on($ctl);
 my $qb = $cl->queue_on($other);
-ok($qa && $qb, "queue $qa on the control shard ($ctl), $qb on $other");
+my $qc = $cl->queue_on($third);
+ok($qa && $qb && $qc, "queue $qa on the control shard ($ctl), $qb on "
+    . "$other, $qc on $third");
 redis_use($ctl);
 
 sub sidecar_conf {
-    my ($b_port) = @_;
+    my ($b_port, $c_port) = @_;
     return "queue $qa { handler echo; workers 2; }\n"
         . "queue $qb { handler echo; workers 2; "
-        . "redis 127.0.0.1:$b_port; }\n";
+        . "redis 127.0.0.1:$b_port; }\n"
+        . "queue $qc { handler echo; redis 127.0.0.1:$c_port; }\n";
 }
 start_sidecar(redis => "127.0.0.1:$ctl", want => { $qa => 2 },
-    conf => sidecar_conf($other));
+    conf => sidecar_conf($other, $third));
 my $node = node_name();
 
 my $nobody = free_port();
@@ -89,6 +92,18 @@ is(redirected(), 0, 'every XADD went to its queue\'s master at once: no '
 ok(xadds($ctl) >= 20 && xadds($other) == 20 && xadds($third) == 0,
     "XADDs: $qa\'s on $ctl, $qb\'s on $other, none on $third")
     or diag(join ' ', map { "$_: " . xadds($_) } @masters);
+# the replies of a queue on its shard: each worker subscribed its
+# queues' sharded channels on their masters (and only there)
+sub shard_channels {
+    my ($port, $q) = @_;
+    my $ch = $cl->cmd($port, 'PUBSUB', 'SHARDCHANNELS', "offload:{$q}:reply:*");
+    return ref $ch eq 'ARRAY' ? scalar @$ch : -1;
+}
+ok(shard_channels($ctl, $qa) >= 1 && shard_channels($other, $qb) >= 1,
+    "sharded reply channels: $qa\'s on $ctl, $qb\'s on $other");
+is(shard_channels($ctl, $qb) + shard_channels($third, $qb)
+    + shard_channels($other, $qa) + shard_channels($third, $qa), 0,
+    'and none elsewhere');
 is($cl->cmd($ctl, 'EXISTS', "offload:{$qa}:jobs"), 1,
     "$qa\'s stream is on the control shard");
 is($cl->cmd($other, 'EXISTS', "offload:{$qb}:jobs"), 1,
@@ -141,7 +156,7 @@ is($cl->move_slot($slot, $third), $other, "slot $slot ($qb) moved from "
     . "$other to $third under load");
 stop_sidecar();
 start_sidecar(redis => "127.0.0.1:$ctl", want => { $qa => 2 },
-    conf => sidecar_conf($third));
+    conf => sidecar_conf($third, $third));
 spew($done, '');
 waitpid($pid, 0);
 my $got = json_decode(slurp($results)) || [];
@@ -158,6 +173,10 @@ ok(redirected() > 0, 'nginx followed the old master\'s redirections '
     . 'meanwhile') or diag(slurp(nginx_error_log()));
 is($cl->cmd($third, 'EXISTS', "offload:{$qb}:jobs"), 1,
     "$qb\'s stream is on $third now");
+ok(wait_until(sub { shard_channels($third, $qb) >= 1 }, scaled(10),
+    'sharded channel on the new master'), "$qb\'s sharded reply channel "
+    . "is on $third now");
+is(shard_channels($other, $qb), 0, "and no longer on $other");
 $ok = 0;
 for my $i (1 .. 10) {
     my $r = http('POST', "/jobs/$qb", qq({"after":$i}));
@@ -165,15 +184,17 @@ for my $i (1 .. 10) {
 }
 is($ok, 10, "jobs after the move answered from $third");
 
-# ---- moved back while idle: nginx's map is stale, a big body's EXISTS
-# is answered MOVED and followed
-is($cl->move_slot($slot, $other), $third, "slot $slot moved back to $other");
+# ---- the slot of a queue nginx sent nothing to moved while idle: nothing
+# tells nginx (no sharded subscription of it ends), its map is stale, a
+# big body's EXISTS is answered MOVED and followed
+is($cl->move_slot($cl->slot_of($qc), $other), $third,
+    "slot of $qc moved to $other");
 stop_sidecar();
 start_sidecar(redis => "127.0.0.1:$ctl", want => { $qa => 2 },
-    conf => sidecar_conf($other));
+    conf => sidecar_conf($third, $other));
 my $before = redirected();
-$r = http('POST', "/jobs/$qb", qq({"big":"$big"}));
-is($r->{status}, 200, 'a 2 MB job after the move back answered 200');
+$r = http('POST', "/jobs/$qc", qq({"big":"$big"}));
+is($r->{status}, 200, "a 2 MB job to $qc after the move answered 200");
 is(length($r->{content} // ''), length($big) + 10, 'with its whole result');
 is(redirected(), $before + 1, 'its check was redirected once to the new '
     . 'master') or diag(slurp(nginx_error_log()));
