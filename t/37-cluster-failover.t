@@ -1,0 +1,88 @@
+#!/usr/bin/perl
+# nginx on a Redis Cluster whose master dies: three masters with a replica
+# each; the master of a queue's slot is killed (SIGKILL), the cluster
+# promotes its replica, and nginx, whose connections to the dead master
+# fail, asks the seeds for the slot map again and sends the queue's jobs
+# to the new master: 503 meanwhile (never a hang), then every job answered
+# 200 with its own result.  The sidecar names each queue's master with a
+# plain `redis` and does not follow a failover: it is restarted on the new
+# master.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use OffloadTest;
+use ClusterTopology;
+
+my $cl = start_cluster_topology(masters => 3, replicas => 1,
+    node_timeout => 1000);
+my @masters = $cl->master_ports;
+my $ctl = $cl->owner_port('ctl');
+my ($doomed) = grep { $_ != $ctl } @masters;
+my $qa = $cl->queue_on($ctl);
+my $qb = $cl->queue_on($doomed);
+ok($qa && $qb, "queue $qa on the control shard ($ctl), $qb on $doomed");
+redis_use($ctl);
+
+sub sidecar_conf {
+    my ($b_port) = @_;
+    return "queue $qa { handler echo; }\n"
+        . "queue $qb { handler echo; workers 2; "
+        . "redis 127.0.0.1:$b_port; }\n";
+}
+start_sidecar(redis => "127.0.0.1:$ctl", want => { $qa => 1 },
+    conf => sidecar_conf($doomed));
+
+start_nginx(http => <<"HTTP");
+server {
+    listen 127.0.0.1:\@PORT\@;
+    offload_redis ${\ $cl->url};
+    location ~ ^/jobs/([^/]+)\$ { offload_pass \$1; }
+}
+HTTP
+ok(wait_nginx_ready("/jobs/$qb", '{}'), "nginx answers on $qb");
+
+# the master of a slot as a live node ($ctl) says
+sub owner_at {
+    my ($port, $slot) = @_;
+    my $slots = $cl->cmd($port, 'CLUSTER', 'SLOTS');
+    return 0 unless ref $slots eq 'ARRAY';
+    for my $range (@$slots) {
+        return $range->[2][1]
+            if $slot >= $range->[0] && $slot <= $range->[1];
+    }
+    return 0;
+}
+
+my $slot = $cl->slot_of($qb);
+ok(kill('KILL', proc_pid("cluster-$doomed")), "master $doomed killed");
+my $new;
+ok(wait_until(sub {
+    $new = owner_at($ctl, $slot);
+    $new && $new != $doomed
+        && ($cl->cmd($ctl, 'CLUSTER', 'INFO') // '') =~ /cluster_state:ok/;
+}, scaled(30), 'a replica promoted'), "its replica took over: $new");
+
+# meanwhile nginx answers at once, 200 or 503, never hangs
+my $r = http('POST', "/jobs/$qb", '{"during":1}', undef, scaled(35));
+ok($r->{status} == 200 || $r->{status} == 503,
+    "a job to $qb meanwhile: $r->{status}");
+
+stop_sidecar();
+start_sidecar(redis => "127.0.0.1:$ctl", want => { $qa => 1 },
+    conf => sidecar_conf($new));
+ok(wait_until(sub {
+    http('POST', "/jobs/$qb", '{}')->{status} == 200
+}, scaled(20), "$qb answers again"), "$qb answered from the new master");
+my $ok = 0;
+for my $i (1 .. 20) {
+    my $a = http('POST', "/jobs/$qb", qq({"i":$i}));
+    $ok++ if $a->{status} == 200 && ($a->{json}{i} // 0) == $i;
+}
+is($ok, 20, '20 jobs answered 200, each its own result');
+like(slurp(nginx_error_log()), qr/redis \S+: master 127\.0\.0\.1:$new\b/,
+    'nginx learned the new master from the seeds');
+
+done_testing();
