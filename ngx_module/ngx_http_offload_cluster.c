@@ -64,7 +64,6 @@ struct ngx_http_offload_cluster_s {
     ngx_array_t                   masters;     /* ngx_http_offload_peer_t * */
     ngx_event_t                   retry;       /* no seed answered */
     uint16_t                     *slot;        /* a master's index + 1 */
-    unsigned                      known:1;     /* a map came */
     unsigned                      asking:1;    /* a round is on */
     unsigned                      again:1;     /* asked for meanwhile */
 };
@@ -470,8 +469,6 @@ ngx_http_offload_cluster_map(ngx_http_offload_cluster_t *cl,
             cl->slot[s] = (uint16_t) (m + 1);
         }
     }
-
-    cl->known = 1;
 
     return NGX_OK;
 }
