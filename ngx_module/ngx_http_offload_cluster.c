@@ -13,8 +13,10 @@
  * master of the control slot, offload_key_slot("ctl").  Until a map is
  * known a request is answered 503 redis_unavailable with Retry-After.
  *
- * The map is asked again on a MOVED reply to any command, and when a
- * master's connection is lost or cannot be made.  A job's XADD answered
+ * The map is asked again on a MOVED reply to any command, when a
+ * master's connection is lost or cannot be made, and every
+ * NGX_HTTP_OFFLOAD_SENTINEL_RETRY while a master it names stays down (its
+ * replica is promoted a node timeout after it died).  A job's XADD answered
  * MOVED was not run: it is sent again to the master named (the map takes
  * that slot at once); ASK: ASKING and the XADD on the node named, the map
  * unchanged; at most NGX_HTTP_OFFLOAD_REDIRECTS of those per job.  A big
@@ -78,6 +80,8 @@ static void ngx_http_offload_cluster_query_down(
 static void ngx_http_offload_cluster_question(ngx_http_offload_link_t *link);
 static void ngx_http_offload_cluster_answer(redisAsyncContext *ac, void *r,
     void *privdata);
+static ngx_uint_t ngx_http_offload_cluster_down(
+    ngx_http_offload_cluster_t *cl);
 static ngx_int_t ngx_http_offload_cluster_map(ngx_http_offload_cluster_t *cl,
     redisReply *reply, offload_addr_t *asked);
 static ngx_int_t ngx_http_offload_cluster_node(redisReply *node,
@@ -410,7 +414,42 @@ ngx_http_offload_cluster_answer(redisAsyncContext *ac, void *r,
 
     if (cl->again) {
         ngx_http_offload_cluster_round(cl);
+        return;
     }
+
+    /* a master the map names is down (its connection waits for its
+     * backoff): the map is asked again soon, until a replica promoted in
+     * its place is named */
+
+    if (ngx_http_offload_cluster_down(cl) && !cl->retry.timer_set) {
+        ngx_add_timer(&cl->retry, NGX_HTTP_OFFLOAD_SENTINEL_RETRY);
+    }
+}
+
+
+/* whether a master the map names has its command connection down */
+
+static ngx_uint_t
+ngx_http_offload_cluster_down(ngx_http_offload_cluster_t *cl)
+{
+    ngx_uint_t                 i, s;
+    ngx_http_offload_peer_t  **m;
+
+    m = cl->masters.elts;
+
+    for (i = 0; i < cl->masters.nelts; i++) {
+        if (m[i]->command.ac != NULL) {
+            continue;           /* up, or connecting */
+        }
+
+        for (s = 0; s < OFFLOAD_SLOTS; s++) {
+            if (cl->slot[s] == i + 1) {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
 }
 
 

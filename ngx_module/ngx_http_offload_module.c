@@ -571,6 +571,12 @@ ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
     ctx->peer = peer;
 
     if (!ctx->peer->command.up) {
+
+        /* a cluster's master down: maybe replaced, the map tells */
+        if (peer->parent) {
+            ngx_http_offload_cluster_refresh(peer->parent);
+        }
+
         return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "redis_unavailable",
                                            "redis is not reachable");
