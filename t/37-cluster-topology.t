@@ -9,10 +9,12 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use Time::HiRes qw(time);
 use OffloadTest;
 use ClusterTopology;
 
-my $cl = start_cluster_topology(masters => 3);
+my $cl = start_cluster_topology(masters => 3, replicas => 1,
+    node_timeout => 1000);
 my @masters = $cl->master_ports;
 is(scalar @masters, 3, 'three masters');
 
@@ -42,5 +44,16 @@ is($cl->cmd($masters[2], 'GET', $key), 'v', 'its key went with it');
 $moved = $cl->cmd($masters[0], 'GET', $key);
 like(ref $moved ? $moved->{error} : '', qr/^MOVED $slot 127\.0\.0\.1:$masters[2]$/,
     'the old master redirects to the new one');
+
+my $replica = $cl->replica_of($masters[2]);
+ok($replica, 'the master has a replica');
+is($cl->cmd($masters[2], 'WAIT', 1, 5000), 1, 'the replica has its writes');
+my $t0 = time;
+$cl->kill_node($masters[2], 'KILL');
+is($cl->wait_owner_change($slot, $masters[2], scaled(20)), $replica,
+    'its replica took the slot over');
+diag(sprintf 'cluster failover: %.1f s with cluster-node-timeout 1000',
+    time - $t0);
+is($cl->cmd($replica, 'GET', $key), 'v', 'the new master has the key');
 
 done_testing();

@@ -17,6 +17,11 @@ package ClusterTopology;
 #   $cl->move_slot($slot, $to_port)  # migrate a slot and its keys
 #   $cl->cmd($port, ...)        # one command to one node
 #   $cl->node_id($port)
+#   $cl->replica_of($port)      # a replica of the master on $port
+#   $cl->kill_node($port, 'KILL')  # or 'STOP'; a killed node is left out
+#                               # of wait_ok
+#   $cl->wait_owner_change($slot, $old_port, $timeout)  # a replica took
+#                               # the slot over: its port
 #
 # No Debian package beyond redis-server, and no redis-cli --cluster: it
 # waits with fixed sleeps; the CLUSTER commands let us wait on conditions.
@@ -98,8 +103,8 @@ sub start_node {
     return $port;
 }
 
-sub ports { @{ $_[0]{all} } }
-sub master_ports { @{ $_[0]{masters} } }
+sub ports { grep { !$_[0]{dead}{$_} } @{ $_[0]{all} } }
+sub master_ports { grep { !$_[0]{dead}{$_} } @{ $_[0]{masters} } }
 sub replica_ports { @{ $_[0]{replicas} } }
 sub seeds { join ',', map { "127.0.0.1:$_" } $_[0]->master_ports }
 sub url { 'cluster://' . $_[0]->seeds }
@@ -154,13 +159,13 @@ sub slot_map_text {
 
 sub slot_of {
     my ($self, $key) = @_;
-    return $self->cmd($self->{masters}[0], 'CLUSTER', 'KEYSLOT', $key);
+    return $self->cmd(($self->ports)[0], 'CLUSTER', 'KEYSLOT', $key);
 }
 
-# The master serving the slot, as the first master asked says.
+# The master serving the slot, as the first live node asked says.
 sub slot_owner {
     my ($self, $slot) = @_;
-    my $slots = $self->cmd($self->{masters}[0], 'CLUSTER', 'SLOTS');
+    my $slots = $self->cmd(($self->ports)[0], 'CLUSTER', 'SLOTS');
     for my $range (@$slots) {
         return $range->[2][1] if $slot >= $range->[0] && $slot <= $range->[1];
     }
@@ -216,6 +221,47 @@ sub move_slot {
     $self->wait_ok(scaled(30))
         or die "the cluster did not agree on the move of slot $slot\n";
     return $from_port;
+}
+
+sub replica_of {
+    my ($self, $port) = @_;
+    my $id = $self->node_id($port);
+    for my $replica (grep { !$self->{dead}{$_} } @{ $self->{replicas} }) {
+        my $nodes = $self->cmd($replica, 'CLUSTER', 'NODES') // '';
+        return $replica if $nodes =~ /^\S+ \S+ myself,slave \Q$id\E /m;
+    }
+    return undef;
+}
+
+sub kill_node {
+    my ($self, $port, $sig) = @_;
+    kill $sig // 'KILL', proc_pid("cluster-$port");
+    $self->{dead}{$port} = 1;
+    return $port;
+}
+
+# Waits until the live nodes agree that a master other than $old_port
+# serves $slot; returns its port, or undef after $timeout seconds.
+sub wait_owner_change {
+    my ($self, $slot, $old_port, $timeout) = @_;
+    my $new;
+    $self->{masters} = [ grep { $_ != $old_port } @{ $self->{masters} } ];
+    wait_until(sub {
+        my %owners;
+        for my $port ($self->ports) {
+            my $slots = $self->cmd($port, 'CLUSTER', 'SLOTS');
+            my ($range) = grep { $slot >= $_->[0] && $slot <= $_->[1] }
+                ref $slots eq 'ARRAY' ? @$slots : ();
+            $owners{ $range ? $range->[2][1] : 0 } = 1;
+        }
+        my @owners = keys %owners;
+        $new = $owners[0] if @owners == 1 && $owners[0] != $old_port
+            && $owners[0] != 0;
+        return $new;
+    }, $timeout, "a new master for slot $slot") or return undef;
+    push @{ $self->{masters} }, $new
+        unless grep { $_ == $new } @{ $self->{masters} };
+    return $new;
 }
 
 1;
