@@ -46,27 +46,12 @@ server {
 HTTP
 ok(wait_nginx_ready("/jobs/$qb", '{}'), "nginx answers on $qb");
 
-# the master of a slot as a live node ($ctl) says
-sub owner_at {
-    my ($port, $slot) = @_;
-    my $slots = $cl->cmd($port, 'CLUSTER', 'SLOTS');
-    return 0 unless ref $slots eq 'ARRAY';
-    for my $range (@$slots) {
-        return $range->[2][1]
-            if $slot >= $range->[0] && $slot <= $range->[1];
-    }
-    return 0;
-}
-
 my $slot = $cl->slot_of($qb);
 my $t0 = time;
-ok(kill('KILL', proc_pid("cluster-$doomed")), "master $doomed killed");
-my $new;
-ok(wait_until(sub {
-    $new = owner_at($ctl, $slot);
-    $new && $new != $doomed
-        && ($cl->cmd($ctl, 'CLUSTER', 'INFO') // '') =~ /cluster_state:ok/;
-}, scaled(30), 'a replica promoted'), "its replica took over: $new");
+$cl->kill_node($doomed);
+my $new = $cl->wait_owner_change($slot, $doomed, scaled(30));
+ok($new, "master $doomed killed, its replica took over: "
+    . ($new // 'none'));
 my $t1 = time;
 
 # meanwhile a job is answered, never left hanging: 503 while this worker

@@ -203,4 +203,18 @@ is(length($r->{content} // ''), length($big) + 10, 'with its whole result');
 is(redirected(), $before + 1, 'its check was redirected once to the new '
     . 'master') or diag(slurp(nginx_error_log()));
 
+# ---- a master dies with no replica to take over: the cluster is down,
+# a job is answered 503 with Retry-After, nothing hangs
+$cl->kill_node($third);
+ok(wait_until(sub {
+    ($cl->cmd($ctl, 'CLUSTER', 'INFO') // '') =~ /cluster_state:fail/
+}, scaled(20), 'cluster down'), 'a master without a replica killed: the '
+    . 'cluster is down');
+$r = http('POST', "/jobs/$qa", '{}', undef, scaled(10));
+is($r->{status}, 503, "a job to $qa (its master alive) answered 503");
+is($r->{json}{error}{code}, 'redis_unavailable', 'redis_unavailable');
+like($r->{json}{error}{message}, qr/cluster .*down/, 'the cluster is down')
+    or diag($r->{content});
+is($r->{headers}{'retry-after'}, 1, 'with Retry-After: 1');
+
 done_testing();
