@@ -32,10 +32,10 @@
  * Replies: a queue's jobs name its sharded channel, offload:{<queue>}:
  * reply:<nonce> (SPUBLISHed by the sidecar, kept on the queue's shard),
  * once its master's subscriber confirmed SSUBSCRIBE to it; before (the
- * first job of a queue asks for it), they name this worker's channel,
- * classic PUBLISH, which Redis Cluster forwards to every node: each
- * master's subscriber hears those, and the table drops the copies of a
- * request already answered.  hiredis 0.14 knows no sharded pub/sub: it
+ * first job of a queue accepted asks for it), they name this worker's
+ * channel, classic PUBLISH, which Redis Cluster forwards to every node:
+ * each master's subscriber hears those, and the table drops the copies of
+ * a request already answered.  hiredis 0.14 knows no sharded pub/sub: it
  * hands a subscribed context's push to the callback of a channel it saw
  * SUBSCRIBEd, so each sharded channel is SUBSCRIBEd too (the same name; a
  * sidecar that PUBLISHes to it is heard as well).  A slot that leaves a
@@ -832,7 +832,7 @@ ngx_http_offload_cluster_error(ngx_http_offload_link_t *link,
 /*
  * The reply channel of ctx's job, into reply (buf holds a sharded one):
  * its queue's sharded channel once ctx's master confirmed it, else this
- * worker's (and the sharded one asked for, for the next jobs).
+ * worker's.
  */
 
 void
@@ -853,21 +853,36 @@ ngx_http_offload_cluster_reply(ngx_http_offload_ctx_t *ctx, u_char *buf,
 
     sh = ngx_http_offload_shard_find(peer, ctx->queue.data, ctx->queue.len);
 
-    if (sh == NULL) {
-        sh = ngx_http_offload_shard_add(peer, ctx->queue.data,
-                                        ctx->queue.len);
-        if (sh != NULL) {
-            ngx_http_offload_shard_subscribe(peer, sh);
-        }
-
-        return;
-    }
-
-    if (sh->generation == peer->subscriber.generation
+    if (sh != NULL && sh->generation == peer->subscriber.generation
         && peer->subscriber.subscribed)
     {
         reply->data = (char *) buf;
         reply->len = ngx_http_offload_shard_channel(buf, sh->queue, sh->len);
+    }
+}
+
+
+/* a job accepted on a cluster's master: the first of its queue there asks
+ * for the queue's sharded channel (a queue that exists: a name nobody
+ * serves, answered 404, is never subscribed to) */
+
+void
+ngx_http_offload_cluster_submitted(ngx_http_offload_ctx_t *ctx)
+{
+    ngx_http_offload_shard_t  *sh;
+
+    if (ctx->peer->parent == NULL
+        || ngx_http_offload_shard_find(ctx->peer, ctx->queue.data,
+                                       ctx->queue.len)
+           != NULL)
+    {
+        return;
+    }
+
+    sh = ngx_http_offload_shard_add(ctx->peer, ctx->queue.data,
+                                    ctx->queue.len);
+    if (sh != NULL) {
+        ngx_http_offload_shard_subscribe(ctx->peer, sh);
     }
 }
 

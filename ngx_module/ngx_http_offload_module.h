@@ -617,6 +617,7 @@ void ngx_http_offload_cluster_error(ngx_http_offload_link_t *link,
     redisReply *reply);
 void ngx_http_offload_cluster_reply(ngx_http_offload_ctx_t *ctx,
     u_char *buf, offload_str_t *reply);
+void ngx_http_offload_cluster_submitted(ngx_http_offload_ctx_t *ctx);
 void ngx_http_offload_cluster_resubscribe(ngx_http_offload_peer_t *peer);
 ngx_int_t ngx_http_offload_cluster_message(ngx_http_offload_link_t *link,
     redisReply *kind, redisReply *channel);

@@ -327,6 +327,7 @@ ngx_http_offload_submitted(ngx_http_offload_ctx_t *ctx)
     ctx->submitted = 1;
 
     ngx_http_offload_body_free(ctx);
+    ngx_http_offload_cluster_submitted(ctx);
 
     if (ctx->metrics == NULL) {
         ctx->metrics = ngx_http_offload_metrics_queue(

@@ -108,6 +108,10 @@ ok(shard_channels($ctl, $qa) >= 1 && shard_channels($other, $qb) >= 1,
 is(shard_channels($ctl, $qb) + shard_channels($third, $qb)
     + shard_channels($other, $qa) + shard_channels($third, $qa), 0,
     'and none elsewhere');
+$r = http('POST', '/jobs/nobody', '{}');
+is($r->{status}, 404, 'a queue nobody serves: 404');
+is(shard_channels($cl->owner_port('nobody'), 'nobody'), 0,
+    'and no sharded channel subscribed for it');
 is($cl->cmd($ctl, 'EXISTS', "offload:{$qa}:jobs"), 1,
     "$qa\'s stream is on the control shard");
 is($cl->cmd($other, 'EXISTS', "offload:{$qb}:jobs"), 1,
