@@ -19,6 +19,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use POSIX ();
 use Test::More;
+use Time::HiRes qw(time);
 use OffloadTest;
 use ClusterTopology;
 
@@ -206,6 +207,23 @@ is($r->{status}, 200, "a 2 MB job to $qc after the move answered 200");
 is(length($r->{content} // ''), length($big) + 10, 'with its whole result');
 is(redirected(), $before + 1, 'its check was redirected once to the new '
     . 'master') or diag(slurp(nginx_error_log()));
+
+# ---- nginx reloaded: the old workers leave promptly (every master's
+# links and the map's timers let them), the new ones learn the map anew
+my @old = nginx_worker_pids();
+my $t0 = time;
+kill 'HUP', nginx_pid();
+ok(wait_until(sub {
+    my %old = map { $_ => 1 } @old;
+    my @now = nginx_worker_pids();
+    @now == 2 && !grep { $old{$_} } @now;
+}, scaled(10), 'old workers replaced'), sprintf('reload: old workers gone '
+    . 'in %.2f s', time - $t0));
+ok(time - $t0 < scaled(3), 'promptly (no lingering timers)');
+ok(wait_until(sub {
+    !grep { http('POST', "/jobs/$_", '{}')->{status} != 200 } $qa, $qb, $qc
+}, scaled(10), 'jobs after the reload'), 'the new workers answer on every '
+    . 'queue');
 
 # ---- a master dies with no replica to take over: the cluster is down,
 # a job is answered 503 with Retry-After, nothing hangs
