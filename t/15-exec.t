@@ -49,16 +49,24 @@ sub running {
     return $stat =~ /^\S+ \(.*\) [^Z]/;
 }
 
-# Sends a job and waits until its worker runs it; returns the socket and
-# the worker's handler pid.
+# Sends a job that first says a line of its own (misbehave.py), and waits
+# until a handler process of the queue has logged that line: that process
+# has this job, and is past reading it.  Returns the socket, that process's
+# pid and its worker's (0 and 0 when the line does not come).  Not the node
+# document: it is written every heartbeat, so "busy" there may be the
+# queue's previous job, and a process killed before this job reaches it
+# dies between jobs, which is no attempt of this one.
+my $marks = 0;
 sub start_job {
     my ($queue, $payload) = @_;
-    my $s = send_post("/jobs/$queue", json_encode($payload));
-    my $busy = wait_until(sub {
-        my $w = worker($queue);
-        ($w->{state} // '') eq 'busy' && $w->{handler_pid};
-    }, scaled(10), "$queue busy");
-    return ($s, $busy);
+    my $mark = "start_job " . ++$marks;
+    my $s = send_post("/jobs/$queue", json_encode({ %$payload, say => $mark }));
+    my $said = qr/\] (\d+) worker \Q$queue\E:\d+: handler pid (\d+): /
+        . qr/\Q$mark\E \(job /;
+    my ($worker, $handler);
+    wait_until(sub { ($worker, $handler) = slurp($log) =~ $said; $handler },
+        scaled(10), "$queue runs the job of \"$mark\"");
+    return ($s, $handler // 0, $worker // 0);
 }
 
 # ---- docs/HANDLERS.md shows the files run here, as they are
@@ -74,11 +82,11 @@ for my $ex ([ Python => python => 'sdk/python/examples/reverse.py' ],
 # ---- the examples, through nginx
 is((node_doc() || {})->{queues}{pyrev}{handler}, 'exec',
     'the registry names the handler exec');
-# the worker starts its handler process after the node registered: wait
-# for a heartbeat that names it
-my $w = {};
-wait_until(sub { $w = worker('pyrev'); $w->{handler_pid} }, scaled(5),
-    'a heartbeat naming the handler process');
+# the worker is registered once forked, its process once started: the
+# document of a heartbeat in between has the one without the other
+my $w;
+wait_until(sub { $w = worker('pyrev'); $w->{handler_pid} }, scaled(10),
+    'pyrev\'s handler_pid in the registry');
 ok($w->{handler_pid} && $w->{handler_pid} != $w->{pid},
     'the registry shows the worker\'s handler process');
 like(slurp("/proc/$w->{handler_pid}/cmdline") =~ tr/\0/ /r,
@@ -136,10 +144,9 @@ is($r->{status}, 422, 'a JobError: 422');
 is($r->{json} && $r->{json}{error}{code}, 'no_way', 'with its code');
 
 # ---- the process killed under a job: the job runs again on a new one
-my ($s, $victim) = start_job('mis', { sleep => 2 });
+my ($s, $victim, $worker_pid) = start_job('mis', { sleep => 2 });
 ok($victim, "mis runs a job in handler pid $victim");
-my $worker_pid = worker('mis')->{pid};
-kill 'KILL', $victim;
+kill 'KILL', $victim if $victim;    # pid 0: this test's process group
 my $a = read_answer($s, scaled(20));
 is($a->{status}, 200, 'killed mid-job: the job is answered') or
     diag($a->{content});
@@ -155,7 +162,7 @@ is($crash && $crash->{report}{attempt}, 1, 'and the attempt');
 
 # ---- out of attempts: dead-lettered with the signal
 ($s, $victim) = start_job('mis1', { sleep => 2 });
-kill 'KILL', $victim;
+kill 'KILL', $victim if $victim;
 $a = read_answer($s, scaled(20));
 is($a->{status}, 502, 'max_attempts 1, killed: 502');
 my $e = $a->{json} && $a->{json}{error} || {};
@@ -200,8 +207,8 @@ like(slurp($log), qr/handler process \d+ answered a line that is not JSON/,
     'the log says why the process was replaced');
 
 # ---- timeout: the worker and its process are killed
-($s, $victim) = start_job('slow', { sleep => 30 });
-my $slow_worker = worker('slow')->{pid};
+my $slow_worker;
+($s, $victim, $slow_worker) = start_job('slow', { sleep => 30 });
 $a = read_answer($s, scaled(20));
 is($a->{status}, 504, 'timeout: 504');
 is($a->{json} && $a->{json}{error}{code}, 'job_timeout', 'job_timeout');

@@ -26,7 +26,9 @@
  *
  * memory_limit counts the process's resident set with the worker's between
  * jobs; during a job, as the RLIMIT_AS of a C worker would, twice the
- * limit kills it (out of memory).  The process gets no RLIMIT_AS of its
+ * limit kills it (out of memory): looked at every RSS_CHECK_MS, and once
+ * more when it has answered, so that a job that grows fast and answers at
+ * once is not let through.  The process gets no RLIMIT_AS of its
  * own: runtimes such as V8 reserve far more address space than they use.
  */
 
@@ -780,8 +782,8 @@ exec_run(offload_job_t *job, const char *payload, size_t len)
             fail_worker(-1, "answered before it read the whole request");
         }
 
-        /* one that grew and answered between two checks is caught at its
-         * answer, as RLIMIT_AS would have caught it */
+        /* A job that grew the process and answered between two looks
+         * above is over the limit all the same. */
         check_memory();
 
         rc = offload_exec_answer(job, bridge.buf + request_len,
