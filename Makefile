@@ -147,10 +147,11 @@ MODULE = $(BUILD)/ngx_http_offload_module.so
 
 # liboffload: the C client library (sidecar/include/offload_client.h) for
 # programs that submit jobs themselves, with the protocol code it needs
-# and core's parsing of a Sentinel address and asking sentinels.
+# and core's parsing of a Sentinel address and asking sentinels (and of a
+# cluster address: the key slot of its control keys).
 CLIENT_SRCS = sidecar/client/offload_client.c proto/offload_proto.c \
-              proto/offload_json_check.c sidecar/core/redis_endpoint.c \
-              sidecar/core/sentinel_sync.c
+              proto/offload_json_check.c proto/offload_slot.c \
+              sidecar/core/redis_endpoint.c sidecar/core/sentinel_sync.c
 CLIENT_LIB = $(BUILD)/liboffload.a
 
 .PHONY: all deps module run test unit bench clean fuzzers fuzz install \

@@ -74,7 +74,10 @@
  * answers WRONGTYPE, caught by pcall; a missing key 0).  A string this
  * call stored is result: published (or its notice) with no read back.
  * Without a reply channel (a job submitted "fire and forget") nothing is
- * read back nor published.
+ * read back nor published.  A channel with a hash tag ("{...}", as Redis
+ * Cluster reads one) is a sharded channel, published with SPUBLISH (Redis
+ * 7): its subscriber SSUBSCRIBEs on the queue's shard; any other with
+ * PUBLISH.
  */
 #define OFFLOAD_FINISH_LUA                                                   \
     "local function finish(rkey, result, channel, stage, rec, rec_ttl,"      \
@@ -120,7 +123,10 @@
     "  else\n"                                                               \
     "    msg = redis.call('GET', rkey)\n"                                    \
     "  end\n"                                                                \
-    "  if msg then redis.call('PUBLISH', channel, msg) end\n"                \
+    "  if msg then\n"                                                        \
+    "    redis.call(string.find(channel, '^[^{]*{[^}]+}') and 'SPUBLISH'"     \
+    " or 'PUBLISH', channel, msg)\n"                                         \
+    "  end\n"                                                                \
     OFFLOAD_RECORD_END_LUA                                                   \
     "  return stored\n"                                                      \
     "end\n"

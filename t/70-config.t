@@ -44,6 +44,12 @@ like($out, qr/syntax is ok/, 'sidecar -t: "syntax is ok"');
     . "wait_replicas=all;\nqueue q { handler echo; }\n");
 is($rc, 0, 'sidecar -t: redis ... wait_replicas=all is taken') or diag($out);
 
+($rc, $out) = sidecar_t('cluster', "redis cluster://127.0.0.1:7000,"
+    . "127.0.0.1;\nqueue q { handler echo; }\nqueue r {\n    handler echo;\n"
+    . "    redis cluster://127.0.0.1:7001;\n}\n");
+is($rc, 0, 'sidecar -t: redis cluster://seeds, top level and in a queue')
+    or diag($out);
+
 # [ name, text, line of the error (undef: any), message pattern ]
 my @bad = (
     [ 'unknown directive', "redis 127.0.0.1:6379;\nfrobnicate 1;\n"
@@ -79,6 +85,18 @@ my @bad = (
     [ 'bad wait_replicas', "redis 127.0.0.1:6379 wait_replicas=every;\n"
         . "queue q { handler echo; }\n", 1,
         qr/wait_replicas=every.*wait_replicas=0\.\.16 or all/ ],
+    [ 'cluster with db', "redis cluster://127.0.0.1:7000;\ndb 2;\n"
+        . "queue q { handler echo; }\n", 1,
+        qr/"db" 2 with a "redis cluster:\/\/\.\.\.": .* only db 0/ ],
+    [ 'cluster queue with db', "db 1;\nqueue q {\n    handler echo;\n"
+        . "    redis cluster://127.0.0.1:7000;\n}\n", 4,
+        qr/a Redis Cluster has only db 0/ ],
+    [ 'cluster with wait_replicas', "redis cluster://127.0.0.1:7000 "
+        . "wait_replicas=1;\nqueue q { handler echo; }\n", 1,
+        qr/"wait_replicas" is not supported with cluster:\/\/ yet/ ],
+    [ 'bad cluster seed', "redis cluster://127.0.0.1:7000,;\n"
+        . "queue q { handler echo; }\n", 1,
+        qr/invalid cluster seed "" in "cluster:\/\/127\.0\.0\.1:7000,"/ ],
 );
 for my $case (@bad) {
     my ($name, $text, $line, $re) = @$case;

@@ -23,6 +23,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "offload_slot.h"
 
 
 #define CONF_MAX_ARGS  8
@@ -1283,6 +1284,30 @@ check_logins(conf_parser_t *ps, const offload_redis_endpoint_t *ep,
 }
 
 
+/* A cluster has only db 0, and phase 1 of its support no WAIT (a
+ * replica's count is per master, and a queue's master changes). */
+static int
+check_cluster(conf_parser_t *ps, const offload_redis_endpoint_t *ep,
+    int line)
+{
+    if (ep->nseeds == 0) {
+        return 0;
+    }
+
+    if (ep->db != 0) {
+        return conf_error(ps, line, "\"db\" %d with a \"redis cluster://"
+                          "...\": a Redis Cluster has only db 0", ep->db);
+    }
+
+    if (ep->wait_replicas != 0) {
+        return conf_error(ps, line, "\"wait_replicas\" is not supported "
+                          "with cluster:// yet");
+    }
+
+    return 0;
+}
+
+
 /* A queue's Redis: each of redis, redis_user, password, db and the
  * sentinels' login the block does not give is the top level's (as nginx
  * inherits directives); redis_timeout is always the top level's. */
@@ -1300,8 +1325,13 @@ inherit_redis(conf_parser_t *ps, offload_conf_queue_t *q)
         memcpy(q->redis.sentinels, top->sentinels, sizeof(top->sentinels));
         q->redis.nsentinels = top->nsentinels;
         memcpy(q->redis.master, top->master, sizeof(top->master));
+        memcpy(q->redis.seeds, top->seeds, sizeof(top->seeds));
+        q->redis.nseeds = top->nseeds;
         q->redis.wait_replicas = top->wait_replicas;
     }
+
+    /* with a cluster, the queue's connections go to its slot's master */
+    q->redis.slot = (int) offload_key_slot(q->name, strlen(q->name));
 
     if (inherit_str(&q->redis.user, top->user) != 0
         || inherit_str(&q->redis.password, top->password) != 0
@@ -1317,6 +1347,12 @@ inherit_redis(conf_parser_t *ps, offload_conf_queue_t *q)
     }
 
     q->redis.timeout_ms = top->timeout_ms;
+
+    if (check_cluster(ps, &q->redis, q->redis_line ? q->redis_line : q->line)
+        != 0)
+    {
+        return -1;
+    }
 
     return check_logins(ps, &q->redis, own ? q->redis.nsentinels : 1,
                         q->redis_user_line, q->sentinel_user_line, q->line);
@@ -1367,7 +1403,10 @@ set_defaults(conf_parser_t *ps)
 
     if (check_logins(ps, &conf->redis, nsentinels, ps->redis_user_line,
                      ps->sentinel_user_line, ps->line)
-        != 0)
+        != 0
+        || check_cluster(ps, &conf->redis, conf->redis_line
+                                           ? conf->redis_line : ps->line)
+           != 0)
     {
         return -1;
     }
@@ -1477,8 +1516,15 @@ resolve_endpoint(offload_redis_endpoint_t *ep, int line, const char *file,
 {
     int  i;
 
+    for (i = 0; i < ep->nseeds; i++) {
+        if (resolve_addr(&ep->seeds[i], line, file, err, errlen) != 0) {
+            return -1;
+        }
+    }
+
     if (ep->nsentinels == 0) {
-        return resolve_addr(&ep->addr, line, file, err, errlen);
+        return ep->nseeds > 0 ? 0 : resolve_addr(&ep->addr, line, file, err,
+                                                  errlen);
     }
 
     for (i = 0; i < ep->nsentinels; i++) {
@@ -1511,6 +1557,8 @@ resolve_redis(offload_conf_t *conf, const char *file, char *err,
             q->redis.addr = conf->redis.addr;
             memcpy(q->redis.sentinels, conf->redis.sentinels,
                    sizeof(conf->redis.sentinels));
+            memcpy(q->redis.seeds, conf->redis.seeds,
+                   sizeof(conf->redis.seeds));
 
         } else if (resolve_endpoint(&q->redis, q->redis_line, file, err,
                                     errlen)

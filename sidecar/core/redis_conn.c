@@ -29,6 +29,7 @@
 #include <hiredis/sds.h>
 
 #include "clock.h"
+#include "cluster_map.h"
 #include "log.h"
 #include "redis_conn.h"
 
@@ -312,24 +313,29 @@ let_go_watching(offload_redis_conn_t *rc, redisAsyncContext *ac)
 }
 
 
-/* AUTH with the sentinels' own login, queued before anything else is
- * asked of a sentinel; REDIS_OK without one. */
+/* AUTH with the sentinels' own login (a cluster seed: with the data's,
+ * a seed being one of its nodes), queued before anything else is asked of
+ * a sentinel or seed; REDIS_OK without one. */
 static void sentinel_auth_cb(redisAsyncContext *ac, void *r, void *privdata);
 
 static int
 sentinel_auth(offload_redis_conn_t *rc, redisAsyncContext *ac)
 {
     const offload_redis_endpoint_t  *ep = rc->ep;
+    const char                      *user, *password;
 
-    if (ep->sentinel_password == NULL) {
+    user = ep->nseeds > 0 ? ep->user : ep->sentinel_user;
+    password = ep->nseeds > 0 ? ep->password : ep->sentinel_password;
+
+    if (password == NULL) {
         return REDIS_OK;
     }
 
-    return ep->sentinel_user != NULL
+    return user != NULL
            ? redisAsyncCommand(ac, sentinel_auth_cb, rc, "AUTH %s %s",
-                               ep->sentinel_user, ep->sentinel_password)
+                               user, password)
            : redisAsyncCommand(ac, sentinel_auth_cb, rc, "AUTH %s",
-                               ep->sentinel_password);
+                               password);
 }
 
 
@@ -572,9 +578,12 @@ sentinel_auth_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     /* the reply names no secret: WRONGPASS, or AUTH without requirepass */
     if (rc->failures == 0 || ac == rc->watching) {
-        log_error("%s: sentinel %s:%d refused AUTH with sentinel_user/"
-                  "sentinel_password: %s", rc->name, ac->c.tcp.host,
-                  ac->c.tcp.port, reply->str);
+        log_error("%s: %s %s:%d refused AUTH with %s: %s", rc->name,
+                  rc->ep->nseeds > 0 ? "cluster seed" : "sentinel",
+                  ac->c.tcp.host, ac->c.tcp.port,
+                  rc->ep->nseeds > 0 ? "redis_user/password"
+                                     : "sentinel_user/sentinel_password",
+                  reply->str);
     }
 
     if (ac == rc->watching) {
@@ -641,6 +650,50 @@ master_addr_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
+/* A cluster seed's slot map: connect to the master of our slot. */
+static void
+slots_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply            *reply = r;
+    offload_addr_t         master;
+    offload_redis_conn_t  *rc = privdata;
+
+    if (ac != rc->asking) {
+        return;                 /* dropped by stop_asking() */
+    }
+
+    if (offload_cluster_slot_master(reply, rc->ep->slot, ac->c.tcp.host,
+                                    &master)
+        != 0)
+    {
+        if (rc->failures == 0) {
+            log_warn("%s: cluster seed %s:%d names no master of slot %d: "
+                     "%s", rc->name, ac->c.tcp.host, ac->c.tcp.port,
+                     rc->ep->slot,
+                     reply == NULL ? (ac->errstr[0] ? ac->errstr
+                                                    : "connection lost")
+                     : reply->type == REDIS_REPLY_ERROR ? reply->str
+                     : "not in its slot map");
+        }
+
+        done_asking(rc, ac, reply);
+        ask_next_sentinel(rc);
+        return;
+    }
+
+    if (master.port != rc->master.port
+        || strcmp(master.host, rc->master.host) != 0)
+    {
+        log_info("%s: slot %d is served by %s:%d", rc->name, rc->ep->slot,
+                 master.host, master.port);
+        rc->master = master;
+    }
+
+    done_asking(rc, ac, reply);
+    connect_to(rc, &rc->master);
+}
+
+
 static void
 ask_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -650,7 +703,8 @@ ask_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void) revents;
 
     if (rc->failures == 0) {
-        log_warn("%s: sentinel did not answer in %d ms", rc->name,
+        log_warn("%s: %s did not answer in %d ms", rc->name,
+                 rc->ep->nseeds > 0 ? "cluster seed" : "sentinel",
                  rc->ep->timeout_ms);
     }
 
@@ -659,16 +713,21 @@ ask_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 
-/* Asks the next sentinel of the list, or gives up this round (the backoff
- * then starts over with the first). */
+/* Asks the next sentinel of the list for the master, or the next cluster
+ * seed for its slot map, or gives up this round (the backoff then starts
+ * over with the first). */
 static void
 ask_next_sentinel(offload_redis_conn_t *rc)
 {
+    int                    n;
     redisAsyncContext     *ac;
-    const offload_addr_t  *s;
+    const offload_addr_t  *s, *hosts;
 
-    while (rc->sentinel < rc->ep->nsentinels) {
-        s = &rc->ep->sentinels[rc->sentinel++];
+    hosts = rc->ep->nseeds > 0 ? rc->ep->seeds : rc->ep->sentinels;
+    n = rc->ep->nseeds > 0 ? rc->ep->nseeds : rc->ep->nsentinels;
+
+    while (rc->sentinel < n) {
+        s = &hosts[rc->sentinel++];
 
         ac = redisAsyncConnect(s->host, s->port);
         if (ac == NULL) {
@@ -683,9 +742,11 @@ ask_next_sentinel(offload_redis_conn_t *rc)
         rc->asking = ac;
 
         if (sentinel_auth(rc, ac) != REDIS_OK
-            || redisAsyncCommand(ac, master_addr_cb, rc,
-                                 "SENTINEL get-master-addr-by-name %s",
-                                 rc->ep->master)
+            || (rc->ep->nseeds > 0
+                ? redisAsyncCommand(ac, slots_cb, rc, "CLUSTER SLOTS")
+                : redisAsyncCommand(ac, master_addr_cb, rc,
+                                    "SENTINEL get-master-addr-by-name %s",
+                                    rc->ep->master))
                != REDIS_OK)
         {
             rc->asking = NULL;
@@ -698,7 +759,11 @@ ask_next_sentinel(offload_redis_conn_t *rc)
         return;
     }
 
-    if (rc->failures == 0) {
+    if (rc->failures == 0 && rc->ep->nseeds > 0) {
+        log_warn("%s: no cluster seed named the master of slot %d",
+                 rc->name, rc->ep->slot);
+
+    } else if (rc->failures == 0) {
         log_warn("%s: no sentinel named the master \"%s\"", rc->name,
                  rc->ep->master);
     }
@@ -710,7 +775,7 @@ ask_next_sentinel(offload_redis_conn_t *rc)
 static void
 connect_now(offload_redis_conn_t *rc)
 {
-    if (rc->ep->nsentinels == 0) {
+    if (rc->ep->nsentinels == 0 && rc->ep->nseeds == 0) {
         connect_to(rc, &rc->ep->addr);
         return;
     }
@@ -809,6 +874,24 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
             log_warn("%s: redis is a replica now (READONLY): reconnecting",
                      rc->name);
             redisAsyncDisconnect(ac);
+        }
+
+        /* The slot is served elsewhere (MOVED; ASK: being moved), or not
+         * now (TRYAGAIN, CLUSTERDOWN): the command was not run.  Its
+         * caller sees a lost connection, as do those of the commands
+         * after it (freed once this returns: no waiting for a blocked
+         * read), and the reconnect, after its backoff, asks the seeds
+         * again for the slot's master. */
+        if (((redisReply *) reply)->type == REDIS_REPLY_ERROR
+            && rc->ep->nseeds > 0
+            && offload_cluster_redirected(((redisReply *) reply)->str))
+        {
+            if (!(ac->c.flags & REDIS_FREEING)) {
+                log_warn("%s: %s: reconnecting to the slot's master",
+                         rc->name, ((redisReply *) reply)->str);
+                redisAsyncFree(ac);
+            }
+            reply = NULL;
         }
     }
 

@@ -25,6 +25,16 @@
  * PINGed every second: one that closes, or leaves a PING unanswered for
  * redis_timeout, is replaced by the next one, which is first asked for
  * the master in case a failover went unheard.
+ *
+ * With a Redis Cluster (an endpoint with seeds), every connect first asks
+ * the seeds in turn, each under the same deadline, for the slot map
+ * (CLUSTER SLOTS, after AUTH with the endpoint's login), then connects to
+ * the master of the endpoint's slot.  A reply MOVED, ASK, TRYAGAIN or
+ * CLUSTERDOWN (the command was not run) reaches its caller as a lost
+ * connection (a NULL reply), as do the commands after it; the connection
+ * is dropped and made again after its backoff, asking the seeds again: a
+ * slot moved or a failover finds its new master, a slot being moved is
+ * tried again until the move ends.
  */
 
 #ifndef OFFLOAD_REDIS_CONN_H

@@ -14,6 +14,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "cluster_map.h"
 #include "offloadctl.h"
 #include "sentinel_sync.h"
 
@@ -101,7 +102,8 @@ usage(FILE *out)
         "\n"
         "options:\n"
         "  -r, --redis ADDR    Redis address (or sentinel://host:port,.../"
-        "master),\n"
+        "master,\n"
+        "                      cluster://host:port,...),\n"
         "                      repeatable: status, queues, top, events "
         "and dead\n"
         "                      read every one; retry, purge and replay the "
@@ -143,8 +145,8 @@ ctl_ping(ctl_t *ctl, int argc, char **argv)
 }
 
 
-static redisContext *
-connect_redis(const offload_addr_t *addr, const char *user,
+redisContext *
+ctl_connect(const offload_addr_t *addr, const char *user,
     const char *password, int db, const char *name)
 {
     redisReply      *reply;
@@ -199,16 +201,18 @@ connect_redis(const offload_addr_t *addr, const char *user,
 }
 
 
-/* With Redis Sentinel: the master the first sentinel that knows it
- * names becomes the endpoint's address.  Returns 0 or -1 (printed why). */
-static int
-find_master(offload_redis_endpoint_t *ep)
+int
+ctl_find_master(offload_redis_endpoint_t *ep)
 {
     char  err[640];
 
-    if (offload_sentinel_find_master(ep, CTL_TIMEOUT_S * 1000,
-                                     CTL_TIMEOUT_S * 1000, NULL, NULL, err,
-                                     sizeof(err))
+    if ((ep->nseeds > 0
+         ? offload_cluster_find_master(ep, CTL_TIMEOUT_S * 1000,
+                                       CTL_TIMEOUT_S * 1000, err,
+                                       sizeof(err))
+         : offload_sentinel_find_master(ep, CTL_TIMEOUT_S * 1000,
+                                        CTL_TIMEOUT_S * 1000, NULL, NULL,
+                                        err, sizeof(err)))
         != 0)
     {
         fprintf(stderr, "offloadctl: %s\n", err);
@@ -227,8 +231,9 @@ find_servers(ctl_t *ctl, offload_conf_t *conf, const char **redis,
 {
     int           r;
     char          err[OFFLOAD_CONF_ERR_MAX];
-    size_t        q, s;
-    ctl_redis_t  *srv;
+    size_t                    q, s;
+    ctl_redis_t              *srv;
+    offload_redis_endpoint_t  ep;
 
     for (r = 0; r < nredis; r++) {
         srv = &ctl->servers[ctl->nservers++];
@@ -244,16 +249,19 @@ find_servers(ctl_t *ctl, offload_conf_t *conf, const char **redis,
     }
 
     for (q = 0; nredis == 0 && q < conf->nqueues; q++) {
+        /* a cluster is read on its control shard (the node documents);
+         * a queue's own commands go to its master (ctl_use_queue()) */
+        ep = conf->queues[q].redis;
+        ep.slot = offload_redis_control_slot();
+
         for (s = 0; s < ctl->nservers; s++) {
-            if (offload_redis_endpoint_same(&ctl->servers[s].ep,
-                                            &conf->queues[q].redis))
-            {
+            if (offload_redis_endpoint_same(&ctl->servers[s].ep, &ep)) {
                 break;
             }
         }
 
         if (s == ctl->nservers && ctl->nservers < CTL_REDIS_MAX) {
-            ctl->servers[ctl->nservers++].ep = conf->queues[q].redis;
+            ctl->servers[ctl->nservers++].ep = ep;
         }
     }
 
@@ -279,7 +287,9 @@ find_masters(ctl_t *ctl)
     for (s = 0; s < ctl->nservers; s++) {
         srv = &ctl->servers[s];
 
-        if (srv->ep.nsentinels > 0 && find_master(&srv->ep) != 0) {
+        if ((srv->ep.nsentinels > 0 || srv->ep.nseeds > 0)
+            && ctl_find_master(&srv->ep) != 0)
+        {
             return -1;
         }
     }
@@ -400,10 +410,10 @@ main(int argc, char **argv)
     }
 
     for (s = 0; s < ctl.nservers; s++) {
-        servers[s].redis = connect_redis(&servers[s].ep.addr,
-                                         servers[s].ep.user,
-                                         servers[s].ep.password,
-                                         servers[s].ep.db, servers[s].name);
+        servers[s].redis = ctl_connect(&servers[s].ep.addr,
+                                       servers[s].ep.user,
+                                       servers[s].ep.password,
+                                       servers[s].ep.db, servers[s].name);
         if (servers[s].redis == NULL) {
             rc = CTL_FAIL;
             goto done;
@@ -418,6 +428,8 @@ done:
     for (s = 0; s < ctl.nservers; s++) {
         redisFree(servers[s].redis);
     }
+
+    redisFree(ctl.queue_redis);
 
     offload_conf_free(&conf);
     return rc;

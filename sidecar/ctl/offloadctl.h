@@ -55,6 +55,10 @@ typedef struct {
     const char            *redis_name;  /* "host:port", for headers */
     ctl_redis_t           *servers;
     size_t                 nservers;
+    /* With a cluster: the connection to the master of the queue last
+     * named to ctl_use_queue(), and its address. */
+    redisContext          *queue_redis;
+    offload_addr_t         queue_addr;
     int                    json;        /* --json */
     int                    argc;        /* the whole command line */
     char                 **argv;
@@ -66,13 +70,28 @@ typedef int (*ctl_command_pt)(ctl_t *ctl, int argc, char **argv);
 /* Makes servers[i] the Redis later commands talk to. */
 void ctl_use(ctl_t *ctl, size_t i);
 
+/* As ctl_use(), for commands on queue's keys: with a cluster, the master
+ * of the queue's slot (connected to now).  Returns CTL_OK or CTL_FAIL
+ * (printed why). */
+int ctl_use_queue(ctl_t *ctl, size_t i, const char *queue);
+
+/* Connects to addr (logging in, selecting db); NULL with the reason
+ * printed on stderr (name: the server's, for it). */
+redisContext *ctl_connect(const offload_addr_t *addr, const char *user,
+    const char *password, int db, const char *name);
+
+/* The master of ep (its sentinels', or with a cluster that of ep->slot)
+ * becomes ep->addr.  Returns 0 or -1 (printed why). */
+int ctl_find_master(offload_redis_endpoint_t *ep);
+
 /* The servers (their indexes, into index: CTL_REDIS_MAX of them) that
  * may hold queue: the config's Redis of the queue when it is one of
  * servers, else every one.  Returns how many. */
 size_t ctl_queue_servers(ctl_t *ctl, const char *queue, size_t *index);
 
 /* Makes the Redis holding queue the one: the config's Redis of it, else
- * the only server, else the one server where its stream key exists.
+ * the only server, else the one server where its stream key exists (with
+ * a cluster: the master of the queue's slot, ctl_use_queue()).
  * Returns CTL_OK, CTL_FAIL (on none of them, or a Redis error) or
  * CTL_USAGE (on several: -r must name one), printed why. */
 int ctl_find_queue(ctl_t *ctl, const char *cmd, const char *queue);

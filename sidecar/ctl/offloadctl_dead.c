@@ -204,7 +204,9 @@ ctl_dead(ctl_t *ctl, int argc, char **argv)
     }
 
     for (i = 0; i < nindex; i++) {
-        ctl_use(ctl, index[i]);
+        if (ctl_use_queue(ctl, index[i], argv[1]) != CTL_OK) {
+            return CTL_FAIL;
+        }
 
         n = ctl_each_entry(ctl, argv[1], key, NULL, print_dead, &tagged);
         if (n < 0) {

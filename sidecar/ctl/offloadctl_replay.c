@@ -164,7 +164,9 @@ find_job(ctl_t *ctl, const char *only, const char *job_id, found_t *found)
             nindex = ctl_queue_servers(ctl, name, index);
 
             for (s = 0; s < nindex; s++) {
-                ctl_use(ctl, index[s]);
+                if (ctl_use_queue(ctl, index[s], name) != CTL_OK) {
+                    return -1;
+                }
 
                 if (ctl_each_entry(ctl, name, key, job_id, take_payload,
                                    found)

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "offload_slot.h"
 #include "offloadctl.h"
 
 
@@ -73,6 +74,39 @@ ctl_use(ctl_t *ctl, size_t i)
 }
 
 
+int
+ctl_use_queue(ctl_t *ctl, size_t i, const char *queue)
+{
+    ctl_redis_t               *s = &ctl->servers[i];
+    offload_redis_endpoint_t   ep;
+
+    ctl_use(ctl, i);
+
+    if (s->ep.nseeds == 0) {
+        return CTL_OK;
+    }
+
+    ep = s->ep;
+    ep.slot = (int) offload_key_slot(queue, strlen(queue));
+
+    if (ctl_find_master(&ep) != 0) {
+        return CTL_FAIL;
+    }
+
+    redisFree(ctl->queue_redis);
+    ctl->queue_redis = ctl_connect(&ep.addr, ep.user, ep.password, ep.db,
+                                   s->name);
+    if (ctl->queue_redis == NULL) {
+        return CTL_FAIL;
+    }
+
+    ctl->queue_addr = ep.addr;
+    ctl->redis = ctl->queue_redis;
+    ctl->addr = &ctl->queue_addr;
+    return CTL_OK;
+}
+
+
 /* servers' index of the Redis the config gives queue, or -1 (no config,
  * no such queue, or its Redis is not one of servers). */
 static int
@@ -126,8 +160,7 @@ ctl_find_queue(ctl_t *ctl, const char *cmd, const char *queue)
 
     n = ctl_queue_servers(ctl, queue, index);
     if (n == 1) {
-        ctl_use(ctl, index[0]);
-        return CTL_OK;
+        return ctl_use_queue(ctl, index[0], queue);
     }
 
     if (offload_stream_key(key, sizeof(key), queue, strlen(queue)) < 0) {
@@ -137,7 +170,10 @@ ctl_find_queue(ctl_t *ctl, const char *cmd, const char *queue)
     names[0] = '\0';
 
     for (i = 0; i < n; i++) {
-        ctl_use(ctl, index[i]);
+        if (ctl_use_queue(ctl, index[i], queue) != CTL_OK) {
+            return CTL_FAIL;
+        }
+
         reply = ctl_command(ctl, "EXISTS %s", key);
         if (reply == NULL) {
             return CTL_FAIL;
@@ -163,8 +199,7 @@ ctl_find_queue(ctl_t *ctl, const char *cmd, const char *queue)
                                "(%s): name the one with -r", queue, names);
     }
 
-    ctl_use(ctl, at);
-    return CTL_OK;
+    return ctl_use_queue(ctl, at, queue);
 }
 
 

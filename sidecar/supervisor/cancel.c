@@ -191,10 +191,10 @@ offload_cancel_round(offload_supervisor_t *sup)
     snprintf(key, sizeof(key), OFFLOAD_CANCEL_FMT, sup->conf->node_name);
 
     /* Each Redis of the node's queues has the node's list: a cancel comes
-     * through the Redis of its job's queue. */
+     * through the Redis of its job's queue (a cluster's control shard). */
     for (l = 0; l < sup->registry.nlinks; l++) {
         conn = &sup->registry.links[l].conn;
-        if (conn->ready) {
+        if (sup->registry.links[l].control && conn->ready) {
             offload_redis_command(conn, popped_cb, sup, "LPOP %s %d", key,
                                   OFFLOAD_CANCEL_BATCH);
         }

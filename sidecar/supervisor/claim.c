@@ -32,6 +32,7 @@ typedef struct {
     offload_supervisor_t  *sup;
     offload_redis_conn_t  *conn;        /* the queue's Redis: its links
                                            outlive a reload */
+    offload_redis_conn_t  *node_conn;   /* its node-level keys' */
     char                   queue[OFFLOAD_QUEUE_NAME_MAX + 1];
     char                   claimer[OFFLOAD_CONSUMER_MAX];
     char                   stream[OFFLOAD_KEY_MAX];
@@ -117,7 +118,7 @@ claim_cb(redisAsyncContext *ac, void *r, void *privdata)
 
         offload_reclaim_fail_entry(c->conn, sup->conf, q, e, &failure, NULL,
                                    NULL);
-        offload_event(c->conn, sup->conf->node_name, "reclaim", c->queue,
+        offload_event(c->node_conn, sup->conf->node_name, "reclaim", c->queue,
                       failure.report);
     }
 
@@ -201,7 +202,7 @@ offload_claim_round(offload_supervisor_t *sup)
 
     for (l = 0; l < sup->registry.nlinks; l++) {
         conn = &sup->registry.links[l].conn;
-        if (conn->ready) {
+        if (sup->registry.links[l].control && conn->ready) {
             offload_redis_command(conn, NULL, NULL, "EVAL %s 1 %s %s",
                                   offload_prune_nodes_script,
                                   OFFLOAD_NODES_KEY, OFFLOAD_NODE_PREFIX);
@@ -228,6 +229,7 @@ offload_claim_round(offload_supervisor_t *sup)
 
         c->sup = sup;
         c->conn = conn;
+        c->node_conn = offload_pool_node_conn(&sup->pools[p]);
         snprintf(c->queue, sizeof(c->queue), "%s", sup->pools[p].queue->name);
         snprintf(c->claimer, sizeof(c->claimer), "%s:claim",
                  sup->conf->node_name);

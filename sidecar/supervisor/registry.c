@@ -13,6 +13,14 @@
  * supervisor keeps one link per distinct one and does all of the above on
  * each, the document there listing the queues that live there, so that
  * whoever reads one Redis (nginx, offloadctl) sees the node serve them.
+ *
+ * A Redis Cluster is one keyspace on several masters: a link per queue
+ * slot, to its master, for the queue's own work (its stats here, claims,
+ * retries), and one to the control slot's master (the control shard) for
+ * the node-level keys: ONE document there lists all the node's queues of
+ * that cluster, and the drain flag, events and cancel list are there.  A
+ * "control" link is one that holds node-level keys: any link to a plain
+ * Redis or a Sentinel master, a cluster's to the control slot.
  */
 
 #include <math.h>
@@ -205,7 +213,8 @@ offload_registry_json(const offload_supervisor_t *sup,
 
     for (p = 0; p < sup->npools; p++) {
         pool = &sup->pools[p];
-        if (ep != NULL && !offload_redis_endpoint_same(ep, &pool->queue->redis))
+        if (ep != NULL
+            && !offload_redis_endpoint_same_keys(ep, &pool->queue->redis))
         {
             continue;
         }
@@ -240,7 +249,7 @@ offload_registry_json(const offload_supervisor_t *sup,
 
 /* {"<queue>": [[<bucket value, us>, <count>], ...], ...}: the buckets of
  * each pool's run-time window that counted something, of the pools whose
- * queue lives on ep. */
+ * queue lives on ep's keyspace. */
 static char *
 runs_json(const offload_supervisor_t *sup, const offload_redis_endpoint_t *ep)
 {
@@ -256,7 +265,9 @@ runs_json(const offload_supervisor_t *sup, const offload_redis_endpoint_t *ep)
     }
 
     for (p = 0; p < sup->npools; p++) {
-        if (!offload_redis_endpoint_same(ep, &sup->pools[p].queue->redis)) {
+        if (!offload_redis_endpoint_same_keys(ep,
+                                              &sup->pools[p].queue->redis))
+        {
             continue;
         }
 
@@ -320,7 +331,7 @@ announce(offload_link_t *link)
     offload_registry_t    *reg = link->reg;
     offload_supervisor_t  *sup = reg->sup;
 
-    if (!link->conn.ready) {
+    if (!link->control || !link->conn.ready) {
         return;
     }
 
@@ -436,9 +447,10 @@ heartbeat_link(offload_link_t *link)
         return;
     }
 
-    if (offload_redis_command(&link->conn, drain_cb, link, "GET %s",
-                              link->reg->drain_key)
-        != REDIS_OK)
+    if (link->control
+        && offload_redis_command(&link->conn, drain_cb, link, "GET %s",
+                                 link->reg->drain_key)
+           != REDIS_OK)
     {
         log_warn("%s: cannot read the drain flag", link->name);
     }
@@ -531,6 +543,7 @@ add_link(offload_registry_t *reg, const offload_redis_endpoint_t *ep)
     }
 
     link->reg = reg;
+    link->control = offload_redis_endpoint_is_control(ep);
     snprintf(link->name, sizeof(link->name), "registry %s",
              offload_redis_endpoint_name(ep, addr, sizeof(addr)));
     reg->nlinks++;
@@ -541,8 +554,9 @@ add_link(offload_registry_t *reg, const offload_redis_endpoint_t *ep)
 int
 offload_registry_start(offload_registry_t *reg, offload_supervisor_t *sup)
 {
-    size_t  p, l;
-    double  every = sup->conf->heartbeat_ms / 1000.0;
+    size_t                    p, l;
+    double                    every = sup->conf->heartbeat_ms / 1000.0;
+    offload_redis_endpoint_t  ep;
 
     reg->sup = sup;
     snprintf(reg->key, sizeof(reg->key), OFFLOAD_NODE_FMT,
@@ -552,15 +566,24 @@ offload_registry_start(offload_registry_t *reg, offload_supervisor_t *sup)
     snprintf(reg->drain_key, sizeof(reg->drain_key), OFFLOAD_DRAIN_FMT,
              sup->conf->node_name);
 
-    /* at most one per queue, at least one (the top level's: a config has
-     * queues, but the first link must exist for node-wide events) */
-    reg->links = calloc(sup->npools + 1, sizeof(offload_link_t));
+    /* at most one per queue and one per queue's control slot, at least
+     * one (the top level's: a config has queues, but a link must exist
+     * for node-wide events) */
+    reg->links = calloc(2 * sup->npools + 1, sizeof(offload_link_t));
     if (reg->links == NULL) {
         return -1;
     }
 
     for (p = 0; p < sup->npools; p++) {
-        if (add_link(reg, &sup->pools[p].queue->redis) != 0) {
+        ep = sup->pools[p].queue->redis;
+
+        if (add_link(reg, &ep) != 0) {
+            return -1;
+        }
+
+        ep.slot = offload_redis_control_slot();
+
+        if (ep.nseeds > 0 && add_link(reg, &ep) != 0) {
             return -1;
         }
     }
@@ -604,8 +627,34 @@ offload_registry_conn(offload_registry_t *reg,
 
 
 offload_redis_conn_t *
+offload_registry_node_conn(offload_registry_t *reg,
+    const offload_redis_endpoint_t *ep)
+{
+    size_t  l;
+
+    for (l = 0; l < reg->nlinks; l++) {
+        if (reg->links[l].control
+            && offload_redis_endpoint_same_keys(&reg->links[l].ep, ep))
+        {
+            return &reg->links[l].conn;
+        }
+    }
+
+    return offload_registry_main(reg);
+}
+
+
+offload_redis_conn_t *
 offload_registry_main(offload_registry_t *reg)
 {
+    size_t  l;
+
+    for (l = 0; l < reg->nlinks; l++) {
+        if (reg->links[l].control) {
+            return &reg->links[l].conn;
+        }
+    }
+
     return &reg->links[0].conn;
 }
 
@@ -622,6 +671,11 @@ offload_registry_refusal(offload_registry_t *reg, const offload_conf_t *conf)
             {
                 break;
             }
+        }
+
+        if (l == reg->nlinks && conf->queues[q].redis.nseeds > 0) {
+            return "a new queue on a Redis Cluster needs a restart (the "
+                   "node connects to its slot's master at start)";
         }
 
         if (l == reg->nlinks) {
@@ -673,7 +727,7 @@ offload_registry_remove(offload_registry_t *reg, offload_registry_done_pt done)
     for (l = 0; l < reg->nlinks; l++) {
         conn = &reg->links[l].conn;
 
-        if (conn->ready
+        if (reg->links[l].control && conn->ready
             && offload_redis_command(conn, reply_cb, NULL, "DEL %s %s",
                                      reg->key, reg->runs_key)
                == REDIS_OK

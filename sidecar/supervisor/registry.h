@@ -34,6 +34,8 @@ typedef struct {
     char                       name[300];   /* "registry <address>" */
     char                       nkeys[16];   /* of the stats EVAL */
     int                        drained;     /* its drain flag, last read */
+    int                        control;     /* holds the node-level keys
+                                               (registry.c) */
 } offload_link_t;
 
 struct offload_registry_s {
@@ -58,7 +60,13 @@ int offload_registry_start(offload_registry_t *reg,
 offload_redis_conn_t *offload_registry_conn(offload_registry_t *reg,
     const offload_redis_endpoint_t *ep);
 
-/* Where node-wide events go: the first queue's Redis. */
+/* Where the node-level keys of ep's keyspace are (events, crash reports):
+ * ep's own connection, or with a cluster its control shard's. */
+offload_redis_conn_t *offload_registry_node_conn(offload_registry_t *reg,
+    const offload_redis_endpoint_t *ep);
+
+/* Where node-wide events go: the first queue's Redis (its control shard,
+ * with a cluster). */
 offload_redis_conn_t *offload_registry_main(offload_registry_t *reg);
 
 /* Why conf cannot be loaded by a reload (a queue on a Redis the node has

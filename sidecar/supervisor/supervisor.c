@@ -273,7 +273,7 @@ schedule_restart(offload_supervisor_t *sup, offload_slot_t *slot)
     log_info("worker %s:%d: restarting in %d ms", slot->pool->queue->name,
              slot->index, ms);
 
-    offload_event(offload_pool_conn(slot->pool), sup->conf->node_name,
+    offload_event(offload_pool_node_conn(slot->pool), sup->conf->node_name,
                   "restart",
                   slot->pool->queue->name,
                   json_pack("{s:i,s:i}", "slot", slot->index, "delay_ms", ms));
@@ -436,7 +436,7 @@ fail_pool(offload_pool_t *pool)
     ev_timer_set(&pool->cooldown, q->restart_cooldown_ms / 1000.0, 0.0);
     ev_timer_start(pool->sup->loop, &pool->cooldown);
 
-    offload_event(offload_pool_conn(pool), pool->sup->conf->node_name,
+    offload_event(offload_pool_node_conn(pool), pool->sup->conf->node_name,
                   "pool_failed", q->name,
                   json_pack("{s:i,s:i,s:i}", "restarts", q->max_restarts + 1,
                             "period_ms", q->restart_period_ms,
@@ -459,7 +459,7 @@ cooldown_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void) revents;
 
     log_notice("pool %s restarting after cooldown", pool->queue->name);
-    offload_event(offload_pool_conn(pool), pool->sup->conf->node_name,
+    offload_event(offload_pool_node_conn(pool), pool->sup->conf->node_name,
                   "pool_restarted", pool->queue->name, NULL);
 
     pool->failed = 0;
@@ -614,7 +614,7 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
                  slot->index, (int) pid, why);
         snprintf(last, sizeof(last), "recycled: %s", why);
         offload_stats_slot_exited(slot, last, 0);
-        offload_event(offload_pool_conn(pool), sup->conf->node_name,
+        offload_event(offload_pool_node_conn(pool), sup->conf->node_name,
                       "recycle",
                       pool->queue->name,
                       json_pack("{s:i,s:i,s:s,s:I}", "slot", slot->index,
@@ -656,7 +656,7 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
     offload_stats_slot_exited(slot, last,
                               offload_sb_state(slot->sb) == OFFLOAD_SB_BUSY);
 
-    offload_crash_event(offload_pool_conn(pool), sup->conf->node_name,
+    offload_crash_event(offload_pool_node_conn(pool), sup->conf->node_name,
                         pool->queue->name, json_incref(failure.report));
 
     /* A job that ran too long is the job's fault, not the worker's: its
@@ -965,6 +965,14 @@ offload_redis_conn_t *
 offload_pool_conn(const offload_pool_t *pool)
 {
     return offload_registry_conn(&pool->sup->registry, &pool->queue->redis);
+}
+
+
+offload_redis_conn_t *
+offload_pool_node_conn(const offload_pool_t *pool)
+{
+    return offload_registry_node_conn(&pool->sup->registry,
+                                      &pool->queue->redis);
 }
 
 

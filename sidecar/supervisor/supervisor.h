@@ -131,8 +131,11 @@ void offload_supervisor_drain(offload_supervisor_t *sup, int drained);
 /* Asks a worker to finish its batch and exit; its exit is not a crash. */
 void offload_slot_stop(offload_slot_t *slot);
 
-/* The supervisor's connection to the Redis of the pool's queue. */
+/* The supervisor's connection to the Redis of the pool's queue, and to
+ * where that Redis keeps node-level keys (the same, or with a cluster the
+ * control shard): events, crash reports. */
 offload_redis_conn_t *offload_pool_conn(const offload_pool_t *pool);
+offload_redis_conn_t *offload_pool_node_conn(const offload_pool_t *pool);
 
 /* One pool per queue of conf, every slot empty; NULL when out of memory. */
 offload_pool_t *offload_pools_make(offload_supervisor_t *sup,

@@ -28,7 +28,8 @@ check_addr(const offload_addr_t *a)
 
 
 /* The top level's Redis and each queue's: an address, or sentinels and a
- * master name (and the sentinels' login, complete). */
+ * master name (and the sentinels' login, complete), or a cluster's seeds
+ * and a slot, with db 0 and no wait_replicas. */
 static void
 check_endpoint(const offload_redis_endpoint_t *ep)
 {
@@ -36,12 +37,20 @@ check_endpoint(const offload_redis_endpoint_t *ep)
 
     check(ep->nsentinels >= 0 && ep->nsentinels <= OFFLOAD_SENTINELS_MAX,
           "sentinels");
-    if (ep->nsentinels == 0) {
+    check(ep->nseeds >= 0 && ep->nseeds <= OFFLOAD_SEEDS_MAX
+          && (ep->nseeds == 0 || ep->nsentinels == 0), "cluster seeds");
+    if (ep->nsentinels == 0 && ep->nseeds == 0) {
         check_addr(&ep->addr);
     }
     for (i = 0; i < ep->nsentinels; i++) {
         check_addr(&ep->sentinels[i]);
     }
+    for (i = 0; i < ep->nseeds; i++) {
+        check_addr(&ep->seeds[i]);
+    }
+    check(ep->nseeds == 0
+          || (ep->slot >= 0 && ep->slot <= 16383 && ep->db == 0
+              && ep->wait_replicas == 0), "cluster slot, db, wait_replicas");
     check(ep->nsentinels == 0 || ep->master[0] != '\0', "master name");
     check(ep->password == NULL || ep->password[0] != '\0', "password");
     check(ep->sentinel_password == NULL || ep->sentinel_password[0] != '\0',

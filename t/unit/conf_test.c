@@ -13,6 +13,7 @@
 #include "conf.h"
 #include "handlers.h"
 #include "log.h"
+#include "offload_slot.h"
 #include "tap.h"
 
 
@@ -54,8 +55,9 @@ bad(const char *text, const char *want, const char *what)
 
 #define Q  "queue echo { handler echo; }\n"
 
-#define EXPECTED_ADDR  "host:port, [ipv6]:port, unix:/path or "             \
-                       "sentinel://host:port[,host:port...]/<master name>)"
+#define EXPECTED_ADDR  "host:port, [ipv6]:port, unix:/path, "              \
+                       "sentinel://host:port[,host:port...]/<master name> "  \
+                       "or cluster://host:port[,host:port...])"
 
 
 static void
@@ -646,6 +648,46 @@ test_queue_redis(void)
     offload_conf_free(&conf);
     bad("queue b {\n handler echo;\n db 1;\n db 2;\n}\n",
         "t.conf:4: \"db\" directive is duplicate", "db twice in a queue");
+
+    ok(parse(&conf, Q "redis cluster://10.0.0.1:7001,[::1],h;\n"
+                    "queue b { handler echo; redis cluster://10.0.0.9; }\n")
+       == 0
+       && conf.redis.nseeds == 3
+       && strcmp(conf.redis.seeds[0].host, "10.0.0.1") == 0
+       && conf.redis.seeds[0].port == 7001
+       && strcmp(conf.redis.seeds[1].host, "::1") == 0
+       && conf.redis.seeds[1].port == 6379
+       && conf.redis.seeds[2].port == 6379
+       && conf.redis.slot == offload_redis_control_slot()
+       && conf.redis.slot == (int) offload_key_slot("ctl", 3)
+       && conf.queues[0].redis.nseeds == 3
+       && conf.queues[0].redis.slot == (int) offload_key_slot("echo", 4)
+       && conf.queues[1].redis.nseeds == 1
+       && conf.queues[1].redis.seeds[0].port == 6379
+       && conf.queues[1].redis.slot == (int) offload_key_slot("b", 1),
+       "cluster seeds (port 6379 by default), inherited; each queue's "
+       "slot its name's (%s)", err);
+    ok(!offload_redis_endpoint_same(&conf.queues[0].redis, &conf.redis)
+       && offload_redis_endpoint_same_keys(&conf.queues[0].redis,
+                                           &conf.redis)
+       && offload_redis_endpoint_is_control(&conf.redis)
+       && !offload_redis_endpoint_is_control(&conf.queues[0].redis)
+       && !offload_redis_endpoint_same_keys(&conf.queues[1].redis,
+                                            &conf.redis),
+       "a cluster's endpoints: one keyspace, a connection per slot");
+    offload_conf_free(&conf);
+    bad(Q "redis cluster://a:1/x;\n",
+        "t.conf:2: invalid cluster seed \"a:1/x\" in \"cluster://a:1/x\" "
+        "(expected cluster://host:port[,host:port...])", "a seed with a path");
+    bad(Q "redis cluster://a:1;\ndb 3;\n",
+        "t.conf:2: \"db\" 3 with a \"redis cluster://...\": a Redis Cluster "
+        "has only db 0", "db with a cluster");
+    bad("redis cluster://a:1;\nqueue b {\n handler echo;\n db 1;\n}\n",
+        "t.conf:2: \"db\" 1 with a \"redis cluster://...\": a Redis Cluster "
+        "has only db 0", "a queue's db with an inherited cluster");
+    bad(Q "redis cluster://a:1 wait_replicas=1;\n",
+        "t.conf:2: \"wait_replicas\" is not supported with cluster:// yet",
+        "wait_replicas with a cluster");
 
     ok(load_text(&conf, "queue b { handler echo; redis localhost:6391; }\n",
                  path, err, sizeof(err))

@@ -1,0 +1,184 @@
+/*
+ * cluster_map.c -- the slot map of a Redis Cluster (cluster_map.h): the
+ * master of a slot in a CLUSTER SLOTS answer, asked of the seeds in turn
+ * for offloadctl (blocking, as sentinel_sync.c asks sentinels), and what a
+ * redirection looks like.  There is no map kept between connects: a
+ * connection serves one slot and asks again on every connect, which every
+ * MOVED, lost connection or refused connect leads to.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster_map.h"
+
+
+static struct timeval
+tv_ms(int ms)
+{
+    struct timeval  tv = { ms / 1000, (ms % 1000) * 1000 };
+
+    return tv;
+}
+
+
+/* [start, end, [host, port, id...], replicas...] */
+int
+offload_cluster_slot_master(const redisReply *reply, int slot,
+    const char *seed_host, offload_addr_t *master)
+{
+    size_t             i;
+    long               port;
+    const char        *host;
+    const redisReply  *range, *node;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        return -1;
+    }
+
+    for (i = 0; i < reply->elements; i++) {
+        range = reply->element[i];
+
+        if (range->type != REDIS_REPLY_ARRAY || range->elements < 3
+            || range->element[0]->type != REDIS_REPLY_INTEGER
+            || range->element[1]->type != REDIS_REPLY_INTEGER
+            || slot < range->element[0]->integer
+            || slot > range->element[1]->integer)
+        {
+            continue;
+        }
+
+        node = range->element[2];
+        if (node->type != REDIS_REPLY_ARRAY || node->elements < 2
+            || node->element[0]->type != REDIS_REPLY_STRING
+            || node->element[1]->type != REDIS_REPLY_INTEGER)
+        {
+            return -1;
+        }
+
+        host = node->element[0]->str;
+        if (host[0] == '\0' || strcmp(host, "?") == 0) {
+            host = seed_host;
+        }
+
+        port = (long) node->element[1]->integer;
+        if (port <= 0 || port > 65535
+            || strlen(host) >= sizeof(master->host))
+        {
+            return -1;
+        }
+
+        memset(master, 0, sizeof(*master));
+        memcpy(master->host, host, strlen(host));
+        master->port = (int) port;
+        return 0;
+    }
+
+    return -1;
+}
+
+
+int
+offload_cluster_redirected(const char *error)
+{
+    return strncmp(error, "MOVED ", 6) == 0
+           || strncmp(error, "ASK ", 4) == 0
+           || strncmp(error, "TRYAGAIN", 8) == 0
+           || strncmp(error, "CLUSTERDOWN", 11) == 0;
+}
+
+
+/* What one seed names as the master of ep->slot: 0 with *master set, or
+ * -1 with why in err. */
+static int
+ask_seed(const offload_redis_endpoint_t *ep, const offload_addr_t *s,
+    int connect_ms, int command_ms, offload_addr_t *master, char *err,
+    size_t errlen)
+{
+    int            rc = -1;
+    redisReply    *reply = NULL;
+    redisContext  *c;
+
+    c = redisConnectWithTimeout(s->host, s->port, tv_ms(connect_ms));
+    if (c == NULL || c->err) {
+        snprintf(err, errlen, "cannot connect to cluster seed %s:%d: %s",
+                 s->host, s->port, c ? c->errstr : "out of memory");
+        redisFree(c);
+        return -1;
+    }
+
+    redisSetTimeout(c, tv_ms(command_ms));
+
+    if (ep->password != NULL) {
+        reply = ep->user != NULL
+                ? redisCommand(c, "AUTH %s %s", ep->user, ep->password)
+                : redisCommand(c, "AUTH %s", ep->password);
+
+        if (reply == NULL) {
+            goto silent;
+        }
+
+        if (reply->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "cluster seed %s:%d refused AUTH: %s",
+                     s->host, s->port, reply->str);
+            goto done;
+        }
+
+        freeReplyObject(reply);
+    }
+
+    reply = redisCommand(c, "CLUSTER SLOTS");
+    if (reply == NULL) {
+        goto silent;
+    }
+
+    if (offload_cluster_slot_master(reply, ep->slot, s->host, master) == 0) {
+        rc = 0;
+
+    } else {
+        snprintf(err, errlen, "cluster seed %s:%d names no master of slot "
+                 "%d: %s", s->host, s->port, ep->slot,
+                 reply->type == REDIS_REPLY_ERROR ? reply->str
+                 : "not in its slot map");
+    }
+
+done:
+
+    freeReplyObject(reply);
+    redisFree(c);
+    return rc;
+
+silent:
+
+    snprintf(err, errlen, "cluster seed %s:%d did not answer: %s (timeout "
+             "%d ms)", s->host, s->port, c->errstr, command_ms);
+    redisFree(c);
+    return -1;
+}
+
+
+int
+offload_cluster_find_master(offload_redis_endpoint_t *ep, int connect_ms,
+    int command_ms, char *err, size_t errlen)
+{
+    int             i;
+    char            why[256], name[512];
+    offload_addr_t  master;
+
+    snprintf(why, sizeof(why), "no seed");
+
+    for (i = 0; i < ep->nseeds; i++) {
+        if (ask_seed(ep, &ep->seeds[i], connect_ms, command_ms, &master, why,
+                     sizeof(why))
+            == 0)
+        {
+            ep->addr = master;
+            return 0;
+        }
+    }
+
+    snprintf(err, errlen, "no seed of %s names a master (the last: %s)",
+             offload_redis_endpoint_name(ep, name, sizeof(name)), why);
+    return -1;
+}
