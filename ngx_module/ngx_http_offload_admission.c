@@ -236,9 +236,7 @@ ngx_http_offload_admission_tick(ngx_event_t *ev)
 {
     ngx_http_offload_admission_t  *adm = ev->data;
 
-    if (!adm->querying && adm->peer->command.up
-        && ngx_http_offload_admission_query(adm) == NGX_OK)
-    {
+    if (!adm->querying && ngx_http_offload_admission_query(adm) == NGX_OK) {
         adm->querying = 1;
     }
 
@@ -251,8 +249,17 @@ ngx_http_offload_admission_tick(ngx_event_t *ev)
 static ngx_int_t
 ngx_http_offload_admission_query(ngx_http_offload_admission_t *adm)
 {
-    const char  *argv[5];
-    size_t       argvlen[5];
+    const char               *argv[5];
+    size_t                    argvlen[5];
+    ngx_http_offload_link_t  *link;
+
+    /* the registry is on the control shard of a cluster */
+
+    link = ngx_http_offload_control_link(adm->peer);
+
+    if (link == NULL || !link->up) {
+        return NGX_DECLINED;
+    }
 
     if (ngx_http_offload_served_sha_len == 0) {
         ngx_http_offload_served_sha_len = ngx_http_offload_script_sha(
@@ -280,7 +287,7 @@ ngx_http_offload_admission_query(ngx_http_offload_admission_t *adm)
     argv[4] = OFFLOAD_NODE_PREFIX;
     argvlen[4] = sizeof(OFFLOAD_NODE_PREFIX) - 1;
 
-    return ngx_http_offload_link_send(&adm->peer->command,
+    return ngx_http_offload_link_send(link,
                                       ngx_http_offload_admission_read, adm,
                                       5, argv, argvlen);
 }

@@ -90,7 +90,8 @@ static u_char            ngx_http_offload_job_sha[40];
          ((u_char *) (node) - offsetof(ngx_http_offload_job_read_t, waiter)))
 
 
-/* offload_mode async, or Prefer: respond-async (RFC 7240) on a request */
+/* offload_mode async, or Prefer: respond-async (RFC 7240) on a request;
+ * never with a cluster:// peer yet (a preference may go unheeded) */
 
 void
 ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
@@ -107,6 +108,10 @@ ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
 
     if (olcf->mode == NGX_HTTP_OFFLOAD_ASYNC) {
         ctx->async = 1;
+        return;
+    }
+
+    if (olcf->peer->cluster) {
         return;
     }
 

@@ -5,7 +5,8 @@
  * body to parked request, and the HTTP responses.
  *
  *   offload_redis <host:port | [ipv6]:port | unix:/path
- *                  | sentinel://host:port[,host:port...]/<master>>
+ *                  | sentinel://host:port[,host:port...]/<master>
+ *                  | cluster://host:port[,host:port...]>
  *                 [user=<acl user>] [password=<secret>] [db=<n>]
  *                 [sentinel_user=<acl user>] [sentinel_password=<secret>]
  *                 [wait_replicas=<n>|all [wait_timeout=<time>]];
@@ -55,6 +56,8 @@ static void ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx,
     ngx_int_t rc);
 static ngx_int_t ngx_http_offload_resolve(ngx_conf_t *cf,
     offload_addr_t *addr);
+static ngx_int_t ngx_http_offload_cluster_conf(ngx_conf_t *cf,
+    ngx_http_offload_loc_conf_t *conf);
 static ngx_http_offload_sentinel_t *ngx_http_offload_sentinel_parse(
     ngx_conf_t *cf, ngx_str_t *url);
 static ngx_http_offload_peer_t *ngx_http_offload_peer_get(ngx_conf_t *cf,
@@ -549,11 +552,31 @@ ngx_http_offload_bad_json(ngx_http_request_t *r, size_t offset,
 static ngx_int_t
 ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
 {
-    uint64_t     seq;
-    ngx_int_t    rc;
-    ngx_time_t  *tp;
+    uint64_t                  seq;
+    ngx_int_t                 rc;
+    ngx_time_t               *tp;
+    ngx_http_offload_peer_t  *peer;
+
+    /* a cluster's: the master of the queue's slot */
+
+    peer = ngx_http_offload_cluster_peer(ctx->peer, ctx->queue.data,
+                                         ctx->queue.len);
+    if (peer == NULL) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "redis_unavailable",
+                                           "the redis cluster's slot map is "
+                                           "not known yet");
+    }
+
+    ctx->peer = peer;
 
     if (!ctx->peer->command.up) {
+
+        /* a cluster's master down: maybe replaced, the map tells */
+        if (peer->parent) {
+            ngx_http_offload_cluster_refresh(peer->parent);
+        }
+
         return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "redis_unavailable",
                                            "redis is not reachable");
@@ -647,6 +670,7 @@ ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx)
 {
     int                            argc;
     char                           stream[OFFLOAD_KEY_MAX];
+    u_char                         channel[OFFLOAD_KEY_MAX];
     const char                    *argv[OFFLOAD_JOB_ARGC];
     size_t                         argvlen[OFFLOAD_JOB_ARGC];
     ngx_str_t                      tp, ts;
@@ -673,8 +697,8 @@ ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx)
         job.payload.len = ctx->body.len;
     }
 
-    job.reply.data = ngx_http_offload_worker.channel;
-    job.reply.len = ngx_http_offload_worker.channel_len;
+    /* this worker's channel; a cluster's: the queue's sharded one */
+    ngx_http_offload_cluster_reply(ctx, channel, &job.reply);
     job.submitted_ms = ctx->submitted_ms;
     job.deadline_ms = ctx->submitted_ms + ctx->timeout;
     job.attempt = 1;
@@ -1444,6 +1468,69 @@ ngx_http_offload_resolve(ngx_conf_t *cf, offload_addr_t *addr)
 
 
 /*
+ * host[:port][,host[:port]...] from p to last: the addresses resolved now
+ * as a plain address is, port where one has none.
+ */
+
+ngx_int_t
+ngx_http_offload_addrs_parse(ngx_conf_t *cf, u_char *p, u_char *last,
+    int port, offload_addr_t **addrs, ngx_uint_t *naddrs)
+{
+    u_char          *end;
+    ngx_uint_t       n;
+    offload_addr_t  *addr;
+
+    if (p == last) {
+        return NGX_DECLINED;
+    }
+
+    for (n = 1, end = p; end < last; end++) {
+        n += (*end == ',');
+    }
+
+    *addrs = ngx_pcalloc(cf->pool, n * sizeof(offload_addr_t));
+    if (*addrs == NULL) {
+        return NGX_ERROR;
+    }
+
+    *naddrs = 0;
+
+    for (addr = *addrs; p < last; addr++, p = end + 1) {
+        end = ngx_strlchr(p, last, ',');
+        if (end == NULL) {
+            end = last;
+        }
+
+        if (end == p
+            || offload_addr_parse(addr, (char *) p, end - p) != 0
+            || addr->is_unix)
+        {
+            return NGX_DECLINED;
+        }
+
+        /* "host" or "[v6]" alone: the default port */
+        if (end[-1] == ']' || (*p != '[' && ngx_strlchr(p, end, ':') == NULL))
+        {
+            addr->port = port;
+        }
+
+        if (ngx_http_offload_resolve(cf, addr) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        (*naddrs)++;
+
+        if (end == last) {
+            break;
+        }
+    }
+
+    /* an empty last one: "a," */
+    return (*naddrs == n) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
  * sentinel://host[:port][,host[:port]...]/<master>: the sentinels, resolved
  * now as a plain address is, and the name they know the master by.
  */
@@ -1451,9 +1538,8 @@ ngx_http_offload_resolve(ngx_conf_t *cf, offload_addr_t *addr)
 static ngx_http_offload_sentinel_t *
 ngx_http_offload_sentinel_parse(ngx_conf_t *cf, ngx_str_t *url)
 {
-    u_char                       *p, *end, *last, *name;
-    ngx_uint_t                    n;
-    offload_addr_t               *addr;
+    u_char                       *p, *last, *name;
+    ngx_int_t                     rc;
     ngx_http_offload_sentinel_t  *s;
 
     p = url->data + sizeof("sentinel://") - 1;
@@ -1475,49 +1561,16 @@ ngx_http_offload_sentinel_parse(ngx_conf_t *cf, ngx_str_t *url)
     s->master_name.data = name + 1;
     s->master_name.len = last - name - 1;
 
-    for (n = 1, end = p; end < name; end++) {
-        n += (*end == ',');
-    }
-
-    s->addrs = ngx_pcalloc(cf->pool, n * sizeof(offload_addr_t));
-    if (s->addrs == NULL) {
+    rc = ngx_http_offload_addrs_parse(cf, p, name,
+                                      NGX_HTTP_OFFLOAD_SENTINEL_PORT,
+                                      &s->addrs, &s->naddrs);
+    if (rc == NGX_ERROR) {
         return NULL;
     }
 
-    for (addr = s->addrs; p < name; addr++, p = end + 1) {
-        end = ngx_strlchr(p, name, ',');
-        if (end == NULL) {
-            end = name;
-        }
-
-        if (offload_addr_parse(addr, (char *) p, end - p) != 0
-            || addr->is_unix)
-        {
-            goto invalid;
-        }
-
-        /* "host" or "[v6]" alone: the sentinels' own port */
-        if (end[-1] == ']' || (*p != '[' && ngx_strlchr(p, end, ':') == NULL))
-        {
-            addr->port = NGX_HTTP_OFFLOAD_SENTINEL_PORT;
-        }
-
-        if (ngx_http_offload_resolve(cf, addr) != NGX_OK) {
-            return NULL;
-        }
-
-        s->naddrs++;
-
-        if (end == name) {
-            break;
-        }
+    if (rc == NGX_OK) {
+        return s;
     }
-
-    if (s->naddrs != n) {
-        goto invalid;           /* an empty one: "a,,b" or "a,/" */
-    }
-
-    return s;
 
 invalid:
 
@@ -1541,10 +1594,12 @@ ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *user,
     ngx_uint_t                     i;
     offload_addr_t                 parsed;
     ngx_http_offload_peer_t       *peer, **peerp;
+    ngx_http_offload_cluster_t    *cluster;
     ngx_http_offload_sentinel_t   *sentinel;
     ngx_http_offload_main_conf_t  *omcf;
 
     sentinel = NULL;
+    cluster = NULL;
     ngx_memzero(&parsed, sizeof(offload_addr_t));
 
     if (addr->len > sizeof("sentinel://") - 1
@@ -1566,6 +1621,16 @@ ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *user,
                            &ngx_http_offload_redis_directive);
         return NULL;
 
+    } else if (addr->len >= sizeof("cluster://") - 1
+               && ngx_strncmp(addr->data, "cluster://",
+                              sizeof("cluster://") - 1)
+                  == 0)
+    {
+        cluster = ngx_http_offload_cluster_parse(cf, addr);
+        if (cluster == NULL) {
+            return NULL;
+        }
+
     } else if (offload_addr_parse(&parsed, (char *) addr->data, addr->len)
                != 0)
     {
@@ -1586,7 +1651,10 @@ ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *user,
         peer = peerp[i];
 
         if ((sentinel == NULL) == (peer->sentinels == NULL)
-            && (sentinel
+            && (cluster == NULL) == (peer->cluster == NULL)
+            && (cluster
+                ? ngx_http_offload_str_eq(&peer->name, addr)
+                : sentinel
                 ? ngx_http_offload_str_eq(&peer->name, addr)
                   && ngx_http_offload_str_eq(&peer->sentinels->user,
                                              sentinel_user)
@@ -1623,6 +1691,7 @@ ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *user,
     peer->password = *password;
     peer->db = db;
     peer->sentinels = sentinel;
+    peer->cluster = cluster;
     peer->wait_replicas = wait_replicas;
     peer->wait_timeout = wait_timeout;
 
@@ -1781,6 +1850,19 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* a cluster has db 0 only; WAIT after a job's XADD is phase 2 */
+
+    if (ngx_strncmp(value[1].data, "cluster://", 10) == 0
+        && (db != 0 || wait_replicas != 0))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" in \"%V\" directive: %s",
+                           db != 0 ? "db=" : "wait_replicas=", &cmd->name,
+                           db != 0 ? "a redis cluster has only db 0"
+                                   : "not supported with cluster:// yet");
+        return NGX_CONF_ERROR;
+    }
+
     if (sentinel_user.len && sentinel_password.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"sentinel_user=\" needs \"sentinel_password=\" "
@@ -1910,6 +1992,43 @@ ngx_http_offload_create_loc_conf(ngx_conf_t *cf)
 }
 
 
+/*
+ * Phase 1 of Redis Cluster is the sync job path: async jobs' records
+ * (offload:job:<id>) and what reads or cancels them are not yet.
+ */
+
+static ngx_int_t
+ngx_http_offload_cluster_conf(ngx_conf_t *cf,
+    ngx_http_offload_loc_conf_t *conf)
+{
+    const char  *what;
+
+    if (conf->jobs) {
+        what = "offload_jobs";
+
+    } else if (conf->mode == NGX_HTTP_OFFLOAD_ASYNC) {
+        what = "offload_mode async";
+
+    } else if (conf->cancel_running == 1) {
+        what = "offload_cancel_running on";
+
+    } else if (conf->idempotency_ttl != NGX_CONF_UNSET_MSEC
+               && conf->idempotency_ttl != 0)
+    {
+        what = "offload_idempotency_ttl";
+
+    } else {
+        return NGX_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"%s\" is not supported with cluster:// yet "
+                       "(offload_redis %V)", what, &conf->peer->name);
+
+    return NGX_ERROR;
+}
+
+
 static char *
 ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
@@ -1926,8 +2045,11 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->mode, prev->mode, NGX_HTTP_OFFLOAD_SYNC);
     ngx_conf_merge_str_value(conf->jobs_url, prev->jobs_url, "/jobs/");
     ngx_conf_merge_msec_value(conf->result_ttl, prev->result_ttl, 3600000);
-    ngx_conf_merge_msec_value(conf->idempotency_ttl, prev->idempotency_ttl,
-                              86400000);
+    /* its default depends on the peer: off with a cluster */
+    if (conf->idempotency_ttl == NGX_CONF_UNSET_MSEC) {
+        conf->idempotency_ttl = prev->idempotency_ttl;
+    }
+
     ngx_conf_merge_value(conf->cancel_running, prev->cancel_running, 0);
 
     /* offload_pass, like proxy_pass, is not inherited, nor are
@@ -1947,6 +2069,16 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         if (conf->peer == NULL) {
             return NGX_CONF_ERROR;
         }
+    }
+
+    if (conf->peer->cluster
+        && ngx_http_offload_cluster_conf(cf, conf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->idempotency_ttl == NGX_CONF_UNSET_MSEC) {
+        conf->idempotency_ttl = conf->peer->cluster ? 0 : 86400000;
     }
 
     conf->peer->used = 1;

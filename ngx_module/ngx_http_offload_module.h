@@ -7,6 +7,8 @@
  *   ngx_http_offload_redis.c    hiredis async context <-> nginx connection
  *   ngx_http_offload_sentinel.c sentinel://: the master and its failovers;
  *                               wait_replicas=: WAIT after a job's XADD
+ *   ngx_http_offload_cluster.c  cluster://: the slot map, a peer per
+ *                               master, MOVED and ASK
  *   ngx_http_offload_upload.c   a big body into its body key, in slices
  *   ngx_http_offload_reply.c    pending-request table, subscriber, results
  *   ngx_http_offload_metrics.c  the shared metrics zone, Prometheus text
@@ -122,6 +124,7 @@ typedef struct ngx_http_offload_link_s  ngx_http_offload_link_t;
 typedef struct ngx_http_offload_peer_s  ngx_http_offload_peer_t;
 typedef struct ngx_http_offload_admission_s  ngx_http_offload_admission_t;
 typedef struct ngx_http_offload_sentinel_s  ngx_http_offload_sentinel_t;
+typedef struct ngx_http_offload_cluster_s  ngx_http_offload_cluster_t;
 
 typedef void (*ngx_http_offload_link_up_pt)(ngx_http_offload_link_t *link);
 
@@ -201,6 +204,18 @@ struct ngx_http_offload_link_s {
 };
 
 
+/* A cluster's master: a queue whose jobs' replies come on its sharded
+ * channel, offload:{<queue>}:reply:<nonce>, on the master's subscriber. */
+typedef struct {
+    u_char                        queue[OFFLOAD_QUEUE_NAME_MAX];
+    size_t                        len;
+    ngx_uint_t                    generation;  /* the subscriber's that
+                                                  confirmed it; 0: not yet */
+} ngx_http_offload_shard_t;
+
+#define NGX_HTTP_OFFLOAD_SHARDS           64   /* per master */
+
+
 /* A distinct (address, user, password, db): one per offload_redis. */
 struct ngx_http_offload_peer_s {
     ngx_str_t                     name;
@@ -209,6 +224,12 @@ struct ngx_http_offload_peer_s {
     ngx_str_t                     password;
     ngx_uint_t                    db;
     ngx_http_offload_sentinel_t  *sentinels;   /* NULL: addr is the master */
+    ngx_http_offload_cluster_t   *cluster;     /* cluster://: its masters
+                                                  are peers of their own */
+    ngx_http_offload_peer_t      *parent;      /* a cluster's master: the
+                                                  cluster's peer */
+    ngx_http_offload_shard_t     *shards;      /* a cluster's master's */
+    ngx_uint_t                    nshards;
     ngx_uint_t                    wait_replicas;   /* 0: no WAIT; or
                                                   ..._WAIT_ALL */
     ngx_msec_t                    wait_timeout;
@@ -408,6 +429,7 @@ typedef struct {
     unsigned                      replayed:1;  /* a duplicate of the job
                                                   ctx->id (Idempotency-Key) */
     unsigned                      replicating:1;  /* awaits WAIT */
+    unsigned                      redirects:2; /* MOVED, ASK followed */
 } ngx_http_offload_ctx_t;
 
 
@@ -438,7 +460,19 @@ ngx_http_offload_now_us(void)
 }
 
 
+/* the pending requests a peer's replies are looked up in: a cluster's
+ * masters share their cluster's */
+
+static ngx_inline ngx_rbtree_t *
+ngx_http_offload_pending_of(ngx_http_offload_peer_t *peer)
+{
+    return peer->parent ? &peer->parent->pending : &peer->pending;
+}
+
+
 /* ngx_http_offload_module.c */
+ngx_int_t ngx_http_offload_addrs_parse(ngx_conf_t *cf, u_char *p,
+    u_char *last, int port, offload_addr_t **addrs, ngx_uint_t *naddrs);
 ngx_int_t ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx);
 void ngx_http_offload_body_free(ngx_http_offload_ctx_t *ctx);
 ngx_table_elt_t *ngx_http_offload_header(ngx_http_request_t *r,
@@ -564,6 +598,30 @@ void ngx_http_offload_sentinel_error(ngx_http_offload_link_t *link,
 void ngx_http_offload_replicate(ngx_http_offload_ctx_t *ctx);
 void ngx_http_offload_replicate_stop(ngx_http_offload_ctx_t *ctx);
 
+/* ngx_http_offload_cluster.c */
+ngx_http_offload_cluster_t *ngx_http_offload_cluster_parse(ngx_conf_t *cf,
+    ngx_str_t *url);
+void ngx_http_offload_cluster_start(ngx_http_offload_peer_t *peer,
+    ngx_log_t *log);
+void ngx_http_offload_cluster_stop(ngx_http_offload_peer_t *peer);
+ngx_http_offload_peer_t *ngx_http_offload_cluster_peer(
+    ngx_http_offload_peer_t *peer, u_char *key, size_t len);
+ngx_http_offload_link_t *ngx_http_offload_control_link(
+    ngx_http_offload_peer_t *peer);
+void ngx_http_offload_cluster_refresh(ngx_http_offload_peer_t *peer);
+ngx_int_t ngx_http_offload_cluster_redirect(ngx_http_offload_ctx_t *ctx,
+    redisReply *reply);
+ngx_int_t ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
+    redisReply *reply, ngx_uint_t ask);
+void ngx_http_offload_cluster_error(ngx_http_offload_link_t *link,
+    redisReply *reply);
+void ngx_http_offload_cluster_reply(ngx_http_offload_ctx_t *ctx,
+    u_char *buf, offload_str_t *reply);
+void ngx_http_offload_cluster_submitted(ngx_http_offload_ctx_t *ctx);
+void ngx_http_offload_cluster_resubscribe(ngx_http_offload_peer_t *peer);
+ngx_int_t ngx_http_offload_cluster_message(ngx_http_offload_link_t *link,
+    redisReply *kind, redisReply *channel);
+
 /* ngx_http_offload_reply.c */
 void ngx_http_offload_peer_start(ngx_http_offload_peer_t *peer,
     ngx_log_t *log);
@@ -579,6 +637,10 @@ void ngx_http_offload_xadd_done(redisAsyncContext *ac, void *r,
 void ngx_http_offload_xadd_result(ngx_http_offload_ctx_t *ctx,
     redisReply *reply);
 void ngx_http_offload_submitted(ngx_http_offload_ctx_t *ctx);
+void ngx_http_offload_message(redisAsyncContext *ac, void *r,
+    void *privdata);
+void ngx_http_offload_recover_jobs(ngx_http_offload_peer_t *peer,
+    ngx_str_t *queue);
 
 /* ngx_http_offload_jobs.c */
 void ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx);

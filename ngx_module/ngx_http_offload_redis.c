@@ -821,6 +821,10 @@ ngx_http_offload_link_replied(redisAsyncContext *ac, redisReply *reply)
         ngx_http_offload_sentinel_error(link, reply);
     }
 
+    if (reply->type == REDIS_REPLY_ERROR && link->peer->parent) {
+        ngx_http_offload_cluster_error(link, reply);
+    }
+
     if (link->inflight) {
         link->inflight--;
     }
@@ -1265,6 +1269,12 @@ ngx_http_offload_link_schedule(ngx_http_offload_link_t *link)
 static void
 ngx_http_offload_link_again(ngx_http_offload_link_t *link)
 {
+    /* a cluster's master gone: maybe replaced, the map tells */
+
+    if (link->peer->parent) {
+        ngx_http_offload_cluster_refresh(link->peer->parent);
+    }
+
     if (link->on_down) {
         link->on_down(link);
         return;

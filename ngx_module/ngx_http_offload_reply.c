@@ -32,8 +32,6 @@ static void ngx_http_offload_notice(ngx_http_offload_peer_t *peer,
 static void ngx_http_offload_recover(ngx_http_offload_peer_t *peer);
 static void ngx_http_offload_command_up(ngx_http_offload_link_t *link);
 static void ngx_http_offload_subscriber_up(ngx_http_offload_link_t *link);
-static void ngx_http_offload_message(redisAsyncContext *ac, void *r,
-    void *privdata);
 static void ngx_http_offload_look_done(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_offload_whole_done(redisAsyncContext *ac, void *r,
@@ -79,6 +77,13 @@ ngx_http_offload_peer_start(ngx_http_offload_peer_t *peer, ngx_log_t *log)
     ngx_queue_init(&peer->replicating);
     ngx_queue_init(&peer->waited);
 
+    /* a cluster's links are its masters' */
+
+    if (peer->cluster) {
+        ngx_http_offload_cluster_start(peer, log);
+        return;
+    }
+
     if (peer->sentinels) {
         ngx_http_offload_sentinel_start(peer, log);
     }
@@ -102,6 +107,11 @@ ngx_http_offload_peer_stop(ngx_http_offload_peer_t *peer)
      * answer requests any more */
     ngx_rbtree_init(&peer->pending, &peer->sentinel,
                     ngx_rbtree_insert_value);
+
+    if (peer->cluster) {
+        ngx_http_offload_cluster_stop(peer);
+        return;
+    }
 
     if (peer->sentinels) {
         ngx_http_offload_sentinel_stop(peer);
@@ -128,7 +138,7 @@ ngx_http_offload_timed_out(ngx_http_offload_ctx_t *ctx)
 void
 ngx_http_offload_park(ngx_http_offload_ctx_t *ctx, ngx_msec_t timeout)
 {
-    ngx_rbtree_insert(&ctx->peer->pending, &ctx->node);
+    ngx_rbtree_insert(ngx_http_offload_pending_of(ctx->peer), &ctx->node);
     ctx->parked = 1;
     ngx_http_offload_metrics_in_flight(ctx->metrics, 1);
 
@@ -154,7 +164,8 @@ ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx)
     ngx_uint_t  i;
 
     if (ctx->parked) {
-        ngx_rbtree_delete(&ctx->peer->pending, &ctx->node);
+        ngx_rbtree_delete(ngx_http_offload_pending_of(ctx->peer),
+                          &ctx->node);
         ctx->parked = 0;
         ngx_http_offload_metrics_in_flight(ctx->metrics, -1);
     }
@@ -178,12 +189,14 @@ ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx)
 static ngx_http_offload_ctx_t *
 ngx_http_offload_lookup(ngx_http_offload_peer_t *peer, void *privdata)
 {
+    ngx_rbtree_t       *pending;
     ngx_rbtree_key_t    key;
     ngx_rbtree_node_t  *node, *sentinel;
 
     key = (ngx_rbtree_key_t) (uintptr_t) privdata;
-    node = peer->pending.root;
-    sentinel = peer->pending.sentinel;
+    pending = ngx_http_offload_pending_of(peer);
+    node = pending->root;
+    sentinel = pending->sentinel;
 
     while (node != sentinel) {
 
@@ -258,6 +271,14 @@ ngx_http_offload_xadd_done(redisAsyncContext *ac, void *r, void *privdata)
 void
 ngx_http_offload_xadd_result(ngx_http_offload_ctx_t *ctx, redisReply *reply)
 {
+    /* a cluster's MOVED, ASK, TRYAGAIN: the job was not added */
+
+    if (reply->type == REDIS_REPLY_ERROR
+        && ngx_http_offload_cluster_redirect(ctx, reply) == NGX_OK)
+    {
+        return;
+    }
+
     if (reply->type == REDIS_REPLY_ERROR || reply->type == REDIS_REPLY_NIL) {
         /* no job: its body key goes, behind its last slice */
         if (ctx->body_key.len) {
@@ -306,6 +327,7 @@ ngx_http_offload_submitted(ngx_http_offload_ctx_t *ctx)
     ctx->submitted = 1;
 
     ngx_http_offload_body_free(ctx);
+    ngx_http_offload_cluster_submitted(ctx);
 
     if (ctx->metrics == NULL) {
         ctx->metrics = ngx_http_offload_metrics_queue(
@@ -670,6 +692,15 @@ ngx_http_offload_look_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    /* a cluster's slot moved: the look again on its master */
+
+    if (reply != NULL
+        && ngx_http_offload_cluster_follow(ctx, reply, 0) == NGX_OK)
+    {
+        ngx_http_offload_fetch_result(ctx, NGX_HTTP_OFFLOAD_READ_LOOK);
+        return;
+    }
+
     /* a list is a big result */
 
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR
@@ -742,22 +773,44 @@ ngx_http_offload_nothing_stored(ngx_http_offload_ctx_t *ctx)
 static void
 ngx_http_offload_recover(ngx_http_offload_peer_t *peer)
 {
+    if (peer->command.up && peer->subscriber.subscribed) {
+        ngx_http_offload_recover_jobs(peer, NULL);
+    }
+}
+
+
+/*
+ * The looks of the submitted jobs of the table peer is in: with queue,
+ * that queue's (a cluster's sharded reply channel subscribed anew), else
+ * peer's own (a cluster's masters share their table).
+ */
+
+void
+ngx_http_offload_recover_jobs(ngx_http_offload_peer_t *peer,
+    ngx_str_t *queue)
+{
+    ngx_rbtree_t            *pending;
     ngx_rbtree_node_t       *node;
     ngx_http_offload_ctx_t  *ctx;
 
-    if (!peer->command.up || !peer->subscriber.subscribed
-        || peer->pending.root == peer->pending.sentinel)
-    {
+    pending = ngx_http_offload_pending_of(peer);
+
+    if (pending->root == pending->sentinel) {
         return;
     }
 
-    for (node = ngx_rbtree_min(peer->pending.root, peer->pending.sentinel);
+    for (node = ngx_rbtree_min(pending->root, pending->sentinel);
          node;
-         node = ngx_rbtree_next(&peer->pending, node))
+         node = ngx_rbtree_next(pending, node))
     {
         ctx = (ngx_http_offload_ctx_t *) node;
 
-        if (ctx->submitted) {
+        if (ctx->submitted
+            && (queue ? ctx->queue.len == queue->len
+                        && ngx_memcmp(ctx->queue.data, queue->data,
+                                      queue->len) == 0
+                      : ctx->peer == peer))
+        {
             ngx_http_offload_fetch_result(ctx, NGX_HTTP_OFFLOAD_READ_LOOK);
         }
     }
@@ -797,11 +850,18 @@ ngx_http_offload_subscriber_up(ngx_http_offload_link_t *link)
         != NGX_OK)
     {
         ngx_add_timer(&link->watchdog, 1);
+        return;
+    }
+
+    /* a cluster's master: the sharded reply channels of its queues */
+
+    if (link->peer->parent) {
+        ngx_http_offload_cluster_resubscribe(link->peer);
     }
 }
 
 
-static void
+void
 ngx_http_offload_message(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply               *reply = r;
@@ -827,6 +887,12 @@ ngx_http_offload_message(redisAsyncContext *ac, void *r, void *privdata)
     channel = reply->element[1];
     payload = reply->element[2];
 
+    if (link->peer->parent
+        && ngx_http_offload_cluster_message(link, kind, channel) == NGX_OK)
+    {
+        return;
+    }
+
     if (kind->len == 9 && ngx_strncmp(kind->str, "subscribe", 9) == 0
         && channel->type == REDIS_REPLY_STRING
         && channel->len == sizeof(OFFLOAD_JOBS_DONE) - 1
@@ -847,7 +913,10 @@ ngx_http_offload_message(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    if (kind->len != 7 || ngx_strncmp(kind->str, "message", 7) != 0
+    /* "smessage": on a cluster's sharded reply channel */
+
+    if (!((kind->len == 7 && ngx_strncmp(kind->str, "message", 7) == 0)
+          || (kind->len == 8 && ngx_strncmp(kind->str, "smessage", 8) == 0))
         || payload->type != REDIS_REPLY_STRING)
     {
         return;

@@ -516,7 +516,7 @@ ngx_http_offload_status_look(ngx_http_offload_status_ctx_t *sctx,
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
-    if (peer->command.up && ngx_http_offload_status_query(peer) == NGX_OK) {
+    if (ngx_http_offload_status_query(peer) == NGX_OK) {
 
         /* meanwhile, the previous answer if it is recent enough: the
          * refresh lands in the background */
@@ -750,9 +750,18 @@ ngx_http_offload_status_joined_free(ngx_http_offload_status_joined_t *joined)
 static ngx_int_t
 ngx_http_offload_status_query(ngx_http_offload_peer_t *peer)
 {
-    int          argc;
-    const char  *argv[12];
-    size_t       argvlen[12];
+    int                       argc;
+    const char               *argv[12];
+    size_t                    argvlen[12];
+    ngx_http_offload_link_t  *link;
+
+    /* the registry is on the control shard of a cluster */
+
+    link = ngx_http_offload_control_link(peer);
+
+    if (link == NULL || !link->up) {
+        return NGX_DECLINED;
+    }
 
     if (ngx_http_offload_nodes_sha_len == 0) {
         ngx_http_offload_nodes_sha_len = ngx_http_offload_script_sha(
@@ -798,7 +807,7 @@ ngx_http_offload_status_query(ngx_http_offload_peer_t *peer)
     argv[argc] = ngx_http_offload_status_cache_of->prom ? "1" : "0";
     argvlen[argc++] = 1;
 
-    return ngx_http_offload_link_send(&peer->command,
+    return ngx_http_offload_link_send(link,
                                       ngx_http_offload_status_done, peer,
                                       argc, argv, argvlen);
 }

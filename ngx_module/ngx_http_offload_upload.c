@@ -101,6 +101,20 @@ ngx_http_offload_exists_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    /* a cluster's slot moved: nothing written yet, all on its master */
+
+    if (ngx_http_offload_cluster_follow(ctx, reply, 0) == NGX_OK) {
+        ctx->uploading = 0;
+
+        if (ngx_http_offload_upload(ctx) != NGX_OK) {
+            ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                          "redis_unavailable",
+                                          "redis is not reachable");
+        }
+
+        return;
+    }
+
     if (reply->type != REDIS_REPLY_INTEGER) {
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
                       "offload: EXISTS of queue \"%V\" failed: %s",

@@ -171,6 +171,18 @@ my @nginx_bad = (
     [ 'offload_dashboard twice',
         'location /d { offload_dashboard; offload_dashboard; }',
         'offload_dashboard', qr/duplicate/ ],
+    [ 'offload_redis cluster:// without seeds', 'offload_redis cluster://;',
+        'offload_redis', qr/invalid cluster address "cluster:\/\/"/ ],
+    [ 'offload_redis cluster:// with an empty seed',
+        'offload_redis cluster://127.0.0.1:1,;', 'offload_redis',
+        qr/invalid cluster address/ ],
+    [ 'offload_redis cluster:// db=1',
+        'offload_redis cluster://127.0.0.1:1 db=1;', 'offload_redis',
+        qr/"db=" .*a redis cluster has only db 0/ ],
+    [ 'offload_redis cluster:// wait_replicas=1',
+        'offload_redis cluster://127.0.0.1:1 wait_replicas=1;',
+        'offload_redis',
+        qr/"wait_replicas=" .*not supported with cluster:\/\/ yet/ ],
 );
 for my $case (@nginx_bad) {
     my ($name, $directive, $dname, $re) = @$case;
@@ -186,5 +198,34 @@ for my $case (@nginx_bad) {
     like($out, $re, "nginx -t, $name: says what");
     like($out, qr/nginx-t\.conf:$line\b/, "nginx -t, $name: line $line");
 }
+
+# ---- cluster://, phase 1: sync jobs only; the idempotency default is off
+my $cluster = 'offload_redis cluster://127.0.0.1:1,127.0.0.1:2 '
+    . 'user=u password=p;';
+($rc, $out) = nginx_test(http => sprintf($server, $cluster
+    . "\n    location /a { offload_pass a; }"
+    . "\n    location /b { offload_pass b; offload_idempotency_ttl off; }"
+    . "\n    location /s { offload_status; }"
+    . "\n    location /m { offload_metrics; }"
+    . "\n    location /d { offload_dashboard; }"));
+is($rc, 0, 'nginx -t: cluster:// with sync jobs and status') or diag($out);
+for my $case (
+    [ 'offload_mode async', 'offload_mode async;' ],
+    [ 'offload_cancel_running on', 'offload_cancel_running on;' ],
+    [ 'offload_idempotency_ttl', 'offload_idempotency_ttl 1h;' ],
+) {
+    my ($what, $line) = @$case;
+    ($rc, $out) = nginx_test(http => sprintf($server, $cluster
+        . "\n    location /a { offload_pass a; $line }"));
+    isnt($rc, 0, "nginx -t: cluster:// with $what refused");
+    like($out, qr{\[emerg\].*"\Q$what\E" is not supported with cluster:// yet},
+        "and says $what is not supported yet")
+        or diag($out);
+}
+($rc, $out) = nginx_test(http => sprintf($server, $cluster
+    . "\n    location /jobs/ { offload_jobs; }"));
+isnt($rc, 0, 'nginx -t: cluster:// with offload_jobs refused');
+like($out, qr/"offload_jobs" is not supported with cluster:\/\/ yet/,
+    'and says offload_jobs is not supported yet') or diag($out);
 
 done_testing();

@@ -1,0 +1,1107 @@
+
+/*
+ * ngx_http_offload_cluster.c -- offload_redis cluster://host:port,...: a
+ * Redis Cluster, phase 1 (sync jobs, status, admission).
+ *
+ * This file owns the slot map of a cluster peer.  Each worker asks the
+ * seeds in turn, on a link of its own (the link's connect timeout and
+ * watchdog are each one's deadline), CLUSTER SLOTS; every master the answer
+ * names becomes an ordinary peer of its own (command, subscriber and bulk
+ * links), made on first sight and kept.  A request then takes the master of
+ * its queue's slot (offload_key_slot() of the queue, the hash tag of every
+ * per-queue key); the node registry, status and admission reads go to the
+ * master of the control slot, offload_key_slot("ctl").  Until a map is
+ * known a request is answered 503 redis_unavailable with Retry-After.
+ *
+ * The map is asked again on a MOVED reply to any command, when a
+ * master's connection is lost or cannot be made, and every
+ * NGX_HTTP_OFFLOAD_SENTINEL_RETRY while a master it names stays down (its
+ * replica is promoted a node timeout after it died).  A job's XADD answered
+ * MOVED was not run: it is sent again to the master named (the map takes
+ * that slot at once); ASK: ASKING and the XADD on the node named, the map
+ * unchanged; at most NGX_HTTP_OFFLOAD_REDIRECTS of those per job.  A big
+ * body's EXISTS and a result's look answered MOVED go to the master named
+ * the same way; a big body's slices already written on the old master
+ * are not: 503, the job was not added.
+ * TRYAGAIN and CLUSTERDOWN (a slot in migration, a cluster without a
+ * quorum) answer 503 with Retry-After: nothing was added.
+ *
+ * The masters' peers share one pending table (the cluster peer's): a
+ * result heard on any subscriber finds its request.
+ *
+ * Replies: a queue's jobs name its sharded channel, offload:{<queue>}:
+ * reply:<nonce> (SPUBLISHed by the sidecar, kept on the queue's shard),
+ * once its master's subscriber confirmed SSUBSCRIBE to it; before (the
+ * first job of a queue accepted asks for it), they name this worker's
+ * channel, classic PUBLISH, which Redis Cluster forwards to every node:
+ * each master's subscriber hears those, and the table drops the copies of
+ * a request already answered.  hiredis 0.14 knows no sharded pub/sub: it
+ * hands a subscribed context's push to the callback of a channel it saw
+ * SUBSCRIBEd, so each sharded channel is SUBSCRIBEd too (the same name; a
+ * sidecar that PUBLISHes to it is heard as well).  A slot that leaves a
+ * master ends its sharded subscriptions there (sunsubscribe): the map is
+ * asked again, the channel subscribed on the new master, and once it
+ * confirms, the jobs of that queue look at their result keys (what was
+ * published meanwhile went unheard).
+ */
+
+
+#include "ngx_http_offload_module.h"
+#include "offload_slot.h"
+
+
+#define NGX_HTTP_OFFLOAD_REDIRECTS      3
+
+
+struct ngx_http_offload_cluster_s {
+    offload_addr_t               *seeds;
+    ngx_uint_t                    nseeds;
+
+    /* per worker process */
+    ngx_http_offload_peer_t      *peer;        /* the cluster's own */
+    ngx_http_offload_link_t       query;       /* asks seeds[asked] */
+    ngx_uint_t                    asked;
+    ngx_uint_t                    tried;       /* seeds, this round */
+    ngx_uint_t                    failed;      /* rounds, in a row */
+    ngx_array_t                   masters;     /* ngx_http_offload_peer_t * */
+    ngx_event_t                   retry;       /* no seed answered */
+    uint16_t                     *slot;        /* a master's index + 1 */
+    unsigned                      asking:1;    /* a round is on */
+    unsigned                      again:1;     /* asked for meanwhile */
+};
+
+
+static ngx_http_offload_peer_t *ngx_http_offload_cluster_owner(
+    ngx_http_offload_cluster_t *cl, u_char *key, size_t len);
+static void ngx_http_offload_cluster_round(ngx_http_offload_cluster_t *cl);
+static void ngx_http_offload_cluster_query_up(ngx_http_offload_link_t *link);
+static void ngx_http_offload_cluster_query_down(
+    ngx_http_offload_link_t *link);
+static void ngx_http_offload_cluster_question(ngx_http_offload_link_t *link);
+static void ngx_http_offload_cluster_answer(redisAsyncContext *ac, void *r,
+    void *privdata);
+static ngx_uint_t ngx_http_offload_cluster_down(
+    ngx_http_offload_cluster_t *cl);
+static ngx_int_t ngx_http_offload_cluster_map(ngx_http_offload_cluster_t *cl,
+    redisReply *reply, offload_addr_t *asked);
+static ngx_int_t ngx_http_offload_cluster_node(redisReply *node,
+    offload_addr_t *asked, offload_addr_t *addr);
+static ngx_int_t ngx_http_offload_cluster_master(
+    ngx_http_offload_cluster_t *cl, offload_addr_t *addr);
+static void ngx_http_offload_cluster_retry(ngx_event_t *ev);
+static ngx_int_t ngx_http_offload_cluster_target(ngx_str_t *err,
+    ngx_uint_t *slot, offload_addr_t *addr);
+static void ngx_http_offload_cluster_asking_done(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_offload_cluster_rehome(ngx_http_offload_cluster_t *cl);
+static ngx_http_offload_shard_t *ngx_http_offload_shard_find(
+    ngx_http_offload_peer_t *peer, u_char *queue, size_t len);
+static ngx_http_offload_shard_t *ngx_http_offload_shard_add(
+    ngx_http_offload_peer_t *peer, u_char *queue, size_t len);
+static void ngx_http_offload_shard_subscribe(ngx_http_offload_peer_t *peer,
+    ngx_http_offload_shard_t *sh);
+static size_t ngx_http_offload_shard_channel(u_char *buf, u_char *queue,
+    size_t len);
+
+
+/* cluster://host[:port][,host[:port]...]: the seeds, resolved now */
+
+ngx_http_offload_cluster_t *
+ngx_http_offload_cluster_parse(ngx_conf_t *cf, ngx_str_t *url)
+{
+    ngx_int_t                    rc;
+    ngx_http_offload_cluster_t  *cl;
+
+    cl = ngx_pcalloc(cf->pool, sizeof(ngx_http_offload_cluster_t));
+    if (cl == NULL) {
+        return NULL;
+    }
+
+    rc = ngx_http_offload_addrs_parse(cf,
+                                      url->data + sizeof("cluster://") - 1,
+                                      url->data + url->len, 6379, &cl->seeds,
+                                      &cl->nseeds);
+    if (rc == NGX_OK) {
+        return cl;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid cluster address \"%V\" in "
+                           "\"offload_redis\" directive, expected "
+                           "cluster://host:port[,host:port...]", url);
+    }
+
+    return NULL;
+}
+
+
+/* from the cluster peer's ngx_http_offload_peer_start() */
+
+void
+ngx_http_offload_cluster_start(ngx_http_offload_peer_t *peer, ngx_log_t *log)
+{
+    ngx_http_offload_cluster_t  *cl;
+
+    cl = peer->cluster;
+    cl->peer = peer;
+
+    cl->slot = ngx_pcalloc(ngx_cycle->pool,
+                           OFFLOAD_SLOTS * sizeof(uint16_t));
+
+    if (cl->slot == NULL
+        || ngx_array_init(&cl->masters, ngx_cycle->pool, 4,
+                          sizeof(ngx_http_offload_peer_t *))
+           != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "offload: redis %V: out of memory", &peer->name);
+        return;
+    }
+
+    ngx_http_offload_link_init(&cl->query, peer, "cluster query",
+                               ngx_http_offload_cluster_query_up, log);
+    cl->query.on_down = ngx_http_offload_cluster_query_down;
+    cl->asked = ngx_random() % cl->nseeds;
+    cl->query.addr = &cl->seeds[cl->asked];
+
+    cl->retry.handler = ngx_http_offload_cluster_retry;
+    cl->retry.data = cl;
+    cl->retry.log = log;
+    cl->retry.cancelable = 1;
+
+    ngx_http_offload_cluster_round(cl);
+}
+
+
+void
+ngx_http_offload_cluster_stop(ngx_http_offload_peer_t *peer)
+{
+    ngx_uint_t                   i;
+    ngx_http_offload_peer_t    **m;
+    ngx_http_offload_cluster_t  *cl;
+
+    cl = peer->cluster;
+
+    if (cl->retry.timer_set) {
+        ngx_del_timer(&cl->retry);
+    }
+
+    ngx_http_offload_link_close(&cl->query);
+
+    m = cl->masters.elts;
+
+    for (i = 0; i < cl->masters.nelts; i++) {
+        ngx_http_offload_peer_stop(m[i]);
+    }
+}
+
+
+/* The peer a queue's commands go to: a plain peer itself; a cluster's, the
+ * master of the queue's slot, or NULL while none is known (a round of
+ * questions is then on its way). */
+
+ngx_http_offload_peer_t *
+ngx_http_offload_cluster_peer(ngx_http_offload_peer_t *peer, u_char *key,
+    size_t len)
+{
+    ngx_http_offload_peer_t  *master;
+
+    if (peer->cluster == NULL) {
+        return peer;
+    }
+
+    master = ngx_http_offload_cluster_owner(peer->cluster, key, len);
+
+    if (master == NULL) {
+        ngx_http_offload_cluster_refresh(peer);
+    }
+
+    return master;
+}
+
+
+/* the master of key's slot as the map says, NULL for none */
+
+static ngx_http_offload_peer_t *
+ngx_http_offload_cluster_owner(ngx_http_offload_cluster_t *cl, u_char *key,
+    size_t len)
+{
+    uint16_t                   i;
+    ngx_http_offload_peer_t  **m;
+
+    i = cl->slot ? cl->slot[offload_key_slot((char *) key, len)] : 0;
+
+    if (i == 0) {
+        return NULL;
+    }
+
+    m = cl->masters.elts;
+
+    return m[i - 1];
+}
+
+
+/* The command link of the control shard, where the node registry is; NULL
+ * while its master is not known. */
+
+ngx_http_offload_link_t *
+ngx_http_offload_control_link(ngx_http_offload_peer_t *peer)
+{
+    peer = ngx_http_offload_cluster_peer(peer, (u_char *) OFFLOAD_CTL_TAG,
+                                         sizeof(OFFLOAD_CTL_TAG) - 1);
+
+    return peer ? &peer->command : NULL;
+}
+
+
+/* a round of questions, unless one is on its way: then one after it */
+
+void
+ngx_http_offload_cluster_refresh(ngx_http_offload_peer_t *peer)
+{
+    if (peer->cluster != NULL) {
+        ngx_http_offload_cluster_round(peer->cluster);
+    }
+}
+
+
+static void
+ngx_http_offload_cluster_round(ngx_http_offload_cluster_t *cl)
+{
+    if (cl->asking) {
+        cl->again = 1;
+        return;
+    }
+
+    if (cl->retry.timer_set) {
+        ngx_del_timer(&cl->retry);
+    }
+
+    cl->asking = 1;
+    cl->again = 0;
+    cl->tried = 0;
+
+    if (cl->query.up) {
+        ngx_http_offload_cluster_question(&cl->query);
+
+    } else if (cl->query.ac == NULL) {
+        if (cl->query.reconnect.timer_set) {
+            ngx_del_timer(&cl->query.reconnect);
+        }
+
+        ngx_http_offload_link_open(&cl->query);
+    }
+
+    /* else: connecting, its on_up asks */
+}
+
+
+static void
+ngx_http_offload_cluster_query_up(ngx_http_offload_link_t *link)
+{
+    if (link->peer->cluster->asking) {
+        ngx_http_offload_cluster_question(link);
+    }
+}
+
+
+static void
+ngx_http_offload_cluster_question(ngx_http_offload_link_t *link)
+{
+    const char  *argv[2];
+    size_t       argvlen[2];
+
+    argv[0] = "CLUSTER";
+    argvlen[0] = 7;
+    argv[1] = "SLOTS";
+    argvlen[1] = 5;
+
+    /* maybe inside the connect callback, where freeing the context is
+     * unsafe: if the question cannot be sent, the watchdog drops it */
+
+    if (ngx_http_offload_link_send(link, ngx_http_offload_cluster_answer,
+                                   NULL, 2, argv, argvlen)
+        != NGX_OK)
+    {
+        ngx_add_timer(&link->watchdog, 1);
+    }
+}
+
+
+/* the query connection is gone or was never made: the next seed */
+
+static void
+ngx_http_offload_cluster_query_down(ngx_http_offload_link_t *link)
+{
+    ngx_uint_t                   level;
+    ngx_msec_t                   delay;
+    ngx_http_offload_cluster_t  *cl;
+
+    cl = link->peer->cluster;
+
+    cl->asked = (cl->asked + 1) % cl->nseeds;
+    link->addr = &cl->seeds[cl->asked];
+
+    if (!cl->asking) {
+        return;                 /* idle: made again when needed */
+    }
+
+    if (++cl->tried == cl->nseeds) {
+        cl->asking = 0;
+
+        /* the backoff of a connection; the first failure in a row is
+         * worth a warning, the retries are not */
+
+        delay = offload_reconnect_delay_ms(cl->failed, ngx_random());
+        level = cl->failed++ ? NGX_LOG_INFO : NGX_LOG_WARN;
+
+        ngx_log_error(level, link->log, 0,
+                      "offload: redis %V: no seed answered CLUSTER SLOTS, "
+                      "asking again in %M ms", &link->peer->name, delay);
+
+        ngx_add_timer(&cl->retry, delay);
+        return;
+    }
+
+    /* not from inside hiredis' free of the old context */
+    ngx_add_timer(&link->reconnect, 1);
+}
+
+
+static void
+ngx_http_offload_cluster_retry(ngx_event_t *ev)
+{
+    ngx_http_offload_cluster_round(ev->data);
+}
+
+
+static void
+ngx_http_offload_cluster_answer(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                  *reply = r;
+    ngx_http_offload_link_t     *link;
+    ngx_http_offload_cluster_t  *cl;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+    cl = link->peer->cluster;
+
+    if (reply == NULL || !cl->asking) {
+        return;                 /* the query's on_down goes on */
+    }
+
+    if (ngx_http_offload_cluster_map(cl, reply, link->addr) != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, link->log, 0,
+                      "offload: redis %V: seed %s:%d gave no usable slot "
+                      "map%s%s, asking the next one", &link->peer->name,
+                      link->addr->host, link->addr->port,
+                      reply->type == REDIS_REPLY_ERROR ? ": " : "",
+                      reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+        ngx_http_offload_link_drop(link);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, link->log, 0,
+                  "offload: redis %V: slot map from %s:%d, %ui masters "
+                  "known", &link->peer->name, link->addr->host,
+                  link->addr->port, cl->masters.nelts);
+
+    cl->asking = 0;
+    cl->failed = 0;
+
+    ngx_http_offload_cluster_rehome(cl);
+
+    if (cl->again) {
+        ngx_http_offload_cluster_round(cl);
+        return;
+    }
+
+    /* a master the map names is down (its connection waits for its
+     * backoff): the map is asked again soon, until a replica promoted in
+     * its place is named */
+
+    if (ngx_http_offload_cluster_down(cl) && !cl->retry.timer_set) {
+        ngx_add_timer(&cl->retry, NGX_HTTP_OFFLOAD_SENTINEL_RETRY);
+    }
+}
+
+
+/* whether a master the map names has its command connection down */
+
+static ngx_uint_t
+ngx_http_offload_cluster_down(ngx_http_offload_cluster_t *cl)
+{
+    ngx_uint_t                 i, s;
+    ngx_http_offload_peer_t  **m;
+
+    m = cl->masters.elts;
+
+    for (i = 0; i < cl->masters.nelts; i++) {
+        if (m[i]->command.ac != NULL) {
+            continue;           /* up, or connecting */
+        }
+
+        for (s = 0; s < OFFLOAD_SLOTS; s++) {
+            if (cl->slot[s] == i + 1) {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * CLUSTER SLOTS: [[first, last, [host, port, id...], replicas...], ...].
+ * The whole answer is checked before the map changes; a slot no range
+ * names has no master (its requests are 503 until a map names one).
+ */
+
+static ngx_int_t
+ngx_http_offload_cluster_map(ngx_http_offload_cluster_t *cl,
+    redisReply *reply, offload_addr_t *asked)
+{
+    ngx_int_t        m;
+    long long        first, last, s;
+    ngx_uint_t       i;
+    redisReply      *range;
+    offload_addr_t   addr;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < reply->elements; i++) {
+        range = reply->element[i];
+
+        if (range->type != REDIS_REPLY_ARRAY || range->elements < 3
+            || range->element[0]->type != REDIS_REPLY_INTEGER
+            || range->element[1]->type != REDIS_REPLY_INTEGER
+            || range->element[0]->integer < 0
+            || range->element[0]->integer > range->element[1]->integer
+            || range->element[1]->integer >= OFFLOAD_SLOTS
+            || ngx_http_offload_cluster_node(range->element[2], asked, &addr)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_memzero(cl->slot, OFFLOAD_SLOTS * sizeof(uint16_t));
+
+    for (i = 0; i < reply->elements; i++) {
+        range = reply->element[i];
+
+        (void) ngx_http_offload_cluster_node(range->element[2], asked, &addr);
+
+        m = ngx_http_offload_cluster_master(cl, &addr);
+        if (m == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        first = range->element[0]->integer;
+        last = range->element[1]->integer;
+
+        for (s = first; s <= last; s++) {
+            cl->slot[s] = (uint16_t) (m + 1);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * [host, port, ...]: only an address is used, never a host name, which
+ * hiredis would resolve with a blocking getaddrinfo() in the worker.  An
+ * empty host is the node asked (a node that does not know its own).
+ */
+
+static ngx_int_t
+ngx_http_offload_cluster_node(redisReply *node, offload_addr_t *asked,
+    offload_addr_t *addr)
+{
+    u_char       buf[sizeof(struct in6_addr)];
+    redisReply  *host, *port;
+
+    if (node->type != REDIS_REPLY_ARRAY || node->elements < 2
+        || node->element[0]->type != REDIS_REPLY_STRING
+        || node->element[1]->type != REDIS_REPLY_INTEGER
+        || node->element[1]->integer < 1
+        || node->element[1]->integer > 65535)
+    {
+        return NGX_ERROR;
+    }
+
+    host = node->element[0];
+    port = node->element[1];
+
+    ngx_memzero(addr, sizeof(offload_addr_t));
+
+    if (host->len == 0) {
+        ngx_memcpy(addr->host, asked->host, sizeof(addr->host));
+
+    } else if (host->len < sizeof(addr->host)
+               && (inet_pton(AF_INET, host->str, buf) == 1
+                   || inet_pton(AF_INET6, host->str, buf) == 1))
+    {
+        ngx_memcpy(addr->host, host->str, host->len + 1);
+
+    } else {
+        return NGX_ERROR;
+    }
+
+    addr->port = (int) port->integer;
+
+    return NGX_OK;
+}
+
+
+/* The index of the master at addr, its peer made and started on first
+ * sight: the cluster's login, the cluster's pending table. */
+
+static ngx_int_t
+ngx_http_offload_cluster_master(ngx_http_offload_cluster_t *cl,
+    offload_addr_t *addr)
+{
+    u_char                    *p;
+    ngx_uint_t                 i;
+    ngx_http_offload_peer_t   *peer, **m;
+
+    m = cl->masters.elts;
+
+    for (i = 0; i < cl->masters.nelts; i++) {
+        if (m[i]->addr.port == addr->port
+            && ngx_strcmp(m[i]->addr.host, addr->host) == 0)
+        {
+            return i;
+        }
+    }
+
+    if (cl->masters.nelts >= 0xffff) {
+        return NGX_ERROR;
+    }
+
+    peer = ngx_pcalloc(ngx_cycle->pool, sizeof(ngx_http_offload_peer_t));
+    p = ngx_pnalloc(ngx_cycle->pool, sizeof(addr->host) + NGX_INT_T_LEN + 3);
+    m = ngx_array_push(&cl->masters);
+
+    if (peer == NULL || p == NULL || m == NULL) {
+        return NGX_ERROR;
+    }
+
+    peer->shards = ngx_palloc(ngx_cycle->pool,
+                              NGX_HTTP_OFFLOAD_SHARDS
+                              * sizeof(ngx_http_offload_shard_t));
+    if (peer->shards == NULL) {
+        return NGX_ERROR;
+    }
+
+    *m = peer;
+
+    peer->name.data = p;
+    peer->name.len = offload_addr_format(addr, (char *) p,
+                                         sizeof(addr->host)
+                                         + NGX_INT_T_LEN + 3);
+    peer->addr = *addr;
+    peer->user = cl->peer->user;
+    peer->password = cl->peer->password;
+    peer->parent = cl->peer;
+    peer->used = 1;
+    peer->admission = cl->peer->admission;
+
+    ngx_log_error(NGX_LOG_NOTICE, cl->query.log, 0,
+                  "offload: redis %V: master %V", &cl->peer->name,
+                  &peer->name);
+
+    ngx_http_offload_peer_start(peer, cl->query.log);
+
+    return cl->masters.nelts - 1;
+}
+
+
+/*
+ * A job's XADD (or admission script) refused with a cluster's redirection:
+ * NGX_OK when it was sent again or the request answered, NGX_DECLINED for
+ * an error of another kind, or a job that is not sent again (a big body's,
+ * which went into its body key on the old master).
+ */
+
+ngx_int_t
+ngx_http_offload_cluster_redirect(ngx_http_offload_ctx_t *ctx,
+    redisReply *reply)
+{
+    ngx_uint_t    ask;
+    const char   *argv[1];
+    size_t        argvlen[1];
+
+    if (ctx->peer->parent == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if ((reply->len >= 8 && ngx_strncmp(reply->str, "TRYAGAIN", 8) == 0)
+        || (reply->len >= 11
+            && ngx_strncmp(reply->str, "CLUSTERDOWN", 11) == 0))
+    {
+        ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
+                      "offload: XADD to queue \"%V\" on %V: %s",
+                      &ctx->queue, &ctx->peer->name, reply->str);
+
+        ngx_http_offload_cluster_refresh(ctx->peer->parent);
+
+        if (ctx->body_key.len) {
+            ngx_http_offload_body_delete(ctx);
+        }
+
+        ctx->retry_after = 1;
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "redis_unavailable",
+                                      "the redis cluster is moving the "
+                                      "queue or is down: try again");
+        return NGX_OK;
+    }
+
+    ask = (reply->len > 4 && ngx_strncmp(reply->str, "ASK ", 4) == 0);
+
+    if (ctx->body_key.len
+        || ngx_http_offload_cluster_follow(ctx, reply, ask) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (ask) {
+        argv[0] = "ASKING";
+        argvlen[0] = 6;
+
+        if (ngx_http_offload_link_send(&ctx->peer->command,
+                                       ngx_http_offload_cluster_asking_done,
+                                       NULL, 1, argv, argvlen)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+    }
+
+    if (ngx_http_offload_xadd(ctx) == NGX_OK) {
+        return NGX_OK;
+    }
+
+failed:
+
+    ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "redis_unavailable",
+                                  "redis is not reachable");
+    return NGX_OK;
+}
+
+
+/*
+ * A command of a request answered MOVED (or, with ask, ASK) by a
+ * cluster's master: the request goes to the node named, where the caller
+ * sends the command again.  MOVED: the slot is that master's from now on
+ * (the refresh its reply started confirms it); ASK: only this command
+ * goes there.  NGX_DECLINED for another reply, or past
+ * NGX_HTTP_OFFLOAD_REDIRECTS of a request.
+ */
+
+ngx_int_t
+ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
+    redisReply *reply, ngx_uint_t ask)
+{
+    ngx_int_t                    m;
+    ngx_str_t                    err;
+    ngx_uint_t                   slot;
+    offload_addr_t               addr;
+    ngx_http_offload_peer_t    **masters;
+    ngx_http_offload_cluster_t  *cl;
+
+    if (ctx->peer->parent == NULL || reply->type != REDIS_REPLY_ERROR) {
+        return NGX_DECLINED;
+    }
+
+    err.data = (u_char *) reply->str;
+    err.len = reply->len;
+
+    if (!(ask ? err.len > 4 && ngx_strncmp(err.data, "ASK ", 4) == 0
+              : err.len > 6 && ngx_strncmp(err.data, "MOVED ", 6) == 0)
+        || ctx->redirects == NGX_HTTP_OFFLOAD_REDIRECTS
+        || ngx_http_offload_cluster_target(&err, &slot, &addr) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    cl = ctx->peer->parent->cluster;
+
+    m = ngx_http_offload_cluster_master(cl, &addr);
+    if (m == NGX_ERROR) {
+        return NGX_DECLINED;
+    }
+
+    masters = cl->masters.elts;
+    ctx->redirects++;
+
+    ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
+                  "offload: job %*s: %V, sent to %V",
+                  (size_t) OFFLOAD_JOB_ID_LEN, ctx->id, &err,
+                  &masters[m]->name);
+
+    if (!ask) {
+        cl->slot[slot] = (uint16_t) (m + 1);
+    }
+
+    ctx->peer = masters[m];
+
+    return NGX_OK;
+}
+
+
+/* "MOVED <slot> <host>:<port>" or "ASK ...": the slot and the node */
+
+static ngx_int_t
+ngx_http_offload_cluster_target(ngx_str_t *err, ngx_uint_t *slot,
+    offload_addr_t *addr)
+{
+    u_char     *p, *s, *last;
+    ngx_int_t   n;
+    u_char      buf[sizeof(struct in6_addr)];
+
+    last = err->data + err->len;
+
+    s = ngx_strlchr(err->data, last, ' ');
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    s++;
+    p = ngx_strlchr(s, last, ' ');
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = ngx_atoi(s, p - s);
+    if (n == NGX_ERROR || n >= OFFLOAD_SLOTS) {
+        return NGX_ERROR;
+    }
+
+    *slot = n;
+    p++;
+
+    if (offload_addr_parse(addr, (char *) p, last - p) != 0
+        || addr->is_unix
+        || (inet_pton(AF_INET, addr->host, buf) != 1
+            && inet_pton(AF_INET6, addr->host, buf) != 1))
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_offload_cluster_asking_done(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply               *reply = r;
+    ngx_http_offload_link_t  *link;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                      "offload: redis %V: ASKING: %s", &link->peer->name,
+                      reply->str);
+    }
+}
+
+
+/* any command of a master answered MOVED: the map is stale */
+
+void
+ngx_http_offload_cluster_error(ngx_http_offload_link_t *link,
+    redisReply *reply)
+{
+    if (reply->len > 6 && ngx_strncmp(reply->str, "MOVED ", 6) == 0) {
+        ngx_http_offload_cluster_refresh(link->peer->parent);
+    }
+}
+
+
+/*
+ * The reply channel of ctx's job, into reply (buf holds a sharded one):
+ * its queue's sharded channel once ctx's master confirmed it, else this
+ * worker's.
+ */
+
+void
+ngx_http_offload_cluster_reply(ngx_http_offload_ctx_t *ctx, u_char *buf,
+    offload_str_t *reply)
+{
+    ngx_http_offload_peer_t   *peer;
+    ngx_http_offload_shard_t  *sh;
+
+    reply->data = ngx_http_offload_worker.channel;
+    reply->len = ngx_http_offload_worker.channel_len;
+
+    peer = ctx->peer;
+
+    if (peer->parent == NULL) {
+        return;
+    }
+
+    sh = ngx_http_offload_shard_find(peer, ctx->queue.data, ctx->queue.len);
+
+    if (sh != NULL && sh->generation == peer->subscriber.generation
+        && peer->subscriber.subscribed)
+    {
+        reply->data = (char *) buf;
+        reply->len = ngx_http_offload_shard_channel(buf, sh->queue, sh->len);
+    }
+}
+
+
+/* a job accepted on a cluster's master: the first of its queue there asks
+ * for the queue's sharded channel (a queue that exists: a name nobody
+ * serves, answered 404, is never subscribed to) */
+
+void
+ngx_http_offload_cluster_submitted(ngx_http_offload_ctx_t *ctx)
+{
+    ngx_http_offload_shard_t  *sh;
+
+    if (ctx->peer->parent == NULL
+        || ngx_http_offload_shard_find(ctx->peer, ctx->queue.data,
+                                       ctx->queue.len)
+           != NULL)
+    {
+        return;
+    }
+
+    sh = ngx_http_offload_shard_add(ctx->peer, ctx->queue.data,
+                                    ctx->queue.len);
+    if (sh != NULL) {
+        ngx_http_offload_shard_subscribe(ctx->peer, sh);
+    }
+}
+
+
+/* the subscriber of a master made anew: its queues' sharded channels, of
+ * the queues the map still gives it */
+
+void
+ngx_http_offload_cluster_resubscribe(ngx_http_offload_peer_t *peer)
+{
+    ngx_uint_t                 i;
+    ngx_http_offload_shard_t  *sh;
+
+    for (i = 0; i < peer->nshards; /* void */) {
+        sh = &peer->shards[i];
+
+        if (ngx_http_offload_cluster_owner(peer->parent->cluster, sh->queue,
+                                           sh->len)
+            != peer)
+        {
+            *sh = peer->shards[--peer->nshards];
+            continue;
+        }
+
+        sh->generation = 0;
+        ngx_http_offload_shard_subscribe(peer, sh);
+        i++;
+    }
+}
+
+
+/* a new map: a queue whose slot moved is subscribed on its new master */
+
+static void
+ngx_http_offload_cluster_rehome(ngx_http_offload_cluster_t *cl)
+{
+    ngx_uint_t                 i, k;
+    ngx_http_offload_peer_t   *owner, **m;
+    ngx_http_offload_shard_t  *sh, *to;
+
+    m = cl->masters.elts;
+
+    for (i = 0; i < cl->masters.nelts; i++) {
+        for (k = 0; k < m[i]->nshards; /* void */) {
+            sh = &m[i]->shards[k];
+            owner = ngx_http_offload_cluster_owner(cl, sh->queue, sh->len);
+
+            if (owner == NULL || owner == m[i]) {
+                k++;
+                continue;
+            }
+
+            if (ngx_http_offload_shard_find(owner, sh->queue, sh->len)
+                == NULL)
+            {
+                to = ngx_http_offload_shard_add(owner, sh->queue, sh->len);
+                if (to != NULL) {
+                    ngx_http_offload_shard_subscribe(owner, to);
+                }
+            }
+
+            *sh = m[i]->shards[--m[i]->nshards];
+        }
+    }
+}
+
+
+/*
+ * A master's subscriber: the confirmations of a sharded reply channel, and
+ * its end there (the slot left that master).  NGX_DECLINED for what is not
+ * about one (messages, this worker's channel).
+ */
+
+ngx_int_t
+ngx_http_offload_cluster_message(ngx_http_offload_link_t *link,
+    redisReply *kind, redisReply *channel)
+{
+    u_char                    *q, *end;
+    ngx_str_t                  queue;
+    ngx_http_offload_peer_t   *peer;
+    ngx_http_offload_shard_t  *sh;
+
+    /* offload:{<queue>}:reply:<nonce> */
+
+    if (channel->type != REDIS_REPLY_STRING || channel->len < 9
+        || ngx_strncmp(channel->str, "offload:{", 9) != 0
+        || (kind->len == 7 && ngx_strncmp(kind->str, "message", 7) == 0)
+        || (kind->len == 8 && ngx_strncmp(kind->str, "smessage", 8) == 0))
+    {
+        return NGX_DECLINED;
+    }
+
+    q = (u_char *) channel->str + 9;
+    end = ngx_strlchr(q, (u_char *) channel->str + channel->len, '}');
+
+    if (end == NULL) {
+        return NGX_DECLINED;
+    }
+
+    queue.data = q;
+    queue.len = end - q;
+    peer = link->peer;
+
+    sh = ngx_http_offload_shard_find(peer, queue.data, queue.len);
+
+    if (sh != NULL && kind->len == 10
+        && ngx_strncmp(kind->str, "ssubscribe", 10) == 0)
+    {
+        sh->generation = link->generation;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, link->log, 0,
+                       "offload: sharded replies of queue \"%V\"", &queue);
+
+        ngx_http_offload_recover_jobs(peer, &queue);
+        return NGX_OK;
+    }
+
+    if (kind->len == 12 && ngx_strncmp(kind->str, "sunsubscribe", 12) == 0) {
+        ngx_log_error(NGX_LOG_INFO, link->log, 0,
+                      "offload: redis %V: the slot of queue \"%V\" left, "
+                      "asking for the map", &peer->name, &queue);
+
+        if (sh != NULL) {
+            sh->generation = 0;
+        }
+
+        ngx_http_offload_cluster_refresh(peer->parent);
+    }
+
+    /* "subscribe", the classic twin's: nothing to do */
+
+    return NGX_OK;
+}
+
+
+static ngx_http_offload_shard_t *
+ngx_http_offload_shard_find(ngx_http_offload_peer_t *peer, u_char *queue,
+    size_t len)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < peer->nshards; i++) {
+        if (peer->shards[i].len == len
+            && ngx_memcmp(peer->shards[i].queue, queue, len) == 0)
+        {
+            return &peer->shards[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* NULL past NGX_HTTP_OFFLOAD_SHARDS queues: their replies stay classic */
+
+static ngx_http_offload_shard_t *
+ngx_http_offload_shard_add(ngx_http_offload_peer_t *peer, u_char *queue,
+    size_t len)
+{
+    ngx_http_offload_shard_t  *sh;
+
+    if (peer->nshards == NGX_HTTP_OFFLOAD_SHARDS
+        || len > OFFLOAD_QUEUE_NAME_MAX)
+    {
+        return NULL;
+    }
+
+    sh = &peer->shards[peer->nshards++];
+
+    ngx_memcpy(sh->queue, queue, len);
+    sh->len = len;
+    sh->generation = 0;
+
+    return sh;
+}
+
+
+/* SUBSCRIBE then SSUBSCRIBE, when the subscriber is up; else its
+ * resubscribe does it */
+
+static void
+ngx_http_offload_shard_subscribe(ngx_http_offload_peer_t *peer,
+    ngx_http_offload_shard_t *sh)
+{
+    u_char       buf[OFFLOAD_KEY_MAX];
+    const char  *argv[2];
+    size_t       argvlen[2];
+
+    if (!peer->subscriber.up) {
+        return;
+    }
+
+    argv[0] = "SUBSCRIBE";
+    argvlen[0] = 9;
+    argv[1] = (char *) buf;
+    argvlen[1] = ngx_http_offload_shard_channel(buf, sh->queue, sh->len);
+
+    if (ngx_http_offload_link_send(&peer->subscriber,
+                                   ngx_http_offload_message, NULL,
+                                   2, argv, argvlen)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    argv[0] = "SSUBSCRIBE";
+    argvlen[0] = 10;
+
+    (void) ngx_http_offload_link_send(&peer->subscriber,
+                                      ngx_http_offload_message, NULL,
+                                      2, argv, argvlen);
+}
+
+
+static size_t
+ngx_http_offload_shard_channel(u_char *buf, u_char *queue, size_t len)
+{
+    return ngx_sprintf(buf, "offload:{%*s}:reply:%*s", len, queue,
+                       (size_t) OFFLOAD_NONCE_LEN,
+                       ngx_http_offload_worker.nonce)
+           - buf;
+}

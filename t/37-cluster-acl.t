@@ -1,0 +1,84 @@
+#!/usr/bin/perl
+# The README's ACL rules on a Redis Cluster: every master has the users
+# offload-nginx and offload-sidecar exactly as README.md documents them
+# (t/38-redis-acl.t runs them on one Redis); nginx (offload_redis
+# cluster://... user=offload-nginx) and the sidecar (redis cluster://...,
+# redis_user offload-sidecar) pass sync jobs on queues on two masters, with
+# offload_max_backlog's script and the status, across a slot moved, and
+# no master denied anything (ACL LOG empty on each).
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use OffloadTest;
+use ClusterTopology;
+
+my ($block) = slurp("$FindBin::Bin/../README.md")
+    =~ /<!-- acl-rules -->\n```\n(.*?)```\n<!-- \/acl-rules -->/s;
+ok($block, 'README.md documents the ACL rules') or BAIL_OUT('no rules');
+$block =~ s/\n\s+/ /g;
+my %rules = map { /^user (\S+) (.*)$/ ? ($1 => [ split ' ', $2 ]) : () }
+    split /\n/, $block;
+
+my $cl = start_cluster_topology(masters => 3);
+my @masters = $cl->master_ports;
+for my $port (@masters) {
+    for my $user ('offload-nginx', 'offload-sidecar') {
+        is($cl->cmd($port, 'ACL', 'SETUSER', $user, @{ $rules{$user} }),
+            'OK', "$user on $port");
+    }
+}
+my $ctl = $cl->owner_port('ctl');
+my ($other, $third) = grep { $_ != $ctl } @masters;
+my $qa = $cl->queue_on($ctl);
+my $qb = $cl->queue_on($other);
+redis_use($ctl);
+
+start_sidecar(redis => $cl->url, want => { $qa => 1, $qb => 1 },
+    conf => "redis_user offload-sidecar;\npassword sidecar-secret;\n"
+        . "queue $qa { handler echo; }\nqueue $qb { handler echo; }\n");
+start_nginx(http => <<"HTTP");
+server {
+    listen 127.0.0.1:\@PORT\@;
+    offload_redis ${\ $cl->url} user=offload-nginx password=nginx-secret;
+    location ~ ^/jobs/([^/]+)\$ {
+        offload_pass \$1;
+        offload_max_backlog 1000;
+    }
+    location = /status { offload_status; }
+}
+HTTP
+ok(wait_until(sub {
+    http('POST', "/jobs/$qa", '{}')->{status} == 200
+        && http('POST', "/jobs/$qb", '{}')->{status} == 200;
+}, scaled(15), 'both queues answer'), 'nginx answers on both queues');
+
+sub jobs {
+    my (@queues) = @_;
+    my $ok = 0;
+    for my $i (1 .. 20) {
+        my $r = http('POST', "/jobs/$queues[$i % @queues]", qq({"i":$i}));
+        $ok++ if $r->{status} == 200 && ($r->{json}{i} // 0) == $i;
+    }
+    return $ok;
+}
+is(jobs($qa, $qb), 20, '20 sync jobs on two masters, each its own result');
+my $s;
+ok(wait_until(sub {
+    $s = http('GET', '/status')->{json};
+    $s && $s->{queues}{$qa} && $s->{queues}{$qb};
+}, scaled(10), 'status'), 'the status lists both queues');
+is($cl->move_slot($cl->slot_of($qb), $third), $other,
+    "the slot of $qb moved to $third");
+is(jobs($qb), 20, '20 jobs after the move, each its own result');
+
+for my $port (@masters) {
+    my $log = $cl->cmd($port, 'ACL', 'LOG');
+    is(ref $log eq 'ARRAY' ? scalar @$log : -1, 0,
+        "no denial on $port: ACL LOG is empty") or diag(explain($log));
+}
+unlike(slurp(nginx_error_log()), qr/NOPERM/, 'nginx logged no NOPERM');
+
+done_testing();
