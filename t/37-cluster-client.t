@@ -19,11 +19,10 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use IO::Select;
-use IPC::Open2;
 use Test::More;
 use Time::HiRes qw(time);
 use OffloadTest;
+use LineDriver;
 use ClusterTopology;
 use AclRules;
 
@@ -83,30 +82,6 @@ for line in sys.stdin:
 PY
 my $dir = tmpdir();
 spew("$dir/client.py", $py);
-
-my @drivers;
-
-sub start_driver {
-    my (@cmd) = @_;
-    my ($out, $in);
-    my $pid = open2($out, $in, @cmd);
-    my $d = { pid => $pid, out => $out, in => $in, buf => '' };
-    push @drivers, $d;
-    return $d;
-}
-
-# The driver's next line within $timeout s, or undef.
-sub line_of {
-    my ($d, $timeout) = @_;
-    my $end = time + $timeout;
-    my $sel = IO::Select->new($d->{out});
-    while ($d->{buf} !~ /\n/) {
-        my $left = $end - time;
-        return undef if $left <= 0 || !$sel->can_read($left);
-        sysread($d->{out}, $d->{buf}, 4096, length $d->{buf}) or return undef;
-    }
-    $d->{buf} =~ s/^([^\n]*)\n// and return $1;
-}
 
 sub ask {
     my ($d, $queue, $json) = @_;
@@ -276,8 +251,5 @@ for my $port ($topo->ports) {
         or diag(explain($log));
 }
 
-for my $d (@drivers) {
-    close $d->{in};
-    waitpid($d->{pid}, 0);
-}
+stop_drivers();
 finish();

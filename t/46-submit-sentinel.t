@@ -14,11 +14,10 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use IO::Select;
-use IPC::Open2;
 use Test::More;
 use Time::HiRes qw(time);
 use OffloadTest;
+use LineDriver;
 use SentinelTopology;
 
 my $python = '/usr/bin/python3';     # Debian's, with python3-redis
@@ -68,8 +67,6 @@ PY
 my $dir = tmpdir();
 spew("$dir/client.py", $py);
 
-my @drivers;
-
 sub start_c {
     my ($password, @login) = @_;
     return start_driver(build_path('line_client'), $sentinels, $master,
@@ -80,28 +77,6 @@ sub start_py {
     my ($password, $timeout, @login) = @_;
     return start_driver($python, "$dir/client.py", "$root/sdk/python",
         $sentinels, $master, $password, $timeout // 2, @login);
-}
-
-sub start_driver {
-    my (@cmd) = @_;
-    my ($out, $in);
-    my $pid = open2($out, $in, @cmd);
-    my $d = { pid => $pid, out => $out, in => $in, buf => '' };
-    push @drivers, $d;
-    return $d;
-}
-
-# The driver's next line within $timeout s, or undef.
-sub line_of {
-    my ($d, $timeout) = @_;
-    my $end = time + $timeout;
-    my $sel = IO::Select->new($d->{out});
-    while ($d->{buf} !~ /\n/) {
-        my $left = $end - time;
-        return undef if $left <= 0 || !$sel->can_read($left);
-        sysread($d->{out}, $d->{buf}, 4096, length $d->{buf}) or return undef;
-    }
-    $d->{buf} =~ s/^([^\n]*)\n// and return $1;
 }
 
 sub ask {
@@ -260,8 +235,5 @@ is(line_of($d, scaled(10)), 'connect ok',
 is(ask($d, '{"py":"norole"}'), 'ok 200 {"py":"norole"}',
     '... and its job is answered');
 
-for my $d (@drivers) {
-    close $d->{in};
-    waitpid($d->{pid}, 0);
-}
+stop_drivers();
 finish();
