@@ -20,7 +20,6 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use Time::HiRes qw(time);
 use OffloadTest;
 use LineDriver;
 use ClusterTopology;
