@@ -29,6 +29,7 @@
 #include <sys/random.h>
 
 #include "ngx_http_offload_module.h"
+#include "offload_slot.h"
 
 
 /* random bytes fetched at once for $request_id: 256 requests' worth */
@@ -552,6 +553,7 @@ ngx_http_offload_bad_json(ngx_http_request_t *r, size_t offset,
 static ngx_int_t
 ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
 {
+    char                      tag[OFFLOAD_SLOT_TAG_LEN];
     uint64_t                  seq;
     ngx_int_t                 rc;
     ngx_time_t               *tp;
@@ -589,9 +591,14 @@ ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
                                            "queue now");
     }
 
+    /* the id names the queue's slot: its record goes there */
+    offload_slot_tag(offload_key_slot((char *) ctx->queue.data,
+                                      ctx->queue.len),
+                     tag);
+
     seq = ++ngx_http_offload_worker.seq;
     offload_job_id_format((char *) ctx->id, ngx_http_offload_worker.nonce,
-                          seq);
+                          tag, seq);
     ctx->node.key = (ngx_rbtree_key_t) seq;
 
     tp = ngx_timeofday();
