@@ -57,8 +57,6 @@ static void ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx,
     ngx_int_t rc);
 static ngx_int_t ngx_http_offload_resolve(ngx_conf_t *cf,
     offload_addr_t *addr);
-static ngx_int_t ngx_http_offload_cluster_conf(ngx_conf_t *cf,
-    ngx_http_offload_loc_conf_t *conf);
 static ngx_http_offload_sentinel_t *ngx_http_offload_sentinel_parse(
     ngx_conf_t *cf, ngx_str_t *url);
 static ngx_http_offload_peer_t *ngx_http_offload_peer_get(ngx_conf_t *cf,
@@ -1999,43 +1997,6 @@ ngx_http_offload_create_loc_conf(ngx_conf_t *cf)
 }
 
 
-/*
- * Phase 1 of Redis Cluster is the sync job path: async jobs' records
- * (offload:job:<id>) and what reads or cancels them are not yet.
- */
-
-static ngx_int_t
-ngx_http_offload_cluster_conf(ngx_conf_t *cf,
-    ngx_http_offload_loc_conf_t *conf)
-{
-    const char  *what;
-
-    if (conf->jobs) {
-        what = "offload_jobs";
-
-    } else if (conf->mode == NGX_HTTP_OFFLOAD_ASYNC) {
-        what = "offload_mode async";
-
-    } else if (conf->cancel_running == 1) {
-        what = "offload_cancel_running on";
-
-    } else if (conf->idempotency_ttl != NGX_CONF_UNSET_MSEC
-               && conf->idempotency_ttl != 0)
-    {
-        what = "offload_idempotency_ttl";
-
-    } else {
-        return NGX_OK;
-    }
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "\"%s\" is not supported with cluster:// yet "
-                       "(offload_redis %V)", what, &conf->peer->name);
-
-    return NGX_ERROR;
-}
-
-
 static char *
 ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
@@ -2052,10 +2013,8 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->mode, prev->mode, NGX_HTTP_OFFLOAD_SYNC);
     ngx_conf_merge_str_value(conf->jobs_url, prev->jobs_url, "/jobs/");
     ngx_conf_merge_msec_value(conf->result_ttl, prev->result_ttl, 3600000);
-    /* its default depends on the peer: off with a cluster */
-    if (conf->idempotency_ttl == NGX_CONF_UNSET_MSEC) {
-        conf->idempotency_ttl = prev->idempotency_ttl;
-    }
+    ngx_conf_merge_msec_value(conf->idempotency_ttl, prev->idempotency_ttl,
+                              86400000);
 
     ngx_conf_merge_value(conf->cancel_running, prev->cancel_running, 0);
 
@@ -2076,16 +2035,6 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         if (conf->peer == NULL) {
             return NGX_CONF_ERROR;
         }
-    }
-
-    if (conf->peer->cluster
-        && ngx_http_offload_cluster_conf(cf, conf) != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    if (conf->idempotency_ttl == NGX_CONF_UNSET_MSEC) {
-        conf->idempotency_ttl = conf->peer->cluster ? 0 : 86400000;
     }
 
     conf->peer->used = 1;
