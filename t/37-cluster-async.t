@@ -27,9 +27,9 @@ my $ctl = $cl->owner_port('ctl');
 my ($other, $third) = grep { $_ != $ctl } @masters;
 my $qa = $cl->queue_on($other);
 my $qb = $cl->queue_on($third);
-my $qh = $cl->queue_on($ctl);
-ok($qa && $qb && $qh, "queue $qa on $other, $qb on $third, $qh (sleeps) on "
-    . "the control shard ($ctl)");
+my $qh = $cl->queue_on($third, map { "h$_" } 0 .. 99);
+ok($qa && $qb && $qh, "queue $qa on $other, $qb and $qh (sleeps) on $third, "
+    . "the control shard on $ctl");
 redis_use($ctl);
 
 start_sidecar(redis => $cl->url, want => { $qa => 1, $qb => 1, $qh => 1 },
@@ -66,7 +66,7 @@ sub record_on {
 }
 
 # ---- async jobs on two queues on two masters: 202, then GET until done
-my %port = ($qa => $other, $qb => $third, $qh => $ctl);
+my %port = ($qa => $other, $qb => $third, $qh => $third);
 for my $q ($qa, $qb) {
     my $r = post_json("/async/$q", { q => $q });
     is($r->{status}, 202, "$q: 202 Accepted");
@@ -135,7 +135,7 @@ is(job($queued)->{json}{status}, 'queued', 'a second job waits, queued');
 $r = http('DELETE', "/jobs/$queued");
 is($r->{status}, 200, 'DELETE of the queued job: 200');
 is($r->{json}{status}, 'cancelled', 'cancelled');
-is(record_on($ctl, $queued)->{status}, 'cancelled',
+is(record_on($third, $queued)->{status}, 'cancelled',
     'its record on the queue\'s master says so');
 
 $r = http('DELETE', "/jobs/$long");
@@ -149,9 +149,10 @@ ok(wait_until(sub { my $w = worker(); $w->{pid} && $w->{pid} != $pid },
 like(slurp(tmpdir() . '/sidecar.log'),
     qr/job \Q$long\E cancelled while it ran, killing pid $pid/,
     'the sidecar says why');
-is(record_on($ctl, $long)->{status}, 'cancelled', 'the record: cancelled');
-is($cl->cmd($ctl, 'EXISTS', "offload:{$qh}:cancel:" . node_name()), 0,
-    "the queue's cancel list (on its master) was taken");
+is(record_on($third, $long)->{status}, 'cancelled', 'the record: cancelled');
+is($cl->cmd($third, 'EXISTS', "offload:{$qh}:cancel:" . node_name()), 0,
+    "the queue's cancel list (on its master, not the control shard) was "
+    . 'taken');
 ok(wait_until(sub { (worker()->{state} // '') eq 'idle' }, scaled(10),
     'idle'), 'the new worker is idle: the cancelled queued job never ran');
 is(job($queued)->{json}{status}, 'cancelled', 'and still says cancelled');
