@@ -114,7 +114,8 @@ TEST_PKGS = prometheus chromium tmux devscripts iproute2 python3-redis \
 # The folders make a stack, each using only those below it:
 #   supervisor -> worker -> handlers -> core -> proto/, sidecar/include/
 #   ctl -> handlers
-#   client (liboffload) -> core's redis_endpoint.c and sentinel_sync.c
+#   client (liboffload) -> core's redis_endpoint.c, sentinel_sync.c and
+#                          cluster_map.c
 # A folder's files are compiled with the -I of their own folder and of
 # those below it, so that an #include from a folder above fails to
 # compile.  The tests, the fuzzers and the benchmarks see every folder.
@@ -151,7 +152,8 @@ MODULE = $(BUILD)/ngx_http_offload_module.so
 # cluster address: the key slot of its control keys).
 CLIENT_SRCS = sidecar/client/offload_client.c proto/offload_proto.c \
               proto/offload_json_check.c proto/offload_slot.c \
-              sidecar/core/redis_endpoint.c sidecar/core/sentinel_sync.c
+              sidecar/core/redis_endpoint.c sidecar/core/sentinel_sync.c \
+              sidecar/core/cluster_map.c
 CLIENT_LIB = $(BUILD)/liboffload.a
 
 .PHONY: all deps module run test unit bench clean fuzzers fuzz install \
@@ -167,7 +169,7 @@ PLUGIN_CFLAGS = -std=gnu99 -g -O2 $(WARN) $(SAN_FLAGS) $(HARDEN_CFLAGS) \
 
 all: $(MODULE) $(BUILD)/offload-sidecar $(BUILD)/offloadctl $(UNIT_TESTS) \
      $(EXAMPLE) $(CLIENT_LIB) $(BUILD)/client_test $(BUILD)/submit-bench \
-     $(BUILD)/sentinel_client \
+     $(BUILD)/line_client \
      $(BUILD)/longpoll-bench $(BUILD)/rate-bench
 
 deps:
@@ -249,8 +251,9 @@ $(CLIENT_LIB): $(patsubst %.c,$(BUILD)/obj/%.o,$(CLIENT_SRCS))
 $(BUILD)/client_test: t/client/client_test.c $(CLIENT_LIB)
 	$(COMPILE) -It/unit $(LINK) $< $(CLIENT_LIB) -o $@ $(PKG_LIBS) $(LDLIBS)
 
-# one client driven line by line across failovers (t/46-submit-sentinel.t)
-$(BUILD)/sentinel_client: t/client/sentinel_client.c $(CLIENT_LIB)
+# one client driven line by line across failovers and slot moves
+# (t/46-submit-sentinel.t, t/37-cluster-client.t)
+$(BUILD)/line_client: t/client/line_client.c $(CLIENT_LIB)
 	$(COMPILE) $(LINK) $< $(CLIENT_LIB) -o $@ $(PKG_LIBS) $(LDLIBS)
 
 $(BUILD)/submit-bench: bench/submit_bench.c $(CLIENT_LIB)
@@ -273,7 +276,7 @@ $(BUILD)/unit/%: t/unit/%.c $(SIDECAR_LIBS)
 DEP_FILES = $(patsubst %.o,%.d,$(LIB_OBJS) $(SIDECAR_MAIN) $(CTL_OBJS) \
               $(call objs_of,$(CLIENT_SRCS))) \
             $(addsuffix .d,$(UNIT_TESTS) $(BUILD)/client_test \
-              $(BUILD)/sentinel_client \
+              $(BUILD)/line_client \
               $(BUILD)/submit-bench $(BUILD)/examples/submit_example \
               $(BUILD)/longpoll-bench $(BUILD)/rate-bench)
 -include $(DEP_FILES)

@@ -572,6 +572,16 @@ offload_reply_channel(char *buf, size_t size, const char *nonce, size_t nlen)
 
 
 int
+offload_queue_reply_channel(char *buf, size_t size, const char *queue,
+    size_t qlen, const char *nonce, size_t nlen)
+{
+    return fitted(snprintf(buf, size, OFFLOAD_QUEUE_REPLY_FMT, (int) qlen,
+                           queue, (int) nlen, nonce),
+                  size);
+}
+
+
+int
 offload_dead_key(char *buf, size_t size, const char *queue, size_t qlen)
 {
     return fitted(snprintf(buf, size, OFFLOAD_DEAD_FMT, (int) qlen, queue),

@@ -39,6 +39,7 @@
 #define OFFLOAD_BODY_FMT           "offload:{%.*s}:body:%.*s"
 #define OFFLOAD_STAGE_FMT          "offload:{%.*s}:stage:%.*s:%s"
 #define OFFLOAD_REPLY_FMT          "offload:reply:%.*s"
+#define OFFLOAD_QUEUE_REPLY_FMT    "offload:{%.*s}:reply:%.*s"
 #define OFFLOAD_NODE_PREFIX        "offload:{ctl}:node:"
 #define OFFLOAD_NODE_FMT           OFFLOAD_NODE_PREFIX "%s"
 #define OFFLOAD_NODE_RUNS_FMT      OFFLOAD_NODE_PREFIX "%s:runs"
@@ -286,6 +287,10 @@ int offload_result_key(char *buf, size_t size, const char *queue, size_t qlen,
 int offload_dead_key(char *buf, size_t size, const char *queue, size_t qlen);
 int offload_reply_channel(char *buf, size_t size, const char *nonce,
     size_t nlen);
+/* A reply channel in the queue's slot (a sharded channel: SPUBLISHed, to
+ * a submitter that SSUBSCRIBEd on the queue's master of a cluster). */
+int offload_queue_reply_channel(char *buf, size_t size, const char *queue,
+    size_t qlen, const char *nonce, size_t nlen);
 int offload_body_key(char *buf, size_t size, const char *queue, size_t qlen,
     const char *id, size_t idlen);
 int offload_stage_key(char *buf, size_t size, const char *queue, size_t qlen,

@@ -16,13 +16,10 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use OffloadTest;
 use ClusterTopology;
+use AclRules;
 
-my ($block) = slurp("$FindBin::Bin/../README.md")
-    =~ /<!-- acl-rules -->\n```\n(.*?)```\n<!-- \/acl-rules -->/s;
-ok($block, 'README.md documents the ACL rules') or BAIL_OUT('no rules');
-$block =~ s/\n\s+/ /g;
-my %rules = map { /^user (\S+) (.*)$/ ? ($1 => [ split ' ', $2 ]) : () }
-    split /\n/, $block;
+my %rules = readme_acl_rules();
+ok(%rules, 'README.md documents the ACL rules') or BAIL_OUT('no rules');
 
 my $cl = start_cluster_topology(masters => 3);
 my @masters = $cl->master_ports;

@@ -12,20 +12,14 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use OffloadTest;
+use AclRules;
 
-# The documented `user` lines, unwrapped: a line that starts with spaces
-# continues the one above.
-my ($block) = slurp("$FindBin::Bin/../README.md")
-    =~ /<!-- acl-rules -->\n```\n(.*?)```\n<!-- \/acl-rules -->/s;
-ok($block, 'README.md documents the ACL rules') or BAIL_OUT('no rules');
-$block =~ s/\n\s+/ /g;
-my %rules = map { /^user (\S+) (.*)$/ ? ($1 => [ split ' ', $2 ]) : () }
-    split /\n/, $block;
+my %rules = readme_acl_rules();
+ok(%rules, 'README.md documents the ACL rules') or BAIL_OUT('no rules');
 ok($rules{'offload-nginx'} && $rules{'offload-sidecar'}
     && $rules{'offload-submitter'},
     'rules for offload-nginx, offload-sidecar and offload-submitter');
-my %secret = map { $_ => (join ' ', @{ $rules{$_} }) =~ />(\S+)/ }
-    keys %rules;
+my %secret = acl_secrets(%rules);
 
 start_redis(user => 'admin', password => 'admin-secret', args => [
     '--user', 'default', 'off',

@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 # Submitting through Redis Sentinel from one's own program: liboffload
 # (offload_client_conf_t sentinels, master_name, sentinel_password; driven
-# by build/sentinel_client) and sdk/python/offload_client.py
+# by build/line_client) and sdk/python/offload_client.py
 # (sentinel_redis()) ask sentinels that have a password for the master,
 # submit there and get results.  The same client, not a new one, submits
 # again with success at the first try after SENTINEL FAILOVER and after
@@ -14,11 +14,10 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use IO::Select;
-use IPC::Open2;
 use Test::More;
 use Time::HiRes qw(time);
 use OffloadTest;
+use LineDriver;
 use SentinelTopology;
 
 my $python = '/usr/bin/python3';     # Debian's, with python3-redis
@@ -36,7 +35,7 @@ ok(wait_until(sub { redis_cmd('EXISTS', 'offload:{echo}:jobs') },
     scaled(10), 'echo stream'), 'the sidecar serves echo on the master');
 
 # A client program reading a JSON line, answering a line (see
-# t/client/sentinel_client.c; the Python one below prints the same).
+# t/client/line_client.c; the Python one below prints the same).
 my $py = <<'PY';
 import sys, time
 sys.path.insert(0, sys.argv[1])
@@ -68,11 +67,9 @@ PY
 my $dir = tmpdir();
 spew("$dir/client.py", $py);
 
-my @drivers;
-
 sub start_c {
     my ($password, @login) = @_;
-    return start_driver(build_path('sentinel_client'), $sentinels, $master,
+    return start_driver(build_path('line_client'), $sentinels, $master,
         $password, @login);
 }
 
@@ -80,28 +77,6 @@ sub start_py {
     my ($password, $timeout, @login) = @_;
     return start_driver($python, "$dir/client.py", "$root/sdk/python",
         $sentinels, $master, $password, $timeout // 2, @login);
-}
-
-sub start_driver {
-    my (@cmd) = @_;
-    my ($out, $in);
-    my $pid = open2($out, $in, @cmd);
-    my $d = { pid => $pid, out => $out, in => $in, buf => '' };
-    push @drivers, $d;
-    return $d;
-}
-
-# The driver's next line within $timeout s, or undef.
-sub line_of {
-    my ($d, $timeout) = @_;
-    my $end = time + $timeout;
-    my $sel = IO::Select->new($d->{out});
-    while ($d->{buf} !~ /\n/) {
-        my $left = $end - time;
-        return undef if $left <= 0 || !$sel->can_read($left);
-        sysread($d->{out}, $d->{buf}, 4096, length $d->{buf}) or return undef;
-    }
-    $d->{buf} =~ s/^([^\n]*)\n// and return $1;
 }
 
 sub ask {
@@ -260,8 +235,5 @@ is(line_of($d, scaled(10)), 'connect ok',
 is(ask($d, '{"py":"norole"}'), 'ok 200 {"py":"norole"}',
     '... and its job is answered');
 
-for my $d (@drivers) {
-    close $d->{in};
-    waitpid($d->{pid}, 0);
-}
+stop_drivers();
 finish();

@@ -16,6 +16,15 @@ With Redis Sentinel, give Client the master the sentinels name:
 
     jobs = Client(sentinel_redis([("10.0.0.5", 26379), ("10.0.0.6", 26379)],
                                  "jobs", sentinel_password="..."))
+
+With Redis Cluster, give Client a redis.cluster.RedisCluster (or
+cluster_redis(seeds)): each job goes to its queue's master, redis-py
+following MOVED and ASK; the result is pushed on the queue's own reply
+channel, offload:{<queue>}:reply:<nonce>, SSUBSCRIBEd on that master.
+redis-py 4.3 (Debian 12) has no sharded pub/sub: the SSUBSCRIBE is a raw
+command on a connection of its own to the master the slot map names.
+
+    jobs = Client(cluster_redis([("10.0.0.5", 6379), ("10.0.0.6", 6379)]))
 """
 
 import json
@@ -23,6 +32,7 @@ import secrets
 import time
 
 import redis
+import redis.cluster
 import redis.sentinel
 
 PROTO_VERSION = 1
@@ -116,6 +126,70 @@ def sentinel_redis(sentinels, master, sentinel_password=None,
         connection_class=_MasterConnection, **login)
 
 
+def cluster_redis(seeds, socket_timeout=5.0, socket_connect_timeout=2.0,
+                  **login):
+    """A redis.cluster.RedisCluster for Client, from seeds (a list of
+    (host, port)): any reachable one gives the slot map.  login
+    (password=, username=) is the masters'; a cluster has only db 0.  Each
+    node gets the timeouts given, in seconds."""
+    return redis.cluster.RedisCluster(
+        startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in seeds],
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_connect_timeout, **login)
+
+
+class _ShardedReplies:
+    """A queue's reply channel SSUBSCRIBEd on the master of its slot, on a
+    connection of its own (redis-py 4.3 has no sharded pub/sub): what
+    Client.wait reads as it reads a PubSub.  A MOVED answer, or a master
+    gone (a failover), has the slot map asked again and the master it
+    names then tried, a few times."""
+
+    TRIES = 5
+
+    def __init__(self, cluster, channel):
+        for tries in range(self.TRIES):
+            self.node = cluster.get_node_from_key(channel)
+            kwargs = self.node.redis_connection.connection_pool \
+                .connection_kwargs
+            self.conn = redis.Connection(**kwargs)
+            try:
+                self.conn.send_command("SSUBSCRIBE", channel)
+                self.conn.read_response()
+                return
+            except (redis.ResponseError,    # MOVED, TRYAGAIN, CLUSTERDOWN
+                    redis.ConnectionError, redis.TimeoutError):
+                self.conn.disconnect()
+                if tries + 1 == self.TRIES:
+                    raise
+                time.sleep(0.05 * tries)
+                cluster.nodes_manager.initialize()
+
+    def moved(self):
+        """Whether Redis took the channel away (its slot moved): a
+        "sunsubscribe" waiting to be read, or the connection gone."""
+        try:
+            while self.conn.can_read(timeout=0):
+                if self.get_message(0) is None:
+                    return False
+        except redis.ConnectionError:
+            return True
+        return False
+
+    def get_message(self, timeout):
+        if not self.conn.can_read(timeout=timeout):
+            return None
+        m = self.conn.read_response()
+        kind = m[0].decode() if isinstance(m[0], bytes) else m[0]
+        if kind == "sunsubscribe":
+            raise redis.ConnectionError("the reply channel's slot moved")
+        return {"type": "message" if kind == "smessage" else kind,
+                "data": m[2]}
+
+    def close(self):
+        self.conn.disconnect()
+
+
 class Result:
     """A job's result: an HTTP-like status and a JSON body (str)."""
 
@@ -138,15 +212,40 @@ class Result:
 
 
 class Client:
-    """Submits jobs and reads results through one redis.Redis."""
+    """Submits jobs and reads results through one redis.Redis (or one
+    redis.cluster.RedisCluster: each queue on its master)."""
 
     def __init__(self, r):
         self.r = r
+        self.cluster = isinstance(r, redis.cluster.RedisCluster)
         self.nonce = secrets.token_hex(8)   # 16 hex digits, as nginx's
         self.seq = 0
         self.channel = "offload:reply:" + self.nonce
         self.pubsub = None
         self.last_waited = None
+
+    def _subscribe(self, queue):
+        """The reply channel subscribed before a job is added; on a
+        cluster the queue's own, on its master (again when its slot
+        moved)."""
+        if self.cluster:
+            channel = "offload:{%s}:reply:%s" % (queue, self.nonce)
+            if self.pubsub is not None and (channel != self.channel
+                                            or self.pubsub.moved()):
+                self.pubsub.close()
+                self.pubsub = None
+            self.channel = channel
+            if self.pubsub is None:
+                self.pubsub = _ShardedReplies(self.r, channel)
+        elif self.pubsub is None:
+            self.pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+            self.pubsub.subscribe(self.channel)
+
+    def _node(self, key):
+        """A redis.Redis on the master of key (for a transaction)."""
+        if self.cluster:
+            return self.r.get_node_from_key(key).redis_connection
+        return self.r
 
     def submit(self, queue, payload, wait=False, timeout=30.0,
                deadline=None):
@@ -170,11 +269,9 @@ class Client:
                   "attempt": 1}
         if deadline is not None:
             fields["deadline"] = now + int(deadline * 1000)
-        if wait and self.pubsub is None:
-            # subscribed before the job is added: no result can be missed
-            self.pubsub = self.r.pubsub(ignore_subscribe_messages=True)
-            self.pubsub.subscribe(self.channel)
         if wait:
+            # subscribed before the job is added: no result can be missed
+            self._subscribe(queue)
             fields["reply"] = self.channel
 
         if len(body) > BODY_OVER:
@@ -189,7 +286,14 @@ class Client:
             raise UnknownQueue("unknown queue %r" % queue)
         if not wait:
             return job_id
-        self.last_waited = job_id
+        if self.cluster and self.r.get_node_from_key(stream) != \
+                self.pubsub.node:
+            # the XADD followed a MOVED past the subscription: the result
+            # key, then, and a new subscription at the next submit
+            self.pubsub.close()
+            self.pubsub = None
+        else:
+            self.last_waited = job_id
         return self.wait(queue, job_id, timeout)
 
     def _write_body(self, queue, stream, job_id, body, life_ms):
@@ -198,7 +302,7 @@ class Client:
         if not self.r.exists(stream):
             raise UnknownQueue("unknown queue %r" % queue)
         key = "offload:{%s}:body:%s" % (queue, job_id)
-        tx = self.r.pipeline(transaction=True)
+        tx = self._node(key).pipeline(transaction=True)
         tx.rpush(key, body[:SLICE])
         tx.pexpire(key, life_ms + BODY_GRACE_MS)
         if tx.execute() != [1, True]:
@@ -227,7 +331,7 @@ class Client:
         in the result key every few ms otherwise."""
         end = time.monotonic() + timeout
         pause = 0.001
-        pushed = job_id == self.last_waited
+        pushed = job_id == self.last_waited and self.pubsub is not None
         while time.monotonic() < end:
             if not pushed:
                 res = self.result(queue, job_id)

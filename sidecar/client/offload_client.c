@@ -16,6 +16,17 @@
  * sentinels name (core's sentinel_sync.c, as offloadctl asks them), checked
  * with ROLE; a command that meets a broken connection or READONLY is sent
  * once more on a new one, as redis-py's SentinelConnectionPool does.
+ *
+ * With Redis Cluster a call about a queue goes to the master of the
+ * queue's slot (the hash tag of all its keys), asked of the seeds with
+ * CLUSTER SLOTS (core's cluster_map.c) and remembered per slot: the
+ * command connection follows the queue of the call to its master.  MOVED
+ * names the new master (the command was not run: sent there again, after
+ * the reply channel moved there first when it is the queue's); ASK sends
+ * ASKING and the command once to the node named; TRYAGAIN and CLUSTERDOWN
+ * wait a little and try again, a few times.  The reply channel is then the
+ * queue's own, offload:{<queue>}:reply:<nonce>, SSUBSCRIBEd on its master
+ * (the sidecar SPUBLISHes to a channel with a hash tag).
  */
 
 #include <errno.h>
@@ -30,6 +41,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "cluster_map.h"
 #include "offload_client.h"
 #include "offload_proto.h"
 #include "offload_slot.h"
@@ -49,6 +61,17 @@
  * socket in one go, so a whole pipeline would hold up other clients. */
 #define BODY_IN_FLIGHT  2
 
+/* Slots whose master a cluster client remembers (a program uses a few
+ * queues), and how many redirections one command follows at most. */
+#define ROUTES_MAX      16
+#define REDIRECTS_MAX   5
+#define TRYAGAIN_MS     50
+
+typedef struct {
+    int             slot;           /* -1: unused */
+    offload_addr_t  master;
+} route_t;
+
 
 struct offload_client_s {
     redisContext  *cmd;
@@ -62,6 +85,13 @@ struct offload_client_s {
     int            connect_timeout_ms;
     int            command_timeout_ms;
     offload_redis_endpoint_t  sentinel;    /* nsentinels 0: none */
+    offload_redis_endpoint_t  cluster;     /* nseeds 0: none */
+    route_t        routes[ROUTES_MAX];     /* slot -> master, learnt */
+    unsigned       next_route;
+    int            slot;            /* cluster: the slot of the call's queue */
+    offload_addr_t cmd_at;          /* cluster: where cmd is connected */
+    offload_addr_t sub_at;          /*   ... and sub */
+    int            sub_slot;
     char          *bad_conf;        /* why every connect fails, or NULL */
     char           nonce[OFFLOAD_NONCE_LEN + 1];
     char           channel[OFFLOAD_KEY_MAX];
@@ -228,15 +258,130 @@ check_master(const offload_addr_t *master, void *data, char *err,
 }
 
 
-/* A new connection, authenticated and on its db, to the Redis of the
- * configuration or the master the sentinels name, or NULL (c->err). */
-static redisContext *
-open_conn(offload_client_t *c)
+static int
+same_master(const offload_addr_t *a, const offload_addr_t *b)
 {
-    master_search_t  search = { c, NULL };
+    return a->port == b->port && strcmp(a->host, b->host) == 0;
+}
+
+
+static void
+learn_route(offload_client_t *c, int slot, const offload_addr_t *master)
+{
+    int       i;
+    route_t  *rt = NULL;
+
+    /* the slot's own entry, else a free one, else the next in turn */
+    for (i = 0; i < ROUTES_MAX; i++) {
+        if (c->routes[i].slot == slot) {
+            rt = &c->routes[i];
+            break;
+        }
+
+        if (rt == NULL && c->routes[i].slot == -1) {
+            rt = &c->routes[i];
+        }
+    }
+
+    if (rt == NULL) {
+        rt = &c->routes[c->next_route++ % ROUTES_MAX];
+    }
+
+    rt->slot = slot;
+    rt->master = *master;
+}
+
+
+static void
+forget_route(offload_client_t *c, int slot)
+{
+    int  i;
+
+    for (i = 0; i < ROUTES_MAX; i++) {
+        if (c->routes[i].slot == slot) {
+            c->routes[i].slot = -1;
+        }
+    }
+}
+
+
+/* Every slot learnt to be master's: it went (its connection broke or was
+ * refused, or it says it is a replica now). */
+static void
+forget_master(offload_client_t *c, const offload_addr_t *master)
+{
+    int  i;
+
+    for (i = 0; i < ROUTES_MAX; i++) {
+        if (c->routes[i].slot != -1
+            && same_master(&c->routes[i].master, master))
+        {
+            c->routes[i].slot = -1;
+        }
+    }
+}
+
+
+/* The master of a cluster's slot, as learnt or as the seeds name it now:
+ * 0, or -1 (c->err). */
+static int
+route(offload_client_t *c, int slot, offload_addr_t *master)
+{
+    int  i;
+
+    for (i = 0; i < ROUTES_MAX; i++) {
+        if (c->routes[i].slot == slot) {
+            *master = c->routes[i].master;
+            return 0;
+        }
+    }
+
+    c->cluster.slot = slot;
+    if (offload_cluster_find_master(&c->cluster, c->connect_timeout_ms,
+                                    c->command_timeout_ms, c->err,
+                                    sizeof(c->err))
+        != 0)
+    {
+        c->failed = 1;
+        return -1;
+    }
+
+    learn_route(c, slot, &c->cluster.addr);
+    *master = c->cluster.addr;
+    return 0;
+}
+
+
+/* A new connection, authenticated and on its db, to the Redis of the
+ * configuration, the master the sentinels name, or the master of the
+ * cluster's slot c->slot (then *at says which; a master learnt earlier
+ * that refuses it has the seeds asked again), or NULL (c->err). */
+static redisContext *
+open_conn(offload_client_t *c, offload_addr_t *at)
+{
+    int               tries;
+    redisContext     *r;
+    master_search_t   search = { c, NULL };
 
     if (c->bad_conf != NULL) {
         fail(c, "%s", c->bad_conf);
+        return NULL;
+    }
+
+    for (tries = 0; c->cluster.nseeds > 0 && tries < 2; tries++) {
+        if (route(c, c->slot, at) != 0) {
+            return NULL;
+        }
+
+        r = login_conn(c, at->host, at->port, NULL);
+        if (r != NULL) {
+            return r;
+        }
+
+        forget_master(c, at);
+    }
+
+    if (c->cluster.nseeds > 0) {
         return NULL;
     }
 
@@ -258,47 +403,205 @@ open_conn(offload_client_t *c)
 }
 
 
-/* The command connection, made again if the last one broke. */
+/* The command connection, made again if the last one broke; with a
+ * cluster, to the master of c->slot. */
 static redisContext *
 cmd_conn(offload_client_t *c)
 {
+    offload_addr_t  master;
+
     if (c->cmd != NULL && c->cmd->err) {
         redisFree(c->cmd);
         c->cmd = NULL;
     }
 
+    if (c->cmd != NULL && c->cluster.nseeds > 0) {
+        if (route(c, c->slot, &master) != 0) {
+            return NULL;
+        }
+
+        if (!same_master(&master, &c->cmd_at)) {
+            redisFree(c->cmd);
+            c->cmd = NULL;
+        }
+    }
+
     if (c->cmd == NULL) {
-        c->cmd = open_conn(c);
+        c->cmd = open_conn(c, &c->cmd_at);
     }
 
     return c->cmd;
 }
 
 
+static int subscribe_channel(offload_client_t *c);
+
+
+/* The host:port a MOVED or ASK error names: 0, or -1 (none given). */
+static int
+redirect_addr(const char *error, offload_addr_t *to)
+{
+    const char  *addr, *colon;
+
+    addr = strchr(error, ' ');
+    addr = addr ? strchr(addr + 1, ' ') : NULL;
+    colon = addr ? strrchr(addr, ':') : NULL;
+
+    if (colon == NULL || colon == addr + 1
+        || (size_t) (colon - addr - 1) >= sizeof(to->host))
+    {
+        return -1;
+    }
+
+    memset(to, 0, sizeof(*to));
+    memcpy(to->host, addr + 1, (size_t) (colon - addr - 1));
+    to->port = atoi(colon + 1);
+    return to->port > 0 && to->port <= 65535 ? 0 : -1;
+}
+
+
+/* With a cluster, the reply channel, if it is c->slot's, subscribed
+ * again where the map says now: before a command that went to the wrong
+ * master (MOVED, a lost connection) is sent again.  Returns 0, or -1
+ * (c->err). */
+static int
+follow_sub(offload_client_t *c)
+{
+    if (c->cluster.nseeds == 0 || c->sub == NULL || c->sub_slot != c->slot) {
+        return 0;
+    }
+
+    redisFree(c->sub);
+    c->sub = NULL;
+    return subscribe_channel(c);
+}
+
+
+/*
+ * What a cluster said instead of running a command on the master of
+ * c->slot, the redirects-th time: MOVED has the master it names learnt
+ * (or the seeds asked again), and the reply channel follows; TRYAGAIN and
+ * CLUSTERDOWN a short pause (and the seeds asked again: a failover).
+ * Returns 0 (send the command again), or -1 (c->err) when the reply
+ * channel could not follow.
+ */
+static int
+redirected(offload_client_t *c, const char *error, int redirects)
+{
+    offload_addr_t  to;
+    int64_t         ms = (int64_t) TRYAGAIN_MS * redirects;
+
+    if (strncmp(error, "MOVED ", 6) == 0 && redirect_addr(error, &to) == 0) {
+        learn_route(c, c->slot, &to);
+
+    } else {
+        forget_route(c, c->slot);
+
+        if (strncmp(error, "MOVED ", 6) != 0) {
+            nanosleep(&(struct timespec) { ms / 1000,
+                                           (ms % 1000) * 1000000 }, NULL);
+        }
+    }
+
+    return follow_sub(c);
+}
+
+
+/* A command sent once, after ASKING, to the node an ASK error names (a
+ * slot being migrated there holds the key already): its reply, or NULL
+ * (c->err). */
+static redisReply *
+ask(offload_client_t *c, const char *error, int argc, const char **argv,
+    const size_t *argvlen)
+{
+    redisReply      *asking = NULL, *reply = NULL;
+    redisContext    *r;
+    offload_addr_t   to;
+
+    if (redirect_addr(error, &to) != 0) {
+        fail(c, "Redis %s: %s", argv[0], error);
+        return NULL;
+    }
+
+    r = login_conn(c, to.host, to.port, NULL);
+    if (r == NULL) {
+        return NULL;
+    }
+
+    redisAppendCommand(r, "ASKING");
+    redisAppendCommandArgv(r, argc, argv, argvlen);
+
+    if (redisGetReply(r, (void **) &asking) != REDIS_OK
+        || redisGetReply(r, (void **) &reply) != REDIS_OK)
+    {
+        fail(c, "Redis %s at %s:%d (ASK): %s", argv[0], to.host, to.port,
+             r->errstr);
+    }
+
+    freeReplyObject(asking);
+    redisFree(r);
+    return reply;
+}
+
+
 /* A command's reply, an error reply too, or NULL (c->err) for a broken
- * connection.  With sentinels, a broken connection or READONLY (the
- * master was demoted) has the command sent once more on a new connection
- * to the master they name now. */
+ * connection.  With sentinels or a cluster, a broken connection or
+ * READONLY (the master was demoted) has the command sent once more on a
+ * new connection to the master they name now; with a cluster, MOVED, ASK,
+ * TRYAGAIN and CLUSTERDOWN are followed, REDIRECTS_MAX times at most. */
 static redisReply *
 run_command(offload_client_t *c, int argc, const char **argv,
     const size_t *argvlen)
 {
-    int            tries, moved;
-    redisReply    *reply;
+    int            again, redirects = 0;
+    int            retries = c->sentinel.nsentinels > 0
+                             || c->cluster.nseeds > 0;
+    redisReply    *reply, *asked;
     redisContext  *r;
 
-    for (tries = c->sentinel.nsentinels > 0 ? 2 : 1; ; tries--) {
+    for ( ;; ) {
         r = cmd_conn(c);
         if (r == NULL) {
             return NULL;
         }
 
         reply = redisCommandArgv(r, argc, argv, argvlen);
-        moved = reply == NULL
-                || (reply->type == REDIS_REPLY_ERROR
-                    && strncmp(reply->str, "READONLY", 8) == 0);
 
-        if (!moved || tries == 1) {
+        if (reply == NULL
+            || (reply->type == REDIS_REPLY_ERROR
+                && strncmp(reply->str, "READONLY", 8) == 0))
+        {
+            again = retries-- > 0;
+            forget_master(c, &c->cmd_at);
+
+            if (again && follow_sub(c) != 0) {
+                freeReplyObject(reply);
+                return NULL;
+            }
+
+        } else if (c->cluster.nseeds > 0
+                   && reply->type == REDIS_REPLY_ERROR
+                   && offload_cluster_redirected(reply->str)
+                   && redirects++ < REDIRECTS_MAX)
+        {
+            if (strncmp(reply->str, "ASK ", 4) == 0) {
+                asked = ask(c, reply->str, argc, argv, argvlen);
+                freeReplyObject(reply);
+                return asked;
+            }
+
+            if (redirected(c, reply->str, redirects) != 0) {
+                freeReplyObject(reply);
+                return NULL;
+            }
+            freeReplyObject(reply);
+            continue;
+
+        } else {
+            again = 0;
+        }
+
+        if (!again) {
             break;
         }
 
@@ -338,32 +641,61 @@ command_argv(offload_client_t *c, int argc, const char **argv,
 }
 
 
+/* A configuration that makes every connect fail, saying why.  Returns -1
+ * only when out of memory. */
+static int
+bad_conf(offload_client_t *c, const char *why)
+{
+    c->bad_conf = strdup(why);
+    return c->bad_conf ? 0 : -1;
+}
+
+
+/* ep parsed from the sidecar's address "<scheme><list><tail>".  Returns 0,
+ * 1 (it does not parse: bad_conf() said why) or -1 (out of memory). */
+static int
+parse_endpoint(offload_client_t *c, offload_redis_endpoint_t *ep,
+    const char *scheme, const char *list, const char *tail)
+{
+    int    n;
+    char  *addr, err[sizeof(c->err)];
+
+    n = snprintf(NULL, 0, "%s%s%s", scheme, list, tail);
+    addr = malloc((size_t) n + 1);
+    if (addr == NULL) {
+        return -1;
+    }
+    snprintf(addr, (size_t) n + 1, "%s%s%s", scheme, list, tail);
+
+    n = offload_redis_endpoint_parse(ep, addr, err, sizeof(err));
+    free(addr);
+    if (n == 0) {
+        return 0;
+    }
+
+    ep->nsentinels = 0;
+    ep->nseeds = 0;
+    return bad_conf(c, err) == 0 ? 1 : -1;
+}
+
+
 /* The sentinels of conf, parsed as the sidecar's "sentinel://" address;
  * one that does not parse makes every connect fail, saying why.  Returns
  * -1 only when out of memory. */
 static int
 use_sentinels(offload_client_t *c, const offload_client_conf_t *conf)
 {
-    int                        n;
-    char                      *addr, err[sizeof(c->err)];
+    int                        rc;
+    char                       tail[OFFLOAD_MASTER_NAME_MAX + 3];
     offload_redis_endpoint_t  *ep = &c->sentinel;
 
-    n = snprintf(NULL, 0, "sentinel://%s/%s", conf->sentinels,
-                 conf->master_name ? conf->master_name : "");
-    addr = malloc((size_t) n + 1);
-    if (addr == NULL) {
-        return -1;
-    }
-    snprintf(addr, (size_t) n + 1, "sentinel://%s/%s", conf->sentinels,
+    /* a longer name is cut one past the longest: refused as too long */
+    snprintf(tail, sizeof(tail), "/%s",
              conf->master_name ? conf->master_name : "");
-
-    if (offload_redis_endpoint_parse(ep, addr, err, sizeof(err)) != 0) {
-        free(addr);
-        ep->nsentinels = 0;
-        c->bad_conf = strdup(err);
-        return c->bad_conf ? 0 : -1;
+    rc = parse_endpoint(c, ep, "sentinel://", conf->sentinels, tail);
+    if (rc != 0) {
+        return rc < 0 ? -1 : 0;
     }
-    free(addr);
 
     ep->sentinel_user = dup_or_null(conf->sentinel_user);
     ep->sentinel_password = dup_or_null(conf->sentinel_password);
@@ -371,6 +703,43 @@ use_sentinels(offload_client_t *c, const offload_client_conf_t *conf)
     return (conf->sentinel_user && ep->sentinel_user == NULL)
            || (conf->sentinel_password && ep->sentinel_password == NULL)
            ? -1 : 0;
+}
+
+
+/* The seeds of conf, parsed as the sidecar's "cluster://" address, and
+ * the login the seeds take (the masters'); a list that does not parse, or
+ * a db, or sentinels too, make every connect fail, saying why.  Returns -1
+ * only when out of memory. */
+static int
+use_cluster(offload_client_t *c, const offload_client_conf_t *conf)
+{
+    int                        rc, i;
+    offload_redis_endpoint_t  *ep = &c->cluster;
+
+    for (i = 0; i < ROUTES_MAX; i++) {
+        c->routes[i].slot = -1;
+    }
+    c->slot = offload_redis_control_slot();
+
+    if (conf->sentinels != NULL) {
+        return bad_conf(c, "sentinels and a cluster: give one of them");
+    }
+
+    if (conf->db != 0) {
+        return bad_conf(c, "a Redis Cluster has only db 0: leave db at 0 "
+                        "with a cluster");
+    }
+
+    rc = parse_endpoint(c, ep, "cluster://", conf->cluster, "");
+    if (rc != 0) {
+        return rc < 0 ? -1 : 0;
+    }
+
+    ep->user = dup_or_null(conf->user);
+    ep->password = dup_or_null(conf->password);
+
+    return (conf->user && ep->user == NULL)
+           || (conf->password && ep->password == NULL) ? -1 : 0;
 }
 
 
@@ -407,7 +776,9 @@ offload_client_connect(const offload_client_conf_t *conf)
         return NULL;
     }
 
-    if (conf->sentinels != NULL && use_sentinels(c, conf) != 0) {
+    if (conf->cluster != NULL ? use_cluster(c, conf) != 0
+        : conf->sentinels != NULL && use_sentinels(c, conf) != 0)
+    {
         offload_client_free(c);
         return NULL;
     }
@@ -451,6 +822,7 @@ offload_client_free(offload_client_t *c)
     free(c->password);
     free(c->bad_conf);
     offload_redis_endpoint_free(&c->sentinel);
+    offload_redis_endpoint_free(&c->cluster);
     free(c);
 }
 
@@ -465,7 +837,7 @@ offload_client_result_free(offload_client_result_t *res)
 
 /* The reply channel's connection: with sentinels, to the master of the
  * command connection while it says it is one (no need to ask them), else
- * to the one they name now. */
+ * to the one they name now; with a cluster, to the master of c->slot. */
 static redisContext *
 open_sub_conn(offload_client_t *c)
 {
@@ -479,39 +851,82 @@ open_sub_conn(offload_client_t *c)
         return search.conn;
     }
 
-    return open_conn(c);
+    c->sub_slot = c->slot;
+    return open_conn(c, &c->sub_at);
 }
 
 
-/* Subscribes the reply channel on a connection of its own, once. */
+/* Subscribes c->channel on a connection of its own (SSUBSCRIBE on the
+ * master of c->slot with a cluster, following its redirections). */
 static int
-subscribe(offload_client_t *c)
+subscribe_channel(offload_client_t *c)
 {
+    int          redirects = 0;
     redisReply  *reply;
+    const char  *cmd = c->cluster.nseeds > 0 ? "SSUBSCRIBE" : "SUBSCRIBE";
 
-    if (c->sub != NULL) {
-        return 0;
-    }
+    for ( ;; ) {
+        c->sub = open_sub_conn(c);
+        if (c->sub == NULL) {
+            return -1;
+        }
 
-    c->sub = open_sub_conn(c);
-    if (c->sub == NULL) {
-        return -1;
-    }
+        reply = redisCommand(c->sub, "%s %s", cmd, c->channel);
+        if (reply != NULL && reply->type == REDIS_REPLY_ARRAY) {
+            freeReplyObject(reply);
+            return 0;
+        }
 
-    reply = redisCommand(c->sub, "SUBSCRIBE %s", c->channel);
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-        fail(c, "Redis SUBSCRIBE: %s",
+        fail(c, "Redis %s: %s", cmd,
              reply == NULL ? c->sub->errstr
              : reply->type == REDIS_REPLY_ERROR ? reply->str
              : "unexpected reply");
-        freeReplyObject(reply);
         redisFree(c->sub);
         c->sub = NULL;
+
+        if (c->cluster.nseeds > 0 && reply != NULL
+            && reply->type == REDIS_REPLY_ERROR
+            && offload_cluster_redirected(reply->str)
+            && redirects++ < REDIRECTS_MAX
+            && redirected(c, reply->str, redirects) == 0)
+        {
+            freeReplyObject(reply);
+            c->failed = 0;
+            continue;
+        }
+
+        freeReplyObject(reply);
         return -1;
     }
+}
 
-    freeReplyObject(reply);
-    return 0;
+
+/* The reply channel subscribed, once; with a cluster, queue's own on its
+ * master (moved there when the queue of the call is another). */
+static int
+subscribe(offload_client_t *c, const char *queue)
+{
+    char            channel[OFFLOAD_KEY_MAX];
+    offload_addr_t  master;
+
+    if (c->cluster.nseeds > 0) {
+        offload_queue_reply_channel(channel, sizeof(channel), queue,
+                                    strlen(queue), c->nonce,
+                                    OFFLOAD_NONCE_LEN);
+
+        if (c->sub != NULL
+            && (strcmp(channel, c->channel) != 0
+                || route(c, c->slot, &master) != 0
+                || !same_master(&master, &c->sub_at)))
+        {
+            redisFree(c->sub);
+            c->sub = NULL;
+        }
+
+        memcpy(c->channel, channel, sizeof(channel));
+    }
+
+    return c->sub != NULL ? 0 : subscribe_channel(c);
 }
 
 
@@ -687,7 +1102,9 @@ offload_client_submit(offload_client_t *c, const char *queue,
     offload_job_id_format(id, c->nonce, tag, ++c->seq);
     id[OFFLOAD_JOB_ID_LEN] = '\0';
 
-    if (opts->wait && subscribe(c) != 0) {
+    c->slot = (int) offload_key_slot(queue, strlen(queue));
+
+    if (opts->wait && subscribe(c, queue) != 0) {
         return OFFLOAD_CLIENT_ERROR;
     }
 
@@ -904,6 +1321,8 @@ offload_client_result(offload_client_t *c, const char *queue,
         return OFFLOAD_CLIENT_INVALID;
     }
 
+    c->slot = (int) offload_key_slot(queue, strlen(queue));
+
     reply = run_command(c, 2, argv, NULL);
     if (reply == NULL) {
         return OFFLOAD_CLIENT_ERROR;
@@ -988,6 +1407,19 @@ next_message(offload_client_t *c, const char *id, int64_t ms,
         m = r;
         payload = m->type == REDIS_REPLY_ARRAY && m->elements == 3
                   ? m->element[2] : NULL;
+
+        if (payload != NULL && payload->type == REDIS_REPLY_INTEGER
+            && m->element[0]->type == REDIS_REPLY_STRING
+            && strcmp(m->element[0]->str, "sunsubscribe") == 0)
+        {
+            /* the channel's slot moved to another master */
+            freeReplyObject(m);
+            errno = 0;
+            fail(c, "the reply channel's slot moved");
+            redisFree(c->sub);
+            c->sub = NULL;
+            return -1;
+        }
 
         if (payload != NULL && payload->type == REDIS_REPLY_STRING
             && ((offload_result_decode(&res, payload->str, payload->len,

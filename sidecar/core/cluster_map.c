@@ -1,10 +1,11 @@
 /*
  * cluster_map.c -- the slot map of a Redis Cluster (cluster_map.h): the
  * master of a slot in a CLUSTER SLOTS answer, asked of the seeds in turn
- * for offloadctl (blocking, as sentinel_sync.c asks sentinels), and what a
- * redirection looks like.  There is no map kept between connects: a
- * connection serves one slot and asks again on every connect, which every
- * MOVED, lost connection or refused connect leads to.
+ * for offloadctl and liboffload (blocking, as sentinel_sync.c asks
+ * sentinels), and what a redirection looks like.  There is no map kept
+ * between connects here: a sidecar connection serves one slot and asks
+ * again on every connect, which every MOVED, lost connection or refused
+ * connect leads to (liboffload remembers the masters it was told of).
  */
 
 #include <stdio.h>

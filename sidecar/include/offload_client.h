@@ -7,7 +7,9 @@
  * loop such as nginx's.  A client holds one command connection and, once
  * a job was submitted to be waited for, a second one subscribed to its own
  * reply channel (subscribed before the job is added, so no result can be
- * missed).  A client is not thread-safe: one per thread.
+ * missed).  On a Redis Cluster both go to the master of the queue of the
+ * call (conf.cluster below).  A client is not thread-safe: one per
+ * thread.
  *
  *   offload_client_t *c = offload_client_connect(&conf);
  *   if (offload_client_error(c)) ...
@@ -67,6 +69,31 @@ typedef struct {
     const char  *master_name;         /* as in the sentinels' config */
     const char  *sentinel_user;       /* or NULL */
     const char  *sentinel_password;   /* or NULL: no AUTH to sentinels */
+
+    /* Redis Cluster, instead of host, port, unix_path and sentinels
+     * (db stays 0): the seeds are asked in turn for CLUSTER SLOTS (each
+     * within the timeouts, with user and password, the masters' login),
+     * and a call about a queue goes to the master of the queue's slot
+     * (the hash tag of all its keys), remembered per slot.  The command
+     * connection follows the queue of the call: a client alternating
+     * between queues on different masters connects each time.  MOVED
+     * (the command was not run: no job is added twice) is sent again to
+     * the master it names; ASK once to the node it names, after ASKING;
+     * TRYAGAIN and CLUSTERDOWN after a short pause (the seeds asked
+     * again); 5 redirections at most, then the error is the call's.  A
+     * broken connection is sent once more to the master the seeds name
+     * then, as with sentinels ("at least once"), and a master that
+     * refuses a connection has the seeds asked again: a client outlives
+     * a failover once the cluster promoted the replica.  The reply
+     * channel is the queue's own, offload:{<queue>}:reply:<nonce>,
+     * SSUBSCRIBEd on the queue's master before the job is added, and
+     * follows a MOVED or a lost master there first; when its slot moves
+     * while a result is waited for, the result key is looked at instead.
+     * A payload over 1 MB submitted while its queue's slot is half moved
+     * (ASK) fails, nothing added: its body key's transaction is
+     * refused. */
+    const char  *cluster;             /* "host:port,host:port...", a port
+                                         6379 when left out; NULL: none */
 } offload_client_conf_t;
 
 typedef struct {
@@ -89,10 +116,11 @@ typedef struct {
 } offload_client_result_t;
 
 /* Connects (host and port, or unix_path, or the master the sentinels
- * name; AUTH, SELECT).  Returns NULL only when out of memory; a client
- * that could not connect (or was given a bad sentinels or master_name)
- * says why in offload_client_error(), and tries again at its next call
- * (a bad sentinels list fails every call). */
+ * name, or with a cluster a master a seed names; AUTH, SELECT).  Returns
+ * NULL only when out of memory; a client that could not connect (or was
+ * given a bad sentinels, master_name or cluster) says why in
+ * offload_client_error(), and tries again at its next call (a bad
+ * sentinels or cluster list fails every call). */
 offload_client_t *offload_client_connect(const offload_client_conf_t *conf);
 
 /* Submits a job: the JSON text json[0..len) to queue.  It is checked to be

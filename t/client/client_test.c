@@ -34,12 +34,34 @@ is_result(const offload_client_result_t *res, int status, const char *body,
 }
 
 
+/* A client given conf cannot connect, nor submit, saying expect. */
+static void
+refused(const offload_client_conf_t *conf, const char *what,
+    const char *expect)
+{
+    char                   id[OFFLOAD_CLIENT_ID_SIZE];
+    offload_client_t      *c;
+    offload_submit_opts_t  wait = { 1, 1000, NULL, NULL };
+
+    c = offload_client_connect(conf);
+    ok(c && offload_client_error(c)
+       && strstr(offload_client_error(c), expect),
+       "%s: the connect says why (%s)", what,
+       c && offload_client_error(c) ? offload_client_error(c) : "no error");
+    ok(c && offload_client_submit(c, "echo", "{}", 2, &wait, id)
+            == OFFLOAD_CLIENT_ERROR
+       && strstr(offload_client_error(c), expect),
+       "%s: and a submit through it fails, saying so", what);
+    offload_client_free(c);
+}
+
+
 int
 main(int argc, char **argv)
 {
     int                      rc;
     char                     id[OFFLOAD_CLIENT_ID_SIZE];
-    char                     id2[OFFLOAD_CLIENT_ID_SIZE], *big;
+    char                     id2[OFFLOAD_CLIENT_ID_SIZE], *big, seed[32];
     size_t                   i, big_len = 3 * 1024 * 1024 + 17;
     long long                t0;
     offload_client_t        *c, *down;
@@ -65,6 +87,19 @@ main(int argc, char **argv)
     ok(offload_client_submit(down, "echo", "{}", 2, &wait, id)
        == OFFLOAD_CLIENT_ERROR, "and a submit through it fails");
     offload_client_free(down);
+
+    /* a cluster: a plain Redis as its seed, a bad seed, a db */
+    snprintf(seed, sizeof(seed), "127.0.0.1:%s", argv[1]);
+    conf.cluster = seed;
+    refused(&conf, "a plain Redis as a cluster seed",
+            "names no master of slot");
+    conf.cluster = "127.0.0.1:6379/1";
+    refused(&conf, "a cluster seed with a db", "invalid cluster seed");
+    conf.cluster = seed;
+    conf.db = 1;
+    refused(&conf, "a cluster and a db", "only db 0");
+    conf.cluster = NULL;
+    conf.db = 0;
 
     conf.port = atoi(argv[1]);
     c = offload_client_connect(&conf);

@@ -15,6 +15,9 @@ package ClusterTopology;
 #   $cl->queue_on($port, @names)  # the first queue name (of @names, or
 #                               # q0, q1, ...) whose keys live on $port
 #   $cl->move_slot($slot, $to_port)  # migrate a slot and its keys
+#   $cl->begin_move_slot($slot, $to_port)  # ... its keys only: the slot
+#                               # MIGRATING (ASK redirections) until
+#   $cl->end_move_slot($slot, $to_port)    # gives it to $to_port
 #   $cl->cmd($port, ...)        # one command to one node
 #   $cl->node_id($port)
 #   $cl->replica_of($port)      # a replica of the master on $port
@@ -192,6 +195,16 @@ sub queue_on {
 # meanwhile get ASK redirections.  Returns the source port.
 sub move_slot {
     my ($self, $slot, $to_port) = @_;
+    my $from_port = $self->begin_move_slot($slot, $to_port);
+    $self->end_move_slot($slot, $to_port) if $from_port != $to_port;
+    return $from_port;
+}
+
+# The first half of move_slot: the keys moved, the slot still the
+# source's, MIGRATING there (a command on a key gone gets ASK) and
+# IMPORTING on $to_port.  Returns the source port.
+sub begin_move_slot {
+    my ($self, $slot, $to_port) = @_;
     my $from_port = $self->slot_owner($slot);
     return $from_port if $from_port == $to_port;
     my $from_id = $self->node_id($from_port);
@@ -210,6 +223,14 @@ sub move_slot {
         die "MIGRATE: " . (ref $r ? $r->{error} : $r // 'no answer') . "\n"
             unless ($r // '') eq 'OK' || ($r // '') eq 'NOKEY';
     }
+    return $from_port;
+}
+
+# The second half: the slot given to $to_port on every master.
+sub end_move_slot {
+    my ($self, $slot, $to_port) = @_;
+    my $from_port = $self->slot_owner($slot);
+    my $to_id = $self->node_id($to_port);
     # the target first, so that the source's MOVED points at a node that
     # already serves the slot
     for my $port ($to_port, $from_port,
@@ -220,7 +241,6 @@ sub move_slot {
     }
     $self->wait_ok(scaled(30))
         or die "the cluster did not agree on the move of slot $slot\n";
-    return $from_port;
 }
 
 sub replica_of {

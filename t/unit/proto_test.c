@@ -543,6 +543,10 @@ test_addr_names_keys(void)
        "staging key");
     ok(offload_reply_channel(buf, sizeof(buf), "0123456789abcdef", 16) > 0
        && strcmp(buf, "offload:reply:0123456789abcdef") == 0, "reply channel");
+    ok(offload_queue_reply_channel(buf, sizeof(buf), "echo", 4,
+                                   "0123456789abcdef", 16) > 0
+       && strcmp(buf, "offload:{echo}:reply:0123456789abcdef") == 0,
+       "a queue's (sharded) reply channel");
     ok(offload_stream_key(buf, 10, "echo", 4) == -1, "key does not fit");
     ok(offload_dead_key(buf, sizeof(buf), "echo", 4) == 19
        && strcmp(buf, "offload:{echo}:dead") == 0, "dead-letter key");
