@@ -1,7 +1,8 @@
 
 /*
  * ngx_http_offload_cluster.c -- offload_redis cluster://host:port,...: a
- * Redis Cluster, phase 1 (sync jobs, status, admission).
+ * Redis Cluster (sync and async jobs, the jobs endpoint, status,
+ * admission).
  *
  * This file owns the slot map of a cluster peer.  Each worker asks the
  * seeds in turn, on a link of its own (the link's connect timeout and
@@ -23,6 +24,9 @@
  * body's EXISTS and a result's look answered MOVED go to the master named
  * the same way; a big body's slices already written on the old master
  * are not: 503, the job was not added.
+ * A job read (GET/DELETE /jobs/<id>, on the master of the id's slot tag)
+ * answered MOVED or ASK goes to the node named the same way
+ * (ngx_http_offload_cluster_moved()).
  * TRYAGAIN and CLUSTERDOWN (a slot in migration, a cluster without a
  * quorum) answer 503 with Retry-After: nothing was added.
  *
@@ -48,9 +52,6 @@
 
 #include "ngx_http_offload_module.h"
 #include "offload_slot.h"
-
-
-#define NGX_HTTP_OFFLOAD_REDIRECTS      3
 
 
 struct ngx_http_offload_cluster_s {
@@ -610,6 +611,7 @@ ngx_http_offload_cluster_master(ngx_http_offload_cluster_t *cl,
     peer->password = cl->peer->password;
     peer->parent = cl->peer;
     peer->used = 1;
+    peer->jobs = cl->peer->jobs;        /* offload:jobs:done, long polls */
     peer->admission = cl->peer->admission;
 
     ngx_log_error(NGX_LOG_NOTICE, cl->query.log, 0,
@@ -633,9 +635,7 @@ ngx_int_t
 ngx_http_offload_cluster_redirect(ngx_http_offload_ctx_t *ctx,
     redisReply *reply)
 {
-    ngx_uint_t    ask;
-    const char   *argv[1];
-    size_t        argvlen[1];
+    ngx_uint_t  ask;
 
     if (ctx->peer->parent == NULL) {
         return NGX_DECLINED;
@@ -671,17 +671,8 @@ ngx_http_offload_cluster_redirect(ngx_http_offload_ctx_t *ctx,
         return NGX_DECLINED;
     }
 
-    if (ask) {
-        argv[0] = "ASKING";
-        argvlen[0] = 6;
-
-        if (ngx_http_offload_link_send(&ctx->peer->command,
-                                       ngx_http_offload_cluster_asking_done,
-                                       NULL, 1, argv, argvlen)
-            != NGX_OK)
-        {
-            goto failed;
-        }
+    if (ask && ngx_http_offload_cluster_asking(ctx->peer) != NGX_OK) {
+        goto failed;
     }
 
     if (ngx_http_offload_xadd(ctx) == NGX_OK) {
@@ -710,6 +701,41 @@ ngx_int_t
 ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
     redisReply *reply, ngx_uint_t ask)
 {
+    ngx_http_offload_peer_t  *master;
+
+    if (ctx->redirects == NGX_HTTP_OFFLOAD_REDIRECTS) {
+        return NGX_DECLINED;
+    }
+
+    master = ngx_http_offload_cluster_moved(ctx->peer, reply, ask);
+    if (master == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ctx->redirects++;
+
+    ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
+                  "offload: job %*s: %s, sent to %V",
+                  (size_t) OFFLOAD_JOB_ID_LEN, ctx->id, reply->str,
+                  &master->name);
+
+    ctx->peer = master;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The master a command of peer (a cluster's master) answered MOVED (or,
+ * with ask, ASK) names, NULL for another reply.  MOVED: the slot is that
+ * master's from now on (the refresh its reply started confirms it); ASK:
+ * only this command goes there.
+ */
+
+ngx_http_offload_peer_t *
+ngx_http_offload_cluster_moved(ngx_http_offload_peer_t *peer,
+    redisReply *reply, ngx_uint_t ask)
+{
     ngx_int_t                    m;
     ngx_str_t                    err;
     ngx_uint_t                   slot;
@@ -717,8 +743,8 @@ ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
     ngx_http_offload_peer_t    **masters;
     ngx_http_offload_cluster_t  *cl;
 
-    if (ctx->peer->parent == NULL || reply->type != REDIS_REPLY_ERROR) {
-        return NGX_DECLINED;
+    if (peer->parent == NULL || reply->type != REDIS_REPLY_ERROR) {
+        return NULL;
     }
 
     err.data = (u_char *) reply->str;
@@ -726,34 +752,42 @@ ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
 
     if (!(ask ? err.len > 4 && ngx_strncmp(err.data, "ASK ", 4) == 0
               : err.len > 6 && ngx_strncmp(err.data, "MOVED ", 6) == 0)
-        || ctx->redirects == NGX_HTTP_OFFLOAD_REDIRECTS
         || ngx_http_offload_cluster_target(&err, &slot, &addr) != NGX_OK)
     {
-        return NGX_DECLINED;
+        return NULL;
     }
 
-    cl = ctx->peer->parent->cluster;
+    cl = peer->parent->cluster;
 
     m = ngx_http_offload_cluster_master(cl, &addr);
     if (m == NGX_ERROR) {
-        return NGX_DECLINED;
+        return NULL;
     }
 
     masters = cl->masters.elts;
-    ctx->redirects++;
-
-    ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
-                  "offload: job %*s: %V, sent to %V",
-                  (size_t) OFFLOAD_JOB_ID_LEN, ctx->id, &err,
-                  &masters[m]->name);
 
     if (!ask) {
         cl->slot[slot] = (uint16_t) (m + 1);
     }
 
-    ctx->peer = masters[m];
+    return masters[m];
+}
 
-    return NGX_OK;
+
+/* ASKING before a command of an ASK redirection, on master's command link */
+
+ngx_int_t
+ngx_http_offload_cluster_asking(ngx_http_offload_peer_t *master)
+{
+    const char  *argv[1];
+    size_t       argvlen[1];
+
+    argv[0] = "ASKING";
+    argvlen[0] = 6;
+
+    return ngx_http_offload_link_send(&master->command,
+                                      ngx_http_offload_cluster_asking_done,
+                                      NULL, 1, argv, argvlen);
 }
 
 

@@ -12,7 +12,9 @@
  *                                names its first job
  *   offload_cancel_running on;   DELETE stops a running job's worker too
  *
- * A record is the hash offload:job:<id> (proto/offload_proto.h).  A long
+ * A record is the hash offload:job:{<tag>}:<id> (proto/offload_proto.h),
+ * in its queue's slot: on a cluster:// peer a read goes to the master of
+ * the id's tag's slot (MOVED and ASK followed).  A long
  * poll waits in this worker's tree of waiters (by a hash of the job id:
  * thousands may wait) and is woken by the job's id published on
  * offload:jobs:done, which every nginx worker's subscriber hears: it then
@@ -26,10 +28,16 @@
  * here, the first job's result once it ends (a long poll of the record
  * that answers the result as the first request got it).  The submit and
  * job scripts go as EVALSHA, EVAL once after NOSCRIPT.
+ *
+ * With a cluster:// peer the trees of reads and waiters are the cluster
+ * peer's; each master's subscriber hears offload:jobs:done (Redis Cluster
+ * forwards a PUBLISH to every node), and the one that the map says serves
+ * the id's slot wakes its waiters.
  */
 
 
 #include "ngx_http_offload_module.h"
+#include "offload_slot.h"
 
 
 /* a GET or DELETE of a job, parked while Redis answers or the job ends */
@@ -40,7 +48,10 @@ typedef struct {
     ngx_rbtree_node_t             waiter;     /* key: crc32 of the id;
                                                  in peer->job_waiters */
     ngx_http_request_t           *request;
-    ngx_http_offload_peer_t      *peer;
+    ngx_http_offload_peer_t      *peer;       /* its trees' */
+    ngx_http_offload_peer_t      *master;     /* where its reads go: peer,
+                                                 or a cluster's master */
+    ngx_uint_t                    redirects;
     u_char                        id[OFFLOAD_JOB_ID_LEN];
     ngx_event_t                   wait;
     unsigned                      cancel:1;
@@ -90,8 +101,7 @@ static u_char            ngx_http_offload_job_sha[40];
          ((u_char *) (node) - offsetof(ngx_http_offload_job_read_t, waiter)))
 
 
-/* offload_mode async, or Prefer: respond-async (RFC 7240) on a request;
- * never with a cluster:// peer yet (a preference may go unheeded) */
+/* offload_mode async, or Prefer: respond-async (RFC 7240) on a request */
 
 void
 ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
@@ -108,10 +118,6 @@ ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
 
     if (olcf->mode == NGX_HTTP_OFFLOAD_ASYNC) {
         ctx->async = 1;
-        return;
-    }
-
-    if (olcf->peer->cluster) {
         return;
     }
 
@@ -497,7 +503,8 @@ ngx_http_offload_replay(ngx_http_offload_ctx_t *ctx)
     ngx_http_offload_unpark(ctx);
 
     jr->request = r;
-    jr->peer = ctx->peer;
+    jr->peer = ctx->peer->parent ? ctx->peer->parent : ctx->peer;
+    jr->master = ctx->peer;
     jr->node.key = ++ngx_http_offload_job_serial;
     jr->replay = 1;
     jr->waiting = 1;
@@ -670,7 +677,13 @@ ngx_http_offload_jobs_handler(ngx_http_request_t *r)
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
 
-    if (!olcf->peer->command.up) {
+    /* a cluster's: the master of the slot the id's tag names */
+
+    jr->master = ngx_http_offload_cluster_peer(olcf->peer,
+                                               jr->id + OFFLOAD_JOB_ID_TAG_AT,
+                                               OFFLOAD_SLOT_TAG_LEN);
+
+    if (jr->master == NULL || !jr->master->command.up) {
         return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "redis_unavailable",
                                            "redis is not reachable");
@@ -804,7 +817,7 @@ ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr)
     argvlen[6] = ttl - ttl_buf;
     argvlen[7] = ngx_strlen(argv[7]);
 
-    if (ngx_http_offload_link_send(&jr->peer->command,
+    if (ngx_http_offload_link_send(&jr->master->command,
                                    ngx_http_offload_job_done,
                                    (void *) (uintptr_t) jr->node.key,
                                    8, argv, argvlen)
@@ -826,16 +839,19 @@ static void
 ngx_http_offload_job_done(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply                   *reply = r;
+    ngx_uint_t                    ask;
     ngx_rbtree_key_t              key;
     ngx_rbtree_node_t            *node, *sentinel;
+    ngx_http_offload_peer_t      *peer, *master;
     ngx_http_offload_link_t      *link;
     ngx_http_offload_job_read_t  *jr;
 
     link = ngx_http_offload_link_replied(ac, reply);
+    peer = link->peer->parent ? link->peer->parent : link->peer;
 
     key = (ngx_rbtree_key_t) (uintptr_t) privdata;
-    node = link->peer->job_reading.root;
-    sentinel = link->peer->job_reading.sentinel;
+    node = peer->job_reading.root;
+    sentinel = peer->job_reading.sentinel;
 
     while (node != sentinel) {
 
@@ -853,6 +869,36 @@ ngx_http_offload_job_done(redisAsyncContext *ac, void *r, void *privdata)
             && !jr->by_eval && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
         {
             jr->by_eval = 1;
+            ngx_http_offload_job_look(jr);
+            return;
+        }
+
+        /* a cluster's slot moved (or is moving): the master named */
+
+        ask = reply != NULL && reply->type == REDIS_REPLY_ERROR
+              && ngx_strncmp(reply->str, "ASK ", 4) == 0;
+        master = reply != NULL && jr->redirects < NGX_HTTP_OFFLOAD_REDIRECTS
+                 ? ngx_http_offload_cluster_moved(link->peer, reply, ask)
+                 : NULL;
+
+        if (master != NULL) {
+            ngx_log_error(NGX_LOG_INFO, link->log, 0,
+                          "offload: job %*s read: %s, sent to %V",
+                          (size_t) OFFLOAD_JOB_ID_LEN, jr->id, reply->str,
+                          &master->name);
+
+            jr->master = master;
+            jr->redirects++;
+
+            if (ask && ngx_http_offload_cluster_asking(master) != NGX_OK) {
+                ngx_http_offload_job_finish(jr,
+                        ngx_http_offload_send_error(jr->request,
+                                                NGX_HTTP_SERVICE_UNAVAILABLE,
+                                                "redis_unavailable",
+                                                "redis is not reachable"));
+                return;
+            }
+
             ngx_http_offload_job_look(jr);
             return;
         }
@@ -1181,6 +1227,23 @@ ngx_http_offload_jobs_ended(ngx_http_offload_peer_t *peer, u_char *id,
 {
     ngx_rbtree_key_t    key;
     ngx_rbtree_node_t  *node, *next, *sentinel;
+
+    /* a cluster's master: every master hears every end; the one serving
+     * the id's slot wakes its waiters, once */
+
+    if (peer->parent) {
+        if (id != NULL
+            && (len != OFFLOAD_JOB_ID_LEN
+                || ngx_http_offload_cluster_peer(peer->parent,
+                                                 id + OFFLOAD_JOB_ID_TAG_AT,
+                                                 OFFLOAD_SLOT_TAG_LEN)
+                   != peer))
+        {
+            return;
+        }
+
+        peer = peer->parent;
+    }
 
     sentinel = peer->job_waiters.sentinel;
     node = peer->job_waiters.root;

@@ -29,6 +29,7 @@
 #include <sys/random.h>
 
 #include "ngx_http_offload_module.h"
+#include "offload_slot.h"
 
 
 /* random bytes fetched at once for $request_id: 256 requests' worth */
@@ -56,8 +57,6 @@ static void ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx,
     ngx_int_t rc);
 static ngx_int_t ngx_http_offload_resolve(ngx_conf_t *cf,
     offload_addr_t *addr);
-static ngx_int_t ngx_http_offload_cluster_conf(ngx_conf_t *cf,
-    ngx_http_offload_loc_conf_t *conf);
 static ngx_http_offload_sentinel_t *ngx_http_offload_sentinel_parse(
     ngx_conf_t *cf, ngx_str_t *url);
 static ngx_http_offload_peer_t *ngx_http_offload_peer_get(ngx_conf_t *cf,
@@ -552,6 +551,7 @@ ngx_http_offload_bad_json(ngx_http_request_t *r, size_t offset,
 static ngx_int_t
 ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
 {
+    char                      tag[OFFLOAD_SLOT_TAG_LEN];
     uint64_t                  seq;
     ngx_int_t                 rc;
     ngx_time_t               *tp;
@@ -589,9 +589,14 @@ ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
                                            "queue now");
     }
 
+    /* the id names the queue's slot: its record goes there */
+    offload_slot_tag(offload_key_slot((char *) ctx->queue.data,
+                                      ctx->queue.len),
+                     tag);
+
     seq = ++ngx_http_offload_worker.seq;
     offload_job_id_format((char *) ctx->id, ngx_http_offload_worker.nonce,
-                          seq);
+                          tag, seq);
     ctx->node.key = (ngx_rbtree_key_t) seq;
 
     tp = ngx_timeofday();
@@ -1992,43 +1997,6 @@ ngx_http_offload_create_loc_conf(ngx_conf_t *cf)
 }
 
 
-/*
- * Phase 1 of Redis Cluster is the sync job path: async jobs' records
- * (offload:job:<id>) and what reads or cancels them are not yet.
- */
-
-static ngx_int_t
-ngx_http_offload_cluster_conf(ngx_conf_t *cf,
-    ngx_http_offload_loc_conf_t *conf)
-{
-    const char  *what;
-
-    if (conf->jobs) {
-        what = "offload_jobs";
-
-    } else if (conf->mode == NGX_HTTP_OFFLOAD_ASYNC) {
-        what = "offload_mode async";
-
-    } else if (conf->cancel_running == 1) {
-        what = "offload_cancel_running on";
-
-    } else if (conf->idempotency_ttl != NGX_CONF_UNSET_MSEC
-               && conf->idempotency_ttl != 0)
-    {
-        what = "offload_idempotency_ttl";
-
-    } else {
-        return NGX_OK;
-    }
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "\"%s\" is not supported with cluster:// yet "
-                       "(offload_redis %V)", what, &conf->peer->name);
-
-    return NGX_ERROR;
-}
-
-
 static char *
 ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
@@ -2045,10 +2013,8 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->mode, prev->mode, NGX_HTTP_OFFLOAD_SYNC);
     ngx_conf_merge_str_value(conf->jobs_url, prev->jobs_url, "/jobs/");
     ngx_conf_merge_msec_value(conf->result_ttl, prev->result_ttl, 3600000);
-    /* its default depends on the peer: off with a cluster */
-    if (conf->idempotency_ttl == NGX_CONF_UNSET_MSEC) {
-        conf->idempotency_ttl = prev->idempotency_ttl;
-    }
+    ngx_conf_merge_msec_value(conf->idempotency_ttl, prev->idempotency_ttl,
+                              86400000);
 
     ngx_conf_merge_value(conf->cancel_running, prev->cancel_running, 0);
 
@@ -2069,16 +2035,6 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         if (conf->peer == NULL) {
             return NGX_CONF_ERROR;
         }
-    }
-
-    if (conf->peer->cluster
-        && ngx_http_offload_cluster_conf(cf, conf) != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    if (conf->idempotency_ttl == NGX_CONF_UNSET_MSEC) {
-        conf->idempotency_ttl = conf->peer->cluster ? 0 : 86400000;
     }
 
     conf->peer->used = 1;

@@ -49,6 +49,8 @@
  * timeout unless wait_timeout= is given, and its longest: WAIT holds up
  * the command connection, whose watchdog must not take it for dead */
 #define NGX_HTTP_OFFLOAD_SENTINEL_PORT    26379
+/* MOVED and ASK followed per request or job read, at most */
+#define NGX_HTTP_OFFLOAD_REDIRECTS        3
 #define NGX_HTTP_OFFLOAD_SENTINEL_RETRY   500     /* the longest backoff */
 #define NGX_HTTP_OFFLOAD_WAIT_TIMEOUT     1000
 #define NGX_HTTP_OFFLOAD_WAIT_TIMEOUT_MAX 1500
@@ -611,6 +613,9 @@ ngx_http_offload_link_t *ngx_http_offload_control_link(
 void ngx_http_offload_cluster_refresh(ngx_http_offload_peer_t *peer);
 ngx_int_t ngx_http_offload_cluster_redirect(ngx_http_offload_ctx_t *ctx,
     redisReply *reply);
+ngx_http_offload_peer_t *ngx_http_offload_cluster_moved(
+    ngx_http_offload_peer_t *peer, redisReply *reply, ngx_uint_t ask);
+ngx_int_t ngx_http_offload_cluster_asking(ngx_http_offload_peer_t *master);
 ngx_int_t ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
     redisReply *reply, ngx_uint_t ask);
 void ngx_http_offload_cluster_error(ngx_http_offload_link_t *link,

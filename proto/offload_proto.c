@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "offload_proto.h"
+#include "offload_slot.h"
 
 
 #define OFFLOAD_STR(n)    OFFLOAD_STR_(n)
@@ -52,7 +53,7 @@
     "    if stored == 0 then redis.call('PEXPIRE', rkey, rec_ttl) end\n"     \
     "    if not rec_was[2] or rec_was[3] then\n"                             \
     "      redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "',"                  \
-    " string.sub(rec, #'" OFFLOAD_JOB_RECORD_PREFIX "' + 1))\n"             \
+    " " OFFLOAD_JOB_RECORD_ID_LUA("rec") ")\n"                              \
     "    end\n"                                                              \
     "  end\n"
 
@@ -201,7 +202,7 @@ const char  offload_dead_script[] =
     "  end\n"
     "end\n"
     "if rec_ttl and jid then\n"
-    "  rec = '" OFFLOAD_JOB_RECORD_PREFIX "' .. jid\n"
+    "  rec = " OFFLOAD_JOB_RECORD_LUA("jid") "\n"
     "  if redis.call('HGET', rec, 'status') == 'cancelled' then\n"
     "    redis.call('XDEL', KEYS[1], ARGV[2])\n"
     "    redis.call('UNLINK', KEYS[4])\n"
@@ -381,8 +382,8 @@ const char  offload_submit_script[] =
     "  local prev = redis.call('GET', idem)\n"
     "  local id, was = false, nil\n"
     "  if prev then id, was = string.match(prev, '^(%x+) (%x+)$') end\n"
-    "  local status = id and redis.call('HGET', '"
-    OFFLOAD_JOB_RECORD_PREFIX "' .. id, 'status')\n"
+    "  local status = id and redis.call('HGET', "
+    OFFLOAD_JOB_RECORD_LUA("id") ", 'status')\n"
     "  if status then\n"
     "    if was ~= sha then return { 'reused', id } end\n"
     "    return { 'dup', id, status }\n"
@@ -408,8 +409,8 @@ const char  offload_submit_script[] =
     "redis.call('HSET', KEYS[1], unpack(rec))\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "if idem ~= '' then\n"
-    "  redis.call('SET', idem, string.sub(KEYS[1], #'"
-    OFFLOAD_JOB_RECORD_PREFIX "' + 1) .. ' ' .. sha, 'PX', ARGV[8])\n"
+    "  redis.call('SET', idem, " OFFLOAD_JOB_RECORD_ID_LUA("KEYS[1]")
+    " .. ' ' .. sha, 'PX', ARGV[8])\n"
     "end\n"
     "return id\n";
 
@@ -469,7 +470,7 @@ const char  offload_job_script[] =
     "    keep(ARGV[3])\n"
     "    redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "', ARGV[2])\n"
     "    if stop then\n"
-    "      local list = '" OFFLOAD_CANCEL_PREFIX "' .. h.node\n"
+    "      local list = 'offload:{' .. h.queue .. '}:cancel:' .. h.node\n"
     "      redis.call('RPUSH', list, h.queue .. ' ' .. h.slot .. ' '"
     " .. ARGV[2])\n"
     "      redis.call('PEXPIRE', list, " OFFLOAD_STR(OFFLOAD_CANCEL_TTL_MS)
@@ -598,11 +599,19 @@ offload_body_key(char *buf, size_t size, const char *queue, size_t qlen,
 }
 
 
+/* as OFFLOAD_JOB_RECORD_LUA(): the tag is what the id has of its
+ * characters 12..16 */
 int
 offload_job_record_key(char *buf, size_t size, const char *id, size_t idlen)
 {
-    return fitted(snprintf(buf, size, OFFLOAD_JOB_RECORD_FMT, (int) idlen,
-                           id),
+    size_t  at, taglen;
+
+    at = idlen < OFFLOAD_JOB_ID_TAG_AT ? idlen : OFFLOAD_JOB_ID_TAG_AT;
+    taglen = idlen - at < OFFLOAD_SLOT_TAG_LEN ? idlen - at
+                                               : OFFLOAD_SLOT_TAG_LEN;
+
+    return fitted(snprintf(buf, size, OFFLOAD_JOB_RECORD_PREFIX "{%.*s}:%.*s",
+                           (int) taglen, id + at, (int) idlen, id),
                   size);
 }
 
@@ -1172,11 +1181,13 @@ offload_job_id_seq(const char *id, size_t len, uint64_t *seq)
 
 
 void
-offload_job_id_format(char *buf, const char *nonce, uint64_t seq)
+offload_job_id_format(char *buf, const char *nonce, const char *tag,
+    uint64_t seq)
 {
     int  i;
 
-    memcpy(buf, nonce, OFFLOAD_NONCE_LEN);
+    memcpy(buf, nonce, OFFLOAD_JOB_ID_TAG_AT);
+    memcpy(buf + OFFLOAD_JOB_ID_TAG_AT, tag, OFFLOAD_SLOT_TAG_LEN);
 
     for (i = OFFLOAD_JOB_ID_LEN - 1; i >= OFFLOAD_NONCE_LEN; i--) {
         buf[i] = hex[seq & 0xf];

@@ -17,7 +17,10 @@
 #define OFFLOAD_PROTO_VERSION      1
 
 #define OFFLOAD_QUEUE_NAME_MAX     64
-#define OFFLOAD_JOB_ID_LEN         32     /* 16 hex nonce + 16 hex sequence */
+/* A job id the module makes: 11 hex of its nonce, the 5-hex slot tag of
+ * its queue's slot (offload_slot_tag()), 16 hex of sequence. */
+#define OFFLOAD_JOB_ID_LEN         32
+#define OFFLOAD_JOB_ID_TAG_AT      11     /* from 0 */
 /* Longest job id an entry may carry (a program writing to Redis itself
  * may choose its own ids). */
 #define OFFLOAD_JOB_ID_MAX         128
@@ -71,9 +74,20 @@
  * whoever waits for it (GET /jobs/<id>?wait=): an async job always, a
  * sync job with an Idempotency-Key only once a read marked it "waited".
  * Other sync jobs have none.
+ *
+ * Its key is offload:job:{<tag>}:<id>, <tag> the id's characters 12..16
+ * (1-based): the slot tag of the job's queue, so the record is in its
+ * queue's slot (one script touches both on a Redis Cluster), and anyone
+ * finds it from the id alone.  offload_job_record_key() builds it in C,
+ * OFFLOAD_JOB_RECORD_LUA(id) in a script, OFFLOAD_JOB_RECORD_ID_LUA(rec)
+ * gives a script the id back.
  */
 #define OFFLOAD_JOB_RECORD_PREFIX  "offload:job:"
-#define OFFLOAD_JOB_RECORD_FMT     OFFLOAD_JOB_RECORD_PREFIX "%.*s"
+#define OFFLOAD_JOB_RECORD_LUA(id)                                           \
+    "('" OFFLOAD_JOB_RECORD_PREFIX "{' .. string.sub(" id ", 12, 16)"        \
+    " .. '}:' .. " id ")"
+#define OFFLOAD_JOB_RECORD_ID_LUA(rec)                                       \
+    "string.match(" rec ", '^" OFFLOAD_JOB_RECORD_PREFIX "{[^}]*}:(.*)$')"
 #define OFFLOAD_JOBS_DONE          "offload:jobs:done"
 
 /*
@@ -89,13 +103,14 @@
 
 /*
  * Running async jobs cancelled (offload_cancel_running on): a list per
- * node, of "<queue> <slot> <job id>", pushed by offload_job_script, popped
- * by the node's supervisor (sidecar/supervisor/cancel.c), which kills the worker
- * still running that job.  It lives OFFLOAD_CANCEL_TTL_MS after its last
- * push: a node gone for good leaves nothing behind.
+ * queue and node, of "<queue> <slot> <job id>", pushed by
+ * offload_job_script (in the queue's slot, with the job's record), popped
+ * by the node's supervisor (sidecar/supervisor/cancel.c) for each of its
+ * queues, which kills the worker still running that job.  It lives
+ * OFFLOAD_CANCEL_TTL_MS after its last push: a node gone for good leaves
+ * nothing behind.
  */
-#define OFFLOAD_CANCEL_PREFIX      "offload:{ctl}:cancel:"
-#define OFFLOAD_CANCEL_FMT         OFFLOAD_CANCEL_PREFIX "%s"
+#define OFFLOAD_CANCEL_FMT         "offload:{%s}:cancel:%s"
 #define OFFLOAD_CANCEL_TTL_MS      60000
 
 /* Capped streams keep about this many entries (XADD MAXLEN ~). */
@@ -334,9 +349,12 @@ int offload_notice_decode(offload_str_t *id, const char *msg, size_t len);
  * Returns 0, or -1 for an id that is not one of ours. */
 int offload_job_id_seq(const char *id, size_t len, uint64_t *seq);
 
-/* Formats a job id from a nonce (OFFLOAD_NONCE_LEN hex chars) and a
- * sequence number into buf (OFFLOAD_JOB_ID_LEN bytes, no NUL). */
-void offload_job_id_format(char *buf, const char *nonce, uint64_t seq);
+/* Formats a job id from a nonce (OFFLOAD_NONCE_LEN hex chars; its first
+ * OFFLOAD_JOB_ID_TAG_AT are used), the slot tag of the queue's slot
+ * (OFFLOAD_SLOT_TAG_LEN hex chars) and a sequence number into buf
+ * (OFFLOAD_JOB_ID_LEN bytes, no NUL). */
+void offload_job_id_format(char *buf, const char *nonce, const char *tag,
+    uint64_t seq);
 
 
 /*

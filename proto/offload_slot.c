@@ -7,11 +7,31 @@
  * of the key's hash tag, modulo 16384.  No Debian library exports it (not
  * hiredis 0.14, not libcrypto), and the bitwise form is a few lines; the
  * unit test checks it against a real cluster's CLUSTER KEYSLOT.
+ *
+ * The slot tags of job ids (offload_slot_tag()) are searched lazily, slot
+ * by slot: a table of all 16384 would cost every process ~1M CRCs up front
+ * for the few slots its queues are in.
  */
 
+#include <stdint.h>
 #include <string.h>
 
 #include "offload_slot.h"
+
+
+static unsigned
+crc16_update(unsigned crc, unsigned char c)
+{
+    int  bit;
+
+    crc ^= (unsigned) c << 8;
+
+    for (bit = 0; bit < 8; bit++) {
+        crc = (crc & 0x8000) ? (crc << 1) ^ 0x1021 : crc << 1;
+    }
+
+    return crc & 0xffff;
+}
 
 
 static unsigned
@@ -19,16 +39,9 @@ crc16_xmodem(const char *p, size_t len)
 {
     unsigned  crc = 0;
     size_t    i;
-    int       bit;
 
     for (i = 0; i < len; i++) {
-        crc ^= (unsigned) (unsigned char) p[i] << 8;
-
-        for (bit = 0; bit < 8; bit++) {
-            crc = (crc & 0x8000) ? (crc << 1) ^ 0x1021 : crc << 1;
-        }
-
-        crc &= 0xffff;
+        crc = crc16_update(crc, (unsigned char) p[i]);
     }
 
     return crc;
@@ -52,4 +65,47 @@ offload_key_slot(const char *key, size_t len)
     }
 
     return crc16_xmodem(key, len) % OFFLOAD_SLOTS;
+}
+
+
+static const char  hex[] = "0123456789abcdef";
+
+
+/* Fills tag[depth..] with the first hex digits after crc (the CRC of
+ * tag[0..depth-1]) that end in slot; 1 when found.  Each CRC of a prefix
+ * is computed once: a search costs about one CRC step per string tried. */
+static int
+slot_tag_search(unsigned crc, unsigned depth, unsigned slot, char *tag)
+{
+    unsigned  i, c;
+
+    for (i = 0; i < 16; i++) {
+        tag[depth] = hex[i];
+        c = crc16_update(crc, (unsigned char) hex[i]);
+
+        if (depth + 1 == OFFLOAD_SLOT_TAG_LEN
+            ? c % OFFLOAD_SLOTS == slot
+            : slot_tag_search(c, depth + 1, slot, tag))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+void
+offload_slot_tag(unsigned slot, char *tag)
+{
+    static char  found[OFFLOAD_SLOTS][OFFLOAD_SLOT_TAG_LEN];   /* once
+                                                                known */
+
+    slot %= OFFLOAD_SLOTS;
+
+    if (found[slot][0] == '\0') {
+        (void) slot_tag_search(0, 0, slot, found[slot]);
+    }
+
+    memcpy(tag, found[slot], OFFLOAD_SLOT_TAG_LEN);
 }

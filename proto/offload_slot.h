@@ -23,5 +23,14 @@
  * are all in offload_key_slot(queue). */
 unsigned offload_key_slot(const char *key, size_t len);
 
+/* A job id's slot tag: the OFFLOAD_SLOT_TAG_LEN lower-case hex digits
+ * (no NUL) whose key slot is slot, the first in counting order.  Every
+ * slot has one (4 hex digits do not cover them all).  Searched once per
+ * slot per process (about 16k CRC steps, 0.27 ms of CPU on average), then
+ * remembered. */
+#define OFFLOAD_SLOT_TAG_LEN   5
+
+void offload_slot_tag(unsigned slot, char *tag);
+
 
 #endif /* OFFLOAD_SLOT_H */

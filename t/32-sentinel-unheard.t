@@ -87,8 +87,8 @@ ok(wait_until(sub {
 }, scaled(10), 'an async job accepted'), 'an async job is accepted')
     or diag($r->{content});
 my $id = $r->{json}{id} // '';
-ok(redis_cmd_at($new, 'EXISTS', "offload:job:$id"), "job $id is on the new "
+ok(redis_cmd_at($new, 'EXISTS', record_key($id)), "job $id is on the new "
     . 'master');
-ok(!redis_cmd_at($old, 'EXISTS', "offload:job:$id"), '... not the old one');
+ok(!redis_cmd_at($old, 'EXISTS', record_key($id)), '... not the old one');
 
 finish();

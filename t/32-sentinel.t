@@ -166,7 +166,7 @@ sub job_count {
 # itself may be run and deleted already).
 sub job_on {
     my ($port, $id) = @_;
-    return eval { redis_cmd_at($port, 'EXISTS', "offload:job:$id") } // 0;
+    return eval { redis_cmd_at($port, 'EXISTS', record_key($id)) } // 0;
 }
 
 # The ids of the async jobs the Redis at $port has records of, as a hash:
@@ -174,7 +174,7 @@ sub job_on {
 sub jobs_on {
     my ($port) = @_;
     my $keys = eval { redis_cmd_at($port, 'KEYS', 'offload:job:*') };
-    return { map { /^offload:job:(.+)$/ ? ($1 => 1) : () }
+    return { map { /^offload:job:\{[^}]*\}:(.+)$/ ? ($1 => 1) : () }
         ref $keys eq 'ARRAY' ? @$keys : () };
 }
 

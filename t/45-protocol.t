@@ -67,8 +67,10 @@ ok($job, 'the job is in the stream');
 my $f = $job->{fields};
 is($f->{v}, 1, 'v 1');
 like($f->{id}, qr/^[0-9a-f]{32}$/, 'id: 32 hex');
-is($f->{reply}, 'offload:reply:' . substr($f->{id}, 0, 16),
+like($f->{reply}, qr/^offload:reply:[0-9a-f]{16}$/,
     'reply channel is offload:reply:<nonce>');
+is(substr($f->{id}, 0, 11), substr($f->{reply}, 14, 11),
+    'the id begins with 11 of the nonce (then the slot tag, the sequence)');
 is($f->{payload}, '{"q":[1,2]}', 'payload is the body verbatim');
 is($f->{attempt}, 1, 'attempt 1');
 ok(abs($f->{deadline} - $f->{submitted} - 10_000) <= 1,

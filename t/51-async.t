@@ -92,7 +92,7 @@ ok($doc->{submitted_at} <= $doc->{started_at}
     && abs($doc->{submitted_at} - time * 1000) < 60_000,
     'submitted_at <= started_at <= finished_at, ms since the epoch');
 is($doc->{next_attempt_at}, undef, 'next_attempt_at null');
-my $ttl = redis_cmd('PTTL', "offload:job:$id");
+my $ttl = redis_cmd('PTTL', record_key($id));
 ok($ttl > 3_500_000 && $ttl <= 3_600_000, "record TTL 1h by default ($ttl)");
 $ttl = redis_cmd('PTTL', "offload:{echo}:result:$id");
 ok($ttl > 3_500_000, "its result stays as long ($ttl)");
@@ -234,15 +234,15 @@ is(job($busy)->{json}{status}, 'running',
 ok($doc->{finished_at} && $doc->{finished_at} - $doc->{submitted_at} >= 1000
     && $doc->{finished_at} - $doc->{submitted_at} < 1100,
     'finished_at is its deadline');
-is(redis_cmd('HGET', "offload:job:$late", 'status'), 'expired',
+is(redis_cmd('HGET', record_key($late), 'status'), 'expired',
     'the record marked so');
 ok(wait_until(sub { $doc = job($late)->{json}; $doc && $doc->{error} },
     scaled(5), 'the worker answers it'), 'the worker reaches it later');
 is($doc->{status}, 'expired', 'the worker reaching it: still expired');
 is($doc->{error}{code}, 'expired', 'its error');
-$ttl = redis_cmd('PTTL', "offload:job:$late");
+$ttl = redis_cmd('PTTL', record_key($late));
 ok($ttl > 0 && $ttl <= 2000, "offload_result_ttl 2s: record TTL $ttl ms");
-ok(wait_until(sub { redis_cmd('EXISTS', "offload:job:$late") == 0 },
+ok(wait_until(sub { redis_cmd('EXISTS', record_key($late)) == 0 },
     scaled(5), 'record expired'), 'the record expires');
 is(redis_cmd('EXISTS', "offload:{sleep}:result:$late"), 0,
     'and the result with it');

@@ -38,7 +38,7 @@ ok(wait_nginx_ready('/sync/echo', '{}'), 'stack ready');
 my $runs = tmpdir() . '/runs.log';
 sub ran { [ map { (split ' ')[0] } split /\n/, slurp($runs) // '' ] }
 sub worker { (node_doc() || {})->{queues}{runs}{workers}[0] || {} }
-sub record { +{ @{ redis_cmd('HGETALL', "offload:job:$_[0]") } } }
+sub record { +{ @{ redis_cmd('HGETALL', record_key($_[0])) } } }
 
 my $r = post_json('/async/runs', { log => $runs, sleep => 30 });
 is($r->{status}, 202, 'a 30 s job submitted');
@@ -118,8 +118,8 @@ ok(wait_until(sub { ((node_doc() || {})->{queues}{hold}{workers}[0]{state}
     // '') eq 'busy' }, scaled(5), 'hold busy'), 'a worker of hold is busy');
 my $early = 'feedfacefeedface00000000000000c1';
 my $before = worker()->{pid};
-redis_cmd('RPUSH', 'offload:{ctl}:cancel:' . node_name(), "runs 0 $early");
-ok(wait_until(sub { redis_cmd('LLEN', 'offload:{ctl}:cancel:' . node_name())
+redis_cmd('RPUSH', 'offload:{runs}:cancel:' . node_name(), "runs 0 $early");
+ok(wait_until(sub { redis_cmd('LLEN', 'offload:{runs}:cancel:' . node_name())
     == 0 }, scaled(5), 'popped'), 'the supervisor took the request');
 redis_cmd('XADD', 'offload:{runs}:jobs', '*', v => 1, id => $early,
     payload => qq({"log":"$runs","sleep":2}));
@@ -137,7 +137,7 @@ $r = post_json('/async/once', { log => $runs, sleep => 1, ok_at => 5 });
 my $last = $r->{json}{id} // '';
 ok(wait_until(sub { (record($last)->{status} // '') eq 'running' },
     scaled(10), 'running'), 'a job on its last attempt runs');
-redis_cmd('HSET', "offload:job:$last", 'status', 'cancelled');
+redis_cmd('HSET', record_key($last), 'status', 'cancelled');
 ok(wait_until(sub { redis_cmd('XLEN', 'offload:{once}:jobs') == 0 },
     scaled(10), 'gone'), 'its entry is gone once it failed for now');
 is(redis_cmd('XLEN', 'offload:{once}:dead'), 0, 'no dead letter');

@@ -246,7 +246,7 @@ heard('subscribe');
 $r = post_key('/sync/echo', '{"quiet":1}', 'key-quiet');
 my $quiet = $r->{headers}{'x-offload-job-id'} // '';
 is($r->{status}, 200, 'a keyed sync job nobody else waits for: 200');
-ok(!redis_cmd('HEXISTS', "offload:job:$quiet", 'waited'),
+ok(!redis_cmd('HEXISTS', record_key($quiet), 'waited'),
     'its record is not marked waited');
 $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
     PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
@@ -261,7 +261,7 @@ $t0 = time;
 $r = http('GET', "/jobs/$id?wait=10");
 is($r->{json}{status}, 'done', 'a long poll of it: done');
 ok(time - $t0 < scaled(3), 'woken at its end, not at the wait\'s');
-is(redis_cmd('HGET', "offload:job:$id", 'waited'), 1,
+is(redis_cmd('HGET', record_key($id), 'waited'), 1,
     'the long poll marked its record waited');
 like(OffloadTest::read_raw($s, scaled(10)), qr{^HTTP/1\.1 200},
     'its own client got its answer');

@@ -162,14 +162,14 @@ is(redis_cmd('XLEN', 'offload:{late}:dead'), 0,
 
 # ---- async record: status retrying, next_attempt_at, attempts
 my $aid = 'feedfacefeedface0000000000000001';
-redis_cmd('HSET', "offload:job:$aid", queue => 'wait', status => 'queued',
+redis_cmd('HSET', record_key($aid), queue => 'wait', status => 'queued',
     attempts => 0);
 my $t0 = int(time * 1000);
 redis_cmd('XADD', 'offload:{wait}:jobs', '*', v => 1, id => $aid,
     payload => '{"attempt_ok":2}', submitted => $t0);
 ok(wait_until(sub { retry_set('wait') == 1 }, scaled(10), 'wait retrying'),
     'wait: the job waits in the retry set');
-my %rec = @{ redis_cmd('HGETALL', "offload:job:$aid") };
+my %rec = @{ redis_cmd('HGETALL', record_key($aid)) };
 is($rec{status}, 'retrying', 'record: status retrying');
 is($rec{attempts}, 1, 'record: one attempt made');
 ok($rec{next_attempt_at} >= $t0 + 1000
@@ -187,7 +187,7 @@ ok(wait_until(sub { redis_cmd('EXISTS', "offload:{wait}:result:$aid") },
     scaled(10), 'wait result'), 'wait: done by its second attempt');
 like(redis_cmd('GET', "offload:{wait}:result:$aid"), qr/"attempt":2/,
     'wait: its result');
-is(redis_cmd('EXISTS', 'offload:job:' . ($id // '')), 0,
+is(redis_cmd('EXISTS', record_key($id)), 0,
     'a sync job got no record');
 
 # ---- the same through nginx: an async job's status says retrying, with

@@ -199,33 +199,22 @@ for my $case (@nginx_bad) {
     like($out, qr/nginx-t\.conf:$line\b/, "nginx -t, $name: line $line");
 }
 
-# ---- cluster://, phase 1: sync jobs only; the idempotency default is off
+# ---- cluster://: sync and async jobs, the jobs endpoint, Idempotency-Key
+# and the cancel of running jobs are all accepted (t/37-cluster-async.t
+# runs them)
 my $cluster = 'offload_redis cluster://127.0.0.1:1,127.0.0.1:2 '
     . 'user=u password=p;';
 ($rc, $out) = nginx_test(http => sprintf($server, $cluster
     . "\n    location /a { offload_pass a; }"
     . "\n    location /b { offload_pass b; offload_idempotency_ttl off; }"
+    . "\n    location /c { offload_pass c; offload_mode async;"
+    . " offload_idempotency_ttl 1h; }"
+    . "\n    location /jobs/ { offload_jobs; offload_cancel_running on; }"
     . "\n    location /s { offload_status; }"
     . "\n    location /m { offload_metrics; }"
     . "\n    location /d { offload_dashboard; }"));
-is($rc, 0, 'nginx -t: cluster:// with sync jobs and status') or diag($out);
-for my $case (
-    [ 'offload_mode async', 'offload_mode async;' ],
-    [ 'offload_cancel_running on', 'offload_cancel_running on;' ],
-    [ 'offload_idempotency_ttl', 'offload_idempotency_ttl 1h;' ],
-) {
-    my ($what, $line) = @$case;
-    ($rc, $out) = nginx_test(http => sprintf($server, $cluster
-        . "\n    location /a { offload_pass a; $line }"));
-    isnt($rc, 0, "nginx -t: cluster:// with $what refused");
-    like($out, qr{\[emerg\].*"\Q$what\E" is not supported with cluster:// yet},
-        "and says $what is not supported yet")
-        or diag($out);
-}
-($rc, $out) = nginx_test(http => sprintf($server, $cluster
-    . "\n    location /jobs/ { offload_jobs; }"));
-isnt($rc, 0, 'nginx -t: cluster:// with offload_jobs refused');
-like($out, qr/"offload_jobs" is not supported with cluster:\/\/ yet/,
-    'and says offload_jobs is not supported yet') or diag($out);
+is($rc, 0, 'nginx -t: cluster:// with sync and async jobs, offload_jobs, '
+    . 'offload_idempotency_ttl, offload_cancel_running, status') or diag($out);
+unlike($out, qr/not supported with cluster/, '... nothing refused');
 
 done_testing();

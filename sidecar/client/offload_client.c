@@ -1057,6 +1057,7 @@ offload_client_submit(offload_client_t *c, const char *queue,
     redisReply            *reply;
     const char            *argv[OFFLOAD_JOB_ARGC], *err;
     char                   tp[OFFLOAD_TRACEPARENT_LEN];
+    char                   tag[OFFLOAD_SLOT_TAG_LEN];
     offload_entry_t        job;
     offload_job_scratch_t  scratch;
     offload_submit_opts_t  none = { 0, 0, NULL, NULL };
@@ -1096,7 +1097,9 @@ offload_client_submit(offload_client_t *c, const char *queue,
         return OFFLOAD_CLIENT_INVALID;
     }
 
-    offload_job_id_format(id, c->nonce, ++c->seq);
+    /* the id names its queue's slot, as the module's do */
+    offload_slot_tag(offload_key_slot(queue, strlen(queue)), tag);
+    offload_job_id_format(id, c->nonce, tag, ++c->seq);
     id[OFFLOAD_JOB_ID_LEN] = '\0';
 
     c->slot = (int) offload_key_slot(queue, strlen(queue));

@@ -5,12 +5,14 @@
  * The jobs endpoint's script marks the job's record cancelled, wakes its
  * long polls and pushes "<queue> <slot> <job id>" on the list of the node
  * whose worker runs it (the start script wrote node and slot into the
- * record).  The supervisor pops that list while any of its workers is busy
- * (a list, not pub/sub: the sidecar has no subscriber connection, and a
- * round is one small command) and kills the worker if the scoreboard says
- * it still runs that job.  worker_exited() then treats the death as asked
- * for: no crash, no retry, no dead letter; the worker's entries go back to
- * the queue unchanged and the start script drops the cancelled one.
+ * record): offload:{<queue>}:cancel:<node>, in the queue's slot.  The
+ * supervisor pops its list of each queue, on that queue's Redis, while
+ * any of its workers is busy (a list, not pub/sub: the sidecar has no
+ * subscriber connection, and a round is one small command per queue) and
+ * kills the worker if the scoreboard says it still runs that job.
+ * worker_exited() then treats the death as asked for: no crash, no retry,
+ * no dead letter; the worker's entries go back to the queue unchanged and
+ * the start script drops the cancelled one.
  *
  * The record says running from the start script on, the scoreboard only
  * once the worker has the job's body and calls its handler: a request
@@ -166,7 +168,7 @@ popped_cb(redisAsyncContext *ac, void *r, void *privdata)
 void
 offload_cancel_round(offload_supervisor_t *sup)
 {
-    size_t                 l;
+    size_t                 p;
     char                   key[OFFLOAD_KEY_MAX];
     offload_slot_t        *slot;
     offload_slot_iter_t    it = { 0, 0, 0 };
@@ -188,15 +190,17 @@ offload_cancel_round(offload_supervisor_t *sup)
         return;                 /* nothing runs here that could be stopped */
     }
 
-    snprintf(key, sizeof(key), OFFLOAD_CANCEL_FMT, sup->conf->node_name);
-
-    /* Each Redis of the node's queues has the node's list: a cancel comes
-     * through the Redis of its job's queue (a cluster's control shard). */
-    for (l = 0; l < sup->registry.nlinks; l++) {
-        conn = &sup->registry.links[l].conn;
-        if (sup->registry.links[l].control && conn->ready) {
-            offload_redis_command(conn, popped_cb, sup, "LPOP %s %d", key,
-                                  OFFLOAD_CANCEL_BATCH);
+    /* Each queue's list is in the queue's slot, on its Redis (a cluster's
+     * master of that slot). */
+    for (p = 0; p < sup->npools; p++) {
+        conn = offload_pool_conn(&sup->pools[p]);
+        if (!conn->ready) {
+            continue;
         }
+
+        snprintf(key, sizeof(key), OFFLOAD_CANCEL_FMT,
+                 sup->pools[p].queue->name, sup->conf->node_name);
+        offload_redis_command(conn, popped_cb, sup, "LPOP %s %d", key,
+                              OFFLOAD_CANCEL_BATCH);
     }
 }

@@ -10,9 +10,10 @@
 struct offload_supervisor_s;
 
 /* Supervisor: every OFFLOAD_CANCEL_ROUND_S, while one of its workers is
- * busy, takes the node's cancel list (OFFLOAD_CANCEL_FMT) and SIGKILLs each
- * worker still running a job named there, its slot marked cancelled; a
- * job not running yet in a live worker is looked for again each round. */
+ * busy, takes the node's cancel lists (OFFLOAD_CANCEL_FMT, one per queue)
+ * and SIGKILLs each worker still running a job named there, its slot
+ * marked cancelled; a job not running yet in a live worker is looked for
+ * again each round. */
 #define OFFLOAD_CANCEL_ROUND_S  0.1
 #define OFFLOAD_CANCEL_BATCH    100
 

@@ -34,7 +34,7 @@ our @EXPORT = qw(
     start_redis stop_redis restart_redis redis_port redis_pid redis_cmd
     redis_cmds redis_select redis_cmd_at redis_use proc_pid
     start_sidecar stop_sidecar sidecar_pid sidecar_conf_file node_name
-    node_doc worker_pids stream_entries events
+    node_doc worker_pids stream_entries events record_key
     nginx_conf write_nginx_conf start_nginx stop_nginx nginx_port
     nginx_pid nginx_worker_pids nginx_error_log wait_nginx_ready nginx_test
     nginx_env
@@ -364,6 +364,11 @@ sub resp_read {
 # ---- sidecar --------------------------------------------------------------
 
 sub node_name { $S{node} }
+
+# A job's record key: offload:job:{<tag>}:<id>, the tag the id's
+# characters 12..16, in its queue's slot (proto/offload_proto.h).
+sub record_key { my ($id) = @_; $id //= '';
+    'offload:job:{' . substr($id, 11, 5) . "}:$id" }
 sub sidecar_pid { $S{procs}{sidecar} && $S{procs}{sidecar}{pid} }
 sub sidecar_conf_file { $S{sidecar_conf} }
 

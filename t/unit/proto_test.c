@@ -425,14 +425,28 @@ test_ids(void)
     char      id[OFFLOAD_JOB_ID_LEN + 1];
     uint64_t  seq;
 
-    offload_job_id_format(id, "0123456789abcdef", 0xfedcba9876543210ULL);
+    char      rec[OFFLOAD_KEY_MAX];
+
+    offload_job_id_format(id, "0123456789abcdef", "5a7e1",
+                          0xfedcba9876543210ULL);
     id[OFFLOAD_JOB_ID_LEN] = '\0';
-    is_str(id, "0123456789abcdeffedcba9876543210", "id format");
+    is_str(id, "0123456789a5a7e1fedcba9876543210", "id format: 11 of the "
+           "nonce, the tag, the sequence");
     ok(offload_job_id_seq(id, 32, &seq) == 0 && seq == 0xfedcba9876543210ULL,
        "id seq round trip");
 
-    offload_job_id_format(id, "aaaaaaaaaaaaaaaa", 1);
-    is_str(id, "aaaaaaaaaaaaaaaa0000000000000001", "id of seq 1");
+    offload_job_id_format(id, "aaaaaaaaaaaaaaaa", "00000", 1);
+    is_str(id, "aaaaaaaaaaa000000000000000000001", "id of seq 1");
+
+    ok(offload_job_record_key(rec, sizeof(rec), "0123456789a5a7e1fedcba98"
+                              "76543210", 32) > 0, "record key fits");
+    is_str(rec, "offload:job:{5a7e1}:0123456789a5a7e1fedcba9876543210",
+           "the record key has the id's tag");
+    offload_job_record_key(rec, sizeof(rec), "abc", 3);
+    is_str(rec, "offload:job:{}:abc", "a short id: an empty tag, as Lua's "
+           "string.sub");
+    offload_job_record_key(rec, sizeof(rec), "0123456789abcd", 14);
+    is_str(rec, "offload:job:{bcd}:0123456789abcd", "a 14-char id: 3 of tag");
 
     ok(offload_job_id_seq(id, 31, &seq) == -1, "short id");
     ok(offload_job_id_seq("0123456789ABCDEF0000000000000001", 32, &seq) == -1,

@@ -4,7 +4,10 @@
  * cluster node answered for the same keys.
  */
 
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "offload_slot.h"
 #include "tap.h"
@@ -34,6 +37,64 @@ static const struct {
 };
 
 
+/* The tags of job ids: every slot has a 5-hex one (all 16^5 strings
+ * hashed once here), and offload_slot_tag() gives the first in counting
+ * order, for a sample of slots (a search each: all of them take seconds). */
+static void
+test_tags(void)
+{
+    char             tag[OFFLOAD_SLOT_TAG_LEN + 1];
+    char             want[OFFLOAD_SLOT_TAG_LEN + 1];
+    unsigned         n, slot, covered = 0, wrong = 0, tried = 0;
+    double           ms, most = 0, sum = 0;
+    static int32_t   first[OFFLOAD_SLOTS];
+    struct timespec  t0, t1;
+
+    for (slot = 0; slot < OFFLOAD_SLOTS; slot++) {
+        first[slot] = -1;
+    }
+
+    for (n = 0; n < 1u << 20; n++) {
+        snprintf(tag, sizeof(tag), "%05x", n);
+        slot = offload_key_slot(tag, OFFLOAD_SLOT_TAG_LEN);
+
+        if (first[slot] < 0) {
+            first[slot] = (int32_t) n;
+            covered++;
+        }
+    }
+
+    ok(covered == OFFLOAD_SLOTS, "5 hex digits cover all %u slots (%u)",
+       OFFLOAD_SLOTS, covered);
+
+    for (slot = 0; slot < OFFLOAD_SLOTS; slot += slot < 16 ? 1 : 97) {
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+        offload_slot_tag(slot, tag);
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
+
+        ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+        sum += ms;
+        most = ms > most ? ms : most;
+        tried++;
+
+        snprintf(want, sizeof(want), "%05x", (unsigned) first[slot]);
+        wrong += memcmp(tag, want, OFFLOAD_SLOT_TAG_LEN) != 0;
+    }
+
+    ok(wrong == 0, "offload_slot_tag() gives the first tag of each of %u "
+       "slots (%u wrong)", tried, wrong);
+
+    offload_slot_tag(14438, tag);
+    offload_slot_tag(14438, want);
+    ok(memcmp(tag, want, OFFLOAD_SLOT_TAG_LEN) == 0
+       && offload_key_slot(tag, OFFLOAD_SLOT_TAG_LEN) == 14438,
+       "the tag of the queue echo's slot, again: %.5s", tag);
+
+    printf("# slot tag search: %.3f ms of CPU a slot on average, %.3f ms "
+           "at most (%u slots)\n", sum / tried, most, tried);
+}
+
+
 int
 main(void)
 {
@@ -44,6 +105,8 @@ main(void)
            == known[i].slot, "slot of \"%s\" is %u", known[i].key,
            known[i].slot);
     }
+
+    test_tags();
 
     return done_testing();
 }
