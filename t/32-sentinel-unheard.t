@@ -30,8 +30,9 @@ my $old = $topo->master_port;
 redis_use($old);
 # the node's registry entry (3 heartbeats) outlives the test on the new
 # master, which has it from before the failover: jobs are not refused
-# no_workers there
-start_sidecar(heartbeat => '10s',
+# no_workers there (with 10 s, a slow failover under load let the copy
+# the new master had expire)
+start_sidecar(heartbeat => '60s',
     conf => "queue echo { handler echo; workers 1; }\n");
 ok(start_jobs_nginx(redis => 'sentinel://' . $topo->url, workers => 1,
     server => "    location /async/ { offload_pass echo; "
