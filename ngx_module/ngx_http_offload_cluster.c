@@ -27,7 +27,10 @@
  * quorum) answer 503 with Retry-After: nothing was added.
  *
  * The masters' peers share one pending table (the cluster peer's): a
- * result heard on any subscriber finds its request.
+ * result heard on any subscriber finds its request.  A job's looks at its
+ * result key (recovery, a big result's read, the last look at the
+ * deadline) go to the master the map names for its queue at that moment,
+ * not to the one it was sent to, which may have died since.
  *
  * Replies: a queue's jobs name its sharded channel, offload:{<queue>}:
  * reply:<nonce> (SPUBLISHed by the sidecar, kept on the queue's shard),
@@ -218,6 +221,36 @@ ngx_http_offload_cluster_peer(ngx_http_offload_peer_t *peer, u_char *key,
     }
 
     return master;
+}
+
+
+/*
+ * A submitted job's master again, from the map, before a look at its
+ * result (a recovery look, a big result's read, the last look): the master
+ * it was sent to may have died, its replica promoted, or lost the queue's
+ * slot since.  The masters share the pending table: the request stays
+ * where it is in it.  Not while a big read is under way on the old one's
+ * bulk link (its slices are queued there).
+ */
+
+void
+ngx_http_offload_cluster_repeer(ngx_http_offload_ctx_t *ctx)
+{
+    ngx_http_offload_peer_t  *master;
+
+    if (ctx->peer->parent == NULL || ctx->result_key.len) {
+        return;
+    }
+
+    master = ngx_http_offload_cluster_owner(ctx->peer->parent->cluster,
+                                            ctx->queue.data, ctx->queue.len);
+
+    if (master != NULL && master != ctx->peer) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                       "offload: job of queue \"%V\" now on %V",
+                       &ctx->queue, &master->name);
+        ctx->peer = master;
+    }
 }
 
 

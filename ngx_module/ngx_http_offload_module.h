@@ -609,6 +609,7 @@ ngx_http_offload_peer_t *ngx_http_offload_cluster_peer(
 ngx_http_offload_link_t *ngx_http_offload_control_link(
     ngx_http_offload_peer_t *peer);
 void ngx_http_offload_cluster_refresh(ngx_http_offload_peer_t *peer);
+void ngx_http_offload_cluster_repeer(ngx_http_offload_ctx_t *ctx);
 ngx_int_t ngx_http_offload_cluster_redirect(ngx_http_offload_ctx_t *ctx,
     redisReply *reply);
 ngx_int_t ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
