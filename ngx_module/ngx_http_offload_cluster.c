@@ -7,11 +7,14 @@
  * seeds in turn, on a link of its own (the link's connect timeout and
  * watchdog are each one's deadline), CLUSTER SLOTS; every master the answer
  * names becomes an ordinary peer of its own (command, subscriber and bulk
- * links), made on first sight and kept.  A request then takes the master of
- * its queue's slot (offload_key_slot() of the queue, the hash tag of every
- * per-queue key); the node registry, status and admission reads go to the
- * master of the control slot, offload_key_slot("ctl").  Until a map is
- * known a request is answered 503 redis_unavailable with Retry-After.
+ * links), made on first sight; one a later map no longer names is stopped
+ * once no request points at it, and its peer reused for the next master
+ * first seen (a dead master is not tried forever).  A request then takes
+ * the master of its queue's slot (offload_key_slot() of the queue, the hash
+ * tag of every per-queue key); the node registry, status and admission
+ * reads go to the master of the control slot, offload_key_slot("ctl").
+ * Until a map is known a request is answered 503 redis_unavailable with
+ * Retry-After.
  *
  * The map is asked again on a MOVED reply to any command, when a
  * master's connection is lost or cannot be made, and every
@@ -68,6 +71,7 @@ struct ngx_http_offload_cluster_s {
     ngx_uint_t                    failed;      /* rounds, in a row */
     ngx_array_t                   masters;     /* ngx_http_offload_peer_t * */
     ngx_event_t                   retry;       /* no seed answered */
+    ngx_event_t                   sweep;       /* retire unused masters */
     uint16_t                     *slot;        /* a master's index + 1 */
     unsigned                      asking:1;    /* a round is on */
     unsigned                      again:1;     /* asked for meanwhile */
@@ -92,6 +96,12 @@ static ngx_int_t ngx_http_offload_cluster_node(redisReply *node,
 static ngx_int_t ngx_http_offload_cluster_master(
     ngx_http_offload_cluster_t *cl, offload_addr_t *addr);
 static void ngx_http_offload_cluster_retry(ngx_event_t *ev);
+static void ngx_http_offload_cluster_retire(ngx_http_offload_cluster_t *cl);
+static ngx_uint_t ngx_http_offload_cluster_busy(
+    ngx_http_offload_cluster_t *cl, ngx_http_offload_peer_t *peer);
+static void ngx_http_offload_cluster_sweep(ngx_event_t *ev);
+static void ngx_http_offload_cluster_revive(ngx_http_offload_cluster_t *cl,
+    ngx_http_offload_peer_t *peer, offload_addr_t *addr);
 static ngx_int_t ngx_http_offload_cluster_target(ngx_str_t *err,
     ngx_uint_t *slot, offload_addr_t *addr);
 static void ngx_http_offload_cluster_asking_done(redisAsyncContext *ac,
@@ -173,6 +183,11 @@ ngx_http_offload_cluster_start(ngx_http_offload_peer_t *peer, ngx_log_t *log)
     cl->retry.log = log;
     cl->retry.cancelable = 1;
 
+    cl->sweep.handler = ngx_http_offload_cluster_sweep;
+    cl->sweep.data = cl;
+    cl->sweep.log = log;
+    cl->sweep.cancelable = 1;
+
     ngx_http_offload_cluster_round(cl);
 }
 
@@ -190,12 +205,18 @@ ngx_http_offload_cluster_stop(ngx_http_offload_peer_t *peer)
         ngx_del_timer(&cl->retry);
     }
 
+    if (cl->sweep.timer_set) {
+        ngx_del_timer(&cl->sweep);
+    }
+
     ngx_http_offload_link_close(&cl->query);
 
     m = cl->masters.elts;
 
     for (i = 0; i < cl->masters.nelts; i++) {
-        ngx_http_offload_peer_stop(m[i]);
+        if (!m[i]->retired) {
+            ngx_http_offload_peer_stop(m[i]);
+        }
     }
 }
 
@@ -444,6 +465,7 @@ ngx_http_offload_cluster_answer(redisAsyncContext *ac, void *r,
     cl->failed = 0;
 
     ngx_http_offload_cluster_rehome(cl);
+    ngx_http_offload_cluster_retire(cl);
 
     if (cl->again) {
         ngx_http_offload_cluster_round(cl);
@@ -483,6 +505,108 @@ ngx_http_offload_cluster_down(ngx_http_offload_cluster_t *cl)
     }
 
     return 0;
+}
+
+
+/*
+ * A master the map no longer names (dead and replaced, or all its slots
+ * moved) keeps its links while a request points at it (its reply may come
+ * there yet); once none does, they are stopped and its peer is kept for
+ * the next master first seen.  A link of such a master that fails asks
+ * for no map: it tries the retirement again, outside of hiredis' callback.
+ */
+
+static void
+ngx_http_offload_cluster_retire(ngx_http_offload_cluster_t *cl)
+{
+    ngx_uint_t                 i, s;
+    ngx_http_offload_peer_t  **m;
+
+    m = cl->masters.elts;
+
+    for (i = 0; i < cl->masters.nelts; i++) {
+        m[i]->named = 0;
+    }
+
+    for (s = 0; s < OFFLOAD_SLOTS; s++) {
+        if (cl->slot[s]) {
+            m[cl->slot[s] - 1]->named = 1;
+        }
+    }
+
+    for (i = 0; i < cl->masters.nelts; i++) {
+        if (m[i]->named || m[i]->retired
+            || ngx_http_offload_cluster_busy(cl, m[i]))
+        {
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, cl->query.log, 0,
+                      "offload: redis %V: master %V left the map, "
+                      "closing its connections", &cl->peer->name,
+                      &m[i]->name);
+
+        m[i]->retired = 1;
+        m[i]->nshards = 0;
+        ngx_http_offload_peer_stop(m[i]);
+    }
+}
+
+
+/* whether a request points at a master */
+
+static ngx_uint_t
+ngx_http_offload_cluster_busy(ngx_http_offload_cluster_t *cl,
+    ngx_http_offload_peer_t *peer)
+{
+    ngx_rbtree_t       *pending;
+    ngx_rbtree_node_t  *node;
+
+    pending = &cl->peer->pending;
+
+    if (pending->root == pending->sentinel) {
+        return 0;
+    }
+
+    for (node = ngx_rbtree_min(pending->root, pending->sentinel);
+         node;
+         node = ngx_rbtree_next(pending, node))
+    {
+        if (((ngx_http_offload_ctx_t *) node)->peer == peer) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* A master's connection gone or not made: one the map names may have been
+ * replaced, the map tells; one it no longer names is retired once unused
+ * (which does not wait for a map that may never come). */
+
+void
+ngx_http_offload_cluster_lost(ngx_http_offload_peer_t *peer)
+{
+    ngx_http_offload_cluster_t  *cl;
+
+    cl = peer->parent->cluster;
+
+    if (peer->named) {
+        ngx_http_offload_cluster_round(cl);
+        return;
+    }
+
+    if (!cl->sweep.timer_set) {
+        ngx_add_timer(&cl->sweep, 1);
+    }
+}
+
+
+static void
+ngx_http_offload_cluster_sweep(ngx_event_t *ev)
+{
+    ngx_http_offload_cluster_retire(ev->data);
 }
 
 
@@ -600,17 +724,32 @@ ngx_http_offload_cluster_master(ngx_http_offload_cluster_t *cl,
     offload_addr_t *addr)
 {
     u_char                    *p;
+    ngx_int_t                  reuse;
     ngx_uint_t                 i;
     ngx_http_offload_peer_t   *peer, **m;
 
     m = cl->masters.elts;
+    reuse = NGX_ERROR;
 
     for (i = 0; i < cl->masters.nelts; i++) {
         if (m[i]->addr.port == addr->port
             && ngx_strcmp(m[i]->addr.host, addr->host) == 0)
         {
+            if (m[i]->retired) {
+                ngx_http_offload_cluster_revive(cl, m[i], addr);
+            }
+
             return i;
         }
+
+        if (reuse == NGX_ERROR && m[i]->retired) {
+            reuse = i;
+        }
+    }
+
+    if (reuse != NGX_ERROR) {
+        ngx_http_offload_cluster_revive(cl, m[reuse], addr);
+        return reuse;
     }
 
     if (cl->masters.nelts >= 0xffff) {
@@ -643,6 +782,7 @@ ngx_http_offload_cluster_master(ngx_http_offload_cluster_t *cl,
     peer->password = cl->peer->password;
     peer->parent = cl->peer;
     peer->used = 1;
+    peer->named = 1;
     peer->admission = cl->peer->admission;
 
     ngx_log_error(NGX_LOG_NOTICE, cl->query.log, 0,
@@ -652,6 +792,31 @@ ngx_http_offload_cluster_master(ngx_http_offload_cluster_t *cl,
     ngx_http_offload_peer_start(peer, cl->query.log);
 
     return cl->masters.nelts - 1;
+}
+
+
+/* a retired master's peer started again, for addr (its own or another's) */
+
+static void
+ngx_http_offload_cluster_revive(ngx_http_offload_cluster_t *cl,
+    ngx_http_offload_peer_t *peer, offload_addr_t *addr)
+{
+    peer->addr = *addr;
+    peer->name.len = offload_addr_format(addr, (char *) peer->name.data,
+                                         sizeof(addr->host)
+                                         + NGX_INT_T_LEN + 3);
+    peer->retired = 0;
+    peer->named = 1;
+    peer->nshards = 0;
+    peer->command.exiting = 0;
+    peer->subscriber.exiting = 0;
+    peer->bulk.exiting = 0;
+
+    ngx_log_error(NGX_LOG_NOTICE, cl->query.log, 0,
+                  "offload: redis %V: master %V", &cl->peer->name,
+                  &peer->name);
+
+    ngx_http_offload_peer_start(peer, cl->query.log);
 }
 
 
@@ -782,6 +947,7 @@ ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
 
     if (!ask) {
         cl->slot[slot] = (uint16_t) (m + 1);
+        masters[m]->named = 1;
     }
 
     ctx->peer = masters[m];

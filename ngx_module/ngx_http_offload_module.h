@@ -236,6 +236,10 @@ struct ngx_http_offload_peer_s {
     unsigned                      used:1;
     unsigned                      passes:1;    /* an offload_pass uses it */
     unsigned                      jobs:1;      /* offload_jobs uses it */
+    unsigned                      named:1;     /* a cluster's master its
+                                                  map names */
+    unsigned                      retired:1;   /* a cluster's master its
+                                                  map dropped: stopped */
 
     /* per worker process, from init_process on */
     ngx_http_offload_link_t       command;
@@ -610,6 +614,7 @@ ngx_http_offload_link_t *ngx_http_offload_control_link(
     ngx_http_offload_peer_t *peer);
 void ngx_http_offload_cluster_refresh(ngx_http_offload_peer_t *peer);
 void ngx_http_offload_cluster_repeer(ngx_http_offload_ctx_t *ctx);
+void ngx_http_offload_cluster_lost(ngx_http_offload_peer_t *peer);
 ngx_int_t ngx_http_offload_cluster_redirect(ngx_http_offload_ctx_t *ctx,
     redisReply *reply);
 ngx_int_t ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,

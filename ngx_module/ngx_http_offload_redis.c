@@ -1269,10 +1269,8 @@ ngx_http_offload_link_schedule(ngx_http_offload_link_t *link)
 static void
 ngx_http_offload_link_again(ngx_http_offload_link_t *link)
 {
-    /* a cluster's master gone: maybe replaced, the map tells */
-
     if (link->peer->parent) {
-        ngx_http_offload_cluster_refresh(link->peer->parent);
+        ngx_http_offload_cluster_lost(link->peer);
     }
 
     if (link->on_down) {

@@ -124,4 +124,23 @@ for my $i (1 .. 20) {
 }
 is($ok, 20, '20 jobs answered 200, each its own result');
 
+# the dead master, which no map names any more and no request uses, is let
+# go by each worker: no more connections tried to it, no maps asked for
+# because of it
+my %retired;
+ok(wait_until(sub {
+    %retired = map { $_ => 1 } slurp(nginx_error_log())
+        =~ /(\d+)#\d+: offload: redis \S+: master \S+:$doomed left the map/g;
+    keys %retired == 2;
+}, scaled(20), 'both workers let the dead master go'),
+    "both nginx workers closed the dead master $doomed");
+sub tries_dead {
+    my @n = slurp(nginx_error_log())
+        =~ /offload: redis 127\.0\.0\.1:$doomed \w+ connection failed/g;
+    return scalar @n;
+}
+my $tries = tries_dead();
+sleep 3;
+is(tries_dead(), $tries, 'and tried no connection to it in 3 s');
+
 done_testing();
