@@ -956,14 +956,15 @@ ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
 }
 
 
-/* "MOVED <slot> <host>:<port>" or "ASK ...": the slot and the node */
+/* "MOVED <slot> <host>:<port>" or "ASK ...": the slot and the node; an
+ * IPv6 host comes bare ("::1:7001"): the port is after the last ':' */
 
 static ngx_int_t
 ngx_http_offload_cluster_target(ngx_str_t *err, ngx_uint_t *slot,
     offload_addr_t *addr)
 {
-    u_char     *p, *s, *last;
-    ngx_int_t   n;
+    u_char     *p, *s, *last, *colon;
+    ngx_int_t   n, port;
     u_char      buf[sizeof(struct in6_addr)];
 
     last = err->data + err->len;
@@ -987,10 +988,41 @@ ngx_http_offload_cluster_target(ngx_str_t *err, ngx_uint_t *slot,
     *slot = n;
     p++;
 
-    if (offload_addr_parse(addr, (char *) p, last - p) != 0
-        || addr->is_unix
-        || (inet_pton(AF_INET, addr->host, buf) != 1
-            && inet_pton(AF_INET6, addr->host, buf) != 1))
+    colon = NULL;
+
+    for (s = p; s < last; s++) {
+        if (*s == ':') {
+            colon = s;
+        }
+    }
+
+    if (colon == NULL) {
+        return NGX_ERROR;
+    }
+
+    port = ngx_atoi(colon + 1, last - colon - 1);
+
+    if (colon - p > 2 && *p == '[' && colon[-1] == ']') {
+        p++;                    /* "[::1]:7001" */
+        s = colon - 1;
+
+    } else {
+        s = colon;
+    }
+
+    ngx_memzero(addr, sizeof(offload_addr_t));
+
+    if (port < 1 || port > 65535 || s == p
+        || (size_t) (s - p) >= sizeof(addr->host))
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(addr->host, p, s - p);
+    addr->port = (int) port;
+
+    if (inet_pton(AF_INET, addr->host, buf) != 1
+        && inet_pton(AF_INET6, addr->host, buf) != 1)
     {
         return NGX_ERROR;
     }
