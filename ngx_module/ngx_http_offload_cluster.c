@@ -58,6 +58,11 @@
 
 #define NGX_HTTP_OFFLOAD_REDIRECTS      3
 
+/* a map that still gives a master the slot it said left (the seed did not
+ * apply the move yet) is asked again after this, at most STALE times */
+#define NGX_HTTP_OFFLOAD_STALE_DELAY    100
+#define NGX_HTTP_OFFLOAD_STALE          20
+
 
 struct ngx_http_offload_cluster_s {
     offload_addr_t               *seeds;
@@ -73,6 +78,9 @@ struct ngx_http_offload_cluster_s {
     ngx_event_t                   retry;       /* no seed answered */
     ngx_event_t                   sweep;       /* retire unused masters */
     uint16_t                     *slot;        /* a master's index + 1 */
+    ngx_uint_t                    stale;       /* maps in a row that gave
+                                                  a slot back to a master
+                                                  it left */
     unsigned                      asking:1;    /* a round is on */
     unsigned                      again:1;     /* asked for meanwhile */
 };
@@ -1093,27 +1101,35 @@ ngx_http_offload_cluster_reply(ngx_http_offload_ctx_t *ctx, u_char *buf,
 }
 
 
-/* a job accepted on a cluster's master: the first of its queue there asks
- * for the queue's sharded channel (a queue that exists: a name nobody
+/* a job accepted on a cluster's master: the first of its queue asks for
+ * the queue's sharded channel on the master the map names for it (not on
+ * a node an ASK sent the job to; a queue that exists: a name nobody
  * serves, answered 404, is never subscribed to) */
 
 void
 ngx_http_offload_cluster_submitted(ngx_http_offload_ctx_t *ctx)
 {
+    ngx_http_offload_peer_t   *owner;
     ngx_http_offload_shard_t  *sh;
 
-    if (ctx->peer->parent == NULL
-        || ngx_http_offload_shard_find(ctx->peer, ctx->queue.data,
+    if (ctx->peer->parent == NULL) {
+        return;
+    }
+
+    owner = ngx_http_offload_cluster_owner(ctx->peer->parent->cluster,
+                                           ctx->queue.data, ctx->queue.len);
+
+    if (owner == NULL
+        || ngx_http_offload_shard_find(owner, ctx->queue.data,
                                        ctx->queue.len)
            != NULL)
     {
         return;
     }
 
-    sh = ngx_http_offload_shard_add(ctx->peer, ctx->queue.data,
-                                    ctx->queue.len);
+    sh = ngx_http_offload_shard_add(owner, ctx->queue.data, ctx->queue.len);
     if (sh != NULL) {
-        ngx_http_offload_shard_subscribe(ctx->peer, sh);
+        ngx_http_offload_shard_subscribe(owner, sh);
     }
 }
 
@@ -1139,27 +1155,58 @@ ngx_http_offload_cluster_resubscribe(ngx_http_offload_peer_t *peer)
         }
 
         sh->generation = 0;
+        sh->left = 0;
         ngx_http_offload_shard_subscribe(peer, sh);
         i++;
     }
 }
 
 
-/* a new map: a queue whose slot moved is subscribed on its new master */
+/*
+ * A new map: a queue whose slot moved is subscribed on its new master; one
+ * whose subscription is not confirmed (its SSUBSCRIBE met a slot on the
+ * move) is asked again.  A map that still gives a master a queue whose
+ * slot it said left came from a seed that did not apply the move yet: the
+ * map is asked again shortly, a few times; past that, the queue's jobs
+ * look at their result keys (a look answered MOVED follows it).
+ */
 
 static void
 ngx_http_offload_cluster_rehome(ngx_http_offload_cluster_t *cl)
 {
-    ngx_uint_t                 i, k;
+    ngx_str_t                  queue;
+    ngx_uint_t                 i, k, stale;
     ngx_http_offload_peer_t   *owner, **m;
     ngx_http_offload_shard_t  *sh, *to;
 
     m = cl->masters.elts;
+    stale = 0;
 
     for (i = 0; i < cl->masters.nelts; i++) {
         for (k = 0; k < m[i]->nshards; /* void */) {
             sh = &m[i]->shards[k];
             owner = ngx_http_offload_cluster_owner(cl, sh->queue, sh->len);
+
+            if (owner == m[i] && sh->left) {
+                if (cl->stale < NGX_HTTP_OFFLOAD_STALE) {
+                    stale = 1;
+
+                } else {
+                    ngx_log_error(NGX_LOG_WARN, cl->query.log, 0,
+                                  "offload: redis %V: the map still gives "
+                                  "%V the queue \"%*s\" whose slot left it",
+                                  &cl->peer->name, &m[i]->name, sh->len,
+                                  sh->queue);
+                    queue.data = sh->queue;
+                    queue.len = sh->len;
+                    ngx_http_offload_recover_jobs(m[i], &queue);
+                    sh->left = 0;
+                }
+            }
+
+            if (owner == m[i] && !sh->left && sh->generation == 0) {
+                ngx_http_offload_shard_subscribe(m[i], sh);
+            }
 
             if (owner == NULL || owner == m[i]) {
                 k++;
@@ -1178,6 +1225,19 @@ ngx_http_offload_cluster_rehome(ngx_http_offload_cluster_t *cl)
             *sh = m[i]->shards[--m[i]->nshards];
         }
     }
+
+    if (!stale) {
+        cl->stale = 0;
+        return;
+    }
+
+    cl->stale++;
+
+    if (cl->retry.timer_set) {
+        ngx_del_timer(&cl->retry);
+    }
+
+    ngx_add_timer(&cl->retry, NGX_HTTP_OFFLOAD_STALE_DELAY);
 }
 
 
@@ -1238,6 +1298,7 @@ ngx_http_offload_cluster_message(ngx_http_offload_link_t *link,
 
         if (sh != NULL) {
             sh->generation = 0;
+            sh->left = 1;
         }
 
         ngx_http_offload_cluster_refresh(peer->parent);
@@ -1286,6 +1347,7 @@ ngx_http_offload_shard_add(ngx_http_offload_peer_t *peer, u_char *queue,
     ngx_memcpy(sh->queue, queue, len);
     sh->len = len;
     sh->generation = 0;
+    sh->left = 0;
 
     return sh;
 }

@@ -211,6 +211,8 @@ typedef struct {
     size_t                        len;
     ngx_uint_t                    generation;  /* the subscriber's that
                                                   confirmed it; 0: not yet */
+    unsigned                      left:1;      /* sunsubscribed: the slot
+                                                  left, the map to tell */
 } ngx_http_offload_shard_t;
 
 #define NGX_HTTP_OFFLOAD_SHARDS           64   /* per master */
