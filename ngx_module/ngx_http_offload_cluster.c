@@ -631,7 +631,7 @@ ngx_http_offload_cluster_map(ngx_http_offload_cluster_t *cl,
     ngx_int_t        m;
     long long        first, last, s;
     ngx_uint_t       i;
-    redisReply      *range;
+    redisReply      *range, *node, *host;
     offload_addr_t   addr;
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
@@ -646,10 +646,31 @@ ngx_http_offload_cluster_map(ngx_http_offload_cluster_t *cl,
             || range->element[1]->type != REDIS_REPLY_INTEGER
             || range->element[0]->integer < 0
             || range->element[0]->integer > range->element[1]->integer
-            || range->element[1]->integer >= OFFLOAD_SLOTS
-            || ngx_http_offload_cluster_node(range->element[2], asked, &addr)
-               != NGX_OK)
+            || range->element[1]->integer >= OFFLOAD_SLOTS)
         {
+            ngx_log_error(NGX_LOG_WARN, cl->query.log, 0,
+                          "offload: redis %V: slot range %ui of CLUSTER "
+                          "SLOTS is malformed", &cl->peer->name, i);
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_offload_cluster_node(range->element[2], asked, &addr)
+            != NGX_OK)
+        {
+            node = range->element[2];
+            host = (node->type == REDIS_REPLY_ARRAY && node->elements >= 2
+                    && node->element[0]->type == REDIS_REPLY_STRING)
+                   ? node->element[0] : NULL;
+
+            ngx_log_error(NGX_LOG_WARN, cl->query.log, 0,
+                          "offload: redis %V: CLUSTER SLOTS names the "
+                          "master of slots %L-%L \"%*s\"%s, which is not a "
+                          "numeric address: only numeric addresses are "
+                          "used (cluster-preferred-endpoint-type ip)",
+                          &cl->peer->name, range->element[0]->integer,
+                          range->element[1]->integer,
+                          host ? host->len : 0, host ? host->str : "",
+                          host ? "" : " (malformed)");
             return NGX_ERROR;
         }
     }
