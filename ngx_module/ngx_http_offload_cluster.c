@@ -322,7 +322,9 @@ ngx_http_offload_control_link(ngx_http_offload_peer_t *peer)
 void
 ngx_http_offload_cluster_refresh(ngx_http_offload_peer_t *peer)
 {
-    if (peer->cluster != NULL) {
+    /* not after a start that failed (out of memory): no query link */
+
+    if (peer->cluster != NULL && peer->cluster->query.peer != NULL) {
         ngx_http_offload_cluster_round(peer->cluster);
     }
 }
@@ -787,9 +789,8 @@ ngx_http_offload_cluster_master(ngx_http_offload_cluster_t *cl,
 
     peer = ngx_pcalloc(ngx_cycle->pool, sizeof(ngx_http_offload_peer_t));
     p = ngx_pnalloc(ngx_cycle->pool, sizeof(addr->host) + NGX_INT_T_LEN + 3);
-    m = ngx_array_push(&cl->masters);
 
-    if (peer == NULL || p == NULL || m == NULL) {
+    if (peer == NULL || p == NULL) {
         return NGX_ERROR;
     }
 
@@ -797,6 +798,13 @@ ngx_http_offload_cluster_master(ngx_http_offload_cluster_t *cl,
                               NGX_HTTP_OFFLOAD_SHARDS
                               * sizeof(ngx_http_offload_shard_t));
     if (peer->shards == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* last: a failure above leaves no element without a peer */
+
+    m = ngx_array_push(&cl->masters);
+    if (m == NULL) {
         return NGX_ERROR;
     }
 
