@@ -23,9 +23,11 @@
  * MOVED was not run: it is sent again to the master named (the map takes
  * that slot at once); ASK: ASKING and the XADD on the node named, the map
  * unchanged; at most NGX_HTTP_OFFLOAD_REDIRECTS of those per job.  A big
- * body's EXISTS and a result's look answered MOVED go to the master named
- * the same way; a big body's slices already written on the old master
- * are not: 503, the job was not added.
+ * body's EXISTS answered MOVED goes to the master named the same way (ASK:
+ * 503, its slices on the bulk link could not follow); a result's look
+ * answered MOVED or ASK too, with a budget of its own.  A big body's
+ * slices already written on the old master are not: 503, the job was not
+ * added.
  * TRYAGAIN and CLUSTERDOWN (a slot in migration, a cluster without a
  * quorum) answer 503 with Retry-After: nothing was added.
  *
@@ -868,10 +870,6 @@ ngx_int_t
 ngx_http_offload_cluster_redirect(ngx_http_offload_ctx_t *ctx,
     redisReply *reply)
 {
-    ngx_uint_t    ask;
-    const char   *argv[1];
-    size_t        argvlen[1];
-
     if (ctx->peer->parent == NULL) {
         return NGX_DECLINED;
     }
@@ -898,32 +896,15 @@ ngx_http_offload_cluster_redirect(ngx_http_offload_ctx_t *ctx,
         return NGX_OK;
     }
 
-    ask = (reply->len > 4 && ngx_strncmp(reply->str, "ASK ", 4) == 0);
-
     if (ctx->body_key.len
-        || ngx_http_offload_cluster_follow(ctx, reply, ask) != NGX_OK)
+        || ngx_http_offload_cluster_follow(ctx, reply, 0) != NGX_OK)
     {
         return NGX_DECLINED;
-    }
-
-    if (ask) {
-        argv[0] = "ASKING";
-        argvlen[0] = 6;
-
-        if (ngx_http_offload_link_send(&ctx->peer->command,
-                                       ngx_http_offload_cluster_asking_done,
-                                       NULL, 1, argv, argvlen)
-            != NGX_OK)
-        {
-            goto failed;
-        }
     }
 
     if (ngx_http_offload_xadd(ctx) == NGX_OK) {
         return NGX_OK;
     }
-
-failed:
 
     ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                   "redis_unavailable",
@@ -933,21 +914,25 @@ failed:
 
 
 /*
- * A command of a request answered MOVED (or, with ask, ASK) by a
- * cluster's master: the request goes to the node named, where the caller
- * sends the command again.  MOVED: the slot is that master's from now on
- * (the refresh its reply started confirms it); ASK: only this command
- * goes there.  NGX_DECLINED for another reply, or past
- * NGX_HTTP_OFFLOAD_REDIRECTS of a request.
+ * A command of a request answered MOVED or ASK by a cluster's master: the
+ * request goes to the node named, where the caller sends the command again
+ * on its command link.  MOVED: the slot is that master's from now on (the
+ * refresh its reply started confirms it); ASK: ASKING is sent there first,
+ * and only this command goes there.  NGX_DECLINED for another reply, or
+ * past NGX_HTTP_OFFLOAD_REDIRECTS of a request's job (its XADD, a big
+ * body's EXISTS) or, with look, of its result looks (a budget of their
+ * own: a job whose XADD was redirected can follow its last look too).
  */
 
 ngx_int_t
 ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
-    redisReply *reply, ngx_uint_t ask)
+    redisReply *reply, ngx_uint_t look)
 {
     ngx_int_t                    m;
     ngx_str_t                    err;
-    ngx_uint_t                   slot;
+    ngx_uint_t                   slot, ask, used;
+    const char                  *argv[1];
+    size_t                       argvlen[1];
     offload_addr_t               addr;
     ngx_http_offload_peer_t    **masters;
     ngx_http_offload_cluster_t  *cl;
@@ -959,9 +944,11 @@ ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
     err.data = (u_char *) reply->str;
     err.len = reply->len;
 
-    if (!(ask ? err.len > 4 && ngx_strncmp(err.data, "ASK ", 4) == 0
-              : err.len > 6 && ngx_strncmp(err.data, "MOVED ", 6) == 0)
-        || ctx->redirects == NGX_HTTP_OFFLOAD_REDIRECTS
+    ask = (err.len > 4 && ngx_strncmp(err.data, "ASK ", 4) == 0);
+    used = look ? ctx->look_redirects : ctx->redirects;
+
+    if (!(ask || (err.len > 6 && ngx_strncmp(err.data, "MOVED ", 6) == 0))
+        || used == NGX_HTTP_OFFLOAD_REDIRECTS
         || ngx_http_offload_cluster_target(&err, &slot, &addr) != NGX_OK)
     {
         return NGX_DECLINED;
@@ -975,7 +962,26 @@ ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
     }
 
     masters = cl->masters.elts;
-    ctx->redirects++;
+
+    if (ask) {
+        argv[0] = "ASKING";
+        argvlen[0] = 6;
+
+        if (ngx_http_offload_link_send(&masters[m]->command,
+                                       ngx_http_offload_cluster_asking_done,
+                                       NULL, 1, argv, argvlen)
+            != NGX_OK)
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (look) {
+        ctx->look_redirects++;
+
+    } else {
+        ctx->redirects++;
+    }
 
     ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
                   "offload: job %*s: %V, sent to %V",

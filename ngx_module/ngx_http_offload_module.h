@@ -435,7 +435,10 @@ typedef struct {
     unsigned                      replayed:1;  /* a duplicate of the job
                                                   ctx->id (Idempotency-Key) */
     unsigned                      replicating:1;  /* awaits WAIT */
-    unsigned                      redirects:2; /* MOVED, ASK followed */
+    unsigned                      redirects:2; /* MOVED, ASK followed by
+                                                  the XADD, the EXISTS */
+    unsigned                      look_redirects:2;  /* by the result
+                                                        looks */
 } ngx_http_offload_ctx_t;
 
 
@@ -620,7 +623,7 @@ void ngx_http_offload_cluster_lost(ngx_http_offload_peer_t *peer);
 ngx_int_t ngx_http_offload_cluster_redirect(ngx_http_offload_ctx_t *ctx,
     redisReply *reply);
 ngx_int_t ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
-    redisReply *reply, ngx_uint_t ask);
+    redisReply *reply, ngx_uint_t look);
 void ngx_http_offload_cluster_error(ngx_http_offload_link_t *link,
     redisReply *reply);
 void ngx_http_offload_cluster_reply(ngx_http_offload_ctx_t *ctx,

@@ -692,10 +692,11 @@ ngx_http_offload_look_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    /* a cluster's slot moved: the look again on its master */
+    /* a cluster's slot moved (or is moving: ASK): the look again on the
+     * node named */
 
     if (reply != NULL
-        && ngx_http_offload_cluster_follow(ctx, reply, 0) == NGX_OK)
+        && ngx_http_offload_cluster_follow(ctx, reply, 1) == NGX_OK)
     {
         ngx_http_offload_fetch_result(ctx, NGX_HTTP_OFFLOAD_READ_LOOK);
         return;

@@ -22,7 +22,8 @@ my $ctl = $cl->owner_port('ctl');
 my ($from, $to) = grep { $_ != $ctl } @masters;
 my $qa = $cl->queue_on($ctl);
 my $qb = $cl->queue_on($from);
-ok($qa && $qb, "queue $qa on $ctl, $qb on $from");
+my $qp = $cl->queue_on($from, map { "p$_" } 0 .. 99);
+ok($qa && $qb && $qp, "queue $qa on $ctl, $qb and $qp on $from");
 redis_use($ctl);
 
 start_sidecar(redis => $cl->url, want => { $qa => 1, $qb => 1 },
@@ -32,6 +33,7 @@ server {
     listen 127.0.0.1:\@PORT\@;
     offload_redis ${\ $cl->url};
     location ~ ^/jobs/([^/]+)\$ { offload_pass \$1; }
+    location = /parked { offload_pass $qp; offload_timeout 3s; }
 }
 HTTP
 ok(wait_nginx_ready("/jobs/$qa", '{}', 1), "nginx answers on $qa");
@@ -75,5 +77,32 @@ ok(wait_until(sub { shard_channels($to, $qb) >= 1 }, scaled(10),
     "$qb\'s sharded reply channel is subscribed on $to");
 unlike(slurp(nginx_error_log()), qr/unexpected reply on the subscriber/,
     'no SSUBSCRIBE refused');
+
+# ---- a job's last look at its result key, moved meanwhile to the
+# importing node of its slot's migration: the old master answers ASK, the
+# look follows it (ASKING) and finds the result
+is($cl->cmd($from, 'XGROUP', 'CREATE', "offload:{$qp}:jobs", 'workers',
+    '$', 'MKSTREAM'), 'OK', "$qp\'s stream, which no worker reads");
+$s = send_post('/parked', '{}');
+my $e;
+ok(wait_until(sub {
+    my $x = $cl->cmd($from, 'XRANGE', "offload:{$qp}:jobs", '-', '+');
+    $e = { @{ $x->[0][1] } } if ref $x eq 'ARRAY' && @$x;
+    $e;
+}, scaled(10), 'the parked job'), "a job on $qp, nobody to run it");
+my $rkey = "offload:{$qp}:result:$e->{id}";
+is($cl->cmd($from, 'SET', $rkey, "OR1 $e->{id} 200 1 1\n{\"asked\":2}"),
+    'OK', 'its result stored, never published');
+my $pslot = $cl->slot_of($qp);
+$cl->ok_cmd($to, 'CLUSTER', 'SETSLOT', $pslot, 'IMPORTING', $from_id);
+$cl->ok_cmd($from, 'CLUSTER', 'SETSLOT', $pslot, 'MIGRATING', $to_id);
+is($cl->cmd($from, 'MIGRATE', '127.0.0.1', $to, '', 0, 5000, 'KEYS',
+    $rkey), 'OK', "the result key migrated to $to, the slot still $from\'s");
+$a = read_answer($s, scaled(30));
+is($a->{status}, 200, 'the job answered 200 at its last look')
+    or diag($a->{content});
+is($a->{json}{asked} // 0, 2, 'with its result, read on the importing node');
+like(slurp(nginx_error_log()), qr/: ASK $pslot \S+:$to, sent to /,
+    'its look followed ASK');
 
 done_testing();
