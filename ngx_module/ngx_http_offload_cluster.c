@@ -18,7 +18,7 @@
  *
  * The map is asked again on a MOVED reply to any command, when a
  * master's connection is lost or cannot be made, and every
- * NGX_HTTP_OFFLOAD_SENTINEL_RETRY while a master it names stays down (its
+ * NGX_HTTP_OFFLOAD_REMAP_RETRY while a master it names stays down (its
  * replica is promoted a node timeout after it died).  A job's XADD answered
  * MOVED was not run: it is sent again to the master named (the map takes
  * that slot at once); ASK: ASKING and the XADD on the node named, the map
@@ -348,18 +348,8 @@ ngx_http_offload_cluster_round(ngx_http_offload_cluster_t *cl)
     cl->again = 0;
     cl->tried = 0;
 
-    if (cl->query.up) {
-        ngx_http_offload_cluster_question(&cl->query);
-
-    } else if (cl->query.ac == NULL) {
-        if (cl->query.reconnect.timer_set) {
-            ngx_del_timer(&cl->query.reconnect);
-        }
-
-        ngx_http_offload_link_open(&cl->query);
-    }
-
-    /* else: connecting, its on_up asks */
+    ngx_http_offload_link_begin(&cl->query,
+                                ngx_http_offload_cluster_question);
 }
 
 
@@ -395,7 +385,8 @@ ngx_http_offload_cluster_question(ngx_http_offload_link_t *link)
 }
 
 
-/* the query connection is gone or was never made: the next seed */
+/* the query connection is gone or was never made: the next seed (the
+ * rotation is the sentinels' too, ngx_http_offload_link_rotate()) */
 
 static void
 ngx_http_offload_cluster_query_down(ngx_http_offload_link_t *link)
@@ -406,14 +397,10 @@ ngx_http_offload_cluster_query_down(ngx_http_offload_link_t *link)
 
     cl = link->peer->cluster;
 
-    cl->asked = (cl->asked + 1) % cl->nseeds;
-    link->addr = &cl->seeds[cl->asked];
-
-    if (!cl->asking) {
-        return;                 /* idle: made again when needed */
-    }
-
-    if (++cl->tried == cl->nseeds) {
+    if (ngx_http_offload_link_rotate(link, cl->seeds, cl->nseeds, &cl->asked,
+                                     &cl->tried, cl->asking)
+        == NGX_DONE)
+    {
         cl->asking = 0;
 
         /* the backoff of a connection; the first failure in a row is
@@ -427,11 +414,7 @@ ngx_http_offload_cluster_query_down(ngx_http_offload_link_t *link)
                       "asking again in %M ms", &link->peer->name, delay);
 
         ngx_add_timer(&cl->retry, delay);
-        return;
     }
-
-    /* not from inside hiredis' free of the old context */
-    ngx_add_timer(&link->reconnect, 1);
 }
 
 
@@ -489,7 +472,7 @@ ngx_http_offload_cluster_answer(redisAsyncContext *ac, void *r,
      * its place is named */
 
     if (ngx_http_offload_cluster_down(cl) && !cl->retry.timer_set) {
-        ngx_add_timer(&cl->retry, NGX_HTTP_OFFLOAD_SENTINEL_RETRY);
+        ngx_add_timer(&cl->retry, NGX_HTTP_OFFLOAD_REMAP_RETRY);
     }
 }
 
@@ -1388,8 +1371,16 @@ ngx_http_offload_shard_add(ngx_http_offload_peer_t *peer, u_char *queue,
 }
 
 
-/* SUBSCRIBE then SSUBSCRIBE, when the subscriber is up; else its
- * resubscribe does it */
+/*
+ * SUBSCRIBE then SSUBSCRIBE, when the subscriber is up; else its
+ * resubscribe does it.  hiredis 0.14 files a command it does not know
+ * on a subscribed context (SSUBSCRIBE) in its sub.invalid list, which
+ * only a reply that is not an array (an error) shifts; the confirmation,
+ * an array, goes to the callback of the channel's SUBSCRIBE twin.  So
+ * that list grows by one per SSUBSCRIBE until the subscriber reconnects
+ * (the context is freed): one per queue, and per map that moves it or
+ * finds it unconfirmed.
+ */
 
 static void
 ngx_http_offload_shard_subscribe(ngx_http_offload_peer_t *peer,

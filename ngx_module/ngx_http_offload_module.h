@@ -49,9 +49,12 @@
  * timeout unless wait_timeout= is given, and its longest: WAIT holds up
  * the command connection, whose watchdog must not take it for dead */
 #define NGX_HTTP_OFFLOAD_SENTINEL_PORT    26379
-#define NGX_HTTP_OFFLOAD_SENTINEL_RETRY   500     /* the longest backoff */
 #define NGX_HTTP_OFFLOAD_WAIT_TIMEOUT     1000
 #define NGX_HTTP_OFFLOAD_WAIT_TIMEOUT_MAX 1500
+
+/* a master that sentinels or a cluster's map name anew: the longest
+ * backoff before they are asked again */
+#define NGX_HTTP_OFFLOAD_REMAP_RETRY      500
 
 /* wait_replicas=all: WAIT for every replica the sentinels could promote,
  * counted anew every NGX_HTTP_OFFLOAD_COUNT_INTERVAL */
@@ -573,6 +576,11 @@ void ngx_http_offload_link_init(ngx_http_offload_link_t *link,
     ngx_http_offload_link_up_pt on_up, ngx_log_t *log);
 void ngx_http_offload_link_connect(ngx_http_offload_link_t *link);
 void ngx_http_offload_link_open(ngx_http_offload_link_t *link);
+void ngx_http_offload_link_begin(ngx_http_offload_link_t *link,
+    ngx_http_offload_link_up_pt question);
+ngx_int_t ngx_http_offload_link_rotate(ngx_http_offload_link_t *link,
+    offload_addr_t *addrs, ngx_uint_t naddrs, ngx_uint_t *asked,
+    ngx_uint_t *tried, ngx_uint_t asking);
 void ngx_http_offload_link_retry(ngx_http_offload_link_t *link,
     const char *err);
 void ngx_http_offload_link_schedule(ngx_http_offload_link_t *link);
