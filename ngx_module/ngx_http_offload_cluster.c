@@ -16,6 +16,9 @@
  * Until a map is known a request is answered 503 redis_unavailable with
  * Retry-After.
  *
+ * A map that contradicts a MOVED just followed (its seed is behind) does
+ * not take the slot back: the next seed is asked, a few times at most.
+ *
  * The map is asked again on a MOVED reply to any command, when a
  * master's connection is lost or cannot be made, and every
  * NGX_HTTP_OFFLOAD_REMAP_RETRY while a master it names stays down (its
@@ -61,7 +64,8 @@
 #define NGX_HTTP_OFFLOAD_REDIRECTS      3
 
 /* a map that still gives a master the slot it said left (the seed did not
- * apply the move yet) is asked again after this, at most STALE times */
+ * apply the move yet) is asked again after this, at most STALE times; one
+ * that contradicts a MOVED, after this times the maps in a row that did */
 #define NGX_HTTP_OFFLOAD_STALE_DELAY    100
 #define NGX_HTTP_OFFLOAD_STALE          20
 
@@ -83,6 +87,11 @@ struct ngx_http_offload_cluster_s {
     ngx_uint_t                    stale;       /* maps in a row that gave
                                                   a slot back to a master
                                                   it left */
+    ngx_uint_t                    moved_slot;  /* + 1: of a MOVED followed,
+                                                  until a map agrees */
+    ngx_uint_t                    moved_to;    /* its master's index + 1 */
+    ngx_uint_t                    contradicted;  /* maps in a row that did
+                                                    not */
     unsigned                      asking:1;    /* a round is on */
     unsigned                      again:1;     /* asked for meanwhile */
 };
@@ -97,6 +106,8 @@ static void ngx_http_offload_cluster_query_down(
 static void ngx_http_offload_cluster_question(ngx_http_offload_link_t *link);
 static void ngx_http_offload_cluster_answer(redisAsyncContext *ac, void *r,
     void *privdata);
+static ngx_uint_t ngx_http_offload_cluster_contradicts(
+    ngx_http_offload_cluster_t *cl, ngx_http_offload_link_t *link);
 static ngx_uint_t ngx_http_offload_cluster_down(
     ngx_http_offload_cluster_t *cl);
 static ngx_int_t ngx_http_offload_cluster_map(ngx_http_offload_cluster_t *cl,
@@ -429,6 +440,7 @@ static void
 ngx_http_offload_cluster_answer(redisAsyncContext *ac, void *r,
     void *privdata)
 {
+    ngx_uint_t                   contradicts;
     redisReply                  *reply = r;
     ngx_http_offload_link_t     *link;
     ngx_http_offload_cluster_t  *cl;
@@ -459,8 +471,26 @@ ngx_http_offload_cluster_answer(redisAsyncContext *ac, void *r,
     cl->asking = 0;
     cl->failed = 0;
 
+    contradicts = ngx_http_offload_cluster_contradicts(cl, link);
+
     ngx_http_offload_cluster_rehome(cl);
     ngx_http_offload_cluster_retire(cl);
+
+    /* a seed behind a MOVED: the next one is asked, a little later each
+     * time (the link is made again from the timer, not from inside this
+     * callback) */
+
+    if (contradicts) {
+        ngx_http_offload_link_drop(link);
+
+        if (cl->retry.timer_set) {
+            ngx_del_timer(&cl->retry);
+        }
+
+        ngx_add_timer(&cl->retry,
+                      NGX_HTTP_OFFLOAD_STALE_DELAY * cl->contradicted);
+        return;
+    }
 
     if (cl->again) {
         ngx_http_offload_cluster_round(cl);
@@ -474,6 +504,48 @@ ngx_http_offload_cluster_answer(redisAsyncContext *ac, void *r,
     if (ngx_http_offload_cluster_down(cl) && !cl->retry.timer_set) {
         ngx_add_timer(&cl->retry, NGX_HTTP_OFFLOAD_REMAP_RETRY);
     }
+}
+
+
+/*
+ * Whether the new map contradicts a MOVED followed since the last map
+ * that agreed: its seed has not applied the move yet.  The MOVED's master
+ * keeps the slot, and the caller asks the next seed (a few times in a
+ * row at most, then the seeds' word is taken).
+ */
+
+static ngx_uint_t
+ngx_http_offload_cluster_contradicts(ngx_http_offload_cluster_t *cl,
+    ngx_http_offload_link_t *link)
+{
+    ngx_uint_t                 s;
+    ngx_http_offload_peer_t  **m;
+
+    if (cl->moved_slot == 0) {
+        return 0;
+    }
+
+    s = cl->moved_slot - 1;
+
+    if (cl->slot[s] == cl->moved_to
+        || cl->contradicted == NGX_HTTP_OFFLOAD_STALE)
+    {
+        cl->moved_slot = 0;
+        cl->contradicted = 0;
+        return 0;
+    }
+
+    m = cl->masters.elts;
+    cl->contradicted++;
+    cl->slot[s] = (uint16_t) cl->moved_to;
+
+    ngx_log_error(NGX_LOG_INFO, link->log, 0,
+                  "offload: redis %V: seed %s:%d gave slot %ui to another "
+                  "master than MOVED did (%V): asking the next seed",
+                  &link->peer->name, link->addr->host, link->addr->port,
+                  s, &m[cl->moved_to - 1]->name);
+
+    return 1;
 }
 
 
@@ -974,6 +1046,8 @@ ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
     if (!ask) {
         cl->slot[slot] = (uint16_t) (m + 1);
         masters[m]->named = 1;
+        cl->moved_slot = slot + 1;
+        cl->moved_to = m + 1;
     }
 
     ctx->peer = masters[m];
