@@ -8,30 +8,40 @@
  * seeds in turn, on a link of its own (the link's connect timeout and
  * watchdog are each one's deadline), CLUSTER SLOTS; every master the answer
  * names becomes an ordinary peer of its own (command, subscriber and bulk
- * links), made on first sight and kept.  A request then takes the master of
- * its queue's slot (offload_key_slot() of the queue, the hash tag of every
- * per-queue key); the node registry, status and admission reads go to the
- * master of the control slot, offload_key_slot("ctl").  Until a map is
- * known a request is answered 503 redis_unavailable with Retry-After.
+ * links), made on first sight; one a later map no longer names is stopped
+ * once no request points at it, and its peer reused for the next master
+ * first seen (a dead master is not tried forever).  A request then takes
+ * the master of its queue's slot (offload_key_slot() of the queue, the hash
+ * tag of every per-queue key); the node registry, status and admission
+ * reads go to the master of the control slot, offload_key_slot("ctl").
+ * Until a map is known a request is answered 503 redis_unavailable with
+ * Retry-After.
+ *
+ * A map that contradicts a MOVED just followed (its seed is behind) does
+ * not take the slot back: the next seed is asked, a few times at most.
  *
  * The map is asked again on a MOVED reply to any command, when a
  * master's connection is lost or cannot be made, and every
- * NGX_HTTP_OFFLOAD_SENTINEL_RETRY while a master it names stays down (its
+ * NGX_HTTP_OFFLOAD_REMAP_RETRY while a master it names stays down (its
  * replica is promoted a node timeout after it died).  A job's XADD answered
  * MOVED was not run: it is sent again to the master named (the map takes
  * that slot at once); ASK: ASKING and the XADD on the node named, the map
  * unchanged; at most NGX_HTTP_OFFLOAD_REDIRECTS of those per job.  A big
- * body's EXISTS and a result's look answered MOVED go to the master named
- * the same way; a big body's slices already written on the old master
- * are not: 503, the job was not added.
- * A job read (GET/DELETE /jobs/<id>, on the master of the id's slot tag)
- * answered MOVED or ASK goes to the node named the same way
+ * body's EXISTS answered MOVED goes to the master named the same way (ASK:
+ * 503, its slices on the bulk link could not follow); a result's look
+ * answered MOVED or ASK too, with a budget of its own.  A big body's
+ * slices already written on the old master are not: 503, the job was not
+ * added.  A job read (GET/DELETE /jobs/<id>, on the master of the id's
+ * slot tag) answered MOVED or ASK goes to the node named the same way
  * (ngx_http_offload_cluster_moved()).
  * TRYAGAIN and CLUSTERDOWN (a slot in migration, a cluster without a
  * quorum) answer 503 with Retry-After: nothing was added.
  *
  * The masters' peers share one pending table (the cluster peer's): a
- * result heard on any subscriber finds its request.
+ * result heard on any subscriber finds its request.  A job's looks at its
+ * result key (recovery, a big result's read, the last look at the
+ * deadline) go to the master the map names for its queue at that moment,
+ * not to the one it was sent to, which may have died since.
  *
  * Replies: a queue's jobs name its sharded channel, offload:{<queue>}:
  * reply:<nonce> (SPUBLISHed by the sidecar, kept on the queue's shard),
@@ -54,6 +64,13 @@
 #include "offload_slot.h"
 
 
+/* a map that still gives a master the slot it said left (the seed did not
+ * apply the move yet) is asked again after this, at most STALE times; one
+ * that contradicts a MOVED, after this times the maps in a row that did */
+#define NGX_HTTP_OFFLOAD_STALE_DELAY    100
+#define NGX_HTTP_OFFLOAD_STALE          20
+
+
 struct ngx_http_offload_cluster_s {
     offload_addr_t               *seeds;
     ngx_uint_t                    nseeds;
@@ -66,7 +83,16 @@ struct ngx_http_offload_cluster_s {
     ngx_uint_t                    failed;      /* rounds, in a row */
     ngx_array_t                   masters;     /* ngx_http_offload_peer_t * */
     ngx_event_t                   retry;       /* no seed answered */
+    ngx_event_t                   sweep;       /* retire unused masters */
     uint16_t                     *slot;        /* a master's index + 1 */
+    ngx_uint_t                    stale;       /* maps in a row that gave
+                                                  a slot back to a master
+                                                  it left */
+    ngx_uint_t                    moved_slot;  /* + 1: of a MOVED followed,
+                                                  until a map agrees */
+    ngx_uint_t                    moved_to;    /* its master's index + 1 */
+    ngx_uint_t                    contradicted;  /* maps in a row that did
+                                                    not */
     unsigned                      asking:1;    /* a round is on */
     unsigned                      again:1;     /* asked for meanwhile */
 };
@@ -81,6 +107,8 @@ static void ngx_http_offload_cluster_query_down(
 static void ngx_http_offload_cluster_question(ngx_http_offload_link_t *link);
 static void ngx_http_offload_cluster_answer(redisAsyncContext *ac, void *r,
     void *privdata);
+static ngx_uint_t ngx_http_offload_cluster_contradicts(
+    ngx_http_offload_cluster_t *cl, ngx_http_offload_link_t *link);
 static ngx_uint_t ngx_http_offload_cluster_down(
     ngx_http_offload_cluster_t *cl);
 static ngx_int_t ngx_http_offload_cluster_map(ngx_http_offload_cluster_t *cl,
@@ -90,6 +118,12 @@ static ngx_int_t ngx_http_offload_cluster_node(redisReply *node,
 static ngx_int_t ngx_http_offload_cluster_master(
     ngx_http_offload_cluster_t *cl, offload_addr_t *addr);
 static void ngx_http_offload_cluster_retry(ngx_event_t *ev);
+static void ngx_http_offload_cluster_retire(ngx_http_offload_cluster_t *cl);
+static ngx_uint_t ngx_http_offload_cluster_busy(
+    ngx_http_offload_cluster_t *cl, ngx_http_offload_peer_t *peer);
+static void ngx_http_offload_cluster_sweep(ngx_event_t *ev);
+static void ngx_http_offload_cluster_revive(ngx_http_offload_cluster_t *cl,
+    ngx_http_offload_peer_t *peer, offload_addr_t *addr);
 static ngx_int_t ngx_http_offload_cluster_target(ngx_str_t *err,
     ngx_uint_t *slot, offload_addr_t *addr);
 static void ngx_http_offload_cluster_asking_done(redisAsyncContext *ac,
@@ -171,6 +205,11 @@ ngx_http_offload_cluster_start(ngx_http_offload_peer_t *peer, ngx_log_t *log)
     cl->retry.log = log;
     cl->retry.cancelable = 1;
 
+    cl->sweep.handler = ngx_http_offload_cluster_sweep;
+    cl->sweep.data = cl;
+    cl->sweep.log = log;
+    cl->sweep.cancelable = 1;
+
     ngx_http_offload_cluster_round(cl);
 }
 
@@ -188,12 +227,18 @@ ngx_http_offload_cluster_stop(ngx_http_offload_peer_t *peer)
         ngx_del_timer(&cl->retry);
     }
 
+    if (cl->sweep.timer_set) {
+        ngx_del_timer(&cl->sweep);
+    }
+
     ngx_http_offload_link_close(&cl->query);
 
     m = cl->masters.elts;
 
     for (i = 0; i < cl->masters.nelts; i++) {
-        ngx_http_offload_peer_stop(m[i]);
+        if (!m[i]->retired) {
+            ngx_http_offload_peer_stop(m[i]);
+        }
     }
 }
 
@@ -219,6 +264,36 @@ ngx_http_offload_cluster_peer(ngx_http_offload_peer_t *peer, u_char *key,
     }
 
     return master;
+}
+
+
+/*
+ * A submitted job's master again, from the map, before a look at its
+ * result (a recovery look, a big result's read, the last look): the master
+ * it was sent to may have died, its replica promoted, or lost the queue's
+ * slot since.  The masters share the pending table: the request stays
+ * where it is in it.  Not while a big read is under way on the old one's
+ * bulk link (its slices are queued there).
+ */
+
+void
+ngx_http_offload_cluster_repeer(ngx_http_offload_ctx_t *ctx)
+{
+    ngx_http_offload_peer_t  *master;
+
+    if (ctx->peer->parent == NULL || ctx->result_key.len) {
+        return;
+    }
+
+    master = ngx_http_offload_cluster_owner(ctx->peer->parent->cluster,
+                                            ctx->queue.data, ctx->queue.len);
+
+    if (master != NULL && master != ctx->peer) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                       "offload: job of queue \"%V\" now on %V",
+                       &ctx->queue, &master->name);
+        ctx->peer = master;
+    }
 }
 
 
@@ -261,7 +336,9 @@ ngx_http_offload_control_link(ngx_http_offload_peer_t *peer)
 void
 ngx_http_offload_cluster_refresh(ngx_http_offload_peer_t *peer)
 {
-    if (peer->cluster != NULL) {
+    /* not after a start that failed (out of memory): no query link */
+
+    if (peer->cluster != NULL && peer->cluster->query.peer != NULL) {
         ngx_http_offload_cluster_round(peer->cluster);
     }
 }
@@ -283,18 +360,8 @@ ngx_http_offload_cluster_round(ngx_http_offload_cluster_t *cl)
     cl->again = 0;
     cl->tried = 0;
 
-    if (cl->query.up) {
-        ngx_http_offload_cluster_question(&cl->query);
-
-    } else if (cl->query.ac == NULL) {
-        if (cl->query.reconnect.timer_set) {
-            ngx_del_timer(&cl->query.reconnect);
-        }
-
-        ngx_http_offload_link_open(&cl->query);
-    }
-
-    /* else: connecting, its on_up asks */
+    ngx_http_offload_link_begin(&cl->query,
+                                ngx_http_offload_cluster_question);
 }
 
 
@@ -330,7 +397,8 @@ ngx_http_offload_cluster_question(ngx_http_offload_link_t *link)
 }
 
 
-/* the query connection is gone or was never made: the next seed */
+/* the query connection is gone or was never made: the next seed (the
+ * rotation is the sentinels' too, ngx_http_offload_link_rotate()) */
 
 static void
 ngx_http_offload_cluster_query_down(ngx_http_offload_link_t *link)
@@ -341,14 +409,10 @@ ngx_http_offload_cluster_query_down(ngx_http_offload_link_t *link)
 
     cl = link->peer->cluster;
 
-    cl->asked = (cl->asked + 1) % cl->nseeds;
-    link->addr = &cl->seeds[cl->asked];
-
-    if (!cl->asking) {
-        return;                 /* idle: made again when needed */
-    }
-
-    if (++cl->tried == cl->nseeds) {
+    if (ngx_http_offload_link_rotate(link, cl->seeds, cl->nseeds, &cl->asked,
+                                     &cl->tried, cl->asking)
+        == NGX_DONE)
+    {
         cl->asking = 0;
 
         /* the backoff of a connection; the first failure in a row is
@@ -362,11 +426,7 @@ ngx_http_offload_cluster_query_down(ngx_http_offload_link_t *link)
                       "asking again in %M ms", &link->peer->name, delay);
 
         ngx_add_timer(&cl->retry, delay);
-        return;
     }
-
-    /* not from inside hiredis' free of the old context */
-    ngx_add_timer(&link->reconnect, 1);
 }
 
 
@@ -381,6 +441,7 @@ static void
 ngx_http_offload_cluster_answer(redisAsyncContext *ac, void *r,
     void *privdata)
 {
+    ngx_uint_t                   contradicts;
     redisReply                  *reply = r;
     ngx_http_offload_link_t     *link;
     ngx_http_offload_cluster_t  *cl;
@@ -411,7 +472,26 @@ ngx_http_offload_cluster_answer(redisAsyncContext *ac, void *r,
     cl->asking = 0;
     cl->failed = 0;
 
+    contradicts = ngx_http_offload_cluster_contradicts(cl, link);
+
     ngx_http_offload_cluster_rehome(cl);
+    ngx_http_offload_cluster_retire(cl);
+
+    /* a seed behind a MOVED: the next one is asked, a little later each
+     * time (the link is made again from the timer, not from inside this
+     * callback) */
+
+    if (contradicts) {
+        ngx_http_offload_link_drop(link);
+
+        if (cl->retry.timer_set) {
+            ngx_del_timer(&cl->retry);
+        }
+
+        ngx_add_timer(&cl->retry,
+                      NGX_HTTP_OFFLOAD_STALE_DELAY * cl->contradicted);
+        return;
+    }
 
     if (cl->again) {
         ngx_http_offload_cluster_round(cl);
@@ -423,8 +503,50 @@ ngx_http_offload_cluster_answer(redisAsyncContext *ac, void *r,
      * its place is named */
 
     if (ngx_http_offload_cluster_down(cl) && !cl->retry.timer_set) {
-        ngx_add_timer(&cl->retry, NGX_HTTP_OFFLOAD_SENTINEL_RETRY);
+        ngx_add_timer(&cl->retry, NGX_HTTP_OFFLOAD_REMAP_RETRY);
     }
+}
+
+
+/*
+ * Whether the new map contradicts a MOVED followed since the last map
+ * that agreed: its seed has not applied the move yet.  The MOVED's master
+ * keeps the slot, and the caller asks the next seed (a few times in a
+ * row at most, then the seeds' word is taken).
+ */
+
+static ngx_uint_t
+ngx_http_offload_cluster_contradicts(ngx_http_offload_cluster_t *cl,
+    ngx_http_offload_link_t *link)
+{
+    ngx_uint_t                 s;
+    ngx_http_offload_peer_t  **m;
+
+    if (cl->moved_slot == 0) {
+        return 0;
+    }
+
+    s = cl->moved_slot - 1;
+
+    if (cl->slot[s] == cl->moved_to
+        || cl->contradicted == NGX_HTTP_OFFLOAD_STALE)
+    {
+        cl->moved_slot = 0;
+        cl->contradicted = 0;
+        return 0;
+    }
+
+    m = cl->masters.elts;
+    cl->contradicted++;
+    cl->slot[s] = (uint16_t) cl->moved_to;
+
+    ngx_log_error(NGX_LOG_INFO, link->log, 0,
+                  "offload: redis %V: seed %s:%d gave slot %ui to another "
+                  "master than MOVED did (%V): asking the next seed",
+                  &link->peer->name, link->addr->host, link->addr->port,
+                  s, &m[cl->moved_to - 1]->name);
+
+    return 1;
 }
 
 
@@ -455,6 +577,108 @@ ngx_http_offload_cluster_down(ngx_http_offload_cluster_t *cl)
 
 
 /*
+ * A master the map no longer names (dead and replaced, or all its slots
+ * moved) keeps its links while a request points at it (its reply may come
+ * there yet); once none does, they are stopped and its peer is kept for
+ * the next master first seen.  A link of such a master that fails asks
+ * for no map: it tries the retirement again, outside of hiredis' callback.
+ */
+
+static void
+ngx_http_offload_cluster_retire(ngx_http_offload_cluster_t *cl)
+{
+    ngx_uint_t                 i, s;
+    ngx_http_offload_peer_t  **m;
+
+    m = cl->masters.elts;
+
+    for (i = 0; i < cl->masters.nelts; i++) {
+        m[i]->named = 0;
+    }
+
+    for (s = 0; s < OFFLOAD_SLOTS; s++) {
+        if (cl->slot[s]) {
+            m[cl->slot[s] - 1]->named = 1;
+        }
+    }
+
+    for (i = 0; i < cl->masters.nelts; i++) {
+        if (m[i]->named || m[i]->retired
+            || ngx_http_offload_cluster_busy(cl, m[i]))
+        {
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, cl->query.log, 0,
+                      "offload: redis %V: master %V left the map, "
+                      "closing its connections", &cl->peer->name,
+                      &m[i]->name);
+
+        m[i]->retired = 1;
+        m[i]->nshards = 0;
+        ngx_http_offload_peer_stop(m[i]);
+    }
+}
+
+
+/* whether a request points at a master */
+
+static ngx_uint_t
+ngx_http_offload_cluster_busy(ngx_http_offload_cluster_t *cl,
+    ngx_http_offload_peer_t *peer)
+{
+    ngx_rbtree_t       *pending;
+    ngx_rbtree_node_t  *node;
+
+    pending = &cl->peer->pending;
+
+    if (pending->root == pending->sentinel) {
+        return 0;
+    }
+
+    for (node = ngx_rbtree_min(pending->root, pending->sentinel);
+         node;
+         node = ngx_rbtree_next(pending, node))
+    {
+        if (((ngx_http_offload_ctx_t *) node)->peer == peer) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* A master's connection gone or not made: one the map names may have been
+ * replaced, the map tells; one it no longer names is retired once unused
+ * (which does not wait for a map that may never come). */
+
+void
+ngx_http_offload_cluster_lost(ngx_http_offload_peer_t *peer)
+{
+    ngx_http_offload_cluster_t  *cl;
+
+    cl = peer->parent->cluster;
+
+    if (peer->named) {
+        ngx_http_offload_cluster_round(cl);
+        return;
+    }
+
+    if (!cl->sweep.timer_set) {
+        ngx_add_timer(&cl->sweep, 1);
+    }
+}
+
+
+static void
+ngx_http_offload_cluster_sweep(ngx_event_t *ev)
+{
+    ngx_http_offload_cluster_retire(ev->data);
+}
+
+
+/*
  * CLUSTER SLOTS: [[first, last, [host, port, id...], replicas...], ...].
  * The whole answer is checked before the map changes; a slot no range
  * names has no master (its requests are 503 until a map names one).
@@ -467,7 +691,7 @@ ngx_http_offload_cluster_map(ngx_http_offload_cluster_t *cl,
     ngx_int_t        m;
     long long        first, last, s;
     ngx_uint_t       i;
-    redisReply      *range;
+    redisReply      *range, *node, *host;
     offload_addr_t   addr;
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
@@ -482,10 +706,31 @@ ngx_http_offload_cluster_map(ngx_http_offload_cluster_t *cl,
             || range->element[1]->type != REDIS_REPLY_INTEGER
             || range->element[0]->integer < 0
             || range->element[0]->integer > range->element[1]->integer
-            || range->element[1]->integer >= OFFLOAD_SLOTS
-            || ngx_http_offload_cluster_node(range->element[2], asked, &addr)
-               != NGX_OK)
+            || range->element[1]->integer >= OFFLOAD_SLOTS)
         {
+            ngx_log_error(NGX_LOG_WARN, cl->query.log, 0,
+                          "offload: redis %V: slot range %ui of CLUSTER "
+                          "SLOTS is malformed", &cl->peer->name, i);
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_offload_cluster_node(range->element[2], asked, &addr)
+            != NGX_OK)
+        {
+            node = range->element[2];
+            host = (node->type == REDIS_REPLY_ARRAY && node->elements >= 2
+                    && node->element[0]->type == REDIS_REPLY_STRING)
+                   ? node->element[0] : NULL;
+
+            ngx_log_error(NGX_LOG_WARN, cl->query.log, 0,
+                          "offload: redis %V: CLUSTER SLOTS names the "
+                          "master of slots %L-%L \"%*s\"%s, which is not a "
+                          "numeric address: only numeric addresses are "
+                          "used (cluster-preferred-endpoint-type ip)",
+                          &cl->peer->name, range->element[0]->integer,
+                          range->element[1]->integer,
+                          host ? host->len : 0, host ? host->str : "",
+                          host ? "" : " (malformed)");
             return NGX_ERROR;
         }
     }
@@ -568,17 +813,32 @@ ngx_http_offload_cluster_master(ngx_http_offload_cluster_t *cl,
     offload_addr_t *addr)
 {
     u_char                    *p;
+    ngx_int_t                  reuse;
     ngx_uint_t                 i;
     ngx_http_offload_peer_t   *peer, **m;
 
     m = cl->masters.elts;
+    reuse = NGX_ERROR;
 
     for (i = 0; i < cl->masters.nelts; i++) {
         if (m[i]->addr.port == addr->port
             && ngx_strcmp(m[i]->addr.host, addr->host) == 0)
         {
+            if (m[i]->retired) {
+                ngx_http_offload_cluster_revive(cl, m[i], addr);
+            }
+
             return i;
         }
+
+        if (reuse == NGX_ERROR && m[i]->retired) {
+            reuse = i;
+        }
+    }
+
+    if (reuse != NGX_ERROR) {
+        ngx_http_offload_cluster_revive(cl, m[reuse], addr);
+        return reuse;
     }
 
     if (cl->masters.nelts >= 0xffff) {
@@ -587,9 +847,8 @@ ngx_http_offload_cluster_master(ngx_http_offload_cluster_t *cl,
 
     peer = ngx_pcalloc(ngx_cycle->pool, sizeof(ngx_http_offload_peer_t));
     p = ngx_pnalloc(ngx_cycle->pool, sizeof(addr->host) + NGX_INT_T_LEN + 3);
-    m = ngx_array_push(&cl->masters);
 
-    if (peer == NULL || p == NULL || m == NULL) {
+    if (peer == NULL || p == NULL) {
         return NGX_ERROR;
     }
 
@@ -597,6 +856,13 @@ ngx_http_offload_cluster_master(ngx_http_offload_cluster_t *cl,
                               NGX_HTTP_OFFLOAD_SHARDS
                               * sizeof(ngx_http_offload_shard_t));
     if (peer->shards == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* last: a failure above leaves no element without a peer */
+
+    m = ngx_array_push(&cl->masters);
+    if (m == NULL) {
         return NGX_ERROR;
     }
 
@@ -612,6 +878,7 @@ ngx_http_offload_cluster_master(ngx_http_offload_cluster_t *cl,
     peer->parent = cl->peer;
     peer->used = 1;
     peer->jobs = cl->peer->jobs;        /* offload:jobs:done, long polls */
+    peer->named = 1;
     peer->admission = cl->peer->admission;
 
     ngx_log_error(NGX_LOG_NOTICE, cl->query.log, 0,
@@ -621,6 +888,31 @@ ngx_http_offload_cluster_master(ngx_http_offload_cluster_t *cl,
     ngx_http_offload_peer_start(peer, cl->query.log);
 
     return cl->masters.nelts - 1;
+}
+
+
+/* a retired master's peer started again, for addr (its own or another's) */
+
+static void
+ngx_http_offload_cluster_revive(ngx_http_offload_cluster_t *cl,
+    ngx_http_offload_peer_t *peer, offload_addr_t *addr)
+{
+    peer->addr = *addr;
+    peer->name.len = offload_addr_format(addr, (char *) peer->name.data,
+                                         sizeof(addr->host)
+                                         + NGX_INT_T_LEN + 3);
+    peer->retired = 0;
+    peer->named = 1;
+    peer->nshards = 0;
+    peer->command.exiting = 0;
+    peer->subscriber.exiting = 0;
+    peer->bulk.exiting = 0;
+
+    ngx_log_error(NGX_LOG_NOTICE, cl->query.log, 0,
+                  "offload: redis %V: master %V", &cl->peer->name,
+                  &peer->name);
+
+    ngx_http_offload_peer_start(peer, cl->query.log);
 }
 
 
@@ -635,8 +927,6 @@ ngx_int_t
 ngx_http_offload_cluster_redirect(ngx_http_offload_ctx_t *ctx,
     redisReply *reply)
 {
-    ngx_uint_t  ask;
-
     if (ctx->peer->parent == NULL) {
         return NGX_DECLINED;
     }
@@ -663,23 +953,15 @@ ngx_http_offload_cluster_redirect(ngx_http_offload_ctx_t *ctx,
         return NGX_OK;
     }
 
-    ask = (reply->len > 4 && ngx_strncmp(reply->str, "ASK ", 4) == 0);
-
     if (ctx->body_key.len
-        || ngx_http_offload_cluster_follow(ctx, reply, ask) != NGX_OK)
+        || ngx_http_offload_cluster_follow(ctx, reply, 0) != NGX_OK)
     {
         return NGX_DECLINED;
-    }
-
-    if (ask && ngx_http_offload_cluster_asking(ctx->peer) != NGX_OK) {
-        goto failed;
     }
 
     if (ngx_http_offload_xadd(ctx) == NGX_OK) {
         return NGX_OK;
     }
-
-failed:
 
     ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                   "redis_unavailable",
@@ -689,30 +971,46 @@ failed:
 
 
 /*
- * A command of a request answered MOVED (or, with ask, ASK) by a
- * cluster's master: the request goes to the node named, where the caller
- * sends the command again.  MOVED: the slot is that master's from now on
- * (the refresh its reply started confirms it); ASK: only this command
- * goes there.  NGX_DECLINED for another reply, or past
- * NGX_HTTP_OFFLOAD_REDIRECTS of a request.
+ * A command of a request answered MOVED or ASK by a cluster's master: the
+ * request goes to the node named, where the caller sends the command again
+ * on its command link.  MOVED: the slot is that master's from now on (the
+ * refresh its reply started confirms it); ASK: ASKING is sent there first,
+ * and only this command goes there.  NGX_DECLINED for another reply, or
+ * past NGX_HTTP_OFFLOAD_REDIRECTS of a request's job (its XADD, a big
+ * body's EXISTS) or, with look, of its result looks (a budget of their
+ * own: a job whose XADD was redirected can follow its last look too).
  */
 
 ngx_int_t
 ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
-    redisReply *reply, ngx_uint_t ask)
+    redisReply *reply, ngx_uint_t look)
 {
+    ngx_uint_t                ask, used;
     ngx_http_offload_peer_t  *master;
 
-    if (ctx->redirects == NGX_HTTP_OFFLOAD_REDIRECTS) {
+    used = look ? ctx->look_redirects : ctx->redirects;
+
+    if (used == NGX_HTTP_OFFLOAD_REDIRECTS
+        || reply->type != REDIS_REPLY_ERROR)
+    {
         return NGX_DECLINED;
     }
+
+    ask = (reply->len > 4 && ngx_strncmp(reply->str, "ASK ", 4) == 0);
 
     master = ngx_http_offload_cluster_moved(ctx->peer, reply, ask);
-    if (master == NULL) {
+    if (master == NULL
+        || (ask && ngx_http_offload_cluster_asking(master) != NGX_OK))
+    {
         return NGX_DECLINED;
     }
 
-    ctx->redirects++;
+    if (look) {
+        ctx->look_redirects++;
+
+    } else {
+        ctx->redirects++;
+    }
 
     ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
                   "offload: job %*s: %s, sent to %V",
@@ -768,6 +1066,9 @@ ngx_http_offload_cluster_moved(ngx_http_offload_peer_t *peer,
 
     if (!ask) {
         cl->slot[slot] = (uint16_t) (m + 1);
+        masters[m]->named = 1;
+        cl->moved_slot = slot + 1;
+        cl->moved_to = m + 1;
     }
 
     return masters[m];
@@ -791,14 +1092,15 @@ ngx_http_offload_cluster_asking(ngx_http_offload_peer_t *master)
 }
 
 
-/* "MOVED <slot> <host>:<port>" or "ASK ...": the slot and the node */
+/* "MOVED <slot> <host>:<port>" or "ASK ...": the slot and the node; an
+ * IPv6 host comes bare ("::1:7001"): the port is after the last ':' */
 
 static ngx_int_t
 ngx_http_offload_cluster_target(ngx_str_t *err, ngx_uint_t *slot,
     offload_addr_t *addr)
 {
-    u_char     *p, *s, *last;
-    ngx_int_t   n;
+    u_char     *p, *s, *last, *colon;
+    ngx_int_t   n, port;
     u_char      buf[sizeof(struct in6_addr)];
 
     last = err->data + err->len;
@@ -822,10 +1124,41 @@ ngx_http_offload_cluster_target(ngx_str_t *err, ngx_uint_t *slot,
     *slot = n;
     p++;
 
-    if (offload_addr_parse(addr, (char *) p, last - p) != 0
-        || addr->is_unix
-        || (inet_pton(AF_INET, addr->host, buf) != 1
-            && inet_pton(AF_INET6, addr->host, buf) != 1))
+    colon = NULL;
+
+    for (s = p; s < last; s++) {
+        if (*s == ':') {
+            colon = s;
+        }
+    }
+
+    if (colon == NULL) {
+        return NGX_ERROR;
+    }
+
+    port = ngx_atoi(colon + 1, last - colon - 1);
+
+    if (colon - p > 2 && *p == '[' && colon[-1] == ']') {
+        p++;                    /* "[::1]:7001" */
+        s = colon - 1;
+
+    } else {
+        s = colon;
+    }
+
+    ngx_memzero(addr, sizeof(offload_addr_t));
+
+    if (port < 1 || port > 65535 || s == p
+        || (size_t) (s - p) >= sizeof(addr->host))
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(addr->host, p, s - p);
+    addr->port = (int) port;
+
+    if (inet_pton(AF_INET, addr->host, buf) != 1
+        && inet_pton(AF_INET6, addr->host, buf) != 1)
     {
         return NGX_ERROR;
     }
@@ -896,27 +1229,35 @@ ngx_http_offload_cluster_reply(ngx_http_offload_ctx_t *ctx, u_char *buf,
 }
 
 
-/* a job accepted on a cluster's master: the first of its queue there asks
- * for the queue's sharded channel (a queue that exists: a name nobody
+/* a job accepted on a cluster's master: the first of its queue asks for
+ * the queue's sharded channel on the master the map names for it (not on
+ * a node an ASK sent the job to; a queue that exists: a name nobody
  * serves, answered 404, is never subscribed to) */
 
 void
 ngx_http_offload_cluster_submitted(ngx_http_offload_ctx_t *ctx)
 {
+    ngx_http_offload_peer_t   *owner;
     ngx_http_offload_shard_t  *sh;
 
-    if (ctx->peer->parent == NULL
-        || ngx_http_offload_shard_find(ctx->peer, ctx->queue.data,
+    if (ctx->peer->parent == NULL) {
+        return;
+    }
+
+    owner = ngx_http_offload_cluster_owner(ctx->peer->parent->cluster,
+                                           ctx->queue.data, ctx->queue.len);
+
+    if (owner == NULL
+        || ngx_http_offload_shard_find(owner, ctx->queue.data,
                                        ctx->queue.len)
            != NULL)
     {
         return;
     }
 
-    sh = ngx_http_offload_shard_add(ctx->peer, ctx->queue.data,
-                                    ctx->queue.len);
+    sh = ngx_http_offload_shard_add(owner, ctx->queue.data, ctx->queue.len);
     if (sh != NULL) {
-        ngx_http_offload_shard_subscribe(ctx->peer, sh);
+        ngx_http_offload_shard_subscribe(owner, sh);
     }
 }
 
@@ -942,27 +1283,58 @@ ngx_http_offload_cluster_resubscribe(ngx_http_offload_peer_t *peer)
         }
 
         sh->generation = 0;
+        sh->left = 0;
         ngx_http_offload_shard_subscribe(peer, sh);
         i++;
     }
 }
 
 
-/* a new map: a queue whose slot moved is subscribed on its new master */
+/*
+ * A new map: a queue whose slot moved is subscribed on its new master; one
+ * whose subscription is not confirmed (its SSUBSCRIBE met a slot on the
+ * move) is asked again.  A map that still gives a master a queue whose
+ * slot it said left came from a seed that did not apply the move yet: the
+ * map is asked again shortly, a few times; past that, the queue's jobs
+ * look at their result keys (a look answered MOVED follows it).
+ */
 
 static void
 ngx_http_offload_cluster_rehome(ngx_http_offload_cluster_t *cl)
 {
-    ngx_uint_t                 i, k;
+    ngx_str_t                  queue;
+    ngx_uint_t                 i, k, stale;
     ngx_http_offload_peer_t   *owner, **m;
     ngx_http_offload_shard_t  *sh, *to;
 
     m = cl->masters.elts;
+    stale = 0;
 
     for (i = 0; i < cl->masters.nelts; i++) {
         for (k = 0; k < m[i]->nshards; /* void */) {
             sh = &m[i]->shards[k];
             owner = ngx_http_offload_cluster_owner(cl, sh->queue, sh->len);
+
+            if (owner == m[i] && sh->left) {
+                if (cl->stale < NGX_HTTP_OFFLOAD_STALE) {
+                    stale = 1;
+
+                } else {
+                    ngx_log_error(NGX_LOG_WARN, cl->query.log, 0,
+                                  "offload: redis %V: the map still gives "
+                                  "%V the queue \"%*s\" whose slot left it",
+                                  &cl->peer->name, &m[i]->name, sh->len,
+                                  sh->queue);
+                    queue.data = sh->queue;
+                    queue.len = sh->len;
+                    ngx_http_offload_recover_jobs(m[i], &queue);
+                    sh->left = 0;
+                }
+            }
+
+            if (owner == m[i] && !sh->left && sh->generation == 0) {
+                ngx_http_offload_shard_subscribe(m[i], sh);
+            }
 
             if (owner == NULL || owner == m[i]) {
                 k++;
@@ -981,6 +1353,19 @@ ngx_http_offload_cluster_rehome(ngx_http_offload_cluster_t *cl)
             *sh = m[i]->shards[--m[i]->nshards];
         }
     }
+
+    if (!stale) {
+        cl->stale = 0;
+        return;
+    }
+
+    cl->stale++;
+
+    if (cl->retry.timer_set) {
+        ngx_del_timer(&cl->retry);
+    }
+
+    ngx_add_timer(&cl->retry, NGX_HTTP_OFFLOAD_STALE_DELAY);
 }
 
 
@@ -1041,6 +1426,7 @@ ngx_http_offload_cluster_message(ngx_http_offload_link_t *link,
 
         if (sh != NULL) {
             sh->generation = 0;
+            sh->left = 1;
         }
 
         ngx_http_offload_cluster_refresh(peer->parent);
@@ -1089,13 +1475,22 @@ ngx_http_offload_shard_add(ngx_http_offload_peer_t *peer, u_char *queue,
     ngx_memcpy(sh->queue, queue, len);
     sh->len = len;
     sh->generation = 0;
+    sh->left = 0;
 
     return sh;
 }
 
 
-/* SUBSCRIBE then SSUBSCRIBE, when the subscriber is up; else its
- * resubscribe does it */
+/*
+ * SUBSCRIBE then SSUBSCRIBE, when the subscriber is up; else its
+ * resubscribe does it.  hiredis 0.14 files a command it does not know
+ * on a subscribed context (SSUBSCRIBE) in its sub.invalid list, which
+ * only a reply that is not an array (an error) shifts; the confirmation,
+ * an array, goes to the callback of the channel's SUBSCRIBE twin.  So
+ * that list grows by one per SSUBSCRIBE until the subscriber reconnects
+ * (the context is freed): one per queue, and per map that moves it or
+ * finds it unconfirmed.
+ */
 
 static void
 ngx_http_offload_shard_subscribe(ngx_http_offload_peer_t *peer,

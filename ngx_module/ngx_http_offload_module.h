@@ -51,9 +51,12 @@
 #define NGX_HTTP_OFFLOAD_SENTINEL_PORT    26379
 /* MOVED and ASK followed per request or job read, at most */
 #define NGX_HTTP_OFFLOAD_REDIRECTS        3
-#define NGX_HTTP_OFFLOAD_SENTINEL_RETRY   500     /* the longest backoff */
 #define NGX_HTTP_OFFLOAD_WAIT_TIMEOUT     1000
 #define NGX_HTTP_OFFLOAD_WAIT_TIMEOUT_MAX 1500
+
+/* a master that sentinels or a cluster's map name anew: the longest
+ * backoff before they are asked again */
+#define NGX_HTTP_OFFLOAD_REMAP_RETRY      500
 
 /* wait_replicas=all: WAIT for every replica the sentinels could promote,
  * counted anew every NGX_HTTP_OFFLOAD_COUNT_INTERVAL */
@@ -213,6 +216,8 @@ typedef struct {
     size_t                        len;
     ngx_uint_t                    generation;  /* the subscriber's that
                                                   confirmed it; 0: not yet */
+    unsigned                      left:1;      /* sunsubscribed: the slot
+                                                  left, the map to tell */
 } ngx_http_offload_shard_t;
 
 #define NGX_HTTP_OFFLOAD_SHARDS           64   /* per master */
@@ -238,6 +243,10 @@ struct ngx_http_offload_peer_s {
     unsigned                      used:1;
     unsigned                      passes:1;    /* an offload_pass uses it */
     unsigned                      jobs:1;      /* offload_jobs uses it */
+    unsigned                      named:1;     /* a cluster's master its
+                                                  map names */
+    unsigned                      retired:1;   /* a cluster's master its
+                                                  map dropped: stopped */
 
     /* per worker process, from init_process on */
     ngx_http_offload_link_t       command;
@@ -431,7 +440,10 @@ typedef struct {
     unsigned                      replayed:1;  /* a duplicate of the job
                                                   ctx->id (Idempotency-Key) */
     unsigned                      replicating:1;  /* awaits WAIT */
-    unsigned                      redirects:2; /* MOVED, ASK followed */
+    unsigned                      redirects:2; /* MOVED, ASK followed by
+                                                  the XADD, the EXISTS */
+    unsigned                      look_redirects:2;  /* by the result
+                                                        looks */
 } ngx_http_offload_ctx_t;
 
 
@@ -566,6 +578,11 @@ void ngx_http_offload_link_init(ngx_http_offload_link_t *link,
     ngx_http_offload_link_up_pt on_up, ngx_log_t *log);
 void ngx_http_offload_link_connect(ngx_http_offload_link_t *link);
 void ngx_http_offload_link_open(ngx_http_offload_link_t *link);
+void ngx_http_offload_link_begin(ngx_http_offload_link_t *link,
+    ngx_http_offload_link_up_pt question);
+ngx_int_t ngx_http_offload_link_rotate(ngx_http_offload_link_t *link,
+    offload_addr_t *addrs, ngx_uint_t naddrs, ngx_uint_t *asked,
+    ngx_uint_t *tried, ngx_uint_t asking);
 void ngx_http_offload_link_retry(ngx_http_offload_link_t *link,
     const char *err);
 void ngx_http_offload_link_schedule(ngx_http_offload_link_t *link);
@@ -611,13 +628,15 @@ ngx_http_offload_peer_t *ngx_http_offload_cluster_peer(
 ngx_http_offload_link_t *ngx_http_offload_control_link(
     ngx_http_offload_peer_t *peer);
 void ngx_http_offload_cluster_refresh(ngx_http_offload_peer_t *peer);
+void ngx_http_offload_cluster_repeer(ngx_http_offload_ctx_t *ctx);
+void ngx_http_offload_cluster_lost(ngx_http_offload_peer_t *peer);
 ngx_int_t ngx_http_offload_cluster_redirect(ngx_http_offload_ctx_t *ctx,
     redisReply *reply);
 ngx_http_offload_peer_t *ngx_http_offload_cluster_moved(
     ngx_http_offload_peer_t *peer, redisReply *reply, ngx_uint_t ask);
 ngx_int_t ngx_http_offload_cluster_asking(ngx_http_offload_peer_t *master);
 ngx_int_t ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
-    redisReply *reply, ngx_uint_t ask);
+    redisReply *reply, ngx_uint_t look);
 void ngx_http_offload_cluster_error(ngx_http_offload_link_t *link,
     redisReply *reply);
 void ngx_http_offload_cluster_reply(ngx_http_offload_ctx_t *ctx,

@@ -94,6 +94,58 @@ ngx_http_offload_link_connect(ngx_http_offload_link_t *link)
 }
 
 
+/*
+ * The query link of sentinels or of a cluster's seeds, which asks the
+ * addresses in turn: a round's question now if the link is up, else once
+ * it is (its on_up asks) -- it is made now unless on its way.
+ */
+
+void
+ngx_http_offload_link_begin(ngx_http_offload_link_t *link,
+    ngx_http_offload_link_up_pt question)
+{
+    if (link->up) {
+        question(link);
+
+    } else if (link->ac == NULL) {
+        if (link->reconnect.timer_set) {
+            ngx_del_timer(&link->reconnect);
+        }
+
+        ngx_http_offload_link_open(link);
+    }
+}
+
+
+/*
+ * Such a query link gone or never made: the next address.  NGX_DECLINED
+ * when no round is on (made again when needed), NGX_DONE when every
+ * address of the round failed, NGX_OK when the next is tried (not from
+ * inside hiredis' free of the old context: from a timer).
+ */
+
+ngx_int_t
+ngx_http_offload_link_rotate(ngx_http_offload_link_t *link,
+    offload_addr_t *addrs, ngx_uint_t naddrs, ngx_uint_t *asked,
+    ngx_uint_t *tried, ngx_uint_t asking)
+{
+    *asked = (*asked + 1) % naddrs;
+    link->addr = &addrs[*asked];
+
+    if (!asking) {
+        return NGX_DECLINED;
+    }
+
+    if (++*tried == naddrs) {
+        return NGX_DONE;
+    }
+
+    ngx_add_timer(&link->reconnect, 1);
+
+    return NGX_OK;
+}
+
+
 void
 ngx_http_offload_link_open(ngx_http_offload_link_t *link)
 {
@@ -1256,8 +1308,8 @@ ngx_http_offload_link_schedule(ngx_http_offload_link_t *link)
      * not every one of them says so on +switch-master at once): ask them
      * again sooner than a lone Redis is tried again */
 
-    if (link->ask_sentinel && delay > NGX_HTTP_OFFLOAD_SENTINEL_RETRY) {
-        delay = NGX_HTTP_OFFLOAD_SENTINEL_RETRY;
+    if (link->ask_sentinel && delay > NGX_HTTP_OFFLOAD_REMAP_RETRY) {
+        delay = NGX_HTTP_OFFLOAD_REMAP_RETRY;
     }
 
     ngx_add_timer(&link->reconnect, delay);
@@ -1269,10 +1321,8 @@ ngx_http_offload_link_schedule(ngx_http_offload_link_t *link)
 static void
 ngx_http_offload_link_again(ngx_http_offload_link_t *link)
 {
-    /* a cluster's master gone: maybe replaced, the map tells */
-
     if (link->peer->parent) {
-        ngx_http_offload_cluster_refresh(link->peer->parent);
+        ngx_http_offload_cluster_lost(link->peer);
     }
 
     if (link->on_down) {

@@ -692,10 +692,11 @@ ngx_http_offload_look_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    /* a cluster's slot moved: the look again on its master */
+    /* a cluster's slot moved (or is moving: ASK): the look again on the
+     * node named */
 
     if (reply != NULL
-        && ngx_http_offload_cluster_follow(ctx, reply, 0) == NGX_OK)
+        && ngx_http_offload_cluster_follow(ctx, reply, 1) == NGX_OK)
     {
         ngx_http_offload_fetch_result(ctx, NGX_HTTP_OFFLOAD_READ_LOOK);
         return;
@@ -804,6 +805,10 @@ ngx_http_offload_recover_jobs(ngx_http_offload_peer_t *peer,
          node = ngx_rbtree_next(pending, node))
     {
         ctx = (ngx_http_offload_ctx_t *) node;
+
+        if (ctx->submitted) {
+            ngx_http_offload_cluster_repeer(ctx);
+        }
 
         if (ctx->submitted
             && (queue ? ctx->queue.len == queue->len
@@ -974,6 +979,7 @@ ngx_http_offload_notice(ngx_http_offload_peer_t *peer, offload_str_t *id)
         return;
     }
 
+    ngx_http_offload_cluster_repeer(ctx);
     ngx_http_offload_fetch_result(ctx, NGX_HTTP_OFFLOAD_READ_LIST);
 }
 
@@ -989,6 +995,10 @@ ngx_http_offload_deadline_handler(ngx_event_t *ev)
     ngx_http_offload_ctx_t  *ctx = ev->data;
 
     /* a body still being written: no job, no result to look for */
+
+    if (ctx->submitted && !ctx->expired) {
+        ngx_http_offload_cluster_repeer(ctx);
+    }
 
     if (ctx->expired || ctx->uploading || !ctx->peer->command.up) {
         ngx_http_offload_timed_out(ctx);

@@ -191,14 +191,8 @@ ngx_http_offload_sentinel_round(ngx_http_offload_sentinel_t *s)
     s->asking = 1;
     s->tried = 0;
 
-    if (s->query.up) {
-        ngx_http_offload_sentinel_question(&s->query);
-
-    } else if (s->query.ac == NULL) {
-        ngx_http_offload_link_connect(&s->query);
-    }
-
-    /* else: connecting, its on_up asks */
+    ngx_http_offload_link_begin(&s->query,
+                                ngx_http_offload_sentinel_question);
 }
 
 
@@ -239,20 +233,12 @@ ngx_http_offload_sentinel_query_down(ngx_http_offload_link_t *link)
 
     s = link->peer->sentinels;
 
-    s->asked = (s->asked + 1) % s->naddrs;
-    link->addr = &s->addrs[s->asked];
-
-    if (!s->asking) {
-        return;                 /* idle: made again when needed */
-    }
-
-    if (++s->tried == s->naddrs) {
+    if (ngx_http_offload_link_rotate(link, s->addrs, s->naddrs, &s->asked,
+                                     &s->tried, s->asking)
+        == NGX_DONE)
+    {
         ngx_http_offload_sentinel_none(link->peer);
-        return;
     }
-
-    /* not from inside hiredis' free of the old context */
-    ngx_add_timer(&link->reconnect, 1);
 }
 
 

@@ -101,6 +101,20 @@ ngx_http_offload_exists_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    /* a cluster's slot moving (ASK): the slices, on the bulk link, could
+     * not follow it; try again soon */
+
+    if (ctx->peer->parent && reply->type == REDIS_REPLY_ERROR
+        && reply->len > 4 && ngx_strncmp(reply->str, "ASK ", 4) == 0)
+    {
+        ctx->retry_after = 1;
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "redis_unavailable",
+                                      "the redis cluster is moving the "
+                                      "queue: try again");
+        return;
+    }
+
     /* a cluster's slot moved: nothing written yet, all on its master */
 
     if (ngx_http_offload_cluster_follow(ctx, reply, 0) == NGX_OK) {
