@@ -14,7 +14,7 @@ package ClusterTopology;
 #   $cl->owner_port($key)       # the master serving $key's slot
 #   $cl->queue_on($port, @names)  # the first queue name (of @names, or
 #                               # q0, q1, ...) whose keys live on $port
-#   $cl->move_slot($slot, $to_port)  # migrate a slot and its keys
+#   $cl->move_slot($slot, $to_port[, hold => s])  # migrate a slot and its keys
 #   $cl->cmd($port, ...)        # one command to one node
 #   $cl->node_id($port)
 #   $cl->replica_of($port)      # a replica of the master on $port
@@ -191,7 +191,7 @@ sub queue_on {
 # of its keys in batches, then SETSLOT NODE on every master.  Keys written
 # meanwhile get ASK redirections.  Returns the source port.
 sub move_slot {
-    my ($self, $slot, $to_port) = @_;
+    my ($self, $slot, $to_port, %o) = @_;
     my $from_port = $self->slot_owner($slot);
     return $from_port if $from_port == $to_port;
     my $from_id = $self->node_id($from_port);
@@ -200,6 +200,10 @@ sub move_slot {
         $from_id);
     $self->ok_cmd($from_port, 'CLUSTER', 'SETSLOT', $slot, 'MIGRATING',
         $to_id);
+    # hold => s: the slot stays MIGRATING that long before its keys move
+    # (a command on keys of which some are still on the source and some
+    # not gets TRYAGAIN meanwhile)
+    select(undef, undef, undef, $o{hold}) if $o{hold};
     for (1 .. 10_000) {
         my $keys = $self->cmd($from_port, 'CLUSTER', 'GETKEYSINSLOT', $slot,
             100);
