@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -41,6 +42,7 @@ struct offload_redis_cmd_s {
     void                  *privdata;
     double                 sent_at;
     double                 allowed;     /* s: redis_timeout + block time */
+    int                    proves;      /* its answer shows the link up */
 };
 
 
@@ -833,6 +835,7 @@ connect_to(offload_redis_conn_t *rc, const offload_addr_t *addr)
 static void
 reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
+    int                    proves;
     void                  *fn_data;
     redisCallbackFn       *fn;
     offload_redis_cmd_t   *cmd = privdata;
@@ -846,6 +849,7 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 
     fn = cmd->fn;
     fn_data = cmd->privdata;
+    proves = cmd->proves;
 
     if (rc->stopped) {
         free(cmd);              /* offload_redis_conn_stop() emptied the
@@ -860,8 +864,11 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
         bytes_note(ac, &rc->seen);
 
         /* Not on AUTH's or SELECT's error: a refused connection must back
-         * off, not reconnect ten times a second. */
-        if (rc->ready && ((redisReply *) reply)->type != REDIS_REPLY_ERROR) {
+         * off, not reconnect ten times a second; nor, on a cluster, on a
+         * keyless command's answer (proves_up()). */
+        if (rc->ready && proves
+            && ((redisReply *) reply)->type != REDIS_REPLY_ERROR)
+        {
             rc->failures = 0;
         }
 
@@ -901,9 +908,42 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 }
 
 
+/*
+ * Whether an answer to the command named (name, len: its first word) shows
+ * that the link serves what it is for, which resets the reconnect backoff.
+ * On a cluster, only a command on a key does: Redis answers the others
+ * (a worker's SCRIPT LOAD first of all) even when every keyed command is
+ * redirected (MOVED, ASK, TRYAGAIN, CLUSTERDOWN), and a link that is
+ * redirected must back off, not reconnect ten times a second.
+ */
+static int
+proves_up(const offload_redis_conn_t *rc, const char *name, size_t len)
+{
+    size_t              i;
+    static const char  *keyless[] = {
+        "SCRIPT", "PING", "ROLE", "WAIT", "CLIENT", "CLUSTER", "INFO",
+        "PUBLISH", "AUTH", "SELECT"
+    };
+
+    if (rc->ep->nseeds == 0) {
+        return 1;
+    }
+
+    for (i = 0; i < sizeof(keyless) / sizeof(keyless[0]); i++) {
+        if (strlen(keyless[i]) == len
+            && strncasecmp(keyless[i], name, len) == 0)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 static offload_redis_cmd_t *
 cmd_get(offload_redis_conn_t *rc, redisCallbackFn *fn, void *privdata,
-    int block_ms)
+    int block_ms, const char *name, size_t len)
 {
     offload_redis_cmd_t  *cmd = rc->free_cmds;
 
@@ -922,6 +962,7 @@ cmd_get(offload_redis_conn_t *rc, redisCallbackFn *fn, void *privdata,
     cmd->privdata = privdata;
     cmd->sent_at = now_s();
     cmd->allowed = (rc->ep->timeout_ms + block_ms) / 1000.0;
+    cmd->proves = proves_up(rc, name, len);
 
     return cmd;
 }
@@ -960,7 +1001,10 @@ offload_redis_command(offload_redis_conn_t *rc, redisCallbackFn *fn,
     va_list               ap;
     offload_redis_cmd_t  *cmd;
 
-    if (rc->ac == NULL || (cmd = cmd_get(rc, fn, privdata, 0)) == NULL) {
+    if (rc->ac == NULL
+        || (cmd = cmd_get(rc, fn, privdata, 0, format, strcspn(format, " ")))
+           == NULL)
+    {
         return REDIS_ERR;
     }
 
@@ -979,7 +1023,10 @@ offload_redis_command_block(offload_redis_conn_t *rc, int block_ms,
 {
     offload_redis_cmd_t  *cmd;
 
-    if (rc->ac == NULL || (cmd = cmd_get(rc, fn, privdata, block_ms)) == NULL)
+    if (rc->ac == NULL
+        || (cmd = cmd_get(rc, fn, privdata, block_ms, argv[0],
+                          argvlen != NULL ? argvlen[0] : strlen(argv[0])))
+           == NULL)
     {
         return REDIS_ERR;
     }
