@@ -168,6 +168,27 @@ is(submit($qa, $pa, $pid1, $plain), $pa, 'a job with a plain channel');
 ok(wait_until(sub { heard($pfile)->{$pid1} }, scaled(10), 'plain reply'),
     'a plain channel is PUBLISHed (heard on another master)');
 
+# a sharded channel of another slot (another master's) than its queue's:
+# the SPUBLISH is refused there, the reply PUBLISHed instead, and the jobs
+# completed with it in one call are acked all the same
+my $cross = "offload:{$qa}:reply:$nonce";
+my $xfile = "$dir/heard-cross";
+my $xsub = subscriber($pb, 'SUBSCRIBE', $cross, $xfile);
+my @xids = map { new_id() } 1 .. 6;
+is(scalar(grep { submit($qb, $pb, $_, $_ eq $xids[2] ? $cross : $plain) }
+    @xids), 6, "6 jobs on $qb, one with a channel in $qa\'s slot");
+ok(wait_until(sub {
+    my $h = heard($pfile);
+    heard($xfile)->{ $xids[2] } && !grep { !$h->{$_} } @xids[0, 1, 3 .. 5];
+}, scaled(10), 'replies'), 'each answered, the cross-slot one by PUBLISH');
+ok(wait_until(sub {
+    my $p = redis_cmd_at($pb, 'XPENDING', "offload:{$qb}:jobs",
+        'workers');
+    ref $p eq 'ARRAY' && $p->[0] == 0;
+}, scaled(10), 'acked'), "no entry left pending on $qb");
+kill 'TERM', $xsub;
+waitpid $xsub, 0;
+
 my $monitor = redis_cmd_at($pa, 'INFO', 'commandstats');
 like($monitor, qr/^cmdstat_spublish:calls=\d+/m,
     "SPUBLISH ran on $qa\'s master");
