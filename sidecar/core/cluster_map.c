@@ -51,13 +51,16 @@ offload_cluster_slot_master(const redisReply *reply, int slot,
 
         node = range->element[2];
         if (node->type != REDIS_REPLY_ARRAY || node->elements < 2
-            || node->element[0]->type != REDIS_REPLY_STRING
+            || (node->element[0]->type != REDIS_REPLY_STRING
+                && node->element[0]->type != REDIS_REPLY_NIL)
             || node->element[1]->type != REDIS_REPLY_INTEGER)
         {
             return -1;
         }
 
-        host = node->element[0]->str;
+        /* nil: cluster-preferred-endpoint-type unknown-endpoint */
+        host = node->element[0]->type == REDIS_REPLY_NIL
+               ? "" : node->element[0]->str;
         if (host[0] == '\0' || strcmp(host, "?") == 0) {
             host = seed_host;
         }
@@ -86,6 +89,50 @@ offload_cluster_redirected(const char *error)
            || strncmp(error, "ASK ", 4) == 0
            || strncmp(error, "TRYAGAIN", 8) == 0
            || strncmp(error, "CLUSTERDOWN", 11) == 0;
+}
+
+
+int
+offload_cluster_moved_to(const char *error, int slot,
+    const char *before_host, offload_addr_t *to)
+{
+    char        *end;
+    long         n, port;
+    size_t       hlen;
+    const char  *host, *colon;
+
+    if (strncmp(error, "MOVED ", 6) != 0) {
+        return -1;
+    }
+
+    n = strtol(error + 6, &end, 10);
+    if (n != slot || *end != ' ') {
+        return -1;
+    }
+
+    host = end + 1;
+    colon = strrchr(host, ':');
+    if (colon == NULL) {
+        return -1;
+    }
+
+    port = strtol(colon + 1, &end, 10);
+    hlen = (size_t) (colon - host);
+    if (hlen == 0) {
+        host = before_host;
+        hlen = strlen(before_host);
+    }
+
+    if (port <= 0 || port > 65535 || *end != '\0'
+        || hlen >= sizeof(to->host))
+    {
+        return -1;
+    }
+
+    memset(to, 0, sizeof(*to));
+    memcpy(to->host, host, hlen);
+    to->port = (int) port;
+    return 0;
 }
 
 

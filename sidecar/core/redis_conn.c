@@ -683,6 +683,9 @@ slots_cb(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    /* asked first next time */
+    rc->seed_first = (rc->seed_first + rc->sentinel - 1) % rc->ep->nseeds;
+
     if (master.port != rc->master.port
         || strcmp(master.host, rc->master.host) != 0)
     {
@@ -729,7 +732,8 @@ ask_next_sentinel(offload_redis_conn_t *rc)
     n = rc->ep->nseeds > 0 ? rc->ep->nseeds : rc->ep->nsentinels;
 
     while (rc->sentinel < n) {
-        s = &hosts[rc->sentinel++];
+        s = &hosts[rc->ep->nseeds > 0 ? (rc->seed_first + rc->sentinel++) % n
+                                      : rc->sentinel++];
 
         ac = redisAsyncConnect(s->host, s->port);
         if (ac == NULL) {
@@ -779,6 +783,16 @@ connect_now(offload_redis_conn_t *rc)
 {
     if (rc->ep->nsentinels == 0 && rc->ep->nseeds == 0) {
         connect_to(rc, &rc->ep->addr);
+        return;
+    }
+
+    /* A MOVED named the slot's master: straight there (should that fail,
+     * the retry asks the seeds). */
+    if (rc->moved) {
+        rc->moved = 0;
+        log_info("%s: slot %d moved to %s:%d: connecting there", rc->name,
+                 rc->ep->slot, rc->master.host, rc->master.port);
+        connect_to(rc, &rc->master);
         return;
     }
 
@@ -896,6 +910,10 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
             if (!(ac->c.flags & REDIS_FREEING)) {
                 log_warn("%s: %s: reconnecting to the slot's master",
                          rc->name, ((redisReply *) reply)->str);
+                rc->moved = offload_cluster_moved_to(
+                                ((redisReply *) reply)->str, rc->ep->slot,
+                                ac->c.tcp.host, &rc->master)
+                            == 0;
                 redisAsyncFree(ac);
             }
             reply = NULL;
