@@ -334,6 +334,17 @@ ok(wait_until(sub { @{ events('reload_failed') } == 1 }, scaled(10),
     'reload_failed event'), 'a reload adding a queue: reload_failed event');
 like(events('reload_failed')->[0]{report}{error},
     qr/a new queue on a Redis Cluster needs a restart/, 'saying why');
+# one where a running queue's seeds changed: that is what it says
+my $url2 = $topo->url;
+$url2 =~ s/,[^,]+$//;
+(my $fewer = $conf) =~ s/^redis \S+;/redis $url2;/m;
+spew(sidecar_conf_file(), $fewer);
+kill 'HUP', sidecar_pid();
+ok(wait_until(sub { @{ events('reload_failed') } == 2 }, scaled(10),
+    'reload_failed event'), 'a reload changing the seeds: reload_failed');
+like(events('reload_failed')->[-1]{report}{error},
+    qr/queue cq\d+: its Redis Cluster seeds or login .*changed/,
+    'saying that the seeds changed');
 spew(sidecar_conf_file(), $conf);
 my $after = new_id();
 is(submit($qa, $topo->owner_port($qa), $after, $plain),
