@@ -114,7 +114,8 @@ TEST_PKGS = prometheus chromium tmux devscripts iproute2 python3-redis \
 # The folders make a stack, each using only those below it:
 #   supervisor -> worker -> handlers -> core -> proto/, sidecar/include/
 #   ctl -> handlers
-#   client (liboffload) -> core's redis_endpoint.c and sentinel_sync.c
+#   client (liboffload) -> core's redis_endpoint.c, sentinel_sync.c and
+#                           redis_ask.c
 # A folder's files are compiled with the -I of their own folder and of
 # those below it, so that an #include from a folder above fails to
 # compile.  The tests, the fuzzers and the benchmarks see every folder.
@@ -151,7 +152,8 @@ MODULE = $(BUILD)/ngx_http_offload_module.so
 # cluster address: the key slot of its control keys).
 CLIENT_SRCS = sidecar/client/offload_client.c proto/offload_proto.c \
               proto/offload_json_check.c proto/offload_slot.c \
-              sidecar/core/redis_endpoint.c sidecar/core/sentinel_sync.c
+              sidecar/core/redis_endpoint.c sidecar/core/sentinel_sync.c \
+              sidecar/core/redis_ask.c
 CLIENT_LIB = $(BUILD)/liboffload.a
 
 .PHONY: all deps module run test unit bench clean fuzzers fuzz install \

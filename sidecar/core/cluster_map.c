@@ -1,8 +1,8 @@
 /*
  * cluster_map.c -- the slot map of a Redis Cluster (cluster_map.h): the
  * master of a slot in a CLUSTER SLOTS answer, asked of the seeds in turn
- * for offloadctl (blocking, as sentinel_sync.c asks sentinels), and what a
- * redirection looks like.  There is no map kept between connects: a
+ * for offloadctl (blocking, with redis_ask.c, as sentinel_sync.c asks
+ * sentinels), and what a redirection looks like.  There is no map kept between connects: a
  * connection serves one slot and asks again on every connect, which every
  * MOVED, lost connection or refused connect leads to.
  */
@@ -12,15 +12,7 @@
 #include <string.h>
 
 #include "cluster_map.h"
-
-
-static struct timeval
-tv_ms(int ms)
-{
-    struct timeval  tv = { ms / 1000, (ms % 1000) * 1000 };
-
-    return tv;
-}
+#include "redis_ask.h"
 
 
 /* [start, end, [host, port, id...], replicas...] */
@@ -143,41 +135,14 @@ ask_seed(const offload_redis_endpoint_t *ep, const offload_addr_t *s,
     int connect_ms, int command_ms, offload_addr_t *master, char *err,
     size_t errlen)
 {
-    int            rc = -1;
-    redisReply    *reply = NULL;
-    redisContext  *c;
+    int          rc = -1;
+    redisReply  *reply;
 
-    c = redisConnectWithTimeout(s->host, s->port, tv_ms(connect_ms));
-    if (c == NULL || c->err) {
-        snprintf(err, errlen, "cannot connect to cluster seed %s:%d: %s",
-                 s->host, s->port, c ? c->errstr : "out of memory");
-        redisFree(c);
-        return -1;
-    }
-
-    redisSetTimeout(c, tv_ms(command_ms));
-
-    if (ep->password != NULL) {
-        reply = ep->user != NULL
-                ? redisCommand(c, "AUTH %s %s", ep->user, ep->password)
-                : redisCommand(c, "AUTH %s", ep->password);
-
-        if (reply == NULL) {
-            goto silent;
-        }
-
-        if (reply->type == REDIS_REPLY_ERROR) {
-            snprintf(err, errlen, "cluster seed %s:%d refused AUTH: %s",
-                     s->host, s->port, reply->str);
-            goto done;
-        }
-
-        freeReplyObject(reply);
-    }
-
-    reply = redisCommand(c, "CLUSTER SLOTS");
+    reply = offload_redis_ask(s, "cluster seed", ep->user, ep->password,
+                              "redis_user/password", connect_ms, command_ms,
+                              err, errlen, "CLUSTER SLOTS");
     if (reply == NULL) {
-        goto silent;
+        return -1;
     }
 
     if (offload_cluster_slot_master(reply, ep->slot, s->host, master) == 0) {
@@ -190,18 +155,8 @@ ask_seed(const offload_redis_endpoint_t *ep, const offload_addr_t *s,
                  : "not in its slot map");
     }
 
-done:
-
     freeReplyObject(reply);
-    redisFree(c);
     return rc;
-
-silent:
-
-    snprintf(err, errlen, "cluster seed %s:%d did not answer: %s (timeout "
-             "%d ms)", s->host, s->port, c->errstr, command_ms);
-    redisFree(c);
-    return -1;
 }
 
 
