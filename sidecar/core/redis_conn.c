@@ -269,7 +269,7 @@ bytes_moved(redisAsyncContext *ac, offload_redis_bytes_t *seen)
 /* ---- Redis Sentinel: which server is the master ---------------------- */
 
 
-static void ask_next_sentinel(offload_redis_conn_t *rc);
+static void ask_next_discovery(offload_redis_conn_t *rc);
 
 
 /* Drops the sentinel connection: its pending reply callback then runs
@@ -318,10 +318,10 @@ let_go_watching(offload_redis_conn_t *rc, redisAsyncContext *ac)
 /* AUTH with the sentinels' own login (a cluster seed: with the data's,
  * a seed being one of its nodes), queued before anything else is asked of
  * a sentinel or seed; REDIS_OK without one. */
-static void sentinel_auth_cb(redisAsyncContext *ac, void *r, void *privdata);
+static void discovery_auth_cb(redisAsyncContext *ac, void *r, void *privdata);
 
 static int
-sentinel_auth(offload_redis_conn_t *rc, redisAsyncContext *ac)
+discovery_auth(offload_redis_conn_t *rc, redisAsyncContext *ac)
 {
     const offload_redis_endpoint_t  *ep = rc->ep;
     const char                      *user, *password;
@@ -334,9 +334,9 @@ sentinel_auth(offload_redis_conn_t *rc, redisAsyncContext *ac)
     }
 
     return user != NULL
-           ? redisAsyncCommand(ac, sentinel_auth_cb, rc, "AUTH %s %s",
+           ? redisAsyncCommand(ac, discovery_auth_cb, rc, "AUTH %s %s",
                                user, password)
-           : redisAsyncCommand(ac, sentinel_auth_cb, rc, "AUTH %s",
+           : redisAsyncCommand(ac, discovery_auth_cb, rc, "AUTH %s",
                                password);
 }
 
@@ -501,7 +501,7 @@ watch_next_sentinel(offload_redis_conn_t *rc)
     }
 
     if (ac->err || redisLibevAttach(rc->loop, ac) != REDIS_OK
-        || sentinel_auth(rc, ac) != REDIS_OK
+        || discovery_auth(rc, ac) != REDIS_OK
         || redisAsyncCommand(ac, recheck_cb, rc,
                              "SENTINEL get-master-addr-by-name %s",
                              rc->ep->master)
@@ -567,7 +567,7 @@ watch_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 
 static void
-sentinel_auth_cb(redisAsyncContext *ac, void *r, void *privdata)
+discovery_auth_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply            *reply = r;
     offload_redis_conn_t  *rc = privdata;
@@ -594,7 +594,7 @@ sentinel_auth_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     done_asking(rc, ac, reply);
-    ask_next_sentinel(rc);
+    ask_next_discovery(rc);
 }
 
 
@@ -631,7 +631,7 @@ master_addr_cb(redisAsyncContext *ac, void *r, void *privdata)
         }
 
         done_asking(rc, ac, reply);
-        ask_next_sentinel(rc);
+        ask_next_discovery(rc);
         return;
     }
 
@@ -643,7 +643,7 @@ master_addr_cb(redisAsyncContext *ac, void *r, void *privdata)
     ev_timer_stop(rc->loop, &rc->ask_deadline);
 
     if (subscribe(rc, ac) == REDIS_OK) {
-        rc->watched = rc->sentinel - 1;
+        rc->watched = rc->asked - 1;
     } else {
         redisAsyncDisconnect(ac);
     }
@@ -679,12 +679,12 @@ slots_cb(redisAsyncContext *ac, void *r, void *privdata)
         }
 
         done_asking(rc, ac, reply);
-        ask_next_sentinel(rc);
+        ask_next_discovery(rc);
         return;
     }
 
     /* asked first next time */
-    rc->seed_first = (rc->seed_first + rc->sentinel - 1) % rc->ep->nseeds;
+    rc->seed_first = (rc->seed_first + rc->asked - 1) % rc->ep->nseeds;
 
     if (master.port != rc->master.port
         || strcmp(master.host, rc->master.host) != 0)
@@ -714,15 +714,15 @@ ask_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 
     stop_asking(rc);
-    ask_next_sentinel(rc);
+    ask_next_discovery(rc);
 }
 
 
-/* Asks the next sentinel of the list for the master, or the next cluster
- * seed for its slot map, or gives up this round (the backoff then starts
- * over with the first). */
+/* Discovery: asks the next sentinel of the list for the master, or the
+ * next cluster seed (from the one that answered last) for its slot map,
+ * or gives up this round (the backoff then starts over). */
 static void
-ask_next_sentinel(offload_redis_conn_t *rc)
+ask_next_discovery(offload_redis_conn_t *rc)
 {
     int                    n;
     redisAsyncContext     *ac;
@@ -731,9 +731,9 @@ ask_next_sentinel(offload_redis_conn_t *rc)
     hosts = rc->ep->nseeds > 0 ? rc->ep->seeds : rc->ep->sentinels;
     n = rc->ep->nseeds > 0 ? rc->ep->nseeds : rc->ep->nsentinels;
 
-    while (rc->sentinel < n) {
-        s = &hosts[rc->ep->nseeds > 0 ? (rc->seed_first + rc->sentinel++) % n
-                                      : rc->sentinel++];
+    while (rc->asked < n) {
+        s = &hosts[rc->ep->nseeds > 0 ? (rc->seed_first + rc->asked++) % n
+                                      : rc->asked++];
 
         ac = redisAsyncConnect(s->host, s->port);
         if (ac == NULL) {
@@ -747,7 +747,7 @@ ask_next_sentinel(offload_redis_conn_t *rc)
 
         rc->asking = ac;
 
-        if (sentinel_auth(rc, ac) != REDIS_OK
+        if (discovery_auth(rc, ac) != REDIS_OK
             || (rc->ep->nseeds > 0
                 ? redisAsyncCommand(ac, slots_cb, rc, "CLUSTER SLOTS")
                 : redisAsyncCommand(ac, master_addr_cb, rc,
@@ -797,8 +797,8 @@ connect_now(offload_redis_conn_t *rc)
     }
 
     stop_watching(rc);
-    rc->sentinel = 0;
-    ask_next_sentinel(rc);
+    rc->asked = 0;
+    ask_next_discovery(rc);
 }
 
 

@@ -81,7 +81,8 @@ struct offload_redis_conn_s {
                                                answer, or 0 */
     offload_redis_bytes_t   watch_seen; /* its bytes at the last look */
     ev_timer                watch_tick; /* PINGs it, or watches anew */
-    int                     sentinel;   /* the next one to ask */
+    int                     asked;      /* discovery: sentinels or seeds
+                                           asked this round */
     int                     seed_first; /* the cluster seed that answered
                                            last: asked first */
     int                     moved;      /* master is what a MOVED named:
