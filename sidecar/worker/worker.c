@@ -33,8 +33,9 @@
  * stalls every client for up to hundreds of ms on a 64 MB one.  While
  * such a transfer runs, the batch waits: one big job at a time per worker.
  * A reconnect drops a body read (the entry is read again with the pending
- * history) and restarts a staging from its first slice, before the
- * history is read.
+ * history), restarts a staging from its first slice and sends again the
+ * completions whose reply it lost (a redirection: not run), before the
+ * history is read, which so does not run those jobs again.
  */
 
 #include <errno.h>
