@@ -5,9 +5,14 @@
 # channel (SPUBLISH: SSUBSCRIBEd on that master) or a plain one (PUBLISH),
 # their results stored on that master; the node document is on the
 # control shard (the master of the {ctl} slot) and lists both queues.
-# Then one queue's slot moves to another master while jobs are submitted
-# (each to whichever master owns the slot, following MOVED and ASK as a
-# cluster client does): every job is answered exactly once, none lost.
+# A sharded reply channel of another slot than its queue's is PUBLISHed
+# without failing its batch.  Then one queue's slot moves to another
+# master while jobs are submitted (each to whichever master owns the
+# slot, following MOVED and ASK as a cluster client does), held MIGRATING
+# 2 s while the queue's workers complete jobs: every job is answered
+# exactly once and run once (its worker's log), none lost, the workers
+# back off while redirected, and none reads on the old master after.
+# A reload that adds a queue, or changes the seeds, is refused saying so.
 # Last, SIGKILL of the master that then serves both queues: once the
 # cluster promoted its replica, jobs submitted there are answered again.
 
