@@ -2,9 +2,10 @@
  * cluster_map.c -- the slot map of a Redis Cluster (cluster_map.h): the
  * master of a slot in a CLUSTER SLOTS answer, asked of the seeds in turn
  * for offloadctl (blocking, with redis_ask.c, as sentinel_sync.c asks
- * sentinels), and what a redirection looks like.  There is no map kept between connects: a
- * connection serves one slot and asks again on every connect, which every
- * MOVED, lost connection or refused connect leads to.
+ * sentinels), and what a redirection looks like (and where a MOVED
+ * points).  There is no map kept between connects: a connection serves
+ * one slot and asks again on every connect, which every MOVED, lost
+ * connection or refused connect leads to.
  */
 
 #include <stdio.h>
