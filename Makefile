@@ -115,7 +115,7 @@ TEST_PKGS = prometheus chromium tmux devscripts iproute2 python3-redis \
 #   supervisor -> worker -> handlers -> core -> proto/, sidecar/include/
 #   ctl -> handlers
 #   client (liboffload) -> core's redis_endpoint.c, sentinel_sync.c and
-#                          cluster_map.c
+#                          cluster_map.c and redis_ask.c
 # A folder's files are compiled with the -I of their own folder and of
 # those below it, so that an #include from a folder above fails to
 # compile.  The tests, the fuzzers and the benchmarks see every folder.
@@ -153,7 +153,7 @@ MODULE = $(BUILD)/ngx_http_offload_module.so
 CLIENT_SRCS = sidecar/client/offload_client.c proto/offload_proto.c \
               proto/offload_json_check.c proto/offload_slot.c \
               sidecar/core/redis_endpoint.c sidecar/core/sentinel_sync.c \
-              sidecar/core/cluster_map.c
+              sidecar/core/cluster_map.c sidecar/core/redis_ask.c
 CLIENT_LIB = $(BUILD)/liboffload.a
 
 .PHONY: all deps module run test unit bench clean fuzzers fuzz install \

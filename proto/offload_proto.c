@@ -78,7 +78,11 @@
  * read back nor published.  A channel with a hash tag ("{...}", as Redis
  * Cluster reads one) is a sharded channel, published with SPUBLISH (Redis
  * 7): its subscriber SSUBSCRIBEs on the queue's shard; any other with
- * PUBLISH.
+ * PUBLISH.  An SPUBLISH that Redis refuses (on a cluster, a hash tag in
+ * another slot than the queue's; an ACL user without +spublish: NOPERM)
+ * is a PUBLISH instead, caught by pcall: it must not fail the call, whose
+ * earlier jobs are stored and published already but not yet acked.  The
+ * pcall costs the common case nothing more than a call.
  */
 #define OFFLOAD_FINISH_LUA                                                   \
     "local function finish(rkey, result, channel, stage, rec, rec_ttl,"      \
@@ -125,8 +129,11 @@
     "    msg = redis.call('GET', rkey)\n"                                    \
     "  end\n"                                                                \
     "  if msg then\n"                                                        \
-    "    redis.call(string.find(channel, '^[^{]*{[^}]+}') and 'SPUBLISH'"     \
-    " or 'PUBLISH', channel, msg)\n"                                         \
+    "    local sent = string.find(channel, '^[^{]*{[^}]+}')"                 \
+    " and redis.pcall('SPUBLISH', channel, msg)\n"                           \
+    "    if type(sent) ~= 'number' then\n"                                   \
+    "      redis.call('PUBLISH', channel, msg)\n"                            \
+    "    end\n"                                                              \
     "  end\n"                                                                \
     OFFLOAD_RECORD_END_LUA                                                   \
     "  return stored\n"                                                      \

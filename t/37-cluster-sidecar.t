@@ -5,9 +5,14 @@
 # channel (SPUBLISH: SSUBSCRIBEd on that master) or a plain one (PUBLISH),
 # their results stored on that master; the node document is on the
 # control shard (the master of the {ctl} slot) and lists both queues.
-# Then one queue's slot moves to another master while jobs are submitted
-# (each to whichever master owns the slot, following MOVED and ASK as a
-# cluster client does): every job is answered exactly once, none lost.
+# A sharded reply channel of another slot than its queue's is PUBLISHed
+# without failing its batch.  Then one queue's slot moves to another
+# master while jobs are submitted (each to whichever master owns the
+# slot, following MOVED and ASK as a cluster client does), held MIGRATING
+# 2 s while the queue's workers complete jobs: every job is answered
+# exactly once and run once (its worker's log), none lost, the workers
+# back off while redirected, and none reads on the old master after.
+# A reload that adds a queue, or changes the seeds, is refused saying so.
 # Last, SIGKILL of the master that then serves both queues: once the
 # cluster promoted its replica, jobs submitted there are answered again.
 
@@ -34,11 +39,12 @@ my $control = $topo->owner_port('offload:{ctl}:nodes');
 diag("queue $qa on $pa, $qb on $pb, the control shard on $control");
 
 redis_use($control);
-start_sidecar(redis => $topo->url,
+start_sidecar(redis => $topo->url, level => 'debug',
     conf => "redis_timeout 1s;\n"
-        . "queue $qa { handler echo; workers 2; }\n"
+        . "queue $qa { handler sleep; workers 2; }\n"
         . "queue $qb { handler echo; workers 2; }\n");
-ok(1, 'the sidecar registered on the control shard');
+is(redis_cmd_at($control, 'EXISTS', 'offload:{ctl}:node:' . node_name()), 1,
+    'the sidecar registered on the control shard');
 
 my $doc = node_doc();
 is_deeply([ sort keys %{ $doc->{queues} } ], [ sort $qa, $qb ],
@@ -94,8 +100,12 @@ sub heard {
 # the port that took it, or undef.
 sub submit {
     my ($queue, $port, $id, $channel) = @_;
+    # $qa's jobs sleep 200 ms: its 2 workers are busy when its slot starts
+    # migrating, and complete those jobs during the migration
+    my $payload = $queue eq $qa ? qq({"ms":200,"id":"$id"})
+                                : qq({"id":"$id"});
     my @xadd = ('XADD', "offload:{$queue}:jobs", 'NOMKSTREAM', '*',
-        v => 1, id => $id, payload => qq({"id":"$id"}), reply => $channel,
+        v => 1, id => $id, payload => $payload, reply => $channel,
         deadline => int(time * 1000) + 60_000);
     for (1 .. 5) {
         my $r = eval { redis_cmd_at($port, @xadd) };
@@ -116,6 +126,13 @@ sub submit {
         }
     }
     return undef;
+}
+
+# Clients of $port whose last command is a stream read (a worker's).
+sub readers {
+    my ($port) = @_;
+    my $list = redis_cmd_at($port, 'CLIENT', 'LIST');
+    return scalar grep { /\bcmd=(xreadgroup|evalsha)\b/ } split /\n/, $list;
 }
 
 sub result_at {
@@ -140,7 +157,8 @@ for my $q ([ $qa, $pa ], [ $qb, $pb ]) {
         . 'sharded channel (SPUBLISH on its master)')
         or diag(slurp($file));
     my $res = result_at($port, $queue, $ids[0]);
-    like($res // '', qr/^OR1 $ids[0] 200 .*\n\{"id":"$ids[0]"\}$/s,
+    my $out = $queue eq $qa ? qr/\{"ms":\d+\}/ : qr/\{"id":"$ids[0]"\}/;
+    like($res // '', qr/^OR1 $ids[0] 200 .*\n$out$/s,
         "queue $queue: the result stored on its master");
     kill 'TERM', $sub;
     waitpid $sub, 0;
@@ -154,6 +172,27 @@ my $pid1 = new_id();
 is(submit($qa, $pa, $pid1, $plain), $pa, 'a job with a plain channel');
 ok(wait_until(sub { heard($pfile)->{$pid1} }, scaled(10), 'plain reply'),
     'a plain channel is PUBLISHed (heard on another master)');
+
+# a sharded channel of another slot (another master's) than its queue's:
+# the SPUBLISH is refused there, the reply PUBLISHed instead, and the jobs
+# completed with it in one call are acked all the same
+my $cross = "offload:{$qa}:reply:$nonce";
+my $xfile = "$dir/heard-cross";
+my $xsub = subscriber($pb, 'SUBSCRIBE', $cross, $xfile);
+my @xids = map { new_id() } 1 .. 6;
+is(scalar(grep { submit($qb, $pb, $_, $_ eq $xids[2] ? $cross : $plain) }
+    @xids), 6, "6 jobs on $qb, one with a channel in $qa\'s slot");
+ok(wait_until(sub {
+    my $h = heard($pfile);
+    heard($xfile)->{ $xids[2] } && !grep { !$h->{$_} } @xids[0, 1, 3 .. 5];
+}, scaled(10), 'replies'), 'each answered, the cross-slot one by PUBLISH');
+ok(wait_until(sub {
+    my $p = redis_cmd_at($pb, 'XPENDING', "offload:{$qb}:jobs",
+        'workers');
+    ref $p eq 'ARRAY' && $p->[0] == 0;
+}, scaled(10), 'acked'), "no entry left pending on $qb");
+kill 'TERM', $xsub;
+waitpid $xsub, 0;
 
 my $monitor = redis_cmd_at($pa, 'INFO', 'commandstats');
 like($monitor, qr/^cmdstat_spublish:calls=\d+/m,
@@ -188,8 +227,19 @@ if ($submitter == 0) {
     POSIX::_exit(0);
 }
 sleep 0.5;
-$topo->move_slot($slot, $to);
-ok(1, "slot $slot of $qa moved from $pa to $to under load");
+# MIGRATING for 2 s before its keys move: the completions of the jobs
+# run meanwhile (the stream on the source, their result keys nowhere)
+# are answered TRYAGAIN
+my $log0 = length slurp("$dir/sidecar.log");
+$topo->move_slot($slot, $to, hold => 2);
+is($topo->slot_owner($slot), $to, "slot $slot of $qa moved from $pa to $to "
+    . 'under load');
+# 2 workers, each reconnecting after every redirect: with a growing
+# backoff (0.1, 0.2, 0.4, 0.8 s...) a handful each, not 10 a second
+my $reconnects = () = substr(slurp("$dir/sidecar.log"), $log0)
+    =~ /worker \Q$qa\E:\d+: connected to redis/g;
+cmp_ok($reconnects, '<=', 16, 'the workers\' reconnects back off under '
+    . "redirects ($reconnects in the 2 s)");
 waitpid $submitter, 0;
 is($? >> 8, 0, 'the submitter ran to its end');
 
@@ -208,6 +258,15 @@ ok(wait_until(sub {
 my $h = heard($pfile);
 is(scalar(grep { ($h->{ $_->[0] } // 0) != 1 } @sent), 0,
     'every job answered exactly once');
+# each job's handler ran once: a worker logs each job it starts
+my %runs;
+my $log = slurp("$dir/sidecar.log");
+$runs{$1}++ while $log =~ /worker \Q$qa\E:\d+: job from entry (\S+),/g;
+my @again = grep { $runs{$_} > 1 } sort keys %runs;
+is(scalar @again, 0, "every job of $qa ran once ("
+    . scalar(keys %runs) . ' entries run)')
+    or diag('run again: ' . join ' ', map { "$_ x$runs{$_}" } @again);
+cmp_ok(scalar(keys %runs), '>=', $total, "all $total jobs of the move ran");
 ok(!grep({ !defined result_at($to, $qa, $_->[0]) } @sent),
     'every result stored on the new owner');
 
@@ -224,8 +283,10 @@ waitpid $ssub, 0;
 
 like(slurp("$dir/sidecar.log"), qr/MOVED|ASK|TRYAGAIN/,
     'the sidecar logged the redirection');
-ok(wait_until(sub { (node_doc() // {})->{queues}{$qa} }, scaled(5),
-    'the document'), 'the node document still lists the moved queue');
+# the workers of $qa left its old master: no worker reads a stream there
+ok(wait_until(sub { readers($pa) == 0 && readers($to) == 4 }, scaled(10),
+    'workers reconnected'), "no worker reads on $pa any more, 4 on $to")
+    or diag("readers: $pa " . readers($pa) . ", $to " . readers($to));
 
 # ---- offloadctl: node documents on the control shard, each queue's
 # commands on its master
@@ -278,6 +339,17 @@ ok(wait_until(sub { @{ events('reload_failed') } == 1 }, scaled(10),
     'reload_failed event'), 'a reload adding a queue: reload_failed event');
 like(events('reload_failed')->[0]{report}{error},
     qr/a new queue on a Redis Cluster needs a restart/, 'saying why');
+# one where a running queue's seeds changed: that is what it says
+my $url2 = $topo->url;
+$url2 =~ s/,[^,]+$//;
+(my $fewer = $conf) =~ s/^redis \S+;/redis $url2;/m;
+spew(sidecar_conf_file(), $fewer);
+kill 'HUP', sidecar_pid();
+ok(wait_until(sub { @{ events('reload_failed') } == 2 }, scaled(10),
+    'reload_failed event'), 'a reload changing the seeds: reload_failed');
+like(events('reload_failed')->[-1]{report}{error},
+    qr/queue cq\d+: its Redis Cluster seeds or login .*changed/,
+    'saying that the seeds changed');
 spew(sidecar_conf_file(), $conf);
 my $after = new_id();
 is(submit($qa, $topo->owner_port($qa), $after, $plain),

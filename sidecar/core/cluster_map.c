@@ -1,11 +1,12 @@
 /*
  * cluster_map.c -- the slot map of a Redis Cluster (cluster_map.h): the
  * master of a slot in a CLUSTER SLOTS answer, asked of the seeds in turn
- * for offloadctl and liboffload (blocking, as sentinel_sync.c asks
- * sentinels), and what a redirection looks like.  There is no map kept
- * between connects here: a sidecar connection serves one slot and asks
- * again on every connect, which every MOVED, lost connection or refused
- * connect leads to (liboffload remembers the masters it was told of).
+ * for offloadctl and liboffload (blocking, with redis_ask.c, as
+ * sentinel_sync.c asks sentinels), and what a redirection looks like (and
+ * where a MOVED points).  There is no map kept between connects here: a
+ * sidecar connection serves one slot and asks again on every connect,
+ * which every MOVED, lost connection or refused connect leads to
+ * (liboffload remembers the masters it was told of).
  */
 
 #include <stdio.h>
@@ -13,15 +14,7 @@
 #include <string.h>
 
 #include "cluster_map.h"
-
-
-static struct timeval
-tv_ms(int ms)
-{
-    struct timeval  tv = { ms / 1000, (ms % 1000) * 1000 };
-
-    return tv;
-}
+#include "redis_ask.h"
 
 
 /* [start, end, [host, port, id...], replicas...] */
@@ -52,13 +45,16 @@ offload_cluster_slot_master(const redisReply *reply, int slot,
 
         node = range->element[2];
         if (node->type != REDIS_REPLY_ARRAY || node->elements < 2
-            || node->element[0]->type != REDIS_REPLY_STRING
+            || (node->element[0]->type != REDIS_REPLY_STRING
+                && node->element[0]->type != REDIS_REPLY_NIL)
             || node->element[1]->type != REDIS_REPLY_INTEGER)
         {
             return -1;
         }
 
-        host = node->element[0]->str;
+        /* nil: cluster-preferred-endpoint-type unknown-endpoint */
+        host = node->element[0]->type == REDIS_REPLY_NIL
+               ? "" : node->element[0]->str;
         if (host[0] == '\0' || strcmp(host, "?") == 0) {
             host = seed_host;
         }
@@ -90,6 +86,50 @@ offload_cluster_redirected(const char *error)
 }
 
 
+int
+offload_cluster_moved_to(const char *error, int slot,
+    const char *before_host, offload_addr_t *to)
+{
+    char        *end;
+    long         n, port;
+    size_t       hlen;
+    const char  *host, *colon;
+
+    if (strncmp(error, "MOVED ", 6) != 0) {
+        return -1;
+    }
+
+    n = strtol(error + 6, &end, 10);
+    if (n != slot || *end != ' ') {
+        return -1;
+    }
+
+    host = end + 1;
+    colon = strrchr(host, ':');
+    if (colon == NULL) {
+        return -1;
+    }
+
+    port = strtol(colon + 1, &end, 10);
+    hlen = (size_t) (colon - host);
+    if (hlen == 0) {
+        host = before_host;
+        hlen = strlen(before_host);
+    }
+
+    if (port <= 0 || port > 65535 || *end != '\0'
+        || hlen >= sizeof(to->host))
+    {
+        return -1;
+    }
+
+    memset(to, 0, sizeof(*to));
+    memcpy(to->host, host, hlen);
+    to->port = (int) port;
+    return 0;
+}
+
+
 /* What one seed names as the master of ep->slot: 0 with *master set, or
  * -1 with why in err. */
 static int
@@ -97,41 +137,14 @@ ask_seed(const offload_redis_endpoint_t *ep, const offload_addr_t *s,
     int connect_ms, int command_ms, offload_addr_t *master, char *err,
     size_t errlen)
 {
-    int            rc = -1;
-    redisReply    *reply = NULL;
-    redisContext  *c;
+    int          rc = -1;
+    redisReply  *reply;
 
-    c = redisConnectWithTimeout(s->host, s->port, tv_ms(connect_ms));
-    if (c == NULL || c->err) {
-        snprintf(err, errlen, "cannot connect to cluster seed %s:%d: %s",
-                 s->host, s->port, c ? c->errstr : "out of memory");
-        redisFree(c);
-        return -1;
-    }
-
-    redisSetTimeout(c, tv_ms(command_ms));
-
-    if (ep->password != NULL) {
-        reply = ep->user != NULL
-                ? redisCommand(c, "AUTH %s %s", ep->user, ep->password)
-                : redisCommand(c, "AUTH %s", ep->password);
-
-        if (reply == NULL) {
-            goto silent;
-        }
-
-        if (reply->type == REDIS_REPLY_ERROR) {
-            snprintf(err, errlen, "cluster seed %s:%d refused AUTH: %s",
-                     s->host, s->port, reply->str);
-            goto done;
-        }
-
-        freeReplyObject(reply);
-    }
-
-    reply = redisCommand(c, "CLUSTER SLOTS");
+    reply = offload_redis_ask(s, "cluster seed", ep->user, ep->password,
+                              "redis_user/password", connect_ms, command_ms,
+                              err, errlen, "CLUSTER SLOTS");
     if (reply == NULL) {
-        goto silent;
+        return -1;
     }
 
     if (offload_cluster_slot_master(reply, ep->slot, s->host, master) == 0) {
@@ -144,18 +157,8 @@ ask_seed(const offload_redis_endpoint_t *ep, const offload_addr_t *s,
                  : "not in its slot map");
     }
 
-done:
-
     freeReplyObject(reply);
-    redisFree(c);
     return rc;
-
-silent:
-
-    snprintf(err, errlen, "cluster seed %s:%d did not answer: %s (timeout "
-             "%d ms)", s->host, s->port, c->errstr, command_ms);
-    redisFree(c);
-    return -1;
 }
 
 

@@ -16,8 +16,8 @@
 #include "redis_endpoint.h"
 
 /* The master of slot in reply, a CLUSTER SLOTS answer of the node at
- * seed_host (the host a master announced as "" or "?" is the seed's, as
- * Redis means it).  Returns 0 with *master set, or -1 (the map has no
+ * seed_host (the host a master announced as "", "?" or nil is the seed's,
+ * as Redis means it).  Returns 0 with *master set, or -1 (the map has no
  * master for the slot, or the reply is not a slot map). */
 int offload_cluster_slot_master(const redisReply *reply, int slot,
     const char *seed_host, offload_addr_t *master);
@@ -32,5 +32,11 @@ int offload_cluster_find_master(offload_redis_endpoint_t *ep,
 /* Whether an error reply says the command was not run here because of
  * the cluster: MOVED, ASK, TRYAGAIN or CLUSTERDOWN. */
 int offload_cluster_redirected(const char *error);
+
+/* The master an error "MOVED <slot> <host>:<port>" names for slot (an
+ * empty host: before_host, the node that answered).  Returns 0 with *to
+ * set, or -1 (another error, another slot, or no usable address). */
+int offload_cluster_moved_to(const char *error, int slot,
+    const char *before_host, offload_addr_t *to);
 
 #endif /* OFFLOAD_CLUSTER_MAP_H */

@@ -1308,6 +1308,38 @@ check_cluster(conf_parser_t *ps, const offload_redis_endpoint_t *ep,
 }
 
 
+/* Every seed list of one cluster names the same seeds (in any order):
+ * two lists sharing a seed would make two links to its control shard,
+ * each overwriting the node document the other writes. */
+static int
+check_seed_lists(conf_parser_t *ps, const offload_conf_t *conf)
+{
+    size_t                           i, j;
+    const offload_redis_endpoint_t  *a, *b;
+
+    for (i = 0; i < conf->nqueues; i++) {
+        a = &conf->queues[i].redis;
+
+        for (j = 0; j <= i; j++) {
+            b = j < i ? &conf->queues[j].redis : &conf->redis;
+
+            if (offload_redis_seeds_overlap(a, b)) {
+                return conf_error(ps, conf->queues[i].redis_line,
+                                  "queue \"%s\": its cluster seeds differ "
+                                  "from %s%s%s's but share a seed: every "
+                                  "seed list of one cluster must name the "
+                                  "same seeds", conf->queues[i].name,
+                                  j < i ? "queue \"" : "the top level",
+                                  j < i ? conf->queues[j].name : "",
+                                  j < i ? "\"" : "");
+            }
+        }
+    }
+
+    return 0;
+}
+
+
 /* A queue's Redis: each of redis, redis_user, password, db and the
  * sentinels' login the block does not give is the top level's (as nginx
  * inherits directives); redis_timeout is always the top level's. */
@@ -1417,7 +1449,7 @@ set_defaults(conf_parser_t *ps)
         }
     }
 
-    return 0;
+    return check_seed_lists(ps, conf);
 }
 
 

@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -41,6 +42,7 @@ struct offload_redis_cmd_s {
     void                  *privdata;
     double                 sent_at;
     double                 allowed;     /* s: redis_timeout + block time */
+    int                    proves;      /* its answer shows the link up */
 };
 
 
@@ -267,7 +269,7 @@ bytes_moved(redisAsyncContext *ac, offload_redis_bytes_t *seen)
 /* ---- Redis Sentinel: which server is the master ---------------------- */
 
 
-static void ask_next_sentinel(offload_redis_conn_t *rc);
+static void ask_next_discovery(offload_redis_conn_t *rc);
 
 
 /* Drops the sentinel connection: its pending reply callback then runs
@@ -316,10 +318,10 @@ let_go_watching(offload_redis_conn_t *rc, redisAsyncContext *ac)
 /* AUTH with the sentinels' own login (a cluster seed: with the data's,
  * a seed being one of its nodes), queued before anything else is asked of
  * a sentinel or seed; REDIS_OK without one. */
-static void sentinel_auth_cb(redisAsyncContext *ac, void *r, void *privdata);
+static void discovery_auth_cb(redisAsyncContext *ac, void *r, void *privdata);
 
 static int
-sentinel_auth(offload_redis_conn_t *rc, redisAsyncContext *ac)
+discovery_auth(offload_redis_conn_t *rc, redisAsyncContext *ac)
 {
     const offload_redis_endpoint_t  *ep = rc->ep;
     const char                      *user, *password;
@@ -332,9 +334,9 @@ sentinel_auth(offload_redis_conn_t *rc, redisAsyncContext *ac)
     }
 
     return user != NULL
-           ? redisAsyncCommand(ac, sentinel_auth_cb, rc, "AUTH %s %s",
+           ? redisAsyncCommand(ac, discovery_auth_cb, rc, "AUTH %s %s",
                                user, password)
-           : redisAsyncCommand(ac, sentinel_auth_cb, rc, "AUTH %s",
+           : redisAsyncCommand(ac, discovery_auth_cb, rc, "AUTH %s",
                                password);
 }
 
@@ -499,7 +501,7 @@ watch_next_sentinel(offload_redis_conn_t *rc)
     }
 
     if (ac->err || redisLibevAttach(rc->loop, ac) != REDIS_OK
-        || sentinel_auth(rc, ac) != REDIS_OK
+        || discovery_auth(rc, ac) != REDIS_OK
         || redisAsyncCommand(ac, recheck_cb, rc,
                              "SENTINEL get-master-addr-by-name %s",
                              rc->ep->master)
@@ -565,7 +567,7 @@ watch_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 
 static void
-sentinel_auth_cb(redisAsyncContext *ac, void *r, void *privdata)
+discovery_auth_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply            *reply = r;
     offload_redis_conn_t  *rc = privdata;
@@ -592,7 +594,7 @@ sentinel_auth_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     done_asking(rc, ac, reply);
-    ask_next_sentinel(rc);
+    ask_next_discovery(rc);
 }
 
 
@@ -629,7 +631,7 @@ master_addr_cb(redisAsyncContext *ac, void *r, void *privdata)
         }
 
         done_asking(rc, ac, reply);
-        ask_next_sentinel(rc);
+        ask_next_discovery(rc);
         return;
     }
 
@@ -641,7 +643,7 @@ master_addr_cb(redisAsyncContext *ac, void *r, void *privdata)
     ev_timer_stop(rc->loop, &rc->ask_deadline);
 
     if (subscribe(rc, ac) == REDIS_OK) {
-        rc->watched = rc->sentinel - 1;
+        rc->watched = rc->asked - 1;
     } else {
         redisAsyncDisconnect(ac);
     }
@@ -677,9 +679,12 @@ slots_cb(redisAsyncContext *ac, void *r, void *privdata)
         }
 
         done_asking(rc, ac, reply);
-        ask_next_sentinel(rc);
+        ask_next_discovery(rc);
         return;
     }
+
+    /* asked first next time */
+    rc->seed_first = (rc->seed_first + rc->asked - 1) % rc->ep->nseeds;
 
     if (master.port != rc->master.port
         || strcmp(master.host, rc->master.host) != 0)
@@ -709,15 +714,15 @@ ask_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 
     stop_asking(rc);
-    ask_next_sentinel(rc);
+    ask_next_discovery(rc);
 }
 
 
-/* Asks the next sentinel of the list for the master, or the next cluster
- * seed for its slot map, or gives up this round (the backoff then starts
- * over with the first). */
+/* Discovery: asks the next sentinel of the list for the master, or the
+ * next cluster seed (from the one that answered last) for its slot map,
+ * or gives up this round (the backoff then starts over). */
 static void
-ask_next_sentinel(offload_redis_conn_t *rc)
+ask_next_discovery(offload_redis_conn_t *rc)
 {
     int                    n;
     redisAsyncContext     *ac;
@@ -726,8 +731,9 @@ ask_next_sentinel(offload_redis_conn_t *rc)
     hosts = rc->ep->nseeds > 0 ? rc->ep->seeds : rc->ep->sentinels;
     n = rc->ep->nseeds > 0 ? rc->ep->nseeds : rc->ep->nsentinels;
 
-    while (rc->sentinel < n) {
-        s = &hosts[rc->sentinel++];
+    while (rc->asked < n) {
+        s = &hosts[rc->ep->nseeds > 0 ? (rc->seed_first + rc->asked++) % n
+                                      : rc->asked++];
 
         ac = redisAsyncConnect(s->host, s->port);
         if (ac == NULL) {
@@ -741,7 +747,7 @@ ask_next_sentinel(offload_redis_conn_t *rc)
 
         rc->asking = ac;
 
-        if (sentinel_auth(rc, ac) != REDIS_OK
+        if (discovery_auth(rc, ac) != REDIS_OK
             || (rc->ep->nseeds > 0
                 ? redisAsyncCommand(ac, slots_cb, rc, "CLUSTER SLOTS")
                 : redisAsyncCommand(ac, master_addr_cb, rc,
@@ -780,9 +786,19 @@ connect_now(offload_redis_conn_t *rc)
         return;
     }
 
+    /* A MOVED named the slot's master: straight there (should that fail,
+     * the retry asks the seeds). */
+    if (rc->moved) {
+        rc->moved = 0;
+        log_info("%s: slot %d moved to %s:%d: connecting there", rc->name,
+                 rc->ep->slot, rc->master.host, rc->master.port);
+        connect_to(rc, &rc->master);
+        return;
+    }
+
     stop_watching(rc);
-    rc->sentinel = 0;
-    ask_next_sentinel(rc);
+    rc->asked = 0;
+    ask_next_discovery(rc);
 }
 
 
@@ -833,6 +849,7 @@ connect_to(offload_redis_conn_t *rc, const offload_addr_t *addr)
 static void
 reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
+    int                    proves;
     void                  *fn_data;
     redisCallbackFn       *fn;
     offload_redis_cmd_t   *cmd = privdata;
@@ -846,6 +863,7 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 
     fn = cmd->fn;
     fn_data = cmd->privdata;
+    proves = cmd->proves;
 
     if (rc->stopped) {
         free(cmd);              /* offload_redis_conn_stop() emptied the
@@ -860,8 +878,11 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
         bytes_note(ac, &rc->seen);
 
         /* Not on AUTH's or SELECT's error: a refused connection must back
-         * off, not reconnect ten times a second. */
-        if (rc->ready && ((redisReply *) reply)->type != REDIS_REPLY_ERROR) {
+         * off, not reconnect ten times a second; nor, on a cluster, on a
+         * keyless command's answer (proves_up()). */
+        if (rc->ready && proves
+            && ((redisReply *) reply)->type != REDIS_REPLY_ERROR)
+        {
             rc->failures = 0;
         }
 
@@ -889,6 +910,10 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
             if (!(ac->c.flags & REDIS_FREEING)) {
                 log_warn("%s: %s: reconnecting to the slot's master",
                          rc->name, ((redisReply *) reply)->str);
+                rc->moved = offload_cluster_moved_to(
+                                ((redisReply *) reply)->str, rc->ep->slot,
+                                ac->c.tcp.host, &rc->master)
+                            == 0;
                 redisAsyncFree(ac);
             }
             reply = NULL;
@@ -901,9 +926,42 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 }
 
 
+/*
+ * Whether an answer to the command named (name, len: its first word) shows
+ * that the link serves what it is for, which resets the reconnect backoff.
+ * On a cluster, only a command on a key does: Redis answers the others
+ * (a worker's SCRIPT LOAD first of all) even when every keyed command is
+ * redirected (MOVED, ASK, TRYAGAIN, CLUSTERDOWN), and a link that is
+ * redirected must back off, not reconnect ten times a second.
+ */
+static int
+proves_up(const offload_redis_conn_t *rc, const char *name, size_t len)
+{
+    size_t              i;
+    static const char  *keyless[] = {
+        "SCRIPT", "PING", "ROLE", "WAIT", "CLIENT", "CLUSTER", "INFO",
+        "PUBLISH", "AUTH", "SELECT"
+    };
+
+    if (rc->ep->nseeds == 0) {
+        return 1;
+    }
+
+    for (i = 0; i < sizeof(keyless) / sizeof(keyless[0]); i++) {
+        if (strlen(keyless[i]) == len
+            && strncasecmp(keyless[i], name, len) == 0)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 static offload_redis_cmd_t *
 cmd_get(offload_redis_conn_t *rc, redisCallbackFn *fn, void *privdata,
-    int block_ms)
+    int block_ms, const char *name, size_t len)
 {
     offload_redis_cmd_t  *cmd = rc->free_cmds;
 
@@ -922,6 +980,7 @@ cmd_get(offload_redis_conn_t *rc, redisCallbackFn *fn, void *privdata,
     cmd->privdata = privdata;
     cmd->sent_at = now_s();
     cmd->allowed = (rc->ep->timeout_ms + block_ms) / 1000.0;
+    cmd->proves = proves_up(rc, name, len);
 
     return cmd;
 }
@@ -960,7 +1019,10 @@ offload_redis_command(offload_redis_conn_t *rc, redisCallbackFn *fn,
     va_list               ap;
     offload_redis_cmd_t  *cmd;
 
-    if (rc->ac == NULL || (cmd = cmd_get(rc, fn, privdata, 0)) == NULL) {
+    if (rc->ac == NULL
+        || (cmd = cmd_get(rc, fn, privdata, 0, format, strcspn(format, " ")))
+           == NULL)
+    {
         return REDIS_ERR;
     }
 
@@ -979,7 +1041,10 @@ offload_redis_command_block(offload_redis_conn_t *rc, int block_ms,
 {
     offload_redis_cmd_t  *cmd;
 
-    if (rc->ac == NULL || (cmd = cmd_get(rc, fn, privdata, block_ms)) == NULL)
+    if (rc->ac == NULL
+        || (cmd = cmd_get(rc, fn, privdata, block_ms, argv[0],
+                          argvlen != NULL ? argvlen[0] : strlen(argv[0])))
+           == NULL)
     {
         return REDIS_ERR;
     }

@@ -27,14 +27,17 @@
  * the master in case a failover went unheard.
  *
  * With a Redis Cluster (an endpoint with seeds), every connect first asks
- * the seeds in turn, each under the same deadline, for the slot map
- * (CLUSTER SLOTS, after AUTH with the endpoint's login), then connects to
- * the master of the endpoint's slot.  A reply MOVED, ASK, TRYAGAIN or
- * CLUSTERDOWN (the command was not run) reaches its caller as a lost
- * connection (a NULL reply), as do the commands after it; the connection
- * is dropped and made again after its backoff, asking the seeds again: a
+ * the seeds in turn (from the one that answered last), each under the
+ * same deadline, for the slot map (CLUSTER SLOTS, after AUTH with the
+ * endpoint's login), then connects to the master of the endpoint's slot.
+ * A reply MOVED, ASK, TRYAGAIN or CLUSTERDOWN (the command was not run)
+ * reaches its caller as a lost connection (a NULL reply), as do the
+ * commands after it; the connection is dropped and made again after its
+ * backoff: to the master a MOVED named, else asking the seeds again.  A
  * slot moved or a failover finds its new master, a slot being moved is
- * tried again until the move ends.
+ * tried again until the move ends (ASK is not followed with ASKING: a
+ * worker's pipeline would need every command after it sent again there).
+ * Only the answer to a keyed command resets the backoff (proves_up()).
  */
 
 #ifndef OFFLOAD_REDIS_CONN_H
@@ -78,7 +81,12 @@ struct offload_redis_conn_s {
                                                answer, or 0 */
     offload_redis_bytes_t   watch_seen; /* its bytes at the last look */
     ev_timer                watch_tick; /* PINGs it, or watches anew */
-    int                     sentinel;   /* the next one to ask */
+    int                     asked;      /* discovery: sentinels or seeds
+                                           asked this round */
+    int                     seed_first; /* the cluster seed that answered
+                                           last: asked first */
+    int                     moved;      /* master is what a MOVED named:
+                                           connect there, no seed asked */
     ev_timer                ask_deadline;
     offload_redis_cmd_t    *head;       /* commands waiting for replies, */
     offload_redis_cmd_t    *tail;       /* oldest first (Redis answers in */

@@ -94,6 +94,18 @@ parse_sentinels(offload_redis_endpoint_t *ep, const char *text, char *err,
 
 
 static int
+addr_cmp(const void *a, const void *b)
+{
+    const offload_addr_t  *x = a, *y = b;
+    int                    c = strcmp(x->host, y->host);
+
+    return c != 0 ? c : x->port - y->port;
+}
+
+
+/* The seeds are a set, kept sorted: cluster://a,b and cluster://b,a are
+ * one endpoint (one connection, one node document). */
+static int
 parse_seeds(offload_redis_endpoint_t *ep, const char *text, char *err,
     size_t errlen)
 {
@@ -126,6 +138,8 @@ parse_seeds(offload_redis_endpoint_t *ep, const char *text, char *err,
         ep->nseeds++;
 
         if (comma == NULL) {
+            qsort(ep->seeds, (size_t) ep->nseeds, sizeof(ep->seeds[0]),
+                  addr_cmp);
             return 0;
         }
 
@@ -227,6 +241,28 @@ offload_redis_endpoint_same_keys(const offload_redis_endpoint_t *a,
            && same_str(a->password, b->password)
            && same_str(a->sentinel_user, b->sentinel_user)
            && same_str(a->sentinel_password, b->sentinel_password);
+}
+
+
+int
+offload_redis_seeds_overlap(const offload_redis_endpoint_t *a,
+    const offload_redis_endpoint_t *b)
+{
+    int  i, j;
+
+    if (same_addrs(a->seeds, a->nseeds, b->seeds, b->nseeds)) {
+        return 0;
+    }
+
+    for (i = 0; i < a->nseeds; i++) {
+        for (j = 0; j < b->nseeds; j++) {
+            if (same_addr(&a->seeds[i], &b->seeds[j])) {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
 }
 
 

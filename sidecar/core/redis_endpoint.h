@@ -68,6 +68,12 @@ int offload_redis_endpoint_same(const offload_redis_endpoint_t *a,
 int offload_redis_endpoint_same_keys(const offload_redis_endpoint_t *a,
     const offload_redis_endpoint_t *b);
 
+/* Whether a's and b's seed lists differ but share a seed: two lists for
+ * one cluster, which would make two control links (each writing the
+ * node document).  Refused at configuration time. */
+int offload_redis_seeds_overlap(const offload_redis_endpoint_t *a,
+    const offload_redis_endpoint_t *b);
+
 /* The slot of the node-level keys (the "{ctl}" hash tag): with a cluster,
  * where the node registry, events, crash reports, drain flags and cancel
  * lists live (the control shard). */

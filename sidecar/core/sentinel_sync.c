@@ -8,18 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <hiredis/hiredis.h>
-
+#include "redis_ask.h"
 #include "sentinel_sync.h"
-
-
-static struct timeval
-tv_ms(int ms)
-{
-    struct timeval  tv = { ms / 1000, (ms % 1000) * 1000 };
-
-    return tv;
-}
 
 
 /* What one sentinel names as the master: 0 with *master set, or -1 with
@@ -29,45 +19,18 @@ ask_sentinel(const offload_redis_endpoint_t *ep, const offload_addr_t *s,
     int connect_ms, int command_ms, offload_addr_t *master, char *err,
     size_t errlen)
 {
-    int            rc = -1;
-    long           port;
-    redisReply    *reply = NULL;
-    redisContext  *c;
+    int          rc = -1;
+    long         port;
+    redisReply  *reply;
 
-    c = redisConnectWithTimeout(s->host, s->port, tv_ms(connect_ms));
-    if (c == NULL || c->err) {
-        snprintf(err, errlen, "cannot connect to sentinel %s:%d: %s",
-                 s->host, s->port, c ? c->errstr : "out of memory");
-        redisFree(c);
-        return -1;
-    }
-
-    redisSetTimeout(c, tv_ms(command_ms));
-
-    if (ep->sentinel_password != NULL) {
-        reply = ep->sentinel_user != NULL
-                ? redisCommand(c, "AUTH %s %s", ep->sentinel_user,
-                               ep->sentinel_password)
-                : redisCommand(c, "AUTH %s", ep->sentinel_password);
-
-        if (reply == NULL) {
-            goto silent;
-        }
-
-        if (reply->type == REDIS_REPLY_ERROR) {
-            snprintf(err, errlen, "sentinel %s:%d refused AUTH with "
-                     "sentinel_user/sentinel_password: %s", s->host,
-                     s->port, reply->str);
-            goto done;
-        }
-
-        freeReplyObject(reply);
-    }
-
-    reply = redisCommand(c, "SENTINEL get-master-addr-by-name %s",
-                         ep->master);
+    reply = offload_redis_ask(s, "sentinel", ep->sentinel_user,
+                              ep->sentinel_password,
+                              "sentinel_user/sentinel_password", connect_ms,
+                              command_ms, err, errlen,
+                              "SENTINEL get-master-addr-by-name %s",
+                              ep->master);
     if (reply == NULL) {
-        goto silent;
+        return -1;
     }
 
     if (reply->type == REDIS_REPLY_ARRAY
@@ -92,19 +55,8 @@ ask_sentinel(const offload_redis_endpoint_t *ep, const offload_addr_t *s,
                  : "unexpected reply");
     }
 
-done:
-
     freeReplyObject(reply);
-    redisFree(c);
     return rc;
-
-silent:
-
-    /* a timeout is "Resource temporarily unavailable" in hiredis' words */
-    snprintf(err, errlen, "sentinel %s:%d did not answer: %s (timeout "
-             "%d ms)", s->host, s->port, c->errstr, command_ms);
-    redisFree(c);
-    return -1;
 }
 
 

@@ -120,8 +120,10 @@ conf_server(ctl_t *ctl, const char *queue)
         }
 
         for (i = 0; i < ctl->nservers; i++) {
-            if (offload_redis_endpoint_same(&ctl->servers[i].ep,
-                                            &ctl->conf->queues[q].redis))
+            /* a cluster's: whatever the slot (the server's is the
+             * control slot's) */
+            if (offload_redis_endpoint_same_keys(&ctl->servers[i].ep,
+                                                 &ctl->conf->queues[q].redis))
             {
                 return (int) i;
             }

@@ -662,7 +662,9 @@ offload_registry_main(offload_registry_t *reg)
 const char *
 offload_registry_refusal(offload_registry_t *reg, const offload_conf_t *conf)
 {
-    size_t  q, l;
+    size_t                           q, l;
+    static char                      why[OFFLOAD_QUEUE_NAME_MAX + 160];
+    const offload_redis_endpoint_t  *ep;
 
     for (q = 0; q < conf->nqueues; q++) {
         for (l = 0; l < reg->nlinks; l++) {
@@ -673,9 +675,25 @@ offload_registry_refusal(offload_registry_t *reg, const offload_conf_t *conf)
             }
         }
 
-        if (l == reg->nlinks && conf->queues[q].redis.nseeds > 0) {
-            return "a new queue on a Redis Cluster needs a restart (the "
-                   "node connects to its slot's master at start)";
+        ep = &conf->queues[q].redis;
+
+        if (l == reg->nlinks && ep->nseeds > 0) {
+            /* a link to its slot: its seeds or login are what changed */
+            for (l = 0; l < reg->nlinks; l++) {
+                if (reg->links[l].ep.nseeds > 0
+                    && reg->links[l].ep.slot == ep->slot)
+                {
+                    break;
+                }
+            }
+
+            snprintf(why, sizeof(why), l < reg->nlinks
+                     ? "queue %s: its Redis Cluster seeds or login (redis, "
+                       "redis_user, password) changed, which needs a restart"
+                     : "a new queue on a Redis Cluster needs a restart "
+                       "(queue %s: the node connects to its slot's master "
+                       "at start)", conf->queues[q].name);
+            return why;
         }
 
         if (l == reg->nlinks) {

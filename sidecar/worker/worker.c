@@ -33,8 +33,9 @@
  * stalls every client for up to hundreds of ms on a 64 MB one.  While
  * such a transfer runs, the batch waits: one big job at a time per worker.
  * A reconnect drops a body read (the entry is read again with the pending
- * history) and restarts a staging from its first slice, before the
- * history is read.
+ * history), restarts a staging from its first slice and sends again the
+ * completions whose reply it lost (a redirection: not run), before the
+ * history is read, which so does not run those jobs again.
  */
 
 #include <errno.h>
@@ -112,6 +113,7 @@ enum {
  * a recycled one on the free list. */
 typedef struct completion_s {
     struct completion_s  *next;
+    struct completion_s  *next_call;    /* lost: the next lost call's */
     offload_worker_t     *worker;
     char                 *buf;
     size_t                cap;
@@ -210,6 +212,11 @@ struct offload_worker_s {
                                                    its cancel check */
     int64_t                      record_ttl_ms; /* of the job completed */
     int                          body_keyed;    /* it has a body key */
+    completion_t                *lost;          /* calls whose reply the
+                                                   link lost (a redirect:
+                                                   not run), sent again
+                                                   after the reconnect */
+    completion_t                *lost_tail;
     completion_t                *ready;         /* to send, in order */
     completion_t                *ready_tail;
     unsigned                     nready;
@@ -258,7 +265,9 @@ maybe_exit(offload_worker_t *w)
         flush_completions(w);
     }
 
-    if (w->stopping && w->in_flight == 0 && w->batch == NULL && !moving(w)) {
+    if (w->stopping && w->in_flight == 0 && w->batch == NULL && !moving(w)
+        && w->lost == NULL)
+    {
         ev_break(w->loop, EVBREAK_ALL);
     }
 }
@@ -466,6 +475,28 @@ completion_get(offload_worker_t *w, size_t need)
 }
 
 
+/*
+ * A completion call whose reply the link lost: a redirect (MOVED, ASK,
+ * TRYAGAIN, CLUSTERDOWN: not run), or a connection lost (run or not).  Its
+ * jobs ran: it is kept and sent again after the reconnect, before the
+ * history read, which otherwise would run them again (and again, each
+ * cycle, while their slot is migrating).
+ */
+static void
+completion_lost(offload_worker_t *w, completion_t *c)
+{
+    c->next_call = NULL;
+
+    if (w->lost_tail != NULL) {
+        w->lost_tail->next_call = c;
+    } else {
+        w->lost = c;
+    }
+
+    w->lost_tail = c;
+}
+
+
 static void
 completion_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -510,10 +541,36 @@ completion_cb(redisAsyncContext *ac, void *r, void *privdata)
                       reply->str);
         }
 
-        completion_put_all(w, c);
+        if (reply == NULL) {
+            completion_lost(w, c);
+        } else {
+            completion_put_all(w, c);
+        }
     }
 
     maybe_exit(w);
+}
+
+
+/* Sends the lost calls again, in their order, ahead of the history read:
+ * those acked by a run whose reply was lost find their entries no longer
+ * pending (the result SET NX is kept, the reply published again); the
+ * others complete their jobs, which so do not run again. */
+static void
+completions_resend(offload_worker_t *w)
+{
+    completion_t  *c;
+
+    while ((c = w->lost) != NULL) {
+        if (send_completion(w, c) != 0) {
+            return;                     /* lost again: next reconnect */
+        }
+
+        w->lost = c->next_call;
+        if (w->lost == NULL) {
+            w->lost_tail = NULL;
+        }
+    }
 }
 
 
@@ -708,7 +765,7 @@ flush_completions(offload_worker_t *w)
     ev_prepare_stop(w->loop, &w->flush);
 
     if (send_completion(w, c) != 0) {
-        completion_put_all(w, c);       /* disconnected: stays pending */
+        completion_lost(w, c);          /* disconnected: sent again */
     }
 }
 
@@ -2453,6 +2510,8 @@ connected(offload_redis_conn_t *rc)
     w->in_history = 1;
     strcpy(w->history_id, "0");
 
+    completions_resend(w);
+
     /* A result half staged is staged again first: its completion then
      * goes before the history read, which so does not run its job again. */
     if (w->stage.c != NULL) {
@@ -2471,8 +2530,10 @@ disconnected(offload_redis_conn_t *rc)
     ev_timer_stop(w->loop, &w->read_retry);
     batch_clear(w);
 
-    /* not sent: their entries are read again with the history */
-    completion_put_all(w, w->ready);
+    /* not sent: sent after the reconnect, as those whose reply is lost */
+    if (w->ready != NULL) {
+        completion_lost(w, w->ready);
+    }
     w->ready = NULL;
     w->ready_tail = NULL;
     w->nready = 0;

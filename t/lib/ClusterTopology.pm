@@ -14,7 +14,8 @@ package ClusterTopology;
 #   $cl->owner_port($key)       # the master serving $key's slot
 #   $cl->queue_on($port, @names)  # the first queue name (of @names, or
 #                               # q0, q1, ...) whose keys live on $port
-#   $cl->move_slot($slot, $to_port)  # migrate a slot and its keys
+#   $cl->move_slot($slot, $to_port[, hold => s])  # migrate a slot and
+#                               # its keys (hold: MIGRATING s seconds first)
 #   $cl->begin_move_slot($slot, $to_port)  # ... its keys only: the slot
 #                               # MIGRATING (ASK redirections) until
 #   $cl->end_move_slot($slot, $to_port)    # gives it to $to_port
@@ -194,8 +195,8 @@ sub queue_on {
 # of its keys in batches, then SETSLOT NODE on every master.  Keys written
 # meanwhile get ASK redirections.  Returns the source port.
 sub move_slot {
-    my ($self, $slot, $to_port) = @_;
-    my $from_port = $self->begin_move_slot($slot, $to_port);
+    my ($self, $slot, $to_port, %o) = @_;
+    my $from_port = $self->begin_move_slot($slot, $to_port, %o);
     $self->end_move_slot($slot, $to_port) if $from_port != $to_port;
     return $from_port;
 }
@@ -204,7 +205,7 @@ sub move_slot {
 # source's, MIGRATING there (a command on a key gone gets ASK) and
 # IMPORTING on $to_port.  Returns the source port.
 sub begin_move_slot {
-    my ($self, $slot, $to_port) = @_;
+    my ($self, $slot, $to_port, %o) = @_;
     my $from_port = $self->slot_owner($slot);
     return $from_port if $from_port == $to_port;
     my $from_id = $self->node_id($from_port);
@@ -213,6 +214,10 @@ sub begin_move_slot {
         $from_id);
     $self->ok_cmd($from_port, 'CLUSTER', 'SETSLOT', $slot, 'MIGRATING',
         $to_id);
+    # hold => s: the slot stays MIGRATING that long before its keys move
+    # (a command on keys of which some are still on the source and some
+    # not gets TRYAGAIN meanwhile)
+    select(undef, undef, undef, $o{hold}) if $o{hold};
     for (1 .. 10_000) {
         my $keys = $self->cmd($from_port, 'CLUSTER', 'GETKEYSINSLOT', $slot,
             100);

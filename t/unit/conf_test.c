@@ -676,6 +676,20 @@ test_queue_redis(void)
                                             &conf.redis),
        "a cluster's endpoints: one keyspace, a connection per slot");
     offload_conf_free(&conf);
+    ok(parse(&conf, Q "redis cluster://c:3,a:1,b:2;\n"
+                    "queue b { handler echo; redis cluster://b:2,c:3,a:1; }\n")
+       == 0
+       && strcmp(conf.redis.seeds[0].host, "a") == 0
+       && offload_redis_endpoint_same_keys(&conf.queues[1].redis,
+                                           &conf.redis),
+       "seed lists are sets: the same seeds in another order, one cluster "
+       "(%s)", err);
+    offload_conf_free(&conf);
+    bad(Q "redis cluster://a:1,b:2;\n"
+        "queue b {\n handler echo;\n redis cluster://b:2,c:3;\n}\n",
+        "t.conf:5: queue \"b\": its cluster seeds differ from queue "
+        "\"echo\"'s but share a seed: every seed list of one cluster must "
+        "name the same seeds", "two seed lists of one cluster");
     bad(Q "redis cluster://a:1/x;\n",
         "t.conf:2: invalid cluster seed \"a:1/x\" in \"cluster://a:1/x\" "
         "(expected cluster://host:port[,host:port...])", "a seed with a path");
