@@ -126,8 +126,6 @@ static void ngx_http_offload_cluster_revive(ngx_http_offload_cluster_t *cl,
     ngx_http_offload_peer_t *peer, offload_addr_t *addr);
 static ngx_int_t ngx_http_offload_cluster_target(ngx_str_t *err,
     ngx_uint_t *slot, offload_addr_t *addr);
-static void ngx_http_offload_cluster_asking_done(redisAsyncContext *ac,
-    void *r, void *privdata);
 static void ngx_http_offload_cluster_rehome(ngx_http_offload_cluster_t *cl);
 static ngx_http_offload_shard_t *ngx_http_offload_shard_find(
     ngx_http_offload_peer_t *peer, u_char *queue, size_t len);
@@ -1087,8 +1085,8 @@ ngx_http_offload_cluster_asking(ngx_http_offload_peer_t *master)
     argvlen[0] = 6;
 
     return ngx_http_offload_link_send(&master->command,
-                                      ngx_http_offload_cluster_asking_done,
-                                      NULL, 1, argv, argvlen);
+                                      ngx_http_offload_link_logged,
+                                      "ASKING", 1, argv, argvlen);
 }
 
 
@@ -1166,22 +1164,6 @@ ngx_http_offload_cluster_target(ngx_str_t *err, ngx_uint_t *slot,
     return NGX_OK;
 }
 
-
-static void
-ngx_http_offload_cluster_asking_done(redisAsyncContext *ac, void *r,
-    void *privdata)
-{
-    redisReply               *reply = r;
-    ngx_http_offload_link_t  *link;
-
-    link = ngx_http_offload_link_replied(ac, reply);
-
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, link->log, 0,
-                      "offload: redis %V: ASKING: %s", &link->peer->name,
-                      reply->str);
-    }
-}
 
 
 /* any command of a master answered MOVED: the map is stale */

@@ -51,8 +51,6 @@ static void ngx_http_offload_count_answer(ngx_http_offload_ctx_t *ctx,
     ngx_uint_t status);
 static void ngx_http_offload_cleanup(void *data);
 static void ngx_http_offload_cancel_sync(ngx_http_offload_ctx_t *ctx);
-static void ngx_http_offload_cancel_sync_done(redisAsyncContext *ac, void *r,
-    void *privdata);
 static void ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx,
     ngx_int_t rc);
 static ngx_int_t ngx_http_offload_resolve(ngx_conf_t *cf,
@@ -974,8 +972,8 @@ ngx_http_offload_cancel_sync(ngx_http_offload_ctx_t *ctx)
     argvlen[5] = OFFLOAD_JOB_ID_LEN;
 
     if (ngx_http_offload_link_send(&ctx->peer->command,
-                                   ngx_http_offload_cancel_sync_done, NULL,
-                                   6, argv, argvlen)
+                                   ngx_http_offload_link_logged,
+                                   "cancelling a job", 6, argv, argvlen)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
@@ -991,22 +989,6 @@ ngx_http_offload_cancel_sync(ngx_http_offload_ctx_t *ctx)
                   (size_t) OFFLOAD_JOB_ID_LEN, ctx->id);
 }
 
-
-static void
-ngx_http_offload_cancel_sync_done(redisAsyncContext *ac, void *r,
-    void *privdata)
-{
-    redisReply               *reply = r;
-    ngx_http_offload_link_t  *link;
-
-    link = ngx_http_offload_link_replied(ac, reply);
-
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, link->log, 0,
-                      "offload: redis %V: cancelling a job failed: %s",
-                      &link->peer->name, reply->str);
-    }
-}
 
 
 void

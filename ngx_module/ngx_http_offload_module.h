@@ -606,6 +606,8 @@ void ngx_http_offload_link_unstream(ngx_http_offload_link_t *link,
     ngx_http_offload_stream_t *st);
 ngx_http_offload_link_t *ngx_http_offload_link_replied(
     redisAsyncContext *ac, redisReply *reply);
+void ngx_http_offload_link_logged(redisAsyncContext *ac, void *r,
+    void *privdata);
 
 /* ngx_http_offload_sentinel.c */
 void ngx_http_offload_sentinel_start(ngx_http_offload_peer_t *peer,

@@ -37,8 +37,6 @@ static void ngx_http_offload_link_reconnect_handler(ngx_event_t *ev);
 static void ngx_http_offload_link_timeout_handler(ngx_event_t *ev);
 static void ngx_http_offload_link_sent(ngx_http_offload_link_t *link);
 static ngx_int_t ngx_http_offload_link_feed(ngx_http_offload_link_t *link);
-static void ngx_http_offload_link_forgot(redisAsyncContext *ac, void *r,
-    void *privdata);
 static ngx_int_t ngx_http_offload_link_send_small(
     ngx_http_offload_link_t *link, ngx_http_offload_small_t *small);
 static ngx_uint_t ngx_http_offload_window(ngx_http_offload_cursor_t *at,
@@ -516,7 +514,7 @@ ngx_http_offload_link_post(ngx_http_offload_link_t *link, int argc,
     st->part->len = p - st->part->data;
     st->nparts = 1;
     st->total = st->part->len;
-    st->fn = ngx_http_offload_link_forgot;
+    st->fn = ngx_http_offload_link_logged;
     st->privdata = (void *) argv[0];
     st->owned = 1;
 
@@ -567,7 +565,7 @@ ngx_http_offload_link_send_small(ngx_http_offload_link_t *link,
 {
     if (redisAsyncFormattedCommand(link->ac,
                                    small->fn ? small->fn
-                                             : ngx_http_offload_link_forgot,
+                                             : ngx_http_offload_link_logged,
                                    small->fn ? small->privdata
                                              : (void *) small->name,
                                    (char *) small->cmd.data, small->cmd.len)
@@ -582,8 +580,10 @@ ngx_http_offload_link_send_small(ngx_http_offload_link_t *link,
 }
 
 
-static void
-ngx_http_offload_link_forgot(redisAsyncContext *ac, void *r, void *privdata)
+/* A command nobody waits for: an error is logged, privdata naming it. */
+
+void
+ngx_http_offload_link_logged(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply               *reply = r;
     ngx_http_offload_link_t  *link;
