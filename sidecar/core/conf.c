@@ -1284,8 +1284,8 @@ check_logins(conf_parser_t *ps, const offload_redis_endpoint_t *ep,
 }
 
 
-/* A cluster has only db 0, and phase 1 of its support no WAIT (a
- * replica's count is per master, and a queue's master changes). */
+/* A cluster has only db 0, and its support no WAIT yet (a replica's count
+ * is per master, and a queue's master changes). */
 static int
 check_cluster(conf_parser_t *ps, const offload_redis_endpoint_t *ep,
     int line)
