@@ -3,10 +3,10 @@
 # valgrind on a Redis Cluster (three masters with a replica each; t/90 is
 # the plain Redis): sync jobs on two queues on two masters, an async job
 # and its GET, a big body (its body key on the bulk link), the status; a
-# queue's slot moved under a few jobs (nginx and the sidecar follow it); a
-# master killed, its replica promoted, jobs answered on it again (nginx
-# lets the dead master's peer go, the sidecar asks the seeds again); a
-# stop.  Every job answered with its own result; no memory errors anywhere;
+# queue's slot moved under a few jobs (nginx and the sidecar follow it), a
+# MOVED and an ASK followed by nginx; a master killed, its replica
+# promoted, jobs answered on it again (nginx lets the dead master's peer
+# go, the sidecar asks the seeds again); nginx reloaded; a stop.  Every job answered with its own result; no memory errors anywhere;
 # no definite leaks in the sidecar (nginx leaves its pools to the exit, so
 # leaks are not counted there).
 
@@ -153,6 +153,21 @@ is($r->{status}, 404, "a job to $qn, nobody's queue: 404")
 like(slurp(nginx_error_log()), qr/MOVED $slot_n 127\.0\.0\.1:$ctl, sent to /,
     'after nginx followed its MOVED');
 
+# ---- qa's slot half moved back: its keys on $ctl, the slot still
+# $third's (MIGRATING there): a job's XADD answered ASK, sent with ASKING
+# to $ctl, answered once the move ends
+$cl->begin_move_slot($slot_a, $ctl);
+my $s = send_post("/sync/$qa", qq({"q":"$qa","t":"ask"}));
+ok(wait_until(sub {
+    slurp(nginx_error_log()) =~ /: ASK $slot_a \S+:$ctl, sent to \S+:$ctl\b/
+}, scaled(10), 'the ASK followed'), "a job's XADD followed ASK to $ctl");
+$cl->end_move_slot($slot_a, $ctl);
+my $a = read_answer($s, scaled(60));
+ok($a->{status} == 200 && ($a->{json}{t} // '') eq 'ask',
+    'and was answered 200 with its own result once the move ended')
+    or diag("$a->{status} " . ($a->{content} // ''));
+ok(sync_ok($qa, 'back'), "a job on $qa back on $ctl");
+
 # ---- qb's master killed, its replica promoted, jobs answered on it
 my $slot_b = $cl->slot_of($qb);
 $cl->kill_node($doomed);
@@ -172,6 +187,21 @@ like(slurp("$dir/sidecar.log"),
     qr/slot $slot_b (?:moved to|is served by) 127\.0\.0\.1:$new\b/,
     "the sidecar asked the seeds again and found $new")
     if $new;
+
+# ---- nginx reloaded: the new worker learns the map anew (the dead
+# master among its seeds), the old one leaves
+my @old = nginx_worker_pids();
+kill 'HUP', nginx_pid();
+ok(wait_until(sub {
+    my @now = nginx_worker_pids();
+    @now == 1 && $now[0] != $old[0];
+}, scaled(30), 'old worker replaced'), 'nginx reloaded');
+ok(wait_until(sub {
+    !grep { http('POST', "/sync/$_", '{}')->{status} != 200 } $qa, $qb
+}, scaled(30), 'jobs after the reload'), 'the new worker answers on both '
+    . 'queues');
+is(scalar(grep { sync_ok($_ % 2 ? $qa : $qb, "r$_") } 1 .. 2), 2,
+    'each job its own result');
 
 # ---- a clean stop of both
 is(stop_nginx(), 0, 'nginx under valgrind exited 0 (not 99)');
@@ -216,8 +246,8 @@ ok(@logs >= 3, scalar(@logs) . ' sidecar valgrind logs (supervisor + '
     . '2 workers)');
 check_logs('sidecar', 1, @logs);
 my @nginx_logs = glob("$dir/nginx-valgrind.*.log");
-ok(@nginx_logs >= 2, scalar(@nginx_logs)
-    . ' nginx valgrind logs (master + worker)');
+ok(@nginx_logs >= 3, scalar(@nginx_logs)
+    . ' nginx valgrind logs (master + worker + the reload\'s worker)');
 check_logs('nginx', 0, @nginx_logs);
 
 finish();
