@@ -1,14 +1,15 @@
 #!/usr/bin/perl
 # The sidecar (supervisor and workers) and nginx with the module under
 # valgrind on a Redis Cluster (three masters with a replica each; t/90 is
-# the plain Redis): sync jobs on two queues on two masters, an async job
-# and its GET, a big body (its body key on the bulk link), the status; a
-# queue's slot moved under a few jobs (nginx and the sidecar follow it), a
-# MOVED and an ASK followed by nginx; a master killed, its replica
-# promoted, jobs answered on it again (nginx lets the dead master's peer
-# go, the sidecar asks the seeds again); nginx reloaded; a stop.  Every job answered with its own result; no memory errors anywhere;
-# no definite leaks in the sidecar (nginx leaves its pools to the exit, so
-# leaks are not counted there).
+# the plain Redis): sync jobs on two queues on two masters, async jobs and
+# their GETs, an Idempotency-Key, a big body (its body key on the bulk
+# link), the status; a queue's slot moved under a few jobs (nginx and the
+# sidecar follow it), a MOVED and an ASK followed by nginx; a master
+# killed, its replica promoted, jobs answered on it again (nginx lets the
+# dead master's peer go, the sidecar asks the seeds again); nginx
+# reloaded; a stop.  Every job answered with its own result; no memory
+# errors anywhere; no definite leaks in the sidecar (nginx leaves its
+# pools to the exit, so leaks are not counted there).
 
 use strict;
 use warnings;
@@ -90,6 +91,10 @@ sub async_done {
 }
 async_done($qb);
 my $id_a = async_done($qa);
+my @same = map { http('POST', "/async/$qb", '{"once":1}',
+    { 'Idempotency-Key' => "k-$$" })->{json}{id} // '' } 1 .. 2;
+ok($same[0] && $same[1] eq $same[0],
+    "an Idempotency-Key sent twice on $qb: one job ($same[0])");
 
 my $r;
 my $big = '{"big":"' . ('v' x (3 * 2**19)) . '"}';
