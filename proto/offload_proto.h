@@ -368,12 +368,16 @@ void offload_job_id_format(char *buf, const char *nonce, const char *tag,
  *   its body key if its       entry id,
  *   shape has 'b',            encoded result, or for a staged one the
  *   its staging key if          staging list's number of elements,
- *   its shape has 's'         reply channel, "": none (the job was
- *                               submitted "fire and forget"),
- *                             shape: "" or 'b' (the entry has a body
+ *   its shape has 's',        reply channel, "": none (the job was
+ *   its record key if it        submitted "fire and forget"),
+ *   has a record TTL          shape: "" or 'b' (the entry has a body
  *                               key) and/or 's' (the result is staged),
- *                             record key or "" (the job has none),
- *                             its TTL in ms, its end status
+ *                             the record's TTL in ms, "": the job has
+ *                               no record, its end status
+ *
+ * Every key a job's completion touches is declared (all in the queue's
+ * slot): on a Redis Cluster with that slot half moved, Redis answers ASK
+ * or TRYAGAIN for the whole call rather than let it miss a key.
  *
  * For each job in order: stores the result unless one is there already (a
  * job run twice keeps its first result).  A result over
@@ -398,7 +402,7 @@ void offload_job_id_format(char *buf, const char *nonce, const char *tag,
  * inside one script, so no crash between the steps can lose an answer.
  * Returns how many results this call stored (0: earlier runs had).
  */
-#define OFFLOAD_COMPLETE_ARGS  7
+#define OFFLOAD_COMPLETE_ARGS  6
 extern const char  offload_complete_script[];
 
 /*

@@ -97,12 +97,12 @@ typedef struct {
 
 enum { SCRIPT_COMPLETE, SCRIPT_DROP_CANCELLED, SCRIPT_JOB_START, SCRIPTS };
 
-/* One job's part of a completion script call: its keys (body and staging
- * key empty when it has none), then its OFFLOAD_COMPLETE_ARGS arguments
- * (proto/offload_proto.h). */
+/* One job's part of a completion script call: its keys (body, staging
+ * and record key empty when it has none), then its OFFLOAD_COMPLETE_ARGS
+ * arguments (proto/offload_proto.h). */
 enum {
-    C_RESULT_KEY, C_BODY_KEY, C_STAGE_KEY,
-    C_ENTRY, C_RESULT, C_CHANNEL, C_SHAPE, C_REC, C_REC_TTL, C_STATUS,
+    C_RESULT_KEY, C_BODY_KEY, C_STAGE_KEY, C_REC_KEY,
+    C_ENTRY, C_RESULT, C_CHANNEL, C_SHAPE, C_REC_TTL, C_STATUS,
     C_ARGS
 };
 
@@ -713,7 +713,7 @@ send_completion(offload_worker_t *w, completion_t *c)
     argc = 4;
 
     for (j = c; j != NULL; j = j->next) {
-        for (i = C_RESULT_KEY; i <= C_STAGE_KEY; i++) {
+        for (i = C_RESULT_KEY; i <= C_REC_KEY; i++) {
             if (j->arglen[i] > 0) {
                 argv[argc] = j->arg[i];
                 argvlen[argc++] = j->arglen[i];
@@ -918,7 +918,7 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
     set_arg(c, C_RESULT, c->buf + off, rlen);   /* staged: its length */
     set_arg(c, C_CHANNEL, c->buf + off + rlen, reply->len);
     set_arg(c, C_SHAPE, c->shape, n);
-    set_arg(c, C_REC, "", 0);
+    set_arg(c, C_REC_KEY, "", 0);
     set_arg(c, C_REC_TTL, "", 0);
     set_arg(c, C_STATUS, "", 0);
 
@@ -929,7 +929,7 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
                                         job_id->len);
         if (reclen > 0) {
             status = offload_record_status(res->status, code);
-            set_arg(c, C_REC, rec, (size_t) reclen);
+            set_arg(c, C_REC_KEY, rec, (size_t) reclen);
             set_arg(c, C_REC_TTL, rec + KEY_ROOM / 2,
                     (size_t) snprintf(rec + KEY_ROOM / 2, KEY_ROOM / 2,
                                       "%lld",
