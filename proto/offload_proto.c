@@ -1328,7 +1328,7 @@ const char  offload_retry_script[] =
     "  life = span\n"
     "end\n"
     "if f.body then\n"
-    "  local body = ARGV[4] .. f.id\n"
+    "  local body = KEYS[4]\n"
     "  if redis.call('PEXPIRE', body, life + "
     OFFLOAD_STR(OFFLOAD_BODY_GRACE_MS) ") == 0 then\n"
     "    return redis.error_reply('the body of job ' .. f.id .. ' (' .."
@@ -1340,5 +1340,5 @@ const char  offload_retry_script[] =
     "end\n"
     "redis.call('XADD', KEYS[2], '*', unpack(job))\n"
     "redis.call('XDEL', KEYS[1], ARGV[1])\n"
-    "redis.call('UNLINK', ARGV[3] .. f.id)\n"
+    "redis.call('UNLINK', KEYS[3])\n"
     "return f.id\n";
