@@ -363,12 +363,13 @@ const char  offload_cancel_sync_script[] =
 const char  offload_drop_cancelled_script[] =
     OFFLOAD_NOW_LUA
     "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now_ms())\n"
-    "local out = {}\n"
-    "for i = 3, #ARGV - 1, 2 do\n"
+    "local out, k = {}, 2\n"
+    "for i = 2, #ARGV - 1, 2 do\n"
+    "  k = k + 1\n"
     "  if redis.call('ZSCORE', KEYS[2], ARGV[i + 1]) then\n"
     "    redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])\n"
     "    redis.call('XDEL', KEYS[1], ARGV[i])\n"
-    "    redis.call('UNLINK', ARGV[2] .. ARGV[i + 1])\n"
+    "    redis.call('UNLINK', KEYS[k])\n"
     "    redis.call('ZREM', KEYS[2], ARGV[i + 1])\n"
     "    out[#out + 1] = ARGV[i]\n"
     "  end\n"

@@ -652,8 +652,8 @@ extern const char  offload_job_script[];
  * is marked is acked (if pending), deleted, its body key unlinked and its
  * mark removed.
  *   KEYS[1] stream          ARGV[1] group
- *   KEYS[2] cancelled set   ARGV[2] the body key without the job id
- *                           ARGV[3..] entry id, job id, entry id, ...
+ *   KEYS[2] cancelled set   ARGV[2..] entry id, job id, entry id, ...
+ *   KEYS[3..] the body key of each job, in the same order
  * Returns the entry ids dropped.
  */
 extern const char  offload_cancel_sync_script[];

@@ -2227,36 +2227,61 @@ static int
 drop_cancelled(offload_worker_t *w, int eval)
 {
     int                   argc = 0, rc;
-    size_t                n = 0, *argvlen;
+    char                 *keys, *k, numkeys[24];
+    size_t                n = 0, room = 0, plen, *argvlen;
     const char          **argv;
     batch_entry_t        *e;
     const offload_str_t  *job_id;
 
+    plen = strlen(w->body_prefix);
+
     for (e = w->batch; e != NULL; e = e->next) {
-        n++;
+        job_id = entry_job_id(e);
+        if (job_id != NULL) {
+            n++;
+            room += plen + job_id->len;
+        }
     }
 
-    /* 7 arguments, then an entry id and a job id per entry */
-    argv = malloc((7 + 2 * n) * sizeof(char *));
-    argvlen = malloc((7 + 2 * n) * sizeof(size_t));
+    /* 6 arguments, then a body key, an entry id and a job id per job:
+     * every key declared (a Redis Cluster routes the script whole) */
+    argv = malloc((6 + 3 * n) * sizeof(char *));
+    argvlen = malloc((6 + 3 * n) * sizeof(size_t));
+    keys = malloc(room + 1);
 
-    if (argv == NULL || argvlen == NULL) {
+    if (argv == NULL || argvlen == NULL || keys == NULL) {
         free(argv);
         free(argvlen);
+        free(keys);
         return -1;
     }
 
     script_call(&w->scripts[SCRIPT_DROP_CANCELLED], eval, argv, argvlen);
     argc = 2;
-    argv[argc++] = "2";
+    argv[argc++] = numkeys;
     argv[argc++] = w->stream;
     argv[argc++] = w->cancelled;
-    argv[argc++] = OFFLOAD_GROUP;
-    argv[argc++] = w->body_prefix;
+    snprintf(numkeys, sizeof(numkeys), "%zu", 2 + n);
 
     for (n = 2; n < (size_t) argc; n++) {
         argvlen[n] = strlen(argv[n]);
     }
+
+    k = keys;
+    for (e = w->batch; e != NULL; e = e->next) {
+        job_id = entry_job_id(e);
+
+        if (job_id != NULL) {
+            memcpy(k, w->body_prefix, plen);
+            memcpy(k + plen, job_id->data, job_id->len);
+            argv[argc] = k;
+            argvlen[argc++] = plen + job_id->len;
+            k += plen + job_id->len;
+        }
+    }
+
+    argv[argc] = OFFLOAD_GROUP;
+    argvlen[argc++] = sizeof(OFFLOAD_GROUP) - 1;
 
     for (e = w->batch; e != NULL; e = e->next) {
         job_id = entry_job_id(e);
@@ -2273,6 +2298,7 @@ drop_cancelled(offload_worker_t *w, int eval)
                                     argv, argvlen);
     free(argv);
     free(argvlen);
+    free(keys);
 
     return rc == REDIS_OK ? 0 : -1;
 }
