@@ -437,9 +437,13 @@ const char  offload_job_start_script[] =
     "end\n"
     "return 1\n";
 
-/* The result key is built from the record's queue: one Redis, as for the
- * nodes script.  A big result (a list) is joined here: the jobs endpoint
- * answers it whole. */
+/* The result key and the cancel list are built from the record's queue
+ * and node, which the caller (who knows only the id) cannot declare: they
+ * are in the record's slot.  On a Redis Cluster with that slot half moved,
+ * Redis refuses such a key gone from this node with an error (never a
+ * silent nil): the cancel list is pushed before the record is touched, so
+ * that error leaves nothing half done.  A big result (a list) is joined
+ * here: the jobs endpoint answers it whole. */
 const char  offload_job_script[] =
     OFFLOAD_NOW_LUA
     "local raw = redis.call('HGETALL', KEYS[1])\n"
@@ -472,11 +476,6 @@ const char  offload_job_script[] =
     "  if h.sync and waiting then\n"
     "    outcome = 'waited'\n"
     "  elseif waiting or stop then\n"
-    "    h.status, h.finished_at = 'cancelled', tostring(now_ms())\n"
-    "    redis.call('HSET', KEYS[1], 'status', h.status, 'finished_at',"
-    " h.finished_at)\n"
-    "    keep(ARGV[3])\n"
-    "    redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "', ARGV[2])\n"
     "    if stop then\n"
     "      local list = 'offload:{' .. h.queue .. '}:cancel:' .. h.node\n"
     "      redis.call('RPUSH', list, h.queue .. ' ' .. h.slot .. ' '"
@@ -484,6 +483,11 @@ const char  offload_job_script[] =
     "      redis.call('PEXPIRE', list, " OFFLOAD_STR(OFFLOAD_CANCEL_TTL_MS)
     ")\n"
     "    end\n"
+    "    h.status, h.finished_at = 'cancelled', tostring(now_ms())\n"
+    "    redis.call('HSET', KEYS[1], 'status', h.status, 'finished_at',"
+    " h.finished_at)\n"
+    "    keep(ARGV[3])\n"
+    "    redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "', ARGV[2])\n"
     "    outcome = 'cancelled'\n"
     "  elseif h.status == 'running' then\n"
     "    outcome = 'running'\n"

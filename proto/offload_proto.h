@@ -574,8 +574,11 @@ extern const char  offload_retry_script[];
  * touches is declared (the queue's slot): on a Redis Cluster with that
  * slot half moved, Redis answers ASK or TRYAGAIN for the whole script,
  * never runs it where the stream is not (a new record is on neither
- * node).  EVAL wants read and write access to its keys: the module's ACL
- * user has it for EVAL alone (README); inside, the stream takes an XADD.
+ * node); the record of the job an idempotency key names (its id is in
+ * the key's value) is read undeclared, and Redis refuses that read with
+ * an error, never a silent nil, when it moved.  EVAL wants read and write
+ * access to its keys: the module's ACL user has it for EVAL alone
+ * (README); inside, the stream takes an XADD.
  *   KEYS[1] record          ARGV[1] queue
  *   KEYS[2] stream          ARGV[2] submitted_at (ms)
  *   KEYS[3] the idempotency ARGV[3] the record's TTL in ms
