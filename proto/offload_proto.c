@@ -1006,9 +1006,9 @@ offload_job_decode(offload_entry_t *job, const offload_str_t *fields,
         job->tracestate.len = 0;
     }
 
-    /* A job with a record is the module's: its id is lowercase hex.  The scripts
-     * find the id again in the record key's name, which another id (a '}'
-     * in its slot tag) would not give back. */
+    /* A job with a record is the module's: its id is lowercase hex.  The
+     * scripts find the id again in the record key's name, which another id
+     * (a '}' in its slot tag) would not give back. */
     if (job->record_ttl_ms > 0) {
         for (i = 0; i < job->id.len; i++) {
             if (memchr(hex, job->id.data[i], 16) == NULL) {
