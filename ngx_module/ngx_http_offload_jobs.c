@@ -267,20 +267,22 @@ ngx_http_offload_script(const char *script, u_char *sha, ngx_uint_t by_eval,
 
 
 /*
- * The entry and its record in one script (offload_submit_script): 1 key
- * (the record), the stream, the queue, submitted_at, the record's TTL, the
- * backlog limit (0: none) and the group, the idempotency key and its TTL
- * ("" and 0: none), the job's deadline (a read of a job still queued past
- * it says expired), then the entry's fields (the XADD's arguments after
- * "XADD <stream> NOMKSTREAM *").  The record lives the job's deadline span
- * plus its TTL after the end; its end sets the TTL again.
+ * The entry and its record in one script (offload_submit_script): 2 keys
+ * (the record, the stream) or 3 (and the idempotency key), then the queue,
+ * submitted_at, the record's TTL, the backlog limit (0: none), the group,
+ * the idempotency key's TTL (0: none), the job's deadline (a read of a job
+ * still queued past it says expired), then the entry's fields (the XADD's
+ * arguments after "XADD <stream> NOMKSTREAM *").  Every key is declared:
+ * on a Redis Cluster with the queue's slot half moved, Redis then answers
+ * ASK or TRYAGAIN for the whole script.  The record lives the job's
+ * deadline span plus its TTL after the end; its end sets the TTL again.
  */
 
 ngx_int_t
 ngx_http_offload_xadd_record(ngx_http_offload_ctx_t *ctx, const char *stream,
     int argc, const char **argv, size_t *argvlen)
 {
-    int                           i, n;
+    int                           i, n, k;
     u_char                       *rec, *num, *p;
     const char                   *args[OFFLOAD_JOB_ARGC + 11];
     size_t                        lens[OFFLOAD_JOB_ARGC + 11];
@@ -304,36 +306,15 @@ ngx_http_offload_xadd_record(ngx_http_offload_ctx_t *ctx, const char *stream,
     ngx_http_offload_script(offload_submit_script, ngx_http_offload_submit_sha,
                             ctx->admit_by_eval, args, lens);
 
-    args[2] = "1";
+    args[2] = ctx->idem_key.len ? "3" : "2";
     lens[2] = 1;
     args[3] = (char *) rec;
     lens[3] = n;
     args[4] = stream;
     lens[4] = ngx_strlen(stream);
-    args[5] = (char *) ctx->queue.data;
-    lens[5] = ctx->queue.len;
+    k = 5;
 
-    num = rec + OFFLOAD_KEY_MAX;
-
-    args[6] = (char *) num;
-    p = ngx_sprintf(num, "%L", ctx->submitted_ms);
-    lens[6] = p - num;
-
-    args[7] = (char *) p;
-    num = ngx_sprintf(p, "%L",
-                      (int64_t) olcf->timeout
-                      + ngx_http_offload_record_ttl(ctx));
-    lens[7] = num - p;
-
-    args[8] = (char *) num;
-    p = ngx_sprintf(num, "%ui", olcf->max_backlog);
-    lens[8] = p - num;
-
-    args[9] = OFFLOAD_GROUP;
-    lens[9] = sizeof(OFFLOAD_GROUP) - 1;
-
-    args[10] = (char *) p;
-    lens[10] = 0;
+    p = rec + OFFLOAD_KEY_MAX;
 
     if (ctx->idem_key.len) {
         n = offload_idem_key((char *) p, OFFLOAD_IDEM_REDIS_KEY_MAX,
@@ -343,28 +324,47 @@ ngx_http_offload_xadd_record(ngx_http_offload_ctx_t *ctx, const char *stream,
             return NGX_ERROR;
         }
 
-        lens[10] = n;
+        args[k] = (char *) p;
+        lens[k++] = n;
         p += n;
     }
 
-    args[11] = (char *) p;
-    num = ngx_sprintf(p, "%M", ctx->idem_key.len ? olcf->idempotency_ttl : 0);
-    lens[11] = num - p;
+    args[k] = (char *) ctx->queue.data;
+    lens[k++] = ctx->queue.len;
 
-    args[12] = (char *) num;
-    p = ngx_sprintf(num, "%L", ctx->submitted_ms + ctx->timeout);
-    lens[12] = p - num;
+    args[k] = (char *) p;
+    num = ngx_sprintf(p, "%L", ctx->submitted_ms);
+    lens[k++] = num - p;
+
+    args[k] = (char *) num;
+    p = ngx_sprintf(num, "%L",
+                    (int64_t) olcf->timeout + ngx_http_offload_record_ttl(ctx));
+    lens[k++] = p - num;
+
+    args[k] = (char *) p;
+    num = ngx_sprintf(p, "%ui", olcf->max_backlog);
+    lens[k++] = num - p;
+
+    args[k] = OFFLOAD_GROUP;
+    lens[k++] = sizeof(OFFLOAD_GROUP) - 1;
+
+    args[k] = (char *) num;
+    p = ngx_sprintf(num, "%M", ctx->idem_key.len ? olcf->idempotency_ttl : 0);
+    lens[k++] = p - num;
+
+    args[k] = (char *) p;
+    num = ngx_sprintf(p, "%L", ctx->submitted_ms + ctx->timeout);
+    lens[k++] = num - p;
 
     for (i = OFFLOAD_JOB_FIELDS_AT; i < argc; i++) {
-        args[13 + i - OFFLOAD_JOB_FIELDS_AT] = argv[i];
-        lens[13 + i - OFFLOAD_JOB_FIELDS_AT] = argvlen[i];
+        args[k] = argv[i];
+        lens[k++] = argvlen[i];
     }
 
     return ngx_http_offload_link_send(&ctx->peer->command,
                                       ngx_http_offload_record_done,
                                       (void *) (uintptr_t) ctx->node.key,
-                                      13 + argc - OFFLOAD_JOB_FIELDS_AT,
-                                      args, lens);
+                                      k, args, lens);
 }
 
 

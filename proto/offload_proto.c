@@ -167,7 +167,7 @@ const char  offload_complete_script[] =
     "for a = 3, #ARGV - " OFFLOAD_STR(OFFLOAD_COMPLETE_ARGS) " + 1, "
     OFFLOAD_STR(OFFLOAD_COMPLETE_ARGS) " do\n"
     "  local id, shape = ARGV[a], ARGV[a + 3]\n"
-    "  local rkey, body, stage = KEYS[k], nil, nil\n"
+    "  local rkey, body, stage, rec = KEYS[k], nil, nil, nil\n"
     "  k = k + 1\n"
     "  if shape ~= '' then\n"
     "    if string.find(shape, 'b', 1, true) then body = KEYS[k]; k = k + 1"
@@ -175,8 +175,9 @@ const char  offload_complete_script[] =
     "    if string.find(shape, 's', 1, true) then stage = KEYS[k]; k = k + 1"
     " end\n"
     "  end\n"
-    "  local r = finish(rkey, ARGV[a + 1], ARGV[a + 2], stage, ARGV[a + 4],"
-    " ARGV[a + 5], ARGV[a + 6], ttl_ms)\n"
+    "  if ARGV[a + 4] ~= '' then rec = KEYS[k]; k = k + 1 end\n"
+    "  local r = finish(rkey, ARGV[a + 1], ARGV[a + 2], stage, rec,"
+    " ARGV[a + 4], ARGV[a + 5], ttl_ms)\n"
     "  if type(r) == 'table' then err = r; break end\n"
     "  stored = stored + r\n"
     "  ids[#ids + 1] = id\n"
@@ -200,16 +201,15 @@ const char  offload_dead_script[] =
     OFFLOAD_ACK_GUARD_LUA
     OFFLOAD_NOW_LUA
     OFFLOAD_FINISH_LUA
-    "local rec, rec_ttl, rec_status, jid = nil, nil, 'dead', nil\n"
+    "local rec, rec_ttl, rec_status = KEYS[5], nil, 'dead'\n"
     "for i = 7, #ARGV - 1, 2 do\n"
     "  local f, v = ARGV[i], ARGV[i + 1]\n"
     "  if f == '" OFFLOAD_F_RECORD "' then rec_ttl = v\n"
-    "  elseif f == '" OFFLOAD_F_ID "' then jid = v\n"
     "  elseif f == 'reason' and v == 'job_timeout' then rec_status = 'failed'\n"
     "  end\n"
     "end\n"
-    "if rec_ttl and jid then\n"
-    "  rec = " OFFLOAD_JOB_RECORD_LUA("jid") "\n"
+    "if not rec_ttl then rec = nil end\n"
+    "if rec then\n"
     "  if redis.call('HGET', rec, 'status') == 'cancelled' then\n"
     "    redis.call('XDEL', KEYS[1], ARGV[2])\n"
     "    redis.call('UNLINK', KEYS[4])\n"
@@ -363,12 +363,13 @@ const char  offload_cancel_sync_script[] =
 const char  offload_drop_cancelled_script[] =
     OFFLOAD_NOW_LUA
     "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now_ms())\n"
-    "local out = {}\n"
-    "for i = 3, #ARGV - 1, 2 do\n"
+    "local out, k = {}, 2\n"
+    "for i = 2, #ARGV - 1, 2 do\n"
+    "  k = k + 1\n"
     "  if redis.call('ZSCORE', KEYS[2], ARGV[i + 1]) then\n"
     "    redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])\n"
     "    redis.call('XDEL', KEYS[1], ARGV[i])\n"
-    "    redis.call('UNLINK', ARGV[2] .. ARGV[i + 1])\n"
+    "    redis.call('UNLINK', KEYS[k])\n"
     "    redis.call('ZREM', KEYS[2], ARGV[i + 1])\n"
     "    out[#out + 1] = ARGV[i]\n"
     "  end\n"
@@ -377,9 +378,9 @@ const char  offload_drop_cancelled_script[] =
 
 const char  offload_submit_script[] =
     OFFLOAD_BACKLOG_LUA
-    "local idem, sha, sync = ARGV[7], nil, false\n"
-    "if idem ~= '' then\n"
-    "  for i = 10, #ARGV - 1, 2 do\n"
+    "local idem, sha, sync = KEYS[3], nil, false\n"
+    "if idem then\n"
+    "  for i = 8, #ARGV - 1, 2 do\n"
     "    if ARGV[i] == '" OFFLOAD_F_PAYLOAD "' then\n"
     "      sha = redis.sha1hex(ARGV[i + 1])\n"
     "    elseif ARGV[i] == '" OFFLOAD_F_REPLY "' then\n"
@@ -396,28 +397,28 @@ const char  offload_submit_script[] =
     "    return { 'dup', id, status }\n"
     "  end\n"
     "end\n"
-    "if ARGV[5] ~= '0' then\n"
-    "  local lag = offload_backlog(ARGV[1], ARGV[6])\n"
+    "if ARGV[4] ~= '0' then\n"
+    "  local lag = offload_backlog(KEYS[2], ARGV[5])\n"
     "  if type(lag) == 'table' then return lag end\n"
-    "  if lag and lag >= tonumber(ARGV[5]) then return { 'full', lag } end\n"
+    "  if lag and lag >= tonumber(ARGV[4]) then return { 'full', lag } end\n"
     "end\n"
-    "local id = redis.call('XADD', ARGV[1], 'NOMKSTREAM', '*',"
-    " unpack(ARGV, 10))\n"
+    "local id = redis.call('XADD', KEYS[2], 'NOMKSTREAM', '*',"
+    " unpack(ARGV, 8))\n"
     "if not id then return false end\n"
-    "local rec = { 'queue', ARGV[2], 'status', 'queued', 'attempts', 0,"
-    " 'submitted_at', ARGV[3], 'deadline', ARGV[9] }\n"
+    "local rec = { 'queue', ARGV[1], 'status', 'queued', 'attempts', 0,"
+    " 'submitted_at', ARGV[2], 'deadline', ARGV[7] }\n"
     "if sync then rec[#rec + 1], rec[#rec + 2] = 'sync', 1 end\n"
-    "for i = 10, #ARGV - 1, 2 do\n"
+    "for i = 8, #ARGV - 1, 2 do\n"
     "  if ARGV[i] == '" OFFLOAD_F_TRACEPARENT "' then\n"
     "    rec[#rec + 1], rec[#rec + 2] = 'trace_id',"
     " string.sub(ARGV[i + 1], 4, 35)\n"
     "  end\n"
     "end\n"
     "redis.call('HSET', KEYS[1], unpack(rec))\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
-    "if idem ~= '' then\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+    "if idem then\n"
     "  redis.call('SET', idem, " OFFLOAD_JOB_RECORD_ID_LUA("KEYS[1]")
-    " .. ' ' .. sha, 'PX', ARGV[8])\n"
+    " .. ' ' .. sha, 'PX', ARGV[6])\n"
     "end\n"
     "return id\n";
 
@@ -436,9 +437,13 @@ const char  offload_job_start_script[] =
     "end\n"
     "return 1\n";
 
-/* The result key is built from the record's queue: one Redis, as for the
- * nodes script.  A big result (a list) is joined here: the jobs endpoint
- * answers it whole. */
+/* The result key and the cancel list are built from the record's queue
+ * and node, which the caller (who knows only the id) cannot declare: they
+ * are in the record's slot.  On a Redis Cluster with that slot half moved,
+ * Redis refuses such a key gone from this node with an error (never a
+ * silent nil): the cancel list is pushed before the record is touched, so
+ * that error leaves nothing half done.  A big result (a list) is joined
+ * here: the jobs endpoint answers it whole. */
 const char  offload_job_script[] =
     OFFLOAD_NOW_LUA
     "local raw = redis.call('HGETALL', KEYS[1])\n"
@@ -471,11 +476,6 @@ const char  offload_job_script[] =
     "  if h.sync and waiting then\n"
     "    outcome = 'waited'\n"
     "  elseif waiting or stop then\n"
-    "    h.status, h.finished_at = 'cancelled', tostring(now_ms())\n"
-    "    redis.call('HSET', KEYS[1], 'status', h.status, 'finished_at',"
-    " h.finished_at)\n"
-    "    keep(ARGV[3])\n"
-    "    redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "', ARGV[2])\n"
     "    if stop then\n"
     "      local list = 'offload:{' .. h.queue .. '}:cancel:' .. h.node\n"
     "      redis.call('RPUSH', list, h.queue .. ' ' .. h.slot .. ' '"
@@ -483,6 +483,11 @@ const char  offload_job_script[] =
     "      redis.call('PEXPIRE', list, " OFFLOAD_STR(OFFLOAD_CANCEL_TTL_MS)
     ")\n"
     "    end\n"
+    "    h.status, h.finished_at = 'cancelled', tostring(now_ms())\n"
+    "    redis.call('HSET', KEYS[1], 'status', h.status, 'finished_at',"
+    " h.finished_at)\n"
+    "    keep(ARGV[3])\n"
+    "    redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "', ARGV[2])\n"
     "    outcome = 'cancelled'\n"
     "  elseif h.status == 'running' then\n"
     "    outcome = 'running'\n"
@@ -1001,6 +1006,18 @@ offload_job_decode(offload_entry_t *job, const offload_str_t *fields,
         job->tracestate.len = 0;
     }
 
+    /* A job with a record is the module's: its id is lowercase hex.  The
+     * scripts find the id again in the record key's name, which another id
+     * (a '}' in its slot tag) would not give back. */
+    if (job->record_ttl_ms > 0) {
+        for (i = 0; i < job->id.len; i++) {
+            if (memchr(hex, job->id.data[i], 16) == NULL) {
+                *err = "bad id";
+                return -1;
+            }
+        }
+    }
+
     /* reply, deadline, submitted and attempt may be left out: a program
      * submitting jobs itself may not care (offload_entry_t says how) */
     if (!(seen & HAVE_ID) || !((seen & HAVE_PAYLOAD) || job->body_len > 0)) {
@@ -1316,7 +1333,7 @@ const char  offload_retry_script[] =
     "  life = span\n"
     "end\n"
     "if f.body then\n"
-    "  local body = ARGV[4] .. f.id\n"
+    "  local body = KEYS[4]\n"
     "  if redis.call('PEXPIRE', body, life + "
     OFFLOAD_STR(OFFLOAD_BODY_GRACE_MS) ") == 0 then\n"
     "    return redis.error_reply('the body of job ' .. f.id .. ' (' .."
@@ -1328,5 +1345,5 @@ const char  offload_retry_script[] =
     "end\n"
     "redis.call('XADD', KEYS[2], '*', unpack(job))\n"
     "redis.call('XDEL', KEYS[1], ARGV[1])\n"
-    "redis.call('UNLINK', ARGV[3] .. f.id)\n"
+    "redis.call('UNLINK', KEYS[3])\n"
     "return f.id\n";

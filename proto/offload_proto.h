@@ -368,12 +368,16 @@ void offload_job_id_format(char *buf, const char *nonce, const char *tag,
  *   its body key if its       entry id,
  *   shape has 'b',            encoded result, or for a staged one the
  *   its staging key if          staging list's number of elements,
- *   its shape has 's'         reply channel, "": none (the job was
- *                               submitted "fire and forget"),
- *                             shape: "" or 'b' (the entry has a body
+ *   its shape has 's',        reply channel, "": none (the job was
+ *   its record key if it        submitted "fire and forget"),
+ *   has a record TTL          shape: "" or 'b' (the entry has a body
  *                               key) and/or 's' (the result is staged),
- *                             record key or "" (the job has none),
- *                             its TTL in ms, its end status
+ *                             the record's TTL in ms, "": the job has
+ *                               no record, its end status
+ *
+ * Every key a job's completion touches is declared (all in the queue's
+ * slot): on a Redis Cluster with that slot half moved, Redis answers ASK
+ * or TRYAGAIN for the whole call rather than let it miss a key.
  *
  * For each job in order: stores the result unless one is there already (a
  * job run twice keeps its first result).  A result over
@@ -398,7 +402,7 @@ void offload_job_id_format(char *buf, const char *nonce, const char *tag,
  * inside one script, so no crash between the steps can lose an answer.
  * Returns how many results this call stored (0: earlier runs had).
  */
-#define OFFLOAD_COMPLETE_ARGS  7
+#define OFFLOAD_COMPLETE_ARGS  6
 extern const char  offload_complete_script[];
 
 /*
@@ -422,6 +426,7 @@ extern const char  offload_complete_script[];
  *   KEYS[2] result key      ARGV[6] the dead-letter stream's MAXLEN
  *   KEYS[3] dead stream     ARGV[7..] the dead entry's field/value pairs
  *   KEYS[4] the job's body key
+ *   KEYS[5] its record, only for an entry with "rec"
  * An entry with "rec" has its record (if it exists) marked "dead", or
  * "failed" for reason job_timeout, as the completion does; a job whose
  * record says cancelled (offload_cancel_running: it ran on) is only
@@ -522,8 +527,8 @@ extern const char  offload_queue_stats_script[];
  * is gone the script answers an error saying so and changes nothing.
  *   KEYS[1] dead stream     ARGV[1] the dead entry's id
  *   KEYS[2] stream          ARGV[2] now, ms since the epoch
- *                           ARGV[3] the result key without the job id
- *                           ARGV[4] the body key without the job id
+ *   KEYS[3] the job's result key (the dead entry's "id" field's)
+ *   KEYS[4] the job's body key
  * Returns the job id, or nil when the dead entry is not there.
  */
 extern const char  offload_retry_script[];
@@ -565,27 +570,30 @@ extern const char  offload_retry_script[];
 /*
  * Submit: a job that has a record (an async job, or one submitted with an
  * Idempotency-Key) is added with its record in one step, so no job exists
- * without its record, and no record without its job.  The stream and the
- * idempotency key are arguments, not declared keys: EVAL wants read and
- * write access to its keys, and a submitter may only write to the stream
- * (its XADD inside is checked as a write).  One Redis, as for the nodes
- * script.
- *   KEYS[1] record          ARGV[1] stream    ARGV[2] queue
- *                           ARGV[3] submitted_at (ms)
- *                           ARGV[4] the record's TTL in ms
- *                           ARGV[5] offload_max_backlog, 0: none
- *                           ARGV[6] group
- *                           ARGV[7] the idempotency key, "": none
- *                           ARGV[8] its TTL in ms
- *                           ARGV[9] the job's deadline (ms): a read of
+ * without its record, and no record without its job.  Every key it
+ * touches is declared (the queue's slot): on a Redis Cluster with that
+ * slot half moved, Redis answers ASK or TRYAGAIN for the whole script,
+ * never runs it where the stream is not (a new record is on neither
+ * node); the record of the job an idempotency key names (its id is in
+ * the key's value) is read undeclared, and Redis refuses that read with
+ * an error, never a silent nil, when it moved.  EVAL wants read and write
+ * access to its keys: the module's ACL user has it for EVAL alone
+ * (README); inside, the stream takes an XADD.
+ *   KEYS[1] record          ARGV[1] queue
+ *   KEYS[2] stream          ARGV[2] submitted_at (ms)
+ *   KEYS[3] the idempotency ARGV[3] the record's TTL in ms
+ *     key (absent: none)    ARGV[4] offload_max_backlog, 0: none
+ *                           ARGV[5] group
+ *                           ARGV[6] the idempotency key's TTL in ms
+ *                           ARGV[7] the job's deadline (ms): a read of
  *                           the job still queued past it says expired
- *                           ARGV[10..] the entry's field/value pairs
+ *                           ARGV[8..] the entry's field/value pairs
  * With an idempotency key that names a job whose record still exists,
  * nothing is written: it returns { "dup", id, status } when the payload's
  * SHA1 is the one stored, else { "reused", id }.  Then, with a backlog
  * limit, a backlog at or over it returns { "full", backlog }.  Otherwise
  * the entry, its record and the idempotency key (id and payload SHA1,
- * ARGV[8] ms) are written; it returns the entry id, or nil when the stream
+ * ARGV[6] ms) are written; it returns the entry id, or nil when the stream
  * does not exist (NOMKSTREAM: nothing written).  The record of a sync job
  * (its entry has a reply channel) has "sync 1": its client waits for it,
  * a cancel leaves it alone, and workers run it without the start script.
@@ -647,8 +655,8 @@ extern const char  offload_job_script[];
  * is marked is acked (if pending), deleted, its body key unlinked and its
  * mark removed.
  *   KEYS[1] stream          ARGV[1] group
- *   KEYS[2] cancelled set   ARGV[2] the body key without the job id
- *                           ARGV[3..] entry id, job id, entry id, ...
+ *   KEYS[2] cancelled set   ARGV[2..] entry id, job id, entry id, ...
+ *   KEYS[3..] the body key of each job, in the same order
  * Returns the entry ids dropped.
  */
 extern const char  offload_cancel_sync_script[];

@@ -102,6 +102,23 @@ is(evals('drop-cancelled') + evals('completion'), 2,
     'the scripts were loaded again: later checks and completions go by '
     . 'EVALSHA');
 
+# a marked job whose body is in its body key: dropped with that key (the
+# drop script declares it), as a program that writes to Redis may submit
+my $gone = sprintf '%032x', 41;
+my $far = int(time * 1000) + 30_000;
+redis_cmd('ZADD', 'offload:{echo}:cancelled', $far, $gone);
+redis_cmd('RPUSH', "offload:{echo}:body:$gone", '{"big":1}');
+redis_cmd('XADD', 'offload:{echo}:jobs', '*', v => 1, id => $gone,
+    body => 9, reply => 'offload:reply:t', deadline => $far,
+    submitted => $far - 30_000, attempt => 1);
+ok(wait_until(sub {
+    redis_cmd('EXISTS', "offload:{echo}:body:$gone") == 0
+        && redis_cmd('XLEN', 'offload:{echo}:jobs') == 0
+}, scaled(10), 'dropped'), 'a marked job with a body key: dropped, '
+    . 'its body key unlinked');
+is(redis_cmd('EXISTS', "offload:{echo}:result:$gone"), 0, 'and never run');
+redis_cmd('DEL', 'offload:{echo}:cancelled');
+
 # the sync path of a client that waits adds nothing to the set
 is(post_json('/jobs/echo', { x => 1 })->{status}, 200, 'echo: 200');
 is(redis_cmd('EXISTS', 'offload:{echo}:cancelled'), 0,

@@ -127,6 +127,32 @@ like(result_of($forget), qr/^OR1 $forget 200 \d+ \d+ \d+ \d+\n\{\}\z/,
 is(scalar @{ stream_entries('offload:{echo}:dead') }, 10,
     'and is no dead letter');
 
+# An async job's entry (a record, "rec") whose id is not hex: a '}' in its
+# slot tag (characters 12..16) makes a record key the scripts cannot read
+# the id back from, and the completion's publish of the id failed, its
+# entry run again and again.  Its record is made as the submit script
+# would, so the job would end it.
+my $braced = sprintf('%011x}%020x', 7, 7);
+my $braced_rec = 'offload:job:{' . substr($braced, 11, 5) . "}:$braced";
+redis_cmd('HSET', $braced_rec, 'queue', 'echo', 'status', 'queued',
+    'attempts', 0);
+redis_cmd('PEXPIRE', $braced_rec, 60_000);
+redis_cmd('XADD', $stream, '*',
+    @{ fields_of(id => $braced, reply => undef, rec => 60_000) });
+like(result_of($braced), qr/^OR1 \Q$braced\E 400 .*bad_job.*bad id/s,
+    'an async entry with a } in its id: answered 400 bad_job');
+ok(wait_until(sub {
+    redis_cmd('XLEN', $stream) == 0 && pending_jobs('echo') == 0;
+}, 10, 'stream drained'), 'and it left the stream, none pending');
+my $braced_dead = [ grep { ($_->{id} // '') eq $braced }
+    @{ stream_entries('offload:{echo}:dead') } ];
+is(scalar @$braced_dead, 1, 'it is one dead letter');
+is($braced_dead->[0]{reason}, 'bad_job', 'reason bad_job');
+is(redis_cmd('HGET', $braced_rec, 'status'), 'queued',
+    'it never ran: its record never started');
+unlike(slurp(tmpdir() . '/sidecar.log'), qr/completing entry .* failed/,
+    'no completion failed');
+
 is(worker_pids()->{echo}[0], $pid, 'the worker never restarted');
 my $r = post_json('/jobs/echo', { after => 'bad entries' });
 is($r->{status}, 200, 'and still serves jobs');

@@ -264,10 +264,11 @@ is_deeply([ map { $_->[1] } grep { $_->[1] =~ /^(XADD|EVALSHA|EVAL)$/i
         && grep { index($_, $sync_id) >= 0 } @$_[2 .. $#$_] } @seen ],
     [ 'XADD', 'EVALSHA' ], 'XADD, then the completion only');
 my ($completion) = grep { $_->[1] eq 'EVALSHA' } @seen;
-# sha, numkeys, stream, result key, group, TTL, then the job's 7: entry,
-# result, channel, shape, and its record key, TTL and status, all ""
-is(scalar(@$completion) - 2, 13, 'the completion: one job, 13 arguments');
-is_deeply([ @$completion[-3 .. -1] ], [ '', '', '' ],
+# sha, numkeys, stream, result key, group, TTL, then the job's 6: entry,
+# result, channel, shape, and its record's TTL and status, both ""; no
+# record key among the keys
+is(scalar(@$completion) - 2, 12, 'the completion: one job, 12 arguments');
+is_deeply([ @$completion[3, -2, -1] ], [ 2, '', '' ],
     'none for a record');
 
 # ---- docs/HTTP_API.md's examples, as written

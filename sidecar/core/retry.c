@@ -24,7 +24,7 @@
 
 #define RETRY_FIXED_ARGC  10    /* EVAL, script, 3, the keys, group,
                                    entry id, due, attempts made */
-#define DEAD_FIXED_ARGC   21    /* EVAL, script, 4, the keys, the
+#define DEAD_FIXED_ARGC   22    /* EVAL, script, 4 or 5, the keys, the
                                    completion's 5, MAXLEN, the 4 pairs
                                    added to the entry's fields */
 
@@ -115,7 +115,7 @@ offload_retry_dead(offload_redis_conn_t *conn, const char *queue,
     int          rc, argc = 0;
     char         stream[OFFLOAD_KEY_MAX], key[OFFLOAD_KEY_MAX];
     char         dead[OFFLOAD_KEY_MAX], body[OFFLOAD_KEY_MAX];
-    char         maxlen[16], at[24];
+    char         rec[OFFLOAD_KEY_MAX], maxlen[16], at[24];
     size_t       i, qlen = strlen(queue), *argvlen;
     const char **argv;
 
@@ -124,7 +124,9 @@ offload_retry_dead(offload_redis_conn_t *conn, const char *queue,
                               job->id.len) < 0
         || offload_dead_key(dead, sizeof(dead), queue, qlen) < 0
         || offload_body_key(body, sizeof(body), queue, qlen, job->id.data,
-                            job->id.len) < 0)
+                            job->id.len) < 0
+        || offload_job_record_key(rec, sizeof(rec), job->id.data,
+                                  job->id.len) < 0)
     {
         return REDIS_ERR;
     }
@@ -145,11 +147,14 @@ offload_retry_dead(offload_redis_conn_t *conn, const char *queue,
 
     put_str("EVAL");
     put_str(offload_dead_script);
-    put_str("4");
+    put_str(job->record_ttl_ms > 0 ? "5" : "4");
     put_str(stream);
     put_str(key);
     put_str(dead);
     put_str(body);
+    if (job->record_ttl_ms > 0) {
+        put_str(rec);
+    }
     put_str(OFFLOAD_GROUP);
     put(entry_id->data, entry_id->len);
     put(result, result_len);

@@ -230,18 +230,32 @@ retry_one(ctl_t *ctl, const char *queue, const char *key,
 {
     char         stream[OFFLOAD_KEY_MAX], result[OFFLOAD_KEY_MAX], now[24];
     char         body[OFFLOAD_KEY_MAX];
+    const char  *id;
     redisReply  *reply;
 
     (void) data;
 
+    /* the script's keys, all declared (a Redis Cluster routes it whole) */
+    id = ctl_entry_field(entry, OFFLOAD_F_ID);
+    if (id == NULL
+        || offload_result_key(result, sizeof(result), queue, strlen(queue),
+                              id, strlen(id))
+           < 0
+        || offload_body_key(body, sizeof(body), queue, strlen(queue), id,
+                            strlen(id))
+           < 0)
+    {
+        fprintf(stderr, "dead letter %s names no usable job id: it cannot "
+                "run again\n", entry->element[0]->str);
+        return -1;
+    }
+
     offload_stream_key(stream, sizeof(stream), queue, strlen(queue));
-    offload_result_key(result, sizeof(result), queue, strlen(queue), "", 0);
-    offload_body_key(body, sizeof(body), queue, strlen(queue), "", 0);
     snprintf(now, sizeof(now), "%lld", (long long) offload_wall_ms());
 
-    reply = ctl_command(ctl, "EVAL %s 2 %s %s %s %s %s %s",
-                        offload_retry_script, key, stream,
-                        entry->element[0]->str, now, result, body);
+    reply = ctl_command(ctl, "EVAL %s 4 %s %s %s %s %s %s",
+                        offload_retry_script, key, stream, result, body,
+                        entry->element[0]->str, now);
     if (reply == NULL) {
         return -1;
     }

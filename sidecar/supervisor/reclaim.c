@@ -260,7 +260,7 @@ send_dead(offload_redis_conn_t *conn, const offload_conf_t *conf,
     int               rc = -1, status, hlen, klen, dlen, bklen;
     char             *result = NULL, *report = NULL, *body = NULL;
     char              key[OFFLOAD_KEY_MAX], dead[OFFLOAD_KEY_MAX];
-    char              body_key[OFFLOAD_KEY_MAX];
+    char              body_key[OFFLOAD_KEY_MAX], rec[OFFLOAD_KEY_MAX];
     char              ttl[16], maxlen[16], at[24];
     size_t            i, blen;
     json_t           *answer;
@@ -280,7 +280,9 @@ send_dead(offload_redis_conn_t *conn, const offload_conf_t *conf,
                              strlen(q->name), job->id.data, job->id.len);
 
     if (body == NULL || report == NULL || klen < 0 || bklen < 0
-        || dlen < 0)
+        || dlen < 0
+        || offload_job_record_key(rec, sizeof(rec), job->id.data,
+                                  job->id.len) < 0)
     {
         goto done;
     }
@@ -297,7 +299,7 @@ send_dead(offload_redis_conn_t *conn, const offload_conf_t *conf,
     res.status = status;
 
     hlen = offload_result_header(result, OFFLOAD_RESULT_HEADER_MAX, &res);
-    if (hlen < 0 || args_init(&a, 13 + nfields + 8) != 0) {
+    if (hlen < 0 || args_init(&a, 14 + nfields + 8) != 0) {
         goto done;
     }
     memcpy(result + hlen, body, blen);
@@ -308,11 +310,14 @@ send_dead(offload_redis_conn_t *conn, const offload_conf_t *conf,
 
     arg_str(&a, "EVAL");
     arg_str(&a, offload_dead_script);
-    arg_str(&a, "4");
+    arg_str(&a, job->record_ttl_ms > 0 ? "5" : "4");
     arg_str(&a, stream);
     arg(&a, key, (size_t) klen);
     arg_str(&a, dead);
     arg(&a, body_key, (size_t) bklen);
+    if (job->record_ttl_ms > 0) {
+        arg_str(&a, rec);
+    }
     arg_str(&a, OFFLOAD_GROUP);
     arg(&a, entry_id->data, entry_id->len);
     arg(&a, result, (size_t) hlen + blen);

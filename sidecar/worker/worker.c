@@ -97,12 +97,12 @@ typedef struct {
 
 enum { SCRIPT_COMPLETE, SCRIPT_DROP_CANCELLED, SCRIPT_JOB_START, SCRIPTS };
 
-/* One job's part of a completion script call: its keys (body and staging
- * key empty when it has none), then its OFFLOAD_COMPLETE_ARGS arguments
- * (proto/offload_proto.h). */
+/* One job's part of a completion script call: its keys (body, staging
+ * and record key empty when it has none), then its OFFLOAD_COMPLETE_ARGS
+ * arguments (proto/offload_proto.h). */
 enum {
-    C_RESULT_KEY, C_BODY_KEY, C_STAGE_KEY,
-    C_ENTRY, C_RESULT, C_CHANNEL, C_SHAPE, C_REC, C_REC_TTL, C_STATUS,
+    C_RESULT_KEY, C_BODY_KEY, C_STAGE_KEY, C_REC_KEY,
+    C_ENTRY, C_RESULT, C_CHANNEL, C_SHAPE, C_REC_TTL, C_STATUS,
     C_ARGS
 };
 
@@ -713,7 +713,7 @@ send_completion(offload_worker_t *w, completion_t *c)
     argc = 4;
 
     for (j = c; j != NULL; j = j->next) {
-        for (i = C_RESULT_KEY; i <= C_STAGE_KEY; i++) {
+        for (i = C_RESULT_KEY; i <= C_REC_KEY; i++) {
             if (j->arglen[i] > 0) {
                 argv[argc] = j->arg[i];
                 argvlen[argc++] = j->arglen[i];
@@ -918,7 +918,7 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
     set_arg(c, C_RESULT, c->buf + off, rlen);   /* staged: its length */
     set_arg(c, C_CHANNEL, c->buf + off + rlen, reply->len);
     set_arg(c, C_SHAPE, c->shape, n);
-    set_arg(c, C_REC, "", 0);
+    set_arg(c, C_REC_KEY, "", 0);
     set_arg(c, C_REC_TTL, "", 0);
     set_arg(c, C_STATUS, "", 0);
 
@@ -929,7 +929,7 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
                                         job_id->len);
         if (reclen > 0) {
             status = offload_record_status(res->status, code);
-            set_arg(c, C_REC, rec, (size_t) reclen);
+            set_arg(c, C_REC_KEY, rec, (size_t) reclen);
             set_arg(c, C_REC_TTL, rec + KEY_ROOM / 2,
                     (size_t) snprintf(rec + KEY_ROOM / 2, KEY_ROOM / 2,
                                       "%lld",
@@ -2227,36 +2227,61 @@ static int
 drop_cancelled(offload_worker_t *w, int eval)
 {
     int                   argc = 0, rc;
-    size_t                n = 0, *argvlen;
+    char                 *keys, *k, numkeys[24];
+    size_t                n = 0, room = 0, plen, *argvlen;
     const char          **argv;
     batch_entry_t        *e;
     const offload_str_t  *job_id;
 
+    plen = strlen(w->body_prefix);
+
     for (e = w->batch; e != NULL; e = e->next) {
-        n++;
+        job_id = entry_job_id(e);
+        if (job_id != NULL) {
+            n++;
+            room += plen + job_id->len;
+        }
     }
 
-    /* 7 arguments, then an entry id and a job id per entry */
-    argv = malloc((7 + 2 * n) * sizeof(char *));
-    argvlen = malloc((7 + 2 * n) * sizeof(size_t));
+    /* 6 arguments, then a body key, an entry id and a job id per job:
+     * every key declared (a Redis Cluster routes the script whole) */
+    argv = malloc((6 + 3 * n) * sizeof(char *));
+    argvlen = malloc((6 + 3 * n) * sizeof(size_t));
+    keys = malloc(room + 1);
 
-    if (argv == NULL || argvlen == NULL) {
+    if (argv == NULL || argvlen == NULL || keys == NULL) {
         free(argv);
         free(argvlen);
+        free(keys);
         return -1;
     }
 
     script_call(&w->scripts[SCRIPT_DROP_CANCELLED], eval, argv, argvlen);
     argc = 2;
-    argv[argc++] = "2";
+    argv[argc++] = numkeys;
     argv[argc++] = w->stream;
     argv[argc++] = w->cancelled;
-    argv[argc++] = OFFLOAD_GROUP;
-    argv[argc++] = w->body_prefix;
+    snprintf(numkeys, sizeof(numkeys), "%zu", 2 + n);
 
     for (n = 2; n < (size_t) argc; n++) {
         argvlen[n] = strlen(argv[n]);
     }
+
+    k = keys;
+    for (e = w->batch; e != NULL; e = e->next) {
+        job_id = entry_job_id(e);
+
+        if (job_id != NULL) {
+            memcpy(k, w->body_prefix, plen);
+            memcpy(k + plen, job_id->data, job_id->len);
+            argv[argc] = k;
+            argvlen[argc++] = plen + job_id->len;
+            k += plen + job_id->len;
+        }
+    }
+
+    argv[argc] = OFFLOAD_GROUP;
+    argvlen[argc++] = sizeof(OFFLOAD_GROUP) - 1;
 
     for (e = w->batch; e != NULL; e = e->next) {
         job_id = entry_job_id(e);
@@ -2273,6 +2298,7 @@ drop_cancelled(offload_worker_t *w, int eval)
                                     argv, argvlen);
     free(argv);
     free(argvlen);
+    free(keys);
 
     return rc == REDIS_OK ? 0 : -1;
 }

@@ -397,6 +397,19 @@ test_job(void)
            "attempt 1");
         ok(DECODE(aside, 6) == 0 && out.body_len == 5
            && out.payload.len == 0, "a body without a payload field too");
+    }
+    {
+        /* a job with a record has a hex id: its record key gives it back */
+        offload_str_t  rec[] = {
+            S("v"), S("1"), S("id"), S("0123456789a}bcde"),
+            S("payload"), S("{}"), S("rec"), S("60000")
+        };
+
+        ok(DECODE(rec, 8) == -1, "a record's id with a '}': refused");
+        is_str(err, "bad id", "bad record id: message");
+        rec[3] = (offload_str_t) S("0123456789abcdef");
+        ok(DECODE(rec, 8) == 0 && out.record_ttl_ms == 60000,
+           "a record's hex id: a job");
 
         in.payload.len = 2;
         in.body_len = 0;
