@@ -38,6 +38,12 @@ ok(start_jobs_nginx(redis => 'sentinel://' . $topo->url, workers => 1,
     server => "    location /async/ { offload_pass echo; "
         . "offload_mode async; }\n"), 'stack ready');
 my ($worker) = nginx_worker_pids();
+# the worker's stream on the replica before the failover: a slow worker
+# (ASan) that made it later made it on the old master alone, and the new
+# one answered unknown_queue
+ok(wait_until(sub { redis_cmd_at($old, 'EXISTS', 'offload:{echo}:jobs') },
+    scaled(10), 'the queue\'s stream'), 'the worker made its stream');
+is(redis_cmd_at($old, 'WAIT', 1, 5000), 1, '... and the replica has it');
 
 my $watched;
 ok(wait_until(sub {
