@@ -291,6 +291,7 @@ ngx_http_offload_cluster_repeer(ngx_http_offload_ctx_t *ctx)
                        "offload: job of queue \"%V\" now on %V",
                        &ctx->queue, &master->name);
         ctx->peer = master;
+        ctx->asked = 0;
     }
 }
 
@@ -1016,8 +1017,28 @@ ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
                   &master->name);
 
     ctx->peer = master;
+    ctx->asked = ask;
 
     return NGX_OK;
+}
+
+
+/*
+ * The job's XADD (its script) sent again on ctx->peer after NOSCRIPT.  A
+ * node an ASK named takes the command only after ASKING, which covers the
+ * next command alone: without it again, the node would answer MOVED back
+ * to the old master, and ASK, NOSCRIPT, MOVED, ASK spend the redirects of
+ * every job while the slot moves.
+ */
+
+ngx_int_t
+ngx_http_offload_cluster_resend(ngx_http_offload_ctx_t *ctx)
+{
+    if (ctx->asked && ngx_http_offload_cluster_asking(ctx->peer) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_offload_xadd(ctx);
 }
 
 
