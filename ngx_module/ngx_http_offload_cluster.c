@@ -125,7 +125,7 @@ static void ngx_http_offload_cluster_sweep(ngx_event_t *ev);
 static void ngx_http_offload_cluster_revive(ngx_http_offload_cluster_t *cl,
     ngx_http_offload_peer_t *peer, offload_addr_t *addr);
 static ngx_int_t ngx_http_offload_cluster_target(ngx_str_t *err,
-    ngx_uint_t *slot, offload_addr_t *addr);
+    offload_addr_t *answered, ngx_uint_t *slot, offload_addr_t *addr);
 static void ngx_http_offload_cluster_rehome(ngx_http_offload_cluster_t *cl);
 static ngx_http_offload_shard_t *ngx_http_offload_shard_find(
     ngx_http_offload_peer_t *peer, u_char *queue, size_t len);
@@ -761,7 +761,8 @@ ngx_http_offload_cluster_map(ngx_http_offload_cluster_t *cl,
 /*
  * [host, port, ...]: only an address is used, never a host name, which
  * hiredis would resolve with a blocking getaddrinfo() in the worker.  An
- * empty host is the node asked (a node that does not know its own).
+ * empty or nil host is the node asked (a node that does not know its own,
+ * cluster-preferred-endpoint-type unknown-endpoint), as the sidecar's.
  */
 
 static ngx_int_t
@@ -772,7 +773,8 @@ ngx_http_offload_cluster_node(redisReply *node, offload_addr_t *asked,
     redisReply  *host, *port;
 
     if (node->type != REDIS_REPLY_ARRAY || node->elements < 2
-        || node->element[0]->type != REDIS_REPLY_STRING
+        || (node->element[0]->type != REDIS_REPLY_STRING
+            && node->element[0]->type != REDIS_REPLY_NIL)
         || node->element[1]->type != REDIS_REPLY_INTEGER
         || node->element[1]->integer < 1
         || node->element[1]->integer > 65535)
@@ -785,7 +787,7 @@ ngx_http_offload_cluster_node(redisReply *node, offload_addr_t *asked,
 
     ngx_memzero(addr, sizeof(offload_addr_t));
 
-    if (host->len == 0) {
+    if (host->type == REDIS_REPLY_NIL || host->len == 0) {
         ngx_memcpy(addr->host, asked->host, sizeof(addr->host));
 
     } else if (host->len < sizeof(addr->host)
@@ -1069,7 +1071,8 @@ ngx_http_offload_cluster_moved(ngx_http_offload_peer_t *peer,
 
     if (!(ask ? err.len > 4 && ngx_strncmp(err.data, "ASK ", 4) == 0
               : err.len > 6 && ngx_strncmp(err.data, "MOVED ", 6) == 0)
-        || ngx_http_offload_cluster_target(&err, &slot, &addr) != NGX_OK)
+        || ngx_http_offload_cluster_target(&err, &peer->addr, &slot, &addr)
+           != NGX_OK)
     {
         return NULL;
     }
@@ -1112,11 +1115,13 @@ ngx_http_offload_cluster_asking(ngx_http_offload_peer_t *master)
 
 
 /* "MOVED <slot> <host>:<port>" or "ASK ...": the slot and the node; an
- * IPv6 host comes bare ("::1:7001"): the port is after the last ':' */
+ * IPv6 host comes bare ("::1:7001"): the port is after the last ':'; an
+ * empty host (":7001", a node that does not know its address) is the
+ * host of the node that answered, as the sidecar's */
 
 static ngx_int_t
-ngx_http_offload_cluster_target(ngx_str_t *err, ngx_uint_t *slot,
-    offload_addr_t *addr)
+ngx_http_offload_cluster_target(ngx_str_t *err, offload_addr_t *answered,
+    ngx_uint_t *slot, offload_addr_t *addr)
 {
     u_char     *p, *s, *last, *colon;
     ngx_int_t   n, port;
@@ -1167,13 +1172,17 @@ ngx_http_offload_cluster_target(ngx_str_t *err, ngx_uint_t *slot,
 
     ngx_memzero(addr, sizeof(offload_addr_t));
 
-    if (port < 1 || port > 65535 || s == p
-        || (size_t) (s - p) >= sizeof(addr->host))
-    {
+    if (port < 1 || port > 65535 || (size_t) (s - p) >= sizeof(addr->host)) {
         return NGX_ERROR;
     }
 
-    ngx_memcpy(addr->host, p, s - p);
+    if (s == p) {
+        ngx_memcpy(addr->host, answered->host, sizeof(addr->host));
+
+    } else {
+        ngx_memcpy(addr->host, p, s - p);
+    }
+
     addr->port = (int) port;
 
     if (inet_pton(AF_INET, addr->host, buf) != 1
