@@ -93,6 +93,9 @@ struct ngx_http_offload_cluster_s {
     ngx_uint_t                    moved_to;    /* its master's index + 1 */
     ngx_uint_t                    contradicted;  /* maps in a row that did
                                                     not */
+    ngx_msec_t                    unmapped;    /* when a slot without
+                                                  a master last asked for
+                                                  a round */
     unsigned                      asking:1;    /* a round is on */
     unsigned                      again:1;     /* asked for meanwhile */
 };
@@ -241,23 +244,36 @@ ngx_http_offload_cluster_stop(ngx_http_offload_peer_t *peer)
 }
 
 
-/* The peer a queue's commands go to: a plain peer itself; a cluster's, the
+/*
+ * The peer a queue's commands go to: a plain peer itself; a cluster's, the
  * master of the queue's slot, or NULL while none is known (a round of
- * questions is then on its way). */
+ * questions is then on its way, or was less than
+ * NGX_HTTP_OFFLOAD_REMAP_RETRY ago: a GET /jobs/<id> names any slot it
+ * likes, and a stream of them for a slot nobody serves must not keep the
+ * seeds answering CLUSTER SLOTS back to back; a MOVED asks at once).
+ */
 
 ngx_http_offload_peer_t *
 ngx_http_offload_cluster_peer(ngx_http_offload_peer_t *peer, u_char *key,
     size_t len)
 {
-    ngx_http_offload_peer_t  *master;
+    ngx_http_offload_peer_t     *master;
+    ngx_http_offload_cluster_t  *cl;
 
-    if (peer->cluster == NULL) {
+    cl = peer->cluster;
+
+    if (cl == NULL) {
         return peer;
     }
 
-    master = ngx_http_offload_cluster_owner(peer->cluster, key, len);
+    master = ngx_http_offload_cluster_owner(cl, key, len);
 
-    if (master == NULL) {
+    if (master == NULL
+        && (cl->unmapped == 0
+            || ngx_current_msec - cl->unmapped
+               >= NGX_HTTP_OFFLOAD_REMAP_RETRY))
+    {
+        cl->unmapped = ngx_current_msec;
         ngx_http_offload_cluster_refresh(peer);
     }
 
