@@ -560,7 +560,7 @@ ngx_http_offload_admission_done(redisAsyncContext *ac, void *r,
     {
         ctx->admit_by_eval = 1;
 
-        if (ngx_http_offload_xadd(ctx) == NGX_OK) {
+        if (ngx_http_offload_cluster_resend(ctx) == NGX_OK) {
             return;
         }
 

@@ -93,6 +93,9 @@ struct ngx_http_offload_cluster_s {
     ngx_uint_t                    moved_to;    /* its master's index + 1 */
     ngx_uint_t                    contradicted;  /* maps in a row that did
                                                     not */
+    ngx_msec_t                    unmapped;    /* when a slot without
+                                                  a master last asked for
+                                                  a round */
     unsigned                      asking:1;    /* a round is on */
     unsigned                      again:1;     /* asked for meanwhile */
 };
@@ -125,7 +128,7 @@ static void ngx_http_offload_cluster_sweep(ngx_event_t *ev);
 static void ngx_http_offload_cluster_revive(ngx_http_offload_cluster_t *cl,
     ngx_http_offload_peer_t *peer, offload_addr_t *addr);
 static ngx_int_t ngx_http_offload_cluster_target(ngx_str_t *err,
-    ngx_uint_t *slot, offload_addr_t *addr);
+    offload_addr_t *answered, ngx_uint_t *slot, offload_addr_t *addr);
 static void ngx_http_offload_cluster_rehome(ngx_http_offload_cluster_t *cl);
 static ngx_http_offload_shard_t *ngx_http_offload_shard_find(
     ngx_http_offload_peer_t *peer, u_char *queue, size_t len);
@@ -241,23 +244,36 @@ ngx_http_offload_cluster_stop(ngx_http_offload_peer_t *peer)
 }
 
 
-/* The peer a queue's commands go to: a plain peer itself; a cluster's, the
+/*
+ * The peer a queue's commands go to: a plain peer itself; a cluster's, the
  * master of the queue's slot, or NULL while none is known (a round of
- * questions is then on its way). */
+ * questions is then on its way, or was less than
+ * NGX_HTTP_OFFLOAD_REMAP_RETRY ago: a GET /jobs/<id> names any slot it
+ * likes, and a stream of them for a slot nobody serves must not keep the
+ * seeds answering CLUSTER SLOTS back to back; a MOVED asks at once).
+ */
 
 ngx_http_offload_peer_t *
 ngx_http_offload_cluster_peer(ngx_http_offload_peer_t *peer, u_char *key,
     size_t len)
 {
-    ngx_http_offload_peer_t  *master;
+    ngx_http_offload_peer_t     *master;
+    ngx_http_offload_cluster_t  *cl;
 
-    if (peer->cluster == NULL) {
+    cl = peer->cluster;
+
+    if (cl == NULL) {
         return peer;
     }
 
-    master = ngx_http_offload_cluster_owner(peer->cluster, key, len);
+    master = ngx_http_offload_cluster_owner(cl, key, len);
 
-    if (master == NULL) {
+    if (master == NULL
+        && (cl->unmapped == 0
+            || ngx_current_msec - cl->unmapped
+               >= NGX_HTTP_OFFLOAD_REMAP_RETRY))
+    {
+        cl->unmapped = ngx_current_msec;
         ngx_http_offload_cluster_refresh(peer);
     }
 
@@ -291,6 +307,7 @@ ngx_http_offload_cluster_repeer(ngx_http_offload_ctx_t *ctx)
                        "offload: job of queue \"%V\" now on %V",
                        &ctx->queue, &master->name);
         ctx->peer = master;
+        ctx->asked = 0;
     }
 }
 
@@ -760,7 +777,8 @@ ngx_http_offload_cluster_map(ngx_http_offload_cluster_t *cl,
 /*
  * [host, port, ...]: only an address is used, never a host name, which
  * hiredis would resolve with a blocking getaddrinfo() in the worker.  An
- * empty host is the node asked (a node that does not know its own).
+ * empty or nil host is the node asked (a node that does not know its own,
+ * cluster-preferred-endpoint-type unknown-endpoint), as the sidecar's.
  */
 
 static ngx_int_t
@@ -771,7 +789,8 @@ ngx_http_offload_cluster_node(redisReply *node, offload_addr_t *asked,
     redisReply  *host, *port;
 
     if (node->type != REDIS_REPLY_ARRAY || node->elements < 2
-        || node->element[0]->type != REDIS_REPLY_STRING
+        || (node->element[0]->type != REDIS_REPLY_STRING
+            && node->element[0]->type != REDIS_REPLY_NIL)
         || node->element[1]->type != REDIS_REPLY_INTEGER
         || node->element[1]->integer < 1
         || node->element[1]->integer > 65535)
@@ -784,7 +803,7 @@ ngx_http_offload_cluster_node(redisReply *node, offload_addr_t *asked,
 
     ngx_memzero(addr, sizeof(offload_addr_t));
 
-    if (host->len == 0) {
+    if (host->type == REDIS_REPLY_NIL || host->len == 0) {
         ngx_memcpy(addr->host, asked->host, sizeof(addr->host));
 
     } else if (host->len < sizeof(addr->host)
@@ -1016,8 +1035,28 @@ ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
                   &master->name);
 
     ctx->peer = master;
+    ctx->asked = ask;
 
     return NGX_OK;
+}
+
+
+/*
+ * The job's XADD (its script) sent again on ctx->peer after NOSCRIPT.  A
+ * node an ASK named takes the command only after ASKING, which covers the
+ * next command alone: without it again, the node would answer MOVED back
+ * to the old master, and ASK, NOSCRIPT, MOVED, ASK spend the redirects of
+ * every job while the slot moves.
+ */
+
+ngx_int_t
+ngx_http_offload_cluster_resend(ngx_http_offload_ctx_t *ctx)
+{
+    if (ctx->asked && ngx_http_offload_cluster_asking(ctx->peer) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_offload_xadd(ctx);
 }
 
 
@@ -1048,7 +1087,8 @@ ngx_http_offload_cluster_moved(ngx_http_offload_peer_t *peer,
 
     if (!(ask ? err.len > 4 && ngx_strncmp(err.data, "ASK ", 4) == 0
               : err.len > 6 && ngx_strncmp(err.data, "MOVED ", 6) == 0)
-        || ngx_http_offload_cluster_target(&err, &slot, &addr) != NGX_OK)
+        || ngx_http_offload_cluster_target(&err, &peer->addr, &slot, &addr)
+           != NGX_OK)
     {
         return NULL;
     }
@@ -1091,11 +1131,13 @@ ngx_http_offload_cluster_asking(ngx_http_offload_peer_t *master)
 
 
 /* "MOVED <slot> <host>:<port>" or "ASK ...": the slot and the node; an
- * IPv6 host comes bare ("::1:7001"): the port is after the last ':' */
+ * IPv6 host comes bare ("::1:7001"): the port is after the last ':'; an
+ * empty host (":7001", a node that does not know its address) is the
+ * host of the node that answered, as the sidecar's */
 
 static ngx_int_t
-ngx_http_offload_cluster_target(ngx_str_t *err, ngx_uint_t *slot,
-    offload_addr_t *addr)
+ngx_http_offload_cluster_target(ngx_str_t *err, offload_addr_t *answered,
+    ngx_uint_t *slot, offload_addr_t *addr)
 {
     u_char     *p, *s, *last, *colon;
     ngx_int_t   n, port;
@@ -1146,13 +1188,17 @@ ngx_http_offload_cluster_target(ngx_str_t *err, ngx_uint_t *slot,
 
     ngx_memzero(addr, sizeof(offload_addr_t));
 
-    if (port < 1 || port > 65535 || s == p
-        || (size_t) (s - p) >= sizeof(addr->host))
-    {
+    if (port < 1 || port > 65535 || (size_t) (s - p) >= sizeof(addr->host)) {
         return NGX_ERROR;
     }
 
-    ngx_memcpy(addr->host, p, s - p);
+    if (s == p) {
+        ngx_memcpy(addr->host, answered->host, sizeof(addr->host));
+
+    } else {
+        ngx_memcpy(addr->host, p, s - p);
+    }
+
     addr->port = (int) port;
 
     if (inet_pton(AF_INET, addr->host, buf) != 1

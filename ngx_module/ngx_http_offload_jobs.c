@@ -63,6 +63,8 @@ typedef struct {
     unsigned                      replay:1;   /* a duplicate sync submit:
                                                  answers the result */
     unsigned                      by_eval:1;  /* NOSCRIPT came */
+    unsigned                      asked:1;    /* master named by an ASK:
+                                                 ASKING before each read */
 } ngx_http_offload_job_read_t;
 
 
@@ -388,7 +390,7 @@ ngx_http_offload_record_done(redisAsyncContext *ac, void *r, void *privdata)
     {
         ctx->admit_by_eval = 1;
 
-        if (ngx_http_offload_xadd(ctx) != NGX_OK) {
+        if (ngx_http_offload_cluster_resend(ctx) != NGX_OK) {
             ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                           "redis_unavailable",
                                           "redis is not reachable");
@@ -505,6 +507,7 @@ ngx_http_offload_replay(ngx_http_offload_ctx_t *ctx)
     jr->request = r;
     jr->peer = ctx->peer->parent ? ctx->peer->parent : ctx->peer;
     jr->master = ctx->peer;
+    jr->asked = ctx->asked;
     jr->node.key = ++ngx_http_offload_job_serial;
     jr->replay = 1;
     jr->waiting = 1;
@@ -817,6 +820,13 @@ ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr)
     argvlen[6] = ttl - ttl_buf;
     argvlen[7] = ngx_strlen(argv[7]);
 
+    /* ASKING covers the next command alone: again before each read on
+     * the node an ASK named (a read after NOSCRIPT, a long poll's) */
+
+    if (jr->asked && ngx_http_offload_cluster_asking(jr->master) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_offload_link_send(&jr->master->command,
                                    ngx_http_offload_job_done,
                                    (void *) (uintptr_t) jr->node.key,
@@ -888,16 +898,8 @@ ngx_http_offload_job_done(redisAsyncContext *ac, void *r, void *privdata)
                           &master->name);
 
             jr->master = master;
+            jr->asked = ask;
             jr->redirects++;
-
-            if (ask && ngx_http_offload_cluster_asking(master) != NGX_OK) {
-                ngx_http_offload_job_finish(jr,
-                        ngx_http_offload_send_error(jr->request,
-                                                NGX_HTTP_SERVICE_UNAVAILABLE,
-                                                "redis_unavailable",
-                                                "redis is not reachable"));
-                return;
-            }
 
             ngx_http_offload_job_look(jr);
             return;

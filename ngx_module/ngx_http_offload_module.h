@@ -444,6 +444,9 @@ typedef struct {
                                                   the XADD, the EXISTS */
     unsigned                      look_redirects:2;  /* by the result
                                                         looks */
+    unsigned                      asked:1;     /* ctx->peer named by an
+                                                  ASK: ASKING before each
+                                                  command sent again */
 } ngx_http_offload_ctx_t;
 
 
@@ -637,6 +640,7 @@ ngx_int_t ngx_http_offload_cluster_redirect(ngx_http_offload_ctx_t *ctx,
 ngx_http_offload_peer_t *ngx_http_offload_cluster_moved(
     ngx_http_offload_peer_t *peer, redisReply *reply, ngx_uint_t ask);
 ngx_int_t ngx_http_offload_cluster_asking(ngx_http_offload_peer_t *master);
+ngx_int_t ngx_http_offload_cluster_resend(ngx_http_offload_ctx_t *ctx);
 ngx_int_t ngx_http_offload_cluster_follow(ngx_http_offload_ctx_t *ctx,
     redisReply *reply, ngx_uint_t look);
 void ngx_http_offload_cluster_error(ngx_http_offload_link_t *link,

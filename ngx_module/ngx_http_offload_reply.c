@@ -37,6 +37,8 @@ static void ngx_http_offload_look_done(redisAsyncContext *ac, void *r,
 static void ngx_http_offload_whole_done(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_offload_nothing_stored(ngx_http_offload_ctx_t *ctx);
+static void ngx_http_offload_look_failed(ngx_http_offload_ctx_t *ctx,
+    redisReply *reply);
 static void ngx_http_offload_bad_result(ngx_http_offload_ctx_t *ctx);
 static ngx_int_t ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx,
     size_t n, redisCallbackFn *fn, int argc, const char **argv,
@@ -591,6 +593,11 @@ ngx_http_offload_llen_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_offload_look_failed(ctx, reply);
+        return;
+    }
+
     if (reply->type != REDIS_REPLY_INTEGER || reply->integer <= 0) {
         /* gone (its TTL passed?) or not there: as a GET finding nothing;
          * the last look may try again */
@@ -711,6 +718,11 @@ ngx_http_offload_look_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_offload_look_failed(ctx, reply);
+        return;
+    }
+
     /* GETRANGE of a key that is not there is "": nothing stored */
 
     if (reply != NULL && reply->type == REDIS_REPLY_STRING
@@ -750,6 +762,11 @@ ngx_http_offload_whole_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_offload_look_failed(ctx, reply);
+        return;
+    }
+
     ngx_str_null(&ctx->result_key);
     ngx_http_offload_nothing_stored(ctx);
 }
@@ -763,6 +780,35 @@ ngx_http_offload_nothing_stored(ngx_http_offload_ctx_t *ctx)
     if (ctx->expired) {
         ngx_http_offload_timed_out(ctx);
     }
+}
+
+
+/*
+ * Redis did not say whether a result is stored (a cluster's MOVED or ASK
+ * past the look's redirects or not followed, TRYAGAIN, CLUSTERDOWN): never
+ * an empty result.  A recovery look keeps waiting; the last look answers
+ * 503 with Retry-After (the job may have run: its result may be there).
+ */
+
+static void
+ngx_http_offload_look_failed(ngx_http_offload_ctx_t *ctx, redisReply *reply)
+{
+    ngx_str_null(&ctx->result_key);
+
+    if (!ctx->expired) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
+                  "offload: job %*s: its result could not be read: %s",
+                  (size_t) OFFLOAD_JOB_ID_LEN, ctx->id, reply->str);
+
+    ctx->retry_after = 1;
+    ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "redis_unavailable",
+                                  "the result could not be read (the redis "
+                                  "cluster is moving the queue or is down): "
+                                  "try again");
 }
 
 

@@ -30,9 +30,10 @@
 #define OFFLOAD_GROUP              "workers"
 
 /*
- * Keys.  Queue keys are hash-tagged so one queue lives in one cluster slot;
- * node-level keys (the registry, drain flags, events, crashes, cancel
- * lists) all carry the tag {ctl}, so they share one slot too.
+ * Keys.  Queue keys are hash-tagged so one queue lives in one cluster slot
+ * (so are the cancel lists of running jobs, one per queue and node: see
+ * OFFLOAD_CANCEL_FMT); node-level keys (the registry, drain flags, events,
+ * crashes) all carry the tag {ctl}, so they share one slot too.
  */
 #define OFFLOAD_STREAM_FMT         "offload:{%.*s}:jobs"
 #define OFFLOAD_RESULT_FMT         "offload:{%.*s}:result:%.*s"

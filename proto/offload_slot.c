@@ -10,7 +10,9 @@
  *
  * The slot tags of job ids (offload_slot_tag()) are searched lazily, slot
  * by slot: a table of all 16384 would cost every process ~1M CRCs up front
- * for the few slots its queues are in.
+ * for the few slots its queues are in.  liboffload may be called from
+ * several threads: a tag is searched in a local buffer and published in
+ * one atomic store of one word, so a reader sees none or the whole tag.
  */
 
 #include <stdint.h>
@@ -98,14 +100,28 @@ slot_tag_search(unsigned crc, unsigned depth, unsigned slot, char *tag)
 void
 offload_slot_tag(unsigned slot, char *tag)
 {
-    static char  found[OFFLOAD_SLOTS][OFFLOAD_SLOT_TAG_LEN];   /* once
-                                                                known */
+    char             buf[OFFLOAD_SLOT_TAG_LEN];
+    unsigned         i;
+    uint64_t         word;
+    static uint64_t  found[OFFLOAD_SLOTS];   /* once known: the tag's
+                                                bytes, 0 before */
 
     slot %= OFFLOAD_SLOTS;
 
-    if (found[slot][0] == '\0') {
-        (void) slot_tag_search(0, 0, slot, found[slot]);
+    word = __atomic_load_n(&found[slot], __ATOMIC_ACQUIRE);
+
+    if (word == 0) {
+        /* two threads may both search a slot: they find the same tag */
+        (void) slot_tag_search(0, 0, slot, buf);
+
+        for (i = 0; i < OFFLOAD_SLOT_TAG_LEN; i++) {
+            word |= (uint64_t) (unsigned char) buf[i] << (8 * i);
+        }
+
+        __atomic_store_n(&found[slot], word, __ATOMIC_RELEASE);
     }
 
-    memcpy(tag, found[slot], OFFLOAD_SLOT_TAG_LEN);
+    for (i = 0; i < OFFLOAD_SLOT_TAG_LEN; i++) {
+        tag[i] = (char) (word >> (8 * i));
+    }
 }

@@ -27,7 +27,7 @@ unsigned offload_key_slot(const char *key, size_t len);
  * (no NUL) whose key slot is slot, the first in counting order.  Every
  * slot has one (4 hex digits do not cover them all).  Searched once per
  * slot per process (about 16k CRC steps, 0.27 ms of CPU on average), then
- * remembered. */
+ * remembered.  Thread-safe. */
 #define OFFLOAD_SLOT_TAG_LEN   5
 
 void offload_slot_tag(unsigned slot, char *tag);

@@ -18,7 +18,8 @@
  * slot, to its master, for the queue's own work (its stats here, claims,
  * retries), and one to the control slot's master (the control shard) for
  * the node-level keys: ONE document there lists all the node's queues of
- * that cluster, and the drain flag, events and cancel list are there.  A
+ * that cluster, and the drain flag and events are there (the cancel lists
+ * are per queue, in each queue's slot: cancel.c).  A
  * "control" link is one that holds node-level keys: any link to a plain
  * Redis or a Sentinel master, a cluster's to the control slot.
  */

@@ -4,6 +4,7 @@
  * cluster node answered for the same keys.
  */
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -95,6 +96,55 @@ test_tags(void)
 }
 
 
+/* Two threads asking the same slots' tags at once (liboffload may run a
+ * client per thread): each gets whole tags, never one the other is still
+ * searching.  Slots test_tags() does not sample: none known yet. */
+
+#define RACE_FIRST  20000u
+#define RACE_SLOTS  400u
+
+static void *
+race_tags(void *arg)
+{
+    char       tag[OFFLOAD_SLOT_TAG_LEN];
+    unsigned   i, slot;
+    unsigned  *wrong = arg;
+
+    for (i = 0; i < RACE_SLOTS; i++) {
+        slot = (RACE_FIRST + i * 7) % OFFLOAD_SLOTS;
+
+        if (slot >= 16 && (slot - 16) % 97 == 0) {
+            continue;
+        }
+
+        offload_slot_tag(slot, tag);
+        *wrong += offload_key_slot(tag, OFFLOAD_SLOT_TAG_LEN) != slot;
+    }
+
+    return NULL;
+}
+
+
+static void
+test_threads(void)
+{
+    unsigned   wrong[2] = { 0, 0 };
+    pthread_t  t;
+
+    if (pthread_create(&t, NULL, race_tags, &wrong[0]) != 0) {
+        ok(0, "a second thread");
+        return;
+    }
+
+    (void) race_tags(&wrong[1]);
+    pthread_join(t, NULL);
+
+    ok(wrong[0] == 0 && wrong[1] == 0, "two threads searching the same "
+       "slots' tags at once get whole tags (%u and %u wrong)", wrong[0],
+       wrong[1]);
+}
+
+
 int
 main(void)
 {
@@ -107,6 +157,7 @@ main(void)
     }
 
     test_tags();
+    test_threads();
 
     return done_testing();
 }
