@@ -28,11 +28,12 @@ plan skip_all => 'needs ss (iproute2)' unless -x '/usr/bin/ss'
 my $topo = start_sentinel_topology(name => 'unheard');
 my $old = $topo->master_port;
 redis_use($old);
-# the node's registry entry (3 heartbeats) outlives the test on the new
-# master, which has it from before the failover: jobs are not refused
-# no_workers there (with 10 s, a slow failover under load let the copy
-# the new master had expire)
-start_sidecar(heartbeat => '60s',
+# the node's registry entry (3 heartbeats, 45 s) outlives the test on the
+# new master, which has it from before the failover: jobs are not refused
+# no_workers there (with 10 s, a slow failover let it expire; with 60 s, a
+# sidecar slow to connect under ASan wrote its first document a minute
+# late)
+start_sidecar(heartbeat => '15s',
     conf => "queue echo { handler echo; workers 1; }\n");
 ok(start_jobs_nginx(redis => 'sentinel://' . $topo->url, workers => 1,
     server => "    location /async/ { offload_pass echo; "
@@ -43,7 +44,9 @@ my ($worker) = nginx_worker_pids();
 # one answered unknown_queue
 ok(wait_until(sub { redis_cmd_at($old, 'EXISTS', 'offload:{echo}:jobs') },
     scaled(10), 'the queue\'s stream'), 'the worker made its stream');
-is(redis_cmd_at($old, 'WAIT', 1, 5000), 1, '... and the replica has it');
+ok(wait_until(sub { (node_doc() || {})->{queues}{echo} }, scaled(20),
+    'the node document'), 'the node registered the queue');
+is(redis_cmd_at($old, 'WAIT', 1, 5000), 1, '... and the replica has both');
 
 my $watched;
 ok(wait_until(sub {
