@@ -39,6 +39,7 @@
  */
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -2682,6 +2683,14 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
         log_warn("%s: setpriority(%d) failed: %s", w.name, queue->nice,
                  strerror(errno));
     }
+
+    /* malloc's trimming hands a big job's freed buffers back to the kernel
+     * and the next big job faults them in again, page by page: a quarter
+     * of a 64 MB echo's CPU.  Blocks under 4 MB (hiredis's slices, replies
+     * and output buffer) now come from the heap, which keeps up to 8 MB of
+     * free top; bigger blocks are still returned when freed. */
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
+    mallopt(M_TRIM_THRESHOLD, 8 << 20);
 
     /* memory_limit is the steady RSS, checked between jobs; a job may grow
      * the worker by twice that before its allocations fail (an exec

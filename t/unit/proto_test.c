@@ -69,6 +69,49 @@ json_bad(const char *text, size_t len, size_t want_off, const char *want_err)
 }
 
 
+/* Every byte at every offset of a run of ordinary string bytes, the whole
+ * text at once (the word-at-a-time path) against one byte at a time (the
+ * byte path): the same verdict, offset and error. */
+static void
+test_json_runs(void)
+{
+    int          b, k, bad;
+    char         text[32];
+    size_t       off1, off2;
+    const char  *err1, *err2;
+
+    bad = 0;
+    for (b = 0; b < 256; b++) {
+        for (k = 0; k < 20; k++) {
+            memset(text, 'a', sizeof(text));
+            text[0] = '"';
+            text[1 + k] = (char) b;
+            text[sizeof(text) - 1] = '"';
+            off1 = off2 = 0;
+            err1 = err2 = NULL;
+            if (offload_json_check(text, sizeof(text), &off1, &err1)
+                != json_bytewise(text, sizeof(text), &off2, &err2)
+                || off1 != off2 || (err1 != err2 && strcmp(err1, err2) != 0))
+            {
+                if (bad++ == 0) {
+                    printf("# byte 0x%02x at %d: %zu %s, byte by byte "
+                           "%zu %s\n", b, 1 + k, off1, err1 ? err1 : "ok",
+                           off2, err2 ? err2 : "ok");
+                }
+            }
+        }
+    }
+    ok(bad == 0, "any byte at any offset of a string: the word-at-a-time "
+       "scan agrees with the byte path (%d differ)", bad);
+
+    json_bad("\"abcdefghijklmno\x1f\"", 18, 17,
+             "control character in string");
+    json_bad("\"abcdefghijklmnop\xff\"", 19, 17, "invalid UTF-8");
+    json_good("\"abcdefghijklmnop\xc3\xa9qrstuvwxyz\\\"0123456789\"");
+    json_good("[\"abcdefgh\",\"ijklmnop\",\"\"]");
+}
+
+
 static void
 test_json(void)
 {
@@ -704,6 +747,7 @@ int
 main(void)
 {
     test_json();
+    test_json_runs();
     test_result();
     test_job();
     test_trace();
