@@ -356,3 +356,15 @@ offload_job_trim(offload_job_t *job, size_t keep)
         job->result_len = 0;
     }
 }
+
+
+char *
+offload_job_take_result(offload_job_t *job)
+{
+    char  *result = job->result;
+
+    job->result = NULL;
+    job->result_cap = 0;
+    job->result_len = 0;
+    return result;
+}

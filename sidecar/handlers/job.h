@@ -70,4 +70,7 @@ char *offload_job_result_room(offload_job_t *job, size_t len);
 /* Frees the result buffer when it grew over keep bytes (0: always). */
 void offload_job_trim(offload_job_t *job, size_t keep);
 
+/* Gives the result's buffer (malloc'ed) away: the handle forgets it. */
+char *offload_job_take_result(offload_job_t *job);
+
 #endif /* OFFLOAD_JOB_H */

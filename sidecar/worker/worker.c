@@ -118,6 +118,8 @@ typedef struct completion_s {
     offload_worker_t     *worker;
     char                 *buf;
     size_t                cap;
+    char                 *staged_body;  /* a staged result's body, taken
+                                           from its job, not copied */
     int                   eval;         /* NOSCRIPT: sent again by EVAL */
     char                  shape[3];
     const char           *arg[C_ARGS];
@@ -155,8 +157,9 @@ typedef struct {
  * list's first element, each OFFLOAD_SLICE of the rest one more. */
 typedef struct {
     completion_t         *c;            /* NULL: no staging in progress */
-    const char           *data;         /* the encoded result, in c->buf */
-    size_t                len;
+    const char           *header;       /* the result's header line */
+    const char           *body;         /* and its JSON body */
+    size_t                len;          /* of both */
     size_t                header_len;
     size_t                sent;
     size_t                acked;
@@ -240,7 +243,7 @@ static int gate_start(offload_worker_t *w, batch_entry_t *e,
 static int send_completion(offload_worker_t *w, completion_t *c);
 static void flush_completions(offload_worker_t *w);
 static void stage_start(offload_worker_t *w, completion_t *c,
-    const offload_str_t *job_id, size_t header_len);
+    const offload_str_t *job_id, size_t header_len, const char *body);
 static void stage_send(offload_worker_t *w);
 static void stage_retry(offload_worker_t *w);
 static void stage_restart(offload_worker_t *w);
@@ -388,6 +391,9 @@ completion_put(offload_worker_t *w, completion_t *c)
         c->buf = NULL;
         c->cap = 0;
     }
+
+    free(c->staged_body);
+    c->staged_body = NULL;
 
     c->next = w->free_list;
     w->free_list = c;
@@ -839,25 +845,36 @@ completion_ready(offload_worker_t *w, completion_t *c)
  * OFFLOAD_NOTICE_OVER, stages it first (then completes it alone).  The
  * buffer holds, in order: the result key, the body key, the staging key,
  * the entry id, the encoded result, the reply channel; the record's key
- * and TTL in its last KEY_ROOM.
+ * and TTL in its last KEY_ROOM.  A staged result's body is not copied
+ * when it is job's result: the completion takes job's buffer.
  */
 static void
 complete(offload_worker_t *w, const offload_str_t *entry_id,
     const offload_str_t *reply, const offload_result_t *res,
-    const char *code, const char *body, size_t blen)
+    const char *code, const char *body, size_t blen, offload_job_t *job)
 {
     int                   keylen, bodylen, stagelen, reclen, hlen, staged;
-    char                 *rec;
+    char                 *rec, header[OFFLOAD_RESULT_HEADER_MAX];
     const char           *status;
-    size_t                off, qlen, rlen, n;
+    size_t                off, qlen, rlen, copied, n;
     completion_t         *c;
     const char           *q = w->queue->name;
     const offload_str_t  *job_id = &res->id;
 
     qlen = strlen(q);
 
-    c = completion_get(w, 4 * KEY_ROOM + entry_id->len
-                          + OFFLOAD_RESULT_HEADER_MAX + blen + reply->len);
+    hlen = offload_result_header(header, sizeof(header), res);
+    if (hlen < 0) {
+        log_error("%s: result header too long", w->name);
+        return;
+    }
+
+    rlen = (size_t) hlen + blen;
+    staged = rlen > OFFLOAD_NOTICE_OVER;
+    copied = staged && job != NULL ? 0 : blen;
+
+    c = completion_get(w, 4 * KEY_ROOM + entry_id->len + (size_t) hlen
+                          + copied + reply->len);
     if (c == NULL) {
         log_error("%s: out of memory completing entry %.*s", w->name,
                   (int) entry_id->len, entry_id->data);
@@ -871,7 +888,7 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
     bodylen = !w->body_keyed ? 0
               : offload_body_key(c->buf + KEY_ROOM, KEY_ROOM, q, qlen,
                                  job_id->data, job_id->len);
-    stagelen = blen + OFFLOAD_RESULT_HEADER_MAX <= OFFLOAD_NOTICE_OVER ? 0
+    stagelen = !staged ? 0
                : offload_stage_key(c->buf + 2 * KEY_ROOM, KEY_ROOM, q, qlen,
                                    job_id->data, job_id->len, w->consumer);
     if (keylen < 0 || bodylen < 0 || stagelen < 0) {
@@ -885,22 +902,15 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
     memcpy(c->buf + off, entry_id->data, entry_id->len);
     off += entry_id->len;
 
-    hlen = offload_result_header(c->buf + off, OFFLOAD_RESULT_HEADER_MAX,
-                                 res);
-    if (hlen < 0) {
-        completion_put(w, c);
-        log_error("%s: result header too long", w->name);
-        return;
+    memcpy(c->buf + off, header, (size_t) hlen);
+    if (copied > 0) {
+        memcpy(c->buf + off + hlen, body, blen);
     }
 
-    memcpy(c->buf + off + hlen, body, blen);
-
-    rlen = (size_t) hlen + blen;
     if (reply->len > 0) {       /* none: "fire and forget", data is NULL */
-        memcpy(c->buf + off + rlen, reply->data, reply->len);
+        memcpy(c->buf + off + hlen + copied, reply->data, reply->len);
     }
 
-    staged = rlen > OFFLOAD_NOTICE_OVER;
     n = 0;
     if (w->body_keyed) {
         c->shape[n++] = 'b';
@@ -917,7 +927,7 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
             staged ? (size_t) stagelen : 0);
     set_arg(c, C_ENTRY, c->buf + 3 * KEY_ROOM, entry_id->len);
     set_arg(c, C_RESULT, c->buf + off, rlen);   /* staged: its length */
-    set_arg(c, C_CHANNEL, c->buf + off + rlen, reply->len);
+    set_arg(c, C_CHANNEL, c->buf + off + hlen + copied, reply->len);
     set_arg(c, C_SHAPE, c->shape, n);
     set_arg(c, C_REC_KEY, "", 0);
     set_arg(c, C_REC_TTL, "", 0);
@@ -940,8 +950,15 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
     }
 
     if (staged) {
+        if (copied == 0) {
+            c->staged_body = offload_job_take_result(job);
+            body = c->staged_body;
+        } else {
+            body = c->buf + off + hlen;
+        }
+
         flush_completions(w);           /* they go first, as they came */
-        stage_start(w, c, job_id, (size_t) hlen);
+        stage_start(w, c, job_id, (size_t) hlen, body);
         return;
     }
 
@@ -983,7 +1000,7 @@ complete_error(offload_worker_t *w, const offload_str_t *entry_id,
     res.status = status;
     res.queue_us = queue_us;
 
-    complete(w, entry_id, reply, &res, code, text, strlen(text));
+    complete(w, entry_id, reply, &res, code, text, strlen(text), NULL);
     free(text);
 }
 
@@ -1008,7 +1025,7 @@ stage_slice(const stage_t *s, size_t off)
  */
 static void
 stage_start(offload_worker_t *w, completion_t *c, const offload_str_t *job_id,
-    size_t header_len)
+    size_t header_len, const char *body)
 {
     stage_t  *s = &w->stage;
 
@@ -1023,7 +1040,8 @@ stage_start(offload_worker_t *w, completion_t *c, const offload_str_t *job_id,
 
     memset(s, 0, sizeof(*s));
     s->c = c;
-    s->data = c->arg[C_RESULT];
+    s->header = c->arg[C_RESULT];
+    s->body = body;
     s->len = c->arglen[C_RESULT];
     s->header_len = header_len;
     snprintf(s->elements_arg, sizeof(s->elements_arg), "%zu",
@@ -1120,7 +1138,7 @@ stage_send_first(offload_worker_t *w)
 
     argv[0] = "RPUSH";
     argvlen[0] = 5;
-    argv[2] = s->data;
+    argv[2] = s->header;
     argvlen[2] = s->header_len;
     offload_redis_command_argv(&w->conn, NULL, NULL, 3, argv, argvlen);
 
@@ -1164,7 +1182,7 @@ stage_send(offload_worker_t *w)
          * count in the reply tells */
         argv[0] = "RPUSHX";
         argv[1] = c->arg[C_STAGE_KEY];
-        argv[2] = s->data + s->sent;
+        argv[2] = s->body + (s->sent - s->header_len);
         argvlen[0] = 6;
         argvlen[1] = c->arglen[C_STAGE_KEY];
         argvlen[2] = n;
@@ -1521,7 +1539,7 @@ run_job(offload_worker_t *w, const batch_entry_t *be,
         res.rss_kb = after.ru_maxrss - before.ru_maxrss;
 
         complete(w, entry_id, &entry->reply, &res, NULL, job->result,
-                 job->result_len);
+                 job->result_len, job);
 
     } else if (job->retry
                && retry_later(w, be, entry, submitted_ms, queue_us) == 0)
