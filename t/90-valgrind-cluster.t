@@ -23,8 +23,7 @@ use ClusterTopology;
 skip_unless_valgrind();
 
 my $dir = tmpdir();
-my $cl = start_cluster_topology(masters => 3, replicas => 1,
-    node_timeout => 1000);
+my $cl = start_cluster_topology(masters => 3, replicas => 1);
 my $ctl = $cl->owner_port('ctl');
 my ($doomed, $third) = grep { $_ != $ctl } $cl->master_ports;
 my $qa = $cl->queue_on($ctl);

@@ -43,13 +43,17 @@ our @EXPORT = qw(start_cluster_topology);
 use constant SLOTS => 16384;
 
 # start_cluster_topology(masters => 3, replicas => 0 (per master),
-#     node_timeout => ms (2000), args => [more redis-server arguments])
+#     node_timeout => ms (1000), args => [more redis-server arguments])
+# A master killed is failed over (or the cluster says fail) about 1.5
+# node timeouts later: 1000 ms keeps the tests that wait for it short,
+# and held up under valgrind (t/90-valgrind-cluster) before it was the
+# default.
 # Returns the topology once every node says cluster_state:ok and agrees
 # on who serves every slot; fails the file (give_up) if it does not.
 sub start_cluster_topology {
     my (%o) = @_;
     my $self = bless {
-        node_timeout => $o{node_timeout} // 2000,
+        node_timeout => $o{node_timeout} // 1000,
         args => $o{args} // [],
         masters => [],
         replicas => [],
