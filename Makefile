@@ -12,6 +12,7 @@
 
 SHELL := /bin/bash
 comma := ,
+space := $(subst ,, )
 
 NGX_SRC ?= /usr/share/nginx/src
 
@@ -333,20 +334,37 @@ fuzz: deps
 	    grep -E '^(Done|stat::number_of_executed_units)' $(FUZZ)/$$f.log; \
 	done
 
-# The tests run one at a time, each file's time shown, beside two that
-# run one after the other: t/95-chaos.t, a 30 s soak that mostly waits,
-# then t/99-deb.t, where make deb builds the whole tree again (a minute,
-# most of it CPU).  Neither checks a latency; every test starts its own
+# The tests run one at a time, each file's time shown, beside a side
+# chain that runs one after the other (in SIDE_TESTS' order): t/95-chaos.t,
+# a 30 s soak that mostly waits, then t/99-deb.t, where make deb builds
+# the whole tree again (a minute, most of it CPU), then the Redis Cluster
+# tests that mostly wait on the cluster's own timers (each spends 2 s of
+# its 3 s in Redis's fixed delay before a new cluster says ok, the long
+# ones their failovers and sleeping jobs: under 15% of a core, ~48 s in
+# all).  None checks a latency (the cluster tests that do, t/37-cluster,
+# -client, -async, -unmapped, and those racing nginx's subscriptions,
+# -ask, -ask-noscript, stay in the main chain); every test starts its own
 # processes on loopback ports picked at run time.  With the sanitizers
 # (no package built, every process several times slower, the soak a
-# busy one) all run one at a time.
-PROVE_SIDE = $(if $(SANITIZE),,-j2 --rules='seq=t/{95-chaos,99-deb}.t' \
+# busy one) all run one at a time, in name order.
+SIDE_TESTS = 95-chaos 99-deb 37-cluster-acl 37-cluster-failover \
+             37-cluster-hostname 37-cluster-ipv6 37-cluster-sidecar \
+             37-cluster-stale-seed 37-cluster-topology \
+             37-cluster-unknown-endpoint
+SIDE_FILES = $(SIDE_TESTS:%=t/%.t)
+SIDE_GLOB = t/{$(subst $(space),$(comma),$(strip $(SIDE_TESTS)))}.t
+PROVE_SIDE = $(if $(SANITIZE),,-j2 --rules='seq=$(SIDE_GLOB)' \
              --rules='seq=**')
+# the side chain's files last, in its order (prove's seq runs a glob's
+# files in the order they are given)
+TEST_FILES = $(if $(SANITIZE),t/*.t, \
+             $(filter-out $(SIDE_FILES),$(sort $(wildcard t/*.t))) \
+             $(SIDE_FILES))
 
 test: DEB_PKGS += $(TEST_PKGS)
 test: deps all fuzzers
 	OFFLOAD_BUILD=$(CURDIR)/$(BUILD) OFFLOAD_SANITIZE=$(SANITIZE) \
-	    prove --timer $(PROVE_SIDE) $(UNIT_TESTS) t/*.t
+	    prove --timer $(PROVE_SIDE) $(UNIT_TESTS) $(TEST_FILES)
 
 bench: deps all
 	BUILD=$(CURDIR)/$(BUILD) bench/run

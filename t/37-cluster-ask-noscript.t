@@ -19,26 +19,19 @@ use OffloadTest;
 use ClusterTopology;
 
 my $cl = start_cluster_topology(masters => 3);
-my @masters = $cl->master_ports;
-my $ctl = $cl->owner_port('ctl');
-my ($from, $to) = grep { $_ != $ctl } @masters;
+my $ctl = $cl->control_port;
+my ($from, $to) = $cl->other_masters;
 my $q = $cl->queue_on($from);
 ok($q, "queue $q on $from, the control shard on $ctl");
-redis_use($ctl);
 
-start_sidecar(redis => $cl->url, want => { $q => 1 },
-    conf => "queue $q { handler echo; }\n");
-start_nginx(level => 'info', workers => 1, http => <<"HTTP");
-server {
-    listen 127.0.0.1:\@PORT\@;
-    offload_redis ${\ $cl->url};
+ok($cl->start_offload(echo => [ $q ], level => 'info', workers => 1,
+    ready => [ '/sync', '{}' ], server => <<"LOCATIONS"),
     offload_timeout 60s;
     location = /sync { offload_pass $q; offload_max_backlog 1000; }
     location = /async { offload_pass $q; offload_mode async; }
     location /jobs/ { offload_jobs; }
-}
-HTTP
-ok(wait_nginx_ready('/sync', '{}', 1), 'nginx answers through the cluster');
+LOCATIONS
+    'nginx answers through the cluster');
 
 my $r = post_json('/async', { first => 1 });
 is($r->{status}, 202, 'an async job accepted');

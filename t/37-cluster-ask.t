@@ -1,4 +1,6 @@
 #!/usr/bin/perl
+# ASK redirections met by nginx while a queue's slot is being migrated.
+#
 # nginx's first job of a queue while the queue's slot is being migrated:
 # its XADD on the old master is answered ASK (the stream already moved),
 # sent with ASKING to the importing node, and answered 200 once the move
@@ -7,6 +9,18 @@
 # without ASKING with MOVED); and a subscription left unconfirmed is asked
 # again when a new map comes: once nginx learns the move, the channel is
 # subscribed on the new master.
+#
+# A job's last look at its result key, moved meanwhile to the importing
+# node of its slot's migration: the old master answers ASK, the look
+# follows it (ASKING) and finds the result.
+#
+# A job's last look at its result key, in a slot whose migration is half
+# set up (MIGRATING on the old master, the new one not IMPORTING): the old
+# master answers ASK, the new one MOVED back, and the look spends its
+# redirects.  Redis never said whether a result is stored: the job is
+# answered 503 with Retry-After, never 504 "no result in time" as if
+# nothing were there.  That job is set up first: its 3 s deadline runs
+# out while the other cases run (one cluster, one wait).
 
 use strict;
 use warnings;
@@ -17,26 +31,51 @@ use OffloadTest;
 use ClusterTopology;
 
 my $cl = start_cluster_topology(masters => 3);
-my @masters = $cl->master_ports;
-my $ctl = $cl->owner_port('ctl');
-my ($from, $to) = grep { $_ != $ctl } @masters;
+my $ctl = $cl->control_port;
+my ($from, $to) = $cl->other_masters;
 my $qa = $cl->queue_on($ctl);
 my $qb = $cl->queue_on($from);
 my $qp = $cl->queue_on($from, map { "p$_" } 0 .. 99);
-ok($qa && $qb && $qp, "queue $qa on $ctl, $qb and $qp on $from");
-redis_use($ctl);
+# the half set-up migration's queue: a slot of its own
+my $qr = $cl->queue_on($from, grep {
+    my $s = $cl->slot_of($_);
+    $s != $cl->slot_of($qb) && $s != $cl->slot_of($qp)
+} map { "r$_" } 0 .. 99);
+ok($qa && $qb && $qp && $qr,
+    "queue $qa on $ctl, $qb, $qp and $qr on $from");
 
-start_sidecar(redis => $cl->url, want => { $qa => 1, $qb => 1 },
-    conf => "queue $qa { handler echo; }\nqueue $qb { handler echo; }\n");
-start_nginx(level => 'info', workers => 1, http => <<"HTTP");
-server {
-    listen 127.0.0.1:\@PORT\@;
-    offload_redis ${\ $cl->url};
+ok($cl->start_offload(echo => [ $qa, $qb ], level => 'info', workers => 1,
+    server => <<"LOCATIONS"), "nginx answers on $qa");
     location ~ ^/jobs/([^/]+)\$ { offload_pass \$1; }
     location = /parked { offload_pass $qp; offload_timeout 3s; }
+    location = /half { offload_pass $qr; offload_timeout 3s; }
+LOCATIONS
+
+my ($from_id, $to_id) = map { $cl->node_id($_) } $from, $to;
+
+# Posts a job to $path, a queue whose stream $q nobody reads: the socket
+# and the job's stream entry (the $nth) once it is there.
+sub parked_job {
+    my ($path, $q, $nth) = @_;
+    my $s = send_post($path, '{}');
+    my $e;
+    ok(wait_until(sub {
+        my $x = $cl->cmd($from, 'XRANGE', "offload:{$q}:jobs", '-', '+');
+        $e = { @{ $x->[$nth][1] } } if ref $x eq 'ARRAY' && @$x > $nth;
+        $e;
+    }, scaled(10), 'the parked job'), "a job on $q, nobody to run it");
+    return ($s, $e // {});
 }
-HTTP
-ok(wait_nginx_ready("/jobs/$qa", '{}', 1), "nginx answers on $qa");
+
+# ---- the half set-up migration: MIGRATING on $from, $to not IMPORTING
+is($cl->cmd($from, 'XGROUP', 'CREATE', "offload:{$qr}:jobs", 'workers',
+    '$', 'MKSTREAM'), 'OK', "$qr\'s stream, which no worker reads");
+my ($hs, $he) = parked_job('/half', $qr, 0);
+my $rslot = $cl->slot_of($qr);
+$cl->ok_cmd($from, 'CLUSTER', 'SETSLOT', $rslot, 'MIGRATING', $to_id);
+my $probe = $cl->cmd($from, 'GET', "offload:{$qr}:result:$he->{id}");
+is(ref $probe eq 'HASH' ? $probe->{error} : $probe,
+    "ASK $rslot 127.0.0.1:$to", "$from answers ASK for the result key");
 
 sub shard_channels {
     my ($port, $q) = @_;
@@ -45,9 +84,8 @@ sub shard_channels {
     return ref $ch eq 'ARRAY' ? scalar @$ch : -1;
 }
 
-# the slot half moved: the stream on $to, the slot still $from's
+# ---- the slot half moved: the stream on $to, the slot still $from's
 my $slot = $cl->slot_of($qb);
-my ($from_id, $to_id) = map { $cl->node_id($_) } $from, $to;
 $cl->ok_cmd($to, 'CLUSTER', 'SETSLOT', $slot, 'IMPORTING', $from_id);
 $cl->ok_cmd($from, 'CLUSTER', 'SETSLOT', $slot, 'MIGRATING', $to_id);
 my $keys = $cl->cmd($from, 'CLUSTER', 'GETKEYSINSLOT', $slot, 100);
@@ -89,13 +127,7 @@ is($cl->cmd($from, 'XGROUP', 'CREATE', "offload:{$qp}:jobs", 'workers',
 my $first = send_post('/parked', '{"first":1}');
 ok(wait_until(sub { shard_channels($from, $qp) >= 1 }, scaled(10),
     'the sharded channel'), "$qp\'s sharded channel on $from");
-$s = send_post('/parked', '{}');
-my $e;
-ok(wait_until(sub {
-    my $x = $cl->cmd($from, 'XRANGE', "offload:{$qp}:jobs", '-', '+');
-    $e = { @{ $x->[1][1] } } if ref $x eq 'ARRAY' && @$x > 1;
-    $e;
-}, scaled(10), 'the parked job'), "a job on $qp, nobody to run it");
+($s, my $e) = parked_job('/parked', $qp, 1);
 my $rkey = "offload:{$qp}:result:$e->{id}";
 is($cl->cmd($from, 'SET', $rkey, "OR1 $e->{id} 200 1 1\n{\"asked\":2}"),
     'OK', 'its result stored, never published');
@@ -112,5 +144,17 @@ like(slurp(nginx_error_log()),
     qr/job $e->{id}: ASK $pslot \S+:$to, sent to /, 'its look followed ASK');
 is(read_answer($first, scaled(30))->{status}, 504,
     'the first job, without a result, 504 at its deadline');
+
+# ---- the half set-up migration's job, answered at its deadline meanwhile
+my $raw = OffloadTest::read_raw($hs, scaled(30));
+like($raw, qr{^HTTP/1\.1 503 }, 'the job answered 503 at its last look, '
+    . 'not 504') or diag($raw);
+like($raw, qr/"code":"redis_unavailable"/, 'redis_unavailable');
+like($raw, qr/\r\nRetry-After: 1\r\n/i, 'Retry-After: 1');
+my $log = slurp(nginx_error_log());
+like($log, qr/job $he->{id}: ASK $rslot \S+:$to, sent to /,
+    'its look followed ASK');
+like($log, qr/job $he->{id}: its result could not be read: (ASK|MOVED) /,
+    'the error log says why');
 
 done_testing();

@@ -10,45 +10,47 @@
 # (offload_cancel_running on: its worker killed through the queue's cancel
 # list, on the queue's master), and a GET after the job's slot moved to
 # another master (MOVED followed: the record moved with its queue).
+#
+# Then async jobs submitted while their queue's slot moves between
+# masters: the slot held MIGRATING on its source, then its keys moved,
+# then given to the target.  The submit script declares every key it
+# touches (the record, the stream, the idempotency key), so Redis answers
+# it whole: ASK to the target once the keys moved, TRYAGAIN while some are
+# on the source and some not (a new record is on neither).  Every submit
+# is answered 202, or 503 with Retry-After, never 404 unknown_queue (the
+# stream looked for on the target before it arrived), and every job
+# answered 202 ends done.
 
 use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use IO::Socket::INET;
+use POSIX ();
 use Test::More;
 use Time::HiRes qw(time);
 use OffloadTest;
 use ClusterTopology;
 
 my $cl = start_cluster_topology(masters => 3);
-my @masters = $cl->master_ports;
-my $ctl = $cl->owner_port('ctl');
-my ($other, $third) = grep { $_ != $ctl } @masters;
+my $ctl = $cl->control_port;
+my ($other, $third) = $cl->other_masters;
 my $qa = $cl->queue_on($other);
 my $qb = $cl->queue_on($third);
 my $qh = $cl->queue_on($third, map { "h$_" } 0 .. 99);
 ok($qa && $qb && $qh, "queue $qa on $other, $qb and $qh (sleeps) on $third, "
     . "the control shard on $ctl");
-redis_use($ctl);
 
-start_sidecar(redis => $cl->url, want => { $qa => 1, $qb => 1, $qh => 1 },
-    conf => "queue $qa { handler echo; }\n"
-        . "queue $qb { handler echo; }\n"
-        . "queue $qh { handler sleep; workers 1; }\n");
-
-start_nginx(level => 'info', http => <<"HTTP");
-server {
-    listen 127.0.0.1:\@PORT\@;
-    offload_redis ${\ $cl->url};
+ok($cl->start_offload(echo => [ $qa, $qb ],
+    conf => "queue $qh { handler sleep; workers 1; }\n", level => 'info',
+    ready => [ "/sync/$qa", '{}' ], server => <<"LOCATIONS"),
     offload_timeout 60s;
     location ~ ^/sync/([^/]+)\$ { offload_pass \$1; }
     location ~ ^/async/([^/]+)\$ { offload_pass \$1; offload_mode async; }
     location /jobs/ { offload_jobs; }
     location /stop/ { offload_jobs; offload_cancel_running on; }
-}
-HTTP
-ok(wait_nginx_ready("/sync/$qa", '{}'), 'nginx answers through the cluster');
+LOCATIONS
+    'nginx answers through the cluster');
 
 sub job { http('GET', "/jobs/$_[0]") }
 sub job_until {
@@ -208,6 +210,65 @@ is($r->{json}{queue}, $qz, 'the record, from the new master');
 like(slurp(nginx_error_log()),
     qr/job \Q$fid\E read: MOVED $zslot 127\.0\.0\.1:$ctl, sent to /,
     'nginx followed MOVED to the new master');
+
+# ---- async jobs submitted while $qa's slot moves from $other to $third:
+# the move, in a child: MIGRATING held 3 s, then the keys, then the owner
+submits_during_move($qa, $other, $third);
+
+sub submits_during_move {
+    my ($q, $from, $to) = @_;
+    my $dir = tmpdir();
+    my $slot = $cl->slot_of($q);
+    my $mover = fork() // die "fork: $!";
+    if ($mover == 0) {
+        my $ok = eval { $cl->move_slot($slot, $to, hold => scaled(3)); 1 };
+        spew("$dir/move.done", $ok ? 'ok' : "failed: $@");
+        POSIX::_exit(0);
+    }
+
+    my (@accepted, @other, $busy);
+    my ($n, $until) = (0, time + scaled(60));
+    # after the move, until a job is accepted (under ASan the whole loop can
+    # fall inside the move)
+    while ((!-e "$dir/move.done" || $n < 10 || !@accepted) && time < $until) {
+        $n++;
+        my $r = http('POST', "/async/$q", qq({"n":$n}),
+            $n % 3 ? {} : { 'Idempotency-Key' => "move-$n" });
+        if ($r->{status} == 202 && ($r->{json}{id} // '') =~ /^[0-9a-f]{32}$/) {
+            push @accepted, [ $r->{json}{id}, $n ];
+        } elsif ($r->{status} == 503 && $r->{headers}{'retry-after'}) {
+            $busy++;
+            select(undef, undef, undef, 0.01);
+        } else {
+            push @other, "$r->{status} $r->{content}";
+        }
+    }
+    waitpid($mover, 0);
+    is(slurp("$dir/move.done"), 'ok', "slot $slot moved from $from to $to");
+    is($cl->slot_owner($slot), $to, 'the target owns it');
+    ok($n >= 10, "$n submits during the move ("
+        . scalar(@accepted) . ' accepted, ' . ($busy // 0) . ' 503)');
+    is_deeply(\@other, [], 'each answered 202, or 503 with Retry-After')
+        or diag(explain([ @other[0 .. ($#other < 9 ? $#other : 9)] ]));
+    ok(@accepted > 0, 'jobs were accepted');
+
+    my @late;
+    for my $job (@accepted) {
+        my ($id, $i) = @$job;
+        my $doc;
+        wait_until(sub {
+            $doc = http('GET', "/jobs/$id")->{json};
+            $doc && ($doc->{status} // '') =~ /^(?:done|failed|dead|expired)$/;
+        }, scaled(20), "job $id");
+        push @late, "$id: " . ($doc ? ($doc->{status} // '?') : 'no answer')
+            unless $doc && ($doc->{status} // '') eq 'done'
+                && ($doc->{result}{n} // 0) == $i;
+    }
+    is_deeply(\@late, [], 'every job accepted ends done, with its result');
+
+    my $r = post_json("/async/$q", { after => 1 });
+    is($r->{status}, 202, 'a job after the move: 202');
+}
 
 unlike(slurp(nginx_error_log()), qr/\[(?:alert|crit|emerg)\]/,
     'no alert in the error log');

@@ -20,31 +20,22 @@ use Time::HiRes qw(time);
 use OffloadTest;
 use ClusterTopology;
 
-my $cl = start_cluster_topology(masters => 3, replicas => 1,
-    node_timeout => 1000);
-my @masters = $cl->master_ports;
-my $ctl = $cl->owner_port('ctl');
-my ($doomed) = grep { $_ != $ctl } @masters;
+my $cl = start_cluster_topology(masters => 3, replicas => 1);
+my $ctl = $cl->control_port;
+my ($doomed) = $cl->other_masters;
 my $qa = $cl->queue_on($ctl);
 my $qb = $cl->queue_on($doomed);
 my $qs = $cl->queue_on($doomed, map { "s$_" } 0 .. 99);
 ok($qa && $qb && $qs, "queue $qa on the control shard ($ctl), $qb and $qs "
     . "on $doomed");
-redis_use($ctl);
 
-start_sidecar(redis => $cl->url, want => { $qa => 1, $qb => 2, $qs => 3 },
-    conf => "queue $qa { handler echo; }\n"
-        . "queue $qb { handler echo; workers 2; }\n"
-        . "queue $qs { handler sleep; workers 3; }\n");
-
-start_nginx(http => <<"HTTP");
-server {
-    listen 127.0.0.1:\@PORT\@;
-    offload_redis ${\ $cl->url};
-    location ~ ^/jobs/([^/]+)\$ { offload_pass \$1; }
-}
-HTTP
-ok(wait_nginx_ready("/jobs/$qb", '{}'), "nginx answers on $qb");
+ok($cl->start_offload(echo => [ $qa ],
+    conf => "queue $qb { handler echo; workers 2; }\n"
+        . "queue $qs { handler sleep; workers 3; }\n",
+    ready => [ "/jobs/$qb", '{}' ], server => <<'LOCATIONS'),
+    location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
+LOCATIONS
+    "nginx answers on $qb");
 
 ok(wait_nginx_ready("/jobs/$qs", '{"ms":1}'), "nginx answers on $qs");
 

@@ -26,23 +26,16 @@ my @masters = $cl->master_ports;
 my $slots = $cl->cmd($masters[0], 'CLUSTER', 'SLOTS');
 is(ref $slots eq 'ARRAY' ? $slots->[0][2][0] : '', '::1',
     'the cluster names its nodes by ::1');
-my $ctl = $cl->owner_port('ctl');
-my ($from, $to) = grep { $_ != $ctl } @masters;
+my $ctl = $cl->control_port;
+my ($from, $to) = $cl->other_masters;
 my $qa = $cl->queue_on($ctl);
 my $qb = $cl->queue_on($from);
 ok($qa && $qb, "queue $qa on $ctl, $qb on $from");
-redis_use($ctl);
 
-start_sidecar(redis => $cl->url, want => { $qa => 1, $qb => 1 },
-    conf => "queue $qa { handler echo; }\nqueue $qb { handler echo; }\n");
-start_nginx(level => 'info', http => <<"HTTP");
-server {
-    listen 127.0.0.1:\@PORT\@;
-    offload_redis ${\ $cl->url};
-    location ~ ^/jobs/([^/]+)\$ { offload_pass \$1; }
-}
-HTTP
-ok(wait_nginx_ready("/jobs/$qa", '{}'), "nginx answers on $qa");
+ok($cl->start_offload(echo => [ $qa, $qb ], level => 'info',
+    server => <<'LOCATIONS'), "nginx answers on $qa");
+    location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
+LOCATIONS
 like(slurp(nginx_error_log()), qr/master \[::1\]:$from\b/,
     'nginx knows the masters by ::1');
 

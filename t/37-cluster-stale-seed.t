@@ -14,24 +14,17 @@ use OffloadTest;
 use ClusterTopology;
 
 my $cl = start_cluster_topology(masters => 3, node_timeout => 5000);
-my @masters = $cl->master_ports;
-my $ctl = $cl->owner_port('ctl');
-my ($from, $to) = grep { $_ != $ctl } @masters;
+my $ctl = $cl->control_port;
+my ($from, $to) = $cl->other_masters;
 my $qa = $cl->queue_on($ctl);
 my $qb = $cl->queue_on($from);
 ok($qa && $qb, "queue $qa on $ctl (the seed), $qb on $from");
-redis_use($ctl);
 
-start_sidecar(redis => $cl->url, want => { $qa => 1, $qb => 1 },
-    conf => "queue $qa { handler echo; }\nqueue $qb { handler echo; }\n");
-start_nginx(level => 'info', workers => 1, http => <<"HTTP");
-server {
-    listen 127.0.0.1:\@PORT\@;
-    offload_redis cluster://127.0.0.1:$ctl;
-    location ~ ^/jobs/([^/]+)\$ { offload_pass \$1; }
-}
-HTTP
-ok(wait_nginx_ready("/jobs/$qa", '{}', 1), "nginx answers on $qa");
+ok($cl->start_offload(echo => [ $qa, $qb ], level => 'info', workers => 1,
+    redis => "cluster://127.0.0.1:$ctl", server => <<'LOCATIONS'),
+    location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
+LOCATIONS
+    "nginx answers on $qa");
 
 sub owner_at {
     my ($port, $slot) = @_;

@@ -13,8 +13,7 @@ use Time::HiRes qw(time);
 use OffloadTest;
 use ClusterTopology;
 
-my $cl = start_cluster_topology(masters => 3, replicas => 1,
-    node_timeout => 1000);
+my $cl = start_cluster_topology(masters => 3, replicas => 1);
 my @masters = $cl->master_ports;
 is(scalar @masters, 3, 'three masters');
 

@@ -21,27 +21,20 @@ my @masters = $cl->master_ports;
 my $slots = $cl->cmd($masters[0], 'CLUSTER', 'SLOTS');
 ok(ref $slots eq 'ARRAY' && !defined $slots->[0][2][0],
     'CLUSTER SLOTS names no host (nil)');
-my $ctl = $cl->owner_port('ctl');
-my ($other, $third) = grep { $_ != $ctl } @masters;
+my $ctl = $cl->control_port;
+my ($other, $third) = $cl->other_masters;
 my $qa = $cl->queue_on($ctl);
 my $qb = $cl->queue_on($other);
 my $qc = $cl->queue_on($other, map { "c$_" } 0 .. 99);
 ok($qa && $qb && $qc, "queue $qa on $ctl, $qb and $qc on $other");
-redis_use($ctl);
 
-start_sidecar(redis => $cl->url, want => { $qa => 1, $qb => 1, $qc => 1 },
-    conf => "queue $qa { handler echo; }\nqueue $qb { handler echo; }\n"
-        . "queue $qc { handler echo; }\n");
-start_nginx(level => 'info', workers => 1, http => <<"HTTP");
-server {
-    listen 127.0.0.1:\@PORT\@;
-    offload_redis ${\ $cl->url};
+ok($cl->start_offload(echo => [ $qa, $qb, $qc ], level => 'info',
+    workers => 1, ready => [ "/sync/$qa", '{}' ], server => <<"LOCATIONS"),
     location ~ ^/sync/([^/]+)\$ { offload_pass \$1; }
     location = /async { offload_pass $qc; offload_mode async; }
     location /jobs/ { offload_jobs; }
-}
-HTTP
-ok(wait_nginx_ready("/sync/$qa", '{}', 1), "nginx answers on $qa");
+LOCATIONS
+    "nginx answers on $qa");
 my $r = post_json("/sync/$qb", { q => $qb });
 is($r->{status}, 200, "a job on $qb (on $other) answered 200");
 is($r->{json}{q} // '', $qb, 'with its result');

@@ -25,35 +25,28 @@ use ClusterTopology;
 my $dir = tmpdir();
 my $cl = start_cluster_topology(masters => 3);
 my @masters = $cl->master_ports;
-my $ctl = $cl->owner_port('ctl');
-my ($other, $third) = grep { $_ != $ctl } @masters;
+my $ctl = $cl->control_port;
+my ($other, $third) = $cl->other_masters;
 my $qa = $cl->queue_on($ctl);
 my $qb = $cl->queue_on($other);
 my $qc = $cl->queue_on($third);
 ok($qa && $qb && $qc, "queue $qa on the control shard ($ctl), $qb on "
     . "$other, $qc on $third");
-redis_use($ctl);
-
-start_sidecar(redis => $cl->url, want => { $qa => 2, $qb => 2, $qc => 1 },
-    conf => "queue $qa { handler echo; workers 2; }\n"
-        . "queue $qb { handler echo; workers 2; }\n"
-        . "queue $qc { handler echo; }\n");
-my $node = node_name();
 
 my $nobody = free_port();
-start_nginx(level => 'info', http => <<"HTTP");
-server {
-    listen 127.0.0.1:\@PORT\@;
+ok($cl->start_offload(conf => "queue $qa { handler echo; workers 2; }\n"
+        . "queue $qb { handler echo; workers 2; }\n"
+        . "queue $qc { handler echo; }\n",
+    level => 'info', ready => [ "/jobs/$qa", '{}' ],
+    server => <<"LOCATIONS"), 'nginx answers through the cluster');
     client_max_body_size 8m;
-    offload_redis ${\ $cl->url};
     location ~ ^/jobs/([^/]+)\$ { offload_pass \$1; }
     location = /status { offload_status; }
     location = /nowhere {
         offload_redis cluster://127.0.0.1:$nobody; offload_pass $qa;
     }
-}
-HTTP
-ok(wait_nginx_ready("/jobs/$qa", '{}'), 'nginx answers through the cluster');
+LOCATIONS
+my $node = node_name();
 
 # ---- no seed answers: no slot map, 503 at once, never a hang
 my $r = http('POST', '/nowhere', '{}', undef, scaled(10));

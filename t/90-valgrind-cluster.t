@@ -17,16 +17,13 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use OffloadTest;
+use Valgrind;
 use ClusterTopology;
 
-plan skip_all => 'the sanitizer build runs under ASan, not valgrind'
-    if sanitize();
-plan skip_all => 'valgrind not installed'
-    unless grep { -x "$_/valgrind" } split /:/, $ENV{PATH};
+skip_unless_valgrind();
 
 my $dir = tmpdir();
-my $cl = start_cluster_topology(masters => 3, replicas => 1,
-    node_timeout => 1000);
+my $cl = start_cluster_topology(masters => 3, replicas => 1);
 my $ctl = $cl->owner_port('ctl');
 my ($doomed, $third) = grep { $_ != $ctl } $cl->master_ports;
 my $qa = $cl->queue_on($ctl);
@@ -213,18 +210,6 @@ is(stop_nginx(), 0, 'nginx under valgrind exited 0 (not 99)');
 my $status = stop_sidecar(scaled(60));
 is($status, 0, 'sidecar under valgrind exited 0 (not 99)')
     or diag("wait status $status");
-
-# The first error or leak record of a valgrind log.
-sub first_records {
-    my ($text) = @_;
-    my @lines = split /\n/, $text;
-    my ($from) = grep {
-        $lines[$_] =~ /(Invalid|uninitialised|definitely lost in)/
-    } 0 .. $#lines;
-    return 'no record found' unless defined $from;
-    my $to = $from + 12 > $#lines ? $#lines : $from + 12;
-    return join "\n", @lines[$from .. $to];
-}
 
 # every log complete (a summary: the process ran to its end under
 # valgrind), with no error and, where $leaks, no definite leak

@@ -11,11 +11,9 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use OffloadTest;
+use Valgrind;
 
-plan skip_all => 'the sanitizer build runs under ASan, not valgrind'
-    if sanitize();
-plan skip_all => 'valgrind not installed'
-    unless grep { -x "$_/valgrind" } split /:/, $ENV{PATH};
+skip_unless_valgrind();
 
 my $dir = tmpdir();
 start_redis();
@@ -140,18 +138,6 @@ stop_nginx();
 my $status = stop_sidecar(60);
 is($status, 0, 'sidecar under valgrind exited 0 (not 99)')
     or diag("wait status $status");
-
-# The first error or leak record of a valgrind log.
-sub first_records {
-    my ($text) = @_;
-    my @lines = split /\n/, $text;
-    my ($from) = grep {
-        $lines[$_] =~ /(Invalid|uninitialised|definitely lost in)/
-    } 0 .. $#lines;
-    return 'no record found' unless defined $from;
-    my $to = $from + 12 > $#lines ? $#lines : $from + 12;
-    return join "\n", @lines[$from .. $to];
-}
 
 my @logs = glob("$dir/valgrind.*.log");
 ok(@logs >= 6, scalar(@logs) . ' valgrind logs (supervisor + workers)');

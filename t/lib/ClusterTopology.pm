@@ -26,6 +26,10 @@ package ClusterTopology;
 #                               # of wait_ok
 #   $cl->wait_owner_change($slot, $old_port, $timeout)  # a replica took
 #                               # the slot over: its port
+#   $cl->control_port           # the master of the control shard
+#   $cl->other_masters          # the masters but that one, in slot order
+#   $cl->start_offload(echo => [queues], server => 'location ...')  # the
+#                               # sidecar and nginx on the cluster, ready
 #
 # No Debian package beyond redis-server, and no redis-cli --cluster: it
 # waits with fixed sleeps; the CLUSTER commands let us wait on conditions.
@@ -43,13 +47,17 @@ our @EXPORT = qw(start_cluster_topology);
 use constant SLOTS => 16384;
 
 # start_cluster_topology(masters => 3, replicas => 0 (per master),
-#     node_timeout => ms (2000), args => [more redis-server arguments])
+#     node_timeout => ms (1000), args => [more redis-server arguments])
+# A master killed is failed over (or the cluster says fail) about 1.5
+# node timeouts later: 1000 ms keeps the tests that wait for it short,
+# and held up under valgrind (t/90-valgrind-cluster) before it was the
+# default.
 # Returns the topology once every node says cluster_state:ok and agrees
 # on who serves every slot; fails the file (give_up) if it does not.
 sub start_cluster_topology {
     my (%o) = @_;
     my $self = bless {
-        node_timeout => $o{node_timeout} // 2000,
+        node_timeout => $o{node_timeout} // 1000,
         args => $o{args} // [],
         masters => [],
         replicas => [],
@@ -159,6 +167,41 @@ sub slot_map_text {
     my $slots = $self->cmd($port, 'CLUSTER', 'SLOTS');
     return '' unless ref $slots eq 'ARRAY';
     return join ' ', sort map { "$_->[0]-$_->[1]:$_->[2][1]" } @$slots;
+}
+
+# The master of the control shard (offload:{ctl}:*), where the sidecar
+# registers; the other masters, in slot order.
+sub control_port { $_[0]->owner_port('ctl') }
+sub other_masters {
+    my ($self) = @_;
+    my $ctl = $self->control_port;
+    return grep { $_ != $ctl } $self->master_ports;
+}
+
+# start_offload(echo => [queues each served by `handler echo`],
+#     conf => more sidecar conf (other queues), server => the locations,
+#     redis => nginx's offload_redis (default the cluster's url),
+#     level => nginx's error_log level, workers => nginx workers (2),
+#     ready => [path, body] (default a POST of {} to /jobs/<first queue>))
+# The set-up of most cluster tests: the control shard's master made the
+# test's Redis (redis_use), a sidecar on the cluster registered with every
+# worker, then nginx with one server on the cluster.  Returns whether
+# nginx's workers subscribed and the ready path answered 200.
+sub start_offload {
+    my ($self, %o) = @_;
+    redis_use($self->control_port);
+    start_sidecar(redis => $self->url, conf => join('',
+        map({ "queue $_ { handler echo; }\n" } @{ $o{echo} // [] }),
+        $o{conf} // ''));
+    start_nginx(level => $o{level}, workers => $o{workers}, http => <<"HTTP");
+server {
+    listen 127.0.0.1:\@PORT\@;
+    offload_redis ${\ ($o{redis} // $self->url) };
+$o{server}
+}
+HTTP
+    my ($path, $body) = @{ $o{ready} // [ "/jobs/$o{echo}[0]", '{}' ] };
+    return wait_nginx_ready($path, $body, $o{workers});
 }
 
 sub slot_of {
