@@ -40,6 +40,7 @@ use warnings;
 use Exporter 'import';
 use Test::More;
 use Time::HiRes qw(time);
+use IO::Socket::INET;
 use OffloadTest;
 
 our @EXPORT = qw(start_cluster_topology);
@@ -96,9 +97,23 @@ sub fail_setup {
         slurp("$self->{dir}/cluster-$_.log") } $self->ports);
 }
 
+# A free port whose cluster bus port (port + 10000) is free too: another
+# test's server may hold it.
+sub free_node_port {
+    for (1 .. 100) {
+        my $port = free_port();
+        my $bus = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+            LocalPort => $port + 10000, Proto => 'tcp', Listen => 1,
+            ReuseAddr => 1) or next;
+        close $bus;
+        return $port;
+    }
+    die "no free port with a free cluster bus port\n";
+}
+
 sub start_node {
     my ($self) = @_;
-    my $port = free_port();
+    my $port = free_node_port();
     my $dir = "$self->{dir}/cluster-$port";
     mkdir $dir or die "mkdir $dir: $!";
     spawn("cluster-$port", "$self->{dir}/cluster-$port.log", {},
