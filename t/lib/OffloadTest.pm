@@ -32,7 +32,7 @@ our @EXPORT = qw(
     build_path sanitize scaled tmpdir free_port wait_until slurp spew
     spawn alive stop_proc child_pids
     start_redis stop_redis restart_redis redis_port redis_pid redis_cmd
-    redis_cmds redis_select redis_cmd_at redis_use proc_pid
+    redis_cmds redis_select redis_cmd_at redis_use proc_pid wait_replicated
     start_sidecar stop_sidecar sidecar_pid sidecar_conf_file node_name
     node_doc worker_pids stream_entries events record_key
     nginx_conf write_nginx_conf start_nginx stop_nginx nginx_port
@@ -268,6 +268,25 @@ sub redis_cmd_at {
     local $S{redis_user};
     local $S{redis_db};
     return redis_cmd(@args);
+}
+
+# Waits until $n replicas of the Redis on $port have acknowledged every
+# write it had made when called (their offsets in its INFO replication);
+# true then, 0 after $timeout s.  Not WAIT: WAIT counts the replicas that
+# have the asking connection's own last write, and a connection that wrote
+# nothing has none, so it answers at once however far behind they are
+# (after a full sync, Redis 7.0 may hold a replica's stream for up to a
+# second, until the replica's next REPLCONF ACK).
+sub wait_replicated {
+    my ($port, $n, $timeout) = @_;
+    my $info = redis_cmd_at($port, 'INFO', 'replication') // '';
+    my ($target) = $info =~ /^master_repl_offset:(\d+)/m;
+    die "no master_repl_offset on $port\n" unless defined $target;
+    return wait_until(sub {
+        my $now = redis_cmd_at($port, 'INFO', 'replication') // '';
+        (grep { $_ >= $target }
+            $now =~ /^slave\d+:.*,state=online,offset=(\d+)/mg) >= $n;
+    }, $timeout // scaled(10), "$n replica(s) of $port at offset $target");
 }
 
 # Later redis_cmd calls use database $db (SELECT).
