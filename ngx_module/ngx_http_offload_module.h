@@ -87,6 +87,9 @@
 #define NGX_HTTP_OFFLOAD_SLICES           2
 #define NGX_HTTP_OFFLOAD_SLICE_LAST       "262143"     /* OFFLOAD_SLICE - 1 */
 
+/* what a link reads from its socket at a time */
+#define NGX_HTTP_OFFLOAD_READ             (64 * 1024)
+
 
 /* how long a GET of the result key may take once the deadline passed */
 #define NGX_HTTP_OFFLOAD_LAST_LOOK        1000

@@ -8,9 +8,16 @@
  */
 
 
-#include <sys/ioctl.h>
 
 #include "ngx_http_offload_module.h"
+
+
+/*
+ * hiredis's own reply dispatch, what redisAsyncHandleRead() runs after its
+ * read: exported by every hiredis (0.14 and 1.x), declared only in 1.x's
+ * async_private.h.
+ */
+void redisProcessCallbacks(redisAsyncContext *ac);
 
 
 static void ngx_http_offload_link_read_handler(ngx_event_t *rev);
@@ -895,35 +902,56 @@ ngx_http_offload_link_replied(redisAsyncContext *ac, redisReply *reply)
 static void
 ngx_http_offload_link_read_handler(ngx_event_t *rev)
 {
-    int                       n;
-    ngx_uint_t                eof_read, rounds;
+    size_t                    total;
+    ssize_t                   n;
     ngx_socket_t              fd;
     ngx_connection_t         *c;
     redisAsyncContext        *ac;
     ngx_http_offload_link_t  *link;
 
+    static char               buf[NGX_HTTP_OFFLOAD_READ];
+
     c = rev->data;
     link = c->data;
     ac = link->ac;
     fd = c->fd;
-    eof_read = 0;
+
+    if (!(ac->c.flags & REDIS_CONNECTED)) {
+        redisAsyncHandleRead(ac);
+        return;
+    }
 
     /*
-     * redisBufferRead() takes at most 16 KB per call and the events are
-     * edge-triggered: read until the socket is empty, or, past
+     * redisBufferRead() reads 16 KB a call, a syscall per 16 KB of a big
+     * reply: the module reads the socket itself and hands hiredis the
+     * bytes.  Events are edge-triggered: read until a read comes short
+     * (the socket was empty; more data raises a new event), or, past
      * NGX_HTTP_OFFLOAD_TURN bytes (a big reply), go on in the next turn of
-     * the event loop.  A handler may free the context (and close c), so
-     * only the saved fd and link are used after each round.
+     * the event loop.  An end of file or an error goes to hiredis, whose
+     * own read meets it again and disconnects, after the replies before
+     * it.  A callback may free the context (and close c): only the saved
+     * fd and link are used after one.
      */
 
-    for (rounds = 0; /* void */ ; rounds++) {
+    for (total = 0; total < NGX_HTTP_OFFLOAD_TURN; total += n) {
 
-        if (rounds == NGX_HTTP_OFFLOAD_TURN / (16 * 1024)) {
-            ngx_post_event(rev, &ngx_posted_next_events);
+        n = recv(fd, buf, sizeof(buf), 0);
+
+        if (n == -1 && ngx_socket_errno == NGX_EAGAIN) {
             return;
         }
 
-        redisAsyncHandleRead(ac);
+        if (n == -1 && ngx_socket_errno == NGX_EINTR) {
+            n = 0;
+            continue;
+        }
+
+        if (n <= 0 || redisReaderFeed(ac->c.reader, buf, n) != REDIS_OK) {
+            redisAsyncHandleRead(ac);
+            return;
+        }
+
+        redisProcessCallbacks(ac);
 
         if (link->ac != ac) {
             return;
@@ -936,23 +964,12 @@ ngx_http_offload_link_read_handler(ngx_event_t *rev)
             ngx_add_timer(&link->watchdog, NGX_HTTP_OFFLOAD_WATCHDOG);
         }
 
-        if (ioctl(fd, FIONREAD, &n) == -1) {
+        if ((size_t) n < sizeof(buf)) {
             return;
         }
-
-        if (n > 0) {
-            continue;
-        }
-
-        /* a FIN that came with the data raises no further event */
-
-        if (rev->pending_eof && !eof_read) {
-            eof_read = 1;
-            continue;
-        }
-
-        return;
     }
+
+    ngx_post_event(rev, &ngx_posted_next_events);
 }
 
 
