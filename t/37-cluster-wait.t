@@ -7,7 +7,8 @@
 # the other master, whose replica runs: the WAIT is per master);
 # wait_replicas=all waits for the replicas the slot map lists for the
 # master.  Once the replica runs again, the job's record is on it when the
-# 202 comes.  The sidecar (redis cluster://... wait_replicas=1) WAITs
+# 202 comes.  Killed, the cluster flags it failed and drops it from the
+# map: wait_replicas=all then accepts with WAIT 0, wait_replicas=1 refuses.  The sidecar (redis cluster://... wait_replicas=1) WAITs
 # after its completions on its link to the queue's master: with that
 # master's replica frozen the WAIT falls short and the worker says so.
 
@@ -135,6 +136,23 @@ kill 'CONT', proc_pid("cluster-$replica");
 
 ok(wait_until(sub { post_json("/async/$qa", {})->{status} == 202 },
     scaled(10), 'replicated again'), '202 again once the replica runs');
+# ---- the replica dead: "all" follows the map, "1" still wants one -------
+
+$cl->kill_node($replica);
+my $t0 = time;
+ok(wait_until(sub {
+    slurp(nginx_error_log())
+        =~ /wait_replicas=all: master 127\.0\.0\.1:$far has 0 replicas/
+}, scaled(20), 'the dead replica left out of the map'),
+    'wait_replicas=all: the replica dead, the map counts none');
+diag(sprintf('replica flagged failed and out of the map %.1f s after its '
+    . 'SIGKILL', time - $t0));
+is(post_json("/all/$qa", { dead => 1 })->{status}, 202,
+    'wait_replicas=all: 202 with no replica left (WAIT 0)');
+$r = post_json("/async/$qa", { dead => 1 }, scaled(10));
+is($r->{status} . ' ' . ($r->{json}{error}{code} // ''),
+    '503 not_replicated', 'wait_replicas=1: 503 not_replicated');
+
 unlike(slurp(nginx_error_log()), qr/\[(?:alert|crit|emerg)\]/,
     'no alert in the nginx error log');
 
