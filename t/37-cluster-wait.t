@@ -8,9 +8,10 @@
 # wait_replicas=all waits for the replicas the slot map lists for the
 # master.  Once the replica runs again, the job's record is on it when the
 # 202 comes.  Killed, the cluster flags it failed and drops it from the
-# map: wait_replicas=all then accepts with WAIT 0, wait_replicas=1 refuses.  The sidecar (redis cluster://... wait_replicas=1) WAITs
-# after its completions on its link to the queue's master: with that
-# master's replica frozen the WAIT falls short and the worker says so.
+# map: wait_replicas=all then accepts with WAIT 0, wait_replicas=1
+# refuses.  The sidecar (redis cluster://... wait_replicas=1) WAITs after
+# its completions on its link to the queue's master: with that master's
+# replica frozen the WAIT falls short and the worker says so.
 
 use strict;
 use warnings;
