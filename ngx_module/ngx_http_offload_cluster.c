@@ -84,6 +84,9 @@ struct ngx_http_offload_cluster_s {
     ngx_array_t                   masters;     /* ngx_http_offload_peer_t * */
     ngx_event_t                   retry;       /* no seed answered */
     ngx_event_t                   sweep;       /* retire unused masters */
+    ngx_event_t                   count;       /* wait_replicas=all: the
+                                                  map again, for its
+                                                  replicas */
     uint16_t                     *slot;        /* a master's index + 1 */
     ngx_uint_t                    stale;       /* maps in a row that gave
                                                   a slot back to a master
@@ -98,12 +101,17 @@ struct ngx_http_offload_cluster_s {
                                                   a round */
     unsigned                      asking:1;    /* a round is on */
     unsigned                      again:1;     /* asked for meanwhile */
+    unsigned                      counting:1;  /* a round of the count
+                                                  timer's */
 };
 
 
 static ngx_http_offload_peer_t *ngx_http_offload_cluster_owner(
     ngx_http_offload_cluster_t *cl, u_char *key, size_t len);
 static void ngx_http_offload_cluster_round(ngx_http_offload_cluster_t *cl);
+static void ngx_http_offload_cluster_count(ngx_event_t *ev);
+static void ngx_http_offload_cluster_replicas(ngx_http_offload_cluster_t *cl,
+    ngx_uint_t m, ngx_uint_t n);
 static void ngx_http_offload_cluster_query_up(ngx_http_offload_link_t *link);
 static void ngx_http_offload_cluster_query_down(
     ngx_http_offload_link_t *link);
@@ -211,6 +219,15 @@ ngx_http_offload_cluster_start(ngx_http_offload_peer_t *peer, ngx_log_t *log)
     cl->sweep.log = log;
     cl->sweep.cancelable = 1;
 
+    cl->count.handler = ngx_http_offload_cluster_count;
+    cl->count.data = cl;
+    cl->count.log = log;
+    cl->count.cancelable = 1;
+
+    if (peer->wait_replicas == NGX_HTTP_OFFLOAD_WAIT_ALL) {
+        ngx_add_timer(&cl->count, NGX_HTTP_OFFLOAD_COUNT_INTERVAL);
+    }
+
     ngx_http_offload_cluster_round(cl);
 }
 
@@ -230,6 +247,10 @@ ngx_http_offload_cluster_stop(ngx_http_offload_peer_t *peer)
 
     if (cl->sweep.timer_set) {
         ngx_del_timer(&cl->sweep);
+    }
+
+    if (cl->count.timer_set) {
+        ngx_del_timer(&cl->count);
     }
 
     ngx_http_offload_link_close(&cl->query);
@@ -456,7 +477,7 @@ static void
 ngx_http_offload_cluster_answer(redisAsyncContext *ac, void *r,
     void *privdata)
 {
-    ngx_uint_t                   contradicts;
+    ngx_uint_t                   contradicts, level;
     redisReply                  *reply = r;
     ngx_http_offload_link_t     *link;
     ngx_http_offload_cluster_t  *cl;
@@ -479,12 +500,17 @@ ngx_http_offload_cluster_answer(redisAsyncContext *ac, void *r,
         return;
     }
 
-    ngx_log_error(NGX_LOG_INFO, link->log, 0,
+    /* wait_replicas=all asks every second: those rounds log at debug */
+
+    level = cl->counting ? NGX_LOG_DEBUG : NGX_LOG_INFO;
+
+    ngx_log_error(level, link->log, 0,
                   "offload: redis %V: slot map from %s:%d, %ui masters "
                   "known", &link->peer->name, link->addr->host,
                   link->addr->port, cl->masters.nelts);
 
     cl->asking = 0;
+    cl->counting = 0;
     cl->failed = 0;
 
     contradicts = ngx_http_offload_cluster_contradicts(cl, link);
@@ -693,10 +719,29 @@ ngx_http_offload_cluster_sweep(ngx_event_t *ev)
 }
 
 
+/* wait_replicas=all: a replica failed or added changes the map's count
+ * (not while a round is on or due: a retry keeps its backoff) */
+
+static void
+ngx_http_offload_cluster_count(ngx_event_t *ev)
+{
+    ngx_http_offload_cluster_t  *cl = ev->data;
+
+    if (!cl->asking && !cl->retry.timer_set) {
+        cl->counting = 1;
+        ngx_http_offload_cluster_round(cl);
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_OFFLOAD_COUNT_INTERVAL);
+}
+
+
 /*
  * CLUSTER SLOTS: [[first, last, [host, port, id...], replicas...], ...].
  * The whole answer is checked before the map changes; a slot no range
- * names has no master (its requests are 503 until a map names one).
+ * names has no master (its requests are 503 until a map names one).  The
+ * replicas listed (Redis leaves out those failed or never synced) are
+ * what wait_replicas=all waits for on that master.
  */
 
 static ngx_int_t
@@ -762,6 +807,8 @@ ngx_http_offload_cluster_map(ngx_http_offload_cluster_t *cl,
             return NGX_ERROR;
         }
 
+        ngx_http_offload_cluster_replicas(cl, m, range->elements - 3);
+
         first = range->element[0]->integer;
         last = range->element[1]->integer;
 
@@ -771,6 +818,30 @@ ngx_http_offload_cluster_map(ngx_http_offload_cluster_t *cl,
     }
 
     return NGX_OK;
+}
+
+
+/* wait_replicas=all: master m's replicas, n in the map */
+
+static void
+ngx_http_offload_cluster_replicas(ngx_http_offload_cluster_t *cl,
+    ngx_uint_t m, ngx_uint_t n)
+{
+    ngx_http_offload_peer_t  *peer;
+
+    peer = ((ngx_http_offload_peer_t **) cl->masters.elts)[m];
+
+    if (peer->wait_replicas == NGX_HTTP_OFFLOAD_WAIT_ALL
+        && (peer->replicas != n || !peer->counted))
+    {
+        ngx_log_error(NGX_LOG_NOTICE, cl->query.log, 0,
+                      "offload: redis %V: wait_replicas=all: master %V "
+                      "has %ui replicas in the slot map", &cl->peer->name,
+                      &peer->name, n);
+    }
+
+    peer->replicas = n;
+    peer->counted = 1;
 }
 
 
@@ -897,6 +968,8 @@ ngx_http_offload_cluster_master(ngx_http_offload_cluster_t *cl,
     peer->jobs = cl->peer->jobs;        /* offload:jobs:done, long polls */
     peer->named = 1;
     peer->admission = cl->peer->admission;
+    peer->wait_replicas = cl->peer->wait_replicas;   /* on its own link */
+    peer->wait_timeout = cl->peer->wait_timeout;
 
     ngx_log_error(NGX_LOG_NOTICE, cl->query.log, 0,
                   "offload: redis %V: master %V", &cl->peer->name,

@@ -1812,14 +1812,17 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* the sentinels count the replicas they could promote */
+    /* the sentinels count the replicas they could promote, a cluster's
+     * map each master's */
 
     if ((ngx_uint_t) wait_replicas == NGX_HTTP_OFFLOAD_WAIT_ALL
-        && ngx_strncmp(value[1].data, "sentinel://", 11) != 0)
+        && ngx_strncmp(value[1].data, "sentinel://", 11) != 0
+        && ngx_strncmp(value[1].data, "cluster://", 10) != 0)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"wait_replicas=all\" needs a sentinel:// "
-                           "address in \"%V\" directive", &cmd->name);
+                           "\"wait_replicas=all\" needs a sentinel:// or "
+                           "cluster:// address in \"%V\" directive",
+                           &cmd->name);
         return NGX_CONF_ERROR;
     }
 
@@ -1837,16 +1840,13 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* a cluster has db 0 only; WAIT after a job's XADD is phase 2 */
+    /* a cluster has db 0 only (WAIT goes to the master that took the
+     * job's XADD) */
 
-    if (ngx_strncmp(value[1].data, "cluster://", 10) == 0
-        && (db != 0 || wait_replicas != 0))
-    {
+    if (ngx_strncmp(value[1].data, "cluster://", 10) == 0 && db != 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%s\" in \"%V\" directive: %s",
-                           db != 0 ? "db=" : "wait_replicas=", &cmd->name,
-                           db != 0 ? "a redis cluster has only db 0"
-                                   : "not supported with cluster:// yet");
+                           "\"db=\" in \"%V\" directive: a redis cluster "
+                           "has only db 0", &cmd->name);
         return NGX_CONF_ERROR;
     }
 

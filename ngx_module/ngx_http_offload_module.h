@@ -58,8 +58,9 @@
  * backoff before they are asked again */
 #define NGX_HTTP_OFFLOAD_REMAP_RETRY      500
 
-/* wait_replicas=all: WAIT for every replica the sentinels could promote,
- * counted anew every NGX_HTTP_OFFLOAD_COUNT_INTERVAL */
+/* wait_replicas=all: WAIT for every replica the sentinels could promote
+ * (a cluster: the master's replicas in its map), counted anew every
+ * NGX_HTTP_OFFLOAD_COUNT_INTERVAL */
 #define NGX_HTTP_OFFLOAD_WAIT_ALL         ((ngx_uint_t) -1)
 #define NGX_HTTP_OFFLOAD_COUNT_INTERVAL   1000
 
@@ -273,6 +274,10 @@ struct ngx_http_offload_peer_s {
     ngx_queue_t                   replicating; /* jobs for the next WAIT, */
     ngx_queue_t                   waited;      /* for the one on its way */
     ngx_uint_t                    wait_sent;   /* its replicas */
+    ngx_uint_t                    replicas;    /* a cluster's master: its
+                                                  replicas in the last map
+                                                  (wait_replicas=all) */
+    unsigned                      counted:1;   /* replicas was set */
     unsigned                      waiting:1;
 };
 

@@ -37,6 +37,12 @@
  * and its count would drop to the replicas that will lose them.  Until the
  * sentinels answered (and after a failover, until they answer again), a
  * job is 503 not_replicated.
+ *
+ * cluster://: each master's peer WAITs on its own command connection, the
+ * one that took the job's XADD (ngx_http_offload_cluster.c made it with
+ * the cluster's wait_replicas=); "all" is the master's replicas in the
+ * last slot map (CLUSTER SLOTS lists those not failed that synced once),
+ * asked every NGX_HTTP_OFFLOAD_COUNT_INTERVAL then.
  */
 
 
@@ -813,6 +819,9 @@ ngx_http_offload_wait_send(ngx_http_offload_peer_t *peer)
 
     if (peer->wait_replicas != NGX_HTTP_OFFLOAD_WAIT_ALL) {
         peer->wait_sent = peer->wait_replicas;
+
+    } else if (peer->parent != NULL) {
+        peer->wait_sent = peer->replicas;       /* a cluster's master */
 
     } else if (peer->sentinels->replicas >= 0) {
         peer->wait_sent = peer->sentinels->replicas;

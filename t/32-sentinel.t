@@ -42,7 +42,7 @@ for my $case (
       qr/WAIT holds up the command connection/ ],
     [ '127.0.0.1:1 wait_replicas=0', qr/invalid parameter/ ],
     [ '127.0.0.1:1 wait_replicas=all',
-      qr/"wait_replicas=all" needs a sentinel:\/\/ address/ ],
+      qr/"wait_replicas=all" needs a sentinel:\/\/ or cluster:\/\/ address/ ],
     [ 'sentinel://127.0.0.1:1/m wait_replicas=alll', qr/invalid parameter/ ],
 ) {
     my ($rc, $out) = nginx_test(http => "server { listen 127.0.0.1:1; "

@@ -49,6 +49,12 @@ is($rc, 0, 'sidecar -t: redis ... wait_replicas=all is taken') or diag($out);
     . "    redis cluster://127.0.0.1:7001;\n}\n");
 is($rc, 0, 'sidecar -t: redis cluster://seeds, top level and in a queue')
     or diag($out);
+for my $n (1, 'all') {
+    ($rc, $out) = sidecar_t("cluster-wait-$n", "redis cluster://127.0.0.1:7000"
+        . " wait_replicas=$n;\nqueue q { handler echo; }\n");
+    is($rc, 0, "sidecar -t: redis cluster://... wait_replicas=$n is taken")
+        or diag($out);
+}
 
 # [ name, text, line of the error (undef: any), message pattern ]
 my @bad = (
@@ -91,9 +97,6 @@ my @bad = (
     [ 'cluster queue with db', "db 1;\nqueue q {\n    handler echo;\n"
         . "    redis cluster://127.0.0.1:7000;\n}\n", 4,
         qr/a Redis Cluster has only db 0/ ],
-    [ 'cluster with wait_replicas', "redis cluster://127.0.0.1:7000 "
-        . "wait_replicas=1;\nqueue q { handler echo; }\n", 1,
-        qr/"wait_replicas" is not supported with cluster:\/\/ yet/ ],
     [ 'bad cluster seed', "redis cluster://127.0.0.1:7000,;\n"
         . "queue q { handler echo; }\n", 1,
         qr/invalid cluster seed "" in "cluster:\/\/127\.0\.0\.1:7000,"/ ],
@@ -135,6 +138,14 @@ is($rc, 0, 'nginx -t: offload_metrics_zone off') or diag($out);
 isnt($rc, 0, 'nginx -t: offload_metrics_zone 1k is too small');
 like($out, qr/invalid offload_metrics_zone size "1k", it must be at least/,
     'and says the least size');
+
+for my $n (1, 'all') {
+    ($rc, $out) = nginx_test(http => "offload_redis cluster://127.0.0.1:1 "
+        . "wait_replicas=$n wait_timeout=500ms;\n"
+        . sprintf($server, 'location /a { offload_pass a; }'));
+    is($rc, 0, "nginx -t: offload_redis cluster://... wait_replicas=$n")
+        or diag($out);
+}
 
 my @nginx_bad = (
     [ 'offload_pass outside location', 'offload_pass echo;', 'offload_pass',
@@ -179,10 +190,6 @@ my @nginx_bad = (
     [ 'offload_redis cluster:// db=1',
         'offload_redis cluster://127.0.0.1:1 db=1;', 'offload_redis',
         qr/"db=" .*a redis cluster has only db 0/ ],
-    [ 'offload_redis cluster:// wait_replicas=1',
-        'offload_redis cluster://127.0.0.1:1 wait_replicas=1;',
-        'offload_redis',
-        qr/"wait_replicas=" .*not supported with cluster:\/\/ yet/ ],
 );
 for my $case (@nginx_bad) {
     my ($name, $directive, $dname, $re) = @$case;

@@ -1284,24 +1284,16 @@ check_logins(conf_parser_t *ps, const offload_redis_endpoint_t *ep,
 }
 
 
-/* A cluster has only db 0, and its support no WAIT yet (a replica's count
- * is per master, and a queue's master changes). */
+/* A cluster has only db 0.  (wait_replicas works as with one master: a
+ * worker's link is to its queue's master, where its completions and their
+ * WAIT go; "all" counts that master's replicas with ROLE.) */
 static int
 check_cluster(conf_parser_t *ps, const offload_redis_endpoint_t *ep,
     int line)
 {
-    if (ep->nseeds == 0) {
-        return 0;
-    }
-
-    if (ep->db != 0) {
+    if (ep->nseeds > 0 && ep->db != 0) {
         return conf_error(ps, line, "\"db\" %d with a \"redis cluster://"
                           "...\": a Redis Cluster has only db 0", ep->db);
-    }
-
-    if (ep->wait_replicas != 0) {
-        return conf_error(ps, line, "\"wait_replicas\" is not supported "
-                          "with cluster:// yet");
     }
 
     return 0;

@@ -699,9 +699,19 @@ test_queue_redis(void)
     bad("redis cluster://a:1;\nqueue b {\n handler echo;\n db 1;\n}\n",
         "t.conf:2: \"db\" 1 with a \"redis cluster://...\": a Redis Cluster "
         "has only db 0", "a queue's db with an inherited cluster");
-    bad(Q "redis cluster://a:1 wait_replicas=1;\n",
-        "t.conf:2: \"wait_replicas\" is not supported with cluster:// yet",
-        "wait_replicas with a cluster");
+    ok(load_text(&conf, Q "redis cluster://127.0.0.1:1 wait_replicas=1;\n",
+                 path, err, sizeof(err))
+       == 0
+       && conf.queues[0].redis.nseeds == 1
+       && conf.queues[0].redis.wait_replicas == 1,
+       "wait_replicas with a cluster (%s)", err);
+    offload_conf_free(&conf);
+    ok(load_text(&conf, Q "redis cluster://127.0.0.1:1 wait_replicas=all;\n",
+                 path, err, sizeof(err))
+       == 0
+       && conf.queues[0].redis.wait_replicas == OFFLOAD_WAIT_ALL,
+       "wait_replicas=all with a cluster (%s)", err);
+    offload_conf_free(&conf);
 
     ok(load_text(&conf, "queue b { handler echo; redis localhost:6391; }\n",
                  path, err, sizeof(err))
