@@ -31,7 +31,9 @@
  * SENTINEL REPLICAS lists for the master without s_down, o_down or
  * disconnected (a sentinel promotes none of those) and with its link to
  * the master up (only those can acknowledge a write), asked with every round
- * and every NGX_HTTP_OFFLOAD_COUNT_INTERVAL on the query link.  Not the
+ * and every NGX_HTTP_OFFLOAD_COUNT_INTERVAL on the query link, together with
+ * the master they are of: a count of another master than the one the
+ * connections went to is a failover unheard (they reconnect).  Not the
  * master's own count of its replicas: during SENTINEL FAILOVER the replica
  * being promoted leaves the old master, which takes writes until demoted,
  * and its count would drop to the replicas that will lose them.  Until the
@@ -58,8 +60,8 @@ static void ngx_http_offload_sentinel_round(ngx_http_offload_sentinel_t *s);
 static void ngx_http_offload_sentinel_question(ngx_http_offload_link_t *link);
 static void ngx_http_offload_sentinel_answer(redisAsyncContext *ac, void *r,
     void *privdata);
-static ngx_int_t ngx_http_offload_sentinel_master(
-    ngx_http_offload_sentinel_t *s, redisReply *reply);
+static ngx_int_t ngx_http_offload_sentinel_master(offload_addr_t *master,
+    redisReply *reply);
 static void ngx_http_offload_sentinel_none(ngx_http_offload_peer_t *peer);
 static void ngx_http_offload_sentinel_watch_up(ngx_http_offload_link_t *link);
 static void ngx_http_offload_sentinel_watch_down(
@@ -73,6 +75,8 @@ static ngx_int_t ngx_http_offload_sentinel_command(
     ngx_http_offload_link_t *link, const char *what, redisCallbackFn *fn,
     void *privdata);
 static void ngx_http_offload_sentinel_count_ask(ngx_http_offload_link_t *link);
+static void ngx_http_offload_sentinel_count_master(redisAsyncContext *ac,
+    void *r, void *privdata);
 static void ngx_http_offload_sentinel_counted(redisAsyncContext *ac, void *r,
     void *privdata);
 static ngx_int_t ngx_http_offload_sentinel_up_replicas(redisReply *reply);
@@ -269,7 +273,7 @@ ngx_http_offload_sentinel_answer(redisAsyncContext *ac, void *r,
 
     was = s->master;
 
-    if (ngx_http_offload_sentinel_master(s, reply) != NGX_OK) {
+    if (ngx_http_offload_sentinel_master(&s->master, reply) != NGX_OK) {
         /* an error: NOAUTH (no sentinel_password= given) ... */
         ngx_log_error(NGX_LOG_WARN, link->log, 0,
                       "offload: redis %V: sentinel %s:%d names no usable "
@@ -332,8 +336,7 @@ ngx_http_offload_sentinel_answer(redisAsyncContext *ac, void *r,
  */
 
 static ngx_int_t
-ngx_http_offload_sentinel_master(ngx_http_offload_sentinel_t *s,
-    redisReply *reply)
+ngx_http_offload_sentinel_master(offload_addr_t *master, redisReply *reply)
 {
     u_char           buf[sizeof(struct in6_addr)];
     ngx_int_t        port;
@@ -349,7 +352,7 @@ ngx_http_offload_sentinel_master(ngx_http_offload_sentinel_t *s,
     host = reply->element[0];
     p = reply->element[1];
 
-    if (host->len >= sizeof(s->master.host)) {
+    if (host->len >= sizeof(master->host)) {
         return NGX_ERROR;
     }
 
@@ -365,9 +368,9 @@ ngx_http_offload_sentinel_master(ngx_http_offload_sentinel_t *s,
         return NGX_ERROR;
     }
 
-    ngx_memcpy(s->master.host, host->str, host->len + 1);
-    s->master.port = (int) port;
-    s->master.is_unix = 0;
+    ngx_memcpy(master->host, host->str, host->len + 1);
+    master->port = (int) port;
+    master->is_unix = 0;
 
     return NGX_OK;
 }
@@ -597,17 +600,91 @@ ngx_http_offload_sentinel_count_tick(ngx_event_t *ev)
 }
 
 
+/*
+ * The master first, then its replicas, in one write on the same link: the
+ * sentinel answers both from the same view, so the count is known to be
+ * of the master it names.  Not sent: the link is going, the next tick
+ * asks again.
+ */
+
 static void
 ngx_http_offload_sentinel_count_ask(ngx_http_offload_link_t *link)
 {
+    void                         *epoch;
     ngx_http_offload_sentinel_t  *s;
 
     s = link->peer->sentinels;
+    epoch = (void *) (uintptr_t) s->epoch;
 
-    /* not sent: the link is going, the next tick asks again */
+    if (ngx_http_offload_sentinel_command(link, "get-master-addr-by-name",
+                                      ngx_http_offload_sentinel_count_master,
+                                      epoch)
+        != NGX_OK)
+    {
+        return;
+    }
+
     (void) ngx_http_offload_sentinel_command(link, "REPLICAS",
                                          ngx_http_offload_sentinel_counted,
-                                         (void *) (uintptr_t) s->epoch);
+                                         epoch);
+}
+
+
+/*
+ * The master the count to come is of.  Another than the one the peer's
+ * connections went to: the sentinel asked has switched to the new master
+ * while the one watched has not announced it yet (the failover's leader
+ * publishes +switch-master only once the other replicas follow the new
+ * master, the others as soon as they learn of it), and the count is of
+ * the new master's replicas, maybe none yet, while the command connection
+ * still writes to the old master: WAIT for that count would accept jobs
+ * the old master's demotion drops.  The failover is taken as heard: the
+ * count is dropped (a new epoch) and the connections ask again.  With no
+ * master known (the connections are asking already) the count waits for
+ * their round.
+ */
+
+static void
+ngx_http_offload_sentinel_count_master(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                   *reply = r;
+    offload_addr_t                named;
+    ngx_http_offload_peer_t      *peer;
+    ngx_http_offload_link_t      *link;
+    ngx_http_offload_sentinel_t  *s;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+    peer = link->peer;
+    s = peer->sentinels;
+
+    if (reply == NULL || (ngx_uint_t) (uintptr_t) privdata != s->epoch
+        || ngx_http_offload_sentinel_master(&named, reply) != NGX_OK)
+    {
+        return;                 /* an error: the REPLICAS reply logs it */
+    }
+
+    if (s->master.port == 0) {
+        s->epoch++;
+        return;
+    }
+
+    if (named.port == s->master.port
+        && ngx_strcmp(named.host, s->master.host) == 0)
+    {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, link->log, 0,
+                  "offload: redis %V: sentinel %s:%d counts the replicas "
+                  "of master %s:%d, not %s:%d: a failover unheard, "
+                  "reconnecting", &peer->name, link->addr->host,
+                  link->addr->port, named.host, named.port, s->master.host,
+                  s->master.port);
+
+    s->master.port = 0;         /* heard: the next answer is no news */
+
+    ngx_http_offload_sentinel_drop_all(peer);
 }
 
 

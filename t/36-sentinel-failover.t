@@ -152,6 +152,15 @@ sub run {
     my $topo = start_sentinel_topology(name => 'e2e',
         replicas => $replicas);
     my $url = 'sentinel://' . $topo->url;
+    # the topology is ready with one replica up; a failover before the
+    # others are in sync and counted (nginx WAITs for the replicas the
+    # sentinels list up) may promote one that lacks jobs WAIT did not wait
+    # for; and Redis sends a replica nothing after its full sync until its
+    # first ack (up to a second): wait_replicated
+    ok($topo->wait_replicas_up($replicas, scaled(20))
+        && wait_replicated($topo->master_port, $replicas, scaled(10)),
+        "$label: the sentinels see $replicas replica"
+        . ($replicas > 1 ? 's' : '') . ' up and in sync');
     redis_use($topo->master_port);
     start_sidecar(redis => "$url$opt",
         conf => "redis_timeout 1s;\n$QUEUES");
@@ -161,6 +170,15 @@ sub run {
     location /status/ { offload_jobs; }
 SERVER
         "$label: nginx and the sidecar on $url$opt");
+
+    # and every nginx worker has counted them
+    ok(wait_until(sub {
+        my $log = slurp(nginx_error_log());
+        !grep { $log !~ /\b$_#\d+: .*wait_replicas=all: replicas up: $need,/ }
+            nginx_worker_pids();
+    }, scaled(10), 'the workers count the replicas'),
+        "$label: every nginx worker counts $need replicas")
+        if $wait eq 'all';
 
     my $until = time + scaled(4);
     my @loaders = map { [ start_loader($_, $until) ] }

@@ -14,6 +14,8 @@ package SentinelTopology;
 #   $topo->kill_master('KILL')  # or 'STOP'; returns the old master's port
 #   $topo->wait_master_change($old, $timeout)  # the new master's port
 #   $topo->wait_ready($timeout) # sentinels see the master and a replica
+#   $topo->wait_replicas_up($n, $timeout)  # every sentinel sees $n replicas
+#                               # up, their link to the master working
 #   redis_cmd_at($port, ...)    # (OffloadTest) ask one server directly
 #   $topo->sentinel_cmd($port, ...)  # ask one sentinel (AUTH first when
 #                               # the sentinels have a password)
@@ -239,6 +241,23 @@ sub wait_ready {
         }
         1;
     }, $timeout // scaled(30), 'sentinels see master, replica and peers');
+}
+
+# True when every sentinel lists $n replicas of the master up with a
+# working link to it: what nginx's wait_replicas=all counts.  The
+# sentinels read a replica's link every INFO period (a second here), so a
+# replica just synced is counted a little later.
+sub wait_replicas_up {
+    my ($self, $n, $timeout) = @_;
+    return wait_until(sub {
+        for my $s (@{ $self->{sentinels} }) {
+            my $replicas = $self->sentinel_cmd($s, 'SENTINEL', 'REPLICAS',
+                $self->{name});
+            return 0 unless ref $replicas eq 'ARRAY'
+                && (grep { replica_ok($_) } @$replicas) >= $n;
+        }
+        1;
+    }, $timeout // scaled(30), "every sentinel sees $n replicas up");
 }
 
 sub replica_ok {
