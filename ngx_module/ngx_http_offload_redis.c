@@ -8,7 +8,6 @@
  */
 
 
-
 #include "ngx_http_offload_module.h"
 
 
@@ -964,7 +963,10 @@ ngx_http_offload_link_read_handler(ngx_event_t *rev)
             ngx_add_timer(&link->watchdog, NGX_HTTP_OFFLOAD_WATCHDOG);
         }
 
-        if ((size_t) n < sizeof(buf)) {
+        /* a short read emptied the socket, but an end of file that came
+         * with the data raises no further event: read on to meet it */
+
+        if ((size_t) n < sizeof(buf) && !rev->pending_eof) {
             return;
         }
     }
