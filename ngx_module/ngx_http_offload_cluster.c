@@ -450,6 +450,7 @@ ngx_http_offload_cluster_query_down(ngx_http_offload_link_t *link)
         == NGX_DONE)
     {
         cl->asking = 0;
+        cl->counting = 0;
 
         /* the backoff of a connection; the first failure in a row is
          * worth a warning, the retries are not */

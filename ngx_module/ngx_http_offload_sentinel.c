@@ -898,6 +898,10 @@ ngx_http_offload_wait_send(ngx_http_offload_peer_t *peer)
         peer->wait_sent = peer->wait_replicas;
 
     } else if (peer->parent != NULL) {
+        if (!peer->counted) {
+            goto failed;        /* a master a redirect named, not mapped */
+        }
+
         peer->wait_sent = peer->replicas;       /* a cluster's master */
 
     } else if (peer->sentinels->replicas >= 0) {
