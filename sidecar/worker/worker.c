@@ -329,6 +329,14 @@ job_done(offload_worker_t *w, int ok, int64_t run_us)
     if (q->memory_limit > 0) {
         rss = offload_rss_bytes() + offload_exec_rss_bytes();
 
+#ifdef M_TRIM_THRESHOLD
+        if (rss > q->memory_limit) {
+            /* the free heap kept for the next big job is no leak */
+            malloc_trim(0);
+            rss = offload_rss_bytes() + offload_exec_rss_bytes();
+        }
+#endif
+
         if (rss > q->memory_limit) {
             log_notice("%s: recycling: RSS %lld MB over memory_limit %lld MB",
                        w->name, rss >> 20, q->memory_limit >> 20);
@@ -2705,10 +2713,12 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     /* malloc's trimming hands a big job's freed buffers back to the kernel
      * and the next big job faults them in again, page by page: a quarter
      * of a 64 MB echo's CPU.  Blocks under 4 MB (hiredis's slices, replies
-     * and output buffer) now come from the heap, which keeps up to 8 MB of
+     * and output buffer) come from the heap, which keeps up to 8 MB of
      * free top; bigger blocks are still returned when freed. */
+#ifdef M_TRIM_THRESHOLD
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
     mallopt(M_TRIM_THRESHOLD, 8 << 20);
+#endif
 
     /* memory_limit is the steady RSS, checked between jobs; a job may grow
      * the worker by twice that before its allocations fail (an exec
