@@ -638,10 +638,10 @@ ngx_http_offload_sentinel_count_ask(ngx_http_offload_link_t *link)
  * master, the others as soon as they learn of it), and the count is of
  * the new master's replicas, maybe none yet, while the command connection
  * still writes to the old master: WAIT for that count would accept jobs
- * the old master's demotion drops.  The failover is taken as heard: the
- * count is dropped (a new epoch) and the connections ask again.  With no
- * master known (the connections are asking already) the count waits for
- * their round.
+ * the old master's demotion drops.  The failover is taken as heard: every
+ * connection is dropped (drop_all, which also starts a new epoch, so the
+ * count's own reply is ignored) and asks again.  With no master known (the
+ * connections are asking already) the count waits for their round.
  */
 
 static void
