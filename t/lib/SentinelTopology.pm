@@ -234,10 +234,7 @@ sub wait_ready {
                 $self->{name});
             return 0 unless ref $others eq 'ARRAY'
                 && @$others >= $want_sentinels;
-            my $replicas = $self->sentinel_cmd($s, 'SENTINEL', 'REPLICAS',
-                $self->{name});
-            return 0 unless ref $replicas eq 'ARRAY'
-                && grep { replica_ok($_) } @$replicas;
+            return 0 unless $self->replicas_up($s);
         }
         1;
     }, $timeout // scaled(30), 'sentinels see master, replica and peers');
@@ -251,13 +248,20 @@ sub wait_replicas_up {
     my ($self, $n, $timeout) = @_;
     return wait_until(sub {
         for my $s (@{ $self->{sentinels} }) {
-            my $replicas = $self->sentinel_cmd($s, 'SENTINEL', 'REPLICAS',
-                $self->{name});
-            return 0 unless ref $replicas eq 'ARRAY'
-                && (grep { replica_ok($_) } @$replicas) >= $n;
+            return 0 unless $self->replicas_up($s) >= $n;
         }
         1;
     }, $timeout // scaled(30), "every sentinel sees $n replicas up");
+}
+
+# How many replicas of the master sentinel $s lists up, with a working
+# link to it.
+sub replicas_up {
+    my ($self, $s) = @_;
+    my $replicas = $self->sentinel_cmd($s, 'SENTINEL', 'REPLICAS',
+        $self->{name});
+    return ref $replicas eq 'ARRAY' ? scalar grep { replica_ok($_) }
+        @$replicas : 0;
 }
 
 sub replica_ok {
