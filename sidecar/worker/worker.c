@@ -2080,8 +2080,11 @@ batch_clear(offload_worker_t *w)
 /*
  * Runs the batch's jobs back to back for at most WORK_SLICE_US, then gives
  * the loop a turn so the results finished so far are written: short jobs
- * share one write, a long one delays no other job's answer.  The next read
- * goes out once the batch is done.
+ * share one write and one completion script, and a long job delays only
+ * the answers of the jobs that finished before it in its slice (a crash or
+ * a kill of it sends them back to the queue unanswered: they run again,
+ * as README's delivery paragraph says).  The next read goes out once the
+ * batch is done.
  */
 static void
 work_cb(struct ev_loop *loop, ev_idle *idle, int revents)
