@@ -632,6 +632,14 @@ ngx_http_offload_jobs_handler(ngx_http_request_t *r)
     ngx_http_offload_job_read_t  *jr;
     ngx_http_offload_loc_conf_t  *olcf;
 
+    /* the body is discarded before any answer: left unread, on a
+     * keepalive connection it would be taken for the next request */
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_DELETE))) {
         if (ngx_http_offload_add_header(r, "Allow",
                                         (u_char *) "GET, HEAD, DELETE", 17)
@@ -643,11 +651,6 @@ ngx_http_offload_jobs_handler(ngx_http_request_t *r)
         return ngx_http_offload_send_error(r, NGX_HTTP_NOT_ALLOWED,
                                            "method_not_allowed",
                                            "GET, HEAD or DELETE a job");
-    }
-
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
     }
 
     jr = ngx_pcalloc(r->pool, sizeof(ngx_http_offload_job_read_t));

@@ -10,6 +10,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time);
+use IO::Socket::INET;
 use OffloadTest;
 use RedisMonitor;
 
@@ -136,6 +137,31 @@ is(http('DELETE', '/jobs/' . ('f' x 32))->{status}, 404, 'DELETE: 404 too');
 $r = http('POST', "/jobs/$id", '{}');
 is($r->{status}, 405, 'POST to a job: 405');
 is($r->{headers}{allow}, 'GET, HEAD, DELETE', 'Allow');
+
+# the refused request's body is read and dropped, never taken for the next
+# request on the connection: a PUT whose body is a request of its own,
+# then a GET that closes; two answers, the hidden request not among them
+{
+    my $hidden = "GET /jobs/$id HTTP/1.1\r\nHost: hidden\r\n\r\n";
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => nginx_port(), Timeout => scaled(5))
+        or die "connect: $!\n";
+    print $sock "PUT /jobs/$id HTTP/1.1\r\nHost: t\r\n"
+        . 'Content-Length: ' . length($hidden) . "\r\n\r\n$hidden"
+        . "GET /jobs/$id HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    my $all = '';
+    my $deadline = time + scaled(10);
+    while (time < $deadline) {
+        my $n = sysread($sock, my $buf, 65536);
+        last unless $n;
+        $all .= $buf;
+    }
+    close $sock;
+    my @status = $all =~ m{HTTP/1\.1 (\d\d\d) }g;
+    diag("answers: [$all]") unless "@status" eq "405 200";
+    is("@status", "405 200", 'PUT with a request for a body: 405, then the '
+        . 'next request, nothing smuggled in between');
+}
 is(job($id, '?wait=soon')->{status}, 400, 'a wait that is no number: 400');
 
 # ---- a failed job: the error, not a result
