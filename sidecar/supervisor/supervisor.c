@@ -17,9 +17,11 @@
  * new worker takes the slot.  It kills a worker whose job runs past the
  * queue's timeout, and replaces at once a worker that recycled itself
  * (max_jobs_per_worker, memory_limit).  It keeps the node registry up to
- * date and, on SIGTERM or SIGINT, stops the workers (SIGKILL after
- * shutdown_timeout, their jobs handed back), removes the node from the
- * registry and exits 0.  SIGHUP is reload.c's; lost nodes are claim.c's.
+ * date and, on SIGTERM or SIGINT, stops the workers, removes the node from
+ * the registry and exits 0.  Every stop of a worker (shutdown, a failed
+ * pool, a reload's rolling restart) is offload_slot_stop(): SIGTERM, then
+ * SIGKILL if the worker still runs shutdown_timeout later, its jobs handed
+ * back unchanged.  SIGHUP is reload.c's; lost nodes are claim.c's.
  *
  * The supervisor runs on its own libev loop, not the default one: the
  * default loop reaps every child itself (its SIGCHLD watcher calls waitpid)
@@ -400,10 +402,47 @@ offload_supervisor_drain(offload_supervisor_t *sup, int drained)
 void
 offload_slot_stop(offload_slot_t *slot)
 {
+    offload_supervisor_t  *sup = slot->pool->sup;
+
+    if (slot->stopping) {
+        return;                 /* asked already: its deadline runs */
+    }
+
     if (kill(slot->pid, SIGTERM) != 0 && errno != ESRCH) {
         log_error("kill(%d) failed: %s", (int) slot->pid, strerror(errno));
     }
     slot->stopping = 1;
+
+    ev_timer_set(&slot->kill, sup->conf->shutdown_timeout_ms / 1000.0, 0.0);
+    ev_timer_start(sup->loop, &slot->kill);
+}
+
+
+/* A stopping worker outlived shutdown_timeout: a long job (timeout off),
+ * or completions it cannot deliver without Redis.  Its exit still goes
+ * through worker_exited's stop path. */
+static void
+kill_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    char             timeout[32];
+    offload_slot_t  *slot = w->data;
+
+    (void) loop;
+    (void) revents;
+
+    if (slot->pid == 0) {
+        return;
+    }
+
+    format_ms(timeout, sizeof(timeout),
+              slot->pool->sup->conf->shutdown_timeout_ms);
+    log_warn("worker %s:%d: pid %d still running %s after SIGTERM, sending "
+             "SIGKILL; its jobs go back to the queue",
+             slot->pool->queue->name, slot->index, (int) slot->pid, timeout);
+
+    if (kill(slot->pid, SIGKILL) != 0 && errno != ESRCH) {
+        log_error("kill(%d) failed: %s", (int) slot->pid, strerror(errno));
+    }
 }
 
 
@@ -578,6 +617,8 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
     offload_pool_t        *pool = slot->pool;
     offload_failure_t      failure;
     offload_supervisor_t  *sup = pool->sup;
+
+    ev_timer_stop(sup->loop, &slot->kill);
 
     describe_exit(status, how, sizeof(how));
     pid = slot->pid;
@@ -817,7 +858,6 @@ static void
 finish(offload_supervisor_t *sup)
 {
     ev_timer_stop(sup->loop, &sup->exit_timer);
-    ev_timer_stop(sup->loop, &sup->kill_timer);
     ev_signal_stop(sup->loop, &sup->sigterm);
     ev_signal_stop(sup->loop, &sup->sigint);
     ev_signal_stop(sup->loop, &sup->sigchld);
@@ -861,38 +901,8 @@ stopped(offload_supervisor_t *sup)
 
     log_info("all workers stopped");
 
-    ev_timer_stop(sup->loop, &sup->kill_timer);
     ev_timer_start(sup->loop, &sup->exit_timer);
     offload_registry_remove(&sup->registry, registry_removed);
-}
-
-
-static void
-signal_workers(offload_supervisor_t *sup, int sig)
-{
-    offload_slot_iter_t   it = { 0, 0, 0 };
-    offload_slot_t       *slot;
-
-    while ((slot = offload_slot_next(sup, &it)) != NULL) {
-        ev_timer_stop(sup->loop, &slot->restart);
-
-        if (slot->pid != 0 && kill(slot->pid, sig) != 0 && errno != ESRCH) {
-            log_error("kill(%d) failed: %s", (int) slot->pid,
-                      strerror(errno));
-        }
-    }
-}
-
-
-static void
-kill_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void) loop;
-    (void) revents;
-
-    log_warn("workers still running after shutdown_timeout, sending "
-             "SIGKILL; their jobs go back to the queue");
-    signal_workers(w->data, SIGKILL);
 }
 
 
@@ -900,6 +910,8 @@ static void
 stop_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     size_t                 p;
+    offload_slot_iter_t    it = { 0, 0, 0 };
+    offload_slot_t        *slot;
     offload_supervisor_t  *sup = w->data;
 
     (void) loop;
@@ -921,8 +933,15 @@ stop_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     }
 
     sup->rolling = NULL;
-    signal_workers(sup, SIGTERM);
-    ev_timer_start(sup->loop, &sup->kill_timer);
+
+    while ((slot = offload_slot_next(sup, &it)) != NULL) {
+        ev_timer_stop(sup->loop, &slot->restart);
+
+        if (slot->pid != 0) {
+            offload_slot_stop(slot);
+        }
+    }
+
     stopped(sup);
 }
 
@@ -1028,6 +1047,8 @@ offload_pools_make(offload_supervisor_t *sup, const offload_conf_t *conf)
             slot->sb->metrics = pool->metrics;
             ev_timer_init(&slot->restart, restart_cb, 0.0, 0.0);
             slot->restart.data = slot;
+            ev_timer_init(&slot->kill, kill_cb, 0.0, 0.0);
+            slot->kill.data = slot;
         }
     }
 
@@ -1142,9 +1163,6 @@ offload_supervisor_run(const offload_conf_t *conf, const char *conf_file)
     sup.oom_events = offload_oom_events_path();
     sup.oom_kills = offload_oom_kills(sup.oom_events);
 
-    ev_timer_init(&sup.kill_timer, kill_timer_cb,
-                  conf->shutdown_timeout_ms / 1000.0, 0.0);
-    sup.kill_timer.data = &sup;
     ev_timer_init(&sup.exit_timer, exit_timer_cb, REGISTRY_CLEANUP_S, 0.0);
     sup.exit_timer.data = &sup;
 
