@@ -39,6 +39,37 @@ sub pending {
     return ref $g eq 'ARRAY' && @$g ? { @{ $g->[0] } }->{pending} : 0;
 }
 
+# ---- a failed pool: its busy worker is stopped, then killed
+sub busy_slot {
+    my $p = redis_cmd('XPENDING', 'offload:{burst}:jobs', 'workers');
+    my $held = ref $p eq 'ARRAY' && ref $p->[3] eq 'ARRAY' ? $p->[3] : [];
+    return @$held == 1 && $held->[0][0] =~ /:burst:(\d+)\z/ ? $1 : undef;
+}
+my $long = send_post('/jobs/burst', '{"ms":10000}');
+my $busy;
+ok(wait_until(sub { defined($busy = busy_slot()) }, 10, 'burst job running'),
+    'a 10 s job runs in the burst pool');
+my $pids = worker_pids()->{burst};
+my ($busy_pid, $idle_pid) = ($pids->[$busy], $pids->[1 - $busy]);
+kill 'KILL', $idle_pid;             # a crash, max_restarts 0: pool failed
+ok(wait_until(sub { !kill 0, $busy_pid }, $deadline,
+    'the failed pool\'s busy worker gone'),
+    'the failed pool\'s busy worker is gone within shutdown_timeout + margin');
+like(slurp($log), qr/pool burst failed/, 'the pool failed');
+my $killed = "worker burst:$busy: pid $busy_pid still running 1s after "
+    . 'SIGTERM, sending SIGKILL';
+like(slurp($log), qr/\Q$killed\E/, 'its SIGKILL is logged');
+ok(wait_until(sub { my $e = stream_entries('offload:{burst}:jobs');
+    pending('burst') == 0 && @$e == 1 && $e->[0]{attempt} == 1 }, 5,
+    'job back in the queue'),
+    'its job is back in the queue, its attempt unchanged');
+ok(!@{ stream_entries('offload:{burst}:dead') }, 'not dead-lettered');
+close $long;
+# the pool comes back at the reload below: not with this job
+my $left = redis_cmd('XRANGE', 'offload:{burst}:jobs', '-', '+');
+redis_cmd('XDEL', 'offload:{burst}:jobs', map { $_->[0] } @$left);
+
+# ---- a reload: the retired worker in a long job is killed
 my $job = send_post('/jobs/sleep', '{"ms":10000}');
 ok(wait_until(sub { pending('sleep') == 1 }, 10, 'sleep job running'),
     'a 10 s job runs on a queue with timeout off');
@@ -54,7 +85,7 @@ ok(wait_until(sub { !kill 0, $old_sleep }, $deadline,
     'the retired worker is gone within shutdown_timeout + margin');
 my $took = time - $t0;
 ok($took >= 0.9, sprintf 'not before shutdown_timeout (%.2f s)', $took);
-my $killed = "worker sleep:0: pid $old_sleep still running 1s after SIGTERM, "
+$killed = "worker sleep:0: pid $old_sleep still running 1s after SIGTERM, "
     . 'sending SIGKILL';
 like(slurp($log), qr/\Q$killed\E/, 'the SIGKILL is logged');
 ok(wait_until(sub { @{ events('reload') } == 1 },
@@ -74,34 +105,7 @@ is(scalar @{ events('reload_failed') }, 0, 'no reload was refused');
 my $answer = read_answer($job, scaled(20));
 is($answer->{status}, 200, 'the killed job ran again and answered 200');
 ok(!@{ stream_entries('offload:{sleep}:dead') }, 'nothing dead-lettered');
-is(scalar @{ events('crash') }, 0, 'no crash reported');
-
-# ---- a failed pool: its busy worker is stopped, then killed
-sub busy_slot {
-    my $p = redis_cmd('XPENDING', 'offload:{burst}:jobs', 'workers');
-    my $held = ref $p eq 'ARRAY' && ref $p->[3] eq 'ARRAY' ? $p->[3] : [];
-    return @$held == 1 && $held->[0][0] =~ /:burst:(\d+)\z/ ? $1 : undef;
-}
-my $long = send_post('/jobs/burst', '{"ms":10000}');
-my $busy;
-ok(wait_until(sub { defined($busy = busy_slot()) }, 10, 'burst job running'),
-    'a 10 s job runs in the burst pool');
-my $pids = worker_pids()->{burst};
-my ($busy_pid, $idle_pid) = ($pids->[$busy], $pids->[1 - $busy]);
-$t0 = time;
-kill 'KILL', $idle_pid;             # a crash, max_restarts 0: pool failed
-ok(wait_until(sub { !kill 0, $busy_pid }, $deadline,
-    'the failed pool\'s busy worker gone'),
-    'the failed pool\'s busy worker is gone within shutdown_timeout + margin');
-like(slurp($log), qr/pool burst failed/, 'the pool failed');
-$killed = "worker burst:$busy: pid $busy_pid still running 1s after "
-    . 'SIGTERM, sending SIGKILL';
-like(slurp($log), qr/\Q$killed\E/, 'its SIGKILL is logged');
-ok(wait_until(sub { my $e = stream_entries('offload:{burst}:jobs');
-    pending('burst') == 0 && @$e == 1 && $e->[0]{attempt} == 1 }, 5,
-    'job back in the queue'),
-    'its job is back in the queue, its attempt unchanged');
-ok(!@{ stream_entries('offload:{burst}:dead') }, 'not dead-lettered');
-close $long;
+is(scalar(grep { ($_->{queue} // '') eq 'sleep' } @{ events('crash') }), 0,
+    'no crash reported');
 
 finish();
