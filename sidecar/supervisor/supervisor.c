@@ -140,12 +140,20 @@ offload_slot_twin(offload_supervisor_t *sup, offload_slot_t *slot)
  * would outlive it and, beside the next sidecar's worker of the same
  * consumer name, run the same held jobs twice.  It leaves with _exit():
  * the parent's atexit handlers are not its own.
+ *
+ * spawn() forks with every signal blocked: until the ev_signal_stop()s
+ * below, the parent's libev handlers are still installed here, and a
+ * SIGTERM caught by them would be recorded in the parent's loop, destroyed
+ * below: lost, and a worker stopped by a failed pool or a reload would run
+ * on.  The signals the worker handles stay blocked, pending, until
+ * offload_worker_run() has its own watchers; the others (the crash
+ * handler's among them) are unblocked once the parent's handlers are gone.
  */
 static void
 become_worker(offload_supervisor_t *sup, offload_slot_t *slot, pid_t parent)
 {
     int              rc;
-    sigset_t         none;
+    sigset_t         handled;
     struct ev_loop  *loop;
 
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) {
@@ -155,18 +163,18 @@ become_worker(offload_supervisor_t *sup, offload_slot_t *slot, pid_t parent)
     srandom((unsigned) getpid());     /* own reconnect jitter */
     slot->sb->pid = getpid();
 
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-
-    /* Drop everything of the parent's loop, then start a clean one. */
+    /* Drop everything of the parent's loop, then start a clean one.
+     * Stopping a signal's last watcher puts back SIG_DFL. */
     ev_signal_stop(sup->loop, &sup->sigterm);
     ev_signal_stop(sup->loop, &sup->sigint);
     ev_signal_stop(sup->loop, &sup->sigchld);
     ev_signal_stop(sup->loop, &sup->sighup);
     ev_signal_stop(sup->loop, &sup->sigusr1);
-    signal(SIGUSR1, SIG_IGN);           /* until the worker's own watcher */
     offload_registry_forget(&sup->registry);
     ev_loop_destroy(sup->loop);
+
+    offload_worker_signals(&handled);
+    sigprocmask(SIG_SETMASK, &handled, NULL);
 
     loop = ev_default_loop(EVFLAG_AUTO);
     if (loop == NULL) {
@@ -288,24 +296,34 @@ schedule_restart(offload_supervisor_t *sup, offload_slot_t *slot)
 static void
 spawn(offload_supervisor_t *sup, offload_slot_t *slot)
 {
-    pid_t  pid, parent = getpid();
+    int       err;
+    pid_t     pid, parent = getpid();
+    sigset_t  all, old;
 
     fflush(NULL);
     offload_stats_slot_harvest(slot);
     offload_sb_reset(slot->sb, 0);      /* before the child writes to it */
     offload_sb_set_paused(slot->sb, sup->drained);
 
-    pid = fork();
+    /* No signal between fork() and the child's own handlers: see
+     * become_worker(). */
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, &old);
 
-    if (pid == -1) {
-        log_error("worker %s:%d: fork() failed: %s", slot->pool->queue->name,
-                  slot->index, strerror(errno));
-        schedule_restart(sup, slot);
-        return;
-    }
+    pid = fork();
 
     if (pid == 0) {
         become_worker(sup, slot, parent);
+    }
+
+    err = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+
+    if (pid == -1) {
+        log_error("worker %s:%d: fork() failed: %s", slot->pool->queue->name,
+                  slot->index, strerror(err));
+        schedule_restart(sup, slot);
+        return;
     }
 
     slot->pid = pid;
