@@ -97,7 +97,7 @@ FUZZ_PKGS = clang libclang-rt-14-dev
 # make deb builds the Debian packages with debhelper (and nginx-dev's
 # dh_nginx) through dpkg-buildpackage, and checks them with lintian.
 PKG_PKGS = debhelper dpkg-dev lintian
-TEST_PKGS = prometheus chromium tmux devscripts iproute2 python3-redis \
+TEST_PKGS = prometheus chromium tmux devscripts iproute2 python3-redis strace \
             python3 nodejs mandoc man-db \
             $(FUZZ_PKGS) $(PKG_PKGS)
 

@@ -18,7 +18,8 @@ void offload_reload(struct offload_supervisor_s *sup);
 /*
  * Moves the rolling restart along; the supervisor calls it whenever a
  * retired slot's worker is gone and periodically.  One retired worker at
- * a time is asked to stop; once it is gone and its successor (same queue
+ * a time is asked to stop (offload_slot_stop: killed if it still runs
+ * shutdown_timeout later); once it is gone and its successor (same queue
  * and slot, same consumer name) is up and reading, the next one.  Queues
  * keep serving with their other workers, and a queue of one worker only
  * pauses while jobs wait in its stream.

@@ -17,9 +17,11 @@
  * new worker takes the slot.  It kills a worker whose job runs past the
  * queue's timeout, and replaces at once a worker that recycled itself
  * (max_jobs_per_worker, memory_limit).  It keeps the node registry up to
- * date and, on SIGTERM or SIGINT, stops the workers (SIGKILL after
- * shutdown_timeout, their jobs handed back), removes the node from the
- * registry and exits 0.  SIGHUP is reload.c's; lost nodes are claim.c's.
+ * date and, on SIGTERM or SIGINT, stops the workers, removes the node from
+ * the registry and exits 0.  Every stop of a worker (shutdown, a failed
+ * pool, a reload's rolling restart) is offload_slot_stop(): SIGTERM, then
+ * SIGKILL if the worker still runs shutdown_timeout later, its jobs handed
+ * back unchanged.  SIGHUP is reload.c's; lost nodes are claim.c's.
  *
  * The supervisor runs on its own libev loop, not the default one: the
  * default loop reaps every child itself (its SIGCHLD watcher calls waitpid)
@@ -138,12 +140,20 @@ offload_slot_twin(offload_supervisor_t *sup, offload_slot_t *slot)
  * would outlive it and, beside the next sidecar's worker of the same
  * consumer name, run the same held jobs twice.  It leaves with _exit():
  * the parent's atexit handlers are not its own.
+ *
+ * spawn() forks with every signal blocked: until the ev_signal_stop()s
+ * below, the parent's libev handlers are still installed here, and a
+ * SIGTERM caught by them would be recorded in the parent's loop, destroyed
+ * below: lost, and a worker stopped by a failed pool or a reload would run
+ * on.  The signals the worker handles stay blocked, pending, until
+ * offload_worker_run() has its own watchers; the others (the crash
+ * handler's among them) are unblocked once the parent's handlers are gone.
  */
 static void
 become_worker(offload_supervisor_t *sup, offload_slot_t *slot, pid_t parent)
 {
     int              rc;
-    sigset_t         none;
+    sigset_t         handled;
     struct ev_loop  *loop;
 
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) {
@@ -153,18 +163,18 @@ become_worker(offload_supervisor_t *sup, offload_slot_t *slot, pid_t parent)
     srandom((unsigned) getpid());     /* own reconnect jitter */
     slot->sb->pid = getpid();
 
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-
-    /* Drop everything of the parent's loop, then start a clean one. */
+    /* Drop everything of the parent's loop, then start a clean one.
+     * Stopping a signal's last watcher puts back SIG_DFL. */
     ev_signal_stop(sup->loop, &sup->sigterm);
     ev_signal_stop(sup->loop, &sup->sigint);
     ev_signal_stop(sup->loop, &sup->sigchld);
     ev_signal_stop(sup->loop, &sup->sighup);
     ev_signal_stop(sup->loop, &sup->sigusr1);
-    signal(SIGUSR1, SIG_IGN);           /* until the worker's own watcher */
     offload_registry_forget(&sup->registry);
     ev_loop_destroy(sup->loop);
+
+    offload_worker_signals(&handled);
+    sigprocmask(SIG_SETMASK, &handled, NULL);
 
     loop = ev_default_loop(EVFLAG_AUTO);
     if (loop == NULL) {
@@ -286,24 +296,34 @@ schedule_restart(offload_supervisor_t *sup, offload_slot_t *slot)
 static void
 spawn(offload_supervisor_t *sup, offload_slot_t *slot)
 {
-    pid_t  pid, parent = getpid();
+    int       err;
+    pid_t     pid, parent = getpid();
+    sigset_t  all, old;
 
     fflush(NULL);
     offload_stats_slot_harvest(slot);
     offload_sb_reset(slot->sb, 0);      /* before the child writes to it */
     offload_sb_set_paused(slot->sb, sup->drained);
 
-    pid = fork();
+    /* No signal between fork() and the child's own handlers: see
+     * become_worker(). */
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, &old);
 
-    if (pid == -1) {
-        log_error("worker %s:%d: fork() failed: %s", slot->pool->queue->name,
-                  slot->index, strerror(errno));
-        schedule_restart(sup, slot);
-        return;
-    }
+    pid = fork();
 
     if (pid == 0) {
         become_worker(sup, slot, parent);
+    }
+
+    err = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+
+    if (pid == -1) {
+        log_error("worker %s:%d: fork() failed: %s", slot->pool->queue->name,
+                  slot->index, strerror(err));
+        schedule_restart(sup, slot);
+        return;
     }
 
     slot->pid = pid;
@@ -400,10 +420,47 @@ offload_supervisor_drain(offload_supervisor_t *sup, int drained)
 void
 offload_slot_stop(offload_slot_t *slot)
 {
+    offload_supervisor_t  *sup = slot->pool->sup;
+
+    if (slot->stopping) {
+        return;                 /* asked already: its deadline runs */
+    }
+
     if (kill(slot->pid, SIGTERM) != 0 && errno != ESRCH) {
         log_error("kill(%d) failed: %s", (int) slot->pid, strerror(errno));
     }
     slot->stopping = 1;
+
+    ev_timer_set(&slot->kill, sup->conf->shutdown_timeout_ms / 1000.0, 0.0);
+    ev_timer_start(sup->loop, &slot->kill);
+}
+
+
+/* A stopping worker outlived shutdown_timeout: a long job (timeout off),
+ * or completions it cannot deliver without Redis.  Its exit still goes
+ * through worker_exited's stop path. */
+static void
+kill_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    char             timeout[32];
+    offload_slot_t  *slot = w->data;
+
+    (void) loop;
+    (void) revents;
+
+    if (slot->pid == 0) {
+        return;
+    }
+
+    format_ms(timeout, sizeof(timeout),
+              slot->pool->sup->conf->shutdown_timeout_ms);
+    log_warn("worker %s:%d: pid %d still running %s after SIGTERM, sending "
+             "SIGKILL; its jobs go back to the queue",
+             slot->pool->queue->name, slot->index, (int) slot->pid, timeout);
+
+    if (kill(slot->pid, SIGKILL) != 0 && errno != ESRCH) {
+        log_error("kill(%d) failed: %s", (int) slot->pid, strerror(errno));
+    }
 }
 
 
@@ -578,6 +635,8 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
     offload_pool_t        *pool = slot->pool;
     offload_failure_t      failure;
     offload_supervisor_t  *sup = pool->sup;
+
+    ev_timer_stop(sup->loop, &slot->kill);
 
     describe_exit(status, how, sizeof(how));
     pid = slot->pid;
@@ -817,7 +876,6 @@ static void
 finish(offload_supervisor_t *sup)
 {
     ev_timer_stop(sup->loop, &sup->exit_timer);
-    ev_timer_stop(sup->loop, &sup->kill_timer);
     ev_signal_stop(sup->loop, &sup->sigterm);
     ev_signal_stop(sup->loop, &sup->sigint);
     ev_signal_stop(sup->loop, &sup->sigchld);
@@ -861,38 +919,8 @@ stopped(offload_supervisor_t *sup)
 
     log_info("all workers stopped");
 
-    ev_timer_stop(sup->loop, &sup->kill_timer);
     ev_timer_start(sup->loop, &sup->exit_timer);
     offload_registry_remove(&sup->registry, registry_removed);
-}
-
-
-static void
-signal_workers(offload_supervisor_t *sup, int sig)
-{
-    offload_slot_iter_t   it = { 0, 0, 0 };
-    offload_slot_t       *slot;
-
-    while ((slot = offload_slot_next(sup, &it)) != NULL) {
-        ev_timer_stop(sup->loop, &slot->restart);
-
-        if (slot->pid != 0 && kill(slot->pid, sig) != 0 && errno != ESRCH) {
-            log_error("kill(%d) failed: %s", (int) slot->pid,
-                      strerror(errno));
-        }
-    }
-}
-
-
-static void
-kill_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void) loop;
-    (void) revents;
-
-    log_warn("workers still running after shutdown_timeout, sending "
-             "SIGKILL; their jobs go back to the queue");
-    signal_workers(w->data, SIGKILL);
 }
 
 
@@ -900,6 +928,8 @@ static void
 stop_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     size_t                 p;
+    offload_slot_iter_t    it = { 0, 0, 0 };
+    offload_slot_t        *slot;
     offload_supervisor_t  *sup = w->data;
 
     (void) loop;
@@ -921,8 +951,15 @@ stop_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     }
 
     sup->rolling = NULL;
-    signal_workers(sup, SIGTERM);
-    ev_timer_start(sup->loop, &sup->kill_timer);
+
+    while ((slot = offload_slot_next(sup, &it)) != NULL) {
+        ev_timer_stop(sup->loop, &slot->restart);
+
+        if (slot->pid != 0) {
+            offload_slot_stop(slot);
+        }
+    }
+
     stopped(sup);
 }
 
@@ -1028,6 +1065,8 @@ offload_pools_make(offload_supervisor_t *sup, const offload_conf_t *conf)
             slot->sb->metrics = pool->metrics;
             ev_timer_init(&slot->restart, restart_cb, 0.0, 0.0);
             slot->restart.data = slot;
+            ev_timer_init(&slot->kill, kill_cb, 0.0, 0.0);
+            slot->kill.data = slot;
         }
     }
 
@@ -1142,9 +1181,6 @@ offload_supervisor_run(const offload_conf_t *conf, const char *conf_file)
     sup.oom_events = offload_oom_events_path();
     sup.oom_kills = offload_oom_kills(sup.oom_events);
 
-    ev_timer_init(&sup.kill_timer, kill_timer_cb,
-                  conf->shutdown_timeout_ms / 1000.0, 0.0);
-    sup.kill_timer.data = &sup;
     ev_timer_init(&sup.exit_timer, exit_timer_cb, REGISTRY_CLEANUP_S, 0.0);
     sup.exit_timer.data = &sup;
 

@@ -35,6 +35,8 @@ typedef struct offload_slot_s {
     int                    want_spawn;  /* start a worker once reclaimed */
     offload_sb_slot_t     *sb;          /* shared with its worker */
     ev_timer               restart;
+    ev_timer               kill;        /* SIGKILL if it outlives its
+                                           SIGTERM by shutdown_timeout */
     offload_slot_stats_t   stats;
 } offload_slot_t;
 
@@ -90,7 +92,6 @@ typedef struct offload_supervisor_s {
     ev_timer               retry;       /* due retries back (retry.h) */
     ev_timer               cancel;      /* running jobs cancelled
                                            (cancel.c) */
-    ev_timer               kill_timer;  /* SIGKILL workers that linger */
     ev_timer               exit_timer;  /* bounds the registry cleanup */
     offload_registry_t     registry;
     char                  *oom_events;  /* the cgroup's memory.events */
@@ -128,7 +129,11 @@ void offload_slot_maybe_spawn(offload_slot_t *slot);
  * jobs) or resumes it. */
 void offload_supervisor_drain(offload_supervisor_t *sup, int drained);
 
-/* Asks a worker to finish its batch and exit; its exit is not a crash. */
+/* Asks a worker to finish its batch and exit (SIGTERM), and kills it
+ * (SIGKILL) if it still runs shutdown_timeout later; either way its exit is
+ * a stop, not a crash: what it held goes back to the queue unchanged.
+ * Shutdown, a reload's rolling restart and a failed pool all stop workers
+ * so.  Does nothing to a worker already stopping. */
 void offload_slot_stop(offload_slot_t *slot);
 
 /* The supervisor's connection to the Redis of the pool's queue, and to

@@ -2659,11 +2659,22 @@ reopen_log_cb(struct ev_loop *loop, ev_signal *s, int revents)
 }
 
 
+void
+offload_worker_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGUSR1);
+}
+
+
 int
 offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     const offload_conf_queue_t *queue, int slot, offload_sb_slot_t *sb)
 {
     int                rc;
+    sigset_t           handled;
     completion_t      *c;
     offload_worker_t   w;
 
@@ -2763,6 +2774,11 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     w.sigint.data = &w;
     ev_signal_start(loop, &w.sigterm);
     ev_signal_start(loop, &w.sigint);
+
+    /* Blocked since the fork (become_worker): a SIGTERM sent since is
+     * pending and reaches stop_cb on the loop's first turn. */
+    offload_worker_signals(&handled);
+    sigprocmask(SIG_UNBLOCK, &handled, NULL);
 
     ev_timer_init(&w.read_retry, read_retry_cb, 1.0, 0.0);
     w.read_retry.data = &w;
