@@ -1,22 +1,22 @@
 #!/usr/bin/perl
 # A slice of a big body half written when its request goes (here: its
-# deadline, with Redis frozen) is finished blank: spaces for the rest of
-# its data, its tail as it was, and the PEXPIRE and EXEC of the first
-# slice's MULTI with it.  Redis reads whole commands, the body key is
-# unlinked after them, no XADD is made, the bulk connection stays up and
-# the next big body goes through.  On loopback the socket buffers grow to
-# megabytes, room enough for the two slices a request has on their way, so
-# the file runs itself in a network namespace of its own with small TCP
-# buffers (root and iproute2's ip needed, else skipped).
+# deadline, with Redis reading nothing more from nginx) is finished blank:
+# spaces for the rest of its data, its tail as it was, and the PEXPIRE and
+# EXEC of the first slice's MULTI with it.  Redis reads whole commands,
+# the body key is unlinked after them, no XADD is made, the bulk
+# connection stays up and the next big body goes through.  On loopback the
+# socket buffers grow to megabytes, room enough for the two slices a
+# request has on their way, so the file runs itself in a network namespace
+# of its own with small TCP buffers (root and iproute2's ip needed, else
+# skipped).
 
 use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use IO::Select;
-use IO::Socket::INET;
 use POSIX ();
 use Test::More;
+use BlackholeProxy;
 use OffloadTest;
 use RedisMonitor;
 
@@ -40,8 +40,14 @@ if (!$ENV{OFFLOAD_IN_NETNS}) {
 my $SLICE = 262144;
 
 start_redis();
+# nginx reaches Redis through a proxy that reads nothing more from it once
+# it has passed on the job's EXISTS, until released
+my $proxy = BlackholeProxy->start(redis_port(), hold_on =>
+    qr/\r\nEXISTS\r\n\$\d+\r\noffload:\{parked\}:jobs\r\n/);
+END { kill 'KILL', $proxy->pid if $proxy }
 start_sidecar(conf => "queue echo { handler echo; workers 1; }\n");
-start_jobs_nginx(workers => 1, server => <<'CONF')
+start_jobs_nginx(workers => 1, redis => '127.0.0.1:' . $proxy->port,
+    server => <<'CONF')
     client_max_body_size 16m;
     location = /status { offload_status; }
     location ~ ^/brief/([^/]+)$ { offload_pass $1; offload_timeout 400ms; }
@@ -59,30 +65,27 @@ my $before = reconnects();
 ok(defined $before, 'offload_status shows the redis reconnects');
 my $mon = RedisMonitor->start;
 
-# Redis frozen from the job's EXISTS on: the slices nginx sends fill the
-# small buffers, and the one being written when the deadline comes is left
-# half written.  Not at once when MONITOR shows the EXISTS: Redis can
-# send MONITOR's copy of a command before the command's reply, and stopped
-# in between (a loaded machine) it keeps the reply from nginx, which then
-# never sends a slice.  A PING answered on a connection of our own, sent
-# after the copy came, proves Redis ended the round that ran the EXISTS,
-# and so wrote its reply.
+# From the job's EXISTS on, Redis gets nothing more from nginx: the slices
+# nginx sends fill the small buffers, and the one being written when the
+# deadline comes is left half written.  Not Redis stopped (kill -STOP) as
+# soon as MONITOR shows the EXISTS: on a loaded machine Redis ran on for
+# milliseconds, read a whole slice, and stopped before it answered its
+# EXEC; then nginx had handed both slices on their way whole to the
+# socket and the next waited for that answer: none was half written.  The
+# proxy holds nginx's bytes from the EXISTS on, before any slice is sent.
 my $body = '{"d":"' . join('', map { sprintf '%07d,', $_ } 1 .. 2**19)
     . '"}';
-my $ping = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-    PeerPort => redis_port(), Proto => 'tcp') or die "connect: $!";
 my $s = send_post('/brief/parked', $body);
 my $exists = $mon->wait_for(sub { $_[0][1] eq 'EXISTS'
     && $_[0][2] eq 'offload:{parked}:jobs' }, scaled(20));
-syswrite($ping, "PING\r\n");
-my $pong = '';
-IO::Select->new($ping)->can_read(scaled(5))
-    and sysread($ping, $pong, 64);
-kill 'STOP', redis_pid();
 my $a = read_answer($s, scaled(10));
-kill 'CONT', redis_pid();
+$mon->catch_up(scaled(10));
+my @early = grep { ($_->[2] // '') =~ /^offload:\{parked\}:body:/ }
+    @{ $mon->seen };
+$proxy->release;
 ok($exists, 'the job\'s EXISTS ran');
-is($pong, "+PONG\r\n", '... and Redis wrote its reply');
+is_deeply([ map { $_->[1] } @early ], [],
+    '... and none of its body reached Redis before the deadline');
 is($a->{status}, 504, 'the deadline passed: 504');
 
 my $del = $mon->wait_for(sub { $_[0][1] eq 'UNLINK'
@@ -97,15 +100,15 @@ my @slices = grep { $_->[0] eq 'RPUSH' } @on_key;
 my @blank = grep { $_->[2] =~ / \z/ } @slices;
 is(scalar @blank, 1, 'one slice was finished blank');
 my $i = $blank[0] ? (grep { $slices[$_] == $blank[0] } 0 .. $#slices)[0] : 0;
-# the slices before it went whole (how many: as far as Redis read before
-# it stopped, most often none or one), the next, not begun, was simply
-# withdrawn
+# the slices before it went whole (how many: as far as nginx handed them
+# to the socket and hiredis' buffer, none here when its first write
+# filled the socket), the next, not begun, was simply withdrawn
 ok(@blank == 1 && $i == $#slices
     && !grep({ $slices[$_][2] ne substr($body, $_ * $SLICE, $SLICE) }
         0 .. $i - 1),
     'after the whole slices on their way ('
     . join(' ', map { $_->[0] } @on_key) . '), and no more');
-my ($data, $spaces) = ($blank[0] // [])->[2] =~ /\A([^ ]*)( +)\z/
+my ($data, $spaces) = (($blank[0] // [])->[2] // '') =~ /\A([^ ]*)( +)\z/
     ? ($1, $2) : ('', '');
 ok(length($data) + length($spaces) == $SLICE
     && $data eq substr($body, $i * $SLICE, length $data),

@@ -2,7 +2,12 @@ package BlackholeProxy;
 # BlackholeProxy -- a TCP proxy to a loopback port that can go silent the way
 # a dead host, a failover behind a virtual IP or a NAT timeout does: on
 # SIGUSR1 it stops forwarding on every connection it has (no RST, no FIN,
-# the sockets stay open), while new connections still go through.  Runs in
+# the sockets stay open), while new connections still go through.  It can
+# also hold what clients send, the way a server that stops reading does:
+# started with hold_on, once a client's bytes match it (they are passed
+# on) it reads no more from any client until release() (SIGUSR2), while
+# the server's answers still come back; what clients send meanwhile fills
+# their sockets.  Only once: after release() it forwards as usual.  Runs in
 # a child process; core Perl only.
 
 use strict;
@@ -11,16 +16,16 @@ use IO::Select;
 use IO::Socket::INET;
 use POSIX ();
 
-# start($target_port) -> { pid, port }
+# start($target_port, hold_on => qr/.../) -> { pid, port }
 sub start {
-    my ($class, $target) = @_;
+    my ($class, $target, %o) = @_;
     my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
         LocalPort => 0, Listen => 128, ReuseAddr => 1, Proto => 'tcp')
         or die "proxy listen: $!";
     my $parent = $$;
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
-        run($listen, $target, $parent);
+        run($listen, $target, $parent, $o{hold_on});
         POSIX::_exit(0);
     }
     my $self = bless { pid => $pid, port => $listen->sockport }, $class;
@@ -34,6 +39,9 @@ sub pid { $_[0]{pid} }
 # Every connection open now stops forwarding, for good.
 sub blackhole { kill 'USR1', $_[0]{pid} }
 
+# What the clients sent since hold_on matched goes on, and so does the rest.
+sub release { kill 'USR2', $_[0]{pid} }
+
 sub stop {
     my ($self) = @_;
     kill 'KILL', $self->{pid};
@@ -43,20 +51,27 @@ sub stop {
 # Forwards until its test process is gone (checked every half second, so
 # no proxy outlives a test that died without its END block).
 sub run {
-    my ($listen, $target, $parent) = @_;
-    my (%peer, %frozen);
-    my $freeze = 0;
+    my ($listen, $target, $parent, $hold_on) = @_;
+    my (%peer, %frozen, %client, %tail, %held);
+    my ($freeze, $release, $holding) = (0, 0, 0);
     local $SIG{USR1} = sub { $freeze = 1 };
+    local $SIG{USR2} = sub { $release = 1 };
     local $SIG{TERM} = sub { POSIX::_exit(0) };
     my $sel = IO::Select->new($listen);
     while (getppid() == $parent) {
         if ($freeze) {
             # keep the sockets, stop watching them
-            for my $s (grep { $_ != $listen } $sel->handles) {
+            for my $s ((grep { $_ != $listen } $sel->handles), values %held) {
                 $frozen{$s} = $s;
                 $sel->remove($s);
             }
-            $freeze = 0;
+            %held = ();
+            ($freeze, $holding, $hold_on) = (0, 0, undef);
+        }
+        if ($release) {
+            $sel->add(values %held);
+            %held = ();
+            ($release, $holding, $hold_on) = (0, 0, undef);
         }
         my @ready = $sel->can_read(0.5);
         for my $s (@ready) {
@@ -66,15 +81,21 @@ sub run {
                     PeerPort => $target, Proto => 'tcp');
                 if (!$r) { close $c; next }
                 @peer{ $c, $r } = ($r, $c);
-                $sel->add($c, $r);
+                $client{$c} = 1;
+                $sel->add($r);
+                if ($holding) { $held{$c} = $c } else { $sel->add($c) }
                 next;
             }
             next unless $peer{$s};          # closed with its peer
+            next if $held{$s};              # held since select said ready
             my $n = sysread($s, my $buf, 65536);
             my $p = $peer{$s};
             if (!$n) {
                 $sel->remove($s, $p);
                 delete @peer{ $s, $p };
+                delete @client{ $s, $p };
+                delete @tail{ $s, $p };
+                delete @held{ $s, $p };
                 close $s;
                 close $p;
                 next;
@@ -85,6 +106,19 @@ sub run {
                 last unless defined $w;
                 $off += $w;
             }
+            next unless $hold_on && $client{$s};
+            # matched across reads: the end of what came before goes first
+            my $seen = ($tail{$s} // '') . $buf;
+            if ($seen !~ $hold_on) {
+                $tail{$s} = substr($seen, -4096);
+                next;
+            }
+            for my $h (grep { $client{$_} } $sel->handles) {
+                $held{$h} = $h;
+                $sel->remove($h);
+            }
+            ($holding, $hold_on) = (1, undef);
+            %tail = ();
         }
     }
 }
