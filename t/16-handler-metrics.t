@@ -128,6 +128,25 @@ ok(wait_until(sub { hmv('xn', 'exec_lines', 'count') == 4 }, scaled(5),
               'xn counted'), 'the Node SDK\'s job.count');
 is(hm('xn')->{exec_size}{sum}, 0.5, 'and its job.observe');
 
+# what the SDKs cannot send fails the job (422), never the process (502,
+# the job run again); a subprocess's stdout is not the protocol's
+for my $case ([ xm => { bad => 1 }, 'Python: a count of -1' ],
+              [ xn => { bad => 1 }, 'Node: a count of -1' ],
+              [ xn => { fn => 1 }, 'Node: a function for a result' ]) {
+    my ($q, $payload, $what) = @$case;
+    my $r = post_json("/jobs/$q", $payload);
+    is($r->{status} . ' ' . ($r->{json}{error}{code} // ''),
+       '422 handler_error', "$what: 422 handler_error")
+        or diag($r->{content});
+}
+my $sub = post_json('/jobs/xm', { shell => 1 });
+is($sub->{status}, 200, 'Python: echo in a subprocess, the job answered')
+    or diag($sub->{content});
+ok(wait_until(sub {
+    (slurp(tmpdir() . '/sidecar.log') // '') =~ /a line from a subprocess/
+}, scaled(5), 'the subprocess logged'),
+    'and its line logged as the handler\'s stderr');
+
 # ---- offload_status: per queue, handler_metrics
 my $st;
 ok(wait_until(sub {

@@ -19,10 +19,12 @@
 // "handler_error" and its message, and is logged with its stack.
 // job.count(name, n = 1) and job.observe(name, x) record handler metrics
 // (docs/HANDLERS.md, "Metrics"): a counter and a histogram under a name of
-// letters, digits, '.', '_' and '-', which the node publishes per queue.
-// stdout
-// belongs to the protocol: console.log goes to stderr, which the sidecar
-// logs, a line at a time, tagged with the job.
+// letters, digits, '.', '_' and '-', which the node publishes per queue; a
+// value they cannot record (a negative count, NaN) throws.  stdout belongs
+// to the protocol: console.log goes to stderr, which the sidecar logs, a
+// line at a time, tagged with the job.  Node cannot move descriptor 1, so
+// a child process must not inherit it: spawn with stdio ['ignore', 2, 2]
+// (or 'pipe'), never 'inherit'.
 
 const readline = require('readline');
 
@@ -45,15 +47,27 @@ class Retry extends JobError {
   }
 }
 
-// A metric line goes before the answer, on the same stream.
-function metric(line) {
-  process.stdout.write(JSON.stringify(line) + '\n');
+// A metric line goes before the answer, on the same stream.  One the
+// bridge cannot read ends the process (and reruns the job): a bad value
+// throws here instead, failing the job as any error does.
+function metric(name, kind, value) {
+  if (typeof name !== 'string') {
+    throw new TypeError(`a metric name is a string, not ${typeof name}`);
+  }
+  if (!Number.isFinite(value)
+      || (kind === 'count' && (!Number.isSafeInteger(value) || value < 0))) {
+    throw new RangeError(`${kind}(${name}, ${value}): not `
+                         + (kind === 'count' ? 'a whole number, 0 or more'
+                                             : 'a finite number'));
+  }
+  process.stdout.write(JSON.stringify({ metric: name, [kind]: value })
+                       + '\n');
 }
 
 async function answer(handler, request) {
   const job = {
-    count: (name, n = 1) => metric({ metric: name, count: Math.floor(n) }),
-    observe: (name, x) => metric({ metric: name, observe: Number(x) }),
+    count: (name, n = 1) => metric(name, 'count', Math.floor(n)),
+    observe: (name, x) => metric(name, 'observe', Number(x)),
     id: request.id,
     requestId: request.rid || '',
     traceparent: request.traceparent || '', // W3C: nginx's span, or ''
@@ -64,8 +78,12 @@ async function answer(handler, request) {
   let error;
   try {
     const result = await handler(request.payload, job);
-    return JSON.stringify({ id: job.id,
-                            result: result === undefined ? null : result });
+    // a function or a symbol has no JSON: the job fails, the answer holds
+    const encoded = JSON.stringify(result === undefined ? null : result);
+    if (encoded === undefined) {
+      throw new TypeError(`the result is a ${typeof result}, not JSON`);
+    }
+    return `{"id":${JSON.stringify(job.id)},"result":${encoded}}`;
   } catch (e) {
     if (e instanceof JobError) {
       error = { code: String(e.code), message: String(e.message) };

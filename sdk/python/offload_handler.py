@@ -24,12 +24,15 @@ other exception fails it with code "handler_error" and its message, and is
 logged with its traceback.  job.count(name, n=1) and job.observe(name, x)
 record handler metrics (docs/HANDLERS.md, "Metrics"): a counter and a
 histogram under a name of letters, digits, '.', '_' and '-', which the
-node publishes per queue.  stdout belongs to the protocol: print() goes to
-stderr, which the sidecar logs, a line at a time, tagged with the job.
+node publishes per queue; a value they cannot record (a negative count, a
+NaN) raises ValueError.  stdout belongs to the protocol: print(), and
+whatever subprocesses and C code write to descriptor 1, go to stderr,
+which the sidecar logs, a line at a time, tagged with the job.
 """
 
-import io
 import json
+import math
+import os
 import sys
 import traceback
 
@@ -59,12 +62,20 @@ class Job:
 
     def count(self, name, n=1):
         """Adds n (an int, 0 or more) to the counter name."""
-        _metric({"metric": name, "count": int(n)})
+        n = int(n)
+        if not 0 <= n < 2**63:
+            raise ValueError("count(%r, %d): n must be 0 to 2**63 - 1"
+                             % (name, n))
+        _metric(_metric_name(name), "count", n)
 
     def observe(self, name, value):
         """Adds one observation of value (a finite number) to the
         histogram name."""
-        _metric({"metric": name, "observe": float(value)})
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError("observe(%r, %r): not a finite number"
+                             % (name, value))
+        _metric(_metric_name(name), "observe", value)
 
     def __init__(self, request):
         self.id = request["id"]
@@ -85,9 +96,18 @@ _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 _out = sys.stdout
 
 
-def _metric(line):
+def _metric_name(name):
+    """A metric line the bridge cannot read ends the process (and reruns
+    the job): a bad value fails the job here instead, as any exception."""
+    if not isinstance(name, str):
+        raise TypeError("a metric name is a str, not %s"
+                        % type(name).__name__)
+    return name
+
+
+def _metric(name, kind, value):
     """A metric line goes before the answer (the answer flushes both)."""
-    _out.write(_encode(line) + "\n")
+    _out.write(_encode({"metric": name, kind: value}) + "\n")
 
 
 def _answer(handler, request):
@@ -109,9 +129,18 @@ def _answer(handler, request):
 def run(handler):
     """Runs handler on each job until stdin closes (the worker stops)."""
     global _out
-    out = _out = sys.stdout
+    # The protocol keeps its pipes on descriptors of its own; descriptor 1
+    # becomes stderr and 0 /dev/null: what uses them below Python's
+    # sys.stdout and sys.stdin (a subprocess, os.system, a C extension) is
+    # logged, never taken for an answer, and reads no job.
+    sys.stdout.flush()
+    out = _out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    lines = os.fdopen(os.dup(0), "r", encoding="utf-8")
+    os.dup2(2, 1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
     sys.stdout = sys.stderr
-    lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8")
     decode = json.JSONDecoder().decode
     for line in lines:
         out.write(_answer(handler, decode(line)) + "\n")

@@ -38,8 +38,11 @@ def misbehave(payload, job):
         kept.append(b"x" * (payload["grow"] << 20))
     if "bad" in payload:
         line = BROKEN[payload["bad"]]
-        sys.__stdout__.write((line % job.id if "%s" in line else line) + "\n")
-        sys.__stdout__.flush()
+        # the SDK's own protocol stream (descriptor 1 is stderr now): only
+        # a test that breaks the protocol on purpose writes to it
+        out = offload_handler._out
+        out.write((line % job.id if "%s" in line else line) + "\n")
+        out.flush()
         time.sleep(60)
     if "fail" in payload:
         raise offload_handler.JobError(payload["fail"], "failed on request")
