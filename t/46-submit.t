@@ -253,11 +253,17 @@ try:
     jobs.submit("echo", '{"a":')
 except ValueError:
     print("not JSON")
+for nan in ('{"a":NaN}', {"a": float("inf")}):
+    try:
+        jobs.submit("echo", nan)
+    except ValueError:
+        print("NaN refused")
 PY
 spew("$tmp/client.py", $py);
 $out = `$python $tmp/client.py ${\ redis_port()} $root/sdk/python 2>&1`;
 is($? >> 8, 0, 'offload_client.py: the script ran') or diag($out);
-is($out, <<'OUT', 'submit (wait or not), wait, result, errors, a big body');
+my $what = 'submit (wait or not), wait, result, errors, a big body, NaN';
+is($out, <<'OUT', $what);
 wait 200 {"py":1}
 id 32
 later {"py":2}
@@ -268,6 +274,8 @@ big True
 unknown queue
 timeout
 not JSON
+NaN refused
+NaN refused
 OUT
 
 # ---- docs/PROTOCOL.md's examples, as written

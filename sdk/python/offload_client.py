@@ -36,10 +36,15 @@ import redis.cluster
 import redis.sentinel
 
 PROTO_VERSION = 1
+BODY_MAX = 511 * 1048576    # OFFLOAD_BODY_MAX: what a job can carry
 BODY_OVER = 1048576         # a bigger payload goes through its body key
 SLICE = 262144              # ... in slices of this many bytes
 BODY_GRACE_MS = 60000
 BODY_NO_DEADLINE_MS = 86400000
+
+
+def _not_json(name):
+    raise ValueError("%s is not JSON" % name)
 
 
 class OffloadError(Exception):
@@ -253,11 +258,17 @@ class Client:
         queue.  Returns the job id; with wait=True, the Result, waited for
         at most timeout seconds (the job's deadline too, unless deadline
         says otherwise; without wait, no deadline unless given)."""
+        # what the worker would refuse is refused here, before anything is
+        # written: NaN and Infinity, which Python's json takes, are not JSON
         if isinstance(payload, (str, bytes)):
-            json.loads(payload)             # refuse what is not JSON
+            json.loads(payload, parse_constant=_not_json)
             body = payload.encode() if isinstance(payload, str) else payload
         else:
-            body = json.dumps(payload, separators=(",", ":")).encode()
+            body = json.dumps(payload, separators=(",", ":"),
+                              allow_nan=False).encode()
+        if len(body) > BODY_MAX:
+            raise ValueError("a payload of %d bytes: a job carries at most "
+                             "%d" % (len(body), BODY_MAX))
 
         self.seq += 1
         job_id = "%s%016x" % (self.nonce, self.seq)
