@@ -75,6 +75,9 @@ sub split_answer {
     return ($status // 0, \%h, $body // '');
 }
 
+# A request's whole answer, split.
+sub ask { split_answer(OffloadTest::read_raw(send_req(@_), scaled(60))) }
+
 # A body whose bytes differ along its length (a shifted copy would show).
 my $n = int($MB * 2**20 / 8);
 my $payload = '{"data":"' . join('', map { sprintf '%07x,', $_ } 1 .. $n)
@@ -123,15 +126,13 @@ ok($longest < $first / 4 || $longest < scaled(100),
     . 'to its first byte (%.0f ms)', $longest, $first);
 
 # ---- HEAD: the same headers, no body
-($status, my $hh, my $none) = split_answer(OffloadTest::read_raw(send_req('HEAD',
-    "/jobs/$big"), scaled(60)));
+($status, my $hh, my $none) = ask('HEAD', "/jobs/$big");
 is($status, 200, 'HEAD: 200');
 is($hh->{'content-length'}, length $body, 'HEAD: the same Content-Length');
 is($none, '', 'HEAD: no body');
 
 # ---- long poll of an ended job: the same answer at once
-($status, undef, my $polled) = split_answer(OffloadTest::read_raw(send_req('GET',
-    "/jobs/$big?wait=5"), scaled(60)));
+($status, undef, my $polled) = ask('GET', "/jobs/$big?wait=5");
 is($status, 200, '?wait=5 of the ended big job: 200');
 ok($polled eq $body, '?wait=5: the same bytes');
 
@@ -153,8 +154,7 @@ my $failed_id = done_job('{"f":1}', 'a job to fail');
 my $err = '{"error":{"code":"huge","message":"' . ('e' x (2 * 2**20))
     . '"}}';
 stage_list($failed_id, 422, $err);
-($status, undef, my $eb) = split_answer(OffloadTest::read_raw(send_req('GET',
-    "/jobs/$failed_id"), scaled(60)));
+($status, undef, my $eb) = ask('GET', "/jobs/$failed_id");
 is($status, 200, 'a big error result: 200');
 my $we = '"result_status":422,' . substr($err, 1);
 ok(substr($eb, -length $we) eq $we, 'its error object, byte-exact')
@@ -181,7 +181,8 @@ is($dup->[0], 201, "its duplicate: the first job's status");
 is($dup->[1]{'idempotent-replayed'}, 'true', 'Idempotent-Replayed: true');
 is($dup->[1]{'x-offload-job-id'}, $kid, "the first job's id");
 ok($dup->[2] eq $mid, 'its 3 MB result, byte-exact')
-    or diag('got ' . length($dup->[2]) . ' bytes: ' . substr($dup->[2], 0, 200));
+    or diag('got ' . length($dup->[2]) . ' bytes: '
+        . substr($dup->[2], 0, 200));
 
 # nothing went wrong with nginx's connections to Redis
 unlike(slurp(nginx_error_log()),
