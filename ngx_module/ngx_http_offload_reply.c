@@ -1140,13 +1140,22 @@ ngx_http_offload_notice(ngx_http_offload_peer_t *peer, offload_str_t *id)
 
 /*
  * The deadline: first the last look at the result key (the sidecar stores
- * a result before it publishes it), then 504.
+ * a result before it publishes it), then 504.  A big read under way (a
+ * notice's, or the last look's) is left to answer: the job ended, its
+ * result is being read, and every end of that read answers once expired
+ * is set (the result, 502, 503, or 504 if nothing was there); its link's
+ * watchdog bounds it.
  */
 
 static void
 ngx_http_offload_deadline_handler(ngx_event_t *ev)
 {
     ngx_http_offload_ctx_t  *ctx = ev->data;
+
+    if (ctx->result.key.len) {
+        ctx->expired = 1;
+        return;
+    }
 
     /* a body still being written: no job, no result to look for */
 
