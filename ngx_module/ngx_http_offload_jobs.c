@@ -1161,10 +1161,15 @@ ngx_http_offload_job_fetch(ngx_http_offload_job_read_t *jr, redisReply **e)
         return ngx_http_offload_job_result(jr, NULL, NULL, 0);
     }
 
+    /* no empty buffer amid the answer */
+    if (res.body.len == 0) {
+        return ngx_http_offload_job_result(jr, &res, NULL, 0);
+    }
+
     p = ngx_pnalloc(jr->request->pool, res.body.len);
     out = ngx_http_offload_chain_of(jr->request->pool, p, res.body.len);
 
-    if ((p == NULL && res.body.len) || out == NULL) {
+    if (p == NULL || out == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -1200,6 +1205,15 @@ ngx_http_offload_job_list(ngx_http_offload_job_read_t *jr, redisReply **e)
         return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "redis_unavailable",
                                            "unexpected job record");
+    }
+
+    /* a link that is down would keep the commands until it is up again,
+     * and a read without a wait has no deadline */
+
+    if (!jr->master->bulk.up) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "redis_unavailable",
+                                           "redis is not reachable");
     }
 
     ngx_http_offload_list_init(&jr->result, &jr->master->bulk, r->pool,
