@@ -19,7 +19,10 @@
  * thousands may wait) and is woken by the job's id published on
  * offload:jobs:done, which every nginx worker's subscriber hears: it then
  * reads the record again.  hiredis callbacks get a read's serial number,
- * never the request.
+ * never the request.  A big result (a list) is not read by the job script
+ * (it answers the list's length) but element by element on the bulk link,
+ * as the sync path reads one (ngx_http_offload_reply.c), and answered as
+ * a chain of those pieces.
  *
  * A job submitted with an Idempotency-Key has a record too, sync or async,
  * made by the submit script with the key's memory; a second submission of

@@ -2,6 +2,9 @@
 /*
  * ngx_http_offload_reply.c -- the way back: the pending-request table, the
  * subscriber on this worker's reply channel, and the delivery of results.
+ * A big result, a list of slices, is read by ngx_http_offload_list_*(): an
+ * LINDEX per element on the bulk link, into a chain; the jobs endpoint
+ * reads its big results with them too.
  *
  * hiredis callbacks never see a request: their privdata is the job's
  * sequence number, looked up in the peer's pending tree.  A request that is
