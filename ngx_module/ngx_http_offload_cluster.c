@@ -316,7 +316,7 @@ ngx_http_offload_cluster_repeer(ngx_http_offload_ctx_t *ctx)
 {
     ngx_http_offload_peer_t  *master;
 
-    if (ctx->peer->parent == NULL || ctx->result_key.len) {
+    if (ctx->peer->parent == NULL || ctx->result.key.len) {
         return;
     }
 

@@ -19,7 +19,10 @@
  * thousands may wait) and is woken by the job's id published on
  * offload:jobs:done, which every nginx worker's subscriber hears: it then
  * reads the record again.  hiredis callbacks get a read's serial number,
- * never the request.
+ * never the request.  A big result (a list) is not read by the job script
+ * (it answers the list's length) but element by element on the bulk link,
+ * as the sync path reads one (ngx_http_offload_reply.c), and answered as
+ * a chain of those pieces.
  *
  * A job submitted with an Idempotency-Key has a record too, sync or async,
  * made by the submit script with the key's memory; a second submission of
@@ -54,10 +57,16 @@ typedef struct {
     ngx_uint_t                    redirects;
     u_char                        id[OFFLOAD_JOB_ID_LEN];
     ngx_event_t                   wait;
+    ngx_str_t                     head;       /* the answer's record part,
+                                                 room left for its result's
+                                                 status */
+    ngx_http_offload_list_t       result;     /* a big result's read */
     unsigned                      cancel:1;
     unsigned                      linked:1;   /* in peer->job_waiters */
     unsigned                      waiting:1;  /* a long poll */
-    unsigned                      reading:1;  /* a read on its way */
+    unsigned                      reading:1;  /* a read on its way (the
+                                                 record's, or a big
+                                                 result's elements) */
     unsigned                      reread:1;   /* the job ended meanwhile */
     unsigned                      last:1;     /* the wait passed */
     unsigned                      replay:1;   /* a duplicate sync submit:
@@ -73,8 +82,22 @@ static ngx_int_t ngx_http_offload_job_id(ngx_http_request_t *r, u_char *id);
 static ngx_int_t ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr);
 static void ngx_http_offload_job_done(redisAsyncContext *ac, void *r,
     void *privdata);
+static ngx_http_offload_job_read_t *ngx_http_offload_job_found(
+    ngx_http_offload_link_t *link, void *privdata);
 static ngx_int_t ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
     redisReply *reply);
+static ngx_int_t ngx_http_offload_job_head(ngx_http_offload_job_read_t *jr,
+    redisReply **e);
+static ngx_int_t ngx_http_offload_job_fetch(ngx_http_offload_job_read_t *jr,
+    redisReply **e);
+static ngx_int_t ngx_http_offload_job_list(ngx_http_offload_job_read_t *jr,
+    redisReply **e);
+static void ngx_http_offload_job_index_done(redisAsyncContext *ac, void *r,
+    void *privdata);
+static ngx_int_t ngx_http_offload_job_result(ngx_http_offload_job_read_t *jr,
+    offload_result_t *res, ngx_chain_t *body, off_t len);
+static ngx_uint_t ngx_http_offload_job_error_object(ngx_chain_t **body,
+    off_t len);
 static u_char *ngx_http_offload_job_number(u_char *p, redisReply *e);
 static void ngx_http_offload_job_wake(ngx_rbtree_node_t *node);
 static void ngx_http_offload_job_wait_handler(ngx_event_t *ev);
@@ -848,18 +871,16 @@ ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr)
 }
 
 
-static void
-ngx_http_offload_job_done(redisAsyncContext *ac, void *r, void *privdata)
-{
-    redisReply                   *reply = r;
-    ngx_uint_t                    ask;
-    ngx_rbtree_key_t              key;
-    ngx_rbtree_node_t            *node, *sentinel;
-    ngx_http_offload_peer_t      *peer, *master;
-    ngx_http_offload_link_t      *link;
-    ngx_http_offload_job_read_t  *jr;
+/* the job read a reply of link's belongs to (privdata: its serial), or
+ * NULL: it is gone */
 
-    link = ngx_http_offload_link_replied(ac, reply);
+static ngx_http_offload_job_read_t *
+ngx_http_offload_job_found(ngx_http_offload_link_t *link, void *privdata)
+{
+    ngx_rbtree_key_t          key;
+    ngx_rbtree_node_t        *node, *sentinel;
+    ngx_http_offload_peer_t  *peer;
+
     peer = link->peer->parent ? link->peer->parent : link->peer;
 
     key = (ngx_rbtree_key_t) (uintptr_t) privdata;
@@ -868,76 +889,83 @@ ngx_http_offload_job_done(redisAsyncContext *ac, void *r, void *privdata)
 
     while (node != sentinel) {
 
-        if (key != node->key) {
-            node = (key < node->key) ? node->left : node->right;
-            continue;
+        if (key == node->key) {
+            return (ngx_http_offload_job_read_t *) node;
         }
 
-        jr = (ngx_http_offload_job_read_t *) node;
+        node = (key < node->key) ? node->left : node->right;
+    }
 
-        ngx_rbtree_delete(&jr->peer->job_reading, &jr->node);
-        jr->reading = 0;
+    return NULL;
+}
 
-        if (reply != NULL && reply->type == REDIS_REPLY_ERROR
-            && !jr->by_eval && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
-        {
-            jr->by_eval = 1;
-            ngx_http_offload_job_look(jr);
-            return;
-        }
 
-        /* a cluster's slot moved (or is moving): the master named */
+static void
+ngx_http_offload_job_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply                   *reply = r;
+    ngx_uint_t                    ask;
+    ngx_http_offload_peer_t      *master;
+    ngx_http_offload_link_t      *link;
+    ngx_http_offload_job_read_t  *jr;
 
-        ask = reply != NULL && reply->type == REDIS_REPLY_ERROR
-              && ngx_strncmp(reply->str, "ASK ", 4) == 0;
-        master = reply != NULL && jr->redirects < NGX_HTTP_OFFLOAD_REDIRECTS
-                 ? ngx_http_offload_cluster_moved(link->peer, reply, ask)
-                 : NULL;
+    link = ngx_http_offload_link_replied(ac, reply);
 
-        if (master != NULL) {
-            ngx_log_error(NGX_LOG_INFO, link->log, 0,
-                          "offload: job %*s read: %s, sent to %V",
-                          (size_t) OFFLOAD_JOB_ID_LEN, jr->id, reply->str,
-                          &master->name);
-
-            jr->master = master;
-            jr->asked = ask;
-            jr->redirects++;
-
-            ngx_http_offload_job_look(jr);
-            return;
-        }
-
-        ngx_http_offload_job_finish(jr, ngx_http_offload_job_answer(jr,
-                                                                    reply));
+    jr = ngx_http_offload_job_found(link, privdata);
+    if (jr == NULL) {
         return;
     }
+
+    ngx_rbtree_delete(&jr->peer->job_reading, &jr->node);
+    jr->reading = 0;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR
+        && !jr->by_eval && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
+    {
+        jr->by_eval = 1;
+        ngx_http_offload_job_look(jr);
+        return;
+    }
+
+    /* a cluster's slot moved (or is moving): the master named */
+
+    ask = reply != NULL && reply->type == REDIS_REPLY_ERROR
+          && ngx_strncmp(reply->str, "ASK ", 4) == 0;
+    master = reply != NULL && jr->redirects < NGX_HTTP_OFFLOAD_REDIRECTS
+             ? ngx_http_offload_cluster_moved(link->peer, reply, ask)
+             : NULL;
+
+    if (master != NULL) {
+        ngx_log_error(NGX_LOG_INFO, link->log, 0,
+                      "offload: job %*s read: %s, sent to %V",
+                      (size_t) OFFLOAD_JOB_ID_LEN, jr->id, reply->str,
+                      &master->name);
+
+        jr->master = master;
+        jr->asked = ask;
+        jr->redirects++;
+
+        ngx_http_offload_job_look(jr);
+        return;
+    }
+
+    ngx_http_offload_job_finish(jr, ngx_http_offload_job_answer(jr, reply));
 }
 
 
 /*
  * Answers a read's reply, or returns NGX_DONE to go on waiting (a long
- * poll whose job has not ended: read again if it ended meanwhile).
+ * poll whose job has not ended: read again if it ended meanwhile; a big
+ * result being read).
  */
 
 static ngx_int_t
 ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
     redisReply *reply)
 {
-    u_char              *p, *body;
-    size_t               len;
-    ngx_str_t            type = ngx_string("application/json");
     ngx_uint_t           i;
     redisReply         **e;
-    const char          *err;
-    offload_str_t        inner;
-    offload_result_t     res;
     ngx_http_request_t  *r;
-
-    static const char   *names[] = {
-        "queue", "status", "attempts", "submitted_at", "started_at",
-        "finished_at", "next_attempt_at"
-    };
 
     r = jr->request;
 
@@ -1019,9 +1047,39 @@ ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
         return ngx_http_offload_replay_answer(jr, e);
     }
 
-    /* {"id":…,"queue":…,"status":…, the numbers, "result" or "error"} */
+    if (ngx_http_offload_job_head(jr, e) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-    len = sizeof("{\"id\":\"\"}") - 1 + OFFLOAD_JOB_ID_LEN;
+    return ngx_http_offload_job_fetch(jr, e);
+}
+
+
+/* the result's status and what comes before it and after it */
+#define NGX_HTTP_OFFLOAD_RESULT_ROOM                                          \
+    (sizeof(",\"result_status\":,\"result\":") - 1 + NGX_INT_T_LEN)
+
+
+/*
+ * The answer's record part into jr->head: {"id":…,"queue":…,"status":…,
+ * the numbers, "trace_id"; with room for "result_status" and the key of
+ * the result or the error behind it.
+ */
+
+static ngx_int_t
+ngx_http_offload_job_head(ngx_http_offload_job_read_t *jr, redisReply **e)
+{
+    u_char      *p, *body;
+    size_t       len;
+    ngx_uint_t   i;
+
+    static const char   *names[] = {
+        "queue", "status", "attempts", "submitted_at", "started_at",
+        "finished_at", "next_attempt_at"
+    };
+
+    len = sizeof("{\"id\":\"\"") - 1 + OFFLOAD_JOB_ID_LEN
+          + NGX_HTTP_OFFLOAD_RESULT_ROOM;
 
     for (i = 1; i < 8; i++) {
         len += sizeof(",\"\":\"\"") - 1 + ngx_strlen(names[i - 1])
@@ -1036,18 +1094,9 @@ ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
      * checked traceparent), or null */
     len += sizeof(",\"trace_id\":\"\"") - 1 + OFFLOAD_TRACE_ID_LEN;
 
-    ngx_memzero(&res, sizeof(offload_result_t));
-
-    if (e[8]->type == REDIS_REPLY_STRING
-        && offload_result_decode(&res, e[8]->str, e[8]->len, &err) == 0)
-    {
-        len += sizeof(",\"result_status\":,\"result\":") - 1 + NGX_INT_T_LEN
-               + res.body.len;
-    }
-
-    body = ngx_pnalloc(r->pool, len);
+    body = ngx_pnalloc(jr->request->pool, len);
     if (body == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     p = ngx_sprintf(body, "{\"id\":\"%*s\"", (size_t) OFFLOAD_JOB_ID_LEN,
@@ -1078,34 +1127,335 @@ ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
         p = ngx_cpymem(p, ",\"trace_id\":null", 16);
     }
 
-    if (res.body.data != NULL) {
-        p = ngx_sprintf(p, ",\"result_status\":%d", res.status);
+    jr->head.data = body;
+    jr->head.len = p - body;
 
-        /* an error answer {"error":{…}} shows as "error":{…} */
+    return NGX_OK;
+}
 
-        inner = res.body;
 
-        if (res.status >= 200 && res.status < 300) {
+/*
+ * The result the job script answered (e[8]): a string (at most
+ * OFFLOAD_NOTICE_OVER bytes), decoded and copied, or a list's length: a
+ * big result, read element by element on the bulk link as the sync path
+ * reads one (NGX_DONE meanwhile), never joined in Redis and sent whole on
+ * the command link, where it would hold up every other command of this
+ * worker and stall Redis while it is written.  None, or one undecodable,
+ * as ngx_http_offload_job_result() says.
+ */
+
+static ngx_int_t
+ngx_http_offload_job_fetch(ngx_http_offload_job_read_t *jr, redisReply **e)
+{
+    u_char            *p;
+    const char        *err;
+    ngx_chain_t       *out;
+    offload_result_t   res;
+
+    if (e[8]->type == REDIS_REPLY_INTEGER) {
+        return ngx_http_offload_job_list(jr, e);
+    }
+
+    if (e[8]->type != REDIS_REPLY_STRING) {
+        return ngx_http_offload_job_result(jr, NULL, NULL, 0);
+    }
+
+    if (offload_result_decode(&res, e[8]->str, e[8]->len, &err) != 0) {
+        ngx_log_error(NGX_LOG_ERR, jr->request->connection->log, 0,
+                      "offload: undecodable result of job %*s: %s",
+                      (size_t) OFFLOAD_JOB_ID_LEN, jr->id, err);
+        return ngx_http_offload_job_result(jr, NULL, NULL, 0);
+    }
+
+    /* no empty buffer amid the answer */
+    if (res.body.len == 0) {
+        return ngx_http_offload_job_result(jr, &res, NULL, 0);
+    }
+
+    p = ngx_pnalloc(jr->request->pool, res.body.len);
+    out = ngx_http_offload_chain_of(jr->request->pool, p, res.body.len);
+
+    if (p == NULL || out == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(p, res.body.data, res.body.len);
+
+    return ngx_http_offload_job_result(jr, &res, out, res.body.len);
+}
+
+
+/* a big result's read begins: its key is in its record's queue's slot */
+
+static ngx_int_t
+ngx_http_offload_job_list(ngx_http_offload_job_read_t *jr, redisReply **e)
+{
+    int                  len;
+    char                *key;
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
+
+    r = jr->request;
+
+    key = ngx_pnalloc(r->pool, OFFLOAD_KEY_MAX);
+    if (key == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    len = e[1]->type == REDIS_REPLY_STRING
+          ? offload_result_key(key, OFFLOAD_KEY_MAX, e[1]->str, e[1]->len,
+                               (char *) jr->id, OFFLOAD_JOB_ID_LEN)
+          : -1;
+
+    if (len < 0) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "redis_unavailable",
+                                           "unexpected job record");
+    }
+
+    /* a link that is down would keep the commands until it is up again,
+     * and a read without a wait has no deadline */
+
+    if (!jr->master->bulk.up) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "redis_unavailable",
+                                           "redis is not reachable");
+    }
+
+    ngx_http_offload_list_init(&jr->result, &jr->master->bulk, r->pool,
+                               ngx_http_offload_job_index_done,
+                               (void *) (uintptr_t) jr->node.key);
+    jr->result.key.data = (u_char *) key;
+    jr->result.key.len = len;
+
+    rc = ngx_http_offload_list_start(&jr->result, e[8]->integer);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                                           "bad_result",
+                                           "the worker's result is "
+                                           "undecodable");
+    }
+
+    /* found by its serial again while it is read: a wake or the wait
+     * passing leave it alone meanwhile (it has ended) */
+    ngx_rbtree_insert(&jr->peer->job_reading, &jr->node);
+    jr->reading = 1;
+
+    return NGX_DONE;
+}
+
+
+/* an element of a big result, on the bulk link */
+
+static void
+ngx_http_offload_job_index_done(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                   *reply = r;
+    off_t                         len;
+    ngx_int_t                     rc;
+    const char                   *err;
+    ngx_chain_t                  *first;
+    offload_result_t              res;
+    ngx_http_offload_job_read_t  *jr;
+
+    jr = ngx_http_offload_job_found(ngx_http_offload_link_replied(ac, reply),
+                                    privdata);
+    if (jr == NULL) {
+        return;
+    }
+
+    if (reply == NULL) {
+        ngx_http_offload_job_finish(jr,
+                ngx_http_offload_send_error(jr->request,
+                                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            "redis_unavailable",
+                                            "the redis connection was "
+                                            "lost"));
+        return;
+    }
+
+    rc = ngx_http_offload_list_got(&jr->result, reply);
+
+    if (rc == NGX_AGAIN) {
+        return;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, jr->request->connection->log, 0,
+                      "offload: the result of job %*s changed while it "
+                      "was read, or is not a worker's",
+                      (size_t) OFFLOAD_JOB_ID_LEN, jr->id);
+        ngx_http_offload_job_finish(jr,
+                ngx_http_offload_send_error(jr->request, NGX_HTTP_BAD_GATEWAY,
+                                            "bad_result",
+                                            "the worker's result changed "
+                                            "while it was read"));
+        return;
+    }
+
+    if (rc == NGX_ERROR) {
+        ngx_http_offload_job_finish(jr, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    first = jr->result.out;
+
+    if (offload_result_decode(&res, (char *) first->buf->pos,
+                              first->buf->last - first->buf->pos, &err)
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, jr->request->connection->log, 0,
+                      "offload: undecodable result of job %*s: %s",
+                      (size_t) OFFLOAD_JOB_ID_LEN, jr->id, err);
+        ngx_http_offload_job_finish(jr,
+                               ngx_http_offload_job_result(jr, NULL, NULL, 0));
+        return;
+    }
+
+    first = ngx_http_offload_list_body(&jr->result, &res, &len);
+
+    ngx_http_offload_job_finish(jr,
+                                ngx_http_offload_job_result(jr, &res, first,
+                                                            len));
+}
+
+
+/*
+ * The answer with the job's result (res NULL: none, or undecodable), body
+ * a chain of len bytes without empty buffers.  A sync duplicate: the
+ * result as the first request got it (undecodable: 502).  Else the record
+ * (jr->head), "result_status", the result (2xx) or the error: an error
+ * answer {"error":{…}} shows as "error":{…}; then "}".
+ */
+
+static ngx_int_t
+ngx_http_offload_job_result(ngx_http_offload_job_read_t *jr,
+    offload_result_t *res, ngx_chain_t *body, off_t len)
+{
+    u_char              *p;
+    ngx_str_t            type = ngx_string("application/json");
+    ngx_chain_t         *out, *cl, *tail;
+    ngx_http_request_t  *r;
+
+    r = jr->request;
+
+    if (jr->replay) {
+        if (res == NULL) {
+            return ngx_http_offload_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                                               "bad_result",
+                                               "the worker's result is "
+                                               "undecodable");
+        }
+
+        if (ngx_http_offload_add_header(r, "X-Offload-Job-Id", jr->id,
+                                        OFFLOAD_JOB_ID_LEN)
+            != NGX_OK
+            || ngx_http_offload_add_header(r, "Idempotent-Replayed",
+                                           (u_char *) "true", 4)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_offload_send(r, res->status, body, len);
+    }
+
+    p = jr->head.data + jr->head.len;
+
+    if (res != NULL) {
+        p = ngx_sprintf(p, ",\"result_status\":%d", res->status);
+
+        if (res->status >= 200 && res->status < 300) {
             p = ngx_cpymem(p, ",\"result\":", 10);
 
-        } else if (inner.len > 10
-                   && ngx_strncmp(inner.data, "{\"error\":", 9) == 0
-                   && inner.data[inner.len - 1] == '}')
-        {
+        } else if (ngx_http_offload_job_error_object(&body, len)) {
             p = ngx_cpymem(p, ",", 1);
-            inner.data += 1;
-            inner.len -= 2;
+            len -= 2;
 
         } else {
             p = ngx_cpymem(p, ",\"error\":", 9);
         }
 
-        p = ngx_cpymem(p, inner.data, inner.len);
+    } else {
+        body = NULL;
+        len = 0;
     }
 
-    *p++ = '}';
+    out = ngx_http_offload_chain_of(r->pool, jr->head.data,
+                                    p - jr->head.data);
+    tail = ngx_http_offload_chain_of(r->pool, (u_char *) "}", 1);
 
-    return ngx_http_offload_send_body(r, NGX_HTTP_OK, &type, body, p - body);
+    if (out == NULL || tail == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (cl = out; cl->next; cl = cl->next) { /* void */ }
+    cl->next = body;
+
+    for ( /* void */ ; cl->next; cl = cl->next) { /* void */ }
+    cl->next = tail;
+
+    return ngx_http_offload_send_chain(r, NGX_HTTP_OK, &type, out,
+                                       (p - jr->head.data) + len + 1);
+}
+
+
+/*
+ * Whether a result's body (a chain of len bytes, no empty buffer) is an
+ * error answer {"error":{…}}: then its first and last bytes are cut off
+ * (a buffer left empty dropped), leaving "error":{…}.
+ */
+
+static ngx_uint_t
+ngx_http_offload_job_error_object(ngx_chain_t **body, off_t len)
+{
+    u_char        start[9];
+    size_t        n, k;
+    ngx_chain_t  *cl, *end, *before;
+
+    if (len <= 10) {
+        return 0;
+    }
+
+    n = 0;
+    end = NULL;
+    before = NULL;
+
+    for (cl = *body; cl; cl = cl->next) {
+        k = ngx_min((size_t) (cl->buf->last - cl->buf->pos), 9 - n);
+        ngx_memcpy(start + n, cl->buf->pos, k);
+        n += k;
+
+        if (cl->next != NULL) {
+            before = cl;
+        }
+
+        end = cl;
+    }
+
+    if (n < 9 || ngx_strncmp(start, "{\"error\":", 9) != 0
+        || end->buf->last[-1] != '}')
+    {
+        return 0;
+    }
+
+    /* len > 10: a buffer emptied at one end is not the one at the other */
+
+    if (--end->buf->last == end->buf->pos) {
+        before->next = NULL;
+    }
+
+    if (++(*body)->buf->pos == (*body)->buf->last) {
+        *body = (*body)->next;
+    }
+
+    return 1;
 }
 
 
@@ -1133,10 +1483,6 @@ static ngx_int_t
 ngx_http_offload_replay_answer(ngx_http_offload_job_read_t *jr,
     redisReply **e)
 {
-    u_char              *p;
-    const char          *err;
-    ngx_chain_t         *out;
-    offload_result_t     res;
     ngx_http_request_t  *r;
 
     r = jr->request;
@@ -1149,8 +1495,9 @@ ngx_http_offload_replay_answer(ngx_http_offload_job_read_t *jr,
                                            "has not ended)");
     }
 
-    if (e[8]->type != REDIS_REPLY_STRING) {
-
+    if (e[8]->type != REDIS_REPLY_STRING
+        && e[8]->type != REDIS_REPLY_INTEGER)
+    {
         /* expired at a read: no worker reached it in time */
 
         if (e[2]->type == REDIS_REPLY_STRING
@@ -1170,33 +1517,7 @@ ngx_http_offload_replay_answer(ngx_http_offload_job_read_t *jr,
                                            "result (cancelled)");
     }
 
-    if (offload_result_decode(&res, e[8]->str, e[8]->len, &err) != 0) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "offload: undecodable result of job %*s: %s",
-                      (size_t) OFFLOAD_JOB_ID_LEN, jr->id, err);
-        return ngx_http_offload_send_error(r, NGX_HTTP_BAD_GATEWAY,
-                                           "bad_result",
-                                           "the worker's result is "
-                                           "undecodable");
-    }
-
-    p = ngx_pnalloc(r->pool, res.body.len);
-    out = ngx_http_offload_chain_of(r->pool, p, res.body.len);
-
-    if ((p == NULL && res.body.len) || out == NULL
-        || ngx_http_offload_add_header(r, "X-Offload-Job-Id", jr->id,
-                                       OFFLOAD_JOB_ID_LEN)
-           != NGX_OK
-        || ngx_http_offload_add_header(r, "Idempotent-Replayed",
-                                       (u_char *) "true", 4)
-           != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(p, res.body.data, res.body.len);
-
-    return ngx_http_offload_send(r, res.status, out, res.body.len);
+    return ngx_http_offload_job_fetch(jr, e);
 }
 
 
@@ -1350,6 +1671,10 @@ ngx_http_offload_job_cleanup(void *data)
         ngx_rbtree_delete(&jr->peer->job_reading, &jr->node);
         jr->reading = 0;
     }
+
+    /* out of the tree first: withdrawing a big read's commands may drop
+     * the bulk link, whose callbacks then must not find this read */
+    ngx_http_offload_list_stop(&jr->result);
 
     if (jr->wait.timer_set) {
         ngx_del_timer(&jr->wait);

@@ -1018,13 +1018,7 @@ ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
      * a buffer each: they are the answer, the header cut off the first */
 
     if (ctx->result_read) {
-        out = ctx->result;
-        out->buf->pos = (u_char *) res->body.data;
-        len = ctx->result_len + res->body.len;
-
-        if (res->body.len == 0) {
-            out = out->next;
-        }
+        out = ngx_http_offload_list_body(&ctx->result, res, &len);
 
     } else {
         p = ngx_pnalloc(r->pool, res->body.len);

@@ -170,6 +170,31 @@ typedef struct {
 } ngx_http_offload_stream_t;
 
 
+/*
+ * A big result's read on a bulk link (ngx_http_offload_reply.c): its
+ * list's elements, an LINDEX each, NGX_HTTP_OFFLOAD_SLICES on their way,
+ * each into a buffer of its own in pool, the answer a chain of them (the
+ * first holds the header line).  The sync path's and the jobs endpoint's:
+ * fn, the owner's callback for an element, finds it by privdata.
+ */
+typedef struct {
+    ngx_str_t                     key;         /* empty: no read */
+    ngx_http_offload_link_t      *link;
+    ngx_pool_t                   *pool;
+    redisCallbackFn              *fn;
+    void                         *privdata;
+    ngx_http_offload_stream_t    *stream;      /* command n's is
+                                                  stream[n % 2], NULL
+                                                  before the first */
+    ngx_chain_t                  *out;         /* its elements read, */
+    ngx_chain_t                 **last;
+    ngx_uint_t                    n;           /* of how many, */
+    ngx_uint_t                    sliced;      /* asked for, */
+    ngx_uint_t                    got;         /* answered */
+    size_t                        len;         /* bytes after the first */
+} ngx_http_offload_list_t;
+
+
 /* A place in a body's buffers: the next slice starts pos bytes into cl. */
 typedef struct {
     ngx_chain_t                  *cl;
@@ -410,22 +435,18 @@ typedef struct {
     ngx_uint_t                    retry_after; /* s, of a 503; 0: 1 s */
     u_char                        id[OFFLOAD_JOB_ID_LEN];
     ngx_event_t                   deadline;
-    ngx_http_offload_stream_t    *stream;      /* slice n of a big body or
-                                                  result is stream[n % 2],
-                                                  NULL before the first */
-    size_t                        sliced;      /* bytes of a body, elements
-                                                  of a result, asked for */
+    ngx_http_offload_stream_t    *stream;      /* slice n of a big body is
+                                                  stream[n % 2], NULL
+                                                  before the first */
+    size_t                        sliced;      /* bytes of a body asked
+                                                  for */
     ngx_str_t                     body;        /* data NULL: in bufs */
     ngx_http_offload_cursor_t     body_at;     /* a big body's next slice */
     ngx_str_t                     body_key;    /* a big body's key, */
     size_t                        body_stored; /* and what Redis holds */
     ngx_http_offload_check_t     *check;       /* a big body's */
-    ngx_str_t                     result_key;  /* a big result's key, */
-    ngx_chain_t                  *result;      /* its elements read, */
-    ngx_chain_t                 **result_last;
-    ngx_uint_t                    result_n;    /* of how many, */
-    ngx_uint_t                    result_got;
-    size_t                        result_len;  /* bytes after the first */
+    ngx_http_offload_list_t       result;      /* a big result's read (its
+                                                  LLEN, its GET too) */
     ngx_str_t                     idem_key;    /* Idempotency-Key, or
                                                   empty */
     ngx_queue_t                   replication; /* in peer->replicating or
@@ -664,8 +685,21 @@ ngx_int_t ngx_http_offload_cluster_message(ngx_http_offload_link_t *link,
 void ngx_http_offload_peer_start(ngx_http_offload_peer_t *peer,
     ngx_log_t *log);
 void ngx_http_offload_peer_stop(ngx_http_offload_peer_t *peer);
-ngx_http_offload_stream_t *ngx_http_offload_stream(
-    ngx_http_offload_ctx_t *ctx, size_t n);
+ngx_http_offload_stream_t *ngx_http_offload_stream(ngx_pool_t *pool,
+    ngx_http_offload_stream_t **stream, size_t n);
+void ngx_http_offload_list_init(ngx_http_offload_list_t *lr,
+    ngx_http_offload_link_t *link, ngx_pool_t *pool, redisCallbackFn *fn,
+    void *privdata);
+ngx_int_t ngx_http_offload_list_send(ngx_http_offload_list_t *lr,
+    size_t n, redisCallbackFn *fn, int argc, const char **argv,
+    const size_t *argvlen);
+ngx_int_t ngx_http_offload_list_start(ngx_http_offload_list_t *lr,
+    long long n);
+ngx_int_t ngx_http_offload_list_got(ngx_http_offload_list_t *lr,
+    redisReply *reply);
+ngx_chain_t *ngx_http_offload_list_body(ngx_http_offload_list_t *lr,
+    offload_result_t *res, off_t *len);
+void ngx_http_offload_list_stop(ngx_http_offload_list_t *lr);
 void ngx_http_offload_park(ngx_http_offload_ctx_t *ctx, ngx_msec_t timeout);
 void ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx);
 ngx_http_offload_ctx_t *ngx_http_offload_needed_ctx(redisAsyncContext *ac,

@@ -2,6 +2,9 @@
 /*
  * ngx_http_offload_reply.c -- the way back: the pending-request table, the
  * subscriber on this worker's reply channel, and the delivery of results.
+ * A big result, a list of slices, is read by ngx_http_offload_list_*(): an
+ * LINDEX per element on the bulk link, into a chain; the jobs endpoint
+ * reads its big results with them too.
  *
  * hiredis callbacks never see a request: their privdata is the job's
  * sequence number, looked up in the peer's pending tree.  A request that is
@@ -40,10 +43,9 @@ static void ngx_http_offload_nothing_stored(ngx_http_offload_ctx_t *ctx);
 static void ngx_http_offload_look_failed(ngx_http_offload_ctx_t *ctx,
     redisReply *reply);
 static void ngx_http_offload_bad_result(ngx_http_offload_ctx_t *ctx);
-static ngx_int_t ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx,
-    size_t n, redisCallbackFn *fn, int argc, const char **argv,
-    size_t *argvlen);
-static ngx_int_t ngx_http_offload_fetch_slice(ngx_http_offload_ctx_t *ctx);
+static void ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx,
+    redisCallbackFn *fn, int argc, const char **argv, size_t *argvlen);
+static ngx_int_t ngx_http_offload_list_slice(ngx_http_offload_list_t *lr);
 static void ngx_http_offload_llen_done(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_offload_index_done(redisAsyncContext *ac, void *r,
@@ -181,6 +183,8 @@ ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx)
     for (i = 0; ctx->stream && i < NGX_HTTP_OFFLOAD_SLICES; i++) {
         ngx_http_offload_link_unstream(&ctx->peer->bulk, &ctx->stream[i]);
     }
+
+    ngx_http_offload_list_stop(&ctx->result);
 
     if (ctx->uploading) {
         ngx_http_offload_upload_stop(ctx);
@@ -421,7 +425,7 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t how)
 
     /* a big read under way goes on alone */
 
-    if (ctx->result_key.len) {
+    if (ctx->result.key.len) {
         return;
     }
 
@@ -440,32 +444,32 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t how)
     argv[1] = key;
     argvlen[1] = len;
 
-    if (how == NGX_HTTP_OFFLOAD_READ_LIST) {
-        ctx->result_key.data = (u_char *) key;
-        ctx->result_key.len = len;
-
-        argv[0] = "LLEN";
-        argvlen[0] = 4;
-
-        (void) ngx_http_offload_fetch_big(ctx, 0,
-                                          ngx_http_offload_llen_done, 2,
-                                          argv, argvlen);
-        return;
-    }
-
     /* a string result is at most OFFLOAD_NOTICE_OVER bytes: one that
      * fills the look's slice is read whole on the bulk link */
 
-    if (how == NGX_HTTP_OFFLOAD_READ_WHOLE) {
-        ctx->result_key.data = (u_char *) key;
-        ctx->result_key.len = len;
+    if (how == NGX_HTTP_OFFLOAD_READ_LIST
+        || how == NGX_HTTP_OFFLOAD_READ_WHOLE)
+    {
+        ngx_http_offload_list_init(&ctx->result, &ctx->peer->bulk,
+                                   ctx->request->pool,
+                                   ngx_http_offload_index_done,
+                                   (void *) (uintptr_t) ctx->node.key);
+        ctx->result.key.data = (u_char *) key;
+        ctx->result.key.len = len;
 
-        argv[0] = "GET";
-        argvlen[0] = 3;
+        if (how == NGX_HTTP_OFFLOAD_READ_LIST) {
+            argv[0] = "LLEN";
+            argvlen[0] = 4;
+            ngx_http_offload_fetch_big(ctx, ngx_http_offload_llen_done, 2,
+                                       argv, argvlen);
 
-        (void) ngx_http_offload_fetch_big(ctx, 0,
-                                          ngx_http_offload_whole_done, 2,
-                                          argv, argvlen);
+        } else {
+            argv[0] = "GET";
+            argvlen[0] = 3;
+            ngx_http_offload_fetch_big(ctx, ngx_http_offload_whole_done, 2,
+                                       argv, argvlen);
+        }
+
         return;
     }
 
@@ -486,44 +490,57 @@ ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx, ngx_uint_t how)
 }
 
 
-/* slice n's stream of a big body or result; NULL: out of memory */
+/* slice n's stream of a big body or result, from the array *stream
+ * (made on first use); NULL: out of memory */
 
 ngx_http_offload_stream_t *
-ngx_http_offload_stream(ngx_http_offload_ctx_t *ctx, size_t n)
+ngx_http_offload_stream(ngx_pool_t *pool, ngx_http_offload_stream_t **stream,
+    size_t n)
 {
-    if (ctx->stream == NULL) {
-        ctx->stream = ngx_pcalloc(ctx->request->pool,
-                                  NGX_HTTP_OFFLOAD_SLICES
-                                  * sizeof(ngx_http_offload_stream_t));
-        if (ctx->stream == NULL) {
+    if (*stream == NULL) {
+        *stream = ngx_pcalloc(pool, NGX_HTTP_OFFLOAD_SLICES
+                                    * sizeof(ngx_http_offload_stream_t));
+        if (*stream == NULL) {
             return NULL;
         }
     }
 
-    return &ctx->stream[n % NGX_HTTP_OFFLOAD_SLICES];
+    return &(*stream)[n % NGX_HTTP_OFFLOAD_SLICES];
 }
 
 
-/* the command of a big result's read for slice n, queued on the bulk
- * link */
+/* a big result's read to come: where its commands go, whose they are */
 
-static ngx_int_t
-ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx, size_t n,
-    redisCallbackFn *fn, int argc, const char **argv, size_t *argvlen)
+void
+ngx_http_offload_list_init(ngx_http_offload_list_t *lr,
+    ngx_http_offload_link_t *link, ngx_pool_t *pool, redisCallbackFn *fn,
+    void *privdata)
+{
+    lr->link = link;
+    lr->pool = pool;
+    lr->fn = fn;
+    lr->privdata = privdata;
+}
+
+
+/* command n of a big result's read (n % NGX_HTTP_OFFLOAD_SLICES names
+ * its stream), queued on the bulk link like a big body's slices, so none
+ * lands inside one being written; NGX_ERROR: out of memory */
+
+ngx_int_t
+ngx_http_offload_list_send(ngx_http_offload_list_t *lr, size_t n,
+    redisCallbackFn *fn, int argc, const char **argv, const size_t *argvlen)
 {
     ngx_http_offload_stream_t  *st;
 
-    st = ngx_http_offload_stream(ctx, n);
+    st = ngx_http_offload_stream(lr->pool, &lr->stream, n);
 
     if (st == NULL
-        || ngx_http_offload_link_stream(&ctx->peer->bulk, st,
-                                        ctx->request->pool, fn,
-                                        (void *) (uintptr_t) ctx->node.key,
-                                        argc, argv, argvlen, 1, NULL)
+        || ngx_http_offload_link_stream(lr->link, st, lr->pool, fn,
+                                        lr->privdata, argc, argv, argvlen,
+                                        1, NULL)
            != NGX_OK)
     {
-        ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                      "internal", "out of memory");
         return NGX_ERROR;
     }
 
@@ -534,34 +551,154 @@ ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx, size_t n,
 /* the LINDEX of the next element of a big result, if any is left */
 
 static ngx_int_t
-ngx_http_offload_fetch_slice(ngx_http_offload_ctx_t *ctx)
+ngx_http_offload_list_slice(ngx_http_offload_list_t *lr)
 {
     u_char       index[NGX_INT_T_LEN];
     const char  *argv[3];
     size_t       argvlen[3];
 
-    if (ctx->sliced == ctx->result_n) {
+    if (lr->sliced == lr->n) {
         return NGX_OK;
     }
 
     argv[0] = "LINDEX";
     argvlen[0] = 6;
-    argv[1] = (char *) ctx->result_key.data;
-    argvlen[1] = ctx->result_key.len;
+    argv[1] = (char *) lr->key.data;
+    argvlen[1] = lr->key.len;
     argv[2] = (char *) index;
-    argvlen[2] = ngx_sprintf(index, "%uz", ctx->sliced) - index;
+    argvlen[2] = ngx_sprintf(index, "%ui", lr->sliced) - index;
 
-    if (ngx_http_offload_fetch_big(ctx, ctx->sliced,
-                                   ngx_http_offload_index_done, 3, argv,
-                                   argvlen)
+    if (ngx_http_offload_list_send(lr, lr->sliced, lr->fn, 3, argv, argvlen)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    ctx->sliced++;
+    lr->sliced++;
 
     return NGX_OK;
+}
+
+
+/*
+ * The read of a list of n elements (its LLEN) begins.  NGX_DECLINED: no
+ * worker's result has that many (a worker writes a header line, then
+ * slices of the body it could have sent); NGX_ERROR: out of memory.
+ */
+
+ngx_int_t
+ngx_http_offload_list_start(ngx_http_offload_list_t *lr, long long n)
+{
+    ngx_uint_t  i;
+
+    if (n <= 0 || n > OFFLOAD_BODY_MAX / OFFLOAD_SLICE + 2) {
+        return NGX_DECLINED;
+    }
+
+    lr->out = NULL;
+    lr->last = &lr->out;
+    lr->n = (ngx_uint_t) n;
+    lr->sliced = 0;
+    lr->got = 0;
+    lr->len = 0;
+
+    for (i = 0; i < NGX_HTTP_OFFLOAD_SLICES; i++) {
+        if (ngx_http_offload_list_slice(lr) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * An element's reply (not NULL): copied into a buffer of its own, the
+ * next LINDEX sent.  NGX_AGAIN: more to come; NGX_OK: all read;
+ * NGX_DECLINED: not an element of a worker's result (a result is stored
+ * once and never changes: one missing means the key went, or was
+ * replaced, under the read); NGX_ERROR: out of memory.
+ */
+
+ngx_int_t
+ngx_http_offload_list_got(ngx_http_offload_list_t *lr, redisReply *reply)
+{
+    u_char       *p;
+    ngx_chain_t  *cl;
+
+    if (reply->type != REDIS_REPLY_STRING || reply->len > OFFLOAD_SLICE) {
+        return NGX_DECLINED;
+    }
+
+    /* the first element always has a buffer: it holds the header line */
+
+    if (reply->len || lr->got == 0) {
+        p = ngx_pnalloc(lr->pool, reply->len);
+        cl = ngx_http_offload_chain_of(lr->pool, p, reply->len);
+
+        if ((p == NULL && reply->len) || cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, reply->str, reply->len);
+
+        *lr->last = cl;
+        lr->last = &cl->next;
+        lr->len += lr->got ? reply->len : 0;
+    }
+
+    if (++lr->got < lr->n) {
+        return ngx_http_offload_list_slice(lr) == NGX_OK ? NGX_AGAIN
+                                                         : NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* The result's body as read, res decoded from the first element: a chain
+ * (NULL: empty) of len bytes, the header line cut off the first. */
+
+ngx_chain_t *
+ngx_http_offload_list_body(ngx_http_offload_list_t *lr,
+    offload_result_t *res, off_t *len)
+{
+    ngx_chain_t  *out;
+
+    out = lr->out;
+    out->buf->pos = (u_char *) res->body.data;
+    *len = lr->len + res->body.len;
+
+    return res->body.len ? out : out->next;
+}
+
+
+/* its commands not yet sent withdrawn (the pool may be freed soon) */
+
+void
+ngx_http_offload_list_stop(ngx_http_offload_list_t *lr)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; lr->stream && i < NGX_HTTP_OFFLOAD_SLICES; i++) {
+        ngx_http_offload_link_unstream(lr->link, &lr->stream[i]);
+    }
+}
+
+
+/* the first command of a big result's read (LLEN, or a GET), queued on
+ * the bulk link */
+
+static void
+ngx_http_offload_fetch_big(ngx_http_offload_ctx_t *ctx, redisCallbackFn *fn,
+    int argc, const char **argv, size_t *argvlen)
+{
+    if (ngx_http_offload_list_send(&ctx->result, 0, fn, argc, argv, argvlen)
+        != NGX_OK)
+    {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "internal", "out of memory");
+    }
 }
 
 
@@ -584,7 +721,7 @@ static void
 ngx_http_offload_llen_done(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply              *reply = r;
-    ngx_uint_t               i;
+    ngx_int_t                rc;
     ngx_http_offload_ctx_t  *ctx;
 
     /* the notice will not come again: do not wait for the deadline */
@@ -601,30 +738,19 @@ ngx_http_offload_llen_done(redisAsyncContext *ac, void *r, void *privdata)
     if (reply->type != REDIS_REPLY_INTEGER || reply->integer <= 0) {
         /* gone (its TTL passed?) or not there: as a GET finding nothing;
          * the last look may try again */
-        ngx_str_null(&ctx->result_key);
+        ngx_str_null(&ctx->result.key);
         ngx_http_offload_nothing_stored(ctx);
         return;
     }
 
-    /* a worker writes a header line, then slices of the body it could
-     * have sent: anything longer is not one of its results */
+    rc = ngx_http_offload_list_start(&ctx->result, reply->integer);
 
-    if (reply->integer > OFFLOAD_BODY_MAX / OFFLOAD_SLICE + 2) {
+    if (rc == NGX_DECLINED) {
         ngx_http_offload_bad_result(ctx);
-        return;
-    }
 
-    ctx->result = NULL;
-    ctx->result_last = &ctx->result;
-    ctx->result_n = (ngx_uint_t) reply->integer;
-    ctx->result_got = 0;
-    ctx->result_len = 0;
-    ctx->sliced = 0;
-
-    for (i = 0; i < NGX_HTTP_OFFLOAD_SLICES; i++) {
-        if (ngx_http_offload_fetch_slice(ctx) != NGX_OK) {
-            return;
-        }
+    } else if (rc == NGX_ERROR) {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "internal", "out of memory");
     }
 }
 
@@ -633,8 +759,7 @@ static void
 ngx_http_offload_index_done(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply              *reply = r;
-    u_char                  *p;
-    ngx_chain_t             *cl;
+    ngx_int_t                rc;
     ngx_http_offload_ctx_t  *ctx;
 
     ctx = ngx_http_offload_needed_ctx(ac, reply, privdata);
@@ -642,43 +767,29 @@ ngx_http_offload_index_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    /* a result is stored once and never changes: an element missing
-     * means the key went (or was replaced) under the read */
+    rc = ngx_http_offload_list_got(&ctx->result, reply);
 
-    if (reply->type != REDIS_REPLY_STRING || reply->len > OFFLOAD_SLICE) {
+    if (rc == NGX_AGAIN) {
+        return;
+    }
+
+    if (rc == NGX_DECLINED) {
         ngx_http_offload_bad_result(ctx);
         return;
     }
 
-    /* the first element always has a buffer: it holds the header line */
-
-    if (reply->len || ctx->result_got == 0) {
-        p = ngx_pnalloc(ctx->request->pool, reply->len);
-        cl = ngx_http_offload_chain_of(ctx->request->pool, p, reply->len);
-
-        if (p == NULL || cl == NULL) {
-            ngx_http_offload_answer_error(ctx,
-                                          NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                          "internal", "out of memory");
-            return;
-        }
-
-        ngx_memcpy(p, reply->str, reply->len);
-
-        *ctx->result_last = cl;
-        ctx->result_last = &cl->next;
-        ctx->result_len += ctx->result_got ? reply->len : 0;
-    }
-
-    if (++ctx->result_got < ctx->result_n) {
-        (void) ngx_http_offload_fetch_slice(ctx);
+    if (rc == NGX_ERROR) {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "internal", "out of memory");
         return;
     }
 
     ctx->result_read = 1;
 
-    ngx_http_offload_deliver(ctx->peer, ctx, (char *) ctx->result->buf->pos,
-                             ctx->result->buf->last - ctx->result->buf->pos);
+    ngx_http_offload_deliver(ctx->peer, ctx,
+                             (char *) ctx->result.out->buf->pos,
+                             ctx->result.out->buf->last
+                             - ctx->result.out->buf->pos);
 }
 
 
@@ -695,7 +806,7 @@ ngx_http_offload_look_done(redisAsyncContext *ac, void *r, void *privdata)
     ngx_http_offload_ctx_t  *ctx;
 
     ctx = ngx_http_offload_replied_ctx(ac, reply, privdata);
-    if (ctx == NULL || ctx->result_key.len) {
+    if (ctx == NULL || ctx->result.key.len) {
         return;
     }
 
@@ -767,7 +878,7 @@ ngx_http_offload_whole_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    ngx_str_null(&ctx->result_key);
+    ngx_str_null(&ctx->result.key);
     ngx_http_offload_nothing_stored(ctx);
 }
 
@@ -793,7 +904,7 @@ ngx_http_offload_nothing_stored(ngx_http_offload_ctx_t *ctx)
 static void
 ngx_http_offload_look_failed(ngx_http_offload_ctx_t *ctx, redisReply *reply)
 {
-    ngx_str_null(&ctx->result_key);
+    ngx_str_null(&ctx->result.key);
 
     if (!ctx->expired) {
         return;
@@ -1032,13 +1143,22 @@ ngx_http_offload_notice(ngx_http_offload_peer_t *peer, offload_str_t *id)
 
 /*
  * The deadline: first the last look at the result key (the sidecar stores
- * a result before it publishes it), then 504.
+ * a result before it publishes it), then 504.  A big read under way (a
+ * notice's, or the last look's) is left to answer: the job ended, its
+ * result is being read, and every end of that read answers once expired
+ * is set (the result, 502, 503, or 504 if nothing was there); its link's
+ * watchdog bounds it.
  */
 
 static void
 ngx_http_offload_deadline_handler(ngx_event_t *ev)
 {
     ngx_http_offload_ctx_t  *ctx = ev->data;
+
+    if (ctx->result.key.len) {
+        ctx->expired = 1;
+        return;
+    }
 
     /* a body still being written: no job, no result to look for */
 

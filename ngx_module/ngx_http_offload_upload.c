@@ -182,7 +182,8 @@ ngx_http_offload_upload_slice(ngx_http_offload_ctx_t *ctx)
     }
 
     len = ngx_min(ctx->body.len - ctx->sliced, OFFLOAD_SLICE);
-    st = ngx_http_offload_stream(ctx, ctx->sliced / OFFLOAD_SLICE);
+    st = ngx_http_offload_stream(ctx->request->pool, &ctx->stream,
+                                 ctx->sliced / OFFLOAD_SLICE);
     if (st == NULL) {
         return NGX_ERROR;
     }

@@ -442,8 +442,10 @@ const char  offload_job_start_script[] =
  * are in the record's slot.  On a Redis Cluster with that slot half moved,
  * Redis refuses such a key gone from this node with an error (never a
  * silent nil): the cancel list is pushed before the record is touched, so
- * that error leaves nothing half done.  A big result (a list) is joined
- * here: the jobs endpoint answers it whole. */
+ * that error leaves nothing half done.  A big result (a list) is
+ * answered by its length: the module reads its elements on its bulk
+ * connection (joined here, it would stall Redis while it is copied and
+ * written, and the command connection while it is read). */
 const char  offload_job_script[] =
     OFFLOAD_NOW_LUA
     "local raw = redis.call('HGETALL', KEYS[1])\n"
@@ -500,7 +502,7 @@ const char  offload_job_script[] =
     "  local key = 'offload:{' .. h.queue .. '}:result:' .. ARGV[2]\n"
     "  res = redis.pcall('GET', key)\n"
     "  if type(res) == 'table' then\n"
-    "    res = table.concat(redis.call('LRANGE', key, 0, -1))\n"
+    "    res = redis.call('LLEN', key)\n"
     "  end\n"
     "end\n"
     "return { outcome, h.queue or false, h.status or false,"

@@ -8,8 +8,9 @@
 # respond-async, a long poll answered when its job ends, an Idempotency-Key
 # sent twice names one job, DELETE of a queued job and of a running one
 # (offload_cancel_running on: its worker killed through the queue's cancel
-# list, on the queue's master), and a GET after the job's slot moved to
-# another master (MOVED followed: the record moved with its queue).
+# list, on the queue's master), a big result (a list) read on its queue's
+# master, and a GET after the job's slot moved to another master (MOVED
+# followed: the record moved with its queue).
 #
 # Then async jobs submitted while their queue's slot moves between
 # masters: the slot held MIGRATING on its source, then its keys moved,
@@ -46,7 +47,11 @@ ok($cl->start_offload(echo => [ $qa, $qb ],
     ready => [ "/sync/$qa", '{}' ], server => <<"LOCATIONS"),
     offload_timeout 60s;
     location ~ ^/sync/([^/]+)\$ { offload_pass \$1; }
-    location ~ ^/async/([^/]+)\$ { offload_pass \$1; offload_mode async; }
+    location ~ ^/async/([^/]+)\$ {
+        offload_pass \$1;
+        offload_mode async;
+        client_max_body_size 4m;
+    }
     location /jobs/ { offload_jobs; }
     location /stop/ { offload_jobs; offload_cancel_running on; }
 LOCATIONS
@@ -85,7 +90,19 @@ for my $q ($qa, $qb) {
     is($doc->{queue}, $q, "$q: GET: its queue");
 }
 
-my $r = http('POST', "/sync/$qb", '{"prefer":1}',
+# ---- a big result, a list on its queue's master: GET reads it there, an
+# element at a time on that master's bulk link
+my $bigbody = '"' . ('c' x (3 * 2**20)) . '"';
+my $r = http('POST', "/async/$qb", $bigbody);
+is($r->{status}, 202, "a 3 MB job on $qb: 202");
+my $bid = $r->{json}{id} // '';
+my $bdoc = job_until($bid, qr/^done$/);
+is($cl->cmd($third, 'TYPE', "offload:{$qb}:result:$bid"), 'list',
+    "its result is a list on $qb\'s master");
+ok(($bdoc->{result} // '') eq substr($bigbody, 1, -1),
+    'GET: its 3 MB result, whole');
+
+$r = http('POST', "/sync/$qb", '{"prefer":1}',
     { Prefer => 'respond-async' });
 is($r->{status}, 202, 'Prefer: respond-async on a sync location: 202');
 is($r->{headers}{'preference-applied'}, 'respond-async',

@@ -11,9 +11,10 @@
 # -t refuses a client_max_body_size Redis cannot carry; a result over 1 MB,
 # a list of slices, arrives as a notice and is read by LLEN and an LINDEX
 # per element (staged here by the test as the worker will write it; also
-# found by the last look at the deadline), and a 48 MB echo, over Redis'
-# 32 MB pub/sub limit, needs the sidecar side of body keys) without the
-# subscriber being dropped.
+# found by the last look at the deadline, and answered, not 504, when the
+# deadline's last timer passes while it is read), and a 48 MB echo, over
+# Redis' 32 MB pub/sub limit, needs the sidecar side of body keys) without
+# the subscriber being dropped.
 
 use strict;
 use warnings;
@@ -379,6 +380,47 @@ sub stage_list {
         "offload:{parked}:result:$id" } @{ $mon->seen };
     is("@reads", join(' ', 'GETRANGE', 'LLEN', ('LINDEX') x $n),
         'the last look: GETRANGE (WRONGTYPE), then LLEN and LINDEXes');
+
+    # the deadline's last timer passing while the last look's big read is
+    # under way (Redis frozen mid-read, for less than a link's watchdog):
+    # the read answers, not a 504 (the job ended, its result was there).
+    # Staged under another key and renamed: the look finds it whole.
+    my $slow = body_of(32, 'slow');
+    my ($tries, $gap, $sa) = (0, 0);
+    while ($tries++ < 3 && $gap < 0.5) {
+        ($s, $id, $reply) = parked_job('/late/parked', 'slow');
+        my $key = "offload:{parked}:result:$id";
+        my $staged = "offload:{parked}:stage:$id";
+        my $data = "OR1 $id 200 1 1\n$slow";
+        for (my $at = 0; $at < length $data; $at += $SLICE) {
+            redis_cmd('RPUSH', $staged, substr($data, $at, $SLICE));
+        }
+        redis_cmd('PEXPIRE', $staged, 60000);
+        redis_cmd('RENAME', $staged, $key);
+        # (a monitor of its own: the staging's 32 MB are not parsed)
+        my $watch = RedisMonitor->start;
+        $watch->wait_for(sub { $_[0][1] eq 'LLEN' && $_[0][2] eq $key },
+            scaled(10)) or last;
+        kill 'STOP', redis_pid();
+        # (a 504 would come 1 s after the deadline)
+        IO::Select->new($s)->can_read(1.6);
+        kill 'CONT', redis_pid();
+        $sa = read_answer($s, scaled(20));
+        $watch->catch_up(scaled(10));
+        my @at = map { $_->[0] } grep { ($_->[2] // '') eq $key }
+            @{ $watch->seen };
+        $gap = 0;
+        for my $i (1 .. $#at) {
+            $gap = $at[$i] - $at[$i - 1] if $at[$i] - $at[$i - 1] > $gap;
+        }
+        diag(sprintf 'try %d: Redis frozen %.2f s into the read, answer %d',
+            $tries, $gap, $sa->{status});
+    }
+    ok($gap >= 0.5, sprintf 'Redis was frozen mid-read (%.2f s)', $gap);
+    is($sa->{status}, 200, 'a big read under way past the deadline: 200');
+    ok(($sa->{content} // '') eq $slow, 'the body byte for byte')
+        or diag('got ' . length($sa->{content} // '') . ' bytes: '
+            . substr($sa->{content} // '', 0, 200));
 
     # a string result over a slice (up to 1 MB: published whole, or here
     # never) is read whole by the last look
