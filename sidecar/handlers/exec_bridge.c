@@ -12,7 +12,11 @@
  * outlive it.  A job is one line of JSON on its stdin and one line back
  * on its stdout (docs/HANDLERS.md, "The framing"); its stderr is logged a
  * line at a time, read by the worker's loop between jobs and by the job's
- * own wait during one, so a chatty process never fills the pipe.
+ * own wait during one, so a chatty process never fills the pipe.  A read
+ * takes at most STDERR_READ_MAX, so a process that writes faster than
+ * that is logged does not hold the loop (its jobs, Redis, signals), and
+ * after a burst, STDERR_LINES_PER_S lines are logged, the rest counted, so
+ * it does not fill the disk either.
  *
  * The process's failures are the worker's: it dies, or answers a line that
  * is not one well-formed answer to this job, or does not answer in time,
@@ -51,7 +55,12 @@
 #include "log.h"
 #include "memlimit.h"
 
-#define STDERR_LINE_MAX  2048       /* longer lines are logged in pieces */
+#define STDERR_LINE_MAX  1900       /* longer lines are logged cut there:
+                                       a log message is 2 KB, its prefix
+                                       (worker, pid) and " [cut]" too */
+#define STDERR_READ_MAX  65536      /* a turn of the loop's read of stderr */
+#define STDERR_LINES_PER_S  100     /* logged, on average, at most ... */
+#define STDERR_LINES_BURST  5000    /* ... after a burst of that many */
 #define ANSWER_MAX       ((size_t) OFFLOAD_BODY_MAX + 4096)
 #define RSS_CHECK_MS     100        /* during a job, under memory_limit */
 #define NO_ANSWER_GRACE_MS 2000     /* past timeout, the supervisor's to
@@ -79,6 +88,11 @@ typedef struct {
     size_t                       cap;
     char                         err_line[STDERR_LINE_MAX];
     size_t                       err_len;
+    int                          err_cut;       /* dropping to the '\n' */
+    int64_t                      err_credit;    /* lines to log, x 1e6 */
+    int64_t                      err_credit_us; /* when last counted */
+    long                         err_dropped;   /* lines not logged */
+    int64_t                      err_dropped_us; /* since then */
 } exec_bridge_t;
 
 static exec_bridge_t    bridge;
@@ -149,66 +163,159 @@ describe_status(int status, char *buf, size_t size)
 }
 
 
-/* Logs what the process wrote to stderr so far, a line at a time; at
- * its end (eof), the last line even without its newline. */
+/* Text, one line: no control characters (a NUL, an escape sequence, a
+ * carriage return) into the log. */
 static void
-log_errors(int eof)
+sanitize(char *p, size_t n)
 {
-    char           *nl;
-    size_t          n, i;
-    unsigned char   c;
+    size_t         i;
+    unsigned char  c;
 
-    for ( ;; ) {
-        nl = memchr(bridge.err_line, '\n', bridge.err_len);
-
-        if (nl == NULL && bridge.err_len < sizeof(bridge.err_line)
-            && !(eof && bridge.err_len > 0))
-        {
-            return;
+    for (i = 0; i < n; i++) {
+        c = (unsigned char) p[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            p[i] = '?';
         }
-
-        n = nl != NULL ? (size_t) (nl - bridge.err_line) : bridge.err_len;
-
-        /* Text, one line: no control characters (a NUL, an escape
-         * sequence, a carriage return) into the log. */
-        for (i = 0; i < n; i++) {
-            c = (unsigned char) bridge.err_line[i];
-            if ((c < 0x20 && c != '\t') || c == 0x7f) {
-                bridge.err_line[i] = '?';
-            }
-        }
-
-        log_notice("%s: handler pid %d: %.*s", bridge.name, (int) bridge.pid,
-                   (int) n, bridge.err_line);
-
-        if (nl != NULL) {
-            n++;
-        }
-
-        bridge.err_len -= n;
-        memmove(bridge.err_line, bridge.err_line + n, bridge.err_len);
     }
 }
 
 
-/* Reads what the process's stderr holds now.  Returns 0 when it is
- * drained, -1 at its end. */
+/* Says how many lines were not logged, once they are over a second old or
+ * the process's stderr ends (now), so that a flood costs a line a second
+ * besides the lines let through. */
+static void
+report_dropped(int now)
+{
+    if (bridge.err_dropped == 0
+        || (!now && offload_mono_us() - bridge.err_dropped_us < 1000000))
+    {
+        return;
+    }
+
+    log_notice("%s: handler pid %d: %ld lines of stderr not logged (over "
+               "%d lines a second)", bridge.name, (int) bridge.pid,
+               bridge.err_dropped, STDERR_LINES_PER_S);
+    bridge.err_dropped = 0;
+}
+
+
+/* Whether a line of stderr may be logged: a token bucket, so a process
+ * that logs a burst (a traceback, a chatty job) is logged in full, and
+ * one that floods its stderr does not fill the disk with it. */
+static int
+may_log_line(void)
+{
+    int64_t  now = offload_mono_us(), full, elapsed;
+
+    full = (int64_t) STDERR_LINES_BURST * 1000000;
+    elapsed = now - bridge.err_credit_us;
+    bridge.err_credit_us = now;
+
+    /* no overflow: the bucket is full after BURST / PER_S seconds */
+    if (elapsed > full / STDERR_LINES_PER_S) {
+        elapsed = full / STDERR_LINES_PER_S;
+    }
+
+    bridge.err_credit += elapsed * STDERR_LINES_PER_S;
+    if (bridge.err_credit > full) {
+        bridge.err_credit = full;
+    }
+
+    report_dropped(0);
+
+    if (bridge.err_credit >= 1000000) {
+        bridge.err_credit -= 1000000;
+        return 1;
+    }
+
+    if (bridge.err_dropped++ == 0) {
+        bridge.err_dropped_us = now;
+    }
+
+    return 0;
+}
+
+
+/* Logs the line held, cut when it is over STDERR_LINE_MAX. */
+static void
+log_line(void)
+{
+    sanitize(bridge.err_line, bridge.err_len);
+
+    if (may_log_line()) {
+        log_notice("%s: handler pid %d: %.*s%s", bridge.name,
+                   (int) bridge.pid, (int) bridge.err_len, bridge.err_line,
+                   bridge.err_cut ? " [cut]" : "");
+    }
+
+    bridge.err_len = 0;
+}
+
+
+/* Takes n bytes of the process's stderr: each line is logged once it is
+ * whole; one that fills STDERR_LINE_MAX is logged there and the rest of
+ * it dropped (a stderr with no newline is logged all the same). */
+static void
+take_errors(const char *p, size_t n)
+{
+    size_t       len, room;
+    const char  *nl;
+
+    while (n > 0) {
+        nl = memchr(p, '\n', n);
+        len = nl != NULL ? (size_t) (nl - p) : n;
+
+        if (!bridge.err_cut) {
+            room = sizeof(bridge.err_line) - bridge.err_len;
+            memcpy(bridge.err_line + bridge.err_len, p,
+                   len < room ? len : room);
+
+            if (len < room || (len == room && nl != NULL)) {
+                bridge.err_len += len;
+
+            } else {
+                bridge.err_len += room;
+                bridge.err_cut = 1;
+                log_line();
+            }
+        }
+
+        if (nl == NULL) {
+            return;
+        }
+
+        if (!bridge.err_cut) {
+            log_line();
+        }
+
+        bridge.err_cut = 0;
+        p = nl + 1;
+        n -= len + 1;
+    }
+}
+
+
+/* Reads what the process's stderr holds now, at most STDERR_READ_MAX: a
+ * process that writes faster than that is logged does not keep the
+ * worker's loop here (the watcher is level-triggered: the rest is read on
+ * its next turn).  Returns 0 when it is still open, -1 at its end. */
 static int
 read_errors(void)
 {
+    char     buf[16384];
+    size_t   total = 0;
     ssize_t  n;
 
     if (bridge.errors < 0) {
         return -1;
     }
 
-    for ( ;; ) {
-        n = read(bridge.errors, bridge.err_line + bridge.err_len,
-                 sizeof(bridge.err_line) - bridge.err_len);
+    while (total < STDERR_READ_MAX) {
+        n = read(bridge.errors, buf, sizeof(buf));
 
         if (n > 0) {
-            bridge.err_len += (size_t) n;
-            log_errors(0);
+            take_errors(buf, (size_t) n);
+            total += (size_t) n;
             continue;
         }
 
@@ -220,7 +327,12 @@ read_errors(void)
             return 0;
         }
 
-        log_errors(1);
+        /* its end: the last line even without its newline */
+        if (bridge.err_len > 0 && !bridge.err_cut) {
+            log_line();
+        }
+
+        report_dropped(1);
 
         if (bridge.loop != NULL) {
             ev_io_stop(bridge.loop, &bridge.errors_watcher);
@@ -230,6 +342,8 @@ read_errors(void)
         bridge.errors = -1;
         return -1;
     }
+
+    return 0;
 }
 
 
@@ -372,9 +486,9 @@ exit_cb(struct ev_loop *loop, ev_child *child, int revents)
     (void) loop;
     (void) revents;
 
+    close_pipes();              /* its last words, under its pid */
     bridge.pid = 0;
     bridge.sb->child_pid = 0;
-    close_pipes();
 
     describe_status(child->rstatus, how, sizeof(how));
     record_failure(child->rstatus, "handler process %d %s between jobs",
@@ -588,6 +702,7 @@ answer_deadline(const offload_job_t *job, int64_t start_us)
 
     if (job->deadline_ms > 0) {
         left_ms = job->deadline_ms - offload_wall_us() / 1000;
+
         return start_us + (left_ms > 0 ? left_ms : 0) * 1000
                + NO_ANSWER_GRACE_MS * 1000;
     }
