@@ -1,5 +1,7 @@
 #!/usr/bin/perl
-# handler exec: programs that misbehave outside a job's answer.  A
+# handler exec: programs that misbehave outside a job's answer.  A line
+# written to stdout between jobs is the process's failure, not the next
+# job's (which runs on a fresh process, on its first attempt).  A
 # process that floods its stderr neither stops its worker's loop (jobs
 # are answered, SIGTERM stops the sidecar at once) nor fills the log
 # (lines are rate-limited, the dropped ones counted).
@@ -14,12 +16,15 @@ use OffloadTest;
 
 my $root = "$FindBin::Bin/..";
 my $py = '/usr/bin/python3';
+my $stray = "$py $FindBin::Bin/exec/stray.py";
 my $reverse = "$py $root/sdk/python/examples/reverse.py";
 
 start_redis();
 my $t0 = time;
 start_sidecar(conf => <<"CONF");
 shutdown_timeout 30s;
+queue stray { handler exec; workers 1; command "$stray"; max_attempts 1;
+              max_restarts 100 1s; restart_backoff 10ms 10ms; }
 queue flood { handler exec; workers 1;
               command "/bin/sh -c '(yes spam >&2 &); exec $reverse'"; }
 queue echo { handler echo; workers 1; }
@@ -28,8 +33,31 @@ ok(start_jobs_nginx(server => 'offload_timeout 30s;'), 'stack ready');
 
 my $log = tmpdir() . '/sidecar.log';
 
+# ---- a line on stdout between jobs: the process's failure, no job's
+my $r = post_json('/jobs/stray', { stray => 200 });
+is($r->{status}, 200, 'a job answered, a stray line to follow');
+my $first = $r->{json} && $r->{json}{pid} // 0;
+# it says so on stderr, unless it is killed for it first
+my $said = qr/handler pid $first: wrote a stray line|handler process $first /
+    . qr/wrote to its stdout/;
+ok(wait_until(sub { slurp($log) =~ $said }, scaled(5),
+    'the stray line written'), 'the process wrote its stray line');
+$r = post_json('/jobs/stray', {}, scaled(10));
+is($r->{status}, 200, 'the next job is not blamed for it')
+    or diag($r->{content});
+is($r->{json} && $r->{json}{attempt}, 1, 'it runs on its first attempt');
+isnt($r->{json} && $r->{json}{pid}, $first, 'in a new process');
+my $what = 'wrote to its stdout between jobs: "a line nobody asked for"; '
+    . 'killed';
+like(slurp($log), qr/handler process $first \Q$what\E/,
+    'the log says what the process did');
+my ($lost) = grep { ($_->{report}{handler_error} // '') =~ /\b$first\b/ }
+    @{ events('crash') };
+ok($lost && !$lost->{report}{job_id}, 'a crash of its slot, under no job')
+    or diag(explain($lost));
+
 # ---- a process that floods its stderr
-my $r = post_json('/jobs/flood', { text => 'abc' }, scaled(10));
+$r = post_json('/jobs/flood', { text => 'abc' }, scaled(10));
 is($r->{status}, 200, 'a job on a worker whose process floods its stderr '
     . 'is answered') or diag($r->{content});
 is_deeply($r->{json}, { text => 'cba' }, 'as it should be');

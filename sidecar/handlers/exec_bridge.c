@@ -82,6 +82,7 @@ typedef struct {
     int                          from_child;    /* its stdout */
     int                          errors;        /* its stderr */
     ev_io                        errors_watcher;
+    ev_io                        output_watcher; /* between jobs */
     ev_child                     exit_watcher;
 
     char                        *buf;           /* request, then answer */
@@ -367,6 +368,7 @@ close_pipes(void)
 
     if (bridge.loop != NULL) {
         ev_io_stop(bridge.loop, &bridge.errors_watcher);
+        ev_io_stop(bridge.loop, &bridge.output_watcher);
         ev_child_stop(bridge.loop, &bridge.exit_watcher);
     }
 
@@ -442,15 +444,10 @@ record_failure(int status, const char *fmt, ...)
 }
 
 
-/* A failure under a job: the worker exits holding it, and the supervisor
- * fails its attempt as it does for a crashed worker.  status is the
- * process's wait status, or -1: it is alive, and killed now. */
+/* Ends the process after its failure, what: status is its wait status,
+ * or -1: it is alive, and killed now. */
 static void
-fail_worker(int status, const char *what)
-    __attribute__((noreturn));
-
-static void
-fail_worker(int status, const char *what)
+end_process(int status, const char *what)
 {
     char   how[64];
     pid_t  pid = bridge.pid;
@@ -471,8 +468,106 @@ fail_worker(int status, const char *what)
                        what);
     }
 
+    bridge.pid = 0;
+    bridge.sb->child_pid = 0;
+}
+
+
+/* A failure under a job: the worker exits holding it, and the supervisor
+ * fails its attempt as it does for a crashed worker. */
+static void
+fail_worker(int status, const char *what)
+    __attribute__((noreturn));
+
+static void
+fail_worker(int status, const char *what)
+{
+    end_process(status, what);
     fflush(NULL);
     _exit(OFFLOAD_WORKER_EXIT_HANDLER);
+}
+
+
+/* The process closed its stdout or stdin: it is exiting, most likely.
+ * Returns its wait status, once it is reaped (killed after EXIT_WAIT_MS);
+ * its pid stays for the record. */
+static int
+wait_gone(void)
+{
+    int    status;
+    pid_t  pid = bridge.pid;
+
+    close_pipes();
+    status = reap(EXIT_WAIT_MS);
+    bridge.pid = pid;
+    return status;
+}
+
+
+/*
+ * Output between jobs (n bytes at p; 0: its stdout closed) is the
+ * process's failure, not the next job's, whose answer it would be read as
+ * (an innocent job would burn an attempt).  The process is ended, and
+ * the worker stops as when it dies between jobs: the next job stays
+ * pending, for the next worker of the slot, at the same attempt.
+ */
+static void
+lose_between_jobs(char *p, ssize_t n)
+{
+    char   what[OFFLOAD_SB_CHILD_ERROR_MAX];
+    char  *nl;
+    size_t  len;
+
+    if (n > 0) {
+        nl = memchr(p, '\n', (size_t) n);
+        len = nl != NULL ? (size_t) (nl - p) : (size_t) n;
+        len = len < 64 ? len : 64;
+        sanitize(p, len);
+        snprintf(what, sizeof(what), "wrote to its stdout between jobs: "
+                 "\"%.*s\"", (int) len, p);
+        end_process(-1, what);
+
+    } else {
+        end_process(wait_gone(), "closed its stdout between jobs");
+    }
+
+    if (bridge.lost != NULL) {
+        bridge.lost(bridge.lost_data);
+    }
+}
+
+
+int
+offload_exec_check(void)
+{
+    char     buf[256];
+    ssize_t  n;
+
+    if (bridge.pid == 0) {
+        return -1;              /* gone: exit_cb told the worker */
+    }
+
+    do {
+        n = read(bridge.from_child, buf, sizeof(buf));
+    } while (n < 0 && errno == EINTR);
+
+    if (n < 0) {
+        return 0;               /* EAGAIN: nothing, as it should be */
+    }
+
+    lose_between_jobs(buf, n);
+    return -1;
+}
+
+
+static void
+output_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void) loop;
+    (void) io;
+    (void) revents;
+
+    offload_exec_check();
 }
 
 
@@ -618,6 +713,9 @@ exec_init(const offload_slot_t *slot)
     if (bridge.loop != NULL) {
         ev_io_init(&bridge.errors_watcher, errors_cb, bridge.errors, EV_READ);
         ev_io_start(bridge.loop, &bridge.errors_watcher);
+        ev_io_init(&bridge.output_watcher, output_cb, bridge.from_child,
+                   EV_READ);
+        ev_io_start(bridge.loop, &bridge.output_watcher);
         ev_child_init(&bridge.exit_watcher, exit_cb, pid, 0);
         ev_child_start(bridge.loop, &bridge.exit_watcher);
     }
@@ -736,17 +834,11 @@ check_memory(void)
 }
 
 
-/* The process closed its stdout or stdin: it is exiting, most likely. */
+/* The process closed its stdout or stdin under a job. */
 static void
 process_gone(const char *what)
 {
-    int    status;
-    pid_t  pid = bridge.pid;
-
-    close_pipes();
-    status = reap(EXIT_WAIT_MS);
-    bridge.pid = pid;           /* for the record; reaped already */
-    fail_worker(status, what);
+    fail_worker(wait_gone(), what);
 }
 
 
