@@ -1,10 +1,11 @@
 #!/usr/bin/perl
 # handler exec: programs that misbehave outside a job's answer.  A line
 # written to stdout between jobs is the process's failure, not the next
-# job's (which runs on a fresh process, on its first attempt).  A
-# process that floods its stderr neither stops its worker's loop (jobs
-# are answered, SIGTERM stops the sidecar at once) nor fills the log
-# (lines are rate-limited, the dropped ones counted).
+# job's (which runs on a fresh process, on its first attempt); a job's
+# deadline too far away to scale to microseconds is no deadline at all;
+# a process that floods its stderr neither stops its worker's loop (jobs
+# are answered, SIGTERM stops the sidecar at once) nor the log (lines are
+# rate-limited, the dropped ones counted).
 
 use strict;
 use warnings;
@@ -25,6 +26,8 @@ start_sidecar(conf => <<"CONF");
 shutdown_timeout 30s;
 queue stray { handler exec; workers 1; command "$stray"; max_attempts 1;
               max_restarts 100 1s; restart_backoff 10ms 10ms; }
+queue far { handler exec; workers 1; command "$stray"; timeout off;
+            max_attempts 1; }
 queue flood { handler exec; workers 1;
               command "/bin/sh -c '(yes spam >&2 &); exec $reverse'"; }
 queue echo { handler echo; workers 1; }
@@ -55,6 +58,22 @@ my ($lost) = grep { ($_->{report}{handler_error} // '') =~ /\b$first\b/ }
     @{ events('crash') };
 ok($lost && !$lost->{report}{job_id}, 'a crash of its slot, under no job')
     or diag(explain($lost));
+
+# ---- deadlines too far to scale to us (timeout off): no deadline
+my $n = 0;
+for my $deadline ('9300000000000000', '999999999999999999') {
+    my $id = sprintf '%032x', ++$n;
+    redis_cmd('XADD', 'offload:{far}:jobs', '*', v => 1, id => $id,
+        payload => '{}', reply => 'offload:reply:t', deadline => $deadline,
+        submitted => int(time * 1000), attempt => 1, rid => "r$n");
+    my $res;
+    wait_until(sub {
+        $res = redis_cmd('GET', "offload:{far}:result:$id");
+        defined $res && !ref $res;
+    }, scaled(10), "result of $id");
+    like($res // '', qr/^OR1 $id 200 /, "deadline $deadline: answered")
+        or diag($res);
+}
 
 # ---- a process that floods its stderr
 $r = post_json('/jobs/flood', { text => 'abc' }, scaled(10));

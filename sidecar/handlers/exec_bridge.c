@@ -65,6 +65,7 @@
 #define RSS_CHECK_MS     100        /* during a job, under memory_limit */
 #define NO_ANSWER_GRACE_MS 2000     /* past timeout, the supervisor's to
                                        kill; past a deadline, given up */
+#define DEADLINE_FAR_MS  (366LL * 24 * 3600 * 1000)  /* waited at most */
 #define EXIT_WAIT_MS     1000       /* for a process that closed stdout,
                                        or was asked to stop */
 
@@ -800,6 +801,12 @@ answer_deadline(const offload_job_t *job, int64_t start_us)
 
     if (job->deadline_ms > 0) {
         left_ms = job->deadline_ms - offload_wall_us() / 1000;
+
+        /* A deadline may have 18 digits, too many for us in 64 bits:
+         * clamped, the wait gives up after a year at most. */
+        if (left_ms > DEADLINE_FAR_MS) {
+            left_ms = DEADLINE_FAR_MS;
+        }
 
         return start_us + (left_ms > 0 ? left_ms : 0) * 1000
                + NO_ANSWER_GRACE_MS * 1000;
