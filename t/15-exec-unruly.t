@@ -5,7 +5,9 @@
 # deadline too far away to scale to microseconds is no deadline at all;
 # a process that floods its stderr neither stops its worker's loop (jobs
 # are answered, SIGTERM stops the sidecar at once) nor the log (lines are
-# rate-limited, the dropped ones counted).
+# rate-limited, the dropped ones counted).  Started with its own stdio
+# closed (offloadctl replay), the bridge still gives the process its
+# three pipes.
 
 use strict;
 use warnings;
@@ -74,6 +76,22 @@ for my $deadline ('9300000000000000', '999999999999999999') {
     like($res // '', qr/^OR1 $id 200 /, "deadline $deadline: answered")
         or diag($res);
 }
+
+# ---- started with its stdio closed, the bridge's pipes take 0, 1 and 2
+# unless it moves them: offloadctl replay of a job on a queue no sidecar
+# serves (its entry still in the stream), stdin, stdout and stderr closed
+my $conf = tmpdir() . '/replay.conf';
+spew($conf, 'redis 127.0.0.1:' . redis_port() . ";\n"
+    . "queue idle { handler exec; command \"$stray\"; }\n");
+my $idle = sprintf '%032x', 99;
+redis_cmd('XADD', 'offload:{idle}:jobs', '*', v => 1, id => $idle,
+    payload => '{}', reply => 'offload:reply:t', attempt => 1, rid => 'r',
+    deadline => int(time * 1000) + 600_000, submitted => int(time * 1000));
+my $ctl = build_path('offloadctl') . " -c $conf replay $idle";
+like(`$ctl 2>&1`, qr/^\{"pid": \d+, "attempt": 1\}$/m,
+    'offloadctl replay runs an exec job');
+system('/bin/sh', '-c', "exec $ctl <&- >&- 2>&-");
+is($? >> 8, 0, 'and so it does with its stdin, stdout and stderr closed');
 
 # ---- a process that floods its stderr
 $r = post_json('/jobs/flood', { text => 'abc' }, scaled(10));

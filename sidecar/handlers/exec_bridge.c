@@ -596,6 +596,29 @@ exit_cb(struct ev_loop *loop, ev_child *child, int revents)
 }
 
 
+/* Marks every descriptor from first on close-on-exec: the worker's (Redis,
+ * the log, other pipes) are not the process's.  close_range() does it in
+ * one call since Linux 5.11; before, one at a time up to the limit. */
+static void
+cloexec_from(int first)
+{
+    long  fd, max;
+
+    if (close_range((unsigned) first, ~0U, CLOSE_RANGE_CLOEXEC) == 0) {
+        return;
+    }
+
+    max = sysconf(_SC_OPEN_MAX);
+    if (max < 0) {
+        max = 1024;
+    }
+
+    for (fd = first; fd < max; fd++) {
+        fcntl((int) fd, F_SETFD, FD_CLOEXEC);
+    }
+}
+
+
 /* The child side of the fork: becomes the command.  Never returns. */
 static void
 become_command(int in, int out, int err, int report, pid_t parent)
@@ -609,13 +632,13 @@ become_command(int in, int out, int err, int report, pid_t parent)
         _exit(127);
     }
 
+    /* The pipe ends are above 2 (open_pipes): no dup2 here overwrites
+     * another's source, and each clears close-on-exec on its copy. */
     if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) {
         _exit(127);
     }
 
-    /* The worker's descriptors (Redis, the log, other pipes) stay here:
-     * the report pipe is already close-on-exec. */
-    close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+    cloexec_from(3);            /* the report pipe is already */
 
     /* Ignored signals (SIGPIPE) stay ignored across exec: not for it. */
     for (sig = 1; sig < NSIG; sig++) {
@@ -646,13 +669,74 @@ nonblocking(int fd)
 }
 
 
+enum { IN, OUT, ERR, REPORT, PIPES };       /* the process's pipes */
+
+
+static void
+close_pipe_ends(int p[PIPES][2])
+{
+    int  i, j;
+
+    for (i = 0; i < PIPES; i++) {
+        for (j = 0; j < 2; j++) {
+            if (p[i][j] >= 0) {
+                close(p[i][j]);
+                p[i][j] = -1;
+            }
+        }
+    }
+}
+
+
+/* Opens the process's pipes, close-on-exec, every end above 2: a worker
+ * whose own stdio was closed would get 0, 1 or 2 for one, which the
+ * child's dup2 onto its stdio would overwrite, or keep close-on-exec
+ * (dup2 onto itself), and whose own writes there (offloadctl logs to its
+ * stderr) would go into the process. */
+static int
+open_pipes(int p[PIPES][2])
+{
+    int  i, j, fd;
+
+    memset(p, -1, sizeof(int) * PIPES * 2);
+
+    for (i = 0; i < PIPES; i++) {
+        if (pipe2(p[i], O_CLOEXEC) != 0) {
+            goto failed;
+        }
+
+        for (j = 0; j < 2; j++) {
+            if (p[i][j] > STDERR_FILENO) {
+                continue;
+            }
+
+            fd = fcntl(p[i][j], F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+            if (fd < 0) {
+                goto failed;
+            }
+
+            close(p[i][j]);
+            p[i][j] = fd;
+        }
+    }
+
+    return 0;
+
+failed:
+
+    log_error("%s: pipe() failed: %s", bridge.name, strerror(errno));
+    close_pipe_ends(p);
+    return -1;
+}
+
+
 /* Starts the command with pipes for its stdin, stdout and stderr.  A
  * command that cannot be run (exec fails) is known before this returns,
  * through a close-on-exec pipe: it carries exec's errno, or closes. */
 static int
 exec_init(const offload_slot_t *slot)
 {
-    int       in[2], out[2], err[2], report[2], e, status;
+    int       p[PIPES][2], e, status;
     pid_t     pid, parent = getpid();
     ssize_t   n;
 
@@ -660,37 +744,35 @@ exec_init(const offload_slot_t *slot)
 
     bridge.to_child = bridge.from_child = bridge.errors = -1;
 
-    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0
-        || pipe2(err, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0)
-    {
-        log_error("%s: pipe() failed: %s", bridge.name, strerror(errno));
+    if (open_pipes(p) != 0) {
         return -1;
     }
 
     pid = fork();
     if (pid < 0) {
         log_error("%s: fork() failed: %s", bridge.name, strerror(errno));
+        close_pipe_ends(p);
         return -1;
     }
 
     if (pid == 0) {
-        become_command(in[0], out[1], err[1], report[1], parent);
+        become_command(p[IN][0], p[OUT][1], p[ERR][1], p[REPORT][1], parent);
     }
 
-    close(in[0]);
-    close(out[1]);
-    close(err[1]);
-    close(report[1]);
+    close(p[IN][0]);
+    close(p[OUT][1]);
+    close(p[ERR][1]);
+    close(p[REPORT][1]);
 
     bridge.pid = pid;
-    bridge.to_child = in[1];
-    bridge.from_child = out[0];
-    bridge.errors = err[0];
+    bridge.to_child = p[IN][1];
+    bridge.from_child = p[OUT][0];
+    bridge.errors = p[ERR][0];
 
     do {
-        n = read(report[0], &e, sizeof(e));
+        n = read(p[REPORT][0], &e, sizeof(e));
     } while (n < 0 && errno == EINTR);
-    close(report[0]);
+    close(p[REPORT][0]);
 
     if (n == sizeof(e)) {
         close_pipes();
@@ -706,6 +788,7 @@ exec_init(const offload_slot_t *slot)
         || nonblocking(bridge.errors) != 0)
     {
         log_error("%s: fcntl() failed: %s", bridge.name, strerror(errno));
+        end_process(-1, "could not be spoken to (fcntl failed)");
         return -1;
     }
 
