@@ -2,12 +2,12 @@
 # handler exec: programs that misbehave outside a job's answer.  A line
 # written to stdout between jobs is the process's failure, not the next
 # job's (which runs on a fresh process, on its first attempt); a job's
-# deadline too far away to scale to microseconds is no deadline at all;
-# a process that floods its stderr neither stops its worker's loop (jobs
-# are answered, SIGTERM stops the sidecar at once) nor the log (lines are
-# rate-limited, the dropped ones counted).  Started with its own stdio
-# closed (offloadctl replay), the bridge still gives the process its
-# three pipes.
+# deadline too far away to count in microseconds is waited for (a year at
+# most), not given up at once; a process that floods its stderr neither
+# stops its worker's loop (jobs are answered, SIGTERM stops the sidecar
+# at once) nor fills the log (lines are rate-limited, the dropped ones
+# counted).  Started with its own stdio closed (offloadctl replay), the
+# bridge still gives the process its three pipes.
 
 use strict;
 use warnings;
