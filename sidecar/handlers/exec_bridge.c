@@ -515,8 +515,7 @@ wait_gone(void)
 static void
 lose_between_jobs(char *p, ssize_t n)
 {
-    char   what[OFFLOAD_SB_CHILD_ERROR_MAX];
-    char  *nl;
+    char    what[OFFLOAD_SB_CHILD_ERROR_MAX], *nl;
     size_t  len;
 
     if (n > 0) {
