@@ -134,6 +134,13 @@ post_json('/jobs/mis', { say => "tab\there, escape \e[31m, cr \r." });
 ok(wait_until(sub { slurp($log) =~ /: tab\there, escape \?\[31m, cr \?\.\x20/ },
     scaled(5), 'stderr sanitized'), 'control characters are logged as ?');
 
+# a line over 1900 bytes: logged cut there, the rest dropped
+post_json('/jobs/mis', { say => 'long ' . 'y' x 3000 });
+ok(wait_until(sub { slurp($log) =~ /: long y{1895} \[cut\] \(job / },
+    scaled(5), 'long line logged'),
+    'a stderr line over 1900 bytes is logged cut there');
+unlike(slurp($log), qr/handler pid \d+: y+ /, 'the rest of it is not logged');
+
 # 300 KB of stderr during one job: read as it comes, no deadlock
 my $r = post_json('/jobs/mis', { chatter => 3000 }, scaled(10));
 is($r->{status}, 200, 'a job that writes 300 KB to stderr is answered');
@@ -302,5 +309,4 @@ diag(sprintf 'handler processes gone %.0f ms after the SIGKILL',
     (time - $t0) * 1000);
 close $s;
 stop_sidecar();
-
 finish();

@@ -12,7 +12,11 @@
  * outlive it.  A job is one line of JSON on its stdin and one line back
  * on its stdout (docs/HANDLERS.md, "The framing"); its stderr is logged a
  * line at a time, read by the worker's loop between jobs and by the job's
- * own wait during one, so a chatty process never fills the pipe.
+ * own wait during one, so a chatty process never fills the pipe.  A read
+ * takes at most STDERR_READ_MAX, so a process that writes faster than
+ * that is logged does not hold the loop (its jobs, Redis, signals), and
+ * after a burst, STDERR_LINES_PER_S lines are logged, the rest counted, so
+ * it does not fill the disk either.
  *
  * The process's failures are the worker's: it dies, or answers a line that
  * is not one well-formed answer to this job, or does not answer in time,
@@ -51,11 +55,17 @@
 #include "log.h"
 #include "memlimit.h"
 
-#define STDERR_LINE_MAX  2048       /* longer lines are logged in pieces */
+#define STDERR_LINE_MAX  1900       /* longer lines are logged cut there:
+                                       a log message is 2 KB, its prefix
+                                       (worker, pid) and " [cut]" too */
+#define STDERR_READ_MAX  65536      /* a turn of the loop's read of stderr */
+#define STDERR_LINES_PER_S  100     /* logged, on average, at most ... */
+#define STDERR_LINES_BURST  5000    /* ... after a burst of that many */
 #define ANSWER_MAX       ((size_t) OFFLOAD_BODY_MAX + 4096)
 #define RSS_CHECK_MS     100        /* during a job, under memory_limit */
 #define NO_ANSWER_GRACE_MS 2000     /* past timeout, the supervisor's to
                                        kill; past a deadline, given up */
+#define DEADLINE_FAR_MS  (366LL * 24 * 3600 * 1000)  /* waited at most */
 #define EXIT_WAIT_MS     1000       /* for a process that closed stdout,
                                        or was asked to stop */
 
@@ -73,12 +83,18 @@ typedef struct {
     int                          from_child;    /* its stdout */
     int                          errors;        /* its stderr */
     ev_io                        errors_watcher;
+    ev_io                        output_watcher; /* between jobs */
     ev_child                     exit_watcher;
 
     char                        *buf;           /* request, then answer */
     size_t                       cap;
     char                         err_line[STDERR_LINE_MAX];
     size_t                       err_len;
+    int                          err_cut;       /* dropping to the '\n' */
+    int64_t                      err_credit;    /* lines to log, x 1e6 */
+    int64_t                      err_credit_us; /* when last counted */
+    long                         err_dropped;   /* lines not logged */
+    int64_t                      err_dropped_us; /* since then */
 } exec_bridge_t;
 
 static exec_bridge_t    bridge;
@@ -149,66 +165,159 @@ describe_status(int status, char *buf, size_t size)
 }
 
 
-/* Logs what the process wrote to stderr so far, a line at a time; at
- * its end (eof), the last line even without its newline. */
+/* Text, one line: no control characters (a NUL, an escape sequence, a
+ * carriage return) into the log. */
 static void
-log_errors(int eof)
+sanitize(char *p, size_t n)
 {
-    char           *nl;
-    size_t          n, i;
-    unsigned char   c;
+    size_t         i;
+    unsigned char  c;
 
-    for ( ;; ) {
-        nl = memchr(bridge.err_line, '\n', bridge.err_len);
-
-        if (nl == NULL && bridge.err_len < sizeof(bridge.err_line)
-            && !(eof && bridge.err_len > 0))
-        {
-            return;
+    for (i = 0; i < n; i++) {
+        c = (unsigned char) p[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            p[i] = '?';
         }
-
-        n = nl != NULL ? (size_t) (nl - bridge.err_line) : bridge.err_len;
-
-        /* Text, one line: no control characters (a NUL, an escape
-         * sequence, a carriage return) into the log. */
-        for (i = 0; i < n; i++) {
-            c = (unsigned char) bridge.err_line[i];
-            if ((c < 0x20 && c != '\t') || c == 0x7f) {
-                bridge.err_line[i] = '?';
-            }
-        }
-
-        log_notice("%s: handler pid %d: %.*s", bridge.name, (int) bridge.pid,
-                   (int) n, bridge.err_line);
-
-        if (nl != NULL) {
-            n++;
-        }
-
-        bridge.err_len -= n;
-        memmove(bridge.err_line, bridge.err_line + n, bridge.err_len);
     }
 }
 
 
-/* Reads what the process's stderr holds now.  Returns 0 when it is
- * drained, -1 at its end. */
+/* Says how many lines were not logged, once they are over a second old or
+ * the process's stderr ends (now), so that a flood costs a line a second
+ * besides the lines let through. */
+static void
+report_dropped(int now)
+{
+    if (bridge.err_dropped == 0
+        || (!now && offload_mono_us() - bridge.err_dropped_us < 1000000))
+    {
+        return;
+    }
+
+    log_notice("%s: handler pid %d: %ld lines of stderr not logged (over "
+               "%d lines a second)", bridge.name, (int) bridge.pid,
+               bridge.err_dropped, STDERR_LINES_PER_S);
+    bridge.err_dropped = 0;
+}
+
+
+/* Whether a line of stderr may be logged: a token bucket, so a process
+ * that logs a burst (a traceback, a chatty job) is logged in full, and
+ * one that floods its stderr does not fill the disk with it. */
+static int
+may_log_line(void)
+{
+    int64_t  now = offload_mono_us(), full, elapsed;
+
+    full = (int64_t) STDERR_LINES_BURST * 1000000;
+    elapsed = now - bridge.err_credit_us;
+    bridge.err_credit_us = now;
+
+    /* no overflow: the bucket is full after BURST / PER_S seconds */
+    if (elapsed > full / STDERR_LINES_PER_S) {
+        elapsed = full / STDERR_LINES_PER_S;
+    }
+
+    bridge.err_credit += elapsed * STDERR_LINES_PER_S;
+    if (bridge.err_credit > full) {
+        bridge.err_credit = full;
+    }
+
+    report_dropped(0);
+
+    if (bridge.err_credit >= 1000000) {
+        bridge.err_credit -= 1000000;
+        return 1;
+    }
+
+    if (bridge.err_dropped++ == 0) {
+        bridge.err_dropped_us = now;
+    }
+
+    return 0;
+}
+
+
+/* Logs the line held, cut when it is over STDERR_LINE_MAX. */
+static void
+log_line(void)
+{
+    sanitize(bridge.err_line, bridge.err_len);
+
+    if (may_log_line()) {
+        log_notice("%s: handler pid %d: %.*s%s", bridge.name,
+                   (int) bridge.pid, (int) bridge.err_len, bridge.err_line,
+                   bridge.err_cut ? " [cut]" : "");
+    }
+
+    bridge.err_len = 0;
+}
+
+
+/* Takes n bytes of the process's stderr: each line is logged once it is
+ * whole; one that fills STDERR_LINE_MAX is logged there and the rest of
+ * it dropped (a stderr with no newline is logged all the same). */
+static void
+take_errors(const char *p, size_t n)
+{
+    size_t       len, room;
+    const char  *nl;
+
+    while (n > 0) {
+        nl = memchr(p, '\n', n);
+        len = nl != NULL ? (size_t) (nl - p) : n;
+
+        if (!bridge.err_cut) {
+            room = sizeof(bridge.err_line) - bridge.err_len;
+            memcpy(bridge.err_line + bridge.err_len, p,
+                   len < room ? len : room);
+
+            if (len < room || (len == room && nl != NULL)) {
+                bridge.err_len += len;
+
+            } else {
+                bridge.err_len += room;
+                bridge.err_cut = 1;
+                log_line();
+            }
+        }
+
+        if (nl == NULL) {
+            return;
+        }
+
+        if (!bridge.err_cut) {
+            log_line();
+        }
+
+        bridge.err_cut = 0;
+        p = nl + 1;
+        n -= len + 1;
+    }
+}
+
+
+/* Reads what the process's stderr holds now, at most STDERR_READ_MAX: a
+ * process that writes faster than that is logged does not keep the
+ * worker's loop here (the watcher is level-triggered: the rest is read on
+ * its next turn).  Returns 0 when it is still open, -1 at its end. */
 static int
 read_errors(void)
 {
+    char     buf[16384];
+    size_t   total = 0;
     ssize_t  n;
 
     if (bridge.errors < 0) {
         return -1;
     }
 
-    for ( ;; ) {
-        n = read(bridge.errors, bridge.err_line + bridge.err_len,
-                 sizeof(bridge.err_line) - bridge.err_len);
+    while (total < STDERR_READ_MAX) {
+        n = read(bridge.errors, buf, sizeof(buf));
 
         if (n > 0) {
-            bridge.err_len += (size_t) n;
-            log_errors(0);
+            take_errors(buf, (size_t) n);
+            total += (size_t) n;
             continue;
         }
 
@@ -220,7 +329,12 @@ read_errors(void)
             return 0;
         }
 
-        log_errors(1);
+        /* its end: the last line even without its newline */
+        if (bridge.err_len > 0 && !bridge.err_cut) {
+            log_line();
+        }
+
+        report_dropped(1);
 
         if (bridge.loop != NULL) {
             ev_io_stop(bridge.loop, &bridge.errors_watcher);
@@ -230,6 +344,8 @@ read_errors(void)
         bridge.errors = -1;
         return -1;
     }
+
+    return 0;
 }
 
 
@@ -253,6 +369,7 @@ close_pipes(void)
 
     if (bridge.loop != NULL) {
         ev_io_stop(bridge.loop, &bridge.errors_watcher);
+        ev_io_stop(bridge.loop, &bridge.output_watcher);
         ev_child_stop(bridge.loop, &bridge.exit_watcher);
     }
 
@@ -328,15 +445,10 @@ record_failure(int status, const char *fmt, ...)
 }
 
 
-/* A failure under a job: the worker exits holding it, and the supervisor
- * fails its attempt as it does for a crashed worker.  status is the
- * process's wait status, or -1: it is alive, and killed now. */
+/* Ends the process after its failure, what: status is its wait status,
+ * or -1: it is alive, and killed now. */
 static void
-fail_worker(int status, const char *what)
-    __attribute__((noreturn));
-
-static void
-fail_worker(int status, const char *what)
+end_process(int status, const char *what)
 {
     char   how[64];
     pid_t  pid = bridge.pid;
@@ -357,8 +469,105 @@ fail_worker(int status, const char *what)
                        what);
     }
 
+    bridge.pid = 0;
+    bridge.sb->child_pid = 0;
+}
+
+
+/* A failure under a job: the worker exits holding it, and the supervisor
+ * fails its attempt as it does for a crashed worker. */
+static void
+fail_worker(int status, const char *what)
+    __attribute__((noreturn));
+
+static void
+fail_worker(int status, const char *what)
+{
+    end_process(status, what);
     fflush(NULL);
     _exit(OFFLOAD_WORKER_EXIT_HANDLER);
+}
+
+
+/* The process closed its stdout or stdin: it is exiting, most likely.
+ * Returns its wait status, once it is reaped (killed after EXIT_WAIT_MS);
+ * its pid stays for the record. */
+static int
+wait_gone(void)
+{
+    int    status;
+    pid_t  pid = bridge.pid;
+
+    close_pipes();
+    status = reap(EXIT_WAIT_MS);
+    bridge.pid = pid;
+    return status;
+}
+
+
+/*
+ * Output between jobs (n bytes at p; 0: its stdout closed) is the
+ * process's failure, not the next job's, whose answer it would be read as
+ * (an innocent job would burn an attempt).  The process is ended, and
+ * the worker stops as when it dies between jobs: the next job stays
+ * pending, for the next worker of the slot, at the same attempt.
+ */
+static void
+lose_between_jobs(char *p, ssize_t n)
+{
+    char    what[OFFLOAD_SB_CHILD_ERROR_MAX], *nl;
+    size_t  len;
+
+    if (n > 0) {
+        nl = memchr(p, '\n', (size_t) n);
+        len = nl != NULL ? (size_t) (nl - p) : (size_t) n;
+        len = len < 64 ? len : 64;
+        sanitize(p, len);
+        snprintf(what, sizeof(what), "wrote to its stdout between jobs: "
+                 "\"%.*s\"", (int) len, p);
+        end_process(-1, what);
+
+    } else {
+        end_process(wait_gone(), "closed its stdout between jobs");
+    }
+
+    if (bridge.lost != NULL) {
+        bridge.lost(bridge.lost_data);
+    }
+}
+
+
+int
+offload_exec_check(void)
+{
+    char     buf[256];
+    ssize_t  n;
+
+    if (bridge.pid == 0) {
+        return -1;              /* gone: exit_cb told the worker */
+    }
+
+    do {
+        n = read(bridge.from_child, buf, sizeof(buf));
+    } while (n < 0 && errno == EINTR);
+
+    if (n < 0) {
+        return 0;               /* EAGAIN: nothing, as it should be */
+    }
+
+    lose_between_jobs(buf, n);
+    return -1;
+}
+
+
+static void
+output_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void) loop;
+    (void) io;
+    (void) revents;
+
+    offload_exec_check();
 }
 
 
@@ -372,9 +581,9 @@ exit_cb(struct ev_loop *loop, ev_child *child, int revents)
     (void) loop;
     (void) revents;
 
+    close_pipes();              /* its last words, under its pid */
     bridge.pid = 0;
     bridge.sb->child_pid = 0;
-    close_pipes();
 
     describe_status(child->rstatus, how, sizeof(how));
     record_failure(child->rstatus, "handler process %d %s between jobs",
@@ -382,6 +591,29 @@ exit_cb(struct ev_loop *loop, ev_child *child, int revents)
 
     if (bridge.lost != NULL) {
         bridge.lost(bridge.lost_data);
+    }
+}
+
+
+/* Marks every descriptor from first on close-on-exec: the worker's (Redis,
+ * the log, other pipes) are not the process's.  close_range() does it in
+ * one call since Linux 5.11; before, one at a time up to the limit. */
+static void
+cloexec_from(int first)
+{
+    long  fd, max;
+
+    if (close_range((unsigned) first, ~0U, CLOSE_RANGE_CLOEXEC) == 0) {
+        return;
+    }
+
+    max = sysconf(_SC_OPEN_MAX);
+    if (max < 0) {
+        max = 1024;
+    }
+
+    for (fd = first; fd < max; fd++) {
+        fcntl((int) fd, F_SETFD, FD_CLOEXEC);
     }
 }
 
@@ -399,13 +631,13 @@ become_command(int in, int out, int err, int report, pid_t parent)
         _exit(127);
     }
 
+    /* The pipe ends are above 2 (open_pipes): no dup2 here overwrites
+     * another's source, and each clears close-on-exec on its copy. */
     if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) {
         _exit(127);
     }
 
-    /* The worker's descriptors (Redis, the log, other pipes) stay here:
-     * the report pipe is already close-on-exec. */
-    close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+    cloexec_from(3);            /* the report pipe is already */
 
     /* Ignored signals (SIGPIPE) stay ignored across exec: not for it. */
     for (sig = 1; sig < NSIG; sig++) {
@@ -436,13 +668,74 @@ nonblocking(int fd)
 }
 
 
+enum { IN, OUT, ERR, REPORT, PIPES };       /* the process's pipes */
+
+
+static void
+close_pipe_ends(int p[PIPES][2])
+{
+    int  i, j;
+
+    for (i = 0; i < PIPES; i++) {
+        for (j = 0; j < 2; j++) {
+            if (p[i][j] >= 0) {
+                close(p[i][j]);
+                p[i][j] = -1;
+            }
+        }
+    }
+}
+
+
+/* Opens the process's pipes, close-on-exec, every end above 2: a worker
+ * whose own stdio was closed would get 0, 1 or 2 for one, which the
+ * child's dup2 onto its stdio would overwrite, or keep close-on-exec
+ * (dup2 onto itself), and whose own writes there (offloadctl logs to its
+ * stderr) would go into the process. */
+static int
+open_pipes(int p[PIPES][2])
+{
+    int  i, j, fd;
+
+    memset(p, -1, sizeof(int) * PIPES * 2);
+
+    for (i = 0; i < PIPES; i++) {
+        if (pipe2(p[i], O_CLOEXEC) != 0) {
+            goto failed;
+        }
+
+        for (j = 0; j < 2; j++) {
+            if (p[i][j] > STDERR_FILENO) {
+                continue;
+            }
+
+            fd = fcntl(p[i][j], F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+            if (fd < 0) {
+                goto failed;
+            }
+
+            close(p[i][j]);
+            p[i][j] = fd;
+        }
+    }
+
+    return 0;
+
+failed:
+
+    log_error("%s: pipe() failed: %s", bridge.name, strerror(errno));
+    close_pipe_ends(p);
+    return -1;
+}
+
+
 /* Starts the command with pipes for its stdin, stdout and stderr.  A
  * command that cannot be run (exec fails) is known before this returns,
  * through a close-on-exec pipe: it carries exec's errno, or closes. */
 static int
 exec_init(const offload_slot_t *slot)
 {
-    int       in[2], out[2], err[2], report[2], e, status;
+    int       p[PIPES][2], e, status;
     pid_t     pid, parent = getpid();
     ssize_t   n;
 
@@ -450,37 +743,35 @@ exec_init(const offload_slot_t *slot)
 
     bridge.to_child = bridge.from_child = bridge.errors = -1;
 
-    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0
-        || pipe2(err, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0)
-    {
-        log_error("%s: pipe() failed: %s", bridge.name, strerror(errno));
+    if (open_pipes(p) != 0) {
         return -1;
     }
 
     pid = fork();
     if (pid < 0) {
         log_error("%s: fork() failed: %s", bridge.name, strerror(errno));
+        close_pipe_ends(p);
         return -1;
     }
 
     if (pid == 0) {
-        become_command(in[0], out[1], err[1], report[1], parent);
+        become_command(p[IN][0], p[OUT][1], p[ERR][1], p[REPORT][1], parent);
     }
 
-    close(in[0]);
-    close(out[1]);
-    close(err[1]);
-    close(report[1]);
+    close(p[IN][0]);
+    close(p[OUT][1]);
+    close(p[ERR][1]);
+    close(p[REPORT][1]);
 
     bridge.pid = pid;
-    bridge.to_child = in[1];
-    bridge.from_child = out[0];
-    bridge.errors = err[0];
+    bridge.to_child = p[IN][1];
+    bridge.from_child = p[OUT][0];
+    bridge.errors = p[ERR][0];
 
     do {
-        n = read(report[0], &e, sizeof(e));
+        n = read(p[REPORT][0], &e, sizeof(e));
     } while (n < 0 && errno == EINTR);
-    close(report[0]);
+    close(p[REPORT][0]);
 
     if (n == sizeof(e)) {
         close_pipes();
@@ -496,6 +787,7 @@ exec_init(const offload_slot_t *slot)
         || nonblocking(bridge.errors) != 0)
     {
         log_error("%s: fcntl() failed: %s", bridge.name, strerror(errno));
+        end_process(-1, "could not be spoken to (fcntl failed)");
         return -1;
     }
 
@@ -504,6 +796,9 @@ exec_init(const offload_slot_t *slot)
     if (bridge.loop != NULL) {
         ev_io_init(&bridge.errors_watcher, errors_cb, bridge.errors, EV_READ);
         ev_io_start(bridge.loop, &bridge.errors_watcher);
+        ev_io_init(&bridge.output_watcher, output_cb, bridge.from_child,
+                   EV_READ);
+        ev_io_start(bridge.loop, &bridge.output_watcher);
         ev_child_init(&bridge.exit_watcher, exit_cb, pid, 0);
         ev_child_start(bridge.loop, &bridge.exit_watcher);
     }
@@ -588,6 +883,13 @@ answer_deadline(const offload_job_t *job, int64_t start_us)
 
     if (job->deadline_ms > 0) {
         left_ms = job->deadline_ms - offload_wall_us() / 1000;
+
+        /* A deadline may have 18 digits, too many for us in 64 bits:
+         * clamped, the wait gives up after a year at most. */
+        if (left_ms > DEADLINE_FAR_MS) {
+            left_ms = DEADLINE_FAR_MS;
+        }
+
         return start_us + (left_ms > 0 ? left_ms : 0) * 1000
                + NO_ANSWER_GRACE_MS * 1000;
     }
@@ -621,17 +923,11 @@ check_memory(void)
 }
 
 
-/* The process closed its stdout or stdin: it is exiting, most likely. */
+/* The process closed its stdout or stdin under a job. */
 static void
 process_gone(const char *what)
 {
-    int    status;
-    pid_t  pid = bridge.pid;
-
-    close_pipes();
-    status = reap(EXIT_WAIT_MS);
-    bridge.pid = pid;           /* for the record; reaped already */
-    fail_worker(status, what);
+    fail_worker(wait_gone(), what);
 }
 
 

@@ -1482,6 +1482,13 @@ run_job(offload_worker_t *w, const batch_entry_t *be,
     offload_result_t      res;
     const offload_str_t  *entry_id = &be->id;
 
+    /* An exec handler's process that wrote to its stdout since its last
+     * answer fails there, not in this job: the worker stops (lost()) and
+     * the entry stays pending for the next worker, at the same attempt. */
+    if (offload_exec_is(w->queue->handler) && offload_exec_check() != 0) {
+        return;
+    }
+
     now_us = offload_wall_us();
     now_ms = now_us / 1000;
 

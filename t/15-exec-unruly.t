@@ -1,0 +1,115 @@
+#!/usr/bin/perl
+# handler exec: programs that misbehave outside a job's answer.  A line
+# written to stdout between jobs is the process's failure, not the next
+# job's (which runs on a fresh process, on its first attempt); a job's
+# deadline too far away to count in microseconds is waited for (a year at
+# most), not given up at once; a process that floods its stderr neither
+# stops its worker's loop (jobs are answered, SIGTERM stops the sidecar
+# at once) nor fills the log (lines are rate-limited, the dropped ones
+# counted).  Started with its own stdio closed (offloadctl replay), the
+# bridge still gives the process its three pipes.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time);
+use OffloadTest;
+
+my $root = "$FindBin::Bin/..";
+my $py = '/usr/bin/python3';
+my $stray = "$py $FindBin::Bin/exec/stray.py";
+my $reverse = "$py $root/sdk/python/examples/reverse.py";
+
+start_redis();
+my $t0 = time;
+start_sidecar(conf => <<"CONF");
+shutdown_timeout 30s;
+queue stray { handler exec; workers 1; command "$stray"; max_attempts 1;
+              max_restarts 100 1s; restart_backoff 10ms 10ms; }
+queue far { handler exec; workers 1; command "$stray"; timeout off;
+            max_attempts 1; }
+queue flood { handler exec; workers 1;
+              command "/bin/sh -c '(yes spam >&2 &); exec $reverse'"; }
+queue echo { handler echo; workers 1; }
+CONF
+ok(start_jobs_nginx(server => 'offload_timeout 30s;'), 'stack ready');
+
+my $log = tmpdir() . '/sidecar.log';
+
+# ---- a line on stdout between jobs: the process's failure, no job's
+my $r = post_json('/jobs/stray', { stray => 200 });
+is($r->{status}, 200, 'a job answered, a stray line to follow');
+my $first = $r->{json} && $r->{json}{pid} // 0;
+# it says so on stderr, unless it is killed for it first
+my $said = qr/handler pid $first: wrote a stray line|handler process $first /
+    . qr/wrote to its stdout/;
+ok(wait_until(sub { slurp($log) =~ $said }, scaled(5),
+    'the stray line written'), 'the process wrote its stray line');
+$r = post_json('/jobs/stray', {}, scaled(10));
+is($r->{status}, 200, 'the next job is not blamed for it')
+    or diag($r->{content});
+is($r->{json} && $r->{json}{attempt}, 1, 'it runs on its first attempt');
+isnt($r->{json} && $r->{json}{pid}, $first, 'in a new process');
+my $what = 'wrote to its stdout between jobs: "a line nobody asked for"; '
+    . 'killed';
+like(slurp($log), qr/handler process $first \Q$what\E/,
+    'the log says what the process did');
+my ($lost) = grep { ($_->{report}{handler_error} // '') =~ /\b$first\b/ }
+    @{ events('crash') };
+ok($lost && !$lost->{report}{job_id}, 'a crash of its slot, under no job')
+    or diag(explain($lost));
+
+# ---- deadlines too far to scale to us (timeout off): no deadline
+my $n = 0;
+for my $deadline ('9300000000000000', '999999999999999999') {
+    my $id = sprintf '%032x', ++$n;
+    redis_cmd('XADD', 'offload:{far}:jobs', '*', v => 1, id => $id,
+        payload => '{}', reply => 'offload:reply:t', deadline => $deadline,
+        submitted => int(time * 1000), attempt => 1, rid => "r$n");
+    my $res;
+    wait_until(sub {
+        $res = redis_cmd('GET', "offload:{far}:result:$id");
+        defined $res && !ref $res;
+    }, scaled(10), "result of $id");
+    like($res // '', qr/^OR1 $id 200 /, "deadline $deadline: answered")
+        or diag($res);
+}
+
+# ---- started with its stdio closed, the bridge's pipes take 0, 1 and 2
+# unless it moves them: offloadctl replay of a job on a queue no sidecar
+# serves (its entry still in the stream), stdin, stdout and stderr closed
+my $conf = tmpdir() . '/replay.conf';
+spew($conf, 'redis 127.0.0.1:' . redis_port() . ";\n"
+    . "queue idle { handler exec; command \"$stray\"; }\n");
+my $idle = sprintf '%032x', 99;
+redis_cmd('XADD', 'offload:{idle}:jobs', '*', v => 1, id => $idle,
+    payload => '{}', reply => 'offload:reply:t', attempt => 1, rid => 'r',
+    deadline => int(time * 1000) + 600_000, submitted => int(time * 1000));
+my $ctl = build_path('offloadctl') . " -c $conf replay $idle";
+like(`$ctl 2>&1`, qr/^\{"pid": \d+, "attempt": 1\}$/m,
+    'offloadctl replay runs an exec job');
+system('/bin/sh', '-c', "exec $ctl <&- >&- 2>&-");
+is($? >> 8, 0, 'and so it does with its stdin, stdout and stderr closed');
+
+# ---- a process that floods its stderr
+$r = post_json('/jobs/flood', { text => 'abc' }, scaled(10));
+is($r->{status}, 200, 'a job on a worker whose process floods its stderr '
+    . 'is answered') or diag($r->{content});
+is_deeply($r->{json}, { text => 'cba' }, 'as it should be');
+ok(wait_until(sub { slurp($log) =~ /lines of stderr not logged/ },
+    scaled(5), 'dropped lines counted'), 'the lines not logged are counted');
+my $spams = () = slurp($log) =~ /: spam$/mg;
+my $most = 5000 + 100 * (time - $t0) + 100;
+cmp_ok($spams, '<=', $most, "$spams lines of spam logged: a burst of 5000, "
+    . 'then 100 a second');
+
+my $t = time;
+my $status = stop_sidecar(scaled(40));
+my $took = time - $t;
+is($status, 0, 'the sidecar exits 0 on SIGTERM');
+cmp_ok($took, '<', scaled(5), sprintf('within %.1f s, not the 30 s of '
+    . 'shutdown_timeout', $took));
+
+finish();
