@@ -199,6 +199,9 @@ struct ngx_http_offload_link_s {
     ngx_uint_t                    inflight;
     ngx_uint_t                    failures;
     ngx_uint_t                    generation;
+    uint64_t                      written;     /* bytes of this context's
+                                                  commands gone to the
+                                                  socket */
 
     unsigned                      up:1;
     unsigned                      was_up:1;    /* a later up reconnects */
@@ -619,6 +622,9 @@ ngx_http_offload_link_t *ngx_http_offload_link_replied(
     redisAsyncContext *ac, redisReply *reply);
 void ngx_http_offload_link_logged(redisAsyncContext *ac, void *r,
     void *privdata);
+uint64_t ngx_http_offload_link_mark(ngx_http_offload_link_t *link);
+ngx_uint_t ngx_http_offload_link_wrote(ngx_http_offload_link_t *link,
+    uint64_t mark);
 
 /* ngx_http_offload_sentinel.c */
 void ngx_http_offload_sentinel_start(ngx_http_offload_peer_t *peer,
