@@ -380,7 +380,7 @@ ngx_http_offload_record_done(redisAsyncContext *ac, void *r, void *privdata)
     redisReply              *what;
     ngx_http_offload_ctx_t  *ctx;
 
-    ctx = ngx_http_offload_needed_ctx(ac, reply, privdata);
+    ctx = ngx_http_offload_submit_ctx(ac, reply, privdata);
     if (ctx == NULL) {
         return;
     }

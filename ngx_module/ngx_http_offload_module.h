@@ -413,6 +413,9 @@ typedef struct {
     ngx_uint_t                    retry_after; /* s, of a 503; 0: 1 s */
     u_char                        id[OFFLOAD_JOB_ID_LEN];
     ngx_event_t                   deadline;
+    uint64_t                      sent_mark;   /* the job's XADD (or
+                                                  script) written, its
+                                                  link's mark */
     ngx_http_offload_stream_t    *stream;      /* slice n of a big body or
                                                   result is stream[n % 2],
                                                   NULL before the first */
@@ -509,6 +512,8 @@ void ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
     offload_result_t *res);
 void ngx_http_offload_answer_error(ngx_http_offload_ctx_t *ctx,
     ngx_uint_t status, const char *code, const char *message);
+void ngx_http_offload_outcome_unknown(ngx_http_offload_ctx_t *ctx,
+    const char *why);
 ngx_int_t ngx_http_offload_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_chain_t *out, off_t len);
 ngx_int_t ngx_http_offload_send_chain(ngx_http_request_t *r,
@@ -675,6 +680,8 @@ ngx_http_offload_stream_t *ngx_http_offload_stream(
 void ngx_http_offload_park(ngx_http_offload_ctx_t *ctx, ngx_msec_t timeout);
 void ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx);
 ngx_http_offload_ctx_t *ngx_http_offload_needed_ctx(redisAsyncContext *ac,
+    redisReply *reply, void *privdata);
+ngx_http_offload_ctx_t *ngx_http_offload_submit_ctx(redisAsyncContext *ac,
     redisReply *reply, void *privdata);
 void ngx_http_offload_xadd_done(redisAsyncContext *ac, void *r,
     void *privdata);
