@@ -1077,6 +1077,28 @@ ngx_http_offload_deadline_handler(ngx_event_t *ev)
 {
     ngx_http_offload_ctx_t  *ctx = ev->data;
 
+    /*
+     * An async job whose XADD Redis has not acknowledged: it has no result
+     * to look for.  Written whole, Redis may have run it, and a worker
+     * taken the job already; else it lands, if ever, past its deadline,
+     * and no worker runs it.
+     */
+
+    if (ctx->async && !ctx->submitted) {
+        if (!ctx->uploading
+            && ngx_http_offload_link_wrote(&ctx->peer->command,
+                                           ctx->sent_mark))
+        {
+            ngx_http_offload_outcome_unknown(ctx, "redis did not "
+                                             "acknowledge the job before "
+                                             "its deadline");
+            return;
+        }
+
+        ngx_http_offload_timed_out(ctx);
+        return;
+    }
+
     /* a body still being written: no job, no result to look for */
 
     if (ctx->submitted && !ctx->expired) {

@@ -5,7 +5,8 @@
 # The answer is 503 outcome_unknown with the job's id, not 503
 # redis_unavailable (which says nothing was queued): an async job's id is
 # real (the jobs endpoint finds it, it runs), a sync job is cancelled by a
-# command sent once nginx is connected again.  Commands still in nginx's buffer when
+# command sent once nginx is connected again, an async job whose deadline
+# passes first gets the same answer.  Commands still in nginx's buffer when
 # the connection went were never run: those requests get
 # redis_unavailable, and no job of theirs is in the stream.
 
@@ -98,6 +99,22 @@ ok(wait_until(sub {
 ok(wait_until(sub {
     defined redis_cmd('ZSCORE', 'offload:{idle}:cancelled', $id);
 }, scaled(10), 'cancelled'), 'nginx cancelled it once connected again');
+
+# ---- async, its deadline passes before Redis acknowledges the job
+$t0 = time;
+$r = frozen(sub {
+    http('POST', '/async/echo', '{"n":3}', { 'X-Offload-Timeout' => '0.3' },
+        scaled(15));
+});
+is($r->{status}, 503, 'async, deadline first: 503') or diag($r->{content});
+is(code($r), 'outcome_unknown', 'code outcome_unknown, not 504 timeout');
+like($r->{json}{error}{message}, qr/before its deadline/, 'the message says why');
+ok(time - $t0 < 1.5, 'at the deadline');
+$id = $r->{json}{error}{id} // '';
+like($id, qr/^[0-9a-f]{32}$/, 'with the job id');
+$job = job_once($id);
+is($job->{json}{id}, $id, 'the jobs endpoint knows it once Redis goes on')
+    or diag($job->{content});
 
 # ---- commands nginx had not written when the connection went (Redis
 # stopped reading, the socket full): never run
