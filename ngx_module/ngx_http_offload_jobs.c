@@ -1177,6 +1177,12 @@ ngx_http_offload_replay_answer(ngx_http_offload_job_read_t *jr,
                                            "undecodable");
     }
 
+    if (!ngx_http_offload_result_final(r, &res, jr->id)) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                                           "bad_result",
+                                           NGX_HTTP_OFFLOAD_NOT_FINAL);
+    }
+
     p = ngx_pnalloc(r->pool, res.body.len);
     out = ngx_http_offload_chain_of(r->pool, p, res.body.len);
 

@@ -1115,6 +1115,12 @@ ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
                                 1);
     }
 
+    if (!ngx_http_offload_result_final(r, res, ctx->id)) {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_BAD_GATEWAY, "bad_result",
+                                      NGX_HTTP_OFFLOAD_NOT_FINAL);
+        return;
+    }
+
     /* a big result's elements were read into the request's pool already,
      * a buffer each: they are the answer, the header cut off the first */
 
@@ -1183,6 +1189,30 @@ ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
     }
 
     ngx_http_offload_finish(ctx, rc);
+}
+
+
+/*
+ * Whether a decoded result can go out as the final answer: a status below
+ * 200 (offload_result_decode() takes 100 to 599) would go as an interim
+ * one, a body after it.  The sidecar never makes one, a consumer of its
+ * own may (PROTOCOL.md): logged, the caller answers 502 bad_result.
+ */
+
+ngx_uint_t
+ngx_http_offload_result_final(ngx_http_request_t *r, offload_result_t *res,
+    u_char *id)
+{
+    if (res->status >= NGX_HTTP_OK) {
+        return 1;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "offload: the result of job %*s has status %d, "
+                  "answered 502", (size_t) OFFLOAD_JOB_ID_LEN, id,
+                  res->status);
+
+    return 0;
 }
 
 

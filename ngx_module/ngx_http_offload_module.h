@@ -66,6 +66,10 @@
 
 #define NGX_HTTP_OFFLOAD_UNPROCESSABLE   422
 
+/* the message of 502 bad_result for a status below 200 (an interim one) */
+#define NGX_HTTP_OFFLOAD_NOT_FINAL                                            \
+    "the worker's result has a status below 200"
+
 /* offload_mode */
 #define NGX_HTTP_OFFLOAD_SYNC             0
 #define NGX_HTTP_OFFLOAD_ASYNC            1
@@ -510,6 +514,8 @@ ngx_table_elt_t *ngx_http_offload_header(ngx_http_request_t *r,
     ngx_str_t *name, ngx_uint_t n);
 void ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
     offload_result_t *res);
+ngx_uint_t ngx_http_offload_result_final(ngx_http_request_t *r,
+    offload_result_t *res, u_char *id);
 void ngx_http_offload_answer_error(ngx_http_offload_ctx_t *ctx,
     ngx_uint_t status, const char *code, const char *message);
 void ngx_http_offload_outcome_unknown(ngx_http_offload_ctx_t *ctx,
