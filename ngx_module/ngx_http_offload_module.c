@@ -1036,19 +1036,19 @@ ngx_http_offload_outcome_unknown(ngx_http_offload_ctx_t *ctx,
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
 
     if (ctx->async) {
-        then = "the job may have been queued: its status_url tells";
+        then = "it may have been queued: its status_url tells";
 
     } else if (ctx->idem_key.len) {
-        then = "the job may run: the same request with the same "
+        then = "it may run: the same request with the same "
                "Idempotency-Key gets its result";
 
     } else {
-        then = "the job may have been queued: it is cancelled unless a "
+        then = "it may have been queued, and is cancelled unless a "
                "worker has taken it";
         ngx_http_offload_cancel_sync(ctx);
     }
 
-    p = ngx_snprintf(msg, sizeof(msg) - 1, "%s: %s", why, then);
+    p = ngx_snprintf(msg, sizeof(msg) - 1, "%s; %s", why, then);
     *p = '\0';
 
     len = olcf->jobs_url.len + OFFLOAD_JOB_ID_LEN;

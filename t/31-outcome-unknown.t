@@ -78,7 +78,7 @@ like($id, qr/^[0-9a-f]{32}$/, 'with the job id');
 is($r->{headers}{'x-offload-job-id'}, $id, 'X-Offload-Job-Id too');
 is($r->{json}{error}{status_url}, "/jobs/$id", 'and its status URL');
 is($r->{headers}{'retry-after'}, 1, 'Retry-After: 1');
-diag(sprintf 'answered after %.2f s', time - $t0);
+diag(sprintf 'answered after %.2f s: %s', time - $t0, $r->{content});
 my $job = job_once($id, sub { ($_[0]{status} // '') eq 'done' });
 is($job->{json}{status}, 'done', 'the job was queued and ran')
     or diag($job->{content});
