@@ -71,7 +71,8 @@ my $t0 = time;
 my $r = frozen(sub { post_json('/async/echo', { n => 1 }, scaled(15)) });
 is($r->{status}, 503, 'async, reply lost: 503') or diag($r->{content});
 is(code($r), 'outcome_unknown', 'code outcome_unknown, not redis_unavailable');
-like($r->{json}{error}{message}, qr/lost after the job was sent.*may have been queued/,
+like($r->{json}{error}{message},
+    qr/lost after the job was sent.*may have been queued/,
     'the message says the job may have been queued');
 my $id = $r->{json}{error}{id} // '';
 like($id, qr/^[0-9a-f]{32}$/, 'with the job id');
@@ -94,7 +95,8 @@ $id = $r->{json}{error}{id} // '';
 like($id, qr/^[0-9a-f]{32}$/, 'with the job id');
 ok(!exists $r->{json}{error}{status_url}, 'no status URL: no record');
 ok(wait_until(sub {
-    grep { ($_->{id} // '') eq $id } @{ stream_entries('offload:{idle}:jobs') };
+    grep { ($_->{id} // '') eq $id }
+        @{ stream_entries('offload:{idle}:jobs') };
 }, scaled(10), 'job in the stream'), 'Redis ran the XADD: the job was queued');
 ok(wait_until(sub {
     defined redis_cmd('ZSCORE', 'offload:{idle}:cancelled', $id);
@@ -108,7 +110,8 @@ $r = frozen(sub {
 });
 is($r->{status}, 503, 'async, deadline first: 503') or diag($r->{content});
 is(code($r), 'outcome_unknown', 'code outcome_unknown, not 504 timeout');
-like($r->{json}{error}{message}, qr/before its deadline/, 'the message says why');
+like($r->{json}{error}{message}, qr/before its deadline/,
+    'the message says why');
 ok(time - $t0 < scaled(1.5), 'at the deadline');
 $id = $r->{json}{error}{id} // '';
 like($id, qr/^[0-9a-f]{32}$/, 'with the job id');
@@ -126,7 +129,8 @@ my (%codes, %unknown);
 for my $g (@got) {
     my $j = json_decode($g->{content} // '') // {};
     my $c = ($j->{error} && $j->{error}{code}) // "status $g->{status}";
-    $c .= ' (not sent)' if ($j->{error}{message} // '') =~ /before the job was sent/;
+    $c .= ' (not sent)'
+        if ($j->{error}{message} // '') =~ /before the job was sent/;
     $codes{$c}++;
     $unknown{ $j->{error}{id} } = 1 if $c eq 'outcome_unknown';
 }
