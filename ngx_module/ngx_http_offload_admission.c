@@ -550,7 +550,7 @@ ngx_http_offload_admission_done(redisAsyncContext *ac, void *r,
     redisReply              *reply = r;
     ngx_http_offload_ctx_t  *ctx;
 
-    ctx = ngx_http_offload_needed_ctx(ac, reply, privdata);
+    ctx = ngx_http_offload_submit_ctx(ac, reply, privdata);
     if (ctx == NULL) {
         return;
     }

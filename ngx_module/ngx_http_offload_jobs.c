@@ -403,7 +403,7 @@ ngx_http_offload_record_done(redisAsyncContext *ac, void *r, void *privdata)
     redisReply              *what;
     ngx_http_offload_ctx_t  *ctx;
 
-    ctx = ngx_http_offload_needed_ctx(ac, reply, privdata);
+    ctx = ngx_http_offload_submit_ctx(ac, reply, privdata);
     if (ctx == NULL) {
         return;
     }
@@ -1351,6 +1351,12 @@ ngx_http_offload_job_result(ngx_http_offload_job_read_t *jr,
                                                "bad_result",
                                                "the worker's result is "
                                                "undecodable");
+        }
+
+        if (!ngx_http_offload_result_final(r, res, jr->id)) {
+            return ngx_http_offload_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                                               "bad_result",
+                                               NGX_HTTP_OFFLOAD_NOT_FINAL);
         }
 
         if (ngx_http_offload_add_header(r, "X-Offload-Job-Id", jr->id,

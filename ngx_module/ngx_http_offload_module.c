@@ -51,6 +51,9 @@ static void ngx_http_offload_count_answer(ngx_http_offload_ctx_t *ctx,
     ngx_uint_t status);
 static void ngx_http_offload_cleanup(void *data);
 static void ngx_http_offload_cancel_sync(ngx_http_offload_ctx_t *ctx);
+static ngx_int_t ngx_http_offload_send_error_more(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *message,
+    ngx_str_t *more);
 static void ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx,
     ngx_int_t rc);
 static ngx_int_t ngx_http_offload_resolve(ngx_conf_t *cf,
@@ -674,6 +677,7 @@ ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx)
     int                            argc;
     char                           stream[OFFLOAD_KEY_MAX];
     u_char                         channel[OFFLOAD_KEY_MAX];
+    ngx_int_t                      rc;
     const char                    *argv[OFFLOAD_JOB_ARGC];
     size_t                         argvlen[OFFLOAD_JOB_ARGC];
     ngx_str_t                      tp, ts;
@@ -742,20 +746,28 @@ ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx)
         job.record_ttl_ms = ngx_http_offload_record_ttl(ctx);
         argc = offload_job_argv(&job, stream, &scratch, argv, argvlen);
 
-        return ngx_http_offload_xadd_record(ctx, stream, argc, argv,
-                                            argvlen);
+        rc = ngx_http_offload_xadd_record(ctx, stream, argc, argv, argvlen);
+
+    } else {
+        argc = offload_job_argv(&job, stream, &scratch, argv, argvlen);
+
+        if (olcf->max_backlog) {
+            rc = ngx_http_offload_admission_xadd(ctx, argc, argv, argvlen);
+
+        } else {
+            rc = ngx_http_offload_link_send(&ctx->peer->command,
+                                            ngx_http_offload_xadd_done,
+                                            (void *) (uintptr_t)
+                                                ctx->node.key,
+                                            argc, argv, argvlen);
+        }
     }
 
-    argc = offload_job_argv(&job, stream, &scratch, argv, argvlen);
+    /* once this much is written, Redis may have the job
+     * (ngx_http_offload_submit_ctx) */
+    ctx->sent_mark = ngx_http_offload_link_mark(&ctx->peer->command);
 
-    if (olcf->max_backlog) {
-        return ngx_http_offload_admission_xadd(ctx, argc, argv, argvlen);
-    }
-
-    return ngx_http_offload_link_send(&ctx->peer->command,
-                                      ngx_http_offload_xadd_done,
-                                      (void *) (uintptr_t) ctx->node.key,
-                                      argc, argv, argvlen);
+    return rc;
 }
 
 
@@ -943,11 +955,12 @@ ngx_http_offload_cleanup(void *data)
 static void
 ngx_http_offload_cancel_sync(ngx_http_offload_ctx_t *ctx)
 {
-    int          n;
-    u_char      *end, deadline[NGX_INT64_LEN];
-    char         key[OFFLOAD_KEY_MAX];
-    const char  *argv[6];
-    size_t       argvlen[6];
+    int                       n;
+    u_char                   *end, deadline[NGX_INT64_LEN];
+    char                      key[OFFLOAD_KEY_MAX];
+    const char               *argv[6];
+    size_t                    argvlen[6];
+    ngx_http_offload_link_t  *link;
 
     n = offload_cancelled_key(key, sizeof(key), (char *) ctx->queue.data,
                               ctx->queue.len);
@@ -971,22 +984,110 @@ ngx_http_offload_cancel_sync(ngx_http_offload_ctx_t *ctx)
     argvlen[4] = end - deadline;
     argvlen[5] = OFFLOAD_JOB_ID_LEN;
 
-    if (ngx_http_offload_link_send(&ctx->peer->command,
-                                   ngx_http_offload_link_logged,
+    /* the connection down or going: sent once it is up again */
+
+    link = &ctx->peer->command;
+
+    if (ngx_http_offload_link_send(link, ngx_http_offload_link_logged,
                                    "cancelling a job", 6, argv, argvlen)
-        != NGX_OK)
+        != NGX_OK
+        && (link->exiting
+            || ngx_http_offload_link_post(link, 6, argv, argvlen) != NGX_OK))
     {
         ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
-                      "offload: job %*s: its client went away, but redis "
+                      "offload: job %*s: nobody waits for it, but redis "
                       "is not reachable to cancel it",
                       (size_t) OFFLOAD_JOB_ID_LEN, ctx->id);
         return;
     }
 
     ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
-                  "offload: job %*s: its client went away, the job is "
+                  "offload: job %*s: nobody waits for it, the job is "
                   "cancelled unless a worker has taken it",
                   (size_t) OFFLOAD_JOB_ID_LEN, ctx->id);
+}
+
+
+/*
+ * The job's XADD (or script) went to Redis whole, but its reply was lost
+ * with the connection, or did not come before the deadline: Redis may
+ * hold the job, or may not.  503 outcome_unknown, not redis_unavailable
+ * (nothing queued), with the job's id (and X-Offload-Job-Id).  An async
+ * job, or one with an Idempotency-Key, has a record if it exists: its
+ * status URL tells (404 unknown_job: it was not queued, or not yet: a
+ * command Redis has not read yet may still land).  A sync job without a
+ * key is cancelled as if its client went away (a command queued for the
+ * next connection); one with a key is not: the same request with the
+ * same key gets its result.
+ */
+
+void
+ngx_http_offload_outcome_unknown(ngx_http_offload_ctx_t *ctx,
+    const char *why)
+{
+    u_char                       *p, *url, *more, msg[256];
+    size_t                        len;
+    ngx_str_t                     extra;
+    const char                   *then;
+    ngx_http_request_t           *r;
+    ngx_http_offload_loc_conf_t  *olcf;
+
+    r = ctx->request;
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
+
+    if (ctx->async) {
+        then = "it may have been queued: its status_url tells";
+
+    } else if (ctx->idem_key.len) {
+        then = "it may run: the same request with the same "
+               "Idempotency-Key gets its result";
+
+    } else {
+        then = "it may have been queued, and is cancelled unless a "
+               "worker has taken it";
+        ngx_http_offload_cancel_sync(ctx);
+    }
+
+    p = ngx_snprintf(msg, sizeof(msg) - 1, "%s; %s", why, then);
+    *p = '\0';
+
+    len = olcf->jobs_url.len + OFFLOAD_JOB_ID_LEN;
+
+    url = ngx_pnalloc(r->pool, len);
+    more = ngx_pnalloc(r->pool, sizeof(",\"id\":\"\",\"status_url\":\"\"") - 1
+                                + OFFLOAD_JOB_ID_LEN + 6 * len);
+
+    if (url == NULL || more == NULL
+        || ngx_http_offload_add_header(r, "X-Offload-Job-Id", ctx->id,
+                                       OFFLOAD_JOB_ID_LEN)
+           != NGX_OK)
+    {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "internal", "out of memory");
+        return;
+    }
+
+    p = ngx_sprintf(more, ",\"id\":\"%*s\"", (size_t) OFFLOAD_JOB_ID_LEN,
+                    ctx->id);
+
+    if (ctx->async || ctx->idem_key.len) {
+        ngx_sprintf(url, "%V%*s", &olcf->jobs_url,
+                    (size_t) OFFLOAD_JOB_ID_LEN, ctx->id);
+
+        p = ngx_cpymem(p, ",\"status_url\":\"", 15);
+        p = (u_char *) ngx_escape_json(p, url, len);
+        *p++ = '"';
+    }
+
+    extra.data = more;
+    extra.len = p - more;
+
+    ngx_http_offload_unpark(ctx);
+
+    ngx_http_offload_finish(ctx, ngx_http_offload_send_error_more(
+                                     r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     "outcome_unknown", (char *) msg,
+                                     &extra));
 }
 
 
@@ -1012,6 +1113,12 @@ ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
         ctx->metrics = ngx_http_offload_metrics_queue(
                                 ngx_http_offload_worker.metrics, &ctx->queue,
                                 1);
+    }
+
+    if (!ngx_http_offload_result_final(r, res, ctx->id)) {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_BAD_GATEWAY, "bad_result",
+                                      NGX_HTTP_OFFLOAD_NOT_FINAL);
+        return;
     }
 
     /* a big result's elements were read into the request's pool already,
@@ -1076,6 +1183,30 @@ ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
     }
 
     ngx_http_offload_finish(ctx, rc);
+}
+
+
+/*
+ * Whether a decoded result can go out as the final answer: a status below
+ * 200 (offload_result_decode() takes 100 to 599) would go as an interim
+ * one, a body after it.  The sidecar never makes one, a consumer of its
+ * own may (PROTOCOL.md): logged, the caller answers 502 bad_result.
+ */
+
+ngx_uint_t
+ngx_http_offload_result_final(ngx_http_request_t *r, offload_result_t *res,
+    u_char *id)
+{
+    if (res->status >= NGX_HTTP_OK) {
+        return 1;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "offload: the result of job %*s has status %d, "
+                  "answered 502", (size_t) OFFLOAD_JOB_ID_LEN, id,
+                  res->status);
+
+    return 0;
 }
 
 
@@ -1325,6 +1456,17 @@ ngx_int_t
 ngx_http_offload_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message)
 {
+    return ngx_http_offload_send_error_more(r, status, code, message, NULL);
+}
+
+
+/* ... with more members of the error object after the message: JSON, each
+ * led by a comma */
+
+static ngx_int_t
+ngx_http_offload_send_error_more(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message, ngx_str_t *more)
+{
     u_char                  *p, *last, retry[NGX_INT_T_LEN];
     size_t                   len, mlen;
     ngx_chain_t             *out;
@@ -1351,7 +1493,7 @@ ngx_http_offload_send_error(ngx_http_request_t *r, ngx_uint_t status,
 
     len = sizeof(head) - 1 + ngx_strlen(code) + sizeof(middle) - 1
           + mlen + ngx_escape_json(NULL, (u_char *) message, mlen)
-          + sizeof(tail) - 1;
+          + (more ? more->len : 0) + sizeof(tail) - 1;
 
     p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
@@ -1362,7 +1504,13 @@ ngx_http_offload_send_error(ngx_http_request_t *r, ngx_uint_t status,
     last = ngx_cpymem(last, code, ngx_strlen(code));
     last = ngx_cpymem(last, middle, sizeof(middle) - 1);
     last = (u_char *) ngx_escape_json(last, (u_char *) message, mlen);
-    last = ngx_cpymem(last, tail, sizeof(tail) - 1);
+    last = ngx_cpymem(last, tail, 1);
+
+    if (more) {
+        last = ngx_cpymem(last, more->data, more->len);
+    }
+
+    last = ngx_cpymem(last, tail + 1, sizeof(tail) - 2);
 
     out = ngx_http_offload_chain_of(r->pool, p, last - p);
     if (out == NULL) {

@@ -66,6 +66,10 @@
 
 #define NGX_HTTP_OFFLOAD_UNPROCESSABLE   422
 
+/* the message of 502 bad_result for a status below 200 (an interim one) */
+#define NGX_HTTP_OFFLOAD_NOT_FINAL                                            \
+    "the worker's result has a status below 200"
+
 /* offload_mode */
 #define NGX_HTTP_OFFLOAD_SYNC             0
 #define NGX_HTTP_OFFLOAD_ASYNC            1
@@ -224,6 +228,9 @@ struct ngx_http_offload_link_s {
     ngx_uint_t                    inflight;
     ngx_uint_t                    failures;
     ngx_uint_t                    generation;
+    uint64_t                      written;     /* bytes of this context's
+                                                  commands gone to the
+                                                  socket */
 
     unsigned                      up:1;
     unsigned                      was_up:1;    /* a later up reconnects */
@@ -435,6 +442,9 @@ typedef struct {
     ngx_uint_t                    retry_after; /* s, of a 503; 0: 1 s */
     u_char                        id[OFFLOAD_JOB_ID_LEN];
     ngx_event_t                   deadline;
+    uint64_t                      sent_mark;   /* the job's XADD (or
+                                                  script) written, its
+                                                  link's mark */
     ngx_http_offload_stream_t    *stream;      /* slice n of a big body is
                                                   stream[n % 2], NULL
                                                   before the first */
@@ -525,8 +535,12 @@ ngx_table_elt_t *ngx_http_offload_header(ngx_http_request_t *r,
     ngx_str_t *name, ngx_uint_t n);
 void ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
     offload_result_t *res);
+ngx_uint_t ngx_http_offload_result_final(ngx_http_request_t *r,
+    offload_result_t *res, u_char *id);
 void ngx_http_offload_answer_error(ngx_http_offload_ctx_t *ctx,
     ngx_uint_t status, const char *code, const char *message);
+void ngx_http_offload_outcome_unknown(ngx_http_offload_ctx_t *ctx,
+    const char *why);
 ngx_int_t ngx_http_offload_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_chain_t *out, off_t len);
 ngx_int_t ngx_http_offload_send_chain(ngx_http_request_t *r,
@@ -640,6 +654,9 @@ ngx_http_offload_link_t *ngx_http_offload_link_replied(
     redisAsyncContext *ac, redisReply *reply);
 void ngx_http_offload_link_logged(redisAsyncContext *ac, void *r,
     void *privdata);
+uint64_t ngx_http_offload_link_mark(ngx_http_offload_link_t *link);
+ngx_uint_t ngx_http_offload_link_wrote(ngx_http_offload_link_t *link,
+    uint64_t mark);
 
 /* ngx_http_offload_sentinel.c */
 void ngx_http_offload_sentinel_start(ngx_http_offload_peer_t *peer,
@@ -703,6 +720,8 @@ void ngx_http_offload_list_stop(ngx_http_offload_list_t *lr);
 void ngx_http_offload_park(ngx_http_offload_ctx_t *ctx, ngx_msec_t timeout);
 void ngx_http_offload_unpark(ngx_http_offload_ctx_t *ctx);
 ngx_http_offload_ctx_t *ngx_http_offload_needed_ctx(redisAsyncContext *ac,
+    redisReply *reply, void *privdata);
+ngx_http_offload_ctx_t *ngx_http_offload_submit_ctx(redisAsyncContext *ac,
     redisReply *reply, void *privdata);
 void ngx_http_offload_xadd_done(redisAsyncContext *ac, void *r,
     void *privdata);

@@ -23,6 +23,8 @@ static void ngx_http_offload_link_read_handler(ngx_event_t *rev);
 static void ngx_http_offload_link_write_handler(ngx_event_t *wev);
 static void ngx_http_offload_link_write(ngx_http_offload_link_t *link,
     redisAsyncContext *ac);
+static void ngx_http_offload_link_handle_write(ngx_http_offload_link_t *link,
+    redisAsyncContext *ac);
 static ngx_http_offload_stream_t *ngx_http_offload_link_blank(
     ngx_http_offload_stream_t *st, ngx_log_t *log);
 static void ngx_http_offload_link_add_read(void *privdata);
@@ -202,6 +204,7 @@ ngx_http_offload_link_open(ngx_http_offload_link_t *link)
     link->ac = ac;
     link->connection = c;
     link->generation++;
+    link->written = 0;
 
     ac->data = link;
 
@@ -1015,7 +1018,7 @@ ngx_http_offload_link_write(ngx_http_offload_link_t *link,
     size_t  len, written;
 
     if (!link->up || ngx_queue_empty(&link->streams)) {
-        redisAsyncHandleWrite(ac);
+        ngx_http_offload_link_handle_write(link, ac);
         return;
     }
 
@@ -1035,7 +1038,7 @@ ngx_http_offload_link_write(ngx_http_offload_link_t *link,
             return;
         }
 
-        redisAsyncHandleWrite(ac);
+        ngx_http_offload_link_handle_write(link, ac);
 
         if (link->ac != ac) {
             return;
@@ -1054,6 +1057,54 @@ ngx_http_offload_link_write(ngx_http_offload_link_t *link,
     }
 
     ngx_post_event(link->connection->write, &ngx_posted_next_events);
+}
+
+
+/*
+ * hiredis writes only from redisAsyncHandleWrite(), one write() a call: what
+ * left its output buffer went to the socket.  A write that fails writes
+ * nothing (and frees the context: the count is then of no use).
+ */
+
+static void
+ngx_http_offload_link_handle_write(ngx_http_offload_link_t *link,
+    redisAsyncContext *ac)
+{
+    size_t  len;
+
+    len = sdslen(ac->c.obuf);
+
+    redisAsyncHandleWrite(ac);
+
+    if (link->ac == ac) {
+        link->written += len - sdslen(ac->c.obuf);
+    }
+}
+
+
+/*
+ * Where the commands handed to the link so far end, counted in the bytes
+ * of the link's context: once ngx_http_offload_link_wrote() says the link
+ * wrote up to there, the last of them went to the socket whole, and Redis
+ * may have run it even if its reply never comes.  Before that, Redis has
+ * not run it (a command cut short by a lost connection is not run).
+ */
+
+uint64_t
+ngx_http_offload_link_mark(ngx_http_offload_link_t *link)
+{
+    if (link->ac == NULL) {
+        return 0;
+    }
+
+    return link->written + sdslen(link->ac->c.obuf);
+}
+
+
+ngx_uint_t
+ngx_http_offload_link_wrote(ngx_http_offload_link_t *link, uint64_t mark)
+{
+    return link->ac != NULL && link->written >= mark;
 }
 
 

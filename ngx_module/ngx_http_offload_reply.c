@@ -257,13 +257,50 @@ ngx_http_offload_needed_ctx(redisAsyncContext *ac, redisReply *reply,
 }
 
 
+/*
+ * As ngx_http_offload_needed_ctx(), for the command that submits the job:
+ * its XADD, the admission or the submit script.  A connection lost before
+ * the command went to the socket whole queued nothing: 503
+ * redis_unavailable.  Lost after, Redis may have run it (a Redis that
+ * froze, restarted, a path that went silent): the answer says so
+ * (ngx_http_offload_outcome_unknown), not that nothing was queued.
+ */
+
+ngx_http_offload_ctx_t *
+ngx_http_offload_submit_ctx(redisAsyncContext *ac, redisReply *reply,
+    void *privdata)
+{
+    ngx_http_offload_ctx_t  *ctx;
+
+    ctx = ngx_http_offload_replied_ctx(ac, reply, privdata);
+
+    if (ctx == NULL || reply != NULL) {
+        return ctx;
+    }
+
+    if (ngx_http_offload_link_wrote(ac->data, ctx->sent_mark)) {
+        ngx_http_offload_outcome_unknown(ctx, "the redis connection was "
+                                         "lost after the job was sent");
+
+    } else {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "redis_unavailable",
+                                      "the redis connection was lost "
+                                      "before the job was sent: nothing "
+                                      "was queued");
+    }
+
+    return NULL;
+}
+
+
 void
 ngx_http_offload_xadd_done(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply              *reply = r;
     ngx_http_offload_ctx_t  *ctx;
 
-    ctx = ngx_http_offload_needed_ctx(ac, reply, privdata);
+    ctx = ngx_http_offload_submit_ctx(ac, reply, privdata);
     if (ctx == NULL) {
         return;
     }
@@ -1154,6 +1191,28 @@ static void
 ngx_http_offload_deadline_handler(ngx_event_t *ev)
 {
     ngx_http_offload_ctx_t  *ctx = ev->data;
+
+    /*
+     * An async job whose XADD Redis has not acknowledged: it has no result
+     * to look for.  Written whole, Redis may have run it, and a worker
+     * taken the job already; else it lands, if ever, past its deadline,
+     * and no worker runs it.
+     */
+
+    if (ctx->async && !ctx->submitted) {
+        if (!ctx->uploading
+            && ngx_http_offload_link_wrote(&ctx->peer->command,
+                                           ctx->sent_mark))
+        {
+            ngx_http_offload_outcome_unknown(ctx, "redis did not "
+                                             "acknowledge the job before "
+                                             "its deadline");
+            return;
+        }
+
+        ngx_http_offload_timed_out(ctx);
+        return;
+    }
 
     if (ctx->result.key.len) {
         ctx->expired = 1;

@@ -109,6 +109,45 @@ for my $st (422, 404, 400, 504) {
     redis_cmd('XACK', $STREAM, 'workers', $job->{entry});
 }
 
+# ---- a status below 200 (the sidecar never sends one, a consumer of its
+# own may) would go out as an interim answer with a body behind it: 502
+for my $st (101, 199) {
+    $s = send_post('/jobs/manual', '{}');
+    $job = take_job();
+    my $id = $job->{fields}{id};
+    redis_cmd('PUBLISH', $job->{fields}{reply},
+        "OR1 $id $st 1 2\n{\"early\":1}");
+    $a = answer($s, time);
+    is($a->{status}, 502, "result status $st: 502");
+    is((json_decode($a->{body}) // {})->{error}{code}, 'bad_result',
+        "result status $st: bad_result") or diag($a->{body});
+    redis_cmd('XACK', $STREAM, 'workers', $job->{entry});
+}
+like(slurp(nginx_error_log()), qr/has status 101, answered 502/,
+    'nginx logs the status it refused');
+
+# the same for a sync duplicate (Idempotency-Key), answered the first
+# job's result from its record: the job ended as the completion script
+# ends one, record done and result key set
+my $raw = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+    PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+print $raw "POST /jobs/manual HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    . "Connection: close\r\nIdempotency-Key: status-101\r\n"
+    . "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+$job = take_job();
+my $early = "OR1 $job->{fields}{id} 101 1 2\n{\"early\":1}";
+redis_cmd('SET', result_key($job->{fields}{id}), $early, 'EX', 60);
+redis_cmd('HSET', record_key($job->{fields}{id}), 'status', 'done',
+    'finished_at', int(time * 1000));
+redis_cmd('PUBLISH', $job->{fields}{reply}, $early);
+is(answer($raw, time)->{status}, 502, 'the first request: 502');
+redis_cmd('XACK', $STREAM, 'workers', $job->{entry});
+my $dup = http('POST', '/jobs/manual', '{}',
+    { 'Idempotency-Key' => 'status-101' });
+is($dup->{status}, 502, 'its duplicate, answered from the record: 502')
+    or diag($dup->{status}, ' ', $dup->{content});
+is(($dup->{json} // {})->{error}{code}, 'bad_result', 'bad_result');
+
 # ---- garbage and pings on the channel are ignored; a result for an id
 # that is not parked is dropped
 $s = send_post('/jobs/manual', '{}');
