@@ -1204,20 +1204,19 @@ ngx_http_offload_status_store(ngx_http_offload_peer_t *peer,
         goto done;
     }
 
-    /* the previous answer makes room for this one */
+    /*
+     * the previous answer makes room for this one; the entry points to the
+     * new one only once it is packed whole: a worker that dies on the way
+     * (nginx frees the mutex it held) leaves no answer, not half of one
+     */
 
     if (e->data) {
         ngx_slab_free_locked(shpool, e->data);
         e->data = NULL;
+        e->len = 0;
     }
 
     data = ngx_slab_alloc_locked(shpool, size);
-
-    e->fetched = now;
-    e->failed = 0;
-    e->full = (data == NULL);
-    e->len = data ? size : 0;
-    e->data = data;
 
     if (data) {
         ngx_http_offload_status_pack(data, reply, &lean);
@@ -1225,6 +1224,14 @@ ngx_http_offload_status_store(ngx_http_offload_peer_t *peer,
     } else {
         room = (shpool->end - shpool->start);
     }
+
+    ngx_memory_barrier();
+
+    e->len = data ? size : 0;
+    e->data = data;
+    e->full = (data == NULL);
+    e->failed = 0;
+    e->fetched = now;
 
     ngx_shmtx_unlock(&shpool->mutex);
 
