@@ -2,8 +2,9 @@
 # A malformed node document in the registry (another program, a sidecar of
 # another version) leaves only itself out of offload_status and
 # offload_metrics: the good nodes still show, the bad one is named in
-# "malformed_nodes" and offload_node_malformed, and the answer is not a
-# failed refresh ("unavailable") for the whole Redis.
+# "malformed_nodes" and offload_node_malformed (offloadctl status too),
+# and the answer is not a failed refresh ("unavailable") for the whole
+# Redis.
 
 use strict;
 use warnings;
@@ -118,6 +119,16 @@ SKIP: {
     close($fh);
     my $out = `promtool check metrics < $file 2>&1`;
     is($?, 0, 'promtool check metrics passes') or diag($out);
+}
+
+# offloadctl reads the nodes with the same script
+my $ctl = build_path('offloadctl') . ' -c ' . sidecar_conf_file();
+my $out = `$ctl status 2>&1`;
+is($?, 0, 'offloadctl status: exit 0') or diag($out);
+like($out, qr/^\Q$node\E /m, 'offloadctl status: the good node');
+for my $name (sort keys %bad) {
+    like($out, qr/^\Q$name\E +malformed registry entry, left out: \S/m,
+        "offloadctl status: $name malformed");
 }
 
 # gone again: nothing named
