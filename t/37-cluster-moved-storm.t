@@ -59,8 +59,9 @@ is($answered, $jobs, 'every job answered');
 ok($jobs > 20, 'steady traffic') or diag("only $jobs jobs");
 
 # per worker: one round per 500 ms, the first at once, and the re-asks of
-# a contradicting seed (100 ms, 200 ms, ... apart: 7 in 3 s)
-my $most = $workers * (int($secs / 0.5) + 2 + 8);
+# a contradicting seed (100 ms, 200 ms, ... apart: 7 in 3 s), with room
+# for a slow machine (the code before: thousands)
+my $most = $workers * (int($secs / 0.5) + 2 + 12);
 ok($n <= $most, "at most $most rounds (got $n)");
 
 # agreed again: $pa takes the slot back (its keys are there)
