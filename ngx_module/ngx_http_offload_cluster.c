@@ -21,7 +21,8 @@
  * not take the slot back: the next seed is asked, a few times at most.
  *
  * The map is asked again on a MOVED reply to any command, when a
- * master's connection is lost or cannot be made, and every
+ * master's connection is lost or cannot be made (those at most once per
+ * NGX_HTTP_OFFLOAD_REMAP_RETRY, see _refresh()), and every
  * NGX_HTTP_OFFLOAD_REMAP_RETRY while a master it names stays down (its
  * replica is promoted a node timeout after it died).  A job's XADD answered
  * MOVED was not run: it is sent again to the master named (the map takes
@@ -99,6 +100,8 @@ struct ngx_http_offload_cluster_s {
     ngx_msec_t                    unmapped;    /* when a slot without
                                                   a master last asked for
                                                   a round */
+    ngx_msec_t                    begun;       /* the last round, 0 for
+                                                  none yet */
     unsigned                      asking:1;    /* a round is on */
     unsigned                      again:1;     /* asked for meanwhile */
     unsigned                      counting:1;  /* a round of the count
@@ -271,7 +274,8 @@ ngx_http_offload_cluster_stop(ngx_http_offload_peer_t *peer)
  * questions is then on its way, or was less than
  * NGX_HTTP_OFFLOAD_REMAP_RETRY ago: a GET /jobs/<id> names any slot it
  * likes, and a stream of them for a slot nobody serves must not keep the
- * seeds answering CLUSTER SLOTS back to back; a MOVED asks at once).
+ * seeds answering CLUSTER SLOTS back to back; a MOVED asks at once, if
+ * the last round began that long ago).
  */
 
 ngx_http_offload_peer_t *
@@ -367,15 +371,44 @@ ngx_http_offload_control_link(ngx_http_offload_peer_t *peer)
 }
 
 
-/* a round of questions, unless one is on its way: then one after it */
+/*
+ * A round of questions asked for from outside (a MOVED, TRYAGAIN or
+ * CLUSTERDOWN, a slot that left, a master down), at most one per
+ * NGX_HTTP_OFFLOAD_REMAP_RETRY: under a steady stream of those (two nodes
+ * that disagree about a slot) each worker would otherwise ask the seeds
+ * back to back, one round per round trip.  The first after a quiet spell
+ * goes at once; one asked for sooner after the last round began goes
+ * when that much has passed (the retry timer, unless it is due sooner).
+ */
 
 void
 ngx_http_offload_cluster_refresh(ngx_http_offload_peer_t *peer)
 {
+    ngx_msec_t                   since, wait;
+    ngx_http_offload_cluster_t  *cl;
+
+    cl = peer->cluster;
+
     /* not after a start that failed (out of memory): no query link */
 
-    if (peer->cluster != NULL && peer->cluster->query.peer != NULL) {
-        ngx_http_offload_cluster_round(peer->cluster);
+    if (cl == NULL || cl->query.peer == NULL) {
+        return;
+    }
+
+    since = ngx_current_msec - cl->begun;
+
+    if (cl->begun == 0 || since >= NGX_HTTP_OFFLOAD_REMAP_RETRY) {
+        ngx_http_offload_cluster_round(cl);
+        return;
+    }
+
+    wait = NGX_HTTP_OFFLOAD_REMAP_RETRY - since;
+
+    if (!cl->retry.timer_set
+        || (ngx_msec_int_t) (cl->retry.timer.key - ngx_current_msec - wait)
+           > 0)
+    {
+        ngx_add_timer(&cl->retry, wait);
     }
 }
 
@@ -395,6 +428,7 @@ ngx_http_offload_cluster_round(ngx_http_offload_cluster_t *cl)
     cl->asking = 1;
     cl->again = 0;
     cl->tried = 0;
+    cl->begun = ngx_current_msec;
 
     ngx_http_offload_link_begin(&cl->query,
                                 ngx_http_offload_cluster_question);

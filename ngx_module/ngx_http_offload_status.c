@@ -187,8 +187,9 @@ typedef struct {
     ngx_uint_t                    version;     /* the entry's, when asked */
     ngx_msec_t                    age;
     ngx_http_offload_status_copy_t  *copy;     /* held until the end */
-    ngx_str_t                     part[4];     /* nodes, queues, crashes,
-                                                  nodes without workers */
+    ngx_str_t                     part[5];     /* nodes, queues, crashes,
+                                                  nodes without workers,
+                                                  malformed nodes */
     ngx_uint_t                    nworkers;
     u_char                       *records;
     ngx_str_t                     text;        /* ",w0,w1,..." */
@@ -1003,8 +1004,8 @@ ngx_http_offload_status_lean(u_char *dst, u_char *src, size_t len)
 
 
 /*
- * The packed answer: four strings (nodes, queues, crashes, the nodes
- * without their workers); the workers:
+ * The packed answer: five strings (nodes, queues, crashes, the nodes
+ * without their workers, the malformed nodes); the workers:
  * their count, a record each (sort keys, where its text is), then their
  * text ",w0,w1,..." as one string; the Prometheus families: their count,
  * then a header and the samples of each.  A string is its length
@@ -1019,7 +1020,8 @@ ngx_http_offload_status_packed_size(redisReply *reply, size_t lean)
     redisReply  *e;
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 6
+        || reply->elements != 7
+        || reply->element[6]->type != REDIS_REPLY_STRING
         || reply->element[3]->type != REDIS_REPLY_ARRAY
         || reply->element[5]->type != REDIS_REPLY_ARRAY
         || reply->element[5]->elements
@@ -1034,7 +1036,7 @@ ngx_http_offload_status_packed_size(redisReply *reply, size_t lean)
         }
     }
 
-    size = sizeof(uint32_t) + lean;
+    size = 2 * sizeof(uint32_t) + lean + reply->element[6]->len;
 
     for (i = 0; i < 5; i++) {
         e = reply->element[i];
@@ -1096,6 +1098,8 @@ ngx_http_offload_status_pack(u_char *p, redisReply *reply, ngx_str_t *lean)
     }
 
     p = ngx_http_offload_status_put(p, lean->data, lean->len);
+    p = ngx_http_offload_status_put(p, (u_char *) reply->element[6]->str,
+                                    reply->element[6]->len);
 
     w = reply->element[3];
     n = w->elements;
@@ -1200,20 +1204,19 @@ ngx_http_offload_status_store(ngx_http_offload_peer_t *peer,
         goto done;
     }
 
-    /* the previous answer makes room for this one */
+    /*
+     * the previous answer makes room for this one; the entry points to the
+     * new one only once it is packed whole: a worker that dies on the way
+     * (nginx frees the mutex it held) leaves no answer, not half of one
+     */
 
     if (e->data) {
         ngx_slab_free_locked(shpool, e->data);
         e->data = NULL;
+        e->len = 0;
     }
 
     data = ngx_slab_alloc_locked(shpool, size);
-
-    e->fetched = now;
-    e->failed = 0;
-    e->full = (data == NULL);
-    e->len = data ? size : 0;
-    e->data = data;
 
     if (data) {
         ngx_http_offload_status_pack(data, reply, &lean);
@@ -1221,6 +1224,14 @@ ngx_http_offload_status_store(ngx_http_offload_peer_t *peer,
     } else {
         room = (shpool->end - shpool->start);
     }
+
+    ngx_memory_barrier();
+
+    e->len = data ? size : 0;
+    e->data = data;
+    e->full = (data == NULL);
+    e->failed = 0;
+    e->fetched = now;
 
     ngx_shmtx_unlock(&shpool->mutex);
 
@@ -1266,7 +1277,7 @@ ngx_http_offload_status_unpack(ngx_http_offload_status_read_t *rd)
 
     p = rd->copy->data;
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
         p = ngx_http_offload_status_get(p, &rd->part[i]);
     }
 
@@ -1694,7 +1705,7 @@ ngx_http_offload_status_rendered(ngx_http_offload_status_ctx_t *sctx)
         }
 
         size = rd->part[3].len + rd->part[1].len + text.len + rd->part[2].len
-               + NGX_INT_T_LEN + 64;
+               + rd->part[4].len + NGX_INT_T_LEN + 96;
 
         p = ngx_alloc(size, ngx_cycle->log);
         if (p == NULL) {
@@ -1704,8 +1715,9 @@ ngx_http_offload_status_rendered(ngx_http_offload_status_ctx_t *sctx)
         done->data = p;
         done->len = ngx_snprintf(p, size, "%V],\"queues\":{%V},\"workers\":"
                                  "[%V],\"workers_total\":%ui,\"crashes\":"
-                                 "[%V]}", &rd->part[3], &rd->part[1], &text,
-                                 rd->nworkers, &rd->part[2])
+                                 "[%V],\"malformed_nodes\":[%V]}",
+                                 &rd->part[3], &rd->part[1], &text,
+                                 rd->nworkers, &rd->part[2], &rd->part[4])
                     - p;
         return done;
     }
@@ -1886,7 +1898,8 @@ ngx_http_offload_status_state(ngx_http_offload_status_read_t *rd)
 /*
  * JSON: {"nginx":{...},"redis":"ok"|"partial"|"unavailable","redises":[
  * {"redis":<name>,"state":...,"age_ms":n}],"nodes":[...],"queues":{...},
- * "workers":[...],"workers_total":n,"crashes":[...]}.
+ * "workers":[...],"workers_total":n,"crashes":[...],
+ * "malformed_nodes":[...]}.
  */
 
 static ngx_int_t
@@ -1967,6 +1980,9 @@ ngx_http_offload_status_json(ngx_http_offload_status_ctx_t *sctx,
 
     if (ngx_http_offload_status_add(out, tail, p - tail) != NGX_OK
         || ngx_http_offload_status_join(sctx, 2, out) != NGX_OK
+        || ngx_http_offload_status_add_text(out, "],\"malformed_nodes\":[")
+           != NGX_OK
+        || ngx_http_offload_status_join(sctx, 4, out) != NGX_OK
         || ngx_http_offload_status_add_text(out, "]}") != NGX_OK)
     {
         return NGX_ERROR;

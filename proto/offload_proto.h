@@ -692,9 +692,13 @@ extern const char  offload_drop_cancelled_script[];
  * array of the workers' JSON; an array of the Prometheus families, a
  * header then its samples for each; an array of integers, the workers'
  * sort keys (memory, cpu, queue, restarts, jobs, times 1000), five per
- * worker.  With ARGV[5] every document, queue and worker says
- * "redis":ARGV[5].  The node keys are read without being declared in
- * KEYS: this script needs a single Redis, not a Cluster.
+ * worker; last, the malformed documents (below) joined by commas.  With
+ * ARGV[5] every document, queue and worker says "redis":ARGV[5].
+ * A document not of the types the script relies on is left out and
+ * named: {"node":..., "error":...} in the member "malformed_nodes" (JSON)
+ * and the last element (cache), offload_node_malformed{node} 1 (prom).
+ * The node keys are read without being declared in KEYS: this script
+ * needs a single Redis, not a Cluster.
  */
 extern const char  offload_nodes_script[];
 

@@ -176,4 +176,6 @@ ctl_nodes_merge(json_t *all, json_t *more, const char *sort, int limit)
                                      + ctl_int(more, "workers_total")));
     json_array_extend(json_object_get(all, "crashes"),
                       json_object_get(more, "crashes"));
+    json_array_extend(json_object_get(all, "malformed_nodes"),
+                      json_object_get(more, "malformed_nodes"));
 }

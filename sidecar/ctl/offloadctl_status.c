@@ -83,7 +83,7 @@ ctl_status(ctl_t *ctl, int argc, char **argv)
 {
     int      rc;
     size_t   i;
-    json_t  *all, *nodes, *doc;
+    json_t  *all, *nodes, *doc, *bad;
 
     all = read_nodes(ctl, argc, argv, "nodes", &rc);
     if (all == NULL) {
@@ -104,6 +104,14 @@ ctl_status(ctl_t *ctl, int argc, char **argv)
             }
             print_node(doc, offload_wall_ms());
         }
+    }
+
+    /* registry entries the script left out (another program's, another
+     * version's) */
+
+    json_array_foreach(json_object_get(all, "malformed_nodes"), i, bad) {
+        printf("\n%-20s malformed registry entry, left out: %s\n",
+               ctl_text(bad, "node"), ctl_text(bad, "error"));
     }
 
     json_decref(all);
