@@ -195,12 +195,13 @@ struct ngx_http_offload_link_s {
 
     ngx_queue_t                   streams;     /* the first is written */
 
-    ngx_uint_t                    retries;     /* since it was up */
+    ngx_uint_t                    retries;     /* since it was usable */
     ngx_uint_t                    inflight;
     ngx_uint_t                    failures;
     ngx_uint_t                    generation;
 
-    unsigned                      up:1;
+    unsigned                      up:1;        /* connected */
+    unsigned                      usable:1;    /* its setup answered */
     unsigned                      was_up:1;    /* a later up reconnects */
     unsigned                      subscribed:1;
     unsigned                      exiting:1;

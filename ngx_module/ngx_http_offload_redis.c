@@ -5,6 +5,16 @@
  * hooks map onto nginx events.  hiredis 0.14 has no timeouts of its own, so
  * the connect timeout, the command watchdog and the reconnect backoff are
  * nginx timers.  A context is never reused: every reconnect makes a new one.
+ *
+ * A link connected is not yet usable: a server may accept the connection
+ * and refuse what the link needs (a wrong password, an ACL user without
+ * the channels it subscribes to, maxclients, a proxy with no server
+ * behind it).  Only once the link's setup is answered -- its first
+ * subscription confirmed, or, on a link that does not subscribe, a PING
+ * sent after its AUTH, SELECT and whatever its on_up sent answered -- is
+ * it "up" in the log and the metrics, and do its backoff and its count of
+ * failures in a row start again: a server that accepts and refuses is
+ * tried at the backoff's pace, and logged at info after the first time.
  */
 
 
@@ -36,6 +46,10 @@ static void ngx_http_offload_link_disconnected(const redisAsyncContext *ac,
     int status);
 static void ngx_http_offload_link_setup_done(redisAsyncContext *ac,
     void *r, void *privdata);
+static void ngx_http_offload_link_probed(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_offload_link_usable(ngx_http_offload_link_t *link);
+static ngx_uint_t ngx_http_offload_subscribed_reply(redisReply *reply);
 static void ngx_http_offload_link_failed(ngx_http_offload_link_t *link,
     const char *err);
 static void ngx_http_offload_link_again(ngx_http_offload_link_t *link);
@@ -875,6 +889,12 @@ ngx_http_offload_link_replied(redisAsyncContext *ac, redisReply *reply)
         return link;
     }
 
+    if (!link->usable && (ac->c.flags & REDIS_SUBSCRIBED)
+        && ngx_http_offload_subscribed_reply(reply))
+    {
+        ngx_http_offload_link_usable(link);
+    }
+
     if (reply->type == REDIS_REPLY_ERROR && link->ask_sentinel) {
         ngx_http_offload_sentinel_error(link, reply);
     }
@@ -1209,6 +1229,8 @@ ngx_http_offload_link_cleanup(void *privdata)
 static void
 ngx_http_offload_link_connected(const redisAsyncContext *ac, int status)
 {
+    const char               *argv[1];
+    size_t                    argvlen[1];
     ngx_http_offload_link_t  *link;
 
     link = ac->data;
@@ -1223,7 +1245,82 @@ ngx_http_offload_link_connected(const redisAsyncContext *ac, int status)
         ngx_del_timer(&link->connect_timer);
     }
 
+    /* connected, not yet usable: the backoff goes on until it is */
+
     link->up = 1;
+    link->usable = 0;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, link->log, 0,
+                   "offload: redis %V %s connection connected, %ui sent",
+                   &link->peer->name, link->role, link->inflight);
+
+    if (link->on_up) {
+        link->on_up(link);
+    }
+
+    /*
+     * A subscribed link is usable once a subscription is confirmed
+     * (ngx_http_offload_link_replied); any other once a PING sent behind
+     * its setup is answered: replies come in order, so an AUTH or SELECT
+     * refused, or a server that sends an error and closes (maxclients),
+     * never lets it be.  Not sent: the link is going (see on_up).
+     */
+
+    if (!(ac->c.flags & REDIS_SUBSCRIBED)) {
+        argv[0] = "PING";
+        argvlen[0] = sizeof("PING") - 1;
+
+        (void) ngx_http_offload_link_send(link, ngx_http_offload_link_probed,
+                                          NULL, 1, argv, argvlen);
+    }
+
+    if (!ngx_queue_empty(&link->streams)) {
+        ngx_post_event(link->connection->write, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_offload_link_probed(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply               *reply = r;
+    ngx_http_offload_link_t  *link;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+
+    if (reply != NULL && reply->type != REDIS_REPLY_ERROR) {
+        ngx_http_offload_link_usable(link);
+    }
+}
+
+
+/* a subscription confirmed: ["subscribe", <channel>, <count>], psubscribe */
+
+static ngx_uint_t
+ngx_http_offload_subscribed_reply(redisReply *reply)
+{
+    redisReply  *kind;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
+        || reply->element[0]->type != REDIS_REPLY_STRING)
+    {
+        return 0;
+    }
+
+    kind = reply->element[0];
+
+    return (kind->len == 9 && ngx_strncmp(kind->str, "subscribe", 9) == 0)
+           || (kind->len == 10
+               && ngx_strncmp(kind->str, "psubscribe", 10) == 0);
+}
+
+
+/* the link's setup answered: the backoff and the failures start again */
+
+static void
+ngx_http_offload_link_usable(ngx_http_offload_link_t *link)
+{
+    link->usable = 1;
     link->retries = 0;
     link->failures = 0;
 
@@ -1236,14 +1333,6 @@ ngx_http_offload_link_connected(const redisAsyncContext *ac, int status)
     ngx_log_error(NGX_LOG_NOTICE, link->log, 0,
                   "offload: redis %V %s connection up",
                   &link->peer->name, link->role);
-
-    if (link->on_up) {
-        link->on_up(link);
-    }
-
-    if (!ngx_queue_empty(&link->streams)) {
-        ngx_post_event(link->connection->write, &ngx_posted_events);
-    }
 }
 
 
@@ -1255,6 +1344,18 @@ ngx_http_offload_link_disconnected(const redisAsyncContext *ac, int status)
     link = ac->data;
 
     if (link->exiting) {
+        return;
+    }
+
+    /* a connection that was never usable is one more failed attempt (the
+     * cleanup hook, which ran first, left usable as it was) */
+
+    if (!link->usable) {
+        ngx_http_offload_link_failed(link,
+                                     (status == REDIS_OK
+                                      || ac->errstr[0] == '\0')
+                                     ? "closed before its setup was answered"
+                                     : ac->errstr);
         return;
     }
 
@@ -1273,6 +1374,7 @@ ngx_http_offload_link_setup_done(redisAsyncContext *ac, void *r,
     void *privdata)
 {
     redisReply               *reply = r;
+    ngx_uint_t                level;
     ngx_http_offload_link_t  *link;
 
     link = ngx_http_offload_link_replied(ac, reply);
@@ -1281,16 +1383,21 @@ ngx_http_offload_link_setup_done(redisAsyncContext *ac, void *r,
         return;
     }
 
+    /* the first refusal in a row is an error, the retries are not (the
+     * disconnect callback counts it) */
+
+    level = (link->failures == 0) ? NGX_LOG_ERR : NGX_LOG_INFO;
+
     if (link->to_sentinel) {
         /* AUTH is the only setup command a sentinel gets */
-        ngx_log_error(NGX_LOG_ERR, link->log, 0,
+        ngx_log_error(level, link->log, 0,
                       "offload: redis %V %s connection: sentinel %s:%d "
                       "refused AUTH with sentinel_user=/sentinel_password=: "
                       "%s", &link->peer->name, link->role, link->addr->host,
                       link->addr->port, reply->str);
 
     } else {
-        ngx_log_error(NGX_LOG_ERR, link->log, 0,
+        ngx_log_error(level, link->log, 0,
                       "offload: redis %V %s connection setup failed: %s",
                       &link->peer->name, link->role, reply->str);
     }
