@@ -307,6 +307,8 @@ struct ngx_http_offload_sentinel_s {
                                                   asked before is stale */
     unsigned                      asking:1;    /* a round is on */
     unsigned                      watched_once:1;
+    unsigned                      refuted:1;   /* the last answer named no
+                                                  master: asked on */
 };
 
 
