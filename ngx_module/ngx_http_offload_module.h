@@ -202,6 +202,8 @@ struct ngx_http_offload_link_s {
 
     unsigned                      up:1;        /* connected */
     unsigned                      usable:1;    /* its setup answered */
+    unsigned                      probe:1;     /* no AUTH, no SELECT: a
+                                                  PING tells */
     unsigned                      was_up:1;    /* a later up reconnects */
     unsigned                      subscribed:1;
     unsigned                      exiting:1;
@@ -628,6 +630,8 @@ void ngx_http_offload_sentinel_start(ngx_http_offload_peer_t *peer,
     ngx_log_t *log);
 void ngx_http_offload_sentinel_stop(ngx_http_offload_peer_t *peer);
 void ngx_http_offload_sentinel_ask(ngx_http_offload_link_t *link);
+ngx_int_t ngx_http_offload_sentinel_role(ngx_http_offload_link_t *link,
+    redisReply *reply);
 void ngx_http_offload_sentinel_error(ngx_http_offload_link_t *link,
     redisReply *reply);
 void ngx_http_offload_replicate(ngx_http_offload_ctx_t *ctx);

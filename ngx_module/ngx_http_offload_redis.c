@@ -10,8 +10,9 @@
  * and refuse what the link needs (a wrong password, an ACL user without
  * the channels it subscribes to, maxclients, a proxy with no server
  * behind it).  Only once the link's setup is answered -- its first
- * subscription confirmed, or, on a link that does not subscribe, a PING
- * sent after its AUTH, SELECT and whatever its on_up sent answered -- is
+ * subscription confirmed, or, on a link that does not subscribe, its AUTH
+ * and SELECT (or, with neither, a PING) answered OK, and on a master the
+ * sentinels named, ROLE saying it is one -- is
  * it "up" in the log and the metrics, and do its backoff and its count of
  * failures in a row start again: a server that accepts and refuses is
  * tried at the backoff's pace, and logged at info after the first time.
@@ -48,6 +49,10 @@ static void ngx_http_offload_link_setup_done(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_offload_link_probed(redisAsyncContext *ac, void *r,
     void *privdata);
+static void ngx_http_offload_link_role_done(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_offload_link_refused(ngx_http_offload_link_t *link,
+    redisReply *reply);
 static void ngx_http_offload_link_usable(ngx_http_offload_link_t *link);
 static ngx_uint_t ngx_http_offload_subscribed_reply(redisReply *reply);
 static void ngx_http_offload_link_failed(ngx_http_offload_link_t *link,
@@ -169,6 +174,7 @@ ngx_http_offload_link_open(ngx_http_offload_link_t *link)
 {
     int                      n;
     char                     db[NGX_INT_T_LEN + 1];
+    ngx_uint_t               use_db;
     const char              *argv[3];
     size_t                   argvlen[3];
     ngx_str_t               *user, *password;
@@ -244,6 +250,9 @@ ngx_http_offload_link_open(ngx_http_offload_link_t *link)
         password = &peer->password;
     }
 
+    use_db = peer->db && !link->to_sentinel;
+    link->probe = (password->len == 0 && !use_db && !link->ask_sentinel);
+
     if (password->len) {
         n = 1;
         argv[0] = "AUTH";
@@ -257,12 +266,16 @@ ngx_http_offload_link_open(ngx_http_offload_link_t *link)
         argv[n] = (const char *) password->data;
         argvlen[n++] = password->len;
 
+        /* the last setup command (privdata) answered makes it usable */
+
         (void) ngx_http_offload_link_send(link,
                                           ngx_http_offload_link_setup_done,
-                                          NULL, n, argv, argvlen);
+                                          (use_db || link->ask_sentinel)
+                                          ? NULL : link,
+                                          n, argv, argvlen);
     }
 
-    if (peer->db && !link->to_sentinel) {
+    if (use_db) {
         argv[0] = "SELECT";
         argvlen[0] = 6;
         argv[1] = db;
@@ -271,7 +284,19 @@ ngx_http_offload_link_open(ngx_http_offload_link_t *link)
 
         (void) ngx_http_offload_link_send(link,
                                           ngx_http_offload_link_setup_done,
-                                          NULL, 2, argv, argvlen);
+                                          link->ask_sentinel ? NULL : link,
+                                          2, argv, argvlen);
+    }
+
+    /* a master the sentinels named: a stale sentinel may name a replica */
+
+    if (link->ask_sentinel) {
+        argv[0] = "ROLE";
+        argvlen[0] = sizeof("ROLE") - 1;
+
+        (void) ngx_http_offload_link_send(link,
+                                          ngx_http_offload_link_role_done,
+                                          NULL, 1, argv, argvlen);
     }
 
     ngx_add_timer(&link->connect_timer, NGX_HTTP_OFFLOAD_CONNECT_TIMEOUT);
@@ -1260,13 +1285,14 @@ ngx_http_offload_link_connected(const redisAsyncContext *ac, int status)
 
     /*
      * A subscribed link is usable once a subscription is confirmed
-     * (ngx_http_offload_link_replied); any other once a PING sent behind
-     * its setup is answered: replies come in order, so an AUTH or SELECT
-     * refused, or a server that sends an error and closes (maxclients),
-     * never lets it be.  Not sent: the link is going (see on_up).
+     * (ngx_http_offload_link_replied); any other once its last setup
+     * command, AUTH or SELECT, is answered OK, or, with none, a PING: a
+     * server that sends an error and closes (maxclients) or just closes
+     * (a proxy with no server behind it) never lets it be.  Not sent: the
+     * link is going (see on_up).
      */
 
-    if (!(ac->c.flags & REDIS_SUBSCRIBED)) {
+    if (!(ac->c.flags & REDIS_SUBSCRIBED) && link->probe) {
         argv[0] = "PING";
         argvlen[0] = sizeof("PING") - 1;
 
@@ -1288,7 +1314,12 @@ ngx_http_offload_link_probed(redisAsyncContext *ac, void *r, void *privdata)
 
     link = ngx_http_offload_link_replied(ac, reply);
 
-    if (reply != NULL && reply->type != REDIS_REPLY_ERROR) {
+    /* a user whose ACL has no +ping is answered all the same */
+
+    if (reply != NULL
+        && (reply->type != REDIS_REPLY_ERROR
+            || ngx_strncmp(reply->str, "NOPERM", 6) == 0))
+    {
         ngx_http_offload_link_usable(link);
     }
 }
@@ -1374,17 +1405,74 @@ ngx_http_offload_link_setup_done(redisAsyncContext *ac, void *r,
     void *privdata)
 {
     redisReply               *reply = r;
-    ngx_uint_t                level;
     ngx_http_offload_link_t  *link;
 
     link = ngx_http_offload_link_replied(ac, reply);
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ERROR) {
+    if (reply == NULL) {
         return;
     }
 
-    /* the first refusal in a row is an error, the retries are not (the
-     * disconnect callback counts it) */
+    if (reply->type != REDIS_REPLY_ERROR) {
+        if (privdata != NULL && !(ac->c.flags & REDIS_SUBSCRIBED)) {
+            ngx_http_offload_link_usable(link);
+        }
+
+        return;
+    }
+
+    ngx_http_offload_link_refused(link, reply);
+}
+
+
+/*
+ * ROLE, the last setup command of a connection to the master the sentinels
+ * named: anything but a master is refused, and the next sentinel asked
+ * (ngx_http_offload_sentinel_role).  A user without +role (NOPERM) skips
+ * the check: a replica's READONLY tells then.
+ */
+
+static void
+ngx_http_offload_link_role_done(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply               *reply = r;
+    ngx_http_offload_link_t  *link;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR
+        && ngx_strncmp(reply->str, "NOPERM", 6) != 0)
+    {
+        ngx_http_offload_link_refused(link, reply);
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ARRAY
+        && ngx_http_offload_sentinel_role(link, reply) != NGX_OK)
+    {
+        ngx_http_offload_link_drop(link);
+        return;
+    }
+
+    if (!(ac->c.flags & REDIS_SUBSCRIBED)) {
+        ngx_http_offload_link_usable(link);
+    }
+}
+
+
+/* a setup command refused: the first time in a row an error, then info
+ * (the disconnect callback counts the failure) */
+
+static void
+ngx_http_offload_link_refused(ngx_http_offload_link_t *link,
+    redisReply *reply)
+{
+    ngx_uint_t  level;
 
     level = (link->failures == 0) ? NGX_LOG_ERR : NGX_LOG_INFO;
 

@@ -14,7 +14,9 @@
  * master demoted under us, or a stale sentinel's answer) drops the
  * connection that got it, and the next round asks the next sentinel: the
  * query link, which stays up after an answer, would ask the same one,
- * which may go on naming a replica.  No sentinel
+ * which may go on naming a replica.  So does a ROLE other than master,
+ * which every connection asks first (ngx_http_offload_link_open).  No
+ * sentinel
  * answering is a failed connect: the usual backoff, and 503
  * redis_unavailable meanwhile.  With sentinel_password= both links AUTH
  * first (ngx_http_offload_link_open).
@@ -853,6 +855,45 @@ ngx_http_offload_sentinel_error(ngx_http_offload_link_t *link,
 
     ngx_http_offload_sentinel_refuted(link->peer);
     ngx_http_offload_link_drop(link);
+}
+
+
+/*
+ * ROLE's reply on a connection to the master named: NGX_OK for a master,
+ * else (a replica, a sentinel: a stale sentinel's answer) the next
+ * sentinel is asked, NGX_DECLINED.  Logged as a failed connect is.
+ */
+
+ngx_int_t
+ngx_http_offload_sentinel_role(ngx_http_offload_link_t *link,
+    redisReply *reply)
+{
+    ngx_uint_t   level;
+    redisReply  *role;
+
+    if (reply->elements == 0
+        || reply->element[0]->type != REDIS_REPLY_STRING)
+    {
+        return NGX_OK;          /* not a ROLE reply Redis sends */
+    }
+
+    role = reply->element[0];
+
+    if (role->len == 6 && ngx_strncmp(role->str, "master", 6) == 0) {
+        return NGX_OK;
+    }
+
+    level = (link->failures == 0) ? NGX_LOG_WARN : NGX_LOG_INFO;
+
+    ngx_log_error(level, link->log, 0,
+                  "offload: redis %V %s connection: %s:%d, named by the "
+                  "sentinels, is a %s, not a master: asking the next "
+                  "sentinel", &link->peer->name, link->role,
+                  link->addr->host, link->addr->port, role->str);
+
+    ngx_http_offload_sentinel_refuted(link->peer);
+
+    return NGX_DECLINED;
 }
 
 
