@@ -12,10 +12,10 @@
  * behind it).  Only once the link's setup is answered -- its first
  * subscription confirmed, or, on a link that does not subscribe, its AUTH
  * and SELECT (or, with neither, a PING) answered OK, and on a master the
- * sentinels named, ROLE saying it is one -- is
- * it "up" in the log and the metrics, and do its backoff and its count of
- * failures in a row start again: a server that accepts and refuses is
- * tried at the backoff's pace, and logged at info after the first time.
+ * sentinels named, ROLE saying it is one -- is it "up" in the log and the
+ * metrics, and do its backoff and its count of failures in a row start
+ * again: a server that accepts and refuses is tried at the backoff's
+ * pace, and logged at info after the first time.
  */
 
 
@@ -1286,7 +1286,7 @@ ngx_http_offload_link_connected(const redisAsyncContext *ac, int status)
     /*
      * A subscribed link is usable once a subscription is confirmed
      * (ngx_http_offload_link_replied); any other once its last setup
-     * command, AUTH or SELECT, is answered OK, or, with none, a PING: a
+     * command, AUTH, SELECT or ROLE, is answered OK, or, with none, a PING: a
      * server that sends an error and closes (maxclients) or just closes
      * (a proxy with no server behind it) never lets it be.  Not sent: the
      * link is going (see on_up).
