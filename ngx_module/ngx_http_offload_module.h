@@ -224,7 +224,7 @@ struct ngx_http_offload_link_s {
 
     ngx_queue_t                   streams;     /* the first is written */
 
-    ngx_uint_t                    retries;     /* since it was up */
+    ngx_uint_t                    retries;     /* since it was usable */
     ngx_uint_t                    inflight;
     ngx_uint_t                    failures;
     ngx_uint_t                    generation;
@@ -232,7 +232,10 @@ struct ngx_http_offload_link_s {
                                                   commands gone to the
                                                   socket */
 
-    unsigned                      up:1;
+    unsigned                      up:1;        /* connected */
+    unsigned                      usable:1;    /* its setup answered */
+    unsigned                      probe:1;     /* no AUTH, no SELECT: a
+                                                  PING tells */
     unsigned                      was_up:1;    /* a later up reconnects */
     unsigned                      subscribed:1;
     unsigned                      exiting:1;
@@ -338,6 +341,8 @@ struct ngx_http_offload_sentinel_s {
                                                   asked before is stale */
     unsigned                      asking:1;    /* a round is on */
     unsigned                      watched_once:1;
+    unsigned                      refuted:1;   /* the last answer named no
+                                                  master: asked on */
 };
 
 
@@ -663,6 +668,8 @@ void ngx_http_offload_sentinel_start(ngx_http_offload_peer_t *peer,
     ngx_log_t *log);
 void ngx_http_offload_sentinel_stop(ngx_http_offload_peer_t *peer);
 void ngx_http_offload_sentinel_ask(ngx_http_offload_link_t *link);
+ngx_int_t ngx_http_offload_sentinel_role(ngx_http_offload_link_t *link,
+    redisReply *reply);
 void ngx_http_offload_sentinel_error(ngx_http_offload_link_t *link,
     redisReply *reply);
 void ngx_http_offload_replicate(ngx_http_offload_ctx_t *ctx);

@@ -5,6 +5,17 @@
  * hooks map onto nginx events.  hiredis 0.14 has no timeouts of its own, so
  * the connect timeout, the command watchdog and the reconnect backoff are
  * nginx timers.  A context is never reused: every reconnect makes a new one.
+ *
+ * A link connected is not yet usable: a server may accept the connection
+ * and refuse what the link needs (a wrong password, an ACL user without
+ * the channels it subscribes to, maxclients, a proxy with no server
+ * behind it).  Only once the link's setup is answered -- its first
+ * subscription confirmed, or, on a link that does not subscribe, its AUTH
+ * and SELECT (or, with neither, a PING) answered OK, and on a master the
+ * sentinels named, ROLE saying it is one -- is it "up" in the log and the
+ * metrics, and do its backoff and its count of failures in a row start
+ * again: a server that accepts and refuses is tried at the backoff's
+ * pace, and logged at info after the first time.
  */
 
 
@@ -38,6 +49,14 @@ static void ngx_http_offload_link_disconnected(const redisAsyncContext *ac,
     int status);
 static void ngx_http_offload_link_setup_done(redisAsyncContext *ac,
     void *r, void *privdata);
+static void ngx_http_offload_link_probed(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_offload_link_role_done(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_offload_link_refused(ngx_http_offload_link_t *link,
+    redisReply *reply);
+static void ngx_http_offload_link_usable(ngx_http_offload_link_t *link);
+static ngx_uint_t ngx_http_offload_subscribed_reply(redisReply *reply);
 static void ngx_http_offload_link_failed(ngx_http_offload_link_t *link,
     const char *err);
 static void ngx_http_offload_link_again(ngx_http_offload_link_t *link);
@@ -157,6 +176,7 @@ ngx_http_offload_link_open(ngx_http_offload_link_t *link)
 {
     int                      n;
     char                     db[NGX_INT_T_LEN + 1];
+    ngx_uint_t               use_db;
     const char              *argv[3];
     size_t                   argvlen[3];
     ngx_str_t               *user, *password;
@@ -233,6 +253,9 @@ ngx_http_offload_link_open(ngx_http_offload_link_t *link)
         password = &peer->password;
     }
 
+    use_db = peer->db && !link->to_sentinel;
+    link->probe = (password->len == 0 && !use_db && !link->ask_sentinel);
+
     if (password->len) {
         n = 1;
         argv[0] = "AUTH";
@@ -246,12 +269,16 @@ ngx_http_offload_link_open(ngx_http_offload_link_t *link)
         argv[n] = (const char *) password->data;
         argvlen[n++] = password->len;
 
+        /* the last setup command (privdata) answered makes it usable */
+
         (void) ngx_http_offload_link_send(link,
                                           ngx_http_offload_link_setup_done,
-                                          NULL, n, argv, argvlen);
+                                          (use_db || link->ask_sentinel)
+                                          ? NULL : link,
+                                          n, argv, argvlen);
     }
 
-    if (peer->db && !link->to_sentinel) {
+    if (use_db) {
         argv[0] = "SELECT";
         argvlen[0] = 6;
         argv[1] = db;
@@ -260,7 +287,19 @@ ngx_http_offload_link_open(ngx_http_offload_link_t *link)
 
         (void) ngx_http_offload_link_send(link,
                                           ngx_http_offload_link_setup_done,
-                                          NULL, 2, argv, argvlen);
+                                          link->ask_sentinel ? NULL : link,
+                                          2, argv, argvlen);
+    }
+
+    /* a master the sentinels named: a stale sentinel may name a replica */
+
+    if (link->ask_sentinel) {
+        argv[0] = "ROLE";
+        argvlen[0] = sizeof("ROLE") - 1;
+
+        (void) ngx_http_offload_link_send(link,
+                                          ngx_http_offload_link_role_done,
+                                          NULL, 1, argv, argvlen);
     }
 
     ngx_add_timer(&link->connect_timer, NGX_HTTP_OFFLOAD_CONNECT_TIMEOUT);
@@ -878,6 +917,12 @@ ngx_http_offload_link_replied(redisAsyncContext *ac, redisReply *reply)
         return link;
     }
 
+    if (!link->usable && (ac->c.flags & REDIS_SUBSCRIBED)
+        && ngx_http_offload_subscribed_reply(reply))
+    {
+        ngx_http_offload_link_usable(link);
+    }
+
     if (reply->type == REDIS_REPLY_ERROR && link->ask_sentinel) {
         ngx_http_offload_sentinel_error(link, reply);
     }
@@ -1260,6 +1305,8 @@ ngx_http_offload_link_cleanup(void *privdata)
 static void
 ngx_http_offload_link_connected(const redisAsyncContext *ac, int status)
 {
+    const char               *argv[1];
+    size_t                    argvlen[1];
     ngx_http_offload_link_t  *link;
 
     link = ac->data;
@@ -1274,7 +1321,88 @@ ngx_http_offload_link_connected(const redisAsyncContext *ac, int status)
         ngx_del_timer(&link->connect_timer);
     }
 
+    /* connected, not yet usable: the backoff goes on until it is */
+
     link->up = 1;
+    link->usable = 0;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, link->log, 0,
+                   "offload: redis %V %s connection connected, %ui sent",
+                   &link->peer->name, link->role, link->inflight);
+
+    if (link->on_up) {
+        link->on_up(link);
+    }
+
+    /*
+     * A subscribed link is usable once a subscription is confirmed
+     * (ngx_http_offload_link_replied); any other once its last setup
+     * command, AUTH, SELECT or ROLE, is answered OK, or, with none, a PING: a
+     * server that sends an error and closes (maxclients) or just closes
+     * (a proxy with no server behind it) never lets it be.  Not sent: the
+     * link is going (see on_up).
+     */
+
+    if (!(ac->c.flags & REDIS_SUBSCRIBED) && link->probe) {
+        argv[0] = "PING";
+        argvlen[0] = sizeof("PING") - 1;
+
+        (void) ngx_http_offload_link_send(link, ngx_http_offload_link_probed,
+                                          NULL, 1, argv, argvlen);
+    }
+
+    if (!ngx_queue_empty(&link->streams)) {
+        ngx_post_event(link->connection->write, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_offload_link_probed(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply               *reply = r;
+    ngx_http_offload_link_t  *link;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+
+    /* a user whose ACL has no +ping is answered all the same */
+
+    if (reply != NULL
+        && (reply->type != REDIS_REPLY_ERROR
+            || ngx_strncmp(reply->str, "NOPERM", 6) == 0))
+    {
+        ngx_http_offload_link_usable(link);
+    }
+}
+
+
+/* a subscription confirmed: ["subscribe", <channel>, <count>], psubscribe */
+
+static ngx_uint_t
+ngx_http_offload_subscribed_reply(redisReply *reply)
+{
+    redisReply  *kind;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
+        || reply->element[0]->type != REDIS_REPLY_STRING)
+    {
+        return 0;
+    }
+
+    kind = reply->element[0];
+
+    return (kind->len == 9 && ngx_strncmp(kind->str, "subscribe", 9) == 0)
+           || (kind->len == 10
+               && ngx_strncmp(kind->str, "psubscribe", 10) == 0);
+}
+
+
+/* the link's setup answered: the backoff and the failures start again */
+
+static void
+ngx_http_offload_link_usable(ngx_http_offload_link_t *link)
+{
+    link->usable = 1;
     link->retries = 0;
     link->failures = 0;
 
@@ -1287,14 +1415,6 @@ ngx_http_offload_link_connected(const redisAsyncContext *ac, int status)
     ngx_log_error(NGX_LOG_NOTICE, link->log, 0,
                   "offload: redis %V %s connection up",
                   &link->peer->name, link->role);
-
-    if (link->on_up) {
-        link->on_up(link);
-    }
-
-    if (!ngx_queue_empty(&link->streams)) {
-        ngx_post_event(link->connection->write, &ngx_posted_events);
-    }
 }
 
 
@@ -1306,6 +1426,18 @@ ngx_http_offload_link_disconnected(const redisAsyncContext *ac, int status)
     link = ac->data;
 
     if (link->exiting) {
+        return;
+    }
+
+    /* a connection that was never usable is one more failed attempt (the
+     * cleanup hook, which ran first, left usable as it was) */
+
+    if (!link->usable) {
+        ngx_http_offload_link_failed(link,
+                                     (status == REDIS_OK
+                                      || ac->errstr[0] == '\0')
+                                     ? "closed before its setup was answered"
+                                     : ac->errstr);
         return;
     }
 
@@ -1328,20 +1460,83 @@ ngx_http_offload_link_setup_done(redisAsyncContext *ac, void *r,
 
     link = ngx_http_offload_link_replied(ac, reply);
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ERROR) {
+    if (reply == NULL) {
         return;
     }
 
+    if (reply->type != REDIS_REPLY_ERROR) {
+        if (privdata != NULL && !(ac->c.flags & REDIS_SUBSCRIBED)) {
+            ngx_http_offload_link_usable(link);
+        }
+
+        return;
+    }
+
+    ngx_http_offload_link_refused(link, reply);
+}
+
+
+/*
+ * ROLE, the last setup command of a connection to the master the sentinels
+ * named: anything but a master is refused, and the next sentinel asked
+ * (ngx_http_offload_sentinel_role).  A user without +role (NOPERM) skips
+ * the check: a replica's READONLY tells then.
+ */
+
+static void
+ngx_http_offload_link_role_done(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply               *reply = r;
+    ngx_http_offload_link_t  *link;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR
+        && ngx_strncmp(reply->str, "NOPERM", 6) != 0)
+    {
+        ngx_http_offload_link_refused(link, reply);
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ARRAY
+        && ngx_http_offload_sentinel_role(link, reply) != NGX_OK)
+    {
+        ngx_http_offload_link_drop(link);
+        return;
+    }
+
+    if (!(ac->c.flags & REDIS_SUBSCRIBED)) {
+        ngx_http_offload_link_usable(link);
+    }
+}
+
+
+/* a setup command refused: the first time in a row an error, then info
+ * (the disconnect callback counts the failure) */
+
+static void
+ngx_http_offload_link_refused(ngx_http_offload_link_t *link,
+    redisReply *reply)
+{
+    ngx_uint_t  level;
+
+    level = (link->failures == 0) ? NGX_LOG_ERR : NGX_LOG_INFO;
+
     if (link->to_sentinel) {
         /* AUTH is the only setup command a sentinel gets */
-        ngx_log_error(NGX_LOG_ERR, link->log, 0,
+        ngx_log_error(level, link->log, 0,
                       "offload: redis %V %s connection: sentinel %s:%d "
                       "refused AUTH with sentinel_user=/sentinel_password=: "
                       "%s", &link->peer->name, link->role, link->addr->host,
                       link->addr->port, reply->str);
 
     } else {
-        ngx_log_error(NGX_LOG_ERR, link->log, 0,
+        ngx_log_error(level, link->log, 0,
                       "offload: redis %V %s connection setup failed: %s",
                       &link->peer->name, link->role, reply->str);
     }

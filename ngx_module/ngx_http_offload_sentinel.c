@@ -11,7 +11,12 @@
  * drops the connections still up too.  A second link per worker subscribes
  * to +switch-master on one sentinel: a failover drops the peer's
  * connections at once, so they ask again; a READONLY or MASTERDOWN reply (a
- * master demoted under us) drops the connection that got it.  No sentinel
+ * master demoted under us, or a stale sentinel's answer) drops the
+ * connection that got it, and the next round asks the next sentinel: the
+ * query link, which stays up after an answer, would ask the same one,
+ * which may go on naming a replica.  So does a ROLE other than master,
+ * which every connection asks first (ngx_http_offload_link_open).  No
+ * sentinel
  * answering is a failed connect: the usual backoff, and 503
  * redis_unavailable meanwhile.  With sentinel_password= both links AUTH
  * first (ngx_http_offload_link_open).
@@ -70,6 +75,7 @@ static void ngx_http_offload_sentinel_switched(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_offload_sentinel_ping(ngx_event_t *ev);
 static void ngx_http_offload_sentinel_drop_all(ngx_http_offload_peer_t *peer);
+static void ngx_http_offload_sentinel_refuted(ngx_http_offload_peer_t *peer);
 static void ngx_http_offload_sentinel_count_tick(ngx_event_t *ev);
 static ngx_int_t ngx_http_offload_sentinel_command(
     ngx_http_offload_link_t *link, const char *what, redisCallbackFn *fn,
@@ -292,6 +298,7 @@ ngx_http_offload_sentinel_answer(redisAsyncContext *ac, void *r,
                   s->master.host, s->master.port);
 
     s->asking = 0;
+    s->refuted = 0;
 
     /*
      * A failover gone unheard: while the watch subscribed anew, or on a
@@ -846,7 +853,80 @@ ngx_http_offload_sentinel_error(ngx_http_offload_link_t *link,
                   "offload: redis %V %s connection: %s, reconnecting",
                   &link->peer->name, link->role, reply->str);
 
+    ngx_http_offload_sentinel_refuted(link->peer);
     ngx_http_offload_link_drop(link);
+}
+
+
+/*
+ * ROLE's reply on a connection to the master named: NGX_OK for a master,
+ * else (a replica, a sentinel: a stale sentinel's answer) the next
+ * sentinel is asked, NGX_DECLINED.  Logged as a failed connect is.
+ */
+
+ngx_int_t
+ngx_http_offload_sentinel_role(ngx_http_offload_link_t *link,
+    redisReply *reply)
+{
+    ngx_uint_t   level;
+    redisReply  *role;
+
+    if (reply->elements == 0
+        || reply->element[0]->type != REDIS_REPLY_STRING)
+    {
+        return NGX_OK;          /* not a ROLE reply Redis sends */
+    }
+
+    role = reply->element[0];
+
+    if (role->len == 6 && ngx_strncmp(role->str, "master", 6) == 0) {
+        return NGX_OK;
+    }
+
+    level = (link->failures == 0) ? NGX_LOG_WARN : NGX_LOG_INFO;
+
+    ngx_log_error(level, link->log, 0,
+                  "offload: redis %V %s connection: %s:%d, named by the "
+                  "sentinels, is a %s, not a master: asking the next "
+                  "sentinel", &link->peer->name, link->role,
+                  link->addr->host, link->addr->port, role->str);
+
+    ngx_http_offload_sentinel_refuted(link->peer);
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The master the last answer named is none (any more): the sentinel that
+ * named it may be stale (cut off, or not told of a failover yet) and would
+ * name it again.  The next round asks the next sentinel: the query link
+ * goes (its on_down moves on), or, gone already, moves on now, unless a
+ * round is on its way (which moves on by itself).  Once per answer:
+ * several connections may find it out.  An answer naming another master
+ * then moves every connection (a failover unheard).
+ */
+
+static void
+ngx_http_offload_sentinel_refuted(ngx_http_offload_peer_t *peer)
+{
+    ngx_http_offload_sentinel_t  *s;
+
+    s = peer->sentinels;
+
+    if (s->refuted || s->naddrs == 1) {
+        return;
+    }
+
+    s->refuted = 1;
+
+    if (s->query.ac != NULL) {
+        ngx_http_offload_link_drop(&s->query);
+
+    } else if (!s->asking) {
+        (void) ngx_http_offload_link_rotate(&s->query, s->addrs, s->naddrs,
+                                            &s->asked, &s->tried, 0);
+    }
 }
 
 
