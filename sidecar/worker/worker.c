@@ -1568,13 +1568,26 @@ run_job(offload_worker_t *w, const batch_entry_t *be,
 }
 
 
+/* The pending history is read on from this entry, which was dealt with. */
+static void
+history_past(offload_worker_t *w, const offload_str_t *entry_id)
+{
+    if (w->in_history && entry_id->len < sizeof(w->history_id)) {
+        memcpy(w->history_id, entry_id->data, entry_id->len);
+        w->history_id[entry_id->len] = '\0';
+    }
+}
+
+
 /*
  * Takes a stream entry out of its reply into one allocation of our own, so
  * the batch outlives the read callback: the worker then runs one job per
  * loop iteration, and the completions of finished jobs are written while
- * the rest of the batch waits, not after the whole batch.
+ * the rest of the batch waits, not after the whole batch.  Returns -1 when
+ * there is no memory for it: it stays pending, and in the history the
+ * next read starts at it again.
  */
-static void
+static int
 take_entry(offload_worker_t *w, redisReply *entry)
 {
     char           *p;
@@ -1587,22 +1600,18 @@ take_entry(offload_worker_t *w, redisReply *entry)
         || entry->element[0]->type != REDIS_REPLY_STRING)
     {
         log_error("%s: unexpected stream entry shape", w->name);
-        return;
+        return 0;
     }
 
     entry_id.data = entry->element[0]->str;
     entry_id.len = entry->element[0]->len;
     fields = entry->element[1];
 
-    if (w->in_history && entry_id.len < sizeof(w->history_id)) {
-        memcpy(w->history_id, entry_id.data, entry_id.len);
-        w->history_id[entry_id.len] = '\0';
-    }
-
     if (fields->type != REDIS_REPLY_ARRAY) {
         /* deleted while pending: nothing left to run */
+        history_past(w, &entry_id);
         drop_entry(w, entry_id.data, entry_id.len);
-        return;
+        return 0;
     }
 
     n = fields->elements;
@@ -1617,8 +1626,10 @@ take_entry(offload_worker_t *w, redisReply *entry)
     if (e == NULL) {
         log_error("%s: out of memory taking entry %.*s", w->name,
                   (int) entry_id.len, entry_id.data);
-        return;                 /* stays pending: runs after a restart */
+        return -1;
     }
+
+    history_past(w, &entry_id);
 
     p = (char *) &e->fields[n];
     e->next = NULL;
@@ -1632,7 +1643,7 @@ take_entry(offload_worker_t *w, redisReply *entry)
         if (fields->element[i]->type != REDIS_REPLY_STRING) {
             bad_entry(w, &e->id, e->fields, i, "field is not a string");
             free(e);
-            return;
+            return 0;
         }
 
         e->fields[i].data = memcpy(p, fields->element[i]->str,
@@ -1647,6 +1658,7 @@ take_entry(offload_worker_t *w, redisReply *entry)
         w->batch = e;
     }
     w->batch_tail = e;
+    return 0;
 }
 
 
@@ -2372,6 +2384,7 @@ read_retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
 static void
 read_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
+    int                taken = 0;
     size_t             i;
     redisReply        *reply = r, *entries;
     offload_worker_t  *w = privdata;
@@ -2417,8 +2430,20 @@ read_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     } else {
         for (i = 0; i < entries->elements; i++) {
-            take_entry(w, entries->element[i]);
+            if (take_entry(w, entries->element[i]) != 0) {
+                taken = -1;
+                if (w->in_history) {
+                    break;      /* read again from there */
+                }
+            }
         }
+    }
+
+    if (taken != 0 && w->batch == NULL) {
+        /* not at once: memory may be back in a second */
+        ev_timer_set(&w->read_retry, 1.0, 0.0);
+        ev_timer_start(w->loop, &w->read_retry);
+        return;
     }
 
     if (w->batch) {
