@@ -65,6 +65,8 @@
 #define QUOTE(n)          #n
 #define QUOTE_VALUE(n)    QUOTE(n)
 #define PAUSE_CHECK_S     0.1
+#define NOGROUP_RETRY_MIN_S 0.1     /* the group cannot be made again: */
+#define NOGROUP_RETRY_MAX_S 2.0     /* tries back off up to this */
 #define WORK_SLICE_US     1000
 #define COMPLETE_BATCH_MAX 32       /* jobs completed by one EVALSHA, */
 #define COMPLETE_BATCH_BYTES (256 << 10)    /* and results' bytes: no
@@ -205,6 +207,8 @@ struct offload_worker_s {
     int                          role_refused;  /* this connection: logged,
                                                    not asked again */
     int                          jobs_run;      /* for max_jobs_per_worker */
+    int                          nogroup;       /* reads answered NOGROUP
+                                                   in a row */
 
     ev_idle                      work;          /* runs the batch */
     batch_entry_t               *batch;         /* taken, not yet run */
@@ -2139,8 +2143,9 @@ group_create_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     (void) ac;
 
+    /* while the group stays gone, said once (read_cb), not every try */
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR
-        && strncmp(reply->str, "BUSYGROUP", 9) != 0)
+        && strncmp(reply->str, "BUSYGROUP", 9) != 0 && w->nogroup < 2)
     {
         log_error("%s: XGROUP CREATE failed: %s", w->name, reply->str);
     }
@@ -2374,10 +2379,57 @@ cancelled_count_cb(redisAsyncContext *ac, void *r, void *privdata)
 static void
 read_retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
+    offload_worker_t  *w = t->data;
+
     (void) loop;
     (void) revents;
 
-    send_read(t->data);
+    if (w->nogroup > 0 && w->conn.ready) {
+        send_group_create(w);
+    }
+
+    send_read(w);
+}
+
+
+/*
+ * The read found no consumer group: the stream was deleted (UNBLOCKED:
+ * while the read was blocked on it), or Redis restarted empty.  The group
+ * is made again and the read follows at once; when that read finds none
+ * either (the XGROUP CREATE was refused: Redis out of memory, an ACL), the
+ * next try waits NOGROUP_RETRY_MIN_S, twice as long each time up to
+ * NOGROUP_RETRY_MAX_S, and the log says so once, not every try.
+ */
+static void
+group_gone(offload_worker_t *w, const char *error)
+{
+    int     n = ++w->nogroup;
+    double  delay = NOGROUP_RETRY_MIN_S;
+
+    if (n == 1) {
+        log_warn("%s: consumer group gone (%s), creating it again", w->name,
+                 error);
+        send_group_create(w);
+        send_read(w);
+        return;
+    }
+
+    if (n == 2) {
+        log_error("%s: the consumer group cannot be made again (%s): "
+                  "trying again every %g s at most, quietly", w->name, error,
+                  NOGROUP_RETRY_MAX_S);
+    }
+
+    while (--n > 1 && delay < NOGROUP_RETRY_MAX_S) {
+        delay *= 2;
+    }
+
+    if (delay > NOGROUP_RETRY_MAX_S) {
+        delay = NOGROUP_RETRY_MAX_S;
+    }
+
+    ev_timer_set(&w->read_retry, delay, 0.0);
+    ev_timer_start(w->loop, &w->read_retry);
 }
 
 
@@ -2396,14 +2448,10 @@ read_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        /* The stream was deleted (UNBLOCKED: while we were blocked on it)
-         * or Redis restarted empty. */
         if (strncmp(reply->str, "NOGROUP", 7) == 0
             || strncmp(reply->str, "UNBLOCKED", 9) == 0)
         {
-            log_warn("%s: consumer group gone, creating it again", w->name);
-            send_group_create(w);
-            send_read(w);
+            group_gone(w, reply->str);
             return;
         }
 
@@ -2412,6 +2460,11 @@ read_cb(redisAsyncContext *ac, void *r, void *privdata)
         ev_timer_start(w->loop, &w->read_retry);
         return;
     }
+
+    if (w->nogroup > 1) {
+        log_notice("%s: the consumer group is back, reading again", w->name);
+    }
+    w->nogroup = 0;
 
     entries = NULL;
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1
@@ -2587,6 +2640,7 @@ connected(offload_redis_conn_t *rc)
 
     w->in_history = 1;
     strcpy(w->history_id, "0");
+    w->nogroup = 0;
 
     completions_resend(w);
 
