@@ -77,6 +77,10 @@
 #define STAGE_WINDOW      2         /* slice commands in flight */
 #define STAGE_TRIES       3
 #define KEEP_BUFFER_MAX   (4 << 20) /* bigger completion buffers are freed */
+#define RESEND_MIN_S      0.1       /* a command Redis refused is sent */
+#define RESEND_MAX_S      2.0       /* again after this, doubling */
+#define REFUSED_TRIES     5         /* refused but not for want of memory
+                                       (a script error): given up after */
 
 #define JSON_OUT_FLAGS    (JSON_COMPACT | JSON_ENCODE_ANY)
 
@@ -123,6 +127,10 @@ typedef struct completion_s {
     char                 *staged_body;  /* a staged result's body, taken
                                            from its job, not copied */
     int                   eval;         /* NOSCRIPT: sent again by EVAL */
+    int                   tries;        /* refused by Redis so far */
+    int                   resent;       /* in flight from the lost list */
+    int                   last_resort;  /* the error answer made instead
+                                           of a result Redis refused */
     char                  shape[3];
     const char           *arg[C_ARGS];
     size_t                arglen[C_ARGS];
@@ -225,6 +233,13 @@ struct offload_worker_s {
                                                    not run), sent again
                                                    after the reconnect */
     completion_t                *lost_tail;
+    ev_timer                     resend;        /* sends again what Redis
+                                                   refused, backing off */
+    double                       resend_delay;
+    int                          refusing;      /* an episode: logged once */
+    int                          last_resort;   /* for complete() */
+    unsigned                     resending;     /* sent again, unanswered */
+    int                          reading;       /* an XREADGROUP is out */
     completion_t                *ready;         /* to send, in order */
     completion_t                *ready_tail;
     unsigned                     nready;
@@ -246,6 +261,9 @@ static int gate_start(offload_worker_t *w, batch_entry_t *e,
     const offload_entry_t *job, int eval);
 static int send_completion(offload_worker_t *w, completion_t *c);
 static void flush_completions(offload_worker_t *w);
+static void complete_error(offload_worker_t *w, const offload_str_t *entry_id,
+    const offload_str_t *job_id, const offload_str_t *reply, int status,
+    int64_t queue_us, const char *code, const char *message);
 static void stage_start(offload_worker_t *w, completion_t *c,
     const offload_str_t *job_id, size_t header_len, const char *body);
 static void stage_send(offload_worker_t *w);
@@ -516,13 +534,197 @@ completion_lost(offload_worker_t *w, completion_t *c)
 }
 
 
+/*
+ * 1 when Redis refuses a command for now and may take it later: out of
+ * memory (maxmemory reached under noeviction), a script running too long,
+ * its data still loading, a failed background save (MISCONF), too few
+ * replicas, a cluster slot not served now.  The rest (a script error, a
+ * key of another type, an ACL) does not pass by itself.
+ */
+static int
+refusal_passes(const char *err)
+{
+    size_t              i, n;
+    static const char  *passing[] = {
+        "OOM", "BUSY", "LOADING", "MISCONF", "MASTERDOWN", "NOREPLICAS",
+        "TRYAGAIN", "CLUSTERDOWN", "READONLY"
+    };
+
+    for (i = 0; i < sizeof(passing) / sizeof(passing[0]); i++) {
+        n = strlen(passing[i]);
+
+        if (strncmp(err, passing[i], n) == 0
+            && (err[n] == ' ' || err[n] == '\0'))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * Redis refused a command that settles an entry (a completion, a dead
+ * letter, a retry): it is kept and sent again by the resend timer,
+ * RESEND_MIN_S after the first refusal, twice as long after each try, at
+ * most RESEND_MAX_S apart.  Meanwhile the worker reads no new job (its
+ * results would only be refused too).  The episode is logged when it
+ * starts and when it ends (settled()), not at every try.
+ */
+static void
+refused(offload_worker_t *w)
+{
+    if (!w->refusing) {
+        log_error("%s: kept and sent again, every %g s at most, until redis "
+                  "takes it; no new job is read meanwhile", w->name,
+                  RESEND_MAX_S);
+        w->refusing = 1;
+        w->resend_delay = RESEND_MIN_S;
+    }
+
+    if (!ev_is_active(&w->resend)) {
+        ev_timer_set(&w->resend, w->resend_delay, 0.0);
+        ev_timer_start(w->loop, &w->resend);
+        w->resend_delay *= 2;
+        if (w->resend_delay > RESEND_MAX_S) {
+            w->resend_delay = RESEND_MAX_S;
+        }
+    }
+}
+
+
+/* Nothing refused is held any more: the episode ends, the worker reads
+ * again (unless a read is out or due already). */
+static void
+settled(offload_worker_t *w)
+{
+    if (w->lost != NULL || w->resending > 0) {
+        return;
+    }
+
+    ev_timer_stop(w->loop, &w->resend);
+
+    if (w->refusing) {
+        log_notice("%s: redis takes what it refused again", w->name);
+        w->refusing = 0;
+    }
+
+    if (w->conn.ready && !w->reading && !ev_is_active(&w->read_retry)) {
+        resume(w);
+    }
+}
+
+
+/*
+ * A completion Redis keeps refusing for a reason that does not pass by
+ * itself: its client is answered an error instead (500 result_not_stored),
+ * as for a big result that could not be staged.  Should that be refused
+ * too, the entry is left pending (read again when this worker reconnects
+ * or restarts) rather than tried for ever.
+ */
+static void
+completion_give_up(offload_worker_t *w, completion_t *c, const char *err)
+{
+    int            plen;
+    char           message[200], prefix[KEY_ROOM], ttl[24];
+    const char    *q = w->queue->name;
+    offload_str_t  entry_id, job_id, reply;
+
+    if (c->last_resort) {
+        log_error("%s: entry %.*s: redis refused its error answer too "
+                  "(%s): given up, the entry stays pending and runs again "
+                  "when this worker reconnects or restarts", w->name,
+                  (int) c->arglen[C_ENTRY], c->arg[C_ENTRY], err);
+        completion_put(w, c);
+        return;
+    }
+
+    log_error("%s: entry %.*s: redis refused its completion %d times (%s): "
+              "answering an error instead", w->name,
+              (int) c->arglen[C_ENTRY], c->arg[C_ENTRY], c->tries, err);
+
+    /* the job id: the result key's end */
+    plen = offload_result_key(prefix, sizeof(prefix), q, strlen(q), "", 0);
+    if (plen < 0 || c->arglen[C_RESULT_KEY] <= (size_t) plen) {
+        completion_put(w, c);
+        return;
+    }
+
+    entry_id.data = c->arg[C_ENTRY];
+    entry_id.len = c->arglen[C_ENTRY];
+    job_id.data = c->arg[C_RESULT_KEY] + plen;
+    job_id.len = c->arglen[C_RESULT_KEY] - (size_t) plen;
+    reply.data = c->arg[C_CHANNEL];
+    reply.len = c->arglen[C_CHANNEL];
+    snprintf(message, sizeof(message), "the result could not be stored in "
+             "Redis: %.120s", err);
+    snprintf(ttl, sizeof(ttl), "%.*s", (int) c->arglen[C_REC_TTL],
+             c->arg[C_REC_TTL]);
+
+    /* the answer refers to c's buffer: c goes back after it is encoded */
+    w->body_keyed = c->arglen[C_BODY_KEY] > 0;
+    w->record_ttl_ms = strtoll(ttl, NULL, 10);
+    w->last_resort = 1;
+    complete_error(w, &entry_id, &job_id, &reply, 500, 0,
+                   "result_not_stored", message);
+    w->last_resort = 0;
+    w->record_ttl_ms = 0;
+    w->body_keyed = 0;
+    completion_put(w, c);
+}
+
+
+/*
+ * Redis answered a completion call with an error: the call is kept and
+ * sent again (refused()), as one whose reply the link lost.  An error that
+ * does not pass by itself splits the call into one per job, so that one
+ * job's fault holds no other, and ends each after REFUSED_TRIES.
+ */
+static void
+completion_refused(offload_worker_t *w, completion_t *c, const char *err)
+{
+    completion_t  *j, *next;
+
+    if (!w->refusing) {
+        log_error("%s: completing entry %.*s%s failed: %s", w->name,
+                  (int) c->arglen[C_ENTRY], c->arg[C_ENTRY],
+                  c->next != NULL ? " and the entries after it" : "", err);
+    }
+
+    c->tries++;
+
+    if (!refusal_passes(err)) {
+        if (c->next != NULL) {
+            for (j = c; j != NULL; j = next) {
+                next = j->next;
+                j->next = NULL;
+                j->tries = c->tries;
+                completion_lost(w, j);
+            }
+
+            refused(w);
+            return;
+        }
+
+        if (c->tries >= REFUSED_TRIES) {
+            completion_give_up(w, c, err);
+            return;
+        }
+    }
+
+    completion_lost(w, c);
+    refused(w);
+}
+
+
 static void
 completion_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
     completion_t      *c = privdata;
     offload_worker_t  *w = c->worker;
     redisReply        *reply = r;
-    int                staged = c == w->stage.c;
+    int                staged = c == w->stage.c, resent;
 
     (void) ac;
 
@@ -536,6 +738,12 @@ completion_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     w->in_flight--;
+
+    resent = c->resent;
+    if (resent) {
+        c->resent = 0;
+        w->resending--;
+    }
 
     if (staged) {
         if (reply == NULL) {
@@ -552,19 +760,18 @@ completion_cb(redisAsyncContext *ac, void *r, void *privdata)
 
         stage_end(w);
 
-    } else {
-        if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-            log_error("%s: completing entry %.*s%s failed: %s", w->name,
-                      (int) c->arglen[C_ENTRY], c->arg[C_ENTRY],
-                      c->next != NULL ? " and the entries after it" : "",
-                      reply->str);
-        }
+    } else if (reply == NULL) {
+        completion_lost(w, c);
 
-        if (reply == NULL) {
-            completion_lost(w, c);
-        } else {
-            completion_put_all(w, c);
-        }
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        completion_refused(w, c, reply->str);
+
+    } else {
+        completion_put_all(w, c);
+    }
+
+    if (resent) {
+        settled(w);
     }
 
     maybe_exit(w);
@@ -589,6 +796,24 @@ completions_resend(offload_worker_t *w)
         if (w->lost == NULL) {
             w->lost_tail = NULL;
         }
+
+        c->resent = 1;                  /* no read before its reply */
+        w->resending++;
+    }
+}
+
+
+/* Sends again what Redis refused (after a lost link, connected() does). */
+static void
+resend_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    offload_worker_t  *w = t->data;
+
+    (void) loop;
+    (void) revents;
+
+    if (w->conn.ready) {
+        completions_resend(w);
     }
 }
 
@@ -933,6 +1158,9 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
     c->shape[n] = '\0';
 
     c->eval = 0;
+    c->tries = 0;
+    c->resent = 0;
+    c->last_resort = w->last_resort;
     set_arg(c, C_RESULT_KEY, c->buf, (size_t) keylen);
     set_arg(c, C_BODY_KEY, c->buf + KEY_ROOM, (size_t) bodylen);
     set_arg(c, C_STAGE_KEY, c->buf + 2 * KEY_ROOM,
@@ -2443,6 +2671,8 @@ read_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     (void) ac;
 
+    w->reading = 0;
+
     if (reply == NULL) {
         return;                 /* disconnected: on_ready starts over */
     }
@@ -2525,6 +2755,13 @@ send_read(offload_worker_t *w)
         return;
     }
 
+    /* Redis refused completions (or their replies were lost): they are
+     * settled first, settled() reads again.  After a reconnect, so the
+     * history read finds their entries acked, not to be run again. */
+    if (w->lost != NULL || w->resending > 0) {
+        return;
+    }
+
     /* Drained: read nothing, look again soon.  The pending history is
      * still read: those jobs are already this worker's. */
     if (!w->in_history && offload_sb_paused(w->sb)) {
@@ -2563,7 +2800,10 @@ send_read(offload_worker_t *w)
            != REDIS_OK)
     {
         log_error("%s: cannot send XREADGROUP", w->name);
+        return;
     }
+
+    w->reading = 1;
 }
 
 
@@ -2660,6 +2900,8 @@ disconnected(offload_redis_conn_t *rc)
     offload_worker_t  *w = rc->data;
 
     ev_timer_stop(w->loop, &w->read_retry);
+    ev_timer_stop(w->loop, &w->resend);     /* connected() sends again */
+    w->reading = 0;
     batch_clear(w);
 
     /* not sent: sent after the reconnect, as those whose reply is lost */
@@ -2843,6 +3085,9 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     ev_timer_init(&w.read_retry, read_retry_cb, 1.0, 0.0);
     w.read_retry.data = &w;
 
+    ev_timer_init(&w.resend, resend_cb, RESEND_MIN_S, 0.0);
+    w.resend.data = &w;
+
     ev_idle_init(&w.work, work_cb);
     w.work.data = &w;
 
@@ -2865,6 +3110,7 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     /* Pending callbacks run now, with NULL replies. */
     offload_redis_conn_stop(&w.conn);
     ev_timer_stop(loop, &w.read_retry);
+    ev_timer_stop(loop, &w.resend);
     ev_prepare_stop(loop, &w.flush);
     ev_ref(loop);
     ev_prepare_stop(loop, &w.out);

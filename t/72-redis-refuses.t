@@ -1,0 +1,100 @@
+#!/usr/bin/perl
+# Redis refuses a worker's writes (maxmemory reached under noeviction, the
+# recommended policy) and takes them again later.
+#
+# 1. A job's completion is refused (OOM): the worker keeps it and sends it
+#    again, backing off, until Redis takes it.  Once memory is free the
+#    entry leaves the pending list, the result is stored and the waiting
+#    client is answered.  (Before: the completion was thrown away, the
+#    entry stayed pending, its idle time refreshed by every claim round, so
+#    nobody ran or answered it until the worker restarted.)
+# 2. The stream is deleted while Redis refuses XGROUP CREATE MKSTREAM: the
+#    worker retries with backoff and says so once.  (Before: 55,448 tries
+#    and twice as many log lines in about a second.)
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time);
+use OffloadTest;
+
+start_redis(args => [ '--maxmemory-policy', 'noeviction' ]);
+start_sidecar(conf => <<'CONF');
+queue echo { handler echo; workers 1; }
+CONF
+ok(start_jobs_nginx(server => 'offload_timeout 60s;'), 'stack ready');
+
+my $log = tmpdir() . '/sidecar.log';
+my $stream = 'offload:{echo}:jobs';
+
+# the worker's lines (the supervisor's registry logs each refused
+# heartbeat on its own)
+sub log_lines { scalar(() = slurp($log) =~ /worker echo:0:.*\n/g) }
+sub log_tail { my @l = split /\n/, slurp($log); join "\n", @l[$_[0] .. $#l] }
+sub log_count { my ($re) = @_; scalar(() = slurp($log) =~ /$re/g) }
+
+my $worker = worker_pids()->{echo}[0];
+ok($worker, "echo worker $worker");
+
+# ---- 1. a refused completion --------------------------------------------
+
+kill 'STOP', $worker;
+my $s = send_post('/jobs/echo', '{"n":"refused"}');
+ok(wait_until(sub { redis_cmd('XLEN', $stream) > 0 }, scaled(10),
+    'job in the stream'), 'the job is in the stream');
+my $job_id = stream_entries($stream)->[-1]{id};
+redis_cmd('CONFIG', 'SET', 'maxmemory', '1');
+kill 'CONT', $worker;
+
+ok(wait_until(sub { log_count(qr/completing entry \S+ .*OOM/) > 0 },
+    scaled(10), 'completion refused'), 'redis refused the completion')
+    or diag(slurp($log));
+like(slurp($log), qr/kept and sent again/, 'the worker keeps it');
+is(pending_jobs('echo'), 1, 'the entry is pending meanwhile');
+
+# a while refused: bounded tries, one line for the episode
+my $lines = log_lines();
+my $t0 = time;
+wait_until(sub { time - $t0 >= 1.5 }, 3, '1.5 s refused');
+my $more = log_lines() - $lines;
+cmp_ok($more, '<', 10, "$more worker log lines in 1.5 s of refusals")
+    or diag(log_tail($lines));
+
+redis_cmd('CONFIG', 'SET', 'maxmemory', '0');
+my $freed = time;
+ok(wait_until(sub { pending_jobs('echo') == 0 }, scaled(5),
+    'pending list empty'), 'the entry is acked once memory is free')
+    or diag(explain(redis_cmd('XPENDING', $stream, 'workers')));
+diag(sprintf 'completed %.2f s after memory was freed', time - $freed);
+ok(redis_cmd('EXISTS', "offload:{echo}:result:$job_id"),
+    "its result is stored (job $job_id)");
+my $a = read_answer($s, scaled(10));
+is($a->{status}, 200, 'the waiting client is answered 200');
+is($a->{json}{n}, 'refused', 'with its own result');
+like(slurp($log), qr/redis takes/i, 'the end of the episode is logged');
+
+my $r = post_json('/jobs/echo', { n => 'after' });
+is($r->{status}, 200, 'a later job is answered');
+
+# ---- 2. the consumer group cannot be made again -------------------------
+
+redis_cmd('CONFIG', 'SET', 'maxmemory', '1');
+redis_cmd('DEL', $stream);
+ok(wait_until(sub { log_count(qr/consumer group gone/) > 0 }, scaled(10),
+    'group gone'), 'the worker finds its group gone');
+$lines = log_lines();
+$t0 = time;
+wait_until(sub { time - $t0 >= 1 }, 2, '1 s');
+$more = log_lines() - $lines;
+cmp_ok($more, '<', 20, "$more worker log lines in 1 s without a group")
+    or diag(log_tail($lines));
+ok(alive('sidecar'), 'the sidecar runs');
+
+redis_cmd('CONFIG', 'SET', 'maxmemory', '0');
+ok(wait_until(sub { (post_json('/jobs/echo', { n => 'back' }, 5)->{status}
+    // 0) == 200 }, scaled(15), 'job after the group is back'),
+    'jobs run again once the group can be made');
+
+finish();
