@@ -274,6 +274,23 @@ static void body_element_cb(redisAsyncContext *ac, void *r,
     void *privdata);
 
 
+/*
+ * No memory to finish an entry (its body, its completion): as for a
+ * handler out of memory, the worker exits with its job busy in the
+ * scoreboard; the supervisor fails that attempt and a fresh worker reads
+ * the entry again with its history.  Carrying on would leave it pending
+ * under a live worker, which nobody claims.
+ */
+static void out_of_memory(offload_worker_t *w) __attribute__((noreturn));
+
+static void
+out_of_memory(offload_worker_t *w)
+{
+    w->sb->exit_reason = OFFLOAD_SB_EXIT_OUT_OF_MEMORY;
+    _exit(OFFLOAD_WORKER_EXIT_NOMEM);
+}
+
+
 /* A body read, a staging, a job's start or the batch's cancel check in
  * progress: the batch waits for it. */
 static int
@@ -1115,7 +1132,7 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
     if (c == NULL) {
         log_error("%s: out of memory completing entry %.*s", w->name,
                   (int) entry_id->len, entry_id->data);
-        return;
+        out_of_memory(w);
     }
 
     /* only the keys the job has: most have no body key, nor a result
@@ -1230,8 +1247,9 @@ complete_error(offload_worker_t *w, const offload_str_t *entry_id,
 
     text = error_json(code, message);
     if (text == NULL) {
-        log_error("%s: out of memory", w->name);
-        return;
+        log_error("%s: out of memory answering entry %.*s", w->name,
+                  (int) entry_id->len, entry_id->data);
+        out_of_memory(w);
     }
 
     memset(&res, 0, sizeof(res));
@@ -1937,8 +1955,7 @@ body_no_memory(offload_worker_t *w)
               b->job.id.data);
     offload_sb_job_start(w->sb, b->entry->id.data, b->entry->id.len,
                          &b->job, offload_mono_us());
-    w->sb->exit_reason = OFFLOAD_SB_EXIT_OUT_OF_MEMORY;
-    _exit(OFFLOAD_WORKER_EXIT_NOMEM);
+    out_of_memory(w);
 }
 
 
