@@ -136,6 +136,19 @@ typedef struct completion_s {
     size_t                arglen[C_ARGS];
 } completion_t;
 
+/* A command that settles an entry otherwise than by its completion (a
+ * dead letter, a retry, a bad job's move, an XACK), kept as formatted
+ * until its reply: one Redis refuses is sent again as completions are. */
+typedef struct held_s {
+    struct held_s        *next;
+    offload_worker_t     *worker;
+    char                 *cmd;
+    size_t                len;
+    int                   tries;        /* refused by Redis so far */
+    int                   resent;       /* in flight from the held list */
+    char                  name[16];     /* its first word */
+} held_t;
+
 /* A stream entry copied out of an XREADGROUP reply, waiting its turn. */
 typedef struct batch_entry_s {
     struct batch_entry_s  *next;
@@ -239,6 +252,9 @@ struct offload_worker_s {
     int                          refusing;      /* an episode: logged once */
     int                          last_resort;   /* for complete() */
     unsigned                     resending;     /* sent again, unanswered */
+    held_t                      *held;          /* tracked commands refused,
+                                                   to send again, in order */
+    held_t                      *held_tail;
     int                          reading;       /* an XREADGROUP is out */
     completion_t                *ready;         /* to send, in order */
     completion_t                *ready_tail;
@@ -272,6 +288,9 @@ static void stage_restart(offload_worker_t *w);
 static void stage_end(offload_worker_t *w);
 static void body_element_cb(redisAsyncContext *ac, void *r,
     void *privdata);
+static int refusal_passes(const char *err);
+static void refused(offload_worker_t *w);
+static void settled(offload_worker_t *w);
 
 
 /*
@@ -309,7 +328,7 @@ maybe_exit(offload_worker_t *w)
     }
 
     if (w->stopping && w->in_flight == 0 && w->batch == NULL && !moving(w)
-        && w->lost == NULL)
+        && w->lost == NULL && w->held == NULL)
     {
         ev_break(w->loop, EVBREAK_ALL);
     }
@@ -385,32 +404,155 @@ job_done(offload_worker_t *w, int ok, int64_t run_us)
 }
 
 
-/* Replies to commands the worker must see answered before it exits. */
+static void
+held_free(held_t *h)
+{
+    redisFreeCommand(h->cmd);
+    free(h);
+}
+
+
+/* Forgets the tracked commands refused: their entries are read again with
+ * the history (after a reconnect), or by the next worker. */
+static void
+held_clear(offload_worker_t *w)
+{
+    held_t  *h;
+
+    while ((h = w->held) != NULL) {
+        w->held = h->next;
+        held_free(h);
+    }
+
+    w->held_tail = NULL;
+}
+
+
+/*
+ * Replies to commands the worker must see answered before it exits.  One
+ * Redis refuses is kept and sent again (refused()); one that cannot pass
+ * by itself (a script error) is given up after REFUSED_TRIES, its entry
+ * left pending (read again when this worker reconnects or restarts).  A
+ * lost link leaves the entry pending too: it is read again with the
+ * history after the reconnect.
+ */
 static void
 tracked_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
-    offload_worker_t  *w = privdata;
+    held_t            *h = privdata;
+    offload_worker_t  *w = h->worker;
     redisReply        *reply = r;
+    int                resent = h->resent;
 
     (void) ac;
 
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-        log_error("%s: redis error: %s", w->name, reply->str);
+    w->in_flight--;
+
+    if (resent) {
+        h->resent = 0;
+        w->resending--;
     }
 
-    w->in_flight--;
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR) {
+        held_free(h);
+
+    } else {
+        if (!w->refusing) {
+            log_error("%s: redis refused a %s: %s", w->name, h->name,
+                      reply->str);
+        }
+
+        if (!refusal_passes(reply->str) && ++h->tries >= REFUSED_TRIES) {
+            log_error("%s: redis refused a %s %d times (%s): given up, its "
+                      "entry stays pending and is read again when this "
+                      "worker reconnects or restarts", w->name, h->name,
+                      h->tries, reply->str);
+            held_free(h);
+
+        } else {
+            h->next = NULL;
+            if (w->held_tail != NULL) {
+                w->held_tail->next = h;
+            } else {
+                w->held = h;
+            }
+            w->held_tail = h;
+            refused(w);
+        }
+    }
+
+    if (resent) {
+        settled(w);
+    }
+
     maybe_exit(w);
 }
 
 
-static void
-send_tracked(offload_worker_t *w, int argc, const char **argv,
-    const size_t *argvlen)
+static int
+held_send(offload_worker_t *w, held_t *h)
 {
-    if (offload_redis_command_argv(&w->conn, tracked_cb, w, argc, argv, argvlen)
-        == REDIS_OK)
+    if (offload_redis_command_formatted(&w->conn, tracked_cb, h, h->name,
+                                        h->cmd, h->len)
+        != REDIS_OK)
     {
-        w->in_flight++;
+        return REDIS_ERR;
+    }
+
+    w->in_flight++;
+    return REDIS_OK;
+}
+
+
+/* Sends a tracked command (offload_redis_send_pt): not sent (no link),
+ * its entry stays pending and is read again with the history. */
+static int
+send_tracked(void *data, int argc, const char **argv, const size_t *argvlen)
+{
+    int                len;
+    held_t            *h;
+    offload_worker_t  *w = data;
+
+    h = calloc(1, sizeof(held_t));
+    len = h != NULL ? redisFormatCommandArgv(&h->cmd, argc, argv, argvlen)
+                    : -1;
+    if (len < 0) {
+        log_error("%s: out of memory sending a %s", w->name, argv[0]);
+        out_of_memory(w);
+    }
+
+    h->worker = w;
+    h->len = (size_t) len;
+    snprintf(h->name, sizeof(h->name), "%.*s",
+             (int) (argvlen != NULL ? argvlen[0] : strlen(argv[0])), argv[0]);
+
+    if (held_send(w, h) != REDIS_OK) {
+        held_free(h);
+        return REDIS_ERR;
+    }
+
+    return REDIS_OK;
+}
+
+
+/* Sends again the tracked commands Redis refused, in their order. */
+static void
+held_resend(offload_worker_t *w)
+{
+    held_t  *h;
+
+    while ((h = w->held) != NULL) {
+        if (held_send(w, h) != REDIS_OK) {
+            return;
+        }
+
+        w->held = h->next;
+        if (w->held == NULL) {
+            w->held_tail = NULL;
+        }
+
+        h->resent = 1;
+        w->resending++;
     }
 }
 
@@ -616,7 +758,7 @@ refused(offload_worker_t *w)
 static void
 settled(offload_worker_t *w)
 {
-    if (w->lost != NULL || w->resending > 0) {
+    if (w->lost != NULL || w->held != NULL || w->resending > 0) {
         return;
     }
 
@@ -831,6 +973,7 @@ resend_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
     if (w->conn.ready) {
         completions_resend(w);
+        held_resend(w);
     }
 }
 
@@ -1560,12 +1703,8 @@ bad_entry(offload_worker_t *w, const offload_str_t *entry_id,
     log_warn("%s: bad job in entry %.*s: %s: dead-lettered", w->name,
              (int) entry_id->len, entry_id->data, why);
 
-    if (offload_bad_job(&w->conn, w->queue->name, entry_id, fields, nfields,
-                        why, tracked_cb, w)
-        == REDIS_OK)
-    {
-        w->in_flight++;
-    }
+    offload_bad_job(send_tracked, w, w->queue->name, entry_id, fields,
+                    nfields, why);
 
     /* Someone may still wait for it: answered after it is dead-lettered
      * (the completion's XACK and XDEL then find nothing left to do).
@@ -1644,13 +1783,9 @@ dead_letter(offload_worker_t *w, const batch_entry_t *be,
                w->queue->max_attempts);
 
     rc = 0;
-    if (offload_retry_dead(&w->conn, w->queue->name, &be->id, be->fields,
-                           be->nfields, entry, result, hlen + tlen, w->ttl,
-                           report, tracked_cb, w)
-        == REDIS_OK)
-    {
-        w->in_flight++;
-    }
+    offload_retry_dead(send_tracked, w, w->queue->name, &be->id, be->fields,
+                       be->nfields, entry, result, hlen + tlen, w->ttl,
+                       report);
 
 done:
 
@@ -1708,12 +1843,7 @@ retry_later(offload_worker_t *w, const batch_entry_t *be,
                entry->id.data, w->job.code, w->job.message, next.attempt,
                q->max_attempts, (long long) due, (long long) delay);
 
-    if (offload_retry_later(&w->conn, q->name, &be->id, &next, due,
-                            tracked_cb, w)
-        == REDIS_OK)
-    {
-        w->in_flight++;
-    }
+    offload_retry_later(send_tracked, w, q->name, &be->id, &next, due);
 
     w->sb->jobs_retried++;
     return 0;
@@ -2775,7 +2905,7 @@ send_read(offload_worker_t *w)
     /* Redis refused completions (or their replies were lost): they are
      * settled first, settled() reads again.  After a reconnect, so the
      * history read finds their entries acked, not to be run again. */
-    if (w->lost != NULL || w->resending > 0) {
+    if (w->lost != NULL || w->held != NULL || w->resending > 0) {
         return;
     }
 
@@ -2920,6 +3050,7 @@ disconnected(offload_redis_conn_t *rc)
     ev_timer_stop(w->loop, &w->resend);     /* connected() sends again */
     w->reading = 0;
     batch_clear(w);
+    held_clear(w);              /* their entries: read with the history */
 
     /* not sent: sent after the reconnect, as those whose reply is lost */
     if (w->ready != NULL) {
@@ -3132,6 +3263,7 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     ev_ref(loop);
     ev_prepare_stop(loop, &w.out);
     batch_clear(&w);
+    held_clear(&w);
     completion_put_all(&w, w.ready);
     free(w.body.buf);
     free(w.body.entry);
