@@ -8,7 +8,11 @@
 #    client is answered.  (Before: the completion was thrown away, the
 #    entry stayed pending, its idle time refreshed by every claim round, so
 #    nobody ran or answered it until the worker restarted.)
-# 2. The stream is deleted while Redis refuses XGROUP CREATE MKSTREAM: the
+# 2. The same for a job failed for now: the command that moves it to the
+#    retry set is refused (BUSY: a script ran too long), kept, and sent
+#    again; the job's next attempt answers its client.  (Before: pending
+#    for good, as in 1.)
+# 3. The stream is deleted while Redis refuses XGROUP CREATE MKSTREAM: the
 #    worker retries with backoff and says so once.  (Before: 55,448 tries
 #    and twice as many log lines in about a second.)
 
@@ -17,12 +21,15 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use IO::Socket::INET;
 use Time::HiRes qw(time);
 use OffloadTest;
 
 start_redis(args => [ '--maxmemory-policy', 'noeviction' ]);
 start_sidecar(conf => <<'CONF');
+fault_handlers on;
 queue echo { handler echo; workers 1; }
+queue flaky { handler fail_until; max_attempts 3; retry_backoff 100ms 100ms; }
 CONF
 ok(start_jobs_nginx(server => 'offload_timeout 60s;'), 'stack ready');
 
@@ -33,6 +40,11 @@ my $stream = 'offload:{echo}:jobs';
 # heartbeat on its own)
 sub log_lines { scalar(() = slurp($log) =~ /worker echo:0:.*\n/g) }
 sub log_tail { my @l = split /\n/, slurp($log); join "\n", @l[$_[0] .. $#l] }
+# entries pending in a queue's group; -1 when Redis does not say (BUSY)
+sub pending {
+    my $p = redis_cmd('XPENDING', "offload:{$_[0]}:jobs", 'workers');
+    return ref $p eq 'ARRAY' ? $p->[0] : -1;
+}
 sub log_count { my ($re) = @_; scalar(() = slurp($log) =~ /$re/g) }
 
 my $worker = worker_pids()->{echo}[0];
@@ -52,7 +64,7 @@ ok(wait_until(sub { log_count(qr/completing entry \S+ .*OOM/) > 0 },
     scaled(10), 'completion refused'), 'redis refused the completion')
     or diag(slurp($log));
 like(slurp($log), qr/kept and sent again/, 'the worker keeps it');
-is(pending_jobs('echo'), 1, 'the entry is pending meanwhile');
+is(pending('echo'), 1, 'the entry is pending meanwhile');
 
 # a while refused: bounded tries, one line for the episode
 my $lines = log_lines();
@@ -64,7 +76,7 @@ cmp_ok($more, '<', 10, "$more worker log lines in 1.5 s of refusals")
 
 redis_cmd('CONFIG', 'SET', 'maxmemory', '0');
 my $freed = time;
-ok(wait_until(sub { pending_jobs('echo') == 0 }, scaled(5),
+ok(wait_until(sub { pending('echo') == 0 }, scaled(5),
     'pending list empty'), 'the entry is acked once memory is free')
     or diag(explain(redis_cmd('XPENDING', $stream, 'workers')));
 diag(sprintf 'completed %.2f s after memory was freed', time - $freed);
@@ -78,7 +90,44 @@ like(slurp($log), qr/redis takes/i, 'the end of the episode is logged');
 my $r = post_json('/jobs/echo', { n => 'after' });
 is($r->{status}, 200, 'a later job is answered');
 
-# ---- 2. the consumer group cannot be made again -------------------------
+# ---- 2. a refused retry -------------------------------------------------
+
+# Scripts that ack first write on under maxmemory (Redis lets a script
+# that has written finish): the retry set's script is refused when
+# another script runs too long (BUSY), stopped here by SCRIPT KILL.
+my $flaky = worker_pids()->{flaky}[0];
+kill 'STOP', $flaky;
+$s = send_post('/jobs/flaky', '{"attempt_ok":2}');
+ok(wait_until(sub { redis_cmd('XLEN', 'offload:{flaky}:jobs') > 0 },
+    scaled(10), 'flaky job in the stream'), 'a job that fails once is queued');
+my $flaky_id = stream_entries('offload:{flaky}:jobs')->[-1]{id};
+redis_cmd('CONFIG', 'SET', 'busy-reply-threshold', '100');
+my $busy = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+    PeerPort => redis_port(), Proto => 'tcp') or die "connect: $!";
+my $spin = "local t = redis.call('TIME')[1] + 30 "
+    . "while tonumber(redis.call('TIME')[1]) < tonumber(t) do end return 1";
+print $busy "*3\r\n\$4\r\nEVAL\r\n\$" . length($spin) . "\r\n$spin\r\n"
+    . "\$1\r\n0\r\n";
+ok(wait_until(sub { my $r = eval { redis_cmd('PING') };
+    ref $r && ($r->{error} // '') =~ /^BUSY/ }, scaled(5), 'redis busy'),
+    'redis answers BUSY');
+kill 'CONT', $flaky;
+ok(wait_until(sub { log_count(qr/worker\ flaky:0:\ redis\ refused\ a\ command
+    \ \(EVAL\):\ BUSY/x) > 0 }, scaled(10), 'retry refused'),
+    'redis refused moving the failed job to the retry set');
+$t0 = time;
+wait_until(sub { time - $t0 >= 0.5 }, 1, 'refused a while');
+redis_cmd('SCRIPT', 'KILL');
+close $busy;
+ok(wait_until(sub { pending('flaky') == 0 }, scaled(5),
+    'flaky pending list empty'), 'the entry leaves the pending list');
+$a = read_answer($s, scaled(10));
+is($a->{status}, 200, 'the client is answered by the next attempt')
+    or diag(explain $a);
+is($a->{json}{attempt}, 2, 'attempt 2');
+redis_cmd('CONFIG', 'SET', 'busy-reply-threshold', '5000');
+
+# ---- 3. the consumer group cannot be made again -------------------------
 
 redis_cmd('CONFIG', 'SET', 'maxmemory', '1');
 redis_cmd('DEL', $stream);

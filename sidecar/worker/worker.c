@@ -458,15 +458,15 @@ tracked_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     } else {
         if (!w->refusing) {
-            log_error("%s: redis refused a %s: %s", w->name, h->name,
-                      reply->str);
+            log_error("%s: redis refused a command (%s): %s", w->name,
+                      h->name, reply->str);
         }
 
         if (!refusal_passes(reply->str) && ++h->tries >= REFUSED_TRIES) {
-            log_error("%s: redis refused a %s %d times (%s): given up, its "
-                      "entry stays pending and is read again when this "
-                      "worker reconnects or restarts", w->name, h->name,
-                      h->tries, reply->str);
+            log_error("%s: redis refused a command (%s) %d times (%s): "
+                      "given up, its entry stays pending and is read again "
+                      "when this worker reconnects or restarts", w->name,
+                      h->name, h->tries, reply->str);
             held_free(h);
 
         } else {
