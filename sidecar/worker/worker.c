@@ -36,6 +36,14 @@
  * history), restarts a staging from its first slice and sends again the
  * completions whose reply it lost (a redirection: not run), before the
  * history is read, which so does not run those jobs again.
+ *
+ * What Redis refuses (maxmemory under noeviction, BUSY...) is not dropped:
+ * a completion answered with an error is kept with the lost ones, a dead
+ * letter, retry or bad-job move (tracked commands) in their formatted
+ * text, and both are sent again by the resend timer, backing off, while
+ * the worker reads nothing new (refused(), settled()).  Thrown away, its
+ * entry would stay pending under a live worker, whose claim refreshes
+ * keep every other node from taking it.
  */
 
 #include <errno.h>
