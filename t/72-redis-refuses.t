@@ -12,7 +12,11 @@
 #    retry set is refused (BUSY: a script ran too long), kept, and sent
 #    again; the job's next attempt answers its client.  (Before: pending
 #    for good, as in 1.)
-# 3. The stream is deleted while Redis refuses XGROUP CREATE MKSTREAM: the
+# 3. A refusal that does not pass by itself (a script error: the job's
+#    record is not a hash): tried 5 times, then an error answer tried 5
+#    times, then the entry is dead-lettered: no longer pending, listed
+#    with the refusal in its report.  (Before: pending for good.)
+# 4. The stream is deleted while Redis refuses XGROUP CREATE MKSTREAM: the
 #    worker retries with backoff and says so once.  (Before: 55,448 tries
 #    and twice as many log lines in about a second.)
 
@@ -31,7 +35,10 @@ fault_handlers on;
 queue echo { handler echo; workers 1; }
 queue flaky { handler fail_until; max_attempts 3; retry_backoff 100ms 100ms; }
 CONF
-ok(start_jobs_nginx(server => 'offload_timeout 60s;'), 'stack ready');
+ok(start_jobs_nginx(server => <<'NGX'), 'stack ready');
+    offload_timeout 60s;
+    location ~ ^/async/([^/]+)$ { offload_pass $1; offload_mode async; }
+NGX
 
 my $log = tmpdir() . '/sidecar.log';
 my $stream = 'offload:{echo}:jobs';
@@ -85,7 +92,8 @@ ok(redis_cmd('EXISTS', "offload:{echo}:result:$job_id"),
 my $a = read_answer($s, scaled(10));
 is($a->{status}, 200, 'the waiting client is answered 200');
 is($a->{json}{n}, 'refused', 'with its own result');
-like(slurp($log), qr/redis takes/i, 'the end of the episode is logged');
+like(slurp($log), qr/nothing refused is held any more/,
+    'the end of the episode is logged');
 
 my $r = post_json('/jobs/echo', { n => 'after' });
 is($r->{status}, 200, 'a later job is answered');
@@ -127,7 +135,32 @@ is($a->{status}, 200, 'the client is answered by the next attempt')
 is($a->{json}{attempt}, 2, 'attempt 2');
 redis_cmd('CONFIG', 'SET', 'busy-reply-threshold', '5000');
 
-# ---- 3. the consumer group cannot be made again -------------------------
+# ---- 3. a refusal that does not pass -----------------------------------
+
+kill 'STOP', $worker;
+$r = post_json('/async/echo', { n => 'doomed' });
+is($r->{status}, 202, 'an async job is accepted');
+my $doomed = $r->{headers}{'x-offload-job-id'};
+my $entry = (grep { ($_->{id} // '') eq $doomed }
+    @{ stream_entries($stream) })[0];
+ok($entry, "job $doomed in the stream");
+redis_cmd('SET', record_key($doomed), 'not a hash');
+kill 'CONT', $worker;
+ok(wait_until(sub { pending('echo') == 0 }, scaled(40), 'doomed settled'),
+    'the entry leaves the pending list');
+my @dead = grep { ($_->{id} // '') eq $doomed }
+    @{ stream_entries('offload:{echo}:dead') };
+is(scalar @dead, 1, 'it is dead-lettered');
+like($dead[0]{report} // '', qr/could not be stored in Redis: WRONGTYPE/,
+    'its report says why');
+like(slurp($log), qr/refused its completion 5 times.*answering an error/s,
+    'the log says the completion was given up');
+like(slurp($log), qr/refused its error answer too.*dead-lettered/,
+    'and the error answer, and the dead letter');
+$r = post_json('/jobs/echo', { n => 'after doomed' });
+is($r->{status}, 200, 'the worker answers later jobs');
+
+# ---- 4. the consumer group cannot be made again -------------------------
 
 redis_cmd('CONFIG', 'SET', 'maxmemory', '1');
 redis_cmd('DEL', $stream);

@@ -773,7 +773,8 @@ settled(offload_worker_t *w)
     ev_timer_stop(w->loop, &w->resend);
 
     if (w->refusing) {
-        log_notice("%s: redis takes what it refused again", w->name);
+        log_notice("%s: nothing refused is held any more: reading again",
+                   w->name);
         w->refusing = 0;
     }
 
@@ -787,8 +788,10 @@ settled(offload_worker_t *w)
  * A completion Redis keeps refusing for a reason that does not pass by
  * itself: its client is answered an error instead (500 result_not_stored),
  * as for a big result that could not be staged.  Should that be refused
- * too, the entry is left pending (read again when this worker reconnects
- * or restarts) rather than tried for ever.
+ * too, the entry goes to the dead-letter stream (reason bad_job, the
+ * refusal in its report; the bad-job script touches neither result,
+ * record nor channel), where `offloadctl dead` shows it, rather than be
+ * tried for ever or left pending.
  */
 static void
 completion_give_up(offload_worker_t *w, completion_t *c, const char *err)
@@ -800,9 +803,13 @@ completion_give_up(offload_worker_t *w, completion_t *c, const char *err)
 
     if (c->last_resort) {
         log_error("%s: entry %.*s: redis refused its error answer too "
-                  "(%s): given up, the entry stays pending and runs again "
-                  "when this worker reconnects or restarts", w->name,
-                  (int) c->arglen[C_ENTRY], c->arg[C_ENTRY], err);
+                  "(%s): dead-lettered", w->name, (int) c->arglen[C_ENTRY],
+                  c->arg[C_ENTRY], err);
+        entry_id.data = c->arg[C_ENTRY];
+        entry_id.len = c->arglen[C_ENTRY];
+        snprintf(message, sizeof(message), "its result could not be "
+                 "stored in Redis: %.120s", err);
+        offload_bad_job(send_tracked, w, q, &entry_id, NULL, 0, message);
         completion_put(w, c);
         return;
     }
@@ -2914,6 +2921,11 @@ send_read(offload_worker_t *w)
      * settled first, settled() reads again.  After a reconnect, so the
      * history read finds their entries acked, not to be run again. */
     if (w->lost != NULL || w->held != NULL || w->resending > 0) {
+        if (w->resending == 0 && !ev_is_active(&w->resend)) {
+            /* kept without a refusal (a send that failed): not for good */
+            ev_timer_set(&w->resend, RESEND_MIN_S, 0.0);
+            ev_timer_start(w->loop, &w->resend);
+        }
         return;
     }
 
