@@ -2917,9 +2917,10 @@ send_read(offload_worker_t *w)
         return;
     }
 
-    /* Redis refused completions (or their replies were lost): they are
-     * settled first, settled() reads again.  After a reconnect, so the
-     * history read finds their entries acked, not to be run again. */
+    /* Redis refused completions or tracked commands (or a completion's
+     * reply was lost): they are settled first, settled() reads again.
+     * After a reconnect, so the history read finds their entries acked,
+     * not to be run again. */
     if (w->lost != NULL || w->held != NULL || w->resending > 0) {
         if (w->resending == 0 && !ev_is_active(&w->resend)) {
             /* kept without a refusal (a send that failed): not for good */
