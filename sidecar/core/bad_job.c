@@ -52,9 +52,9 @@ body_key(char *buf, size_t size, const char *queue,
 
 
 int
-offload_bad_job(offload_redis_conn_t *conn, const char *queue,
-    const offload_str_t *entry_id, const offload_str_t *fields,
-    size_t nfields, const char *why, redisCallbackFn *fn, void *privdata)
+offload_bad_job(offload_redis_send_pt send, void *data,
+    const char *queue, const offload_str_t *entry_id,
+    const offload_str_t *fields, size_t nfields, const char *why)
 {
     int          rc, i, argc = 0;
     char         stream[OFFLOAD_KEY_MAX], dead[OFFLOAD_KEY_MAX];
@@ -106,7 +106,7 @@ offload_bad_job(offload_redis_conn_t *conn, const char *queue,
     argv[argc - 4] = entry_id->data;
     argvlen[argc - 4] = entry_id->len;
 
-    rc = offload_redis_command_argv(conn, fn, privdata, argc, argv, argvlen);
+    rc = send(data, argc, argv, argvlen);
     free(report);
 
     return rc;

@@ -1063,6 +1063,31 @@ offload_redis_command_argv(offload_redis_conn_t *rc, redisCallbackFn *fn,
 }
 
 
+int
+offload_redis_command_formatted(offload_redis_conn_t *rc, redisCallbackFn *fn,
+    void *privdata, const char *name, const char *cmd, size_t len)
+{
+    offload_redis_cmd_t  *c;
+
+    if (rc->ac == NULL
+        || (c = cmd_get(rc, fn, privdata, 0, name, strlen(name))) == NULL)
+    {
+        return REDIS_ERR;
+    }
+
+    return cmd_sent(rc, c, redisAsyncFormattedCommand(rc->ac, reply_cb, c,
+                                                      cmd, len));
+}
+
+
+int
+offload_redis_send_plain(void *conn, int argc, const char **argv,
+    const size_t *argvlen)
+{
+    return offload_redis_command_argv(conn, NULL, NULL, argc, argv, argvlen);
+}
+
+
 /* Frees the context and reconnects: from disconnect_cb for a connection
  * that was up (its pending callbacks run with NULL replies first), at once
  * for one still connecting (hiredis calls no disconnect callback then). */

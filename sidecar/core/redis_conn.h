@@ -115,6 +115,21 @@ int offload_redis_command_block(offload_redis_conn_t *rc, int block_ms,
     redisCallbackFn *fn, void *privdata, int argc, const char **argv,
     const size_t *argvlen);
 
+/* A command sent as the formatted text cmd (redisFormatCommandArgv's),
+ * name its first word: one kept to be sent again as it was. */
+int offload_redis_command_formatted(offload_redis_conn_t *rc,
+    redisCallbackFn *fn, void *privdata, const char *name, const char *cmd,
+    size_t len);
+
+/* Sends a command made by another module (bad_job.c, retry.c) on the
+ * caller's terms: offload_redis_send_plain sends it on the connection
+ * data, with no callback; a worker keeps it to send it again if Redis
+ * refuses it.  Returns REDIS_OK or REDIS_ERR. */
+typedef int (*offload_redis_send_pt)(void *data, int argc, const char **argv,
+    const size_t *argvlen);
+int offload_redis_send_plain(void *conn, int argc, const char **argv,
+    const size_t *argvlen);
+
 /* Stops reconnecting and frees the context: pending callbacks run with a
  * NULL reply.  on_lost is not called. */
 void offload_redis_conn_stop(offload_redis_conn_t *rc);

@@ -49,9 +49,9 @@ offload_retry_delay_ms(const offload_conf_queue_t *q, int attempt)
 
 
 int
-offload_retry_later(offload_redis_conn_t *conn, const char *queue,
-    const offload_str_t *entry_id, const offload_entry_t *next,
-    int64_t due_ms, redisCallbackFn *fn, void *privdata)
+offload_retry_later(offload_redis_send_pt send, void *data,
+    const char *queue, const offload_str_t *entry_id,
+    const offload_entry_t *next, int64_t due_ms)
 {
     int                     i, n, argc = 0;
     char                    stream[OFFLOAD_KEY_MAX], set[OFFLOAD_KEY_MAX];
@@ -100,17 +100,16 @@ offload_retry_later(offload_redis_conn_t *conn, const char *queue,
 #undef put
 #undef put_str
 
-    return offload_redis_command_argv(conn, fn, privdata, argc, argv,
-                                      argvlen);
+    return send(data, argc, argv, argvlen);
 }
 
 
 int
-offload_retry_dead(offload_redis_conn_t *conn, const char *queue,
-    const offload_str_t *entry_id, const offload_str_t *fields,
+offload_retry_dead(offload_redis_send_pt send, void *data,
+    const char *queue, const offload_str_t *entry_id,
+    const offload_str_t *fields,
     size_t nfields, const offload_entry_t *job, const char *result,
-    size_t result_len, const char *ttl, const char *report,
-    redisCallbackFn *fn, void *privdata)
+    size_t result_len, const char *ttl, const char *report)
 {
     int          rc, argc = 0;
     char         stream[OFFLOAD_KEY_MAX], key[OFFLOAD_KEY_MAX];
@@ -179,8 +178,7 @@ offload_retry_dead(offload_redis_conn_t *conn, const char *queue,
 #undef put
 #undef put_str
 
-    rc = offload_redis_command_argv(conn, fn, privdata, argc, argv,
-                                    argvlen);
+    rc = send(data, argc, argv, argvlen);
     free(argv);
     free(argvlen);
     return rc;

@@ -22,11 +22,11 @@ int64_t offload_retry_delay_ms(const offload_conf_queue_t *q, int attempt);
 
 /* Worker: moves the entry it ran to the queue's retry set as the job
  * `next` (its attempt already counted up), due at due_ms, with
- * offload_retry_later_script; fn as for offload_redis_command.  Returns
+ * offload_retry_later_script, sent by send(data, ...).  Returns
  * REDIS_OK or REDIS_ERR. */
-int offload_retry_later(offload_redis_conn_t *conn, const char *queue,
-    const offload_str_t *entry_id, const offload_entry_t *next,
-    int64_t due_ms, redisCallbackFn *fn, void *privdata);
+int offload_retry_later(offload_redis_send_pt send, void *data,
+    const char *queue, const offload_str_t *entry_id,
+    const offload_entry_t *next, int64_t due_ms);
 
 /* Worker: a job failed for now on its last attempt (max_attempts) goes to
  * its queue's dead-letter stream with offload_dead_script, as a job whose
@@ -34,13 +34,13 @@ int offload_retry_later(offload_redis_conn_t *conn, const char *queue,
  * "retries_exhausted", report (JSON: the handler's code, message and the
  * attempts made) and dead_at; the same step completes it with `result`
  * (the encoded failure answer) and keeps its body key for `offloadctl
- * retry`.  ttl is the result TTL in seconds.  fn as for
- * offload_redis_command.  Returns REDIS_OK or REDIS_ERR. */
-int offload_retry_dead(offload_redis_conn_t *conn, const char *queue,
-    const offload_str_t *entry_id, const offload_str_t *fields,
+ * retry`.  ttl is the result TTL in seconds.  Sent by send(data, ...).
+ * Returns REDIS_OK or REDIS_ERR. */
+int offload_retry_dead(offload_redis_send_pt send, void *data,
+    const char *queue, const offload_str_t *entry_id,
+    const offload_str_t *fields,
     size_t nfields, const offload_entry_t *job, const char *result,
-    size_t result_len, const char *ttl, const char *report,
-    redisCallbackFn *fn, void *privdata);
+    size_t result_len, const char *ttl, const char *report);
 
 /* Supervisor: every OFFLOAD_RETRY_ROUND_S, for each queue, moves the
  * retries due by now_ms from its retry set (retry_key) back to its stream

@@ -376,8 +376,8 @@ fail_fields(offload_redis_conn_t *conn, const offload_conf_t *conf,
         log_error("queue %s: entry %.*s held by a dead worker is not a job "
                   "(%s): dead-lettered", q->name, (int) entry_id->len,
                   entry_id->data, err);
-        offload_bad_job(conn, q->name, entry_id, fields, nfields, err, NULL,
-                        NULL);
+        offload_bad_job(offload_redis_send_plain, conn, q->name, entry_id,
+                        fields, nfields, err);
         return -1;
     }
 

@@ -36,6 +36,14 @@
  * history), restarts a staging from its first slice and sends again the
  * completions whose reply it lost (a redirection: not run), before the
  * history is read, which so does not run those jobs again.
+ *
+ * What Redis refuses (maxmemory under noeviction, BUSY...) is not dropped:
+ * a completion answered with an error is kept with the lost ones, a dead
+ * letter, retry or bad-job move (tracked commands) in their formatted
+ * text, and both are sent again by the resend timer, backing off, while
+ * the worker reads nothing new (refused(), settled()).  Thrown away, its
+ * entry would stay pending under a live worker, whose claim refreshes
+ * keep every other node from taking it.
  */
 
 #include <errno.h>
@@ -65,6 +73,8 @@
 #define QUOTE(n)          #n
 #define QUOTE_VALUE(n)    QUOTE(n)
 #define PAUSE_CHECK_S     0.1
+#define NOGROUP_RETRY_MIN_S 0.1     /* the group cannot be made again: */
+#define NOGROUP_RETRY_MAX_S 2.0     /* tries back off up to this */
 #define WORK_SLICE_US     1000
 #define COMPLETE_BATCH_MAX 32       /* jobs completed by one EVALSHA, */
 #define COMPLETE_BATCH_BYTES (256 << 10)    /* and results' bytes: no
@@ -75,6 +85,10 @@
 #define STAGE_WINDOW      2         /* slice commands in flight */
 #define STAGE_TRIES       3
 #define KEEP_BUFFER_MAX   (4 << 20) /* bigger completion buffers are freed */
+#define RESEND_MIN_S      0.1       /* a command Redis refused is sent */
+#define RESEND_MAX_S      2.0       /* again after this, doubling */
+#define REFUSED_TRIES     5         /* refused but not for want of memory
+                                       (a script error): given up after */
 
 #define JSON_OUT_FLAGS    (JSON_COMPACT | JSON_ENCODE_ANY)
 
@@ -121,10 +135,27 @@ typedef struct completion_s {
     char                 *staged_body;  /* a staged result's body, taken
                                            from its job, not copied */
     int                   eval;         /* NOSCRIPT: sent again by EVAL */
+    int                   tries;        /* refused by Redis so far */
+    int                   resent;       /* in flight from the lost list */
+    int                   last_resort;  /* the error answer made instead
+                                           of a result Redis refused */
     char                  shape[3];
     const char           *arg[C_ARGS];
     size_t                arglen[C_ARGS];
 } completion_t;
+
+/* A command that settles an entry otherwise than by its completion (a
+ * dead letter, a retry, a bad job's move, an XACK), kept as formatted
+ * until its reply: one Redis refuses is sent again as completions are. */
+typedef struct held_s {
+    struct held_s        *next;
+    offload_worker_t     *worker;
+    char                 *cmd;
+    size_t                len;
+    int                   tries;        /* refused by Redis so far */
+    int                   resent;       /* in flight from the held list */
+    char                  name[16];     /* its first word */
+} held_t;
 
 /* A stream entry copied out of an XREADGROUP reply, waiting its turn. */
 typedef struct batch_entry_s {
@@ -205,6 +236,8 @@ struct offload_worker_s {
     int                          role_refused;  /* this connection: logged,
                                                    not asked again */
     int                          jobs_run;      /* for max_jobs_per_worker */
+    int                          nogroup;       /* reads answered NOGROUP
+                                                   in a row */
 
     ev_idle                      work;          /* runs the batch */
     batch_entry_t               *batch;         /* taken, not yet run */
@@ -221,6 +254,16 @@ struct offload_worker_s {
                                                    not run), sent again
                                                    after the reconnect */
     completion_t                *lost_tail;
+    ev_timer                     resend;        /* sends again what Redis
+                                                   refused, backing off */
+    double                       resend_delay;
+    int                          refusing;      /* an episode: logged once */
+    int                          last_resort;   /* for complete() */
+    unsigned                     resending;     /* sent again, unanswered */
+    held_t                      *held;          /* tracked commands refused,
+                                                   to send again, in order */
+    held_t                      *held_tail;
+    int                          reading;       /* an XREADGROUP is out */
     completion_t                *ready;         /* to send, in order */
     completion_t                *ready_tail;
     unsigned                     nready;
@@ -242,6 +285,9 @@ static int gate_start(offload_worker_t *w, batch_entry_t *e,
     const offload_entry_t *job, int eval);
 static int send_completion(offload_worker_t *w, completion_t *c);
 static void flush_completions(offload_worker_t *w);
+static void complete_error(offload_worker_t *w, const offload_str_t *entry_id,
+    const offload_str_t *job_id, const offload_str_t *reply, int status,
+    int64_t queue_us, const char *code, const char *message);
 static void stage_start(offload_worker_t *w, completion_t *c,
     const offload_str_t *job_id, size_t header_len, const char *body);
 static void stage_send(offload_worker_t *w);
@@ -250,6 +296,26 @@ static void stage_restart(offload_worker_t *w);
 static void stage_end(offload_worker_t *w);
 static void body_element_cb(redisAsyncContext *ac, void *r,
     void *privdata);
+static int refusal_passes(const char *err);
+static void refused(offload_worker_t *w);
+static void settled(offload_worker_t *w);
+
+
+/*
+ * No memory to finish an entry (its body, its completion): as for a
+ * handler out of memory, the worker exits with its job busy in the
+ * scoreboard; the supervisor fails that attempt and a fresh worker reads
+ * the entry again with its history.  Carrying on would leave it pending
+ * under a live worker, which nobody claims.
+ */
+static void out_of_memory(offload_worker_t *w) __attribute__((noreturn));
+
+static void
+out_of_memory(offload_worker_t *w)
+{
+    w->sb->exit_reason = OFFLOAD_SB_EXIT_OUT_OF_MEMORY;
+    _exit(OFFLOAD_WORKER_EXIT_NOMEM);
+}
 
 
 /* A body read, a staging, a job's start or the batch's cancel check in
@@ -270,7 +336,7 @@ maybe_exit(offload_worker_t *w)
     }
 
     if (w->stopping && w->in_flight == 0 && w->batch == NULL && !moving(w)
-        && w->lost == NULL)
+        && w->lost == NULL && w->held == NULL)
     {
         ev_break(w->loop, EVBREAK_ALL);
     }
@@ -346,32 +412,155 @@ job_done(offload_worker_t *w, int ok, int64_t run_us)
 }
 
 
-/* Replies to commands the worker must see answered before it exits. */
+static void
+held_free(held_t *h)
+{
+    redisFreeCommand(h->cmd);
+    free(h);
+}
+
+
+/* Forgets the tracked commands refused: their entries are read again with
+ * the history (after a reconnect), or by the next worker. */
+static void
+held_clear(offload_worker_t *w)
+{
+    held_t  *h;
+
+    while ((h = w->held) != NULL) {
+        w->held = h->next;
+        held_free(h);
+    }
+
+    w->held_tail = NULL;
+}
+
+
+/*
+ * Replies to commands the worker must see answered before it exits.  One
+ * Redis refuses is kept and sent again (refused()); one that cannot pass
+ * by itself (a script error) is given up after REFUSED_TRIES, its entry
+ * left pending (read again when this worker reconnects or restarts).  A
+ * lost link leaves the entry pending too: it is read again with the
+ * history after the reconnect.
+ */
 static void
 tracked_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
-    offload_worker_t  *w = privdata;
+    held_t            *h = privdata;
+    offload_worker_t  *w = h->worker;
     redisReply        *reply = r;
+    int                resent = h->resent;
 
     (void) ac;
 
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-        log_error("%s: redis error: %s", w->name, reply->str);
+    w->in_flight--;
+
+    if (resent) {
+        h->resent = 0;
+        w->resending--;
     }
 
-    w->in_flight--;
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR) {
+        held_free(h);
+
+    } else {
+        if (!w->refusing) {
+            log_error("%s: redis refused a command (%s): %s", w->name,
+                      h->name, reply->str);
+        }
+
+        if (!refusal_passes(reply->str) && ++h->tries >= REFUSED_TRIES) {
+            log_error("%s: redis refused a command (%s) %d times (%s): "
+                      "given up, its entry stays pending and is read again "
+                      "when this worker reconnects or restarts", w->name,
+                      h->name, h->tries, reply->str);
+            held_free(h);
+
+        } else {
+            h->next = NULL;
+            if (w->held_tail != NULL) {
+                w->held_tail->next = h;
+            } else {
+                w->held = h;
+            }
+            w->held_tail = h;
+            refused(w);
+        }
+    }
+
+    if (resent) {
+        settled(w);
+    }
+
     maybe_exit(w);
 }
 
 
-static void
-send_tracked(offload_worker_t *w, int argc, const char **argv,
-    const size_t *argvlen)
+static int
+held_send(offload_worker_t *w, held_t *h)
 {
-    if (offload_redis_command_argv(&w->conn, tracked_cb, w, argc, argv, argvlen)
-        == REDIS_OK)
+    if (offload_redis_command_formatted(&w->conn, tracked_cb, h, h->name,
+                                        h->cmd, h->len)
+        != REDIS_OK)
     {
-        w->in_flight++;
+        return REDIS_ERR;
+    }
+
+    w->in_flight++;
+    return REDIS_OK;
+}
+
+
+/* Sends a tracked command (offload_redis_send_pt): not sent (no link),
+ * its entry stays pending and is read again with the history. */
+static int
+send_tracked(void *data, int argc, const char **argv, const size_t *argvlen)
+{
+    int                len;
+    held_t            *h;
+    offload_worker_t  *w = data;
+
+    h = calloc(1, sizeof(held_t));
+    len = h != NULL ? redisFormatCommandArgv(&h->cmd, argc, argv, argvlen)
+                    : -1;
+    if (len < 0) {
+        log_error("%s: out of memory sending a %s", w->name, argv[0]);
+        out_of_memory(w);
+    }
+
+    h->worker = w;
+    h->len = (size_t) len;
+    snprintf(h->name, sizeof(h->name), "%.*s",
+             (int) (argvlen != NULL ? argvlen[0] : strlen(argv[0])), argv[0]);
+
+    if (held_send(w, h) != REDIS_OK) {
+        held_free(h);
+        return REDIS_ERR;
+    }
+
+    return REDIS_OK;
+}
+
+
+/* Sends again the tracked commands Redis refused, in their order. */
+static void
+held_resend(offload_worker_t *w)
+{
+    held_t  *h;
+
+    while ((h = w->held) != NULL) {
+        if (held_send(w, h) != REDIS_OK) {
+            return;
+        }
+
+        w->held = h->next;
+        if (w->held == NULL) {
+            w->held_tail = NULL;
+        }
+
+        h->resent = 1;
+        w->resending++;
     }
 }
 
@@ -512,13 +701,204 @@ completion_lost(offload_worker_t *w, completion_t *c)
 }
 
 
+/*
+ * 1 when Redis refuses a command for now and may take it later: out of
+ * memory (maxmemory reached under noeviction), a script running too long,
+ * its data still loading, a failed background save (MISCONF), too few
+ * replicas, a cluster slot not served now.  The rest (a script error, a
+ * key of another type, an ACL) does not pass by itself.
+ */
+static int
+refusal_passes(const char *err)
+{
+    size_t              i, n;
+    static const char  *passing[] = {
+        "OOM", "BUSY", "LOADING", "MISCONF", "MASTERDOWN", "NOREPLICAS",
+        "TRYAGAIN", "CLUSTERDOWN", "READONLY"
+    };
+
+    for (i = 0; i < sizeof(passing) / sizeof(passing[0]); i++) {
+        n = strlen(passing[i]);
+
+        if (strncmp(err, passing[i], n) == 0
+            && (err[n] == ' ' || err[n] == '\0'))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * Redis refused a command that settles an entry (a completion, a dead
+ * letter, a retry): it is kept and sent again by the resend timer,
+ * RESEND_MIN_S after the first refusal, twice as long after each try, at
+ * most RESEND_MAX_S apart.  Meanwhile the worker reads no new job (its
+ * results would only be refused too).  The episode is logged when it
+ * starts and when it ends (settled()), not at every try.
+ */
+static void
+refused(offload_worker_t *w)
+{
+    if (!w->refusing) {
+        log_error("%s: kept and sent again, every %g s at most, until redis "
+                  "takes it; no new job is read meanwhile", w->name,
+                  RESEND_MAX_S);
+        w->refusing = 1;
+        w->resend_delay = RESEND_MIN_S;
+    }
+
+    if (!ev_is_active(&w->resend)) {
+        ev_timer_set(&w->resend, w->resend_delay, 0.0);
+        ev_timer_start(w->loop, &w->resend);
+        w->resend_delay *= 2;
+        if (w->resend_delay > RESEND_MAX_S) {
+            w->resend_delay = RESEND_MAX_S;
+        }
+    }
+}
+
+
+/* Nothing refused is held any more: the episode ends, the worker reads
+ * again (unless a read is out or due already). */
+static void
+settled(offload_worker_t *w)
+{
+    if (w->lost != NULL || w->held != NULL || w->resending > 0) {
+        return;
+    }
+
+    ev_timer_stop(w->loop, &w->resend);
+
+    if (w->refusing) {
+        log_notice("%s: nothing refused is held any more: reading again",
+                   w->name);
+        w->refusing = 0;
+    }
+
+    if (w->conn.ready && !w->reading && !ev_is_active(&w->read_retry)) {
+        resume(w);
+    }
+}
+
+
+/*
+ * A completion Redis keeps refusing for a reason that does not pass by
+ * itself: its client is answered an error instead (500 result_not_stored),
+ * as for a big result that could not be staged.  Should that be refused
+ * too, the entry goes to the dead-letter stream (reason bad_job, the
+ * refusal in its report; the bad-job script touches neither result,
+ * record nor channel), where `offloadctl dead` shows it, rather than be
+ * tried for ever or left pending.
+ */
+static void
+completion_give_up(offload_worker_t *w, completion_t *c, const char *err)
+{
+    int            plen;
+    char           message[200], prefix[KEY_ROOM], ttl[24];
+    const char    *q = w->queue->name;
+    offload_str_t  entry_id, job_id, reply;
+
+    if (c->last_resort) {
+        log_error("%s: entry %.*s: redis refused its error answer too "
+                  "(%s): dead-lettered", w->name, (int) c->arglen[C_ENTRY],
+                  c->arg[C_ENTRY], err);
+        entry_id.data = c->arg[C_ENTRY];
+        entry_id.len = c->arglen[C_ENTRY];
+        snprintf(message, sizeof(message), "its result could not be "
+                 "stored in Redis: %.120s", err);
+        offload_bad_job(send_tracked, w, q, &entry_id, NULL, 0, message);
+        completion_put(w, c);
+        return;
+    }
+
+    log_error("%s: entry %.*s: redis refused its completion %d times (%s): "
+              "answering an error instead", w->name,
+              (int) c->arglen[C_ENTRY], c->arg[C_ENTRY], c->tries, err);
+
+    /* the job id: the result key's end */
+    plen = offload_result_key(prefix, sizeof(prefix), q, strlen(q), "", 0);
+    if (plen < 0 || c->arglen[C_RESULT_KEY] <= (size_t) plen) {
+        completion_put(w, c);
+        return;
+    }
+
+    entry_id.data = c->arg[C_ENTRY];
+    entry_id.len = c->arglen[C_ENTRY];
+    job_id.data = c->arg[C_RESULT_KEY] + plen;
+    job_id.len = c->arglen[C_RESULT_KEY] - (size_t) plen;
+    reply.data = c->arg[C_CHANNEL];
+    reply.len = c->arglen[C_CHANNEL];
+    snprintf(message, sizeof(message), "the result could not be stored in "
+             "Redis: %.120s", err);
+    snprintf(ttl, sizeof(ttl), "%.*s", (int) c->arglen[C_REC_TTL],
+             c->arg[C_REC_TTL]);
+
+    /* the answer refers to c's buffer: c goes back after it is encoded */
+    w->body_keyed = c->arglen[C_BODY_KEY] > 0;
+    w->record_ttl_ms = strtoll(ttl, NULL, 10);
+    w->last_resort = 1;
+    complete_error(w, &entry_id, &job_id, &reply, 500, 0,
+                   "result_not_stored", message);
+    w->last_resort = 0;
+    w->record_ttl_ms = 0;
+    w->body_keyed = 0;
+    completion_put(w, c);
+}
+
+
+/*
+ * Redis answered a completion call with an error: the call is kept and
+ * sent again (refused()), as one whose reply the link lost.  An error that
+ * does not pass by itself splits the call into one per job, so that one
+ * job's fault holds no other, and ends each after REFUSED_TRIES.
+ */
+static void
+completion_refused(offload_worker_t *w, completion_t *c, const char *err)
+{
+    completion_t  *j, *next;
+
+    if (!w->refusing) {
+        log_error("%s: completing entry %.*s%s failed: %s", w->name,
+                  (int) c->arglen[C_ENTRY], c->arg[C_ENTRY],
+                  c->next != NULL ? " and the entries after it" : "", err);
+    }
+
+    c->tries++;
+
+    if (!refusal_passes(err)) {
+        if (c->next != NULL) {
+            for (j = c; j != NULL; j = next) {
+                next = j->next;
+                j->next = NULL;
+                j->tries = c->tries;
+                completion_lost(w, j);
+            }
+
+            refused(w);
+            return;
+        }
+
+        if (c->tries >= REFUSED_TRIES) {
+            completion_give_up(w, c, err);
+            return;
+        }
+    }
+
+    completion_lost(w, c);
+    refused(w);
+}
+
+
 static void
 completion_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
     completion_t      *c = privdata;
     offload_worker_t  *w = c->worker;
     redisReply        *reply = r;
-    int                staged = c == w->stage.c;
+    int                staged = c == w->stage.c, resent;
 
     (void) ac;
 
@@ -532,6 +912,12 @@ completion_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     w->in_flight--;
+
+    resent = c->resent;
+    if (resent) {
+        c->resent = 0;
+        w->resending--;
+    }
 
     if (staged) {
         if (reply == NULL) {
@@ -548,19 +934,18 @@ completion_cb(redisAsyncContext *ac, void *r, void *privdata)
 
         stage_end(w);
 
-    } else {
-        if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-            log_error("%s: completing entry %.*s%s failed: %s", w->name,
-                      (int) c->arglen[C_ENTRY], c->arg[C_ENTRY],
-                      c->next != NULL ? " and the entries after it" : "",
-                      reply->str);
-        }
+    } else if (reply == NULL) {
+        completion_lost(w, c);
 
-        if (reply == NULL) {
-            completion_lost(w, c);
-        } else {
-            completion_put_all(w, c);
-        }
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        completion_refused(w, c, reply->str);
+
+    } else {
+        completion_put_all(w, c);
+    }
+
+    if (resent) {
+        settled(w);
     }
 
     maybe_exit(w);
@@ -585,6 +970,25 @@ completions_resend(offload_worker_t *w)
         if (w->lost == NULL) {
             w->lost_tail = NULL;
         }
+
+        c->resent = 1;                  /* no read before its reply */
+        w->resending++;
+    }
+}
+
+
+/* Sends again what Redis refused (after a lost link, connected() does). */
+static void
+resend_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    offload_worker_t  *w = t->data;
+
+    (void) loop;
+    (void) revents;
+
+    if (w->conn.ready) {
+        completions_resend(w);
+        held_resend(w);
     }
 }
 
@@ -886,7 +1290,7 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
     if (c == NULL) {
         log_error("%s: out of memory completing entry %.*s", w->name,
                   (int) entry_id->len, entry_id->data);
-        return;
+        out_of_memory(w);
     }
 
     /* only the keys the job has: most have no body key, nor a result
@@ -929,6 +1333,9 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
     c->shape[n] = '\0';
 
     c->eval = 0;
+    c->tries = 0;
+    c->resent = 0;
+    c->last_resort = w->last_resort;
     set_arg(c, C_RESULT_KEY, c->buf, (size_t) keylen);
     set_arg(c, C_BODY_KEY, c->buf + KEY_ROOM, (size_t) bodylen);
     set_arg(c, C_STAGE_KEY, c->buf + 2 * KEY_ROOM,
@@ -998,8 +1405,9 @@ complete_error(offload_worker_t *w, const offload_str_t *entry_id,
 
     text = error_json(code, message);
     if (text == NULL) {
-        log_error("%s: out of memory", w->name);
-        return;
+        log_error("%s: out of memory answering entry %.*s", w->name,
+                  (int) entry_id->len, entry_id->data);
+        out_of_memory(w);
     }
 
     memset(&res, 0, sizeof(res));
@@ -1310,12 +1718,8 @@ bad_entry(offload_worker_t *w, const offload_str_t *entry_id,
     log_warn("%s: bad job in entry %.*s: %s: dead-lettered", w->name,
              (int) entry_id->len, entry_id->data, why);
 
-    if (offload_bad_job(&w->conn, w->queue->name, entry_id, fields, nfields,
-                        why, tracked_cb, w)
-        == REDIS_OK)
-    {
-        w->in_flight++;
-    }
+    offload_bad_job(send_tracked, w, w->queue->name, entry_id, fields,
+                    nfields, why);
 
     /* Someone may still wait for it: answered after it is dead-lettered
      * (the completion's XACK and XDEL then find nothing left to do).
@@ -1394,13 +1798,9 @@ dead_letter(offload_worker_t *w, const batch_entry_t *be,
                w->queue->max_attempts);
 
     rc = 0;
-    if (offload_retry_dead(&w->conn, w->queue->name, &be->id, be->fields,
-                           be->nfields, entry, result, hlen + tlen, w->ttl,
-                           report, tracked_cb, w)
-        == REDIS_OK)
-    {
-        w->in_flight++;
-    }
+    offload_retry_dead(send_tracked, w, w->queue->name, &be->id, be->fields,
+                       be->nfields, entry, result, hlen + tlen, w->ttl,
+                       report);
 
 done:
 
@@ -1458,12 +1858,7 @@ retry_later(offload_worker_t *w, const batch_entry_t *be,
                entry->id.data, w->job.code, w->job.message, next.attempt,
                q->max_attempts, (long long) due, (long long) delay);
 
-    if (offload_retry_later(&w->conn, q->name, &be->id, &next, due,
-                            tracked_cb, w)
-        == REDIS_OK)
-    {
-        w->in_flight++;
-    }
+    offload_retry_later(send_tracked, w, q->name, &be->id, &next, due);
 
     w->sb->jobs_retried++;
     return 0;
@@ -1575,13 +1970,26 @@ run_job(offload_worker_t *w, const batch_entry_t *be,
 }
 
 
+/* The pending history is read on from this entry, which was dealt with. */
+static void
+history_past(offload_worker_t *w, const offload_str_t *entry_id)
+{
+    if (w->in_history && entry_id->len < sizeof(w->history_id)) {
+        memcpy(w->history_id, entry_id->data, entry_id->len);
+        w->history_id[entry_id->len] = '\0';
+    }
+}
+
+
 /*
  * Takes a stream entry out of its reply into one allocation of our own, so
  * the batch outlives the read callback: the worker then runs one job per
  * loop iteration, and the completions of finished jobs are written while
- * the rest of the batch waits, not after the whole batch.
+ * the rest of the batch waits, not after the whole batch.  Returns -1 when
+ * there is no memory for it: it stays pending, and in the history the
+ * next read starts at it again.
  */
-static void
+static int
 take_entry(offload_worker_t *w, redisReply *entry)
 {
     char           *p;
@@ -1594,22 +2002,18 @@ take_entry(offload_worker_t *w, redisReply *entry)
         || entry->element[0]->type != REDIS_REPLY_STRING)
     {
         log_error("%s: unexpected stream entry shape", w->name);
-        return;
+        return 0;
     }
 
     entry_id.data = entry->element[0]->str;
     entry_id.len = entry->element[0]->len;
     fields = entry->element[1];
 
-    if (w->in_history && entry_id.len < sizeof(w->history_id)) {
-        memcpy(w->history_id, entry_id.data, entry_id.len);
-        w->history_id[entry_id.len] = '\0';
-    }
-
     if (fields->type != REDIS_REPLY_ARRAY) {
         /* deleted while pending: nothing left to run */
+        history_past(w, &entry_id);
         drop_entry(w, entry_id.data, entry_id.len);
-        return;
+        return 0;
     }
 
     n = fields->elements;
@@ -1624,8 +2028,10 @@ take_entry(offload_worker_t *w, redisReply *entry)
     if (e == NULL) {
         log_error("%s: out of memory taking entry %.*s", w->name,
                   (int) entry_id.len, entry_id.data);
-        return;                 /* stays pending: runs after a restart */
+        return -1;
     }
+
+    history_past(w, &entry_id);
 
     p = (char *) &e->fields[n];
     e->next = NULL;
@@ -1639,7 +2045,7 @@ take_entry(offload_worker_t *w, redisReply *entry)
         if (fields->element[i]->type != REDIS_REPLY_STRING) {
             bad_entry(w, &e->id, e->fields, i, "field is not a string");
             free(e);
-            return;
+            return 0;
         }
 
         e->fields[i].data = memcpy(p, fields->element[i]->str,
@@ -1654,6 +2060,7 @@ take_entry(offload_worker_t *w, redisReply *entry)
         w->batch = e;
     }
     w->batch_tail = e;
+    return 0;
 }
 
 
@@ -1700,8 +2107,7 @@ body_no_memory(offload_worker_t *w)
               b->job.id.data);
     offload_sb_job_start(w->sb, b->entry->id.data, b->entry->id.len,
                          &b->job, offload_mono_us());
-    w->sb->exit_reason = OFFLOAD_SB_EXIT_OUT_OF_MEMORY;
-    _exit(OFFLOAD_WORKER_EXIT_NOMEM);
+    out_of_memory(w);
 }
 
 
@@ -2137,8 +2543,9 @@ group_create_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     (void) ac;
 
+    /* while the group stays gone, said once (read_cb), not every try */
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR
-        && strncmp(reply->str, "BUSYGROUP", 9) != 0)
+        && strncmp(reply->str, "BUSYGROUP", 9) != 0 && w->nogroup < 2)
     {
         log_error("%s: XGROUP CREATE failed: %s", w->name, reply->str);
     }
@@ -2372,35 +2779,81 @@ cancelled_count_cb(redisAsyncContext *ac, void *r, void *privdata)
 static void
 read_retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
+    offload_worker_t  *w = t->data;
+
     (void) loop;
     (void) revents;
 
-    send_read(t->data);
+    if (w->nogroup > 0 && w->conn.ready) {
+        send_group_create(w);
+    }
+
+    send_read(w);
+}
+
+
+/*
+ * The read found no consumer group: the stream was deleted (UNBLOCKED:
+ * while the read was blocked on it), or Redis restarted empty.  The group
+ * is made again and the read follows at once; when that read finds none
+ * either (the XGROUP CREATE was refused: Redis out of memory, an ACL), the
+ * next try waits NOGROUP_RETRY_MIN_S, twice as long each time up to
+ * NOGROUP_RETRY_MAX_S, and the log says so once, not every try.
+ */
+static void
+group_gone(offload_worker_t *w, const char *error)
+{
+    int     n = ++w->nogroup;
+    double  delay = NOGROUP_RETRY_MIN_S;
+
+    if (n == 1) {
+        log_warn("%s: consumer group gone (%s), creating it again", w->name,
+                 error);
+        send_group_create(w);
+        send_read(w);
+        return;
+    }
+
+    if (n == 2) {
+        log_error("%s: the consumer group cannot be made again (%s): "
+                  "trying again every %g s at most, quietly", w->name, error,
+                  NOGROUP_RETRY_MAX_S);
+    }
+
+    while (--n > 1 && delay < NOGROUP_RETRY_MAX_S) {
+        delay *= 2;
+    }
+
+    if (delay > NOGROUP_RETRY_MAX_S) {
+        delay = NOGROUP_RETRY_MAX_S;
+    }
+
+    ev_timer_set(&w->read_retry, delay, 0.0);
+    ev_timer_start(w->loop, &w->read_retry);
 }
 
 
 static void
 read_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
+    int                taken = 0;
     size_t             i;
     redisReply        *reply = r, *entries;
     offload_worker_t  *w = privdata;
 
     (void) ac;
 
+    w->reading = 0;
+
     if (reply == NULL) {
         return;                 /* disconnected: on_ready starts over */
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        /* The stream was deleted (UNBLOCKED: while we were blocked on it)
-         * or Redis restarted empty. */
         if (strncmp(reply->str, "NOGROUP", 7) == 0
             || strncmp(reply->str, "UNBLOCKED", 9) == 0)
         {
-            log_warn("%s: consumer group gone, creating it again", w->name);
-            send_group_create(w);
-            send_read(w);
+            group_gone(w, reply->str);
             return;
         }
 
@@ -2409,6 +2862,11 @@ read_cb(redisAsyncContext *ac, void *r, void *privdata)
         ev_timer_start(w->loop, &w->read_retry);
         return;
     }
+
+    if (w->nogroup > 1) {
+        log_notice("%s: the consumer group is back, reading again", w->name);
+    }
+    w->nogroup = 0;
 
     entries = NULL;
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1
@@ -2427,8 +2885,20 @@ read_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     } else {
         for (i = 0; i < entries->elements; i++) {
-            take_entry(w, entries->element[i]);
+            if (take_entry(w, entries->element[i]) != 0) {
+                taken = -1;
+                if (w->in_history) {
+                    break;      /* read again from there */
+                }
+            }
         }
+    }
+
+    if (taken != 0 && w->batch == NULL) {
+        /* not at once: memory may be back in a second */
+        ev_timer_set(&w->read_retry, 1.0, 0.0);
+        ev_timer_start(w->loop, &w->read_retry);
+        return;
     }
 
     if (w->batch) {
@@ -2454,6 +2924,19 @@ send_read(offload_worker_t *w)
     }
 
     if (!w->conn.ready) {
+        return;
+    }
+
+    /* Redis refused completions or tracked commands (or a completion's
+     * reply was lost): they are settled first, settled() reads again.
+     * After a reconnect, so the history read finds their entries acked,
+     * not to be run again. */
+    if (w->lost != NULL || w->held != NULL || w->resending > 0) {
+        if (w->resending == 0 && !ev_is_active(&w->resend)) {
+            /* kept without a refusal (a send that failed): not for good */
+            ev_timer_set(&w->resend, RESEND_MIN_S, 0.0);
+            ev_timer_start(w->loop, &w->resend);
+        }
         return;
     }
 
@@ -2495,7 +2978,10 @@ send_read(offload_worker_t *w)
            != REDIS_OK)
     {
         log_error("%s: cannot send XREADGROUP", w->name);
+        return;
     }
+
+    w->reading = 1;
 }
 
 
@@ -2572,6 +3058,7 @@ connected(offload_redis_conn_t *rc)
 
     w->in_history = 1;
     strcpy(w->history_id, "0");
+    w->nogroup = 0;
 
     completions_resend(w);
 
@@ -2591,7 +3078,10 @@ disconnected(offload_redis_conn_t *rc)
     offload_worker_t  *w = rc->data;
 
     ev_timer_stop(w->loop, &w->read_retry);
+    ev_timer_stop(w->loop, &w->resend);     /* connected() sends again */
+    w->reading = 0;
     batch_clear(w);
+    held_clear(w);              /* their entries: read with the history */
 
     /* not sent: sent after the reconnect, as those whose reply is lost */
     if (w->ready != NULL) {
@@ -2790,6 +3280,9 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     ev_timer_init(&w.read_retry, read_retry_cb, 1.0, 0.0);
     w.read_retry.data = &w;
 
+    ev_timer_init(&w.resend, resend_cb, RESEND_MIN_S, 0.0);
+    w.resend.data = &w;
+
     ev_idle_init(&w.work, work_cb);
     w.work.data = &w;
 
@@ -2812,10 +3305,12 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     /* Pending callbacks run now, with NULL replies. */
     offload_redis_conn_stop(&w.conn);
     ev_timer_stop(loop, &w.read_retry);
+    ev_timer_stop(loop, &w.resend);
     ev_prepare_stop(loop, &w.flush);
     ev_ref(loop);
     ev_prepare_stop(loop, &w.out);
     batch_clear(&w);
+    held_clear(&w);
     completion_put_all(&w, w.ready);
     free(w.body.buf);
     free(w.body.entry);

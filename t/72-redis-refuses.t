@@ -1,0 +1,192 @@
+#!/usr/bin/perl
+# Redis refuses a worker's writes (maxmemory reached under noeviction, the
+# recommended policy) and takes them again later.
+#
+# 1. A job's completion is refused (OOM): the worker keeps it and sends it
+#    again, backing off, until Redis takes it.  Once memory is free the
+#    entry leaves the pending list, the result is stored and the waiting
+#    client is answered.  (Before: the completion was thrown away, the
+#    entry stayed pending, its idle time refreshed by every claim round, so
+#    nobody ran or answered it until the worker restarted.)
+# 2. The same for a job failed for now: the command that moves it to the
+#    retry set is refused (BUSY: a script ran too long), kept, and sent
+#    again; the job's next attempt answers its client.  (Before: pending
+#    for good, as in 1.)
+# 3. A refusal that does not pass by itself (a script error: the job's
+#    record is not a hash): tried 5 times, then an error answer tried 5
+#    times, then the entry is dead-lettered: no longer pending, listed
+#    with the refusal in its report.  (Before: pending for good.)
+# 4. The stream is deleted while Redis refuses XGROUP CREATE MKSTREAM: the
+#    worker retries with backoff and says so once.  (Before: 55,448 tries
+#    and twice as many log lines in about a second.)
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use IO::Socket::INET;
+use Time::HiRes qw(time);
+use OffloadTest;
+
+start_redis(args => [ '--maxmemory-policy', 'noeviction' ]);
+start_sidecar(conf => <<'CONF');
+fault_handlers on;
+queue echo { handler echo; workers 1; }
+queue flaky { handler fail_until; max_attempts 3; retry_backoff 100ms 100ms; }
+CONF
+ok(start_jobs_nginx(server => <<'NGX'), 'stack ready');
+    offload_timeout 60s;
+    location ~ ^/async/([^/]+)$ { offload_pass $1; offload_mode async; }
+NGX
+
+my $log = tmpdir() . '/sidecar.log';
+my $stream = 'offload:{echo}:jobs';
+
+# the worker's lines (the supervisor's registry logs each refused
+# heartbeat on its own)
+sub log_lines { scalar(() = slurp($log) =~ /worker echo:0:.*\n/g) }
+sub log_tail { my @l = split /\n/, slurp($log); join "\n", @l[$_[0] .. $#l] }
+# entries pending in a queue's group; -1 when Redis does not say (BUSY)
+sub pending {
+    my $p = redis_cmd('XPENDING', "offload:{$_[0]}:jobs", 'workers');
+    return ref $p eq 'ARRAY' ? $p->[0] : -1;
+}
+sub log_count { my ($re) = @_; scalar(() = slurp($log) =~ /$re/g) }
+
+my $worker = worker_pids()->{echo}[0];
+ok($worker, "echo worker $worker");
+
+# ---- 1. a refused completion --------------------------------------------
+
+kill 'STOP', $worker;
+my $s = send_post('/jobs/echo', '{"n":"refused"}');
+ok(wait_until(sub { redis_cmd('XLEN', $stream) > 0 }, scaled(10),
+    'job in the stream'), 'the job is in the stream');
+my $job_id = stream_entries($stream)->[-1]{id};
+redis_cmd('CONFIG', 'SET', 'maxmemory', '1');
+kill 'CONT', $worker;
+
+ok(wait_until(sub { log_count(qr/completing entry \S+ .*OOM/) > 0 },
+    scaled(10), 'completion refused'), 'redis refused the completion')
+    or diag(slurp($log));
+like(slurp($log), qr/kept and sent again/, 'the worker keeps it');
+is(pending('echo'), 1, 'the entry is pending meanwhile');
+
+# a while refused: bounded tries, one line for the episode
+my $lines = log_lines();
+my $t0 = time;
+wait_until(sub { time - $t0 >= 1.5 }, 3, '1.5 s refused');
+my $more = log_lines() - $lines;
+cmp_ok($more, '<', 10, "$more worker log lines in 1.5 s of refusals")
+    or diag(log_tail($lines));
+
+redis_cmd('CONFIG', 'SET', 'maxmemory', '0');
+my $freed = time;
+ok(wait_until(sub { pending('echo') == 0 }, scaled(5),
+    'pending list empty'), 'the entry is acked once memory is free')
+    or diag(explain(redis_cmd('XPENDING', $stream, 'workers')));
+diag(sprintf 'completed %.2f s after memory was freed', time - $freed);
+ok(redis_cmd('EXISTS', "offload:{echo}:result:$job_id"),
+    "its result is stored (job $job_id)");
+my $a = read_answer($s, scaled(10));
+is($a->{status}, 200, 'the waiting client is answered 200');
+is($a->{json}{n}, 'refused', 'with its own result');
+like(slurp($log), qr/nothing refused is held any more/,
+    'the end of the episode is logged');
+
+my $r = post_json('/jobs/echo', { n => 'after' });
+is($r->{status}, 200, 'a later job is answered');
+
+# ---- 2. a refused retry -------------------------------------------------
+
+# Scripts that ack first write on under maxmemory (Redis lets a script
+# that has written finish): the retry set's script is refused when
+# another script runs too long (BUSY), stopped here by SCRIPT KILL.
+# The entry must reach the stopped worker's blocked read (else the worker,
+# thawed, would read it while Redis answers BUSY): when the read's BLOCK
+# ran out just as the worker was stopped, that job is let run and
+# another one tried.
+my $flaky = worker_pids()->{flaky}[0];
+my $delivered;
+for my $try (1 .. 3) {
+    kill 'STOP', $flaky;
+    $s = send_post('/jobs/flaky', '{"attempt_ok":2}');
+    $delivered = wait_until(sub { pending('flaky') == 1 }, scaled(2),
+        'flaky job delivered');
+    last if $delivered;
+    kill 'CONT', $flaky;
+    read_answer($s, scaled(10));
+}
+ok($delivered, 'a job that fails once reached the stopped worker');
+redis_cmd('CONFIG', 'SET', 'busy-reply-threshold', '100');
+my $busy = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+    PeerPort => redis_port(), Proto => 'tcp') or die "connect: $!";
+my $spin = "local t = redis.call('TIME')[1] + 30 "
+    . "while tonumber(redis.call('TIME')[1]) < tonumber(t) do end return 1";
+print $busy "*3\r\n\$4\r\nEVAL\r\n\$" . length($spin) . "\r\n$spin\r\n"
+    . "\$1\r\n0\r\n";
+ok(wait_until(sub { my $r = eval { redis_cmd('PING') };
+    ref $r && ($r->{error} // '') =~ /^BUSY/ }, scaled(5), 'redis busy'),
+    'redis answers BUSY');
+kill 'CONT', $flaky;
+ok(wait_until(sub { log_count(qr/worker\ flaky:0:\ redis\ refused\ a\ command
+    \ \(EVAL\):\ BUSY/x) > 0 }, scaled(10), 'retry refused'),
+    'redis refused moving the failed job to the retry set');
+$t0 = time;
+wait_until(sub { time - $t0 >= 0.5 }, 1, 'refused a while');
+redis_cmd('SCRIPT', 'KILL');
+close $busy;
+ok(wait_until(sub { pending('flaky') == 0 }, scaled(5),
+    'flaky pending list empty'), 'the entry leaves the pending list');
+$a = read_answer($s, scaled(10));
+is($a->{status}, 200, 'the client is answered by the next attempt')
+    or diag(explain $a);
+is($a->{json}{attempt}, 2, 'attempt 2');
+redis_cmd('CONFIG', 'SET', 'busy-reply-threshold', '5000');
+
+# ---- 3. a refusal that does not pass -----------------------------------
+
+kill 'STOP', $worker;
+$r = post_json('/async/echo', { n => 'doomed' });
+is($r->{status}, 202, 'an async job is accepted');
+my $doomed = $r->{headers}{'x-offload-job-id'};
+my $entry = (grep { ($_->{id} // '') eq $doomed }
+    @{ stream_entries($stream) })[0];
+ok($entry, "job $doomed in the stream");
+redis_cmd('SET', record_key($doomed), 'not a hash');
+kill 'CONT', $worker;
+ok(wait_until(sub { pending('echo') == 0 }, scaled(40), 'doomed settled'),
+    'the entry leaves the pending list');
+my @dead = grep { ($_->{id} // '') eq $doomed }
+    @{ stream_entries('offload:{echo}:dead') };
+is(scalar @dead, 1, 'it is dead-lettered');
+like($dead[0]{report} // '', qr/could not be stored in Redis: WRONGTYPE/,
+    'its report says why');
+like(slurp($log), qr/refused its completion 5 times.*answering an error/s,
+    'the log says the completion was given up');
+like(slurp($log), qr/refused its error answer too.*dead-lettered/,
+    'and the error answer, and the dead letter');
+$r = post_json('/jobs/echo', { n => 'after doomed' });
+is($r->{status}, 200, 'the worker answers later jobs');
+
+# ---- 4. the consumer group cannot be made again -------------------------
+
+redis_cmd('CONFIG', 'SET', 'maxmemory', '1');
+redis_cmd('DEL', $stream);
+ok(wait_until(sub { log_count(qr/consumer group gone/) > 0 }, scaled(10),
+    'group gone'), 'the worker finds its group gone');
+$lines = log_lines();
+$t0 = time;
+wait_until(sub { time - $t0 >= 1 }, 2, '1 s');
+$more = log_lines() - $lines;
+cmp_ok($more, '<', 20, "$more worker log lines in 1 s without a group")
+    or diag(log_tail($lines));
+ok(alive('sidecar'), 'the sidecar runs');
+
+redis_cmd('CONFIG', 'SET', 'maxmemory', '0');
+ok(wait_until(sub { (post_json('/jobs/echo', { n => 'back' }, 5)->{status}
+    // 0) == 200 }, scaled(15), 'job after the group is back'),
+    'jobs run again once the group can be made');
+
+finish();
