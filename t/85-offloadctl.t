@@ -153,6 +153,23 @@ is($rc, 0, 'purge --all: exit 0');
 like($out, qr/purged 2 dead letters of queue crash/, 'purge counts');
 is(redis_cmd('XLEN', 'offload:{crash}:dead'), 0, 'the dead letters are gone');
 
+# ---- retry --all retries the dead letters there were, not those its own
+# retries make: jobs of an unknown protocol version (bad_job) die again
+my $n_bad = 200;
+redis_cmds(map { [ 'XADD', 'offload:{echo}:dead', '*', v => 2,
+    id => sprintf('%032x', 0xbad000 + $_), payload => '{}',
+    reason => 'bad_job' ] } 1 .. $n_bad);
+($rc, $out) = run('retry', 'echo', '--all');
+is($rc, 0, 'retry --all of jobs that die again: exit 0');
+like($out, qr/^retried $n_bad dead letters of queue echo$/m,
+    "retried $n_bad dead letters, no more")
+    or diag($out =~ /(retried \d+.*)/);
+ok(wait_until(sub { redis_cmd('XLEN', 'offload:{echo}:dead') == $n_bad
+        && redis_cmd('XLEN', 'offload:{echo}:jobs') == 0
+        && pending_jobs('echo') == 0 }, scaled(10), 'dead again'),
+    'each of them dead again, once');
+run('purge', 'echo', '--all');
+
 # ---- submit --traceparent: the job carries the caller's trace context
 my $tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
 ($rc, $out) = run('submit', 'crash', q('{"traced":1}'), '--traceparent',

@@ -53,14 +53,30 @@ ctl_each_entry(ctl_t *ctl, const char *queue, const char *key,
     const char *job_id, ctl_visit_pt visit, void *data)
 {
     long         n = 0;
-    char         from[64] = "-";
+    char         from[64] = "-", to[64];
     size_t       i;
     redisReply  *reply;
     const char  *id;
 
+    /* the stream as it is now, up to its last entry: a visit may add to
+     * it (a retried job that fails again is a new dead letter), and those
+     * are not visited */
+    reply = ctl_command(ctl, "XREVRANGE %s + - COUNT 1", key);
+    if (reply == NULL) {
+        return -1;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
+        freeReplyObject(reply);
+        return 0;
+    }
+
+    snprintf(to, sizeof(to), "%s", reply->element[0]->element[0]->str);
+    freeReplyObject(reply);
+
     for ( ;; ) {
-        reply = ctl_command(ctl, "XRANGE %s %s + COUNT " SCAN_PAGE, key,
-                            from);
+        reply = ctl_command(ctl, "XRANGE %s %s %s COUNT " SCAN_PAGE, key,
+                            from, to);
         if (reply == NULL) {
             return -1;
         }
