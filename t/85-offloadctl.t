@@ -106,6 +106,8 @@ post_json('/jobs/crash', { second => 1 });
 ok(wait_until(sub { slurp($follow_log) =~ /crash .*SIGSEGV/ }, scaled(10),
     'followed crash'), 'events -f prints a crash that happens while it '
     . 'follows') or diag(slurp($follow_log));
+unlike(slurp($follow_log), qr/job \Q$crashed\E/,
+    'events -f -n 0 printed nothing of what happened before');
 kill 'TERM', $follower;
 waitpid($follower, 0);
 is($? >> 8, 0, 'events -f exits 0 on SIGTERM');
