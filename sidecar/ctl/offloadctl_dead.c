@@ -245,7 +245,7 @@ retry_one(ctl_t *ctl, const char *queue, const char *key,
     const redisReply *entry, void *data)
 {
     char         stream[OFFLOAD_KEY_MAX], result[OFFLOAD_KEY_MAX], now[24];
-    char         body[OFFLOAD_KEY_MAX];
+    char         body[OFFLOAD_KEY_MAX], record[OFFLOAD_KEY_MAX];
     const char  *id;
     redisReply  *reply;
 
@@ -269,9 +269,21 @@ retry_one(ctl_t *ctl, const char *queue, const char *key,
     offload_stream_key(stream, sizeof(stream), queue, strlen(queue));
     snprintf(now, sizeof(now), "%lld", (long long) offload_wall_ms());
 
-    reply = ctl_command(ctl, "EVAL %s 4 %s %s %s %s %s %s",
-                        offload_retry_script, key, stream, result, body,
-                        entry->element[0]->str, now);
+    /* an async job's record (in the queue's slot): reset with it */
+    if (ctl_entry_field(entry, OFFLOAD_F_RECORD) != NULL
+        && offload_job_record_key(record, sizeof(record), id, strlen(id))
+           >= 0)
+    {
+        reply = ctl_command(ctl, "EVAL %s 5 %s %s %s %s %s %s %s",
+                            offload_retry_script, key, stream, result, body,
+                            record, entry->element[0]->str, now);
+
+    } else {
+        reply = ctl_command(ctl, "EVAL %s 4 %s %s %s %s %s %s",
+                            offload_retry_script, key, stream, result, body,
+                            entry->element[0]->str, now);
+    }
+
     if (reply == NULL) {
         return -1;
     }
