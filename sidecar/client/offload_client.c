@@ -12,6 +12,13 @@
  * 1 MB come as a notice and are read from the result key, a list, an
  * element per command; so are payloads over 1 MB written, to the body key.
  *
+ * A connection kept between calls that Redis closed meanwhile (its idle
+ * timeout, a restart, CLIENT KILL) is found so before a command is sent
+ * and made again; a read is sent once more when its connection breaks
+ * under it, a write of unknown outcome is not (on one Redis).  A wait
+ * takes a lost connection for no answer: it subscribes again and looks at
+ * the result key until its end.
+ *
  * With Redis Sentinel every new connection goes to the master the
  * sentinels name (core's sentinel_sync.c, as offloadctl asks them), checked
  * with ROLE; a command that meets a broken connection or READONLY is sent
