@@ -1558,8 +1558,10 @@ offload_client_wait(offload_client_t *c, const char *queue,
 
     for ( ;; ) {
         if (!pushed) {
-            /* the job's channel subscribed again before the key is looked
-             * at: a result stored after that look is pushed */
+            /* the job's channel subscribed again (on the master of its
+             * queue's slot) before the key is looked at: a result stored
+             * after that look is pushed */
+            c->slot = (int) offload_key_slot(queue, strlen(queue));
             if (resubscribe && c->sub == NULL && subscribe_channel(c) != 0) {
                 c->failed = 0;
             }
