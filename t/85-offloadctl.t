@@ -99,9 +99,9 @@ if ($follower == 0) {
     open STDERR, '>&', \*STDOUT;
     exec split(' ', $ctl), 'events', '-f', '-n', '0';
 }
-ok(wait_until(sub { -e $follow_log }, scaled(5), 'follower started'),
-    'events -f running');
-sleep 0.3;
+ok(wait_until(sub { redis_cmd('CLIENT', 'LIST') =~ /flags=b .*cmd=xread /
+    }, scaled(10), 'follower blocked in XREAD'),
+    'events -f running (blocked in XREAD)');
 post_json('/jobs/crash', { second => 1 });
 ok(wait_until(sub { slurp($follow_log) =~ /crash .*SIGSEGV/ }, scaled(10),
     'followed crash'), 'events -f prints a crash that happens while it '
