@@ -1600,11 +1600,11 @@ offload_client_wait(offload_client_t *c, const char *queue,
             if (payload->str[1] == 'N') {
                 /* a notice: the result (over 1 MB) is in its key */
                 freeReplyObject(msg);
-                rc = look(c, queue, id, res);
-                if (rc != OFFLOAD_CLIENT_NOT_FOUND) {
+                rc = offload_client_result(c, queue, id, res);
+                if (rc != OFFLOAD_CLIENT_ERROR || !c->lost) {
                     return rc;
                 }
-                pushed = 0;
+                pushed = 0;             /* looked at again, until the end */
                 continue;
             }
 
