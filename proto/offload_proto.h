@@ -525,11 +525,17 @@ extern const char  offload_queue_stats_script[];
  * job whose body is in its body key keeps it there ("body <length>", empty
  * payload) and the key lives the new deadline span (without a deadline
  * OFFLOAD_BODY_NO_DEADLINE_MS) plus OFFLOAD_BODY_GRACE_MS; when the key
- * is gone the script answers an error saying so and changes nothing.
+ * is gone the script answers an error saying so and changes nothing.  An
+ * async job's entry keeps its "rec", and its record, when it is still
+ * there, is a queued job's again: status queued, attempts 0, no
+ * finished_at, started_at, node, slot or next_attempt_at, the new deadline,
+ * and it lives the deadline span (or OFFLOAD_BODY_NO_DEADLINE_MS) plus its
+ * TTL ("rec").
  *   KEYS[1] dead stream     ARGV[1] the dead entry's id
  *   KEYS[2] stream          ARGV[2] now, ms since the epoch
  *   KEYS[3] the job's result key (the dead entry's "id" field's)
  *   KEYS[4] the job's body key
+ *   KEYS[5] the job's record, only for an entry with "rec"
  * Returns the job id, or nil when the dead entry is not there.
  */
 extern const char  offload_retry_script[];

@@ -156,6 +156,28 @@ for my $name (sort keys %clients) {
     }
 }
 
+# ---- a job submitted to be waited for, then one to a mistyped queue of
+# another master (its reply channel moved there, the job refused): the
+# first one's result, published on the channel left, is looked for in its
+# key, not awaited for the whole timeout
+{
+    my $c = $clients{liboffload};
+    my $typo = $topo->queue_on($pb, map { "nosuch$_" } 0 .. 999);
+    syswrite($c->{in}, qq(submit $qa {"first":1}\n));
+    my ($id) = (line_of($c, scaled(10)) // '') =~ /^submitted (\w{32})$/;
+    ok($id, "liboffload: a job submitted on $qa, not waited for yet");
+    syswrite($c->{in}, qq(submit $typo {}\n));
+    like(line_of($c, scaled(10)) // '', qr/^error -3 unknown queue/,
+        "liboffload: then one to $typo, unknown, on $pb");
+    syswrite($c->{in}, "wait $qa $id 10000\n");
+    my $line = line_of($c, scaled(15)) // 'no answer';
+    like($line, qr/^ok 200 \{"first":1\} \d+$/,
+        'liboffload: the wait for the first one answers');
+    my ($ms) = $line =~ / (\d+)$/;
+    ok(defined $ms && $ms < $PUSHED_MS, 'liboffload: ... at once, not at '
+        . 'its timeout (' . ($ms // '?') . ' ms)');
+}
+
 # ---- a 2 MB payload (its body key, written in a transaction on the
 # queue's master) and its 2 MB result (a notice on the reply channel, then
 # the result list read there)

@@ -137,9 +137,15 @@ is($dst->{error} && $dst->{error}{code}, 'not_yet',
 is($dst->{attempts}, 3, 'dead async: after 3 attempts');
 my ($did) = $durl =~ m{([^/]+)$};
 is(scalar @{ runs($dead_runs)->{$did} // [] }, 3, 'dead async: ran 3 times');
+my $drec = 'offload:job:{' . substr($did, 11, 5) . "}:$did";
+my $retried_at = int(time * 1000);
 my $rout = `$ctl retry two $did 2>&1`;
 like($rout, qr/retried 1 dead letter/, 'offloadctl retry puts it back')
     or diag($rout);
+my %drh = @{ redis_cmd('HGETALL', $drec) // [] };
+ok(($drh{status} // '') ne 'dead' || ($drh{finished_at} // 0) >= $retried_at,
+    'retried: its record is not dead any more (' . ($drh{status} // '-')
+    . ')') or diag(explain \%drh);
 ok(wait_until(sub { @{ runs($dead_runs)->{$did} // [] } == 6
     && grep { $_->{id} eq $did && $_->{reason} eq 'retries_exhausted' }
         @{ stream_entries('offload:{two}:dead') } }, scaled(15),
@@ -148,6 +154,13 @@ ok(wait_until(sub { @{ runs($dead_runs)->{$did} // [] } == 6
     or diag(explain runs($dead_runs)->{$did});
 is(join(',', map { $_->[0] } @{ runs($dead_runs)->{$did} // [] }),
     '1,2,3,1,2,3', 'retried: from attempt 1 again');
+ok(wait_until(sub { %drh = @{ redis_cmd('HGETALL', $drec) // [] };
+        ($drh{status} // '') eq 'dead'
+        && ($drh{finished_at} // 0) >= $retried_at }, scaled(5),
+    'record dead again'),
+    'retried: its record followed the new run, dead again at its end')
+    or diag(explain \%drh);
+is($drh{attempts}, 3, 'retried: its record counts the new run\'s attempts');
 
 # ---- the next attempt would come after the deadline: fails now
 $r = post_json('/late', { attempt_ok => 2 }, scaled(30));

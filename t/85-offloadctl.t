@@ -99,13 +99,15 @@ if ($follower == 0) {
     open STDERR, '>&', \*STDOUT;
     exec split(' ', $ctl), 'events', '-f', '-n', '0';
 }
-ok(wait_until(sub { -e $follow_log }, scaled(5), 'follower started'),
-    'events -f running');
-sleep 0.3;
+ok(wait_until(sub { redis_cmd('CLIENT', 'LIST') =~ /flags=b .*cmd=xread /
+    }, scaled(10), 'follower blocked in XREAD'),
+    'events -f running (blocked in XREAD)');
 post_json('/jobs/crash', { second => 1 });
 ok(wait_until(sub { slurp($follow_log) =~ /crash .*SIGSEGV/ }, scaled(10),
     'followed crash'), 'events -f prints a crash that happens while it '
     . 'follows') or diag(slurp($follow_log));
+unlike(slurp($follow_log), qr/job \Q$crashed\E/,
+    'events -f -n 0 printed nothing of what happened before');
 kill 'TERM', $follower;
 waitpid($follower, 0);
 is($? >> 8, 0, 'events -f exits 0 on SIGTERM');
@@ -152,6 +154,23 @@ is($rc, 1, 'retry of a job that is not dead: exit 1');
 is($rc, 0, 'purge --all: exit 0');
 like($out, qr/purged 2 dead letters of queue crash/, 'purge counts');
 is(redis_cmd('XLEN', 'offload:{crash}:dead'), 0, 'the dead letters are gone');
+
+# ---- retry --all retries the dead letters there were, not those its own
+# retries make: jobs of an unknown protocol version (bad_job) die again
+my $n_bad = 200;
+redis_cmds(map { [ 'XADD', 'offload:{echo}:dead', '*', v => 2,
+    id => sprintf('%032x', 0xbad000 + $_), payload => '{}',
+    reason => 'bad_job' ] } 1 .. $n_bad);
+($rc, $out) = run('retry', 'echo', '--all');
+is($rc, 0, 'retry --all of jobs that die again: exit 0');
+like($out, qr/^retried $n_bad dead letters of queue echo$/m,
+    "retried $n_bad dead letters, no more")
+    or diag($out =~ /(retried \d+.*)/);
+ok(wait_until(sub { redis_cmd('XLEN', 'offload:{echo}:dead') == $n_bad
+        && redis_cmd('XLEN', 'offload:{echo}:jobs') == 0
+        && pending_jobs('echo') == 0 }, scaled(10), 'dead again'),
+    'each of them dead again, once');
+run('purge', 'echo', '--all');
 
 # ---- submit --traceparent: the job carries the caller's trace context
 my $tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';

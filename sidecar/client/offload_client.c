@@ -12,6 +12,13 @@
  * 1 MB come as a notice and are read from the result key, a list, an
  * element per command; so are payloads over 1 MB written, to the body key.
  *
+ * A connection kept between calls that Redis closed meanwhile (its idle
+ * timeout, a restart, CLIENT KILL) is found so before a command is sent
+ * and made again; a read is sent once more when its connection breaks
+ * under it, a write of unknown outcome is not (on one Redis).  A wait
+ * takes a lost connection for no answer: it subscribes again and looks at
+ * the result key until its end.
+ *
  * With Redis Sentinel every new connection goes to the master the
  * sentinels name (core's sentinel_sync.c, as offloadctl asks them), checked
  * with ROLE; a command that meets a broken connection or READONLY is sent
@@ -98,6 +105,7 @@ struct offload_client_s {
     char           last_waited[OFFLOAD_CLIENT_ID_SIZE];
     uint64_t       seq;
     int            failed;
+    int            lost;            /* the failure was a connection's */
     char           err[256];
 };
 
@@ -134,6 +142,19 @@ now_ms(int clock)
 
     clock_gettime(clock, &ts);
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+/* Whether a connection between two commands can be used: nothing is due
+ * on it, so anything to read (an EOF: Redis' idle timeout, a restart,
+ * CLIENT KILL, a proxy's reset) or an error says it is gone.  Nothing was
+ * sent on it yet: a new one is safe. */
+static int
+conn_idle_ok(redisContext *r)
+{
+    struct pollfd  pfd = { r->fd, POLLIN, 0 };
+
+    return !r->err && poll(&pfd, 1, 0) == 0;
 }
 
 
@@ -410,7 +431,7 @@ cmd_conn(offload_client_t *c)
 {
     offload_addr_t  master;
 
-    if (c->cmd != NULL && c->cmd->err) {
+    if (c->cmd != NULL && !conn_idle_ok(c->cmd)) {
         redisFree(c->cmd);
         c->cmd = NULL;
     }
@@ -435,6 +456,18 @@ cmd_conn(offload_client_t *c)
 
 
 static int subscribe_channel(offload_client_t *c);
+
+
+/* The reply channel's connection gone (or replaced): the job last
+ * submitted to be waited for may be published while none listens, so a
+ * wait for it looks at its result key instead of waiting for a push. */
+static void
+drop_sub(offload_client_t *c)
+{
+    redisFree(c->sub);
+    c->sub = NULL;
+    c->last_waited[0] = '\0';
+}
 
 
 /* The host:port a MOVED or ASK error names: 0, or -1 (none given). */
@@ -471,8 +504,7 @@ follow_sub(offload_client_t *c)
         return 0;
     }
 
-    redisFree(c->sub);
-    c->sub = NULL;
+    drop_sub(c);
     return subscribe_channel(c);
 }
 
@@ -544,24 +576,42 @@ ask(offload_client_t *c, const char *error, int argc, const char **argv,
 }
 
 
-/* A command's reply, an error reply too, or NULL (c->err) for a broken
- * connection.  With sentinels or a cluster, a broken connection or
- * READONLY (the master was demoted) has the command sent once more on a
- * new connection to the master they name now; with a cluster, MOVED, ASK,
- * TRYAGAIN and CLUSTERDOWN are followed, REDIRECTS_MAX times at most. */
+/* Whether a command only reads: sent again when its connection broke
+ * under it, whatever the deployment. */
+static int
+read_only(const char *cmd)
+{
+    return strcmp(cmd, "GET") == 0 || strcmp(cmd, "LLEN") == 0
+           || strcmp(cmd, "LINDEX") == 0 || strcmp(cmd, "EXISTS") == 0;
+}
+
+
+/* A command's reply, an error reply too, or NULL (c->err, c->lost) for a
+ * broken connection.  A connection found closed before the command is
+ * sent (cmd_conn()) is made again first.  A read (read_only()) that meets
+ * a broken connection is sent once more on a new one; a write only with
+ * sentinels or a cluster (PROTOCOL.md: it may then be run twice), where a
+ * broken connection or READONLY (the master was demoted) has the command
+ * sent once more on a new connection to the master they name now; with a
+ * cluster, MOVED, ASK, TRYAGAIN and CLUSTERDOWN are followed,
+ * REDIRECTS_MAX times at most. */
 static redisReply *
 run_command(offload_client_t *c, int argc, const char **argv,
     const size_t *argvlen)
 {
     int            again, redirects = 0;
     int            retries = c->sentinel.nsentinels > 0
-                             || c->cluster.nseeds > 0;
+                             || c->cluster.nseeds > 0
+                             || read_only(argv[0]);
     redisReply    *reply, *asked;
     redisContext  *r;
+
+    c->lost = 0;
 
     for ( ;; ) {
         r = cmd_conn(c);
         if (r == NULL) {
+            c->lost = 1;
             return NULL;
         }
 
@@ -576,6 +626,7 @@ run_command(offload_client_t *c, int argc, const char **argv,
 
             if (again && follow_sub(c) != 0) {
                 freeReplyObject(reply);
+                c->lost = 1;
                 return NULL;
             }
 
@@ -612,6 +663,7 @@ run_command(offload_client_t *c, int argc, const char **argv,
 
     if (reply == NULL) {
         fail(c, "Redis %s: %s", argv[0], r->errstr);
+        c->lost = 1;
     }
 
     return reply;
@@ -881,8 +933,7 @@ subscribe_channel(offload_client_t *c)
              reply == NULL ? c->sub->errstr
              : reply->type == REDIS_REPLY_ERROR ? reply->str
              : "unexpected reply");
-        redisFree(c->sub);
-        c->sub = NULL;
+        drop_sub(c);
 
         if (c->cluster.nseeds > 0 && reply != NULL
             && reply->type == REDIS_REPLY_ERROR
@@ -901,6 +952,18 @@ subscribe_channel(offload_client_t *c)
 }
 
 
+/* Whether the reply channel's connection is still open: what can be read
+ * on it is read (messages, or the EOF of one the server closed). */
+static int
+sub_alive(redisContext *r)
+{
+    struct pollfd  pfd = { r->fd, POLLIN, 0 };
+
+    return !r->err
+           && (poll(&pfd, 1, 0) <= 0 || redisBufferRead(r) == REDIS_OK);
+}
+
+
 /* The reply channel subscribed, once; with a cluster, queue's own on its
  * master (moved there when the queue of the call is another). */
 static int
@@ -908,6 +971,12 @@ subscribe(offload_client_t *c, const char *queue)
 {
     char            channel[OFFLOAD_KEY_MAX];
     offload_addr_t  master;
+
+    /* one the server closed (an idle reset, CLIENT KILL) is made again;
+     * messages on their way before that stay in its reader */
+    if (c->sub != NULL && !sub_alive(c->sub)) {
+        drop_sub(c);
+    }
 
     if (c->cluster.nseeds > 0) {
         offload_queue_reply_channel(channel, sizeof(channel), queue,
@@ -919,8 +988,7 @@ subscribe(offload_client_t *c, const char *queue)
                 || route(c, c->slot, &master) != 0
                 || !same_master(&master, &c->sub_at)))
         {
-            redisFree(c->sub);
-            c->sub = NULL;
+            drop_sub(c);
         }
 
         memcpy(c->channel, channel, sizeof(channel));
@@ -964,6 +1032,9 @@ write_body(offload_client_t *c, const char *queue, const char *stream,
     }
 
     r = cmd_conn(c);
+    if (r == NULL) {
+        return OFFLOAD_CLIENT_ERROR;
+    }
     slices = (len + OFFLOAD_SLICE - 1) / OFFLOAD_SLICE;
     snprintf(pexpire, sizeof(pexpire), "%lld",
              (long long) (life_ms + OFFLOAD_BODY_GRACE_MS));
@@ -1248,6 +1319,10 @@ read_result_list(offload_client_t *c, const char *key, const char *id,
     }
 
     r = cmd_conn(c);
+    if (r == NULL) {
+        c->lost = 1;
+        return OFFLOAD_CLIENT_ERROR;
+    }
     argv[0] = "LINDEX";
     argv[2] = idx;
 
@@ -1259,6 +1334,7 @@ read_result_list(offload_client_t *c, const char *key, const char *id,
 
         if (redisGetReply(r, (void **) &reply) != REDIS_OK) {
             fail(c, "Redis LINDEX: %s", r->errstr);
+            c->lost = 1;
             free(buf);
             return OFFLOAD_CLIENT_ERROR;
         }
@@ -1310,6 +1386,7 @@ offload_client_result(offload_client_t *c, const char *queue,
     const char    *argv[2] = { "GET", key };
 
     c->failed = 0;
+    c->lost = 0;
     memset(res, 0, sizeof(*res));
 
     klen = offload_result_key(key, sizeof(key), queue, strlen(queue), id,
@@ -1416,8 +1493,7 @@ next_message(offload_client_t *c, const char *id, int64_t ms,
             freeReplyObject(m);
             errno = 0;
             fail(c, "the reply channel's slot moved");
-            redisFree(c->sub);
-            c->sub = NULL;
+            drop_sub(c);
             return -1;
         }
 
@@ -1442,9 +1518,23 @@ broken:
 
     fail(c, "the reply channel's connection broke: %s",
          c->sub->errstr[0] ? c->sub->errstr : strerror(errno));
-    redisFree(c->sub);
-    c->sub = NULL;
+    drop_sub(c);
     return -1;
+}
+
+
+/* A look at the result key within a wait: OFFLOAD_CLIENT_NOT_FOUND too when
+ * Redis could not be asked (a connection lost: that is not the job's
+ * answer, and the wait goes on to its end). */
+static int
+look(offload_client_t *c, const char *queue, const char *id,
+    offload_client_result_t *res)
+{
+    int  rc;
+
+    rc = offload_client_result(c, queue, id, res);
+    return rc == OFFLOAD_CLIENT_ERROR && c->lost ? OFFLOAD_CLIENT_NOT_FOUND
+                                                 : rc;
 }
 
 
@@ -1452,7 +1542,7 @@ int
 offload_client_wait(offload_client_t *c, const char *queue,
     const char *id, int64_t timeout_ms, offload_client_result_t *res)
 {
-    int          rc, pushed;
+    int          rc, pushed, resubscribe = 0;
     int64_t      end, left, pause = POLL_MIN_MS;
     char        *buf;
     redisReply  *msg, *payload;
@@ -1462,14 +1552,29 @@ offload_client_wait(offload_client_t *c, const char *queue,
     end = now_ms(CLOCK_MONOTONIC) + timeout_ms;
 
     /* Pushed to us when this client submitted it to be waited for (its
-     * channel was subscribed before the job was added). */
+     * channel was subscribed before the job was added, on the connection
+     * still open: drop_sub()). */
     pushed = c->sub != NULL && strcmp(id, c->last_waited) == 0;
 
     for ( ;; ) {
         if (!pushed) {
-            rc = offload_client_result(c, queue, id, res);
+            /* the job's channel subscribed again (on the master of its
+             * queue's slot) before the key is looked at: a result stored
+             * after that look is pushed */
+            c->slot = (int) offload_key_slot(queue, strlen(queue));
+            if (resubscribe && c->sub == NULL && subscribe_channel(c) != 0) {
+                c->failed = 0;
+            }
+
+            rc = look(c, queue, id, res);
             if (rc != OFFLOAD_CLIENT_NOT_FOUND) {
                 return rc;
+            }
+
+            if (resubscribe && c->sub != NULL && !c->lost) {
+                memcpy(c->last_waited, id, OFFLOAD_CLIENT_ID_SIZE);
+                resubscribe = 0;
+                pushed = 1;
             }
         }
 
@@ -1481,7 +1586,9 @@ offload_client_wait(offload_client_t *c, const char *queue,
         if (pushed) {
             rc = next_message(c, id, left, &msg);
             if (rc < 0) {
-                pushed = 0;             /* look at the result key then */
+                /* subscribed again, or the result key looked at */
+                resubscribe = 1;
+                pushed = 0;
                 continue;
             }
 
@@ -1493,7 +1600,12 @@ offload_client_wait(offload_client_t *c, const char *queue,
             if (payload->str[1] == 'N') {
                 /* a notice: the result (over 1 MB) is in its key */
                 freeReplyObject(msg);
-                return offload_client_result(c, queue, id, res);
+                rc = offload_client_result(c, queue, id, res);
+                if (rc != OFFLOAD_CLIENT_ERROR || !c->lost) {
+                    return rc;
+                }
+                pushed = 0;             /* looked at again, until the end */
+                continue;
             }
 
             buf = malloc(payload->len + 1);

@@ -144,8 +144,9 @@ long long ctl_int(json_t *obj, const char *key);
 double ctl_num(json_t *obj, const char *key);
 
 /* Calls visit for every entry of the stream key whose "id" field is
- * job_id (every one when job_id is NULL), oldest first, stopping at the
- * first non-zero return.  Returns how many were visited, or -1 (a Redis
+ * job_id (every one when job_id is NULL), oldest first, up to the last
+ * one when called (not those visits add), stopping at the first non-zero
+ * return.  Returns how many were visited, or -1 (a Redis
  * error, or visit failed). */
 typedef int (*ctl_visit_pt)(ctl_t *ctl, const char *queue, const char *key,
     const redisReply *entry, void *data);

@@ -53,14 +53,30 @@ ctl_each_entry(ctl_t *ctl, const char *queue, const char *key,
     const char *job_id, ctl_visit_pt visit, void *data)
 {
     long         n = 0;
-    char         from[64] = "-";
+    char         from[64] = "-", to[64];
     size_t       i;
     redisReply  *reply;
     const char  *id;
 
+    /* the stream as it is now, up to its last entry: a visit may add to
+     * it (a retried job that fails again is a new dead letter), and those
+     * are not visited */
+    reply = ctl_command(ctl, "XREVRANGE %s + - COUNT 1", key);
+    if (reply == NULL) {
+        return -1;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
+        freeReplyObject(reply);
+        return 0;
+    }
+
+    snprintf(to, sizeof(to), "%s", reply->element[0]->element[0]->str);
+    freeReplyObject(reply);
+
     for ( ;; ) {
-        reply = ctl_command(ctl, "XRANGE %s %s + COUNT " SCAN_PAGE, key,
-                            from);
+        reply = ctl_command(ctl, "XRANGE %s %s %s COUNT " SCAN_PAGE, key,
+                            from, to);
         if (reply == NULL) {
             return -1;
         }
@@ -229,7 +245,7 @@ retry_one(ctl_t *ctl, const char *queue, const char *key,
     const redisReply *entry, void *data)
 {
     char         stream[OFFLOAD_KEY_MAX], result[OFFLOAD_KEY_MAX], now[24];
-    char         body[OFFLOAD_KEY_MAX];
+    char         body[OFFLOAD_KEY_MAX], record[OFFLOAD_KEY_MAX];
     const char  *id;
     redisReply  *reply;
 
@@ -253,9 +269,21 @@ retry_one(ctl_t *ctl, const char *queue, const char *key,
     offload_stream_key(stream, sizeof(stream), queue, strlen(queue));
     snprintf(now, sizeof(now), "%lld", (long long) offload_wall_ms());
 
-    reply = ctl_command(ctl, "EVAL %s 4 %s %s %s %s %s %s",
-                        offload_retry_script, key, stream, result, body,
-                        entry->element[0]->str, now);
+    /* an async job's record (in the queue's slot): reset with it */
+    if (ctl_entry_field(entry, OFFLOAD_F_RECORD) != NULL
+        && offload_job_record_key(record, sizeof(record), id, strlen(id))
+           >= 0)
+    {
+        reply = ctl_command(ctl, "EVAL %s 5 %s %s %s %s %s %s %s",
+                            offload_retry_script, key, stream, result, body,
+                            record, entry->element[0]->str, now);
+
+    } else {
+        reply = ctl_command(ctl, "EVAL %s 4 %s %s %s %s %s %s",
+                            offload_retry_script, key, stream, result, body,
+                            entry->element[0]->str, now);
+    }
+
     if (reply == NULL) {
         return -1;
     }

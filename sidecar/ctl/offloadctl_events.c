@@ -191,8 +191,10 @@ ctl_events(ctl_t *ctl, int argc, char **argv)
         ctl_use(ctl, s);
         snprintf(last[s], sizeof(last[s]), "0-0");
 
+        /* one at least: the last id, where -f goes on (-n 0 prints
+         * none of them) */
         reply[s] = ctl_command(ctl, "XREVRANGE %s + - COUNT %d",
-                               OFFLOAD_EVENTS_KEY, n);
+                               OFFLOAD_EVENTS_KEY, n > 0 ? n : 1);
         if (reply[s] == NULL) {
             rc = CTL_FAIL;
             goto done;

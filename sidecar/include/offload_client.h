@@ -137,9 +137,11 @@ int offload_client_submit(offload_client_t *c, const char *queue,
 
 /* Waits at most timeout_ms for the result of a job of queue.  For a job
  * this client submitted with opts.wait, the result is pushed to it; for
- * any other, its result key is looked at every few ms.  Returns
- * OFFLOAD_CLIENT_OK (res filled: free it with offload_client_result_free),
- * _TIMEOUT or _ERROR. */
+ * any other, its result key is looked at every few ms.  A connection lost
+ * meanwhile is made again (the channel subscribed again, the key looked
+ * at) until timeout_ms.  Returns OFFLOAD_CLIENT_OK (res filled: free it
+ * with offload_client_result_free), _TIMEOUT or _ERROR (the result could
+ * not be read, or Redis could not be reached at the end). */
 int offload_client_wait(offload_client_t *c, const char *queue,
     const char *id, int64_t timeout_ms, offload_client_result_t *res);
 

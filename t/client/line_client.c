@@ -15,6 +15,12 @@
  * "<queue> big <n>" submits {"big":"aaa..."} of n bytes, and prints
  * "ok <status> big <length> <ms>" when the body answered is the payload
  * (an echo), "ok <status> other <length> <ms>" when not.
+ *
+ *   line_client redis://<host>:<port>      (one Redis, t/46-submit-lost.t)
+ *
+ * A line "submit <queue> <json>" only submits (to be waited for) and
+ * prints "submitted <id>" or "error <rc> <why> <ms>"; "wait <queue> <id>
+ * <ms>" then waits for it, printing as above.
  */
 
 #include <stdio.h>
@@ -35,12 +41,28 @@ mono_ms(void)
 }
 
 
+/* "ok <status> <body> <ms>" or "error <rc> <why> <ms>" */
+static void
+report(offload_client_t *c, int rc, offload_client_result_t *res,
+    long long t0)
+{
+    if (rc == OFFLOAD_CLIENT_OK) {
+        printf("ok %d %s %lld\n", res->status, res->body, mono_ms() - t0);
+        offload_client_result_free(res);
+    } else {
+        printf("error %d %s %lld\n", rc, offload_client_error(c),
+               mono_ms() - t0);
+    }
+    fflush(stdout);
+}
+
+
 int
 main(int argc, char **argv)
 {
     int                      rc;
     char                     line[4096], id[OFFLOAD_CLIENT_ID_SIZE];
-    char                    *json, *big = NULL;
+    char                    *json, *big = NULL, qbuf[64];
     const char              *queue;
     size_t                   len;
     long long                t0;
@@ -51,7 +73,15 @@ main(int argc, char **argv)
 
     memset(&conf, 0, sizeof(conf));
 
-    if ((argc == 2 || argc == 4) && strncmp(argv[1], "cluster://", 10) == 0)
+    if (argc == 2 && strncmp(argv[1], "redis://", 8) == 0
+        && strrchr(argv[1], ':') > argv[1] + 8)
+    {
+        conf.host = argv[1] + 8;
+        conf.port = atoi(strrchr(argv[1], ':') + 1);
+        *strrchr(argv[1], ':') = '\0';
+
+    } else if ((argc == 2 || argc == 4)
+               && strncmp(argv[1], "cluster://", 10) == 0)
     {
         conf.cluster = argv[1] + 10;
         conf.user = argc == 4 ? argv[2] : NULL;
@@ -68,7 +98,8 @@ main(int argc, char **argv)
         fprintf(stderr, "usage: line_client <sentinels> <master> "
                 "<sentinel password> [<user> <password>]\n"
                 "       line_client cluster://<seeds> [<user> "
-                "<password>]\n");
+                "<password>]\n"
+                "       line_client redis://<host>:<port>\n");
         return 2;
     }
 
@@ -87,6 +118,35 @@ main(int argc, char **argv)
 
     while (fgets(line, sizeof(line), stdin) != NULL) {
         line[strcspn(line, "\n")] = '\0';
+        t0 = mono_ms();
+
+        if (strncmp(line, "submit ", 7) == 0 && strchr(line + 7, ' ')) {
+            queue = line + 7;
+            json = strchr(queue, ' ');
+            *json++ = '\0';
+            rc = offload_client_submit(c, queue, json, strlen(json), &wait,
+                                       id);
+            if (rc == OFFLOAD_CLIENT_OK) {
+                printf("submitted %s\n", id);
+            } else {
+                printf("error %d %s %lld\n", rc, offload_client_error(c),
+                       mono_ms() - t0);
+            }
+            fflush(stdout);
+            continue;
+        }
+
+        if (strncmp(line, "wait ", 5) == 0
+            && sscanf(line + 5, "%63s %32s", qbuf, id) == 2)
+        {
+            rc = offload_client_wait(c, qbuf, id,
+                                     atoll(line + 5 + strlen(qbuf)
+                                           + strlen(id) + 2),
+                                     &res);
+            report(c, rc, &res, t0);
+            continue;
+        }
+
         queue = "echo";
         json = line;
         if (line[0] != '{' && strchr(line, ' ') != NULL) {
@@ -109,7 +169,6 @@ main(int argc, char **argv)
             json = big;
         }
 
-        t0 = mono_ms();
         rc = offload_client_submit(c, queue, json, len, &wait, id);
         if (rc == OFFLOAD_CLIENT_OK) {
             rc = offload_client_wait(c, queue, id, 10000, &res);
@@ -120,15 +179,10 @@ main(int argc, char **argv)
                    res.body_len == len && memcmp(res.body, big, len) == 0
                    ? "big" : "other", res.body_len, mono_ms() - t0);
             offload_client_result_free(&res);
-        } else if (rc == OFFLOAD_CLIENT_OK) {
-            printf("ok %d %s %lld\n", res.status, res.body,
-                   mono_ms() - t0);
-            offload_client_result_free(&res);
+            fflush(stdout);
         } else {
-            printf("error %d %s %lld\n", rc, offload_client_error(c),
-                   mono_ms() - t0);
+            report(c, rc, &res, t0);
         }
-        fflush(stdout);
     }
 
     free(big);
