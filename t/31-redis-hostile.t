@@ -11,7 +11,9 @@
 #    PING on the +switch-master watch link with a 1-element array.
 # 2. nginx reaches Redis through a proxy that sends every connection a
 #    1-element array nothing asked for: on the subscriber a short pub/sub
-#    reply, on the idle command connection an unsolicited reply.
+#    reply, on the idle command connection an unsolicited reply; then the
+#    subscriber's other shapes: a kind or channel not a bulk string, an
+#    unsubscribe without its count or with a count not an integer, a nil.
 
 use strict;
 use warnings;
@@ -111,6 +113,14 @@ sub workers_survive {
         or diag($r->{status} . ' ' . $r->{content});
 }
 
+# Both nginx workers subscribed to their reply channels.
+sub subscribed_again {
+    return wait_until(sub {
+        my $ch = redis_cmd('PUBSUB', 'CHANNELS', 'offload:reply:*');
+        ref $ch eq 'ARRAY' && @$ch >= 2;
+    }, scaled(10), 'subscribed again');
+}
+
 start_redis();
 start_sidecar(conf => "queue echo { handler echo; workers 1; }\n");
 
@@ -147,10 +157,35 @@ ok(wait_until(sub {
     . 'are logged (subscriber and command connections)')
     or diag(substr(slurp(nginx_error_log()), $from));
 workers_survive('replies nothing asked for', 3, $from);
-ok(wait_until(sub {
-    my $ch = redis_cmd('PUBSUB', 'CHANNELS', 'offload:reply:*');
-    ref $ch eq 'ARRAY' && @$ch >= 2;
-}, scaled(10), 'subscribed again'), 'both workers subscribed again');
+ok(subscribed_again(), 'both workers subscribed again');
+
+# the other shapes hiredis asserts on, on the subscriber (each names a
+# channel it is subscribed to: hiredis asserts on an unsubscribe's count
+# only then)
+my $done = "\$17\r\noffload:jobs:done\r\n";
+for my $shape (
+    [ "*2\r\n:1\r\n$done", 'whose kind is not a bulk string' ],
+    [ "*3\r\n\$7\r\nmessage\r\n:2\r\n\$1\r\nx\r\n",
+      'whose channel is not a bulk string' ],
+    [ "*2\r\n\$11\r\nunsubscribe\r\n$done",
+      'an unsubscribe reply without its count' ],
+    [ "*3\r\n\$11\r\nUNSUBSCRIBE\r\n$done\$1\r\n0\r\n",
+      'an unsubscribe reply whose count is not an integer' ],
+    [ "*-1\r\n", 'a reply nothing asked for on a subscribed connection' ],
+) {
+    my ($bytes, $why) = @$shape;
+    $from = length slurp(nginx_error_log());
+    $proxy->inject($bytes);
+    ok(wait_until(sub {
+        substr(slurp(nginx_error_log()), $from)
+            =~ /subscriber connection: protocol error: .*\Q$why\E/
+    }, scaled(10), $why), "subscriber: $why: logged");
+    ok(subscribed_again(), "subscriber: $why: both workers subscribed "
+        . 'again');
+    unlike(substr(slurp(nginx_error_log()), $from), qr/exited on signal/,
+        "subscriber: $why: no worker killed");
+}
+workers_survive('the other shapes', 1, $from);
 stop_nginx();
 $proxy->stop;
 
