@@ -245,6 +245,7 @@ struct ngx_http_offload_link_s {
     unsigned                      to_sentinel:1;   /* the sentinels' AUTH,
                                                       no SELECT */
     unsigned                      writing:1;   /* in the write handler */
+    unsigned                      protocol_error:1;  /* a reply refused */
 };
 
 

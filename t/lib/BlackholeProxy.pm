@@ -7,8 +7,10 @@ package BlackholeProxy;
 # started with hold_on, once a client's bytes match it (they are passed
 # on) it reads no more from any client until release() (SIGUSR2), while
 # the server's answers still come back; what clients send meanwhile fills
-# their sockets.  Only once: after release() it forwards as usual.  Runs in
-# a child process; core Perl only.
+# their sockets.  Only once: after release() it forwards as usual.  And it
+# can play a server that misbehaves: inject() writes bytes to every client
+# as if the server had sent them.  Runs in a child process; core Perl
+# only.
 
 use strict;
 use warnings;
@@ -22,13 +24,17 @@ sub start {
     my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
         LocalPort => 0, Listen => 128, ReuseAddr => 1, Proto => 'tcp')
         or die "proxy listen: $!";
+    pipe(my $inject_r, my $inject_w) or die "pipe: $!";
     my $parent = $$;
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
-        run($listen, $target, $parent, $o{hold_on});
+        close $inject_w;
+        run($listen, $target, $parent, $o{hold_on}, $inject_r);
         POSIX::_exit(0);
     }
-    my $self = bless { pid => $pid, port => $listen->sockport }, $class;
+    close $inject_r;
+    my $self = bless { pid => $pid, port => $listen->sockport,
+        inject => $inject_w }, $class;
     close $listen;
     return $self;
 }
@@ -42,6 +48,14 @@ sub blackhole { kill 'USR1', $_[0]{pid} }
 # What the clients sent since hold_on matched goes on, and so does the rest.
 sub release { kill 'USR2', $_[0]{pid} }
 
+# Every client connection open now gets $bytes, between two of the
+# server's reads.
+sub inject {
+    my ($self, $bytes) = @_;
+    syswrite($self->{inject}, $bytes) == length $bytes
+        or die "inject: $!";
+}
+
 sub stop {
     my ($self) = @_;
     kill 'KILL', $self->{pid};
@@ -51,13 +65,13 @@ sub stop {
 # Forwards until its test process is gone (checked every half second, so
 # no proxy outlives a test that died without its END block).
 sub run {
-    my ($listen, $target, $parent, $hold_on) = @_;
+    my ($listen, $target, $parent, $hold_on, $inject) = @_;
     my (%peer, %frozen, %client, %tail, %held);
     my ($freeze, $release, $holding) = (0, 0, 0);
     local $SIG{USR1} = sub { $freeze = 1 };
     local $SIG{USR2} = sub { $release = 1 };
     local $SIG{TERM} = sub { POSIX::_exit(0) };
-    my $sel = IO::Select->new($listen);
+    my $sel = IO::Select->new($listen, $inject);
     while (getppid() == $parent) {
         if ($freeze) {
             # keep the sockets, stop watching them
@@ -84,6 +98,13 @@ sub run {
                 $client{$c} = 1;
                 $sel->add($r);
                 if ($holding) { $held{$c} = $c } else { $sel->add($c) }
+                next;
+            }
+            if ($s == $inject) {
+                sysread($inject, my $bytes, 65536) or return;
+                for my $c (map { $peer{ $peer{$_} } } keys %client) {
+                    syswrite($c, $bytes);
+                }
                 next;
             }
             next unless $peer{$s};          # closed with its peer
