@@ -1108,14 +1108,14 @@ ngx_http_offload_reply_check(const redisReadTask *task, int type,
         return NGX_OK;
     }
 
+    /* an error nothing asked for: hiredis disconnects with it, subscribed
+     * or not (a SUBSCRIBE refused, NOPERM, is answered so) */
+
+    if (task->parent == NULL && type == REDIS_REPLY_ERROR) {
+        return NGX_OK;
+    }
+
     if (!(ac->c.flags & REDIS_SUBSCRIBED)) {
-
-        /* an error nothing asked for: hiredis disconnects with it */
-
-        if (type == REDIS_REPLY_ERROR) {
-            return NGX_OK;
-        }
-
         err = "a reply nothing asked for";
         goto refused;
     }
