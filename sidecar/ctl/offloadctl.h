@@ -154,6 +154,9 @@ typedef int (*ctl_visit_pt)(ctl_t *ctl, const char *queue, const char *key,
 long ctl_each_entry(ctl_t *ctl, const char *queue, const char *key,
     const char *job_id, ctl_visit_pt visit, void *data);
 
+/* A stream entry's id ([id, fields]), or NULL when it is no entry. */
+const char *ctl_entry_id(const redisReply *entry);
+
 /* The value of a field of a stream entry, or NULL. */
 const char *ctl_entry_field(const redisReply *entry, const char *name);
 

@@ -33,6 +33,19 @@ dead_key(char *buf, size_t size, const char *cmd, const char *queue)
 
 
 const char *
+ctl_entry_id(const redisReply *entry)
+{
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements == 0
+        || entry->element[0]->type != REDIS_REPLY_STRING)
+    {
+        return NULL;
+    }
+
+    return entry->element[0]->str;
+}
+
+
+const char *
 ctl_entry_field(const redisReply *entry, const char *name)
 {
     size_t             i;
@@ -71,7 +84,14 @@ ctl_each_entry(ctl_t *ctl, const char *queue, const char *key,
         return 0;
     }
 
-    snprintf(to, sizeof(to), "%s", reply->element[0]->element[0]->str);
+    if (ctl_entry_id(reply->element[0]) == NULL) {
+        fprintf(stderr, "offloadctl: %s: XREVRANGE answered no entry id\n",
+                key);
+        freeReplyObject(reply);
+        return -1;
+    }
+
+    snprintf(to, sizeof(to), "%s", ctl_entry_id(reply->element[0]));
     freeReplyObject(reply);
 
     for ( ;; ) {

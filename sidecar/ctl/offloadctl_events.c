@@ -200,9 +200,19 @@ ctl_events(ctl_t *ctl, int argc, char **argv)
             goto done;
         }
 
+        if (reply[s]->type != REDIS_REPLY_ARRAY
+            || (reply[s]->elements > 0
+                && ctl_entry_id(reply[s]->element[0]) == NULL))
+        {
+            fprintf(stderr, "offloadctl: %s: XREVRANGE answered no entry "
+                    "id\n", OFFLOAD_EVENTS_KEY);
+            rc = CTL_FAIL;
+            goto done;
+        }
+
         if (reply[s]->elements > 0) {
             snprintf(last[s], sizeof(last[s]), "%s",
-                     reply[s]->element[0]->element[0]->str);
+                     ctl_entry_id(reply[s]->element[0]));
         }
 
         total += reply[s]->elements;
