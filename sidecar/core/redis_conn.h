@@ -67,6 +67,8 @@ struct offload_redis_conn_s {
     int                     ready;      /* connected, AUTH/SELECT done */
     int                     stopped;
     int                     failures;   /* in a row, for the backoff */
+    int                     protocol_error; /* ac's reply refused (a
+                                               shape hiredis asserts on) */
     ev_timer                retry;
     ev_timer                watchdog;
     double                  connect_deadline;
