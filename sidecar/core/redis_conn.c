@@ -1157,6 +1157,25 @@ drop(offload_redis_conn_t *rc)
 }
 
 
+void
+offload_redis_conn_out_of_step(offload_redis_conn_t *rc, const char *what)
+{
+    redisAsyncContext  *ac = rc->ac;
+
+    if (ac == NULL || (ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING))) {
+        return;
+    }
+
+    rc->protocol_error = 1;
+    log_error("%s: redis protocol error: %s: dropping the connection",
+              rc->name, what);
+
+    /* not redisAsyncDisconnect(): that waits for every pending reply, and
+     * a server out of step may owe one for good */
+    drop(rc);
+}
+
+
 static void
 watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
