@@ -33,19 +33,12 @@ sub sidecar_log {
     return slurp("$dir/sidecar.log") . slurp("$dir/sidecar.stderr");
 }
 
-# Injects $bytes through $proxy every half second until the sidecar's log
-# after $from matches every pattern of @want.
+# Injects $bytes through $proxy until the sidecar's log after $from
+# matches every pattern of @want.
 sub inject_until {
     my ($proxy, $bytes, $from, @want) = @_;
-    my $next = 0;
-    return wait_until(sub {
-        if (time >= $next) {
-            $proxy->inject($bytes);
-            $next = time + 0.5;
-        }
-        my $log = substr(sidecar_log(), $from);
-        !grep { $log !~ $_ } @want;
-    }, scaled(10), "@want");
+    return $proxy->inject_until($bytes,
+        sub { substr(sidecar_log(), $from) }, scaled(10), @want);
 }
 
 # Over $secs seconds the supervisor and its workers keep their pids, and
