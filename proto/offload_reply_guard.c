@@ -134,9 +134,14 @@ check(const redisReadTask *task, int type, int elements, const char *str,
         return NULL;
     }
 
+    /* an error nothing asked for: hiredis disconnects with it, subscribed
+     * or not (a refused SUBSCRIBE's -NOPERM, a -LOADING) */
+    if (task->parent == NULL && type == REDIS_REPLY_ERROR) {
+        return NULL;
+    }
+
     if (!(ac->c.flags & REDIS_SUBSCRIBED)) {
-        /* an error nothing asked for: hiredis disconnects with it */
-        return type == REDIS_REPLY_ERROR ? NULL : "a reply nothing asked for";
+        return "a reply nothing asked for";
     }
 
     if (task->parent == NULL) {
