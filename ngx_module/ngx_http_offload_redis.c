@@ -20,6 +20,7 @@
 
 
 #include "ngx_http_offload_module.h"
+#include "offload_reply_guard.h"
 
 
 /*
@@ -30,18 +31,8 @@
 void redisProcessCallbacks(redisAsyncContext *ac);
 
 
-static void ngx_http_offload_link_guard(redisAsyncContext *ac);
-static void *ngx_http_offload_reply_string(const redisReadTask *task,
-    char *str, size_t len);
-static void *ngx_http_offload_reply_array(const redisReadTask *task,
-    int elements);
-static void *ngx_http_offload_reply_integer(const redisReadTask *task,
-    long long value);
-static void *ngx_http_offload_reply_nil(const redisReadTask *task);
-static ngx_int_t ngx_http_offload_reply_check(const redisReadTask *task,
-    int type, int elements, const char *str, size_t len);
-static ngx_uint_t ngx_http_offload_reply_unsubscribe(const char *str,
-    size_t len);
+static void ngx_http_offload_reply_refused(redisAsyncContext *ac,
+    const char *why);
 static void ngx_http_offload_link_read_handler(ngx_event_t *rev);
 static void ngx_http_offload_link_write_handler(ngx_event_t *wev);
 static void ngx_http_offload_link_write(ngx_http_offload_link_t *link,
@@ -241,7 +232,7 @@ ngx_http_offload_link_open(ngx_http_offload_link_t *link)
     ac->data = link;
     link->protocol_error = 0;
 
-    ngx_http_offload_link_guard(ac);
+    offload_reply_guard(ac, ngx_http_offload_reply_refused);
 
     /* the hooks must be in place before the connect callback is set:
      * hiredis learns that the socket connected from the first write event */
@@ -962,276 +953,29 @@ ngx_http_offload_link_replied(redisAsyncContext *ac, redisReply *reply)
 
 
 /*
- * hiredis 0.14 assert()s on reply shapes it does not expect, and Debian
- * builds it with asserts on: a broken, hostile or "Redis-compatible" server
- * (or sentinel) would abort the worker, again after every respawn.  What
- * server bytes reach, in async.c's redisProcessCallbacks():
- *
- *   - a reply no callback waits for, on a context neither subscribed nor
- *     monitoring, that is not an error: assert(c->flags & REDIS_SUBSCRIBED
- *     || ...);
- *   - on a subscribed context with no callback waiting, an array goes to
- *     __redisGetSubscribeCallback(): assert(reply->elements >= 2), element
- *     0 and 1 asserted bulk strings, and for "(p)unsubscribe" element 2
- *     asserted an integer (read past the array when there is none);
- *   - there, a message to a channel not subscribed to, or a reply of
- *     another kind with no command waiting in ac->sub.invalid, finds no
- *     callback: the callback last run in the same read runs again with
- *     it.  No assert; the second is refused below (a reply nothing asked
- *     for), the first cannot be told without hiredis' private dict (the
- *     module's pub/sub callbacks have no privdata and check what they
- *     get).
- *
- * (The asserts in read.c and hiredis.c are the reader's own invariants;
- * the one in __redisAsyncDisconnect() needs a clean disconnect with
- * callbacks pending, which a server cannot cause.)
- *
- * hiredis has no public way to dispatch a reply taken from the reader
- * ourselves, and a second reader fed the same bytes would parse every
- * result twice.  But redisProcessCallbacks() makes each reply with the
- * reader's object functions right before it dispatches it, and what
- * decides where it goes (a callback waiting in ac->replies, the context
- * subscribed) does not change from the reply's first object to its
- * dispatch: only a dispatch shifts ac->replies, and a command sent on a
- * subscribed context waits elsewhere.  So the link's reader builds replies
- * with hiredis' own functions behind a check of the reply's head and its
- * first three elements; a reply of a shape that would reach an assert (or a reply
- * nothing asked for) makes the function fail, which hiredis takes for a
- * reader error: the context is freed, pending callbacks get NULL, and the
- * link reconnects after the usual backoff.  The cost: a call and a few
- * compares per reply object, which hiredis mallocs anyway; for a result
- * on the subscriber (an array of 3 strings) about 220 instructions, 4% of
- * hiredis' own parse of a 200-byte result (callgrind).
+ * A reply hiredis 0.14 would assert() on (proto/offload_reply_guard.c), on
+ * a link set up with offload_reply_guard() in link_open: hiredis frees the
+ * context next, and the link reconnects after the usual backoff.
  */
-
-static redisReplyObjectFunctions  *ngx_http_offload_hiredis_replies;
-
-static redisReplyObjectFunctions  ngx_http_offload_checked_replies = {
-    ngx_http_offload_reply_string,
-    ngx_http_offload_reply_array,
-    ngx_http_offload_reply_integer,
-    ngx_http_offload_reply_nil,
-    freeReplyObject
-};
-
 
 static void
-ngx_http_offload_link_guard(redisAsyncContext *ac)
+ngx_http_offload_reply_refused(redisAsyncContext *ac, const char *why)
 {
-    if (ngx_http_offload_hiredis_replies == NULL) {
-        ngx_http_offload_hiredis_replies = ac->c.reader->fn;
-    }
-
-    ac->c.reader->fn = &ngx_http_offload_checked_replies;
-    ac->c.reader->privdata = ac;
-}
-
-
-static void *
-ngx_http_offload_reply_string(const redisReadTask *task, char *str,
-    size_t len)
-{
-    if (ngx_http_offload_reply_check(task, task->type, -1, str, len)
-        != NGX_OK)
-    {
-        return NULL;
-    }
-
-    return ngx_http_offload_hiredis_replies->createString(task, str, len);
-}
-
-
-static void *
-ngx_http_offload_reply_array(const redisReadTask *task, int elements)
-{
-    if (ngx_http_offload_reply_check(task, REDIS_REPLY_ARRAY, elements,
-                                     NULL, 0) != NGX_OK) {
-        return NULL;
-    }
-
-    return ngx_http_offload_hiredis_replies->createArray(task, elements);
-}
-
-
-static void *
-ngx_http_offload_reply_integer(const redisReadTask *task, long long value)
-{
-    if (ngx_http_offload_reply_check(task, REDIS_REPLY_INTEGER, -1, NULL, 0)
-        != NGX_OK)
-    {
-        return NULL;
-    }
-
-    return ngx_http_offload_hiredis_replies->createInteger(task, value);
-}
-
-
-static void *
-ngx_http_offload_reply_nil(const redisReadTask *task)
-{
-    /* task->type is the kind of what came nil, $-1 or *-1 */
-
-    if (ngx_http_offload_reply_check(task, REDIS_REPLY_NIL, -1, NULL, 0)
-        != NGX_OK)
-    {
-        return NULL;
-    }
-
-    return ngx_http_offload_hiredis_replies->createNil(task);
-}
-
-
-/*
- * NGX_OK if the object task makes (of type, an array of elements, a string
- * str of len) takes the reply where hiredis goes without asserting.
- * Objects deeper than the reply's elements never matter.
- */
-
-static ngx_int_t
-ngx_http_offload_reply_check(const redisReadTask *task, int type,
-    int elements, const char *str, size_t len)
-{
-    const char               *err;
-    redisReply               *head;
-    redisAsyncContext        *ac;
     ngx_http_offload_link_t  *link;
-
-    if (task->parent != NULL && task->parent->parent != NULL) {
-        return NGX_OK;
-    }
-
-    ac = task->privdata;
-
-    /* a callback waits for it, or hiredis hands every reply to MONITOR's */
-
-    if (ac->replies.head != NULL || (ac->c.flags & REDIS_MONITORING)) {
-        return NGX_OK;
-    }
-
-    /* an error nothing asked for: hiredis disconnects with it, subscribed
-     * or not (a SUBSCRIBE refused, NOPERM, is answered so) */
-
-    if (task->parent == NULL && type == REDIS_REPLY_ERROR) {
-        return NGX_OK;
-    }
-
-    if (!(ac->c.flags & REDIS_SUBSCRIBED)) {
-        err = "a reply nothing asked for";
-        goto refused;
-    }
-
-    if (task->parent == NULL) {
-
-        if (type != REDIS_REPLY_ARRAY) {
-            if (ac->sub.invalid.head != NULL) {
-                return NGX_OK;
-            }
-
-            err = "a reply nothing asked for on a subscribed connection";
-            goto refused;
-        }
-
-        if (elements < 2) {
-            err = "a pub/sub reply of fewer than 2 elements";
-            goto refused;
-        }
-
-        return NGX_OK;
-    }
-
-    /* an element of a pub/sub reply: kind, channel, payload or count */
-
-    switch (task->idx) {
-
-    case 0:
-        if (type != REDIS_REPLY_STRING) {
-            err = "a pub/sub reply whose kind is not a bulk string";
-            goto refused;
-        }
-
-        if (task->parent->elements < 3
-            && ngx_http_offload_reply_unsubscribe(str, len))
-        {
-            err = "an unsubscribe reply without its count";
-            goto refused;
-        }
-
-        return NGX_OK;
-
-    case 1:
-        if (type != REDIS_REPLY_STRING) {
-            err = "a pub/sub reply whose channel is not a bulk string";
-            goto refused;
-        }
-
-        return NGX_OK;
-
-    case 2:
-        head = task->parent->obj;
-
-        if (type != REDIS_REPLY_INTEGER
-            && ngx_http_offload_reply_unsubscribe(head->element[0]->str,
-                                                  head->element[0]->len))
-        {
-            err = "an unsubscribe reply whose count is not an integer";
-            goto refused;
-        }
-
-        return NGX_OK;
-
-    default:
-        return NGX_OK;
-    }
-
-refused:
 
     link = ac->data;
 
     /* hiredis frees the context when the read fails: no second report */
 
-    if (!link->protocol_error) {
-        link->protocol_error = 1;
-
-        ngx_log_error(NGX_LOG_ERR, link->log, 0,
-                      "offload: redis %V %s connection: protocol error: %s",
-                      &link->peer->name, link->role, err);
+    if (link->protocol_error) {
+        return;
     }
 
-    return NGX_ERROR;
-}
+    link->protocol_error = 1;
 
-
-/*
- * Whether hiredis takes a pub/sub reply's kind for "unsubscribe" or
- * "punsubscribe": it compares its copy, ended at the first NUL, without
- * case.
- */
-
-static ngx_uint_t
-ngx_http_offload_reply_unsubscribe(const char *str, size_t len)
-{
-    u_char  *nul;
-
-    /* "message", "pmessage", "smessage": at once */
-
-    if (len < sizeof("unsubscribe") - 1) {
-        return 0;
-    }
-
-    nul = ngx_strlchr((u_char *) str, (u_char *) str + len, '\0');
-
-    if (nul != NULL) {
-        len = nul - (u_char *) str;
-    }
-
-    if (len && (str[0] == 'p' || str[0] == 'P')) {
-        str++;
-        len--;
-    }
-
-    return len == sizeof("unsubscribe") - 1
-           && ngx_strncasecmp((u_char *) str, (u_char *) "unsubscribe",
-                              len) == 0;
+    ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                  "offload: redis %V %s connection: protocol error: %s",
+                  &link->peer->name, link->role, why);
 }
 
 
@@ -1732,7 +1476,7 @@ ngx_http_offload_link_disconnected(const redisAsyncContext *ac, int status)
 
     ngx_http_offload_metrics_redis(NGX_HTTP_OFFLOAD_REDIS_FAILURE);
 
-    /* a reply refused by ngx_http_offload_reply_check() reads as hiredis'
+    /* a reply refused by offload_reply_guard() reads as hiredis'
      * "Out of memory": its reason was logged then */
 
     ngx_log_error(NGX_LOG_WARN, link->log, 0,

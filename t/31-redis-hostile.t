@@ -119,15 +119,8 @@ sub workers_survive {
 # not be there yet.
 sub inject_until {
     my ($proxy, $bytes, $from, @want) = @_;
-    my $next = 0;
-    return wait_until(sub {
-        if (time >= $next) {
-            $proxy->inject($bytes);
-            $next = time + 0.5;
-        }
-        my $log = substr(slurp(nginx_error_log()), $from);
-        !grep { $log !~ $_ } @want;
-    }, scaled(10), "@want");
+    return $proxy->inject_until($bytes,
+        sub { substr(slurp(nginx_error_log()), $from) }, scaled(10), @want);
 }
 
 # Both nginx workers subscribed to their reply channels.

@@ -17,6 +17,11 @@
  * while a job runs: a deadline that passes during a long job finds the
  * answer in the socket, or the command still unsent, and waits on.  The
  * watched sentinel's PING is judged the same way.
+ *
+ * Every context's reader refuses the replies hiredis 0.14 would assert()
+ * on (proto/offload_reply_guard.c): a broken or hostile server, sentinel
+ * or proxy then costs the connection, not the process, and the usual
+ * reconnect and backoff follow.
  */
 
 #include <stdarg.h>
@@ -32,6 +37,7 @@
 #include "clock.h"
 #include "cluster_map.h"
 #include "log.h"
+#include "offload_reply_guard.h"
 #include "redis_conn.h"
 
 
@@ -219,9 +225,12 @@ disconnect_cb(const redisAsyncContext *ac, int status)
         return;
     }
 
+    /* a reply refused by reply_refused() reads as hiredis' "Out of
+     * memory": its reason was logged then */
     if (status != REDIS_OK || was_ready) {
         log_warn("%s: lost redis connection%s%s", rc->name,
-                 ac->errstr[0] ? ": " : "", ac->errstr);
+                 rc->protocol_error || ac->errstr[0] ? ": " : "",
+                 rc->protocol_error ? "protocol error" : ac->errstr);
     }
 
     if (was_ready && rc->on_lost) {
@@ -229,6 +238,37 @@ disconnect_cb(const redisAsyncContext *ac, int status)
     }
 
     schedule_retry(rc);
+}
+
+
+/* A reply of ac hiredis would assert() on, refused: hiredis frees ac
+ * next, as for a reader error (the disconnect callback, or for a
+ * sentinel's or seed's context its reply callbacks with NULL, reconnect
+ * or ask elsewhere).  Every context of rc has ac->data = rc. */
+static void
+reply_refused(redisAsyncContext *ac, const char *why)
+{
+    offload_redis_conn_t  *rc = ac->data;
+
+    if (ac == rc->ac) {
+        rc->protocol_error = 1;
+        log_error("%s: redis protocol error: %s: dropping the connection",
+                  rc->name, why);
+        return;
+    }
+
+    log_error("%s: %s %s:%d: protocol error: %s: dropping the connection",
+              rc->name, rc->ep->nseeds > 0 ? "cluster seed" : "sentinel",
+              ac->c.tcp.host, ac->c.tcp.port, why);
+}
+
+
+/* Made ready for use by rc: its replies checked. */
+static void
+guard(offload_redis_conn_t *rc, redisAsyncContext *ac)
+{
+    ac->data = rc;
+    offload_reply_guard(ac, reply_refused);
 }
 
 
@@ -500,6 +540,8 @@ watch_next_sentinel(offload_redis_conn_t *rc)
         return;
     }
 
+    guard(rc, ac);
+
     if (ac->err || redisLibevAttach(rc->loop, ac) != REDIS_OK
         || discovery_auth(rc, ac) != REDIS_OK
         || redisAsyncCommand(ac, recheck_cb, rc,
@@ -740,6 +782,8 @@ ask_next_discovery(offload_redis_conn_t *rc)
             continue;
         }
 
+        guard(rc, ac);
+
         if (ac->err || redisLibevAttach(rc->loop, ac) != REDIS_OK) {
             redisAsyncFree(ac);
             continue;
@@ -824,8 +868,9 @@ connect_to(offload_redis_conn_t *rc, const offload_addr_t *addr)
         return;
     }
 
-    ac->data = rc;
+    guard(rc, ac);
     rc->ac = ac;
+    rc->protocol_error = 0;
     memset(&rc->seen, 0, sizeof(rc->seen));
     rc->connect_deadline = now_s() + rc->ep->timeout_ms / 1000.0;
     watchdog_arm(rc, rc->ep->timeout_ms / 1000.0);
@@ -1109,6 +1154,25 @@ drop(offload_redis_conn_t *rc)
     ev_timer_stop(rc->loop, &rc->watchdog);
     redisAsyncFree(ac);
     schedule_retry(rc);
+}
+
+
+void
+offload_redis_conn_out_of_step(offload_redis_conn_t *rc, const char *what)
+{
+    redisAsyncContext  *ac = rc->ac;
+
+    if (ac == NULL || (ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING))) {
+        return;
+    }
+
+    rc->protocol_error = 1;
+    log_error("%s: redis protocol error: %s: dropping the connection",
+              rc->name, what);
+
+    /* not redisAsyncDisconnect(): that waits for every pending reply, and
+     * a server out of step may owe one for good */
+    drop(rc);
 }
 
 

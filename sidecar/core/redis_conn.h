@@ -67,6 +67,8 @@ struct offload_redis_conn_s {
     int                     ready;      /* connected, AUTH/SELECT done */
     int                     stopped;
     int                     failures;   /* in a row, for the backoff */
+    int                     protocol_error; /* ac's reply refused (a
+                                               shape hiredis asserts on) */
     ev_timer                retry;
     ev_timer                watchdog;
     double                  connect_deadline;
@@ -129,6 +131,14 @@ typedef int (*offload_redis_send_pt)(void *data, int argc, const char **argv,
     const size_t *argvlen);
 int offload_redis_send_plain(void *conn, int argc, const char **argv,
     const size_t *argvlen);
+
+/* From a reply callback: the reply cannot answer the command it came for
+ * (what says so), the server or a proxy is out of step with the commands
+ * sent.  Logged as a protocol error; the context is freed once the
+ * callback returns (pending callbacks get NULL, on_lost runs) and the
+ * connection made again after the backoff. */
+void offload_redis_conn_out_of_step(offload_redis_conn_t *rc,
+    const char *what);
 
 /* Stops reconnecting and frees the context: pending callbacks run with a
  * NULL reply.  on_lost is not called. */

@@ -2756,7 +2756,19 @@ cancelled_count_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     (void) ac;
 
-    if (reply == NULL || !w->checking) {
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_INTEGER
+        && reply->type != REDIS_REPLY_ERROR)
+    {
+        offload_redis_conn_out_of_step(&w->conn, "ZCARD answered with "
+                                       "no count");
+        return;
+    }
+
+    if (!w->checking) {
         return;                 /* the read took nothing: nothing to check */
     }
 
@@ -2875,6 +2887,16 @@ read_cb(redisAsyncContext *ac, void *r, void *privdata)
         && reply->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
     {
         entries = reply->element[0]->element[1];
+
+    } else if (reply->type != REDIS_REPLY_NIL
+               && !(reply->type == REDIS_REPLY_ARRAY && reply->elements == 0))
+    {
+        /* not the read's answer (a server or proxy out of step): the
+         * replies after it would each go to the wrong command, the
+         * entries of a read to a ZCARD's callback, taken and never run */
+        offload_redis_conn_out_of_step(&w->conn, "XREADGROUP answered "
+                                       "with neither entries nor nil");
+        return;
     }
 
     if (entries == NULL || entries->elements == 0) {

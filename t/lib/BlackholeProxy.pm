@@ -17,6 +17,7 @@ use warnings;
 use IO::Select;
 use IO::Socket::INET;
 use POSIX ();
+use Time::HiRes ();
 
 # start($target_port, hold_on => qr/.../) -> { pid, port }
 sub start {
@@ -54,6 +55,23 @@ sub inject {
     my ($self, $bytes) = @_;
     syswrite($self->{inject}, $bytes) == length $bytes
         or die "inject: $!";
+}
+
+# inject($bytes) again every half second until the text $log->() returns
+# matches every pattern of @want (a connection dropped for one injection
+# may not be back for the next yet), for up to $secs seconds.  True when
+# they all matched; OffloadTest's wait_until says what timed out.
+sub inject_until {
+    my ($self, $bytes, $log, $secs, @want) = @_;
+    my $next = 0;
+    return OffloadTest::wait_until(sub {
+        if (Time::HiRes::time() >= $next) {
+            $self->inject($bytes);
+            $next = Time::HiRes::time() + 0.5;
+        }
+        my $text = $log->();
+        !grep { $text !~ $_ } @want;
+    }, $secs, "@want");
 }
 
 sub stop {
