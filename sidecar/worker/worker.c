@@ -3342,6 +3342,11 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
         completion_put(&w, w.stage.c);
     }
 
+    /* stopping a watcher puts its signal back to SIG_DFL: blocked first,
+     * a logrotate's SIGUSR1 (forwarded to every worker) or a second
+     * SIGTERM during the handler's fini (an exec process's exit, up to a
+     * second) does not kill a worker that is stopping cleanly */
+    sigprocmask(SIG_BLOCK, &handled, NULL);
     ev_signal_stop(loop, &w.sigterm);
     ev_signal_stop(loop, &w.sigint);
     ev_signal_stop(loop, &w.sigusr1);
