@@ -231,6 +231,8 @@ struct ngx_http_offload_link_s {
     uint64_t                      written;     /* bytes of this context's
                                                   commands gone to the
                                                   socket */
+    size_t                        unwritten;   /* its buffer before a
+                                                  write */
 
     unsigned                      up:1;        /* connected */
     unsigned                      usable:1;    /* its setup answered */

@@ -1141,21 +1141,21 @@ ngx_http_offload_link_write(ngx_http_offload_link_t *link,
 /*
  * hiredis writes only from redisAsyncHandleWrite(), one write() a call: what
  * left its output buffer went to the socket.  A write that fails writes
- * nothing (and frees the context: the count is then of no use).
+ * nothing (and frees the context: the count is then of no use).  The first
+ * call connects first, and the connect callback adds to the buffer before
+ * the write: it sets link->unwritten again.
  */
 
 static void
 ngx_http_offload_link_handle_write(ngx_http_offload_link_t *link,
     redisAsyncContext *ac)
 {
-    size_t  len;
-
-    len = sdslen(ac->c.obuf);
+    link->unwritten = sdslen(ac->c.obuf);
 
     redisAsyncHandleWrite(ac);
 
     if (link->ac == ac) {
-        link->written += len - sdslen(ac->c.obuf);
+        link->written += link->unwritten - sdslen(ac->c.obuf);
     }
 }
 
@@ -1386,6 +1386,13 @@ ngx_http_offload_link_connected(const redisAsyncContext *ac, int status)
 
     if (!ngx_queue_empty(&link->streams)) {
         ngx_post_event(link->connection->write, &ngx_posted_events);
+    }
+
+    /* on_up and the PING added to the buffer inside the write that
+     * connected: the count starts from here */
+
+    if (link->ac != NULL) {
+        link->unwritten = sdslen(link->ac->c.obuf);
     }
 }
 
