@@ -310,7 +310,7 @@ $(FUZZ)/obj/%.o: %.c Makefile
 
 $(FUZZ)/%: t/fuzz/%.c $(FUZZ_OBJS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJS) -o $@ \
-	    -ljansson -lcrypto -lm
+	    $(PKG_LIBS) -lcrypto -lm
 
 # Kept between builds: they are made by a pattern rule only.
 .SECONDARY: $(FUZZ_OBJS)
