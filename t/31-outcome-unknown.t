@@ -141,7 +141,9 @@ ok($codes{'redis_unavailable (not sent)'},
 is(scalar(grep { !/^(outcome_unknown|redis_unavailable)/ } keys %codes), 0,
     'no other answer');
 # Redis reads what the frozen connections hold once it goes on: the jobs
-# in the stream stay as they are for a second
+# in the stream stay as they are for a second.  Whether any lands is up to
+# TCP (a connection closed with a reset loses what Redis had not read:
+# 'may have been queued'); none may be one answered redis_unavailable
 my @landed;
 my ($seen, $since) = (-1, time);
 ok(wait_until(sub {
@@ -149,7 +151,9 @@ ok(wait_until(sub {
         @{ stream_entries('offload:{idle}:jobs') };
     ($seen, $since) = (scalar @landed, time) if @landed != $seen;
     time - $since >= 1;
-}, scaled(15), 'the stream settles') && @landed, 'jobs landed');
+}, scaled(15), 'the stream settles'), 'the stream settles');
+diag(scalar(@landed) . " of $codes{outcome_unknown} answered outcome_unknown "
+    . 'landed');
 my @stray = grep { !$unknown{ $_->{id} } } @landed;
 is(scalar @stray, 0, 'every job in the stream was answered outcome_unknown: '
     . 'none answered redis_unavailable was queued')
