@@ -785,66 +785,92 @@ settled(offload_worker_t *w)
 
 
 /*
- * A completion Redis keeps refusing for a reason that does not pass by
- * itself: its client is answered an error instead (500 result_not_stored),
- * as for a big result that could not be staged.  Should that be refused
- * too, the entry goes to the dead-letter stream (reason bad_job, the
- * refusal in its report; the bad-job script touches neither result,
- * record nor channel), where `offloadctl dead` shows it, rather than be
- * tried for ever or left pending.
+ * Answers the job of c an error (500 result_not_stored, the message given)
+ * in place of its result, which could not be stored: its entry, reply
+ * channel, body key and record lifetime are c's, so that an async job's
+ * record ends failed as a waiting client is answered.  c goes back to the
+ * free list.  An answer made with last_resort that Redis refuses too ends
+ * in a dead letter (completion_give_up()).
  */
 static void
-completion_give_up(offload_worker_t *w, completion_t *c, const char *err)
+answer_instead(offload_worker_t *w, completion_t *c,
+    const offload_str_t *job_id, const char *why, int last_resort)
 {
-    int            plen;
-    char           message[200], prefix[KEY_ROOM], ttl[24];
-    const char    *q = w->queue->name;
-    offload_str_t  entry_id, job_id, reply;
-
-    if (c->last_resort) {
-        log_error("%s: entry %.*s: redis refused its error answer too "
-                  "(%s): dead-lettered", w->name, (int) c->arglen[C_ENTRY],
-                  c->arg[C_ENTRY], err);
-        entry_id.data = c->arg[C_ENTRY];
-        entry_id.len = c->arglen[C_ENTRY];
-        snprintf(message, sizeof(message), "its result could not be "
-                 "stored in Redis: %.120s", err);
-        offload_bad_job(send_tracked, w, q, &entry_id, NULL, 0, message);
-        completion_put(w, c);
-        return;
-    }
-
-    log_error("%s: entry %.*s: redis refused its completion %d times (%s): "
-              "answering an error instead", w->name,
-              (int) c->arglen[C_ENTRY], c->arg[C_ENTRY], c->tries, err);
-
-    /* the job id: the result key's end */
-    plen = offload_result_key(prefix, sizeof(prefix), q, strlen(q), "", 0);
-    if (plen < 0 || c->arglen[C_RESULT_KEY] <= (size_t) plen) {
-        completion_put(w, c);
-        return;
-    }
+    char           message[200], ttl[24];
+    offload_str_t  entry_id, reply;
 
     entry_id.data = c->arg[C_ENTRY];
     entry_id.len = c->arglen[C_ENTRY];
-    job_id.data = c->arg[C_RESULT_KEY] + plen;
-    job_id.len = c->arglen[C_RESULT_KEY] - (size_t) plen;
     reply.data = c->arg[C_CHANNEL];
     reply.len = c->arglen[C_CHANNEL];
     snprintf(message, sizeof(message), "the result could not be stored in "
-             "Redis: %.120s", err);
+             "Redis: %.120s", why);
     snprintf(ttl, sizeof(ttl), "%.*s", (int) c->arglen[C_REC_TTL],
              c->arg[C_REC_TTL]);
 
     /* the answer refers to c's buffer: c goes back after it is encoded */
     w->body_keyed = c->arglen[C_BODY_KEY] > 0;
     w->record_ttl_ms = strtoll(ttl, NULL, 10);
-    w->last_resort = 1;
-    complete_error(w, &entry_id, &job_id, &reply, 500, 0,
+    w->last_resort = last_resort;
+    complete_error(w, &entry_id, job_id, &reply, 500, 0,
                    "result_not_stored", message);
     w->last_resort = 0;
     w->record_ttl_ms = 0;
     w->body_keyed = 0;
+    completion_put(w, c);
+}
+
+
+/*
+ * A completion Redis keeps refusing for a reason that does not pass by
+ * itself: its client is answered an error instead (answer_instead()), as
+ * for a big result that could not be staged.  Should that be refused
+ * too, or the job id not be had from the result key, the entry goes to
+ * the dead-letter stream (reason bad_job, the refusal in its report; the
+ * bad-job script touches neither result, record nor channel), where
+ * `offloadctl dead` shows it, rather than be tried for ever or left
+ * pending.
+ */
+static void
+completion_give_up(offload_worker_t *w, completion_t *c, const char *err)
+{
+    int            plen;
+    char           message[200], prefix[KEY_ROOM];
+    const char    *q = w->queue->name;
+    offload_str_t  entry_id, job_id;
+
+    entry_id.data = c->arg[C_ENTRY];
+    entry_id.len = c->arglen[C_ENTRY];
+
+    if (c->last_resort) {
+        log_error("%s: entry %.*s: redis refused its error answer too "
+                  "(%s): dead-lettered", w->name, (int) entry_id.len,
+                  entry_id.data, err);
+
+    } else {
+        /* the job id: the result key's end */
+        plen = offload_result_key(prefix, sizeof(prefix), q, strlen(q), "",
+                                  0);
+
+        if (plen >= 0 && c->arglen[C_RESULT_KEY] > (size_t) plen) {
+            log_error("%s: entry %.*s: redis refused its completion %d "
+                      "times (%s): answering an error instead", w->name,
+                      (int) entry_id.len, entry_id.data, c->tries, err);
+            job_id.data = c->arg[C_RESULT_KEY] + plen;
+            job_id.len = c->arglen[C_RESULT_KEY] - (size_t) plen;
+            answer_instead(w, c, &job_id, err, 1);
+            return;
+        }
+
+        log_error("%s: entry %.*s: redis refused its completion %d times "
+                  "(%s), and its result key names no job to answer: "
+                  "dead-lettered", w->name, (int) entry_id.len,
+                  entry_id.data, c->tries, err);
+    }
+
+    snprintf(message, sizeof(message), "its result could not be stored in "
+             "Redis: %.120s", err);
+    offload_bad_job(send_tracked, w, q, &entry_id, NULL, 0, message);
     completion_put(w, c);
 }
 
@@ -1638,10 +1664,10 @@ stage_restart(offload_worker_t *w)
 static void
 stage_retry(offload_worker_t *w)
 {
-    char              message[160];
+    char              why[80];
     stage_t          *s = &w->stage;
     completion_t     *c = s->c;
-    offload_str_t     entry_id, job_id, reply;
+    offload_str_t     job_id;
 
     if (++s->tries < STAGE_TRIES) {
         log_warn("%s: staging the result of job %s again (try %d of %d)",
@@ -1658,21 +1684,12 @@ stage_retry(offload_worker_t *w)
     offload_redis_command(&w->conn, NULL, NULL, "UNLINK %b",
                           c->arg[C_STAGE_KEY], c->arglen[C_STAGE_KEY]);
 
-    /* the answer refers to c's buffer: c goes back after it is encoded */
     s->c = NULL;
-    entry_id.data = c->arg[C_ENTRY];
-    entry_id.len = c->arglen[C_ENTRY];
     job_id.data = s->job_id;
     job_id.len = strlen(s->job_id);
-    reply.data = c->arg[C_CHANNEL];
-    reply.len = c->arglen[C_CHANNEL];
-    snprintf(message, sizeof(message), "the result (%zu bytes) could not "
-             "be stored in Redis", s->len);
-    w->body_keyed = c->arglen[C_BODY_KEY] > 0;
-    complete_error(w, &entry_id, &job_id, &reply, 500, 0,
-                   "result_not_stored", message);
-    w->body_keyed = 0;
-    completion_put(w, c);
+    snprintf(why, sizeof(why), "%zu bytes, not staged after %d tries",
+             s->len, STAGE_TRIES);
+    answer_instead(w, c, &job_id, why, 0);
     resume(w);
 }
 
