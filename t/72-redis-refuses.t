@@ -28,6 +28,11 @@
 #    too, the worker recycles so that the entry is read again.  (Before:
 #    the command was dropped, the entry left pending under a live worker,
 #    the client waited out its 60 s deadline.)
+# 7. The same move refused for good after its XACK (the retry set is not a
+#    sorted set: the script's error leaves its XACK and XDEL done): sent
+#    again, it finds its entry no longer pending; the job is given up and
+#    its client answered 500 at once.  (Before: taken as done, the job
+#    neither pending nor answered, its client waiting out its deadline.)
 
 use strict;
 use warnings;
@@ -245,6 +250,22 @@ like(slurp($log), qr/worker flaky:0: pid $flaky recycled \(unsettled_entry\)/,
     'the supervisor says why');
 ok(wait_until(sub { pending('flaky') == 0 }, scaled(10), 'flaky settled'),
     'nothing is left pending');
+$r = post_json('/jobs/flaky', { attempt_ok => 2 });
+is($r->{status}, 200, 'the flaky queue runs jobs again');
+
+# ---- 7. a retry refused for good halfway --------------------------------
+
+redis_cmd('SET', 'offload:{flaky}:retry', 'not a sorted set');
+$s = send_post('/jobs/flaky', '{"attempt_ok":2}');
+$t6 = time;
+$a = read_answer($s, scaled(20));
+is($a->{status}, 500, sprintf('the client is answered 500 after %.1f s, '
+    . 'not at its 60 s deadline', time - $t6)) or diag(explain $a);
+like(slurp($log), qr/worker\ flaky:\d+:\ redis\ refused\ a\ command\ \(EVAL\)
+    \ of\ entry\ \d+-\d+\ 1\ times\ \(then\ its\ entry\ was\ no\ longer
+    \ pending/x, 'the give-up is logged, with its entry');
+is(pending('flaky'), 0, 'nothing is left pending');
+redis_cmd('DEL', 'offload:{flaky}:retry');
 $r = post_json('/jobs/flaky', { attempt_ok => 2 });
 is($r->{status}, 200, 'the flaky queue runs jobs again');
 

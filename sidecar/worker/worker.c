@@ -579,7 +579,17 @@ tracked_cb(redisAsyncContext *ac, void *r, void *privdata)
         w->resending--;
     }
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ERROR) {
+    if (reply != NULL && reply->type == REDIS_REPLY_NIL && h->tries > 0
+        && !h->settles.final)
+    {
+        /* a script's guard found its entry acked already: its refused try
+         * failed after the XACK (a script's writes before its error stay
+         * done), leaving the job neither pending nor settled */
+        held_give_up(w, h, "then its entry was no longer pending: a try "
+                     "failed halfway");
+        held_free(h);
+
+    } else if (reply == NULL || reply->type != REDIS_REPLY_ERROR) {
         held_free(h);
 
     } else {
