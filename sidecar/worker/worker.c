@@ -489,8 +489,10 @@ settles_set(settles_t *st, const offload_str_t *entry_id,
     {
         memcpy(st->id, job->id.data, job->id.len);
         st->id_len = job->id.len;
-        memcpy(st->reply, job->reply.data, job->reply.len);
-        st->reply_len = job->reply.len;
+        if (job->reply.len > 0) {       /* none: data may be NULL */
+            memcpy(st->reply, job->reply.data, job->reply.len);
+            st->reply_len = job->reply.len;
+        }
         st->record_ttl_ms = job->record_ttl_ms;
         st->body_keyed = job->body_len > 0;
     }
