@@ -19,6 +19,20 @@
 # 4. The stream is deleted while Redis refuses XGROUP CREATE MKSTREAM: the
 #    worker retries with backoff and says so once.  (Before: 55,448 tries
 #    and twice as many log lines in about a second.)
+# 5. An async job's big result cannot be staged (RPUSH denied): its error
+#    answer ends its record failed.  (Before: the answer left the record
+#    'running' until its lifetime ran out.)
+# 6. Moving a failed job to the retry set is refused for good (XACK
+#    denied by an ACL): after 5 tries the entry is dead-lettered and its
+#    waiting client answered 500 at once; the dead letter refused 5 times
+#    too, the worker recycles so that the entry is read again.  (Before:
+#    the command was dropped, the entry left pending under a live worker,
+#    the client waited out its 60 s deadline.)
+# 7. The same move refused for good after its XACK (the retry set is not a
+#    sorted set: the script's error leaves its XACK and XDEL done): sent
+#    again, it finds its entry no longer pending; the job is given up and
+#    its client answered 500 at once.  (Before: taken as done, the job
+#    neither pending nor answered, its client waiting out its deadline.)
 
 use strict;
 use warnings;
@@ -37,6 +51,7 @@ queue flaky { handler fail_until; max_attempts 3; retry_backoff 100ms 100ms; }
 CONF
 ok(start_jobs_nginx(server => <<'NGX'), 'stack ready');
     offload_timeout 60s;
+    client_max_body_size 8m;
     location ~ ^/async/([^/]+)$ { offload_pass $1; offload_mode async; }
 NGX
 
@@ -188,5 +203,70 @@ redis_cmd('CONFIG', 'SET', 'maxmemory', '0');
 ok(wait_until(sub { (post_json('/jobs/echo', { n => 'back' }, 5)->{status}
     // 0) == 200 }, scaled(15), 'job after the group is back'),
     'jobs run again once the group can be made');
+
+# ---- 5. a big result that cannot be staged ------------------------------
+
+$worker = worker_pids()->{echo}[0];
+kill 'STOP', $worker;
+$r = post_json('/async/echo', { n => 'x' x 1_200_000 });
+is($r->{status}, 202, 'an async job with a big result is accepted');
+my $big = $r->{headers}{'x-offload-job-id'} // '';
+redis_cmd('ACL', 'SETUSER', 'default', '-rpush');
+kill 'CONT', $worker;
+ok(wait_until(sub { log_count(qr/result\ of\ job\ \Q$big\E\ .*could
+    \ not\ be\ stored\ after/x) > 0 }, scaled(20), 'staging given up'),
+    'staging the result is given up') or diag(log_tail(0));
+redis_cmd('ACL', 'SETUSER', 'default', '+rpush');
+ok(wait_until(sub { (redis_cmd('HGET', record_key($big), 'status') // '')
+    eq 'failed' }, scaled(10), 'record failed'),
+    'its record ends failed, not running')
+    or diag(explain(redis_cmd('HGETALL', record_key($big))));
+like(redis_cmd('GET', "offload:{echo}:result:$big") // '',
+    qr/result_not_stored/, 'its stored answer is the error');
+
+# ---- 6. a retry refused for good ----------------------------------------
+
+# XACK denied: the retry script, the dead letter and the completion all
+# ack first, so each try is refused the same way
+$flaky = worker_pids()->{flaky}[0];
+redis_cmd('ACL', 'SETUSER', 'default', '-xack');
+$s = send_post('/jobs/flaky', '{"attempt_ok":2}');
+my $t6 = time;
+$a = read_answer($s, scaled(20));
+is($a->{status}, 500, sprintf('the client is answered 500 after %.1f s, '
+    . 'not at its 60 s deadline', time - $t6)) or diag(explain $a);
+like(slurp($log), qr/worker\ flaky:0:\ redis\ refused\ a\ command\ \(EVAL\)
+    \ of\ entry\ \d+-\d+\ 5\ times\ \(ERR.*can.t\ run.*given\ up:\ dead-lettered/x,
+    'the give-up is logged, with its entry');
+ok(wait_until(sub { log_count(qr/worker\ flaky:0:\ redis\ refused.*
+    given\ up;\ recycling\ this\ worker/x) > 0 }, scaled(20),
+    'recycling'), 'its dead letter refused too: the worker recycles')
+    or diag(log_tail(0));
+redis_cmd('ACL', 'SETUSER', 'default', '+xack');
+ok(wait_until(sub { my $p = worker_pids()->{flaky}[0];
+    $p && $p != $flaky }, scaled(20), 'flaky worker replaced'),
+    'a new worker takes its place');
+like(slurp($log), qr/worker flaky:0: pid $flaky recycled \(unsettled_entry\)/,
+    'the supervisor says why');
+ok(wait_until(sub { pending('flaky') == 0 }, scaled(10), 'flaky settled'),
+    'nothing is left pending');
+$r = post_json('/jobs/flaky', { attempt_ok => 2 });
+is($r->{status}, 200, 'the flaky queue runs jobs again');
+
+# ---- 7. a retry refused for good halfway --------------------------------
+
+redis_cmd('SET', 'offload:{flaky}:retry', 'not a sorted set');
+$s = send_post('/jobs/flaky', '{"attempt_ok":2}');
+$t6 = time;
+$a = read_answer($s, scaled(20));
+is($a->{status}, 500, sprintf('the client is answered 500 after %.1f s, '
+    . 'not at its 60 s deadline', time - $t6)) or diag(explain $a);
+like(slurp($log), qr/worker\ flaky:\d+:\ redis\ refused\ a\ command\ \(EVAL\)
+    \ of\ entry\ \d+-\d+\ 1\ times\ \(then\ its\ entry\ was\ no\ longer
+    \ pending/x, 'the give-up is logged, with its entry');
+is(pending('flaky'), 0, 'nothing is left pending');
+redis_cmd('DEL', 'offload:{flaky}:retry');
+$r = post_json('/jobs/flaky', { attempt_ok => 2 });
+is($r->{status}, 200, 'the flaky queue runs jobs again');
 
 finish();

@@ -41,8 +41,10 @@ typedef enum {
     OFFLOAD_SB_EXIT_MAX_JOBS,       /* max_jobs_per_worker reached */
     OFFLOAD_SB_EXIT_MEMORY,         /* RSS over memory_limit after a job */
     OFFLOAD_SB_EXIT_OUT_OF_MEMORY,  /* a job ran out of RLIMIT_AS */
-    OFFLOAD_SB_EXIT_HANDLER_PROCESS /* an exec handler's process died or
+    OFFLOAD_SB_EXIT_HANDLER_PROCESS,/* an exec handler's process died or
                                        broke the framing (child_*) */
+    OFFLOAD_SB_EXIT_UNSETTLED       /* Redis refused for good to settle an
+                                       entry: the next worker reads it */
 } offload_sb_exit_e;
 
 /* The exit status of a worker whose job ran out of memory, set with

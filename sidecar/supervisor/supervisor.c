@@ -619,7 +619,8 @@ recycled(offload_slot_t *slot, int status)
 
     return WIFEXITED(status) && WEXITSTATUS(status) == 0
            && (why == OFFLOAD_SB_EXIT_MAX_JOBS
-               || why == OFFLOAD_SB_EXIT_MEMORY);
+               || why == OFFLOAD_SB_EXIT_MEMORY
+               || why == OFFLOAD_SB_EXIT_UNSETTLED);
 }
 
 
@@ -668,7 +669,9 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
 
     if (recycled(slot, status)) {
         why = slot->sb->exit_reason == OFFLOAD_SB_EXIT_MEMORY
-              ? "memory_limit" : "max_jobs_per_worker";
+              ? "memory_limit"
+              : slot->sb->exit_reason == OFFLOAD_SB_EXIT_UNSETTLED
+              ? "unsettled_entry" : "max_jobs_per_worker";
         log_info("worker %s:%d: pid %d recycled (%s)", pool->queue->name,
                  slot->index, (int) pid, why);
         snprintf(last, sizeof(last), "recycled: %s", why);

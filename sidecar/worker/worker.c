@@ -43,7 +43,12 @@
  * text, and both are sent again by the resend timer, backing off, while
  * the worker reads nothing new (refused(), settled()).  Thrown away, its
  * entry would stay pending under a live worker, whose claim refreshes
- * keep every other node from taking it.
+ * keep every other node from taking it.  A refusal that does not pass by
+ * itself (a script error, an ACL) ends after REFUSED_TRIES in a last
+ * resort: the job is answered an error and its entry dead-lettered
+ * (completion_give_up(), held_give_up()); should that be refused too, a
+ * completion's entry is dead-lettered, a tracked command's makes the
+ * worker recycle, so that the next one reads the entry again.
  */
 
 #include <errno.h>
@@ -144,6 +149,22 @@ typedef struct completion_s {
     size_t                arglen[C_ARGS];
 } completion_t;
 
+/* What a tracked command settles, for its last resort (held_give_up()):
+ * the entry, the job's id and reply channel and its record's lifetime;
+ * final for a command that is itself the entry's last resort (a bad-job
+ * move, the XACK of an entry gone). */
+typedef struct {
+    char                  entry[ENTRY_ID_MAX];
+    char                  id[130];
+    char                  reply[KEY_ROOM];
+    size_t                entry_len;
+    size_t                id_len;       /* 0: no job to answer */
+    size_t                reply_len;
+    int64_t               record_ttl_ms;
+    int                   body_keyed;
+    int                   final;
+} settles_t;
+
 /* A command that settles an entry otherwise than by its completion (a
  * dead letter, a retry, a bad job's move, an XACK), kept as formatted
  * until its reply: one Redis refuses is sent again as completions are. */
@@ -155,6 +176,7 @@ typedef struct held_s {
     int                   tries;        /* refused by Redis so far */
     int                   resent;       /* in flight from the held list */
     char                  name[16];     /* its first word */
+    settles_t             settles;
 } held_t;
 
 /* A stream entry copied out of an XREADGROUP reply, waiting its turn. */
@@ -263,6 +285,7 @@ struct offload_worker_s {
     held_t                      *held;          /* tracked commands refused,
                                                    to send again, in order */
     held_t                      *held_tail;
+    const settles_t             *settling;      /* for send_tracked() */
     int                          reading;       /* an XREADGROUP is out */
     completion_t                *ready;         /* to send, in order */
     completion_t                *ready_tail;
@@ -298,6 +321,11 @@ static void body_element_cb(redisAsyncContext *ac, void *r,
     void *privdata);
 static int refusal_passes(const char *err);
 static void refused(offload_worker_t *w);
+static int usable_id(const offload_str_t *s);
+static void dead_letter_answer(offload_worker_t *w,
+    const offload_str_t *entry_id, const offload_str_t *fields,
+    size_t nfields, const char *why, int status, const char *code,
+    const char *message);
 static void settled(offload_worker_t *w);
 
 
@@ -421,7 +449,11 @@ held_free(held_t *h)
 
 
 /* Forgets the tracked commands refused: their entries are read again with
- * the history (after a reconnect), or by the next worker. */
+ * the history (after a reconnect), or by the next worker.  A dead letter
+ * (retries_exhausted) forgotten so runs its job once more, past
+ * max_attempts, and is dead-lettered again when it fails again: delivery
+ * is at least once, and keeping the held commands across a reconnect
+ * would send them behind the history read that runs those entries. */
 static void
 held_clear(offload_worker_t *w)
 {
@@ -437,12 +469,100 @@ held_clear(offload_worker_t *w)
 
 
 /*
+ * What a tracked command settles (send_tracked() keeps it): a job's entry
+ * (final: the command is its last resort), with the job, or none.
+ */
+static void
+settles_set(settles_t *st, const offload_str_t *entry_id,
+    const offload_entry_t *job, int final)
+{
+    memset(st, 0, sizeof(*st));
+    st->final = final;
+
+    if (entry_id->len < sizeof(st->entry)) {
+        memcpy(st->entry, entry_id->data, entry_id->len);
+        st->entry_len = entry_id->len;
+    }
+
+    if (job != NULL && usable_id(&job->id) && job->id.len < sizeof(st->id)
+        && job->reply.len < sizeof(st->reply))
+    {
+        memcpy(st->id, job->id.data, job->id.len);
+        st->id_len = job->id.len;
+        if (job->reply.len > 0) {       /* none: data may be NULL */
+            memcpy(st->reply, job->reply.data, job->reply.len);
+            st->reply_len = job->reply.len;
+        }
+        st->record_ttl_ms = job->record_ttl_ms;
+        st->body_keyed = job->body_len > 0;
+    }
+}
+
+
+/*
+ * The last resort for a tracked command Redis refused REFUSED_TRIES times
+ * for a reason that does not pass by itself: left alone, its entry would
+ * stay pending under this live worker (whose claim refreshes keep every
+ * other node from taking it) or, the command having failed halfway (a
+ * script's writes before its error stay done), be neither pending nor
+ * answered.  The entry is dead-lettered (reason bad_job, the refusal in
+ * its report) and its job answered 500 not_settled, which ends its record
+ * failed, as for a bad job.  A command that was that last resort already,
+ * or one that names no job, makes the worker recycle instead: the next
+ * one reads the entry again with the history.
+ */
+static void
+held_give_up(offload_worker_t *w, held_t *h, const char *err)
+{
+    char             why[200];
+    settles_t       *st = &h->settles;
+    offload_str_t    entry_id, fields[4];
+
+    entry_id.data = st->entry;
+    entry_id.len = st->entry_len;
+
+    if (st->final || st->id_len == 0) {
+        log_error("%s: redis refused a command (%s) of entry %.*s %d times "
+                  "(%s): given up; recycling this worker, so that the entry "
+                  "is read again", w->name, h->name, (int) entry_id.len,
+                  entry_id.data, h->tries, err);
+        stop_reading(w, OFFLOAD_SB_EXIT_UNSETTLED);
+        return;
+    }
+
+    log_error("%s: redis refused a command (%s) of entry %.*s %d times (%s): "
+              "given up: dead-lettered, job %.*s answered 500", w->name,
+              h->name, (int) entry_id.len, entry_id.data, h->tries, err,
+              (int) st->id_len, st->id);
+
+    fields[0].data = OFFLOAD_F_ID;
+    fields[0].len = sizeof(OFFLOAD_F_ID) - 1;
+    fields[1].data = st->id;
+    fields[1].len = st->id_len;
+    fields[2].data = OFFLOAD_F_REPLY;
+    fields[2].len = sizeof(OFFLOAD_F_REPLY) - 1;
+    fields[3].data = st->reply;
+    fields[3].len = st->reply_len;
+    snprintf(why, sizeof(why), "redis refused its %s: %.120s", h->name,
+             err);
+
+    w->record_ttl_ms = st->record_ttl_ms;
+    w->body_keyed = st->body_keyed;
+    w->last_resort = 1;
+    dead_letter_answer(w, &entry_id, fields, 4, why, 500, "not_settled",
+                       why);
+    w->last_resort = 0;
+    w->body_keyed = 0;
+    w->record_ttl_ms = 0;
+}
+
+
+/*
  * Replies to commands the worker must see answered before it exits.  One
  * Redis refuses is kept and sent again (refused()); one that cannot pass
- * by itself (a script error) is given up after REFUSED_TRIES, its entry
- * left pending (read again when this worker reconnects or restarts).  A
- * lost link leaves the entry pending too: it is read again with the
- * history after the reconnect.
+ * by itself (a script error) is given up after REFUSED_TRIES
+ * (held_give_up()).  A lost link leaves the entry pending: it is read
+ * again with the history after the reconnect.
  */
 static void
 tracked_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -461,7 +581,17 @@ tracked_cb(redisAsyncContext *ac, void *r, void *privdata)
         w->resending--;
     }
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ERROR) {
+    if (reply != NULL && reply->type == REDIS_REPLY_NIL && h->tries > 0
+        && !h->settles.final)
+    {
+        /* a script's guard found its entry acked already: its refused try
+         * failed after the XACK (a script's writes before its error stay
+         * done), leaving the job neither pending nor settled */
+        held_give_up(w, h, "then its entry was no longer pending: a try "
+                     "failed halfway");
+        held_free(h);
+
+    } else if (reply == NULL || reply->type != REDIS_REPLY_ERROR) {
         held_free(h);
 
     } else {
@@ -471,10 +601,7 @@ tracked_cb(redisAsyncContext *ac, void *r, void *privdata)
         }
 
         if (!refusal_passes(reply->str) && ++h->tries >= REFUSED_TRIES) {
-            log_error("%s: redis refused a command (%s) %d times (%s): "
-                      "given up, its entry stays pending and is read again "
-                      "when this worker reconnects or restarts", w->name,
-                      h->name, h->tries, reply->str);
+            held_give_up(w, h, reply->str);
             held_free(h);
 
         } else {
@@ -512,8 +639,9 @@ held_send(offload_worker_t *w, held_t *h)
 }
 
 
-/* Sends a tracked command (offload_redis_send_pt): not sent (no link),
- * its entry stays pending and is read again with the history. */
+/* Sends a tracked command (offload_redis_send_pt), settling what
+ * w->settling says (none: final, no entry known): not sent (no link), its
+ * entry stays pending and is read again with the history. */
 static int
 send_tracked(void *data, int argc, const char **argv, const size_t *argvlen)
 {
@@ -531,6 +659,11 @@ send_tracked(void *data, int argc, const char **argv, const size_t *argvlen)
 
     h->worker = w;
     h->len = (size_t) len;
+    if (w->settling != NULL) {
+        h->settles = *w->settling;
+    } else {
+        h->settles.final = 1;
+    }
     snprintf(h->name, sizeof(h->name), "%.*s",
              (int) (argvlen != NULL ? argvlen[0] : strlen(argv[0])), argv[0]);
 
@@ -569,14 +702,19 @@ held_resend(offload_worker_t *w)
 static void
 drop_entry(offload_worker_t *w, const char *id, size_t idlen)
 {
-    const char  *argv[4];
-    size_t       argvlen[4];
+    const char     *argv[4];
+    size_t          argvlen[4];
+    settles_t       st;
+    offload_str_t   entry_id = { id, idlen };
 
+    settles_set(&st, &entry_id, NULL, 1);
     argv[0] = "XACK"; argvlen[0] = 4;
     argv[1] = w->stream; argvlen[1] = strlen(w->stream);
     argv[2] = OFFLOAD_GROUP; argvlen[2] = sizeof(OFFLOAD_GROUP) - 1;
     argv[3] = id; argvlen[3] = idlen;
+    w->settling = &st;
     send_tracked(w, 4, argv, argvlen);
+    w->settling = NULL;
 }
 
 
@@ -785,66 +923,96 @@ settled(offload_worker_t *w)
 
 
 /*
- * A completion Redis keeps refusing for a reason that does not pass by
- * itself: its client is answered an error instead (500 result_not_stored),
- * as for a big result that could not be staged.  Should that be refused
- * too, the entry goes to the dead-letter stream (reason bad_job, the
- * refusal in its report; the bad-job script touches neither result,
- * record nor channel), where `offloadctl dead` shows it, rather than be
- * tried for ever or left pending.
+ * Answers the job of c an error (500 result_not_stored, the message given)
+ * in place of its result, which could not be stored: its entry, reply
+ * channel, body key and record lifetime are c's, so that an async job's
+ * record ends failed as a waiting client is answered.  c goes back to the
+ * free list.  An answer made with last_resort that Redis refuses too ends
+ * in a dead letter (completion_give_up()).
  */
 static void
-completion_give_up(offload_worker_t *w, completion_t *c, const char *err)
+answer_instead(offload_worker_t *w, completion_t *c,
+    const offload_str_t *job_id, const char *why, int last_resort)
 {
-    int            plen;
-    char           message[200], prefix[KEY_ROOM], ttl[24];
-    const char    *q = w->queue->name;
-    offload_str_t  entry_id, job_id, reply;
-
-    if (c->last_resort) {
-        log_error("%s: entry %.*s: redis refused its error answer too "
-                  "(%s): dead-lettered", w->name, (int) c->arglen[C_ENTRY],
-                  c->arg[C_ENTRY], err);
-        entry_id.data = c->arg[C_ENTRY];
-        entry_id.len = c->arglen[C_ENTRY];
-        snprintf(message, sizeof(message), "its result could not be "
-                 "stored in Redis: %.120s", err);
-        offload_bad_job(send_tracked, w, q, &entry_id, NULL, 0, message);
-        completion_put(w, c);
-        return;
-    }
-
-    log_error("%s: entry %.*s: redis refused its completion %d times (%s): "
-              "answering an error instead", w->name,
-              (int) c->arglen[C_ENTRY], c->arg[C_ENTRY], c->tries, err);
-
-    /* the job id: the result key's end */
-    plen = offload_result_key(prefix, sizeof(prefix), q, strlen(q), "", 0);
-    if (plen < 0 || c->arglen[C_RESULT_KEY] <= (size_t) plen) {
-        completion_put(w, c);
-        return;
-    }
+    char           message[200], ttl[24];
+    offload_str_t  entry_id, reply;
 
     entry_id.data = c->arg[C_ENTRY];
     entry_id.len = c->arglen[C_ENTRY];
-    job_id.data = c->arg[C_RESULT_KEY] + plen;
-    job_id.len = c->arglen[C_RESULT_KEY] - (size_t) plen;
     reply.data = c->arg[C_CHANNEL];
     reply.len = c->arglen[C_CHANNEL];
     snprintf(message, sizeof(message), "the result could not be stored in "
-             "Redis: %.120s", err);
+             "Redis: %.120s", why);
     snprintf(ttl, sizeof(ttl), "%.*s", (int) c->arglen[C_REC_TTL],
              c->arg[C_REC_TTL]);
 
     /* the answer refers to c's buffer: c goes back after it is encoded */
     w->body_keyed = c->arglen[C_BODY_KEY] > 0;
     w->record_ttl_ms = strtoll(ttl, NULL, 10);
-    w->last_resort = 1;
-    complete_error(w, &entry_id, &job_id, &reply, 500, 0,
+    w->last_resort = last_resort;
+    complete_error(w, &entry_id, job_id, &reply, 500, 0,
                    "result_not_stored", message);
     w->last_resort = 0;
     w->record_ttl_ms = 0;
     w->body_keyed = 0;
+    completion_put(w, c);
+}
+
+
+/*
+ * A completion Redis keeps refusing for a reason that does not pass by
+ * itself: its client is answered an error instead (answer_instead()), as
+ * for a big result that could not be staged.  Should that be refused
+ * too, or the job id not be had from the result key, the entry goes to
+ * the dead-letter stream (reason bad_job, the refusal in its report; the
+ * bad-job script touches neither result, record nor channel), where
+ * `offloadctl dead` shows it, rather than be tried for ever or left
+ * pending.
+ */
+static void
+completion_give_up(offload_worker_t *w, completion_t *c, const char *err)
+{
+    int            plen;
+    char           message[200], prefix[KEY_ROOM];
+    settles_t      st;
+    const char    *q = w->queue->name;
+    offload_str_t  entry_id, job_id;
+
+    entry_id.data = c->arg[C_ENTRY];
+    entry_id.len = c->arglen[C_ENTRY];
+
+    if (c->last_resort) {
+        log_error("%s: entry %.*s: redis refused its error answer too "
+                  "(%s): dead-lettered", w->name, (int) entry_id.len,
+                  entry_id.data, err);
+
+    } else {
+        /* the job id: the result key's end */
+        plen = offload_result_key(prefix, sizeof(prefix), q, strlen(q), "",
+                                  0);
+
+        if (plen >= 0 && c->arglen[C_RESULT_KEY] > (size_t) plen) {
+            log_error("%s: entry %.*s: redis refused its completion %d "
+                      "times (%s): answering an error instead", w->name,
+                      (int) entry_id.len, entry_id.data, c->tries, err);
+            job_id.data = c->arg[C_RESULT_KEY] + plen;
+            job_id.len = c->arglen[C_RESULT_KEY] - (size_t) plen;
+            answer_instead(w, c, &job_id, err, 1);
+            return;
+        }
+
+        log_error("%s: entry %.*s: redis refused its completion %d times "
+                  "(%s), and its result key names no job to answer: "
+                  "dead-lettered", w->name, (int) entry_id.len,
+                  entry_id.data, c->tries, err);
+    }
+
+    snprintf(message, sizeof(message), "its result could not be stored in "
+             "Redis: %.120s", err);
+    settles_set(&st, &entry_id, NULL, 1);
+    w->settling = &st;
+    offload_bad_job(send_tracked, w, q, &entry_id, NULL, 0, message);
+    w->settling = NULL;
     completion_put(w, c);
 }
 
@@ -1638,10 +1806,10 @@ stage_restart(offload_worker_t *w)
 static void
 stage_retry(offload_worker_t *w)
 {
-    char              message[160];
+    char              why[80];
     stage_t          *s = &w->stage;
     completion_t     *c = s->c;
-    offload_str_t     entry_id, job_id, reply;
+    offload_str_t     job_id;
 
     if (++s->tries < STAGE_TRIES) {
         log_warn("%s: staging the result of job %s again (try %d of %d)",
@@ -1658,21 +1826,12 @@ stage_retry(offload_worker_t *w)
     offload_redis_command(&w->conn, NULL, NULL, "UNLINK %b",
                           c->arg[C_STAGE_KEY], c->arglen[C_STAGE_KEY]);
 
-    /* the answer refers to c's buffer: c goes back after it is encoded */
     s->c = NULL;
-    entry_id.data = c->arg[C_ENTRY];
-    entry_id.len = c->arglen[C_ENTRY];
     job_id.data = s->job_id;
     job_id.len = strlen(s->job_id);
-    reply.data = c->arg[C_CHANNEL];
-    reply.len = c->arglen[C_CHANNEL];
-    snprintf(message, sizeof(message), "the result (%zu bytes) could not "
-             "be stored in Redis", s->len);
-    w->body_keyed = c->arglen[C_BODY_KEY] > 0;
-    complete_error(w, &entry_id, &job_id, &reply, 500, 0,
-                   "result_not_stored", message);
-    w->body_keyed = 0;
-    completion_put(w, c);
+    snprintf(why, sizeof(why), "%zu bytes, not staged after %d tries",
+             s->len, STAGE_TRIES);
+    answer_instead(w, c, &job_id, why, 0);
     resume(w);
 }
 
@@ -1697,12 +1856,20 @@ usable_id(const offload_str_t *s)
 }
 
 
+/*
+ * Moves an entry to the dead-letter stream (reason bad_job, why in its
+ * report) and answers the job its fields name, if any, the error given:
+ * someone may still wait for it.  Answered after it is dead-lettered (the
+ * completion's XACK and XDEL then find nothing left to do); without a
+ * reply channel the answer is only stored.
+ */
 static void
-bad_entry(offload_worker_t *w, const offload_str_t *entry_id,
-    const offload_str_t *fields, size_t nfields, const char *why)
+dead_letter_answer(offload_worker_t *w, const offload_str_t *entry_id,
+    const offload_str_t *fields, size_t nfields, const char *why, int status,
+    const char *code, const char *message)
 {
     size_t         i;
-    char           message[160];
+    settles_t      st;
     offload_str_t  id = { NULL, 0 }, reply = { NULL, 0 };
 
     for (i = 0; i + 1 < nfields; i += 2) {
@@ -1715,21 +1882,32 @@ bad_entry(offload_worker_t *w, const offload_str_t *entry_id,
         }
     }
 
-    log_warn("%s: bad job in entry %.*s: %s: dead-lettered", w->name,
-             (int) entry_id->len, entry_id->data, why);
-
+    settles_set(&st, entry_id, NULL, 1);
+    w->settling = &st;
     offload_bad_job(send_tracked, w, w->queue->name, entry_id, fields,
                     nfields, why);
+    w->settling = NULL;
 
-    /* Someone may still wait for it: answered after it is dead-lettered
-     * (the completion's XACK and XDEL then find nothing left to do).
-     * Without a reply channel the answer is only stored. */
     if (!usable_id(&id)) {
         return;
     }
 
+    complete_error(w, entry_id, &id, &reply, status, 0, code, message);
+}
+
+
+static void
+bad_entry(offload_worker_t *w, const offload_str_t *entry_id,
+    const offload_str_t *fields, size_t nfields, const char *why)
+{
+    char  message[160];
+
+    log_warn("%s: bad job in entry %.*s: %s: dead-lettered", w->name,
+             (int) entry_id->len, entry_id->data, why);
+
     snprintf(message, sizeof(message), "bad job: %s", why);
-    complete_error(w, entry_id, &id, &reply, 400, 0, "bad_job", message);
+    dead_letter_answer(w, entry_id, fields, nfields, why, 400, "bad_job",
+                       message);
 }
 
 
@@ -1753,6 +1931,7 @@ dead_letter(offload_worker_t *w, const batch_entry_t *be,
     char              *text, *report = NULL, *result = NULL;
     size_t             tlen;
     json_t            *doc, *info;
+    settles_t          st;
     offload_job_t     *job = &w->job;
     offload_result_t   res;
 
@@ -1798,9 +1977,12 @@ dead_letter(offload_worker_t *w, const batch_entry_t *be,
                w->queue->max_attempts);
 
     rc = 0;
+    settles_set(&st, &be->id, entry, 0);
+    w->settling = &st;
     offload_retry_dead(send_tracked, w, w->queue->name, &be->id, be->fields,
                        be->nfields, entry, result, hlen + tlen, w->ttl,
                        report);
+    w->settling = NULL;
 
 done:
 
@@ -1828,6 +2010,7 @@ retry_later(offload_worker_t *w, const batch_entry_t *be,
     const offload_entry_t *entry, int64_t submitted_ms, int64_t queue_us)
 {
     int64_t                      delay, due;
+    settles_t                    st;
     offload_entry_t              next;
     const offload_conf_queue_t  *q = w->queue;
 
@@ -1858,7 +2041,10 @@ retry_later(offload_worker_t *w, const batch_entry_t *be,
                entry->id.data, w->job.code, w->job.message, next.attempt,
                q->max_attempts, (long long) due, (long long) delay);
 
+    settles_set(&st, &be->id, entry, 0);
+    w->settling = &st;
     offload_retry_later(send_tracked, w, q->name, &be->id, &next, due);
+    w->settling = NULL;
 
     w->sb->jobs_retried++;
     return 0;
