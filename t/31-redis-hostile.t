@@ -7,8 +7,9 @@
 # "protocol error" in the log and made again after the backoff, no worker
 # dies, and jobs go on.
 #
-# 1. A fake sentinel (this script) names the real master and answers the
-#    PING on the +switch-master watch link with a 1-element array.
+# 1. A fake sentinel (t/lib/FakeSentinel.pm) names the real master and
+#    answers the PING on the +switch-master watch link with a 1-element
+#    array.
 # 2. nginx reaches Redis through a proxy that sends every connection a
 #    1-element array nothing asked for: on the subscriber a short pub/sub
 #    reply, on the idle command connection an unsolicited reply; then the
@@ -20,74 +21,12 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use IO::Select;
-use IO::Socket::INET;
-use POSIX ();
 use Time::HiRes qw(time);
 use OffloadTest;
 use BlackholeProxy;
+use FakeSentinel;
 
 my $SHORT = "*1\r\n\$4\r\npong\r\n";
-
-# What the fake sentinel answers to $cmd.
-sub answer {
-    my ($cmd, $master_port) = @_;
-    my $name = uc($cmd->[0] // '');
-    if ($name eq 'SENTINEL'
-        && lc($cmd->[1] // '') eq 'get-master-addr-by-name')
-    {
-        return "*2\r\n\$9\r\n127.0.0.1\r\n\$" . length($master_port)
-            . "\r\n$master_port\r\n";
-    }
-    if ($name eq 'PSUBSCRIBE') {
-        return "*3\r\n\$10\r\npsubscribe\r\n\$" . length($cmd->[1])
-            . "\r\n$cmd->[1]\r\n:1\r\n";
-    }
-    return $SHORT if $name eq 'PING';
-    return "-ERR unknown command '$name'\r\n";
-}
-
-# A sentinel for the master "hostile" at $master_port: get-master-addr-by-
-# name, PSUBSCRIBE; PING answered with $SHORT.  Returns (pid, port).
-sub fake_sentinel {
-    my ($master_port) = @_;
-    my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-        LocalPort => 0, Listen => 16, ReuseAddr => 1, Proto => 'tcp')
-        or die "listen: $!";
-    my $parent = $$;
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        my $sel = IO::Select->new($listen);
-        my %buf;
-        while (getppid() == $parent) {
-            for my $s ($sel->can_read(0.5)) {
-                if ($s == $listen) {
-                    my $c = $listen->accept or next;
-                    $sel->add($c);
-                    $buf{$c} = '';
-                    next;
-                }
-                # every command of what came (pipelined), or the end
-                while (1) {
-                    my $cmd = eval { OffloadTest::resp_read($s, \$buf{$s}) };
-                    if (ref $cmd ne 'ARRAY') {
-                        $sel->remove($s);
-                        delete $buf{$s};
-                        close $s;
-                        last;
-                    }
-                    eval { OffloadTest::syswrite_all($s, answer($cmd,
-                        $master_port)) };
-                    last unless length $buf{$s};
-                }
-            }
-        }
-        POSIX::_exit(0);
-    }
-    my $port = $listen->sockport;
-    close $listen;
-    return ($pid, $port);
-}
 
 # Over $secs seconds: the same nginx workers, none killed by a signal, and
 # a job answered 200 at the end.
@@ -135,9 +74,11 @@ start_redis();
 start_sidecar(conf => "queue echo { handler echo; workers 1; }\n");
 
 # ---- 1. a sentinel's short pong on the watch link
-my ($sentinel, $sentinel_port) = fake_sentinel(redis_port());
+my $sentinel = FakeSentinel->start(master_port => redis_port(),
+    log => tmpdir() . '/sentinel.asked', subscribed_ping => $SHORT);
 ok(start_jobs_nginx(
-    redis => "sentinel://127.0.0.1:$sentinel_port/hostile", workers => 2),
+    redis => 'sentinel://127.0.0.1:' . $sentinel->port . '/hostile',
+    workers => 2),
     'nginx on a fake sentinel ready');
 my $from = length slurp(nginx_error_log());
 my $refused = qr{sentinel\ watch\ connection:\ protocol\ error:
@@ -150,8 +91,7 @@ like(substr(slurp(nginx_error_log()), $from),
     qr/sentinel watch connection lost: protocol error/,
     'the watch connection is dropped for it');
 stop_nginx();
-kill 'KILL', $sentinel;
-waitpid($sentinel, 0);
+$sentinel->stop;
 
 # ---- 2. a Redis sending replies nothing asked for, on every connection
 my $proxy = BlackholeProxy->start(redis_port());

@@ -9,7 +9,9 @@ package FakeSentinel;
 # only.
 #
 #   my $s = FakeSentinel->start(master_port => $p, log => $file,
-#       port => $port);            # port: listen there (default: any)
+#       port => $port,             # port: listen there (default: any)
+#       subscribed_ping => $resp); # what a PING on a subscribed connection
+#                                  # gets (default: its pong, as Redis)
 #   $s->port; $s->asked;           # questions answered so far
 #   $s->stop;
 
@@ -27,7 +29,7 @@ sub start {
     my $parent = $$;
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
-        run($listen, $o{master_port}, $o{log}, $parent);
+        run($listen, $o{master_port}, $o{log}, $parent, $o{subscribed_ping});
         POSIX::_exit(0);
     }
     my $self = bless { pid => $pid, port => $listen->sockport,
@@ -75,12 +77,12 @@ sub command {
 }
 
 sub answer {
-    my ($args, $sub, $master_port, $log) = @_;
+    my ($args, $sub, $master_port, $log, $subscribed_ping) = @_;
     my $cmd = uc($args->[0] // '');
     my $what = lc($args->[1] // '');
     if ($cmd eq 'PING') {
-        return $$sub ? array(bulk('pong'), bulk($args->[1] // ''))
-                     : "+PONG\r\n";
+        return "+PONG\r\n" unless $$sub;
+        return $subscribed_ping // array(bulk('pong'), bulk($args->[1] // ''));
     }
     return "+OK\r\n" if $cmd eq 'AUTH';
     if ($cmd eq 'PSUBSCRIBE' || $cmd eq 'SUBSCRIBE') {
@@ -103,7 +105,7 @@ sub answer {
 
 # Serves until its test process is gone (checked every half second).
 sub run {
-    my ($listen, $master_port, $log, $parent) = @_;
+    my ($listen, $master_port, $log, $parent, $subscribed_ping) = @_;
     my (%buf, %sub);
     local $SIG{TERM} = sub { POSIX::_exit(0) };
     my $sel = IO::Select->new($listen);
@@ -126,7 +128,8 @@ sub run {
             }
             my $out = '';
             while (my $args = command(\$buf{$s})) {
-                $out .= answer($args, \$sub{$s}, $master_port, $log);
+                $out .= answer($args, \$sub{$s}, $master_port, $log,
+                               $subscribed_ping);
             }
             syswrite($s, $out) if length $out;
         }
