@@ -59,13 +59,19 @@ sub malformed {
              @{ $s->{malformed_nodes} || [] } };
 }
 
-for my $name (sort keys %bad) {
+# a bad document under $name in the registry (undef: a hash, not a string)
+sub put_bad {
+    my ($name) = @_;
     if (defined $bad{$name}) {
         redis_cmd('SET', "$prefix$name", $bad{$name});
     } else {
         redis_cmd('HSET', "$prefix$name", 'a', 'b');
     }
     redis_cmd('SADD', 'offload:{ctl}:nodes', $name);
+}
+
+for my $name (sort keys %bad) {
+    put_bad($name);
 
     my $s;
     wait_until(sub { $s = status(); exists malformed($s)->{$name} },
@@ -80,14 +86,7 @@ for my $name (sort keys %bad) {
 }
 
 # all of them at once, in /status and /metrics
-for my $name (sort keys %bad) {
-    if (defined $bad{$name}) {
-        redis_cmd('SET', "$prefix$name", $bad{$name});
-    } else {
-        redis_cmd('HSET', "$prefix$name", 'a', 'b');
-    }
-    redis_cmd('SADD', 'offload:{ctl}:nodes', $name);
-}
+put_bad($_) for sort keys %bad;
 
 my $s;
 wait_until(sub { $s = status(); keys %{ malformed($s) } == keys %bad },
