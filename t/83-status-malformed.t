@@ -138,4 +138,16 @@ ok(wait_until(sub { $s = status(); !@{ $s->{malformed_nodes} || [1] } },
 unlike(http('GET', '/metrics')->{content} // '',
     qr/^offload_node_malformed\{/m, 'deleted: no offload_node_malformed');
 
+# a crash report that is no JSON object (another program's, or cut short)
+# is left out: pasted in, it made the whole answer invalid JSON
+redis_cmd('LPUSH', 'offload:{ctl}:crashes', '{"node":"x","pid":1}',
+    'not json {', '42');
+my $crashes;
+ok(wait_until(sub {
+    $crashes = (http('GET', '/status')->{json} || {})->{crashes};
+    $crashes && @$crashes == 1
+}, scaled(10), 'crashes'), 'a bad crash report: /status is JSON, with the '
+    . 'good report only');
+is($crashes && $crashes->[0]{node}, 'x', 'the good one');
+
 done_testing();
