@@ -385,17 +385,23 @@ sub stage_list {
     # under way (Redis frozen mid-read, for less than a link's watchdog):
     # the read answers, not a 504 (the job ended, its result was there).
     # Staged under another key and renamed: the look finds it whole.
+    # The slices after the first are staged before the job is made (32 MB
+    # take longer than its 3 s deadline on a loaded machine), the first,
+    # which carries the job's id, once it is known.
     my $slow = body_of(32, 'slow');
+    my $head = length "OR1 " . ('0' x 32) . " 200 1 1\n";
     my ($tries, $gap, $sa) = (0, 0);
     while ($tries++ < 3 && $gap < 0.5) {
+        my $staged = "offload:{parked}:stage:slow$tries";
+        my @rest;
+        for (my $at = $SLICE - $head; $at < length $slow; $at += $SLICE) {
+            push @rest, [ 'RPUSH', $staged, substr($slow, $at, $SLICE) ];
+        }
+        redis_cmds(@rest, [ 'PEXPIRE', $staged, 60000 ]);
         ($s, $id, $reply) = parked_job('/late/parked', 'slow');
         my $key = "offload:{parked}:result:$id";
-        my $staged = "offload:{parked}:stage:$id";
-        my $data = "OR1 $id 200 1 1\n$slow";
-        for (my $at = 0; $at < length $data; $at += $SLICE) {
-            redis_cmd('RPUSH', $staged, substr($data, $at, $SLICE));
-        }
-        redis_cmd('PEXPIRE', $staged, 60000);
+        redis_cmd('LPUSH', $staged,
+            "OR1 $id 200 1 1\n" . substr($slow, 0, $SLICE - $head));
         redis_cmd('RENAME', $staged, $key);
         # (a monitor of its own: the staging's 32 MB are not parsed)
         my $watch = RedisMonitor->start;
