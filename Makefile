@@ -337,20 +337,28 @@ fuzz: deps
 # The tests run one at a time, each file's time shown, beside a side
 # chain that runs one after the other (in SIDE_TESTS' order): t/95-chaos.t,
 # a 30 s soak that mostly waits, then t/99-deb.t, where make deb builds
-# the whole tree again (a minute, most of it CPU), then the Redis Cluster
-# tests that mostly wait on the cluster's own timers (each spends 2 s of
-# its 3 s in Redis's fixed delay before a new cluster says ok, the long
-# ones their failovers and sleeping jobs: under 15% of a core, ~48 s in
-# all).  None checks a latency (the cluster tests that do, t/37-cluster,
-# -client, -async, -unmapped, and those racing nginx's subscriptions,
-# -ask, -ask-noscript, stay in the main chain); every test starts its own
-# processes on loopback ports picked at run time.  With the sanitizers
-# (no package built, every process several times slower, the soak a
-# busy one) all run one at a time, in name order.
+# the whole tree again (a minute, most of it CPU), then the tests that
+# mostly wait on timers of Redis or of our own: the Redis Cluster tests
+# (each spends 2 s of its 3 s in Redis's fixed delay before a new cluster
+# says ok, the long ones their failovers and sleeping jobs), the Sentinel
+# tests (down-after and failover timeouts), and the backoffs and stop
+# deadlines of t/30-redis-refused.t and t/68-stop-deadline.t.  Together
+# about 290 s of the suite's 720, most of it under 20% of a core.  None
+# checks a latency (the cluster tests that do, t/37-cluster, -client,
+# -async, -unmapped, and those racing nginx's subscriptions, -ask,
+# -ask-noscript, stay in the main chain); their deadlines are generous
+# ones, for a machine that also runs the main chain; every test starts
+# its own processes on loopback ports picked at run time.  With the
+# sanitizers (no package built, every process several times slower, the
+# soak a busy one) all run one at a time, in name order.
 SIDE_TESTS = 95-chaos 99-deb 37-cluster-acl 37-cluster-failover \
              37-cluster-hostname 37-cluster-ipv6 37-cluster-sidecar \
              37-cluster-stale-seed 37-cluster-topology \
-             37-cluster-unknown-endpoint
+             37-cluster-unknown-endpoint 37-cluster-wait \
+             32-sentinel 32-sentinel-auth 32-sentinel-long-jobs \
+             32-sentinel-resync 32-sentinel-stale 32-sentinel-unheard \
+             32-sentinel-watch 34-sentinel-sidecar 36-sentinel-failover \
+             46-submit-sentinel 30-redis-refused 68-stop-deadline
 SIDE_FILES = $(SIDE_TESTS:%=t/%.t)
 SIDE_GLOB = t/{$(subst $(space),$(comma),$(strip $(SIDE_TESTS)))}.t
 PROVE_SIDE = $(if $(SANITIZE),,-j2 --rules='seq=$(SIDE_GLOB)' \
