@@ -46,6 +46,11 @@
 #    allowed the job is dead-lettered once and its client answered 502.
 #    (Before: the script's XACK stayed done: the job vanished, neither
 #    pending, dead-lettered nor answered.)
+# 10. A worker killed while idle holding a job it had not begun, its hand
+#    back refused (XADD denied): the entry stays pending and the slot's
+#    next worker runs it from its history.  (Before: the hand back's XACK
+#    and XDEL stayed done: the job vanished, its client waiting out its
+#    deadline.)
 
 use strict;
 use warnings;
@@ -337,5 +342,23 @@ $a = read_answer($s, scaled(10));
 is($a->{status}, 502, 'its client is answered 502') or diag(explain $a);
 is(scalar(dead_letters('crashy', qr/"case":9/)), 1, 'once');
 is(pending('crashy'), 0, 'nothing is left pending');
+
+# ---- 10. a hand back refused --------------------------------------------
+
+$worker = worker_pids()->{echo}[0];
+kill 'STOP', $worker;
+$s = send_post('/jobs/echo', '{"case":10}');
+ok(wait_until(sub { pending('echo') == 1 }, scaled(5), 'echo delivered'),
+    'a job reached the stopped worker');
+redis_cmd('ACL', 'SETUSER', 'default', '-xadd');
+kill 'KILL', $worker;
+ok(wait_until(sub { log_count(qr/handing back the jobs of \S+: .*can.t run/)
+    > 0 }, scaled(10), 'hand back refused'), 'its hand back is refused')
+    or diag(log_tail(0));
+allow_xadd();
+$a = read_answer($s, scaled(10));
+is($a->{status}, 200, 'the next worker runs the job') or diag(explain $a);
+is($a->{json}{case}, 10, 'with its own result');
+is(pending('echo'), 0, 'nothing is left pending');
 
 finish();
