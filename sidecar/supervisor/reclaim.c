@@ -5,8 +5,8 @@
  * Every step is one Lua script (proto/offload_proto.c), so a crash of the
  * supervisor between steps leaves each entry either still pending (claimed
  * again later) or fully moved, never half; each script acks its entry last,
- * so one Redis refuses halfway leaves it pending too.  Scripts go with EVAL rather than
- * EVALSHA: this path runs once per dead worker, not per job.
+ * so one Redis refuses halfway leaves it pending too.  Scripts go with EVAL
+ * rather than EVALSHA: this path runs once per dead worker, not per job.
  */
 
 #include <stdio.h>

@@ -504,11 +504,11 @@ settles_set(settles_t *st, const offload_str_t *entry_id,
  * for a reason that does not pass by itself: left alone, its entry would
  * stay pending under this live worker (whose claim refreshes keep every
  * other node from taking it); a refused script did nothing (it acks last,
- * proto/offload_proto.c).  The entry is dead-lettered (reason bad_job, the refusal in
- * its report) and its job answered 500 not_settled, which ends its record
- * failed, as for a bad job.  A command that was that last resort already,
- * or one that names no job, makes the worker recycle instead: the next
- * one reads the entry again with the history.
+ * proto/offload_proto.c).  The entry is dead-lettered (reason bad_job, the
+ * refusal in its report) and its job answered 500 not_settled, which ends
+ * its record failed, as for a bad job.  A command that was that last
+ * resort already, or one that names no job, makes the worker recycle
+ * instead: the next one reads the entry again with the history.
  */
 static void
 held_give_up(offload_worker_t *w, held_t *h, const char *err)
