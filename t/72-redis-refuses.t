@@ -304,12 +304,14 @@ is($r->{status}, 200, 'the flaky queue runs jobs again');
 # XADD allowed on the queues' streams only (the module's submissions, due
 # retries), not on their dead-letter streams
 sub deny_dead_xadd {
-    redis_cmd('ACL', 'SETUSER', 'default', '-xadd', '(+xadd ~offload:{*}:jobs)');
+    redis_cmd('ACL', 'SETUSER', 'default', '-xadd',
+        '(+xadd ~offload:{*}:jobs)');
 }
 sub allow_xadd { redis_cmd('ACL', 'SETUSER', 'default', 'clearselectors',
     '+xadd') }
 
-my $refused = log_count(qr/worker flaky:\d+: redis refused a command \(EVAL\)/);
+my $refused = log_count(qr/worker\ flaky:\d+:\ redis\ refused\ a
+    \ command\ \(EVAL\)/x);
 deny_dead_xadd();
 $s = send_post('/jobs/flaky', '{"attempt_ok":9,"case":8}');
 ok(wait_until(sub { log_count(qr/worker\ flaky:\d+:\ redis\ refused\ a
@@ -331,8 +333,9 @@ is(pending('flaky'), 0, 'nothing is left pending');
 deny_dead_xadd();
 $s = send_post('/jobs/crashy', '{"case":9}');
 ok(wait_until(sub { log_count(qr/failing\ job\ \S+\ \(entry\ \S+\):\ redis
-    \ refused\ it\ \(.*can.t\ access.*the\ entry\ stays\ pending/x) > 0 }, scaled(10),
-    'supervisor refused'), "the supervisor's dead letter is refused, logged")
+    \ refused\ it\ \(.*can.t\ access.*the\ entry\ stays\ pending/x) > 0 },
+    scaled(10), 'supervisor refused'),
+    "the supervisor's dead letter is refused, logged")
     or diag(log_tail(0));
 is(pending('crashy'), 1, 'the entry stays pending');
 allow_xadd();
