@@ -139,12 +139,53 @@
     "  return stored\n"                                                      \
     "end\n"
 
-/* Only the caller that acks the entry acts on it: a job failed twice at
- * once (its node lost and claimed by two others) is handled once. */
-#define OFFLOAD_ACK_GUARD_LUA                                                \
-    "if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then\n"           \
-    "  return false\n"                                                       \
+/*
+ * The order of every script that settles an entry otherwise than by its
+ * completion (KEYS[1] the stream, ARGV[1] the group, ARGV[2] the entry):
+ * a read first, then a write that changes nothing, then the writes, then
+ * the ack last.  Redis may refuse a script's command halfway (an ACL
+ * without it, a key of another type): the script stops there with what it
+ * did kept.  Acked first, an entry a later command failed was neither
+ * pending nor settled: it vanished.  Acked last, a refused script leaves
+ * its entry pending, to be sent again or read again.
+ *
+ * pending(id) is the guard, a read: true when the entry is still pending,
+ * false when someone else settled it (or its stream or group is gone:
+ * NOGROUP), or another error, to return.  Only the caller that finds it
+ * pending acts on it: a job failed twice at once (its node lost and
+ * claimed by two others) is handled once.
+ *
+ * Then the no-op XACK and XDEL of entry 0-0, before anything changes: an
+ * ACL that lacks them refuses the script there.  And under maxmemory
+ * (noeviction) Redis refuses only a script's first write that adds data
+ * (a script without flags; script.c, scriptVerifyOOM: not once it has run
+ * a write command, which it cannot undo): XACK is that first write, which
+ * adds nothing, so the writes after it are never refused for memory.
+ */
+#define OFFLOAD_PENDING_LUA                                                  \
+    "local function pending(id)\n"                                           \
+    "  local held = redis.pcall('XPENDING', KEYS[1], ARGV[1], id, id, 1)\n"  \
+    "  if held.err then\n"                                                   \
+    "    if string.find(held.err, '^NOGROUP') then return false end\n"       \
+    "    return held\n"                                                      \
+    "  end\n"                                                                \
+    "  return #held > 0\n"                                                   \
     "end\n"
+
+#define OFFLOAD_NOOP_WRITE_LUA                                               \
+    "redis.call('XACK', KEYS[1], ARGV[1], '0-0')\n"                          \
+    "redis.call('XDEL', KEYS[1], '0-0')\n"
+
+#define OFFLOAD_SETTLE_GUARD_LUA                                             \
+    OFFLOAD_PENDING_LUA                                                      \
+    "local is_pending = pending(ARGV[2])\n"                                  \
+    "if is_pending ~= true then return is_pending end\n"                     \
+    OFFLOAD_NOOP_WRITE_LUA
+
+/* The ack, last. */
+#define OFFLOAD_SETTLE_ACK_LUA                                               \
+    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"                        \
+    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
 
 /*
  * The completion of one or more jobs (OFFLOAD_COMPLETE_ARGS arguments
@@ -193,12 +234,13 @@ const char  offload_complete_script[] =
     "return err or stored\n";
 
 const char  offload_requeue_script[] =
-    OFFLOAD_ACK_GUARD_LUA
-    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
-    "return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))\n";
+    OFFLOAD_SETTLE_GUARD_LUA
+    "local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))\n"
+    OFFLOAD_SETTLE_ACK_LUA
+    "return id\n";
 
 const char  offload_dead_script[] =
-    OFFLOAD_ACK_GUARD_LUA
+    OFFLOAD_SETTLE_GUARD_LUA
     OFFLOAD_NOW_LUA
     OFFLOAD_FINISH_LUA
     "local rec, rec_ttl, rec_status = KEYS[5], nil, 'dead'\n"
@@ -211,8 +253,8 @@ const char  offload_dead_script[] =
     "if not rec_ttl then rec = nil end\n"
     "if rec then\n"
     "  if redis.call('HGET', rec, 'status') == 'cancelled' then\n"
-    "    redis.call('XDEL', KEYS[1], ARGV[2])\n"
     "    redis.call('UNLINK', KEYS[4])\n"
+    OFFLOAD_SETTLE_ACK_LUA
     "    return 0\n"
     "  end\n"
     "end\n"
@@ -220,21 +262,23 @@ const char  offload_dead_script[] =
     " unpack(ARGV, 7))\n"
     "local stored = finish(KEYS[2], ARGV[3], ARGV[5], nil, rec, rec_ttl,"
     " rec_status, tostring(tonumber(ARGV[4]) * 1000))\n"
-    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
     "redis.call('PEXPIRE', KEYS[4], " OFFLOAD_STR(OFFLOAD_DEAD_BODY_TTL)
     " * 1000)\n"
+    OFFLOAD_SETTLE_ACK_LUA
     "return stored\n";
 
 const char  offload_retry_later_script[] =
-    OFFLOAD_ACK_GUARD_LUA
-    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    OFFLOAD_SETTLE_GUARD_LUA
     "local status = redis.call('HGET', KEYS[3], 'status')\n"
-    "if status == 'cancelled' then return 1 end\n"
-    "redis.call('ZADD', KEYS[2], ARGV[3], cmsgpack.pack({unpack(ARGV, 5)}))\n"
-    "if status then\n"
-    "  redis.call('HSET', KEYS[3], 'status', 'retrying', 'next_attempt_at',"
+    "if status ~= 'cancelled' then\n"
+    "  redis.call('ZADD', KEYS[2], ARGV[3],"
+    " cmsgpack.pack({unpack(ARGV, 5)}))\n"
+    "  if status then\n"
+    "    redis.call('HSET', KEYS[3], 'status', 'retrying', 'next_attempt_at',"
     " ARGV[3], 'attempts', ARGV[4])\n"
+    "  end\n"
     "end\n"
+    OFFLOAD_SETTLE_ACK_LUA
     "return 1\n";
 
 const char  offload_retry_due_script[] =
@@ -250,22 +294,24 @@ const char  offload_handback_script[] =
     "local n = 0\n"
     "local held = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 10000,"
     " ARGV[2])\n"
+    "if #held == 0 then return 0 end\n"
+    OFFLOAD_NOOP_WRITE_LUA
     "for _, p in ipairs(held) do\n"
     "  local id = p[1]\n"
     "  if id ~= ARGV[3] then\n"
     "    local e = redis.call('XRANGE', KEYS[1], id, id)\n"
-    "    redis.call('XACK', KEYS[1], ARGV[1], id)\n"
-    "    redis.call('XDEL', KEYS[1], id)\n"
     "    if e[1] then\n"
     "      redis.call('XADD', KEYS[1], '*', unpack(e[1][2]))\n"
     "      n = n + 1\n"
     "    end\n"
+    "    redis.call('XACK', KEYS[1], ARGV[1], id)\n"
+    "    redis.call('XDEL', KEYS[1], id)\n"
     "  end\n"
     "end\n"
     "return n\n";
 
 const char  offload_bad_job_script[] =
-    OFFLOAD_ACK_GUARD_LUA
+    OFFLOAD_SETTLE_GUARD_LUA
     "local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])\n"
     "local ours = {entry = 1, reason = 1, report = 1, dead_at = 1}\n"
     "local f = {}\n"
@@ -281,11 +327,11 @@ const char  offload_bad_job_script[] =
     "  f[#f + 1] = v\n"
     "end\n"
     "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(f))\n"
-    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
     "if KEYS[3] then\n"
     "  redis.call('PEXPIRE', KEYS[3], " OFFLOAD_STR(OFFLOAD_DEAD_BODY_TTL)
     " * 1000)\n"
     "end\n"
+    OFFLOAD_SETTLE_ACK_LUA
     "return 1\n";
 
 const char  offload_prune_nodes_script[] =
@@ -362,17 +408,30 @@ const char  offload_cancel_sync_script[] =
 
 const char  offload_drop_cancelled_script[] =
     OFFLOAD_NOW_LUA
-    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now_ms())\n"
-    "local out, k = {}, 2\n"
+    OFFLOAD_PENDING_LUA
+    "local now = now_ms()\n"
+    "local out, ids, k = {}, {}, 2\n"
     "for i = 2, #ARGV - 1, 2 do\n"
     "  k = k + 1\n"
-    "  if redis.call('ZSCORE', KEYS[2], ARGV[i + 1]) then\n"
-    "    redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])\n"
-    "    redis.call('XDEL', KEYS[1], ARGV[i])\n"
-    "    redis.call('UNLINK', KEYS[k])\n"
-    "    redis.call('ZREM', KEYS[2], ARGV[i + 1])\n"
+    "  local mark = redis.call('ZSCORE', KEYS[2], ARGV[i + 1])\n"
+    "  if mark and tonumber(mark) >= now then\n"
+    "    local is_pending = pending(ARGV[i])\n"
+    "    if type(is_pending) == 'table' then return is_pending end\n"
+    "    if is_pending then ids[#ids + 1] = { ARGV[i], KEYS[k], ARGV[i + 1] }"
+    " end\n"
     "    out[#out + 1] = ARGV[i]\n"
     "  end\n"
+    "end\n"
+    OFFLOAD_NOOP_WRITE_LUA
+    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)\n"
+    "for n, d in ipairs(ids) do\n"
+    "  redis.call('UNLINK', d[2])\n"
+    "  redis.call('ZREM', KEYS[2], d[3])\n"
+    "  ids[n] = d[1]\n"
+    "end\n"
+    "if #ids > 0 then\n"
+    "  redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))\n"
+    "  redis.call('XDEL', KEYS[1], unpack(ids))\n"
     "end\n"
     "return out\n";
 
@@ -424,11 +483,14 @@ const char  offload_submit_script[] =
 
 const char  offload_job_start_script[] =
     OFFLOAD_NOW_LUA
+    OFFLOAD_PENDING_LUA
     "local status = redis.call('HGET', KEYS[2], 'status')\n"
     "if status == 'cancelled' then\n"
-    "  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
-    "  redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "  local is_pending = pending(ARGV[2])\n"
+    "  if is_pending ~= true then return is_pending or 0 end\n"
+    OFFLOAD_NOOP_WRITE_LUA
     "  redis.call('UNLINK', KEYS[3])\n"
+    OFFLOAD_SETTLE_ACK_LUA
     "  return 0\n"
     "end\n"
     "if status and status ~= 'expired' then\n"

@@ -408,8 +408,12 @@ extern const char  offload_complete_script[];
 
 /*
  * The scripts of a job whose worker died (sidecar/supervisor/reclaim.c).
- * Each first acks the entry and does nothing (returns nil) when it was not
- * pending.
+ * Each first checks the entry is pending (XPENDING, a read) and does
+ * nothing (returns nil) when it is not; then its writes; it acks and
+ * deletes the entry last, so one Redis refuses halfway (an ACL, a key of
+ * another type) leaves the entry pending (offload_proto.c,
+ * OFFLOAD_PENDING_LUA).  So do the retry-later, bad-job, start and
+ * drop-cancelled scripts below.
  *
  * Requeue: the job runs again, as a new entry at the stream's tail.
  *   KEYS[1] stream          ARGV[1] group     ARGV[2] entry id
@@ -660,7 +664,8 @@ extern const char  offload_job_script[];
  * only when the cancelled set is not empty (a ZCARD pipelined after each
  * read tells).  Prunes marks past their deadline; each entry whose job id
  * is marked is acked (if pending), deleted, its body key unlinked and its
- * mark removed.
+ * mark removed; a marked entry no longer pending is only returned (not
+ * run), left alone.
  *   KEYS[1] stream          ARGV[1] group
  *   KEYS[2] cancelled set   ARGV[2..] entry id, job id, entry id, ...
  *   KEYS[3..] the body key of each job, in the same order

@@ -28,11 +28,29 @@
 #    too, the worker recycles so that the entry is read again.  (Before:
 #    the command was dropped, the entry left pending under a live worker,
 #    the client waited out its 60 s deadline.)
-# 7. The same move refused for good after its XACK (the retry set is not a
-#    sorted set: the script's error leaves its XACK and XDEL done): sent
-#    again, it finds its entry no longer pending; the job is given up and
-#    its client answered 500 at once.  (Before: taken as done, the job
-#    neither pending nor answered, its client waiting out its deadline.)
+# 7. The same move refused for good by its ZADD (the retry set is not a
+#    sorted set): the script acks last, so each refused try did nothing and
+#    the entry stays pending; after 5 tries it is dead-lettered, once, and
+#    its client answered 500.  (Before: the first try's XACK stayed done,
+#    so the next found its entry no longer pending and gave the job up
+#    without a dead letter.)
+# 8. A job out of attempts whose dead letter Redis refuses for a while (an
+#    ACL without XADD on the dead-letter stream, lifted after the first
+#    refusal): sent again, it is dead-lettered once and its client answered
+#    its handler's failure.  (Before: the first try's XACK stayed done; the
+#    next found its entry no longer pending and gave the job up: no dead
+#    letter, the client answered 500 not_settled.)
+# 9. A worker dies holding a job out of attempts while the same ACL stands:
+#    the supervisor's refused dead letter leaves the entry pending (logged,
+#    not sent again); the slot's next worker runs it again, and once XADD is
+#    allowed the job is dead-lettered once and its client answered 502.
+#    (Before: the script's XACK stayed done: the job vanished, neither
+#    pending, dead-lettered nor answered.)
+# 10. A worker killed while idle holding a job it had not begun, its hand
+#    back refused (XADD denied): the entry stays pending and the slot's
+#    next worker runs it from its history.  (Before: the hand back's XACK
+#    and XDEL stayed done: the job vanished, its client waiting out its
+#    deadline.)
 
 use strict;
 use warnings;
@@ -48,6 +66,8 @@ start_sidecar(conf => <<'CONF');
 fault_handlers on;
 queue echo { handler echo; workers 1; }
 queue flaky { handler fail_until; max_attempts 3; retry_backoff 100ms 100ms; }
+queue crashy { handler crash; max_attempts 1; max_restarts 100 1s;
+               restart_backoff 10ms 10ms; }
 CONF
 ok(start_jobs_nginx(server => <<'NGX'), 'stack ready');
     offload_timeout 60s;
@@ -115,9 +135,9 @@ is($r->{status}, 200, 'a later job is answered');
 
 # ---- 2. a refused retry -------------------------------------------------
 
-# Scripts that ack first write on under maxmemory (Redis lets a script
-# that has written finish): the retry set's script is refused when
-# another script runs too long (BUSY), stopped here by SCRIPT KILL.
+# Under maxmemory Redis refuses no write of a script whose first write is
+# a no-op XACK (the settling scripts'): the retry set's script is refused
+# when another script runs too long (BUSY), stopped here by SCRIPT KILL.
 # The entry must reach the stopped worker's blocked read (else the worker,
 # thawed, would read it while Redis answers BUSY): when the read's BLOCK
 # ran out just as the worker was stopped, that job is let run and
@@ -226,8 +246,8 @@ like(redis_cmd('GET', "offload:{echo}:result:$big") // '',
 
 # ---- 6. a retry refused for good ----------------------------------------
 
-# XACK denied: the retry script, the dead letter and the completion all
-# ack first, so each try is refused the same way
+# XACK denied: the retry script and the dead letter (a no-op XACK first)
+# and the completion are each refused the same way
 $flaky = worker_pids()->{flaky}[0];
 redis_cmd('ACL', 'SETUSER', 'default', '-xack');
 $s = send_post('/jobs/flaky', '{"attempt_ok":2}');
@@ -253,20 +273,95 @@ ok(wait_until(sub { pending('flaky') == 0 }, scaled(10), 'flaky settled'),
 $r = post_json('/jobs/flaky', { attempt_ok => 2 });
 is($r->{status}, 200, 'the flaky queue runs jobs again');
 
-# ---- 7. a retry refused for good halfway --------------------------------
+# ---- 7. a retry refused for good by its ZADD ----------------------------
+
+# the dead letters of a queue that $re matches
+sub dead_letters {
+    my ($queue, $re) = @_;
+    return grep { join(' ', %$_) =~ $re }
+        @{ stream_entries("offload:{$queue}:dead") };
+}
 
 redis_cmd('SET', 'offload:{flaky}:retry', 'not a sorted set');
-$s = send_post('/jobs/flaky', '{"attempt_ok":2}');
+$s = send_post('/jobs/flaky', '{"attempt_ok":2,"case":7}');
 $t6 = time;
 $a = read_answer($s, scaled(20));
 is($a->{status}, 500, sprintf('the client is answered 500 after %.1f s, '
     . 'not at its 60 s deadline', time - $t6)) or diag(explain $a);
 like(slurp($log), qr/worker\ flaky:\d+:\ redis\ refused\ a\ command\ \(EVAL\)
-    \ of\ entry\ \d+-\d+\ 1\ times\ \(then\ its\ entry\ was\ no\ longer
-    \ pending/x, 'the give-up is logged, with its entry');
+    \ of\ entry\ \d+-\d+\ 5\ times\ \(WRONGTYPE.*given\ up:\ dead-lettered/x,
+    'the give-up is logged, with its entry');
+my @seven = dead_letters('flaky', qr/"case":7/);
+is(scalar @seven, 1, 'the entry is dead-lettered once');
+like($seven[0]{report} // '', qr/WRONGTYPE/, 'its report says why');
 is(pending('flaky'), 0, 'nothing is left pending');
 redis_cmd('DEL', 'offload:{flaky}:retry');
 $r = post_json('/jobs/flaky', { attempt_ok => 2 });
 is($r->{status}, 200, 'the flaky queue runs jobs again');
+
+# ---- 8. a dead letter refused for a while -------------------------------
+
+# XADD allowed on the queues' streams only (the module's submissions, due
+# retries), not on their dead-letter streams
+sub deny_dead_xadd {
+    redis_cmd('ACL', 'SETUSER', 'default', '-xadd',
+        '(+xadd ~offload:{*}:jobs)');
+}
+sub allow_xadd { redis_cmd('ACL', 'SETUSER', 'default', 'clearselectors',
+    '+xadd') }
+
+my $refused = log_count(qr/worker\ flaky:\d+:\ redis\ refused\ a
+    \ command\ \(EVAL\)/x);
+deny_dead_xadd();
+$s = send_post('/jobs/flaky', '{"attempt_ok":9,"case":8}');
+ok(wait_until(sub { log_count(qr/worker\ flaky:\d+:\ redis\ refused\ a
+    \ command\ \(EVAL\)/x) > $refused }, scaled(10), 'dead letter refused'),
+    'redis refuses the dead letter of a job out of attempts')
+    or diag(log_tail(0));
+allow_xadd();
+$a = read_answer($s, scaled(10));
+is($a->{json}{error}{code} // '', 'not_yet',
+    "the client is answered its handler's failure ($a->{status})")
+    or diag(explain $a);
+my @eight = dead_letters('flaky', qr/"case":8/);
+is(scalar @eight, 1, 'the job is dead-lettered once');
+is($eight[0]{reason} // '', 'retries_exhausted', 'for its attempts');
+is(pending('flaky'), 0, 'nothing is left pending');
+
+# ---- 9. a dead worker's dead letter refused -----------------------------
+
+deny_dead_xadd();
+$s = send_post('/jobs/crashy', '{"case":9}');
+ok(wait_until(sub { log_count(qr/failing\ job\ \S+\ \(entry\ \S+\):\ redis
+    \ refused\ it\ \(.*can.t\ access.*the\ entry\ stays\ pending/x) > 0 },
+    scaled(10), 'supervisor refused'),
+    "the supervisor's dead letter is refused, logged")
+    or diag(log_tail(0));
+is(pending('crashy'), 1, 'the entry stays pending');
+allow_xadd();
+ok(wait_until(sub { dead_letters('crashy', qr/"case":9/) > 0 }, scaled(10),
+    'crashy dead letter'), 'once XADD is allowed, the job is dead-lettered');
+$a = read_answer($s, scaled(10));
+is($a->{status}, 502, 'its client is answered 502') or diag(explain $a);
+is(scalar(dead_letters('crashy', qr/"case":9/)), 1, 'once');
+is(pending('crashy'), 0, 'nothing is left pending');
+
+# ---- 10. a hand back refused --------------------------------------------
+
+$worker = worker_pids()->{echo}[0];
+kill 'STOP', $worker;
+$s = send_post('/jobs/echo', '{"case":10}');
+ok(wait_until(sub { pending('echo') == 1 }, scaled(5), 'echo delivered'),
+    'a job reached the stopped worker');
+redis_cmd('ACL', 'SETUSER', 'default', '-xadd');
+kill 'KILL', $worker;
+ok(wait_until(sub { log_count(qr/handing back the jobs of \S+: .*can.t run/)
+    > 0 }, scaled(10), 'hand back refused'), 'its hand back is refused')
+    or diag(log_tail(0));
+allow_xadd();
+$a = read_answer($s, scaled(10));
+is($a->{status}, 200, 'the next worker runs the job') or diag(explain $a);
+is($a->{json}{case}, 10, 'with its own result');
+is(pending('echo'), 0, 'nothing is left pending');
 
 finish();

@@ -4,8 +4,9 @@
  *
  * Every step is one Lua script (proto/offload_proto.c), so a crash of the
  * supervisor between steps leaves each entry either still pending (claimed
- * again later) or fully moved, never half.  Scripts go with EVAL rather than
- * EVALSHA: this path runs once per dead worker, not per job.
+ * again later) or fully moved, never half; each script acks its entry last,
+ * so one Redis refuses halfway leaves it pending too.  Scripts go with EVAL
+ * rather than EVALSHA: this path runs once per dead worker, not per job.
  */
 
 #include <stdio.h>
@@ -66,8 +67,11 @@ fail_cb(redisAsyncContext *ac, void *r, void *privdata)
     (void) ac;
 
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-        log_error("failing job %s (entry %s): %s", f->job_id, f->entry,
-                  reply->str);
+        /* Not sent again: a refused script did nothing (it acks last), and
+         * the entry, still pending, is read again by the slot's next
+         * worker or claimed again after claim_idle. */
+        log_error("failing job %s (entry %s): redis refused it (%s): the "
+                  "entry stays pending", f->job_id, f->entry, reply->str);
 
     } else if (reply != NULL && reply->type == REDIS_REPLY_STRING) {
         log_notice("job %s runs again as entry %s", f->job_id, reply->str);

@@ -503,13 +503,12 @@ settles_set(settles_t *st, const offload_str_t *entry_id,
  * The last resort for a tracked command Redis refused REFUSED_TRIES times
  * for a reason that does not pass by itself: left alone, its entry would
  * stay pending under this live worker (whose claim refreshes keep every
- * other node from taking it) or, the command having failed halfway (a
- * script's writes before its error stay done), be neither pending nor
- * answered.  The entry is dead-lettered (reason bad_job, the refusal in
- * its report) and its job answered 500 not_settled, which ends its record
- * failed, as for a bad job.  A command that was that last resort already,
- * or one that names no job, makes the worker recycle instead: the next
- * one reads the entry again with the history.
+ * other node from taking it); a refused script did nothing (it acks last,
+ * proto/offload_proto.c).  The entry is dead-lettered (reason bad_job, the
+ * refusal in its report) and its job answered 500 not_settled, which ends
+ * its record failed, as for a bad job.  A command that was that last
+ * resort already, or one that names no job, makes the worker recycle
+ * instead: the next one reads the entry again with the history.
  */
 static void
 held_give_up(offload_worker_t *w, held_t *h, const char *err)
@@ -581,14 +580,13 @@ tracked_cb(redisAsyncContext *ac, void *r, void *privdata)
         w->resending--;
     }
 
-    if (reply != NULL && reply->type == REDIS_REPLY_NIL && h->tries > 0
-        && !h->settles.final)
-    {
-        /* a script's guard found its entry acked already: its refused try
-         * failed after the XACK (a script's writes before its error stay
-         * done), leaving the job neither pending nor settled */
-        held_give_up(w, h, "then its entry was no longer pending: a try "
-                     "failed halfway");
+    if (reply != NULL && reply->type == REDIS_REPLY_NIL && h->tries > 0) {
+        /* a script's guard found its entry no longer pending: settled by
+         * someone else meanwhile (the supervisor's claim, a completion);
+         * the refused tries did nothing (the scripts ack last) */
+        log_notice("%s: entry %.*s, whose %s redis refused, was settled "
+                   "elsewhere meanwhile", w->name,
+                   (int) h->settles.entry_len, h->settles.entry, h->name);
         held_free(h);
 
     } else if (reply == NULL || reply->type != REDIS_REPLY_ERROR) {
