@@ -47,6 +47,11 @@
  * An answer larger than the free room of the zone is not kept: the error
  * log says so, and until the zone is made larger that Redis reads as
  * "unavailable" (status_cache_full), still read only once per interval.
+ *
+ * The zone outlives reloads, and a reload may name other Redis servers:
+ * the entries of those no reader looked at for three intervals are freed
+ * when an entry or room for an answer is needed, and when every entry is
+ * in use the one idle the longest is taken over (see _entry()).
  */
 
 
@@ -69,7 +74,8 @@
 
 
 /* One Redis's answer in the zone.  Times are ngx_current_msec (monotonic,
- * the same clock in every worker), 0 for never. */
+ * the same clock in every worker), 0 for never.  An id_len of 0 is a free
+ * entry. */
 typedef struct {
     u_char                        id[NGX_HTTP_OFFLOAD_STATUS_ID];
     size_t                        id_len;
@@ -84,7 +90,7 @@ typedef struct {
 
 
 typedef struct {
-    ngx_uint_t                    nentries;
+    ngx_uint_t                    nentries;    /* ever used */
     ngx_http_offload_status_entry_t  entry[NGX_HTTP_OFFLOAD_STATUS_REDIS];
 } ngx_http_offload_status_sh_t;
 
@@ -234,6 +240,9 @@ static ngx_int_t ngx_http_offload_status_full(ngx_http_request_t *r,
     ngx_uint_t *full);
 static ngx_http_offload_status_entry_t *ngx_http_offload_status_entry(
     ngx_http_offload_status_cache_t *cache, ngx_http_offload_peer_t *peer);
+static ngx_http_offload_status_entry_t *ngx_http_offload_status_sweep(
+    ngx_http_offload_status_cache_t *cache,
+    ngx_http_offload_status_entry_t *keep);
 static ngx_int_t ngx_http_offload_status_look(
     ngx_http_offload_status_ctx_t *sctx, ngx_http_offload_status_read_t *rd);
 static void ngx_http_offload_status_take(ngx_http_offload_status_ctx_t *sctx,
@@ -455,6 +464,22 @@ ngx_http_offload_status_age(ngx_msec_t now, ngx_msec_t t)
 }
 
 
+/* How long ago a reader last looked at an entry: any that found its answer
+ * old asked for a refresh, which ended fetched or failed. */
+
+static ngx_msec_t
+ngx_http_offload_status_idle(ngx_http_offload_status_entry_t *e,
+    ngx_msec_t now)
+{
+    ngx_msec_t  idle;
+
+    idle = ngx_http_offload_status_age(now, e->fetched);
+    idle = ngx_min(idle, ngx_http_offload_status_age(now, e->asked));
+
+    return ngx_min(idle, ngx_http_offload_status_age(now, e->failed));
+}
+
+
 /*
  * One Redis for one reader: take the cached answer, or start a refresh,
  * or wait for the one on its way (rd->state stays WAITING).
@@ -551,51 +576,153 @@ done:
 }
 
 
-/* The entry of a peer's Redis, made on first use; NULL when the zone has
- * none left.  Under the zone's mutex. */
+/*
+ * The entry of a peer's Redis, made on first use; NULL when the zone has
+ * none left.  Under the zone's mutex.
+ *
+ * The zone outlives reloads, whose configurations may name other Redis
+ * servers: when no entry is free, the stale ones are freed (see _sweep()),
+ * and when none is, the one idle the longest is taken over.  So an entry
+ * a peer found before may since be another Redis's: its id says.
+ */
 
 static ngx_http_offload_status_entry_t *
 ngx_http_offload_status_entry(ngx_http_offload_status_cache_t *cache,
     ngx_http_offload_peer_t *peer)
 {
     u_char                           *p;
+    size_t                            len;
     ngx_uint_t                        i;
+    ngx_msec_t                        now, idle, longest;
     ngx_http_offload_status_sh_t     *sh;
-    ngx_http_offload_status_entry_t  *e;
+    ngx_http_offload_status_entry_t  *e, *unused;
     u_char                            id[NGX_HTTP_OFFLOAD_STATUS_ID];
 
     sh = cache->sh;
 
-    if (peer->status_entry) {
-        return &sh->entry[peer->status_entry - 1];
-    }
-
     p = ngx_snprintf(id, sizeof(id), "%V/%ui/%V", &peer->name, peer->db,
                      &peer->user);
+    len = p - id;
+
+    if (peer->status_entry) {
+        e = &sh->entry[peer->status_entry - 1];
+
+        if (e->id_len == len && ngx_memcmp(e->id, id, len) == 0) {
+            return e;
+        }
+
+        peer->status_entry = 0;
+    }
+
+    unused = NULL;
 
     for (i = 0; i < sh->nentries; i++) {
         e = &sh->entry[i];
 
-        if (e->id_len == (size_t) (p - id)
-            && ngx_memcmp(e->id, id, e->id_len) == 0)
-        {
+        if (e->id_len == len && ngx_memcmp(e->id, id, len) == 0) {
             peer->status_entry = i + 1;
             return e;
         }
+
+        if (e->id_len == 0 && unused == NULL) {
+            unused = e;
+        }
     }
 
-    if (sh->nentries == NGX_HTTP_OFFLOAD_STATUS_REDIS) {
-        return NULL;
+    if (unused == NULL && sh->nentries < NGX_HTTP_OFFLOAD_STATUS_REDIS) {
+        unused = &sh->entry[sh->nentries++];
     }
 
-    e = &sh->entry[sh->nentries++];
-    ngx_memzero(e, sizeof(ngx_http_offload_status_entry_t));
-    e->id_len = p - id;
-    ngx_memcpy(e->id, id, e->id_len);
+    if (unused == NULL) {
+        unused = ngx_http_offload_status_sweep(cache, NULL);
+    }
 
-    peer->status_entry = sh->nentries;
+    if (unused == NULL) {
 
-    return e;
+        /* every one is used: the one idle the longest, with no refresh on
+         * its way (whose answer would land in another Redis's entry) */
+
+        now = ngx_current_msec;
+        longest = 0;
+
+        for (i = 0; i < sh->nentries; i++) {
+            e = &sh->entry[i];
+
+            if (e->asked && ngx_http_offload_status_age(now, e->asked)
+                            < NGX_HTTP_OFFLOAD_WATCHDOG)
+            {
+                continue;
+            }
+
+            idle = ngx_http_offload_status_idle(e, now);
+
+            if (unused == NULL || idle > longest) {
+                unused = e;
+                longest = idle;
+            }
+        }
+
+        if (unused == NULL) {
+            return NULL;
+        }
+
+        if (unused->data) {
+            ngx_slab_free_locked(cache->shpool, unused->data);
+        }
+    }
+
+    ngx_memzero(unused, sizeof(ngx_http_offload_status_entry_t));
+    unused->id_len = len;
+    ngx_memcpy(unused->id, id, len);
+
+    peer->status_entry = unused - sh->entry + 1;
+
+    return unused;
+}
+
+
+/*
+ * Frees the stale entries but keep: those no reader looked at for three
+ * intervals (an answer that old is never served) and with no refresh on
+ * its way, most likely of a Redis that a reload took out of the
+ * configuration.  Returns the first one freed, or NULL.  Under the zone's
+ * mutex.
+ */
+
+static ngx_http_offload_status_entry_t *
+ngx_http_offload_status_sweep(ngx_http_offload_status_cache_t *cache,
+    ngx_http_offload_status_entry_t *keep)
+{
+    ngx_uint_t                        i;
+    ngx_msec_t                        now;
+    ngx_http_offload_status_entry_t  *e, *first;
+
+    now = ngx_current_msec;
+    first = NULL;
+
+    for (i = 0; i < cache->sh->nentries; i++) {
+        e = &cache->sh->entry[i];
+
+        if (e == keep || e->id_len == 0
+            || ngx_http_offload_status_idle(e, now) < 3 * cache->interval
+            || (e->asked && ngx_http_offload_status_age(now, e->asked)
+                            < NGX_HTTP_OFFLOAD_WATCHDOG))
+        {
+            continue;
+        }
+
+        if (e->data) {
+            ngx_slab_free_locked(cache->shpool, e->data);
+        }
+
+        ngx_memzero(e, sizeof(ngx_http_offload_status_entry_t));
+
+        if (first == NULL) {
+            first = e;
+        }
+    }
+
+    return first;
 }
 
 
@@ -1218,6 +1345,10 @@ ngx_http_offload_status_store(ngx_http_offload_peer_t *peer,
 
     data = ngx_slab_alloc_locked(shpool, size);
 
+    if (data == NULL && ngx_http_offload_status_sweep(cache, e) != NULL) {
+        data = ngx_slab_alloc_locked(shpool, size);
+    }
+
     if (data) {
         ngx_http_offload_status_pack(data, reply, &lean);
 
@@ -1336,7 +1467,11 @@ ngx_http_offload_status_wake(void)
 
             e = ngx_http_offload_status_entry(cache, rd->peer);
 
-            if (e->version != rd->version
+            if (e == NULL) {
+                rd->state = NGX_HTTP_OFFLOAD_READ_NONE;
+                sctx->waiting--;
+
+            } else if (e->version != rd->version
                 || (ngx_msec_int_t) (now - sctx->deadline) >= 0)
             {
                 ngx_http_offload_status_take(sctx, rd, e);
@@ -2119,11 +2254,15 @@ ngx_http_offload_status_reuse(ngx_http_offload_status_ctx_t *sctx)
     peer = answer->peer;
     copy = peer->status_copy;
 
-    if (copy != answer->copy || copy->fetched != answer->fetched) {
+    if (copy != answer->copy || copy->fetched != answer->fetched
+        || peer->status_entry == 0)
+    {
         return NGX_DECLINED;
     }
 
-    /* a word another worker writes under the lock: read as it is */
+    /* a word another worker writes under the lock: read as it is (the
+     * entry may be another Redis's since: its refresh is not this copy's,
+     * and this one is still this Redis's own answer) */
 
     fetched = ((volatile ngx_http_offload_status_entry_t *)
                &ngx_http_offload_status_cache_of->sh

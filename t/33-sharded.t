@@ -146,8 +146,9 @@ like($out, qr/^b\s/m, 'lists queue b');
 
 $out = `$ctl -c ${\ sidecar_conf_file()} status --json 2>&1`;
 is($? >> 8, 0, 'offloadctl -c status: exit 0') or diag($out);
-my $docs = json_decode($out) || [];
-my @mine = grep { $_->{node} eq $node } @$docs;
+my $st = json_decode($out);
+my @mine = grep { $_->{node} eq $node }
+    @{ ref $st eq 'HASH' && $st->{nodes} || [] };
 is(scalar @mine, 1, 'the config\'s two Redis servers: one node document');
 is_deeply([ sort keys %{ $mine[0]{queues} || {} } ], [ 'a', 'b', 'c' ],
     'listing the queues of both');

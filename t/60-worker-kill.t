@@ -37,9 +37,13 @@ like($out, qr/\b$pids->{echo}[1]\b/, 'status shows a worker pid');
 
 $out = `$ctl -r $redis status --json 2>&1`;
 is($? >> 8, 0, 'offloadctl status --json: exit 0');
-my $docs = json_decode($out);
-ok(ref $docs eq 'ARRAY', 'status --json is an array') or diag($out);
-my ($doc) = grep { $_->{node} eq $node } @{ $docs || [] };
+my $st = json_decode($out);
+$st = {} unless ref $st eq 'HASH';
+ok(ref $st->{nodes} eq 'ARRAY',
+    'status --json is an object with a "nodes" array') or diag($out);
+is_deeply($st->{malformed_nodes}, [], 'and an empty "malformed_nodes"')
+    or diag($out);
+my ($doc) = grep { $_->{node} eq $node } @{ $st->{nodes} || [] };
 ok($doc, 'with our node');
 is($doc && $doc->{pid}, sidecar_pid(), 'node pid is the supervisor');
 is($doc && scalar @{ $doc->{queues}{echo}{workers} }, 2, 'two echo workers');

@@ -7,7 +7,10 @@
 #    entry leaves the pending list, the result is stored and the waiting
 #    client is answered.  (Before: the completion was thrown away, the
 #    entry stayed pending, its idle time refreshed by every claim round, so
-#    nobody ran or answered it until the worker restarted.)
+#    nobody ran or answered it until the worker restarted.)  The
+#    supervisor's heartbeat is refused too: one line when that begins,
+#    with the error, one when it ends, with the count.  (Before: a line
+#    per refused write, three a heartbeat.)
 # 2. The same for a job failed for now: the command that moves it to the
 #    retry set is refused (BUSY: a script ran too long), kept, and sent
 #    again; the job's next attempt answers its client.  (Before: pending
@@ -78,9 +81,9 @@ NGX
 my $log = tmpdir() . '/sidecar.log';
 my $stream = 'offload:{echo}:jobs';
 
-# the worker's lines (the supervisor's registry logs each refused
-# heartbeat on its own)
+# the worker's lines; the supervisor's registry's
 sub log_lines { scalar(() = slurp($log) =~ /worker echo:0:.*\n/g) }
+sub registry_lines { scalar(() = slurp($log) =~ / registry[ :].*\n/g) }
 sub log_tail { my @l = split /\n/, slurp($log); join "\n", @l[$_[0] .. $#l] }
 # entries pending in a queue's group; -1 when Redis does not say (BUSY)
 sub pending {
@@ -110,10 +113,14 @@ is(pending('echo'), 1, 'the entry is pending meanwhile');
 
 # a while refused: bounded tries, one line for the episode
 my $lines = log_lines();
+my $registry = registry_lines();
 my $t0 = time;
 wait_until(sub { time - $t0 >= 1.5 }, 3, '1.5 s refused');
 my $more = log_lines() - $lines;
 cmp_ok($more, '<', 10, "$more worker log lines in 1.5 s of refusals")
+    or diag(log_tail($lines));
+$more = registry_lines() - $registry;
+cmp_ok($more, '<', 2, "$more registry log lines in 1.5 s of refusals")
     or diag(log_tail($lines));
 
 redis_cmd('CONFIG', 'SET', 'maxmemory', '0');
@@ -129,6 +136,12 @@ is($a->{status}, 200, 'the waiting client is answered 200');
 is($a->{json}{n}, 'refused', 'with its own result');
 like(slurp($log), qr/nothing refused is held any more/,
     'the end of the episode is logged');
+is(log_count(qr/ registry \S+: redis refuses the heartbeat: OOM/), 1,
+    'the registry says once that its heartbeat is refused, with the error');
+my $taken = qr/ registry \S+: redis takes the heartbeat again, /;
+ok(wait_until(sub { log_count(qr/${taken}after refusing [1-9]\d* writes/)
+    == 1 }, scaled(5), 'registry episode over'),
+    'and once that it is taken again, with the count') or diag(log_tail(0));
 
 my $r = post_json('/jobs/echo', { n => 'after' });
 is($r->{status}, 200, 'a later job is answered');

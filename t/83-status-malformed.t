@@ -130,6 +130,19 @@ for my $name (sort keys %bad) {
         "offloadctl status: $name malformed");
 }
 
+# --json: one object, the bad ones named with their reason
+$out = `$ctl --json status 2>&1`;
+is($?, 0, 'offloadctl --json status: exit 0') or diag($out);
+my $st = json_decode($out);
+$st = {} unless ref $st eq 'HASH';
+is_deeply([ map { $_->{node} } @{ $st->{nodes} || [] } ], [ $node ],
+    'offloadctl --json status: "nodes", the good node alone') or diag($out);
+is_deeply({ map { $_->{node} => ($_->{error} // '') =~ /\S/ ? 1 : 0 }
+            @{ $st->{malformed_nodes} || [] } },
+    { map { $_ => 1 } keys %bad },
+    'offloadctl --json status: "malformed_nodes", each with a reason')
+    or diag($out);
+
 # gone again: nothing named
 redis_cmd('DEL', map { "$prefix$_" } keys %bad);
 redis_cmd('SREM', 'offload:{ctl}:nodes', keys %bad);

@@ -5,7 +5,11 @@
 # limit, both reports) and fresh (a node that appears is listed within two
 # intervals); a refresh whose Redis stops answering (SIGSTOP) holds no
 # reader past its deadline; an answer larger than the zone is not kept,
-# the error log says so, and it is still read once per interval.
+# the error log says so, and it is still read once per interval; reloads
+# that name other Redis servers (here other databases of the one) each
+# time are answered from the zone's 32 entries: those of the Redis no
+# longer named are freed or taken over, and an entry is the answer of its
+# own Redis.
 
 use strict;
 use warnings;
@@ -16,7 +20,7 @@ use Time::HiRes qw(time sleep);
 use POSIX ();
 use OffloadTest;
 
-start_redis();
+start_redis(args => [ '--databases', '91' ]);
 start_sidecar(conf => <<'CONF');
 queue echo { handler echo; workers 3; }
 queue other { handler echo; workers 1; }
@@ -192,5 +196,66 @@ ok(reads() - $before <= int($elapsed) + 2,
 redis_cmd('SREM', 'offload:{ctl}:nodes', 'big-probe');
 ok(wait_until(sub { (status()->{redis} // '') eq 'ok' }, scaled(5),
     'fits again'), 'once it fits again, it is served');
+
+# ---- reloads that change the Redis set: 31 Redis (the databases of one)
+# each time, 91 in all.  Before, the entries of the Redis no longer named
+# stayed: the second set had the one entry left, the other 29 Redis
+# read as unavailable for good.
+stop_nginx();
+my $node = node_name();
+redis_cmds(map { ([ 'SELECT', $_ ],
+    [ 'SET', "offload:{ctl}:node:db$_", qq({"node":"db$_","pid":1,)
+      . '"heartbeat":1,"queues":{}}' ],
+    [ 'SADD', 'offload:{ctl}:nodes', "db$_" ]) } 1 .. 90);
+
+# an offload_status per database; the server's Redis is database 0
+sub dbs_conf {
+    my $locations = join '', map { "    location = /db$_ "
+        . "{ offload_redis \@REDIS\@ db=$_; offload_status; }\n" } @_;
+    return (workers => 2, http => <<"HTTP");
+offload_status_cache 4m 200ms;
+server {
+    listen 127.0.0.1:\@PORT\@;
+    offload_redis \@REDIS\@;
+    location = /status { offload_status; }
+$locations}
+HTTP
+}
+
+# every Redis of @dbs read, each with its own node
+sub answers_dbs {
+    my $s = status();
+    my @states = map { $_->{state} } @{ $s->{redises} || [] };
+    return @states == @_ + 1 && !grep({ $_ ne 'ok' } @states)
+        && join(' ', sort map { $_->{node} } @{ $s->{nodes} || [] })
+           eq join(' ', sort $node, map { "db$_" } @_);
+}
+
+my @first = (1 .. 30);
+start_nginx(dbs_conf(@first));
+ok(wait_until(sub { answers_dbs(@first) }, scaled(5), '31 Redis read'),
+    '31 Redis: each read, with its own node');
+
+# (once the old workers are gone: they would read the old set again)
+sub reload_to {
+    my @dbs = @_;
+    my %old = map { $_ => 1 } nginx_worker_pids();
+    my $t0 = time;
+    write_nginx_conf(dbs_conf(@dbs));
+    kill 'HUP', nginx_pid();
+    wait_until(sub { my @now = nginx_worker_pids();
+        @now == 2 && !grep { $old{$_} } @now }, scaled(5), 'new workers');
+    ok(wait_until(sub { answers_dbs(@dbs) }, scaled(5), 'reloaded set read'),
+        sprintf('reloaded with databases %d-%d: each read, with its own '
+            . 'node (%.2f s)', $dbs[0], $dbs[-1], time - $t0))
+        or diag(explain([ grep { $_->{state} ne 'ok' }
+                          @{ status()->{redises} || [] } ]));
+}
+
+# the second set while the first's entries are fresh (taken over), the
+# third once the second's are stale (freed)
+reload_to(31 .. 60);
+sleep 0.7;                              # past three intervals unread
+reload_to(61 .. 90);
 
 done_testing();

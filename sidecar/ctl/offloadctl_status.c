@@ -50,12 +50,13 @@ print_node(json_t *doc, int64_t now_ms)
 
 
 /* Reads the nodes for a command that takes no argument.  With --json it
- * prints their member and returns NULL with *rc CTL_OK; NULL with another
- * *rc is an error. */
+ * prints what json_of() makes of them and returns NULL with *rc CTL_OK;
+ * NULL with another *rc is an error. */
 static json_t *
-read_nodes(ctl_t *ctl, int argc, char **argv, const char *member, int *rc)
+read_nodes(ctl_t *ctl, int argc, char **argv, json_t *(*json_of)(json_t *),
+    int *rc)
 {
-    json_t  *all;
+    json_t  *all, *out;
 
     *rc = CTL_FAIL;
 
@@ -70,11 +71,30 @@ read_nodes(ctl_t *ctl, int argc, char **argv, const char *member, int *rc)
         return all;
     }
 
-    json_dumpf(json_object_get(all, member), stdout, JSON_COMPACT);
-    printf("\n");
+    out = json_of(all);
     json_decref(all);
+
+    if (out == NULL) {
+        fprintf(stderr, "offloadctl: out of memory\n");
+        return NULL;
+    }
+
+    json_dumpf(out, stdout, JSON_COMPACT);
+    printf("\n");
+    json_decref(out);
     *rc = CTL_OK;
     return NULL;
+}
+
+
+/* One object, so that a program also learns of the registry entries left
+ * out (a bare array of nodes had no room for them). */
+static json_t *
+status_json(json_t *all)
+{
+    return json_pack("{s:O,s:O}", "nodes", json_object_get(all, "nodes"),
+                     "malformed_nodes",
+                     json_object_get(all, "malformed_nodes"));
 }
 
 
@@ -85,7 +105,7 @@ ctl_status(ctl_t *ctl, int argc, char **argv)
     size_t   i;
     json_t  *all, *nodes, *doc, *bad;
 
-    all = read_nodes(ctl, argc, argv, "nodes", &rc);
+    all = read_nodes(ctl, argc, argv, status_json, &rc);
     if (all == NULL) {
         return rc;
     }
@@ -116,6 +136,13 @@ ctl_status(ctl_t *ctl, int argc, char **argv)
 
     json_decref(all);
     return CTL_OK;
+}
+
+
+static json_t *
+queues_json(json_t *all)
+{
+    return json_incref(json_object_get(all, "queues"));
 }
 
 
@@ -154,7 +181,7 @@ ctl_queues(ctl_t *ctl, int argc, char **argv)
     json_t      *all, *queues, *q;
     const char  *name;
 
-    all = read_nodes(ctl, argc, argv, "queues", &rc);
+    all = read_nodes(ctl, argc, argv, queues_json, &rc);
     if (all == NULL) {
         return rc;
     }

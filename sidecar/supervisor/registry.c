@@ -317,6 +317,38 @@ reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
+/* A heartbeat write's answer.  While Redis refuses writes (maxmemory
+ * reached under noeviction) it refuses every one of every heartbeat: the
+ * log says so when the refusals begin and when they end, not three lines
+ * a heartbeat. */
+static void
+written_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply      *reply = r;
+    offload_link_t  *link = privdata;
+
+    (void) ac;
+
+    if (reply == NULL) {
+        return;                         /* disconnected */
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (link->refused++ == 0) {
+            log_error("%s: redis refuses the heartbeat: %s (logged again "
+                      "when it takes it)", link->name, reply->str);
+        }
+        return;
+    }
+
+    if (link->refused > 0) {
+        log_info("%s: redis takes the heartbeat again, after refusing %lu "
+                 "writes", link->name, link->refused);
+        link->refused = 0;
+    }
+}
+
+
 static int
 on_link(const offload_link_t *link, const offload_pool_t *pool)
 {
@@ -350,13 +382,13 @@ announce(offload_link_t *link)
         ttl = 5;
     }
 
-    if (offload_redis_command(&link->conn, reply_cb, NULL, "SET %s %s EX %d",
-                              reg->runs_key, runs, ttl)
+    if (offload_redis_command(&link->conn, written_cb, link,
+                              "SET %s %s EX %d", reg->runs_key, runs, ttl)
         != REDIS_OK
-        || offload_redis_command(&link->conn, reply_cb, NULL,
+        || offload_redis_command(&link->conn, written_cb, link,
                                  "SET %s %s EX %d", reg->key, json, ttl)
            != REDIS_OK
-        || offload_redis_command(&link->conn, reply_cb, NULL, "SADD %s %s",
+        || offload_redis_command(&link->conn, written_cb, link, "SADD %s %s",
                                  OFFLOAD_NODES_KEY, sup->conf->node_name)
            != REDIS_OK)
     {

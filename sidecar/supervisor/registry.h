@@ -34,6 +34,9 @@ typedef struct {
     char                       name[300];   /* "registry <address>" */
     char                       nkeys[16];   /* of the stats EVAL */
     int                        drained;     /* its drain flag, last read */
+    unsigned long              refused;     /* heartbeat writes refused
+                                               since Redis began refusing
+                                               them; 0: it takes them */
     int                        control;     /* holds the node-level keys
                                                (registry.c) */
 } offload_link_t;
