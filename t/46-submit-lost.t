@@ -7,7 +7,10 @@
 # the old one.  Both its connections killed while it waits for a job
 # (CLIENT KILL): the wait subscribes again, looks at the result key and
 # returns the job's result, not an error that would have its caller
-# submit the job again.
+# submit the job again.  An XADD sent whose answer never comes (a proxy
+# that drops Redis' answers after it): OFFLOAD_CLIENT_UNKNOWN, the job's
+# id given, its body key kept for the entry that did land; offloadctl
+# submit prints the id and exits 3.
 
 use strict;
 use warnings;
@@ -16,6 +19,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use OffloadTest;
 use LineDriver;
+use BlackholeProxy;
 
 start_redis();
 start_sidecar(conf => <<'CONF');
@@ -85,5 +89,41 @@ like(line_of($c, scaled(15)) // 'no answer', qr/^ok 200 \{"ms":1500\}/,
 like(ask($c, '{"n":3}'), qr/^ok 200 \{"n":3\} \d+$/,
     'and the client goes on');
 
+# ---- an XADD whose answer is lost
+# (a queue no worker serves, whose stream exists: the entry stays to look at)
+redis_cmd('XGROUP', 'CREATE', 'offload:{idle}:jobs', 'workers', '$',
+    'MKSTREAM');
+my $mute = BlackholeProxy->start(redis_port(), mute_on => qr/XADD/);
+my $u = start_driver(build_path('line_client'),
+    'redis://127.0.0.1:' . $mute->port);
+like(line_of($u, scaled(10)) // '', qr/^connect ok \d+$/,
+    'a client through a proxy that loses the answers to XADDs');
+$line = ask($u, 'submit idle big 1500000');
+like($line, qr/^unknown [0-9a-f]{32} job \S+ may have been queued/,
+    'a big job whose XADD went unanswered: OFFLOAD_CLIENT_UNKNOWN, its id')
+    or diag($line);
+my ($uid) = $line =~ /^unknown ([0-9a-f]{32})/;
+$uid //= 'none';
+my ($entry) = grep { ($_->{id} // '') eq $uid }
+    @{ stream_entries('offload:{idle}:jobs') };
+ok($entry && $entry->{body} == 1_500_000, 'the job is on its queue, '
+    . 'under that id');
+my $body_key = "offload:{idle}:body:$uid";
+is(redis_cmd('LLEN', $body_key), 6, 'its body key is kept, whole');
+ok(redis_cmd('PTTL', $body_key) > 10_000, 'to its lifetime (deadline + '
+    . 'grace)');
+
+my $tmp = tmpdir();
+my $ctl = build_path('offloadctl') . ' -r 127.0.0.1:' . $mute->port;
+my $out = `$ctl submit idle '{"n":4}' 2>$tmp/ctl.err`;
+is($? >> 8, 3, 'offloadctl submit, its XADD unanswered: exit 3');
+like($out, qr/^[0-9a-f]{32}\n\z/, 'it prints the job id');
+like(slurp("$tmp/ctl.err"), qr/may have been queued/, 'stderr says why');
+chomp $out;
+ok(grep({ ($_->{id} // '') eq $out }
+        @{ stream_entries('offload:{idle}:jobs') }),
+    'and the job is on its queue');
+
+$mute->stop;
 stop_drivers();
 done_testing();

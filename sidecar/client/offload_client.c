@@ -106,6 +106,8 @@ struct offload_client_s {
     uint64_t       seq;
     int            failed;
     int            lost;            /* the failure was a connection's */
+    int            unanswered;      /* the last command was sent and no
+                                       answer read: it may have run */
     char           err[256];
 };
 
@@ -568,6 +570,7 @@ ask(offload_client_t *c, const char *error, int argc, const char **argv,
     {
         fail(c, "Redis %s at %s:%d (ASK): %s", argv[0], to.host, to.port,
              r->errstr);
+        c->unanswered = 1;
     }
 
     freeReplyObject(asking);
@@ -587,7 +590,8 @@ read_only(const char *cmd)
 
 
 /* A command's reply, an error reply too, or NULL (c->err, c->lost) for a
- * broken connection.  A connection found closed before the command is
+ * broken connection (c->unanswered when the command went on one: it may
+ * have run).  A connection found closed before the command is
  * sent (cmd_conn()) is made again first.  A read (read_only()) that meets
  * a broken connection is sent once more on a new one; a write only with
  * sentinels or a cluster (PROTOCOL.md: it may then be run twice), where a
@@ -607,6 +611,7 @@ run_command(offload_client_t *c, int argc, const char **argv,
     redisContext  *r;
 
     c->lost = 0;
+    c->unanswered = 0;
 
     for ( ;; ) {
         r = cmd_conn(c);
@@ -616,6 +621,7 @@ run_command(offload_client_t *c, int argc, const char **argv,
         }
 
         reply = redisCommandArgv(r, argc, argv, argvlen);
+        c->unanswered |= reply == NULL;
 
         if (reply == NULL
             || (reply->type == REDIS_REPLY_ERROR
@@ -1129,6 +1135,7 @@ offload_client_submit(offload_client_t *c, const char *queue,
     const char            *argv[OFFLOAD_JOB_ARGC], *err;
     char                   tp[OFFLOAD_TRACEPARENT_LEN];
     char                   tag[OFFLOAD_SLOT_TAG_LEN];
+    char                   why[sizeof(c->err)];
     offload_entry_t        job;
     offload_job_scratch_t  scratch;
     offload_submit_opts_t  none = { 0, 0, NULL, NULL };
@@ -1226,6 +1233,20 @@ offload_client_submit(offload_client_t *c, const char *queue,
 
     argc = offload_job_argv(&job, stream, &scratch, argv, argvlen);
     reply = command_argv(c, argc, argv, argvlen);
+
+    if (reply == NULL && c->unanswered) {
+        /* The XADD went and its answer did not come: the entry may be on
+         * the stream, and then needs its body (kept to its lifetime) and
+         * may be published to the channel (a wait hears it). */
+        snprintf(why, sizeof(why), "%s", c->err);
+        fail(c, "job %s may have been queued (no answer to its XADD: %s); "
+             "look for its result later", id, why);
+        if (opts->wait) {
+            memcpy(c->last_waited, id, OFFLOAD_CLIENT_ID_SIZE);
+        }
+        return OFFLOAD_CLIENT_UNKNOWN;
+    }
+
     if (reply == NULL || reply->type == REDIS_REPLY_NIL) {
         rc = OFFLOAD_CLIENT_ERROR;
         if (reply != NULL) {

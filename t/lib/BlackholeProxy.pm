@@ -9,8 +9,11 @@ package BlackholeProxy;
 # the server's answers still come back; what clients send meanwhile fills
 # their sockets.  Only once: after release() it forwards as usual.  And it
 # can play a server that misbehaves: inject() writes bytes to every client
-# as if the server had sent them.  Runs in a child process; core Perl
-# only.
+# as if the server had sent them.  Started with mute_on, it plays a server
+# whose answers are lost: on each connection whose client's bytes match
+# (they are passed on, and run), the server's answers from then on are
+# read and dropped, the sockets kept open.  Runs in a child process; core
+# Perl only.
 
 use strict;
 use warnings;
@@ -19,7 +22,8 @@ use IO::Socket::INET;
 use POSIX ();
 use Time::HiRes ();
 
-# start($target_port, hold_on => qr/.../) -> { pid, port }
+# start($target_port, hold_on => qr/.../, mute_on => qr/.../)
+#   -> { pid, port }
 sub start {
     my ($class, $target, %o) = @_;
     my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
@@ -30,7 +34,7 @@ sub start {
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
         close $inject_w;
-        run($listen, $target, $parent, $o{hold_on}, $inject_r);
+        run($listen, $target, $parent, $o{hold_on}, $inject_r, $o{mute_on});
         POSIX::_exit(0);
     }
     close $inject_r;
@@ -83,8 +87,8 @@ sub stop {
 # Forwards until its test process is gone (checked every half second, so
 # no proxy outlives a test that died without its END block).
 sub run {
-    my ($listen, $target, $parent, $hold_on, $inject) = @_;
-    my (%peer, %frozen, %client, %tail, %held);
+    my ($listen, $target, $parent, $hold_on, $inject, $mute_on) = @_;
+    my (%peer, %frozen, %client, %tail, %held, %mute_tail, %muted);
     my ($freeze, $release, $holding) = (0, 0, 0);
     local $SIG{USR1} = sub { $freeze = 1 };
     local $SIG{USR2} = sub { $release = 1 };
@@ -135,23 +139,23 @@ sub run {
                 delete @client{ $s, $p };
                 delete @tail{ $s, $p };
                 delete @held{ $s, $p };
+                delete @mute_tail{ $s, $p };
+                delete @muted{ $s, $p };
                 close $s;
                 close $p;
                 next;
             }
-            my $off = 0;
+            my $off = $muted{$s} ? $n : 0;
             while ($off < $n) {
                 my $w = syswrite($p, $buf, $n - $off, $off);
                 last unless defined $w;
                 $off += $w;
             }
+            $muted{$p} = 1
+                if $mute_on && $client{$s} && !$muted{$p}
+                    && seen($mute_tail{$s}, $buf, $mute_on);
             next unless $hold_on && $client{$s};
-            # matched across reads: the end of what came before goes first
-            my $seen = ($tail{$s} // '') . $buf;
-            if ($seen !~ $hold_on) {
-                $tail{$s} = substr($seen, -4096);
-                next;
-            }
+            next unless seen($tail{$s}, $buf, $hold_on);
             for my $h (grep { $client{$_} } $sel->handles) {
                 $held{$h} = $h;
                 $sel->remove($h);
@@ -160,6 +164,16 @@ sub run {
             %tail = ();
         }
     }
+}
+
+# Whether $buf, after what came before on its connection (the end of it
+# kept in $tail), matches $re: a match across two reads counts.
+sub seen {
+    my ($tail, $buf, $re) = @_;
+    my $text = ($tail // '') . $buf;
+    return 1 if $text =~ $re;
+    $_[0] = substr($text, -4096);
+    return 0;
 }
 
 1;
