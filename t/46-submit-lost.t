@@ -10,12 +10,17 @@
 # submit the job again.  An XADD sent whose answer never comes (a proxy
 # that drops Redis' answers after it): OFFLOAD_CLIENT_UNKNOWN, the job's
 # id given, its body key kept for the entry that did land; offloadctl
-# submit prints the id and exits 3.
+# submit prints the id and exits 3.  A big body's key removed while it
+# is written (a proxy holds the slices after the first): the slices that
+# follow (RPUSHX, from liboffload and offload_client.py) do not make it
+# again, the submit fails, no job is added.
 
 use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
+use IO::Select;
+use IO::Socket::INET;
 use Test::More;
 use OffloadTest;
 use LineDriver;
@@ -125,5 +130,77 @@ ok(grep({ ($_->{id} // '') eq $out }
     'and the job is on its queue');
 
 $mute->stop;
+
+# ---- a body key removed while it is written
+redis_cmd('XGROUP', 'CREATE', 'offload:{lost}:jobs', 'workers', '$',
+    'MKSTREAM');
+redis_cmd('CONFIG', 'SET', 'notify-keyspace-events', 'Klg');
+my $python = '/usr/bin/python3';        # python3-redis is Debian's
+spew("$tmp/body.py", <<'PY');
+import sys
+sys.path.insert(0, sys.argv[2])
+import redis
+from offload_client import Client, OffloadError
+jobs = Client(redis.Redis(port=int(sys.argv[1]), socket_timeout=5))
+try:
+    print("submitted", jobs.submit("lost", '"' + "y" * 1500000 + '"'))
+except OffloadError as e:
+    print("error", e)
+PY
+
+# $start->($port) starts a client submitting a 1.5 MB job to queue lost
+# through a proxy at $port that holds what clients send once the body
+# key's EXEC went; the client's answer is the next line it prints.  The
+# key is removed then, the proxy lets the slices after the first go on.
+sub body_removed {
+    my ($what, $start) = @_;
+    my $hold = BlackholeProxy->start(redis_port(),
+        hold_on => qr/\*1\r\n\$4\r\nEXEC\r\n/);
+    my $events = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => redis_port(), Proto => 'tcp') or die "events: $!";
+    syswrite($events, "PSUBSCRIBE __keyspace\@0__:offload:{lost}:body:*\r\n"
+        . "SUBSCRIBE offload:test:marker\r\n");
+    my ($buf, $sel) = ('', IO::Select->new($events));
+    my $until = sub {
+        my ($re) = @_;
+        while ($buf !~ $re && $sel->can_read(scaled(5))) {
+            sysread($events, $buf, 65536, length $buf) or last;
+        }
+    };
+    $until->(qr/subscribe\r\n\$\d+\r\noffload:test:marker/);
+
+    my $d = $start->($hold->port);
+    my $key;
+    ok(wait_until(sub {
+        ($key) = @{ redis_cmd('KEYS', 'offload:{lost}:body:*') };
+        $key;
+    }, scaled(10), 'body key'), "$what: the body key's first slice written");
+    redis_cmd('DEL', $key // 'none');
+    $hold->release;
+    like(line_of($d, scaled(15)) // 'no answer', qr/^error.*went while/,
+        "$what: removed while written, the submit fails saying so");
+    redis_cmd('PUBLISH', 'offload:test:marker', 'end');
+    $until->(qr/\$3\r\nend\r\n/);
+    my @seen = $buf =~ /pmessage\r\n\$\d+\r\n[^\r]*\r\n\$\d+\r\n[^\r]*\r\n
+        \$\d+\r\n(\w+)\r\n/gx;
+    is("@seen", 'rpush expire del', "$what: nothing made the key again "
+        . 'once removed (its keyspace events)');
+    is(redis_cmd('EXISTS', $key // 'none') + redis_cmd('XLEN',
+        'offload:{lost}:jobs'), 0, "$what: no body key left, no job added");
+    $hold->stop;
+}
+
+body_removed('liboffload', sub {
+    my $d = start_driver(build_path('line_client'),
+        'redis://127.0.0.1:' . $_[0], 5000);
+    line_of($d, scaled(10));
+    syswrite($d->{in}, "submit lost big 1500000\n");
+    return $d;
+});
+body_removed('offload_client.py', sub {
+    start_driver($python, "$tmp/body.py", $_[0], "$FindBin::Bin/../sdk/python");
+});
+redis_cmd('CONFIG', 'SET', 'notify-keyspace-events', '');
+
 stop_drivers();
 done_testing();

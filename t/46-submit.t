@@ -219,9 +219,10 @@ ok($out eq "$big\n", 'its result came back whole');
 $mon->catch_up(5);
 ok($mon->longest_arg <= 262_144 + 1024, 'no command carried over a slice '
     . '(longest argument ' . $mon->longest_arg . ')');
-ok(scalar(grep { $_->[1] =~ /^RPUSH$/i
+ok(scalar(grep { $_->[1] =~ /^RPUSHX?$/i
                  && ($_->[2] // '') =~ /^offload:\{echo\}:body:/ }
-          @{ $mon->seen }) >= 9, 'the body went by RPUSH to its body key');
+          @{ $mon->seen }) >= 9, 'the body went by RPUSH (the first '
+    . 'slice) and RPUSHX to its body key');
 
 # ---- the Python client
 my $py = <<'PY';

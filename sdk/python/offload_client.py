@@ -309,7 +309,8 @@ class Client:
 
     def _write_body(self, queue, stream, job_id, body, life_ms):
         # PROTOCOL.md "Big payloads: the body key": a list of slices, the
-        # first with the key's lifetime in one transaction.
+        # first with the key's lifetime in one transaction, the others
+        # RPUSHX (a key gone meanwhile is not made again without one).
         if not self.r.exists(stream):
             raise UnknownQueue("unknown queue %r" % queue)
         key = "offload:{%s}:body:%s" % (queue, job_id)
@@ -319,7 +320,7 @@ class Client:
         if tx.execute() != [1, True]:
             raise OffloadError("could not write the body key " + key)
         for n, at in enumerate(range(SLICE, len(body), SLICE), start=2):
-            if self.r.rpush(key, body[at:at + SLICE]) != n:
+            if self.r.rpushx(key, body[at:at + SLICE]) != n:
                 self.r.unlink(key)
                 raise OffloadError("the body key %s went while written"
                                    % key)

@@ -1007,9 +1007,11 @@ subscribe(offload_client_t *c, const char *queue)
 /*
  * Writes a big payload to the job's body key (PROTOCOL.md, "Big payloads:
  * the body key"): MULTI, RPUSH of the first slice, PEXPIRE, EXEC, then an
- * RPUSH per slice, BODY_IN_FLIGHT on their way at most, each answer
- * checked (the list's length so far).  The queue's stream must exist
- * first: nothing is written for a queue nobody serves.
+ * RPUSHX per slice, BODY_IN_FLIGHT on their way at most, each answer
+ * checked (the list's length so far).  RPUSHX: a key gone meanwhile (its
+ * lifetime over, removed) is not made again, a partial body without a
+ * lifetime.  The queue's stream must exist first: nothing is written for
+ * a queue nobody serves.
  */
 static int
 write_body(offload_client_t *c, const char *queue, const char *stream,
@@ -1077,6 +1079,9 @@ write_body(offload_client_t *c, const char *queue, const char *stream,
         fail(c, "writing the body key %s: unexpected EXEC reply", body_key);
         goto unlink;
     }
+
+    argv[0] = "RPUSHX";
+    argvlen[0] = 6;
 
     for (sent = 1, got = 1; got < slices; ) {
         while (sent < slices && sent - got < BODY_IN_FLIGHT) {

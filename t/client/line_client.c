@@ -16,7 +16,8 @@
  * "ok <status> big <length> <ms>" when the body answered is the payload
  * (an echo), "ok <status> other <length> <ms>" when not.
  *
- *   line_client redis://<host>:<port>      (one Redis, t/46-submit-lost.t)
+ *   line_client redis://<host>:<port> [<command timeout ms>]
+ *                                          (one Redis, t/46-submit-lost.t)
  *
  * A line "submit <queue> <json>" (or "submit <queue> big <n>") only
  * submits (to be waited for) and prints "submitted <id>", "unknown <id>
@@ -99,9 +100,13 @@ main(int argc, char **argv)
 
     memset(&conf, 0, sizeof(conf));
 
-    if (argc == 2 && strncmp(argv[1], "redis://", 8) == 0
+    conf.connect_timeout_ms = 500;
+    conf.command_timeout_ms = 500;
+
+    if ((argc == 2 || argc == 3) && strncmp(argv[1], "redis://", 8) == 0
         && strrchr(argv[1], ':') > argv[1] + 8)
     {
+        conf.command_timeout_ms = argc == 3 ? atoi(argv[2]) : 500;
         conf.host = argv[1] + 8;
         conf.port = atoi(strrchr(argv[1], ':') + 1);
         *strrchr(argv[1], ':') = '\0';
@@ -125,12 +130,10 @@ main(int argc, char **argv)
                 "<sentinel password> [<user> <password>]\n"
                 "       line_client cluster://<seeds> [<user> "
                 "<password>]\n"
-                "       line_client redis://<host>:<port>\n");
+                "       line_client redis://<host>:<port> [<command "
+                "timeout ms>]\n");
         return 2;
     }
-
-    conf.connect_timeout_ms = 500;
-    conf.command_timeout_ms = 500;
 
     t0 = mono_ms();
     c = offload_client_connect(&conf);
