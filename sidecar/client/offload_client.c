@@ -37,6 +37,7 @@
  */
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -134,6 +135,16 @@ tv_ms(int ms)
     struct timeval  tv = { ms / 1000, (ms % 1000) * 1000 };
 
     return tv;
+}
+
+
+/* A time in ms given by the caller, at most OFFLOAD_CLIENT_MS_MAX: added
+ * to a clock in ms (or made a deadline in the entry, a body key's
+ * lifetime) it cannot overflow. */
+static int64_t
+clamp_ms(int64_t ms)
+{
+    return ms < OFFLOAD_CLIENT_MS_MAX ? ms : OFFLOAD_CLIENT_MS_MAX;
 }
 
 
@@ -1135,7 +1146,7 @@ offload_client_submit(offload_client_t *c, const char *queue,
     int                    rc, argc;
     char                   stream[OFFLOAD_KEY_MAX], body_key[OFFLOAD_KEY_MAX];
     size_t                 offset, argvlen[OFFLOAD_JOB_ARGC];
-    int64_t                now;
+    int64_t                now, deadline_ms;
     redisReply            *reply;
     const char            *argv[OFFLOAD_JOB_ARGC], *err;
     char                   tp[OFFLOAD_TRACEPARENT_LEN];
@@ -1196,14 +1207,15 @@ offload_client_submit(offload_client_t *c, const char *queue,
                      OFFLOAD_JOB_ID_LEN);
 
     now = now_ms(CLOCK_REALTIME);
+    deadline_ms = clamp_ms(opts->deadline_ms);
     memset(&job, 0, sizeof(job));
     job.version = OFFLOAD_PROTO_VERSION;
     job.id.data = id;
     job.id.len = OFFLOAD_JOB_ID_LEN;
     job.submitted_ms = now;
     job.attempt = 1;
-    job.deadline_ms = opts->deadline_ms > 0 ? now + opts->deadline_ms
-                                            : OFFLOAD_NO_DEADLINE;
+    job.deadline_ms = deadline_ms > 0 ? now + deadline_ms
+                                      : OFFLOAD_NO_DEADLINE;
     job.request_id.data = opts->request_id ? opts->request_id : "";
     job.request_id.len = strlen(job.request_id.data);
 
@@ -1223,8 +1235,8 @@ offload_client_submit(offload_client_t *c, const char *queue,
 
     if (len > OFFLOAD_BODY_OVER) {
         rc = write_body(c, queue, stream, body_key, json, len,
-                        opts->deadline_ms > 0 ? opts->deadline_ms
-                                              : OFFLOAD_BODY_NO_DEADLINE_MS);
+                        deadline_ms > 0 ? deadline_ms
+                                        : OFFLOAD_BODY_NO_DEADLINE_MS);
         if (rc != OFFLOAD_CLIENT_OK) {
             return rc;
         }
@@ -1497,7 +1509,9 @@ next_message(offload_client_t *c, const char *id, int64_t ms,
 
             pfd.fd = c->sub->fd;
             pfd.events = POLLIN;
-            if (poll(&pfd, 1, (int) left) < 0 && errno != EINTR) {
+            if (poll(&pfd, 1, left < INT_MAX ? (int) left : INT_MAX) < 0
+                && errno != EINTR)
+            {
                 goto broken;
             }
 
@@ -1575,7 +1589,7 @@ offload_client_wait(offload_client_t *c, const char *queue,
 
     c->failed = 0;
     memset(res, 0, sizeof(*res));
-    end = now_ms(CLOCK_MONOTONIC) + timeout_ms;
+    end = now_ms(CLOCK_MONOTONIC) + clamp_ms(timeout_ms);
 
     /* Pushed to us when this client submitted it to be waited for (its
      * channel was subscribed before the job was added, on the connection

@@ -41,6 +41,12 @@
 /* A job id: 32 lower-case hex digits, and a NUL. */
 #define OFFLOAD_CLIENT_ID_SIZE   33
 
+/* The longest time in ms the library takes (10 years): a deadline_ms or
+ * timeout_ms over it counts as this, so that adding it to a clock, or
+ * making it a timeval, cannot overflow.  (The int timeouts of the
+ * configuration are below it anyway.) */
+#define OFFLOAD_CLIENT_MS_MAX    315360000000LL
+
 typedef struct offload_client_s  offload_client_t;
 
 typedef struct {
@@ -102,7 +108,8 @@ typedef struct {
     int          wait;          /* offload_client_wait will follow: the
                                    result is published to this client */
     int64_t      deadline_ms;   /* the job expires unrun if no worker took
-                                   it within this many ms; 0: never */
+                                   it within this many ms; 0: never; at
+                                   most OFFLOAD_CLIENT_MS_MAX */
     const char  *request_id;    /* for correlating logs, or NULL */
     const char  *traceparent;   /* the caller's W3C traceparent (the job's
                                    trace id and parent span), or NULL: no
@@ -145,7 +152,8 @@ int offload_client_submit(offload_client_t *c, const char *queue,
     const char *json, size_t len, const offload_submit_opts_t *opts,
     char *id);
 
-/* Waits at most timeout_ms for the result of a job of queue.  For a job
+/* Waits at most timeout_ms (OFFLOAD_CLIENT_MS_MAX at most) for the result
+ * of a job of queue.  For a job
  * this client submitted with opts.wait, the result is pushed to it; for
  * any other, its result key is looked at every few ms.  A connection lost
  * meanwhile is made again (the channel subscribed again, the key looked
