@@ -13,7 +13,10 @@
 # submit prints the id and exits 3.  A big body's key removed while it
 # is written (a proxy holds the slices after the first): the slices that
 # follow (RPUSHX, from liboffload and offload_client.py) do not make it
-# again, the submit fails, no job is added.
+# again, the submit fails, no job is added.  offload_client.py: its XADD
+# unanswered raises OutcomeUnknown with the job's id (its body key kept);
+# its reply channel's SUBSCRIBE held by a proxy, no job is added until
+# Redis confirmed it, and a result published at once is heard.
 
 use strict;
 use warnings;
@@ -22,6 +25,7 @@ use lib "$FindBin::Bin/lib";
 use IO::Select;
 use IO::Socket::INET;
 use Test::More;
+use Time::HiRes qw(time);
 use OffloadTest;
 use LineDriver;
 use BlackholeProxy;
@@ -136,14 +140,30 @@ redis_cmd('XGROUP', 'CREATE', 'offload:{lost}:jobs', 'workers', '$',
     'MKSTREAM');
 redis_cmd('CONFIG', 'SET', 'notify-keyspace-events', 'Klg');
 my $python = '/usr/bin/python3';        # python3-redis is Debian's
-spew("$tmp/body.py", <<'PY');
+my $sdk = "$FindBin::Bin/../sdk/python";
+# sdk.py <port> <sdk dir> <case> [<timeout>]: offload_client.py's answer
+spew("$tmp/sdk.py", <<'PY');
 import sys
 sys.path.insert(0, sys.argv[2])
 import redis
-from offload_client import Client, OffloadError
-jobs = Client(redis.Redis(port=int(sys.argv[1]), socket_timeout=5))
+from offload_client import Client, OffloadError, OutcomeUnknown
+port, case = int(sys.argv[1]), sys.argv[3]
+big = '"' + "y" * 1500000 + '"'
 try:
-    print("submitted", jobs.submit("lost", '"' + "y" * 1500000 + '"'))
+    if case == "body":              # a body key removed while written
+        jobs = Client(redis.Redis(port=port, socket_timeout=5))
+        print("submitted", jobs.submit("lost", big))
+    elif case == "unknown":         # the XADD's answer lost
+        jobs = Client(redis.Redis(port=port, socket_timeout=0.5))
+        print("submitted", jobs.submit("idle", big))
+    elif case == "fast":            # a result published at once
+        jobs = Client(redis.Redis(port=port))
+        print("ready", flush=True)
+        r = jobs.submit("idle", {"fast": 1}, wait=True,
+                        timeout=float(sys.argv[4]))
+        print("result", r.status, r.body)
+except OutcomeUnknown as e:
+    print("unknown", e.job_id, e)
 except OffloadError as e:
     print("error", e)
 PY
@@ -198,9 +218,54 @@ body_removed('liboffload', sub {
     return $d;
 });
 body_removed('offload_client.py', sub {
-    start_driver($python, "$tmp/body.py", $_[0], "$FindBin::Bin/../sdk/python");
+    start_driver($python, "$tmp/sdk.py", $_[0], $sdk, 'body');
 });
 redis_cmd('CONFIG', 'SET', 'notify-keyspace-events', '');
+
+# ---- offload_client.py: an XADD whose answer is lost
+$mute = BlackholeProxy->start(redis_port(), mute_on => qr/XADD/);
+my $py = start_driver($python, "$tmp/sdk.py", $mute->port, $sdk, 'unknown');
+$line = line_of($py, scaled(15)) // 'no answer';
+like($line, qr/^unknown [0-9a-f]{32} job \S+ may have been queued/,
+    'offload_client.py: a big job whose XADD went unanswered raises '
+    . 'OutcomeUnknown, with its id') or diag($line);
+($uid) = $line =~ /^unknown ([0-9a-f]{32})/;
+$uid //= 'none';
+ok(grep({ ($_->{id} // '') eq $uid }
+        @{ stream_entries('offload:{idle}:jobs') }),
+    'offload_client.py: the job is on its queue, under that id');
+is(redis_cmd('LLEN', "offload:{idle}:body:$uid"), 6,
+    'offload_client.py: its body key is kept, whole');
+$mute->stop;
+
+# ---- offload_client.py: its reply channel's SUBSCRIBE slow to reach Redis
+my $slow = BlackholeProxy->start(redis_port(), hold_from => qr/SUBSCRIBE/);
+my $xlen = redis_cmd('XLEN', 'offload:{idle}:jobs');
+my $added = sub { redis_cmd('XLEN', 'offload:{idle}:jobs') > $xlen };
+$py = start_driver($python, "$tmp/sdk.py", $slow->port, $sdk, 'fast',
+    scaled(3));
+is(line_of($py, scaled(10)), 'ready', 'offload_client.py: started');
+# (half a second for an XADD that should not come)
+my ($early, $end) = (0, time + 0.5);
+until (($early = $added->()) || time > $end) {
+    select(undef, undef, undef, 0.025);
+}
+ok(!$early, 'offload_client.py: no job added while its SUBSCRIBE is held');
+# the worker's answer at once: published as soon as the entry is there
+my $answer = sub {
+    my ($e) = @{ redis_cmd('XREVRANGE', 'offload:{idle}:jobs', '+', '-',
+        'COUNT', 1) };
+    my %f = @{ $e->[1] };
+    redis_cmd('PUBLISH', $f{reply}, "OR1 $f{id} 200 1 1 1 1\n{\"fast\":1}");
+};
+$answer->() if $early;
+$slow->release;
+ok(wait_until($added, scaled(5), 'XADD'),
+    'offload_client.py: the job added once Redis confirmed the SUBSCRIBE');
+$answer->() unless $early;
+is(line_of($py, scaled(10)) // 'no answer', 'result 200 {"fast":1}',
+    'offload_client.py: a result published at once is heard');
+$slow->stop;
 
 stop_drivers();
 done_testing();

@@ -12,8 +12,11 @@ package BlackholeProxy;
 # as if the server had sent them.  Started with mute_on, it plays a server
 # whose answers are lost: on each connection whose client's bytes match
 # (they are passed on, and run), the server's answers from then on are
-# read and dropped, the sockets kept open.  Runs in a child process; core
-# Perl only.
+# read and dropped, the sockets kept open.  Started with hold_from, it
+# plays a slow path for one connection: the first whose client's bytes
+# match has them (from the read that matched on) held, not passed on,
+# until release(), while every other connection goes on.  Runs in a child
+# process; core Perl only.
 
 use strict;
 use warnings;
@@ -22,8 +25,8 @@ use IO::Socket::INET;
 use POSIX ();
 use Time::HiRes ();
 
-# start($target_port, hold_on => qr/.../, mute_on => qr/.../)
-#   -> { pid, port }
+# start($target_port, hold_on => qr/.../, mute_on => qr/.../,
+#       hold_from => qr/.../) -> { pid, port }
 sub start {
     my ($class, $target, %o) = @_;
     my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
@@ -34,7 +37,7 @@ sub start {
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
         close $inject_w;
-        run($listen, $target, $parent, $o{hold_on}, $inject_r, $o{mute_on});
+        run($listen, $target, $parent, $inject_r, %o);
         POSIX::_exit(0);
     }
     close $inject_r;
@@ -50,7 +53,8 @@ sub pid { $_[0]{pid} }
 # Every connection open now stops forwarding, for good.
 sub blackhole { kill 'USR1', $_[0]{pid} }
 
-# What the clients sent since hold_on matched goes on, and so does the rest.
+# What the clients sent since hold_on (or hold_from) matched goes on, and
+# so does the rest.
 sub release { kill 'USR2', $_[0]{pid} }
 
 # Every client connection open now gets $bytes, between two of the
@@ -87,8 +91,10 @@ sub stop {
 # Forwards until its test process is gone (checked every half second, so
 # no proxy outlives a test that died without its END block).
 sub run {
-    my ($listen, $target, $parent, $hold_on, $inject, $mute_on) = @_;
+    my ($listen, $target, $parent, $inject, %o) = @_;
+    my ($hold_on, $mute_on, $hold_from) = @o{qw(hold_on mute_on hold_from)};
     my (%peer, %frozen, %client, %tail, %held, %mute_tail, %muted);
+    my (%from_tail, @stashed);
     my ($freeze, $release, $holding) = (0, 0, 0);
     local $SIG{USR1} = sub { $freeze = 1 };
     local $SIG{USR2} = sub { $release = 1 };
@@ -107,7 +113,13 @@ sub run {
         if ($release) {
             $sel->add(values %held);
             %held = ();
-            ($release, $holding, $hold_on) = (0, 0, undef);
+            for (splice @stashed) {
+                my ($s, $bytes) = @$_;
+                next unless $peer{$s};
+                syswrite_all($peer{$s}, $bytes);
+                $sel->add($s);
+            }
+            ($release, $holding, $hold_on, $hold_from) = (0, 0, undef, undef);
         }
         my @ready = $sel->can_read(0.5);
         for my $s (@ready) {
@@ -145,12 +157,15 @@ sub run {
                 close $p;
                 next;
             }
-            my $off = $muted{$s} ? $n : 0;
-            while ($off < $n) {
-                my $w = syswrite($p, $buf, $n - $off, $off);
-                last unless defined $w;
-                $off += $w;
+            if ($hold_from && $client{$s}
+                && seen($from_tail{$s}, $buf, $hold_from))
+            {
+                push @stashed, [ $s, $buf ];
+                $sel->remove($s);
+                $hold_from = undef;
+                next;
             }
+            syswrite_all($p, $buf) unless $muted{$s};
             $muted{$p} = 1
                 if $mute_on && $client{$s} && !$muted{$p}
                     && seen($mute_tail{$s}, $buf, $mute_on);
@@ -163,6 +178,16 @@ sub run {
             ($holding, $hold_on) = (1, undef);
             %tail = ();
         }
+    }
+}
+
+sub syswrite_all {
+    my ($s, $buf) = @_;
+    my $off = 0;
+    while ($off < length $buf) {
+        my $w = syswrite($s, $buf, length($buf) - $off, $off);
+        last unless defined $w;
+        $off += $w;
     }
 }
 
