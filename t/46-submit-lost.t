@@ -98,47 +98,7 @@ like(line_of($c, scaled(15)) // 'no answer', qr/^ok 200 \{"ms":1500\}/,
 like(ask($c, '{"n":3}'), qr/^ok 200 \{"n":3\} \d+$/,
     'and the client goes on');
 
-# ---- an XADD whose answer is lost
-# (a queue no worker serves, whose stream exists: the entry stays to look at)
-redis_cmd('XGROUP', 'CREATE', 'offload:{idle}:jobs', 'workers', '$',
-    'MKSTREAM');
-my $mute = BlackholeProxy->start(redis_port(), mute_on => qr/XADD/);
-my $u = start_driver(build_path('line_client'),
-    'redis://127.0.0.1:' . $mute->port);
-like(line_of($u, scaled(10)) // '', qr/^connect ok \d+$/,
-    'a client through a proxy that loses the answers to XADDs');
-$line = ask($u, 'submit idle big 1500000');
-like($line, qr/^unknown [0-9a-f]{32} job \S+ may have been queued/,
-    'a big job whose XADD went unanswered: OFFLOAD_CLIENT_UNKNOWN, its id')
-    or diag($line);
-my ($uid) = $line =~ /^unknown ([0-9a-f]{32})/;
-$uid //= 'none';
-my ($entry) = grep { ($_->{id} // '') eq $uid }
-    @{ stream_entries('offload:{idle}:jobs') };
-ok($entry && $entry->{body} == 1_500_000, 'the job is on its queue, '
-    . 'under that id');
-my $body_key = "offload:{idle}:body:$uid";
-is(redis_cmd('LLEN', $body_key), 6, 'its body key is kept, whole');
-ok(redis_cmd('PTTL', $body_key) > 10_000, 'to its lifetime (deadline + '
-    . 'grace)');
-
 my $tmp = tmpdir();
-my $ctl = build_path('offloadctl') . ' -r 127.0.0.1:' . $mute->port;
-my $out = `$ctl submit idle '{"n":4}' 2>$tmp/ctl.err`;
-is($? >> 8, 3, 'offloadctl submit, its XADD unanswered: exit 3');
-like($out, qr/^[0-9a-f]{32}\n\z/, 'it prints the job id');
-like(slurp("$tmp/ctl.err"), qr/may have been queued/, 'stderr says why');
-chomp $out;
-ok(grep({ ($_->{id} // '') eq $out }
-        @{ stream_entries('offload:{idle}:jobs') }),
-    'and the job is on its queue');
-
-$mute->stop;
-
-# ---- a body key removed while it is written
-redis_cmd('XGROUP', 'CREATE', 'offload:{lost}:jobs', 'workers', '$',
-    'MKSTREAM');
-redis_cmd('CONFIG', 'SET', 'notify-keyspace-events', 'Klg');
 my $python = '/usr/bin/python3';        # python3-redis is Debian's
 my $sdk = "$FindBin::Bin/../sdk/python";
 # sdk.py <port> <sdk dir> <case> [<timeout>]: offload_client.py's answer
@@ -167,6 +127,64 @@ except OutcomeUnknown as e:
 except OffloadError as e:
     print("error", e)
 PY
+
+# ---- an XADD whose answer is lost: liboffload, offloadctl submit and
+# offload_client.py at once, through a proxy that drops Redis' answers
+# to XADDs (a queue no worker serves, whose stream exists: the entries
+# stay to look at)
+redis_cmd('XGROUP', 'CREATE', 'offload:{idle}:jobs', 'workers', '$',
+    'MKSTREAM');
+my $mute = BlackholeProxy->start(redis_port(), mute_on => qr/XADD/);
+my $ctl = build_path('offloadctl') . ' -r 127.0.0.1:' . $mute->port;
+open(my $ctl_out, '-|', "$ctl submit idle '{\"n\":4}' 2>$tmp/ctl.err")
+    or die "offloadctl: $!";
+my $py = start_driver($python, "$tmp/sdk.py", $mute->port, $sdk, 'unknown');
+my $u = start_driver(build_path('line_client'),
+    'redis://127.0.0.1:' . $mute->port);
+like(line_of($u, scaled(10)) // '', qr/^connect ok \d+$/,
+    'a client through a proxy that loses the answers to XADDs');
+$line = ask($u, 'submit idle big 1500000');
+like($line, qr/^unknown [0-9a-f]{32} job \S+ may have been queued/,
+    'a big job whose XADD went unanswered: OFFLOAD_CLIENT_UNKNOWN, its id')
+    or diag($line);
+my ($uid) = $line =~ /^unknown ([0-9a-f]{32})/;
+$uid //= 'none';
+my ($entry) = grep { ($_->{id} // '') eq $uid }
+    @{ stream_entries('offload:{idle}:jobs') };
+ok($entry && $entry->{body} == 1_500_000, 'the job is on its queue, '
+    . 'under that id');
+my $body_key = "offload:{idle}:body:$uid";
+is(redis_cmd('LLEN', $body_key), 6, 'its body key is kept, whole');
+ok(redis_cmd('PTTL', $body_key) > 10_000, 'to its lifetime (deadline + '
+    . 'grace)');
+
+$line = line_of($py, scaled(15)) // 'no answer';
+like($line, qr/^unknown [0-9a-f]{32} job \S+ may have been queued/,
+    'offload_client.py: a big job whose XADD went unanswered raises '
+    . 'OutcomeUnknown, with its id') or diag($line);
+($uid) = $line =~ /^unknown ([0-9a-f]{32})/;
+$uid //= 'none';
+ok(grep({ ($_->{id} // '') eq $uid }
+        @{ stream_entries('offload:{idle}:jobs') }),
+    'offload_client.py: the job is on its queue, under that id');
+is(redis_cmd('LLEN', "offload:{idle}:body:$uid"), 6,
+    'offload_client.py: its body key is kept, whole');
+
+my $out = do { local $/; <$ctl_out> } // '';
+close $ctl_out;
+is($? >> 8, 3, 'offloadctl submit, its XADD unanswered: exit 3');
+like($out, qr/^[0-9a-f]{32}\n\z/, 'it prints the job id');
+like(slurp("$tmp/ctl.err"), qr/may have been queued/, 'stderr says why');
+chomp $out;
+ok(grep({ ($_->{id} // '') eq $out }
+        @{ stream_entries('offload:{idle}:jobs') }),
+    'and the job is on its queue');
+$mute->stop;
+
+# ---- a body key removed while it is written
+redis_cmd('XGROUP', 'CREATE', 'offload:{lost}:jobs', 'workers', '$',
+    'MKSTREAM');
+redis_cmd('CONFIG', 'SET', 'notify-keyspace-events', 'Klg');
 
 # $start->($port) starts a client submitting a 1.5 MB job to queue lost
 # through a proxy at $port that holds what clients send once the body
@@ -221,22 +239,6 @@ body_removed('offload_client.py', sub {
     start_driver($python, "$tmp/sdk.py", $_[0], $sdk, 'body');
 });
 redis_cmd('CONFIG', 'SET', 'notify-keyspace-events', '');
-
-# ---- offload_client.py: an XADD whose answer is lost
-$mute = BlackholeProxy->start(redis_port(), mute_on => qr/XADD/);
-my $py = start_driver($python, "$tmp/sdk.py", $mute->port, $sdk, 'unknown');
-$line = line_of($py, scaled(15)) // 'no answer';
-like($line, qr/^unknown [0-9a-f]{32} job \S+ may have been queued/,
-    'offload_client.py: a big job whose XADD went unanswered raises '
-    . 'OutcomeUnknown, with its id') or diag($line);
-($uid) = $line =~ /^unknown ([0-9a-f]{32})/;
-$uid //= 'none';
-ok(grep({ ($_->{id} // '') eq $uid }
-        @{ stream_entries('offload:{idle}:jobs') }),
-    'offload_client.py: the job is on its queue, under that id');
-is(redis_cmd('LLEN', "offload:{idle}:body:$uid"), 6,
-    'offload_client.py: its body key is kept, whole');
-$mute->stop;
 
 # ---- offload_client.py: its reply channel's SUBSCRIBE slow to reach Redis
 my $slow = BlackholeProxy->start(redis_port(), hold_from => qr/SUBSCRIBE/);
