@@ -15,7 +15,8 @@
  * A connection kept between calls that Redis closed meanwhile (its idle
  * timeout, a restart, CLIENT KILL) is found so before a command is sent
  * and made again; a read is sent once more when its connection breaks
- * under it, a write of unknown outcome is not (on one Redis).  A wait
+ * under it, a write of unknown outcome is not (on one Redis): a job's
+ * XADD unanswered is OFFLOAD_CLIENT_UNKNOWN, its body key kept.  A wait
  * takes a lost connection for no answer: it subscribes again and looks at
  * the result key until its end.
  *
