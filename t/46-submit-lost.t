@@ -7,15 +7,28 @@
 # the old one.  Both its connections killed while it waits for a job
 # (CLIENT KILL): the wait subscribes again, looks at the result key and
 # returns the job's result, not an error that would have its caller
-# submit the job again.
+# submit the job again.  An XADD sent whose answer never comes (a proxy
+# that drops Redis' answers after it): OFFLOAD_CLIENT_UNKNOWN, the job's
+# id given, its body key kept for the entry that did land; offloadctl
+# submit prints the id and exits 3.  A big body's key removed while it
+# is written (a proxy holds the slices after the first): the slices that
+# follow (RPUSHX, from liboffload and offload_client.py) do not make it
+# again, the submit fails, no job is added.  offload_client.py: its XADD
+# unanswered raises OutcomeUnknown with the job's id (its body key kept);
+# its reply channel's SUBSCRIBE held by a proxy, no job is added until
+# Redis confirmed it, and a result published at once is heard.
 
 use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
+use IO::Select;
+use IO::Socket::INET;
 use Test::More;
+use Time::HiRes qw(time);
 use OffloadTest;
 use LineDriver;
+use BlackholeProxy;
 
 start_redis();
 start_sidecar(conf => <<'CONF');
@@ -84,6 +97,177 @@ like(line_of($c, scaled(15)) // 'no answer', qr/^ok 200 \{"ms":1500\}/,
     'the wait still returns the job\'s result');
 like(ask($c, '{"n":3}'), qr/^ok 200 \{"n":3\} \d+$/,
     'and the client goes on');
+
+my $tmp = tmpdir();
+my $python = '/usr/bin/python3';        # python3-redis is Debian's
+my $sdk = "$FindBin::Bin/../sdk/python";
+# sdk.py <port> <sdk dir> <case> [<timeout>]: offload_client.py's answer
+spew("$tmp/sdk.py", <<'PY');
+import sys
+sys.path.insert(0, sys.argv[2])
+import redis
+from offload_client import Client, OffloadError, OutcomeUnknown
+port, case = int(sys.argv[1]), sys.argv[3]
+big = '"' + "y" * 1500000 + '"'
+try:
+    if case == "body":              # a body key removed while written
+        jobs = Client(redis.Redis(port=port, socket_timeout=5))
+        print("submitted", jobs.submit("lost", big))
+    elif case == "unknown":         # the XADD's answer lost
+        jobs = Client(redis.Redis(port=port, socket_timeout=0.5))
+        print("submitted", jobs.submit("idle", big))
+    elif case == "fast":            # a result published at once
+        jobs = Client(redis.Redis(port=port))
+        print("ready", flush=True)
+        r = jobs.submit("idle", {"fast": 1}, wait=True,
+                        timeout=float(sys.argv[4]))
+        print("result", r.status, r.body)
+except OutcomeUnknown as e:
+    print("unknown", e.job_id, e)
+except OffloadError as e:
+    print("error", e)
+PY
+
+# ---- an XADD whose answer is lost: liboffload, offloadctl submit and
+# offload_client.py at once, through a proxy that drops Redis' answers
+# to XADDs (a queue no worker serves, whose stream exists: the entries
+# stay to look at)
+redis_cmd('XGROUP', 'CREATE', 'offload:{idle}:jobs', 'workers', '$',
+    'MKSTREAM');
+my $mute = BlackholeProxy->start(redis_port(), mute_on => qr/XADD/);
+my $ctl = build_path('offloadctl') . ' -r 127.0.0.1:' . $mute->port;
+open(my $ctl_out, '-|', "$ctl submit idle '{\"n\":4}' 2>$tmp/ctl.err")
+    or die "offloadctl: $!";
+my $py = start_driver($python, "$tmp/sdk.py", $mute->port, $sdk, 'unknown');
+my $u = start_driver(build_path('line_client'),
+    'redis://127.0.0.1:' . $mute->port);
+like(line_of($u, scaled(10)) // '', qr/^connect ok \d+$/,
+    'a client through a proxy that loses the answers to XADDs');
+$line = ask($u, 'submit idle big 1500000');
+like($line, qr/^unknown [0-9a-f]{32} job \S+ may have been queued/,
+    'a big job whose XADD went unanswered: OFFLOAD_CLIENT_UNKNOWN, its id')
+    or diag($line);
+my ($uid) = $line =~ /^unknown ([0-9a-f]{32})/;
+$uid //= 'none';
+my ($entry) = grep { ($_->{id} // '') eq $uid }
+    @{ stream_entries('offload:{idle}:jobs') };
+ok($entry && $entry->{body} == 1_500_000, 'the job is on its queue, '
+    . 'under that id');
+my $body_key = "offload:{idle}:body:$uid";
+is(redis_cmd('LLEN', $body_key), 6, 'its body key is kept, whole');
+ok(redis_cmd('PTTL', $body_key) > 10_000, 'to its lifetime (deadline + '
+    . 'grace)');
+
+$line = line_of($py, scaled(15)) // 'no answer';
+like($line, qr/^unknown [0-9a-f]{32} job \S+ may have been queued/,
+    'offload_client.py: a big job whose XADD went unanswered raises '
+    . 'OutcomeUnknown, with its id') or diag($line);
+($uid) = $line =~ /^unknown ([0-9a-f]{32})/;
+$uid //= 'none';
+ok(grep({ ($_->{id} // '') eq $uid }
+        @{ stream_entries('offload:{idle}:jobs') }),
+    'offload_client.py: the job is on its queue, under that id');
+is(redis_cmd('LLEN', "offload:{idle}:body:$uid"), 6,
+    'offload_client.py: its body key is kept, whole');
+
+my $out = do { local $/; <$ctl_out> } // '';
+close $ctl_out;
+is($? >> 8, 3, 'offloadctl submit, its XADD unanswered: exit 3');
+like($out, qr/^[0-9a-f]{32}\n\z/, 'it prints the job id');
+like(slurp("$tmp/ctl.err"), qr/may have been queued/, 'stderr says why');
+chomp $out;
+ok(grep({ ($_->{id} // '') eq $out }
+        @{ stream_entries('offload:{idle}:jobs') }),
+    'and the job is on its queue');
+$mute->stop;
+
+# ---- a body key removed while it is written
+redis_cmd('XGROUP', 'CREATE', 'offload:{lost}:jobs', 'workers', '$',
+    'MKSTREAM');
+redis_cmd('CONFIG', 'SET', 'notify-keyspace-events', 'Klg');
+
+# $start->($port) starts a client submitting a 1.5 MB job to queue lost
+# through a proxy at $port that holds what clients send once the body
+# key's EXEC went; the client's answer is the next line it prints.  The
+# key is removed then, the proxy lets the slices after the first go on.
+sub body_removed {
+    my ($what, $start) = @_;
+    my $hold = BlackholeProxy->start(redis_port(),
+        hold_on => qr/\*1\r\n\$4\r\nEXEC\r\n/);
+    my $events = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => redis_port(), Proto => 'tcp') or die "events: $!";
+    syswrite($events, "PSUBSCRIBE __keyspace\@0__:offload:{lost}:body:*\r\n"
+        . "SUBSCRIBE offload:test:marker\r\n");
+    my ($buf, $sel) = ('', IO::Select->new($events));
+    my $until = sub {
+        my ($re) = @_;
+        while ($buf !~ $re && $sel->can_read(scaled(5))) {
+            sysread($events, $buf, 65536, length $buf) or last;
+        }
+    };
+    $until->(qr/subscribe\r\n\$\d+\r\noffload:test:marker/);
+
+    my $d = $start->($hold->port);
+    my $key;
+    ok(wait_until(sub {
+        ($key) = @{ redis_cmd('KEYS', 'offload:{lost}:body:*') };
+        $key;
+    }, scaled(10), 'body key'), "$what: the body key's first slice written");
+    redis_cmd('DEL', $key // 'none');
+    $hold->release;
+    like(line_of($d, scaled(15)) // 'no answer', qr/^error.*went while/,
+        "$what: removed while written, the submit fails saying so");
+    redis_cmd('PUBLISH', 'offload:test:marker', 'end');
+    $until->(qr/\$3\r\nend\r\n/);
+    my @seen = $buf =~ /pmessage\r\n\$\d+\r\n[^\r]*\r\n\$\d+\r\n[^\r]*\r\n
+        \$\d+\r\n(\w+)\r\n/gx;
+    is("@seen", 'rpush expire del', "$what: nothing made the key again "
+        . 'once removed (its keyspace events)');
+    is(redis_cmd('EXISTS', $key // 'none') + redis_cmd('XLEN',
+        'offload:{lost}:jobs'), 0, "$what: no body key left, no job added");
+    $hold->stop;
+}
+
+body_removed('liboffload', sub {
+    my $d = start_driver(build_path('line_client'),
+        'redis://127.0.0.1:' . $_[0], 5000);
+    line_of($d, scaled(10));
+    syswrite($d->{in}, "submit lost big 1500000\n");
+    return $d;
+});
+body_removed('offload_client.py', sub {
+    start_driver($python, "$tmp/sdk.py", $_[0], $sdk, 'body');
+});
+redis_cmd('CONFIG', 'SET', 'notify-keyspace-events', '');
+
+# ---- offload_client.py: its reply channel's SUBSCRIBE slow to reach Redis
+my $slow = BlackholeProxy->start(redis_port(), hold_from => qr/SUBSCRIBE/);
+my $xlen = redis_cmd('XLEN', 'offload:{idle}:jobs');
+my $added = sub { redis_cmd('XLEN', 'offload:{idle}:jobs') > $xlen };
+$py = start_driver($python, "$tmp/sdk.py", $slow->port, $sdk, 'fast',
+    scaled(3));
+is(line_of($py, scaled(10)), 'ready', 'offload_client.py: started');
+# (half a second for an XADD that should not come)
+my ($early, $end) = (0, time + 0.5);
+until (($early = $added->()) || time > $end) {
+    select(undef, undef, undef, 0.025);
+}
+ok(!$early, 'offload_client.py: no job added while its SUBSCRIBE is held');
+# the worker's answer at once: published as soon as the entry is there
+my $answer = sub {
+    my ($e) = @{ redis_cmd('XREVRANGE', 'offload:{idle}:jobs', '+', '-',
+        'COUNT', 1) };
+    my %f = @{ $e->[1] };
+    redis_cmd('PUBLISH', $f{reply}, "OR1 $f{id} 200 1 1 1 1\n{\"fast\":1}");
+};
+$answer->() if $early;
+$slow->release;
+ok(wait_until($added, scaled(5), 'XADD'),
+    'offload_client.py: the job added once Redis confirmed the SUBSCRIBE');
+$answer->() unless $early;
+is(line_of($py, scaled(10)) // 'no answer', 'result 200 {"fast":1}',
+    'offload_client.py: a result published at once is heard');
+$slow->stop;
 
 stop_drivers();
 done_testing();

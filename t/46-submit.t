@@ -219,16 +219,17 @@ ok($out eq "$big\n", 'its result came back whole');
 $mon->catch_up(5);
 ok($mon->longest_arg <= 262_144 + 1024, 'no command carried over a slice '
     . '(longest argument ' . $mon->longest_arg . ')');
-ok(scalar(grep { $_->[1] =~ /^RPUSH$/i
+ok(scalar(grep { $_->[1] =~ /^RPUSHX?$/i
                  && ($_->[2] // '') =~ /^offload:\{echo\}:body:/ }
-          @{ $mon->seen }) >= 9, 'the body went by RPUSH to its body key');
+          @{ $mon->seen }) >= 9, 'the body went by RPUSH (the first '
+    . 'slice) and RPUSHX to its body key');
 
 # ---- the Python client
 my $py = <<'PY';
 import sys
 sys.path.insert(0, sys.argv[2])
 import redis
-from offload_client import Client, Timeout, UnknownQueue
+from offload_client import Client, OffloadError, Timeout, UnknownQueue
 jobs = Client(redis.Redis(port=int(sys.argv[1])))
 r = jobs.submit("echo", {"py": 1}, wait=True, timeout=10)
 print("wait", r.status, r.body)
@@ -258,11 +259,26 @@ for nan in ('{"a":NaN}', {"a": float("inf")}):
         jobs.submit("echo", nan)
     except ValueError:
         print("NaN refused")
+# result lists no worker wrote: longer than a result can be, an element
+# over a slice
+r, jid = redis.Redis(port=int(sys.argv[1])), "e" * 32
+key = "offload:{echo}:result:" + jid
+for what, rest in (("long list", [""] * 2046), ("fat element",
+                                                 ["x" * 262145])):
+    r.delete(key)
+    r.rpush(key, "OR1 %s 200 1 1 1 1\n" % jid, *rest)
+    try:
+        jobs.result("echo", jid)
+        print(what, "read")
+    except OffloadError:
+        print(what, "refused")
+r.delete(key)
 PY
 spew("$tmp/client.py", $py);
 $out = `$python $tmp/client.py ${\ redis_port()} $root/sdk/python 2>&1`;
 is($? >> 8, 0, 'offload_client.py: the script ran') or diag($out);
-my $what = 'submit (wait or not), wait, result, errors, a big body, NaN';
+my $what = 'submit (wait or not), wait, result, errors, a big body, NaN, '
+    . 'result lists no worker wrote';
 is($out, <<'OUT', $what);
 wait 200 {"py":1}
 id 32
@@ -276,6 +292,8 @@ timeout
 not JSON
 NaN refused
 NaN refused
+long list refused
+fat element refused
 OUT
 
 # ---- docs/PROTOCOL.md's examples, as written

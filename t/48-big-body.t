@@ -334,7 +334,6 @@ sub stage_list {
     # elements of other sizes: the first the header line alone, some empty
     ($s, $id, $reply) = parked_job('/jobs/parked', 'odd');
     my $odd = body_of(2, 'odd');
-    my $head = length "OR1 $id 200 1000 2000 3000 4000\n";
     redis_cmd('RPUSH', "offload:{parked}:result:$id",
         "OR1 $id 200 1000 2000 3000 4000\n", '', substr($odd, 0, 100000),
         '', map { substr($odd, $_, $SLICE) }

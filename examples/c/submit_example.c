@@ -48,7 +48,10 @@ main(int argc, char **argv)
 
     rc = offload_client_submit(c, argv[2], argv[3], strlen(argv[3]), &opts,
                                id);
-    if (rc == OFFLOAD_CLIENT_OK) {
+    /* _UNKNOWN: Redis did not answer the XADD, the job may be queued; a
+     * result, if one comes, says it was (submitted again, it could run
+     * twice) */
+    if (rc == OFFLOAD_CLIENT_OK || rc == OFFLOAD_CLIENT_UNKNOWN) {
         rc = offload_client_wait(c, argv[2], id, 10000, &res);
     }
 

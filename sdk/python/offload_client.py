@@ -41,6 +41,10 @@ BODY_OVER = 1048576         # a bigger payload goes through its body key
 SLICE = 262144              # ... in slices of this many bytes
 BODY_GRACE_MS = 60000
 BODY_NO_DEADLINE_MS = 86400000
+# A result list (PROTOCOL.md, "Big payloads"): its header line, then slices
+# of a body of at most BODY_MAX; more elements, or a longer one, are not a
+# worker's, and are not read.
+RESULT_ELEMENTS_MAX = BODY_MAX // SLICE + 2
 
 
 def _not_json(name):
@@ -57,6 +61,20 @@ class UnknownQueue(OffloadError):
 
 class Timeout(OffloadError):
     """No result within the time given."""
+
+
+class OutcomeUnknown(OffloadError):
+    """The job's XADD went and no answer came (a timeout, a connection
+    broken under it; redis-py does not tell a connection that could not
+    be made apart): the job may have been queued.  job_id is its id (the
+    client picks it): wait() or result() on it say later whether it ran,
+    and submitted again it may run twice.  The body key of a payload over
+    1 MB is kept to its lifetime."""
+
+    def __init__(self, job_id, why):
+        super().__init__("job %s may have been queued (no answer to its "
+                         "XADD: %s)" % (job_id, why))
+        self.job_id = job_id
 
 
 class _MasterConnection(redis.sentinel.SentinelManagedConnection):
@@ -229,10 +247,11 @@ class Client:
         self.pubsub = None
         self.last_waited = None
 
-    def _subscribe(self, queue):
-        """The reply channel subscribed before a job is added; on a
-        cluster the queue's own, on its master (again when its slot
-        moved)."""
+    def _subscribe(self, queue, timeout):
+        """The reply channel subscribed before a job is added, Redis'
+        confirmation read (within timeout seconds): the XADD goes on
+        another connection, which Redis may serve first.  On a cluster the
+        queue's own, on its master (again when its slot moved)."""
         if self.cluster:
             channel = "offload:{%s}:reply:%s" % (queue, self.nonce)
             if self.pubsub is not None and (channel != self.channel
@@ -243,8 +262,23 @@ class Client:
             if self.pubsub is None:
                 self.pubsub = _ShardedReplies(self.r, channel)
         elif self.pubsub is None:
-            self.pubsub = self.r.pubsub(ignore_subscribe_messages=True)
-            self.pubsub.subscribe(self.channel)
+            pubsub = self.r.pubsub()
+            end = time.monotonic() + timeout
+            try:
+                pubsub.subscribe(self.channel)
+                while True:
+                    msg = pubsub.get_message(
+                        timeout=max(0.0, end - time.monotonic()))
+                    if msg is not None and msg["type"] == "subscribe":
+                        break
+                    if time.monotonic() >= end:
+                        raise OffloadError("the reply channel %s was not "
+                                           "subscribed within %ss"
+                                           % (self.channel, timeout))
+            except BaseException:
+                pubsub.close()
+                raise
+            self.pubsub = pubsub
 
     def _node(self, key):
         """A redis.Redis on the master of key (for a transaction)."""
@@ -257,7 +291,10 @@ class Client:
         """Submits payload (JSON text, or anything json.dumps takes) to
         queue.  Returns the job id; with wait=True, the Result, waited for
         at most timeout seconds (the job's deadline too, unless deadline
-        says otherwise; without wait, no deadline unless given)."""
+        says otherwise; without wait, no deadline unless given).  Raises
+        UnknownQueue, OutcomeUnknown (the job may have been queued: its
+        job_id), Timeout, OffloadError, or redis-py's errors (nothing was
+        added)."""
         # what the worker would refuse is refused here, before anything is
         # written: NaN and Infinity, which Python's json takes, are not JSON
         if isinstance(payload, (str, bytes)):
@@ -282,7 +319,7 @@ class Client:
             fields["deadline"] = now + int(deadline * 1000)
         if wait:
             # subscribed before the job is added: no result can be missed
-            self._subscribe(queue)
+            self._subscribe(queue, timeout)
             fields["reply"] = self.channel
 
         if len(body) > BODY_OVER:
@@ -292,24 +329,38 @@ class Client:
         else:
             fields["payload"] = body
 
-        if self.r.xadd(stream, fields, nomkstream=True) is None:
+        try:
+            added = self.r.xadd(stream, fields, nomkstream=True)
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            # the entry may be there: its body stays, and a wait for it
+            # listens on the channel it names
+            if wait:
+                self._listen(stream, job_id)
+            raise OutcomeUnknown(job_id, e) from e
+        if added is None:
             self.r.unlink("offload:{%s}:body:%s" % (queue, job_id))
             raise UnknownQueue("unknown queue %r" % queue)
         if not wait:
             return job_id
+        self._listen(stream, job_id)
+        return self.wait(queue, job_id, timeout)
+
+    def _listen(self, stream, job_id):
+        """After the XADD of a job waited for: its result comes on the
+        subscription, unless on a cluster the XADD followed a MOVED past
+        it: the result key, then, and a new subscription at the next
+        submit."""
         if self.cluster and self.r.get_node_from_key(stream) != \
                 self.pubsub.node:
-            # the XADD followed a MOVED past the subscription: the result
-            # key, then, and a new subscription at the next submit
             self.pubsub.close()
             self.pubsub = None
         else:
             self.last_waited = job_id
-        return self.wait(queue, job_id, timeout)
 
     def _write_body(self, queue, stream, job_id, body, life_ms):
         # PROTOCOL.md "Big payloads: the body key": a list of slices, the
-        # first with the key's lifetime in one transaction.
+        # first with the key's lifetime in one transaction, the others
+        # RPUSHX (a key gone meanwhile is not made again without one).
         if not self.r.exists(stream):
             raise UnknownQueue("unknown queue %r" % queue)
         key = "offload:{%s}:body:%s" % (queue, job_id)
@@ -319,7 +370,7 @@ class Client:
         if tx.execute() != [1, True]:
             raise OffloadError("could not write the body key " + key)
         for n, at in enumerate(range(SLICE, len(body), SLICE), start=2):
-            if self.r.rpush(key, body[at:at + SLICE]) != n:
+            if self.r.rpushx(key, body[at:at + SLICE]) != n:
                 self.r.unlink(key)
                 raise OffloadError("the body key %s went while written"
                                    % key)
@@ -331,10 +382,28 @@ class Client:
         try:
             encoded = self.r.get(key)
         except redis.ResponseError:         # WRONGTYPE: a big one, a list
-            n = self.r.llen(key)
-            parts = [self.r.lindex(key, i) for i in range(n)]
-            encoded = None if None in parts or n == 0 else b"".join(parts)
+            encoded = self._result_list(key)
         return Result(encoded) if encoded is not None else None
+
+    def _result_list(self, key):
+        """A result stored as a list, joined, or None (gone).  A list
+        longer than a result can be, or an element over a slice, is not a
+        worker's: refused before any more is read (a broken or hostile
+        Redis cannot have the client read without end)."""
+        n = self.r.llen(key)
+        if not isinstance(n, int) or not 0 <= n <= RESULT_ELEMENTS_MAX:
+            raise OffloadError("the result list %s has %r elements: not a "
+                               "result" % (key, n))
+        parts = []
+        for i in range(n):
+            part = self.r.lindex(key, i)
+            if part is None:
+                return None                 # expired while read
+            if not isinstance(part, bytes) or len(part) > SLICE:
+                raise OffloadError("the result list %s holds an element "
+                                   "that is not a result's" % key)
+            parts.append(part)
+        return b"".join(parts) if parts else None
 
     def wait(self, queue, job_id, timeout=30.0):
         """The job's Result within timeout seconds, else Timeout.  Pushed
@@ -363,8 +432,8 @@ class Client:
             if msg is None or msg["type"] != "message":
                 continue
             data = msg["data"]
-            if data.startswith(b"OR") and data.split(b" ", 2)[1] == \
-                    job_id.encode():
+            if data.startswith(b"OR") and data.split(b" ", 2)[1:2] == \
+                    [job_id.encode()]:
                 return Result(data)
             if data == b"ON%d %s" % (PROTO_VERSION, job_id.encode()):
                 return self.result(queue, job_id)   # over 1 MB: stored

@@ -15,7 +15,8 @@
  * A connection kept between calls that Redis closed meanwhile (its idle
  * timeout, a restart, CLIENT KILL) is found so before a command is sent
  * and made again; a read is sent once more when its connection breaks
- * under it, a write of unknown outcome is not (on one Redis).  A wait
+ * under it, a write of unknown outcome is not (on one Redis): a job's
+ * XADD unanswered is OFFLOAD_CLIENT_UNKNOWN, its body key kept.  A wait
  * takes a lost connection for no answer: it subscribes again and looks at
  * the result key until its end.
  *
@@ -37,6 +38,7 @@
  */
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -106,6 +108,8 @@ struct offload_client_s {
     uint64_t       seq;
     int            failed;
     int            lost;            /* the failure was a connection's */
+    int            unanswered;      /* the last command was sent and no
+                                       answer read: it may have run */
     char           err[256];
 };
 
@@ -132,6 +136,16 @@ tv_ms(int ms)
     struct timeval  tv = { ms / 1000, (ms % 1000) * 1000 };
 
     return tv;
+}
+
+
+/* A time in ms given by the caller, at most OFFLOAD_CLIENT_MS_MAX: added
+ * to a clock in ms (or made a deadline in the entry, a body key's
+ * lifetime) it cannot overflow. */
+static int64_t
+clamp_ms(int64_t ms)
+{
+    return ms < OFFLOAD_CLIENT_MS_MAX ? ms : OFFLOAD_CLIENT_MS_MAX;
 }
 
 
@@ -568,6 +582,7 @@ ask(offload_client_t *c, const char *error, int argc, const char **argv,
     {
         fail(c, "Redis %s at %s:%d (ASK): %s", argv[0], to.host, to.port,
              r->errstr);
+        c->unanswered = 1;
     }
 
     freeReplyObject(asking);
@@ -587,7 +602,8 @@ read_only(const char *cmd)
 
 
 /* A command's reply, an error reply too, or NULL (c->err, c->lost) for a
- * broken connection.  A connection found closed before the command is
+ * broken connection (c->unanswered when the command went on one: it may
+ * have run).  A connection found closed before the command is
  * sent (cmd_conn()) is made again first.  A read (read_only()) that meets
  * a broken connection is sent once more on a new one; a write only with
  * sentinels or a cluster (PROTOCOL.md: it may then be run twice), where a
@@ -607,6 +623,7 @@ run_command(offload_client_t *c, int argc, const char **argv,
     redisContext  *r;
 
     c->lost = 0;
+    c->unanswered = 0;
 
     for ( ;; ) {
         r = cmd_conn(c);
@@ -616,6 +633,7 @@ run_command(offload_client_t *c, int argc, const char **argv,
         }
 
         reply = redisCommandArgv(r, argc, argv, argvlen);
+        c->unanswered |= reply == NULL;
 
         if (reply == NULL
             || (reply->type == REDIS_REPLY_ERROR
@@ -1001,9 +1019,11 @@ subscribe(offload_client_t *c, const char *queue)
 /*
  * Writes a big payload to the job's body key (PROTOCOL.md, "Big payloads:
  * the body key"): MULTI, RPUSH of the first slice, PEXPIRE, EXEC, then an
- * RPUSH per slice, BODY_IN_FLIGHT on their way at most, each answer
- * checked (the list's length so far).  The queue's stream must exist
- * first: nothing is written for a queue nobody serves.
+ * RPUSHX per slice, BODY_IN_FLIGHT on their way at most, each answer
+ * checked (the list's length so far).  RPUSHX: a key gone meanwhile (its
+ * lifetime over, removed) is not made again, a partial body without a
+ * lifetime.  The queue's stream must exist first: nothing is written for
+ * a queue nobody serves.
  */
 static int
 write_body(offload_client_t *c, const char *queue, const char *stream,
@@ -1072,6 +1092,9 @@ write_body(offload_client_t *c, const char *queue, const char *stream,
         goto unlink;
     }
 
+    argv[0] = "RPUSHX";
+    argvlen[0] = 6;
+
     for (sent = 1, got = 1; got < slices; ) {
         while (sent < slices && sent - got < BODY_IN_FLIGHT) {
             off = sent * OFFLOAD_SLICE;
@@ -1124,11 +1147,12 @@ offload_client_submit(offload_client_t *c, const char *queue,
     int                    rc, argc;
     char                   stream[OFFLOAD_KEY_MAX], body_key[OFFLOAD_KEY_MAX];
     size_t                 offset, argvlen[OFFLOAD_JOB_ARGC];
-    int64_t                now;
+    int64_t                now, deadline_ms;
     redisReply            *reply;
     const char            *argv[OFFLOAD_JOB_ARGC], *err;
     char                   tp[OFFLOAD_TRACEPARENT_LEN];
     char                   tag[OFFLOAD_SLOT_TAG_LEN];
+    char                   why[sizeof(c->err)];
     offload_entry_t        job;
     offload_job_scratch_t  scratch;
     offload_submit_opts_t  none = { 0, 0, NULL, NULL };
@@ -1184,14 +1208,15 @@ offload_client_submit(offload_client_t *c, const char *queue,
                      OFFLOAD_JOB_ID_LEN);
 
     now = now_ms(CLOCK_REALTIME);
+    deadline_ms = clamp_ms(opts->deadline_ms);
     memset(&job, 0, sizeof(job));
     job.version = OFFLOAD_PROTO_VERSION;
     job.id.data = id;
     job.id.len = OFFLOAD_JOB_ID_LEN;
     job.submitted_ms = now;
     job.attempt = 1;
-    job.deadline_ms = opts->deadline_ms > 0 ? now + opts->deadline_ms
-                                            : OFFLOAD_NO_DEADLINE;
+    job.deadline_ms = deadline_ms > 0 ? now + deadline_ms
+                                      : OFFLOAD_NO_DEADLINE;
     job.request_id.data = opts->request_id ? opts->request_id : "";
     job.request_id.len = strlen(job.request_id.data);
 
@@ -1211,8 +1236,8 @@ offload_client_submit(offload_client_t *c, const char *queue,
 
     if (len > OFFLOAD_BODY_OVER) {
         rc = write_body(c, queue, stream, body_key, json, len,
-                        opts->deadline_ms > 0 ? opts->deadline_ms
-                                              : OFFLOAD_BODY_NO_DEADLINE_MS);
+                        deadline_ms > 0 ? deadline_ms
+                                        : OFFLOAD_BODY_NO_DEADLINE_MS);
         if (rc != OFFLOAD_CLIENT_OK) {
             return rc;
         }
@@ -1226,6 +1251,20 @@ offload_client_submit(offload_client_t *c, const char *queue,
 
     argc = offload_job_argv(&job, stream, &scratch, argv, argvlen);
     reply = command_argv(c, argc, argv, argvlen);
+
+    if (reply == NULL && c->unanswered) {
+        /* The XADD went and its answer did not come: the entry may be on
+         * the stream, and then needs its body (kept to its lifetime) and
+         * may be published to the channel (a wait hears it). */
+        snprintf(why, sizeof(why), "%s", c->err);
+        fail(c, "job %s may have been queued (no answer to its XADD: %s); "
+             "look for its result later", id, why);
+        if (opts->wait) {
+            memcpy(c->last_waited, id, OFFLOAD_CLIENT_ID_SIZE);
+        }
+        return OFFLOAD_CLIENT_UNKNOWN;
+    }
+
     if (reply == NULL || reply->type == REDIS_REPLY_NIL) {
         rc = OFFLOAD_CLIENT_ERROR;
         if (reply != NULL) {
@@ -1471,7 +1510,9 @@ next_message(offload_client_t *c, const char *id, int64_t ms,
 
             pfd.fd = c->sub->fd;
             pfd.events = POLLIN;
-            if (poll(&pfd, 1, (int) left) < 0 && errno != EINTR) {
+            if (poll(&pfd, 1, left < INT_MAX ? (int) left : INT_MAX) < 0
+                && errno != EINTR)
+            {
                 goto broken;
             }
 
@@ -1549,7 +1590,7 @@ offload_client_wait(offload_client_t *c, const char *queue,
 
     c->failed = 0;
     memset(res, 0, sizeof(*res));
-    end = now_ms(CLOCK_MONOTONIC) + timeout_ms;
+    end = now_ms(CLOCK_MONOTONIC) + clamp_ms(timeout_ms);
 
     /* Pushed to us when this client submitted it to be waited for (its
      * channel was subscribed before the job was added, on the connection

@@ -94,7 +94,11 @@ usage(FILE *out)
         "                              without --wait no deadline unless "
         "--deadline;\n"
         "                              --traceparent TP: the job's W3C "
-        "trace context\n"
+        "trace context;\n"
+        "                              exit 3: Redis did not answer its "
+        "XADD, the job\n"
+        "                              (its id printed) may have been "
+        "queued\n"
         "  result QUEUE JOB            a job's stored result (exit 1 unless "
         "2xx, or\n"
         "                              none: unknown, not finished, "
@@ -120,7 +124,8 @@ usage(FILE *out)
         "  -j, --json          status, queues, events and dead print JSON\n"
         "  -h, --help          this help\n"
         "\n"
-        "exit status: 0 ok, 1 error or not found, 2 usage\n");
+        "exit status: 0 ok, 1 error or not found, 2 usage, 3 submit's "
+        "outcome unknown\n");
 }
 
 

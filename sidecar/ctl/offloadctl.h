@@ -29,6 +29,8 @@
 #define CTL_FAIL   1        /* runtime error, or what was asked for is not
                                there */
 #define CTL_USAGE  2
+#define CTL_UNKNOWN  3      /* submit: the job's XADD went unanswered, it
+                               may have been queued (its id printed) */
 
 /* Every connect and command waits at most this long (SO_RCVTIMEO): a
  * Redis that stops answering ends the command with an error. */

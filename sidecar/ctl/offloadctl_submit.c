@@ -10,7 +10,10 @@
  * Exit status: 0 for a 2xx result (or a job submitted without --wait),
  * 1 for another result, a timeout, no result or an error, 2 for usage
  * (and for a payload that is not JSON, a queue name or job id that cannot
- * be one, a traceparent nginx would not accept).
+ * be one, a traceparent nginx would not accept), 3 when Redis did not
+ * answer the job's XADD (OFFLOAD_CLIENT_UNKNOWN): it may have been
+ * queued, its id is printed for `result` (submitted again, it may run
+ * twice).
  */
 
 #include <errno.h>
@@ -225,6 +228,14 @@ ctl_submit(ctl_t *ctl, int argc, char **argv)
         printf("%s\n", id);
         offload_client_free(c);
         return CTL_OK;
+    }
+
+    if (rc == OFFLOAD_CLIENT_UNKNOWN) {
+        printf("%s\n", id);
+        fprintf(stderr, "offloadctl submit: %s (offloadctl result %s %s)\n",
+                offload_client_error(c), argv[optind], id);
+        offload_client_free(c);
+        return CTL_UNKNOWN;
     }
 
     if (rc == OFFLOAD_CLIENT_OK) {

@@ -35,9 +35,17 @@
 #define OFFLOAD_CLIENT_INVALID   -2   /* bad queue name, not JSON, too big */
 #define OFFLOAD_CLIENT_NOT_FOUND -3   /* no such queue; no stored result */
 #define OFFLOAD_CLIENT_TIMEOUT   -4   /* no result within the time given */
+#define OFFLOAD_CLIENT_UNKNOWN   -5   /* submit: sent, not answered: the job
+                                         may have been queued */
 
 /* A job id: 32 lower-case hex digits, and a NUL. */
 #define OFFLOAD_CLIENT_ID_SIZE   33
+
+/* The longest time in ms the library takes (10 years): a deadline_ms or
+ * timeout_ms over it counts as this, so that adding it to a clock, or
+ * making it a timeval, cannot overflow.  (The int timeouts of the
+ * configuration are below it anyway.) */
+#define OFFLOAD_CLIENT_MS_MAX    315360000000LL
 
 typedef struct offload_client_s  offload_client_t;
 
@@ -100,7 +108,8 @@ typedef struct {
     int          wait;          /* offload_client_wait will follow: the
                                    result is published to this client */
     int64_t      deadline_ms;   /* the job expires unrun if no worker took
-                                   it within this many ms; 0: never */
+                                   it within this many ms; 0: never; at
+                                   most OFFLOAD_CLIENT_MS_MAX */
     const char  *request_id;    /* for correlating logs, or NULL */
     const char  *traceparent;   /* the caller's W3C traceparent (the job's
                                    trace id and parent span), or NULL: no
@@ -128,14 +137,23 @@ offload_client_t *offload_client_connect(const offload_client_conf_t *conf);
  * version is passed on as version 00): nothing is written otherwise.  A
  * payload over 1 MB goes through the job's body key in 256 KB slices,
  * never in one command.
- * Writes the job's id (OFFLOAD_CLIENT_ID_SIZE bytes) into id.  Returns
- * OFFLOAD_CLIENT_OK, _INVALID, _NOT_FOUND (no worker ever served the
- * queue: nothing was written) or _ERROR. */
+ * Writes the job's id (OFFLOAD_CLIENT_ID_SIZE bytes; the client picks it)
+ * into id.  Returns OFFLOAD_CLIENT_OK, _INVALID, _NOT_FOUND (no worker
+ * ever served the queue: nothing was written), _ERROR (the job was not
+ * added) or _UNKNOWN: the job's XADD was sent and its answer never came
+ * (command_timeout_ms, a connection broken under it, with sentinels or a
+ * cluster on its second try too), so the job may be on its queue.  Then
+ * id is the job's, its body key (a payload over 1 MB) is kept to its
+ * lifetime as for a job added, and offload_client_wait or
+ * offload_client_result on that id say later whether it ran (a result
+ * within its deadline, or result_ttl after it ended: it was added);
+ * submitting it again may run it twice. */
 int offload_client_submit(offload_client_t *c, const char *queue,
     const char *json, size_t len, const offload_submit_opts_t *opts,
     char *id);
 
-/* Waits at most timeout_ms for the result of a job of queue.  For a job
+/* Waits at most timeout_ms (OFFLOAD_CLIENT_MS_MAX at most) for the result
+ * of a job of queue.  For a job
  * this client submitted with opts.wait, the result is pushed to it; for
  * any other, its result key is looked at every few ms.  A connection lost
  * meanwhile is made again (the channel subscribed again, the key looked

@@ -69,6 +69,7 @@ main(int argc, char **argv)
     offload_client_result_t  res;
     offload_submit_opts_t    wait = { 1, 30000, "client-test", NULL };
     offload_submit_opts_t    forget = { 0, 0, NULL, NULL };
+    offload_submit_opts_t    far = { 1, INT64_MAX, "client-test", NULL };
     static const char        job[] = "{\"hello\":[1,2,3]}";
 
     if (argc != 3) {
@@ -154,6 +155,27 @@ main(int argc, char **argv)
     rc = offload_client_wait(c, "echo", id, 30000, &res);
     ok(rc == OFFLOAD_CLIENT_OK && is_result(&res, 200, big, big_len),
        "and its 3 MB result comes back whole (notice, list)");
+    offload_client_result_free(&res);
+
+    /* times past OFFLOAD_CLIENT_MS_MAX count as it: no clock or lifetime
+     * overflows (a deadline in the past, a body key's negative PEXPIRE,
+     * a wait ended before it began) */
+    rc = offload_client_submit(c, "echo", job, strlen(job), &far, id);
+    ok(rc == OFFLOAD_CLIENT_OK
+       && offload_client_wait(c, "echo", id, INT64_MAX, &res)
+          == OFFLOAD_CLIENT_OK && is_result(&res, 200, job, strlen(job)),
+       "a deadline and a wait of INT64_MAX ms: the job runs, its result "
+       "comes (%s)", offload_client_error(c) ? offload_client_error(c)
+                                             : "ok");
+    offload_client_result_free(&res);
+    big[1499999] = '"';
+    rc = offload_client_submit(c, "echo", big, 1500000, &far, id);
+    ok(rc == OFFLOAD_CLIENT_OK, "a 1.5 MB payload with a deadline of "
+       "INT64_MAX ms: its body key written (%s)",
+       offload_client_error(c) ? offload_client_error(c) : "ok");
+    rc = offload_client_wait(c, "echo", id, 30000, &res);
+    ok(rc == OFFLOAD_CLIENT_OK && is_result(&res, 200, big, 1500000),
+       "and its result comes");
     offload_client_result_free(&res);
     free(big);
 

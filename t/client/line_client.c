@@ -16,11 +16,14 @@
  * "ok <status> big <length> <ms>" when the body answered is the payload
  * (an echo), "ok <status> other <length> <ms>" when not.
  *
- *   line_client redis://<host>:<port>      (one Redis, t/46-submit-lost.t)
+ *   line_client redis://<host>:<port> [<command timeout ms>]
+ *                                          (one Redis, t/46-submit-lost.t)
  *
- * A line "submit <queue> <json>" only submits (to be waited for) and
- * prints "submitted <id>" or "error <rc> <why> <ms>"; "wait <queue> <id>
- * <ms>" then waits for it, printing as above.
+ * A line "submit <queue> <json>" (or "submit <queue> big <n>") only
+ * submits (to be waited for) and prints "submitted <id>", "unknown <id>
+ * <why> <ms>" (OFFLOAD_CLIENT_UNKNOWN: it may have been queued) or "error
+ * <rc> <why> <ms>"; "wait <queue> <id> <ms>" then waits for it, printing
+ * as above.
  */
 
 #include <stdio.h>
@@ -57,6 +60,30 @@ report(offload_client_t *c, int rc, offload_client_result_t *res,
 }
 
 
+/* The payload of a line's json: itself, or for "big <n>" {"big":"aaa..."}
+ * of n bytes in *big (malloc()ed, the last one freed).  NULL: out of
+ * memory, or n too small. */
+static char *
+payload(char *json, size_t *len, char **big)
+{
+    *len = strlen(json);
+    if (strncmp(json, "big ", 4) != 0) {
+        return json;
+    }
+
+    *len = strtoul(json + 4, NULL, 10);
+    free(*big);
+    *big = malloc(*len + 1);
+    if (*big == NULL || *len < 10) {
+        return NULL;
+    }
+    memset(*big, 'a', *len);
+    memcpy(*big, "{\"big\":\"", 8);
+    memcpy(*big + *len - 2, "\"}", 3);
+    return *big;
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -73,9 +100,13 @@ main(int argc, char **argv)
 
     memset(&conf, 0, sizeof(conf));
 
-    if (argc == 2 && strncmp(argv[1], "redis://", 8) == 0
+    conf.connect_timeout_ms = 500;
+    conf.command_timeout_ms = 500;
+
+    if ((argc == 2 || argc == 3) && strncmp(argv[1], "redis://", 8) == 0
         && strrchr(argv[1], ':') > argv[1] + 8)
     {
+        conf.command_timeout_ms = argc == 3 ? atoi(argv[2]) : 500;
         conf.host = argv[1] + 8;
         conf.port = atoi(strrchr(argv[1], ':') + 1);
         *strrchr(argv[1], ':') = '\0';
@@ -99,12 +130,10 @@ main(int argc, char **argv)
                 "<sentinel password> [<user> <password>]\n"
                 "       line_client cluster://<seeds> [<user> "
                 "<password>]\n"
-                "       line_client redis://<host>:<port>\n");
+                "       line_client redis://<host>:<port> [<command "
+                "timeout ms>]\n");
         return 2;
     }
-
-    conf.connect_timeout_ms = 500;
-    conf.command_timeout_ms = 500;
 
     t0 = mono_ms();
     c = offload_client_connect(&conf);
@@ -124,10 +153,16 @@ main(int argc, char **argv)
             queue = line + 7;
             json = strchr(queue, ' ');
             *json++ = '\0';
-            rc = offload_client_submit(c, queue, json, strlen(json), &wait,
-                                       id);
+            json = payload(json, &len, &big);
+            if (json == NULL) {
+                return 1;
+            }
+            rc = offload_client_submit(c, queue, json, len, &wait, id);
             if (rc == OFFLOAD_CLIENT_OK) {
                 printf("submitted %s\n", id);
+            } else if (rc == OFFLOAD_CLIENT_UNKNOWN) {
+                printf("unknown %s %s %lld\n", id, offload_client_error(c),
+                       mono_ms() - t0);
             } else {
                 printf("error %d %s %lld\n", rc, offload_client_error(c),
                        mono_ms() - t0);
@@ -154,19 +189,9 @@ main(int argc, char **argv)
             json = strchr(line, ' ');
             *json++ = '\0';
         }
-        len = strlen(json);
-
-        if (strncmp(json, "big ", 4) == 0) {
-            len = strtoul(json + 4, NULL, 10);
-            free(big);
-            big = malloc(len + 1);
-            if (big == NULL || len < 10) {
-                return 1;
-            }
-            memset(big, 'a', len);
-            memcpy(big, "{\"big\":\"", 8);
-            memcpy(big + len - 2, "\"}", 3);
-            json = big;
+        json = payload(json, &len, &big);
+        if (json == NULL) {
+            return 1;
         }
 
         rc = offload_client_submit(c, queue, json, len, &wait, id);

@@ -9,8 +9,14 @@ package BlackholeProxy;
 # the server's answers still come back; what clients send meanwhile fills
 # their sockets.  Only once: after release() it forwards as usual.  And it
 # can play a server that misbehaves: inject() writes bytes to every client
-# as if the server had sent them.  Runs in a child process; core Perl
-# only.
+# as if the server had sent them.  Started with mute_on, it plays a server
+# whose answers are lost: on each connection whose client's bytes match
+# (they are passed on, and run), the server's answers from then on are
+# read and dropped, the sockets kept open.  Started with hold_from, it
+# plays a slow path for one connection: the first whose client's bytes
+# match has them (from the read that matched on) held, not passed on,
+# until release(), while every other connection goes on.  Runs in a child
+# process; core Perl only.
 
 use strict;
 use warnings;
@@ -19,7 +25,8 @@ use IO::Socket::INET;
 use POSIX ();
 use Time::HiRes ();
 
-# start($target_port, hold_on => qr/.../) -> { pid, port }
+# start($target_port, hold_on => qr/.../, mute_on => qr/.../,
+#       hold_from => qr/.../) -> { pid, port }
 sub start {
     my ($class, $target, %o) = @_;
     my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
@@ -30,7 +37,7 @@ sub start {
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
         close $inject_w;
-        run($listen, $target, $parent, $o{hold_on}, $inject_r);
+        run($listen, $target, $parent, $inject_r, %o);
         POSIX::_exit(0);
     }
     close $inject_r;
@@ -46,7 +53,8 @@ sub pid { $_[0]{pid} }
 # Every connection open now stops forwarding, for good.
 sub blackhole { kill 'USR1', $_[0]{pid} }
 
-# What the clients sent since hold_on matched goes on, and so does the rest.
+# What the clients sent since hold_on (or hold_from) matched goes on, and
+# so does the rest.
 sub release { kill 'USR2', $_[0]{pid} }
 
 # Every client connection open now gets $bytes, between two of the
@@ -83,8 +91,10 @@ sub stop {
 # Forwards until its test process is gone (checked every half second, so
 # no proxy outlives a test that died without its END block).
 sub run {
-    my ($listen, $target, $parent, $hold_on, $inject) = @_;
-    my (%peer, %frozen, %client, %tail, %held);
+    my ($listen, $target, $parent, $inject, %o) = @_;
+    my ($hold_on, $mute_on, $hold_from) = @o{qw(hold_on mute_on hold_from)};
+    my (%peer, %frozen, %client, %tail, %held, %mute_tail, %muted);
+    my (%from_tail, @stashed);
     my ($freeze, $release, $holding) = (0, 0, 0);
     local $SIG{USR1} = sub { $freeze = 1 };
     local $SIG{USR2} = sub { $release = 1 };
@@ -103,7 +113,13 @@ sub run {
         if ($release) {
             $sel->add(values %held);
             %held = ();
-            ($release, $holding, $hold_on) = (0, 0, undef);
+            for (splice @stashed) {
+                my ($s, $bytes) = @$_;
+                next unless $peer{$s};
+                syswrite_all($peer{$s}, $bytes);
+                $sel->add($s);
+            }
+            ($release, $holding, $hold_on, $hold_from) = (0, 0, undef, undef);
         }
         my @ready = $sel->can_read(0.5);
         for my $s (@ready) {
@@ -135,23 +151,26 @@ sub run {
                 delete @client{ $s, $p };
                 delete @tail{ $s, $p };
                 delete @held{ $s, $p };
+                delete @mute_tail{ $s, $p };
+                delete @muted{ $s, $p };
                 close $s;
                 close $p;
                 next;
             }
-            my $off = 0;
-            while ($off < $n) {
-                my $w = syswrite($p, $buf, $n - $off, $off);
-                last unless defined $w;
-                $off += $w;
-            }
-            next unless $hold_on && $client{$s};
-            # matched across reads: the end of what came before goes first
-            my $seen = ($tail{$s} // '') . $buf;
-            if ($seen !~ $hold_on) {
-                $tail{$s} = substr($seen, -4096);
+            if ($hold_from && $client{$s}
+                && seen($from_tail{$s}, $buf, $hold_from))
+            {
+                push @stashed, [ $s, $buf ];
+                $sel->remove($s);
+                $hold_from = undef;
                 next;
             }
+            syswrite_all($p, $buf) unless $muted{$s};
+            $muted{$p} = 1
+                if $mute_on && $client{$s} && !$muted{$p}
+                    && seen($mute_tail{$s}, $buf, $mute_on);
+            next unless $hold_on && $client{$s};
+            next unless seen($tail{$s}, $buf, $hold_on);
             for my $h (grep { $client{$_} } $sel->handles) {
                 $held{$h} = $h;
                 $sel->remove($h);
@@ -160,6 +179,26 @@ sub run {
             %tail = ();
         }
     }
+}
+
+sub syswrite_all {
+    my ($s, $buf) = @_;
+    my $off = 0;
+    while ($off < length $buf) {
+        my $w = syswrite($s, $buf, length($buf) - $off, $off);
+        last unless defined $w;
+        $off += $w;
+    }
+}
+
+# Whether $buf, after what came before on its connection (the end of it
+# kept in $tail), matches $re: a match across two reads counts.
+sub seen {
+    my ($tail, $buf, $re) = @_;
+    my $text = ($tail // '') . $buf;
+    return 1 if $text =~ $re;
+    $_[0] = substr($text, -4096);
+    return 0;
 }
 
 1;
