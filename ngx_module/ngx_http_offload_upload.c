@@ -10,7 +10,7 @@
  *   RPUSH <body key> <slice 0>       without its lifetime;
  *   PEXPIRE <body key> <ms>          OFFLOAD_SLICE bytes a slice,
  *   EXEC                             straight from the body's buffers,
- *   RPUSH <body key> <slice n> ...   NGX_HTTP_OFFLOAD_SLICES on their way
+ *   RPUSHX <body key> <slice n> ...  NGX_HTTP_OFFLOAD_SLICES on their way
  *   XADD ... payload "" body <len>   command link, once Redis holds it all
  *
  * A list, one element a slice: APPENDs to a growing string make Redis
@@ -160,9 +160,12 @@ ngx_http_offload_exists_done(redisAsyncContext *ac, void *r, void *privdata)
 
 
 /*
- * The next slice, if any is left: an RPUSH; the first inside a MULTI with
+ * The next slice, if any is left: the first an RPUSH inside a MULTI with
  * the PEXPIRE that gives the key its lifetime (the deadline, and a grace
- * for a worker that picked the job up just before it).
+ * for a worker that picked the job up just before it); the others an
+ * RPUSHX, which does not make the key again if it went meanwhile (as a
+ * partial body with no lifetime, left for good if this worker dies before
+ * its UNLINK).
  */
 
 static ngx_int_t
@@ -188,8 +191,8 @@ ngx_http_offload_upload_slice(ngx_http_offload_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    argv[0] = "RPUSH";
-    argvlen[0] = 5;
+    argv[0] = ctx->sliced ? "RPUSHX" : "RPUSH";
+    argvlen[0] = ctx->sliced ? 6 : 5;
     argv[1] = (char *) ctx->body_key.data;
     argvlen[1] = ctx->body_key.len;
     argvlen[2] = len;                   /* from the cursor */
@@ -299,9 +302,9 @@ ngx_http_offload_slice_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    /* an RPUSH answers the list's new length, the EXEC the first one's
-     * and the PEXPIRE's 1: any other means the key went (and an RPUSH made
-     * it again, with no lifetime) */
+    /* an RPUSHX answers the list's new length, the EXEC the first RPUSH's
+     * and the PEXPIRE's 1: any other means the key went (an RPUSHX answers
+     * 0 then) */
 
     len = ngx_min(ctx->body.len - ctx->body_stored, OFFLOAD_SLICE);
     n = ctx->body_stored / OFFLOAD_SLICE + 1;

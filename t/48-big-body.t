@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 # Big bodies on a one-worker nginx.  A body over 1 MB never travels in one
 # Redis command: it goes into its body key, a list, in 256 KB slices (the
-# first RPUSH in a MULTI with the key's PEXPIRE, then RPUSHes, on the bulk
+# first RPUSH in a MULTI with the key's PEXPIRE, then RPUSHXes, on the bulk
 # connection) and its job is XADDed with an empty payload and "body
 # <length>"; seen here in Redis itself, on a queue whose stream has no
 # workers, and by a MONITOR client.  A queue nobody serves gets nothing
@@ -108,7 +108,7 @@ sub list_of {
     return ref $l eq 'ARRAY' ? join('', @$l) : undef;
 }
 
-# ---- a 6 MB body: EXISTS, MULTI, RPUSH, PEXPIRE, EXEC and RPUSHes of its
+# ---- a 6 MB body: EXISTS, MULTI, RPUSH, PEXPIRE, EXEC and RPUSHXes of its
 # body key, then the XADD
 my $body = body_of(6, 'six');
 my $t0 = time;
@@ -137,12 +137,12 @@ ok($pttl > 30000 && $pttl <= 90000 && $pttl >= 90000 - $ms - 1000,
 
 my @cmds = $mon->on_key($key);
 is_deeply([ map { $_->[0] } @cmds ],
-    [ 'RPUSH', 'PEXPIRE', ('RPUSH') x ($slices - 1) ],
-    "6 MB: RPUSH, PEXPIRE, then RPUSHes: $slices slices in all");
+    [ 'RPUSH', 'PEXPIRE', ('RPUSHX') x ($slices - 1) ],
+    "6 MB: RPUSH, PEXPIRE, then RPUSHXes: $slices slices in all");
 ok(($cmds[1][2] // '') =~ /^\d+\z/ && $cmds[1][2] > 30000
     && $cmds[1][2] <= 90000, '6 MB: the PEXPIRE gives the key its lifetime ('
     . ($cmds[1][2] // '?') . ' ms)');
-ok(join('', map { $_->[2] } grep { $_->[0] eq 'RPUSH' } @cmds) eq $body,
+ok(join('', map { $_->[2] } grep { $_->[0] =~ /^RPUSHX?$/ } @cmds) eq $body,
     '6 MB: the slices, in order, are the body');
 my @seen = @{ $mon->seen };
 my ($i_exists) = grep { $seen[$_][1] eq 'EXISTS'
@@ -227,7 +227,7 @@ is_deeply([ map { $_->[1] } grep { "@$_[2 .. $#$_]" =~ /nobody_serves/ }
         && $_[0][2] =~ /^offload:\{parked\}:body:/ }, scaled(10));
     ok($del, '48 MB, 400 ms: its body key is unlinked');
     my $bkey = $del ? $del->[2] : '?';
-    my @slices = grep { $_->[0] eq 'RPUSH' } $mon->on_key($bkey);
+    my @slices = grep { $_->[0] =~ /^RPUSHX?$/ } $mon->on_key($bkey);
     is(($mon->on_key($bkey))[-1][0], 'UNLINK',
         'after the slices on their way');
     my $all = int((length($big) + $SLICE - 1) / $SLICE);
@@ -273,7 +273,7 @@ is_deeply([ map { $_->[1] } grep { "@$_[2 .. $#$_]" =~ /nobody_serves/ }
     my ($xadd) = grep { $_->[1] eq 'XADD' && $_->[2] eq 'offload:{echo}:jobs'
         && grep { length == 2**20 } @$_ } @{ $mon->seen };
     ok($xadd, '1 MB: one XADD with the payload inline');
-    is_deeply([ map { "$_->[1] $_->[2]" } grep { $_->[1] =~ /^(RPUSH)$/
+    is_deeply([ map { "$_->[1] $_->[2]" } grep { $_->[1] =~ /^(RPUSHX?)$/
         && $_->[2] =~ /:body:/ } @{ $mon->seen } ], [], '1 MB: no body key');
     my @reads = map { "$_->[1] " . ($_->[3] // '') } grep {
         $_->[1] =~ /^(LLEN|LINDEX|GETRANGE|GET)$/

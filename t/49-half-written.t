@@ -94,7 +94,7 @@ ok($del, 'its body key is unlinked');
 my $key = $del ? $del->[2] : '?';
 my @on_key = $mon->on_key($key);
 is(($on_key[-1] // [])->[0], 'UNLINK', 'after everything else on it');
-my @slices = grep { $_->[0] eq 'RPUSH' } @on_key;
+my @slices = grep { $_->[0] =~ /^RPUSHX?$/ } @on_key;
 
 # the blank one: the start of its slice, then spaces, as long as the slice
 my @blank = grep { $_->[2] =~ / \z/ } @slices;
