@@ -22,13 +22,12 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use IO::Select;
-use IO::Socket::INET;
 use Test::More;
 use Time::HiRes qw(time);
 use OffloadTest;
 use LineDriver;
 use BlackholeProxy;
+use KeyspaceEvents;
 
 start_redis();
 start_sidecar(conf => <<'CONF');
@@ -194,18 +193,7 @@ sub body_removed {
     my ($what, $start) = @_;
     my $hold = BlackholeProxy->start(redis_port(),
         hold_on => qr/\*1\r\n\$4\r\nEXEC\r\n/);
-    my $events = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-        PeerPort => redis_port(), Proto => 'tcp') or die "events: $!";
-    syswrite($events, "PSUBSCRIBE __keyspace\@0__:offload:{lost}:body:*\r\n"
-        . "SUBSCRIBE offload:test:marker\r\n");
-    my ($buf, $sel) = ('', IO::Select->new($events));
-    my $until = sub {
-        my ($re) = @_;
-        while ($buf !~ $re && $sel->can_read(scaled(5))) {
-            sysread($events, $buf, 65536, length $buf) or last;
-        }
-    };
-    $until->(qr/subscribe\r\n\$\d+\r\noffload:test:marker/);
+    my $events = KeyspaceEvents->start('offload:{lost}:body:*');
 
     my $d = $start->($hold->port);
     my $key;
@@ -217,12 +205,9 @@ sub body_removed {
     $hold->release;
     like(line_of($d, scaled(15)) // 'no answer', qr/^error.*went while/,
         "$what: removed while written, the submit fails saying so");
-    redis_cmd('PUBLISH', 'offload:test:marker', 'end');
-    $until->(qr/\$3\r\nend\r\n/);
-    my @seen = $buf =~ /pmessage\r\n\$\d+\r\n[^\r]*\r\n\$\d+\r\n[^\r]*\r\n
-        \$\d+\r\n(\w+)\r\n/gx;
-    is("@seen", 'rpush expire del', "$what: nothing made the key again "
-        . 'once removed (its keyspace events)');
+    is(join(' ', $events->events), 'rpush expire del',
+        "$what: nothing made the key again once removed (its keyspace "
+        . 'events)');
     is(redis_cmd('EXISTS', $key // 'none') + redis_cmd('XLEN',
         'offload:{lost}:jobs'), 0, "$what: no body key left, no job added");
     $hold->stop;

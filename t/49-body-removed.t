@@ -9,10 +9,9 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use IO::Select;
-use IO::Socket::INET;
 use Test::More;
 use BlackholeProxy;
+use KeyspaceEvents;
 use OffloadTest;
 
 start_redis();
@@ -31,18 +30,7 @@ start_server_nginx(workers => 1, redis => '127.0.0.1:' . $proxy->port,
     location ~ ^/jobs/([^/]+)$ { offload_pass $1; }
 CONF
 
-my $events = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-    PeerPort => redis_port(), Proto => 'tcp') or die "events: $!";
-syswrite($events, "PSUBSCRIBE __keyspace\@0__:offload:{big}:body:*\r\n"
-    . "SUBSCRIBE offload:test:marker\r\n");
-my ($buf, $sel) = ('', IO::Select->new($events));
-sub events_until {
-    my ($re) = @_;
-    while ($buf !~ $re && $sel->can_read(scaled(5))) {
-        sysread($events, $buf, 65536, length $buf) or last;
-    }
-}
-events_until(qr/subscribe\r\n\$\d+\r\noffload:test:marker/);
+my $events = KeyspaceEvents->start('offload:{big}:body:*');
 
 my $s = send_post('/jobs/big', '"' . ('z' x 1500000) . '"');
 my $key;
@@ -58,11 +46,7 @@ is($r->{status}, 503, 'removed while written: 503');
 is($r->{json} && $r->{json}{error}{message},
     "the job's body was lost in redis", 'saying the body was lost');
 
-redis_cmd('PUBLISH', 'offload:test:marker', 'end');
-events_until(qr/\$3\r\nend\r\n/);
-my @seen = $buf =~ /pmessage\r\n\$\d+\r\n[^\r]*\r\n\$\d+\r\n[^\r]*\r\n
-    \$\d+\r\n(\w+)\r\n/gx;
-is("@seen", 'rpush expire del',
+is(join(' ', $events->events), 'rpush expire del',
     'nothing made the key again once removed (its keyspace events)');
 is(redis_cmd('EXISTS', $key // 'none') + redis_cmd('XLEN',
     'offload:{big}:jobs'), 0, 'no body key left, no job added');
