@@ -147,7 +147,9 @@
  * without it, a key of another type): the script stops there with what it
  * did kept.  Acked first, an entry a later command failed was neither
  * pending nor settled: it vanished.  Acked last, a refused script leaves
- * its entry pending, to be sent again or read again.
+ * its entry pending, to be sent again or read again.  Of the writes, the
+ * XADD (a dead letter, a copy) goes last: the others may be made twice
+ * (SET NX, HSET, PEXPIRE), a second dead letter would be a second job.
  *
  * pending(id) is the guard, a read: true when the entry is still pending,
  * false when someone else settled it (or its stream or group is gone:
@@ -258,12 +260,12 @@ const char  offload_dead_script[] =
     "    return 0\n"
     "  end\n"
     "end\n"
-    "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',"
-    " unpack(ARGV, 7))\n"
     "local stored = finish(KEYS[2], ARGV[3], ARGV[5], nil, rec, rec_ttl,"
     " rec_status, tostring(tonumber(ARGV[4]) * 1000))\n"
     "redis.call('PEXPIRE', KEYS[4], " OFFLOAD_STR(OFFLOAD_DEAD_BODY_TTL)
     " * 1000)\n"
+    "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',"
+    " unpack(ARGV, 7))\n"
     OFFLOAD_SETTLE_ACK_LUA
     "return stored\n";
 
@@ -326,11 +328,11 @@ const char  offload_bad_job_script[] =
     " ARGV[4], 'dead_at', ARGV[5]}) do\n"
     "  f[#f + 1] = v\n"
     "end\n"
-    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(f))\n"
     "if KEYS[3] then\n"
     "  redis.call('PEXPIRE', KEYS[3], " OFFLOAD_STR(OFFLOAD_DEAD_BODY_TTL)
     " * 1000)\n"
     "end\n"
+    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(f))\n"
     OFFLOAD_SETTLE_ACK_LUA
     "return 1\n";
 
