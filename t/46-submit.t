@@ -242,6 +242,8 @@ r = jobs.submit("hash", {"data": 5}, wait=True, timeout=10)
 print("error", r.status, r.json()["error"]["code"])
 big = "\"" + "y" * 1500000 + "\""
 print("big", jobs.submit("echo", big, wait=True, timeout=30).body == big)
+# a timeout past what select() takes counts as 10 years
+print("far", jobs.submit("echo", {"far": 1}, wait=True, timeout=1e13).status)
 try:
     jobs.submit("nosuch", {})
 except UnknownQueue:
@@ -277,8 +279,8 @@ PY
 spew("$tmp/client.py", $py);
 $out = `$python $tmp/client.py ${\ redis_port()} $root/sdk/python 2>&1`;
 is($? >> 8, 0, 'offload_client.py: the script ran') or diag($out);
-my $what = 'submit (wait or not), wait, result, errors, a big body, NaN, '
-    . 'result lists no worker wrote';
+my $what = 'submit (wait or not), wait, result, errors, a big body, a '
+    . 'timeout of 1e13 s, NaN, result lists no worker wrote';
 is($out, <<'OUT', $what);
 wait 200 {"py":1}
 id 32
@@ -287,6 +289,7 @@ result 200
 none None
 error 422 handler_error
 big True
+far 200
 unknown queue
 timeout
 not JSON

@@ -40,9 +40,9 @@
 # 8. A job out of attempts whose dead letter Redis refuses for a while (an
 #    ACL without XADD on the dead-letter stream, lifted after the first
 #    refusal): its client is answered its handler's failure, and sent
-#    again, the job is dead-lettered once.  (Before: the first try's XACK stayed done; the
-#    next found its entry no longer pending and gave the job up: no dead
-#    letter, the client answered 500 not_settled.)
+#    again, the job is dead-lettered once.  (Before: the first try's XACK
+#    stayed done; the next found its entry no longer pending and gave the
+#    job up: no dead letter, the client answered 500 not_settled.)
 # 9. A worker dies holding a job out of attempts while the same ACL stands:
 #    the supervisor's refused dead letter leaves the entry pending (logged,
 #    not sent again); the slot's next worker runs it again, and once XADD is

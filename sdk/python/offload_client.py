@@ -41,6 +41,8 @@ BODY_OVER = 1048576         # a bigger payload goes through its body key
 SLICE = 262144              # ... in slices of this many bytes
 BODY_GRACE_MS = 60000
 BODY_NO_DEADLINE_MS = 86400000
+MS_MAX = 315360000000       # OFFLOAD_CLIENT_MS_MAX: a longer deadline or
+                            # timeout counts as this (10 years)
 # A result list (PROTOCOL.md, "Big payloads"): its header line, then slices
 # of a body of at most BODY_MAX; more elements, or a longer one, are not a
 # worker's, and are not read.
@@ -311,8 +313,11 @@ class Client:
         job_id = "%s%016x" % (self.nonce, self.seq)
         stream = "offload:{%s}:jobs" % queue
         now = int(time.time() * 1000)
+        timeout = min(timeout, MS_MAX / 1000)
         if deadline is None and wait:
             deadline = timeout
+        if deadline is not None:
+            deadline = min(deadline, MS_MAX / 1000)
         fields = {"v": PROTO_VERSION, "id": job_id, "submitted": now,
                   "attempt": 1}
         if deadline is not None:
@@ -409,7 +414,7 @@ class Client:
         """The job's Result within timeout seconds, else Timeout.  Pushed
         to this client for a job it submitted with wait=True; looked for
         in the result key every few ms otherwise."""
-        end = time.monotonic() + timeout
+        end = time.monotonic() + min(timeout, MS_MAX / 1000)
         pause = 0.001
         pushed = job_id == self.last_waited and self.pubsub is not None
         while time.monotonic() < end:
