@@ -393,8 +393,10 @@ class Client:
     def _result_list(self, key):
         """A result stored as a list, joined, or None (gone).  A list
         longer than a result can be, or an element over a slice, is not a
-        worker's: refused before any more is read (a broken or hostile
-        Redis cannot have the client read without end)."""
+        worker's: refused before any more is read.  A broken or hostile
+        Redis cannot have the client read without end: one element too
+        big is read whole before it is refused (redis-py reads a reply
+        whole), at most Redis' proto-max-bulk-len (512 MB by default)."""
         n = self.r.llen(key)
         if not isinstance(n, int) or not 0 <= n <= RESULT_ELEMENTS_MAX:
             raise OffloadError("the result list %s has %r elements: not a "
