@@ -1802,6 +1802,18 @@ ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *user,
         }
     }
 
+    /* offload_status keeps an answer per Redis, in a zone of fixed slots */
+
+    if (omcf->peers.nelts == NGX_HTTP_OFFLOAD_STATUS_REDIS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "more than %d distinct Redis servers in \"%V\" "
+                           "directives (offload_status reads at most %d)",
+                           NGX_HTTP_OFFLOAD_STATUS_REDIS,
+                           &ngx_http_offload_redis_directive,
+                           NGX_HTTP_OFFLOAD_STATUS_REDIS);
+        return NULL;
+    }
+
     peer = ngx_pcalloc(cf->pool, sizeof(ngx_http_offload_peer_t));
     if (peer == NULL) {
         return NULL;

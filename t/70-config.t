@@ -147,6 +147,20 @@ for my $n (1, 'all') {
         or diag($out);
 }
 
+# offload_status answers from a slot per Redis, 32 of them: a 33rd
+# distinct Redis is refused (before, the status answer's arrays of 32
+# were written past)
+my $many = join "\n    ", map { "location /r$_ { offload_pass a; "
+    . "offload_redis 127.0.0.1:6379 db=$_; }" } 0 .. 31;
+($rc, $out) = nginx_test(http => sprintf($server, $many));
+is($rc, 0, 'nginx -t: 32 distinct Redis') or diag($out);
+$many .= "\n    location /r32 { offload_pass a; offload_redis "
+    . "127.0.0.1:6379 db=32; }";
+($rc, $out) = nginx_test(http => sprintf($server, $many));
+isnt($rc, 0, 'nginx -t: a 33rd distinct Redis is refused');
+like($out, qr/more than 32 distinct Redis servers in "offload_redis"/,
+    'saying why');
+
 my @nginx_bad = (
     [ 'offload_pass outside location', 'offload_pass echo;', 'offload_pass',
         qr/not allowed here/ ],
