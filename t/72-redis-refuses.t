@@ -328,27 +328,37 @@ sub deny_dead_xadd {
 sub allow_xadd { redis_cmd('ACL', 'SETUSER', 'default', 'clearselectors',
     '+xadd') }
 
-my $refused = log_count(qr/worker\ flaky:\d+:\ redis\ refused\ a
-    \ command\ \(EVAL\)/x);
-deny_dead_xadd();
-$s = send_post('/jobs/flaky', '{"attempt_ok":9,"case":8}');
-ok(wait_until(sub { log_count(qr/worker\ flaky:\d+:\ redis\ refused\ a
-    \ command\ \(EVAL\)/x) > $refused }, scaled(10), 'dead letter refused'),
-    'redis refuses the dead letter of a job out of attempts')
-    or diag(log_tail(0));
-allow_xadd();
-$a = read_answer($s, scaled(10));
-is($a->{json}{error}{code} // '', 'not_yet',
-    "the client is answered its handler's failure ($a->{status})")
-    or diag(explain $a);
-# the result is stored before the dead letter: the client may be answered
-# by the refused try, the dead letter comes with the try sent again
-ok(wait_until(sub { dead_letters('flaky', qr/"case":8/) > 0 }, scaled(10),
-    'flaky dead letter'), 'once XADD is allowed, the job is dead-lettered');
-my @eight = dead_letters('flaky', qr/"case":8/);
-is(scalar @eight, 1, 'once');
-is($eight[0]{reason} // '', 'retries_exhausted', 'for its attempts');
-is(pending('flaky'), 0, 'nothing is left pending');
+# A job of flaky out of attempts ("case" $case) while $deny stands: Redis
+# refuses its dead script ($what), lifted then ($allow).  The client is
+# answered its handler's failure; the result is stored before the dead
+# letter, so it may come from the refused try: the dead letter comes with
+# the try sent again, once.  Returns the dead letter.
+sub refused_dead_script {
+    my ($case, $what, $deny, $allow) = @_;
+    my $refused_re = qr/worker\ flaky:\d+:\ redis\ refused\ a
+        \ command\ \(EVAL\)/x;
+    my $refused = log_count($refused_re);
+    $deny->();
+    my $sock = send_post('/jobs/flaky', qq({"attempt_ok":9,"case":$case}));
+    ok(wait_until(sub { log_count($refused_re) > $refused }, scaled(10),
+        "$what refused"), "redis refuses the $what of a job out of attempts")
+        or diag(log_tail(0));
+    $allow->();
+    my $answer = read_answer($sock, scaled(10));
+    is($answer->{json}{error}{code} // '', 'not_yet',
+        "the client is answered its handler's failure ($answer->{status})")
+        or diag(explain $answer);
+    ok(wait_until(sub { dead_letters('flaky', qr/"case":$case/) > 0 },
+        scaled(10), 'flaky dead letter'), 'the job is dead-lettered');
+    my @dead = dead_letters('flaky', qr/"case":$case/);
+    is(scalar @dead, 1, 'once');
+    is(pending('flaky'), 0, 'nothing is left pending');
+    return $dead[0] // {};
+}
+
+my $eight = refused_dead_script(8, 'dead letter', \&deny_dead_xadd,
+    \&allow_xadd);
+is($eight->{reason} // '', 'retries_exhausted', 'for its attempts');
 
 # ---- 9. a dead worker's dead letter refused -----------------------------
 
@@ -391,22 +401,9 @@ is(pending('echo'), 0, 'nothing is left pending');
 # SET allowed on the registry's keys only, not on the queues' results: the
 # dead script's result is refused; its dead letter, written after it, is
 # not made yet, so sent again the script adds one dead letter, not two
-$refused = log_count(qr/worker\ flaky:\d+:\ redis\ refused\ a
-    \ command\ \(EVAL\)/x);
-redis_cmd('ACL', 'SETUSER', 'default', '-set', '(+set ~offload:{ctl}:*)');
-$s = send_post('/jobs/flaky', '{"attempt_ok":9,"case":11}');
-ok(wait_until(sub { log_count(qr/worker\ flaky:\d+:\ redis\ refused\ a
-    \ command\ \(EVAL\)/x) > $refused }, scaled(10), 'result refused'),
-    "redis refuses the result of a job out of attempts")
-    or diag(log_tail(0));
-redis_cmd('ACL', 'SETUSER', 'default', 'clearselectors', '+set');
-$a = read_answer($s, scaled(10));
-is($a->{json}{error}{code} // '', 'not_yet',
-    "the client is answered its handler's failure ($a->{status})")
-    or diag(explain $a);
-ok(wait_until(sub { dead_letters('flaky', qr/"case":11/) > 0 }, scaled(10),
-    'flaky dead letter'), 'the job is dead-lettered');
-is(scalar(dead_letters('flaky', qr/"case":11/)), 1, 'once');
-is(pending('flaky'), 0, 'nothing is left pending');
+refused_dead_script(11, 'result',
+    sub { redis_cmd('ACL', 'SETUSER', 'default', '-set',
+        '(+set ~offload:{ctl}:*)') },
+    sub { redis_cmd('ACL', 'SETUSER', 'default', 'clearselectors', '+set') });
 
 finish();
