@@ -306,6 +306,7 @@ struct ngx_http_offload_peer_s {
     ngx_http_offload_admission_t *admission;   /* which queues are served */
     ngx_uint_t                    status_entry;  /* its answer in the
                                                     status cache, + 1 */
+    ngx_str_t                     status_id;   /* that entry's id */
     struct ngx_http_offload_status_copy_s  *status_copy;  /* this
                                                     worker's copy of it */
     unsigned                      status_by_eval:1;  /* NOSCRIPT came */

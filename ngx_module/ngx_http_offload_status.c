@@ -590,19 +590,36 @@ static ngx_http_offload_status_entry_t *
 ngx_http_offload_status_entry(ngx_http_offload_status_cache_t *cache,
     ngx_http_offload_peer_t *peer)
 {
-    u_char                           *p;
+    u_char                           *p, *id;
     size_t                            len;
     ngx_uint_t                        i;
     ngx_msec_t                        now, idle, longest;
     ngx_http_offload_status_sh_t     *sh;
     ngx_http_offload_status_entry_t  *e, *unused;
-    u_char                            id[NGX_HTTP_OFFLOAD_STATUS_ID];
+    u_char                            buf[NGX_HTTP_OFFLOAD_STATUS_ID];
 
     sh = cache->sh;
 
-    p = ngx_snprintf(id, sizeof(id), "%V/%ui/%V", &peer->name, peer->db,
-                     &peer->user);
-    len = p - id;
+    /* the id is checked at every look (the entry may have been taken
+     * over): made once */
+
+    if (peer->status_id.data == NULL) {
+        p = ngx_snprintf(buf, sizeof(buf), "%V/%ui/%V", &peer->name,
+                         peer->db, &peer->user);
+
+        len = p - buf;
+
+        peer->status_id.data = ngx_pnalloc(ngx_cycle->pool, len);
+        if (peer->status_id.data == NULL) {
+            return NULL;
+        }
+
+        ngx_memcpy(peer->status_id.data, buf, len);
+        peer->status_id.len = len;
+    }
+
+    id = peer->status_id.data;
+    len = peer->status_id.len;
 
     if (peer->status_entry) {
         e = &sh->entry[peer->status_entry - 1];
