@@ -14,7 +14,8 @@
 # 2. The same for a job failed for now: the command that moves it to the
 #    retry set is refused (BUSY: a script ran too long), kept, and sent
 #    again; the job's next attempt answers its client.  (Before: pending
-#    for good, as in 1.)
+#    for good, as in 1.)  The registry's queue stats read, refused too, is
+#    logged as the heartbeat is.  (Before: a line a heartbeat.)
 # 3. A refusal that does not pass by itself (a script error: the job's
 #    record is not a hash): tried 5 times, then an error answer tried 5
 #    times, then the entry is dead-lettered: no longer pending, listed
@@ -144,7 +145,7 @@ like(slurp($log), qr/nothing refused is held any more/,
 is(log_count(qr/ registry \S+: redis refuses the heartbeat: OOM/), 1,
     'the registry says once that its heartbeat is refused, with the error');
 my $taken = qr/ registry \S+: redis takes the heartbeat again, /;
-ok(wait_until(sub { log_count(qr/${taken}after refusing [1-9]\d* writes/)
+ok(wait_until(sub { log_count(qr/${taken}after refusing it [1-9]\d* times/)
     == 1 }, scaled(5), 'registry episode over'),
     'and once that it is taken again, with the count') or diag(log_tail(0));
 
@@ -196,6 +197,13 @@ $a = read_answer($s, scaled(10));
 is($a->{status}, 200, 'the client is answered by the next attempt')
     or diag(explain $a);
 is($a->{json}{attempt}, 2, 'attempt 2');
+# the registry's queue stats read, refused at each heartbeat (200 ms) of
+# the 0.5 s and more: one line when that begins, one when it ends
+is(log_count(qr/ registry \S+: redis refuses the queue stats read: BUSY/),
+    1, 'the registry says once that Redis is busy');
+my $again = qr/ registry \S+: redis takes the queue stats read again, /;
+ok(wait_until(sub { log_count(qr/${again}after refusing it [1-9]\d* times/)
+    == 1 }, scaled(5), 'stats read again'), 'and once that it reads again');
 redis_cmd('CONFIG', 'SET', 'busy-reply-threshold', '5000');
 
 # ---- 3. a refusal that does not pass -----------------------------------

@@ -317,34 +317,43 @@ reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
-/* A heartbeat write's answer.  While Redis refuses writes (maxmemory
- * reached under noeviction) it refuses every one of every heartbeat: the
- * log says so when the refusals begin and when they end, not three lines
- * a heartbeat. */
+/* An answer to what the registry sends every heartbeat.  While Redis
+ * refuses it (maxmemory reached under noeviction refuses the writes; a
+ * script running too long, BUSY, or an AOF loading, LOADING, everything)
+ * it refuses it at every heartbeat: the log says so when the refusals
+ * begin and when they end, not a line a heartbeat.  Returns 1 for a
+ * refusal. */
+static int
+refused(offload_link_t *link, unsigned long *count, const char *what,
+    redisReply *reply)
+{
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if ((*count)++ == 0) {
+            log_error("%s: redis refuses the %s: %s (logged again when it "
+                      "takes it)", link->name, what, reply->str);
+        }
+        return 1;
+    }
+
+    if (*count > 0) {
+        log_info("%s: redis takes the %s again, after refusing it %lu "
+                 "times", link->name, what, *count);
+        *count = 0;
+    }
+
+    return 0;
+}
+
+
 static void
 written_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
-    redisReply      *reply = r;
     offload_link_t  *link = privdata;
 
     (void) ac;
 
-    if (reply == NULL) {
-        return;                         /* disconnected */
-    }
-
-    if (reply->type == REDIS_REPLY_ERROR) {
-        if (link->refused++ == 0) {
-            log_error("%s: redis refuses the heartbeat: %s (logged again "
-                      "when it takes it)", link->name, reply->str);
-        }
-        return;
-    }
-
-    if (link->refused > 0) {
-        log_info("%s: redis takes the heartbeat again, after refusing %lu "
-                 "writes", link->name, link->refused);
-        link->refused = 0;
+    if (r != NULL) {                    /* NULL: disconnected */
+        (void) refused(link, &link->refused, "heartbeat", r);
     }
 }
 
@@ -425,15 +434,14 @@ queue_stats_cb(redisAsyncContext *ac, void *r, void *privdata)
         return;                         /* disconnected */
     }
 
-    if (reply->type == REDIS_REPLY_ARRAY) {
+    if (!refused(link, &link->stats_refused, "queue stats read", reply)
+        && reply->type == REDIS_REPLY_ARRAY)
+    {
         for (p = 0; p < sup->npools && e < reply->elements; p++) {
             if (on_link(link, &sup->pools[p])) {
                 offload_stats_set_queue(&sup->pools[p], reply->element[e++]);
             }
         }
-
-    } else if (reply->type == REDIS_REPLY_ERROR) {
-        log_error("%s: queue stats: %s", link->name, reply->str);
     }
 
     announce(link);

@@ -37,6 +37,8 @@ typedef struct {
     unsigned long              refused;     /* heartbeat writes refused
                                                since Redis began refusing
                                                them; 0: it takes them */
+    unsigned long              stats_refused;  /* queue stats reads, the
+                                                  same */
     int                        control;     /* holds the node-level keys
                                                (registry.c) */
 } offload_link_t;
