@@ -4,16 +4,16 @@
 # section in docs/ngx_http_offload_module.md / docs/sidecar.conf.md and in
 # the man page (Syntax, Default, Context as the table says, an example),
 # and nothing else does; offloadctl(8) and offload-sidecar(8) have every
-# command and option the programs' own help lists; every config example of
-# docs/ and README passes `nginx -t` (with the built module) or
-# `offload-sidecar -t`; the man pages pass `mandoc -Tlint`, render with
-# `man -l` without a warning and give `lexgrog` their whatis line.
+# command and option the programs' own help lists (each directive's
+# example fenced as nginx or sidecar, which t/12-doc-examples.t runs
+# through `nginx -t` and `offload-sidecar -t`); the man pages pass
+# `mandoc -Tlint`, render with `man -l` without a warning and give
+# `lexgrog` their whatis line.
 
 use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use File::Copy qw(copy);
 use Test::More;
 use OffloadTest;
 
@@ -83,33 +83,39 @@ cmp_ok(scalar keys %$module, '>=', 13, 'the module has its directives')
     or diag(explain($module));
 cmp_ok(scalar keys %$sidecar, '>=', 28, 'the sidecar has its directives')
     or diag(explain($sidecar));
-my %location_only = map { $_ => 1 }
-    grep { !grep { $_ eq 'http' } @{ $module->{$_} } } keys %$module;
 
 # ---- the references
 
+# What $re's group matched in $text, or undef (a match in list context
+# would give an empty list, which shifts the pairs of a hash it is in).
+sub field {
+    my ($text, $re) = @_;
+    return $text =~ $re ? $1 : undef;
+}
+
 # name => { syntax, default, context, example } from a reference's
-# "## Directives" section of "### name" subsections
+# "## Directives" section of "### name" subsections; the example is the
+# first block fenced as $tag, the ones t/12-doc-examples.t checks
 sub reference {
-    my ($file) = @_;
+    my ($file, $tag) = @_;
     my $md = slurp($file);
     my ($part) = $md =~ /^\#\# [ ] Directives\n(.*?)(?=^\#\# [ ]|\z)/msx;
     my %d;
     for my $sec (split /^\#\#\# [ ]/mx, $part // '') {
         my ($name) = $sec =~ /\A(\S+)\n/ or next;
         $d{$name} = {
-            syntax  => ($sec =~ /^\*\*Syntax:\*\* [ ] `([^`]+)`/mx)[0],
-            default => ($sec =~ /^\*\*Default:\*\* [ ] (.+?) \s*$/mx)[0],
-            context => ($sec =~ /^\*\*Context:\*\* [ ] (.+?) \s*$/mx)[0],
-            example => ($sec =~ /^```\w+\n(.*?)^```$/msx)[0],
+            syntax  => field($sec, qr/^\*\*Syntax:\*\* [ ] `([^`]+)`/mx),
+            default => field($sec, qr/^\*\*Default:\*\* [ ] (.+?) \s*$/mx),
+            context => field($sec, qr/^\*\*Context:\*\* [ ] (.+?) \s*$/mx),
+            example => field($sec, qr/^```\Q$tag\E\n(.*?)^```$/msx),
         };
     }
     return \%d;
 }
 
 sub check_reference {
-    my ($what, $file, $table) = @_;
-    my $ref = reference("$root/$file");
+    my ($what, $file, $table, $tag) = @_;
+    my $ref = reference("$root/$file", $tag);
     for my $name (sort keys %$table) {
         my $d = $ref->{$name};
         ok($d, "$file documents $what directive $name") or next;
@@ -122,15 +128,17 @@ sub check_reference {
                 "$file: $name: Context as in the table");
         }
         like($d->{example} // '', qr/(?:^|[\s{])\Q$name\E[\s;]/m,
-            "$file: $name: an example that uses it");
+            "$file: $name: an example fenced as $tag that uses it");
     }
     for my $name (sort grep { !exists $table->{$_} } keys %$ref) {
         fail("$file documents $name, which the $what does not know");
     }
 }
 
-check_reference('module', 'docs/ngx_http_offload_module.md', $module);
-check_reference('sidecar', 'docs/sidecar.conf.md', $sidecar);
+check_reference('module', 'docs/ngx_http_offload_module.md', $module,
+    'nginx');
+check_reference('sidecar', 'docs/sidecar.conf.md', $sidecar,
+    'sidecar');
 
 my $readme = slurp("$root/README.md");
 like($readme, qr{\(docs/ngx_http_offload_module\.md\)},
@@ -222,118 +230,6 @@ for my $m ([ 'ngx_http_offload_module.8', $module, 'module' ],
     my $page = slurp($man{'offload-sidecar.8'});
     like($page, qr/^\.(?:TP\n\.)?BI? \\-$_\b/m,
         "offload-sidecar.8 documents -$_") for @opts;
-}
-
-# ---- the config examples
-
-# (info string, text, where) of each fenced block of docs/*.md and README
-my @blocks;
-for my $file ('README.md', map { s{^\Q$root/\E}{}r } glob "$root/docs/*.md") {
-    my $md = slurp("$root/$file");
-    while ($md =~ /^```([^\n]*)\n(.*?)^```[ \t]*$/msg) {
-        my ($info, $text) = ($1, $2);
-        my $line = 1 + (substr($md, 0, $-[0]) =~ tr/\n//);
-        push @blocks, [ $info, $text, "$file:$line" ];
-    }
-}
-
-# A sidecar or nginx config in an unmarked block would escape the checks.
-for my $block (grep { $_->[0] eq '' } @blocks) {
-    my (undef, $text, $where) = @$block;
-    ok($text !~ /^\s*queue\s+\S+\s*\{/m && $text !~ /^\s*offload_\w+[ ;]/m,
-        "$where: a config example is fenced as sidecar or nginx");
-}
-
-my $nginx_port = free_port();
-my $n = 0;
-
-# where nginx_conf() wants the module, readable by nginx's workers
-copy(build_path('ngx_http_offload_module.so'),
-    "$dir/ngx_http_offload_module.so") or die "copy the module: $!";
-chmod 0644, "$dir/ngx_http_offload_module.so";
-
-# Runs `nginx -t` on an example, inside what it needs: a fragment with
-# `http {` is a whole file (its load_module is the built module's), one
-# with `server {` goes in http, one with `location` in a server, other
-# directives in http, or in a location when one of them wants it.
-sub nginx_example {
-    my ($text) = @_;
-    my $file = "$dir/nginx-example-" . ++$n . '.conf';
-    $text =~ s/^\s*load_module\s+\S*ngx_http_offload_module\.so\s*;\s*\n//mg;
-    $text =~ s/\blisten\s+[^;]+;/listen 127.0.0.1:$nginx_port;/g;
-    my $listen = "listen 127.0.0.1:$nginx_port;";
-    my @used = $text =~ /(?:^|[{;]) \s* (offload_\w+)/mgx;
-
-    if ($text =~ /^\s*http\s*\{/m) {
-        my $temp = join '', map { "    ${_}_temp_path $dir/${_}_temp;\n" }
-            qw(client_body proxy fastcgi uwsgi scgi);
-        $text =~ s/^(\s*http\s*\{[^\n]*\n)/$1$temp/m;
-        $text = "events {}\n$text" unless $text =~ /^\s*events\s*\{/m;
-        spew($file, "load_module $dir/ngx_http_offload_module.so;\n"
-            . "pid $dir/nginx.pid;\nerror_log $dir/error.log notice;\n"
-            . $text);
-    } else {
-        my $http = $text =~ /^\s*server\s*\{/m ? $text
-            : $text =~ /^\s*location\b/m ? "server {\n$listen\n$text}\n"
-            : (grep { $location_only{$_} } @used)
-                ? "server {\n$listen\nlocation / {\n$text}\n}\n"
-            : $text;
-        spew($file, nginx_conf(http => $http, workers => 1,
-            level => 'notice', port => $nginx_port));
-    }
-    my $env = nginx_env();          # the ASan runtime first, under SANITIZE
-    local @ENV{keys %$env} = values %$env;
-    my $out = `/usr/sbin/nginx -t -p $dir/ -c $file 2>&1`;
-    return ($? >> 8, $out, $file);
-}
-
-my $plugin = build_path('examples/offload_example.so');
-my ($me) = getpwuid($<);
-
-# Runs `offload-sidecar -t` on an example: a plugin it loads is the
-# example plugin (docs/HANDLERS.md), a user this host does not have is
-# the one running the test, and a file of main directives alone gets a
-# queue.
-sub sidecar_example {
-    my ($text) = @_;
-    my $file = "$dir/sidecar-example-" . ++$n . '.conf';
-    $text =~ s/^(\s*load_module\s+)\S+\s*;/$1$plugin;/mg;
-    $text =~ s/^(\s*user\s+)(\S+)(?:\s+(\S+))?\s*;/
-        defined getpwnam($2) && (!defined $3 || defined getgrnam($3))
-            ? $& : "$1$me;"/mge;
-    $text .= "queue q { handler echo; }\n" unless $text =~ /^\s*queue\s/m;
-    spew($file, $text);
-    my $out = `$sidecar_bin -t -c $file 2>&1`;
-    return ($? >> 8, $out, $file);
-}
-
-my ($nginx_examples, $sidecar_examples) = (0, 0);
-for my $block (@blocks) {
-    my ($info, $text, $where) = @$block;
-    if ($info eq 'nginx') {
-        $nginx_examples++;
-        my ($rc, $out, $file) = nginx_example($text);
-        is($rc, 0, "$where: nginx -t accepts the example")
-            or diag("$out\n" . slurp($file));
-    } elsif ($info eq 'sidecar') {
-        $sidecar_examples++;
-        my ($rc, $out, $file) = sidecar_example($text);
-        is($rc, 0, "$where: offload-sidecar -t accepts the example")
-            or diag("$out\n" . slurp($file));
-        like($out, qr/syntax is ok/, "$where: syntax is ok");
-    }
-}
-# each directive's example, the README's and HANDLERS.md's
-cmp_ok($nginx_examples, '>=', keys(%$module) + 3, 'nginx examples ran');
-cmp_ok($sidecar_examples, '>=', keys(%$sidecar) + 3,
-    'sidecar examples ran');
-
-# The checks can fail: a wrong example is refused by each.
-{
-    my ($rc) = nginx_example("offload_pass echo;\noffload_nope 1;\n");
-    isnt($rc, 0, 'nginx -t refuses an example with an unknown directive');
-    ($rc) = sidecar_example("queue q { handler echo; workers 0; }\n");
-    isnt($rc, 0, 'offload-sidecar -t refuses a wrong example');
 }
 
 done_testing();
