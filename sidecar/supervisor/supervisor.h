@@ -31,6 +31,7 @@ typedef struct offload_slot_s {
     int                    timed_out;   /* we sent SIGKILL: job_timeout */
     int                    cancelled;   /* we sent SIGKILL: its job was
                                            cancelled (cancel.c) */
+    int                    killed;      /* we sent its group SIGKILL */
     int                    reclaiming;  /* its dead worker's jobs in flight */
     int                    want_spawn;  /* start a worker once reclaimed */
     offload_sb_slot_t     *sb;          /* shared with its worker */
