@@ -9,13 +9,19 @@
  * shell), started by the handler's init (after the worker's nice level)
  * and gone with the worker: PR_SET_PDEATHSIG SIGKILL, because the
  * supervisor may SIGKILL the worker (timeout) and the process must not
- * outlive it.  A job is one line of JSON on its stdin and one line back
- * on its stdout (docs/HANDLERS.md, "The framing"); its stderr is logged a
- * line at a time, read by the worker's loop between jobs and by the job's
- * own wait during one, so a chatty process never fills the pipe.  A read
- * takes at most STDERR_READ_MAX, so a process that writes faster than
- * that is logged does not hold the loop (its jobs, Redis, signals), and
- * after a burst, STDERR_LINES_PER_S lines are logged, the rest counted, so
+ * outlive it.  What the process starts in turn stays in the worker's
+ * process group, which the supervisor kills with the worker and sweeps
+ * once it has reaped it (supervisor/pgroup.c); the bridge's own kills
+ * below are of the process alone (the group's would kill the worker too),
+ * and the worker leaves after each of them.
+ *
+ * A job is one line of JSON on its stdin and one line back on its stdout
+ * (docs/HANDLERS.md, "The framing"); its stderr is logged a line at a
+ * time, read by the worker's loop between jobs and by the job's own wait
+ * during one, so a chatty process never fills the pipe.  A read takes at
+ * most STDERR_READ_MAX, so a process that writes faster than that is
+ * logged does not hold the loop (its jobs, Redis, signals), and after a
+ * burst, STDERR_LINES_PER_S lines are logged, the rest counted, so
  * it does not fill the disk either.
  *
  * The process's failures are the worker's: it dies, or answers a line that

@@ -9,7 +9,8 @@
  * supervisor pops its list of each queue, on that queue's Redis, while
  * any of its workers is busy (a list, not pub/sub: the sidecar has no
  * subscriber connection, and a round is one small command per queue) and
- * kills the worker if the scoreboard says it still runs that job.
+ * kills the worker, with its process group (pgroup.c), if the scoreboard
+ * says it still runs that job.
  * worker_exited() then treats the death as asked for: no crash, no retry,
  * no dead letter; the worker's entries go back to the queue unchanged and
  * the start script drops the cancelled one.
@@ -20,12 +21,12 @@
  * at again every round for OFFLOAD_CANCEL_GRACE_S, not dropped.
  */
 
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cancel.h"
 #include "log.h"
+#include "pgroup.h"
 #include "supervisor.h"
 
 
@@ -74,7 +75,7 @@ stop_job(offload_supervisor_t *sup, const char *line)
         log_notice("worker %s:%d: job %s cancelled while it ran, killing "
                    "pid %d", queue, index, job_id, (int) slot->pid);
 
-        if (kill(slot->pid, SIGKILL) == 0) {
+        if (offload_slot_kill(slot) == 0) {
             slot->cancelled = 1;
         }
 

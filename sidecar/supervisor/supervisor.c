@@ -16,12 +16,14 @@
  * has reclaim.c fail that job's attempt and hand the rest back, before a
  * new worker takes the slot.  It kills a worker whose job runs past the
  * queue's timeout, and replaces at once a worker that recycled itself
- * (max_jobs_per_worker, memory_limit).  It keeps the node registry up to
- * date and, on SIGTERM or SIGINT, stops the workers, removes the node from
- * the registry and exits 0.  Every stop of a worker (shutdown, a failed
- * pool, a reload's rolling restart) is offload_slot_stop(): SIGTERM, then
- * SIGKILL if the worker still runs shutdown_timeout later, its jobs handed
- * back unchanged.  SIGHUP is reload.c's; lost nodes are claim.c's.
+ * (max_jobs_per_worker, memory_limit).  Each worker leads its own process
+ * group, which every SIGKILL of a worker and every reap sweep (pgroup.c).
+ * It keeps the node registry up to date and, on SIGTERM or SIGINT, stops
+ * the workers, removes the node from the registry and exits 0.  Every
+ * stop of a worker (shutdown, a failed pool, a reload's rolling restart)
+ * is offload_slot_stop(): SIGTERM, then SIGKILL if the worker still runs
+ * shutdown_timeout later, its jobs handed back unchanged.  SIGHUP is
+ * reload.c's; lost nodes are claim.c's.
  *
  * The supervisor runs on its own libev loop, not the default one: the
  * default loop reaps every child itself (its SIGCHLD watcher calls waitpid)
@@ -46,6 +48,7 @@
 #include "events.h"
 #include "log.h"
 #include "oom_kills.h"
+#include "pgroup.h"
 #include "reclaim.h"
 #include "retry.h"
 #include "reload.h"
@@ -158,6 +161,12 @@ become_worker(offload_supervisor_t *sup, offload_slot_t *slot, pid_t parent)
 
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) {
         _exit(1);               /* the supervisor is already gone */
+    }
+
+    /* The group the supervisor kills (pgroup.c); spawn() sets it too, so
+     * that it exists whichever of the two runs first. */
+    if (setpgid(0, 0) != 0) {
+        _exit(1);
     }
 
     srandom((unsigned) getpid());     /* own reconnect jitter */
@@ -317,6 +326,12 @@ spawn(offload_supervisor_t *sup, offload_slot_t *slot)
     }
 
     err = errno;
+
+    if (pid > 0) {
+        /* Fails only when the worker is gone already. */
+        (void) setpgid(pid, pid);
+    }
+
     sigprocmask(SIG_SETMASK, &old, NULL);
 
     if (pid == -1) {
@@ -330,6 +345,7 @@ spawn(offload_supervisor_t *sup, offload_slot_t *slot)
     slot->started_us = offload_mono_us();
     slot->timed_out = 0;
     slot->cancelled = 0;
+    slot->killed = 0;
     offload_stats_slot_spawned(slot);
 
     log_info("worker %s:%d: started, pid %d", slot->pool->queue->name,
@@ -458,7 +474,7 @@ kill_cb(struct ev_loop *loop, ev_timer *w, int revents)
              "SIGKILL; its jobs go back to the queue",
              slot->pool->queue->name, slot->index, (int) slot->pid, timeout);
 
-    if (kill(slot->pid, SIGKILL) != 0 && errno != ESRCH) {
+    if (offload_slot_kill(slot) != 0 && errno != ESRCH) {
         log_error("kill(%d) failed: %s", (int) slot->pid, strerror(errno));
     }
 }
@@ -782,6 +798,7 @@ sigchld_cb(struct ev_loop *loop, ev_signal *w, int revents)
     while ((pid = wait4(-1, &status, WNOHANG, &ru)) > 0) {
         slot = find_slot(sup, pid);
         if (slot != NULL) {
+            offload_pgroup_sweep(slot, pid);
             worker_exited(slot, status, &ru);
         }
     }
@@ -819,7 +836,7 @@ scan_cb(struct ev_loop *loop, ev_timer *w, int revents)
                  "pid %d", q->name, slot->index, slot->sb->job_id,
                  q->timeout_ms, (int) slot->pid);
 
-        if (kill(slot->pid, SIGKILL) == 0) {
+        if (offload_slot_kill(slot) == 0) {
             slot->timed_out = 1;
         }
     }

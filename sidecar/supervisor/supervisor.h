@@ -31,6 +31,7 @@ typedef struct offload_slot_s {
     int                    timed_out;   /* we sent SIGKILL: job_timeout */
     int                    cancelled;   /* we sent SIGKILL: its job was
                                            cancelled (cancel.c) */
+    int                    killed;      /* we sent its group SIGKILL */
     int                    reclaiming;  /* its dead worker's jobs in flight */
     int                    want_spawn;  /* start a worker once reclaimed */
     offload_sb_slot_t     *sb;          /* shared with its worker */
@@ -129,9 +130,10 @@ void offload_slot_maybe_spawn(offload_slot_t *slot);
  * jobs) or resumes it. */
 void offload_supervisor_drain(offload_supervisor_t *sup, int drained);
 
-/* Asks a worker to finish its batch and exit (SIGTERM), and kills it
- * (SIGKILL) if it still runs shutdown_timeout later; either way its exit is
- * a stop, not a crash: what it held goes back to the queue unchanged.
+/* Asks a worker to finish its batch and exit (SIGTERM, to it alone), and
+ * kills it with its process group (SIGKILL, pgroup.h) if it still runs
+ * shutdown_timeout later; either way its exit is a stop, not a crash: what
+ * it held goes back to the queue unchanged.
  * Shutdown, a reload's rolling restart and a failed pool all stop workers
  * so.  Does nothing to a worker already stopping. */
 void offload_slot_stop(offload_slot_t *slot);
