@@ -17,7 +17,8 @@
  * new worker takes the slot.  It kills a worker whose job runs past the
  * queue's timeout, and replaces at once a worker that recycled itself
  * (max_jobs_per_worker, memory_limit).  Each worker leads its own process
- * group, which every SIGKILL of a worker and every reap sweep (pgroup.c).
+ * group: every SIGKILL of a worker goes to the group, and every reap of
+ * one sweeps it (pgroup.c).
  * It keeps the node registry up to date and, on SIGTERM or SIGINT, stops
  * the workers, removes the node from the registry and exits 0.  Every
  * stop of a worker (shutdown, a failed pool, a reload's rolling restart)
