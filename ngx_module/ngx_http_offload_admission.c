@@ -67,18 +67,18 @@ static void ngx_http_offload_admission_done(redisAsyncContext *ac, void *r,
 
 /*
  * KEYS[1] the stream; ARGV[1] the limit, ARGV[2] the group, the rest the
- * entry's fields.  The backlog is offload_backlog()'s (offload_proto.h).
- * Answers nil (no stream: 404), {"full", backlog}, or the entry's id;
+ * entry's fields.  The backlog is offload_backlog_full()'s
+ * (offload_proto.h).  Answers nil (no stream: NOMKSTREAM, 404),
+ * {"full", backlog}, or the entry's id;
  * another error (NOPERM...) is passed on.
  */
 
 static const char  ngx_http_offload_admit_script[] =
     OFFLOAD_BACKLOG_LUA
-    "local lag = offload_backlog(KEYS[1], ARGV[2])\n"
-    "if type(lag) == 'table' then return lag end\n"
-    "if not lag then return false end\n"
-    "if lag >= tonumber(ARGV[1]) then return { 'full', lag } end\n"
-    "return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))\n";
+    "local full = offload_backlog_full(KEYS[1], ARGV[2], tonumber(ARGV[1]))\n"
+    "if type(full) == 'table' then return full end\n"
+    "if full then return { 'full', full } end\n"
+    "return redis.call('XADD', KEYS[1], 'NOMKSTREAM', '*', unpack(ARGV, 3))\n";
 
 
 /*

@@ -93,6 +93,28 @@ ok($doc->{submitted_at} <= $doc->{started_at}
     && abs($doc->{submitted_at} - time * 1000) < 60_000,
     'submitted_at <= started_at <= finished_at, ms since the epoch');
 is($doc->{next_attempt_at}, undef, 'next_attempt_at null');
+
+# started_at and finished_at are Redis' clock in whole ms, which the
+# scripts make from TIME's text (its seconds, then the first three of its
+# microseconds' six digits): between TIME before the submits and after the
+# ends, for jobs whatever microseconds they fall on
+sub redis_ms {
+    my $t = redis_cmd('TIME');
+    return $t->[0] * 1000 + int($t->[1] / 1000);
+}
+my $before = redis_ms();
+my @timed = map { submit('/async/echo', { n => $_ }, "timed job $_") } 1 .. 10;
+job_until($_, qr/^done$/) for @timed;
+my $after = redis_ms();
+my @off = grep {
+    my ($s, $f) = @{ redis_cmd('HMGET', record_key($_), 'started_at',
+                               'finished_at') };
+    !(($s // '') =~ /^\d{13}$/ && ($f // '') =~ /^\d{13}$/ && $before <= $s
+      && $s <= $f && $f <= $after);
+} @timed;
+is(scalar @off, 0, "10 jobs' started_at and finished_at: ms by Redis' TIME,"
+    . " between TIME before and after") or diag(explain([ map {
+    redis_cmd('HGETALL', record_key($_)) } @off ]));
 my $ttl = redis_cmd('PTTL', record_key($id));
 ok($ttl > 3_500_000 && $ttl <= 3_600_000, "record TTL 1h by default ($ttl)");
 $ttl = redis_cmd('PTTL', "offload:{echo}:result:$id");
