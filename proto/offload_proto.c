@@ -95,9 +95,10 @@
  * 4,000 instructions per job on a channel without one, 3% of an echo
  * job's, callgrind).  An SPUBLISH that Redis refuses (on a cluster, a
  * hash tag in another slot than the queue's; an ACL user without
- * +spublish: NOPERM) is a PUBLISH instead, caught by pcall: it must not fail the call, whose
- * earlier jobs are stored and published already but not yet acked.  The
- * pcall costs the common case nothing more than a call.
+ * +spublish: NOPERM) is a PUBLISH instead, caught by pcall: it must not
+ * fail the call, whose earlier jobs are stored and published already but
+ * not yet acked.  The pcall costs the common case nothing more than a
+ * call.
  */
 #define OFFLOAD_FINISH_LUA                                                   \
     "local function finish(rkey, result, channel, stage, rec, rec_ttl,"      \
