@@ -95,6 +95,10 @@
 /* what a link reads from its socket at a time */
 #define NGX_HTTP_OFFLOAD_READ             (64 * 1024)
 
+/* a command up to this long is formatted on the stack, a longer one in
+ * memory of its own (ngx_http_offload_link_send) */
+#define NGX_HTTP_OFFLOAD_SEND_BUF         4096
+
 
 /* how long a GET of the result key may take once the deadline passed */
 #define NGX_HTTP_OFFLOAD_LAST_LOOK        1000
