@@ -529,6 +529,25 @@ ngx_http_offload_now_us(void)
 }
 
 
+/* n in decimal at p: on the request path ngx_sprintf()'s format parsing
+ * costs more than the digits */
+
+static ngx_inline u_char *
+ngx_http_offload_decimal(u_char *p, uint64_t n)
+{
+    u_char  *d, digits[NGX_INT64_LEN];
+
+    d = digits + NGX_INT64_LEN;
+
+    do {
+        *--d = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    return ngx_cpymem(p, d, digits + NGX_INT64_LEN - d);
+}
+
+
 /* the pending requests a peer's replies are looked up in: a cluster's
  * masters share their cluster's */
 

@@ -704,27 +704,14 @@ ngx_http_offload_resp_len(int from, int to, const size_t *argvlen)
 }
 
 
-/*
- * "<type><n>\r\n": a command's first line ('*', its argument count) or an
- * argument's ('$', its length).  The digits by hand: ngx_sprintf()'s
- * format parsing costs more than they do, at every argument of every
- * command.
- */
+/* "<type><n>\r\n": a command's first line ('*', its argument count) or an
+ * argument's ('$', its length) */
 
 static u_char *
 ngx_http_offload_resp_line(u_char *p, u_char type, size_t n)
 {
-    u_char  *d, digits[NGX_SIZE_T_LEN];
-
-    d = digits + NGX_SIZE_T_LEN;
-
-    do {
-        *--d = (u_char) ('0' + n % 10);
-        n /= 10;
-    } while (n);
-
     *p++ = type;
-    p = ngx_cpymem(p, d, digits + NGX_SIZE_T_LEN - d);
+    p = ngx_http_offload_decimal(p, n);
     *p++ = '\r';
     *p++ = '\n';
 
