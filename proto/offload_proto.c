@@ -6,6 +6,7 @@
  * the module calls it on the nginx request path.
  */
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -623,11 +624,27 @@ offload_reconnect_delay_ms(unsigned retries, long rnd)
 }
 
 
+/* as snprintf() with "%.*s" would, up to a NUL in queue; by hand, it cost
+ * snprintf()'s format parsing on every job nginx takes */
 int
 offload_stream_key(char *buf, size_t size, const char *queue, size_t qlen)
 {
-    return fitted(snprintf(buf, size, OFFLOAD_STREAM_FMT, (int) qlen, queue),
-                  size);
+    size_t  head, len;
+
+    head = sizeof(OFFLOAD_STREAM_HEAD) - 1;
+    qlen = strnlen(queue, qlen);
+    len = head + qlen + sizeof(OFFLOAD_STREAM_TAIL) - 1;
+
+    if (len >= size || len > INT_MAX) {
+        return -1;
+    }
+
+    memcpy(buf, OFFLOAD_STREAM_HEAD, head);
+    memcpy(buf + head, queue, qlen);
+    memcpy(buf + head + qlen, OFFLOAD_STREAM_TAIL,
+           sizeof(OFFLOAD_STREAM_TAIL));
+
+    return (int) len;
 }
 
 

@@ -682,6 +682,13 @@ test_addr_names_keys(void)
        && strcmp(buf, "offload:{echo}:reply:0123456789abcdef") == 0,
        "a queue's (sharded) reply channel");
     ok(offload_stream_key(buf, 10, "echo", 4) == -1, "key does not fit");
+    ok(offload_stream_key(buf, 19, "echo", 4) == -1
+       && offload_stream_key(buf, 20, "echo", 4) == 19
+       && strcmp(buf, "offload:{echo}:jobs") == 0,
+       "stream key: its NUL must fit too");
+    ok(offload_stream_key(buf, sizeof(buf), "ec\0ho", 5) == 17
+       && strcmp(buf, "offload:{ec}:jobs") == 0,
+       "stream key: the queue ends at a NUL, as with %%.*s");
     ok(offload_dead_key(buf, sizeof(buf), "echo", 4) == 19
        && strcmp(buf, "offload:{echo}:dead") == 0, "dead-letter key");
 }
