@@ -293,6 +293,19 @@ job_number(const char **argv, const size_t *argvlen, int argc,
 }
 
 
+/* An entry with only what every job has: a version, an id, "{}". */
+static void
+small_entry(offload_entry_t *in)
+{
+    memset(in, 0, sizeof(*in));
+    in->version = 1;
+    in->id.data = "0123456789abcdef00000000000000ff";
+    in->id.len = 32;
+    in->payload.data = "{}";
+    in->payload.len = 2;
+}
+
+
 /* A job's numbers are written by hand: as "%lld" writes them, at the
  * edges too. */
 static void
@@ -310,12 +323,7 @@ test_job_numbers(void)
     };
     static const int  attempts[] = { 1, 9, 10, 2147483647, -2147483647 - 1 };
 
-    memset(&in, 0, sizeof(in));
-    in.version = 1;
-    in.id.data = "0123456789abcdef00000000000000ff";
-    in.id.len = 32;
-    in.payload.data = "{}";
-    in.payload.len = 2;
+    small_entry(&in);
     good = 1;
 
     for (i = 0; i < (int) (sizeof(n) / sizeof(n[0])); i++) {
@@ -785,12 +793,7 @@ test_trace(void)
        && offload_tracestate_check("a=\x01", 3) == -1,
        "tracestate: printable ASCII, not empty");
 
-    memset(&in, 0, sizeof(in));
-    in.version = 1;
-    in.id.data = "0123456789abcdef00000000000000ff";
-    in.id.len = 32;
-    in.payload.data = "{}";
-    in.payload.len = 2;
+    small_entry(&in);
     in.deadline_ms = OFFLOAD_NO_DEADLINE;
     in.attempt = 1;
     in.traceparent.data = "00-" TID "-" PID "-01";
