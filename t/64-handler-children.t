@@ -56,13 +56,19 @@ chmod 0755, $script;
 
 start_redis();
 start_sidecar(conf => <<"CONF");
-queue hang { handler exec; workers 1; command "$script"; timeout 1s;
+queue hang { handler exec; workers 1; command "$script"; timeout 2s;
              max_attempts 1; }
 queue quit { handler exec; workers 1; command "$script"; max_attempts 1; }
 queue ok   { handler exec; workers 1; command "$script"; }
+queue idle { handler exec; workers 1; command "$script"; }
 queue echo { handler echo; workers 1; }
 CONF
 ok(start_jobs_nginx(server => 'offload_timeout 30s;'), 'stack ready');
+# an exec worker makes its queue's stream once its command runs: slower
+# than echo's, whose answer start_jobs_nginx waits for
+ok(wait_until(sub { !grep { !redis_cmd('EXISTS', "offload:{$_}:jobs") }
+        qw(hang quit ok idle) }, scaled(10), 'the streams'),
+    'every queue\'s stream is made');
 
 my $log = "$dir/sidecar.log";
 my @started;
@@ -103,7 +109,7 @@ is($r->{json} && $r->{json}{error}{code}, 'job_timeout',
     'timeout: 504 job_timeout') or diag($r->{content});
 ok(gone_soon($ka, 'timeout', 'the answer'),
     'timeout: the handler\'s child is gone');
-unlike(slurp($log), qr/worker hang:0: pid \d+ left processes behind/,
+unlike(slurp($log), qr/worker hang:0: pid \d+ left \d+ process/,
     'timeout: killed with its worker, not left behind');
 
 # ---- (b) the handler process exits under a job: its child goes with it
@@ -115,8 +121,32 @@ $r = read_answer($s, scaled(15));
 is($r->{status}, 502, 'exit: 502') or diag($r->{content});
 ok(gone_soon($kb, 'exit', 'the answer'),
     'exit: the handler\'s child is gone');
-like(slurp($log), qr/worker quit:0: pid \d+ left processes behind: killed/,
+like(slurp($log), qr/worker quit:0: pid \d+ left 1 process behind: killed/,
     'exit: the supervisor says it killed what was left');
+
+# ---- (e) a worker killed from outside (the OOM killer, an operator) whose
+# handler started nothing: its exec process dies with it (PDEATHSIG) and
+# is no leftover, nor is a zombie an init leaves unreaped.  Each worker is
+# killed once it is up, idle, with its exec process (the node document's
+# handler_pid).
+my $killed = 0;
+for my $n (1 .. 3) {
+    my $w;
+    wait_until(sub {
+        my $doc = node_doc() || {};
+        $w = ($doc->{queues}{idle}{workers} || [])->[0] || {};
+        ($w->{state} // '') eq 'idle' && $w->{handler_pid}
+            && running($w->{pid}) && running($w->{handler_pid});
+    }, scaled(10), "idle worker $n and its exec process") or last;
+    kill 'KILL', $w->{pid};
+    $killed++;
+    wait_until(sub { !running($w->{pid}) }, scaled(5), "idle worker $n gone");
+}
+is($killed, 3, 'outside kills: three idle workers killed');
+ok(wait_until(sub { (worker_pids() || {})->{idle}[0] }, scaled(10),
+    'idle worker back'), 'outside kills: the worker is back');
+is(scalar(() = slurp($log) =~ /worker idle:0: pid \d+ left .*behind/g),
+    0, 'outside kills: no process said left behind');
 
 # ---- (c) a graceful stop: the children of answered jobs go with their worker
 $r = post_json('/jobs/ok', { do => 'answer', tag => 'c' });

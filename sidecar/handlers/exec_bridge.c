@@ -769,7 +769,10 @@ exec_init(const offload_slot_t *slot)
     close(p[ERR][1]);
     close(p[REPORT][1]);
 
+    /* known from the fork on: a worker killed while its command starts
+     * leaves this process, not a handler's leftover (supervisor/pgroup.c) */
     bridge.pid = pid;
+    bridge.sb->child_pid = pid;
     bridge.to_child = p[IN][1];
     bridge.from_child = p[OUT][0];
     bridge.errors = p[ERR][0];
@@ -796,8 +799,6 @@ exec_init(const offload_slot_t *slot)
         end_process(-1, "could not be spoken to (fcntl failed)");
         return -1;
     }
-
-    bridge.sb->child_pid = pid;
 
     if (bridge.loop != NULL) {
         ev_io_init(&bridge.errors_watcher, errors_cb, bridge.errors, EV_READ);
