@@ -39,6 +39,11 @@
 #include "log.h"
 #include "offload_reply_guard.h"
 #include "redis_conn.h"
+#include "resp.h"
+
+/* A command's text up to this size is made on the stack (a batch of 32
+ * small results' completion fits), a bigger one in one malloc. */
+#define FORMAT_STACK  16384
 
 
 struct offload_redis_cmd_s {
@@ -1084,6 +1089,9 @@ offload_redis_command_block(offload_redis_conn_t *rc, int block_ms,
     redisCallbackFn *fn, void *privdata, int argc, const char **argv,
     const size_t *argvlen)
 {
+    int                   status;
+    char                  stack[FORMAT_STACK], *text;
+    size_t                len;
     offload_redis_cmd_t  *cmd;
 
     if (rc->ac == NULL
@@ -1094,8 +1102,22 @@ offload_redis_command_block(offload_redis_conn_t *rc, int block_ms,
         return REDIS_ERR;
     }
 
-    return cmd_sent(rc, cmd, redisAsyncCommandArgv(rc->ac, reply_cb, cmd,
-                                                   argc, argv, argvlen));
+    /* formatted here (resp.h), not by redisAsyncCommandArgv(): hiredis
+     * copies the text into its output buffer either way */
+    len = offload_resp_size(argc, argv, argvlen);
+    text = len <= sizeof(stack) ? stack : malloc(len);
+    if (text == NULL) {
+        return cmd_sent(rc, cmd, REDIS_ERR);
+    }
+
+    offload_resp_write(text, argc, argv, argvlen);
+    status = redisAsyncFormattedCommand(rc->ac, reply_cb, cmd, text, len);
+
+    if (text != stack) {
+        free(text);
+    }
+
+    return cmd_sent(rc, cmd, status);
 }
 
 

@@ -3120,7 +3120,7 @@ static void
 send_read(offload_worker_t *w)
 {
     int          argc = 0;
-    const char  *argv[12];
+    const char  *argv[12], *zcard[2];
 
     flush_completions(w);       /* before a read that may block */
 
@@ -3175,12 +3175,17 @@ send_read(offload_worker_t *w)
     argv[argc++] = w->stream;
     argv[argc++] = w->in_history ? w->history_id : ">";
 
+    /* by argv, not a format string: hiredis' printf-like formatting is
+     * paid on every read */
+    zcard[0] = "ZCARD";
+    zcard[1] = w->cancelled;
+
     if (offload_redis_command_block(&w->conn,
                                     w->in_history ? 0 : READ_BLOCK_MS,
                                     read_cb, w, argc, argv, NULL)
         != REDIS_OK
-        || offload_redis_command(&w->conn, cancelled_count_cb, w,
-                                 "ZCARD %s", w->cancelled)
+        || offload_redis_command_argv(&w->conn, cancelled_count_cb, w, 2,
+                                      zcard, NULL)
            != REDIS_OK)
     {
         log_error("%s: cannot send XREADGROUP", w->name);
