@@ -45,6 +45,10 @@
  * small results' completion fits), a bigger one in one malloc. */
 #define FORMAT_STACK  16384
 
+/* hiredis' output buffer is kept from write to write up to this size
+ * (offload_redis_write()) */
+#define KEEP_OBUF     65536
+
 
 struct offload_redis_cmd_s {
     offload_redis_cmd_t   *next;
@@ -1144,6 +1148,54 @@ offload_redis_command_formatted(offload_redis_conn_t *rc, redisCallbackFn *fn,
 
     return cmd_sent(rc, c, redisAsyncFormattedCommand(rc->ac, reply_cb, c,
                                                       cmd, len));
+}
+
+
+/*
+ * hiredis' own write (redisBufferWrite) frees its output buffer once all
+ * of it is sent and starts an empty one, which the next command reallocs:
+ * a large block, for which glibc's malloc first merges every small block
+ * freed since (malloc_consolidate), and a worker frees hundreds with each
+ * read's reply.  Written here, a buffer up to KEEP_OBUF is kept.  A write
+ * that leaves bytes over, would block or fails, and a bigger buffer, go on
+ * hiredis' way: redisAsyncHandleWrite() arms the write watcher, or drops
+ * the connection.
+ */
+void
+offload_redis_write(offload_redis_conn_t *rc)
+{
+    size_t              len;
+    ssize_t             n;
+    redisAsyncContext  *ac = rc->ac;
+
+    if (ac == NULL || !(ac->c.flags & REDIS_CONNECTED)
+        || (len = sdslen(ac->c.obuf)) == 0)
+    {
+        return;
+    }
+
+    if (sdsalloc(ac->c.obuf) <= KEEP_OBUF) {
+        n = write(ac->c.fd, ac->c.obuf, len);
+
+        if (n == (ssize_t) len) {
+            sdsclear(ac->c.obuf);
+
+            /* what redisAsyncHandleWrite() does once all is written */
+            if (ac->ev.delWrite != NULL) {
+                ac->ev.delWrite(ac->ev.data);
+            }
+            if (ac->ev.addRead != NULL) {
+                ac->ev.addRead(ac->ev.data);
+            }
+            return;
+        }
+
+        if (n > 0) {
+            sdsrange(ac->c.obuf, (int) n, -1);
+        }
+    }
+
+    redisAsyncHandleWrite(ac);
 }
 
 

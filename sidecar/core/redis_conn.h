@@ -123,6 +123,11 @@ int offload_redis_command_formatted(offload_redis_conn_t *rc,
     redisCallbackFn *fn, void *privdata, const char *name, const char *cmd,
     size_t len);
 
+/* Writes the commands sent so far now, if the socket takes them, rather
+ * than when the loop next sees the socket writable: for a loop's last
+ * step before it waits. */
+void offload_redis_write(offload_redis_conn_t *rc);
+
 /* Sends a command made by another module (bad_job.c, retry.c) on the
  * caller's terms: offload_redis_send_plain sends it on the connection
  * data, with no callback; a worker keeps it to send it again if Redis

@@ -1377,19 +1377,12 @@ flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 static void
 out_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 {
-    redisAsyncContext  *ac;
-    offload_worker_t   *w = p->data;
+    offload_worker_t  *w = p->data;
 
     (void) loop;
     (void) revents;
 
-    ac = w->conn.ac;
-
-    if (ac != NULL && (ac->c.flags & REDIS_CONNECTED)
-        && sdslen(ac->c.obuf) > 0)
-    {
-        redisAsyncHandleWrite(ac);
-    }
+    offload_redis_write(&w->conn);
 }
 
 
