@@ -64,6 +64,7 @@
 #include "bad_job.h"
 #include "clock.h"
 #include "crash.h"
+#include "entry.h"
 #include "error_doc.h"
 #include "exec_bridge.h"
 #include "job.h"
@@ -179,15 +180,6 @@ typedef struct held_s {
     settles_t             settles;
 } held_t;
 
-/* A stream entry copied out of an XREADGROUP reply, waiting its turn. */
-typedef struct batch_entry_s {
-    struct batch_entry_s  *next;
-    offload_str_t          id;
-    int                    started;     /* its record says running */
-    size_t                 nfields;
-    offload_str_t          fields[];    /* then the bytes they point to */
-} batch_entry_t;
-
 /* A job whose body is in its body key (a list of slices), being read an
  * element at a time. */
 typedef struct {
@@ -264,6 +256,7 @@ struct offload_worker_s {
     ev_idle                      work;          /* runs the batch */
     batch_entry_t               *batch;         /* taken, not yet run */
     batch_entry_t               *batch_tail;
+    batch_entry_t               *spare_entries; /* recycled (entry.h) */
     completion_t                *free_list;
     body_read_t                  body;
     batch_entry_t               *gate;          /* its start script sent */
@@ -2201,7 +2194,7 @@ take_entry(offload_worker_t *w, redisReply *entry)
                  ? fields->element[i]->len : 0;
     }
 
-    e = malloc(sizeof(batch_entry_t) + n * sizeof(offload_str_t) + bytes);
+    e = offload_entry_get(&w->spare_entries, n, bytes);
     if (e == NULL) {
         log_error("%s: out of memory taking entry %.*s", w->name,
                   (int) entry_id.len, entry_id.data);
@@ -2221,7 +2214,7 @@ take_entry(offload_worker_t *w, redisReply *entry)
     for (i = 0; i < n; i++) {
         if (fields->element[i]->type != REDIS_REPLY_STRING) {
             bad_entry(w, &e->id, e->fields, i, "field is not a string");
-            free(e);
+            offload_entry_put(&w->spare_entries, e);
             return 0;
         }
 
@@ -2249,7 +2242,7 @@ body_read_end(offload_worker_t *w)
     body_read_t  *b = &w->body;
 
     free(b->buf);
-    free(b->entry);
+    offload_entry_put(&w->spare_entries, b->entry);
     memset(b, 0, sizeof(*b));
     resume(w);
 }
@@ -2526,7 +2519,7 @@ gate_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (reply == NULL) {
-        free(e);
+        offload_entry_put(&w->spare_entries, e);
         return;
     }
 
@@ -2540,7 +2533,7 @@ gate_cb(redisAsyncContext *ac, void *r, void *privdata)
     if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
         log_info("%s: entry %.*s: its job was cancelled, not run", w->name,
                  (int) e->id.len, e->id.data);
-        free(e);
+        offload_entry_put(&w->spare_entries, e);
         resume(w);
         maybe_exit(w);
         return;
@@ -2659,7 +2652,7 @@ batch_clear(offload_worker_t *w)
 
     while ((e = w->batch) != NULL) {
         w->batch = e->next;
-        free(e);
+        offload_entry_put(&w->spare_entries, e);
     }
 
     w->batch_tail = NULL;
@@ -2693,7 +2686,7 @@ work_cb(struct ev_loop *loop, ev_idle *idle, int revents)
         w->batch = e->next;
 
         if (run_entry(w, e) == 0) {
-            free(e);
+            offload_entry_put(&w->spare_entries, e);
         }
 
     } while (w->batch && !moving(w)
@@ -2796,7 +2789,7 @@ batch_drop(offload_worker_t *w, const char *entry_id, size_t len)
 
         prev = *at;
         *at = prev->next;
-        free(prev);
+        offload_entry_put(&w->spare_entries, prev);
         return;
     }
 }
@@ -3303,7 +3296,8 @@ disconnected(offload_redis_conn_t *rc)
         body_read_end(w);
     }
 
-    free(w->gate);              /* read again with the history */
+    offload_entry_put(&w->spare_entries, w->gate);  /* read again with
+                                                       the history */
     w->gate = NULL;
     w->checking = 0;
 
@@ -3517,7 +3511,7 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     held_clear(&w);
     completion_put_all(&w, w.ready);
     free(w.body.buf);
-    free(w.body.entry);
+    offload_entry_put(&w.spare_entries, w.body.entry);
     offload_job_trim(&w.job, 0);
 
     if (w.stage.c != NULL) {
@@ -3538,6 +3532,8 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
         free(c->buf);
         free(c);
     }
+
+    offload_entry_spares_free(&w.spare_entries);
 
     if (queue->handler->fini != NULL) {
         queue->handler->fini(&w.slot);
