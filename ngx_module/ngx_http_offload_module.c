@@ -35,6 +35,9 @@
 /* random bytes fetched at once for $request_id: 256 requests' worth */
 #define NGX_HTTP_OFFLOAD_RID_POOL  4096
 
+#define ngx_http_offload_timing(p, name, us)                                 \
+    ngx_http_offload_timing_metric(p, (u_char *) name, sizeof(name) - 1, us)
+
 
 static ngx_int_t ngx_http_offload_handler(ngx_http_request_t *r);
 static ngx_http_variable_value_t *ngx_http_offload_rid(ngx_http_request_t *r);
@@ -54,6 +57,8 @@ static void ngx_http_offload_cancel_sync(ngx_http_offload_ctx_t *ctx);
 static ngx_int_t ngx_http_offload_send_error_more(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message,
     ngx_str_t *more);
+static u_char *ngx_http_offload_timing_metric(u_char *p, u_char *name,
+    size_t len, int64_t us);
 static void ngx_http_offload_finish(ngx_http_offload_ctx_t *ctx,
     ngx_int_t rc);
 static ngx_int_t ngx_http_offload_resolve(ngx_conf_t *cf,
@@ -1144,16 +1149,12 @@ ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
                                      OFFLOAD_JOB_ID_LEN);
 
     if (rc == NGX_OK) {
-        t = ngx_snprintf(timing, sizeof(timing),
-                         "queue;dur=%L.%03L, run;dur=%L.%03L",
-                         res->queue_us / 1000, res->queue_us % 1000,
-                         res->run_us / 1000, res->run_us % 1000);
+        t = ngx_http_offload_timing(timing, "queue;dur=", res->queue_us);
+        t = ngx_http_offload_timing(t, ", run;dur=", res->run_us);
 
         /* a result of an older sidecar has no CPU time */
         if (res->cpu_us >= 0) {
-            t = ngx_snprintf(t, timing + sizeof(timing) - t,
-                             ", cpu;dur=%L.%03L", res->cpu_us / 1000,
-                             res->cpu_us % 1000);
+            t = ngx_http_offload_timing(t, ", cpu;dur=", res->cpu_us);
         }
 
         t = ngx_http_offload_trace_timing(r, t, timing);
@@ -1183,6 +1184,29 @@ ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
     }
 
     ngx_http_offload_finish(ctx, rc);
+}
+
+
+/*
+ * A Server-Timing metric's name and its duration in milliseconds, made of
+ * us microseconds (offload_result_decode() takes at most 18 digits: the
+ * three metrics fit in 128 bytes).  By hand: ngx_snprintf() cost more than
+ * a tenth of the module's instructions on an echo job's answer.
+ */
+
+static u_char *
+ngx_http_offload_timing_metric(u_char *p, u_char *name, size_t len,
+    int64_t us)
+{
+    p = ngx_cpymem(p, name, len);
+    p = ngx_http_offload_decimal(p, us / 1000);
+
+    *p++ = '.';
+    *p++ = (u_char) ('0' + us / 100 % 10);
+    *p++ = (u_char) ('0' + us / 10 % 10);
+    *p++ = (u_char) ('0' + us % 10);
+
+    return p;
 }
 
 

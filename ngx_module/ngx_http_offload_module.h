@@ -95,6 +95,10 @@
 /* what a link reads from its socket at a time */
 #define NGX_HTTP_OFFLOAD_READ             (64 * 1024)
 
+/* a command up to this long is formatted on the stack, a longer one in
+ * memory of its own (ngx_http_offload_link_send) */
+#define NGX_HTTP_OFFLOAD_SEND_BUF         4096
+
 
 /* how long a GET of the result key may take once the deadline passed */
 #define NGX_HTTP_OFFLOAD_LAST_LOOK        1000
@@ -522,6 +526,31 @@ ngx_http_offload_now_us(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
 
     return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+
+/* n in decimal at p: on the request path ngx_sprintf()'s format parsing
+ * costs more than the digits, and a call of memcpy() more than copying
+ * the few of them */
+
+static ngx_inline u_char *
+ngx_http_offload_decimal(u_char *p, uint64_t n)
+{
+    u_char  *d, *end, digits[NGX_INT64_LEN];
+
+    end = digits + NGX_INT64_LEN;
+    d = end;
+
+    do {
+        *--d = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    while (d < end) {
+        *p++ = *d++;
+    }
+
+    return p;
 }
 
 

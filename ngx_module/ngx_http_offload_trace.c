@@ -190,8 +190,16 @@ ngx_http_offload_trace_timing(ngx_http_request_t *r, u_char *p,
         return p;
     }
 
-    return ngx_sprintf(p, "%straceparent;desc=\"%V\"",
-                       p == start ? "" : ", ", &tp);
+    if (p != start) {
+        *p++ = ',';
+        *p++ = ' ';
+    }
+
+    p = ngx_cpymem(p, "traceparent;desc=\"", sizeof("traceparent;desc=\"") - 1);
+    p = ngx_cpymem(p, tp.data, tp.len);
+    *p++ = '"';
+
+    return p;
 }
 
 

@@ -6,6 +6,7 @@
  * the module calls it on the nginx request path.
  */
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -641,11 +642,27 @@ offload_reconnect_delay_ms(unsigned retries, long rnd)
 }
 
 
+/* as snprintf() with "%.*s" would, up to a NUL in queue; by hand, it cost
+ * snprintf()'s format parsing on every job nginx takes */
 int
 offload_stream_key(char *buf, size_t size, const char *queue, size_t qlen)
 {
-    return fitted(snprintf(buf, size, OFFLOAD_STREAM_FMT, (int) qlen, queue),
-                  size);
+    size_t  head, len;
+
+    head = sizeof(OFFLOAD_STREAM_HEAD) - 1;
+    qlen = strnlen(queue, qlen);
+    len = head + qlen + sizeof(OFFLOAD_STREAM_TAIL) - 1;
+
+    if (len >= size || len > INT_MAX) {
+        return -1;
+    }
+
+    memcpy(buf, OFFLOAD_STREAM_HEAD, head);
+    memcpy(buf + head, queue, qlen);
+    memcpy(buf + head + qlen, OFFLOAD_STREAM_TAIL,
+           sizeof(OFFLOAD_STREAM_TAIL));
+
+    return (int) len;
 }
 
 
@@ -865,18 +882,43 @@ put_arg(const char **argv, size_t *argvlen, int *argc, const char *data,
     put_arg(argv, argvlen, &argc, data, len)
 
 
+/*
+ * n in decimal as "%lld" writes it, NUL-terminated, into buf (21 bytes
+ * hold any long long); returns its length.  By hand: snprintf() took most
+ * of the instructions of a job's argv, on the nginx request path.
+ */
+static size_t
+put_int(char *buf, long long n)
+{
+    char                d[24], *p = d + sizeof(d);
+    size_t              len;
+    unsigned long long  u;
+
+    u = n < 0 ? 0 - (unsigned long long) n : (unsigned long long) n;
+
+    do {
+        *--p = (char) ('0' + u % 10);
+        u /= 10;
+    } while (u);
+
+    if (n < 0) {
+        *--p = '-';
+    }
+
+    len = (size_t) (d + sizeof(d) - p);
+    memcpy(buf, p, len);
+    buf[len] = '\0';
+
+    return len;
+}
+
+
 int
 offload_job_argv(const offload_entry_t *job, const char *stream_key,
     offload_job_scratch_t *scratch, const char **argv, size_t *argvlen)
 {
     int                argc = 0;
     static const char  version[] = { '0' + OFFLOAD_PROTO_VERSION, '\0' };
-
-    snprintf(scratch->deadline, sizeof(scratch->deadline), "%lld",
-             (long long) job->deadline_ms);
-    snprintf(scratch->submitted, sizeof(scratch->submitted), "%lld",
-             (long long) job->submitted_ms);
-    snprintf(scratch->attempt, sizeof(scratch->attempt), "%d", job->attempt);
 
     /* NOMKSTREAM: workers create their queues' streams; a name nobody
      * serves gets nil, not a stream that fills Redis for good. */
@@ -895,30 +937,27 @@ offload_job_argv(const offload_entry_t *job, const char *stream_key,
 
     if (job->deadline_ms != OFFLOAD_NO_DEADLINE) {
         put_field(OFFLOAD_F_DEADLINE, scratch->deadline,
-                  strlen(scratch->deadline));
+                  put_int(scratch->deadline, job->deadline_ms));
     }
 
     if (job->submitted_ms != 0) {
         put_field(OFFLOAD_F_SUBMITTED, scratch->submitted,
-                  strlen(scratch->submitted));
+                  put_int(scratch->submitted, job->submitted_ms));
     }
 
-    put_field(OFFLOAD_F_ATTEMPT, scratch->attempt, strlen(scratch->attempt));
+    put_field(OFFLOAD_F_ATTEMPT, scratch->attempt,
+              put_int(scratch->attempt, job->attempt));
     put_field(OFFLOAD_F_REQUEST_ID, job->request_id.data,
               job->request_id.len);
 
     if (job->body_len > 0) {
-        snprintf(scratch->body_len, sizeof(scratch->body_len), "%lld",
-                 (long long) job->body_len);
         put_field(OFFLOAD_F_BODY, scratch->body_len,
-                  strlen(scratch->body_len));
+                  put_int(scratch->body_len, job->body_len));
     }
 
     if (job->record_ttl_ms > 0) {
-        snprintf(scratch->record_ttl, sizeof(scratch->record_ttl), "%lld",
-                 (long long) job->record_ttl_ms);
         put_field(OFFLOAD_F_RECORD, scratch->record_ttl,
-                  strlen(scratch->record_ttl));
+                  put_int(scratch->record_ttl, job->record_ttl_ms));
     }
 
     if (job->traceparent.len > 0) {

@@ -44,8 +44,17 @@
  * for a result on the module's subscriber (an array of 3 strings) about
  * 220 instructions, 4% of hiredis' own parse of a 200-byte result
  * (callgrind).
+ *
+ * A string reply is made here, not by hiredis: the object and its bytes in
+ * one allocation where hiredis makes two, and freed (reply_free(), the
+ * reader's freeObject, which hiredis calls for every reply it made) with
+ * one free().  Every string of a job's XADD reply and its result message
+ * is one: 1,300 of the 28,700 instructions an nginx worker spent per echo
+ * job (callgrind).
  */
 
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -56,6 +65,7 @@ static void *reply_string(const redisReadTask *task, char *str, size_t len);
 static void *reply_array(const redisReadTask *task, int elements);
 static void *reply_integer(const redisReadTask *task, long long value);
 static void *reply_nil(const redisReadTask *task);
+static void reply_free(void *reply);
 
 
 /* hiredis' own functions (static in hiredis.c: taken from the first
@@ -68,7 +78,7 @@ static redisReplyObjectFunctions  checked_replies = {
     reply_array,
     reply_integer,
     reply_nil,
-    freeReplyObject
+    reply_free
 };
 
 
@@ -200,11 +210,36 @@ allowed(const redisReadTask *task, int type, int elements, const char *str,
 }
 
 
+/* as hiredis' createStringObject(), the bytes right behind the object */
 static void *
 reply_string(const redisReadTask *task, char *str, size_t len)
 {
-    return allowed(task, task->type, -1, str, len)
-           ? hiredis_replies->createString(task, str, len) : NULL;
+    redisReply  *r, *parent;
+
+    if (!allowed(task, task->type, -1, str, len)
+        || len > SIZE_MAX - sizeof(redisReply) - 1)
+    {
+        return NULL;
+    }
+
+    r = malloc(sizeof(redisReply) + len + 1);
+    if (r == NULL) {
+        return NULL;
+    }
+
+    memset(r, 0, sizeof(redisReply));
+    r->type = task->type;
+    r->str = (char *) (r + 1);
+    r->len = len;
+    memcpy(r->str, str, len);
+    r->str[len] = '\0';
+
+    if (task->parent != NULL) {
+        parent = task->parent->obj;
+        parent->element[task->idx] = r;
+    }
+
+    return r;
 }
 
 
@@ -230,4 +265,29 @@ reply_nil(const redisReadTask *task)
 {
     return allowed(task, REDIS_REPLY_NIL, -1, NULL, 0)
            ? hiredis_replies->createNil(task) : NULL;
+}
+
+
+/* hiredis' freeReplyObject() but for a string, whose bytes are in the
+ * object's allocation (reply_string()); an array's elements may be NULL
+ * (a reply cut short by a reader error) */
+static void
+reply_free(void *reply)
+{
+    size_t       i;
+    redisReply  *r = reply;
+
+    if (r == NULL) {
+        return;
+    }
+
+    if (r->type == REDIS_REPLY_ARRAY && r->element != NULL) {
+        for (i = 0; i < r->elements; i++) {
+            reply_free(r->element[i]);
+        }
+
+        free(r->element);
+    }
+
+    free(r);
 }

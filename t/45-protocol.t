@@ -96,6 +96,17 @@ is($a->{headers}{traceparent}, $f->{tp},
     'traceparent: the span the job carried');
 redis_cmd('XACK', $STREAM, 'workers', $job->{entry});
 
+# ---- Server-Timing with CPU time: milliseconds with three decimals each
+$s = send_post('/jobs/manual', '{}');
+$job = take_job();
+$f = $job->{fields};
+redis_cmd('PUBLISH', $f->{reply}, "OR1 $f->{id} 200 5 1234567 10 0\n{}");
+$a = answer($s, time);
+is($a->{headers}{'server-timing'}, 'queue;dur=0.005, run;dur=1234.567, '
+    . "cpu;dur=0.010, traceparent;desc=\"$f->{tp}\"",
+    'Server-Timing with CPU time, each duration with three decimals');
+redis_cmd('XACK', $STREAM, 'workers', $job->{entry});
+
 # ---- other statuses pass through with their body
 for my $st (422, 404, 400, 504) {
     $s = send_post('/jobs/manual', '{}');

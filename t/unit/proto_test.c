@@ -268,6 +268,92 @@ test_result(void)
 /* tp and ts, which test_trace adds */
 #define TRACE_FIELDS  4
 
+/* Whether the XADD argv has the field name with the value "%lld" makes
+ * of n. */
+static int
+job_number(const char **argv, const size_t *argvlen, int argc,
+    const char *name, long long n)
+{
+    int   i;
+    char  want[24];
+
+    snprintf(want, sizeof(want), "%lld", n);
+
+    for (i = OFFLOAD_JOB_FIELDS_AT; i + 1 < argc; i += 2) {
+        if (argvlen[i] == strlen(name)
+            && memcmp(argv[i], name, argvlen[i]) == 0)
+        {
+            return argvlen[i + 1] == strlen(want)
+                   && memcmp(argv[i + 1], want, argvlen[i + 1]) == 0
+                   && argv[i + 1][argvlen[i + 1]] == '\0';
+        }
+    }
+
+    return 0;
+}
+
+
+/* An entry with only what every job has: a version, an id, "{}". */
+static void
+small_entry(offload_entry_t *in)
+{
+    memset(in, 0, sizeof(*in));
+    in->version = 1;
+    in->id.data = "0123456789abcdef00000000000000ff";
+    in->id.len = 32;
+    in->payload.data = "{}";
+    in->payload.len = 2;
+}
+
+
+/* A job's numbers are written by hand: as "%lld" writes them, at the
+ * edges too. */
+static void
+test_job_numbers(void)
+{
+    int                    argc, good, i;
+    const char            *argv[OFFLOAD_JOB_ARGC];
+    size_t                 argvlen[OFFLOAD_JOB_ARGC];
+    offload_entry_t        in;
+    offload_job_scratch_t  scratch;
+
+    static const long long  n[] = {
+        0, 1, 9, 10, 99, 100, 1700000005000LL, -1, -10,
+        INT64_MAX - 1, INT64_MIN
+    };
+    static const int  attempts[] = { 1, 9, 10, 2147483647, -2147483647 - 1 };
+
+    small_entry(&in);
+    good = 1;
+
+    for (i = 0; i < (int) (sizeof(n) / sizeof(n[0])); i++) {
+        in.deadline_ms = n[i];
+        in.submitted_ms = n[i] ? n[i] : 1;
+        in.body_len = n[i] > 0 ? n[i] : 1;
+        in.record_ttl_ms = n[i] > 0 ? n[i] : 1;
+        in.attempt = attempts[i % (sizeof(attempts) / sizeof(attempts[0]))];
+
+        argc = offload_job_argv(&in, "offload:{q}:jobs", &scratch, argv,
+                                argvlen);
+
+        good = good
+               && job_number(argv, argvlen, argc, OFFLOAD_F_DEADLINE,
+                             in.deadline_ms)
+               && job_number(argv, argvlen, argc, OFFLOAD_F_SUBMITTED,
+                             in.submitted_ms)
+               && job_number(argv, argvlen, argc, OFFLOAD_F_ATTEMPT,
+                             in.attempt)
+               && job_number(argv, argvlen, argc, OFFLOAD_F_BODY,
+                             in.body_len)
+               && job_number(argv, argvlen, argc, OFFLOAD_F_RECORD,
+                             in.record_ttl_ms);
+    }
+
+    ok(good, "a job's numbers as %%lld writes them, 0 to the edges of "
+       "int64");
+}
+
+
 static void
 test_job(void)
 {
@@ -604,6 +690,13 @@ test_addr_names_keys(void)
        && strcmp(buf, "offload:{echo}:reply:0123456789abcdef") == 0,
        "a queue's (sharded) reply channel");
     ok(offload_stream_key(buf, 10, "echo", 4) == -1, "key does not fit");
+    ok(offload_stream_key(buf, 19, "echo", 4) == -1
+       && offload_stream_key(buf, 20, "echo", 4) == 19
+       && strcmp(buf, "offload:{echo}:jobs") == 0,
+       "stream key: its NUL must fit too");
+    ok(offload_stream_key(buf, sizeof(buf), "ec\0ho", 5) == 17
+       && strcmp(buf, "offload:{ec}:jobs") == 0,
+       "stream key: the queue ends at a NUL, as with %%.*s");
     ok(offload_dead_key(buf, sizeof(buf), "echo", 4) == 19
        && strcmp(buf, "offload:{echo}:dead") == 0, "dead-letter key");
 }
@@ -700,12 +793,7 @@ test_trace(void)
        && offload_tracestate_check("a=\x01", 3) == -1,
        "tracestate: printable ASCII, not empty");
 
-    memset(&in, 0, sizeof(in));
-    in.version = 1;
-    in.id.data = "0123456789abcdef00000000000000ff";
-    in.id.len = 32;
-    in.payload.data = "{}";
-    in.payload.len = 2;
+    small_entry(&in);
     in.deadline_ms = OFFLOAD_NO_DEADLINE;
     in.attempt = 1;
     in.traceparent.data = "00-" TID "-" PID "-01";
@@ -750,6 +838,7 @@ main(void)
     test_json_runs();
     test_result();
     test_job();
+    test_job_numbers();
     test_trace();
     test_ids();
     test_addr_names_keys();
