@@ -232,6 +232,7 @@ struct offload_worker_s {
     char                         stream[OFFLOAD_KEY_MAX];
     char                         cancelled[OFFLOAD_KEY_MAX];
     char                         body_prefix[KEY_ROOM];
+    char                         result_prefix[KEY_ROOM];
     char                         prefetch[16];
     char                         slot_index[12];
     char                         ttl[16];
@@ -963,8 +964,8 @@ answer_instead(offload_worker_t *w, completion_t *c,
 static void
 completion_give_up(offload_worker_t *w, completion_t *c, const char *err)
 {
-    int            plen;
-    char           message[200], prefix[KEY_ROOM];
+    size_t         plen;
+    char           message[200];
     settles_t      st;
     const char    *q = w->queue->name;
     offload_str_t  entry_id, job_id;
@@ -979,15 +980,14 @@ completion_give_up(offload_worker_t *w, completion_t *c, const char *err)
 
     } else {
         /* the job id: the result key's end */
-        plen = offload_result_key(prefix, sizeof(prefix), q, strlen(q), "",
-                                  0);
+        plen = strlen(w->result_prefix);
 
-        if (plen >= 0 && c->arglen[C_RESULT_KEY] > (size_t) plen) {
+        if (c->arglen[C_RESULT_KEY] > plen) {
             log_error("%s: entry %.*s: redis refused its completion %d "
                       "times (%s): answering an error instead", w->name,
                       (int) entry_id.len, entry_id.data, c->tries, err);
             job_id.data = c->arg[C_RESULT_KEY] + plen;
-            job_id.len = c->arglen[C_RESULT_KEY] - (size_t) plen;
+            job_id.len = c->arglen[C_RESULT_KEY] - plen;
             answer_instead(w, c, &job_id, err, 1);
             return;
         }
@@ -1404,6 +1404,29 @@ completion_ready(offload_worker_t *w, completion_t *c)
 
 
 /*
+ * A job's result or body key: the worker's prefix (the queue's key for the
+ * empty id, made once) and the job's id, which usable_id() checked, as
+ * offload_result_key() and offload_body_key() make it, without their
+ * snprintf() for every job; -1 when it does not fit in KEY_ROOM.
+ */
+static int
+prefixed_key(char *buf, const char *prefix, const offload_str_t *id)
+{
+    size_t  plen = strlen(prefix);
+
+    if (plen + id->len >= KEY_ROOM) {
+        return -1;
+    }
+
+    memcpy(buf, prefix, plen);
+    memcpy(buf + plen, id->data, id->len);
+    buf[plen + id->len] = '\0';
+
+    return (int) (plen + id->len);
+}
+
+
+/*
  * Writes the result (its header line, then the JSON body) into a
  * completion's buffer and puts it on the ready list, or, for a result over
  * OFFLOAD_NOTICE_OVER, stages it first (then completes it alone).  The
@@ -1447,11 +1470,9 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
 
     /* only the keys the job has: most have no body key, nor a result
      * big enough to be staged */
-    keylen = offload_result_key(c->buf, KEY_ROOM, q, qlen, job_id->data,
-                                job_id->len);
+    keylen = prefixed_key(c->buf, w->result_prefix, job_id);
     bodylen = !w->body_keyed ? 0
-              : offload_body_key(c->buf + KEY_ROOM, KEY_ROOM, q, qlen,
-                                 job_id->data, job_id->len);
+              : prefixed_key(c->buf + KEY_ROOM, w->body_prefix, job_id);
     stagelen = !staged ? 0
                : offload_stage_key(c->buf + 2 * KEY_ROOM, KEY_ROOM, q, qlen,
                                    job_id->data, job_id->len, w->consumer);
@@ -3389,6 +3410,8 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
                           strlen(queue->name));
     offload_body_key(w.body_prefix, sizeof(w.body_prefix), queue->name,
                      strlen(queue->name), "", 0);
+    offload_result_key(w.result_prefix, sizeof(w.result_prefix),
+                       queue->name, strlen(queue->name), "", 0);
     snprintf(w.ttl, sizeof(w.ttl), "%d", conf->result_ttl_s);
     snprintf(w.ttl_ms, sizeof(w.ttl_ms), "%lld",
              (long long) conf->result_ttl_s * 1000);
