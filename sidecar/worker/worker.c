@@ -71,6 +71,7 @@
 #include "log.h"
 #include "memlimit.h"
 #include "redis_conn.h"
+#include "resp.h"
 #include "retry.h"
 #include "worker.h"
 
@@ -437,7 +438,7 @@ job_done(offload_worker_t *w, int ok, int64_t run_us)
 static void
 held_free(held_t *h)
 {
-    redisFreeCommand(h->cmd);
+    free(h->cmd);
     free(h);
 }
 
@@ -637,20 +638,20 @@ held_send(offload_worker_t *w, held_t *h)
 static int
 send_tracked(void *data, int argc, const char **argv, const size_t *argvlen)
 {
-    int                len;
+    size_t             len;
     held_t            *h;
     offload_worker_t  *w = data;
 
+    len = offload_resp_size(argc, argv, argvlen);
     h = calloc(1, sizeof(held_t));
-    len = h != NULL ? redisFormatCommandArgv(&h->cmd, argc, argv, argvlen)
-                    : -1;
-    if (len < 0) {
+    if (h == NULL || (h->cmd = malloc(len)) == NULL) {
         log_error("%s: out of memory sending a %s", w->name, argv[0]);
         out_of_memory(w);
     }
 
+    offload_resp_write(h->cmd, argc, argv, argvlen);
     h->worker = w;
-    h->len = (size_t) len;
+    h->len = len;
     if (w->settling != NULL) {
         h->settles = *w->settling;
     } else {
