@@ -39,6 +39,15 @@
 #include "log.h"
 #include "offload_reply_guard.h"
 #include "redis_conn.h"
+#include "resp.h"
+
+/* A command's text up to this size is made on the stack (a batch of 32
+ * small results' completion fits), a bigger one in one malloc. */
+#define FORMAT_STACK  16384
+
+/* hiredis' output buffer is kept from write to write up to this size
+ * (offload_redis_write()) */
+#define KEEP_OBUF     65536
 
 
 struct offload_redis_cmd_s {
@@ -1084,6 +1093,9 @@ offload_redis_command_block(offload_redis_conn_t *rc, int block_ms,
     redisCallbackFn *fn, void *privdata, int argc, const char **argv,
     const size_t *argvlen)
 {
+    int                   status;
+    char                  stack[FORMAT_STACK], *text;
+    size_t                len;
     offload_redis_cmd_t  *cmd;
 
     if (rc->ac == NULL
@@ -1094,8 +1106,22 @@ offload_redis_command_block(offload_redis_conn_t *rc, int block_ms,
         return REDIS_ERR;
     }
 
-    return cmd_sent(rc, cmd, redisAsyncCommandArgv(rc->ac, reply_cb, cmd,
-                                                   argc, argv, argvlen));
+    /* formatted here (resp.h), not by redisAsyncCommandArgv(): hiredis
+     * copies the text into its output buffer either way */
+    len = offload_resp_size(argc, argv, argvlen);
+    text = len <= sizeof(stack) ? stack : malloc(len);
+    if (text == NULL) {
+        return cmd_sent(rc, cmd, REDIS_ERR);
+    }
+
+    offload_resp_write(text, argc, argv, argvlen);
+    status = redisAsyncFormattedCommand(rc->ac, reply_cb, cmd, text, len);
+
+    if (text != stack) {
+        free(text);
+    }
+
+    return cmd_sent(rc, cmd, status);
 }
 
 
@@ -1122,6 +1148,54 @@ offload_redis_command_formatted(offload_redis_conn_t *rc, redisCallbackFn *fn,
 
     return cmd_sent(rc, c, redisAsyncFormattedCommand(rc->ac, reply_cb, c,
                                                       cmd, len));
+}
+
+
+/*
+ * hiredis' own write (redisBufferWrite) frees its output buffer once all
+ * of it is sent and starts an empty one, which the next command reallocs:
+ * a large block, for which glibc's malloc first merges every small block
+ * freed since (malloc_consolidate), and a worker frees hundreds with each
+ * read's reply.  Written here, a buffer up to KEEP_OBUF is kept.  A write
+ * that leaves bytes over, would block or fails, and a bigger buffer, go on
+ * hiredis' way: redisAsyncHandleWrite() arms the write watcher, or drops
+ * the connection.
+ */
+void
+offload_redis_write(offload_redis_conn_t *rc)
+{
+    size_t              len;
+    ssize_t             n;
+    redisAsyncContext  *ac = rc->ac;
+
+    if (ac == NULL || !(ac->c.flags & REDIS_CONNECTED)
+        || (len = sdslen(ac->c.obuf)) == 0)
+    {
+        return;
+    }
+
+    if (sdsalloc(ac->c.obuf) <= KEEP_OBUF) {
+        n = write(ac->c.fd, ac->c.obuf, len);
+
+        if (n == (ssize_t) len) {
+            sdsclear(ac->c.obuf);
+
+            /* what redisAsyncHandleWrite() does once all is written */
+            if (ac->ev.delWrite != NULL) {
+                ac->ev.delWrite(ac->ev.data);
+            }
+            if (ac->ev.addRead != NULL) {
+                ac->ev.addRead(ac->ev.data);
+            }
+            return;
+        }
+
+        if (n > 0) {
+            sdsrange(ac->c.obuf, (int) n, -1);
+        }
+    }
+
+    redisAsyncHandleWrite(ac);
 }
 
 

@@ -117,11 +117,16 @@ int offload_redis_command_block(offload_redis_conn_t *rc, int block_ms,
     redisCallbackFn *fn, void *privdata, int argc, const char **argv,
     const size_t *argvlen);
 
-/* A command sent as the formatted text cmd (redisFormatCommandArgv's),
+/* A command sent as the formatted text cmd (RESP, as resp.h writes it),
  * name its first word: one kept to be sent again as it was. */
 int offload_redis_command_formatted(offload_redis_conn_t *rc,
     redisCallbackFn *fn, void *privdata, const char *name, const char *cmd,
     size_t len);
+
+/* Writes the commands sent so far now, if the socket takes them, rather
+ * than when the loop next sees the socket writable: for a loop's last
+ * step before it waits. */
+void offload_redis_write(offload_redis_conn_t *rc);
 
 /* Sends a command made by another module (bad_job.c, retry.c) on the
  * caller's terms: offload_redis_send_plain sends it on the connection

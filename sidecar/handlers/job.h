@@ -37,6 +37,10 @@ struct offload_job_s {
     char      message[OFFLOAD_JOB_MESSAGE_MAX];
     int       retry;                /* a 422 offload_job_retry() left: the
                                        job may run again later */
+    const char *payload;            /* while run runs: its payload, checked
+                                       JSON, which a result of the very same
+                                       bytes (echo's) is not checked again */
+    size_t    payload_len;
 
     offload_hm_table_t *metrics;    /* its queue's, or NULL (offloadctl
                                        replay): records nothing */

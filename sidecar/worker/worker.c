@@ -64,12 +64,14 @@
 #include "bad_job.h"
 #include "clock.h"
 #include "crash.h"
+#include "entry.h"
 #include "error_doc.h"
 #include "exec_bridge.h"
 #include "job.h"
 #include "log.h"
 #include "memlimit.h"
 #include "redis_conn.h"
+#include "resp.h"
 #include "retry.h"
 #include "worker.h"
 
@@ -179,15 +181,6 @@ typedef struct held_s {
     settles_t             settles;
 } held_t;
 
-/* A stream entry copied out of an XREADGROUP reply, waiting its turn. */
-typedef struct batch_entry_s {
-    struct batch_entry_s  *next;
-    offload_str_t          id;
-    int                    started;     /* its record says running */
-    size_t                 nfields;
-    offload_str_t          fields[];    /* then the bytes they point to */
-} batch_entry_t;
-
 /* A job whose body is in its body key (a list of slices), being read an
  * element at a time. */
 typedef struct {
@@ -240,6 +233,7 @@ struct offload_worker_s {
     char                         stream[OFFLOAD_KEY_MAX];
     char                         cancelled[OFFLOAD_KEY_MAX];
     char                         body_prefix[KEY_ROOM];
+    char                         result_prefix[KEY_ROOM];
     char                         prefetch[16];
     char                         slot_index[12];
     char                         ttl[16];
@@ -264,6 +258,7 @@ struct offload_worker_s {
     ev_idle                      work;          /* runs the batch */
     batch_entry_t               *batch;         /* taken, not yet run */
     batch_entry_t               *batch_tail;
+    batch_entry_t               *spare_entries; /* recycled (entry.h) */
     completion_t                *free_list;
     body_read_t                  body;
     batch_entry_t               *gate;          /* its start script sent */
@@ -443,7 +438,7 @@ job_done(offload_worker_t *w, int ok, int64_t run_us)
 static void
 held_free(held_t *h)
 {
-    redisFreeCommand(h->cmd);
+    free(h->cmd);
     free(h);
 }
 
@@ -643,20 +638,20 @@ held_send(offload_worker_t *w, held_t *h)
 static int
 send_tracked(void *data, int argc, const char **argv, const size_t *argvlen)
 {
-    int                len;
+    size_t             len;
     held_t            *h;
     offload_worker_t  *w = data;
 
+    len = offload_resp_size(argc, argv, argvlen);
     h = calloc(1, sizeof(held_t));
-    len = h != NULL ? redisFormatCommandArgv(&h->cmd, argc, argv, argvlen)
-                    : -1;
-    if (len < 0) {
+    if (h == NULL || (h->cmd = malloc(len)) == NULL) {
         log_error("%s: out of memory sending a %s", w->name, argv[0]);
         out_of_memory(w);
     }
 
+    offload_resp_write(h->cmd, argc, argv, argvlen);
     h->worker = w;
-    h->len = (size_t) len;
+    h->len = len;
     if (w->settling != NULL) {
         h->settles = *w->settling;
     } else {
@@ -970,8 +965,8 @@ answer_instead(offload_worker_t *w, completion_t *c,
 static void
 completion_give_up(offload_worker_t *w, completion_t *c, const char *err)
 {
-    int            plen;
-    char           message[200], prefix[KEY_ROOM];
+    size_t         plen;
+    char           message[200];
     settles_t      st;
     const char    *q = w->queue->name;
     offload_str_t  entry_id, job_id;
@@ -986,15 +981,14 @@ completion_give_up(offload_worker_t *w, completion_t *c, const char *err)
 
     } else {
         /* the job id: the result key's end */
-        plen = offload_result_key(prefix, sizeof(prefix), q, strlen(q), "",
-                                  0);
+        plen = strlen(w->result_prefix);
 
-        if (plen >= 0 && c->arglen[C_RESULT_KEY] > (size_t) plen) {
+        if (c->arglen[C_RESULT_KEY] > plen) {
             log_error("%s: entry %.*s: redis refused its completion %d "
                       "times (%s): answering an error instead", w->name,
                       (int) entry_id.len, entry_id.data, c->tries, err);
             job_id.data = c->arg[C_RESULT_KEY] + plen;
-            job_id.len = c->arglen[C_RESULT_KEY] - (size_t) plen;
+            job_id.len = c->arglen[C_RESULT_KEY] - plen;
             answer_instead(w, c, &job_id, err, 1);
             return;
         }
@@ -1377,19 +1371,12 @@ flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 static void
 out_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 {
-    redisAsyncContext  *ac;
-    offload_worker_t   *w = p->data;
+    offload_worker_t  *w = p->data;
 
     (void) loop;
     (void) revents;
 
-    ac = w->conn.ac;
-
-    if (ac != NULL && (ac->c.flags & REDIS_CONNECTED)
-        && sdslen(ac->c.obuf) > 0)
-    {
-        redisAsyncHandleWrite(ac);
-    }
+    offload_redis_write(&w->conn);
 }
 
 
@@ -1414,6 +1401,29 @@ completion_ready(offload_worker_t *w, completion_t *c)
     {
         flush_completions(w);
     }
+}
+
+
+/*
+ * A job's result or body key: the worker's prefix (the queue's key for the
+ * empty id, made once) and the job's id, which usable_id() checked, as
+ * offload_result_key() and offload_body_key() make it, without their
+ * snprintf() for every job; -1 when it does not fit in KEY_ROOM.
+ */
+static int
+prefixed_key(char *buf, const char *prefix, const offload_str_t *id)
+{
+    size_t  plen = strlen(prefix);
+
+    if (plen + id->len >= KEY_ROOM) {
+        return -1;
+    }
+
+    memcpy(buf, prefix, plen);
+    memcpy(buf + plen, id->data, id->len);
+    buf[plen + id->len] = '\0';
+
+    return (int) (plen + id->len);
 }
 
 
@@ -1461,11 +1471,9 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
 
     /* only the keys the job has: most have no body key, nor a result
      * big enough to be staged */
-    keylen = offload_result_key(c->buf, KEY_ROOM, q, qlen, job_id->data,
-                                job_id->len);
+    keylen = prefixed_key(c->buf, w->result_prefix, job_id);
     bodylen = !w->body_keyed ? 0
-              : offload_body_key(c->buf + KEY_ROOM, KEY_ROOM, q, qlen,
-                                 job_id->data, job_id->len);
+              : prefixed_key(c->buf + KEY_ROOM, w->body_prefix, job_id);
     stagelen = !staged ? 0
                : offload_stage_key(c->buf + 2 * KEY_ROOM, KEY_ROOM, q, qlen,
                                    job_id->data, job_id->len, w->consumer);
@@ -2208,7 +2216,7 @@ take_entry(offload_worker_t *w, redisReply *entry)
                  ? fields->element[i]->len : 0;
     }
 
-    e = malloc(sizeof(batch_entry_t) + n * sizeof(offload_str_t) + bytes);
+    e = offload_entry_get(&w->spare_entries, n, bytes);
     if (e == NULL) {
         log_error("%s: out of memory taking entry %.*s", w->name,
                   (int) entry_id.len, entry_id.data);
@@ -2228,7 +2236,7 @@ take_entry(offload_worker_t *w, redisReply *entry)
     for (i = 0; i < n; i++) {
         if (fields->element[i]->type != REDIS_REPLY_STRING) {
             bad_entry(w, &e->id, e->fields, i, "field is not a string");
-            free(e);
+            offload_entry_put(&w->spare_entries, e);
             return 0;
         }
 
@@ -2256,7 +2264,7 @@ body_read_end(offload_worker_t *w)
     body_read_t  *b = &w->body;
 
     free(b->buf);
-    free(b->entry);
+    offload_entry_put(&w->spare_entries, b->entry);
     memset(b, 0, sizeof(*b));
     resume(w);
 }
@@ -2533,7 +2541,7 @@ gate_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (reply == NULL) {
-        free(e);
+        offload_entry_put(&w->spare_entries, e);
         return;
     }
 
@@ -2547,7 +2555,7 @@ gate_cb(redisAsyncContext *ac, void *r, void *privdata)
     if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
         log_info("%s: entry %.*s: its job was cancelled, not run", w->name,
                  (int) e->id.len, e->id.data);
-        free(e);
+        offload_entry_put(&w->spare_entries, e);
         resume(w);
         maybe_exit(w);
         return;
@@ -2666,7 +2674,7 @@ batch_clear(offload_worker_t *w)
 
     while ((e = w->batch) != NULL) {
         w->batch = e->next;
-        free(e);
+        offload_entry_put(&w->spare_entries, e);
     }
 
     w->batch_tail = NULL;
@@ -2700,7 +2708,7 @@ work_cb(struct ev_loop *loop, ev_idle *idle, int revents)
         w->batch = e->next;
 
         if (run_entry(w, e) == 0) {
-            free(e);
+            offload_entry_put(&w->spare_entries, e);
         }
 
     } while (w->batch && !moving(w)
@@ -2803,7 +2811,7 @@ batch_drop(offload_worker_t *w, const char *entry_id, size_t len)
 
         prev = *at;
         *at = prev->next;
-        free(prev);
+        offload_entry_put(&w->spare_entries, prev);
         return;
     }
 }
@@ -3120,7 +3128,7 @@ static void
 send_read(offload_worker_t *w)
 {
     int          argc = 0;
-    const char  *argv[12];
+    const char  *argv[12], *zcard[2];
 
     flush_completions(w);       /* before a read that may block */
 
@@ -3175,12 +3183,17 @@ send_read(offload_worker_t *w)
     argv[argc++] = w->stream;
     argv[argc++] = w->in_history ? w->history_id : ">";
 
+    /* by argv, not a format string: hiredis' printf-like formatting is
+     * paid on every read */
+    zcard[0] = "ZCARD";
+    zcard[1] = w->cancelled;
+
     if (offload_redis_command_block(&w->conn,
                                     w->in_history ? 0 : READ_BLOCK_MS,
                                     read_cb, w, argc, argv, NULL)
         != REDIS_OK
-        || offload_redis_command(&w->conn, cancelled_count_cb, w,
-                                 "ZCARD %s", w->cancelled)
+        || offload_redis_command_argv(&w->conn, cancelled_count_cb, w, 2,
+                                      zcard, NULL)
            != REDIS_OK)
     {
         log_error("%s: cannot send XREADGROUP", w->name);
@@ -3305,7 +3318,8 @@ disconnected(offload_redis_conn_t *rc)
         body_read_end(w);
     }
 
-    free(w->gate);              /* read again with the history */
+    offload_entry_put(&w->spare_entries, w->gate);  /* read again with
+                                                       the history */
     w->gate = NULL;
     w->checking = 0;
 
@@ -3397,6 +3411,8 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
                           strlen(queue->name));
     offload_body_key(w.body_prefix, sizeof(w.body_prefix), queue->name,
                      strlen(queue->name), "", 0);
+    offload_result_key(w.result_prefix, sizeof(w.result_prefix),
+                       queue->name, strlen(queue->name), "", 0);
     snprintf(w.ttl, sizeof(w.ttl), "%d", conf->result_ttl_s);
     snprintf(w.ttl_ms, sizeof(w.ttl_ms), "%lld",
              (long long) conf->result_ttl_s * 1000);
@@ -3519,7 +3535,7 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     held_clear(&w);
     completion_put_all(&w, w.ready);
     free(w.body.buf);
-    free(w.body.entry);
+    offload_entry_put(&w.spare_entries, w.body.entry);
     offload_job_trim(&w.job, 0);
 
     if (w.stage.c != NULL) {
@@ -3540,6 +3556,8 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
         free(c->buf);
         free(c);
     }
+
+    offload_entry_spares_free(&w.spare_entries);
 
     if (queue->handler->fini != NULL) {
         queue->handler->fini(&w.slot);

@@ -90,6 +90,22 @@ answers_nothing(offload_job_t *j, const char *payload, size_t len)
 }
 
 
+/* Its payload back, whole or all but its last byte: only the very bytes
+ * checked as the payload go unchecked. */
+static int
+answers_payload(offload_job_t *j, const char *payload, size_t len)
+{
+    return offload_job_result(j, payload, len);
+}
+
+
+static int
+answers_payload_cut(offload_job_t *j, const char *payload, size_t len)
+{
+    return offload_job_result(j, payload, len - 1);
+}
+
+
 static int
 answers_garbage(offload_job_t *j, const char *payload, size_t len)
 {
@@ -182,6 +198,15 @@ test_job(void)
        "a result that is not JSON: 500 bad_result");
     is_str(job.message, "the handler's result is not JSON: unexpected end "
            "of input at byte 5", "bad result: message");
+
+    call(answers_payload, "{\"a\":[1]}");
+    ok(job.status == 200 && job.result_len == 9
+       && memcmp(job.result, "{\"a\":[1]}", 9) == 0,
+       "its payload back: 200 with the same bytes");
+
+    call(answers_payload_cut, "{\"a\":[1]}");
+    ok(job.status == 500 && strcmp(job.code, "bad_result") == 0,
+       "part of its payload, not JSON: 500 bad_result");
 
     call(fails_with_code, "[1]");
     ok(job.status == 422 && strcmp(job.code, "no_text") == 0,
