@@ -1109,7 +1109,7 @@ offload_redis_command_block(offload_redis_conn_t *rc, int block_ms,
     /* formatted here (resp.h), not by redisAsyncCommandArgv(): hiredis
      * copies the text into its output buffer either way */
     len = offload_resp_size(argc, argv, argvlen);
-    text = len <= sizeof(stack) ? stack : malloc(len);
+    text = len < sizeof(stack) ? stack : malloc(len + 1);
     if (text == NULL) {
         return cmd_sent(rc, cmd, REDIS_ERR);
     }

@@ -90,4 +90,6 @@ offload_resp_write(char *buf, int argc, const char **argv,
         *p++ = '\r';
         *p++ = '\n';
     }
+
+    *p = '\0';
 }

@@ -13,7 +13,9 @@
 /* The bytes the command argv (argvlen NULL: argv's strlen()s) takes. */
 size_t offload_resp_size(int argc, const char **argv, const size_t *argvlen);
 
-/* Writes the command into buf, offload_resp_size() bytes (no NUL). */
+/* Writes the command into buf, offload_resp_size() bytes, and a NUL after
+ * them (buf holds one byte more): hiredis 0.14 reads the byte after a
+ * command's first argument, to see whether a second one follows. */
 void offload_resp_write(char *buf, int argc, const char **argv,
     const size_t *argvlen);
 

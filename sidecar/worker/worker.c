@@ -644,7 +644,7 @@ send_tracked(void *data, int argc, const char **argv, const size_t *argvlen)
 
     len = offload_resp_size(argc, argv, argvlen);
     h = calloc(1, sizeof(held_t));
-    if (h == NULL || (h->cmd = malloc(len)) == NULL) {
+    if (h == NULL || (h->cmd = malloc(len + 1)) == NULL) {
         log_error("%s: out of memory sending a %s", w->name, argv[0]);
         out_of_memory(w);
     }

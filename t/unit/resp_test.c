@@ -25,15 +25,15 @@ same(int argc, const char **argv, const size_t *argvlen)
 
     wlen = redisFormatCommandArgv(&want, argc, argv, argvlen);
     size = offload_resp_size(argc, argv, argvlen);
-    got = malloc(size + 1);
+    got = malloc(size + 2);
     if (wlen < 0 || got == NULL) {
         return 0;
     }
 
-    got[size] = 'X';            /* nothing written past size */
+    got[size + 1] = 'X';        /* nothing written past the NUL */
     offload_resp_write(got, argc, argv, argvlen);
     agree = (size_t) wlen == size && memcmp(got, want, size) == 0
-            && got[size] == 'X';
+            && got[size] == '\0' && got[size + 1] == 'X';
 
     free(got);
     redisFreeCommand(want);
