@@ -60,7 +60,9 @@ typedef struct {
      * handler. */
     const char  *name;
 
-    /* Runs one job; payload is len bytes, not NUL-terminated. */
+    /* Runs one job; payload is len bytes, not NUL-terminated, and read
+     * only: a result that is those very bytes (an echo) is not checked as
+     * JSON again. */
     int        (*run)(offload_job_t *job, const char *payload, size_t len);
 
     /* Optional (NULL): once in each worker process that runs this handler,
