@@ -241,7 +241,7 @@ near(ms_of($col[8]), $merged{0.99}, undef, 'two nodes: offloadctl queues: '
 # a node without published buckets (an older sidecar): the queue shows the
 # figures of the node that reported last, as before
 redis_cmd('DEL', 'offload:{ctl}:node:fake:runs');
-my $p99;
+$p99 = undef;
 wait_until(sub {
     $p99 = http('GET', '/status')->{json}{queues}{sleep}{run_p99_ms};
     defined $p99 && $p99 == 1
