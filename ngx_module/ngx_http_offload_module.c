@@ -1199,7 +1199,7 @@ ngx_http_offload_timing_metric(u_char *p, u_char *name, size_t len,
     int64_t us)
 {
     p = ngx_cpymem(p, name, len);
-    p = ngx_http_offload_decimal(p, us / 1000);
+    p = (u_char *) offload_decimal((char *) p, us / 1000);
 
     *p++ = '.';
     *p++ = (u_char) ('0' + us / 100 % 10);

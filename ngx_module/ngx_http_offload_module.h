@@ -529,31 +529,6 @@ ngx_http_offload_now_us(void)
 }
 
 
-/* n in decimal at p: on the request path ngx_sprintf()'s format parsing
- * costs more than the digits, and a call of memcpy() more than copying
- * the few of them */
-
-static ngx_inline u_char *
-ngx_http_offload_decimal(u_char *p, uint64_t n)
-{
-    u_char  *d, *end, digits[NGX_INT64_LEN];
-
-    end = digits + NGX_INT64_LEN;
-    d = end;
-
-    do {
-        *--d = (u_char) ('0' + n % 10);
-        n /= 10;
-    } while (n);
-
-    while (d < end) {
-        *p++ = *d++;
-    }
-
-    return p;
-}
-
-
 /* the pending requests a peer's replies are looked up in: a cluster's
  * masters share their cluster's */
 

@@ -21,6 +21,7 @@
 
 #include "ngx_http_offload_module.h"
 #include "offload_reply_guard.h"
+#include "offload_resp.h"
 
 
 /*
@@ -73,7 +74,6 @@ static ngx_uint_t ngx_http_offload_window(ngx_http_offload_cursor_t *at,
     size_t len, ngx_str_t *part);
 static size_t ngx_http_offload_resp_len(int from, int to,
     const size_t *argvlen);
-static u_char *ngx_http_offload_resp_line(u_char *p, u_char type, size_t n);
 static u_char *ngx_http_offload_resp_args(u_char *p, int from, int to,
     const char **argv, const size_t *argvlen);
 
@@ -366,12 +366,12 @@ ngx_http_offload_link_ping(ngx_http_offload_link_t *link, const char *arg)
 
 
 /*
- * The command is formatted here, not by redisAsyncCommandArgv(): hiredis
- * 0.14 formats each argument's length with sdscatfmt() and grows an sds a
- * piece at a time, a quarter of the instructions nginx spent on an echo
- * job.  A small command is formatted on the stack, NUL-terminated:
- * hiredis looks one byte past a command's first argument (for a second
- * one).
+ * The command is formatted here (proto/offload_resp.c, as the sidecar's),
+ * not by redisAsyncCommandArgv(): hiredis 0.14 formats each argument's
+ * length with sdscatfmt() and grows an sds a piece at a time, a quarter of
+ * the instructions nginx spent on an echo job.  A small command is
+ * formatted on the stack, NUL-terminated: hiredis looks one byte past a
+ * command's first argument (for a second one).
  */
 
 ngx_int_t
@@ -379,32 +379,28 @@ ngx_http_offload_link_send(ngx_http_offload_link_t *link, redisCallbackFn *fn,
     void *privdata, int argc, const char **argv, const size_t *argvlen)
 {
     int      rc;
-    u_char  *cmd, *p, buf[NGX_HTTP_OFFLOAD_SEND_BUF];
+    char    *cmd, buf[NGX_HTTP_OFFLOAD_SEND_BUF];
     size_t   len;
 
     if (link->ac == NULL) {
         return NGX_ERROR;
     }
 
-    len = sizeof("*\r\n") + NGX_INT_T_LEN
-          + ngx_http_offload_resp_len(0, argc, argvlen);
+    len = offload_resp_size(argc, argv, argvlen);
 
-    if (len <= sizeof(buf)) {
+    if (len < sizeof(buf)) {
         cmd = buf;
 
     } else {
-        cmd = ngx_alloc(len, link->log);
+        cmd = ngx_alloc(len + 1, link->log);
         if (cmd == NULL) {
             return NGX_ERROR;
         }
     }
 
-    p = ngx_http_offload_resp_line(cmd, '*', argc);
-    p = ngx_http_offload_resp_args(p, 0, argc, argv, argvlen);
-    *p = '\0';
+    offload_resp_write(cmd, argc, argv, argvlen);
 
-    rc = redisAsyncFormattedCommand(link->ac, fn, privdata, (char *) cmd,
-                                    p - cmd);
+    rc = redisAsyncFormattedCommand(link->ac, fn, privdata, cmd, len);
 
     if (cmd != buf) {
         ngx_free(cmd);
@@ -489,9 +485,9 @@ ngx_http_offload_link_stream(ngx_http_offload_link_t *link,
     st->part = part;
 
     part->data = p;
-    p = ngx_http_offload_resp_line(p, '*', argc);
+    p = (u_char *) offload_resp_line((char *) p, '*', argc);
     p = ngx_http_offload_resp_args(p, 0, big, argv, argvlen);
-    p = ngx_http_offload_resp_line(p, '$', argvlen[big]);
+    p = (u_char *) offload_resp_line((char *) p, '$', argvlen[big]);
     part->len = p - part->data;
     part++;
 
@@ -580,15 +576,13 @@ ngx_int_t
 ngx_http_offload_link_post(ngx_http_offload_link_t *link, int argc,
     const char **argv, const size_t *argvlen)
 {
-    u_char                     *p;
     size_t                      len;
     ngx_http_offload_stream_t  *st;
 
-    len = sizeof("*\r\n") - 1 + NGX_INT_T_LEN
-          + ngx_http_offload_resp_len(0, argc, argvlen);
+    len = offload_resp_size(argc, argv, argvlen);
 
     st = ngx_alloc(sizeof(ngx_http_offload_stream_t) + sizeof(ngx_str_t)
-                   + len, link->log);
+                   + len + 1, link->log);
     if (st == NULL) {
         return NGX_ERROR;
     }
@@ -598,10 +592,9 @@ ngx_http_offload_link_post(ngx_http_offload_link_t *link, int argc,
     st->part = (ngx_str_t *) (st + 1);
     st->part->data = (u_char *) (st->part + 1);
 
-    p = ngx_http_offload_resp_line(st->part->data, '*', argc);
-    p = ngx_http_offload_resp_args(p, 0, argc, argv, argvlen);
+    offload_resp_write((char *) st->part->data, argc, argv, argvlen);
 
-    st->part->len = p - st->part->data;
+    st->part->len = len;
     st->nparts = 1;
     st->total = st->part->len;
     st->fn = ngx_http_offload_link_logged;
@@ -627,19 +620,17 @@ ngx_http_offload_link_small(ngx_pool_t *pool,
     ngx_http_offload_small_t *small, redisCallbackFn *fn, void *privdata,
     int argc, const char **argv, const size_t *argvlen)
 {
-    u_char  *p;
+    size_t  len;
 
-    p = ngx_pnalloc(pool, sizeof("*\r\n") + NGX_INT_T_LEN
-                          + ngx_http_offload_resp_len(0, argc, argvlen));
-    if (p == NULL) {
+    len = offload_resp_size(argc, argv, argvlen);
+
+    small->cmd.data = ngx_pnalloc(pool, len + 1);
+    if (small->cmd.data == NULL) {
         return NGX_ERROR;
     }
 
-    small->cmd.data = p;
-    p = ngx_http_offload_resp_line(p, '*', argc);
-    p = ngx_http_offload_resp_args(p, 0, argc, argv, argvlen);
-    small->cmd.len = p - small->cmd.data;
-    *p = '\0';
+    offload_resp_write((char *) small->cmd.data, argc, argv, argvlen);
+    small->cmd.len = len;
 
     small->fn = fn;
     small->privdata = privdata;
@@ -704,21 +695,6 @@ ngx_http_offload_resp_len(int from, int to, const size_t *argvlen)
 }
 
 
-/* "<type><n>\r\n": a command's first line ('*', its argument count) or an
- * argument's ('$', its length) */
-
-static u_char *
-ngx_http_offload_resp_line(u_char *p, u_char type, size_t n)
-{
-    *p++ = type;
-    p = ngx_http_offload_decimal(p, n);
-    *p++ = '\r';
-    *p++ = '\n';
-
-    return p;
-}
-
-
 static u_char *
 ngx_http_offload_resp_args(u_char *p, int from, int to, const char **argv,
     const size_t *argvlen)
@@ -726,7 +702,7 @@ ngx_http_offload_resp_args(u_char *p, int from, int to, const char **argv,
     int  i;
 
     for (i = from; i < to; i++) {
-        p = ngx_http_offload_resp_line(p, '$', argvlen[i]);
+        p = (u_char *) offload_resp_line((char *) p, '$', argvlen[i]);
         p = ngx_cpymem(p, argv[i], argvlen[i]);
         *p++ = '\r';
         *p++ = '\n';

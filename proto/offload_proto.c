@@ -882,6 +882,25 @@ put_arg(const char **argv, size_t *argvlen, int *argc, const char *data,
     put_arg(argv, argvlen, &argc, data, len)
 
 
+char *
+offload_decimal(char *p, uint64_t n)
+{
+    char  digits[20], *d = digits + sizeof(digits);
+
+    do {
+        *--d = (char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    /* a loop, not memcpy(): a call costs more than the few digits */
+    while (d < digits + sizeof(digits)) {
+        *p++ = *d++;
+    }
+
+    return p;
+}
+
+
 /*
  * n in decimal as "%lld" writes it, NUL-terminated, into buf (21 bytes
  * hold any long long); returns its length.  By hand: snprintf() took most
@@ -890,26 +909,17 @@ put_arg(const char **argv, size_t *argvlen, int *argc, const char *data,
 static size_t
 put_int(char *buf, long long n)
 {
-    char                d[24], *p = d + sizeof(d);
-    size_t              len;
-    unsigned long long  u;
-
-    u = n < 0 ? 0 - (unsigned long long) n : (unsigned long long) n;
-
-    do {
-        *--p = (char) ('0' + u % 10);
-        u /= 10;
-    } while (u);
+    char  *p = buf;
 
     if (n < 0) {
-        *--p = '-';
+        *p++ = '-';
     }
 
-    len = (size_t) (d + sizeof(d) - p);
-    memcpy(buf, p, len);
-    buf[len] = '\0';
+    p = offload_decimal(p, n < 0 ? 0 - (unsigned long long) n
+                                 : (unsigned long long) n);
+    *p = '\0';
 
-    return len;
+    return (size_t) (p - buf);
 }
 
 

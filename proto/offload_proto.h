@@ -283,6 +283,11 @@ int offload_queue_name_valid(const char *name, size_t len);
 
 unsigned offload_reconnect_delay_ms(unsigned retries, long rnd);
 
+/* n in decimal at p, without a NUL (20 bytes at most); returns the end.
+ * For the hot paths, where snprintf()'s format parsing costs more than
+ * the digits: a job's argv, a command's RESP lines, Server-Timing. */
+char *offload_decimal(char *p, uint64_t n);
+
 /* The key formatters return the length written (like snprintf), or -1 if
  * it did not fit. */
 int offload_stream_key(char *buf, size_t size, const char *queue, size_t qlen);

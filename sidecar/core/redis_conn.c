@@ -39,7 +39,7 @@
 #include "log.h"
 #include "offload_reply_guard.h"
 #include "redis_conn.h"
-#include "resp.h"
+#include "offload_resp.h"
 
 /* A command's text up to this size is made on the stack (a batch of 32
  * small results' completion fits), a bigger one in one malloc. */
@@ -1106,7 +1106,7 @@ offload_redis_command_block(offload_redis_conn_t *rc, int block_ms,
         return REDIS_ERR;
     }
 
-    /* formatted here (resp.h), not by redisAsyncCommandArgv(): hiredis
+    /* formatted here (offload_resp.h), not by redisAsyncCommandArgv(): hiredis
      * copies the text into its output buffer either way */
     len = offload_resp_size(argc, argv, argvlen);
     text = len < sizeof(stack) ? stack : malloc(len + 1);

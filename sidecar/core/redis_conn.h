@@ -117,7 +117,7 @@ int offload_redis_command_block(offload_redis_conn_t *rc, int block_ms,
     redisCallbackFn *fn, void *privdata, int argc, const char **argv,
     const size_t *argvlen);
 
-/* A command sent as the formatted text cmd (RESP, as resp.h writes it),
+/* A command sent as the formatted text cmd (RESP, as offload_resp.h writes it),
  * name its first word: one kept to be sent again as it was. */
 int offload_redis_command_formatted(offload_redis_conn_t *rc,
     redisCallbackFn *fn, void *privdata, const char *name, const char *cmd,

@@ -71,7 +71,7 @@
 #include "log.h"
 #include "memlimit.h"
 #include "redis_conn.h"
-#include "resp.h"
+#include "offload_resp.h"
 #include "retry.h"
 #include "worker.h"
 

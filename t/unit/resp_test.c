@@ -1,6 +1,6 @@
 /*
- * resp_test.c -- a command's RESP text written by hand (sidecar/core/
- * resp.c) is byte for byte what hiredis' redisFormatCommandArgv() makes:
+ * resp_test.c -- a command's RESP text written by hand
+ * (proto/offload_resp.c) is byte for byte what hiredis' redisFormatCommandArgv() makes:
  * empty, binary and long arguments, lengths at the edges of a digit, and
  * argv's strlen()s when argvlen is NULL; printed as TAP.
  */
@@ -10,7 +10,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "resp.h"
+#include "offload_resp.h"
 #include "tap.h"
 
 

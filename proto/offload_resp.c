@@ -1,14 +1,17 @@
 /*
- * resp.c -- a command's RESP text, written by hand (resp.h): two passes,
- * one to size the buffer exactly, one to fill it; lengths in decimal
- * without printf's format parsing.
+ * offload_resp.c -- a command's RESP text, written by hand
+ * (offload_resp.h), for the sidecar and the module alike: two passes, one
+ * to size the buffer exactly, one to fill it; lengths in decimal without
+ * printf's format parsing.
  */
 
 #include <string.h>
 
-#include "resp.h"
+#include "offload_proto.h"
+#include "offload_resp.h"
 
 
+/* how many digits offload_decimal() writes for n */
 static size_t
 digits(size_t n)
 {
@@ -23,22 +26,11 @@ digits(size_t n)
 }
 
 
-/* <c><n>\r\n */
-static char *
-put_line(char *p, char c, size_t n)
+char *
+offload_resp_line(char *p, char type, size_t n)
 {
-    size_t  d = digits(n);
-    char   *q;
-
-    *p++ = c;
-    q = p + d;
-
-    do {
-        *--q = (char) ('0' + n % 10);
-        n /= 10;
-    } while (n != 0);
-
-    p += d;
+    *p++ = type;
+    p = offload_decimal(p, n);
     *p++ = '\r';
     *p++ = '\n';
 
@@ -78,11 +70,11 @@ offload_resp_write(char *buf, int argc, const char **argv,
     char   *p;
     size_t  len;
 
-    p = put_line(buf, '*', (size_t) argc);
+    p = offload_resp_line(buf, '*', (size_t) argc);
 
     for (i = 0; i < argc; i++) {
         len = arg_len(argv, argvlen, i);
-        p = put_line(p, '$', len);
+        p = offload_resp_line(p, '$', len);
         if (len > 0) {          /* an empty argument may have no bytes */
             memcpy(p, argv[i], len);
             p += len;
