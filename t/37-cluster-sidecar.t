@@ -132,7 +132,8 @@ sub submit {
 sub readers {
     my ($port) = @_;
     my $list = redis_cmd_at($port, 'CLIENT', 'LIST');
-    return scalar grep { /\bcmd=(xreadgroup|evalsha)\b/ } split /\n/, $list;
+    return scalar grep { /\bcmd=(xreadgroup|evalsha|exec)\b/ }
+        split /\n/, $list;
 }
 
 sub result_at {

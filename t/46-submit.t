@@ -60,8 +60,9 @@ sub result_of {
     return $res // '';
 }
 
-# Every message published anywhere until a marker of ours comes back.
-sub published_until_marker {
+# What was published anywhere until a marker of ours came back, as the
+# subscriber read it; published_until_marker: how many messages.
+sub published_text_until_marker {
     my ($sock) = @_;
     my $marker = 'marker-' . time;
     redis_cmd('PUBLISH', 'offload:test:marker', $marker);
@@ -69,7 +70,11 @@ sub published_until_marker {
     while (index($buf, $marker) < 0 && $sel->can_read(scaled(5))) {
         sysread($sock, $buf, 65536, length $buf) or last;
     }
-    return () = $buf =~ /pmessage/g;
+    return $buf;
+}
+
+sub published_until_marker {
+    return () = published_text_until_marker(@_) =~ /pmessage/g;
 }
 
 # ---- liboffload: its own test against this stack
@@ -105,6 +110,26 @@ ok($queue_us < 60_000_000, "its queue time counts from the entry id "
 ok(wait_until(sub { redis_cmd('XLEN', 'offload:{echo}:jobs') == 0
         && pending_jobs('echo') == 0 }, scaled(5), 'entry gone'),
     'the entry was acked and deleted');
+
+# ---- one job id in two entries (a copy of an entry; a node taken for dead
+# while it ran): both run, the first result is kept, and each run
+# publishes its own, the first run's first (docs/PROTOCOL.md, step 4: a
+# plain job completes by MULTI/EXEC; the script would publish the stored
+# one twice)
+my $twice = '0123456789abcdef00000000000000b1';
+my @entry = (v => 1, id => $twice, reply => 'offload:reply:twice');
+redis_cmd('XADD', 'offload:{echo}:jobs', '*', @entry, payload => '{"run":1}');
+my $first = result_of('echo', $twice);
+redis_cmd('XADD', 'offload:{echo}:jobs', '*', @entry, payload => '{"run":2}');
+ok(wait_until(sub { redis_cmd('XLEN', 'offload:{echo}:jobs') == 0
+        && pending_jobs('echo') == 0 }, scaled(5), 'both run'),
+    'one id in two entries: both acked and deleted');
+like($first, qr/\n\{"run":1\}\z/, 'the first run stored its result');
+is(redis_cmd('GET', "offload:{echo}:result:$twice"), $first,
+    'and the second kept it');
+my @runs = published_text_until_marker($watch)
+    =~ /offload:reply:twice\r\n\$\d+\r\nOR1 $twice 200 [^\n]*\n\{"run":(\d)\}/g;
+is("@runs", '1 2', 'each run published its own result, the first first');
 
 # a bad entry with an id and no reply: its error is stored, dead letter
 my $bad = '0123456789abcdef00000000000000a2';

@@ -127,7 +127,8 @@ ok(($doc->{result} // '') eq substr($big, 1, -1),
     'its 2 MB result, read whole');
 
 # ---- Redis forgets its scripts (SCRIPT FLUSH, as a restart does): the
-# worker's start script goes by EVAL after NOSCRIPT, and loads it again
+# worker's start and completion scripts go by EVAL after NOSCRIPT, and
+# load them again (a sync job's completion needs no script: t/41)
 redis_cmd('SCRIPT', 'FLUSH');
 $doc = job_until(submit('/async/echo', { after => 'flush' },
     'after SCRIPT FLUSH'), qr/^done$/);
@@ -137,6 +138,9 @@ ok($doc->{started_at}, 'the start script marked it running (started_at)');
 like(slurp(tmpdir() . '/sidecar.log'),
     qr/worker echo:0: job-start script not loaded, using EVAL/,
     'the start script went by EVAL after NOSCRIPT');
+like(slurp(tmpdir() . '/sidecar.log'),
+    qr/worker echo:0: completion script not loaded, using EVAL/,
+    'so did the completion script');
 
 # ---- Prefer: respond-async on a sync location
 $r = http('POST', '/sync/echo', '{"p":1}', { Prefer => 'respond-async' });
@@ -308,16 +312,14 @@ is(scalar(grep { grep { /^offload:job:/ } @$_ } @seen), 0,
 # (this job's: the supervisors' and nginx's periodic scripts come between
 # on a loaded machine)
 my $sync_id = $r->{headers}{'x-offload-job-id'} // '?';
-is_deeply([ map { $_->[1] } grep { $_->[1] =~ /^(XADD|EVALSHA|EVAL)$/i
+is_deeply([ map { $_->[1] } grep {
+        $_->[1] =~ /^(XADD|EVALSHA|EVAL|SET|PUBLISH)$/i
         && grep { index($_, $sync_id) >= 0 } @$_[2 .. $#$_] } @seen ],
-    [ 'XADD', 'EVALSHA' ], 'XADD, then the completion only');
-my ($completion) = grep { $_->[1] eq 'EVALSHA' } @seen;
-# sha, numkeys, stream, result key, group, TTL, then the job's 6: entry,
-# result, channel, shape, and its record's TTL and status, both ""; no
-# record key among the keys
-is(scalar(@$completion) - 2, 12, 'the completion: one job, 12 arguments');
-is_deeply([ @$completion[3, -2, -1] ], [ 2, '', '' ],
-    'none for a record');
+    [ 'XADD', 'SET', 'PUBLISH' ], 'XADD, then the completion only: its '
+    . 'result stored and published, with no script (MULTI/EXEC)');
+my ($set) = grep { $_->[1] eq 'SET' && $_->[2] =~ /\Q$sync_id\E\z/ } @seen;
+like(join(' ', @$set[4 .. $#$set]), qr/^NX PX \d+\z/,
+    'the result stored unless stored, with a TTL');
 
 # ---- docs/HTTP_API.md's examples, as written
 my ($section) = slurp("$FindBin::Bin/../docs/HTTP_API.md")

@@ -984,9 +984,10 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
  * Whether an answer to the command named (name, len: its first word) shows
  * that the link serves what it is for, which resets the reconnect backoff.
  * On a cluster, only a command on a key does: Redis answers the others
- * (a worker's SCRIPT LOAD first of all) even when every keyed command is
- * redirected (MOVED, ASK, TRYAGAIN, CLUSTERDOWN), and a link that is
- * redirected must back off, not reconnect ten times a second.
+ * (a worker's SCRIPT LOAD first of all, MULTI before a completion's
+ * commands) even when every keyed command is redirected (MOVED, ASK,
+ * TRYAGAIN, CLUSTERDOWN), and a link that is redirected must back off,
+ * not reconnect ten times a second.
  */
 static int
 proves_up(const offload_redis_conn_t *rc, const char *name, size_t len)
@@ -994,7 +995,7 @@ proves_up(const offload_redis_conn_t *rc, const char *name, size_t len)
     size_t              i;
     static const char  *keyless[] = {
         "SCRIPT", "PING", "ROLE", "WAIT", "CLIENT", "CLUSTER", "INFO",
-        "PUBLISH", "AUTH", "SELECT"
+        "PUBLISH", "AUTH", "SELECT", "MULTI"
     };
 
     if (rc->ep->nseeds == 0) {
