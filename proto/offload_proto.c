@@ -666,13 +666,35 @@ offload_stream_key(char *buf, size_t size, const char *queue, size_t qlen)
 }
 
 
+/* as snprintf() with "offload:{%.*s}:result:%.*s" would, each up to a NUL;
+ * by hand, as offload_stream_key(): nginx makes one for every job */
 int
 offload_result_key(char *buf, size_t size, const char *queue, size_t qlen,
     const char *id, size_t idlen)
 {
-    return fitted(snprintf(buf, size, OFFLOAD_RESULT_FMT, (int) qlen, queue,
-                           (int) idlen, id),
-                  size);
+    char    *p;
+    size_t   head, mid, len;
+
+    head = sizeof(OFFLOAD_STREAM_HEAD) - 1;
+    mid = sizeof(OFFLOAD_RESULT_MID) - 1;
+    qlen = strnlen(queue, qlen);
+    idlen = strnlen(id, idlen);
+    len = head + qlen + mid + idlen;
+
+    if (len >= size || len > INT_MAX) {
+        return -1;
+    }
+
+    memcpy(buf, OFFLOAD_STREAM_HEAD, head);
+    p = buf + head;
+    memcpy(p, queue, qlen);
+    p += qlen;
+    memcpy(p, OFFLOAD_RESULT_MID, mid);
+    p += mid;
+    memcpy(p, id, idlen);
+    buf[len] = '\0';
+
+    return (int) len;
 }
 
 
