@@ -35,11 +35,13 @@
  * OFFLOAD_CANCEL_FMT); node-level keys (the registry, drain flags, events,
  * crashes) all carry the tag {ctl}, so they share one slot too.
  */
-/* a queue's stream: OFFLOAD_STREAM_HEAD <queue> OFFLOAD_STREAM_TAIL, put
- * together by hand (offload_stream_key): nginx makes one for every job */
+/* a queue's stream: OFFLOAD_STREAM_HEAD <queue> OFFLOAD_STREAM_TAIL, a
+ * job's result: OFFLOAD_STREAM_HEAD <queue> OFFLOAD_RESULT_MID <job id>, put
+ * together by hand (offload_stream_key, offload_result_key): nginx makes
+ * both for every job */
 #define OFFLOAD_STREAM_HEAD        "offload:{"
 #define OFFLOAD_STREAM_TAIL        "}:jobs"
-#define OFFLOAD_RESULT_FMT         "offload:{%.*s}:result:%.*s"
+#define OFFLOAD_RESULT_MID         "}:result:"
 #define OFFLOAD_BODY_FMT           "offload:{%.*s}:body:%.*s"
 #define OFFLOAD_STAGE_FMT          "offload:{%.*s}:stage:%.*s:%s"
 #define OFFLOAD_REPLY_FMT          "offload:reply:%.*s"

@@ -3,6 +3,7 @@
  * result encoding round trips, ids, addresses, queue names, keys.
  */
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -702,6 +703,206 @@ test_addr_names_keys(void)
 }
 
 
+/*
+ * offload_result_header() and offload_result_key() are written by hand:
+ * what snprintf() wrote with these formats, byte for byte with its NUL, -1
+ * when that does not fit (one byte short), and never a byte past size.
+ */
+#define OLD_HEADER_FMT      "OR%d %.*s %d %lld %lld %lld %lld\n"
+#define OLD_RESULT_KEY_FMT  "offload:{%.*s}:result:%.*s"
+#define GUARD               0x5a
+
+typedef int (*format_pt)(char *buf, size_t size, const void *arg);
+
+typedef struct {
+    const char  *queue;
+    size_t       qlen;
+    const char  *id;
+    size_t       idlen;
+} key_arg_t;
+
+
+static int
+format_header(char *buf, size_t size, const void *arg)
+{
+    return offload_result_header(buf, size, arg);
+}
+
+
+static int
+format_key(char *buf, size_t size, const void *arg)
+{
+    const key_arg_t  *k = arg;
+
+    return offload_result_key(buf, size, k->queue, k->qlen, k->id, k->idlen);
+}
+
+
+/* 0 if format() gives want (wlen bytes and a NUL) in every size of buffer
+ * around it, else 1 with why on the TAP output */
+static int
+as_snprintf(format_pt format, const void *arg, const char *want, int wlen)
+{
+    int     n;
+    char    buf[1024];
+    size_t  i, k, size, sizes[4];
+
+    sizes[0] = sizeof(buf);
+    sizes[1] = (size_t) wlen + 1;       /* exactly big enough */
+    sizes[2] = (size_t) wlen;           /* one byte short */
+    sizes[3] = 0;
+
+    for (k = 0; k < 4; k++) {
+        size = sizes[k];
+        memset(buf, GUARD, sizeof(buf));
+        n = format(buf, size, arg);
+
+        if (size > (size_t) wlen
+            ? n != wlen || memcmp(buf, want, (size_t) wlen + 1) != 0
+            : n != -1)
+        {
+            for (i = 0; i < (size_t) wlen && buf[i] == want[i]; i++) {
+                /* void */
+            }
+
+            printf("# size %zu: returned %d, expected %d; byte %zu differs "
+                   "from '%.*s'\n", size, n,
+                   size > (size_t) wlen ? wlen : -1, i,
+                   (int) strcspn(want, "\n"), want);
+            return 1;
+        }
+
+        for (i = size; i < sizeof(buf); i++) {
+            if ((unsigned char) buf[i] != GUARD) {
+                printf("# size %zu: wrote byte %zu of '%s'\n", size, i,
+                       want);
+                return 1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+header_as_snprintf(const offload_result_t *res)
+{
+    int   wlen;
+    char  want[1024];
+
+    wlen = snprintf(want, sizeof(want), OLD_HEADER_FMT,
+                    OFFLOAD_PROTO_VERSION, (int) res->id.len, res->id.data,
+                    res->status, (long long) res->queue_us,
+                    (long long) res->run_us, (long long) res->cpu_us,
+                    (long long) res->rss_kb);
+
+    return as_snprintf(format_header, res, want, wlen);
+}
+
+
+static void
+test_result_bytes(void)
+{
+    int               bad, tried;
+    char              want[1024], longid[300];
+    size_t            i, j, s, v, nv;
+    uint64_t          x;
+    key_arg_t         k;
+    offload_result_t  res;
+
+    static const int      status[] = { 0, 100, 200, 422, 599, -1, INT_MIN,
+                                       INT_MAX };
+    static const int64_t  val[] = { 0, 1, 9, 10, 99, 100, 999, 1000,
+                                    123456789, 9999999999LL, -1, -9, -10,
+                                    -1000, 1000000000000000000LL,
+                                    -1000000000000000000LL, INT64_MAX,
+                                    INT64_MAX - 1, INT64_MIN,
+                                    INT64_MIN + 1 };
+    offload_str_t         ids[] = {
+        { "", 0 }, { "a", 1 }, { "0123456789abcdef0000000000000001", 32 },
+        { longid, OFFLOAD_JOB_ID_MAX }, { longid, sizeof(longid) },
+        { "ab\0cd", 5 }
+    };
+    static const key_arg_t  keys[] = {
+        { "echo", 4, "abc", 3 }, { "", 0, "", 0 }, { "echo", 4, "", 0 },
+        { "q", 1, "0123456789abcdef0000000000000001", 32 },
+        { "ec\0ho", 5, "abc", 3 }, { "echo", 4, "ab\0c", 4 },
+        { "echo", 2, "abc", 1 }
+    };
+
+    memset(longid, 'i', sizeof(longid));
+    memset(&res, 0, sizeof(res));
+    res.version = OFFLOAD_PROTO_VERSION;
+
+    res.id = ids[2];
+    res.status = 200;
+    res.queue_us = INT64_MIN;
+    res.run_us = INT64_MAX;
+    res.cpu_us = 0;
+    res.rss_kb = -1;
+    ok(offload_result_header(want, sizeof(want), &res) == 87
+       && strcmp(want, "OR1 0123456789abcdef0000000000000001 200 "
+                 "-9223372036854775808 9223372036854775807 0 -1\n") == 0,
+       "result header: INT64_MIN, INT64_MAX, 0, -1");
+
+    /* each id and status, each value in each place */
+    bad = 0;
+    tried = 0;
+    nv = sizeof(val) / sizeof(val[0]);
+
+    for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        for (s = 0; s < sizeof(status) / sizeof(status[0]); s++) {
+            for (v = 0; v < nv; v++) {
+                res.id = ids[i];
+                res.status = status[s];
+                res.queue_us = val[v];
+                res.run_us = val[(v + 1) % nv];
+                res.cpu_us = val[(v + 5) % nv];
+                res.rss_kb = val[(v + 11) % nv];
+                bad += header_as_snprintf(&res);
+                tried++;
+            }
+        }
+    }
+
+    /* numbers of every length and sign, from a fixed seed */
+    x = 88172645463325252ULL;
+    res.id = ids[2];
+
+    for (j = 0; j < 2000; j++) {
+        int64_t  *f[] = { &res.queue_us, &res.run_us, &res.cpu_us,
+                          &res.rss_kb };
+
+        for (i = 0; i < 4; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *f[i] = (int64_t) (x >> (x % 64));
+        }
+        res.status = (int) (x >> 40);
+        bad += header_as_snprintf(&res);
+        tried++;
+    }
+
+    ok(bad == 0, "result header: %d of %d inputs not as snprintf() wrote "
+       "them, in a roomy, exact, one byte short and empty buffer", bad,
+       tried);
+
+    bad = 0;
+    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        k = keys[i];
+        bad += as_snprintf(format_key, &k, want,
+                           snprintf(want, sizeof(want), OLD_RESULT_KEY_FMT,
+                                    (int) k.qlen, k.queue, (int) k.idlen,
+                                    k.id));
+    }
+
+    ok(bad == 0, "result key: %d of %zu inputs not as snprintf() wrote "
+       "them", bad, sizeof(keys) / sizeof(keys[0]));
+}
+
+
 /* The longest result key of the longest queue and job id fits. */
 static void
 test_key_room(void)
@@ -842,6 +1043,7 @@ main(void)
     test_trace();
     test_ids();
     test_addr_names_keys();
+    test_result_bytes();
     test_key_room();
     test_reconnect_delay();
     test_str_copy();
