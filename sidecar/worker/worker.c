@@ -1609,8 +1609,8 @@ completion_ready(offload_worker_t *w, completion_t *c)
 /*
  * A job's result or body key: the worker's prefix (the queue's key for the
  * empty id, made once) and the job's id, which usable_id() checked, as
- * offload_result_key() and offload_body_key() make it, without their
- * snprintf() for every job; -1 when it does not fit in KEY_ROOM.
+ * offload_result_key() and offload_body_key() make it, without working
+ * out the prefix again for every job; -1 when it does not fit in KEY_ROOM.
  */
 static int
 prefixed_key(char *buf, const char *prefix, const offload_str_t *id)
