@@ -221,7 +221,8 @@ sub redis_port { $S{redis_port} }
 sub redis_pid { $S{procs}{redis} && $S{procs}{redis}{pid} }
 
 # start_redis(password => 'pw', bind => ['127.0.0.1', '::1'],
-#             args => [more redis-server arguments], dir => ..., port => ...)
+#             args => [more redis-server arguments], dir => ..., port => ...,
+#             wrapper => [valgrind ...], timeout => seconds to answer PING)
 # With user => 'name', the test's own commands AUTH as that ACL user (which
 # args must define) instead of setting requirepass.
 sub start_redis {
@@ -233,7 +234,8 @@ sub start_redis {
     $S{redis_user} = $o{user} if exists $o{user};
     my @auth = defined $S{redis_password} && !defined $S{redis_user}
         ? ('--requirepass', $S{redis_password}) : ();
-    spawn('redis', "$dir/redis.log", {}, 'redis-server', '--port', $port,
+    spawn('redis', "$dir/redis.log", {}, @{ $o{wrapper} // [] },
+        'redis-server', '--port', $port,
         '--bind', @{ $o{bind} // ['127.0.0.1'] }, '--save', '',
         '--appendonly', 'no',
         '--dir', $dir, '--daemonize', 'no', @auth, @{ $o{args} // [] });
@@ -241,7 +243,7 @@ sub start_redis {
         die "redis-server exited\n" unless alive('redis');
         my $r = redis_cmd('PING');
         defined $r && !ref $r && $r eq 'PONG';
-    }, 10, "redis-server on port $port answers PING")
+    }, $o{timeout} // 10, "redis-server on port $port answers PING")
         or give_up("redis-server did not start: " . slurp("$dir/redis.log"));
     return $port;
 }
