@@ -60,6 +60,15 @@
 #    dead letter after the result, so sent again it adds one.  (Before:
 #    the first try's dead letter stayed: two dead letters, two jobs for a
 #    retry.)
+# 12. MULTI refused for good (an ACL without it, a renamed command): a
+#    plain job's completion, a transaction, runs its commands one by one
+#    (EXEC without MULTI); the worker says once that it completes by the
+#    script from then on, and no job waits.  (Before: every completion was
+#    refused and sent again by the script 0.1 s later, no job read
+#    meanwhile, an episode logged for each.)
+# 13. EXEC refused for good: Redis 7 discards the transaction (EXECABORT
+#    ... because of: NOPERM), and the worker completes by the script from
+#    then on, as in 12.  (Before: as in 12.)
 
 use strict;
 use warnings;
@@ -413,5 +422,37 @@ refused_dead_script(11, 'result',
     sub { redis_cmd('ACL', 'SETUSER', 'default', '-set',
         '(+set ~offload:{ctl}:*)') },
     sub { redis_cmd('ACL', 'SETUSER', 'default', 'clearselectors', '+set') });
+
+# ---- 12. and 13. MULTI, then EXEC, refused for good ---------------------
+
+for my $case ([ 12, 'multi' ], [ 13, 'exec' ]) {
+    my ($n, $cmd) = @$case;
+    # a worker that has not given up transactions yet
+    my $old = worker_pids()->{echo}[0];
+    kill 'KILL', $old;
+    my $new;
+    ok(wait_until(sub { $new = worker_pids()->{echo}[0];
+        $new && $new != $old && pending('echo') == 0
+        && (post_json('/jobs/echo', { warm => $n })->{status} // 0) == 200 },
+        scaled(15), 'a new echo worker'), "$n: a new echo worker");
+    my $episodes = log_count(qr/kept and sent again/);
+    redis_cmd('ACL', 'SETUSER', 'default', "-$cmd");
+    my $t0 = time;
+    my @r = map { post_json('/jobs/echo', { n => $_ }, 10) } 1 .. 10;
+    my $s = time - $t0;
+    redis_cmd('ACL', 'SETUSER', 'default', "+$cmd");
+    is(scalar(grep { ($_->{status} // 0) == 200
+        && ($_->{json}{n} // 0) > 0 } @r), 10,
+        sprintf('%d: %s refused: ten jobs answered in %.2f s', $n,
+            uc $cmd, $s));
+    is(log_count(qr/worker echo:0: MULTI or EXEC refused \(NOPERM/),
+        $n - 11, "$n: the worker says once that it completes by the "
+        . 'script from then on');
+    cmp_ok(log_count(qr/kept and sent again/) - $episodes, '<=', 1,
+        "$n: one completion refused, not one a job");
+    is(pending('echo'), 0, "$n: nothing left pending");
+}
+is(post_json('/jobs/echo', { after => 'transactions' })->{status}, 200,
+    'jobs run on');
 
 finish();

@@ -254,6 +254,9 @@ struct offload_worker_s {
                                                    master's, by ROLE; -1 */
     int                          role_refused;  /* this connection: logged,
                                                    not asked again */
+    int                          no_transactions;   /* MULTI or EXEC refused
+                                                       for good: completions
+                                                       by the script */
     int                          jobs_run;      /* for max_jobs_per_worker */
     int                          nogroup;       /* reads answered NOGROUP
                                                    in a row */
@@ -1056,40 +1059,62 @@ completion_refused(offload_worker_t *w, completion_t *c, const char *err)
 
 
 /*
- * Why a transaction (send_transaction()) failed, or NULL: EXEC answered
- * EXECABORT (a queued command was refused: why is in c->refusal), or
- * "EXEC without MULTI" (MULTI itself refused: the commands ran one by
- * one, in their order, and sending them again is harmless), or a command
- * failed when it ran.  A SET answered WRONGTYPE is no failure: a result
- * stored already, as a list (a staged one), and kept.  XACK and XDEL are
- * the last two.
+ * Why a transaction (send_transaction()) failed, or NULL.  EXECABORT: a
+ * queued command was refused (c->refusal keeps its reply), or EXEC itself
+ * (Redis 7: the reason after "because of: ").  "EXEC without MULTI":
+ * MULTI was refused (c->refusal), and the commands ran one by one, in
+ * their order: sending them again does no harm.  Any other error is
+ * EXEC's own refusal by a Redis 6, which leaves MULTI open on the link:
+ * it is dropped.  MULTI or EXEC refused for good (an ACL without them, a
+ * renamed command) makes the worker complete by the script from then on.
+ * An error in EXEC's array: a command failed when it ran (those after it
+ * ran all the same: a NOGROUP XACK, then the XDEL; the script stops at
+ * its first failure).
  */
 static const char *
-transaction_error(const completion_t *c, const redisReply *reply)
+transaction_error(offload_worker_t *w, const completion_t *c,
+    const redisReply *reply)
 {
     size_t       i;
-    redisReply  *e;
+    const char  *err, *because;
 
-    if (reply->type == REDIS_REPLY_ERROR) {
-        return c->refusal[0] != '\0' ? c->refusal : reply->str;
+    if (reply->type == REDIS_REPLY_ARRAY) {
+        for (i = 0; i < reply->elements; i++) {
+            if (reply->element[i]->type == REDIS_REPLY_ERROR) {
+                return reply->element[i]->str;
+            }
+        }
+
+        return NULL;
     }
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2) {
+    if (reply->type != REDIS_REPLY_ERROR) {
         return "EXEC answered neither an array of replies nor an error";
     }
 
-    for (i = 0; i < reply->elements; i++) {
-        e = reply->element[i];
-
-        if (e->type == REDIS_REPLY_ERROR
-            && (i >= reply->elements - 2
-                || strncmp(e->str, "WRONGTYPE", 9) != 0))
-        {
-            return e->str;
+    if (strncmp(reply->str, "EXECABORT", 9) == 0) {
+        if (c->refusal[0] != '\0') {
+            return c->refusal;
         }
+
+        because = strstr(reply->str, "because of: ");
+        err = because != NULL ? because + 12 : reply->str;
+
+    } else if (strstr(reply->str, "without MULTI") != NULL) {
+        err = c->refusal[0] != '\0' ? c->refusal : reply->str;
+
+    } else {
+        err = reply->str;
+        offload_redis_conn_out_of_step(&w->conn, "EXEC refused, MULTI open");
     }
 
-    return NULL;
+    if (!refusal_passes(err) && !w->no_transactions) {
+        log_error("%s: MULTI or EXEC refused (%s): jobs are completed by "
+                  "the script until this worker restarts", w->name, err);
+        w->no_transactions = 1;
+    }
+
+    return err;
 }
 
 
@@ -1142,7 +1167,7 @@ completion_cb(redisAsyncContext *ac, void *r, void *privdata)
         completion_lost(w, c);
 
     } else {
-        err = c->transaction ? transaction_error(c, reply)
+        err = c->transaction ? transaction_error(w, c, reply)
               : reply->type == REDIS_REPLY_ERROR ? reply->str : NULL;
 
         if (err != NULL) {
@@ -1366,13 +1391,14 @@ queued_cb(redisAsyncContext *ac, void *r, void *privdata)
 /* A command of a transaction after MULTI: one that cannot be sent (no
  * memory) would leave the connection inside the transaction. */
 static void
-send_queued(offload_worker_t *w, redisCallbackFn *fn, completion_t *c,
+send_queued(offload_worker_t *w, redisCallbackFn *fn, void *privdata,
     int argc, const char **argv, const size_t *argvlen)
 {
-    if (offload_redis_command_argv(&w->conn, fn, c, argc, argv, argvlen)
+    if (offload_redis_command_argv(&w->conn, fn, privdata, argc, argv,
+                                   argvlen)
         != REDIS_OK)
     {
-        log_error("%s: out of memory sending a completion", w->name);
+        log_error("%s: out of memory sending a transaction", w->name);
         out_of_memory(w);
     }
 }
@@ -1482,7 +1508,8 @@ send_completion(offload_worker_t *w, completion_t *c)
     const char    *argv[COMPLETE_ARGV_MAX];
     completion_t  *j;
 
-    c->transaction = c->tries == 0 && transaction_fits(c);
+    c->transaction = c->tries == 0 && !w->no_transactions
+                     && transaction_fits(c);
     if (c->transaction) {
         return send_transaction(w, c);
     }
@@ -1926,26 +1953,25 @@ stage_send_first(offload_worker_t *w)
 
     argv[0] = "UNLINK";
     argvlen[0] = 6;
-    offload_redis_command_argv(&w->conn, NULL, NULL, 2, argv, argvlen);
+    send_queued(w, NULL, NULL, 2, argv, argvlen);
 
     argv[0] = "RPUSH";
     argvlen[0] = 5;
     argv[2] = s->header;
     argvlen[2] = s->header_len;
-    offload_redis_command_argv(&w->conn, NULL, NULL, 3, argv, argvlen);
+    send_queued(w, NULL, NULL, 3, argv, argvlen);
 
     argv[0] = "PEXPIRE";
     argvlen[0] = 7;
     argv[2] = w->ttl_ms;
     argvlen[2] = strlen(w->ttl_ms);
-    offload_redis_command_argv(&w->conn, NULL, NULL, 3, argv, argvlen);
+    send_queued(w, NULL, NULL, 3, argv, argvlen);
 
     /* a queued command refused makes EXEC fail (EXECABORT): checked */
     argv[0] = "EXEC";
     argvlen[0] = 4;
-    return offload_redis_command_argv(&w->conn, stage_cb, w, 1, argv,
-                                      argvlen)
-           == REDIS_OK ? 0 : -1;
+    send_queued(w, stage_cb, w, 1, argv, argvlen);
+    return 0;
 }
 
 
