@@ -301,9 +301,19 @@ const char  offload_retry_later_script[] =
     OFFLOAD_SETTLE_ACK_LUA
     "return 1\n";
 
+/*
+ * Due retries back to their stream: each XADDed, then ZREMed.  A no-op
+ * ZREM first (a member no retry has): an ACL without ZREM refuses the
+ * script before its first XADD, which otherwise a refused ZREM left done,
+ * adding the same job again at every pass.  Being the first write, it
+ * also lets the XADDs through under maxmemory (scriptVerifyOOM, as for
+ * the settling scripts): each is a move, its ZREM frees as much.
+ */
 const char  offload_retry_due_script[] =
     "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1],"
     " 'LIMIT', 0, ARGV[2])\n"
+    "if #due == 0 then return 0 end\n"
+    "redis.call('ZREM', KEYS[1], '')\n"
     "for _, m in ipairs(due) do\n"
     "  redis.call('XADD', KEYS[2], '*', unpack(cmsgpack.unpack(m)))\n"
     "  redis.call('ZREM', KEYS[1], m)\n"

@@ -69,12 +69,18 @@
 # 13. EXEC refused for good: Redis 7 discards the transaction (EXECABORT
 #    ... because of: NOPERM), and the worker completes by the script from
 #    then on, as in 12.  (Before: as in 12.)
+# 14. A due retry's move back to its queue refused by its ZREM (an ACL
+#    without it): nothing is added; the job waits in its retry set, its
+#    client unanswered, the refusal logged once, and runs once ZREM is
+#    allowed.  (Before: each pass added the job again, its ZREM refused:
+#    a copy run every 200 ms, an error line every pass.)
 
 use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use IO::Select;
 use IO::Socket::INET;
 use Time::HiRes qw(time);
 use OffloadTest;
@@ -454,5 +460,31 @@ for my $case ([ 12, 'multi' ], [ 13, 'exec' ]) {
 }
 is(post_json('/jobs/echo', { after => 'transactions' })->{status}, 200,
     'jobs run on');
+
+# ---- 14. a due retry's move back refused by its ZREM ---------------------
+
+redis_cmd('ACL', 'SETUSER', 'default', '-zrem');
+my $retries = 'offload:{flaky}:retry';
+my $refusal = qr/moving the due retries of \Q$retries\E back failed: ERR/
+    . qr/.*can.t run/;
+my $again = qr/moving the due retries of \Q$retries\E back works again/;
+my $agains = log_count($again);
+$s = send_post('/jobs/flaky', '{"attempt_ok":2}');
+ok(wait_until(sub { log_count($refusal) > 0 }, scaled(10), 'refused move'),
+    '14: the move back is refused') or diag(log_tail(0));
+my $refused_at = time;
+ok(!IO::Select->new($s)->can_read(1), '14: the client waits');
+is(redis_cmd('ZCARD', $retries), 1, '14: its job waits in the retry set');
+is(redis_cmd('XLEN', 'offload:{flaky}:jobs'), 0,
+    '14: and nowhere on its queue');
+is(log_count($refusal), 1, sprintf('14: the refusal logged once in %.1f s '
+    . 'of passes', time - $refused_at));
+redis_cmd('ACL', 'SETUSER', 'default', '+zrem');
+$a = read_answer($s, scaled(10));
+is($a->{status}, 200, '14: allowed again, the job runs and answers 200')
+    or diag(explain $a);
+ok(wait_until(sub { log_count($again) == $agains + 1 }, scaled(5),
+    'works again'), '14: and that is logged');
+is(redis_cmd('ZCARD', $retries), 0, '14: its retry set empty');
 
 finish();

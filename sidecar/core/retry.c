@@ -185,23 +185,68 @@ offload_retry_dead(offload_redis_send_pt send, void *data,
 }
 
 
+/*
+ * The retry sets whose move back Redis refuses (their keys): a refused
+ * move is tried again at the next pass, its retries waiting in their set
+ * meanwhile, and logged when its set's refusals begin and when they end,
+ * not at every pass (five a second per queue).  By key, not by pool: a
+ * reload may free a pool while its pass is in flight.
+ */
+static char    **refusing;
+static size_t    nrefusing;
+
+
+/* The index of key among the refusing, or nrefusing. */
+static size_t
+refusing_at(const char *key)
+{
+    size_t  i;
+
+    for (i = 0; i < nrefusing && strcmp(refusing[i], key) != 0; i++) {
+        /* void */
+    }
+
+    return i;
+}
+
+
 static void
 due_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
+    char        *key = privdata, **more;
+    size_t       i;
     redisReply  *reply = r;
 
     (void) ac;
-    (void) privdata;
 
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-        log_error("moving due retries back failed: %s", reply->str);
+    i = refusing_at(key);
 
-    } else if (reply != NULL && reply->type == REDIS_REPLY_INTEGER
-               && reply->integer > 0)
-    {
-        log_debug("moved %lld due retries back to their queue",
-                  (long long) reply->integer);
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR && i == nrefusing) {
+        log_error("moving the due retries of %s back failed: %s (tried "
+                  "again every pass, logged again once it works)", key,
+                  reply->str);
+        more = realloc(refusing, (nrefusing + 1) * sizeof(char *));
+        if (more != NULL) {
+            refusing = more;
+            refusing[nrefusing++] = key;
+            return;                     /* kept: not freed below */
+        }
+
+    } else if (reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
+        if (i < nrefusing) {
+            log_notice("moving the due retries of %s back works again",
+                       key);
+            free(refusing[i]);
+            refusing[i] = refusing[--nrefusing];
+        }
+
+        if (reply->integer > 0) {
+            log_debug("moved %lld due retries of %s back to their queue",
+                      (long long) reply->integer, key);
+        }
     }
+
+    free(key);
 }
 
 
@@ -209,12 +254,23 @@ int
 offload_retry_due(offload_redis_conn_t *conn, const char *retry_key,
     const char *stream_key, int64_t now_ms)
 {
-    char  now[24];
+    char  now[24], *key;
+
+    key = strdup(retry_key);
+    if (key == NULL) {
+        return REDIS_ERR;
+    }
 
     snprintf(now, sizeof(now), "%lld", (long long) now_ms);
 
-    return offload_redis_command(conn, due_cb, NULL,
-                                 "EVAL %s 2 %s %s %s %d",
-                                 offload_retry_due_script, retry_key,
-                                 stream_key, now, OFFLOAD_RETRY_BATCH);
+    if (offload_redis_command(conn, due_cb, key, "EVAL %s 2 %s %s %s %d",
+                              offload_retry_due_script, retry_key,
+                              stream_key, now, OFFLOAD_RETRY_BATCH)
+        != REDIS_OK)
+    {
+        free(key);
+        return REDIS_ERR;
+    }
+
+    return REDIS_OK;
 }
