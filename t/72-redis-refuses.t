@@ -467,8 +467,8 @@ redis_cmd('ACL', 'SETUSER', 'default', '-zrem');
 my $retries = 'offload:{flaky}:retry';
 my $refusal = qr/moving the due retries of \Q$retries\E back failed: ERR/
     . qr/.*can.t run/;
-my $again = qr/moving the due retries of \Q$retries\E back works again/;
-my $agains = log_count($again);
+my $works = qr/moving the due retries of \Q$retries\E back works again/;
+my $worked = log_count($works);
 $s = send_post('/jobs/flaky', '{"attempt_ok":2}');
 ok(wait_until(sub { log_count($refusal) > 0 }, scaled(10), 'refused move'),
     '14: the move back is refused') or diag(log_tail(0));
@@ -483,7 +483,7 @@ redis_cmd('ACL', 'SETUSER', 'default', '+zrem');
 $a = read_answer($s, scaled(10));
 is($a->{status}, 200, '14: allowed again, the job runs and answers 200')
     or diag(explain $a);
-ok(wait_until(sub { log_count($again) == $agains + 1 }, scaled(5),
+ok(wait_until(sub { log_count($works) == $worked + 1 }, scaled(5),
     'works again'), '14: and that is logged');
 is(redis_cmd('ZCARD', $retries), 0, '14: its retry set empty');
 

@@ -1059,13 +1059,35 @@ completion_refused(offload_worker_t *w, completion_t *c, const char *err)
 
 
 /*
+ * 1 when an error answering EXEC leaves MULTI open on the link, which is
+ * then dropped: the next commands would be queued into that MULTI.  Not
+ * EXECABORT (Redis 7 discards the transaction when a queued command or
+ * EXEC itself is refused) nor "EXEC without MULTI" (none open), but EXEC
+ * refused by a Redis 6, or renamed away.
+ */
+static int
+exec_left_open(offload_worker_t *w, const redisReply *reply)
+{
+    if (reply->type != REDIS_REPLY_ERROR
+        || strncmp(reply->str, "EXECABORT", 9) == 0
+        || strstr(reply->str, "without MULTI") != NULL)
+    {
+        return 0;
+    }
+
+    offload_redis_conn_out_of_step(&w->conn, "EXEC refused, MULTI open");
+    return 1;
+}
+
+
+/*
  * Why a transaction (send_transaction()) failed, or NULL.  EXECABORT: a
  * queued command was refused (c->refusal keeps its reply), or EXEC itself
  * (Redis 7: the reason after "because of: ").  "EXEC without MULTI":
  * MULTI was refused (c->refusal), and the commands ran one by one, in
  * their order: sending them again does no harm.  Any other error is
- * EXEC's own refusal by a Redis 6, which leaves MULTI open on the link:
- * it is dropped.  MULTI or EXEC refused for good (an ACL without them, a
+ * EXEC's own, with MULTI left open (exec_left_open()).  MULTI or EXEC
+ * refused for good (an ACL without them, a
  * renamed command) makes the worker complete by the script from then on.
  * An error in EXEC's array: a command failed when it ran (those after it
  * ran all the same: a NOGROUP XACK, then the XDEL; the script stops at
@@ -1105,7 +1127,7 @@ transaction_error(offload_worker_t *w, const completion_t *c,
 
     } else {
         err = reply->str;
-        offload_redis_conn_out_of_step(&w->conn, "EXEC refused, MULTI open");
+        exec_left_open(w, reply);
     }
 
     if (!refusal_passes(err) && !w->no_transactions) {
@@ -1897,7 +1919,10 @@ stage_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     (void) ac;
 
-    if (reply == NULL || s->c == NULL) {
+    /* (the first reply is the first transaction's EXEC's) */
+    if (reply == NULL || s->c == NULL
+        || (s->acked == 0 && exec_left_open(w, reply)))
+    {
         return;                 /* disconnected: staged again on reconnect */
     }
 

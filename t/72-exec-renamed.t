@@ -1,0 +1,39 @@
+#!/usr/bin/perl
+# A Redis whose EXEC is renamed away (rename-command, as some managed
+# Redis services do): the completion of a plain job, a transaction, is
+# answered "unknown command" with its MULTI still open.  The worker drops
+# that link (its next commands would be queued into the MULTI), says once
+# that it completes by the script from then on, and every job is
+# answered.  (Before: at every job, the worker's next read was queued
+# into the open MULTI, answered QUEUED, and the link dropped for that:
+# a protocol error, a reconnect and a refusal logged for each job.)
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time);
+use OffloadTest;
+
+start_redis(args => [ '--rename-command', 'EXEC', '' ]);
+start_sidecar(conf => "queue echo { handler echo; workers 1; }\n");
+ok(start_jobs_nginx(workers => 1), 'stack ready: the first job answered');
+
+my $t0 = time;
+my @r = map { post_json('/jobs/echo', { n => $_ }, 10) } 1 .. 10;
+is(scalar(grep { ($_->{status} // 0) == 200 && ($_->{json}{n} // 0) > 0 }
+    @r), 10, sprintf('ten jobs answered in %.2f s', time - $t0));
+
+my $log = slurp(tmpdir() . '/sidecar.log');
+my $dropped = qr/worker echo:0: redis protocol error: EXEC refused, MULTI/
+    . qr/ open: dropping/;
+my $said = qr/worker echo:0: MULTI or EXEC refused \(ERR unknown command/;
+is(scalar(() = $log =~ /$dropped/g), 1, 'the link left in MULTI dropped, '
+    . 'once');
+is(scalar(() = $log =~ /$said/g), 1, 'the worker says once that it '
+    . 'completes by the script from then on');
+is(redis_cmd('XPENDING', 'offload:{echo}:jobs', 'workers')->[0], 0,
+    'nothing left pending');
+
+finish();
