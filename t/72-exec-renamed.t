@@ -17,7 +17,11 @@ use Time::HiRes qw(time);
 use OffloadTest;
 
 start_redis(args => [ '--rename-command', 'EXEC', '' ]);
-start_sidecar(conf => "queue echo { handler echo; workers 1; }\n");
+start_sidecar(conf => <<'CONF');
+fault_handlers on;
+queue echo { handler echo; workers 1; }
+queue crash { handler crash; workers 1; max_attempts 1; }
+CONF
 ok(start_jobs_nginx(workers => 1), 'stack ready: the first job answered');
 
 my $t0 = time;
@@ -35,5 +39,21 @@ is(scalar(() = $log =~ /$said/g), 1, 'the worker says once that it '
     . 'completes by the script from then on');
 is(redis_cmd('XPENDING', 'offload:{echo}:jobs', 'workers')->[0], 0,
     'nothing left pending');
+
+# The supervisor keeps crash reports in its list without MULTI/EXEC: a
+# crash's report is kept, and its link goes on serving the registry.
+# (Before: its LPUSH and LTRIM were queued into a MULTI no EXEC closed,
+# and so was every command after them: the node's document was no longer
+# refreshed, and nginx answered no_workers.)
+is(post_json('/jobs/crash', {})->{status}, 502, 'a crash: 502');
+ok(wait_until(sub { @{ redis_cmd('LRANGE', 'offload:{ctl}:crashes', 0, -1)
+    // [] } == 1 }, scaled(5), 'crash report kept'),
+    'its report kept in the crash list');
+my $seen = redis_cmd('GET', 'offload:{ctl}:node:' . node_name());
+ok(wait_until(sub { my $now = redis_cmd('GET', 'offload:{ctl}:node:'
+    . node_name()); defined $now && $now ne $seen }, scaled(5),
+    'document refreshed'), 'the node\'s document is refreshed after it');
+is(post_json('/jobs/echo', { after => 'crash' })->{status}, 200,
+    'and jobs run on');
 
 finish();

@@ -11,6 +11,16 @@
 #include "events.h"
 #include "log.h"
 
+/*
+ * The crash list's push and trim in one command, so the list never holds
+ * more than it keeps, even with several nodes pushing at once.  A script,
+ * not MULTI ... EXEC: one command leaves no transaction open on the link
+ * should EXEC be refused (renamed away) or a command of it not be sent.
+ */
+static const char  keep_crash_script[] =
+    "redis.call('LPUSH', KEYS[1], ARGV[1])\n"
+    "redis.call('LTRIM', KEYS[1], 0, ARGV[2])\n";
+
 
 static void
 event_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -111,18 +121,12 @@ offload_crash_event(offload_redis_conn_t *conn, const char *node,
 
     event_add(conn, node, "crash", queue, json);
 
-    /* one transaction, so the list never holds more than it keeps, even
-     * with several nodes pushing at once */
     snprintf(keep, sizeof(keep), "%d", OFFLOAD_CRASHES_MAX - 1);
 
-    if (offload_redis_command(conn, event_cb, NULL, "MULTI") != REDIS_OK
-        || offload_redis_command(conn, event_cb, NULL, "LPUSH %s %s",
-                                 OFFLOAD_CRASHES_KEY, json)
-           != REDIS_OK
-        || offload_redis_command(conn, event_cb, NULL, "LTRIM %s 0 %s",
-                                 OFFLOAD_CRASHES_KEY, keep)
-           != REDIS_OK
-        || offload_redis_command(conn, event_cb, NULL, "EXEC") != REDIS_OK)
+    if (offload_redis_command(conn, event_cb, NULL, "EVAL %s 1 %s %s %s",
+                              keep_crash_script, OFFLOAD_CRASHES_KEY, json,
+                              keep)
+        != REDIS_OK)
     {
         log_error("cannot keep a crash report in %s", OFFLOAD_CRASHES_KEY);
     }
