@@ -260,7 +260,11 @@ ok(wait_until(sub { !%{ held()->{$victim} || {} } }, scaled(15),
     'node-b\'s entries reclaimed'), 'nothing is left held by node-b');
 diag(sprintf 'node-b\'s entries reclaimed %.2f s after the kill '
     . '(claim_idle 2s)', time - $t_kill);
-my @reclaims = @{ events('reclaim') };
+# (each event follows its entry's claim: the claimer adds it once it has
+# the claim's reply, after the entry left node-b)
+my @reclaims;
+wait_until(sub { @reclaims = @{ events('reclaim') }; @reclaims >= $lost_n },
+    scaled(5), 'reclaim events');
 is(scalar @reclaims, $lost_n, 'one reclaim event per entry node-b held');
 is(scalar(grep { $_->{node} ne $victim && $_->{report}{reason} eq 'node_lost' }
     @reclaims), scalar @reclaims, 'all by the surviving nodes, node_lost');

@@ -1087,9 +1087,9 @@ exec_left_open(offload_worker_t *w, const redisReply *reply)
  * MULTI was refused (c->refusal), and the commands ran one by one, in
  * their order: sending them again does no harm.  Any other error is
  * EXEC's own, with MULTI left open (exec_left_open()).  MULTI or EXEC
- * refused for good (an ACL without them, a
- * renamed command) makes the worker complete by the script from then on.
- * An error in EXEC's array: a command failed when it ran (those after it
+ * refused for good (an ACL without them, a renamed command) makes the
+ * worker complete by the script from then on.  An error in EXEC's
+ * array: a command failed when it ran (those after it
  * ran all the same: a NOGROUP XACK, then the XDEL; the script stops at
  * its first failure).
  */
@@ -1431,11 +1431,11 @@ send_queued(offload_worker_t *w, redisCallbackFn *fn, void *privdata,
  * MULTI; for each job SET <result key> <result> NX PX <result_ttl> and,
  * with a reply channel, PUBLISH <channel> <result>; one XACK and one XDEL
  * of all their entries; EXEC.  What the script does for such jobs, in one
- * atomic step as the script is, for about half of what Redis spends on a
- * call of it: Lua's own work (arguments made Lua strings, each
- * redis.call's made Redis objects again) is gone (INFO commandstats, echo
- * jobs 6 to a call: EXEC 5.4 us a job against EVALSHA's 10.0; Redis' CPU
- * per job 19.0 against 22.8 us).  The one difference: a job whose result
+ * atomic step as the script is, without Lua's own work (arguments made
+ * Lua strings, each redis.call's made Redis objects again): Redis'
+ * instructions per echo job 108,000 -> 89,000 (callgrind,
+ * BENCH_ONLY=instructions), EXEC about 60% of EVALSHA's time a job in
+ * INFO commandstats.  The one difference: a job whose result
  * was stored already (it ran twice) publishes its own result here, the
  * stored one by the script; Redis delivers the first run's first, and
  * nginx answers with the first it gets (docs/PROTOCOL.md, step 4).
