@@ -652,44 +652,23 @@ offload_reconnect_delay_ms(unsigned retries, long rnd)
 }
 
 
-/* as snprintf() with "%.*s" would, up to a NUL in queue; by hand, it cost
- * snprintf()'s format parsing on every job nginx takes */
-int
-offload_stream_key(char *buf, size_t size, const char *queue, size_t qlen)
-{
-    size_t  head, len;
-
-    head = sizeof(OFFLOAD_STREAM_HEAD) - 1;
-    qlen = strnlen(queue, qlen);
-    len = head + qlen + sizeof(OFFLOAD_STREAM_TAIL) - 1;
-
-    if (len >= size || len > INT_MAX) {
-        return -1;
-    }
-
-    memcpy(buf, OFFLOAD_STREAM_HEAD, head);
-    memcpy(buf + head, queue, qlen);
-    memcpy(buf + head + qlen, OFFLOAD_STREAM_TAIL,
-           sizeof(OFFLOAD_STREAM_TAIL));
-
-    return (int) len;
-}
-
-
-/* as snprintf() with "offload:{%.*s}:result:%.*s" would, each up to a NUL;
- * by hand, as offload_stream_key(): nginx makes one for every job */
-int
-offload_result_key(char *buf, size_t size, const char *queue, size_t qlen,
-    const char *id, size_t idlen)
+/*
+ * OFFLOAD_STREAM_HEAD <queue> <tail> <id>, as snprintf() with
+ * "offload:{%.*s}<tail>%.*s" would, queue and id each up to a NUL; by
+ * hand: nginx makes a stream key and a result key for every job, and
+ * snprintf()'s format parsing was most of their cost.
+ */
+static int
+queue_key(char *buf, size_t size, const char *queue, size_t qlen,
+    const char *tail, size_t tlen, const char *id, size_t idlen)
 {
     char    *p;
-    size_t   head, mid, len;
+    size_t   head, len;
 
     head = sizeof(OFFLOAD_STREAM_HEAD) - 1;
-    mid = sizeof(OFFLOAD_RESULT_MID) - 1;
     qlen = strnlen(queue, qlen);
     idlen = strnlen(id, idlen);
-    len = head + qlen + mid + idlen;
+    len = head + qlen + tlen + idlen;
 
     if (len >= size || len > INT_MAX) {
         return -1;
@@ -699,12 +678,29 @@ offload_result_key(char *buf, size_t size, const char *queue, size_t qlen,
     p = buf + head;
     memcpy(p, queue, qlen);
     p += qlen;
-    memcpy(p, OFFLOAD_RESULT_MID, mid);
-    p += mid;
+    memcpy(p, tail, tlen);
+    p += tlen;
     memcpy(p, id, idlen);
     buf[len] = '\0';
 
     return (int) len;
+}
+
+
+int
+offload_stream_key(char *buf, size_t size, const char *queue, size_t qlen)
+{
+    return queue_key(buf, size, queue, qlen, OFFLOAD_STREAM_TAIL,
+                     sizeof(OFFLOAD_STREAM_TAIL) - 1, "", 0);
+}
+
+
+int
+offload_result_key(char *buf, size_t size, const char *queue, size_t qlen,
+    const char *id, size_t idlen)
+{
+    return queue_key(buf, size, queue, qlen, OFFLOAD_RESULT_MID,
+                     sizeof(OFFLOAD_RESULT_MID) - 1, id, idlen);
 }
 
 
