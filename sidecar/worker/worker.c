@@ -1444,11 +1444,12 @@ static int
 send_transaction(offload_worker_t *w, completion_t *c)
 {
     int            n;
-    size_t         len[COMPLETE_BATCH_MAX + 3];
+    size_t         len[COMPLETE_BATCH_MAX + 3], ttl_len;
     const char    *arg[COMPLETE_BATCH_MAX + 3];
     completion_t  *j;
 
     c->refusal[0] = '\0';
+    ttl_len = strlen(w->ttl_ms);
     arg[0] = "MULTI";
     len[0] = 5;
 
@@ -1470,7 +1471,7 @@ send_transaction(offload_worker_t *w, completion_t *c)
         arg[4] = "PX";
         len[4] = 2;
         arg[5] = w->ttl_ms;
-        len[5] = strlen(w->ttl_ms);
+        len[5] = ttl_len;
         send_queued(w, queued_cb, c, 6, arg, len);
 
         if (j->arglen[C_CHANNEL] > 0) {         /* and the result */
