@@ -36,6 +36,7 @@
 #include <hiredis/async.h>
 
 #include "offload_hist.h"
+#include "offload_hugepage.h"
 #include "offload_proto.h"
 
 
@@ -181,9 +182,10 @@ typedef struct {
 /*
  * A big result's read on a bulk link (ngx_http_offload_reply.c): its
  * list's elements, an LINDEX each, NGX_HTTP_OFFLOAD_SLICES on their way,
- * each into a buffer of its own in pool, the answer a chain of them (the
- * first holds the header line).  The sync path's and the jobs endpoint's:
- * fn, the owner's callback for an element, finds it by privdata.
+ * copied one after another into one buffer in pool, the answer a chain of
+ * them (the first holds the header line).  The sync path's and the jobs
+ * endpoint's: fn, the owner's callback for an element, finds it by
+ * privdata.
  */
 typedef struct {
     ngx_str_t                     key;         /* empty: no read */
@@ -196,6 +198,7 @@ typedef struct {
                                                   before the first */
     ngx_chain_t                  *out;         /* its elements read, */
     ngx_chain_t                 **last;
+    u_char                       *free;        /* where the next one goes */
     ngx_uint_t                    n;           /* of how many, */
     ngx_uint_t                    sliced;      /* asked for, */
     ngx_uint_t                    got;         /* answered */

@@ -626,11 +626,25 @@ ngx_http_offload_list_slice(ngx_http_offload_list_t *lr)
 ngx_int_t
 ngx_http_offload_list_start(ngx_http_offload_list_t *lr, long long n)
 {
+    size_t      size;
     ngx_uint_t  i;
 
     if (n <= 0 || n > OFFLOAD_BODY_MAX / OFFLOAD_SLICE + 2) {
         return NGX_DECLINED;
     }
+
+    /* room for n whole slices, which the kernel backs only as they are
+     * written, and with huge pages: a fault a 4 KB page stalls the event
+     * loop (offload_hugepage.c) */
+
+    size = (size_t) n * OFFLOAD_SLICE;
+
+    lr->free = ngx_pnalloc(lr->pool, size);
+    if (lr->free == NULL) {
+        return NGX_ERROR;
+    }
+
+    offload_hugepage_advise(lr->free, size);
 
     lr->out = NULL;
     lr->last = &lr->out;
@@ -670,14 +684,14 @@ ngx_http_offload_list_got(ngx_http_offload_list_t *lr, redisReply *reply)
     /* the first element always has a buffer: it holds the header line */
 
     if (reply->len || lr->got == 0) {
-        p = ngx_pnalloc(lr->pool, reply->len);
+        p = lr->free;
         cl = ngx_http_offload_chain_of(lr->pool, p, reply->len);
 
-        if ((p == NULL && reply->len) || cl == NULL) {
+        if (cl == NULL) {
             return NGX_ERROR;
         }
 
-        ngx_memcpy(p, reply->str, reply->len);
+        lr->free = ngx_cpymem(p, reply->str, reply->len);
 
         *lr->last = cl;
         lr->last = &cl->next;

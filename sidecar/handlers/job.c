@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "job.h"
+#include "offload_hugepage.h"
 #include "offload_proto.h"
 
 #define DEFAULT_CODE  "handler_error"
@@ -177,7 +178,21 @@ offload_job_result_room(offload_job_t *job, size_t len)
     char  *buf;
 
     if (len > job->result_cap) {
-        buf = realloc(job->result, len);
+        /* what the buffer held is not kept: a big one is new memory,
+         * advised onto huge pages before it is written
+         * (offload_hugepage.c) */
+        if (len < OFFLOAD_HUGEPAGE_MIN) {
+            buf = realloc(job->result, len);
+
+        } else {
+            free(job->result);
+            job->result = NULL;
+            job->result_cap = 0;
+
+            buf = malloc(len);
+            offload_hugepage_advise(buf, len);
+        }
+
         if (buf == NULL) {
             return NULL;
         }

@@ -71,6 +71,7 @@
 #include "log.h"
 #include "memlimit.h"
 #include "redis_conn.h"
+#include "offload_hugepage.h"
 #include "offload_resp.h"
 #include "retry.h"
 #include "worker.h"
@@ -2559,7 +2560,9 @@ body_no_memory(offload_worker_t *w)
 
 /* Room for need bytes (at most job.body_len): the buffer grows with what
  * arrives, so an entry claiming a huge body costs nothing until its
- * elements do. */
+ * elements do.  A big one is advised onto huge pages before the body so
+ * far is copied into it (realloc would copy it into 4 KB pages first:
+ * offload_hugepage.c). */
 static void
 body_room(offload_worker_t *w, size_t need)
 {
@@ -2576,7 +2579,21 @@ body_room(offload_worker_t *w, size_t need)
         cap = (size_t) b->job.body_len;
     }
 
-    buf = realloc(b->buf, cap);
+    if (cap < OFFLOAD_HUGEPAGE_MIN) {
+        buf = realloc(b->buf, cap);
+
+    } else {
+        buf = malloc(cap);
+        offload_hugepage_advise(buf, cap);
+
+        if (buf != NULL) {
+            if (b->found > 0) {
+                memcpy(buf, b->buf, (size_t) b->found);
+            }
+            free(b->buf);
+        }
+    }
+
     if (buf == NULL) {
         body_no_memory(w);
     }
@@ -3701,7 +3718,9 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
      * and the next big job faults them in again, page by page: a quarter
      * of a 64 MB echo's CPU.  Blocks under 4 MB (hiredis's slices, replies
      * and output buffer) come from the heap, which keeps up to 8 MB of
-     * free top; bigger blocks are still returned when freed. */
+     * free top; bigger blocks (a big body, a big result) are still
+     * returned when freed, and faulted in on huge pages
+     * (offload_hugepage.c). */
 #ifdef M_TRIM_THRESHOLD
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
     mallopt(M_TRIM_THRESHOLD, 8 << 20);
