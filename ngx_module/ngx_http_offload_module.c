@@ -349,9 +349,9 @@ ngx_http_offload_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    /* the rest of a body still to come lands in memory malloc has just
-     * mapped: on huge pages, the event loop does not stand still in a
-     * fault every 4 KB of it (offload_hugepage.c) */
+    /* the rest of a big body, still to come, lands in memory not written
+     * yet: on huge pages, the event loop does not stand still in a fault
+     * every 4 KB of it (offload_hugepage.c) */
 
     if (rc == NGX_AGAIN && r->request_body && r->request_body->buf) {
         offload_hugepage_advise(r->request_body->buf->last,

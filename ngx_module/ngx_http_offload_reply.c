@@ -441,8 +441,9 @@ ngx_http_offload_deliver(ngx_http_offload_peer_t *peer,
 /*
  * A read of the job's result key.  A result over OFFLOAD_NOTICE_OVER is a
  * list of slices (the first starts with the header line), read on the bulk
- * link: LLEN, then an LINDEX per element, two on their way, each into a
- * buffer of its own in the request's pool, the answer a chain of them.
+ * link: LLEN, then an LINDEX per element, two on their way, each copied
+ * after the one before into one buffer in the request's pool, the answer
+ * a chain of them.
  * One GET would have hiredis copy it all at once into fresh memory, a
  * stall of the event loop, and Redis would stall every client while it
  * writes the reply.  Its commands are queued on the bulk link like a big
@@ -664,8 +665,8 @@ ngx_http_offload_list_start(ngx_http_offload_list_t *lr, long long n)
 
 
 /*
- * An element's reply (not NULL): copied into a buffer of its own, the
- * next LINDEX sent.  NGX_AGAIN: more to come; NGX_OK: all read;
+ * An element's reply (not NULL): copied after the one before, the next
+ * LINDEX sent.  NGX_AGAIN: more to come; NGX_OK: all read;
  * NGX_DECLINED: not an element of a worker's result (a result is stored
  * once and never changes: one missing means the key went, or was
  * replaced, under the read); NGX_ERROR: out of memory.

@@ -180,17 +180,17 @@ offload_job_result_room(offload_job_t *job, size_t len)
     if (len > job->result_cap) {
         /* what the buffer held is not kept: a big one is new memory,
          * advised onto huge pages before it is written
-         * (offload_hugepage.c) */
+         * (offload_hugepage.c); out of memory, the result so far stays */
         if (len < OFFLOAD_HUGEPAGE_MIN) {
             buf = realloc(job->result, len);
 
         } else {
-            free(job->result);
-            job->result = NULL;
-            job->result_cap = 0;
-
             buf = malloc(len);
             offload_hugepage_advise(buf, len);
+
+            if (buf != NULL) {
+                free(job->result);
+            }
         }
 
         if (buf == NULL) {

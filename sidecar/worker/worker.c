@@ -2560,13 +2560,16 @@ body_no_memory(offload_worker_t *w)
 
 /* Room for need bytes (at most job.body_len): the buffer grows with what
  * arrives, so an entry claiming a huge body costs nothing until its
- * elements do.  A big one is advised onto huge pages before the body so
- * far is copied into it (realloc would copy it into 4 KB pages first:
- * offload_hugepage.c). */
+ * elements do.  Past OFFLOAD_HUGEPAGE_MIN it is made once for what all of
+ * them hold at most (OFFLOAD_SLICE each, as the module writes them), on
+ * huge pages (offload_hugepage.c), the body so far copied in after the
+ * advice: realloc would copy it into 4 KB pages first, and the advice
+ * splits the block's mapping, so that realloc cannot mremap() it again
+ * but copies it at every growth. */
 static void
 body_room(offload_worker_t *w, size_t need)
 {
-    size_t        cap;
+    size_t        cap, all;
     char         *buf;
     body_read_t  *b = &w->body;
 
@@ -2575,6 +2578,14 @@ body_room(offload_worker_t *w, size_t need)
     }
 
     cap = b->cap * 2 > need ? b->cap * 2 : need;
+
+    if (cap >= OFFLOAD_HUGEPAGE_MIN) {
+        all = b->elements < b->job.body_len / OFFLOAD_SLICE + 1
+              ? (size_t) b->elements * OFFLOAD_SLICE
+              : (size_t) b->job.body_len;
+        cap = cap > all ? cap : all;
+    }
+
     if (cap > (size_t) b->job.body_len) {
         cap = (size_t) b->job.body_len;
     }
