@@ -2559,13 +2559,16 @@ body_no_memory(offload_worker_t *w)
 
 
 /* Room for need bytes (at most job.body_len): the buffer grows with what
- * arrives, so an entry claiming a huge body costs nothing until its
- * elements do.  Past OFFLOAD_HUGEPAGE_MIN it is made once for what all of
- * them hold at most (OFFLOAD_SLICE each, as the module writes them), on
- * huge pages (offload_hugepage.c), the body so far copied in after the
+ * arrives.  Past OFFLOAD_HUGEPAGE_MIN it is made once for what all the
+ * elements hold at most (OFFLOAD_SLICE each, as the module writes them),
+ * on huge pages (offload_hugepage.c), the body so far copied in after the
  * advice: realloc would copy it into 4 KB pages first, and the advice
  * splits the block's mapping, so that realloc cannot mremap() it again
- * but copies it at every growth. */
+ * but copies it at every growth.  An entry claiming more than its
+ * elements bring costs address space only, and when even that is
+ * refused, the buffer grows by doubling as for a small body: a false
+ * claim is found out by the read (body_read_failed), not taken for a lack
+ * of memory. */
 static void
 body_room(offload_worker_t *w, size_t need)
 {
@@ -2578,14 +2581,6 @@ body_room(offload_worker_t *w, size_t need)
     }
 
     cap = b->cap * 2 > need ? b->cap * 2 : need;
-
-    if (cap >= OFFLOAD_HUGEPAGE_MIN) {
-        all = b->elements < b->job.body_len / OFFLOAD_SLICE + 1
-              ? (size_t) b->elements * OFFLOAD_SLICE
-              : (size_t) b->job.body_len;
-        cap = cap > all ? cap : all;
-    }
-
     if (cap > (size_t) b->job.body_len) {
         cap = (size_t) b->job.body_len;
     }
@@ -2594,7 +2589,19 @@ body_room(offload_worker_t *w, size_t need)
         buf = realloc(b->buf, cap);
 
     } else {
-        buf = malloc(cap);
+        all = b->elements < b->job.body_len / OFFLOAD_SLICE + 1
+              ? (size_t) b->elements * OFFLOAD_SLICE
+              : (size_t) b->job.body_len;
+
+        buf = all > cap ? malloc(all) : NULL;
+
+        if (buf != NULL) {
+            cap = all;
+
+        } else {
+            buf = malloc(cap);
+        }
+
         offload_hugepage_advise(buf, cap);
 
         if (buf != NULL) {
@@ -2741,7 +2748,7 @@ body_length_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     b->in_flight--;
 
-    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer <= 0) {
         snprintf(b->why, sizeof(b->why), "the job's body is gone (expired "
                  "or deleted): no %s", b->key);
 

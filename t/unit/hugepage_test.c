@@ -65,25 +65,50 @@ advised_in(uintptr_t lo, uintptr_t hi, advised_t *a)
 }
 
 
-/* transparent huge pages for advised memory: "always" or "madvise", and
- * not turned off for this process (prctl PR_SET_THP_DISABLE, as a
- * container runtime may) */
+/* the first line of a file, or "" */
+static void
+first_line(const char *path, char *line, size_t size)
+{
+    FILE  *f;
+
+    line[0] = '\0';
+
+    f = fopen(path, "r");
+    if (f != NULL) {
+        if (fgets(line, (int) size, f) == NULL) {
+            line[0] = '\0';
+        }
+        fclose(f);
+    }
+}
+
+
+/* Huge pages of OFFLOAD_HUGEPAGE bytes for advised memory: the kernel's
+ * (not an arm64 one with 64 KB pages, whose are 512 MB), "always" or
+ * "madvise" for them (a kernel with a setting per size: that of 2 MB, or
+ * the whole one when it says "inherit"), and not turned off for this
+ * process (prctl PR_SET_THP_DISABLE, as a container runtime may). */
 static int
 thp_for_advised(void)
 {
+    int    on;
     char   line[128];
     FILE  *f;
-    int    on;
 
-    f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-    if (f == NULL) {
+    first_line("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", line,
+               sizeof(line));
+    if (strtoul(line, NULL, 10) != OFFLOAD_HUGEPAGE) {
         return 0;
     }
 
-    on = fgets(line, sizeof(line), f) != NULL
-         && (strstr(line, "[always]") != NULL
-             || strstr(line, "[madvise]") != NULL);
-    fclose(f);
+    first_line("/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/enabled",
+               line, sizeof(line));
+    if (line[0] == '\0' || strstr(line, "[inherit]") != NULL) {
+        first_line("/sys/kernel/mm/transparent_hugepage/enabled", line,
+                   sizeof(line));
+    }
+
+    on = strstr(line, "[always]") != NULL || strstr(line, "[madvise]") != NULL;
 
     f = fopen("/proc/self/status", "r");
     while (on && f != NULL && fgets(line, sizeof(line), f) != NULL) {
@@ -104,7 +129,7 @@ int
 main(void)
 {
     int        n;
-    char      *big, *small;
+    char      *big, *small, *least;
     size_t     len = 64u << 20;
     uintptr_t  lo, hi, want_start, want_end;
     advised_t  a;
@@ -114,10 +139,12 @@ main(void)
         return 0;
     }
 
-    /* one byte short of OFFLOAD_HUGEPAGE_MIN, it holds a whole huge page */
+    /* one byte short of OFFLOAD_HUGEPAGE_MIN, it holds a whole huge page,
+     * as does one of OFFLOAD_HUGEPAGE_MIN */
     big = malloc(len);
     small = malloc(OFFLOAD_HUGEPAGE_MIN - 1);
-    if (big == NULL || small == NULL) {
+    least = malloc(OFFLOAD_HUGEPAGE_MIN);
+    if (big == NULL || small == NULL || least == NULL) {
         return 1;
     }
 
@@ -144,6 +171,11 @@ main(void)
                   (uintptr_t) small + OFFLOAD_HUGEPAGE_MIN - 1, &a) == 0,
        "a buffer under OFFLOAD_HUGEPAGE_MIN is left alone");
 
+    offload_hugepage_advise(least, OFFLOAD_HUGEPAGE_MIN);
+    ok(advised_in((uintptr_t) least,
+                  (uintptr_t) least + OFFLOAD_HUGEPAGE_MIN, &a) == 1,
+       "a buffer of OFFLOAD_HUGEPAGE_MIN is advised");
+
     memset(big, 'x', len);
     n = advised_in(lo, hi, &a);
 
@@ -157,6 +189,7 @@ main(void)
                "memory here\n", ++tap_n);
     }
 
+    free(least);
     free(small);
     free(big);
     return done_testing();
