@@ -198,7 +198,7 @@ typedef struct {
                                                   before the first */
     ngx_chain_t                  *out;         /* its elements read, */
     ngx_chain_t                 **last;
-    u_char                       *free;        /* where the next one goes */
+    u_char                       *pos;         /* where the next one goes */
     ngx_uint_t                    n;           /* of how many, */
     ngx_uint_t                    sliced;      /* asked for, */
     ngx_uint_t                    got;         /* answered */

@@ -640,12 +640,12 @@ ngx_http_offload_list_start(ngx_http_offload_list_t *lr, long long n)
 
     size = (size_t) n * OFFLOAD_SLICE;
 
-    lr->free = ngx_pnalloc(lr->pool, size);
-    if (lr->free == NULL) {
+    lr->pos = ngx_pnalloc(lr->pool, size);
+    if (lr->pos == NULL) {
         return NGX_ERROR;
     }
 
-    offload_hugepage_advise(lr->free, size);
+    offload_hugepage_advise(lr->pos, size);
 
     lr->out = NULL;
     lr->last = &lr->out;
@@ -685,14 +685,14 @@ ngx_http_offload_list_got(ngx_http_offload_list_t *lr, redisReply *reply)
     /* the first element always has a buffer: it holds the header line */
 
     if (reply->len || lr->got == 0) {
-        p = lr->free;
+        p = lr->pos;
         cl = ngx_http_offload_chain_of(lr->pool, p, reply->len);
 
         if (cl == NULL) {
             return NGX_ERROR;
         }
 
-        lr->free = ngx_cpymem(p, reply->str, reply->len);
+        lr->pos = ngx_cpymem(p, reply->str, reply->len);
 
         *lr->last = cl;
         lr->last = &cl->next;

@@ -4,9 +4,10 @@
  * A job's body or result of megabytes is written into memory malloc has
  * just mapped (glibc maps every block over 32 MB afresh and unmaps it when
  * freed), and the kernel backs it a 4 KB page at a time, one page fault
- * each, as it is first written.  On a virtual machine a fault costs
- * microseconds: on a 2-vCPU Firecracker VM, copying 64 MB into fresh
- * memory took 150-200 ms, into fresh memory advised MADV_HUGEPAGE 7 ms.
+ * each, as it is first written.  On a virtual machine a fault may cost
+ * microseconds: on the 2-vCPU VM offload is tested on (2026-12-03),
+ * copying 64 MB into fresh memory took 150-200 ms, into fresh memory
+ * advised MADV_HUGEPAGE 7 ms.
  * A 64 MB echo job wrote four such buffers (nginx: the body and the
  * result; the worker: the same), and nginx's event loop stood still in
  * each fault while it read them.
