@@ -253,6 +253,11 @@ const char  offload_complete_script[] =
     "if #ids > 0 then redis.call('XDEL', stream, unpack(ids)) end\n"
     "return err or stored\n";
 
+const char  offload_stage_first_script[] =
+    "return {redis.call('UNLINK', KEYS[1]),"
+    " redis.call('RPUSH', KEYS[1], ARGV[1]),"
+    " redis.call('PEXPIRE', KEYS[1], ARGV[2])}\n";
+
 const char  offload_requeue_script[] =
     OFFLOAD_SETTLE_GUARD_LUA
     "local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))\n"

@@ -417,6 +417,16 @@ void offload_job_id_format(char *buf, const char *nonce, const char *tag,
 extern const char  offload_complete_script[];
 
 /*
+ * A big result's staging list begun without MULTI/EXEC, for a worker whose
+ * Redis refuses them (an ACL, EXEC renamed away): UNLINK what an earlier
+ * try left, RPUSH the header line, PEXPIRE, in one step, so that no
+ * staging list lives without its lifetime.  Answers their three replies,
+ * as EXEC would.
+ *   KEYS[1] staging key     ARGV[1] header line    ARGV[2] TTL (ms)
+ */
+extern const char  offload_stage_first_script[];
+
+/*
  * The scripts of a job whose worker died (sidecar/supervisor/reclaim.c).
  * Each first checks the entry is pending (XPENDING, a read) and does
  * nothing (returns nil) when it is not; then its writes; it acks and

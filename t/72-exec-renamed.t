@@ -21,8 +21,10 @@ start_sidecar(conf => <<'CONF');
 fault_handlers on;
 queue echo { handler echo; workers 1; }
 queue crash { handler crash; workers 1; max_attempts 1; }
+queue bigfirst { handler echo; workers 1; }
 CONF
-ok(start_jobs_nginx(workers => 1), 'stack ready: the first job answered');
+ok(start_jobs_nginx(workers => 1, server => "    client_max_body_size 4m;\n"),
+    'stack ready: the first job answered');
 
 my $t0 = time;
 my @r = map { post_json('/jobs/echo', { n => $_ }, 10) } 1 .. 10;
@@ -55,5 +57,34 @@ ok(wait_until(sub { my $now = redis_cmd('GET', 'offload:{ctl}:node:'
     'document refreshed'), 'the node\'s document is refreshed after it');
 is(post_json('/jobs/echo', { after => 'crash' })->{status}, 200,
     'and jobs run on');
+
+# nginx writes a big body by MULTI, RPUSH, PEXPIRE, EXEC on its bulk
+# connection, where it also reads big results.  EXEC refused left that
+# MULTI open: every later command there (a big result's LLEN and LINDEXes)
+# was queued into it, and no big result could be read any more.  nginx
+# drops the connection, once, and reads them again after it.
+my $r = http('POST', '/jobs/echo', '"' . ('b' x (2 << 20)) . '"');
+is($r->{status}, 503, 'a big body: 503, Redis refused its EXEC');
+my $one = '"' . ('r' x (1048576 - 2)) . '"';
+ok(wait_until(sub {
+    $r = http('POST', '/jobs/echo', $one);
+    ($r->{status} // 0) == 200;
+}, scaled(5), 'big result read'), 'then a big result is read on that '
+    . 'connection: 200 (' . ($r->{status} // '?') . ')');
+ok(($r->{content} // '') eq $one, '... whole');
+my $dropped_bulk = qr/bulk connection: EXEC refused with its MULTI open/;
+is(scalar(() = slurp(nginx_error_log()) =~ /$dropped_bulk/g), 1,
+    'nginx dropped its bulk connection, once');
+
+# A worker whose first job has a big result: staging its list begins with
+# a MULTI ... EXEC, refused; the worker drops that link and stages it
+# again by a script (before: by MULTI again, at every reconnect, for
+# good, with the client waiting until its deadline and the worker stuck)
+$r = http('POST', '/jobs/bigfirst', $one);
+is($r->{status}, 200, 'a first job with a big result: 200');
+ok(($r->{content} // '') eq $one, '... whole');
+$log = slurp(tmpdir() . '/sidecar.log');
+is(scalar(() = $log =~ /worker bigfirst:0: MULTI or EXEC refused/g), 1,
+    'its worker says once that it goes by scripts from then on');
 
 finish();

@@ -217,6 +217,7 @@ typedef struct {
     unsigned              in_flight;
     int                   failed;
     int                   tries;
+    int                   scripted;     /* begun by the script, not EXEC */
     char                  elements_arg[24];
     char                  job_id[130];
 } stage_t;
@@ -322,6 +323,7 @@ static void stage_end(offload_worker_t *w);
 static void body_element_cb(redisAsyncContext *ac, void *r,
     void *privdata);
 static int refusal_passes(const char *err);
+static void transactions_refused(offload_worker_t *w, const char *err);
 static void refused(offload_worker_t *w);
 static int usable_id(const offload_str_t *s);
 static void dead_letter_answer(offload_worker_t *w,
@@ -1131,13 +1133,22 @@ transaction_error(offload_worker_t *w, const completion_t *c,
         exec_left_open(w, reply);
     }
 
+    transactions_refused(w, err);
+    return err;
+}
+
+
+/* MULTI or EXEC refused for good (err, a refusal that does not pass): the
+ * worker completes jobs, and begins staging lists, by scripts from then
+ * on.  Said once. */
+static void
+transactions_refused(offload_worker_t *w, const char *err)
+{
     if (!refusal_passes(err) && !w->no_transactions) {
         log_error("%s: MULTI or EXEC refused (%s): jobs are completed by "
                   "the script until this worker restarts", w->name, err);
         w->no_transactions = 1;
     }
-
-    return err;
 }
 
 
@@ -1899,7 +1910,28 @@ stage_start(offload_worker_t *w, completion_t *c, const offload_str_t *job_id,
 }
 
 
-/* The EXEC's reply: UNLINK's, then the first RPUSH's 1, PEXPIRE's 1. */
+/*
+ * Whether an EXEC's error says MULTI or EXEC themselves were refused, not
+ * a command queued between them (an ACL without RPUSH: EXECABORT too):
+ * EXEC unknown (renamed away) or refused with its MULTI left open, "EXEC
+ * without MULTI" (MULTI refused), or EXECABORT for a NOPERM that names
+ * exec or multi (Redis 7 discards a transaction whose EXEC it denies).
+ */
+static int
+transaction_itself_refused(const char *err)
+{
+    if (strncmp(err, "EXECABORT", 9) != 0) {
+        return 1;
+    }
+
+    return strstr(err, "NOPERM") != NULL
+           && (strstr(err, "'exec'") != NULL
+               || strstr(err, "'multi'") != NULL);
+}
+
+
+/* The EXEC's reply (or the script's): UNLINK's, then the first RPUSH's 1,
+ * PEXPIRE's 1. */
 static int
 stage_first_ok(const redisReply *reply)
 {
@@ -1921,11 +1953,21 @@ stage_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     (void) ac;
 
-    /* (the first reply is the first transaction's EXEC's) */
-    if (reply == NULL || s->c == NULL
-        || (s->acked == 0 && exec_left_open(w, reply)))
-    {
+    if (reply == NULL || s->c == NULL) {
         return;                 /* disconnected: staged again on reconnect */
+    }
+
+    /* the first reply is the first step's: its EXEC's.  MULTI or EXEC
+     * refused themselves: staged again, by the script; with its MULTI left
+     * open, the link is dropped first (staged again on reconnect). */
+    if (s->acked == 0 && !s->scripted && reply->type == REDIS_REPLY_ERROR) {
+        if (transaction_itself_refused(reply->str)) {
+            transactions_refused(w, reply->str);
+        }
+
+        if (exec_left_open(w, reply)) {
+            return;
+        }
     }
 
     n = s->acked == 0 ? s->header_len : stage_slice(s, s->acked);
@@ -1956,7 +1998,8 @@ stage_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
-/* Sends the transaction that makes the staging list with the header. */
+/* Sends the transaction that makes the staging list with the header, or,
+ * where Redis refuses transactions, the script that does. */
 static int
 stage_send_first(offload_worker_t *w)
 {
@@ -1964,8 +2007,29 @@ stage_send_first(offload_worker_t *w)
     completion_t  *c = s->c;
     const char    *key = c->arg[C_STAGE_KEY];
     size_t         klen = c->arglen[C_STAGE_KEY];
-    const char    *argv[3];
-    size_t         argvlen[3];
+    const char    *argv[6];
+    size_t         argvlen[6];
+
+    s->scripted = w->no_transactions;
+
+    if (s->scripted) {
+        argv[0] = "EVAL";
+        argv[1] = offload_stage_first_script;
+        argv[2] = "1";
+        argv[3] = key;
+        argv[4] = s->header;
+        argv[5] = w->ttl_ms;
+        argvlen[0] = 4;
+        argvlen[1] = strlen(offload_stage_first_script);
+        argvlen[2] = 1;
+        argvlen[3] = klen;
+        argvlen[4] = s->header_len;
+        argvlen[5] = strlen(w->ttl_ms);
+
+        return offload_redis_command_argv(&w->conn, stage_cb, w, 6, argv,
+                                          argvlen)
+               == REDIS_OK ? 0 : -1;
+    }
 
     argv[1] = key;
     argvlen[1] = klen;
