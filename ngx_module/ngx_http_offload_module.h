@@ -670,6 +670,8 @@ ngx_http_offload_link_t *ngx_http_offload_link_replied(
     redisAsyncContext *ac, redisReply *reply);
 void ngx_http_offload_link_logged(redisAsyncContext *ac, void *r,
     void *privdata);
+void ngx_http_offload_link_exec_done(ngx_http_offload_link_t *link,
+    redisReply *reply);
 uint64_t ngx_http_offload_link_mark(ngx_http_offload_link_t *link);
 ngx_uint_t ngx_http_offload_link_wrote(ngx_http_offload_link_t *link,
     uint64_t mark);

@@ -676,6 +676,36 @@ ngx_http_offload_link_logged(redisAsyncContext *ac, void *r, void *privdata)
                       "offload: redis %V: %s failed: %s",
                       &link->peer->name, (char *) privdata, reply->str);
     }
+
+    /* the EXEC of a transaction whose request went meanwhile */
+
+    if (ngx_strcmp((char *) privdata, "EXEC") == 0) {
+        ngx_http_offload_link_exec_done(link, reply);
+    }
+}
+
+
+/*
+ * An EXEC's reply: refused with its MULTI left open (EXEC renamed away,
+ * or refused by a Redis 6 ACL; Redis 7 answers EXECABORT and discards the
+ * transaction), every later command of the link would be queued into that
+ * MULTI.  The link is dropped, and made again after the backoff.
+ */
+
+void
+ngx_http_offload_link_exec_done(ngx_http_offload_link_t *link,
+    redisReply *reply)
+{
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR
+        && ngx_strncmp(reply->str, "EXECABORT", 9) != 0
+        && ngx_strstr(reply->str, "without MULTI") == NULL)
+    {
+        ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                      "offload: redis %V %s connection: EXEC refused with "
+                      "its MULTI open (%s), dropping the connection",
+                      &link->peer->name, link->role, reply->str);
+        ngx_http_offload_link_drop(link);
+    }
 }
 
 

@@ -280,32 +280,16 @@ ngx_http_offload_queued_done(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
-/*
- * The first slice's EXEC: a slice's reply, but an EXEC refused with its
- * MULTI left open (EXEC renamed away, or refused by a Redis 6 ACL; Redis 7
- * answers EXECABORT and discards it) would have every later command of
- * the bulk link queued into that MULTI: big results read there would all
- * fail.  The link is dropped, and made again after the backoff.
- */
+/* The first slice's EXEC: a slice's reply, and an EXEC's
+ * (ngx_http_offload_link_exec_done). */
 
 static void
 ngx_http_offload_exec_done(redisAsyncContext *ac, void *r, void *privdata)
 {
-    redisReply               *reply = r;
     ngx_http_offload_link_t  *link = ac->data;
 
     ngx_http_offload_slice_done(ac, r, privdata);
-
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR
-        && ngx_strncmp(reply->str, "EXECABORT", 9) != 0
-        && ngx_strstr(reply->str, "without MULTI") == NULL)
-    {
-        ngx_log_error(NGX_LOG_ERR, link->log, 0,
-                      "offload: redis %V %s connection: EXEC refused with "
-                      "its MULTI open (%s), dropping the connection",
-                      &link->peer->name, link->role, reply->str);
-        ngx_http_offload_link_drop(link);
-    }
+    ngx_http_offload_link_exec_done(link, r);
 }
 
 
