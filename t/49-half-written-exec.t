@@ -12,27 +12,12 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use POSIX ();
 use Test::More;
 use BlackholeProxy;
 use OffloadTest;
+use SmallBuffers;
 
-if (!$ENV{OFFLOAD_IN_NETNS}) {
-    my $ns = "offload-t49e-$$";
-    plan skip_all => 'needs root and ip(8) for a network namespace'
-        unless $> == 0 && system("ip netns add $ns 2>/dev/null") == 0;
-    my $ok = system('ip', 'netns', 'exec', $ns, 'ip', 'link', 'set', 'lo',
-            'up') == 0
-        && system('ip', 'netns', 'exec', $ns, 'sysctl', '-q', '-w',
-            'net.ipv4.tcp_rmem=4096 16384 65536',
-            'net.ipv4.tcp_wmem=4096 16384 65536') == 0;
-    my $rc = $ok ? system('ip', 'netns', 'exec', $ns, 'env',
-        'OFFLOAD_IN_NETNS=1', $^X, $0) : -1;
-    system('ip', 'netns', 'del', $ns);
-    plan skip_all => 'cannot set up the network namespace' unless $ok;
-    # the plan and the results were the child's
-    POSIX::_exit($rc == -1 ? 255 : $rc >> 8);
-}
+in_small_buffers('t49e');
 
 start_redis(args => [ '--rename-command', 'EXEC', '' ]);
 # nginx reaches Redis through a proxy that reads nothing more from it once
