@@ -3,11 +3,13 @@
  * bench/run to measure what each costs the nginx worker (its RSS, read by
  * bench/run from /proc, not here).
  *
- *   longpoll-bench <port> <n> [<path> [echo]]
+ *   longpoll-bench <port> <n> [<path> [echo | close]]
  *
  * Opens n loopback connections to 127.0.0.1:<port>; on each sends
  * "GET <path>" (a long poll that stays parked), or nothing without a path
- * (idle connections: the cost of a connection alone).  With "echo", each
+ * (idle connections: the cost of a connection alone).  With "close", the
+ * GET says "Connection: close" (a poll nginx cannot park without its
+ * request, docs/HTTP_API.md).  With "echo", each
  * connection i POSTs {"n":<i>} to <path> instead (a sync echo job that
  * stays in flight while the queue's workers are held) and expects exactly
  * that body back.  Prints "open <n>" once every request is written, then
@@ -180,7 +182,7 @@ wait_answers(struct pollfd *pfd, int n, int echo, double ms)
 int
 main(int argc, char **argv)
 {
-    int                  i, n, k, port, echo;
+    int                  i, n, k, port, echo, close_it;
     char                 req[1024], body[32], line[64];
     double               s;
     size_t               len;
@@ -189,11 +191,13 @@ main(int argc, char **argv)
     struct sockaddr_in   sin;
 
     echo = argc == 5 && strcmp(argv[4], "echo") == 0;
+    close_it = argc == 5 && strcmp(argv[4], "close") == 0;
 
-    if (argc < 3 || argc > 5 || (argc == 5 && !echo)
+    if (argc < 3 || argc > 5 || (argc == 5 && !echo && !close_it)
         || (port = atoi(argv[1])) < 1 || (n = atoi(argv[2])) < 1)
     {
-        fprintf(stderr, "usage: longpoll-bench <port> <n> [<path> [echo]]\n");
+        fprintf(stderr, "usage: longpoll-bench <port> <n> "
+                "[<path> [echo | close]]\n");
         return 2;
     }
 
@@ -232,10 +236,11 @@ main(int argc, char **argv)
                                     "Content-Type: application/json\r\n"
                                     "Content-Length: %zu\r\n\r\n%s",
                                     argv[3], strlen(body), body);
-        } else if (argc == 4) {
+        } else if (argc >= 4) {
             len = (size_t) snprintf(req, sizeof(req),
                                     "GET %s HTTP/1.1\r\n"
-                                    "Host: localhost\r\n\r\n", argv[3]);
+                                    "Host: localhost\r\n%s\r\n", argv[3],
+                                    close_it ? "Connection: close\r\n" : "");
         }
 
         pfd[i].fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -48,8 +48,8 @@ typedef struct {
     ngx_rbtree_node_t             node;       /* key: serial; in
                                                  peer->job_reading while
                                                  a read is on its way */
-    ngx_rbtree_node_t             waiter;     /* key: crc32 of the id;
-                                                 in peer->job_waiters */
+    ngx_http_offload_waiter_t     waiter;     /* in peer->job_waiters
+                                                 while it waits */
     ngx_http_request_t           *request;
     ngx_http_offload_peer_t      *peer;       /* its trees' */
     ngx_http_offload_peer_t      *master;     /* where its reads go: peer,
@@ -57,6 +57,7 @@ typedef struct {
     ngx_uint_t                    redirects;
     u_char                        id[OFFLOAD_JOB_ID_LEN];
     ngx_event_t                   wait;
+    ngx_msec_t                    deadline;   /* a long poll's end */
     ngx_str_t                     head;       /* the answer's record part,
                                                  room left for its result's
                                                  status */
@@ -99,7 +100,9 @@ static ngx_int_t ngx_http_offload_job_result(ngx_http_offload_job_read_t *jr,
 static ngx_uint_t ngx_http_offload_job_error_object(ngx_chain_t **body,
     off_t len);
 static u_char *ngx_http_offload_job_number(u_char *p, redisReply *e);
-static void ngx_http_offload_job_wake(ngx_rbtree_node_t *node);
+static void ngx_http_offload_job_wait_for_end(
+    ngx_http_offload_job_read_t *jr);
+static void ngx_http_offload_job_wake(ngx_http_offload_waiter_t *w);
 static void ngx_http_offload_job_wait_handler(ngx_event_t *ev);
 static void ngx_http_offload_job_cleanup(void *data);
 static void ngx_http_offload_job_finish(ngx_http_offload_job_read_t *jr,
@@ -121,9 +124,9 @@ static u_char            ngx_http_offload_submit_sha[40];
 static u_char            ngx_http_offload_job_sha[40];
 
 
-#define ngx_http_offload_job_waiter(node)                                     \
+#define ngx_http_offload_job_waiter(w)                                        \
     ((ngx_http_offload_job_read_t *)                                          \
-         ((u_char *) (node) - offsetof(ngx_http_offload_job_read_t, waiter)))
+         ((u_char *) (w) - offsetof(ngx_http_offload_job_read_t, waiter)))
 
 
 /* offload_mode async, or Prefer: respond-async (RFC 7240) on a request */
@@ -539,9 +542,7 @@ ngx_http_offload_replay(ngx_http_offload_ctx_t *ctx)
     cln->handler = ngx_http_offload_job_cleanup;
     cln->data = jr;
 
-    jr->waiter.key = ngx_crc32_short(jr->id, OFFLOAD_JOB_ID_LEN);
-    ngx_rbtree_insert(&jr->peer->job_waiters, &jr->waiter);
-    jr->linked = 1;
+    ngx_http_offload_job_wait_for_end(jr);
 
     spent = (ngx_http_offload_now_us() - ctx->start_us) / 1000;
 
@@ -651,6 +652,7 @@ ngx_http_offload_jobs_handler(ngx_http_request_t *r)
 {
     ngx_int_t                     rc, wait;
     ngx_str_t                     value;
+    ngx_msec_t                    wait_ms;
     ngx_http_cleanup_t           *cln;
     ngx_http_offload_job_read_t  *jr;
     ngx_http_offload_loc_conf_t  *olcf;
@@ -704,6 +706,15 @@ ngx_http_offload_jobs_handler(ngx_http_request_t *r)
         wait = ngx_min(wait, NGX_HTTP_OFFLOAD_WAIT_MAX);
     }
 
+    wait_ms = (ngx_msec_t) wait * 1000;
+
+    /* a poll parked without its request comes back as this request: with
+     * what is left of its wait, or to be logged once its client has gone */
+
+    if (ngx_http_offload_poll_resumed(r, &wait_ms) != NGX_OK) {
+        return NGX_HTTP_CLIENT_CLOSED_REQUEST;
+    }
+
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
 
     /* a cluster's: the master of the slot the id's tag names */
@@ -731,18 +742,17 @@ ngx_http_offload_jobs_handler(ngx_http_request_t *r)
     cln->handler = ngx_http_offload_job_cleanup;
     cln->data = jr;
 
-    if (wait > 0) {
+    if (wait_ms > 0) {
         /* listed before the first read: an end published while it is on
          * its way is not missed */
-        jr->waiter.key = ngx_crc32_short(jr->id, OFFLOAD_JOB_ID_LEN);
-        ngx_rbtree_insert(&jr->peer->job_waiters, &jr->waiter);
-        jr->linked = 1;
+        ngx_http_offload_job_wait_for_end(jr);
 
         jr->waiting = 1;
+        jr->deadline = ngx_current_msec + wait_ms;
         jr->wait.handler = ngx_http_offload_job_wait_handler;
         jr->wait.data = jr;
         jr->wait.log = r->connection->log;
-        ngx_add_timer(&jr->wait, (ngx_msec_t) wait * 1000);
+        ngx_add_timer(&jr->wait, wait_ms);
     }
 
     if (ngx_http_offload_job_send(jr) != NGX_OK) {
@@ -1038,6 +1048,15 @@ ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
                                                "redis_unavailable",
                                                "redis is not reachable");
             }
+
+            return NGX_DONE;
+        }
+
+        /* parked without its request where it can be (then r, and jr in
+         * its pool, are gone), or waits on as it is */
+
+        if (!jr->replay) {
+            ngx_http_offload_poll_park(r, jr->peer, jr->id, jr->deadline);
         }
 
         return NGX_DONE;
@@ -1550,15 +1569,17 @@ ngx_http_offload_job_number(u_char *p, redisReply *e)
 
 /*
  * A job ended (id), or, with id NULL, the subscription came back after
- * ends may have been missed: the long polls concerned read again.
+ * ends may have been missed: the long polls concerned are woken (a job
+ * read reads again, a parked poll comes back as a request).
  */
 
 void
 ngx_http_offload_jobs_ended(ngx_http_offload_peer_t *peer, u_char *id,
     size_t len)
 {
-    ngx_rbtree_key_t    key;
-    ngx_rbtree_node_t  *node, *next, *sentinel;
+    ngx_rbtree_key_t            key;
+    ngx_rbtree_node_t          *node, *next, *sentinel;
+    ngx_http_offload_waiter_t  *w;
 
     /* a cluster's master: every master hears every end; the one serving
      * the id's slot wakes its waiters, once */
@@ -1589,7 +1610,8 @@ ngx_http_offload_jobs_ended(ngx_http_offload_peer_t *peer, u_char *id,
 
         while (node != NULL) {
             next = ngx_rbtree_next(&peer->job_waiters, node);
-            ngx_http_offload_job_wake(node);
+            w = (ngx_http_offload_waiter_t *) node;
+            w->wake(w);
             node = next;
         }
 
@@ -1620,10 +1642,25 @@ ngx_http_offload_jobs_ended(ngx_http_offload_peer_t *peer, u_char *id,
         node = next;
         next = ngx_rbtree_next(&peer->job_waiters, node);
 
-        if (ngx_memcmp(id, ngx_http_offload_job_waiter(node)->id, len) == 0) {
-            ngx_http_offload_job_wake(node);
+        w = (ngx_http_offload_waiter_t *) node;
+
+        if (ngx_memcmp(id, w->id, len) == 0) {
+            w->wake(w);
         }
     }
+}
+
+
+/* a long poll waits for its job's end: listed among the peer's waiters */
+
+static void
+ngx_http_offload_job_wait_for_end(ngx_http_offload_job_read_t *jr)
+{
+    jr->waiter.id = jr->id;
+    jr->waiter.wake = ngx_http_offload_job_wake;
+    jr->waiter.node.key = ngx_crc32_short(jr->id, OFFLOAD_JOB_ID_LEN);
+    ngx_rbtree_insert(&jr->peer->job_waiters, &jr->waiter.node);
+    jr->linked = 1;
 }
 
 
@@ -1631,11 +1668,11 @@ ngx_http_offload_jobs_ended(ngx_http_offload_peer_t *peer, u_char *id,
  * is answered, if one is) */
 
 static void
-ngx_http_offload_job_wake(ngx_rbtree_node_t *node)
+ngx_http_offload_job_wake(ngx_http_offload_waiter_t *w)
 {
     ngx_http_offload_job_read_t  *jr;
 
-    jr = ngx_http_offload_job_waiter(node);
+    jr = ngx_http_offload_job_waiter(w);
 
     if (jr->reading) {
         jr->reread = 1;
@@ -1669,7 +1706,7 @@ ngx_http_offload_job_cleanup(void *data)
     ngx_http_offload_job_read_t  *jr = data;
 
     if (jr->linked) {
-        ngx_rbtree_delete(&jr->peer->job_waiters, &jr->waiter);
+        ngx_rbtree_delete(&jr->peer->job_waiters, &jr->waiter.node);
         jr->linked = 0;
     }
 

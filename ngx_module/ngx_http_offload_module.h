@@ -21,6 +21,7 @@
  *   ngx_http_offload_jobs.c     asynchronous jobs: 202 and their records,
  *                               offload_jobs (GET, long poll, DELETE),
  *                               Idempotency-Key
+ *   ngx_http_offload_poll.c     a long poll parked without its request
  */
 
 
@@ -143,6 +144,7 @@ typedef struct ngx_http_offload_peer_s  ngx_http_offload_peer_t;
 typedef struct ngx_http_offload_admission_s  ngx_http_offload_admission_t;
 typedef struct ngx_http_offload_sentinel_s  ngx_http_offload_sentinel_t;
 typedef struct ngx_http_offload_cluster_s  ngx_http_offload_cluster_t;
+typedef struct ngx_http_offload_waiter_s  ngx_http_offload_waiter_t;
 
 typedef void (*ngx_http_offload_link_up_pt)(ngx_http_offload_link_t *link);
 
@@ -273,6 +275,20 @@ typedef struct {
 
 
 /* A distinct (address, user, password, db): one per offload_redis. */
+/*
+ * A long poll waiting for its job to end, in its peer's job_waiters: a job
+ * read holding its request (ngx_http_offload_jobs.c), or a poll parked
+ * without one (ngx_http_offload_poll.c).  wake is called when the end of
+ * the job named by id is heard, or ends may have been missed.
+ */
+
+struct ngx_http_offload_waiter_s {
+    ngx_rbtree_node_t             node;       /* key: crc32 of the id */
+    u_char                       *id;         /* OFFLOAD_JOB_ID_LEN */
+    void                        (*wake)(ngx_http_offload_waiter_t *w);
+};
+
+
 struct ngx_http_offload_peer_s {
     ngx_str_t                     name;
     offload_addr_t                addr;
@@ -767,6 +783,12 @@ void ngx_http_offload_accepted(ngx_http_offload_ctx_t *ctx, u_char *status,
 char *ngx_http_offload_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 void ngx_http_offload_jobs_ended(ngx_http_offload_peer_t *peer,
     u_char *id, size_t len);
+
+/* ngx_http_offload_poll.c */
+void ngx_http_offload_poll_park(ngx_http_request_t *r,
+    ngx_http_offload_peer_t *peer, u_char *id, ngx_msec_t deadline);
+ngx_int_t ngx_http_offload_poll_resumed(ngx_http_request_t *r,
+    ngx_msec_t *wait);
 
 /* ngx_http_offload_upload.c */
 ngx_int_t ngx_http_offload_upload(ngx_http_offload_ctx_t *ctx);

@@ -34,6 +34,9 @@ ok(start_jobs_nginx(workers => 1, timeout => 60, wrapper => [ 'valgrind',
         . "location = /status { offload_status; }\n"
         . "location = /metrics { offload_metrics; }\n"
         . "location = /dash { offload_dashboard; }\n"
+        . 'location ~ ^/async/([^/]+)$ { offload_pass $1; '
+        . "offload_mode async; }\n"
+        . "location /job/ { offload_jobs; }\n"
         . 'location ~ ^/brief/([^/]+)$ { offload_pass $1; '
         . "offload_timeout 500ms; }"),
     'stack ready');
@@ -98,6 +101,23 @@ is($r->{status}, 504, '2 MB past its deadline mid-upload: 504');
 ok(wait_until(sub {
     @{ redis_cmd('KEYS', 'offload:{parked}:body:*') } == 1 }, 30,
     'late body key unlinked'), 'and its body key unlinked');
+
+# long polls parked without their requests: one answered when its job
+# ends, one whose client leaves first (ngx_http_offload_poll.c)
+$r = post_json('/async/sleep', { ms => 3000 });
+is($r->{status}, 202, 'an async sleep job: 202');
+$id = $r->{json}{id} // '';
+my $calls = script_calls();
+my $poll = keepalive_get("/job/$id?wait=30");
+my $left = keepalive_get("/job/$id?wait=30");
+ok(wait_until(sub { script_calls() >= $calls + 2 }, 30, 'records read'),
+    'two polls read their job\'s record and park');
+close $left;
+$r = next_answer($poll, 30);
+is($r && $r->{json}{status}, 'done', 'the other is answered: done');
+$r = next_answer(keepalive_get("/job/$id", $poll), 30);
+is($r && $r->{status}, 200, 'and its connection serves the next request');
+close $poll;
 
 # the observability locations, under valgrind too
 # (jobs_per_s counts the last few heartbeats: one more job, lest the big

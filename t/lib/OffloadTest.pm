@@ -40,6 +40,7 @@ our @EXPORT = qw(
     nginx_env
     start_server_nginx start_jobs_nginx
     http post_json send_post read_answer parked_list_answer pipelined
+    keepalive_get next_answer script_calls
     pending_jobs
     concurrent_posts
     json_encode json_decode
@@ -772,6 +773,46 @@ sub pipelined {
         push @statuses, $r->{status};
     }
     return @statuses;
+}
+
+# Scripts Redis has run so far (EVAL and EVALSHA): the module's reads of
+# job records are scripts.
+sub script_calls {
+    my $info = redis_cmd('INFO', 'commandstats') // '';
+    my $n = 0;
+    $n += $1 while $info =~ /^cmdstat_eval(?:sha)?:calls=(\d+)/mg;
+    return $n;
+}
+
+my %UNREAD;    # what each keep-alive socket gave beyond the answers taken
+
+# Sends a keep-alive GET of $path on $s, or on a new connection; returns the
+# socket (next_answer reads what comes back).
+sub keepalive_get {
+    my ($path, $s) = @_;
+    $s //= IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => $S{nginx_port}, Proto => 'tcp') or die "connect: $!";
+    print $s "GET $path HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    return $s;
+}
+
+# The next whole answer on keep-alive socket $s, as parse_response's with
+# json, or undef when none came within $timeout s or the server closed it.
+sub next_answer {
+    my ($s, $timeout) = @_;
+    my $deadline = time + $timeout;
+    my $sel = IO::Select->new($s);
+    $UNREAD{$s} //= '';
+    while (1) {
+        my $r = parse_response(\$UNREAD{$s});
+        if ($r) {
+            $r->{json} = json_decode($r->{content});
+            return $r;
+        }
+        my $left = $deadline - time;
+        return undef if $left <= 0 || !$sel->can_read($left);
+        sysread($s, $UNREAD{$s}, 65536, length $UNREAD{$s}) or return undef;
+    }
 }
 
 # How many of a queue's jobs workers hold (delivered, not yet acked).
