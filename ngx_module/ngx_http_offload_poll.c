@@ -21,15 +21,17 @@
  * A client that closes its connection meanwhile is noticed at once, and
  * its poll comes back too, to be answered 499 and logged.
  *
- * It parks only what nginx would keep alive as it is: HTTP/1.x on plain
- * TCP (not TLS, not HTTP/2), keepalive on, the head in the connection's
- * buffer with nothing after it, no body, no subrequest.  Any other poll
- * waits holding its request (ngx_http_offload_jobs.c).
+ * It parks only what nginx would keep alive as it is: HTTP/1.x (over TLS
+ * too: c->recv is then ngx_ssl_recv, given back the same way; not
+ * HTTP/2), keepalive on, the head in the connection's buffer with nothing
+ * after it, no body, not a subrequest nor an internal redirect.  Any other
+ * poll waits holding its request (ngx_http_offload_jobs.c).
  *
  * While parked the connection is not idle: a graceful shutdown waits for
  * it as for a request, and worker_connections does not take it back.
- * Access-phase modules (limit_req, limit_conn, auth_request) see a poll
- * again when it comes back, as they would see the client asking again.
+ * Modules of the phases before content (limit_req, auth_request, mirror)
+ * see a poll again when it comes back, as they would see the client
+ * asking again; limit_conn does not count it while it is parked.
  */
 
 
@@ -120,6 +122,8 @@ ngx_http_offload_poll_park(ngx_http_request_t *r,
     poll->head = head;
     poll->len = len;
     poll->given = 0;
+    poll->request = 0;
+    poll->gone = 0;
     poll->peer = peer;
     poll->deadline = deadline;
     poll->start_sec = r->start_sec;
@@ -187,13 +191,12 @@ ngx_http_offload_poll_parkable(ngx_http_request_t *r, ngx_msec_t deadline)
     }
 #endif
 
-#if (NGX_HTTP_SSL)
-    if (c->ssl) {
-        return NGX_DECLINED;
-    }
-#endif
+    /* not a request with a body (discarded, its length is 0 by now, but
+     * its head would say there is one), nor one redirected inside nginx
+     * (its head would go through the redirecting location again) */
 
     if (r != r->main
+        || r->internal
         || r->count != 1
         || r->blocked
         || !r->keepalive
@@ -202,10 +205,11 @@ ngx_http_offload_poll_parkable(ngx_http_request_t *r, ngx_msec_t deadline)
         || ngx_terminate
         || r->header_in != c->buffer
         || r->header_in->pos != r->header_in->last
-        || r->headers_in.content_length_n > 0
-        || r->headers_in.chunked
+        || r->headers_in.content_length != NULL
+        || r->headers_in.transfer_encoding != NULL
         || r->discard_body
         || r->reading_body
+        || r->lingering_close
         || c->read->eof
         || c->read->pending_eof
         || c->error
@@ -220,8 +224,8 @@ ngx_http_offload_poll_parkable(ngx_http_request_t *r, ngx_msec_t deadline)
 
 /*
  * The request's head as the client sent it, from the request line and the
- * header list: nginx's parser ended each header's name and value with a
- * NUL in the buffer itself.
+ * header list (nginx's parser ended each header's name and value with a
+ * NUL in the buffer itself), without Expect: its 100 Continue was sent.
  */
 
 static u_char *
@@ -239,7 +243,9 @@ ngx_http_offload_poll_head(ngx_http_request_t *r, size_t *len)
         h = part->elts;
 
         for (i = 0; i < part->nelts; i++) {
-            n += h[i].key.len + sizeof(": " CRLF) - 1 + h[i].value.len;
+            if (&h[i] != r->headers_in.expect) {
+                n += h[i].key.len + sizeof(": " CRLF) - 1 + h[i].value.len;
+            }
         }
     }
 
@@ -255,6 +261,10 @@ ngx_http_offload_poll_head(ngx_http_request_t *r, size_t *len)
         h = part->elts;
 
         for (i = 0; i < part->nelts; i++) {
+            if (&h[i] == r->headers_in.expect) {
+                continue;
+            }
+
             p = ngx_cpymem(p, h[i].key.data, h[i].key.len);
             *p++ = ':'; *p++ = ' ';
             p = ngx_cpymem(p, h[i].value.data, h[i].value.len);

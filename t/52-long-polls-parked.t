@@ -17,6 +17,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use IO::Select;
+use IO::Socket::INET;
 use Time::HiRes qw(time);
 use OffloadTest;
 
@@ -36,6 +37,8 @@ server {
         access_log @DIR@/polls.log polls;
     }
     location = /nginx_status { stub_status; }
+    location /via/ { try_files /nothing @jobs; }
+    location @jobs { offload_jobs; }
 }
 HTTP
 ok(wait_nginx_ready('/sync/sleep', '{"ms":1}', 1), 'stack ready');
@@ -54,17 +57,16 @@ sub submit {
 
 sub status { http('GET', "/jobs/$_[0]")->{json}{status} // '' }
 
-# stub_status: the requests nginx holds past their heads (this one too)
-sub writing {
-    my $c = http('GET', '/nginx_status')->{content} // '';
-    return $c =~ /Writing: (\d+)/ ? $1 : -1;
+sub connect_nginx {
+    return IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
 }
 
 # parked: its record read, no request of it held, and no answer on @s yet
 sub parked {
     my ($evals, $n, $what, @s) = @_;
     return wait_until(sub {
-        script_calls() >= $evals + $n && writing() == 1;
+        script_calls() >= $evals + $n && nginx_writing() == 1;
     }, scaled(15), $what) && !IO::Select->new(@s)->can_read(0);
 }
 
@@ -90,7 +92,7 @@ my $t0 = time;
 my $s = keepalive_get("/jobs/$id?wait=30");
 ok(parked($evals, 1, 'the poll parked', $s),
     'a keep-alive poll of a running job holds no request while it waits')
-    or diag('Writing: ' . writing());
+    or diag('Writing: ' . nginx_writing());
 is(scalar(log_lines($id)), 0, 'nothing logged of it yet');
 
 my $a = next_answer($s, scaled(15));
@@ -177,6 +179,47 @@ ok(parked($evals, 1, 'the poll back and parked again', $s),
 ok(!IO::Select->new($s)->can_read(0), 'and has no answer yet');
 $a = next_answer($s, scaled(15));
 is($a && $a->{json}{status}, 'done', 'then its job ends: done');
+close $s;
+
+# -- polls that wait holding their requests ----------------------------------
+# one with a body (discarded: its head would promise a body again), one
+# redirected inside nginx (its head would go through the redirect again)
+$id = submit(2500);
+$evals = script_calls();
+my $bodied = connect_nginx();
+print $bodied "GET /jobs/$id?wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    . "Content-Length: 5\r\n\r\nhello";
+my $via = keepalive_get("/via/$id?wait=30");
+ok(wait_until(sub {
+    script_calls() >= $evals + 2 && nginx_writing() == 3;
+}, scaled(10), 'two polls held'),
+    'a poll with a body and a redirected one hold their requests');
+for my $case ([ 'with a body', $bodied ], [ 'redirected', $via ]) {
+    my ($what, $s) = @$case;
+    $a = next_answer($s, scaled(15));
+    is($a && $a->{json}{status}, 'done', "the poll $what answers: done");
+    $a = next_answer(keepalive_get('/nginx_status', $s), scaled(10));
+    like($a && $a->{content}, qr/Active connections/,
+        "and its connection serves the next request");
+    close $s;
+}
+
+# one that says Expect: 100-continue is parked, and told 100 once
+$id = submit(2500);
+$evals = script_calls();
+$s = connect_nginx();
+print $s "GET /jobs/$id?wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    . "Expect: 100-continue\r\n\r\n";
+ok(parked($evals, 1, 'the poll parked'), 'a poll that expects 100 parks');
+my $raw = '';
+ok(wait_until(sub {
+    sysread($s, $raw, 65536, length $raw) if IO::Select->new($s)
+        ->can_read(0.1);
+    $raw =~ /\r\n\r\n\{.*\}\z/s;
+}, scaled(15), 'its answer'), 'its job ends: it answers');
+my @continues = $raw =~ /^HTTP\/1\.1 100 Continue\r\n/mg;
+is(scalar(@continues), 1, 'with one 100 Continue before it');
+like($raw, qr/"status":"done"/, 'done');
 close $s;
 
 # -- many ---------------------------------------------------------------------

@@ -37,6 +37,7 @@ ok(start_jobs_nginx(workers => 1, timeout => 60, wrapper => [ 'valgrind',
         . 'location ~ ^/async/([^/]+)$ { offload_pass $1; '
         . "offload_mode async; }\n"
         . "location /job/ { offload_jobs; }\n"
+        . "location = /nginx_status { stub_status; }\n"
         . 'location ~ ^/brief/([^/]+)$ { offload_pass $1; '
         . "offload_timeout 500ms; }"),
     'stack ready');
@@ -110,8 +111,9 @@ $id = $r->{json}{id} // '';
 my $calls = script_calls();
 my $poll = keepalive_get("/job/$id?wait=30");
 my $left = keepalive_get("/job/$id?wait=30");
-ok(wait_until(sub { script_calls() >= $calls + 2 }, 30, 'records read'),
-    'two polls read their job\'s record and park');
+ok(wait_until(sub {
+    script_calls() >= $calls + 2 && nginx_writing() == 1;
+}, 30, 'polls parked'), 'two polls read their job\'s record and park');
 close $left;
 $r = next_answer($poll, 30);
 is($r && $r->{json}{status}, 'done', 'the other is answered: done');

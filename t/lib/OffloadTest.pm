@@ -40,7 +40,7 @@ our @EXPORT = qw(
     nginx_env
     start_server_nginx start_jobs_nginx
     http post_json send_post read_answer parked_list_answer pipelined
-    keepalive_get next_answer script_calls
+    keepalive_get next_answer script_calls nginx_writing
     pending_jobs
     concurrent_posts
     json_encode json_decode
@@ -782,6 +782,13 @@ sub script_calls {
     my $n = 0;
     $n += $1 while $info =~ /^cmdstat_eval(?:sha)?:calls=(\d+)/mg;
     return $n;
+}
+
+# stub_status' Writing at /nginx_status: the requests nginx holds past
+# their heads (this one too)
+sub nginx_writing {
+    my $c = http('GET', '/nginx_status')->{content} // '';
+    return $c =~ /Writing: (\d+)/ ? $1 : -1;
 }
 
 my %UNREAD;    # what each keep-alive socket gave beyond the answers taken
