@@ -341,10 +341,11 @@ fuzz: deps
 # mostly wait on timers of Redis or of our own: the Redis Cluster tests
 # (each spends 2 s of its 3 s in Redis's fixed delay before a new cluster
 # says ok, the long ones their failovers and sleeping jobs), the Sentinel
-# tests (down-after and failover timeouts), and the backoffs and stop
-# deadlines of t/30-redis-refused.t and t/68-stop-deadline.t.  Together
-# about 290 s of the suite's 720, most of it under 20% of a core.  None
-# checks a latency (the cluster tests that do, t/37-cluster, -client,
+# tests (down-after and failover timeouts), the backoffs and stop
+# deadlines of t/30-redis-refused.t and t/68-stop-deadline.t, and the long
+# polls parked on sleeping jobs of t/52-long-polls-parked and -tls.
+# Together about 360 s of the suite's 850, most of it under 20% of a core.
+# None checks a latency (the cluster tests that do, t/37-cluster, -client,
 # -async, -unmapped, and those racing nginx's subscriptions, -ask,
 # -ask-noscript, stay in the main chain); their deadlines are generous
 # ones, for a machine that also runs the main chain; every test starts
@@ -358,7 +359,8 @@ SIDE_TESTS = 95-chaos 99-deb 37-cluster-acl 37-cluster-failover \
              32-sentinel 32-sentinel-auth 32-sentinel-long-jobs \
              32-sentinel-resync 32-sentinel-stale 32-sentinel-unheard \
              32-sentinel-watch 34-sentinel-sidecar 36-sentinel-failover \
-             46-submit-sentinel 30-redis-refused 68-stop-deadline
+             46-submit-sentinel 30-redis-refused 68-stop-deadline \
+             52-long-polls-parked 52-long-polls-tls
 SIDE_FILES = $(SIDE_TESTS:%=t/%.t)
 SIDE_GLOB = t/{$(subst $(space),$(comma),$(strip $(SIDE_TESTS)))}.t
 PROVE_SIDE = $(if $(SANITIZE),,-j2 --rules='seq=$(SIDE_GLOB)' \

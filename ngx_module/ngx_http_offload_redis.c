@@ -686,10 +686,10 @@ ngx_http_offload_link_logged(redisAsyncContext *ac, void *r, void *privdata)
 
 
 /*
- * An EXEC's reply: refused with its MULTI left open (EXEC renamed away,
- * or refused by a Redis 6 ACL; Redis 7 answers EXECABORT and discards the
- * transaction), every later command of the link would be queued into that
- * MULTI.  The link is dropped, and made again after the backoff.
+ * An EXEC's reply: refused with its MULTI left open
+ * (offload_exec_left_multi_open()), every later command of the link would
+ * be queued into that MULTI.  The link is dropped, and made again after
+ * the backoff.
  */
 
 void
@@ -697,8 +697,7 @@ ngx_http_offload_link_exec_done(ngx_http_offload_link_t *link,
     redisReply *reply)
 {
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR
-        && ngx_strncmp(reply->str, "EXECABORT", 9) != 0
-        && ngx_strstr(reply->str, "without MULTI") == NULL)
+        && offload_exec_left_multi_open(reply->str))
     {
         ngx_log_error(NGX_LOG_ERR, link->log, 0,
                       "offload: redis %V %s connection: EXEC refused with "

@@ -808,6 +808,14 @@ lower_hex(const char *s, size_t n, int nonzero)
 
 
 int
+offload_exec_left_multi_open(const char *err)
+{
+    return strncmp(err, "EXECABORT", 9) != 0
+           && strstr(err, "without MULTI") == NULL;
+}
+
+
+int
 offload_traceparent_check(const char *s, size_t len)
 {
     if (len < OFFLOAD_TRACEPARENT_LEN

@@ -317,6 +317,14 @@ int offload_cancelled_key(char *buf, size_t size, const char *queue,
  * dst of size bytes, cut to fit. */
 void offload_str_copy(char *dst, size_t size, const char *src, size_t len);
 
+/* 1 if err, the error an EXEC got, leaves its MULTI open: EXEC renamed
+ * away, or refused by a Redis 6 ACL.  Every later command of the
+ * connection would be queued into that MULTI, so the connection must go.
+ * Not EXECABORT (Redis discarded the transaction: a queued command, or
+ * EXEC itself under a Redis 7 ACL, was refused) nor "EXEC without MULTI"
+ * (MULTI itself was refused, and the commands ran one by one). */
+int offload_exec_left_multi_open(const char *err);
+
 /* 0 if s (len bytes) is a traceparent a receiver accepts: version 00 of
  * exactly OFFLOAD_TRACEPARENT_LEN, or a later version (not ff) that starts
  * with the same layout; -1 otherwise. */

@@ -1062,18 +1062,15 @@ completion_refused(offload_worker_t *w, completion_t *c, const char *err)
 
 
 /*
- * 1 when an error answering EXEC leaves MULTI open on the link, which is
- * then dropped: the next commands would be queued into that MULTI.  Not
- * EXECABORT (Redis 7 discards the transaction when a queued command or
- * EXEC itself is refused) nor "EXEC without MULTI" (none open), but EXEC
- * refused by a Redis 6, or renamed away.
+ * 1 when an error answering EXEC leaves MULTI open on the link
+ * (offload_exec_left_multi_open()), which is then dropped: the next
+ * commands would be queued into that MULTI.
  */
 static int
 exec_left_open(offload_worker_t *w, const redisReply *reply)
 {
     if (reply->type != REDIS_REPLY_ERROR
-        || strncmp(reply->str, "EXECABORT", 9) == 0
-        || strstr(reply->str, "without MULTI") != NULL)
+        || !offload_exec_left_multi_open(reply->str))
     {
         return 0;
     }

@@ -1032,6 +1032,30 @@ test_trace(void)
 }
 
 
+/* Redis' own words: which EXEC errors leave a MULTI open on the link */
+static void
+test_exec_left_multi_open(void)
+{
+    ok(offload_exec_left_multi_open("ERR unknown command 'EXEC', with args "
+                                    "beginning with: "),
+       "EXEC renamed away: MULTI left open");
+    ok(offload_exec_left_multi_open("NOPERM this user has no permissions "
+                                    "to run the 'exec' command or its "
+                                    "subcommand"),
+       "EXEC refused by a Redis 6 ACL: MULTI left open");
+    ok(!offload_exec_left_multi_open("EXECABORT Transaction discarded "
+                                     "because of previous errors."),
+       "EXECABORT: the transaction discarded");
+    ok(!offload_exec_left_multi_open("EXECABORT Transaction discarded "
+                                     "because of: NOPERM this user has no "
+                                     "permissions to run the 'exec' "
+                                     "command"),
+       "EXEC refused by a Redis 7 ACL: the transaction discarded");
+    ok(!offload_exec_left_multi_open("ERR EXEC without MULTI"),
+       "EXEC without MULTI: none open");
+}
+
+
 int
 main(void)
 {
@@ -1047,5 +1071,6 @@ main(void)
     test_key_room();
     test_reconnect_delay();
     test_str_copy();
+    test_exec_left_multi_open();
     return done_testing();
 }
