@@ -66,7 +66,7 @@ sub connect_nginx {
 sub parked {
     my ($evals, $n, $what, @s) = @_;
     return wait_until(sub {
-        script_calls() >= $evals + $n && nginx_writing() == 1;
+        evalsha_calls() >= $evals + $n && nginx_writing() == 1;
     }, scaled(15), $what) && !IO::Select->new(@s)->can_read(0);
 }
 
@@ -87,7 +87,7 @@ sub logged {
 
 # -- a poll parks, and comes back when its job ends --------------------------
 my $id = submit(2500);
-my $evals = script_calls();
+my $evals = evalsha_calls();
 my $t0 = time;
 my $s = keepalive_get("/jobs/$id?wait=30");
 ok(parked($evals, 1, 'the poll parked', $s),
@@ -118,7 +118,7 @@ close $s;
 
 # -- its wait passes first ---------------------------------------------------
 my $long = submit(30000);
-$evals = script_calls();
+$evals = evalsha_calls();
 $t0 = time;
 $s = keepalive_get("/jobs/$long?wait=2");
 ok(parked($evals, 1, 'the poll parked', $s), 'a poll of a long job parks');
@@ -134,14 +134,14 @@ is(scalar(@lines), 1, 'logged once');
 cmp_ok($rt, '>=', 1.9, 'with its whole time');
 
 # -- the client leaves (once the next section is over) ------------------------
-$evals = script_calls();
+$evals = evalsha_calls();
 my $gone = keepalive_get("/jobs/$long?wait=30");
 ok(parked($evals, 1, 'the poll parked', $gone), 'another poll parks');
 my $t1 = time;
 
 # -- a request behind a parked poll ------------------------------------------
 $id = submit(2500);
-$evals = script_calls();
+$evals = evalsha_calls();
 $s = keepalive_get("/jobs/$id?wait=30");
 ok(parked($evals, 1, 'the poll parked', $s), 'a poll parks');
 keepalive_get('/nginx_status', $s);
@@ -168,10 +168,10 @@ cmp_ok($rt, '>=', $t2 - $t1 - 0.05, 'with its whole time');
 
 # -- the subscription drops: parked polls read again and park again ----------
 $id = submit(4000);
-$evals = script_calls();
+$evals = evalsha_calls();
 $s = keepalive_get("/jobs/$id?wait=30");
 ok(parked($evals, 1, 'the poll parked', $s), 'a poll parks');
-$evals = script_calls();
+$evals = evalsha_calls();
 redis_cmd('CLIENT', 'KILL', 'TYPE', 'pubsub');
 ok(parked($evals, 1, 'the poll back and parked again', $s),
     'the subscription lost and back: the parked poll reads again, parks '
@@ -185,13 +185,13 @@ close $s;
 # one with a body (discarded: its head would promise a body again), one
 # redirected inside nginx (its head would go through the redirect again)
 $id = submit(2500);
-$evals = script_calls();
+$evals = evalsha_calls();
 my $bodied = connect_nginx();
 print $bodied "GET /jobs/$id?wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
     . "Content-Length: 5\r\n\r\nhello";
 my $via = keepalive_get("/via/$id?wait=30");
 ok(wait_until(sub {
-    script_calls() >= $evals + 2 && nginx_writing() == 3;
+    evalsha_calls() >= $evals + 2 && nginx_writing() == 3;
 }, scaled(10), 'two polls held'),
     'a poll with a body and a redirected one hold their requests');
 for my $case ([ 'with a body', $bodied ], [ 'redirected', $via ]) {
@@ -206,7 +206,7 @@ for my $case ([ 'with a body', $bodied ], [ 'redirected', $via ]) {
 
 # one that says Expect: 100-continue is parked, and told 100 once
 $id = submit(2500);
-$evals = script_calls();
+$evals = evalsha_calls();
 $s = connect_nginx();
 print $s "GET /jobs/$id?wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
     . "Expect: 100-continue\r\n\r\n";
@@ -224,7 +224,7 @@ close $s;
 
 # -- many ---------------------------------------------------------------------
 $id = submit(3000);
-$evals = script_calls();
+$evals = evalsha_calls();
 my @many = map { keepalive_get("/jobs/$id?wait=30") } 1 .. 300;
 ok(parked($evals, 300, '300 polls parked', @many), '300 polls park');
 my $done = grep {
@@ -238,7 +238,7 @@ is((nginx_worker_pids())[0], $worker, 'the same nginx worker all along');
 
 # -- a reload: the old worker keeps its parked poll until it answers ---------
 $id = submit(2500);
-$evals = script_calls();
+$evals = evalsha_calls();
 $s = keepalive_get("/jobs/$id?wait=30");
 ok(parked($evals, 1, 'the poll parked', $s), 'a poll parks');
 kill 'HUP', nginx_pid();

@@ -58,7 +58,7 @@ sub submit {
 sub parked {
     my ($calls, $id) = @_;
     return wait_until(sub {
-        script_calls() > $calls && nginx_writing() == 1;
+        evalsha_calls() > $calls && nginx_writing() == 1;
     }, scaled(10), 'the TLS poll parked') && status($id) eq 'running';
 }
 
@@ -75,7 +75,7 @@ sub curl {
 
 # -- parked, answered, and the connection goes on ----------------------------
 my $id = submit(2500);
-my $calls = script_calls();
+my $calls = evalsha_calls();
 my ($pid, $fh) = curl("/jobs/$id?wait=30", "/jobs/$id");
 ok(parked($calls, $id),
     'a keep-alive poll over TLS holds no request while its job runs');
@@ -92,7 +92,7 @@ is((json_decode($next) // {})->{status}, 'done', 'which reads the job');
 
 # -- a TLS client leaves its parked poll -------------------------------------
 $id = submit(20000);
-$calls = script_calls();
+$calls = evalsha_calls();
 ($pid, $fh) = curl("/jobs/$id?wait=30");
 ok(parked($calls, $id), 'another TLS poll parks');
 kill 'TERM', $pid;

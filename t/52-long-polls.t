@@ -54,18 +54,14 @@ ok(wait_until(sub {
     status($short) eq 'running' && status($long) eq 'running';
 }, scaled(10), 'both jobs running'), 'both jobs run');
 
-# a poll's first read of its record is an EVAL
-sub evals {
-    (redis_cmd('INFO', 'commandstats') // '') =~ /cmdstat_eval:calls=(\d+)/;
-    return $1 // 0;
-}
-my $evals = evals();
+# a poll's read of its record is an EVALSHA
+my $evals = evalsha_calls();
 
 my @on_short = map { poll($short) } 1 .. 2;
 my $on_long = poll($long);
 my $gone = poll($short);
 # the client that leaves: nginx notices, its poll is forgotten
-ok(wait_until(sub { evals() >= $evals + 4 }, scaled(10),
+ok(wait_until(sub { evalsha_calls() >= $evals + 4 }, scaled(10),
     'the four polls read their records'), 'four polls parked');
 close $gone;
 
@@ -81,9 +77,9 @@ is(status($long), 'running', 'its job still runs');
 
 # the subscription drops and comes back: ends may have been missed
 # meanwhile, so the parked poll reads its record again, and waits on
-$evals = evals();
+$evals = evalsha_calls();
 redis_cmd('CLIENT', 'KILL', 'TYPE', 'pubsub');
-ok(wait_until(sub { evals() > $evals }, scaled(10), 'a read again'),
+ok(wait_until(sub { evalsha_calls() > $evals }, scaled(10), 'a read again'),
     'the subscription back, the parked poll reads its record again');
 ok(!IO::Select->new($on_long)->can_read(0.5), 'and waits on');
 

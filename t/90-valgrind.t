@@ -108,11 +108,11 @@ ok(wait_until(sub {
 $r = post_json('/async/sleep', { ms => 3000 });
 is($r->{status}, 202, 'an async sleep job: 202');
 $id = $r->{json}{id} // '';
-my $calls = script_calls();
+my $calls = evalsha_calls();
 my $poll = keepalive_get("/job/$id?wait=30");
 my $left = keepalive_get("/job/$id?wait=30");
 ok(wait_until(sub {
-    script_calls() >= $calls + 2 && nginx_writing() == 1;
+    evalsha_calls() >= $calls + 2 && nginx_writing() == 1;
 }, 30, 'polls parked'), 'two polls read their job\'s record and park');
 close $left;
 $r = next_answer($poll, 30);

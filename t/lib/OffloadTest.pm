@@ -40,7 +40,7 @@ our @EXPORT = qw(
     nginx_env
     start_server_nginx start_jobs_nginx
     http post_json send_post read_answer parked_list_answer pipelined
-    keepalive_get next_answer script_calls nginx_writing
+    keepalive_get next_answer evalsha_calls nginx_writing
     pending_jobs
     concurrent_posts
     json_encode json_decode
@@ -775,13 +775,12 @@ sub pipelined {
     return @statuses;
 }
 
-# Scripts Redis has run so far (EVAL and EVALSHA): the module's reads of
-# job records are scripts.
-sub script_calls {
+# EVALSHA calls Redis has run so far: nginx's reads of job records are
+# (and its submits; EVAL only once after a NOSCRIPT), the sidecar's
+# periodic scripts are not (they are EVALs, several a second).
+sub evalsha_calls {
     my $info = redis_cmd('INFO', 'commandstats') // '';
-    my $n = 0;
-    $n += $1 while $info =~ /^cmdstat_eval(?:sha)?:calls=(\d+)/mg;
-    return $n;
+    return $info =~ /^cmdstat_evalsha:calls=(\d+)/m ? $1 : 0;
 }
 
 # stub_status' Writing at /nginx_status: the requests nginx holds past
@@ -790,8 +789,6 @@ sub nginx_writing {
     my $c = http('GET', '/nginx_status')->{content} // '';
     return $c =~ /Writing: (\d+)/ ? $1 : -1;
 }
-
-my %UNREAD;    # what each keep-alive socket gave beyond the answers taken
 
 # Sends a keep-alive GET of $path on $s, or on a new connection; returns the
 # socket (next_answer reads what comes back).
@@ -805,20 +802,22 @@ sub keepalive_get {
 
 # The next whole answer on keep-alive socket $s, as parse_response's with
 # json, or undef when none came within $timeout s or the server closed it.
+# What $s gave beyond the answers taken stays with $s.
 sub next_answer {
     my ($s, $timeout) = @_;
     my $deadline = time + $timeout;
     my $sel = IO::Select->new($s);
-    $UNREAD{$s} //= '';
+    my $in = \${*$s}{offload_unread};
+    $$in //= '';
     while (1) {
-        my $r = parse_response(\$UNREAD{$s});
+        my $r = parse_response($in);
         if ($r) {
             $r->{json} = json_decode($r->{content});
             return $r;
         }
         my $left = $deadline - time;
         return undef if $left <= 0 || !$sel->can_read($left);
-        sysread($s, $UNREAD{$s}, 65536, length $UNREAD{$s}) or return undef;
+        sysread($s, $$in, 65536, length $$in) or return undef;
     }
 }
 
