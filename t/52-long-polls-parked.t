@@ -45,18 +45,6 @@ ok(wait_nginx_ready('/sync/sleep', '{"ms":1}', 1), 'stack ready');
 my ($worker) = nginx_worker_pids();
 my $polls_log = tmpdir() . '/polls.log';
 
-sub submit {
-    my ($ms) = @_;
-    my $r = post_json('/async/sleep', qq({"ms":$ms}));
-    is($r->{status}, 202, "a $ms ms job: 202") or diag($r->{content});
-    my $id = $r->{json}{id} // '';
-    ok(wait_until(sub { status($id) eq 'running' }, scaled(10),
-        "job $id running"), "the $ms ms job runs");
-    return $id;
-}
-
-sub status { http('GET', "/jobs/$_[0]")->{json}{status} // '' }
-
 sub connect_nginx {
     return IO::Socket::INET->new(PeerAddr => '127.0.0.1',
         PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
@@ -86,7 +74,7 @@ sub logged {
 }
 
 # -- a poll parks, and comes back when its job ends --------------------------
-my $id = submit(2500);
+my $id = running_sleep_job(2500);
 my $evals = evalsha_calls();
 my $t0 = time;
 my $s = keepalive_get("/jobs/$id?wait=30");
@@ -117,7 +105,7 @@ cmp_ok($rt, '>=', $waited - 1,
 close $s;
 
 # -- its wait passes first ---------------------------------------------------
-my $long = submit(30000);
+my $long = running_sleep_job(30000);
 $evals = evalsha_calls();
 $t0 = time;
 $s = keepalive_get("/jobs/$long?wait=2");
@@ -140,7 +128,7 @@ ok(parked($evals, 1, 'the poll parked', $gone), 'another poll parks');
 my $t1 = time;
 
 # -- a request behind a parked poll ------------------------------------------
-$id = submit(2500);
+$id = running_sleep_job(2500);
 $evals = evalsha_calls();
 $s = keepalive_get("/jobs/$id?wait=30");
 ok(parked($evals, 1, 'the poll parked', $s), 'a poll parks');
@@ -167,7 +155,7 @@ is($code, 499, 'as a poll whose client left is: 499');
 cmp_ok($rt, '>=', $t2 - $t1 - 0.05, 'with its whole time');
 
 # -- the subscription drops: parked polls read again and park again ----------
-$id = submit(4000);
+$id = running_sleep_job(4000);
 $evals = evalsha_calls();
 $s = keepalive_get("/jobs/$id?wait=30");
 ok(parked($evals, 1, 'the poll parked', $s), 'a poll parks');
@@ -184,7 +172,7 @@ close $s;
 # -- polls that wait holding their requests ----------------------------------
 # one with a body (discarded: its head would promise a body again), one
 # redirected inside nginx (its head would go through the redirect again)
-$id = submit(2500);
+$id = running_sleep_job(2500);
 $evals = evalsha_calls();
 my $bodied = connect_nginx();
 print $bodied "GET /jobs/$id?wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -205,7 +193,7 @@ for my $case ([ 'with a body', $bodied ], [ 'redirected', $via ]) {
 }
 
 # one that says Expect: 100-continue is parked, and told 100 once
-$id = submit(2500);
+$id = running_sleep_job(2500);
 $evals = evalsha_calls();
 $s = connect_nginx();
 print $s "GET /jobs/$id?wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -223,7 +211,7 @@ like($raw, qr/"status":"done"/, 'done');
 close $s;
 
 # -- many ---------------------------------------------------------------------
-$id = submit(3000);
+$id = running_sleep_job(3000);
 $evals = evalsha_calls();
 my @many = map { keepalive_get("/jobs/$id?wait=30") } 1 .. 300;
 ok(parked($evals, 300, '300 polls parked', @many), '300 polls park');
@@ -237,7 +225,7 @@ close $_ for @many;
 is((nginx_worker_pids())[0], $worker, 'the same nginx worker all along');
 
 # -- a reload: the old worker keeps its parked poll until it answers ---------
-$id = submit(2500);
+$id = running_sleep_job(2500);
 $evals = evalsha_calls();
 $s = keepalive_get("/jobs/$id?wait=30");
 ok(parked($evals, 1, 'the poll parked', $s), 'a poll parks');

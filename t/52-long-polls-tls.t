@@ -42,24 +42,12 @@ server {
 HTTP
 ok(wait_nginx_ready('/sync/sleep', '{"ms":1}', 1), 'stack ready');
 
-sub status { http('GET', "/jobs/$_[0]")->{json}{status} // '' }
-
-sub submit {
-    my ($ms) = @_;
-    my $r = post_json('/async/sleep', qq({"ms":$ms}));
-    is($r->{status}, 202, "a $ms ms job: 202") or diag($r->{content});
-    my $id = $r->{json}{id} // '';
-    ok(wait_until(sub { status($id) eq 'running' }, scaled(10),
-        "job $id running"), "the $ms ms job runs");
-    return $id;
-}
-
 # parked: its record read and no request held while job $id still runs
 sub parked {
     my ($calls, $id) = @_;
     return wait_until(sub {
         evalsha_calls() > $calls && nginx_writing() == 1;
-    }, scaled(10), 'the TLS poll parked') && status($id) eq 'running';
+    }, scaled(10), 'the TLS poll parked') && job_status($id) eq 'running';
 }
 
 # curl in the background on one TLS connection: each URL's body, then
@@ -74,7 +62,7 @@ sub curl {
 }
 
 # -- parked, answered, and the connection goes on ----------------------------
-my $id = submit(2500);
+my $id = running_sleep_job(2500);
 my $calls = evalsha_calls();
 my ($pid, $fh) = curl("/jobs/$id?wait=30", "/jobs/$id");
 ok(parked($calls, $id),
@@ -91,7 +79,7 @@ is($made2, 0, 'on the same TLS connection');
 is((json_decode($next) // {})->{status}, 'done', 'which reads the job');
 
 # -- a TLS client leaves its parked poll -------------------------------------
-$id = submit(20000);
+$id = running_sleep_job(20000);
 $calls = evalsha_calls();
 ($pid, $fh) = curl("/jobs/$id?wait=30");
 ok(parked($calls, $id), 'another TLS poll parks');
