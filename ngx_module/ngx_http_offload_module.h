@@ -341,6 +341,10 @@ struct ngx_http_offload_peer_s {
                                                   (wait_replicas=all) */
     unsigned                      counted:1;   /* replicas was set */
     unsigned                      waiting:1;
+    unsigned                      no_transactions:1;  /* MULTI or EXEC
+                                                  refused for good: big
+                                                  bodies begin by a
+                                                  script */
 };
 
 

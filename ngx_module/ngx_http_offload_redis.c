@@ -686,19 +686,43 @@ ngx_http_offload_link_logged(redisAsyncContext *ac, void *r, void *privdata)
 
 
 /*
- * An EXEC's reply: refused with its MULTI left open
- * (offload_exec_left_multi_open()), every later command of the link would
- * be queued into that MULTI.  The link is dropped, and made again after
- * the backoff.
+ * An EXEC's reply.  MULTI or EXEC refused for good (renamed away, an ACL;
+ * not a refusal that passes, nor a queued command's, which EXECABORT
+ * answers "because of previous errors"): the peer's big bodies begin by a
+ * script from then on (ngx_http_offload_upload.c).  Refused with its MULTI
+ * left open (offload_exec_left_multi_open()), every later command of the
+ * link would be queued into that MULTI: the link is dropped, and made
+ * again after the backoff.
  */
 
 void
 ngx_http_offload_link_exec_done(ngx_http_offload_link_t *link,
     redisReply *reply)
 {
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR
-        && offload_exec_left_multi_open(reply->str))
+    const char  *err, *because;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR) {
+        return;
+    }
+
+    err = reply->str;
+
+    if (ngx_strncmp(err, "EXECABORT", 9) == 0) {
+        because = ngx_strstr(err, "because of: ");
+        err = because ? because + 12 : NULL;
+    }
+
+    if (err != NULL && !offload_refusal_passes(err)
+        && !link->peer->no_transactions)
     {
+        ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                      "offload: redis %V refused MULTI or EXEC (%s): big "
+                      "bodies begin by a script from now on",
+                      &link->peer->name, err);
+        link->peer->no_transactions = 1;
+    }
+
+    if (offload_exec_left_multi_open(reply->str)) {
         ngx_log_error(NGX_LOG_ERR, link->log, 0,
                       "offload: redis %V %s connection: EXEC refused with "
                       "its MULTI open (%s), dropping the connection",

@@ -13,6 +13,11 @@
  *   RPUSHX <body key> <slice n> ...  NGX_HTTP_OFFLOAD_SLICES on their way
  *   XADD ... payload "" body <len>   command link, once Redis holds it all
  *
+ * Where Redis refuses MULTI or EXEC for good (renamed away, an ACL: the
+ * first such EXEC's body is answered 503), the first slice and its
+ * lifetime go by one script instead, offload_stage_first_script (EVAL:
+ * its text is short beside a slice), as a worker stages a big result.
+ *
  * A list, one element a slice: APPENDs to a growing string make Redis
  * copy the whole string again every megabyte or so (quadratic, stalls of
  * hundreds of ms at 64 MB); an RPUSH costs the same at any length.  A
@@ -28,6 +33,10 @@
 static void ngx_http_offload_exists_done(redisAsyncContext *ac, void *r,
     void *privdata);
 static ngx_int_t ngx_http_offload_upload_slice(ngx_http_offload_ctx_t *ctx);
+static ngx_int_t ngx_http_offload_upload_first_by_script(
+    ngx_http_offload_ctx_t *ctx, ngx_http_offload_stream_t *st, size_t len);
+static u_char *ngx_http_offload_body_ttl(ngx_http_offload_ctx_t *ctx,
+    u_char *buf);
 static void ngx_http_offload_slice_done(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_offload_exec_done(redisAsyncContext *ac, void *r,
@@ -163,8 +172,8 @@ ngx_http_offload_exists_done(redisAsyncContext *ac, void *r, void *privdata)
 
 /*
  * The next slice, if any is left: the first an RPUSH inside a MULTI with
- * the PEXPIRE that gives the key its lifetime (the deadline, and a grace
- * for a worker that picked the job up just before it); the others an
+ * the PEXPIRE that gives the key its lifetime (or both by a script, where
+ * Redis refuses MULTI or EXEC); the others an
  * RPUSHX, which does not make the key again if it went meanwhile (as a
  * partial body with no lifetime, left for good if this worker dies before
  * its UNLINK).
@@ -175,8 +184,6 @@ ngx_http_offload_upload_slice(ngx_http_offload_ctx_t *ctx)
 {
     u_char                        ttl[NGX_INT64_LEN];
     size_t                        len;
-    int64_t                       ms;
-    ngx_time_t                   *tp;
     const char                   *argv[3];
     size_t                        argvlen[3];
     ngx_http_offload_small_t     *small;
@@ -191,6 +198,18 @@ ngx_http_offload_upload_slice(ngx_http_offload_ctx_t *ctx)
                                  ctx->sliced / OFFLOAD_SLICE);
     if (st == NULL) {
         return NGX_ERROR;
+    }
+
+    if (ctx->sliced == 0 && ctx->peer->no_transactions) {
+        if (ngx_http_offload_upload_first_by_script(ctx, st, len)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ctx->sliced += len;
+
+        return NGX_OK;
     }
 
     argv[0] = ctx->sliced ? "RPUSHX" : "RPUSH";
@@ -218,11 +237,6 @@ ngx_http_offload_upload_slice(ngx_http_offload_ctx_t *ctx)
             return NGX_ERROR;
         }
 
-        tp = ngx_timeofday();
-
-        ms = ctx->submitted_ms + ctx->timeout + OFFLOAD_BODY_GRACE_MS
-             - ((int64_t) tp->sec * 1000 + tp->msec);
-
         argv[0] = "MULTI";
         argvlen[0] = 5;
 
@@ -236,7 +250,7 @@ ngx_http_offload_upload_slice(ngx_http_offload_ctx_t *ctx)
         argv[0] = "PEXPIRE";
         argvlen[0] = 7;
         argv[2] = (char *) ttl;
-        argvlen[2] = ngx_sprintf(ttl, "%L", ngx_max(ms, 1)) - ttl;
+        argvlen[2] = ngx_http_offload_body_ttl(ctx, ttl) - ttl;
 
         if (ngx_http_offload_link_small(ctx->request->pool, &small[1], NULL,
                                         NULL, 3, argv, argvlen)
@@ -265,6 +279,56 @@ ngx_http_offload_upload_slice(ngx_http_offload_ctx_t *ctx)
     ctx->sliced += len;
 
     return NGX_OK;
+}
+
+
+/* the first slice by offload_stage_first_script: UNLINK (of nothing: the
+ * key is the job's own), RPUSH, PEXPIRE */
+
+static ngx_int_t
+ngx_http_offload_upload_first_by_script(ngx_http_offload_ctx_t *ctx,
+    ngx_http_offload_stream_t *st, size_t len)
+{
+    u_char       ttl[NGX_INT64_LEN];
+    size_t       argvlen[6];
+    const char  *argv[6];
+
+    argv[0] = "EVAL";
+    argv[1] = offload_stage_first_script;
+    argv[2] = "1";
+    argv[3] = (char *) ctx->body_key.data;
+    argv[5] = (char *) ttl;
+
+    argvlen[0] = 4;
+    argvlen[1] = ngx_strlen(offload_stage_first_script);
+    argvlen[2] = 1;
+    argvlen[3] = ctx->body_key.len;
+    argvlen[4] = len;                   /* from the cursor */
+    argvlen[5] = ngx_http_offload_body_ttl(ctx, ttl) - ttl;
+
+    return ngx_http_offload_link_stream(&ctx->peer->bulk, st,
+                                        ctx->request->pool,
+                                        ngx_http_offload_slice_done,
+                                        (void *) (uintptr_t) ctx->node.key,
+                                        6, argv, argvlen, 4, &ctx->body_at);
+}
+
+
+/* the body key's lifetime (ms): the deadline, and a grace for a worker
+ * that picked the job up just before it */
+
+static u_char *
+ngx_http_offload_body_ttl(ngx_http_offload_ctx_t *ctx, u_char *buf)
+{
+    int64_t      ms;
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    ms = ctx->submitted_ms + ctx->timeout + OFFLOAD_BODY_GRACE_MS
+         - ((int64_t) tp->sec * 1000 + tp->msec);
+
+    return ngx_sprintf(buf, "%L", ngx_max(ms, 1));
 }
 
 
@@ -318,18 +382,18 @@ ngx_http_offload_slice_done(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     /* an RPUSHX answers the list's new length, the EXEC the first RPUSH's
-     * and the PEXPIRE's 1: any other means the key went (an RPUSHX answers
-     * 0 then) */
+     * and the PEXPIRE's 1, the script an UNLINK's before them: any other
+     * means the key went (an RPUSHX answers 0 then) */
 
     len = ngx_min(ctx->body.len - ctx->body_stored, OFFLOAD_SLICE);
     n = ctx->body_stored / OFFLOAD_SLICE + 1;
 
     if (reply->type == REDIS_REPLY_ARRAY && ctx->body_stored == 0
-        && reply->elements == 2
-        && reply->element[1]->type == REDIS_REPLY_INTEGER
-        && reply->element[1]->integer == 1)
+        && reply->elements >= 2
+        && reply->element[reply->elements - 1]->type == REDIS_REPLY_INTEGER
+        && reply->element[reply->elements - 1]->integer == 1)
     {
-        reply = reply->element[0];
+        reply = reply->element[reply->elements - 2];
     }
 
     if (reply->type != REDIS_REPLY_INTEGER

@@ -808,6 +808,29 @@ lower_hex(const char *s, size_t n, int nonzero)
 
 
 int
+offload_refusal_passes(const char *err)
+{
+    size_t              i, n;
+    static const char  *passing[] = {
+        "OOM", "BUSY", "LOADING", "MISCONF", "MASTERDOWN", "NOREPLICAS",
+        "TRYAGAIN", "CLUSTERDOWN", "READONLY"
+    };
+
+    for (i = 0; i < sizeof(passing) / sizeof(passing[0]); i++) {
+        n = strlen(passing[i]);
+
+        if (strncmp(err, passing[i], n) == 0
+            && (err[n] == ' ' || err[n] == '\0'))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+int
 offload_exec_left_multi_open(const char *err)
 {
     return strncmp(err, "EXECABORT", 9) != 0

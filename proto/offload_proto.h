@@ -317,6 +317,14 @@ int offload_cancelled_key(char *buf, size_t size, const char *queue,
  * dst of size bytes, cut to fit. */
 void offload_str_copy(char *dst, size_t size, const char *src, size_t len);
 
+/* 1 when Redis refuses a command (err, its error) for now and may take it
+ * later: out of memory (maxmemory reached under noeviction), a script
+ * running too long, its data still loading, a failed background save
+ * (MISCONF), too few replicas, a cluster slot not served now.  The rest (a
+ * script error, a key of another type, an ACL, an unknown command) does
+ * not pass by itself. */
+int offload_refusal_passes(const char *err);
+
 /* 1 if err, the error an EXEC got, leaves its MULTI open: EXEC renamed
  * away, or refused by a Redis 6 ACL.  Every later command of the
  * connection would be queued into that MULTI, so the connection must go.

@@ -76,6 +76,21 @@ my $dropped_bulk = qr/bulk connection: EXEC refused with its MULTI open/;
 is(scalar(() = slurp(nginx_error_log()) =~ /$dropped_bulk/g), 1,
     'nginx dropped its bulk connection, once');
 
+# nginx's later big bodies begin by a script (before: each answered 503,
+# for good)
+my $body = '"' . ('c' x (2 << 20)) . '"';
+for my $i (1 .. 2) {
+    $r = http('POST', '/jobs/echo', $body);
+    is($r->{status}, 200, "big body $i after it: 200");
+    ok(($r->{content} // '') eq $body, '... whole');
+}
+my $scripted = qr/refused MULTI or EXEC \(ERR unknown command 'EXEC'[^\n]*/
+    . qr/\): big bodies begin by a script/;
+is(scalar(() = slurp(nginx_error_log()) =~ /$scripted/g), 1,
+    'nginx says once that big bodies begin by a script');
+is(scalar(() = slurp(nginx_error_log()) =~ /$dropped_bulk/g), 1,
+    'and drops its bulk connection no more');
+
 # A worker whose first job has a big result: staging its list begins with
 # a MULTI ... EXEC, refused; the worker drops that link and stages it
 # again by a script (before: by MULTI again, at every reconnect, for

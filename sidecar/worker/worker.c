@@ -322,7 +322,6 @@ static void stage_restart(offload_worker_t *w);
 static void stage_end(offload_worker_t *w);
 static void body_element_cb(redisAsyncContext *ac, void *r,
     void *privdata);
-static int refusal_passes(const char *err);
 static void transactions_refused(offload_worker_t *w, const char *err);
 static void refused(offload_worker_t *w);
 static int usable_id(const offload_str_t *s);
@@ -602,7 +601,9 @@ tracked_cb(redisAsyncContext *ac, void *r, void *privdata)
                       h->name, reply->str);
         }
 
-        if (!refusal_passes(reply->str) && ++h->tries >= REFUSED_TRIES) {
+        if (!offload_refusal_passes(reply->str)
+            && ++h->tries >= REFUSED_TRIES)
+        {
             held_give_up(w, h, reply->str);
             held_free(h);
 
@@ -842,36 +843,6 @@ completion_lost(offload_worker_t *w, completion_t *c)
 
 
 /*
- * 1 when Redis refuses a command for now and may take it later: out of
- * memory (maxmemory reached under noeviction), a script running too long,
- * its data still loading, a failed background save (MISCONF), too few
- * replicas, a cluster slot not served now.  The rest (a script error, a
- * key of another type, an ACL) does not pass by itself.
- */
-static int
-refusal_passes(const char *err)
-{
-    size_t              i, n;
-    static const char  *passing[] = {
-        "OOM", "BUSY", "LOADING", "MISCONF", "MASTERDOWN", "NOREPLICAS",
-        "TRYAGAIN", "CLUSTERDOWN", "READONLY"
-    };
-
-    for (i = 0; i < sizeof(passing) / sizeof(passing[0]); i++) {
-        n = strlen(passing[i]);
-
-        if (strncmp(err, passing[i], n) == 0
-            && (err[n] == ' ' || err[n] == '\0'))
-        {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-/*
  * Redis refused a command that settles an entry (a completion, a dead
  * letter, a retry): it is kept and sent again by the resend timer,
  * RESEND_MIN_S after the first refusal, twice as long after each try, at
@@ -1037,7 +1008,7 @@ completion_refused(offload_worker_t *w, completion_t *c, const char *err)
 
     c->tries++;
 
-    if (!refusal_passes(err)) {
+    if (!offload_refusal_passes(err)) {
         if (c->next != NULL) {
             for (j = c; j != NULL; j = next) {
                 next = j->next;
@@ -1141,7 +1112,7 @@ transaction_error(offload_worker_t *w, const completion_t *c,
 static void
 transactions_refused(offload_worker_t *w, const char *err)
 {
-    if (!refusal_passes(err) && !w->no_transactions) {
+    if (!offload_refusal_passes(err) && !w->no_transactions) {
         log_error("%s: MULTI or EXEC refused (%s): jobs are completed by "
                   "the script until this worker restarts", w->name, err);
         w->no_transactions = 1;
