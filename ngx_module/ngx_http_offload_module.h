@@ -499,6 +499,8 @@ typedef struct {
                                                   peer->waited */
 
     unsigned                      checking:1;
+    unsigned                      first_by_script:1;  /* the body key
+                                                  begun by a script */
     unsigned                      uploading:1; /* the body key is being
                                                   written, no XADD yet */
     unsigned                      result_read:1;  /* all of it in result */

@@ -688,11 +688,12 @@ ngx_http_offload_link_logged(redisAsyncContext *ac, void *r, void *privdata)
 /*
  * An EXEC's reply.  MULTI or EXEC refused for good (renamed away, an ACL;
  * not a refusal that passes, nor a queued command's, which EXECABORT
- * answers "because of previous errors"): the peer's big bodies begin by a
- * script from then on (ngx_http_offload_upload.c).  Refused with its MULTI
- * left open (offload_exec_left_multi_open()), every later command of the
- * link would be queued into that MULTI: the link is dropped, and made
- * again after the backoff.
+ * answers "because of previous errors", nor a cluster's redirect): the
+ * peer's big bodies begin by a script from then on
+ * (ngx_http_offload_upload.c).  Refused with its MULTI left open
+ * (offload_exec_left_multi_open()), every later command of the link would
+ * be queued into that MULTI: the link is dropped, and made again after
+ * the backoff.
  */
 
 void
@@ -712,7 +713,7 @@ ngx_http_offload_link_exec_done(ngx_http_offload_link_t *link,
         err = because ? because + 12 : NULL;
     }
 
-    if (err != NULL && !offload_refusal_passes(err)
+    if (err != NULL && !offload_refusal_passes(err) && !offload_redirect(err)
         && !link->peer->no_transactions)
     {
         ngx_log_error(NGX_LOG_ERR, link->log, 0,

@@ -14,7 +14,7 @@
  *   XADD ... payload "" body <len>   command link, once Redis holds it all
  *
  * Where Redis refuses MULTI or EXEC for good (renamed away, an ACL: the
- * first such EXEC's body is answered 503), the first slice and its
+ * bodies whose EXECs are refused are answered 503), the first slice and its
  * lifetime go by one script instead, offload_stage_first_script (EVAL:
  * its text is short beside a slice), as a worker stages a big result.
  *
@@ -207,6 +207,7 @@ ngx_http_offload_upload_slice(ngx_http_offload_ctx_t *ctx)
             return NGX_ERROR;
         }
 
+        ctx->first_by_script = 1;
         ctx->sliced += len;
 
         return NGX_OK;
@@ -363,7 +364,7 @@ static void
 ngx_http_offload_slice_done(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply              *reply = r;
-    size_t                   len, n;
+    size_t                   len, n, first;
     ngx_http_offload_ctx_t  *ctx;
 
     ctx = ngx_http_offload_needed_ctx(ac, reply, privdata);
@@ -387,13 +388,14 @@ ngx_http_offload_slice_done(redisAsyncContext *ac, void *r, void *privdata)
 
     len = ngx_min(ctx->body.len - ctx->body_stored, OFFLOAD_SLICE);
     n = ctx->body_stored / OFFLOAD_SLICE + 1;
+    first = ctx->first_by_script ? 3 : 2;
 
     if (reply->type == REDIS_REPLY_ARRAY && ctx->body_stored == 0
-        && reply->elements >= 2
-        && reply->element[reply->elements - 1]->type == REDIS_REPLY_INTEGER
-        && reply->element[reply->elements - 1]->integer == 1)
+        && reply->elements == first
+        && reply->element[first - 1]->type == REDIS_REPLY_INTEGER
+        && reply->element[first - 1]->integer == 1)
     {
-        reply = reply->element[reply->elements - 2];
+        reply = reply->element[first - 2];
     }
 
     if (reply->type != REDIS_REPLY_INTEGER

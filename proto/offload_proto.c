@@ -834,7 +834,17 @@ int
 offload_exec_left_multi_open(const char *err)
 {
     return strncmp(err, "EXECABORT", 9) != 0
-           && strstr(err, "without MULTI") == NULL;
+           && strstr(err, "without MULTI") == NULL
+           && !offload_redirect(err)
+           && strncmp(err, "TRYAGAIN", 8) != 0
+           && strncmp(err, "CLUSTERDOWN", 11) != 0;
+}
+
+
+int
+offload_redirect(const char *err)
+{
+    return strncmp(err, "MOVED ", 6) == 0 || strncmp(err, "ASK ", 4) == 0;
 }
 
 

@@ -329,9 +329,15 @@ int offload_refusal_passes(const char *err);
  * away, or refused by a Redis 6 ACL.  Every later command of the
  * connection would be queued into that MULTI, so the connection must go.
  * Not EXECABORT (Redis discarded the transaction: a queued command, or
- * EXEC itself under a Redis 7 ACL, was refused) nor "EXEC without MULTI"
- * (MULTI itself was refused, and the commands ran one by one). */
+ * EXEC itself under a Redis 7 ACL, was refused), nor "EXEC without MULTI"
+ * (MULTI itself was refused, and the commands ran one by one), nor a
+ * cluster's MOVED, ASK, TRYAGAIN or CLUSTERDOWN (the slot of its keys
+ * moved or is not served: Redis discarded the transaction). */
 int offload_exec_left_multi_open(const char *err);
+
+/* 1 if err, EXEC's error, is a Redis Cluster redirect, MOVED or ASK: the
+ * transaction's slot moved on, not a refusal of MULTI or EXEC. */
+int offload_redirect(const char *err);
 
 /* 0 if s (len bytes) is a traceparent a receiver accepts: version 00 of
  * exactly OFFLOAD_TRACEPARENT_LEN, or a later version (not ff) that starts

@@ -13,28 +13,17 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use BlackholeProxy;
 use OffloadTest;
 use SmallBuffers;
+use HalfWritten;
 
 in_small_buffers('t49e');
 
-start_redis(args => [ '--rename-command', 'EXEC', '' ]);
-# nginx reaches Redis through a proxy that reads nothing more from it once
-# it has passed on the job's EXISTS, until released: the first slice is
-# left half written when the deadline comes
-my $proxy = BlackholeProxy->start(redis_port(), hold_on =>
-    qr/\r\nEXISTS\r\n\$\d+\r\noffload:\{parked\}:jobs\r\n/);
+# the first slice is left half written when the deadline comes, the
+# proxy holding what nginx sends
+my $proxy = half_written_stack(redis_args => [ '--rename-command', 'EXEC',
+    '' ]);
 END { kill 'KILL', $proxy->pid if $proxy }
-start_sidecar(conf => "queue echo { handler echo; workers 1; }\n");
-start_jobs_nginx(workers => 1, redis => '127.0.0.1:' . $proxy->port,
-    server => <<'CONF')
-    client_max_body_size 16m;
-    location ~ ^/brief/([^/]+)$ { offload_pass $1; offload_timeout 400ms; }
-CONF
-    or give_up('stack did not start');
-is(redis_cmd('XGROUP', 'CREATE', 'offload:{parked}:jobs', 'workers', '$',
-    'MKSTREAM'), 'OK', 'a queue nobody reads');
 
 my $s = send_post('/brief/parked', '"' . ('p' x (2 << 20)) . '"');
 my $a = read_answer($s, scaled(10));

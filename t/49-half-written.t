@@ -15,31 +15,18 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use BlackholeProxy;
 use OffloadTest;
 use SmallBuffers;
+use HalfWritten;
 use RedisMonitor;
 
 in_small_buffers('t49');
 
 my $SLICE = 262144;
 
-start_redis();
-# nginx reaches Redis through a proxy that reads nothing more from it once
-# it has passed on the job's EXISTS, until released
-my $proxy = BlackholeProxy->start(redis_port(), hold_on =>
-    qr/\r\nEXISTS\r\n\$\d+\r\noffload:\{parked\}:jobs\r\n/);
+my $proxy = half_written_stack(
+    server => "    location = /status { offload_status; }\n");
 END { kill 'KILL', $proxy->pid if $proxy }
-start_sidecar(conf => "queue echo { handler echo; workers 1; }\n");
-start_jobs_nginx(workers => 1, redis => '127.0.0.1:' . $proxy->port,
-    server => <<'CONF')
-    client_max_body_size 16m;
-    location = /status { offload_status; }
-    location ~ ^/brief/([^/]+)$ { offload_pass $1; offload_timeout 400ms; }
-CONF
-    or give_up('stack did not start');
-is(redis_cmd('XGROUP', 'CREATE', 'offload:{parked}:jobs', 'workers', '$',
-    'MKSTREAM'), 'OK', 'a queue nobody reads');
 
 sub reconnects {
     return (http('GET', '/status')->{content} // '')

@@ -1112,7 +1112,9 @@ transaction_error(offload_worker_t *w, const completion_t *c,
 static void
 transactions_refused(offload_worker_t *w, const char *err)
 {
-    if (!offload_refusal_passes(err) && !w->no_transactions) {
+    if (!offload_refusal_passes(err) && !offload_redirect(err)
+        && !w->no_transactions)
+    {
         log_error("%s: MULTI or EXEC refused (%s): jobs are completed by "
                   "the script until this worker restarts", w->name, err);
         w->no_transactions = 1;

@@ -1053,6 +1053,20 @@ test_exec_left_multi_open(void)
        "EXEC refused by a Redis 7 ACL: the transaction discarded");
     ok(!offload_exec_left_multi_open("ERR EXEC without MULTI"),
        "EXEC without MULTI: none open");
+    ok(!offload_exec_left_multi_open("MOVED 3999 127.0.0.1:6381"),
+       "MOVED: the transaction discarded");
+    ok(!offload_exec_left_multi_open("ASK 3999 127.0.0.1:6381"),
+       "ASK: the transaction discarded");
+    ok(!offload_exec_left_multi_open("TRYAGAIN Multiple keys request "
+                                     "during rehashing of slot"),
+       "TRYAGAIN: the transaction discarded");
+    ok(!offload_exec_left_multi_open("CLUSTERDOWN The cluster is down"),
+       "CLUSTERDOWN: the transaction discarded");
+    ok(offload_redirect("MOVED 3999 127.0.0.1:6381")
+       && offload_redirect("ASK 3999 127.0.0.1:6381")
+       && !offload_redirect("ERR unknown command 'EXEC'")
+       && !offload_redirect("MOVEDX"),
+       "a cluster's redirects are MOVED and ASK");
 }
 
 
