@@ -46,8 +46,9 @@ my ($worker) = nginx_worker_pids();
 my $polls_log = tmpdir() . '/polls.log';
 
 sub connect_nginx {
-    return IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
         PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+    return $s;
 }
 
 # parked: its record read, no request of it held, and no answer on @s yet

@@ -47,7 +47,8 @@ sub parked {
     my ($calls, $id) = @_;
     return wait_until(sub {
         evalsha_calls() > $calls && nginx_writing() == 1;
-    }, scaled(10), 'the TLS poll parked') && job_status($id) eq 'running';
+    }, scaled(10), 'the TLS poll parked')
+        && async_job_status($id) eq 'running';
 }
 
 # curl in the background on one TLS connection: each URL's body, then

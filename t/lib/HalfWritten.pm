@@ -30,7 +30,7 @@ sub half_written_stack {
             . "offload_timeout 400ms; }\n" . ($o{server} // ''))
         or do {
             kill 'KILL', $proxy->pid;
-            OffloadTest::give_up('stack did not start');
+            give_up('stack did not start');
         };
     is(redis_cmd('XGROUP', 'CREATE', 'offload:{parked}:jobs', 'workers',
         '$', 'MKSTREAM'), 'OK', 'a queue nobody reads');

@@ -41,11 +41,11 @@ our @EXPORT = qw(
     start_server_nginx start_jobs_nginx
     http post_json send_post read_answer parked_list_answer pipelined
     keepalive_get next_answer evalsha_calls nginx_writing
-    job_status running_sleep_job
+    async_job_status running_sleep_job
     pending_jobs
     concurrent_posts
     json_encode json_decode
-    stop_all finish
+    stop_all finish give_up
 );
 
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
@@ -777,7 +777,7 @@ sub pipelined {
 }
 
 # Async job $id's status as GET /jobs/<id> tells it, or ''.
-sub job_status { http('GET', "/jobs/$_[0]")->{json}{status} // '' }
+sub async_job_status { http('GET', "/jobs/$_[0]")->{json}{status} // '' }
 
 # POSTs an async sleep job of $ms ms to /async/sleep (202 checked) and
 # waits until it runs; returns its id.
@@ -786,7 +786,7 @@ sub running_sleep_job {
     my $r = post_json('/async/sleep', qq({"ms":$ms}));
     is($r->{status}, 202, "a $ms ms job: 202") or diag($r->{content});
     my $id = $r->{json}{id} // '';
-    ok(wait_until(sub { job_status($id) eq 'running' }, scaled(10),
+    ok(wait_until(sub { async_job_status($id) eq 'running' }, scaled(10),
         "job $id running"), "the $ms ms job runs");
     return $id;
 }
