@@ -2286,6 +2286,10 @@ ngx_http_offload_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (ngx_http_offload_errors_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_offload_status_add_zone(cf, omcf);
 }
 

@@ -594,6 +594,9 @@ void ngx_http_offload_answer_body(ngx_http_offload_ctx_t *ctx,
 ngx_int_t ngx_http_offload_add_header(ngx_http_request_t *r,
     const char *name, u_char *value, size_t len);
 
+/* ngx_http_offload_errors.c */
+ngx_int_t ngx_http_offload_errors_init(ngx_conf_t *cf);
+
 /* ngx_http_offload_metrics.c */
 char *ngx_http_offload_metrics_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

@@ -15,7 +15,15 @@ queue echo { handler echo; workers 1; }
 queue sha256 { handler sha256; workers 1; }
 queue sleep { handler sleep; workers 2; }
 CONF
-start_nginx(http => <<'HTTP');
+my $h2_port = free_port();
+my $conf = <<'HTTP';
+limit_req_zone $binary_remote_addr zone=slow:1m rate=1r/m;
+limit_req_zone $binary_remote_addr zone=slower:1m rate=1r/m;
+server {
+    listen 127.0.0.1:@H2_PORT@ http2;
+    offload_redis @REDIS@;
+    location = /denied/echo { offload_pass echo; deny all; }
+}
 server {
     listen 127.0.0.1:@PORT@;
     offload_redis @REDIS@;
@@ -23,6 +31,21 @@ server {
         offload_pass $1;
         client_max_body_size 2k;
     }
+    location = /denied/echo { offload_pass echo; deny all; }
+    location /denied-jobs/ { offload_jobs; deny all; }
+    location = /limited/echo { offload_pass echo; limit_req zone=slow; }
+    location = /limited429/echo {
+        offload_pass echo;
+        limit_req zone=slower;
+        limit_req_status 429;
+    }
+    location = /own-page/echo {
+        offload_pass echo;
+        client_max_body_size 1k;
+        error_page 413 @own;
+    }
+    location @own { return 413 "own page"; }
+    location = /plain { deny all; }
     location = /short/sleep {
         offload_pass sleep;
         offload_timeout 1s;
@@ -38,6 +61,7 @@ server {
     location = /metrics { offload_metrics; }
 }
 HTTP
+start_nginx(http => $conf =~ s/\@H2_PORT\@/$h2_port/r);
 ok(wait_nginx_ready('/jobs/echo', '{}'), 'stack ready');
 
 # Checks status, JSON content type and the error body's shape.
@@ -121,9 +145,75 @@ for my $method (qw(GET PUT DELETE)) {
     is($r->{headers}{allow}, 'POST', "$method: Allow: POST");
 }
 
-# ---- 413 (from nginx itself)
-is(http('POST', '/jobs/echo', '"' . ('x' x 3000) . '"')->{status}, 413,
-    '413 over client_max_body_size');
+# ---- nginx's own errors in an offload location: JSON, not its HTML page
+# (ngx_http_offload_errors.c)
+error_is(http('POST', '/jobs/echo', '"' . ('x' x 3000) . '"'), 413,
+    'too_large', 'Content-Length over client_max_body_size');
+# the metrics answer is cached a heartbeat long
+ok(wait_until(sub { (http('GET', '/metrics')->{content} // '')
+        =~ /offload_invalid_requests_total\{status="413"\} 1\b/ },
+        scaled(5), '413 counted'),
+    'counted as an invalid request, as the module\'s own errors are');
+
+# Sends $head and $body on a new connection, returns the parsed answer.
+sub raw_answer {
+    my ($head, $body) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+    print $s "$head\r\n$body";
+    my $raw = read_raw($s, scaled(10));
+    my $r = parse_response(\$raw) // { status => 0, headers => {} };
+    $r->{json} = eval { json_decode($r->{content}) };
+    return $r;
+}
+
+my $chunked = "POST /jobs/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    . "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n";
+error_is(raw_answer($chunked, "zz\r\n{}\r\n0\r\n\r\n"), 400,
+    'bad_request', 'a malformed chunked body');
+error_is(raw_answer($chunked, join('', map { "400\r\n" . ('x' x 1024)
+    . "\r\n" } 1 .. 3) . "0\r\n\r\n"), 413, 'too_large',
+    'a chunked body over client_max_body_size');
+
+my $r = http('POST', '/denied/echo', '{}');
+error_is($r, 403, 'forbidden', 'deny all');
+ok($r->{headers}{traceparent}, 'deny all: traceparent, as every answer');
+error_is(http('GET', '/denied-jobs/0'), 403, 'forbidden',
+    'deny all on offload_jobs');
+$r = http('HEAD', '/denied/echo');
+is($r->{status}, 403, 'HEAD, deny all: 403');
+like($r->{headers}{'content-type'} // '', qr{^application/json},
+    'HEAD, deny all: JSON type');
+is($r->{content} // '', '', 'HEAD, deny all: no body');
+
+is(http('POST', '/limited/echo', '{}')->{status}, 200,
+    'limit_req: the first job passes');
+$r = http('POST', '/limited/echo', '{}');
+error_is($r, 503, 'unavailable', 'limit_req over its rate');
+is($r->{headers}{'retry-after'}, 1, 'limit_req 503: Retry-After: 1');
+is(http('POST', '/limited429/echo', '{}')->{status}, 200,
+    'limit_req 429: the first job passes');
+error_is(http('POST', '/limited429/echo', '{}'), 429, 'too_many_requests',
+    'limit_req_status 429');
+
+$r = http('POST', '/own-page/echo', '"' . ('x' x 2000) . '"');
+is($r->{status}, 413, "the location's own error_page: its status");
+is($r->{content}, 'own page', "the location's own error_page: its body");
+$r = http('GET', '/plain');
+is($r->{status}, 403, 'deny all outside offload locations: 403');
+like($r->{headers}{'content-type'} // '', qr{^text/html},
+    "deny all outside offload locations: nginx's own page");
+
+# a GET: nginx 1.22 resets an HTTP/2 stream whose body it did not read, and
+# curl, still sending it, often calls that a framing error
+my $curl = "curl -sS --http2-prior-knowledge --max-time 10 "
+    . "-w '\\n%{http_version}:%{http_code}:%{content_type}' "
+    . "http://127.0.0.1:$h2_port/denied/echo 2>&1";
+my $out = `$curl`;
+like($out,
+    qr/\A\{"error":\{"code":"forbidden",.*\}\}\n2:403:application\/json\z/,
+    'HTTP/2, deny all: the JSON error, its stream ended')
+    or diag("$out (curl: $?)");
 
 # ---- 500: the body went to a temp file, the module does no file I/O
 error_is(http('POST', '/infile/echo', '{}'), 500, 'internal',
@@ -138,7 +228,7 @@ error_is(post_json('/jobs/sha256', { rounds => 1 }), 422, 'handler_error',
 
 # ---- 504 timeout
 my $t0 = time;
-my $r = post_json('/short/sleep', { ms => 3000 });
+$r = post_json('/short/sleep', { ms => 3000 });
 my $ms = (time - $t0) * 1000;
 error_is($r, 504, 'timeout', 'offload_timeout 1s, sleep 3000');
 ok($ms >= 900 && $ms < 2500, sprintf('answered at the deadline (%d ms)', $ms));

@@ -146,7 +146,7 @@ is(read_answer($first, scaled(30))->{status}, 504,
     'the first job, without a result, 504 at its deadline');
 
 # ---- the half set-up migration's job, answered at its deadline meanwhile
-my $raw = OffloadTest::read_raw($hs, scaled(30));
+my $raw = read_raw($hs, scaled(30));
 like($raw, qr{^HTTP/1\.1 503 }, 'the job answered 503 at its last look, '
     . 'not 504') or diag($raw);
 like($raw, qr/"code":"redis_unavailable"/, 'redis_unavailable');

@@ -357,7 +357,7 @@ sub stage_list {
     ($s, $id, $reply) = parked_job('/jobs/parked', 'timing');
     stage_list($id, body_of(1.5, 'timing'), 1000, $SLICE);
     redis_cmd('PUBLISH', $reply, "ON1 $id");
-    my $raw = OffloadTest::read_raw($s, scaled(20));
+    my $raw = read_raw($s, scaled(20));
     like(substr($raw, 0, 1000), qr{\r\nServer-Timing:[ ]queue;dur=1\.000,
         [ ]run;dur=2\.000,[ ]cpu;dur=3\.000,
         [ ]traceparent;desc="00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]"\r\n}x,

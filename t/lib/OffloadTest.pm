@@ -41,7 +41,7 @@ our @EXPORT = qw(
     start_server_nginx start_jobs_nginx
     http post_json send_post read_answer parked_list_answer pipelined
     keepalive_get next_answer evalsha_calls nginx_writing
-    async_job_status running_sleep_job
+    async_job_status running_sleep_job read_raw parse_response
     pending_jobs
     concurrent_posts
     json_encode json_decode
