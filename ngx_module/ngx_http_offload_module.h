@@ -686,6 +686,8 @@ ngx_int_t ngx_http_offload_link_stream(ngx_http_offload_link_t *link,
     int big, ngx_http_offload_cursor_t *at);
 ngx_int_t ngx_http_offload_link_post(ngx_http_offload_link_t *link,
     int argc, const char **argv, const size_t *argvlen);
+ngx_int_t ngx_http_offload_link_unlink(ngx_http_offload_link_t *link,
+    ngx_str_t *key);
 ngx_int_t ngx_http_offload_link_small(ngx_pool_t *pool,
     ngx_http_offload_small_t *small, redisCallbackFn *fn, void *privdata,
     int argc, const char **argv, const size_t *argvlen);

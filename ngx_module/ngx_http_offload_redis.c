@@ -607,6 +607,24 @@ ngx_http_offload_link_post(ngx_http_offload_link_t *link, int argc,
 }
 
 
+/* UNLINK of a key, fire and forget (Redis frees a big value off its main
+ * thread): its request may be gone next */
+
+ngx_int_t
+ngx_http_offload_link_unlink(ngx_http_offload_link_t *link, ngx_str_t *key)
+{
+    const char  *argv[2];
+    size_t       argvlen[2];
+
+    argv[0] = "UNLINK";
+    argvlen[0] = 6;
+    argv[1] = (char *) key->data;
+    argvlen[1] = key->len;
+
+    return ngx_http_offload_link_post(link, 2, argv, argvlen);
+}
+
+
 /*
  * A small command to go along with a streamed one, formatted into pool
  * memory, NUL-terminated: hiredis looks one byte past a command's first

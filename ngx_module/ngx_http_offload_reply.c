@@ -838,6 +838,20 @@ ngx_http_offload_index_done(redisAsyncContext *ac, void *r, void *privdata)
 
     ctx->result_read = 1;
 
+    /* A sync job's result has no reader but this request: it goes now,
+     * not result_ttl later (megabytes of Redis' memory meanwhile).  One
+     * with a record (an Idempotency-Key) is kept for its duplicates and
+     * reads; one read from the node an ASK named is left to its TTL. */
+
+    if (ctx->idem_key.len == 0 && !ctx->asked
+        && ngx_http_offload_link_unlink(ctx->result.link, &ctx->result.key)
+           != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "offload: cannot delete the result key \"%V\", it "
+                      "goes at its expiry", &ctx->result.key);
+    }
+
     ngx_http_offload_deliver(ctx->peer, ctx,
                              (char *) ctx->result.out->buf->pos,
                              ctx->result.out->buf->last

@@ -451,20 +451,12 @@ ngx_http_offload_upload_stop(ngx_http_offload_ctx_t *ctx)
 }
 
 
-/* UNLINK of the body key, fire and forget: its request may be gone next */
+/* UNLINK of the body key */
 
 void
 ngx_http_offload_body_delete(ngx_http_offload_ctx_t *ctx)
 {
-    const char  *argv[2];
-    size_t       argvlen[2];
-
-    argv[0] = "UNLINK";
-    argvlen[0] = 6;
-    argv[1] = (char *) ctx->body_key.data;
-    argvlen[1] = ctx->body_key.len;
-
-    if (ngx_http_offload_link_post(&ctx->peer->bulk, 2, argv, argvlen)
+    if (ngx_http_offload_link_unlink(&ctx->peer->bulk, &ctx->body_key)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
