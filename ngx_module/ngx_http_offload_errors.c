@@ -11,12 +11,13 @@
  * HTML page, which a client of a JSON API cannot read.
  *
  * A header filter takes nginx's page (the special response: r->err_status
- * set, text/html or no body) in those locations and sends the module's
- * JSON error in its place, with the same status, through the module's own
- * answer path (its headers, counted in the metrics as an invalid
- * request).  Then r->header_only keeps nginx from sending its page after
- * it.  An error_page the location has for that status is nginx's
- * business first: nginx goes there before any page is made.
+ * set, text/html or no body) in those locations, and in the blocks inside
+ * them (limit_except, if), and sends the module's JSON error in its place,
+ * with the same status, through the module's own answer path (its
+ * headers, counted in the metrics as its own errors are).  Then
+ * r->header_only keeps nginx from sending its page after it.  An
+ * error_page for that status, the location's own or one it inherits, is
+ * nginx's business first: nginx goes there before any page is made.
  */
 
 
@@ -101,7 +102,7 @@ ngx_http_offload_errors_header_filter(ngx_http_request_t *r)
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
 
-    if (olcf->queue == NULL && !olcf->jobs) {
+    if (!olcf->json_errors) {
         return ngx_http_next_header_filter(r);
     }
 

@@ -1453,6 +1453,10 @@ ngx_http_offload_send_chain(ngx_http_request_t *r, ngx_uint_t status,
     r->headers_out.status = status;
     r->headers_out.content_length_n = len;
 
+    /* no answer is a resource's state: If-Unmodified-Since or If-Match
+     * would have nginx answer 412 (or 304) after the job ran */
+    r->disable_not_modified = 1;
+
     /* nginx knows no reason phrase for a handler's 422 */
     if (status == NGX_HTTP_OFFLOAD_UNPROCESSABLE) {
         ngx_str_set(&r->headers_out.status_line, "422 Unprocessable Entity");
@@ -2162,6 +2166,7 @@ ngx_http_offload_create_loc_conf(ngx_conf_t *cf)
     olcf->result_ttl = NGX_CONF_UNSET_MSEC;
     olcf->idempotency_ttl = NGX_CONF_UNSET_MSEC;
     olcf->cancel_running = NGX_CONF_UNSET;
+    olcf->json_errors = NGX_CONF_UNSET;
 
     return olcf;
 }
@@ -2187,6 +2192,16 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               86400000);
 
     ngx_conf_merge_value(conf->cancel_running, prev->cancel_running, 0);
+
+    /* nginx's own errors are answered as JSON (ngx_http_offload_errors.c)
+     * in offload_pass and offload_jobs locations, and in the blocks inside
+     * them (limit_except, if), which are merged with them */
+
+    if (conf->queue || conf->jobs) {
+        conf->json_errors = 1;
+    }
+
+    ngx_conf_merge_value(conf->json_errors, prev->json_errors, 0);
 
     /* offload_pass, like proxy_pass, is not inherited, nor are
      * offload_status and offload_metrics */

@@ -447,6 +447,7 @@ typedef struct {
     ngx_msec_t                    idempotency_ttl;  /* 0: off */
     ngx_flag_t                    cancel_running;  /* DELETE stops a
                                                       running job */
+    ngx_flag_t                    json_errors; /* nginx's own errors too */
 } ngx_http_offload_loc_conf_t;
 
 

@@ -6,6 +6,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use IO::Socket::INET;
 use Time::HiRes qw(time);
 use OffloadTest;
 
@@ -33,6 +34,10 @@ server {
     }
     location = /denied/echo { offload_pass echo; deny all; }
     location /denied-jobs/ { offload_jobs; deny all; }
+    location = /posts-only/echo {
+        offload_pass echo;
+        limit_except POST { deny all; }
+    }
     location = /limited/echo { offload_pass echo; limit_req zone=slow; }
     location = /limited429/echo {
         offload_pass echo;
@@ -180,11 +185,27 @@ error_is($r, 403, 'forbidden', 'deny all');
 ok($r->{headers}{traceparent}, 'deny all: traceparent, as every answer');
 error_is(http('GET', '/denied-jobs/0'), 403, 'forbidden',
     'deny all on offload_jobs');
-$r = http('HEAD', '/denied/echo');
-is($r->{status}, 403, 'HEAD, deny all: 403');
-like($r->{headers}{'content-type'} // '', qr{^application/json},
+error_is(http('GET', '/posts-only/echo'), 403, 'forbidden',
+    'limit_except POST { deny all; }, a GET');
+is(http('POST', '/posts-only/echo', '{}')->{status}, 200,
+    'limit_except POST { deny all; }, a POST: the job');
+
+# HEAD: the headers of the JSON error, no body after them
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+    PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+print $s "HEAD /denied/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+my ($head, $after) = split /\r\n\r\n/, read_raw($s, scaled(10)), 2;
+like($head // '', qr{\AHTTP/1\.1 403 }, 'HEAD, deny all: 403');
+like($head // '', qr{\r\nContent-Type: application/json}i,
     'HEAD, deny all: JSON type');
-is($r->{content} // '', '', 'HEAD, deny all: no body');
+is($after, '', 'HEAD, deny all: no body');
+
+# a job's answer is no resource's state: no 412 after it ran
+$r = http('POST', '/jobs/echo', '{"cond":1}',
+    { 'If-Unmodified-Since' => 'Thu, 01 Jan 1970 00:00:01 GMT',
+      'If-Match' => '"x"' });
+is($r->{status}, 200, 'If-Unmodified-Since and If-Match: the job answered');
+is_deeply($r->{json}, { cond => 1 }, 'If-Unmodified-Since: its result');
 
 is(http('POST', '/limited/echo', '{}')->{status}, 200,
     'limit_req: the first job passes');
