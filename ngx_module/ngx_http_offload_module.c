@@ -1007,7 +1007,8 @@ ngx_http_offload_cancel_sync(ngx_http_offload_ctx_t *ctx)
                                    "cancelling a job", 6, argv, argvlen)
         != NGX_OK
         && (link->exiting
-            || ngx_http_offload_link_post(link, 6, argv, argvlen) != NGX_OK))
+            || ngx_http_offload_link_post(link, NULL, 6, argv, argvlen)
+               != NGX_OK))
     {
         ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
                       "offload: job %*s: nobody waits for it, but redis "

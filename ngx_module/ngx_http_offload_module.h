@@ -345,6 +345,9 @@ struct ngx_http_offload_peer_s {
                                                   refused for good: big
                                                   bodies begin by a
                                                   script */
+    unsigned                      keeps_results:1;  /* UNLINK of a big
+                                                  result refused (an ACL
+                                                  without it) */
 };
 
 
@@ -686,9 +689,9 @@ ngx_int_t ngx_http_offload_link_stream(ngx_http_offload_link_t *link,
     void *privdata, int argc, const char **argv, const size_t *argvlen,
     int big, ngx_http_offload_cursor_t *at);
 ngx_int_t ngx_http_offload_link_post(ngx_http_offload_link_t *link,
-    int argc, const char **argv, const size_t *argvlen);
+    redisCallbackFn *fn, int argc, const char **argv, const size_t *argvlen);
 ngx_int_t ngx_http_offload_link_unlink(ngx_http_offload_link_t *link,
-    ngx_str_t *key);
+    redisCallbackFn *fn, ngx_str_t *key);
 ngx_int_t ngx_http_offload_link_small(ngx_pool_t *pool,
     ngx_http_offload_small_t *small, redisCallbackFn *fn, void *privdata,
     int argc, const char **argv, const size_t *argvlen);

@@ -568,13 +568,14 @@ ngx_http_offload_window(ngx_http_offload_cursor_t *at, size_t len,
 /*
  * Queues a small command whose reply nobody waits for (UNLINK of a body
  * key) behind the link's streamed commands, in memory of its own: its
- * request may be gone already.  argv[0] must be a constant: an error reply is
- * logged with it.
+ * request may be gone already.  Its reply comes to fn (privdata argv[0]),
+ * or with fn NULL only an error is logged, with argv[0].  argv[0] must be
+ * a constant.
  */
 
 ngx_int_t
-ngx_http_offload_link_post(ngx_http_offload_link_t *link, int argc,
-    const char **argv, const size_t *argvlen)
+ngx_http_offload_link_post(ngx_http_offload_link_t *link,
+    redisCallbackFn *fn, int argc, const char **argv, const size_t *argvlen)
 {
     size_t                      len;
     ngx_http_offload_stream_t  *st;
@@ -597,7 +598,7 @@ ngx_http_offload_link_post(ngx_http_offload_link_t *link, int argc,
     st->part->len = len;
     st->nparts = 1;
     st->total = st->part->len;
-    st->fn = ngx_http_offload_link_logged;
+    st->fn = fn ? fn : ngx_http_offload_link_logged;
     st->privdata = (void *) argv[0];
     st->owned = 1;
 
@@ -607,11 +608,12 @@ ngx_http_offload_link_post(ngx_http_offload_link_t *link, int argc,
 }
 
 
-/* UNLINK of a key, fire and forget (Redis frees a big value off its main
- * thread): its request may be gone next */
+/* UNLINK of a key, its reply to fn (NULL: an error logged): its request
+ * may be gone next */
 
 ngx_int_t
-ngx_http_offload_link_unlink(ngx_http_offload_link_t *link, ngx_str_t *key)
+ngx_http_offload_link_unlink(ngx_http_offload_link_t *link,
+    redisCallbackFn *fn, ngx_str_t *key)
 {
     const char  *argv[2];
     size_t       argvlen[2];
@@ -621,7 +623,7 @@ ngx_http_offload_link_unlink(ngx_http_offload_link_t *link, ngx_str_t *key)
     argv[1] = (char *) key->data;
     argvlen[1] = key->len;
 
-    return ngx_http_offload_link_post(link, 2, argv, argvlen);
+    return ngx_http_offload_link_post(link, fn, 2, argv, argvlen);
 }
 
 

@@ -30,6 +30,9 @@ static void ngx_http_offload_deliver(ngx_http_offload_peer_t *peer,
     ngx_http_offload_ctx_t *ctx, const char *msg, size_t len);
 static void ngx_http_offload_fetch_result(ngx_http_offload_ctx_t *ctx,
     ngx_uint_t how);
+static void ngx_http_offload_result_delete(ngx_http_offload_ctx_t *ctx);
+static void ngx_http_offload_result_deleted(redisAsyncContext *ac, void *r,
+    void *privdata);
 static void ngx_http_offload_notice(ngx_http_offload_peer_t *peer,
     offload_str_t *id);
 static void ngx_http_offload_recover(ngx_http_offload_peer_t *peer);
@@ -392,8 +395,11 @@ ngx_http_offload_deliver(ngx_http_offload_peer_t *peer,
     ngx_http_offload_ctx_t *ctx, const char *msg, size_t len)
 {
     uint64_t           seq;
+    ngx_uint_t         stored;
     const char        *err;
     offload_result_t   res;
+
+    stored = (ctx != NULL);             /* read from the job's result key */
 
     if (offload_result_decode(&res, msg, len, &err) != 0) {
 
@@ -429,12 +435,97 @@ ngx_http_offload_deliver(ngx_http_offload_peer_t *peer,
     if (res.id.len != OFFLOAD_JOB_ID_LEN
         || ngx_memcmp(res.id.data, ctx->id, OFFLOAD_JOB_ID_LEN) != 0)
     {
-        ngx_log_error(NGX_LOG_INFO, peer->subscriber.log, 0,
-                      "offload: ignored a result for a foreign id");
+        if (!stored) {
+            ngx_log_error(NGX_LOG_INFO, peer->subscriber.log, 0,
+                          "offload: ignored a result for a foreign id");
+            return;
+        }
+
+        /* no worker writes another job's result under this job's key:
+         * no result will come, and the key is left to be looked at */
+
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "offload: the result key of a job on queue \"%V\" "
+                      "holds another job's result", &ctx->queue);
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_BAD_GATEWAY,
+                                      "bad_result",
+                                      "the worker's result is another "
+                                      "job's");
         return;
     }
 
+    if (ctx->result_read) {
+        ngx_http_offload_result_delete(ctx);
+    }
+
     ngx_http_offload_answer_result(ctx, &res);
+}
+
+
+/*
+ * A sync job's big result, read whole and its own, has no reader but its
+ * request: it goes now, not result_ttl later (megabytes of Redis' memory
+ * meanwhile).  One with a record (an Idempotency-Key) is kept for its
+ * duplicates and reads; one read from the node an ASK named is left to its
+ * TTL, and so is every one of a Redis that refused such an UNLINK.
+ */
+
+static void
+ngx_http_offload_result_delete(ngx_http_offload_ctx_t *ctx)
+{
+    ngx_http_offload_link_t  *link;
+
+    link = ctx->result.link;
+
+    if (ctx->idem_key.len || ctx->asked || link->peer->keeps_results) {
+        return;
+    }
+
+    if (ngx_http_offload_link_unlink(link, ngx_http_offload_result_deleted,
+                                     &ctx->result.key)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "offload: cannot delete the result key \"%V\", it "
+                      "goes at its expiry", &ctx->result.key);
+    }
+}
+
+
+/* Refused for good (NOPERM: an ACL from before nginx deleted them), said
+ * once: the peer's results are left to their TTL from then on.  Any other
+ * error (a slot that moved meanwhile) leaves that one key to its TTL. */
+
+static void
+ngx_http_offload_result_deleted(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply               *reply = r;
+    ngx_http_offload_link_t  *link;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR) {
+        return;
+    }
+
+    if (ngx_strncmp(reply->str, "NOPERM", 6) != 0) {
+        ngx_log_error(NGX_LOG_NOTICE, link->log, 0,
+                      "offload: redis %V: a big result read stays its "
+                      "result_ttl: UNLINK failed: %s",
+                      &link->peer->name, reply->str);
+        return;
+    }
+
+    if (!link->peer->keeps_results) {
+        link->peer->keeps_results = 1;
+        ngx_log_error(NGX_LOG_WARN, link->log, 0,
+                      "offload: redis %V refused the UNLINK of a big "
+                      "result read (%s): big results stay their result_ttl; "
+                      "the module's ACL user needs "
+                      "(+unlink ~offload:{*}:result:*) (README)",
+                      &link->peer->name, reply->str);
+    }
 }
 
 
@@ -837,20 +928,6 @@ ngx_http_offload_index_done(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     ctx->result_read = 1;
-
-    /* A sync job's result has no reader but this request: it goes now,
-     * not result_ttl later (megabytes of Redis' memory meanwhile).  One
-     * with a record (an Idempotency-Key) is kept for its duplicates and
-     * reads; one read from the node an ASK named is left to its TTL. */
-
-    if (ctx->idem_key.len == 0 && !ctx->asked
-        && ngx_http_offload_link_unlink(ctx->result.link, &ctx->result.key)
-           != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
-                      "offload: cannot delete the result key \"%V\", it "
-                      "goes at its expiry", &ctx->result.key);
-    }
 
     ngx_http_offload_deliver(ctx->peer, ctx,
                              (char *) ctx->result.out->buf->pos,

@@ -456,7 +456,7 @@ ngx_http_offload_upload_stop(ngx_http_offload_ctx_t *ctx)
 void
 ngx_http_offload_body_delete(ngx_http_offload_ctx_t *ctx)
 {
-    if (ngx_http_offload_link_unlink(&ctx->peer->bulk, &ctx->body_key)
+    if (ngx_http_offload_link_unlink(&ctx->peer->bulk, NULL, &ctx->body_key)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,

@@ -357,6 +357,18 @@ sub stage_list {
     is($a->{status}, 502, 'a list result of an element over a slice: 502');
     is(($a->{json} // {})->{error}{code}, 'bad_result', 'bad_result');
 
+    # a list result of another job's id under this job's key: no worker's
+    # (502), and no answer will come: not waited for, the key left there
+    ($s, $id, $reply) = parked_job('/jobs/parked', 'foreign');
+    redis_cmd('RPUSH', "offload:{parked}:result:$id",
+        'OR1 ' . ('f' x 32) . " 200 1000 2000 3000 4000\n", 'x' x 1000);
+    redis_cmd('PUBLISH', $reply, "ON1 $id");
+    $a = read_answer($s, scaled(20));
+    is($a->{status}, 502, "a list result of another job's id: 502");
+    is(($a->{json} // {})->{error}{code}, 'bad_result', 'bad_result');
+    is(redis_cmd('EXISTS', "offload:{parked}:result:$id"), 1,
+        'and its key left there');
+
     # no Server-Timing lost: the header came from the first element
     ($s, $id, $reply) = parked_job('/jobs/parked', 'timing');
     stage_list($id, body_of(1.5, 'timing'), 1000, $SLICE);

@@ -3,7 +3,8 @@
 # it has read it: its request is its one reader, and it would otherwise
 # hold megabytes of Redis for result_ttl (60 s).  A small result, a big
 # one of a job with an Idempotency-Key (its duplicates read it) and an
-# async job's (its record's reads) are kept.
+# async job's (its record's reads) are kept.  A Redis whose ACL refuses
+# that UNLINK (rules from before it) keeps them, said once in a warning.
 
 use strict;
 use warnings;
@@ -74,5 +75,27 @@ is(redis_cmd('EXISTS', result_key('echo', $id)), 1,
 
 is_deeply([ grep { /\[(?:error|crit|alert|emerg)\]/ }
     split /\n/, slurp(nginx_error_log()) ], [], 'nginx logged no error');
+
+# ---- nginx as a user that may not UNLINK results
+stop_nginx();
+redis_cmd('ACL', 'SETUSER', 'keeper', 'on', '>keeper-secret', '+@all', '~*',
+    '&*', '-unlink', '(+unlink ~offload:{*}:body:*)');
+start_jobs_nginx(redis => '@REDIS@ user=keeper password=keeper-secret',
+    server => 'client_max_body_size 8m;') or give_up('nginx did not start');
+my @ids;
+for my $n (1, 2) {
+    $r = http('POST', '/jobs/echo', $big);
+    is($r->{status}, 200, "UNLINK refused, a 3 MB echo $n: 200");
+    push @ids, $r->{headers}{'x-offload-job-id'} // '';
+}
+my $warned = qr/refused the UNLINK of a big result read .*\Q(+unlink ~offload:{*}:result:*)\E/;
+ok(wait_until(sub { slurp(nginx_error_log()) =~ $warned }, scaled(5),
+    'the warning'), 'UNLINK refused: a warning names the rule');
+my @lines = split /\n/, slurp(nginx_error_log());
+is(scalar(grep { /$warned/ } @lines), 1, 'UNLINK refused: said once');
+is_deeply([ grep { /\[(?:error|crit|alert|emerg)\]/ } @lines ], [],
+    'UNLINK refused: no error logged');
+is(redis_cmd('EXISTS', map { result_key('echo', $_) } @ids), 2,
+    'UNLINK refused: the big results stay their result_ttl');
 
 done_testing();
