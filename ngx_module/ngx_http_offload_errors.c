@@ -12,7 +12,8 @@
  *
  * A header filter takes nginx's page (the special response: r->err_status
  * set, text/html or no body) in those locations, and in the blocks inside
- * them (limit_except, if), and sends the module's JSON error in its place,
+ * them (limit_except, if: they carry on the location's offload_pass or
+ * offload_jobs), and sends the module's JSON error in its place,
  * with the same status, through the module's own answer path (its
  * headers, counted in the metrics as its own errors are).  Then
  * r->header_only keeps nginx from sending its page after it.  An
@@ -102,7 +103,7 @@ ngx_http_offload_errors_header_filter(ngx_http_request_t *r)
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
 
-    if (!olcf->json_errors) {
+    if (olcf->queue == NULL && !olcf->jobs) {
         return ngx_http_next_header_filter(r);
     }
 

@@ -78,7 +78,6 @@ typedef struct {
 } ngx_http_offload_job_read_t;
 
 
-static ngx_int_t ngx_http_offload_jobs_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_offload_job_id(ngx_http_request_t *r, u_char *id);
 static ngx_int_t ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr);
 static void ngx_http_offload_job_done(redisAsyncContext *ac, void *r,
@@ -647,7 +646,7 @@ ngx_http_offload_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_offload_jobs_handler(ngx_http_request_t *r)
 {
     ngx_int_t                     rc, wait;

@@ -2167,7 +2167,6 @@ ngx_http_offload_create_loc_conf(ngx_conf_t *cf)
     olcf->result_ttl = NGX_CONF_UNSET_MSEC;
     olcf->idempotency_ttl = NGX_CONF_UNSET_MSEC;
     olcf->cancel_running = NGX_CONF_UNSET;
-    olcf->json_errors = NGX_CONF_UNSET;
 
     return olcf;
 }
@@ -2194,18 +2193,31 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_value(conf->cancel_running, prev->cancel_running, 0);
 
-    /* nginx's own errors are answered as JSON (ngx_http_offload_errors.c)
-     * in offload_pass and offload_jobs locations, and in the blocks inside
-     * them (limit_except, if), which are merged with them */
+    /* offload_pass, like proxy_pass, is not inherited, nor are
+     * offload_jobs, offload_status and offload_metrics; but the blocks
+     * inside a location (if, limit_except) are that location, as for
+     * proxy_pass: its handler runs with their configuration */
 
-    if (conf->queue || conf->jobs) {
-        conf->json_errors = 1;
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->noname && conf->queue == NULL && conf->reads_nodes != 1) {
+        conf->queue = prev->queue;
+        conf->jobs = prev->jobs;
+        conf->report = prev->report;
+        conf->reads_nodes = prev->reads_nodes;
     }
 
-    ngx_conf_merge_value(conf->json_errors, prev->json_errors, 0);
+    /* a limit_except block has the requests it lets by answered by its
+     * own handler: nginx's static one without this */
 
-    /* offload_pass, like proxy_pass, is not inherited, nor are
-     * offload_status and offload_metrics */
+    if (clcf->lmt_excpt && clcf->handler == NULL) {
+        if (conf->queue) {
+            clcf->handler = ngx_http_offload_handler;
+
+        } else if (conf->jobs) {
+            clcf->handler = ngx_http_offload_jobs_handler;
+        }
+    }
 
     if (conf->queue == NULL && conf->reads_nodes != 1) {
         return NGX_CONF_OK;

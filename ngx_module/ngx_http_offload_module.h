@@ -450,7 +450,6 @@ typedef struct {
     ngx_msec_t                    idempotency_ttl;  /* 0: off */
     ngx_flag_t                    cancel_running;  /* DELETE stops a
                                                       running job */
-    ngx_flag_t                    json_errors; /* nginx's own errors too */
 } ngx_http_offload_loc_conf_t;
 
 
@@ -785,6 +784,7 @@ void ngx_http_offload_recover_jobs(ngx_http_offload_peer_t *peer,
     ngx_str_t *queue);
 
 /* ngx_http_offload_jobs.c */
+ngx_int_t ngx_http_offload_jobs_handler(ngx_http_request_t *r);
 void ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx);
 char *ngx_http_offload_idempotency_ttl(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

@@ -454,7 +454,8 @@ ngx_http_offload_deliver(ngx_http_offload_peer_t *peer,
         return;
     }
 
-    if (ctx->result_read) {
+    /* one below 200 is answered 502: left there to be looked at */
+    if (ctx->result_read && res.status >= NGX_HTTP_OK) {
         ngx_http_offload_result_delete(ctx);
     }
 
@@ -493,7 +494,8 @@ ngx_http_offload_result_delete(ngx_http_offload_ctx_t *ctx)
 
 
 /* Refused for good (NOPERM: an ACL from before nginx deleted them), said
- * once: the peer's results are left to their TTL from then on.  Any other
+ * once: the peer's results are left to their TTL from then on (in this
+ * worker, until a reload: the next one asks again).  Any other
  * error (a slot that moved meanwhile) leaves that one key to its TTL. */
 
 static void

@@ -38,6 +38,18 @@ server {
         offload_pass echo;
         limit_except POST { deny all; }
     }
+    location = /local-gets/echo {
+        offload_pass echo;
+        limit_except POST { allow 127.0.0.1; deny all; }
+    }
+    location /local-jobs/ {
+        offload_jobs;
+        limit_except GET { allow 127.0.0.1; deny all; }
+    }
+    location = /iffy/echo {
+        offload_pass echo;
+        if ($http_x_debug) { set $debug 1; }
+    }
     location = /limited/echo { offload_pass echo; limit_req zone=slow; }
     location = /limited429/echo {
         offload_pass echo;
@@ -185,8 +197,21 @@ error_is($r, 403, 'forbidden', 'deny all');
 ok($r->{headers}{traceparent}, 'deny all: traceparent, as every answer');
 error_is(http('GET', '/denied-jobs/0'), 403, 'forbidden',
     'deny all on offload_jobs');
-error_is(http('GET', '/posts-only/echo'), 403, 'forbidden',
-    'limit_except POST { deny all; }, a GET');
+$r = http('GET', '/posts-only/echo');
+error_is($r, 403, 'forbidden', 'limit_except POST { deny all; }, a GET');
+ok($r->{headers}{traceparent}, 'limit_except, a GET: traceparent');
+
+# the blocks inside a location are that location: offload_pass and
+# offload_jobs answer what they let by, with the location's queue
+$r = http('GET', '/local-gets/echo');
+error_is($r, 405, 'method_not_allowed',
+    'limit_except POST { allow 127.0.0.1; ... }, a GET let by');
+is($r->{headers}{allow}, 'POST', 'a GET let by: Allow: POST');
+error_is(http('DELETE', '/local-jobs/' . ('0' x 32)), 404, 'unknown_job',
+    'offload_jobs, limit_except GET { allow 127.0.0.1; ... }, a DELETE');
+$r = http('POST', '/iffy/echo', '{"if":1}', { 'X-Debug' => 1 });
+is($r->{status}, 200, 'an if block in an offload_pass location: the job');
+is_deeply($r->{json}, { if => 1 }, 'an if block: its result');
 is(http('POST', '/posts-only/echo', '{}')->{status}, 200,
     'limit_except POST { deny all; }, a POST: the job');
 

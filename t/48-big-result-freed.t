@@ -80,7 +80,9 @@ is_deeply([ grep { /\[(?:error|crit|alert|emerg)\]/ }
 stop_nginx();
 redis_cmd('ACL', 'SETUSER', 'keeper', 'on', '>keeper-secret', '+@all', '~*',
     '&*', '-unlink', '(+unlink ~offload:{*}:body:*)');
-start_jobs_nginx(redis => '@REDIS@ user=keeper password=keeper-secret',
+# one worker: each worker learns it for itself
+start_jobs_nginx(workers => 1,
+    redis => '@REDIS@ user=keeper password=keeper-secret',
     server => 'client_max_body_size 8m;') or give_up('nginx did not start');
 my @ids;
 for my $n (1, 2) {
