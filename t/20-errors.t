@@ -50,6 +50,14 @@ server {
         offload_pass echo;
         if ($http_x_debug) { set $debug 1; }
     }
+    location = /local-posts/echo {
+        offload_pass echo;
+        limit_except GET { allow 127.0.0.1; deny all; }
+    }
+    location = /iffy-status {
+        offload_status;
+        if ($http_x_debug) { set $debug 1; }
+    }
     location = /limited/echo { offload_pass echo; limit_req zone=slow; }
     location = /limited429/echo {
         offload_pass echo;
@@ -212,6 +220,15 @@ error_is(http('DELETE', '/local-jobs/' . ('0' x 32)), 404, 'unknown_job',
 $r = http('POST', '/iffy/echo', '{"if":1}', { 'X-Debug' => 1 });
 is($r->{status}, 200, 'an if block in an offload_pass location: the job');
 is_deeply($r->{json}, { if => 1 }, 'an if block: its result');
+my $held = '"' . ('h' x 100_000) . '"';     # over client_body_buffer_size
+$r = http('POST', '/local-posts/echo', $held);
+is($r->{status}, 200, 'limit_except GET { allow 127.0.0.1; ... }, a POST '
+    . 'let by: the job');
+ok(($r->{content} // '') eq $held, 'a 100 KB POST let by: its bytes back');
+$r = http('GET', '/iffy-status', undef, { 'X-Debug' => 1 });
+is($r->{status}, 200, 'an if block in an offload_status location: 200');
+ok(ref $r->{json} eq 'HASH' && $r->{json}{nodes},
+    'an if block in an offload_status location: the status');
 is(http('POST', '/posts-only/echo', '{}')->{status}, 200,
     'limit_except POST { deny all; }, a POST: the job');
 
