@@ -566,9 +566,9 @@ ngx_http_offload_window(ngx_http_offload_cursor_t *at, size_t len,
 
 
 /*
- * Queues a small command whose reply nobody waits for (UNLINK of a body
- * key) behind the link's streamed commands, in memory of its own: its
- * request may be gone already.  Its reply comes to fn (privdata argv[0]),
+ * Queues a small command no request waits for (an UNLINK) behind the
+ * link's streamed commands, in memory of its own: its request may be gone
+ * already.  Its reply comes to fn (privdata argv[0]),
  * or with fn NULL only an error is logged, with argv[0].  argv[0] must be
  * a constant.
  */

@@ -180,13 +180,19 @@ ok(wait_until(sub { (http('GET', '/metrics')->{content} // '')
         scaled(5), '413 counted'),
     'counted as an invalid request, as the module\'s own errors are');
 
-# Sends $head and $body on a new connection, returns the parsed answer.
-sub raw_answer {
-    my ($head, $body) = @_;
+# Sends $request on a new connection, returns all the server wrote back.
+sub raw_exchange {
+    my ($request) = @_;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
         PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
-    print $s "$head\r\n$body";
-    my $raw = read_raw($s, scaled(10));
+    print $s $request;
+    return read_raw($s, scaled(10));
+}
+
+# Sends $head and $body, returns the parsed answer.
+sub raw_answer {
+    my ($head, $body) = @_;
+    my $raw = raw_exchange("$head\r\n$body");
     my $r = parse_response(\$raw) // { status => 0, headers => {} };
     $r->{json} = eval { json_decode($r->{content}) };
     return $r;
@@ -233,10 +239,8 @@ is(http('POST', '/posts-only/echo', '{}')->{status}, 200,
     'limit_except POST { deny all; }, a POST: the job');
 
 # HEAD: the headers of the JSON error, no body after them
-my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-    PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
-print $s "HEAD /denied/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-my ($head, $after) = split /\r\n\r\n/, read_raw($s, scaled(10)), 2;
+my ($head, $after) = split /\r\n\r\n/, raw_exchange(
+    "HEAD /denied/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), 2;
 like($head // '', qr{\AHTTP/1\.1 403 }, 'HEAD, deny all: 403');
 like($head // '', qr{\r\nContent-Type: application/json}i,
     'HEAD, deny all: JSON type');

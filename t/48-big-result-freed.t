@@ -56,7 +56,8 @@ $id = $r->{headers}{'x-offload-job-id'} // '';
 my $dup = http('POST', '/jobs/inflate', $body, $key);
 is($dup->{status}, 200, 'its duplicate: 200');
 is($dup->{headers}{'idempotent-replayed'}, 'true', 'its duplicate: replayed');
-ok(($dup->{content} // '') eq $r->{content}, "its duplicate: the first's result");
+ok(($dup->{content} // '') eq $r->{content},
+    "its duplicate: the first's result");
 is(redis_cmd('EXISTS', result_key('inflate', $id)), 1,
     'a keyed job keeps its big result');
 
