@@ -630,7 +630,7 @@ ngx_http_offload_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_http_core_loc_conf_t  *clcf;
 
-    if (olcf->report || olcf->queue) {
+    if (olcf->handler) {
         return "is duplicate";
     }
 
@@ -638,9 +638,10 @@ ngx_http_offload_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
      * subscriber then hears the ends of jobs */
     olcf->reads_nodes = 1;
     olcf->jobs = 1;
+    olcf->handler = ngx_http_offload_jobs_handler;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_offload_jobs_handler;
+    clcf->handler = olcf->handler;
 
     return NGX_CONF_OK;
 }

@@ -2078,7 +2078,7 @@ ngx_http_offload_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_core_loc_conf_t          *clcf;
     ngx_http_compile_complex_value_t   ccv;
 
-    if (olcf->queue || olcf->report) {
+    if (olcf->handler) {
         return "is duplicate";
     }
 
@@ -2108,8 +2108,10 @@ ngx_http_offload_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    olcf->handler = ngx_http_offload_handler;
+
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_offload_handler;
+    clcf->handler = olcf->handler;
 
     return NGX_CONF_OK;
 }
@@ -2200,23 +2202,19 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
-    if (clcf->noname && conf->queue == NULL && conf->reads_nodes != 1) {
+    if (clcf->noname && conf->handler == NULL) {
         conf->queue = prev->queue;
         conf->jobs = prev->jobs;
         conf->report = prev->report;
         conf->reads_nodes = prev->reads_nodes;
+        conf->handler = prev->handler;
     }
 
     /* a limit_except block has the requests it lets by answered by its
      * own handler: nginx's static one without this */
 
     if (clcf->lmt_excpt && clcf->handler == NULL) {
-        if (conf->queue) {
-            clcf->handler = ngx_http_offload_handler;
-
-        } else if (conf->jobs) {
-            clcf->handler = ngx_http_offload_jobs_handler;
-        }
+        clcf->handler = conf->handler;
     }
 
     if (conf->queue == NULL && conf->reads_nodes != 1) {

@@ -441,6 +441,7 @@ typedef struct {
                                                   offload_jobs */
     ngx_flag_t                    jobs;        /* offload_jobs */
     ngx_uint_t                    report;      /* NGX_HTTP_OFFLOAD_REPORT_* */
+    ngx_http_handler_pt           handler;     /* the one of those above */
     ngx_msec_t                    timeout;
     ngx_flag_t                    validate_json;
     ngx_uint_t                    max_backlog; /* 0: off */

@@ -2701,12 +2701,13 @@ ngx_http_offload_report(ngx_conf_t *cf, void *conf, ngx_uint_t report,
     ngx_http_core_loc_conf_t      *clcf;
     ngx_http_offload_main_conf_t  *omcf;
 
-    if (olcf->report || olcf->queue) {
+    if (olcf->handler) {
         return "is duplicate";
     }
 
     olcf->report = report;
     olcf->reads_nodes = 1;
+    olcf->handler = handler;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = handler;

@@ -54,6 +54,18 @@ server {
         offload_pass echo;
         limit_except GET { allow 127.0.0.1; deny all; }
     }
+    location = /local-status {
+        offload_status;
+        limit_except POST { allow 127.0.0.1; deny all; }
+    }
+    location = /local-metrics {
+        offload_metrics;
+        limit_except POST { allow 127.0.0.1; deny all; }
+    }
+    location = /local-dashboard {
+        offload_dashboard;
+        limit_except POST { allow 127.0.0.1; deny all; }
+    }
     location = /iffy-status {
         offload_status;
         if ($http_x_debug) { set $debug 1; }
@@ -235,6 +247,21 @@ $r = http('GET', '/iffy-status', undef, { 'X-Debug' => 1 });
 is($r->{status}, 200, 'an if block in an offload_status location: 200');
 ok(ref $r->{json} eq 'HASH' && $r->{json}{nodes},
     'an if block in an offload_status location: the status');
+# and a report's location answers the report to what its block lets by
+# (nginx's static handler answered 404 before)
+$r = http('GET', '/local-status');
+is($r->{status}, 200, 'offload_status, limit_except POST { allow '
+    . '127.0.0.1; ... }, a GET let by: 200');
+ok(ref $r->{json} eq 'HASH' && $r->{json}{nodes},
+    'offload_status, a GET let by: the status');
+$r = http('GET', '/local-metrics');
+is($r->{status}, 200, 'offload_metrics, a GET let by: 200');
+like($r->{content} // '', qr/^offload_requests_total/m,
+    'offload_metrics, a GET let by: the metrics');
+$r = http('GET', '/local-dashboard');
+is($r->{status}, 200, 'offload_dashboard, a GET let by: 200');
+like($r->{content} // '', qr{<title>offload</title>},
+    'offload_dashboard, a GET let by: the page');
 is(http('POST', '/posts-only/echo', '{}')->{status}, 200,
     'limit_except POST { deny all; }, a POST: the job');
 
