@@ -35,7 +35,8 @@ typedef struct {
 
 /* what the answers' statuses are counted as; the last is "other" */
 static ngx_uint_t  ngx_http_offload_statuses[NGX_HTTP_OFFLOAD_NSTATUS - 1] = {
-    200, 400, 404, 405, 413, 422, 499, 500, 502, 503, 504
+    200, 202, 400, 401, 403, 404, 405, 408, 409, 411, 413, 422, 429, 499,
+    500, 502, 503, 504
 };
 
 static ngx_http_offload_hist_meta_t

@@ -123,8 +123,8 @@
 #define NGX_HTTP_OFFLOAD_REDIS_RECONNECT  0
 #define NGX_HTTP_OFFLOAD_REDIS_FAILURE    1
 
-/* answers counted by status: 11 known ones and "other" */
-#define NGX_HTTP_OFFLOAD_NSTATUS          12
+/* answers counted by status: 18 known ones and "other" */
+#define NGX_HTTP_OFFLOAD_NSTATUS          19
 
 /* the histograms kept per queue */
 #define NGX_HTTP_OFFLOAD_HIST_QUEUE       0

@@ -96,6 +96,7 @@ server {
         offload_validate_json off;
     }
     location = /metrics { offload_metrics; }
+    location = /async/echo { offload_pass echo; offload_mode async; }
 }
 HTTP
 start_nginx(http => $conf =~ s/\@H2_PORT\@/$h2_port/r);
@@ -289,6 +290,19 @@ is(http('POST', '/limited429/echo', '{}')->{status}, 200,
     'limit_req 429: the first job passes');
 error_is(http('POST', '/limited429/echo', '{}'), 429, 'too_many_requests',
     'limit_req_status 429');
+
+# each of those counted under its own status (before: 403, 429 and an
+# async job's 202 were all status="other")
+is(http('POST', '/async/echo', '{}')->{status}, 202, 'an async job: 202');
+my $counted;
+ok(wait_until(sub {
+        $counted = http('GET', '/metrics')->{content} // '';
+        $counted =~ /^offload_requests_total\{queue="echo",status="202"\} 1$/m
+    }, scaled(5), '202 counted'), 'an async job counted as status="202"');
+like($counted, qr/^offload_invalid_requests_total\{status="429"\} 1$/m,
+    'limit_req_status 429 counted as status="429"');
+like($counted, qr/^offload_invalid_requests_total\{status="403"\} [1-9]/m,
+    'deny counted as status="403"');
 
 $r = http('POST', '/own-page/echo', '"' . ('x' x 2000) . '"');
 is($r->{status}, 413, "the location's own error_page: its status");
