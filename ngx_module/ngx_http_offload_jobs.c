@@ -48,6 +48,7 @@ typedef struct {
     ngx_rbtree_node_t             node;       /* key: serial; in
                                                  peer->job_reading while
                                                  a read is on its way */
+    ngx_rbtree_key_t              serial;     /* its replies' privdata */
     ngx_http_offload_waiter_t     waiter;     /* in peer->job_waiters
                                                  while it waits */
     ngx_http_request_t           *request;
@@ -80,6 +81,7 @@ typedef struct {
 
 static ngx_int_t ngx_http_offload_job_id(ngx_http_request_t *r, u_char *id);
 static ngx_int_t ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr);
+static void ngx_http_offload_job_reading(ngx_http_offload_job_read_t *jr);
 static void ngx_http_offload_job_done(redisAsyncContext *ac, void *r,
     void *privdata);
 static ngx_http_offload_job_read_t *ngx_http_offload_job_found(
@@ -533,7 +535,7 @@ ngx_http_offload_replay(ngx_http_offload_ctx_t *ctx)
     jr->peer = ctx->peer->parent ? ctx->peer->parent : ctx->peer;
     jr->master = ctx->peer;
     jr->asked = ctx->asked;
-    jr->node.key = ++ngx_http_offload_job_serial;
+    jr->serial = ++ngx_http_offload_job_serial;
     jr->replay = 1;
     jr->waiting = 1;
     ngx_memcpy(jr->id, ctx->id, OFFLOAD_JOB_ID_LEN);
@@ -736,7 +738,7 @@ ngx_http_offload_jobs_handler(ngx_http_request_t *r)
 
     jr->request = r;
     jr->peer = olcf->peer;
-    jr->node.key = ++ngx_http_offload_job_serial;
+    jr->serial = ++ngx_http_offload_job_serial;
     jr->cancel = (r->method == NGX_HTTP_DELETE);
 
     cln->handler = ngx_http_offload_job_cleanup;
@@ -865,7 +867,7 @@ ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr)
 
     if (ngx_http_offload_link_send(&jr->master->command,
                                    ngx_http_offload_job_done,
-                                   (void *) (uintptr_t) jr->node.key,
+                                   (void *) (uintptr_t) jr->serial,
                                    8, argv, argvlen)
         != NGX_OK)
     {
@@ -874,10 +876,23 @@ ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr)
 
     /* found by its serial when the reply comes, among thousands of
      * parked polls */
-    ngx_rbtree_insert(&jr->peer->job_reading, &jr->node);
-    jr->reading = 1;
+    ngx_http_offload_job_reading(jr);
 
     return NGX_OK;
+}
+
+
+/* a read is on its way: the replies find jr by its serial (a node's key
+ * is set each time: ngx_rbtree_delete() zeroes it, and every read after
+ * the first of a request shared key 0, a big result's elements or a woken
+ * poll's record went to another request's read) */
+
+static void
+ngx_http_offload_job_reading(ngx_http_offload_job_read_t *jr)
+{
+    jr->node.key = jr->serial;
+    ngx_rbtree_insert(&jr->peer->job_reading, &jr->node);
+    jr->reading = 1;
 }
 
 
@@ -1243,7 +1258,7 @@ ngx_http_offload_job_list(ngx_http_offload_job_read_t *jr, redisReply **e)
 
     ngx_http_offload_list_init(&jr->result, &jr->master->bulk, r->pool,
                                ngx_http_offload_job_index_done,
-                               (void *) (uintptr_t) jr->node.key);
+                               (void *) (uintptr_t) jr->serial);
     jr->result.key.data = (u_char *) key;
     jr->result.key.len = len;
 
@@ -1262,8 +1277,7 @@ ngx_http_offload_job_list(ngx_http_offload_job_read_t *jr, redisReply **e)
 
     /* found by its serial again while it is read: a wake or the wait
      * passing leave it alone meanwhile (it has ended) */
-    ngx_rbtree_insert(&jr->peer->job_reading, &jr->node);
-    jr->reading = 1;
+    ngx_http_offload_job_reading(jr);
 
     return NGX_DONE;
 }

@@ -184,6 +184,31 @@ ok($dup->[2] eq $mid, 'its 3 MB result, byte-exact')
     or diag('got ' . length($dup->[2]) . ' bytes: '
         . substr($dup->[2], 0, 200));
 
+# ---- big results read at once, each by its own request: every answer is
+# its own job's (the reads after a request's first shared serial 0: the
+# elements went to whichever read the tree gave, answers of mixed bytes,
+# hung requests, a worker crashed in the bulk link's queue)
+my %mine = map {
+    my $fill = $_ x (1100 * 1024);
+    my $body = qq({"$_":"$fill"});
+    (done_job($body, "a 1.1 MB echo of '$_'") => $body)
+} 'a' .. 'd';
+my $mixed = 0;
+for my $round (1 .. 3) {
+    my %asked = map { ($_ => send_req('GET', "/jobs/$_")) } keys %mine;
+    for my $id (sort keys %asked) {
+        my ($st, undef, $got) =
+            split_answer(OffloadTest::read_raw($asked{$id}, scaled(60)));
+        my $want = "\"result\":$mine{$id}}";
+        $mixed++ unless $st == 200 && length($got) > length($want)
+            && substr($got, -length $want) eq $want;
+    }
+}
+is($mixed, 0, '4 big results read at once, 3 rounds: each answer its '
+    . "own job's result");
+unlike(slurp(nginx_error_log()), qr/exited on signal/,
+    'no nginx worker crashed');
+
 # nothing went wrong with nginx's connections to Redis
 unlike(slurp(nginx_error_log()),
     qr/no reply in time|connection lost|receives nothing/,
