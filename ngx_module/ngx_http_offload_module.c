@@ -970,16 +970,18 @@ ngx_http_offload_cleanup(void *data)
 static void
 ngx_http_offload_cancel_sync(ngx_http_offload_ctx_t *ctx)
 {
-    int                       n;
+    int                       n, len;
     u_char                   *end, deadline[NGX_INT64_LEN];
-    char                      key[OFFLOAD_KEY_MAX];
-    const char               *argv[6];
-    size_t                    argvlen[6];
+    char                      key[OFFLOAD_KEY_MAX], stream[OFFLOAD_KEY_MAX];
+    const char               *argv[7];
+    size_t                    argvlen[7];
     ngx_http_offload_link_t  *link;
 
     n = offload_cancelled_key(key, sizeof(key), (char *) ctx->queue.data,
                               ctx->queue.len);
-    if (n < 0) {
+    len = offload_stream_key(stream, sizeof(stream),
+                             (char *) ctx->queue.data, ctx->queue.len);
+    if (n < 0 || len < 0) {
         return;
     }
 
@@ -991,6 +993,7 @@ ngx_http_offload_cancel_sync(ngx_http_offload_ctx_t *ctx)
     argv[3] = key;
     argv[4] = (char *) deadline;
     argv[5] = (char *) ctx->id;
+    argv[6] = stream;
 
     argvlen[0] = 4;
     argvlen[1] = ngx_strlen(offload_cancel_sync_script);
@@ -998,16 +1001,17 @@ ngx_http_offload_cancel_sync(ngx_http_offload_ctx_t *ctx)
     argvlen[3] = n;
     argvlen[4] = end - deadline;
     argvlen[5] = OFFLOAD_JOB_ID_LEN;
+    argvlen[6] = len;
 
     /* the connection down or going: sent once it is up again */
 
     link = &ctx->peer->command;
 
     if (ngx_http_offload_link_send(link, ngx_http_offload_link_logged,
-                                   "cancelling a job", 6, argv, argvlen)
+                                   "cancelling a job", 7, argv, argvlen)
         != NGX_OK
         && (link->exiting
-            || ngx_http_offload_link_post(link, NULL, 6, argv, argvlen)
+            || ngx_http_offload_link_post(link, NULL, 7, argv, argvlen)
                != NGX_OK))
     {
         ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,

@@ -700,9 +700,13 @@ extern const char  offload_job_script[];
  * Cancel sync: the module's step when a sync job's client goes away before
  * its answer: the job id goes into the queue's cancelled set, scored by
  * its deadline; marks past their deadline go (by Redis' clock); the key
- * lives until the latest deadline it holds.
+ * lives until the latest deadline it holds.  Nothing is written for a
+ * queue without a stream: the client may leave before the XADD's nil
+ * answer came, and no job was queued (its name is in the queue's slot,
+ * read undeclared: the ACL rules from before it keep working).
  *   KEYS[1] cancelled set   ARGV[1] the job's deadline (ms)
  *                           ARGV[2] job id
+ *                           ARGV[3] the queue's stream
  *
  * Drop cancelled: a worker's step before it runs a batch it read, taken
  * only when the cancelled set is not empty (a ZCARD pipelined after each

@@ -176,6 +176,31 @@ unlike($metrics, qr/nobody_serves_this|queue="gone"/,
 like($metrics, qr/offload_invalid_requests_total\{status="404"\} 21\b/,
     'counted among the requests without a queue, by status');
 
+# clients that leave right after their request, before the XADD's nil
+# came back: nothing written for them either (their cancel made the
+# cancelled set of a queue nobody serves); the client's close comes
+# 0-0.5 ms after its request, a fault staged, not a wait
+sub refused_or_gone {
+    my $m = http('GET', '/metrics')->{content} // '';
+    my $n = 0;
+    $n += $1 while $m
+        =~ /^offload_invalid_requests_total\{status="(?:404|499)"\} (\d+)$/mg;
+    return $n;
+}
+my $before = refused_or_gone();
+for my $i (1 .. 60) {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+    print $s "POST /jobs/left_$i HTTP/1.1\r\nHost: x\r\n"
+        . "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+    Time::HiRes::sleep(0.0001 * ($i % 6));
+    close $s;
+}
+ok(wait_until(sub { refused_or_gone() >= $before + 60 }, scaled(10),
+    '60 gone clients counted'), '60 clients gone at once: counted');
+is_deeply(redis_cmd('KEYS', 'offload:{left_*'), [],
+    'no key written for them');
+
 # ---- 405
 for my $method (qw(GET PUT DELETE)) {
     my $r = http($method, '/jobs/echo', $method eq 'GET' ? undef : '{}');
