@@ -392,11 +392,29 @@ ngx_http_offload_submit(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
     ngx_str_t                    *body;
     const char                   *err;
     ngx_http_cleanup_t           *cln;
+    ngx_http_core_loc_conf_t     *clcf;
     ngx_http_offload_loc_conf_t  *olcf;
 
     body = &ctx->body;
 
     rc = ngx_http_offload_body(r, body);
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    /* the client's doing: nginx reads a chunked body's framing into the
+     * buffer too, and this one's took more than the room left for it */
+
+    if (rc == NGX_DECLINED && r->headers_in.chunked
+        && clcf->client_max_body_size && !r->request_body_in_file_only)
+    {
+        return ngx_http_offload_send_error(r,
+                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                           "too_large",
+                                           "the body's chunked encoding "
+                                           "takes too much room: send it in "
+                                           "fewer, bigger chunks, or with "
+                                           "a Content-Length");
+    }
 
     if (rc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -2184,6 +2202,7 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_offload_loc_conf_t *prev = parent;
     ngx_http_offload_loc_conf_t *conf = child;
 
+    size_t                     size;
     ngx_str_t                  addr, user, password;
     ngx_http_core_loc_conf_t  *clcf;
 
@@ -2288,11 +2307,18 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    /* and an eighth more: nginx reads a chunked body's framing into the
+     * same buffer (a chunk of 50 bytes or more, without extensions,
+     * takes at most an eighth more; nginx compacts a smaller chunk's
+     * bytes, but the room they were read into stays taken) */
+
+    size = (size_t) clcf->client_max_body_size;
+    size += size / 8;
+
     if (clcf->client_max_body_size > 0
-        && (off_t) clcf->client_body_buffer_size
-           < clcf->client_max_body_size)
+        && clcf->client_body_buffer_size < size)
     {
-        clcf->client_body_buffer_size = (size_t) clcf->client_max_body_size;
+        clcf->client_body_buffer_size = size;
     }
 
     return NGX_CONF_OK;
