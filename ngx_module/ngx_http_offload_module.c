@@ -54,6 +54,8 @@ static void ngx_http_offload_count_answer(ngx_http_offload_ctx_t *ctx,
     ngx_uint_t status);
 static void ngx_http_offload_cleanup(void *data);
 static void ngx_http_offload_cancel_sync(ngx_http_offload_ctx_t *ctx);
+static ngx_int_t ngx_http_offload_refuse(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *message);
 static ngx_int_t ngx_http_offload_send_error_more(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message,
     ngx_str_t *more);
@@ -257,20 +259,15 @@ ngx_http_offload_handler(ngx_http_request_t *r)
     ngx_http_offload_loc_conf_t  *olcf;
 
     if (!(r->method & NGX_HTTP_POST)) {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
         if (ngx_http_offload_add_header(r, "Allow", (u_char *) "POST", 4)
             != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_offload_send_error(r, NGX_HTTP_NOT_ALLOWED,
-                                           "method_not_allowed",
-                                           "only POST is allowed");
+        return ngx_http_offload_refuse(r, NGX_HTTP_NOT_ALLOWED,
+                                       "method_not_allowed",
+                                       "only POST is allowed");
     }
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
@@ -280,29 +277,18 @@ ngx_http_offload_handler(ngx_http_request_t *r)
     }
 
     if (!offload_queue_name_valid((char *) queue.data, queue.len)) {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        return ngx_http_offload_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                           "bad_queue",
-                                           "invalid queue name");
+        return ngx_http_offload_refuse(r, NGX_HTTP_BAD_REQUEST, "bad_queue",
+                                       "invalid queue name");
     }
 
     if (ngx_http_offload_admission_timeout(r, olcf->timeout, &timeout)
         != NGX_OK)
     {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        return ngx_http_offload_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                           "bad_timeout",
-                                           "X-Offload-Timeout must be a "
-                                           "number of seconds over 0, at "
-                                           "most 3 decimals");
+        return ngx_http_offload_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                       "bad_timeout",
+                                       "X-Offload-Timeout must be a "
+                                       "number of seconds over 0, at "
+                                       "most 3 decimals");
     }
 
     ngx_str_null(&idem);
@@ -310,17 +296,12 @@ ngx_http_offload_handler(ngx_http_request_t *r)
     if (olcf->idempotency_ttl
         && ngx_http_offload_idempotency_key(r, &idem) != NGX_OK)
     {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        return ngx_http_offload_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                           "bad_idempotency_key",
-                                           "Idempotency-Key must be given "
-                                           "once, 1 to 255 visible ASCII "
-                                           "characters (or those in double "
-                                           "quotes)");
+        return ngx_http_offload_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                       "bad_idempotency_key",
+                                       "Idempotency-Key must be given "
+                                       "once, 1 to 255 visible ASCII "
+                                       "characters (or those in double "
+                                       "quotes)");
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_offload_ctx_t));
@@ -360,6 +341,29 @@ ngx_http_offload_handler(ngx_http_request_t *r)
     }
 
     return NGX_DONE;
+}
+
+
+/*
+ * A request refused by its headers, before its body is read: the body is
+ * discarded, and a client that waits for "100 Continue" is not asked for
+ * it (as nginx refuses a body over client_max_body_size).
+ */
+
+static ngx_int_t
+ngx_http_offload_refuse(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message)
+{
+    ngx_int_t  rc;
+
+    r->expect_tested = 1;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_offload_send_error(r, status, code, message);
 }
 
 

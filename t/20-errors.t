@@ -6,6 +6,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use IO::Select;
 use IO::Socket::INET;
 use Time::HiRes qw(time);
 use OffloadTest;
@@ -204,6 +205,32 @@ ok(wait_until(sub { refused_or_gone() >= $before + 60 }, scaled(10),
     '60 gone clients counted'), '60 clients gone at once: counted');
 is_deeply(redis_cmd('KEYS', 'offload:{left_*'), [],
     'no key written for them');
+
+# a request refused by its headers is not asked for its body: a client
+# that waits for "100 Continue" gets the refusal instead (before: 100
+# Continue, then the refusal once it had sent its body for nothing)
+for my $case (
+    [ 'GET', '/jobs/echo', '', 405, 'a GET' ],
+    [ 'POST', '/jobs/bad%20name', '', 400, 'a bad queue name' ],
+    [ 'POST', '/jobs/echo', "X-Offload-Timeout: abc\r\n", 400,
+        'X-Offload-Timeout: abc' ],
+    [ 'POST', '/jobs/echo', "Idempotency-Key: \r\n", 400,
+        'an empty Idempotency-Key' ])
+{
+    my ($method, $path, $head, $status, $name) = @$case;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+    print $s "$method $path HTTP/1.1\r\nHost: x\r\n$head"
+        . "Content-Type: application/json\r\nContent-Length: 1000\r\n"
+        . "Expect: 100-continue\r\n\r\n";
+    my $line = '';
+    if (IO::Select->new($s)->can_read(scaled(5))) {
+        sysread($s, $line, 4096);
+    }
+    like($line, qr{\AHTTP/1\.1 $status }, "$name, Expect: 100-continue: "
+        . "$status at once, no 100 Continue") or diag($line);
+    close $s;
+}
 
 # ---- 405
 for my $method (qw(GET PUT DELETE)) {
