@@ -162,8 +162,9 @@ ngx_http_offload_max_backlog(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 /*
  * X-Offload-Timeout: seconds, up to 3 decimals ("2", "0.25"), more than
- * 0.  Longer than the location's offload_timeout is clamped to it.
- * NGX_DECLINED for a value that is not such a number.
+ * 0, given once.  Longer than the location's offload_timeout (however
+ * long) is clamped to it.  NGX_DECLINED for a value that is not such a
+ * number, and for two of them.
  */
 
 ngx_int_t
@@ -182,7 +183,15 @@ ngx_http_offload_admission_timeout(ngx_http_request_t *r, ngx_msec_t max,
         return NGX_OK;
     }
 
+    if (ngx_http_offload_header(r, &name, 1) != NULL) {
+        return NGX_DECLINED;
+    }
+
     ms = ngx_atofp(h->value.data, h->value.len, 3);
+
+    if (ms == NGX_ERROR && ngx_http_offload_beyond_count(&h->value, 3)) {
+        return NGX_OK;
+    }
 
     if (ms == NGX_ERROR || ms == 0) {
         return NGX_DECLINED;

@@ -698,6 +698,10 @@ ngx_http_offload_jobs_handler(ngx_http_request_t *r)
     {
         wait = ngx_atoi(value.data, value.len);
 
+        if (wait == NGX_ERROR && ngx_http_offload_beyond_count(&value, 0)) {
+            wait = NGX_HTTP_OFFLOAD_WAIT_MAX;
+        }
+
         if (wait == NGX_ERROR) {
             return ngx_http_offload_send_error(r, NGX_HTTP_BAD_REQUEST,
                                                "bad_wait",

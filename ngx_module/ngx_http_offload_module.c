@@ -286,9 +286,9 @@ ngx_http_offload_handler(ngx_http_request_t *r)
     {
         return ngx_http_offload_refuse(r, NGX_HTTP_BAD_REQUEST,
                                        "bad_timeout",
-                                       "X-Offload-Timeout must be a "
-                                       "number of seconds over 0, at "
-                                       "most 3 decimals");
+                                       "X-Offload-Timeout must be "
+                                       "given once, a number of seconds "
+                                       "over 0, at most 3 decimals");
     }
 
     ngx_str_null(&idem);
@@ -700,6 +700,38 @@ ngx_http_offload_header(ngx_http_request_t *r, ngx_str_t *name,
             return &h[i];
         }
     }
+}
+
+
+/* A number (at most decimals digits after a '.') that ngx_atoi() or
+ * ngx_atofp() refused only for being too big to count: it asks for more
+ * than any limit, and gets the limit. */
+
+ngx_uint_t
+ngx_http_offload_beyond_count(ngx_str_t *value, ngx_uint_t decimals)
+{
+    u_char      *p, *dot;
+    ngx_uint_t   digits;
+
+    dot = NULL;
+    digits = 0;
+
+    for (p = value->data; p < value->data + value->len; p++) {
+
+        if (*p >= '0' && *p <= '9') {
+            digits++;
+            continue;
+        }
+
+        if (*p != '.' || dot || decimals == 0) {
+            return 0;
+        }
+
+        dot = p;
+    }
+
+    return digits && (dot == NULL
+                      || (ngx_uint_t) (p - dot - 1) <= decimals);
 }
 
 

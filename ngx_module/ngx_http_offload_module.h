@@ -589,6 +589,8 @@ ngx_int_t ngx_http_offload_send_chain(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, ngx_chain_t *out, off_t len);
 ngx_int_t ngx_http_offload_send_body(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, u_char *body, size_t len);
+ngx_uint_t ngx_http_offload_beyond_count(ngx_str_t *value,
+    ngx_uint_t decimals);
 ngx_int_t ngx_http_offload_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
 ngx_chain_t *ngx_http_offload_chain_of(ngx_pool_t *pool, u_char *data,

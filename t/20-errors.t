@@ -310,6 +310,9 @@ error_is($r, 405, 'method_not_allowed',
 is($r->{headers}{allow}, 'POST', 'a GET let by: Allow: POST');
 error_is(http('DELETE', '/local-jobs/' . ('0' x 32)), 404, 'unknown_job',
     'offload_jobs, limit_except GET { allow 127.0.0.1; ... }, a DELETE');
+# a wait longer than any count is the longest wait (before: 400 bad_wait)
+error_is(http('GET', '/local-jobs/' . ('0' x 32) . '?wait='
+    . ('9' x 30)), 404, 'unknown_job', 'an unknown job, ?wait= of 30 digits');
 $r = http('POST', '/iffy/echo', '{"if":1}', { 'X-Debug' => 1 });
 is($r->{status}, 200, 'an if block in an offload_pass location: the job');
 is_deeply($r->{json}, { if => 1 }, 'an if block: its result');

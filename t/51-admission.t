@@ -10,6 +10,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use IO::Socket::INET;
 use Time::HiRes qw(time);
 use OffloadTest;
 
@@ -83,6 +84,23 @@ for my $bad ('abc', '0', '0.000', '-1', '1.2345', '1e3', ' ', '2s') {
     is($r->{status}, 400, "X-Offload-Timeout '$bad': 400");
     is(code_of($r), 'bad_timeout', '... code bad_timeout');
 }
+
+# longer than any count is longer than offload_timeout: clamped too
+# (before: 400 bad_timeout, too big for ngx_atofp)
+$r = http('POST', '/jobs/echo', '{"b":1}',
+    { 'X-Offload-Timeout' => '99999999999999999999999.5' });
+is($r->{status}, 200, 'X-Offload-Timeout of 23 digits: clamped, the job')
+    or diag($r->{content});
+
+# given twice: neither is taken (before: the first, the second unread)
+my $twice = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+    PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+print $twice "POST /jobs/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    . "X-Offload-Timeout: 9\r\nX-Offload-Timeout: abc\r\n"
+    . "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+$r = read_answer($twice, scaled(10));
+is($r->{status}, 400, 'X-Offload-Timeout given twice: 400');
+is(code_of($r), 'bad_timeout', '... code bad_timeout');
 
 # ---- offload_max_backlog
 # one worker, prefetch 1: a long job holds it, the rest waits in the queue
