@@ -100,7 +100,8 @@ ngx_http_offload_traceparent(ngx_http_request_t *r, ngx_str_t *tp)
 /*
  * The tracestate to pass on: only beside a valid incoming traceparent
  * (the spec forbids reading it otherwise); several headers are one list,
- * joined with commas.  Empty when there is none or it is not usable.
+ * joined with commas, empty ones left out (empty list members, which the
+ * spec has ignored).  Empty when there is none or it is not usable.
  */
 
 ngx_int_t
@@ -108,8 +109,8 @@ ngx_http_offload_tracestate(ngx_http_request_t *r, ngx_str_t *ts)
 {
     u_char           *p;
     size_t            len;
-    ngx_uint_t        i;
-    ngx_table_elt_t  *h;
+    ngx_uint_t        i, n;
+    ngx_table_elt_t  *h, *one;
 
     ngx_str_null(ts);
 
@@ -118,6 +119,8 @@ ngx_http_offload_tracestate(ngx_http_request_t *r, ngx_str_t *ts)
     }
 
     len = 0;
+    n = 0;
+    one = NULL;
 
     for (i = 0; ; i++) {
         h = ngx_http_offload_header(r, &ngx_http_offload_tracestate_header,
@@ -126,17 +129,19 @@ ngx_http_offload_tracestate(ngx_http_request_t *r, ngx_str_t *ts)
             break;
         }
 
-        len += h->value.len + 1;
+        if (h->value.len) {
+            len += h->value.len + 1;
+            n++;
+            one = h;
+        }
     }
 
-    if (len == 0 || len - 1 > OFFLOAD_TRACESTATE_MAX) {
+    if (n == 0 || len - 1 > OFFLOAD_TRACESTATE_MAX) {
         return NGX_OK;
     }
 
-    if (i == 1) {
-        h = ngx_http_offload_header(r, &ngx_http_offload_tracestate_header,
-                                    0);
-        *ts = h->value;
+    if (n == 1) {
+        *ts = one->value;
 
     } else {
         p = ngx_pnalloc(r->pool, len);
@@ -154,7 +159,11 @@ ngx_http_offload_tracestate(ngx_http_request_t *r, ngx_str_t *ts)
                 break;
             }
 
-            if (i > 0) {
+            if (h->value.len == 0) {
+                continue;
+            }
+
+            if (p > ts->data) {
                 *p++ = ',';
             }
 

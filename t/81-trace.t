@@ -13,6 +13,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use IO::Socket::INET;
 use OffloadTest;
 
 my $dir = tmpdir();
@@ -124,6 +125,23 @@ $r = traced('/jobs/plug', '{}', traceparent => "01-$tid-$pid-01-later",
     tracestate => 'a=b');
 like($r->{json}{tp} // '', qr/^00-$tid-/, 'a later version keeps its trace');
 is($r->{json}{ts}, 'a=b', 'and its tracestate');
+
+# several tracestate headers are one list, the empty ones left out
+# (before: ",a=1,,b=2", and "," of two empty ones)
+sub traced_raw {
+    my (@states) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+    print $s "POST /jobs/plug HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        . "traceparent: $in\r\n" . join('', map { "tracestate: $_\r\n" }
+        @states) . "Content-Type: application/json\r\n"
+        . "Content-Length: 2\r\n\r\n{}";
+    return read_answer($s, scaled(10));
+}
+is(traced_raw('', 'a=1', '', 'b=2')->{json}{ts}, 'a=1,b=2',
+    'tracestate a=1 and b=2 among empty ones: a=1,b=2');
+is(traced_raw('', '')->{json}{ts}, '', 'two empty tracestates: none');
+is(traced_raw('', 'c=3')->{json}{ts}, 'c=3', 'an empty one and c=3: c=3');
 
 # ---- malformed: a new trace, the job runs, no tracestate
 my %bad = (
