@@ -660,7 +660,10 @@ ngx_http_offload_jobs_handler(ngx_http_request_t *r)
     ngx_http_offload_loc_conf_t  *olcf;
 
     /* the body is discarded before any answer: left unread, on a
-     * keepalive connection it would be taken for the next request */
+     * keepalive connection it would be taken for the next request; and
+     * never asked for (no "100 Continue"): no method here reads one */
+
+    r->expect_tested = 1;
 
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {

@@ -955,6 +955,14 @@ ngx_http_offload_body_free(ngx_http_offload_ctx_t *ctx)
         }
     }
 
+    /* a chunked body's buffers start past their chunks' size lines, in
+     * the buffer nginx read the body into: that one goes too */
+
+    if (r->request_body->buf != NULL && r->request_body->buf->start != NULL)
+    {
+        (void) ngx_pfree(r->pool, r->request_body->buf->start);
+    }
+
     r->request_body->bufs = NULL;
     r->request_body->buf = NULL;
     ngx_str_null(&ctx->body);

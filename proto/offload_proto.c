@@ -434,7 +434,7 @@ const char  offload_queue_stats_script[] =
 
 const char  offload_cancel_sync_script[] =
     OFFLOAD_NOW_LUA
-    "if redis.call('EXISTS', ARGV[3]) == 0 then return 0 end\n"
+    "if redis.pcall('EXISTS', ARGV[3]) == 0 then return 0 end\n"
     "local now = tonumber(now_ms())\n"
     "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)\n"
     "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])\n"

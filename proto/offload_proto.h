@@ -703,7 +703,8 @@ extern const char  offload_job_script[];
  * lives until the latest deadline it holds.  Nothing is written for a
  * queue without a stream: the client may leave before the XADD's nil
  * answer came, and no job was queued (its name is in the queue's slot,
- * read undeclared: the ACL rules from before it keep working).
+ * read undeclared: the ACL rules from before it keep working; a read
+ * refused, the slot being moved, marks the job as before).
  *   KEYS[1] cancelled set   ARGV[1] the job's deadline (ms)
  *                           ARGV[2] job id
  *                           ARGV[3] the queue's stream

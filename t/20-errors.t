@@ -187,12 +187,17 @@ like($metrics, qr/offload_invalid_requests_total\{status="404"\} 21\b/,
 # 0-0.5 ms after its request, a fault staged, not a wait
 sub refused_or_gone {
     my $m = http('GET', '/metrics')->{content} // '';
-    my $n = 0;
-    $n += $1 while $m
-        =~ /^offload_invalid_requests_total\{status="(?:404|499)"\} (\d+)$/mg;
-    return $n;
+    my %n = (404 => 0, 499 => 0);
+    $n{$1} = $2 while $m
+        =~ /^offload_invalid_requests_total\{status="(404|499)"\} (\d+)$/mg;
+    return \%n;
+}
+sub eval_calls {
+    (redis_cmd('INFO', 'commandstats') // '') =~ /^cmdstat_eval:calls=(\d+)/m
+        ? $1 : 0;
 }
 my $before = refused_or_gone();
+my $evals = eval_calls();
 for my $i (1 .. 60) {
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
         PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
@@ -201,8 +206,15 @@ for my $i (1 .. 60) {
     Time::HiRes::sleep(0.0001 * ($i % 6));
     close $s;
 }
-ok(wait_until(sub { refused_or_gone() >= $before + 60 }, scaled(10),
-    '60 gone clients counted'), '60 clients gone at once: counted');
+my $after;
+ok(wait_until(sub {
+    $after = refused_or_gone();
+    $after->{404} + $after->{499} >= $before->{404} + $before->{499} + 60;
+}, scaled(10), '60 gone clients counted'), '60 clients gone: counted');
+# each one gone before its 404 sent a cancel (an EVAL): Redis ran them all
+my $gone = $after->{499} - $before->{499};
+ok(wait_until(sub { eval_calls() >= $evals + $gone }, scaled(10),
+    'their cancels'), "the cancels of the $gone gone unanswered ran");
 is_deeply(redis_cmd('KEYS', 'offload:{left_*'), [],
     'no key written for them');
 
@@ -215,7 +227,8 @@ for my $case (
     [ 'POST', '/jobs/echo', "X-Offload-Timeout: abc\r\n", 400,
         'X-Offload-Timeout: abc' ],
     [ 'POST', '/jobs/echo', "Idempotency-Key: \r\n", 400,
-        'an empty Idempotency-Key' ])
+        'an empty Idempotency-Key' ],
+    [ 'POST', '/local-jobs/' . ('0' x 32), '', 405, 'a POST to offload_jobs' ])
 {
     my ($method, $path, $head, $status, $name) = @$case;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
