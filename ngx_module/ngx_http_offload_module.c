@@ -76,6 +76,8 @@ static char *ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_offload_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_offload_result_ttl_check(ngx_conf_t *cf, void *post,
+    void *data);
 static void *ngx_http_offload_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_offload_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -88,6 +90,11 @@ static void ngx_http_offload_exit_process(ngx_cycle_t *cycle);
 ngx_http_offload_worker_t  ngx_http_offload_worker;
 
 
+/* a record that lives 0 ms is taken by the workers for no record at all */
+static ngx_conf_post_t  ngx_http_offload_result_ttl_post =
+    { ngx_http_offload_result_ttl_check };
+
+
 static ngx_conf_enum_t  ngx_http_offload_modes[] = {
     { ngx_string("sync"), NGX_HTTP_OFFLOAD_SYNC },
     { ngx_string("async"), NGX_HTTP_OFFLOAD_ASYNC },
@@ -98,7 +105,7 @@ static ngx_conf_enum_t  ngx_http_offload_modes[] = {
 static ngx_command_t  ngx_http_offload_commands[] = {
 
     { ngx_string("offload_redis"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1234,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_offload_redis,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -151,7 +158,7 @@ static ngx_command_t  ngx_http_offload_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_offload_loc_conf_t, result_ttl),
-      NULL },
+      &ngx_http_offload_result_ttl_post },
 
     { ngx_string("offload_idempotency_ttl"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -1991,6 +1998,11 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     wait_replicas = 0;
     wait_timeout = NGX_CONF_UNSET_MSEC;
 
+    /* the address and its seven parameters */
+    if (cf->args->nelts > 9) {
+        return "has too many parameters";
+    }
+
     for (i = 2; i < cf->args->nelts; i++) {
 
         for (k = 0; k < sizeof(login) / sizeof(login[0]); k++) {
@@ -2178,6 +2190,19 @@ ngx_http_offload_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = olcf->handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_offload_result_ttl_check(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_msec_t  *ttl = data;
+
+    if (*ttl == 0) {
+        return "must be more than 0";
+    }
 
     return NGX_CONF_OK;
 }

@@ -147,6 +147,13 @@ for my $n (1, 'all') {
         or diag($out);
 }
 
+# an address and all seven of its parameters (before: at most three)
+($rc, $out) = nginx_test(http => "offload_redis sentinel://127.0.0.1:1/m "
+    . "user=u password=p db=1 wait_replicas=1 wait_timeout=500ms "
+    . "sentinel_user=s sentinel_password=q;\n"
+    . sprintf($server, 'location /a { offload_pass a; }'));
+is($rc, 0, 'nginx -t: offload_redis with all seven parameters') or diag($out);
+
 # offload_status answers from a slot per Redis, 32 of them: a 33rd
 # distinct Redis is refused (before, the status answer's arrays of 32
 # were written past)
@@ -209,6 +216,13 @@ my @nginx_bad = (
     [ 'offload_redis cluster:// with an empty seed',
         'offload_redis cluster://127.0.0.1:1,;', 'offload_redis',
         qr/invalid cluster address/ ],
+    [ 'offload_redis with eight parameters',
+        'offload_redis sentinel://127.0.0.1:1/m user=u password=p db=1 '
+        . 'wait_replicas=1 wait_timeout=1s sentinel_user=s '
+        . 'sentinel_password=q db=2;',
+        'offload_redis', qr/too many parameters/ ],
+    [ 'offload_result_ttl 0', 'offload_result_ttl 0;', 'offload_result_ttl',
+        qr/must be more than 0/ ],
     [ 'offload_redis cluster:// db=1',
         'offload_redis cluster://127.0.0.1:1 db=1;', 'offload_redis',
         qr/"db=" .*a redis cluster has only db 0/ ],
