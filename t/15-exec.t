@@ -120,6 +120,14 @@ for my $q (qw(pyrev noderev)) {
     is_deeply($r->{json}, { text => "enil\nitlum" },
         "$q: a payload written on several lines is one request line");
 
+    # a number longer than Python's int() takes (4300 digits) is a payload
+    # like any other (before: the process died on it, the job was rerun
+    # and answered 502 worker_crashed, and three such jobs stopped the pool)
+    $r = post_json("/jobs/$q", '{"text":"abc","n":' . '9' x 4301 . '}');
+    is($r->{status}, 200, "$q: a 4301-digit number in the payload: 200")
+        or diag($r->{content});
+    is_deeply($r->{json}, { text => 'cba' }, "$q: and the job's result");
+
     $r = post_json("/jobs/$q", { text => 42 });
     is($r->{status}, 422, "$q: 422 without a string text");
     is($r->{json} && $r->{json}{error}{code}, 'bad_input',

@@ -110,6 +110,16 @@ def _metric(name, kind, value):
     _out.write(_encode({"metric": name, kind: value}) + "\n")
 
 
+def _int(digits):
+    """A JSON integer: one longer than int() takes (sys.int_info's 4300
+    digits, against quadratic parsing) is a float, as JavaScript reads it,
+    rather than an exception that would end the process."""
+    try:
+        return int(digits)
+    except ValueError:
+        return float(digits)
+
+
 def _answer(handler, request):
     job = Job(request)
     try:
@@ -141,7 +151,7 @@ def run(handler):
     os.dup2(null, 0)
     os.close(null)
     sys.stdout = sys.stderr
-    decode = json.JSONDecoder().decode
+    decode = json.JSONDecoder(parse_int=_int).decode
     for line in lines:
         out.write(_answer(handler, decode(line)) + "\n")
         out.flush()
