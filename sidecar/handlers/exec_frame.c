@@ -195,13 +195,36 @@ is_job_id(const span_t *s, const char *id)
 
 /* {"code": "...", "message": "...", "retry": true}: the job fails with
  * them (422), for now when "retry" is true (offload_job_retry). */
+/*
+ * Whether JSON jansson refused is well-formed all the same: a lone
+ * surrogate escape ("\ud800"), which Python's json and JavaScript's
+ * JSON.stringify write, from a handler that repeats its input.  Such an
+ * answer fails its job, not the process (which would rerun the job, and
+ * a few of them stop the pool).
+ */
+static int
+unreadable(const char *data, size_t len)
+{
+    size_t       offset;
+    const char  *err;
+
+    return offload_json_check(data, len, &offset, &err) == 0;
+}
+
+
 static int
 answer_error(offload_job_t *job, const span_t *s, char *why, size_t size)
 {
     json_t      *v;
     const char  *code, *message;
 
-    v = json_loadb(s->data, s->len, JSON_DECODE_ANY, NULL);
+    v = json_loadb(s->data, s->len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    if (v == NULL && unreadable(s->data, s->len)) {
+        offload_job_fail(job, "handler_error", "the handler's error is not "
+                         "valid Unicode (a lone surrogate escape)");
+        return 0;
+    }
+
     if (!json_is_object(v)) {
         json_decref(v);
         snprintf(why, size, "answered an \"error\" that is not an object");
@@ -316,6 +339,22 @@ offload_exec_answer(offload_job_t *job, const char *line, size_t len,
 }
 
 
+/* A metric line with a bad name (or unreadable: a lone surrogate) is
+ * ignored, logged once per worker */
+static void
+ignore_bad_name(const char *line, size_t len)
+{
+    char        q[QUOTE_MAX + 1];
+    static int  logged;
+
+    if (!logged) {
+        logged = 1;
+        log_warn("handler metric with a bad name ignored (logged once per "
+                 "worker): %s", quote(q, line, len));
+    }
+}
+
+
 int
 offload_exec_metric(offload_job_t *job, const char *line, size_t len,
     char *why, size_t size)
@@ -323,7 +362,6 @@ offload_exec_metric(offload_job_t *job, const char *line, size_t len,
     char           q[QUOTE_MAX + 1], exported[OFFLOAD_HM_NAME_MAX];
     json_t        *v, *count, *observe;
     const char    *p, *end = line + len, *name;
-    static int     bad_name_logged;
 
     p = skip_blank(line, end);
     if (p == end || *p != '{') {
@@ -335,7 +373,12 @@ offload_exec_metric(offload_job_t *job, const char *line, size_t len,
         return 0;
     }
 
-    v = json_loadb(line, len, 0, NULL);
+    v = json_loadb(line, len, JSON_ALLOW_NUL, NULL);
+    if (v == NULL && unreadable(line, len)) {
+        ignore_bad_name(line, len);
+        return 1;
+    }
+
     name = json_string_value(json_object_get(v, "metric"));
     count = json_object_get(v, "count");
     observe = json_object_get(v, "observe");
@@ -352,13 +395,12 @@ offload_exec_metric(offload_job_t *job, const char *line, size_t len,
         return -1;
     }
 
-    /* a name past the queue's last is logged by the table, once */
-    if (offload_hm_name(name, exported) != 0) {
-        if (!bad_name_logged) {
-            bad_name_logged = 1;
-            log_warn("handler metric with a bad name ignored (logged once "
-                     "per worker): %s", quote(q, line, len));
-        }
+    /* a name past the queue's last is logged by the table, once; one
+     * holding a NUL is a bad name, not the part before it */
+    if (strlen(name) != json_string_length(json_object_get(v, "metric"))
+        || offload_hm_name(name, exported) != 0)
+    {
+        ignore_bad_name(line, len);
 
     } else if (count != NULL) {
         offload_metric_count(job, name, (uint64_t) json_integer_value(count));

@@ -118,6 +118,19 @@ test_answer(void)
        && job.status == 422 && job.retry, "\"retry\": true: for now");
     is_str(job.code, "busy", "a retry's code");
 
+    /* what Python's json and JSON.stringify write for "a\0b" and for a
+     * lone surrogate: the job fails, the process goes on (before: both
+     * were "not an object", so the process was killed and the job rerun) */
+    ok(answer("{\"id\":\"" ID "\",\"error\":{\"code\":\"bad_input\","
+              "\"message\":\"a\\u0000b\"}}") == OFFLOAD_OK
+       && job.status == 422, "an error whose message holds \\u0000: 422");
+    is_str(job.code, "bad_input", "with its code");
+    ok(answer("{\"id\":\"" ID "\",\"error\":{\"code\":\"bad_input\","
+              "\"message\":\"key \\ud800\"}}") == OFFLOAD_OK
+       && job.status == 422, "an error holding a lone surrogate: 422");
+    is_str(job.code, "handler_error", "a handler_error");
+    ok(strstr(job.message, "lone surrogate") != NULL, "which says why");
+
     ok(answer("{\"id\":\"" ID "\",\"error\":{\"code\":\"no way\"}}")
        == OFFLOAD_OK && job.status == 422, "an error with a bad code");
     is_str(job.code, "handler_error", "is a handler_error");
@@ -178,6 +191,10 @@ test_metric(void)
     ok(metric("{\"metric\":\"a\"") == -1, "not JSON: broken");
     ok(metric("{\"metric\":\"bad name\",\"count\":1}") == 1,
        "a bad name: not fatal");
+    ok(metric("{\"metric\":\"a\\u0000b\",\"count\":1}") == 1,
+       "a name holding \\u0000: a bad name, not fatal");
+    ok(metric("{\"metric\":\"a\\udc00\",\"count\":1}") == 1,
+       "a name holding a lone surrogate: a bad name, not fatal");
     doc = offload_hm_json(t);
     ok(json_object_size(doc) == 1, "and not recorded");
     json_decref(doc);
