@@ -100,4 +100,19 @@ is(post_json('/jobs/fresh', { hello => 1 })->{status}, 200,
     'and answers');
 like(slurp($log), qr/reloading .*reload done/s, 'logged');
 
+# ---- a new heartbeat takes effect: the node document (its lifetime 3
+# heartbeats, 5 s at least) is written every 2 s, no longer every 200 ms
+# (before, the timer kept its period: a lowered heartbeat let the document
+# expire between writes, a raised one skewed the jobs/s)
+my $reloads = () = slurp($log) =~ /reload done/g;
+spew($file, "heartbeat 2s;\n" . ($new =~ s/^heartbeat .*\n//mr));
+kill 'HUP', sidecar_pid();
+ok(wait_until(sub { my $n = () = slurp($log) =~ /reload done/g;
+                    $n > $reloads }, scaled(30), 'heartbeat reload'),
+    'a reload to heartbeat 2s');
+my $node_key = 'offload:{ctl}:node:' . node_name();
+ok(wait_until(sub { (redis_cmd('PTTL', $node_key) // 6000) < 5000 },
+    scaled(8), 'the document ages'),
+    'the node document ages 1 s past a write: written every 2 s');
+
 finish();

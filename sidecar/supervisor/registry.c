@@ -756,6 +756,11 @@ offload_registry_reconf(offload_registry_t *reg, const offload_conf_t *conf)
     for (l = 0; l < reg->nlinks; l++) {
         reg->links[l].ep.timeout_ms = conf->redis.timeout_ms;
     }
+
+    /* the document's lifetime and jobs/s follow the new heartbeat: so
+     * must its period */
+    reg->heartbeat.repeat = conf->heartbeat_ms / 1000.0;
+    ev_timer_again(reg->sup->loop, &reg->heartbeat);
 }
 
 

@@ -203,6 +203,8 @@ offload_reload(offload_supervisor_t *sup)
     sup->npools = conf->nqueues;
     sup->conf = conf;
     offload_registry_reconf(&sup->registry, conf);
+    sup->claim.repeat = conf->claim_idle_ms / 2000.0;
+    ev_timer_again(sup->loop, &sup->claim);
 
     for (p = 0; p < sup->npools; p++) {
         for (i = 0; i < sup->pools[p].nslots; i++) {
