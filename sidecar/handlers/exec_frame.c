@@ -193,17 +193,15 @@ is_job_id(const span_t *s, const char *id)
 }
 
 
-/* {"code": "...", "message": "...", "retry": true}: the job fails with
- * them (422), for now when "retry" is true (offload_job_retry). */
 /*
- * Whether JSON jansson refused is well-formed all the same: a lone
+ * Whether text jansson refused is well-formed JSON all the same: a lone
  * surrogate escape ("\ud800"), which Python's json and JavaScript's
  * JSON.stringify write, from a handler that repeats its input.  Such an
  * answer fails its job, not the process (which would rerun the job, and
  * a few of them stop the pool).
  */
 static int
-unreadable(const char *data, size_t len)
+is_json(const char *data, size_t len)
 {
     size_t       offset;
     const char  *err;
@@ -212,6 +210,8 @@ unreadable(const char *data, size_t len)
 }
 
 
+/* {"code": "...", "message": "...", "retry": true}: the job fails with
+ * them (422), for now when "retry" is true (offload_job_retry). */
 static int
 answer_error(offload_job_t *job, const span_t *s, char *why, size_t size)
 {
@@ -219,7 +219,7 @@ answer_error(offload_job_t *job, const span_t *s, char *why, size_t size)
     const char  *code, *message;
 
     v = json_loadb(s->data, s->len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-    if (v == NULL && unreadable(s->data, s->len)) {
+    if (v == NULL && is_json(s->data, s->len)) {
         offload_job_fail(job, "handler_error", "the handler's error is not "
                          "valid Unicode (a lone surrogate escape)");
         return 0;
@@ -374,7 +374,7 @@ offload_exec_metric(offload_job_t *job, const char *line, size_t len,
     }
 
     v = json_loadb(line, len, JSON_ALLOW_NUL, NULL);
-    if (v == NULL && unreadable(line, len)) {
+    if (v == NULL && is_json(line, len)) {
         ignore_bad_name(line, len);
         return 1;
     }
