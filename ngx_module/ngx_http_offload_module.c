@@ -76,7 +76,7 @@ static char *ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_offload_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_offload_result_ttl_check(ngx_conf_t *cf, void *post,
+static char *ngx_http_offload_positive_msec(ngx_conf_t *cf, void *post,
     void *data);
 static void *ngx_http_offload_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_offload_create_loc_conf(ngx_conf_t *cf);
@@ -90,9 +90,13 @@ static void ngx_http_offload_exit_process(ngx_cycle_t *cycle);
 ngx_http_offload_worker_t  ngx_http_offload_worker;
 
 
-/* a record that lives 0 ms is taken by the workers for no record at all */
-static ngx_conf_post_t  ngx_http_offload_result_ttl_post =
-    { ngx_http_offload_result_ttl_check };
+/*
+ * Times that 0 would make nonsense of: a job with a 0 ms deadline is
+ * answered 504 before any worker can take it, and a record that lives
+ * 0 ms is taken by the workers for no record at all.
+ */
+static ngx_conf_post_t  ngx_http_offload_positive_msec_post =
+    { ngx_http_offload_positive_msec };
 
 
 static ngx_conf_enum_t  ngx_http_offload_modes[] = {
@@ -123,7 +127,7 @@ static ngx_command_t  ngx_http_offload_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_offload_loc_conf_t, timeout),
-      NULL },
+      &ngx_http_offload_positive_msec_post },
 
     { ngx_string("offload_validate_json"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -158,7 +162,7 @@ static ngx_command_t  ngx_http_offload_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_offload_loc_conf_t, result_ttl),
-      &ngx_http_offload_result_ttl_post },
+      &ngx_http_offload_positive_msec_post },
 
     { ngx_string("offload_idempotency_ttl"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -1966,6 +1970,8 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_offload_loc_conf_t *olcf = conf;
 
+    size_t       len;
+    u_char      *eq;
     ngx_int_t    db, wait_replicas;
     ngx_str_t   *value, user, password, time, sentinel_user,
                  sentinel_password;
@@ -2001,6 +2007,28 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     /* the address and its seven parameters */
     if (cf->args->nelts > 9) {
         return "has too many parameters";
+    }
+
+    /* a parameter given twice is a mistake, not "the last one wins" */
+
+    for (i = 3; i < cf->args->nelts; i++) {
+        eq = ngx_strlchr(value[i].data, value[i].data + value[i].len, '=');
+        if (eq == NULL) {
+            continue;
+        }
+
+        len = eq + 1 - value[i].data;
+
+        for (k = 2; k < i; k++) {
+            if (value[k].len >= len
+                && ngx_strncmp(value[k].data, value[i].data, len) == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "duplicate \"%*s\" in \"%V\" directive",
+                                   len, value[i].data, &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+        }
     }
 
     for (i = 2; i < cf->args->nelts; i++) {
@@ -2196,11 +2224,11 @@ ngx_http_offload_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 static char *
-ngx_http_offload_result_ttl_check(ngx_conf_t *cf, void *post, void *data)
+ngx_http_offload_positive_msec(ngx_conf_t *cf, void *post, void *data)
 {
-    ngx_msec_t  *ttl = data;
+    ngx_msec_t  *ms = data;
 
-    if (*ttl == 0) {
+    if (*ms == 0) {
         return "must be more than 0";
     }
 
