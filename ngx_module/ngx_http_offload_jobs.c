@@ -79,6 +79,7 @@ typedef struct {
 } ngx_http_offload_job_read_t;
 
 
+static ngx_uint_t ngx_http_offload_prefers_async(ngx_str_t *value);
 static ngx_int_t ngx_http_offload_job_id(ngx_http_request_t *r, u_char *id);
 static ngx_int_t ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr);
 static void ngx_http_offload_job_reading(ngx_http_offload_job_read_t *jr);
@@ -130,7 +131,61 @@ static u_char            ngx_http_offload_job_sha[40];
          ((u_char *) (w) - offsetof(ngx_http_offload_job_read_t, waiter)))
 
 
-/* offload_mode async, or Prefer: respond-async (RFC 7240) on a request */
+/*
+ * Whether a Prefer header value names the preference respond-async: a
+ * comma-separated list of "name[=value][; param...]" (RFC 7240), names
+ * case-insensitive, a value maybe a quoted string holding commas.
+ */
+
+static ngx_uint_t
+ngx_http_offload_prefers_async(ngx_str_t *value)
+{
+    u_char      *p, *last, *name;
+    ngx_uint_t   quoted;
+
+    static u_char  async[] = "respond-async";
+
+    p = value->data;
+    last = p + value->len;
+
+    while (p < last) {
+
+        while (p < last && (*p == ' ' || *p == '\t' || *p == ',')) {
+            p++;
+        }
+
+        name = p;
+
+        while (p < last && *p != '=' && *p != ';' && *p != ','
+               && *p != ' ' && *p != '\t')
+        {
+            p++;
+        }
+
+        if ((size_t) (p - name) == sizeof(async) - 1
+            && ngx_strncasecmp(name, async, sizeof(async) - 1) == 0)
+        {
+            return 1;
+        }
+
+        /* the rest of this preference: its value and parameters */
+
+        for (quoted = 0; p < last && (quoted || *p != ','); p++) {
+
+            if (quoted && *p == '\\' && p + 1 < last) {
+                p++;
+
+            } else if (*p == '"') {
+                quoted = !quoted;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
+/* offload_mode async, or Prefer: respond-async on a request */
 
 void
 ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
@@ -152,11 +207,7 @@ ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
 
     for (n = 0; (h = ngx_http_offload_header(r, &prefer, n)) != NULL; n++) {
 
-        if (ngx_strlcasestrn(h->value.data, h->value.data + h->value.len,
-                             (u_char *) "respond-async",
-                             sizeof("respond-async") - 2)
-            != NULL)
-        {
+        if (ngx_http_offload_prefers_async(&h->value)) {
             ctx->async = 1;
             ctx->preferred = 1;
             return;

@@ -152,6 +152,18 @@ is_deeply($doc->{result}, { p => 1 }, 'and it ran');
 $r = http('POST', '/sync/echo', '{"p":2}', { Prefer => 'wait=5' });
 is($r->{status}, 200, 'another preference: sync as before');
 is_deeply($r->{json}, { p => 2 }, 'the answer itself');
+# Prefer is a list of preferences (RFC 7240), their names matched whole,
+# case-insensitive; a name inside another or in a quoted value is not it
+for my $case ([ 'wait=5, RESPOND-ASYNC', 202 ], [ 'respond-async; x=1', 202 ],
+              [ 'a="x,y",respond-async', 202 ],
+              [ 'no-respond-async-x', 200 ], [ 'respond-asyncx', 200 ],
+              [ 'a="respond-async"', 200 ], [ 'a="x\\",respond-async"', 200 ],
+              [ 'a=respond-async', 200 ])
+{
+    my ($prefer, $status) = @$case;
+    $r = http('POST', '/sync/echo', '{"p":3}', { Prefer => $prefer });
+    is($r->{status}, $status, "Prefer: $prefer: $status");
+}
 
 # ---- unknown ids
 for my $path ('/jobs/' . ('0' x 32), '/jobs/nope', '/jobs/') {
