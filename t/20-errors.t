@@ -144,6 +144,8 @@ error_is(http('POST', '/novalidate/echo', '{bad'), 422, 'handler_error',
     'validate off, worker rejects');
 error_is(http('POST', '/novalidate/echo', qq(["caf\xe9"])), 422,
     'handler_error', 'validate off: the worker rejects what is not UTF-8');
+error_is(http('POST', '/novalidate/echo', ''), 400, 'bad_json',
+    'validate off: an empty body is still no JSON text, refused at once');
 
 # ---- 400 bad_queue
 error_is(http('POST', '/jobs/bad!name', '{}'), 400, 'bad_queue',
