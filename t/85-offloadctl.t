@@ -40,6 +40,20 @@ is($rc, 2, 'dead without a queue: exit 2');
 is($rc, 2, 'dead with an invalid queue name: exit 2');
 ($rc) = run('top', '-s', 'bogus');
 is($rc, 2, 'top with an unknown sort: exit 2');
+# numbers are read whole: "abc" was taken as 0 (drain -t 0 does not wait)
+for my $args ([ 'drain', '-t', 'abc', 'some-node' ],
+              [ 'drain', '-t', '5s', 'some-node' ],
+              [ 'events', '-n', 'x' ], [ 'events', '-n', '-1' ],
+              [ 'top', '-b', '-n', '2x' ], [ 'top', '-b', '-d', '1x' ])
+{
+    ($rc, $out) = run(@$args);
+    is($rc, 2, "@$args: exit 2");
+    like($out, qr/wants (a whole number|seconds), not "/, "@$args: says why");
+}
+# a queue that is on no Redis is no empty queue
+($rc, $out) = run('dead', 'no_such_queue');
+is($rc, 1, 'dead of a queue that does not exist: exit 1');
+like($out, qr/no queue no_such_queue/, 'and says so');
 ($rc, $out) = run('-r', '127.0.0.1:' . free_port(), 'queues');
 is($rc, 1, 'Redis unreachable: exit 1');
 {
@@ -154,6 +168,9 @@ is($rc, 1, 'retry of a job that is not dead: exit 1');
 is($rc, 0, 'purge --all: exit 0');
 like($out, qr/purged 2 dead letters of queue crash/, 'purge counts');
 is(redis_cmd('XLEN', 'offload:{crash}:dead'), 0, 'the dead letters are gone');
+($rc, $out) = run('dead', 'crash');
+is($rc, 0, 'dead of a queue without dead letters: exit 0');
+like($out, qr/^no dead letters in queue crash$/m, 'and says so');
 
 # ---- retry --all retries the dead letters there were, not those its own
 # retries make: jobs of an unknown protocol version (bad_job) die again

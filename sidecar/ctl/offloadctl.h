@@ -125,6 +125,10 @@ void ctl_free_names(char **names);
 int ctl_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Reads text, all of it, as a whole number from 0 to INT_MAX into *n.
+ * Returns 0, or CTL_USAGE with a usage error naming cmd's option opt. */
+int ctl_count(const char *cmd, char opt, const char *text, int *n);
+
 /* "3d4h", "5m12s", "42s", "0.3s"; "-" when negative. */
 void ctl_duration(char *buf, size_t size, int64_t ms);
 

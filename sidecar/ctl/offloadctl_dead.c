@@ -212,6 +212,48 @@ print_dead(ctl_t *ctl, const char *queue, const char *key,
 }
 
 
+/* None in queue: said, and a failure when the queue itself is on none of
+ * the servers (a typo lists nothing, as an empty queue would). */
+static int
+no_dead_letters(ctl_t *ctl, const char *queue, size_t *index, size_t n)
+{
+    int          known = 0;
+    char         key[OFFLOAD_KEY_MAX];
+    size_t       i;
+    redisReply  *reply;
+
+    if (offload_stream_key(key, sizeof(key), queue, strlen(queue)) < 0) {
+        return CTL_USAGE;
+    }
+
+    for (i = 0; i < n && !known; i++) {
+        if (ctl_use_queue(ctl, index[i], queue) != CTL_OK) {
+            return CTL_FAIL;
+        }
+
+        reply = ctl_command(ctl, "EXISTS %s", key);
+        if (reply == NULL) {
+            return CTL_FAIL;
+        }
+
+        known = reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
+        freeReplyObject(reply);
+    }
+
+    if (!known) {
+        fprintf(stderr, "offloadctl dead: no queue %s (no %s)\n", queue,
+                key);
+        return CTL_FAIL;
+    }
+
+    if (!ctl->json) {
+        printf("no dead letters in queue %s\n", queue);
+    }
+
+    return CTL_OK;
+}
+
+
 int
 ctl_dead(ctl_t *ctl, int argc, char **argv)
 {
@@ -252,8 +294,8 @@ ctl_dead(ctl_t *ctl, int argc, char **argv)
         total += n;
     }
 
-    if (total == 0 && !ctl->json) {
-        printf("no dead letters in queue %s\n", argv[1]);
+    if (total == 0) {
+        return no_dead_letters(ctl, argv[1], index, nindex);
     }
 
     return CTL_OK;

@@ -127,10 +127,12 @@ set_drained(ctl_t *ctl, int argc, char **argv, int drained)
         if (opt != 't') {
             return CTL_USAGE;
         }
-        wait_s = atoi(optarg);
+        if (ctl_count(argv[0], 't', optarg, &wait_s) != 0) {
+            return CTL_USAGE;
+        }
     }
 
-    if (optind != argc - 1 || wait_s < 0) {
+    if (optind != argc - 1) {
         return ctl_usage_error(argv[0], "wants [-t seconds] and one node");
     }
 

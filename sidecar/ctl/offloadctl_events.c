@@ -170,9 +170,8 @@ ctl_events(ctl_t *ctl, int argc, char **argv)
             follows = 1;
             break;
         case 'n':
-            n = atoi(optarg);
-            if (n < 0) {
-                return ctl_usage_error(argv[0], "-n wants a count");
+            if (ctl_count(argv[0], 'n', optarg, &n) != 0) {
+                return CTL_USAGE;
             }
             break;
         default:

@@ -248,6 +248,8 @@ int
 ctl_top(ctl_t *ctl, int argc, char **argv)
 {
     int          opt, batch = 0, frames = 1, delay_ms = 1000, i;
+    char        *end;
+    double       seconds;
     screen_t     scr;
     const char  *sort = "memory";
 
@@ -258,10 +260,17 @@ ctl_top(ctl_t *ctl, int argc, char **argv)
             batch = 1;
             break;
         case 'n':
-            frames = atoi(optarg);
+            if (ctl_count(argv[0], 'n', optarg, &frames) != 0) {
+                return CTL_USAGE;
+            }
             break;
         case 'd':
-            delay_ms = (int) (atof(optarg) * 1000);
+            seconds = strtod(optarg, &end);
+            if (end == optarg || *end != '\0' || !(seconds <= 3600)) {
+                return ctl_usage_error(argv[0], "-d wants seconds, not "
+                                       "\"%s\"", optarg);
+            }
+            delay_ms = (int) (seconds * 1000);
             break;
         case 's':
             sort = optarg;

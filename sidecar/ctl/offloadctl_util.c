@@ -3,7 +3,9 @@
  * (offloadctl.h).
  */
 
+#include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -350,6 +352,27 @@ ctl_usage_error(const char *cmd, const char *fmt, ...)
     fprintf(stderr, "\n(offloadctl --help tells the usage)\n");
 
     return CTL_USAGE;
+}
+
+
+int
+ctl_count(const char *cmd, char opt, const char *text, int *n)
+{
+    char  *end;
+    long   v;
+
+    errno = 0;
+    v = strtol(text, &end, 10);
+
+    if (end == text || *end != '\0' || errno != 0 || v < 0 || v > INT_MAX
+        || !isdigit((unsigned char) text[0]))
+    {
+        return ctl_usage_error(cmd, "-%c wants a whole number, not \"%s\"",
+                               opt, text);
+    }
+
+    *n = (int) v;
+    return 0;
 }
 
 
