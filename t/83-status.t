@@ -190,6 +190,13 @@ like($m, qr/^offload_invalid_requests_total\{status="405"\} [1-9]\d*$/m,
 unlike($m, qr/^offload_invalid_requests_total\{status="200"\}/m,
     'no invalid request answered 200, none listed');
 
+# every family is in README's list (handler metrics are named by handlers)
+my $readme = slurp("$FindBin::Bin/../README.md");
+my @families = grep { !/^offload_handler_/ } $m =~ /^# TYPE (\S+) /mg;
+ok(@families > 20, scalar(@families) . ' families');
+is_deeply([ grep { index($readme, "`$_`") < 0 && index($readme, "`$_\{") < 0 }
+            @families ], [], 'README names every family');
+
 my $file = tmpdir() . '/metrics.txt';
 spew($file, $m);
 my $out = `promtool check metrics < $file 2>&1`;
