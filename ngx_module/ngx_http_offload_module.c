@@ -1118,15 +1118,8 @@ void
 ngx_http_offload_outcome_unknown(ngx_http_offload_ctx_t *ctx,
     const char *why)
 {
-    u_char                       *p, *url, *more, msg[256];
-    size_t                        len;
-    ngx_str_t                     extra;
-    const char                   *then;
-    ngx_http_request_t           *r;
-    ngx_http_offload_loc_conf_t  *olcf;
-
-    r = ctx->request;
-    olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
+    u_char      *p, msg[256];
+    const char  *then;
 
     if (ctx->async) {
         then = "it may have been queued: its status_url tells";
@@ -1143,6 +1136,29 @@ ngx_http_offload_outcome_unknown(ngx_http_offload_ctx_t *ctx,
 
     p = ngx_snprintf(msg, sizeof(msg) - 1, "%s; %s", why, then);
     *p = '\0';
+
+    ngx_http_offload_answer_job_error(ctx, "outcome_unknown", (char *) msg);
+}
+
+
+/*
+ * A 503 for a job Redis holds, or may: its id (in the body and in
+ * X-Offload-Job-Id) and, when it has a record to read (async, or an
+ * Idempotency-Key), its status URL.
+ */
+
+void
+ngx_http_offload_answer_job_error(ngx_http_offload_ctx_t *ctx,
+    const char *code, const char *message)
+{
+    u_char                       *p, *url, *more;
+    size_t                        len;
+    ngx_str_t                     extra;
+    ngx_http_request_t           *r;
+    ngx_http_offload_loc_conf_t  *olcf;
+
+    r = ctx->request;
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
 
     len = olcf->jobs_url.len + OFFLOAD_JOB_ID_LEN;
 
@@ -1179,8 +1195,7 @@ ngx_http_offload_outcome_unknown(ngx_http_offload_ctx_t *ctx,
 
     ngx_http_offload_finish(ctx, ngx_http_offload_send_error_more(
                                      r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                     "outcome_unknown", (char *) msg,
-                                     &extra));
+                                     code, message, &extra));
 }
 
 

@@ -119,6 +119,13 @@ is($r->{status}, 503, 'wait_replicas=1, replica frozen: 503');
 is($r->{json}{error}{code}, 'not_replicated', '... not_replicated')
     or diag($r->{content});
 ok($r->{headers}{'retry-after'}, '... with Retry-After');
+my $unreplicated = $r->{json}{error}{id} // '';
+like($unreplicated, qr/^[0-9a-f]{32}$/, '... naming the job it may still run');
+is($r->{headers}{'x-offload-job-id'}, $unreplicated, '... X-Offload-Job-Id');
+like($r->{json}{error}{status_url} // '', qr{/\Q$unreplicated\E$},
+    '... and its status_url');
+is(http('GET', "/status/$unreplicated")->{status}, 200,
+    '... whose record reads at the jobs endpoint');
 ok($took >= 0.45 && $took < scaled(3),
     sprintf('... after the 500ms WAIT timeout (%.2f s), no hang', $took));
 is(post_json('/async/echo', { n => 2 })->{status}, 202,
@@ -129,6 +136,8 @@ $took = time - $t0;
 is($r->{status}, 503, 'wait_replicas=1, sync job, replica frozen: 503');
 is($r->{json}{error}{code}, 'not_replicated', '... not_replicated')
     or diag($r->{content});
+like($r->{json}{error}{id} // '', qr/^[0-9a-f]{32}$/, '... with its id');
+ok(!exists $r->{json}{error}{status_url}, '... and no record to read');
 ok($took < 2.5, sprintf('... after the WAIT timeout (%.2f s), not the job',
     $took));
 # the sentinels flag the frozen replica s_down after down-after (1 s): it
