@@ -1108,15 +1108,18 @@ ngx_http_offload_recover_jobs(ngx_http_offload_peer_t *peer,
     {
         ctx = (ngx_http_offload_ctx_t *) node;
 
-        if (ctx->submitted) {
-            ngx_http_offload_cluster_repeer(ctx);
+        /* an async job here waits for its WAIT, not for a result */
+
+        if (!ctx->submitted || ctx->async) {
+            continue;
         }
 
-        if (ctx->submitted
-            && (queue ? ctx->queue.len == queue->len
-                        && ngx_memcmp(ctx->queue.data, queue->data,
-                                      queue->len) == 0
-                      : ctx->peer == peer))
+        ngx_http_offload_cluster_repeer(ctx);
+
+        if (queue ? ctx->queue.len == queue->len
+                    && ngx_memcmp(ctx->queue.data, queue->data, queue->len)
+                       == 0
+                  : ctx->peer == peer)
         {
             ngx_http_offload_fetch_result(ctx, NGX_HTTP_OFFLOAD_READ_LOOK);
         }
@@ -1301,13 +1304,20 @@ ngx_http_offload_deadline_handler(ngx_event_t *ev)
     ngx_http_offload_ctx_t  *ctx = ev->data;
 
     /*
-     * An async job whose XADD Redis has not acknowledged: it has no result
-     * to look for.  Written whole, Redis may have run it, and a worker
-     * taken the job already; else it lands, if ever, past its deadline,
-     * and no worker runs it.
+     * An async job waits for no result, only for Redis to take it.  Its
+     * XADD not acknowledged: written whole, Redis may have run it, and a
+     * worker taken the job already; else it lands, if ever, past its
+     * deadline, and no worker runs it.  Acknowledged, it is still here
+     * only while its WAIT counts replicas (wait_replicas=): queued, not
+     * known to be replicated.
      */
 
-    if (ctx->async && !ctx->submitted) {
+    if (ctx->async) {
+        if (ctx->submitted) {
+            ngx_http_offload_not_replicated(ctx);
+            return;
+        }
+
         if (!ctx->uploading
             && ngx_http_offload_link_wrote(&ctx->peer->command,
                                            ctx->sent_mark))

@@ -91,7 +91,6 @@ static redisReply *ngx_http_offload_sentinel_field(redisReply *entry,
 static void ngx_http_offload_wait_send(ngx_http_offload_peer_t *peer);
 static void ngx_http_offload_wait_done(redisAsyncContext *ac, void *r,
     void *privdata);
-static void ngx_http_offload_not_replicated(ngx_http_offload_ctx_t *ctx);
 
 
 /* the peer's connections to its master, for i = 0, 1, 2 */
@@ -1074,7 +1073,7 @@ ngx_http_offload_wait_done(redisAsyncContext *ac, void *r, void *privdata)
  * could lose it; the client may retry (with an Idempotency-Key, safely).
  */
 
-static void
+void
 ngx_http_offload_not_replicated(ngx_http_offload_ctx_t *ctx)
 {
     ngx_http_offload_replicate_stop(ctx);

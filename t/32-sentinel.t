@@ -76,6 +76,11 @@ ok(start_jobs_nginx(redis => $sentinels, server => <<"SERVER"), 'stack ready');
         offload_pass \$1;
         offload_mode async;
     }
+    location ~ ^/slowsafe/([^/]+)\$ {
+        offload_redis $sentinels wait_replicas=1 wait_timeout=1500ms;
+        offload_pass \$1;
+        offload_mode async;
+    }
     location ~ ^/all/([^/]+)\$ {
         offload_redis $sentinels wait_replicas=all wait_timeout=500ms;
         offload_pass \$1;
@@ -140,6 +145,18 @@ like($r->{json}{error}{id} // '', qr/^[0-9a-f]{32}$/, '... with its id');
 ok(!exists $r->{json}{error}{status_url}, '... and no record to read');
 ok($took < 2.5, sprintf('... after the WAIT timeout (%.2f s), not the job',
     $took));
+# an async job whose deadline passes while its WAIT counts: queued, not
+# known to be on a replica (before: taken for a sync job at its deadline,
+# it was answered 504 after a last look for its result)
+$r = http('POST', '/slowsafe/echo', '{"n":7}',
+    { 'X-Offload-Timeout' => '0.2' }, scaled(10));
+is($r->{status}, 503, 'wait_replicas=1, async job, deadline before WAIT: 503')
+    or diag($r->{content});
+is($r->{json}{error}{code}, 'not_replicated', '... not_replicated');
+$unreplicated = $r->{json}{error}{id} // '';
+like($unreplicated, qr/^[0-9a-f]{32}$/, '... with its id');
+is(http('GET', "/status/$unreplicated")->{status}, 200,
+    '... whose record reads at the jobs endpoint');
 # the sentinels flag the frozen replica s_down after down-after (1 s): it
 # cannot be promoted, so wait_replicas=all no longer waits for it
 ok(wait_until(sub { post_json('/all/echo', { n => 4 })->{status} == 202 },
