@@ -45,13 +45,14 @@
  */
 #define OFFLOAD_RECORD_READ_LUA                                              \
     "  local rec_was = rec and rec ~= '' and redis.call('HMGET', rec,"       \
-    " 'status', 'sync', 'waited')\n"                                         \
+    " 'status', 'sync', 'waited', 'finished_at')\n"                          \
     "  local ended = rec_was and rec_was[1] and rec_was[1] ~= 'cancelled'\n" \
     "  local result_ms = ended and rec_ttl or ttl_ms\n"
 
 /*
  * The end of a job with a record, after its result is stored: the record
- * takes rec_status and finished_at and lives rec_ttl ms from now (and so
+ * takes rec_status and finished_at (an expiry a read of the record saw
+ * first keeps its time, the deadline) and lives rec_ttl ms from now (and so
  * does a result stored by an earlier run), and the id is published for
  * long polls: an async job's always, a keyed sync job's only once a read
  * marked its record "waited" (its own client waits on its reply channel;
@@ -61,8 +62,10 @@
  */
 #define OFFLOAD_RECORD_END_LUA                                               \
     "  if ended then\n"                                                      \
+    "    local seen = rec_status == 'expired' and rec_was[1] == 'expired'"   \
+    " and rec_was[4]\n"                                                      \
     "    redis.call('HSET', rec, 'status', rec_status, 'finished_at',"       \
-    " now_ms())\n"                                                           \
+    " seen or now_ms())\n"                                                   \
     "    redis.call('PEXPIRE', rec, rec_ttl)\n"                              \
     "    if stored == 0 then redis.call('PEXPIRE', rkey, rec_ttl) end\n"     \
     "    if not rec_was[2] or rec_was[3] then\n"                             \

@@ -293,6 +293,7 @@ is($r->{headers}{location}, "/short-jobs/$r->{json}{id}",
 my $late = $r->{json}{id};
 $doc = job_until($late, qr/^expired$/);
 is($doc->{status}, 'expired', 'no worker before the deadline: expired');
+my $expired_at = $doc->{finished_at};
 is(job($busy)->{json}{status}, 'running',
     'said while the job is still queued behind the busy one');
 ok($doc->{finished_at} && $doc->{finished_at} - $doc->{submitted_at} >= 1000
@@ -304,6 +305,7 @@ ok(wait_until(sub { $doc = job($late)->{json}; $doc && $doc->{error} },
     scaled(5), 'the worker answers it'), 'the worker reaches it later');
 is($doc->{status}, 'expired', 'the worker reaching it: still expired');
 is($doc->{error}{code}, 'expired', 'its error');
+is($doc->{finished_at}, $expired_at, 'finished_at still its deadline');
 $ttl = redis_cmd('PTTL', record_key($late));
 ok($ttl > 0 && $ttl <= 2000, "offload_result_ttl 2s: record TTL $ttl ms");
 ok(wait_until(sub { redis_cmd('EXISTS', record_key($late)) == 0 },
