@@ -24,10 +24,12 @@
  * burst, STDERR_LINES_PER_S lines are logged, the rest counted, so
  * it does not fill the disk either.
  *
- * The process's failures are the worker's: it dies, or answers a line that
- * is not one well-formed answer to this job, or does not answer in time,
- * and the worker exits with OFFLOAD_WORKER_EXIT_HANDLER, leaving in its
- * scoreboard entry the process's wait status and what went wrong.  Under a
+ * The process's failures are the worker's: it dies (its exit is watched
+ * during a job, not only its stdout, which what it started may hold), or
+ * answers a line that is not one well-formed answer to this job, or does
+ * not answer in time, and the worker exits with
+ * OFFLOAD_WORKER_EXIT_HANDLER, leaving in its scoreboard entry the
+ * process's wait status and what went wrong.  Under a
  * job, that job fails an attempt exactly as when a C handler crashes
  * (retried, then dead-lettered, with the process's signal or exit code in
  * the crash report); between jobs, the slot is restarted as after a crash,
@@ -50,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -74,6 +77,7 @@
 #define DEADLINE_FAR_MS  (366LL * 24 * 3600 * 1000)  /* waited at most */
 #define EXIT_WAIT_MS     1000       /* for a process that closed stdout,
                                        or was asked to stop */
+#define EXIT_CHECK_MS    100        /* during a job, without a pidfd */
 
 
 typedef struct {
@@ -88,6 +92,9 @@ typedef struct {
     int                          to_child;      /* its stdin */
     int                          from_child;    /* its stdout */
     int                          errors;        /* its stderr */
+    int                          pidfd;         /* its exit, during a job;
+                                                   -1: none, looked at
+                                                   every EXIT_CHECK_MS */
     ev_io                        errors_watcher;
     ev_io                        output_watcher; /* between jobs */
     ev_child                     exit_watcher;
@@ -391,7 +398,11 @@ close_pipes(void)
         close(bridge.errors);
     }
 
-    bridge.to_child = bridge.from_child = bridge.errors = -1;
+    if (bridge.pidfd >= 0) {
+        close(bridge.pidfd);
+    }
+
+    bridge.to_child = bridge.from_child = bridge.errors = bridge.pidfd = -1;
 }
 
 
@@ -747,7 +758,7 @@ exec_init(const offload_slot_t *slot)
 
     (void) slot;                /* offload_exec_attach() said it all */
 
-    bridge.to_child = bridge.from_child = bridge.errors = -1;
+    bridge.to_child = bridge.from_child = bridge.errors = bridge.pidfd = -1;
 
     if (open_pipes(p) != 0) {
         return -1;
@@ -798,6 +809,14 @@ exec_init(const offload_slot_t *slot)
         log_error("%s: fcntl() failed: %s", bridge.name, strerror(errno));
         end_process(-1, "could not be spoken to (fcntl failed)");
         return -1;
+    }
+
+    /* Close-on-exec.  Before Linux 5.3 (ENOSYS), exec_run() looks at the
+     * process every EXIT_CHECK_MS instead. */
+    bridge.pidfd = pidfd_open(pid, 0);
+    if (bridge.pidfd < 0 && errno != ENOSYS) {
+        log_warn("%s: pidfd_open() failed: %s", bridge.name,
+                 strerror(errno));
     }
 
     if (bridge.loop != NULL) {
@@ -930,7 +949,7 @@ check_memory(void)
 }
 
 
-/* The process closed its stdout or stdin under a job. */
+/* The process closed its stdout or stdin under a job, or exited. */
 static void
 process_gone(const char *what)
 {
@@ -938,20 +957,47 @@ process_gone(const char *what)
 }
 
 
+/* Whether the process has exited, left a zombie for whoever reaps it:
+ * wait_gone() if it has not answered, else the exit_watcher, once the
+ * worker's loop runs again (it exits between jobs). */
+static int
+has_exited(void)
+{
+    siginfo_t  info;
+
+    info.si_pid = 0;
+    return waitid(P_PID, (id_t) bridge.pid, &info,
+                  WEXITED | WNOHANG | WNOWAIT) == 0
+           && info.si_pid == bridge.pid;
+}
+
+
+static int
+at_most(int timeout, int ms)
+{
+    return timeout < 0 || timeout > ms ? ms : timeout;
+}
+
+
 /*
  * Sends the request and waits for the answer, reading stderr meanwhile.
  * The request is written as the process reads it: a big one does not
  * block a process that logs or answers before it has read all of it.
+ *
+ * The process's exit is waited for too, not only its stdout's end: what
+ * it started (`sleep &`, a fork) may hold its stdout open after it.  Once
+ * it has exited, its stdout is read to the end of what it holds; a job
+ * with no answer in it fails there.
  */
 static int
 exec_run(offload_job_t *job, const char *payload, size_t len)
 {
-    int            rc, nfds, timeout;
+    int            rc, timeout, exited = 0;
     char           why[OFFLOAD_SB_CHILD_ERROR_MAX - 64], *nl, *line;
     size_t         request_len, sent = 0, got = 0, scanned = 0;
     ssize_t        n;
     int64_t        start_us, until_us, now_us;
-    struct pollfd  fds[3];
+    struct pollfd  fds[4];
 
     if (bridge.pid == 0) {
         fail_worker(bridge.sb->child_status, "was gone before the job");
@@ -966,17 +1012,15 @@ exec_run(offload_job_t *job, const char *payload, size_t len)
     start_us = offload_mono_us();
     until_us = answer_deadline(job, start_us);
 
-    for ( ;; ) {
-        nfds = 0;
-        fds[nfds].fd = bridge.from_child;
-        fds[nfds++].events = POLLIN;
-        fds[nfds].fd = bridge.errors;
-        fds[nfds++].events = POLLIN;
+    /* poll() passes over a descriptor of -1 */
+    fds[0].events = fds[1].events = fds[3].events = POLLIN;
+    fds[2].events = POLLOUT;
 
-        if (sent < request_len) {
-            fds[nfds].fd = bridge.to_child;
-            fds[nfds++].events = POLLOUT;
-        }
+    for ( ;; ) {
+        fds[0].fd = bridge.from_child;
+        fds[1].fd = bridge.errors;
+        fds[2].fd = sent < request_len ? bridge.to_child : -1;
+        fds[3].fd = bridge.pidfd;
 
         timeout = -1;
         now_us = offload_mono_us();
@@ -992,12 +1036,14 @@ exec_run(offload_job_t *job, const char *payload, size_t len)
 
         if (bridge.queue->memory_limit > 0) {
             check_memory();
-            if (timeout < 0 || timeout > RSS_CHECK_MS) {
-                timeout = RSS_CHECK_MS;
-            }
+            timeout = at_most(timeout, RSS_CHECK_MS);
         }
 
-        rc = poll(fds, (nfds_t) nfds, timeout);
+        if (bridge.pidfd < 0) {
+            timeout = at_most(timeout, EXIT_CHECK_MS);
+        }
+
+        rc = poll(fds, 4, timeout);
         if (rc < 0) {
             if (errno == EINTR) {
                 continue;
@@ -1007,11 +1053,15 @@ exec_run(offload_job_t *job, const char *payload, size_t len)
             fail_worker(-1, why);
         }
 
+        if (!exited && (bridge.pidfd < 0 || fds[3].revents)) {
+            exited = has_exited();
+        }
+
         if (fds[1].revents) {
             read_errors();
         }
 
-        if (nfds == 3 && fds[2].revents) {
+        if (fds[2].revents) {
             n = write(bridge.to_child, bridge.buf + sent, request_len - sent);
             if (n > 0) {
                 sent += (size_t) n;
@@ -1020,7 +1070,7 @@ exec_run(offload_job_t *job, const char *payload, size_t len)
             }
         }
 
-        if (!fds[0].revents) {
+        if (!fds[0].revents && !exited) {
             continue;
         }
 
@@ -1036,6 +1086,11 @@ exec_run(offload_job_t *job, const char *payload, size_t len)
             process_gone(sent < request_len ? "closed its stdout"
                                             : "closed its stdout before "
                                               "answering");
+        }
+
+        if (n < 0 && errno == EAGAIN && exited) {
+            process_gone("before answering, its stdout left open by a "
+                         "process it started");
         }
 
         if (n < 0) {
