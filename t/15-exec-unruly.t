@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 # handler exec: programs that misbehave outside a job's answer.  A line
 # written to stdout between jobs is the process's failure, not the next
-# job's (which runs on a fresh process, on its first attempt); a job's
+# job's (which runs on a fresh process, on its first attempt), and so is a
+# stdin closed between jobs; a job's
 # deadline too far away to count in microseconds is waited for (a year at
 # most), not given up at once; a process that floods its stderr neither
 # stops its worker's loop (jobs are answered, SIGTERM stops the sidecar
@@ -20,6 +21,7 @@ use OffloadTest;
 my $root = "$FindBin::Bin/..";
 my $py = '/usr/bin/python3';
 my $stray = "$py $FindBin::Bin/exec/stray.py";
+my $deaf = "$py $FindBin::Bin/exec/deaf.py";
 my $reverse = "$py $root/sdk/python/examples/reverse.py";
 
 start_redis();
@@ -28,6 +30,7 @@ start_sidecar(conf => <<"CONF");
 shutdown_timeout 30s;
 queue stray { handler exec; workers 1; command "$stray"; max_attempts 1;
               max_restarts 100 1s; restart_backoff 10ms 10ms; }
+queue deaf { handler exec; workers 1; command "$deaf"; max_attempts 1; }
 queue far { handler exec; workers 1; command "$stray"; timeout off;
             max_attempts 1; }
 queue flood { handler exec; workers 1;
@@ -60,6 +63,24 @@ my ($lost) = grep { ($_->{report}{handler_error} // '') =~ /\b$first\b/ }
     @{ events('crash') };
 ok($lost && !$lost->{report}{job_id}, 'a crash of its slot, under no job')
     or diag(explain($lost));
+
+# ---- a stdin closed between jobs: the process's failure, no job's
+$r = post_json('/jobs/deaf', {}, scaled(10));
+is($r->{status}, 200, 'a job answered, then its stdin closed')
+    or diag($r->{content});
+my $deaf_pid = $r->{json} && $r->{json}{pid} // 0;
+ok(wait_until(sub { !-e "/proc/$deaf_pid/fd/0" }, scaled(5),
+    "process $deaf_pid closes its stdin"), 'the process closed its stdin');
+$r = post_json('/jobs/deaf', {}, scaled(10));
+is($r->{status}, 200, 'the next job is not blamed for it')
+    or diag($r->{content});
+is($r->{json} && $r->{json}{attempt}, 1, 'it runs on its first attempt');
+isnt($r->{json} && $r->{json}{pid}, $deaf_pid, 'in a new process');
+is(scalar @{ stream_entries('offload:{deaf}:dead') }, 0,
+    'no job dead-lettered');
+$what = 'killed by SIGKILL (closed its stdin between jobs)';
+like(slurp($log), qr/handler process $deaf_pid \Q$what\E/,
+    'the log says what the process did');
 
 # ---- deadlines too far to scale to us (timeout off): no deadline
 my $n = 0;

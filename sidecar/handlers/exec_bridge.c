@@ -523,30 +523,17 @@ wait_gone(void)
 
 
 /*
- * Output between jobs (n bytes at p; 0: its stdout closed) is the
- * process's failure, not the next job's, whose answer it would be read as
- * (an innocent job would burn an attempt).  The process is ended, and
- * the worker stops as when it dies between jobs: the next job stays
- * pending, for the next worker of the slot, at the same attempt.
+ * Output between jobs, a pipe closed, is the process's failure, not the
+ * next job's, whose answer the output would be read as (an innocent job
+ * would burn an attempt).  The process is ended (status: its wait status,
+ * or -1: it is killed now), and the worker stops as when it dies between
+ * jobs: the next job stays pending, for the next worker of the slot, at
+ * the same attempt.
  */
 static void
-lose_between_jobs(char *p, ssize_t n)
+lose_between_jobs(int status, const char *what)
 {
-    char    what[OFFLOAD_SB_CHILD_ERROR_MAX], *nl;
-    size_t  len;
-
-    if (n > 0) {
-        nl = memchr(p, '\n', (size_t) n);
-        len = nl != NULL ? (size_t) (nl - p) : (size_t) n;
-        len = len < 64 ? len : 64;
-        sanitize(p, len);
-        snprintf(what, sizeof(what), "wrote to its stdout between jobs: "
-                 "\"%.*s\"", (int) len, p);
-        end_process(-1, what);
-
-    } else {
-        end_process(wait_gone(), "closed its stdout between jobs");
-    }
+    end_process(status, what);
 
     if (bridge.lost != NULL) {
         bridge.lost(bridge.lost_data);
@@ -554,10 +541,24 @@ lose_between_jobs(char *p, ssize_t n)
 }
 
 
+/* Whether the process closed its stdin: the write end of a pipe polls
+ * POLLERR once no reader is left. */
+static int
+stdin_closed(void)
+{
+    struct pollfd  pfd;
+
+    pfd.fd = bridge.to_child;
+    pfd.events = 0;
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR);
+}
+
+
 int
 offload_exec_check(void)
 {
-    char     buf[256];
+    char     buf[256], what[OFFLOAD_SB_CHILD_ERROR_MAX], *nl;
+    size_t   len;
     ssize_t  n;
 
     if (bridge.pid == 0) {
@@ -568,11 +569,25 @@ offload_exec_check(void)
         n = read(bridge.from_child, buf, sizeof(buf));
     } while (n < 0 && errno == EINTR);
 
-    if (n < 0) {
-        return 0;               /* EAGAIN: nothing, as it should be */
+    if (n > 0) {
+        nl = memchr(buf, '\n', (size_t) n);
+        len = nl != NULL ? (size_t) (nl - buf) : (size_t) n;
+        len = len < 64 ? len : 64;
+        sanitize(buf, len);
+        snprintf(what, sizeof(what), "wrote to its stdout between jobs: "
+                 "\"%.*s\"", (int) len, buf);
+        lose_between_jobs(-1, what);
+
+    } else if (n == 0) {
+        lose_between_jobs(wait_gone(), "closed its stdout between jobs");
+
+    } else if (stdin_closed()) {
+        lose_between_jobs(wait_gone(), "closed its stdin between jobs");
+
+    } else {
+        return 0;               /* as it should be */
     }
 
-    lose_between_jobs(buf, n);
     return -1;
 }
 

@@ -31,9 +31,9 @@ void offload_exec_attach(struct ev_loop *loop,
 
 /* Called by the worker before it starts a job: 0 when the process may run
  * it; -1 when it is gone, or has written to its stdout since its last
- * answer (or closed it): then it is ended, its failure recorded as one
- * between jobs, and the worker told to stop (lost()), the job left
- * pending, not charged. */
+ * answer (or closed it), or closed its stdin: then it is ended, its
+ * failure recorded as one between jobs, and the worker told to stop
+ * (lost()), the job left pending, not charged. */
 int offload_exec_check(void);
 
 /* The handler process's resident set in bytes (0 when there is none), for
