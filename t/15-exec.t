@@ -27,6 +27,10 @@ queue pyrev { handler exec; workers 2;
               command "$py $root/sdk/python/examples/reverse.py"; }
 queue noderev { handler exec; workers 1;
                 command $node "$root/sdk/node/examples/reverse.js"; }
+queue pyodd { handler exec; workers 1;
+              command "$py $FindBin::Bin/exec/unprintable.py"; }
+queue nodeodd { handler exec; workers 1;
+                command $node "$FindBin::Bin/exec/unprintable.js"; }
 queue mis { handler exec; command "$mis"; max_attempts 2; $fast }
 queue mis1 { handler exec; command "$mis"; max_attempts 1; $fast }
 queue slow { handler exec; command "$mis"; timeout 1s; max_attempts 1; }
@@ -165,6 +169,23 @@ like(slurp($log), qr/chatter 02999 x{86} \(job /, 'and all of it logged');
 $r = post_json('/jobs/mis', { fail => 'no_way' });
 is($r->{status}, 422, 'a JobError: 422');
 is($r->{json} && $r->{json}{error}{code}, 'no_way', 'with its code');
+
+# An exception with no text (its str(), its message, its toString()
+# raise): the job fails, named for its type, and the process goes on
+# (before: the SDK's own error report raised, and the process died).
+for my $q (qw(pyodd nodeodd)) {
+    $r = post_json("/jobs/$q", {});
+    my $pid = $r->{json} && $r->{json}{pid};
+    ok($pid, "$q: a job answers its process's pid");
+    $r = post_json("/jobs/$q", { unprintable => 1 }, scaled(10));
+    is($r->{status}, 422, "$q: an unprintable exception: 422")
+        or diag($r->{content});
+    is_deeply($r->{json} && $r->{json}{error},
+        { code => 'handler_error', message => 'Unprintable' },
+        "$q: handler_error, named for its type");
+    $r = post_json("/jobs/$q", {}, scaled(10));
+    is($r->{json} && $r->{json}{pid}, $pid, "$q: the process goes on");
+}
 
 # ---- the process killed under a job: the job runs again on a new one
 my ($s, $victim, $worker_pid) = start_job('mis', { sleep => 2 });

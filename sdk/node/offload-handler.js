@@ -64,6 +64,17 @@ function metric(name, kind, value) {
                        + '\n');
 }
 
+// What f() says of a thrown value, or fallback when asking throws (its
+// message or stack getter, its toString, an object with no prototype): a
+// value with no text fails its job, not the process.
+function said(f, fallback) {
+  try {
+    return f();
+  } catch (_) {
+    return fallback;
+  }
+}
+
 async function answer(handler, request) {
   const job = {
     count: (name, n = 1) => metric(name, 'count', Math.floor(n)),
@@ -91,9 +102,10 @@ async function answer(handler, request) {
         error.retry = true;
       }
     } else {
-      console.error(e && e.stack ? e.stack : String(e));
+      const type = said(() => e.constructor.name, '') || 'Error';
+      console.error(said(() => (e && e.stack) || String(e), type));
       error = { code: 'handler_error',
-                message: (e && e.message) || String(e) };
+                message: said(() => String((e && e.message) || e), type) };
     }
   }
   return JSON.stringify({ id: job.id, error });

@@ -120,6 +120,16 @@ def _int(digits):
         return float(digits)
 
 
+def _text(value, fallback):
+    """str(value), or fallback when that raises (a __str__ of the
+    handler's): an exception with no text fails its job, not the
+    process."""
+    try:
+        return str(value)
+    except Exception:
+        return fallback
+
+
 def _answer(handler, request):
     job = Job(request)
     try:
@@ -132,7 +142,7 @@ def _answer(handler, request):
     except Exception as e:  # the job fails, the process goes on
         traceback.print_exc()
         error = {"code": "handler_error",
-                 "message": str(e) or type(e).__name__}
+                 "message": _text(e, "") or type(e).__name__}
     return _encode({"id": job.id, "error": error})
 
 

@@ -1,0 +1,25 @@
+#!/usr/bin/python3
+# unprintable.py -- an exec handler for t/15-exec.t: {"unprintable": 1}
+# raises an exception whose str() raises too; anything else answers the
+# process's pid.
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..",
+                                "sdk", "python"))
+import offload_handler  # noqa: E402
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no text for this one")
+
+
+def handle(payload, job):
+    if "unprintable" in payload:
+        raise Unprintable()
+    return {"pid": os.getpid()}
+
+
+offload_handler.run(handle)
