@@ -18,6 +18,7 @@ fault_handlers on;
 queue hang  { handler hang; workers 1; timeout 1s; max_attempts 3; }
 queue leak  { handler leak; workers 2; memory_limit 32m; }
 queue hog   { handler leak; workers 1; memory_limit 32m; max_attempts 2; }
+queue greedy { handler leak; workers 1; max_attempts 1; }
 queue count { handler echo; workers 1; max_jobs_per_worker 3; }
 queue echo  { handler echo; workers 1; }
 CONF
@@ -79,6 +80,22 @@ SKIP: {
     is($r->{json} && $r->{json}{error}{attempts}, 2, 'hog: tried twice');
     ok(wait_until(sub { my $p = pid_of('hog', 0); $p && $p != $hog_pid },
         10, 'hog replaced'), 'hog: the worker was replaced');
+}
+
+# ---- no memory_limit: an allocation the machine refuses (64 GB, more than
+# RAM and swap under the default overcommit policy) is no memory_limit's
+SKIP: {
+    skip 'AddressSanitizer aborts on such an allocation', 4 if sanitize();
+    skip 'the machine would allow 64 GB', 4
+        if (slurp('/proc/sys/vm/overcommit_memory') // '') =~ /^1/;
+    $r = post_json('/jobs/greedy', { mb => 65536 }, scaled(20));
+    is($r->{status}, 502, 'greedy: 502') or diag($r->{content});
+    is($r->{json} && $r->{json}{error}{code}, 'out_of_memory',
+        'greedy: out_of_memory');
+    is($r->{json} && $r->{json}{error}{reason}, 'allocation_failed',
+        'greedy: reason allocation_failed');
+    unlike($r->{json} && $r->{json}{error}{message} // '', qr/memory_limit/,
+        'greedy: the message names no memory_limit');
 }
 
 # ---- max_jobs_per_worker 3: a new worker after every 3 jobs

@@ -49,6 +49,7 @@ offload_fail_reason_name(offload_fail_reason_e reason)
     case OFFLOAD_FAIL_SIGNAL:       return "signal";
     case OFFLOAD_FAIL_EXIT:         return "exit";
     case OFFLOAD_FAIL_MEMORY_LIMIT: return "memory_limit";
+    case OFFLOAD_FAIL_ALLOCATION:   return "allocation_failed";
     case OFFLOAD_FAIL_OOM:          return "oom";
     case OFFLOAD_FAIL_JOB_TIMEOUT:  return "job_timeout";
     case OFFLOAD_FAIL_NODE_LOST:    return "node_lost";
@@ -112,6 +113,7 @@ failure_body(const offload_conf_queue_t *q, const offload_failure_t *fl,
         break;
 
     case OFFLOAD_FAIL_MEMORY_LIMIT:
+    case OFFLOAD_FAIL_ALLOCATION:
     case OFFLOAD_FAIL_OOM:
         *status = 502;
         code = "out_of_memory";

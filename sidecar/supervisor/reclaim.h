@@ -24,6 +24,9 @@ typedef enum {
     OFFLOAD_FAIL_SIGNAL = 0,    /* killed by a signal we did not send */
     OFFLOAD_FAIL_EXIT,          /* exited without finishing the job */
     OFFLOAD_FAIL_MEMORY_LIMIT,  /* the job ran out of RLIMIT_AS */
+    OFFLOAD_FAIL_ALLOCATION,    /* an allocation failed with no
+                                   memory_limit set: the machine's memory,
+                                   a ulimit, the overcommit policy */
     OFFLOAD_FAIL_OOM,           /* the kernel's OOM killer */
     OFFLOAD_FAIL_JOB_TIMEOUT,   /* we killed it: the queue's timeout */
     OFFLOAD_FAIL_NODE_LOST      /* its whole node vanished (claim.c) */
@@ -36,7 +39,8 @@ typedef struct {
                                            into the dead-letter entry */
 } offload_failure_t;
 
-/* "signal", "exit", "memory_limit", "oom", "job_timeout", "node_lost" */
+/* "signal", "exit", "memory_limit", "allocation_failed", "oom",
+ * "job_timeout", "node_lost" */
 const char *offload_fail_reason_name(offload_fail_reason_e reason);
 
 typedef void (*offload_reclaim_done_pt)(void *data);

@@ -609,7 +609,8 @@ classify(offload_supervisor_t *sup, offload_slot_t *slot, int status)
     }
 
     if (slot->sb->exit_reason == OFFLOAD_SB_EXIT_OUT_OF_MEMORY) {
-        return OFFLOAD_FAIL_MEMORY_LIMIT;
+        return slot->pool->queue->memory_limit > 0
+               ? OFFLOAD_FAIL_MEMORY_LIMIT : OFFLOAD_FAIL_ALLOCATION;
     }
 
     if (!WIFSIGNALED(status)) {
