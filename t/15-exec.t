@@ -183,6 +183,11 @@ for my $q (qw(pyodd nodeodd)) {
     is_deeply($r->{json} && $r->{json}{error},
         { code => 'handler_error', message => 'Unprintable' },
         "$q: handler_error, named for its type");
+    $r = post_json("/jobs/$q", { unprintable_message => 1 }, scaled(10));
+    is_deeply($r->{json} && $r->{json}{error},
+        { code => 'bad_input', message => 'JobError' },
+        "$q: a JobError whose message has no text: its code, named for its "
+        . "type") or diag($r->{content});
     $r = post_json("/jobs/$q", {}, scaled(10));
     is($r->{json} && $r->{json}{pid}, $pid, "$q: the process goes on");
 }

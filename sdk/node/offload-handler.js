@@ -97,7 +97,8 @@ async function answer(handler, request) {
     return `{"id":${JSON.stringify(job.id)},"result":${encoded}}`;
   } catch (e) {
     if (e instanceof JobError) {
-      error = { code: String(e.code), message: String(e.message) };
+      error = { code: said(() => String(e.code), 'handler_error'),
+                message: said(() => String(e.message), e.constructor.name) };
       if (e instanceof Retry) {
         error.retry = true;
       }

@@ -136,7 +136,8 @@ def _answer(handler, request):
         result = _encode(handler(request["payload"], job))
         return '{"id":%s,"result":%s}' % (_encode(job.id), result)
     except JobError as e:
-        error = {"code": str(e.code), "message": str(e.message)}
+        error = {"code": _text(e.code, "handler_error"),
+                 "message": _text(e.message, type(e).__name__)}
         if isinstance(e, Retry):
             error["retry"] = True
     except Exception as e:  # the job fails, the process goes on

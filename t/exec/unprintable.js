@@ -1,10 +1,11 @@
 'use strict';
 // unprintable.js -- the Node twin of unprintable.py for t/15-exec.t:
 // {"unprintable": 1} throws an Error whose message, stack and toString()
-// all throw; anything else answers the process's pid.
+// all throw, {"unprintable_message": 1} a JobError whose message throws;
+// anything else answers the process's pid.
 
 const path = require('path');
-const { run } = require(path.join(__dirname, '..', '..', 'sdk', 'node',
+const { run, JobError } = require(path.join(__dirname, '..', '..', 'sdk', 'node',
                                   'offload-handler'));
 
 class Unprintable extends Error {
@@ -16,6 +17,13 @@ class Unprintable extends Error {
 run(async (payload) => {
   if (payload.unprintable) {
     throw new Unprintable();
+  }
+  if (payload.unprintable_message) {
+    const e = new JobError('bad_input');
+    Object.defineProperty(e, 'message', {
+      get() { throw new Error('no message for this one'); },
+    });
+    throw e;
   }
   return { pid: process.pid };
 });

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # unprintable.py -- an exec handler for t/15-exec.t: {"unprintable": 1}
-# raises an exception whose str() raises too; anything else answers the
-# process's pid.
+# raises an exception whose str() raises too, {"unprintable_message": 1} a
+# JobError whose message does; anything else answers the process's pid.
 
 import os
 import sys
@@ -19,6 +19,8 @@ class Unprintable(Exception):
 def handle(payload, job):
     if "unprintable" in payload:
         raise Unprintable()
+    if "unprintable_message" in payload:
+        raise offload_handler.JobError("bad_input", Unprintable())
     return {"pid": os.getpid()}
 
 
