@@ -44,11 +44,13 @@ is($rc, 2, 'top with an unknown sort: exit 2');
 for my $args ([ 'drain', '-t', 'abc', 'some-node' ],
               [ 'drain', '-t', '5s', 'some-node' ],
               [ 'events', '-n', 'x' ], [ 'events', '-n', '-1' ],
-              [ 'top', '-b', '-n', '2x' ], [ 'top', '-b', '-d', '1x' ])
+              [ 'top', '-b', '-n', '2x' ], [ 'top', '-b', '-d', '1x' ],
+              [ 'top', '-b', '-d', '-1e300' ])
 {
     ($rc, $out) = run(@$args);
     is($rc, 2, "@$args: exit 2");
-    like($out, qr/wants (a whole number|seconds), not "/, "@$args: says why");
+    like($out, qr/wants (a whole number|seconds, from 0\.1 to 3600), not "/,
+        "@$args: says why");
 }
 # a queue that is on no Redis is no empty queue
 ($rc, $out) = run('dead', 'no_such_queue');

@@ -266,9 +266,11 @@ ctl_top(ctl_t *ctl, int argc, char **argv)
             break;
         case 'd':
             seconds = strtod(optarg, &end);
-            if (end == optarg || *end != '\0' || !(seconds <= 3600)) {
-                return ctl_usage_error(argv[0], "-d wants seconds, not "
-                                       "\"%s\"", optarg);
+            if (end == optarg || *end != '\0'
+                || !(seconds >= 0.1 && seconds <= 3600))
+            {
+                return ctl_usage_error(argv[0], "-d wants seconds, from 0.1 "
+                                       "to 3600, not \"%s\"", optarg);
             }
             delay_ms = (int) (seconds * 1000);
             break;
