@@ -554,6 +554,22 @@ stdin_closed(void)
 }
 
 
+/* Whether the process has exited, left a zombie for whoever reaps it:
+ * wait_gone() under a job it has not answered, or found exited before
+ * the next job (a batch's jobs run without the loop between them), else
+ * the exit_watcher, once the worker's loop runs again. */
+static int
+has_exited(void)
+{
+    siginfo_t  info;
+
+    info.si_pid = 0;
+    return waitid(P_PID, (id_t) bridge.pid, &info,
+                  WEXITED | WNOHANG | WNOWAIT) == 0
+           && info.si_pid == bridge.pid;
+}
+
+
 int
 offload_exec_check(void)
 {
@@ -583,6 +599,9 @@ offload_exec_check(void)
 
     } else if (stdin_closed()) {
         lose_between_jobs(wait_gone(), "closed its stdin between jobs");
+
+    } else if (has_exited()) {
+        lose_between_jobs(wait_gone(), "exited between jobs");
 
     } else {
         return 0;               /* as it should be */
@@ -969,21 +988,6 @@ static void
 process_gone(const char *what)
 {
     fail_worker(wait_gone(), what);
-}
-
-
-/* Whether the process has exited, left a zombie for whoever reaps it:
- * wait_gone() if it has not answered, else the exit_watcher, once the
- * worker's loop runs again (it exits between jobs). */
-static int
-has_exited(void)
-{
-    siginfo_t  info;
-
-    info.si_pid = 0;
-    return waitid(P_PID, (id_t) bridge.pid, &info,
-                  WEXITED | WNOHANG | WNOWAIT) == 0
-           && info.si_pid == bridge.pid;
 }
 
 
