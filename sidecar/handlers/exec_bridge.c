@@ -541,19 +541,6 @@ lose_between_jobs(int status, const char *what)
 }
 
 
-/* Whether the process closed its stdin: the write end of a pipe polls
- * POLLERR once no reader is left. */
-static int
-stdin_closed(void)
-{
-    struct pollfd  pfd;
-
-    pfd.fd = bridge.to_child;
-    pfd.events = 0;
-    return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR);
-}
-
-
 /* Whether the process has exited, left a zombie for whoever reaps it:
  * wait_gone() under a job it has not answered, or found exited before
  * the next job (a batch's jobs run without the loop between them), else
@@ -570,20 +557,40 @@ has_exited(void)
 }
 
 
+/*
+ * One poll() looks at the three things a process may have done since its
+ * answer, as the worker's job loop asks before every job: its stdout
+ * (a line, or its end), its stdin (the write end polls POLLERR once no
+ * reader is left) and its exit (the pidfd; without one, waitid() each
+ * time).  Nothing, the common case, costs that one call.
+ */
 int
 offload_exec_check(void)
 {
-    char     buf[256], what[OFFLOAD_SB_CHILD_ERROR_MAX], *nl;
-    size_t   len;
-    ssize_t  n;
+    int            rc;
+    char           buf[256], what[OFFLOAD_SB_CHILD_ERROR_MAX], *nl;
+    size_t         len;
+    ssize_t        n = -1;
+    struct pollfd  fds[3];
 
     if (bridge.pid == 0) {
         return -1;              /* gone: exit_cb told the worker */
     }
 
-    do {
-        n = read(bridge.from_child, buf, sizeof(buf));
-    } while (n < 0 && errno == EINTR);
+    fds[0].fd = bridge.from_child;
+    fds[0].events = POLLIN;
+    fds[1].fd = bridge.to_child;
+    fds[1].events = 0;
+    fds[2].fd = bridge.pidfd;   /* -1: passed over */
+    fds[2].events = POLLIN;
+
+    rc = poll(fds, 3, 0);       /* -1 (EINTR): nothing seen this time */
+
+    if (rc > 0 && fds[0].revents) {
+        do {
+            n = read(bridge.from_child, buf, sizeof(buf));
+        } while (n < 0 && errno == EINTR);
+    }
 
     if (n > 0) {
         nl = memchr(buf, '\n', (size_t) n);
@@ -597,10 +604,12 @@ offload_exec_check(void)
     } else if (n == 0) {
         lose_between_jobs(wait_gone(), "closed its stdout between jobs");
 
-    } else if (stdin_closed()) {
+    } else if (rc > 0 && (fds[1].revents & POLLERR)) {
         lose_between_jobs(wait_gone(), "closed its stdin between jobs");
 
-    } else if (has_exited()) {
+    } else if ((bridge.pidfd < 0 || (rc > 0 && fds[2].revents))
+               && has_exited())
+    {
         lose_between_jobs(wait_gone(), "exited between jobs");
 
     } else {
