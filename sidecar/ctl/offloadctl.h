@@ -91,6 +91,10 @@ int ctl_find_master(offload_redis_endpoint_t *ep);
  * servers, else every one.  Returns how many. */
 size_t ctl_queue_servers(ctl_t *ctl, const char *queue, size_t *index);
 
+/* Whether queue's stream (key) is on servers[i], made the one: 1, 0, or
+ * -1 on a Redis error (printed). */
+int ctl_queue_on(ctl_t *ctl, size_t i, const char *queue, const char *key);
+
 /* Makes the Redis holding queue the one: the config's Redis of it, else
  * the only server, else the one server where its stream key exists (with
  * a cluster: the master of the queue's slot, ctl_use_queue()).

@@ -217,27 +217,19 @@ print_dead(ctl_t *ctl, const char *queue, const char *key,
 static int
 no_dead_letters(ctl_t *ctl, const char *queue, size_t *index, size_t n)
 {
-    int          known = 0;
-    char         key[OFFLOAD_KEY_MAX];
-    size_t       i;
-    redisReply  *reply;
+    int     known = 0;
+    char    key[OFFLOAD_KEY_MAX];
+    size_t  i;
 
     if (offload_stream_key(key, sizeof(key), queue, strlen(queue)) < 0) {
         return CTL_USAGE;
     }
 
     for (i = 0; i < n && !known; i++) {
-        if (ctl_use_queue(ctl, index[i], queue) != CTL_OK) {
+        known = ctl_queue_on(ctl, index[i], queue, key);
+        if (known < 0) {
             return CTL_FAIL;
         }
-
-        reply = ctl_command(ctl, "EXISTS %s", key);
-        if (reply == NULL) {
-            return CTL_FAIL;
-        }
-
-        known = reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
-        freeReplyObject(reply);
     }
 
     if (!known) {

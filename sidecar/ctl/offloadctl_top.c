@@ -282,7 +282,7 @@ ctl_top(ctl_t *ctl, int argc, char **argv)
         }
     }
 
-    if (optind != argc || frames < 1 || delay_ms < 100 || !valid_sort(sort)) {
+    if (optind != argc || frames < 1 || !valid_sort(sort)) {
         return ctl_usage_error(argv[0], "wants [-b] [-n frames] [-d seconds] "
                                "[-s memory|cpu|queue|restarts|jobs]");
     }

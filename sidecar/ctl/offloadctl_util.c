@@ -156,11 +156,32 @@ ctl_queue_servers(ctl_t *ctl, const char *queue, size_t *index)
 
 
 int
+ctl_queue_on(ctl_t *ctl, size_t i, const char *queue, const char *key)
+{
+    int          on;
+    redisReply  *reply;
+
+    if (ctl_use_queue(ctl, i, queue) != CTL_OK) {
+        return -1;
+    }
+
+    reply = ctl_command(ctl, "EXISTS %s", key);
+    if (reply == NULL) {
+        return -1;
+    }
+
+    on = reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
+    freeReplyObject(reply);
+    return on;
+}
+
+
+int
 ctl_find_queue(ctl_t *ctl, const char *cmd, const char *queue)
 {
-    char         key[OFFLOAD_KEY_MAX], names[CTL_REDIS_MAX * 302];
-    size_t       index[CTL_REDIS_MAX], i, n, found = 0, at = 0, len = 0;
-    redisReply  *reply;
+    int     on;
+    char    key[OFFLOAD_KEY_MAX], names[CTL_REDIS_MAX * 302];
+    size_t  index[CTL_REDIS_MAX], i, n, found = 0, at = 0, len = 0;
 
     n = ctl_queue_servers(ctl, queue, index);
     if (n == 1) {
@@ -174,22 +195,17 @@ ctl_find_queue(ctl_t *ctl, const char *cmd, const char *queue)
     names[0] = '\0';
 
     for (i = 0; i < n; i++) {
-        if (ctl_use_queue(ctl, index[i], queue) != CTL_OK) {
+        on = ctl_queue_on(ctl, index[i], queue, key);
+        if (on < 0) {
             return CTL_FAIL;
         }
 
-        reply = ctl_command(ctl, "EXISTS %s", key);
-        if (reply == NULL) {
-            return CTL_FAIL;
-        }
-
-        if (reply->type == REDIS_REPLY_INTEGER && reply->integer > 0) {
+        if (on) {
             at = index[i];
             len += (size_t) snprintf(names + len, sizeof(names) - len,
                                      "%s%s", found++ ? ", " : "",
                                      ctl->redis_name);
         }
-        freeReplyObject(reply);
     }
 
     if (found == 0) {
@@ -364,8 +380,9 @@ ctl_count(const char *cmd, char opt, const char *text, int *n)
     errno = 0;
     v = strtol(text, &end, 10);
 
-    if (end == text || *end != '\0' || errno != 0 || v < 0 || v > INT_MAX
-        || !isdigit((unsigned char) text[0]))
+    /* a digit first: no sign, no space, something read */
+    if (!isdigit((unsigned char) text[0]) || *end != '\0' || errno != 0
+        || v > INT_MAX)
     {
         return ctl_usage_error(cmd, "-%c wants a whole number, not \"%s\"",
                                opt, text);
