@@ -31,7 +31,7 @@ ok(-f build_path('examples/offload_example.so'),
 # ---- plugins that are wrong, each refused by -t with file:line
 sub plugin {
     my ($name, $c) = @_;
-    spew("$dir/$name.c", "#include \"offload.h\"\n$c");
+    spew("$dir/$name.c", "#include <unistd.h>\n#include \"offload.h\"\n$c");
     my $inc = "$root/sidecar/include";
     my $o = `$cc -shared -fPIC -I$inc -o $dir/$name.so $dir/$name.c 2>&1`;
     is($?, 0, "plugin $name compiles") or diag($o);
@@ -102,8 +102,16 @@ my $bad = plugin('badresult', 'static int run(offload_job_t *j, '
     . 'const char *p, size_t n) { (void) p; (void) n; '
     . 'return offload_job_result(j, "{nope", 5); }'
     . 'static int fails(const offload_slot_t *s) { (void) s; return -1; }'
+    . 'static int hangs(const offload_slot_t *s) { (void) s; '
+    . 'for (;;) pause(); }'
+    . 'static int echo(offload_job_t *j, const char *p, size_t n) '
+    . '{ return offload_job_result(j, p, n); }'
+    . 'static int slow(const offload_slot_t *s) { (void) s; '
+    . 'usleep(300000); return 0; }'
     . 'static const offload_handler_t h[] = '
-    . '{ { "t.garbage", run, 0, 0 }, { "t.noinit", run, fails, 0 }, { 0 } };'
+    . '{ { "t.garbage", run, 0, 0 }, { "t.noinit", run, fails, 0 }, '
+    . '{ "t.hanginit", run, hangs, 0 }, { "t.slowinit", echo, slow, 0 }, '
+    . '{ 0 } };'
     . 'const offload_module_t offload_module = { OFFLOAD_ABI_VERSION, h };');
 
 start_redis();
@@ -113,6 +121,7 @@ load_module $bad;
 queue reverse { handler example.reverse; workers 1; }
 queue counter { handler example.counter; workers 2; }
 queue garbage { handler t.garbage; workers 1; }
+queue slowinit { handler t.slowinit; workers 2; init_timeout 5s; }
 CONF
 start_nginx(http => <<'HTTP');
 server {
@@ -195,6 +204,14 @@ for my $pid (keys %seen) {
 }
 is(eval { my $t = 0; $t += @$_ for values %seen; $t }, 12, '12 answers');
 
+# An init slower than its workers' start but within init_timeout is left
+# alone: its workers read jobs.
+ok(wait_until(sub {
+        ($r = post_json('/jobs/slowinit', '{"text":"ok"}'))->{status} == 200
+    }, scaled(10), 'a slowinit job answered'),
+    'a slow init within init_timeout: its workers run jobs')
+    or diag("$r->{status} $r->{content}");
+
 # fini: when the workers stop normally, each says what it did.
 my $log = tmpdir() . '/sidecar.log';
 my $stderr = tmpdir() . '/sidecar.stderr';
@@ -206,20 +223,52 @@ for my $pid (keys %seen) {
     like($said, qr/example\.counter: worker $pid ran $n jobs/,
         "fini of worker $pid ran");
 }
+unlike($said, qr/init_timeout/, 'a slow init within init_timeout: not killed');
+
+# A sidecar of its own for one queue, logging to $dir/<name>.log.
+sub queue_sidecar {
+    my ($name, $queue) = @_;
+    my $conf = "$dir/$name.conf";
+    spew($conf, "redis 127.0.0.1:" . redis_port() . ";\nnode_name n$$;\n"
+        . "log $dir/$name.log info;\nheartbeat 200ms;\nload_module $bad;\n"
+        . "queue $name { $queue }\n");
+    spawn($name, "$dir/$name.stderr", {}, $sidecar, '-c', $conf);
+}
 
 # ---- an init that fails is a crash of its slot: a crash loop under the
 # restart intensity, the pool failed, not a busy loop.
-my $conf2 = "$dir/noinit.conf";
-spew($conf2, "redis 127.0.0.1:" . redis_port() . ";\nnode_name n$$;\n"
-    . "log $dir/noinit.log info;\nheartbeat 200ms;\nload_module $bad;\n"
-    . "queue noinit { handler t.noinit; workers 1; "
-    . "max_restarts 3 10s; restart_cooldown 30s; }\n");
-my $pid = spawn('noinit', "$dir/noinit.stderr", {}, $sidecar, '-c', $conf2);
+queue_sidecar('noinit', 'handler t.noinit; workers 1; '
+    . 'max_restarts 3 10s; restart_cooldown 30s;');
 ok(wait_until(sub { slurp("$dir/noinit.log") =~ /pool noinit failed/ },
     scaled(15), 'the noinit pool fails'), 'an init that fails: pool failed')
     or diag(slurp("$dir/noinit.log"));
 my $inits = () = slurp("$dir/noinit.log") =~ /the init of handler t\.noinit failed/g;
 is($inits, 4, 'init tried max_restarts + 1 times, then the cooldown');
 stop_proc('noinit', scaled(10));
+
+# ---- an init that never returns (signals blocked, as they are during
+# init) is killed init_timeout after the worker started: a crash of its
+# slot too, not a worker "starting" for ever.
+($rc, $msg) = sidecar_t('init_off', "load_module $bad;\n"
+    . "queue q { handler t.hanginit; init_timeout off; }\n");
+is($rc, 0, '-t: init_timeout off') or diag($msg);
+($rc, $msg) = sidecar_t('init_zero', "load_module $bad;\n"
+    . "queue q {\n handler t.hanginit;\n init_timeout 0;\n}\n");
+is($rc, 1, '-t refuses init_timeout 0');
+like($msg, qr/:4: "init_timeout" must be/, '-t: init_timeout 0: file:line') or diag($msg);
+
+queue_sidecar('hanginit', 'handler t.hanginit; workers 1; '
+    . 'init_timeout 500ms; max_restarts 2 60s; restart_cooldown 60s;');
+ok(wait_until(sub { slurp("$dir/hanginit.log") =~ /pool hanginit failed/ },
+    scaled(20), 'the hanginit pool fails'), 'an init that hangs: pool failed')
+    or diag(slurp("$dir/hanginit.log"));
+$log = slurp("$dir/hanginit.log");
+my $kills = () = $log =~ /worker hanginit:0: the init of handler t\.hanginit ran past the 500 ms init_timeout, killing pid \d+/g;
+is($kills, 3, 'killed at its init_timeout max_restarts + 1 times') or diag($log);
+my $died = () = $log =~ /worker hanginit:0: pid \d+ died \(init_timeout, SIGKILL\) while starting, holding no job/g;
+is($died, 3, 'each one reported as an init_timeout crash, holding no job')
+    or diag($log);
+stop_proc('hanginit', scaled(10));
+
 
 finish();

@@ -750,6 +750,7 @@ set_queue(conf_parser_t *ps, const conf_directive_t *d, char **args,
     q->retry_base_ms = 1000;
     q->retry_max_ms = 5 * 60 * 1000;
     q->timeout_ms = 60 * 1000;
+    q->init_timeout_ms = 60 * 1000;
     q->nice = 10;
     q->redis.db = -1;               /* inherited unless the block says */
     q->line = line;
@@ -1045,6 +1046,8 @@ static const conf_directive_t  directives[] = {
       QUEUE(retry_base_ms), QUEUE(retry_max_ms), 1, RESTART_TIME_MAX_MS },
     { "timeout", CTX_QUEUE, 1, 1, CONF_OFF, conf_set_msec_slot,
       QUEUE(timeout_ms), 0, 1, RESTART_TIME_MAX_MS },
+    { "init_timeout", CTX_QUEUE, 1, 1, CONF_OFF, conf_set_msec_slot,
+      QUEUE(init_timeout_ms), 0, 1, RESTART_TIME_MAX_MS },
     { "memory_limit", CTX_QUEUE, 1, 1, CONF_OFF, conf_set_size_slot,
       QUEUE(memory_limit), 0, 1024 * 1024, 0 },
     { "max_jobs_per_worker", CTX_QUEUE, 1, 1, CONF_NOLIMIT, conf_set_num_slot,

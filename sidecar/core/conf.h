@@ -47,6 +47,8 @@ typedef struct {
     int                       retry_base_ms;
     int                       retry_max_ms;
     int                       timeout_ms;       /* 0: jobs may run forever */
+    int                       init_timeout_ms;  /* a worker's handler init;
+                                                   0: no limit */
     long long                 memory_limit;     /* bytes of RSS, 0: none */
     int                       max_jobs;         /* per worker, 0: no limit */
     int                       nice;             /* workers' scheduling

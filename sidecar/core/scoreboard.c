@@ -57,6 +57,20 @@ offload_sb_state(const offload_sb_slot_t *sb)
 
 
 void
+offload_sb_set_init_done(offload_sb_slot_t *sb)
+{
+    __atomic_store_n(&sb->init_done, 1, __ATOMIC_RELEASE);
+}
+
+
+int
+offload_sb_init_done(const offload_sb_slot_t *sb)
+{
+    return __atomic_load_n(&sb->init_done, __ATOMIC_ACQUIRE);
+}
+
+
+void
 offload_sb_job_start(offload_sb_slot_t *sb, const char *entry_id,
     size_t entry_len, const offload_entry_t *job, int64_t start_us)
 {

@@ -60,6 +60,8 @@ typedef struct {
     int32_t   state;                /* offload_sb_state_e, atomic */
     int32_t   paused;               /* set by the supervisor (drain) */
     int32_t   exit_reason;          /* offload_sb_exit_e */
+    int32_t   init_done;            /* its handler's init returned: what
+                                       is left of starting is Redis */
     pid_t     pid;
 
     /* The current job (state busy), or the last one. */
@@ -123,6 +125,11 @@ int offload_sb_paused(const offload_sb_slot_t *sb);
 
 /* Supervisor: the state, read with acquire semantics. */
 offload_sb_state_e offload_sb_state(const offload_sb_slot_t *sb);
+
+/* Worker: its handler's init returned.  Supervisor: whether it did (a
+ * worker starting without it is in its init: init_timeout). */
+void offload_sb_set_init_done(offload_sb_slot_t *sb);
+int offload_sb_init_done(const offload_sb_slot_t *sb);
 
 /* Worker: a job starts (its ids, request id and trace id are truncated to
  * fit) and the slot turns busy; a job ends (ok: answered 200; its handler

@@ -52,6 +52,7 @@ offload_fail_reason_name(offload_fail_reason_e reason)
     case OFFLOAD_FAIL_ALLOCATION:   return "allocation_failed";
     case OFFLOAD_FAIL_OOM:          return "oom";
     case OFFLOAD_FAIL_JOB_TIMEOUT:  return "job_timeout";
+    case OFFLOAD_FAIL_INIT_TIMEOUT: return "init_timeout";
     case OFFLOAD_FAIL_NODE_LOST:    return "node_lost";
     }
 

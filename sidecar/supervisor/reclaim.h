@@ -29,6 +29,8 @@ typedef enum {
                                    a ulimit, the overcommit policy */
     OFFLOAD_FAIL_OOM,           /* the kernel's OOM killer */
     OFFLOAD_FAIL_JOB_TIMEOUT,   /* we killed it: the queue's timeout */
+    OFFLOAD_FAIL_INIT_TIMEOUT,  /* we killed it: its handler's init ran
+                                   past init_timeout (it held no job) */
     OFFLOAD_FAIL_NODE_LOST      /* its whole node vanished (claim.c) */
 } offload_fail_reason_e;
 
@@ -40,7 +42,7 @@ typedef struct {
 } offload_failure_t;
 
 /* "signal", "exit", "memory_limit", "allocation_failed", "oom",
- * "job_timeout", "node_lost" */
+ * "job_timeout", "init_timeout", "node_lost" */
 const char *offload_fail_reason_name(offload_fail_reason_e reason);
 
 typedef void (*offload_reclaim_done_pt)(void *data);

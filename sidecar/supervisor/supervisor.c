@@ -345,6 +345,7 @@ spawn(offload_supervisor_t *sup, offload_slot_t *slot)
     slot->pid = pid;
     slot->started_us = offload_mono_us();
     slot->timed_out = 0;
+    slot->init_timed_out = 0;
     slot->cancelled = 0;
     slot->killed = 0;
     offload_stats_slot_spawned(slot);
@@ -608,6 +609,10 @@ classify(offload_supervisor_t *sup, offload_slot_t *slot, int status)
         return OFFLOAD_FAIL_JOB_TIMEOUT;
     }
 
+    if (slot->init_timed_out) {
+        return OFFLOAD_FAIL_INIT_TIMEOUT;
+    }
+
     if (slot->sb->exit_reason == OFFLOAD_SB_EXIT_OUT_OF_MEMORY) {
         return slot->pool->queue->memory_limit > 0
                ? OFFLOAD_FAIL_MEMORY_LIMIT : OFFLOAD_FAIL_ALLOCATION;
@@ -807,16 +812,65 @@ sigchld_cb(struct ev_loop *loop, ev_signal *w, int revents)
 }
 
 
-/* Every TIMEOUT_SCAN_S: kills the worker of every job that ran past its
- * queue's timeout, and moves a reload's rolling restart along. */
+/* Kills the worker of a job that ran past its queue's timeout. */
+static void
+check_job_timeout(offload_slot_t *slot, int64_t now_us)
+{
+    const offload_conf_queue_t  *q = slot->pool->queue;
+
+    if (q->timeout_ms == 0 || slot->timed_out
+        || offload_sb_state(slot->sb) != OFFLOAD_SB_BUSY
+        || now_us - slot->sb->job_start_us
+           < (int64_t) q->timeout_ms * 1000 + TIMEOUT_GRACE_US)
+    {
+        return;
+    }
+
+    log_warn("worker %s:%d: job %s ran past the %d ms timeout, killing "
+             "pid %d", q->name, slot->index, slot->sb->job_id,
+             q->timeout_ms, (int) slot->pid);
+
+    if (offload_slot_kill(slot) == 0) {
+        slot->timed_out = 1;
+    }
+}
+
+
+/* Kills a worker whose handler's init has not returned init_timeout after
+ * its start (a model that never loads, a connect without a deadline): left
+ * alone it would show "starting" for ever and never read a job.  It is a
+ * crash of its slot: restarted with backoff, under the restart intensity. */
+static void
+check_init_timeout(offload_slot_t *slot, int64_t now_us)
+{
+    const offload_conf_queue_t  *q = slot->pool->queue;
+
+    if (q->init_timeout_ms == 0 || slot->init_timed_out || slot->stopping
+        || offload_sb_init_done(slot->sb)
+        || now_us - slot->started_us < (int64_t) q->init_timeout_ms * 1000)
+    {
+        return;
+    }
+
+    log_warn("worker %s:%d: the init of handler %s ran past the %d ms "
+             "init_timeout, killing pid %d", q->name, slot->index,
+             q->handler->name, q->init_timeout_ms, (int) slot->pid);
+
+    if (offload_slot_kill(slot) == 0) {
+        slot->init_timed_out = 1;
+    }
+}
+
+
+/* Every TIMEOUT_SCAN_S: kills the workers whose job or init ran past its
+ * timeout, and moves a reload's rolling restart along. */
 static void
 scan_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    int64_t                      now_us;
-    offload_slot_iter_t          it = { 0, 0, 0 };
-    offload_slot_t              *slot;
-    offload_supervisor_t        *sup = w->data;
-    const offload_conf_queue_t  *q;
+    int64_t                now_us;
+    offload_slot_iter_t    it = { 0, 0, 0 };
+    offload_slot_t        *slot;
+    offload_supervisor_t  *sup = w->data;
 
     (void) loop;
     (void) revents;
@@ -824,22 +878,9 @@ scan_cb(struct ev_loop *loop, ev_timer *w, int revents)
     now_us = offload_mono_us();
 
     while ((slot = offload_slot_next(sup, &it)) != NULL) {
-        q = slot->pool->queue;
-
-        if (q->timeout_ms == 0 || slot->pid == 0 || slot->timed_out
-            || offload_sb_state(slot->sb) != OFFLOAD_SB_BUSY
-            || now_us - slot->sb->job_start_us
-               < (int64_t) q->timeout_ms * 1000 + TIMEOUT_GRACE_US)
-        {
-            continue;
-        }
-
-        log_warn("worker %s:%d: job %s ran past the %d ms timeout, killing "
-                 "pid %d", q->name, slot->index, slot->sb->job_id,
-                 q->timeout_ms, (int) slot->pid);
-
-        if (offload_slot_kill(slot) == 0) {
-            slot->timed_out = 1;
+        if (slot->pid != 0) {
+            check_job_timeout(slot, now_us);
+            check_init_timeout(slot, now_us);
         }
     }
 

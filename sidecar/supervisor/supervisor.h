@@ -29,6 +29,8 @@ typedef struct offload_slot_s {
     int                    backoff_ms;  /* step of the next restart delay */
     int                    stopping;    /* we sent SIGTERM: not a crash */
     int                    timed_out;   /* we sent SIGKILL: job_timeout */
+    int                    init_timed_out;  /* we sent SIGKILL: its
+                                               handler's init hung */
     int                    cancelled;   /* we sent SIGKILL: its job was
                                            cancelled (cancel.c) */
     int                    killed;      /* we sent its group SIGKILL */

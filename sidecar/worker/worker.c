@@ -3808,6 +3808,8 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
         return 1;
     }
 
+    offload_sb_set_init_done(sb);
+
     ev_signal_init(&w.sigusr1, reopen_log_cb, SIGUSR1);
     w.sigusr1.data = &w;
     ev_signal_start(loop, &w.sigusr1);
