@@ -3,17 +3,19 @@
  * ngx_http_offload_errors.c -- nginx's own error answers, as JSON.
  *
  * Every answer the module makes is JSON, an error {"error":{"code",
- * "message"}}.  Some answers of an offload_pass or offload_jobs location
- * are not the module's but nginx's: a body over client_max_body_size
- * (413), a malformed chunked body (400), a request refused by deny,
- * auth_request or limit_req (403, 401, 503), a handler's NGX_HTTP_ code
- * on a path that ran out of memory (500).  nginx answers them with its
- * HTML page, which a client of a JSON API cannot read.
+ * "message"}}.  Some answers of an offload_pass, offload_jobs or
+ * offload_status location are not the module's but nginx's: a body over
+ * client_max_body_size (413), a malformed chunked body (400), a request
+ * refused by deny, auth_request or limit_req (403, 401, 503), a handler's
+ * NGX_HTTP_ code on a path that ran out of memory (500).  nginx answers
+ * them with its HTML page, which a client of a JSON API cannot read.
+ * offload_metrics (Prometheus text) and offload_dashboard (a page for a
+ * browser) keep nginx's.
  *
  * A header filter takes nginx's page (the special response: r->err_status
  * set, text/html or no body) in those locations, and in the blocks inside
- * them (limit_except, if: they carry on the location's offload_pass or
- * offload_jobs), and sends the module's JSON error in its place,
+ * them (limit_except, if: they carry on the location's directive), and
+ * sends the module's JSON error in its place,
  * with the same status, through the module's own answer path (its
  * headers, counted in the metrics as its own errors are).  Then
  * r->header_only keeps nginx from sending its page after it.  An
@@ -103,7 +105,12 @@ ngx_http_offload_errors_header_filter(ngx_http_request_t *r)
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
 
-    if (olcf->queue == NULL && !olcf->jobs) {
+    /* offload_metrics has the status handler too */
+
+    if (olcf->queue == NULL && !olcf->jobs
+        && (olcf->handler != ngx_http_offload_status_handler
+            || olcf->report != NGX_HTTP_OFFLOAD_REPORT_JSON))
+    {
         return ngx_http_next_header_filter(r);
     }
 

@@ -35,6 +35,9 @@ server {
     }
     location = /denied/echo { offload_pass echo; deny all; }
     location /denied-jobs/ { offload_jobs; deny all; }
+    location = /denied-status { offload_status; deny all; }
+    location = /denied-metrics { offload_metrics; deny all; }
+    location = /denied-dashboard { offload_dashboard; deny all; }
     location = /posts-only/echo {
         offload_pass echo;
         limit_except POST { deny all; }
@@ -313,6 +316,15 @@ error_is($r, 403, 'forbidden', 'deny all');
 ok($r->{headers}{traceparent}, 'deny all: traceparent, as every answer');
 error_is(http('GET', '/denied-jobs/0'), 403, 'forbidden',
     'deny all on offload_jobs');
+error_is(http('GET', '/denied-status'), 403, 'forbidden',
+    'deny all on offload_status');
+# Prometheus text and a browser's page keep nginx's own
+for my $report (qw(metrics dashboard)) {
+    $r = http('GET', "/denied-$report");
+    is($r->{status}, 403, "deny all on offload_$report: 403");
+    like($r->{headers}{'content-type'} // '', qr{^text/html},
+        "deny all on offload_$report: nginx's page");
+}
 $r = http('GET', '/posts-only/echo');
 error_is($r, 403, 'forbidden', 'limit_except POST { deny all; }, a GET');
 ok($r->{headers}{traceparent}, 'limit_except, a GET: traceparent');
