@@ -117,6 +117,12 @@ function run(handler) {
   const out = process.stdout;
   console.log = console.info = console.debug = console.error;
 
+  if (process.env.OFFLOAD_WAIT_READY === '1') {
+    // the queue's wait_ready: what the program loaded before run() is
+    // loaded, and its worker may now give it jobs
+    out.write('{"ready":true}\n');
+  }
+
   const lines = readline.createInterface({ input: process.stdin,
                                            crlfDelay: Infinity });
   let queue = Promise.resolve();

@@ -162,6 +162,11 @@ def run(handler):
     os.dup2(null, 0)
     os.close(null)
     sys.stdout = sys.stderr
+    if os.environ.get("OFFLOAD_WAIT_READY") == "1":
+        # the queue's wait_ready: what the program loaded before run() is
+        # loaded, and its worker may now give it jobs
+        out.write('{"ready":true}\n')
+        out.flush()
     decode = json.JSONDecoder(parse_int=_int).decode
     for line in lines:
         out.write(_answer(handler, decode(line)) + "\n")

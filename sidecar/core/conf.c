@@ -859,6 +859,15 @@ split_command(const char *text, char *buf, char **words, int max,
 }
 
 
+static int
+set_wait_ready(conf_parser_t *ps, const conf_directive_t *d, char **args,
+    int nargs, int line)
+{
+    ps->queue->wait_ready_line = line;
+    return conf_set_flag_slot(ps, d, args, nargs, line);
+}
+
+
 /* One argument is split into words (split_command); several are the
  * words themselves.  Both become one allocation: the NULL-terminated
  * pointers, then the words. */
@@ -1029,6 +1038,8 @@ static const conf_directive_t  directives[] = {
     { "queue", CTX_MAIN, 1, 1, CONF_BLOCK, set_queue, 0, 0, 0, 0 },
     { "handler", CTX_QUEUE, 1, 1, 0, set_handler, 0, 0, 0, 0 },
     { "command", CTX_QUEUE, 1, CONF_MAX_ARGS, 0, set_command, 0, 0, 0, 0 },
+    { "wait_ready", CTX_QUEUE, 1, 1, 0, set_wait_ready, QUEUE(wait_ready),
+      0, 0, 0 },
     { "workers", CTX_QUEUE, 1, 1, 0, conf_set_num_slot,
       QUEUE(workers), 0, 1, OFFLOAD_WORKERS_MAX },
     { "prefetch", CTX_QUEUE, 1, 1, 0, conf_set_num_slot,
@@ -1074,7 +1085,8 @@ free_args(char **args, int nargs)
 static int parse_block(conf_parser_t *ps, int ctx, int open_line);
 
 
-/* "command" goes with "handler exec", and only with it. */
+/* "command" goes with "handler exec", and only with it; "wait_ready" only
+ * with it. */
 static int
 check_command(conf_parser_t *ps)
 {
@@ -1092,6 +1104,12 @@ check_command(conf_parser_t *ps)
         return conf_error(ps, q->command_line, "queue \"%s\": \"command\" "
                           "needs \"handler exec\" (its handler is \"%s\")",
                           q->name, q->handler_name);
+    }
+
+    if (!is_exec && q->wait_ready_line != 0) {
+        return conf_error(ps, q->wait_ready_line, "queue \"%s\": "
+                          "\"wait_ready\" needs \"handler exec\" (its handler "
+                          "is \"%s\")", q->name, q->handler_name);
     }
 
     return 0;

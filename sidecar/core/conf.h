@@ -58,6 +58,10 @@ typedef struct {
     char                    **command;
     char                     *command_text;
     int                       command_line;
+    /* handler exec: the worker takes no job before the process has said
+     * {"ready":true} (exec_bridge.c); 0 where wait_ready is not said */
+    int                       wait_ready;
+    int                       wait_ready_line;
     /* The queue's Redis (sharding by queue): what the block says, the
      * rest inherited from the top level by offload_conf_parse(). */
     offload_redis_endpoint_t  redis;

@@ -57,6 +57,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "clock.h"
 #include "exec_bridge.h"
 #include "exec_frame.h"
@@ -78,6 +80,7 @@
 #define EXIT_WAIT_MS     1000       /* for a process that closed stdout,
                                        or was asked to stop */
 #define EXIT_CHECK_MS    100        /* during a job, without a pidfd */
+#define READY_LINE_MAX   256        /* {"ready":true}, with room to spare */
 
 
 typedef struct {
@@ -709,6 +712,13 @@ become_command(int in, int out, int err, int report, pid_t parent)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
 
+    /* what it must say before a job, or not (await_ready) */
+    if (bridge.queue->wait_ready) {
+        setenv("OFFLOAD_WAIT_READY", "1", 1);
+    } else {
+        unsetenv("OFFLOAD_WAIT_READY");
+    }
+
     execvp(bridge.queue->command[0], bridge.queue->command);
 
     e = errno;
@@ -786,6 +796,107 @@ failed:
     log_error("%s: pipe() failed: %s", bridge.name, strerror(errno));
     close_pipe_ends(p);
     return -1;
+}
+
+
+/* The process's first line, once it holds one whole (nl: its newline):
+ * {"ready":true}, and nothing after it. */
+static int
+ready_line(char *line, size_t len, const char *nl)
+{
+    int      ready;
+    char     what[OFFLOAD_SB_CHILD_ERROR_MAX];
+    json_t  *said;
+
+    said = json_loadb(line, (size_t) (nl - line), 0, NULL);
+    ready = json_is_object(said)
+            && json_is_true(json_object_get(said, "ready"))
+            && (size_t) (nl - line) + 1 == len;
+    json_decref(said);
+
+    if (ready) {
+        return 0;
+    }
+
+    len = (size_t) (nl - line) < 64 ? (size_t) (nl - line) : 64;
+    sanitize(line, len);
+    snprintf(what, sizeof(what), "wrote \"%.*s\" before it was ready "
+             "(wait_ready: {\"ready\":true} first)", (int) len, line);
+    end_process(-1, what);
+    return -1;
+}
+
+
+/*
+ * wait_ready: the process writes {"ready":true} on its stdout once it has
+ * loaded what it needs (a model: seconds, minutes), and the worker reads
+ * no job before.  This is the handler's init, so the supervisor kills a
+ * worker still here after init_timeout, and its signals wait, as in any
+ * init.  Meanwhile its stderr is logged: a chatty start does not fill the
+ * pipe and stall.  Another line first, a closed stdout or an exit is the
+ * process's failure, and the init's.
+ */
+static int
+await_ready(void)
+{
+    int            rc;
+    char           line[READY_LINE_MAX], *nl = NULL;
+    size_t         len = 0;
+    ssize_t        n;
+    struct pollfd  fds[3];
+
+    while (nl == NULL) {
+        fds[0].fd = bridge.from_child;
+        fds[0].events = POLLIN;
+        fds[1].fd = bridge.errors;      /* -1 once it closed: passed over */
+        fds[1].events = POLLIN;
+        fds[2].fd = bridge.pidfd;
+        fds[2].events = POLLIN;
+
+        rc = poll(fds, 3, bridge.pidfd < 0 ? EXIT_CHECK_MS : -1);
+        if (rc < 0) {
+            continue;                   /* EINTR: a SIGCHLD */
+        }
+
+        if (fds[1].revents) {
+            read_errors();
+        }
+
+        if (fds[0].revents) {
+            n = read(bridge.from_child, line + len, sizeof(line) - len);
+
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+                end_process(wait_gone(), "closed its stdout before it was "
+                            "ready");
+                return -1;
+            }
+
+            if (n > 0) {
+                nl = memchr(line + len, '\n', (size_t) n);
+                len += (size_t) n;
+            }
+
+            if (nl == NULL && len == sizeof(line)) {
+                end_process(-1, "wrote a line of over 255 bytes before it "
+                            "was ready (wait_ready: {\"ready\":true} first)");
+                return -1;
+            }
+
+            continue;
+        }
+
+        if ((bridge.pidfd < 0 || fds[2].revents) && has_exited()) {
+            end_process(wait_gone(), "exited before it was ready");
+            return -1;
+        }
+    }
+
+    if (ready_line(line, len, nl) != 0) {
+        return -1;
+    }
+
+    log_info("%s: handler pid %d is ready", bridge.name, (int) bridge.pid);
+    return 0;
 }
 
 
@@ -874,7 +985,8 @@ exec_init(const offload_slot_t *slot)
 
     log_info("%s: handler pid %d runs %s", bridge.name, (int) pid,
              bridge.queue->command_text);
-    return 0;
+
+    return bridge.queue->wait_ready ? await_ready() : 0;
 }
 
 

@@ -1,0 +1,26 @@
+#!/usr/bin/python3
+# slow_start.py <seconds> -- an exec handler for t/15-exec-ready.t that
+# loads for that long before it calls the SDK's run() (a model, say),
+# talking on stderr meanwhile, more than its pipe holds; then answers
+# each job its pid and when it became ready.
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..",
+                                "sdk", "python"))
+import offload_handler  # noqa: E402
+
+for i in range(3000):
+    sys.stderr.write("loading, step %d of 3000 %s\n" % (i, "." * 40))
+sys.stderr.flush()
+time.sleep(float(sys.argv[1]))
+ready_at = time.time()
+
+
+def answer(payload, job):
+    return {"pid": os.getpid(), "ready_at": ready_at}
+
+
+offload_handler.run(answer)
