@@ -257,11 +257,15 @@ is($rc, 0, '-t: init_timeout off') or diag($msg);
 is($rc, 1, '-t refuses init_timeout 0');
 like($msg, qr/:4: "init_timeout" must be/, '-t: init_timeout 0: file:line') or diag($msg);
 
+# Its starts are further apart than the restart period (100 ms): the
+# pool fails all the same, at max_restarts + 1 such starts in a row.
 queue_sidecar('hanginit', 'handler t.hanginit; workers 1; '
-    . 'init_timeout 500ms; max_restarts 2 60s; restart_cooldown 60s;');
+    . 'init_timeout 500ms; max_restarts 2 100ms; restart_cooldown 60s;');
 ok(wait_until(sub { slurp("$dir/hanginit.log") =~ /pool hanginit failed/ },
     scaled(20), 'the hanginit pool fails'), 'an init that hangs: pool failed')
     or diag(slurp("$dir/hanginit.log"));
+like(slurp("$dir/hanginit.log"), qr/pool hanginit failed: the init of 3 workers of slot 0 in a row did not end, cooling down 60s/,
+    'the pool failed for its starts in a row');
 $log = slurp("$dir/hanginit.log");
 my $kills = () = $log =~ /worker hanginit:0: the init of handler t\.hanginit ran past the 500 ms init_timeout, killing pid \d+/g;
 is($kills, 3, 'killed at its init_timeout max_restarts + 1 times') or diag($log);

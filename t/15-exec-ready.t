@@ -45,12 +45,15 @@ for my $q (qw(py node)) {
     redis_cmd('XGROUP', 'CREATE', "offload:{$q}:jobs", 'workers', '$',
         'MKSTREAM');
 }
-my $t0 = time;
+# the load: long enough for the stack to be up and the jobs sent during it
+my $load = scaled(3);
 # (the pools that never start fail: not waited for)
-start_sidecar(want => { py => 1, node => 1, echo => 1 }, conf => <<"CONF");
-queue py { handler exec; workers 1; command "$py 2"; wait_ready on;
+start_sidecar(want => { py => 1, node => 1, slow => 1, echo => 1 },
+    conf => <<"CONF");
+shutdown_timeout 30s;
+queue py { handler exec; workers 1; command "$py $load"; wait_ready on;
            timeout 1s; init_timeout 20s; max_attempts 1; }
-queue node { handler exec; workers 1; command "$node 2"; wait_ready on;
+queue node { handler exec; workers 1; command "$node $load"; wait_ready on;
              timeout 1s; init_timeout 20s; max_attempts 1; }
 queue never { handler exec; workers 1; command "/bin/sleep 300";
               wait_ready on; init_timeout 500ms; max_restarts 1 60s; }
@@ -58,20 +61,25 @@ queue chatty { handler exec; workers 1; wait_ready on; max_restarts 1 60s;
                command "/bin/sh -c 'echo hello; exec sleep 300'"; }
 queue quits { handler exec; workers 1; wait_ready on; max_restarts 1 60s;
               command "/bin/sh -c 'exit 3'"; }
+queue fat { handler exec; workers 1; command "$py 60 300"; wait_ready on;
+            memory_limit 50m; max_restarts 1 60s; }
+queue slow { handler exec; workers 1; command "$py 600"; wait_ready on;
+             init_timeout 1h; }
 queue echo { handler echo; workers 1; }
 CONF
 ok(start_jobs_nginx(server => 'offload_timeout 30s;'), 'stack ready');
 my $log = "$dir/sidecar.log";
 
 # ---- the SDKs, loading 2 s with jobs waiting
-my @socks = map { [ $_, send_post("/jobs/$_", '{}') ] } qw(py node);
+my @socks = map { [ $_, time, send_post("/jobs/$_", '{}') ] } qw(py node);
 for (@socks) {
-    my ($q, $sock) = @$_;
+    my ($q, $sent, $sock) = @$_;
     my $r = read_answer($sock, scaled(20));
     is($r->{status}, 200, "$q: the job queued during the load is answered")
         or diag($r->{content});
     my $ready = $r->{json} && $r->{json}{ready_at} // 0;
-    cmp_ok($ready - $t0, '>=', 1.9, "$q: by a process that loaded 2 s first");
+    cmp_ok($ready, '>', $sent, "$q: the job was sent before the process "
+        . "was ready");
     like(slurp($log), qr/worker $q:0: handler pid \d+ is ready/,
         "$q: the log says when the process was ready");
 }
@@ -84,7 +92,7 @@ unlike(slurp($log), qr/worker (py|node):0: .*(job_timeout|ran past)/,
 ok(wait_until(sub { slurp($log) =~ /pool never failed/ }, scaled(15),
     'the never pool fails'), 'never ready: its pool fails')
     or diag(slurp($log));
-my $kills = () = slurp($log) =~ /worker never:0: the init of handler exec ran past the 500 ms init_timeout/g;
+my $kills = () = slurp($log) =~ /worker never:0: its process did not write \{"ready":true\} within the 500 ms init_timeout, killing pid \d+/g;
 is($kills, 2, 'never ready: killed at init_timeout, each start');
 
 # ---- a process that says something else first, or exits first
@@ -101,5 +109,33 @@ for my $case ([ 'chatty', qr/handler process \d+ wrote "hello" before it was rea
 
 is(post_json('/jobs/echo', '{"still":1}')->{status}, 200,
     'the other queues are served all along');
+
+# ---- memory_limit holds during the load
+ok(wait_until(sub { slurp($log) =~ /pool fat failed/ }, scaled(15),
+    'the fat pool fails'), 'a load over memory_limit: its pool fails')
+    or diag(slurp($log));
+like(slurp($log), qr/worker fat:0: handler process RSS \d+ MB over twice memory_limit 50 MB: killed/,
+    'a load over memory_limit: killed during the load');
+like(slurp($log), qr/worker fat:0: pid \d+ died \(memory_limit\) while starting, holding no job/,
+    'a load over memory_limit: reason memory_limit');
+
+# ---- a drain does not wait for a load: the worker looks at it first
+my ($slow) = @{ worker_pids()->{slow} || [] };
+ok($slow && kill(0, $slow), 'the slow worker is still loading');
+my $ctl = build_path('offloadctl') . ' -c ' . sidecar_conf_file();
+my $out = `$ctl drain -t ${\ scaled(10)} ${\ node_name()} 2>&1`;
+is($? >> 8, 0, 'offloadctl drain: done while a worker loads') or diag($out);
+$out = `$ctl resume -t ${\ scaled(10)} ${\ node_name()} 2>&1`;
+is($? >> 8, 0, 'offloadctl resume') or diag($out);
+
+# ---- a stop does not wait for a load (shutdown_timeout is 30 s)
+my $t = time;
+stop_sidecar();
+cmp_ok(time - $t, '<', scaled(5), 'the sidecar stops at once, the load '
+    . 'cut short');
+like(slurp($log), qr/worker slow:0: stopped before its handler was ready/,
+    'the loading worker says it stopped');
+unlike(slurp($log), qr/worker slow:0: .*(SIGKILL|died)/,
+    'and was not killed as a straggler');
 
 finish();

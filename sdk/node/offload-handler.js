@@ -117,7 +117,10 @@ function run(handler) {
   const out = process.stdout;
   console.log = console.info = console.debug = console.error;
 
-  if (process.env.OFFLOAD_WAIT_READY === '1') {
+  const waitReady = process.env.OFFLOAD_WAIT_READY === '1';
+  // the processes it starts are no handlers: they are not told
+  delete process.env.OFFLOAD_WAIT_READY;
+  if (waitReady) {
     // the queue's wait_ready: what the program loaded before run() is
     // loaded, and its worker may now give it jobs
     out.write('{"ready":true}\n');

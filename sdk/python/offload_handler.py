@@ -162,9 +162,10 @@ def run(handler):
     os.dup2(null, 0)
     os.close(null)
     sys.stdout = sys.stderr
-    if os.environ.get("OFFLOAD_WAIT_READY") == "1":
+    if os.environ.pop("OFFLOAD_WAIT_READY", None) == "1":
         # the queue's wait_ready: what the program loaded before run() is
-        # loaded, and its worker may now give it jobs
+        # loaded, and its worker may now give it jobs (the processes it
+        # starts are no handlers: they are not told)
         out.write('{"ready":true}\n')
         out.flush()
     decode = json.JSONDecoder(parse_int=_int).decode

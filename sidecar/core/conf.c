@@ -1106,7 +1106,7 @@ check_command(conf_parser_t *ps)
                           q->name, q->handler_name);
     }
 
-    if (!is_exec && q->wait_ready_line != 0) {
+    if (!is_exec && q->wait_ready) {
         return conf_error(ps, q->wait_ready_line, "queue \"%s\": "
                           "\"wait_ready\" needs \"handler exec\" (its handler "
                           "is \"%s\")", q->name, q->handler_name);

@@ -43,8 +43,10 @@ typedef enum {
     OFFLOAD_SB_EXIT_OUT_OF_MEMORY,  /* a job ran out of RLIMIT_AS */
     OFFLOAD_SB_EXIT_HANDLER_PROCESS,/* an exec handler's process died or
                                        broke the framing (child_*) */
-    OFFLOAD_SB_EXIT_UNSETTLED       /* Redis refused for good to settle an
+    OFFLOAD_SB_EXIT_UNSETTLED,      /* Redis refused for good to settle an
                                        entry: the next worker reads it */
+    OFFLOAD_SB_EXIT_INIT_FAILED     /* its handler's init failed: it is
+                                       leaving, not stuck in it */
 } offload_sb_exit_e;
 
 /* The exit status of a worker whose job ran out of memory, set with

@@ -42,8 +42,9 @@ node_doc(ctl_t *ctl, size_t s, const char *node, json_t **doc)
 }
 
 
-/* Whether one document shows the node drained (every live worker paused)
- * or resumed (none paused); adds its live workers to nworkers. */
+/* Whether one document shows the node drained (every live worker paused
+ * or starting) or resumed (none paused); adds its live workers to
+ * nworkers. */
 static int
 doc_settled(json_t *doc, int drained, int *nworkers)
 {
@@ -62,6 +63,11 @@ doc_settled(json_t *doc, int drained, int *nworkers)
                 continue;
             }
             (*nworkers)++;
+            /* starting (an init, a load: wait_ready): it reads no job
+             * before it has looked at the drain */
+            if (drained && strcmp(state, "starting") == 0) {
+                continue;
+            }
             if ((strcmp(state, "paused") == 0) != drained) {
                 return 0;
             }

@@ -81,6 +81,7 @@
                                        or was asked to stop */
 #define EXIT_CHECK_MS    100        /* during a job, without a pidfd */
 #define READY_LINE_MAX   256        /* {"ready":true}, with room to spare */
+#define READY_CHECK_MS   100        /* waiting for it: a stop, the RSS */
 
 
 typedef struct {
@@ -120,6 +121,7 @@ static offload_sb_slot_t  no_sb;        /* offloadctl replay has none */
 static int exec_init(const offload_slot_t *slot);
 static void exec_fini(const offload_slot_t *slot);
 static int exec_run(offload_job_t *job, const char *payload, size_t len);
+static void check_memory(void);
 
 static const offload_handler_t  handlers[] = {
     { OFFLOAD_EXEC_HANDLER, exec_run, exec_init, exec_fini },
@@ -802,39 +804,61 @@ failed:
 /* The process's first line, once it holds one whole (nl: its newline):
  * {"ready":true}, and nothing after it. */
 static int
-ready_line(char *line, size_t len, const char *nl)
+ready_line(char *line, size_t len, char *nl)
 {
     int      ready;
-    char     what[OFFLOAD_SB_CHILD_ERROR_MAX];
+    char     what[OFFLOAD_SB_CHILD_ERROR_MAX], *bad = line;
+    size_t   n = (size_t) (nl - line);
     json_t  *said;
 
-    said = json_loadb(line, (size_t) (nl - line), 0, NULL);
+    said = json_loadb(line, n, 0, NULL);
     ready = json_is_object(said)
-            && json_is_true(json_object_get(said, "ready"))
-            && (size_t) (nl - line) + 1 == len;
+            && json_is_true(json_object_get(said, "ready"));
     json_decref(said);
 
-    if (ready) {
+    if (ready && n + 1 == len) {
         return 0;
     }
 
-    len = (size_t) (nl - line) < 64 ? (size_t) (nl - line) : 64;
-    sanitize(line, len);
-    snprintf(what, sizeof(what), "wrote \"%.*s\" before it was ready "
-             "(wait_ready: {\"ready\":true} first)", (int) len, line);
+    if (ready) {
+        bad = nl + 1;           /* what came after the line */
+        n = len - n - 1;
+    }
+
+    n = n < 64 ? n : 64;
+    sanitize(bad, n);
+    snprintf(what, sizeof(what), "wrote \"%.*s\" %s", (int) n, bad,
+             ready ? "after its {\"ready\":true} line, before any job"
+                   : "before it was ready (wait_ready: {\"ready\":true} "
+                     "first)");
     end_process(-1, what);
     return -1;
+}
+
+
+/* A stop (SIGTERM, SIGINT: blocked during the init) waits for no load. */
+static int
+stop_asked(void)
+{
+    sigset_t  pending;
+
+    return sigpending(&pending) == 0
+           && (sigismember(&pending, SIGTERM)
+               || sigismember(&pending, SIGINT));
 }
 
 
 /*
  * wait_ready: the process writes {"ready":true} on its stdout once it has
  * loaded what it needs (a model: seconds, minutes), and the worker reads
- * no job before.  This is the handler's init, so the supervisor kills a
- * worker still here after init_timeout, and its signals wait, as in any
- * init.  Meanwhile its stderr is logged: a chatty start does not fill the
- * pipe and stall.  Another line first, a closed stdout or an exit is the
- * process's failure, and the init's.
+ * no job before.  This is the handler's init: the supervisor kills a
+ * worker still here after init_timeout (and offloadctl replay, which has
+ * no supervisor, gives up a little later).  Every READY_CHECK_MS it looks
+ * whether it was asked to stop (the process is killed then: nothing of
+ * a job is lost) and, under memory_limit, at the process's RSS, as a
+ * job's wait does.  Its stderr is logged meanwhile: a chatty start does
+ * not fill the pipe and stall.  Another line first, a closed stdout or
+ * an exit is the process's failure, and the init's.
  */
 static int
 await_ready(void)
@@ -842,10 +866,33 @@ await_ready(void)
     int            rc;
     char           line[READY_LINE_MAX], *nl = NULL;
     size_t         len = 0;
+    int64_t        until = 0;
     ssize_t        n;
     struct pollfd  fds[3];
 
+    /* a backstop: in a worker, the supervisor's kill comes first */
+    if (bridge.queue->init_timeout_ms > 0) {
+        until = offload_mono_us()
+                + ((int64_t) bridge.queue->init_timeout_ms
+                   + NO_ANSWER_GRACE_MS) * 1000;
+    }
+
     while (nl == NULL) {
+        if (stop_asked()) {
+            close_pipes();
+            reap(0);
+            return -1;
+        }
+
+        if (until != 0 && offload_mono_us() >= until) {
+            bridge.sb->exit_reason = OFFLOAD_SB_EXIT_HANDLER_PROCESS;
+            end_process(-1, "did not write {\"ready\":true} within the "
+                        "queue's init_timeout");
+            return -1;
+        }
+
+        check_memory();
+
         fds[0].fd = bridge.from_child;
         fds[0].events = POLLIN;
         fds[1].fd = bridge.errors;      /* -1 once it closed: passed over */
@@ -853,9 +900,18 @@ await_ready(void)
         fds[2].fd = bridge.pidfd;
         fds[2].events = POLLIN;
 
-        rc = poll(fds, 3, bridge.pidfd < 0 ? EXIT_CHECK_MS : -1);
-        if (rc < 0) {
-            continue;                   /* EINTR: a SIGCHLD */
+        rc = poll(fds, 3, READY_CHECK_MS);
+        if (rc < 0 && errno != EINTR) {
+            end_process(-1, "could not be waited for (poll failed)");
+            return -1;
+        }
+
+        if (rc <= 0) {
+            if (bridge.pidfd < 0 && has_exited()) {
+                goto exited;
+            }
+
+            continue;
         }
 
         if (fds[1].revents) {
@@ -866,6 +922,8 @@ await_ready(void)
             n = read(bridge.from_child, line + len, sizeof(line) - len);
 
             if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+                /* leaving: the supervisor's init_timeout is not for it */
+                bridge.sb->exit_reason = OFFLOAD_SB_EXIT_HANDLER_PROCESS;
                 end_process(wait_gone(), "closed its stdout before it was "
                             "ready");
                 return -1;
@@ -885,9 +943,8 @@ await_ready(void)
             continue;
         }
 
-        if ((bridge.pidfd < 0 || fds[2].revents) && has_exited()) {
-            end_process(wait_gone(), "exited before it was ready");
-            return -1;
+        if (fds[2].revents && has_exited()) {
+            goto exited;
         }
     }
 
@@ -897,6 +954,12 @@ await_ready(void)
 
     log_info("%s: handler pid %d is ready", bridge.name, (int) bridge.pid);
     return 0;
+
+exited:
+
+    bridge.sb->exit_reason = OFFLOAD_SB_EXIT_HANDLER_PROCESS;
+    end_process(wait_gone(), "exited before it was ready");
+    return -1;
 }
 
 

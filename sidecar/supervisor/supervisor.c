@@ -484,8 +484,10 @@ kill_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* The restart intensity is exceeded: stop the pool's remaining workers and
  * restart nothing until the cooldown is over. */
+/* The pool's restart intensity is exceeded (a worker of slot never
+ * started: init_failures in a row, however far apart). */
 static void
-fail_pool(offload_pool_t *pool)
+fail_pool(offload_pool_t *pool, const offload_slot_t *failing)
 {
     int                          i;
     char                         period[32], cooldown[32];
@@ -494,8 +496,15 @@ fail_pool(offload_pool_t *pool)
 
     format_ms(period, sizeof(period), q->restart_period_ms);
     format_ms(cooldown, sizeof(cooldown), q->restart_cooldown_ms);
-    log_error("pool %s failed: %d restarts in %s, cooling down %s", q->name,
-              q->max_restarts + 1, period, cooldown);
+
+    if (failing != NULL) {
+        log_error("pool %s failed: the init of %d workers of slot %d in a "
+                  "row did not end, cooling down %s", q->name,
+                  failing->init_failures, failing->index, cooldown);
+    } else {
+        log_error("pool %s failed: %d restarts in %s, cooling down %s",
+                  q->name, q->max_restarts + 1, period, cooldown);
+    }
 
     pool->failed = 1;
 
@@ -546,6 +555,7 @@ cooldown_cb(struct ev_loop *loop, ev_timer *w, int revents)
     for (i = 0; i < pool->nslots; i++) {
         slot = &pool->slots[i];
         slot->backoff_ms = pool->queue->backoff_min_ms;
+        slot->init_failures = 0;
         slot->want_spawn = 1;
         offload_slot_maybe_spawn(slot);
     }
@@ -757,16 +767,31 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
         return;
     }
 
-    /* A worker that lived a while or finished a job was healthy: what
-     * killed it is not the crash loop the backoff spaces out. */
-    if (now_us - slot->started_us > HEALTHY_AFTER_US
-        || slot->sb->jobs_ok > 0)
-    {
-        slot->backoff_ms = pool->queue->backoff_min_ms;
+    /* A worker that started, then lived a while or finished a job, was
+     * healthy: what killed it is not the crash loop the backoff spaces
+     * out.  One whose init never ended was not, however long that took
+     * (init_timeout): such starts in a row fail the pool, even when they
+     * are too far apart for the restart period to see them. */
+    if (!offload_sb_init_done(slot->sb)) {
+        slot->init_failures++;
+
+    } else {
+        slot->init_failures = 0;
+
+        if (now_us - slot->started_us > HEALTHY_AFTER_US
+            || slot->sb->jobs_ok > 0)
+        {
+            slot->backoff_ms = pool->queue->backoff_min_ms;
+        }
+    }
+
+    if (slot->init_failures > pool->queue->max_restarts) {
+        fail_pool(pool, slot);
+        return;
     }
 
     if (count_restart(pool, now_us) != 0) {
-        fail_pool(pool);
+        fail_pool(pool, NULL);
         return;
     }
 
@@ -845,16 +870,24 @@ check_init_timeout(offload_slot_t *slot, int64_t now_us)
 {
     const offload_conf_queue_t  *q = slot->pool->queue;
 
+    /* an exit_reason set: the init failed, and the worker is leaving */
     if (q->init_timeout_ms == 0 || slot->init_timed_out || slot->stopping
         || offload_sb_init_done(slot->sb)
+        || slot->sb->exit_reason != OFFLOAD_SB_EXIT_NONE
         || now_us - slot->started_us < (int64_t) q->init_timeout_ms * 1000)
     {
         return;
     }
 
-    log_warn("worker %s:%d: the init of handler %s ran past the %d ms "
-             "init_timeout, killing pid %d", q->name, slot->index,
-             q->handler->name, q->init_timeout_ms, (int) slot->pid);
+    if (q->wait_ready) {
+        log_warn("worker %s:%d: its process did not write {\"ready\":true} "
+                 "within the %d ms init_timeout, killing pid %d", q->name,
+                 slot->index, q->init_timeout_ms, (int) slot->pid);
+    } else {
+        log_warn("worker %s:%d: the init of handler %s ran past the %d ms "
+                 "init_timeout, killing pid %d", q->name, slot->index,
+                 q->handler->name, q->init_timeout_ms, (int) slot->pid);
+    }
 
     if (offload_slot_kill(slot) == 0) {
         slot->init_timed_out = 1;

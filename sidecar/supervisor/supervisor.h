@@ -31,6 +31,8 @@ typedef struct offload_slot_s {
     int                    timed_out;   /* we sent SIGKILL: job_timeout */
     int                    init_timed_out;  /* we sent SIGKILL: its
                                                handler's init hung */
+    int                    init_failures;   /* its last workers in a row
+                                               whose init never ended */
     int                    cancelled;   /* we sent SIGKILL: its job was
                                            cancelled (cancel.c) */
     int                    killed;      /* we sent its group SIGKILL */

@@ -3709,6 +3709,31 @@ offload_worker_signals(sigset_t *set)
 }
 
 
+/* The handler's init returned non-zero: the worker leaves (its exit is a
+ * crash of its slot), unless it was asked to stop meanwhile (an exec
+ * handler's wait for its process's ready line gives way to SIGTERM). */
+static int
+init_failed(offload_worker_t *w)
+{
+    sigset_t  pending;
+
+    if (w->sb->exit_reason == OFFLOAD_SB_EXIT_NONE) {
+        w->sb->exit_reason = OFFLOAD_SB_EXIT_INIT_FAILED;
+    }
+
+    if (sigpending(&pending) == 0
+        && (sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT)))
+    {
+        log_info("%s: stopped before its handler was ready", w->name);
+        return 0;
+    }
+
+    log_error("%s: the init of handler %s failed", w->name,
+              w->queue->handler->name);
+    return 1;
+}
+
+
 int
 offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     const offload_conf_queue_t *queue, int slot, offload_sb_slot_t *sb)
@@ -3803,9 +3828,7 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     w.job.metrics = sb->metrics;
 
     if (queue->handler->init != NULL && queue->handler->init(&w.slot) != 0) {
-        log_error("%s: the init of handler %s failed", w.name,
-                  queue->handler->name);
-        return 1;
+        return init_failed(&w);
     }
 
     offload_sb_set_init_done(sb);

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
-# slow_start.py <seconds> -- an exec handler for t/15-exec-ready.t that
-# loads for that long before it calls the SDK's run() (a model, say),
-# talking on stderr meanwhile, more than its pipe holds; then answers
-# each job its pid and when it became ready.
+# slow_start.py <seconds> [<MB>] -- an exec handler for t/15-exec-ready.t
+# that loads for that long (and that many MB, touched) before it calls the
+# SDK's run() (a model, say), talking on stderr meanwhile, more than its
+# pipe holds; then answers each job its pid and when it became ready.
 
 import os
 import sys
@@ -15,6 +15,7 @@ import offload_handler  # noqa: E402
 for i in range(3000):
     sys.stderr.write("loading, step %d of 3000 %s\n" % (i, "." * 40))
 sys.stderr.flush()
+model = b"m" * (int(sys.argv[2]) << 20) if len(sys.argv) > 2 else b""
 time.sleep(float(sys.argv[1]))
 ready_at = time.time()
 
