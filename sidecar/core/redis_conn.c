@@ -117,6 +117,8 @@ static void
 became_ready(offload_redis_conn_t *rc)
 {
     rc->ready = 1;
+    rc->read_only = 0;
+    rc->failures_then = rc->failures;
     log_info("%s: connected to redis", rc->name);
     rc->on_ready(rc);
 }
@@ -932,22 +934,26 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
         bytes_note(ac, &rc->seen);
 
         /* Not on AUTH's or SELECT's error: a refused connection must back
-         * off, not reconnect ten times a second; nor, on a cluster, on a
-         * keyless command's answer (proves_up()). */
-        if (rc->ready && proves
+         * off, not reconnect ten times a second; nor on a keyless
+         * command's answer (proves_up()). */
+        if (rc->ready && proves && !rc->read_only
             && ((redisReply *) reply)->type != REDIS_REPLY_ERROR)
         {
             rc->failures = 0;
         }
 
         /* A master turned replica (a failover, or a sentinel's stale
-         * answer): find the master again. */
+         * answer): find the master again.  What a replica answered (a
+         * read: ZCARD, XPENDING) showed no master: the backoff grows as
+         * if it had not answered at all. */
         if (((redisReply *) reply)->type == REDIS_REPLY_ERROR
             && strncmp(((redisReply *) reply)->str, "READONLY", 8) == 0
             && !(ac->c.flags & REDIS_DISCONNECTING))
         {
             log_warn("%s: redis is a replica now (READONLY): reconnecting",
                      rc->name);
+            rc->read_only = 1;
+            rc->failures = rc->failures_then;
             redisAsyncDisconnect(ac);
         }
 
@@ -983,24 +989,20 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 /*
  * Whether an answer to the command named (name, len: its first word) shows
  * that the link serves what it is for, which resets the reconnect backoff.
- * On a cluster, only a command on a key does: Redis answers the others
- * (a worker's SCRIPT LOAD first of all, MULTI before a completion's
- * commands) even when every keyed command is redirected (MOVED, ASK,
- * TRYAGAIN, CLUSTERDOWN), and a link that is redirected must back off,
- * not reconnect ten times a second.
+ * Only a command on a key does: Redis answers the others (a worker's
+ * SCRIPT LOAD first of all, MULTI before a completion's commands) even
+ * when every keyed command is refused, READONLY from a master turned
+ * replica, MOVED, ASK, TRYAGAIN or CLUSTERDOWN on a cluster, and a link so
+ * refused must back off, not reconnect ten times a second.
  */
 static int
-proves_up(const offload_redis_conn_t *rc, const char *name, size_t len)
+proves_up(const char *name, size_t len)
 {
     size_t              i;
     static const char  *keyless[] = {
         "SCRIPT", "PING", "ROLE", "WAIT", "CLIENT", "CLUSTER", "INFO",
         "PUBLISH", "AUTH", "SELECT", "MULTI"
     };
-
-    if (rc->ep->nseeds == 0) {
-        return 1;
-    }
 
     for (i = 0; i < sizeof(keyless) / sizeof(keyless[0]); i++) {
         if (strlen(keyless[i]) == len
@@ -1035,7 +1037,7 @@ cmd_get(offload_redis_conn_t *rc, redisCallbackFn *fn, void *privdata,
     cmd->privdata = privdata;
     cmd->sent_at = now_s();
     cmd->allowed = (rc->ep->timeout_ms + block_ms) / 1000.0;
-    cmd->proves = proves_up(rc, name, len);
+    cmd->proves = proves_up(name, len);
 
     return cmd;
 }

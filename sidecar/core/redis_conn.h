@@ -67,6 +67,10 @@ struct offload_redis_conn_s {
     int                     ready;      /* connected, AUTH/SELECT done */
     int                     stopped;
     int                     failures;   /* in a row, for the backoff */
+    int                     failures_then; /* ... when this connection
+                                              became ready */
+    int                     read_only;  /* it met READONLY: its answers
+                                           prove nothing */
     int                     protocol_error; /* ac's reply refused (a
                                                shape hiredis asserts on) */
     ev_timer                retry;
