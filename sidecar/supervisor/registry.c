@@ -33,6 +33,7 @@
 #include <jansson.h>
 
 #include "clock.h"
+#include "eviction.h"
 #include "log.h"
 #include "registry.h"
 #include "supervisor.h"
@@ -559,7 +560,10 @@ heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 connected(offload_redis_conn_t *rc)
 {
-    announce(rc->data);
+    offload_link_t  *link = rc->data;
+
+    offload_eviction_check(rc, link->name);
+    announce(link);
 }
 
 
