@@ -551,8 +551,12 @@ extern const char  offload_touch_script[];
 /*
  * Queue stats: for each queue, what its stream holds.
  *   KEYS[3i-2] stream       ARGV[1] group
- *   KEYS[3i-1] dead stream
+ *   KEYS[3i-1] dead stream  ARGV[i+1] '1': the queue is served here
  *   KEYS[3i]   retry set
+ * A served queue whose stream or group is gone (Redis restarted empty, a
+ * FLUSHALL, a DEL) gets them again here, within a heartbeat, not when its
+ * workers next read (after the jobs they run: minutes): meanwhile nginx
+ * answers its jobs 404 unknown_queue.  A refusal (OOM, an ACL) is let be.
  * Returns, per queue, { backlog, pending, oldest, dead, held, retrying }:
  * entries
  * no consumer has read (the group's lag, or, when Redis cannot tell it

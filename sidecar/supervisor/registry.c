@@ -476,12 +476,37 @@ drain_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
+/* Whether a worker of the pool has started (its init over): its queue's
+ * stream is made again if it went (offload_queue_stats_script), and only
+ * then, or a queue whose workers cannot start would take jobs nobody runs
+ * rather than be unknown (404). */
+static int
+serving(const offload_pool_t *pool)
+{
+    int  i;
+
+    if (pool->failed) {
+        return 0;
+    }
+
+    for (i = 0; i < pool->nslots; i++) {
+        if (pool->slots[i].pid != 0
+            && offload_sb_init_done(pool->slots[i].sb))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 /* One link's heartbeat: read the drain flag, ask Redis about the queues
  * that live there, then announce (when the answer is in). */
 static void
 heartbeat_link(offload_link_t *link)
 {
-    size_t                 p, n, k;
+    size_t                 p, n, k, i;
     const char           **argv;
     offload_supervisor_t  *sup = link->reg->sup;
 
@@ -506,8 +531,8 @@ heartbeat_link(offload_link_t *link)
         return;
     }
 
-    /* EVAL script numkeys (stream dead retry)... group */
-    n = 3 + 3 * k + 1;
+    /* EVAL script numkeys (stream dead retry)... group served... */
+    n = 3 + 3 * k + 1 + k;
     argv = calloc(n, sizeof(char *));
     if (argv == NULL) {
         announce(link);
@@ -518,15 +543,16 @@ heartbeat_link(offload_link_t *link)
     argv[1] = offload_queue_stats_script;
     snprintf(link->nkeys, sizeof(link->nkeys), "%zu", 3 * k);
     argv[2] = link->nkeys;
-    for (p = 0, k = 0; p < sup->npools; p++) {
+    argv[3 + 3 * k] = OFFLOAD_GROUP;
+    for (p = 0, i = 0; p < sup->npools; p++) {
         if (on_link(link, &sup->pools[p])) {
-            argv[3 + 3 * k] = sup->pools[p].stream_key;
-            argv[4 + 3 * k] = sup->pools[p].dead_key;
-            argv[5 + 3 * k] = sup->pools[p].retry_key;
-            k++;
+            argv[3 + 3 * i] = sup->pools[p].stream_key;
+            argv[4 + 3 * i] = sup->pools[p].dead_key;
+            argv[5 + 3 * i] = sup->pools[p].retry_key;
+            argv[4 + 3 * k + i] = serving(&sup->pools[p]) ? "1" : "0";
+            i++;
         }
     }
-    argv[n - 1] = OFFLOAD_GROUP;
 
     if (offload_redis_command_argv(&link->conn, queue_stats_cb, link, (int) n,
                                    argv, NULL)
