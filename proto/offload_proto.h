@@ -51,6 +51,7 @@
 #define OFFLOAD_NODE_RUNS_FMT      OFFLOAD_NODE_PREFIX "%s:runs"
 #define OFFLOAD_NODES_KEY          "offload:{ctl}:nodes"
 #define OFFLOAD_DRAIN_FMT          "offload:{ctl}:drain:%s"
+#define OFFLOAD_LEASE_FMT          "offload:{ctl}:lease:%s"
 
 /* A worker's consumer name: node, queue, slot.  A worker restarted in the
  * same slot is the same consumer and finds what its predecessor held. */

@@ -121,6 +121,20 @@ offload_sb_paused(const offload_sb_slot_t *sb)
 }
 
 
+void
+offload_sb_set_standby(offload_sb_slot_t *sb, int standby)
+{
+    __atomic_store_n(&sb->standby, standby, __ATOMIC_RELEASE);
+}
+
+
+int
+offload_sb_standby(const offload_sb_slot_t *sb)
+{
+    return __atomic_load_n(&sb->standby, __ATOMIC_ACQUIRE);
+}
+
+
 const char *
 offload_sb_state_name(offload_sb_state_e state)
 {

@@ -61,6 +61,9 @@ typedef enum {
 typedef struct {
     int32_t   state;                /* offload_sb_state_e, atomic */
     int32_t   paused;               /* set by the supervisor (drain) */
+    int32_t   standby;              /* set by the supervisor: read nothing,
+                                       not even the pending history (its
+                                       node's name is another's) */
     int32_t   exit_reason;          /* offload_sb_exit_e */
     int32_t   init_done;            /* its handler's init returned: what
                                        is left of starting is Redis */
@@ -124,6 +127,10 @@ void offload_sb_set_state(offload_sb_slot_t *sb, offload_sb_state_e state);
 /* Supervisor: stop or let the worker read jobs (offloadctl drain). */
 void offload_sb_set_paused(offload_sb_slot_t *sb, int paused);
 int offload_sb_paused(const offload_sb_slot_t *sb);
+
+/* Supervisor: hold the worker back from any read (node_lease.c). */
+void offload_sb_set_standby(offload_sb_slot_t *sb, int standby);
+int offload_sb_standby(const offload_sb_slot_t *sb);
 
 /* Supervisor: the state, read with acquire semantics. */
 offload_sb_state_e offload_sb_state(const offload_sb_slot_t *sb);

@@ -35,6 +35,7 @@
 #include "clock.h"
 #include "eviction.h"
 #include "log.h"
+#include "node_lease.h"
 #include "registry.h"
 #include "supervisor.h"
 
@@ -366,6 +367,16 @@ on_link(const offload_link_t *link, const offload_pool_t *pool)
 }
 
 
+/* The node document's lifetime, and the lease's: a few heartbeats. */
+static int
+doc_ttl_s(const offload_supervisor_t *sup)
+{
+    int  ttl = (3 * sup->conf->heartbeat_ms + 999) / 1000;
+
+    return ttl < 5 ? 5 : ttl;
+}
+
+
 static void
 announce(offload_link_t *link)
 {
@@ -374,7 +385,7 @@ announce(offload_link_t *link)
     offload_registry_t    *reg = link->reg;
     offload_supervisor_t  *sup = reg->sup;
 
-    if (!link->control || !link->conn.ready) {
+    if (!link->control || !link->conn.ready || !link->leased) {
         return;
     }
 
@@ -387,10 +398,7 @@ announce(offload_link_t *link)
         return;
     }
 
-    ttl = (3 * sup->conf->heartbeat_ms + 999) / 1000;
-    if (ttl < 5) {
-        ttl = 5;
-    }
+    ttl = doc_ttl_s(sup);
 
     if (offload_redis_command(&link->conn, written_cb, link,
                               "SET %s %s EX %d", reg->runs_key, runs, ttl)
@@ -407,6 +415,51 @@ announce(offload_link_t *link)
 
     free(json);
     free(runs);
+}
+
+
+/* The node's workers read once it holds its name on every Redis that
+ * keeps its node-level keys. */
+static void
+leased(void *data, int held)
+{
+    size_t               l;
+    int                  all = 1, was;
+    offload_link_t      *link = data;
+    offload_registry_t  *reg = link->reg;
+
+    if (held == -1) {
+        return;                         /* no answer: as it was */
+    }
+
+    was = link->leased;
+    link->leased = held;
+
+    for (l = 0; l < reg->nlinks; l++) {
+        if (reg->links[l].control && !reg->links[l].leased) {
+            all = 0;
+        }
+    }
+
+    offload_supervisor_lease(reg->sup, all);
+
+    if (held && !was) {
+        announce(link);
+    }
+}
+
+
+static void
+keep_lease(offload_link_t *link)
+{
+    if (link->control
+        && offload_lease_keep(&link->conn, link->reg->lease_key,
+                              1000 * doc_ttl_s(link->reg->sup), link->name,
+                              leased, link)
+           != 0)
+    {
+        log_warn("%s: cannot ask for the node_name lease", link->name);
+    }
 }
 
 
@@ -514,6 +567,8 @@ heartbeat_link(offload_link_t *link)
         return;
     }
 
+    keep_lease(link);
+
     if (link->control
         && offload_redis_command(&link->conn, drain_cb, link, "GET %s",
                                  link->reg->drain_key)
@@ -589,7 +644,7 @@ connected(offload_redis_conn_t *rc)
     offload_link_t  *link = rc->data;
 
     offload_eviction_check(rc, link->name);
-    announce(link);
+    keep_lease(link);
 }
 
 
@@ -635,6 +690,8 @@ offload_registry_start(offload_registry_t *reg, offload_supervisor_t *sup)
     snprintf(reg->runs_key, sizeof(reg->runs_key), OFFLOAD_NODE_RUNS_FMT,
              sup->conf->node_name);
     snprintf(reg->drain_key, sizeof(reg->drain_key), OFFLOAD_DRAIN_FMT,
+             sup->conf->node_name);
+    snprintf(reg->lease_key, sizeof(reg->lease_key), OFFLOAD_LEASE_FMT,
              sup->conf->node_name);
 
     /* at most one per queue and one per queue's control slot, at least
@@ -820,6 +877,13 @@ offload_registry_remove(offload_registry_t *reg, offload_registry_done_pt done)
 
     for (l = 0; l < reg->nlinks; l++) {
         conn = &reg->links[l].conn;
+
+        /* the document of another sidecar under this name stays */
+        if (!reg->links[l].leased) {
+            continue;
+        }
+
+        offload_lease_release(conn, reg->lease_key);
 
         if (reg->links[l].control && conn->ready
             && offload_redis_command(conn, reply_cb, NULL, "DEL %s %s",

@@ -41,6 +41,8 @@ typedef struct {
                                                   same */
     int                        control;     /* holds the node-level keys
                                                (registry.c) */
+    int                        leased;      /* holds the node_name lease
+                                               there (node_lease.c) */
 } offload_link_t;
 
 struct offload_registry_s {
@@ -51,6 +53,7 @@ struct offload_registry_s {
     char                          key[OFFLOAD_KEY_MAX];
     char                          runs_key[OFFLOAD_KEY_MAX];
     char                          drain_key[OFFLOAD_KEY_MAX];
+    char                          lease_key[OFFLOAD_KEY_MAX];
     offload_registry_done_pt      on_removed;
     size_t                        removing;  /* links yet to answer */
 };

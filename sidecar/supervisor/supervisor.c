@@ -314,6 +314,7 @@ spawn(offload_supervisor_t *sup, offload_slot_t *slot)
     offload_stats_slot_harvest(slot);
     offload_sb_reset(slot->sb, 0);      /* before the child writes to it */
     offload_sb_set_paused(slot->sb, sup->drained);
+    offload_sb_set_standby(slot->sb, !sup->leased);
 
     /* No signal between fork() and the child's own handlers: see
      * become_worker(). */
@@ -431,6 +432,24 @@ offload_supervisor_drain(offload_supervisor_t *sup, int drained)
 
     while ((slot = offload_slot_next(sup, &it)) != NULL) {
         offload_sb_set_paused(slot->sb, drained);
+    }
+}
+
+
+void
+offload_supervisor_lease(offload_supervisor_t *sup, int leased)
+{
+    offload_slot_iter_t   it = { 0, 0, 0 };
+    offload_slot_t       *slot;
+
+    if (sup->leased == leased) {
+        return;
+    }
+
+    sup->leased = leased;
+
+    while ((slot = offload_slot_next(sup, &it)) != NULL) {
+        offload_sb_set_standby(slot->sb, !leased);
     }
 }
 

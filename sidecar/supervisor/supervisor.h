@@ -87,6 +87,8 @@ typedef struct offload_supervisor_s {
     int64_t                started_ms;  /* wall clock */
     int                    stopping;
     int                    drained;     /* offloadctl drain: read no jobs */
+    int                    leased;      /* holds its node_name's lease:
+                                           its workers may read at all */
     ev_signal              sigterm;
     ev_signal              sigint;
     ev_signal              sigchld;
@@ -133,6 +135,10 @@ void offload_slot_maybe_spawn(offload_slot_t *slot);
 /* Drains the node (its workers finish what they hold and read no more
  * jobs) or resumes it. */
 void offload_supervisor_drain(offload_supervisor_t *sup, int drained);
+
+/* The node holds the lease on its name, or not (node_lease.c): its workers
+ * read, or read nothing at all. */
+void offload_supervisor_lease(offload_supervisor_t *sup, int leased);
 
 /* Asks a worker to finish its batch and exit (SIGTERM, to it alone), and
  * kills it with its process group (SIGKILL, pgroup.h) if it still runs

@@ -3477,6 +3477,15 @@ send_read(offload_worker_t *w)
         return;
     }
 
+    /* Its node does not hold its name (node_lease.c): another sidecar's
+     * worker of this very name may be running the pending history. */
+    if (offload_sb_standby(w->sb)) {
+        offload_sb_set_state(w->sb, OFFLOAD_SB_PAUSED);
+        ev_timer_set(&w->read_retry, PAUSE_CHECK_S, 0.0);
+        ev_timer_start(w->loop, &w->read_retry);
+        return;
+    }
+
     /* Drained: read nothing, look again soon.  The pending history is
      * still read: those jobs are already this worker's. */
     if (!w->in_history && offload_sb_paused(w->sb)) {
