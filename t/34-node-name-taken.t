@@ -45,6 +45,16 @@ ok(wait_until(sub { slurp("$dir/second.log")
     'the second sidecar says the name is held, and by whom')
     or diag(slurp("$dir/second.log"));
 
+# a standby sidecar stopped meanwhile (who would not, seeing that line?)
+# hands back nothing: the entries its consumers' names hold are the first
+# node's workers', running
+spawn('third', "$dir/third.stderr", {}, build_path('offload-sidecar'),
+    '-c', $conf2);
+ok(wait_until(sub { (() = slurp("$dir/second.log")
+        =~ /node_name is held by another sidecar/g) >= 2 },
+    scaled(10), 'the third says so too'), 'a third one waits too');
+is(stop_proc('third', scaled(10)), 0, 'the third, stopped: exit 0');
+
 for my $sock (@socks) {
     my $r = read_answer($sock, scaled(20));
     is($r->{status}, 200, 'a job in flight is answered') or diag($r->{content});
@@ -56,11 +66,14 @@ is($starts{x}, 1, 'job x ran once');
 is($starts{y}, 1, 'job y ran once');
 is(node_doc()->{pid}, sidecar_pid(), 'the node document is the first\'s');
 
-# the first stops: the second takes the name over and serves
+# the first stops: the second takes the name over at its next heartbeat
+# (the first gave the lease up: not at its expiry, 5 s on)
 stop_sidecar();
+my $t0 = time;
 ok(wait_until(sub { slurp("$dir/second.log") =~ /node_name lease taken: workers read jobs/ },
     scaled(10), 'the second takes over'), 'once the first stops, the second '
     . 'takes the name') or diag(slurp("$dir/second.log"));
+cmp_ok(time - $t0, '<', scaled(2), 'at once: the first gave its lease up');
 my $r = post_json('/jobs/runs', '{"tag":"z"}', scaled(20));
 is($r->{status}, 200, 'and serves the queue') or diag($r->{content});
 ok(wait_until(sub { (node_doc() // {})->{pid} == proc_pid('second') },

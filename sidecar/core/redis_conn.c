@@ -939,7 +939,7 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
         if (rc->ready && proves && !rc->read_only
             && ((redisReply *) reply)->type != REDIS_REPLY_ERROR)
         {
-            rc->failures = 0;
+            rc->failures = rc->failures_then = 0;
         }
 
         /* A master turned replica (a failover, or a sentinel's stale

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -30,8 +31,9 @@
 /* KEYS[1] the lease; ARGV[1] this process's value, ARGV[2] its ttl in ms,
  * ARGV[3] a value whose holder is known gone (or "").  Returns 1 when the
  * lease is this process's now, else the holder's value. */
-/* Kept by PEXPIRE, which a Redis at its maxmemory still runs (SET it
- * refuses). */
+/* Kept by PEXPIRE, which a Redis at its maxmemory still runs; a free
+ * lease it refuses to SET is taken all the same (2): nobody holds it, and
+ * a node restarted against a full Redis must read its own jobs. */
 static const char  lease_script[] =
     "local v = redis.call('GET', KEYS[1])\n"
     "if v == ARGV[1] then\n"
@@ -39,14 +41,18 @@ static const char  lease_script[] =
     "  return 1\n"
     "end\n"
     "if v and v ~= ARGV[3] then return v end\n"
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "if redis.pcall('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]).err then\n"
+    "  return 2\n"
+    "end\n"
     "return 1\n";
 
+/* KEYS[1] the lease, KEYS[2..3] the node's document and runs, KEYS[4]
+ * the set of node names; ARGV[1] this process's value, ARGV[2] the name:
+ * all of it goes only while the lease is this process's. */
 static const char  release_script[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-    "  return redis.call('DEL', KEYS[1])\n"
-    "end\n"
-    "return 0\n";
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])\n"
+    "return redis.call('SREM', KEYS[4], ARGV[2])\n";
 
 typedef struct {
     offload_redis_conn_t  *rc;
@@ -57,10 +63,38 @@ typedef struct {
     void                  *data;
 } lease_ask_t;
 
-static char  me[300];           /* "<instance> <pid> <host>" */
+static char  me[400];           /* "<instance> <pid> <host> <boot>" */
 static char  host[256];
+static char  boot[80];          /* boot id and pid namespace: where a pid
+                                   means this very process */
 static int   waiting;           /* said so: another holds it */
 static int   refusing;          /* said so: Redis refuses the script */
+
+
+/* "<boot id>/<pid namespace inode>": two processes with one host name
+ * (two hosts, containers sharing a UTS namespace) see each other's pids
+ * only when both match. */
+static void
+where_pids_are(char *buf, size_t size)
+{
+    FILE         *f;
+    char          id[64] = "?";
+    struct stat   ns;
+
+    f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%63s", id) != 1) {
+            strcpy(id, "?");
+        }
+        fclose(f);
+    }
+
+    if (stat("/proc/self/ns/pid", &ns) != 0) {
+        ns.st_ino = 0;
+    }
+
+    snprintf(buf, size, "%s/%lu", id, (unsigned long) ns.st_ino);
+}
 
 
 static const char *
@@ -74,30 +108,38 @@ lease_value(void)
         }
         host[sizeof(host) - 1] = '\0';
 
+        where_pids_are(boot, sizeof(boot));
+
         if (getrandom(&instance, sizeof(instance), 0)
             != (ssize_t) sizeof(instance))
         {
             instance = ((unsigned long long) random() << 32)
                        ^ (unsigned long long) random();
         }
-        snprintf(me, sizeof(me), "%016llx %d %s", instance, (int) getpid(),
-                 host);
+        snprintf(me, sizeof(me), "%016llx %d %s %s", instance,
+                 (int) getpid(), host, boot);
     }
 
     return me;
 }
 
 
-/* Whether the holder a lease value names ran on this host and is gone. */
+/* Whether the holder a lease value names ran where this process's pids
+ * are its (host, boot, pid namespace) and is gone.  Anything unknown or
+ * different: not known gone, the lease is waited out. */
 static int
 holder_gone(const char *value)
 {
     int          pid;
-    char         their_host[256];
+    char         their_host[256], their_boot[80];
     const char  *p = strchr(value, ' ');
 
-    if (p == NULL || sscanf(p + 1, "%d %255s", &pid, their_host) != 2
-        || strcmp(their_host, host) != 0 || pid <= 0)
+    if (p == NULL
+        || sscanf(p + 1, "%d %255s %79s", &pid, their_host, their_boot) != 3
+        || strcmp(their_host, host) != 0 || strcmp(their_boot, boot) != 0
+        || strchr(boot, '?') != NULL || strcmp(boot + strlen(boot) - 2, "/0")
+           == 0
+        || pid <= 0)
     {
         return 0;
     }
@@ -127,6 +169,7 @@ lease_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     (void) ac;
 
+    /* 1, or 2: free, not written (maxmemory) */
     if (reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
         if (waiting) {
             log_notice("%s: node_name lease taken: workers read jobs",
@@ -219,11 +262,17 @@ offload_lease_keep(offload_redis_conn_t *rc, const char *key, int ttl_ms,
 }
 
 
-void
-offload_lease_release(offload_redis_conn_t *rc, const char *key)
+int
+offload_lease_release(offload_redis_conn_t *rc, const char *key,
+    const char *doc_key, const char *runs_key, const char *nodes_key,
+    const char *name, redisCallbackFn *done, void *data)
 {
-    if (rc->ready) {
-        (void) offload_redis_command(rc, NULL, NULL, "EVAL %s 1 %s %s",
-                                     release_script, key, lease_value());
+    if (!rc->ready) {
+        return -1;
     }
+
+    return offload_redis_command(rc, done, data, "EVAL %s 4 %s %s %s %s %s %s",
+                                 release_script, key, doc_key, runs_key,
+                                 nodes_key, lease_value(), name)
+           == REDIS_OK ? 0 : -1;
 }

@@ -18,7 +18,13 @@ typedef void (*offload_lease_pt)(void *data, int held);
 int offload_lease_keep(offload_redis_conn_t *rc, const char *key, int ttl_ms,
     const char *name, offload_lease_pt done, void *data);
 
-/* Gives the lease up, if this process holds it (a clean stop). */
-void offload_lease_release(offload_redis_conn_t *rc, const char *key);
+/* A clean stop: gives the lease up and removes the node's document, its
+ * runs and its name from the set of nodes, if this process still holds
+ * the lease (another may have taken it meanwhile: its document stays).
+ * done(data) once Redis answered.  Returns 0, or -1 when nothing could be
+ * sent. */
+int offload_lease_release(offload_redis_conn_t *rc, const char *key,
+    const char *doc_key, const char *runs_key, const char *nodes_key,
+    const char *name, redisCallbackFn *done, void *data);
 
 #endif /* OFFLOAD_NODE_LEASE_H */

@@ -385,7 +385,7 @@ announce(offload_link_t *link)
     offload_registry_t    *reg = link->reg;
     offload_supervisor_t  *sup = reg->sup;
 
-    if (!link->control || !link->conn.ready || !link->leased) {
+    if (!link->control || !link->conn.ready || !sup->leased) {
         return;
     }
 
@@ -418,33 +418,42 @@ announce(offload_link_t *link)
 }
 
 
-/* The node's workers read once it holds its name on every Redis that
- * keeps its node-level keys. */
+/* The link whose Redis holds the node's name lease: the first that keeps
+ * node-level keys (offload_registry_main()'s).  One lease, not one per
+ * Redis: two sidecars holding one each would both wait for ever. */
+static offload_link_t *
+lease_link(offload_registry_t *reg)
+{
+    size_t  l;
+
+    for (l = 0; l < reg->nlinks; l++) {
+        if (reg->links[l].control) {
+            return &reg->links[l];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* The node's workers read once it holds its name. */
 static void
 leased(void *data, int held)
 {
     size_t               l;
-    int                  all = 1, was;
     offload_link_t      *link = data;
     offload_registry_t  *reg = link->reg;
 
-    if (held == -1) {
-        return;                         /* no answer: as it was */
+    if (held == -1 || reg->sup->leased == held) {
+        return;                         /* no answer, or as it was */
     }
 
-    was = link->leased;
-    link->leased = held;
+    offload_supervisor_lease(reg->sup, held);
 
-    for (l = 0; l < reg->nlinks; l++) {
-        if (reg->links[l].control && !reg->links[l].leased) {
-            all = 0;
+    if (held) {
+        for (l = 0; l < reg->nlinks; l++) {
+            announce(&reg->links[l]);
         }
-    }
-
-    offload_supervisor_lease(reg->sup, all);
-
-    if (held && !was) {
-        announce(link);
     }
 }
 
@@ -452,7 +461,7 @@ leased(void *data, int held)
 static void
 keep_lease(offload_link_t *link)
 {
-    if (link->control
+    if (link == lease_link(link->reg)
         && offload_lease_keep(&link->conn, link->reg->lease_key,
                               1000 * doc_ttl_s(link->reg->sup), link->name,
                               leased, link)
@@ -845,9 +854,16 @@ offload_registry_reconf(offload_registry_t *reg, const offload_conf_t *conf)
     }
 
     /* the document's lifetime and jobs/s follow the new heartbeat: so
-     * must its period */
+     * must its period, and the lease's lifetime at once (a longer
+     * heartbeat would outlive the last one) */
     reg->heartbeat.repeat = conf->heartbeat_ms / 1000.0;
     ev_timer_again(reg->sup->loop, &reg->heartbeat);
+
+    for (l = 0; l < reg->nlinks; l++) {
+        if (reg->links[l].conn.ready) {
+            keep_lease(&reg->links[l]);
+        }
+    }
 }
 
 
@@ -875,24 +891,30 @@ offload_registry_remove(offload_registry_t *reg, offload_registry_done_pt done)
     reg->on_removed = done;
     reg->removing = 1;              /* until every command is sent */
 
-    for (l = 0; l < reg->nlinks; l++) {
+    /* the documents of another sidecar under this name stay */
+    for (l = 0; reg->sup->leased && l < reg->nlinks; l++) {
         conn = &reg->links[l].conn;
 
-        /* the document of another sidecar under this name stays */
-        if (!reg->links[l].leased) {
-            continue;
-        }
+        if (&reg->links[l] == lease_link(reg)) {
+            /* with the lease, if it is still this process's */
+            if (offload_lease_release(conn, reg->lease_key, reg->key,
+                                      reg->runs_key, OFFLOAD_NODES_KEY,
+                                      reg->sup->conf->node_name, removed_cb,
+                                      reg)
+                == 0)
+            {
+                reg->removing++;
+            }
 
-        offload_lease_release(conn, reg->lease_key);
-
-        if (reg->links[l].control && conn->ready
-            && offload_redis_command(conn, reply_cb, NULL, "DEL %s %s",
-                                     reg->key, reg->runs_key)
-               == REDIS_OK
-            && offload_redis_command(conn, removed_cb, reg, "SREM %s %s",
-                                     OFFLOAD_NODES_KEY,
-                                     reg->sup->conf->node_name)
-               == REDIS_OK)
+        } else if (reg->links[l].control && conn->ready
+                   && offload_redis_command(conn, reply_cb, NULL,
+                                            "DEL %s %s", reg->key,
+                                            reg->runs_key)
+                      == REDIS_OK
+                   && offload_redis_command(conn, removed_cb, reg,
+                                            "SREM %s %s", OFFLOAD_NODES_KEY,
+                                            reg->sup->conf->node_name)
+                      == REDIS_OK)
         {
             reg->removing++;
         }

@@ -41,8 +41,6 @@ typedef struct {
                                                   same */
     int                        control;     /* holds the node-level keys
                                                (registry.c) */
-    int                        leased;      /* holds the node_name lease
-                                               there (node_lease.c) */
 } offload_link_t;
 
 struct offload_registry_s {

@@ -607,6 +607,13 @@ reclaim_slot(offload_slot_t *slot, const offload_failure_t *failure)
     offload_pool_t        *pool = slot->pool;
     offload_supervisor_t  *sup = pool->sup;
 
+    /* The node does not hold its name (node_lease.c): what the consumer
+     * holds is the workers' of the sidecar that does, and runs. */
+    if (!sup->leased) {
+        slot_idle(slot);
+        return;
+    }
+
     busy = offload_sb_state(slot->sb) == OFFLOAD_SB_BUSY;
 
     snprintf(consumer, sizeof(consumer), OFFLOAD_CONSUMER_FMT,
