@@ -78,22 +78,22 @@ static void
 where_pids_are(char *buf, size_t size)
 {
     FILE         *f;
-    char          id[64] = "?";
+    char          id[64];
     struct stat   ns;
 
     f = fopen("/proc/sys/kernel/random/boot_id", "r");
-    if (f != NULL) {
-        if (fscanf(f, "%63s", id) != 1) {
-            strcpy(id, "?");
-        }
-        fclose(f);
+    if (f == NULL) {
+        snprintf(buf, size, "?");
+        return;
     }
 
-    if (stat("/proc/self/ns/pid", &ns) != 0) {
-        ns.st_ino = 0;
+    if (fscanf(f, "%63s", id) != 1 || stat("/proc/self/ns/pid", &ns) != 0) {
+        snprintf(buf, size, "?");
+    } else {
+        snprintf(buf, size, "%s/%lu", id, (unsigned long) ns.st_ino);
     }
 
-    snprintf(buf, size, "%s/%lu", id, (unsigned long) ns.st_ino);
+    fclose(f);
 }
 
 
@@ -137,9 +137,7 @@ holder_gone(const char *value)
     if (p == NULL
         || sscanf(p + 1, "%d %255s %79s", &pid, their_host, their_boot) != 3
         || strcmp(their_host, host) != 0 || strcmp(their_boot, boot) != 0
-        || strchr(boot, '?') != NULL || strcmp(boot + strlen(boot) - 2, "/0")
-           == 0
-        || pid <= 0)
+        || strcmp(boot, "?") == 0 || pid <= 0)
     {
         return 0;
     }
