@@ -371,12 +371,12 @@ is(http('POST', '/posts-only/echo', '{}')->{status}, 200,
     'limit_except POST { deny all; }, a POST: the job');
 
 # HEAD: the headers of the JSON error, no body after them
-my ($head, $after) = split /\r\n\r\n/, raw_exchange(
+my ($head, $body) = split /\r\n\r\n/, raw_exchange(
     "HEAD /denied/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), 2;
 like($head // '', qr{\AHTTP/1\.1 403 }, 'HEAD, deny all: 403');
 like($head // '', qr{\r\nContent-Type: application/json}i,
     'HEAD, deny all: JSON type');
-is($after, '', 'HEAD, deny all: no body');
+is($body, '', 'HEAD, deny all: no body');
 
 # a job's answer is no resource's state: no 412 after it ran
 $r = http('POST', '/jobs/echo', '{"cond":1}',
