@@ -1506,14 +1506,22 @@ ngx_http_offload_link_probed(redisAsyncContext *ac, void *r, void *privdata)
 
     link = ngx_http_offload_link_replied(ac, reply);
 
-    /* a user whose ACL has no +ping is answered all the same */
+    if (reply == NULL) {
+        return;
+    }
 
-    if (reply != NULL
-        && (reply->type != REDIS_REPLY_ERROR
-            || ngx_strncmp(reply->str, "NOPERM", 6) == 0))
+    /* a user whose ACL has no +ping is answered all the same; any other
+     * error (a password Redis requires now: NOAUTH) refuses the link, as
+     * a refused AUTH does, and not each command sent on it */
+
+    if (reply->type != REDIS_REPLY_ERROR
+        || ngx_strncmp(reply->str, "NOPERM", 6) == 0)
     {
         ngx_http_offload_link_usable(link);
+        return;
     }
+
+    ngx_http_offload_link_refused(link, reply);
 }
 
 

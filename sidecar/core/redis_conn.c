@@ -25,6 +25,7 @@
  */
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -118,12 +119,16 @@ became_ready(offload_redis_conn_t *rc)
 {
     rc->ready = 1;
     rc->read_only = 0;
+    rc->refused[0] = '\0';
     rc->failures_then = rc->failures;
     log_info("%s: connected to redis", rc->name);
     rc->on_ready(rc);
 }
 
 
+/* A refused setup is a failed connect, tried again at the backoff's pace;
+ * it is logged once until the link is ready again or the refusal changes,
+ * not at every try. */
 static int
 setup_failed(offload_redis_conn_t *rc, redisAsyncContext *ac,
     redisReply *reply, const char *what)
@@ -133,7 +138,10 @@ setup_failed(offload_redis_conn_t *rc, redisAsyncContext *ac,
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        log_error("%s: redis %s failed: %s", rc->name, what, reply->str);
+        if (strncmp(rc->refused, reply->str, sizeof(rc->refused) - 1) != 0) {
+            log_error("%s: redis %s failed: %s", rc->name, what, reply->str);
+            snprintf(rc->refused, sizeof(rc->refused), "%s", reply->str);
+        }
         redisAsyncDisconnect(ac);
         return 1;
     }
@@ -153,18 +161,51 @@ select_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
+/* A user whose ACL has no +ping is answered all the same. */
 static void
-send_select(offload_redis_conn_t *rc)
+ping_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
-    if (rc->ep->db == 0) {
+    redisReply            *reply = r;
+    offload_redis_conn_t  *rc = privdata;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR
+        && strncmp(reply->str, "NOPERM", 6) == 0)
+    {
         became_ready(rc);
         return;
     }
 
-    if (offload_redis_command(rc, select_cb, rc, "SELECT %d", rc->ep->db)
-        != REDIS_OK)
-    {
-        log_error("%s: cannot send SELECT", rc->name);
+    if (!setup_failed(rc, ac, reply, "PING")) {
+        became_ready(rc);
+    }
+}
+
+
+/*
+ * The link is ready once Redis has answered its setup: AUTH, then SELECT,
+ * or with neither a PING.  A server that accepts the connection and
+ * refuses every command (a password it requires now: NOAUTH; maxclients)
+ * is so a failed connect, not a link up whose every command fails.
+ */
+static void
+send_select(offload_redis_conn_t *rc)
+{
+    int  sent;
+
+    if (rc->ep->db != 0) {
+        sent = offload_redis_command(rc, select_cb, rc, "SELECT %d",
+                                     rc->ep->db);
+
+    } else if (rc->ep->password == NULL) {
+        sent = offload_redis_command(rc, ping_cb, rc, "PING");
+
+    } else {
+        became_ready(rc);
+        return;
+    }
+
+    if (sent != REDIS_OK) {
+        log_error("%s: cannot send its setup to redis", rc->name);
         redisAsyncDisconnect(rc->ac);
     }
 }

@@ -1,7 +1,8 @@
 /*
  * redis_conn.h -- one self-healing async Redis connection on a libev loop.
  *
- * Connects, sends AUTH and SELECT when configured, then calls on_ready.
+ * Connects, sends AUTH and SELECT when configured (a PING with neither),
+ * then calls on_ready once they are answered OK.
  * When the connection fails or drops it calls on_lost (if it was ready) and
  * reconnects forever with exponential backoff (100 ms .. 2 s, with jitter),
  * each time with a new hiredis context.  Both the supervisor's registry and
@@ -73,6 +74,8 @@ struct offload_redis_conn_s {
                                            prove nothing */
     int                     protocol_error; /* ac's reply refused (a
                                                shape hiredis asserts on) */
+    char                    refused[64];    /* the setup refusal logged
+                                               last, "" once ready */
     ev_timer                retry;
     ev_timer                watchdog;
     double                  connect_deadline;

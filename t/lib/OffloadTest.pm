@@ -33,6 +33,7 @@ our @EXPORT = qw(
     spawn alive stop_proc child_pids
     start_redis stop_redis restart_redis redis_port redis_pid redis_cmd
     redis_cmds redis_select redis_cmd_at redis_use proc_pid wait_replicated
+    redis_password
     start_sidecar stop_sidecar sidecar_pid sidecar_conf_file node_name
     node_doc worker_pids stream_entries events record_key
     nginx_conf write_nginx_conf start_nginx stop_nginx nginx_port
@@ -292,6 +293,10 @@ sub wait_replicated {
             $now =~ /^slave\d+:.*,state=online,offset=(\d+)/mg) >= $n;
     }, $timeout // scaled(10), "$n replica(s) of $port at offset $target");
 }
+
+# Later redis_cmd calls AUTH with $password (undef: none), one the test's
+# Redis was told to require (CONFIG SET requirepass).
+sub redis_password { $S{redis_password} = $_[0] }
 
 # Later redis_cmd calls use database $db (SELECT).
 sub redis_select { $S{redis_db} = $_[0] }
