@@ -175,10 +175,24 @@ close $ctl_out;
 is($? >> 8, 3, 'offloadctl submit, its XADD unanswered: exit 3');
 like($out, qr/^[0-9a-f]{32}\n\z/, 'it prints the job id');
 like(slurp("$tmp/ctl.err"), qr/may have been queued/, 'stderr says why');
+like(slurp("$tmp/ctl.err"), qr/XADD: no answer within the command timeout/,
+    'in words: no answer in time (before: "Resource temporarily '
+    . 'unavailable", hiredis\' EAGAIN)');
 chomp $out;
 ok(grep({ ($_->{id} // '') eq $out }
         @{ stream_entries('offload:{idle}:jobs') }),
     'and the job is on its queue');
+$mute->stop;
+
+# ---- offloadctl submit --wait whose SUBSCRIBE goes unanswered: says so
+$mute = BlackholeProxy->start(redis_port(), mute_on => qr/SUBSCRIBE/);
+$ctl = build_path('offloadctl') . ' -r 127.0.0.1:' . $mute->port;
+system("$ctl submit idle '{\"n\":5}' --wait --timeout 2 >/dev/null "
+    . "2>$tmp/ctl.err");
+is($? >> 8, 1, 'offloadctl submit --wait, its SUBSCRIBE unanswered: exit 1');
+like(slurp("$tmp/ctl.err"),
+    qr/Redis SUBSCRIBE: no answer within the command timeout/,
+    'stderr: no answer in time') or diag(slurp("$tmp/ctl.err"));
 $mute->stop;
 
 # ---- a body key removed while it is written

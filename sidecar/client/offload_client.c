@@ -139,6 +139,19 @@ tv_ms(int ms)
 }
 
 
+/* What went wrong on r, for a person: hiredis tells a command's timeout
+ * as read()'s EAGAIN, "Resource temporarily unavailable". */
+static const char *
+conn_error(const redisContext *r)
+{
+    if (r->err == REDIS_ERR_IO && strcmp(r->errstr, strerror(EAGAIN)) == 0) {
+        return "no answer within the command timeout";
+    }
+
+    return r->errstr;
+}
+
+
 /* A time in ms given by the caller, at most OFFLOAD_CLIENT_MS_MAX: added
  * to a clock in ms (or made a deadline in the entry, a body key's
  * lifetime) it cannot overflow. */
@@ -231,7 +244,7 @@ login_conn(offload_client_t *c, const char *host, int port,
     if ((c->password || c->db) && (reply == NULL
                                    || reply->type == REDIS_REPLY_ERROR))
     {
-        fail(c, "Redis %s: %s", what, reply ? reply->str : r->errstr);
+        fail(c, "Redis %s: %s", what, reply ? reply->str : conn_error(r));
         freeReplyObject(reply);
         redisFree(r);
         return NULL;
@@ -282,7 +295,7 @@ check_master(const offload_addr_t *master, void *data, char *err,
 
     snprintf(err, errlen, "%s:%d, named the master, answers ROLE with %s",
              master->host, master->port,
-             reply == NULL ? r->errstr
+             reply == NULL ? conn_error(r)
              : reply->type == REDIS_REPLY_ERROR ? reply->str
              : reply->type == REDIS_REPLY_ARRAY && reply->elements > 0
                && reply->element[0]->type == REDIS_REPLY_STRING
@@ -581,7 +594,7 @@ ask(offload_client_t *c, const char *error, int argc, const char **argv,
         || redisGetReply(r, (void **) &reply) != REDIS_OK)
     {
         fail(c, "Redis %s at %s:%d (ASK): %s", argv[0], to.host, to.port,
-             r->errstr);
+             conn_error(r));
         c->unanswered = 1;
     }
 
@@ -680,7 +693,7 @@ run_command(offload_client_t *c, int argc, const char **argv,
     }
 
     if (reply == NULL) {
-        fail(c, "Redis %s: %s", argv[0], r->errstr);
+        fail(c, "Redis %s: %s", argv[0], conn_error(r));
         c->lost = 1;
     }
 
@@ -948,7 +961,7 @@ subscribe_channel(offload_client_t *c)
         }
 
         fail(c, "Redis %s: %s", cmd,
-             reply == NULL ? c->sub->errstr
+             reply == NULL ? conn_error(c->sub)
              : reply->type == REDIS_REPLY_ERROR ? reply->str
              : "unexpected reply");
         drop_sub(c);
@@ -1127,7 +1140,8 @@ write_body(offload_client_t *c, const char *queue, const char *stream,
 
 broken:
 
-    fail(c, "Redis: writing the body key %s: %s", body_key, r->errstr);
+    fail(c, "Redis: writing the body key %s: %s", body_key,
+         conn_error(r));
 
 unlink:
 
@@ -1372,7 +1386,7 @@ read_result_list(offload_client_t *c, const char *key, const char *id,
         }
 
         if (redisGetReply(r, (void **) &reply) != REDIS_OK) {
-            fail(c, "Redis LINDEX: %s", r->errstr);
+            fail(c, "Redis LINDEX: %s", conn_error(r));
             c->lost = 1;
             free(buf);
             return OFFLOAD_CLIENT_ERROR;
@@ -1558,7 +1572,7 @@ next_message(offload_client_t *c, const char *id, int64_t ms,
 broken:
 
     fail(c, "the reply channel's connection broke: %s",
-         c->sub->errstr[0] ? c->sub->errstr : strerror(errno));
+         c->sub->errstr[0] ? conn_error(c->sub) : strerror(errno));
     drop_sub(c);
     return -1;
 }
