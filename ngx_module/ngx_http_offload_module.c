@@ -1682,6 +1682,23 @@ ngx_http_offload_add_header(ngx_http_request_t *r, const char *name,
 }
 
 
+/* 405 with the Allow header RFC 9110 requires, for nginx's error page or
+ * the JSON one of the locations that answer JSON */
+
+ngx_int_t
+ngx_http_offload_not_allowed(ngx_http_request_t *r, const char *allow)
+{
+    if (ngx_http_offload_add_header(r, "Allow", (u_char *) allow,
+                                    ngx_strlen(allow))
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_HTTP_NOT_ALLOWED;
+}
+
+
 /*
  * hiredis resolves a host name with a blocking getaddrinfo() on every
  * connect, inside the worker's event loop.  Resolve it once here instead,

@@ -602,6 +602,8 @@ void ngx_http_offload_answer_body(ngx_http_offload_ctx_t *ctx,
     ngx_uint_t status, u_char *body, size_t len);
 ngx_int_t ngx_http_offload_add_header(ngx_http_request_t *r,
     const char *name, u_char *value, size_t len);
+ngx_int_t ngx_http_offload_not_allowed(ngx_http_request_t *r,
+    const char *allow);
 
 /* ngx_http_offload_errors.c */
 ngx_int_t ngx_http_offload_errors_init(ngx_conf_t *cf);

@@ -312,7 +312,7 @@ ngx_http_offload_status_handler(ngx_http_request_t *r)
     ngx_pool_cleanup_t              *cln;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
+        return ngx_http_offload_not_allowed(r, "GET, HEAD");
     }
 
     rc = ngx_http_discard_request_body(r);

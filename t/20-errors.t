@@ -348,6 +348,17 @@ $r = http('POST', '/local-posts/echo', $held);
 is($r->{status}, 200, 'limit_except GET { allow 127.0.0.1; ... }, a POST '
     . 'let by: the job');
 ok(($r->{content} // '') eq $held, 'a 100 KB POST let by: its bytes back');
+# a method a report does not answer: 405 with the Allow header RFC 9110
+# requires (before: none), as JSON on offload_status, nginx's page on the
+# others
+for my $report (qw(status metrics dashboard)) {
+    $r = http('POST', "/local-$report", '{}');
+    is($r->{status}, 405, "offload_$report, a POST let by: 405");
+    is($r->{headers}{allow}, 'GET, HEAD',
+        "offload_$report, a POST let by: Allow: GET, HEAD");
+}
+error_is(http('PUT', '/local-status', '{}'), 405, 'method_not_allowed',
+    'offload_status, a PUT let by: JSON');
 $r = http('GET', '/iffy-status', undef, { 'X-Debug' => 1 });
 is($r->{status}, 200, 'an if block in an offload_status location: 200');
 ok(ref $r->{json} eq 'HASH' && $r->{json}{nodes},
