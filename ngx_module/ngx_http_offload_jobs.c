@@ -185,7 +185,11 @@ ngx_http_offload_prefers_async(ngx_str_t *value)
 }
 
 
-/* offload_mode async, or Prefer: respond-async on a request */
+/*
+ * offload_mode async, or Prefer: respond-async on a request; a 202 asked
+ * for says Preference-Applied on an async location too (RFC 7240: the
+ * answer is what was preferred)
+ */
 
 void
 ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
@@ -200,10 +204,7 @@ ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
     r = ctx->request;
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
 
-    if (olcf->mode == NGX_HTTP_OFFLOAD_ASYNC) {
-        ctx->async = 1;
-        return;
-    }
+    ctx->async = (olcf->mode == NGX_HTTP_OFFLOAD_ASYNC);
 
     for (n = 0; (h = ngx_http_offload_header(r, &prefer, n)) != NULL; n++) {
 

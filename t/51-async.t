@@ -81,6 +81,13 @@ is($r->{json}{status_url}, "/jobs/$id", 'status_url');
 is($r->{headers}{'x-offload-job-id'}, $id, 'X-Offload-Job-Id');
 ok(!exists $r->{headers}{'preference-applied'},
     'no Preference-Applied without Prefer');
+# on an async location, Prefer: respond-async is applied all the same
+# (before: no Preference-Applied, which HTTP_API.md promised)
+$r = http('POST', '/async/echo', '{"hello":"preferred"}',
+    { Prefer => 'respond-async' });
+is($r->{status}, 202, 'Prefer: respond-async on an async location: 202');
+is($r->{headers}{'preference-applied'}, 'respond-async',
+    'Preference-Applied: respond-async');
 
 my $doc = job_until($id, qr/^done$/);
 is($doc->{status}, 'done', 'polled: done');
