@@ -514,7 +514,10 @@ const char  offload_submit_script[] =
     "if not id then return false end\n"
     "local rec = { 'queue', ARGV[1], 'status', 'queued', 'attempts', '0',"
     " 'submitted_at', ARGV[2], 'deadline', ARGV[7] }\n"
-    "if sync then rec[#rec + 1], rec[#rec + 2] = 'sync', '1' end\n"
+    "if sync then\n"
+    "  rec[#rec + 1], rec[#rec + 2] = 'sync', '1'\n"
+    "  rec[#rec + 1], rec[#rec + 2] = 'entry', id\n"
+    "end\n"
     "if trace then rec[#rec + 1], rec[#rec + 2] = 'trace_id', trace end\n"
     "redis.call('HSET', KEYS[1], unpack(rec))\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
@@ -550,7 +553,10 @@ const char  offload_job_start_script[] =
  * that error leaves nothing half done.  A big result (a list) is
  * answered by its length: the module reads its elements on its bulk
  * connection (joined here, it would stall Redis while it is copied and
- * written, and the command connection while it is read). */
+ * written, and the command connection while it is read).  A job still
+ * queued past its deadline ends expired at a read; a sync job's record (a
+ * job with an Idempotency-Key) is not told when a worker starts it, so
+ * its entry must be in the stream and delivered to no worker yet. */
 const char  offload_job_script[] =
     OFFLOAD_NOW_LUA
     "local raw = redis.call('HGETALL', KEYS[1])\n"
@@ -562,8 +568,19 @@ const char  offload_job_script[] =
     "    redis.call('PEXPIRE', KEYS[1], ttl)\n"
     "  end\n"
     "end\n"
-    "if (h.status == 'queued' or h.status == 'retrying') and not h.sync"
-    " and h.deadline and tonumber(h.deadline) <= tonumber(now_ms()) then\n"
+    "local function undelivered(entry)\n"
+    "  local stream = '" OFFLOAD_STREAM_HEAD "' .. h.queue .. '"
+    OFFLOAD_STREAM_TAIL "'\n"
+    "  local r = redis.pcall('XRANGE', stream, entry, entry)\n"
+    "  if r.err or #r == 0 then return false end\n"
+    "  local p = redis.pcall('XPENDING', stream, '" OFFLOAD_GROUP "',"
+    " entry, entry, 1)\n"
+    "  return not p.err and #p == 0\n"
+    "end\n"
+    "if (h.status == 'queued' or h.status == 'retrying')"
+    " and h.deadline and tonumber(h.deadline) <= tonumber(now_ms())"
+    " and (not h.sync or (h.entry and h.queue and undelivered(h.entry)))"
+    " then\n"
     "  h.status, h.finished_at = 'expired', h.deadline\n"
     "  redis.call('HSET', KEYS[1], 'status', h.status, 'finished_at',"
     " h.finished_at)\n"

@@ -202,6 +202,41 @@ is($r->{status}, 200, 'a duplicate after the end: 200');
 is($r->{content}, ($raw =~ /\r\n\r\n(.*)\z/s)[0], 'the first\'s result');
 ok(time - $t0 < 1.2, 'at once, not after a second 1.5 s run');
 
+# ---- a keyed sync job past its deadline that no worker took: a read says
+# expired at once, and so does a duplicate; the worker that reaches it
+# later does not run it.  One that runs past its deadline is left alone.
+# (Before: its record said queued until a worker reached it, and a sync
+# duplicate waited out its own deadline for a job that would never run.)
+my $busy = send_post('/sync/sleep', '{"ms":2000}');
+ok(wait_until(sub { pending_jobs('sleep') == 1 }, scaled(5), 'busy'),
+    'the sleep worker is busy');
+$r = post_key('/brief/sleep', '{"ms":1}', 'key-expire');
+is($r->{status}, 504, 'a keyed sync job no worker took in time: 504');
+my ($xid) = (redis_cmd('GET', 'offload:{sleep}:idem:key-expire') // '')
+    =~ /^(\S+)/;
+$r = job($xid // 'none');
+is($r->{json}{status}, 'expired', 'a read past its deadline: expired');
+is($r->{json}{finished_at}, $r->{json}{submitted_at} + 500,
+    'finished_at: its deadline');
+$t0 = time;
+$r = post_key('/sync/sleep', '{"ms":1}', 'key-expire');
+is($r->{status}, 504, 'its duplicate: 504');
+is(code_of($r), 'expired', 'expired');
+ok(time - $t0 < 0.5, 'at once');
+close $busy;
+ok(wait_until(sub { pending_jobs('sleep') == 0
+        && redis_cmd('XLEN', 'offload:{sleep}:jobs') == 0 },
+    scaled(10), 'the worker passed it'), 'the worker reached it');
+is(job($xid)->{json}{status}, 'expired', 'and did not run it');
+$r = post_key('/brief/sleep', '{"ms":1000}', 'key-late');
+is($r->{status}, 504, 'a keyed sync job running past its deadline: 504');
+($xid) = (redis_cmd('GET', 'offload:{sleep}:idem:key-late') // '')
+    =~ /^(\S+)/;
+isnt(job($xid // 'none')->{json}{status}, 'expired',
+    'a read while it runs: not expired');
+ok(wait_until(sub { job($xid)->{json}{status} eq 'done' }, scaled(5),
+    'done'), 'it ends done');
+
 # ---- a sync job with a key has a record, but its client waits: no cancel
 my $hold = send_post('/sync/sleep', '{"ms":800}');
 ok(wait_until(sub { pending_jobs('sleep') == 1 }, scaled(5), 'held'),
