@@ -24,17 +24,10 @@
  *
  * Big payloads never travel in one Redis command (Redis runs one command
  * at a time: a 64 MB one holds up every other client): a job whose body is
- * in its body key (a list of slices) is read with LINDEX, an element per
- * command, and a result over OFFLOAD_NOTICE_OVER is written to a staging
- * list with RPUSH, OFFLOAD_SLICE bytes per element, STAGE_WINDOW commands
- * in flight (so that Redis does not run a whole pipeline of them in one
- * go, and hiredis' output buffer stays small).  Lists, not strings grown
- * by APPEND: Redis copies a growing string every megabyte or so, which
- * stalls every client for up to hundreds of ms on a 64 MB one.  While
- * such a transfer runs, the batch waits: one big job at a time per worker.
- * A reconnect drops a body read (the entry is read again with the pending
- * history), restarts a staging from its first slice and sends again the
- * completions whose reply it lost (a redirection: not run), before the
+ * in its body key is read a slice at a time (body_read.c), and a big
+ * result is staged a slice at a time (stage.c); meanwhile the batch waits.
+ * A reconnect drops a body read, restarts a staging, and sends again the
+ * completions whose reply it lost (a redirection: not run) before the
  * history is read, which so does not run those jobs again.
  *
  * What Redis refuses (maxmemory under noeviction, BUSY...) is not dropped:
@@ -71,10 +64,10 @@
 #include "log.h"
 #include "memlimit.h"
 #include "redis_conn.h"
-#include "offload_hugepage.h"
 #include "offload_resp.h"
 #include "retry.h"
 #include "worker.h"
+#include "worker_state.h"
 
 #define READ_BLOCK_MS     1000      /* + redis_timeout: a dead link is seen
                                        within 3 s of an idle worker */
@@ -88,220 +81,14 @@
 #define COMPLETE_BATCH_BYTES (256 << 10)    /* and results' bytes: no
                                                batch of big results makes
                                                one huge command */
-#define ENTRY_ID_MAX      64        /* "<ms>-<seq>": 41 at most */
-#define KEY_ROOM          512       /* a result, body or staging key */
-#define STAGE_WINDOW      2         /* slice commands in flight */
-#define STAGE_TRIES       3
 #define KEEP_BUFFER_MAX   (4 << 20) /* bigger completion buffers are freed */
 #define RESEND_MIN_S      0.1       /* a command Redis refused is sent */
 #define RESEND_MAX_S      2.0       /* again after this, doubling */
 #define REFUSED_TRIES     5         /* refused but not for want of memory
                                        (a script error): given up after */
-#define REFUSAL_MAX       160       /* why a transaction was refused */
 
 #define JSON_OUT_FLAGS    (JSON_COMPACT | JSON_ENCODE_ANY)
-
-
-typedef struct offload_worker_s  offload_worker_t;
-
-/*
- * A script called by EVALSHA: its SHA1 is SCRIPT LOAD's answer on every
- * connect (computed here, it would take libcrypto, which the sidecar does
- * not link: sha256.c).  The load goes ahead of the first read on the same
- * link, so the SHA1 is in before any call needs it.  A call answered
- * NOSCRIPT (Redis restarted empty, or SCRIPT FLUSH) is sent again by EVAL
- * and the script is loaded again.
- */
-typedef struct {
-    offload_worker_t     *worker;
-    const char           *what;         /* for the log */
-    const char           *text;
-    char                  sha[41];
-} script_t;
-
-enum { SCRIPT_COMPLETE, SCRIPT_DROP_CANCELLED, SCRIPT_JOB_START, SCRIPTS };
-
-/* One job's part of a completion script call: its keys (body, staging
- * and record key empty when it has none), then its OFFLOAD_COMPLETE_ARGS
- * arguments (proto/offload_proto.h). */
-enum {
-    C_RESULT_KEY, C_BODY_KEY, C_STAGE_KEY, C_REC_KEY,
-    C_ENTRY, C_RESULT, C_CHANNEL, C_SHAPE, C_REC_TTL, C_STATUS,
-    C_ARGS
-};
-
 #define COMPLETE_ARGV_MAX (6 + COMPLETE_BATCH_MAX * C_ARGS)
-
-/* One job's completion, waiting to be sent (on the ready list), in flight
- * (chained by next from the first of its call, the reply's privdata), or
- * a recycled one on the free list. */
-typedef struct completion_s {
-    struct completion_s  *next;
-    struct completion_s  *next_call;    /* lost: the next lost call's */
-    offload_worker_t     *worker;
-    char                 *buf;
-    size_t                cap;
-    char                 *staged_body;  /* a staged result's body, taken
-                                           from its job, not copied */
-    int                   eval;         /* NOSCRIPT: sent again by EVAL */
-    int                   tries;        /* refused by Redis so far */
-    int                   resent;       /* in flight from the lost list */
-    int                   last_resort;  /* the error answer made instead
-                                           of a result Redis refused */
-    int                   transaction;  /* sent as MULTI ... EXEC */
-    char                  refusal[REFUSAL_MAX]; /* a queued command's */
-    char                  shape[3];
-    const char           *arg[C_ARGS];
-    size_t                arglen[C_ARGS];
-} completion_t;
-
-/* What a tracked command settles, for its last resort (held_give_up()):
- * the entry, the job's id and reply channel and its record's lifetime;
- * final for a command that is itself the entry's last resort (a bad-job
- * move, the XACK of an entry gone). */
-typedef struct {
-    char                  entry[ENTRY_ID_MAX];
-    char                  id[130];
-    char                  reply[KEY_ROOM];
-    size_t                entry_len;
-    size_t                id_len;       /* 0: no job to answer */
-    size_t                reply_len;
-    int64_t               record_ttl_ms;
-    int                   body_keyed;
-    int                   final;
-} settles_t;
-
-/* A command that settles an entry otherwise than by its completion (a
- * dead letter, a retry, a bad job's move, an XACK), kept as formatted
- * until its reply: one Redis refuses is sent again as completions are. */
-typedef struct held_s {
-    struct held_s        *next;
-    offload_worker_t     *worker;
-    char                 *cmd;
-    size_t                len;
-    int                   tries;        /* refused by Redis so far */
-    int                   resent;       /* in flight from the held list */
-    char                  name[16];     /* its first word */
-    settles_t             settles;
-} held_t;
-
-/* A job whose body is in its body key (a list of slices), being read an
- * element at a time. */
-typedef struct {
-    batch_entry_t        *entry;        /* NULL: no read in progress */
-    offload_entry_t       job;
-    char                  key[KEY_ROOM];
-    char                 *buf;          /* the elements so far, joined */
-    size_t                cap;          /* at most job.body_len */
-    int64_t               elements;     /* LLEN's answer */
-    int64_t               asked;        /* elements asked for */
-    int64_t               answered;
-    int64_t               found;        /* bytes they held */
-    unsigned              in_flight;
-    char                  why[KEY_ROOM + 160];  /* the read failed: why */
-} body_read_t;
-
-/* A big result being written to its staging list a slice at a time, then
- * completed with the staging key.  Lives until the completion's reply.
- * Offsets count bytes of the encoded result: the header line is the
- * list's first element, each OFFLOAD_SLICE of the rest one more. */
-typedef struct {
-    completion_t         *c;            /* NULL: no staging in progress */
-    const char           *header;       /* the result's header line */
-    const char           *body;         /* and its JSON body */
-    size_t                len;          /* of both */
-    size_t                header_len;
-    size_t                sent;
-    size_t                acked;
-    size_t                pushed;       /* elements acked */
-    unsigned              in_flight;
-    int                   failed;
-    int                   tries;
-    int                   scripted;     /* begun by the script, not EXEC */
-    char                  elements_arg[24];
-    char                  job_id[130];
-} stage_t;
-
-struct offload_worker_s {
-    struct ev_loop              *loop;
-    const offload_conf_t        *conf;
-    const offload_conf_queue_t  *queue;
-    offload_sb_slot_t           *sb;
-    offload_redis_conn_t         conn;
-    ev_signal                    sigterm;
-    ev_signal                    sigint;
-    ev_signal                    sigusr1;       /* reopen the log */
-    ev_timer                     read_retry;
-
-    char                         name[OFFLOAD_QUEUE_NAME_MAX + 16];
-    char                         consumer[OFFLOAD_CONSUMER_MAX];
-    char                         stream[OFFLOAD_KEY_MAX];
-    char                         cancelled[OFFLOAD_KEY_MAX];
-    char                         body_prefix[KEY_ROOM];
-    char                         result_prefix[KEY_ROOM];
-    char                         prefetch[16];
-    char                         slot_index[12];
-    char                         ttl[16];
-    char                         ttl_ms[24];
-    script_t                     scripts[SCRIPTS];
-
-    int                          in_history;    /* reading own pending */
-    char                         history_id[ENTRY_ID_MAX];
-    int                          stopping;
-    unsigned                     in_flight;     /* commands to wait for */
-    int                          wait_short;    /* the last WAIT saw fewer
-                                                   replicas than wanted */
-    int                          wait_sent;     /* and how many it asked */
-    int                          replicas;      /* wait_replicas all: the
-                                                   master's, by ROLE; -1 */
-    int                          role_refused;  /* this connection: logged,
-                                                   not asked again */
-    int                          no_transactions;   /* MULTI or EXEC refused
-                                                       for good: completions
-                                                       by the script */
-    int                          jobs_run;      /* for max_jobs_per_worker */
-    int                          nogroup;       /* reads answered NOGROUP
-                                                   in a row */
-
-    ev_idle                      work;          /* runs the batch */
-    batch_entry_t               *batch;         /* taken, not yet run */
-    batch_entry_t               *batch_tail;
-    batch_entry_t               *spare_entries; /* recycled (entry.h) */
-    completion_t                *free_list;
-    body_read_t                  body;
-    batch_entry_t               *gate;          /* its start script sent */
-    int                          checking;      /* the batch read waits for
-                                                   its cancel check */
-    int64_t                      record_ttl_ms; /* of the job completed */
-    int                          body_keyed;    /* it has a body key */
-    completion_t                *lost;          /* calls whose reply the
-                                                   link lost (a redirect:
-                                                   not run), sent again
-                                                   after the reconnect */
-    completion_t                *lost_tail;
-    ev_timer                     resend;        /* sends again what Redis
-                                                   refused, backing off */
-    double                       resend_delay;
-    int                          refusing;      /* an episode: logged once */
-    int                          last_resort;   /* for complete() */
-    unsigned                     resending;     /* sent again, unanswered */
-    held_t                      *held;          /* tracked commands refused,
-                                                   to send again, in order */
-    held_t                      *held_tail;
-    const settles_t             *settling;      /* for send_tracked() */
-    int                          reading;       /* an XREADGROUP is out */
-    completion_t                *ready;         /* to send, in order */
-    completion_t                *ready_tail;
-    unsigned                     nready;
-    size_t                       ready_bytes;
-    ev_prepare                   flush;         /* sends them before the
-                                                   loop waits */
-    ev_prepare                   out;           /* writes what is queued
-                                                   before the loop waits */
-    stage_t                      stage;
-    offload_job_t                job;           /* the handler's handle */
-    offload_slot_t               slot;          /* for its init and fini */
-};
 
 
 static void send_read(offload_worker_t *w);
@@ -309,20 +96,10 @@ static void script_load(script_t *s);
 static int drop_cancelled(offload_worker_t *w, int eval);
 static int gate_start(offload_worker_t *w, batch_entry_t *e,
     const offload_entry_t *job, int eval);
-static int send_completion(offload_worker_t *w, completion_t *c);
 static void flush_completions(offload_worker_t *w);
 static void complete_error(offload_worker_t *w, const offload_str_t *entry_id,
     const offload_str_t *job_id, const offload_str_t *reply, int status,
     int64_t queue_us, const char *code, const char *message);
-static void stage_start(offload_worker_t *w, completion_t *c,
-    const offload_str_t *job_id, size_t header_len, const char *body);
-static void stage_send(offload_worker_t *w);
-static void stage_retry(offload_worker_t *w);
-static void stage_restart(offload_worker_t *w);
-static void stage_end(offload_worker_t *w);
-static void body_element_cb(redisAsyncContext *ac, void *r,
-    void *privdata);
-static void transactions_refused(offload_worker_t *w, const char *err);
 static void refused(offload_worker_t *w);
 static int usable_id(const offload_str_t *s);
 static void dead_letter_answer(offload_worker_t *w,
@@ -332,17 +109,9 @@ static void dead_letter_answer(offload_worker_t *w,
 static void settled(offload_worker_t *w);
 
 
-/*
- * No memory to finish an entry (its body, its completion): as for a
- * handler out of memory, the worker exits with its job busy in the
- * scoreboard; the supervisor fails that attempt and a fresh worker reads
- * the entry again with its history.  Carrying on would leave it pending
- * under a live worker, which nobody claims.
- */
-static void out_of_memory(offload_worker_t *w) __attribute__((noreturn));
-
-static void
-out_of_memory(offload_worker_t *w)
+/* No memory to finish an entry (worker_state.h). */
+void
+offload_worker_out_of_memory(offload_worker_t *w)
 {
     w->sb->exit_reason = OFFLOAD_SB_EXIT_OUT_OF_MEMORY;
     _exit(OFFLOAD_WORKER_EXIT_NOMEM);
@@ -375,8 +144,8 @@ maybe_exit(offload_worker_t *w)
 
 
 /* Goes on with the batch, or reads the next one, unless a transfer runs. */
-static void
-resume(offload_worker_t *w)
+void
+offload_worker_resume(offload_worker_t *w)
 {
     if (moving(w)) {
         return;
@@ -656,7 +425,7 @@ send_tracked(void *data, int argc, const char **argv, const size_t *argvlen)
     h = calloc(1, sizeof(held_t));
     if (h == NULL || (h->cmd = malloc(len + 1)) == NULL) {
         log_error("%s: out of memory sending a %s", w->name, argv[0]);
-        out_of_memory(w);
+        offload_worker_out_of_memory(w);
     }
 
     offload_resp_write(h->cmd, argc, argv, argvlen);
@@ -721,8 +490,8 @@ drop_entry(offload_worker_t *w, const char *id, size_t idlen)
 }
 
 
-static void
-completion_put(offload_worker_t *w, completion_t *c)
+void
+offload_worker_completion_put(offload_worker_t *w, completion_t *c)
 {
     if (c->cap > KEEP_BUFFER_MAX) {
         free(c->buf);           /* a big result's: not kept per worker */
@@ -754,7 +523,7 @@ completion_put_all(offload_worker_t *w, completion_t *c)
 
     for ( /* void */ ; c != NULL; c = next) {
         next = c->next;
-        completion_put(w, c);
+        offload_worker_completion_put(w, c);
     }
 }
 
@@ -809,7 +578,7 @@ completion_get(offload_worker_t *w, size_t need)
     if (c->cap < need) {
         buf = realloc(c->buf, need);
         if (buf == NULL) {
-            completion_put(w, c);
+            offload_worker_completion_put(w, c);
             return NULL;
         }
         c->buf = buf;
@@ -890,7 +659,7 @@ settled(offload_worker_t *w)
     }
 
     if (w->conn.ready && !w->reading && !ev_is_active(&w->read_retry)) {
-        resume(w);
+        offload_worker_resume(w);
     }
 }
 
@@ -903,8 +672,8 @@ settled(offload_worker_t *w)
  * free list.  An answer made with last_resort that Redis refuses too ends
  * in a dead letter (completion_give_up()).
  */
-static void
-answer_instead(offload_worker_t *w, completion_t *c,
+void
+offload_worker_answer_instead(offload_worker_t *w, completion_t *c,
     const offload_str_t *job_id, const char *why, int last_resort)
 {
     char           message[200], ttl[24];
@@ -928,14 +697,15 @@ answer_instead(offload_worker_t *w, completion_t *c,
     w->last_resort = 0;
     w->record_ttl_ms = 0;
     w->body_keyed = 0;
-    completion_put(w, c);
+    offload_worker_completion_put(w, c);
 }
 
 
 /*
  * A completion Redis keeps refusing for a reason that does not pass by
- * itself: its client is answered an error instead (answer_instead()), as
- * for a big result that could not be staged.  Should that be refused
+ * itself: its client is answered an error instead
+ * (offload_worker_answer_instead()), as for a big result that could not
+ * be staged.  Should that be refused
  * too, or the job id not be had from the result key, the entry goes to
  * the dead-letter stream (reason bad_job, the refusal in its report; the
  * bad-job script touches neither result, record nor channel), where
@@ -969,7 +739,7 @@ completion_give_up(offload_worker_t *w, completion_t *c, const char *err)
                       (int) entry_id.len, entry_id.data, c->tries, err);
             job_id.data = c->arg[C_RESULT_KEY] + plen;
             job_id.len = c->arglen[C_RESULT_KEY] - plen;
-            answer_instead(w, c, &job_id, err, 1);
+            offload_worker_answer_instead(w, c, &job_id, err, 1);
             return;
         }
 
@@ -985,7 +755,7 @@ completion_give_up(offload_worker_t *w, completion_t *c, const char *err)
     w->settling = &st;
     offload_bad_job(send_tracked, w, q, &entry_id, NULL, 0, message);
     w->settling = NULL;
-    completion_put(w, c);
+    offload_worker_completion_put(w, c);
 }
 
 
@@ -1037,8 +807,9 @@ completion_refused(offload_worker_t *w, completion_t *c, const char *err)
  * (offload_exec_left_multi_open()), which is then dropped: the next
  * commands would be queued into that MULTI.
  */
-static int
-exec_left_open(offload_worker_t *w, const redisReply *reply)
+int
+offload_worker_exec_left_open(offload_worker_t *w,
+    const redisReply *reply)
 {
     if (reply->type != REDIS_REPLY_ERROR
         || !offload_exec_left_multi_open(reply->str))
@@ -1057,12 +828,12 @@ exec_left_open(offload_worker_t *w, const redisReply *reply)
  * (Redis 7: the reason after "because of: ").  "EXEC without MULTI":
  * MULTI was refused (c->refusal), and the commands ran one by one, in
  * their order: sending them again does no harm.  Any other error is
- * EXEC's own, with MULTI left open (exec_left_open()).  MULTI or EXEC
- * refused for good (an ACL without them, a renamed command) makes the
- * worker complete by the script from then on.  An error in EXEC's
- * array: a command failed when it ran (those after it
- * ran all the same: a NOGROUP XACK, then the XDEL; the script stops at
- * its first failure).
+ * EXEC's own, with MULTI left open (offload_worker_exec_left_open()).
+ * MULTI or EXEC refused for good (an ACL without them, a renamed command)
+ * makes the worker complete by the script from then on.  An error in
+ * EXEC's array: a command failed when it ran (those after it ran all the
+ * same: a NOGROUP XACK, then the XDEL; the script stops at its first
+ * failure).
  */
 static const char *
 transaction_error(offload_worker_t *w, const completion_t *c,
@@ -1098,10 +869,10 @@ transaction_error(offload_worker_t *w, const completion_t *c,
 
     } else {
         err = reply->str;
-        exec_left_open(w, reply);
+        offload_worker_exec_left_open(w, reply);
     }
 
-    transactions_refused(w, err);
+    offload_worker_transactions_refused(w, err);
     return err;
 }
 
@@ -1109,8 +880,8 @@ transaction_error(offload_worker_t *w, const completion_t *c,
 /* MULTI or EXEC refused for good (err, a refusal that does not pass): the
  * worker completes jobs, and begins staging lists, by scripts from then
  * on.  Said once. */
-static void
-transactions_refused(offload_worker_t *w, const char *err)
+void
+offload_worker_transactions_refused(offload_worker_t *w, const char *err)
 {
     if (!offload_refusal_passes(err) && !offload_redirect(err)
         && !w->no_transactions)
@@ -1138,7 +909,7 @@ completion_cb(redisAsyncContext *ac, void *r, void *privdata)
     {
         c->eval = 1;
 
-        if (send_completion(w, c) == 0) {
+        if (offload_worker_send_completion(w, c) == 0) {
             w->in_flight--;             /* the resend counted itself */
             return;
         }
@@ -1161,11 +932,11 @@ completion_cb(redisAsyncContext *ac, void *r, void *privdata)
             log_error("%s: completing entry %.*s from its staging key "
                       "failed: %s", w->name, (int) c->arglen[C_ENTRY],
                       c->arg[C_ENTRY], reply->str);
-            stage_retry(w);
+            offload_stage_retry(w);
             return;
         }
 
-        stage_end(w);
+        offload_stage_end(w);
 
     } else if (reply == NULL) {
         completion_lost(w, c);
@@ -1199,7 +970,7 @@ completions_resend(offload_worker_t *w)
     completion_t  *c;
 
     while ((c = w->lost) != NULL) {
-        if (send_completion(w, c) != 0) {
+        if (offload_worker_send_completion(w, c) != 0) {
             return;                     /* lost again: next reconnect */
         }
 
@@ -1394,16 +1165,16 @@ queued_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 /* A command of a transaction after MULTI: one that cannot be sent (no
  * memory) would leave the connection inside the transaction. */
-static void
-send_queued(offload_worker_t *w, redisCallbackFn *fn, void *privdata,
-    int argc, const char **argv, const size_t *argvlen)
+void
+offload_worker_send_queued(offload_worker_t *w, redisCallbackFn *fn,
+    void *privdata, int argc, const char **argv, const size_t *argvlen)
 {
     if (offload_redis_command_argv(&w->conn, fn, privdata, argc, argv,
                                    argvlen)
         != REDIS_OK)
     {
         log_error("%s: out of memory sending a transaction", w->name);
-        out_of_memory(w);
+        offload_worker_out_of_memory(w);
     }
 }
 
@@ -1454,14 +1225,15 @@ send_transaction(offload_worker_t *w, completion_t *c)
         len[4] = 2;
         arg[5] = w->ttl_ms;
         len[5] = ttl_len;
-        send_queued(w, queued_cb, c, 6, arg, len);
+        offload_worker_send_queued(w, queued_cb, c, 6, arg, len);
 
         if (j->arglen[C_CHANNEL] > 0) {         /* and the result */
             arg[0] = "PUBLISH";
             len[0] = 7;
             arg[1] = j->arg[C_CHANNEL];
             len[1] = j->arglen[C_CHANNEL];
-            send_queued(w, queued_cb, c, 3, arg, len);  /* arg[2] */
+            /* arg[2] as it was */
+            offload_worker_send_queued(w, queued_cb, c, 3, arg, len);
         }
     }
 
@@ -1479,17 +1251,17 @@ send_transaction(offload_worker_t *w, completion_t *c)
         len[n] = j->arglen[C_ENTRY];
     }
 
-    send_queued(w, queued_cb, c, n, arg, len);
+    offload_worker_send_queued(w, queued_cb, c, n, arg, len);
 
     arg[1] = "XDEL";
     len[1] = 4;
     arg[2] = w->stream;
     len[2] = strlen(w->stream);
-    send_queued(w, queued_cb, c, n - 1, arg + 1, len + 1);
+    offload_worker_send_queued(w, queued_cb, c, n - 1, arg + 1, len + 1);
 
     arg[0] = "EXEC";
     len[0] = 4;
-    send_queued(w, completion_cb, c, 1, arg, len);
+    offload_worker_send_queued(w, completion_cb, c, 1, arg, len);
 
     w->in_flight++;
     send_wait(w);
@@ -1504,8 +1276,8 @@ send_transaction(offload_worker_t *w, completion_t *c)
  * transaction (an ACL without XACK: nothing stored, nobody answered),
  * where the script has stored and published what came before it.
  */
-static int
-send_completion(offload_worker_t *w, completion_t *c)
+int
+offload_worker_send_completion(offload_worker_t *w, completion_t *c)
 {
     int            i, argc, keys;
     char           numkeys[12];
@@ -1577,7 +1349,7 @@ flush_completions(offload_worker_t *w)
     w->ready_bytes = 0;
     ev_prepare_stop(w->loop, &w->flush);
 
-    if (send_completion(w, c) != 0) {
+    if (offload_worker_send_completion(w, c) != 0) {
         completion_lost(w, c);          /* disconnected: sent again */
     }
 }
@@ -1700,7 +1472,7 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
     if (c == NULL) {
         log_error("%s: out of memory completing entry %.*s", w->name,
                   (int) entry_id->len, entry_id->data);
-        out_of_memory(w);
+        offload_worker_out_of_memory(w);
     }
 
     /* only the keys the job has: most have no body key, nor a result
@@ -1712,7 +1484,7 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
                : offload_stage_key(c->buf + 2 * KEY_ROOM, KEY_ROOM, q, qlen,
                                    job_id->data, job_id->len, w->consumer);
     if (keylen < 0 || bodylen < 0 || stagelen < 0) {
-        completion_put(w, c);
+        offload_worker_completion_put(w, c);
         log_error("%s: job id too long in entry %.*s", w->name,
                   (int) entry_id->len, entry_id->data);
         return;
@@ -1781,7 +1553,7 @@ complete(offload_worker_t *w, const offload_str_t *entry_id,
         }
 
         flush_completions(w);           /* they go first, as they came */
-        stage_start(w, c, job_id, (size_t) hlen, body);
+        offload_stage_start(w, c, job_id, (size_t) hlen, body);
         return;
     }
 
@@ -1815,7 +1587,7 @@ complete_error(offload_worker_t *w, const offload_str_t *entry_id,
     if (text == NULL) {
         log_error("%s: out of memory answering entry %.*s", w->name,
                   (int) entry_id->len, entry_id->data);
-        out_of_memory(w);
+        offload_worker_out_of_memory(w);
     }
 
     memset(&res, 0, sizeof(res));
@@ -1826,317 +1598,6 @@ complete_error(offload_worker_t *w, const offload_str_t *entry_id,
 
     complete(w, entry_id, reply, &res, code, text, strlen(text), NULL);
     free(text);
-}
-
-
-/* The body slice that starts at byte off of the encoded result. */
-static size_t
-stage_slice(const stage_t *s, size_t off)
-{
-    return s->len - off < OFFLOAD_SLICE ? s->len - off : OFFLOAD_SLICE;
-}
-
-
-/*
- * Staging a big result as a list: MULTI, UNLINK <stage> (what an earlier
- * try left), RPUSH <stage> <header line>, PEXPIRE <stage> <result TTL>,
- * EXEC (no staging key without a lifetime), then RPUSH of each OFFLOAD_SLICE
- * of the body, at most STAGE_WINDOW unanswered, each reply checked (the
- * list's length so far); then the completion with the staging key, whose
- * script renames it to the result key after checking its length.  A
- * failure stages again from the start, STAGE_TRIES times, then answers the
- * client an error rather than leave it waiting.
- */
-static void
-stage_start(offload_worker_t *w, completion_t *c, const offload_str_t *job_id,
-    size_t header_len, const char *body)
-{
-    stage_t  *s = &w->stage;
-
-    if (s->c != NULL) {
-        /* cannot happen: the batch waits while a result is staged */
-        log_error("%s: a result is staged already: entry %.*s stays "
-                  "pending", w->name, (int) c->arglen[C_ENTRY],
-                  c->arg[C_ENTRY]);
-        completion_put(w, c);
-        return;
-    }
-
-    memset(s, 0, sizeof(*s));
-    s->c = c;
-    s->header = c->arg[C_RESULT];
-    s->body = body;
-    s->len = c->arglen[C_RESULT];
-    s->header_len = header_len;
-    snprintf(s->elements_arg, sizeof(s->elements_arg), "%zu",
-             1 + (s->len - header_len + OFFLOAD_SLICE - 1) / OFFLOAD_SLICE);
-    snprintf(s->job_id, sizeof(s->job_id), "%.*s", (int) job_id->len,
-             job_id->data);
-    set_arg(c, C_RESULT, s->elements_arg, strlen(s->elements_arg));
-
-    log_debug("%s: staging a result of %zu bytes for entry %.*s", w->name,
-              s->len, (int) c->arglen[C_ENTRY], c->arg[C_ENTRY]);
-    stage_send(w);
-}
-
-
-/*
- * Whether an EXEC's error says MULTI or EXEC themselves were refused, not
- * a command queued between them (an ACL without RPUSH: EXECABORT too):
- * EXEC unknown (renamed away) or refused with its MULTI left open, "EXEC
- * without MULTI" (MULTI refused), or EXECABORT for a NOPERM that names
- * exec or multi (Redis 7 discards a transaction whose EXEC it denies).
- */
-static int
-transaction_itself_refused(const char *err)
-{
-    if (strncmp(err, "EXECABORT", 9) != 0) {
-        return 1;
-    }
-
-    return strstr(err, "NOPERM") != NULL
-           && (strstr(err, "'exec'") != NULL
-               || strstr(err, "'multi'") != NULL);
-}
-
-
-/* The EXEC's reply (or the script's): UNLINK's, then the first RPUSH's 1,
- * PEXPIRE's 1. */
-static int
-stage_first_ok(const redisReply *reply)
-{
-    return reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
-           && reply->element[1]->type == REDIS_REPLY_INTEGER
-           && reply->element[1]->integer == 1
-           && reply->element[2]->type == REDIS_REPLY_INTEGER
-           && reply->element[2]->integer == 1;
-}
-
-
-static void
-stage_cb(redisAsyncContext *ac, void *r, void *privdata)
-{
-    size_t             n;
-    offload_worker_t  *w = privdata;
-    stage_t           *s = &w->stage;
-    redisReply        *reply = r;
-
-    (void) ac;
-
-    if (reply == NULL || s->c == NULL) {
-        return;                 /* disconnected: staged again on reconnect */
-    }
-
-    /* the first reply is the first step's: its EXEC's.  MULTI or EXEC
-     * refused themselves: staged again, by the script; with its MULTI left
-     * open, the link is dropped first (staged again on reconnect). */
-    if (s->acked == 0 && !s->scripted && reply->type == REDIS_REPLY_ERROR) {
-        if (transaction_itself_refused(reply->str)) {
-            transactions_refused(w, reply->str);
-        }
-
-        if (exec_left_open(w, reply)) {
-            return;
-        }
-    }
-
-    n = s->acked == 0 ? s->header_len : stage_slice(s, s->acked);
-    s->in_flight--;
-    s->pushed++;
-
-    if (s->acked == 0 ? !stage_first_ok(reply)
-                      : reply->type != REDIS_REPLY_INTEGER
-                        || reply->integer != (long long) s->pushed)
-    {
-        if (!s->failed) {
-            log_error("%s: staging the result of job %s failed at byte "
-                      "%zu: %s", w->name, s->job_id, s->acked,
-                      reply->type == REDIS_REPLY_ERROR ? reply->str
-                                                       : "unexpected reply");
-        }
-        s->failed = 1;
-    }
-
-    s->acked += n;
-
-    if (!s->failed) {
-        stage_send(w);
-
-    } else if (s->in_flight == 0) {
-        stage_retry(w);
-    }
-}
-
-
-/* Sends the transaction that makes the staging list with the header, or,
- * where Redis refuses transactions, the script that does. */
-static int
-stage_send_first(offload_worker_t *w)
-{
-    stage_t       *s = &w->stage;
-    completion_t  *c = s->c;
-    const char    *key = c->arg[C_STAGE_KEY];
-    size_t         klen = c->arglen[C_STAGE_KEY];
-    const char    *argv[6];
-    size_t         argvlen[6];
-
-    s->scripted = w->no_transactions;
-
-    if (s->scripted) {
-        argv[0] = "EVAL";
-        argv[1] = offload_stage_first_script;
-        argv[2] = "1";
-        argv[3] = key;
-        argv[4] = s->header;
-        argv[5] = w->ttl_ms;
-        argvlen[0] = 4;
-        argvlen[1] = strlen(offload_stage_first_script);
-        argvlen[2] = 1;
-        argvlen[3] = klen;
-        argvlen[4] = s->header_len;
-        argvlen[5] = strlen(w->ttl_ms);
-
-        return offload_redis_command_argv(&w->conn, stage_cb, w, 6, argv,
-                                          argvlen)
-               == REDIS_OK ? 0 : -1;
-    }
-
-    argv[1] = key;
-    argvlen[1] = klen;
-
-    argv[0] = "MULTI";
-    argvlen[0] = 5;
-    if (offload_redis_command_argv(&w->conn, NULL, NULL, 1, argv, argvlen)
-        != REDIS_OK)
-    {
-        return -1;
-    }
-
-    argv[0] = "UNLINK";
-    argvlen[0] = 6;
-    send_queued(w, NULL, NULL, 2, argv, argvlen);
-
-    argv[0] = "RPUSH";
-    argvlen[0] = 5;
-    argv[2] = s->header;
-    argvlen[2] = s->header_len;
-    send_queued(w, NULL, NULL, 3, argv, argvlen);
-
-    argv[0] = "PEXPIRE";
-    argvlen[0] = 7;
-    argv[2] = w->ttl_ms;
-    argvlen[2] = strlen(w->ttl_ms);
-    send_queued(w, NULL, NULL, 3, argv, argvlen);
-
-    /* a queued command refused makes EXEC fail (EXECABORT): checked */
-    argv[0] = "EXEC";
-    argvlen[0] = 4;
-    send_queued(w, stage_cb, w, 1, argv, argvlen);
-    return 0;
-}
-
-
-static void
-stage_send(offload_worker_t *w)
-{
-    size_t         n, argvlen[3];
-    const char    *argv[3];
-    stage_t       *s = &w->stage;
-    completion_t  *c = s->c;
-
-    if (s->sent == 0) {
-        if (stage_send_first(w) != 0) {
-            return;             /* disconnected: staged again on reconnect */
-        }
-
-        s->sent = s->header_len;
-        s->in_flight++;
-    }
-
-    while (s->sent < s->len && s->in_flight < STAGE_WINDOW) {
-        n = stage_slice(s, s->sent);
-
-        /* RPUSHX: a staging list gone meanwhile (expired, or its
-         * transaction aborted) is not made again without a lifetime; the
-         * count in the reply tells */
-        argv[0] = "RPUSHX";
-        argv[1] = c->arg[C_STAGE_KEY];
-        argv[2] = s->body + (s->sent - s->header_len);
-        argvlen[0] = 6;
-        argvlen[1] = c->arglen[C_STAGE_KEY];
-        argvlen[2] = n;
-
-        if (offload_redis_command_argv(&w->conn, stage_cb, w, 3, argv,
-                                       argvlen)
-            != REDIS_OK)
-        {
-            return;             /* disconnected: staged again on reconnect */
-        }
-
-        s->sent += n;
-        s->in_flight++;
-    }
-
-    if (s->in_flight == 0 && s->acked == s->len) {
-        send_completion(w, c);
-    }
-}
-
-
-/* From the first slice again (after a reconnect, or a failure). */
-static void
-stage_restart(offload_worker_t *w)
-{
-    stage_t  *s = &w->stage;
-
-    s->sent = 0;
-    s->acked = 0;
-    s->pushed = 0;
-    s->in_flight = 0;
-    s->failed = 0;
-    stage_send(w);
-}
-
-
-static void
-stage_retry(offload_worker_t *w)
-{
-    char              why[80];
-    stage_t          *s = &w->stage;
-    completion_t     *c = s->c;
-    offload_str_t     job_id;
-
-    if (++s->tries < STAGE_TRIES) {
-        log_warn("%s: staging the result of job %s again (try %d of %d)",
-                 w->name, s->job_id, s->tries + 1, STAGE_TRIES);
-        stage_restart(w);
-        return;
-    }
-
-    log_error("%s: the result of job %s (%zu bytes) could not be stored "
-              "after %d tries: answering an error instead", w->name,
-              s->job_id, s->len, STAGE_TRIES);
-
-    /* what was staged goes now, not when its lifetime ends */
-    offload_redis_command(&w->conn, NULL, NULL, "UNLINK %b",
-                          c->arg[C_STAGE_KEY], c->arglen[C_STAGE_KEY]);
-
-    s->c = NULL;
-    job_id.data = s->job_id;
-    job_id.len = strlen(s->job_id);
-    snprintf(why, sizeof(why), "%zu bytes, not staged after %d tries",
-             s->len, STAGE_TRIES);
-    answer_instead(w, c, &job_id, why, 0);
-    resume(w);
-}
-
-
-static void
-stage_end(offload_worker_t *w)
-{
-    completion_put(w, w->stage.c);
-    w->stage.c = NULL;
-    resume(w);
 }
 
 
@@ -2191,9 +1652,10 @@ dead_letter_answer(offload_worker_t *w, const offload_str_t *entry_id,
 }
 
 
-static void
-bad_entry(offload_worker_t *w, const offload_str_t *entry_id,
-    const offload_str_t *fields, size_t nfields, const char *why)
+void
+offload_worker_bad_entry(offload_worker_t *w,
+    const offload_str_t *entry_id, const offload_str_t *fields,
+    size_t nfields, const char *why)
 {
     char  message[160];
 
@@ -2346,8 +1808,8 @@ retry_later(offload_worker_t *w, const batch_entry_t *be,
 }
 
 
-static void
-run_job(offload_worker_t *w, const batch_entry_t *be,
+void
+offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
     const offload_entry_t *entry)
 {
     int                   rc;
@@ -2524,7 +1986,8 @@ take_entry(offload_worker_t *w, redisReply *entry)
 
     for (i = 0; i < n; i++) {
         if (fields->element[i]->type != REDIS_REPLY_STRING) {
-            bad_entry(w, &e->id, e->fields, i, "field is not a string");
+            offload_worker_bad_entry(w, &e->id, e->fields, i,
+                                     "field is not a string");
             offload_entry_put(&w->spare_entries, e);
             return 0;
         }
@@ -2541,299 +2004,6 @@ take_entry(offload_worker_t *w, redisReply *entry)
         w->batch = e;
     }
     w->batch_tail = e;
-    return 0;
-}
-
-
-/* Ends a body read: the job ran, or its entry went the bad_job way, or
- * the connection went (the entry is read again with the history). */
-static void
-body_read_end(offload_worker_t *w)
-{
-    body_read_t  *b = &w->body;
-
-    free(b->buf);
-    offload_entry_put(&w->spare_entries, b->entry);
-    memset(b, 0, sizeof(*b));
-    resume(w);
-}
-
-
-/* Sends the entry the bad_job way, saying what was wrong with its body
- * (b->why, or its length). */
-static void
-body_read_failed(offload_worker_t *w)
-{
-    body_read_t  *b = &w->body;
-
-    if (b->why[0] == '\0') {
-        snprintf(b->why, sizeof(b->why), "the job's body does not match "
-                 "its entry: %s holds %lld bytes, not %lld", b->key,
-                 (long long) b->found, (long long) b->job.body_len);
-    }
-
-    bad_entry(w, &b->entry->id, b->entry->fields, b->entry->nfields, b->why);
-    body_read_end(w);
-}
-
-
-/* As a handler out of memory: the supervisor fails the attempt. */
-static void
-body_no_memory(offload_worker_t *w)
-{
-    body_read_t  *b = &w->body;
-
-    log_error("%s: no memory for the %lld-byte body of job %.*s", w->name,
-              (long long) b->job.body_len, (int) b->job.id.len,
-              b->job.id.data);
-    offload_sb_job_start(w->sb, b->entry->id.data, b->entry->id.len,
-                         &b->job, offload_mono_us());
-    out_of_memory(w);
-}
-
-
-/* Room for need bytes (at most job.body_len): the buffer grows with what
- * arrives.  Past OFFLOAD_HUGEPAGE_MIN it is made once for what all the
- * elements hold at most (OFFLOAD_SLICE each, as the module writes them),
- * on huge pages (offload_hugepage.c), the body so far copied in after the
- * advice: realloc would copy it into 4 KB pages first, and the advice
- * splits the block's mapping, so that realloc cannot mremap() it again
- * but copies it at every growth.  An entry claiming more than its
- * elements bring costs address space only, and when even that is
- * refused, the buffer grows by doubling as for a small body: a false
- * claim is found out by the read (body_read_failed), not taken for a lack
- * of memory. */
-static void
-body_room(offload_worker_t *w, size_t need)
-{
-    size_t        cap, all;
-    char         *buf;
-    body_read_t  *b = &w->body;
-
-    if (need <= b->cap) {
-        return;
-    }
-
-    cap = b->cap * 2 > need ? b->cap * 2 : need;
-    if (cap > (size_t) b->job.body_len) {
-        cap = (size_t) b->job.body_len;
-    }
-
-    if (cap < OFFLOAD_HUGEPAGE_MIN) {
-        buf = realloc(b->buf, cap);
-
-    } else {
-        all = b->elements < b->job.body_len / OFFLOAD_SLICE + 1
-              ? (size_t) b->elements * OFFLOAD_SLICE
-              : (size_t) b->job.body_len;
-
-        buf = all > cap ? malloc(all) : NULL;
-
-        if (buf != NULL) {
-            cap = all;
-
-        } else {
-            buf = malloc(cap);
-        }
-
-        offload_hugepage_advise(buf, cap);
-
-        if (buf != NULL) {
-            if (b->found > 0) {
-                memcpy(buf, b->buf, (size_t) b->found);
-            }
-            free(b->buf);
-        }
-    }
-
-    if (buf == NULL) {
-        body_no_memory(w);
-    }
-
-    b->buf = buf;
-    b->cap = cap;
-}
-
-
-static void
-body_read_send(offload_worker_t *w)
-{
-    char          at[24];
-    body_read_t  *b = &w->body;
-
-    while (b->asked < b->elements && b->in_flight < STAGE_WINDOW
-           && b->why[0] == '\0')
-    {
-        snprintf(at, sizeof(at), "%lld", (long long) b->asked);
-
-        if (offload_redis_command(&w->conn, body_element_cb, w,
-                                  "LINDEX %s %s", b->key, at)
-            != REDIS_OK)
-        {
-            return;             /* disconnected: body_read_end follows */
-        }
-
-        b->asked++;
-        b->in_flight++;
-    }
-}
-
-
-/* Runs the job on the body read. */
-static void
-body_read_done(offload_worker_t *w)
-{
-    body_read_t  *b = &w->body;
-
-    b->job.payload.data = b->buf;
-    b->job.payload.len = (size_t) b->job.body_len;
-
-    offload_log_job(&b->job);
-    log_debug("%s: read a body of %lld bytes in %lld elements", w->name,
-              (long long) b->job.body_len, (long long) b->elements);
-    run_job(w, b->entry, &b->job);
-    offload_log_job(NULL);
-
-    body_read_end(w);
-}
-
-
-/*
- * An element of the body list: copied after the others.  One that does not
- * fit in job.body_len bytes, or is gone (the list shrank: deleted or
- * expired meanwhile), stops the read; so does the job's deadline (it is
- * answered expired).  The read ends when every element asked for has
- * answered, so that no late reply meets the next read.
- */
-static void
-body_element_cb(redisAsyncContext *ac, void *r, void *privdata)
-{
-    offload_worker_t  *w = privdata;
-    body_read_t       *b = &w->body;
-    redisReply        *reply = r;
-
-    (void) ac;
-
-    if (reply == NULL || b->entry == NULL) {
-        return;                 /* disconnected: read again with history */
-    }
-
-    b->in_flight--;
-
-    if (b->why[0] != '\0') {
-        /* stopped already */
-
-    } else if (reply->type != REDIS_REPLY_STRING) {
-        snprintf(b->why, sizeof(b->why), "the job's body is gone (expired "
-                 "or deleted) while it was read: %s lost its element %lld",
-                 b->key, (long long) b->answered);
-
-    } else if ((int64_t) reply->len > b->job.body_len - b->found) {
-        snprintf(b->why, sizeof(b->why), "the job's body does not match "
-                 "its entry: %s holds more than %lld bytes", b->key,
-                 (long long) b->job.body_len);
-
-    } else {
-        body_room(w, (size_t) b->found + reply->len);
-        memcpy(b->buf + b->found, reply->str, reply->len);
-        b->found += (int64_t) reply->len;
-    }
-
-    b->answered++;
-
-    if (b->in_flight > 0) {
-        return;
-    }
-
-    if (b->why[0] != '\0' || b->answered == b->elements) {
-        if (b->why[0] == '\0' && b->found == b->job.body_len) {
-            body_read_done(w);
-        } else {
-            body_read_failed(w);
-        }
-        return;
-    }
-
-    if (b->job.deadline_ms <= offload_wall_us() / 1000) {
-        /* run_job answers it expired: no use reading the rest */
-        b->job.payload.data = "";
-        b->job.payload.len = 0;
-        run_job(w, b->entry, &b->job);
-        body_read_end(w);
-        return;
-    }
-
-    body_read_send(w);
-}
-
-
-static void
-body_length_cb(redisAsyncContext *ac, void *r, void *privdata)
-{
-    offload_worker_t  *w = privdata;
-    body_read_t       *b = &w->body;
-    redisReply        *reply = r;
-
-    (void) ac;
-
-    if (reply == NULL || b->entry == NULL) {
-        return;
-    }
-
-    b->in_flight--;
-
-    if (reply->type == REDIS_REPLY_INTEGER && reply->integer <= 0) {
-        snprintf(b->why, sizeof(b->why), "the job's body is gone (expired "
-                 "or deleted): no %s", b->key);
-
-    } else if (reply->type != REDIS_REPLY_INTEGER) {
-        snprintf(b->why, sizeof(b->why), "the job's body key %s is not a "
-                 "list of slices: %s", b->key,
-                 reply->type == REDIS_REPLY_ERROR ? reply->str
-                                                  : "unexpected reply");
-
-    } else if (reply->integer > b->job.body_len) {
-        /* not a body: each element would carry less than a byte */
-        snprintf(b->why, sizeof(b->why), "the job's body does not match "
-                 "its entry: %s has %lld elements for %lld bytes", b->key,
-                 (long long) reply->integer, (long long) b->job.body_len);
-    }
-
-    if (b->why[0] != '\0') {
-        body_read_failed(w);
-        return;
-    }
-
-    b->elements = reply->integer;
-    body_read_send(w);
-}
-
-
-/* Reads the body of a job that has one into memory, then runs the job
- * (body_element_cb).  LLEN first: a key gone is found before anything is
- * allocated.  Returns -1 when the read cannot start (disconnected: the
- * entry is read again with the history). */
-static int
-body_read_start(offload_worker_t *w, batch_entry_t *e,
-    const offload_entry_t *job)
-{
-    body_read_t  *b = &w->body;
-
-    memset(b, 0, sizeof(*b));
-
-    if (offload_body_key(b->key, sizeof(b->key), w->queue->name,
-                         strlen(w->queue->name), job->id.data, job->id.len)
-        < 0
-        || offload_redis_command(&w->conn, body_length_cb, w, "LLEN %s",
-                                 b->key)
-           != REDIS_OK)
-    {
-        return -1;
-    }
-
-    b->entry = e;
-    b->job = *job;
-    b->in_flight++;
     return 0;
 }
 
@@ -2879,7 +2049,7 @@ gate_cb(redisAsyncContext *ac, void *r, void *privdata)
         log_info("%s: entry %.*s: its job was cancelled, not run", w->name,
                  (int) e->id.len, e->id.data);
         offload_entry_put(&w->spare_entries, e);
-        resume(w);
+        offload_worker_resume(w);
         maybe_exit(w);
         return;
     }
@@ -2896,7 +2066,7 @@ gate_cb(redisAsyncContext *ac, void *r, void *privdata)
         w->batch_tail = e;
     }
 
-    resume(w);
+    offload_worker_resume(w);
 }
 
 
@@ -2962,12 +2132,12 @@ run_entry(offload_worker_t *w, batch_entry_t *e)
     offload_entry_t   job;
 
     if (offload_job_decode(&job, e->fields, e->nfields, &err) != 0) {
-        bad_entry(w, &e->id, e->fields, e->nfields, err);
+        offload_worker_bad_entry(w, &e->id, e->fields, e->nfields, err);
         return 0;
     }
 
     if (!usable_id(&job.id)) {
-        bad_entry(w, &e->id, e->fields, e->nfields, "bad id");
+        offload_worker_bad_entry(w, &e->id, e->fields, e->nfields, "bad id");
         return 0;
     }
 
@@ -2977,12 +2147,12 @@ run_entry(offload_worker_t *w, batch_entry_t *e)
 
     /* An expired job is answered without its body being read. */
     if (job.body_len > 0 && job.deadline_ms > offload_wall_us() / 1000) {
-        return body_read_start(w, e, &job) == 0;
+        return offload_body_read_start(w, e, &job) == 0;
     }
 
     /* Every line logged about this job names it and its request. */
     offload_log_job(&job);
-    run_job(w, e, &job);
+    offload_worker_run_job(w, e, &job);
     offload_log_job(NULL);
     return 0;
 }
@@ -3045,7 +2215,7 @@ work_cb(struct ev_loop *loop, ev_idle *idle, int revents)
 
     if (w->batch == NULL || moving(w)) {
         ev_idle_stop(w->loop, &w->work);
-        resume(w);
+        offload_worker_resume(w);
     }
 }
 
@@ -3176,7 +2346,7 @@ drop_cancelled_cb(redisAsyncContext *ac, void *r, void *privdata)
                                                    : "unexpected reply");
     }
 
-    resume(w);
+    offload_worker_resume(w);
 }
 
 
@@ -3299,7 +2469,7 @@ cancelled_count_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     w->checking = 0;
-    resume(w);
+    offload_worker_resume(w);
 }
 
 
@@ -3616,10 +2786,10 @@ connected(offload_redis_conn_t *rc)
     /* A result half staged is staged again first: its completion then
      * goes before the history read, which so does not run its job again. */
     if (w->stage.c != NULL) {
-        stage_restart(w);
+        offload_stage_restart(w);
     }
 
-    resume(w);
+    offload_worker_resume(w);
 }
 
 
@@ -3647,7 +2817,7 @@ disconnected(offload_redis_conn_t *rc)
     if (w->body.entry != NULL) {
         log_info("%s: connection lost reading a body: its entry is read "
                  "again", w->name);
-        body_read_end(w);
+        offload_body_read_end(w);
     }
 
     offload_entry_put(&w->spare_entries, w->gate);  /* read again with
@@ -3898,7 +3068,7 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     offload_job_trim(&w.job, 0);
 
     if (w.stage.c != NULL) {
-        completion_put(&w, w.stage.c);
+        offload_worker_completion_put(&w, w.stage.c);
     }
 
     /* stopping a watcher puts its signal back to SIG_DFL: blocked first,
