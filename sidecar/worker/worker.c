@@ -34,9 +34,10 @@
  * a completion answered with an error is kept with the lost ones, a dead
  * letter, retry or bad-job move (tracked commands) in their formatted
  * text, and both are sent again by the resend timer, backing off, while
- * the worker reads nothing new (refused(), settled()).  Thrown away, its
- * entry would stay pending under a live worker, whose claim refreshes
- * keep every other node from taking it.  A refusal that does not pass by
+ * the worker reads nothing new (offload_worker_refused(),
+ * offload_worker_settled(); held.c).  Thrown away, its entry would stay
+ * pending under a live worker, whose claim refreshes keep every other
+ * node from taking it.  A refusal that does not pass by
  * itself (a script error, an ACL) ends after REFUSED_TRIES in a last
  * resort: the job is answered an error and its entry dead-lettered
  * (completion_give_up(), held_give_up()); should that be refused too, a
@@ -84,8 +85,6 @@
 #define KEEP_BUFFER_MAX   (4 << 20) /* bigger completion buffers are freed */
 #define RESEND_MIN_S      0.1       /* a command Redis refused is sent */
 #define RESEND_MAX_S      2.0       /* again after this, doubling */
-#define REFUSED_TRIES     5         /* refused but not for want of memory
-                                       (a script error): given up after */
 
 #define JSON_OUT_FLAGS    (JSON_COMPACT | JSON_ENCODE_ANY)
 #define COMPLETE_ARGV_MAX (6 + COMPLETE_BATCH_MAX * C_ARGS)
@@ -100,13 +99,6 @@ static void flush_completions(offload_worker_t *w);
 static void complete_error(offload_worker_t *w, const offload_str_t *entry_id,
     const offload_str_t *job_id, const offload_str_t *reply, int status,
     int64_t queue_us, const char *code, const char *message);
-static void refused(offload_worker_t *w);
-static int usable_id(const offload_str_t *s);
-static void dead_letter_answer(offload_worker_t *w,
-    const offload_str_t *entry_id, const offload_str_t *fields,
-    size_t nfields, const char *why, int status, const char *code,
-    const char *message);
-static void settled(offload_worker_t *w);
 
 
 /* No memory to finish an entry (worker_state.h). */
@@ -128,8 +120,8 @@ moving(offload_worker_t *w)
 }
 
 
-static void
-maybe_exit(offload_worker_t *w)
+void
+offload_worker_maybe_exit(offload_worker_t *w)
 {
     if (w->stopping) {
         flush_completions(w);
@@ -162,8 +154,8 @@ offload_worker_resume(offload_worker_t *w)
 
 /* Stops taking jobs: the batch already read still runs, then the worker
  * exits and the supervisor starts another in its slot. */
-static void
-stop_reading(offload_worker_t *w, offload_sb_exit_e reason)
+void
+offload_worker_stop_reading(offload_worker_t *w, offload_sb_exit_e reason)
 {
     if (w->stopping) {
         return;
@@ -189,7 +181,7 @@ job_done(offload_worker_t *w, int ok, int64_t run_us)
 
     if (q->max_jobs > 0 && w->jobs_run >= q->max_jobs) {
         log_info("%s: recycling after %d jobs", w->name, w->jobs_run);
-        stop_reading(w, OFFLOAD_SB_EXIT_MAX_JOBS);
+        offload_worker_stop_reading(w, OFFLOAD_SB_EXIT_MAX_JOBS);
     }
 
     if (q->memory_limit > 0) {
@@ -206,287 +198,9 @@ job_done(offload_worker_t *w, int ok, int64_t run_us)
         if (rss > q->memory_limit) {
             log_notice("%s: recycling: RSS %lld MB over memory_limit %lld MB",
                        w->name, rss >> 20, q->memory_limit >> 20);
-            stop_reading(w, OFFLOAD_SB_EXIT_MEMORY);
+            offload_worker_stop_reading(w, OFFLOAD_SB_EXIT_MEMORY);
         }
     }
-}
-
-
-static void
-held_free(held_t *h)
-{
-    free(h->cmd);
-    free(h);
-}
-
-
-/* Forgets the tracked commands refused: their entries are read again with
- * the history (after a reconnect), or by the next worker.  A dead letter
- * (retries_exhausted) forgotten so runs its job once more, past
- * max_attempts, and is dead-lettered again when it fails again: delivery
- * is at least once, and keeping the held commands across a reconnect
- * would send them behind the history read that runs those entries. */
-static void
-held_clear(offload_worker_t *w)
-{
-    held_t  *h;
-
-    while ((h = w->held) != NULL) {
-        w->held = h->next;
-        held_free(h);
-    }
-
-    w->held_tail = NULL;
-}
-
-
-/*
- * What a tracked command settles (send_tracked() keeps it): a job's entry
- * (final: the command is its last resort), with the job, or none.
- */
-static void
-settles_set(settles_t *st, const offload_str_t *entry_id,
-    const offload_entry_t *job, int final)
-{
-    memset(st, 0, sizeof(*st));
-    st->final = final;
-
-    if (entry_id->len < sizeof(st->entry)) {
-        memcpy(st->entry, entry_id->data, entry_id->len);
-        st->entry_len = entry_id->len;
-    }
-
-    if (job != NULL && usable_id(&job->id) && job->id.len < sizeof(st->id)
-        && job->reply.len < sizeof(st->reply))
-    {
-        memcpy(st->id, job->id.data, job->id.len);
-        st->id_len = job->id.len;
-        if (job->reply.len > 0) {       /* none: data may be NULL */
-            memcpy(st->reply, job->reply.data, job->reply.len);
-            st->reply_len = job->reply.len;
-        }
-        st->record_ttl_ms = job->record_ttl_ms;
-        st->body_keyed = job->body_len > 0;
-    }
-}
-
-
-/*
- * The last resort for a tracked command Redis refused REFUSED_TRIES times
- * for a reason that does not pass by itself: left alone, its entry would
- * stay pending under this live worker (whose claim refreshes keep every
- * other node from taking it); a refused script did nothing (it acks last,
- * proto/offload_proto.c).  The entry is dead-lettered (reason bad_job, the
- * refusal in its report) and its job answered 500 not_settled, which ends
- * its record failed, as for a bad job.  A command that was that last
- * resort already, or one that names no job, makes the worker recycle
- * instead: the next one reads the entry again with the history.
- */
-static void
-held_give_up(offload_worker_t *w, held_t *h, const char *err)
-{
-    char             why[200];
-    settles_t       *st = &h->settles;
-    offload_str_t    entry_id, fields[4];
-
-    entry_id.data = st->entry;
-    entry_id.len = st->entry_len;
-
-    if (st->final || st->id_len == 0) {
-        log_error("%s: redis refused a command (%s) of entry %.*s %d times "
-                  "(%s): given up; recycling this worker, so that the entry "
-                  "is read again", w->name, h->name, (int) entry_id.len,
-                  entry_id.data, h->tries, err);
-        stop_reading(w, OFFLOAD_SB_EXIT_UNSETTLED);
-        return;
-    }
-
-    log_error("%s: redis refused a command (%s) of entry %.*s %d times (%s): "
-              "given up: dead-lettered, job %.*s answered 500", w->name,
-              h->name, (int) entry_id.len, entry_id.data, h->tries, err,
-              (int) st->id_len, st->id);
-
-    fields[0].data = OFFLOAD_F_ID;
-    fields[0].len = sizeof(OFFLOAD_F_ID) - 1;
-    fields[1].data = st->id;
-    fields[1].len = st->id_len;
-    fields[2].data = OFFLOAD_F_REPLY;
-    fields[2].len = sizeof(OFFLOAD_F_REPLY) - 1;
-    fields[3].data = st->reply;
-    fields[3].len = st->reply_len;
-    snprintf(why, sizeof(why), "redis refused its %s: %.120s", h->name,
-             err);
-
-    w->record_ttl_ms = st->record_ttl_ms;
-    w->body_keyed = st->body_keyed;
-    w->last_resort = 1;
-    dead_letter_answer(w, &entry_id, fields, 4, why, 500, "not_settled",
-                       why);
-    w->last_resort = 0;
-    w->body_keyed = 0;
-    w->record_ttl_ms = 0;
-}
-
-
-/*
- * Replies to commands the worker must see answered before it exits.  One
- * Redis refuses is kept and sent again (refused()); one that cannot pass
- * by itself (a script error) is given up after REFUSED_TRIES
- * (held_give_up()).  A lost link leaves the entry pending: it is read
- * again with the history after the reconnect.
- */
-static void
-tracked_cb(redisAsyncContext *ac, void *r, void *privdata)
-{
-    held_t            *h = privdata;
-    offload_worker_t  *w = h->worker;
-    redisReply        *reply = r;
-    int                resent = h->resent;
-
-    (void) ac;
-
-    w->in_flight--;
-
-    if (resent) {
-        h->resent = 0;
-        w->resending--;
-    }
-
-    if (reply != NULL && reply->type == REDIS_REPLY_NIL && h->tries > 0) {
-        /* a script's guard found its entry no longer pending: settled by
-         * someone else meanwhile (the supervisor's claim, a completion);
-         * the refused tries did nothing (the scripts ack last) */
-        log_notice("%s: entry %.*s, whose %s redis refused, was settled "
-                   "elsewhere meanwhile", w->name,
-                   (int) h->settles.entry_len, h->settles.entry, h->name);
-        held_free(h);
-
-    } else if (reply == NULL || reply->type != REDIS_REPLY_ERROR) {
-        held_free(h);
-
-    } else {
-        if (!w->refusing) {
-            log_error("%s: redis refused a command (%s): %s", w->name,
-                      h->name, reply->str);
-        }
-
-        if (!offload_refusal_passes(reply->str)
-            && ++h->tries >= REFUSED_TRIES)
-        {
-            held_give_up(w, h, reply->str);
-            held_free(h);
-
-        } else {
-            h->next = NULL;
-            if (w->held_tail != NULL) {
-                w->held_tail->next = h;
-            } else {
-                w->held = h;
-            }
-            w->held_tail = h;
-            refused(w);
-        }
-    }
-
-    if (resent) {
-        settled(w);
-    }
-
-    maybe_exit(w);
-}
-
-
-static int
-held_send(offload_worker_t *w, held_t *h)
-{
-    if (offload_redis_command_formatted(&w->conn, tracked_cb, h, h->name,
-                                        h->cmd, h->len)
-        != REDIS_OK)
-    {
-        return REDIS_ERR;
-    }
-
-    w->in_flight++;
-    return REDIS_OK;
-}
-
-
-/* Sends a tracked command (offload_redis_send_pt), settling what
- * w->settling says (none: final, no entry known): not sent (no link), its
- * entry stays pending and is read again with the history. */
-static int
-send_tracked(void *data, int argc, const char **argv, const size_t *argvlen)
-{
-    size_t             len;
-    held_t            *h;
-    offload_worker_t  *w = data;
-
-    len = offload_resp_size(argc, argv, argvlen);
-    h = calloc(1, sizeof(held_t));
-    if (h == NULL || (h->cmd = malloc(len + 1)) == NULL) {
-        log_error("%s: out of memory sending a %s", w->name, argv[0]);
-        offload_worker_out_of_memory(w);
-    }
-
-    offload_resp_write(h->cmd, argc, argv, argvlen);
-    h->worker = w;
-    h->len = len;
-    if (w->settling != NULL) {
-        h->settles = *w->settling;
-    } else {
-        h->settles.final = 1;
-    }
-    snprintf(h->name, sizeof(h->name), "%.*s",
-             (int) (argvlen != NULL ? argvlen[0] : strlen(argv[0])), argv[0]);
-
-    if (held_send(w, h) != REDIS_OK) {
-        held_free(h);
-        return REDIS_ERR;
-    }
-
-    return REDIS_OK;
-}
-
-
-/* Sends again the tracked commands Redis refused, in their order. */
-static void
-held_resend(offload_worker_t *w)
-{
-    held_t  *h;
-
-    while ((h = w->held) != NULL) {
-        if (held_send(w, h) != REDIS_OK) {
-            return;
-        }
-
-        w->held = h->next;
-        if (w->held == NULL) {
-            w->held_tail = NULL;
-        }
-
-        h->resent = 1;
-        w->resending++;
-    }
-}
-
-
-/* XACK an entry deleted while it was pending: nothing is left to run. */
-static void
-drop_entry(offload_worker_t *w, const char *id, size_t idlen)
-{
-    const char     *argv[4];
-    size_t          argvlen[4];
-    settles_t       st;
-    offload_str_t   entry_id = { id, idlen };
-
-    settles_set(&st, &entry_id, NULL, 1);
-    argv[0] = "XACK"; argvlen[0] = 4;
-    argv[1] = w->stream; argvlen[1] = strlen(w->stream);
-    argv[2] = OFFLOAD_GROUP; argvlen[2] = sizeof(OFFLOAD_GROUP) - 1;
-    argv[3] = id; argvlen[3] = idlen;
-    w->settling = &st;
-    send_tracked(w, 4, argv, argvlen);
-    w->settling = NULL;
 }
 
 
@@ -617,10 +331,10 @@ completion_lost(offload_worker_t *w, completion_t *c)
  * RESEND_MIN_S after the first refusal, twice as long after each try, at
  * most RESEND_MAX_S apart.  Meanwhile the worker reads no new job (its
  * results would only be refused too).  The episode is logged when it
- * starts and when it ends (settled()), not at every try.
+ * starts and when it ends (offload_worker_settled()), not at every try.
  */
-static void
-refused(offload_worker_t *w)
+void
+offload_worker_refused(offload_worker_t *w)
 {
     if (!w->refusing) {
         log_error("%s: kept and sent again, every %g s at most, until redis "
@@ -643,8 +357,8 @@ refused(offload_worker_t *w)
 
 /* Nothing refused is held any more: the episode ends, the worker reads
  * again (unless a read is out or due already). */
-static void
-settled(offload_worker_t *w)
+void
+offload_worker_settled(offload_worker_t *w)
 {
     if (w->lost != NULL || w->held != NULL || w->resending > 0) {
         return;
@@ -751,9 +465,9 @@ completion_give_up(offload_worker_t *w, completion_t *c, const char *err)
 
     snprintf(message, sizeof(message), "its result could not be stored in "
              "Redis: %.120s", err);
-    settles_set(&st, &entry_id, NULL, 1);
+    offload_held_settles(&st, &entry_id, NULL, 1);
     w->settling = &st;
-    offload_bad_job(send_tracked, w, q, &entry_id, NULL, 0, message);
+    offload_bad_job(offload_held_send, w, q, &entry_id, NULL, 0, message);
     w->settling = NULL;
     offload_worker_completion_put(w, c);
 }
@@ -761,9 +475,10 @@ completion_give_up(offload_worker_t *w, completion_t *c, const char *err)
 
 /*
  * Redis answered a completion call with an error: the call is kept and
- * sent again (refused()), as one whose reply the link lost.  An error that
- * does not pass by itself splits the call into one per job, so that one
- * job's fault holds no other, and ends each after REFUSED_TRIES.
+ * sent again (offload_worker_refused()), as one whose reply the link
+ * lost.  An error that does not pass by itself splits the call into one
+ * per job, so that one job's fault holds no other, and ends each after
+ * REFUSED_TRIES.
  */
 static void
 completion_refused(offload_worker_t *w, completion_t *c, const char *err)
@@ -787,7 +502,7 @@ completion_refused(offload_worker_t *w, completion_t *c, const char *err)
                 completion_lost(w, j);
             }
 
-            refused(w);
+            offload_worker_refused(w);
             return;
         }
 
@@ -798,7 +513,7 @@ completion_refused(offload_worker_t *w, completion_t *c, const char *err)
     }
 
     completion_lost(w, c);
-    refused(w);
+    offload_worker_refused(w);
 }
 
 
@@ -953,10 +668,10 @@ completion_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (resent) {
-        settled(w);
+        offload_worker_settled(w);
     }
 
-    maybe_exit(w);
+    offload_worker_maybe_exit(w);
 }
 
 
@@ -996,129 +711,7 @@ resend_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
     if (w->conn.ready) {
         completions_resend(w);
-        held_resend(w);
-    }
-}
-
-
-static void
-wait_cb(redisAsyncContext *ac, void *r, void *privdata)
-{
-    offload_worker_t  *w = privdata;
-    redisReply        *reply = r;
-    int                want = w->wait_sent;
-
-    (void) ac;
-
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-        log_error("%s: WAIT failed: %s", w->name, reply->str);
-
-    } else if (reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
-        if (reply->integer < want && !w->wait_short) {
-            log_warn("%s: WAIT: %lld of %d replicas have the job's "
-                     "completion after %d ms", w->name, reply->integer,
-                     want, w->queue->redis.timeout_ms);
-        }
-        w->wait_short = reply->integer < want;
-    }
-
-    w->in_flight--;
-    maybe_exit(w);
-}
-
-
-/* ROLE of the master: ["master", offset, [[ip, port, offset]...]], its
- * replicas online (those WAIT counts).  Refused (an ACL user without
- * +role, ROLE renamed): one replica, the least "all" can mean, rather
- * than the most, whose WAIT would hold the connection redis_timeout after
- * every completion. */
-static void
-role_cb(redisAsyncContext *ac, void *r, void *privdata)
-{
-    offload_worker_t  *w = privdata;
-    redisReply        *reply = r;
-
-    (void) ac;
-
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-        if (!w->role_refused) {
-            log_error("%s: ROLE refused (%s): wait_replicas=all needs the "
-                      "+role permission (and +wait) to count the replicas; "
-                      "waiting for 1 meanwhile", w->name, reply->str);
-            w->role_refused = 1;
-        }
-
-        w->replicas = 1;
-
-    } else if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
-        && reply->elements == 3
-        && reply->element[0]->type == REDIS_REPLY_STRING
-        && strcmp(reply->element[0]->str, "master") == 0
-        && reply->element[2]->type == REDIS_REPLY_ARRAY)
-    {
-        w->replicas = (int) reply->element[2]->elements;
-    }
-
-    w->in_flight--;
-    maybe_exit(w);
-}
-
-
-/* wait_replicas all: asks the master for its replicas online. */
-static void
-send_role(offload_worker_t *w)
-{
-    if (offload_redis_command(&w->conn, role_cb, w, "ROLE") == REDIS_OK) {
-        w->in_flight++;
-    }
-}
-
-
-/* wait_replicas: WAIT behind the completion script on the same link: the
- * worker's later commands (its next read) run, and it exits, only once
- * that many replicas have the ack and the result, or redis_timeout
- * passed, so a failover right after a job loses neither.  Nothing is sent
- * when it is 0.  wait_replicas all: as many as the master's ROLE listed
- * on connect and after the last completion (unknown: the most there may
- * be); a count asked right before would let the next read in ahead of the
- * WAIT.  ROLE is asked again after every completion, also when no WAIT
- * went (none listed): a master that had no replica online, or a new
- * master before its replicas followed it, is waited for once they are.
- */
-static void
-send_wait(offload_worker_t *w)
-{
-    char         n[16], ms[16];
-    const char  *argv[3];
-
-    w->wait_sent = w->queue->redis.wait_replicas;
-
-    if (w->wait_sent == OFFLOAD_WAIT_ALL) {
-        w->wait_sent = w->replicas >= 0 ? w->replicas
-                                        : OFFLOAD_WAIT_REPLICAS_MAX;
-    }
-
-    if (w->wait_sent > 0) {
-        snprintf(n, sizeof(n), "%d", w->wait_sent);
-        snprintf(ms, sizeof(ms), "%d", w->queue->redis.timeout_ms);
-        argv[0] = "WAIT";
-        argv[1] = n;
-        argv[2] = ms;
-
-        if (offload_redis_command_block(&w->conn,
-                                        w->queue->redis.timeout_ms, wait_cb,
-                                        w, 3, argv, NULL)
-            == REDIS_OK)
-        {
-            w->in_flight++;
-        }
-    }
-
-    /* refused once: not asked again on this connection (each refusal is
-     * a command and an ACL LOG entry per completion) */
-    if (w->queue->redis.wait_replicas == OFFLOAD_WAIT_ALL && !w->role_refused)
-    {
-        send_role(w);
+        offload_held_resend(w);
     }
 }
 
@@ -1264,7 +857,7 @@ send_transaction(offload_worker_t *w, completion_t *c)
     offload_worker_send_queued(w, completion_cb, c, 1, arg, len);
 
     w->in_flight++;
-    send_wait(w);
+    offload_replicas_wait(w);
     return 0;
 }
 
@@ -1328,7 +921,7 @@ offload_worker_send_completion(offload_worker_t *w, completion_t *c)
     }
 
     w->in_flight++;
-    send_wait(w);
+    offload_replicas_wait(w);
     return 0;
 }
 
@@ -1412,9 +1005,10 @@ completion_ready(offload_worker_t *w, completion_t *c)
 
 /*
  * A job's result or body key: the worker's prefix (the queue's key for the
- * empty id, made once) and the job's id, which usable_id() checked, as
- * offload_result_key() and offload_body_key() make it, without working
- * out the prefix again for every job; -1 when it does not fit in KEY_ROOM.
+ * empty id, made once) and the job's id, which offload_worker_usable_id()
+ * checked, as offload_result_key() and offload_body_key() make it,
+ * without working out the prefix again for every job; -1 when it does not
+ * fit in KEY_ROOM.
  */
 static int
 prefixed_key(char *buf, const char *prefix, const offload_str_t *id)
@@ -1603,8 +1197,8 @@ complete_error(offload_worker_t *w, const offload_str_t *entry_id,
 
 /* An id usable in a result header and key: no separators, bounded, and no
  * NUL byte, which would cut the id short there (another job's id). */
-static int
-usable_id(const offload_str_t *s)
+int
+offload_worker_usable_id(const offload_str_t *s)
 {
     return s->len > 0 && s->len <= 128 && memchr(s->data, ' ', s->len) == NULL
            && memchr(s->data, '\n', s->len) == NULL
@@ -1619,10 +1213,11 @@ usable_id(const offload_str_t *s)
  * completion's XACK and XDEL then find nothing left to do); without a
  * reply channel the answer is only stored.
  */
-static void
-dead_letter_answer(offload_worker_t *w, const offload_str_t *entry_id,
-    const offload_str_t *fields, size_t nfields, const char *why, int status,
-    const char *code, const char *message)
+void
+offload_worker_dead_letter_answer(offload_worker_t *w,
+    const offload_str_t *entry_id, const offload_str_t *fields,
+    size_t nfields, const char *why, int status, const char *code,
+    const char *message)
 {
     size_t         i;
     settles_t      st;
@@ -1638,13 +1233,13 @@ dead_letter_answer(offload_worker_t *w, const offload_str_t *entry_id,
         }
     }
 
-    settles_set(&st, entry_id, NULL, 1);
+    offload_held_settles(&st, entry_id, NULL, 1);
     w->settling = &st;
-    offload_bad_job(send_tracked, w, w->queue->name, entry_id, fields,
+    offload_bad_job(offload_held_send, w, w->queue->name, entry_id, fields,
                     nfields, why);
     w->settling = NULL;
 
-    if (!usable_id(&id)) {
+    if (!offload_worker_usable_id(&id)) {
         return;
     }
 
@@ -1663,8 +1258,8 @@ offload_worker_bad_entry(offload_worker_t *w,
              (int) entry_id->len, entry_id->data, why);
 
     snprintf(message, sizeof(message), "bad job: %s", why);
-    dead_letter_answer(w, entry_id, fields, nfields, why, 400, "bad_job",
-                       message);
+    offload_worker_dead_letter_answer(w, entry_id, fields, nfields, why, 400,
+                                      "bad_job", message);
 }
 
 
@@ -1734,11 +1329,11 @@ dead_letter(offload_worker_t *w, const batch_entry_t *be,
                w->queue->max_attempts);
 
     rc = 0;
-    settles_set(&st, &be->id, entry, 0);
+    offload_held_settles(&st, &be->id, entry, 0);
     w->settling = &st;
-    offload_retry_dead(send_tracked, w, w->queue->name, &be->id, be->fields,
-                       be->nfields, entry, result, hlen + tlen, w->ttl,
-                       report);
+    offload_retry_dead(offload_held_send, w, w->queue->name, &be->id,
+                       be->fields, be->nfields, entry, result, hlen + tlen,
+                       w->ttl, report);
     w->settling = NULL;
 
 done:
@@ -1798,9 +1393,9 @@ retry_later(offload_worker_t *w, const batch_entry_t *be,
                entry->id.data, w->job.code, w->job.message, next.attempt,
                q->max_attempts, (long long) due, (long long) delay);
 
-    settles_set(&st, &be->id, entry, 0);
+    offload_held_settles(&st, &be->id, entry, 0);
     w->settling = &st;
-    offload_retry_later(send_tracked, w, q->name, &be->id, &next, due);
+    offload_retry_later(offload_held_send, w, q->name, &be->id, &next, due);
     w->settling = NULL;
 
     w->sb->jobs_retried++;
@@ -1955,7 +1550,7 @@ take_entry(offload_worker_t *w, redisReply *entry)
     if (fields->type != REDIS_REPLY_ARRAY) {
         /* deleted while pending: nothing left to run */
         history_past(w, &entry_id);
-        drop_entry(w, entry_id.data, entry_id.len);
+        offload_held_drop_entry(w, entry_id.data, entry_id.len);
         return 0;
     }
 
@@ -2050,7 +1645,7 @@ gate_cb(redisAsyncContext *ac, void *r, void *privdata)
                  (int) e->id.len, e->id.data);
         offload_entry_put(&w->spare_entries, e);
         offload_worker_resume(w);
-        maybe_exit(w);
+        offload_worker_maybe_exit(w);
         return;
     }
 
@@ -2136,7 +1731,7 @@ run_entry(offload_worker_t *w, batch_entry_t *e)
         return 0;
     }
 
-    if (!usable_id(&job.id)) {
+    if (!offload_worker_usable_id(&job.id)) {
         offload_worker_bad_entry(w, &e->id, e->fields, e->nfields, "bad id");
         return 0;
     }
@@ -2626,7 +2221,7 @@ send_read(offload_worker_t *w)
     flush_completions(w);       /* before a read that may block */
 
     if (w->stopping) {
-        maybe_exit(w);
+        offload_worker_maybe_exit(w);
         return;
     }
 
@@ -2635,9 +2230,9 @@ send_read(offload_worker_t *w)
     }
 
     /* Redis refused completions or tracked commands (or a completion's
-     * reply was lost): they are settled first, settled() reads again.
-     * After a reconnect, so the history read finds their entries acked,
-     * not to be run again. */
+     * reply was lost): they are settled first, offload_worker_settled()
+     * reads again.  After a reconnect, so the history read finds their
+     * entries acked, not to be run again. */
     if (w->lost != NULL || w->held != NULL || w->resending > 0) {
         if (w->resending == 0 && !ev_is_active(&w->resend)) {
             /* kept without a refusal (a send that failed): not for good */
@@ -2774,7 +2369,7 @@ connected(offload_redis_conn_t *rc)
      * every completion follows a reply to a command sent after this one */
     if (w->queue->redis.wait_replicas == OFFLOAD_WAIT_ALL) {
         w->role_refused = 0;
-        send_role(w);
+        offload_replicas_ask(w);
     }
 
     w->in_history = 1;
@@ -2802,7 +2397,7 @@ disconnected(offload_redis_conn_t *rc)
     ev_timer_stop(w->loop, &w->resend);     /* connected() sends again */
     w->reading = 0;
     batch_clear(w);
-    held_clear(w);              /* their entries: read with the history */
+    offload_held_clear(w);      /* their entries: read with the history */
 
     /* not sent: sent after the reconnect, as those whose reply is lost */
     if (w->ready != NULL) {
@@ -2841,8 +2436,8 @@ stop_cb(struct ev_loop *loop, ev_signal *s, int revents)
         log_debug("%s: stopping", w->name);
     }
 
-    stop_reading(w, OFFLOAD_SB_EXIT_STOPPED);
-    maybe_exit(w);
+    offload_worker_stop_reading(w, OFFLOAD_SB_EXIT_STOPPED);
+    offload_worker_maybe_exit(w);
 }
 
 
@@ -2854,10 +2449,10 @@ handler_lost(void *data)
 {
     offload_worker_t  *w = data;
 
-    stop_reading(w, OFFLOAD_SB_EXIT_HANDLER_PROCESS);
+    offload_worker_stop_reading(w, OFFLOAD_SB_EXIT_HANDLER_PROCESS);
     w->sb->exit_reason = OFFLOAD_SB_EXIT_HANDLER_PROCESS;
     batch_clear(w);
-    maybe_exit(w);
+    offload_worker_maybe_exit(w);
 }
 
 
@@ -3061,7 +2656,7 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     ev_ref(loop);
     ev_prepare_stop(loop, &w.out);
     batch_clear(&w);
-    held_clear(&w);
+    offload_held_clear(&w);
     completion_put_all(&w, w.ready);
     free(w.body.buf);
     offload_entry_put(&w.spare_entries, w.body.entry);

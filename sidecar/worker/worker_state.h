@@ -24,6 +24,8 @@
 #define ENTRY_ID_MAX      64        /* "<ms>-<seq>": 41 at most */
 #define KEY_ROOM          512       /* a result, body or staging key */
 #define STAGE_WINDOW      2         /* slice commands in flight */
+#define REFUSED_TRIES     5         /* refused but not for want of memory
+                                       (a script error): given up after */
 #define REFUSAL_MAX       160       /* why a transaction was refused */
 
 
@@ -211,7 +213,7 @@ struct offload_worker_s {
     held_t                      *held;          /* tracked commands refused,
                                                    to send again, in order */
     held_t                      *held_tail;
-    const settles_t             *settling;      /* for send_tracked() */
+    const settles_t             *settling;      /* for offload_held_send() */
     int                          reading;       /* an XREADGROUP is out */
     completion_t                *ready;         /* to send, in order */
     completion_t                *ready_tail;
@@ -253,6 +255,18 @@ void offload_worker_send_queued(offload_worker_t *w, redisCallbackFn *fn,
 void offload_worker_transactions_refused(offload_worker_t *w,
     const char *err);
 
+void offload_worker_maybe_exit(offload_worker_t *w);
+
+void offload_worker_dead_letter_answer(offload_worker_t *w,
+    const offload_str_t *entry_id, const offload_str_t *fields,
+    size_t nfields, const char *why, int status, const char *code,
+    const char *message);
+void offload_worker_refused(offload_worker_t *w);
+void offload_worker_settled(offload_worker_t *w);
+void offload_worker_stop_reading(offload_worker_t *w,
+    offload_sb_exit_e reason);
+int offload_worker_usable_id(const offload_str_t *s);
+
 /* body_read.c */
 int offload_body_read_start(offload_worker_t *w, batch_entry_t *e,
     const offload_entry_t *job);
@@ -264,5 +278,19 @@ void offload_stage_start(offload_worker_t *w, completion_t *c,
 void offload_stage_restart(offload_worker_t *w);
 void offload_stage_retry(offload_worker_t *w);
 void offload_stage_end(offload_worker_t *w);
+
+/* replicas.c */
+void offload_replicas_ask(offload_worker_t *w);
+void offload_replicas_wait(offload_worker_t *w);
+
+/* held.c */
+int offload_held_send(void *data, int argc, const char **argv,
+    const size_t *argvlen);
+void offload_held_drop_entry(offload_worker_t *w, const char *id,
+    size_t idlen);
+void offload_held_clear(offload_worker_t *w);
+void offload_held_resend(offload_worker_t *w);
+void offload_held_settles(settles_t *st, const offload_str_t *entry_id,
+    const offload_entry_t *job, int final);
 
 #endif /* OFFLOAD_WORKER_STATE_H */
