@@ -92,9 +92,6 @@
 
 static void send_read(offload_worker_t *w);
 static void script_load(script_t *s);
-static int drop_cancelled(offload_worker_t *w, int eval);
-static int gate_start(offload_worker_t *w, batch_entry_t *e,
-    const offload_entry_t *job, int eval);
 static void flush_completions(offload_worker_t *w);
 static void complete_error(offload_worker_t *w, const offload_str_t *entry_id,
     const offload_str_t *job_id, const offload_str_t *reply, int status,
@@ -244,8 +241,9 @@ completion_put_all(offload_worker_t *w, completion_t *c)
 
 /* argv[0] and argv[1] of a call of the script: EVALSHA and its SHA1, or
  * EVAL and its text. */
-static void
-script_call(const script_t *s, int eval, const char **argv, size_t *argvlen)
+void
+offload_worker_script_call(const script_t *s, int eval, const char **argv,
+    size_t *argvlen)
 {
     argv[0] = eval ? "EVAL" : "EVALSHA";
     argv[1] = eval ? s->text : s->sha;
@@ -256,8 +254,8 @@ script_call(const script_t *s, int eval, const char **argv, size_t *argvlen)
 
 /* 1 when the reply to a call of the script is NOSCRIPT: the script is
  * loaded again, and the caller sends its call again by EVAL. */
-static int
-script_missing(script_t *s, const redisReply *reply)
+int
+offload_worker_script_missing(script_t *s, const redisReply *reply)
 {
     if (reply == NULL || reply->type != REDIS_REPLY_ERROR
         || strncmp(reply->str, "NOSCRIPT", 8) != 0)
@@ -620,7 +618,7 @@ completion_cb(redisAsyncContext *ac, void *r, void *privdata)
     (void) ac;
 
     if (!c->transaction && !c->eval
-        && script_missing(&w->scripts[SCRIPT_COMPLETE], reply))
+        && offload_worker_script_missing(&w->scripts[SCRIPT_COMPLETE], reply))
     {
         c->eval = 1;
 
@@ -884,7 +882,8 @@ offload_worker_send_completion(offload_worker_t *w, completion_t *c)
         return send_transaction(w, c);
     }
 
-    script_call(&w->scripts[SCRIPT_COMPLETE], c->eval, argv, argvlen);
+    offload_worker_script_call(&w->scripts[SCRIPT_COMPLETE], c->eval, argv,
+                               argvlen);
     argv[2] = numkeys;
     argv[3] = w->stream;
     argvlen[3] = strlen(w->stream);
@@ -1603,118 +1602,6 @@ take_entry(offload_worker_t *w, redisReply *entry)
 }
 
 
-/*
- * The start script's answer for the entry at the gate: a cancelled job is
- * gone (acked and deleted by the script), never run; otherwise the entry
- * goes back to the head of the batch, started.  An error is logged and the
- * job runs: its record is a report, not a lock.  A lost connection leaves
- * the entry pending: it is read again with the history.
- */
-static void
-gate_cb(redisAsyncContext *ac, void *r, void *privdata)
-{
-    const char        *err;
-    redisReply        *reply = r;
-    batch_entry_t     *e;
-    offload_entry_t    job;
-    offload_worker_t  *w = privdata;
-
-    (void) ac;
-
-    e = w->gate;
-    w->gate = NULL;
-
-    if (e == NULL) {
-        return;                 /* dropped with the connection */
-    }
-
-    if (reply == NULL) {
-        offload_entry_put(&w->spare_entries, e);
-        return;
-    }
-
-    if (script_missing(&w->scripts[SCRIPT_JOB_START], reply)
-        && offload_job_decode(&job, e->fields, e->nfields, &err) == 0
-        && gate_start(w, e, &job, 1) == 0)
-    {
-        return;
-    }
-
-    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
-        log_info("%s: entry %.*s: its job was cancelled, not run", w->name,
-                 (int) e->id.len, e->id.data);
-        offload_entry_put(&w->spare_entries, e);
-        offload_worker_resume(w);
-        offload_worker_maybe_exit(w);
-        return;
-    }
-
-    if (reply->type == REDIS_REPLY_ERROR) {
-        log_error("%s: starting the job of entry %.*s: %s", w->name,
-                  (int) e->id.len, e->id.data, reply->str);
-    }
-
-    e->started = 1;
-    e->next = w->batch;
-    w->batch = e;
-    if (w->batch_tail == NULL) {
-        w->batch_tail = e;
-    }
-
-    offload_worker_resume(w);
-}
-
-
-/* A job with a record first asks Redis whether it may run (it was not
- * cancelled) and marks it running (by EVAL, not EVALSHA, when eval).
- * Returns -1 when disconnected. */
-static int
-gate_start(offload_worker_t *w, batch_entry_t *e, const offload_entry_t *job,
-    int eval)
-{
-    int          n;
-    char         rec[KEY_ROOM], body[KEY_ROOM], attempt[16];
-    const char  *argv[11];
-    size_t       argvlen[11];
-
-    if (offload_job_record_key(rec, sizeof(rec), job->id.data, job->id.len)
-        < 0
-        || offload_body_key(body, sizeof(body), w->queue->name,
-                            strlen(w->queue->name), job->id.data,
-                            job->id.len)
-           < 0)
-    {
-        return -1;
-    }
-
-    snprintf(attempt, sizeof(attempt), "%d", job->attempt);
-
-    script_call(&w->scripts[SCRIPT_JOB_START], eval, argv, argvlen);
-    argv[2] = "3";
-    argv[3] = w->stream;
-    argv[4] = rec;
-    argv[5] = body;
-    argv[6] = OFFLOAD_GROUP;
-    argv[7] = e->id.data;
-    argv[8] = attempt;
-    argv[9] = w->conf->node_name;
-    argv[10] = w->slot_index;
-
-    for (n = 2; n < 11; n++) {
-        argvlen[n] = n == 7 ? e->id.len : strlen(argv[n]);
-    }
-
-    if (offload_redis_command_argv(&w->conn, gate_cb, w, 11, argv, argvlen)
-        != REDIS_OK)
-    {
-        return -1;
-    }
-
-    w->gate = e;
-    return 0;
-}
-
-
 /* Runs an entry's job, or starts reading its body first, or, for an async
  * job (a record, no reply channel), asks first whether it may run: then
  * the entry is kept (returns 1) until the job ran.  A sync job with a
@@ -1737,7 +1624,7 @@ run_entry(offload_worker_t *w, batch_entry_t *e)
     }
 
     if (job.record_ttl_ms > 0 && job.reply.len == 0 && !e->started) {
-        return gate_start(w, e, &job, 0) == 0;
+        return offload_cancelled_gate(w, e, &job, 0) == 0;
     }
 
     /* An expired job is answered without its body being read. */
@@ -1842,229 +1729,6 @@ send_group_create(offload_worker_t *w)
     {
         log_error("%s: cannot send XGROUP CREATE", w->name);
     }
-}
-
-
-/*
- * Sync jobs whose clients went away (OFFLOAD_CANCELLED_FMT) never run: a
- * ZCARD of the queue's cancelled set goes with every read, in the same
- * write, so a batch costs no round trip more while the set is empty (it
- * is, unless clients gave up within the last offload_timeout).  When it
- * is not, one script drops the batch's cancelled entries before the batch
- * runs.  A client that goes away later finds its job run (prefetch
- * entries are checked when read, not one by one).
- */
-
-/* The job id of an entry (its "id" field), or NULL. */
-static const offload_str_t *
-entry_job_id(const batch_entry_t *e)
-{
-    size_t  i;
-
-    for (i = 0; i + 1 < e->nfields; i += 2) {
-        if (e->fields[i].len == sizeof(OFFLOAD_F_ID) - 1
-            && memcmp(e->fields[i].data, OFFLOAD_F_ID, e->fields[i].len) == 0)
-        {
-            return &e->fields[i + 1];
-        }
-    }
-
-    return NULL;
-}
-
-
-/* Takes the entry out of the batch: its job was cancelled. */
-static void
-batch_drop(offload_worker_t *w, const char *entry_id, size_t len)
-{
-    batch_entry_t        **at, *prev = NULL;
-    const offload_str_t   *job_id;
-
-    for (at = &w->batch; *at != NULL; prev = *at, at = &(*at)->next) {
-        if ((*at)->id.len != len || memcmp((*at)->id.data, entry_id, len) != 0)
-        {
-            continue;
-        }
-
-        job_id = entry_job_id(*at);
-        log_info("%s: entry %.*s: job %.*s cancelled, not run: its client "
-                 "went away", w->name, (int) len, entry_id,
-                 job_id ? (int) job_id->len : 1,
-                 job_id ? job_id->data : "?");
-        w->sb->jobs_cancelled++;
-
-        if (w->batch_tail == *at) {
-            w->batch_tail = prev;
-        }
-
-        prev = *at;
-        *at = prev->next;
-        offload_entry_put(&w->spare_entries, prev);
-        return;
-    }
-}
-
-
-static void
-drop_cancelled_cb(redisAsyncContext *ac, void *r, void *privdata)
-{
-    size_t             i;
-    redisReply        *reply = r;
-    offload_worker_t  *w = privdata;
-
-    (void) ac;
-
-    if (reply == NULL || !w->checking) {
-        return;                 /* disconnected: the batch is read again */
-    }
-
-    if (script_missing(&w->scripts[SCRIPT_DROP_CANCELLED], reply)
-        && drop_cancelled(w, 1) == 0)
-    {
-        return;
-    }
-
-    w->checking = 0;
-
-    if (reply->type == REDIS_REPLY_ARRAY) {
-        for (i = 0; i < reply->elements; i++) {
-            if (reply->element[i]->type == REDIS_REPLY_STRING) {
-                batch_drop(w, reply->element[i]->str,
-                           reply->element[i]->len);
-            }
-        }
-
-    } else {
-        /* the batch runs: a cancel is a saving, not a promise */
-        log_error("%s: checking the batch for cancelled jobs: %s", w->name,
-                  reply->type == REDIS_REPLY_ERROR ? reply->str
-                                                   : "unexpected reply");
-    }
-
-    offload_worker_resume(w);
-}
-
-
-/* Sends offload_drop_cancelled_script for the batch just read (by EVAL,
- * not EVALSHA, when eval); 0 when it went. */
-static int
-drop_cancelled(offload_worker_t *w, int eval)
-{
-    int                   argc = 0, rc;
-    char                 *keys, *k, numkeys[24];
-    size_t                n = 0, room = 0, plen, *argvlen;
-    const char          **argv;
-    batch_entry_t        *e;
-    const offload_str_t  *job_id;
-
-    plen = strlen(w->body_prefix);
-
-    for (e = w->batch; e != NULL; e = e->next) {
-        job_id = entry_job_id(e);
-        if (job_id != NULL) {
-            n++;
-            room += plen + job_id->len;
-        }
-    }
-
-    /* 6 arguments, then a body key, an entry id and a job id per job:
-     * every key declared (a Redis Cluster routes the script whole) */
-    argv = malloc((6 + 3 * n) * sizeof(char *));
-    argvlen = malloc((6 + 3 * n) * sizeof(size_t));
-    keys = malloc(room + 1);
-
-    if (argv == NULL || argvlen == NULL || keys == NULL) {
-        free(argv);
-        free(argvlen);
-        free(keys);
-        return -1;
-    }
-
-    script_call(&w->scripts[SCRIPT_DROP_CANCELLED], eval, argv, argvlen);
-    argc = 2;
-    argv[argc++] = numkeys;
-    argv[argc++] = w->stream;
-    argv[argc++] = w->cancelled;
-    snprintf(numkeys, sizeof(numkeys), "%zu", 2 + n);
-
-    for (n = 2; n < (size_t) argc; n++) {
-        argvlen[n] = strlen(argv[n]);
-    }
-
-    k = keys;
-    for (e = w->batch; e != NULL; e = e->next) {
-        job_id = entry_job_id(e);
-
-        if (job_id != NULL) {
-            memcpy(k, w->body_prefix, plen);
-            memcpy(k + plen, job_id->data, job_id->len);
-            argv[argc] = k;
-            argvlen[argc++] = plen + job_id->len;
-            k += plen + job_id->len;
-        }
-    }
-
-    argv[argc] = OFFLOAD_GROUP;
-    argvlen[argc++] = sizeof(OFFLOAD_GROUP) - 1;
-
-    for (e = w->batch; e != NULL; e = e->next) {
-        job_id = entry_job_id(e);
-
-        if (job_id != NULL) {
-            argv[argc] = e->id.data;
-            argvlen[argc++] = e->id.len;
-            argv[argc] = job_id->data;
-            argvlen[argc++] = job_id->len;
-        }
-    }
-
-    rc = offload_redis_command_argv(&w->conn, drop_cancelled_cb, w, argc,
-                                    argv, argvlen);
-    free(argv);
-    free(argvlen);
-    free(keys);
-
-    return rc == REDIS_OK ? 0 : -1;
-}
-
-
-static void
-cancelled_count_cb(redisAsyncContext *ac, void *r, void *privdata)
-{
-    redisReply        *reply = r;
-    offload_worker_t  *w = privdata;
-
-    (void) ac;
-
-    if (reply == NULL) {
-        return;
-    }
-
-    if (reply->type != REDIS_REPLY_INTEGER
-        && reply->type != REDIS_REPLY_ERROR)
-    {
-        offload_redis_conn_out_of_step(&w->conn, "ZCARD answered with "
-                                       "no count");
-        return;
-    }
-
-    if (!w->checking) {
-        return;                 /* the read took nothing: nothing to check */
-    }
-
-    if (reply->type == REDIS_REPLY_INTEGER && reply->integer > 0
-        && drop_cancelled(w, 0) == 0)
-    {
-        return;
-    }
-
-    if (reply->type == REDIS_REPLY_ERROR) {
-        log_error("%s: ZCARD %s failed: %s", w->name, w->cancelled,
-                  reply->str);
-    }
-
-    w->checking = 0;
-    offload_worker_resume(w);
 }
 
 
@@ -2289,8 +1953,8 @@ send_read(offload_worker_t *w)
                                     w->in_history ? 0 : READ_BLOCK_MS,
                                     read_cb, w, argc, argv, NULL)
         != REDIS_OK
-        || offload_redis_command_argv(&w->conn, cancelled_count_cb, w, 2,
-                                      zcard, NULL)
+        || offload_redis_command_argv(&w->conn, offload_cancelled_count_cb,
+                                      w, 2, zcard, NULL)
            != REDIS_OK)
     {
         log_error("%s: cannot send XREADGROUP", w->name);

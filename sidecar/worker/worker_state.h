@@ -267,6 +267,10 @@ void offload_worker_stop_reading(offload_worker_t *w,
     offload_sb_exit_e reason);
 int offload_worker_usable_id(const offload_str_t *s);
 
+void offload_worker_script_call(const script_t *s, int eval,
+    const char **argv, size_t *argvlen);
+int offload_worker_script_missing(script_t *s, const redisReply *reply);
+
 /* body_read.c */
 int offload_body_read_start(offload_worker_t *w, batch_entry_t *e,
     const offload_entry_t *job);
@@ -292,5 +296,12 @@ void offload_held_clear(offload_worker_t *w);
 void offload_held_resend(offload_worker_t *w);
 void offload_held_settles(settles_t *st, const offload_str_t *entry_id,
     const offload_entry_t *job, int final);
+
+/* cancelled.c */
+void offload_cancelled_count_cb(redisAsyncContext *ac, void *r,
+    void *privdata);
+int offload_cancelled_drop(offload_worker_t *w, int eval);
+int offload_cancelled_gate(offload_worker_t *w, batch_entry_t *e,
+    const offload_entry_t *job, int eval);
 
 #endif /* OFFLOAD_WORKER_STATE_H */
