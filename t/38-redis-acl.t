@@ -95,6 +95,23 @@ is(read_answer($hold)->{status}, 200, 'the busy job answered');
 ok(wait_until(sub { redis_cmd('XLEN', 'offload:{sleep}:jobs') == 0 },
     scaled(10), 'dropped'), 'the marked job dropped as offload-sidecar');
 
+# a sync job with an Idempotency-Key still queued past its deadline: a
+# read says expired (the job script's XRANGE and XPENDING of its entry, as
+# offload-nginx)
+$hold = send_post('/jobs/sleep', '{"ms":' . scaled(3000) . '}');
+ok(wait_until(sub { pending_jobs('sleep') == 1 }, scaled(10), 'held'),
+    'the sleep worker is busy again');
+is(http('POST', '/brief/sleep', '{"ms":1}',
+    { 'Idempotency-Key' => 'acl-expire' })->{status}, 504,
+    'a keyed sync job no worker took in time: 504');
+my ($kid) = (redis_cmd('GET', 'offload:{sleep}:idem:acl-expire') // '')
+    =~ /^(\S+)/;
+is(http('GET', '/jobs-api/' . ($kid // 'none'))->{json}{status}, 'expired',
+    'read past its deadline: expired');
+is(read_answer($hold)->{status}, 200, 'the busy job answered');
+ok(wait_until(sub { redis_cmd('XLEN', 'offload:{sleep}:jobs') == 0 },
+    scaled(10), 'passed'), 'the expired job passed, not run');
+
 # a running async job cancelled (RPUSH as offload-nginx, LPOP and the
 # kill by the supervisor as offload-sidecar)
 $ar = http('POST', '/jobs/sleep', '{"ms":20000}',
