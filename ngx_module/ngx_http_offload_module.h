@@ -236,6 +236,11 @@ struct ngx_http_offload_link_s {
     ngx_uint_t                    retries;     /* since it was usable */
     ngx_uint_t                    inflight;
     ngx_uint_t                    failures;
+    uint32_t                      refused;     /* CRC32 of the setup refusal
+                                                  logged last, */
+    uint32_t                      failed;      /* of the failure: each is
+                                                  logged again when it
+                                                  changes; 0 once usable */
     ngx_uint_t                    generation;
     uint64_t                      written;     /* bytes of this context's
                                                   commands gone to the

@@ -1510,18 +1510,35 @@ ngx_http_offload_link_probed(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    /* a user whose ACL has no +ping is answered all the same; any other
-     * error (a password Redis requires now: NOAUTH) refuses the link, as
-     * a refused AUTH does, and not each command sent on it */
+    /*
+     * PONG; or an error that is an answer all the same: a user whose ACL
+     * has no +ping, a Redis loading its data or running a long script,
+     * which the link's commands meet as they would on a link made before.
+     * Any other error (a password Redis requires now: NOAUTH) refuses the
+     * link, as a refused AUTH does, not each command sent on it.
+     */
 
-    if (reply->type != REDIS_REPLY_ERROR
-        || ngx_strncmp(reply->str, "NOPERM", 6) == 0)
+    if ((reply->type == REDIS_REPLY_STATUS && reply->len == 4
+         && ngx_strncmp(reply->str, "PONG", 4) == 0)
+        || (reply->type == REDIS_REPLY_ERROR
+            && (ngx_strncmp(reply->str, "NOPERM", 6) == 0
+                || ngx_strncmp(reply->str, "LOADING", 7) == 0
+                || ngx_strncmp(reply->str, "BUSY", 4) == 0)))
     {
         ngx_http_offload_link_usable(link);
         return;
     }
 
-    ngx_http_offload_link_refused(link, reply);
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_offload_link_refused(link, reply);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                  "offload: redis %V %s connection: PING answered with no "
+                  "PONG: dropping it", &link->peer->name, link->role);
+
+    ngx_http_offload_link_drop(link);
 }
 
 
@@ -1554,6 +1571,8 @@ ngx_http_offload_link_usable(ngx_http_offload_link_t *link)
     link->usable = 1;
     link->retries = 0;
     link->failures = 0;
+    link->refused = 0;
+    link->failed = 0;
 
     if (link->was_up) {
         ngx_http_offload_metrics_redis(NGX_HTTP_OFFLOAD_REDIS_RECONNECT);
@@ -1670,15 +1689,21 @@ ngx_http_offload_link_role_done(redisAsyncContext *ac, void *r,
 
 
 /* a setup command refused: the first time in a row an error, then info
- * (the disconnect callback counts the failure) */
+ * (the disconnect callback counts the failure), an error again when the
+ * refusal changes (Redis came back asking for a password) */
 
 static void
 ngx_http_offload_link_refused(ngx_http_offload_link_t *link,
     redisReply *reply)
 {
+    uint32_t    crc;
     ngx_uint_t  level;
 
-    level = (link->failures == 0) ? NGX_LOG_ERR : NGX_LOG_INFO;
+    crc = ngx_crc32_short((u_char *) reply->str, reply->len);
+
+    level = (link->failures == 0 || crc != link->refused) ? NGX_LOG_ERR
+                                                           : NGX_LOG_INFO;
+    link->refused = crc;
 
     if (link->to_sentinel) {
         /* AUTH is the only setup command a sentinel gets */
@@ -1698,14 +1723,20 @@ ngx_http_offload_link_refused(ngx_http_offload_link_t *link,
 }
 
 
-/* the first failure in a row is worth a warning, the retries are not */
+/* the first failure in a row is worth a warning, the retries are not,
+ * unless the failure changes */
 
 static void
 ngx_http_offload_link_failed(ngx_http_offload_link_t *link, const char *err)
 {
+    uint32_t    crc;
     ngx_uint_t  level;
 
-    level = (link->failures++ == 0) ? NGX_LOG_WARN : NGX_LOG_INFO;
+    crc = ngx_crc32_short((u_char *) err, ngx_strlen(err));
+
+    level = (link->failures++ == 0 || crc != link->failed) ? NGX_LOG_WARN
+                                                            : NGX_LOG_INFO;
+    link->failed = crc;
 
     ngx_http_offload_metrics_redis(NGX_HTTP_OFFLOAD_REDIS_FAILURE);
 

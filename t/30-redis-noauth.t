@@ -91,6 +91,47 @@ diag(sprintf 'password dropped: jobs again after %.2f s', $took);
 cmp_ok($took, '<', scaled($CAP + 1.5), 'within the backoff\'s cap');
 is(post_json('/jobs/echo', '{"n":2}')->{status}, 200, 'a job: 200');
 
+# ---- Redis restarted asking for a password ------------------------------------
+
+# nginx's links failed to connect meanwhile: the refusal that follows is
+# logged at error all the same (before: at info, as one more failure)
+stop_redis();
+ok(wait_until(sub { count($nlog, qr/command connection failed: .*refused/) >= 2 },
+    scaled(10), 'connects refused'), 'Redis down: nginx\'s links fail');
+my $refusals = count($nlog, qr/\[error\].*command connection setup failed: NOAUTH/);
+start_redis(password => 'restarted');
+ok(wait_until(sub {
+    count($nlog, qr/\[error\].*command connection setup failed: NOAUTH/)
+        >= $refusals + 2
+}, scaled(10), 'the refusals logged'),
+    'back with a password: each nginx worker says NOAUTH at error')
+    or diag(slurp($nlog));
+is(redis_cmd('CONFIG', 'SET', 'requirepass', ''), 'OK', 'password dropped');
+redis_password(undef);
+ok(wait_nginx_ready('/jobs/echo', '{}'), 'jobs run again');
+
+# ---- a script running long (BUSY) while the links connect ---------------------
+
+# PING answered BUSY is an answer: the links are up, their commands meet
+# BUSY as on a link made before, and nothing is logged as refused (before
+# the links counted it a refusal and backed off)
+my ($side0, $ngx0) = (scalar(() = lines($slog)), scalar(() = lines($nlog)));
+redis_cmd('CONFIG', 'SET', 'busy-reply-threshold', '100');
+my @busy = redis_cmds([ 'CLIENT', 'KILL', 'TYPE', 'normal' ],
+    [ 'EVAL', 'local function now() local t = redis.call("TIME") '
+        . 'return t[1] * 1e6 + t[2] end local s = now() '
+        . 'while now() - s < 2e6 do end return 1', '0' ]);
+is($busy[1], 1, 'a script ran 2 s after every client was dropped');
+my @side = (lines($slog))[$side0 .. scalar(() = lines($slog)) - 1];
+my @ngx = (lines($nlog))[$ngx0 .. scalar(() = lines($nlog)) - 1];
+ok((grep { /connected to redis/ } @side) >= 2,
+    'the sidecar reconnected meanwhile') or diag(join "\n", @side);
+is_deeply([ grep { /PING failed/ } @side ], [],
+    'its PING answered BUSY is no refusal');
+is_deeply([ grep { /setup failed/ } @ngx ], [],
+    "nor is nginx's") or diag(join "\n", @ngx);
+ok(wait_nginx_ready('/jobs/echo', '{}'), 'jobs run after it');
+
 # ---- maxclients --------------------------------------------------------------
 
 # the test keeps one connection of its own, the only one Redis then takes

@@ -161,7 +161,12 @@ select_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
-/* A user whose ACL has no +ping is answered all the same. */
+/*
+ * PONG; or an error that is an answer all the same: a user whose ACL has
+ * no +ping (NOPERM), a Redis loading its data (LOADING) or running a long
+ * script (BUSY), which the link's commands meet as they would have met
+ * them on a link made before.  Anything else is a server out of step.
+ */
 static void
 ping_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -169,15 +174,25 @@ ping_cb(redisAsyncContext *ac, void *r, void *privdata)
     offload_redis_conn_t  *rc = privdata;
 
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR
-        && strncmp(reply->str, "NOPERM", 6) == 0)
+        && (strncmp(reply->str, "NOPERM", 6) == 0
+            || strncmp(reply->str, "LOADING", 7) == 0
+            || strncmp(reply->str, "BUSY", 4) == 0))
     {
         became_ready(rc);
         return;
     }
 
-    if (!setup_failed(rc, ac, reply, "PING")) {
-        became_ready(rc);
+    if (setup_failed(rc, ac, reply, "PING")) {
+        return;
     }
+
+    if (reply->type != REDIS_REPLY_STATUS || strcmp(reply->str, "PONG") != 0)
+    {
+        offload_redis_conn_out_of_step(rc, "PING answered with no PONG");
+        return;
+    }
+
+    became_ready(rc);
 }
 
 
