@@ -175,7 +175,7 @@ close $ctl_out;
 is($? >> 8, 3, 'offloadctl submit, its XADD unanswered: exit 3');
 like($out, qr/^[0-9a-f]{32}\n\z/, 'it prints the job id');
 like(slurp("$tmp/ctl.err"), qr/may have been queued/, 'stderr says why');
-like(slurp("$tmp/ctl.err"), qr/XADD: no answer within the command timeout/,
+like(slurp("$tmp/ctl.err"), qr/XADD: timed out: Redis did not take or answer it in time/,
     'in words: no answer in time (before: "Resource temporarily '
     . 'unavailable", hiredis\' EAGAIN)');
 chomp $out;
@@ -191,7 +191,7 @@ system("$ctl submit idle '{\"n\":5}' --wait --timeout 2 >/dev/null "
     . "2>$tmp/ctl.err");
 is($? >> 8, 1, 'offloadctl submit --wait, its SUBSCRIBE unanswered: exit 1');
 like(slurp("$tmp/ctl.err"),
-    qr/Redis SUBSCRIBE: no answer within the command timeout/,
+    qr/Redis SUBSCRIBE: timed out: Redis did not take or answer it in time/,
     'stderr: no answer in time') or diag(slurp("$tmp/ctl.err"));
 $mute->stop;
 

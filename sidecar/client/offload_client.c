@@ -140,12 +140,13 @@ tv_ms(int ms)
 
 
 /* What went wrong on r, for a person: hiredis tells a command's timeout
- * as read()'s EAGAIN, "Resource temporarily unavailable". */
+ * (SO_RCVTIMEO, SO_SNDTIMEO) as read()'s or write()'s EAGAIN, "Resource
+ * temporarily unavailable". */
 static const char *
 conn_error(const redisContext *r)
 {
     if (r->err == REDIS_ERR_IO && strcmp(r->errstr, strerror(EAGAIN)) == 0) {
-        return "no answer within the command timeout";
+        return "timed out: Redis did not take or answer it in time";
     }
 
     return r->errstr;
