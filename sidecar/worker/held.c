@@ -3,8 +3,8 @@
  * than by its completion (a dead letter, a retry later, a bad job's move,
  * the XACK of an entry gone), kept formatted until Redis answers.  One
  * Redis refuses is held and sent again with the completions it refused
- * (worker.c, refused()), in order; one that keeps being refused ends in
- * its last resort: its job is answered an error and its entry
+ * (offload_completion_refused()), in order; one that keeps being refused
+ * ends in its last resort: its job is answered an error and its entry
  * dead-lettered (held_give_up()).
  */
 
@@ -136,7 +136,7 @@ held_give_up(offload_worker_t *w, held_t *h, const char *err)
 
 /*
  * Replies to commands the worker must see answered before it exits.  One
- * Redis refuses is kept and sent again (offload_worker_refused()); one
+ * Redis refuses is kept and sent again (offload_completion_refused()); one
  * that cannot pass by itself (a script error) is given up after
  * REFUSED_TRIES (held_give_up()).  A lost link leaves the entry pending:
  * it is read again with the history after the reconnect.
@@ -190,12 +190,12 @@ tracked_cb(redisAsyncContext *ac, void *r, void *privdata)
                 w->held = h;
             }
             w->held_tail = h;
-            offload_worker_refused(w);
+            offload_completion_refused(w);
         }
     }
 
     if (resent) {
-        offload_worker_settled(w);
+        offload_completion_settled(w);
     }
 
     offload_worker_maybe_exit(w);

@@ -56,7 +56,7 @@ offload_stage_start(offload_worker_t *w, completion_t *c,
         log_error("%s: a result is staged already: entry %.*s stays "
                   "pending", w->name, (int) c->arglen[C_ENTRY],
                   c->arg[C_ENTRY]);
-        offload_worker_completion_put(w, c);
+        offload_completion_put(w, c);
         return;
     }
 
@@ -131,10 +131,10 @@ stage_cb(redisAsyncContext *ac, void *r, void *privdata)
      * open, the link is dropped first (staged again on reconnect). */
     if (s->acked == 0 && !s->scripted && reply->type == REDIS_REPLY_ERROR) {
         if (transaction_itself_refused(reply->str)) {
-            offload_worker_transactions_refused(w, reply->str);
+            offload_completion_transactions_refused(w, reply->str);
         }
 
-        if (offload_worker_exec_left_open(w, reply)) {
+        if (offload_completion_exec_left_open(w, reply)) {
             return;
         }
     }
@@ -213,24 +213,24 @@ stage_send_first(offload_worker_t *w)
 
     argv[0] = "UNLINK";
     argvlen[0] = 6;
-    offload_worker_send_queued(w, NULL, NULL, 2, argv, argvlen);
+    offload_completion_send_queued(w, NULL, NULL, 2, argv, argvlen);
 
     argv[0] = "RPUSH";
     argvlen[0] = 5;
     argv[2] = s->header;
     argvlen[2] = s->header_len;
-    offload_worker_send_queued(w, NULL, NULL, 3, argv, argvlen);
+    offload_completion_send_queued(w, NULL, NULL, 3, argv, argvlen);
 
     argv[0] = "PEXPIRE";
     argvlen[0] = 7;
     argv[2] = w->ttl_ms;
     argvlen[2] = strlen(w->ttl_ms);
-    offload_worker_send_queued(w, NULL, NULL, 3, argv, argvlen);
+    offload_completion_send_queued(w, NULL, NULL, 3, argv, argvlen);
 
     /* a queued command refused makes EXEC fail (EXECABORT): checked */
     argv[0] = "EXEC";
     argvlen[0] = 4;
-    offload_worker_send_queued(w, stage_cb, w, 1, argv, argvlen);
+    offload_completion_send_queued(w, stage_cb, w, 1, argv, argvlen);
     return 0;
 }
 
@@ -277,7 +277,7 @@ stage_send(offload_worker_t *w)
     }
 
     if (s->in_flight == 0 && s->acked == s->len) {
-        offload_worker_send_completion(w, c);
+        offload_completion_send(w, c);
     }
 }
 
@@ -325,7 +325,7 @@ offload_stage_retry(offload_worker_t *w)
     job_id.len = strlen(s->job_id);
     snprintf(why, sizeof(why), "%zu bytes, not staged after %d tries",
              s->len, STAGE_TRIES);
-    offload_worker_answer_instead(w, c, &job_id, why, 0);
+    offload_completion_answer_instead(w, c, &job_id, why, 0);
     offload_worker_resume(w);
 }
 
@@ -333,7 +333,7 @@ offload_stage_retry(offload_worker_t *w)
 void
 offload_stage_end(offload_worker_t *w)
 {
-    offload_worker_completion_put(w, w->stage.c);
+    offload_completion_put(w, w->stage.c);
     w->stage.c = NULL;
     offload_worker_resume(w);
 }

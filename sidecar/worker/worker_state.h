@@ -1,8 +1,11 @@
 /*
  * worker_state.h -- the worker process's state, shared by the files of
- * sidecar/worker/: worker.c (the loop: reads, runs, completes), body_read.c
- * (a big job's body, read from its body key) and stage.c (a big result,
- * staged in a list).  Nothing here is for anyone outside the worker.
+ * sidecar/worker/: worker.c (the loop: reads, runs), completion.c (a job's
+ * end, told to Redis), held.c (the other commands that settle an entry),
+ * cancelled.c (jobs cancelled before they run), body_read.c (a big job's
+ * body, read from its body key), stage.c (a big result, staged in a list)
+ * and replicas.c (wait_replicas).  Nothing here is for anyone outside the
+ * worker.
  */
 
 #ifndef OFFLOAD_WORKER_STATE_H
@@ -24,6 +27,10 @@
 #define ENTRY_ID_MAX      64        /* "<ms>-<seq>": 41 at most */
 #define KEY_ROOM          512       /* a result, body or staging key */
 #define STAGE_WINDOW      2         /* slice commands in flight */
+#define KEEP_BUFFER_MAX   (4 << 20) /* bigger completion buffers are freed */
+#define RESEND_MIN_S      0.1       /* a command Redis refused is sent
+                                       again after this, at first */
+#define JSON_OUT_FLAGS    (JSON_COMPACT | JSON_ENCODE_ANY)
 #define REFUSED_TRIES     5         /* refused but not for want of memory
                                        (a script error): given up after */
 #define REFUSAL_MAX       160       /* why a transaction was refused */
@@ -208,7 +215,8 @@ struct offload_worker_s {
                                                    refused, backing off */
     double                       resend_delay;
     int                          refusing;      /* an episode: logged once */
-    int                          last_resort;   /* for complete() */
+    int                          last_resort;   /* for
+                                                   offload_completion_make() */
     unsigned                     resending;     /* sent again, unanswered */
     held_t                      *held;          /* tracked commands refused,
                                                    to send again, in order */
@@ -244,29 +252,14 @@ void offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
 void offload_worker_bad_entry(offload_worker_t *w,
     const offload_str_t *entry_id, const offload_str_t *fields,
     size_t nfields, const char *why);
-void offload_worker_completion_put(offload_worker_t *w, completion_t *c);
-int offload_worker_send_completion(offload_worker_t *w, completion_t *c);
-void offload_worker_answer_instead(offload_worker_t *w, completion_t *c,
-    const offload_str_t *job_id, const char *why, int last_resort);
-int offload_worker_exec_left_open(offload_worker_t *w,
-    const redisReply *reply);
-void offload_worker_send_queued(offload_worker_t *w, redisCallbackFn *fn,
-    void *privdata, int argc, const char **argv, const size_t *argvlen);
-void offload_worker_transactions_refused(offload_worker_t *w,
-    const char *err);
-
 void offload_worker_maybe_exit(offload_worker_t *w);
-
 void offload_worker_dead_letter_answer(offload_worker_t *w,
     const offload_str_t *entry_id, const offload_str_t *fields,
     size_t nfields, const char *why, int status, const char *code,
     const char *message);
-void offload_worker_refused(offload_worker_t *w);
-void offload_worker_settled(offload_worker_t *w);
 void offload_worker_stop_reading(offload_worker_t *w,
     offload_sb_exit_e reason);
 int offload_worker_usable_id(const offload_str_t *s);
-
 void offload_worker_script_call(const script_t *s, int eval,
     const char **argv, size_t *argvlen);
 int offload_worker_script_missing(script_t *s, const redisReply *reply);
@@ -303,5 +296,37 @@ void offload_cancelled_count_cb(redisAsyncContext *ac, void *r,
 int offload_cancelled_drop(offload_worker_t *w, int eval);
 int offload_cancelled_gate(offload_worker_t *w, batch_entry_t *e,
     const offload_entry_t *job, int eval);
+
+/* completion.c */
+void offload_completion_put(offload_worker_t *w, completion_t *c);
+void offload_completion_refused(offload_worker_t *w);
+void offload_completion_settled(offload_worker_t *w);
+void offload_completion_answer_instead(offload_worker_t *w, completion_t *c,
+    const offload_str_t *job_id, const char *why, int last_resort);
+int offload_completion_exec_left_open(offload_worker_t *w,
+    const redisReply *reply);
+void offload_completion_transactions_refused(offload_worker_t *w,
+    const char *err);
+void offload_completion_send_queued(offload_worker_t *w, redisCallbackFn *fn,
+    void *privdata, int argc, const char **argv, const size_t *argvlen);
+int offload_completion_send(offload_worker_t *w, completion_t *c);
+void offload_completion_make(offload_worker_t *w,
+    const offload_str_t *entry_id, const offload_str_t *reply,
+    const offload_result_t *res, const char *code, const char *body,
+    size_t blen, offload_job_t *job);
+void offload_completion_error(offload_worker_t *w,
+    const offload_str_t *entry_id, const offload_str_t *job_id,
+    const offload_str_t *reply, int status, int64_t queue_us,
+    const char *code, const char *message);
+void offload_completion_lost(offload_worker_t *w, completion_t *c);
+void offload_completion_put_all(offload_worker_t *w, completion_t *c);
+void offload_completion_resend_lost(offload_worker_t *w);
+void offload_completion_flush(offload_worker_t *w);
+void offload_completion_resend_cb(struct ev_loop *loop, ev_timer *t,
+    int revents);
+void offload_completion_flush_cb(struct ev_loop *loop, ev_prepare *p,
+    int revents);
+void offload_completion_out_cb(struct ev_loop *loop, ev_prepare *p,
+    int revents);
 
 #endif /* OFFLOAD_WORKER_STATE_H */
