@@ -97,6 +97,7 @@ static ngx_int_t ngx_http_offload_job_list(ngx_http_offload_job_read_t *jr,
     redisReply **e);
 static void ngx_http_offload_job_index_done(redisAsyncContext *ac, void *r,
     void *privdata);
+static ngx_int_t ngx_http_offload_replayed(ngx_http_offload_job_read_t *jr);
 static ngx_int_t ngx_http_offload_job_result(ngx_http_offload_job_read_t *jr,
     offload_result_t *res, ngx_chain_t *body, off_t len);
 static ngx_uint_t ngx_http_offload_job_error_object(ngx_chain_t **body,
@@ -1451,13 +1452,7 @@ ngx_http_offload_job_result(ngx_http_offload_job_read_t *jr,
                                                NGX_HTTP_OFFLOAD_NOT_FINAL);
         }
 
-        if (ngx_http_offload_add_header(r, "X-Offload-Job-Id", jr->id,
-                                        OFFLOAD_JOB_ID_LEN)
-            != NGX_OK
-            || ngx_http_offload_add_header(r, "Idempotent-Replayed",
-                                           (u_char *) "true", 4)
-               != NGX_OK)
-        {
+        if (ngx_http_offload_replayed(jr) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
@@ -1569,12 +1564,31 @@ ngx_http_offload_job_ongoing(redisReply *status)
 }
 
 
+/* what every answer of a sync duplicate says: the first job's id */
+
+static ngx_int_t
+ngx_http_offload_replayed(ngx_http_offload_job_read_t *jr)
+{
+    if (ngx_http_offload_add_header(jr->request, "X-Offload-Job-Id", jr->id,
+                                    OFFLOAD_JOB_ID_LEN)
+        != NGX_OK
+        || ngx_http_offload_add_header(jr->request, "Idempotent-Replayed",
+                                       (u_char *) "true", 4)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 /*
  * A sync duplicate's answer, from the first job's record (e as the job
  * script returns it): that job's result as its own request got it (its
- * status and body, X-Offload-Job-Id, and Idempotent-Replayed), 504 when
- * the deadline passed before it ended, 409 when it ended without one (a
- * cancelled job).
+ * status and body), 504 when the deadline passed before it ended, 409 when
+ * it ended without one (a cancelled job); each with X-Offload-Job-Id and
+ * Idempotent-Replayed, so that the client can look the job up.
  */
 
 static ngx_int_t
@@ -1585,6 +1599,18 @@ ngx_http_offload_replay_answer(ngx_http_offload_job_read_t *jr,
 
     r = jr->request;
 
+    /* a result: its headers go with it (ngx_http_offload_job_result) */
+
+    if (e[8]->type == REDIS_REPLY_STRING
+        || e[8]->type == REDIS_REPLY_INTEGER)
+    {
+        return ngx_http_offload_job_fetch(jr, e);
+    }
+
+    if (ngx_http_offload_replayed(jr) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     if (ngx_http_offload_job_ongoing(e[2])) {
         return ngx_http_offload_send_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
                                            "timeout",
@@ -1593,29 +1619,22 @@ ngx_http_offload_replay_answer(ngx_http_offload_job_read_t *jr,
                                            "has not ended)");
     }
 
-    if (e[8]->type != REDIS_REPLY_STRING
-        && e[8]->type != REDIS_REPLY_INTEGER)
+    /* expired at a read: no worker reached it in time */
+
+    if (e[2]->type == REDIS_REPLY_STRING
+        && ngx_strcmp(e[2]->str, "expired") == 0)
     {
-        /* expired at a read: no worker reached it in time */
-
-        if (e[2]->type == REDIS_REPLY_STRING
-            && ngx_strcmp(e[2]->str, "expired") == 0)
-        {
-            return ngx_http_offload_send_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
-                                               "expired",
-                                               "the first job with this "
-                                               "Idempotency-Key expired "
-                                               "before a worker took it");
-        }
-
-        return ngx_http_offload_send_error(r, NGX_HTTP_CONFLICT,
-                                           "no_result",
+        return ngx_http_offload_send_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
+                                           "expired",
                                            "the first job with this "
-                                           "Idempotency-Key ended without a "
-                                           "result (cancelled)");
+                                           "Idempotency-Key expired "
+                                           "before a worker took it");
     }
 
-    return ngx_http_offload_job_fetch(jr, e);
+    return ngx_http_offload_send_error(r, NGX_HTTP_CONFLICT, "no_result",
+                                       "the first job with this "
+                                       "Idempotency-Key ended without a "
+                                       "result (cancelled)");
 }
 
 

@@ -193,6 +193,11 @@ my $t0 = time;
 $r = post_key('/brief/sleep', '{"ms":1500}', 'key-wait');
 is($r->{status}, 504, 'its duplicate with a 500 ms deadline: 504');
 is(code_of($r), 'timeout', 'timeout');
+my ($wid) = (redis_cmd('GET', 'offload:{sleep}:idem:key-wait') // '')
+    =~ /^(\S+)/;
+# (before: no id, so the client could not look the job up)
+is($r->{headers}{'x-offload-job-id'}, $wid, 'X-Offload-Job-Id: the first');
+is($r->{headers}{'idempotent-replayed'}, 'true', 'Idempotent-Replayed');
 ok(time - $t0 < 1.4, 'answered at its own deadline');
 my $raw = OffloadTest::read_raw($s, scaled(10));
 like($raw, qr{^HTTP/1\.1 200}, 'the first job still answers its client');
@@ -222,6 +227,7 @@ $t0 = time;
 $r = post_key('/sync/sleep', '{"ms":1}', 'key-expire');
 is($r->{status}, 504, 'its duplicate: 504');
 is(code_of($r), 'expired', 'expired');
+is($r->{headers}{'x-offload-job-id'}, $xid, 'with the first job\'s id');
 ok(time - $t0 < scaled(1), 'at once');
 close $busy;
 ok(wait_until(sub { pending_jobs('sleep') == 0

@@ -45,7 +45,6 @@
 #include "log.h"
 #include "memlimit.h"
 #include "redis_conn.h"
-#include "offload_resp.h"
 #include "retry.h"
 #include "worker.h"
 #include "worker_state.h"
