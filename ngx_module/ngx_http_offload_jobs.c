@@ -736,6 +736,15 @@ ngx_http_offload_jobs_handler(ngx_http_request_t *r)
                                            "GET, HEAD or DELETE a job");
     }
 
+    /* a job's state changes under the same URL: no cache may keep it */
+
+    if (ngx_http_offload_add_header(r, "Cache-Control",
+                                    (u_char *) "no-store", 8)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     jr = ngx_pcalloc(r->pool, sizeof(ngx_http_offload_job_read_t));
     if (jr == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -91,6 +91,12 @@ is($r->{headers}{'preference-applied'}, 'respond-async',
 
 my $doc = job_until($id, qr/^done$/);
 is($doc->{status}, 'done', 'polled: done');
+# the same URL answers a changing state: no cache may keep it (before: no
+# Cache-Control, and a 200 is cacheable by heuristics)
+is(http('GET', "/jobs/$id")->{headers}{'cache-control'}, 'no-store',
+    'Cache-Control: no-store');
+is(http('GET', '/jobs/' . ('0' x 32))->{headers}{'cache-control'},
+    'no-store', 'on a 404 too');
 is_deeply($doc->{result}, { hello => 'async' }, 'the result is the answer');
 is($doc->{result_status}, 200, 'result_status 200');
 is($doc->{queue}, 'echo', 'queue');
