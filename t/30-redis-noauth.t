@@ -78,9 +78,12 @@ like($r->{json}{error}{message} // '', qr/not reachable/,
 cmp_ok(time - $t0, '<', scaled(1), 'at once');
 
 $t0 = time;
+my $up = count($nlog, qr/command connection up/);
 is(redis_cmd('CONFIG', 'SET', 'requirepass', ''), 'OK',
     'Redis takes offload without a password again');
 redis_password(undef);
+ok(wait_until(sub { count($nlog, qr/command connection up/) >= $up + 2 },
+    scaled(10), 'links up'), "both nginx workers' command links are up");
 ok(wait_nginx_ready('/jobs/echo', '{}'), 'jobs run again on both nginx '
     . 'workers');
 ok(wait_until(sub {
@@ -159,8 +162,13 @@ is_deeply([ grep { /max number of clients/ } @$side ], [],
     or diag(join "\n", @$side);
 is(post_json('/jobs/echo', '{"n":3}')->{status}, 503, 'a job meanwhile: 503');
 
+# each nginx worker's command link comes back at its own backoff's pace:
+# both are up before a job is sent (a POST may go to either worker)
+$up = count($nlog, qr/command connection up/);
 is(admin('CONFIG', 'SET', 'maxclients', '10000'), 'OK', 'maxclients back');
 close $admin;
+ok(wait_until(sub { count($nlog, qr/command connection up/) >= $up + 2 },
+    scaled(10), 'links up'), "both nginx workers' command links are up");
 ok(wait_nginx_ready('/jobs/echo', '{}'), 'jobs run again');
 is(post_json('/jobs/echo', '{"n":4}')->{status}, 200, 'a job: 200');
 
