@@ -64,6 +64,9 @@ typedef struct {
                                                  status */
     ngx_http_offload_list_t       result;     /* a big result's read */
     unsigned                      cancel:1;
+    unsigned                      unmatched:1;  /* a cancel with an
+                                                   If-Match no entity tag
+                                                   of a job meets */
     unsigned                      linked:1;   /* in peer->job_waiters */
     unsigned                      waiting:1;  /* a long poll */
     unsigned                      reading:1;  /* a read on its way (the
@@ -81,6 +84,7 @@ typedef struct {
 
 static ngx_uint_t ngx_http_offload_prefers_async(ngx_str_t *value);
 static ngx_int_t ngx_http_offload_job_id(ngx_http_request_t *r, u_char *id);
+static ngx_uint_t ngx_http_offload_if_match_tags(ngx_http_request_t *r);
 static ngx_int_t ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr);
 static void ngx_http_offload_job_reading(ngx_http_offload_job_read_t *jr);
 static void ngx_http_offload_job_done(redisAsyncContext *ac, void *r,
@@ -809,6 +813,7 @@ ngx_http_offload_jobs_handler(ngx_http_request_t *r)
     jr->peer = olcf->peer;
     jr->serial = ++ngx_http_offload_job_serial;
     jr->cancel = (r->method == NGX_HTTP_DELETE);
+    jr->unmatched = jr->cancel && ngx_http_offload_if_match_tags(r);
 
     cln->handler = ngx_http_offload_job_cleanup;
     cln->data = jr;
@@ -873,6 +878,24 @@ ngx_http_offload_job_id(ngx_http_request_t *r, u_char *id)
 }
 
 
+/*
+ * An If-Match other than "*": a job has no entity tag (its state changes
+ * under one URL, and no answer gives an ETag), so no tag is met, and a
+ * DELETE it conditions must not cancel (RFC 9110 13.1.1); "*" is met by
+ * any job that exists.
+ */
+
+static ngx_uint_t
+ngx_http_offload_if_match_tags(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = r->headers_in.if_match;
+
+    return h != NULL && !(h->value.len == 1 && h->value.data[0] == '*');
+}
+
+
 /* reads the job's record again, or answers 503 without a link to Redis */
 
 static void
@@ -915,7 +938,7 @@ ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr)
 
     argv[2] = "1";
     argv[3] = (char *) rec;
-    argv[4] = jr->cancel ? "cancel" : "get";
+    argv[4] = jr->unmatched ? "unmatched" : jr->cancel ? "cancel" : "get";
     argv[5] = (char *) jr->id;
     argv[6] = (char *) ttl_buf;
     argv[7] = olcf->cancel_running ? "running" : "queued";
@@ -1120,6 +1143,15 @@ ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
         return ngx_http_offload_send_error(r, NGX_HTTP_CONFLICT,
                                            "already_finished",
                                            "the job has ended");
+    }
+
+    if (ngx_strcmp(e[0]->str, "unmatched") == 0) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_PRECONDITION_FAILED,
+                                           "precondition_failed",
+                                           "If-Match names no entity tag "
+                                           "of the job (it has none; only "
+                                           "If-Match: * is met): not "
+                                           "cancelled");
     }
 
     if (jr->waiting && !jr->last && ngx_http_offload_job_ongoing(e[2])) {

@@ -672,7 +672,10 @@ extern const char  offload_retry_script[];
  *                           (kept in the record, for a cancel)
  *
  * Job: what GET and DELETE /jobs/<id> do, in one step.
- *   KEYS[1] record          ARGV[1] "get" or "cancel"  ARGV[2] job id
+ *   KEYS[1] record          ARGV[1] "get", "cancel", or "unmatched"
+ *                           (a cancel with an If-Match no entity tag of
+ *                           the job meets: what it would do, not done)
+ *                           ARGV[2] job id
  *                           ARGV[3] the record's TTL in ms after a cancel
  *                           (at least: a longer one, e.g. an
  *                           Idempotency-Key's, is kept)
@@ -681,18 +684,19 @@ extern const char  offload_retry_script[];
  *                           else "queued"
  * Returns nil for no record, else { outcome, queue, status, attempts,
  * submitted_at, started_at, finished_at, next_attempt_at, result }, a
- * field missing nil; outcome "ok" (get), "cancelled", "running",
+ * field missing nil; outcome "ok" (get), "cancelled" ("unmatched" where
+ * ARGV[1] "unmatched" would have cancelled), "running",
  * "finished" or "waited" (cancel: only a queued or retrying job is
  * cancelled, or with ARGV[4] "running" a running one too, whose record
  * names its node and slot: "<queue> <slot> <id>" is pushed on the node's
  * OFFLOAD_CANCEL_FMT list; a sync job (its client waits for it) is left
  * alone, "waited"; a cancel publishes the id on OFFLOAD_JOBS_DONE); result
  * the stored result once the job ended (a big one's elements joined), else
- * nil.  A queued or retrying async job whose deadline passed (by Redis'
- * clock) is marked expired first (finished_at its deadline, the record's TTL
- * at least ARGV[3], its id published), get or cancel: no worker reached it
- * in time (a sync job's record says queued while it runs: its worker
- * answers it expired if it comes too late).  A sync
+ * nil.  A queued or retrying job whose deadline passed (by Redis' clock)
+ * is marked expired first (finished_at its deadline, the record's TTL at
+ * least ARGV[3], its id published), whatever ARGV[1]: no worker reached it
+ * in time (a sync job's record, which says queued while it runs, only
+ * while its entry is in the stream and delivered to no worker).  A sync
  * job's record (an Idempotency-Key's) not ended yet is marked "waited 1":
  * only then does its end publish its id (a duplicate or a long poll reads
  * it before it waits).

@@ -265,6 +265,12 @@ job_until($slow, qr/^done$/);
 $r = http('DELETE', "/jobs/$slow");
 is($r->{status}, 409, 'DELETE a finished job: 409');
 is($r->{json}{error}{code}, 'already_finished', 'already_finished');
+# a precondition does not change what would not be a success anyway
+is(http('DELETE', "/jobs/$slow", undef, { 'If-Match' => '"v1"' })
+    ->{json}{error}{code}, 'already_finished',
+    'with If-Match: "v1": 409 already_finished all the same');
+is(http('DELETE', '/jobs/' . ('f' x 32), undef, { 'If-Match' => '"v1"' })
+    ->{status}, 404, 'an unknown job with If-Match: 404');
 
 # ---- cancel a queued job: it never runs
 sub sleep_ok { node_doc()->{queues}{sleep}{workers}[0]{jobs_ok} // 0 }
@@ -276,8 +282,14 @@ my $busy = submit('/async/sleep', '{"ms":1500}', 'the busy job');
 job_until($busy, qr/^running$/);
 my $victim = submit('/async/sleep', '{"ms":1}', 'the job to cancel');
 is(job($victim)->{json}{status}, 'queued', 'queued behind it');
-$r = http('DELETE', "/jobs/$victim");
-is($r->{status}, 200, 'DELETE a queued job: 200');
+# RFC 9110: an If-Match no tag of the job meets (a job has none) cancels
+# nothing (before: it was ignored and the job cancelled)
+$r = http('DELETE', "/jobs/$victim", undef, { 'If-Match' => '"v1"' });
+is($r->{status}, 412, 'DELETE with If-Match: "v1": 412');
+is($r->{json}{error}{code}, 'precondition_failed', 'precondition_failed');
+is(job($victim)->{json}{status}, 'queued', 'the job is not cancelled');
+$r = http('DELETE', "/jobs/$victim", undef, { 'If-Match' => '*' });
+is($r->{status}, 200, 'DELETE a queued job with If-Match: *: 200');
 is($r->{json}{status}, 'cancelled', 'status cancelled');
 ok($r->{json}{finished_at}, 'finished_at set');
 job_until($busy, qr/^done$/);
