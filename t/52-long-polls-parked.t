@@ -86,7 +86,7 @@ is(scalar(log_lines($id)), 0, 'nothing logged of it yet');
 
 my $a = next_answer($s, scaled(15));
 ok($a, 'the job ends: the poll answers');
-is($a->{status}, 200, '200');
+is($a->{status}, 200, 'it answers 200');
 is($a->{json}{status}, 'done', 'status done');
 is($a->{json}{id}, $id, 'its own job');
 my $waited = time - $t0;
