@@ -1510,20 +1510,14 @@ ngx_http_offload_link_probed(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    /*
-     * PONG; or an error that is an answer all the same: a user whose ACL
-     * has no +ping, a Redis loading its data or running a long script,
-     * which the link's commands meet as they would on a link made before.
-     * Any other error (a password Redis requires now: NOAUTH) refuses the
-     * link, as a refused AUTH does, not each command sent on it.
-     */
+    /* PONG, or an error that is an answer all the same; any other error
+     * refuses the link, as a refused AUTH does, not each command sent on
+     * it (offload_ping_error_answers()) */
 
     if ((reply->type == REDIS_REPLY_STATUS && reply->len == 4
          && ngx_strncmp(reply->str, "PONG", 4) == 0)
         || (reply->type == REDIS_REPLY_ERROR
-            && (ngx_strncmp(reply->str, "NOPERM", 6) == 0
-                || ngx_strncmp(reply->str, "LOADING", 7) == 0
-                || ngx_strncmp(reply->str, "BUSY", 4) == 0)))
+            && offload_ping_error_answers(reply->str)))
     {
         ngx_http_offload_link_usable(link);
         return;

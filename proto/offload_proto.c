@@ -669,6 +669,14 @@ fitted(int n, size_t size)
 }
 
 
+int
+offload_ping_error_answers(const char *err)
+{
+    return strncmp(err, "NOPERM", 6) == 0 || strncmp(err, "LOADING", 7) == 0
+           || strncmp(err, "BUSY", 4) == 0;
+}
+
+
 unsigned
 offload_reconnect_delay_ms(unsigned retries, long rnd)
 {

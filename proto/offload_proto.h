@@ -286,6 +286,13 @@ int offload_queue_name_valid(const char *name, size_t len);
 
 unsigned offload_reconnect_delay_ms(unsigned retries, long rnd);
 
+/* A new link's setup PING answered with this error is answered all the
+ * same (1): a user whose ACL has no +ping (NOPERM), a Redis loading its
+ * data (LOADING) or running a long script (BUSY), which the link's
+ * commands meet as on a link made before.  Any other error (NOAUTH: a
+ * password Redis requires now; maxclients) refuses the link. */
+int offload_ping_error_answers(const char *err);
+
 /* n in decimal at p, without a NUL (20 bytes at most); returns the end.
  * For the hot paths, where snprintf()'s format parsing costs more than
  * the digits: a job's argv, a command's RESP lines, Server-Timing. */

@@ -38,6 +38,7 @@
 #include "clock.h"
 #include "cluster_map.h"
 #include "log.h"
+#include "offload_proto.h"
 #include "offload_reply_guard.h"
 #include "redis_conn.h"
 #include "offload_resp.h"
@@ -161,12 +162,8 @@ select_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
-/*
- * PONG; or an error that is an answer all the same: a user whose ACL has
- * no +ping (NOPERM), a Redis loading its data (LOADING) or running a long
- * script (BUSY), which the link's commands meet as they would have met
- * them on a link made before.  Anything else is a server out of step.
- */
+/* PONG, or an error that is an answer all the same
+ * (offload_ping_error_answers()); anything else is a server out of step. */
 static void
 ping_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -174,9 +171,7 @@ ping_cb(redisAsyncContext *ac, void *r, void *privdata)
     offload_redis_conn_t  *rc = privdata;
 
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR
-        && (strncmp(reply->str, "NOPERM", 6) == 0
-            || strncmp(reply->str, "LOADING", 7) == 0
-            || strncmp(reply->str, "BUSY", 4) == 0))
+        && offload_ping_error_answers(reply->str))
     {
         became_ready(rc);
         return;
