@@ -373,11 +373,37 @@ const char  offload_bad_job_script[] =
     "return 1\n";
 
 const char  offload_prune_nodes_script[] =
-    "local n = 0\n"
+    "local live = {}\n"
     "for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
     "  if redis.call('EXISTS', ARGV[1] .. name) == 0 then\n"
     "    redis.call('SREM', KEYS[1], name)\n"
+    "  else\n"
+    "    live[#live + 1] = name\n"
+    "  end\n"
+    "end\n"
+    "return live\n";
+
+const char  offload_forget_consumers_script[] =
+    "local live = {}\n"
+    "for i = 3, #ARGV do live[ARGV[i]] = true end\n"
+    "local consumers = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])\n"
+    "if consumers.err then return 0 end\n"
+    "local slot_at = ':' .. ARGV[2] .. ':'\n"
+    "local n = 0\n"
+    "for _, c in ipairs(consumers) do\n"
+    "  local f = {}\n"
+    "  for j = 1, #c, 2 do f[c[j]] = c[j + 1] end\n"
+    "  local name = f['name']\n"
+    "  local node, rest = string.match(name, '^([^:]+)(:.*)$')\n"
+    "  if node and not live[node] and f['pending'] == 0\n"
+    "     and (rest == ':claim'\n"
+    "          or (string.sub(rest, 1, #slot_at) == slot_at\n"
+    "              and string.match(rest, '^%d+$', #slot_at + 1))) then\n"
+    "    local gone = redis.pcall('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1],"
+    " name)\n"
+    "    if type(gone) == 'table' then return n end\n"
     "    n = n + 1\n"
+    "    if n == " OFFLOAD_STR(OFFLOAD_FORGET_CONSUMERS_MAX) " then break end\n"
     "  end\n"
     "end\n"
     "return n\n";

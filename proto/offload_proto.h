@@ -542,9 +542,23 @@ extern const char  offload_bad_job_script[];
  * again with its next heartbeat.
  *   KEYS[1] offload:{ctl}:nodes
  *   ARGV[1] the node key prefix, "offload:{ctl}:node:"
- * Returns how many names went.
+ * Returns the names that stay: the live nodes.
  */
 extern const char  offload_prune_nodes_script[];
+
+/*
+ * Forget consumers: deletes from a queue's group the consumers offload
+ * named (<node>:<queue>:<slot>, <node>:claim) of nodes not among the live
+ * ones, so the group does not keep one for every host name a node ever
+ * had.  XGROUP DELCONSUMER drops a consumer's pending entries with it (they
+ * would never run), so one that holds any stays until a claim has taken
+ * them.  One deleted while a worker of a live node still used it costs
+ * nothing: Redis makes it again at the worker's next delivery.
+ *   KEYS[1] stream   ARGV[1] group   ARGV[2] queue   ARGV[3..] live nodes
+ * Returns how many went, at most OFFLOAD_FORGET_CONSUMERS_MAX a call.
+ */
+#define OFFLOAD_FORGET_CONSUMERS_MAX  100
+extern const char  offload_forget_consumers_script[];
 
 /*
  * Touch: resets the idle time of every entry the given consumers hold, so

@@ -93,6 +93,27 @@ ok(wait_until(sub {
 ok(grep({ $_ eq node_name() } @{ redis_cmd('SMEMBERS', 'offload:{ctl}:nodes') }),
     'the live node stays');
 
+# ---- so are their consumers, once they hold nothing: a queue's group does
+# not keep one for every host name a node ever had.  Names offload did not
+# make are left alone.
+sub consumers {
+    my ($queue) = @_;
+    return map { { @$_ }->{name} }
+        @{ redis_cmd('XINFO', 'CONSUMERS', "offload:{$queue}:jobs", 'workers') };
+}
+ok(wait_until(sub { !grep { /^other$$:/ } consumers('sleep'), consumers('echo') },
+    scaled(10), 'node b forgotten'), 'the consumers of node b, stopped, leave '
+    . 'the groups');
+ok(scalar(grep { /^\Q$lost\E:/ } consumers('sleep')), 'the live node\'s stay');
+redis_cmd('XGROUP', 'CREATECONSUMER', 'offload:{echo}:jobs', 'workers', $_)
+    for qw(ghost1:echo:0 ghost1:claim reporting-tool ghost1:echo:x ghost1:sleep:0);
+ok(wait_until(sub { !grep { /^ghost1:(echo:0|claim)$/ } consumers('echo') },
+    scaled(10), 'ghost consumers forgotten'), 'consumers <node>:<queue>:<slot> '
+    . 'and <node>:claim of a node without a registry entry leave');
+is_deeply([ sort grep { !/^\Q$lost\E:/ } consumers('echo') ],
+    [ qw(ghost1:echo:x ghost1:sleep:0 reporting-tool) ],
+    'names offload does not make for this queue stay');
+
 # ---- a reload while a long claim pages through XAUTOCLAIM (100 a page):
 # the claim outlives the pools it started with, and every job is run
 my $many = 20000;
@@ -122,6 +143,9 @@ ok(wait_until(sub {
     my $keys = redis_cmd('KEYS', 'offload:{echo}:result:*');
     @$keys >= $many && pending_jobs('echo') == 0;
 }, scaled(60), 'all run'), "all $many jobs of the lost node run once more");
+ok(wait_until(sub { !grep { $_ eq 'gone:echo:0' } consumers('echo') },
+    scaled(10), 'gone:echo:0 forgotten'), 'the lost consumer that held them '
+    . 'leaves the group once they are claimed');
 ok(alive('sidecar'), 'the sidecar lived through it');
 
 finish();

@@ -9,7 +9,10 @@
  * touches them.  A claimed entry has lost its worker: it fails one attempt
  * (reclaim.c), so a job that takes whole nodes down still ends
  * dead-lettered after max_attempts.  Each round also forgets the names of
- * lost nodes in offload:{ctl}:nodes (offload_prune_nodes_script).
+ * lost nodes in offload:{ctl}:nodes (offload_prune_nodes_script) and then
+ * their consumers in the groups of the queues there, once these hold
+ * nothing (offload_forget_consumers_script): with host names that change
+ * (containers), neither the set nor the groups grow with every name.
  */
 
 #include <stdio.h>
@@ -152,6 +155,100 @@ send_autoclaim(claim_t *c, const char *cursor)
 }
 
 
+static void
+forgot_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    char        *queue = privdata;
+    redisReply  *reply = r;
+
+    (void) ac;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER
+        && reply->integer > 0)
+    {
+        log_info("queue %s: forgot %lld consumers of lost nodes", queue,
+                 reply->integer);
+    }
+
+    free(queue);
+}
+
+
+static void
+send_forget(offload_pool_t *pool, const redisReply *live)
+{
+    size_t         i, argc = 0;
+    char           stream[OFFLOAD_KEY_MAX];
+    char          *queue;
+    const char   **argv;
+    const char    *name = pool->queue->name;
+
+    offload_stream_key(stream, sizeof(stream), name, strlen(name));
+
+    argv = calloc(live->elements + 6, sizeof(char *));
+    queue = strdup(name);
+    if (argv == NULL || queue == NULL) {
+        free(argv);
+        free(queue);
+        return;
+    }
+
+    argv[argc++] = "EVAL";
+    argv[argc++] = offload_forget_consumers_script;
+    argv[argc++] = "1";
+    argv[argc++] = stream;
+    argv[argc++] = OFFLOAD_GROUP;
+    argv[argc++] = name;
+
+    for (i = 0; i < live->elements; i++) {
+        if (live->element[i]->type == REDIS_REPLY_STRING) {
+            argv[argc++] = live->element[i]->str;
+        }
+    }
+
+    if (offload_redis_command_argv(offload_pool_conn(pool), forgot_cb, queue,
+                                   (int) argc, argv, NULL)
+        != REDIS_OK)
+    {
+        free(queue);
+    }
+
+    free(argv);
+}
+
+
+/* The live nodes of one keyspace: the queues whose node-level keys are
+ * there forget the consumers of the others. */
+static void
+pruned_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    size_t                 p, l;
+    redisReply            *reply = r;
+    offload_supervisor_t  *sup = privdata;
+    offload_redis_conn_t  *control = NULL;
+
+    /* refused (a replica, an ACL): not logged, rounds come every
+     * claim_idle / 2; the next one tries again */
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+
+    for (l = 0; l < sup->registry.nlinks; l++) {
+        if (sup->registry.links[l].conn.ac == ac) {
+            control = &sup->registry.links[l].conn;
+        }
+    }
+
+    for (p = 0; control != NULL && p < sup->npools; p++) {
+        if (offload_pool_node_conn(&sup->pools[p]) == control
+            && offload_pool_conn(&sup->pools[p])->ready)
+        {
+            send_forget(&sup->pools[p], reply);
+        }
+    }
+}
+
+
 /* Touches the entries held under the pool's consumer names, whether or not
  * a worker runs in the slot right now: a slot waiting for its restart keeps
  * its entries for its next worker. */
@@ -203,7 +300,7 @@ offload_claim_round(offload_supervisor_t *sup)
     for (l = 0; l < sup->registry.nlinks; l++) {
         conn = &sup->registry.links[l].conn;
         if (sup->registry.links[l].control && conn->ready) {
-            offload_redis_command(conn, NULL, NULL, "EVAL %s 1 %s %s",
+            offload_redis_command(conn, pruned_cb, sup, "EVAL %s 1 %s %s",
                                   offload_prune_nodes_script,
                                   OFFLOAD_NODES_KEY, OFFLOAD_NODE_PREFIX);
         }
