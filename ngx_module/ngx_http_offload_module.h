@@ -14,6 +14,8 @@
  *   ngx_http_offload_metrics.c  the shared metrics zone, Prometheus text
  *   ngx_http_offload_status.c   offload_status and offload_metrics: the
  *                               zone plus the nodes' documents from Redis
+ *   ngx_http_offload_status_pack.c  those documents as the status cache's
+ *                               zone keeps them
  *   ngx_http_offload_gzip.c     those answers gzip'd, their bulk once
  *   ngx_http_offload_dashboard.c  offload_dashboard: the page
  *   ngx_http_offload_admission.c  X-Offload-Timeout, offload_max_backlog,
@@ -649,6 +651,37 @@ char *ngx_http_offload_status_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_offload_status_add_zone(ngx_conf_t *cf,
     ngx_http_offload_main_conf_t *omcf);
+
+/* ngx_http_offload_status_pack.c: a nodes-script answer as the status
+ * cache's zone keeps it */
+#define NGX_HTTP_OFFLOAD_NSORT  5           /* sort keys of a worker */
+
+/* A worker's record in a packed answer (memcpy'd, unaligned). */
+typedef struct {
+    int64_t                       key[NGX_HTTP_OFFLOAD_NSORT];
+    uint32_t                      off;         /* of ",{...}" in the */
+    uint32_t                      len;         /* workers' text */
+} ngx_http_offload_status_record_t;
+
+/* A packed answer read back: pointers into it. */
+typedef struct {
+    ngx_str_t                     part[5];     /* nodes, queues, crashes,
+                                                  nodes without workers,
+                                                  malformed nodes */
+    ngx_uint_t                    nworkers;
+    u_char                       *records;
+    ngx_str_t                     text;        /* ",w0,w1,..." */
+    ngx_uint_t                    nfams;
+    u_char                       *fams;        /* packed strings */
+} ngx_http_offload_status_packed_t;
+
+size_t ngx_http_offload_status_lean(u_char *dst, u_char *src, size_t len);
+size_t ngx_http_offload_status_packed_size(redisReply *reply, size_t lean);
+void ngx_http_offload_status_pack(u_char *p, redisReply *reply,
+    ngx_str_t *lean);
+void ngx_http_offload_status_unpack(u_char *p,
+    ngx_http_offload_status_packed_t *packed);
+u_char *ngx_http_offload_status_get(u_char *p, ngx_str_t *s);
 
 /* ngx_http_offload_gzip.c: a text deflated once, the end of gzip members
  * whose heads change per request */

@@ -37,6 +37,9 @@
  *     may be taken over by the next reader; one that failed is not tried
  *     again within the interval.
  *
+ * An answer is kept in the zone packed, one flat run of bytes that every
+ * worker reads in place (ngx_http_offload_status_pack.c).
+ *
  * The script answers everything unsorted ("cache" mode): sort and limit
  * are applied here, per request, so one read per interval serves every
  * argument set and both reports.  The flat workers list names each
@@ -63,7 +66,6 @@
 #define NGX_HTTP_OFFLOAD_STATUS_WAIT  1000
 #define NGX_HTTP_OFFLOAD_STATUS_POLL  10
 #define NGX_HTTP_OFFLOAD_STATUS_ID    300
-#define NGX_HTTP_OFFLOAD_NSORT        5
 #define NGX_HTTP_OFFLOAD_STATUS_REUSE 100
 
 /* what a reader got of one Redis */
@@ -168,14 +170,6 @@ typedef struct {
 } ngx_http_offload_status_joined_t;
 
 
-/* A worker's record in a packed answer (memcpy'd, unaligned). */
-typedef struct {
-    int64_t                       key[NGX_HTTP_OFFLOAD_NSORT];
-    uint32_t                      off;         /* of ",{...}" in the */
-    uint32_t                      len;         /* workers' text */
-} ngx_http_offload_status_record_t;
-
-
 /* One worker of one answer, unpacked. */
 typedef struct {
     int64_t                       key[NGX_HTTP_OFFLOAD_NSORT];
@@ -193,14 +187,7 @@ typedef struct {
     ngx_uint_t                    version;     /* the entry's, when asked */
     ngx_msec_t                    age;
     ngx_http_offload_status_copy_t  *copy;     /* held until the end */
-    ngx_str_t                     part[5];     /* nodes, queues, crashes,
-                                                  nodes without workers,
-                                                  malformed nodes */
-    ngx_uint_t                    nworkers;
-    u_char                       *records;
-    ngx_str_t                     text;        /* ",w0,w1,..." */
-    ngx_uint_t                    nfams;
-    u_char                       *fams;
+    ngx_http_offload_status_packed_t  packed;  /* copy's, unpacked */
 } ngx_http_offload_status_read_t;
 
 
@@ -992,299 +979,6 @@ ngx_http_offload_status_done(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
-/* past a JSON string: p is at its opening quote */
-
-static u_char *
-ngx_http_offload_status_skip_string(u_char *p, u_char *last)
-{
-    for (p++; p < last && *p != '"'; p++) {
-        if (*p == '\\') {
-            p++;
-        }
-    }
-
-    return p < last ? p + 1 : last;
-}
-
-
-/* past one value: a string, an object or array, or a scalar */
-
-static u_char *
-ngx_http_offload_status_skip_value(u_char *p, u_char *last)
-{
-    ngx_uint_t  depth;
-
-    while (p < last && (*p == ' ' || *p == '\n')) {
-        p++;
-    }
-
-    if (p < last && *p == '"') {
-        return ngx_http_offload_status_skip_string(p, last);
-    }
-
-    if (p < last && *p != '{' && *p != '[') {
-        while (p < last && *p != ',' && *p != '}' && *p != ']') {
-            p++;
-        }
-
-        return p;
-    }
-
-    depth = 0;
-
-    while (p < last) {
-        if (*p == '"') {
-            p = ngx_http_offload_status_skip_string(p, last);
-            continue;
-        }
-
-        if (*p == '{' || *p == '[') {
-            depth++;
-
-        } else if ((*p == '}' || *p == ']') && --depth == 0) {
-            return p + 1;
-        }
-
-        p++;
-    }
-
-    return last;
-}
-
-
-/*
- * The nodes' documents (a run of JSON objects joined by commas, as the
- * script answers them) without the "workers" member of each queue (the
- * objects in a document's "queues"): copies src to dst, at most len
- * bytes, and returns what it wrote.  The documents are the sidecars'
- * (jansson's) JSON, so a scan that knows strings and nesting is enough;
- * it never reads past src + len whatever the bytes are.
- */
-
-static size_t
-ngx_http_offload_status_lean(u_char *dst, u_char *src, size_t len)
-{
-    u_char      *p, *q, *d, *last;
-    size_t       n;
-    ngx_uint_t   depth, queues;
-
-    p = src;
-    d = dst;
-    last = src + len;
-    depth = 0;
-    queues = 0;        /* the depth inside a document's "queues", or 0 */
-
-    while (p < last) {
-
-        if (*p == '{' || *p == '[') {
-            depth++;
-            *d++ = *p++;
-            continue;
-        }
-
-        if (*p == '}' || *p == ']') {
-            if (depth == queues) {
-                queues = 0;
-            }
-
-            depth -= (depth > 0);
-            *d++ = *p++;
-            continue;
-        }
-
-        if (*p != '"') {
-            *d++ = *p++;
-            continue;
-        }
-
-        q = ngx_http_offload_status_skip_string(p, last);
-        n = q - p;
-
-        while (q < last && (*q == ' ' || *q == '\n')) {
-            q++;
-        }
-
-        if (q < last && *q == ':') {
-
-            /* a key */
-
-            if (depth == 1 && n == sizeof("\"queues\"") - 1
-                && ngx_strncmp(p, "\"queues\"", n) == 0)
-            {
-                /* an object: the queues are inside it, at depth 2 */
-
-                for (q++; q < last && (*q == ' ' || *q == '\n'); q++) {
-                    /* void */
-                }
-
-                queues = (q < last && *q == '{') ? 2 : 0;
-
-            } else if (queues && depth == queues + 1
-                       && n == sizeof("\"workers\"") - 1
-                       && ngx_strncmp(p, "\"workers\"", n) == 0)
-            {
-                q = ngx_http_offload_status_skip_value(q + 1, last);
-
-                /* and one of the commas around it */
-
-                if (d > dst && d[-1] == ',') {
-                    d--;
-
-                } else if (q < last && *q == ',') {
-                    q++;
-                }
-
-                p = q;
-                continue;
-            }
-        }
-
-        d = ngx_cpymem(d, p, n);
-        p += n;
-    }
-
-    return d - dst;
-}
-
-
-/*
- * The packed answer: five strings (nodes, queues, crashes, the nodes
- * without their workers, the malformed nodes); the workers:
- * their count, a record each (sort keys, where its text is), then their
- * text ",w0,w1,..." as one string; the Prometheus families: their count,
- * then a header and the samples of each.  A string is its length
- * (uint32_t) and its bytes.  Unaligned: memcpy in and out.
- */
-
-static size_t
-ngx_http_offload_status_packed_size(redisReply *reply, size_t lean)
-{
-    size_t       size;
-    ngx_uint_t   i, j;
-    redisReply  *e;
-
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 7
-        || reply->element[6]->type != REDIS_REPLY_STRING
-        || reply->element[3]->type != REDIS_REPLY_ARRAY
-        || reply->element[5]->type != REDIS_REPLY_ARRAY
-        || reply->element[5]->elements
-           != reply->element[3]->elements * NGX_HTTP_OFFLOAD_NSORT)
-    {
-        return 0;
-    }
-
-    for (j = 0; j < reply->element[5]->elements; j++) {
-        if (reply->element[5]->element[j]->type != REDIS_REPLY_INTEGER) {
-            return 0;
-        }
-    }
-
-    size = 2 * sizeof(uint32_t) + lean + reply->element[6]->len;
-
-    for (i = 0; i < 5; i++) {
-        e = reply->element[i];
-
-        if (i < 3) {
-            if (e->type != REDIS_REPLY_STRING) {
-                return 0;
-            }
-
-            size += sizeof(uint32_t) + e->len;
-            continue;
-        }
-
-        if (e->type != REDIS_REPLY_ARRAY
-            || (i == 4 && e->elements % 2 != 0))
-        {
-            return 0;
-        }
-
-        size += 2 * sizeof(uint32_t);
-
-        for (j = 0; j < e->elements; j++) {
-            if (e->element[j]->type != REDIS_REPLY_STRING) {
-                return 0;
-            }
-
-            size += e->element[j]->len + (i == 3
-                    ? 1 + sizeof(ngx_http_offload_status_record_t)
-                    : sizeof(uint32_t));
-        }
-    }
-
-    return size;
-}
-
-
-static u_char *
-ngx_http_offload_status_put(u_char *p, u_char *s, size_t len)
-{
-    uint32_t  n = len;
-
-    p = ngx_cpymem(p, &n, sizeof(uint32_t));
-    return ngx_cpymem(p, s, len);
-}
-
-
-static void
-ngx_http_offload_status_pack(u_char *p, redisReply *reply, ngx_str_t *lean)
-{
-    u_char                            *text;
-    uint32_t                           n, off;
-    ngx_uint_t                         i, k;
-    redisReply                        *w, *f, **key;
-    ngx_http_offload_status_record_t   rec;
-
-    for (i = 0; i < 3; i++) {
-        p = ngx_http_offload_status_put(p, (u_char *) reply->element[i]->str,
-                                        reply->element[i]->len);
-    }
-
-    p = ngx_http_offload_status_put(p, lean->data, lean->len);
-    p = ngx_http_offload_status_put(p, (u_char *) reply->element[6]->str,
-                                    reply->element[6]->len);
-
-    w = reply->element[3];
-    n = w->elements;
-    p = ngx_cpymem(p, &n, sizeof(uint32_t));
-
-    /* the text follows the records: its length once it is written */
-
-    text = p + n * sizeof(ngx_http_offload_status_record_t)
-           + sizeof(uint32_t);
-    off = 0;
-
-    key = reply->element[5]->element;
-
-    for (i = 0; i < w->elements; i++) {
-        for (k = 0; k < NGX_HTTP_OFFLOAD_NSORT; k++) {
-            rec.key[k] = (*key++)->integer;
-        }
-
-        rec.off = off;
-        rec.len = 1 + w->element[i]->len;
-        p = ngx_cpymem(p, &rec, sizeof(rec));
-
-        text[off] = ',';
-        ngx_memcpy(text + off + 1, w->element[i]->str, w->element[i]->len);
-        off += rec.len;
-    }
-
-    p = ngx_cpymem(p, &off, sizeof(uint32_t));
-    p += off;
-
-    f = reply->element[4];
-    n = f->elements / 2;
-    p = ngx_cpymem(p, &n, sizeof(uint32_t));
-
-    for (i = 0; i < f->elements; i++) {
-        p = ngx_http_offload_status_put(p, (u_char *) f->element[i]->str,
-                                        f->element[i]->len);
-    }
-}
-
-
 /* A refresh ended: its answer into the zone (reply NULL or unusable: the
  * refresh failed, the previous answer stays). */
 
@@ -1396,49 +1090,6 @@ done:
     if (lean.data) {
         ngx_free(lean.data);
     }
-}
-
-
-/* the next string of a packed run */
-
-static u_char *
-ngx_http_offload_status_get(u_char *p, ngx_str_t *s)
-{
-    uint32_t  n;
-
-    ngx_memcpy(&n, p, sizeof(uint32_t));
-    s->len = n;
-    s->data = p + sizeof(uint32_t);
-
-    return s->data + n;
-}
-
-
-/* Unpacks a reader's copy (made by _pack(), so well formed). */
-
-static void
-ngx_http_offload_status_unpack(ngx_http_offload_status_read_t *rd)
-{
-    u_char      *p;
-    uint32_t     n;
-    ngx_uint_t   i;
-
-    p = rd->copy->data;
-
-    for (i = 0; i < 5; i++) {
-        p = ngx_http_offload_status_get(p, &rd->part[i]);
-    }
-
-    ngx_memcpy(&n, p, sizeof(uint32_t));
-    p += sizeof(uint32_t);
-    rd->nworkers = n;
-    rd->records = p;
-    p += n * sizeof(ngx_http_offload_status_record_t);
-    p = ngx_http_offload_status_get(p, &rd->text);
-
-    ngx_memcpy(&n, p, sizeof(uint32_t));
-    rd->nfams = n;
-    rd->fams = p + sizeof(uint32_t);
 }
 
 
@@ -1667,16 +1318,16 @@ ngx_http_offload_status_workers(ngx_http_offload_status_ctx_t *sctx,
             continue;
         }
 
-        p = rd->records;
+        p = rd->packed.records;
 
-        for (j = 0; j < rd->nworkers; j++) {
+        for (j = 0; j < rd->packed.nworkers; j++) {
             ngx_memcpy(&rec, p, sizeof(rec));
             p += sizeof(rec);
 
             ngx_memcpy(w->key, rec.key, sizeof(w->key));
             w->redis = i;
             w->pos = j;
-            w->text = rd->text.data + rec.off;
+            w->text = rd->packed.text.data + rec.off;
             w->len = rec.len;
             w++;
         }
@@ -1729,7 +1380,7 @@ ngx_http_offload_status_join(ngx_http_offload_status_ctx_t *sctx,
     first = 1;
 
     for (i = 0; i < sctx->nreads; i++) {
-        s = &sctx->read[i].part[part];
+        s = &sctx->read[i].packed.part[part];
 
         if (sctx->read[i].state != NGX_HTTP_OFFLOAD_READ_OK || s->len == 0) {
             continue;
@@ -1771,18 +1422,18 @@ ngx_http_offload_status_list(ngx_http_offload_status_ctx_t *sctx,
         for (i = 0; i < sctx->nreads && left; i++) {
             rd = &sctx->read[i];
 
-            if (rd->state != NGX_HTTP_OFFLOAD_READ_OK || rd->nworkers == 0) {
+            if (rd->state != NGX_HTTP_OFFLOAD_READ_OK || rd->packed.nworkers == 0) {
                 continue;
             }
 
-            n = ngx_min(left, rd->nworkers);
+            n = ngx_min(left, rd->packed.nworkers);
             left -= n;
 
-            ngx_memcpy(&rec, rd->records + (n - 1) * sizeof(rec),
+            ngx_memcpy(&rec, rd->packed.records + (n - 1) * sizeof(rec),
                        sizeof(rec));
 
-            from = rd->text.data + skip;
-            to = rd->text.data + rec.off + rec.len;
+            from = rd->packed.text.data + skip;
+            to = rd->packed.text.data + rec.off + rec.len;
             skip = 0;
 
             if (ngx_http_offload_status_add(out, from, to - from) != NGX_OK) {
@@ -1849,15 +1500,15 @@ ngx_http_offload_status_rendered(ngx_http_offload_status_ctx_t *sctx)
 
         /* the workers' text without its leading comma */
 
-        text = rd->text;
+        text = rd->packed.text;
 
         if (text.len) {
             text.data++;
             text.len--;
         }
 
-        size = rd->part[3].len + rd->part[1].len + text.len + rd->part[2].len
-               + rd->part[4].len + NGX_INT_T_LEN + 96;
+        size = rd->packed.part[3].len + rd->packed.part[1].len + text.len + rd->packed.part[2].len
+               + rd->packed.part[4].len + NGX_INT_T_LEN + 96;
 
         p = ngx_alloc(size, ngx_cycle->log);
         if (p == NULL) {
@@ -1868,8 +1519,8 @@ ngx_http_offload_status_rendered(ngx_http_offload_status_ctx_t *sctx)
         done->len = ngx_snprintf(p, size, "%V],\"queues\":{%V},\"workers\":"
                                  "[%V],\"workers_total\":%ui,\"crashes\":"
                                  "[%V],\"malformed_nodes\":[%V]}",
-                                 &rd->part[3], &rd->part[1], &text,
-                                 rd->nworkers, &rd->part[2], &rd->part[4])
+                                 &rd->packed.part[3], &rd->packed.part[1], &text,
+                                 rd->packed.nworkers, &rd->packed.part[2], &rd->packed.part[4])
                     - p;
         return done;
     }
@@ -1877,9 +1528,9 @@ ngx_http_offload_status_rendered(ngx_http_offload_status_ctx_t *sctx)
     /* every family's header and samples, in turn */
 
     size = 1;
-    at = rd->fams;
+    at = rd->packed.fams;
 
-    for (f = 0; f < 2 * rd->nfams; f++) {
+    for (f = 0; f < 2 * rd->packed.nfams; f++) {
         at = ngx_http_offload_status_get(at, &s);
         size += s.len;
     }
@@ -1890,9 +1541,9 @@ ngx_http_offload_status_rendered(ngx_http_offload_status_ctx_t *sctx)
     }
 
     done->data = p;
-    at = rd->fams;
+    at = rd->packed.fams;
 
-    for (f = 0; f < 2 * rd->nfams; f++) {
+    for (f = 0; f < 2 * rd->packed.nfams; f++) {
         at = ngx_http_offload_status_get(at, &s);
         p = ngx_cpymem(p, s.data, s.len);
     }
@@ -2197,10 +1848,10 @@ ngx_http_offload_status_prom(ngx_http_offload_status_ctx_t *sctx,
                              rd->state == NGX_HTTP_OFFLOAD_READ_OK);
         }
 
-        at[i] = rd->fams;
+        at[i] = rd->packed.fams;
 
         if (rd->state == NGX_HTTP_OFFLOAD_READ_OK) {
-            nfams = ngx_min(nfams, rd->nfams);
+            nfams = ngx_min(nfams, rd->packed.nfams);
         }
     }
 
@@ -2499,8 +2150,8 @@ ngx_http_offload_status_send(ngx_http_offload_status_ctx_t *sctx)
         rd = &sctx->read[i];
 
         if (rd->state == NGX_HTTP_OFFLOAD_READ_OK) {
-            ngx_http_offload_status_unpack(rd);
-            total += rd->nworkers;
+            ngx_http_offload_status_unpack(rd->copy->data, &rd->packed);
+            total += rd->packed.nworkers;
         }
     }
 
