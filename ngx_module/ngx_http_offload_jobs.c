@@ -74,6 +74,11 @@ typedef struct {
                                                  result's elements) */
     unsigned                      reread:1;   /* the job ended meanwhile */
     unsigned                      last:1;     /* the wait passed */
+    unsigned                      accept:1;   /* a submit that waits a
+                                                 while (Prefer: wait): its
+                                                 result, or 202 */
+    unsigned                      duplicate:1;  /* of an Idempotency-Key's
+                                                   job */
     unsigned                      replay:1;   /* a duplicate sync submit:
                                                  answers the result */
     unsigned                      by_eval:1;  /* NOSCRIPT came */
@@ -82,7 +87,8 @@ typedef struct {
 } ngx_http_offload_job_read_t;
 
 
-static ngx_uint_t ngx_http_offload_prefers_async(ngx_str_t *value);
+static ngx_uint_t ngx_http_offload_preference(ngx_str_t *value,
+    ngx_str_t *name, ngx_str_t *arg);
 static ngx_int_t ngx_http_offload_job_id(ngx_http_request_t *r, u_char *id);
 static ngx_uint_t ngx_http_offload_if_match_tags(ngx_http_request_t *r);
 static ngx_int_t ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr);
@@ -118,10 +124,15 @@ static void ngx_http_offload_record_done(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_offload_duplicate(ngx_http_offload_ctx_t *ctx,
     redisReply *reply);
-static ngx_int_t ngx_http_offload_replay(ngx_http_offload_ctx_t *ctx);
+static ngx_int_t ngx_http_offload_replay(ngx_http_offload_ctx_t *ctx,
+    ngx_msec_t wait);
+static ngx_int_t ngx_http_offload_accepted_body(ngx_http_offload_ctx_t *ctx,
+    u_char *status, size_t status_len, ngx_str_t *body);
 static ngx_int_t ngx_http_offload_replay_answer(
     ngx_http_offload_job_read_t *jr, redisReply **e);
 static ngx_int_t ngx_http_offload_job_ongoing(redisReply *status);
+static ngx_int_t ngx_http_offload_job_unanswered(ngx_http_request_t *r,
+    redisReply *status);
 static void ngx_http_offload_script(const char *script, u_char *sha,
     ngx_uint_t by_eval, const char **argv, size_t *argvlen);
 
@@ -137,18 +148,18 @@ static u_char            ngx_http_offload_job_sha[40];
 
 
 /*
- * Whether a Prefer header value names the preference respond-async: a
+ * Whether a Prefer header value names the preference name: a
  * comma-separated list of "name[=value][; param...]" (RFC 7240), names
- * case-insensitive, a value maybe a quoted string holding commas.
+ * case-insensitive, a value maybe a quoted string holding commas.  arg,
+ * when not NULL, gets its value (quotes left on), empty without one.
  */
 
 static ngx_uint_t
-ngx_http_offload_prefers_async(ngx_str_t *value)
+ngx_http_offload_preference(ngx_str_t *value, ngx_str_t *name,
+    ngx_str_t *arg)
 {
-    u_char      *p, *last, *name;
-    ngx_uint_t   quoted;
-
-    static u_char  async[] = "respond-async";
+    u_char      *p, *last, *start, *end;
+    ngx_uint_t   quoted, found;
 
     p = value->data;
     last = p + value->len;
@@ -159,7 +170,7 @@ ngx_http_offload_prefers_async(ngx_str_t *value)
             p++;
         }
 
-        name = p;
+        start = p;
 
         while (p < last && *p != '=' && *p != ';' && *p != ','
                && *p != ' ' && *p != '\t')
@@ -167,15 +178,32 @@ ngx_http_offload_prefers_async(ngx_str_t *value)
             p++;
         }
 
-        if ((size_t) (p - name) == sizeof(async) - 1
-            && ngx_strncasecmp(name, async, sizeof(async) - 1) == 0)
-        {
-            return 1;
+        found = ((size_t) (p - start) == name->len
+                 && ngx_strncasecmp(start, name->data, name->len) == 0);
+
+        while (p < last && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+
+        start = NULL;
+
+        if (p < last && *p == '=') {
+            for (p++; p < last && (*p == ' ' || *p == '\t'); p++) {
+                /* void */
+            }
+
+            start = p;
         }
 
         /* the rest of this preference: its value and parameters */
 
-        for (quoted = 0; p < last && (quoted || *p != ','); p++) {
+        for (quoted = 0, end = NULL; p < last && (quoted || *p != ','); p++) {
+
+            if (end == NULL && !quoted
+                && (*p == ';' || *p == ' ' || *p == '\t'))
+            {
+                end = p;
+            }
 
             if (quoted && *p == '\\' && p + 1 < last) {
                 p++;
@@ -183,6 +211,15 @@ ngx_http_offload_prefers_async(ngx_str_t *value)
             } else if (*p == '"') {
                 quoted = !quoted;
             }
+        }
+
+        if (found) {
+            if (arg != NULL) {
+                arg->data = start;
+                arg->len = start ? (end ? end : p) - start : 0;
+            }
+
+            return 1;
         }
     }
 
@@ -193,18 +230,25 @@ ngx_http_offload_prefers_async(ngx_str_t *value)
 /*
  * offload_mode async, or Prefer: respond-async on a request; a 202 asked
  * for says Preference-Applied on an async location too (RFC 7240: the
- * answer is what was preferred)
+ * answer is what was preferred).  An async submit with Prefer: wait=<s>
+ * waits that long (at most NGX_HTTP_OFFLOAD_WAIT_MAX) for its job to end
+ * before it answers 202; a wait that is not delta-seconds is ignored, as
+ * a preference not understood is.
  */
 
 void
 ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
 {
+    ngx_int_t                     wait;
+    ngx_str_t                     arg;
     ngx_uint_t                    n;
     ngx_table_elt_t              *h;
     ngx_http_request_t           *r;
     ngx_http_offload_loc_conf_t  *olcf;
 
     static ngx_str_t  prefer = ngx_string("Prefer");
+    static ngx_str_t  async = ngx_string("respond-async");
+    static ngx_str_t  wait_name = ngx_string("wait");
 
     r = ctx->request;
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
@@ -213,11 +257,23 @@ ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
 
     for (n = 0; (h = ngx_http_offload_header(r, &prefer, n)) != NULL; n++) {
 
-        if (ngx_http_offload_prefers_async(&h->value)) {
+        if (ngx_http_offload_preference(&h->value, &async, NULL)) {
             ctx->async = 1;
             ctx->preferred = 1;
-            return;
         }
+
+        if (ngx_http_offload_preference(&h->value, &wait_name, &arg)) {
+            wait = (arg.len == 0 || arg.len > 9)
+                   ? NGX_ERROR : ngx_atoi(arg.data, arg.len);
+
+            if (wait != NGX_ERROR) {
+                ctx->wait = ngx_min(wait, NGX_HTTP_OFFLOAD_WAIT_MAX);
+            }
+        }
+    }
+
+    if (!ctx->async) {
+        ctx->wait = 0;
     }
 }
 
@@ -548,7 +604,7 @@ ngx_http_offload_duplicate(ngx_http_offload_ctx_t *ctx, redisReply *reply)
         return;
     }
 
-    rc = ngx_http_offload_replay(ctx);
+    rc = ngx_http_offload_replay(ctx, 0);
 
     if (rc == NGX_ERROR) {
         ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -565,12 +621,13 @@ ngx_http_offload_duplicate(ngx_http_offload_ctx_t *ctx, redisReply *reply)
 /*
  * A sync duplicate leaves the pending table for the job reads: it long
  * polls the first job's record until the end of its own deadline, and
- * answers that job's result.  NGX_DONE, NGX_ERROR, or NGX_DECLINED without
- * a link to Redis.
+ * answers that job's result.  So does an async submit that prefers to wait
+ * (wait, in ms, not 0), for that long, then answers 202 if the job has not
+ * ended.  NGX_DONE, NGX_ERROR, or NGX_DECLINED without a link to Redis.
  */
 
 static ngx_int_t
-ngx_http_offload_replay(ngx_http_offload_ctx_t *ctx)
+ngx_http_offload_replay(ngx_http_offload_ctx_t *ctx, ngx_msec_t wait)
 {
     int64_t                       spent;
     ngx_http_request_t           *r;
@@ -594,6 +651,8 @@ ngx_http_offload_replay(ngx_http_offload_ctx_t *ctx)
     jr->asked = ctx->asked;
     jr->serial = ++ngx_http_offload_job_serial;
     jr->replay = 1;
+    jr->accept = (wait != 0);
+    jr->duplicate = ctx->replayed;
     jr->waiting = 1;
     ngx_memcpy(jr->id, ctx->id, OFFLOAD_JOB_ID_LEN);
 
@@ -607,8 +666,13 @@ ngx_http_offload_replay(ngx_http_offload_ctx_t *ctx)
     jr->wait.handler = ngx_http_offload_job_wait_handler;
     jr->wait.data = jr;
     jr->wait.log = r->connection->log;
-    ngx_add_timer(&jr->wait, spent < (int64_t) ctx->timeout
-                             ? ctx->timeout - (ngx_msec_t) spent : 1);
+
+    if (wait == 0) {
+        wait = spent < (int64_t) ctx->timeout
+               ? ctx->timeout - (ngx_msec_t) spent : 1;
+    }
+
+    ngx_add_timer(&jr->wait, wait);
 
     if (ngx_http_offload_job_send(jr) != NGX_OK) {
         /* out of the tree and its timer off: the 503 ends the request */
@@ -621,11 +685,47 @@ ngx_http_offload_replay(ngx_http_offload_ctx_t *ctx)
 
 
 /* 202 Accepted: where to ask, and what is known (the job is queued, or,
- * for a duplicate, as its record says) */
+ * for a duplicate, as its record says); first, if the client prefers, a
+ * wait for the job's end (without a link to read it, 202 at once) */
 
 void
 ngx_http_offload_accepted(ngx_http_offload_ctx_t *ctx, u_char *status,
     size_t status_len)
+{
+    ngx_int_t  rc;
+    ngx_str_t  body;
+
+    if (ctx->wait) {
+        rc = ngx_http_offload_replay(ctx, ctx->wait * 1000);
+
+        if (rc == NGX_DONE) {
+            return;
+        }
+
+        if (rc == NGX_ERROR) {
+            ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                          "internal", "out of memory");
+            return;
+        }
+    }
+
+    if (ngx_http_offload_accepted_body(ctx, status, status_len, &body)
+        != NGX_OK)
+    {
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "internal", "out of memory");
+        return;
+    }
+
+    ngx_http_offload_answer_body(ctx, NGX_HTTP_ACCEPTED, body.data, body.len);
+}
+
+
+/* a 202's headers, and its body */
+
+static ngx_int_t
+ngx_http_offload_accepted_body(ngx_http_offload_ctx_t *ctx, u_char *status,
+    size_t status_len, ngx_str_t *out)
 {
     u_char                       *p, *url, *body;
     size_t                        len;
@@ -644,9 +744,7 @@ ngx_http_offload_accepted(ngx_http_offload_ctx_t *ctx, u_char *status,
                                 + 6 * len);
 
     if (url == NULL || body == NULL) {
-        ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                      "internal", "out of memory");
-        return;
+        return NGX_ERROR;
     }
 
     ngx_sprintf(url, "%V%*s", &olcf->jobs_url, (size_t) OFFLOAD_JOB_ID_LEN,
@@ -673,12 +771,13 @@ ngx_http_offload_accepted(ngx_http_offload_ctx_t *ctx, u_char *status,
                                            (u_char *) "true", 4)
                != NGX_OK))
     {
-        ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                      "internal", "out of memory");
-        return;
+        return NGX_ERROR;
     }
 
-    ngx_http_offload_answer_body(ctx, NGX_HTTP_ACCEPTED, body, p - body);
+    out->data = body;
+    out->len = p - body;
+
+    return NGX_OK;
 }
 
 
@@ -1605,7 +1704,8 @@ ngx_http_offload_job_ongoing(redisReply *status)
 }
 
 
-/* what every answer of a sync duplicate says: the first job's id */
+/* what every answer of a replay says: the job's id, and whether it is an
+ * earlier request's */
 
 static ngx_int_t
 ngx_http_offload_replayed(ngx_http_offload_job_read_t *jr)
@@ -1613,9 +1713,10 @@ ngx_http_offload_replayed(ngx_http_offload_job_read_t *jr)
     if (ngx_http_offload_add_header(jr->request, "X-Offload-Job-Id", jr->id,
                                     OFFLOAD_JOB_ID_LEN)
         != NGX_OK
-        || ngx_http_offload_add_header(jr->request, "Idempotent-Replayed",
-                                       (u_char *) "true", 4)
-           != NGX_OK)
+        || (jr->duplicate
+            && ngx_http_offload_add_header(jr->request, "Idempotent-Replayed",
+                                           (u_char *) "true", 4)
+               != NGX_OK))
     {
         return NGX_ERROR;
     }
@@ -1625,17 +1726,20 @@ ngx_http_offload_replayed(ngx_http_offload_job_read_t *jr)
 
 
 /*
- * A sync duplicate's answer, from the first job's record (e as the job
- * script returns it): that job's result as its own request got it (its
- * status and body), 504 when the deadline passed before it ended, 409 when
- * it ended without one (a cancelled job); each with X-Offload-Job-Id and
- * Idempotent-Replayed, so that the client can look the job up.
+ * A replay's answer, from the job's record (e as the job script returns
+ * it): the job's result as a sync request gets it (its status and body),
+ * 409 when it ended without one (a cancelled job); if it has not ended,
+ * 202 for a submit that preferred to wait, 504 for a sync duplicate (its
+ * deadline passed); each with X-Offload-Job-Id (and Idempotent-Replayed
+ * for a duplicate), so that the client can look the job up.
  */
 
 static ngx_int_t
 ngx_http_offload_replay_answer(ngx_http_offload_job_read_t *jr,
     redisReply **e)
 {
+    ngx_str_t            body;
+    ngx_chain_t         *out;
     ngx_http_request_t  *r;
 
     r = jr->request;
@@ -1648,8 +1752,27 @@ ngx_http_offload_replay_answer(ngx_http_offload_job_read_t *jr,
         return ngx_http_offload_job_fetch(jr, e);
     }
 
+    if (jr->accept && ngx_http_offload_job_ongoing(e[2])) {
+        if (ngx_http_offload_accepted_body(
+                ngx_http_get_module_ctx(r, ngx_http_offload_module),
+                (u_char *) e[2]->str, e[2]->len, &body)
+            != NGX_OK
+            || (out = ngx_http_offload_chain_of(r->pool, body.data,
+                                                body.len))
+               == NULL)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_offload_send(r, NGX_HTTP_ACCEPTED, out, body.len);
+    }
+
     if (ngx_http_offload_replayed(jr) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (!jr->duplicate) {
+        return ngx_http_offload_job_unanswered(r, e[2]);
     }
 
     if (ngx_http_offload_job_ongoing(e[2])) {
@@ -1676,6 +1799,30 @@ ngx_http_offload_replay_answer(ngx_http_offload_job_read_t *jr,
                                        "the first job with this "
                                        "Idempotency-Key ended without a "
                                        "result (cancelled)");
+}
+
+
+/* a job whose submit waited for it ended without a result: it expired
+ * before a worker took it, or was cancelled */
+
+static ngx_int_t
+ngx_http_offload_job_unanswered(ngx_http_request_t *r, redisReply *status)
+{
+    if (status->type == REDIS_REPLY_STRING
+        && ngx_strcmp(status->str, "expired") == 0)
+    {
+        return ngx_http_offload_send_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
+                                           "expired",
+                                           "the job expired before a "
+                                           "worker took it");
+    }
+
+    return ngx_http_offload_send_error(r, NGX_HTTP_CONFLICT, "no_result",
+                                       status->type == REDIS_REPLY_STRING
+                                       && ngx_strcmp(status->str,
+                                                     "cancelled") == 0
+                                       ? "the job was cancelled"
+                                       : "the job ended without a result");
 }
 
 

@@ -532,6 +532,9 @@ typedef struct {
                                                   the XADD, the EXISTS */
     unsigned                      look_redirects:2;  /* by the result
                                                         looks */
+    unsigned                      wait:6;      /* s an async submit
+                                                  waits for its job's end
+                                                  (Prefer: wait) */
     unsigned                      asked:1;     /* ctx->peer named by an
                                                   ASK: ASKING before each
                                                   command sent again */

@@ -167,7 +167,7 @@ is($r->{status}, 200, 'another preference: sync as before');
 is_deeply($r->{json}, { p => 2 }, 'the answer itself');
 # Prefer is a list of preferences (RFC 7240), their names matched whole,
 # case-insensitive; a name inside another or in a quoted value is not it
-for my $case ([ 'wait=5, RESPOND-ASYNC', 202 ], [ 'respond-async; x=1', 202 ],
+for my $case ([ 'x=5, RESPOND-ASYNC', 202 ], [ 'respond-async; x=1', 202 ],
               [ 'a="x,y",respond-async', 202 ],
               [ 'no-respond-async-x', 200 ], [ 'respond-asyncx', 200 ],
               [ 'a="respond-async"', 200 ], [ 'a="x\\",respond-async"', 200 ],
@@ -367,7 +367,7 @@ my @blocks;
 while (($section // '') =~ /^```sh\n(.*?)^```$/msg) {
     push @blocks, $1 =~ s/\b8080\b/${\ nginx_port()}/gr;
 }
-is(scalar @blocks, 3, 'HTTP_API.md: three curl examples');
+is(scalar @blocks, 4, 'HTTP_API.md: four curl examples');
 my $tmp = tmpdir();
 spew("$tmp/doc.sh", join("echo\necho ---\n", @blocks));
 my @out = split /\n---\n/, `bash $tmp/doc.sh 2>&1`;
@@ -378,6 +378,9 @@ like($out[1] // '', qr{^HTTP/1\.1 202 Accepted\r\n}, 'Prefer: 202');
 like($out[1] // '', qr{\r\nLocation: /jobs/[0-9a-f]{32}\r\n}, 'Location');
 like($out[1] // '', qr{\r\nPreference-Applied: respond-async\r\n},
     'Preference-Applied');
-like($out[2] // '', qr/"code":"already_finished"/, 'DELETE: 409 as told');
+like($out[2] // '', qr{^HTTP/1\.1 200 OK\r\n}, 'Prefer: wait=5: 200');
+like($out[2] // '', qr{\r\nX-Offload-Job-Id: [0-9a-f]{32}\r\n}, 'X-Offload-Job-Id');
+like($out[2] // '', qr{\r\n\r\n\{"quick":1\}\z}, 'and the result');
+like($out[3] // '', qr/"code":"already_finished"/, 'DELETE: 409 as told');
 
 finish();
