@@ -89,6 +89,7 @@ typedef struct {
 
 static ngx_uint_t ngx_http_offload_preference(ngx_str_t *value,
     ngx_str_t *name, ngx_str_t *arg);
+static ngx_uint_t ngx_http_offload_prefer_wait(ngx_http_request_t *r);
 static ngx_int_t ngx_http_offload_job_id(ngx_http_request_t *r, u_char *id);
 static ngx_uint_t ngx_http_offload_if_match_tags(ngx_http_request_t *r);
 static ngx_int_t ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr);
@@ -231,16 +232,12 @@ ngx_http_offload_preference(ngx_str_t *value, ngx_str_t *name,
  * offload_mode async, or Prefer: respond-async on a request; a 202 asked
  * for says Preference-Applied on an async location too (RFC 7240: the
  * answer is what was preferred).  An async submit with Prefer: wait=<s>
- * waits that long (at most NGX_HTTP_OFFLOAD_WAIT_MAX) for its job to end
- * before it answers 202; a wait that is not delta-seconds is ignored, as
- * a preference not understood is.
+ * waits that long for its job to end before it answers 202.
  */
 
 void
 ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
 {
-    ngx_int_t                     wait;
-    ngx_str_t                     arg;
     ngx_uint_t                    n;
     ngx_table_elt_t              *h;
     ngx_http_request_t           *r;
@@ -248,7 +245,6 @@ ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
 
     static ngx_str_t  prefer = ngx_string("Prefer");
     static ngx_str_t  async = ngx_string("respond-async");
-    static ngx_str_t  wait_name = ngx_string("wait");
 
     r = ctx->request;
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
@@ -260,21 +256,46 @@ ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
         if (ngx_http_offload_preference(&h->value, &async, NULL)) {
             ctx->async = 1;
             ctx->preferred = 1;
-        }
-
-        if (ngx_http_offload_preference(&h->value, &wait_name, &arg)) {
-            wait = (arg.len == 0 || arg.len > 9)
-                   ? NGX_ERROR : ngx_atoi(arg.data, arg.len);
-
-            if (wait != NGX_ERROR) {
-                ctx->wait = ngx_min(wait, NGX_HTTP_OFFLOAD_WAIT_MAX);
-            }
+            break;
         }
     }
 
-    if (!ctx->async) {
-        ctx->wait = 0;
+    if (ctx->async) {
+        ctx->wait = ngx_http_offload_prefer_wait(r);
     }
+}
+
+
+/*
+ * The seconds of a Prefer: wait=<s> (RFC 7240 4.3), at most
+ * NGX_HTTP_OFFLOAD_WAIT_MAX; 0 without one, or with one that is not
+ * delta-seconds (a preference not understood is ignored).
+ */
+
+static ngx_uint_t
+ngx_http_offload_prefer_wait(ngx_http_request_t *r)
+{
+    ngx_int_t         wait;
+    ngx_str_t         arg;
+    ngx_uint_t        n;
+    ngx_table_elt_t  *h;
+
+    static ngx_str_t  prefer = ngx_string("Prefer");
+    static ngx_str_t  name = ngx_string("wait");
+
+    for (n = 0; (h = ngx_http_offload_header(r, &prefer, n)) != NULL; n++) {
+
+        if (!ngx_http_offload_preference(&h->value, &name, &arg)) {
+            continue;
+        }
+
+        wait = (arg.len == 0 || arg.len > 9)
+               ? NGX_ERROR : ngx_atoi(arg.data, arg.len);
+
+        return wait == NGX_ERROR ? 0 : ngx_min(wait, NGX_HTTP_OFFLOAD_WAIT_MAX);
+    }
+
+    return 0;
 }
 
 
@@ -878,6 +899,9 @@ ngx_http_offload_jobs_handler(ngx_http_request_t *r)
         }
 
         wait = ngx_min(wait, NGX_HTTP_OFFLOAD_WAIT_MAX);
+
+    } else if (r->method != NGX_HTTP_DELETE) {
+        wait = ngx_http_offload_prefer_wait(r);
     }
 
     wait_ms = (ngx_msec_t) wait * 1000;

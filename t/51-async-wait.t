@@ -107,6 +107,22 @@ is($r->{headers}{'preference-applied'}, 'respond-async',
 is(job($long, '?wait=' . scaled(10))->{status}, 'done',
     'the job ends all the same');
 
+# ---- a GET of a job with Prefer: wait, as ?wait
+$r = post('/async/sleep', '{"ms":' . scaled(800) . '}', '');
+my $polled = $r->{json}{id};
+$t0 = time;
+my $got = http('GET', "/jobs/$polled", undef,
+    { Prefer => 'wait=' . scaled(10) });
+is($got->{json}{status}, 'done',
+    'GET with Prefer: wait=10: once the job ends');
+ok(time - $t0 >= 0.5, 'it waited for it');
+$r = post('/async/sleep', '{"ms":' . scaled(800) . '}', '');
+$got = http('GET', "/jobs/$r->{json}{id}?wait=0", undef,
+    { Prefer => 'wait=10' });
+like($got->{json}{status}, qr/^(queued|running)$/,
+    '?wait=0 and Prefer: wait=10: the URL wins');
+is(job($r->{json}{id}, '?wait=' . scaled(10))->{status}, 'done', 'it ends');
+
 # ---- a wait that passes while the job is still queued behind another
 my $first = post('/async/sleep', '{"ms":' . scaled(1500) . '}', '');
 is($first->{status}, 202, 'a sleep job ahead');
