@@ -4,6 +4,7 @@
  * configuration, the per-worker Redis peer state, the request context.
  *
  *   ngx_http_offload_module.c   directives, HTTP request flow, responses
+ *   ngx_http_offload_peer_conf.c  offload_redis: the Redis peers named
  *   ngx_http_offload_redis.c    hiredis async context <-> nginx connection
  *   ngx_http_offload_sentinel.c sentinel://: the master and its failovers;
  *                               wait_replicas=: WAIT after a job's XADD
@@ -578,9 +579,16 @@ ngx_http_offload_pending_of(ngx_http_offload_peer_t *peer)
 }
 
 
-/* ngx_http_offload_module.c */
+/* ngx_http_offload_peer_conf.c */
+char *ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_offload_addrs_parse(ngx_conf_t *cf, u_char *p,
     u_char *last, int port, offload_addr_t **addrs, ngx_uint_t *naddrs);
+ngx_http_offload_peer_t *ngx_http_offload_peer_get(ngx_conf_t *cf,
+    ngx_str_t *addr, ngx_str_t *user, ngx_str_t *password, ngx_uint_t db,
+    ngx_uint_t wait_replicas, ngx_msec_t wait_timeout,
+    ngx_str_t *sentinel_user, ngx_str_t *sentinel_password);
+
+/* ngx_http_offload_module.c */
 ngx_int_t ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx);
 void ngx_http_offload_body_free(ngx_http_offload_ctx_t *ctx);
 ngx_table_elt_t *ngx_http_offload_header(ngx_http_request_t *r,
