@@ -134,6 +134,10 @@ static ngx_int_t ngx_http_offload_replay_answer(
 static ngx_int_t ngx_http_offload_job_ongoing(redisReply *status);
 static ngx_int_t ngx_http_offload_job_unanswered(ngx_http_request_t *r,
     redisReply *status);
+static ngx_int_t ngx_http_offload_job_accepted(
+    ngx_http_offload_job_read_t *jr, u_char *status, size_t len);
+static ngx_int_t ngx_http_offload_job_unread(ngx_http_offload_job_read_t *jr,
+    ngx_uint_t status, const char *code, const char *message);
 static void ngx_http_offload_script(const char *script, u_char *sha,
     ngx_uint_t by_eval, const char **argv, size_t *argvlen);
 
@@ -260,7 +264,11 @@ ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
         }
     }
 
-    if (ctx->async) {
+    /* only a peer that hears the ends of jobs (offload:jobs:done) can
+     * wake a waiting submit: without, it would always wait its whole
+     * wait */
+
+    if (ctx->async && ctx->peer->jobs) {
         ctx->wait = ngx_http_offload_prefer_wait(r);
     }
 }
@@ -289,8 +297,11 @@ ngx_http_offload_prefer_wait(ngx_http_request_t *r)
             continue;
         }
 
-        wait = (arg.len == 0 || arg.len > 9)
-               ? NGX_ERROR : ngx_atoi(arg.data, arg.len);
+        wait = ngx_atoi(arg.data, arg.len);
+
+        if (wait == NGX_ERROR && ngx_http_offload_beyond_count(&arg, 0)) {
+            return NGX_HTTP_OFFLOAD_WAIT_MAX;
+        }
 
         return wait == NGX_ERROR ? 0 : ngx_min(wait, NGX_HTTP_OFFLOAD_WAIT_MAX);
     }
@@ -707,27 +718,21 @@ ngx_http_offload_replay(ngx_http_offload_ctx_t *ctx, ngx_msec_t wait)
 
 /* 202 Accepted: where to ask, and what is known (the job is queued, or,
  * for a duplicate, as its record says); first, if the client prefers, a
- * wait for the job's end (without a link to read it, 202 at once) */
+ * wait for the job's end */
 
 void
 ngx_http_offload_accepted(ngx_http_offload_ctx_t *ctx, u_char *status,
     size_t status_len)
 {
-    ngx_int_t  rc;
     ngx_str_t  body;
 
-    if (ctx->wait) {
-        rc = ngx_http_offload_replay(ctx, ctx->wait * 1000);
+    /* without a read of the job to wait on (no link, no memory), the 202
+     * at once: the job is queued all the same */
 
-        if (rc == NGX_DONE) {
-            return;
-        }
-
-        if (rc == NGX_ERROR) {
-            ngx_http_offload_answer_error(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                          "internal", "out of memory");
-            return;
-        }
+    if (ctx->wait
+        && ngx_http_offload_replay(ctx, ctx->wait * 1000) == NGX_DONE)
+    {
+        return;
     }
 
     if (ngx_http_offload_accepted_body(ctx, status, status_len, &body)
@@ -1026,8 +1031,7 @@ ngx_http_offload_job_look(ngx_http_offload_job_read_t *jr)
 {
     if (ngx_http_offload_job_send(jr) != NGX_OK) {
         ngx_http_offload_job_finish(jr,
-                ngx_http_offload_send_error(jr->request,
-                                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                ngx_http_offload_job_unread(jr, NGX_HTTP_SERVICE_UNAVAILABLE,
                                             "redis_unavailable",
                                             "redis is not reachable"));
     }
@@ -1210,13 +1214,13 @@ ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
     r = jr->request;
 
     if (reply == NULL) {
-        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+        return ngx_http_offload_job_unread(jr, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "redis_unavailable",
                                            "the redis connection was lost");
     }
 
     if (reply->type == REDIS_REPLY_NIL) {
-        return ngx_http_offload_send_error(r, NGX_HTTP_NOT_FOUND,
+        return ngx_http_offload_job_unread(jr, NGX_HTTP_NOT_FOUND,
                                            "unknown_job",
                                            "no such job (or it expired)");
     }
@@ -1227,7 +1231,7 @@ ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
                       (size_t) OFFLOAD_JOB_ID_LEN, jr->id,
                       reply->type == REDIS_REPLY_ERROR
                       ? reply->str : "unexpected reply");
-        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+        return ngx_http_offload_job_unread(jr, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "redis_unavailable",
                                            "redis refused the read");
     }
@@ -1244,7 +1248,7 @@ ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
             || (i == 9 && e[i]->type == REDIS_REPLY_STRING
                 && e[i]->len != OFFLOAD_TRACE_ID_LEN))
         {
-            return ngx_http_offload_send_error(r,
+            return ngx_http_offload_job_unread(jr,
                                                NGX_HTTP_SERVICE_UNAVAILABLE,
                                                "redis_unavailable",
                                                "unexpected job record");
@@ -1277,12 +1281,16 @@ ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
                                            "cancelled");
     }
 
-    if (jr->waiting && !jr->last && ngx_http_offload_job_ongoing(e[2])) {
+    /* a long poll whose job has not ended: read again if it ended since
+     * this read went (even as its wait passes: its answer would be stale),
+     * else wait on */
+
+    if (jr->waiting && ngx_http_offload_job_ongoing(e[2])) {
         if (jr->reread) {
             jr->reread = 0;
 
             if (ngx_http_offload_job_send(jr) != NGX_OK) {
-                return ngx_http_offload_send_error(r,
+                return ngx_http_offload_job_unread(jr,
                                                NGX_HTTP_SERVICE_UNAVAILABLE,
                                                "redis_unavailable",
                                                "redis is not reachable");
@@ -1291,14 +1299,17 @@ ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
             return NGX_DONE;
         }
 
-        /* parked without its request where it can be (then r, and jr in
-         * its pool, are gone), or waits on as it is */
+        if (!jr->last) {
+            /* parked without its request where it can be (then r, and jr
+             * in its pool, are gone), or waits on as it is */
 
-        if (!jr->replay) {
-            ngx_http_offload_poll_park(r, jr->peer, jr->id, jr->deadline);
+            if (!jr->replay) {
+                ngx_http_offload_poll_park(r, jr->peer, jr->id,
+                                           jr->deadline);
+            }
+
+            return NGX_DONE;
         }
-
-        return NGX_DONE;
     }
 
     if (jr->replay) {
@@ -1466,7 +1477,7 @@ ngx_http_offload_job_list(ngx_http_offload_job_read_t *jr, redisReply **e)
           : -1;
 
     if (len < 0) {
-        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+        return ngx_http_offload_job_unread(jr, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "redis_unavailable",
                                            "unexpected job record");
     }
@@ -1475,7 +1486,7 @@ ngx_http_offload_job_list(ngx_http_offload_job_read_t *jr, redisReply **e)
      * and a read without a wait has no deadline */
 
     if (!jr->master->bulk.up) {
-        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+        return ngx_http_offload_job_unread(jr, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "redis_unavailable",
                                            "redis is not reachable");
     }
@@ -1529,8 +1540,7 @@ ngx_http_offload_job_index_done(redisAsyncContext *ac, void *r,
 
     if (reply == NULL) {
         ngx_http_offload_job_finish(jr,
-                ngx_http_offload_send_error(jr->request,
-                                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                ngx_http_offload_job_unread(jr, NGX_HTTP_SERVICE_UNAVAILABLE,
                                             "redis_unavailable",
                                             "the redis connection was "
                                             "lost"));
@@ -1762,8 +1772,6 @@ static ngx_int_t
 ngx_http_offload_replay_answer(ngx_http_offload_job_read_t *jr,
     redisReply **e)
 {
-    ngx_str_t            body;
-    ngx_chain_t         *out;
     ngx_http_request_t  *r;
 
     r = jr->request;
@@ -1777,18 +1785,8 @@ ngx_http_offload_replay_answer(ngx_http_offload_job_read_t *jr,
     }
 
     if (jr->accept && ngx_http_offload_job_ongoing(e[2])) {
-        if (ngx_http_offload_accepted_body(
-                ngx_http_get_module_ctx(r, ngx_http_offload_module),
-                (u_char *) e[2]->str, e[2]->len, &body)
-            != NGX_OK
-            || (out = ngx_http_offload_chain_of(r->pool, body.data,
-                                                body.len))
-               == NULL)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_offload_send(r, NGX_HTTP_ACCEPTED, out, body.len);
+        return ngx_http_offload_job_accepted(jr, (u_char *) e[2]->str,
+                                             e[2]->len);
     }
 
     if (ngx_http_offload_replayed(jr) != NGX_OK) {
@@ -1847,6 +1845,51 @@ ngx_http_offload_job_unanswered(ngx_http_request_t *r, redisReply *status)
                                                      "cancelled") == 0
                                        ? "the job was cancelled"
                                        : "the job ended without a result");
+}
+
+
+/* a submit that waited (Prefer: wait), its job not ended: its 202 */
+
+static ngx_int_t
+ngx_http_offload_job_accepted(ngx_http_offload_job_read_t *jr,
+    u_char *status, size_t len)
+{
+    ngx_str_t            body;
+    ngx_chain_t         *out;
+    ngx_http_request_t  *r;
+
+    r = jr->request;
+
+    if (ngx_http_offload_accepted_body(
+            ngx_http_get_module_ctx(r, ngx_http_offload_module), status, len,
+            &body)
+        != NGX_OK
+        || (out = ngx_http_offload_chain_of(r->pool, body.data, body.len))
+           == NULL)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_offload_send(r, NGX_HTTP_ACCEPTED, out, body.len);
+}
+
+
+/*
+ * A read of the job that failed: its error; but a submit that waits
+ * answers its 202 all the same, status "queued" as a submit's 202 says (its
+ * job is queued: a 503 would say nothing was, and a client that retried
+ * would run it twice).
+ */
+
+static ngx_int_t
+ngx_http_offload_job_unread(ngx_http_offload_job_read_t *jr,
+    ngx_uint_t status, const char *code, const char *message)
+{
+    if (jr->accept) {
+        return ngx_http_offload_job_accepted(jr, (u_char *) "queued", 6);
+    }
+
+    return ngx_http_offload_send_error(jr->request, status, code, message);
 }
 
 

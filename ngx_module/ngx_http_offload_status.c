@@ -1422,7 +1422,9 @@ ngx_http_offload_status_list(ngx_http_offload_status_ctx_t *sctx,
         for (i = 0; i < sctx->nreads && left; i++) {
             rd = &sctx->read[i];
 
-            if (rd->state != NGX_HTTP_OFFLOAD_READ_OK || rd->packed.nworkers == 0) {
+            if (rd->state != NGX_HTTP_OFFLOAD_READ_OK
+                || rd->packed.nworkers == 0)
+            {
                 continue;
             }
 
@@ -1477,7 +1479,7 @@ ngx_http_offload_status_rendered(ngx_http_offload_status_ctx_t *sctx)
 {
     u_char                          *p, *at;
     size_t                           size;
-    ngx_str_t                        s, text, *done;
+    ngx_str_t                        s, text, *done, *part;
     ngx_uint_t                       f, json;
     ngx_http_offload_status_read_t  *rd;
 
@@ -1507,8 +1509,10 @@ ngx_http_offload_status_rendered(ngx_http_offload_status_ctx_t *sctx)
             text.len--;
         }
 
-        size = rd->packed.part[3].len + rd->packed.part[1].len + text.len + rd->packed.part[2].len
-               + rd->packed.part[4].len + NGX_INT_T_LEN + 96;
+        part = rd->packed.part;
+
+        size = part[3].len + part[1].len + text.len + part[2].len
+               + part[4].len + NGX_INT_T_LEN + 96;
 
         p = ngx_alloc(size, ngx_cycle->log);
         if (p == NULL) {
@@ -1519,8 +1523,8 @@ ngx_http_offload_status_rendered(ngx_http_offload_status_ctx_t *sctx)
         done->len = ngx_snprintf(p, size, "%V],\"queues\":{%V},\"workers\":"
                                  "[%V],\"workers_total\":%ui,\"crashes\":"
                                  "[%V],\"malformed_nodes\":[%V]}",
-                                 &rd->packed.part[3], &rd->packed.part[1], &text,
-                                 rd->packed.nworkers, &rd->packed.part[2], &rd->packed.part[4])
+                                 &part[3], &part[1], &text,
+                                 rd->packed.nworkers, &part[2], &part[4])
                     - p;
         return done;
     }

@@ -142,7 +142,7 @@ is(job($first->{json}{id}, '?wait=' . scaled(10))->{status}, 'done',
 # ---- no wait: 0, not delta-seconds, on a sync answer
 for my $case ([ 'wait=0', 'wait=0' ], [ 'wait=abc', 'wait not a number' ],
               [ 'wait=-1', 'wait negative' ], [ 'wait', 'wait without value' ],
-              [ 'wait=99999999999999', 'wait too long a number' ])
+              [ 'wait="5"', 'wait quoted' ])
 {
     my ($prefer, $name) = @$case;
     $t0 = time;
@@ -155,9 +155,11 @@ $r = post('/sync/sleep', '{"ms":1500}', 'wait=1');
 is($r->{status}, 200, 'sync location, wait without respond-async: sync');
 ok(time - $t0 >= 1.4, 'it waited for the job, not for the preference');
 
-# a wait over the long polls' 60 s counts as 60: a quick job still answers
-$r = post('/async/echo', '{"w":5}', 'wait=3600');
-is($r->{status}, 200, 'wait=3600: 200 when the job ends');
+# a wait over the long polls' 60 s counts as 60, however many its digits
+for my $wait ('3600', '99999999999999999999') {
+    $r = post('/async/sleep', '{"ms":300}', "wait=$wait");
+    is($r->{status}, 200, "wait=$wait: 200 when the job ends");
+}
 
 # ---- an Idempotency-Key's duplicate that prefers to wait
 my $key = "k$$";
@@ -193,5 +195,33 @@ close $s;
 is(job($left, '?wait=' . scaled(10))->{status}, 'done',
     'its client gone, the job ends done');
 is(post('/sync/echo', '{}', '')->{status}, 200, 'nginx answers after it');
+
+# ---- Redis stops answering while a submit waits: its 202 all the same
+# (a 503 would tell the client nothing was queued), once nginx gives the
+# link up
+$s = send_waiting('/async/sleep', '{"ms":' . scaled(4000) . '}', 'wait=1');
+sleep 0.5;
+kill 'STOP', redis_pid();
+$a = read_answer($s, scaled(15));
+kill 'CONT', redis_pid();
+is($a->{status}, 202, 'Redis silent when the wait passed: 202');
+like($a->{json}{id} // '', qr/^[0-9a-f]{32}$/, 'with the job\'s id');
+ok(wait_until(sub { (job($a->{json}{id} // '-')->{status} // '') eq 'done' },
+    scaled(20), 'job done'), 'and the job ends, once nginx has Redis again');
+
+# ---- a Redis whose ends of jobs nginx does not hear (no offload_jobs
+# location on it, offload_idempotency_ttl off) cannot wake a waiting
+# submit: Prefer: wait is not applied there, the 202 comes at once
+stop_nginx();
+start_server_nginx(server => <<'SRV');
+    offload_idempotency_ttl off;
+    location ~ ^/sync/([^/]+)$ { offload_pass $1; }
+    location ~ ^/async/([^/]+)$ { offload_pass $1; offload_mode async; }
+SRV
+ok(wait_nginx_ready('/sync/echo', '{}'), 'nginx without offload_jobs');
+$t0 = time;
+$r = post('/async/sleep', '{"ms":300}', 'wait=5');
+is($r->{status}, 202, 'Prefer: wait=5 there: 202');
+ok(time - $t0 < 0.8, 'at once');
 
 finish();
