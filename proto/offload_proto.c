@@ -205,6 +205,32 @@
     "if is_pending ~= true then return is_pending end\n"                     \
     OFFLOAD_NOOP_WRITE_LUA
 
+/*
+ * Adds a dead letter (f, its fields) to the dead-letter stream key, which
+ * keeps its maxlen newest: the letters beyond go one by one, each big
+ * job's body key with it.  MAXLEN ~ would trim whole nodes of the stream
+ * unseen, and a body key (OFFLOAD_DEAD_BODY_TTL long) would stay a week
+ * with no letter naming it, beyond the reach of `offloadctl purge`.  The
+ * body keys are in the dead stream's slot (one hash tag).
+ */
+#define OFFLOAD_DEAD_ADD_LUA                                                 \
+    "local function dead_add(key, maxlen, f)\n"                              \
+    "  redis.call('XADD', key, '*', unpack(f))\n"                            \
+    "  local over = redis.call('XLEN', key) - tonumber(maxlen)\n"            \
+    "  if over <= 0 then return end\n"                                       \
+    "  local bodies = string.sub(key, 1, -5) .. 'body:'\n"                   \
+    "  for _, e in ipairs(redis.call('XRANGE', key, '-', '+', 'COUNT',"      \
+    " over)) do\n"                                                           \
+    "    local id, big = nil, false\n"                                       \
+    "    for i = 1, #e[2] - 1, 2 do\n"                                       \
+    "      if e[2][i] == '" OFFLOAD_F_ID "' then id = e[2][i + 1]\n"         \
+    "      elseif e[2][i] == '" OFFLOAD_F_BODY "' then big = true end\n"     \
+    "    end\n"                                                              \
+    "    if id and big then redis.call('UNLINK', bodies .. id) end\n"        \
+    "    redis.call('XDEL', key, e[1])\n"                                    \
+    "  end\n"                                                                \
+    "end\n"
+
 /* The ack, last. */
 #define OFFLOAD_SETTLE_ACK_LUA                                               \
     "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"                        \
@@ -271,6 +297,7 @@ const char  offload_dead_script[] =
     OFFLOAD_SETTLE_GUARD_LUA
     OFFLOAD_NOW_LUA
     OFFLOAD_FINISH_LUA
+    OFFLOAD_DEAD_ADD_LUA
     "local rec, rec_ttl, rec_status = KEYS[5], nil, 'dead'\n"
     "for i = 7, #ARGV - 1, 2 do\n"
     "  local f, v = ARGV[i], ARGV[i + 1]\n"
@@ -290,8 +317,7 @@ const char  offload_dead_script[] =
     " rec_status, tostring(tonumber(ARGV[4]) * 1000))\n"
     "redis.call('PEXPIRE', KEYS[4], " OFFLOAD_STR(OFFLOAD_DEAD_BODY_TTL)
     " * 1000)\n"
-    "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',"
-    " unpack(ARGV, 7))\n"
+    "dead_add(KEYS[3], ARGV[6], {unpack(ARGV, 7)})\n"
     OFFLOAD_SETTLE_ACK_LUA
     "return stored\n";
 
@@ -350,6 +376,7 @@ const char  offload_handback_script[] =
 
 const char  offload_bad_job_script[] =
     OFFLOAD_SETTLE_GUARD_LUA
+    OFFLOAD_DEAD_ADD_LUA
     "local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])\n"
     "local ours = {entry = 1, reason = 1, report = 1, dead_at = 1}\n"
     "local f = {}\n"
@@ -368,7 +395,7 @@ const char  offload_bad_job_script[] =
     "  redis.call('PEXPIRE', KEYS[3], " OFFLOAD_STR(OFFLOAD_DEAD_BODY_TTL)
     " * 1000)\n"
     "end\n"
-    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(f))\n"
+    "dead_add(KEYS[2], ARGV[3], f)\n"
     OFFLOAD_SETTLE_ACK_LUA
     "return 1\n";
 

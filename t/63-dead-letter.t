@@ -97,6 +97,36 @@ ok(!@other, 'flaky: only 200 or 502') or diag(explain \@other);
 my $flaky_results = redis_cmd('KEYS', "offload:{flaky}:result:*");
 is(scalar @$flaky_results, 20, 'flaky: one result per job in redis');
 
+# ---- the dead letters keep their 10,000 newest: the oldest go one by one
+# as new ones come, each big job's body key with it (MAXLEN ~ left a week
+# of body keys that no letter named, out of offloadctl purge's reach)
+my $dead = 'offload:{abort}:dead';
+redis_cmd('DEL', $dead);
+redis_cmd('EVAL', <<'LUA', 1, $dead);
+for i = 1, 10000 do
+  local f = { 'id', string.format('%032x', i), 'payload', '' }
+  if i <= 2 then
+    f[#f + 1], f[#f + 2] = 'body', '5'
+    redis.call('RPUSH', 'offload:{abort}:body:' .. f[2], 'x')
+    redis.call('EXPIRE', 'offload:{abort}:body:' .. f[2], 604800)
+  end
+  redis.call('XADD', KEYS[1], '*', unpack(f))
+end
+LUA
+my @big = map { sprintf 'offload:{abort}:body:%032x', $_ } 1 .. 2;
+is(redis_cmd('EXISTS', @big), 2, '10,000 dead letters, the 2 oldest big');
+$r = post_json('/jobs/abort', {}, scaled(20));
+is($r->{status}, 502, 'one more job dies');
+is(redis_cmd('XLEN', $dead), 10000, 'the dead letters stay 10,000');
+is(redis_cmd('EXISTS', $big[0]), 0, 'the oldest went, and its body key');
+is(redis_cmd('EXISTS', $big[1]), 1, 'the next one stays');
+redis_cmd('XADD', 'offload:{abort}:jobs', '*', 'payload', '{}');
+ok(wait_until(sub { redis_cmd('EXISTS', $big[1]) == 0 }, scaled(10),
+    'bad job'), 'a bad job dead-lettered: the next oldest and its body go');
+is(redis_cmd('XLEN', $dead), 10000, 'still 10,000');
+my $last = redis_cmd('XREVRANGE', $dead, '+', '-', 'COUNT', 1)->[0][1];
+is({ @$last }->{reason}, 'bad_job', 'the newest is the bad job');
+
 # ---- the echo queue never noticed
 is(post_json('/jobs/echo', { still => 'here' })->{status}, 200,
     'echo answers throughout');
