@@ -51,6 +51,9 @@
 #define OFFLOAD_NODE_RUNS_FMT      OFFLOAD_NODE_PREFIX "%s:runs"
 #define OFFLOAD_NODES_KEY          "offload:{ctl}:nodes"
 #define OFFLOAD_DRAIN_FMT          "offload:{ctl}:drain:%s"
+/* A drain flag lives this long after its node last read it (every
+ * heartbeat): that of a node gone for good does not stay for ever. */
+#define OFFLOAD_DRAIN_TTL_S        604800
 #define OFFLOAD_LEASE_FMT          "offload:{ctl}:lease:%s"
 
 /* A worker's consumer name: node, queue, slot.  A worker restarted in the

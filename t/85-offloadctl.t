@@ -265,6 +265,13 @@ ok(wait_until(sub { (http('POST', '/jobs/echo', '{}',
     { 'X-Offload-Timeout' => 1 })->{json}{error}{code} // '') eq 'no_workers'
     }, scaled(5), 'no_workers'),
     'nginx: 503 no_workers while the node is drained');
+# the flag lives while its node does: a week after it was last read
+my $flag = "offload:{ctl}:drain:$node";
+my $ttl = redis_cmd('TTL', $flag);
+ok($ttl > 604000 && $ttl <= 604800, "the drain flag has a week's TTL ($ttl)");
+redis_cmd('EXPIRE', $flag, 100);
+ok(wait_until(sub { redis_cmd('TTL', $flag) > 604000 }, scaled(5),
+    'flag kept'), 'its live node keeps it a week ahead');
 my $before;
 wait_until(sub { defined($before = node_doc()->{queues}{echo}{backlog}) },
     scaled(5), 'the backlog known');

@@ -155,7 +155,8 @@ set_drained(ctl_t *ctl, int argc, char **argv, int drained)
 
     for (s = 0; s < ctl->nservers; s++) {
         ctl_use(ctl, s);
-        reply = drained ? ctl_command(ctl, "SET %s 1", key)
+        reply = drained ? ctl_command(ctl, "SET %s 1 EX %d", key,
+                                      OFFLOAD_DRAIN_TTL_S)
                         : ctl_command(ctl, "DEL %s", key);
         if (reply == NULL) {
             return CTL_FAIL;

@@ -530,6 +530,13 @@ drain_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     link->drained = reply->type == REDIS_REPLY_STRING;
 
+    /* the flag lives while its node does: a week after the node was last
+     * seen (gone for good, renamed), it is forgotten */
+    if (link->drained) {
+        offload_redis_command(&link->conn, NULL, NULL, "EXPIRE %s %d",
+                              reg->drain_key, OFFLOAD_DRAIN_TTL_S);
+    }
+
     for (l = 0; l < reg->nlinks; l++) {
         drained |= reg->links[l].drained;
     }
