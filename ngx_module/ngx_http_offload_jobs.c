@@ -676,6 +676,7 @@ ngx_http_offload_replay(ngx_http_offload_ctx_t *ctx, ngx_msec_t wait)
     }
 
     ngx_http_offload_unpark(ctx);
+    ctx->replaying = 1;
 
     jr->request = r;
     jr->peer = ctx->peer->parent ? ctx->peer->parent : ctx->peer;

@@ -990,10 +990,11 @@ ngx_http_offload_cleanup(void *data)
 {
     ngx_http_offload_ctx_t  *ctx = data;
 
-    /* a request that waited for its check or its result and got no
-     * answer: the client went away */
+    /* a request that waited for its check or its result (or, handed to a
+     * job read, for its job's end) and got no answer: the client went
+     * away */
 
-    if (!ctx->answered && (ctx->parked || ctx->checking)) {
+    if (!ctx->answered && (ctx->parked || ctx->checking || ctx->replaying)) {
         ngx_http_offload_count_answer(ctx, NGX_HTTP_CLIENT_CLOSED_REQUEST);
     }
 

@@ -533,6 +533,9 @@ typedef struct {
                                                   the XADD, the EXISTS */
     unsigned                      look_redirects:2;  /* by the result
                                                         looks */
+    unsigned                      replaying:1; /* waits on a job read: a
+                                                  duplicate's, or Prefer:
+                                                  wait's */
     unsigned                      wait:6;      /* s an async submit
                                                   waits for its job's end
                                                   (Prefer: wait) */

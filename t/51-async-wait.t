@@ -32,6 +32,7 @@ server {
         offload_timeout 1s;
     }
     location /jobs/ { offload_jobs; }
+    location = /metrics { offload_metrics; }
 }
 HTTP
 ok(wait_nginx_ready('/sync/echo', '{}'), 'stack ready');
@@ -185,7 +186,14 @@ my $a = read_answer($s, scaled(10));
 is($a->{status}, 409, 'the waiting submit: 409');
 is($a->{json}{error}{code}, 'no_result', 'no_result');
 
-# ---- a client that leaves while its submit waits: the job still runs
+# ---- a client that leaves while its submit waits: the job still runs, and
+# the request counts as the client's 499
+sub closed {
+    my ($n) = http('GET', '/metrics')->{content}
+        =~ /^offload_requests_total\{queue="sleep",status="499"\} (\d+)$/m;
+    return $n // 0;
+}
+my $closed = closed();
 %before = map { $_ => 1 } records();
 $s = send_waiting('/async/sleep', '{"ms":300}', 'wait=10');
 my $left;
@@ -194,6 +202,8 @@ ok(wait_until(sub { ($left) = grep { !$before{$_} } records(); $left },
 close $s;
 is(job($left, '?wait=' . scaled(10))->{status}, 'done',
     'its client gone, the job ends done');
+ok(wait_until(sub { closed() == $closed + 1 }, scaled(5), '499'),
+    'counted as a 499 of its queue');
 is(post('/sync/echo', '{}', '')->{status}, 200, 'nginx answers after it');
 
 # ---- Redis stops answering while a submit waits: its 202 all the same
