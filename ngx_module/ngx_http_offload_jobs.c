@@ -132,8 +132,6 @@ static ngx_int_t ngx_http_offload_accepted_body(ngx_http_offload_ctx_t *ctx,
 static ngx_int_t ngx_http_offload_replay_answer(
     ngx_http_offload_job_read_t *jr, redisReply **e);
 static ngx_int_t ngx_http_offload_job_ongoing(redisReply *status);
-static ngx_int_t ngx_http_offload_job_unanswered(ngx_http_request_t *r,
-    redisReply *status);
 static ngx_int_t ngx_http_offload_job_accepted(
     ngx_http_offload_job_read_t *jr, u_char *status, size_t len);
 static ngx_int_t ngx_http_offload_job_unread(ngx_http_offload_job_read_t *jr,
@@ -266,9 +264,9 @@ ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
 
     /* only a peer that hears the ends of jobs (offload:jobs:done) can
      * wake a waiting submit: without, it would always wait its whole
-     * wait */
+     * wait; and without a Prefer header (h NULL, n 0) there is none */
 
-    if (ctx->async && ctx->peer->jobs) {
+    if (ctx->async && ctx->peer->jobs && (h != NULL || n > 0)) {
         ctx->wait = ngx_http_offload_prefer_wait(r);
     }
 }
@@ -1794,9 +1792,7 @@ ngx_http_offload_replay_answer(ngx_http_offload_job_read_t *jr,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (!jr->duplicate) {
-        return ngx_http_offload_job_unanswered(r, e[2]);
-    }
+    /* not ended: a sync duplicate's deadline passed */
 
     if (ngx_http_offload_job_ongoing(e[2])) {
         return ngx_http_offload_send_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
@@ -1812,40 +1808,21 @@ ngx_http_offload_replay_answer(ngx_http_offload_job_read_t *jr,
         && ngx_strcmp(e[2]->str, "expired") == 0)
     {
         return ngx_http_offload_send_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
-                                           "expired",
-                                           "the first job with this "
-                                           "Idempotency-Key expired "
-                                           "before a worker took it");
+                                           "expired", jr->duplicate
+                                           ? "the first job with this "
+                                             "Idempotency-Key expired "
+                                             "before a worker took it"
+                                           : "the job expired before a "
+                                             "worker took it");
     }
 
     return ngx_http_offload_send_error(r, NGX_HTTP_CONFLICT, "no_result",
-                                       "the first job with this "
-                                       "Idempotency-Key ended without a "
-                                       "result (cancelled)");
-}
-
-
-/* a job whose submit waited for it ended without a result: it expired
- * before a worker took it, or was cancelled */
-
-static ngx_int_t
-ngx_http_offload_job_unanswered(ngx_http_request_t *r, redisReply *status)
-{
-    if (status->type == REDIS_REPLY_STRING
-        && ngx_strcmp(status->str, "expired") == 0)
-    {
-        return ngx_http_offload_send_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
-                                           "expired",
-                                           "the job expired before a "
-                                           "worker took it");
-    }
-
-    return ngx_http_offload_send_error(r, NGX_HTTP_CONFLICT, "no_result",
-                                       status->type == REDIS_REPLY_STRING
-                                       && ngx_strcmp(status->str,
-                                                     "cancelled") == 0
-                                       ? "the job was cancelled"
-                                       : "the job ended without a result");
+                                       jr->duplicate
+                                       ? "the first job with this "
+                                         "Idempotency-Key ended without a "
+                                         "result (cancelled)"
+                                       : "the job ended without a result "
+                                         "(cancelled)");
 }
 
 

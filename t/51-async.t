@@ -288,6 +288,12 @@ $r = http('DELETE', "/jobs/$victim", undef, { 'If-Match' => '"v1"' });
 is($r->{status}, 412, 'DELETE with If-Match: "v1": 412');
 is($r->{json}{error}{code}, 'precondition_failed', 'precondition_failed');
 is(job($victim)->{json}{status}, 'queued', 'the job is not cancelled');
+# an empty one, and a list holding "*" with a tag, are tag lists too
+for my $if ('', '"v1", *') {
+    $r = http('DELETE', "/jobs/$victim", undef, { 'If-Match' => $if });
+    is($r->{status}, 412, "DELETE with If-Match: '$if': 412");
+}
+is(job($victim)->{json}{status}, 'queued', 'still not cancelled');
 $r = http('DELETE', "/jobs/$victim", undef, { 'If-Match' => '*' });
 is($r->{status}, 200, 'DELETE a queued job with If-Match: *: 200');
 is($r->{json}{status}, 'cancelled', 'status cancelled');
