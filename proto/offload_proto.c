@@ -38,6 +38,55 @@
     "end\n"
 
 /*
+ * A job still queued (or retrying) past its deadline ends expired, at a
+ * read of its record or at a submission of its Idempotency-Key (which is
+ * then free): expire(rec, id, h, ttl), h the record's fields (a table),
+ * marks h and rec expired, finished_at the deadline, makes rec live at
+ * least ttl ms more, and publishes id for long polls.  An async job's start
+ * script then never runs it, even where the worker's clock is behind
+ * Redis'.  A sync job's record is not told when a worker takes it: it
+ * expires only while its entry is in the stream and delivered to no
+ * worker; the worker that takes it later answers it expired by its own
+ * clock (which must agree with Redis', as for every deadline: an XDEL of
+ * the entry would make Redis 7.0 count the group's lag one too many for
+ * good).  now_ms defined before it.
+ */
+#define OFFLOAD_EXPIRE_LUA                                                   \
+    "local function keep(rec, ttl)\n"                                        \
+    "  if redis.call('PTTL', rec) < tonumber(ttl) then\n"                    \
+    "    redis.call('PEXPIRE', rec, ttl)\n"                                  \
+    "  end\n"                                                                \
+    "end\n"                                                                  \
+    "local function fields(rec)\n"                                           \
+    "  local raw = redis.call('HGETALL', rec)\n"                             \
+    "  if #raw == 0 then return nil end\n"                                   \
+    "  local h = {}\n"                                                       \
+    "  for i = 1, #raw - 1, 2 do h[raw[i]] = raw[i + 1] end\n"               \
+    "  return h\n"                                                           \
+    "end\n"                                                                  \
+    "local function expire(rec, id, h, ttl)\n"                               \
+    "  if (h.status ~= 'queued' and h.status ~= 'retrying')"                 \
+    " or not h.deadline or tonumber(h.deadline) > tonumber(now_ms()) then\n" \
+    "    return\n"                                                           \
+    "  end\n"                                                                \
+    "  if h.sync then\n"                                                     \
+    "    if not (h.entry and h.queue) then return end\n"                     \
+    "    local stream = '" OFFLOAD_STREAM_HEAD "' .. h.queue .. '"           \
+    OFFLOAD_STREAM_TAIL "'\n"                                                \
+    "    local r = redis.pcall('XRANGE', stream, h.entry, h.entry)\n"        \
+    "    if r.err or #r == 0 then return end\n"                              \
+    "    local p = redis.pcall('XPENDING', stream, '" OFFLOAD_GROUP "',"     \
+    " h.entry, h.entry, 1)\n"                                                \
+    "    if p.err or #p > 0 then return end\n"                               \
+    "  end\n"                                                                \
+    "  h.status, h.finished_at = 'expired', h.deadline\n"                    \
+    "  redis.call('HSET', rec, 'status', h.status, 'finished_at',"           \
+    " h.finished_at)\n"                                                      \
+    "  keep(rec, ttl)\n"                                                     \
+    "  redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "', id)\n"                 \
+    "end\n"
+
+/*
  * A job's record, read before its result is stored (the locals rec,
  * rec_ttl, rec_status set): ended (it exists, an async job's or a keyed
  * sync job's, and was not cancelled while the job ran: that is its end
@@ -534,6 +583,8 @@ const char  offload_drop_cancelled_script[] =
  * strings ('0', '1'): Redis formats a Lua number passed to redis.call
  * with snprintf("%.17g"), about 2,700 instructions each (callgrind). */
 const char  offload_submit_script[] =
+    OFFLOAD_NOW_LUA
+    OFFLOAD_EXPIRE_LUA
     OFFLOAD_BACKLOG_LUA
     "local idem, sha, sync, trace = KEYS[3], nil, false, nil\n"
     "for i = 8, #ARGV - 1, 2 do\n"
@@ -550,11 +601,13 @@ const char  offload_submit_script[] =
     "  local prev = redis.call('GET', idem)\n"
     "  local id, was = false, nil\n"
     "  if prev then id, was = string.match(prev, '^(%x+) (%x+)$') end\n"
-    "  local status = id and redis.call('HGET', "
-    OFFLOAD_JOB_RECORD_LUA("id") ", 'status')\n"
-    "  if status then\n"
+    "  local rec = id and " OFFLOAD_JOB_RECORD_LUA("id") "\n"
+    "  local h = rec and fields(rec)\n"
+    "  if h then expire(rec, id, h, ARGV[3]) end\n"
+    "  if h and h.status and h.status ~= 'expired'"
+    " and h.status ~= 'cancelled' then\n"
     "    if was ~= sha then return { 'reused', id } end\n"
-    "    return { 'dup', id, status }\n"
+    "    return { 'dup', id, h.status }\n"
     "  end\n"
     "end\n"
     "if ARGV[4] ~= '0' then\n"
@@ -592,7 +645,8 @@ const char  offload_job_start_script[] =
     OFFLOAD_SETTLE_ACK_LUA
     "  return 0\n"
     "end\n"
-    "if status and status ~= 'expired' then\n"
+    "if status == 'expired' then return status end\n"
+    "if status then\n"
     "  redis.call('HSET', KEYS[2], 'status', 'running', 'started_at',"
     " now_ms(), 'attempts', ARGV[3], 'node', ARGV[4], 'slot', ARGV[5])\n"
     "end\n"
@@ -612,34 +666,10 @@ const char  offload_job_start_script[] =
  * its entry must be in the stream and delivered to no worker yet. */
 const char  offload_job_script[] =
     OFFLOAD_NOW_LUA
-    "local raw = redis.call('HGETALL', KEYS[1])\n"
-    "if #raw == 0 then return false end\n"
-    "local h = {}\n"
-    "for i = 1, #raw - 1, 2 do h[raw[i]] = raw[i + 1] end\n"
-    "local function keep(ttl)\n"
-    "  if redis.call('PTTL', KEYS[1]) < tonumber(ttl) then\n"
-    "    redis.call('PEXPIRE', KEYS[1], ttl)\n"
-    "  end\n"
-    "end\n"
-    "local function undelivered(entry)\n"
-    "  local stream = '" OFFLOAD_STREAM_HEAD "' .. h.queue .. '"
-    OFFLOAD_STREAM_TAIL "'\n"
-    "  local r = redis.pcall('XRANGE', stream, entry, entry)\n"
-    "  if r.err or #r == 0 then return false end\n"
-    "  local p = redis.pcall('XPENDING', stream, '" OFFLOAD_GROUP "',"
-    " entry, entry, 1)\n"
-    "  return not p.err and #p == 0\n"
-    "end\n"
-    "if (h.status == 'queued' or h.status == 'retrying')"
-    " and h.deadline and tonumber(h.deadline) <= tonumber(now_ms())"
-    " and (not h.sync or (h.entry and h.queue and undelivered(h.entry)))"
-    " then\n"
-    "  h.status, h.finished_at = 'expired', h.deadline\n"
-    "  redis.call('HSET', KEYS[1], 'status', h.status, 'finished_at',"
-    " h.finished_at)\n"
-    "  keep(ARGV[3])\n"
-    "  redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "', ARGV[2])\n"
-    "end\n"
+    OFFLOAD_EXPIRE_LUA
+    "local h = fields(KEYS[1])\n"
+    "if not h then return false end\n"
+    "expire(KEYS[1], ARGV[2], h, ARGV[3])\n"
     "local ongoing = h.status == 'queued' or h.status == 'running'"
     " or h.status == 'retrying'\n"
     "if h.sync and ongoing and not h.waited then\n"
@@ -665,7 +695,7 @@ const char  offload_job_script[] =
     "    h.status, h.finished_at = 'cancelled', now_ms()\n"
     "    redis.call('HSET', KEYS[1], 'status', h.status, 'finished_at',"
     " h.finished_at)\n"
-    "    keep(ARGV[3])\n"
+    "    keep(KEYS[1], ARGV[3])\n"
     "    redis.call('PUBLISH', '" OFFLOAD_JOBS_DONE "', ARGV[2])\n"
     "    outcome = 'cancelled'\n"
     "  elseif h.status == 'running' then\n"

@@ -673,8 +673,11 @@ extern const char  offload_retry_script[];
  *                           the job still queued past it says expired
  *                           ARGV[8..] the entry's field/value pairs
  * With an idempotency key that names a job whose record still exists,
- * nothing is written: it returns { "dup", id, status } when the payload's
- * SHA1 is the one stored, else { "reused", id }.  Then, with a backlog
+ * that job first expires if it is past its deadline (as a read would
+ * expire it); one that ended without running to its end (expired,
+ * cancelled) no longer holds the key.  Of a job that does, nothing is
+ * written: it returns { "dup", id, status } when the payload's SHA1 is the
+ * one stored, else { "reused", id }.  Then, with a backlog
  * limit, a backlog at or over it returns { "full", backlog }.  Otherwise
  * the entry, its record and the idempotency key (id and payload SHA1,
  * ARGV[6] ms) are written; it returns the entry id, or nil when the stream
@@ -685,11 +688,12 @@ extern const char  offload_retry_script[];
  * Start: a worker's step before it runs an async job.  A job
  * cancelled meanwhile is acked and deleted (its body key unlinked) and
  * returns 0: it never runs (nor runs again: a job cancelled while it ran
- * comes back here when its killed worker's entries are handed back).
- * Otherwise the record (if still there and not marked expired by a read)
- * takes status running, started_at, attempts, node and slot, and it
- * returns 1 (a job past its deadline is then answered expired by the
- * worker without running).
+ * comes back here when its killed worker's entries are handed back).  A
+ * job a read marked expired (by Redis' clock: the worker's may be behind)
+ * returns "expired": the worker answers it expired without running it.
+ * Otherwise the record (if still there) takes status running, started_at,
+ * attempts, node and slot, and it returns 1 (a job past its deadline by
+ * the worker's clock is then answered expired without running too).
  *   KEYS[1] stream          ARGV[1] group     ARGV[2] entry id
  *   KEYS[2] record          ARGV[3] attempt
  *   KEYS[3] body key        ARGV[4] the worker's node, ARGV[5] its slot

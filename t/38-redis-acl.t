@@ -108,6 +108,20 @@ my ($kid) = (redis_cmd('GET', 'offload:{sleep}:idem:acl-expire') // '')
     =~ /^(\S+)/;
 is(http('GET', '/jobs-api/' . ($kid // 'none'))->{json}{status}, 'expired',
     'read past its deadline: expired');
+# and one that a submission of its key expires (the submit script's
+# HGETALL, XRANGE, XPENDING, HSET and PUBLISH, as offload-nginx), making a
+# new job
+is(http('POST', '/brief/sleep', '{"ms":1}',
+    { 'Idempotency-Key' => 'acl-retry' })->{status}, 504,
+    'another keyed sync job no worker took in time: 504');
+($kid) = (redis_cmd('GET', 'offload:{sleep}:idem:acl-retry') // '')
+    =~ /^(\S+)/;
+$ar = http('POST', '/jobs/sleep', '{"ms":1}',
+    { 'Idempotency-Key' => 'acl-retry', Prefer => 'respond-async' });
+is($ar->{status}, 202, 'its key again: 202');
+isnt($ar->{json}{id} // $kid, $kid, 'a new job');
+is(http('GET', '/jobs-api/' . ($kid // 'none'))->{json}{status}, 'expired',
+    'the first expired');
 is(read_answer($hold)->{status}, 200, 'the busy job answered');
 ok(wait_until(sub { redis_cmd('XLEN', 'offload:{sleep}:jobs') == 0 },
     scaled(10), 'passed'), 'the expired job passed, not run');

@@ -207,39 +207,78 @@ is($r->{status}, 200, 'a duplicate after the end: 200');
 is($r->{content}, ($raw =~ /\r\n\r\n(.*)\z/s)[0], 'the first\'s result');
 ok(time - $t0 < 1.2, 'at once, not after a second 1.5 s run');
 
-# ---- a keyed sync job past its deadline that no worker took: a read says
-# expired at once, and so does a duplicate; the worker that reaches it
-# later does not run it.  One that runs past its deadline is left alone.
-# (Before: its record said queued until a worker reached it, and a sync
-# duplicate waited out its own deadline for a job that would never run.)
-my $busy = send_post('/sync/sleep', '{"ms":' . scaled(4000) . '}');
+# ---- a keyed sync job past its deadline that no worker took expired: a
+# read says so at once, and the key is free again, so the client's retry
+# with it makes a new job, which runs (a sync retry as a client sends it
+# after its 504: Stripe keeps a key only for a request that ran); the
+# worker that reaches the first job later does not run it.  One that runs
+# past its deadline is left alone: its duplicate waits for it.  (Before: a
+# read said queued until a worker reached it, and a retry got the first
+# job's 504 expired for the key's whole TTL, 24 h by default.)
+sub send_key {
+    my ($path, $body, $key) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
+    print $s "POST $path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        . "Idempotency-Key: $key\r\nContent-Length: " . length($body)
+        . "\r\n\r\n$body";
+    return $s;
+}
+sub key_job { (redis_cmd('GET', "offload:{$_[0]}:idem:$_[1]") // '')
+    =~ /^(\S+)/ ? $1 : 'none' }
+
+my $busy = send_post('/sync/sleep', '{"ms":' . scaled(3000) . '}');
 ok(wait_until(sub { pending_jobs('sleep') == 1 }, scaled(5), 'busy'),
     'the sleep worker is busy');
-$r = post_key('/brief/sleep', '{"ms":1}', 'key-expire');
-is($r->{status}, 504, 'a keyed sync job no worker took in time: 504');
-my ($xid) = (redis_cmd('GET', 'offload:{sleep}:idem:key-expire') // '')
-    =~ /^(\S+)/;
-$r = job($xid // 'none');
+my %first;
+for my $key (qw(key-expire-read key-expire-retry)) {
+    $r = post_key('/brief/sleep', '{"ms":1}', $key);
+    is($r->{status}, 504, "$key: a keyed sync job no worker took: 504");
+    $first{$key} = key_job('sleep', $key);
+}
+$r = job($first{'key-expire-read'});
 is($r->{json}{status}, 'expired', 'a read past its deadline: expired');
 is($r->{json}{finished_at}, $r->{json}{submitted_at} + 500,
     'finished_at: its deadline');
-$t0 = time;
-$r = post_key('/sync/sleep', '{"ms":1}', 'key-expire');
-is($r->{status}, 504, 'its duplicate: 504');
-is(code_of($r), 'expired', 'expired');
-is($r->{headers}{'x-offload-job-id'}, $xid, 'with the first job\'s id');
-ok(time - $t0 < scaled(1), 'at once');
+my %retry = map { $_ => send_key('/sync/sleep', '{"ms":1}', $_) }
+    keys %first;
+ok(wait_until(sub { !grep { key_job('sleep', $_) eq $first{$_} }
+        keys %first }, scaled(5), 'new jobs'),
+    'a retry with the key of an expired job makes a new job');
+$r = job($first{'key-expire-retry'});
+is($r->{json}{status}, 'expired', 'the first, read by no one: expired');
+is($r->{json}{finished_at}, $r->{json}{submitted_at} + 500,
+    'finished_at: its deadline');
+for my $key (sort keys %retry) {
+    my $raw = OffloadTest::read_raw($retry{$key}, scaled(10));
+    my $a = OffloadTest::parse_response(\$raw) || { status => 0 };
+    is($a->{status}, 200, "$key: the retry ran: 200");
+    is($a->{headers}{'x-offload-job-id'}, key_job('sleep', $key),
+        "$key: the new job's id");
+    ok(!$a->{headers}{'idempotent-replayed'}, "$key: not a replay");
+    isnt($a->{headers}{'x-offload-job-id'} // '', $first{$key},
+        "$key: not the first job");
+    $d = post_key('/sync/sleep', '{"ms":1}', $key);
+    is($d->{headers}{'idempotent-replayed'}, 'true',
+        "$key: a duplicate now gets the new job's result");
+    is($d->{headers}{'x-offload-job-id'}, key_job('sleep', $key),
+        "$key: with its id");
+}
 close $busy;
 ok(wait_until(sub { pending_jobs('sleep') == 0
         && redis_cmd('XLEN', 'offload:{sleep}:jobs') == 0 },
-    scaled(10), 'the worker passed it'), 'the worker reached it');
-is(job($xid)->{json}{status}, 'expired', 'and did not run it');
+    scaled(10), 'the worker passed them'), 'the worker reached the first jobs');
+is(job($first{$_})->{json}{status}, 'expired', "$_: and did not run it")
+    for sort keys %first;
 $r = post_key('/brief/sleep', '{"ms":1000}', 'key-late');
 is($r->{status}, 504, 'a keyed sync job running past its deadline: 504');
-($xid) = (redis_cmd('GET', 'offload:{sleep}:idem:key-late') // '')
-    =~ /^(\S+)/;
-isnt(job($xid // 'none')->{json}{status}, 'expired',
+my $xid = key_job('sleep', 'key-late');
+isnt(job($xid)->{json}{status}, 'expired',
     'a read while it runs: not expired');
+$d = post_key('/sync/sleep', '{"ms":1000}', 'key-late');
+is($d->{headers}{'x-offload-job-id'}, $xid,
+    'its duplicate waits for it, past its deadline');
+is($d->{status}, 200, 'and gets its result');
 ok(wait_until(sub { job($xid)->{json}{status} eq 'done' }, scaled(5),
     'done'), 'it ends done');
 
@@ -265,6 +304,49 @@ $raw = OffloadTest::read_raw($s, scaled(10));
 like($raw, qr{^HTTP/1\.1 200.*\{"ms":\d+\}\z}s, 'it ran and answered');
 is(job($id)->{json}{status}, 'done', 'its record: done');
 close $hold;
+
+# ---- a cancelled job no longer holds its key either (as Oban's unique
+# jobs leave cancelled ones out): a submission with the key makes a new
+# job, which runs, and the cancelled one never does
+$hold = send_post('/sync/sleep', '{"ms":' . scaled(1500) . '}');
+ok(wait_until(sub { pending_jobs('sleep') == 1 }, scaled(5), 'held'),
+    'the sleep worker is busy');
+$r = post_key('/async/sleep', '{"ms":1}', 'key-cancelled');
+my $cid = $r->{json}{id} // 'none';
+is(http('DELETE', "/jobs/$cid")->{json}{status}, 'cancelled',
+    'a queued async job with a key, cancelled');
+$r = post_key('/async/sleep', '{"ms":1}', 'key-cancelled');
+is($r->{status}, 202, 'the key again: 202');
+my $nid = $r->{json}{id} // '';
+isnt($nid, $cid, 'a new job');
+ok(!$r->{headers}{'idempotent-replayed'}, 'not a replay');
+$d = post_key('/async/sleep', '{"ms":1}', 'key-cancelled');
+is($d->{json}{id}, $nid, 'the key names the new job now');
+is($d->{headers}{'idempotent-replayed'}, 'true', 'its duplicate: a replay');
+close $hold;
+ok(wait_until(sub { job($nid)->{json}{status} eq 'done' }, scaled(10),
+    'done'), 'the new job ran');
+is(job($cid)->{json}{status}, 'cancelled', 'the cancelled one did not');
+
+# ---- a record a read marked expired by Redis' clock, while the worker's
+# clock says the job's deadline is still ahead (staged: the record's
+# status set as that read would): its start script says so, and the
+# worker answers it expired as if its own clock had: the job never runs.
+# (Before: it ran, and its record went from expired to done.)
+$hold = send_post('/sync/sleep', '{"ms":' . scaled(1000) . '}');
+ok(wait_until(sub { pending_jobs('sleep') == 1 }, scaled(5), 'held'),
+    'the sleep worker is busy');
+$r = post_json('/async/sleep', '{"ms":1}');
+my $eid = $r->{json}{id} // 'none';
+is(redis_cmd('HSET', record_key($eid), 'status', 'expired'), 0,
+    'its record says expired');
+close $hold;
+ok(wait_until(sub { pending_jobs('sleep') == 0
+        && redis_cmd('XLEN', 'offload:{sleep}:jobs') == 0 },
+    scaled(10), 'passed'), 'the worker passed its entry');
+$r = job($eid)->{json};
+is($r->{status}, 'expired', 'it did not run: still expired');
+is($r->{error}{code}, 'expired', 'the worker answered it expired');
 
 # ---- a keyed sync job's end is published on offload:jobs:done only when
 # a read (a duplicate, a long poll) marked its record waited

@@ -11,7 +11,8 @@
  *
  * Async jobs (a record, no reply channel), which DELETE /jobs/<id> may
  * cancel at any time: each goes through the gate, its start script, which
- * drops a cancelled one and marks the others running.
+ * drops a cancelled one, tells of one a read of its record expired, and
+ * marks the others running.
  */
 
 #include <stdio.h>
@@ -25,7 +26,9 @@
 
 /*
  * The start script's answer for the entry at the gate: a cancelled job is
- * gone (acked and deleted by the script), never run; otherwise the entry
+ * gone (acked and deleted by the script), never run; one a read expired
+ * (by Redis' clock, which may be ahead of ours) is answered expired;
+ * otherwise the entry
  * goes back to the head of the batch, started.  An error is logged and the
  * job runs: its record is a report, not a lock.  A lost connection leaves
  * the entry pending: it is read again with the history.
@@ -73,6 +76,9 @@ gate_cb(redisAsyncContext *ac, void *r, void *privdata)
         log_error("%s: starting the job of entry %.*s: %s", w->name,
                   (int) e->id.len, e->id.data, reply->str);
     }
+
+    e->expired = reply->type == REDIS_REPLY_STRING
+                 && strcmp(reply->str, "expired") == 0;
 
     e->started = 1;
     e->next = w->batch;

@@ -22,6 +22,8 @@ typedef struct batch_entry_s {
     size_t                 cap;         /* bytes of its buffer */
     offload_str_t          id;
     int                    started;     /* its record says running */
+    int                    expired;     /* its record says expired (by
+                                           Redis' clock): not to run */
     size_t                 nfields;
     offload_str_t          fields[];    /* then the bytes they point to */
 } batch_entry_t;

@@ -443,7 +443,7 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
     w->record_ttl_ms = entry->record_ttl_ms;
     w->body_keyed = entry->body_len > 0;
 
-    if (entry->deadline_ms <= now_ms) {
+    if (entry->deadline_ms <= now_ms || be->expired) {
         offload_completion_error(w, entry_id, &entry->id, &entry->reply,
                                  504, queue_us, "expired",
                                  "the deadline passed before a worker "
@@ -579,6 +579,7 @@ take_entry(offload_worker_t *w, redisReply *entry)
     p = (char *) &e->fields[n];
     e->next = NULL;
     e->started = 0;
+    e->expired = 0;
     e->nfields = n;
     e->id.data = memcpy(p, entry_id.data, entry_id.len);
     e->id.len = entry_id.len;
@@ -634,7 +635,9 @@ run_entry(offload_worker_t *w, batch_entry_t *e)
     }
 
     /* An expired job is answered without its body being read. */
-    if (job.body_len > 0 && job.deadline_ms > offload_wall_us() / 1000) {
+    if (job.body_len > 0 && !e->expired
+        && job.deadline_ms > offload_wall_us() / 1000)
+    {
         return offload_body_read_start(w, e, &job) == 0;
     }
 
