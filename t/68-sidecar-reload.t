@@ -73,9 +73,31 @@ sub progress { split ' ', slurp("$dir/progress") || '0 0 0' }
 ok(wait_until(sub { (progress())[0] > 0 }, 10, 'load running'),
     'load is running');
 my ($before_n) = progress();
+
+# The node's counters, per worker slot, as the registry says them (which
+# offload_metrics serves as counters): they never go back over a reload.
+# (Before, each new slot started from 0: the rolled-over slots' jobs_ok,
+# restarts... dropped to 0 though the node kept running.)
+my %seen;           # "queue/slot/field" => [ values in turn ]
+sub sample_counts {
+    my $doc = node_doc() or return;
+    for my $q (keys %{ $doc->{queues} || {} }) {
+        for my $w (@{ $doc->{queues}{$q}{workers} || [] }) {
+            for my $f (qw(jobs_ok jobs_failed jobs_crashed restarts)) {
+                my $series = $seen{"$q/$w->{slot}/$f"} //= [];
+                push @$series, $w->{$f}
+                    if !@$series || $series->[-1] != $w->{$f};
+            }
+        }
+    }
+}
+ok(wait_until(sub { sample_counts(); my $d = node_doc();
+        $d && $d->{queues}{echo}{workers}[1]{jobs_ok} > 0 }, 10,
+    'counted'), 'both echo workers counted jobs');
 kill 'HUP', sidecar_pid();
-ok(wait_until(sub { @{ events('reload') } == 1 }, scaled(30),
-    'reload done'), 'the reload rolled through') or diag(slurp($log));
+ok(wait_until(sub { sample_counts(); @{ events('reload') } == 1 },
+    scaled(30), 'reload done'), 'the reload rolled through')
+    or diag(slurp($log));
 my $reloaded = time;
 ok(wait_until(sub { (progress())[2] > $reloaded }, 10, 'load after reload'),
     'the load went on after the reload');
@@ -86,6 +108,16 @@ my ($done, $failed) = progress();
 ok($done > $before_n, "the load spanned the reload: $before_n requests "
     . "before the SIGHUP, $done in all");
 is($failed, 0, 'none failed during the reload');
+ok(wait_until(sub { sample_counts(); my $d = node_doc();
+        my $ok = 0; $ok += $_->{jobs_ok} for @{ $d->{queues}{echo}{workers} };
+        $ok >= $done }, 10, 'all counted'),
+    "the echo workers' jobs_ok add up to at least the $done requests");
+my @back = grep { my $v = $seen{$_};
+    grep { $v->[$_] < $v->[$_ - 1] } 1 .. $#$v } sort keys %seen;
+is_deeply(\@back, [], 'no counter of a worker slot went back')
+    or diag(join "\n", map { "$_: @{ $seen{$_} }" } @back);
+is($seen{'echo/0/restarts'}[-1], 1,
+    'a slot counts its worker replaced by the reload as a restart');
 
 my $after;
 ok(wait_until(sub { $after = worker_pids();

@@ -69,18 +69,19 @@ worker_json(const offload_slot_t *slot, int64_t now_us)
 {
     json_t                      *w;
     offload_sb_state_e           state;
+    offload_slot_counts_t        c;
     const offload_sb_slot_t     *sb = slot->sb;
     const offload_slot_stats_t  *st = &slot->stats;
+
+    offload_stats_slot_counts(slot, &c);
 
     w = json_pack("{s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:s}",
                   "queue", slot->pool->queue->name,
                   "slot", slot->index,
-                  "jobs_ok", (json_int_t) (st->jobs_ok + sb->jobs_ok),
-                  "jobs_failed",
-                  (json_int_t) (st->jobs_failed + sb->jobs_failed),
-                  "jobs_crashed", (json_int_t) st->jobs_crashed,
-                  "jobs_cancelled",
-                  (json_int_t) (st->jobs_cancelled + sb->jobs_cancelled),
+                  "jobs_ok", (json_int_t) c.jobs_ok,
+                  "jobs_failed", (json_int_t) c.jobs_failed,
+                  "jobs_crashed", (json_int_t) c.jobs_crashed,
+                  "jobs_cancelled", (json_int_t) c.jobs_cancelled,
                   "restarts", (json_int_t) st->restarts,
                   "last_exit", st->last_exit);
     if (w == NULL) {
@@ -145,12 +146,12 @@ queue_json(const offload_pool_t *pool, int heartbeat_ms, json_t *workers)
     int                          i;
     json_t                      *q, *metrics;
     uint64_t                     retries = 0, refused;
-    const offload_slot_t        *slot;
+    offload_slot_counts_t        c;
     const offload_pool_stats_t  *ps = &pool->stats;
 
     for (i = 0; i < pool->nslots; i++) {
-        slot = &pool->slots[i];
-        retries += slot->stats.jobs_retried + slot->sb->jobs_retried;
+        offload_stats_slot_counts(&pool->slots[i], &c);
+        retries += c.jobs_retried;
     }
 
     q = json_pack("{s:s,s:s,s:I,s:I,s:f,s:o}",

@@ -21,8 +21,18 @@
 static void
 retire_done(offload_supervisor_t *sup)
 {
+    offload_slot_iter_t   it = { 1, 0, 0 };
+    offload_slot_t       *slot, *twin;
+
     if (!offload_slots_done(sup, 1)) {
         return;
+    }
+
+    while ((slot = offload_slot_next(sup, &it)) != NULL) {
+        twin = offload_slot_twin(sup, slot);
+        if (twin != NULL) {
+            offload_stats_slot_succeed(twin, slot, 1);
+        }
     }
 
     offload_pools_free(sup->retired, sup->nretired);
@@ -188,10 +198,20 @@ offload_reload(offload_supervisor_t *sup)
         }
 
         for (q = 0; q < conf->nqueues; q++) {
-            if (strcmp(pools[q].queue->name, sup->pools[p].queue->name) == 0)
+            if (strcmp(pools[q].queue->name, sup->pools[p].queue->name) != 0)
             {
-                pools[q].restarts = sup->pools[p].restarts;
-                offload_pool_adopt_metrics(&pools[q], &sup->pools[p]);
+                continue;
+            }
+
+            pools[q].restarts = sup->pools[p].restarts;
+            offload_pool_adopt_metrics(&pools[q], &sup->pools[p]);
+
+            /* the node's counters never go back over a reload */
+            for (i = 0; i < pools[q].nslots && i < sup->pools[p].nslots;
+                 i++)
+            {
+                offload_stats_slot_succeed(&pools[q].slots[i],
+                                           &sup->pools[p].slots[i], 0);
             }
         }
     }

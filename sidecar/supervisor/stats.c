@@ -185,6 +185,72 @@ offload_stats_slot_harvest(offload_slot_t *slot)
 }
 
 
+/* Its history's counts and its process's (the last one's, until the next
+ * spawn harvests them). */
+static void
+add_counts(offload_slot_counts_t *c, const offload_slot_t *slot)
+{
+    c->jobs_ok += slot->stats.jobs_ok + slot->sb->jobs_ok;
+    c->jobs_failed += slot->stats.jobs_failed + slot->sb->jobs_failed;
+    c->jobs_retried += slot->stats.jobs_retried + slot->sb->jobs_retried;
+    c->jobs_cancelled += slot->stats.jobs_cancelled
+                         + slot->sb->jobs_cancelled;
+    c->jobs_crashed += slot->stats.jobs_crashed;
+}
+
+
+void
+offload_stats_slot_counts(const offload_slot_t *slot,
+    offload_slot_counts_t *c)
+{
+    offload_slot_t  *retired;
+
+    memset(c, 0, sizeof(*c));
+    add_counts(c, slot);
+
+    if (!slot->pool->retired
+        && (retired = offload_slot_twin(slot->pool->sup,
+                                        (offload_slot_t *) slot))
+           != NULL)
+    {
+        add_counts(c, retired);
+    }
+}
+
+
+void
+offload_stats_slot_succeed(offload_slot_t *slot, offload_slot_t *retired,
+    int done)
+{
+    offload_slot_stats_t  *st = &slot->stats, *old = &retired->stats;
+
+    if (done) {
+        offload_stats_slot_harvest(retired);    /* its last process's */
+
+    } else {
+        memcpy(st->last_exit, old->last_exit, sizeof(st->last_exit));
+    }
+
+    st->jobs_ok += old->jobs_ok;
+    st->jobs_failed += old->jobs_failed;
+    st->jobs_retried += old->jobs_retried;
+    st->jobs_cancelled += old->jobs_cancelled;
+    st->jobs_crashed += old->jobs_crashed;
+    st->restarts += old->restarts;
+    st->spawned += old->spawned;
+
+    /* counted once: from now on, the retired slot counts only what its
+     * process does */
+    old->jobs_ok = 0;
+    old->jobs_failed = 0;
+    old->jobs_retried = 0;
+    old->jobs_cancelled = 0;
+    old->jobs_crashed = 0;
+    old->restarts = 0;
+    old->spawned = 0;
+}
+
+
 void
 offload_stats_slot_spawned(offload_slot_t *slot)
 {

@@ -99,6 +99,27 @@ void offload_stats_pool_free(offload_pool_stats_t *ps);
 void offload_stats_pool_count(offload_pool_stats_t *ps, int bucket,
     uint32_t n);
 
+/* A slot's jobs since the node started, as the registry reports them. */
+typedef struct {
+    uint64_t            jobs_ok;
+    uint64_t            jobs_failed;
+    uint64_t            jobs_retried;
+    uint64_t            jobs_cancelled;
+    uint64_t            jobs_crashed;
+} offload_slot_counts_t;
+
+/* The slot's counts: its earlier processes', its current one's, and while
+ * a reload rolls its queue over, those of the retired slot it replaces
+ * since the reload (offload_stats_slot_succeed). */
+void offload_stats_slot_counts(const struct offload_slot_s *slot,
+    offload_slot_counts_t *c);
+
+/* A reload: the slot takes over the history (job counts, restarts, last
+ * exit) of the retired slot it replaces (the same queue and index), which
+ * keeps counting its process until it is gone; then (done) the rest. */
+void offload_stats_slot_succeed(struct offload_slot_s *slot,
+    struct offload_slot_s *retired, int done);
+
 /* The slot's process is about to be replaced (its scoreboard is reset):
  * keep what it did. */
 void offload_stats_slot_harvest(struct offload_slot_s *slot);
