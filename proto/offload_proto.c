@@ -643,7 +643,7 @@ const char  offload_job_start_script[] =
     OFFLOAD_NOOP_WRITE_LUA
     "  redis.call('UNLINK', KEYS[3])\n"
     OFFLOAD_SETTLE_ACK_LUA
-    "  return 0\n"
+    "  return status\n"
     "end\n"
     "if status == 'expired' then return status end\n"
     "if status then\n"

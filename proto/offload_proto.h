@@ -687,7 +687,8 @@ extern const char  offload_retry_script[];
  *
  * Start: a worker's step before it runs an async job.  A job
  * cancelled meanwhile is acked and deleted (its body key unlinked) and
- * returns 0: it never runs (nor runs again: a job cancelled while it ran
+ * returns "cancelled" (0 if its entry is no longer pending: someone else
+ * has it): it never runs (nor runs again: a job cancelled while it ran
  * comes back here when its killed worker's entries are handed back).  A
  * job a read marked expired (by Redis' clock: the worker's may be behind)
  * returns "expired": the worker answers it expired without running it.

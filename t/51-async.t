@@ -305,6 +305,12 @@ ok(wait_until(sub {
 }, scaled(10), 'the entry taken and gone'), 'the worker took the entry');
 ok(wait_until(sub { sleep_ok() == $ok_before + 1 }, scaled(5), 'jobs_ok'),
     'the sleep worker ran the busy job only');
+# counted and logged where it was dropped (before: neither)
+sub sleep_count { node_doc()->{queues}{sleep}{workers}[0]{$_[0]} // -1 }
+ok(wait_until(sub { sleep_count('jobs_cancelled') == 1 }, scaled(5),
+    'jobs_cancelled'), 'the worker counts it in jobs_cancelled');
+like(slurp(tmpdir() . '/sidecar.log'),
+    qr/job $victim was cancelled, not run/, 'and logs it, with its id');
 $doc = job($victim)->{json};
 is($doc->{status}, 'cancelled', 'still cancelled');
 is($doc->{started_at}, undef, 'never started');
@@ -337,6 +343,12 @@ ok(wait_until(sub { $doc = job($late)->{json}; $doc && $doc->{error} },
 is($doc->{status}, 'expired', 'the worker reaching it: still expired');
 is($doc->{error}{code}, 'expired', 'its error');
 is($doc->{finished_at}, $expired_at, 'finished_at still its deadline');
+# counted and logged by the worker (before: neither)
+ok(wait_until(sub { sleep_count('jobs_expired') == 1 }, scaled(5),
+    'jobs_expired'), 'the worker counts it in jobs_expired');
+like(slurp(tmpdir() . '/sidecar.log'),
+    qr/job $late expired \d+ ms before a worker took it, not run/,
+    'and logs it');
 $ttl = redis_cmd('PTTL', record_key($late));
 ok($ttl > 0 && $ttl <= 2000, "offload_result_ttl 2s: record TTL $ttl ms");
 ok(wait_until(sub { redis_cmd('EXISTS', record_key($late)) == 0 },

@@ -182,6 +182,10 @@ my $n = node_name();
 like($m,
     qr/^offload_worker_rss_bytes\{node="\Q$n\E",queue="leak",slot="0"\} \d+$/m,
     'worker RSS labelled by node, queue, slot');
+for my $result (qw(ok failed crashed cancelled expired)) {
+    like($m, qr/^offload_worker_jobs_total\{node="\Q$n\E",queue="echo",
+        slot="0",result="$result"\}[ ]\d+$/mx, "worker jobs: result $result");
+}
 like($m, qr/^offload_queue_backlog\{queue="echo"\} 0$/m, 'queue backlog');
 like($m, qr/^offload_redis_up 1$/m, 'redis up');
 like($m, qr/^offload_timeouts_total\{queue="sleep"\} 1$/m, 'timeouts');

@@ -83,7 +83,9 @@ typedef struct {
     uint64_t  jobs_failed;          /* answered with an error, or failed
                                        for now (offload_job_retry()) */
     uint64_t  jobs_cancelled;       /* dropped unrun: their (sync)
-                                       clients went away */
+                                       clients went away, or cancelled */
+    uint64_t  jobs_expired;         /* answered expired unrun: their
+                                       deadline passed in the queue */
     uint64_t  jobs_retried;         /* failed for now, waiting in the
                                        queue's retry set */
     uint32_t  run_hist[OFFLOAD_HIST_FINE];  /* handler run times, fine

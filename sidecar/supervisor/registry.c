@@ -75,13 +75,14 @@ worker_json(const offload_slot_t *slot, int64_t now_us)
 
     offload_stats_slot_counts(slot, &c);
 
-    w = json_pack("{s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:s}",
+    w = json_pack("{s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:s}",
                   "queue", slot->pool->queue->name,
                   "slot", slot->index,
                   "jobs_ok", (json_int_t) c.jobs_ok,
                   "jobs_failed", (json_int_t) c.jobs_failed,
                   "jobs_crashed", (json_int_t) c.jobs_crashed,
                   "jobs_cancelled", (json_int_t) c.jobs_cancelled,
+                  "jobs_expired", (json_int_t) c.jobs_expired,
                   "restarts", (json_int_t) st->restarts,
                   "last_exit", st->last_exit);
     if (w == NULL) {

@@ -182,6 +182,7 @@ offload_stats_slot_harvest(offload_slot_t *slot)
     st->jobs_failed += slot->sb->jobs_failed;
     st->jobs_retried += slot->sb->jobs_retried;
     st->jobs_cancelled += slot->sb->jobs_cancelled;
+    st->jobs_expired += slot->sb->jobs_expired;
 }
 
 
@@ -195,6 +196,7 @@ add_counts(offload_slot_counts_t *c, const offload_slot_t *slot)
     c->jobs_retried += slot->stats.jobs_retried + slot->sb->jobs_retried;
     c->jobs_cancelled += slot->stats.jobs_cancelled
                          + slot->sb->jobs_cancelled;
+    c->jobs_expired += slot->stats.jobs_expired + slot->sb->jobs_expired;
     c->jobs_crashed += slot->stats.jobs_crashed;
 }
 
@@ -235,6 +237,7 @@ offload_stats_slot_succeed(offload_slot_t *slot, offload_slot_t *retired,
     st->jobs_failed += old->jobs_failed;
     st->jobs_retried += old->jobs_retried;
     st->jobs_cancelled += old->jobs_cancelled;
+    st->jobs_expired += old->jobs_expired;
     st->jobs_crashed += old->jobs_crashed;
     st->restarts += old->restarts;
     st->spawned += old->spawned;
@@ -245,6 +248,7 @@ offload_stats_slot_succeed(offload_slot_t *slot, offload_slot_t *retired,
     old->jobs_failed = 0;
     old->jobs_retried = 0;
     old->jobs_cancelled = 0;
+    old->jobs_expired = 0;
     old->jobs_crashed = 0;
     old->restarts = 0;
     old->spawned = 0;

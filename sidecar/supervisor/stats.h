@@ -33,6 +33,7 @@ typedef struct {
     uint64_t            jobs_failed;
     uint64_t            jobs_retried;   /* failed for now, to run again */
     uint64_t            jobs_cancelled; /* dropped unrun, client gone */
+    uint64_t            jobs_expired;   /* answered expired unrun */
     uint64_t            jobs_crashed;   /* its worker died running them */
     uint64_t            restarts;       /* processes after the first */
     uint64_t            spawned;
@@ -105,6 +106,7 @@ typedef struct {
     uint64_t            jobs_failed;
     uint64_t            jobs_retried;
     uint64_t            jobs_cancelled;
+    uint64_t            jobs_expired;
     uint64_t            jobs_crashed;
 } offload_slot_counts_t;
 

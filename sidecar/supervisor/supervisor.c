@@ -716,11 +716,11 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
 
     if (slot->cancelled) {
         /* Its job was cancelled (cancel.c): the record says so already;
-         * its entry goes back and the start script drops it. */
+         * its entry goes back and the start script drops it (the worker
+         * that sees that counts it). */
         log_notice("worker %s:%d: pid %d %s: its job was cancelled",
                    pool->queue->name, slot->index, (int) pid, how);
         offload_stats_slot_exited(slot, "cancelled", 0);
-        slot->stats.jobs_cancelled++;
         slot->want_spawn = 1;
         reclaim_slot(slot, NULL);
         return;

@@ -24,23 +24,29 @@
 #include "worker_state.h"
 
 
+static const offload_str_t *entry_job_id(const batch_entry_t *e);
+
+
 /*
  * The start script's answer for the entry at the gate: a cancelled job is
- * gone (acked and deleted by the script), never run; one a read expired
- * (by Redis' clock, which may be ahead of ours) is answered expired;
- * otherwise the entry
- * goes back to the head of the batch, started.  An error is logged and the
- * job runs: its record is a report, not a lock.  A lost connection leaves
- * the entry pending: it is read again with the history.
+ * gone (acked and deleted by the script), never run, and counted here
+ * (once, whether it was cancelled queued or running: a running one comes
+ * back here from its killed worker); one no longer pending (0: handed back
+ * meanwhile) is left to whoever has it; one a read expired (by Redis'
+ * clock, which may be ahead of ours) is answered expired; otherwise the
+ * entry goes back to the head of the batch, started.  An error is logged
+ * and the job runs: its record is a report, not a lock.  A lost
+ * connection leaves the entry pending: it is read again with the history.
  */
 static void
 gate_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
-    const char        *err;
-    redisReply        *reply = r;
-    batch_entry_t     *e;
-    offload_entry_t    job;
-    offload_worker_t  *w = privdata;
+    const char           *err;
+    redisReply           *reply = r;
+    batch_entry_t        *e;
+    offload_entry_t       job;
+    offload_worker_t     *w = privdata;
+    const offload_str_t  *id;
 
     (void) ac;
 
@@ -63,9 +69,18 @@ gate_cb(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
-        log_info("%s: entry %.*s: its job was cancelled, not run", w->name,
-                 (int) e->id.len, e->id.data);
+    if ((reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
+        || (reply->type == REDIS_REPLY_STRING
+            && strcmp(reply->str, "cancelled") == 0))
+    {
+        if (reply->type == REDIS_REPLY_STRING) {
+            id = entry_job_id(e);
+            log_info("%s: entry %.*s: job %.*s was cancelled, not run",
+                     w->name, (int) e->id.len, e->id.data,
+                     id ? (int) id->len : 1, id ? id->data : "?");
+            w->sb->jobs_cancelled++;
+        }
+
         offload_entry_put(&w->spare_entries, e);
         offload_worker_resume(w);
         offload_worker_maybe_exit(w);

@@ -444,6 +444,10 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
     w->body_keyed = entry->body_len > 0;
 
     if (entry->deadline_ms <= now_ms || be->expired) {
+        log_info("%s: job %.*s expired %lld ms before a worker took it, not "
+                 "run", w->name, (int) entry->id.len, entry->id.data,
+                 (long long) (now_ms - entry->deadline_ms));
+        w->sb->jobs_expired++;
         offload_completion_error(w, entry_id, &entry->id, &entry->reply,
                                  504, queue_us, "expired",
                                  "the deadline passed before a worker "
