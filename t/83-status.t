@@ -140,6 +140,17 @@ ok(wait_until(sub {
 is_deeply(\@latest, [ reverse @crashed[2 .. 11] ],
     'the ten latest crash reports, newest first');
 is(redis_cmd('LLEN', 'offload:{ctl}:crashes'), 10, 'offload:{ctl}:crashes keeps ten');
+# sort=jobs counts every job a worker finished, crashed ones too (before:
+# ok and failed only, so the crash worker sorted below the leak worker's
+# one job)
+sub finished { my $n = 0; $n += $_[0]{"jobs_$_"} // 0
+    for qw(ok failed crashed cancelled expired); $n }
+ok(wait_until(sub { my ($w) = grep { $_->{queue} eq 'crash' }
+        @{ status()->{workers} || [] }; ($w->{jobs_crashed} // 0) == 12 },
+    scaled(5), 'crashes counted'), 'the crash slot counts 12 crashed jobs');
+@jobs = map { finished($_) } @{ status('?sort=jobs')->{workers} };
+is_deeply(\@jobs, [ sort { $b <=> $a } @jobs ],
+    'sort=jobs: descending by jobs finished, any result');
 
 # ---- in flight, per-job resource use, timeouts
 my $sock = send_post('/jobs/sleep', '{"ms":' . scaled(1500) . '}');

@@ -153,6 +153,10 @@ const char *ctl_text(json_t *obj, const char *key);
 long long ctl_int(json_t *obj, const char *key);
 double ctl_num(json_t *obj, const char *key);
 
+/* The jobs a worker slot w finished, whatever their result (a count a
+ * node does not report, from an older sidecar, as 0). */
+long long ctl_worker_jobs(json_t *w);
+
 /* Calls visit for every entry of the stream key whose "id" field is
  * job_id (every one when job_id is NULL), oldest first, up to the last
  * one when called (not those visits add), stopping at the first non-zero

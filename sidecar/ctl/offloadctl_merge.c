@@ -88,9 +88,7 @@ sort_key(json_t *w)
     }
 
     if (strcmp(sort_by, "jobs") == 0) {
-        a = ctl_num(w, "jobs_ok");
-        b = ctl_num(w, "jobs_failed");
-        return a + b;
+        return ctl_worker_jobs(w);
     }
 
     return 0;

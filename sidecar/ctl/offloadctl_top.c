@@ -121,7 +121,7 @@ draw_workers(screen_t *scr, json_t *workers)
              "%7lld %4lld %6s", ctl_text(w, "node"), ctl_text(w, "queue"),
              ctl_int(w, "slot"), ctl_int(w, "pid"), ctl_text(w, "state"),
              rss, cpu, ctl_int(w, "held"),
-             ctl_int(w, "jobs_ok") + ctl_int(w, "jobs_failed"),
+             ctl_worker_jobs(w),
              ctl_int(w, "restarts"), up);
     }
 }
