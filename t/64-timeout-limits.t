@@ -41,10 +41,22 @@ ok(wait_until(sub { my $p = pid_of('hang', 0); $p && $p != $hang_pid }, 10,
     'hang worker replaced'), 'hang: the worker was replaced');
 my ($dead) = @{ stream_entries('offload:{hang}:dead') };
 is($dead && $dead->{reason}, 'job_timeout', 'hang: dead-lettered');
-my ($crash) = grep { $_->{queue} eq 'hang' } @{ events('crash') };
+# a timeout event, not a crash (before: a crash event, kept among the
+# node's latest crash reports, pushing real ones out; its job counted
+# crashed)
+my ($crash) = grep { $_->{queue} eq 'hang' } @{ events('timeout') };
 is($crash && $crash->{report}{reason}, 'job_timeout',
-    'hang: crash report says job_timeout');
+    'hang: timeout event says job_timeout');
 is($crash && $crash->{report}{signal}, 'SIGKILL', 'hang: by SIGKILL');
+ok(!(grep { $_->{queue} eq 'hang' } @{ events('crash') }),
+    'hang: no crash event');
+ok(!(grep { /"queue":"hang"/ } @{ redis_cmd('LRANGE', 'offload:{ctl}:crashes',
+    0, -1) || [] }), 'hang: not among the latest crash reports');
+ok(wait_until(sub { my $w = node_doc()->{queues}{hang}{workers}[0];
+        $w->{jobs_failed} == 1 }, scaled(5), 'counted'),
+    'hang: its job counted failed');
+is(node_doc()->{queues}{hang}{workers}[0]{jobs_crashed}, 0,
+    'hang: not crashed');
 is(node_doc()->{queues}{hang}{restarts}, 0,
     'hang: a timeout kill is not counted as a restart');
 is(post_json('/jobs/echo', {})->{status}, 200, 'echo answers meanwhile');

@@ -81,6 +81,17 @@ is($r->{status}, 502, 'a crash: 502');
 my ($crash) = @{ events('crash') };
 is($crash && $crash->{report}{request_id}, $r->{headers}{'x-request-id'},
     'the crash report carries the request id');
+# the supervisor's lines of it name the queue and the job, its backtrace's
+# too (before: none did)
+my $cid = $r->{headers}{'x-offload-job-id'} // '?';
+my @said;
+ok(wait_until(sub { @said = grep { ($_->{message} // '') =~ /died|^  #\d/ }
+        @{ lines($log) }; @said > 1 }, 5, 'crash lines'),
+    scalar(@said) . ' lines of the crash');
+is(scalar(grep { ($_->{'job.id'} // '') ne $cid
+        || ($_->{queue} // '') ne 'crash'
+        || ($_->{'request.id'} // '') ne $r->{headers}{'x-request-id'} }
+    @said), 0, 'each with queue, job.id and request.id');
 
 # ---- SIGUSR1: every process reopens its log
 ok(wait_until(sub {

@@ -234,8 +234,8 @@ is(substr($dead->{tp} // '', 3, 32), $crash_trace,
 my ($report) = grep { ($_->{report}{trace_id} // '') eq $crash_trace }
     @{ events('crash') };
 ok($report, 'the crash report names the trace');
-ok(wait_until(sub { slurp($log) =~ /holding job \S+, attempt 1, /
-    . qr/request \S+, trace \Q$crash_trace\E/ }, 5, 'crash line'),
+ok(wait_until(sub { slurp($log) =~ /holding its job, attempt 1 \(job \S+, /
+    . qr/request \S+, trace \Q$crash_trace\E\)/ }, 5, 'crash line'),
     'the crash log line names the trace');
 
 # ---- entries written by hand: a bad tp is dropped, not the job

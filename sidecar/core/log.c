@@ -165,6 +165,17 @@ offload_log_job(const offload_entry_t *job)
 }
 
 
+void
+offload_log_job_ids(const char *job_id, const char *request_id,
+    const char *trace_id)
+{
+    snprintf(log_job_id, sizeof(log_job_id), "%s", job_id ? job_id : "");
+    snprintf(log_rid, sizeof(log_rid), "%s", request_id ? request_id : "");
+    snprintf(log_trace_id, sizeof(log_trace_id), "%s",
+             trace_id ? trace_id : "");
+}
+
+
 /* Appends s to buf at *n as the inside of a JSON string, within size. */
 static void
 put_json(char *buf, size_t size, size_t *n, const char *s)

@@ -50,6 +50,11 @@ int offload_log_chown(uid_t uid, gid_t gid);
 void offload_log_queue(const char *queue);
 void offload_log_job(const offload_entry_t *job);
 
+/* The same for a job known by its ids alone (the supervisor speaks of a
+ * worker's job from its scoreboard): NULL or "" for one not known. */
+void offload_log_job_ids(const char *job_id, const char *request_id,
+    const char *trace_id);
+
 void offload_log_write(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

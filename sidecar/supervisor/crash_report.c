@@ -122,13 +122,15 @@ offload_crash_report(const offload_crash_t *c)
 
     sigtext = json_string_value(json_object_get(report, "signal"));
 
+    /* every line of it, the frames too, names the queue and the job */
+    offload_log_queue(c->queue);
+
     if (busy) {
-        log_error("worker %s:%d: pid %d died (%s%s%s) holding job %s, "
-                  "attempt %d, request %s, trace %s", c->queue, c->slot,
-                  (int) c->pid, offload_fail_reason_name(c->reason),
-                  sigtext ? ", " : "", sigtext ? sigtext : "", sb->job_id,
-                  sb->attempt, sb->request_id[0] ? sb->request_id : "-",
-                  sb->trace_id[0] ? sb->trace_id : "-");
+        offload_log_job_ids(sb->job_id, sb->request_id, sb->trace_id);
+        log_error("worker %s:%d: pid %d died (%s%s%s) holding its job, "
+                  "attempt %d", c->queue, c->slot, (int) c->pid,
+                  offload_fail_reason_name(c->reason), sigtext ? ", " : "",
+                  sigtext ? sigtext : "", sb->attempt);
     } else {
         log_error("worker %s:%d: pid %d died (%s%s%s) while %s, holding no "
                   "job", c->queue, c->slot, (int) c->pid,
@@ -144,6 +146,9 @@ offload_crash_report(const offload_crash_t *c)
         log_error("  #%zu %s", i,
                   json_string_value(json_array_get(frames, i)));
     }
+
+    offload_log_job_ids(NULL, NULL, NULL);
+    offload_log_queue(NULL);
 
     return report;
 }

@@ -686,7 +686,7 @@ recycled(offload_slot_t *slot, int status)
 static void
 worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
 {
-    int                    at_once;
+    int                    at_once, timed_out;
     char                   how[64], last[80];
     pid_t                  pid;
     int64_t                now_us;
@@ -746,8 +746,7 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
         return;
     }
 
-    log_warn("worker %s:%d: pid %d %s", pool->queue->name, slot->index,
-             (int) pid, how);
+    /* Logged by its crash report (offload_crash_report()), once. */
 
     /* A worker that left because its exec handler's process died reports
      * that process's end: its signal or exit code is the crash's. */
@@ -774,16 +773,31 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
 
     snprintf(last, sizeof(last), "%s: %s",
              offload_fail_reason_name(crash.reason), how);
+
+    /* A job that ran too long is the job's fault, not the worker's: it
+     * failed (504 job_timeout), and its kill is a "timeout" event, not a
+     * crash kept among the node's latest crash reports; the replacement
+     * starts at once and is not counted as a restart.  A retired slot's
+     * successor starts instead. */
+    timed_out = crash.reason == OFFLOAD_FAIL_JOB_TIMEOUT;
+
     offload_stats_slot_exited(slot, last,
-                              offload_sb_state(slot->sb) == OFFLOAD_SB_BUSY);
+                              !timed_out
+                              && offload_sb_state(slot->sb) == OFFLOAD_SB_BUSY);
 
-    offload_crash_event(offload_pool_node_conn(pool), sup->conf->node_name,
-                        pool->queue->name, json_incref(failure.report));
+    if (timed_out) {
+        slot->stats.jobs_failed++;
+        offload_event(offload_pool_node_conn(pool), sup->conf->node_name,
+                      "timeout", pool->queue->name,
+                      json_incref(failure.report));
 
-    /* A job that ran too long is the job's fault, not the worker's: its
-     * replacement starts at once and is not counted as a restart.  A
-     * retired slot's successor starts instead. */
-    at_once = crash.reason == OFFLOAD_FAIL_JOB_TIMEOUT || pool->retired;
+    } else {
+        offload_crash_event(offload_pool_node_conn(pool),
+                            sup->conf->node_name, pool->queue->name,
+                            json_incref(failure.report));
+    }
+
+    at_once = timed_out || pool->retired;
     slot->want_spawn = at_once;
 
     reclaim_slot(slot, &failure);
