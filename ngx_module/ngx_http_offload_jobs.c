@@ -444,10 +444,12 @@ ngx_http_offload_script(const char *script, u_char *sha, ngx_uint_t by_eval,
  * submitted_at, the record's TTL, the backlog limit (0: none), the group,
  * the idempotency key's TTL (0: none), the job's deadline (a read of a job
  * still queued past it says expired), then the entry's fields (the XADD's
- * arguments after "XADD <stream> NOMKSTREAM *").  Every key is declared:
- * on a Redis Cluster with the queue's slot half moved, Redis then answers
- * ASK or TRYAGAIN for the whole script.  The record lives the job's
- * deadline span plus its TTL after the end; its end sets the TTL again.
+ * arguments after "XADD <stream> NOMKSTREAM *").  Every key it can name
+ * is declared: on a Redis Cluster with the queue's slot half moved, Redis
+ * then answers ASK or TRYAGAIN for the whole script (the record of the job
+ * an Idempotency-Key names, read undeclared, is in the same slot).  The
+ * record lives the job's deadline span plus its TTL after the end; its end
+ * sets the TTL again.
  */
 
 ngx_int_t

@@ -38,6 +38,21 @@
     "end\n"
 
 /*
+ * mark(set, till, id): marks a sync job cancelled in its queue's
+ * cancelled set (workers drop a marked job unrun while its mark holds:
+ * till, ms by Redis' clock), prunes the marks past, and makes the set live
+ * as long as its latest mark.  now_ms defined before it.
+ */
+#define OFFLOAD_MARK_LUA                                                     \
+    "local function mark(set, till, id)\n"                                   \
+    "  local now = tonumber(now_ms())\n"                                     \
+    "  redis.call('ZREMRANGEBYSCORE', set, '-inf', '(' .. now)\n"            \
+    "  redis.call('ZADD', set, till, id)\n"                                  \
+    "  local last = redis.call('ZRANGE', set, -1, -1, 'WITHSCORES')[2]\n"    \
+    "  redis.call('PEXPIRE', set, math.max(1, tonumber(last) - now))\n"      \
+    "end\n"
+
+/*
  * A job still queued (or retrying) past its deadline ends expired, at a
  * read of its record or at a submission of its Idempotency-Key (which is
  * then free): expire(rec, id, h, ttl), h the record's fields (a table),
@@ -46,12 +61,16 @@
  * script then never runs it, even where the worker's clock is behind
  * Redis'.  A sync job's record is not told when a worker takes it: it
  * expires only while its entry is in the stream and delivered to no
- * worker; the worker that takes it later answers it expired by its own
- * clock (which must agree with Redis', as for every deadline: an XDEL of
- * the entry would make Redis 7.0 count the group's lag one too many for
- * good).  now_ms defined before it.
+ * worker, and is then marked cancelled for OFFLOAD_EXPIRED_MARK_MS (the
+ * worker that takes it drops it, even one whose clock is behind Redis' by
+ * less than that: a resubmission of its key may have made a new job; an
+ * XDEL of the entry would make Redis 7.0 count the group's lag one too
+ * many for good).  The stream and the cancelled set are named from the
+ * record's queue: keys of the record's slot, not declared.  now_ms defined
+ * before it.
  */
 #define OFFLOAD_EXPIRE_LUA                                                   \
+    OFFLOAD_MARK_LUA                                                         \
     "local function keep(rec, ttl)\n"                                        \
     "  if redis.call('PTTL', rec) < tonumber(ttl) then\n"                    \
     "    redis.call('PEXPIRE', rec, ttl)\n"                                  \
@@ -78,6 +97,8 @@
     "    local p = redis.pcall('XPENDING', stream, '" OFFLOAD_GROUP "',"     \
     " h.entry, h.entry, 1)\n"                                                \
     "    if p.err or #p > 0 then return end\n"                               \
+    "    mark('offload:{' .. h.queue .. '}:cancelled',"                      \
+    " tonumber(now_ms()) + " OFFLOAD_STR(OFFLOAD_EXPIRED_MARK_MS) ", id)\n"  \
     "  end\n"                                                                \
     "  h.status, h.finished_at = 'expired', h.deadline\n"                    \
     "  redis.call('HSET', rec, 'status', h.status, 'finished_at',"           \
@@ -542,12 +563,9 @@ const char  offload_queue_stats_script[] =
 
 const char  offload_cancel_sync_script[] =
     OFFLOAD_NOW_LUA
+    OFFLOAD_MARK_LUA
     "if redis.pcall('EXISTS', ARGV[3]) == 0 then return 0 end\n"
-    "local now = tonumber(now_ms())\n"
-    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)\n"
-    "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])\n"
-    "local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]\n"
-    "redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(last) - now))\n"
+    "mark(KEYS[1], ARGV[1], ARGV[2])\n"
     "return 1\n";
 
 const char  offload_drop_cancelled_script[] =
@@ -604,8 +622,9 @@ const char  offload_submit_script[] =
     "  local rec = id and " OFFLOAD_JOB_RECORD_LUA("id") "\n"
     "  local h = rec and fields(rec)\n"
     "  if h then expire(rec, id, h, ARGV[3]) end\n"
-    "  if h and h.status and h.status ~= 'expired'"
-    " and h.status ~= 'cancelled' then\n"
+    "  local unrun = h and (h.status == 'expired' or h.status == 'cancelled')"
+    " and not h.started_at and h.attempts == '0'\n"
+    "  if h and h.status and not unrun then\n"
     "    if was ~= sha then return { 'reused', id } end\n"
     "    return { 'dup', id, h.status }\n"
     "  end\n"

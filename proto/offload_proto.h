@@ -123,6 +123,11 @@
 #define OFFLOAD_CANCEL_FMT         "offload:{%s}:cancel:%s"
 #define OFFLOAD_CANCEL_TTL_MS      60000
 
+/* How long a sync job that expired by Redis' clock (a read of its record,
+ * a submission of its Idempotency-Key) stays marked cancelled for the
+ * workers: one whose clock is behind Redis' by less drops it unrun. */
+#define OFFLOAD_EXPIRED_MARK_MS    60000
+
 /* Capped streams keep about this many entries (XADD MAXLEN ~). */
 #define OFFLOAD_DEAD_MAXLEN        10000
 #define OFFLOAD_EVENTS_MAXLEN      10000
@@ -654,13 +659,15 @@ extern const char  offload_retry_script[];
 /*
  * Submit: a job that has a record (an async job, or one submitted with an
  * Idempotency-Key) is added with its record in one step, so no job exists
- * without its record, and no record without its job.  Every key it
- * touches is declared (the queue's slot): on a Redis Cluster with that
+ * without its record, and no record without its job.  Every key its caller
+ * can name is declared (the queue's slot): on a Redis Cluster with that
  * slot half moved, Redis answers ASK or TRYAGAIN for the whole script,
  * never runs it where the stream is not (a new record is on neither
  * node); the record of the job an idempotency key names (its id is in
- * the key's value) is read undeclared, and Redis refuses that read with
- * an error, never a silent nil, when it moved.  EVAL wants read and write
+ * the key's value), and when that job expires here the queue's cancelled
+ * set, are touched undeclared (the same slot), and Redis refuses such a
+ * key with an error, never a silent nil, when it moved: before any write
+ * (the record is read first).  EVAL wants read and write
  * access to its keys: the module's ACL user has it for EVAL alone
  * (README); inside, the stream takes an XADD.
  *   KEYS[1] record          ARGV[1] queue

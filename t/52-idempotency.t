@@ -47,6 +47,7 @@ start_server_nginx(server => <<'SERVER');
         offload_max_backlog 2;
     }
     location /jobs/ { offload_jobs; }
+    location /stop-jobs/ { offload_jobs; offload_cancel_running on; }
 SERVER
 ok(wait_nginx_ready('/sync/echo', '{}'), 'stack ready');
 
@@ -215,15 +216,6 @@ ok(time - $t0 < 1.2, 'at once, not after a second 1.5 s run');
 # past its deadline is left alone: its duplicate waits for it.  (Before: a
 # read said queued until a worker reached it, and a retry got the first
 # job's 504 expired for the key's whole TTL, 24 h by default.)
-sub send_key {
-    my ($path, $body, $key) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-        PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
-    print $s "POST $path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-        . "Idempotency-Key: $key\r\nContent-Length: " . length($body)
-        . "\r\n\r\n$body";
-    return $s;
-}
 sub key_job { (redis_cmd('GET', "offload:{$_[0]}:idem:$_[1]") // '')
     =~ /^(\S+)/ ? $1 : 'none' }
 
@@ -240,8 +232,8 @@ $r = job($first{'key-expire-read'});
 is($r->{json}{status}, 'expired', 'a read past its deadline: expired');
 is($r->{json}{finished_at}, $r->{json}{submitted_at} + 500,
     'finished_at: its deadline');
-my %retry = map { $_ => send_key('/sync/sleep', '{"ms":1}', $_) }
-    keys %first;
+my %retry = map { $_ => send_post('/sync/sleep', '{"ms":1}',
+    { 'Idempotency-Key' => $_ }) } keys %first;
 ok(wait_until(sub { !grep { key_job('sleep', $_) eq $first{$_} }
         keys %first }, scaled(5), 'new jobs'),
     'a retry with the key of an expired job makes a new job');
@@ -268,8 +260,15 @@ close $busy;
 ok(wait_until(sub { pending_jobs('sleep') == 0
         && redis_cmd('XLEN', 'offload:{sleep}:jobs') == 0 },
     scaled(10), 'the worker passed them'), 'the worker reached the first jobs');
-is(job($first{$_})->{json}{status}, 'expired', "$_: and did not run it")
-    for sort keys %first;
+# dropped by the mark their expiry left (the cancelled set), not by the
+# worker's own clock: one behind Redis' would have run them, and with their
+# keys free, the work twice
+for my $key (sort keys %first) {
+    is(job($first{$key})->{json}{status}, 'expired', "$key: not run");
+    like(slurp(tmpdir() . '/sidecar.log'),
+        qr/job $first{$key} cancelled, not run/,
+        "$key: dropped as marked at its expiry");
+}
 $r = post_key('/brief/sleep', '{"ms":1000}', 'key-late');
 is($r->{status}, 504, 'a keyed sync job running past its deadline: 504');
 my $xid = key_job('sleep', 'key-late');
@@ -327,6 +326,21 @@ close $hold;
 ok(wait_until(sub { job($nid)->{json}{status} eq 'done' }, scaled(10),
     'done'), 'the new job ran');
 is(job($cid)->{json}{status}, 'cancelled', 'the cancelled one did not');
+is(job($cid)->{json}{started_at}, undef, 'never started');
+
+# ---- but a job that ran keeps its key whatever its end: one cancelled
+# while it ran (its side effects may be done) is its key's answer still
+$r = post_key('/async/sleep', '{"ms":' . scaled(20000) . '}', 'key-ran');
+my $rid = $r->{json}{id} // 'none';
+ok(wait_until(sub { job($rid)->{json}{status} eq 'running' }, scaled(10),
+    'running'), 'a keyed async job runs');
+is(http('DELETE', "/stop-jobs/$rid")->{json}{status}, 'cancelled',
+    'cancelled while it runs');
+$d = post_key('/async/sleep', '{"ms":' . scaled(20000) . '}', 'key-ran');
+is($d->{json}{id}, $rid, 'the key still names it');
+is($d->{headers}{'idempotent-replayed'}, 'true', 'a replay');
+ok(wait_until(sub { pending_jobs('sleep') == 0 }, scaled(10), 'stopped'),
+    'its worker stopped');
 
 # ---- a record a read marked expired by Redis' clock, while the worker's
 # clock says the job's deadline is still ahead (staged: the record's
@@ -347,6 +361,9 @@ ok(wait_until(sub { pending_jobs('sleep') == 0
 $r = job($eid)->{json};
 is($r->{status}, 'expired', 'it did not run: still expired');
 is($r->{error}{code}, 'expired', 'the worker answered it expired');
+like(slurp(tmpdir() . '/sidecar.log'),
+    qr/job $eid expired before a worker took it \(by Redis' clock, at least/,
+    'and logged why');
 
 # ---- a keyed sync job's end is published on offload:jobs:done only when
 # a read (a duplicate, a long poll) marked its record waited

@@ -444,9 +444,17 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
     w->body_keyed = entry->body_len > 0;
 
     if (entry->deadline_ms <= now_ms || be->expired) {
-        log_info("%s: job %.*s expired %lld ms before a worker took it, not "
-                 "run", w->name, (int) entry->id.len, entry->id.data,
-                 (long long) (now_ms - entry->deadline_ms));
+        if (entry->deadline_ms <= now_ms) {
+            log_info("%s: job %.*s expired %lld ms before a worker took it, "
+                     "not run", w->name, (int) entry->id.len, entry->id.data,
+                     (long long) (now_ms - entry->deadline_ms));
+        } else {
+            log_info("%s: job %.*s expired before a worker took it (by "
+                     "Redis' clock, at least %lld ms ahead of ours), not run",
+                     w->name, (int) entry->id.len, entry->id.data,
+                     (long long) (entry->deadline_ms - now_ms));
+        }
+
         w->sb->jobs_expired++;
         offload_completion_error(w, entry_id, &entry->id, &entry->reply,
                                  504, queue_us, "expired",

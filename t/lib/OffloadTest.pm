@@ -701,15 +701,17 @@ sub post_json {
 }
 
 
-# Sends one POST on a new connection and returns the socket without waiting:
-# read the answer from it (the connection closes after it), or close it to
-# walk away.
+# Sends one POST (with the headers of the hash %$headers, if given) on a new
+# connection and returns the socket without waiting: read the answer from
+# it (the connection closes after it), or close it to walk away.
 sub send_post {
-    my ($path, $body) = @_;
+    my ($path, $body, $headers) = @_;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
         PeerPort => $S{nginx_port}, Proto => 'tcp') or die "connect: $!";
     print $s "POST $path HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
         . "Content-Type: application/json\r\n"
+        . join('', map { "$_: $headers->{$_}\r\n" }
+               sort keys %{ $headers || {} })
         . "Content-Length: " . length($body) . "\r\n\r\n$body";
     return $s;
 }
