@@ -269,7 +269,7 @@ like(slurp("$dir/hanginit.log"), qr/pool hanginit failed: the init of 3 workers 
 $log = slurp("$dir/hanginit.log");
 my $kills = () = $log =~ /worker hanginit:0: the init of handler t\.hanginit ran past the 500 ms init_timeout, killing pid \d+/g;
 is($kills, 3, 'killed at its init_timeout max_restarts + 1 times') or diag($log);
-my $died = () = $log =~ /worker hanginit:0: pid \d+ died \(init_timeout, SIGKILL\) while starting, holding no job/g;
+my $died = () = $log =~ /worker hanginit:0: pid \d+ killed by SIGKILL \(init_timeout\) while starting, holding no job/g;
 is($died, 3, 'each one reported as an init_timeout crash, holding no job')
     or diag($log);
 stop_proc('hanginit', scaled(10));

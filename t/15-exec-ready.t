@@ -116,7 +116,7 @@ ok(wait_until(sub { slurp($log) =~ /pool fat failed/ }, scaled(15),
     or diag(slurp($log));
 like(slurp($log), qr/worker fat:0: handler process RSS \d+ MB over twice memory_limit 50 MB: killed/,
     'a load over memory_limit: killed during the load');
-like(slurp($log), qr/worker fat:0: pid \d+ died \(memory_limit\) while starting, holding no job/,
+like(slurp($log), qr/worker fat:0: pid \d+ [^(]+ \(memory_limit\) while starting, holding no job/,
     'a load over memory_limit: reason memory_limit');
 
 # ---- a drain does not wait for a load: the worker looks at it first

@@ -75,7 +75,7 @@ ok($idle && !exists $idle->{report}{job_id},
     'the idle worker\'s crash report names no job') or diag(explain($idle));
 is($idle && $idle->{report}{state}, 'idle', 'and says it was idle');
 like(slurp(tmpdir() . '/sidecar.log'),
-    qr/pid $old died \(signal, SIGKILL\) while idle, holding no job/,
+    qr/pid $old killed by SIGKILL \(signal\) while idle, holding no job/,
     'the log says it held no job');
 my $new = worker_pids()->{echo}[0];
 ok(kill(0, $new), "new worker $new alive");

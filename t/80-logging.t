@@ -85,8 +85,9 @@ is($crash && $crash->{report}{request_id}, $r->{headers}{'x-request-id'},
 # too (before: none did)
 my $cid = $r->{headers}{'x-offload-job-id'} // '?';
 my @said;
-ok(wait_until(sub { @said = grep { ($_->{message} // '') =~ /died|^  #\d/ }
-        @{ lines($log) }; @said > 1 }, 5, 'crash lines'),
+ok(wait_until(sub { @said = grep { ($_->{message} // '')
+        =~ /holding its job|^  #\d/ } @{ lines($log) }; @said > 1 },
+    scaled(5), 'crash lines'),
     scalar(@said) . ' lines of the crash');
 is(scalar(grep { ($_->{'job.id'} // '') ne $cid
         || ($_->{queue} // '') ne 'crash'

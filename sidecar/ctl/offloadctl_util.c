@@ -489,14 +489,14 @@ ctl_int(json_t *obj, const char *key)
 long long
 ctl_worker_jobs(json_t *w)
 {
-    int         i;
-    long long   n, sum = 0;
+    size_t              i;
+    long long           n, sum = 0;
     static const char  *results[] = {
         "jobs_ok", "jobs_failed", "jobs_crashed", "jobs_cancelled",
         "jobs_expired"
     };
 
-    for (i = 0; i < (int) (sizeof(results) / sizeof(results[0])); i++) {
+    for (i = 0; i < sizeof(results) / sizeof(results[0]); i++) {
         n = ctl_int(w, results[i]);
         sum += n > 0 ? n : 0;
     }

@@ -56,8 +56,30 @@ offload_crash_report(const offload_crash_t *c)
     size_t                    i;
     offload_sb_state_e        state;
     json_t                   *report, *frames;
-    const char               *name, *sigtext;
+    const char               *name;
     const offload_sb_slot_t  *sb = c->sb;
+
+    /* The scoreboard keeps the last job after it is done: only a busy
+     * worker died holding it. */
+    state = offload_sb_state(sb);
+    busy = state == OFFLOAD_SB_BUSY && sb->job_id[0] != '\0';
+
+    /* Logged first, so that a report that cannot be built is logged all
+     * the same; every line of it, the frames too, names the queue and the
+     * job. */
+    offload_log_queue(c->queue);
+
+    if (busy) {
+        offload_log_job_ids(sb->job_id, sb->request_id, sb->trace_id);
+        log_error("worker %s:%d: pid %d %s (%s) holding its job, attempt %d",
+                  c->queue, c->slot, (int) c->pid, c->how,
+                  offload_fail_reason_name(c->reason), sb->attempt);
+    } else {
+        log_error("worker %s:%d: pid %d %s (%s) while %s, holding no job",
+                  c->queue, c->slot, (int) c->pid, c->how,
+                  offload_fail_reason_name(c->reason),
+                  offload_sb_state_name(state));
+    }
 
     report = json_pack("{s:s,s:s,s:i,s:i,s:s,s:I,s:I,s:I,s:I,s:I}",
                        "node", c->node, "queue", c->queue, "slot", c->slot,
@@ -75,6 +97,8 @@ offload_crash_report(const offload_crash_t *c)
                        "maxrss_kb", (json_int_t) c->rusage->ru_maxrss,
                        "at", (json_int_t) offload_wall_ms());
     if (report == NULL) {
+        offload_log_job_ids(NULL, NULL, NULL);
+        offload_log_queue(NULL);
         return NULL;
     }
 
@@ -87,11 +111,6 @@ offload_crash_report(const offload_crash_t *c)
         json_object_set_new(report, "exit_code",
                             json_integer(WEXITSTATUS(c->status)));
     }
-
-    /* The scoreboard keeps the last job after it is done: only a busy
-     * worker died holding it. */
-    state = offload_sb_state(sb);
-    busy = state == OFFLOAD_SB_BUSY && sb->job_id[0] != '\0';
 
     json_object_set_new(report, "state",
                         json_string(offload_sb_state_name(state)));
@@ -119,24 +138,6 @@ offload_crash_report(const offload_crash_t *c)
 
     frames = backtrace_json(sb);
     json_object_set_new(report, "backtrace", frames ? frames : json_null());
-
-    sigtext = json_string_value(json_object_get(report, "signal"));
-
-    /* every line of it, the frames too, names the queue and the job */
-    offload_log_queue(c->queue);
-
-    if (busy) {
-        offload_log_job_ids(sb->job_id, sb->request_id, sb->trace_id);
-        log_error("worker %s:%d: pid %d died (%s%s%s) holding its job, "
-                  "attempt %d", c->queue, c->slot, (int) c->pid,
-                  offload_fail_reason_name(c->reason), sigtext ? ", " : "",
-                  sigtext ? sigtext : "", sb->attempt);
-    } else {
-        log_error("worker %s:%d: pid %d died (%s%s%s) while %s, holding no "
-                  "job", c->queue, c->slot, (int) c->pid,
-                  offload_fail_reason_name(c->reason), sigtext ? ", " : "",
-                  sigtext ? sigtext : "", offload_sb_state_name(state));
-    }
 
     if (sb->exit_reason == OFFLOAD_SB_EXIT_HANDLER_PROCESS) {
         log_error("  %s", sb->child_error);

@@ -20,6 +20,8 @@ typedef struct {
     pid_t                     pid;
     offload_fail_reason_e     reason;
     int                       status;       /* from wait4 */
+    const char               *how;          /* it said, as "killed by
+                                               SIGSEGV" */
     const struct rusage      *rusage;
     int64_t                   uptime_us;
     const offload_sb_slot_t  *sb;           /* job and backtrace */

@@ -68,6 +68,8 @@ fail_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     (void) ac;
 
+    offload_log_job_ids(f->job_id, NULL, NULL);
+
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
         /* Not sent again: a refused script did nothing (it acks last), and
          * the entry, still pending, is read again by the slot's next
@@ -82,6 +84,8 @@ fail_cb(redisAsyncContext *ac, void *r, void *privdata)
         log_notice("job %s (entry %s) is dead-lettered", f->job_id,
                    f->entry);
     }
+
+    offload_log_job_ids(NULL, NULL, NULL);
 
     if (f->done != NULL) {
         f->done(f->data);

@@ -78,11 +78,11 @@ worker_json(const offload_slot_t *slot, int64_t now_us)
     w = json_pack("{s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:s}",
                   "queue", slot->pool->queue->name,
                   "slot", slot->index,
-                  "jobs_ok", (json_int_t) c.jobs_ok,
-                  "jobs_failed", (json_int_t) c.jobs_failed,
-                  "jobs_crashed", (json_int_t) c.jobs_crashed,
-                  "jobs_cancelled", (json_int_t) c.jobs_cancelled,
-                  "jobs_expired", (json_int_t) c.jobs_expired,
+                  "jobs_ok", (json_int_t) c.ok,
+                  "jobs_failed", (json_int_t) c.failed,
+                  "jobs_crashed", (json_int_t) c.crashed,
+                  "jobs_cancelled", (json_int_t) c.cancelled,
+                  "jobs_expired", (json_int_t) c.expired,
                   "restarts", (json_int_t) st->restarts,
                   "last_exit", st->last_exit);
     if (w == NULL) {
@@ -152,7 +152,7 @@ queue_json(const offload_pool_t *pool, int heartbeat_ms, json_t *workers)
 
     for (i = 0; i < pool->nslots; i++) {
         offload_stats_slot_counts(&pool->slots[i], &c);
-        retries += c.jobs_retried;
+        retries += c.retried;
     }
 
     q = json_pack("{s:s,s:s,s:I,s:I,s:f,s:o}",

@@ -21,17 +21,25 @@
 static void
 retire_done(offload_supervisor_t *sup)
 {
-    offload_slot_iter_t   it = { 1, 0, 0 };
-    offload_slot_t       *slot, *twin;
+    size_t  p, q;
+    int     i;
 
     if (!offload_slots_done(sup, 1)) {
         return;
     }
 
-    while ((slot = offload_slot_next(sup, &it)) != NULL) {
-        twin = offload_slot_twin(sup, slot);
-        if (twin != NULL) {
-            offload_stats_slot_succeed(twin, slot, 1);
+    for (p = 0; p < sup->nretired; p++) {
+        for (q = 0; q < sup->npools; q++) {
+            if (strcmp(sup->pools[q].queue->name,
+                       sup->retired[p].queue->name) != 0)
+            {
+                continue;
+            }
+
+            for (i = 0; i < sup->retired[p].nslots; i++) {
+                offload_stats_slot_succeed(&sup->pools[q],
+                                           &sup->retired[p].slots[i], 1);
+            }
         }
     }
 
@@ -206,12 +214,9 @@ offload_reload(offload_supervisor_t *sup)
             pools[q].restarts = sup->pools[p].restarts;
             offload_pool_adopt_metrics(&pools[q], &sup->pools[p]);
 
-            /* the node's counters never go back over a reload */
-            for (i = 0; i < pools[q].nslots && i < sup->pools[p].nslots;
-                 i++)
-            {
-                offload_stats_slot_succeed(&pools[q].slots[i],
-                                           &sup->pools[p].slots[i], 0);
+            for (i = 0; i < sup->pools[p].nslots; i++) {
+                offload_stats_slot_succeed(&pools[q], &sup->pools[p].slots[i],
+                                           0);
             }
         }
     }

@@ -153,51 +153,60 @@ offload_stats_pool_count(offload_pool_stats_t *ps, int bucket, uint32_t n)
 }
 
 
-/* Moves what the slot's process ran since the last look to its pool: each
- * bucket exchanged with 0, so a run the worker counts meanwhile, or as it
- * dies, is taken now or at the next look, never twice nor lost, and the
- * supervisor keeps no copy of the worker's counts. */
+/* Moves what the slot's process ran since the last look to pool (its
+ * own, or its successor's after a reload): each bucket exchanged with 0,
+ * so a run the worker counts meanwhile, or as it dies, is taken now or at
+ * the next look, never twice nor lost, and the supervisor keeps no copy of
+ * the worker's counts. */
 static void
-collect_runs(offload_slot_t *slot)
+collect_runs(offload_slot_t *slot, offload_pool_t *pool)
 {
     int        i;
     uint32_t  *hist = slot->sb->run_hist;
 
     for (i = 0; i < OFFLOAD_HIST_FINE; i++) {
         if (__atomic_load_n(&hist[i], __ATOMIC_RELAXED) != 0) {
-            offload_stats_pool_count(&slot->pool->stats, i,
+            offload_stats_pool_count(&pool->stats, i,
                 __atomic_exchange_n(&hist[i], 0, __ATOMIC_RELAXED));
         }
     }
 }
 
 
-void
-offload_stats_slot_harvest(offload_slot_t *slot)
+static void
+counts_add(offload_slot_counts_t *to, const offload_slot_counts_t *c)
 {
-    offload_slot_stats_t  *st = &slot->stats;
-
-    collect_runs(slot);
-    st->jobs_ok += slot->sb->jobs_ok;
-    st->jobs_failed += slot->sb->jobs_failed;
-    st->jobs_retried += slot->sb->jobs_retried;
-    st->jobs_cancelled += slot->sb->jobs_cancelled;
-    st->jobs_expired += slot->sb->jobs_expired;
+    to->ok += c->ok;
+    to->failed += c->failed;
+    to->retried += c->retried;
+    to->cancelled += c->cancelled;
+    to->expired += c->expired;
+    to->crashed += c->crashed;
 }
 
 
-/* Its history's counts and its process's (the last one's, until the next
- * spawn harvests them). */
+/* What the slot's process counted (the last one's, until the next spawn
+ * harvests it), added to c. */
 static void
-add_counts(offload_slot_counts_t *c, const offload_slot_t *slot)
+counts_add_process(offload_slot_counts_t *c, const offload_slot_t *slot)
 {
-    c->jobs_ok += slot->stats.jobs_ok + slot->sb->jobs_ok;
-    c->jobs_failed += slot->stats.jobs_failed + slot->sb->jobs_failed;
-    c->jobs_retried += slot->stats.jobs_retried + slot->sb->jobs_retried;
-    c->jobs_cancelled += slot->stats.jobs_cancelled
-                         + slot->sb->jobs_cancelled;
-    c->jobs_expired += slot->stats.jobs_expired + slot->sb->jobs_expired;
-    c->jobs_crashed += slot->stats.jobs_crashed;
+    offload_slot_counts_t  p = {
+        .ok = slot->sb->jobs_ok,
+        .failed = slot->sb->jobs_failed,
+        .retried = slot->sb->jobs_retried,
+        .cancelled = slot->sb->jobs_cancelled,
+        .expired = slot->sb->jobs_expired
+    };
+
+    counts_add(c, &p);
+}
+
+
+void
+offload_stats_slot_harvest(offload_slot_t *slot)
+{
+    collect_runs(slot, slot->pool);
+    counts_add_process(&slot->stats.jobs, slot);
 }
 
 
@@ -205,53 +214,57 @@ void
 offload_stats_slot_counts(const offload_slot_t *slot,
     offload_slot_counts_t *c)
 {
-    offload_slot_t  *retired;
+    size_t                 p;
+    int                    i;
+    offload_pool_t        *old;
+    offload_supervisor_t  *sup = slot->pool->sup;
 
-    memset(c, 0, sizeof(*c));
-    add_counts(c, slot);
+    *c = slot->stats.jobs;
+    counts_add_process(c, slot);
 
-    if (!slot->pool->retired
-        && (retired = offload_slot_twin(slot->pool->sup,
-                                        (offload_slot_t *) slot))
-           != NULL)
-    {
-        add_counts(c, retired);
+    if (slot->pool->retired) {
+        return;
+    }
+
+    for (p = 0; p < sup->nretired; p++) {
+        old = &sup->retired[p];
+
+        if (strcmp(old->queue->name, slot->pool->queue->name) != 0) {
+            continue;
+        }
+
+        for (i = slot->index; i < old->nslots; i += slot->pool->nslots) {
+            counts_add(c, &old->slots[i].stats.jobs);
+            counts_add_process(c, &old->slots[i]);
+        }
     }
 }
 
 
 void
-offload_stats_slot_succeed(offload_slot_t *slot, offload_slot_t *retired,
+offload_stats_slot_succeed(offload_pool_t *pool, offload_slot_t *retired,
     int done)
 {
-    offload_slot_stats_t  *st = &slot->stats, *old = &retired->stats;
+    offload_slot_stats_t  *st, *old = &retired->stats;
+
+    st = &pool->slots[retired->index % pool->nslots].stats;
 
     if (done) {
-        offload_stats_slot_harvest(retired);    /* its last process's */
+        collect_runs(retired, pool);            /* its last process's */
+        counts_add_process(&st->jobs, retired);
 
-    } else {
+    } else if (retired->index < pool->nslots) {
         memcpy(st->last_exit, old->last_exit, sizeof(st->last_exit));
     }
 
-    st->jobs_ok += old->jobs_ok;
-    st->jobs_failed += old->jobs_failed;
-    st->jobs_retried += old->jobs_retried;
-    st->jobs_cancelled += old->jobs_cancelled;
-    st->jobs_expired += old->jobs_expired;
-    st->jobs_crashed += old->jobs_crashed;
+    /* not its spawns: the successor's first process is no restart */
+    counts_add(&st->jobs, &old->jobs);
     st->restarts += old->restarts;
-    st->spawned += old->spawned;
 
     /* counted once: from now on, the retired slot counts only what its
      * process does */
-    old->jobs_ok = 0;
-    old->jobs_failed = 0;
-    old->jobs_retried = 0;
-    old->jobs_cancelled = 0;
-    old->jobs_expired = 0;
-    old->jobs_crashed = 0;
+    memset(&old->jobs, 0, sizeof(old->jobs));
     old->restarts = 0;
-    old->spawned = 0;
 }
 
 
@@ -282,7 +295,7 @@ offload_stats_slot_exited(offload_slot_t *slot, const char *how,
              how);
 
     if (crashed_job) {
-        slot->stats.jobs_crashed++;
+        slot->stats.jobs.crashed++;
     }
 }
 
@@ -352,7 +365,7 @@ sample_slot(offload_slot_t *slot, int64_t now_us, double ticks_per_s)
         return;
     }
 
-    collect_runs(slot);
+    collect_runs(slot, slot->pool);
 
     if (read_cpu(slot->pid, &utime, &stime) != 0) {
         return;                         /* exited; SIGCHLD is on its way */

@@ -26,15 +26,21 @@ struct offload_slot_s;
 struct offload_pool_s;
 struct offload_supervisor_s;
 
+/* A slot's jobs by result. */
+typedef struct {
+    uint64_t            ok;
+    uint64_t            failed;
+    uint64_t            retried;        /* failed for now, to run again */
+    uint64_t            cancelled;      /* dropped unrun: cancelled, or
+                                           their sync client gone */
+    uint64_t            expired;        /* answered expired unrun */
+    uint64_t            crashed;        /* its worker died running them */
+} offload_slot_counts_t;
+
 typedef struct {
     /* Totals of the slot's earlier processes (the current one's are in
      * its scoreboard), and its own history. */
-    uint64_t            jobs_ok;
-    uint64_t            jobs_failed;
-    uint64_t            jobs_retried;   /* failed for now, to run again */
-    uint64_t            jobs_cancelled; /* dropped unrun, client gone */
-    uint64_t            jobs_expired;   /* answered expired unrun */
-    uint64_t            jobs_crashed;   /* its worker died running them */
+    offload_slot_counts_t  jobs;
     uint64_t            restarts;       /* processes after the first */
     uint64_t            spawned;
     char                last_exit[80];
@@ -100,26 +106,20 @@ void offload_stats_pool_free(offload_pool_stats_t *ps);
 void offload_stats_pool_count(offload_pool_stats_t *ps, int bucket,
     uint32_t n);
 
-/* A slot's jobs since the node started, as the registry reports them. */
-typedef struct {
-    uint64_t            jobs_ok;
-    uint64_t            jobs_failed;
-    uint64_t            jobs_retried;
-    uint64_t            jobs_cancelled;
-    uint64_t            jobs_expired;
-    uint64_t            jobs_crashed;
-} offload_slot_counts_t;
-
-/* The slot's counts: its earlier processes', its current one's, and while
- * a reload rolls its queue over, those of the retired slot it replaces
- * since the reload (offload_stats_slot_succeed). */
+/* The slot's jobs since the node started, as the registry reports them:
+ * its earlier processes', its current one's, and while a reload rolls its
+ * queue over, those of the retired slots it succeeds since the reload
+ * (offload_stats_slot_succeed). */
 void offload_stats_slot_counts(const struct offload_slot_s *slot,
     offload_slot_counts_t *c);
 
-/* A reload: the slot takes over the history (job counts, restarts, last
- * exit) of the retired slot it replaces (the same queue and index), which
- * keeps counting its process until it is gone; then (done) the rest. */
-void offload_stats_slot_succeed(struct offload_slot_s *slot,
+/* A reload: the retired slot's successor in pool, the new pool of its
+ * queue (the slot of its index, or index modulo the new pool's size: a
+ * pool made smaller keeps what its slots did), takes over its history
+ * (job counts, restarts, last exit); the retired slot keeps counting its
+ * process until it is gone, and (done) hands over the rest with its
+ * run-time histogram.  The node's counters never go back over a reload. */
+void offload_stats_slot_succeed(struct offload_pool_s *pool,
     struct offload_slot_s *retired, int done);
 
 /* The slot's process is about to be replaced (its scoreboard is reset):

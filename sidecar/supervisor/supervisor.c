@@ -686,7 +686,7 @@ recycled(offload_slot_t *slot, int status)
 static void
 worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
 {
-    int                    at_once, timed_out;
+    int                    at_once, timed_out, busy;
     char                   how[64], last[80];
     pid_t                  pid;
     int64_t                now_us;
@@ -763,6 +763,7 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
     crash.pid = pid;
     crash.reason = classify(sup, slot, status);
     crash.status = status;
+    crash.how = how;
     crash.rusage = ru;
     crash.uptime_us = now_us - slot->started_us;
     crash.sb = slot->sb;
@@ -780,13 +781,15 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
      * starts at once and is not counted as a restart.  A retired slot's
      * successor starts instead. */
     timed_out = crash.reason == OFFLOAD_FAIL_JOB_TIMEOUT;
+    busy = offload_sb_state(slot->sb) == OFFLOAD_SB_BUSY;
 
-    offload_stats_slot_exited(slot, last,
-                              !timed_out
-                              && offload_sb_state(slot->sb) == OFFLOAD_SB_BUSY);
+    offload_stats_slot_exited(slot, last, busy && !timed_out);
 
     if (timed_out) {
-        slot->stats.jobs_failed++;
+        if (busy) {
+            slot->stats.jobs.failed++;  /* not one that ended meanwhile */
+        }
+
         offload_event(offload_pool_node_conn(pool), sup->conf->node_name,
                       "timeout", pool->queue->name,
                       json_incref(failure.report));

@@ -61,7 +61,8 @@ document(offload_supervisor_t *sup)
                        "run_p50_ms run_p99_ms backlog pending oldest_ms dead " \
                        "retrying"
 #define DOWN_MEMBERS   "queue slot jobs_ok jobs_failed jobs_crashed "        \
-                       "jobs_cancelled restarts last_exit pid state"
+                       "jobs_cancelled jobs_expired restarts last_exit pid "  \
+                       "state"
 #define LIVE_MEMBERS   DOWN_MEMBERS " rss held cpu_user cpu_sys uptime_ms"
 
 
@@ -102,7 +103,7 @@ main(void)
     slots[0].sb = &sb[0];
     slots[0].started_us = offload_mono_us();
     slots[0].stats.restarts = 2;
-    slots[0].stats.jobs_ok = 10;          /* of its earlier processes */
+    slots[0].stats.jobs.ok = 10;          /* of its earlier processes */
     slots[0].stats.rss = 1 << 20;
     strcpy(slots[0].stats.last_exit, "signal: killed by SIGSEGV");
     slots[1].pool = &pool;
