@@ -525,7 +525,12 @@ ngx_http_offload_cluster_answer(redisAsyncContext *ac, void *r,
     }
 
     if (ngx_http_offload_cluster_map(cl, reply, link->addr) != NGX_OK) {
-        ngx_log_error(NGX_LOG_WARN, link->log, 0,
+
+        /* as for the round: its seeds' refusals are worth a warning in
+         * the first failed round in a row, not in its retries */
+        level = cl->failed ? NGX_LOG_INFO : NGX_LOG_WARN;
+
+        ngx_log_error(level, link->log, 0,
                       "offload: redis %V: seed %s:%d gave no usable slot "
                       "map%s%s, asking the next one", &link->peer->name,
                       link->addr->host, link->addr->port,
@@ -785,13 +790,15 @@ ngx_http_offload_cluster_map(ngx_http_offload_cluster_t *cl,
 {
     ngx_int_t        m;
     long long        first, last, s;
-    ngx_uint_t       i;
+    ngx_uint_t       i, level;
     redisReply      *range, *node, *host;
     offload_addr_t   addr;
 
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
         return NGX_ERROR;
     }
+
+    level = cl->failed ? NGX_LOG_INFO : NGX_LOG_WARN;
 
     for (i = 0; i < reply->elements; i++) {
         range = reply->element[i];
@@ -803,7 +810,7 @@ ngx_http_offload_cluster_map(ngx_http_offload_cluster_t *cl,
             || range->element[0]->integer > range->element[1]->integer
             || range->element[1]->integer >= OFFLOAD_SLOTS)
         {
-            ngx_log_error(NGX_LOG_WARN, cl->query.log, 0,
+            ngx_log_error(level, cl->query.log, 0,
                           "offload: redis %V: slot range %ui of CLUSTER "
                           "SLOTS is malformed", &cl->peer->name, i);
             return NGX_ERROR;
@@ -817,7 +824,7 @@ ngx_http_offload_cluster_map(ngx_http_offload_cluster_t *cl,
                     && node->element[0]->type == REDIS_REPLY_STRING)
                    ? node->element[0] : NULL;
 
-            ngx_log_error(NGX_LOG_WARN, cl->query.log, 0,
+            ngx_log_error(level, cl->query.log, 0,
                           "offload: redis %V: CLUSTER SLOTS names the "
                           "master of slots %L-%L \"%*s\"%s, which is not a "
                           "numeric address: only numeric addresses are "
