@@ -354,7 +354,7 @@ fuzz: deps
 # soak a busy one) all run one at a time, in name order.
 SIDE_TESTS = 95-chaos 99-deb 37-cluster-acl 37-cluster-failover \
              37-cluster-hostname 37-cluster-ipv6 37-cluster-sidecar \
-             37-cluster-stale-seed 37-cluster-topology \
+             37-cluster-noauth 37-cluster-stale-seed 37-cluster-topology \
              37-cluster-unknown-endpoint 37-cluster-wait \
              32-sentinel 32-sentinel-auth 32-sentinel-long-jobs \
              32-sentinel-resync 32-sentinel-stale 32-sentinel-unheard \
