@@ -150,10 +150,15 @@ sub admin {
 my $connected = count($slog, qr/connected to redis/);
 is(admin('CONFIG', 'SET', 'maxclients', '1'), 'OK', 'maxclients 1');
 admin('CLIENT', 'KILL', 'TYPE', $_) for qw(normal pubsub);
+# (the supervisor's registry link too, at its own backoff's pace: before,
+# the window below could begin before it had said so, and take its first
+# word for a second one)
 ok(wait_until(sub {
     count($slog, qr/\] \d+ worker echo:\d: redis PING failed: ERR max/) == 2
+    && count($slog, qr/\] \d+ registry \S+ redis PING failed: ERR max/) == 1
 }, scaled(10), 'the refusals logged'),
-    'maxclients: each worker says so once') or diag(slurp($slog));
+    'maxclients: each worker and the registry say so once')
+    or diag(slurp($slog));
 ($side, $ngx) = window();
 is(count($slog, qr/connected to redis/), $connected,
     'no try counts as connected');
