@@ -17,7 +17,8 @@ queue echo { handler echo; workers 2; }
 queue crash { handler crash; workers 1; max_attempts 1; }
 queue leak { handler leak; workers 1; }
 CONF
-ok(start_jobs_nginx(), 'stack ready');
+ok(start_jobs_nginx(server => 'location = /metrics { offload_metrics; }'),
+    'stack ready');
 
 my $ctl = build_path('offloadctl') . ' -c ' . sidecar_conf_file();
 my $node = node_name();
@@ -257,6 +258,11 @@ is($rc, 1, 'drain of an unknown node: exit 1');
 is($rc, 0, 'drain: exit 0') or diag($out);
 like($out, qr/node \Q$node\E drained: 4 workers paused/, 'drain waits for '
     . 'every worker to pause');
+# Prometheus can tell a drain from an outage (before: nothing said so)
+sub drained_gauge { (http('GET', '/metrics')->{content} // '')
+    =~ /^offload_node_drained\{node="\Q$node\E"\} (\d)$/m ? $1 : '' }
+ok(wait_until(sub { drained_gauge() eq '1' }, scaled(5), 'gauge 1'),
+    'offload_node_drained 1');
 # nginx answers no_workers for a queue only drained nodes serve (it reads
 # the registry each second: a job it takes before then waits in the queue,
 # so each try asks for a short deadline); a job submitted to Redis
@@ -287,5 +293,7 @@ ok(wait_until(sub { (run('result', 'echo', $parked))[1] eq
     'after resume the job is run');
 ok(wait_until(sub { http('POST', '/jobs/echo', '{}')->{status} == 200 },
     scaled(5), 'resumed'), 'nginx: 200 again after resume');
+ok(wait_until(sub { drained_gauge() eq '0' }, scaled(5), 'gauge 0'),
+    'offload_node_drained 0');
 
 done_testing();
