@@ -681,11 +681,12 @@ extern const char  offload_retry_script[];
  *                           ARGV[8..] the entry's field/value pairs
  * With an idempotency key that names a job whose record still exists,
  * that job first expires if it is past its deadline (as a read would
- * expire it); one that ended without running to its end (expired,
- * cancelled) no longer holds the key.  Of a job that does, nothing is
- * written: it returns { "dup", id, status } when the payload's SHA1 is the
- * one stored, else { "reused", id }.  Then, with a backlog
- * limit, a backlog at or over it returns { "full", backlog }.  Otherwise
+ * expire it); one that ended expired or cancelled without ever starting
+ * (no started_at, attempts 0) no longer holds the key.  Of a job that
+ * does, nothing is written: it returns { "dup", id, status } when the
+ * payload's SHA1 is the one stored, else { "reused", id }.  Then, with a
+ * backlog limit, a backlog at or over it returns { "full", backlog }.
+ * Otherwise
  * the entry, its record and the idempotency key (id and payload SHA1,
  * ARGV[6] ms) are written; it returns the entry id, or nil when the stream
  * does not exist (NOMKSTREAM: nothing written).  The record of a sync job

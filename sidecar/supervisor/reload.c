@@ -21,25 +21,20 @@
 static void
 retire_done(offload_supervisor_t *sup)
 {
-    size_t  p, q;
-    int     i;
+    size_t           p;
+    int              i;
+    offload_pool_t  *pool;
 
     if (!offload_slots_done(sup, 1)) {
         return;
     }
 
     for (p = 0; p < sup->nretired; p++) {
-        for (q = 0; q < sup->npools; q++) {
-            if (strcmp(sup->pools[q].queue->name,
-                       sup->retired[p].queue->name) != 0)
-            {
-                continue;
-            }
+        pool = offload_pool_named(sup->pools, sup->npools,
+                                  sup->retired[p].queue->name);
 
-            for (i = 0; i < sup->retired[p].nslots; i++) {
-                offload_stats_slot_succeed(&sup->pools[q],
-                                           &sup->retired[p].slots[i], 1);
-            }
+        for (i = 0; pool != NULL && i < sup->retired[p].nslots; i++) {
+            offload_stats_slot_succeed(pool, &sup->retired[p].slots[i], 1);
         }
     }
 
@@ -150,12 +145,12 @@ reload_failed(offload_supervisor_t *sup, const char *why)
 void
 offload_reload(offload_supervisor_t *sup)
 {
-    size_t           p, q;
+    size_t           p;
     int              i;
     char             err[OFFLOAD_CONF_ERR_MAX];
     const char      *why;
     offload_conf_t  *conf;
-    offload_pool_t  *pools;
+    offload_pool_t  *pools, *pool;
 
     if (sup->retired != NULL) {
         reload_failed(sup, "the previous reload is still rolling");
@@ -205,19 +200,17 @@ offload_reload(offload_supervisor_t *sup)
             sup->pools[p].slots[i].want_spawn = 0;
         }
 
-        for (q = 0; q < conf->nqueues; q++) {
-            if (strcmp(pools[q].queue->name, sup->pools[p].queue->name) != 0)
-            {
-                continue;
-            }
+        pool = offload_pool_named(pools, conf->nqueues,
+                                  sup->pools[p].queue->name);
+        if (pool == NULL) {
+            continue;               /* a queue the new configuration drops */
+        }
 
-            pools[q].restarts = sup->pools[p].restarts;
-            offload_pool_adopt_metrics(&pools[q], &sup->pools[p]);
+        pool->restarts = sup->pools[p].restarts;
+        offload_pool_adopt_metrics(pool, &sup->pools[p]);
 
-            for (i = 0; i < sup->pools[p].nslots; i++) {
-                offload_stats_slot_succeed(&pools[q], &sup->pools[p].slots[i],
-                                           0);
-            }
+        for (i = 0; i < sup->pools[p].nslots; i++) {
+            offload_stats_slot_succeed(pool, &sup->pools[p].slots[i], 0);
         }
     }
 

@@ -214,7 +214,6 @@ void
 offload_stats_slot_counts(const offload_slot_t *slot,
     offload_slot_counts_t *c)
 {
-    size_t                 p;
     int                    i;
     offload_pool_t        *old;
     offload_supervisor_t  *sup = slot->pool->sup;
@@ -222,21 +221,16 @@ offload_stats_slot_counts(const offload_slot_t *slot,
     *c = slot->stats.jobs;
     counts_add_process(c, slot);
 
-    if (slot->pool->retired) {
-        return;
-    }
+    old = slot->pool->retired
+          ? NULL
+          : offload_pool_named(sup->retired, sup->nretired,
+                               slot->pool->queue->name);
 
-    for (p = 0; p < sup->nretired; p++) {
-        old = &sup->retired[p];
-
-        if (strcmp(old->queue->name, slot->pool->queue->name) != 0) {
-            continue;
-        }
-
-        for (i = slot->index; i < old->nslots; i += slot->pool->nslots) {
-            counts_add(c, &old->slots[i].stats.jobs);
-            counts_add_process(c, &old->slots[i]);
-        }
+    for (i = slot->index; old != NULL && i < old->nslots;
+         i += slot->pool->nslots)
+    {
+        counts_add(c, &old->slots[i].stats.jobs);
+        counts_add_process(c, &old->slots[i]);
     }
 }
 

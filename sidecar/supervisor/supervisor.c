@@ -116,23 +116,34 @@ offload_slots_done(offload_supervisor_t *sup, int retired_only)
 }
 
 
-offload_slot_t *
-offload_slot_twin(offload_supervisor_t *sup, offload_slot_t *slot)
+offload_pool_t *
+offload_pool_named(offload_pool_t *pools, size_t n, const char *queue)
 {
-    size_t           p, n;
-    offload_pool_t  *pools;
-
-    pools = slot->pool->retired ? sup->pools : sup->retired;
-    n = slot->pool->retired ? sup->npools : sup->nretired;
+    size_t  p;
 
     for (p = 0; p < n; p++) {
-        if (strcmp(pools[p].queue->name, slot->pool->queue->name) == 0) {
-            return slot->index < pools[p].nslots
-                   ? &pools[p].slots[slot->index] : NULL;
+        if (strcmp(pools[p].queue->name, queue) == 0) {
+            return &pools[p];
         }
     }
 
     return NULL;
+}
+
+
+offload_slot_t *
+offload_slot_twin(offload_supervisor_t *sup, offload_slot_t *slot)
+{
+    offload_pool_t  *twin;
+
+    twin = slot->pool->retired
+           ? offload_pool_named(sup->pools, sup->npools,
+                                slot->pool->queue->name)
+           : offload_pool_named(sup->retired, sup->nretired,
+                                slot->pool->queue->name);
+
+    return twin != NULL && slot->index < twin->nslots
+           ? &twin->slots[slot->index] : NULL;
 }
 
 

@@ -122,6 +122,11 @@ offload_slot_t *offload_slot_next(offload_supervisor_t *sup,
  * process or jobs in flight. */
 int offload_slots_done(offload_supervisor_t *sup, int retired_only);
 
+/* The pool of the queue among the n of pools (a generation: the current
+ * pools or the retired ones), or NULL. */
+offload_pool_t *offload_pool_named(offload_pool_t *pools, size_t n,
+    const char *queue);
+
 /* The slot of the same queue and index in the other generation: a retired
  * slot's successor, or a current slot's predecessor.  The two share a
  * consumer name, so they must never run at the same time. */
