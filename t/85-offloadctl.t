@@ -211,6 +211,35 @@ like($out, qr/\s0af7651916cd43dd8448eb211c80319c\s+\{"traced":1\}$/m,
     'dead shows its trace id') or diag($out);
 run('purge', 'crash', '--all');
 
+# ---- a terminal is shown what Redis holds, never told what to do: a
+# payload or a node name written by anyone who can reach Redis carries
+# escape sequences (a title, a screen clear, a C1 CSI as UTF-8)
+my $hostile = "\e]0;pwned\a\e[2J\xc2\x9b31m";
+my $bad = 'b' x 32;
+redis_cmd('XADD', 'offload:{echo}:dead', '*', v => 1, id => $bad,
+    payload => "x$hostile", reply => 'offload:reply:none',
+    deadline => $now, submitted => $now, attempt => 1, rid => '',
+    reason => 'signal', dead_at => $now);
+redis_cmd('XADD', 'offload:{ctl}:events', '*', type => 'crash',
+    node => "n$hostile", queue => 'echo', report => '{}');
+sub on_tty {
+    my $cmd = join ' ', $ctl, @_;
+    return scalar `script -qec '$cmd' /dev/null 2>&1 </dev/null`;
+}
+for my $cmd ([ 'dead', 'echo' ], [ 'events', '-n', '1' ]) {
+    my $shown = on_tty(@$cmd);
+    like($shown, qr/\?\]0;pwned\?\?\[2J\?31m/,
+        "@$cmd on a terminal: each control character a '?'")
+        or diag($shown);
+    unlike($shown, qr/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\xc2[\x80-\x9f]/,
+        "@$cmd on a terminal: no control character but newlines");
+    ($rc, $out) = run(@$cmd);
+    like($out, qr/\Q$hostile\E/, "@$cmd into a pipe: byte for byte");
+}
+like(on_tty('dead', 'echo', '--json'), qr/\\u001b\]0;pwned\\u0007/i,
+    'dead --json on a terminal: escaped by JSON, not filtered twice');
+run('purge', 'echo', $bad);
+
 # ---- top: batch mode, sorted by memory
 post_json('/jobs/leak', { mb => 24 });
 ok(wait_until(sub {

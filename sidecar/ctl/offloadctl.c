@@ -369,6 +369,11 @@ main(int argc, char **argv)
         return CTL_USAGE;
     }
 
+    /* top draws on the terminal through ncurses, and guards its -b */
+    if (commands[i].run != ctl_top) {
+        ctl_tty_guard();
+    }
+
     /* --json may also follow the command: "offloadctl status --json" */
     for (k = optind + 1, n = optind + 1; k < argc; k++) {
         if (strcmp(argv[k], "--json") == 0 || strcmp(argv[k], "-j") == 0) {

@@ -13,6 +13,8 @@
  *   offloadctl_replay.c   replay [--gdb]
  *   offloadctl_drain.c    drain, resume
  *   offloadctl_submit.c   submit, result (through liboffload)
+ *   offloadctl_tty.c      control characters shown, not obeyed, on a
+ *                         terminal
  */
 
 #ifndef OFFLOADCTL_H
@@ -176,6 +178,10 @@ const char *ctl_entry_field(const redisReply *entry, const char *name);
 
 /* A stream entry's field/value array as an object of strings. */
 json_t *ctl_entry_fields(const redisReply *fields);
+
+/* Makes standard output and error print control characters as '?' when
+ * they are a terminal (offloadctl_tty.c). */
+void ctl_tty_guard(void);
 
 int ctl_status(ctl_t *ctl, int argc, char **argv);
 int ctl_queues(ctl_t *ctl, int argc, char **argv);

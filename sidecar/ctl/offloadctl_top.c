@@ -291,6 +291,8 @@ ctl_top(ctl_t *ctl, int argc, char **argv)
         return interactive(ctl, sort, delay_ms);
     }
 
+    ctl_tty_guard();
+
     memset(&scr, 0, sizeof(scr));
     scr.batch = 1;
 
