@@ -43,8 +43,9 @@ my $busy_id = ran()->[0];
 my $victim = send_post('/jobs/runs', json_encode({ log => $runs }));
 ok(wait_until(sub { redis_cmd('XLEN', $stream) == 2 }, scaled(5),
     'victim queued'), 'the victim is queued behind the busy job');
-my ($victim_id) = map { $_->{id} } grep { $_->{id} ne $busy_id }
+my ($victim_entry) = grep { $_->{id} ne $busy_id }
     @{ stream_entries($stream) };
+my ($victim_id, $victim_rid) = @{ $victim_entry // {} }{qw(id rid)};
 ok($victim_id, 'its job id');
 
 close $victim;
@@ -80,9 +81,10 @@ is_deeply(redis_cmd('ZRANGE', $set, 0, -1), [ $busy_id ],
 ok(wait_until(sub {
     (node_doc()->{queues}{runs}{workers}[0]{jobs_cancelled} // 0) == 1
 }, scaled(5), 'counted'), 'the worker counts one cancelled job');
+my $its_ids = qr/\(job \Q$victim_id\E, request \Q$victim_rid\E[,)]/;
 like(slurp(tmpdir() . '/sidecar.log'),
-    qr/job \Q$victim_id\E cancelled, not run: its client went away/,
-    'the sidecar logs it');
+    qr/job \Q$victim_id\E cancelled, not run: its client went away $its_ids/,
+    'the sidecar logs it, the line carrying its job and request ids');
 sub evals { my ($what) = @_; scalar(() = slurp(tmpdir() . '/sidecar.log')
     =~ /worker runs:0: \Q$what\E script not loaded, using EVAL/g) }
 is(evals('drop-cancelled'), 1,

@@ -309,8 +309,11 @@ ok(wait_until(sub { sleep_ok() == $ok_before + 1 }, scaled(5), 'jobs_ok'),
 sub sleep_count { node_doc()->{queues}{sleep}{workers}[0]{$_[0]} // -1 }
 ok(wait_until(sub { sleep_count('jobs_cancelled') == 1 }, scaled(5),
     'jobs_cancelled'), 'the worker counts it in jobs_cancelled');
+# the line carries the job's ids, as the lines of its run would
+my $and_request = qr/, request [0-9a-f]{32}[,)]/;
 like(slurp(tmpdir() . '/sidecar.log'),
-    qr/job $victim was cancelled, not run/, 'and logs it, with its id');
+    qr/job $victim was cancelled, not run \(job $victim$and_request/,
+    'and logs it, the line carrying its job and request ids');
 $doc = job($victim)->{json};
 is($doc->{status}, 'cancelled', 'still cancelled');
 is($doc->{started_at}, undef, 'never started');
@@ -346,9 +349,10 @@ is($doc->{finished_at}, $expired_at, 'finished_at still its deadline');
 # counted and logged by the worker (before: neither)
 ok(wait_until(sub { sleep_count('jobs_expired') == 1 }, scaled(5),
     'jobs_expired'), 'the worker counts it in jobs_expired');
+my $late_taken = qr/job $late expired \d+ ms before a worker took it/;
 like(slurp(tmpdir() . '/sidecar.log'),
-    qr/job $late expired \d+ ms before a worker took it, not run/,
-    'and logs it');
+    qr/$late_taken, not run \(job $late$and_request/,
+    'and logs it, the line carrying its job and request ids');
 $ttl = redis_cmd('PTTL', record_key($late));
 ok($ttl > 0 && $ttl <= 2000, "offload_result_ttl 2s: record TTL $ttl ms");
 ok(wait_until(sub { redis_cmd('EXISTS', record_key($late)) == 0 },

@@ -25,6 +25,8 @@
 
 
 static const offload_str_t *entry_job_id(const batch_entry_t *e);
+static void log_unrun(offload_worker_t *w, const batch_entry_t *e,
+    const char *what, const char *why);
 
 
 /*
@@ -46,7 +48,6 @@ gate_cb(redisAsyncContext *ac, void *r, void *privdata)
     batch_entry_t        *e;
     offload_entry_t       job;
     offload_worker_t     *w = privdata;
-    const offload_str_t  *id;
 
     (void) ac;
 
@@ -74,10 +75,7 @@ gate_cb(redisAsyncContext *ac, void *r, void *privdata)
             && strcmp(reply->str, "cancelled") == 0))
     {
         if (reply->type == REDIS_REPLY_STRING) {
-            id = entry_job_id(e);
-            log_info("%s: entry %.*s: job %.*s was cancelled, not run",
-                     w->name, (int) e->id.len, e->id.data,
-                     id ? (int) id->len : 1, id ? id->data : "?");
+            log_unrun(w, e, "was cancelled", "");
             w->sb->jobs_cancelled++;
         }
 
@@ -175,12 +173,37 @@ entry_job_id(const batch_entry_t *e)
 }
 
 
+/*
+ * "job <id> <what>, not run<why>", with the job's ids in the line's
+ * context as the lines of a run have them: one grep of its job id or of
+ * nginx's $request_id finds it.
+ */
+static void
+log_unrun(offload_worker_t *w, const batch_entry_t *e, const char *what,
+    const char *why)
+{
+    const char       *err;
+    offload_entry_t   job;
+
+    if (offload_job_decode(&job, e->fields, e->nfields, &err) != 0) {
+        log_info("%s: entry %.*s: job ? %s, not run%s", w->name,
+                 (int) e->id.len, e->id.data, what, why);
+        return;
+    }
+
+    offload_log_job(&job);
+    log_info("%s: entry %.*s: job %.*s %s, not run%s", w->name,
+             (int) e->id.len, e->id.data, (int) job.id.len, job.id.data,
+             what, why);
+    offload_log_job(NULL);
+}
+
+
 /* Takes the entry out of the batch: its job was cancelled. */
 static void
 batch_drop(offload_worker_t *w, const char *entry_id, size_t len)
 {
-    batch_entry_t        **at, *prev = NULL;
-    const offload_str_t   *job_id;
+    batch_entry_t  **at, *prev = NULL;
 
     for (at = &w->batch; *at != NULL; prev = *at, at = &(*at)->next) {
         if ((*at)->id.len != len || memcmp((*at)->id.data, entry_id, len) != 0)
@@ -188,11 +211,7 @@ batch_drop(offload_worker_t *w, const char *entry_id, size_t len)
             continue;
         }
 
-        job_id = entry_job_id(*at);
-        log_info("%s: entry %.*s: job %.*s cancelled, not run: its client "
-                 "went away", w->name, (int) len, entry_id,
-                 job_id ? (int) job_id->len : 1,
-                 job_id ? job_id->data : "?");
+        log_unrun(w, *at, "cancelled", ": its client went away");
         w->sb->jobs_cancelled++;
 
         if (w->batch_tail == *at) {
