@@ -42,10 +42,14 @@ enum {
 };
 
 
+const char  offload_json_too_deep[] = "nesting too deep";
+
+
 void
 offload_json_scan_init(offload_json_scan_t *s)
 {
     memset(s, 0, sizeof(*s));
+    s->max_depth = OFFLOAD_JSON_MAX_DEPTH;
     s->state = ST_VALUE;
 }
 
@@ -279,8 +283,8 @@ offload_json_scan(offload_json_scan_t *s, const char *buf, size_t len)
 
             case '[':
             case '{':
-                if (s->depth == OFFLOAD_JSON_MAX_DEPTH) {
-                    return fail(s, at, "nesting too deep");
+                if (s->depth == s->max_depth) {
+                    return fail(s, at, offload_json_too_deep);
                 }
                 s->stack[s->depth++] = (char) c;
                 s->state = c == '[' ? ST_FIRST_ARRAY : ST_FIRST_OBJECT;
@@ -489,6 +493,21 @@ offload_json_scan_end(offload_json_scan_t *s)
 }
 
 
+static int
+check(offload_json_scan_t *s, const char *buf, size_t len, size_t *offset,
+    const char **err)
+{
+    if (offload_json_scan(s, buf, len) == 0 && offload_json_scan_end(s) == 0)
+    {
+        return 0;
+    }
+
+    *offset = s->offset;
+    *err = s->err;
+    return -1;
+}
+
+
 int
 offload_json_check(const char *buf, size_t len, size_t *offset,
     const char **err)
@@ -496,13 +515,17 @@ offload_json_check(const char *buf, size_t len, size_t *offset,
     offload_json_scan_t  s;
 
     offload_json_scan_init(&s);
+    return check(&s, buf, len, offset, err);
+}
 
-    if (offload_json_scan(&s, buf, len) == 0 && offload_json_scan_end(&s) == 0)
-    {
-        return 0;
-    }
 
-    *offset = s.offset;
-    *err = s.err;
-    return -1;
+int
+offload_json_check_framed(const char *buf, size_t len, size_t *offset,
+    const char **err)
+{
+    offload_json_scan_t  s;
+
+    offload_json_scan_init(&s);
+    s.max_depth = OFFLOAD_JSON_MAX_DEPTH + 1;
+    return check(&s, buf, len, offset, err);
 }

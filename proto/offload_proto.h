@@ -811,10 +811,17 @@ extern const char  offload_nodes_script[];
 
 /* Checks that buf is one well-formed JSON text (RFC 8259) without building
  * anything.  Returns 0, or -1 with *offset and *err set.  Nesting is limited
- * to OFFLOAD_JSON_MAX_DEPTH. */
+ * to OFFLOAD_JSON_MAX_DEPTH (*err is then offload_json_too_deep): a job's
+ * payload, and its result.  offload_json_check_framed() allows one level
+ * more: a value at the limit framed by one object (an exec handler's
+ * answer line around its result). */
 #define OFFLOAD_JSON_MAX_DEPTH     512
 
+extern const char  offload_json_too_deep[];
+
 int offload_json_check(const char *buf, size_t len, size_t *offset,
+    const char **err);
+int offload_json_check_framed(const char *buf, size_t len, size_t *offset,
     const char **err);
 
 /* The same check fed piece by piece: init, scan each piece in order (0 so
@@ -826,12 +833,13 @@ typedef struct {
     const char   *literal;        /* "true", "false" or "null" in progress */
     size_t        literal_at;
     int           depth;
+    int           max_depth;
     int           state;
     int           sub;
     int           in_key;
     unsigned char utf8_lo;
     unsigned char utf8_hi;
-    char          stack[OFFLOAD_JSON_MAX_DEPTH];
+    char          stack[OFFLOAD_JSON_MAX_DEPTH + 1];   /* and a frame */
 } offload_json_scan_t;
 
 void offload_json_scan_init(offload_json_scan_t *s);

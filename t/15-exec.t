@@ -37,6 +37,8 @@ queue slow { handler exec; command "$mis"; timeout 1s; max_attempts 1; }
 queue mem { handler exec; command "$mis"; memory_limit 100m; }
 queue recycle { handler exec; command "$mis"; max_jobs_per_worker 2; }
 queue echo { handler echo; workers 1; }
+queue pyecho { handler exec; workers 1;
+               command "$py $root/sdk/python/examples/echo.py"; }
 CONF
 
 start_redis();
@@ -254,6 +256,27 @@ for my $bad ([ json => qr/not JSON/ ], [ id => qr/answered for id/ ],
 }
 like(slurp($log), qr/handler process \d+ answered a line that is not JSON/,
     'the log says why the process was replaced');
+
+# ---- a result as deep as a payload may be (512): its answer line, one
+# level more, is no broken answer; a deeper result fails its job alone
+my $deepest = '[' x 512 . ']' x 512;
+$r = http('POST', '/jobs/pyecho', $deepest);
+is($r->{status}, 200, 'a 512-deep payload through an exec echo: 200')
+    or diag($r->{content});
+is($r->{content}, $deepest, 'answered as it came');
+is(worker('pyecho')->{restarts} // -1, 0, 'no restart');
+my $mis1_pid = post_json('/jobs/mis1', {})->{json}{pid} // 0;
+my $restarts = worker('mis1')->{restarts} // -1;
+$r = post_json('/jobs/mis1', { deep => 512 });
+is($r->{status}, 200, 'a handler answering 512 deep: 200');
+$r = post_json('/jobs/mis1', { deep => 513 });
+is($r->{status}, 500, 'one answering 513 deep: 500') or diag($r->{content});
+is($r->{json} && $r->{json}{error}{code}, 'bad_result', 'bad_result');
+like($r->{json} && $r->{json}{error}{message}, qr/nests deeper than 512/,
+    'saying why');
+is(post_json('/jobs/mis1', {})->{json}{pid} // -1, $mis1_pid,
+    'the same process answers the next job: it was not replaced');
+is(worker('mis1')->{restarts}, $restarts, 'no restart of its worker');
 
 # ---- timeout: the worker and its process are killed
 my $slow_worker;

@@ -274,7 +274,16 @@ offload_exec_answer(offload_job_t *job, const char *line, size_t len,
     size_t       offset;
     const char  *p, *end = line + len, *err;
 
-    if (offload_json_check(line, len, &offset, &err) != 0) {
+    /* A result as deep as a payload may be, framed by the answer; one
+     * deeper fails its job, as a plugin's would: the process keeps step
+     * (a handler that nests its input would else be made to crash, its
+     * job rerun and its pool stopped, by any client's deep payload). */
+    if (offload_json_check_framed(line, len, &offset, &err) != 0) {
+        if (err == offload_json_too_deep) {
+            offload_job_bad_result(job, err, offset);
+            return 0;
+        }
+
         snprintf(why, size, "answered a line that is not JSON (%s at byte "
                  "%zu): %s", err, offset, quote(q, line, len));
         return -1;

@@ -207,10 +207,27 @@ offload_job_result_room(offload_job_t *job, size_t len)
 }
 
 
+void
+offload_job_bad_result(offload_job_t *job, const char *err, size_t offset)
+{
+    char  why[OFFLOAD_JOB_MESSAGE_MAX];
+
+    if (err == offload_json_too_deep) {
+        snprintf(why, sizeof(why), "the handler's result nests deeper than "
+                 "%d levels, the limit of a job's payload and result",
+                 OFFLOAD_JSON_MAX_DEPTH);
+    } else {
+        snprintf(why, sizeof(why), "the handler's result is not JSON: %s "
+                 "at byte %zu", err, offset);
+    }
+
+    set_error(job, 500, "bad_result", why);
+}
+
+
 int
 offload_job_result(offload_job_t *job, const char *json, size_t len)
 {
-    char         why[OFFLOAD_JOB_MESSAGE_MAX];
     char        *buf;
     size_t       offset;
     const char  *err;
@@ -218,9 +235,7 @@ offload_job_result(offload_job_t *job, const char *json, size_t len)
     if (!(json == job->payload && len == job->payload_len)
         && offload_json_check(json, len, &offset, &err) != 0)
     {
-        snprintf(why, sizeof(why), "the handler's result is not JSON: %s "
-                 "at byte %zu", err, offset);
-        set_error(job, 500, "bad_result", why);
+        offload_job_bad_result(job, err, offset);
         return OFFLOAD_ERROR;
     }
 

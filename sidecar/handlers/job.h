@@ -67,6 +67,11 @@ void offload_job_set_trace(offload_job_t *job, const offload_str_t *tp,
 int offload_job_call(offload_job_t *job, const offload_handler_t *handler,
     const char *payload, size_t len);
 
+/* Fails the job 500 bad_result: its result is no JSON text, or nests
+ * deeper than OFFLOAD_JSON_MAX_DEPTH (offload_json_check's err, offset). */
+void offload_job_bad_result(offload_job_t *job, const char *err,
+    size_t offset);
+
 /* For offload's own handlers, which write a result they vouch for in
  * place (no check, no copy): room for len bytes of it, or NULL. */
 char *offload_job_result_room(offload_job_t *job, size_t len);

@@ -5,7 +5,8 @@
 # {"chatter": n} n lines of 100 bytes, {"sleep": s} sleeps s seconds,
 # {"exit": n} exits with n, {"grow": mb} keeps mb MB more resident,
 # {"bad": "json" | "id" | "both" | "neither"} writes a broken answer and
-# waits to be killed, {"fail": code} fails the job with that code.
+# waits to be killed, {"fail": code} fails the job with that code,
+# {"deep": n} answers arrays nested n deep.
 
 import os
 import sys
@@ -46,6 +47,11 @@ def misbehave(payload, job):
         time.sleep(60)
     if "fail" in payload:
         raise offload_handler.JobError(payload["fail"], "failed on request")
+    if "deep" in payload:
+        deep = []
+        for _ in range(payload["deep"] - 1):
+            deep = [deep]
+        return deep
     return {"pid": os.getpid(), "attempt": job.attempt}
 
 

@@ -84,6 +84,45 @@ bad(const char *line, const char *want, const char *what)
 }
 
 
+/* A result as deep as a payload may be: its answer line is one deeper.
+ * A deeper one fails its job, the process goes on (before: "not JSON",
+ * the process killed, its job rerun). */
+static void
+test_deep(void)
+{
+    int     d;
+    char   *line, *p;
+    size_t  head;
+
+    line = malloc(64 + 2 * (OFFLOAD_JSON_MAX_DEPTH + 1));
+    if (line == NULL) {
+        abort();
+    }
+
+    for (d = OFFLOAD_JSON_MAX_DEPTH; d <= OFFLOAD_JSON_MAX_DEPTH + 1; d++) {
+        head = (size_t) sprintf(line, "{\"id\":\"" ID "\",\"result\":");
+        p = line + head;
+        memset(p, '[', d);
+        memset(p + d, ']', d);
+        strcpy(p + 2 * d, "}");
+
+        if (d == OFFLOAD_JSON_MAX_DEPTH) {
+            ok(answer(line) == OFFLOAD_OK && job.status == 200
+               && job.result_len == (size_t) 2 * d,
+               "a result %d deep (its line %d): 200", d, d + 1);
+        } else {
+            ok(answer(line) == OFFLOAD_OK && job.status == 500,
+               "a result %d deep: 500, the process kept", d);
+            is_str(job.code, "bad_result", "bad_result");
+            ok(strstr(job.message, "nests deeper than 512") != NULL,
+               "which says why (%s)", job.message);
+        }
+    }
+
+    free(line);
+}
+
+
 static void
 test_answer(void)
 {
@@ -134,6 +173,8 @@ test_answer(void)
     ok(answer("{\"id\":\"" ID "\",\"error\":{\"code\":\"no way\"}}")
        == OFFLOAD_OK && job.status == 422, "an error with a bad code");
     is_str(job.code, "handler_error", "is a handler_error");
+
+    test_deep();
 
     bad("{\"id\": oops}", "answered a line that is not JSON (", "not JSON");
     bad("{\"id\":\"" ID "\",\"result\":1} {}", "not JSON", "two texts");

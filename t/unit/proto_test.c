@@ -116,8 +116,9 @@ test_json_runs(void)
 static void
 test_json(void)
 {
-    char    *deep;
-    size_t   i;
+    char        *deep;
+    size_t       i;
+    const char  *err;
 
     json_good("{}");
     json_good("[]");
@@ -170,7 +171,7 @@ test_json(void)
     json_bad("1e+", 3, 3, "bad number");
     json_bad("[1.5x]", 6, 4, "expected ',' or ']'");
 
-    deep = malloc(2 * OFFLOAD_JSON_MAX_DEPTH + 2);
+    deep = malloc(2 * OFFLOAD_JSON_MAX_DEPTH + 4);
     for (i = 0; i < OFFLOAD_JSON_MAX_DEPTH; i++) {
         deep[i] = '[';
         deep[2 * OFFLOAD_JSON_MAX_DEPTH - 1 - i] = ']';
@@ -184,6 +185,18 @@ test_json(void)
     }
     json_bad(deep, OFFLOAD_JSON_MAX_DEPTH + 1, OFFLOAD_JSON_MAX_DEPTH,
              "nesting too deep");
+
+    /* one level more in a frame; the error itself, for callers to tell */
+    memset(deep, '[', OFFLOAD_JSON_MAX_DEPTH + 1);
+    memset(deep + OFFLOAD_JSON_MAX_DEPTH + 1, ']', OFFLOAD_JSON_MAX_DEPTH + 1);
+    ok(offload_json_check_framed(deep, 2 * OFFLOAD_JSON_MAX_DEPTH + 2, &i,
+                                 &(const char *) { NULL }) == 0,
+       "framed: nesting of the maximum depth and one");
+    deep[OFFLOAD_JSON_MAX_DEPTH + 1] = '[';
+    ok(offload_json_check_framed(deep, OFFLOAD_JSON_MAX_DEPTH + 2, &i,
+                                 &err) == -1
+       && err == offload_json_too_deep && i == OFFLOAD_JSON_MAX_DEPTH + 1,
+       "framed: one more is too deep, at byte %zu", i);
     free(deep);
 }
 
