@@ -44,6 +44,7 @@ is($rc, 2, 'top with an unknown sort: exit 2');
 # numbers are read whole: "abc" was taken as 0 (drain -t 0 does not wait)
 for my $args ([ 'drain', '-t', 'abc', 'some-node' ],
               [ 'drain', '-t', '5s', 'some-node' ],
+              [ 'drain', 'some-node', '-t', 'abc' ],
               [ 'events', '-n', 'x' ], [ 'events', '-n', '-1' ],
               [ 'top', '-b', '-n', '2x' ], [ 'top', '-b', '-d', '1x' ],
               [ 'top', '-b', '-d', '-1e300' ])
@@ -137,7 +138,8 @@ ok($sig == 11 || (sanitize() && $out =~ /AddressSanitizer: SEGV/),
     or diag("rc $rc sig $sig $out");
 like($out, qr/replaying job \Q$job\E \(dead letter of queue crash\)/,
     'replay says what it runs');
-my $gdb = `$ctl replay --gdb $job 2>&1 </dev/null`;
+# as README writes it: options may follow the job id
+my $gdb = `$ctl replay $job --gdb 2>&1 </dev/null`;
 like($gdb, qr/SIGSEGV/, 'replay --gdb runs it under gdb, which catches '
     . 'the SIGSEGV') or diag($gdb);
 ($rc) = run('replay', 'f' x 32);
@@ -315,7 +317,7 @@ like($parked, qr/^[0-9a-f]{32}$/, 'offloadctl submit while drained');
 ok(wait_until(sub {
     (node_doc()->{queues}{echo}{backlog} // 0) == ($before // 0) + 1 },
     scaled(5), 'backlog'), 'a drained node leaves a new job in the queue');
-($rc, $out) = run('resume', '-t', scaled(10), $node);
+($rc, $out) = run('resume', $node, '-t', scaled(10));
 is($rc, 0, 'resume: exit 0') or diag($out);
 ok(wait_until(sub { (run('result', 'echo', $parked))[1] eq
     qq({"parked":1}\n) }, scaled(10), 'parked result'),

@@ -128,8 +128,9 @@ set_drained(ctl_t *ctl, int argc, char **argv, int drained)
     redisReply  *reply;
     const char  *node;
 
-    optind = 1;
-    while ((opt = getopt(argc, argv, "+t:")) != -1) {
+    optind = 0;         /* 0: glibc starts afresh, options may follow
+                           the node ("drain alpha -t 5") */
+    while ((opt = getopt(argc, argv, "t:")) != -1) {
         if (opt != 't') {
             return CTL_USAGE;
         }

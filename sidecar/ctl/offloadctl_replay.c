@@ -268,8 +268,9 @@ ctl_replay(ctl_t *ctl, int argc, char **argv)
         { NULL, 0, NULL, 0 }
     };
 
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "+q:", options, NULL)) != -1) {
+    optind = 0;         /* 0: glibc starts afresh, options may follow
+                           the job id ("replay <id> --gdb") */
+    while ((opt = getopt_long(argc, argv, "q:", options, NULL)) != -1) {
         switch (opt) {
         case 'q':
             only = optarg;
