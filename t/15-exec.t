@@ -237,6 +237,8 @@ is($r->{status}, 502, 'exit mid-job: 502');
 is($r->{json} && $r->{json}{error}{reason}, 'exit', 'reason exit');
 like($r->{json} && $r->{json}{error}{handler_error},
     qr/exited with code 7/, 'naming the exit code');
+is($r->{json} && $r->{json}{error}{exit_code}, 7,
+    'and giving it, as "exit_code" (docs/HANDLERS.md)');
 my ($exit) = grep { ($_->{report}{exit_code} // 0) == 7 }
     @{ events('crash') };
 ok($exit && $exit->{queue} eq 'mis1', 'crash report: exit_code 7');

@@ -151,6 +151,11 @@ failure_body(const offload_conf_queue_t *q, const offload_failure_t *fl,
         json_object_set_new(err, "signal", json_sprintf("SIG%s", sig));
     }
 
+    detail = json_object_get(fl->report, "exit_code");
+    if (sig == NULL && json_is_integer(detail)) {
+        json_object_set(err, "exit_code", detail);
+    }
+
     /* An exec handler's process: what it did (crash_report.c). */
     detail = json_object_get(fl->report, "handler_error");
     if (json_is_string(detail)) {
