@@ -2,7 +2,8 @@
 /*
  * ngx_http_offload_admission.c -- whether a job is let in at all: the
  * client's shorter deadline (X-Offload-Timeout), the queue's backlog limit
- * (offload_max_backlog), and a queue no live node serves any more.
+ * (offload_max_backlog), a queue no live node serves any more, and one
+ * whose workers never started (no stream, yet listed by a node).
  *
  *   offload_max_backlog <n> | off;
  *
@@ -587,6 +588,40 @@ ngx_http_offload_admission_done(redisAsyncContext *ac, void *r,
     }
 
     ngx_http_offload_xadd_result(ctx, reply);
+}
+
+
+/*
+ * The queue has no stream: unknown, 404, unless the registry, read within
+ * the last 3 s, lists it: a node serves it whose workers never started
+ * (a command that cannot run, an init that fails: its pool restarting or
+ * failed), as they make the stream.  That is 503 no_workers, a fault of
+ * the server's to see and alert on, not a client's typo.
+ */
+
+void
+ngx_http_offload_admission_no_stream(ngx_http_offload_ctx_t *ctx)
+{
+    ngx_http_offload_admission_t  *adm;
+
+    adm = ctx->peer->admission;
+
+    if (adm != NULL && adm->read_at != 0
+        && ngx_current_msec - adm->read_at <= NGX_HTTP_OFFLOAD_ADMIT_STALE
+        && ngx_http_offload_admission_find(adm, ctx->queue.data,
+                                           ctx->queue.len, 0)
+           != NULL)
+    {
+        ctx->retry_after = NGX_HTTP_OFFLOAD_RETRY_NO_WORKERS;
+        ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "no_workers",
+                                      "no worker of this queue has started "
+                                      "(its pool is failing or failed)");
+        return;
+    }
+
+    ngx_http_offload_answer_error(ctx, NGX_HTTP_NOT_FOUND, "unknown_queue",
+                                  "no worker serves this queue");
 }
 
 

@@ -879,6 +879,7 @@ ngx_int_t ngx_http_offload_admission_start(ngx_http_offload_peer_t *peer,
     ngx_cycle_t *cycle);
 void ngx_http_offload_admission_stop(ngx_http_offload_peer_t *peer);
 ngx_int_t ngx_http_offload_admission_served(ngx_http_offload_ctx_t *ctx);
+void ngx_http_offload_admission_no_stream(ngx_http_offload_ctx_t *ctx);
 ngx_int_t ngx_http_offload_admission_xadd(ngx_http_offload_ctx_t *ctx,
     int argc, const char **argv, const size_t *argvlen);
 void ngx_http_offload_admission_full(ngx_http_offload_ctx_t *ctx,

@@ -345,9 +345,7 @@ ngx_http_offload_xadd_result(ngx_http_offload_ctx_t *ctx, redisReply *reply)
     if (reply->type == REDIS_REPLY_NIL) {
         /* NOMKSTREAM: no worker ever created this queue's stream (or it
          * went since a big body's EXISTS) */
-        ngx_http_offload_answer_error(ctx, NGX_HTTP_NOT_FOUND,
-                                      "unknown_queue",
-                                      "no worker serves this queue");
+        ngx_http_offload_admission_no_stream(ctx);
         return;
     }
 

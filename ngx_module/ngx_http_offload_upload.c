@@ -153,9 +153,7 @@ ngx_http_offload_exists_done(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (reply->integer == 0) {
-        ngx_http_offload_answer_error(ctx, NGX_HTTP_NOT_FOUND,
-                                      "unknown_queue",
-                                      "no worker serves this queue");
+        ngx_http_offload_admission_no_stream(ctx);
         return;
     }
 

@@ -329,8 +329,25 @@ queue nosuch { handler exec; command "/nonexistent/handler --flag";
 queue dies { handler exec; command "/bin/sh -c 'echo dying >&2; exit 3'";
              max_restarts 3 10s; restart_backoff 50ms 100ms;
              restart_cooldown 1m; }
+queue unstarted { handler exec; command "/nonexistent/handler";
+                  max_restarts 100 1m; restart_backoff 1m 1m; }
 CONF
 kill 'HUP', sidecar_pid();
+
+# restarting (its pool not failed yet) and listed by the node, its stream
+# never made: the server's fault, not a typo in the queue's name (before:
+# 404 unknown_queue, "no worker serves this queue")
+ok(wait_until(sub { @{ events('crash') } && grep { $_->{queue} eq 'unstarted' }
+    @{ events('crash') } }, scaled(10), 'unstarted crashed'),
+    'unstarted: its first process could not run');
+# (once nginx has read the registry that lists it: every second)
+ok(wait_until(sub { ($r = post_json('/jobs/unstarted', {}))->{status} == 503
+    }, scaled(5), 'unstarted 503'), 'unstarted: a job is answered 503')
+    or diag($r->{content});
+is($r->{json} && $r->{json}{error}{code}, 'no_workers', 'no_workers');
+like($r->{json} && $r->{json}{error}{message}, qr/has started/,
+    'no worker of the queue has started');
+ok(($r->{headers}{'retry-after'} // 0) >= 1, 'with a Retry-After');
 for my $q (qw(nosuch dies)) {
     ok(wait_until(sub { ((node_doc() || {})->{queues}{$q}{state} // '')
         eq 'failed' }, scaled(10), "$q failed"), "$q: the pool fails");
@@ -345,6 +362,12 @@ for my $q (qw(nosuch dies)) {
         "$q: nor a crash");
     my $rep = $crashes[0]{report} || {};
     if ($q eq 'nosuch') {
+        # failed too, its stream never made: 503 (before: 404)
+        $r = post_json('/jobs/nosuch', {});
+        is($r->{status}, 503, 'nosuch: a job is answered 503')
+            or diag($r->{content});
+        is($r->{json} && $r->{json}{error}{code}, 'no_workers',
+            'nosuch: no_workers');
         is($rep->{exit_code}, 127, 'nosuch: exit code 127');
         like($rep->{handler_error}, qr{cannot[ ]run[ ]the[ ]command[ ]
             "/nonexistent/handler[ ]--flag"[ ]of[ ]queue[ ]nosuch:[ ]No[ ]such

@@ -36,7 +36,8 @@ HTTP
 ok(wait_nginx_ready('/sync/echo', '{}'), 'stack ready');
 # the registry lists a worker once forked; it makes its queue's stream
 # once connected (XGROUP CREATE MKSTREAM), later on a loaded machine, and
-# a job to the queue before that is 404 unknown_queue
+# a job to the queue before that is 503 no_workers (404 unknown_queue
+# before nginx has read a registry that lists it)
 ok(wait_until(sub {
     !grep { !redis_cmd('EXISTS', "offload:{$_}:jobs") } qw(runs hold once)
 }, scaled(10), 'the streams'), 'every queue\'s worker made its stream');
