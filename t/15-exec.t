@@ -319,17 +319,27 @@ isnt($pids[2], $pids[1], 'job 3 in a new one (max_jobs_per_worker 2)');
 
 is(post_json('/jobs/echo', {})->{status}, 200, 'echo answered throughout');
 
-# ---- a command that cannot run: a crash loop, not a busy loop
+# ---- a command that cannot run: a crash loop, not a busy loop.  No
+# program at all is a refused file; a script whose "#!" names no program
+# fails only when run (as one a file removed, or privileges dropped, would)
 my $file = sidecar_conf_file();
 my $conf = slurp($file);
-spew($file, $conf . <<'CONF');
-queue nosuch { handler exec; command "/nonexistent/handler --flag";
+spew($file, $conf . "queue typo { handler exec; command \"nosuch-handler\"; }\n");
+my $t_out = `${\ build_path('offload-sidecar')} -t -c $file 2>&1`;
+isnt($? >> 8, 0, 'a command naming no program: -t fails');
+like($t_out, qr/:\d+: queue "typo": command "nosuch-handler": no such/,
+    'saying so, with its line') or diag($t_out);
+my $script = tmpdir() . '/handler';
+spew($script, "#!/nonexistent/interpreter\n");
+chmod 0755, $script;
+spew($file, $conf . <<"CONF");
+queue nosuch { handler exec; command "$script --flag";
                max_restarts 3 10s; restart_backoff 50ms 100ms;
                restart_cooldown 1m; }
 queue dies { handler exec; command "/bin/sh -c 'echo dying >&2; exit 3'";
              max_restarts 3 10s; restart_backoff 50ms 100ms;
              restart_cooldown 1m; }
-queue unstarted { handler exec; command "/nonexistent/handler";
+queue unstarted { handler exec; command "$script";
                   max_restarts 100 1m; restart_backoff 1m 1m; }
 CONF
 kill 'HUP', sidecar_pid();
@@ -370,7 +380,7 @@ for my $q (qw(nosuch dies)) {
             'nosuch: no_workers');
         is($rep->{exit_code}, 127, 'nosuch: exit code 127');
         like($rep->{handler_error}, qr{cannot[ ]run[ ]the[ ]command[ ]
-            "/nonexistent/handler[ ]--flag"[ ]of[ ]queue[ ]nosuch:[ ]No[ ]such
+            "\Q$script\E[ ]--flag"[ ]of[ ]queue[ ]nosuch:[ ]No[ ]such
             [ ]file}x,
             'nosuch: the report says why');
     } else {

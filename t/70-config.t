@@ -56,6 +56,9 @@ for my $n (1, 'all') {
         or diag($out);
 }
 
+spew("$dir/plain", "not a program\n");
+chmod 0644, "$dir/plain";
+
 # [ name, text, line of the error (undef: any), message pattern ]
 my @bad = (
     [ 'unknown directive', "redis 127.0.0.1:6379;\nfrobnicate 1;\n"
@@ -78,6 +81,15 @@ my @bad = (
         qr/heartbeat|abc/ ],
     [ 'bad redis address', "\n\nredis 127.0.0.1:notaport;\n"
         . "queue q { handler echo; }\n", 3, qr/redis|address/ ],
+    [ 'exec command: no such file', "queue q {\n    handler exec;\n"
+        . "    command \"/nonexistent/prog --x\";\n}\n", 3,
+        qr{queue "q": command "/nonexistent/prog" cannot run: No such file} ],
+    [ 'exec command: not executable', "queue q {\n    handler exec;\n"
+        . "    command \"$dir/plain\";\n}\n", 3,
+        qr{command "\Q$dir\E/plain" cannot run: Permission denied} ],
+    [ 'exec command: not in PATH', "queue q { handler exec;\n"
+        . "    command \"no-such-program-anywhere x\"; }\n", 2,
+        qr{command "no-such-program-anywhere": no such program in PATH} ],
     [ 'missing handler', "queue q {\n    workers 2;\n}\n", undef,
         qr/handler/ ],
     [ 'no queues', "redis 127.0.0.1:6379;\n", undef, qr/queue/ ],
@@ -112,6 +124,18 @@ for my $case (@bad) {
         . (defined $line ? " (line $line)" : ''));
     like($out, $re, "sidecar -t, $name: message says what") ;
 }
+# as nginx -t opens its logs
+($rc, $out) = sidecar_t('log-unwritable', "log $dir/no-such-dir/x.log;\n"
+    . "queue q { handler echo; }\n");
+isnt($rc, 0, 'sidecar -t, a log file that cannot be opened: non-zero exit');
+like($out, qr{cannot open log "\Q$dir\E/no-such-dir/x\.log": No such file},
+    'sidecar -t: says which log, and why') or diag($out);
+like($out, qr/test failed/, 'sidecar -t: test failed');
+($rc, $out) = sidecar_t('exec-good', "log $dir/t.log;\nqueue q { handler exec;"
+    . " command \"sh -c 'exit 0'\"; }\n");
+is($rc, 0, 'sidecar -t: a command found in PATH, a log it can open')
+    or diag($out);
+
 $out = `$sidecar -t -c $dir/does-not-exist.conf 2>&1`;
 isnt($? >> 8, 0, 'sidecar -t on a missing file: non-zero exit');
 like($out, qr/does-not-exist\.conf/, 'and names the file');

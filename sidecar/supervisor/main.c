@@ -72,20 +72,25 @@ main(int argc, char **argv)
         return 1;
     }
 
-    if (test) {
-        printf("%s: syntax is ok\n", file);
-        offload_conf_free(&conf);
-        return 0;
-    }
-
+    /* -t as well, as nginx -t opens its logs: a log file that cannot be
+     * written fails the test, not the start after it */
     if (offload_log_open(conf.log_target, conf.log_level, conf.log_json,
                          "offload-sidecar")
         != 0)
     {
         fprintf(stderr, "offload-sidecar: cannot open log \"%s\": %m\n",
                 conf.log_target);
+        if (test) {
+            fprintf(stderr, "%s: test failed\n", file);
+        }
         offload_conf_free(&conf);
         return 1;
+    }
+
+    if (test) {
+        printf("%s: syntax is ok\n", file);
+        offload_conf_free(&conf);
+        return 0;
     }
 
     if (offload_privs_drop(&conf) != 0) {

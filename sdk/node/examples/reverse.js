@@ -3,9 +3,10 @@
 // reverse.js -- {"text": "abc"} -> {"text": "cba"}; 422 bad_input without a
 // string "text".  The Node twin of the C example plugin's example.reverse:
 //
-//   queue reverse { handler exec;
-//                   command "/usr/bin/node sdk/node/examples/reverse.js";
-//                   workers 2; }
+//   queue reverse { handler exec; workers 2;
+//                   command "/usr/bin/node /srv/offload/reverse.js"; }
+//
+// (a path from /: the process runs in the sidecar's working directory)
 
 const path = require('path');
 const { run, JobError } = require(path.join(__dirname, '..',

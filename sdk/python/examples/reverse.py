@@ -2,9 +2,10 @@
 # reverse.py -- {"text": "abc"} -> {"text": "cba"}; 422 bad_input without a
 # string "text".  The Python twin of the C example plugin's example.reverse:
 #
-#   queue reverse { handler exec;
-#                   command "/usr/bin/python3 sdk/python/examples/reverse.py";
-#                   workers 2; }
+#   queue reverse { handler exec; workers 2;
+#                   command "/usr/bin/python3 /srv/offload/reverse.py"; }
+#
+# (a path from /: the process runs in the sidecar's working directory)
 
 import os
 import sys
