@@ -140,15 +140,13 @@ my $n = 0;
 
 # Runs `offload-sidecar -t` on an example; returns (exit code, output, the
 # file tested).  A plugin it loads is the example plugin (docs/HANDLERS.md),
-# a user this host does not have is the one running the test, a log file
-# is in the test's folder (-t opens it), a program this host does not have
-# that a command names is /bin/true (-t looks for it), and a file with no
-# queue (the one thing a file must have) gets one.
+# a user this host does not have is the one running the test, a program
+# this host does not have that a command names is /bin/true (-t looks for
+# it), and a file with no queue (the one thing a file must have) gets one.
 sub sidecar_example {
     my ($text) = @_;
     my $file = "$dir/sidecar-example-" . ++$n . '.conf';
     $text =~ s/^(\s*load_module\s+)\S+\s*;/$1$plugin;/mg;
-    $text =~ s{^(\s*log\s+)/\S+}{$1$dir/sidecar-example-$n.log}mg;
     $text =~ s{^(\s*command\s+"?)(/[^\s";]+)}{-x $2 ? $& : "$1/bin/true"}mge;
     $text =~ s/^(\s*user\s+)(\S+)(?:\s+(\S+))?\s*;/
         defined getpwnam($2) && (!defined $3 || defined getgrnam($3))

@@ -19,9 +19,11 @@ extern const offload_module_t  offload_exec_module;
 /* Whether handler is the exec handler. */
 int offload_exec_is(const offload_handler_t *handler);
 
-/* 0 when program, a command's first word, names a file execvp() would
- * run (exec_program.c); else -1 with why. */
-int offload_exec_program_check(const char *program, char *why, size_t size);
+/* 0 when every exec queue's program (its command's first word) names a
+ * file execvp() would run (exec_program.c: offload-sidecar -t); else -1
+ * with err naming the first that does not, with its file and line. */
+int offload_exec_programs_check(const offload_conf_t *conf, char *err,
+    size_t errlen);
 
 /* Called by a worker of an exec queue before the handler's init (which
  * starts the process): the queue (its command), the slot's scoreboard

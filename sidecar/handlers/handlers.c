@@ -135,15 +135,6 @@ offload_handlers_resolve(offload_conf_t *conf, char *err, size_t errlen)
             goto failed;
         }
 
-        if (q->command != NULL
-            && offload_exec_program_check(q->command[0], why, sizeof(why))
-               != 0)
-        {
-            snprintf(err, errlen, "%s:%d: queue \"%s\": %s", conf->file,
-                     q->command_line, q->name, why);
-            goto failed;
-        }
-
         if (offload_handler_is_fault(q->handler) && !conf->fault_handlers) {
             snprintf(err, errlen, "%s:%d: handler \"%s\" of queue \"%s\" "
                      "crashes on purpose; it needs \"fault_handlers on\"",

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "exec_bridge.h"
 #include "handlers.h"
 #include "log.h"
 #include "privs.h"
@@ -59,9 +60,12 @@ main(int argc, char **argv)
     }
 
     /* The plugins are loaded here, before any fork: every worker shares
-     * their pages, and -t finds what cannot be loaded. */
+     * their pages, and -t finds what cannot be loaded, and the programs
+     * exec queues name that cannot run (exec_program.c). */
     if (offload_conf_load(&conf, file, err, sizeof(err)) != 0
-        || offload_handlers_resolve(&conf, err, sizeof(err)) != 0)
+        || offload_handlers_resolve(&conf, err, sizeof(err)) != 0
+        || (test
+            && offload_exec_programs_check(&conf, err, sizeof(err)) != 0))
     {
         offload_conf_free(&conf);       /* what resolve found wrong */
 
@@ -72,25 +76,20 @@ main(int argc, char **argv)
         return 1;
     }
 
-    /* -t as well, as nginx -t opens its logs: a log file that cannot be
-     * written fails the test, not the start after it */
+    if (test) {
+        printf("%s: syntax is ok\n", file);
+        offload_conf_free(&conf);
+        return 0;
+    }
+
     if (offload_log_open(conf.log_target, conf.log_level, conf.log_json,
                          "offload-sidecar")
         != 0)
     {
         fprintf(stderr, "offload-sidecar: cannot open log \"%s\": %m\n",
                 conf.log_target);
-        if (test) {
-            fprintf(stderr, "%s: test failed\n", file);
-        }
         offload_conf_free(&conf);
         return 1;
-    }
-
-    if (test) {
-        printf("%s: syntax is ok\n", file);
-        offload_conf_free(&conf);
-        return 0;
     }
 
     if (offload_privs_drop(&conf) != 0) {

@@ -793,17 +793,17 @@ test_command(void)
     ok(conf.queues[0].command_line == 3, "its line");
     offload_conf_free(&conf);
 
-    is_argv("queue t { handler exec; command \"sh  b\tc\"; }\n", "sh|b|c",
+    is_argv("queue t { handler exec; command \"a  b\tc\"; }\n", "a|b|c",
             "blanks separate words");
     is_argv("queue t { handler exec; command \"/bin/sh -c 'echo \\\"x y\\\" "
             ">&2; exit 3'\"; }\n", "/bin/sh|-c|echo \"x y\" >&2; exit 3",
             "single quotes keep a word whole, a shell is asked for");
-    is_argv("queue t { handler exec; command 'sh \"a b\" c\\\\ d'; }\n",
-            "sh|a b|c d", "double quotes and a backslash");
-    is_argv("queue t { handler exec; command 'sh \"\"'; }\n", "sh|",
+    is_argv("queue t { handler exec; command 'p \"a b\" c\\\\ d'; }\n",
+            "p|a b|c d", "double quotes and a backslash");
+    is_argv("queue t { handler exec; command 'p \"\"'; }\n", "p|",
             "an empty word");
-    is_argv("queue t { handler exec; command sh \"/srv/my app.js\"; }\n",
-            "sh|/srv/my app.js", "several arguments: one word each");
+    is_argv("queue t { handler exec; command node \"/srv/my app.js\"; }\n",
+            "node|/srv/my app.js", "several arguments: one word each");
 
     bad("queue t { handler exec; }\n",
         "t.conf:1: queue \"t\": \"handler exec\" needs a \"command\"",
