@@ -107,7 +107,8 @@ offload_exec_request(const offload_job_t *job, const char *payload,
 }
 
 
-/* The end of the JSON value at p, in a text known to be well-formed. */
+/* The end of the JSON value at p, in a text known to be well-formed (or
+ * end, where the text checked ends first). */
 static const char *
 skip_value(const char *p, const char *end)
 {
@@ -244,6 +245,61 @@ answer_error(offload_job_t *job, const span_t *s, char *why, size_t size)
 }
 
 
+/*
+ * A line the check stopped at offset, nested too deep: this job's answer
+ * all the same when the part before offset, well-formed, is an object
+ * whose "id" member is the job's and whose member that offset falls in is
+ * "result" (the SDKs write "id" first).  Its result nests deeper than a
+ * result may: the job fails, the process goes on.  Anything else (another
+ * id, no id before it, a deep "error", a line of brackets) is a broken
+ * answer, as any line that is not JSON.
+ */
+static int
+too_deep_result(const offload_job_t *job, const char *line, size_t offset)
+{
+    int          has_id = 0;
+    span_t       key, value;
+    const char  *p, *end = line + offset;
+
+    p = skip_blank(line, end);
+    if (p == end || *p != '{') {
+        return 0;
+    }
+
+    for (p = skip_blank(p + 1, end); p < end && *p == '"'; ) {
+        key.data = p;
+        p = skip_value(p, end);
+        key.len = (size_t) (p - key.data);
+        p = skip_blank(p, end);
+        if (p >= end || *p != ':') {
+            return 0;
+        }
+
+        value.data = skip_blank(p + 1, end);
+        p = skip_value(value.data, end);
+        if (p >= end) {
+            return has_id && key.len == 8
+                   && memcmp(key.data, "\"result\"", 8) == 0;
+        }
+        value.len = (size_t) (p - value.data);
+
+        if (key.len == 4 && memcmp(key.data, "\"id\"", 4) == 0) {
+            if (!is_job_id(&value, job->id)) {
+                return 0;
+            }
+            has_id = 1;
+        }
+
+        p = skip_blank(p, end);
+        if (p < end && *p == ',') {
+            p = skip_blank(p + 1, end);
+        }
+    }
+
+    return 0;
+}
+
+
 /* Up to QUOTE_MAX bytes of what the process wrote, for a message: not
  * NUL-terminated, maybe not UTF-8; anything but printable ASCII is '?'. */
 static const char *
@@ -279,7 +335,9 @@ offload_exec_answer(offload_job_t *job, const char *line, size_t len,
      * (a handler that nests its input would else be made to crash, its
      * job rerun and its pool stopped, by any client's deep payload). */
     if (offload_json_check_framed(line, len, &offset, &err) != 0) {
-        if (err == offload_json_too_deep) {
+        if (err == offload_json_too_deep
+            && too_deep_result(job, line, offset))
+        {
             offload_job_bad_result(job, err, offset);
             return 0;
         }

@@ -119,6 +119,24 @@ test_deep(void)
         }
     }
 
+    /* too deep, and not this job's result: a broken answer, as before */
+    memset(line, '[', OFFLOAD_JSON_MAX_DEPTH + 2);
+    strcpy(line + OFFLOAD_JSON_MAX_DEPTH + 2, "\n");
+    ok(answer(line) == -1, "too deep: a line of brackets is refused");
+    ok(strstr(why, "nesting too deep") != NULL, "as not JSON (%s)", why);
+
+    for (d = 0; d < 3; d++) {
+        head = (size_t) sprintf(line, "%s", d == 0
+                   ? "{\"id\":\"0123456789abcdef0123456789abcdee\",\"result\":"
+                   : d == 1 ? "{\"result\":"
+                   : "{\"id\":\"" ID "\",\"error\":");
+        memset(line + head, '[', OFFLOAD_JSON_MAX_DEPTH + 1);
+        line[head + OFFLOAD_JSON_MAX_DEPTH + 1] = '\0';
+        ok(answer(line) == -1, "too deep: %s is a broken answer",
+           d == 0 ? "another job's result" : d == 1 ? "a result before any id"
+                  : "an error");
+    }
+
     free(line);
 }
 
