@@ -182,12 +182,15 @@ static void
 log_unrun(offload_worker_t *w, const batch_entry_t *e, const char *what,
     const char *why)
 {
-    const char       *err;
-    offload_entry_t   job;
+    const char           *err;
+    offload_entry_t       job;
+    const offload_str_t  *id;
 
     if (offload_job_decode(&job, e->fields, e->nfields, &err) != 0) {
-        log_info("%s: entry %.*s: job ? %s, not run%s", w->name,
-                 (int) e->id.len, e->id.data, what, why);
+        id = entry_job_id(e);
+        log_info("%s: entry %.*s: job %.*s %s, not run%s", w->name,
+                 (int) e->id.len, e->id.data, id ? (int) id->len : 1,
+                 id ? id->data : "?", what, why);
         return;
     }
 
