@@ -156,6 +156,19 @@ post_json('/jobs/mis', { say => "tab\there, escape \e[31m, cr \r." });
 ok(wait_until(sub { slurp($log) =~ /: tab\there, escape \?\[31m, cr \?\.\x20/ },
     scaled(5), 'stderr sanitized'), 'control characters are logged as ?');
 
+# an entry written straight into Redis, its request id a forged log line
+# and a C1 CSI: the line that carries it stays one line, shown not obeyed
+my $forged = sprintf '%032x', 0xf0f0;
+redis_cmd('XADD', 'offload:{mis}:jobs', '*', v => 1, id => $forged,
+    payload => '{"say":"forged rid"}', deadline => int(time * 1000) + 60000,
+    rid => "r1\n2026-01-01 00:00:00.000 [alert] 1 FORGED\xc2\x9b1m");
+my $shown = qr/r1\?2026-01-01 00:00:00\.000 \[alert\] 1 FORGED\?\?1m/;
+ok(wait_until(sub {
+    slurp($log) =~ /: forged rid \(job $forged, request $shown\)$/m },
+    scaled(5), 'forged rid logged'), 'a request id is logged on its line, '
+    . 'each control character a ?') or diag(slurp($log));
+unlike(slurp($log), qr/^2026-01-01/m, 'no forged line');
+
 # a line over 1900 bytes: logged cut there, the rest dropped
 post_json('/jobs/mis', { say => 'long ' . 'y' x 3000 });
 ok(wait_until(sub { slurp($log) =~ /: long y{1895} \[cut\] \(job / },

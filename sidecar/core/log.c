@@ -295,6 +295,29 @@ format_text(char *line, size_t size, int level, const struct timeval *tv,
 
 
 void
+offload_log_unctrl(char *s, size_t len)
+{
+    size_t         i;
+    unsigned char  c;
+
+    for (i = 0; i < len; i++) {
+        c = (unsigned char) s[i];
+
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            s[i] = '?';
+
+        } else if (c == 0xc2 && i + 1 < len
+                   && (unsigned char) s[i + 1] >= 0x80
+                   && (unsigned char) s[i + 1] <= 0x9f)
+        {
+            s[i] = '?';
+            s[++i] = '?';
+        }
+    }
+}
+
+
+void
 offload_log_write(int level, const char *fmt, ...)
 {
     char            message[2048], line[LOG_LINE_MAX];
@@ -309,14 +332,19 @@ offload_log_write(int level, const char *fmt, ...)
     va_end(ap);
 
     if (log_syslog) {
+        offload_log_unctrl(message, strlen(message));
         syslog(syslog_levels[level], "%s", message);
         return;
     }
 
     gettimeofday(&tv, NULL);
 
-    len = log_json ? format_json(line, sizeof(line) - 1, level, &tv, message)
-                   : format_text(line, sizeof(line) - 1, level, &tv, message);
+    if (log_json) {
+        len = format_json(line, sizeof(line) - 1, level, &tv, message);
+    } else {
+        len = format_text(line, sizeof(line) - 1, level, &tv, message);
+        offload_log_unctrl(line, len);
+    }
     line[len++] = '\n';
 
     /* A lost log line is not worth failing over; nothing else to do. */

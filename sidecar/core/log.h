@@ -55,6 +55,13 @@ void offload_log_job(const offload_entry_t *job);
 void offload_log_job_ids(const char *job_id, const char *request_id,
     const char *trace_id);
 
+/* Text shown, not obeyed, as one line: each byte of a control character
+ * (C0 but tab, DEL, C1 as UTF-8 encodes it: 0xc2 0x80..0x9f) made '?', in
+ * place.  Text lines and syslog get it (a message may quote what a job or
+ * Redis holds: a newline would forge a line, an escape sequence rewrite a
+ * terminal); JSON lines escape instead. */
+void offload_log_unctrl(char *s, size_t len);
+
 void offload_log_write(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -183,23 +183,6 @@ describe_status(int status, char *buf, size_t size)
 }
 
 
-/* Text, one line: no control characters (a NUL, an escape sequence, a
- * carriage return) into the log. */
-static void
-sanitize(char *p, size_t n)
-{
-    size_t         i;
-    unsigned char  c;
-
-    for (i = 0; i < n; i++) {
-        c = (unsigned char) p[i];
-        if ((c < 0x20 && c != '\t') || c == 0x7f) {
-            p[i] = '?';
-        }
-    }
-}
-
-
 /* Says how many lines were not logged, once they are over a second old or
  * the process's stderr ends (now), so that a flood costs a line a second
  * besides the lines let through. */
@@ -260,7 +243,7 @@ may_log_line(void)
 static void
 log_line(void)
 {
-    sanitize(bridge.err_line, bridge.err_len);
+    offload_log_unctrl(bridge.err_line, bridge.err_len);
 
     if (may_log_line()) {
         log_notice("%s: handler pid %d: %.*s%s", bridge.name,
@@ -601,7 +584,7 @@ offload_exec_check(void)
         nl = memchr(buf, '\n', (size_t) n);
         len = nl != NULL ? (size_t) (nl - buf) : (size_t) n;
         len = len < 64 ? len : 64;
-        sanitize(buf, len);
+        offload_log_unctrl(buf, len);
         snprintf(what, sizeof(what), "wrote to its stdout between jobs: "
                  "\"%.*s\"", (int) len, buf);
         lose_between_jobs(-1, what);
@@ -826,7 +809,7 @@ ready_line(char *line, size_t len, char *nl)
     }
 
     n = n < 64 ? n : 64;
-    sanitize(bad, n);
+    offload_log_unctrl(bad, n);
     snprintf(what, sizeof(what), "wrote \"%.*s\" %s", (int) n, bad,
              ready ? "after its {\"ready\":true} line, before any job"
                    : "before it was ready (wait_ready: {\"ready\":true} "
