@@ -385,7 +385,10 @@ const char  offload_nodes_script[] =
     "family('offload_pool_jobs_per_second', 'gauge',\n"
     "  'Jobs a pool finished per second, over its last 10 heartbeats.', jps)\n"
     /* handler metrics: a counter and a histogram family per name, the
-     * samples of every node and queue */
+     * samples of every node and queue; no histogram of a name that ends
+     * as a histogram's series do (the sidecar refuses to observe one: only
+     * a tampered document holds it, and Prometheus would refuse the whole
+     * scrape for a family "x_count" beside the series "x_count" of "x") */
     "local hm, hnames = {}, {}\n"
     "for _, d in ipairs(nodes) do\n"
     "  for qn, q in pairs(d.queues) do\n"
@@ -415,7 +418,8 @@ const char  offload_nodes_script[] =
     "    family(name .. '_total', 'counter', 'What handlers counted as '\n"
     "           .. hn .. ' (offload_metric_count).', hm[hn].c)\n"
     "  end\n"
-    "  if #hm[hn].h > 0 then\n"
+    "  if #hm[hn].h > 0 and not (hn:find('_count$') or hn:find('_sum$')\n"
+    "                            or hn:find('_bucket$')) then\n"
     "    local got = {}\n"
     "    for _, s in ipairs(hm[hn].h) do\n"
     "      local by, n, l = {}, 0, plabel .. s[1]\n"

@@ -41,7 +41,9 @@ run(offload_job_t *j, const char *p, size_t n)
         || offload_metric_observe(j, "model.latency_seconds",
                                   0.0125) != OFFLOAD_OK
         || offload_metric_count(j, "bad name!", 1) != OFFLOAD_ERROR
-        || offload_metric_observe(j, "9lives", 1) != OFFLOAD_ERROR)
+        || offload_metric_observe(j, "9lives", 1) != OFFLOAD_ERROR
+        || offload_metric_observe(j, "model.latency_seconds.count", 1)
+           != OFFLOAD_ERROR)
     {
         return offload_job_fail(j, "metric_call", "unexpected answer");
     }

@@ -166,6 +166,28 @@ offload_hm_count(offload_hm_table_t *t, const char *name, uint64_t n)
 }
 
 
+/* Whether an exported name ends as a histogram's own series do: observed,
+ * "x_count" would be a second family of the series "x_count" of an
+ * observed "x", and Prometheus refuses the whole scrape. */
+static int
+series_suffix(const char *exported)
+{
+    size_t             i, len, n;
+    static const char  *suffixes[] = { "_count", "_sum", "_bucket" };
+
+    len = strlen(exported);
+
+    for (i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        n = strlen(suffixes[i]);
+        if (len > n && strcmp(exported + len - n, suffixes[i]) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 int
 offload_hm_observe(offload_hm_table_t *t, const char *name, double value)
 {
@@ -175,7 +197,9 @@ offload_hm_observe(offload_hm_table_t *t, const char *name, double value)
     uint64_t             old, new;
     offload_hm_entry_t  *e;
 
-    if (!isfinite(value) || offload_hm_name(name, exported) != 0) {
+    if (!isfinite(value) || offload_hm_name(name, exported) != 0
+        || series_suffix(exported))
+    {
         return -1;
     }
 

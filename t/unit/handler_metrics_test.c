@@ -96,6 +96,13 @@ test_full(offload_hm_table_t *t)
     ok(offload_hm_count(t, "n0", 1) == 0, "a known name still counts");
     ok(t->refused == 2 && t->refused_logged == 1, "2 refused, logged once");
     ok(offload_hm_observe(t, "n1", 1.0 / 0.0) == -1, "infinity refused");
+    ok(offload_hm_observe(t, "n1.count", 1) == -1
+       && offload_hm_observe(t, "n1_Sum", 1) == -1
+       && offload_hm_observe(t, "n1-bucket", 1) == -1,
+       "observed names ending as a histogram's series refused");
+    ok(offload_hm_count(t, "n2.count", 1) == -2
+       && offload_hm_observe(t, "n2.counts", 1) == -2,
+       "counted, or another ending: a good name (no room left here)");
 }
 
 
