@@ -85,6 +85,28 @@ for my $name (sort keys %bad) {
     redis_cmd('SREM', 'offload:{ctl}:nodes', $name);
 }
 
+# numbers JSON cannot hold once added up or read back (cjson reads 1e999
+# as infinity): well-formed documents, not malformed ones, and the
+# answer is still the registry's, not "unavailable" for the whole Redis
+for my $n (qw(huge1 huge2)) {
+    redis_cmd('SET', "$prefix$n", qq({"node":"$n","queues":{"echo":)
+        . '{"jobs_per_s":1.7e308,"workers":[{"slot":0,"pid":1e999}]}}}');
+    redis_cmd('SADD', 'offload:{ctl}:nodes', $n);
+}
+my $huge;
+ok(wait_until(sub { $huge = status();
+    2 == grep { ($_->{node} // '') =~ /^huge/ } @{ $huge->{nodes} || [] } },
+    scaled(10), 'huge nodes'), 'documents whose figures overflow: shown')
+    or diag(explain($huge));
+is($huge->{redis}, 'ok', 'the registry is read, not unavailable');
+ok(good_node_shows($huge), 'the good node still shows');
+is($huge->{queues}{echo}{jobs_per_s}, undef,
+    'a sum past the largest double: null');
+for my $n (qw(huge1 huge2)) {
+    redis_cmd('DEL', "$prefix$n");
+    redis_cmd('SREM', 'offload:{ctl}:nodes', $n);
+}
+
 # all of them at once, in /status and /metrics
 put_bad($_) for sort keys %bad;
 
