@@ -616,7 +616,7 @@ ngx_http_offload_admission_no_stream(ngx_http_offload_ctx_t *ctx)
         ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                       "no_workers",
                                       "no worker of this queue has started "
-                                      "(its pool is failing or failed)");
+                                      "yet (or its pool is failing)");
         return;
     }
 

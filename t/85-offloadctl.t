@@ -228,7 +228,7 @@ sub on_tty {
     my $cmd = join ' ', $ctl, @_;
     return scalar `script -qec '$cmd' /dev/null 2>&1 </dev/null`;
 }
-for my $cmd ([ 'dead', 'echo' ], [ 'events', '-n', '1' ]) {
+for my $cmd ([ 'dead', 'echo' ], [ 'events', '-n', '5' ]) {
     my $shown = on_tty(@$cmd);
     like($shown, qr/\?\]0;pwned\?\?\[2J\?31m/,
         "@$cmd on a terminal: each control character a '?'")
