@@ -478,7 +478,7 @@ const char  offload_nodes_script[] =
     "local rss, cpu, jobs, wr, upt, held = {}, {}, {}, {}, {}, {}\n"
     "for _, w in ipairs(workers) do\n"
     "  rss[#rss + 1] = { wl(w), w.rss }\n"
-    "  if type(w.cpu_user) == 'number' then\n"
+    "  if type(w.cpu_user) == 'number' and type(w.cpu_sys) == 'number' then\n"
     "    cpu[#cpu + 1] = { wl(w, ',mode=\"user\"'), w.cpu_user / 100 }\n"
     "    cpu[#cpu + 1] = { wl(w, ',mode=\"system\"'), w.cpu_sys / 100 }\n"
     "  end\n"

@@ -259,6 +259,10 @@ $dead = stream_entries('offload:{mis1}:dead');
 $out = `$ctl replay $dead->[-1]{id} 2>&1`;
 is($? >> 8, 4, 'replayed, the process exits: offloadctl exits 4');
 like($out, qr/handler process \d+ exited with code 7/, 'saying why');
+# the process's own 4 too, though a worker leaves with 4 for a broken answer
+$r = post_json('/jobs/mis1', { exit => 4 }, scaled(20));
+is($r->{json} && $r->{json}{error}{exit_code}, 4,
+    'a process\'s own exit code 4 is given too');
 
 # ---- answers that are not answers
 for my $bad ([ json => qr/not JSON/ ], [ id => qr/answered for id/ ],

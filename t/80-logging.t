@@ -66,6 +66,17 @@ ok(@mine >= 1, 'the worker logged the job with its request.id');
 is($mine[0]{'job.id'}, $job, 'and its job.id');
 is($mine[0]{queue}, 'echo', 'and its queue');
 
+# a request id written straight into a stream, with DEL and a C1 CSI:
+# escaped in the line as JSON allows, so a terminal showing it obeys none
+my $odd = sprintf '%032x', 0xabcd;
+redis_cmd('XADD', 'offload:{echo}:jobs', '*', v => 1, id => $odd,
+    payload => '{}', deadline => int(time * 1000) + 60000,
+    rid => "odd\x7f\xc2\x9b1m");
+ok(wait_until(sub { slurp($log) =~ /"job\.id":"$odd"/ }, scaled(5),
+    'odd rid logged'), 'a job with an odd request id is logged');
+like(slurp($log), qr/"request\.id":"odd\\u007f\\u009b1m"/,
+    'its DEL and C1 escaped as \\u007f, \\u009b');
+
 # a handler error is logged at info, with the ids
 $r = post_json('/jobs/sha256', { data => 'x', rounds => 0 });
 is($r->{status}, 422, 'a handler error');

@@ -100,9 +100,23 @@ ok(wait_until(sub { $huge = status();
     or diag(explain($huge));
 is($huge->{redis}, 'ok', 'the registry is read, not unavailable');
 ok(good_node_shows($huge), 'the good node still shows');
-is($huge->{queues}{echo}{jobs_per_s}, undef,
+ok(exists $huge->{queues}{echo}{jobs_per_s}
+    && !defined $huge->{queues}{echo}{jobs_per_s},
     'a sum past the largest double: null');
-for my $n (qw(huge1 huge2)) {
+ok(grep({ ($_->{node} // '') eq 'huge1' && exists $_->{pid}
+          && !defined $_->{pid} } @{ $huge->{workers} || [] }),
+    'a worker\'s figure read as infinity: null');
+# a worker with a user CPU figure and no system one: the metrics script
+# divided the missing one (a Lua error: the whole answer unavailable)
+redis_cmd('SET', "${prefix}cpuless", '{"node":"cpuless","queues":{"echo":'
+    . '{"workers":[{"slot":0,"cpu_user":1}]}}}');
+redis_cmd('SADD', 'offload:{ctl}:nodes', 'cpuless');
+my $mt;
+ok(wait_until(sub { $mt = http('GET', '/metrics')->{content} // '';
+    $mt =~ /^offload_node_up\{node="cpuless"\} 1$/m }, scaled(10),
+    'cpuless'), '/metrics with a worker without cpu_sys') or diag($mt);
+like($mt, qr/^offload_redis_up(?:\{[^}]*\})? 1$/m, 'the Redis still up');
+for my $n (qw(huge1 huge2 cpuless)) {
     redis_cmd('DEL', "$prefix$n");
     redis_cmd('SREM', 'offload:{ctl}:nodes', $n);
 }

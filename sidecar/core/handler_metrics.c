@@ -166,11 +166,11 @@ offload_hm_count(offload_hm_table_t *t, const char *name, uint64_t n)
 }
 
 
-/* Whether an exported name ends as a histogram's own series do: observed,
- * "x_count" would be a second family of the series "x_count" of an
- * observed "x", and Prometheus refuses the whole scrape. */
-static int
-series_suffix(const char *exported)
+/* An exported name that ends as a histogram's own series do is not
+ * observed: "x_count" would be a second family of the series "x_count" of
+ * an observed "x", and Prometheus refuses the whole scrape. */
+int
+offload_hm_observable(const char *exported)
 {
     size_t             i, len, n;
     static const char  *suffixes[] = { "_count", "_sum", "_bucket" };
@@ -180,11 +180,11 @@ series_suffix(const char *exported)
     for (i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
         n = strlen(suffixes[i]);
         if (len > n && strcmp(exported + len - n, suffixes[i]) == 0) {
-            return 1;
+            return 0;
         }
     }
 
-    return 0;
+    return 1;
 }
 
 
@@ -198,7 +198,7 @@ offload_hm_observe(offload_hm_table_t *t, const char *name, double value)
     offload_hm_entry_t  *e;
 
     if (!isfinite(value) || offload_hm_name(name, exported) != 0
-        || series_suffix(exported))
+        || !offload_hm_observable(exported))
     {
         return -1;
     }

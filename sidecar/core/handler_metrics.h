@@ -58,8 +58,12 @@ void offload_hm_unmap(offload_hm_table_t *t);
  * Returns 0, or -1 for a name that is not one. */
 int offload_hm_name(const char *name, char *out);
 
+/* Whether an exported name may be observed: not one ending in _count,
+ * _sum or _bucket, the series of a histogram. */
+int offload_hm_observable(const char *exported);
+
 /* Adds n to a name's count, or one observation of value (finite; an
- * observed name may not end in _count, _sum or _bucket, as exported).
+ * observed name offload_hm_observable()).
  * Returns 0, -1 for a bad name or value, -2 when the table has no room
  * for a new name (the first such call of the queue logs it). */
 int offload_hm_count(offload_hm_table_t *t, const char *name, uint64_t n);

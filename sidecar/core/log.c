@@ -176,7 +176,9 @@ offload_log_job_ids(const char *job_id, const char *request_id,
 }
 
 
-/* Appends s to buf at *n as the inside of a JSON string, within size. */
+/* Appends s to buf at *n as the inside of a JSON string, within size;
+ * every control character escaped (C0, DEL, C1 as UTF-8 encodes it), so
+ * that a terminal showing the line obeys none. */
 static void
 put_json(char *buf, size_t size, size_t *n, const char *s)
 {
@@ -189,8 +191,14 @@ put_json(char *buf, size_t size, size_t *n, const char *s)
             buf[(*n)++] = '\\';
             buf[(*n)++] = (char) c;
 
-        } else if (c < 0x20) {
+        } else if (c < 0x20 || c == 0x7f) {
             *n += (size_t) snprintf(buf + *n, size - *n, "\\u%04x", c);
+
+        } else if (c == 0xc2 && (unsigned char) s[1] >= 0x80
+                   && (unsigned char) s[1] <= 0x9f)
+        {
+            *n += (size_t) snprintf(buf + *n, size - *n, "\\u%04x",
+                                    (unsigned char) *++s);
 
         } else {
             buf[(*n)++] = (char) c;

@@ -465,7 +465,8 @@ offload_exec_metric(offload_job_t *job, const char *line, size_t len,
     /* a name past the queue's last is logged by the table, once; one
      * holding a NUL is a bad name, not the part before it */
     if (strlen(name) != json_string_length(json_object_get(v, "metric"))
-        || offload_hm_name(name, exported) != 0)
+        || offload_hm_name(name, exported) != 0
+        || (observe != NULL && !offload_hm_observable(exported)))
     {
         ignore_bad_name(line, len);
 

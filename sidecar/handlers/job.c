@@ -113,11 +113,12 @@ offload_job_deadline(const offload_job_t *job)
 /* A job without a table (offloadctl replay) records nothing, but a bad
  * name or value fails as it would in a worker. */
 static int
-name_ok(const char *name)
+name_ok(const char *name, int observed)
 {
     char  exported[OFFLOAD_HM_NAME_MAX];
 
-    return offload_hm_name(name, exported) == 0;
+    return offload_hm_name(name, exported) == 0
+           && (!observed || offload_hm_observable(exported));
 }
 
 
@@ -125,7 +126,7 @@ int
 offload_metric_count(offload_job_t *job, const char *name, uint64_t n)
 {
     if (job->metrics == NULL) {
-        return name_ok(name) ? OFFLOAD_OK : OFFLOAD_ERROR;
+        return name_ok(name, 0) ? OFFLOAD_OK : OFFLOAD_ERROR;
     }
 
     return offload_hm_count(job->metrics, name, n) == 0 ? OFFLOAD_OK
@@ -137,8 +138,8 @@ int
 offload_metric_observe(offload_job_t *job, const char *name, double value)
 {
     if (job->metrics == NULL) {
-        return name_ok(name) && isfinite(value) ? OFFLOAD_OK
-                                                          : OFFLOAD_ERROR;
+        return name_ok(name, 1) && isfinite(value) ? OFFLOAD_OK
+                                                   : OFFLOAD_ERROR;
     }
 
     return offload_hm_observe(job->metrics, name, value) == 0

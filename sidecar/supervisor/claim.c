@@ -101,6 +101,7 @@ claim_cb(redisAsyncContext *ac, void *r, void *privdata)
     entries = reply->element[1];
     failure.reason = OFFLOAD_FAIL_NODE_LOST;
     failure.signal = 0;
+    failure.exit_code = -1;
 
     for (i = 0; i < entries->elements; i++) {
         e = entries->element[i];

@@ -18,7 +18,6 @@
 #include "error_doc.h"
 #include "log.h"
 #include "reclaim.h"
-#include "scoreboard.h"
 
 
 /* One offload_reclaim_worker() in progress. */
@@ -152,13 +151,8 @@ failure_body(const offload_conf_queue_t *q, const offload_failure_t *fl,
         json_object_set_new(err, "signal", json_sprintf("SIG%s", sig));
     }
 
-    /* the code a process exited with, not one a worker says why with */
-    detail = json_object_get(fl->report, "exit_code");
-    if (fl->reason == OFFLOAD_FAIL_EXIT && json_is_integer(detail)
-        && json_integer_value(detail) != OFFLOAD_WORKER_EXIT_NOMEM
-        && json_integer_value(detail) != OFFLOAD_WORKER_EXIT_HANDLER)
-    {
-        json_object_set(err, "exit_code", detail);
+    if (fl->exit_code >= 0) {
+        json_object_set_new(err, "exit_code", json_integer(fl->exit_code));
     }
 
     /* An exec handler's process: what it did (crash_report.c). */

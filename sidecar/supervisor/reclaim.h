@@ -37,6 +37,11 @@ typedef enum {
 typedef struct {
     offload_fail_reason_e   reason;
     int                     signal;     /* 0, or the signal that killed it */
+    int                     exit_code;  /* -1, or the code a process exited
+                                           with on its own: a plugin's
+                                           worker, an exec handler's
+                                           process (not a worker's code
+                                           that says why it left) */
     json_t                 *report;     /* crash report, borrowed; copied
                                            into the dead-letter entry */
 } offload_failure_t;

@@ -781,6 +781,12 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
 
     failure.reason = crash.reason;
     failure.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    failure.exit_code = WIFEXITED(status)
+                        && (slot->sb->exit_reason == OFFLOAD_SB_EXIT_NONE
+                            || (slot->sb->exit_reason
+                                == OFFLOAD_SB_EXIT_HANDLER_PROCESS
+                                && slot->sb->child_status != -1))
+                        ? WEXITSTATUS(status) : -1;
     failure.report = offload_crash_report(&crash);
 
     snprintf(last, sizeof(last), "%s: %s",

@@ -254,6 +254,8 @@ test_metric(void)
        "a name holding \\u0000: a bad name, not fatal");
     ok(metric("{\"metric\":\"a\\udc00\",\"count\":1}") == 1,
        "a name holding a lone surrogate: a bad name, not fatal");
+    ok(metric("{\"metric\":\"a.b.count\",\"observe\":1}") == 1,
+       "observed, a name ending as a histogram's series: a bad name");
     doc = offload_hm_json(t);
     ok(json_object_size(doc) == 1, "and not recorded");
     json_decref(doc);
