@@ -73,8 +73,21 @@ const char  offload_nodes_script[] =
     "local wkeys = { 'slot', 'rss', 'cpu_user', 'cpu_sys', 'held',\n"
     "  'restarts', 'jobs_ok', 'jobs_failed', 'jobs_crashed',\n"
     "  'jobs_cancelled', 'jobs_expired', 'uptime_ms' }\n"
+    /* a document is passed on as written: a number cjson reads as
+     * infinity (1e999) would be one JSON readers refuse (offloadctl's
+     * jansson: the whole answer) */
+    "local function all_finite(v)\n"
+    "  if type(v) == 'number' then return finite(v) end\n"
+    "  if type(v) == 'table' then\n"
+    "    for _, x in pairs(v) do\n"
+    "      if not all_finite(x) then return false end\n"
+    "    end\n"
+    "  end\n"
+    "  return true\n"
+    "end\n"
     "local function check(d)\n"
     "  want(type(d) == 'table', 'not a JSON object')\n"
+    "  want(all_finite(d), 'a number is out of range')\n"
     "  want(type(d.node) == 'string', '\"node\" is not a string')\n"
     "  want(type(d.queues) == 'table', '\"queues\" is not an object')\n"
     "  figures(d, { 'heartbeat' }, '')\n"
