@@ -57,6 +57,8 @@ static ngx_int_t ngx_http_offload_admission_query(
     ngx_http_offload_admission_t *adm);
 static void ngx_http_offload_admission_read(redisAsyncContext *ac, void *r,
     void *privdata);
+static ngx_http_offload_served_t *ngx_http_offload_admission_listed(
+    ngx_http_offload_ctx_t *ctx);
 static ngx_http_offload_served_t *ngx_http_offload_admission_find(
     ngx_http_offload_admission_t *adm, u_char *name, size_t len,
     ngx_uint_t add);
@@ -412,6 +414,28 @@ ngx_http_offload_admission_find(ngx_http_offload_admission_t *adm,
 }
 
 
+/* What the registry, read within the last 3 s, says of the request's
+ * queue; NULL when it does not list it, or was not read lately (Redis down
+ * or slow: then it says nothing). */
+
+static ngx_http_offload_served_t *
+ngx_http_offload_admission_listed(ngx_http_offload_ctx_t *ctx)
+{
+    ngx_http_offload_admission_t  *adm;
+
+    adm = ctx->peer->admission;
+
+    if (adm == NULL || adm->read_at == 0
+        || ngx_current_msec - adm->read_at > NGX_HTTP_OFFLOAD_ADMIT_STALE)
+    {
+        return NULL;
+    }
+
+    return ngx_http_offload_admission_find(adm, ctx->queue.data,
+                                           ctx->queue.len, 0);
+}
+
+
 /*
  * NGX_DECLINED when the registry, read within the last 3 s, knows the
  * queue and no node that is not drained serves it; the request's
@@ -422,19 +446,9 @@ ngx_http_offload_admission_find(ngx_http_offload_admission_t *adm,
 ngx_int_t
 ngx_http_offload_admission_served(ngx_http_offload_ctx_t *ctx)
 {
-    ngx_http_offload_served_t     *q;
-    ngx_http_offload_admission_t  *adm;
+    ngx_http_offload_served_t  *q;
 
-    adm = ctx->peer->admission;
-
-    if (adm == NULL || adm->read_at == 0
-        || ngx_current_msec - adm->read_at > NGX_HTTP_OFFLOAD_ADMIT_STALE)
-    {
-        return NGX_OK;
-    }
-
-    q = ngx_http_offload_admission_find(adm, ctx->queue.data, ctx->queue.len,
-                                        0);
+    q = ngx_http_offload_admission_listed(ctx);
 
     if (q == NULL || q->served) {
         return NGX_OK;
@@ -602,16 +616,7 @@ ngx_http_offload_admission_done(redisAsyncContext *ac, void *r,
 void
 ngx_http_offload_admission_no_stream(ngx_http_offload_ctx_t *ctx)
 {
-    ngx_http_offload_admission_t  *adm;
-
-    adm = ctx->peer->admission;
-
-    if (adm != NULL && adm->read_at != 0
-        && ngx_current_msec - adm->read_at <= NGX_HTTP_OFFLOAD_ADMIT_STALE
-        && ngx_http_offload_admission_find(adm, ctx->queue.data,
-                                           ctx->queue.len, 0)
-           != NULL)
-    {
+    if (ngx_http_offload_admission_listed(ctx) != NULL) {
         ctx->retry_after = NGX_HTTP_OFFLOAD_RETRY_NO_WORKERS;
         ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                       "no_workers",

@@ -686,12 +686,12 @@ extern const char  offload_retry_script[];
  * does, nothing is written: it returns { "dup", id, status } when the
  * payload's SHA1 is the one stored, else { "reused", id }.  Then, with a
  * backlog limit, a backlog at or over it returns { "full", backlog }.
- * Otherwise
- * the entry, its record and the idempotency key (id and payload SHA1,
- * ARGV[6] ms) are written; it returns the entry id, or nil when the stream
- * does not exist (NOMKSTREAM: nothing written).  The record of a sync job
- * (its entry has a reply channel) has "sync 1": its client waits for it,
- * a cancel leaves it alone, and workers run it without the start script.
+ * Otherwise the entry, its record and the idempotency key (id and payload
+ * SHA1, ARGV[6] ms) are written; it returns the entry id, or nil when the
+ * stream does not exist (NOMKSTREAM: nothing written).  The record of a
+ * sync job (its entry has a reply channel) has "sync 1": its client waits
+ * for it, a cancel leaves it alone, and workers run it without the start
+ * script.
  *
  * Start: a worker's step before it runs an async job.  A job
  * cancelled meanwhile is acked and deleted (its body key unlinked) and
