@@ -245,25 +245,35 @@ answer_error(offload_job_t *job, const span_t *s, char *why, size_t size)
 }
 
 
+/* The top-level members of an answer line that matter, as spans. */
+typedef struct {
+    int     has_id;         /* an "id" member, the job's */
+    span_t  id;             /* the first "id" that is not the job's */
+    span_t  result;
+    span_t  error;
+    span_t  open;           /* the member whose value runs past the end */
+} members_t;
+
+
 /*
- * A line the check stopped at offset, nested too deep: this job's answer
- * all the same when the part before offset, well-formed, is an object
- * whose "id" member is the job's and whose member that offset falls in is
- * "result" (the SDKs write "id" first).  Its result nests deeper than a
- * result may: the job fails, the process goes on.  Anything else (another
- * id, no id before it, a deep "error", a line of brackets) is a broken
- * answer, as any line that is not JSON.
+ * Walks the members of the object a line holds, up to end: the line's end
+ * (the line checked whole) or where the check of it stopped (the part
+ * before is well-formed: a value that runs past it is the member open).
+ * Returns 0; -1 when the line holds no object, -2 at an "id" that is not
+ * the job's (m->id).
  */
 static int
-too_deep_result(const offload_job_t *job, const char *line, size_t offset)
+members(const offload_job_t *job, const char *line, const char *end,
+    members_t *m)
 {
-    int          has_id = 0;
     span_t       key, value;
-    const char  *p, *end = line + offset;
+    const char  *p;
+
+    memset(m, 0, sizeof(*m));
 
     p = skip_blank(line, end);
     if (p == end || *p != '{') {
-        return 0;
+        return -1;
     }
 
     for (p = skip_blank(p + 1, end); p < end && *p == '"'; ) {
@@ -278,16 +288,23 @@ too_deep_result(const offload_job_t *job, const char *line, size_t offset)
         value.data = skip_blank(p + 1, end);
         p = skip_value(value.data, end);
         if (p >= end) {
-            return has_id && key.len == 8
-                   && memcmp(key.data, "\"result\"", 8) == 0;
+            m->open = key;
+            return 0;
         }
         value.len = (size_t) (p - value.data);
 
         if (key.len == 4 && memcmp(key.data, "\"id\"", 4) == 0) {
             if (!is_job_id(&value, job->id)) {
-                return 0;
+                m->id = value;
+                return -2;
             }
-            has_id = 1;
+            m->has_id = 1;
+
+        } else if (key.len == 8 && memcmp(key.data, "\"result\"", 8) == 0) {
+            m->result = value;
+
+        } else if (key.len == 7 && memcmp(key.data, "\"error\"", 7) == 0) {
+            m->error = value;
         }
 
         p = skip_blank(p, end);
@@ -324,19 +341,24 @@ int
 offload_exec_answer(offload_job_t *job, const char *line, size_t len,
     char *why, size_t size)
 {
-    int          has_id = 0;
+    int          rc;
+    char        *buf;
     char         q[QUOTE_MAX + 1];
-    span_t       key, value, result = { NULL, 0 }, error = { NULL, 0 };
     size_t       offset;
-    const char  *p, *end = line + len, *err;
+    members_t    m;
+    const char  *err;
 
     /* A result as deep as a payload may be, framed by the answer; one
      * deeper fails its job, as a plugin's would: the process keeps step
      * (a handler that nests its input would else be made to crash, its
-     * job rerun and its pool stopped, by any client's deep payload). */
+     * job rerun and its pool stopped, by any client's deep payload).  It
+     * is this job's answer when the part before the depth limit is an
+     * object with the job's "id" first and the limit inside "result" (as
+     * the SDKs write it); anything else is a broken answer. */
     if (offload_json_check_framed(line, len, &offset, &err) != 0) {
         if (err == offload_json_too_deep
-            && too_deep_result(job, line, offset))
+            && members(job, line, line + offset, &m) == 0 && m.has_id
+            && m.open.len == 8 && memcmp(m.open.data, "\"result\"", 8) == 0)
         {
             offload_job_bad_result(job, err, offset);
             return 0;
@@ -347,62 +369,45 @@ offload_exec_answer(offload_job_t *job, const char *line, size_t len,
         return -1;
     }
 
-    p = skip_blank(line, end);
-    if (*p != '{') {
+    rc = members(job, line, line + len, &m);
+
+    if (rc == -1) {
         snprintf(why, size, "answered JSON that is not an object: %s",
                  quote(q, line, len));
         return -1;
     }
 
-    p = skip_blank(p + 1, end);
-
-    while (*p == '"') {
-        key.data = p;
-        p = skip_value(p, end);
-        key.len = (size_t) (p - key.data);
-        p = skip_blank(skip_blank(p, end) + 1, end);       /* ':' */
-        value.data = p;
-        p = skip_value(p, end);
-        value.len = (size_t) (p - value.data);
-        p = skip_blank(p, end);
-        if (*p == ',') {
-            p = skip_blank(p + 1, end);
-        }
-
-        if (key.len == 4 && memcmp(key.data, "\"id\"", 4) == 0) {
-            if (!is_job_id(&value, job->id)) {
-                snprintf(why, size, "answered for id %s while running "
-                         "job %s", quote(q, value.data, value.len), job->id);
-                return -1;
-            }
-            has_id = 1;
-
-        } else if (key.len == 8 && memcmp(key.data, "\"result\"", 8) == 0) {
-            result = value;
-
-        } else if (key.len == 7 && memcmp(key.data, "\"error\"", 7) == 0) {
-            error = value;
-        }
+    if (rc == -2) {
+        snprintf(why, size, "answered for id %s while running job %s",
+                 quote(q, m.id.data, m.id.len), job->id);
+        return -1;
     }
 
-    if (!has_id) {
+    if (!m.has_id) {
         snprintf(why, size, "answered without an \"id\": %s",
                  quote(q, line, len));
         return -1;
     }
 
-    if ((result.data == NULL) == (error.data == NULL)) {
+    if ((m.result.data == NULL) == (m.error.data == NULL)) {
         snprintf(why, size, "answered %s of \"result\" and \"error\"",
-                 result.data ? "both" : "neither");
+                 m.result.data ? "both" : "neither");
         return -1;
     }
 
-    if (error.data != NULL) {
-        return answer_error(job, &error, why, size);
+    if (m.error.data != NULL) {
+        return answer_error(job, &m.error, why, size);
     }
 
-    return offload_job_result(job, result.data, result.len)
-           == OFFLOAD_NOMEM ? OFFLOAD_NOMEM : OFFLOAD_OK;
+    /* checked already, with the line: a value at most as deep as a payload
+     * (the line one deeper, an object) */
+    buf = offload_job_result_room(job, m.result.len);
+    if (buf == NULL) {
+        return OFFLOAD_NOMEM;
+    }
+
+    memcpy(buf, m.result.data, m.result.len);
+    return OFFLOAD_OK;
 }
 
 

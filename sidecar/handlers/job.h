@@ -73,7 +73,8 @@ void offload_job_bad_result(offload_job_t *job, const char *err,
     size_t offset);
 
 /* For offload's own handlers, which write a result they vouch for in
- * place (no check, no copy): room for len bytes of it, or NULL. */
+ * place (no check, no copy), and the exec bridge, whose answer line was
+ * checked whole: room for len bytes of it, or NULL. */
 char *offload_job_result_room(offload_job_t *job, size_t len);
 
 /* Frees the result buffer when it grew over keep bytes (0: always). */
