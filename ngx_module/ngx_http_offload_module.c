@@ -317,6 +317,10 @@ ngx_http_offload_handler(ngx_http_request_t *r)
 
     r->request_body_in_single_buf = 1;
 
+    if (ngx_http_offload_pace_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     rc = ngx_http_read_client_request_body(r, ngx_http_offload_body_handler);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {

@@ -870,6 +870,9 @@ ngx_int_t ngx_http_offload_upload(ngx_http_offload_ctx_t *ctx);
 void ngx_http_offload_upload_stop(ngx_http_offload_ctx_t *ctx);
 void ngx_http_offload_body_delete(ngx_http_offload_ctx_t *ctx);
 
+/* ngx_http_offload_pace.c */
+ngx_int_t ngx_http_offload_pace_body(ngx_http_request_t *r);
+
 /* ngx_http_offload_admission.c */
 char *ngx_http_offload_max_backlog(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
