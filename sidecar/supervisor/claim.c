@@ -294,7 +294,23 @@ offload_claim_round(offload_supervisor_t *sup)
     claim_t               *c;
     offload_redis_conn_t  *conn;
 
+    /* A reload's retired workers still run jobs under their names. */
+    for (p = 0; p < sup->nretired; p++) {
+        offload_stream_key(stream, sizeof(stream), sup->retired[p].queue->name,
+                           strlen(sup->retired[p].queue->name));
+        send_touch(&sup->retired[p], stream);
+    }
+
+    /* So do a stopping node's, until shutdown_timeout: their entries stay
+     * touched, or another node takes them for a lost node's and runs them
+     * again beside them.  A stopping node claims nothing. */
     if (sup->stopping) {
+        for (p = 0; p < sup->npools; p++) {
+            if (offload_pool_conn(&sup->pools[p])->ready) {
+                send_touch(&sup->pools[p], sup->pools[p].stream_key);
+            }
+        }
+
         return;
     }
 
@@ -305,13 +321,6 @@ offload_claim_round(offload_supervisor_t *sup)
                                   offload_prune_nodes_script,
                                   OFFLOAD_NODES_KEY, OFFLOAD_NODE_PREFIX);
         }
-    }
-
-    /* A reload's retired workers still run jobs under their names. */
-    for (p = 0; p < sup->nretired; p++) {
-        offload_stream_key(stream, sizeof(stream), sup->retired[p].queue->name,
-                           strlen(sup->retired[p].queue->name));
-        send_touch(&sup->retired[p], stream);
     }
 
     for (p = 0; p < sup->npools; p++) {
