@@ -102,10 +102,14 @@ ngx_http_offload_link_init(ngx_http_offload_link_t *link,
     link->connect_timer.log = log;
     link->connect_timer.cancelable = 1;
 
+    /* armed only while commands await their replies: an exiting worker
+     * (a reload, a graceful stop) stays for those, at most the watchdog's
+     * time, so that a read sent for a request is answered, not lost with
+     * the link when the worker exits under it */
+
     link->watchdog.handler = ngx_http_offload_link_timeout_handler;
     link->watchdog.data = link;
     link->watchdog.log = log;
-    link->watchdog.cancelable = 1;
 }
 
 
