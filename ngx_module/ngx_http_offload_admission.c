@@ -46,6 +46,7 @@ struct ngx_http_offload_admission_s {
     ngx_event_t                   timer;
     ngx_msec_t                    read_at;    /* 0: never */
     ngx_uint_t                    nqueues;
+    ngx_uint_t                    refused;    /* reads refused in a row */
     ngx_http_offload_served_t     queues[NGX_HTTP_OFFLOAD_ADMIT_QUEUES];
     unsigned                      querying:1;
     unsigned                      by_sha:1;
@@ -338,12 +339,27 @@ ngx_http_offload_admission_read(redisAsyncContext *ac, void *r,
         return;
     }
 
+    /* read every second: one refused read (BUSY while a script runs too
+     * long, LOADING) is refused again the next second, logged when the
+     * refusals begin and when they end */
+
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 3) {
-        ngx_log_error(NGX_LOG_ERR, adm->timer.log, 0,
-                      "offload: registry read for admission: %s",
-                      reply->type == REDIS_REPLY_ERROR
-                      ? reply->str : "unexpected reply");
+        if (adm->refused++ == 0) {
+            ngx_log_error(NGX_LOG_ERR, adm->timer.log, 0,
+                          "offload: registry read for admission: %s "
+                          "(logged again when it is answered)",
+                          reply->type == REDIS_REPLY_ERROR
+                          ? reply->str : "unexpected reply");
+        }
+
         return;
+    }
+
+    if (adm->refused) {
+        ngx_log_error(NGX_LOG_INFO, adm->timer.log, 0,
+                      "offload: registry read for admission answered "
+                      "again, after %ui refusals", adm->refused);
+        adm->refused = 0;
     }
 
     adm->by_sha = 1;

@@ -360,3 +360,25 @@ offload_log_write(int level, const char *fmt, ...)
         /* retry */
     }
 }
+
+
+int
+offload_log_refused(unsigned long *count, const char *who, const char *what,
+    const char *err)
+{
+    if (err != NULL) {
+        if ((*count)++ == 0) {
+            log_error("%s: redis refuses the %s: %s (logged again when it "
+                      "takes it)", who, what, err);
+        }
+        return 1;
+    }
+
+    if (*count > 0) {
+        log_info("%s: redis takes the %s again, after refusing it %lu "
+                 "times", who, what, *count);
+        *count = 0;
+    }
+
+    return 0;
+}

@@ -65,6 +65,16 @@ void offload_log_unctrl(char *s, size_t len);
 void offload_log_write(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/*
+ * A command Redis refuses at every try while something lasts (BUSY while a
+ * script runs too long, OOM under noeviction, LOADING): the log says so
+ * when the refusals begin and when they end, not a line a try.  *count
+ * counts the episode's refusals; who and what name the command; err is
+ * Redis' error, NULL for an answer.  Returns 1 for a refusal.
+ */
+int offload_log_refused(unsigned long *count, const char *who,
+    const char *what, const char *err);
+
 #define offload_log(level, ...)                                              \
     do {                                                                     \
         if ((level) >= offload_log_level) {                                  \

@@ -37,6 +37,8 @@ typedef struct {
                                            outlive a reload */
     offload_redis_conn_t  *node_conn;   /* its node-level keys' */
     char                   queue[OFFLOAD_QUEUE_NAME_MAX + 1];
+    char                   who[OFFLOAD_QUEUE_NAME_MAX + 7];  /* for the
+                                                               log */
     char                   claimer[OFFLOAD_CONSUMER_MAX];
     char                   stream[OFFLOAD_KEY_MAX];
 } claim_t;
@@ -82,12 +84,15 @@ claim_cb(redisAsyncContext *ac, void *r, void *privdata)
         if (reply != NULL && reply->type == REDIS_REPLY_ERROR
             && strncmp(reply->str, "NOGROUP", 7) != 0)
         {
-            log_error("queue %s: XAUTOCLAIM failed: %s", c->queue,
-                      reply->str);
+            (void) offload_log_refused(&sup->claim_refused, c->who,
+                                       "claim (XAUTOCLAIM)", reply->str);
         }
         free(c);
         return;
     }
+
+    (void) offload_log_refused(&sup->claim_refused, c->who,
+                               "claim (XAUTOCLAIM)", NULL);
 
     q = claim_queue(c);
     if (q == NULL) {
@@ -338,6 +343,7 @@ offload_claim_round(offload_supervisor_t *sup)
         c->conn = conn;
         c->node_conn = offload_pool_node_conn(&sup->pools[p]);
         snprintf(c->queue, sizeof(c->queue), "%s", sup->pools[p].queue->name);
+        snprintf(c->who, sizeof(c->who), "queue %s", c->queue);
         snprintf(c->claimer, sizeof(c->claimer), "%s:claim",
                  sup->conf->node_name);
         offload_stream_key(c->stream, sizeof(c->stream), c->queue,

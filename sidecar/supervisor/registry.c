@@ -321,31 +321,16 @@ reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
-/* An answer to what the registry sends every heartbeat.  While Redis
- * refuses it (maxmemory reached under noeviction refuses the writes; a
- * script running too long, BUSY, or an AOF loading, LOADING, everything)
- * it refuses it at every heartbeat: the log says so when the refusals
- * begin and when they end, not a line a heartbeat.  Returns 1 for a
- * refusal. */
+/* An answer to what the registry sends every heartbeat: while Redis
+ * refuses it, it refuses it at every heartbeat (offload_log_refused()).
+ * Returns 1 for a refusal. */
 static int
 refused(offload_link_t *link, unsigned long *count, const char *what,
     redisReply *reply)
 {
-    if (reply->type == REDIS_REPLY_ERROR) {
-        if ((*count)++ == 0) {
-            log_error("%s: redis refuses the %s: %s (logged again when it "
-                      "takes it)", link->name, what, reply->str);
-        }
-        return 1;
-    }
-
-    if (*count > 0) {
-        log_info("%s: redis takes the %s again, after refusing it %lu "
-                 "times", link->name, what, *count);
-        *count = 0;
-    }
-
-    return 0;
+    return offload_log_refused(count, link->name, what,
+                               reply->type == REDIS_REPLY_ERROR
+                               ? reply->str : NULL);
 }
 
 

@@ -96,6 +96,8 @@ typedef struct offload_supervisor_s {
     ev_signal              sigusr1;     /* reopen the logs */
     ev_timer               scan;        /* job timeouts, reload's roll */
     ev_timer               claim;       /* lost nodes' jobs (claim.c) */
+    unsigned long          claim_refused;   /* claims refused in a row
+                                               (BUSY...) */
     ev_timer               retry;       /* due retries back (retry.h) */
     ev_timer               cancel;      /* running jobs cancelled
                                            (cancel.c) */

@@ -834,7 +834,8 @@ read_cb(redisAsyncContext *ac, void *r, void *privdata)
             return;
         }
 
-        log_error("%s: XREADGROUP failed: %s", w->name, reply->str);
+        (void) offload_log_refused(&w->read_refused, w->name,
+                                   "read (XREADGROUP)", reply->str);
         ev_timer_set(&w->read_retry, 1.0, 0.0);
         ev_timer_start(w->loop, &w->read_retry);
         return;
@@ -844,6 +845,8 @@ read_cb(redisAsyncContext *ac, void *r, void *privdata)
         log_notice("%s: the consumer group is back, reading again", w->name);
     }
     w->nogroup = 0;
+    (void) offload_log_refused(&w->read_refused, w->name,
+                               "read (XREADGROUP)", NULL);
 
     entries = NULL;
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1

@@ -192,6 +192,8 @@ struct offload_worker_s {
                                                        for good: completions
                                                        by the script */
     int                          jobs_run;      /* for max_jobs_per_worker */
+    unsigned long                read_refused;  /* reads refused in a
+                                                   row (BUSY...) */
     int                          nogroup;       /* reads answered NOGROUP
                                                    in a row */
 
