@@ -129,7 +129,9 @@ kill 'CONT', $worker;
 ok(wait_until(sub { log_count(qr/completing entry \S+ .*OOM/) > 0 },
     scaled(10), 'completion refused'), 'redis refused the completion')
     or diag(slurp($log));
-like(slurp($log), qr/kept and sent again/, 'the worker keeps it');
+# (its own line, written right after the refusal's: waited for)
+ok(wait_until(sub { log_count(qr/kept and sent again/) > 0 }, scaled(5),
+    'kept'), 'the worker keeps it') or diag(slurp($log));
 is(pending('echo'), 1, 'the entry is pending meanwhile');
 
 # a while refused: bounded tries, one line for the episode
