@@ -496,7 +496,11 @@ extern const char  offload_stage_first_script[];
  * deleted with its body key, no dead letter, and it returns 0.
  *
  * Hand back: the entries a consumer holds, except one, go back to the
- * queue unchanged (a worker that stopped or died before running them).
+ * queue unchanged (a worker that stopped or died before running them, or
+ * was stopped running one: a stop's shutdown_timeout).  A job's record
+ * (an entry with "rec"; read before the entry's writes, undeclared, in
+ * the queue's slot) that says running says queued again, and a sync
+ * job's (its reply channel) names the new entry, as a read of it expects.
  *   KEYS[1] stream          ARGV[1] group     ARGV[2] consumer
  *                           ARGV[3] entry id to leave alone, or ""
  * Returns how many entries went back.
