@@ -51,6 +51,11 @@ retire_done(offload_supervisor_t *sup)
     log_notice("reload done");
     offload_event(offload_registry_main(&sup->registry), sup->conf->node_name,
                   "reload", NULL, NULL);
+
+    if (sup->reload_pending && !sup->stopping) {
+        sup->reload_pending = 0;
+        offload_reload(sup);
+    }
 }
 
 
@@ -152,8 +157,16 @@ offload_reload(offload_supervisor_t *sup)
     offload_conf_t  *conf;
     offload_pool_t  *pools, *pool;
 
+    /* a SIGHUP asks for the file as it is now, and systemctl reload said
+     * yes already: read once the previous reload is done, not refused */
+
     if (sup->retired != NULL) {
-        reload_failed(sup, "the previous reload is still rolling");
+        if (!sup->reload_pending) {
+            log_notice("reload asked while the previous one rolls: it "
+                       "follows once that one is done");
+        }
+
+        sup->reload_pending = 1;
         return;
     }
 

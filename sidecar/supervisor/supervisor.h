@@ -83,6 +83,8 @@ typedef struct offload_supervisor_s {
     size_t                 nretired;
     const offload_conf_t  *retired_conf;
     offload_slot_t        *rolling;     /* the slot being replaced */
+    int                    reload_pending;  /* a SIGHUP during the
+                                               rolling: reload after it */
 
     int64_t                started_ms;  /* wall clock */
     int                    stopping;
