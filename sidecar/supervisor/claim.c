@@ -47,6 +47,21 @@ typedef struct {
 static void send_autoclaim(claim_t *c, const char *cursor);
 
 
+/* Its claims refused or answered: the queue's own count, each queue may
+ * have a Redis of its own (a pool a reload removed counts no more). */
+static void
+claim_refused(claim_t *c, const char *err)
+{
+    offload_pool_t  *pool;
+
+    pool = offload_pool_named(c->sup->pools, c->sup->npools, c->queue);
+    if (pool != NULL) {
+        (void) offload_log_refused(&pool->claim_refused, c->who,
+                                   "claim (XAUTOCLAIM)", err);
+    }
+}
+
+
 /* The queue's configuration as it is now, or NULL if a reload removed it. */
 static const offload_conf_queue_t *
 claim_queue(claim_t *c)
@@ -84,15 +99,13 @@ claim_cb(redisAsyncContext *ac, void *r, void *privdata)
         if (reply != NULL && reply->type == REDIS_REPLY_ERROR
             && strncmp(reply->str, "NOGROUP", 7) != 0)
         {
-            (void) offload_log_refused(&sup->claim_refused, c->who,
-                                       "claim (XAUTOCLAIM)", reply->str);
+            claim_refused(c, reply->str);
         }
         free(c);
         return;
     }
 
-    (void) offload_log_refused(&sup->claim_refused, c->who,
-                               "claim (XAUTOCLAIM)", NULL);
+    claim_refused(c, NULL);
 
     q = claim_queue(c);
     if (q == NULL) {

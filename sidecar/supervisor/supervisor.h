@@ -61,6 +61,8 @@ struct offload_pool_s {
     int                          nrecent;      /* entries in the ring */
     int                          next;         /* where the next one goes */
     ev_timer                     cooldown;
+    unsigned long                claim_refused;  /* its claims refused in
+                                                    a row (BUSY...) */
     offload_pool_stats_t         stats;
     offload_hm_table_t          *metrics;      /* its handlers' metrics,
                                                   shared with its workers */
@@ -98,8 +100,6 @@ typedef struct offload_supervisor_s {
     ev_signal              sigusr1;     /* reopen the logs */
     ev_timer               scan;        /* job timeouts, reload's roll */
     ev_timer               claim;       /* lost nodes' jobs (claim.c) */
-    unsigned long          claim_refused;   /* claims refused in a row
-                                               (BUSY...) */
     ev_timer               retry;       /* due retries back (retry.h) */
     ev_timer               cancel;      /* running jobs cancelled
                                            (cancel.c) */
