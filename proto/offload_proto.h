@@ -499,8 +499,9 @@ extern const char  offload_stage_first_script[];
  * queue unchanged (a worker that stopped or died before running them, or
  * was stopped running one: a stop's shutdown_timeout).  A job's record
  * (an entry with "rec"; read before the entry's writes, undeclared, in
- * the queue's slot) that says running says queued again, and a sync
- * job's (its reply channel) names the new entry, as a read of it expects.
+ * the queue's slot) that says running, on this consumer (its node, queue
+ * and slot), says queued again, and a sync job's (its reply channel) that
+ * says queued names the new entry, as a read of it expects.
  *   KEYS[1] stream          ARGV[1] group     ARGV[2] consumer
  *                           ARGV[3] entry id to leave alone, or ""
  * Returns how many entries went back.
