@@ -41,7 +41,8 @@ static void ngx_http_offload_pace_forget(void *data);
 static void ngx_http_offload_pace_end(void *data);
 
 
-/* Before r's body is read: NGX_ERROR only when out of memory. */
+/* Before r's body is read (a chunked one, or one over a turn's bytes):
+ * NGX_ERROR only when out of memory. */
 
 ngx_int_t
 ngx_http_offload_pace_body(ngx_http_request_t *r)
@@ -57,8 +58,8 @@ ngx_http_offload_pace_body(ngx_http_request_t *r)
         || r->stream
 #endif
         || c->recv == ngx_http_offload_pace_recv
-        || (r->headers_in.content_length_n >= 0
-            && r->headers_in.content_length_n <= NGX_HTTP_OFFLOAD_TURN))
+        || !(r->headers_in.chunked
+             || r->headers_in.content_length_n > NGX_HTTP_OFFLOAD_TURN))
     {
         return NGX_OK;
     }

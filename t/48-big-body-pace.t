@@ -71,6 +71,9 @@ for my $case (
         "$name: no recv of the body over 1 MB (the largest $max bytes)");
     cmp_ok(scalar @recvs, '>=', $mb,
         "$name: the body read in at least $mb recvs (" . @recvs . ')');
+    my $turns = () = substr(slurp($log), $from) =~ /posted next event/g;
+    cmp_ok($turns, '>=', $mb / 2, "$name: over turns of the loop, the "
+        . "read event posted for the next one ($turns times)");
 }
 
 # a client that sends half a paced body and goes: its request ends, the
