@@ -60,6 +60,7 @@ static void ngx_http_offload_link_role_done(redisAsyncContext *ac, void *r,
 static void ngx_http_offload_link_refused(ngx_http_offload_link_t *link,
     redisReply *reply);
 static void ngx_http_offload_link_usable(ngx_http_offload_link_t *link);
+static void ngx_http_offload_link_watch(ngx_http_offload_link_t *link);
 static ngx_uint_t ngx_http_offload_subscribed_reply(redisReply *reply);
 static void ngx_http_offload_link_failed(ngx_http_offload_link_t *link,
     const char *err);
@@ -102,10 +103,7 @@ ngx_http_offload_link_init(ngx_http_offload_link_t *link,
     link->connect_timer.log = log;
     link->connect_timer.cancelable = 1;
 
-    /* armed only while commands await their replies: an exiting worker
-     * (a reload, a graceful stop) stays for those, at most the watchdog's
-     * time, so that a read sent for a request is answered, not lost with
-     * the link when the worker exits under it */
+    /* no cancelable timer: ngx_http_offload_link_watch() */
 
     link->watchdog.handler = ngx_http_offload_link_timeout_handler;
     link->watchdog.data = link;
@@ -420,13 +418,43 @@ ngx_http_offload_link_send(ngx_http_offload_link_t *link, redisCallbackFn *fn,
 }
 
 
+/*
+ * Arms the link's watchdog, NGX_HTTP_OFFLOAD_WATCHDOG from now, while
+ * commands await their replies.  It is no cancelable timer: an exiting
+ * worker (a reload, a graceful stop) stays for the replies its links
+ * await, so that a read sent for a request is answered, not lost with the
+ * link when the worker exits under it.  But for at most
+ * NGX_HTTP_OFFLOAD_WATCHDOG after it began to exit: the pings and reads
+ * its cancelable timers go on sending meanwhile must not keep it alive
+ * while Redis does not answer.
+ */
+
+static void
+ngx_http_offload_link_watch(ngx_http_offload_link_t *link)
+{
+    static ngx_msec_t  exit_by;
+
+    if (ngx_exiting) {
+        if (exit_by == 0) {
+            exit_by = ngx_current_msec + NGX_HTTP_OFFLOAD_WATCHDOG;
+        }
+
+        if ((ngx_msec_int_t) (exit_by - ngx_current_msec) <= 0) {
+            link->watchdog.cancelable = 1;
+        }
+    }
+
+    ngx_add_timer(&link->watchdog, NGX_HTTP_OFFLOAD_WATCHDOG);
+}
+
+
 static void
 ngx_http_offload_link_sent(ngx_http_offload_link_t *link)
 {
     link->inflight++;
 
     if (!link->watchdog.timer_set) {
-        ngx_add_timer(&link->watchdog, NGX_HTTP_OFFLOAD_WATCHDOG);
+        ngx_http_offload_link_watch(link);
     }
 }
 
@@ -1047,7 +1075,7 @@ ngx_http_offload_link_replied(redisAsyncContext *ac, redisReply *reply)
     }
 
     if (link->inflight) {
-        ngx_add_timer(&link->watchdog, NGX_HTTP_OFFLOAD_WATCHDOG);
+        ngx_http_offload_link_watch(link);
 
     } else if (link->watchdog.timer_set) {
         ngx_del_timer(&link->watchdog);
@@ -1146,7 +1174,7 @@ ngx_http_offload_link_read_handler(ngx_event_t *rev)
          * does: it may take longer than the watchdog to arrive whole */
 
         if (link->inflight) {
-            ngx_add_timer(&link->watchdog, NGX_HTTP_OFFLOAD_WATCHDOG);
+            ngx_http_offload_link_watch(link);
         }
 
         /* a short read emptied the socket, but an end of file that came
@@ -1231,7 +1259,7 @@ ngx_http_offload_link_write(ngx_http_offload_link_t *link,
          * big command may take longer than the watchdog to write */
 
         if (sdslen(ac->c.obuf) < len && link->inflight) {
-            ngx_add_timer(&link->watchdog, NGX_HTTP_OFFLOAD_WATCHDOG);
+            ngx_http_offload_link_watch(link);
         }
 
         if (sdslen(ac->c.obuf) != 0) {

@@ -3,7 +3,8 @@
 # reload (or a graceful stop) is answered with the job as Redis has it:
 # the worker stays for the record read it sent then.  Commands on their
 # way keep an exiting worker (their watchdog is no cancelable timer): it
-# exits once they are answered, or dropped by the watchdog.  (Before: the
+# exits once they are answered, or dropped by the watchdog, and no later
+# than the watchdog's time after it began to exit, with Redis frozen.  (Before: the
 # worker, with no timer left, exited under the read, and the poll was
 # answered 503 redis_unavailable, "the redis connection was lost", with
 # Redis up and the job running.)
@@ -14,6 +15,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use IO::Socket::INET;
+use Time::HiRes qw(time);
 use OffloadTest;
 
 start_redis();
@@ -32,6 +34,12 @@ server {
 HTTP
 ok(wait_nginx_ready('/sync/sleep', '{"ms":1}', 1), 'stack ready');
 
+sub old_gone {
+    my @old = @_;
+    return wait_until(sub { !grep { kill 0, $_ } @old }, scaled(10),
+        'the old worker exits');
+}
+
 for my $signal (qw(HUP QUIT)) {
     my $id = running_sleep_job(5000);
     my @old = nginx_worker_pids();
@@ -48,11 +56,23 @@ for my $signal (qw(HUP QUIT)) {
     is($r->{status}, 200, "$signal: the poll, its wait over in the exiting "
         . 'worker, is answered 200') or diag($r->{content});
     is($r->{json}{status}, 'running', "$signal: with its job running");
-    ok(wait_until(sub { !grep { kill 0, $_ } @old }, scaled(10),
-        'the old worker exits'), "$signal: the old worker exits then");
+    ok(old_gone(@old), "$signal: the old worker exits then");
     last if $signal eq 'QUIT';
     ok(wait_nginx_ready('/sync/sleep', '{"ms":1}', 1),
         "$signal: new workers serve jobs");
+
+    # Redis frozen: the exiting worker's own pings and reads, sent by its
+    # timers while it stays, keep its watchdog armed; it stays no longer
+    # than the watchdog's 2 s after it began to exit all the same
+    kill 'STOP', redis_pid();
+    @old = nginx_worker_pids();
+    kill 'HUP', nginx_pid();
+    my $t0 = time;
+    ok(old_gone(@old), 'HUP with Redis frozen: the old worker exits');
+    diag(sprintf 'gone %.2f s after SIGHUP', time - $t0);
+    kill 'CONT', redis_pid();
+    ok(wait_nginx_ready('/sync/sleep', '{"ms":1}', 1),
+        'jobs again once Redis answers');
 }
 
 finish();
