@@ -27,7 +27,7 @@ my $conf = slurp($file);
 sub echo_workers { scalar grep { $_ } @{ worker_pids()->{echo} || [] } }
 
 # a job that keeps the sleep worker, retired by the first reload, busy
-my $s = send_post('/jobs/sleep', '{"ms":2500}');
+my $s = send_post('/jobs/sleep', '{"ms":6000}');
 ok(wait_until(sub { pending_jobs('sleep') == 1 }, scaled(10), 'sleep runs'),
     'a long job runs');
 
@@ -44,7 +44,7 @@ ok(wait_until(sub { slurp(tmpdir() . '/sidecar.log')
         =~ /reload asked while the previous one rolls/ },
     scaled(10), 'said'), 'a second SIGHUP meanwhile is taken for later');
 
-is(read_answer($s, scaled(15))->{status}, 200, 'the long job is answered');
+is(read_answer($s, scaled(20))->{status}, 200, 'the long job is answered');
 ok(wait_until(sub { @{ events('reload') } == 2 }, scaled(20),
     'both reloads done'), 'both reloads are done');
 is(scalar @{ events('reload_failed') }, 0, 'none refused');
