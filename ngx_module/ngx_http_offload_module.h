@@ -582,6 +582,24 @@ ngx_http_offload_pending_of(ngx_http_offload_peer_t *peer)
 }
 
 
+/* what a connection keeps of a module's own in its pool (a parked poll, a
+ * paced body): the data of its cleanup of that handler, or NULL */
+
+static ngx_inline void *
+ngx_http_offload_cleanup_data(ngx_pool_t *pool, ngx_pool_cleanup_pt handler)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    for (cln = pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == handler) {
+            return cln->data;
+        }
+    }
+
+    return NULL;
+}
+
+
 /* ngx_http_offload_peer_conf.c */
 char *ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_offload_addrs_parse(ngx_conf_t *cf, u_char *p,

@@ -140,15 +140,8 @@ ngx_http_offload_pace_recv(ngx_connection_t *c, u_char *buf, size_t size)
 static ngx_http_offload_pace_t *
 ngx_http_offload_pace_of(ngx_connection_t *c)
 {
-    ngx_pool_cleanup_t  *cln;
-
-    for (cln = c->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_offload_pace_forget) {
-            return cln->data;
-        }
-    }
-
-    return NULL;
+    return ngx_http_offload_cleanup_data(c->pool,
+                                         ngx_http_offload_pace_forget);
 }
 
 

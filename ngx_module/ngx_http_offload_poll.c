@@ -283,15 +283,8 @@ ngx_http_offload_poll_head(ngx_http_request_t *r, size_t *len)
 static ngx_http_offload_poll_t *
 ngx_http_offload_poll_of(ngx_connection_t *c)
 {
-    ngx_pool_cleanup_t  *cln;
-
-    for (cln = c->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_offload_poll_cleanup) {
-            return cln->data;
-        }
-    }
-
-    return NULL;
+    return ngx_http_offload_cleanup_data(c->pool,
+                                         ngx_http_offload_poll_cleanup);
 }
 
 

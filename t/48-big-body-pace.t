@@ -16,10 +16,7 @@ use IO::Socket::INET;
 use OffloadTest;
 
 my $dir = tmpdir();
-system("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1"
-    . " -nodes -days 1 -subj /CN=127.0.0.1 -keyout $dir/key.pem"
-    . " -out $dir/cert.pem >$dir/openssl.log 2>&1") == 0
-    or BAIL_OUT('openssl req: ' . slurp("$dir/openssl.log"));
+tls_cert();
 
 my $tls = free_port();
 start_redis();
@@ -61,7 +58,9 @@ for my $case (
 {
     my ($name, $base, $more) = @$case;
     my $from = -s $log;
-    my $out = `curl -v 2>$dir/curl.err -sk --http1.1 -o $dir/answer -w '%{http_code}' -H 'Expect:' -H 'Content-Type: application/json' $more --data-binary \@$file $base/jobs/echo`;
+    my $out = `curl -vsk --http1.1 -o $dir/answer -w '%{http_code}' \\
+        -H 'Expect:' -H 'Content-Type: application/json' $more \\
+        --data-binary \@$file $base/jobs/echo 2>$dir/curl.err`;
     is($out, '200', "$name: the $mb MB echo job answered 200")
         or diag(slurp("$dir/curl.err"));
     is(-s "$dir/answer", -s $file, "$name: with the whole body");

@@ -13,10 +13,7 @@ use Test::More;
 use OffloadTest;
 
 my $dir = tmpdir();
-system("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1"
-    . " -nodes -days 1 -subj /CN=127.0.0.1 -keyout $dir/key.pem"
-    . " -out $dir/cert.pem >$dir/openssl.log 2>&1") == 0
-    or BAIL_OUT('openssl req: ' . slurp("$dir/openssl.log"));
+tls_cert();
 
 my $tls = free_port();
 start_redis();

@@ -30,7 +30,7 @@ use Time::HiRes qw(time sleep);
 
 our @EXPORT = qw(
     build_path sanitize scaled tmpdir free_port wait_until slurp spew
-    spawn alive stop_proc child_pids
+    spawn alive stop_proc child_pids tls_cert
     start_redis stop_redis restart_redis redis_port redis_pid redis_cmd
     redis_cmds redis_select redis_cmd_at redis_use proc_pid wait_replicated
     redis_password
@@ -96,6 +96,17 @@ sub tmpdir {
     # started as root, nginx's workers run as nobody and must reach it
     chmod 0755, $DIR or die "chmod $DIR: $!";
     return $DIR;
+}
+
+# A self-signed certificate for 127.0.0.1, key.pem and cert.pem in the
+# test's directory (an nginx ssl listener's ssl_certificate
+# @DIR@/cert.pem and ssl_certificate_key @DIR@/key.pem).
+sub tls_cert {
+    my $dir = tmpdir();
+    system("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1"
+        . " -nodes -days 1 -subj /CN=127.0.0.1 -keyout $dir/key.pem"
+        . " -out $dir/cert.pem >$dir/openssl.log 2>&1") == 0
+        or give_up('openssl req: ' . slurp("$dir/openssl.log"));
 }
 
 sub slurp {
