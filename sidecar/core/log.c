@@ -38,6 +38,12 @@ static const char  *log_queue;
 static char         log_job_id[LOG_ID_MAX];
 static char         log_rid[LOG_ID_MAX];
 static char         log_trace_id[OFFLOAD_TRACE_ID_LEN + 1];
+static unsigned long  log_lost;         /* lines the target refused */
+static int            log_lost_errno;
+
+static void log_line(int level, const struct timeval *tv,
+    const char *message);
+static void log_lost_say(const struct timeval *tv);
 
 static const char  *level_names[] = {
     "debug", "info", "notice", "warn", "error"
@@ -328,8 +334,7 @@ offload_log_unctrl(char *s, size_t len)
 void
 offload_log_write(int level, const char *fmt, ...)
 {
-    char            message[2048], line[LOG_LINE_MAX];
-    size_t          len;
+    char            message[2048];
     va_list         ap;
     struct timeval  tv;
 
@@ -347,17 +352,58 @@ offload_log_write(int level, const char *fmt, ...)
 
     gettimeofday(&tv, NULL);
 
+    if (log_lost > 0) {
+        log_lost_say(&tv);
+    }
+
+    log_line(level, &tv, message);
+}
+
+
+/* Formats and writes one line; one the target refuses (a full disk, an
+ * I/O error) is counted, not failed over. */
+static void
+log_line(int level, const struct timeval *tv, const char *message)
+{
+    char     line[LOG_LINE_MAX];
+    size_t   len;
+    ssize_t  n;
+
     if (log_json) {
-        len = format_json(line, sizeof(line) - 1, level, &tv, message);
+        len = format_json(line, sizeof(line) - 1, level, tv, message);
     } else {
-        len = format_text(line, sizeof(line) - 1, level, &tv, message);
+        len = format_text(line, sizeof(line) - 1, level, tv, message);
         offload_log_unctrl(line, len);
     }
     line[len++] = '\n';
 
-    /* A lost log line is not worth failing over; nothing else to do. */
-    while (write(log_fd, line, len) == -1 && errno == EINTR) {
-        /* retry */
+    do {
+        n = write(log_fd, line, len);
+    } while (n == -1 && errno == EINTR);
+
+    if (n != (ssize_t) len) {
+        log_lost++;
+        log_lost_errno = n == -1 ? errno : ENOSPC;
+    }
+}
+
+
+/* The lines a full disk took, said with the first line it takes again:
+ * a gap in the log is never silent. */
+static void
+log_lost_say(const struct timeval *tv)
+{
+    char           message[256];
+    unsigned long  lost = log_lost;
+
+    snprintf(message, sizeof(message), "%lu log line%s lost: %s", lost,
+             lost == 1 ? "" : "s", strerror(log_lost_errno));
+
+    log_lost = 0;
+    log_line(OFFLOAD_LOG_WARN, tv, message);
+
+    if (log_lost > 0) {
+        log_lost = lost;        /* refused again: said later */
     }
 }
 
