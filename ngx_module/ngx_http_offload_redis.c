@@ -214,8 +214,12 @@ ngx_http_offload_link_open(ngx_http_offload_link_t *link)
         return;
     }
 
+    /* nginx says why (worker_connections), this says which link */
+
     c = ngx_get_connection(ac->c.fd, link->log);
     if (c == NULL) {
+        ngx_http_offload_link_failed(link, "no free connection of nginx's "
+                                     "worker_connections");
         redisAsyncFree(ac);
         ngx_http_offload_link_again(link);
         return;
