@@ -128,7 +128,8 @@ is(post_json('/jobs/xn', { n => 4, size => 0.5 })->{status}, 200,
     'xn (Node) job answered');
 ok(wait_until(sub { hmv('xn', 'exec_lines', 'count') == 4 }, scaled(5),
               'xn counted'), 'the Node SDK\'s job.count');
-is(hm('xn')->{exec_size}{sum}, 0.5, 'and its job.observe');
+ok(wait_until(sub { hmv('xn', 'exec_size', 'sum') == 0.5 }, scaled(5),
+              'xn observed'), 'and its job.observe');
 
 # what the SDKs cannot send fails the job (422), never the process (502,
 # the job run again)
