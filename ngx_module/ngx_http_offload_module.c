@@ -618,16 +618,11 @@ ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
     }
 
     /* a sync job's answer comes on this worker's reply channel: without
-     * its subscription it would be looked for only at the deadline.  One
-     * being made (a new worker, a reconnect) comes in a moment, and what
-     * was published meanwhile is looked for then; one whose last attempt
-     * failed or was refused (maxclients, an ACL) may not come at all.  A
-     * cluster's replies come by the master of each queue's slot,
-     * subscribed as jobs come. */
+     * its subscription (refused: maxclients, an ACL) it would be looked
+     * for only at the deadline.  A cluster's replies come by the master
+     * of each queue's slot, subscribed as jobs come. */
 
-    if (!ctx->async && peer->parent == NULL && !peer->subscriber.subscribed
-        && (peer->subscriber.refused || peer->subscriber.failed))
-    {
+    if (!ctx->async && peer->parent == NULL && !peer->subscriber.usable) {
         return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "redis_unavailable",
                                            "redis has not taken this "
