@@ -617,18 +617,6 @@ ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
                                            "redis is not reachable");
     }
 
-    /* a sync job's answer comes on this worker's reply channel: without
-     * its subscription (refused: maxclients, an ACL) it would be looked
-     * for only at the deadline.  A cluster's replies come by the master
-     * of each queue's slot, subscribed as jobs come. */
-
-    if (!ctx->async && peer->parent == NULL && !peer->subscriber.usable) {
-        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                           "redis_unavailable",
-                                           "redis has not taken this "
-                                           "worker's reply channel");
-    }
-
     if (ngx_http_offload_admission_served(ctx) != NGX_OK) {
         return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "no_workers",
