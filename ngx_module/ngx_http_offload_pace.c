@@ -105,15 +105,15 @@ ngx_http_offload_pace_recv(ngx_connection_t *c, u_char *buf, size_t size)
     ssize_t                   n;
     ngx_http_offload_pace_t  *pace;
 
-    pace = ngx_http_offload_pace_of(c);
-
-    if (pace->left == 0 && !c->read->posted) {
-        pace->left = NGX_HTTP_OFFLOAD_TURN;
-    }
-
     if (c->read->posted) {
         c->read->ready = 0;
         return NGX_AGAIN;
+    }
+
+    pace = ngx_http_offload_pace_of(c);
+
+    if (pace->left == 0) {
+        pace->left = NGX_HTTP_OFFLOAD_TURN;
     }
 
     /* an "again" of this turn's cleared it, and epoll, edge-triggered,

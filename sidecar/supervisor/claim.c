@@ -308,15 +308,12 @@ void
 offload_claim_round(offload_supervisor_t *sup)
 {
     size_t                 p, l;
-    char                   stream[OFFLOAD_KEY_MAX];
     claim_t               *c;
     offload_redis_conn_t  *conn;
 
     /* A reload's retired workers still run jobs under their names. */
     for (p = 0; p < sup->nretired; p++) {
-        offload_stream_key(stream, sizeof(stream), sup->retired[p].queue->name,
-                           strlen(sup->retired[p].queue->name));
-        send_touch(&sup->retired[p], stream);
+        send_touch(&sup->retired[p], sup->retired[p].stream_key);
     }
 
     /* So do a stopping node's, until shutdown_timeout: their entries stay
