@@ -1405,6 +1405,14 @@ ngx_http_offload_ping_handler(ngx_event_t *ev)
         }
     }
 
+    /* Without the subscription (refused: maxclients, an ACL without the
+     * channel; or not back yet) results are not heard: they are looked
+     * for in their keys every interval, not only at their deadlines. */
+
+    if (peer->command.up && !peer->subscriber.subscribed) {
+        ngx_http_offload_recover_jobs(peer, NULL);
+    }
+
     ngx_add_timer(ev, NGX_HTTP_OFFLOAD_PING_INTERVAL);
 }
 

@@ -20,12 +20,14 @@ use OffloadTest;
 
 my $WINDOW = 3;         # seconds the attempts are counted over
 my $CAP = 2.5;          # the longest backoff (2 s + 25 %)
+my $TIMEOUT = 10;       # offload_timeout
 
 # nginx logs in as "ng", whose password is not the one nginx has
 start_redis(args => [ '--user', 'ng', 'on', '>right', '~*', '&*', '+@all' ]);
 start_sidecar(conf => "queue echo { handler echo; workers 1; }\n");
 start_server_nginx(redis => '@REDIS@ user=ng password=wrong',
-    server => "    location ~ ^/jobs/([^/]+)\$ { offload_pass \$1; }\n");
+    server => "    offload_timeout ${TIMEOUT}s;\n"
+        . "    location ~ ^/jobs/([^/]+)\$ { offload_pass \$1; }\n");
 my $log = nginx_error_log();
 
 sub connections {
@@ -81,6 +83,17 @@ diag("channels refused: $conns connections, $lines log lines in $WINDOW s");
 ok($conns > 0, "the subscribers still try ($conns connections)");
 cmp_ok($conns, '<=', 6, 'at the backoff\'s pace');
 cmp_ok($lines, '<=', 4, 'retries logged at info');
+
+# Its result not heard on the channel, a sync job's is looked for in its
+# key every second (before: only at offload_timeout).
+$t0 = time;
+my $r = http('POST', '/jobs/echo', '{"heard":"no"}');
+$took = time - $t0;
+diag(sprintf 'channels refused: a sync echo job answered in %.2f s', $took);
+is($r->{status}, 200, 'a sync job meanwhile: 200');
+like($r->{content}, qr/"heard":"no"/, 'with its result');
+cmp_ok($took, '<', scaled(4), 'looked for within seconds, not at its '
+    . "${TIMEOUT} s deadline");
 
 $t0 = time;
 is(redis_cmd('ACL', 'SETUSER', 'ng', '&*'), 'OK', 'the channels are back');
