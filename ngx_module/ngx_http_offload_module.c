@@ -1124,19 +1124,20 @@ ngx_http_offload_outcome_unknown(ngx_http_offload_ctx_t *ctx,
     p = ngx_snprintf(msg, sizeof(msg) - 1, "%s; %s", why, then);
     *p = '\0';
 
-    ngx_http_offload_answer_job_error(ctx, "outcome_unknown", (char *) msg);
+    ngx_http_offload_answer_job_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "outcome_unknown", (char *) msg);
 }
 
 
 /*
- * A 503 for a job Redis holds, or may: its id (in the body and in
- * X-Offload-Job-Id) and, when it has a record to read (async, or an
- * Idempotency-Key), its status URL.
+ * An error for a job Redis holds, or may (a 503; a keyed sync job's 504):
+ * its id (in the body and in X-Offload-Job-Id) and, when it has a record
+ * to read (async, or an Idempotency-Key), its status URL.
  */
 
 void
 ngx_http_offload_answer_job_error(ngx_http_offload_ctx_t *ctx,
-    const char *code, const char *message)
+    ngx_uint_t status, const char *code, const char *message)
 {
     u_char                       *p, *url, *more;
     size_t                        len;
@@ -1181,8 +1182,7 @@ ngx_http_offload_answer_job_error(ngx_http_offload_ctx_t *ctx,
     ngx_http_offload_unpark(ctx);
 
     ngx_http_offload_finish(ctx, ngx_http_offload_send_error_more(
-                                     r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                     code, message, &extra));
+                                     r, status, code, message, &extra));
 }
 
 

@@ -624,7 +624,7 @@ void ngx_http_offload_outcome_unknown(ngx_http_offload_ctx_t *ctx,
     const char *why);
 void ngx_http_offload_not_replicated(ngx_http_offload_ctx_t *ctx);
 void ngx_http_offload_answer_job_error(ngx_http_offload_ctx_t *ctx,
-    const char *code, const char *message);
+    ngx_uint_t status, const char *code, const char *message);
 ngx_int_t ngx_http_offload_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_chain_t *out, off_t len);
 ngx_int_t ngx_http_offload_send_chain(ngx_http_request_t *r,

@@ -130,12 +130,24 @@ ngx_http_offload_peer_stop(ngx_http_offload_peer_t *peer)
 }
 
 
-/* offload_timeout passed: 504, counted apart from a worker's 504s */
+/*
+ * offload_timeout passed: 504, counted apart from a worker's 504s.  A job
+ * with an Idempotency-Key is left to run: its id and status URL say where
+ * to find it.
+ */
 
 static void
 ngx_http_offload_timed_out(ngx_http_offload_ctx_t *ctx)
 {
     ngx_http_offload_metrics_timeout(ctx->metrics);
+
+    if (ctx->idem_key.len) {
+        ngx_http_offload_answer_job_error(ctx, NGX_HTTP_GATEWAY_TIME_OUT,
+                                          "timeout", "no result in time; "
+                                          "it may still run: its "
+                                          "status_url tells");
+        return;
+    }
 
     ngx_http_offload_answer_error(ctx, NGX_HTTP_GATEWAY_TIME_OUT, "timeout",
                                   "no result in time");

@@ -1078,7 +1078,8 @@ ngx_http_offload_not_replicated(ngx_http_offload_ctx_t *ctx)
 {
     ngx_http_offload_replicate_stop(ctx);
 
-    ngx_http_offload_answer_job_error(ctx, "not_replicated",
+    ngx_http_offload_answer_job_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "not_replicated",
                                       "the job did not reach its replicas "
                                       "in time: it may still run");
 }

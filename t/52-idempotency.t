@@ -227,6 +227,9 @@ for my $key (qw(key-expire-read key-expire-retry)) {
     $r = post_key('/brief/sleep', '{"ms":1}', $key);
     is($r->{status}, 504, "$key: a keyed sync job no worker took: 504");
     $first{$key} = key_job('sleep', $key);
+    # (before: no id, the client could find its job again only by the key)
+    is($r->{headers}{'x-offload-job-id'}, $first{$key},
+        "$key: its 504 names the job");
 }
 $r = job($first{'key-expire-read'});
 is($r->{json}{status}, 'expired', 'a read past its deadline: expired');
@@ -272,6 +275,9 @@ for my $key (sort keys %first) {
 $r = post_key('/brief/sleep', '{"ms":1000}', 'key-late');
 is($r->{status}, 504, 'a keyed sync job running past its deadline: 504');
 my $xid = key_job('sleep', 'key-late');
+is($r->{headers}{'x-offload-job-id'}, $xid, 'its 504 names the job');
+like($r->{content}, qr{"id":"$xid","status_url":"[^"]*/$xid"},
+    '... and where to read it');
 isnt(job($xid)->{json}{status}, 'expired',
     'a read while it runs: not expired');
 $d = post_key('/sync/sleep', '{"ms":1000}', 'key-late');
