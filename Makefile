@@ -342,9 +342,12 @@ fuzz: deps
 # (each spends 2 s of its 3 s in Redis's fixed delay before a new cluster
 # says ok, the long ones their failovers and sleeping jobs), the Sentinel
 # tests (down-after and failover timeouts), the backoffs and stop
-# deadlines of t/30-redis-refused.t and t/68-stop-deadline.t, and the long
-# polls parked on sleeping jobs of t/52-long-polls-parked and -tls.
-# Together about 360 s of the suite's 850, most of it under 20% of a core.
+# deadlines of t/30-redis-refused.t and t/68-stop-deadline.t, the long
+# polls parked on sleeping jobs of t/52-long-polls-parked and -tls, and
+# Redis' own faults waited out (t/30-redis-down, t/55-reload-polls,
+# t/61-retries, t/71-stream-lost, t/72-redis-refuses,
+# t/83-status-malformed).  Together about 470 s of the suite's 990, most
+# of it under 20% of a core: each chain about as long as the other.
 # None checks a latency (the cluster tests that do, t/37-cluster, -client,
 # -async, -unmapped, and those racing nginx's subscriptions, -ask,
 # -ask-noscript, stay in the main chain); their deadlines are generous
@@ -360,7 +363,9 @@ SIDE_TESTS = 95-chaos 99-deb 37-cluster-acl 37-cluster-failover \
              32-sentinel-resync 32-sentinel-stale 32-sentinel-unheard \
              32-sentinel-watch 34-sentinel-sidecar 36-sentinel-failover \
              46-submit-sentinel 30-redis-refused 68-stop-deadline \
-             52-long-polls-parked 52-long-polls-tls
+             52-long-polls-parked 52-long-polls-tls 30-redis-down \
+             55-reload-polls 61-retries 71-stream-lost 72-redis-refuses \
+             83-status-malformed
 SIDE_FILES = $(SIDE_TESTS:%=t/%.t)
 SIDE_GLOB = t/{$(subst $(space),$(comma),$(strip $(SIDE_TESTS)))}.t
 PROVE_SIDE = $(if $(SANITIZE),,-j2 --rules='seq=$(SIDE_GLOB)' \

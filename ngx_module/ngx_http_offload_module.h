@@ -69,6 +69,11 @@
 #define NGX_HTTP_OFFLOAD_WAIT_ALL         ((ngx_uint_t) -1)
 #define NGX_HTTP_OFFLOAD_COUNT_INTERVAL   1000
 
+/* ... and a count of fewer replicas is taken once it has stood this long:
+ * longer than a failover takes to reach every sentinel (their hellos go
+ * out every 2 s) */
+#define NGX_HTTP_OFFLOAD_COUNT_SETTLE     5000
+
 #define NGX_HTTP_OFFLOAD_UNPROCESSABLE   422
 
 /* the message of 502 bad_result for a status below 200 (an interim one) */
@@ -378,6 +383,8 @@ struct ngx_http_offload_sentinel_s {
     ngx_event_t                   ping;        /* the watch's liveness */
     ngx_int_t                     replicas;    /* wait_replicas=all: how
                                                   many are up; -1: unknown */
+    ngx_msec_t                    fewer_since; /* a count under it first
+                                                  came; 0: none */
     ngx_event_t                   count;       /* asks that again */
     ngx_uint_t                    epoch;       /* failovers seen: a count
                                                   asked before is stale */

@@ -41,7 +41,13 @@
  * connections went to is a failover unheard (they reconnect).  Not the
  * master's own count of its replicas: during SENTINEL FAILOVER the replica
  * being promoted leaves the old master, which takes writes until demoted,
- * and its count would drop to the replicas that will lose them.  Until the
+ * and its count would drop to the replicas that will lose them.  The
+ * sentinels' count drops too, for a moment, before they name the new
+ * master: the failover's leader kills the other sentinels' connections to
+ * the replica it promotes, which they list "disconnected" meanwhile.  So a
+ * count of fewer replicas is taken only once it has stood
+ * NGX_HTTP_OFFLOAD_COUNT_SETTLE (a replica lost for good: jobs are 503
+ * not_replicated that long); a count of more, at once.  Until the
  * sentinels answered (and after a failover, until they answer again), a
  * job is 503 not_replicated.
  *
@@ -561,6 +567,7 @@ ngx_http_offload_sentinel_drop_all(ngx_http_offload_peer_t *peer)
     ngx_http_offload_link_t  *link;
 
     peer->sentinels->replicas = -1;
+    peer->sentinels->fewer_since = 0;
     peer->sentinels->epoch++;
 
     if (peer->sentinels->asking) {
@@ -746,6 +753,30 @@ ngx_http_offload_sentinel_counted(redisAsyncContext *ac, void *r,
                       reply->type == REDIS_REPLY_ERROR ? reply->str : "");
         return;
     }
+
+    if (n < s->replicas) {
+
+        if (s->fewer_since == 0) {
+            s->fewer_since = ngx_current_msec | 1;      /* never 0 */
+
+            ngx_log_error(NGX_LOG_NOTICE, link->log, 0,
+                          "offload: redis %V: wait_replicas=all: replicas "
+                          "up: %i of %i, says sentinel %s:%d: taken if "
+                          "still so in %M ms", &link->peer->name, n,
+                          s->replicas, link->addr->host, link->addr->port,
+                          (ngx_msec_t) NGX_HTTP_OFFLOAD_COUNT_SETTLE);
+        }
+
+        /* signed: the mark may be a millisecond ahead ("| 1") */
+
+        if ((ngx_msec_int_t) (ngx_current_msec - s->fewer_since)
+            < NGX_HTTP_OFFLOAD_COUNT_SETTLE)
+        {
+            return;
+        }
+    }
+
+    s->fewer_since = 0;
 
     if (n != s->replicas) {
         ngx_log_error(NGX_LOG_NOTICE, link->log, 0,
