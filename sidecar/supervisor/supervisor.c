@@ -23,8 +23,9 @@
  * the workers, removes the node from the registry and exits 0.  Every
  * stop of a worker (shutdown, a failed pool, a reload's rolling restart)
  * is offload_slot_stop(): SIGTERM, then SIGKILL if the worker still runs
- * shutdown_timeout later, its jobs handed back unchanged.  SIGHUP is
- * reload.c's; lost nodes are claim.c's.
+ * shutdown_timeout later, its jobs handed back unchanged; a job that
+ * crashes its stopping worker, or runs past its timeout, failed as at any
+ * other time.  SIGHUP is reload.c's; lost nodes are claim.c's.
  *
  * The supervisor runs on its own libev loop, not the default one: the
  * default loop reaps every child itself (its SIGCHLD watcher calls waitpid)
@@ -356,6 +357,7 @@ spawn(offload_supervisor_t *sup, offload_slot_t *slot)
 
     slot->pid = pid;
     slot->started_us = offload_mono_us();
+    slot->stop_expired = 0;
     slot->timed_out = 0;
     slot->init_timed_out = 0;
     slot->cancelled = 0;
@@ -509,6 +511,8 @@ kill_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (offload_slot_kill(slot) != 0 && errno != ESRCH) {
         log_error("kill(%d) failed: %s", (int) slot->pid, strerror(errno));
     }
+
+    slot->stop_expired = 1;
 }
 
 
@@ -681,6 +685,24 @@ classify(offload_supervisor_t *sup, offload_slot_t *slot, int status)
 }
 
 
+/*
+ * A worker asked to stop left as asked: it held no job, or left once its
+ * job was done (exit 0), or outlived shutdown_timeout (killed: its job
+ * goes back unchanged).  One that died under its job otherwise (a crash,
+ * the job's own timeout) failed that job, as it would at any other time:
+ * handed back, it would run again past max_attempts, uncounted.
+ */
+static int
+stopped_as_asked(offload_slot_t *slot, int status)
+{
+    if (offload_sb_state(slot->sb) != OFFLOAD_SB_BUSY || slot->stop_expired) {
+        return 1;
+    }
+
+    return !slot->timed_out && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+
 /* A worker left on its own after finishing its batch (recycling). */
 static int
 recycled(offload_slot_t *slot, int status)
@@ -697,7 +719,7 @@ recycled(offload_slot_t *slot, int status)
 static void
 worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
 {
-    int                    at_once, timed_out, busy;
+    int                    at_once, timed_out, busy, stopping;
     char                   how[64], last[80];
     pid_t                  pid;
     int64_t                now_us;
@@ -714,7 +736,9 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
     slot->pid = 0;
     now_us = offload_mono_us();
 
-    if (sup->stopping || slot->stopping) {
+    stopping = sup->stopping || slot->stopping;
+
+    if (stopping && stopped_as_asked(slot, status)) {
         /* We asked it to stop: what it still held goes back unchanged. */
         log_info("worker %s:%d: pid %d %s", pool->queue->name, slot->index,
                  (int) pid, how);
@@ -819,6 +843,15 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
 
     at_once = timed_out || pool->retired;
     slot->want_spawn = at_once;
+
+    /* One asked to stop is not restarted as a crash: it is replaced as a
+     * stopped one is (a reload's, a failed pool's after its cooldown) */
+
+    if (stopping) {
+        slot->stopping = 0;
+        slot->want_spawn = !pool->failed;
+        at_once = 1;
+    }
 
     reclaim_slot(slot, &failure);
     json_decref(failure.report);

@@ -27,7 +27,9 @@ typedef struct offload_slot_s {
     pid_t                  pid;         /* 0 while no process fills it */
     int64_t                started_us;  /* monotonic, of the process */
     int                    backoff_ms;  /* step of the next restart delay */
-    int                    stopping;    /* we sent SIGTERM: not a crash */
+    int                    stopping;    /* we sent SIGTERM */
+    int                    stop_expired;    /* we sent SIGKILL: it
+                                               outlived shutdown_timeout */
     int                    timed_out;   /* we sent SIGKILL: job_timeout */
     int                    init_timed_out;  /* we sent SIGKILL: its
                                                handler's init hung */
