@@ -94,8 +94,7 @@ offload_sb_job_start(offload_sb_slot_t *sb, const char *entry_id,
 void
 offload_sb_job_end(offload_sb_slot_t *sb, int ok, int64_t run_us)
 {
-    __atomic_fetch_add(&sb->run_hist[offload_hist_fine_bucket(run_us)], 1,
-                       __ATOMIC_RELAXED);
+    offload_sb_run_observe(sb, run_us);
 
     if (ok) {
         sb->jobs_ok++;
@@ -104,6 +103,14 @@ offload_sb_job_end(offload_sb_slot_t *sb, int ok, int64_t run_us)
     }
 
     offload_sb_set_state(sb, OFFLOAD_SB_IDLE);
+}
+
+
+void
+offload_sb_run_observe(offload_sb_slot_t *sb, int64_t run_us)
+{
+    __atomic_fetch_add(&sb->run_hist[offload_hist_fine_bucket(run_us)], 1,
+                       __ATOMIC_RELAXED);
 }
 
 

@@ -149,6 +149,10 @@ void offload_sb_job_start(offload_sb_slot_t *sb, const char *entry_id,
     size_t entry_len, const offload_entry_t *job, int64_t start_us);
 void offload_sb_job_end(offload_sb_slot_t *sb, int ok, int64_t run_us);
 
+/* A job's run time among the slot's: offload_sb_job_end()'s, and the
+ * supervisor's for a job the worker died under (a crash, its timeout). */
+void offload_sb_run_observe(offload_sb_slot_t *sb, int64_t run_us);
+
 const char *offload_sb_state_name(offload_sb_state_e state);
 
 #endif /* OFFLOAD_SCOREBOARD_H */

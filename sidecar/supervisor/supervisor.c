@@ -824,6 +824,13 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
     timed_out = crash.reason == OFFLOAD_FAIL_JOB_TIMEOUT;
     busy = offload_sb_state(slot->sb) == OFFLOAD_SB_BUSY;
 
+    /* the job it died under ended too: its run counts in the pool's jobs/s
+     * and run times as a finished job's (a queue whose every job crashes
+     * or times out is not idle) */
+    if (busy) {
+        offload_sb_run_observe(slot->sb, now_us - slot->sb->job_start_us);
+    }
+
     offload_stats_slot_exited(slot, last, busy && !timed_out);
 
     if (timed_out) {
