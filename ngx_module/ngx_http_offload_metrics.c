@@ -12,7 +12,10 @@
  * 1 ms and 1 s.
  *
  * Counting is lock-free (atomic adds on the request path); only the first
- * request of a queue takes the zone's mutex, to add the queue.  The zone
+ * request of a queue takes the zone's mutex, to add the queue.  A gauge
+ * (requests in flight) is also kept per worker process, in its ledger: a
+ * worker that dies without taking its requests off (SIGKILL, a crash) has
+ * them taken off by the next worker to start.  The zone
  * survives reloads, so counters only reset when nginx restarts, as
  * Prometheus expects of a counter.  "offload_metrics_zone off" counts
  * nothing: every function here then gets NULL and does nothing.
@@ -71,6 +74,10 @@ static const char  *ngx_http_offload_json_names[NGX_HTTP_OFFLOAD_NFINE] = {
 
 /* their percentiles there: p50, p99 */
 static const double  ngx_http_offload_json_qs[2] = { 0.5, 0.99 };
+
+
+static void ngx_http_offload_metrics_settle(ngx_http_offload_metrics_t *m,
+    ngx_http_offload_ledger_t *ledger, ngx_log_t *log);
 
 
 static const offload_hist_t *
@@ -148,6 +155,11 @@ ngx_http_offload_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_memcpy(sh->other.name, "_other", sizeof("_other") - 1);
     sh->other.name_len = sizeof("_other") - 1;
+    sh->other.index = NGX_HTTP_OFFLOAD_METRICS_QUEUES;
+
+    /* without room for them, a dead worker's requests stay counted */
+    sh->ledgers = ngx_slab_calloc(shpool, NGX_HTTP_OFFLOAD_LEDGERS
+                                          * sizeof(ngx_http_offload_ledger_t));
 
     shpool->data = sh;
     shpool->log_nomem = 0;
@@ -268,6 +280,7 @@ ngx_http_offload_metrics_queue(ngx_http_offload_metrics_t *m, ngx_str_t *name,
 
     ngx_memcpy(q->name, name->data, name->len);
     q->name_len = name->len;
+    q->index = sh->nqueues;
 
     sh->queues[sh->nqueues] = q;
     ngx_memory_barrier();
@@ -397,9 +410,108 @@ void
 ngx_http_offload_metrics_in_flight(ngx_http_offload_queue_metrics_t *q,
     ngx_atomic_int_t delta)
 {
-    if (q != NULL) {
-        (void) ngx_atomic_fetch_add(&q->in_flight, delta);
+    ngx_http_offload_ledger_t  *ledger;
+
+    if (q == NULL) {
+        return;
     }
+
+    (void) ngx_atomic_fetch_add(&q->in_flight, delta);
+
+    ledger = ngx_http_offload_worker.metrics->ledger;
+
+    if (ledger != NULL) {
+        (void) ngx_atomic_fetch_add(&ledger->in_flight[q->index], delta);
+    }
+}
+
+
+/*
+ * A worker process starts: the ledgers of processes gone (a pid that is
+ * no more: SIGKILL, a crash) are taken off the gauges, and a free ledger
+ * is this process's.
+ */
+
+void
+ngx_http_offload_metrics_join(ngx_http_offload_metrics_t *m, ngx_log_t *log)
+{
+    ngx_uint_t                  i;
+    ngx_http_offload_ledger_t  *ledger;
+
+    if (m == NULL || m->sh->ledgers == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&m->shpool->mutex);
+
+    for (i = 0; i < NGX_HTTP_OFFLOAD_LEDGERS; i++) {
+        ledger = &m->sh->ledgers[i];
+
+        if (ledger->pid != 0 && kill((ngx_pid_t) ledger->pid, 0) == -1
+            && ngx_errno == NGX_ESRCH)
+        {
+            ngx_http_offload_metrics_settle(m, ledger, log);
+        }
+
+        if (ledger->pid == 0 && m->ledger == NULL) {
+            ledger->pid = ngx_pid;
+            m->ledger = ledger;
+        }
+    }
+
+    ngx_shmtx_unlock(&m->shpool->mutex);
+}
+
+
+/* A worker process leaves: what it did not take off (requests never
+ * finalized) is taken off now, and its ledger is free. */
+
+void
+ngx_http_offload_metrics_leave(ngx_http_offload_metrics_t *m, ngx_log_t *log)
+{
+    if (m == NULL || m->ledger == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&m->shpool->mutex);
+    ngx_http_offload_metrics_settle(m, m->ledger, log);
+    ngx_shmtx_unlock(&m->shpool->mutex);
+
+    m->ledger = NULL;
+}
+
+
+static void
+ngx_http_offload_metrics_settle(ngx_http_offload_metrics_t *m,
+    ngx_http_offload_ledger_t *ledger, ngx_log_t *log)
+{
+    ngx_uint_t                         i;
+    ngx_atomic_int_t                   n, total;
+    ngx_http_offload_queue_metrics_t  *q;
+
+    total = 0;
+
+    for (i = 0; i <= NGX_HTTP_OFFLOAD_METRICS_QUEUES; i++) {
+        n = (ngx_atomic_int_t) ledger->in_flight[i];
+
+        if (n == 0) {
+            continue;
+        }
+
+        q = i < m->sh->nqueues ? m->sh->queues[i] : &m->sh->other;
+        (void) ngx_atomic_fetch_add(&q->in_flight, -n);
+        ledger->in_flight[i] = 0;
+        total += n;
+    }
+
+    if (total != 0) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "offload: %A requests in flight of worker process %P "
+                      "taken off the gauges", total,
+                      (ngx_pid_t) ledger->pid);
+    }
+
+    ledger->pid = 0;
 }
 
 

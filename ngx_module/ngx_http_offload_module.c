@@ -2034,6 +2034,7 @@ ngx_http_offload_init_process(ngx_cycle_t *cycle)
     ngx_http_offload_worker.channel_len = len;
     ngx_http_offload_worker.seq = 0;
     ngx_http_offload_worker.metrics = omcf->metrics;
+    ngx_http_offload_metrics_join(omcf->metrics, cycle->log);
 
     peerp = omcf->peers.elts;
 
@@ -2079,4 +2080,7 @@ ngx_http_offload_exit_process(ngx_cycle_t *cycle)
             ngx_http_offload_peer_stop(peerp[i]);
         }
     }
+
+    /* the requests still open are not finalized: they leave the gauges */
+    ngx_http_offload_metrics_leave(omcf->metrics, cycle->log);
 }

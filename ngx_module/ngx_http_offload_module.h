@@ -118,6 +118,10 @@
 #define NGX_HTTP_OFFLOAD_METRICS_SIZE     (6 * 1024 * 1024)
 #define NGX_HTTP_OFFLOAD_METRICS_QUEUES   256
 
+/* worker processes whose requests in flight the zone tells apart (2 KB
+ * each): old ones still exiting after a reload count too */
+#define NGX_HTTP_OFFLOAD_LEDGERS          128
+
 /* offload_status_cache: the zone's default size and refresh interval, how
  * many Redis servers it keeps answers of */
 #define NGX_HTTP_OFFLOAD_STATUS_SIZE      (8 * 1024 * 1024)
@@ -405,6 +409,7 @@ typedef struct {
 typedef struct {
     u_char                        name[OFFLOAD_QUEUE_NAME_MAX];
     size_t                        name_len;
+    ngx_uint_t                    index;       /* in the ledgers */
     ngx_atomic_t                  requests[NGX_HTTP_OFFLOAD_NSTATUS];
     ngx_atomic_t                  in_flight;
     ngx_atomic_t                  timeouts;
@@ -418,6 +423,16 @@ typedef struct {
 } ngx_http_offload_queue_metrics_t;
 
 
+/* A worker process's share of the in_flight gauges, per queue index
+ * (the last: "_other"), so that the share of one that dies without giving
+ * it back (SIGKILL, a crash) can be taken off them. */
+typedef struct {
+    ngx_atomic_t                  pid;         /* 0: free */
+    ngx_atomic_t                  in_flight[NGX_HTTP_OFFLOAD_METRICS_QUEUES
+                                            + 1];
+} ngx_http_offload_ledger_t;
+
+
 typedef struct {
     ngx_atomic_t                  redis_reconnects;
     ngx_atomic_t                  redis_failures;
@@ -425,12 +440,14 @@ typedef struct {
     ngx_uint_t                    nqueues;
     ngx_http_offload_queue_metrics_t  *queues[NGX_HTTP_OFFLOAD_METRICS_QUEUES];
     ngx_http_offload_queue_metrics_t   other;
+    ngx_http_offload_ledger_t     *ledgers;    /* NULL: no room for them */
 } ngx_http_offload_metrics_sh_t;
 
 
 typedef struct {
     ngx_http_offload_metrics_sh_t  *sh;
     ngx_slab_pool_t               *shpool;
+    ngx_http_offload_ledger_t     *ledger;     /* this worker process's */
 } ngx_http_offload_metrics_t;
 
 
@@ -667,6 +684,10 @@ void ngx_http_offload_metrics_invalid(ngx_http_offload_metrics_t *m,
     ngx_uint_t status);
 void ngx_http_offload_metrics_observe(ngx_http_offload_queue_metrics_t *q,
     ngx_uint_t h, int64_t value);
+void ngx_http_offload_metrics_join(ngx_http_offload_metrics_t *m,
+    ngx_log_t *log);
+void ngx_http_offload_metrics_leave(ngx_http_offload_metrics_t *m,
+    ngx_log_t *log);
 void ngx_http_offload_metrics_in_flight(ngx_http_offload_queue_metrics_t *q,
     ngx_atomic_int_t delta);
 void ngx_http_offload_metrics_timeout(ngx_http_offload_queue_metrics_t *q);
