@@ -361,6 +361,19 @@ is(redis_cmd('EXISTS', "offload:{sleep}:result:$late"), 0,
     'and the result with it');
 is(http('GET', "/short-jobs/$late")->{status}, 404, 'then 404');
 
+# one read by no one before the worker reaches it: Redis' clock says its
+# deadline passed, so the start script does not mark it running (before:
+# the record of a job that never ran had started_at and attempts 1)
+my $busy2 = submit('/async/sleep', '{"ms":1500}', 'busy once more');
+job_until($busy2, qr/^running$/);
+my $unread = post_json('/short/sleep', '{"ms":1}')->{json}{id};
+ok(wait_until(sub { sleep_count('jobs_expired') == 2 }, scaled(5),
+    'jobs_expired'), 'the worker reaches an expired job nobody read');
+$doc = job($unread)->{json};
+is($doc->{status}, 'expired', '... expired');
+is($doc->{attempts}, 0, '... never started: attempts 0');
+ok(!defined $doc->{started_at}, '... started_at null');
+
 # ---- the sync path: no record, the same commands
 job_until($busy, qr/^done$/);
 my $mon = RedisMonitor->start;

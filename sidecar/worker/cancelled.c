@@ -112,9 +112,9 @@ offload_cancelled_gate(offload_worker_t *w, batch_entry_t *e,
     const offload_entry_t *job, int eval)
 {
     int          n;
-    char         rec[KEY_ROOM], body[KEY_ROOM], attempt[16];
-    const char  *argv[11];
-    size_t       argvlen[11];
+    char         rec[KEY_ROOM], body[KEY_ROOM], attempt[16], deadline[24];
+    const char  *argv[12];
+    size_t       argvlen[12];
 
     if (offload_job_record_key(rec, sizeof(rec), job->id.data, job->id.len)
         < 0
@@ -128,6 +128,14 @@ offload_cancelled_gate(offload_worker_t *w, batch_entry_t *e,
 
     snprintf(attempt, sizeof(attempt), "%d", job->attempt);
 
+    /* by Redis' clock, a job past it is not marked running: it never ran */
+    if (job->deadline_ms == OFFLOAD_NO_DEADLINE) {
+        deadline[0] = '\0';
+    } else {
+        snprintf(deadline, sizeof(deadline), "%lld",
+                 (long long) job->deadline_ms);
+    }
+
     offload_worker_script_call(&w->scripts[SCRIPT_JOB_START], eval, argv,
                                argvlen);
     argv[2] = "3";
@@ -139,12 +147,13 @@ offload_cancelled_gate(offload_worker_t *w, batch_entry_t *e,
     argv[8] = attempt;
     argv[9] = w->conf->node_name;
     argv[10] = w->slot_index;
+    argv[11] = deadline;
 
-    for (n = 2; n < 11; n++) {
+    for (n = 2; n < 12; n++) {
         argvlen[n] = n == 7 ? e->id.len : strlen(argv[n]);
     }
 
-    if (offload_redis_command_argv(&w->conn, gate_cb, w, 11, argv, argvlen)
+    if (offload_redis_command_argv(&w->conn, gate_cb, w, 12, argv, argvlen)
         != REDIS_OK)
     {
         return -1;
