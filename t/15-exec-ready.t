@@ -65,13 +65,27 @@ queue fat { handler exec; workers 1; command "$py 60 300"; wait_ready on;
             memory_limit 50m; max_restarts 1 60s; }
 queue slow { handler exec; workers 1; command "$py 600"; wait_ready on;
              init_timeout 1h; }
+queue pyquick { handler exec; workers 1; command "$py $load";
+                max_attempts 1; }
+queue nodequick { handler exec; workers 1; command "$node $load";
+                  max_attempts 1; }
 queue echo { handler echo; workers 1; }
 CONF
 ok(start_jobs_nginx(server => 'offload_timeout 30s;'), 'stack ready');
 my $log = "$dir/sidecar.log";
 
-# ---- the SDKs, loading 2 s with jobs waiting
+# ---- the SDKs, loading 2 s with jobs waiting; without wait_ready, the
+# job reaches the process during its load, and what it prints before run()
+# is logged, not taken for the job's answer (before: the SDKs moved stdout
+# only in run(), and the job failed, 502, with "loaded in ..." as answer)
+my @quick = map { [ $_, send_post("/jobs/$_", '{}') ] } qw(pyquick nodequick);
 my @socks = map { [ $_, time, send_post("/jobs/$_", '{}') ] } qw(py node);
+for (@quick) {
+    my ($q, $sock) = @$_;
+    my $r = read_answer($sock, scaled(20));
+    is($r->{status}, 200, "$q: a job sent while it loads, printing: 200")
+        or diag($r->{content});
+}
 for (@socks) {
     my ($q, $sent, $sock) = @$_;
     my $r = read_answer($sock, scaled(20));

@@ -21,12 +21,16 @@
 // (docs/HANDLERS.md, "Metrics"): a counter and a histogram under a name of
 // letters, digits, '.', '_' and '-', which the node publishes per queue; a
 // value they cannot record (a negative count, NaN) throws.  stdout belongs
-// to the protocol: console.log goes to stderr, which the sidecar logs, a
-// line at a time, tagged with the job.  Node cannot move descriptor 1, so
+// to the protocol: from the require of this module on, console.log goes to
+// stderr, which the sidecar logs, a line at a time, tagged with the job.  Node cannot move descriptor 1, so
 // a child process must not inherit it: spawn with stdio ['ignore', 2, 2]
 // (or 'pipe'), never 'inherit'.
 
 const readline = require('readline');
+
+// A console.log while the program loads, before run(), would be taken for
+// the first job's answer: from here on it is logged.
+console.log = console.info = console.debug = console.error;
 
 // Fails the job: the client gets 422 and {"error": {code, message}}.  code
 // is letters, digits and '_' (anything else: "handler_error").
@@ -115,7 +119,6 @@ async function answer(handler, request) {
 // Runs handler on each job until stdin closes (the worker stops).
 function run(handler) {
   const out = process.stdout;
-  console.log = console.info = console.debug = console.error;
 
   const waitReady = process.env.OFFLOAD_WAIT_READY === '1';
   // the processes it starts are no handlers: they are not told

@@ -25,9 +25,10 @@ logged with its traceback.  job.count(name, n=1) and job.observe(name, x)
 record handler metrics (docs/HANDLERS.md, "Metrics"): a counter and a
 histogram under a name of letters, digits, '.', '_' and '-', which the
 node publishes per queue; a value they cannot record (a negative count, a
-NaN) raises ValueError.  stdout belongs to the protocol: print(), and
-whatever subprocesses and C code write to descriptor 1, go to stderr,
-which the sidecar logs, a line at a time, tagged with the job.
+NaN) raises ValueError.  stdout belongs to the protocol: from the import
+of this module on, print(), and whatever subprocesses and C code write to
+descriptor 1, go to stderr, which the sidecar logs, a line at a time,
+tagged with the job.
 """
 
 import json
@@ -93,7 +94,25 @@ class Job:
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
-_out = sys.stdout
+def _take_stdio():
+    """The protocol keeps its pipes on descriptors of its own from the
+    import on (a print while a model loads, before run(), would be taken
+    for the first job's answer); descriptor 1 becomes stderr and 0
+    /dev/null: what uses them below Python's sys.stdout and sys.stdin (a
+    subprocess, os.system, a C extension) is logged, never taken for an
+    answer, and reads no job."""
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    lines = os.fdopen(os.dup(0), "r", encoding="utf-8")
+    os.dup2(2, 1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sys.stdout = sys.stderr
+    return out, lines
+
+
+_out, _lines = _take_stdio()
 
 
 def _metric_name(name):
@@ -149,19 +168,7 @@ def _answer(handler, request):
 
 def run(handler):
     """Runs handler on each job until stdin closes (the worker stops)."""
-    global _out
-    # The protocol keeps its pipes on descriptors of its own; descriptor 1
-    # becomes stderr and 0 /dev/null: what uses them below Python's
-    # sys.stdout and sys.stdin (a subprocess, os.system, a C extension) is
-    # logged, never taken for an answer, and reads no job.
-    sys.stdout.flush()
-    out = _out = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    lines = os.fdopen(os.dup(0), "r", encoding="utf-8")
-    os.dup2(2, 1)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
-    sys.stdout = sys.stderr
+    out = _out
     if os.environ.pop("OFFLOAD_WAIT_READY", None) == "1":
         # the queue's wait_ready: what the program loaded before run() is
         # loaded, and its worker may now give it jobs (the processes it
@@ -169,6 +176,6 @@ def run(handler):
         out.write('{"ready":true}\n')
         out.flush()
     decode = json.JSONDecoder(parse_int=_int).decode
-    for line in lines:
+    for line in _lines:
         out.write(_answer(handler, decode(line)) + "\n")
         out.flush()

@@ -2,7 +2,8 @@
 # slow_start.py <seconds> [<MB>] -- an exec handler for t/15-exec-ready.t
 # that loads for that long (and that many MB, touched) before it calls the
 # SDK's run() (a model, say), talking on stderr meanwhile, more than its
-# pipe holds; then answers each job its pid and when it became ready.
+# pipe holds, then saying it loaded with print() (stdout: the SDK's import
+# made it stderr); then answers each job its pid and when it became ready.
 
 import os
 import sys
@@ -17,6 +18,7 @@ for i in range(3000):
 sys.stderr.flush()
 model = b"m" * (int(sys.argv[2]) << 20) if len(sys.argv) > 2 else b""
 time.sleep(float(sys.argv[1]))
+print("loaded in %s s" % sys.argv[1])
 ready_at = time.time()
 
 
