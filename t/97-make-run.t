@@ -139,8 +139,23 @@ sub run_case {
     kill 'KILL', @stray, map { child_pids($_) } @stray;
 }
 
+# the run's nginx serves an async job's status_url (before: conf/nginx.conf
+# had no offload_jobs location, and README's async example got 404)
 run_case('ctrl-c', sub {
     system("$tmux send-keys C-c");
+}, up => sub {
+    my (undef, $port) = @_;
+    my $http = HTTP::Tiny->new(timeout => 10);
+    my $r = $http->request('POST', "http://127.0.0.1:$port/jobs/echo",
+        { content => '{"later":1}', headers => {
+            'content-type' => 'application/json',
+            prefer => 'respond-async' } });
+    is($r->{status}, 202, 'ctrl-c: an async echo job: 202');
+    my ($url) = ($r->{content} // '') =~ /"status_url":"([^"]+)"/;
+    $r = $http->get("http://127.0.0.1:$port" . ($url // '/none') . '?wait=5');
+    is($r->{status}, 200, "ctrl-c: its status_url ($url) answers 200");
+    like($r->{content}, qr/"status":"done".*"later":1/s, '... done, with '
+        . 'its result');
 });
 
 run_case('sigterm', sub {
