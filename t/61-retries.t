@@ -218,6 +218,8 @@ $st = http('GET', "$url?wait=10", undef, undef, 15)->{json} // {};
 is($st->{status}, 'done', 'then done') or diag(explain($st));
 is($st->{attempts}, 2, 'after 2 attempts');
 is_deeply($st->{result}, { attempt => 2 }, 'with the result of the 2nd');
+# (before: the time of the attempt it ran, earlier than finished_at)
+is($st->{next_attempt_at}, undef, 'no next attempt: next_attempt_at null');
 
 # ---- retries wait in Redis: they survive a sidecar restart
 my $s = send_post('/jobs/wait', '{"attempt_ok":2}');
