@@ -49,6 +49,7 @@ ngx_http_offload_dashboard_handler(ngx_http_request_t *r)
 char *
 ngx_http_offload_dashboard(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    return ngx_http_offload_report(cf, conf, NGX_HTTP_OFFLOAD_REPORT_JSON,
+    return ngx_http_offload_report(cf, cmd, conf,
+                                   NGX_HTTP_OFFLOAD_REPORT_JSON,
                                    ngx_http_offload_dashboard_handler);
 }

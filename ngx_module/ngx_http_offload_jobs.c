@@ -813,10 +813,12 @@ ngx_http_offload_jobs(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_offload_loc_conf_t *olcf = conf;
 
+    char                      *rv;
     ngx_http_core_loc_conf_t  *clcf;
 
-    if (olcf->handler) {
-        return "is duplicate";
+    rv = ngx_http_offload_content(cf, cmd, olcf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
     }
 
     /* like the reports, the location needs a Redis peer, whose

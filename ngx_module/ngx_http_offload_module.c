@@ -1686,17 +1686,46 @@ ngx_http_offload_not_allowed(ngx_http_request_t *r, const char *allow)
 }
 
 
+/*
+ * A location answers with one content handler: the same directive twice is
+ * a duplicate, two of the module's (offload_pass and offload_jobs, say) a
+ * conflict said as such.
+ */
+
+char *
+ngx_http_offload_content(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_offload_loc_conf_t *olcf)
+{
+    if (olcf->content == NULL) {
+        olcf->content = &cmd->name;
+        return NGX_CONF_OK;
+    }
+
+    if (olcf->content == &cmd->name) {
+        return "is duplicate";
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"%V\" and \"%V\" cannot share a location: each "
+                       "answers its requests", olcf->content, &cmd->name);
+
+    return NGX_CONF_ERROR;
+}
+
+
 static char *
 ngx_http_offload_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_offload_loc_conf_t *olcf = conf;
 
+    char                              *rv;
     ngx_str_t                         *value;
     ngx_http_core_loc_conf_t          *clcf;
     ngx_http_compile_complex_value_t   ccv;
 
-    if (olcf->handler) {
-        return "is duplicate";
+    rv = ngx_http_offload_content(cf, cmd, olcf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
     }
 
     value = cf->args->elts;

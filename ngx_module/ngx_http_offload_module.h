@@ -474,6 +474,8 @@ typedef struct {
     ngx_flag_t                    jobs;        /* offload_jobs */
     ngx_uint_t                    report;      /* NGX_HTTP_OFFLOAD_REPORT_* */
     ngx_http_handler_pt           handler;     /* the one of those above */
+    ngx_str_t                    *content;     /* the directive that set
+                                                  it */
     ngx_msec_t                    timeout;
     ngx_flag_t                    validate_json;
     ngx_uint_t                    max_backlog; /* 0: off */
@@ -701,8 +703,10 @@ u_char *ngx_http_offload_metrics_json(ngx_http_offload_metrics_t *m,
 
 /* ngx_http_offload_status.c */
 ngx_int_t ngx_http_offload_status_handler(ngx_http_request_t *r);
-char *ngx_http_offload_report(ngx_conf_t *cf, void *conf, ngx_uint_t report,
-    ngx_http_handler_pt handler);
+char *ngx_http_offload_content(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_offload_loc_conf_t *olcf);
+char *ngx_http_offload_report(ngx_conf_t *cf, ngx_command_t *cmd, void *conf,
+    ngx_uint_t report, ngx_http_handler_pt handler);
 char *ngx_http_offload_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_offload_metrics(ngx_conf_t *cf, ngx_command_t *cmd,

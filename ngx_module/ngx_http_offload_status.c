@@ -2348,16 +2348,18 @@ ngx_http_offload_status_add_zone(ngx_conf_t *cf,
  * a report of the nodes (and so needs a Redis peer, and the cache). */
 
 char *
-ngx_http_offload_report(ngx_conf_t *cf, void *conf, ngx_uint_t report,
-    ngx_http_handler_pt handler)
+ngx_http_offload_report(ngx_conf_t *cf, ngx_command_t *cmd, void *conf,
+    ngx_uint_t report, ngx_http_handler_pt handler)
 {
     ngx_http_offload_loc_conf_t *olcf = conf;
 
+    char                          *rv;
     ngx_http_core_loc_conf_t      *clcf;
     ngx_http_offload_main_conf_t  *omcf;
 
-    if (olcf->handler) {
-        return "is duplicate";
+    rv = ngx_http_offload_content(cf, cmd, olcf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
     }
 
     olcf->report = report;
@@ -2388,7 +2390,8 @@ ngx_http_offload_report(ngx_conf_t *cf, void *conf, ngx_uint_t report,
 char *
 ngx_http_offload_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    return ngx_http_offload_report(cf, conf, NGX_HTTP_OFFLOAD_REPORT_JSON,
+    return ngx_http_offload_report(cf, cmd, conf,
+                                   NGX_HTTP_OFFLOAD_REPORT_JSON,
                                    ngx_http_offload_status_handler);
 }
 
@@ -2396,6 +2399,7 @@ ngx_http_offload_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 char *
 ngx_http_offload_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    return ngx_http_offload_report(cf, conf, NGX_HTTP_OFFLOAD_REPORT_PROM,
+    return ngx_http_offload_report(cf, cmd, conf,
+                                   NGX_HTTP_OFFLOAD_REPORT_PROM,
                                    ngx_http_offload_status_handler);
 }
