@@ -227,6 +227,10 @@ for my $m ([ 'ngx_http_offload_module.8', $module, 'module' ],
 {
     my @opts = `$sidecar_bin -h` =~ /^  -(\w)\b/mg;
     cmp_ok(scalar @opts, '>=', 3, 'offload-sidecar -h lists options');
+    # (before: "invalid option -- '-'")
+    like(`$sidecar_bin --help 2>&1`, qr/^usage: offload-sidecar/,
+        'offload-sidecar --help: the same usage');
+    is($? >> 8, 0, '... exit 0');
     my $page = slurp($man{'offload-sidecar.8'});
     like($page, qr/^\.(?:TP\n\.)?BI? \\-$_\b/m,
         "offload-sidecar.8 documents -$_") for @opts;

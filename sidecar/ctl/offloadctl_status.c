@@ -79,7 +79,9 @@ read_nodes(ctl_t *ctl, int argc, char **argv, json_t *(*json_of)(json_t *),
         return NULL;
     }
 
-    json_dumpf(out, stdout, JSON_COMPACT);
+    /* 15 digits: a figure of the registry as it was written (0.004, not
+     * the 0.0040000000000000001 of all 17) */
+    json_dumpf(out, stdout, JSON_COMPACT | JSON_REAL_PRECISION(15));
     printf("\n");
     json_decref(out);
     *rc = CTL_OK;

@@ -3,6 +3,7 @@
  * opens the log, drops privileges, hands over to the supervisor.
  */
 
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,7 @@ usage(FILE *out)
             "usage: offload-sidecar -c <file> [-t]\n"
             "  -c <file>  configuration file\n"
             "  -t         check the configuration and exit\n"
-            "  -h         this help\n");
+            "  -h, --help this help\n");
 }
 
 
@@ -37,7 +38,12 @@ main(int argc, char **argv)
 
     memset(&conf, 0, sizeof(conf));
 
-    while ((opt = getopt(argc, argv, "c:th")) != -1) {
+    static const struct option  longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+
+    while ((opt = getopt_long(argc, argv, "c:th", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             file = optarg;
