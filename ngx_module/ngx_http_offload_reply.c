@@ -131,9 +131,9 @@ ngx_http_offload_peer_stop(ngx_http_offload_peer_t *peer)
 
 
 /*
- * offload_timeout passed: 504, counted apart from a worker's 504s.  A job
- * with an Idempotency-Key is left to run: its id and status URL say where
- * to find it.
+ * offload_timeout passed: 504, counted apart from a worker's 504s.  A sync
+ * job with an Idempotency-Key that Redis took is left to run: its id and
+ * status URL say where to find it.
  */
 
 static void
@@ -141,7 +141,7 @@ ngx_http_offload_timed_out(ngx_http_offload_ctx_t *ctx)
 {
     ngx_http_offload_metrics_timeout(ctx->metrics);
 
-    if (ctx->idem_key.len) {
+    if (ctx->idem_key.len && ctx->submitted && !ctx->async) {
         ngx_http_offload_answer_job_error(ctx, NGX_HTTP_GATEWAY_TIME_OUT,
                                           "timeout", "no result in time; "
                                           "it may still run: its "

@@ -122,8 +122,7 @@
 /*
  * The end of a job with a record, after its result is stored: the record
  * takes rec_status and finished_at (an expiry a read of the record saw
- * first keeps its time, the deadline), has no next attempt any more, and
- * lives rec_ttl ms from now (and so
+ * first keeps its time, the deadline) and lives rec_ttl ms from now (and so
  * does a result stored by an earlier run), and the id is published for
  * long polls: an async job's always, a keyed sync job's only once a read
  * marked its record "waited" (its own client waits on its reply channel;
@@ -137,7 +136,6 @@
     " and rec_was[4]\n"                                                      \
     "    redis.call('HSET', rec, 'status', rec_status, 'finished_at',"       \
     " seen or now_ms())\n"                                                   \
-    "    redis.call('HDEL', rec, 'next_attempt_at')\n"                       \
     "    redis.call('PEXPIRE', rec, rec_ttl)\n"                              \
     "    if stored == 0 then redis.call('PEXPIRE', rkey, rec_ttl) end\n"     \
     "    if not rec_was[2] or rec_was[3] then\n"                             \
@@ -756,7 +754,8 @@ const char  offload_job_script[] =
     "end\n"
     "return { outcome, h.queue or false, h.status or false,"
     " h.attempts or false, h.submitted_at or false, h.started_at or false,"
-    " h.finished_at or false, h.next_attempt_at or false, res,"
+    " h.finished_at or false,"
+    " h.status == 'retrying' and h.next_attempt_at or false, res,"
     " h.trace_id or false }\n";
 
 

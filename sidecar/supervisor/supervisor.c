@@ -736,14 +736,16 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
     slot->pid = 0;
     now_us = offload_mono_us();
 
+    /* the next process of the slot is not asked to stop, however this
+     * one left */
     stopping = sup->stopping || slot->stopping;
+    slot->stopping = 0;
 
     if (stopping && stopped_as_asked(slot, status)) {
         /* We asked it to stop: what it still held goes back unchanged. */
         log_info("worker %s:%d: pid %d %s", pool->queue->name, slot->index,
                  (int) pid, how);
         offload_stats_slot_exited(slot, "stopped", 0);
-        slot->stopping = 0;
         slot->want_spawn = !pool->failed;   /* the cooldown ended */
         reclaim_slot(slot, NULL);
         return;
@@ -855,7 +857,6 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
      * stopped one is (a reload's, a failed pool's after its cooldown) */
 
     if (stopping) {
-        slot->stopping = 0;
         slot->want_spawn = !pool->failed;
         at_once = 1;
     }
