@@ -22,16 +22,12 @@ queue mix { handler exec; command "$mis"; workers 2; prefetch 1;
             restart_backoff 10ms 10ms; }
 queue echo { handler echo; workers 1; }
 CONF
-start_nginx(http => <<'HTTP');
-server {
-    listen 127.0.0.1:@PORT@;
-    offload_redis @REDIS@;
+start_server_nginx(server => <<'SERVER');
     offload_timeout 60s;
     location ~ ^/sync/([^/]+)$ { offload_pass $1; }
     location ~ ^/async/([^/]+)$ { offload_pass $1; offload_mode async; }
     location /stop/ { offload_jobs; offload_cancel_running on; }
-}
-HTTP
+SERVER
 ok(wait_nginx_ready('/sync/echo', '{}'), 'stack ready');
 my $log = tmpdir() . '/sidecar.log';
 

@@ -22,9 +22,9 @@
 // letters, digits, '.', '_' and '-', which the node publishes per queue; a
 // value they cannot record (a negative count, NaN) throws.  stdout belongs
 // to the protocol: from the require of this module on, console.log goes to
-// stderr, which the sidecar logs, a line at a time, tagged with the job.  Node cannot move descriptor 1, so
-// a child process must not inherit it: spawn with stdio ['ignore', 2, 2]
-// (or 'pipe'), never 'inherit'.
+// stderr, which the sidecar logs, a line at a time, tagged with the job.
+// Node cannot move descriptor 1, so a child process must not inherit it:
+// spawn with stdio ['ignore', 2, 2] (or 'pipe'), never 'inherit'.
 
 const readline = require('readline');
 
