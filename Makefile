@@ -334,43 +334,51 @@ fuzz: deps
 	    grep -E '^(Done|stat::number_of_executed_units)' $(FUZZ)/$$f.log; \
 	done
 
-# The tests run one at a time, each file's time shown, beside a side
-# chain that runs one after the other (in SIDE_TESTS' order): t/95-chaos.t,
-# a 30 s soak that mostly waits, then t/99-deb.t, where make deb builds
-# the whole tree again (a minute, most of it CPU), then the tests that
-# mostly wait on timers of Redis or of our own: the Redis Cluster tests
-# (each spends 2 s of its 3 s in Redis's fixed delay before a new cluster
-# says ok, the long ones their failovers and sleeping jobs), the Sentinel
-# tests (down-after and failover timeouts), the backoffs and stop
-# deadlines of t/30-redis-refused.t and t/68-stop-deadline.t, the long
-# polls parked on sleeping jobs of t/52-long-polls-parked and -tls, and
-# Redis' own faults waited out (t/30-redis-down, t/55-reload-polls,
-# t/61-retries, t/71-stream-lost, t/72-redis-refuses,
-# t/83-status-malformed).  Together about 470 s of the suite's 990, most
-# of it under 20% of a core: each chain about as long as the other.
-# None checks a latency (the cluster tests that do, t/37-cluster, -client,
-# -async, -unmapped, and those racing nginx's subscriptions, -ask,
-# -ask-noscript, stay in the main chain); their deadlines are generous
-# ones, for a machine that also runs the main chain; every test starts
-# its own processes on loopback ports picked at run time.  With the
-# sanitizers (no package built, every process several times slower, the
-# soak a busy one) all run one at a time, in name order.
-SIDE_TESTS = 95-chaos 99-deb 37-cluster-acl 37-cluster-failover \
-             37-cluster-hostname 37-cluster-ipv6 37-cluster-sidecar \
-             37-cluster-noauth 37-cluster-stale-seed 37-cluster-topology \
-             37-cluster-unknown-endpoint 37-cluster-wait \
-             32-sentinel 32-sentinel-auth 32-sentinel-long-jobs \
-             32-sentinel-resync 32-sentinel-stale 32-sentinel-unheard \
-             32-sentinel-watch 34-sentinel-sidecar 36-sentinel-failover \
-             46-submit-sentinel 30-redis-refused 68-stop-deadline \
-             52-long-polls-parked 52-long-polls-tls 30-redis-down \
-             55-reload-polls 61-retries 71-stream-lost 72-redis-refuses \
-             83-status-malformed
-SIDE_FILES = $(SIDE_TESTS:%=t/%.t)
-SIDE_GLOB = t/{$(subst $(space),$(comma),$(strip $(SIDE_TESTS)))}.t
-PROVE_SIDE = $(if $(SANITIZE),,-j2 --rules='seq=$(SIDE_GLOB)' \
-             --rules='seq=**')
-# the side chain's files last, in its order (prove's seq runs a glob's
+# The tests run in three chains at once, each one file at a time, each
+# file's time shown: the main chain (every file not named below, in name
+# order) and two side chains, in the order given.  The side chains hold
+# the tests that mostly wait, on timers of Redis or of our own: the soak
+# t/95-chaos.t, the Redis Cluster tests (each spends 2 s of its 3 s in
+# Redis's fixed delay before a new cluster says ok), the Sentinel tests
+# (down-after and failover timeouts), backoffs, stop deadlines, long
+# polls parked on sleeping jobs, Redis' own faults waited out, processes
+# killed and waited for; and t/99-deb.t, where make deb builds the whole
+# tree again (a minute, most of it CPU).  Together they take about 700 s
+# of the suite's 1,150, the whole suite under 40% of the two cores it
+# was measured on: the three chains about as long as each other.  None
+# of them checks a latency tighter than its own deadlines (the tests
+# that do, such as t/37-cluster, -client, -async, -unmapped, those
+# racing nginx's subscriptions, -ask, -ask-noscript, and the timing
+# checks of t/20-errors, t/51-async, t/52-idempotency, t/62-restart-
+# intensity, stay in the main chain); every test starts its own
+# processes on loopback ports picked at run time.  With the sanitizers
+# (no package built, every process several times slower, the soak a
+# busy one) all run one at a time, in name order.
+SIDE_A = 95-chaos 99-deb 37-cluster-acl 37-cluster-failover \
+         37-cluster-hostname 37-cluster-ipv6 37-cluster-sidecar \
+         37-cluster-noauth 37-cluster-stale-seed 37-cluster-topology \
+         37-cluster-unknown-endpoint 37-cluster-wait \
+         32-sentinel 32-sentinel-auth 32-sentinel-long-jobs \
+         32-sentinel-resync 32-sentinel-stale 32-sentinel-unheard \
+         32-sentinel-watch 34-sentinel-sidecar 36-sentinel-failover \
+         51-admission 67-shutdown 31-redis-silent 33-sharded \
+         31-sidecar-hostile
+SIDE_B = 46-submit-sentinel 30-redis-refused 68-stop-deadline \
+         52-long-polls-parked 52-long-polls-tls 30-redis-down \
+         55-reload-polls 61-retries 71-stream-lost 72-redis-refuses \
+         83-status-malformed 51-async-wait 30-redis-noauth \
+         84-in-flight-killed 72-redis-replica 52-long-polls \
+         52-cancel-running 84-prometheus 66-cooldown-reclaim \
+         46-submit-lost 68-stop-crash 68-reload-pending 69-node-lost \
+         31-redis-hostile 97-make-run 83-status 34-multi-node \
+         64-handler-children 85-offloadctl 86-dashboard 82-health \
+         34-role-refused
+side_glob = t/{$(subst $(space),$(comma),$(strip $(1)))}.t
+SIDE_FILES = $(patsubst %,t/%.t,$(SIDE_A) $(SIDE_B))
+PROVE_CHAINS = $(if $(SANITIZE),,-j3 \
+               --rules='seq=$(call side_glob,$(SIDE_A))' \
+               --rules='seq=$(call side_glob,$(SIDE_B))' --rules='seq=**')
+# the side chains' files last, in their order (prove's seq runs a glob's
 # files in the order they are given)
 TEST_FILES = $(if $(SANITIZE),t/*.t, \
              $(filter-out $(SIDE_FILES),$(sort $(wildcard t/*.t))) \
@@ -379,7 +387,7 @@ TEST_FILES = $(if $(SANITIZE),t/*.t, \
 test: DEB_PKGS += $(TEST_PKGS)
 test: deps all fuzzers
 	OFFLOAD_BUILD=$(CURDIR)/$(BUILD) OFFLOAD_SANITIZE=$(SANITIZE) \
-	    prove --timer $(PROVE_SIDE) $(UNIT_TESTS) $(TEST_FILES)
+	    prove --timer $(PROVE_CHAINS) $(UNIT_TESTS) $(TEST_FILES)
 
 bench: deps all
 	BUILD=$(CURDIR)/$(BUILD) bench/run
