@@ -1736,9 +1736,6 @@ const char  offload_retry_script[] =
     "  job[#job + 1] = 'body'\n"
     "  job[#job + 1] = f.body\n"
     "end\n"
-    "redis.call('XADD', KEYS[2], '*', unpack(job))\n"
-    "redis.call('XDEL', KEYS[1], ARGV[1])\n"
-    "redis.call('UNLINK', KEYS[3])\n"
     "local rec = KEYS[5]\n"
     "if f." OFFLOAD_F_RECORD " and rec and redis.call('EXISTS', rec) == 1"
     " then\n"
@@ -1750,4 +1747,7 @@ const char  offload_retry_script[] =
     "  redis.call('PEXPIRE', rec, life + (tonumber(f."
     OFFLOAD_F_RECORD ") or 0))\n"
     "end\n"
+    "redis.call('XADD', KEYS[2], '*', unpack(job))\n"
+    "redis.call('XDEL', KEYS[1], ARGV[1])\n"
+    "redis.call('UNLINK', KEYS[3])\n"
     "return f.id\n";

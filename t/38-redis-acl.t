@@ -190,6 +190,39 @@ is($r->{status}, 502, 'crash job: 502');
 is(($r->{json} || {})->{error}{code}, 'worker_crashed', 'worker_crashed');
 is(scalar @{ stream_entries('offload:{crash}:dead') }, 1, 'one dead letter');
 
+# an async job's crashes: a dead letter with a record, retried by offloadctl
+# as offload-sidecar (its retry script makes the record a queued job's again)
+my $cr = http('POST', '/jobs/crash', '{"async":1}',
+    { Prefer => 'respond-async' });
+my $cid = ($cr->{json} || {})->{id} // '';
+ok(wait_until(sub { @{ stream_entries('offload:{crash}:dead') } == 2 },
+    scaled(20), 'second dead letter'), 'an async crash job dead-lettered');
+is(redis_cmd('HGET', record_key($cid), 'status'), 'dead', '... read dead');
+my ($ctl, $conf) = (build_path('offloadctl'), sidecar_conf_file());
+# an ACL of an earlier release, without +hdel: refused, and nothing changed
+my $log = redis_cmd('ACL', 'LOG');
+is(ref $log eq 'ARRAY' ? scalar @$log : -1, 0, 'ACL LOG is empty so far')
+    or diag(explain($log));
+redis_cmd('ACL', 'SETUSER', 'offload-sidecar', '-hdel');
+my $rout = `$ctl -c $conf retry crash $cid 2>&1`;
+ok($? >> 8 == 1 && $rout =~ /can't run this command/,
+    'without +hdel: refused, exit 1')
+    or diag($rout);
+ok(@{ stream_entries('offload:{crash}:dead') } == 2
+        && redis_cmd('XLEN', 'offload:{crash}:jobs') == 0
+        && redis_cmd('HGET', record_key($cid), 'status') eq 'dead',
+    '... and nothing changed (dead letters, queue, record)');
+redis_cmd('ACL', 'LOG', 'RESET');
+# the README's rules again
+redis_cmd('ACL', 'SETUSER', 'offload-sidecar',
+    @{ $rules{'offload-sidecar'} });
+$rout = `$ctl -c $conf retry crash $cid 2>&1`;
+is($? >> 8, 0, 'offloadctl retry crash <job>') or diag($rout);
+ok(wait_until(sub { @{ stream_entries('offload:{crash}:dead') } == 2
+        && (redis_cmd('HGET', record_key($cid), 'status') // '') eq 'dead'
+        && redis_cmd('HGET', record_key($cid), 'attempts') == 2 },
+    scaled(20), 'dead again'), 'the retried job ran twice and failed again');
+
 # ---- a worker killed under a job: handed back, run again, 200
 my $victim = worker_pids()->{sleep}[0];
 my $sock = send_post('/jobs/sleep', '{"ms":500}');
@@ -202,7 +235,6 @@ is(read_answer($sock, scaled(15))->{status}, 200,
     'the killed worker\'s job runs again: 200');
 
 # ---- offloadctl, with the sidecar's credentials
-my ($ctl, $conf) = (build_path('offloadctl'), sidecar_conf_file());
 for my $cmd ('status', 'queues', 'events -n 5', 'dead crash',
     'drain -t 10 ' . node_name(), 'resume -t 10 ' . node_name(),
     'purge crash --all')
@@ -268,7 +300,7 @@ is(redis_cmd('SISMEMBER', 'offload:{ctl}:nodes', node_name()), 0,
 # ---- Redis refused nothing
 is_deeply(redis_cmd('KEYS', 'offload:{parked}:body:*'), [ $parked ],
     'the late job\'s body key went (UNLINK as offload-nginx)');
-my $log = redis_cmd('ACL', 'LOG');
+$log = redis_cmd('ACL', 'LOG');
 is(ref $log eq 'ARRAY' ? scalar @$log : -1, 0, 'ACL LOG is empty')
     or diag(explain($log));
 for my $file ('sidecar.log', 'sidecar.stderr', 'error.log') {
