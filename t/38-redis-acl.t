@@ -234,8 +234,9 @@ kill 'KILL', $victim;
 is(read_answer($sock, scaled(15))->{status}, 200,
     'the killed worker\'s job runs again: 200');
 
-# ---- offloadctl, with the sidecar's credentials
-for my $cmd ('status', 'queues', 'events -n 5', 'dead crash',
+# ---- offloadctl, with the sidecar's credentials (retry: above)
+for my $cmd ('ping', 'status', 'queues', 'top -b -n 1', 'events -n 5',
+    'dead crash',
     'drain -t 10 ' . node_name(), 'resume -t 10 ' . node_name(),
     'purge crash --all')
 {
