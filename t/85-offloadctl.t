@@ -16,6 +16,7 @@ fault_handlers on;
 queue echo { handler echo; workers 2; }
 queue crash { handler crash; workers 1; max_attempts 1; }
 queue leak { handler leak; workers 1; }
+queue an_echo_queue_of_a_long_name { handler echo; workers 1; }
 CONF
 ok(start_jobs_nginx(server => 'location = /metrics { offload_metrics; }'),
     'stack ready');
@@ -26,6 +27,15 @@ my $node = node_name();
 sub run {
     my $out = `$ctl @_ 2>&1`;
     return ($? >> 8, $out, $? & 127);
+}
+
+# The lines of a table (its header first) whose column does not start
+# under the header's word.
+sub misaligned {
+    my ($table, $word) = @_;
+    my ($head, @rows) = split /\n/, $table;
+    my $at = index($head, $word);
+    return [ grep { substr($_, $at - 1, 2) !~ /^ \S/ } @rows ];
 }
 
 # ---- usage and exit codes
@@ -83,6 +93,11 @@ like($out,
     'queues: crash has one worker, no backlog, one dead letter, no retry')
     or diag($out);
 like($out, qr/^echo\s+ok\s+2\s/m, 'queues: echo has two workers');
+is_deeply(misaligned($out, 'STATE'), [], 'queues: a long queue name widens '
+    . 'its column (every state under STATE)') or diag($out);
+($rc, $out) = run('status');
+is_deeply(misaligned(join("\n", grep { /^  / } split /\n/, $out), 'HANDLER'),
+    [], 'status: every handler under HANDLER') or diag($out);
 ($rc, $out) = run('--json', 'queues');
 is(json_decode($out)->{crash}{dead}, 1, 'queues --json');
 
@@ -175,7 +190,7 @@ like($out, qr/purged 2 dead letters of queue crash/, 'purge counts');
 is(redis_cmd('XLEN', 'offload:{crash}:dead'), 0, 'the dead letters are gone');
 ($rc, $out) = run('dead', 'crash');
 is($rc, 0, 'dead of a queue without dead letters: exit 0');
-like($out, qr/^no dead letters in queue crash$/m, 'and says so');
+is($out, "no dead letters in queue crash\n", 'and says so, alone');
 
 # ---- retry --all retries the dead letters there were, not those its own
 # retries make: jobs of an unknown protocol version (bad_job) die again
@@ -252,7 +267,7 @@ is($rc, 0, 'top -b: exit 0');
 my @rows = $out =~ /^\Q$node\E\s+(\S+)\s+\d+\s+\d+/mg;
 is($rows[0], 'leak', 'top -b -s memory: the leaking worker first')
     or diag($out);
-is(scalar @rows, 4, 'every worker listed');
+is(scalar @rows, 5, 'every worker listed');
 ok(!grep({ length > 80 } split /\n/, $out), 'fits 80 columns');
 
 # ---- top in a real terminal (tmux): draws, re-sorts on a key, q quits
@@ -287,7 +302,7 @@ SKIP: {
 is($rc, 1, 'drain of an unknown node: exit 1');
 ($rc, $out) = run('drain', '-t', scaled(10), $node);
 is($rc, 0, 'drain: exit 0') or diag($out);
-like($out, qr/node \Q$node\E drained: 4 workers paused/, 'drain waits for '
+like($out, qr/node \Q$node\E drained: 5 workers paused/, 'drain waits for '
     . 'every worker to pause');
 # Prometheus can tell a drain from an outage (before: nothing said so)
 sub drained_gauge { (http('GET', '/metrics')->{content} // '')

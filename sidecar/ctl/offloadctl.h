@@ -155,6 +155,10 @@ const char *ctl_text(json_t *obj, const char *key);
 long long ctl_int(json_t *obj, const char *key);
 double ctl_num(json_t *obj, const char *key);
 
+/* A table's name column: as wide as the longest of obj's keys, at least
+ * min (a longer name widens the column, not shifts its row). */
+int ctl_keys_width(json_t *obj, int min);
+
 /* The jobs a worker slot w finished, whatever their result (a count a
  * node does not report, from an older sidecar, as 0). */
 long long ctl_worker_jobs(json_t *w);

@@ -151,12 +151,21 @@ trace_id(char *buf, size_t size, const redisReply *entry)
 }
 
 
-/* data: non-zero when the Redis's address tags each line */
+/* How the letters are laid out: each line tagged with its Redis's
+ * address when the queue is on several; the header above the first letter
+ * (none above "no dead letters"). */
+typedef struct {
+    int  tagged;
+    int  headed;
+} dead_table_t;
+
+
 static int
 print_dead(ctl_t *ctl, const char *queue, const char *key,
     const redisReply *entry, void *data)
 {
-    int          tagged = *(int *) data;
+    dead_table_t  *table = data;
+    int            tagged = table->tagged;
     char         at[40], body_key[OFFLOAD_KEY_MAX];
     char         payload[OFFLOAD_KEY_MAX + 40];
     char         trace[OFFLOAD_TRACE_ID_LEN + 1];
@@ -177,6 +186,15 @@ print_dead(ctl_t *ctl, const char *queue, const char *key,
         printf("\n");
         json_decref(fields);
         return 0;
+    }
+
+    if (!table->headed) {
+        if (tagged) {
+            printf("%-21s ", "REDIS");
+        }
+        printf("%-24s %-32s %-3s %-14s %-32s %s\n", "DEAD AT", "JOB", "TRY",
+               "REASON", "TRACE", "PAYLOAD");
+        table->headed = 1;
     }
 
     ctl_entry_time(at, sizeof(at), entry->element[0]->str);
@@ -249,10 +267,10 @@ no_dead_letters(ctl_t *ctl, const char *queue, size_t *index, size_t n)
 int
 ctl_dead(ctl_t *ctl, int argc, char **argv)
 {
-    int     tagged;
-    char    key[OFFLOAD_KEY_MAX];
-    long    n, total = 0;
-    size_t  index[CTL_REDIS_MAX], nindex, i;
+    char          key[OFFLOAD_KEY_MAX];
+    long          n, total = 0;
+    size_t        index[CTL_REDIS_MAX], nindex, i;
+    dead_table_t  table;
 
     if (argc != 2) {
         return ctl_usage_error(argv[0], "wants a queue");
@@ -263,22 +281,15 @@ ctl_dead(ctl_t *ctl, int argc, char **argv)
     }
 
     nindex = ctl_queue_servers(ctl, argv[1], index);
-    tagged = nindex > 1;
-
-    if (!ctl->json) {
-        if (tagged) {
-            printf("%-21s ", "REDIS");
-        }
-        printf("%-24s %-32s %-3s %-14s %-32s %s\n", "DEAD AT", "JOB", "TRY",
-               "REASON", "TRACE", "PAYLOAD");
-    }
+    table.tagged = nindex > 1;
+    table.headed = 0;
 
     for (i = 0; i < nindex; i++) {
         if (ctl_use_queue(ctl, index[i], argv[1]) != CTL_OK) {
             return CTL_FAIL;
         }
 
-        n = ctl_each_entry(ctl, argv[1], key, NULL, print_dead, &tagged);
+        n = ctl_each_entry(ctl, argv[1], key, NULL, print_dead, &table);
         if (n < 0) {
             return CTL_FAIL;
         }

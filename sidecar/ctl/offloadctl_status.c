@@ -13,26 +13,31 @@
 
 
 static void
-print_node(json_t *doc, int64_t now_ms)
+print_node(json_t *doc, int node_width, int64_t now_ms)
 {
+    int          width;
     char         up[32], beat[32], rss[16];
     size_t       i;
-    json_t      *queue, *worker;
+    json_t      *queues, *queue, *worker;
     const char  *name;
 
     ctl_duration(up, sizeof(up), now_ms - ctl_int(doc, "started"));
     ctl_duration(beat, sizeof(beat), now_ms - ctl_int(doc, "heartbeat"));
 
-    printf("%-20s %-8lld %-10s %s ago%s\n", ctl_text(doc, "node"),
+    printf("%-*s %-8lld %-10s %s ago%s\n", node_width, ctl_text(doc, "node"),
            ctl_int(doc, "pid"), up, beat,
            json_is_true(json_object_get(doc, "drained")) ? "  DRAINED" : "");
 
-    printf("  %-16s %-12s %-7s %-8s %s\n", "QUEUE", "HANDLER", "STATE",
+    queues = json_object_get(doc, "queues");
+    width = ctl_keys_width(queues, 16);
+
+    printf("  %-*s %-12s %-7s %-8s %s\n", width, "QUEUE", "HANDLER", "STATE",
            "RESTARTS", "WORKERS (slot:pid state rss)");
 
-    json_object_foreach(json_object_get(doc, "queues"), name, queue) {
-        printf("  %-16s %-12s %-7s %-8lld", name, ctl_text(queue, "handler"),
-               ctl_text(queue, "state"), ctl_int(queue, "restarts"));
+    json_object_foreach(queues, name, queue) {
+        printf("  %-*s %-12s %-7s %-8lld", width, name,
+               ctl_text(queue, "handler"), ctl_text(queue, "state"),
+               ctl_int(queue, "restarts"));
 
         json_array_foreach(json_object_get(queue, "workers"), i, worker) {
             ctl_bytes(rss, sizeof(rss), ctl_int(worker, "rss"));
@@ -103,7 +108,7 @@ status_json(json_t *all)
 int
 ctl_status(ctl_t *ctl, int argc, char **argv)
 {
-    int      rc;
+    int      rc, width = 20;
     size_t   i;
     json_t  *all, *nodes, *doc, *bad;
 
@@ -118,13 +123,19 @@ ctl_status(ctl_t *ctl, int argc, char **argv)
         printf("no sidecar nodes registered\n");
 
     } else {
-        printf("%-20s %-8s %-10s %s\n", "NODE", "PID", "UPTIME",
+        json_array_foreach(nodes, i, doc) {
+            if ((int) strlen(ctl_text(doc, "node")) > width) {
+                width = (int) strlen(ctl_text(doc, "node"));
+            }
+        }
+
+        printf("%-*s %-8s %-10s %s\n", width, "NODE", "PID", "UPTIME",
                "HEARTBEAT");
         json_array_foreach(nodes, i, doc) {
             if (i > 0) {
                 printf("\n");
             }
-            print_node(doc, offload_wall_ms());
+            print_node(doc, width, offload_wall_ms());
         }
     }
 
@@ -178,7 +189,7 @@ figure(char *buf, size_t size, json_t *q, const char *key, int kind)
 int
 ctl_queues(ctl_t *ctl, int argc, char **argv)
 {
-    int          rc;
+    int          rc, width;
     char         b[9][32];
     json_t      *all, *queues, *q;
     const char  *name;
@@ -196,13 +207,15 @@ ctl_queues(ctl_t *ctl, int argc, char **argv)
         return CTL_OK;
     }
 
-    printf("%-16s %-7s %7s %7s %7s %7s %7s %7s %7s %6s %6s\n", "QUEUE",
+    width = ctl_keys_width(queues, 16);
+
+    printf("%-*s %-7s %7s %7s %7s %7s %7s %7s %7s %6s %6s\n", width, "QUEUE",
            "STATE", "WORKERS", "BACKLOG", "PENDING", "OLDEST", "JOBS/S",
            "RUN-P50", "RUN-P99", "DEAD", "RETRY");
 
     json_object_foreach(queues, name, q) {
-        printf("%-16s %-7s %7lld %7s %7s %7s %7s %7s %7s %6s %6s\n", name,
-               ctl_text(q, "state"), ctl_int(q, "workers"),
+        printf("%-*s %-7s %7lld %7s %7s %7s %7s %7s %7s %6s %6s\n", width,
+               name, ctl_text(q, "state"), ctl_int(q, "workers"),
                figure(b[0], sizeof(b[0]), q, "backlog", COUNT),
                figure(b[1], sizeof(b[1]), q, "pending", COUNT),
                figure(b[2], sizeof(b[2]), q, "oldest_ms", AGE),

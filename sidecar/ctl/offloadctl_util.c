@@ -468,6 +468,23 @@ ctl_entry_time(char *buf, size_t size, const char *entry_id)
 }
 
 
+int
+ctl_keys_width(json_t *obj, int min)
+{
+    int          width = min;
+    json_t      *value;
+    const char  *key;
+
+    json_object_foreach(obj, key, value) {
+        if ((int) strlen(key) > width) {
+            width = (int) strlen(key);
+        }
+    }
+
+    return width;
+}
+
+
 const char *
 ctl_text(json_t *obj, const char *key)
 {
