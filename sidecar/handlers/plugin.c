@@ -4,18 +4,33 @@
  * missing symbol is found by `offload-sidecar -t`, not by a worker's first
  * job.  A plugin is never unloaded once accepted: the handlers of a pool
  * retired by a reload may still be named by its configuration.
+ *
+ * A plugin new to the process is loaded and checked in a child first: a
+ * handler table without its { NULL } end, or a constructor that crashes or
+ * never returns, would otherwise take the supervisor down (at a reload, a
+ * node that was serving) or hang it.
  */
 
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include "clock.h"
 #include "conf.h"
 #include "plugin.h"
 
+/* how long a child may take to load a plugin: its constructors' time */
+#define PLUGIN_CHECK_MS  10000
 
-const offload_module_t *
-offload_plugin_load(const char *path, char *err, size_t errlen)
+
+static const offload_module_t *
+load(const char *path, char *err, size_t errlen)
 {
     void                     *so;
     const char               *why;
@@ -79,4 +94,137 @@ failed:
      * its constructors have run, though. */
     dlclose(so);
     return NULL;
+}
+
+
+/* The child's message, up to its end (the pipe closed by its exit) or the
+ * deadline; returns 0, or -1 when the deadline passed. */
+static int
+read_message(int fd, char *buf, size_t size, int64_t deadline_ms)
+{
+    int            ms, ready;
+    size_t         len = 0;
+    ssize_t        n;
+    struct pollfd  pfd = { .fd = fd, .events = POLLIN };
+
+    for ( ;; ) {
+        ms = (int) (deadline_ms - offload_mono_us() / 1000);
+        if (ms <= 0) {
+            return -1;
+        }
+
+        ready = poll(&pfd, 1, ms);
+        if (ready < 0 && errno != EINTR) {
+            return -1;
+        }
+
+        if (ready <= 0) {
+            continue;
+        }
+
+        n = read(fd, buf + len, size - 1 - len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+
+        if (n <= 0 || (len += n) == size - 1) {
+            buf[len] = '\0';
+            return 0;
+        }
+    }
+}
+
+
+static int
+check_in_child(const char *path, char *err, size_t errlen)
+{
+    int          fds[2], status, timed_out;
+    pid_t        pid;
+    const char  *sig;
+
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "cannot check \"%s\": pipe: %s", path,
+                 strerror(errno));
+        return -1;
+    }
+
+    pid = fork();
+    if (pid < 0) {
+        snprintf(err, errlen, "cannot check \"%s\": fork: %s", path,
+                 strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+
+    if (pid == 0) {
+        /* a crash kills the child by its signal, for the parent to name,
+         * whatever handler the process had (a sanitizer's) */
+        signal(SIGSEGV, SIG_DFL);
+        signal(SIGBUS, SIG_DFL);
+        signal(SIGILL, SIG_DFL);
+        signal(SIGFPE, SIG_DFL);
+        close(fds[0]);
+        if (load(path, err, errlen) != NULL) {
+            _exit(0);
+        }
+        (void) !write(fds[1], err, strlen(err));
+        _exit(1);
+    }
+
+    close(fds[1]);
+    err[0] = '\0';
+    timed_out = read_message(fds[0], err, errlen,
+                             offload_mono_us() / 1000 + PLUGIN_CHECK_MS);
+    close(fds[0]);
+
+    if (timed_out) {
+        kill(pid, SIGKILL);
+    }
+
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        /* again */
+    }
+
+    if (timed_out) {
+        snprintf(err, errlen, "loading \"%s\" did not end in %d s (its "
+                 "constructors?)", path, PLUGIN_CHECK_MS / 1000);
+        return -1;
+    }
+
+    if (WIFSIGNALED(status)) {
+        sig = sigabbrev_np(WTERMSIG(status));
+        snprintf(err, errlen, "loading \"%s\" crashed (SIG%s): is its "
+                 "handler table ended by { NULL }? (offload.h)", path,
+                 sig ? sig : "?");
+        return -1;
+    }
+
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        if (err[0] == '\0') {
+            snprintf(err, errlen, "loading \"%s\" failed (exit status %d)",
+                     path, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        }
+        return -1;
+    }
+
+    return 0;
+}
+
+
+const offload_module_t *
+offload_plugin_load(const char *path, char *err, size_t errlen)
+{
+    void  *loaded;
+
+    /* one loaded already was checked when it was */
+    loaded = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+    if (loaded != NULL) {
+        dlclose(loaded);
+
+    } else if (check_in_child(path, err, errlen) != 0) {
+        return NULL;
+    }
+
+    return load(path, err, errlen);
 }
