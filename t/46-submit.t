@@ -130,6 +130,20 @@ is(redis_cmd('GET', "offload:{echo}:result:$twice"), $first,
 my @runs = published_text_until_marker($watch)
     =~ /offload:reply:twice\r\n\$\d+\r\nOR1 $twice 200 [^\n]*\n\{"run":(\d)\}/g;
 is("@runs", '1 2', 'each run published its own result, the first first');
+ok(wait_until(sub { slurp(tmpdir() . '/sidecar.log') =~ /\[warn\] .*job \Q$twice\E: a result was stored under its id already and is kept, not this run's: the job ran twice, or two jobs were given one id/ },
+    scaled(5), 'said'), 'the sidecar says so (a transaction)');
+
+# the same completed by the script (a reply channel with a hash tag)
+my $twice2 = '0123456789abcdef00000000000000b2';
+@entry = (v => 1, id => $twice2, reply => 'offload:{echo}:reply:twice');
+redis_cmd('XADD', 'offload:{echo}:jobs', '*', @entry, payload => '{"run":1}');
+$first = result_of('echo', $twice2);
+my $again = redis_cmd('XADD', 'offload:{echo}:jobs', '*', @entry,
+    payload => '{"run":2}');
+ok(wait_until(sub { slurp(tmpdir() . '/sidecar.log') =~ /\[warn\] .*1 of the 1 jobs completed from entry \Q$again\E on found a result stored under their ids already/ },
+    scaled(5), 'said'), 'the sidecar says so (the script)');
+is(redis_cmd('GET', "offload:{echo}:result:$twice2"), $first,
+    'the first result kept');
 
 # a bad entry with an id and no reply: its error is stored, dead letter
 my $bad = '0123456789abcdef00000000000000a2';

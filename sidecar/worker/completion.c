@@ -17,9 +17,9 @@
  * a completion answered with an error is kept with the lost ones (whose
  * reply the link lost), the tracked commands in held.c, and both are sent
  * again by the resend timer, backing off, while the worker reads nothing
- * new (offload_completion_refused(), offload_completion_settled()).  Thrown away, its entry would stay pending
- * under a live worker, whose claim refreshes keep every other node from
- * taking it.  A refusal that does not pass by itself (a script error, an
+ * new (offload_completion_refused(), offload_completion_settled()).
+ * Thrown away, its entry would stay pending under a live worker, whose
+ * claim refreshes keep every other node from taking it.  A refusal that does not pass by itself (a script error, an
  * ACL) ends after REFUSED_TRIES in a last resort: the job is answered an
  * error and its entry dead-lettered (completion_give_up(),
  * held_give_up()); should that be refused too, a completion's entry is
@@ -429,6 +429,59 @@ offload_completion_transactions_refused(offload_worker_t *w, const char *err)
 }
 
 
+/*
+ * Says so when a job's result was stored already under its id (SET NX
+ * kept that one, this run's is not stored): the job ran twice (its entry
+ * claimed from a worker taken for lost that finished after all), or a
+ * program gave two jobs one id.  A call sent again after its reply was
+ * lost finds its own result there: not said.  A transaction answers each
+ * job's SET (nil: not stored), then its PUBLISH if it has a reply
+ * channel; the script, how many it stored.
+ */
+static void
+stored_before(offload_worker_t *w, const completion_t *c,
+    const redisReply *reply)
+{
+    size_t               i = 0, jobs = 0;
+    const char          *id;
+    const completion_t  *j;
+
+    if (c->transaction) {
+        for (j = c; j != NULL && i < reply->elements; j = j->next) {
+            if (reply->element[i]->type == REDIS_REPLY_NIL) {
+                id = memrchr(j->arg[C_RESULT_KEY], ':',
+                             j->arglen[C_RESULT_KEY]);
+                id = id != NULL ? id + 1 : j->arg[C_RESULT_KEY];
+                log_warn("%s: job %.*s: a result was stored under its id "
+                         "already and is kept, not this run's: the job ran "
+                         "twice, or two jobs were given one id",
+                         w->name,
+                         (int) (j->arg[C_RESULT_KEY]
+                                + j->arglen[C_RESULT_KEY] - id), id);
+            }
+
+            i += j->arglen[C_CHANNEL] > 0 ? 2 : 1;
+        }
+
+        return;
+    }
+
+    for (j = c; j != NULL; j = j->next) {
+        jobs++;
+    }
+
+    if (reply->type == REDIS_REPLY_INTEGER
+        && reply->integer < (long long) jobs)
+    {
+        log_warn("%s: %zu of the %zu jobs completed from entry %.*s on found "
+                 "a result stored under their ids already, kept, not this "
+                 "run's: they ran twice, or two jobs were given one id",
+                 w->name, jobs - (size_t) reply->integer, jobs,
+                 (int) c->arglen[C_ENTRY], c->arg[C_ENTRY]);
+    }
+}
+
+
 static void
 completion_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -483,7 +536,12 @@ completion_cb(redisAsyncContext *ac, void *r, void *privdata)
 
         if (err != NULL) {
             completion_refused(w, c, err);
+
         } else {
+            if (!resent) {
+                stored_before(w, c, reply);
+            }
+
             offload_completion_put_all(w, c);
         }
     }
