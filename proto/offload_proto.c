@@ -1303,9 +1303,23 @@ offload_job_decode(offload_entry_t *job, const offload_str_t *fields,
                 return -1;
             }
 
+            if (job->deadline_ms < OFFLOAD_EPOCH_MS_MIN) {
+                *err = "bad deadline: before 2001, in seconds? (ms since "
+                       "the epoch)";
+                return -1;
+            }
+
         } else if (str_is(name, OFFLOAD_F_SUBMITTED)) {
             if (parse_int64(value, &job->submitted_ms) != 0) {
                 *err = "bad submitted time";
+                return -1;
+            }
+
+            if (job->submitted_ms != 0
+                && job->submitted_ms < OFFLOAD_EPOCH_MS_MIN)
+            {
+                *err = "bad submitted time: before 2001, in seconds? (ms "
+                       "since the epoch)";
                 return -1;
             }
 

@@ -236,6 +236,11 @@ typedef struct {
 
 #define OFFLOAD_NO_DEADLINE        INT64_MAX
 
+/* The earliest deadline and submit time an entry may give, 2001-09-09 in
+ * ms since the epoch: one before it is a time in seconds, which would
+ * expire every job unrun (and read it queued for 50 years) */
+#define OFFLOAD_EPOCH_MS_MIN       1000000000000LL
+
 #define OFFLOAD_JOB_FIELDS_AT      4     /* XADD key NOMKSTREAM * */
 #define OFFLOAD_JOB_ARGC           (OFFLOAD_JOB_FIELDS_AT + 2 * 12)
 

@@ -52,6 +52,8 @@ my @answered = (
     [ 'no version', { v => undef }, 400, qr/bad_job.*no version/ ],
     [ 'version 99', { v => 99 }, 400, qr/unsupported protocol version/ ],
     [ 'deadline not a number', { deadline => 'soon' }, 400, qr/deadline/ ],
+    [ 'deadline in seconds', { deadline => int($far / 1000) }, 400,
+      qr/bad deadline: before 2001, in seconds\?/ ],
     [ 'attempt 0', { attempt => 0 }, 400, qr/attempt/ ],
     [ 'no payload', { payload => undef }, 400, qr/missing field/ ],
     [ 'payload not JSON', { payload => '{"a":' }, 422, qr/handler_error/ ],
@@ -87,14 +89,14 @@ ok(wait_until(sub {
     redis_cmd('XLEN', $stream) == 0 && pending_jobs('echo') == 0;
 }, 10, 'stream drained'), 'every bad entry left the stream, none pending');
 
-# every entry that was not a job is a dead letter: 5 answered, 5 not
+# every entry that was not a job is a dead letter: 6 answered, 5 not
 my $dead;
 ok(wait_until(sub {
     $dead = stream_entries('offload:{echo}:dead');
-    @$dead == 10;
-}, 10, 'dead letters'), 'ten dead letters, one per bad entry')
+    @$dead == 11;
+}, 10, 'dead letters'), 'eleven dead letters, one per bad entry')
     or diag(explain($dead));
-is(scalar(grep { ($_->{reason} // '') eq 'bad_job' } @$dead), 10,
+is(scalar(grep { ($_->{reason} // '') eq 'bad_job' } @$dead), 11,
     'each with reason bad_job');
 ok(!grep({ !json_decode($_->{report} // '') } @$dead),
     'and a JSON report');
@@ -111,8 +113,8 @@ ok($forged && $forged->{reason} eq 'bad_job' && $forged->{entry} ne '0-1',
 my $ctl = build_path('offloadctl') . ' -c ' . sidecar_conf_file();
 my $out = `$ctl dead echo 2>&1`;
 is($? >> 8, 0, 'offloadctl dead: exit 0');
-is(scalar(() = $out =~ /\bbad_job\b/g), 10,
-    'offloadctl dead shows all ten')
+is(scalar(() = $out =~ /\bbad_job\b/g), 11,
+    'offloadctl dead shows all eleven')
     or diag($out);
 
 is(redis_cmd('GET', "offload:{echo}:result:$victim"), undef,
@@ -124,7 +126,7 @@ my ($forget, @fields) = entry(reply => undef);
 redis_cmd('XADD', $stream, '*', @fields);
 like(result_of($forget), qr/^OR1 $forget 200 \d+ \d+ \d+ \d+\n\{\}\z/,
     'an entry without a reply channel runs, its result stored');
-is(scalar @{ stream_entries('offload:{echo}:dead') }, 10,
+is(scalar @{ stream_entries('offload:{echo}:dead') }, 11,
     'and is no dead letter');
 
 # An async job's entry (a record, "rec") whose id is not hex: a '}' in its

@@ -482,21 +482,27 @@ test_job(void)
         offload_str_t  badid[] = { S("v"), S("1"), S("id"), S("") };
         offload_str_t  baddl[] = { S("v"), S("1"), S("deadline"), S("-5") };
         offload_str_t  badsub[] = { S("v"), S("1"), S("submitted"), S("1x") };
+        offload_str_t  secdl[] = {
+            S("v"), S("1"), S("deadline"), S("1700000060")
+        };
+        offload_str_t  secsub[] = {
+            S("v"), S("1"), S("submitted"), S("1700000000")
+        };
         offload_str_t  badatt[] = { S("v"), S("1"), S("attempt"), S("0") };
         offload_str_t  body0[] = {
             S("v"), S("1"), S("id"), S("i"), S("payload"), S(""),
-            S("reply"), S("r"), S("deadline"), S("2"), S("submitted"),
-            S("1"), S("attempt"), S("3"), S("body"), S("0")
+            S("reply"), S("r"), S("deadline"), S("1700000060000"),
+            S("submitted"), S("1700000000000"), S("attempt"), S("3"), S("body"), S("0")
         };
         offload_str_t  both[] = {
             S("v"), S("1"), S("id"), S("i"), S("payload"), S("{}"),
-            S("reply"), S("r"), S("deadline"), S("2"), S("submitted"),
-            S("1"), S("attempt"), S("3"), S("body"), S("2")
+            S("reply"), S("r"), S("deadline"), S("1700000060000"),
+            S("submitted"), S("1700000000000"), S("attempt"), S("3"), S("body"), S("2")
         };
         offload_str_t  extra[] = {
             S("v"), S("1"), S("id"), S("i"), S("payload"), S("{}"),
-            S("reply"), S("r"), S("deadline"), S("2"), S("submitted"),
-            S("1"), S("attempt"), S("3"), S("future"), S("ignored")
+            S("reply"), S("r"), S("deadline"), S("1700000060000"),
+            S("submitted"), S("1700000000000"), S("attempt"), S("3"), S("future"), S("ignored")
         };
 
         ok(DECODE(odd, 3) == -1, "odd field count");
@@ -515,6 +521,12 @@ test_job(void)
         is_str(err, "bad deadline", "deadline: message");
         ok(DECODE(badsub, 4) == -1, "bad submitted");
         is_str(err, "bad submitted time", "submitted: message");
+        ok(DECODE(secdl, 4) == -1, "a deadline in seconds");
+        is_str(err, "bad deadline: before 2001, in seconds? (ms since the "
+               "epoch)", "deadline in seconds: message");
+        ok(DECODE(secsub, 4) == -1, "a submit time in seconds");
+        is_str(err, "bad submitted time: before 2001, in seconds? (ms "
+               "since the epoch)", "submitted in seconds: message");
         ok(DECODE(badatt, 4) == -1, "attempt 0");
         is_str(err, "bad attempt", "attempt: message");
         ok(DECODE(body0, 16) == -1, "body length 0");
