@@ -3,7 +3,9 @@
 # handler table without its { NULL } end (read past, a wild pointer), a
 # constructor that crashes, one that never returns.  Each is loaded in a
 # child first: `offload-sidecar -t` refuses it with file:line and why, and a
-# reload that adds it is refused while the running node serves on.
+# reload that adds it is refused while the running node serves on.  And a
+# handler that forks, its child returning from run as the parent does: the
+# child is ended there, said, before it runs a worker's loop of its own.
 
 use strict;
 use warnings;
@@ -42,6 +44,14 @@ my $crashes = plugin('crashes', '__attribute__((constructor)) static void '
 my $hangs = plugin('hangs', '__attribute__((constructor)) static void '
     . 'forever(void) { for (;;) pause(); }' . $module);
 
+my $forks = plugin('forks', "#include <sys/wait.h>\n"
+    . 'static int twice(offload_job_t *j, const char *p, size_t n) '
+    . '{ pid_t c = fork(); int rc = offload_job_result(j, p, n); '
+    . 'if (c > 0) waitpid(c, 0, 0); return rc; }'
+    . 'static const offload_handler_t h[] = '
+    . '{ { "t.forks", twice, 0, 0 }, { 0 } };'
+    . 'const offload_module_t offload_module = { OFFLOAD_ABI_VERSION, h };');
+
 my $queue = "queue echo { handler echo; workers 1; }\n";
 
 sub sidecar_t {
@@ -68,8 +78,17 @@ for my $case (
 
 # ---- a reload adding the plugin: refused, the node serves on
 start_redis();
-start_sidecar(conf => $queue);
+start_sidecar(conf => "load_module $forks;\n$queue"
+    . "queue forks { handler t.forks; workers 1; }\n");
 ok(start_jobs_nginx(), 'stack ready');
+my $log = tmpdir() . '/sidecar.log';
+is(join(' ', map { post_json('/jobs/forks', { n => $_ })->{content} } 1 .. 3),
+    '{"n":1} {"n":2} {"n":3}', 'a handler whose child returns too: '
+    . 'every job answered its own result');
+my @said = slurp($log) =~ /(a process the handler "t\.forks" forked \(pid \d+\) returned from it into the worker: ended)/g;
+is(scalar @said, 3, 'each child ended, said') or diag(slurp($log));
+unlike(slurp($log), qr/protocol error|out of step/,
+    'no Redis link confused');
 my $pid = sidecar_pid();
 my $conf = sidecar_conf_file();
 spew($conf, slurp($conf) . "load_module $unended;\n"

@@ -15,8 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "job.h"
+#include "log.h"
 #include "offload_hugepage.h"
 #include "offload_proto.h"
 
@@ -347,9 +349,14 @@ int
 offload_job_call(offload_job_t *job, const offload_handler_t *handler,
     const char *payload, size_t len)
 {
-    int          rc;
-    size_t       offset;
-    const char  *err;
+    int           rc;
+    size_t        offset;
+    const char   *err;
+    static pid_t  worker_pid;
+
+    if (worker_pid == 0) {
+        worker_pid = getpid();
+    }
 
     if (offload_json_check(payload, len, &offset, &err) != 0) {
         offload_job_fail(job, NULL, "invalid JSON payload: %s at byte %zu",
@@ -362,6 +369,16 @@ offload_job_call(offload_job_t *job, const offload_handler_t *handler,
     job->payload_len = len;
     rc = handler->run(job, payload, len);
     job->payload = NULL;
+
+    /* A child the handler forked that returned from run instead of
+     * leaving by _exit(): went on, it would run the worker's loop beside
+     * it, on the same Redis link (replies crossed, "protocol error"). */
+    if (getpid() != worker_pid) {
+        log_error("a process the handler \"%s\" forked (pid %d) returned "
+                  "from it into the worker: ended; a child must leave by "
+                  "_exit() or exec", handler->name, (int) getpid());
+        _exit(127);
+    }
 
     if (rc == OFFLOAD_NOMEM) {
         return OFFLOAD_NOMEM;
