@@ -244,6 +244,8 @@ ok(wait_until(sub { slurp("$dir/noinit.log") =~ /pool noinit failed/ },
     or diag(slurp("$dir/noinit.log"));
 my $inits = () = slurp("$dir/noinit.log") =~ /the init of handler t\.noinit failed/g;
 is($inits, 4, 'init tried max_restarts + 1 times, then the cooldown');
+like(slurp("$dir/noinit.log"), qr/pool noinit failed: 4 workers of slot 0 in a row ended before their handler's init succeeded \(the last: exit: exited with code 1: its handler's init failed\)/,
+    'the pool failure says how the inits ended');
 stop_proc('noinit', scaled(10));
 
 # ---- an init that never returns (signals blocked, as they are during
@@ -264,7 +266,7 @@ queue_sidecar('hanginit', 'handler t.hanginit; workers 1; '
 ok(wait_until(sub { slurp("$dir/hanginit.log") =~ /pool hanginit failed/ },
     scaled(20), 'the hanginit pool fails'), 'an init that hangs: pool failed')
     or diag(slurp("$dir/hanginit.log"));
-like(slurp("$dir/hanginit.log"), qr/pool hanginit failed: the init of 3 workers of slot 0 in a row did not end, cooling down 60s/,
+like(slurp("$dir/hanginit.log"), qr/pool hanginit failed: 3 workers of slot 0 in a row ended before their handler's init succeeded \(the last: init_timeout: killed by SIGKILL\), cooling down 60s/,
     'the pool failed for its starts in a row');
 $log = slurp("$dir/hanginit.log");
 my $kills = () = $log =~ /worker hanginit:0: the init of handler t\.hanginit ran past the 500 ms init_timeout, killing pid \d+/g;

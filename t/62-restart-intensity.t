@@ -60,7 +60,7 @@ ok($failed_at, 'the sleep pool is reported failed') or diag(slurp($log));
 is(scalar @killed, 4, 'after the 4th crash (max_restarts 3)');
 is(pool('sleep')->{restarts}, 3, 'registry counts 3 restarts');
 is(pool('echo')->{state}, 'ok', 'the echo pool is still ok');
-like(slurp($log), qr/pool sleep failed: 4 restarts in 5s, cooling down 2s/,
+like(slurp($log), qr/pool sleep failed: 4 restarts in 5s \(the last: signal: killed by SIGKILL\), cooling down 2s/,
     'the failure is logged');
 
 # ---- during the cooldown: no sleep worker, echo keeps answering

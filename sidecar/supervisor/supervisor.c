@@ -516,12 +516,13 @@ kill_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 
-/* The restart intensity is exceeded: stop the pool's remaining workers and
- * restart nothing until the cooldown is over. */
-/* The pool's restart intensity is exceeded (a worker of slot never
- * started: init_failures in a row, however far apart). */
+/* The pool's restart intensity is exceeded (failing: a worker of that slot
+ * never started, init_failures in a row, however far apart; last: how the
+ * last worker ended): stop the pool's remaining workers and restart
+ * nothing until the cooldown is over. */
 static void
-fail_pool(offload_pool_t *pool, const offload_slot_t *failing)
+fail_pool(offload_pool_t *pool, const offload_slot_t *failing,
+    const char *last)
 {
     int                          i;
     char                         period[32], cooldown[32];
@@ -532,12 +533,14 @@ fail_pool(offload_pool_t *pool, const offload_slot_t *failing)
     format_ms(cooldown, sizeof(cooldown), q->restart_cooldown_ms);
 
     if (failing != NULL) {
-        log_error("pool %s failed: the init of %d workers of slot %d in a "
-                  "row did not end, cooling down %s", q->name,
-                  failing->init_failures, failing->index, cooldown);
+        log_error("pool %s failed: %d workers of slot %d in a row ended "
+                  "before their handler's init succeeded (the last: %s), "
+                  "cooling down %s", q->name, failing->init_failures,
+                  failing->index, last, cooldown);
     } else {
-        log_error("pool %s failed: %d restarts in %s, cooling down %s",
-                  q->name, q->max_restarts + 1, period, cooldown);
+        log_error("pool %s failed: %d restarts in %s (the last: %s), "
+                  "cooling down %s", q->name, q->max_restarts + 1, period,
+                  last, cooldown);
     }
 
     pool->failed = 1;
@@ -722,6 +725,7 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
     int                    at_once, timed_out, busy, stopping;
     char                   how[64], last[80];
     pid_t                  pid;
+    size_t                 len;
     int64_t                now_us;
     const char            *why;
     offload_crash_t        crash;
@@ -792,6 +796,12 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
     {
         status = slot->sb->child_status;
         describe_exit(status, how, sizeof(how));
+    }
+
+    if (slot->sb->exit_reason == OFFLOAD_SB_EXIT_INIT_FAILED) {
+        len = strlen(how);
+        snprintf(how + len, sizeof(how) - len, ": its handler's init "
+                 "failed");
     }
 
     crash.node = sup->conf->node_name;
@@ -887,12 +897,12 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
     }
 
     if (slot->init_failures > pool->queue->max_restarts) {
-        fail_pool(pool, slot);
+        fail_pool(pool, slot, last);
         return;
     }
 
     if (count_restart(pool, now_us) != 0) {
-        fail_pool(pool, NULL);
+        fail_pool(pool, NULL, last);
         return;
     }
 
