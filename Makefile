@@ -372,7 +372,7 @@ SIDE_B = 46-submit-sentinel 30-redis-refused 68-stop-deadline \
          46-submit-lost 68-stop-crash 68-reload-pending 69-node-lost \
          31-redis-hostile 97-make-run 83-status 34-multi-node \
          64-handler-children 85-offloadctl 86-dashboard 82-health \
-         34-role-refused 11-plugins-hostile
+         34-role-refused 11-plugins-hostile 62-pool-failed-503
 side_glob = t/{$(subst $(space),$(comma),$(strip $(1)))}.t
 SIDE_FILES = $(patsubst %,t/%.t,$(SIDE_A) $(SIDE_B))
 PROVE_CHAINS = $(if $(SANITIZE),,-j3 \

@@ -88,8 +88,10 @@ static const char  ngx_http_offload_admit_script[] =
 /*
  * KEYS[1] offload:{ctl}:nodes; ARGV[1] the node key prefix.  For each queue a
  * live node's document lists: its name, 1 when a node that is not drained
- * serves it (else 0), and the nodes' jobs_per_s summed (a string: Lua
- * numbers become integers in a reply).
+ * serves it with a pool that has not failed (else 0: a failed pool's
+ * workers are gone for its cooldown, a job would wait it out), and the
+ * nodes' jobs_per_s summed (a string: Lua numbers become integers in a
+ * reply).
  */
 
 static const char  ngx_http_offload_served_script[] =
@@ -106,7 +108,8 @@ static const char  ngx_http_offload_served_script[] =
     "        seen[qn] = m\n"
     "        out[#out + 1] = qn\n"
     "      end\n"
-    "      if d.drained ~= true then m[1] = 1 end\n"
+    "      if d.drained ~= true and not (type(q) == 'table'\n"
+    "         and q.state == 'failed') then m[1] = 1 end\n"
     "      if type(q) == 'table' and type(q.jobs_per_s) == 'number'\n"
     "         and q.jobs_per_s > 0 then\n"
     "        m[2] = m[2] + q.jobs_per_s\n"

@@ -621,7 +621,9 @@ ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
         return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "no_workers",
                                            "no live worker serves this "
-                                           "queue now");
+                                           "queue now (its nodes stopped "
+                                           "or drained, or its pools "
+                                           "failed)");
     }
 
     /* the id names the queue's slot: its record goes there */

@@ -110,7 +110,12 @@ is(scalar(grep { $_->{queue} eq 'sleep' } @{ events('crash') }), 4,
     'four crash events, one per kill');
 is(pool('sleep')->{restarts}, 3,
     'neither the stopped workers nor the cooldown restart count as crashes');
-my $r = post_json('/jobs/sleep', { ms => 10 });
+# nginx sees the pool back at its next registry read (each second): till
+# then its jobs are 503 no_workers (t/62-pool-failed-503.t)
+my $r;
+ok(wait_until(sub { ($r = post_json('/jobs/sleep', { ms => 10 }))->{status}
+        != 503 }, scaled(5), 'nginx sees the pool back'),
+    'nginx takes its jobs again');
 is($r->{status}, 200, 'a sleep job answers 200');
 
 # ---- one more crash is restarted normally: the window starts afresh

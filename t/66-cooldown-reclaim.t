@@ -72,7 +72,7 @@ ok(defined $dead && defined $cool, 'the job was dead-lettered and the pool '
 ok(defined $started && $started > $dead, 'the worker after the cooldown '
     . 'started only once the dead job was dealt with')
     or diag(join "\n", @log[($cool // 0) - 5 .. $#log]);
-is(scalar(grep { /killed by SIGKILL/ } @log), 2, 'two deaths only: the '
+is(scalar(grep { /pid \d+ killed by SIGKILL/ } @log), 2, 'two deaths only: the '
     . 'dead job never ran a third time');
 is(sleep_worker()->{jobs_ok} // 0, 0, 'no job completed by the new worker');
 
