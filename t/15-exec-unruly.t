@@ -24,6 +24,10 @@ my $stray = "$py $FindBin::Bin/exec/stray.py";
 my $deaf = "$py $FindBin::Bin/exec/deaf.py";
 my $reverse = "$py $root/sdk/python/examples/reverse.py";
 
+# a process that writes part of an answer, then waits
+my $partial = tmpdir() . '/partial.sh';
+spew($partial, "while read -r l; do printf '{\"id\":'; sleep 100; done\n");
+
 start_redis();
 my $t0 = time;
 start_sidecar(conf => <<"CONF");
@@ -36,6 +40,8 @@ queue far { handler exec; workers 1; command "$stray"; timeout off;
 queue flood { handler exec; workers 1;
               command "/bin/sh -c '(yes spam >&2 &); exec $reverse'"; }
 queue echo { handler echo; workers 1; }
+queue partial { handler exec; workers 1; timeout 1s; max_attempts 1;
+                command "/bin/sh $partial"; }
 CONF
 ok(start_jobs_nginx(server => 'offload_timeout 30s;'), 'stack ready');
 
@@ -113,6 +119,15 @@ like(`$ctl 2>&1`, qr/^\{"pid": \d+, "attempt": 1\}$/m,
     'offloadctl replay runs an exec job');
 system('/bin/sh', '-c', "exec $ctl <&- >&- 2>&-");
 is($? >> 8, 0, 'and so it does with its stdin, stdout and stderr closed');
+
+# ---- an answer never ended by its newline (a buffer never flushed): the
+# timeout says so
+$r = post_json('/jobs/partial', { a => 1 }, scaled(10));
+is($r->{status}, 504, 'an answer without its newline: 504 at the timeout');
+like(($r->{json} || {})->{error}{message} // '', qr/its handler process had written 6 bytes of an answer without the newline that ends it \(not flushed\?\)/,
+    'saying the process wrote part of an answer') or diag($r->{content});
+like(slurp($log), qr/ran past the 1000 ms timeout, killing pid \d+; its handler process had written 6 bytes of an answer/,
+    'and the log too');
 
 # ---- a process that floods its stderr
 $r = post_json('/jobs/flood', { text => 'abc' }, scaled(10));

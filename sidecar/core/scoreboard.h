@@ -102,6 +102,11 @@ typedef struct {
     int32_t   child_status;
     char      child_error[OFFLOAD_SB_CHILD_ERROR_MAX];
 
+    /* Bytes of the running job's answer the exec process wrote without
+     * the newline that ends it (0: none), for a timeout to say: a line
+     * buffered and never flushed, or cut short, looks like a hang. */
+    int32_t   answer_partial;
+
     /* The handler metrics of the slot's queue: one table its workers
      * share, set by the supervisor once and kept by offload_sb_reset. */
     offload_hm_table_t *metrics;

@@ -120,6 +120,7 @@ claim_cb(redisAsyncContext *ac, void *r, void *privdata)
     failure.reason = OFFLOAD_FAIL_NODE_LOST;
     failure.signal = 0;
     failure.exit_code = -1;
+    failure.answer_partial = 0;
 
     for (i = 0; i < entries->elements; i++) {
         e = entries->element[i];

@@ -100,7 +100,7 @@ static json_t *
 failure_body(const offload_conf_queue_t *q, const offload_failure_t *fl,
     int attempts, int *status)
 {
-    char         message[160];
+    char         message[256];
     json_t      *doc, *err, *detail;
     const char  *code, *sig = NULL;
 
@@ -115,6 +115,13 @@ failure_body(const offload_conf_queue_t *q, const offload_failure_t *fl,
         snprintf(message, sizeof(message), "the job ran longer than the "
                  "queue's timeout (%d ms); its worker was killed",
                  q->timeout_ms);
+        if (fl->answer_partial > 0) {
+            snprintf(message + strlen(message),
+                     sizeof(message) - strlen(message), "; its handler "
+                     "process had written %d bytes of an answer without "
+                     "the newline that ends it (not flushed?)",
+                     fl->answer_partial);
+        }
         break;
 
     case OFFLOAD_FAIL_MEMORY_LIMIT:

@@ -44,6 +44,8 @@ typedef struct {
                                            that says why it left) */
     json_t                 *report;     /* crash report, borrowed; copied
                                            into the dead-letter entry */
+    int                     answer_partial; /* bytes of an exec process's
+                                           answer without its newline */
 } offload_failure_t;
 
 /* "signal", "exit", "memory_limit", "allocation_failed", "oom",

@@ -824,6 +824,7 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
                                 && slot->sb->child_status != -1))
                         ? WEXITSTATUS(status) : -1;
     failure.report = offload_crash_report(&crash);
+    failure.answer_partial = slot->sb->answer_partial;
 
     snprintf(last, sizeof(last), "%s: %s",
              offload_fail_reason_name(crash.reason), how);
@@ -962,9 +963,17 @@ check_job_timeout(offload_slot_t *slot, int64_t now_us)
         return;
     }
 
-    log_warn("worker %s:%d: job %s ran past the %d ms timeout, killing "
-             "pid %d", q->name, slot->index, slot->sb->job_id,
-             q->timeout_ms, (int) slot->pid);
+    if (slot->sb->answer_partial > 0) {
+        log_warn("worker %s:%d: job %s ran past the %d ms timeout, killing "
+                 "pid %d; its handler process had written %d bytes of an "
+                 "answer without the newline that ends it (not flushed?)",
+                 q->name, slot->index, slot->sb->job_id, q->timeout_ms,
+                 (int) slot->pid, (int) slot->sb->answer_partial);
+    } else {
+        log_warn("worker %s:%d: job %s ran past the %d ms timeout, killing "
+                 "pid %d", q->name, slot->index, slot->sb->job_id,
+                 q->timeout_ms, (int) slot->pid);
+    }
 
     if (offload_slot_kill(slot) == 0) {
         slot->timed_out = 1;
