@@ -303,13 +303,23 @@ static void
 fail_with(offload_job_t *job, int retry, const char *code, const char *fmt,
     va_list ap)
 {
-    int  n;
+    int         n;
+    static int  said;
 
     job->status = 422;
     job->result_len = 0;
     job->retry = retry;
     snprintf(job->code, sizeof(job->code), "%s",
              code != NULL && valid_code(code) ? code : DEFAULT_CODE);
+
+    /* a handler's bug, said once a worker: every job of it would say so */
+    if (code != NULL && !valid_code(code) && !said) {
+        log_warn("a handler failed a job with the code \"%.64s\", which "
+                 "is not 1 to %d letters, digits and '_': answered as "
+                 "\"" DEFAULT_CODE "\" (said once a worker)", code,
+                 OFFLOAD_JOB_CODE_MAX - 1);
+        said = 1;
+    }
 
     n = vsnprintf(job->message, sizeof(job->message), fmt, ap);
 
@@ -350,6 +360,7 @@ offload_job_call(offload_job_t *job, const offload_handler_t *handler,
     const char *payload, size_t len)
 {
     int           rc;
+    char          why[80];
     size_t        offset;
     const char   *err;
     static pid_t  worker_pid;
@@ -391,7 +402,9 @@ offload_job_call(offload_job_t *job, const offload_handler_t *handler,
     }
 
     if (rc != OFFLOAD_OK) {
-        set_error(job, 422, DEFAULT_CODE, "the handler failed");
+        snprintf(why, sizeof(why), "the handler failed (its run returned "
+                 "%d without offload_job_fail())", rc);
+        set_error(job, 422, DEFAULT_CODE, why);
 
     } else if (job->status != 200) {
         set_error(job, 500, "bad_result", "the handler answered nothing");

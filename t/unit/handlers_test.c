@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "handlers.h"
 #include "job.h"
+#include "log.h"
 #include "tap.h"
 
 
@@ -213,7 +215,32 @@ test_job(void)
        "fail: 422 with the handler's code");
     is_str(job.message, "payload [1]", "fail: the handler's message");
 
-    call(fails_with_code, "1");
+    {
+        /* its log line, once a worker (the log keeps the path: static;
+         * the file is the log's for the rest of the test, unlinked) */
+        static char  path[] = "/tmp/handlers_test_XXXXXX";
+        char         said[512] = "";
+        int          fd = mkstemp(path);
+        FILE        *f;
+
+        ok(fd >= 0 && offload_log_open(path, OFFLOAD_LOG_INFO, 0, "t") == 0,
+           "log to a file");
+        call(fails_with_code, "1");
+        call(fails_with_code, "2");
+        f = fopen(path, "r");
+        ok(f != NULL && fread(said, 1, sizeof(said) - 1, f) > 0,
+           "read the log");
+        ok(strstr(said, "with the code \"bad code!\", which is not") != NULL
+           && strstr(strstr(said, "bad code!") + 1, "bad code!") == NULL,
+           "an invalid code is said, once");
+        if (f != NULL) {
+            fclose(f);
+        }
+        unlink(path);
+        if (fd >= 0) {
+            close(fd);
+        }
+    }
     is_str(job.code, "handler_error", "an invalid code: handler_error");
     ok(!job.retry, "offload_job_fail: not to be retried");
 
@@ -233,6 +260,8 @@ test_job(void)
     call(returns_error, "[2]");
     ok(job.status == 422 && strcmp(job.code, "handler_error") == 0,
        "a result, then OFFLOAD_ERROR without a message: 422");
+    is_str(job.message, "the handler failed (its run returned -1 without "
+           "offload_job_fail())", "the message says what run did");
 
     call(tells_all, "{\"x\": [1, {}]}");
     ok(job.status == 200, "accessors: 200");
