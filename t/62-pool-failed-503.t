@@ -18,7 +18,7 @@ fault_handlers on;
 queue echo { handler echo; workers 1; }
 queue crash {
     handler crash; workers 1; max_attempts 1;
-    max_restarts 1 60s; restart_cooldown 6s; restart_backoff 10ms 10ms;
+    max_restarts 1 60s; restart_cooldown 20s; restart_backoff 10ms 10ms;
 }
 CONF
 ok(start_jobs_nginx(server => 'offload_timeout 8s;'), 'stack ready');
@@ -54,7 +54,7 @@ is(post_json('/jobs/echo', { still => 1 })->{status}, 200,
     'the other queue answers on');
 
 # the cooldown over, its workers back: jobs go in again
-ok(wait_until(sub { (pool('crash')->{state} // '') eq 'ok' }, scaled(15),
+ok(wait_until(sub { (pool('crash')->{state} // '') eq 'ok' }, scaled(30),
     'pool back'), 'the pool is back after its cooldown');
 ok(wait_until(sub { post_json('/jobs/crash', { n => 5 })->{status} == 502 },
     scaled(5), 'taken again'), 'its jobs are taken again (and crash)');

@@ -164,13 +164,15 @@ static int
 print_dead(ctl_t *ctl, const char *queue, const char *key,
     const redisReply *entry, void *data)
 {
+    int            tagged;
+    char           at[40], body_key[OFFLOAD_KEY_MAX];
+    char           payload[OFFLOAD_KEY_MAX + 40];
+    char           trace[OFFLOAD_TRACE_ID_LEN + 1];
+    json_t        *fields;
+    const char    *p, *body, *id;
     dead_table_t  *table = data;
-    int            tagged = table->tagged;
-    char         at[40], body_key[OFFLOAD_KEY_MAX];
-    char         payload[OFFLOAD_KEY_MAX + 40];
-    char         trace[OFFLOAD_TRACE_ID_LEN + 1];
-    json_t      *fields;
-    const char  *p, *body, *id;
+
+    tagged = table->tagged;
 
     (void) key;
 

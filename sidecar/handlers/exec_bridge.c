@@ -1197,7 +1197,6 @@ exec_run(offload_job_t *job, const char *payload, size_t len)
 
     start_us = offload_mono_us();
     until_us = answer_deadline(job, start_us);
-    bridge.sb->answer_partial = 0;
 
     /* poll() passes over a descriptor of -1 */
     fds[0].events = fds[1].events = fds[3].events = POLLIN;
@@ -1311,7 +1310,8 @@ exec_run(offload_job_t *job, const char *payload, size_t len)
 
         if (nl == NULL) {
             scanned = got;
-            bridge.sb->answer_partial = (int32_t) got;
+            __atomic_store_n(&bridge.sb->answer_partial, (int32_t) got,
+                             __ATOMIC_RELAXED);
             if (got > ANSWER_MAX) {
                 snprintf(why, sizeof(why), "answered a line longer than "
                          "%zu bytes", ANSWER_MAX);

@@ -8,7 +8,8 @@
  * A plugin new to the process is loaded and checked in a child first: a
  * handler table without its { NULL } end, or a constructor that crashes or
  * never returns, would otherwise take the supervisor down (at a reload, a
- * node that was serving) or hang it.
+ * node that was serving) or hang it.  The check is synchronous, bounded by
+ * PLUGIN_CHECK_MS.
  */
 
 #include <dlfcn.h>
@@ -18,6 +19,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,8 +27,12 @@
 #include "conf.h"
 #include "plugin.h"
 
-/* how long a child may take to load a plugin: its constructors' time */
-#define PLUGIN_CHECK_MS  10000
+/* How long a child may take to load a plugin (its constructors' time):
+ * at a reload the supervisor waits for it, its timers held, and past
+ * 2.5 s its workers' entries could look idle to the other nodes' claims
+ * (claim_idle 5 s, touched every 2.5 s). */
+#define PLUGIN_CHECK_MS  2000
+#define PLUGIN_LOOK_MS   10             /* the child's exit looked for */
 
 
 static const offload_module_t *
@@ -97,39 +103,50 @@ failed:
 }
 
 
-/* The child's message, up to its end (the pipe closed by its exit) or the
- * deadline; returns 0, or -1 when the deadline passed. */
+/* Waits for the checking child until the deadline, keeping what it wrote
+ * (its error) in buf: its exit is looked for every few ms, not at the
+ * pipe's end, which a process it started may hold open.  Returns 0 with
+ * its wait status, or -1 when the deadline passed or waitpid failed. */
 static int
-read_message(int fd, char *buf, size_t size, int64_t deadline_ms)
+wait_child(pid_t pid, int fd, char *buf, size_t size, int *status)
 {
-    int            ms, ready;
+    int            ms;
     size_t         len = 0;
     ssize_t        n;
+    int64_t        deadline_ms;
     struct pollfd  pfd = { .fd = fd, .events = POLLIN };
 
+    deadline_ms = offload_mono_us() / 1000 + PLUGIN_CHECK_MS;
+    buf[0] = '\0';
+
     for ( ;; ) {
+        if (pfd.fd >= 0 && poll(&pfd, 1, PLUGIN_LOOK_MS) > 0) {
+            n = read(fd, buf + len, size - 1 - len);
+            if (n > 0) {
+                len += (size_t) n;
+                buf[len] = '\0';
+            }
+            if (n == 0 || len == size - 1) {
+                pfd.fd = -1;            /* all of it, or all there is room
+                                           for */
+            }
+
+        } else if (pfd.fd < 0) {
+            poll(NULL, 0, PLUGIN_LOOK_MS);
+        }
+
+        n = waitpid(pid, status, WNOHANG);
+        if (n == pid) {
+            return 0;
+        }
+
+        if (n < 0 && errno != EINTR) {
+            return -1;
+        }
+
         ms = (int) (deadline_ms - offload_mono_us() / 1000);
         if (ms <= 0) {
             return -1;
-        }
-
-        ready = poll(&pfd, 1, ms);
-        if (ready < 0 && errno != EINTR) {
-            return -1;
-        }
-
-        if (ready <= 0) {
-            continue;
-        }
-
-        n = read(fd, buf + len, size - 1 - len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-
-        if (n <= 0 || (len += n) == size - 1) {
-            buf[len] = '\0';
-            return 0;
         }
     }
 }
@@ -138,7 +155,7 @@ read_message(int fd, char *buf, size_t size, int64_t deadline_ms)
 static int
 check_in_child(const char *path, char *err, size_t errlen)
 {
-    int          fds[2], status, timed_out;
+    int          fds[2], status = 0;
     pid_t        pid;
     const char  *sig;
 
@@ -159,11 +176,13 @@ check_in_child(const char *path, char *err, size_t errlen)
 
     if (pid == 0) {
         /* a crash kills the child by its signal, for the parent to name,
-         * whatever handler the process had (a sanitizer's) */
+         * whatever handler the process had (a sanitizer's); and it dies
+         * with the parent */
         signal(SIGSEGV, SIG_DFL);
         signal(SIGBUS, SIG_DFL);
         signal(SIGILL, SIG_DFL);
         signal(SIGFPE, SIG_DFL);
+        (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
         close(fds[0]);
         if (load(path, err, errlen) != NULL) {
             _exit(0);
@@ -173,30 +192,25 @@ check_in_child(const char *path, char *err, size_t errlen)
     }
 
     close(fds[1]);
-    err[0] = '\0';
-    timed_out = read_message(fds[0], err, errlen,
-                             offload_mono_us() / 1000 + PLUGIN_CHECK_MS);
-    close(fds[0]);
 
-    if (timed_out) {
+    if (wait_child(pid, fds[0], err, errlen, &status) != 0) {
+        close(fds[0]);
         kill(pid, SIGKILL);
-    }
-
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-        /* again */
-    }
-
-    if (timed_out) {
-        snprintf(err, errlen, "loading \"%s\" did not end in %d s (its "
-                 "constructors?)", path, PLUGIN_CHECK_MS / 1000);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+            /* again */
+        }
+        snprintf(err, errlen, "loading \"%s\" did not end in %d ms (a "
+                 "constructor that never returns?)", path, PLUGIN_CHECK_MS);
         return -1;
     }
 
+    close(fds[0]);
+
     if (WIFSIGNALED(status)) {
         sig = sigabbrev_np(WTERMSIG(status));
-        snprintf(err, errlen, "loading \"%s\" crashed (SIG%s): is its "
-                 "handler table ended by { NULL }? (offload.h)", path,
-                 sig ? sig : "?");
+        snprintf(err, errlen, "loading \"%s\" crashed (SIG%s): a handler "
+                 "table without its { NULL } end (offload.h), or a "
+                 "constructor that crashes?", path, sig ? sig : "?");
         return -1;
     }
 

@@ -824,7 +824,8 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
                                 && slot->sb->child_status != -1))
                         ? WEXITSTATUS(status) : -1;
     failure.report = offload_crash_report(&crash);
-    failure.answer_partial = slot->sb->answer_partial;
+    failure.answer_partial = __atomic_load_n(&slot->sb->answer_partial,
+                                             __ATOMIC_RELAXED);
 
     snprintf(last, sizeof(last), "%s: %s",
              offload_fail_reason_name(crash.reason), how);
@@ -953,6 +954,7 @@ sigchld_cb(struct ev_loop *loop, ev_signal *w, int revents)
 static void
 check_job_timeout(offload_slot_t *slot, int64_t now_us)
 {
+    int32_t                      partial;
     const offload_conf_queue_t  *q = slot->pool->queue;
 
     if (q->timeout_ms == 0 || slot->timed_out
@@ -963,12 +965,14 @@ check_job_timeout(offload_slot_t *slot, int64_t now_us)
         return;
     }
 
-    if (slot->sb->answer_partial > 0) {
+    partial = __atomic_load_n(&slot->sb->answer_partial, __ATOMIC_RELAXED);
+
+    if (partial > 0) {
         log_warn("worker %s:%d: job %s ran past the %d ms timeout, killing "
                  "pid %d; its handler process had written %d bytes of an "
                  "answer without the newline that ends it (not flushed?)",
                  q->name, slot->index, slot->sb->job_id, q->timeout_ms,
-                 (int) slot->pid, (int) slot->sb->answer_partial);
+                 (int) slot->pid, (int) partial);
     } else {
         log_warn("worker %s:%d: job %s ran past the %d ms timeout, killing "
                  "pid %d", q->name, slot->index, slot->sb->job_id,

@@ -19,8 +19,9 @@
  * again by the resend timer, backing off, while the worker reads nothing
  * new (offload_completion_refused(), offload_completion_settled()).
  * Thrown away, its entry would stay pending under a live worker, whose
- * claim refreshes keep every other node from taking it.  A refusal that does not pass by itself (a script error, an
- * ACL) ends after REFUSED_TRIES in a last resort: the job is answered an
+ * claim refreshes keep every other node from taking it.  A refusal that
+ * does not pass by itself (a script error, an ACL) ends after
+ * REFUSED_TRIES in a last resort: the job is answered an
  * error and its entry dead-lettered (completion_give_up(),
  * held_give_up()); should that be refused too, a completion's entry is
  * dead-lettered, a tracked command's makes the worker recycle, so that the
@@ -442,22 +443,22 @@ static void
 stored_before(offload_worker_t *w, const completion_t *c,
     const redisReply *reply)
 {
-    size_t               i = 0, jobs = 0;
-    const char          *id;
+    size_t               i = 0, jobs = 0, plen;
     const completion_t  *j;
 
     if (c->transaction) {
+        /* the job id: the result key's end */
+        plen = strlen(w->result_prefix);
+
         for (j = c; j != NULL && i < reply->elements; j = j->next) {
-            if (reply->element[i]->type == REDIS_REPLY_NIL) {
-                id = memrchr(j->arg[C_RESULT_KEY], ':',
-                             j->arglen[C_RESULT_KEY]);
-                id = id != NULL ? id + 1 : j->arg[C_RESULT_KEY];
+            if (reply->element[i]->type == REDIS_REPLY_NIL
+                && j->arglen[C_RESULT_KEY] > plen)
+            {
                 log_warn("%s: job %.*s: a result was stored under its id "
                          "already and is kept, not this run's: the job ran "
-                         "twice, or two jobs were given one id",
-                         w->name,
-                         (int) (j->arg[C_RESULT_KEY]
-                                + j->arglen[C_RESULT_KEY] - id), id);
+                         "twice, or two jobs were given one id", w->name,
+                         (int) (j->arglen[C_RESULT_KEY] - plen),
+                         j->arg[C_RESULT_KEY] + plen);
             }
 
             i += j->arglen[C_CHANNEL] > 0 ? 2 : 1;
