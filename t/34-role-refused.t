@@ -52,6 +52,10 @@ sub job_ok {
     return $? == 0 && $out =~ /"n":\s*$n\b/;
 }
 
+# the worker makes the stream (offloadctl submit refuses a queue without
+# one): a loaded machine may register the node before
+ok(wait_until(sub { redis_cmd('EXISTS', 'offload:{echo}:jobs') }, scaled(10),
+    'the stream'), 'the worker made its stream');
 ok(job_ok(), 'a first job');
 my $waits = calls('wait');
 my $jobs = 5;
