@@ -103,6 +103,27 @@ failed:
 }
 
 
+/* Reads what the pipe has into buf after its first len bytes; at its end,
+ * or when buf is full, stops looking at it (pfd->fd -1). */
+static size_t
+read_some(struct pollfd *pfd, char *buf, size_t size, size_t len)
+{
+    ssize_t  n;
+
+    n = read(pfd->fd, buf + len, size - 1 - len);
+    if (n > 0) {
+        len += (size_t) n;
+        buf[len] = '\0';
+    }
+
+    if (n == 0 || len == size - 1) {
+        pfd->fd = -1;
+    }
+
+    return len;
+}
+
+
 /* Waits for the checking child until the deadline, keeping what it wrote
  * (its error) in buf: its exit is looked for every few ms, not at the
  * pipe's end, which a process it started may hold open.  Returns 0 with
@@ -121,15 +142,7 @@ wait_child(pid_t pid, int fd, char *buf, size_t size, int *status)
 
     for ( ;; ) {
         if (pfd.fd >= 0 && poll(&pfd, 1, PLUGIN_LOOK_MS) > 0) {
-            n = read(fd, buf + len, size - 1 - len);
-            if (n > 0) {
-                len += (size_t) n;
-                buf[len] = '\0';
-            }
-            if (n == 0 || len == size - 1) {
-                pfd.fd = -1;            /* all of it, or all there is room
-                                           for */
-            }
+            len = read_some(&pfd, buf, size, len);
 
         } else if (pfd.fd < 0) {
             poll(NULL, 0, PLUGIN_LOOK_MS);
@@ -137,6 +150,10 @@ wait_child(pid_t pid, int fd, char *buf, size_t size, int *status)
 
         n = waitpid(pid, status, WNOHANG);
         if (n == pid) {
+            /* what it wrote between the last look and its exit */
+            while (pfd.fd >= 0 && poll(&pfd, 1, 0) > 0) {
+                len = read_some(&pfd, buf, size, len);
+            }
             return 0;
         }
 
