@@ -82,8 +82,12 @@ API = offload_job_id offload_job_request_id offload_job_traceparent \
       offload_job_tracestate offload_job_attempt \
       offload_job_deadline offload_job_result offload_job_fail \
       offload_job_retry offload_metric_count offload_metric_observe \
-      offload_slot_queue offload_slot_index
-EXPORT_API = $(addprefix -Wl$(comma)--export-dynamic-symbol=,$(API))
+      offload_slot_queue offload_slot_index offload_log_info \
+      offload_log_warn offload_log_error
+# (--undefined: linked in from the static libraries even when nothing of
+# the program's own calls them)
+EXPORT_API = $(addprefix -Wl$(comma)--export-dynamic-symbol=,$(API)) \
+             $(addprefix -Wl$(comma)--undefined=,$(API))
 
 # Debian packages the build, the tests and the benchmark need; the tests
 # also scrape with a real Prometheus and load the dashboard in Chromium; mandoc

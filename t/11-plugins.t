@@ -108,10 +108,16 @@ my $bad = plugin('badresult', 'static int run(offload_job_t *j, '
     . '{ return offload_job_result(j, p, n); }'
     . 'static int slow(const offload_slot_t *s) { (void) s; '
     . 'usleep(300000); return 0; }'
+    . 'static int logs_init(const offload_slot_t *s) { '
+    . 'offload_log_info("init of %s:%d", offload_slot_queue(s), '
+    . 'offload_slot_index(s)); return 0; }'
+    . 'static int logs(offload_job_t *j, const char *p, size_t n) '
+    . '{ offload_log_warn("got %.*s", (int) n, p); '
+    . 'return offload_job_result(j, p, n); }'
     . 'static const offload_handler_t h[] = '
     . '{ { "t.garbage", run, 0, 0 }, { "t.noinit", run, fails, 0 }, '
     . '{ "t.hanginit", run, hangs, 0 }, { "t.slowinit", echo, slow, 0 }, '
-    . '{ 0 } };'
+    . '{ "t.logs", logs, logs_init, 0 }, { 0 } };'
     . 'const offload_module_t offload_module = { OFFLOAD_ABI_VERSION, h };');
 
 start_redis();
@@ -122,6 +128,7 @@ queue reverse { handler example.reverse; workers 1; }
 queue counter { handler example.counter; workers 2; }
 queue garbage { handler t.garbage; workers 1; }
 queue slowinit { handler t.slowinit; workers 2; init_timeout 5s; }
+queue logs { handler t.logs; workers 1; }
 CONF
 start_nginx(http => <<'HTTP');
 server {
@@ -135,6 +142,16 @@ ok(wait_nginx_ready('/jobs/reverse', '{"text":""}'), 'stack ready');
 my $r = post_json('/jobs/reverse', '{"text":"abc"}');
 is($r->{status}, 200, 'example.reverse: 200');
 is($r->{content}, '{"text":"cba"}', 'example.reverse: abc -> cba');
+
+# a handler's own log lines: at their level, tagged as the worker's are
+$r = post_json('/jobs/logs', '{"say":"hi"}');
+my $logs_id = $r->{headers}{'x-offload-job-id'} // '-';
+is($r->{status}, 200, 'a handler that logs: 200');
+ok(wait_until(sub { slurp(tmpdir() . '/sidecar.log') =~ /\[warn\] \d+ worker logs:0: handler: got \{"say":"hi"\} \(job \Q$logs_id\E,/ },
+    scaled(5), 'its line'), 'offload_log_warn: a warn line with the job id')
+    or diag(slurp(tmpdir() . '/sidecar.log'));
+like(slurp(tmpdir() . '/sidecar.log'), qr/\[info\] \d+ worker logs:0: handler: init of logs:0$/m,
+    'offload_log_info from init: an info line with the queue');
 
 $r = post_json('/jobs/reverse', qq({"text":"h\\u00e9llo \xe2\x82\xac"}));
 is($r->{content}, qq({"text":"\xe2\x82\xac oll\xc3\xa9h"}),

@@ -23,7 +23,6 @@
  *   queue reverse { handler example.reverse; workers 2; }
  */
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -113,8 +112,8 @@ static unsigned long  jobs;
 static int
 counter_init(const offload_slot_t *slot)
 {
-    fprintf(stderr, "example.counter: worker %d of queue %s starts\n",
-            offload_slot_index(slot), offload_slot_queue(slot));
+    offload_log_info("example.counter: worker %d of queue %s starts",
+                     offload_slot_index(slot), offload_slot_queue(slot));
 
     worker_pid = getpid();
     jobs = 0;
@@ -139,8 +138,8 @@ counter_fini(const offload_slot_t *slot)
 {
     (void) slot;
 
-    fprintf(stderr, "example.counter: worker %d ran %lu jobs\n",
-            (int) worker_pid, jobs);
+    offload_log_info("example.counter: worker %d ran %lu jobs",
+                     (int) worker_pid, jobs);
 }
 
 

@@ -157,6 +157,28 @@ int offload_metric_count(offload_job_t *job, const char *name, uint64_t n);
 int offload_metric_observe(offload_job_t *job, const char *name,
     double value);
 
+/* A line in the sidecar's log at info, warn or error level (shown when
+ * the configured level lets it through): "worker <queue>:<slot>: handler:
+ * " and the printf-style message, with what the worker's every line
+ * carries while a job runs (its id, request id and trace id).  Callable
+ * from run, init and fini.  A message is cut at 2047 bytes; control
+ * characters are shown as '?' in text logs. */
+void offload_log_info(const char *fmt, ...)
+#ifdef __GNUC__
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+void offload_log_warn(const char *fmt, ...)
+#ifdef __GNUC__
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+void offload_log_error(const char *fmt, ...)
+#ifdef __GNUC__
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
 #ifdef __cplusplus
 }
 #endif

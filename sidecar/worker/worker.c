@@ -41,6 +41,7 @@
 #include "entry.h"
 #include "error_doc.h"
 #include "exec_bridge.h"
+#include "handler_log.h"
 #include "job.h"
 #include "log.h"
 #include "memlimit.h"
@@ -1288,6 +1289,7 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     w.slot.queue = queue->name;
     w.slot.index = slot;
     w.job.metrics = sb->metrics;
+    offload_handler_log_name(w.name);
 
     if (queue->handler->init != NULL && queue->handler->init(&w.slot) != 0) {
         return init_failed(&w);
