@@ -3,8 +3,9 @@
  * sidecar's log, at the level it names, through the worker's logger, so it
  * starts with the worker's name ("worker q:0: handler: ..."), carries what
  * its every line does while a job runs (the job's id, request id and trace
- * id) and goes where the log goes (a file, syslog, JSON lines).  What a plugin writes to stdout or stderr
- * itself goes where the sidecar's own do, untagged.
+ * id) and goes where the log goes (a file, syslog, JSON lines).  What a
+ * plugin writes to stdout or stderr itself goes where the sidecar's own
+ * do, untagged.
  */
 
 #include <stdarg.h>
