@@ -17,15 +17,24 @@ my $check = '/usr/bin/hardening-check';
 plan skip_all => 'hardening-check (devscripts) is not installed'
     unless -x $check;
 
+# The example plugin calls no function FORTIFY_SOURCE can check (its one
+# memcpy's size is known only at run time; it logs with offload_log_info,
+# not stdio), so hardening-check, which looks for the checked variants,
+# finds "only unprotected functions": it is built with the same flags as
+# the rest, its other protections are checked.
+my %unfortified = ('examples/offload_example.so' => 1);
+
 for my $file (qw(offload-sidecar offloadctl ngx_http_offload_module.so
     examples/offload_example.so))
 {
     my $path = build_path($file);
-    my $out = `$check --nocfprotection $path 2>&1`;
+    my $nofortify = $unfortified{$file} ? '--nofortify' : '';
+    my $out = `$check --nocfprotection $nofortify $path 2>&1`;
     is($? >> 8, 0, "hardening-check passes on $file") or diag($out);
     for my $feature ('Stack protected', 'Fortify Source functions',
         'Read-only relocations', 'Immediate binding')
     {
+        next if $feature =~ /Fortify/ && $unfortified{$file};
         like($out, qr/^ \Q$feature\E: yes/m, "$file: $feature");
     }
     like($out, qr/^ Position Independent Executable: yes/m, "$file: PIE")
