@@ -954,6 +954,7 @@ sigchld_cb(struct ev_loop *loop, ev_signal *w, int revents)
 static void
 check_job_timeout(offload_slot_t *slot, int64_t now_us)
 {
+    char                         hint[128];
     int32_t                      partial;
     const offload_conf_queue_t  *q = slot->pool->queue;
 
@@ -966,18 +967,17 @@ check_job_timeout(offload_slot_t *slot, int64_t now_us)
     }
 
     partial = __atomic_load_n(&slot->sb->answer_partial, __ATOMIC_RELAXED);
+    hint[0] = '\0';
 
     if (partial > 0) {
-        log_warn("worker %s:%d: job %s ran past the %d ms timeout, killing "
-                 "pid %d; its handler process had written %d bytes of an "
-                 "answer without the newline that ends it (not flushed?)",
-                 q->name, slot->index, slot->sb->job_id, q->timeout_ms,
-                 (int) slot->pid, (int) partial);
-    } else {
-        log_warn("worker %s:%d: job %s ran past the %d ms timeout, killing "
-                 "pid %d", q->name, slot->index, slot->sb->job_id,
-                 q->timeout_ms, (int) slot->pid);
+        snprintf(hint, sizeof(hint), "; its handler process had written %d "
+                 "bytes of an answer without the newline that ends it (not "
+                 "flushed?)", (int) partial);
     }
+
+    log_warn("worker %s:%d: job %s ran past the %d ms timeout, killing "
+             "pid %d%s", q->name, slot->index, slot->sb->job_id,
+             q->timeout_ms, (int) slot->pid, hint);
 
     if (offload_slot_kill(slot) == 0) {
         slot->timed_out = 1;
