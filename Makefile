@@ -102,7 +102,7 @@ FUZZ_PKGS = clang libclang-rt-14-dev
 # dh_nginx) through dpkg-buildpackage, and checks them with lintian.
 PKG_PKGS = debhelper dpkg-dev lintian
 TEST_PKGS = prometheus chromium tmux devscripts iproute2 python3-redis strace \
-            python3 nodejs mandoc man-db openssl \
+            python3 nodejs mandoc man-db openssl faketime \
             $(FUZZ_PKGS) $(PKG_PKGS)
 
 # The sidecar's folders, one archive each, so that a program links of

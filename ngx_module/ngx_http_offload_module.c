@@ -589,7 +589,6 @@ ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
     char                      tag[OFFLOAD_SLOT_TAG_LEN];
     uint64_t                  seq;
     ngx_int_t                 rc;
-    ngx_time_t               *tp;
     ngx_http_offload_peer_t  *peer;
 
     /* a cluster's: the master of the queue's slot */
@@ -636,8 +635,7 @@ ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
                           tag, seq);
     ctx->node.key = (ngx_rbtree_key_t) seq;
 
-    tp = ngx_timeofday();
-    ctx->submitted_ms = (int64_t) tp->sec * 1000 + tp->msec;
+    ctx->submitted_ms = ngx_http_offload_clock_now(ctx->peer);
 
     if (ctx->body.len > OFFLOAD_BODY_OVER) {
         rc = ngx_http_offload_upload(ctx);

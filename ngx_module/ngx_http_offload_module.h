@@ -343,6 +343,15 @@ struct ngx_http_offload_peer_s {
     ngx_event_t                   ping;
     ngx_msec_t                    ping_unheard;  /* since when a ping
                                                     is on its way, or 0 */
+    int64_t                       clock_offset;  /* Redis' wall clock
+                                                    less ours, ms */
+    ngx_msec_t                    clock_sent;  /* the last TIME's */
+    int64_t                       clock_sent_wall;  /* ... by the wall
+                                                       clock, ms */
+    unsigned                      clock_asking:1;  /* a TIME on its
+                                                      way */
+    unsigned                      clock_warned:1;  /* said apart */
+    unsigned                      clock_refused:1; /* said refused */
     ngx_http_offload_admission_t *admission;   /* which queues are served */
     ngx_uint_t                    status_entry;  /* its answer in the
                                                     status cache, + 1 */
@@ -669,6 +678,11 @@ ngx_int_t ngx_http_offload_add_header(ngx_http_request_t *r,
     const char *name, u_char *value, size_t len);
 ngx_int_t ngx_http_offload_not_allowed(ngx_http_request_t *r,
     const char *allow);
+
+/* ngx_http_offload_clock.c: Redis' clock, measured at every ping; now by
+ * it, in ms since the epoch */
+void ngx_http_offload_clock_ask(ngx_http_offload_peer_t *peer);
+int64_t ngx_http_offload_clock_now(ngx_http_offload_peer_t *peer);
 
 /* ngx_http_offload_errors.c */
 ngx_int_t ngx_http_offload_errors_init(ngx_conf_t *cf);

@@ -1140,6 +1140,7 @@ ngx_http_offload_recover_jobs(ngx_http_offload_peer_t *peer,
 static void
 ngx_http_offload_command_up(ngx_http_offload_link_t *link)
 {
+    ngx_http_offload_clock_ask(link->peer);
     ngx_http_offload_recover(link->peer);
 }
 
@@ -1424,6 +1425,8 @@ ngx_http_offload_ping_handler(ngx_event_t *ev)
     if (peer->command.up && !peer->subscriber.subscribed) {
         ngx_http_offload_recover_jobs(peer, NULL);
     }
+
+    ngx_http_offload_clock_ask(peer);
 
     ngx_add_timer(ev, NGX_HTTP_OFFLOAD_PING_INTERVAL);
 }

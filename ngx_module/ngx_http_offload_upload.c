@@ -319,13 +319,10 @@ ngx_http_offload_upload_first_by_script(ngx_http_offload_ctx_t *ctx,
 static u_char *
 ngx_http_offload_body_ttl(ngx_http_offload_ctx_t *ctx, u_char *buf)
 {
-    int64_t      ms;
-    ngx_time_t  *tp;
-
-    tp = ngx_timeofday();
+    int64_t  ms;
 
     ms = ctx->submitted_ms + ctx->timeout + OFFLOAD_BODY_GRACE_MS
-         - ((int64_t) tp->sec * 1000 + tp->msec);
+         - ngx_http_offload_clock_now(ctx->peer);
 
     return ngx_sprintf(buf, "%L", ngx_max(ms, 1));
 }

@@ -1052,7 +1052,7 @@ proves_up(const char *name, size_t len)
     size_t              i;
     static const char  *keyless[] = {
         "SCRIPT", "PING", "ROLE", "WAIT", "CLIENT", "CLUSTER", "INFO",
-        "PUBLISH", "AUTH", "SELECT", "MULTI"
+        "PUBLISH", "AUTH", "SELECT", "MULTI", "TIME"
     };
 
     for (i = 0; i < sizeof(keyless) / sizeof(keyless[0]); i++) {

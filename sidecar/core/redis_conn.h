@@ -47,6 +47,7 @@
 #include <ev.h>
 #include <hiredis/async.h>
 
+#include "redis_clock.h"
 #include "redis_endpoint.h"
 
 typedef struct offload_redis_conn_s  offload_redis_conn_t;
@@ -100,6 +101,7 @@ struct offload_redis_conn_s {
     offload_redis_cmd_t    *head;       /* commands waiting for replies, */
     offload_redis_cmd_t    *tail;       /* oldest first (Redis answers in */
     offload_redis_cmd_t    *free_cmds;  /* order), and spare ones */
+    offload_redis_clock_t   clock;      /* its server's, against ours */
     offload_redis_conn_pt   on_ready;
     offload_redis_conn_pt   on_lost;
     void                   *data;

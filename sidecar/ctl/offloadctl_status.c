@@ -6,10 +6,12 @@
  */
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
 #include "offloadctl.h"
+#include "redis_clock.h"
 
 
 static void
@@ -17,6 +19,7 @@ print_node(json_t *doc, int node_width, int64_t now_ms)
 {
     int          width;
     char         up[32], beat[32], rss[16];
+    long long    offset;
     size_t       i;
     json_t      *queues, *queue, *worker;
     const char  *name;
@@ -27,6 +30,13 @@ print_node(json_t *doc, int node_width, int64_t now_ms)
     printf("%-*s %-8lld %-10s %s ago%s\n", node_width, ctl_text(doc, "node"),
            ctl_int(doc, "pid"), up, beat,
            json_is_true(json_object_get(doc, "drained")) ? "  DRAINED" : "");
+
+    /* its jobs are read by Redis' clock, its own timestamps are not */
+    offset = ctl_int(doc, "clock_offset_ms");
+    if (llabs(offset) >= OFFLOAD_CLOCK_WARN_MS) {
+        printf("  CLOCK %.3f s %s Redis'\n", llabs(offset) / 1000.0,
+               offset > 0 ? "behind" : "ahead of");
+    }
 
     queues = json_object_get(doc, "queues");
     width = ctl_keys_width(queues, 16);

@@ -108,7 +108,8 @@ const char *offload_job_tracestate(const offload_job_t *job);
 /* 1 on the first run, 2 when a worker died under the first, ... */
 int offload_job_attempt(const offload_job_t *job);
 
-/* When the client stops waiting, in ms since the epoch; 0: no deadline. */
+/* When the client stops waiting, in ms since the epoch by this host's clock
+ * (however far it is from Redis'); 0: no deadline. */
 int64_t offload_job_deadline(const offload_job_t *job);
 
 /* Answers the job with len bytes of JSON, copied: the caller keeps its

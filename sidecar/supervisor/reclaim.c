@@ -417,7 +417,7 @@ fail_fields(offload_redis_conn_t *conn, const offload_conf_t *conf,
 
     if (failure->reason != OFFLOAD_FAIL_JOB_TIMEOUT
         && job.attempt < q->max_attempts
-        && job.deadline_ms > offload_wall_ms())
+        && job.deadline_ms > offload_redis_clock_ms(conn))
     {
         rc = send_requeue(conn, stream, entry_id, fields, nfields,
                           job.attempt, f);

@@ -194,7 +194,7 @@ queue_json(const offload_pool_t *pool, int heartbeat_ms, json_t *workers)
 
 char *
 offload_registry_json(const offload_supervisor_t *sup,
-    const offload_redis_endpoint_t *ep, int64_t now_ms)
+    const offload_redis_endpoint_t *ep, int64_t now_ms, int64_t clock_ms)
 {
     int                    i;
     char                  *text;
@@ -204,12 +204,13 @@ offload_registry_json(const offload_supervisor_t *sup,
     const offload_pool_t  *pool;
 
     queues = json_object();
-    doc = json_pack("{s:i,s:s,s:I,s:I,s:I,s:b,s:o}",
+    doc = json_pack("{s:i,s:s,s:I,s:I,s:I,s:I,s:b,s:o}",
                     "v", OFFLOAD_PROTO_VERSION,
                     "node", sup->conf->node_name,
                     "pid", (json_int_t) getpid(),
                     "started", (json_int_t) sup->started_ms,
                     "heartbeat", (json_int_t) now_ms,
+                    "clock_offset_ms", (json_int_t) clock_ms,
                     "drained", sup->drained,
                     "queues", queues);
     if (doc == NULL) {
@@ -376,7 +377,8 @@ announce(offload_link_t *link)
         return;
     }
 
-    json = offload_registry_json(sup, &link->ep, offload_wall_ms());
+    json = offload_registry_json(sup, &link->ep, offload_wall_ms(),
+                                 link->conn.clock.offset_ms);
     runs = runs_json(sup, &link->ep);
     if (json == NULL || runs == NULL) {
         log_error("registry: out of memory");
@@ -557,6 +559,37 @@ serving(const offload_pool_t *pool)
 }
 
 
+/* Each worker reads its queue's Redis' clock by the offset its link
+ * measured last (redis_clock.c), handed at each measure (every connect
+ * and heartbeat); a slot keeps it for its next worker. */
+static void
+hand_clock_offsets(offload_supervisor_t *sup)
+{
+    int                    i;
+    size_t                 p;
+    int64_t                offset;
+    offload_pool_t        *pool;
+
+    for (p = 0; p < sup->npools; p++) {
+        pool = &sup->pools[p];
+        offset = offload_pool_conn(pool)->clock.offset_ms;
+
+        for (i = 0; i < pool->nslots; i++) {
+            offload_sb_set_clock_offset(pool->slots[i].sb, offset);
+        }
+    }
+}
+
+
+static void
+clock_measured(offload_redis_conn_t *rc)
+{
+    offload_link_t  *link = rc->data;
+
+    hand_clock_offsets(link->reg->sup);
+}
+
+
 /* One link's heartbeat: read the drain flag, ask Redis about the queues
  * that live there, then announce (when the answer is in). */
 static void
@@ -570,6 +603,7 @@ heartbeat_link(offload_link_t *link)
         return;
     }
 
+    offload_redis_clock_ask(&link->conn, clock_measured);
     keep_lease(link);
 
     if (link->control
@@ -646,6 +680,7 @@ connected(offload_redis_conn_t *rc)
 {
     offload_link_t  *link = rc->data;
 
+    offload_redis_clock_ask(rc, clock_measured);
     offload_eviction_check(rc, link->name);
     keep_lease(link);
 }

@@ -1061,7 +1061,6 @@ static void
 retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     size_t                 p;
-    int64_t                now = offload_wall_ms();
     offload_redis_conn_t  *conn;
     offload_supervisor_t  *sup = w->data;
 
@@ -1076,7 +1075,8 @@ retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
         conn = offload_pool_conn(&sup->pools[p]);
         if (conn->ready) {
             offload_retry_due(conn, sup->pools[p].retry_key,
-                              sup->pools[p].stream_key, now);
+                              sup->pools[p].stream_key,
+                              offload_redis_clock_ms(conn));
         }
     }
 }

@@ -235,7 +235,7 @@ body_element_cb(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    if (b->job.deadline_ms <= offload_wall_us() / 1000) {
+    if (b->job.deadline_ms <= offload_worker_redis_ms(w)) {
         /* run_job answers it expired: no use reading the rest */
         b->job.payload.data = "";
         b->job.payload.len = 0;

@@ -209,6 +209,13 @@ offload_worker_usable_id(const offload_str_t *s)
 }
 
 
+int64_t
+offload_worker_redis_ms(const offload_worker_t *w)
+{
+    return offload_redis_ms_at(offload_sb_clock_offset(w->sb));
+}
+
+
 /*
  * Moves an entry to the dead-letter stream (reason bad_job, why in its
  * report) and answers the job its fields name, if any, the error given:
@@ -375,7 +382,7 @@ retry_later(offload_worker_t *w, const batch_entry_t *be,
     }
 
     delay = offload_retry_delay_ms(q, entry->attempt);
-    due = offload_wall_ms() + delay;
+    due = offload_worker_redis_ms(w) + delay;
 
     if (due >= entry->deadline_ms) {
         log_info("%s: job failed for now, but its next attempt (in %lld ms) "
@@ -413,6 +420,7 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
 {
     int                   rc;
     int64_t               now_us, now_ms, queue_us, start_us, run_us;
+    int64_t               offset;
     int64_t               submitted_ms;
     offload_job_t        *job = &w->job;
     struct rusage         before, after;
@@ -426,7 +434,9 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
         return;
     }
 
-    now_us = offload_wall_us();
+    /* Deadlines and submit times are Redis' clock's (redis_clock.c) */
+    offset = offload_sb_clock_offset(w->sb);
+    now_us = offload_wall_us() + offset * 1000;
     now_ms = now_us / 1000;
 
     /* ms fields may hold up to 18 digits: compare before scaling to us.
@@ -436,7 +446,7 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
                    : strtoll(entry_id->data, NULL, 10);
     queue_us = submitted_ms > 0 && submitted_ms < now_ms
                ? now_us - submitted_ms * 1000
-               : 0;                     /* clocks of two hosts disagree */
+               : 0;                     /* a submitter's clock ahead */
 
     log_debug("%s: job from entry %.*s, attempt %d", w->name,
               (int) entry_id->len, entry_id->data, entry->attempt);
@@ -469,11 +479,12 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
     offload_sb_job_start(w->sb, entry_id->data, entry_id->len, entry,
                          offload_mono_us());
 
+    /* the handler reads its deadline by this host's clock */
     offload_job_set(job, entry->id.data, entry->id.len,
                     entry->request_id.data, entry->request_id.len,
                     entry->attempt,
                     entry->deadline_ms == OFFLOAD_NO_DEADLINE
-                    ? 0 : entry->deadline_ms);
+                    ? 0 : entry->deadline_ms - offset);
     offload_job_set_trace(job, &entry->traceparent, &entry->tracestate);
 
     /* run_us is the handler's own time (Server-Timing "run"); the job's
@@ -649,7 +660,7 @@ run_entry(offload_worker_t *w, batch_entry_t *e)
 
     /* An expired job is answered without its body being read. */
     if (job.body_len > 0 && !e->expired
-        && job.deadline_ms > offload_wall_us() / 1000)
+        && job.deadline_ms > offload_worker_redis_ms(w))
     {
         return offload_body_read_start(w, e, &job) == 0;
     }

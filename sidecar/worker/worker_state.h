@@ -262,6 +262,9 @@ void offload_worker_dead_letter_answer(offload_worker_t *w,
 void offload_worker_stop_reading(offload_worker_t *w,
     offload_sb_exit_e reason);
 int offload_worker_usable_id(const offload_str_t *s);
+/* Now, in ms since the epoch by the queue's Redis (redis_clock.h): what
+ * deadlines and due times are read by. */
+int64_t offload_worker_redis_ms(const offload_worker_t *w);
 void offload_worker_script_call(const script_t *s, int eval,
     const char **argv, size_t *argvlen);
 int offload_worker_script_missing(script_t *s, const redisReply *reply);

@@ -605,7 +605,8 @@ sub start_nginx {
 # One server block on the test's port that talks to the test's Redis: the
 # stanza every test's nginx has.  Options: redis (the offload_redis
 # arguments, default @REDIS@), server (the block's other lines), http
-# (lines before it), and start_nginx's workers, wrapper and timeout.
+# (lines before it), and start_nginx's workers, wrapper, timeout and main
+# (nginx.conf's main context).
 # Returns what start_nginx does.
 sub start_server_nginx {
     my (%o) = @_;
@@ -613,7 +614,7 @@ sub start_server_nginx {
     my $server = $o{server} // '';
     my $http = $o{http} // '';
     return start_nginx(workers => $o{workers}, wrapper => $o{wrapper},
-        timeout => $o{timeout}, http => <<"HTTP");
+        timeout => $o{timeout}, main => $o{main}, http => <<"HTTP");
 $http
 server {
     listen 127.0.0.1:\@PORT\@;

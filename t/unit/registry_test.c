@@ -49,14 +49,15 @@ document(offload_supervisor_t *sup)
     json_t        *doc;
     json_error_t   jerr;
 
-    text = offload_registry_json(sup, NULL, 1700000001234LL);
+    text = offload_registry_json(sup, NULL, 1700000001234LL, -60000);
     doc = json_loads(text, 0, &jerr);
     free(text);
     return doc;
 }
 
 
-#define NODE_MEMBERS   "v node pid started heartbeat drained queues"
+#define NODE_MEMBERS   "v node pid started heartbeat clock_offset_ms drained " \
+                       "queues"
 #define QUEUE_MEMBERS  "handler state restarts retries jobs_per_s workers "  \
                        "run_p50_ms run_p99_ms backlog pending oldest_ms dead " \
                        "retrying"
@@ -125,6 +126,8 @@ main(void)
     ok(json_integer_value(json_object_get(doc, "pid")) == getpid()
        && json_integer_value(json_object_get(doc, "heartbeat"))
           == 1700000001234LL
+       && json_integer_value(json_object_get(doc, "clock_offset_ms"))
+          == -60000
        && json_is_false(json_object_get(doc, "drained")), "node values");
 
     q = json_object_get(json_object_get(doc, "queues"), "sha256");

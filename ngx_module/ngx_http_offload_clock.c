@@ -1,0 +1,170 @@
+
+/*
+ * ngx_http_offload_clock.c -- jobs' submit times and deadlines, stamped by
+ * Redis' clock.
+ *
+ * A job's deadline is stamped here and judged by a worker on another host;
+ * on the hosts' own clocks, an nginx behind a worker's host by more than
+ * offload_timeout would have every job it sends expire unrun, its
+ * clients answered 504 at once.  Every side reads Redis' clock instead
+ * (the sidecar's redis_clock.c says why): each worker process asks each
+ * peer's Redis for its TIME at every ping (NGX_HTTP_OFFLOAD_PING_INTERVAL)
+ * on the command link, and stamps a job by its own clock plus the offset
+ * measured last.  An offset is the middle of the round trip against the
+ * answer: an answer slower than NGX_HTTP_OFFLOAD_CLOCK_RTT_MAX is not
+ * used.  A disagreement of a second or more is logged once at warn, its
+ * end at notice; a TIME refused (an ACL) once at warn: the host's own
+ * clock is used.
+ */
+
+
+#include "ngx_http_offload_module.h"
+
+
+#define NGX_HTTP_OFFLOAD_CLOCK_RTT_MAX  250       /* ms */
+#define NGX_HTTP_OFFLOAD_CLOCK_WARN     1000      /* ms apart: said */
+#define NGX_HTTP_OFFLOAD_CLOCK_AGREE    500       /* ms apart: agree again */
+
+
+static void ngx_http_offload_clock_done(redisAsyncContext *ac, void *r,
+    void *privdata);
+static int64_t ngx_http_offload_clock_reply(redisReply *reply);
+static void ngx_http_offload_clock_said(ngx_http_offload_peer_t *peer,
+    ngx_log_t *log);
+
+
+static int64_t
+ngx_http_offload_clock_wall(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (int64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+void
+ngx_http_offload_clock_ask(ngx_http_offload_peer_t *peer)
+{
+    static const char  *argv[] = { "TIME" };
+    static const size_t  argvlen[] = { sizeof("TIME") - 1 };
+
+    if (peer->clock_asking || !peer->command.up) {
+        return;
+    }
+
+    if (ngx_http_offload_link_send(&peer->command,
+                                   ngx_http_offload_clock_done, peer, 1,
+                                   argv, argvlen)
+        == NGX_OK)
+    {
+        peer->clock_asking = 1;
+        peer->clock_sent = ngx_current_msec;
+        peer->clock_sent_wall = ngx_http_offload_clock_wall();
+    }
+}
+
+
+int64_t
+ngx_http_offload_clock_now(ngx_http_offload_peer_t *peer)
+{
+    return ngx_http_offload_clock_wall() + peer->clock_offset;
+}
+
+
+static void
+ngx_http_offload_clock_done(redisAsyncContext *ac, void *r, void *privdata)
+{
+    int64_t                   redis_ms;
+    ngx_msec_int_t            rtt;
+    redisReply               *reply = r;
+    ngx_http_offload_link_t  *link;
+    ngx_http_offload_peer_t  *peer = privdata;
+
+    link = ngx_http_offload_link_replied(ac, reply);
+    rtt = (ngx_msec_int_t) (ngx_current_msec - peer->clock_sent);
+    peer->clock_asking = 0;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (!peer->clock_refused) {
+            peer->clock_refused = 1;
+            ngx_log_error(NGX_LOG_WARN, link->log, 0,
+                          "offload: redis %V refused TIME (%s): jobs are "
+                          "stamped by this host's clock, which must agree "
+                          "with the sidecars' hosts'", &peer->name,
+                          reply->str);
+        }
+        return;
+    }
+
+    redis_ms = ngx_http_offload_clock_reply(reply);
+
+    if (redis_ms < 0 || rtt > NGX_HTTP_OFFLOAD_CLOCK_RTT_MAX) {
+        return;
+    }
+
+    peer->clock_refused = 0;
+    peer->clock_offset = redis_ms - peer->clock_sent_wall
+                         - (int64_t) rtt / 2;
+
+    ngx_http_offload_clock_said(peer, link->log);
+}
+
+
+/* TIME's answer in ms since the epoch, or -1 */
+
+static int64_t
+ngx_http_offload_clock_reply(redisReply *reply)
+{
+    ngx_int_t  sec, usec;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[1]->type != REDIS_REPLY_STRING)
+    {
+        return -1;
+    }
+
+    sec = ngx_atoi((u_char *) reply->element[0]->str,
+                   reply->element[0]->len);
+    usec = ngx_atoi((u_char *) reply->element[1]->str,
+                    reply->element[1]->len);
+
+    if (sec <= 0 || usec < 0 || usec >= 1000000) {
+        return -1;
+    }
+
+    return (int64_t) sec * 1000 + usec / 1000;
+}
+
+
+static void
+ngx_http_offload_clock_said(ngx_http_offload_peer_t *peer, ngx_log_t *log)
+{
+    int64_t  apart;
+
+    apart = peer->clock_offset < 0 ? -peer->clock_offset
+                                   : peer->clock_offset;
+
+    if (!peer->clock_warned && apart >= NGX_HTTP_OFFLOAD_CLOCK_WARN) {
+        peer->clock_warned = 1;
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "offload: redis %V: this host's clock is %L.%03L s "
+                      "%s Redis': jobs are stamped by Redis' (is NTP "
+                      "running on both hosts?)", &peer->name,
+                      apart / 1000, apart % 1000,
+                      peer->clock_offset > 0 ? "behind" : "ahead of");
+
+    } else if (peer->clock_warned && apart < NGX_HTTP_OFFLOAD_CLOCK_AGREE) {
+        peer->clock_warned = 0;
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "offload: redis %V: this host's clock agrees with "
+                      "Redis' again (%L ms apart)", &peer->name,
+                      peer->clock_offset);
+    }
+}

@@ -1,0 +1,44 @@
+/*
+ * redis_clock.h -- Redis' clock as a process of this host sees it: the
+ * one clock deadlines, retries' due times and queue times are read by.
+ */
+
+#ifndef OFFLOAD_REDIS_CLOCK_H
+#define OFFLOAD_REDIS_CLOCK_H
+
+#include <stdint.h>
+
+/* Beyond this, this host's clock is said to disagree with Redis'. */
+#define OFFLOAD_CLOCK_WARN_MS     1000
+
+struct offload_redis_conn_s;
+
+typedef void (*offload_redis_clock_pt)(struct offload_redis_conn_s *rc);
+
+/* The offset of one connection's Redis, from TIME (redis_clock.c). */
+typedef struct {
+    int64_t                  offset_ms;     /* Redis' wall clock less
+                                               ours; 0 until measured */
+    int64_t                  sent_mono_us;  /* a TIME on its way: when it
+                                               left, or 0 */
+    int64_t                  sent_wall_us;
+    offload_redis_clock_pt   measured;      /* told of each offset */
+    int                      warned;        /* the disagreement is in the
+                                               log */
+} offload_redis_clock_t;
+
+/* Asks rc's Redis for its TIME, unless a TIME is on its way: its answer
+ * sets rc's offset and calls measured (an answer slower than a round trip
+ * can be trusted for is dropped), and a disagreement of
+ * OFFLOAD_CLOCK_WARN_MS or more, and its end, is said in the log once. */
+void offload_redis_clock_ask(struct offload_redis_conn_s *rc,
+    offload_redis_clock_pt measured);
+
+/* Now, in ms since the epoch by rc's Redis: this host's clock plus the
+ * offset last measured (this host's alone before any). */
+int64_t offload_redis_clock_ms(const struct offload_redis_conn_s *rc);
+
+/* The same from an offset kept elsewhere (a worker's, in its slot). */
+int64_t offload_redis_ms_at(int64_t offset_ms);
+
+#endif /* OFFLOAD_REDIS_CLOCK_H */
