@@ -43,6 +43,7 @@ my $server = <<'SERVER';
         offload_jobs_url /job/;
     }
     location /job/ { offload_jobs; }
+    location = /metrics { offload_metrics; }
 SERVER
 
 my $n = 0;
@@ -100,6 +101,10 @@ like($status, qr/^  CLOCK (59\.9|60\.0)\d* s ahead of Redis'$/m,
     'offloadctl status says so') or diag($status);
 ok(start_jobs_nginx(workers => 1, server => $server), 'nginx ready');
 is(echoes(20), '', '20 sync jobs answered 200 in their time');
+my $node = node_name();
+like(http('GET', '/metrics')->{content},
+    qr/^offload_node_clock_offset_seconds\{node="\Q$node\E"\} -(59\.9|60)/m,
+    'offload_metrics has the offset');
 my $l = left_ms();
 ok($l =~ /^-?\d+$/ && $l > 25_000 && $l <= 30_500,
     'a handler reads its deadline 30 s ahead by its own clock')
@@ -160,5 +165,25 @@ unlike(log_since("$dir/sidecar.log", $from), qr/clock is|expired/,
     'the sidecar, whose clock agrees, says nothing of clocks');
 $status = `${\build_path('offloadctl')} -c ${\sidecar_conf_file()} status`;
 unlike($status, qr/CLOCK/, '... nor does offloadctl status');
+
+# ---- programs that submit through Redis, 60 s behind -----------------------
+
+# liboffload (offloadctl submit) and sdk/python/offload_client.py stamp
+# their jobs by Redis' clock too
+my $ctl = build_path('offloadctl') . ' -c ' . sidecar_conf_file();
+my $behind = join ' ', @{ skewed('-60s', undef, $sidecar_asan) };
+my $out = `$behind $ctl submit --wait --deadline 30s echo '{"c":1}' 2>&1`;
+is($? >> 8, 0, 'liboffload 60 s behind: the job ran in its time')
+    or diag($out);
+my $python = '/usr/bin/python3';   # python3-redis is Debian's
+my $sdk = "$FindBin::Bin/../sdk/python";
+my $port = redis_port();
+$out = `$behind $python -c '
+import sys; sys.path.insert(0, "$sdk")
+import redis, offload_client
+c = offload_client.Client(redis.Redis(port=$port))
+print(c.submit("echo", {"from": "python"}, wait=True, timeout=10).status)
+' 2>&1`;
+is($out, "200\n", 'offload_client.py 60 s behind: 200');
 
 finish();

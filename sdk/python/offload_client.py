@@ -240,6 +240,9 @@ class Client:
     """Submits jobs and reads results through one redis.Redis (or one
     redis.cluster.RedisCluster: each queue on its master)."""
 
+    CLOCK_AGE = 10.0        # s: Redis' clock's offset asked again after
+    CLOCK_RTT_MAX = 0.25    # s: a slower TIME says too little
+
     def __init__(self, r):
         self.r = r
         self.cluster = isinstance(r, redis.cluster.RedisCluster)
@@ -248,6 +251,8 @@ class Client:
         self.channel = "offload:reply:" + self.nonce
         self.pubsub = None
         self.last_waited = None
+        self.clock_offset_ms = 0
+        self.clock_at = None
 
     def _subscribe(self, queue, timeout):
         """The reply channel subscribed before a job is added, Redis'
@@ -288,6 +293,27 @@ class Client:
             return self.r.get_node_from_key(key).redis_connection
         return self.r
 
+    def _redis_now_ms(self, key):
+        """Now in ms since the epoch by the clock of key's Redis
+        (docs/PROTOCOL.md, "One clock"), whatever this host's says: ours
+        plus the offset TIME gave, asked again every CLOCK_AGE seconds;
+        while TIME is refused (an ACL) the last offset holds, 0 at
+        first."""
+        mono = time.monotonic()
+        if self.clock_at is None or mono - self.clock_at >= self.CLOCK_AGE:
+            self.clock_at = mono
+            sent = time.time()
+            try:
+                sec, usec = self._node(key).time()
+            except redis.ResponseError:
+                pass
+            else:
+                rtt = time.monotonic() - mono
+                if rtt <= self.CLOCK_RTT_MAX:
+                    self.clock_offset_ms = int(
+                        (sec - sent - rtt / 2) * 1000 + usec // 1000)
+        return int(time.time() * 1000) + self.clock_offset_ms
+
     def submit(self, queue, payload, wait=False, timeout=30.0,
                deadline=None):
         """Submits payload (JSON text, or anything json.dumps takes) to
@@ -312,7 +338,7 @@ class Client:
         self.seq += 1
         job_id = "%s%016x" % (self.nonce, self.seq)
         stream = "offload:{%s}:jobs" % queue
-        now = int(time.time() * 1000)
+        now = self._redis_now_ms(stream)
         timeout = min(timeout, MS_MAX / 1000)
         if deadline is None and wait:
             deadline = timeout

@@ -76,6 +76,12 @@
 #define REDIRECTS_MAX   5
 #define TRYAGAIN_MS     50
 
+/* Redis' clock (docs/PROTOCOL.md, "One clock"): its offset from ours is
+ * measured again when this old, and not taken from a TIME slower than
+ * CLOCK_RTT_MAX_MS. */
+#define CLOCK_AGE_MS      10000
+#define CLOCK_RTT_MAX_MS  250
+
 typedef struct {
     int             slot;           /* -1: unused */
     offload_addr_t  master;
@@ -110,6 +116,9 @@ struct offload_client_s {
     int            lost;            /* the failure was a connection's */
     int            unanswered;      /* the last command was sent and no
                                        answer read: it may have run */
+    int64_t        clock_offset;    /* Redis' wall clock less ours, ms */
+    int64_t        clock_at;        /* when it was asked (monotonic ms),
+                                       0: never */
     char           err[256];
 };
 
@@ -725,6 +734,52 @@ command_argv(offload_client_t *c, int argc, const char **argv,
 }
 
 
+/* Now, in ms since the epoch by Redis' clock: jobs are stamped by it, as
+ * the module stamps them, whatever this host's clock says.  Its offset is
+ * asked (TIME) of the queue's Redis at the first call and every
+ * CLOCK_AGE_MS; while TIME fails (refused by an ACL, a connection lost:
+ * the call's own command then says so) the last offset holds, 0 at
+ * first. */
+static int64_t
+redis_now_ms(offload_client_t *c)
+{
+    int64_t      sent, mono, rtt;
+    char        *end;
+    long long    sec, usec;
+    redisReply  *reply;
+    const char  *argv[] = { "TIME" };
+
+    mono = now_ms(CLOCK_MONOTONIC);
+
+    if (c->clock_at != 0 && mono - c->clock_at < CLOCK_AGE_MS) {
+        return now_ms(CLOCK_REALTIME) + c->clock_offset;
+    }
+
+    c->clock_at = mono;
+    sent = now_ms(CLOCK_REALTIME);
+    reply = run_command(c, 1, argv, NULL);
+    rtt = now_ms(CLOCK_MONOTONIC) - mono;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements == 2
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && reply->element[1]->type == REDIS_REPLY_STRING
+        && rtt <= CLOCK_RTT_MAX_MS)
+    {
+        sec = strtoll(reply->element[0]->str, &end, 10);
+        usec = strtoll(reply->element[1]->str, NULL, 10);
+        if (*end == '\0' && sec > 0) {
+            c->clock_offset = sec * 1000 + usec / 1000 - sent - rtt / 2;
+        }
+    }
+
+    freeReplyObject(reply);
+    c->failed = 0;
+
+    return now_ms(CLOCK_REALTIME) + c->clock_offset;
+}
+
+
 /* A configuration that makes every connect fail, saying why.  Returns -1
  * only when out of memory. */
 static int
@@ -1222,7 +1277,7 @@ offload_client_submit(offload_client_t *c, const char *queue,
     offload_body_key(body_key, sizeof(body_key), queue, strlen(queue), id,
                      OFFLOAD_JOB_ID_LEN);
 
-    now = now_ms(CLOCK_REALTIME);
+    now = redis_now_ms(c);
     deadline_ms = clamp_ms(opts->deadline_ms);
     memset(&job, 0, sizeof(job));
     job.version = OFFLOAD_PROTO_VERSION;

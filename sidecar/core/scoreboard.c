@@ -33,12 +33,10 @@ offload_sb_unmap(offload_sb_slot_t *sb)
 void
 offload_sb_reset(offload_sb_slot_t *sb, pid_t pid)
 {
-    int64_t              offset = offload_sb_clock_offset(sb);
     offload_hm_table_t  *metrics = sb->metrics;
 
     memset(sb, 0, sizeof(*sb));
     sb->metrics = metrics;
-    offload_sb_set_clock_offset(sb, offset);
     sb->pid = pid;
     __atomic_store_n(&sb->state, OFFLOAD_SB_STARTING, __ATOMIC_RELEASE);
 }

@@ -69,8 +69,7 @@ typedef struct {
                                        is left of starting is Redis */
     pid_t     pid;
     int64_t   clock_offset_ms;      /* set by the supervisor: Redis' clock
-                                       less this host's (redis_clock.h),
-                                       kept from one process to the next */
+                                       less this host's (redis_clock.h) */
 
     /* The current job (state busy), or the last one. */
     uint64_t  job_seq;              /* jobs started by this process */

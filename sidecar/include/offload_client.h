@@ -108,8 +108,10 @@ typedef struct {
     int          wait;          /* offload_client_wait will follow: the
                                    result is published to this client */
     int64_t      deadline_ms;   /* the job expires unrun if no worker took
-                                   it within this many ms; 0: never; at
-                                   most OFFLOAD_CLIENT_MS_MAX */
+                                   it within this many ms (by Redis'
+                                   clock, asked with TIME every 10 s,
+                                   whatever this host's says); 0: never;
+                                   at most OFFLOAD_CLIENT_MS_MAX */
     const char  *request_id;    /* for correlating logs, or NULL */
     const char  *traceparent;   /* the caller's W3C traceparent (the job's
                                    trace id and parent span), or NULL: no

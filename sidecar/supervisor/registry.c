@@ -560,8 +560,8 @@ serving(const offload_pool_t *pool)
 
 
 /* Each worker reads its queue's Redis' clock by the offset its link
- * measured last (redis_clock.c), handed at each measure (every connect
- * and heartbeat); a slot keeps it for its next worker. */
+ * measured last (redis_clock.c): handed at each measure (every connect
+ * and heartbeat), and to a worker as it starts (spawn()). */
 static void
 hand_clock_offsets(offload_supervisor_t *sup)
 {

@@ -315,6 +315,14 @@ schedule_restart(offload_supervisor_t *sup, offload_slot_t *slot)
 }
 
 
+/* What a worker of pool starts with (registry.c hands it the next). */
+static int64_t
+redis_clock_offset(const offload_pool_t *pool)
+{
+    return offload_pool_conn(pool)->clock.offset_ms;
+}
+
+
 static void
 spawn(offload_supervisor_t *sup, offload_slot_t *slot)
 {
@@ -327,6 +335,7 @@ spawn(offload_supervisor_t *sup, offload_slot_t *slot)
     offload_sb_reset(slot->sb, 0);      /* before the child writes to it */
     offload_sb_set_paused(slot->sb, sup->drained);
     offload_sb_set_standby(slot->sb, !sup->leased);
+    offload_sb_set_clock_offset(slot->sb, redis_clock_offset(slot->pool));
 
     /* No signal between fork() and the child's own handlers: see
      * become_worker(). */
