@@ -44,11 +44,23 @@ ngx_http_offload_clock_wall(void)
 }
 
 
+/* a cluster's master revived may be another host: nothing is known */
+
+void
+ngx_http_offload_clock_start(ngx_http_offload_peer_t *peer)
+{
+    peer->clock_offset = 0;
+    peer->clock_asking = 0;
+    peer->clock_warned = 0;
+    peer->clock_refused = 0;
+}
+
+
 void
 ngx_http_offload_clock_ask(ngx_http_offload_peer_t *peer)
 {
-    static const char  *argv[] = { "TIME" };
-    static const size_t  argvlen[] = { sizeof("TIME") - 1 };
+    static const char    *argv[] = { "TIME" };
+    static const size_t   argvlen[] = { sizeof("TIME") - 1 };
 
     if (peer->clock_asking || !peer->command.up) {
         return;
@@ -91,13 +103,16 @@ ngx_http_offload_clock_done(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        if (!peer->clock_refused) {
+        /* not a passing refusal (BUSY, LOADING): an ACL without +time */
+        if (!peer->clock_refused
+            && ngx_strncmp(reply->str, "NOPERM", 6) == 0)
+        {
             peer->clock_refused = 1;
             ngx_log_error(NGX_LOG_WARN, link->log, 0,
                           "offload: redis %V refused TIME (%s): jobs are "
-                          "stamped by this host's clock, which must agree "
-                          "with the sidecars' hosts'", &peer->name,
-                          reply->str);
+                          "stamped by this host's clock (plus the offset "
+                          "measured last, if any), which must agree with "
+                          "the sidecars' hosts'", &peer->name, reply->str);
         }
         return;
     }

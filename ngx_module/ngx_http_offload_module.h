@@ -679,8 +679,9 @@ ngx_int_t ngx_http_offload_add_header(ngx_http_request_t *r,
 ngx_int_t ngx_http_offload_not_allowed(ngx_http_request_t *r,
     const char *allow);
 
-/* ngx_http_offload_clock.c: Redis' clock, measured at every ping; now by
- * it, in ms since the epoch */
+/* ngx_http_offload_clock.c: Redis' clock, measured at every ping (anew
+ * from a peer's start); now by it, in ms since the epoch */
+void ngx_http_offload_clock_start(ngx_http_offload_peer_t *peer);
 void ngx_http_offload_clock_ask(ngx_http_offload_peer_t *peer);
 int64_t ngx_http_offload_clock_now(ngx_http_offload_peer_t *peer);
 

@@ -69,6 +69,7 @@ ngx_http_offload_peer_start(ngx_http_offload_peer_t *peer, ngx_log_t *log)
                     ngx_rbtree_insert_value);
     ngx_rbtree_init(&peer->job_reading, &peer->job_sentinel,
                     ngx_rbtree_insert_value);
+    ngx_http_offload_clock_start(peer);
 
     ngx_http_offload_link_init(&peer->command, peer, "command",
                                ngx_http_offload_command_up, log);

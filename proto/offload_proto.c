@@ -1717,11 +1717,12 @@ offload_addr_format(const offload_addr_t *addr, char *buf, size_t size)
 
 
 const char  offload_retry_script[] =
+    OFFLOAD_NOW_LUA
     "local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])[1]\n"
     "if not e then return false end\n"
     "local f = {}\n"
     "for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end\n"
-    "local now = tonumber(ARGV[2])\n"
+    "local now = tonumber(now_ms())\n"
     "local span = (tonumber(f.deadline) or 0) -"
     " (tonumber(f.submitted) or 0)\n"
     "if span <= 0 then span = 30000 end\n"

@@ -96,9 +96,12 @@ ok(abs(($doc->{clock_offset_ms} // 0) + 60_000) < 1000,
     'its node document has the offset')
     or diag("clock_offset_ms: " . ($doc->{clock_offset_ms} // 'none'));
 
-my $status = `${\build_path('offloadctl')} -c ${\sidecar_conf_file()} status`;
+my $ctl = build_path('offloadctl') . ' -c ' . sidecar_conf_file();
+my $status = `$ctl status`;
 like($status, qr/^  CLOCK (59\.9|60\.0)\d* s ahead of Redis'$/m,
     'offloadctl status says so') or diag($status);
+like($status, qr/^\Q${\node_name()}\E +\d+ +\d\.\ds +\d\.\ds ago$/m,
+    '... with its uptime and heartbeat by Redis\' clock') or diag($status);
 ok(start_jobs_nginx(workers => 1, server => $server), 'nginx ready');
 is(echoes(20), '', '20 sync jobs answered 200 in their time');
 my $node = node_name();
@@ -127,6 +130,9 @@ ok(wait_until(sub {
     log_since("$dir/sidecar.log", $from)
         =~ /this host's clock is (59\.9|60\.0)\d* s behind Redis'/;
 }, scaled(10), 'the warning'), 'sidecar 60 s behind: said');
+$status = `$ctl status`;
+like($status, qr/^\Q${\node_name()}\E +\d+ +\d\.\ds +\d\.\ds ago$/m,
+    'offloadctl status: its heartbeat a moment ago') or diag($status);
 is(echoes(20), '', '20 sync jobs answered 200, queue times right');
 $l = left_ms();
 ok($l =~ /^-?\d+$/ && $l > 25_000 && $l <= 30_500,
@@ -169,8 +175,7 @@ unlike($status, qr/CLOCK/, '... nor does offloadctl status');
 # ---- programs that submit through Redis, 60 s behind -----------------------
 
 # liboffload (offloadctl submit) and sdk/python/offload_client.py stamp
-# their jobs by Redis' clock too
-my $ctl = build_path('offloadctl') . ' -c ' . sidecar_conf_file();
+# their jobs by Redis' clock too, and offloadctl retry a dead letter
 my $behind = join ' ', @{ skewed('-60s', undef, $sidecar_asan) };
 my $out = `$behind $ctl submit --wait --deadline 30s echo '{"c":1}' 2>&1`;
 is($? >> 8, 0, 'liboffload 60 s behind: the job ran in its time')
@@ -185,5 +190,31 @@ c = offload_client.Client(redis.Redis(port=$port))
 print(c.submit("echo", {"from": "python"}, wait=True, timeout=10).status)
 ' 2>&1`;
 is($out, "200\n", 'offload_client.py 60 s behind: 200');
+
+my $id = 'd' x 32;
+my $now = redis_ms();
+redis_cmd('XADD', 'offload:{echo}:dead', '*', v => 1, id => $id,
+    payload => '{"again":1}', deadline => $now + 30_000, submitted => $now,
+    attempt => 2, reason => 'signal', dead_at => $now);
+$out = `$behind $ctl retry echo $id 2>&1`;
+ok(wait_until(sub {
+    (redis_cmd('GET', "offload:{echo}:result:$id") // '') =~ /^OR1 \S+ 200 /;
+}, scaled(5), 'the result'), 'offloadctl retry 60 s behind: the job ran')
+    or diag($out);
+
+# ---- TIME refused (an ACL without +time) ---------------------------------
+
+# each side says so once, and keeps the offset it measured last: nginx,
+# 60 s behind, still stamps jobs right
+redis_cmd('ACL', 'SETUSER', 'default', '-time');
+ok(wait_until(sub {
+    slurp(nginx_error_log()) =~ /refused TIME \(NOPERM/
+        && log_since("$dir/sidecar.log", $from) =~ /Redis refused TIME/;
+}, scaled(10), 'the refusals'), 'TIME refused: nginx and the sidecar say so')
+    or diag(log_since("$dir/sidecar.log", $from));
+is(echoes(5), '', 'jobs still run in their time');
+my @said = slurp(nginx_error_log()) =~ /refused TIME/g;
+is(scalar @said, 1, 'said once');
+redis_cmd('ACL', 'SETUSER', 'default', '+time');
 
 finish();

@@ -349,9 +349,10 @@ ok(wait_until(sub { pending_jobs('sleep') == 0 }, scaled(10), 'stopped'),
     'its worker stopped');
 
 # ---- a record a read marked expired by Redis' clock, while the worker's
-# clock says the job's deadline is still ahead (staged: the record's
-# status set as that read would): its start script says so, and the
-# worker answers it expired as if its own clock had: the job never runs.
+# reading of it says the job's deadline is still ahead (staged: the
+# record's status set as that read would): its start script says so, and
+# the worker answers it expired as if its own reading had: the job never
+# runs.
 # (Before: it ran, and its record went from expired to done.)
 $hold = send_post('/sync/sleep', '{"ms":' . scaled(1000) . '}');
 ok(wait_until(sub { pending_jobs('sleep') == 1 }, scaled(5), 'held'),
@@ -368,7 +369,7 @@ $r = job($eid)->{json};
 is($r->{status}, 'expired', 'it did not run: still expired');
 is($r->{error}{code}, 'expired', 'the worker answered it expired');
 like(slurp(tmpdir() . '/sidecar.log'),
-    qr/job $eid expired before a worker took it \(by Redis' clock, at least/,
+    qr/job $eid expired before a worker took it \(so Redis says, /,
     'and logged why');
 
 # ---- a keyed sync job's end is published on offload:jobs:done only when

@@ -242,6 +242,7 @@ class Client:
 
     CLOCK_AGE = 10.0        # s: Redis' clock's offset asked again after
     CLOCK_RTT_MAX = 0.25    # s: a slower TIME says too little
+    CLOCK_RETRY = 1.0       # s: asked again after a TIME that told nothing
 
     def __init__(self, r):
         self.r = r
@@ -296,12 +297,13 @@ class Client:
     def _redis_now_ms(self, key):
         """Now in ms since the epoch by the clock of key's Redis
         (docs/PROTOCOL.md, "One clock"), whatever this host's says: ours
-        plus the offset TIME gave, asked again every CLOCK_AGE seconds;
-        while TIME is refused (an ACL) the last offset holds, 0 at
-        first."""
+        plus the offset TIME gave, asked again every CLOCK_AGE seconds, or
+        CLOCK_RETRY after a TIME refused (an ACL) or too slow, the last
+        offset holding meanwhile (0 at first).  One offset for all of a
+        cluster's masters: their clocks are taken to agree."""
         mono = time.monotonic()
         if self.clock_at is None or mono - self.clock_at >= self.CLOCK_AGE:
-            self.clock_at = mono
+            self.clock_at = mono - self.CLOCK_AGE + self.CLOCK_RETRY
             sent = time.time()
             try:
                 sec, usec = self._node(key).time()
@@ -312,6 +314,7 @@ class Client:
                 if rtt <= self.CLOCK_RTT_MAX:
                     self.clock_offset_ms = int(
                         (sec - sent - rtt / 2) * 1000 + usec // 1000)
+                    self.clock_at = mono
         return int(time.time() * 1000) + self.clock_offset_ms
 
     def submit(self, queue, payload, wait=False, timeout=30.0,

@@ -81,6 +81,7 @@
  * CLOCK_RTT_MAX_MS. */
 #define CLOCK_AGE_MS      10000
 #define CLOCK_RTT_MAX_MS  250
+#define CLOCK_RETRY_MS    1000      /* after a TIME that told nothing */
 
 typedef struct {
     int             slot;           /* -1: unused */
@@ -737,9 +738,10 @@ command_argv(offload_client_t *c, int argc, const char **argv,
 /* Now, in ms since the epoch by Redis' clock: jobs are stamped by it, as
  * the module stamps them, whatever this host's clock says.  Its offset is
  * asked (TIME) of the queue's Redis at the first call and every
- * CLOCK_AGE_MS; while TIME fails (refused by an ACL, a connection lost:
- * the call's own command then says so) the last offset holds, 0 at
- * first. */
+ * CLOCK_AGE_MS, again after CLOCK_RETRY_MS when TIME told nothing (refused
+ * by an ACL, too slow, a connection lost: the call's own command then
+ * says so), the last offset holding meanwhile (0 at first).  One offset
+ * for all of a cluster's masters: their clocks are taken to agree. */
 static int64_t
 redis_now_ms(offload_client_t *c)
 {
@@ -755,7 +757,7 @@ redis_now_ms(offload_client_t *c)
         return now_ms(CLOCK_REALTIME) + c->clock_offset;
     }
 
-    c->clock_at = mono;
+    c->clock_at = mono - CLOCK_AGE_MS + CLOCK_RETRY_MS;
     sent = now_ms(CLOCK_REALTIME);
     reply = run_command(c, 1, argv, NULL);
     rtt = now_ms(CLOCK_MONOTONIC) - mono;
@@ -770,6 +772,7 @@ redis_now_ms(offload_client_t *c)
         usec = strtoll(reply->element[1]->str, NULL, 10);
         if (*end == '\0' && sec > 0) {
             c->clock_offset = sec * 1000 + usec / 1000 - sent - rtt / 2;
+            c->clock_at = mono;
         }
     }
 

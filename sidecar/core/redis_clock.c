@@ -19,6 +19,7 @@
  */
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "clock.h"
 #include "log.h"
@@ -36,8 +37,8 @@
 static int64_t
 time_reply_us(const redisReply *reply)
 {
-    char  *end;
-    long long  sec, usec;
+    char       *end;
+    long long   sec, usec;
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
         || reply->elements != 2
@@ -86,13 +87,25 @@ static void
 time_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
     int64_t                rtt_us, redis_us;
+    redisReply            *reply = r;
     offload_redis_conn_t  *rc = privdata;
 
     (void) ac;
 
     rtt_us = offload_mono_us() - rc->clock.sent_mono_us;
-    redis_us = time_reply_us(r);
+    redis_us = time_reply_us(reply);
     rc->clock.sent_mono_us = 0;
+
+    /* not a passing refusal (BUSY, LOADING): an ACL without +time */
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR
+        && strncmp(reply->str, "NOPERM", 6) == 0 && !rc->clock.refused)
+    {
+        rc->clock.refused = 1;
+        log_warn("%s: Redis refused TIME (%s): deadlines and retries are "
+                 "read by this host's clock (plus the offset measured "
+                 "last, if any), which must agree with the other hosts'",
+                 rc->name, reply->str);
+    }
 
     if (redis_us < 0 || rtt_us > OFFLOAD_CLOCK_RTT_MAX_US) {
         return;
@@ -100,6 +113,8 @@ time_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     rc->clock.offset_ms = (redis_us - rc->clock.sent_wall_us - rtt_us / 2)
                           / 1000;
+    rc->clock.known = 1;
+    rc->clock.refused = 0;
     said(rc);
 
     if (rc->clock.measured != NULL) {

@@ -23,14 +23,18 @@ typedef struct {
                                                left, or 0 */
     int64_t                  sent_wall_us;
     offload_redis_clock_pt   measured;      /* told of each offset */
+    int                      known;         /* an offset was measured */
     int                      warned;        /* the disagreement is in the
+                                               log */
+    int                      refused;       /* TIME's refusal is in the
                                                log */
 } offload_redis_clock_t;
 
 /* Asks rc's Redis for its TIME, unless a TIME is on its way: its answer
  * sets rc's offset and calls measured (an answer slower than a round trip
  * can be trusted for is dropped), and a disagreement of
- * OFFLOAD_CLOCK_WARN_MS or more, and its end, is said in the log once. */
+ * OFFLOAD_CLOCK_WARN_MS or more, and its end, is said in the log once, as
+ * is TIME refused (NOPERM). */
 void offload_redis_clock_ask(struct offload_redis_conn_s *rc,
     offload_redis_clock_pt measured);
 

@@ -4,9 +4,11 @@
  *
  * Every slot of a pool owns one shared anonymous page, mapped by the
  * supervisor before its first fork, so every worker that ever fills the
- * slot inherits it.  The worker is the only writer; the supervisor reads it
- * while the worker runs (job timeouts, status) and after the worker died
- * (which job it held, how it crashed).  No locks: the worker publishes a
+ * slot inherits it.  The worker writes what it does; the supervisor reads
+ * it while the worker runs (job timeouts, status) and after the worker
+ * died (which job it held, how it crashed), and writes only a few orders
+ * and facts the worker reads (paused, standby, the clock's offset), each
+ * a word of its own.  No locks: the worker publishes a
  * job's fields before it sets the state busy (release), the supervisor
  * reads the state first (acquire); job_seq tells a reader which job it saw.
  */

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
 #include "offloadctl.h"
 
 #define SCAN_PAGE  "1000"
@@ -311,7 +310,7 @@ static int
 retry_one(ctl_t *ctl, const char *queue, const char *key,
     const redisReply *entry, void *data)
 {
-    char         stream[OFFLOAD_KEY_MAX], result[OFFLOAD_KEY_MAX], now[24];
+    char         stream[OFFLOAD_KEY_MAX], result[OFFLOAD_KEY_MAX];
     char         body[OFFLOAD_KEY_MAX], record[OFFLOAD_KEY_MAX];
     const char  *id;
     redisReply  *reply;
@@ -334,21 +333,20 @@ retry_one(ctl_t *ctl, const char *queue, const char *key,
     }
 
     offload_stream_key(stream, sizeof(stream), queue, strlen(queue));
-    snprintf(now, sizeof(now), "%lld", (long long) offload_wall_ms());
 
     /* an async job's record (in the queue's slot): reset with it */
     if (ctl_entry_field(entry, OFFLOAD_F_RECORD) != NULL
         && offload_job_record_key(record, sizeof(record), id, strlen(id))
            >= 0)
     {
-        reply = ctl_command(ctl, "EVAL %s 5 %s %s %s %s %s %s %s",
+        reply = ctl_command(ctl, "EVAL %s 5 %s %s %s %s %s %s",
                             offload_retry_script, key, stream, result, body,
-                            record, entry->element[0]->str, now);
+                            record, entry->element[0]->str);
 
     } else {
-        reply = ctl_command(ctl, "EVAL %s 4 %s %s %s %s %s %s",
+        reply = ctl_command(ctl, "EVAL %s 4 %s %s %s %s %s",
                             offload_retry_script, key, stream, result, body,
-                            entry->element[0]->str, now);
+                            entry->element[0]->str);
     }
 
     if (reply == NULL) {

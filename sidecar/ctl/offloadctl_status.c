@@ -104,6 +104,30 @@ read_nodes(ctl_t *ctl, int argc, char **argv, json_t *(*json_of)(json_t *),
 }
 
 
+/* Now by Redis' clock, which the nodes stamp their documents by (ours
+ * when TIME fails: said on stderr). */
+static int64_t
+redis_ms(ctl_t *ctl)
+{
+    int64_t      ms = offload_wall_ms();
+    redisReply  *reply;
+
+    reply = ctl_command(ctl, "TIME");
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements == 2
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && reply->element[1]->type == REDIS_REPLY_STRING)
+    {
+        ms = atoll(reply->element[0]->str) * 1000
+             + atoll(reply->element[1]->str) / 1000;
+    }
+
+    freeReplyObject(reply);
+    return ms;
+}
+
+
 /* One object, so that a program also learns of the registry entries left
  * out (a bare array of nodes had no room for them). */
 static json_t *
@@ -121,6 +145,7 @@ ctl_status(ctl_t *ctl, int argc, char **argv)
     int      rc, width = 20;
     size_t   i;
     json_t  *all, *nodes, *doc, *bad;
+    int64_t  now;
 
     all = read_nodes(ctl, argc, argv, status_json, &rc);
     if (all == NULL) {
@@ -141,11 +166,12 @@ ctl_status(ctl_t *ctl, int argc, char **argv)
 
         printf("%-*s %-8s %-10s %s\n", width, "NODE", "PID", "UPTIME",
                "HEARTBEAT");
+        now = redis_ms(ctl);
         json_array_foreach(nodes, i, doc) {
             if (i > 0) {
                 printf("\n");
             }
-            print_node(doc, width, offload_wall_ms());
+            print_node(doc, width, now);
         }
     }
 

@@ -194,7 +194,8 @@ queue_json(const offload_pool_t *pool, int heartbeat_ms, json_t *workers)
 
 char *
 offload_registry_json(const offload_supervisor_t *sup,
-    const offload_redis_endpoint_t *ep, int64_t now_ms, int64_t clock_ms)
+    const offload_redis_endpoint_t *ep, int64_t now_ms,
+    const offload_redis_clock_t *clock)
 {
     int                    i;
     char                  *text;
@@ -204,13 +205,16 @@ offload_registry_json(const offload_supervisor_t *sup,
     const offload_pool_t  *pool;
 
     queues = json_object();
-    doc = json_pack("{s:i,s:s,s:I,s:I,s:I,s:I,s:b,s:o}",
+    doc = json_pack("{s:i,s:s,s:I,s:I,s:I,s:o,s:b,s:o}",
                     "v", OFFLOAD_PROTO_VERSION,
                     "node", sup->conf->node_name,
                     "pid", (json_int_t) getpid(),
-                    "started", (json_int_t) sup->started_ms,
+                    "started",
+                    (json_int_t) (now_ms - (now_us - sup->started_us) / 1000),
                     "heartbeat", (json_int_t) now_ms,
-                    "clock_offset_ms", (json_int_t) clock_ms,
+                    "clock_offset_ms", clock->known
+                                       ? json_integer(clock->offset_ms)
+                                       : json_null(),
                     "drained", sup->drained,
                     "queues", queues);
     if (doc == NULL) {
@@ -377,8 +381,10 @@ announce(offload_link_t *link)
         return;
     }
 
-    json = offload_registry_json(sup, &link->ep, offload_wall_ms(),
-                                 link->conn.clock.offset_ms);
+    /* stamped by Redis' clock, as readers on other hosts read it */
+    json = offload_registry_json(sup, &link->ep,
+                                 offload_redis_clock_ms(&link->conn),
+                                 &link->conn.clock);
     runs = runs_json(sup, &link->ep);
     if (json == NULL || runs == NULL) {
         log_error("registry: out of memory");
@@ -565,14 +571,14 @@ serving(const offload_pool_t *pool)
 static void
 hand_clock_offsets(offload_supervisor_t *sup)
 {
-    int                    i;
-    size_t                 p;
-    int64_t                offset;
-    offload_pool_t        *pool;
+    int              i;
+    size_t           p;
+    int64_t          offset;
+    offload_pool_t  *pool;
 
     for (p = 0; p < sup->npools; p++) {
         pool = &sup->pools[p];
-        offset = offload_pool_conn(pool)->clock.offset_ms;
+        offset = offload_pool_clock_offset(pool);
 
         for (i = 0; i < pool->nslots; i++) {
             offload_sb_set_clock_offset(pool->slots[i].sb, offset);

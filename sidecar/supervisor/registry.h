@@ -102,9 +102,11 @@ void offload_registry_free(offload_registry_t *reg);
 void offload_registry_forget(offload_registry_t *reg);
 
 /* The registry document (docs/PROTOCOL.md) listing the queues on ep's
- * Redis (NULL: all), stamped now_ms, with that Redis' clock offset
- * (redis_clock.h), as a malloc'ed string. */
+ * Redis (NULL: all), stamped now_ms (its start too, by the node's uptime),
+ * with that Redis' clock offset (redis_clock.h; null until measured), as a
+ * malloc'ed string. */
 char *offload_registry_json(const struct offload_supervisor_s *sup,
-    const offload_redis_endpoint_t *ep, int64_t now_ms, int64_t clock_ms);
+    const offload_redis_endpoint_t *ep, int64_t now_ms,
+    const offload_redis_clock_t *clock);
 
 #endif /* OFFLOAD_REGISTRY_H */

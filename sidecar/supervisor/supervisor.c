@@ -315,14 +315,6 @@ schedule_restart(offload_supervisor_t *sup, offload_slot_t *slot)
 }
 
 
-/* What a worker of pool starts with (registry.c hands it the next). */
-static int64_t
-redis_clock_offset(const offload_pool_t *pool)
-{
-    return offload_pool_conn(pool)->clock.offset_ms;
-}
-
-
 static void
 spawn(offload_supervisor_t *sup, offload_slot_t *slot)
 {
@@ -335,7 +327,8 @@ spawn(offload_supervisor_t *sup, offload_slot_t *slot)
     offload_sb_reset(slot->sb, 0);      /* before the child writes to it */
     offload_sb_set_paused(slot->sb, sup->drained);
     offload_sb_set_standby(slot->sb, !sup->leased);
-    offload_sb_set_clock_offset(slot->sb, redis_clock_offset(slot->pool));
+    offload_sb_set_clock_offset(slot->sb,
+                                offload_pool_clock_offset(slot->pool));
 
     /* No signal between fork() and the child's own handlers: see
      * become_worker(). */
@@ -1234,6 +1227,14 @@ offload_pool_conn(const offload_pool_t *pool)
 }
 
 
+/* What its workers read Redis' clock by (registry.c measures it). */
+int64_t
+offload_pool_clock_offset(const offload_pool_t *pool)
+{
+    return offload_pool_conn(pool)->clock.offset_ms;
+}
+
+
 offload_redis_conn_t *
 offload_pool_node_conn(const offload_pool_t *pool)
 {
@@ -1353,7 +1354,7 @@ offload_supervisor_run(const offload_conf_t *conf, const char *conf_file)
     sup.conf = conf;
     sup.first_conf = conf;
     sup.conf_file = conf_file;
-    sup.started_ms = offload_wall_ms();
+    sup.started_us = offload_mono_us();
 
     sup.loop = ev_loop_new(EVFLAG_AUTO);
     if (sup.loop == NULL) {

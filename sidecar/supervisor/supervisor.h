@@ -90,7 +90,7 @@ typedef struct offload_supervisor_s {
     int                    reload_pending;  /* a SIGHUP during the
                                                rolling: reload after it */
 
-    int64_t                started_ms;  /* wall clock */
+    int64_t                started_us;  /* monotonic */
     int                    stopping;
     int                    drained;     /* offloadctl drain: read no jobs */
     int                    leased;      /* holds its node_name's lease:
@@ -164,6 +164,10 @@ void offload_slot_stop(offload_slot_t *slot);
  * control shard): events, crash reports. */
 offload_redis_conn_t *offload_pool_conn(const offload_pool_t *pool);
 offload_redis_conn_t *offload_pool_node_conn(const offload_pool_t *pool);
+
+/* Redis' clock less this host's, as pool's connection measured it last
+ * (redis_clock.h): what its workers read deadlines by. */
+int64_t offload_pool_clock_offset(const offload_pool_t *pool);
 
 /* One pool per queue of conf, every slot empty; NULL when out of memory. */
 offload_pool_t *offload_pools_make(offload_supervisor_t *sup,

@@ -460,8 +460,9 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
                      "not run", w->name, (int) entry->id.len, entry->id.data,
                      (long long) (now_ms - entry->deadline_ms));
         } else {
-            log_info("%s: job %.*s expired before a worker took it (by "
-                     "Redis' clock, at least %lld ms ahead of ours), not run",
+            log_info("%s: job %.*s expired before a worker took it (so "
+                     "Redis says, %lld ms before its deadline by this "
+                     "worker's reading of Redis' clock), not run",
                      w->name, (int) entry->id.len, entry->id.data,
                      (long long) (entry->deadline_ms - now_ms));
         }

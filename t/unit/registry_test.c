@@ -45,11 +45,12 @@ has_members(json_t *obj, const char *keys)
 static json_t *
 document(offload_supervisor_t *sup)
 {
-    char          *text;
-    json_t        *doc;
-    json_error_t   jerr;
+    char                   *text;
+    json_t                 *doc;
+    json_error_t            jerr;
+    offload_redis_clock_t   clock = { .offset_ms = -60000, .known = 1 };
 
-    text = offload_registry_json(sup, NULL, 1700000001234LL, -60000);
+    text = offload_registry_json(sup, NULL, 1700000001234LL, &clock);
     doc = json_loads(text, 0, &jerr);
     free(text);
     return doc;
@@ -118,7 +119,7 @@ main(void)
     sup.conf = &conf;
     sup.pools = &pool;
     sup.npools = 1;
-    sup.started_ms = 1700000000000LL;
+    sup.started_us = offload_mono_us() - 1234000;
 
     doc = document(&sup);
     ok(doc != NULL, "the document is JSON");
@@ -128,6 +129,8 @@ main(void)
           == 1700000001234LL
        && json_integer_value(json_object_get(doc, "clock_offset_ms"))
           == -60000
+       && llabs(json_integer_value(json_object_get(doc, "started"))
+                - 1700000000000LL) < 1000
        && json_is_false(json_object_get(doc, "drained")), "node values");
 
     q = json_object_get(json_object_get(doc, "queues"), "sha256");
