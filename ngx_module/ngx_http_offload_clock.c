@@ -9,10 +9,11 @@
  * clients answered 504 at once.  Every side reads Redis' clock instead
  * (the sidecar's redis_clock.c says why): each worker process asks each
  * peer's Redis for its TIME at every ping (NGX_HTTP_OFFLOAD_PING_INTERVAL)
- * on the command link, and stamps a job by its own clock plus the offset
- * measured last.  An offset is the middle of the round trip against the
- * answer: an answer slower than NGX_HTTP_OFFLOAD_CLOCK_RTT_MAX is not
- * used.  A disagreement of a second or more is logged once at warn, its
+ * on the command link, and stamps a job by ngx_current_msec (a monotonic
+ * clock) plus how far Redis' clock was ahead of it, measured last: a step
+ * of the wall clock between two pings moves no deadline.  The answer is
+ * taken against the middle of the round trip: one slower than
+ * NGX_HTTP_OFFLOAD_CLOCK_RTT_MAX is not used.  A disagreement of a second or more is logged once at warn, its
  * end at notice; a TIME refused (an ACL) once at warn: the host's own
  * clock is used.
  */
@@ -50,6 +51,7 @@ void
 ngx_http_offload_clock_start(ngx_http_offload_peer_t *peer)
 {
     peer->clock_offset = 0;
+    peer->clock_known = 0;
     peer->clock_asking = 0;
     peer->clock_warned = 0;
     peer->clock_refused = 0;
@@ -81,7 +83,11 @@ ngx_http_offload_clock_ask(ngx_http_offload_peer_t *peer)
 int64_t
 ngx_http_offload_clock_now(ngx_http_offload_peer_t *peer)
 {
-    return ngx_http_offload_clock_wall() + peer->clock_offset;
+    if (!peer->clock_known) {
+        return ngx_http_offload_clock_wall();
+    }
+
+    return (int64_t) ngx_current_msec + peer->clock_base;
 }
 
 
@@ -124,8 +130,9 @@ ngx_http_offload_clock_done(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     peer->clock_refused = 0;
-    peer->clock_offset = redis_ms - peer->clock_sent_wall
-                         - (int64_t) rtt / 2;
+    peer->clock_known = 1;
+    peer->clock_base = redis_ms - (int64_t) peer->clock_sent - rtt / 2;
+    peer->clock_offset = redis_ms - peer->clock_sent_wall - rtt / 2;
 
     ngx_http_offload_clock_said(peer, link->log);
 }

@@ -343,11 +343,14 @@ struct ngx_http_offload_peer_s {
     ngx_event_t                   ping;
     ngx_msec_t                    ping_unheard;  /* since when a ping
                                                     is on its way, or 0 */
-    int64_t                       clock_offset;  /* Redis' wall clock
-                                                    less ours, ms */
+    int64_t                       clock_base;  /* Redis' clock less
+                                                  ngx_current_msec, ms */
+    int64_t                       clock_offset;  /* Redis' clock less our
+                                                    wall clock, ms */
     ngx_msec_t                    clock_sent;  /* the last TIME's */
     int64_t                       clock_sent_wall;  /* ... by the wall
                                                        clock, ms */
+    unsigned                      clock_known:1;   /* measured */
     unsigned                      clock_asking:1;  /* a TIME on its
                                                       way */
     unsigned                      clock_warned:1;  /* said apart */

@@ -17,13 +17,16 @@ use OffloadTest;
 my $faketime = '/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1';
 -e $faketime or give_up("no $faketime: make test installs faketime");
 
-# env(1) before the program: its clock moved by $offset ("+60s").  Under
-# the sanitizers libfaketime goes first (after their runtime, it deadlocks
-# it at start), with their options ($asan) told not to mind.
+# env(1) before the program: its wall clock moved by $how, "+60s", or
+# as a file says, read again at every look (a step when it is rewritten).
+# Under the sanitizers libfaketime goes first (after their runtime, it
+# deadlocks it at start), with their options ($asan) told not to mind.
 sub skewed {
-    my ($offset, $preload, $asan) = @_;
+    my ($how, $preload, $asan) = @_;
     my @env = ("LD_PRELOAD=" . join(':', grep { $_ } $faketime, $preload),
-        "FAKETIME=$offset", 'FAKETIME_DONT_FAKE_MONOTONIC=1');
+        'FAKETIME_DONT_FAKE_MONOTONIC=1',
+        -f $how ? ("FAKETIME_TIMESTAMP_FILE=$how", 'FAKETIME_NO_CACHE=1')
+                : "FAKETIME=$how");
     push @env, "ASAN_OPTIONS=$asan:verify_asan_link_order=0" if sanitize();
     return [ 'env', @env ];
 }
@@ -216,5 +219,30 @@ is(echoes(5), '', 'jobs still run in their time');
 my @said = slurp(nginx_error_log()) =~ /refused TIME/g;
 is(scalar @said, 1, 'said once');
 redis_cmd('ACL', 'SETUSER', 'default', '+time');
+
+# ---- a wall clock stepped between two measures ----------------------------
+
+# Redis' clock is read by the monotonic clock plus what it was ahead of
+# it: the sidecar's host clock stepped an hour ahead (its next measure 20 s
+# away), then nginx's an hour back (its next within a second), and jobs
+# sent at once run in their time
+stop_nginx();
+stop_sidecar();
+my ($sidecar_step, $nginx_step) = ("$dir/sidecar-step", "$dir/nginx-step");
+spew($_, "+0\n") for $sidecar_step, $nginx_step;
+start_sidecar(wrapper => skewed($sidecar_step, undef, $sidecar_asan),
+    heartbeat => '20s', conf => $conf);
+ok(start_jobs_nginx(workers => 1, server => $server,
+    wrapper => skewed($nginx_step, $env->{LD_PRELOAD},
+        $env->{ASAN_OPTIONS}),
+    main => "env FAKETIME_TIMESTAMP_FILE;\nenv FAKETIME_NO_CACHE;\n"
+        . "env FAKETIME_DONT_FAKE_MONOTONIC;\n"), 'stack up, clocks agreeing');
+# nginx's first measure, a moment after its command link came up
+ok(wait_until(sub { echoes(1) eq '' }, scaled(5), 'a job'), 'jobs run');
+spew($sidecar_step, "+3600s\n");
+is(echoes(10), '', 'the sidecar an hour ahead: 10 jobs at once, 200');
+spew($sidecar_step, "+0\n");
+spew($nginx_step, "-3600s\n");
+is(echoes(10), '', 'nginx an hour behind: 10 jobs at once, 200');
 
 finish();

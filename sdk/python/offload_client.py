@@ -252,7 +252,7 @@ class Client:
         self.channel = "offload:reply:" + self.nonce
         self.pubsub = None
         self.last_waited = None
-        self.clock_offset_ms = 0
+        self.clock_base_ms = None
         self.clock_at = None
 
     def _subscribe(self, queue, timeout):
@@ -296,15 +296,15 @@ class Client:
 
     def _redis_now_ms(self, key):
         """Now in ms since the epoch by the clock of key's Redis
-        (docs/PROTOCOL.md, "One clock"), whatever this host's says: ours
-        plus the offset TIME gave, asked again every CLOCK_AGE seconds, or
-        CLOCK_RETRY after a TIME refused (an ACL) or too slow, the last
-        offset holding meanwhile (0 at first).  One offset for all of a
+        (docs/PROTOCOL.md, "One clock"), whatever this host's says: the
+        monotonic clock plus how far Redis' was ahead of it (a step of
+        the wall clock changes nothing), asked (TIME) every CLOCK_AGE
+        seconds, or CLOCK_RETRY after a TIME refused (an ACL) or too
+        slow; the wall clock until it first answers.  One for all of a
         cluster's masters: their clocks are taken to agree."""
         mono = time.monotonic()
         if self.clock_at is None or mono - self.clock_at >= self.CLOCK_AGE:
             self.clock_at = mono - self.CLOCK_AGE + self.CLOCK_RETRY
-            sent = time.time()
             try:
                 sec, usec = self._node(key).time()
             except redis.ResponseError:
@@ -312,10 +312,12 @@ class Client:
             else:
                 rtt = time.monotonic() - mono
                 if rtt <= self.CLOCK_RTT_MAX:
-                    self.clock_offset_ms = int(
-                        (sec - sent - rtt / 2) * 1000 + usec // 1000)
+                    self.clock_base_ms = int(
+                        (sec - mono - rtt / 2) * 1000 + usec // 1000)
                     self.clock_at = mono
-        return int(time.time() * 1000) + self.clock_offset_ms
+        if self.clock_base_ms is None:
+            return int(time.time() * 1000)
+        return int(time.monotonic() * 1000) + self.clock_base_ms
 
     def submit(self, queue, payload, wait=False, timeout=30.0,
                deadline=None):

@@ -117,7 +117,9 @@ struct offload_client_s {
     int            lost;            /* the failure was a connection's */
     int            unanswered;      /* the last command was sent and no
                                        answer read: it may have run */
-    int64_t        clock_offset;    /* Redis' wall clock less ours, ms */
+    int64_t        clock_base;      /* Redis' clock less our monotonic
+                                       one, ms */
+    int            clock_known;     /* clock_base was measured */
     int64_t        clock_at;        /* when it was asked (monotonic ms),
                                        0: never */
     char           err[256];
@@ -736,16 +738,18 @@ command_argv(offload_client_t *c, int argc, const char **argv,
 
 
 /* Now, in ms since the epoch by Redis' clock: jobs are stamped by it, as
- * the module stamps them, whatever this host's clock says.  Its offset is
- * asked (TIME) of the queue's Redis at the first call and every
- * CLOCK_AGE_MS, again after CLOCK_RETRY_MS when TIME told nothing (refused
- * by an ACL, too slow, a connection lost: the call's own command then
- * says so), the last offset holding meanwhile (0 at first).  One offset
- * for all of a cluster's masters: their clocks are taken to agree. */
+ * the module stamps them, whatever this host's clock says.  It is read as
+ * the monotonic clock plus how far Redis' was ahead of it (a step of the
+ * wall clock changes nothing), asked (TIME) of the queue's Redis at the
+ * first call and every CLOCK_AGE_MS, again after CLOCK_RETRY_MS when TIME
+ * told nothing (refused by an ACL, too slow, a connection lost: the
+ * call's own command then says so); the wall clock until it first
+ * answers.  One for all of a cluster's masters: their clocks are taken to
+ * agree. */
 static int64_t
 redis_now_ms(offload_client_t *c)
 {
-    int64_t      sent, mono, rtt;
+    int64_t      mono, rtt;
     char        *end;
     long long    sec, usec;
     redisReply  *reply;
@@ -753,33 +757,32 @@ redis_now_ms(offload_client_t *c)
 
     mono = now_ms(CLOCK_MONOTONIC);
 
-    if (c->clock_at != 0 && mono - c->clock_at < CLOCK_AGE_MS) {
-        return now_ms(CLOCK_REALTIME) + c->clock_offset;
-    }
+    if (c->clock_at == 0 || mono - c->clock_at >= CLOCK_AGE_MS) {
+        c->clock_at = mono - CLOCK_AGE_MS + CLOCK_RETRY_MS;
+        reply = run_command(c, 1, argv, NULL);
+        rtt = now_ms(CLOCK_MONOTONIC) - mono;
 
-    c->clock_at = mono - CLOCK_AGE_MS + CLOCK_RETRY_MS;
-    sent = now_ms(CLOCK_REALTIME);
-    reply = run_command(c, 1, argv, NULL);
-    rtt = now_ms(CLOCK_MONOTONIC) - mono;
-
-    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
-        && reply->elements == 2
-        && reply->element[0]->type == REDIS_REPLY_STRING
-        && reply->element[1]->type == REDIS_REPLY_STRING
-        && rtt <= CLOCK_RTT_MAX_MS)
-    {
-        sec = strtoll(reply->element[0]->str, &end, 10);
-        usec = strtoll(reply->element[1]->str, NULL, 10);
-        if (*end == '\0' && sec > 0) {
-            c->clock_offset = sec * 1000 + usec / 1000 - sent - rtt / 2;
-            c->clock_at = mono;
+        if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
+            && reply->elements == 2
+            && reply->element[0]->type == REDIS_REPLY_STRING
+            && reply->element[1]->type == REDIS_REPLY_STRING
+            && rtt <= CLOCK_RTT_MAX_MS)
+        {
+            sec = strtoll(reply->element[0]->str, &end, 10);
+            usec = strtoll(reply->element[1]->str, NULL, 10);
+            if (*end == '\0' && sec > 0) {
+                c->clock_base = sec * 1000 + usec / 1000 - mono - rtt / 2;
+                c->clock_known = 1;
+                c->clock_at = mono;
+            }
         }
+
+        freeReplyObject(reply);
+        c->failed = 0;
     }
 
-    freeReplyObject(reply);
-    c->failed = 0;
-
-    return now_ms(CLOCK_REALTIME) + c->clock_offset;
+    return c->clock_known ? now_ms(CLOCK_MONOTONIC) + c->clock_base
+                          : now_ms(CLOCK_REALTIME);
 }
 
 

@@ -12,10 +12,14 @@
  * connect and heartbeat of its links and hands each worker its queue's
  * offset (in the worker's scoreboard slot); nginx asks at every ping.
  *
- * An offset is the middle of a TIME's round trip against Redis' answer:
- * off by at most half the round trip, so an answer that took longer than
- * OFFLOAD_CLOCK_RTT_MAX_US is not used.  A disagreement of a second or
- * more is logged once, at warn, and its end at notice.
+ * Redis' answer is taken against the middle of the TIME's round trip: off
+ * by at most half the round trip, so an answer that took longer than
+ * OFFLOAD_CLOCK_RTT_MAX_US is not used.  Redis' clock is then read as the
+ * monotonic clock plus what it was ahead of it (the base): a step of this
+ * host's wall clock (NTP, a VM resumed) between two measures moves no
+ * deadline.  How far it is from the wall clock (the offset) is what is
+ * said: a disagreement of a second or more is logged once, at warn, and
+ * its end at notice.
  */
 
 #include <stdlib.h>
@@ -86,13 +90,14 @@ said(offload_redis_conn_t *rc)
 static void
 time_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
-    int64_t                rtt_us, redis_us;
+    int64_t                rtt_us, redis_us, sent_us;
     redisReply            *reply = r;
     offload_redis_conn_t  *rc = privdata;
 
     (void) ac;
 
-    rtt_us = offload_mono_us() - rc->clock.sent_mono_us;
+    sent_us = rc->clock.sent_mono_us;
+    rtt_us = offload_mono_us() - sent_us;
     redis_us = time_reply_us(reply);
     rc->clock.sent_mono_us = 0;
 
@@ -111,6 +116,7 @@ time_cb(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    rc->clock.base_ms = (redis_us - sent_us - rtt_us / 2) / 1000;
     rc->clock.offset_ms = (redis_us - rc->clock.sent_wall_us - rtt_us / 2)
                           / 1000;
     rc->clock.known = 1;
@@ -144,12 +150,23 @@ offload_redis_clock_ask(offload_redis_conn_t *rc,
 int64_t
 offload_redis_clock_ms(const offload_redis_conn_t *rc)
 {
-    return offload_redis_ms_at(rc->clock.offset_ms);
+    return offload_redis_us_from(offload_redis_clock_base(rc)) / 1000;
 }
 
 
 int64_t
-offload_redis_ms_at(int64_t offset_ms)
+offload_redis_clock_base(const offload_redis_conn_t *rc)
 {
-    return offload_wall_ms() + offset_ms;
+    return rc->clock.known ? rc->clock.base_ms : OFFLOAD_CLOCK_UNKNOWN;
+}
+
+
+int64_t
+offload_redis_us_from(int64_t base_ms)
+{
+    if (base_ms == OFFLOAD_CLOCK_UNKNOWN) {
+        return offload_wall_us();
+    }
+
+    return offload_mono_us() + base_ms * 1000;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "offload_proto.h"
+#include "redis_clock.h"
 #include "scoreboard.h"
 #include "shm.h"
 
@@ -37,22 +38,23 @@ offload_sb_reset(offload_sb_slot_t *sb, pid_t pid)
 
     memset(sb, 0, sizeof(*sb));
     sb->metrics = metrics;
+    offload_sb_set_clock_base(sb, OFFLOAD_CLOCK_UNKNOWN);
     sb->pid = pid;
     __atomic_store_n(&sb->state, OFFLOAD_SB_STARTING, __ATOMIC_RELEASE);
 }
 
 
 void
-offload_sb_set_clock_offset(offload_sb_slot_t *sb, int64_t offset_ms)
+offload_sb_set_clock_base(offload_sb_slot_t *sb, int64_t base_ms)
 {
-    __atomic_store_n(&sb->clock_offset_ms, offset_ms, __ATOMIC_RELAXED);
+    __atomic_store_n(&sb->clock_base_ms, base_ms, __ATOMIC_RELAXED);
 }
 
 
 int64_t
-offload_sb_clock_offset(const offload_sb_slot_t *sb)
+offload_sb_clock_base(const offload_sb_slot_t *sb)
 {
-    return __atomic_load_n(&sb->clock_offset_ms, __ATOMIC_RELAXED);
+    return __atomic_load_n(&sb->clock_base_ms, __ATOMIC_RELAXED);
 }
 
 

@@ -70,8 +70,10 @@ typedef struct {
     int32_t   init_done;            /* its handler's init returned: what
                                        is left of starting is Redis */
     pid_t     pid;
-    int64_t   clock_offset_ms;      /* set by the supervisor: Redis' clock
-                                       less this host's (redis_clock.h) */
+    int64_t   clock_base_ms;        /* set by the supervisor: Redis' clock
+                                       less this host's monotonic one
+                                       (redis_clock.h), or
+                                       OFFLOAD_CLOCK_UNKNOWN */
 
     /* The current job (state busy), or the last one. */
     uint64_t  job_seq;              /* jobs started by this process */
@@ -143,10 +145,9 @@ int offload_sb_paused(const offload_sb_slot_t *sb);
 void offload_sb_set_standby(offload_sb_slot_t *sb, int standby);
 int offload_sb_standby(const offload_sb_slot_t *sb);
 
-/* Supervisor: hand the worker its Redis' clock offset.  Worker: read
- * it. */
-void offload_sb_set_clock_offset(offload_sb_slot_t *sb, int64_t offset_ms);
-int64_t offload_sb_clock_offset(const offload_sb_slot_t *sb);
+/* Supervisor: hand the worker its Redis' clock base.  Worker: read it. */
+void offload_sb_set_clock_base(offload_sb_slot_t *sb, int64_t base_ms);
+int64_t offload_sb_clock_base(const offload_sb_slot_t *sb);
 
 /* Supervisor: the state, read with acquire semantics. */
 offload_sb_state_e offload_sb_state(const offload_sb_slot_t *sb);

@@ -565,23 +565,23 @@ serving(const offload_pool_t *pool)
 }
 
 
-/* Each worker reads its queue's Redis' clock by the offset its link
+/* Each worker reads its queue's Redis' clock by the base its link
  * measured last (redis_clock.c): handed at each measure (every connect
  * and heartbeat), and to a worker as it starts (spawn()). */
 static void
-hand_clock_offsets(offload_supervisor_t *sup)
+hand_clock_bases(offload_supervisor_t *sup)
 {
     int              i;
     size_t           p;
-    int64_t          offset;
+    int64_t          base;
     offload_pool_t  *pool;
 
     for (p = 0; p < sup->npools; p++) {
         pool = &sup->pools[p];
-        offset = offload_pool_clock_offset(pool);
+        base = offload_pool_clock_base(pool);
 
         for (i = 0; i < pool->nslots; i++) {
-            offload_sb_set_clock_offset(pool->slots[i].sb, offset);
+            offload_sb_set_clock_base(pool->slots[i].sb, base);
         }
     }
 }
@@ -592,7 +592,7 @@ clock_measured(offload_redis_conn_t *rc)
 {
     offload_link_t  *link = rc->data;
 
-    hand_clock_offsets(link->reg->sup);
+    hand_clock_bases(link->reg->sup);
 }
 
 

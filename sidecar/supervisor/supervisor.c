@@ -327,8 +327,7 @@ spawn(offload_supervisor_t *sup, offload_slot_t *slot)
     offload_sb_reset(slot->sb, 0);      /* before the child writes to it */
     offload_sb_set_paused(slot->sb, sup->drained);
     offload_sb_set_standby(slot->sb, !sup->leased);
-    offload_sb_set_clock_offset(slot->sb,
-                                offload_pool_clock_offset(slot->pool));
+    offload_sb_set_clock_base(slot->sb, offload_pool_clock_base(slot->pool));
 
     /* No signal between fork() and the child's own handlers: see
      * become_worker(). */
@@ -1229,9 +1228,9 @@ offload_pool_conn(const offload_pool_t *pool)
 
 /* What its workers read Redis' clock by (registry.c measures it). */
 int64_t
-offload_pool_clock_offset(const offload_pool_t *pool)
+offload_pool_clock_base(const offload_pool_t *pool)
 {
-    return offload_pool_conn(pool)->clock.offset_ms;
+    return offload_redis_clock_base(offload_pool_conn(pool));
 }
 
 

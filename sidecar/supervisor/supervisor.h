@@ -165,9 +165,10 @@ void offload_slot_stop(offload_slot_t *slot);
 offload_redis_conn_t *offload_pool_conn(const offload_pool_t *pool);
 offload_redis_conn_t *offload_pool_node_conn(const offload_pool_t *pool);
 
-/* Redis' clock less this host's, as pool's connection measured it last
- * (redis_clock.h): what its workers read deadlines by. */
-int64_t offload_pool_clock_offset(const offload_pool_t *pool);
+/* Redis' clock less this host's monotonic one, as pool's connection
+ * measured it last, or OFFLOAD_CLOCK_UNKNOWN (redis_clock.h): what its
+ * workers read deadlines by. */
+int64_t offload_pool_clock_base(const offload_pool_t *pool);
 
 /* One pool per queue of conf, every slot empty; NULL when out of memory. */
 offload_pool_t *offload_pools_make(offload_supervisor_t *sup,

@@ -212,7 +212,7 @@ offload_worker_usable_id(const offload_str_t *s)
 int64_t
 offload_worker_redis_ms(const offload_worker_t *w)
 {
-    return offload_redis_ms_at(offload_sb_clock_offset(w->sb));
+    return offload_redis_us_from(offload_sb_clock_base(w->sb)) / 1000;
 }
 
 
@@ -420,8 +420,7 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
 {
     int                   rc;
     int64_t               now_us, now_ms, queue_us, start_us, run_us;
-    int64_t               offset;
-    int64_t               submitted_ms;
+    int64_t               submitted_ms, ahead_ms;
     offload_job_t        *job = &w->job;
     struct rusage         before, after;
     offload_result_t      res;
@@ -434,10 +433,11 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
         return;
     }
 
-    /* Deadlines and submit times are Redis' clock's (redis_clock.c) */
-    offset = offload_sb_clock_offset(w->sb);
-    now_us = offload_wall_us() + offset * 1000;
+    /* Deadlines and submit times are Redis' clock's (redis_clock.c);
+     * ahead_ms, how far it is ahead of this host's wall clock now */
+    now_us = offload_redis_us_from(offload_sb_clock_base(w->sb));
     now_ms = now_us / 1000;
+    ahead_ms = now_ms - offload_wall_ms();
 
     /* ms fields may hold up to 18 digits: compare before scaling to us.
      * Without "submitted", from when Redis added the entry (its id). */
@@ -485,7 +485,7 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
                     entry->request_id.data, entry->request_id.len,
                     entry->attempt,
                     entry->deadline_ms == OFFLOAD_NO_DEADLINE
-                    ? 0 : entry->deadline_ms - offset);
+                    ? 0 : entry->deadline_ms - ahead_ms);
     offload_job_set_trace(job, &entry->traceparent, &entry->tracestate);
 
     /* run_us is the handler's own time (Server-Timing "run"); the job's
