@@ -84,6 +84,18 @@ my $cells = $browser->eval_js('(function () {'
     . '   return rows[i].cells[col].textContent; } } })()');
 is($cells, '1', 'one dead letter in queue crash');
 
+# a node's host clock against Redis': this one's agrees
+is($browser->eval_js('(function () {'
+    . ' var head = document.querySelectorAll("#nodes th"), i;'
+    . ' for (i = 0; i < head.length; i++) {'
+    . '  if (head[i].textContent === "clock") {'
+    . '   return document.querySelectorAll("#nodes tr")[1].cells[i]'
+    . '    .textContent; } } })()'), 'ok', "the node's clock: ok");
+is($browser->eval_js('[clockCell(-60000).text, clockCell(60000).text,'
+    . ' clockCell(-60000).cls, clockCell(400).text, clockCell(null).text]'
+    . '.join("|")'), '1.0 min ahead|1.0 min behind|warn|ok|-',
+    'a clock a minute off is shown so, in warning colour');
+
 # answers flow while the page samples: the charts get points
 my $load = fork // die "fork: $!";
 if ($load == 0) {
