@@ -13,9 +13,10 @@
  * clock) plus how far Redis' clock was ahead of it, measured last: a step
  * of the wall clock between two pings moves no deadline.  The answer is
  * taken against the middle of the round trip: one slower than
- * NGX_HTTP_OFFLOAD_CLOCK_RTT_MAX is not used.  A disagreement of a second or more is logged once at warn, its
- * end at notice; a TIME refused (an ACL) once at warn: the host's own
- * clock is used.
+ * NGX_HTTP_OFFLOAD_CLOCK_RTT_MAX is not used.  How far Redis' clock is from
+ * the wall clock is what is said: a disagreement of a second or more once
+ * at warn, its end at notice; a TIME refused (an ACL) once at warn, the
+ * last measure or, without one, the wall clock used.
  */
 
 
@@ -116,9 +117,10 @@ ngx_http_offload_clock_done(redisAsyncContext *ac, void *r, void *privdata)
             peer->clock_refused = 1;
             ngx_log_error(NGX_LOG_WARN, link->log, 0,
                           "offload: redis %V refused TIME (%s): jobs are "
-                          "stamped by this host's clock (plus the offset "
-                          "measured last, if any), which must agree with "
-                          "the sidecars' hosts'", &peer->name, reply->str);
+                          "stamped by its last measure of Redis' clock or, "
+                          "without one, by this host's, which must agree "
+                          "with the sidecars' hosts'", &peer->name,
+                          reply->str);
         }
         return;
     }

@@ -194,14 +194,14 @@ print(c.submit("echo", {"from": "python"}, wait=True, timeout=10).status)
 ' 2>&1`;
 is($out, "200\n", 'offload_client.py 60 s behind: 200');
 
-my $id = 'd' x 32;
+my $dead = 'd' x 32;
 my $now = redis_ms();
-redis_cmd('XADD', 'offload:{echo}:dead', '*', v => 1, id => $id,
+redis_cmd('XADD', 'offload:{echo}:dead', '*', v => 1, id => $dead,
     payload => '{"again":1}', deadline => $now + 30_000, submitted => $now,
     attempt => 2, reason => 'signal', dead_at => $now);
-$out = `$behind $ctl retry echo $id 2>&1`;
+$out = `$behind $ctl retry echo $dead 2>&1`;
 ok(wait_until(sub {
-    (redis_cmd('GET', "offload:{echo}:result:$id") // '') =~ /^OR1 \S+ 200 /;
+    (redis_cmd('GET', "offload:{echo}:result:$dead") // '') =~ /^OR1 \S+ 200 /;
 }, scaled(5), 'the result'), 'offloadctl retry 60 s behind: the job ran')
     or diag($out);
 

@@ -10,7 +10,7 @@
  * every side measures how far Redis' clock is from its own, and reads
  * Redis' (as Oban reads the database's).  The supervisor asks at every
  * connect and heartbeat of its links and hands each worker its queue's
- * offset (in the worker's scoreboard slot); nginx asks at every ping.
+ * measure (in the worker's scoreboard slot); nginx asks at every ping.
  *
  * Redis' answer is taken against the middle of the TIME's round trip: off
  * by at most half the round trip, so an answer that took longer than
@@ -107,8 +107,8 @@ time_cb(redisAsyncContext *ac, void *r, void *privdata)
     {
         rc->clock.refused = 1;
         log_warn("%s: Redis refused TIME (%s): deadlines and retries are "
-                 "read by this host's clock (plus the offset measured "
-                 "last, if any), which must agree with the other hosts'",
+                 "read by the last measure of Redis' clock or, without one, "
+                 "by this host's, which must agree with the other hosts'",
                  rc->name, reply->str);
     }
 

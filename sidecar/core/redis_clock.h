@@ -29,8 +29,9 @@ typedef struct {
     int64_t                  sent_mono_us;  /* a TIME on its way: when it
                                                left, or 0 */
     int64_t                  sent_wall_us;
-    offload_redis_clock_pt   measured;      /* told of each offset */
-    int                      known;         /* an offset was measured */
+    offload_redis_clock_pt   measured;      /* told of each measure */
+    int                      known;         /* base_ms and offset_ms were
+                                               measured */
     int                      warned;        /* the disagreement is in the
                                                log */
     int                      refused;       /* TIME's refusal is in the
@@ -38,8 +39,8 @@ typedef struct {
 } offload_redis_clock_t;
 
 /* Asks rc's Redis for its TIME, unless a TIME is on its way: its answer
- * sets rc's offset and calls measured (an answer slower than a round trip
- * can be trusted for is dropped), and a disagreement of
+ * sets rc's base and offset and calls measured (an answer slower than a
+ * round trip can be trusted for is dropped), and a disagreement of
  * OFFLOAD_CLOCK_WARN_MS or more, and its end, is said in the log once, as
  * is TIME refused (NOPERM). */
 void offload_redis_clock_ask(struct offload_redis_conn_s *rc,
