@@ -157,6 +157,7 @@ MODULE = $(BUILD)/ngx_http_offload_module.so
 # cluster address: the key slot of its control keys).
 CLIENT_SRCS = sidecar/client/offload_client.c proto/offload_proto.c \
               proto/offload_json_check.c proto/offload_slot.c \
+              proto/offload_redis_time.c \
               sidecar/core/redis_endpoint.c sidecar/core/sentinel_sync.c \
               sidecar/core/cluster_map.c sidecar/core/redis_ask.c
 CLIENT_LIB = $(BUILD)/liboffload.a

@@ -21,6 +21,7 @@
 
 
 #include "ngx_http_offload_module.h"
+#include "offload_redis_time.h"
 
 
 #define NGX_HTTP_OFFLOAD_CLOCK_RTT_MAX  250       /* ms */
@@ -30,7 +31,6 @@
 
 static void ngx_http_offload_clock_done(redisAsyncContext *ac, void *r,
     void *privdata);
-static int64_t ngx_http_offload_clock_reply(redisReply *reply);
 static void ngx_http_offload_clock_said(ngx_http_offload_peer_t *peer,
     ngx_log_t *log);
 
@@ -95,7 +95,7 @@ ngx_http_offload_clock_now(ngx_http_offload_peer_t *peer)
 static void
 ngx_http_offload_clock_done(redisAsyncContext *ac, void *r, void *privdata)
 {
-    int64_t                   redis_ms;
+    int64_t                   redis_us, redis_ms;
     ngx_msec_int_t            rtt;
     redisReply               *reply = r;
     ngx_http_offload_link_t  *link;
@@ -125,11 +125,13 @@ ngx_http_offload_clock_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    redis_ms = ngx_http_offload_clock_reply(reply);
+    redis_us = offload_redis_time_us(reply);
 
-    if (redis_ms < 0 || rtt > NGX_HTTP_OFFLOAD_CLOCK_RTT_MAX) {
+    if (redis_us < 0 || rtt > NGX_HTTP_OFFLOAD_CLOCK_RTT_MAX) {
         return;
     }
+
+    redis_ms = redis_us / 1000;
 
     peer->clock_refused = 0;
     peer->clock_known = 1;
@@ -137,33 +139,6 @@ ngx_http_offload_clock_done(redisAsyncContext *ac, void *r, void *privdata)
     peer->clock_offset = redis_ms - peer->clock_sent_wall - rtt / 2;
 
     ngx_http_offload_clock_said(peer, link->log);
-}
-
-
-/* TIME's answer in ms since the epoch, or -1 */
-
-static int64_t
-ngx_http_offload_clock_reply(redisReply *reply)
-{
-    ngx_int_t  sec, usec;
-
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
-        || reply->element[0]->type != REDIS_REPLY_STRING
-        || reply->element[1]->type != REDIS_REPLY_STRING)
-    {
-        return -1;
-    }
-
-    sec = ngx_atoi((u_char *) reply->element[0]->str,
-                   reply->element[0]->len);
-    usec = ngx_atoi((u_char *) reply->element[1]->str,
-                    reply->element[1]->len);
-
-    if (sec <= 0 || usec < 0 || usec >= 1000000) {
-        return -1;
-    }
-
-    return (int64_t) sec * 1000 + usec / 1000;
 }
 
 

@@ -53,6 +53,7 @@
 #include "cluster_map.h"
 #include "offload_client.h"
 #include "offload_proto.h"
+#include "offload_redis_time.h"
 #include "offload_slot.h"
 #include "redis_endpoint.h"
 #include "sentinel_sync.h"
@@ -749,9 +750,7 @@ command_argv(offload_client_t *c, int argc, const char **argv,
 static int64_t
 redis_now_ms(offload_client_t *c)
 {
-    int64_t      mono, rtt;
-    char        *end;
-    long long    sec, usec;
+    int64_t      mono, rtt, redis_us;
     redisReply  *reply;
     const char  *argv[] = { "TIME" };
 
@@ -761,20 +760,12 @@ redis_now_ms(offload_client_t *c)
         c->clock_at = mono - CLOCK_AGE_MS + CLOCK_RETRY_MS;
         reply = run_command(c, 1, argv, NULL);
         rtt = now_ms(CLOCK_MONOTONIC) - mono;
+        redis_us = offload_redis_time_us(reply);
 
-        if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
-            && reply->elements == 2
-            && reply->element[0]->type == REDIS_REPLY_STRING
-            && reply->element[1]->type == REDIS_REPLY_STRING
-            && rtt <= CLOCK_RTT_MAX_MS)
-        {
-            sec = strtoll(reply->element[0]->str, &end, 10);
-            usec = strtoll(reply->element[1]->str, NULL, 10);
-            if (*end == '\0' && sec > 0) {
-                c->clock_base = sec * 1000 + usec / 1000 - mono - rtt / 2;
-                c->clock_known = 1;
-                c->clock_at = mono;
-            }
+        if (redis_us >= 0 && rtt <= CLOCK_RTT_MAX_MS) {
+            c->clock_base = redis_us / 1000 - mono - rtt / 2;
+            c->clock_known = 1;
+            c->clock_at = mono;
         }
 
         freeReplyObject(reply);

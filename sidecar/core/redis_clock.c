@@ -27,6 +27,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "offload_redis_time.h"
 #include "redis_clock.h"
 #include "redis_conn.h"
 
@@ -35,35 +36,6 @@
 
 /* Below this again, the clocks are said to agree again. */
 #define OFFLOAD_CLOCK_AGREE_MS    (OFFLOAD_CLOCK_WARN_MS / 2)
-
-
-/* TIME's answer, in us since the epoch, or -1. */
-static int64_t
-time_reply_us(const redisReply *reply)
-{
-    char       *end;
-    long long   sec, usec;
-
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 2
-        || reply->element[0]->type != REDIS_REPLY_STRING
-        || reply->element[1]->type != REDIS_REPLY_STRING)
-    {
-        return -1;
-    }
-
-    sec = strtoll(reply->element[0]->str, &end, 10);
-    if (*end != '\0' || sec <= 0) {
-        return -1;
-    }
-
-    usec = strtoll(reply->element[1]->str, &end, 10);
-    if (*end != '\0' || usec < 0 || usec >= 1000000) {
-        return -1;
-    }
-
-    return (int64_t) sec * 1000000 + usec;
-}
 
 
 static void
@@ -98,7 +70,7 @@ time_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     sent_us = rc->clock.sent_mono_us;
     rtt_us = offload_mono_us() - sent_us;
-    redis_us = time_reply_us(reply);
+    redis_us = offload_redis_time_us(reply);
     rc->clock.sent_mono_us = 0;
 
     /* not a passing refusal (BUSY, LOADING): an ACL without +time */

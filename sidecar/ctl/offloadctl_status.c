@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "offload_redis_time.h"
 #include "offloadctl.h"
 #include "redis_clock.h"
 
@@ -109,22 +110,14 @@ read_nodes(ctl_t *ctl, int argc, char **argv, json_t *(*json_of)(json_t *),
 static int64_t
 redis_ms(ctl_t *ctl)
 {
-    int64_t      ms = offload_wall_ms();
+    int64_t      us;
     redisReply  *reply;
 
     reply = ctl_command(ctl, "TIME");
-
-    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
-        && reply->elements == 2
-        && reply->element[0]->type == REDIS_REPLY_STRING
-        && reply->element[1]->type == REDIS_REPLY_STRING)
-    {
-        ms = atoll(reply->element[0]->str) * 1000
-             + atoll(reply->element[1]->str) / 1000;
-    }
-
+    us = offload_redis_time_us(reply);
     freeReplyObject(reply);
-    return ms;
+
+    return us >= 0 ? us / 1000 : offload_wall_ms();
 }
 
 

@@ -303,17 +303,17 @@ static void
 fail_with(offload_job_t *job, int retry, const char *code, const char *fmt,
     va_list ap)
 {
-    int         n;
+    int         n, bad_code = code != NULL && !valid_code(code);
     static int  said;
 
     job->status = 422;
     job->result_len = 0;
     job->retry = retry;
     snprintf(job->code, sizeof(job->code), "%s",
-             code != NULL && valid_code(code) ? code : DEFAULT_CODE);
+             code != NULL && !bad_code ? code : DEFAULT_CODE);
 
     /* a handler's bug, said once a worker: every job of it would say so */
-    if (code != NULL && !valid_code(code) && !said) {
+    if (bad_code && !said) {
         log_warn("a handler failed a job with the code \"%.64s\", which "
                  "is not 1 to %d letters, digits and '_': answered as "
                  "\"" DEFAULT_CODE "\" (said once a worker)", code,

@@ -173,7 +173,7 @@ static int
 check_in_child(const char *path, char *err, size_t errlen)
 {
     int          fds[2], status = 0;
-    pid_t        pid;
+    pid_t        pid, parent = getpid();
     const char  *sig;
 
     if (pipe2(fds, O_CLOEXEC) != 0) {
@@ -199,7 +199,9 @@ check_in_child(const char *path, char *err, size_t errlen)
         signal(SIGBUS, SIG_DFL);
         signal(SIGILL, SIG_DFL);
         signal(SIGFPE, SIG_DFL);
-        (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) {
+            _exit(1);           /* the parent is already gone */
+        }
         close(fds[0]);
         if (load(path, err, errlen) != NULL) {
             _exit(0);

@@ -95,12 +95,27 @@ fail_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
+const char *
+offload_partial_hint(char *buf, size_t size, int partial)
+{
+    buf[0] = '\0';
+
+    if (partial > 0) {
+        snprintf(buf, size, "; its handler process had written %d bytes of "
+                 "an answer without the newline that ends it (not "
+                 "flushed?)", partial);
+    }
+
+    return buf;
+}
+
+
 /* The error answered when a job is out of attempts. */
 static json_t *
 failure_body(const offload_conf_queue_t *q, const offload_failure_t *fl,
     int attempts, int *status)
 {
-    char         message[256];
+    char         message[256], hint[128];
     json_t      *doc, *err, *detail;
     const char  *code, *sig = NULL;
 
@@ -113,15 +128,10 @@ failure_body(const offload_conf_queue_t *q, const offload_failure_t *fl,
         *status = 504;
         code = "job_timeout";
         snprintf(message, sizeof(message), "the job ran longer than the "
-                 "queue's timeout (%d ms); its worker was killed",
-                 q->timeout_ms);
-        if (fl->answer_partial > 0) {
-            snprintf(message + strlen(message),
-                     sizeof(message) - strlen(message), "; its handler "
-                     "process had written %d bytes of an answer without "
-                     "the newline that ends it (not flushed?)",
-                     fl->answer_partial);
-        }
+                 "queue's timeout (%d ms); its worker was killed%s",
+                 q->timeout_ms,
+                 offload_partial_hint(hint, sizeof(hint),
+                                      fl->answer_partial));
         break;
 
     case OFFLOAD_FAIL_MEMORY_LIMIT:

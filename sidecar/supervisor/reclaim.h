@@ -52,6 +52,11 @@ typedef struct {
  * "job_timeout", "init_timeout", "node_lost" */
 const char *offload_fail_reason_name(offload_fail_reason_e reason);
 
+/* What a job timeout adds when its exec process had written partial bytes
+ * of an answer without its newline (a line never flushed), for the log
+ * and the 504 alike: into buf, "" when partial is 0. */
+const char *offload_partial_hint(char *buf, size_t size, int partial);
+
 typedef void (*offload_reclaim_done_pt)(void *data);
 
 /* Fails one attempt of a stream entry of queue q whose worker died while

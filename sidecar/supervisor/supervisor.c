@@ -956,7 +956,6 @@ static void
 check_job_timeout(offload_slot_t *slot, int64_t now_us)
 {
     char                         hint[128];
-    int32_t                      partial;
     const offload_conf_queue_t  *q = slot->pool->queue;
 
     if (q->timeout_ms == 0 || slot->timed_out
@@ -967,18 +966,12 @@ check_job_timeout(offload_slot_t *slot, int64_t now_us)
         return;
     }
 
-    partial = __atomic_load_n(&slot->sb->answer_partial, __ATOMIC_RELAXED);
-    hint[0] = '\0';
-
-    if (partial > 0) {
-        snprintf(hint, sizeof(hint), "; its handler process had written %d "
-                 "bytes of an answer without the newline that ends it (not "
-                 "flushed?)", (int) partial);
-    }
-
     log_warn("worker %s:%d: job %s ran past the %d ms timeout, killing "
              "pid %d%s", q->name, slot->index, slot->sb->job_id,
-             q->timeout_ms, (int) slot->pid, hint);
+             q->timeout_ms, (int) slot->pid,
+             offload_partial_hint(hint, sizeof(hint),
+                                  __atomic_load_n(&slot->sb->answer_partial,
+                                                  __ATOMIC_RELAXED)));
 
     if (offload_slot_kill(slot) == 0) {
         slot->timed_out = 1;

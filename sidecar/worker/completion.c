@@ -237,6 +237,24 @@ offload_completion_answer_instead(offload_worker_t *w, completion_t *c,
 }
 
 
+/* A completion's job id: its result key's end.  Returns -1 when the key
+ * names none. */
+static int
+completion_job_id(const offload_worker_t *w, const completion_t *c,
+    offload_str_t *id)
+{
+    size_t  plen = strlen(w->result_prefix);
+
+    if (c->arglen[C_RESULT_KEY] <= plen) {
+        return -1;
+    }
+
+    id->data = c->arg[C_RESULT_KEY] + plen;
+    id->len = c->arglen[C_RESULT_KEY] - plen;
+    return 0;
+}
+
+
 /*
  * A completion Redis keeps refusing for a reason that does not pass by
  * itself: its client is answered an error instead
@@ -251,7 +269,6 @@ offload_completion_answer_instead(offload_worker_t *w, completion_t *c,
 static void
 completion_give_up(offload_worker_t *w, completion_t *c, const char *err)
 {
-    size_t         plen;
     char           message[200];
     settles_t      st;
     const char    *q = w->queue->name;
@@ -266,15 +283,10 @@ completion_give_up(offload_worker_t *w, completion_t *c, const char *err)
                   entry_id.data, err);
 
     } else {
-        /* the job id: the result key's end */
-        plen = strlen(w->result_prefix);
-
-        if (c->arglen[C_RESULT_KEY] > plen) {
+        if (completion_job_id(w, c, &job_id) == 0) {
             log_error("%s: entry %.*s: redis refused its completion %d "
                       "times (%s): answering an error instead", w->name,
                       (int) entry_id.len, entry_id.data, c->tries, err);
-            job_id.data = c->arg[C_RESULT_KEY] + plen;
-            job_id.len = c->arglen[C_RESULT_KEY] - plen;
             offload_completion_answer_instead(w, c, &job_id, err, 1);
             return;
         }
@@ -443,22 +455,19 @@ static void
 stored_before(offload_worker_t *w, const completion_t *c,
     const redisReply *reply)
 {
-    size_t               i = 0, jobs = 0, plen;
+    size_t               i = 0, jobs = 0;
+    offload_str_t        id;
     const completion_t  *j;
 
     if (c->transaction) {
-        /* the job id: the result key's end */
-        plen = strlen(w->result_prefix);
-
         for (j = c; j != NULL && i < reply->elements; j = j->next) {
             if (reply->element[i]->type == REDIS_REPLY_NIL
-                && j->arglen[C_RESULT_KEY] > plen)
+                && completion_job_id(w, j, &id) == 0)
             {
                 log_warn("%s: job %.*s: a result was stored under its id "
                          "already and is kept, not this run's: the job ran "
                          "twice, or two jobs were given one id", w->name,
-                         (int) (j->arglen[C_RESULT_KEY] - plen),
-                         j->arg[C_RESULT_KEY] + plen);
+                         (int) id.len, id.data);
             }
 
             i += j->arglen[C_CHANNEL] > 0 ? 2 : 1;

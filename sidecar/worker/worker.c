@@ -420,7 +420,7 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
 {
     int                   rc;
     int64_t               now_us, now_ms, queue_us, start_us, run_us;
-    int64_t               submitted_ms, ahead_ms;
+    int64_t               submitted_ms;
     offload_job_t        *job = &w->job;
     struct rusage         before, after;
     offload_result_t      res;
@@ -433,11 +433,9 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
         return;
     }
 
-    /* Deadlines and submit times are Redis' clock's (redis_clock.c);
-     * ahead_ms, how far it is ahead of this host's wall clock now */
+    /* Deadlines and submit times are Redis' clock's (redis_clock.c) */
     now_us = offload_redis_us_from(offload_sb_clock_base(w->sb));
     now_ms = now_us / 1000;
-    ahead_ms = now_ms - offload_wall_ms();
 
     /* ms fields may hold up to 18 digits: compare before scaling to us.
      * Without "submitted", from when Redis added the entry (its id). */
@@ -480,12 +478,14 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
     offload_sb_job_start(w->sb, entry_id->data, entry_id->len, entry,
                          offload_mono_us());
 
-    /* the handler reads its deadline by this host's clock */
+    /* the handler reads its deadline by this host's wall clock: less
+     * how far Redis' is ahead of it */
     offload_job_set(job, entry->id.data, entry->id.len,
                     entry->request_id.data, entry->request_id.len,
                     entry->attempt,
                     entry->deadline_ms == OFFLOAD_NO_DEADLINE
-                    ? 0 : entry->deadline_ms - ahead_ms);
+                    ? 0
+                    : entry->deadline_ms - (now_ms - offload_wall_ms()));
     offload_job_set_trace(job, &entry->traceparent, &entry->tracestate);
 
     /* run_us is the handler's own time (Server-Timing "run"); the job's

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "offload_proto.h"
+#include "offload_redis_time.h"
 #include "tap.h"
 
 
@@ -1098,6 +1099,72 @@ test_exec_left_multi_open(void)
 }
 
 
+/* A TIME answer of two strings (NULL: the element is an integer). */
+static int64_t
+time_of(const char *sec, const char *usec)
+{
+    redisReply   e[2], a, *el[2] = { &e[0], &e[1] };
+    const char  *v[2] = { sec, usec };
+    int          i;
+
+    memset(e, 0, sizeof(e));
+    memset(&a, 0, sizeof(a));
+
+    for (i = 0; i < 2; i++) {
+        e[i].type = v[i] ? REDIS_REPLY_STRING : REDIS_REPLY_INTEGER;
+        e[i].str = (char *) v[i];
+        e[i].len = v[i] ? strlen(v[i]) : 0;
+    }
+
+    a.type = REDIS_REPLY_ARRAY;
+    a.elements = 2;
+    a.element = el;
+
+    return offload_redis_time_us(&a);
+}
+
+
+/* Redis' TIME as every side reads it: anything but a plausible time reads
+ * as no answer, never as a time whose arithmetic overflows. */
+static void
+test_redis_time(void)
+{
+    redisReply  err, one;
+
+    ok(time_of("1796485385", "12345") == 1796485385012345LL,
+       "TIME: seconds and microseconds");
+    ok(time_of("95617583999", "999999") == 95617583999999999LL,
+       "TIME: the last second before year 5000");
+
+    ok(time_of("95617584000", "0") == -1
+       && time_of("99999999999999999999", "0") == -1
+       && time_of("18446744073709551617", "0") == -1,
+       "TIME: seconds past year 5000, or past 64 bits, are no answer");
+    ok(time_of("0", "0") == -1 && time_of("-5", "0") == -1
+       && time_of("", "0") == -1 && time_of("17e8", "0") == -1
+       && time_of(" 1796485385", "0") == -1,
+       "TIME: seconds not a positive number of digits are no answer");
+    ok(time_of("1796485385", "1000000") == -1
+       && time_of("1796485385", "-1") == -1
+       && time_of("1796485385", "") == -1
+       && time_of("1796485385", "1.5") == -1,
+       "TIME: microseconds not 0 to 999999 are no answer");
+    ok(time_of(NULL, "0") == -1 && time_of("1796485385", NULL) == -1,
+       "TIME: elements that are not strings are no answer");
+
+    memset(&err, 0, sizeof(err));
+    err.type = REDIS_REPLY_ERROR;
+    err.str = "NOPERM this user has no permissions to run the 'time' command";
+    err.len = strlen(err.str);
+    memset(&one, 0, sizeof(one));
+    one.type = REDIS_REPLY_ARRAY;
+    one.elements = 0;
+    ok(offload_redis_time_us(&err) == -1 && offload_redis_time_us(&one) == -1
+       && offload_redis_time_us(NULL) == -1,
+       "TIME: an error, an empty array, no reply are no answer");
+}
+
+
 int
 main(void)
 {
@@ -1114,5 +1181,6 @@ main(void)
     test_reconnect_delay();
     test_str_copy();
     test_exec_left_multi_open();
+    test_redis_time();
     return done_testing();
 }
