@@ -306,7 +306,7 @@ FUZZ_CFLAGS = -std=gnu99 -g -O1 $(WARN) -fno-omit-frame-pointer -MMD -MP \
 FUZZ_NAMES = $(patsubst t/fuzz/%.c,%,$(wildcard t/fuzz/*.c))
 FUZZERS = $(addprefix $(FUZZ)/,$(FUZZ_NAMES))
 FUZZ_LIB_SRCS = $(PROTO_SRCS) sidecar/core/conf.c sidecar/core/log.c \
-                sidecar/core/redis_endpoint.c
+                sidecar/core/redis_endpoint.c sidecar/core/shm.c
 FUZZ_OBJS = $(patsubst %.c,$(FUZZ)/obj/%.o,$(FUZZ_LIB_SRCS))
 
 $(FUZZ)/obj/%.o: %.c Makefile

@@ -639,12 +639,19 @@ static int
 set_log(conf_parser_t *ps, const conf_directive_t *d, char **args, int nargs,
     int line)
 {
-    int  i, level = OFFLOAD_LOG_INFO;
+    int          i, level = OFFLOAD_LOG_INFO;
+    const char  *path;
 
     (void) d;
 
     if (args[0][0] == '\0') {
         return conf_error(ps, line, "empty log target");
+    }
+
+    if (offload_log_syslog_path(args[0], &path) == -1) {
+        return conf_error(ps, line, "invalid log target \"%s\" (expected "
+                          "syslog or syslog:server=unix:/path, the path "
+                          "under 108 bytes)", args[0]);
     }
 
     /* log <target> [level] [json | text], in either order */

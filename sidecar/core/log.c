@@ -7,29 +7,51 @@
  * worker names its queue and current job, and every line it writes while
  * the job runs carries them (and the job's nginx $request_id and trace
  * id).
+ *
+ * A log never stops the sidecar.  A pipe, a terminal or a socket blocks
+ * its writer while its reader does not read (a stalled journal or
+ * container log driver, a terminal paused with Ctrl-S): a line waits for
+ * such a reader LOG_WAIT_MS at most, and once one has waited in vain the
+ * next ones do not wait until a line gets through.  Lines the target
+ * refuses (that one, a full disk) are counted, in memory every process of
+ * the node shares, and the first line the target takes again says how
+ * many its process lost and why.
  */
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "offload_proto.h"
+#include "shm.h"
 
-#define LOG_LINE_MAX   4096
+#define LOG_LINE_MAX   4096     /* PIPE_BUF: a pipe takes a line whole */
 #define LOG_ID_MAX     129
+#define LOG_WAIT_MS    100      /* a line's wait for a slow reader */
+#define LOG_SYSLOG_PREFIX  "syslog:server=unix:"
 
 
 int  offload_log_level = OFFLOAD_LOG_INFO;
 
 static int          log_fd = STDERR_FILENO;
+static int          log_send;           /* a socket: send(), MSG_DONTWAIT */
+static int          log_stalled;        /* a line waited in vain */
+static int          log_cut;            /* a line went out in part */
 static int          log_syslog;
+static struct sockaddr_un  log_syslog_addr;
+static unsigned long      *log_lost_node;   /* shared: the node's count */
 static int          log_json;
 static const char  *log_path;           /* a file target, for reopening */
 static const char  *log_ident = "offload";
@@ -41,7 +63,8 @@ static char         log_trace_id[OFFLOAD_TRACE_ID_LEN + 1];
 static unsigned long  log_lost;         /* lines the target refused */
 static int            log_lost_errno;
 
-static void log_line(int level, const struct timeval *tv,
+static int log_put(const char *p, size_t len);
+static int log_line(int level, const struct timeval *tv,
     const char *message);
 static void log_lost_say(const struct timeval *tv);
 
@@ -69,17 +92,125 @@ offload_log_level_parse(const char *name)
 }
 
 
+/* O_NONBLOCK: a FIFO or terminal (/dev/stderr, /dev/tty1) is written
+ * without waiting for its reader, and a FIFO without one is an error, not
+ * a wait; a file ignores the flag */
 static int
 open_file(const char *path)
 {
-    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK,
+                0644);
+}
+
+
+/*
+ * Stderr, when a pipe, FIFO or terminal, takes O_NONBLOCK for the logger's
+ * writes alone through a description of its own (/proc/self/fd/2 opened
+ * again, as open_file() makes one for a path): set on stderr itself, the
+ * flag would hold for every process sharing it (nginx and redis-server
+ * under `make run`, the shell after).  A socket (the journal's stdout
+ * stream) takes MSG_DONTWAIT at each send.  Sets log_fd; says when stderr
+ * may block all the same.
+ */
+static void
+stderr_unblock(void)
+{
+    int          fd;
+    struct stat  st;
+
+    if (fstat(STDERR_FILENO, &st) != 0) {
+        return;
+    }
+
+    if (S_ISSOCK(st.st_mode)) {
+        log_send = 1;
+        return;
+    }
+
+    if (!S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode)) {
+        return;         /* a file waits for its disk, never for a reader */
+    }
+
+    fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd == -1) {
+        log_warn("stderr, the log, is a pipe or terminal that cannot be "
+                 "written without blocking (/proc/self/fd/2: %s): a reader "
+                 "that stops reading stops the sidecar", strerror(errno));
+        return;
+    }
+
+    log_fd = fd;
+}
+
+
+/* Connects a non-blocking datagram socket to the syslog daemon's, at
+ * log_fd when it reconnects (the daemon restarted).  Not syslog(3):
+ * glibc's waits as long as a daemon that stopped reading does. */
+static int
+syslog_connect(int reconnect)
+{
+    int  fd;
+
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        return -1;
+    }
+
+    if (connect(fd, (struct sockaddr *) &log_syslog_addr,
+                sizeof(log_syslog_addr))
+        != 0)
+    {
+        close(fd);
+        return -1;
+    }
+
+    if (!reconnect) {
+        log_fd = fd;
+        return 0;
+    }
+
+    if (dup3(fd, log_fd, O_CLOEXEC) == -1) {
+        close(fd);
+        return -1;
+    }
+
+    close(fd);
+    return 0;
+}
+
+
+int
+offload_log_syslog_path(const char *target, const char **path)
+{
+    size_t  len;
+
+    if (strcmp(target, "syslog") == 0) {
+        *path = "/dev/log";
+        return 1;
+    }
+
+    if (strncmp(target, "syslog:", 7) != 0) {
+        return 0;
+    }
+
+    len = strlen(LOG_SYSLOG_PREFIX);
+    if (strncmp(target, LOG_SYSLOG_PREFIX, len) != 0
+        || target[len] != '/'
+        || strlen(target + len) >= sizeof(log_syslog_addr.sun_path))
+    {
+        return -1;
+    }
+
+    *path = target + len;
+    return 1;
 }
 
 
 int
 offload_log_open(const char *target, int level, int json, const char *ident)
 {
-    int  fd;
+    int          fd;
+    const char  *path;
 
     offload_log_level = level;
     log_json = json;
@@ -90,14 +221,27 @@ offload_log_open(const char *target, int level, int json, const char *ident)
     }
     log_host[sizeof(log_host) - 1] = '\0';
 
+    log_lost_node = offload_shm_map(sizeof(*log_lost_node));
+    if (log_lost_node == NULL) {
+        return -1;
+    }
+
     if (strcmp(target, "stderr") == 0) {
+        stderr_unblock();
         return 0;
     }
 
-    if (strcmp(target, "syslog") == 0) {
-        openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+    switch (offload_log_syslog_path(target, &path)) {
+
+    case 1:
+        log_syslog_addr.sun_family = AF_UNIX;
+        strcpy(log_syslog_addr.sun_path, path);
         log_syslog = 1;
-        return 0;
+        return syslog_connect(0);
+
+    case -1:
+        errno = EINVAL;
+        return -1;
     }
 
     fd = open_file(target);
@@ -132,14 +276,22 @@ offload_log_reopen(void)
         return -1;
     }
 
-    /* dup2 swaps the file under log_fd at once: no line goes nowhere */
-    if (dup2(fd, log_fd) == -1) {
+    /* dup3 swaps the file under log_fd at once: no line goes nowhere */
+    if (dup3(fd, log_fd, O_CLOEXEC) == -1) {
         close(fd);
         return -1;
     }
 
     close(fd);
     return 0;
+}
+
+
+unsigned long
+offload_log_lost_total(void)
+{
+    return log_lost_node == NULL
+           ? 0 : __atomic_load_n(log_lost_node, __ATOMIC_RELAXED);
 }
 
 
@@ -344,67 +496,186 @@ offload_log_write(int level, const char *fmt, ...)
     }
     va_end(ap);
 
-    if (log_syslog) {
-        offload_log_unctrl(message, strlen(message));
-        syslog(syslog_levels[level], "%s", message);
-        return;
-    }
-
     gettimeofday(&tv, NULL);
 
     if (log_lost > 0) {
         log_lost_say(&tv);
     }
 
-    log_line(level, &tv, message);
+    if (log_line(level, &tv, message) != 0) {
+        log_lost++;
+        log_lost_errno = errno;
+        if (log_lost_node != NULL) {
+            __atomic_add_fetch(log_lost_node, 1, __ATOMIC_RELAXED);
+        }
+    }
 }
 
 
-/* Formats and writes one line; one the target refuses (a full disk, an
- * I/O error) is counted, not failed over. */
-static void
+/* "<30>Dec  5 18:10:00 offload-sidecar[1234]: message", as syslog(3)
+ * sends it (facility daemon). */
+static size_t
+format_syslog(char *line, size_t size, int level, const struct timeval *tv,
+    const char *message)
+{
+    int        n;
+    char       stamp[32];
+    struct tm  tm;
+
+    localtime_r(&tv->tv_sec, &tm);
+    strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
+
+    n = snprintf(line, size, "<%d>%s %s[%d]: %s",
+                 LOG_DAEMON | syslog_levels[level], stamp, log_ident,
+                 (int) getpid(), message);
+
+    return n < 0 ? 0 : (size_t) n < size ? (size_t) n : size - 1;
+}
+
+
+/* Formats and writes one line.  Returns 0, or -1 with errno set when the
+ * target refuses it (a full disk, an I/O error, a reader that takes
+ * nothing): counted by the caller, never failed over. */
+static int
 log_line(int level, const struct timeval *tv, const char *message)
 {
-    char     line[LOG_LINE_MAX];
-    size_t   len;
-    ssize_t  n;
+    char    line[LOG_LINE_MAX];
+    char   *p = line + 1;       /* line[0]: a newline ending a cut line */
+    size_t  len, size = sizeof(line) - 2;
 
-    if (log_json) {
-        len = format_json(line, sizeof(line) - 1, level, tv, message);
+    if (log_syslog) {
+        len = format_syslog(p, size, level, tv, message);
+        offload_log_unctrl(p, len);
+
     } else {
-        len = format_text(line, sizeof(line) - 1, level, tv, message);
-        offload_log_unctrl(line, len);
+        len = log_json ? format_json(p, size, level, tv, message)
+                       : format_text(p, size, level, tv, message);
+        if (!log_json) {
+            offload_log_unctrl(p, len);
+        }
+        p[len++] = '\n';
     }
-    line[len++] = '\n';
 
-    do {
-        n = write(log_fd, line, len);
-    } while (n == -1 && errno == EINTR);
-
-    if (n != (ssize_t) len) {
-        log_lost++;
-        log_lost_errno = n == -1 ? errno : ENOSPC;
+    if (log_cut) {
+        *--p = '\n';
+        len++;
     }
+
+    return log_put(p, len);
 }
 
 
-/* The lines a full disk took, said with the first line it takes again:
+/* Waits until log_fd takes bytes again, within the line's LOG_WAIT_MS
+ * (*until: 0 before its first wait).  Returns 1 if it may. */
+static int
+log_wait(int64_t *until)
+{
+    int64_t        now = offload_mono_us() / 1000;
+    struct pollfd  pfd = { .fd = log_fd, .events = POLLOUT };
+
+    if (*until == 0) {
+        *until = now + LOG_WAIT_MS;
+    }
+
+    if (now >= *until) {
+        return 0;
+    }
+
+    return poll(&pfd, 1, (int) (*until - now)) != 0;    /* EINTR: again */
+}
+
+
+/* Writes len bytes, waiting for a reader that takes none LOG_WAIT_MS at
+ * most, and not at all once a line waited in vain, until one gets
+ * through.  Returns 0, or -1 with errno set; a line that went out in part
+ * is ended by a newline in front of the next. */
+static int
+log_put(const char *p, size_t len)
+{
+    int      err = 0, reconnected = 0;
+    size_t   done = 0;
+    ssize_t  n;
+    int64_t  until = 0;
+
+    while (done < len) {
+        n = log_send ? send(log_fd, p + done, len - done,
+                            MSG_DONTWAIT | MSG_NOSIGNAL)
+                     : write(log_fd, p + done, len - done);
+
+        if (n > 0) {
+            done += (size_t) n;
+            continue;
+        }
+
+        err = n == 0 ? ENOSPC : errno;
+
+        if (err == EINTR) {
+            continue;
+        }
+
+        if (log_syslog && !reconnected
+            && (err == ECONNREFUSED || err == ENOTCONN))
+        {
+            reconnected = 1;
+            if (syslog_connect(1) == 0) {
+                continue;
+            }
+        }
+
+        if (err != EAGAIN || log_stalled || !log_wait(&until)) {
+            break;
+        }
+    }
+
+    if (done == len) {
+        log_cut = 0;
+        log_stalled = 0;
+        return 0;
+    }
+
+    if (done > 0) {
+        log_cut = 1;
+    }
+
+    if (err == EAGAIN) {
+        log_stalled = 1;
+    }
+
+    errno = err;
+    return -1;
+}
+
+
+/* The lines the target refused, said with the first line it takes again:
  * a gap in the log is never silent. */
 static void
 log_lost_say(const struct timeval *tv)
 {
-    char           message[256];
-    unsigned long  lost = log_lost;
+    char  message[256], why[64], job[3];
 
-    snprintf(message, sizeof(message), "%lu log line%s lost: %s", lost,
-             lost == 1 ? "" : "s", strerror(log_lost_errno));
-
-    log_lost = 0;
-    log_line(OFFLOAD_LOG_WARN, tv, message);
-
-    if (log_lost > 0) {
-        log_lost = lost;        /* refused again: said later */
+    if (log_lost_errno == EAGAIN) {
+        snprintf(why, sizeof(why), "its reader took none within %d ms",
+                 LOG_WAIT_MS);
+    } else {
+        snprintf(why, sizeof(why), "%s", strerror(log_lost_errno));
     }
+
+    snprintf(message, sizeof(message), "%lu log line%s lost: %s", log_lost,
+             log_lost == 1 ? "" : "s", why);
+
+    /* the lines were the process's, not the current job's */
+    job[0] = log_job_id[0];
+    job[1] = log_rid[0];
+    job[2] = log_trace_id[0];
+    log_job_id[0] = log_rid[0] = log_trace_id[0] = '\0';
+
+    if (log_line(OFFLOAD_LOG_WARN, tv, message) == 0) {
+        log_lost = 0;
+    }
+
+    log_job_id[0] = job[0];
+    log_rid[0] = job[1];
+    log_trace_id[0] = job[2];
 }
 
 

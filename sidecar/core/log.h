@@ -27,17 +27,27 @@ extern int  offload_log_level;
 /* Returns the level for a name ("debug" ... "error"), or -1. */
 int offload_log_level_parse(const char *name);
 
-/* target: "stderr", "syslog" or a file path (opened for appending); json:
- * one JSON object a line (ECS-style fields: @timestamp, log.level, message,
- * service, host, pid, and queue, job.id, request.id while a job runs)
- * instead of text.  Returns 0, or -1 with errno set when the file cannot be
- * opened. */
+/* target: "stderr", "syslog" (/dev/log), "syslog:server=unix:/path" or a
+ * file path (opened for appending); json: one JSON object a line
+ * (ECS-style fields: @timestamp, log.level, message, service, host, pid,
+ * and queue, job.id, request.id while a job runs) instead of text.
+ * Returns 0, or -1 with errno set when the file or the syslog socket
+ * cannot be opened. */
 int offload_log_open(const char *target, int level, int json,
     const char *ident);
 
 /* Opens the log file again (SIGUSR1, after logrotate moved it).  Returns 0,
  * or -1 with errno set (the old file stays in use). */
 int offload_log_reopen(void);
+
+/* Whether target is syslog: 1 with the daemon's socket's path in *path,
+ * 0 if not, -1 if it says "syslog:" but not "syslog:server=unix:/path"
+ * (a path a socket can have). */
+int offload_log_syslog_path(const char *target, const char **path);
+
+/* The lines the log's target refused (a full disk, a reader that stopped
+ * reading) since offload_log_open, by every process of the node. */
+unsigned long offload_log_lost_total(void);
 
 /* Gives the log file (if the target is one) to the user the sidecar is
  * about to become, so that it can still write it after the switch and

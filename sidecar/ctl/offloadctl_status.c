@@ -20,7 +20,7 @@ print_node(json_t *doc, int node_width, int64_t now_ms)
 {
     int          width;
     char         up[32], beat[32], rss[16];
-    long long    offset;
+    long long    offset, lost;
     size_t       i;
     json_t      *queues, *queue, *worker;
     const char  *name;
@@ -37,6 +37,13 @@ print_node(json_t *doc, int node_width, int64_t now_ms)
     if (llabs(offset) >= OFFLOAD_CLOCK_WARN_MS) {
         printf("  CLOCK %.3f s %s Redis'\n", llabs(offset) / 1000.0,
                offset > 0 ? "behind" : "ahead of");
+    }
+
+    /* the log cannot say it lost lines while its target refuses them */
+    lost = ctl_int(doc, "log_lines_lost");
+    if (lost > 0) {
+        printf("  LOG %lld line%s lost (a full disk, a reader that stopped "
+               "reading)\n", lost, lost == 1 ? "" : "s");
     }
 
     queues = json_object_get(doc, "queues");

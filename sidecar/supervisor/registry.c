@@ -205,7 +205,7 @@ offload_registry_json(const offload_supervisor_t *sup,
     const offload_pool_t  *pool;
 
     queues = json_object();
-    doc = json_pack("{s:i,s:s,s:I,s:I,s:I,s:o,s:b,s:o}",
+    doc = json_pack("{s:i,s:s,s:I,s:I,s:I,s:o,s:I,s:b,s:o}",
                     "v", OFFLOAD_PROTO_VERSION,
                     "node", sup->conf->node_name,
                     "pid", (json_int_t) getpid(),
@@ -215,6 +215,7 @@ offload_registry_json(const offload_supervisor_t *sup,
                     "clock_offset_ms", clock->known
                                        ? json_integer(clock->offset_ms)
                                        : json_null(),
+                    "log_lines_lost", (json_int_t) offload_log_lost_total(),
                     "drained", sup->drained,
                     "queues", queues);
     if (doc == NULL) {

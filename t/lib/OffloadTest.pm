@@ -458,10 +458,13 @@ sub conf_queues {
 
 # start_sidecar(conf => "queue echo { handler echo; workers 2; }",
 #               wrapper => [valgrind ...], level => 'info',
-#               redis => '[::1]:6380')
+#               redis => '[::1]:6380', log => 'stderr debug',
+#               stderr => $fifo)
 # Prepends redis (default 127.0.0.1:<redis port>), node_name and log lines
-# to the queue text, starts the sidecar and waits until its registry entry
-# lists every worker.
+# (log: the directive's arguments, default <tmpdir>/sidecar.log at level)
+# to the queue text, starts the sidecar (its stdout and stderr appended to
+# stderr, default <tmpdir>/sidecar.stderr) and waits until its registry
+# entry lists every worker.
 sub start_sidecar {
     my (%o) = @_;
     my $dir = tmpdir();
@@ -470,13 +473,13 @@ sub start_sidecar {
     my $level = $o{level} // 'info';
     spew($conf, "redis " . ($o{redis} // "127.0.0.1:$S{redis_port}") . ";\n"
         . "node_name $S{node};\n"
-        . "log $dir/sidecar.log $level;\n"
+        . "log " . ($o{log} // "$dir/sidecar.log $level") . ";\n"
         . "heartbeat " . ($o{heartbeat} // '200ms') . ";\n"
         . $o{conf});
     $S{sidecar_conf} = $conf;
     my %env;
     $env{ASAN_OPTIONS} = 'detect_leaks=1:abort_on_error=0' if sanitize();
-    spawn('sidecar', "$dir/sidecar.stderr", \%env,
+    spawn('sidecar', $o{stderr} // "$dir/sidecar.stderr", \%env,
         @{ $o{wrapper} // [] }, build_path('offload-sidecar'), '-c', $conf);
     # want: the queues (=> workers) the node document on the test's Redis
     # must list, by default every queue of conf

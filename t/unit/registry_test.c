@@ -57,8 +57,8 @@ document(offload_supervisor_t *sup)
 }
 
 
-#define NODE_MEMBERS   "v node pid started heartbeat clock_offset_ms drained " \
-                       "queues"
+#define NODE_MEMBERS   "v node pid started heartbeat clock_offset_ms "         \
+                       "log_lines_lost drained queues"
 #define QUEUE_MEMBERS  "handler state restarts retries jobs_per_s workers "  \
                        "run_p50_ms run_p99_ms backlog pending oldest_ms dead " \
                        "retrying"
@@ -131,6 +131,7 @@ main(void)
           == -60000
        && llabs(json_integer_value(json_object_get(doc, "started"))
                 - 1700000000000LL) < 1000
+       && json_integer_value(json_object_get(doc, "log_lines_lost")) == 0
        && json_is_false(json_object_get(doc, "drained")), "node values");
 
     q = json_object_get(json_object_get(doc, "queues"), "sha256");
