@@ -47,6 +47,13 @@ sub serving {
         'jobs answered'), $_[0]);
 }
 
+# The whole lines a reader wrote to a file so far (not one it is writing).
+sub whole_lines {
+    my $text = slurp($_[0]);
+    $text =~ s/[^\n]+\z//;
+    return split /\n/, $text;
+}
+
 # The lines the node says it lost, by its registry entry.
 sub node_lost { (node_doc() // {})->{log_lines_lost} // 0 }
 
@@ -90,7 +97,7 @@ ok(wait_until(sub { jobs_answered(1) eq '1'
     scaled(10), 'the lost lines said'),
     'once it reads again, the first line says how many were lost');
 my @cut = grep { !/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[\w+\] \d+ / }
-    split /\n/, slurp("$dir/sidecar.stderr");
+    whole_lines("$dir/sidecar.stderr");
 is(scalar(@cut), 0, 'every line it got is whole') or diag(explain \@cut);
 is(stop_sidecar(), 0, 'the sidecar stops cleanly');
 
@@ -106,7 +113,7 @@ my @lines;
 ok(wait_until(sub {
         jobs_answered(1) eq '1' or return 0;
         @lines = map { json_decode($_) // { unparsed => $_ } }
-            split /\n/, slurp("$dir/sidecar.log");
+            whole_lines("$dir/sidecar.log");
         grep { ($_->{message} // '') =~ /^\d+ log lines? lost: its reader/ }
             @lines;
     }, scaled(10), 'the lost lines said in JSON'),
@@ -124,21 +131,22 @@ is($? >> 8, 1, 'a sidecar whose log is a FIFO without a reader exits 1');
 like($out, qr/cannot open log "\Q$dir\E\/unread.fifo": No such device/,
     '... saying why') or diag($out);
 
-# ---- a syslog daemon that stops reading its socket
-my $sock = IO::Socket::UNIX->new(Type => SOCK_DGRAM,
-    Local => "$dir/syslog.sock") or die "syslog socket: $!";
-spew("$dir/bad.conf", "log syslog:unix:$dir/syslog.sock;\n$queues");
-my $bad = `${\build_path('offload-sidecar')} -t -c $dir/bad.conf 2>&1`;
-like($bad, qr/invalid log target "syslog:unix:.*syslog:server=unix:\/path/,
-    'a syslog target not in nginx\'s form is refused, saying which is');
+# ---- a syslog daemon not there yet, then one that stops reading
+for my $target ("syslog:unix:$dir/syslog.sock",
+                "syslog:server=unix:$dir/syslog.sock,facility=local7") {
+    spew("$dir/bad.conf", "log $target;\n$queues");
+    my $bad = `${\build_path('offload-sidecar')} -t -c $dir/bad.conf 2>&1`;
+    like($bad, qr/invalid log target "\Q$target\E" \(expected syslog or syslog:server=unix:\/path/,
+        "log $target is refused, saying what is taken");
+}
 start_sidecar(log => "syslog:server=unix:$dir/syslog.sock debug",
     conf => $queues);
-serving('a sidecar logging to a syslog socket serves');
-# more lines than the socket queues (net.unix.max_dgram_qlen)
-my $qlen = slurp('/proc/sys/net/unix/max_dgram_qlen') || 512;
-my $n = 2 * $qlen + 300;
-is(jobs_answered($n), $n,
-    "$n jobs answered 200 while the daemon reads nothing");
+serving('a sidecar whose syslog daemon is not there yet serves');
+like(slurp("$dir/sidecar.stderr"),
+    qr/syslog \Q$dir\E\/syslog.sock: No such file or directory \(lines are counted lost/,
+    '... saying on stderr that its lines are lost meanwhile');
+my $sock = IO::Socket::UNIX->new(Type => SOCK_DGRAM,
+    Local => "$dir/syslog.sock") or die "syslog socket: $!";
 my @got;
 my $drain = sub {
     $sock->blocking(0);
@@ -147,6 +155,20 @@ my $drain = sub {
         push @got, $msg;
     }
 };
+ok(wait_until(sub { jobs_answered(1) eq '1' or return 0; $drain->();
+                    grep { /log lines? lost: syslog / } @got },
+    scaled(10), 'syslog connected'),
+    'once the daemon is there, it is told how many lines were lost') or
+    diag(explain \@got);
+like((grep { /log lines? lost/ } @got)[0] // '',
+    qr/^<28>\w{3} [ \d]\d \d\d:\d\d:\d\d offload-sidecar\[\d+\]: \d+ log lines? lost: syslog \Q$dir\E\/syslog.sock: No such file or directory$/,
+    'as syslog(3) would send it: daemon.warning, time, ident[pid]');
+@got = ();
+# more lines than the socket queues (net.unix.max_dgram_qlen)
+my $qlen = slurp('/proc/sys/net/unix/max_dgram_qlen') || 512;
+my $n = 2 * $qlen + 300;
+is(jobs_answered($n), $n,
+    "$n jobs answered 200 while the daemon reads nothing");
 $drain->();
 note(scalar(@got) . ' messages were queued');
 ok(wait_until(sub { jobs_answered(1) eq '1' or return 0; $drain->();
@@ -155,7 +177,7 @@ ok(wait_until(sub { jobs_answered(1) eq '1' or return 0; $drain->();
     'once it reads again, it is told how many were lost');
 like((grep { /log lines? lost/ } @got)[0] // '',
     qr/^<28>\w{3} [ \d]\d \d\d:\d\d:\d\d offload-sidecar\[\d+\]: \d+ log lines? lost: its reader took none within 100 ms$/,
-    'as syslog(3) would send it: daemon.warning, time, ident[pid]');
+    '... and how many it did not read');
 is(stop_sidecar(), 0, 'the sidecar stops cleanly');
 
 # ---- stderr a terminal, paused with Ctrl-S (t/lib/pty_relay.py)
@@ -173,5 +195,10 @@ ok(wait_until(sub { jobs_answered(1) eq '1'
                     && slurp("$dir/terminal.out") =~ /lines? lost: its reader/ },
     scaled(10), 'the lost lines said on the terminal'),
     'after Ctrl-Q the terminal shows how many were lost');
+is(stop_proc('terminal', 15), 0, 'that sidecar stops cleanly too');
+my @bad = grep { /AddressSanitizer|runtime error|LeakSanitizer/ }
+    split /\n/, slurp("$dir/terminal.out");
+is(scalar(@bad), 0, 'its terminal shows no sanitizer report')
+    or diag(join "\n", @bad);
 
 finish();

@@ -651,7 +651,8 @@ set_log(conf_parser_t *ps, const conf_directive_t *d, char **args, int nargs,
     if (offload_log_syslog_path(args[0], &path) == -1) {
         return conf_error(ps, line, "invalid log target \"%s\" (expected "
                           "syslog or syslog:server=unix:/path, the path "
-                          "under 108 bytes)", args[0]);
+                          "absolute, under 108 bytes, without nginx's "
+                          "other parameters)", args[0]);
     }
 
     /* log <target> [level] [json | text], in either order */

@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,11 +43,17 @@
 #define LOG_WAIT_MS    100      /* a line's wait for a slow reader */
 #define LOG_SYSLOG_PREFIX  "syslog:server=unix:"
 
+enum {
+    LOG_BY_WRITE = 0,   /* write(2): a file, or a non-blocking description */
+    LOG_BY_SEND,        /* send(2), MSG_DONTWAIT: a socket */
+    LOG_BY_NOWAIT       /* pwritev2(2), RWF_NOWAIT: a pipe not opened again */
+};
+
 
 int  offload_log_level = OFFLOAD_LOG_INFO;
 
 static int          log_fd = STDERR_FILENO;
-static int          log_send;           /* a socket: send(), MSG_DONTWAIT */
+static int          log_how;            /* LOG_BY_WRITE, _SEND, _NOWAIT */
 static int          log_stalled;        /* a line waited in vain */
 static int          log_cut;            /* a line went out in part */
 static int          log_syslog;
@@ -94,23 +101,26 @@ offload_log_level_parse(const char *name)
 
 /* O_NONBLOCK: a FIFO or terminal (/dev/stderr, /dev/tty1) is written
  * without waiting for its reader, and a FIFO without one is an error, not
- * a wait; a file ignores the flag */
+ * a wait; a file ignores the flag.  O_NOCTTY: a terminal does not become
+ * the sidecar's (its hangup would be a SIGHUP, a reload). */
 static int
 open_file(const char *path)
 {
-    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK,
-                0644);
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK
+                      | O_NOCTTY, 0644);
 }
 
 
 /*
- * Stderr, when a pipe, FIFO or terminal, takes O_NONBLOCK for the logger's
- * writes alone through a description of its own (/proc/self/fd/2 opened
- * again, as open_file() makes one for a path): set on stderr itself, the
- * flag would hold for every process sharing it (nginx and redis-server
- * under `make run`, the shell after).  A socket (the journal's stdout
- * stream) takes MSG_DONTWAIT at each send.  Sets log_fd; says when stderr
- * may block all the same.
+ * Stderr is written without waiting for its reader, without changing it
+ * for the other processes that share it (nginx and redis-server under
+ * `make run`, the shell after): O_NONBLOCK on it would.  A pipe, FIFO or
+ * terminal gets a non-blocking description of its own, /proc/self/fd/2
+ * opened again; a socket (the journal's stdout stream) takes MSG_DONTWAIT
+ * at each send.  A pipe the sidecar's user may not open (a container
+ * runtime's, made by root, the sidecar run by another user) takes
+ * RWF_NOWAIT at each write, where the kernel has it.  Sets log_how and
+ * log_fd; says when stderr may block all the same.
  */
 static void
 stderr_unblock(void)
@@ -123,7 +133,7 @@ stderr_unblock(void)
     }
 
     if (S_ISSOCK(st.st_mode)) {
-        log_send = 1;
+        log_how = LOG_BY_SEND;
         return;
     }
 
@@ -131,25 +141,35 @@ stderr_unblock(void)
         return;         /* a file waits for its disk, never for a reader */
     }
 
-    fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd == -1) {
-        log_warn("stderr, the log, is a pipe or terminal that cannot be "
-                 "written without blocking (/proc/self/fd/2: %s): a reader "
+    fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd != -1) {
+        log_fd = fd;
+        return;
+    }
+
+    if (S_ISFIFO(st.st_mode)) {
+        log_how = LOG_BY_NOWAIT;
+        log_warn("stderr, the log, is a pipe this process cannot open again "
+                 "(/proc/self/fd/2: %s): it is written with RWF_NOWAIT, "
+                 "which kernels before Linux 6.4 refuse, and then a reader "
                  "that stops reading stops the sidecar", strerror(errno));
         return;
     }
 
-    log_fd = fd;
+    log_warn("stderr, the log, is a terminal this process cannot open again "
+             "(/proc/self/fd/2: %s): one paused (Ctrl-S) stops the sidecar",
+             strerror(errno));
 }
 
 
 /* Connects a non-blocking datagram socket to the syslog daemon's, at
- * log_fd when it reconnects (the daemon restarted).  Not syslog(3):
- * glibc's waits as long as a daemon that stopped reading does. */
+ * log_fd once it has one (the daemon restarted, or was not there yet).
+ * Not syslog(3): glibc's waits as long as a daemon that stopped reading
+ * does.  Returns 0, or -1 with errno set. */
 static int
-syslog_connect(int reconnect)
+syslog_connect(void)
 {
-    int  fd;
+    int  fd, err;
 
     fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1) {
@@ -160,17 +180,21 @@ syslog_connect(int reconnect)
                 sizeof(log_syslog_addr))
         != 0)
     {
+        err = errno;
         close(fd);
+        errno = err;
         return -1;
     }
 
-    if (!reconnect) {
+    if (log_fd == -1) {
         log_fd = fd;
         return 0;
     }
 
     if (dup3(fd, log_fd, O_CLOEXEC) == -1) {
+        err = errno;
         close(fd);
+        errno = err;
         return -1;
     }
 
@@ -193,9 +217,11 @@ offload_log_syslog_path(const char *target, const char **path)
         return 0;
     }
 
+    /* nginx's ",facility=...,tag=..." are not taken: not part of a path */
     len = strlen(LOG_SYSLOG_PREFIX);
     if (strncmp(target, LOG_SYSLOG_PREFIX, len) != 0
         || target[len] != '/'
+        || strchr(target + len, ',') != NULL
         || strlen(target + len) >= sizeof(log_syslog_addr.sun_path))
     {
         return -1;
@@ -237,7 +263,15 @@ offload_log_open(const char *target, int level, int json, const char *ident)
         log_syslog_addr.sun_family = AF_UNIX;
         strcpy(log_syslog_addr.sun_path, path);
         log_syslog = 1;
-        return syslog_connect(0);
+        log_fd = -1;
+
+        /* as syslog(3): a daemon not there yet is tried at every line */
+        if (syslog_connect() != 0) {
+            fprintf(stderr, "offload-sidecar: syslog %s: %s (lines are "
+                    "counted lost until it takes them)\n", path,
+                    strerror(errno));
+        }
+        return 0;
 
     case -1:
         errno = EINVAL;
@@ -284,6 +318,15 @@ offload_log_reopen(void)
 
     close(fd);
     return 0;
+}
+
+
+void
+offload_log_forked(void)
+{
+    log_lost = 0;
+    log_stalled = 0;
+    log_cut = 0;
 }
 
 
@@ -486,6 +529,7 @@ offload_log_unctrl(char *s, size_t len)
 void
 offload_log_write(int level, const char *fmt, ...)
 {
+    int             saved_errno = errno;    /* a caller may say it next */
     char            message[2048];
     va_list         ap;
     struct timeval  tv;
@@ -509,6 +553,8 @@ offload_log_write(int level, const char *fmt, ...)
             __atomic_add_fetch(log_lost_node, 1, __ATOMIC_RELAXED);
         }
     }
+
+    errno = saved_errno;
 }
 
 
@@ -585,6 +631,33 @@ log_wait(int64_t *until)
 }
 
 
+/* One write of what is left of a line, as log_how says. */
+static ssize_t
+log_write(const char *p, size_t len)
+{
+    ssize_t       n;
+    struct iovec  iov = { .iov_base = (void *) p, .iov_len = len };
+
+    switch (log_how) {
+
+    case LOG_BY_SEND:
+        return send(log_fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+    case LOG_BY_NOWAIT:
+        n = pwritev2(log_fd, &iov, 1, -1, RWF_NOWAIT);
+        if (n != -1 || errno != EOPNOTSUPP) {
+            return n;
+        }
+
+        log_how = LOG_BY_WRITE; /* before Linux 6.4: blocking, as said */
+        /* fall through */
+
+    default:
+        return write(log_fd, p, len);
+    }
+}
+
+
 /* Writes len bytes, waiting for a reader that takes none LOG_WAIT_MS at
  * most, and not at all once a line waited in vain, until one gets
  * through.  Returns 0, or -1 with errno set; a line that went out in part
@@ -598,9 +671,7 @@ log_put(const char *p, size_t len)
     int64_t  until = 0;
 
     while (done < len) {
-        n = log_send ? send(log_fd, p + done, len - done,
-                            MSG_DONTWAIT | MSG_NOSIGNAL)
-                     : write(log_fd, p + done, len - done);
+        n = log_write(p + done, len - done);
 
         if (n > 0) {
             done += (size_t) n;
@@ -614,12 +685,13 @@ log_put(const char *p, size_t len)
         }
 
         if (log_syslog && !reconnected
-            && (err == ECONNREFUSED || err == ENOTCONN))
+            && (err == ECONNREFUSED || err == ENOTCONN || log_fd == -1))
         {
             reconnected = 1;
-            if (syslog_connect(1) == 0) {
+            if (syslog_connect() == 0) {
                 continue;
             }
+            err = errno;
         }
 
         if (err != EAGAIN || log_stalled || !log_wait(&until)) {
@@ -651,11 +723,14 @@ log_put(const char *p, size_t len)
 static void
 log_lost_say(const struct timeval *tv)
 {
-    char  message[256], why[64], job[3];
+    char  message[256], why[192], job[3];
 
     if (log_lost_errno == EAGAIN) {
         snprintf(why, sizeof(why), "its reader took none within %d ms",
                  LOG_WAIT_MS);
+    } else if (log_syslog) {
+        snprintf(why, sizeof(why), "syslog %s: %s", log_syslog_addr.sun_path,
+                 strerror(log_lost_errno));
     } else {
         snprintf(why, sizeof(why), "%s", strerror(log_lost_errno));
     }

@@ -31,8 +31,8 @@ int offload_log_level_parse(const char *name);
  * file path (opened for appending); json: one JSON object a line
  * (ECS-style fields: @timestamp, log.level, message, service, host, pid,
  * and queue, job.id, request.id while a job runs) instead of text.
- * Returns 0, or -1 with errno set when the file or the syslog socket
- * cannot be opened. */
+ * Returns 0, or -1 with errno set when the file cannot be opened (a
+ * syslog daemon not there yet is said on stderr, and tried at each line). */
 int offload_log_open(const char *target, int level, int json,
     const char *ident);
 
@@ -42,8 +42,12 @@ int offload_log_reopen(void);
 
 /* Whether target is syslog: 1 with the daemon's socket's path in *path,
  * 0 if not, -1 if it says "syslog:" but not "syslog:server=unix:/path"
- * (a path a socket can have). */
+ * (absolute, without a comma, short enough for a socket's). */
 int offload_log_syslog_path(const char *target, const char **path);
+
+/* In a child just forked: the lines its parent lost are the parent's to
+ * say, and its own first line waits for a stalled reader again. */
+void offload_log_forked(void);
 
 /* The lines the log's target refused (a full disk, a reader that stopped
  * reading) since offload_log_open, by every process of the node. */

@@ -183,6 +183,7 @@ become_worker(offload_supervisor_t *sup, offload_slot_t *slot, pid_t parent)
     }
 
     srandom((unsigned) getpid());     /* own reconnect jitter */
+    offload_log_forked();
     slot->sb->pid = getpid();
 
     /* Drop everything of the parent's loop, then start a clean one.
