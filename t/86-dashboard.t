@@ -96,6 +96,15 @@ is($browser->eval_js('[clockCell(-60000).text, clockCell(60000).text,'
     . '.join("|")'), '1.0 min ahead|1.0 min behind|warn|ok|-',
     'a clock a minute off is shown so, in warning colour');
 
+# each worker's open file descriptors, beside its memory
+like($browser->eval_js('(function () {'
+    . ' var head = document.querySelectorAll("#workers th"), i;'
+    . ' for (i = 0; i < head.length; i++) {'
+    . '  if (head[i].textContent === "fds") {'
+    . '   return document.querySelectorAll("#workers tr")[1].cells[i]'
+    . '    .textContent; } } })()') // '', qr/^[1-9]\d*$/,
+    "a worker's open file descriptors");
+
 # answers flow while the page samples: the charts get points
 my $load = fork // die "fork: $!";
 if ($load == 0) {

@@ -47,8 +47,10 @@ typedef enum {
                                        broke the framing (child_*) */
     OFFLOAD_SB_EXIT_UNSETTLED,      /* Redis refused for good to settle an
                                        entry: the next worker reads it */
-    OFFLOAD_SB_EXIT_INIT_FAILED     /* its handler's init failed: it is
+    OFFLOAD_SB_EXIT_INIT_FAILED,    /* its handler's init failed: it is
                                        leaving, not stuck in it */
+    OFFLOAD_SB_EXIT_FDS             /* near its file descriptor limit after
+                                       a job: a handler leaking them */
 } offload_sb_exit_e;
 
 /* The exit status of a worker whose job ran out of memory, set with

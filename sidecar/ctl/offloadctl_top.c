@@ -103,9 +103,9 @@ draw_workers(screen_t *scr, json_t *workers)
     size_t   i;
     json_t  *w;
 
-    line(scr, 1, "%-10s %-10s %3s %7s %-7s %6s %5s %4s %7s %4s %6s", "NODE",
-         "QUEUE", "SLT", "PID", "STATE", "RSS", "CPU%", "HELD", "JOBS",
-         "RST", "UPTIME");
+    line(scr, 1, "%-10s %-10s %3s %7s %-7s %6s %5s %5s %4s %7s %4s %6s",
+         "NODE", "QUEUE", "SLT", "PID", "STATE", "RSS", "FDS", "CPU%", "HELD",
+         "JOBS", "RST", "UPTIME");
 
     json_array_foreach(workers, i, w) {
         ctl_bytes(rss, sizeof(rss), ctl_int(w, "rss"));
@@ -117,10 +117,11 @@ draw_workers(screen_t *scr, json_t *workers)
                      ctl_num(w, "cpu_user") + ctl_num(w, "cpu_sys"));
         }
 
-        line(scr, 0, "%-10.10s %-10.10s %3lld %7lld %-7.7s %6s %5s %4lld "
-             "%7lld %4lld %6s", ctl_text(w, "node"), ctl_text(w, "queue"),
-             ctl_int(w, "slot"), ctl_int(w, "pid"), ctl_text(w, "state"),
-             rss, cpu, ctl_int(w, "held"),
+        line(scr, 0, "%-10.10s %-10.10s %3lld %7lld %-7.7s %6s %5lld %5s "
+             "%4lld %7lld %4lld %6s", ctl_text(w, "node"),
+             ctl_text(w, "queue"), ctl_int(w, "slot"), ctl_int(w, "pid"),
+             ctl_text(w, "state"), rss, ctl_int(w, "fds"), cpu,
+             ctl_int(w, "held"),
              ctl_worker_jobs(w),
              ctl_int(w, "restarts"), up);
     }

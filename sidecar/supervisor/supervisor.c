@@ -717,6 +717,7 @@ recycled(offload_slot_t *slot, int status)
     return WIFEXITED(status) && WEXITSTATUS(status) == 0
            && (why == OFFLOAD_SB_EXIT_MAX_JOBS
                || why == OFFLOAD_SB_EXIT_MEMORY
+               || why == OFFLOAD_SB_EXIT_FDS
                || why == OFFLOAD_SB_EXIT_UNSETTLED);
 }
 
@@ -772,6 +773,8 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
     if (recycled(slot, status)) {
         why = slot->sb->exit_reason == OFFLOAD_SB_EXIT_MEMORY
               ? "memory_limit"
+              : slot->sb->exit_reason == OFFLOAD_SB_EXIT_FDS
+              ? "file_descriptors"
               : slot->sb->exit_reason == OFFLOAD_SB_EXIT_UNSETTLED
               ? "unsettled_entry" : "max_jobs_per_worker";
         log_info("worker %s:%d: pid %d recycled (%s)", pool->queue->name,

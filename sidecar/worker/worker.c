@@ -26,6 +26,7 @@
  */
 
 #include <errno.h>
+#include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,6 +39,7 @@
 #include "bad_job.h"
 #include "clock.h"
 #include "crash.h"
+#include "fds.h"
 #include "entry.h"
 #include "error_doc.h"
 #include "exec_bridge.h"
@@ -130,9 +132,59 @@ offload_worker_stop_reading(offload_worker_t *w, offload_sb_exit_e reason)
 }
 
 
+/* Recycles the worker when it, or its exec handler's process, holds 90%
+ * of its file descriptor limit: a handler that leaks them (a file never
+ * closed) would fail every job once they run out, and a restart is the
+ * only cure.  A count is a directory read: it is made after a failed job,
+ * once a second, and, while the count grows, again after half the jobs
+ * that would take it to 90% at the pace it grew, so that a leak is
+ * caught before it fails a job however fast it leaks. */
+static void
+fds_check(offload_worker_t *w, int ok)
+{
+    long     own, child, fds, mark, grown;
+    int64_t  now_us = offload_mono_us();
+
+    w->fds_jobs++;
+
+    if (w->fds_limit == 0
+        || (ok && w->fds_jobs < w->fds_due
+            && now_us - w->fds_counted_us < 1000000))
+    {
+        return;
+    }
+
+    own = offload_fds_count(0);
+    if (own == -1) {
+        own = errno == EMFILE ? w->fds_limit : 0;
+    }
+
+    child = w->sb->child_pid > 0 ? offload_fds_count(w->sb->child_pid) : -1;
+
+    /* each process has the limit; either one's leak grows their sum */
+    fds = child > own ? child : own;
+    mark = w->fds_limit * 9 / 10;
+    if (fds >= mark) {
+        log_warn("%s: recycling: %ld file descriptors open%s, of a limit of "
+                 "%ld (a handler that leaks them?)", w->name, fds,
+                 child > own ? " in its handler's process" : "",
+                 w->fds_limit);
+        offload_worker_stop_reading(w, OFFLOAD_SB_EXIT_FDS);
+        return;
+    }
+
+    grown = own + (child > 0 ? child : 0) - w->fds_last;
+    w->fds_due = grown > 0 ? (mark - fds) * w->fds_jobs / grown / 2 : LONG_MAX;
+    w->fds_last = own + (child > 0 ? child : 0);
+    w->fds_jobs = 0;
+    w->fds_counted_us = now_us;
+}
+
+
 /* After each job: recycle the worker when it has run its max_jobs_per_worker
- * or its resident set stays over memory_limit (a leak), between jobs so that
- * no job fails for it. */
+ * or its resident set stays over memory_limit (a leak), or it nears its
+ * file descriptor limit (fds_check), between jobs so that no job fails
+ * for it. */
 static void
 job_done(offload_worker_t *w, int ok, int64_t run_us)
 {
@@ -164,6 +216,8 @@ job_done(offload_worker_t *w, int ok, int64_t run_us)
             offload_worker_stop_reading(w, OFFLOAD_SB_EXIT_MEMORY);
         }
     }
+
+    fds_check(w, ok);
 }
 
 
@@ -1224,6 +1278,10 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     w.conf = conf;
     w.queue = queue;
     w.sb = sb;
+    w.fds_limit = offload_fds_limit();
+    w.fds_last = offload_fds_count(0);
+    w.fds_due = 1;                      /* how fast it grows: from the first */
+    w.fds_counted_us = offload_mono_us();
 
     snprintf(w.name, sizeof(w.name), "worker %s:%d", queue->name, slot);
     snprintf(w.consumer, sizeof(w.consumer), OFFLOAD_CONSUMER_FMT,

@@ -192,6 +192,14 @@ struct offload_worker_s {
                                                        for good: completions
                                                        by the script */
     int                          jobs_run;      /* for max_jobs_per_worker */
+    long                         fds_limit;     /* RLIMIT_NOFILE, or 0 */
+    long                         fds_last;      /* the last count, its
+                                                   handler's process's
+                                                   added */
+    long                         fds_jobs;      /* jobs since */
+    long                         fds_due;       /* after how many jobs the
+                                                   next is */
+    int64_t                      fds_counted_us;    /* its time, monotonic */
     unsigned long                read_refused;  /* reads refused in a
                                                    row (BUSY...) */
     int                          nogroup;       /* reads answered NOGROUP

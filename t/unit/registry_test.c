@@ -65,7 +65,7 @@ document(offload_supervisor_t *sup)
 #define DOWN_MEMBERS   "queue slot jobs_ok jobs_failed jobs_crashed "        \
                        "jobs_cancelled jobs_expired restarts last_exit pid "  \
                        "state"
-#define LIVE_MEMBERS   DOWN_MEMBERS " rss held cpu_user cpu_sys uptime_ms"
+#define LIVE_MEMBERS   DOWN_MEMBERS " rss fds held cpu_user cpu_sys uptime_ms"
 
 
 int

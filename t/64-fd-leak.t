@@ -1,0 +1,109 @@
+#!/usr/bin/perl
+# A handler that leaks file descriptors (a file opened and never closed):
+# its worker, or the process of an exec handler, recycles at 90% of its
+# RLIMIT_NOFILE, between jobs, so that no job meets "Too many open files";
+# the log, the slot's last_exit and the events stream say why, and each
+# worker's open descriptors are in its registry entry and in
+# offload_metrics beside its memory.  The sidecar runs under `prlimit
+# --nofile=64`.  (Before: from the 57th job on, every job of the leaking
+# worker failed with EMFILE for good, its pool "ok", no restart.)
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use OffloadTest;
+
+my $dir = tmpdir();
+
+# A C plugin that opens /dev/null for each job and never closes it.
+my $inc = "$FindBin::Bin/../sidecar/include";
+spew("$dir/leak.c", <<'C');
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include "offload.h"
+
+static int
+run(offload_job_t *job, const char *payload, size_t len)
+{
+    if (open("/dev/null", O_RDONLY) == -1) {
+        return offload_job_fail(job, "io", strerror(errno));
+    }
+
+    return offload_job_result(job, payload, len);
+}
+
+static const offload_handler_t  handlers[] = {
+    { "t.leak", run, NULL, NULL }, { NULL, NULL, NULL, NULL }
+};
+
+const offload_module_t  offload_module = { OFFLOAD_ABI_VERSION, handlers };
+C
+my $cc = $ENV{CC} // 'cc';
+my $out = `$cc -shared -fPIC -I$inc -o $dir/leak.so $dir/leak.c 2>&1`;
+is($?, 0, 'the leaking plugin compiles') or diag($out);
+
+start_redis();
+start_sidecar(wrapper => [ 'prlimit', '--nofile=64:64', '--' ],
+    conf => <<"CONF");
+load_module $dir/leak.so;
+queue leak { handler t.leak; workers 1; max_attempts 1; }
+queue pyleak { handler exec; workers 1; max_attempts 1;
+               command "/usr/bin/python3 $FindBin::Bin/exec/leak_fds.py"; }
+queue echo { handler echo; workers 1; }
+CONF
+ok(start_jobs_nginx(server => "    location = /metrics { offload_metrics; }\n"),
+    'stack ready');
+
+# Jobs one at a time: the number answered 200 with their payload, or the
+# first answer that was not.
+sub jobs_answered {
+    my ($queue, $n) = @_;
+    for my $i (1 .. $n) {
+        my $r = post_json("/jobs/$queue", { i => $i });
+        return "job $i: $r->{status} $r->{content}"
+            unless $r->{status} == 200 && ($r->{json}{i} // 0) == $i;
+    }
+    return $n;
+}
+
+sub slot0 {
+    my ($queue) = @_;
+    my $doc = node_doc() or return {};
+    return $doc->{queues}{$queue}{workers}[0] // {};
+}
+
+# ---- the live figure
+ok(wait_until(sub { (slot0('echo')->{fds} // 0) > 0 }, scaled(5),
+    'fds in the registry'),
+    'a worker\'s open descriptors are in its registry entry: '
+    . (slot0('echo')->{fds} // 'none'));
+like(http('GET', '/metrics')->{content},
+    qr/^offload_worker_open_fds\{node="[^"]+",queue="echo",slot="0"\} [1-9]/m,
+    'and in offload_metrics');
+
+# ---- a C plugin leaking one a job: 64 allowed, 57 (90%) recycles
+is(jobs_answered('leak', 300), 300, '300 jobs of a leaking C handler, '
+    . 'each answered 200');
+my $log = slurp("$dir/sidecar.log");
+my @said = $log =~ /worker leak:0: recycling: (\d+) file descriptors open, of a limit of 64 \(a handler that leaks them\?\)/g;
+ok(@said >= 3, scalar(@said) . ' recycles, each said with its count: '
+    . "@said");
+ok(!grep({ $_ < 57 || $_ >= 64 } @said), '... each at 90% of the limit');
+like(slot0('leak')->{last_exit} // '', qr/^recycled: file_descriptors$/,
+    'the slot\'s last exit says why');
+ok(scalar(grep { ($_->{report}{reason} // '') eq 'file_descriptors' }
+           @{ events('recycle') }),
+    'so does the events stream');
+unlike($log, qr/Too many open files/, 'no job met EMFILE');
+
+# ---- an exec handler's process leaking one a job
+is(jobs_answered('pyleak', 200), 200, '200 jobs of a leaking exec handler, '
+    . 'each answered 200');
+like(slurp("$dir/sidecar.log"),
+    qr/worker pyleak:0: recycling: (5[7-9]|6[0-3]) file descriptors open in its handler's process, of a limit of 64/,
+    'its worker recycles when the handler\'s process nears the limit');
+
+finish();
