@@ -17,7 +17,8 @@ use OffloadTest;
 
 my $dir = tmpdir();
 
-# A C plugin that opens /dev/null for each job and never closes it.
+# A C plugin: t.leak opens /dev/null for each job and never closes it;
+# t.hold opens 50 at its first job and keeps them, by design (a pool).
 my $inc = "$FindBin::Bin/../sidecar/include";
 spew("$dir/leak.c", <<'C');
 #include <errno.h>
@@ -35,8 +36,23 @@ run(offload_job_t *job, const char *payload, size_t len)
     return offload_job_result(job, payload, len);
 }
 
+static int
+hold(offload_job_t *job, const char *payload, size_t len)
+{
+    static int  held;
+
+    for ( ; held < 50; held++) {
+        if (open("/dev/null", O_RDONLY) == -1) {
+            return offload_job_fail(job, "io", strerror(errno));
+        }
+    }
+
+    return offload_job_result(job, payload, len);
+}
+
 static const offload_handler_t  handlers[] = {
-    { "t.leak", run, NULL, NULL }, { NULL, NULL, NULL, NULL }
+    { "t.leak", run, NULL, NULL }, { "t.hold", hold, NULL, NULL },
+    { NULL, NULL, NULL, NULL }
 };
 
 const offload_module_t  offload_module = { OFFLOAD_ABI_VERSION, handlers };
@@ -50,6 +66,7 @@ start_sidecar(wrapper => [ 'prlimit', '--nofile=64:64', '--' ],
     conf => <<"CONF");
 load_module $dir/leak.so;
 queue leak { handler t.leak; workers 1; max_attempts 1; }
+queue hold { handler t.hold; workers 1; max_attempts 1; }
 queue pyleak { handler exec; workers 1; max_attempts 1;
                command "/usr/bin/python3 $FindBin::Bin/exec/leak_fds.py"; }
 queue echo { handler echo; workers 1; }
@@ -98,6 +115,15 @@ ok(scalar(grep { ($_->{report}{reason} // '') eq 'file_descriptors' }
            @{ events('recycle') }),
     'so does the events stream');
 unlike($log, qr/Too many open files/, 'no job met EMFILE');
+
+# ---- a handler that holds many by design is no leak
+is(jobs_answered('hold', 200), 200, '200 jobs of a handler holding 50 of '
+    . 'its 64 by design, each answered 200');
+ok(wait_until(sub { (slot0('hold')->{fds} // 0) >= 50 }, scaled(5),
+    'held fds counted'), 'its worker counts them: '
+    . (slot0('hold')->{fds} // 'none'));
+is(slot0('hold')->{restarts}, 0, 'and is not recycled for them');
+is(slot0('echo')->{restarts}, 0, 'nor is a worker that leaks none');
 
 # ---- an exec handler's process leaking one a job
 is(jobs_answered('pyleak', 200), 200, '200 jobs of a leaking exec handler, '

@@ -1,6 +1,7 @@
 /*
- * fds.c -- counts a process's open file descriptors by its /proc entry
- * (fds.h): a directory read, so callers count after jobs, not per line.
+ * fds.c -- counts a process's open file descriptors by its /proc entry,
+ * and reads its limit (fds.h).  A count is a directory read: callers count
+ * after jobs, not per line.
  */
 
 #include <dirent.h>
@@ -10,10 +11,10 @@
 #include "fds.h"
 
 
-int
+long
 offload_fds_count(pid_t pid)
 {
-    int             n = 0;
+    long            n = 0;
     DIR            *dir;
     char            path[32];
     struct dirent  *e;
@@ -43,11 +44,14 @@ offload_fds_count(pid_t pid)
 
 
 long
-offload_fds_limit(void)
+offload_fds_limit(pid_t pid)
 {
     struct rlimit  rl;
 
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+    /* another process's own: a Go or Java handler raises its soft limit */
+    if (prlimit(pid, RLIMIT_NOFILE, NULL, &rl) != 0
+        || rl.rlim_cur == RLIM_INFINITY)
+    {
         return 0;
     }
 

@@ -72,6 +72,9 @@ typedef struct {
     int32_t   init_done;            /* its handler's init returned: what
                                        is left of starting is Redis */
     pid_t     pid;
+    int32_t   fds;                  /* open file descriptors, its exec
+                                       handler process's added, as the
+                                       worker last counted (fd_watch.c) */
     int64_t   clock_base_ms;        /* set by the supervisor: Redis' clock
                                        less this host's monotonic one
                                        (redis_clock.h), or

@@ -100,7 +100,7 @@ worker_json(const offload_slot_t *slot, int64_t now_us)
     json_object_set_new(w, "state",
                         json_string(offload_sb_state_name(state)));
     json_object_set_new(w, "rss", json_integer(st->rss));
-    json_object_set_new(w, "fds", json_integer(st->fds));
+    json_object_set_new(w, "fds", json_integer(sb->fds));
     json_object_set_new(w, "held", json_integer(st->held));
     json_object_set_new(w, "cpu_user", json_real(round1(st->cpu_user)));
     json_object_set_new(w, "cpu_sys", json_real(round1(st->cpu_sys)));

@@ -12,7 +12,6 @@
 #include <hiredis/hiredis.h>
 
 #include "clock.h"
-#include "fds.h"
 #include "log.h"
 #include "stats.h"
 #include "supervisor.h"
@@ -279,7 +278,6 @@ offload_stats_slot_spawned(offload_slot_t *slot)
     st->cpu_user = 0;
     st->cpu_sys = 0;
     st->rss = 0;
-    st->fds = 0;
 }
 
 
@@ -349,15 +347,6 @@ read_rss(pid_t pid)
 }
 
 
-static int
-count_fds(pid_t pid)
-{
-    int  n = offload_fds_count(pid);
-
-    return n < 0 ? 0 : n;
-}
-
-
 static void
 sample_slot(offload_slot_t *slot, int64_t now_us, double ticks_per_s)
 {
@@ -393,7 +382,6 @@ sample_slot(offload_slot_t *slot, int64_t now_us, double ticks_per_s)
     st->stime = stime;
     st->sampled_us = now_us;
     st->rss = read_rss(slot->pid) + (child > 0 ? read_rss(child) : 0);
-    st->fds = count_fds(slot->pid) + (child > 0 ? count_fds(child) : 0);
 }
 
 

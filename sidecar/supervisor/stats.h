@@ -52,7 +52,6 @@ typedef struct {
     double              cpu_user;       /* % of one core since the sample */
     double              cpu_sys;        /* before */
     long long           rss;            /* bytes */
-    int                 fds;            /* open file descriptors */
 
     /* Entries its consumer holds (the running job and the prefetched
      * ones): the worker's own queue, as Observer shows a process's. */

@@ -26,7 +26,6 @@
  */
 
 #include <errno.h>
-#include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,7 +38,7 @@
 #include "bad_job.h"
 #include "clock.h"
 #include "crash.h"
-#include "fds.h"
+#include "fd_watch.h"
 #include "entry.h"
 #include "error_doc.h"
 #include "exec_bridge.h"
@@ -132,52 +131,34 @@ offload_worker_stop_reading(offload_worker_t *w, offload_sb_exit_e reason)
 }
 
 
-/* Recycles the worker when it, or its exec handler's process, holds 90%
- * of its file descriptor limit: a handler that leaks them (a file never
- * closed) would fail every job once they run out, and a restart is the
- * only cure.  A count is a directory read: it is made after a failed job,
- * once a second, and, while the count grows, again after half the jobs
- * that would take it to 90% at the pace it grew, so that a leak is
- * caught before it fails a job however fast it leaks. */
+/* Recycles the worker when it, or its exec handler's process, leaks file
+ * descriptors (fd_watch.c), and publishes their count for status. */
 static void
 fds_check(offload_worker_t *w, int ok)
 {
-    long     own, child, fds, mark, grown;
-    int64_t  now_us = offload_mono_us();
+    char  why[128];
 
-    w->fds_jobs++;
+    if (w->stopping) {
+        return;                 /* leaving already, for another reason */
+    }
 
-    if (w->fds_limit == 0
-        || (ok && w->fds_jobs < w->fds_due
-            && now_us - w->fds_counted_us < 1000000))
+    switch (offload_fd_watch_job(&w->fds, w->sb->child_pid, ok, why,
+                                 sizeof(why)))
     {
-        return;
-    }
-
-    own = offload_fds_count(0);
-    if (own == -1) {
-        own = errno == EMFILE ? w->fds_limit : 0;
-    }
-
-    child = w->sb->child_pid > 0 ? offload_fds_count(w->sb->child_pid) : -1;
-
-    /* each process has the limit; either one's leak grows their sum */
-    fds = child > own ? child : own;
-    mark = w->fds_limit * 9 / 10;
-    if (fds >= mark) {
-        log_warn("%s: recycling: %ld file descriptors open%s, of a limit of "
-                 "%ld (a handler that leaks them?)", w->name, fds,
-                 child > own ? " in its handler's process" : "",
-                 w->fds_limit);
+    case 1:
+        log_warn("%s: recycling: %s (a handler that leaks them?)", w->name,
+                 why);
         offload_worker_stop_reading(w, OFFLOAD_SB_EXIT_FDS);
-        return;
+        break;
+
+    case -1:
+        log_notice("%s: cannot count its file descriptors (/proc/self/fd: "
+                   "%s): a handler leaking them is not recycled", w->name,
+                   strerror(errno));
+        break;
     }
 
-    grown = own + (child > 0 ? child : 0) - w->fds_last;
-    w->fds_due = grown > 0 ? (mark - fds) * w->fds_jobs / grown / 2 : LONG_MAX;
-    w->fds_last = own + (child > 0 ? child : 0);
-    w->fds_jobs = 0;
-    w->fds_counted_us = now_us;
+    w->sb->fds = (int32_t) w->fds.total;
 }
 
 
@@ -1278,10 +1259,8 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     w.conf = conf;
     w.queue = queue;
     w.sb = sb;
-    w.fds_limit = offload_fds_limit();
-    w.fds_last = offload_fds_count(0);
-    w.fds_due = 1;                      /* how fast it grows: from the first */
-    w.fds_counted_us = offload_mono_us();
+    offload_fd_watch_init(&w.fds);
+    sb->fds = (int32_t) w.fds.total;
 
     snprintf(w.name, sizeof(w.name), "worker %s:%d", queue->name, slot);
     snprintf(w.consumer, sizeof(w.consumer), OFFLOAD_CONSUMER_FMT,

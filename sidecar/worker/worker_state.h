@@ -19,6 +19,7 @@
 
 #include "conf.h"
 #include "entry.h"
+#include "fd_watch.h"
 #include "job.h"
 #include "offload_proto.h"
 #include "redis_conn.h"
@@ -192,14 +193,7 @@ struct offload_worker_s {
                                                        for good: completions
                                                        by the script */
     int                          jobs_run;      /* for max_jobs_per_worker */
-    long                         fds_limit;     /* RLIMIT_NOFILE, or 0 */
-    long                         fds_last;      /* the last count, its
-                                                   handler's process's
-                                                   added */
-    long                         fds_jobs;      /* jobs since */
-    long                         fds_due;       /* after how many jobs the
-                                                   next is */
-    int64_t                      fds_counted_us;    /* its time, monotonic */
+    offload_fd_watch_t           fds;           /* a handler's leak */
     unsigned long                read_refused;  /* reads refused in a
                                                    row (BUSY...) */
     int                          nogroup;       /* reads answered NOGROUP
