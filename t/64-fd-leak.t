@@ -74,18 +74,6 @@ CONF
 ok(start_jobs_nginx(server => "    location = /metrics { offload_metrics; }\n"),
     'stack ready');
 
-# Jobs one at a time: the number answered 200 with their payload, or the
-# first answer that was not.
-sub jobs_answered {
-    my ($queue, $n) = @_;
-    for my $i (1 .. $n) {
-        my $r = post_json("/jobs/$queue", { i => $i });
-        return "job $i: $r->{status} $r->{content}"
-            unless $r->{status} == 200 && ($r->{json}{i} // 0) == $i;
-    }
-    return $n;
-}
-
 sub slot0 {
     my ($queue) = @_;
     my $doc = node_doc() or return {};
@@ -102,7 +90,7 @@ like(http('GET', '/metrics')->{content},
     'and in offload_metrics');
 
 # ---- a C plugin leaking one a job: 64 allowed, 57 (90%) recycles
-is(jobs_answered('leak', 300), 300, '300 jobs of a leaking C handler, '
+is(jobs_in_turn('/jobs/leak', 300), 300, '300 jobs of a leaking C handler, '
     . 'each answered 200');
 my $log = slurp("$dir/sidecar.log");
 my @said = $log =~ /worker leak:0: recycling: (\d+) file descriptors open, of a limit of 64 \(a handler that leaks them\?\)/g;
@@ -117,7 +105,7 @@ ok(scalar(grep { ($_->{report}{reason} // '') eq 'file_descriptors' }
 unlike($log, qr/Too many open files/, 'no job met EMFILE');
 
 # ---- a handler that holds many by design is no leak
-is(jobs_answered('hold', 200), 200, '200 jobs of a handler holding 50 of '
+is(jobs_in_turn('/jobs/hold', 200), 200, '200 jobs of a handler holding 50 of '
     . 'its 64 by design, each answered 200');
 ok(wait_until(sub { (slot0('hold')->{fds} // 0) >= 50 }, scaled(5),
     'held fds counted'), 'its worker counts them: '
@@ -126,7 +114,7 @@ is(slot0('hold')->{restarts}, 0, 'and is not recycled for them');
 is(slot0('echo')->{restarts}, 0, 'nor is a worker that leaks none');
 
 # ---- an exec handler's process leaking one a job
-is(jobs_answered('pyleak', 200), 200, '200 jobs of a leaking exec handler, '
+is(jobs_in_turn('/jobs/pyleak', 200), 200, '200 jobs of a leaking exec handler, '
     . 'each answered 200');
 like(slurp("$dir/sidecar.log"),
     qr/worker pyleak:0: recycling: (5[7-9]|6[0-3]) file descriptors open in its handler's process, of a limit of 64/,

@@ -44,7 +44,7 @@ our @EXPORT = qw(
     keepalive_get next_answer evalsha_calls nginx_writing
     async_job_status running_sleep_job read_raw parse_response
     pending_jobs
-    concurrent_posts
+    concurrent_posts jobs_in_turn
     json_encode json_decode
     stop_all finish give_up
 );
@@ -868,6 +868,19 @@ sub pending_jobs {
 
 # concurrent_posts(n_conns, jobs_per_conn, make_body, path => ..., timeout =>,
 #                  host => ..., port => ...)
+# POSTs {"i":1} .. {"i":n} to $path one after the other, until one is not
+# answered 200 with its own payload: returns n when all were, else the
+# first answer that was not ("job <i>: <status> <content>").
+sub jobs_in_turn {
+    my ($path, $n) = @_;
+    for my $i (1 .. $n) {
+        my $r = post_json($path, { i => $i });
+        return "job $i: $r->{status} $r->{content}"
+            unless $r->{status} == 200 && ($r->{json}{i} // 0) == $i;
+    }
+    return $n;
+}
+
 # Runs n_conns keep-alive HTTP/1.1 connections at once (to host:port,
 # default this test's nginx on 127.0.0.1), each POSTing
 # jobs_per_conn requests one after the other; make_body->(conn, job) gives
