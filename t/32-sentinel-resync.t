@@ -31,7 +31,8 @@ ok(start_jobs_nginx(redis => $sentinels, server => <<"SERVER"), 'stack ready');
 SERVER
 
 my $n = 0;
-sub job_status { post_json('/all/echo', { n => ++$n }, scaled(5))->{status} }
+sub job_answer { post_json('/all/echo', { n => ++$n }, scaled(5)) }
+sub job_status { job_answer()->{status} }
 
 ok(wait_until(sub { job_status() == 202 }, scaled(10), 'a replicated job'),
     'wait_replicas=all: 202 with the replica in sync');
@@ -100,8 +101,11 @@ my $during = wait_until(sub {
 }, scaled(5) + 5, 'a job accepted with the link down');
 ok($during, 'wait_replicas=all: a job accepted (202) with the replica\'s '
     . 'link down');
-my @st = map { job_status() } 1 .. 3;
-is_deeply(\@st, [ 202, 202, 202 ], '... and the next ones too')
+my @next = map { job_answer() } 1 .. 3;
+is_deeply([ map { $_->{status} } @next ], [ 202, 202, 202 ],
+    '... and the next ones too')
+    or diag(join "\n", map { "$_->{status} $_->{content}" } @next,
+            grep { /replicas up/ } split /\n/, slurp($log))
     if $during;
 is(replica_link(), 'down', '... all while the link was down');
 

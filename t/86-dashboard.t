@@ -96,6 +96,17 @@ is($browser->eval_js('[clockCell(-60000).text, clockCell(60000).text,'
     . '.join("|")'), '1.0 min ahead|1.0 min behind|warn|ok|-',
     'a clock a minute off is shown so, in warning colour');
 
+# the lines its log target refused: none here
+is($browser->eval_js('(function () {'
+    . ' var head = document.querySelectorAll("#nodes th"), i;'
+    . ' for (i = 0; i < head.length; i++) {'
+    . '  if (head[i].textContent === "log") {'
+    . '   return document.querySelectorAll("#nodes tr")[1].cells[i]'
+    . '    .textContent; } } })()'), 'ok', "the node's log: ok");
+is($browser->eval_js('[logCell(3).text, logCell(3).cls, logCell(0).text,'
+    . ' logCell(undefined).text].join("|")'), '3 lost|warn|ok|-',
+    'lines a log lost are shown, in warning colour');
+
 # each worker's open file descriptors, beside its memory
 like($browser->eval_js('(function () {'
     . ' var head = document.querySelectorAll("#workers th"), i;'
