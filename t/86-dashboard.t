@@ -84,36 +84,32 @@ my $cells = $browser->eval_js('(function () {'
     . '   return rows[i].cells[col].textContent; } } })()');
 is($cells, '1', 'one dead letter in queue crash');
 
+# The text of a table's first row under the column headed $head.
+sub first_row_cell {
+    my ($table, $head) = @_;
+    return $browser->eval_js('(function () {'
+        . " var head = document.querySelectorAll(\"#$table th\"), i;"
+        . ' for (i = 0; i < head.length; i++) {'
+        . "  if (head[i].textContent === \"$head\") {"
+        . "   return document.querySelectorAll(\"#$table tr\")[1].cells[i]"
+        . '    .textContent; } } })()');
+}
+
 # a node's host clock against Redis': this one's agrees
-is($browser->eval_js('(function () {'
-    . ' var head = document.querySelectorAll("#nodes th"), i;'
-    . ' for (i = 0; i < head.length; i++) {'
-    . '  if (head[i].textContent === "clock") {'
-    . '   return document.querySelectorAll("#nodes tr")[1].cells[i]'
-    . '    .textContent; } } })()'), 'ok', "the node's clock: ok");
+is(first_row_cell('nodes', 'clock'), 'ok', "the node's clock: ok");
 is($browser->eval_js('[clockCell(-60000).text, clockCell(60000).text,'
     . ' clockCell(-60000).cls, clockCell(400).text, clockCell(null).text]'
     . '.join("|")'), '1.0 min ahead|1.0 min behind|warn|ok|-',
     'a clock a minute off is shown so, in warning colour');
 
 # the lines its log target refused: none here
-is($browser->eval_js('(function () {'
-    . ' var head = document.querySelectorAll("#nodes th"), i;'
-    . ' for (i = 0; i < head.length; i++) {'
-    . '  if (head[i].textContent === "log") {'
-    . '   return document.querySelectorAll("#nodes tr")[1].cells[i]'
-    . '    .textContent; } } })()'), 'ok', "the node's log: ok");
+is(first_row_cell('nodes', 'log'), 'ok', "the node's log: ok");
 is($browser->eval_js('[logCell(3).text, logCell(3).cls, logCell(0).text,'
     . ' logCell(undefined).text].join("|")'), '3 lost|warn|ok|-',
     'lines a log lost are shown, in warning colour');
 
 # each worker's open file descriptors, beside its memory
-like($browser->eval_js('(function () {'
-    . ' var head = document.querySelectorAll("#workers th"), i;'
-    . ' for (i = 0; i < head.length; i++) {'
-    . '  if (head[i].textContent === "fds") {'
-    . '   return document.querySelectorAll("#workers tr")[1].cells[i]'
-    . '    .textContent; } } })()') // '', qr/^[1-9]\d*$/,
+like(first_row_cell('workers', 'fds') // '', qr/^[1-9]\d*$/,
     "a worker's open file descriptors");
 
 # answers flow while the page samples: the charts get points
