@@ -125,7 +125,9 @@ like($out, qr/cannot open log "\Q$dir\E\/unread.fifo": No such device/,
 
 # ---- a syslog daemon not there yet, then one that stops reading
 for my $target ("syslog:unix:$dir/syslog.sock",
-                "syslog:server=unix:$dir/syslog.sock,facility=local7") {
+                "syslog:server=unix:$dir/syslog.sock,facility=local7",
+                "syslog:server=unix:syslog.sock",
+                "syslog:server=unix:/" . ('x' x 107)) {
     spew("$dir/bad.conf", "log $target;\n$queues");
     my $bad = `${\build_path('offload-sidecar')} -t -c $dir/bad.conf 2>&1`;
     like($bad, qr/invalid log target "\Q$target\E" \(expected syslog or syslog:server=unix:\/path/,

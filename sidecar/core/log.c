@@ -591,15 +591,18 @@ log_line(int level, const struct timeval *tv, const char *message)
 
     if (log_syslog) {
         len = format_syslog(p, size, level, tv, message);
-        offload_log_unctrl(p, len);
-
+    } else if (log_json) {
+        len = format_json(p, size, level, tv, message);
     } else {
-        len = log_json ? format_json(p, size, level, tv, message)
-                       : format_text(p, size, level, tv, message);
-        if (!log_json) {
-            offload_log_unctrl(p, len);
-        }
-        p[len++] = '\n';
+        len = format_text(p, size, level, tv, message);
+    }
+
+    if (log_syslog || !log_json) {
+        offload_log_unctrl(p, len);     /* json escapes them itself */
+    }
+
+    if (!log_syslog) {
+        p[len++] = '\n';               /* a datagram is its own line */
     }
 
     if (log_cut) {
