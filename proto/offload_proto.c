@@ -1216,26 +1216,34 @@ offload_job_argv(const offload_entry_t *job, const char *stream_key,
 }
 
 
-/* Parses a whole decimal string; -1 on anything else. */
-static int
-parse_int64(const offload_str_t *s, int64_t *out)
+int
+offload_decimal_parse(const char *s, size_t len, size_t max_digits,
+    int64_t *out)
 {
     size_t   i;
     int64_t  n = 0;
 
-    if (s->len == 0 || s->len > 18) {
+    if (len == 0 || len > max_digits) {
         return -1;
     }
 
-    for (i = 0; i < s->len; i++) {
-        if (s->data[i] < '0' || s->data[i] > '9') {
+    for (i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') {
             return -1;
         }
-        n = n * 10 + (s->data[i] - '0');
+        n = n * 10 + (s[i] - '0');
     }
 
     *out = n;
     return 0;
+}
+
+
+/* Parses a whole decimal string; -1 on anything else. */
+static int
+parse_int64(const offload_str_t *s, int64_t *out)
+{
+    return offload_decimal_parse(s->data, s->len, 18, out);
 }
 
 

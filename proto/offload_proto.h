@@ -311,6 +311,11 @@ int offload_ping_error_answers(const char *err);
  * the digits: a job's argv, a command's RESP lines, Server-Timing. */
 char *offload_decimal(char *p, uint64_t n);
 
+/* Parses s (len bytes) as 1 to max_digits decimal digits, nothing else,
+ * into *out (max_digits 18 at most: no overflow).  Returns 0, or -1. */
+int offload_decimal_parse(const char *s, size_t len, size_t max_digits,
+    int64_t *out);
+
 /* The key formatters return the length written (like snprintf), or -1 if
  * it did not fit. */
 int offload_stream_key(char *buf, size_t size, const char *queue, size_t qlen);

@@ -7,6 +7,7 @@
  * whose arithmetic overflows.
  */
 
+#include "offload_proto.h"
 #include "offload_redis_time.h"
 
 
@@ -18,18 +19,12 @@
 static int64_t
 digits(const redisReply *r, size_t max)
 {
-    size_t   i;
-    int64_t  n = 0;
+    int64_t  n;
 
-    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > max) {
+    if (r->type != REDIS_REPLY_STRING
+        || offload_decimal_parse(r->str, r->len, max, &n) != 0)
+    {
         return -1;
-    }
-
-    for (i = 0; i < r->len; i++) {
-        if (r->str[i] < '0' || r->str[i] > '9') {
-            return -1;
-        }
-        n = n * 10 + (r->str[i] - '0');
     }
 
     return n;

@@ -708,17 +708,22 @@ stopped_as_asked(offload_slot_t *slot, int status)
 }
 
 
-/* A worker left on its own after finishing its batch (recycling). */
-static int
+/* Why a worker left on its own after finishing its batch (recycling), as
+ * its log line, last exit and event name it; NULL if it did not. */
+static const char *
 recycled(offload_slot_t *slot, int status)
 {
-    int32_t  why = slot->sb->exit_reason;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        return NULL;
+    }
 
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0
-           && (why == OFFLOAD_SB_EXIT_MAX_JOBS
-               || why == OFFLOAD_SB_EXIT_MEMORY
-               || why == OFFLOAD_SB_EXIT_FDS
-               || why == OFFLOAD_SB_EXIT_UNSETTLED);
+    switch (slot->sb->exit_reason) {
+    case OFFLOAD_SB_EXIT_MAX_JOBS:  return "max_jobs_per_worker";
+    case OFFLOAD_SB_EXIT_MEMORY:    return "memory_limit";
+    case OFFLOAD_SB_EXIT_FDS:       return "file_descriptors";
+    case OFFLOAD_SB_EXIT_UNSETTLED: return "unsettled_entry";
+    default:                        return NULL;
+    }
 }
 
 
@@ -770,13 +775,8 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
         return;
     }
 
-    if (recycled(slot, status)) {
-        why = slot->sb->exit_reason == OFFLOAD_SB_EXIT_MEMORY
-              ? "memory_limit"
-              : slot->sb->exit_reason == OFFLOAD_SB_EXIT_FDS
-              ? "file_descriptors"
-              : slot->sb->exit_reason == OFFLOAD_SB_EXIT_UNSETTLED
-              ? "unsettled_entry" : "max_jobs_per_worker";
+    why = recycled(slot, status);
+    if (why != NULL) {
         log_info("worker %s:%d: pid %d recycled (%s)", pool->queue->name,
                  slot->index, (int) pid, why);
         snprintf(last, sizeof(last), "recycled: %s", why);
