@@ -37,6 +37,11 @@
     "  return now_text\n"                                                    \
     "end\n"
 
+/* A record status that ends its job for good (Lua, of the expression s):
+ * only `offloadctl retry` makes such a record queued again. */
+#define OFFLOAD_ENDED_LUA(s)                                                 \
+    "(" s " == 'done' or " s " == 'failed' or " s " == 'dead')"
+
 /*
  * mark(set, till, id): marks a sync job cancelled in its queue's
  * cancelled set (workers drop a marked job unrun while its mark holds:
@@ -111,12 +116,19 @@
  * A job's record, read before its result is stored (the locals rec,
  * rec_ttl, rec_status set): ended (it exists, an async job's or a keyed
  * sync job's, and was not cancelled while the job ran: that is its end
- * already) makes the result live rec_ttl ms, not ttl_ms.
+ * already) makes the result live rec_ttl ms, not ttl_ms.  over: another
+ * run of the job ended it first (done, failed, dead, or expired when this
+ * end is not that expiry): a node that stopped for longer than claim_idle
+ * (a paused VM, SIGSTOP) finishes a job another node claimed and ended
+ * meanwhile.  Its end stays the record's: one job, one end.
  */
 #define OFFLOAD_RECORD_READ_LUA                                              \
     "  local rec_was = rec and rec ~= '' and redis.call('HMGET', rec,"       \
     " 'status', 'sync', 'waited', 'finished_at')\n"                          \
-    "  local ended = rec_was and rec_was[1] and rec_was[1] ~= 'cancelled'\n" \
+    "  local was = rec_was and rec_was[1]\n"                                 \
+    "  local ended = was and was ~= 'cancelled'\n"                           \
+    "  local over = ended and (" OFFLOAD_ENDED_LUA("was")                    \
+    " or was == 'expired' and rec_status ~= 'expired')\n"                    \
     "  local result_ms = ended and rec_ttl or ttl_ms\n"
 
 /*
@@ -131,7 +143,7 @@
  * is seen ended by that read).
  */
 #define OFFLOAD_RECORD_END_LUA                                               \
-    "  if ended then\n"                                                      \
+    "  if ended and not over then\n"                                         \
     "    local seen = rec_status == 'expired' and rec_was[1] == 'expired'"   \
     " and rec_was[4]\n"                                                      \
     "    redis.call('HSET', rec, 'status', rec_status, 'finished_at',"       \
@@ -669,11 +681,26 @@ const char  offload_submit_script[] =
     "end\n"
     "return id\n";
 
+/*
+ * The gate of an async job's run.  First, whether its entry is still this
+ * worker's (ARGV[7] its consumer): a node stopped for longer than
+ * claim_idle (a paused VM, SIGSTOP) finds the entries it had read claimed
+ * by another node, failed an attempt and run again there; running them
+ * too would run each job twice.  A stream or group gone (an error) is
+ * left to the steps below.  Then a cancelled job, or one another run
+ * ended (an entry still pending with its record ended: a completion
+ * whose ack Redis refused), is settled unrun.
+ */
 const char  offload_job_start_script[] =
     OFFLOAD_NOW_LUA
     OFFLOAD_PENDING_LUA
+    "local mine = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[2],"
+    " ARGV[2], 1, ARGV[7])\n"
+    "if type(mine) == 'table' and not mine.err and #mine == 0 then\n"
+    "  return 'claimed'\n"
+    "end\n"
     "local status = redis.call('HGET', KEYS[2], 'status')\n"
-    "if status == 'cancelled' then\n"
+    "if status == 'cancelled' or " OFFLOAD_ENDED_LUA("status") " then\n"
     "  local is_pending = pending(ARGV[2])\n"
     "  if is_pending ~= true then return is_pending or 0 end\n"
     OFFLOAD_NOOP_WRITE_LUA

@@ -25,20 +25,23 @@
 
 
 static const offload_str_t *entry_job_id(const batch_entry_t *e);
-static void log_unrun(offload_worker_t *w, const batch_entry_t *e,
-    const char *what, const char *why);
+static void log_unrun(offload_worker_t *w, int level,
+    const batch_entry_t *e, const char *what, const char *why);
 
 
 /*
  * The start script's answer for the entry at the gate: a cancelled job is
  * gone (acked and deleted by the script), never run, and counted here
  * (once, whether it was cancelled queued or running: a running one comes
- * back here from its killed worker); one no longer pending (0: handed back
- * meanwhile) is left to whoever has it; one a read expired (by Redis'
- * clock, which may be ahead of ours) is answered expired; otherwise the
- * entry goes back to the head of the batch, started.  An error is logged
- * and the job runs: its record is a report, not a lock.  A lost
- * connection leaves the entry pending: it is read again with the history.
+ * back here from its killed worker); so is one another run ended (its
+ * status, not counted); an entry no longer this worker's ("claimed": its
+ * node stopped for longer than claim_idle, another took its jobs) or no
+ * longer pending (0) is left to whoever has it; one a read expired (by
+ * Redis' clock, which may be ahead of ours) is answered expired;
+ * otherwise the entry goes back to the head of the batch, started.  An
+ * error is logged and the job runs: its record is a report, not a lock.
+ * A lost connection leaves the entry pending: it is read again with the
+ * history.
  */
 static void
 gate_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -72,11 +75,23 @@ gate_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     if ((reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
         || (reply->type == REDIS_REPLY_STRING
-            && strcmp(reply->str, "cancelled") == 0))
+            && strcmp(reply->str, "expired") != 0))
     {
-        if (reply->type == REDIS_REPLY_STRING) {
-            log_unrun(w, e, "was cancelled", "");
+        if (reply->type != REDIS_REPLY_STRING) {
+            /* settled by someone else meanwhile */
+
+        } else if (strcmp(reply->str, "cancelled") == 0) {
+            log_unrun(w, OFFLOAD_LOG_INFO, e, "was cancelled", "");
             w->sb->jobs_cancelled++;
+
+        } else if (strcmp(reply->str, "claimed") == 0) {
+            log_unrun(w, OFFLOAD_LOG_WARN, e, "is no longer this worker's",
+                      ": another node claimed it (this one stopped for "
+                      "longer than claim_idle?)");
+
+        } else {
+            log_unrun(w, OFFLOAD_LOG_NOTICE, e, "ended already",
+                      ": another run of it ended its record");
         }
 
         offload_entry_put(&w->spare_entries, e);
@@ -113,8 +128,8 @@ offload_cancelled_gate(offload_worker_t *w, batch_entry_t *e,
 {
     int          n;
     char         rec[KEY_ROOM], body[KEY_ROOM], attempt[16], deadline[24];
-    const char  *argv[12];
-    size_t       argvlen[12];
+    const char  *argv[13];
+    size_t       argvlen[13];
 
     if (offload_job_record_key(rec, sizeof(rec), job->id.data, job->id.len)
         < 0
@@ -148,12 +163,13 @@ offload_cancelled_gate(offload_worker_t *w, batch_entry_t *e,
     argv[9] = w->conf->node_name;
     argv[10] = w->slot_index;
     argv[11] = deadline;
+    argv[12] = w->consumer;
 
-    for (n = 2; n < 12; n++) {
+    for (n = 2; n < 13; n++) {
         argvlen[n] = n == 7 ? e->id.len : strlen(argv[n]);
     }
 
-    if (offload_redis_command_argv(&w->conn, gate_cb, w, 12, argv, argvlen)
+    if (offload_redis_command_argv(&w->conn, gate_cb, w, 13, argv, argvlen)
         != REDIS_OK)
     {
         return -1;
@@ -188,8 +204,8 @@ entry_job_id(const batch_entry_t *e)
  * nginx's $request_id finds it.
  */
 static void
-log_unrun(offload_worker_t *w, const batch_entry_t *e, const char *what,
-    const char *why)
+log_unrun(offload_worker_t *w, int level, const batch_entry_t *e,
+    const char *what, const char *why)
 {
     const char           *err;
     offload_entry_t       job;
@@ -197,16 +213,16 @@ log_unrun(offload_worker_t *w, const batch_entry_t *e, const char *what,
 
     if (offload_job_decode(&job, e->fields, e->nfields, &err) != 0) {
         id = entry_job_id(e);
-        log_info("%s: entry %.*s: job %.*s %s, not run%s", w->name,
-                 (int) e->id.len, e->id.data, id ? (int) id->len : 1,
-                 id ? id->data : "?", what, why);
+        offload_log(level, "%s: entry %.*s: job %.*s %s, not run%s", w->name,
+                    (int) e->id.len, e->id.data, id ? (int) id->len : 1,
+                    id ? id->data : "?", what, why);
         return;
     }
 
     offload_log_job(&job);
-    log_info("%s: entry %.*s: job %.*s %s, not run%s", w->name,
-             (int) e->id.len, e->id.data, (int) job.id.len, job.id.data,
-             what, why);
+    offload_log(level, "%s: entry %.*s: job %.*s %s, not run%s", w->name,
+                (int) e->id.len, e->id.data, (int) job.id.len, job.id.data,
+                what, why);
     offload_log_job(NULL);
 }
 
@@ -223,7 +239,8 @@ batch_drop(offload_worker_t *w, const char *entry_id, size_t len)
             continue;
         }
 
-        log_unrun(w, *at, "cancelled", ": its client went away");
+        log_unrun(w, OFFLOAD_LOG_INFO, *at, "cancelled",
+                  ": its client went away");
         w->sb->jobs_cancelled++;
 
         if (w->batch_tail == *at) {

@@ -1,0 +1,124 @@
+#!/usr/bin/perl
+# A node that stops without dying (a paused VM or container, SIGSTOP of
+# every process of it) for longer than claim_idle: another node claims its
+# jobs, fails the attempt each had and runs them again or dead-letters
+# them.  When the stopped node goes on, it finishes the job it was running
+# and finds the jobs it had read claimed: it runs none of those again, and
+# its late end of a job never changes the end the job's record has (a
+# dead-lettered job stays dead, the first end of a job run twice stays).
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use POSIX ();
+use Time::HiRes qw(time);
+use OffloadTest;
+
+my $queues = <<'CONF';
+claim_idle 1s;
+queue once { handler sleep; workers 1; max_attempts 1; }
+queue batch {
+    handler sleep; workers 1; prefetch 4;
+    max_attempts 2; retry_backoff 100ms 100ms;
+}
+CONF
+
+start_redis();
+start_sidecar(conf => $queues);
+start_nginx(http => <<'HTTP');
+server {
+    listen 127.0.0.1:@PORT@;
+    offload_redis @REDIS@;
+    location ~ ^/sync/([^/]+)$ { offload_pass $1; }
+    location ~ ^/async/([^/]+)$ { offload_pass $1; offload_mode async; }
+    location /jobs/ { offload_jobs; }
+}
+HTTP
+
+sub record { redis_cmd('HGETALL', record_key($_[0])) // [] }
+sub field { my %h = @{ record($_[0]) }; $h{$_[1]} // '' }
+sub async_sleep {
+    my ($queue, $ms) = @_;
+    my $r = post_json("/async/$queue", qq({"ms":$ms}));
+    is($r->{status}, 202, "an async $ms ms job on $queue: 202");
+    return $r->{json}{id} // '';
+}
+
+# ---- node A runs a long job of each queue, and has read two more
+my $dead_one = async_sleep('once', 4000);
+my $warm = send_post('/sync/batch', '{"ms":600}');
+ok(wait_until(sub { pending_jobs('batch') == 1 }, scaled(5), 'warm-up read'),
+    'the batch worker runs a short job');
+my $long = async_sleep('batch', 3000);
+my $short = async_sleep('batch', 50);
+ok(wait_until(sub { field($long, 'status') eq 'running'
+                    && field($dead_one, 'status') eq 'running'
+                    && pending_jobs('batch') == 2 }, scaled(5), 'batch read'),
+    'node A runs a long job of each queue, the short one read behind it');
+is(read_answer($warm, scaled(5))->{status}, 200, 'the short job: 200');
+
+# ---- A stops; B claims A's jobs
+my @frozen = (sidecar_pid(), map { @$_ } values %{ worker_pids() });
+kill 'STOP', @frozen;
+
+my $dir = tmpdir();
+my $conf_b = "$dir/node-b.conf";
+spew($conf_b, "redis 127.0.0.1:" . redis_port() . ";\nnode_name other$$;\n"
+    . "log $dir/node-b.log info;\nheartbeat 200ms;\n$queues");
+my $b = fork // die "fork: $!";
+if ($b == 0) {
+    open STDOUT, '>>', "$dir/node-b.stderr";
+    open STDERR, '>&', \*STDOUT;
+    { exec build_path('offload-sidecar'), '-c', $conf_b }
+    POSIX::_exit(127);
+}
+
+ok(wait_until(sub { field($dead_one, 'status') eq 'dead' }, scaled(10),
+    'dead-lettered'), 'the job of one attempt is dead-lettered by node B');
+ok(wait_until(sub { field($short, 'status') eq 'done' }, scaled(10),
+    'short job run again'), 'node B runs the job A had read and not run');
+is(field($short, 'node'), "other$$", 'on node B');
+# B's batch read both again, the long job first: it is done too
+is(field($long, 'status'), 'done', 'node B ran the long job again');
+my %dead_rec = @{ record($dead_one) };
+my %short_rec = @{ record($short) };
+my %long_rec = @{ record($long) };
+is(scalar @{ stream_entries('offload:{once}:dead') }, 1, 'one dead letter');
+
+# ---- A goes on
+kill 'CONT', @frozen;
+my $log = "$dir/sidecar.log";
+my $claimed = qr/job \Q$short\E is no longer this worker's, not run/;
+ok(wait_until(sub { slurp($log) =~ $claimed }, scaled(10), 'claimed seen'),
+    'node A does not run the job B claimed from its batch');
+# "... found a result stored under their ids already, kept, ..."
+my $kept = qr/ stored under (?:its|their) ids? already.* kept/;
+ok(wait_until(sub { slurp($log) =~ /\bonce:0: .*$kept/ }, scaled(10),
+    'late end'), 'node A ends its run of the dead-lettered job late');
+is_deeply({ @{ record($dead_one) } }, \%dead_rec,
+    'its record is the dead letter\'s: status dead, its end time kept');
+is(http('GET', "/jobs/$dead_one")->{json}{error}{reason}, 'node_lost',
+    'GET /jobs/<id> tells the reason node_lost');
+is(scalar @{ stream_entries('offload:{once}:dead') }, 1,
+    'and there is still one dead letter');
+
+# The long job ran on both nodes: A's run, which had started, ends late
+# and changes nothing.
+ok(wait_until(sub { slurp($log) =~ /\bbatch:0: .*$kept/ }, scaled(10),
+    'second end'), 'node A\'s run of the long job ends late, its result not '
+    . 'kept');
+is_deeply({ @{ record($long) } }, \%long_rec,
+    'and leaves the record as node B\'s end made it');
+is_deeply({ @{ record($short) } }, \%short_rec,
+    'the short job\'s record is as node B ended it');
+is(pending_jobs($_), 0, "nothing pending on $_") for qw(once batch);
+
+# ---- both nodes serve on
+is(post_json('/sync/batch', '{"ms":1}')->{status}, 200, 'a new job: 200');
+ok(!@{ events('crash') }, 'no crash anywhere');
+kill 'TERM', $b;
+waitpid($b, 0);
+is($?, 0, 'node B exits 0');
+finish();
