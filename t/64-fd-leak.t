@@ -24,6 +24,7 @@ spew("$dir/leak.c", <<'C');
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 #include "offload.h"
 
 static int
@@ -50,9 +51,32 @@ hold(offload_job_t *job, const char *payload, size_t len)
     return offload_job_result(job, payload, len);
 }
 
+/* t.burst: "keep" keeps 40 open at once (a leak faster than any count),
+ * anything else opens one and closes it */
+static int
+burst(offload_job_t *job, const char *payload, size_t len)
+{
+    int  fd, n, keep;
+
+    keep = len >= 6 && memcmp(payload, "\"keep\"", 6) == 0;
+
+    for (n = keep ? 40 : 1; n > 0; n--) {
+        fd = open("/dev/null", O_RDONLY);
+        if (fd == -1) {
+            return offload_job_fail(job, "io", strerror(errno));
+        }
+
+        if (!keep) {
+            close(fd);
+        }
+    }
+
+    return offload_job_result(job, payload, len);
+}
+
 static const offload_handler_t  handlers[] = {
     { "t.leak", run, NULL, NULL }, { "t.hold", hold, NULL, NULL },
-    { NULL, NULL, NULL, NULL }
+    { "t.burst", burst, NULL, NULL }, { NULL, NULL, NULL, NULL }
 };
 
 const offload_module_t  offload_module = { OFFLOAD_ABI_VERSION, handlers };
@@ -69,6 +93,7 @@ queue leak { handler t.leak; workers 1; max_attempts 1; }
 queue hold { handler t.hold; workers 1; max_attempts 1; }
 queue pyleak { handler exec; workers 1; max_attempts 1;
                command "/usr/bin/python3 $FindBin::Bin/exec/leak_fds.py"; }
+queue burst { handler t.burst; workers 1; max_attempts 1; prefetch 8; }
 queue echo { handler echo; workers 1; }
 CONF
 ok(start_jobs_nginx(server => "    location = /metrics { offload_metrics; }\n"),
@@ -119,5 +144,30 @@ is(jobs_in_turn('/jobs/pyleak', 200), 200, '200 jobs of a leaking exec handler, 
 like(slurp("$dir/sidecar.log"),
     qr/worker pyleak:0: recycling: (5[7-9]|6[0-3]) file descriptors open in its handler's process, of a limit of 64/,
     'its worker recycles when the handler\'s process nears the limit');
+
+# ---- a leak faster than any count: the limit met in a batch of 8 jobs
+# read at once.  The job that met it fails; the 5 read behind it would
+# too: they are left to the worker's successor, which runs them.
+my @ids = map { sprintf '%032x', 0xb0 + $_ } 1 .. 8;
+my $far = int(time * 1000) + 600_000;
+redis_cmd('EVAL', <<'LUA', 1, 'offload:{burst}:jobs', $far, @ids);
+for i = 2, #ARGV do
+  redis.call('XADD', KEYS[1], '*', 'v', 1, 'id', ARGV[i],
+    'payload', i <= 3 and '"keep"' or '"one"', 'deadline', ARGV[1],
+    'submitted', ARGV[1] - 600000, 'attempt', 1)
+end
+LUA
+my %status;
+ok(wait_until(sub {
+    %status = map { my $r = redis_cmd('GET', "offload:{burst}:result:$_");
+                    defined $r && $r =~ /^OR1 \S+ (\d+) / ? ($_ => $1) : () }
+              @ids;
+    keys %status == 8;
+}, scaled(10), 'burst jobs ended'), 'the 8 jobs of the batch ended');
+is_deeply([ map { $status{$_} } @ids ], [ 200, 422, (200) x 6 ],
+    'the job that met the limit failed; the rest, left to the next worker, '
+    . '200') or diag(explain \%status);
+like(slurp("$dir/sidecar.log"), qr/worker burst:0: recycling: \d+ file descriptors open, of a limit of 64/,
+    'recycled at that failure');
 
 finish();

@@ -131,8 +131,14 @@ offload_worker_stop_reading(offload_worker_t *w, offload_sb_exit_e reason)
 }
 
 
+static void batch_clear(offload_worker_t *w);
+
+
 /* Recycles the worker when it, or its exec handler's process, leaks file
- * descriptors (fd_watch.c), and publishes their count for status. */
+ * descriptors (fd_watch.c), and publishes their count for status.  Seen
+ * at a failed job (a leak faster than the counts), the limit is likely
+ * reached: the jobs read with it would fail too, so they are left pending
+ * for the slot's next worker, which reads them as its history. */
 static void
 fds_check(offload_worker_t *w, int ok)
 {
@@ -149,6 +155,9 @@ fds_check(offload_worker_t *w, int ok)
         log_warn("%s: recycling: %s (a handler that leaks them?)", w->name,
                  why);
         offload_worker_stop_reading(w, OFFLOAD_SB_EXIT_FDS);
+        if (!ok) {
+            batch_clear(w);
+        }
         break;
 
     case -1:
