@@ -24,6 +24,8 @@
 
 #define NGX_HTTP_OFFLOAD_ADMIT_QUEUES     256
 #define NGX_HTTP_OFFLOAD_ADMIT_REFRESH    1000
+/* a refused job reads it again, at most this often */
+#define NGX_HTTP_OFFLOAD_ADMIT_AGAIN      100
 /* a cache older than this says nothing: the check lets jobs through */
 #define NGX_HTTP_OFFLOAD_ADMIT_STALE      3000
 /* Retry-After: 1 s at least, at most this */
@@ -45,6 +47,7 @@ struct ngx_http_offload_admission_s {
     ngx_http_offload_peer_t      *peer;
     ngx_event_t                   timer;
     ngx_msec_t                    read_at;    /* 0: never */
+    ngx_msec_t                    asked_at;
     ngx_uint_t                    nqueues;
     ngx_uint_t                    refused;    /* reads refused in a row */
     ngx_http_offload_served_t     queues[NGX_HTTP_OFFLOAD_ADMIT_QUEUES];
@@ -54,6 +57,7 @@ struct ngx_http_offload_admission_s {
 
 
 static void ngx_http_offload_admission_tick(ngx_event_t *ev);
+static void ngx_http_offload_admission_ask(ngx_http_offload_admission_t *adm);
 static ngx_int_t ngx_http_offload_admission_query(
     ngx_http_offload_admission_t *adm);
 static void ngx_http_offload_admission_read(redisAsyncContext *ac, void *r,
@@ -250,13 +254,18 @@ ngx_http_offload_admission_stop(ngx_http_offload_peer_t *peer)
 static void
 ngx_http_offload_admission_tick(ngx_event_t *ev)
 {
-    ngx_http_offload_admission_t  *adm = ev->data;
+    ngx_http_offload_admission_ask(ev->data);
+    ngx_add_timer(ev, NGX_HTTP_OFFLOAD_ADMIT_REFRESH);
+}
 
+
+static void
+ngx_http_offload_admission_ask(ngx_http_offload_admission_t *adm)
+{
     if (!adm->querying && ngx_http_offload_admission_query(adm) == NGX_OK) {
         adm->querying = 1;
+        adm->asked_at = ngx_current_msec;
     }
-
-    ngx_add_timer(ev, NGX_HTTP_OFFLOAD_ADMIT_REFRESH);
 }
 
 
@@ -459,13 +468,18 @@ ngx_http_offload_admission_listed(ngx_http_offload_ctx_t *ctx)
  * NGX_DECLINED when the registry, read within the last 3 s, knows the
  * queue and no node that is not drained serves it; the request's
  * Retry-After is set then.  A queue never listed is let through (its
- * stream decides: 404 when there is none).
+ * stream decides: 404 when there is none).  A refusal reads the registry
+ * again when the last was asked 0.1 s ago: a node back from a restart is
+ * seen by the jobs that come after it, not up to a second later, and a
+ * queue nobody serves costs at most ten reads a second, only while jobs
+ * for it come.
  */
 
 ngx_int_t
 ngx_http_offload_admission_served(ngx_http_offload_ctx_t *ctx)
 {
-    ngx_http_offload_served_t  *q;
+    ngx_http_offload_served_t     *q;
+    ngx_http_offload_admission_t  *adm;
 
     q = ngx_http_offload_admission_listed(ctx);
 
@@ -474,6 +488,12 @@ ngx_http_offload_admission_served(ngx_http_offload_ctx_t *ctx)
     }
 
     ctx->retry_after = NGX_HTTP_OFFLOAD_RETRY_NO_WORKERS;
+
+    adm = ctx->peer->admission;
+
+    if (ngx_current_msec - adm->asked_at >= NGX_HTTP_OFFLOAD_ADMIT_AGAIN) {
+        ngx_http_offload_admission_ask(adm);
+    }
 
     return NGX_DECLINED;
 }

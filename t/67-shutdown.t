@@ -58,8 +58,7 @@ for my $s (@waiting) {
         'a waiting job ran on the next sidecar');
 }
 # nginx knows the new node serves slow from its registry read, once a
-# second: until then a job gets 503 no_workers (on a loaded machine, more
-# than once)
+# second or at a refusal: until then a job gets 503 no_workers
 ok(wait_until(sub { post_json('/jobs/slow', '{"ms":0}')->{status} == 200 },
     scaled(10), 'nginx sees slow served'), 'nginx sees the queue served');
 my $long = send_post('/jobs/slow', '{"ms":2500}');
