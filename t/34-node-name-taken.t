@@ -74,8 +74,12 @@ ok(wait_until(sub { slurp("$dir/second.log") =~ /node_name lease taken: workers 
     scaled(10), 'the second takes over'), 'once the first stops, the second '
     . 'takes the name') or diag(slurp("$dir/second.log"));
 cmp_ok(time - $t0, '<', scaled(2), 'at once: the first gave its lease up');
-my $r = post_json('/jobs/runs', '{"tag":"z"}', scaled(20));
-is($r->{status}, 200, 'and serves the queue') or diag($r->{content});
+# nginx reads the registry once a second: until it sees the second's
+# document, a job may get 503 no_workers (docs/HTTP_API.md)
+my $r;
+ok(wait_until(sub {
+    ($r = post_json('/jobs/runs', '{"tag":"z"}', scaled(20)))->{status} == 200;
+}, scaled(5), 'served'), 'and serves the queue') or diag($r->{content});
 ok(wait_until(sub { (node_doc() // {})->{pid} == proc_pid('second') },
     scaled(5), 'its document'), 'with its own node document');
 stop_proc('second', scaled(10));
