@@ -24,8 +24,10 @@
 
 #define NGX_HTTP_OFFLOAD_ADMIT_QUEUES     256
 #define NGX_HTTP_OFFLOAD_ADMIT_REFRESH    1000
-/* a refused job reads it again, at most this often */
+/* a refused job reads it again, at most this often, for this long after
+ * its queue's last node went (a restart takes less) */
 #define NGX_HTTP_OFFLOAD_ADMIT_AGAIN      100
+#define NGX_HTTP_OFFLOAD_ADMIT_AGAIN_FOR  10000
 /* a cache older than this says nothing: the check lets jobs through */
 #define NGX_HTTP_OFFLOAD_ADMIT_STALE      3000
 /* Retry-After: 1 s at least, at most this */
@@ -39,7 +41,9 @@ typedef struct {
     size_t                        len;
     u_char                        name[OFFLOAD_QUEUE_NAME_MAX];
     double                        rate;       /* jobs per second */
+    ngx_msec_t                    unserved_at;
     unsigned                      served:1;
+    unsigned                      was_served:1;
 } ngx_http_offload_served_t;
 
 
@@ -47,7 +51,7 @@ struct ngx_http_offload_admission_s {
     ngx_http_offload_peer_t      *peer;
     ngx_event_t                   timer;
     ngx_msec_t                    read_at;    /* 0: never */
-    ngx_msec_t                    asked_at;
+    ngx_msec_t                    asked_at;   /* the last read sent */
     ngx_uint_t                    nqueues;
     ngx_uint_t                    refused;    /* reads refused in a row */
     ngx_http_offload_served_t     queues[NGX_HTTP_OFFLOAD_ADMIT_QUEUES];
@@ -377,6 +381,7 @@ ngx_http_offload_admission_read(redisAsyncContext *ac, void *r,
     adm->by_sha = 1;
 
     for (i = 0; i < adm->nqueues; i++) {
+        adm->queues[i].was_served = adm->queues[i].served;
         adm->queues[i].served = 0;
         adm->queues[i].rate = 0;
     }
@@ -399,6 +404,14 @@ ngx_http_offload_admission_read(redisAsyncContext *ac, void *r,
 
         q->served = e[i + 1]->integer ? 1 : 0;
         q->rate = strtod(e[i + 2]->str, NULL);
+    }
+
+    for (i = 0; i < adm->nqueues; i++) {
+        q = &adm->queues[i];
+
+        if (q->was_served && !q->served) {
+            q->unserved_at = ngx_current_msec;
+        }
     }
 
     adm->read_at = ngx_current_msec;
@@ -468,11 +481,13 @@ ngx_http_offload_admission_listed(ngx_http_offload_ctx_t *ctx)
  * NGX_DECLINED when the registry, read within the last 3 s, knows the
  * queue and no node that is not drained serves it; the request's
  * Retry-After is set then.  A queue never listed is let through (its
- * stream decides: 404 when there is none).  A refusal reads the registry
- * again when the last was asked 0.1 s ago: a node back from a restart is
- * seen by the jobs that come after it, not up to a second later, and a
- * queue nobody serves costs at most ten reads a second, only while jobs
- * for it come.
+ * stream decides: 404 when there is none).  Within 10 s of the queue's
+ * last node going, a refusal reads the registry again when the last read
+ * was asked 0.1 s ago: a node back from a restart is seen by the jobs
+ * after the first it refuses, not up to a second later.  That costs each
+ * nginx worker process at most ten reads a second, only while jobs for
+ * the queue come, and only for those 10 s: a queue nobody serves for
+ * good is read once a second again.
  */
 
 ngx_int_t
@@ -491,7 +506,9 @@ ngx_http_offload_admission_served(ngx_http_offload_ctx_t *ctx)
 
     adm = ctx->peer->admission;
 
-    if (ngx_current_msec - adm->asked_at >= NGX_HTTP_OFFLOAD_ADMIT_AGAIN) {
+    if (ngx_current_msec - q->unserved_at < NGX_HTTP_OFFLOAD_ADMIT_AGAIN_FOR
+        && ngx_current_msec - adm->asked_at >= NGX_HTTP_OFFLOAD_ADMIT_AGAIN)
+    {
         ngx_http_offload_admission_ask(adm);
     }
 

@@ -117,10 +117,12 @@
  * rec_ttl, rec_status set): ended (it exists, an async job's or a keyed
  * sync job's, and was not cancelled while the job ran: that is its end
  * already) makes the result live rec_ttl ms, not ttl_ms.  over: another
- * run of the job ended it first (done, failed, dead, or expired when this
- * end is not that expiry): a node that stopped for longer than claim_idle
- * (a paused VM, SIGSTOP) finishes a job another node claimed and ended
- * meanwhile.  Its end stays the record's: one job, one end.
+ * run of the job ended it first (done, failed, dead, or an async job's
+ * expired when this end is not that expiry): a node that stopped for
+ * longer than claim_idle (a paused VM, SIGSTOP) finishes a job another
+ * node claimed and ended meanwhile.  Its end stays the record's: one job,
+ * one end.  (A keyed sync job whose expiry mark lapsed may still run: its
+ * end is taken, so that its Idempotency-Key keeps it.)
  */
 #define OFFLOAD_RECORD_READ_LUA                                              \
     "  local rec_was = rec and rec ~= '' and redis.call('HMGET', rec,"       \
@@ -128,7 +130,7 @@
     "  local was = rec_was and rec_was[1]\n"                                 \
     "  local ended = was and was ~= 'cancelled'\n"                           \
     "  local over = ended and (" OFFLOAD_ENDED_LUA("was")                    \
-    " or was == 'expired' and rec_status ~= 'expired')\n"                    \
+    " or was == 'expired' and rec_status ~= 'expired' and not rec_was[2])\n" \
     "  local result_ms = ended and rec_ttl or ttl_ms\n"
 
 /*
@@ -375,6 +377,10 @@ const char  offload_requeue_script[] =
     OFFLOAD_SETTLE_ACK_LUA
     "return id\n";
 
+/* A job whose record says cancelled, or done (another run of it ended
+ * first: its node stopped for longer than claim_idle and went on), is no
+ * dead letter: its entry is settled, nothing else.  Not failed nor dead:
+ * this script may have set them itself before Redis refused its XADD. */
 const char  offload_dead_script[] =
     OFFLOAD_SETTLE_GUARD_LUA
     OFFLOAD_NOW_LUA
@@ -389,7 +395,8 @@ const char  offload_dead_script[] =
     "end\n"
     "if not rec_ttl then rec = nil end\n"
     "if rec then\n"
-    "  if redis.call('HGET', rec, 'status') == 'cancelled' then\n"
+    "  local status = redis.call('HGET', rec, 'status')\n"
+    "  if status == 'cancelled' or status == 'done' then\n"
     "    redis.call('UNLINK', KEYS[4])\n"
     OFFLOAD_SETTLE_ACK_LUA
     "    return 0\n"

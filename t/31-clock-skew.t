@@ -136,8 +136,8 @@ ok(wait_until(sub {
 $status = `$ctl status`;
 like($status, qr/^\Q${\node_name()}\E +\d+ +\d\.\ds +\d\.\ds ago$/m,
     'offloadctl status: its heartbeat a moment ago') or diag($status);
-# nginx reads the registry once a second: until it sees the restarted
-# node, a job may get 503 no_workers (docs/HTTP_API.md)
+# until nginx's registry read sees the restarted node, a job may get 503
+# no_workers (docs/HTTP_API.md)
 ok(wait_until(sub { echoes(1) eq '' }, scaled(5), 'nginx sees the node'),
     'a job after the restart: 200');
 is(echoes(20), '', '20 sync jobs answered 200, queue times right');

@@ -74,8 +74,8 @@ ok(wait_until(sub { slurp("$dir/second.log") =~ /node_name lease taken: workers 
     scaled(10), 'the second takes over'), 'once the first stops, the second '
     . 'takes the name') or diag(slurp("$dir/second.log"));
 cmp_ok(time - $t0, '<', scaled(2), 'at once: the first gave its lease up');
-# nginx reads the registry once a second: until it sees the second's
-# document, a job may get 503 no_workers (docs/HTTP_API.md)
+# until nginx's registry read sees the second's document, a job may get
+# 503 no_workers (docs/HTTP_API.md)
 my $r;
 ok(wait_until(sub {
     ($r = post_json('/jobs/runs', '{"tag":"z"}', scaled(20)))->{status} == 200;

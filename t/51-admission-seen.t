@@ -11,7 +11,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use Time::HiRes qw(sleep);
+use Time::HiRes qw(sleep time);
 use OffloadTest;
 
 start_redis();
@@ -49,6 +49,7 @@ ok(wait_until(sub { answer()->{status} == 503 }, scaled(5), 'unserved'),
 # just after a read of nginx's timer, which found no node (the second
 # read from here: the first may be one the last refusal asked for)
 next_read('nginx reads the registry once a second') for 1, 2;
+my $synced = time;
 sleep 0.15;
 # as a node's start writes them (the node's claim round forgot the name)
 redis_cmd('SET', $key, $doc, 'PX', 600_000);
@@ -56,12 +57,17 @@ redis_cmd('SADD', 'offload:{ctl}:nodes', node_name());
 
 my $c = reads();
 my $r = answer();
-is($r->{status}, 503, 'the node back, a job nginx refuses on its last read')
-    or diag($r->{content});
-like($r->{content}, qr/"no_workers"/, '... no_workers');
-ok(wait_until(sub { reads() > $c }, 0.5, 'a read at once'),
-    'makes nginx read the registry at once (its timer\'s next read is 0.85 s '
-    . 'away)');
-ok(wait_until(sub { answer()->{status} == 200 }, 0.5, 'served'),
-    'and the jobs after it are taken');
+SKIP: {
+    # the checks below need the timer's next read 0.35 s away at least
+    skip(sprintf('the machine took %.2f s from the timer\'s read to the job',
+        time - $synced), 4) if time - $synced > 0.65;
+    is($r->{status}, 503, 'the node back, a job nginx refuses on its last '
+        . 'read') or diag($r->{content});
+    like($r->{content}, qr/"no_workers"/, '... no_workers');
+    ok(wait_until(sub { reads() > $c }, 0.3, 'a read at once'),
+        'makes nginx read the registry at once (its timer\'s next read is '
+        . '0.35 s away at least)');
+    ok(wait_until(sub { answer()->{status} == 200 }, 0.3, 'served'),
+        'and the jobs after it are taken');
+}
 finish();

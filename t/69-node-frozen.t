@@ -12,12 +12,12 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use POSIX ();
-use Time::HiRes qw(time);
 use OffloadTest;
 
 my $queues = <<'CONF';
 claim_idle 1s;
+fault_handlers on;
+queue hang { handler hang; workers 1; timeout 500ms; max_attempts 1; }
 queue once { handler sleep; workers 1; max_attempts 1; }
 queue batch {
     handler sleep; workers 1; prefetch 4;
@@ -60,20 +60,16 @@ ok(wait_until(sub { field($long, 'status') eq 'running'
 is(read_answer($warm, scaled(5))->{status}, 200, 'the short job: 200');
 
 # ---- A stops; B claims A's jobs
-my @frozen = (sidecar_pid(), map { @$_ } values %{ worker_pids() });
+our @frozen = (sidecar_pid(), map { @$_ } values %{ worker_pids() });
+END { kill 'CONT', @frozen if @frozen }     # whatever ends the test
 kill 'STOP', @frozen;
 
 my $dir = tmpdir();
 my $conf_b = "$dir/node-b.conf";
 spew($conf_b, "redis 127.0.0.1:" . redis_port() . ";\nnode_name other$$;\n"
     . "log $dir/node-b.log info;\nheartbeat 200ms;\n$queues");
-my $b = fork // die "fork: $!";
-if ($b == 0) {
-    open STDOUT, '>>', "$dir/node-b.stderr";
-    open STDERR, '>&', \*STDOUT;
-    { exec build_path('offload-sidecar'), '-c', $conf_b }
-    POSIX::_exit(127);
-}
+spawn('node-b', "$dir/node-b.stderr", {}, build_path('offload-sidecar'),
+    '-c', $conf_b);
 
 ok(wait_until(sub { field($dead_one, 'status') eq 'dead' }, scaled(10),
     'dead-lettered'), 'the job of one attempt is dead-lettered by node B');
@@ -118,7 +114,16 @@ is(pending_jobs($_), 0, "nothing pending on $_") for qw(once batch);
 # ---- both nodes serve on
 is(post_json('/sync/batch', '{"ms":1}')->{status}, 200, 'a new job: 200');
 ok(!@{ events('crash') }, 'no crash anywhere');
-kill 'TERM', $b;
-waitpid($b, 0);
-is($?, 0, 'node B exits 0');
+is(stop_proc('node-b', scaled(10)), 0, 'node B exits 0');
+
+# ---- a run that fails for good after another run ended the job done (a
+# late end came first): its record stays done, and it is no dead letter
+my $hung = async_sleep('hang', 0);
+ok(wait_until(sub { field($hung, 'status') eq 'running' }, scaled(5),
+    'hang runs'), 'a job that hangs runs');
+redis_cmd('HSET', record_key($hung), 'status', 'done', 'finished_at', 1);
+ok(wait_until(sub { pending_jobs('hang') == 0 }, scaled(10), 'settled'),
+    'its run, killed at its timeout, is settled');
+is(field($hung, 'status'), 'done', 'the record stays done');
+is(scalar @{ stream_entries('offload:{hang}:dead') }, 0, 'no dead letter');
 finish();

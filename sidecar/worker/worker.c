@@ -137,8 +137,8 @@ static void batch_clear(offload_worker_t *w);
 /* Recycles the worker when it, or its exec handler's process, leaks file
  * descriptors (fd_watch.c), and publishes their count for status.  Seen
  * at a failed job (a leak faster than the counts), the limit is likely
- * reached: the jobs read with it would fail too, so they are left pending
- * for the slot's next worker, which reads them as its history. */
+ * reached: the jobs read with it would fail too, so they are left pending,
+ * and handed back to the queue when the worker has exited. */
 static void
 fds_check(offload_worker_t *w, int ok)
 {
