@@ -53,10 +53,12 @@ ok(wait_until(sub { pending_jobs('batch') == 1 }, scaled(5), 'warm-up read'),
     'the batch worker runs a short job');
 my $long = async_sleep('batch', 3000);
 my $short = async_sleep('batch', 50);
+my $sync = send_post('/sync/batch', '{"ms":50,"sync":1}');
 ok(wait_until(sub { field($long, 'status') eq 'running'
                     && field($dead_one, 'status') eq 'running'
-                    && pending_jobs('batch') == 2 }, scaled(5), 'batch read'),
-    'node A runs a long job of each queue, the short one read behind it');
+                    && pending_jobs('batch') == 3 }, scaled(5), 'batch read'),
+    'node A runs a long job of each queue, two short ones read behind it, '
+    . 'an async and a sync one');
 is(read_answer($warm, scaled(5))->{status}, 200, 'the short job: 200');
 
 # ---- A stops; B claims A's jobs
@@ -88,7 +90,13 @@ kill 'CONT', @frozen;
 my $log = "$dir/sidecar.log";
 my $claimed = qr/job \Q$short\E is no longer this worker's, not run/;
 ok(wait_until(sub { slurp($log) =~ $claimed }, scaled(10), 'claimed seen'),
-    'node A does not run the job B claimed from its batch');
+    'node A does not run the async job B claimed from its batch');
+my $sync_answer = read_raw($sync, scaled(10));
+like($sync_answer, qr{^HTTP/1\.1 200 }, 'the sync job is answered 200');
+my ($sync_id) = $sync_answer =~ /^X-Offload-Job-Id: (\w+)/mi;
+$sync_id //= 'none';
+like(slurp($log), qr/job \Q$sync_id\E is no longer this worker's, not run/,
+    'nor the sync one');
 # "... found a result stored under their ids already, kept, ..."
 my $kept = qr/ stored under (?:its|their) ids? already.* kept/;
 ok(wait_until(sub { slurp($log) =~ /\bonce:0: .*$kept/ }, scaled(10),
@@ -115,6 +123,21 @@ is(pending_jobs($_), 0, "nothing pending on $_") for qw(once batch);
 is(post_json('/sync/batch', '{"ms":1}')->{status}, 200, 'a new job: 200');
 ok(!@{ events('crash') }, 'no crash anywhere');
 is(stop_proc('node-b', scaled(10)), 0, 'node B exits 0');
+
+# ---- a live node's batch longer than claim_idle/2 is checked, and runs
+my $unrun = () = slurp($log) =~ /no longer this worker's/g;
+my $busy = send_post('/sync/batch', '{"ms":300}');
+ok(wait_until(sub { pending_jobs('batch') == 1 }, scaled(5), 'busy'),
+    'the batch worker is busy');
+my @three = map { send_post('/sync/batch', qq({"ms":400,"n":$_})) } 1 .. 3;
+ok(wait_until(sub { pending_jobs('batch') == 3 }, scaled(5), 'one batch'),
+    'the three are read as one batch: the third runs 0.8 s after the read, '
+    . 'past claim_idle/2');
+is(read_answer($busy, scaled(5))->{status}, 200, 'its job: 200');
+is(read_answer($_, scaled(10))->{status}, 200, 'a job of a 1.2 s batch: 200')
+    for @three;
+is(scalar(() = slurp($log) =~ /no longer this worker's/g), $unrun,
+    'none dropped');
 
 # ---- a run that fails for good after another run ended the job done (a
 # late end came first): its record stays done, and it is no dead letter

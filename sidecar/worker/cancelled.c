@@ -13,12 +13,22 @@
  * cancel at any time: each goes through the gate, its start script, which
  * drops a cancelled one, tells of one a read of its record expired, and
  * marks the others running.
+ *
+ * Nor do jobs another node took: the supervisor keeps its node's entries
+ * from being claimed as a lost node's by touching them every claim_idle/2
+ * (claim.c); a node stopped longer than that (a paused VM, SIGSTOP) finds
+ * them claimed, failed an attempt and run again elsewhere.  So a batch
+ * read (or last found ours) claim_idle/2 ago is looked at again before
+ * its next entry runs: one XPENDING of this consumer's entries, and those
+ * it no longer lists are dropped unrun.  The gate checks each async job
+ * the same way.
  */
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "redis_conn.h"
 #include "worker_state.h"
@@ -27,6 +37,7 @@
 static const offload_str_t *entry_job_id(const batch_entry_t *e);
 static void log_unrun(offload_worker_t *w, int level,
     const batch_entry_t *e, const char *what, const char *why);
+static void log_claimed(offload_worker_t *w, const batch_entry_t *e);
 
 
 /*
@@ -85,9 +96,7 @@ gate_cb(redisAsyncContext *ac, void *r, void *privdata)
             w->sb->jobs_cancelled++;
 
         } else if (strcmp(reply->str, "claimed") == 0) {
-            log_unrun(w, OFFLOAD_LOG_WARN, e, "is no longer this worker's",
-                      ": another node claimed it (this one stopped for "
-                      "longer than claim_idle?)");
+            log_claimed(w, e);
 
         } else {
             log_unrun(w, OFFLOAD_LOG_NOTICE, e, "ended already",
@@ -227,6 +236,21 @@ log_unrun(offload_worker_t *w, int level, const batch_entry_t *e,
 }
 
 
+/* Takes the entry out of the batch, unrun, and forgets it. */
+static void
+batch_unlink(offload_worker_t *w, batch_entry_t **at, batch_entry_t *prev)
+{
+    batch_entry_t  *e = *at;
+
+    if (w->batch_tail == e) {
+        w->batch_tail = prev;
+    }
+
+    *at = e->next;
+    offload_entry_put(&w->spare_entries, e);
+}
+
+
 /* Takes the entry out of the batch: its job was cancelled. */
 static void
 batch_drop(offload_worker_t *w, const char *entry_id, size_t len)
@@ -242,16 +266,127 @@ batch_drop(offload_worker_t *w, const char *entry_id, size_t len)
         log_unrun(w, OFFLOAD_LOG_INFO, *at, "cancelled",
                   ": its client went away");
         w->sb->jobs_cancelled++;
-
-        if (w->batch_tail == *at) {
-            w->batch_tail = prev;
-        }
-
-        prev = *at;
-        *at = prev->next;
-        offload_entry_put(&w->spare_entries, prev);
+        batch_unlink(w, at, prev);
         return;
     }
+}
+
+
+static void
+log_claimed(offload_worker_t *w, const batch_entry_t *e)
+{
+    log_unrun(w, OFFLOAD_LOG_WARN, e, "is no longer this worker's",
+              ": another node claimed it (this one stopped for longer "
+              "than claim_idle?)");
+}
+
+
+/* 1 when the reply to XPENDING (entries [id, consumer, idle, count])
+ * lists the entry. */
+static int
+pending_lists(const redisReply *reply, const batch_entry_t *e)
+{
+    size_t             i;
+    const redisReply  *id;
+
+    for (i = 0; i < reply->elements; i++) {
+        if (reply->element[i]->type != REDIS_REPLY_ARRAY
+            || reply->element[i]->elements < 1)
+        {
+            continue;
+        }
+
+        id = reply->element[i]->element[0];
+
+        if (id->type == REDIS_REPLY_STRING && id->len == e->id.len
+            && memcmp(id->str, e->id.data, id->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* The ownership check's answer: the batch's entries it does not list are
+ * dropped.  Anything but a list (an error) lets the batch run: the check
+ * saves a second run, it does not gate the first. */
+static void
+owned_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply         *reply = r;
+    batch_entry_t     **at, *prev = NULL;
+    offload_worker_t   *w = privdata;
+
+    (void) ac;
+
+    if (reply == NULL || !w->owning) {
+        return;                 /* disconnected: the batch is read again */
+    }
+
+    w->owning = 0;
+    w->batch_at = offload_mono_us();
+
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        log_error("%s: checking the batch is still this worker's: %s",
+                  w->name, reply->type == REDIS_REPLY_ERROR
+                           ? reply->str : "unexpected reply");
+        offload_worker_resume(w);
+        return;
+    }
+
+    at = &w->batch;
+
+    while (*at != NULL) {
+        if (pending_lists(reply, *at)) {
+            prev = *at;
+            at = &(*at)->next;
+            continue;
+        }
+
+        log_claimed(w, *at);
+        batch_unlink(w, at, prev);
+    }
+
+    offload_worker_resume(w);
+    offload_worker_maybe_exit(w);
+}
+
+
+/* Before the batch's next entry runs: when it was read, or last found
+ * ours, claim_idle/2 ago, sends the ownership check and returns 0 (the
+ * batch waits for it); otherwise, or when it cannot be sent, 1.  The
+ * batch holds this consumer's entries in order, the last it read: from
+ * its first on, they are the first the consumer has pending. */
+int
+offload_cancelled_owned(offload_worker_t *w)
+{
+    int             n = 0;
+    batch_entry_t  *e;
+
+    if (w->batch == NULL
+        || offload_mono_us() - w->batch_at
+           < (int64_t) w->conf->claim_idle_ms * 500)
+    {
+        return 1;
+    }
+
+    for (e = w->batch; e != NULL; e = e->next) {
+        n++;
+    }
+
+    if (offload_redis_command(&w->conn, owned_cb, w,
+                              "XPENDING %s %s %b + %d %s", w->stream,
+                              OFFLOAD_GROUP, w->batch->id.data,
+                              w->batch->id.len, n, w->consumer)
+        != REDIS_OK)
+    {
+        return 1;
+    }
+
+    w->owning = 1;
+    return 0;
 }
 
 

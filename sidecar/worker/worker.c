@@ -74,13 +74,13 @@ offload_worker_out_of_memory(offload_worker_t *w)
 }
 
 
-/* A body read, a staging, a job's start or the batch's cancel check in
- * progress: the batch waits for it. */
+/* A body read, a staging, a job's start or the batch's cancel or
+ * ownership check in progress: the batch waits for it. */
 static int
 moving(offload_worker_t *w)
 {
     return w->body.entry != NULL || w->stage.c != NULL || w->gate != NULL
-           || w->checking;
+           || w->checking || w->owning;
 }
 
 
@@ -757,6 +757,10 @@ work_cb(struct ev_loop *loop, ev_idle *idle, int revents)
     start = offload_mono_us();
 
     do {
+        if (offload_cancelled_owned(w) == 0) {
+            break;              /* the batch waits for its check */
+        }
+
         e = w->batch;
         w->batch = e->next;
 
@@ -949,6 +953,7 @@ read_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (w->batch) {
+        w->batch_at = offload_mono_us();
         w->checking = 1;        /* the ZCARD sent with the read decides */
         return;
     }
@@ -1164,6 +1169,7 @@ disconnected(offload_redis_conn_t *rc)
                                                        the history */
     w->gate = NULL;
     w->checking = 0;
+    w->owning = 0;
 
     w->stage.in_flight = 0;     /* its replies are lost with the link */
 }

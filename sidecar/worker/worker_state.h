@@ -208,6 +208,10 @@ struct offload_worker_s {
     batch_entry_t               *gate;          /* its start script sent */
     int                          checking;      /* the batch read waits for
                                                    its cancel check */
+    int                          owning;        /* the batch waits for its
+                                                   ownership check */
+    int64_t                      batch_at;      /* when the batch was read,
+                                                   or found still ours */
     int64_t                      record_ttl_ms; /* of the job completed */
     int                          body_keyed;    /* it has a body key */
     completion_t                *lost;          /* calls whose reply the
@@ -303,6 +307,7 @@ void offload_cancelled_count_cb(redisAsyncContext *ac, void *r,
 int offload_cancelled_drop(offload_worker_t *w, int eval);
 int offload_cancelled_gate(offload_worker_t *w, batch_entry_t *e,
     const offload_entry_t *job, int eval);
+int offload_cancelled_owned(offload_worker_t *w);
 
 /* completion.c */
 void offload_completion_put(offload_worker_t *w, completion_t *c);
