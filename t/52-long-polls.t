@@ -17,15 +17,7 @@ start_redis();
 start_sidecar(conf => <<'CONF');
 queue sleep { handler sleep; workers 2; }
 CONF
-start_nginx(workers => 1, http => <<'HTTP');
-server {
-    listen 127.0.0.1:@PORT@;
-    offload_redis @REDIS@;
-    location ~ ^/sync/([^/]+)$ { offload_pass $1; }
-    location ~ ^/async/([^/]+)$ { offload_pass $1; offload_mode async; }
-    location /jobs/ { offload_jobs; }
-}
-HTTP
+start_async_nginx(workers => 1);
 ok(wait_nginx_ready('/sync/sleep', '{"ms":1}', 1), 'stack ready');
 my ($worker) = nginx_worker_pids();
 

@@ -22,16 +22,8 @@ start_redis();
 start_sidecar(conf => <<'CONF');
 queue sleep { handler sleep; workers 1; }
 CONF
-start_nginx(workers => 1, http => <<'HTTP');
-server {
-    listen 127.0.0.1:@PORT@;
-    offload_redis @REDIS@;
-    location ~ ^/sync/([^/]+)$ { offload_pass $1; }
-    location ~ ^/async/([^/]+)$ { offload_pass $1; offload_mode async; }
-    location /jobs/ { offload_jobs; }
-    location = /nginx_status { stub_status; }
-}
-HTTP
+start_async_nginx(workers => 1,
+    server => "    location = /nginx_status { stub_status; }\n");
 ok(wait_nginx_ready('/sync/sleep', '{"ms":1}', 1), 'stack ready');
 
 sub old_gone {

@@ -27,15 +27,7 @@ CONF
 
 start_redis();
 start_sidecar(conf => $queues);
-start_nginx(http => <<'HTTP');
-server {
-    listen 127.0.0.1:@PORT@;
-    offload_redis @REDIS@;
-    location ~ ^/sync/([^/]+)$ { offload_pass $1; }
-    location ~ ^/async/([^/]+)$ { offload_pass $1; offload_mode async; }
-    location /jobs/ { offload_jobs; }
-}
-HTTP
+start_async_nginx();
 
 sub record { redis_cmd('HGETALL', record_key($_[0])) // [] }
 sub field { my %h = @{ record($_[0]) }; $h{$_[1]} // '' }

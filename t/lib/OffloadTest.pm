@@ -39,7 +39,7 @@ our @EXPORT = qw(
     nginx_conf write_nginx_conf start_nginx stop_nginx nginx_port
     nginx_pid nginx_worker_pids nginx_error_log wait_nginx_ready nginx_test
     nginx_env
-    start_server_nginx start_jobs_nginx
+    start_server_nginx start_jobs_nginx start_async_nginx
     http post_json send_post read_answer parked_list_answer pipelined
     keepalive_get next_answer evalsha_calls nginx_writing
     async_job_status running_sleep_job read_raw parse_response
@@ -625,6 +625,18 @@ server {
 $server
 }
 HTTP
+}
+
+# start_server_nginx's server with /sync/<queue>, /async/<queue> (offload_mode
+# async) and the jobs endpoint at /jobs/; options as start_server_nginx's.
+sub start_async_nginx {
+    my (%o) = @_;
+    return start_server_nginx(%o, server =>
+        "    location ~ ^/sync/([^/]+)\$ { offload_pass \$1; }\n"
+        . "    location ~ ^/async/([^/]+)\$ {\n"
+        . "        offload_pass \$1; offload_mode async;\n    }\n"
+        . "    location /jobs/ { offload_jobs; }\n"
+        . ($o{server} // ''));
 }
 
 # The nginx most tests want: start_server_nginx's server with
