@@ -13,6 +13,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use OffloadTest;
+use RedisMonitor;
 
 my $queues = <<'CONF';
 claim_idle 1s;
@@ -118,9 +119,10 @@ is(stop_proc('node-b', scaled(10)), 0, 'node B exits 0');
 
 # ---- a live node's batch longer than claim_idle/2 is checked, and runs
 my $unrun = () = slurp($log) =~ /no longer this worker's/g;
-my $busy = send_post('/sync/batch', '{"ms":300}');
+my $busy = send_post('/sync/batch', '{"ms":1000}');
 ok(wait_until(sub { pending_jobs('batch') == 1 }, scaled(5), 'busy'),
     'the batch worker is busy');
+my $mon = RedisMonitor->start;
 my @three = map { send_post('/sync/batch', qq({"ms":400,"n":$_})) } 1 .. 3;
 ok(wait_until(sub { pending_jobs('batch') == 3 }, scaled(5), 'one batch'),
     'the three are read as one batch: the third runs 0.8 s after the read, '
@@ -128,8 +130,12 @@ ok(wait_until(sub { pending_jobs('batch') == 3 }, scaled(5), 'one batch'),
 is(read_answer($busy, scaled(5))->{status}, 200, 'its job: 200');
 is(read_answer($_, scaled(10))->{status}, 200, 'a job of a 1.2 s batch: 200')
     for @three;
+ok($mon->wait_for(sub { $_[0][1] eq 'XPENDING' && $_[0][4] ne '-'
+    && ($_[0][7] // '') =~ /:batch:0$/ }, scaled(5)),
+    'the worker checked the batch was still its own (XPENDING of its '
+    . 'consumer)');
 is(scalar(() = slurp($log) =~ /no longer this worker's/g), $unrun,
-    'none dropped');
+    'and dropped none');
 
 # ---- a run that fails for good after another run ended the job done (a
 # late end came first): its record stays done, and it is no dead letter

@@ -16,12 +16,16 @@
  *
  * Nor do jobs another node took: the supervisor keeps its node's entries
  * from being claimed as a lost node's by touching them every claim_idle/2
- * (claim.c); a node stopped longer than that (a paused VM, SIGSTOP) finds
- * them claimed, failed an attempt and run again elsewhere.  So a batch
- * read (or last found ours) claim_idle/2 ago is looked at again before
- * its next entry runs: one XPENDING of this consumer's entries, and those
- * it no longer lists are dropped unrun.  The gate checks each async job
- * the same way.
+ * (claim.c); a node stopped longer than that (SIGSTOP, a frozen container,
+ * a paused VM) finds them claimed, failed an attempt and run again
+ * elsewhere.  So a batch read (or last found ours) claim_idle/2 ago is
+ * looked at again before its next entry runs: one XPENDING of this
+ * consumer's entries from the batch's first to its last, and those it no
+ * longer lists are dropped unrun.  Ago by this host's monotonic clock
+ * (which counts a stopped process's time), or by Redis' clock as the
+ * supervisor last measured it (a VM's guest clock may stand still while
+ * the VM is paused: its next measure shows the jump).  The gate checks
+ * each async job the same way.
  */
 
 #include <stdio.h>
@@ -277,12 +281,11 @@ log_claimed(offload_worker_t *w, const batch_entry_t *e)
 {
     log_unrun(w, OFFLOAD_LOG_WARN, e, "is no longer this worker's",
               ": another node claimed it (this one stopped for longer "
-              "than claim_idle?)");
+              "than claim_idle?), or it was deleted");
 }
 
 
-/* 1 when the reply to XPENDING (entries [id, consumer, idle, count])
- * lists the entry. */
+/* 1 when the reply to XPENDING lists the entry. */
 static int
 pending_lists(const redisReply *reply, const batch_entry_t *e)
 {
@@ -290,16 +293,9 @@ pending_lists(const redisReply *reply, const batch_entry_t *e)
     const redisReply  *id;
 
     for (i = 0; i < reply->elements; i++) {
-        if (reply->element[i]->type != REDIS_REPLY_ARRAY
-            || reply->element[i]->elements < 1)
-        {
-            continue;
-        }
-
         id = reply->element[i]->element[0];
 
-        if (id->type == REDIS_REPLY_STRING && id->len == e->id.len
-            && memcmp(id->str, e->id.data, id->len) == 0)
+        if (id->len == e->id.len && memcmp(id->str, e->id.data, id->len) == 0)
         {
             return 1;
         }
@@ -309,9 +305,35 @@ pending_lists(const redisReply *reply, const batch_entry_t *e)
 }
 
 
+/* An XPENDING answer of this consumer's entries: [id, consumer, idle,
+ * deliveries] each.  Anything else is a reply out of step with the
+ * commands (a server or proxy that answers what nobody asked): read as
+ * this one's, it would drop the whole batch. */
+static int
+pending_reply(offload_worker_t *w, const redisReply *reply)
+{
+    size_t             i;
+    const redisReply  *p;
+
+    for (i = 0; i < reply->elements; i++) {
+        p = reply->element[i];
+
+        if (p->type != REDIS_REPLY_ARRAY || p->elements != 4
+            || p->element[0]->type != REDIS_REPLY_STRING
+            || p->element[1]->type != REDIS_REPLY_STRING
+            || strcmp(p->element[1]->str, w->consumer) != 0)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 /* The ownership check's answer: the batch's entries it does not list are
- * dropped.  Anything but a list (an error) lets the batch run: the check
- * saves a second run, it does not gate the first. */
+ * dropped.  An error lets the batch run: the check saves a second run, it
+ * does not gate the first. */
 static void
 owned_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -326,13 +348,18 @@ owned_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     w->owning = 0;
-    w->batch_at = offload_mono_us();
 
     if (reply->type != REDIS_REPLY_ARRAY) {
         log_error("%s: checking the batch is still this worker's: %s",
                   w->name, reply->type == REDIS_REPLY_ERROR
                            ? reply->str : "unexpected reply");
         offload_worker_resume(w);
+        return;
+    }
+
+    if (!pending_reply(w, reply)) {
+        offload_redis_conn_out_of_step(&w->conn, "XPENDING answered with "
+                                       "other than this consumer's entries");
         return;
     }
 
@@ -357,34 +384,40 @@ owned_cb(redisAsyncContext *ac, void *r, void *privdata)
 /* Before the batch's next entry runs: when it was read, or last found
  * ours, claim_idle/2 ago, sends the ownership check and returns 0 (the
  * batch waits for it); otherwise, or when it cannot be sent, 1.  The
- * batch holds this consumer's entries in order, the last it read: from
- * its first on, they are the first the consumer has pending. */
+ * batch holds entries of this consumer in id order, from one read: from
+ * its first to its last, the consumer has at most a read's worth pending
+ * (the batch, and entries of that read it could not take). */
 int
 offload_cancelled_owned(offload_worker_t *w)
 {
-    int             n = 0;
-    batch_entry_t  *e;
+    int64_t  half = (int64_t) w->conf->claim_idle_ms / 2, now_ms;
 
-    if (w->batch == NULL
-        || offload_mono_us() - w->batch_at
-           < (int64_t) w->conf->claim_idle_ms * 500)
+    if (w->batch == NULL) {
+        return 1;
+    }
+
+    now_ms = offload_worker_redis_ms(w);
+
+    if (offload_mono_us() - w->batch_at < half * 1000
+        && now_ms - w->batch_at_ms < half)
     {
         return 1;
     }
 
-    for (e = w->batch; e != NULL; e = e->next) {
-        n++;
-    }
-
     if (offload_redis_command(&w->conn, owned_cb, w,
-                              "XPENDING %s %s %b + %d %s", w->stream,
+                              "XPENDING %s %s %b %b %d %s", w->stream,
                               OFFLOAD_GROUP, w->batch->id.data,
-                              w->batch->id.len, n, w->consumer)
+                              w->batch->id.len, w->batch_tail->id.data,
+                              w->batch_tail->id.len, OFFLOAD_PREFETCH_MAX,
+                              w->consumer)
         != REDIS_OK)
     {
         return 1;
     }
 
+    /* as of its sending, as a read's */
+    w->batch_at = offload_mono_us();
+    w->batch_at_ms = now_ms;
     w->owning = 1;
     return 0;
 }

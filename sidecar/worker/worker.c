@@ -953,7 +953,10 @@ read_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (w->batch) {
-        w->batch_at = offload_mono_us();
+        /* as of the read's sending: a node stopped after Redis had
+         * answered it still looks again */
+        w->batch_at = w->read_at;
+        w->batch_at_ms = w->read_at_ms;
         w->checking = 1;        /* the ZCARD sent with the read decides */
         return;
     }
@@ -1048,6 +1051,8 @@ send_read(offload_worker_t *w)
     }
 
     w->reading = 1;
+    w->read_at = offload_mono_us();
+    w->read_at_ms = offload_worker_redis_ms(w);
 }
 
 
