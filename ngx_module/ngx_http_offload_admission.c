@@ -25,7 +25,7 @@
 #define NGX_HTTP_OFFLOAD_ADMIT_QUEUES     256
 #define NGX_HTTP_OFFLOAD_ADMIT_REFRESH    1000
 /* a refused job reads it again, at most this often, for this long after
- * its queue's last node went (a restart takes less) */
+ * a read last found its queue served (a restart takes less) */
 #define NGX_HTTP_OFFLOAD_ADMIT_AGAIN      100
 #define NGX_HTTP_OFFLOAD_ADMIT_AGAIN_FOR  10000
 /* a cache older than this says nothing: the check lets jobs through */
@@ -41,9 +41,9 @@ typedef struct {
     size_t                        len;
     u_char                        name[OFFLOAD_QUEUE_NAME_MAX];
     double                        rate;       /* jobs per second */
-    ngx_msec_t                    unserved_at;
+    ngx_msec_t                    served_at;  /* the last read found it
+                                                 served */
     unsigned                      served:1;
-    unsigned                      was_served:1;
 } ngx_http_offload_served_t;
 
 
@@ -381,7 +381,10 @@ ngx_http_offload_admission_read(redisAsyncContext *ac, void *r,
     adm->by_sha = 1;
 
     for (i = 0; i < adm->nqueues; i++) {
-        adm->queues[i].was_served = adm->queues[i].served;
+        if (adm->queues[i].served) {
+            adm->queues[i].served_at = ngx_current_msec;
+        }
+
         adm->queues[i].served = 0;
         adm->queues[i].rate = 0;
     }
@@ -404,14 +407,6 @@ ngx_http_offload_admission_read(redisAsyncContext *ac, void *r,
 
         q->served = e[i + 1]->integer ? 1 : 0;
         q->rate = strtod(e[i + 2]->str, NULL);
-    }
-
-    for (i = 0; i < adm->nqueues; i++) {
-        q = &adm->queues[i];
-
-        if (q->was_served && !q->served) {
-            q->unserved_at = ngx_current_msec;
-        }
     }
 
     adm->read_at = ngx_current_msec;
@@ -481,10 +476,10 @@ ngx_http_offload_admission_listed(ngx_http_offload_ctx_t *ctx)
  * NGX_DECLINED when the registry, read within the last 3 s, knows the
  * queue and no node that is not drained serves it; the request's
  * Retry-After is set then.  A queue never listed is let through (its
- * stream decides: 404 when there is none).  Within 10 s of the queue's
- * last node going, a refusal reads the registry again when the last read
- * was asked 0.1 s ago: a node back from a restart is seen by the jobs
- * after the first it refuses, not up to a second later.  That costs each
+ * stream decides: 404 when there is none).  Within 10 s of a read that
+ * last found the queue served, a refusal reads the registry again when
+ * the last read was asked 0.1 s ago: a node back from a restart is seen
+ * by the jobs after the first it refuses, not up to a second later.  That costs each
  * nginx worker process at most ten reads a second, only while jobs for
  * the queue come, and only for those 10 s: a queue nobody serves for
  * good is read once a second again.
@@ -506,7 +501,7 @@ ngx_http_offload_admission_served(ngx_http_offload_ctx_t *ctx)
 
     adm = ctx->peer->admission;
 
-    if (ngx_current_msec - q->unserved_at < NGX_HTTP_OFFLOAD_ADMIT_AGAIN_FOR
+    if (ngx_current_msec - q->served_at < NGX_HTTP_OFFLOAD_ADMIT_AGAIN_FOR
         && ngx_current_msec - adm->asked_at >= NGX_HTTP_OFFLOAD_ADMIT_AGAIN)
     {
         ngx_http_offload_admission_ask(adm);

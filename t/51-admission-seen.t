@@ -50,6 +50,7 @@ ok(wait_until(sub { answer()->{status} == 503 }, scaled(5), 'unserved'),
 # read from here: the first may be one the last refusal asked for)
 next_read('nginx reads the registry once a second') for 1, 2;
 my $synced = time;
+# past 0.1 s, the least time between two reads nginx asks for
 sleep 0.15;
 # as a node's start writes them (the node's claim round forgot the name)
 redis_cmd('SET', $key, $doc, 'PX', 600_000);

@@ -34,6 +34,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "redis_clock.h"
 #include "redis_conn.h"
 #include "worker_state.h"
 
@@ -386,21 +387,25 @@ owned_cb(redisAsyncContext *ac, void *r, void *privdata)
  * batch waits for it); otherwise, or when it cannot be sent, 1.  The
  * batch holds entries of this consumer in id order, from one read: from
  * its first to its last, the consumer has at most a read's worth pending
- * (the batch, and entries of that read it could not take). */
+ * (the batch, and entries of that read it could not take).  On the job
+ * loop: a clock read and a load, no more, until the check is due. */
 int
 offload_cancelled_owned(offload_worker_t *w)
 {
-    int64_t  half = (int64_t) w->conf->claim_idle_ms / 2, now_ms;
+    int64_t  base, since_us;
 
-    if (w->batch == NULL) {
-        return 1;
+    since_us = offload_mono_us() - w->owned_at;
+
+    /* the jump of Redis' clock as the supervisor measures it: the time a
+     * paused VM's guest clock did not count */
+    base = offload_sb_clock_base(w->sb);
+    if (base != OFFLOAD_CLOCK_UNKNOWN
+        && w->owned_base_ms != OFFLOAD_CLOCK_UNKNOWN)
+    {
+        since_us += (base - w->owned_base_ms) * 1000;
     }
 
-    now_ms = offload_worker_redis_ms(w);
-
-    if (offload_mono_us() - w->batch_at < half * 1000
-        && now_ms - w->batch_at_ms < half)
-    {
+    if (since_us < (int64_t) w->conf->claim_idle_ms * 500) {
         return 1;
     }
 
@@ -416,8 +421,8 @@ offload_cancelled_owned(offload_worker_t *w)
     }
 
     /* as of its sending, as a read's */
-    w->batch_at = offload_mono_us();
-    w->batch_at_ms = now_ms;
+    w->owned_at = offload_mono_us();
+    w->owned_base_ms = base;
     w->owning = 1;
     return 0;
 }

@@ -953,10 +953,6 @@ read_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (w->batch) {
-        /* as of the read's sending: a node stopped after Redis had
-         * answered it still looks again */
-        w->batch_at = w->read_at;
-        w->batch_at_ms = w->read_at_ms;
         w->checking = 1;        /* the ZCARD sent with the read decides */
         return;
     }
@@ -1051,8 +1047,11 @@ send_read(offload_worker_t *w)
     }
 
     w->reading = 1;
-    w->read_at = offload_mono_us();
-    w->read_at_ms = offload_worker_redis_ms(w);
+
+    /* the batch it reads is ours as of the sending: a node stopped after
+     * Redis had answered still looks again (offload_cancelled_owned) */
+    w->owned_at = offload_mono_us();
+    w->owned_base_ms = offload_sb_clock_base(w->sb);
 }
 
 

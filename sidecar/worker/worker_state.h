@@ -210,11 +210,11 @@ struct offload_worker_s {
                                                    its cancel check */
     int                          owning;        /* the batch waits for its
                                                    ownership check */
-    int64_t                      read_at;       /* the last read sent */
-    int64_t                      read_at_ms;    /* the same, Redis' ms */
-    int64_t                      batch_at;      /* when the batch was read,
-                                                   or found still ours */
-    int64_t                      batch_at_ms;   /* the same, Redis' ms */
+    int64_t                      owned_at;      /* the read, or ownership
+                                                   check, last sent: the
+                                                   batch was ours then */
+    int64_t                      owned_base_ms; /* Redis' clock's base then
+                                                   (scoreboard.h) */
     int64_t                      record_ttl_ms; /* of the job completed */
     int                          body_keyed;    /* it has a body key */
     completion_t                *lost;          /* calls whose reply the
