@@ -379,7 +379,8 @@ announce(offload_link_t *link)
     offload_registry_t    *reg = link->reg;
     offload_supervisor_t  *sup = reg->sup;
 
-    if (!link->control || !link->conn.ready || !sup->leased) {
+    if (!link->control || !link->conn.ready || !sup->leased || reg->leaving)
+    {
         return;
     }
 
@@ -458,7 +459,7 @@ leased(void *data, int held)
 static void
 keep_lease(offload_link_t *link)
 {
-    if (link == lease_link(link->reg)
+    if (!link->reg->leaving && link == lease_link(link->reg)
         && offload_lease_keep(&link->conn, link->reg->lease_key,
                               1000 * doc_ttl_s(link->reg->sup), link->name,
                               leased, link)
@@ -607,7 +608,7 @@ heartbeat_link(offload_link_t *link)
     const char           **argv;
     offload_supervisor_t  *sup = link->reg->sup;
 
-    if (!link->conn.ready) {
+    if (!link->conn.ready || link->reg->leaving) {
         return;
     }
 
@@ -924,7 +925,11 @@ offload_registry_remove(offload_registry_t *reg, offload_registry_done_pt done)
     size_t                 l;
     offload_redis_conn_t  *conn;
 
+    /* a heartbeat's answers still on their way would write the node's
+     * document again, for its lifetime, after its removal: nginx would
+     * take jobs for a node that is gone */
     ev_timer_stop(reg->sup->loop, &reg->heartbeat);
+    reg->leaving = 1;
     reg->on_removed = done;
     reg->removing = 1;              /* until every command is sent */
 

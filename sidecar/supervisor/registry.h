@@ -54,6 +54,7 @@ struct offload_registry_s {
     char                          lease_key[OFFLOAD_KEY_MAX];
     offload_registry_done_pt      on_removed;
     size_t                        removing;  /* links yet to answer */
+    unsigned                      leaving:1; /* removed: written no more */
 };
 
 /* Connects to every distinct Redis of sup's queues.  Returns 0, or -1 when

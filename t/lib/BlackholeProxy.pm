@@ -15,8 +15,10 @@ package BlackholeProxy;
 # read and dropped, the sockets kept open.  Started with hold_from, it
 # plays a slow path for one connection: the first whose client's bytes
 # match has them (from the read that matched on) held, not passed on,
-# until release(), while every other connection goes on.  Runs in a child
-# process; core Perl only.
+# until release(), while every other connection goes on.  Started with
+# lag => $s, it plays a slow way back: the server's answers reach their
+# clients $s seconds after they came, in their order, while what clients
+# send goes on at once.  Runs in a child process; core Perl only.
 
 use strict;
 use warnings;
@@ -26,7 +28,7 @@ use POSIX ();
 use Time::HiRes ();
 
 # start($target_port, hold_on => qr/.../, mute_on => qr/.../,
-#       hold_from => qr/.../) -> { pid, port }
+#       hold_from => qr/.../, lag => $s) -> { pid, port }
 sub start {
     my ($class, $target, %o) = @_;
     my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
@@ -92,9 +94,10 @@ sub stop {
 # no proxy outlives a test that died without its END block).
 sub run {
     my ($listen, $target, $parent, $inject, %o) = @_;
-    my ($hold_on, $mute_on, $hold_from) = @o{qw(hold_on mute_on hold_from)};
+    my ($hold_on, $mute_on, $hold_from, $lag) =
+        @o{qw(hold_on mute_on hold_from lag)};
     my (%peer, %frozen, %client, %tail, %held, %mute_tail, %muted);
-    my (%from_tail, @stashed);
+    my (%from_tail, @stashed, @late);
     my ($freeze, $release, $holding) = (0, 0, 0);
     local $SIG{USR1} = sub { $freeze = 1 };
     local $SIG{USR2} = sub { $release = 1 };
@@ -121,7 +124,12 @@ sub run {
             }
             ($release, $holding, $hold_on, $hold_from) = (0, 0, undef, undef);
         }
-        my @ready = $sel->can_read(0.5);
+        while (@late && $late[0][0] <= Time::HiRes::time()) {
+            my (undef, $c, $bytes) = @{ shift @late };
+            syswrite_all($c, $bytes) if $peer{$c};
+        }
+        my $wait = @late ? $late[0][0] - Time::HiRes::time() : 0.5;
+        my @ready = $sel->can_read($wait < 0 ? 0 : $wait > 0.5 ? 0.5 : $wait);
         for my $s (@ready) {
             if ($s == $listen) {
                 my $c = $listen->accept or next;
@@ -163,6 +171,10 @@ sub run {
                 push @stashed, [ $s, $buf ];
                 $sel->remove($s);
                 $hold_from = undef;
+                next;
+            }
+            if ($lag && !$client{$s}) {
+                push @late, [ Time::HiRes::time() + $lag, $p, $buf ];
                 next;
             }
             syswrite_all($p, $buf) unless $muted{$s};
