@@ -883,8 +883,8 @@ static ngx_int_t
 ngx_http_offload_status_query(ngx_http_offload_peer_t *peer)
 {
     int                       argc;
-    const char               *argv[12];
-    size_t                    argvlen[12];
+    const char               *argv[13];
+    size_t                    argvlen[13];
     ngx_http_offload_link_t  *link;
 
     /* the registry is on the control shard of a cluster */
@@ -916,12 +916,14 @@ ngx_http_offload_status_query(ngx_http_offload_peer_t *peer)
         argvlen[argc++] = ngx_strlen(offload_nodes_script);
     }
 
-    argv[argc] = "2";
+    argv[argc] = "3";
     argvlen[argc++] = 1;
     argv[argc] = OFFLOAD_NODES_KEY;
     argvlen[argc++] = sizeof(OFFLOAD_NODES_KEY) - 1;
     argv[argc] = OFFLOAD_CRASHES_KEY;
     argvlen[argc++] = sizeof(OFFLOAD_CRASHES_KEY) - 1;
+    argv[argc] = OFFLOAD_QUEUES_KEY;
+    argvlen[argc++] = sizeof(OFFLOAD_QUEUES_KEY) - 1;
     argv[argc] = "cache";
     argvlen[argc++] = 5;
     argv[argc] = "";

@@ -14,9 +14,6 @@
 #include "offload_slot.h"
 
 
-#define OFFLOAD_STR(n)    OFFLOAD_STR_(n)
-#define OFFLOAD_STR_(n)   #n
-
 /*
  * Now, ms since the epoch by Redis' clock, as a decimal string: TIME's
  * seconds and the first three of its microseconds' six digits, asked once
@@ -556,32 +553,12 @@ const char  offload_touch_script[] =
     "return 1\n";
 
 const char  offload_queue_stats_script[] =
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    OFFLOAD_QUEUE_FIGURES_LUA
     "local out = {}\n"
     "for i = 1, #KEYS, 3 do\n"
-    "  local lag, pending, last, found = false, 0, '0-0', false\n"
-    "  local groups = redis.pcall('XINFO', 'GROUPS', KEYS[i])\n"
-    "  if not groups.err then\n"
-    "    for _, g in ipairs(groups) do\n"
-    "      local f = {}\n"
-    "      for j = 1, #g, 2 do f[g[j]] = g[j + 1] end\n"
-    "      if f['name'] == ARGV[1] then\n"
-    "        lag, pending = f['lag'], f['pending']\n"
-    "        last, found = f['last-delivered-id'], true\n"
-    "      end\n"
-    "    end\n"
-    "  end\n"
+    "  local lag, pending, oldest, found = queue_figures(KEYS[i], ARGV[1])\n"
     "  if not found and ARGV[(i + 2) / 3 + 1] == '1' then\n"
     "    redis.pcall('XGROUP', 'CREATE', KEYS[i], ARGV[1], '0', 'MKSTREAM')\n"
-    "  end\n"
-    "  if not lag then\n"
-    "    lag = math.max(0, redis.call('XLEN', KEYS[i]) - pending)\n"
-    "  end\n"
-    "  local oldest = 0\n"
-    "  local e = redis.call('XRANGE', KEYS[i], '(' .. last, '+', 'COUNT', 1)\n"
-    "  if e[1] then\n"
-    "    oldest = math.max(0, now - tonumber(string.match(e[1][1], '^%d+')))\n"
     "  end\n"
     "  local held = {}\n"
     "  local p = redis.pcall('XPENDING', KEYS[i], ARGV[1])\n"

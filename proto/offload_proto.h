@@ -39,6 +39,10 @@
  * job's result: OFFLOAD_STREAM_HEAD <queue> OFFLOAD_RESULT_MID <job id>, put
  * together by hand (offload_stream_key, offload_result_key): nginx makes
  * both for every job */
+/* a number macro as a string literal, for the scripts' text */
+#define OFFLOAD_STR(n)             OFFLOAD_STR_(n)
+#define OFFLOAD_STR_(n)            #n
+
 #define OFFLOAD_STREAM_HEAD        "offload:{"
 #define OFFLOAD_STREAM_TAIL        "}:jobs"
 #define OFFLOAD_RESULT_MID         "}:result:"
@@ -50,6 +54,11 @@
 #define OFFLOAD_NODE_FMT           OFFLOAD_NODE_PREFIX "%s"
 #define OFFLOAD_NODE_RUNS_FMT      OFFLOAD_NODE_PREFIX "%s:runs"
 #define OFFLOAD_NODES_KEY          "offload:{ctl}:nodes"
+/* Every queue a node served, and when it last did (ms by Redis' clock): a
+ * hash the nodes write every heartbeat.  offload_nodes_script reads from
+ * it the queues no live node serves, whose jobs wait for nobody: they
+ * would vanish from status and metrics with their last node otherwise. */
+#define OFFLOAD_QUEUES_KEY         "offload:{ctl}:queues"
 #define OFFLOAD_DRAIN_FMT          "offload:{ctl}:drain:%s"
 /* A drain flag lives this long after its node last read it (every
  * heartbeat): that of a node gone for good does not stay for ever. */
@@ -611,6 +620,45 @@ extern const char  offload_touch_script[];
  * hold pending entries with their counts (name, count, name, count...),
  * and the jobs waiting in the retry set.
  */
+/*
+ * queue_figures(stream, group), Lua: a queue's figures, by reads only
+ * (offload_queue_stats_script, and offload_nodes_script for a queue no
+ * node serves): the entries no consumer of group has read (its lag, or,
+ * when Redis cannot tell it after deletions, the stream's length less the
+ * pending ones), the entries read and not acknowledged, the age in ms of
+ * the oldest unread one by Redis' clock (0: none), and whether the group
+ * exists.
+ */
+#define OFFLOAD_QUEUE_FIGURES_LUA                                            \
+    "local function queue_figures(stream, group)\n"                          \
+    "  local t = redis.call('TIME')\n"                                       \
+    "  local now = tonumber(t[1]) * 1000"                                    \
+    " + math.floor(tonumber(t[2]) / 1000)\n"                                 \
+    "  local lag, pending, last, found = false, 0, '0-0', false\n"           \
+    "  local groups = redis.pcall('XINFO', 'GROUPS', stream)\n"              \
+    "  if not groups.err then\n"                                             \
+    "    for _, g in ipairs(groups) do\n"                                    \
+    "      local f = {}\n"                                                   \
+    "      for j = 1, #g, 2 do f[g[j]] = g[j + 1] end\n"                     \
+    "      if f['name'] == group then\n"                                     \
+    "        lag, pending = f['lag'], f['pending']\n"                        \
+    "        last, found = f['last-delivered-id'], true\n"                   \
+    "      end\n"                                                            \
+    "    end\n"                                                              \
+    "  end\n"                                                                \
+    "  if not lag then\n"                                                    \
+    "    lag = math.max(0, redis.call('XLEN', stream) - pending)\n"          \
+    "  end\n"                                                                \
+    "  local oldest = 0\n"                                                   \
+    "  local e = redis.call('XRANGE', stream, '(' .. last, '+',"             \
+    " 'COUNT', 1)\n"                                                         \
+    "  if e[1] then\n"                                                       \
+    "    oldest = math.max(0,"                                               \
+    " now - tonumber(string.match(e[1][1], '^%d+')))\n"                      \
+    "  end\n"                                                                \
+    "  return lag, pending, oldest, found\n"                                 \
+    "end\n"
+
 extern const char  offload_queue_stats_script[];
 
 /*
@@ -789,6 +837,7 @@ extern const char  offload_drop_cancelled_script[];
  * offload_status, offload_metrics and offloadctl.
  *   KEYS[1] offload:{ctl}:nodes
  *   KEYS[2] offload:{ctl}:crashes
+ *   KEYS[3] offload:{ctl}:queues
  *                           ARGV[1] "json" or "prom"
  *                           ARGV[2] sort workers by: memory, cpu, queue
  *                                   (entries held), restarts, jobs, or ""
@@ -806,15 +855,20 @@ extern const char  offload_drop_cancelled_script[];
  * of a JSON object without its braces.  A queue several nodes serve gets
  * its run-time quantiles from their windows' fine buckets added
  * (offload:{ctl}:node:<name>:runs), when every one of them has published them
- * (JSON and "cache").  "prom" returns the nodes' figures as Prometheus
- * text.  "cache" (what nginx keeps in its status cache) returns
- * everything unsorted and unlimited, as an array: the nodes' documents,
- * the queues' members and the crash reports, each joined by commas; an
- * array of the workers' JSON; an array of the Prometheus families, a
- * header then its samples for each; an array of integers, the workers'
- * sort keys (memory, cpu, queue, restarts, jobs, times 1000), five per
- * worker; last, the malformed documents (below) joined by commas.  With
- * ARGV[5] every document, queue and worker says "redis":ARGV[5].
+ * (JSON and "cache").  A queue some node served within OFFLOAD_DRAIN_TTL_S
+ * (KEYS[3]) that no live node serves is "unserved": its figures are read
+ * from its stream here, and "unserved_ms" says since when, by Redis'
+ * clock (a queue on another shard of a Cluster is left out).  "prom"
+ * returns the nodes' figures as Prometheus text, and each queue's live
+ * nodes (offload_queue_nodes).  "cache" (what nginx keeps in its status
+ * cache) returns everything unsorted and unlimited, as an array: the
+ * nodes' documents, the queues' members and the crash reports, each
+ * joined by commas; an array of the workers' JSON; an array of the
+ * Prometheus families, a header then its samples for each; an array of
+ * integers, the workers' sort keys (memory, cpu, queue, restarts, jobs,
+ * times 1000), five per worker; last, the malformed documents (below)
+ * joined by commas.  With ARGV[5] every document, queue and worker says
+ * "redis":ARGV[5].
  * A document not of the types the script relies on is left out and
  * named: {"node":..., "error":...} in the member "malformed_nodes" (JSON)
  * and the last element (cache), offload_node_malformed{node} 1 (prom).

@@ -297,6 +297,12 @@ HTTP
 is(stop_sidecar(), 0, 'the sidecar exits 0 on SIGTERM');
 is(redis_cmd('SISMEMBER', 'offload:{ctl}:nodes', node_name()), 0,
     'the node left offload:{ctl}:nodes');
+ok(wait_until(sub {
+    my $q = (http('GET', '/status')->{json}{queues} || {})->{crash} || {};
+    ($q->{state} // '') eq 'unserved' && defined $q->{dead}
+        && defined $q->{retrying} }, scaled(10), 'unserved'),
+    'offload_status lists the queues left without a node, their dead '
+    . 'letters and retries too (read as offload-nginx)');
 
 # ---- Redis refused nothing
 is_deeply(redis_cmd('KEYS', 'offload:{parked}:body:*'), [ $parked ],

@@ -245,12 +245,12 @@ ctl_queues(ctl_t *ctl, int argc, char **argv)
 
     width = ctl_keys_width(queues, 16);
 
-    printf("%-*s %-7s %7s %7s %7s %7s %7s %7s %7s %6s %6s\n", width, "QUEUE",
+    printf("%-*s %-8s %7s %7s %7s %7s %7s %7s %7s %6s %6s\n", width, "QUEUE",
            "STATE", "WORKERS", "BACKLOG", "PENDING", "OLDEST", "JOBS/S",
            "RUN-P50", "RUN-P99", "DEAD", "RETRY");
 
     json_object_foreach(queues, name, q) {
-        printf("%-*s %-7s %7lld %7s %7s %7s %7s %7s %7s %6s %6s\n", width,
+        printf("%-*s %-8s %7lld %7s %7s %7s %7s %7s %7s %6s %6s\n", width,
                name, ctl_text(q, "state"), ctl_int(q, "workers"),
                figure(b[0], sizeof(b[0]), q, "backlog", COUNT),
                figure(b[1], sizeof(b[1]), q, "pending", COUNT),

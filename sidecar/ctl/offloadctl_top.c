@@ -81,14 +81,14 @@ draw_queues(screen_t *scr, json_t *queues)
     json_t      *q;
     const char  *name;
 
-    line(scr, 1, "%-16s %-7s %4s %7s %7s %7s %7s %8s %6s", "QUEUE", "STATE",
+    line(scr, 1, "%-16s %-8s %4s %7s %7s %7s %7s %8s %6s", "QUEUE", "STATE",
          "WRK", "BACKLOG", "PENDING", "OLDEST", "JOBS/S", "RUN-P99", "DEAD");
 
     json_object_foreach(queues, name, q) {
         ctl_duration(oldest, sizeof(oldest), ctl_int(q, "oldest_ms"));
         ctl_run_time(p99, sizeof(p99), ctl_num(q, "run_p99_ms"));
 
-        line(scr, 0, "%-16.16s %-7s %4lld %7lld %7lld %7s %7.1f %8s %6lld",
+        line(scr, 0, "%-16.16s %-8s %4lld %7lld %7lld %7s %7.1f %8s %6lld",
              name, ctl_text(q, "state"), ctl_int(q, "workers"),
              ctl_int(q, "backlog"), ctl_int(q, "pending"), oldest,
              ctl_num(q, "jobs_per_s"), p99, ctl_int(q, "dead"));

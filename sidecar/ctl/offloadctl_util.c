@@ -233,10 +233,10 @@ nodes_of(ctl_t *ctl, const char *sort, int limit)
 
     snprintf(lim, sizeof(lim), "%d", limit);
 
-    reply = ctl_command(ctl, "EVAL %s 2 %s %s json %s %s %s",
+    reply = ctl_command(ctl, "EVAL %s 3 %s %s %s json %s %s %s",
                         offload_nodes_script, OFFLOAD_NODES_KEY,
-                        OFFLOAD_CRASHES_KEY, sort, limit > 0 ? lim : "",
-                        OFFLOAD_NODE_PREFIX);
+                        OFFLOAD_CRASHES_KEY, OFFLOAD_QUEUES_KEY, sort,
+                        limit > 0 ? lim : "", OFFLOAD_NODE_PREFIX);
     if (reply == NULL) {
         return NULL;
     }

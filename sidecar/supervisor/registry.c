@@ -371,6 +371,45 @@ doc_ttl_s(const offload_supervisor_t *sup)
 }
 
 
+/* Stamps the link's queues served now (OFFLOAD_QUEUES_KEY), by Redis'
+ * clock: the queues that outlive their last node in status and metrics. */
+static void
+served(offload_link_t *link)
+{
+    char                   now[24];
+    size_t                 p, n = 2;
+    const char           **argv;
+    offload_supervisor_t  *sup = link->reg->sup;
+
+    argv = calloc(2 + 2 * sup->npools, sizeof(char *));
+    if (argv == NULL) {
+        return;
+    }
+
+    snprintf(now, sizeof(now), "%lld",
+             (long long) offload_redis_clock_ms(&link->conn));
+    argv[0] = "HSET";
+    argv[1] = OFFLOAD_QUEUES_KEY;
+
+    for (p = 0; p < sup->npools; p++) {
+        if (on_link(link, &sup->pools[p])) {
+            argv[n++] = sup->pools[p].queue->name;
+            argv[n++] = now;
+        }
+    }
+
+    if (n > 2
+        && offload_redis_command_argv(&link->conn, written_cb, link, (int) n,
+                                      argv, NULL)
+           != REDIS_OK)
+    {
+        log_warn("%s: cannot stamp its queues served", link->name);
+    }
+
+    free(argv);
+}
+
+
 static void
 announce(offload_link_t *link)
 {
@@ -413,6 +452,8 @@ announce(offload_link_t *link)
 
     free(json);
     free(runs);
+
+    served(link);
 }
 
 

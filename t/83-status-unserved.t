@@ -1,0 +1,84 @@
+#!/usr/bin/perl
+# A queue whose every node is gone stays in status, metrics and offloadctl,
+# "unserved", its figures read from its stream: its jobs wait for nobody,
+# which an operator must see most of all (an alert on its backlog, on its
+# oldest job's age, or on offload_queue_nodes == 0).  They used to vanish
+# with the queue's last node.  A queue no node served for a week, or whose
+# stream is gone, is not listed.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use OffloadTest;
+
+my $conf = <<'CONF';
+queue sleep { handler sleep; workers 1; }
+queue echo { handler echo; workers 1; }
+CONF
+
+start_redis();
+start_sidecar(conf => $conf);
+start_async_nginx(server => "location = /metrics { offload_metrics; }\n"
+    . "location = /status { offload_status; }\n");
+
+my $ctl = build_path('offloadctl') . ' -r 127.0.0.1:' . redis_port();
+
+sub metric {
+    my ($name, $queue) = @_;
+    my $text = http('GET', '/metrics')->{content} // '';
+    return $text =~ /^\Q$name\E\{queue="\Q$queue\E"\} (\S+)$/m ? $1 : undef;
+}
+sub queue_status { http('GET', '/status')->{json}{queues}{ $_[0] } // {} }
+
+ok(wait_until(sub { (metric('offload_queue_nodes', 'sleep') // -1) == 1 },
+    scaled(5), 'served'), 'a served queue: offload_queue_nodes 1');
+is(queue_status('sleep')->{state}, 'ok', 'its state: ok');
+
+# ---- every node gone, jobs waiting
+is(stop_sidecar(), 0, 'the only node stops');
+for (1 .. 3) {
+    like(`$ctl submit sleep '{"ms":1}'`, qr/^\w{32}$/, 'a job submitted');
+}
+ok(wait_until(sub { (metric('offload_queue_backlog', 'sleep') // -1) == 3 },
+    scaled(10), 'backlog seen'), 'offload_queue_backlog: the 3 jobs waiting');
+is(metric('offload_queue_nodes', 'sleep'), 0, 'offload_queue_nodes 0');
+ok((metric('offload_queue_oldest_seconds', 'sleep') // 0) > 0,
+    'offload_queue_oldest_seconds of the oldest');
+is(metric('offload_queue_nodes', 'echo'), 0, 'the idle queue is listed too');
+my $q = queue_status('sleep');
+is($q->{state}, 'unserved', 'status: state unserved');
+is_deeply([ @$q{qw(workers nodes backlog pending)} ], [ 0, 0, 3, 0 ],
+    'no workers, no nodes, 3 waiting, none running');
+ok(defined $q->{unserved_ms} && $q->{unserved_ms} >= 0,
+    'unserved_ms: since when no node serves it');
+my $out = `$ctl queues`;
+like($out, qr/^sleep\s+unserved\s+0\s+3\s/m, 'offloadctl queues: unserved');
+my ($head, @rows) = split /\n/, $out;
+my $end = index($head, 'WORKERS') + length('WORKERS') - 1;
+ok(!grep({ substr($_, $end, 2) !~ /^\S / } @rows),
+    'in its columns (WORKERS, after the wider state, aligned)');
+
+# ---- forgotten: served a week ago, or its stream gone
+my $week_ago = (redis_cmd('TIME')->[0] - 8 * 86400) * 1000;
+redis_cmd('XGROUP', 'CREATE', 'offload:{old}:jobs', 'workers', '$',
+    'MKSTREAM');
+redis_cmd('HSET', 'offload:{ctl}:queues', 'old', $week_ago,
+    'gone', $week_ago + 8 * 86400 * 1000, 'odd', 'not a time');
+redis_cmd('XGROUP', 'CREATE', 'offload:{odd}:jobs', 'workers', '$',
+    'MKSTREAM');
+ok(wait_until(sub {
+    my $s = http('GET', '/status')->{json}{queues} // {};
+    $s->{sleep} && !$s->{old} && !$s->{gone} && !$s->{odd} }, scaled(5),
+    'listed'), 'a queue last served 8 days ago, one without a stream and '
+    . 'one with a malformed time are not listed');
+
+# ---- a node serves it again
+start_sidecar(conf => $conf);
+ok(wait_until(sub { (metric('offload_queue_backlog', 'sleep') // -1) == 0
+                    && queue_status('sleep')->{state} eq 'ok' }, scaled(10),
+    'served again'), 'a node back: the jobs run, the queue is ok again');
+is(metric('offload_queue_nodes', 'sleep'), 1, 'offload_queue_nodes 1');
+ok(!exists queue_status('sleep')->{unserved_ms}, 'no unserved_ms');
+finish();
