@@ -43,6 +43,11 @@ my ($rc, $out) = run('--help');
 is($rc, 0, '--help: exit 0');
 like($out, qr/^usage: offloadctl/, '--help prints the usage');
 like($out, qr/^\s+replay JOB/m, 'and lists replay');
+# every exit status a command can give is in the help and in the man page
+# (t/15-exec: replay's 4)
+like($out, qr/exit status: .*\b4 replay/s, 'the help names exit status 4');
+like(slurp("$FindBin::Bin/../docs/man/offloadctl.8"),
+    qr/^\.B 4\n\.BR replay :/m, 'so does offloadctl(8)');
 ($rc, $out) = run('no-such-command');
 is($rc, 2, 'unknown command: exit 2');
 ($rc) = run('dead');
@@ -269,6 +274,8 @@ is($rows[0], 'leak', 'top -b -s memory: the leaking worker first')
     or diag($out);
 is(scalar @rows, 5, 'every worker listed');
 ok(!grep({ length > 80 } split /\n/, $out), 'fits 80 columns');
+like($out, qr/^NODE .* RST UPTIME$/m, 'whole: the last column is not cut');
+like($out, qr/^\Q$node\E .* \d+(?:\.\d)?[smhd]\S*$/m, '... nor its figures');
 
 # ---- top in a real terminal (tmux): draws, re-sorts on a key, q quits
 SKIP: {

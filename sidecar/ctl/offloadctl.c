@@ -125,7 +125,8 @@ usage(FILE *out)
         "  -h, --help          this help\n"
         "\n"
         "exit status: 0 ok, 1 error or not found, 2 usage, 3 submit's "
-        "outcome unknown\n");
+        "outcome unknown,\n"
+        "             4 replay's handler process died or answered wrong\n");
 }
 
 

@@ -103,7 +103,8 @@ draw_workers(screen_t *scr, json_t *workers)
     size_t   i;
     json_t  *w;
 
-    line(scr, 1, "%-10s %-10s %3s %7s %-7s %6s %5s %5s %4s %7s %4s %6s",
+    /* 80 columns: the last one, UPTIME, was cut off */
+    line(scr, 1, "%-9s %-9s %3s %7s %-7s %6s %5s %4s %4s %6s %3s %6s",
          "NODE", "QUEUE", "SLT", "PID", "STATE", "RSS", "FDS", "CPU%", "HELD",
          "JOBS", "RST", "UPTIME");
 
@@ -117,8 +118,8 @@ draw_workers(screen_t *scr, json_t *workers)
                      ctl_num(w, "cpu_user") + ctl_num(w, "cpu_sys"));
         }
 
-        line(scr, 0, "%-10.10s %-10.10s %3lld %7lld %-7.7s %6s %5lld %5s "
-             "%4lld %7lld %4lld %6s", ctl_text(w, "node"),
+        line(scr, 0, "%-9.9s %-9.9s %3lld %7lld %-7.7s %6s %5lld %4s "
+             "%4lld %6lld %3lld %6s", ctl_text(w, "node"),
              ctl_text(w, "queue"), ctl_int(w, "slot"), ctl_int(w, "pid"),
              ctl_text(w, "state"), rss, ctl_int(w, "fds"), cpu,
              ctl_int(w, "held"),
