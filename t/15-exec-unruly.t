@@ -87,6 +87,11 @@ is(scalar @{ stream_entries('offload:{deaf}:dead') }, 0,
 $what = 'killed by SIGKILL (closed its stdin between jobs)';
 like(slurp($log), qr/handler process $deaf_pid \Q$what\E/,
     'the log says what the process did');
+my $left = 'left: its handler process killed by SIGKILL';
+like(slurp($log),
+    qr/worker deaf:0: pid \d+ $left \(\w+\) between jobs, holding no job/,
+    'and the worker\'s end names the process, between jobs (it was not '
+    . 'stopping)');
 
 # ---- deadlines too far to scale to us (timeout off): no deadline
 my $n = 0;

@@ -53,6 +53,7 @@ json_t *
 offload_crash_report(const offload_crash_t *c)
 {
     int                       sig, busy;
+    char                      when[32];
     size_t                    i;
     offload_sb_state_e        state;
     json_t                   *report, *frames;
@@ -75,10 +76,20 @@ offload_crash_report(const offload_crash_t *c)
                   c->queue, c->slot, (int) c->pid, c->how,
                   offload_fail_reason_name(c->reason), sb->attempt);
     } else {
-        log_error("worker %s:%d: pid %d %s (%s) while %s, holding no job",
+        /* a worker whose exec handler's process died between jobs stops
+         * for it: it was not stopping before */
+        if (state == OFFLOAD_SB_STOPPING
+            && sb->exit_reason == OFFLOAD_SB_EXIT_HANDLER_PROCESS)
+        {
+            snprintf(when, sizeof(when), "between jobs");
+        } else {
+            snprintf(when, sizeof(when), "while %s",
+                     offload_sb_state_name(state));
+        }
+
+        log_error("worker %s:%d: pid %d %s (%s) %s, holding no job",
                   c->queue, c->slot, (int) c->pid, c->how,
-                  offload_fail_reason_name(c->reason),
-                  offload_sb_state_name(state));
+                  offload_fail_reason_name(c->reason), when);
     }
 
     report = json_pack("{s:s,s:s,s:i,s:i,s:s,s:I,s:I,s:I,s:I,s:I}",

@@ -800,7 +800,8 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
         && slot->sb->child_status != -1)
     {
         status = slot->sb->child_status;
-        describe_exit(status, how, sizeof(how));
+        len = snprintf(how, sizeof(how), "left: its handler process ");
+        describe_exit(status, how + len, sizeof(how) - len);
     }
 
     if (slot->sb->exit_reason == OFFLOAD_SB_EXIT_INIT_FAILED) {
