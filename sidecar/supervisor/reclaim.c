@@ -37,6 +37,8 @@ typedef struct {
 typedef struct {
     char                     entry[64];
     char                     job_id[160];
+    char                     request_id[160];   /* for its lines' context */
+    char                     trace_id[OFFLOAD_TRACE_ID_LEN + 1];
     offload_reclaim_done_pt  done;
     void                    *data;
 } fail_t;
@@ -68,7 +70,7 @@ fail_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     (void) ac;
 
-    offload_log_job_ids(f->job_id, NULL, NULL);
+    offload_log_job_ids(f->job_id, f->request_id, f->trace_id);
 
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
         /* Not sent again: a refused script did nothing (it acks last), and
@@ -422,6 +424,13 @@ fail_fields(offload_redis_conn_t *conn, const offload_conf_t *conf,
              entry_id->data);
     snprintf(f->job_id, sizeof(f->job_id), "%.*s", (int) job.id.len,
              job.id.data);
+    snprintf(f->request_id, sizeof(f->request_id), "%.*s",
+             (int) job.request_id.len, job.request_id.data);
+    if (job.traceparent.len > 0) {
+        snprintf(f->trace_id, sizeof(f->trace_id), "%.*s",
+                 OFFLOAD_TRACE_ID_LEN,
+                 job.traceparent.data + OFFLOAD_TRACE_ID_AT);
+    }
     f->done = done;
     f->data = data;
 
