@@ -60,6 +60,14 @@ my $end = index($head, 'WORKERS') + length('WORKERS') - 1;
 ok(!grep({ substr($_, $end, 2) !~ /^\S / } @rows),
     'in its columns (WORKERS, after the wider state, aligned)');
 
+# a job waited for: the wait that runs out says where to look
+$out = `$ctl submit --wait --timeout 200ms sleep '{"ms":1}' 2>&1`;
+is($? >> 8, 1, 'submit --wait to the unserved queue: exit 1 at its timeout');
+my $look = 'the job may still wait in the queue: `offloadctl queues` tells '
+    . 'whether a node serves sleep';
+like($out, qr/no result .* within 200 ms\n.*\Q$look\E/,
+    'saying where to look');
+
 # ---- forgotten: served a week ago, or its stream gone
 my $week_ago = (redis_cmd('TIME')->[0] - 8 * 86400) * 1000;
 redis_cmd('XGROUP', 'CREATE', 'offload:{old}:jobs', 'workers', '$',

@@ -249,6 +249,15 @@ ctl_submit(ctl_t *ctl, int argc, char **argv)
     }
 
     fprintf(stderr, "offloadctl submit: %s\n", offload_client_error(c));
+
+    /* what a wait that ran out cannot tell by itself */
+    if (rc == OFFLOAD_CLIENT_TIMEOUT) {
+        fprintf(stderr, "offloadctl submit: the job may still wait in the "
+                "queue: `offloadctl queues` tells whether a node serves %s "
+                "(state unserved: none does), `offloadctl result %s %s` "
+                "reads its result later\n", argv[optind], argv[optind], id);
+    }
+
     offload_client_free(c);
     return rc == OFFLOAD_CLIENT_INVALID ? CTL_USAGE : CTL_FAIL;
 }
