@@ -30,7 +30,7 @@ const char  offload_nodes_script[] =
     "local names = redis.call('SMEMBERS', KEYS[1])\n"
     "table.sort(names)\n"
     "local nodes, raw, workers, queues, qnames = {}, {}, {}, {}, {}\n"
-    "local bad = {}\n"
+    "local bad, listed = {}, {}\n"
     "local rank = { ok = 0, cooling = 1, failed = 2 }\n"
     /* a document is checked for every type the rest of the script relies
      * on before any of it is added up: a malformed one (another program,
@@ -183,6 +183,10 @@ const char  offload_nodes_script[] =
     "  end\n"
     "  if not ok then\n"
     "    bad[#bad + 1] = { node = n, error = tostring(err), redis = tag }\n"
+    /* its queues are not unserved: a live node lists them */
+    "    if type(d) == 'table' and type(d.queues) == 'table' then\n"
+    "      for qn, _ in pairs(d.queues) do listed[qn] = true end\n"
+    "    end\n"
     "  end\n"
     "end\n"
     /* the queues no live node serves: their jobs wait for nobody, which
@@ -196,14 +200,14 @@ const char  offload_nodes_script[] =
     "    local stream = '" OFFLOAD_STREAM_HEAD "' .. qn .. '"
     OFFLOAD_STREAM_TAIL "'\n"
     "    local ok, lag, pending, oldest\n"
-    "    if not queues[qn] and at and now - at < "
+    "    if not queues[qn] and not listed[qn] and at and now - at < "
     OFFLOAD_STR(OFFLOAD_DRAIN_TTL_S) " * 1000\n"
     "       and redis.pcall('EXISTS', stream) == 1 then\n"
     "      ok, lag, pending, oldest = pcall(queue_figures, stream, '"
     OFFLOAD_GROUP "')\n"
     "    end\n"
     "    if ok then\n"
-    /* what an ACL does not let it read is null, not a failure */
+    /* what an ACL does not let it read is left out, not a failure */
     "      local function count(cmd, key)\n"
     "        local n = redis.pcall(cmd, 'offload:{' .. qn .. '}:' .. key)\n"
     "        if type(n) == 'number' then return n end\n"

@@ -35,14 +35,14 @@
  * OFFLOAD_CANCEL_FMT); node-level keys (the registry, drain flags, events,
  * crashes) all carry the tag {ctl}, so they share one slot too.
  */
-/* a queue's stream: OFFLOAD_STREAM_HEAD <queue> OFFLOAD_STREAM_TAIL, a
- * job's result: OFFLOAD_STREAM_HEAD <queue> OFFLOAD_RESULT_MID <job id>, put
- * together by hand (offload_stream_key, offload_result_key): nginx makes
- * both for every job */
 /* a number macro as a string literal, for the scripts' text */
 #define OFFLOAD_STR(n)             OFFLOAD_STR_(n)
 #define OFFLOAD_STR_(n)            #n
 
+/* a queue's stream: OFFLOAD_STREAM_HEAD <queue> OFFLOAD_STREAM_TAIL, a
+ * job's result: OFFLOAD_STREAM_HEAD <queue> OFFLOAD_RESULT_MID <job id>, put
+ * together by hand (offload_stream_key, offload_result_key): nginx makes
+ * both for every job */
 #define OFFLOAD_STREAM_HEAD        "offload:{"
 #define OFFLOAD_STREAM_TAIL        "}:jobs"
 #define OFFLOAD_RESULT_MID         "}:result:"
@@ -603,24 +603,6 @@ extern const char  offload_forget_consumers_script[];
 extern const char  offload_touch_script[];
 
 /*
- * Queue stats: for each queue, what its stream holds.
- *   KEYS[3i-2] stream       ARGV[1] group
- *   KEYS[3i-1] dead stream  ARGV[i+1] '1': the queue is served here
- *   KEYS[3i]   retry set
- * A served queue whose stream or group is gone (Redis restarted empty, a
- * FLUSHALL, a DEL) gets them again here, within a heartbeat, not when its
- * workers next read (after the jobs they run: minutes): meanwhile nginx
- * answers its jobs 404 unknown_queue.  A refusal (OOM, an ACL) is let be.
- * Returns, per queue, { backlog, pending, oldest, dead, held, retrying }:
- * entries
- * no consumer has read (the group's lag, or, when Redis cannot tell it
- * after deletions, the stream's length less the pending ones), entries read
- * and not acknowledged, the age in ms of the oldest unread entry by Redis'
- * clock (0: none), the dead-letter stream's length, and the consumers that
- * hold pending entries with their counts (name, count, name, count...),
- * and the jobs waiting in the retry set.
- */
-/*
  * queue_figures(stream, group), Lua: a queue's figures, by reads only
  * (offload_queue_stats_script, and offload_nodes_script for a queue no
  * node serves): the entries no consumer of group has read (its lag, or,
@@ -659,6 +641,24 @@ extern const char  offload_touch_script[];
     "  return lag, pending, oldest, found\n"                                 \
     "end\n"
 
+/*
+ * Queue stats: for each queue, what its stream holds.
+ *   KEYS[3i-2] stream       ARGV[1] group
+ *   KEYS[3i-1] dead stream  ARGV[i+1] '1': the queue is served here
+ *   KEYS[3i]   retry set
+ * A served queue whose stream or group is gone (Redis restarted empty, a
+ * FLUSHALL, a DEL) gets them again here, within a heartbeat, not when its
+ * workers next read (after the jobs they run: minutes): meanwhile nginx
+ * answers its jobs 404 unknown_queue.  A refusal (OOM, an ACL) is let be.
+ * Returns, per queue, { backlog, pending, oldest, dead, held, retrying }:
+ * entries
+ * no consumer has read (the group's lag, or, when Redis cannot tell it
+ * after deletions, the stream's length less the pending ones), entries read
+ * and not acknowledged, the age in ms of the oldest unread entry by Redis'
+ * clock (0: none), the dead-letter stream's length, and the consumers that
+ * hold pending entries with their counts (name, count, name, count...),
+ * and the jobs waiting in the retry set.
+ */
 extern const char  offload_queue_stats_script[];
 
 /*
@@ -858,7 +858,8 @@ extern const char  offload_drop_cancelled_script[];
  * (JSON and "cache").  A queue some node served within OFFLOAD_DRAIN_TTL_S
  * (KEYS[3]) that no live node serves is "unserved": its figures are read
  * from its stream here, and "unserved_ms" says since when, by Redis'
- * clock (a queue on another shard of a Cluster is left out).  "prom"
+ * clock (not on a Cluster: a node stamps only the queues of its control
+ * shard, and the script reads no other shard's keys).  "prom"
  * returns the nodes' figures as Prometheus text, and each queue's live
  * nodes (offload_queue_nodes).  "cache" (what nginx keeps in its status
  * cache) returns everything unsorted and unlimited, as an array: the

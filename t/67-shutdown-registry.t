@@ -33,7 +33,8 @@ ok($mon->wait_for(sub { $_[0][1] eq 'EVAL' && $_[0][3] eq '4'
     scaled(5)), 'the node gave up its lease and document (one script)');
 # the sidecar exited after its answer: whatever it sent had reached Redis
 # by then (only answers are late); the monitor may lag a little
-ok(!$mon->wait_for(sub { $_[0][1] eq 'SET' && $_[0][2] eq $keys[0] }, 0.5),
+ok(!$mon->wait_for(sub { $_[0][1] eq 'SET' && $_[0][2] eq $keys[0] },
+    scaled(0.5)),
     'no write of the node document after that');
 is(redis_cmd('EXISTS', @keys), 0, 'its document and its lease are gone');
 ok(!grep({ $_ eq $node } @{ redis_cmd('SMEMBERS', 'offload:{ctl}:nodes') }),

@@ -60,13 +60,18 @@ my $end = index($head, 'WORKERS') + length('WORKERS') - 1;
 ok(!grep({ substr($_, $end, 2) !~ /^\S / } @rows),
     'in its columns (WORKERS, after the wider state, aligned)');
 
-# a job waited for: the wait that runs out says where to look
+# a job waited for: the wait that runs out says what became of the job
 $out = `$ctl submit --wait --timeout 200ms sleep '{"ms":1}' 2>&1`;
 is($? >> 8, 1, 'submit --wait to the unserved queue: exit 1 at its timeout');
-my $look = 'the job may still wait in the queue: `offloadctl queues` tells '
-    . 'whether a node serves sleep';
-like($out, qr/no result .* within 200 ms\n.*\Q$look\E/,
-    'saying where to look');
+my $unrun = "the job's deadline passed with the wait: if no worker took "
+    . 'it, it is not run';
+like($out, qr/no result .* within 200 ms\n.*\Q$unrun\E/,
+    'saying it expired unrun');
+$out = `$ctl submit --wait --timeout 200ms --deadline 1m sleep '{}' 2>&1`;
+my $waits = 'the job may still wait in the queue: `offloadctl queues` '
+    . 'tells whether a node serves sleep';
+like($out, qr/\Q$waits\E .*`offloadctl result sleep \w{32}`/,
+    'with a longer deadline: that it may still wait, and run');
 
 # ---- forgotten: served a week ago, or its stream gone
 my $week_ago = (redis_cmd('TIME')->[0] - 8 * 86400) * 1000;
@@ -76,11 +81,34 @@ redis_cmd('HSET', 'offload:{ctl}:queues', 'old', $week_ago,
     'gone', $week_ago + 8 * 86400 * 1000, 'odd', 'not a time');
 redis_cmd('XGROUP', 'CREATE', 'offload:{odd}:jobs', 'workers', '$',
     'MKSTREAM');
+# one stamped now, with a stream: the answer that lists it is read after
+# the stamps above
+redis_cmd('XGROUP', 'CREATE', 'offload:{fresh}:jobs', 'workers', '$',
+    'MKSTREAM');
+redis_cmd('HSET', 'offload:{ctl}:queues', 'fresh', $week_ago
+    + 8 * 86400 * 1000);
+my $listed = {};
 ok(wait_until(sub {
-    my $s = http('GET', '/status')->{json}{queues} // {};
-    $s->{sleep} && !$s->{old} && !$s->{gone} && !$s->{odd} }, scaled(5),
-    'listed'), 'a queue last served 8 days ago, one without a stream and '
-    . 'one with a malformed time are not listed');
+    $listed = http('GET', '/status')->{json}{queues} // {};
+    $listed->{fresh} }, scaled(5), 'fresh listed'),
+    'a queue stamped now, its stream there: listed');
+ok(!$listed->{old} && !$listed->{gone} && !$listed->{odd},
+    'in that answer, not one last served 8 days ago, one without a stream '
+    . 'nor one with a malformed time');
+
+# a node whose document is malformed lists its queues all the same: they
+# are not unserved (a false critical alert)
+redis_cmd('SET', 'offload:{ctl}:node:odd-node',
+    '{"node":"odd-node","queues":{"fresh":{"backlog":"many"}}}');
+redis_cmd('SADD', 'offload:{ctl}:nodes', 'odd-node');
+my $status = {};
+ok(wait_until(sub { $status = http('GET', '/status')->{json} // {};
+    grep { ($_->{node} // '') eq 'odd-node' } @{ $status->{malformed_nodes}
+                                                 || [] } },
+    scaled(5), 'malformed seen'), 'a malformed document, listing fresh');
+ok(!$status->{queues}{fresh}, 'in that answer fresh is not unserved');
+redis_cmd('DEL', 'offload:{ctl}:node:odd-node');
+redis_cmd('SREM', 'offload:{ctl}:nodes', 'odd-node');
 
 # ---- a node serves it again
 start_sidecar(conf => $conf);

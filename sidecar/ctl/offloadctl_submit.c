@@ -251,7 +251,14 @@ ctl_submit(ctl_t *ctl, int argc, char **argv)
     fprintf(stderr, "offloadctl submit: %s\n", offload_client_error(c));
 
     /* what a wait that ran out cannot tell by itself */
-    if (rc == OFFLOAD_CLIENT_TIMEOUT) {
+    if (rc == OFFLOAD_CLIENT_TIMEOUT && opts.deadline_ms <= timeout_ms) {
+        fprintf(stderr, "offloadctl submit: the job's deadline passed with "
+                "the wait: if no worker took it, it is not run (a "
+                "--deadline longer than --timeout keeps it queued); "
+                "`offloadctl queues` tells whether a node serves %s (state "
+                "unserved: none does)\n", argv[optind]);
+
+    } else if (rc == OFFLOAD_CLIENT_TIMEOUT) {
         fprintf(stderr, "offloadctl submit: the job may still wait in the "
                 "queue: `offloadctl queues` tells whether a node serves %s "
                 "(state unserved: none does), `offloadctl result %s %s` "

@@ -79,7 +79,8 @@ offload_crash_report(const offload_crash_t *c)
         /* a worker whose exec handler's process died between jobs stops
          * for it: it was not stopping before */
         if (state == OFFLOAD_SB_STOPPING
-            && sb->exit_reason == OFFLOAD_SB_EXIT_HANDLER_PROCESS)
+            && sb->exit_reason == OFFLOAD_SB_EXIT_HANDLER_PROCESS
+            && sb->child_status != -1)
         {
             snprintf(when, sizeof(when), "between jobs");
         } else {

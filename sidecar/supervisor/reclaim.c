@@ -424,13 +424,12 @@ fail_fields(offload_redis_conn_t *conn, const offload_conf_t *conf,
              entry_id->data);
     snprintf(f->job_id, sizeof(f->job_id), "%.*s", (int) job.id.len,
              job.id.data);
-    snprintf(f->request_id, sizeof(f->request_id), "%.*s",
-             (int) job.request_id.len, job.request_id.data);
-    if (job.traceparent.len > 0) {
-        snprintf(f->trace_id, sizeof(f->trace_id), "%.*s",
-                 OFFLOAD_TRACE_ID_LEN,
-                 job.traceparent.data + OFFLOAD_TRACE_ID_AT);
-    }
+    offload_str_copy(f->request_id, sizeof(f->request_id),
+                     job.request_id.data, job.request_id.len);
+    offload_str_copy(f->trace_id, sizeof(f->trace_id),
+                     job.traceparent.len
+                     ? job.traceparent.data + OFFLOAD_TRACE_ID_AT : NULL,
+                     OFFLOAD_TRACE_ID_LEN);
     f->done = done;
     f->data = data;
 

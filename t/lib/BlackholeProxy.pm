@@ -18,7 +18,8 @@ package BlackholeProxy;
 # until release(), while every other connection goes on.  Started with
 # lag => $s, it plays a slow way back: the server's answers reach their
 # clients $s seconds after they came, in their order, while what clients
-# send goes on at once.  Runs in a child process; core Perl only.
+# send goes on at once (a server that closes closes its client at once:
+# its late answers are lost).  Runs in a child process; core Perl only.
 
 use strict;
 use warnings;
