@@ -53,6 +53,15 @@ is(redis_cmd('XLEN', 'offload:{crash}:jobs'), $queued, 'nothing queued');
 is(post_json('/jobs/echo', { still => 1 })->{status}, 200,
     'the other queue answers on');
 
+# offloadctl top: the down slot has no pid, "-" (it printed -1: a script
+# that kills by that column would send kill -1, every process it may)
+my $top = `${\ build_path('offloadctl')} -r 127.0.0.1:${\ redis_port()} top -b`;
+my ($down) = $top =~ /^(\S+ +crash +0 .*)$/m;
+like($down // '', qr/^\S+ +crash +0 +- +down +- +- +- +- /,
+    'offloadctl top: the down slot\'s pid, fds and held are "-"')
+    or diag($top);
+unlike($top, qr/(?<!\S)-1(?!\S)/, 'no -1 anywhere');
+
 # the cooldown over, its workers back: jobs go in again
 ok(wait_until(sub { (pool('crash')->{state} // '') eq 'ok' }, scaled(30),
     'pool back'), 'the pool is back after its cooldown');

@@ -3,7 +3,9 @@
 # "unserved", its figures read from its stream: its jobs wait for nobody,
 # which an operator must see most of all (an alert on its backlog, on its
 # oldest job's age, or on offload_queue_nodes == 0).  They used to vanish
-# with the queue's last node.  A queue no node served for a week, or whose
+# with the queue's last node.  One whose every node is drained is
+# "drained", and offload_queue_nodes counts only the nodes that take its
+# jobs.  A queue no node served for a week, or whose
 # stream is gone, is not listed.
 
 use strict;
@@ -35,6 +37,19 @@ sub queue_status { http('GET', '/status')->{json}{queues}{ $_[0] } // {} }
 ok(wait_until(sub { (metric('offload_queue_nodes', 'sleep') // -1) == 1 },
     scaled(5), 'served'), 'a served queue: offload_queue_nodes 1');
 is(queue_status('sleep')->{state}, 'ok', 'its state: ok');
+
+# ---- its only node drained: nobody takes its jobs (nginx answers 503)
+my $drain = 'offload:{ctl}:drain:' . node_name();
+redis_cmd('SET', $drain, 1);
+ok(wait_until(sub { (metric('offload_queue_nodes', 'sleep') // -1) == 0
+                    && queue_status('sleep')->{state} eq 'drained' },
+    scaled(10), 'drained'), 'its node drained: state drained, '
+    . 'offload_queue_nodes 0');
+is(queue_status('sleep')->{nodes}, 1, 'the node still listed in nodes');
+redis_cmd('DEL', $drain);
+ok(wait_until(sub { (metric('offload_queue_nodes', 'sleep') // -1) == 1
+                    && queue_status('sleep')->{state} eq 'ok' },
+    scaled(10), 'resumed'), 'resumed: ok, offload_queue_nodes 1');
 
 # ---- every node gone, jobs waiting
 is(stop_sidecar(), 0, 'the only node stops');

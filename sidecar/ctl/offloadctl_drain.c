@@ -182,8 +182,11 @@ set_drained(ctl_t *ctl, int argc, char **argv, int drained)
     }
 
     if (!done) {
-        fprintf(stderr, "offloadctl %s: node %s did not %s within %d s\n",
-                argv[0], node, drained ? "drain" : "resume", wait_s);
+        /* the flag is set: the node goes on, this only stops watching */
+        fprintf(stderr, "offloadctl %s: node %s did not %s within %d s "
+                "(%s asked: it goes on; `offloadctl status` shows it)\n",
+                argv[0], node, drained ? "drain" : "resume", wait_s,
+                drained ? "the drain is" : "the resume is");
         return CTL_FAIL;
     }
 

@@ -96,10 +96,26 @@ draw_queues(screen_t *scr, json_t *queues)
 }
 
 
+/* A worker's figure, or "-" when it has none (a slot whose worker is
+ * down: no pid, no descriptors; never -1, which a script may feed kill). */
+static const char *
+figure(char *buf, size_t size, json_t *w, const char *key)
+{
+    long long  v = ctl_int(w, key);
+
+    if (v < 0) {
+        return "-";
+    }
+
+    snprintf(buf, size, "%lld", v);
+    return buf;
+}
+
+
 static void
 draw_workers(screen_t *scr, json_t *workers)
 {
-    char     rss[16], up[16], cpu[16];
+    char     rss[16], up[16], cpu[16], pid[24], fds[24], held[24];
     size_t   i;
     json_t  *w;
 
@@ -118,12 +134,12 @@ draw_workers(screen_t *scr, json_t *workers)
                      ctl_num(w, "cpu_user") + ctl_num(w, "cpu_sys"));
         }
 
-        line(scr, 0, "%-9.9s %-9.9s %3lld %7lld %-7.7s %6s %5lld %4s "
-             "%4lld %6lld %3lld %6s", ctl_text(w, "node"),
-             ctl_text(w, "queue"), ctl_int(w, "slot"), ctl_int(w, "pid"),
-             ctl_text(w, "state"), rss, ctl_int(w, "fds"), cpu,
-             ctl_int(w, "held"),
-             ctl_worker_jobs(w),
+        line(scr, 0, "%-9.9s %-9.9s %3lld %7s %-7.7s %6s %5s %4s "
+             "%4s %6lld %3lld %6s", ctl_text(w, "node"),
+             ctl_text(w, "queue"), ctl_int(w, "slot"),
+             figure(pid, sizeof(pid), w, "pid"), ctl_text(w, "state"), rss,
+             figure(fds, sizeof(fds), w, "fds"), cpu,
+             figure(held, sizeof(held), w, "held"), ctl_worker_jobs(w),
              ctl_int(w, "restarts"), up);
     }
 }
