@@ -479,10 +479,10 @@ ngx_http_offload_admission_listed(ngx_http_offload_ctx_t *ctx)
  * stream decides: 404 when there is none).  Within 10 s of a read that
  * last found the queue served, a refusal reads the registry again when
  * the last read was asked 0.1 s ago: a node back from a restart is seen
- * by the jobs after the first it refuses, not up to a second later.  That costs each
- * nginx worker process at most ten reads a second, only while jobs for
- * the queue come, and only for those 10 s: a queue nobody serves for
- * good is read once a second again.
+ * by the jobs after the first it refuses, not up to a second later.
+ * That costs each nginx worker process at most ten reads a second, only
+ * while jobs for the queue come, and only for those 10 s: a queue nobody
+ * serves for good is read once a second again.
  */
 
 ngx_int_t

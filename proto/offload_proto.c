@@ -554,9 +554,12 @@ const char  offload_touch_script[] =
 
 const char  offload_queue_stats_script[] =
     OFFLOAD_QUEUE_FIGURES_LUA
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local out = {}\n"
     "for i = 1, #KEYS, 3 do\n"
-    "  local lag, pending, oldest, found = queue_figures(KEYS[i], ARGV[1])\n"
+    "  local lag, pending, oldest, found =\n"
+    "    queue_figures(KEYS[i], ARGV[1], now)\n"
     "  if not found and ARGV[(i + 2) / 3 + 1] == '1' then\n"
     "    redis.pcall('XGROUP', 'CREATE', KEYS[i], ARGV[1], '0', 'MKSTREAM')\n"
     "  end\n"

@@ -603,7 +603,8 @@ extern const char  offload_forget_consumers_script[];
 extern const char  offload_touch_script[];
 
 /*
- * queue_figures(stream, group), Lua: a queue's figures, by reads only
+ * queue_figures(stream, group, now), Lua, now ms by Redis' clock (the
+ * caller's one TIME): a queue's figures, by reads only
  * (offload_queue_stats_script, and offload_nodes_script for a queue no
  * node serves): the entries no consumer of group has read (its lag, or,
  * when Redis cannot tell it after deletions, the stream's length less the
@@ -612,10 +613,7 @@ extern const char  offload_touch_script[];
  * exists.
  */
 #define OFFLOAD_QUEUE_FIGURES_LUA                                            \
-    "local function queue_figures(stream, group)\n"                          \
-    "  local t = redis.call('TIME')\n"                                       \
-    "  local now = tonumber(t[1]) * 1000"                                    \
-    " + math.floor(tonumber(t[2]) / 1000)\n"                                 \
+    "local function queue_figures(stream, group, now)\n"                     \
     "  local lag, pending, last, found = false, 0, '0-0', false\n"           \
     "  local groups = redis.pcall('XINFO', 'GROUPS', stream)\n"              \
     "  if not groups.err then\n"                                             \

@@ -234,13 +234,12 @@ is(substr($dead->{tp} // '', 3, 32), $crash_trace,
 my ($report) = grep { ($_->{report}{trace_id} // '') eq $crash_trace }
     @{ events('crash') };
 ok($report, 'the crash report names the trace');
-# (the pattern was /.../ . qr/.../: a match joined to a string, always true)
-# (JSON lines here)
+# the log is JSON lines here
 my $ids = qr/"request\.id":"[0-9a-f]{32}","trace\.id":"\Q$crash_trace\E"/;
-ok(wait_until(sub { slurp($log) =~ /holding its job, attempt 1".*$ids/ }, 5,
-    'crash line'), 'the crash log line names the request and the trace');
-ok(wait_until(sub { slurp($log) =~ /is dead-lettered".*$ids/ }, 5,
-    'dead-letter line'), 'so does the supervisor\'s dead-letter line');
+ok(wait_until(sub { slurp($log) =~ /holding its job, attempt 1".*$ids/ },
+    scaled(5), 'crash line'), 'the crash log line names the request and the trace');
+ok(wait_until(sub { slurp($log) =~ /is dead-lettered".*$ids/ },
+    scaled(5), 'dead-letter line'), 'so does the supervisor\'s dead-letter line');
 
 # ---- entries written by hand: a bad tp is dropped, not the job
 my $stream = 'offload:{plug}:jobs';

@@ -59,8 +59,8 @@ for (1 .. 3) {
 ok(wait_until(sub { (metric('offload_queue_backlog', 'sleep') // -1) == 3 },
     scaled(10), 'backlog seen'), 'offload_queue_backlog: the 3 jobs waiting');
 is(metric('offload_queue_nodes', 'sleep'), 0, 'offload_queue_nodes 0');
-ok((metric('offload_queue_oldest_seconds', 'sleep') // 0) > 0,
-    'offload_queue_oldest_seconds of the oldest');
+ok(wait_until(sub { (metric('offload_queue_oldest_seconds', 'sleep') // 0)
+    > 0 }, scaled(5), 'oldest'), 'offload_queue_oldest_seconds of the oldest');
 is(metric('offload_queue_nodes', 'echo'), 0, 'the idle queue is listed too');
 my $q = queue_status('sleep');
 is($q->{state}, 'unserved', 'status: state unserved');
@@ -124,6 +124,17 @@ ok(wait_until(sub { $status = http('GET', '/status')->{json} // {};
 ok(!$status->{queues}{fresh}, 'in that answer fresh is not unserved');
 redis_cmd('DEL', 'offload:{ctl}:node:odd-node');
 redis_cmd('SREM', 'offload:{ctl}:nodes', 'odd-node');
+
+# the hash replaced by another program's string: the queues it listed go,
+# the rest of the status stays
+redis_cmd('DEL', 'offload:{ctl}:queues');
+redis_cmd('SET', 'offload:{ctl}:queues', 'not a hash');
+ok(wait_until(sub { $status = http('GET', '/status')->{json} // {};
+    ($status->{redis} // '') eq 'ok' && $status->{queues}
+        && !$status->{queues}{fresh} }, scaled(5), 'wrong type'),
+    'offload:{ctl}:queues of another type: the status answers, without '
+    . 'the queues it listed');
+redis_cmd('DEL', 'offload:{ctl}:queues');
 
 # ---- a node serves it again
 start_sidecar(conf => $conf);

@@ -78,10 +78,7 @@ offload_crash_report(const offload_crash_t *c)
     } else {
         /* a worker whose exec handler's process died between jobs stops
          * for it: it was not stopping before */
-        if (state == OFFLOAD_SB_STOPPING
-            && sb->exit_reason == OFFLOAD_SB_EXIT_HANDLER_PROCESS
-            && sb->child_status != -1)
-        {
+        if (c->handler_left) {
             snprintf(when, sizeof(when), "between jobs");
         } else {
             snprintf(when, sizeof(when), "while %s",

@@ -25,6 +25,9 @@ typedef struct {
     const struct rusage      *rusage;
     int64_t                   uptime_us;
     const offload_sb_slot_t  *sb;           /* job and backtrace */
+    int                       handler_left; /* the worker left as its
+                                               exec handler's process
+                                               died: status is its */
 } offload_crash_t;
 
 /* Builds the report document (docs/PROTOCOL.md, "Crash reports"), with the

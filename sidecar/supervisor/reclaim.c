@@ -422,8 +422,7 @@ fail_fields(offload_redis_conn_t *conn, const offload_conf_t *conf,
 
     snprintf(f->entry, sizeof(f->entry), "%.*s", (int) entry_id->len,
              entry_id->data);
-    snprintf(f->job_id, sizeof(f->job_id), "%.*s", (int) job.id.len,
-             job.id.data);
+    offload_str_copy(f->job_id, sizeof(f->job_id), job.id.data, job.id.len);
     offload_str_copy(f->request_id, sizeof(f->request_id),
                      job.request_id.data, job.request_id.len);
     offload_str_copy(f->trace_id, sizeof(f->trace_id),

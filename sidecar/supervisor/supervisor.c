@@ -796,9 +796,10 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
 
     /* A worker that left because its exec handler's process died reports
      * that process's end: its signal or exit code is the crash's. */
-    if (slot->sb->exit_reason == OFFLOAD_SB_EXIT_HANDLER_PROCESS
-        && slot->sb->child_status != -1)
-    {
+    crash.handler_left = slot->sb->exit_reason
+                             == OFFLOAD_SB_EXIT_HANDLER_PROCESS
+                         && slot->sb->child_status != -1;
+    if (crash.handler_left) {
         status = slot->sb->child_status;
         len = snprintf(how, sizeof(how), "left: its handler process ");
         describe_exit(status, how + len, sizeof(how) - len);
@@ -825,9 +826,7 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
     failure.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     failure.exit_code = WIFEXITED(status)
                         && (slot->sb->exit_reason == OFFLOAD_SB_EXIT_NONE
-                            || (slot->sb->exit_reason
-                                == OFFLOAD_SB_EXIT_HANDLER_PROCESS
-                                && slot->sb->child_status != -1))
+                            || crash.handler_left)
                         ? WEXITSTATUS(status) : -1;
     failure.report = offload_crash_report(&crash);
     failure.answer_partial = __atomic_load_n(&slot->sb->answer_partial,

@@ -131,7 +131,21 @@ offload_worker_stop_reading(offload_worker_t *w, offload_sb_exit_e reason)
 }
 
 
-static void batch_clear(offload_worker_t *w);
+/* Forgets the rest of the batch: its entries stay pending in Redis under
+ * this consumer and are read again as its history. */
+static void
+batch_clear(offload_worker_t *w)
+{
+    batch_entry_t  *e;
+
+    while ((e = w->batch) != NULL) {
+        w->batch = e->next;
+        offload_entry_put(&w->spare_entries, e);
+    }
+
+    w->batch_tail = NULL;
+    ev_idle_stop(w->loop, &w->work);
+}
 
 
 /* Recycles the worker when it, or its exec handler's process, leaks file
@@ -715,23 +729,6 @@ run_entry(offload_worker_t *w, batch_entry_t *e)
     offload_worker_run_job(w, e, &job);
     offload_log_job(NULL);
     return 0;
-}
-
-
-/* Forgets the rest of the batch: its entries stay pending in Redis under
- * this consumer and are read again as its history. */
-static void
-batch_clear(offload_worker_t *w)
-{
-    batch_entry_t  *e;
-
-    while ((e = w->batch) != NULL) {
-        w->batch = e->next;
-        offload_entry_put(&w->spare_entries, e);
-    }
-
-    w->batch_tail = NULL;
-    ev_idle_stop(w->loop, &w->work);
 }
 
 
