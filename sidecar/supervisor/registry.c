@@ -457,6 +457,47 @@ announce(offload_link_t *link)
 }
 
 
+/* The node is drained when any of its Redis servers says so (offloadctl
+ * drain sets the flag on every one it reads). */
+static void
+drain_known(offload_link_t *link, redisReply *reply)
+{
+    size_t               l;
+    int                  drained = 0;
+    offload_registry_t  *reg = link->reg;
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        return;
+    }
+
+    link->drained = reply->type == REDIS_REPLY_STRING;
+
+    /* the flag lives while its node does: a week after the node was last
+     * seen (gone for good, renamed), it is forgotten */
+    if (link->drained) {
+        offload_redis_command(&link->conn, NULL, NULL, "EXPIRE %s %d",
+                              reg->drain_key, OFFLOAD_DRAIN_TTL_S);
+    }
+
+    for (l = 0; l < reg->nlinks; l++) {
+        drained |= reg->links[l].drained;
+    }
+
+    offload_supervisor_drain(reg->sup, drained);
+}
+
+
+static void
+drain_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void) ac;
+
+    if (r != NULL) {
+        drain_known(privdata, r);
+    }
+}
+
+
 /* The link whose Redis holds the node's name lease: the first that keeps
  * node-level keys (offload_registry_main()'s).  One lease, not one per
  * Redis: two sidecars holding one each would both wait for ever. */
@@ -475,11 +516,47 @@ lease_link(offload_registry_t *reg)
 }
 
 
-/* The node's workers read once it holds its name. */
+/* The node's workers read once it holds its name, and once they know
+ * whether it is drained: a node restarted drained (a rolling restart's
+ * drain, restart, resume) took up to prefetch jobs a worker before its
+ * first heartbeat read the flag.  So a new grant waits for the flag,
+ * read after the lease's answer on the same link: an error reading it
+ * (a refused key) grants all the same, a lost link does not. */
+static void
+granted(offload_link_t *link)
+{
+    size_t               l;
+    offload_registry_t  *reg = link->reg;
+
+    if (reg->sup->leased || reg->leaving) {
+        return;
+    }
+
+    offload_supervisor_lease(reg->sup, 1);
+
+    for (l = 0; l < reg->nlinks; l++) {
+        announce(&reg->links[l]);
+    }
+}
+
+
+static void
+drain_then_grant_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void) ac;
+
+    if (r == NULL) {
+        return;                         /* disconnected: asked again */
+    }
+
+    drain_known(privdata, r);
+    granted(privdata);
+}
+
+
 static void
 leased(void *data, int held)
 {
-    size_t               l;
     offload_link_t      *link = data;
     offload_registry_t  *reg = link->reg;
 
@@ -487,12 +564,16 @@ leased(void *data, int held)
         return;                         /* no answer, or as it was */
     }
 
-    offload_supervisor_lease(reg->sup, held);
+    if (!held) {
+        offload_supervisor_lease(reg->sup, 0);
+        return;
+    }
 
-    if (held) {
-        for (l = 0; l < reg->nlinks; l++) {
-            announce(&reg->links[l]);
-        }
+    if (offload_redis_command(&link->conn, drain_then_grant_cb, link,
+                              "GET %s", reg->drain_key)
+        != REDIS_OK)
+    {
+        log_warn("%s: cannot read the drain flag", link->name);
     }
 }
 
@@ -547,40 +628,6 @@ queue_stats_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     announce(link);
-}
-
-
-/* The node is drained when any of its Redis servers says so (offloadctl
- * drain sets the flag on every one it reads). */
-static void
-drain_cb(redisAsyncContext *ac, void *r, void *privdata)
-{
-    size_t               l;
-    int                  drained = 0;
-    redisReply          *reply = r;
-    offload_link_t      *link = privdata;
-    offload_registry_t  *reg = link->reg;
-
-    (void) ac;
-
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        return;
-    }
-
-    link->drained = reply->type == REDIS_REPLY_STRING;
-
-    /* the flag lives while its node does: a week after the node was last
-     * seen (gone for good, renamed), it is forgotten */
-    if (link->drained) {
-        offload_redis_command(&link->conn, NULL, NULL, "EXPIRE %s %d",
-                              reg->drain_key, OFFLOAD_DRAIN_TTL_S);
-    }
-
-    for (l = 0; l < reg->nlinks; l++) {
-        drained |= reg->links[l].drained;
-    }
-
-    offload_supervisor_drain(reg->sup, drained);
 }
 
 
