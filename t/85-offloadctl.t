@@ -277,6 +277,46 @@ ok(!grep({ length > 80 } split /\n/, $out), 'fits 80 columns');
 like($out, qr/^NODE .* RST UPTIME$/m, 'whole: the last column is not cut');
 like($out, qr/^\Q$node\E .* \d+(?:\.\d)?[smhd]\S*$/m, '... nor its figures');
 
+# ---- top: figures wider than their column are shortened (1235k, 12.3M),
+# the rows stay aligned in 80 columns (a worker past 999999 jobs pushed
+# every column after JOBS right)
+{
+    my $doc = node_doc();
+    $doc->{node} = 'big';
+    for my $q (values %{ $doc->{queues} }) {
+        @$q{qw(backlog pending dead)} = (12345678, 1234567, 99999999);
+        for my $w (@{ $q->{workers} }) {
+            @$w{qw(jobs_ok restarts held fds)} = (123456789, 12345, 1234,
+                123456);
+        }
+    }
+    redis_cmd('SET', 'offload:{ctl}:node:big', json_encode($doc), 'EX', 60);
+    redis_cmd('SADD', 'offload:{ctl}:nodes', 'big');
+    ($rc, $out) = run('top', '-b');
+    is($rc, 0, 'top -b with big figures: exit 0');
+    ok(!grep({ length > 80 } split /\n/, $out), '... fits 80 columns')
+        or diag($out);
+    # each right-aligned figure ends under its header's word
+    for my $head ('QUEUE', 'NODE') {
+        my ($table) = $out =~ /^(\Q$head\E .*?)(?:\n\n|\n?\z)/ms;
+        my ($h, @rows) = split /\n/, $table // '';
+        my @bad;
+        while ($h =~ /(\S+)/g) {
+            my ($word, $end) = ($1, pos($h) - 1);
+            next if $word =~ /^(?:QUEUE|STATE|NODE)$/;
+            push @bad, grep { substr($_, $end, 1) eq ' '
+                || substr($_ . ' ', $end + 1, 1) ne ' ' } @rows;
+        }
+        is_deeply(\@bad, [], "... the $head table's figures are aligned");
+    }
+    like($out, qr/^big +echo +0 +\d+ +\S+ +\S+ +123k +\d+ +1234 +123\.5M +12k +\S+$/m,
+        '... descriptors 123k, held 1234, jobs 123.5M, restarts 12k');
+    like($out, qr/^echo +ok +\d+ +12346k +1234567 .* 100\.0M$/m,
+        '... a backlog of 12346k, dead letters 100.0M');
+    redis_cmd('DEL', 'offload:{ctl}:node:big');
+    redis_cmd('SREM', 'offload:{ctl}:nodes', 'big');
+}
+
 # ---- top in a real terminal (tmux): draws, re-sorts on a key, q quits
 SKIP: {
     skip 'tmux is not installed', 4 unless -x '/usr/bin/tmux';

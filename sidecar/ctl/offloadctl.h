@@ -146,6 +146,11 @@ void ctl_run_time(char *buf, size_t size, double ms);
 /* "12.5M", "980K": a byte count in 6 columns or fewer. */
 void ctl_bytes(char *buf, size_t size, long long bytes);
 
+/* A count in at most width characters (a table's column): whole while it
+ * fits, else in thousands, millions... (1235k, 12.3M), as top prints; "-"
+ * for none (negative: never -1, which a script may feed kill). */
+void ctl_figure(char *buf, size_t size, long long v, int width);
+
 /* An entry id's time ("1700000000000-0") as ISO 8601 UTC with ms. */
 void ctl_entry_time(char *buf, size_t size, const char *entry_id);
 

@@ -77,7 +77,8 @@ line(screen_t *scr, int bold, const char *fmt, ...)
 static void
 draw_queues(screen_t *scr, json_t *queues)
 {
-    char         oldest[16], p99[16];
+    char         oldest[16], p99[16], wrk[32], backlog[32], pending[32];
+    char         dead[32];
     json_t      *q;
     const char  *name;
 
@@ -88,34 +89,23 @@ draw_queues(screen_t *scr, json_t *queues)
         ctl_duration(oldest, sizeof(oldest), ctl_int(q, "oldest_ms"));
         ctl_run_time(p99, sizeof(p99), ctl_num(q, "run_p99_ms"));
 
-        line(scr, 0, "%-16.16s %-8s %4lld %7lld %7lld %7s %7.1f %8s %6lld",
-             name, ctl_text(q, "state"), ctl_int(q, "workers"),
-             ctl_int(q, "backlog"), ctl_int(q, "pending"), oldest,
-             ctl_num(q, "jobs_per_s"), p99, ctl_int(q, "dead"));
+        ctl_figure(wrk, sizeof(wrk), ctl_int(q, "workers"), 4);
+        ctl_figure(backlog, sizeof(backlog), ctl_int(q, "backlog"), 7);
+        ctl_figure(pending, sizeof(pending), ctl_int(q, "pending"), 7);
+        ctl_figure(dead, sizeof(dead), ctl_int(q, "dead"), 6);
+
+        line(scr, 0, "%-16.16s %-8s %4s %7s %7s %7s %7.1f %8s %6s",
+             name, ctl_text(q, "state"), wrk, backlog, pending, oldest,
+             ctl_num(q, "jobs_per_s"), p99, dead);
     }
-}
-
-
-/* A worker's figure, or "-" when it has none (a slot whose worker is
- * down: no pid, no descriptors; never -1, which a script may feed kill). */
-static const char *
-figure(char *buf, size_t size, json_t *w, const char *key)
-{
-    long long  v = ctl_int(w, key);
-
-    if (v < 0) {
-        return "-";
-    }
-
-    snprintf(buf, size, "%lld", v);
-    return buf;
 }
 
 
 static void
 draw_workers(screen_t *scr, json_t *workers)
 {
-    char     rss[16], up[16], cpu[16], pid[24], fds[24], held[24];
+    char     rss[16], up[16], cpu[16], slot[32], pid[32], fds[32], held[32];
+    char     jobs[32], restarts[32];
     size_t   i;
     json_t  *w;
 
@@ -134,13 +124,18 @@ draw_workers(screen_t *scr, json_t *workers)
                      ctl_num(w, "cpu_user") + ctl_num(w, "cpu_sys"));
         }
 
-        line(scr, 0, "%-9.9s %-9.9s %3lld %7s %-7.7s %6s %5s %4s "
-             "%4s %6lld %3lld %6s", ctl_text(w, "node"),
-             ctl_text(w, "queue"), ctl_int(w, "slot"),
-             figure(pid, sizeof(pid), w, "pid"), ctl_text(w, "state"), rss,
-             figure(fds, sizeof(fds), w, "fds"), cpu,
-             figure(held, sizeof(held), w, "held"), ctl_worker_jobs(w),
-             ctl_int(w, "restarts"), up);
+        /* a down slot has no pid, no descriptors: "-" */
+        ctl_figure(slot, sizeof(slot), ctl_int(w, "slot"), 3);
+        ctl_figure(pid, sizeof(pid), ctl_int(w, "pid"), 7);
+        ctl_figure(fds, sizeof(fds), ctl_int(w, "fds"), 5);
+        ctl_figure(held, sizeof(held), ctl_int(w, "held"), 4);
+        ctl_figure(jobs, sizeof(jobs), ctl_worker_jobs(w), 6);
+        ctl_figure(restarts, sizeof(restarts), ctl_int(w, "restarts"), 3);
+
+        line(scr, 0, "%-9.9s %-9.9s %3s %7s %-7.7s %6s %5s %4s "
+             "%4s %6s %3s %6s", ctl_text(w, "node"), ctl_text(w, "queue"),
+             slot, pid, ctl_text(w, "state"), rss, fds, cpu, held, jobs,
+             restarts, up);
     }
 }
 

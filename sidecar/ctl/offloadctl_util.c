@@ -454,6 +454,35 @@ ctl_bytes(char *buf, size_t size, long long bytes)
 
 
 void
+ctl_figure(char *buf, size_t size, long long v, int width)
+{
+    int          u;
+    double       x = (double) v;
+    const char  *units = "kMGTPE";
+
+    if (v < 0) {
+        snprintf(buf, size, "-");
+        return;
+    }
+
+    if (snprintf(buf, size, "%lld", v) <= width) {
+        return;
+    }
+
+    for (u = 0; units[u + 1] != '\0'; u++) {
+        x /= 1000;
+        if (snprintf(buf, size, "%.1f%c", x, units[u]) <= width
+            || snprintf(buf, size, "%.0f%c", x, units[u]) <= width)
+        {
+            return;
+        }
+    }
+
+    snprintf(buf, size, "%.0f%c", x / 1000, units[u]);
+}
+
+
+void
 ctl_entry_time(char *buf, size_t size, const char *entry_id)
 {
     time_t     secs;
