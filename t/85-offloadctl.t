@@ -15,6 +15,8 @@ start_sidecar(conf => <<'CONF');
 fault_handlers on;
 queue echo { handler echo; workers 2; }
 queue crash { handler crash; workers 1; max_attempts 1; }
+queue quit { handler exit; workers 1; max_attempts 1; max_restarts 1 10s;
+             restart_cooldown 10m; }
 queue leak { handler leak; workers 1; }
 queue an_echo_queue_of_a_long_name { handler echo; workers 1; }
 CONF
@@ -111,6 +113,18 @@ is($rc, 0, 'events: exit 0');
 my $crash_line = qr/^\S+Z crash\s+\Q$node\E crash slot 0 pid \d+ /m;
 like($out, qr/${crash_line}signal SIGSEGV job [0-9a-f]{32}/,
     'events shows the crash with its signal and job') or diag($out);
+# a worker's exit code, once ("exit exit 3" before); a failed pool says why
+# and for how long (it said nothing)
+post_json('/jobs/quit', { code => 3 });
+post_json('/jobs/quit', { code => 4 });
+ok(wait_until(sub { (run('events'))[1] =~ /pool_failed/ }, scaled(10),
+    'pool_failed'), 'the quit pool fails');
+($rc, $out) = run('events');
+like($out, qr/^\S+Z crash\s+\Q$node\E quit slot 0 pid \d+ exit 3 job /m,
+    'events: a worker that exited 3 says "exit 3"') or diag($out);
+like($out, qr/^\S+Z pool_failed\s+\Q$node\E quit 2 restarts in 10s, cooling down (?#
+    )600s$/m, 'events: a failed pool, its restarts and '
+    . 'cooldown') or diag($out);
 ($rc, $out) = run('--json', 'events', '-n', '50');
 my @ev = map { json_decode($_) } split /\n/, $out;
 my ($crash) = grep { $_->{type} eq 'crash' } @ev;
@@ -272,7 +286,7 @@ is($rc, 0, 'top -b: exit 0');
 my @rows = $out =~ /^\Q$node\E\s+(\S+)\s+\d+\s+\d+/mg;
 is($rows[0], 'leak', 'top -b -s memory: the leaking worker first')
     or diag($out);
-is(scalar @rows, 5, 'every worker listed');
+is(scalar @rows, 5, 'every worker listed (the quit pool\'s is down)');
 ok(!grep({ length > 80 } split /\n/, $out), 'fits 80 columns');
 like($out, qr/^NODE .* RST UPTIME$/m, 'whole: the last column is not cut');
 like($out, qr/^\Q$node\E .* \d+(?:\.\d)?[smhd]\S*$/m, '... nor its figures');

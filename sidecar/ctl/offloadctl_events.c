@@ -26,12 +26,14 @@ on_signal(int signo)
 }
 
 
-/* "crash t1 echo:0 pid 123 signal SIGSEGV job <id> at <frame>" */
+/* "crash t1 echo slot 0 pid 123 signal SIGSEGV job <id> at <frame>",
+ * "pool_failed t1 echo 6 restarts in 10s, cooling down 30s" */
 static void
 print_report(json_t *report)
 {
     json_t      *frames = json_object_get(report, "backtrace");
     const char  *frame = json_string_value(json_array_get(frames, 0));
+    int          exit_code = json_object_get(report, "exit_code") != NULL;
 
     if (json_object_get(report, "slot") != NULL) {
         printf(" slot %lld", ctl_int(report, "slot"));
@@ -39,13 +41,22 @@ print_report(json_t *report)
     if (json_object_get(report, "pid") != NULL) {
         printf(" pid %lld", ctl_int(report, "pid"));
     }
-    if (json_object_get(report, "reason") != NULL) {
+    /* reason "exit" with its code: "exit 3", not "exit exit 3" */
+    if (json_object_get(report, "reason") != NULL
+        && !(exit_code && strcmp(ctl_text(report, "reason"), "exit") == 0))
+    {
         printf(" %s", ctl_text(report, "reason"));
     }
     if (json_object_get(report, "signal") != NULL) {
         printf(" %s", ctl_text(report, "signal"));
-    } else if (json_object_get(report, "exit_code") != NULL) {
+    } else if (exit_code) {
         printf(" exit %lld", ctl_int(report, "exit_code"));
+    }
+    if (json_object_get(report, "restarts") != NULL) {
+        printf(" %lld restarts in %gs, cooling down %gs",
+               ctl_int(report, "restarts"),
+               ctl_int(report, "period_ms") / 1000.0,
+               ctl_int(report, "cooldown_ms") / 1000.0);
     }
     if (json_object_get(report, "job_id") != NULL) {
         printf(" job %s", ctl_text(report, "job_id"));

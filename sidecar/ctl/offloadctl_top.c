@@ -110,7 +110,7 @@ draw_workers(screen_t *scr, json_t *workers)
     json_t  *w;
 
     /* 80 columns: the last one, UPTIME, was cut off */
-    line(scr, 1, "%-9s %-9s %3s %7s %-7s %6s %5s %4s %4s %6s %3s %6s",
+    line(scr, 1, "%-9s %-9s %3s %7s %-8s %6s %4s %4s %4s %6s %3s %6s",
          "NODE", "QUEUE", "SLT", "PID", "STATE", "RSS", "FDS", "CPU%", "HELD",
          "JOBS", "RST", "UPTIME");
 
@@ -127,12 +127,12 @@ draw_workers(screen_t *scr, json_t *workers)
         /* a down slot has no pid, no descriptors: "-" */
         ctl_figure(slot, sizeof(slot), ctl_int(w, "slot"), 3);
         ctl_figure(pid, sizeof(pid), ctl_int(w, "pid"), 7);
-        ctl_figure(fds, sizeof(fds), ctl_int(w, "fds"), 5);
+        ctl_figure(fds, sizeof(fds), ctl_int(w, "fds"), 4);
         ctl_figure(held, sizeof(held), ctl_int(w, "held"), 4);
         ctl_figure(jobs, sizeof(jobs), ctl_worker_jobs(w), 6);
         ctl_figure(restarts, sizeof(restarts), ctl_int(w, "restarts"), 3);
 
-        line(scr, 0, "%-9.9s %-9.9s %3s %7s %-7.7s %6s %5s %4s "
+        line(scr, 0, "%-9.9s %-9.9s %3s %7s %-8.8s %6s %4s %4s "
              "%4s %6s %3s %6s", ctl_text(w, "node"), ctl_text(w, "queue"),
              slot, pid, ctl_text(w, "state"), rss, fds, cpu, held, jobs,
              restarts, up);
