@@ -203,6 +203,15 @@ for my $q (qw(pyodd nodeodd)) {
         { code => 'bad_input', message => 'JobError' },
         "$q: a JobError whose message has no text: its code, named for its "
         . "type") or diag($r->{content});
+    # a library's line on stdout is logged, not read as the answer (the
+    # Node SDK's process.stdout.write wrote into the protocol: the job
+    # crashed its process on every attempt)
+    $r = post_json("/jobs/$q", { library_stdout => 1 }, scaled(10));
+    is($r->{json} && $r->{json}{pid}, $pid,
+        "$q: a library writing to stdout: the job answers") or
+        diag($r->{content});
+    ok(wait_until(sub { slurp($log) =~ /a line of a library on \S*stdout/ },
+        scaled(5), 'the line logged'), "$q: the library's line is logged");
     $r = post_json("/jobs/$q", {}, scaled(10));
     is($r->{json} && $r->{json}{pid}, $pid, "$q: the process goes on");
 }

@@ -21,15 +21,22 @@
 // (docs/HANDLERS.md, "Metrics"): a counter and a histogram under a name of
 // letters, digits, '.', '_' and '-', which the node publishes per queue; a
 // value they cannot record (a negative count, NaN) throws.  stdout belongs
-// to the protocol: from the require of this module on, console.log goes to
-// stderr, which the sidecar logs, a line at a time, tagged with the job.
-// Node cannot move descriptor 1, so a child process must not inherit it:
-// spawn with stdio ['ignore', 2, 2] (or 'pipe'), never 'inherit'.
+// to the protocol: from the require of this module on, console.log and
+// process.stdout.write go to stderr, which the sidecar logs, a line at a
+// time, tagged with the job.  Node cannot move descriptor 1, so what
+// writes to it directly is read as an answer (and ends the process): a
+// logger's destination is 2 (pino.destination(2)), not 1, and a child
+// process is spawned with stdio ['ignore', 2, 2] (or 'pipe'), never
+// 'inherit'.
 
 const readline = require('readline');
 
-// A console.log while the program loads, before run(), would be taken for
-// the first job's answer: from here on it is logged.
+// A console.log or a library's process.stdout.write (a logger's) while
+// the program loads, before run(), would be taken for the first job's
+// answer: from here on it is logged.  The protocol writes through the
+// stream's own write.
+const answerLine = process.stdout.write.bind(process.stdout);
+process.stdout.write = process.stderr.write.bind(process.stderr);
 console.log = console.info = console.debug = console.error;
 
 // Fails the job: the client gets 422 and {"error": {code, message}}.  code
@@ -64,8 +71,7 @@ function metric(name, kind, value) {
                          + (kind === 'count' ? 'a whole number, 0 or more'
                                              : 'a finite number'));
   }
-  process.stdout.write(JSON.stringify({ metric: name, [kind]: value })
-                       + '\n');
+  answerLine(JSON.stringify({ metric: name, [kind]: value }) + '\n');
 }
 
 // What f() says of a thrown value, or fallback when asking throws (its
@@ -118,15 +124,13 @@ async function answer(handler, request) {
 
 // Runs handler on each job until stdin closes (the worker stops).
 function run(handler) {
-  const out = process.stdout;
-
   const waitReady = process.env.OFFLOAD_WAIT_READY === '1';
   // the processes it starts are no handlers: they are not told
   delete process.env.OFFLOAD_WAIT_READY;
   if (waitReady) {
     // the queue's wait_ready: what the program loaded before run() is
     // loaded, and its worker may now give it jobs
-    out.write('{"ready":true}\n');
+    answerLine('{"ready":true}\n');
   }
 
   const lines = readline.createInterface({ input: process.stdin,
@@ -135,7 +139,7 @@ function run(handler) {
 
   lines.on('line', (line) => {
     queue = queue.then(async () => {
-      out.write(await answer(handler, JSON.parse(line)) + '\n');
+      answerLine(await answer(handler, JSON.parse(line)) + '\n');
     });
   });
   lines.on('close', () => { queue.then(() => process.exit(0)); });

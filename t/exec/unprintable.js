@@ -1,8 +1,9 @@
 'use strict';
 // unprintable.js -- the Node twin of unprintable.py for t/15-exec.t:
 // {"unprintable": 1} throws an Error whose message, stack and toString()
-// all throw, {"unprintable_message": 1} a JobError whose message throws;
-// anything else answers the process's pid.
+// all throw, {"unprintable_message": 1} a JobError whose message throws,
+// {"library_stdout": 1} writes a line with process.stdout.write, as a
+// library may; anything answers the process's pid.
 
 const path = require('path');
 const { run, JobError } = require(path.join(__dirname, '..', '..', 'sdk', 'node',
@@ -24,6 +25,9 @@ run(async (payload) => {
       get() { throw new Error('no message for this one'); },
     });
     throw e;
+  }
+  if (payload.library_stdout) {
+    process.stdout.write('a line of a library on process.stdout\n');
   }
   return { pid: process.pid };
 });

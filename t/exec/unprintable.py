@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 # unprintable.py -- an exec handler for t/15-exec.t: {"unprintable": 1}
 # raises an exception whose str() raises too, {"unprintable_message": 1} a
-# JobError whose message does; anything else answers the process's pid.
+# JobError whose message does, {"library_stdout": 1} writes a line to its
+# stdout as a library may (sys.stdout, and descriptor 1); anything answers
+# the process's pid.
 
 import os
 import sys
@@ -21,6 +23,10 @@ def handle(payload, job):
         raise Unprintable()
     if "unprintable_message" in payload:
         raise offload_handler.JobError("bad_input", Unprintable())
+    if "library_stdout" in payload:
+        sys.stdout.write("a line of a library on sys.stdout\n")
+        sys.stdout.flush()
+        os.write(1, b"a line of a library on descriptor 1\n")
     return {"pid": os.getpid()}
 
 
