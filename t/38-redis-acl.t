@@ -21,10 +21,15 @@ ok($rules{'offload-nginx'} && $rules{'offload-sidecar'}
     'rules for offload-nginx, offload-sidecar and offload-submitter');
 my %secret = acl_secrets(%rules);
 
-start_redis(user => 'admin', password => 'admin-secret', args => [
-    '--user', 'default', 'off',
+my @default = readme_acl_default();
+is($default[0], 'off', 'README.md turns the default user off');
+# AOF on, fsynced at every write: the restart at the end finds each one
+my @redis = (user => 'admin', password => 'admin-secret', args => [
+    '--appendonly', 'yes', '--appendfsync', 'always',
+    '--user', 'default', @default,
     '--user', 'admin', 'on', '>admin-secret', '~*', '&*', '+@all',
     map { ('--user', $_, @{ $rules{$_} }) } sort keys %rules ]);
+start_redis(@redis);
 is(redis_cmd('ACL', 'WHOAMI'), 'admin', 'the test is admin');
 my $anon = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
     PeerPort => redis_port(), Proto => 'tcp', Timeout => 2);
@@ -313,5 +318,29 @@ is(ref $log eq 'ARRAY' ? scalar @$log : -1, 0, 'ACL LOG is empty')
 for my $file ('sidecar.log', 'sidecar.stderr', 'error.log') {
     unlike(slurp(tmpdir() . "/$file"), qr/NOPERM/, "no NOPERM in $file");
 }
+
+# ---- Redis restarted on its AOF has every key as it was: with a bare
+# "user default off", Redis 7.0 replayed no transaction of the AOF (the
+# completions: results, acknowledgements), NOPERM at each EXEC
+sub kept {
+    my %kept;
+    for my $key (@{ redis_cmd('KEYS', 'offload:*') }) {
+        my $ttl = redis_cmd('PTTL', $key);
+        next if $ttl >= 0 && $ttl < scaled(30) * 1000;  # may expire meanwhile
+        my $type = redis_cmd('TYPE', $key);
+        my %size = (string => 'STRLEN', stream => 'XLEN', hash => 'HLEN',
+                    list => 'LLEN', set => 'SCARD', zset => 'ZCARD');
+        $kept{$key} = "$type " . redis_cmd($size{$type}, $key);
+    }
+    return \%kept;
+}
+my $before = kept();
+ok(exists $before->{"offload:{echo}:result:$sid"},
+    'a stored result, written by a completion (MULTI/EXEC)');
+stop_redis();
+start_redis(@redis);
+is_deeply(kept(), $before, 'Redis restarted on its AOF: every key kept');
+unlike(slurp(tmpdir() . '/redis.log'), qr/NOPERM|CRITICAL/,
+    'nothing in its log refused on loading');
 
 finish();
