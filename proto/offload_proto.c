@@ -1021,6 +1021,36 @@ offload_redirect(const char *err)
 
 
 int
+offload_reply_channel_ok(const offload_str_t *ch)
+{
+    size_t       head;
+    const char  *tail;
+
+    static const char  plain[] = "offload:reply:";
+    static const char  mid[] = "}:reply:";
+
+    if (ch->len > sizeof(plain) - 1
+        && memcmp(ch->data, plain, sizeof(plain) - 1) == 0)
+    {
+        return 1;
+    }
+
+    head = sizeof(OFFLOAD_STREAM_HEAD) - 1;
+
+    if (ch->len <= head || memcmp(ch->data, OFFLOAD_STREAM_HEAD, head) != 0) {
+        return 0;
+    }
+
+    /* the tag, then the rest: the first '}' ends it */
+    tail = memchr(ch->data + head, '}', ch->len - head);
+
+    return tail != NULL && tail > ch->data + head
+           && (size_t) (ch->data + ch->len - tail) > sizeof(mid) - 1
+           && memcmp(tail, mid, sizeof(mid) - 1) == 0;
+}
+
+
+int
 offload_traceparent_check(const char *s, size_t len)
 {
     if (len < OFFLOAD_TRACEPARENT_LEN
@@ -1317,6 +1347,11 @@ offload_job_decode(offload_entry_t *job, const offload_str_t *fields,
             seen |= HAVE_PAYLOAD;
 
         } else if (str_is(name, OFFLOAD_F_REPLY)) {
+            if (!offload_reply_channel_ok(value)) {
+                *err = "bad reply channel: not offload:reply:<nonce> nor "
+                       "offload:{<tag>}:reply:<nonce>";
+                return -1;
+            }
             job->reply = *value;
 
         } else if (str_is(name, OFFLOAD_F_DEADLINE)) {

@@ -374,6 +374,14 @@ int offload_exec_left_multi_open(const char *err);
  * transaction's slot moved on, not a refusal of MULTI or EXEC. */
 int offload_redirect(const char *err);
 
+/* 1 if ch is a reply channel a job may name: "offload:reply:<nonce>" or
+ * "offload:{<tag>}:reply:<nonce>" (a cluster's sharded channel, in its
+ * queue's slot; one of another slot is PUBLISHed instead), the two the
+ * Redis ACL users are given (README) and no other; else 0.  Another
+ * channel's answer is refused (NOPERM) with its whole completion: the
+ * worker retried it for seconds before it gave up. */
+int offload_reply_channel_ok(const offload_str_t *ch);
+
 /* 0 if s (len bytes) is a traceparent a receiver accepts: version 00 of
  * exactly OFFLOAD_TRACEPARENT_LEN, or a later version (not ff) that starts
  * with the same layout; -1 otherwise. */

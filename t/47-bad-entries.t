@@ -57,6 +57,13 @@ my @answered = (
     [ 'attempt 0', { attempt => 0 }, 400, qr/attempt/ ],
     [ 'no payload', { payload => undef }, 400, qr/missing field/ ],
     [ 'payload not JSON', { payload => '{"a":' }, 422, qr/handler_error/ ],
+    # a channel the sidecar's ACL user may not publish to (NOPERM): the
+    # job ran, then its completion was refused for seconds before the
+    # worker gave up; the answer is stored, not published
+    [ 'reply channel of nobody\'s', { reply => 'nope:1' }, 400,
+      qr/bad reply channel: not offload:reply:/ ],
+    [ 'reply channel without a tag', { reply => 'offload:{}:reply:x' }, 400,
+      qr/bad reply channel/ ],
 );
 for my $case (@answered) {
     my ($name, $change, $status, $re) = @$case;
@@ -89,14 +96,14 @@ ok(wait_until(sub {
     redis_cmd('XLEN', $stream) == 0 && pending_jobs('echo') == 0;
 }, 10, 'stream drained'), 'every bad entry left the stream, none pending');
 
-# every entry that was not a job is a dead letter: 6 answered, 5 not
+# every entry that was not a job is a dead letter: 8 answered, 5 not
 my $dead;
 ok(wait_until(sub {
     $dead = stream_entries('offload:{echo}:dead');
-    @$dead == 11;
-}, 10, 'dead letters'), 'eleven dead letters, one per bad entry')
+    @$dead == 13;
+}, 10, 'dead letters'), 'thirteen dead letters, one per bad entry')
     or diag(explain($dead));
-is(scalar(grep { ($_->{reason} // '') eq 'bad_job' } @$dead), 11,
+is(scalar(grep { ($_->{reason} // '') eq 'bad_job' } @$dead), 13,
     'each with reason bad_job');
 ok(!grep({ !json_decode($_->{report} // '') } @$dead),
     'and a JSON report');
@@ -113,8 +120,8 @@ ok($forged && $forged->{reason} eq 'bad_job' && $forged->{entry} ne '0-1',
 my $ctl = build_path('offloadctl') . ' -c ' . sidecar_conf_file();
 my $out = `$ctl dead echo 2>&1`;
 is($? >> 8, 0, 'offloadctl dead: exit 0');
-is(scalar(() = $out =~ /\bbad_job\b/g), 11,
-    'offloadctl dead shows all eleven')
+is(scalar(() = $out =~ /\bbad_job\b/g), 13,
+    'offloadctl dead shows all thirteen')
     or diag($out);
 
 is(redis_cmd('GET', "offload:{echo}:result:$victim"), undef,
@@ -126,8 +133,13 @@ my ($forget, @fields) = entry(reply => undef);
 redis_cmd('XADD', $stream, '*', @fields);
 like(result_of($forget), qr/^OR1 $forget 200 \d+ \d+ \d+ \d+\n\{\}\z/,
     'an entry without a reply channel runs, its result stored');
-is(scalar @{ stream_entries('offload:{echo}:dead') }, 11,
+is(scalar @{ stream_entries('offload:{echo}:dead') }, 13,
     'and is no dead letter');
+# a cluster's reply channel, in the queue's own slot, is a job's
+my ($sharded, @sharded) = entry(reply => 'offload:{echo}:reply:t');
+redis_cmd('XADD', $stream, '*', @sharded);
+like(result_of($sharded), qr/^OR1 $sharded 200 \d+ \d+ \d+ \d+\n\{\}\z/,
+    'an entry replying on offload:{echo}:reply:<nonce> runs');
 
 # An async job's entry (a record, "rec") whose id is not hex: a '}' in its
 # slot tag (characters 12..16) makes a record key the scripts cannot read

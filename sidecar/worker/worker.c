@@ -311,6 +311,11 @@ offload_worker_dead_letter_answer(offload_worker_t *w,
         return;
     }
 
+    /* a channel no job may name: the answer is only stored */
+    if (reply.len > 0 && !offload_reply_channel_ok(&reply)) {
+        reply.len = 0;
+    }
+
     offload_completion_error(w, entry_id, &id, &reply, status, 0, code,
                              message);
 }

@@ -492,19 +492,19 @@ test_job(void)
         offload_str_t  badatt[] = { S("v"), S("1"), S("attempt"), S("0") };
         offload_str_t  body0[] = {
             S("v"), S("1"), S("id"), S("i"), S("payload"), S(""),
-            S("reply"), S("r"), S("deadline"), S("1700000060000"),
+            S("reply"), S("offload:reply:r"), S("deadline"), S("1700000060000"),
             S("submitted"), S("1700000000000"), S("attempt"), S("3"),
             S("body"), S("0")
         };
         offload_str_t  both[] = {
             S("v"), S("1"), S("id"), S("i"), S("payload"), S("{}"),
-            S("reply"), S("r"), S("deadline"), S("1700000060000"),
+            S("reply"), S("offload:reply:r"), S("deadline"), S("1700000060000"),
             S("submitted"), S("1700000000000"), S("attempt"), S("3"),
             S("body"), S("2")
         };
         offload_str_t  extra[] = {
             S("v"), S("1"), S("id"), S("i"), S("payload"), S("{}"),
-            S("reply"), S("r"), S("deadline"), S("1700000060000"),
+            S("reply"), S("offload:reply:r"), S("deadline"), S("1700000060000"),
             S("submitted"), S("1700000000000"), S("attempt"), S("3"),
             S("future"), S("ignored")
         };
