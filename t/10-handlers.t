@@ -152,6 +152,15 @@ for my $form ([ 'array', \@events ], [ 'object', { events => \@events } ]) {
     }
 }
 
+# a sum past a double's range: a 422 that says so (it said "out of
+# memory": JSON has no text for infinity, and json_pack gave NULL)
+$r = post_json('/jobs/events.aggregate',
+    '[{"type":"a","value":1e308,"ts":1},{"type":"a","value":1e308,"ts":2}]');
+is($r->{status}, 422, 'aggregate: a sum past a double\'s range: 422');
+like($r->{json} && $r->{json}{error}{message} // '',
+    qr/^type "a": the sum of its values is past the range of a double/,
+    'which says so') or diag($r->{content});
+
 # ---- events.aggregate: one job of 1,000,000 events
 my @types = qw(click view buy scroll);
 my (%count, %sum, %min);

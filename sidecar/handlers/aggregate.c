@@ -265,6 +265,15 @@ aggregate_work(offload_job_t *job, json_t *input, json_t **output)
             continue;
         }
 
+        /* each value is finite (JSON has no infinity), their sum may not
+         * be, and JSON has no text for it */
+        if (!isfinite(t->sum)) {
+            offload_job_fail(job, NULL, "type \"%.*s\": the sum of its "
+                             "values is past the range of a double "
+                             "(about 1.8e308)", (int) t->len, t->name);
+            goto failed;
+        }
+
         summary = type_summary(t);
         if (summary == NULL
             || json_object_setn_new(types, t->name, t->len, summary) != 0)
