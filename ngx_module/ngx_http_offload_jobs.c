@@ -273,7 +273,7 @@ ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
 
 
 /*
- * The seconds of a Prefer: wait=<s> (RFC 7240 4.3), at most
+ * The seconds of a Prefer: wait=<s> or wait="<s>" (RFC 7240 4.3), at most
  * NGX_HTTP_OFFLOAD_WAIT_MAX; 0 without one, or with one that is not
  * delta-seconds (a preference not understood is ignored).
  */
@@ -293,6 +293,13 @@ ngx_http_offload_prefer_wait(ngx_http_request_t *r)
 
         if (!ngx_http_offload_preference(&h->value, &name, &arg)) {
             continue;
+        }
+
+        /* a value is a token or a quoted string: wait=3 or wait="3" */
+        if (arg.len >= 2 && arg.data[0] == '"' && arg.data[arg.len - 1] == '"')
+        {
+            arg.data++;
+            arg.len -= 2;
         }
 
         wait = ngx_atoi(arg.data, arg.len);

@@ -76,6 +76,12 @@ is(job($id)->{status}, 'done', 'the job has its record: done');
 $r = post('/sync/echo', '{"w":2}', 'respond-async, wait=5');
 is($r->{status}, 200, 'sync location, respond-async, wait=5: 200');
 is_deeply($r->{json}, { w => 2 }, 'its result');
+# a value may be a quoted string, the same as the token it holds (RFC 7240
+# 2: word = token / quoted-string; RFC 9110 5.6.6): wait="5" was taken for
+# no wait, 202 at once
+$r = post('/sync/echo', '{"w":"q"}', 'respond-async, wait="5"');
+is($r->{status}, 200, 'respond-async, wait="5" (quoted): 200');
+is_deeply($r->{json}, { w => 'q' }, 'its result');
 $r = post('/sync/echo', '{"w":3}', 'respond-async', Prefer2 => 'x');
 is($r->{status}, 202, 'respond-async without wait: 202 as before');
 
@@ -143,7 +149,7 @@ is(job($first->{json}{id}, '?wait=' . scaled(10))->{status}, 'done',
 # ---- no wait: 0, not delta-seconds, on a sync answer
 for my $case ([ 'wait=0', 'wait=0' ], [ 'wait=abc', 'wait not a number' ],
               [ 'wait=-1', 'wait negative' ], [ 'wait', 'wait without value' ],
-              [ 'wait="5"', 'wait quoted' ])
+              [ 'wait="abc"', 'wait quoted, not a number' ])
 {
     my ($prefer, $name) = @$case;
     $t0 = time;
