@@ -106,6 +106,9 @@ static ngx_int_t ngx_http_offload_job_fetch(ngx_http_offload_job_read_t *jr,
     redisReply **e);
 static ngx_int_t ngx_http_offload_job_list(ngx_http_offload_job_read_t *jr,
     redisReply **e);
+static ngx_int_t ngx_http_offload_job_reserve(ngx_http_request_t *r,
+    long long n);
+static void ngx_http_offload_job_unreserve(void *data);
 static void ngx_http_offload_job_index_done(redisAsyncContext *ac, void *r,
     void *privdata);
 static ngx_int_t ngx_http_offload_replayed(ngx_http_offload_job_read_t *jr);
@@ -1464,6 +1467,67 @@ ngx_http_offload_job_fetch(ngx_http_offload_job_read_t *jr, redisReply **e)
 }
 
 
+/*
+ * The memory a big result's read of n elements takes in the request's pool
+ * (ngx_http_offload_list_start()), held until its answer is sent: a client
+ * that does not read keeps it, and every GET of one big result reads it
+ * again (an upload of 64 MB held 30 times over by 30 idle connections).
+ * Past offload_jobs_memory in this worker such a read waits for others to
+ * end: 503 busy.  One read always goes, whatever its size.  NGX_OK, or the
+ * answer's status.
+ */
+
+static ngx_int_t
+ngx_http_offload_job_reserve(ngx_http_request_t *r, long long n)
+{
+    size_t                       *held;
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_offload_loc_conf_t  *olcf;
+
+    if (n <= 0 || n > OFFLOAD_BODY_MAX / OFFLOAD_SLICE + 2) {
+        return NGX_OK;                  /* refused by the read */
+    }
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
+
+    if (ngx_http_offload_worker.jobs_reading
+        && ngx_http_offload_worker.jobs_reading + n * OFFLOAD_SLICE
+           > olcf->jobs_memory)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "offload: a big result's read waits: this worker's "
+                      "reads of big results hold %uz bytes already "
+                      "(offload_jobs_memory %uz)",
+                      ngx_http_offload_worker.jobs_reading, olcf->jobs_memory);
+        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "busy",
+                                           "too many big results are being "
+                                           "read: try again");
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(size_t));
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    held = cln->data;
+    *held = (size_t) n * OFFLOAD_SLICE;
+    cln->handler = ngx_http_offload_job_unreserve;
+    ngx_http_offload_worker.jobs_reading += *held;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_offload_job_unreserve(void *data)
+{
+    size_t  *held = data;
+
+    ngx_http_offload_worker.jobs_reading -= *held;
+}
+
+
 /* a big result's read begins: its key is in its record's queue's slot */
 
 static ngx_int_t
@@ -1499,6 +1563,12 @@ ngx_http_offload_job_list(ngx_http_offload_job_read_t *jr, redisReply **e)
         return ngx_http_offload_job_unread(jr, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "redis_unavailable",
                                            "redis is not reachable");
+    }
+
+    rc = ngx_http_offload_job_reserve(r, e[8]->integer);
+
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     ngx_http_offload_list_init(&jr->result, &jr->master->bulk, r->pool,

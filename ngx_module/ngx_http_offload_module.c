@@ -15,6 +15,7 @@
  *   offload_idempotency_ttl <time> | off;
  *   offload_jobs;
  *   offload_cancel_running on | off;
+ *   offload_jobs_memory <size>;
  *
  * A location with offload_pass and no offload_redis in effect talks to
  * 127.0.0.1:6379, the address job queues usually default to.
@@ -167,6 +168,13 @@ static ngx_command_t  ngx_http_offload_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_offload_loc_conf_t, cancel_running),
+      NULL },
+
+    { ngx_string("offload_jobs_memory"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_offload_loc_conf_t, jobs_memory),
       NULL },
 
     { ngx_string("offload_metrics_zone"),
@@ -1828,6 +1836,7 @@ ngx_http_offload_create_loc_conf(ngx_conf_t *cf)
     olcf->result_ttl = NGX_CONF_UNSET_MSEC;
     olcf->idempotency_ttl = NGX_CONF_UNSET_MSEC;
     olcf->cancel_running = NGX_CONF_UNSET;
+    olcf->jobs_memory = NGX_CONF_UNSET_SIZE;
 
     return olcf;
 }
@@ -1854,6 +1863,8 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               86400000);
 
     ngx_conf_merge_value(conf->cancel_running, prev->cancel_running, 0);
+    ngx_conf_merge_size_value(conf->jobs_memory, prev->jobs_memory,
+                              256 * 1024 * 1024);
 
     /* offload_pass, like proxy_pass, is not inherited, nor are
      * offload_jobs, offload_status and offload_metrics; but the blocks

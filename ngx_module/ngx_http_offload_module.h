@@ -497,6 +497,9 @@ typedef struct {
     ngx_msec_t                    idempotency_ttl;  /* 0: off */
     ngx_flag_t                    cancel_running;  /* DELETE stops a
                                                       running job */
+    size_t                        jobs_memory; /* big results the jobs
+                                                  endpoint holds at once
+                                                  in a worker */
 } ngx_http_offload_loc_conf_t;
 
 
@@ -588,6 +591,9 @@ typedef struct {
     char                          nonce[OFFLOAD_NONCE_LEN];
     char                          channel[OFFLOAD_KEY_MAX];
     size_t                        channel_len;
+    size_t                        jobs_reading;  /* bytes the jobs
+                                                    endpoint's big results
+                                                    hold (jobs_memory) */
     uint64_t                      seq;
     ngx_http_offload_metrics_t   *metrics;
 } ngx_http_offload_worker_t;
