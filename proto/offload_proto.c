@@ -452,16 +452,22 @@ const char  offload_handback_script[] =
     "    local e = redis.call('XRANGE', KEYS[1], id, id)\n"
     "    local f = e[1] and e[1][2] or {}\n"
     "    local job, rec, sync, h = nil, false, false, {}\n"
+    "    local cut = id ~= ARGV[4]\n"
     "    for i = 1, #f - 1, 2 do\n"
     "      if f[i] == '" OFFLOAD_F_ID "' then job = f[i + 1]\n"
     "      elseif f[i] == '" OFFLOAD_F_RECORD "' then rec = true\n"
-    "      elseif f[i] == '" OFFLOAD_F_REPLY "' then sync = true end\n"
+    "      elseif f[i] == '" OFFLOAD_F_REPLY "' then sync = true\n"
+    "      elseif f[i] == '" OFFLOAD_F_INTERRUPTED "' then cut = true end\n"
     "    end\n"
     "    if rec and job then\n"
     "      rec = " OFFLOAD_JOB_RECORD_LUA("job") "\n"
     "      h = redis.call('HMGET', rec, 'status', 'node', 'queue', 'slot')\n"
     "    end\n"
     "    if e[1] then\n"
+    "      if not cut then\n"
+    "        f[#f + 1] = '" OFFLOAD_F_INTERRUPTED "'\n"
+    "        f[#f + 1] = '1'\n"
+    "      end\n"
     "      local new = redis.call('XADD', KEYS[1], '*', unpack(f))\n"
     "      if h[1] == 'running' and h[2] and h[3] and h[4]"
     " and h[2] .. ':' .. h[3] .. ':' .. h[4] == ARGV[2] then\n"
@@ -1409,6 +1415,9 @@ offload_job_decode(offload_entry_t *job, const offload_str_t *fields,
 
         } else if (str_is(name, OFFLOAD_F_TRACESTATE)) {
             job->tracestate = *value;
+
+        } else if (str_is(name, OFFLOAD_F_INTERRUPTED)) {
+            job->interrupted = 1;
         }
 
         /* unknown fields are ignored: a newer sender may add some */

@@ -167,6 +167,8 @@
 #define OFFLOAD_F_RECORD           "rec"
 #define OFFLOAD_F_TRACEPARENT      "tp"
 #define OFFLOAD_F_TRACESTATE       "ts"
+/* set by a hand back on the entry whose run a stop cut short */
+#define OFFLOAD_F_INTERRUPTED      "interrupted"
 
 /*
  * W3C Trace Context.  A traceparent is "00-<trace id>-<parent id>-<flags>":
@@ -241,6 +243,8 @@ typedef struct {
                                      and record stay this long */
     offload_str_t  traceparent;   /* valid, version 00, or empty */
     offload_str_t  tracestate;    /* empty without a traceparent */
+    int            interrupted;   /* a run of it was cut short by a stop:
+                                     it may have run in part */
 } offload_entry_t;
 
 #define OFFLOAD_NO_DEADLINE        INT64_MAX
@@ -524,13 +528,16 @@ extern const char  offload_stage_first_script[];
  *
  * Hand back: the entries a consumer holds, except one, go back to the
  * queue unchanged (a worker that stopped or died before running them, or
- * was stopped running one: a stop's shutdown_timeout).  A job's record
+ * was stopped running one: a stop's shutdown_timeout), but for the one
+ * whose run the stop cut short, which gets "interrupted 1" (a worker that
+ * finds it expired does not say it never ran).  A job's record
  * (an entry with "rec"; read before the entry's writes, undeclared, in
  * the queue's slot) that says running, on this consumer (its node, queue
  * and slot), says queued again, and a sync job's (its reply channel) that
  * says queued names the new entry, as a read of it expects.
  *   KEYS[1] stream          ARGV[1] group     ARGV[2] consumer
  *                           ARGV[3] entry id to leave alone, or ""
+ *                           ARGV[4] entry id cut short, or ""
  * Returns how many entries went back.
  *
  * Bad job: an entry nobody can run (not a job: fields missing or

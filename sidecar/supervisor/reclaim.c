@@ -28,6 +28,8 @@ typedef struct {
     char                          stream[OFFLOAD_KEY_MAX];
     char                          consumer[256];
     char                          held[64];
+    char                          cut[64];     /* the entry a stop cut
+                                                  short, or "" */
     offload_failure_t             failure;
     offload_reclaim_done_pt       done;
     void                         *data;
@@ -536,8 +538,8 @@ hand_back(void *data)
 
     if (!r->conn->ready
         || offload_redis_command(r->conn, handback_cb, r, "EVAL %s 1 %s %s %s "
-                                 "%s", offload_handback_script, r->stream,
-                                 OFFLOAD_GROUP, r->consumer, r->held)
+                                 "%s %s", offload_handback_script, r->stream,
+                                 OFFLOAD_GROUP, r->consumer, r->held, r->cut)
            != REDIS_OK)
     {
         r->done(r->data);
@@ -597,6 +599,9 @@ offload_reclaim_worker(offload_redis_conn_t *conn,
                        strlen(q->name));
 
     if (held_entry == NULL || failure == NULL) {
+        /* a job the stop cut short goes back too, marked */
+        snprintf(r->cut, sizeof(r->cut), "%s",
+                 held_entry != NULL ? held_entry : "");
         hand_back(r);
         return 0;
     }

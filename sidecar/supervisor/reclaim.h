@@ -73,7 +73,8 @@ int offload_reclaim_fail_entry(offload_redis_conn_t *conn,
 /* After a worker of q exited: when it held a job (held_entry not NULL, with
  * failure), reads that entry and fails its attempt; then hands the rest of
  * the consumer's pending entries back to the queue.  A stopped worker's
- * job (failure NULL) goes back unchanged with the rest.  Returns 0 and
+ * job (failure NULL) goes back with the rest, marked interrupted (its run
+ * was cut short, not failed).  Returns 0 and
  * calls done(data) when all of it is over, or -1 without calling it when
  * Redis is not connected. */
 int offload_reclaim_worker(offload_redis_conn_t *conn,

@@ -481,7 +481,7 @@ void
 offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
     const offload_entry_t *entry)
 {
-    int                   rc;
+    int                   rc, ran;
     int64_t               now_us, now_ms, queue_us, start_us, run_us;
     int64_t               submitted_ms;
     offload_job_t        *job = &w->job;
@@ -516,23 +516,38 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
     w->body_keyed = entry->body_len > 0;
 
     if (entry->deadline_ms <= now_ms || be->expired) {
+        /* "not run" only of a job no worker had before: one read again
+         * from this consumer's history (its node died or lost Redis
+         * under it), handed back from a run a stop cut short, or on an
+         * attempt after the first may have run in part */
+        ran = w->in_history || entry->interrupted || entry->attempt > 1;
+
         if (entry->deadline_ms <= now_ms) {
             log_info("%s: job %.*s expired %lld ms before a worker took it, "
-                     "not run", w->name, (int) entry->id.len, entry->id.data,
-                     (long long) (now_ms - entry->deadline_ms));
+                     "%s", w->name, (int) entry->id.len, entry->id.data,
+                     (long long) (now_ms - entry->deadline_ms),
+                     ran ? "not run again (an earlier run did not finish)"
+                         : "not run");
         } else {
             log_info("%s: job %.*s expired before a worker took it (so "
                      "Redis says, %lld ms before its deadline by this "
-                     "worker's reading of Redis' clock), not run",
+                     "worker's reading of Redis' clock), %s",
                      w->name, (int) entry->id.len, entry->id.data,
-                     (long long) (entry->deadline_ms - now_ms));
+                     (long long) (entry->deadline_ms - now_ms),
+                     ran ? "not run again (an earlier run did not finish)"
+                         : "not run");
         }
 
         w->sb->jobs_expired++;
         offload_completion_error(w, entry_id, &entry->id, &entry->reply,
                                  504, queue_us, "expired",
-                                 "the deadline passed before a worker "
-                                 "took the job");
+                                 ran ? "the deadline passed before the job "
+                                       "could run again: an earlier run did "
+                                       "not finish (its worker stopped, "
+                                       "crashed or lost its node), and may "
+                                       "have done part of its work"
+                                     : "the deadline passed before a worker "
+                                       "took the job");
         w->record_ttl_ms = 0;
         w->body_keyed = 0;
         return;

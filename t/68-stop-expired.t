@@ -1,0 +1,96 @@
+#!/usr/bin/perl
+# A job whose deadline passes after a run of it was cut short is not
+# answered "the deadline passed before a worker took the job": that reads
+# as "never ran, safe to submit again", and it may have done part of its
+# work.  Cut short by a stop (killed at shutdown_timeout: handed back
+# marked "interrupted"), or by its node's death (read again from the
+# consumer's history).  A job no worker ever had still says so.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time);
+use OffloadTest;
+
+my $conf = <<'CONF';
+shutdown_timeout 300ms;
+queue sleep { handler sleep; workers 1; timeout off; }
+CONF
+
+start_redis();
+start_sidecar(conf => $conf);
+my $ctl = build_path('offloadctl') . ' -c ' . sidecar_conf_file();
+my $stream = 'offload:{sleep}:jobs';
+
+sub submit {
+    my ($ms, $deadline) = @_;
+    chomp(my $id = `$ctl submit --deadline $deadline sleep '{"ms":$ms}' 2>&1`);
+    like($id, qr/^[0-9a-f]{32}$/, "a $ms ms job, deadline $deadline");
+    return $id;
+}
+
+sub running { (((node_doc() // {})->{queues}{sleep}{workers} // [])->[0]
+    // {})->{job} // '' }
+
+sub answer {
+    my ($id) = @_;
+    my $res;
+    wait_until(sub {
+        $res = redis_cmd('GET', "offload:{sleep}:result:$id");
+        defined $res && !ref $res;
+    }, scaled(10), "result of $id");
+    return $res // '';
+}
+
+my $took = 'the deadline passed before a worker took the job';
+my $again = 'the deadline passed before the job could run again: an '
+    . 'earlier run did not finish';
+
+# ---- cut short by a stop: handed back marked, expired later
+my $id = submit(5000, '2s');
+ok(wait_until(sub { running() eq $id }, scaled(5), 'running'),
+    'the job runs');
+is(stop_sidecar(), 0, 'the node stops (its worker killed at '
+    . 'shutdown_timeout)');
+my $e = stream_entries($stream);
+is(scalar @$e, 1, 'the job is back in the queue');
+is($e->[0]{interrupted}, '1', 'marked interrupted');
+is($e->[0]{attempt}, '1', 'its attempt unchanged');
+my $t0 = time;
+wait_until(sub { time - $t0 > 2.2 }, 3, 'the deadline passes');
+start_sidecar(conf => $conf);
+my $res = answer($id);
+like($res, qr/^OR1 $id 504 /, 'once started again, the node answers 504');
+like($res, qr/"code":"expired".*\Q$again\E/, 'saying an earlier run did '
+    . 'not finish') or diag($res);
+like(slurp(tmpdir() . '/sidecar.log'),
+    qr/job $id expired \d+ ms before a worker took it, not run again /,
+    'and so does its log line');
+
+# ---- cut short by the node's death: read again from its history
+$id = submit(5000, '2s');
+ok(wait_until(sub { running() eq $id }, scaled(5), 'running'),
+    'another job runs');
+kill 'KILL', sidecar_pid();
+stop_proc('sidecar', 5);
+$t0 = time;
+wait_until(sub { time - $t0 > 2.2 }, 3, 'the deadline passes');
+start_sidecar(conf => $conf);
+$res = answer($id);
+like($res, qr/"code":"expired".*\Q$again\E/,
+    'a job its SIGKILLed node held: the same') or diag($res);
+
+# ---- a job no worker had: it never ran, and says so
+is(stop_sidecar(), 0, 'the node stops');
+$id = submit(1, '1s');
+$t0 = time;
+wait_until(sub { time - $t0 > 1.2 }, 2, 'the deadline passes');
+start_sidecar(conf => $conf);
+$res = answer($id);
+like($res, qr/"code":"expired".*\Q$took\E/,
+    'a job that waited out its deadline in the queue: took by no worker')
+    or diag($res);
+
+finish();
