@@ -116,6 +116,12 @@ try:
     elif case == "unknown":         # the XADD's answer lost
         jobs = Client(redis.Redis(port=port, socket_timeout=0.5))
         print("submitted", jobs.submit("idle", big))
+    elif case == "away":            # Redis unreachable during the wait
+        jobs = Client(redis.Redis(port=port, socket_timeout=0.3))
+        print("ready", flush=True)
+        r = jobs.submit("sleep", {"ms": 1500}, wait=True,
+                        timeout=float(sys.argv[4]))
+        print("result", r.status, r.body)
     elif case == "fast":            # a result published at once
         jobs = Client(redis.Redis(port=port))
         print("ready", flush=True)
@@ -126,6 +132,8 @@ except OutcomeUnknown as e:
     print("unknown", e.job_id, e)
 except OffloadError as e:
     print("error", e)
+except Exception as e:
+    print("raised", type(e).__name__, getattr(e, "job_id", None))
 PY
 
 # ---- an XADD whose answer is lost: liboffload, offloadctl submit and
@@ -268,6 +276,26 @@ $answer->() unless $early;
 is(line_of($py, scaled(10)) // 'no answer', 'result 200 {"fast":1}',
     'offload_client.py: a result published at once is heard');
 $slow->stop;
+
+# ---- offload_client.py waiting while Redis does not answer: its
+# subscription dropped (the wait then reads the result key) and Redis
+# paused past the client's socket_timeout: the wait goes on, and returns
+# the result (it raised a TimeoutError without the job's id)
+my %pre = %{ clients() };
+$py = start_driver($python, "$tmp/sdk.py", redis_port(), $sdk, 'away',
+    scaled(15));
+is(line_of($py, scaled(10)), 'ready', 'offload_client.py: started');
+ok(wait_until(sub { pending_jobs('sleep') == 1 }, scaled(5), 'sleep job'),
+    'its 1.5 s job runs');
+$now = clients();
+my @subs = grep { !$pre{$_} && $now->{$_}{flags} =~ /P/ } keys %$now;
+is(scalar @subs, 1, 'its subscribed connection');
+redis_cmd('CLIENT', 'KILL', 'ID', $_) for @subs;
+redis_cmd('CLIENT', 'PAUSE', 1000, 'ALL');
+$line = line_of($py, scaled(15)) // 'no answer';
+like($line, qr/^result 200 \{"ms":1[5-9]\d\d\}$/,
+    'offload_client.py: the wait outlives Redis\' pause, the result comes')
+    or diag($line);
 
 stop_drivers();
 done_testing();

@@ -62,7 +62,14 @@ class UnknownQueue(OffloadError):
 
 
 class Timeout(OffloadError):
-    """No result within the time given."""
+    """No result within the time given (Redis may have been unreachable
+    meanwhile: a wait goes on through that).  job_id is the job's."""
+
+    def __init__(self, job_id, timeout, why=None):
+        super().__init__("no result for job %s within %ss%s"
+                         % (job_id, timeout,
+                            " (last: %s)" % why if why else ""))
+        self.job_id = job_id
 
 
 class OutcomeUnknown(OffloadError):
@@ -450,9 +457,16 @@ class Client:
         end = time.monotonic() + min(timeout, MS_MAX / 1000)
         pause = 0.001
         pushed = job_id == self.last_waited and self.pubsub is not None
+        lost = None
         while time.monotonic() < end:
             if not pushed:
-                res = self.result(queue, job_id)
+                # Redis away for a while (a restart, a failover): asked
+                # again, not raised without the job's id, which a caller
+                # would take for a job to submit again
+                try:
+                    res = self.result(queue, job_id)
+                except (redis.ConnectionError, redis.TimeoutError) as e:
+                    res, lost = None, e
                 if res is not None:
                     return res
                 time.sleep(min(pause, max(0, end - time.monotonic())))
@@ -475,8 +489,10 @@ class Client:
                 return Result(data)
             if data == b"ON%d %s" % (PROTO_VERSION, job_id.encode()):
                 return self.result(queue, job_id)   # over 1 MB: stored
-        res = self.result(queue, job_id)
+        try:
+            res = self.result(queue, job_id)
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            raise Timeout(job_id, timeout, e) from e
         if res is None:
-            raise Timeout("no result for job %s within %ss"
-                          % (job_id, timeout))
+            raise Timeout(job_id, timeout, lost)
         return res
