@@ -1641,8 +1641,15 @@ look(offload_client_t *c, const char *queue, const char *id,
     int  rc;
 
     rc = offload_client_result(c, queue, id, res);
-    return rc == OFFLOAD_CLIENT_ERROR && c->lost ? OFFLOAD_CLIENT_NOT_FOUND
-                                                 : rc;
+
+    if (rc == OFFLOAD_CLIENT_NOT_FOUND
+        || (rc == OFFLOAD_CLIENT_ERROR && c->lost))
+    {
+        c->failed = 0;          /* not yet: no error of the wait's */
+        return OFFLOAD_CLIENT_NOT_FOUND;
+    }
+
+    return rc;
 }
 
 

@@ -44,13 +44,19 @@ mono_ms(void)
 }
 
 
-/* "ok <status> <body> <ms>" or "error <rc> <why> <ms>" */
+/* "ok <status> <body> <ms>" or "error <rc> <why> <ms>"; a success whose
+ * client still says an error (the header: NULL after a call that
+ * succeeded) ends "error left: <it>" */
 static void
 report(offload_client_t *c, int rc, offload_client_result_t *res,
     long long t0)
 {
     if (rc == OFFLOAD_CLIENT_OK) {
-        printf("ok %d %s %lld\n", res->status, res->body, mono_ms() - t0);
+        printf("ok %d %s %lld", res->status, res->body, mono_ms() - t0);
+        if (offload_client_error(c) != NULL) {
+            printf(" error left: %s", offload_client_error(c));
+        }
+        printf("\n");
         offload_client_result_free(res);
     } else {
         printf("error %d %s %lld\n", rc, offload_client_error(c),
