@@ -305,6 +305,16 @@ ngx_http_offload_handler(ngx_http_request_t *r)
                                        "quotes)");
     }
 
+    /* known by its Content-Length: refused before the body is asked for
+     * (a chunked one is, once read: ngx_http_offload_submit()) */
+
+    if (idem.len && r->headers_in.content_length_n > OFFLOAD_BODY_OVER) {
+        return ngx_http_offload_refuse(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                       "too_large",
+                                       "a job with an Idempotency-Key "
+                                       "carries at most 1 MB");
+    }
+
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_offload_ctx_t));
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -233,13 +233,17 @@ for my $case (
         'X-Offload-Timeout: abc' ],
     [ 'POST', '/jobs/echo', "Idempotency-Key: \r\n", 400,
         'an empty Idempotency-Key' ],
-    [ 'POST', '/local-jobs/' . ('0' x 32), '', 405, 'a POST to offload_jobs' ])
+    [ 'POST', '/local-jobs/' . ('0' x 32), '', 405, 'a POST to offload_jobs' ],
+    # (a limit the headers tell: it was asked for, then refused)
+    [ 'POST', '/chunky/echo', "Idempotency-Key: k\r\n", 413,
+        'an Idempotency-Key with a body over 1 MB', 1_500_000 ])
 {
-    my ($method, $path, $head, $status, $name) = @$case;
+    my ($method, $path, $head, $status, $name, $length) = @$case;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
         PeerPort => nginx_port(), Proto => 'tcp') or die "connect: $!";
     print $s "$method $path HTTP/1.1\r\nHost: x\r\n$head"
-        . "Content-Type: application/json\r\nContent-Length: 1000\r\n"
+        . "Content-Type: application/json\r\n"
+        . "Content-Length: " . ($length // 1000) . "\r\n"
         . "Expect: 100-continue\r\n\r\n";
     my $line = '';
     if (IO::Select->new($s)->can_read(scaled(5))) {
@@ -261,9 +265,10 @@ for my $method (qw(GET PUT DELETE)) {
 # (ngx_http_offload_errors.c)
 error_is(http('POST', '/jobs/echo', '"' . ('x' x 3000) . '"'), 413,
     'too_large', 'Content-Length over client_max_body_size');
-# the metrics answer is cached a heartbeat long
+# the metrics answer is cached a heartbeat long; the Idempotency-Key's
+# 413 above is the other one
 ok(wait_until(sub { (http('GET', '/metrics')->{content} // '')
-        =~ /offload_invalid_requests_total\{status="413"\} 1\b/ },
+        =~ /offload_invalid_requests_total\{status="413"\} 2\b/ },
         scaled(5), '413 counted'),
     'counted as an invalid request, as the module\'s own errors are');
 
