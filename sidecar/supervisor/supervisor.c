@@ -5,8 +5,10 @@
  * each pool one_for_one, OTP style: a slot whose worker died is restarted
  * after a backoff (restart_backoff, doubling with jitter, back to the
  * minimum once a worker lived 10 s or completed a job); more than
- * max_restarts restarts of a pool within their period mark the pool
- * failed: its workers are stopped and nothing restarts until
+ * max_restarts restarts of a pool within their period (one job's crashes
+ * counting once, jobs finished between them starting the count again:
+ * count_restart()) mark the pool failed: its workers are stopped and
+ * nothing restarts until
  * restart_cooldown has passed, then the whole pool starts again.  Other
  * pools are not touched.
  *
@@ -400,16 +402,54 @@ format_ms(char *buf, size_t size, int ms)
 }
 
 
-/* Records a restart in the pool's sliding window of restart_period.
- * Returns -1, recording nothing, when it would make more than max_restarts
- * restarts within the period. */
-static int
-count_restart(offload_pool_t *pool, int64_t now_us)
+/* A job id's FNV-1a hash, never 0 (0: no job). */
+static uint64_t
+job_hash(const char *id)
 {
+    uint64_t  h = 14695981039346656037ULL;
+
+    for ( ; *id != '\0'; id++) {
+        h = (h ^ (unsigned char) *id) * 1099511628211ULL;
+    }
+
+    return h ? h : 1;
+}
+
+
+/*
+ * Records a restart in the pool's sliding window of restart_period, for
+ * the job (hash) its worker died under, 0 for none.  Returns -1,
+ * recording nothing, when it would make more than max_restarts restarts
+ * within the period.
+ *
+ * The intensity tells a broken pool from bad jobs.  A job that crashes its
+ * worker crashes the next one at its next attempt: its crashes count once
+ * (max_attempts and the dead letters deal with the job).  And crashes
+ * between which the pool finished jobs are the jobs', not a broken
+ * handler's: the window starts again (worker_exited()).  Before,
+ * three bad payloads at max_attempts 2 failed a pool (6 restarts), and
+ * any client could take a queue offline for its restart_cooldown.
+ */
+static int
+count_restart(offload_pool_t *pool, int64_t now_us, uint64_t job)
+{
+    int                          i, at;
     const offload_conf_queue_t  *q = pool->queue;
 
     if (q->max_restarts == 0) {
         return -1;
+    }
+
+    for (i = 0; job != 0 && i < pool->nrecent; i++) {
+        at = (pool->next - 1 - i + q->max_restarts) % q->max_restarts;
+
+        if (pool->restart_job[at] == job
+            && now_us - pool->restart_us[at]
+               < (int64_t) q->restart_period_ms * 1000)
+        {
+            pool->restarts++;
+            return 0;
+        }
     }
 
     /* When the ring is full, restart_us[next] is the oldest entry. */
@@ -421,6 +461,7 @@ count_restart(offload_pool_t *pool, int64_t now_us)
     }
 
     pool->restart_us[pool->next] = now_us;
+    pool->restart_job[pool->next] = job;
     pool->next = (pool->next + 1) % q->max_restarts;
     if (pool->nrecent < q->max_restarts) {
         pool->nrecent++;
@@ -727,11 +768,29 @@ recycled(offload_slot_t *slot, int status)
 }
 
 
+/* The jobs the pool's workers finished (answered 200), all processes. */
+static uint64_t
+pool_jobs_ok(const offload_pool_t *pool)
+{
+    int                    i;
+    uint64_t               ok = 0;
+    offload_slot_counts_t  c;
+
+    for (i = 0; i < pool->nslots; i++) {
+        offload_stats_slot_counts(&pool->slots[i], &c);
+        ok += c.ok;
+    }
+
+    return ok;
+}
+
+
 static void
 worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
 {
     int                    at_once, timed_out, busy, stopping;
     char                   how[64], last[80];
+    uint64_t               ok;
     pid_t                  pid;
     size_t                 len;
     int64_t                now_us;
@@ -908,7 +967,15 @@ worker_exited(offload_slot_t *slot, int status, const struct rusage *ru)
         return;
     }
 
-    if (count_restart(pool, now_us) != 0) {
+    ok = pool_jobs_ok(pool);
+    if (ok != pool->restart_ok) {
+        pool->restart_ok = ok;          /* jobs done since the last crash */
+        pool->nrecent = 0;
+    }
+
+    if (count_restart(pool, now_us, busy ? job_hash(slot->sb->job_id) : 0)
+        != 0)
+    {
         fail_pool(pool, NULL, last);
         return;
     }
@@ -1194,6 +1261,7 @@ offload_pools_free(offload_pool_t *pools, size_t npools)
         }
         free(pools[p].slots);
         free(pools[p].restart_us);
+        free(pools[p].restart_job);
         offload_hm_unmap(pools[p].metrics);
         offload_stats_pool_free(&pools[p].stats);
     }
@@ -1261,9 +1329,11 @@ offload_pools_make(offload_supervisor_t *sup, const offload_conf_t *conf)
         /* + 1: max_restarts may be 0, and calloc(0) may return NULL */
         pool->restart_us = calloc((size_t) pool->queue->max_restarts + 1,
                                   sizeof(int64_t));
+        pool->restart_job = calloc((size_t) pool->queue->max_restarts + 1,
+                                   sizeof(uint64_t));
         pool->metrics = offload_hm_map();
         if (pool->slots == NULL || pool->restart_us == NULL
-            || pool->metrics == NULL)
+            || pool->restart_job == NULL || pool->metrics == NULL)
         {
             offload_pools_free(pools, p + 1);
             return NULL;

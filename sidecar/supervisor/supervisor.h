@@ -60,6 +60,10 @@ struct offload_pool_s {
     int64_t                      restarts;     /* since the node started */
     int64_t                     *restart_us;   /* ring of the last
                                                   max_restarts restarts */
+    uint64_t                    *restart_job;  /* and the hash of the job
+                                                  each died under, or 0 */
+    uint64_t                     restart_ok;   /* jobs the pool finished
+                                                  at the last crash */
     int                          nrecent;      /* entries in the ring */
     int                          next;         /* where the next one goes */
     ev_timer                     cooldown;
