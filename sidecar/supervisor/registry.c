@@ -63,17 +63,31 @@ ms_or_null(int64_t us)
 
 
 /* A worker as its scoreboard slot and its stats show it: state, the job
- * it runs and for how long, its process's RSS and CPU, its history. */
+ * it runs and for how long, its process's RSS and CPU, its history.  A
+ * slot a reload has not rolled onto yet shows the process of the previous
+ * configuration that still serves it ("retiring"), not "down". */
 static json_t *
 worker_json(const offload_slot_t *slot, int64_t now_us)
 {
     json_t                      *w;
     offload_sb_state_e           state;
     offload_slot_counts_t        c;
-    const offload_sb_slot_t     *sb = slot->sb;
-    const offload_slot_stats_t  *st = &slot->stats;
+    const offload_slot_t        *proc, *twin;
+    const offload_sb_slot_t     *sb;
+    const offload_slot_stats_t  *st;
 
     offload_stats_slot_counts(slot, &c);
+
+    proc = slot;
+    if (slot->pid == 0 && !slot->pool->retired) {
+        twin = offload_slot_twin(slot->pool->sup, slot);
+        if (twin != NULL && twin->pid != 0) {
+            proc = twin;
+        }
+    }
+
+    sb = proc->sb;
+    st = &proc->stats;
 
     w = json_pack("{s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:s}",
                   "queue", slot->pool->queue->name,
@@ -89,14 +103,18 @@ worker_json(const offload_slot_t *slot, int64_t now_us)
         return NULL;
     }
 
-    if (slot->pid == 0) {
+    if (proc->pid == 0) {
         json_object_set_new(w, "pid", json_null());
         json_object_set_new(w, "state", json_string("down"));
         return w;
     }
 
+    if (proc != slot) {
+        json_object_set_new(w, "retiring", json_true());
+    }
+
     state = offload_sb_state(sb);
-    json_object_set_new(w, "pid", json_integer(slot->pid));
+    json_object_set_new(w, "pid", json_integer(proc->pid));
     json_object_set_new(w, "state",
                         json_string(offload_sb_state_name(state)));
     json_object_set_new(w, "rss", json_integer(st->rss));
@@ -105,7 +123,7 @@ worker_json(const offload_slot_t *slot, int64_t now_us)
     json_object_set_new(w, "cpu_user", json_real(round1(st->cpu_user)));
     json_object_set_new(w, "cpu_sys", json_real(round1(st->cpu_sys)));
     json_object_set_new(w, "uptime_ms",
-                        json_integer((now_us - slot->started_us) / 1000));
+                        json_integer((now_us - proc->started_us) / 1000));
 
     if (sb->child_pid > 0) {            /* an exec handler's process */
         json_object_set_new(w, "handler_pid", json_integer(sb->child_pid));

@@ -135,7 +135,7 @@ offload_pool_named(offload_pool_t *pools, size_t n, const char *queue)
 
 
 offload_slot_t *
-offload_slot_twin(offload_supervisor_t *sup, offload_slot_t *slot)
+offload_slot_twin(offload_supervisor_t *sup, const offload_slot_t *slot)
 {
     offload_pool_t  *twin;
 

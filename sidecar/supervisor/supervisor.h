@@ -141,7 +141,7 @@ offload_pool_t *offload_pool_named(offload_pool_t *pools, size_t n,
  * slot's successor, or a current slot's predecessor.  The two share a
  * consumer name, so they must never run at the same time. */
 offload_slot_t *offload_slot_twin(offload_supervisor_t *sup,
-    offload_slot_t *slot);
+    const offload_slot_t *slot);
 
 /* Starts the slot's worker if one is wanted and nothing stands in the way
  * (restart delay, reclaim in flight, a running twin, a failed pool). */
