@@ -1041,6 +1041,8 @@ static const conf_directive_t  directives[] = {
     { "fault_handlers", CTX_MAIN, 1, 1, 0, conf_set_flag_slot,
       MAIN(fault_handlers), 0, 0, 0 },
     { "user", CTX_MAIN, 1, 2, 0, set_user, 0, 0, 0, 0 },
+    { "pid", CTX_MAIN, 1, 1, 0, conf_set_str_slot, MAIN(pid_file), 0, 0,
+      0 },
     { "load_module", CTX_MAIN, 1, 1, CONF_REPEAT, set_load_module,
       0, 0, 0, 0 },
     { "queue", CTX_MAIN, 1, 1, CONF_BLOCK, set_queue, 0, 0, 0, 0 },
@@ -1699,6 +1701,7 @@ offload_conf_free(offload_conf_t *conf)
     free(conf->redis.sentinel_password);
     free(conf->user);
     free(conf->log_target);
+    free(conf->pid_file);
 
     for (i = 0; i < conf->nqueues; i++) {
         free(conf->queues[i].command);

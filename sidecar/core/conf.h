@@ -93,6 +93,9 @@ typedef struct {
     int                    shutdown_timeout_ms;
     int                    claim_idle_ms;    /* a lost node's jobs wait */
     int                    fault_handlers;   /* crash, hang...: tests only */
+    char                  *pid_file;        /* "pid": where the
+                                               supervisor's pid goes, or
+                                               NULL */
     char                  *user;            /* Unix user to run as; NULL:
                                                stay who started us */
     uid_t                  uid;

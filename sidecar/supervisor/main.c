@@ -1,6 +1,7 @@
 /*
  * main.c -- offload-sidecar's command line: reads and checks the config,
- * opens the log, drops privileges, hands over to the supervisor.
+ * opens the log, drops privileges, writes its pid file, hands over to the
+ * supervisor.
  */
 
 #include <getopt.h>
@@ -13,6 +14,7 @@
 #include "exec_bridge.h"
 #include "handlers.h"
 #include "log.h"
+#include "pidfile.h"
 #include "privs.h"
 #include "supervisor.h"
 
@@ -103,9 +105,19 @@ main(int argc, char **argv)
         return 1;
     }
 
+    if (conf.pid_file != NULL && offload_pidfile_write(conf.pid_file) != 0) {
+        offload_conf_free(&conf);
+        return 1;
+    }
+
     srandom((unsigned) getpid());
 
     rc = offload_supervisor_run(&conf, file);
+
+    if (conf.pid_file != NULL) {
+        offload_pidfile_remove(conf.pid_file);
+    }
+
     offload_conf_free(&conf);
     return rc;
 }

@@ -127,6 +127,12 @@ reload_refusal(const offload_conf_t *old, const offload_conf_t *new)
         return "user cannot change on reload";
     }
 
+    if ((old->pid_file == NULL) != (new->pid_file == NULL)
+        || (old->pid_file && strcmp(old->pid_file, new->pid_file) != 0))
+    {
+        return "pid cannot change on reload";
+    }
+
     if (strcmp(old->log_target, new->log_target) != 0
         || old->log_level != new->log_level
         || old->log_json != new->log_json)

@@ -1,0 +1,78 @@
+/*
+ * pidfile.c -- the supervisor's pid in the file "pid" names, as nginx's
+ * and Redis' are: for scripts and init systems other than systemd that
+ * signal it (SIGHUP reloads, SIGTERM stops).  It is written once the
+ * process runs as its "user", so it can remove it at its stop; through a
+ * temporary file renamed into place, so a reader sees the old pid or the
+ * new one, never part of one.  A file a killed sidecar left is replaced;
+ * a clean stop removes the file unless another process's pid is in it by
+ * then (a successor started meanwhile).
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "pidfile.h"
+
+
+int
+offload_pidfile_write(const char *path)
+{
+    int     fd, len, written;
+    char    tmp[4096], pid[32];
+
+    len = snprintf(pid, sizeof(pid), "%d\n", (int) getpid());
+
+    if (snprintf(tmp, sizeof(tmp), "%s.%d", path, (int) getpid())
+        >= (int) sizeof(tmp))
+    {
+        log_error("pid file \"%s\": path too long", path);
+        return -1;
+    }
+
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd == -1) {
+        log_error("cannot write the pid file \"%s\": %s", tmp,
+                  strerror(errno));
+        return -1;
+    }
+
+    written = write(fd, pid, (size_t) len) == len;
+
+    if (close(fd) != 0 || !written || rename(tmp, path) != 0) {
+        log_error("cannot write the pid file \"%s\": %s", path,
+                  strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+void
+offload_pidfile_remove(const char *path)
+{
+    FILE  *f;
+    int    pid = 0;
+
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return;
+    }
+
+    if (fscanf(f, "%d", &pid) != 1) {
+        pid = 0;
+    }
+    fclose(f);
+
+    if (pid == (int) getpid() && unlink(path) != 0) {
+        log_warn("cannot remove the pid file \"%s\": %s", path,
+                 strerror(errno));
+    }
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/perl
+# The pid directive, as nginx's: the supervisor's pid in a file, for
+# scripts that signal it (SIGHUP reloads) where no systemd knows its
+# MAINPID; replaced over a killed sidecar's, removed at a clean stop,
+# refused on reload when it changes; a file it cannot write stops the
+# start, with a message.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use OffloadTest;
+
+my $dir = tmpdir();
+my $file = "$dir/sidecar.pid";
+my $conf = "pid $file;\nqueue echo { handler echo; workers 1; }\n";
+
+start_redis();
+spew($file, "999999\n");           # a killed sidecar's
+start_sidecar(conf => $conf);
+is(slurp($file), sidecar_pid() . "\n", 'the pid file holds the supervisor\'s '
+    . 'pid (a stale one replaced)');
+ok(!glob("$file.*"), 'no temporary file left');
+
+kill 'HUP', (slurp($file) =~ /(\d+)/)[0];
+ok(wait_until(sub { @{ events('reload') } == 1 }, scaled(10), 'reload'),
+    'kill -HUP $(cat pid file) reloads');
+
+my $text = slurp(sidecar_conf_file());
+spew(sidecar_conf_file(), $text =~ s/sidecar\.pid/other.pid/r);
+kill 'HUP', sidecar_pid();
+ok(wait_until(sub { @{ events('reload_failed') } == 1 }, scaled(10),
+    'reload refused'), 'a reload that changes pid is refused');
+is(events('reload_failed')->[0]{report}{error},
+    'pid cannot change on reload', 'saying why');
+spew(sidecar_conf_file(), $text);
+
+is(stop_sidecar(), 0, 'the sidecar stops');
+ok(!-e $file, 'and removes its pid file');
+
+# a pid file it cannot write: no start
+my $bad = "$dir/bad.conf";
+spew($bad, "redis 127.0.0.1:" . redis_port() . ";\nnode_name bad$$;\n"
+    . "log stderr;\npid $dir/no/such/dir/sidecar.pid;\n"
+    . "queue echo { handler echo; }\n");
+my $out = `timeout 10 ${\ build_path('offload-sidecar')} -c $bad 2>&1`;
+is($? >> 8, 1, 'a pid file that cannot be written: exit 1');
+like($out, qr{cannot write the pid file "\Q$dir\E/no/such/dir/sidecar\.pid\.\d+": No such file or directory},
+    'saying which and why') or diag($out);
+
+finish();
