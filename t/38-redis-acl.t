@@ -255,10 +255,10 @@ ok(wait_until(sub {
 
 # ---- a program submitting jobs itself, as offload-submitter
 my $sconf = tmpdir() . '/submitter.conf';
+# (no queue in it: it serves none, it names its Redis and user)
 spew($sconf, "redis 127.0.0.1:${\ redis_port()};\n"
     . "redis_user offload-submitter;\n"
-    . "password $secret{'offload-submitter'};\n"
-    . "queue echo { handler echo; }\n");
+    . "password $secret{'offload-submitter'};\n");
 my $sub = "$ctl -c $sconf";
 my $out = `$sub submit echo '{"as":"submitter"}' --wait 2>&1`;
 is("$? $out", "0 {\"as\":\"submitter\"}\n",

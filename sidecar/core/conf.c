@@ -86,6 +86,11 @@ struct conf_directive_s {
 };
 
 
+/* A sidecar needs a queue to serve; offloadctl reads a file for its Redis
+ * and user only (offload_conf_queues_optional()). */
+static int  queues_required = 1;
+
+
 static int
 conf_error(conf_parser_t *ps, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -1446,7 +1451,7 @@ set_defaults(conf_parser_t *ps)
         }
     }
 
-    if (conf->nqueues == 0) {
+    if (conf->nqueues == 0 && queues_required) {
         return conf_error(ps, ps->line, "no \"queue\" defined");
     }
 
@@ -1624,6 +1629,13 @@ resolve_redis(offload_conf_t *conf, const char *file, char *err,
     }
 
     return 0;
+}
+
+
+void
+offload_conf_queues_optional(void)
+{
+    queues_required = 0;
 }
 
 

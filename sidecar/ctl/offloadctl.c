@@ -398,6 +398,8 @@ main(int argc, char **argv)
     }
 
     if (conf_file != NULL) {
+        offload_conf_queues_optional();
+
         if (offload_conf_load(&conf, conf_file, err, sizeof(err)) != 0) {
             fprintf(stderr, "offloadctl: %s\n", err);
             return CTL_FAIL;
