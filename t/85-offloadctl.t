@@ -50,6 +50,12 @@ like($out, qr/^\s+replay JOB/m, 'and lists replay');
 like($out, qr/exit status: .*\b4 replay/s, 'the help names exit status 4');
 like(slurp("$FindBin::Bin/../docs/man/offloadctl.8"),
     qr/^\.B 4\n\.BR replay :/m, 'so does offloadctl(8)');
+# a command's --help is the usage (submit --help was an unknown option)
+for my $cmd ('submit', 'dead', 'top', 'drain') {
+    ($rc, $out) = run($cmd, '--help');
+    ok($rc == 0 && $out =~ /^usage: offloadctl/, "$cmd --help: the usage")
+        or diag("$rc $out");
+}
 ($rc, $out) = run('no-such-command');
 is($rc, 2, 'unknown command: exit 2');
 ($rc) = run('dead');

@@ -370,6 +370,15 @@ main(int argc, char **argv)
         return CTL_USAGE;
     }
 
+    /* "offloadctl submit --help": the usage, as git's commands answer,
+     * not an unknown option after a connect */
+    for (k = optind + 1; k < argc; k++) {
+        if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) {
+            usage(stdout);
+            return CTL_OK;
+        }
+    }
+
     /* top draws on the terminal through ncurses, and guards its -b */
     if (commands[i].run != ctl_top) {
         ctl_tty_guard();
