@@ -1020,10 +1020,12 @@ ngx_http_offload_job_id(ngx_http_request_t *r, u_char *id)
 
 
 /*
- * An If-Match other than "*": a job has no entity tag (its state changes
- * under one URL, and no answer gives an ETag), so no tag is met, and a
- * DELETE it conditions must not cancel (RFC 9110 13.1.1); "*" is met by
- * any job that exists.
+ * A precondition no job meets.  An If-Match other than "*": a job has no
+ * entity tag (its state changes under one URL, and no answer gives an
+ * ETag), so no tag is met, and a DELETE it conditions must not cancel
+ * (RFC 9110 13.1.1); "*" is met by any job that exists.  An
+ * If-None-Match: "*" asks that the job not exist, which it does (13.1.2);
+ * one of tags is met, none being the job's.
  */
 
 static ngx_uint_t
@@ -1033,7 +1035,13 @@ ngx_http_offload_if_match_tags(ngx_http_request_t *r)
 
     h = r->headers_in.if_match;
 
-    return h != NULL && !(h->value.len == 1 && h->value.data[0] == '*');
+    if (h != NULL && !(h->value.len == 1 && h->value.data[0] == '*')) {
+        return 1;
+    }
+
+    h = r->headers_in.if_none_match;
+
+    return h != NULL && h->value.len == 1 && h->value.data[0] == '*';
 }
 
 
@@ -1288,10 +1296,11 @@ ngx_http_offload_job_answer(ngx_http_offload_job_read_t *jr,
     if (ngx_strcmp(e[0]->str, "unmatched") == 0) {
         return ngx_http_offload_send_error(r, NGX_HTTP_PRECONDITION_FAILED,
                                            "precondition_failed",
-                                           "If-Match names no entity tag "
-                                           "of the job (it has none; only "
-                                           "If-Match: * is met): not "
-                                           "cancelled");
+                                           "the job does not meet the "
+                                           "request's If-Match or "
+                                           "If-None-Match (it has no entity "
+                                           "tag; only If-Match: * is met): "
+                                           "not cancelled");
     }
 
     /* a long poll whose job has not ended: read again if it ended since

@@ -293,6 +293,9 @@ for my $if ('', '"v1", *') {
     $r = http('DELETE', "/jobs/$victim", undef, { 'If-Match' => $if });
     is($r->{status}, 412, "DELETE with If-Match: '$if': 412");
 }
+# If-None-Match: * asks that the job not exist: it does (it cancelled)
+$r = http('DELETE', "/jobs/$victim", undef, { 'If-None-Match' => '*' });
+is($r->{status}, 412, 'DELETE with If-None-Match: *: 412');
 is(job($victim)->{json}{status}, 'queued', 'still not cancelled');
 $r = http('DELETE', "/jobs/$victim", undef, { 'If-Match' => '*' });
 is($r->{status}, 200, 'DELETE a queued job with If-Match: *: 200');
