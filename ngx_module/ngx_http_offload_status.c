@@ -302,6 +302,9 @@ ngx_http_offload_status_handler(ngx_http_request_t *r)
         return ngx_http_offload_not_allowed(r, "GET, HEAD");
     }
 
+    /* a body is discarded, never asked for (no "100 Continue") */
+    r->expect_tested = 1;
+
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
         return rc;
