@@ -182,6 +182,12 @@ like($out, qr/replaying job \Q$job\E \(dead letter of queue crash\)/,
 my $gdb = `$ctl replay $job --gdb 2>&1 </dev/null`;
 like($gdb, qr/SIGSEGV/, 'replay --gdb runs it under gdb, which catches '
     . 'the SIGSEGV') or diag($gdb);
+# a handler that calls exit() ends offloadctl: said, with its status
+my ($quit) = grep { ($_->{payload} // '') =~ /"code":3/ }
+    @{ stream_entries('offload:{quit}:dead') };
+($rc, $out) = run('replay', $quit->{id});
+is($rc, 3, 'replay of a job whose handler calls exit(3): exit 3');
+like($out, qr/handler exit called exit\(3\)/, 'and says so') or diag($out);
 ($rc) = run('replay', 'f' x 32);
 is($rc, 1, 'replay of an unknown job: exit 1');
 `${\ build_path('offloadctl')} -r 127.0.0.1:${\ redis_port()} replay $job 2>&1`;

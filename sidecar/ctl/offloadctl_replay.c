@@ -251,6 +251,20 @@ exec_gdb(int argc, char **argv)
 }
 
 
+static int  replaying;       /* in the handler's call */
+
+
+static void
+handler_exited(int status, void *name)
+{
+    if (replaying) {
+        fprintf(stderr, "offloadctl replay: handler %s called exit(%d) "
+                "(in a worker: a crash of the worker, 502 worker_crashed)\n",
+                (const char *) name, status);
+    }
+}
+
+
 int
 ctl_replay(ctl_t *ctl, int argc, char **argv)
 {
@@ -340,7 +354,12 @@ ctl_replay(ctl_t *ctl, int argc, char **argv)
         return CTL_FAIL;
     }
 
+    /* a handler that calls exit() ends offloadctl too: said, not silent */
+    on_exit(handler_exited, (void *) q->handler->name);
+    replaying = 1;
+
     rc = offload_job_call(&job, q->handler, found.payload, found.len);
+    replaying = 0;
     free(found.payload);
 
     if (q->handler->fini != NULL) {
