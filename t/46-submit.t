@@ -300,6 +300,12 @@ for nan in ('{"a":NaN}', {"a": float("inf")}):
         jobs.submit("echo", nan)
     except ValueError:
         print("NaN refused")
+# a deadline of 0 (none, in liboffload) or less expired the job at once
+for d in (0, -1):
+    try:
+        jobs.submit("echo", {}, deadline=d)
+    except ValueError:
+        print("deadline", d, "refused")
 # result lists no worker wrote: longer than a result can be, an element
 # over a slice
 r, jid = redis.Redis(port=int(sys.argv[1])), "e" * 32
@@ -334,6 +340,8 @@ timeout
 not JSON
 NaN refused
 NaN refused
+deadline 0 refused
+deadline -1 refused
 long list refused
 fat element refused
 OUT

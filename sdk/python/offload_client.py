@@ -331,10 +331,19 @@ class Client:
         """Submits payload (JSON text, or anything json.dumps takes) to
         queue.  Returns the job id; with wait=True, the Result, waited for
         at most timeout seconds (the job's deadline too, unless deadline
-        says otherwise; without wait, no deadline unless given).  Raises
+        says otherwise; without wait, no deadline unless given: None is
+        none, and seconds are over 0, as offloadctl --deadline takes
+        them; liboffload's deadline_ms 0 is none too).  Raises
         UnknownQueue, OutcomeUnknown (the job may have been queued: its
-        job_id), Timeout, OffloadError, or redis-py's errors (nothing was
-        added)."""
+        job_id), Timeout, OffloadError, ValueError (a payload not JSON or
+        too big, a deadline or timeout of 0 or less: nothing was added), or
+        redis-py's errors (nothing was added)."""
+        if deadline is not None and not deadline > 0:
+            raise ValueError("deadline is seconds over 0, or None for none, "
+                             "not %r" % (deadline,))
+        if not timeout > 0:
+            raise ValueError("timeout is seconds over 0, not %r"
+                             % (timeout,))
         # what the worker would refuse is refused here, before anything is
         # written: NaN and Infinity, which Python's json takes, are not JSON
         if isinstance(payload, (str, bytes)):
