@@ -1482,8 +1482,9 @@ ngx_http_offload_job_fetch(ngx_http_offload_job_read_t *jr, redisReply **e)
  * that does not read keeps it, and every GET of one big result reads it
  * again (an upload of 64 MB held 30 times over by 30 idle connections).
  * Past offload_jobs_memory in this worker such a read waits for others to
- * end: 503 busy.  One read always goes, whatever its size.  NGX_OK, or the
- * answer's status.
+ * end: 503 busy.  One read always goes, whatever its size.  NGX_OK,
+ * NGX_DECLINED (busy: nothing reserved, nothing to read), or the answer's
+ * status.
  */
 
 static ngx_int_t
@@ -1508,10 +1509,7 @@ ngx_http_offload_job_reserve(ngx_http_request_t *r, long long n)
                       "reads of big results hold %uz bytes already "
                       "(offload_jobs_memory %uz)",
                       ngx_http_offload_worker.jobs_reading, olcf->jobs_memory);
-        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                           "busy",
-                                           "too many big results are being "
-                                           "read: try again");
+        return NGX_DECLINED;
     }
 
     cln = ngx_pool_cleanup_add(r->pool, sizeof(size_t));
@@ -1575,6 +1573,13 @@ ngx_http_offload_job_list(ngx_http_offload_job_read_t *jr, redisReply **e)
     }
 
     rc = ngx_http_offload_job_reserve(r, e[8]->integer);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "busy",
+                                           "too many big results are being "
+                                           "read: try again");
+    }
 
     if (rc != NGX_OK) {
         return rc;

@@ -15,6 +15,7 @@ use IO::Socket::INET;
 use Socket qw(SOL_SOCKET SO_RCVBUF);
 use Test::More;
 use OffloadTest;
+use RedisMonitor;
 
 start_redis();
 start_sidecar(conf => "queue echo { handler echo; workers 1; }\n");
@@ -65,8 +66,11 @@ for my $i (1 .. 2) {
     push @idle, $s;
 }
 
+my $mon = RedisMonitor->start;
 my $r = http('GET', "/jobs/$big");
 is($r->{status}, 503, 'a third GET of the big result: 503');
+ok(!$mon->wait_for(sub { uc($_[0][1] // '') eq 'LINDEX' }, scaled(0.5)),
+    'nothing of it read from Redis (the refusal read it all the same)');
 is($r->{json} && $r->{json}{error}{code}, 'busy', 'busy')
     or diag($r->{content});
 is($r->{headers}{'retry-after'}, 1, 'with Retry-After: 1');

@@ -497,7 +497,8 @@ class Client:
                     [job_id.encode()]:
                 return Result(data)
             if data == b"ON%d %s" % (PROTO_VERSION, job_id.encode()):
-                return self.result(queue, job_id)   # over 1 MB: stored
+                pushed = False      # over 1 MB: stored, looked for there
+                continue
         try:
             res = self.result(queue, job_id)
         except (redis.ConnectionError, redis.TimeoutError) as e:

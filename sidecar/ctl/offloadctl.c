@@ -371,9 +371,12 @@ main(int argc, char **argv)
     }
 
     /* "offloadctl submit --help": the usage, as git's commands answer,
-     * not an unknown option after a connect */
-    for (k = optind + 1; k < argc; k++) {
-        if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) {
+     * not an unknown option after a connect; -h only right after the
+     * command (not an option's value) */
+    for (k = optind + 1; k < argc && strcmp(argv[k], "--") != 0; k++) {
+        if (strcmp(argv[k], "--help") == 0
+            || (k == optind + 1 && strcmp(argv[k], "-h") == 0))
+        {
             usage(stdout);
             return CTL_OK;
         }

@@ -5,6 +5,7 @@
  */
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@ main(int argc, char **argv)
 {
     int             opt, test = 0, rc;
     char            err[OFFLOAD_CONF_ERR_MAX];
+    sigset_t        watched;
     const char     *file = NULL;
     offload_conf_t  conf;
 
@@ -104,6 +106,16 @@ main(int argc, char **argv)
         offload_conf_free(&conf);
         return 1;
     }
+
+    /* Once the pid file names us, a script may signal us: held until the
+     * supervisor's watchers take them (it unblocks them then), not their
+     * default action of killing us meanwhile. */
+    sigemptyset(&watched);
+    sigaddset(&watched, SIGHUP);
+    sigaddset(&watched, SIGTERM);
+    sigaddset(&watched, SIGINT);
+    sigaddset(&watched, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &watched, NULL);
 
     if (conf.pid_file != NULL && offload_pidfile_write(conf.pid_file) != 0) {
         offload_conf_free(&conf);

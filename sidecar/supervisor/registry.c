@@ -86,6 +86,8 @@ worker_json(const offload_slot_t *slot, int64_t now_us)
         }
     }
 
+    /* the process's figures; the slot's history (a reload moved it from
+     * the twin to the slot already) */
     sb = proc->sb;
     st = &proc->stats;
 
@@ -97,8 +99,8 @@ worker_json(const offload_slot_t *slot, int64_t now_us)
                   "jobs_crashed", (json_int_t) c.crashed,
                   "jobs_cancelled", (json_int_t) c.cancelled,
                   "jobs_expired", (json_int_t) c.expired,
-                  "restarts", (json_int_t) st->restarts,
-                  "last_exit", st->last_exit);
+                  "restarts", (json_int_t) slot->stats.restarts,
+                  "last_exit", slot->stats.last_exit);
     if (w == NULL) {
         return NULL;
     }
@@ -561,14 +563,22 @@ granted(offload_link_t *link)
 static void
 drain_then_grant_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
+    offload_link_t  *link = privdata;
+
     (void) ac;
 
     if (r == NULL) {
-        return;                         /* disconnected: asked again */
+        link->reg->granting = 0;        /* disconnected: asked again */
+        return;
     }
 
-    drain_known(privdata, r);
-    granted(privdata);
+    drain_known(link, r);
+
+    /* not if an answer since says the lease is lost */
+    if (link->reg->granting) {
+        link->reg->granting = 0;
+        granted(link);
+    }
 }
 
 
@@ -577,6 +587,10 @@ leased(void *data, int held)
 {
     offload_link_t      *link = data;
     offload_registry_t  *reg = link->reg;
+
+    if (held == 0) {
+        reg->granting = 0;              /* a grant on its way is off */
+    }
 
     if (held == -1 || reg->sup->leased == held) {
         return;                         /* no answer, or as it was */
@@ -587,12 +601,19 @@ leased(void *data, int held)
         return;
     }
 
+    if (reg->granting) {
+        return;                         /* its drain flag asked already */
+    }
+
     if (offload_redis_command(&link->conn, drain_then_grant_cb, link,
                               "GET %s", reg->drain_key)
         != REDIS_OK)
     {
         log_warn("%s: cannot read the drain flag", link->name);
+        return;
     }
+
+    reg->granting = 1;
 }
 
 

@@ -55,6 +55,9 @@ struct offload_registry_s {
     offload_registry_done_pt      on_removed;
     size_t                        removing;  /* links yet to answer */
     unsigned                      leaving:1; /* removed: written no more */
+    unsigned                      granting:1;  /* a lease held, its drain
+                                                  flag asked before the
+                                                  grant */
 };
 
 /* Connects to every distinct Redis of sup's queues.  Returns 0, or -1 when

@@ -1414,6 +1414,7 @@ offload_supervisor_run(const offload_conf_t *conf, const char *conf_file)
 {
     size_t                p;
     int                   i;
+    sigset_t              watched;
     offload_supervisor_t  sup;
 
     memset(&sup, 0, sizeof(sup));
@@ -1454,6 +1455,14 @@ offload_supervisor_run(const offload_conf_t *conf, const char *conf_file)
     ev_signal_start(sup.loop, &sup.sigchld);
     ev_signal_start(sup.loop, &sup.sighup);
     ev_signal_start(sup.loop, &sup.sigusr1);
+
+    /* main() held them from its pid file on: theirs now */
+    sigemptyset(&watched);
+    sigaddset(&watched, SIGHUP);
+    sigaddset(&watched, SIGTERM);
+    sigaddset(&watched, SIGINT);
+    sigaddset(&watched, SIGUSR1);
+    sigprocmask(SIG_UNBLOCK, &watched, NULL);
 
     ev_timer_init(&sup.scan, scan_cb, TIMEOUT_SCAN_S, TIMEOUT_SCAN_S);
     sup.scan.data = &sup;

@@ -518,15 +518,17 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
     if (entry->deadline_ms <= now_ms || be->expired) {
         /* "not run" only of a job no worker had before: one read again
          * from this consumer's history (its node died or lost Redis
-         * under it), handed back from a run a stop cut short, or on an
-         * attempt after the first may have run in part */
+         * under it: the batch's fresh entries then too, may being all
+         * it says), handed back from a run a stop cut short, or on an
+         * attempt after the first (an earlier one failed for now, or
+         * crashed) may have run in part */
         ran = w->in_history || entry->interrupted || entry->attempt > 1;
 
         if (entry->deadline_ms <= now_ms) {
             log_info("%s: job %.*s expired %lld ms before a worker took it, "
                      "%s", w->name, (int) entry->id.len, entry->id.data,
                      (long long) (now_ms - entry->deadline_ms),
-                     ran ? "not run again (an earlier run did not finish)"
+                     ran ? "not run again (an earlier run did not end it)"
                          : "not run");
         } else {
             log_info("%s: job %.*s expired before a worker took it (so "
@@ -534,7 +536,7 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
                      "worker's reading of Redis' clock), %s",
                      w->name, (int) entry->id.len, entry->id.data,
                      (long long) (entry->deadline_ms - now_ms),
-                     ran ? "not run again (an earlier run did not finish)"
+                     ran ? "not run again (an earlier run did not end it)"
                          : "not run");
         }
 
@@ -543,9 +545,10 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
                                  504, queue_us, "expired",
                                  ran ? "the deadline passed before the job "
                                        "could run again: an earlier run did "
-                                       "not finish (its worker stopped, "
-                                       "crashed or lost its node), and may "
-                                       "have done part of its work"
+                                       "not end it (it failed for now, or "
+                                       "its worker stopped, crashed or lost "
+                                       "its node), and may have done part "
+                                       "of its work"
                                      : "the deadline passed before a worker "
                                        "took the job");
         w->record_ttl_ms = 0;
