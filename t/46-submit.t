@@ -50,16 +50,6 @@ sub ctl {
     return ($? >> 8, $out, slurp("$tmp/ctl.err"), time - $t0);
 }
 
-sub result_of {
-    my ($queue, $id) = @_;
-    my $res;
-    wait_until(sub {
-        $res = redis_cmd('GET', "offload:{$queue}:result:$id");
-        defined $res && !ref $res;
-    }, scaled(10), "result of $id");
-    return $res // '';
-}
-
 # What was published anywhere until a marker of ours came back, as the
 # subscriber read it; published_until_marker: how many messages.
 sub published_text_until_marker {
@@ -98,7 +88,7 @@ published_until_marker($watch);             # the subscription is on
 my $id = '0123456789abcdef00000000000000a1';
 redis_cmd('XADD', 'offload:{echo}:jobs', '*', v => 1, id => $id,
     payload => '{"fire":"forget"}');
-my $res = result_of('echo', $id);
+my $res = stored_result('echo', $id);
 like($res, qr/^OR1 $id 200 \d+ \d+ \d+ \d+\n\{"fire":"forget"\}\z/,
     'an entry of v, id and payload only (no reply, no deadline) runs');
 my $ttl = redis_cmd('TTL', "offload:{echo}:result:$id");
@@ -119,7 +109,7 @@ ok(wait_until(sub { redis_cmd('XLEN', 'offload:{echo}:jobs') == 0
 my $twice = '0123456789abcdef00000000000000b1';
 my @entry = (v => 1, id => $twice, reply => 'offload:reply:twice');
 redis_cmd('XADD', 'offload:{echo}:jobs', '*', @entry, payload => '{"run":1}');
-my $first = result_of('echo', $twice);
+my $first = stored_result('echo', $twice);
 redis_cmd('XADD', 'offload:{echo}:jobs', '*', @entry, payload => '{"run":2}');
 ok(wait_until(sub { redis_cmd('XLEN', 'offload:{echo}:jobs') == 0
         && pending_jobs('echo') == 0 }, scaled(5), 'both run'),
@@ -137,7 +127,7 @@ ok(wait_until(sub { slurp(tmpdir() . '/sidecar.log') =~ /\[warn\] .*job \Q$twice
 my $twice2 = '0123456789abcdef00000000000000b2';
 @entry = (v => 1, id => $twice2, reply => 'offload:{echo}:reply:twice');
 redis_cmd('XADD', 'offload:{echo}:jobs', '*', @entry, payload => '{"run":1}');
-$first = result_of('echo', $twice2);
+$first = stored_result('echo', $twice2);
 my $again = redis_cmd('XADD', 'offload:{echo}:jobs', '*', @entry,
     payload => '{"run":2}');
 ok(wait_until(sub { slurp(tmpdir() . '/sidecar.log') =~ /\[warn\] .*1 of the 1 jobs completed from entry \Q$again\E on found a result stored under their ids already/ },
@@ -149,7 +139,7 @@ is(redis_cmd('GET', "offload:{echo}:result:$twice2"), $first,
 my $bad = '0123456789abcdef00000000000000a2';
 redis_cmd('XADD', 'offload:{echo}:jobs', '*', v => 7, id => $bad,
     payload => '{}');
-like(result_of('echo', $bad), qr/^OR1 $bad 400 .*bad_job/s,
+like(stored_result('echo', $bad), qr/^OR1 $bad 400 .*bad_job/s,
     'a bad job without a reply channel: its 400 bad_job is stored');
 ok(wait_until(sub {
     grep { ($_->{id} // '') eq $bad } @{ stream_entries('offload:{echo}:dead') }
@@ -160,7 +150,8 @@ is(published_until_marker($watch), 1, 'still nothing published');
 my $doomed = '0123456789abcdef00000000000000a4';
 redis_cmd('XADD', 'offload:{crash}:jobs', '*', v => 1, id => $doomed,
     payload => '{}');
-like(result_of('crash', $doomed), qr/^OR1 $doomed 502 .*worker_crashed/s,
+like(stored_result('crash', $doomed),
+    qr/^OR1 $doomed 502 .*worker_crashed/s,
     'a fire-and-forget job that crashed its worker: its 502 is stored');
 ok(grep({ ($_->{id} // '') eq $doomed }
         @{ stream_entries('offload:{crash}:dead') }),
@@ -363,7 +354,7 @@ spew("$tmp/doc1.sh", $blocks[0][1]);
 $out = `cd $root && bash $tmp/doc1.sh 2>&1`;
 like($out, qr/^\d+-\d+$/, 'redis-cli XADD: an entry id') or diag($out);
 my ($doc_id) = $blocks[0][1] =~ /id ([0-9a-f]{32})/;
-result_of('echo', $doc_id);
+stored_result('echo', $doc_id);
 spew("$tmp/doc2.sh", $blocks[1][1]);
 $out = `cd $root && bash $tmp/doc2.sh 2>&1`;
 like($out, qr/^OR1 $doc_id 200 \d+ \d+ \d+ \d+\n\{"hello":"redis-cli"\}$/,

@@ -38,16 +38,6 @@ sub fields_of {
     return \@fields;
 }
 
-sub result_of {
-    my ($id) = @_;
-    my $res;
-    wait_until(sub {
-        $res = redis_cmd('GET', "offload:{echo}:result:$id");
-        defined $res && !ref $res;
-    }, 10, "result of $id");
-    return $res // '';
-}
-
 my @answered = (
     [ 'no version', { v => undef }, 400, qr/bad_job.*no version/ ],
     [ 'version 99', { v => 99 }, 400, qr/unsupported protocol version/ ],
@@ -69,7 +59,7 @@ for my $case (@answered) {
     my ($name, $change, $status, $re) = @$case;
     my ($id, @fields) = entry(%$change);
     redis_cmd('XADD', $stream, '*', @fields);
-    my $res = result_of($id);
+    my $res = stored_result('echo', $id);
     like($res, qr/^OR1 $id $status \d+ \d+ \d+ \d+\n/,
         "$name: answered $status");
     like($res, $re, "$name: says why");
@@ -131,14 +121,16 @@ is(redis_cmd('GET', "offload:{echo}:result:$victim"), undef,
 # and forget" (t/46-submit.t), run and its result stored.
 my ($forget, @fields) = entry(reply => undef);
 redis_cmd('XADD', $stream, '*', @fields);
-like(result_of($forget), qr/^OR1 $forget 200 \d+ \d+ \d+ \d+\n\{\}\z/,
+like(stored_result('echo', $forget),
+    qr/^OR1 $forget 200 \d+ \d+ \d+ \d+\n\{\}\z/,
     'an entry without a reply channel runs, its result stored');
 is(scalar @{ stream_entries('offload:{echo}:dead') }, 13,
     'and is no dead letter');
 # a cluster's reply channel, in the queue's own slot, is a job's
 my ($sharded, @sharded) = entry(reply => 'offload:{echo}:reply:t');
 redis_cmd('XADD', $stream, '*', @sharded);
-like(result_of($sharded), qr/^OR1 $sharded 200 \d+ \d+ \d+ \d+\n\{\}\z/,
+like(stored_result('echo', $sharded),
+    qr/^OR1 $sharded 200 \d+ \d+ \d+ \d+\n\{\}\z/,
     'an entry replying on offload:{echo}:reply:<nonce> runs');
 
 # An async job's entry (a record, "rec") whose id is not hex: a '}' in its
@@ -153,7 +145,8 @@ redis_cmd('HSET', $braced_rec, 'queue', 'echo', 'status', 'queued',
 redis_cmd('PEXPIRE', $braced_rec, 60_000);
 redis_cmd('XADD', $stream, '*',
     @{ fields_of(id => $braced, reply => undef, rec => 60_000) });
-like(result_of($braced), qr/^OR1 \Q$braced\E 400 .*bad_job.*bad id/s,
+like(stored_result('echo', $braced),
+    qr/^OR1 \Q$braced\E 400 .*bad_job.*bad id/s,
     'an async entry with a } in its id: answered 400 bad_job');
 ok(wait_until(sub {
     redis_cmd('XLEN', $stream) == 0 && pending_jobs('echo') == 0;

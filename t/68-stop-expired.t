@@ -40,16 +40,6 @@ sub running {
     return $e ? { @{ $e->[1] } }->{id} // '' : '';
 }
 
-sub answer {
-    my ($id) = @_;
-    my $res;
-    wait_until(sub {
-        $res = redis_cmd('GET', "offload:{sleep}:result:$id");
-        defined $res && !ref $res;
-    }, scaled(10), "result of $id");
-    return $res // '';
-}
-
 my $took = 'the deadline passed before a worker took the job';
 my $again = 'the deadline passed before the job could run again: an '
     . 'earlier run did not end it';
@@ -69,7 +59,7 @@ my $t0 = time;
 wait_until(sub { time - $t0 > $deadline + 0.2 }, $deadline + 1,
     'the deadline passes');
 start_sidecar(conf => $conf);
-my $res = answer($id);
+my $res = stored_result('sleep', $id);
 like($res, qr/^OR1 $id 504 /, 'once started again, the node answers 504');
 like($res, qr/"code":"expired".*\Q$again\E/, 'saying an earlier run did '
     . 'not finish') or diag($res);
@@ -87,7 +77,7 @@ $t0 = time;
 wait_until(sub { time - $t0 > $deadline + 0.2 }, $deadline + 1,
     'the deadline passes');
 start_sidecar(conf => $conf);
-$res = answer($id);
+$res = stored_result('sleep', $id);
 like($res, qr/"code":"expired".*\Q$again\E/,
     'a job its SIGKILLed node held: the same') or diag($res);
 
@@ -97,7 +87,7 @@ $id = submit(1, '1s');
 $t0 = time;
 wait_until(sub { time - $t0 > 1.2 }, 2, 'the deadline passes');
 start_sidecar(conf => $conf);
-$res = answer($id);
+$res = stored_result('sleep', $id);
 like($res, qr/"code":"expired".*\Q$took\E/,
     'a job that waited out its deadline in the queue: took by no worker')
     or diag($res);

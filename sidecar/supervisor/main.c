@@ -110,11 +110,7 @@ main(int argc, char **argv)
     /* Once the pid file names us, a script may signal us: held until the
      * supervisor's watchers take them (it unblocks them then), not their
      * default action of killing us meanwhile. */
-    sigemptyset(&watched);
-    sigaddset(&watched, SIGHUP);
-    sigaddset(&watched, SIGTERM);
-    sigaddset(&watched, SIGINT);
-    sigaddset(&watched, SIGUSR1);
+    offload_supervisor_signals(&watched);
     sigprocmask(SIG_BLOCK, &watched, NULL);
 
     if (conf.pid_file != NULL && offload_pidfile_write(conf.pid_file) != 0) {

@@ -1409,6 +1409,17 @@ sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 }
 
 
+void
+offload_supervisor_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGUSR1);
+}
+
+
 int
 offload_supervisor_run(const offload_conf_t *conf, const char *conf_file)
 {
@@ -1457,11 +1468,7 @@ offload_supervisor_run(const offload_conf_t *conf, const char *conf_file)
     ev_signal_start(sup.loop, &sup.sigusr1);
 
     /* main() held them from its pid file on: theirs now */
-    sigemptyset(&watched);
-    sigaddset(&watched, SIGHUP);
-    sigaddset(&watched, SIGTERM);
-    sigaddset(&watched, SIGINT);
-    sigaddset(&watched, SIGUSR1);
+    offload_supervisor_signals(&watched);
     sigprocmask(SIG_UNBLOCK, &watched, NULL);
 
     ev_timer_init(&sup.scan, scan_cb, TIMEOUT_SCAN_S, TIMEOUT_SCAN_S);

@@ -6,6 +6,7 @@
 #ifndef OFFLOAD_SUPERVISOR_H
 #define OFFLOAD_SUPERVISOR_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -182,6 +183,11 @@ void offload_pools_free(offload_pool_t *pools, size_t npools);
 /* A reload: the new pool of a queue keeps counting into the handler
  * metrics of the queue's old pool (whose retired workers still do). */
 void offload_pool_adopt_metrics(offload_pool_t *pool, offload_pool_t *old);
+
+/* The signals the supervisor watches (SIGHUP, SIGTERM, SIGINT, SIGUSR1):
+ * main() holds them from its pid file on, offload_supervisor_run() lets
+ * them through once its watchers are in place. */
+void offload_supervisor_signals(sigset_t *set);
 
 /* Runs the sidecar until SIGTERM/SIGINT; SIGHUP reads conf_file again.
  * Returns the exit status. */

@@ -35,7 +35,7 @@ our @EXPORT = qw(
     redis_cmds redis_select redis_cmd_at redis_use proc_pid wait_replicated
     redis_password
     start_sidecar stop_sidecar sidecar_pid sidecar_conf_file node_name
-    node_doc worker_pids stream_entries events record_key
+    node_doc worker_pids stream_entries events record_key stored_result
     nginx_conf write_nginx_conf start_nginx stop_nginx nginx_port
     nginx_pid nginx_worker_pids nginx_error_log wait_nginx_ready nginx_test
     nginx_env
@@ -428,6 +428,19 @@ sub worker_pids {
         }
     }
     return \%pids;
+}
+
+# A job's result as the sidecar stored it (offload:{<queue>}:result:<id>,
+# "OR1 <id> <status> ...\n<body>"), waited for at most $timeout s (default
+# scaled(10)); '' if none came.
+sub stored_result {
+    my ($queue, $id, $timeout) = @_;
+    my $res;
+    wait_until(sub {
+        $res = redis_cmd('GET', "offload:{$queue}:result:$id");
+        defined $res && !ref $res;
+    }, $timeout // scaled(10), "result of $id");
+    return $res // '';
 }
 
 # The entries of a stream, oldest first, as hashes of their fields.
