@@ -1866,6 +1866,7 @@ static ngx_int_t
 ngx_http_offload_replay_answer(ngx_http_offload_job_read_t *jr,
     redisReply **e)
 {
+    ngx_uint_t           ran;
     ngx_http_request_t  *r;
 
     r = jr->request;
@@ -1897,18 +1898,31 @@ ngx_http_offload_replay_answer(ngx_http_offload_job_read_t *jr,
                                            "has not ended)");
     }
 
-    /* expired at a read: no worker reached it in time */
+    /* expired at a read: no worker reached it in time; one whose record
+     * counts attempts or a start ran before (an attempt failed for now, a
+     * stop handed it back) and may have done part of its work */
 
     if (e[2]->type == REDIS_REPLY_STRING
         && ngx_strcmp(e[2]->str, "expired") == 0)
     {
+        ran = (e[3]->type == REDIS_REPLY_STRING
+               && !(e[3]->len == 1 && e[3]->str[0] == '0'))
+              || e[5]->type == REDIS_REPLY_STRING;
+
         return ngx_http_offload_send_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
-                                           "expired", jr->duplicate
-                                           ? "the first job with this "
-                                             "Idempotency-Key expired "
-                                             "before a worker took it"
-                                           : "the job expired before a "
-                                             "worker took it");
+                   "expired",
+                   ran ? (jr->duplicate
+                          ? "the first job with this Idempotency-Key "
+                            "expired before it could run again: an earlier "
+                            "run did not end it, and may have done part of "
+                            "its work"
+                          : "the job expired before it could run again: an "
+                            "earlier run did not end it, and may have done "
+                            "part of its work")
+                       : (jr->duplicate
+                          ? "the first job with this Idempotency-Key "
+                            "expired before a worker took it"
+                          : "the job expired before a worker took it"));
     }
 
     return ngx_http_offload_send_error(r, NGX_HTTP_CONFLICT, "no_result",

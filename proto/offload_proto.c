@@ -1353,7 +1353,8 @@ offload_job_decode(offload_entry_t *job, const offload_str_t *fields,
             seen |= HAVE_PAYLOAD;
 
         } else if (str_is(name, OFFLOAD_F_REPLY)) {
-            if (!offload_reply_channel_ok(value)) {
+            /* empty: none, as absent ("fire and forget") */
+            if (value->len > 0 && !offload_reply_channel_ok(value)) {
                 *err = "bad reply channel: not offload:reply:<nonce> nor "
                        "offload:{<tag>}:reply:<nonce>";
                 return -1;

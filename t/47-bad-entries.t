@@ -121,6 +121,12 @@ is(redis_cmd('GET', "offload:{echo}:result:$victim"), undef,
 # and forget" (t/46-submit.t), run and its result stored.
 my ($forget, @fields) = entry(reply => undef);
 redis_cmd('XADD', $stream, '*', @fields);
+# an empty one too (PROTOCOL.md: absent or empty)
+my ($empty, @empty) = entry(reply => '');
+redis_cmd('XADD', $stream, '*', @empty);
+like(stored_result('echo', $empty),
+    qr/^OR1 $empty 200 \d+ \d+ \d+ \d+\n\{\}\z/,
+    'an entry with an empty reply channel runs, its result stored');
 like(stored_result('echo', $forget),
     qr/^OR1 $forget 200 \d+ \d+ \d+ \d+\n\{\}\z/,
     'an entry without a reply channel runs, its result stored');
