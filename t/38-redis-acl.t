@@ -326,7 +326,7 @@ sub kept {
     my %kept;
     for my $key (@{ redis_cmd('KEYS', 'offload:*') }) {
         my $ttl = redis_cmd('PTTL', $key);
-        next if $ttl >= 0 && $ttl < scaled(30) * 1000;  # may expire meanwhile
+        next if $ttl >= 0 && $ttl < scaled(10) * 1000;  # may expire meanwhile
         my $type = redis_cmd('TYPE', $key);
         my %size = (string => 'STRLEN', stream => 'XLEN', hash => 'HLEN',
                     list => 'LLEN', set => 'SCARD', zset => 'ZCARD');
