@@ -91,7 +91,7 @@ static ngx_uint_t ngx_http_offload_preference(ngx_str_t *value,
     ngx_str_t *name, ngx_str_t *arg);
 static ngx_uint_t ngx_http_offload_prefer_wait(ngx_http_request_t *r);
 static ngx_int_t ngx_http_offload_job_id(ngx_http_request_t *r, u_char *id);
-static ngx_uint_t ngx_http_offload_if_match_tags(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_offload_precondition_unmet(ngx_http_request_t *r);
 static ngx_int_t ngx_http_offload_job_send(ngx_http_offload_job_read_t *jr);
 static void ngx_http_offload_job_reading(ngx_http_offload_job_read_t *jr);
 static void ngx_http_offload_job_done(redisAsyncContext *ac, void *r,
@@ -954,7 +954,7 @@ ngx_http_offload_jobs_handler(ngx_http_request_t *r)
     jr->peer = olcf->peer;
     jr->serial = ++ngx_http_offload_job_serial;
     jr->cancel = (r->method == NGX_HTTP_DELETE);
-    jr->unmatched = jr->cancel && ngx_http_offload_if_match_tags(r);
+    jr->unmatched = jr->cancel && ngx_http_offload_precondition_unmet(r);
 
     cln->handler = ngx_http_offload_job_cleanup;
     cln->data = jr;
@@ -1029,7 +1029,7 @@ ngx_http_offload_job_id(ngx_http_request_t *r, u_char *id)
  */
 
 static ngx_uint_t
-ngx_http_offload_if_match_tags(ngx_http_request_t *r)
+ngx_http_offload_precondition_unmet(ngx_http_request_t *r)
 {
     ngx_table_elt_t  *h;
 
@@ -1490,19 +1490,19 @@ ngx_http_offload_job_fetch(ngx_http_offload_job_read_t *jr, redisReply **e)
 static ngx_int_t
 ngx_http_offload_job_reserve(ngx_http_request_t *r, long long n)
 {
-    size_t                       *held;
+    size_t                        size, *held;
     ngx_pool_cleanup_t           *cln;
     ngx_http_offload_loc_conf_t  *olcf;
 
-    if (n <= 0 || n > OFFLOAD_BODY_MAX / OFFLOAD_SLICE + 2) {
+    size = ngx_http_offload_list_size(n);
+    if (size == 0) {
         return NGX_OK;                  /* refused by the read */
     }
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_offload_module);
 
     if (ngx_http_offload_worker.jobs_reading
-        && ngx_http_offload_worker.jobs_reading + n * OFFLOAD_SLICE
-           > olcf->jobs_memory)
+        && ngx_http_offload_worker.jobs_reading + size > olcf->jobs_memory)
     {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "offload: a big result's read waits: this worker's "
@@ -1518,7 +1518,7 @@ ngx_http_offload_job_reserve(ngx_http_request_t *r, long long n)
     }
 
     held = cln->data;
-    *held = (size_t) n * OFFLOAD_SLICE;
+    *held = size;
     cln->handler = ngx_http_offload_job_unreserve;
     ngx_http_offload_worker.jobs_reading += *held;
 
@@ -1869,6 +1869,18 @@ ngx_http_offload_replay_answer(ngx_http_offload_job_read_t *jr,
     ngx_uint_t           ran;
     ngx_http_request_t  *r;
 
+    /* [a duplicate][an earlier run] */
+    static const char  *expired[2][2] = {
+        { "the job expired before a worker took it",
+          "the job expired before it could run again: an earlier run did "
+          "not end it, and may have done part of its work" },
+        { "the first job with this Idempotency-Key expired before a worker "
+          "took it",
+          "the first job with this Idempotency-Key expired before it could "
+          "run again: an earlier run did not end it, and may have done part "
+          "of its work" }
+    };
+
     r = jr->request;
 
     /* a result: its headers go with it (ngx_http_offload_job_result) */
@@ -1910,19 +1922,8 @@ ngx_http_offload_replay_answer(ngx_http_offload_job_read_t *jr,
               || e[5]->type == REDIS_REPLY_STRING;
 
         return ngx_http_offload_send_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
-                   "expired",
-                   ran ? (jr->duplicate
-                          ? "the first job with this Idempotency-Key "
-                            "expired before it could run again: an earlier "
-                            "run did not end it, and may have done part of "
-                            "its work"
-                          : "the job expired before it could run again: an "
-                            "earlier run did not end it, and may have done "
-                            "part of its work")
-                       : (jr->duplicate
-                          ? "the first job with this Idempotency-Key "
-                            "expired before a worker took it"
-                          : "the job expired before a worker took it"));
+                                           "expired",
+                                           expired[jr->duplicate][ran]);
     }
 
     return ngx_http_offload_send_error(r, NGX_HTTP_CONFLICT, "no_result",

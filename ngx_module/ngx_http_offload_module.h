@@ -894,6 +894,7 @@ void ngx_http_offload_list_init(ngx_http_offload_list_t *lr,
 ngx_int_t ngx_http_offload_list_send(ngx_http_offload_list_t *lr,
     size_t n, redisCallbackFn *fn, int argc, const char **argv,
     const size_t *argvlen);
+size_t ngx_http_offload_list_size(long long n);
 ngx_int_t ngx_http_offload_list_start(ngx_http_offload_list_t *lr,
     long long n);
 ngx_int_t ngx_http_offload_list_got(ngx_http_offload_list_t *lr,

@@ -728,21 +728,34 @@ ngx_http_offload_list_slice(ngx_http_offload_list_t *lr)
  * slices of the body it could have sent); NGX_ERROR: out of memory.
  */
 
+/* The memory the read of a big result of n elements takes (its buffer in
+ * the pool), or 0 when no worker's result has that many. */
+
+size_t
+ngx_http_offload_list_size(long long n)
+{
+    if (n <= 0 || n > OFFLOAD_BODY_MAX / OFFLOAD_SLICE + 2) {
+        return 0;
+    }
+
+    return (size_t) n * OFFLOAD_SLICE;
+}
+
+
 ngx_int_t
 ngx_http_offload_list_start(ngx_http_offload_list_t *lr, long long n)
 {
     size_t      size;
     ngx_uint_t  i;
 
-    if (n <= 0 || n > OFFLOAD_BODY_MAX / OFFLOAD_SLICE + 2) {
+    size = ngx_http_offload_list_size(n);
+    if (size == 0) {
         return NGX_DECLINED;
     }
 
-    /* room for n whole slices, which the kernel backs only as they are
-     * written, and with huge pages: a fault a 4 KB page stalls the event
-     * loop (offload_hugepage.c) */
-
-    size = (size_t) n * OFFLOAD_SLICE;
+    /* the kernel backs the buffer only as it is written, and with huge
+     * pages: a fault a 4 KB page stalls the event loop
+     * (offload_hugepage.c) */
 
     lr->pos = ngx_pnalloc(lr->pool, size);
     if (lr->pos == NULL) {

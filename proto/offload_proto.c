@@ -1032,8 +1032,8 @@ offload_reply_channel_ok(const offload_str_t *ch)
     size_t       head;
     const char  *tail;
 
-    static const char  plain[] = "offload:reply:";
-    static const char  mid[] = "}:reply:";
+    static const char  plain[] = OFFLOAD_REPLY_HEAD;
+    static const char  mid[] = OFFLOAD_REPLY_MID;
 
     if (ch->len > sizeof(plain) - 1
         && memcmp(ch->data, plain, sizeof(plain) - 1) == 0)

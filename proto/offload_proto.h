@@ -48,8 +48,11 @@
 #define OFFLOAD_RESULT_MID         "}:result:"
 #define OFFLOAD_BODY_FMT           "offload:{%.*s}:body:%.*s"
 #define OFFLOAD_STAGE_FMT          "offload:{%.*s}:stage:%.*s:%s"
-#define OFFLOAD_REPLY_FMT          "offload:reply:%.*s"
-#define OFFLOAD_QUEUE_REPLY_FMT    "offload:{%.*s}:reply:%.*s"
+#define OFFLOAD_REPLY_HEAD         "offload:reply:"
+#define OFFLOAD_REPLY_MID          "}:reply:"
+#define OFFLOAD_REPLY_FMT          OFFLOAD_REPLY_HEAD "%.*s"
+#define OFFLOAD_QUEUE_REPLY_FMT                                              \
+    OFFLOAD_STREAM_HEAD "%.*s" OFFLOAD_REPLY_MID "%.*s"
 #define OFFLOAD_NODE_PREFIX        "offload:{ctl}:node:"
 #define OFFLOAD_NODE_FMT           OFFLOAD_NODE_PREFIX "%s"
 #define OFFLOAD_NODE_RUNS_FMT      OFFLOAD_NODE_PREFIX "%s:runs"

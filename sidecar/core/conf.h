@@ -114,11 +114,11 @@ typedef struct {
 int offload_conf_parse(offload_conf_t *conf, const char *file,
     const char *text, size_t len, char *err, size_t errlen);
 
-/* Reads and parses a file, as above. */
 /* From now on, a file without a "queue" is read too (offloadctl's: a
  * submitter's file names its Redis and user, and serves nothing). */
 void offload_conf_queues_optional(void);
 
+/* Reads and parses a file, as above. */
 int offload_conf_load(offload_conf_t *conf, const char *file, char *err,
     size_t errlen);
 

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "builtin.h"
+#include "fnv.h"
 
 
 typedef struct {
@@ -39,20 +40,6 @@ typedef struct {
 } agg_table_t;
 
 
-static uint64_t
-hash_name(const char *s, size_t len)
-{
-    uint64_t  h = 14695981039346656037ULL;     /* FNV-1a */
-    size_t    i;
-
-    for (i = 0; i < len; i++) {
-        h = (h ^ (unsigned char) s[i]) * 1099511628211ULL;
-    }
-
-    return h;
-}
-
-
 static int
 table_grow(agg_table_t *t)
 {
@@ -68,7 +55,7 @@ table_grow(agg_table_t *t)
         if (t->slots[i].name == NULL) {
             continue;
         }
-        j = hash_name(t->slots[i].name, t->slots[i].len) & (size - 1);
+        j = offload_fnv1a(t->slots[i].name, t->slots[i].len) & (size - 1);
         while (slots[j].name != NULL) {
             j = (j + 1) & (size - 1);
         }
@@ -91,7 +78,7 @@ table_get(agg_table_t *t, const char *name, size_t len)
         return NULL;
     }
 
-    i = hash_name(name, len) & (t->size - 1);
+    i = offload_fnv1a(name, len) & (t->size - 1);
 
     while (t->slots[i].name != NULL) {
         if (t->slots[i].len == len

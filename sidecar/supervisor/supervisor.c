@@ -50,6 +50,7 @@
 #include "clock.h"
 #include "crash_report.h"
 #include "events.h"
+#include "fnv.h"
 #include "log.h"
 #include "oom_kills.h"
 #include "pgroup.h"
@@ -402,15 +403,11 @@ format_ms(char *buf, size_t size, int ms)
 }
 
 
-/* A job id's FNV-1a hash, never 0 (0: no job). */
+/* A job id's hash, never 0 (0: no job). */
 static uint64_t
 job_hash(const char *id)
 {
-    uint64_t  h = 14695981039346656037ULL;
-
-    for ( ; *id != '\0'; id++) {
-        h = (h ^ (unsigned char) *id) * 1099511628211ULL;
-    }
+    uint64_t  h = offload_fnv1a(id, strlen(id));
 
     return h ? h : 1;
 }

@@ -482,6 +482,7 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
     const offload_entry_t *entry)
 {
     int                   rc, ran;
+    const char           *not_run;
     int64_t               now_us, now_ms, queue_us, start_us, run_us;
     int64_t               submitted_ms;
     offload_job_t        *job = &w->job;
@@ -523,21 +524,19 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
          * attempt after the first (an earlier one failed for now, or
          * crashed) may have run in part */
         ran = w->in_history || entry->interrupted || entry->attempt > 1;
+        not_run = ran ? "not run again (an earlier run did not end it)"
+                      : "not run";
 
         if (entry->deadline_ms <= now_ms) {
             log_info("%s: job %.*s expired %lld ms before a worker took it, "
                      "%s", w->name, (int) entry->id.len, entry->id.data,
-                     (long long) (now_ms - entry->deadline_ms),
-                     ran ? "not run again (an earlier run did not end it)"
-                         : "not run");
+                     (long long) (now_ms - entry->deadline_ms), not_run);
         } else {
             log_info("%s: job %.*s expired before a worker took it (so "
                      "Redis says, %lld ms before its deadline by this "
                      "worker's reading of Redis' clock), %s",
                      w->name, (int) entry->id.len, entry->id.data,
-                     (long long) (entry->deadline_ms - now_ms),
-                     ran ? "not run again (an earlier run did not end it)"
-                         : "not run");
+                     (long long) (entry->deadline_ms - now_ms), not_run);
         }
 
         w->sb->jobs_expired++;

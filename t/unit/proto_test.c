@@ -1099,6 +1099,42 @@ test_exec_left_multi_open(void)
 }
 
 
+/* The reply channels a job may name: the two the ACL users are given. */
+static void
+test_reply_channel(void)
+{
+    size_t         i;
+    offload_str_t  ch;
+
+    static const struct {
+        const char  *channel;
+        int          ok;
+    } cases[] = {
+        { "offload:reply:0123456789abcdef", 1 },
+        { "offload:{echo}:reply:0123", 1 },
+        { "offload:{other}:reply:x", 1 },   /* another slot: PUBLISHed */
+        { "offload:reply:", 0 },            /* no nonce */
+        { "offload:{echo}:reply:", 0 },
+        { "offload:{}:reply:x", 0 },        /* no tag */
+        { "offload:{echo:reply:x", 0 },     /* no closing brace */
+        { "offload:{echo}:jobs", 0 },
+        { "offload:{", 0 },
+        { "offload:", 0 },
+        { "nope:1", 0 },
+        { "OFFLOAD:reply:x", 0 },
+        { "", 0 }
+    };
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ch.data = cases[i].channel;
+        ch.len = strlen(cases[i].channel);
+        ok(offload_reply_channel_ok(&ch) == cases[i].ok,
+           "reply channel \"%s\": %s", cases[i].channel,
+           cases[i].ok ? "a job's" : "refused");
+    }
+}
+
+
 /* A TIME answer of two strings (NULL: the element is an integer). */
 static int64_t
 time_of(const char *sec, const char *usec)
@@ -1181,6 +1217,7 @@ main(void)
     test_reconnect_delay();
     test_str_copy();
     test_exec_left_multi_open();
+    test_reply_channel();
     test_redis_time();
     return done_testing();
 }
