@@ -84,6 +84,7 @@ ok(wait_until(sub { job_status() == 202 }, scaled(10), 'a job'),
 
 # the link broken: the replica's AUTH to the master is refused (the master
 # has no password), so it cannot sync until masterauth is cleared
+my $broken_at = length slurp($log);
 redis_cmd_at($replica, 'CONFIG', 'SET', 'masterauth', 'nope');
 redis_cmd_at($replica, 'CLIENT', 'KILL', 'TYPE', 'master');
 
@@ -93,18 +94,26 @@ ok(wait_until(sub { (link_seen() // '') eq 'err' }, scaled(20),
     'the sentinels see the replica up, its link down'),
     'the sentinels see the broken replication');
 
-# nginx counts anew every second and takes a count of fewer replicas once
-# it stood 5 s: jobs accepted again within a few seconds of that, while
-# the replica still cannot sync
+# each nginx worker counts anew every second and takes a count of fewer
+# replicas once it stood 5 s, each on its own (one may take it a tick after
+# the other): jobs accepted again once every worker took it, while the
+# replica still cannot sync
+my $workers = () = nginx_worker_pids();
+ok(wait_until(sub {
+    my %took = map { $_ => 1 } substr(slurp($log), $broken_at)
+        =~ /(\d+)#\d+: [^\n]*wait_replicas=all: replicas up: 0, says/g;
+    keys %took >= $workers;
+}, scaled(5) + 10, "all $workers nginx workers count 0"),
+    'every nginx worker takes the count of 0 once it stood');
 my $during = wait_until(sub {
     job_status() == 202 && replica_link() eq 'down';
-}, scaled(5) + 5, 'a job accepted with the link down');
+}, scaled(5), 'a job accepted with the link down');
 ok($during, 'wait_replicas=all: a job accepted (202) with the replica\'s '
     . 'link down');
 my @next = map { job_answer() } 1 .. 3;
 is_deeply([ map { $_->{status} } @next ], [ 202, 202, 202 ],
     '... and the next ones too')
-    or diag(join "\n", map { "$_->{status} $_->{content}" } @next,
+    or diag(join "\n", (map { "$_->{status} $_->{content}" } @next),
             grep { /replicas up/ } split /\n/, slurp($log))
     if $during;
 is(replica_link(), 'down', '... all while the link was down');
