@@ -94,12 +94,16 @@ static const char  ngx_http_offload_admit_script[] =
 
 
 /*
- * KEYS[1] offload:{ctl}:nodes; ARGV[1] the node key prefix.  For each queue a
- * live node's document lists: its name, 1 when a node that is not drained
- * serves it with a pool that has not failed (else 0: a failed pool's
- * workers are gone for its cooldown, a job would wait it out), and the
- * nodes' jobs_per_s summed (a string: Lua numbers become integers in a
- * reply).
+ * KEYS[1] offload:{ctl}:nodes, KEYS[2] offload:{ctl}:queues; ARGV[1] the
+ * node key prefix.  For each queue a live node's document lists: its name,
+ * 1 when a node that is not drained serves it with a pool that has not
+ * failed (else 0: a failed pool's workers are gone for its cooldown, a job
+ * would wait it out), and the nodes' jobs_per_s summed (a string: Lua
+ * numbers become integers in a reply).  Then each queue a node served
+ * within the week (the hash the nodes stamp, what status calls unserved)
+ * and none lists now, with 0: an nginx worker started after its last node
+ * went knows it too, and refuses its jobs rather than let them wait for
+ * nobody.  The hash unreadable (an older ACL) leaves those out.
  */
 
 static const char  ngx_http_offload_served_script[] =
@@ -122,6 +126,19 @@ static const char  ngx_http_offload_served_script[] =
     "         and q.jobs_per_s > 0 then\n"
     "        m[2] = m[2] + q.jobs_per_s\n"
     "      end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local stamped = redis.pcall('HGETALL', KEYS[2])\n"
+    "if not stamped.err and #stamped > 0 then\n"
+    "  local t = redis.call('TIME')\n"
+    "  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "  for i = 1, #stamped - 1, 2 do\n"
+    "    local qn, at = stamped[i], tonumber(stamped[i + 1])\n"
+    "    if not seen[qn] and at and now - at < "
+    OFFLOAD_STR(OFFLOAD_DRAIN_TTL_S) " * 1000 then\n"
+    "      seen[qn] = { 0, 0 }\n"
+    "      out[#out + 1] = qn\n"
     "    end\n"
     "  end\n"
     "end\n"
@@ -278,8 +295,8 @@ ngx_http_offload_admission_ask(ngx_http_offload_admission_t *adm)
 static ngx_int_t
 ngx_http_offload_admission_query(ngx_http_offload_admission_t *adm)
 {
-    const char               *argv[5];
-    size_t                    argvlen[5];
+    const char               *argv[6];
+    size_t                    argvlen[6];
     ngx_http_offload_link_t  *link;
 
     /* the registry is on the control shard of a cluster */
@@ -309,16 +326,18 @@ ngx_http_offload_admission_query(ngx_http_offload_admission_t *adm)
         argvlen[1] = sizeof(ngx_http_offload_served_script) - 1;
     }
 
-    argv[2] = "1";
+    argv[2] = "2";
     argvlen[2] = 1;
     argv[3] = OFFLOAD_NODES_KEY;
     argvlen[3] = sizeof(OFFLOAD_NODES_KEY) - 1;
-    argv[4] = OFFLOAD_NODE_PREFIX;
-    argvlen[4] = sizeof(OFFLOAD_NODE_PREFIX) - 1;
+    argv[4] = OFFLOAD_QUEUES_KEY;
+    argvlen[4] = sizeof(OFFLOAD_QUEUES_KEY) - 1;
+    argv[5] = OFFLOAD_NODE_PREFIX;
+    argvlen[5] = sizeof(OFFLOAD_NODE_PREFIX) - 1;
 
     return ngx_http_offload_link_send(link,
                                       ngx_http_offload_admission_read, adm,
-                                      5, argv, argvlen);
+                                      6, argv, argvlen);
 }
 
 

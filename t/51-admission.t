@@ -3,7 +3,8 @@
 # ones, 400 bad_timeout), offload_max_backlog (503 queue_full with a
 # Retry-After, no overshoot under concurrent posts, accepted again once
 # drained), and 503 no_workers for a queue no live node serves any more
-# (sidecar stopped, node drained) while a queue never served keeps 404.
+# (sidecar stopped, node drained; nginx reloaded since) while a queue never
+# served keeps 404.
 
 use strict;
 use warnings;
@@ -196,6 +197,27 @@ my $took = time - $t0;
 cmp_ok($took, '<', scaled(2.5), sprintf('... within %.2f s', $took));
 $r = http('POST', '/jobs/nosuch', '{}');
 is($r->{status}, 404, 'a queue never served is still 404 unknown_queue');
+
+# nginx reloaded meanwhile: its new workers never saw a node list echo, but
+# the nodes' stamp of the queues they served says it had one (what status
+# calls unserved); its jobs are refused as before, not left to wait for
+# nobody until offload_timeout
+my %old = map { $_ => 1 } nginx_worker_pids();
+kill 'HUP', nginx_pid();
+ok(wait_until(sub { my @w = nginx_worker_pids();
+    @w && !grep { $old{$_} } @w }, scaled(10), 'new nginx workers'),
+    'nginx reloaded: new workers');
+ok(wait_until(sub { code_of(http('POST', '/jobs/echo', '{}', undef, 1))
+    eq 'no_workers' }, scaled(5), 'no_workers'),
+    'reloaded, sidecar still gone: no_workers');
+my $xlen = redis_cmd('XLEN', 'offload:{echo}:jobs');
+$r = http('POST', '/jobs/echo', '{}');
+is($r->{status}, 503, '... a 503');
+cmp_ok($r->{ms}, '<', scaled(1000), '... at once');
+is(redis_cmd('XLEN', 'offload:{echo}:jobs'), $xlen,
+    '... and no job waits in the stream for nobody');
+is(http('POST', '/jobs/nosuch', '{}')->{status}, 404,
+    '... a queue never served still 404');
 start_sidecar(conf => $SIDECAR);
 ok(wait_until(sub { http('POST', '/jobs/echo', '{}', undef, 2)->{status}
     == 200 }, scaled(5), 'back'), 'sidecar back: 200 again');
