@@ -114,6 +114,23 @@ like(http('GET', '/metrics')->{content},
     qr/^offload_worker_open_fds\{node="[^"]+",queue="echo",slot="0"\} [1-9]/m,
     'and in offload_metrics');
 
+# the count of a worker that has run no job yet is what it holds now, its
+# Redis connection and its exec handler's process with it (it was the one
+# made before either existed, until a first job)
+sub open_fds { my @fd = glob("/proc/$_[0]/fd/*"); scalar @fd }
+for my $queue (qw(hold pyleak)) {
+    my ($shown, $held);
+    ok(wait_until(sub {
+        my $w = slot0($queue);
+        return 0 unless $w->{pid} && defined $w->{fds};
+        $shown = $w->{fds};
+        $held = open_fds($w->{pid})
+            + ($w->{handler_pid} ? open_fds($w->{handler_pid}) : 0);
+        $shown == $held;
+    }, scaled(5), "$queue fds"), "an idle $queue worker, no job run yet: "
+        . "its count is what it holds ($shown, /proc says $held)");
+}
+
 # ---- a C plugin leaking one a job: 64 allowed, 57 (90%) recycles
 is(jobs_in_turn('/jobs/leak', 300), 300, '300 jobs of a leaking C handler, '
     . 'each answered 200');

@@ -134,3 +134,19 @@ offload_fd_watch_job(offload_fd_watch_t *fw, pid_t child, int ok,
     fw->counted_us = now_us;
     return 0;
 }
+
+
+long
+offload_fd_watch_now(const offload_fd_watch_t *fw, pid_t child)
+{
+    long  own, theirs;
+
+    if (fw->off || offload_mono_us() - fw->counted_us < FD_WATCH_EVERY_US) {
+        return -1;
+    }
+
+    own = offload_fds_count(0);
+    theirs = child > 0 ? offload_fds_count(child) : 0;
+
+    return own == -1 ? -1 : own + (theirs > 0 ? theirs : 0);
+}

@@ -36,4 +36,9 @@ void offload_fd_watch_init(offload_fd_watch_t *fw);
 int offload_fd_watch_job(offload_fd_watch_t *fw, pid_t child, int ok,
     char *why, size_t size);
 
+/* Both processes' count now, for status, when no job's count was made
+ * within the last second (an idle worker, an exec handler's long job);
+ * -1 when one was, or they cannot be counted.  Judges nothing. */
+long offload_fd_watch_now(const offload_fd_watch_t *fw, pid_t child);
+
 #endif /* OFFLOAD_FD_WATCH_H */

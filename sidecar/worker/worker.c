@@ -185,6 +185,25 @@ fds_check(offload_worker_t *w, int ok)
 }
 
 
+/* Once a second: the count shown in status while no job counted it (the
+ * first count is made before the Redis connection and the exec handler's
+ * process exist). */
+static void
+fds_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    long               n;
+    offload_worker_t  *w = t->data;
+
+    (void) loop;
+    (void) revents;
+
+    n = offload_fd_watch_now(&w->fds, w->sb->child_pid);
+    if (n >= 0) {
+        w->sb->fds = (int32_t) n;
+    }
+}
+
+
 /* After each job: recycle the worker when it has run its max_jobs_per_worker
  * or its resident set stays over memory_limit (a leak), or it nears its
  * file descriptor limit (fds_check), between jobs so that no job fails
@@ -1406,6 +1425,12 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     ev_timer_init(&w.resend, offload_completion_resend_cb, RESEND_MIN_S, 0.0);
     w.resend.data = &w;
 
+    /* not a reason for the loop to keep running either */
+    ev_timer_init(&w.fds_tick, fds_tick_cb, 1.0, 1.0);
+    w.fds_tick.data = &w;
+    ev_timer_start(loop, &w.fds_tick);
+    ev_unref(loop);
+
     ev_idle_init(&w.work, work_cb);
     w.work.data = &w;
 
@@ -1430,6 +1455,8 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     ev_timer_stop(loop, &w.read_retry);
     ev_timer_stop(loop, &w.resend);
     ev_prepare_stop(loop, &w.flush);
+    ev_ref(loop);
+    ev_timer_stop(loop, &w.fds_tick);
     ev_ref(loop);
     ev_prepare_stop(loop, &w.out);
     batch_clear(&w);

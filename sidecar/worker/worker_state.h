@@ -165,6 +165,7 @@ struct offload_worker_s {
     ev_signal                    sigint;
     ev_signal                    sigusr1;       /* reopen the log */
     ev_timer                     read_retry;
+    ev_timer                     fds_tick;      /* the count shown, idle */
 
     char                         name[OFFLOAD_QUEUE_NAME_MAX + 16];
     char                         consumer[OFFLOAD_CONSUMER_MAX];
