@@ -420,8 +420,12 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
             db = ngx_atoi(value[i].data + 3, value[i].len - 3);
 
-            if (db == NGX_ERROR) {
-                goto invalid;
+            if (db == NGX_ERROR || db > OFFLOAD_DB_MAX) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\" in \"%V\" "
+                                   "directive: db= from 0 to %d",
+                                   &value[i], &cmd->name, OFFLOAD_DB_MAX);
+                return NGX_CONF_ERROR;
             }
 
             continue;
@@ -437,8 +441,15 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (ngx_strncmp(value[i].data, "wait_replicas=", 14) == 0) {
             wait_replicas = ngx_atoi(value[i].data + 14, value[i].len - 14);
 
-            if (wait_replicas == NGX_ERROR || wait_replicas == 0) {
-                goto invalid;
+            if (wait_replicas == NGX_ERROR
+                || wait_replicas > OFFLOAD_WAIT_REPLICAS_MAX)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\" in \"%V\" "
+                                   "directive: wait_replicas= from 0 (no "
+                                   "WAIT) to %d, or all", &value[i],
+                                   &cmd->name, OFFLOAD_WAIT_REPLICAS_MAX);
+                return NGX_CONF_ERROR;
             }
 
             continue;
@@ -470,8 +481,8 @@ ngx_http_offload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (wait_timeout != NGX_CONF_UNSET_MSEC && wait_replicas == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"wait_timeout=\" needs \"wait_replicas=\" in "
-                           "\"%V\" directive", &cmd->name);
+                           "\"wait_timeout=\" needs \"wait_replicas=\" of "
+                           "1 or more in \"%V\" directive", &cmd->name);
         return NGX_CONF_ERROR;
     }
 

@@ -17,6 +17,10 @@
 #define OFFLOAD_PROTO_VERSION      1
 
 #define OFFLOAD_QUEUE_NAME_MAX     64
+/* The bounds nginx's offload_redis and the sidecar's redis take alike:
+ * wait_replicas=<n> (0: no WAIT) and db */
+#define OFFLOAD_WAIT_REPLICAS_MAX  16
+#define OFFLOAD_DB_MAX             65535
 /* A job id the module makes: 11 hex of its nonce, the 5-hex slot tag of
  * its queue's slot (offload_slot_tag()), 16 hex of sequence. */
 #define OFFLOAD_JOB_ID_LEN         32

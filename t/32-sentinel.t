@@ -40,7 +40,14 @@ for my $case (
       qr/"wait_timeout=" needs "wait_replicas="/ ],
     [ 'sentinel://127.0.0.1:1/m wait_replicas=1 wait_timeout=5s',
       qr/WAIT holds up the command connection/ ],
-    [ '127.0.0.1:1 wait_replicas=0', qr/invalid parameter/ ],
+    [ '127.0.0.1:1 wait_replicas=17',
+      qr/invalid parameter "wait_replicas=17" in "offload_redis" directive: wait_replicas= from 0 \(no WAIT\) to 16, or all/ ],
+    [ '127.0.0.1:1 wait_replicas=99999999999', qr/from 0 \(no WAIT\) to 16/ ],
+    [ '127.0.0.1:1 wait_replicas=0 wait_timeout=1s',
+      qr/"wait_timeout=" needs "wait_replicas=" of 1 or more/ ],
+    [ '127.0.0.1:1 db=65536',
+      qr/invalid parameter "db=65536" in "offload_redis" directive: db= from 0 to 65535/ ],
+    [ '127.0.0.1:1 db=-1', qr/db= from 0 to 65535/ ],
     [ '127.0.0.1:1 wait_replicas=all',
       qr/"wait_replicas=all" needs a sentinel:\/\/ or cluster:\/\/ address/ ],
     [ 'sentinel://127.0.0.1:1/m wait_replicas=alll', qr/invalid parameter/ ],
@@ -54,6 +61,14 @@ my ($rc, $out) = nginx_test(http => 'server { listen 127.0.0.1:1; '
     . 'offload_redis sentinel://127.0.0.1,[::1]:26380/m wait_replicas=2; '
     . 'location / { offload_pass q; } }');
 is($rc, 0, 'sentinel://host,[v6]:port/name wait_replicas=2 is taken')
+    or diag($out);
+# the sidecar's bounds: 0 (no WAIT, its default) and 16, db 65535
+($rc, $out) = nginx_test(http => 'server { listen 127.0.0.1:1; '
+    . 'offload_redis 127.0.0.1:1 wait_replicas=0 db=65535; '
+    . 'location / { offload_pass q; } '
+    . 'location /b { offload_redis 127.0.0.1:2 wait_replicas=16; '
+    . 'offload_pass q; } }');
+is($rc, 0, 'wait_replicas=0, wait_replicas=16 and db=65535 are taken')
     or diag($out);
 ($rc, $out) = nginx_test(http => 'server { listen 127.0.0.1:1; '
     . 'offload_redis sentinel://127.0.0.1:1/m wait_replicas=all '

@@ -1026,7 +1026,7 @@ static const conf_directive_t  directives[] = {
     { "password", CTX_MAIN | CTX_QUEUE, 1, 1, 0, conf_set_str_slot,
       ENDPOINT(password), 0, 0, 0 },
     { "db", CTX_MAIN | CTX_QUEUE, 1, 1, 0, conf_set_num_slot, ENDPOINT(db),
-      0, 0, 65535 },
+      0, 0, OFFLOAD_DB_MAX },
     { "sentinel_user", CTX_MAIN | CTX_QUEUE, 1, 1, 0, set_sentinel_user,
       ENDPOINT(sentinel_user), 0, 0, 0 },
     { "sentinel_password", CTX_MAIN | CTX_QUEUE, 1, 1, 0, conf_set_str_slot,

@@ -46,7 +46,6 @@ typedef struct {
                                        OFFLOAD_WAIT_ALL: every one */
 } offload_redis_endpoint_t;
 
-#define OFFLOAD_WAIT_REPLICAS_MAX  16
 #define OFFLOAD_WAIT_ALL           (-1)
 
 /* Sets ep's Redis from "host:port", "[ipv6]:port", "unix:/path",
