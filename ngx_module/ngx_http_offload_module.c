@@ -63,6 +63,8 @@ static char *ngx_http_offload_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_offload_positive_msec(ngx_conf_t *cf, void *post,
     void *data);
+static char *ngx_http_offload_jobs_url_check(ngx_conf_t *cf, void *post,
+    void *data);
 static void *ngx_http_offload_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_offload_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -82,6 +84,11 @@ ngx_http_offload_worker_t  ngx_http_offload_worker;
  */
 static ngx_conf_post_t  ngx_http_offload_positive_msec_post =
     { ngx_http_offload_positive_msec };
+
+/* The status URL's prefix goes as it is into a Location header and a JSON
+ * string: a path or an absolute URL, without variables (not expanded). */
+static ngx_conf_post_t  ngx_http_offload_jobs_url_post =
+    { ngx_http_offload_jobs_url_check };
 
 
 static ngx_conf_enum_t  ngx_http_offload_modes[] = {
@@ -140,7 +147,7 @@ static ngx_command_t  ngx_http_offload_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_offload_loc_conf_t, jobs_url),
-      NULL },
+      &ngx_http_offload_jobs_url_post },
 
     { ngx_string("offload_result_ttl"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -1788,6 +1795,36 @@ ngx_http_offload_positive_msec(ngx_conf_t *cf, void *post, void *data)
 
     if (*ms == 0) {
         return "must be more than 0";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_offload_jobs_url_check(ngx_conf_t *cf, void *post, void *data)
+{
+    u_char     *p;
+    ngx_str_t  *url = data;
+
+    for (p = url->data; p < url->data + url->len; p++) {
+        if (*p == '$') {
+            return "takes no variables: the prefix is sent as it is";
+        }
+
+        if (*p <= ' ' || *p == '"' || *p == '\\' || *p == 0x7f) {
+            return "may not hold spaces, quotes, backslashes or control "
+                   "characters";
+        }
+    }
+
+    if (url->len == 0
+        || (url->data[0] != '/'
+            && ngx_strncmp(url->data, "http://", 7) != 0
+            && ngx_strncmp(url->data, "https://", 8) != 0))
+    {
+        return "must be a path (\"/...\") or an absolute http:// or "
+               "https:// URL";
     }
 
     return NGX_CONF_OK;

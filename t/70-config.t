@@ -142,7 +142,9 @@ my $server = "server {\n    listen 127.0.0.1:1;\n    %s\n}\n";
     . " offload_redis unix:/tmp/r.sock db=2 password=secret; }"
     . "\n    location /status { offload_status; }"
     . "\n    location /metrics { offload_metrics; }"
-    . "\n    location /dash { offload_dashboard; }"));
+    . "\n    location /dash { offload_dashboard; }"
+    . "\n    location /u { offload_pass a; offload_mode async;"
+    . " offload_jobs_url https://api.example.com/v1/jobs/; }"));
 is($rc, 0, 'nginx -t: good conf') or diag($out);
 ($rc, $out) = nginx_test(http => "offload_metrics_zone 2m;\n"
     . sprintf($server, 'location /a { offload_pass a; }'));
@@ -253,6 +255,16 @@ my @nginx_bad = (
     [ 'offload_redis cluster:// db=1',
         'offload_redis cluster://127.0.0.1:1 db=1;', 'offload_redis',
         qr/"db=" .*a redis cluster has only db 0/ ],
+    # the status URL's prefix goes as it is into Location and status_url
+    # (before: '$host/x/<id>', a bare id, a quote breaking the JSON)
+    [ 'offload_jobs_url with a variable', 'offload_jobs_url $host/x/;',
+        'offload_jobs_url', qr/takes no variables/ ],
+    [ 'offload_jobs_url empty', "offload_jobs_url '';", 'offload_jobs_url',
+        qr/must be a path \("\/\.\.\."\) or an absolute http:\/\/ or https:\/\/ URL/ ],
+    [ 'offload_jobs_url relative', 'offload_jobs_url jobs/;',
+        'offload_jobs_url', qr/must be a path/ ],
+    [ 'offload_jobs_url with a quote', "offload_jobs_url '/j\"obs/';",
+        'offload_jobs_url', qr/may not hold spaces, quotes/ ],
 );
 for my $case (@nginx_bad) {
     my ($name, $directive, $dname, $re) = @$case;
