@@ -93,6 +93,7 @@ ngx_http_offload_metrics_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_offload_main_conf_t  *omcf = conf;
 
+    size_t      least;
     ssize_t     size;
     ngx_str_t  *value;
 
@@ -109,11 +110,30 @@ ngx_http_offload_metrics_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     size = ngx_parse_size(&value[1]);
 
-    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid offload_metrics_zone size \"%V\": a "
+                           "number of bytes, with k or m", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    /* what the zone holds before any queue (init_zone), the allocator's
+     * own pages, and one queue's counters: each allocation is of whole
+     * pages */
+
+    least = ngx_align(sizeof(ngx_http_offload_metrics_sh_t), ngx_pagesize)
+            + ngx_align(NGX_HTTP_OFFLOAD_LEDGERS
+                        * sizeof(ngx_http_offload_ledger_t), ngx_pagesize)
+            + ngx_align(sizeof(ngx_http_offload_queue_metrics_t),
+                        ngx_pagesize)
+            + 8 * ngx_pagesize;
+
+    if ((size_t) size < least) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid offload_metrics_zone size \"%V\", "
-                           "it must be at least %uz", &value[1],
-                           8 * ngx_pagesize);
+                           "it must be at least %uz (%uzk): room for one "
+                           "queue's counters", &value[1], least,
+                           (least + 1023) / 1024);
         return NGX_CONF_ERROR;
     }
 
