@@ -3,7 +3,7 @@
 # scripts that signal it (SIGHUP reloads) where no systemd knows its
 # MAINPID; replaced over a killed sidecar's, removed at a clean stop,
 # refused on reload when it changes; a file it cannot write stops the
-# start, with a message.
+# start, with a message on stderr, and fails -t.
 
 use strict;
 use warnings;
@@ -48,5 +48,36 @@ my $out = `timeout 10 ${\ build_path('offload-sidecar')} -c $bad 2>&1`;
 is($? >> 8, 1, 'a pid file that cannot be written: exit 1');
 like($out, qr{cannot write the pid file "\Q$dir\E/no/such/dir/sidecar\.pid\.\d+": No such file or directory},
     'saying which and why') or diag($out);
+
+# the same with the log in a file: stderr (a terminal, the journal) says
+# where to look (before: nothing on stderr at all)
+spew($bad, slurp($bad) =~ s{log stderr;}{log $dir/bad.log;}r);
+$out = `timeout 10 ${\ build_path('offload-sidecar')} -c $bad 2>&1`;
+is($? >> 8, 1, '... with a log file: exit 1');
+like($out, qr{^offload-sidecar: not started: the log "\Q$dir\E/bad\.log" says why$}m,
+    '... stderr says where to look') or diag($out);
+like(slurp("$dir/bad.log"), qr{cannot write the pid file}, '... the log why');
+
+# -t finds both, as nginx -t finds a log it cannot open (before: "syntax is
+# ok", then the start failed)
+for my $case ([ 'the pid file', "pid $dir/no/such/dir/sidecar.pid;",
+                qr{cannot write the pid file "\Q$dir\E/no/such/dir/sidecar\.pid": No such file or directory} ],
+              [ 'the log', "log $dir/no/such/dir/s.log;",
+                qr{cannot open log "\Q$dir\E/no/such/dir/s\.log": No such file or directory} ]) {
+    my ($what, $line, $re) = @$case;
+    spew("$dir/t.conf", "redis 127.0.0.1:1;\n$line\n"
+        . "queue echo { handler echo; }\n");
+    $out = `${\ build_path('offload-sidecar')} -t -c $dir/t.conf 2>&1`;
+    is($? >> 8, 1, "-t, $what in a directory that does not exist: exit 1");
+    like($out, $re, '... saying which and why') or diag($out);
+    like($out, qr{t\.conf: test failed}, '... test failed');
+}
+spew("$dir/t.conf", "redis 127.0.0.1:1;\npid $dir/ok.pid;\nlog $dir/ok.log;\n"
+    . "queue echo { handler echo; }\n");
+$out = `${\ build_path('offload-sidecar')} -t -c $dir/t.conf 2>&1`;
+is($? >> 8, 0, '-t, both writable: exit 0') or diag($out);
+ok(!glob("$dir/ok.pid*"), '... no pid file left behind');
+ok(!-e "$dir/ok.log", '... nor a log file made (one made as root, the '
+    . 'sidecar\'s user could not write)');
 
 finish();

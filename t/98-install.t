@@ -37,7 +37,11 @@ ok(-f "$dir/etc/logrotate.d/offload-sidecar", 'installed the logrotate file');
 my $conf = "$dir/etc/offload/sidecar.conf";
 is(slurp($conf), slurp("$root/conf/offload-sidecar.conf"),
     'installed the example sidecar.conf');
-$out = `$prefix/bin/offload-sidecar -t -c $conf 2>&1`;
+# its log in the test's folder: -t checks it can be made, and
+# /var/log/offload is made by the unit's LogsDirectory= at its first start
+spew("$dir/sidecar-t.conf",
+    slurp($conf) =~ s{^(\s*log\s+)/var/log/offload/}{$1$dir/}mr);
+$out = `$prefix/bin/offload-sidecar -t -c $dir/sidecar-t.conf 2>&1`;
 is($?, 0, 'which the installed sidecar accepts') or diag($out);
 my $snippet = "$prefix/share/nginx/modules-available/mod-http-offload.conf";
 is(slurp($snippet), "load_module $prefix/lib/nginx/modules/"

@@ -100,9 +100,14 @@ for my $pkg (@packages) {
 
 start_redis();
 
-# The shipped example configuration passes the shipped sidecar's check.
+# The shipped example configuration passes the shipped sidecar's check,
+# its log in the folder the package ships (-t checks the log can be made
+# there; the unit's LogsDirectory= hands it to the offload user at start)
 my $sidecar = "$root/usr/bin/offload-sidecar";
-$out = `$sidecar -t -c $root/etc/offload/sidecar.conf 2>&1`;
+ok(-d "$root/var/log/offload", 'the package ships /var/log/offload');
+spew("$dir/sidecar-deb.conf", slurp("$root/etc/offload/sidecar.conf")
+    =~ s{^(\s*log\s+)/var/log/}{$1$root/var/log/}mr);
+$out = `$sidecar -t -c $dir/sidecar-deb.conf 2>&1`;
 is($?, 0, 'the example sidecar.conf passes offload-sidecar -t') or diag($out);
 like(slurp("$root/lib/systemd/system/offload-sidecar.service"),
     qr{^ExecStart=/usr/bin/offload-sidecar -c /etc/offload/sidecar\.conf$}m,

@@ -20,6 +20,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -286,6 +288,46 @@ offload_log_open(const char *target, int level, int json, const char *ident)
     log_fd = fd;
     log_path = target;
     return 0;
+}
+
+
+int
+offload_log_check(const char *target)
+{
+    char         dir[PATH_MAX];
+    const char  *path;
+
+    if (strcmp(target, "stderr") == 0) {
+        return 0;
+    }
+
+    switch (offload_log_syslog_path(target, &path)) {
+
+    case 1:
+        return 0;
+
+    case -1:
+        errno = EINVAL;
+        return -1;
+    }
+
+    if (access(target, W_OK) == 0) {
+        return 0;
+    }
+
+    if (errno != ENOENT) {
+        return -1;
+    }
+
+    /* made at start, in a folder that must be there; not made here: a
+     * file -t made as root, the sidecar running as its user could not
+     * write */
+    if (snprintf(dir, sizeof(dir), "%s", target) >= (int) sizeof(dir)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+
+    return access(dirname(dir), W_OK);
 }
 
 

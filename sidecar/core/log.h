@@ -36,6 +36,12 @@ int offload_log_level_parse(const char *name);
 int offload_log_open(const char *target, int level, int json,
     const char *ident);
 
+/* For -t: whether offload_log_open could open target: a file writable,
+ * or, missing, a folder to make it in (not made: one made by -t as root
+ * the sidecar's user could not write); a syslog daemon is not asked.
+ * Returns 0, or -1 with errno set. */
+int offload_log_check(const char *target);
+
 /* Opens the log file again (SIGUSR1, after logrotate moved it).  Returns 0,
  * or -1 with errno set (the old file stays in use). */
 int offload_log_reopen(void);

@@ -31,6 +31,21 @@ usage(FILE *out)
 }
 
 
+/* A start that failed once the log was open: the log says why, and
+ * stderr (the terminal, the journal) says where that is. */
+static int
+not_started(offload_conf_t *conf)
+{
+    if (strcmp(conf->log_target, "stderr") != 0) {
+        fprintf(stderr, "offload-sidecar: not started: the log \"%s\" "
+                "says why\n", conf->log_target);
+    }
+
+    offload_conf_free(conf);
+    return 1;
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -86,9 +101,31 @@ main(int argc, char **argv)
         return 1;
     }
 
+    /* the files it would write, as nginx -t checks its logs: a start that
+     * would fail at once fails the test */
     if (test) {
-        printf("%s: syntax is ok\n", file);
+        rc = 0;
+
+        if (offload_log_check(conf.log_target) != 0) {
+            fprintf(stderr, "cannot open log \"%s\": %m\n", conf.log_target);
+            rc = 1;
+
+        } else if (conf.pid_file != NULL
+                   && offload_pidfile_check(conf.pid_file) != 0)
+        {
+            fprintf(stderr, "cannot write the pid file \"%s\": %m\n",
+                    conf.pid_file);
+            rc = 1;
+        }
+
         offload_conf_free(&conf);
+
+        if (rc != 0) {
+            fprintf(stderr, "%s: test failed\n", file);
+            return 1;
+        }
+
+        printf("%s: syntax is ok\n", file);
         return 0;
     }
 
@@ -103,8 +140,7 @@ main(int argc, char **argv)
     }
 
     if (offload_privs_drop(&conf) != 0) {
-        offload_conf_free(&conf);
-        return 1;
+        return not_started(&conf);
     }
 
     /* Once the pid file names us, a script may signal us: held until the
@@ -114,8 +150,7 @@ main(int argc, char **argv)
     sigprocmask(SIG_BLOCK, &watched, NULL);
 
     if (conf.pid_file != NULL && offload_pidfile_write(conf.pid_file) != 0) {
-        offload_conf_free(&conf);
-        return 1;
+        return not_started(&conf);
     }
 
     srandom((unsigned) getpid());

@@ -20,6 +20,36 @@
 #include "pidfile.h"
 
 
+/* The temporary file the pid goes to first, opened; -1 with errno set. */
+static int
+pidfile_open_tmp(const char *path, char *tmp, size_t size)
+{
+    if (snprintf(tmp, size, "%s.%d", path, (int) getpid()) >= (int) size) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+
+    return open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+}
+
+
+int
+offload_pidfile_check(const char *path)
+{
+    int   fd;
+    char  tmp[4096];
+
+    fd = pidfile_open_tmp(path, tmp, sizeof(tmp));
+    if (fd == -1) {
+        return -1;
+    }
+
+    close(fd);
+    unlink(tmp);
+    return 0;
+}
+
+
 int
 offload_pidfile_write(const char *path)
 {
@@ -28,14 +58,7 @@ offload_pidfile_write(const char *path)
 
     len = snprintf(pid, sizeof(pid), "%d\n", (int) getpid());
 
-    if (snprintf(tmp, sizeof(tmp), "%s.%d", path, (int) getpid())
-        >= (int) sizeof(tmp))
-    {
-        log_error("pid file \"%s\": path too long", path);
-        return -1;
-    }
-
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    fd = pidfile_open_tmp(path, tmp, sizeof(tmp));
     if (fd == -1) {
         log_error("cannot write the pid file \"%s\": %s", tmp,
                   strerror(errno));
