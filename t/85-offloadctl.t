@@ -303,6 +303,16 @@ ok(!grep({ length > 80 } split /\n/, $out), 'fits 80 columns');
 like($out, qr/^NODE .* RST UPTIME$/m, 'whole: the last column is not cut');
 like($out, qr/^\Q$node\E .* \d+(?:\.\d)?[smhd]\S*$/m, '... nor its figures');
 
+# without -b into a pipe: frames, as -b prints, not a terminal's escape
+# sequences (before: curses wrote them into the pipe until killed, and -n
+# was ignored)
+$out = `timeout ${\ scaled(10)} $ctl top -n 2 -d 0.1 2>&1`;
+is($? >> 8, 0, 'top -n 2 into a pipe: exit 0') or diag($out);
+is(scalar(() = $out =~ /^NODE /mg), 2, '... two frames');
+unlike($out, qr/\e/, '... no escape sequence');
+($rc, $out) = run('top', '-n', '0');
+is($rc, 2, 'top -n 0: exit 2');
+
 # ---- top: figures wider than their column are shortened (1235k, 12.3M),
 # the rows stay aligned in 80 columns (a worker past 999999 jobs pushed
 # every column after JOBS right)
@@ -345,7 +355,7 @@ like($out, qr/^\Q$node\E .* \d+(?:\.\d)?[smhd]\S*$/m, '... nor its figures');
 
 # ---- top in a real terminal (tmux): draws, re-sorts on a key, q quits
 SKIP: {
-    skip 'tmux is not installed', 4 unless -x '/usr/bin/tmux';
+    skip 'tmux is not installed', 5 unless -x '/usr/bin/tmux';
     my $sock = tmpdir() . '/tmux.sock';
     my $tmux = "tmux -S $sock";
     system("$tmux new-session -d -x 80 -y 24 '$ctl top -s jobs'") == 0
@@ -366,6 +376,11 @@ SKIP: {
     system("$tmux send-keys q");
     ok(wait_until(sub { system("$tmux has-session 2>/dev/null") != 0 },
         scaled(5), 'top quit'), 'key q quits');
+    # -n in a terminal ends it after that many frames, as top's
+    system("$tmux new-session -d -x 80 -y 24 '$ctl top -n 2 -d 0.2'") == 0
+        or die "tmux: $?";
+    ok(wait_until(sub { system("$tmux has-session 2>/dev/null") != 0 },
+        scaled(5), 'top -n 2 quit'), 'top -n 2 in a terminal ends by itself');
     system("$tmux kill-server 2>/dev/null");
     pass('tmux cleaned up');
 }

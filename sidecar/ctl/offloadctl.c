@@ -61,7 +61,7 @@ usage(FILE *out)
         "                              oldest waiting job, jobs/s, run p50/"
         "p99, dead,\n"
         "                              retrying\n"
-        "  top [-s SORT] [-d SECS] [-b [-n N]]\n"
+        "  top [-s SORT] [-d SECS] [-n N] [-b]\n"
         "                              refreshing worker table; keys m c h "
         "r j sort by\n"
         "                              memory, cpu, held jobs, restarts, "

@@ -210,10 +210,12 @@ valid_sort(const char *sort)
 }
 
 
+/* frames: how many to show, each for delay_ms (0: until 'q'), as top's
+ * -n without -b */
 static int
-interactive(ctl_t *ctl, const char *sort, int delay_ms)
+interactive(ctl_t *ctl, const char *sort, int delay_ms, int frames)
 {
-    int          key, rc = CTL_OK;
+    int          key, rc = CTL_OK, shown = 0;
     int64_t      next = 0;
     screen_t     scr;
     const char  *s;
@@ -232,6 +234,9 @@ interactive(ctl_t *ctl, const char *sort, int delay_ms)
 
     for ( ;; ) {
         if (offload_mono_us() >= next) {
+            if (frames > 0 && shown++ == frames) {
+                break;
+            }
             scr.rows = LINES - 1;
             if (draw(ctl, &scr, sort) != 0) {
                 rc = CTL_FAIL;
@@ -260,7 +265,7 @@ interactive(ctl_t *ctl, const char *sort, int delay_ms)
 int
 ctl_top(ctl_t *ctl, int argc, char **argv)
 {
-    int          opt, batch = 0, frames = 1, delay_ms = 1000, i;
+    int          opt, batch = 0, frames = 0, delay_ms = 1000, i;
     char        *end;
     double       seconds;
     screen_t     scr;
@@ -275,6 +280,9 @@ ctl_top(ctl_t *ctl, int argc, char **argv)
         case 'n':
             if (ctl_count(argv[0], 'n', optarg, &frames) != 0) {
                 return CTL_USAGE;
+            }
+            if (frames < 1) {
+                return ctl_usage_error(argv[0], "-n wants 1 frame or more");
             }
             break;
         case 'd':
@@ -295,13 +303,18 @@ ctl_top(ctl_t *ctl, int argc, char **argv)
         }
     }
 
-    if (optind != argc || frames < 1 || !valid_sort(sort)) {
+    if (optind != argc || !valid_sort(sort)) {
         return ctl_usage_error(argv[0], "wants [-b] [-n frames] [-d seconds] "
                                "[-s memory|cpu|queue|restarts|jobs]");
     }
 
-    if (!batch) {
-        return interactive(ctl, sort, delay_ms);
+    /* a pipe or a file gets frames, not a terminal's escape sequences */
+    if (!batch && isatty(STDOUT_FILENO)) {
+        return interactive(ctl, sort, delay_ms, frames);
+    }
+
+    if (frames == 0) {
+        frames = 1;
     }
 
     ctl_tty_guard();
