@@ -100,6 +100,15 @@ my @bad = (
         undef, qr/./ ],
     [ 'bad log level', "log stderr loud;\nqueue q { handler echo; }\n", 1,
         qr/loud|level|log/ ],
+    # (before: the last one won, silently)
+    [ 'log level twice', "log stderr info debug;\nqueue q { handler echo; }\n",
+        1, qr/log level given twice \("debug"\)/ ],
+    [ 'log format twice', "log stderr json text;\nqueue q { handler echo; }\n",
+        1, qr/log format given twice \("text"\)/ ],
+    [ 'times out of order', "heartbeat 30s1m;\nqueue q { handler echo; }\n",
+        1, qr/heartbeat/ ],
+    [ 'a bare number after a unit',
+        "heartbeat 1m30;\nqueue q { handler echo; }\n", 1, qr/heartbeat/ ],
     [ 'bad wait_replicas', "redis 127.0.0.1:6379 wait_replicas=every;\n"
         . "queue q { handler echo; }\n", 1,
         qr/wait_replicas=every.*wait_replicas=0\.\.16 or all/ ],

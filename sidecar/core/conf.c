@@ -263,6 +263,7 @@ parse_uint(const char *s, long long max, long long *out)
 int
 offload_conf_parse_time(const char *text, long long *ms)
 {
+    int          rank, last = 6;
     const char  *s = text;
     long long    total = 0, n, unit;
 
@@ -288,22 +289,35 @@ offload_conf_parse_time(const char *text, long long *ms)
 
         if (s[0] == 'm' && s[1] == 's') {
             unit = 1;
+            rank = 1;
             s += 2;
-        } else if (*s == 's' || *s == '\0') {
+        } else if (*s == 's') {
             unit = 1000;
-            s += (*s == 's');
+            rank = 2;
+            s++;
+        } else if (*s == '\0' && last == 6) {
+            unit = 1000;
+            rank = 2;
         } else if (*s == 'm') {
             unit = 60 * 1000;
+            rank = 3;
             s++;
         } else if (*s == 'h') {
             unit = 3600 * 1000;
+            rank = 4;
             s++;
         } else if (*s == 'd') {
             unit = 24 * 3600 * 1000;
+            rank = 5;
             s++;
         } else {
             return -1;
         }
+
+        if (rank >= last) {
+            return -1;
+        }
+        last = rank;
 
         total += n * unit;
         if (total > max_ms) {
@@ -644,7 +658,7 @@ static int
 set_log(conf_parser_t *ps, const conf_directive_t *d, char **args, int nargs,
     int line)
 {
-    int          i, level = OFFLOAD_LOG_INFO;
+    int          i, level = OFFLOAD_LOG_INFO, leveled = 0, formatted = 0;
     const char  *path;
 
     (void) d;
@@ -660,9 +674,13 @@ set_log(conf_parser_t *ps, const conf_directive_t *d, char **args, int nargs,
                           "other parameters)", args[0]);
     }
 
-    /* log <target> [level] [json | text], in either order */
+    /* log <target> [level] [json | text], in either order, each once */
     for (i = 1; i < nargs; i++) {
         if (strcmp(args[i], "json") == 0 || strcmp(args[i], "text") == 0) {
+            if (formatted++) {
+                return conf_error(ps, line, "log format given twice "
+                                  "(\"%s\")", args[i]);
+            }
             ps->conf->log_json = args[i][0] == 'j';
             continue;
         }
@@ -672,6 +690,11 @@ set_log(conf_parser_t *ps, const conf_directive_t *d, char **args, int nargs,
             return conf_error(ps, line, "invalid log level or format \"%s\" "
                               "(expected debug, info, notice, warn, error, "
                               "json or text)", args[i]);
+        }
+
+        if (leveled++) {
+            return conf_error(ps, line, "log level given twice (\"%s\")",
+                              args[i]);
         }
     }
 

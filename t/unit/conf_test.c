@@ -176,6 +176,12 @@ test_times(void)
     ok(offload_conf_parse_time("s", &ms) == -1, "unit without number");
     ok(offload_conf_parse_time("5x", &ms) == -1, "bad unit");
     ok(offload_conf_parse_time("-5", &ms) == -1, "negative");
+    ok(offload_conf_parse_time("1d2h3m4s5ms", &ms) == 0
+       && ms == 93784005, "every unit, largest first");
+    ok(offload_conf_parse_time("30s1m", &ms) == -1, "units out of order");
+    ok(offload_conf_parse_time("1s1s", &ms) == -1, "a unit twice");
+    ok(offload_conf_parse_time("1m30", &ms) == -1, "a bare number after one");
+    ok(offload_conf_parse_time("500ms1s", &ms) == -1, "ms before s");
     ok(offload_conf_parse_time("99999999999999999999", &ms) == -1,
        "overflow");
 }
