@@ -108,6 +108,19 @@ is($browser->eval_js('[logCell(3).text, logCell(3).cls, logCell(0).text,'
     . ' logCell(undefined).text].join("|")'), '3 lost|warn|ok|-',
     'lines a log lost are shown, in warning colour');
 
+# a worker's jobs are all it finished, as the column sorts and top counts
+# them (before: its ok ones, 0 for a worker whose jobs all crashed)
+my $crash = $browser->eval_js('(function () {'
+    . ' var head = document.querySelectorAll("#workers th"), i, c = {};'
+    . ' for (i = 0; i < head.length; i++) { c[head[i].textContent] = i; }'
+    . ' var rows = document.querySelectorAll("#workers tr");'
+    . ' for (i = 1; i < rows.length; i++) {'
+    . '  if (rows[i].cells[1].textContent === "crash") { var r = rows[i];'
+    . '   return [r.cells[c.jobs].textContent, r.cells[c.ok].textContent,'
+    . '           r.cells[c.crashed].textContent].join("|"); } } })()');
+like($crash // '', qr/^([1-9]\d*)\|0\|\1$/,
+    "the crashing worker's jobs: its crashed ones, none ok ($crash)");
+
 # each worker's open file descriptors, beside its memory
 like(first_row_cell('workers', 'fds') // '', qr/^[1-9]\d*$/,
     "a worker's open file descriptors");
