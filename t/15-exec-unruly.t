@@ -69,6 +69,13 @@ my ($lost) = grep { ($_->{report}{handler_error} // '') =~ /\b$first\b/ }
     @{ events('crash') };
 ok($lost && !$lost->{report}{job_id}, 'a crash of its slot, under no job')
     or diag(explain($lost));
+# offloadctl events says it too, not only the worker's pid that followed
+my $ctl_cmd = build_path('offloadctl') . ' -c ' . sidecar_conf_file();
+my $events = `$ctl_cmd events -n 50 2>&1`;
+like($events, qr/^.* crash +\S+ stray slot \d+ pid \d+ .*: handler (?x:
+    )process $first \Q$what\E/m,
+    'offloadctl events: the crash line says what the handler process did')
+    or diag($events);
 
 # ---- a stdin closed between jobs: the process's failure, no job's
 $r = post_json('/jobs/deaf', {}, scaled(10));

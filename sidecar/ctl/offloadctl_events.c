@@ -27,6 +27,7 @@ on_signal(int signo)
 
 
 /* "crash t1 echo slot 0 pid 123 signal SIGSEGV job <id> at <frame>",
+ * "crash t1 py slot 0 pid 123 exit 1: <what its handler process did>",
  * "pool_failed t1 echo 6 restarts in 10s, cooling down 30s" */
 static void
 print_report(json_t *report)
@@ -63,6 +64,10 @@ print_report(json_t *report)
     }
     if (frame != NULL) {
         printf(" at %s", frame);
+    }
+    /* an exec handler's process that died: the worker only followed it */
+    if (json_object_get(report, "handler_error") != NULL) {
+        printf(": %s", ctl_text(report, "handler_error"));
     }
 }
 
