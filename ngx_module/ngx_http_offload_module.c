@@ -1986,19 +1986,21 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         || (clcf->client_max_body_size == 0
             && clcf->client_body_buffer_size > OFFLOAD_BODY_MAX))
     {
+        /* checked at the merge: the line is the end of the block that
+         * holds the location, so the location is named */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%s\" is %O, more than a job can carry with "
-                           "\"offload_pass\": the body travels as one Redis "
-                           "string, and Redis takes at most 512m in one "
-                           "(proto-max-bulk-len), less the result's header: "
-                           "set it to %uzm or less",
+                           "\"%s\" is %O in location \"%V\", more than a "
+                           "job can carry with \"offload_pass\": the body "
+                           "travels as one Redis string, and Redis takes at "
+                           "most 512m in one (proto-max-bulk-len), less the "
+                           "result's header: set it to %uzm or less",
                            clcf->client_max_body_size
                            ? "client_max_body_size"
                            : "client_body_buffer_size",
                            clcf->client_max_body_size
                            ? clcf->client_max_body_size
                            : (off_t) clcf->client_body_buffer_size,
-                           (size_t) (OFFLOAD_BODY_MAX >> 20));
+                           &clcf->name, (size_t) (OFFLOAD_BODY_MAX >> 20));
         return NGX_CONF_ERROR;
     }
 

@@ -31,10 +31,10 @@ use RedisMonitor;
 my $server = "server {\n    listen 127.0.0.1:1;\n    %s\n}\n";
 for my $case (
     [ 'client_max_body_size 512m', 1,
-        qr/"client_max_body_size"[ ]is[ ]536870912,[ ]more[ ]than[ ]a[ ]job[ ]can[ ]carry\b.*Redis[ ]takes[ ]at[ ]most
+        qr/"client_max_body_size"[ ]is[ ]536870912[ ]in[ ]location[ ]"\/a",[ ]more[ ]than[ ]a[ ]job[ ]can[ ]carry\b.*Redis[ ]takes[ ]at[ ]most
         [ ]512m\b.*set[ ]it[ ]to[ ]511m[ ]or[ ]less/x ],
     [ 'client_max_body_size 0; client_body_buffer_size 600m', 1,
-        qr/"client_body_buffer_size" is 629145600, more than a job can/ ],
+        qr/"client_body_buffer_size" is 629145600 in location "\/a", more than a job can/ ],
     [ 'client_max_body_size 511m', 0 ],
     [ 'client_max_body_size 0', 0 ])
 {
