@@ -80,6 +80,12 @@ for my $case (
       qr/:1: "\Q$abi\E" was built for handler ABI version 99; this sidecar speaks versions 1 to 1/ ],
     [ 'dup', "load_module $example;\nload_module $dup;\n$queue",
       qr/:2: handler "example\.reverse" of "\Q$dup\E" is already defined by \Q$example\E/ ],
+    # (before: 'handler "example.reverse" of X is already defined by X')
+    [ 'twice', "load_module $example;\n\nload_module $example;\n$queue",
+      qr/:3: "\Q$example\E" is loaded already, by the load_module of line 1$/m ],
+    [ 'twice-relative',
+      "load_module $example;\nload_module offload_example.so;\n$queue",
+      qr/:2: "\Q$example\E" is loaded already, by the load_module of line 1$/m ],
     [ 'shadow', "load_module $shadow;\n$queue",
       qr/:1: handler "echo" of "\Q$shadow\E" is already defined by a built-in handler/ ],
     [ 'undef', "load_module $undef;\n$queue",

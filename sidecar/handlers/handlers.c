@@ -92,7 +92,7 @@ int
 offload_handlers_resolve(offload_conf_t *conf, char *err, size_t errlen)
 {
     char                      why[OFFLOAD_CONF_ERR_MAX];
-    size_t                    i;
+    size_t                    i, k;
     const char               *where;
     offload_conf_queue_t     *q;
     const offload_handler_t  *h;
@@ -105,6 +105,16 @@ offload_handlers_resolve(offload_conf_t *conf, char *err, size_t errlen)
     }
 
     for (i = 0; i < conf->nmodules; i++) {
+        for (k = 0; k < i; k++) {
+            if (strcmp(conf->modules[k].path, conf->modules[i].path) == 0) {
+                snprintf(err, errlen, "%s:%d: \"%s\" is loaded already, "
+                         "by the load_module of line %d", conf->file,
+                         conf->modules[i].line, conf->modules[i].path,
+                         conf->modules[k].line);
+                goto failed;
+            }
+        }
+
         plugins[i] = offload_plugin_load(conf->modules[i].path, why,
                                          sizeof(why));
         if (plugins[i] == NULL) {
