@@ -50,9 +50,12 @@ is($rc, 0, 'sentinel_user= and sentinel_password= beside password= are '
 my $dir = tmpdir();
 for my $case (
     [ "redis sentinel://127.0.0.1:1/m;\nsentinel_user u;\n",
-      qr/"sentinel_user" needs "sentinel_password"/ ],
+      qr/check\.conf:2: "sentinel_user" needs "sentinel_password"/ ],
+    # at the line of sentinel_password (before: a line past the end)
     [ "redis 127.0.0.1:1;\nsentinel_password p;\n",
-      qr/"sentinel_password" needs a "redis sentinel:/ ],
+      qr/check\.conf:2: "sentinel_password" needs a "redis sentinel:/ ],
+    [ "redis 127.0.0.1:1;\nredis_user u;\n",
+      qr/check\.conf:2: "redis_user" needs "password"/ ],
 ) {
     spew("$dir/check.conf", $case->[0]
         . "node_name n;\nqueue echo { handler echo; }\n");

@@ -66,8 +66,7 @@ typedef struct {
      * and in the queue block being parsed. */
     unsigned char         *seen_main;
     unsigned char         *seen_queue;
-    int                    redis_user_line;
-    int                    sentinel_user_line;
+    offload_conf_logins_t  logins;      /* the top level's */
 } conf_parser_t;
 
 struct conf_directive_s {
@@ -603,33 +602,24 @@ set_redis(conf_parser_t *ps, const conf_directive_t *d, char **args,
 }
 
 
-/* The Redis ACL user (Redis 6+): AUTH <redis_user> <password>.  Named so
- * that it is not mistaken for "user", the Unix user. */
+/* redis_user (the Redis ACL user, Redis 6+: AUTH <redis_user> <password>;
+ * named so that it is not mistaken for "user", the Unix user),
+ * sentinel_user and sentinel_password (the sentinels' own login, Redis
+ * 6.2+, sent to every sentinel before it is asked anything): the string,
+ * and its line at offset2 of the context's logins, for the checks made
+ * once the file is read (check_logins). */
 static int
-set_redis_user(conf_parser_t *ps, const conf_directive_t *d, char **args,
+set_login(conf_parser_t *ps, const conf_directive_t *d, char **args,
     int nargs, int line)
 {
+    offload_conf_logins_t  *logins;
+
     if (conf_set_str_slot(ps, d, args, nargs, line) != 0) {
         return -1;
     }
 
-    *(ps->queue ? &ps->queue->redis_user_line : &ps->redis_user_line) = line;
-    return 0;
-}
-
-
-/* The sentinels' own ACL user (Redis 6.2+): AUTH <sentinel_user>
- * <sentinel_password> to every sentinel before it is asked anything. */
-static int
-set_sentinel_user(conf_parser_t *ps, const conf_directive_t *d, char **args,
-    int nargs, int line)
-{
-    if (conf_set_str_slot(ps, d, args, nargs, line) != 0) {
-        return -1;
-    }
-
-    *(ps->queue ? &ps->queue->sentinel_user_line
-                : &ps->sentinel_user_line) = line;
+    logins = ps->queue ? &ps->queue->logins : &ps->logins;
+    *(int *) ((char *) logins + d->offset2) = line;
     return 0;
 }
 
@@ -1038,22 +1028,23 @@ set_max_restarts(conf_parser_t *ps, const conf_directive_t *d, char **args,
 #define MAIN(field)      offsetof(offload_conf_t, field)
 #define QUEUE(field)     offsetof(offload_conf_queue_t, field)
 #define ENDPOINT(field)  offsetof(offload_redis_endpoint_t, field)
+#define LOGIN(field)     offsetof(offload_conf_logins_t, field)
 
 /* A directive is one row: name, context, argument counts, flags, setter,
  * the field(s) it sets and the bounds of its value. */
 static const conf_directive_t  directives[] = {
     /* Top level, or a queue's own Redis (CTX_ENDPOINT: both) */
     { "redis", CTX_MAIN | CTX_QUEUE, 1, 2, 0, set_redis, 0, 0, 0, 0 },
-    { "redis_user", CTX_MAIN | CTX_QUEUE, 1, 1, 0, set_redis_user,
-      ENDPOINT(user), 0, 0, 0 },
+    { "redis_user", CTX_MAIN | CTX_QUEUE, 1, 1, 0, set_login,
+      ENDPOINT(user), LOGIN(user), 0, 0 },
     { "password", CTX_MAIN | CTX_QUEUE, 1, 1, 0, conf_set_str_slot,
       ENDPOINT(password), 0, 0, 0 },
     { "db", CTX_MAIN | CTX_QUEUE, 1, 1, 0, conf_set_num_slot, ENDPOINT(db),
       0, 0, OFFLOAD_DB_MAX },
-    { "sentinel_user", CTX_MAIN | CTX_QUEUE, 1, 1, 0, set_sentinel_user,
-      ENDPOINT(sentinel_user), 0, 0, 0 },
-    { "sentinel_password", CTX_MAIN | CTX_QUEUE, 1, 1, 0, conf_set_str_slot,
-      ENDPOINT(sentinel_password), 0, 0, 0 },
+    { "sentinel_user", CTX_MAIN | CTX_QUEUE, 1, 1, 0, set_login,
+      ENDPOINT(sentinel_user), LOGIN(sentinel_user), 0, 0 },
+    { "sentinel_password", CTX_MAIN | CTX_QUEUE, 1, 1, 0, set_login,
+      ENDPOINT(sentinel_password), LOGIN(sentinel_password), 0, 0 },
     { "redis_timeout", CTX_MAIN, 1, 1, 0, conf_set_msec_slot,
       MAIN(redis.timeout_ms), 0, 500, 600 * 1000 },
     { "node_name", CTX_MAIN, 1, 1, 0, set_node_name, 0, 0, 0, 0 },
@@ -1322,20 +1313,23 @@ inherit_str(char **dst, const char *top)
  * any that inherits it). */
 static int
 check_logins(conf_parser_t *ps, const offload_redis_endpoint_t *ep,
-    int nsentinels, int user_line, int sentinel_user_line, int line)
+    int nsentinels, const offload_conf_logins_t *lines, int line)
 {
     if (ep->user != NULL && ep->password == NULL) {
-        return conf_error(ps, user_line, "\"redis_user\" needs "
+        return conf_error(ps, lines->user, "\"redis_user\" needs "
                           "\"password\"");
     }
 
     if (ep->sentinel_user != NULL && ep->sentinel_password == NULL) {
-        return conf_error(ps, sentinel_user_line, "\"sentinel_user\" needs "
+        return conf_error(ps, lines->sentinel_user, "\"sentinel_user\" needs "
                           "\"sentinel_password\"");
     }
 
+    /* a queue's inherited one is the block's fault (line) */
     if (ep->sentinel_password != NULL && nsentinels == 0) {
-        return conf_error(ps, line, "\"sentinel_password\" needs a "
+        return conf_error(ps, lines->sentinel_password
+                              ? lines->sentinel_password : line,
+                          "\"sentinel_password\" needs a "
                           "\"redis sentinel://...\"");
     }
 
@@ -1438,7 +1432,7 @@ inherit_redis(conf_parser_t *ps, offload_conf_queue_t *q)
     }
 
     return check_logins(ps, &q->redis, own ? q->redis.nsentinels : 1,
-                        q->redis_user_line, q->sentinel_user_line, q->line);
+                        &q->logins, q->line);
 }
 
 
@@ -1484,8 +1478,7 @@ set_defaults(conf_parser_t *ps)
         nsentinels += conf->queues[i].redis.nsentinels;
     }
 
-    if (check_logins(ps, &conf->redis, nsentinels, ps->redis_user_line,
-                     ps->sentinel_user_line, ps->line)
+    if (check_logins(ps, &conf->redis, nsentinels, &ps->logins, ps->line)
         != 0
         || check_cluster(ps, &conf->redis, conf->redis_line
                                            ? conf->redis_line : ps->line)

@@ -23,6 +23,14 @@
 #define OFFLOAD_COMMAND_ARGS_MAX 256
 #define OFFLOAD_EXEC_HANDLER     "exec"   /* runs the queue's command */
 
+/* Where the Redis logins were given (0: not in this context), for the
+ * messages of the checks made once the file is read. */
+typedef struct {
+    int                       user;
+    int                       sentinel_user;
+    int                       sentinel_password;
+} offload_conf_logins_t;
+
 typedef struct {
     char                      name[OFFLOAD_QUEUE_NAME_MAX + 1];
     char                      handler_name[OFFLOAD_HANDLER_NAME_MAX + 1];
@@ -66,8 +74,7 @@ typedef struct {
      * rest inherited from the top level by offload_conf_parse(). */
     offload_redis_endpoint_t  redis;
     int                       redis_line;       /* 0: inherited */
-    int                       redis_user_line;
-    int                       sentinel_user_line;
+    offload_conf_logins_t     logins;
     int                       line;         /* where the block starts */
 } offload_conf_queue_t;
 
