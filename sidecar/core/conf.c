@@ -294,9 +294,9 @@ offload_conf_parse_time(const char *text, long long *ms)
             unit = 1000;
             rank = 2;
             s++;
-        } else if (*s == '\0' && last == 6) {
-            unit = 1000;
-            rank = 2;
+        } else if (*s == '\0') {
+            unit = 1000;            /* a trailing bare number: seconds */
+            rank = 0;
         } else if (*s == 'm') {
             unit = 60 * 1000;
             rank = 3;
@@ -313,7 +313,7 @@ offload_conf_parse_time(const char *text, long long *ms)
             return -1;
         }
 
-        if (rank >= last) {
+        if (rank != 0 && rank >= last) {
             return -1;
         }
         last = rank;

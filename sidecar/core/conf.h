@@ -137,8 +137,8 @@ int offload_conf_handler_name_valid(const char *name);
 
 /* Parses an nginx-style time ("500ms", "2s", "1m30s", "1h", a bare number
  * is seconds) into ms: as nginx, units from the largest down, each once,
- * and a bare number only alone ("30s1m", "1m30" are refused).  Returns 0
- * or -1. */
+ * and a bare number last is seconds ("1m30" is 90 s; "30s1m" and "1s1s"
+ * are refused).  Returns 0 or -1. */
 int offload_conf_parse_time(const char *text, long long *ms);
 
 /* Parses an nginx-style size ("512k", "64m", "1g", a bare number is bytes)

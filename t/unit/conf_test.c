@@ -180,7 +180,8 @@ test_times(void)
        && ms == 93784005, "every unit, largest first");
     ok(offload_conf_parse_time("30s1m", &ms) == -1, "units out of order");
     ok(offload_conf_parse_time("1s1s", &ms) == -1, "a unit twice");
-    ok(offload_conf_parse_time("1m30", &ms) == -1, "a bare number after one");
+    ok(offload_conf_parse_time("1m30", &ms) == 0 && ms == 90000,
+       "a bare number last is seconds, as nginx reads it");
     ok(offload_conf_parse_time("500ms1s", &ms) == -1, "ms before s");
     ok(offload_conf_parse_time("99999999999999999999", &ms) == -1,
        "overflow");
