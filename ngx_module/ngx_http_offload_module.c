@@ -498,7 +498,8 @@ ngx_http_offload_submit(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
     }
 
     if (body->data != NULL && body->len <= NGX_HTTP_OFFLOAD_TURN) {
-        if (offload_json_check((char *) body->data, body->len, &offset, &err)
+        if (offload_json_check_payload((char *) body->data, body->len,
+                                       &offset, &err)
             != 0)
         {
             return ngx_http_offload_bad_json(r, offset, err);
@@ -515,6 +516,7 @@ ngx_http_offload_submit(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
     }
 
     offload_json_scan_init(&ctx->check->scan);
+    ctx->check->scan.pairs = 1;             /* a payload */
     ctx->check->cl = r->request_body->bufs;
 
     ctx->check->ev.handler = ngx_http_offload_check_handler;

@@ -8,8 +8,12 @@
  * (or over buffers as they come).  Strings must be well-formed UTF-8
  * (RFC 8259 section 8.1: no overlong forms, no surrogates, nothing past
  * U+10FFFF): a worker may answer a payload's bytes as they are (echo), and
- * what nginx sends as application/json must be JSON.  Escapes are checked
- * for their form only (a lone "\ud800" passes, as RFC 8259 allows).
+ * what nginx sends as application/json must be JSON.  In a payload (the
+ * scan's pairs), a \u escape of a UTF-16 surrogate must be one of a pair,
+ * high then low: RFC 8259 allows a lone one, but jansson, jq and Perl's
+ * JSON::PP refuse the whole text, and a handler that cannot read its job
+ * cannot answer it.  A handler's answer may hold one (Python's json writes
+ * it): it goes to the client as written.
  */
 
 #include <stdint.h>
@@ -27,7 +31,11 @@ enum {
     ST_AFTER,           /* a value ended */
     ST_STRING,
     ST_ESCAPE,          /* after a backslash in a string */
-    ST_HEX,             /* in \uXXXX: sub is how many digits are left */
+    ST_HEX,             /* in \uXXXX: sub is how many digits are left,
+                           hex the value so far */
+    ST_LOW_ESCAPE,      /* after a high surrogate's \uXXXX: its low's
+                           backslash */
+    ST_LOW_U,           /* ... then its 'u' */
     ST_UTF8,            /* in a UTF-8 sequence: sub is how many bytes are
                            left, the next one in utf8_lo..utf8_hi */
     ST_LITERAL,         /* true, false, null: sub is how many bytes matched */
@@ -68,10 +76,17 @@ is_digit(unsigned char c)
 }
 
 
+/* The value of a hex digit, or -1. */
 static int
-is_hex(unsigned char c)
+hex_digit(unsigned char c)
 {
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    if (is_digit(c)) {
+        return c - '0';
+    }
+
+    c |= 0x20;
+
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
 
@@ -235,6 +250,7 @@ offload_json_scan(offload_json_scan_t *s, const char *buf, size_t len)
             if (c == 'u') {
                 s->state = ST_HEX;
                 s->sub = 4;
+                s->hex = 0;
 
             } else if (c == '\0' || strchr("\"\\/bfnrt", c) == NULL) {
                 return fail(s, at + 1, "bad escape");
@@ -245,11 +261,49 @@ offload_json_scan(offload_json_scan_t *s, const char *buf, size_t len)
             break;
 
         case ST_HEX:
-            if (!is_hex(c)) {
+            if (hex_digit(c) < 0) {
                 return fail(s, at, "bad \\u escape");
             }
-            if (--s->sub == 0) {
+            s->hex = s->hex << 4 | (unsigned) hex_digit(c);
+
+            if (--s->sub > 0) {
+                break;
+            }
+
+            if (!s->pairs) {
                 s->state = ST_STRING;
+                break;
+            }
+
+            if (s->hex >= 0xd800 && s->hex <= 0xdbff && !s->low) {
+                s->state = ST_LOW_ESCAPE;
+                break;
+            }
+
+            if ((s->hex >= 0xdc00 && s->hex <= 0xdfff) != s->low) {
+                return fail(s, at - 5, "a lone UTF-16 surrogate escape (many "
+                            "JSON parsers refuse the text)");
+            }
+
+            s->low = 0;
+            s->state = ST_STRING;
+            break;
+
+        case ST_LOW_ESCAPE:
+        case ST_LOW_U:
+            if (c != (s->state == ST_LOW_ESCAPE ? '\\' : 'u')) {
+                return fail(s, at, "a lone UTF-16 surrogate escape (many "
+                            "JSON parsers refuse the text)");
+            }
+
+            if (s->state == ST_LOW_ESCAPE) {
+                s->state = ST_LOW_U;
+
+            } else {
+                s->state = ST_HEX;
+                s->sub = 4;
+                s->hex = 0;
+                s->low = 1;
             }
             break;
 
@@ -473,6 +527,8 @@ offload_json_scan_end(offload_json_scan_t *s)
     case ST_STRING:
     case ST_ESCAPE:
     case ST_UTF8:
+    case ST_LOW_ESCAPE:
+    case ST_LOW_U:
         return fail(s, at, "unterminated string");
 
     case ST_HEX:
@@ -515,6 +571,18 @@ offload_json_check(const char *buf, size_t len, size_t *offset,
     offload_json_scan_t  s;
 
     offload_json_scan_init(&s);
+    return check(&s, buf, len, offset, err);
+}
+
+
+int
+offload_json_check_payload(const char *buf, size_t len, size_t *offset,
+    const char **err)
+{
+    offload_json_scan_t  s;
+
+    offload_json_scan_init(&s);
+    s.pairs = 1;
     return check(&s, buf, len, offset, err);
 }
 

@@ -902,14 +902,18 @@ extern const char  offload_nodes_script[];
 /* Checks that buf is one well-formed JSON text (RFC 8259) without building
  * anything.  Returns 0, or -1 with *offset and *err set.  Nesting is limited
  * to OFFLOAD_JSON_MAX_DEPTH (*err is then offload_json_too_deep): a job's
- * payload, and its result.  offload_json_check_framed() allows one level
- * more: a value at the limit framed by one object (an exec handler's
- * answer line around its result). */
+ * payload, and its result.  offload_json_check_payload() also takes a
+ * \u escape of a UTF-16 surrogate only in a high-low pair (a job's payload:
+ * many parsers refuse the text otherwise).  offload_json_check_framed()
+ * allows one level more: a value at the limit framed by one object (an
+ * exec handler's answer line around its result). */
 #define OFFLOAD_JSON_MAX_DEPTH     512
 
 extern const char  offload_json_too_deep[];
 
 int offload_json_check(const char *buf, size_t len, size_t *offset,
+    const char **err);
+int offload_json_check_payload(const char *buf, size_t len, size_t *offset,
     const char **err);
 int offload_json_check_framed(const char *buf, size_t len, size_t *offset,
     const char **err);
@@ -927,6 +931,9 @@ typedef struct {
     int           state;
     int           sub;
     int           in_key;
+    unsigned      hex;            /* a \uXXXX's value so far */
+    int           low;            /* it is a high surrogate's low */
+    int           pairs;          /* surrogate escapes only in pairs */
     unsigned char utf8_lo;
     unsigned char utf8_hi;
     char          stack[OFFLOAD_JSON_MAX_DEPTH + 1];   /* and a frame */

@@ -141,6 +141,14 @@ $msg = error_is(http('POST', '/jobs/echo', qq(["caf\xe9"])), 400, 'bad_json',
 like($msg // '', qr/UTF-8/, 'bad_json: says UTF-8');
 error_is(http('POST', '/jobs/echo', qq(["\xed\xa0\x80"])), 400, 'bad_json',
     'a UTF-8 surrogate');
+# a lone surrogate escape: jansson, jq and Perl's JSON::PP refuse the
+# whole text, so a handler in C, bash or Perl could not read the job to
+# answer it (before: accepted, then 504 job_timeout)
+$msg = error_is(http('POST', '/jobs/echo', '{"t":"a\\ud800b"}'), 400,
+    'bad_json', 'a lone surrogate escape');
+like($msg // '', qr/lone UTF-16 surrogate escape/, '... said so');
+is(http('POST', '/jobs/echo', '{"t":"\\ud83d\\ude00"}')->{status}, 200,
+    'a surrogate pair escape is taken');
 
 # offload_validate_json off: the worker's parser rejects it instead
 error_is(http('POST', '/novalidate/echo', '{bad'), 422, 'handler_error',

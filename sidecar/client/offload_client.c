@@ -1243,7 +1243,7 @@ offload_client_submit(offload_client_t *c, const char *queue,
         return OFFLOAD_CLIENT_INVALID;
     }
 
-    if (offload_json_check(json, len, &offset, &err) != 0) {
+    if (offload_json_check_payload(json, len, &offset, &err) != 0) {
         fail(c, "the payload is not JSON: %s at byte %zu", err, offset);
         return OFFLOAD_CLIENT_INVALID;
     }

@@ -369,7 +369,7 @@ offload_job_call(offload_job_t *job, const offload_handler_t *handler,
         worker_pid = getpid();
     }
 
-    if (offload_json_check(payload, len, &offset, &err) != 0) {
+    if (offload_json_check_payload(payload, len, &offset, &err) != 0) {
         offload_job_fail(job, NULL, "invalid JSON payload: %s at byte %zu",
                          err, offset);
         return OFFLOAD_OK;

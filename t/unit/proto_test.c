@@ -13,6 +13,19 @@
 #include "tap.h"
 
 
+/* The checks below are of payloads (surrogate escapes only in pairs) while
+ * this is set, else of any JSON text. */
+static int  payloads;
+
+
+static int
+json_checked(const char *text, size_t len, size_t *off, const char **err)
+{
+    return payloads ? offload_json_check_payload(text, len, off, err)
+                    : offload_json_check(text, len, off, err);
+}
+
+
 /* The same text fed one byte at a time: the same verdict, offset, error. */
 static int
 json_bytewise(const char *text, size_t len, size_t *off, const char **err)
@@ -21,6 +34,7 @@ json_bytewise(const char *text, size_t len, size_t *off, const char **err)
     offload_json_scan_t  s;
 
     offload_json_scan_init(&s);
+    s.pairs = payloads;
 
     for (i = 0; i < len; i++) {
         if (offload_json_scan(&s, text + i, 1) != 0) {
@@ -44,7 +58,7 @@ json_good(const char *text)
     size_t       off = 0;
     const char  *err = NULL;
 
-    ok(offload_json_check(text, strlen(text), &off, &err) == 0,
+    ok(json_checked(text, strlen(text), &off, &err) == 0,
        "json ok: %s", text);
     ok(json_bytewise(text, strlen(text), &off, &err) == 0,
        "json ok byte by byte: %s", text);
@@ -57,7 +71,7 @@ json_bad(const char *text, size_t len, size_t want_off, const char *want_err)
     size_t       off = 999;
     const char  *err = NULL;
 
-    ok(offload_json_check(text, len, &off, &err) == -1 && off == want_off,
+    ok(json_checked(text, len, &off, &err) == -1 && off == want_off,
        "json bad: %.*s at %zu (got %zu)", (int) len, text, want_off, off);
     is_str(err, want_err, "json bad: %.*s: message", (int) len, text);
 
@@ -169,6 +183,26 @@ test_json(void)
     json_bad("{", 1, 1, "expected a string key");
     json_bad("{\"a\"", 4, 4, "expected ':'");
     json_bad("\"\\u12", 5, 5, "bad \\u escape");
+
+    /* in a payload, a surrogate escape only in a pair, high then low
+     * (jansson, jq and Perl's JSON::PP refuse the text otherwise); in
+     * anything else (a handler's answer) a lone one passes */
+    json_good("\"a\\ud800b \\udc00\"");
+    payloads = 1;
+    json_good("\"\\ud83d\\ude00 \\uD83D\\uDE00 \\ud7ff \\ue000\"");
+    json_bad("\"a\\ud800b\"", 10, 8, "a lone UTF-16 surrogate escape (many "
+             "JSON parsers refuse the text)");
+    json_bad("\"a\\udc00\"", 9, 2, "a lone UTF-16 surrogate escape (many "
+             "JSON parsers refuse the text)");
+    json_bad("\"\\ud800\\ud800\"", 14, 7, "a lone UTF-16 surrogate escape "
+             "(many JSON parsers refuse the text)");
+    json_bad("\"\\ud800\\n\"", 10, 8, "a lone UTF-16 surrogate escape (many "
+             "JSON parsers refuse the text)");
+    json_bad("\"\\ud800\\u0041\"", 14, 7, "a lone UTF-16 surrogate escape "
+             "(many JSON parsers refuse the text)");
+    json_bad("\"\\ud800", 7, 7, "unterminated string");
+    json_bad("\"\\ud800\\", 8, 8, "unterminated string");
+    payloads = 0;
     json_bad("1e+", 3, 3, "bad number");
     json_bad("[1.5x]", 6, 4, "expected ',' or ']'");
 
