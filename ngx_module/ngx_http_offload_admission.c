@@ -101,9 +101,12 @@ static const char  ngx_http_offload_admit_script[] =
  * would wait it out), and the nodes' jobs_per_s summed (a string: Lua
  * numbers become integers in a reply).  Then each queue a node served
  * within the week (the hash the nodes stamp, what status calls unserved)
- * and none lists now, with 0: an nginx worker started after its last node
- * went knows it too, and refuses its jobs rather than let them wait for
- * nobody.  The hash unreadable (an older ACL) leaves those out.
+ * and none lists now, whose stream still exists (as status lists it: a
+ * queue retired with its stream is unknown, 404), with 0: an nginx worker
+ * started after its last node went knows it too, and refuses its jobs
+ * rather than let them wait for nobody.  The hash unreadable (an older
+ * ACL) leaves those out.  The stream is not a declared key: the nodes
+ * stamp the hash only where it is on the same Redis (no Cluster).
  */
 
 static const char  ngx_http_offload_served_script[] =
@@ -136,7 +139,9 @@ static const char  ngx_http_offload_served_script[] =
     "  for i = 1, #stamped - 1, 2 do\n"
     "    local qn, at = stamped[i], tonumber(stamped[i + 1])\n"
     "    if not seen[qn] and at and now - at < "
-    OFFLOAD_STR(OFFLOAD_DRAIN_TTL_S) " * 1000 then\n"
+    OFFLOAD_STR(OFFLOAD_DRAIN_TTL_S) " * 1000\n"
+    "       and redis.call('EXISTS', '" OFFLOAD_STREAM_HEAD "' .. qn .. '"
+    OFFLOAD_STREAM_TAIL "') == 1 then\n"
     "      seen[qn] = { 0, 0 }\n"
     "      out[#out + 1] = qn\n"
     "    end\n"

@@ -142,13 +142,13 @@ my $n = 0;
 # file tested).  A plugin it loads is the example plugin (docs/HANDLERS.md),
 # a user this host does not have is the one running the test, a program
 # this host does not have that a command names is /bin/true (-t looks for
-# it), a log or pid file in a folder this host does not have is in the
-# test's (-t checks it can be written), and a file with no queue (the one
+# it), a log or pid file in a folder this host does not have (or the test
+# may not write) is in the test's (-t checks it can be written), and a file with no queue (the one
 # thing a file must have) gets one.
 sub sidecar_example {
     my ($text) = @_;
     my $file = "$dir/sidecar-example-" . ++$n . '.conf';
-    $text =~ s{^(\s*(?:log|pid)\s+)(/\S*/)([^/\s;]+)}{-d $2 ? $& : "$1$dir/$3"}mge;
+    $text =~ s{^(\s*(?:log|pid)\s+)(/\S*/)([^/\s;]+)}{-w $2 ? $& : "$1$dir/$3"}mge;
     $text =~ s/^(\s*load_module\s+)\S+\s*;/$1$plugin;/mg;
     $text =~ s{^(\s*command\s+"?)(/[^\s";]+)}{-x $2 ? $& : "$1/bin/true"}mge;
     $text =~ s/^(\s*user\s+)(\S+)(?:\s+(\S+))?\s*;/

@@ -54,7 +54,7 @@ like($out, qr{cannot write the pid file "\Q$dir\E/no/such/dir/sidecar\.pid\.\d+"
 spew($bad, slurp($bad) =~ s{log stderr;}{log $dir/bad.log;}r);
 $out = `timeout 10 ${\ build_path('offload-sidecar')} -c $bad 2>&1`;
 is($? >> 8, 1, '... with a log file: exit 1');
-like($out, qr{^offload-sidecar: not started: the log "\Q$dir\E/bad\.log" says why$}m,
+like($out, qr{^offload-sidecar: not started: the log \(\Q$dir\E/bad\.log\) says why$}m,
     '... stderr says where to look') or diag($out);
 like(slurp("$dir/bad.log"), qr{cannot write the pid file}, '... the log why');
 
@@ -72,6 +72,29 @@ for my $case ([ 'the pid file', "pid $dir/no/such/dir/sidecar.pid;",
     like($out, $re, '... saying which and why') or diag($out);
     like($out, qr{t\.conf: test failed}, '... test failed');
 }
+# a log that is a folder: the start would fail (EISDIR)
+mkdir "$dir/logdir";
+spew("$dir/t.conf", "redis 127.0.0.1:1;\nlog $dir/logdir;\n"
+    . "queue echo { handler echo; }\n");
+$out = `${\ build_path('offload-sidecar')} -t -c $dir/t.conf 2>&1`;
+like($out, qr{cannot open log "\Q$dir\E/logdir": Is a directory},
+    '-t, a log that is a folder: refused') or diag($out);
+
+# run as root with a user, -t checks the pid file as that user, who writes
+# it (before: as root, which may write where the user may not)
+SKIP: {
+    skip 'not root', 2 if $> != 0;
+    mkdir "$dir/rootonly";
+    chmod 0755, "$dir/rootonly";
+    spew("$dir/t.conf", "redis 127.0.0.1:1;\nuser nobody;\n"
+        . "pid $dir/rootonly/s.pid;\nqueue echo { handler echo; }\n");
+    $out = `${\ build_path('offload-sidecar')} -t -c $dir/t.conf 2>&1`;
+    is($? >> 8, 1, '-t as root, user nobody, a pid folder only root '
+        . 'writes: exit 1');
+    like($out, qr{cannot write the pid file "\Q$dir\E/rootonly/s\.pid": Permission denied},
+        '... saying why') or diag($out);
+}
+
 spew("$dir/t.conf", "redis 127.0.0.1:1;\npid $dir/ok.pid;\nlog $dir/ok.log;\n"
     . "queue echo { handler echo; }\n");
 $out = `${\ build_path('offload-sidecar')} -t -c $dir/t.conf 2>&1`;

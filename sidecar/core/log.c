@@ -294,8 +294,9 @@ offload_log_open(const char *target, int level, int json, const char *ident)
 int
 offload_log_check(const char *target)
 {
-    char         dir[PATH_MAX];
-    const char  *path;
+    char          dir[PATH_MAX];
+    const char   *path;
+    struct stat   st;
 
     if (strcmp(target, "stderr") == 0) {
         return 0;
@@ -308,6 +309,11 @@ offload_log_check(const char *target)
 
     case -1:
         errno = EINVAL;
+        return -1;
+    }
+
+    if (stat(target, &st) == 0 && S_ISDIR(st.st_mode)) {
+        errno = EISDIR;
         return -1;
     }
 

@@ -66,7 +66,7 @@ print_report(json_t *report)
         printf(" at %s", frame);
     }
     /* an exec handler's process that died: the worker only followed it */
-    if (json_object_get(report, "handler_error") != NULL) {
+    if (json_is_string(json_object_get(report, "handler_error"))) {
         printf(": %s", ctl_text(report, "handler_error"));
     }
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "exec_bridge.h"
 #include "handlers.h"
@@ -88,6 +89,21 @@ find(const offload_conf_t *conf, const offload_module_t **plugins, size_t n,
 }
 
 
+/* The same file by two paths ("./x.so", a symbolic link): the same plugin
+ * loaded twice. */
+static int
+same_file(const char *a, const char *b)
+{
+    struct stat  sa, sb;
+
+    if (stat(a, &sa) != 0 || stat(b, &sb) != 0) {
+        return strcmp(a, b) == 0;
+    }
+
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+
 int
 offload_handlers_resolve(offload_conf_t *conf, char *err, size_t errlen)
 {
@@ -106,7 +122,7 @@ offload_handlers_resolve(offload_conf_t *conf, char *err, size_t errlen)
 
     for (i = 0; i < conf->nmodules; i++) {
         for (k = 0; k < i; k++) {
-            if (strcmp(conf->modules[k].path, conf->modules[i].path) == 0) {
+            if (same_file(conf->modules[k].path, conf->modules[i].path)) {
                 snprintf(err, errlen, "%s:%d: \"%s\" is loaded already, "
                          "by the load_module of line %d", conf->file,
                          conf->modules[i].line, conf->modules[i].path,

@@ -4,12 +4,15 @@
  * supervisor.
  */
 
+#include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include "conf.h"
 #include "exec_bridge.h"
@@ -31,14 +34,54 @@ usage(FILE *out)
 }
 
 
+/* -t: the pid file is written once the process runs as "user": run as
+ * root with one, the check runs as that user, in a child that takes its
+ * ids.  Returns 0, or -1 with errno set. */
+static int
+check_pid_file(const offload_conf_t *conf)
+{
+    int    status;
+    pid_t  pid;
+
+    if (conf->user == NULL || geteuid() != 0) {
+        return offload_pidfile_check(conf->pid_file);
+    }
+
+    pid = fork();
+    if (pid == -1) {
+        return -1;
+    }
+
+    if (pid == 0) {
+        if (setgroups(0, NULL) != 0 || setgid(conf->gid) != 0
+            || setuid(conf->uid) != 0)
+        {
+            _exit(errno);
+        }
+        _exit(offload_pidfile_check(conf->pid_file) == 0 ? 0 : errno);
+    }
+
+    if (waitpid(pid, &status, 0) == -1) {
+        return -1;
+    }
+
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        return 0;
+    }
+
+    errno = WIFEXITED(status) ? WEXITSTATUS(status) : ECHILD;
+    return -1;
+}
+
+
 /* A start that failed once the log was open: the log says why, and
  * stderr (the terminal, the journal) says where that is. */
 static int
 not_started(offload_conf_t *conf)
 {
     if (strcmp(conf->log_target, "stderr") != 0) {
-        fprintf(stderr, "offload-sidecar: not started: the log \"%s\" "
-                "says why\n", conf->log_target);
+        fprintf(stderr, "offload-sidecar: not started: the log (%s) says "
+                "why\n", conf->log_target);
     }
 
     offload_conf_free(conf);
@@ -110,9 +153,7 @@ main(int argc, char **argv)
             fprintf(stderr, "cannot open log \"%s\": %m\n", conf.log_target);
             rc = 1;
 
-        } else if (conf.pid_file != NULL
-                   && offload_pidfile_check(conf.pid_file) != 0)
-        {
+        } else if (conf.pid_file != NULL && check_pid_file(&conf) != 0) {
             fprintf(stderr, "cannot write the pid file \"%s\": %m\n",
                     conf.pid_file);
             rc = 1;

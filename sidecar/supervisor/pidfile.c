@@ -20,16 +20,18 @@
 #include "pidfile.h"
 
 
-/* The temporary file the pid goes to first, opened; -1 with errno set. */
+/* The temporary file the pid goes to first, opened (flags: O_TRUNC, or
+ * O_EXCL for a check), never through a symbolic link; -1 with errno set. */
 static int
-pidfile_open_tmp(const char *path, char *tmp, size_t size)
+pidfile_open_tmp(const char *path, char *tmp, size_t size, int flags)
 {
     if (snprintf(tmp, size, "%s.%d", path, (int) getpid()) >= (int) size) {
         errno = ENAMETOOLONG;
         return -1;
     }
 
-    return open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    return open(tmp, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | flags,
+                0644);
 }
 
 
@@ -39,7 +41,7 @@ offload_pidfile_check(const char *path)
     int   fd;
     char  tmp[4096];
 
-    fd = pidfile_open_tmp(path, tmp, sizeof(tmp));
+    fd = pidfile_open_tmp(path, tmp, sizeof(tmp), O_EXCL);
     if (fd == -1) {
         return -1;
     }
@@ -58,7 +60,7 @@ offload_pidfile_write(const char *path)
 
     len = snprintf(pid, sizeof(pid), "%d\n", (int) getpid());
 
-    fd = pidfile_open_tmp(path, tmp, sizeof(tmp));
+    fd = pidfile_open_tmp(path, tmp, sizeof(tmp), O_TRUNC);
     if (fd == -1) {
         log_error("cannot write the pid file \"%s\": %s", tmp,
                   strerror(errno));

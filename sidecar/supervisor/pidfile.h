@@ -9,9 +9,8 @@
  * one).  Returns 0, or -1 after logging why. */
 int offload_pidfile_write(const char *path);
 
-/* For -t: whether the pid file can be written there (its temporary file
- * made and removed; as the user -t runs as, not "user").  Returns 0, or
- * -1 with errno set. */
+/* For -t: whether this process could write the pid file (its temporary
+ * file made and removed).  Returns 0, or -1 with errno set. */
 int offload_pidfile_check(const char *path);
 
 /* Removes path if it still holds this process's pid. */
