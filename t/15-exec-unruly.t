@@ -24,6 +24,19 @@ my $stray = "$py $FindBin::Bin/exec/stray.py";
 my $deaf = "$py $FindBin::Bin/exec/deaf.py";
 my $reverse = "$py $root/sdk/python/examples/reverse.py";
 
+# a process that answers one job and exits, a moment later, not reading
+# the next request
+my $oneshot = tmpdir() . '/oneshot.pl';
+spew($oneshot, <<'PL');
+$| = 1;
+my $l = <STDIN>;
+exit 0 unless defined $l;
+my ($id) = $l =~ /"id":"([^"]+)"/;
+print qq({"id":"$id","result":{"pid":$$}}\n);
+select undef, undef, undef, 0.3;
+exit 0;
+PL
+
 # a process that writes part of an answer, then waits
 my $partial = tmpdir() . '/partial.sh';
 spew($partial, "while read -r l; do printf '{\"id\":'; sleep 100; done\n");
@@ -42,6 +55,9 @@ queue flood { handler exec; workers 1;
 queue echo { handler echo; workers 1; }
 queue partial { handler exec; workers 1; timeout 1s; max_attempts 1;
                 command "/bin/sh $partial"; }
+queue oneshot { handler exec; workers 1; command "/usr/bin/perl $oneshot";
+                max_attempts 1; max_restarts 100 1s;
+                restart_backoff 10ms 10ms; }
 CONF
 ok(start_jobs_nginx(server => 'offload_timeout 30s;'), 'stack ready');
 
@@ -140,6 +156,31 @@ like(($r->{json} || {})->{error}{message} // '', qr/its handler process had writ
     'saying the process wrote part of an answer') or diag($r->{content});
 like(slurp($log), qr/ran past the 1000 ms timeout, killing pid \d+; its handler process had written 6 bytes of an answer/,
     'and the log too');
+
+# ---- a process that runs one job and exits: the request written to it
+# meanwhile, which it never read, is no job's failure (before: that job
+# failed an attempt, "closed its stdout before answering"; 5 of 36 jobs
+# dead-lettered in a helper's run)
+my @ids = map { sprintf '%032x', 200 + $_ } 1 .. 5;
+for my $id (@ids) {
+    redis_cmd('XADD', 'offload:{oneshot}:jobs', '*', v => 1, id => $id,
+        payload => '{}', reply => 'offload:reply:t', attempt => 1,
+        rid => "r$id", deadline => int(time * 1000) + 60_000,
+        submitted => int(time * 1000));
+}
+my %answers;
+ok(wait_until(sub {
+    for my $id (@ids) {
+        my $res = redis_cmd('GET', "offload:{oneshot}:result:$id");
+        $answers{$id} = $res if defined $res && !ref $res;
+    }
+    keys %answers == @ids;
+}, scaled(20), 'five one-shot answers'), 'five jobs of a one-shot process '
+    . 'answered');
+is(scalar(grep { /^OR1 \S+ 200 / } values %answers), 5, '... each 200, on '
+    . 'its first attempt') or diag(explain(\%answers));
+like(slurp($log), qr/handler process \d+ exited with code 0 \(exited between jobs, before it read the next one's request\)/,
+    '... the log says the process left between jobs');
 
 # ---- a process that floods its stderr
 $r = post_json('/jobs/flood', { text => 'abc' }, scaled(10));

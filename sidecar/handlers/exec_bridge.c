@@ -52,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -102,6 +103,7 @@ typedef struct {
     ev_io                        errors_watcher;
     ev_io                        output_watcher; /* between jobs */
     ev_child                     exit_watcher;
+    long                         answered;      /* jobs it answered */
 
     char                        *buf;           /* request, then answer */
     size_t                       cap;
@@ -1150,10 +1152,30 @@ check_memory(void)
 }
 
 
-/* The process closed its stdout or stdin under a job, or exited. */
+/*
+ * The process closed its stdout or stdin under a job, or exited.  If it
+ * had answered jobs and read none of this one's request (sent bytes of
+ * it, all still in the pipe), the job never was its: a handler that runs
+ * a job, or a few, and exits was gone before this one (its exit seen once
+ * the request was written).  The worker leaves as between jobs, not
+ * holding the job, which stays pending for the slot's next process at the
+ * same attempt.  One that answered none (a program that cannot start)
+ * fails the job, which so hears of it at once.
+ */
 static void
-process_gone(const char *what)
+process_gone(const char *what, size_t sent)
 {
+    int  unread;
+
+    if (bridge.answered > 0
+        && ioctl(bridge.to_child, FIONREAD, &unread) == 0
+        && (size_t) unread == sent)
+    {
+        offload_sb_set_state(bridge.sb, OFFLOAD_SB_IDLE);
+        fail_worker(wait_gone(), "exited between jobs, before it read the "
+                    "next one's request");
+    }
+
     fail_worker(wait_gone(), what);
 }
 
@@ -1252,7 +1274,7 @@ exec_run(offload_job_t *job, const char *payload, size_t len)
             if (n > 0) {
                 sent += (size_t) n;
             } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-                process_gone("closed its stdin");
+                process_gone("closed its stdin", sent);
             }
         }
 
@@ -1271,12 +1293,12 @@ exec_run(offload_job_t *job, const char *payload, size_t len)
         if (n == 0) {
             process_gone(sent < request_len ? "closed its stdout"
                                             : "closed its stdout before "
-                                              "answering");
+                                              "answering", sent);
         }
 
         if (n < 0 && errno == EAGAIN && exited) {
             process_gone("before answering, its stdout left open by a "
-                         "process it started");
+                         "process it started", sent);
         }
 
         if (n < 0) {
@@ -1338,6 +1360,8 @@ exec_run(offload_job_t *job, const char *payload, size_t len)
         if (rc == -1) {
             fail_worker(-1, why);
         }
+
+        bridge.answered++;
 
         if (bridge.cap > (4 << 20)) {       /* a big job's: not kept */
             free(bridge.buf);
