@@ -30,6 +30,11 @@
 #define NGX_HTTP_OFFLOAD_ADMIT_AGAIN_FOR  10000
 /* a cache older than this says nothing: the check lets jobs through */
 #define NGX_HTTP_OFFLOAD_ADMIT_STALE      3000
+/* nor does it this long after the Redis was in trouble (a connection
+ * lost, a command refused: OOM...): the nodes could not write their
+ * documents meanwhile, which expired, and a node takes a reconnect and a
+ * heartbeat to write its own again */
+#define NGX_HTTP_OFFLOAD_ADMIT_TROUBLE    10000
 /* Retry-After: 1 s at least, at most this */
 #define NGX_HTTP_OFFLOAD_RETRY_MAX        30
 /* Retry-After of no_workers: a node's restart and first heartbeat */
@@ -486,7 +491,10 @@ ngx_http_offload_admission_listed(ngx_http_offload_ctx_t *ctx)
     adm = ctx->peer->admission;
 
     if (adm == NULL || adm->read_at == 0
-        || ngx_current_msec - adm->read_at > NGX_HTTP_OFFLOAD_ADMIT_STALE)
+        || ngx_current_msec - adm->read_at > NGX_HTTP_OFFLOAD_ADMIT_STALE
+        || (adm->peer->troubled_at != 0
+            && ngx_current_msec - adm->peer->troubled_at
+               < NGX_HTTP_OFFLOAD_ADMIT_TROUBLE))
     {
         return NULL;
     }

@@ -356,6 +356,10 @@ struct ngx_http_offload_peer_s {
     unsigned                      clock_warned:1;  /* said apart */
     unsigned                      clock_refused:1; /* said refused */
     ngx_http_offload_admission_t *admission;   /* which queues are served */
+    ngx_msec_t                    troubled_at; /* a connection of this
+                                                  worker's lost, or a
+                                                  command refused (OOM,
+                                                  LOADING...); 0: never */
     ngx_uint_t                    status_entry;  /* its answer in the
                                                     status cache, + 1 */
     ngx_str_t                     status_id;   /* that entry's id */

@@ -34,6 +34,8 @@ void redisProcessCallbacks(redisAsyncContext *ac);
 
 static void ngx_http_offload_reply_refused(redisAsyncContext *ac,
     const char *why);
+static ngx_int_t ngx_http_offload_refusal(redisReply *reply);
+static void ngx_http_offload_troubled(ngx_http_offload_peer_t *peer);
 static void ngx_http_offload_link_read_handler(ngx_event_t *rev);
 static void ngx_http_offload_link_write_handler(ngx_event_t *wev);
 static void ngx_http_offload_link_write(ngx_http_offload_link_t *link,
@@ -1049,6 +1051,49 @@ ngx_http_offload_link_feed(ngx_http_offload_link_t *link)
  * while commands remain unanswered.
  */
 
+/*
+ * Redis refusing a command for its own state, not for the command: out
+ * of memory, a failed save, a replica, loading, a script running too long
+ * (the cluster's and the sentinels' own are theirs to handle above).
+ */
+static ngx_int_t
+ngx_http_offload_refusal(redisReply *reply)
+{
+    ngx_uint_t  i;
+
+    static const char  *refusals[] = {
+        "OOM ", "MISCONF ", "READONLY ", "LOADING ", "BUSY ", "NOREPLICAS ",
+        "MASTERDOWN ", NULL
+    };
+
+    for (i = 0; refusals[i] != NULL; i++) {
+        if (ngx_strncmp(reply->str, refusals[i], ngx_strlen(refusals[i]))
+            == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The peer's Redis was in trouble for this worker just now: its node
+ * registry, which the nodes could not write meanwhile, says nothing of
+ * which queues are served for a while (ngx_http_offload_admission.c).
+ */
+static void
+ngx_http_offload_troubled(ngx_http_offload_peer_t *peer)
+{
+    peer->troubled_at = ngx_current_msec | 1;      /* never 0 */
+
+    if (peer->parent) {
+        peer->parent->troubled_at = peer->troubled_at;
+    }
+}
+
+
 ngx_http_offload_link_t *
 ngx_http_offload_link_replied(redisAsyncContext *ac, redisReply *reply)
 {
@@ -1072,6 +1117,12 @@ ngx_http_offload_link_replied(redisAsyncContext *ac, redisReply *reply)
 
     if (reply->type == REDIS_REPLY_ERROR && link->peer->parent) {
         ngx_http_offload_cluster_error(link, reply);
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR
+        && ngx_http_offload_refusal(reply))
+    {
+        ngx_http_offload_troubled(link->peer);
     }
 
     if (link->inflight) {
@@ -1626,6 +1677,8 @@ ngx_http_offload_link_disconnected(const redisAsyncContext *ac, int status)
     if (link->exiting) {
         return;
     }
+
+    ngx_http_offload_troubled(link->peer);
 
     /* a connection that was never usable is one more failed attempt (the
      * cleanup hook, which ran first, left usable as it was) */

@@ -588,7 +588,11 @@ offload_exec_check(void)
         len = len < 64 ? len : 64;
         offload_log_unctrl(buf, len);
         snprintf(what, sizeof(what), "wrote to its stdout between jobs: "
-                 "\"%.*s\"", (int) len, buf);
+                 "\"%.*s\"%s", (int) len, buf,
+                 !bridge.queue->wait_ready
+                 && memmem(buf, len, "\"ready\"", 7) != NULL
+                 ? " (a ready line, where the queue has no wait_ready)"
+                 : "");
         lose_between_jobs(-1, what);
 
     } else if (n == 0) {
