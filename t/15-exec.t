@@ -112,7 +112,7 @@ wait_until(sub {
     %fd = map { m{/(\d+)$}; ($1 => readlink($_) // '?') }
         glob("/proc/$w->{handler_pid}/fd/*");
     $settled->()
-}, scaled(5), 'the handler\'s descriptors');
+}, scaled(15), 'the handler\'s descriptors');
 ok($settled->(), 'it has its three pipes, /dev/null on 0, and none of the '
     . 'worker\'s descriptors')
     or diag(join ', ', map { "$_ -> $fd{$_}" } sort keys %fd);

@@ -161,13 +161,13 @@ is(published_until_marker($watch), 1, 'nothing published for it');
 # a dead fire-and-forget job (no reply, no deadline) goes back on its queue
 # with offloadctl retry, still without either (the queue "idle", which no
 # worker serves, keeps the entry to look at)
-my $again = '0123456789abcdef00000000000000a3';
-redis_cmd('XADD', 'offload:{idle}:dead', '*', v => 1, id => $again,
+my $retried = '0123456789abcdef00000000000000a3';
+redis_cmd('XADD', 'offload:{idle}:dead', '*', v => 1, id => $retried,
     payload => '{"again":1}', reason => 'worker_crashed');
 {
-    my ($rc, $out, $err) = ctl(undef, 'retry', 'idle', $again);
+    my ($rc, $out, $err) = ctl(undef, 'retry', 'idle', $retried);
     is($rc, 0, 'retry of a dead fire-and-forget job: exit 0') or diag($err);
-    my ($e) = grep { ($_->{id} // '') eq $again }
+    my ($e) = grep { ($_->{id} // '') eq $retried }
         @{ stream_entries('offload:{idle}:jobs') };
     ok($e && $e->{payload} eq '{"again":1}' && $e->{attempt} == 1,
         'it is on its queue again') or diag(explain($e));
