@@ -68,6 +68,11 @@ my $runs = "$dir/grow.runs";
 my $r = post_json('/jobs/grow', { ok_at => 3, log => $runs }, scaled(30));
 is($r->{status}, 200, 'grow: 200 after two retries') or diag($r->{content});
 is($r->{json} && $r->{json}{attempt}, 3, 'grow: answered by attempt 3');
+is($r->{json} && $r->{json}{ran_before}, 1, 'grow: which the handler is '
+    . 'told may follow an earlier run (ran_before)');
+my $first = post_json('/jobs/grow', { log => "$dir/first.runs" });
+is($first->{json} && $first->{json}{ran_before}, 0, '... a first run is not')
+    or diag($first->{content});
 my ($id) = keys %{ runs($runs) };
 my @at = map { $_->[1] } @{ runs($runs)->{$id} // [] };
 is(scalar @at, 3, 'grow: three runs');
@@ -94,6 +99,7 @@ $r = post_json('/jobs/node', { ok_at => 3, log => "$dir/node.runs" },
     scaled(30));
 is($r->{status}, 200, 'node: 200') or diag($r->{content});
 is($r->{json} && $r->{json}{attempt}, 3, 'node: after two retries');
+is($r->{json} && $r->{json}{ran_before}, 1, 'node: job.ranBefore');
 
 # ---- out of attempts: a dead letter, answered with the last failure
 # (422 with its code)

@@ -10,13 +10,14 @@
 //   run(async (payload, job) => ({ text: [...payload.text].reverse() }));
 //
 // The handler gets the job's payload (decoded JSON) and a job { id,
-// requestId, traceparent, tracestate, attempt, deadline } and returns the
-// result, or a promise of it.  Jobs run one at a time, in order.  Throwing
-// a JobError(code, message) fails the job with 422 and that code; a
-// Retry(code, message) fails this attempt for now: the job runs again after
-// the queue's retry_backoff while it has attempts left (max_attempts) before
-// its deadline, else that is its 422.  Anything else thrown fails it with
-// "handler_error" and its message, and is logged with its stack.
+// requestId, traceparent, tracestate, attempt, ranBefore, deadline } and
+// returns the result, or a promise of it.  Jobs run one at a time, in
+// order.  Throwing a JobError(code, message) fails the job with 422 and
+// that code; a Retry(code, message) fails this attempt for now: the job
+// runs again after the queue's retry_backoff while it has attempts left
+// (max_attempts) before its deadline, else that is its 422.  Anything else
+// thrown fails it with "handler_error" and its message, and is logged with
+// its stack.
 // job.count(name, n = 1) and job.observe(name, x) record handler metrics
 // (docs/HANDLERS.md, "Metrics"): a counter and a histogram under a name of
 // letters, digits, '.', '_' and '-', which the node publishes per queue; a
@@ -94,6 +95,7 @@ async function answer(handler, request) {
     traceparent: request.traceparent || '', // W3C: nginx's span, or ''
     tracestate: request.tracestate || '',
     attempt: request.attempt || 1,
+    ranBefore: request.ran_before === true, // a run may have begun before
     deadline: request.deadline || 0, // ms since the epoch; 0: none
   };
   let error;

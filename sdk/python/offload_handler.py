@@ -15,8 +15,8 @@ Standard library only.
     offload_handler.run(reverse)
 
 The handler gets the job's payload (decoded JSON) and a Job (id,
-request_id, attempt, deadline) and returns the result (anything json can
-encode).  JobError(code, message) fails the job with 422 and that code;
+request_id, attempt, ran_before, deadline) and returns the result
+(anything json can encode).  JobError(code, message) fails the job with 422 and that code;
 Retry(code, message) fails this attempt for now (a service down, a lock
 taken): the job runs again after the queue's retry_backoff while it has
 attempts left (max_attempts) before its deadline, else that is its 422; any
@@ -59,7 +59,7 @@ class Job:
     """What the request says about the job being run."""
 
     __slots__ = ("id", "request_id", "traceparent", "tracestate", "attempt",
-                 "deadline")
+                 "ran_before", "deadline")
 
     def count(self, name, n=1):
         """Adds n (an int, 0 or more) to the counter name."""
@@ -85,6 +85,9 @@ class Job:
         self.traceparent = request.get("traceparent", "")
         self.tracestate = request.get("tracestate", "")
         self.attempt = request.get("attempt", 1)
+        # a run of it may have begun before (a retry, a run a stop cut
+        # short): work that is not idempotent looks first
+        self.ran_before = request.get("ran_before", False)
         # ms since the epoch when the client stops waiting; 0: none
         self.deadline = request.get("deadline", 0)
 

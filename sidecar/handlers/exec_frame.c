@@ -97,8 +97,9 @@ offload_exec_request(const offload_job_t *job, const char *payload,
     p += put_string(p, job->traceparent);
     p += sprintf(p, ",\"tracestate\":");
     p += put_string(p, job->tracestate);
-    p += sprintf(p, ",\"attempt\":%d,\"deadline\":%lld,\"payload\":",
-                 job->attempt, (long long) job->deadline_ms);
+    p += sprintf(p, ",\"attempt\":%d,\"deadline\":%lld,%s\"payload\":",
+                 job->attempt, (long long) job->deadline_ms,
+                 job->ran_before ? "\"ran_before\":true," : "");
     p += put_compact(p, payload, len);
     *p++ = '}';
     *p++ = '\n';

@@ -50,12 +50,20 @@ offload_job_set(offload_job_t *job, const char *id, size_t idlen,
     job->traceparent[0] = '\0';
     job->tracestate[0] = '\0';
     job->attempt = attempt;
+    job->ran_before = attempt > 1;
     job->deadline_ms = deadline_ms;
     job->status = 0;
     job->result_len = 0;
     job->code[0] = '\0';
     job->message[0] = '\0';
     job->retry = 0;
+}
+
+
+int
+offload_job_ran_before(const offload_job_t *job)
+{
+    return job->ran_before;
 }
 
 

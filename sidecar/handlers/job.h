@@ -24,6 +24,7 @@ struct offload_job_s {
     char      traceparent[OFFLOAD_TRACEPARENT_LEN + 1];
     char      tracestate[OFFLOAD_TRACESTATE_MAX + 1];
     int       attempt;
+    int       ran_before;           /* a run of it may have begun before */
     int64_t   deadline_ms;
 
     /* The answer: what the handler last left (offload_job_call() sets

@@ -108,6 +108,14 @@ const char *offload_job_tracestate(const offload_job_t *job);
 /* 1 on the first run, 2 when a worker died under the first, ... */
 int offload_job_attempt(const offload_job_t *job);
 
+/* 1 when a run of this job may have begun before and done part of its
+ * work: an attempt after the first, a run a stop cut short (the job handed
+ * back, its attempt unchanged), or the job read again after its worker's
+ * node lost Redis under it; 0 on a first run.  A handler whose work is not
+ * idempotent looks before doing it again.  A new function of ABI version
+ * 1: a plugin that calls it needs a sidecar that has it. */
+int offload_job_ran_before(const offload_job_t *job);
+
 /* When the client stops waiting, in ms since the epoch by this host's clock
  * (however far it is from Redis'); 0: no deadline. */
 int64_t offload_job_deadline(const offload_job_t *job);

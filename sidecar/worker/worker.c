@@ -496,6 +496,18 @@ retry_later(offload_worker_t *w, const batch_entry_t *be,
 }
 
 
+/* Whether a run of the entry's job may have begun before this one: read
+ * again from this consumer's history (its node died or lost Redis under
+ * it: the batch's fresh entries then too, may being all it says), handed
+ * back from a run a stop cut short, or an attempt after the first (an
+ * earlier one failed for now, or crashed). */
+static int
+may_have_run(const offload_worker_t *w, const offload_entry_t *entry)
+{
+    return w->in_history || entry->interrupted || entry->attempt > 1;
+}
+
+
 void
 offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
     const offload_entry_t *entry)
@@ -536,13 +548,8 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
     w->body_keyed = entry->body_len > 0;
 
     if (entry->deadline_ms <= now_ms || be->expired) {
-        /* "not run" only of a job no worker had before: one read again
-         * from this consumer's history (its node died or lost Redis
-         * under it: the batch's fresh entries then too, may being all
-         * it says), handed back from a run a stop cut short, or on an
-         * attempt after the first (an earlier one failed for now, or
-         * crashed) may have run in part */
-        ran = w->in_history || entry->interrupted || entry->attempt > 1;
+        /* "not run" only of a job no worker had before */
+        ran = may_have_run(w, entry);
         not_run = ran ? "not run again (an earlier run did not end it)"
                       : "not run";
 
@@ -586,6 +593,7 @@ offload_worker_run_job(offload_worker_t *w, const batch_entry_t *be,
                     ? 0
                     : entry->deadline_ms - (now_ms - offload_wall_ms()));
     offload_job_set_trace(job, &entry->traceparent, &entry->tracestate);
+    job->ran_before = may_have_run(w, entry);
 
     /* run_us is the handler's own time (Server-Timing "run"); the job's
      * start in the scoreboard, for its timeout, includes the JSON check. */

@@ -2,7 +2,8 @@
 // retry_count.js -- the Node twin of retry_count.py for t/61-retries.t:
 // each run appends "<job id> <attempt> <ms since the epoch>" to the file
 // {"log": path} names, then fails for now (Retry) while the attempt is
-// before {"ok_at": n}, and answers {"attempt": n} on it.
+// before {"ok_at": n}, and answers {"attempt": n, "ran_before": 0 or 1} on
+// it.
 
 const fs = require('fs');
 const path = require('path');
@@ -14,5 +15,5 @@ run(async (payload, job) => {
   if (job.attempt < (payload.ok_at || 1)) {
     throw new Retry('not_yet', `attempt ${job.attempt} is too early`);
   }
-  return { attempt: job.attempt };
+  return { attempt: job.attempt, ran_before: job.ranBefore ? 1 : 0 };
 });

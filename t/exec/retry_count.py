@@ -2,7 +2,8 @@
 # retry_count.py -- an exec handler for t/61-retries.t: each run appends
 # "<job id> <attempt> <ms since the epoch>" to the file {"log": path} names,
 # then fails for now (offload_handler.Retry) while the attempt is before
-# {"ok_at": n}, and answers {"attempt": n} on it.  {"sleep": s} makes a
+# {"ok_at": n}, and answers {"attempt": n, "ran_before": 0 or 1} on it.
+# {"sleep": s} makes a
 # run take s seconds after its line is written (t/41-sync-cancel.t).
 
 import os
@@ -21,7 +22,7 @@ def run(payload, job):
     if job.attempt < payload.get("ok_at", 1):
         raise offload_handler.Retry("not_yet",
                                     "attempt %d is too early" % job.attempt)
-    return {"attempt": job.attempt}
+    return {"attempt": job.attempt, "ran_before": int(job.ran_before)}
 
 
 offload_handler.run(run)

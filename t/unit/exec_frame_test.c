@@ -43,15 +43,26 @@ test_request(void)
     request_is("{ \"a\" :\n [1, 2,\t3],\r\n \"s\": \"x y\\n\\\" z\" }\n",
                "{\"id\":\"" ID "\",\"rid\":\"rid-1\",\"traceparent\":\"\","
                "\"tracestate\":\"\",\"attempt\":2,"
-               "\"deadline\":1764600000000,\"payload\":{\"a\":[1,2,3],"
+               "\"deadline\":1764600000000,\"ran_before\":true,"
+               "\"payload\":{\"a\":[1,2,3],"
                "\"s\":\"x y\\n\\\" z\"}}\n",
-               "whitespace between tokens goes, strings stay as they are");
+               "whitespace between tokens goes, strings stay as they are; "
+               "an attempt after the first ran_before");
 
     offload_job_set(&job, ID, 32, "a\"b\\c\x01", 6, 1, 0);
     request_is("42", "{\"id\":\"" ID "\",\"rid\":\"a\\\"b\\\\c\\u0001\","
                "\"traceparent\":\"\",\"tracestate\":\"\","
                "\"attempt\":1,\"deadline\":0,\"payload\":42}\n",
-               "a request id is escaped; no deadline is 0");
+               "a request id is escaped; no deadline is 0; a first run "
+               "has no ran_before");
+
+    job.ran_before = 1;                 /* a run a stop cut short */
+    request_is("7", "{\"id\":\"" ID "\",\"rid\":\"a\\\"b\\\\c\\u0001\","
+               "\"traceparent\":\"\",\"tracestate\":\"\","
+               "\"attempt\":1,\"deadline\":0,\"ran_before\":true,"
+               "\"payload\":7}\n",
+               "ran_before on its first attempt, handed back");
+    job.ran_before = 0;
 
     tp.data = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     tp.len = OFFLOAD_TRACEPARENT_LEN;
