@@ -202,15 +202,25 @@ is($r->{status}, 404, 'a queue never served is still 404 unknown_queue');
 # the nodes' stamp of the queues they served says it had one (what status
 # calls unserved); its jobs are refused as before, not left to wait for
 # nobody until offload_timeout
-my %old = map { $_ => 1 } nginx_worker_pids();
-kill 'HUP', nginx_pid();
-ok(wait_until(sub { my @w = nginx_worker_pids();
-    @w && !grep { $old{$_} } @w }, scaled(10), 'new nginx workers'),
-    'nginx reloaded: new workers');
-# each nginx worker reads the registry on its own: six in a row refused
-ok(wait_until(sub { !grep { code_of(http('POST', '/jobs/echo', '{}', undef,
-    1)) ne 'no_workers' } 1 .. 6 }, scaled(5), 'no_workers'),
-    'reloaded, sidecar still gone: no_workers');
+# SIGHUP to nginx; true once none of its workers is one of before
+sub reloaded {
+    my %old = map { $_ => 1 } nginx_worker_pids();
+    kill 'HUP', nginx_pid();
+    return wait_until(sub { my @w = nginx_worker_pids();
+        @w && !grep { $old{$_} } @w }, scaled(10), 'new nginx workers');
+}
+
+# true once six jobs in a row to $queue were refused no_workers (each
+# nginx worker reads the registry on its own)
+sub refused {
+    my ($queue) = @_;
+    return wait_until(sub { !grep { code_of(http('POST', "/jobs/$queue",
+        '{}', undef, 1)) ne 'no_workers' } 1 .. 6 }, scaled(5),
+        "$queue refused");
+}
+
+ok(reloaded(), 'nginx reloaded: new workers');
+ok(refused('echo'), 'reloaded, sidecar still gone: no_workers');
 my $xlen = redis_cmd('XLEN', 'offload:{echo}:jobs');
 $r = http('POST', '/jobs/echo', '{}');
 is($r->{status}, 503, '... a 503');
@@ -222,15 +232,9 @@ is(http('POST', '/jobs/nosuch', '{}')->{status}, 404,
 # a queue retired with its stream: to nginx workers started since, it is
 # unknown, as to status (not no_workers for the week of its stamp)
 redis_cmd('DEL', 'offload:{echo}:jobs');
-%old = map { $_ => 1 } nginx_worker_pids();
-kill 'HUP', nginx_pid();
-ok(wait_until(sub { my @w = nginx_worker_pids();
-    @w && !grep { $old{$_} } @w }, scaled(10), 'new nginx workers'),
-    'nginx reloaded again');
-ok(wait_until(sub { !grep { code_of(http('POST', '/jobs/slow', '{}', undef,
-    1)) ne 'no_workers' } 1 .. 6 }, scaled(5), 'registry read'),
-    '... the new workers read the registry: slow, its stream kept, '
-    . 'no_workers');
+ok(reloaded(), 'nginx reloaded again');
+ok(refused('slow'), '... the new workers read the registry: slow, its '
+    . 'stream kept, no_workers');
 ok(!grep({ http('POST', '/jobs/echo', '{}', undef, 1)->{status} != 404 }
     1 .. 6), '... echo, its stream deleted: 404 unknown_queue');
 start_sidecar(conf => $SIDECAR);
