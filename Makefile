@@ -79,7 +79,7 @@ LINK = $(OFFLOAD_LDFLAGS) $(LDFLAGS)
 # Plugins (load_module) call offload.h's functions in the program that
 # loads them: those, and only those, are exported.
 API = offload_job_id offload_job_request_id offload_job_traceparent \
-      offload_job_tracestate offload_job_attempt \
+      offload_job_tracestate offload_job_attempt offload_job_ran_before \
       offload_job_deadline offload_job_result offload_job_fail \
       offload_job_retry offload_metric_count offload_metric_observe \
       offload_slot_queue offload_slot_index offload_log_info \

@@ -491,10 +491,7 @@ ngx_http_offload_admission_listed(ngx_http_offload_ctx_t *ctx)
     adm = ctx->peer->admission;
 
     if (adm == NULL || adm->read_at == 0
-        || ngx_current_msec - adm->read_at > NGX_HTTP_OFFLOAD_ADMIT_STALE
-        || (adm->peer->troubled_at != 0
-            && ngx_current_msec - adm->peer->troubled_at
-               < NGX_HTTP_OFFLOAD_ADMIT_TROUBLE))
+        || ngx_current_msec - adm->read_at > NGX_HTTP_OFFLOAD_ADMIT_STALE)
     {
         return NULL;
     }
@@ -514,7 +511,8 @@ ngx_http_offload_admission_listed(ngx_http_offload_ctx_t *ctx)
  * by the jobs after the first it refuses, not up to a second later.
  * That costs each nginx worker process at most ten reads a second, only
  * while jobs for the queue come, and only for those 10 s: a queue nobody
- * serves for good is read once a second again.
+ * serves for good is read once a second again.  Nothing is refused
+ * within NGX_HTTP_OFFLOAD_ADMIT_TROUBLE of this worker's Redis trouble.
  */
 
 ngx_int_t
@@ -523,6 +521,17 @@ ngx_http_offload_admission_served(ngx_http_offload_ctx_t *ctx)
     ngx_http_offload_served_t     *q;
     ngx_http_offload_admission_t  *adm;
 
+    adm = ctx->peer->admission;
+
+    /* signed: the mark may be a millisecond ahead ("| 1") */
+
+    if (adm != NULL && adm->peer->troubled_at != 0
+        && (ngx_msec_int_t) (ngx_current_msec - adm->peer->troubled_at)
+           < NGX_HTTP_OFFLOAD_ADMIT_TROUBLE)
+    {
+        return NGX_OK;
+    }
+
     q = ngx_http_offload_admission_listed(ctx);
 
     if (q == NULL || q->served) {
@@ -530,8 +539,6 @@ ngx_http_offload_admission_served(ngx_http_offload_ctx_t *ctx)
     }
 
     ctx->retry_after = NGX_HTTP_OFFLOAD_RETRY_NO_WORKERS;
-
-    adm = ctx->peer->admission;
 
     if (ngx_current_msec - q->served_at < NGX_HTTP_OFFLOAD_ADMIT_AGAIN_FOR
         && ngx_current_msec - adm->asked_at >= NGX_HTTP_OFFLOAD_ADMIT_AGAIN)

@@ -1678,7 +1678,13 @@ ngx_http_offload_link_disconnected(const redisAsyncContext *ac, int status)
         return;
     }
 
-    ngx_http_offload_troubled(link->peer);
+    /* the peer's own connections: a sentinel's or a cluster seed's going
+     * (a rotation, a map refreshed) says nothing of the Redis */
+    if (link == &link->peer->command || link == &link->peer->subscriber
+        || link == &link->peer->bulk)
+    {
+        ngx_http_offload_troubled(link->peer);
+    }
 
     /* a connection that was never usable is one more failed attempt (the
      * cleanup hook, which ran first, left usable as it was) */

@@ -120,10 +120,13 @@ my $bad = plugin('badresult', 'static int run(offload_job_t *j, '
     . 'static int logs(offload_job_t *j, const char *p, size_t n) '
     . '{ offload_log_warn("got %.*s", (int) n, p); '
     . 'return offload_job_result(j, p, n); }'
+    . 'static int ran(offload_job_t *j, const char *p, size_t n) '
+    . '{ (void) p; (void) n; return offload_job_result(j, '
+    . 'offload_job_ran_before(j) ? "1" : "0", 1); }'
     . 'static const offload_handler_t h[] = '
     . '{ { "t.garbage", run, 0, 0 }, { "t.noinit", run, fails, 0 }, '
     . '{ "t.hanginit", run, hangs, 0 }, { "t.slowinit", echo, slow, 0 }, '
-    . '{ "t.logs", logs, logs_init, 0 }, { 0 } };'
+    . '{ "t.logs", logs, logs_init, 0 }, { "t.ran", ran, 0, 0 }, { 0 } };'
     . 'const offload_module_t offload_module = { OFFLOAD_ABI_VERSION, h };');
 
 start_redis();
@@ -135,6 +138,7 @@ queue counter { handler example.counter; workers 2; }
 queue garbage { handler t.garbage; workers 1; }
 queue slowinit { handler t.slowinit; workers 2; init_timeout 5s; }
 queue logs { handler t.logs; workers 1; }
+queue ran { handler t.ran; workers 1; }
 CONF
 start_nginx(http => <<'HTTP');
 server {
@@ -148,6 +152,12 @@ ok(wait_nginx_ready('/jobs/reverse', '{"text":""}'), 'stack ready');
 my $r = post_json('/jobs/reverse', '{"text":"abc"}');
 is($r->{status}, 200, 'example.reverse: 200');
 is($r->{content}, '{"text":"cba"}', 'example.reverse: abc -> cba');
+
+# every function of offload.h is the sidecar's to a plugin (before:
+# offload_job_ran_before() was not exported: the plugin did not load)
+$r = post_json('/jobs/ran', '{}');
+is("$r->{status} $r->{content}", '200 0',
+    'offload_job_ran_before(): a plugin calls it, 0 on a first run');
 
 # a handler's own log lines: at their level, tagged as the worker's are
 $r = post_json('/jobs/logs', '{"say":"hi"}');

@@ -53,7 +53,7 @@ check_pid_file(const offload_conf_t *conf)
     }
 
     if (pid == 0) {
-        if (setgroups(0, NULL) != 0 || setgid(conf->gid) != 0
+        if (initgroups(conf->user, conf->gid) != 0 || setgid(conf->gid) != 0
             || setuid(conf->uid) != 0)
         {
             _exit(errno);
