@@ -52,6 +52,9 @@ enum {
 
 const char  offload_json_too_deep[] = "nesting too deep";
 
+static const char  lone_surrogate[] = "a lone UTF-16 surrogate escape (many "
+                                      "JSON parsers refuse the text)";
+
 
 void
 offload_json_scan_init(offload_json_scan_t *s)
@@ -195,6 +198,7 @@ value_ended(offload_json_scan_t *s)
 int
 offload_json_scan(offload_json_scan_t *s, const char *buf, size_t len)
 {
+    int             digit;
     size_t          i, at;
     unsigned char   c, open;
 
@@ -261,10 +265,11 @@ offload_json_scan(offload_json_scan_t *s, const char *buf, size_t len)
             break;
 
         case ST_HEX:
-            if (hex_digit(c) < 0) {
+            digit = hex_digit(c);
+            if (digit < 0) {
                 return fail(s, at, "bad \\u escape");
             }
-            s->hex = s->hex << 4 | (unsigned) hex_digit(c);
+            s->hex = s->hex << 4 | (unsigned) digit;
 
             if (--s->sub > 0) {
                 break;
@@ -281,8 +286,7 @@ offload_json_scan(offload_json_scan_t *s, const char *buf, size_t len)
             }
 
             if ((s->hex >= 0xdc00 && s->hex <= 0xdfff) != s->low) {
-                return fail(s, at - 5, "a lone UTF-16 surrogate escape (many "
-                            "JSON parsers refuse the text)");
+                return fail(s, at - 5, lone_surrogate);
             }
 
             s->low = 0;
@@ -292,8 +296,7 @@ offload_json_scan(offload_json_scan_t *s, const char *buf, size_t len)
         case ST_LOW_ESCAPE:
         case ST_LOW_U:
             if (c != (s->state == ST_LOW_ESCAPE ? '\\' : 'u')) {
-                return fail(s, at, "a lone UTF-16 surrogate escape (many "
-                            "JSON parsers refuse the text)");
+                return fail(s, at, lone_surrogate);
             }
 
             if (s->state == ST_LOW_ESCAPE) {

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include "conf.h"
@@ -53,8 +54,10 @@ check_pid_file(const offload_conf_t *conf)
     }
 
     if (pid == 0) {
-        if (initgroups(conf->user, conf->gid) != 0 || setgid(conf->gid) != 0
-            || setuid(conf->uid) != 0)
+        /* gone with its parent, as every child of the sidecar */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0
+            || initgroups(conf->user, conf->gid) != 0
+            || setgid(conf->gid) != 0 || setuid(conf->uid) != 0)
         {
             _exit(errno);
         }
