@@ -558,6 +558,21 @@ const char  offload_touch_script[] =
     "end\n"
     "return 1\n";
 
+const char  offload_queues_stamp_script[] =
+    "for i = 2, #ARGV do\n"
+    "  redis.call('HSET', KEYS[1], ARGV[i], ARGV[1])\n"
+    "end\n"
+    "local forget = tonumber(ARGV[1]) - "
+    OFFLOAD_STR(OFFLOAD_DRAIN_TTL_S) " * 1000\n"
+    "local stamps = redis.pcall('HGETALL', KEYS[1])\n"
+    "if stamps.err then return end\n"
+    "for i = 1, #stamps, 2 do\n"
+    "  local at = tonumber(stamps[i + 1])\n"
+    "  if not at or at < forget then\n"
+    "    redis.pcall('HDEL', KEYS[1], stamps[i])\n"
+    "  end\n"
+    "end\n";
+
 const char  offload_queue_stats_script[] =
     OFFLOAD_QUEUE_FIGURES_LUA
     "local t = redis.call('TIME')\n"

@@ -662,6 +662,18 @@ extern const char  offload_touch_script[];
     "end\n"
 
 /*
+ * Queues served: a node's heartbeat stamps the queues it serves here
+ * (offload:{ctl}:queues, by Redis' clock), and forgets those nobody
+ * stamped within OFFLOAD_DRAIN_TTL_S (a queue renamed or retired long
+ * ago), so the hash holds what status and admission still read, not every
+ * queue name ever served (an ACL user without +hgetall or +hdel, from
+ * before, only stamps).
+ *   KEYS[1] offload:{ctl}:queues   ARGV[1] now, ms by Redis' clock
+ *                                  ARGV[2..] the queues served
+ */
+extern const char  offload_queues_stamp_script[];
+
+/*
  * Queue stats: for each queue, what its stream holds.
  *   KEYS[3i-2] stream       ARGV[1] group
  *   KEYS[3i-1] dead stream  ARGV[i+1] '1': the queue is served here

@@ -3,7 +3,8 @@
 # "unserved", its figures read from its stream: its jobs wait for nobody,
 # which an operator must see most of all (an alert on its backlog, on its
 # oldest job's age, or on offload_queue_nodes == 0).  They used to vanish
-# with the queue's last node.  One whose every node is drained is
+# with the queue's last node.  The stamps behind this are forgotten after a
+# week.  One whose every node is drained is
 # "drained", and offload_queue_nodes counts only the nodes that take its
 # jobs.  A queue no node served for a week, or whose
 # stream is gone, is not listed.
@@ -143,4 +144,18 @@ ok(wait_until(sub { (metric('offload_queue_backlog', 'sleep') // -1) == 0
     'served again'), 'a node back: the jobs run, the queue is ok again');
 is(metric('offload_queue_nodes', 'sleep'), 1, 'offload_queue_nodes 1');
 ok(!exists queue_status('sleep')->{unserved_ms}, 'no unserved_ms');
+
+# ---- stamps nobody wrote for a week are forgotten by the next heartbeat,
+# not kept for every queue name ever served
+redis_cmd('HSET', 'offload:{ctl}:queues', 'old', $week_ago,
+    'odd', 'not a time', 'recent', $week_ago + 2 * 86400 * 1000);
+ok(wait_until(sub {
+    !redis_cmd('HEXISTS', 'offload:{ctl}:queues', 'old')
+        && !redis_cmd('HEXISTS', 'offload:{ctl}:queues', 'odd') },
+    scaled(5), 'old stamps forgotten'),
+    'the stamps of 8 days ago and the malformed one are forgotten');
+ok(redis_cmd('HEXISTS', 'offload:{ctl}:queues', 'recent'),
+    'one of 6 days ago is kept');
+ok(redis_cmd('HEXISTS', 'offload:{ctl}:queues', 'sleep'),
+    'the served queue is stamped');
 finish();

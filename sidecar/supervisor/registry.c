@@ -392,33 +392,36 @@ doc_ttl_s(const offload_supervisor_t *sup)
 
 
 /* Stamps the link's queues served now (OFFLOAD_QUEUES_KEY), by Redis'
- * clock: the queues that outlive their last node in status and metrics. */
+ * clock: the queues that outlive their last node in status and metrics.
+ * The script also forgets the stamps too old to be read. */
 static void
 served(offload_link_t *link)
 {
     char                   now[24];
-    size_t                 p, n = 2;
+    size_t                 p, n = 4;
     const char           **argv;
     offload_supervisor_t  *sup = link->reg->sup;
 
-    argv = calloc(2 + 2 * sup->npools, sizeof(char *));
+    argv = calloc(5 + sup->npools, sizeof(char *));
     if (argv == NULL) {
         return;
     }
 
     snprintf(now, sizeof(now), "%lld",
              (long long) offload_redis_clock_ms(&link->conn));
-    argv[0] = "HSET";
-    argv[1] = OFFLOAD_QUEUES_KEY;
+    argv[0] = "EVAL";
+    argv[1] = offload_queues_stamp_script;
+    argv[2] = "1";
+    argv[3] = OFFLOAD_QUEUES_KEY;
+    argv[n++] = now;
 
     for (p = 0; p < sup->npools; p++) {
         if (on_link(link, &sup->pools[p])) {
             argv[n++] = sup->pools[p].queue->name;
-            argv[n++] = now;
         }
     }
 
-    if (n > 2
+    if (n > 5
         && offload_redis_command_argv(&link->conn, written_cb, link, (int) n,
                                       argv, NULL)
            != REDIS_OK)
