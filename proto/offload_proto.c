@@ -574,9 +574,9 @@ const char  offload_queues_stamp_script[] =
     "end\n";
 
 const char  offload_queue_stats_script[] =
+    OFFLOAD_TIME_MS_LUA
     OFFLOAD_QUEUE_FIGURES_LUA
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local now = time_ms()\n"
     "local out = {}\n"
     "for i = 1, #KEYS, 3 do\n"
     "  local lag, pending, oldest, found =\n"

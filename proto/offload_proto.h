@@ -625,8 +625,18 @@ extern const char  offload_forget_consumers_script[];
 extern const char  offload_touch_script[];
 
 /*
+ * time_ms(), Lua: Redis' clock in ms since the epoch, a number (TIME; a
+ * script that reads it several times gets one instant per call).
+ */
+#define OFFLOAD_TIME_MS_LUA                                                  \
+    "local function time_ms()\n"                                              \
+    "  local t = redis.call('TIME')\n"                                        \
+    "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"    \
+    "end\n"
+
+/*
  * queue_figures(stream, group, now), Lua, now ms by Redis' clock (the
- * caller's one TIME): a queue's figures, by reads only
+ * caller's one time_ms()): a queue's figures, by reads only
  * (offload_queue_stats_script, and offload_nodes_script for a queue no
  * node serves): the entries no consumer of group has read (its lag, or,
  * when Redis cannot tell it after deletions, the stream's length less the
