@@ -148,15 +148,16 @@ main(int argc, char **argv)
     }
 
     /* the files it would write, as nginx -t checks its logs: a start that
-     * would fail at once fails the test */
+     * would fail at once fails the test, each file said */
     if (test) {
         rc = 0;
 
         if (offload_log_check(conf.log_target) != 0) {
             fprintf(stderr, "cannot open log \"%s\": %m\n", conf.log_target);
             rc = 1;
+        }
 
-        } else if (conf.pid_file != NULL && check_pid_file(&conf) != 0) {
+        if (conf.pid_file != NULL && check_pid_file(&conf) != 0) {
             fprintf(stderr, "cannot write the pid file \"%s\": %m\n",
                     conf.pid_file);
             rc = 1;
