@@ -252,6 +252,16 @@ my $ctl = build_path('offloadctl') . ' -c ' . sidecar_conf_file();
 my $out = `$ctl replay $dead->[0]{id} 2>&1`;
 is($? >> 8, 0, 'offloadctl replay of the dead letter: exit 0') or diag($out);
 like($out, qr/^\{"pid":\d+,"attempt":1\}$/m, 'it prints the answer');
+# at the attempt its entry says, as the run that failed saw it
+my $now = int(time * 1000);
+redis_cmd('XADD', 'offload:{mis}:dead', '*', v => 1, id => 'a' x 32,
+    payload => '{}', reply => 'offload:reply:none', deadline => $now + 30000,
+    submitted => $now, attempt => 2, rid => '', reason => 'signal',
+    dead_at => $now);
+$out = `$ctl replay ${\ ('a' x 32)} 2>&1`;
+like($out, qr/^\{"pid":\d+,"attempt":2\}$/m,
+    'a dead letter of attempt 2 is replayed as attempt 2') or diag($out);
+like($out, qr/\(dead letter of queue mis, attempt 2\)/, 'and says so');
 
 # ---- the process exits under a job
 $r = post_json('/jobs/mis1', { exit => 7 }, scaled(20));

@@ -441,7 +441,7 @@ $out = `$ctl replay $doomed 2>&1`;
 ok(($? & 127) == 11 || (sanitize() && $out =~ /AddressSanitizer: SEGV/),
     'offloadctl replay runs the handler on the body (SIGSEGV)')
     or diag($out);
-like($out, qr/replaying job $doomed \(dead letter of queue crash\)/,
+like($out, qr/replaying job $doomed \(dead letter of queue crash, attempt \d+\)/,
     'replay found the job');
 
 redis_cmd('DEL', $doomed_key);

@@ -176,7 +176,7 @@ is($? >> 8, 0, 'events -f exits 0 on SIGTERM');
 ok($sig == 11 || (sanitize() && $out =~ /AddressSanitizer: SEGV/),
     'replay of the crash job dies of SIGSEGV, as in production')
     or diag("rc $rc sig $sig $out");
-like($out, qr/replaying job \Q$job\E \(dead letter of queue crash\)/,
+like($out, qr/replaying job \Q$job\E \(dead letter of queue crash, attempt \d+\)/,
     'replay says what it runs');
 # as README writes it: options may follow the job id
 my $gdb = `$ctl replay $job --gdb 2>&1 </dev/null`;

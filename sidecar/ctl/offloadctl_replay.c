@@ -28,6 +28,7 @@ typedef struct {
     size_t   len;
     char     queue[OFFLOAD_QUEUE_NAME_MAX + 1];
     char     where[16];
+    int      attempt;                 /* the entry's: as its last run saw */
 } found_t;
 
 
@@ -114,6 +115,7 @@ take_payload(ctl_t *ctl, const char *queue, const char *key,
     const char  *payload = ctl_entry_field(entry, OFFLOAD_F_PAYLOAD);
     const char  *body = ctl_entry_field(entry, OFFLOAD_F_BODY);
     const char  *id = ctl_entry_field(entry, OFFLOAD_F_ID);
+    const char  *attempt = ctl_entry_field(entry, OFFLOAD_F_ATTEMPT);
 
     (void) key;
 
@@ -134,6 +136,10 @@ take_payload(ctl_t *ctl, const char *queue, const char *key,
     }
 
     snprintf(found->queue, sizeof(found->queue), "%s", queue);
+    found->attempt = attempt ? atoi(attempt) : 1;
+    if (found->attempt < 1) {
+        found->attempt = 1;
+    }
     return 0;
 }
 
@@ -331,11 +337,15 @@ ctl_replay(ctl_t *ctl, int argc, char **argv)
 
     q = conf_queue(ctl->conf, found.queue);
 
-    fprintf(stderr, "replaying job %s (%s of queue %s) with handler %s\n",
-            argv[optind], found.where, found.queue, q->handler->name);
+    fprintf(stderr, "replaying job %s (%s of queue %s, attempt %d) with "
+            "handler %s\n", argv[optind], found.where, found.queue,
+            found.attempt, q->handler->name);
 
+    /* at the attempt its entry says, as the run that failed saw it (its
+     * attempt and ran_before) */
     memset(&job, 0, sizeof(job));
-    offload_job_set(&job, argv[optind], strlen(argv[optind]), "", 0, 1, 0);
+    offload_job_set(&job, argv[optind], strlen(argv[optind]), "", 0,
+                    found.attempt, 0);
 
     /* An exec queue's command runs here, as a child of offloadctl; its
      * stderr comes out as log lines on offloadctl's stderr. */
