@@ -213,11 +213,14 @@ is_json(const char *data, size_t len)
 
 
 /* {"code": "...", "message": "...", "retry": true}: the job fails with
- * them (422), for now when "retry" is true (offload_job_retry). */
+ * them (422), for now when "retry" is true (offload_job_retry).  A message
+ * that is not a string (an object of field errors, a number) is given as
+ * its JSON text, not lost. */
 static int
 answer_error(offload_job_t *job, const span_t *s, char *why, size_t size)
 {
-    json_t      *v;
+    char        *text = NULL;
+    json_t      *v, *m;
     const char  *code, *message;
 
     v = json_loadb(s->data, s->len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
@@ -234,13 +237,20 @@ answer_error(offload_job_t *job, const span_t *s, char *why, size_t size)
     }
 
     code = json_string_value(json_object_get(v, "code"));
-    message = json_string_value(json_object_get(v, "message"));
+    m = json_object_get(v, "message");
+    message = json_string_value(m);
+    if (message == NULL && m != NULL) {
+        text = json_dumps(m, JSON_COMPACT | JSON_ENCODE_ANY);
+        message = text;
+    }
+
     if (json_is_true(json_object_get(v, "retry"))) {
         offload_job_retry(job, code, "%s", message ? message : "");
     } else {
         offload_job_fail(job, code, "%s", message ? message : "");
     }
 
+    free(text);
     json_decref(v);
     return 0;
 }

@@ -186,6 +186,17 @@ test_answer(void)
        && job.status == 422 && job.retry, "\"retry\": true: for now");
     is_str(job.code, "busy", "a retry's code");
 
+    /* a message that is not a string is given as its JSON text (before:
+     * an empty message) */
+    ok(answer("{\"id\":\"" ID "\",\"error\":{\"code\":\"bad_input\","
+              "\"message\":{\"email\": \"taken\"}}}") == OFFLOAD_OK
+       && job.status == 422, "an error whose message is an object: 422");
+    is_str(job.message, "{\"email\":\"taken\"}", "its JSON text the message");
+    ok(answer("{\"id\":\"" ID "\",\"error\":{\"code\":\"bad_input\","
+              "\"message\":42}}") == OFFLOAD_OK && job.status == 422,
+       "an error whose message is a number: 422");
+    is_str(job.message, "42", "its text the message");
+
     /* what Python's json and JSON.stringify write for "a\0b" and for a
      * lone surrogate: the job fails, the process goes on (before: both
      * were "not an object", so the process was killed and the job rerun) */
