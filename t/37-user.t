@@ -3,6 +3,12 @@
 # is open, before the first worker: the supervisor and every worker run as
 # nobody (uid, gid, groups from initgroups), with NoNewPrivs set, and jobs,
 # a reload (the config read again as nobody) and new workers still work.
+# Started as root, it takes a log that is a link to another file in a
+# folder the user owns neither as root nor gives it to the user (one in
+# root's own folders, t/80-logging-full's /dev/full, it takes); started as the
+# user, its processes are not dumpable (an exec handler's process, the same
+# user, cannot read their memory); offloadctl replay as root runs the
+# handler as the user.
 
 use strict;
 use warnings;
@@ -70,14 +76,90 @@ is(post_json('/jobs/echo', { after => 'reload' })->{status}, 200,
     'jobs after the reload');
 unlike(slurp($log), qr/reload refused/, 'the reload was not refused');
 
+# ---- the log's folder is the user's (/var/log/offload): a link there to
+# a file of root's is not written by root nor given to the user
+my $dir = tmpdir();
+my $vlog = "$dir/vlog";
+mkdir $vlog or die "mkdir $vlog: $!";
+chown $uid, $gid, $vlog;
+my $victim = "$dir/victim";
+spew($victim, "root's own\n");
+chmod 0600, $victim;
+symlink $victim, "$vlog/sidecar.log" or die "symlink: $!";
+link $victim, "$vlog/hard.log" or die "link: $!";
+my $sidecar = build_path('offload-sidecar');
+for my $case ([ 'a symbolic link', 'sidecar.log', qr/a symbolic link/ ],
+              [ 'a hard link', 'hard.log', qr/other hard links/ ]) {
+    my ($what, $name, $why) = @$case;
+    my $conf_file = "$dir/linked.conf";
+    spew($conf_file, "redis 127.0.0.1:${\ redis_port()};\nnode_name linked;\n"
+        . "user nobody;\nlog $vlog/$name;\nqueue echo { handler echo; }\n");
+    my $out = `timeout 10 $sidecar -c $conf_file 2>&1`;
+    is($? >> 8, 1, "the log $what to root's file: the start fails")
+        or diag($out);
+    like($out, qr/cannot open log "\Q$vlog\E\/$name": .*$why/,
+        '... saying why') or diag($out);
+    $out = `$sidecar -t -c $conf_file 2>&1`;
+    like($out, qr/cannot open log .*$why.*\n.*test failed/s,
+        '... and so does -t') or diag($out);
+}
+my @st = stat $victim;
+is_deeply([ @st[4, 5], $st[2] & 07777 ], [ 0, 0, 0600 ],
+    "root's file still root's, mode 0600");
+is(slurp($victim), "root's own\n", '... and untouched');
+
 # -t: a user that does not exist is an error with file:line.
 my $bad = tmpdir() . '/bad-user.conf';
 spew($bad, "redis 127.0.0.1:1;\nnode_name x;\n\nuser no-such-user-x;\n"
     . "queue echo { handler echo; }\n");
-my $sidecar = build_path('offload-sidecar');
 my $out = `$sidecar -t -c $bad 2>&1`;
 isnt($? >> 8, 0, '-t fails on an unknown user');
 like($out, qr/^\Q$bad\E:4: unknown user "no-such-user-x" in "user"$/m,
     '-t names the file and line') or diag($out);
+
+# ---- an exec handler's process runs as the sidecar's user: it may not
+# read its worker's memory (the Redis password), nor the supervisor's,
+# started as that user (as root, the switch already forbids it)
+my $peek = "$dir/peek.pl";
+spew($peek, <<'PERL');
+$| = 1;
+while (my $line = <STDIN>) {
+    my ($id) = $line =~ /"id":"(\w+)"/;
+    my $read = open(my $f, '<', '/proc/' . getppid() . '/environ')
+        ? 'read' : 'denied';
+    print qq({"id":"$id","result":{"uid":$<,"worker_environ":"$read"}}\n);
+}
+PERL
+chmod 0755, $peek;
+my $peek_conf = "queue peek { handler exec; workers 1;"
+    . " command \"/usr/bin/perl $peek\"; }\n";
+is(stop_sidecar(), 0, 'the sidecar stops');
+start_sidecar(conf => $peek_conf, wrapper => [ 'setpriv', "--reuid=$uid",
+    "--regid=$gid", '--init-groups', '--' ]);
+runs_as_nobody(sidecar_pid(), 'supervisor started as nobody');
+ok(wait_until(sub { redis_cmd('EXISTS', 'offload:{peek}:jobs') },
+    scaled(10), 'peek served'), 'the exec queue served');
+my $r = post_json('/jobs/peek', {});
+is_deeply($r->{json}, { uid => $uid, worker_environ => 'denied' },
+    "the handler's process (nobody) cannot read its worker's memory")
+    or diag($r->{content});
+for my $pid (sidecar_pid(), @{ worker_pids()->{peek} }) {
+    is((stat "/proc/$pid/environ")[4], 0, "pid $pid is not dumpable (its "
+        . '/proc files are root\'s)');
+}
+
+# ---- offloadctl replay as root runs the handler as the user, as a worker
+# would: never a payload anyone could submit as root
+my $now = int(time * 1000);
+redis_cmd('XADD', 'offload:{peek}:dead', '*', v => 1, id => 'b' x 32,
+    payload => '{}', reply => 'offload:reply:none', deadline => $now + 30000,
+    submitted => $now, attempt => 1, rid => '', reason => 'signal',
+    dead_at => $now);
+my $replay_conf = "$dir/replay.conf";
+spew($replay_conf, "redis 127.0.0.1:${\ redis_port()};\nuser nobody;\n"
+    . $peek_conf);
+$out = `${\ build_path('offloadctl')} -c $replay_conf replay ${\ ('b' x 32)} 2>&1`;
+is($? >> 8, 0, 'offloadctl replay as root: exit 0') or diag($out);
+like($out, qr/"uid":$uid\b/, '... the handler ran as nobody') or diag($out);
 
 finish();

@@ -25,6 +25,7 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 #include <sys/socket.h>
@@ -101,15 +102,121 @@ offload_log_level_parse(const char *name)
 }
 
 
-/* O_NONBLOCK: a FIFO or terminal (/dev/stderr, /dev/tty1) is written
- * without waiting for its reader, and a FIFO without one is an error, not
- * a wait; a file ignores the flag.  O_NOCTTY: a terminal does not become
- * the sidecar's (its hangup would be a SIGHUP, a reload). */
+/*
+ * Whether the log's folder, and every folder above it, only root may
+ * change: owned by root, not writable by its group or others (a folder
+ * above may be, with the sticky bit: /tmp, where others may not rename
+ * root's folder).  Started as root, a log in any other folder (the sidecar's user's own,
+ * /var/log/offload; /tmp) is taken only if it is the file itself, not a
+ * symbolic link nor a file with other hard links: whoever may write there
+ * could put a link to a file of root's (/etc/shadow), which root would
+ * then write to and give the user (offload_log_chown).
+ */
+static int
+guarded(const char *path)
+{
+    int          above;
+    char         copy[PATH_MAX], dir[PATH_MAX], *slash;
+    struct stat  st;
+
+    if (geteuid() != 0) {
+        return 0;
+    }
+
+    if (snprintf(copy, sizeof(copy), "%s", path) >= (int) sizeof(copy)
+        || realpath(dirname(copy), dir) == NULL)
+    {
+        return 1;
+    }
+
+    for (above = 0; /* void */ ; above = 1) {
+        if (stat(dir, &st) != 0 || st.st_uid != 0
+            || ((st.st_mode & (S_IWGRP | S_IWOTH))
+                && !(above && (st.st_mode & S_ISVTX))))
+        {
+            return 1;
+        }
+
+        if (strcmp(dir, "/") == 0) {
+            return 0;
+        }
+
+        slash = strrchr(dir, '/');
+        if (slash == NULL) {
+            return 1;
+        }
+        if (slash == dir) {
+            dir[1] = '\0';                 /* "/var": its folder is "/" */
+        } else {
+            *slash = '\0';
+        }
+    }
+}
+
+
+/* A log in a guarded folder that is a link: -1 with errno ELOOP (a
+ * symbolic link) or EMLINK (other hard links), else 0. */
+static int
+refused(const struct stat *st)
+{
+    if (S_ISLNK(st->st_mode)) {
+        errno = ELOOP;
+        return -1;
+    }
+
+    if (S_ISREG(st->st_mode) && st->st_nlink > 1) {
+        errno = EMLINK;
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* O_NONBLOCK: a FIFO or terminal (/dev/tty1) is written without waiting
+ * for its reader, and a FIFO without one is an error, not a wait; a file
+ * ignores the flag.  O_NOCTTY: a terminal does not become the sidecar's
+ * (its hangup would be a SIGHUP, a reload).  O_NOFOLLOW: above. */
 static int
 open_file(const char *path)
 {
-    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK
-                      | O_NOCTTY, 0644);
+    int          fd, err, guard;
+    struct stat  st;
+
+    guard = guarded(path);
+
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK
+                    | O_NOCTTY | (guard ? O_NOFOLLOW : 0), 0644);
+    if (fd == -1) {
+        return -1;
+    }
+
+    if (guard && fstat(fd, &st) == 0 && refused(&st) != 0) {
+        err = errno;
+        close(fd);
+        errno = err;
+        return -1;
+    }
+
+    return fd;
+}
+
+
+const char *
+offload_log_why_refused(int err)
+{
+    switch (err) {
+    case ELOOP:
+        return " (a symbolic link in a folder others than root may change: "
+               "started as root, the sidecar opens only a log that is the "
+               "file itself there; name the file it points to)";
+    case EMLINK:
+        return " (a file with other hard links in a folder others than "
+               "root may change: started as root, the sidecar opens only a "
+               "log that is the file itself there)";
+    default:
+        return "";
+    }
 }
 
 
@@ -309,6 +416,10 @@ offload_log_check(const char *target)
 
     case -1:
         errno = EINVAL;
+        return -1;
+    }
+
+    if (guarded(target) && lstat(target, &st) == 0 && refused(&st) != 0) {
         return -1;
     }
 

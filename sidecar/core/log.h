@@ -42,6 +42,10 @@ int offload_log_open(const char *target, int level, int json,
  * Returns 0, or -1 with errno set. */
 int offload_log_check(const char *target);
 
+/* What to add to strerror(err) when offload_log_open or offload_log_check
+ * failed: why a log started as root was refused, or "". */
+const char *offload_log_why_refused(int err);
+
 /* Opens the log file again (SIGUSR1, after logrotate moved it).  Returns 0,
  * or -1 with errno set (the old file stays in use). */
 int offload_log_reopen(void);

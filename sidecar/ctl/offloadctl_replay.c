@@ -21,6 +21,7 @@
 #include "handlers.h"
 #include "job.h"
 #include "offloadctl.h"
+#include "privs.h"
 
 
 typedef struct {
@@ -316,15 +317,22 @@ ctl_replay(ctl_t *ctl, int argc, char **argv)
         return exec_gdb(ctl->argc, ctl->argv);
     }
 
-    /* The plugins too: a job of theirs is replayed with their code. */
-    if (offload_handlers_resolve(ctl->conf, err, sizeof(err)) != 0) {
-        fprintf(stderr, "offloadctl replay: %s\n", err);
-        return CTL_FAIL;
-    }
-
     memset(&found, 0, sizeof(found));
 
     if (find_job(ctl, only, argv[optind], &found) != 0) {
+        return CTL_FAIL;
+    }
+
+    /* The handler runs as the sidecar's workers run it: as root, as the
+     * configuration's user (a payload anyone could submit, a plugin, an
+     * exec program, are never run as root here either). */
+    if (offload_privs_replay(ctl->conf) != 0) {
+        return CTL_FAIL;
+    }
+
+    /* The plugins too: a job of theirs is replayed with their code. */
+    if (offload_handlers_resolve(ctl->conf, err, sizeof(err)) != 0) {
+        fprintf(stderr, "offloadctl replay: %s\n", err);
         return CTL_FAIL;
     }
 

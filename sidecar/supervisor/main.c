@@ -153,7 +153,8 @@ main(int argc, char **argv)
         rc = 0;
 
         if (offload_log_check(conf.log_target) != 0) {
-            fprintf(stderr, "cannot open log \"%s\": %m\n", conf.log_target);
+            fprintf(stderr, "cannot open log \"%s\": %s%s\n", conf.log_target,
+                    strerror(errno), offload_log_why_refused(errno));
             rc = 1;
         }
 
@@ -178,8 +179,9 @@ main(int argc, char **argv)
                          "offload-sidecar")
         != 0)
     {
-        fprintf(stderr, "offload-sidecar: cannot open log \"%s\": %m\n",
-                conf.log_target);
+        fprintf(stderr, "offload-sidecar: cannot open log \"%s\": %s%s\n",
+                conf.log_target, strerror(errno),
+                offload_log_why_refused(errno));
         offload_conf_free(&conf);
         return 1;
     }

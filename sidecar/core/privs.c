@@ -1,5 +1,6 @@
 /*
- * privs.c -- least privilege for the sidecar, done once at start.
+ * privs.c -- least privilege for the sidecar, done once at start, and for
+ * offloadctl replay, which runs a queue's handler as the sidecar would.
  *
  * Started as root with "user" set, it does what nginx does for its
  * workers: supplementary groups (initgroups), group, then user, once the
@@ -8,7 +9,11 @@
  * root (it reads the config again on SIGHUP, so the user must be able to
  * read it).  Then PR_SET_NO_NEW_PRIVS, whether or not a user was set: the
  * sidecar never executes anything, and no job can ever gain privileges
- * through a set-user-ID program.
+ * through a set-user-ID program.  And PR_SET_DUMPABLE 0: an exec handler's
+ * process runs as the same user, and could otherwise read its worker's
+ * memory (/proc/<pid>/mem, ptrace), the Redis password in it, when the
+ * sidecar was started as that user (a start as root clears the flag with
+ * the switch already).
  */
 
 #include <errno.h>
@@ -24,12 +29,6 @@
 static int
 switch_user(const offload_conf_t *conf)
 {
-    if (offload_log_chown(conf->uid, conf->gid) != 0) {
-        log_error("chown of the log file to user \"%s\" failed: %s",
-                  conf->user, strerror(errno));
-        return -1;
-    }
-
     if (initgroups(conf->user, conf->gid) != 0) {
         log_error("initgroups(%s, %d) failed: %s", conf->user,
                   (int) conf->gid, strerror(errno));
@@ -52,11 +51,29 @@ switch_user(const offload_conf_t *conf)
 }
 
 
+static int
+no_new_privs(void)
+{
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+        log_error("prctl(PR_SET_NO_NEW_PRIVS) failed: %s", strerror(errno));
+        return -1;
+    }
+
+    return 0;
+}
+
+
 int
 offload_privs_drop(const offload_conf_t *conf)
 {
     if (conf->user != NULL) {
         if (geteuid() == 0) {
+            if (offload_log_chown(conf->uid, conf->gid) != 0) {
+                log_error("chown of the log file to user \"%s\" failed: %s",
+                          conf->user, strerror(errno));
+                return -1;
+            }
+
             if (switch_user(conf) != 0) {
                 return -1;
             }
@@ -67,10 +84,21 @@ offload_privs_drop(const offload_conf_t *conf)
         }
     }
 
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-        log_error("prctl(PR_SET_NO_NEW_PRIVS) failed: %s", strerror(errno));
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+        log_error("prctl(PR_SET_DUMPABLE) failed: %s", strerror(errno));
         return -1;
     }
 
-    return 0;
+    return no_new_privs();
+}
+
+
+int
+offload_privs_replay(const offload_conf_t *conf)
+{
+    if (conf->user != NULL && geteuid() == 0 && switch_user(conf) != 0) {
+        return -1;
+    }
+
+    return no_new_privs();
 }

@@ -1,0 +1,23 @@
+/*
+ * privs.h -- least privilege: the sidecar becomes the configured "user"
+ * and can never gain privileges again.
+ */
+
+#ifndef OFFLOAD_PRIVS_H
+#define OFFLOAD_PRIVS_H
+
+#include "conf.h"
+
+/* Called once, after the log is open and before the supervisor starts (so
+ * the supervisor and every worker it forks run unprivileged, and cannot
+ * be read by their handlers' processes).  Returns 0, or -1 after logging
+ * why. */
+int offload_privs_drop(const offload_conf_t *conf);
+
+/* offloadctl replay, before it loads a plugin or starts an exec program:
+ * as root, becomes the configuration's "user", as the sidecar's workers
+ * run, rather than run the handler as root.  Returns 0, or -1 after
+ * saying why. */
+int offload_privs_replay(const offload_conf_t *conf);
+
+#endif /* OFFLOAD_PRIVS_H */
