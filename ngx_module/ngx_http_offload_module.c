@@ -1981,8 +1981,7 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
-    /* with client_max_body_size 0 a body over the buffer goes to a file
-     * and is refused: the buffer is the limit then */
+    /* with client_max_body_size 0 the buffer is the limit (below) */
 
     if (clcf->client_max_body_size > OFFLOAD_BODY_MAX
         || (clcf->client_max_body_size == 0
@@ -2004,6 +2003,16 @@ ngx_http_offload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                            : (off_t) clcf->client_body_buffer_size,
                            &clcf->name, (size_t) (OFFLOAD_BODY_MAX >> 20));
         return NGX_CONF_ERROR;
+    }
+
+    /* client_max_body_size 0, no limit to nginx, would write a body over
+     * the buffer to a temporary file, however big, only for the module to
+     * refuse it: the buffer is the limit then, refused as nginx refuses a
+     * body over client_max_body_size (413, before a byte is read when the
+     * Content-Length says so) */
+
+    if (clcf->client_max_body_size == 0) {
+        clcf->client_max_body_size = (off_t) clcf->client_body_buffer_size;
     }
 
     /* and an eighth more: nginx reads a chunked body's framing into the

@@ -84,6 +84,11 @@ server {
         offload_pass echo;
         client_max_body_size 2m;
     }
+    location = /unbounded/echo {
+        offload_pass echo;
+        client_max_body_size 0;
+        client_body_buffer_size 64k;
+    }
     location = /own-page/echo {
         offload_pass echo;
         client_max_body_size 1k;
@@ -339,6 +344,22 @@ like($msg // '', qr/chunk/, 'too_large: says the chunks are why');
 error_is(raw_answer($chunked, join('', map { "400\r\n" . ('x' x 1024)
     . "\r\n" } 1 .. 3) . "0\r\n\r\n"), 413, 'too_large',
     'a chunked body over client_max_body_size');
+
+# client_max_body_size 0: the buffer is the limit, refused as any other
+# (before: a body over it was written to a temporary file, however big,
+# then answered 500 "request body not in memory")
+my $over = '"' . ('u' x 100_000) . '"';
+error_is(http('POST', '/unbounded/echo', $over), 413, 'too_large',
+    'client_max_body_size 0, a body over the 64k buffer: 413');
+(my $unbounded = $chunked) =~ s{^POST /jobs/echo }{POST /unbounded/echo };
+error_is(raw_answer($unbounded, $in_chunks->($over, 8192)), 413,
+    'too_large', '... chunked: 413 too');
+my $under = '"' . ('u' x 60_000) . '"';
+my $fits = http('POST', '/unbounded/echo', $under);
+is($fits->{status}, 200, '... a body under the buffer: the job');
+ok(($fits->{content} // '') eq $under, '... its bytes back');
+unlike(slurp(nginx_error_log()), qr/not in memory|client_body_in_file_only/,
+    'no body went to a file');
 
 my $r = http('POST', '/denied/echo', '{}');
 error_is($r, 403, 'forbidden', 'deny all');
