@@ -550,6 +550,9 @@ typedef struct {
     ngx_http_offload_check_t     *check;       /* a big body's */
     ngx_http_offload_list_t       result;      /* a big result's read (its
                                                   LLEN, its GET too) */
+    ngx_uint_t                    result_seen; /* its commands asked and
+                                                  answered at the last
+                                                  look past the deadline */
     ngx_str_t                     idem_key;    /* Idempotency-Key, or
                                                   empty */
     ngx_queue_t                   replication; /* in peer->replicating or
@@ -564,6 +567,7 @@ typedef struct {
     unsigned                      parked:1;
     unsigned                      submitted:1; /* XADD acknowledged */
     unsigned                      expired:1;   /* deadline passed */
+    unsigned                      result_looked:1;  /* result_seen set */
     unsigned                      answered:1;
     unsigned                      timed:1;     /* Server-Timing added */
     unsigned                      admit_by_eval:1;  /* NOSCRIPT came (the

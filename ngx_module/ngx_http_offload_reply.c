@@ -855,6 +855,26 @@ ngx_http_offload_list_stop(ngx_http_offload_list_t *lr)
 }
 
 
+/* whether a command of the read waits in its link's queue, unsent: a
+ * link that is down keeps it until it is up again, a big body being
+ * written ahead of it holds it, and the link's watchdog bounds only what
+ * the link sent */
+
+static ngx_uint_t
+ngx_http_offload_list_queued(ngx_http_offload_list_t *lr)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; lr->stream && i < NGX_HTTP_OFFLOAD_SLICES; i++) {
+        if (lr->stream[i].queued) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 /* the first command of a big result's read (LLEN, or a GET), queued on
  * the bulk link */
 
@@ -1319,13 +1339,18 @@ ngx_http_offload_notice(ngx_http_offload_peer_t *peer, offload_str_t *id)
  * a result before it publishes it), then 504.  A big read under way (a
  * notice's, or the last look's) is left to answer: the job ended, its
  * result is being read, and every end of that read answers once expired
- * is set (the result, 502, 503, or 504 if nothing was there); its link's
- * watchdog bounds it.
+ * is set (the result, 502, 503, or 504 if nothing was there).  Its link's
+ * watchdog bounds what the link sent, not a command still in its queue:
+ * the read is looked at every NGX_HTTP_OFFLOAD_LAST_LOOK, and one whose
+ * command still waits there with nothing asked or answered since the last
+ * look answers then, 503 if its link is down (a Redis that does not let
+ * it connect again), else 504.
  */
 
 static void
 ngx_http_offload_deadline_handler(ngx_event_t *ev)
 {
+    ngx_uint_t               seen;
     ngx_http_offload_ctx_t  *ctx = ev->data;
 
     /*
@@ -1358,7 +1383,28 @@ ngx_http_offload_deadline_handler(ngx_event_t *ev)
     }
 
     if (ctx->result.key.len) {
+        seen = ctx->result.sliced + ctx->result.got;
+
+        if (ctx->result_looked && seen == ctx->result_seen
+            && ngx_http_offload_list_queued(&ctx->result))
+        {
+            if (!ctx->result.link->up) {
+                ngx_http_offload_answer_error(ctx,
+                                              NGX_HTTP_SERVICE_UNAVAILABLE,
+                                              "redis_unavailable",
+                                              "the redis connection was "
+                                              "lost");
+                return;
+            }
+
+            ngx_http_offload_timed_out(ctx);
+            return;
+        }
+
         ctx->expired = 1;
+        ctx->result_looked = 1;
+        ctx->result_seen = seen;
+        ngx_add_timer(ev, NGX_HTTP_OFFLOAD_LAST_LOOK);
         return;
     }
 

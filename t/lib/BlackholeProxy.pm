@@ -19,7 +19,9 @@ package BlackholeProxy;
 # lag => $s, it plays a slow way back: the server's answers reach their
 # clients $s seconds after they came, in their order, while what clients
 # send goes on at once (a server that closes closes its client at once:
-# its late answers are lost).  Runs in a child process; core Perl only.
+# its late answers are lost).  refuse_new() closes its listening socket:
+# a new connection is refused, as by a host that went down, while those
+# open go on.  Runs in a child process; core Perl only.
 
 use strict;
 use warnings;
@@ -55,6 +57,9 @@ sub pid { $_[0]{pid} }
 
 # Every connection open now stops forwarding, for good.
 sub blackhole { kill 'USR1', $_[0]{pid} }
+
+# New connections are refused from now on; those open go on.
+sub refuse_new { kill 'HUP', $_[0]{pid} }
 
 # What the clients sent since hold_on (or hold_from) matched goes on, and
 # so does the rest.
@@ -99,15 +104,22 @@ sub run {
         @o{qw(hold_on mute_on hold_from lag)};
     my (%peer, %frozen, %client, %tail, %held, %mute_tail, %muted);
     my (%from_tail, @stashed, @late);
-    my ($freeze, $release, $holding) = (0, 0, 0);
+    my ($freeze, $release, $holding, $deaf) = (0, 0, 0, 0);
+    local $SIG{HUP} = sub { $deaf = 1 };
     local $SIG{USR1} = sub { $freeze = 1 };
     local $SIG{USR2} = sub { $release = 1 };
     local $SIG{TERM} = sub { POSIX::_exit(0) };
     my $sel = IO::Select->new($listen, $inject);
     while (getppid() == $parent) {
+        if ($deaf && $listen) {
+            $sel->remove($listen);
+            close $listen;
+            $listen = undef;
+        }
         if ($freeze) {
             # keep the sockets, stop watching them
-            for my $s ((grep { $_ != $listen } $sel->handles), values %held) {
+            for my $s ((grep { !$listen || $_ != $listen } $sel->handles),
+                       values %held) {
                 $frozen{$s} = $s;
                 $sel->remove($s);
             }
@@ -132,7 +144,7 @@ sub run {
         my $wait = @late ? $late[0][0] - Time::HiRes::time() : 0.5;
         my @ready = $sel->can_read($wait < 0 ? 0 : $wait > 0.5 ? 0.5 : $wait);
         for my $s (@ready) {
-            if ($s == $listen) {
+            if ($listen && $s == $listen) {
                 my $c = $listen->accept or next;
                 my $r = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                     PeerPort => $target, Proto => 'tcp');
