@@ -362,6 +362,18 @@ ngx_http_offload_xadd_result(ngx_http_offload_ctx_t *ctx, redisReply *reply)
         return;
     }
 
+    /* an entry id; any other reply is none Redis gives (a proxy's, a peer
+     * that is not Redis): the job may or may not be there, never 202 */
+
+    if (reply->type != REDIS_REPLY_STRING) {
+        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                      "offload: XADD to queue \"%V\" got a reply of type "
+                      "%d, not an entry id", &ctx->queue, reply->type);
+        ngx_http_offload_outcome_unknown(ctx, "redis answered the job with "
+                                         "no entry id");
+        return;
+    }
+
     ngx_http_offload_submitted(ctx);
 
     if (ctx->peer->wait_replicas) {
