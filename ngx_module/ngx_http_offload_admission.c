@@ -220,13 +220,12 @@ ngx_http_offload_admission_timeout(ngx_http_request_t *r, ngx_msec_t max,
 
     *timeout = max;
 
-    h = ngx_http_offload_header(r, &name, 0);
-    if (h == NULL) {
-        return NGX_OK;
+    if (ngx_http_offload_header_once(r, &name, &h) != NGX_OK) {
+        return NGX_DECLINED;
     }
 
-    if (ngx_http_offload_header(r, &name, 1) != NULL) {
-        return NGX_DECLINED;
+    if (h == NULL) {
+        return NGX_OK;
     }
 
     ms = ngx_atofp(h->value.data, h->value.len, 3);

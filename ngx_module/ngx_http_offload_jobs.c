@@ -243,10 +243,11 @@ ngx_http_offload_preference(ngx_str_t *value, ngx_str_t *name,
 void
 ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
 {
-    ngx_uint_t                    n;
-    ngx_table_elt_t              *h;
-    ngx_http_request_t           *r;
-    ngx_http_offload_loc_conf_t  *olcf;
+    ngx_uint_t                       n;
+    ngx_table_elt_t                 *h;
+    ngx_http_request_t              *r;
+    ngx_http_offload_loc_conf_t     *olcf;
+    ngx_http_offload_header_walk_t   walk;
 
     static ngx_str_t  prefer = ngx_string("Prefer");
     static ngx_str_t  async = ngx_string("respond-async");
@@ -256,8 +257,11 @@ ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
 
     ctx->async = (olcf->mode == NGX_HTTP_OFFLOAD_ASYNC);
 
-    for (n = 0; (h = ngx_http_offload_header(r, &prefer, n)) != NULL; n++) {
+    ngx_memzero(&walk, sizeof(walk));
 
+    for (n = 0; (h = ngx_http_offload_header_next(r, &prefer, &walk)) != NULL;
+         n++)
+    {
         if (ngx_http_offload_preference(&h->value, &async, NULL)) {
             ctx->async = 1;
             ctx->preferred = 1;
@@ -284,15 +288,17 @@ ngx_http_offload_async_wanted(ngx_http_offload_ctx_t *ctx)
 static ngx_uint_t
 ngx_http_offload_prefer_wait(ngx_http_request_t *r)
 {
-    ngx_int_t         wait;
-    ngx_str_t         arg;
-    ngx_uint_t        n;
-    ngx_table_elt_t  *h;
+    ngx_int_t                        wait;
+    ngx_str_t                        arg;
+    ngx_table_elt_t                 *h;
+    ngx_http_offload_header_walk_t   walk;
 
     static ngx_str_t  prefer = ngx_string("Prefer");
     static ngx_str_t  name = ngx_string("wait");
 
-    for (n = 0; (h = ngx_http_offload_header(r, &prefer, n)) != NULL; n++) {
+    ngx_memzero(&walk, sizeof(walk));
+
+    while ((h = ngx_http_offload_header_next(r, &prefer, &walk)) != NULL) {
 
         if (!ngx_http_offload_preference(&h->value, &name, &arg)) {
             continue;
@@ -370,13 +376,12 @@ ngx_http_offload_idempotency_key(ngx_http_request_t *r, ngx_str_t *key)
 
     static ngx_str_t  name = ngx_string("Idempotency-Key");
 
-    h = ngx_http_offload_header(r, &name, 0);
-    if (h == NULL) {
-        return NGX_OK;
+    if (ngx_http_offload_header_once(r, &name, &h) != NGX_OK) {
+        return NGX_DECLINED;            /* given twice */
     }
 
-    if (ngx_http_offload_header(r, &name, 1) != NULL) {
-        return NGX_DECLINED;            /* given twice */
+    if (h == NULL) {
+        return NGX_OK;
     }
 
     *key = h->value;

@@ -691,39 +691,65 @@ ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
 }
 
 
-/* The n-th (from 0) request header called name, or NULL: nginx 1.22
- * keeps no index of the headers it does not know. */
+/* The request's next header called name, from where the walk stopped
+ * (zeroed: from the first), or NULL: nginx 1.22 keeps no index of the
+ * headers it does not know.  A walk over all of them is one pass. */
 
 ngx_table_elt_t *
-ngx_http_offload_header(ngx_http_request_t *r, ngx_str_t *name,
-    ngx_uint_t n)
+ngx_http_offload_header_next(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_http_offload_header_walk_t *walk)
 {
     ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    if (walk->part == NULL) {
+        walk->part = &r->headers_in.headers.part;
+        walk->next = 0;
+    }
 
-    for (i = 0; /* void */ ; i++) {
+    h = walk->part->elts;
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
+    for (i = walk->next; /* void */ ; i++) {
+
+        if (i >= walk->part->nelts) {
+            if (walk->part->next == NULL) {
+                walk->next = i;
                 return NULL;
             }
 
-            part = part->next;
-            h = part->elts;
+            walk->part = walk->part->next;
+            h = walk->part->elts;
             i = 0;
         }
 
         if (h[i].key.len == name->len
-            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0
-            && n-- == 0)
+            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
         {
+            walk->next = i + 1;
             return &h[i];
         }
     }
+}
+
+
+/* The one request header called name: NGX_OK with *h (NULL: none), or
+ * NGX_DECLINED when there are several. */
+
+ngx_int_t
+ngx_http_offload_header_once(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_table_elt_t **h)
+{
+    ngx_http_offload_header_walk_t  walk;
+
+    ngx_memzero(&walk, sizeof(walk));
+
+    *h = ngx_http_offload_header_next(r, name, &walk);
+
+    if (*h != NULL && ngx_http_offload_header_next(r, name, &walk) != NULL) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }
 
 

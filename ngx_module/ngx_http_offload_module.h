@@ -193,6 +193,14 @@ typedef struct {
 } ngx_http_offload_stream_t;
 
 
+/* where a walk over the request headers of one name stopped
+ * (ngx_http_offload_header_next) */
+typedef struct {
+    ngx_list_part_t              *part;        /* NULL: not begun */
+    ngx_uint_t                    next;
+} ngx_http_offload_header_walk_t;
+
+
 /*
  * A big result's read on a bulk link (ngx_http_offload_reply.c): its
  * list's elements, an LINDEX each, NGX_HTTP_OFFLOAD_SLICES on their way,
@@ -664,8 +672,10 @@ ngx_http_offload_peer_t *ngx_http_offload_peer_get(ngx_conf_t *cf,
 /* ngx_http_offload_module.c */
 ngx_int_t ngx_http_offload_xadd(ngx_http_offload_ctx_t *ctx);
 void ngx_http_offload_body_free(ngx_http_offload_ctx_t *ctx);
-ngx_table_elt_t *ngx_http_offload_header(ngx_http_request_t *r,
-    ngx_str_t *name, ngx_uint_t n);
+ngx_table_elt_t *ngx_http_offload_header_next(ngx_http_request_t *r,
+    ngx_str_t *name, ngx_http_offload_header_walk_t *walk);
+ngx_int_t ngx_http_offload_header_once(ngx_http_request_t *r,
+    ngx_str_t *name, ngx_table_elt_t **h);
 void ngx_http_offload_answer_result(ngx_http_offload_ctx_t *ctx,
     offload_result_t *res);
 ngx_uint_t ngx_http_offload_result_final(ngx_http_request_t *r,

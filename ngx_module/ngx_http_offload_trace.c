@@ -107,10 +107,11 @@ ngx_http_offload_traceparent(ngx_http_request_t *r, ngx_str_t *tp)
 ngx_int_t
 ngx_http_offload_tracestate(ngx_http_request_t *r, ngx_str_t *ts)
 {
-    u_char           *p;
-    size_t            len;
-    ngx_uint_t        i, n;
-    ngx_table_elt_t  *h, *one;
+    u_char                          *p;
+    size_t                           len;
+    ngx_uint_t                       n;
+    ngx_table_elt_t                 *h, *one;
+    ngx_http_offload_header_walk_t   walk;
 
     ngx_str_null(ts);
 
@@ -122,9 +123,12 @@ ngx_http_offload_tracestate(ngx_http_request_t *r, ngx_str_t *ts)
     n = 0;
     one = NULL;
 
-    for (i = 0; ; i++) {
-        h = ngx_http_offload_header(r, &ngx_http_offload_tracestate_header,
-                                    i);
+    ngx_memzero(&walk, sizeof(walk));
+
+    for ( ;; ) {
+        h = ngx_http_offload_header_next(r,
+                                         &ngx_http_offload_tracestate_header,
+                                         &walk);
         if (h == NULL) {
             break;
         }
@@ -151,10 +155,12 @@ ngx_http_offload_tracestate(ngx_http_request_t *r, ngx_str_t *ts)
 
         ts->data = p;
 
-        for (i = 0; ; i++) {
-            h = ngx_http_offload_header(r,
+        ngx_memzero(&walk, sizeof(walk));
+
+        for ( ;; ) {
+            h = ngx_http_offload_header_next(r,
                                         &ngx_http_offload_tracestate_header,
-                                        i);
+                                        &walk);
             if (h == NULL) {
                 break;
             }
@@ -257,14 +263,12 @@ ngx_http_offload_trace_incoming(ngx_http_request_t *r)
 {
     ngx_table_elt_t  *h;
 
-    h = ngx_http_offload_header(r, &ngx_http_offload_traceparent_header, 0);
-
-    if (h == NULL
+    if (ngx_http_offload_header_once(r, &ngx_http_offload_traceparent_header,
+                                     &h)
+        != NGX_OK
+        || h == NULL
         || offload_traceparent_check((char *) h->value.data, h->value.len)
-           != 0
-        || ngx_http_offload_header(r, &ngx_http_offload_traceparent_header,
-                                   1)
-           != NULL)
+           != 0)
     {
         return NULL;
     }
