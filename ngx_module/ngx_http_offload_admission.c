@@ -695,6 +695,24 @@ ngx_http_offload_admission_done(redisAsyncContext *ac, void *r,
 
 
 /*
+ * No worker serves the queue now (ngx_http_offload_admission_served()):
+ * 503 no_workers.  A request with an Idempotency-Key gets here from the
+ * submit script, which found no job under its key and added nothing: a
+ * duplicate is answered as always, whoever serves the queue (a client
+ * retrying through a deploy learns its job exists, or ended).
+ */
+
+void
+ngx_http_offload_admission_unserved(ngx_http_offload_ctx_t *ctx)
+{
+    ctx->retry_after = NGX_HTTP_OFFLOAD_RETRY_NO_WORKERS;
+    ngx_http_offload_answer_error(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "no_workers",
+                                  NGX_HTTP_OFFLOAD_NO_WORKERS);
+}
+
+
+/*
  * The queue has no stream: unknown, 404, unless the registry, read within
  * the last 3 s, lists it: a node serves it whose workers never started
  * (a command that cannot run, an init that fails: its pool restarting or

@@ -531,7 +531,8 @@ ngx_http_offload_xadd_record(ngx_http_offload_ctx_t *ctx, const char *stream,
     lens[k++] = p - num;
 
     args[k] = (char *) p;
-    num = ngx_sprintf(p, "%ui", olcf->max_backlog);
+    num = ctx->unserved ? ngx_cpymem(p, "unserved", 8)
+                        : ngx_sprintf(p, "%ui", olcf->max_backlog);
     lens[k++] = num - p;
 
     args[k] = OFFLOAD_GROUP;
@@ -591,13 +592,20 @@ ngx_http_offload_record_done(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    what = reply->elements >= 2 ? reply->element[0] : NULL;
+    what = reply->elements >= 1 ? reply->element[0] : NULL;
 
     if (what != NULL && what->type == REDIS_REPLY_STRING
-        && ngx_strcmp(what->str, "full") == 0
+        && ngx_strcmp(what->str, "full") == 0 && reply->elements == 2
         && reply->element[1]->type == REDIS_REPLY_INTEGER)
     {
         ngx_http_offload_admission_full(ctx, reply->element[1]->integer);
+        return;
+    }
+
+    if (what != NULL && what->type == REDIS_REPLY_STRING
+        && ngx_strcmp(what->str, "unserved") == 0)
+    {
+        ngx_http_offload_admission_unserved(ctx);
         return;
     }
 

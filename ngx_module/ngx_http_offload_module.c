@@ -643,13 +643,18 @@ ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
                                            "redis is not reachable");
     }
 
+    /* with an Idempotency-Key, the submit script tells a duplicate, which
+     * is answered all the same, from a new job, which it does not add */
+
     if (ngx_http_offload_admission_served(ctx) != NGX_OK) {
-        return ngx_http_offload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                           "no_workers",
-                                           "no live worker serves this "
-                                           "queue now (its nodes stopped "
-                                           "or drained, or its pools "
-                                           "failed)");
+        if (ctx->idem_key.len == 0) {
+            return ngx_http_offload_send_error(r,
+                                               NGX_HTTP_SERVICE_UNAVAILABLE,
+                                               "no_workers",
+                                               NGX_HTTP_OFFLOAD_NO_WORKERS);
+        }
+
+        ctx->unserved = 1;
     }
 
     /* the id names the queue's slot: its record goes there */

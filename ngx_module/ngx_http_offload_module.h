@@ -113,6 +113,10 @@
 /* how long a GET of the result key may take once the deadline passed */
 #define NGX_HTTP_OFFLOAD_LAST_LOOK        1000
 
+#define NGX_HTTP_OFFLOAD_NO_WORKERS                                          \
+    "no live worker serves this queue now (its nodes stopped or drained, "   \
+    "or its pools failed)"
+
 /* a queue's counters take 5 pages (20 KB, most of it fine buckets): 6m
  * holds all NGX_HTTP_OFFLOAD_METRICS_QUEUES of them */
 #define NGX_HTTP_OFFLOAD_METRICS_SIZE     (6 * 1024 * 1024)
@@ -585,6 +589,9 @@ typedef struct {
     unsigned                      preferred:1; /* by Prefer: respond-async */
     unsigned                      replayed:1;  /* a duplicate of the job
                                                   ctx->id (Idempotency-Key) */
+    unsigned                      unserved:1;  /* no worker serves the
+                                                  queue: only a duplicate
+                                                  goes on */
     unsigned                      replicating:1;  /* awaits WAIT */
     unsigned                      redirects:2; /* MOVED, ASK followed by
                                                   the XADD, the EXISTS */
@@ -976,6 +983,7 @@ ngx_int_t ngx_http_offload_admission_start(ngx_http_offload_peer_t *peer,
 void ngx_http_offload_admission_stop(ngx_http_offload_peer_t *peer);
 ngx_int_t ngx_http_offload_admission_served(ngx_http_offload_ctx_t *ctx);
 void ngx_http_offload_admission_no_stream(ngx_http_offload_ctx_t *ctx);
+void ngx_http_offload_admission_unserved(ngx_http_offload_ctx_t *ctx);
 ngx_int_t ngx_http_offload_admission_xadd(ngx_http_offload_ctx_t *ctx,
     int argc, const char **argv, const size_t *argvlen);
 void ngx_http_offload_admission_full(ngx_http_offload_ctx_t *ctx,

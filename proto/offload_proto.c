@@ -666,6 +666,7 @@ const char  offload_submit_script[] =
     "    return { 'dup', id, h.status }\n"
     "  end\n"
     "end\n"
+    "if ARGV[4] == 'unserved' then return { 'unserved' } end\n"
     "if ARGV[4] ~= '0' then\n"
     "  local full = offload_backlog_full(KEYS[2], ARGV[5], tonumber(ARGV[4]))\n"
     "  if type(full) == 'table' then return full end\n"

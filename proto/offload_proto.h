@@ -778,7 +778,9 @@ extern const char  offload_retry_script[];
  *   KEYS[1] record          ARGV[1] queue
  *   KEYS[2] stream          ARGV[2] submitted_at (ms)
  *   KEYS[3] the idempotency ARGV[3] the record's TTL in ms
- *     key (absent: none)    ARGV[4] offload_max_backlog, 0: none
+ *     key (absent: none)    ARGV[4] offload_max_backlog, 0: none; or
+ *                           "unserved": no worker serves the queue (the
+ *                           caller's view), add nothing new
  *                           ARGV[5] group
  *                           ARGV[6] the idempotency key's TTL in ms
  *                           ARGV[7] the job's deadline (ms): a read of
@@ -789,8 +791,9 @@ extern const char  offload_retry_script[];
  * expire it); one that ended expired or cancelled without ever starting
  * (no started_at, attempts 0) no longer holds the key.  Of a job that
  * does, nothing is written: it returns { "dup", id, status } when the
- * payload's SHA1 is the one stored, else { "reused", id }.  Then, with a
- * backlog limit, a backlog at or over it returns { "full", backlog }.
+ * payload's SHA1 is the one stored, else { "reused", id }.  Then
+ * "unserved" returns { "unserved" }, and with a backlog limit, a backlog
+ * at or over it returns { "full", backlog }.
  * Otherwise the entry, its record and the idempotency key (id and payload
  * SHA1, ARGV[6] ms) are written; it returns the entry id, or nil when the
  * stream does not exist (NOMKSTREAM: nothing written).  The record of a

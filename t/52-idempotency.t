@@ -4,7 +4,8 @@
 # runs once, proven by a counting handler (example.counter: the nth job a
 # worker runs answers jobs n) and by the stream's entries; concurrent
 # duplicates too; another body under the key is 422; a bad key 400; the
-# key is free again after offload_idempotency_ttl; off ignores it.  And
+# key is free again after offload_idempotency_ttl; off ignores it; while
+# no worker serves the queue a duplicate is answered as ever.  And
 # offload_max_backlog on async submits: 503 queue_full with Retry-After.
 
 use strict;
@@ -475,6 +476,42 @@ ok(!redis_cmd('EXISTS', 'offload:{sleep}:idem:key-full'),
     'a refused job leaves no key');
 ok(wait_until(sub { post_json('/full/sleep', '{"ms":10}')->{status} == 202 },
     scaled(10), 'drained'), 'accepted again once drained');
+
+# ---- no worker serves the queue (its node drained, as in a deploy): a
+# duplicate is answered all the same, a new key is 503 no_workers and
+# adds nothing (before: every keyed request was 503 no_workers, so a
+# client retrying through the deploy could not learn its job exists)
+my $a1 = post_key('/async/echo', '{"deploy":1}', 'key-deploy-async');
+is($a1->{status}, 202, 'async with a key: 202');
+my $s1 = post_key('/sync/echo', '{"deploy":2}', 'key-deploy-sync');
+is($s1->{status}, 200, 'sync with a key: 200');
+ok(wait_until(sub { (job($a1->{json}{id})->{json}{status} // '') eq 'done' },
+    scaled(10), 'async done'), 'the async job done');
+my $drain = 'offload:{ctl}:drain:' . node_name();
+redis_cmd('SET', $drain, 1);
+ok(wait_until(sub {
+    code_of(post_json('/sync/echo', '{}', 1)) eq 'no_workers' },
+    scaled(15), 'no_workers'), 'the node drained: a new job is no_workers');
+$added = added('echo');
+$d = post_key('/async/echo', '{"deploy":1}', 'key-deploy-async');
+is($d->{status}, 202, 'drained: the async duplicate is 202')
+    or diag($d->{content});
+is($d->{json}{id}, $a1->{json}{id}, '... with the first job\'s id');
+is($d->{json}{status}, 'done', '... and its status, done');
+is($d->{headers}{'idempotent-replayed'}, 'true', '... Idempotent-Replayed');
+$d = post_key('/sync/echo', '{"deploy":2}', 'key-deploy-sync');
+is($d->{status}, 200, 'drained: the sync duplicate is 200');
+is($d->{content}, $s1->{content}, '... the first job\'s result');
+$d = post_key('/async/echo', '{"deploy":3}', 'key-deploy-new');
+is($d->{status}, 503, 'drained: a new key is 503');
+is(code_of($d), 'no_workers', '... no_workers');
+is($d->{headers}{'retry-after'}, 5, '... Retry-After 5');
+ok(!redis_cmd('EXISTS', 'offload:{echo}:idem:key-deploy-new'),
+    '... it leaves no key');
+is(added('echo'), $added, 'no entry added while drained');
+redis_cmd('DEL', $drain);
+ok(wait_until(sub { post_json('/sync/echo', '{}')->{status} == 200 },
+    scaled(15), 'resumed'), 'resumed: jobs again');
 
 # ---- docs/HTTP_API.md's example, as written
 my ($section) = slurp("$FindBin::Bin/../docs/HTTP_API.md")
