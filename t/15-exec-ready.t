@@ -40,8 +40,9 @@ for my $case (
 
 start_redis();
 # the streams exist already (a restart of a node that served them): the
-# jobs below are queued while the processes load
-for my $q (qw(py node)) {
+# jobs below are queued while the processes load (a stream is made at the
+# heartbeat after its first worker started, which may come after them)
+for my $q (qw(py node pyquick nodequick)) {
     redis_cmd('XGROUP', 'CREATE', "offload:{$q}:jobs", 'workers', '$',
         'MKSTREAM');
 }

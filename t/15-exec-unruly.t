@@ -60,11 +60,8 @@ queue oneshot { handler exec; workers 1; command "/usr/bin/perl $oneshot";
                 restart_backoff 10ms 10ms; }
 CONF
 ok(start_jobs_nginx(server => 'offload_timeout 30s;'), 'stack ready');
-# every queue's stream made (its first process started): until then nginx
-# answers its jobs 404, as it should; stack ready waited for echo's only
-ok(wait_until(sub { !grep { !redis_cmd('EXISTS', "offload:{$_}:jobs") }
-                        qw(stray deaf far flood partial oneshot) },
-    scaled(15), 'every queue served'), 'every queue served');
+ok(wait_streams(qw(stray deaf far flood partial oneshot)),
+    'every queue served (its stream made)');
 
 my $log = tmpdir() . '/sidecar.log';
 

@@ -36,6 +36,7 @@ our @EXPORT = qw(
     redis_password
     start_sidecar stop_sidecar sidecar_pid sidecar_conf_file node_name
     node_doc worker_pids stream_entries events record_key stored_result
+    wait_streams
     nginx_conf write_nginx_conf start_nginx stop_nginx nginx_port
     nginx_pid nginx_worker_pids nginx_error_log wait_nginx_ready nginx_test
     nginx_env
@@ -511,6 +512,16 @@ sub start_sidecar {
         or give_up("sidecar did not register: "
             . slurp("$dir/sidecar.stderr") . slurp("$dir/sidecar.log"));
     return sidecar_pid();
+}
+
+# Waits until each queue's stream exists: one of its workers started, as
+# the node's next heartbeat then makes it (until then nginx answers its
+# jobs 404, as it should; start_sidecar waits for the workers only).
+sub wait_streams {
+    my (@queues) = @_;
+    return wait_until(sub {
+        !grep { !redis_cmd('EXISTS', "offload:{$_}:jobs") } @queues },
+        scaled(15), "the streams of @queues");
 }
 
 # Stops the sidecar (SIGTERM), returns its wait status.
