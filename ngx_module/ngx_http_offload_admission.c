@@ -115,7 +115,7 @@ static const char  ngx_http_offload_admit_script[] =
  */
 
 static const char  ngx_http_offload_served_script[] =
-    OFFLOAD_TIME_MS_LUA
+    OFFLOAD_NOW_LUA
     "local seen, out = {}, {}\n"
     "for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
     "  local doc = redis.call('GET', ARGV[1] .. n)\n"
@@ -140,7 +140,7 @@ static const char  ngx_http_offload_served_script[] =
     "end\n"
     "local stamped = redis.pcall('HGETALL', KEYS[2])\n"
     "if not stamped.err and #stamped > 0 then\n"
-    "  local now = time_ms()\n"
+    "  local now = tonumber(now_ms())\n"
     "  for i = 1, #stamped - 1, 2 do\n"
     "    local qn, at = stamped[i], tonumber(stamped[i + 1])\n"
     "    if not seen[qn] and at and now - at < "

@@ -655,6 +655,7 @@ ngx_http_offload_enqueue(ngx_http_request_t *r, ngx_http_offload_ctx_t *ctx)
         }
 
         ctx->unserved = 1;
+        ctx->retry_after = 0;       /* no_workers' only if it says so */
     }
 
     /* the id names the queue's slot: its record goes there */

@@ -11,7 +11,7 @@
 
 
 const char  offload_nodes_script[] =
-    OFFLOAD_TIME_MS_LUA
+    OFFLOAD_NOW_LUA
     OFFLOAD_QUEUE_FIGURES_LUA
     "local mode, sort, prefix = ARGV[1], ARGV[2], ARGV[4]\n"
     "local limit = tonumber(ARGV[3])\n"
@@ -208,7 +208,7 @@ const char  offload_nodes_script[] =
     "end\n"
     "local served = redis.pcall('HGETALL', KEYS[3])\n"
     "if not served.err and #served > 0 then\n"
-    "  local now = time_ms()\n"
+    "  local now = tonumber(now_ms())\n"
     "  for i = 1, #served - 1, 2 do\n"
     "    local qn, at = served[i], tonumber(served[i + 1])\n"
     "    local stream = '" OFFLOAD_STREAM_HEAD "' .. qn .. '"

@@ -14,26 +14,6 @@
 #include "offload_slot.h"
 
 
-/*
- * Now, ms since the epoch by Redis' clock, as a decimal string: TIME's
- * seconds and the first three of its microseconds' six digits, asked once
- * per script call (a call's jobs end at one instant).  A string, not a
- * number: a Lua number passed to redis.call goes through snprintf("%.17g")
- * in Redis, and TIME's answer made a number through tonumber twice: with
- * a TIME per job, 11,600 of the 110,700 instructions Redis spent per job
- * completing keyed sync jobs in batches of 5 (callgrind).
- * tonumber(now_ms()) where a number is wanted.
- */
-#define OFFLOAD_NOW_LUA                                                      \
-    "local now_text = false\n"                                               \
-    "local function now_ms()\n"                                              \
-    "  if not now_text then\n"                                               \
-    "    local t = redis.call('TIME')\n"                                     \
-    "    now_text = t[1] .. string.sub('00000' .. t[2], -6, -4)\n"           \
-    "  end\n"                                                                \
-    "  return now_text\n"                                                    \
-    "end\n"
-
 /* A record status that ends its job for good (Lua, of the expression s):
  * only `offloadctl retry` makes such a record queued again. */
 #define OFFLOAD_ENDED_LUA(s)                                                 \
@@ -574,9 +554,9 @@ const char  offload_queues_stamp_script[] =
     "end\n";
 
 const char  offload_queue_stats_script[] =
-    OFFLOAD_TIME_MS_LUA
+    OFFLOAD_NOW_LUA
     OFFLOAD_QUEUE_FIGURES_LUA
-    "local now = time_ms()\n"
+    "local now = tonumber(now_ms())\n"
     "local out = {}\n"
     "for i = 1, #KEYS, 3 do\n"
     "  local lag, pending, oldest, found =\n"

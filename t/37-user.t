@@ -87,9 +87,13 @@ spew($victim, "root's own\n");
 chmod 0600, $victim;
 symlink $victim, "$vlog/sidecar.log" or die "symlink: $!";
 link $victim, "$vlog/hard.log" or die "link: $!";
+mkdir "$dir/rootdir" or die "mkdir: $!";
+symlink "$dir/rootdir", "$vlog/logs" or die "symlink: $!";
 my $sidecar = build_path('offload-sidecar');
 for my $case ([ 'a symbolic link', 'sidecar.log', qr/a symbolic link/ ],
-              [ 'a hard link', 'hard.log', qr/other hard links/ ]) {
+              [ 'a hard link', 'hard.log', qr/other hard links/ ],
+              [ 'a folder on the way that is a link', 'logs/sidecar.log',
+                qr/symbolic link/ ]) {
     my ($what, $name, $why) = @$case;
     my $conf_file = "$dir/linked.conf";
     spew($conf_file, "redis 127.0.0.1:${\ redis_port()};\nnode_name linked;\n"
@@ -97,7 +101,7 @@ for my $case ([ 'a symbolic link', 'sidecar.log', qr/a symbolic link/ ],
     my $out = `timeout 10 $sidecar -c $conf_file 2>&1`;
     is($? >> 8, 1, "the log $what to root's file: the start fails")
         or diag($out);
-    like($out, qr/cannot open log "\Q$vlog\E\/$name": .*$why/,
+    like($out, qr/cannot open log "\Q$vlog\E\/\Q$name\E": .*$why/,
         '... saying why') or diag($out);
     $out = `$sidecar -t -c $conf_file 2>&1`;
     like($out, qr/cannot open log .*$why.*\n.*test failed/s,
@@ -107,6 +111,8 @@ my @st = stat $victim;
 is_deeply([ @st[4, 5], $st[2] & 07777 ], [ 0, 0, 0600 ],
     "root's file still root's, mode 0600");
 is(slurp($victim), "root's own\n", '... and untouched');
+ok(!-e "$dir/rootdir/sidecar.log", 'nothing made in the folder of root\'s '
+    . 'a link of the user\'s led to');
 
 # -t: a user that does not exist is an error with file:line.
 my $bad = tmpdir() . '/bad-user.conf';
@@ -158,7 +164,8 @@ redis_cmd('XADD', 'offload:{peek}:dead', '*', v => 1, id => 'b' x 32,
 my $replay_conf = "$dir/replay.conf";
 spew($replay_conf, "redis 127.0.0.1:${\ redis_port()};\nuser nobody;\n"
     . $peek_conf);
-$out = `${\ build_path('offloadctl')} -c $replay_conf replay ${\ ('b' x 32)} 2>&1`;
+my $ctl = build_path('offloadctl');
+$out = `$ctl -c $replay_conf replay ${\ ('b' x 32)} 2>&1`;
 is($? >> 8, 0, 'offloadctl replay as root: exit 0') or diag($out);
 like($out, qr/"uid":$uid\b/, '... the handler ran as nobody') or diag($out);
 

@@ -25,7 +25,7 @@ my $proxy = BlackholeProxy->start(redis_port());
 ok(start_jobs_nginx(workers => 1,
     redis => '127.0.0.1:' . $proxy->port . ' user=nginx-t password=first',
     server => "location ~ ^/brief/([^/]+)\$ { offload_pass \$1;"
-        . " offload_timeout 1s; }\n"), 'stack ready');
+        . " offload_timeout 2s; }\n"), 'stack ready');
 
 # a queue nobody reads: its job waits, its result is staged by hand
 is(redis_cmd('XGROUP', 'CREATE', 'offload:{parked}:jobs', 'workers', '$',
@@ -46,6 +46,10 @@ my $e;
 ok(wait_until(sub { $e = stream_entries('offload:{parked}:jobs')->[-1] },
     scaled(10), 'job queued'), 'a sync job queued, nobody runs it');
 
+# the bulk connection lost, and no new connection taken
+$proxy->refuse_new;
+redis_cmd('CLIENT', 'KILL', 'ID', $bulk->{id});
+
 # its result, 2 MB in 256 KB slices, as a worker stores a big one
 my $key = "offload:{parked}:result:$e->{id}";
 my $data = "OR1 $e->{id} 200 1000 2000 3000 4000\n\"" . ('r' x 2_000_000)
@@ -54,9 +58,6 @@ redis_cmd('RPUSH', $key, substr($data, $_ * 262144, 262144))
     for 0 .. int(length($data) / 262144);
 redis_cmd('PEXPIRE', $key, 60000);
 
-# the bulk connection lost, and no new connection taken
-$proxy->refuse_new;
-redis_cmd('CLIENT', 'KILL', 'ID', $bulk->{id});
 my $t0 = time;
 my $a = read_answer($s, scaled(15));
 my $took = time - $t0;
@@ -64,7 +65,7 @@ is($a->{status}, 503, 'the read waiting for its connection: 503')
     or diag(explain($a));
 is(($a->{json} // {})->{error}{code}, 'redis_unavailable',
     '... redis_unavailable');
-ok($took < scaled(6), sprintf('... within a few seconds of the deadline '
+ok($took < scaled(7), sprintf('... within a few seconds of the deadline '
     . '(%.2f s)', $took));
 like(slurp(nginx_error_log()), qr/bulk connection .*refused/,
     'nginx logged why it cannot connect');

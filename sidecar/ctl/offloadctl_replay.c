@@ -30,6 +30,7 @@ typedef struct {
     char     queue[OFFLOAD_QUEUE_NAME_MAX + 1];
     char     where[16];
     int      attempt;                 /* the entry's: as its last run saw */
+    int      interrupted;             /* a stop cut a run of it short */
 } found_t;
 
 
@@ -117,6 +118,7 @@ take_payload(ctl_t *ctl, const char *queue, const char *key,
     const char  *body = ctl_entry_field(entry, OFFLOAD_F_BODY);
     const char  *id = ctl_entry_field(entry, OFFLOAD_F_ID);
     const char  *attempt = ctl_entry_field(entry, OFFLOAD_F_ATTEMPT);
+    const char  *interrupted = ctl_entry_field(entry, OFFLOAD_F_INTERRUPTED);
 
     (void) key;
 
@@ -141,6 +143,7 @@ take_payload(ctl_t *ctl, const char *queue, const char *key,
     if (found->attempt < 1) {
         found->attempt = 1;
     }
+    found->interrupted = interrupted != NULL;
     return 0;
 }
 
@@ -317,22 +320,24 @@ ctl_replay(ctl_t *ctl, int argc, char **argv)
         return exec_gdb(ctl->argc, ctl->argv);
     }
 
-    memset(&found, 0, sizeof(found));
-
-    if (find_job(ctl, only, argv[optind], &found) != 0) {
+    /* The plugins too: a job of theirs is replayed with their code,
+     * loaded as the sidecar loads them, before it becomes its user. */
+    if (offload_handlers_resolve(ctl->conf, err, sizeof(err)) != 0) {
+        fprintf(stderr, "offloadctl replay: %s\n", err);
         return CTL_FAIL;
     }
 
-    /* The handler runs as the sidecar's workers run it: as root, as the
-     * configuration's user (a payload anyone could submit, a plugin, an
-     * exec program, are never run as root here either). */
+    /* The job runs as the sidecar's workers run it: as root, as the
+     * configuration's user (a payload anyone could submit is never run as
+     * root here either). */
     if (offload_privs_replay(ctl->conf) != 0) {
         return CTL_FAIL;
     }
 
-    /* The plugins too: a job of theirs is replayed with their code. */
-    if (offload_handlers_resolve(ctl->conf, err, sizeof(err)) != 0) {
-        fprintf(stderr, "offloadctl replay: %s\n", err);
+    memset(&found, 0, sizeof(found));
+
+    if (find_job(ctl, only, argv[optind], &found) != 0) {
+        free(found.payload);
         return CTL_FAIL;
     }
 
@@ -350,10 +355,11 @@ ctl_replay(ctl_t *ctl, int argc, char **argv)
             found.attempt, q->handler->name);
 
     /* at the attempt its entry says, as the run that failed saw it (its
-     * attempt and ran_before) */
+     * attempt; ran_before also when a stop cut a run short) */
     memset(&job, 0, sizeof(job));
     offload_job_set(&job, argv[optind], strlen(argv[optind]), "", 0,
                     found.attempt, 0);
+    job.ran_before |= found.interrupted;
 
     /* An exec queue's command runs here, as a child of offloadctl; its
      * stderr comes out as log lines on offloadctl's stderr. */

@@ -215,7 +215,7 @@ is_json(const char *data, size_t len)
 /* {"code": "...", "message": "...", "retry": true}: the job fails with
  * them (422), for now when "retry" is true (offload_job_retry).  A message
  * that is not a string (an object of field errors, a number) is given as
- * its JSON text, not lost. */
+ * its JSON text, not lost; null is none. */
 static int
 answer_error(offload_job_t *job, const span_t *s, char *why, size_t size)
 {
@@ -239,7 +239,7 @@ answer_error(offload_job_t *job, const span_t *s, char *why, size_t size)
     code = json_string_value(json_object_get(v, "code"));
     m = json_object_get(v, "message");
     message = json_string_value(m);
-    if (message == NULL && m != NULL) {
+    if (message == NULL && m != NULL && !json_is_null(m)) {
         text = json_dumps(m, JSON_COMPACT | JSON_ENCODE_ANY);
         message = text;
     }

@@ -196,6 +196,10 @@ test_answer(void)
               "\"message\":42}}") == OFFLOAD_OK && job.status == 422,
        "an error whose message is a number: 422");
     is_str(job.message, "42", "its text the message");
+    ok(answer("{\"id\":\"" ID "\",\"error\":{\"code\":\"bad_input\","
+              "\"message\":null}}") == OFFLOAD_OK && job.status == 422,
+       "an error whose message is null: 422");
+    is_str(job.message, "", "no message");
 
     /* what Python's json and JSON.stringify write for "a\0b" and for a
      * lone surrogate: the job fails, the process goes on (before: both
