@@ -655,8 +655,17 @@ const char  offload_submit_script[] =
     "local id = redis.call('XADD', KEYS[2], 'NOMKSTREAM', '*',"
     " unpack(ARGV, 8))\n"
     "if not id then return false end\n"
+    /* nginx's reading of Redis' clock may run a few ms ahead of it: a
+     * job is not submitted after Redis took it (nor after it started),
+     * and its deadline keeps its span */
+    "local submitted, deadline = ARGV[2], ARGV[7]\n"
+    "local ahead = tonumber(submitted) - tonumber(now_ms())\n"
+    "if ahead > 0 then\n"
+    "  submitted = now_ms()\n"
+    "  deadline = string.format('%d', tonumber(deadline) - ahead)\n"
+    "end\n"
     "local rec = { 'queue', ARGV[1], 'status', 'queued', 'attempts', '0',"
-    " 'submitted_at', ARGV[2], 'deadline', ARGV[7] }\n"
+    " 'submitted_at', submitted, 'deadline', deadline }\n"
     "if sync then\n"
     "  rec[#rec + 1], rec[#rec + 2] = 'sync', '1'\n"
     "  rec[#rec + 1], rec[#rec + 2] = 'entry', id\n"

@@ -786,7 +786,9 @@ extern const char  offload_retry_script[];
  * access to its keys: the module's ACL user has it for EVAL alone
  * (README); inside, the stream takes an XADD.
  *   KEYS[1] record          ARGV[1] queue
- *   KEYS[2] stream          ARGV[2] submitted_at (ms)
+ *   KEYS[2] stream          ARGV[2] submitted_at (ms; the record's is
+ *                           Redis' TIME when that is earlier, and its
+ *                           deadline as much earlier)
  *   KEYS[3] the idempotency ARGV[3] the record's TTL in ms
  *     key (absent: none)    ARGV[4] offload_max_backlog, 0: none; or
  *                           "unserved": no worker serves the queue (the
