@@ -243,9 +243,20 @@ reply_string(const redisReadTask *task, char *str, size_t len)
 }
 
 
+/* hiredis allocates an array's element pointers on its header, before any
+ * element came: a peer's "*444444444" would take 3.5 GB.  No reply of
+ * Redis to offload comes near this many. */
+#define OFFLOAD_REPLY_ELEMENTS_MAX  (1 << 20)
+
 static void *
 reply_array(const redisReadTask *task, int elements)
 {
+    if (elements > OFFLOAD_REPLY_ELEMENTS_MAX) {
+        refused_hook(task->privdata, "an array of more than 1048576 "
+                     "elements");
+        return NULL;
+    }
+
     return allowed(task, REDIS_REPLY_ARRAY, elements, NULL, 0)
            ? hiredis_replies->createArray(task, elements) : NULL;
 }

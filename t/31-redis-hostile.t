@@ -14,7 +14,8 @@
 #    1-element array nothing asked for: on the subscriber a short pub/sub
 #    reply, on the idle command connection an unsolicited reply; then the
 #    subscriber's other shapes: a kind or channel not a bulk string, an
-#    unsubscribe without its count or with a count not an integer, a nil.
+#    unsubscribe without its count or with a count not an integer, a nil;
+#    and an array header of more elements than any reply holds.
 
 use strict;
 use warnings;
@@ -131,6 +132,14 @@ for my $shape (
         "subscriber: $why: no worker killed");
 }
 workers_survive('the other shapes', 1, $from);
+
+# an array header of 444,444,444 elements: hiredis would allocate their
+# pointers (3.5 GB) before any came (found by a fuzzer)
+$from = length slurp(nginx_error_log());
+ok(inject_until($proxy, "*444444444\r\n", $from,
+    qr/protocol error: an array of more than 1048576 elements/),
+    'a huge array header: refused, logged');
+workers_survive('a huge array header', 1, $from);
 stop_nginx();
 $proxy->stop;
 
