@@ -356,6 +356,29 @@ is($rc, 2, 'top -n 0: exit 2');
     redis_cmd('SREM', 'offload:{ctl}:nodes', 'big');
 }
 
+# ---- a document written by hand with figures no node writes: said as
+# none, no arithmetic overflowed (a fuzzer found signed overflows and
+# float casts out of range, undefined behaviour)
+{
+    my $doc = node_doc();
+    $doc->{node} = 'odd';
+    $doc->{heartbeat} += 3_600_000;
+    @$doc{qw(started clock_offset_ms)} = ('-9223372036854775807', 1e300);
+    $_->{backlog} = 1e300 for values %{ $doc->{queues} };
+    redis_cmd('SET', 'offload:{ctl}:node:odd',
+        json_encode($doc) =~ s/"-9223372036854775807"/-9223372036854775807/r,
+        'EX', 60);
+    redis_cmd('SADD', 'offload:{ctl}:nodes', 'odd');
+    for my $cmd ('status', 'queues') {
+        ($rc, $out) = run($cmd);
+        is($rc, 0, "$cmd with out-of-range figures: exit 0") or diag($out);
+        unlike($out, qr/runtime error|e\+?300|9223372036854775/,
+            '... no overflow, no such figure printed') or diag($out);
+    }
+    redis_cmd('DEL', 'offload:{ctl}:node:odd');
+    redis_cmd('SREM', 'offload:{ctl}:nodes', 'odd');
+}
+
 # ---- top in a real terminal (tmux): draws, re-sorts on a key, q quits
 SKIP: {
     skip 'tmux is not installed', 5 unless -x '/usr/bin/tmux';

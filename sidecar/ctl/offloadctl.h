@@ -154,8 +154,13 @@ void ctl_figure(char *buf, size_t size, long long v, int width);
 /* An entry id's time ("1700000000000-0") as ISO 8601 UTC with ms. */
 void ctl_entry_time(char *buf, size_t size, const char *entry_id);
 
+/* More than any figure of a document can be (ms since the epoch, counts,
+ * bytes): a document written by hand (1e300, -9223372036854775807) would
+ * overflow the arithmetic done with it. */
+#define CTL_FIGURE_MAX  1e15
+
 /* A member of obj: its string ("-" when not a string), its integer (-1
- * when not a number), its number. */
+ * when not a number, or beyond CTL_FIGURE_MAX either way), its number. */
 const char *ctl_text(json_t *obj, const char *key);
 long long ctl_int(json_t *obj, const char *key);
 double ctl_num(json_t *obj, const char *key);

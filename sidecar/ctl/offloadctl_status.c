@@ -204,7 +204,7 @@ figure(char *buf, size_t size, json_t *q, const char *key, int kind)
 {
     double  v = ctl_num(q, key);
 
-    if (v < 0) {
+    if (v < 0 || v > CTL_FIGURE_MAX) {
         return "-";
     }
 

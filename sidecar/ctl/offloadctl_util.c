@@ -523,12 +523,21 @@ ctl_text(json_t *obj, const char *key)
 }
 
 
+/* A figure of a document, or -1 for none: also one no figure can be
+ * (CTL_FIGURE_MAX). */
 long long
 ctl_int(json_t *obj, const char *key)
 {
+    double   n;
     json_t  *v = json_object_get(obj, key);
 
-    return json_is_number(v) ? (long long) json_number_value(v) : -1;
+    if (!json_is_number(v)) {
+        return -1;
+    }
+
+    n = json_number_value(v);
+
+    return n >= -CTL_FIGURE_MAX && n <= CTL_FIGURE_MAX ? (long long) n : -1;
 }
 
 
