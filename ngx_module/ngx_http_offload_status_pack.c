@@ -18,6 +18,12 @@
 #include "ngx_http_offload_module.h"
 
 
+/* JSON's whitespace (RFC 8259): around the tokens of a document written by
+ * hand, not by a sidecar */
+#define ngx_http_offload_status_space(c)                                     \
+    ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
+
+
 /* past a JSON string: p is at its opening quote */
 
 static u_char *
@@ -40,7 +46,7 @@ ngx_http_offload_status_skip_value(u_char *p, u_char *last)
 {
     ngx_uint_t  depth;
 
-    while (p < last && (*p == ' ' || *p == '\n')) {
+    while (p < last && ngx_http_offload_status_space(*p)) {
         p++;
     }
 
@@ -83,8 +89,8 @@ ngx_http_offload_status_skip_value(u_char *p, u_char *last)
  * script answers them) without the "workers" member of each queue (the
  * objects in a document's "queues"): copies src to dst, at most len
  * bytes, and returns what it wrote.  The documents are the sidecars'
- * (jansson's) JSON, so a scan that knows strings and nesting is enough;
- * it never reads past src + len whatever the bytes are.
+ * (jansson's) JSON, so a scan that knows strings, nesting and whitespace
+ * is enough; it never reads past src + len whatever the bytes are.
  */
 
 size_t
@@ -126,7 +132,7 @@ ngx_http_offload_status_lean(u_char *dst, u_char *src, size_t len)
         q = ngx_http_offload_status_skip_string(p, last);
         n = q - p;
 
-        while (q < last && (*q == ' ' || *q == '\n')) {
+        while (q < last && ngx_http_offload_status_space(*q)) {
             q++;
         }
 
@@ -139,7 +145,8 @@ ngx_http_offload_status_lean(u_char *dst, u_char *src, size_t len)
             {
                 /* an object: the queues are inside it, at depth 2 */
 
-                for (q++; q < last && (*q == ' ' || *q == '\n'); q++) {
+                for (q++; q < last && ngx_http_offload_status_space(*q); q++)
+                {
                     /* void */
                 }
 
@@ -151,7 +158,16 @@ ngx_http_offload_status_lean(u_char *dst, u_char *src, size_t len)
             {
                 q = ngx_http_offload_status_skip_value(q + 1, last);
 
-                /* and one of the commas around it */
+                /* and one of the commas around it, with the whitespace
+                 * between */
+
+                while (d > dst && ngx_http_offload_status_space(d[-1])) {
+                    d--;
+                }
+
+                while (q < last && ngx_http_offload_status_space(*q)) {
+                    q++;
+                }
 
                 if (d > dst && d[-1] == ',') {
                     d--;

@@ -198,4 +198,26 @@ ok(wait_until(sub {
     . 'good report only');
 is($crashes && $crashes->[0]{node}, 'x', 'the good one');
 
+# a document written by hand with whitespace (valid JSON, not a sidecar's
+# compact one) around its queues' "workers": the lean view (without the
+# workers) is JSON still (a fuzzer found ", }" and "{ ," left behind)
+for my $shape ([ 'spaced1', qq({"node":"spaced1","pid":1,"queues":{"q":)
+                   . qq({"state":"ok",\t"workers"\r\n:\t[{"slot":0}]}}}) ],
+               [ 'spaced2', qq({"node":"spaced2","pid":1,"queues":{"q":)
+                   . qq({"workers":[{"slot":0}] ,"state":"ok"}}}) ]) {
+    my ($name, $json) = @$shape;
+    redis_cmd('SET', "$prefix$name", $json, 'EX', 60);
+    redis_cmd('SADD', 'offload:{ctl}:nodes', $name);
+}
+my $lean;
+ok(wait_until(sub { $lean = status();
+    2 == grep { $_->{node} =~ /^spaced/ } @{ $lean->{nodes} || [] } },
+    scaled(10), 'spaced nodes'), 'documents spaced by hand: the status '
+    . 'answer is JSON, with them') or diag(http('GET', '/status')->{content});
+my %state = map { $_->{node} => $_->{queues}{q} }
+    grep { $_->{node} =~ /^spaced/ } @{ $lean->{nodes} || [] };
+is_deeply(\%state,
+    { spaced1 => { state => 'ok' }, spaced2 => { state => 'ok' } },
+    '... each queue without its workers, its other members kept');
+
 done_testing();
