@@ -3,9 +3,9 @@
 # is open, before the first worker: the supervisor and every worker run as
 # nobody (uid, gid, groups from initgroups), with NoNewPrivs set, and jobs,
 # a reload (the config read again as nobody) and new workers still work.
-# Started as root, it takes a log that is a link to another file in a
-# folder the user owns neither as root nor gives it to the user (one in
-# root's own folders, t/80-logging-full's /dev/full, it takes); started as the
+# Started as root, it opens its log as the user, or as root only on a
+# path only root could have arranged, so a link the user made leads root
+# nowhere; started as the
 # user, its processes are not dumpable (an exec handler's process, the same
 # user, cannot read their memory); offloadctl replay as root runs the
 # handler as the user.
@@ -76,8 +76,10 @@ is(post_json('/jobs/echo', { after => 'reload' })->{status}, 200,
     'jobs after the reload');
 unlike(slurp($log), qr/reload refused/, 'the reload was not refused');
 
-# ---- the log's folder is the user's (/var/log/offload): a link there to
-# a file of root's is not written by root nor given to the user
+# ---- the log's folder is the user's (/var/log/offload): the log is
+# opened as the user, so a link there to a file of root's is neither
+# written by root nor given to the user; nor is a link to the user's
+# folder from root's, where the user may put another link
 my $dir = tmpdir();
 my $vlog = "$dir/vlog";
 mkdir $vlog or die "mkdir $vlog: $!";
@@ -89,29 +91,34 @@ symlink $victim, "$vlog/sidecar.log" or die "symlink: $!";
 link $victim, "$vlog/hard.log" or die "link: $!";
 mkdir "$dir/rootdir" or die "mkdir: $!";
 symlink "$dir/rootdir", "$vlog/logs" or die "symlink: $!";
+symlink "$victim", "$vlog/target.log" or die "symlink: $!";
+symlink "$vlog/target.log", "$dir/rootdir/led.log" or die "symlink: $!";
 my $sidecar = build_path('offload-sidecar');
-for my $case ([ 'a symbolic link', 'sidecar.log', qr/a symbolic link/ ],
-              [ 'a hard link', 'hard.log', qr/other hard links/ ],
-              [ 'a folder on the way that is a link', 'logs/sidecar.log',
-                qr/symbolic link/ ]) {
-    my ($what, $name, $why) = @$case;
+my $as_user = qr/Permission denied \(started as root, the sidecar opens its /
+    . qr/log as user "nobody"/;
+for my $case ([ 'a symbolic link', "$vlog/sidecar.log" ],
+              [ 'a hard link', "$vlog/hard.log" ],
+              [ 'a folder on the way that is a link', "$vlog/logs/s.log" ],
+              [ 'a link from root\'s folder to the user\'s',
+                "$dir/rootdir/led.log" ]) {
+    my ($what, $path) = @$case;
     my $conf_file = "$dir/linked.conf";
     spew($conf_file, "redis 127.0.0.1:${\ redis_port()};\nnode_name linked;\n"
-        . "user nobody;\nlog $vlog/$name;\nqueue echo { handler echo; }\n");
+        . "user nobody;\nlog $path;\nqueue echo { handler echo; }\n");
     my $out = `timeout 10 $sidecar -c $conf_file 2>&1`;
     is($? >> 8, 1, "the log $what to root's file: the start fails")
         or diag($out);
-    like($out, qr/cannot open log "\Q$vlog\E\/\Q$name\E": .*$why/,
+    like($out, qr/cannot open log "\Q$path\E": $as_user/,
         '... saying why') or diag($out);
     $out = `$sidecar -t -c $conf_file 2>&1`;
-    like($out, qr/cannot open log .*$why.*\n.*test failed/s,
+    like($out, qr/cannot open log .*$as_user.*\n.*test failed/s,
         '... and so does -t') or diag($out);
 }
 my @st = stat $victim;
 is_deeply([ @st[4, 5], $st[2] & 07777 ], [ 0, 0, 0600 ],
     "root's file still root's, mode 0600");
 is(slurp($victim), "root's own\n", '... and untouched');
-ok(!-e "$dir/rootdir/sidecar.log", 'nothing made in the folder of root\'s '
+ok(!-e "$dir/rootdir/s.log", 'nothing made in the folder of root\'s '
     . 'a link of the user\'s led to');
 
 # -t: a user that does not exist is an error with file:line.

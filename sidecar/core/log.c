@@ -20,7 +20,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <libgen.h>
 #include <limits.h>
 #include <poll.h>
@@ -30,7 +29,6 @@
 #include <string.h>
 #include <syslog.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/uio.h>
@@ -104,180 +102,57 @@ offload_log_level_parse(const char *name)
 }
 
 
-/* Whether others than root may change the folder st is (owned by root,
- * not writable by its group or others; a folder above the log's may be,
- * with the sticky bit: /tmp, where others may not rename root's). */
+/* O_NONBLOCK: a FIFO or terminal (/dev/tty1) is written without waiting
+ * for its reader, and a FIFO without one is an error, not a wait; a file
+ * ignores the flag.  O_NOCTTY: a terminal does not become the sidecar's
+ * (its hangup would be a SIGHUP, a reload). */
 static int
-not_roots(const struct stat *st, int above)
+open_file(const char *path)
 {
-    return st->st_uid != 0
-           || ((st->st_mode & (S_IWGRP | S_IWOTH))
-               && !(above && (st->st_mode & S_ISVTX)));
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK
+                      | O_NOCTTY, 0644);
 }
 
 
-/*
- * Whether others than root may change a folder the log's path goes
- * through, as written (a folder, or the one holding a symbolic link on
- * the way) or as resolved (where the links lead).  Started as root, a log
- * there (the sidecar's user's own folder, /var/log/offload; /tmp) is
- * opened resolving no symbolic link, and taken only if it has no other
- * hard link: whoever may change that folder could put a link to a file of
- * root's (/etc/shadow), which root would then write to and give the user
- * (offload_log_chown).
- */
-static int
-others_may_change(const char *path)
+int
+offload_log_roots_path(const char *path)
 {
     int          above;
-    char         copy[PATH_MAX], dir[PATH_MAX], *slash;
+    char         dir[PATH_MAX], *slash;
     struct stat  st;
 
-    if (geteuid() != 0) {
-        return 0;
-    }
-
-    /* as written: each folder from the top, down to the log's own */
     if (path[0] == '/') {
-        snprintf(dir, sizeof(dir), "%s", path);
+        if (snprintf(dir, sizeof(dir), "%s", path) >= (int) sizeof(dir)) {
+            return 0;
+        }
 
-    } else if (getcwd(copy, sizeof(copy)) == NULL
-               || snprintf(dir, sizeof(dir), "%s/%s", copy, path)
-                  >= (int) sizeof(dir))
+    } else if (getcwd(dir, sizeof(dir)) == NULL
+               || strlen(dir) + 1 + strlen(path) >= sizeof(dir))
     {
-        return 1;
+        return 0;
+
+    } else {
+        strcat(strcat(dir, "/"), path);
     }
 
     for (slash = dir; (slash = strchr(slash + 1, '/')) != NULL; ) {
         *slash = '\0';
         above = strchr(slash + 1, '/') != NULL;
 
-        if (lstat(dir, &st) != 0
-            || (!S_ISLNK(st.st_mode) && not_roots(&st, above)))
+        /* a folder: root's, writable by none else (a folder above it may
+         * be, with the sticky bit: /tmp, where none may rename root's) */
+        if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0
+            || ((st.st_mode & (S_IWGRP | S_IWOTH))
+                && !(above && (st.st_mode & S_ISVTX))))
         {
-            return 1;
+            return 0;
         }
 
         *slash = '/';
     }
 
-    /* as resolved */
-    if (snprintf(copy, sizeof(copy), "%s", path) >= (int) sizeof(copy)
-        || realpath(dirname(copy), dir) == NULL)
-    {
-        return 1;
-    }
-
-    for (above = 0; /* void */ ; above = 1) {
-        if (stat(dir, &st) != 0 || not_roots(&st, above)) {
-            return 1;
-        }
-
-        if (strcmp(dir, "/") == 0) {
-            return 0;
-        }
-
-        slash = strrchr(dir, '/');
-        if (slash == NULL) {
-            return 1;
-        }
-
-        if (slash == dir) {
-            dir[1] = '\0';                 /* "/var": its folder is "/" */
-        } else {
-            *slash = '\0';
-        }
-    }
-}
-
-
-/* Opens path resolving no symbolic link on its way (openat2's
- * RESOLVE_NO_SYMLINKS), where the kernel has it, else none at its end. */
-static int
-open_no_links(const char *path, int flags)
-{
-    int              fd;
-    struct open_how  how;
-
-    memset(&how, 0, sizeof(how));
-    how.flags = (uint64_t) flags;
-    how.mode = (flags & O_CREAT) ? 0644 : 0;
-    how.resolve = RESOLVE_NO_SYMLINKS;
-
-    fd = (int) syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
-
-    if (fd == -1 && errno == ENOSYS) {
-        fd = open(path, flags | O_NOFOLLOW, (flags & O_CREAT) ? 0644 : 0);
-    }
-
-    return fd;
-}
-
-
-/* A log, in a folder others may change, that is a link: -1 with errno
- * ELOOP (a symbolic link) or EMLINK (other hard links), else 0. */
-static int
-refused(const struct stat *st)
-{
-    if (S_ISLNK(st->st_mode)) {
-        errno = ELOOP;
-        return -1;
-    }
-
-    if (S_ISREG(st->st_mode) && st->st_nlink > 1) {
-        errno = EMLINK;
-        return -1;
-    }
-
-    return 0;
-}
-
-
-/* O_NONBLOCK: a FIFO or terminal (/dev/tty1) is written without waiting
- * for its reader, and a FIFO without one is an error, not a wait; a file
- * ignores the flag.  O_NOCTTY: a terminal does not become the sidecar's
- * (its hangup would be a SIGHUP, a reload).  No links: above. */
-static int
-open_file(const char *path)
-{
-    int          fd, err, flags, guard;
-    struct stat  st;
-
-    flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK
-            | O_NOCTTY;
-    guard = others_may_change(path);
-
-    fd = guard ? open_no_links(path, flags) : open(path, flags, 0644);
-    if (fd == -1) {
-        return -1;
-    }
-
-    if (guard && fstat(fd, &st) == 0 && refused(&st) != 0) {
-        err = errno;
-        close(fd);
-        errno = err;
-        return -1;
-    }
-
-    return fd;
-}
-
-
-const char *
-offload_log_why_refused(int err)
-{
-    switch (err) {
-    case ELOOP:
-        return " (a symbolic link, or a path through a folder others than "
-               "root may change: started as root, the sidecar opens a log "
-               "there only as the file itself, through no symbolic link)";
-    case EMLINK:
-        return " (a file with other hard links in a folder others than "
-               "root may change: started as root, the sidecar opens only a "
-               "log that is the file itself there)";
-    default:
-        return "";
-    }
+    /* nor the log a link: where it leads was not vetted */
+    return lstat(dir, &st) != 0 || !S_ISLNK(st.st_mode);
 }
 
 
@@ -417,9 +292,11 @@ offload_log_open(const char *target, int level, int json, const char *ident)
     }
     log_host[sizeof(log_host) - 1] = '\0';
 
-    log_lost_node = offload_shm_map(sizeof(*log_lost_node));
     if (log_lost_node == NULL) {
-        return -1;
+        log_lost_node = offload_shm_map(sizeof(*log_lost_node));
+        if (log_lost_node == NULL) {
+            return -1;
+        }
     }
 
     if (strcmp(target, "stderr") == 0) {
@@ -462,7 +339,6 @@ offload_log_open(const char *target, int level, int json, const char *ident)
 int
 offload_log_check(const char *target)
 {
-    int           fd, err;
     char          dir[PATH_MAX];
     const char   *path;
     struct stat   st;
@@ -481,38 +357,13 @@ offload_log_check(const char *target)
         return -1;
     }
 
-    /* what open_file() would refuse: a link on the way, on the log or
-     * (a log to make) on its folder, or other hard links */
-    if (others_may_change(target)) {
-        fd = open_no_links(target, O_PATH | O_CLOEXEC);
-
-        if (fd == -1 && errno == ENOENT
-            && snprintf(dir, sizeof(dir), "%s", target) < (int) sizeof(dir))
-        {
-            fd = open_no_links(dirname(dir),
-                               O_PATH | O_DIRECTORY | O_CLOEXEC);
-        }
-
-        if (fd == -1 && errno == ELOOP) {
-            return -1;
-        }
-
-        if (fd != -1) {
-            err = (fstat(fd, &st) == 0 && refused(&st) != 0) ? errno : 0;
-            close(fd);
-            if (err) {
-                errno = err;
-                return -1;
-            }
-        }
-    }
-
     if (stat(target, &st) == 0 && S_ISDIR(st.st_mode)) {
         errno = EISDIR;
         return -1;
     }
 
-    if (access(target, W_OK) == 0) {
+    /* as the effective ids (the user's, while privs.c lends them) */
+    if (faccessat(AT_FDCWD, target, W_OK, AT_EACCESS) == 0) {
         return 0;
     }
 
@@ -528,7 +379,7 @@ offload_log_check(const char *target)
         return -1;
     }
 
-    return access(dirname(dir), W_OK);
+    return faccessat(AT_FDCWD, dirname(dir), W_OK, AT_EACCESS);
 }
 
 

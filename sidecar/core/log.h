@@ -42,9 +42,11 @@ int offload_log_open(const char *target, int level, int json,
  * Returns 0, or -1 with errno set. */
 int offload_log_check(const char *target);
 
-/* What to add to strerror(err) when offload_log_open or offload_log_check
- * failed: why a log started as root was refused, or "". */
-const char *offload_log_why_refused(int err);
+/* Whether only root could have arranged path: every folder on it, as
+ * written, is root's, writable by none else (a folder above the log's
+ * may be, with the sticky bit), none is a symbolic link, nor is the log.
+ * Started as root, the sidecar opens a log there itself (privs.c). */
+int offload_log_roots_path(const char *path);
 
 /* Opens the log file again (SIGUSR1, after logrotate moved it).  Returns 0,
  * or -1 with errno set (the old file stays in use). */

@@ -4,7 +4,7 @@
  *
  * Started as root with "user" set, it does what nginx does for its
  * workers: supplementary groups (initgroups), group, then user, once the
- * only thing that needs root, opening the log file, is done.  Unlike
+ * log is open (as the user where it may: offload_privs_open_log()).  Unlike
  * nginx's master the supervisor drops too: nothing it does later needs
  * root (it reads the config again on SIGHUP, so the user must be able to
  * read it).  Then PR_SET_NO_NEW_PRIVS, whether or not a user was set: the
@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -51,6 +52,141 @@ switch_user(const offload_conf_t *conf)
 }
 
 
+/* Root's effective ids and groups, while the user's are lent. */
+typedef struct {
+    gid_t   egid;
+    gid_t  *groups;
+    int     ngroups;
+} root_ids_t;
+
+
+/* Takes the user's effective ids and groups, root's kept to take back
+ * (the saved set-user-ID stays root's).  Returns 0, or -1 with errno. */
+static void take_back(root_ids_t *root);
+
+
+static int
+lend(const offload_conf_t *conf, root_ids_t *root)
+{
+    root->egid = getegid();
+    root->ngroups = getgroups(0, NULL);
+    root->groups = malloc((root->ngroups + 1) * sizeof(gid_t));
+
+    if (root->ngroups < 0 || root->groups == NULL
+        || getgroups(root->ngroups, root->groups) != root->ngroups)
+    {
+        free(root->groups);
+        return -1;
+    }
+
+    if (initgroups(conf->user, conf->gid) != 0 || setegid(conf->gid) != 0
+        || seteuid(conf->uid) != 0)
+    {
+        take_back(root);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* Root's back: it cannot fail (the saved set-user-ID is root's), and
+ * going on with the user's would be worse than stopping. */
+static void
+take_back(root_ids_t *root)
+{
+    int  err = errno;
+
+    if (seteuid(0) != 0 || setegid(root->egid) != 0
+        || setgroups(root->ngroups, root->groups) != 0)
+    {
+        abort();
+    }
+
+    free(root->groups);
+    errno = err;
+}
+
+
+static int
+open_log(const offload_conf_t *conf)
+{
+    return offload_log_open(conf->log_target, conf->log_level,
+                            conf->log_json, "offload-sidecar");
+}
+
+
+static int
+check_log(const offload_conf_t *conf)
+{
+    return offload_log_check(conf->log_target);
+}
+
+
+/*
+ * The log, opened (or, for -t, checked) as the user the sidecar is to
+ * become, started as root with one: the kernel checks what that user may
+ * write, so a link the user put on the way (in its own log folder) gives
+ * it nothing of root's.  A file the user may not open or make, on a path
+ * only root could have arranged (offload_log_roots_path(): /var/log, a
+ * log folder not yet the user's), root opens itself, as nginx's master
+ * opens its logs, and gives the file to the user.
+ */
+static int
+on_log(const offload_conf_t *conf, int (*fn)(const offload_conf_t *),
+    int *as_root)
+{
+    int         rc, err;
+    root_ids_t  root;
+
+    *as_root = 0;
+
+    if (conf->user == NULL || geteuid() != 0) {
+        return fn(conf);
+    }
+
+    if (lend(conf, &root) != 0) {
+        return -1;
+    }
+
+    rc = fn(conf);
+    err = errno;
+    take_back(&root);
+
+    if (rc == 0 || (err != EACCES && err != EPERM)
+        || !offload_log_roots_path(conf->log_target))
+    {
+        errno = err;
+        return rc;
+    }
+
+    *as_root = 1;
+    return fn(conf);
+}
+
+
+int
+offload_privs_open_log(const offload_conf_t *conf)
+{
+    int  as_root;
+
+    if (on_log(conf, open_log, &as_root) != 0) {
+        return -1;
+    }
+
+    return as_root ? offload_log_chown(conf->uid, conf->gid) : 0;
+}
+
+
+int
+offload_privs_check_log(const offload_conf_t *conf)
+{
+    int  as_root;
+
+    return on_log(conf, check_log, &as_root);
+}
+
+
 static int
 no_new_privs(void)
 {
@@ -68,12 +204,6 @@ offload_privs_drop(const offload_conf_t *conf)
 {
     if (conf->user != NULL) {
         if (geteuid() == 0) {
-            if (offload_log_chown(conf->uid, conf->gid) != 0) {
-                log_error("chown of the log file to user \"%s\" failed: %s",
-                          conf->user, strerror(errno));
-                return -1;
-            }
-
             if (switch_user(conf) != 0) {
                 return -1;
             }

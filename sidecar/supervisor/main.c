@@ -77,6 +77,23 @@ check_pid_file(const offload_conf_t *conf)
 }
 
 
+/* The log cannot be opened: why, and as whom it was tried. */
+static void
+log_refused(const offload_conf_t *conf, const char *prefix)
+{
+    int  as_user = conf->user != NULL && geteuid() == 0
+                   && (errno == EACCES || errno == EPERM);
+
+    fprintf(stderr, "%scannot open log \"%s\": %s%s%s%s\n", prefix,
+            conf->log_target, strerror(errno),
+            as_user ? " (started as root, the sidecar opens its log as "
+                      "user \"" : "",
+            as_user ? conf->user : "",
+            as_user ? "\", who must be able to write it: give it a folder "
+                      "of its own)" : "");
+}
+
+
 /* A start that failed once the log was open: the log says why, and
  * stderr (the terminal, the journal) says where that is. */
 static int
@@ -152,9 +169,8 @@ main(int argc, char **argv)
     if (test) {
         rc = 0;
 
-        if (offload_log_check(conf.log_target) != 0) {
-            fprintf(stderr, "cannot open log \"%s\": %s%s\n", conf.log_target,
-                    strerror(errno), offload_log_why_refused(errno));
+        if (offload_privs_check_log(&conf) != 0) {
+            log_refused(&conf, "");
             rc = 1;
         }
 
@@ -175,13 +191,8 @@ main(int argc, char **argv)
         return 0;
     }
 
-    if (offload_log_open(conf.log_target, conf.log_level, conf.log_json,
-                         "offload-sidecar")
-        != 0)
-    {
-        fprintf(stderr, "offload-sidecar: cannot open log \"%s\": %s%s\n",
-                conf.log_target, strerror(errno),
-                offload_log_why_refused(errno));
+    if (offload_privs_open_log(&conf) != 0) {
+        log_refused(&conf, "offload-sidecar: ");
         offload_conf_free(&conf);
         return 1;
     }
