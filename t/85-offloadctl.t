@@ -372,7 +372,7 @@ is($rc, 2, 'top -n 0: exit 2');
     for my $cmd ('status', 'queues') {
         ($rc, $out) = run($cmd);
         is($rc, 0, "$cmd with out-of-range figures: exit 0") or diag($out);
-        unlike($out, qr/runtime error|e\+?300|9223372036854775/,
+        unlike($out, qr/runtime error|e\+?300|9223372036854775|\d{17,}/,
             '... no overflow, no such figure printed') or diag($out);
     }
     redis_cmd('DEL', 'offload:{ctl}:node:odd');
