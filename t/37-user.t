@@ -93,6 +93,10 @@ mkdir "$dir/rootdir" or die "mkdir: $!";
 symlink "$dir/rootdir", "$vlog/logs" or die "symlink: $!";
 symlink "$victim", "$vlog/target.log" or die "symlink: $!";
 symlink "$vlog/target.log", "$dir/rootdir/led.log" or die "symlink: $!";
+# a hard link to root's file in a folder only root may write (left there
+# while the folder was the user's): root makes a log only new, never takes
+# one that is there
+link $victim, "$dir/rootdir/left.log" or die "link: $!";
 my $sidecar = build_path('offload-sidecar');
 my $as_user = qr/Permission denied \(started as root, the sidecar opens its /
     . qr/log as user "nobody"/;
@@ -100,7 +104,8 @@ for my $case ([ 'a symbolic link', "$vlog/sidecar.log" ],
               [ 'a hard link', "$vlog/hard.log" ],
               [ 'a folder on the way that is a link', "$vlog/logs/s.log" ],
               [ 'a link from root\'s folder to the user\'s',
-                "$dir/rootdir/led.log" ]) {
+                "$dir/rootdir/led.log" ],
+              [ 'a hard link in root\'s folder', "$dir/rootdir/left.log" ]) {
     my ($what, $path) = @$case;
     my $conf_file = "$dir/linked.conf";
     spew($conf_file, "redis 127.0.0.1:${\ redis_port()};\nnode_name linked;\n"

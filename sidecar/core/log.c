@@ -384,13 +384,6 @@ offload_log_check(const char *target)
 
 
 int
-offload_log_chown(uid_t uid, gid_t gid)
-{
-    return log_path == NULL ? 0 : fchown(log_fd, uid, gid);
-}
-
-
-int
 offload_log_reopen(void)
 {
     int  fd;

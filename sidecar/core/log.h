@@ -65,12 +65,6 @@ void offload_log_forked(void);
  * reading) since offload_log_open, by every process of the node. */
 unsigned long offload_log_lost_total(void);
 
-/* Gives the log file (if the target is one) to the user the sidecar is
- * about to become, so that it can still write it after the switch and
- * logrotate's "create" makes the next file that user's too.  Returns 0, or
- * -1 with errno set. */
-int offload_log_chown(uid_t uid, gid_t gid);
-
 /* The queue a worker process serves, and the job it runs (NULL: none),
  * added to every line it logs so one grep finds all of a job. */
 void offload_log_queue(const char *queue);

@@ -17,10 +17,12 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -60,11 +62,11 @@ typedef struct {
 } root_ids_t;
 
 
-/* Takes the user's effective ids and groups, root's kept to take back
- * (the saved set-user-ID stays root's).  Returns 0, or -1 with errno. */
 static void take_back(root_ids_t *root);
 
 
+/* Takes the user's effective ids and groups, root's kept to take back
+ * (the saved set-user-ID stays root's).  Returns 0, or -1 with errno. */
 static int
 lend(const offload_conf_t *conf, root_ids_t *root)
 {
@@ -123,67 +125,107 @@ check_log(const offload_conf_t *conf)
 }
 
 
-/*
- * The log, opened (or, for -t, checked) as the user the sidecar is to
- * become, started as root with one: the kernel checks what that user may
- * write, so a link the user put on the way (in its own log folder) gives
- * it nothing of root's.  A file the user may not open or make, on a path
- * only root could have arranged (offload_log_roots_path(): /var/log, a
- * log folder not yet the user's), root opens itself, as nginx's master
- * opens its logs, and gives the file to the user.
- */
+/* fn(conf) with the user's effective ids and groups */
 static int
-on_log(const offload_conf_t *conf, int (*fn)(const offload_conf_t *),
-    int *as_root)
+as_user(const offload_conf_t *conf, int (*fn)(const offload_conf_t *))
 {
-    int         rc, err;
+    int         rc;
     root_ids_t  root;
-
-    *as_root = 0;
-
-    if (conf->user == NULL || geteuid() != 0) {
-        return fn(conf);
-    }
 
     if (lend(conf, &root) != 0) {
         return -1;
     }
 
     rc = fn(conf);
-    err = errno;
     take_back(&root);
 
-    if (rc == 0 || (err != EACCES && err != EPERM)
+    return rc;
+}
+
+
+/* The log file made by root, new and empty (never one that is there: a
+ * link, a hard link, a terminal), and given to the user. */
+static int
+make_for_user(const offload_conf_t *conf)
+{
+    int  fd, rc;
+
+    fd = open(conf->log_target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW
+                                | O_CLOEXEC, 0644);
+    if (fd == -1) {
+        return -1;
+    }
+
+    rc = fchown(fd, conf->uid, conf->gid);
+    close(fd);
+
+    return rc;
+}
+
+
+/*
+ * The log, opened (or, for -t, checked) as the user the sidecar is to
+ * become, started as root with one: the kernel checks what that user may
+ * write, so a link the user put on the way (in its own log folder) gives
+ * it nothing of root's.  Where the user may not make the file, on a path
+ * only root could have arranged (offload_log_roots_path(): /var/log, a
+ * log folder not yet the user's), root makes it, new and empty, gives it
+ * to the user, and the user opens it.  -t checks that root could.
+ */
+static int
+on_log(const offload_conf_t *conf, int (*fn)(const offload_conf_t *),
+    int make)
+{
+    int          err;
+    struct stat  st;
+
+    if (conf->user == NULL || geteuid() != 0) {
+        return fn(conf);
+    }
+
+    if (as_user(conf, fn) == 0) {
+        return 0;
+    }
+
+    err = errno;
+
+    if ((err != EACCES && err != EPERM)
         || !offload_log_roots_path(conf->log_target))
     {
         errno = err;
-        return rc;
+        return -1;
     }
 
-    *as_root = 1;
-    return fn(conf);
+    /* -t: root would make it only new, in a folder root may write */
+    if (!make) {
+        if (lstat(conf->log_target, &st) == 0) {
+            errno = err;
+            return -1;
+        }
+
+        return fn(conf);
+    }
+
+    if (make_for_user(conf) != 0) {
+        errno = (errno == EEXIST) ? err : errno;
+        return -1;
+    }
+
+    return as_user(conf, fn);
 }
 
 
 int
 offload_privs_open_log(const offload_conf_t *conf)
 {
-    int  as_root;
-
-    if (on_log(conf, open_log, &as_root) != 0) {
-        return -1;
-    }
-
-    return as_root ? offload_log_chown(conf->uid, conf->gid) : 0;
+    return on_log(conf, open_log, 1);
 }
 
 
 int
 offload_privs_check_log(const offload_conf_t *conf)
 {
-    int  as_root;
-
-    return on_log(conf, check_log, &as_root);
+    return on_log(conf, check_log, 0);
 }
 
 

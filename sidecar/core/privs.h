@@ -9,8 +9,8 @@
 #include "conf.h"
 
 /* The configuration's log opened, started as root with a "user", as
- * that user where it may be, else by root on a path only root could have
- * arranged (and given to the user); without, as the sidecar runs.
+ * that user (on a path only root could have arranged, root first makes
+ * the file, new, and gives it to the user); without, as the sidecar runs.
  * offload_privs_check_log() checks it so, for -t.  Return 0, or -1 with
  * errno set. */
 int offload_privs_open_log(const offload_conf_t *conf);
