@@ -4,7 +4,7 @@
  *
  * Started as root with "user" set, it does what nginx does for its
  * workers: supplementary groups (initgroups), group, then user, once the
- * log is open (as the user where it may: offload_privs_open_log()).  Unlike
+ * log is open (opened as the user: offload_privs_open_log()).  Unlike
  * nginx's master the supervisor drops too: nothing it does later needs
  * root (it reads the config again on SIGHUP, so the user must be able to
  * read it).  Then PR_SET_NO_NEW_PRIVS, whether or not a user was set: the
