@@ -518,6 +518,7 @@ const char  offload_forget_consumers_script[] =
     "    local gone = redis.pcall('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1],"
     " name)\n"
     "    if type(gone) == 'table' then return n end\n"
+    "    redis.call('HDEL', KEYS[2], name)\n"
     "    n = n + 1\n"
     "    if n == " OFFLOAD_STR(OFFLOAD_FORGET_CONSUMERS_MAX) " then break end\n"
     "  end\n"

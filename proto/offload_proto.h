@@ -139,6 +139,17 @@
 #define OFFLOAD_CANCEL_FMT         "offload:{%s}:cancel:%s"
 #define OFFLOAD_CANCEL_TTL_MS      60000
 
+/*
+ * The job each busy worker of a queue runs, by its consumer name: a hash
+ * per queue, <consumer> -> <entry id>, written by the node's supervisor
+ * while the worker is busy (sidecar/supervisor/running.c).  After the
+ * whole node's death, the slot's next worker fails one attempt of the
+ * entry named there if its consumer still holds it; the others it holds
+ * were only read.  A field goes with its consumer (offload_forget_
+ * consumers_script).
+ */
+#define OFFLOAD_RUNNING_FMT        "offload:{%s}:running"
+
 /* How long a sync job that expired by Redis' clock (a read of its record,
  * a submission of its Idempotency-Key) stays marked cancelled for the
  * workers: one whose clock is behind Redis' by less drops it unrun. */
@@ -607,8 +618,10 @@ extern const char  offload_prune_nodes_script[];
  * had.  XGROUP DELCONSUMER drops a consumer's pending entries with it (they
  * would never run), so one that holds any stays until a claim has taken
  * them.  One deleted while a worker of a live node still used it costs
- * nothing: Redis makes it again at the worker's next delivery.
- *   KEYS[1] stream   ARGV[1] group   ARGV[2] queue   ARGV[3..] live nodes
+ * nothing: Redis makes it again at the worker's next delivery.  Its field
+ * in the queue's running hash (OFFLOAD_RUNNING_FMT) goes with it.
+ *   KEYS[1] stream   KEYS[2] running hash
+ *   ARGV[1] group   ARGV[2] queue   ARGV[3..] live nodes
  * Returns how many went, at most OFFLOAD_FORGET_CONSUMERS_MAX a call.
  */
 #define OFFLOAD_FORGET_CONSUMERS_MAX  100

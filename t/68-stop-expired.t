@@ -3,8 +3,9 @@
 # answered "the deadline passed before a worker took the job": that reads
 # as "never ran, safe to submit again", and it may have done part of its
 # work.  Cut short by a stop (killed at shutdown_timeout: handed back
-# marked "interrupted"), or by its node's death (read again from the
-# consumer's history).  A job no worker ever had still says so.
+# marked "interrupted"), or by an earlier attempt.  (A job its node's death
+# cut short fails that attempt, and says that its worker died:
+# t/74-node-death-attempts.)  A job no worker ever had still says so.
 
 use strict;
 use warnings;
@@ -74,18 +75,28 @@ like(slurp(tmpdir() . '/sidecar.log'),
     qr/job $id expired \d+ ms before a worker took it, not run again /,
     'and so does its log line');
 
-# ---- cut short by the node's death: read again from its history
+# ---- cut short by the node's death: its attempt fails when the node is
+# back, and out of time it is answered that its worker died, which says as
+# much as the 504 would
 $id = submit(3000 * $deadline, "${deadline}s");
 ok(wait_until(sub { running() eq $id }, scaled(5), 'running'),
     'another job runs');
+ok(wait_until(sub {
+    my $p = redis_cmd('XPENDING', $stream, 'workers', '-', '+', 1);
+    my $mark = redis_cmd('HGET', 'offload:{sleep}:running',
+        node_name() . ':sleep:0');
+    ref $p eq 'ARRAY' && @$p && defined $mark && !ref $mark
+        && $mark eq $p->[0][0] }, scaled(5), 'marked'),
+    'marked running in Redis');
 kill 'KILL', sidecar_pid();
 stop_proc('sidecar', 5);
 ok(wait_until(sub { past_deadline($id) }, $deadline + 1, 'deadline'),
     'its deadline passes');
 start_sidecar(conf => $conf);
 $res = stored_result('sleep', $id);
-like($res, qr/"code":"expired".*\Q$again\E/,
-    'a job its SIGKILLed node held: the same') or diag($res);
+like($res, qr/^OR1 $id 502 .*"code":"worker_crashed".*"reason":"node_lost"/s,
+    'a job its SIGKILLed node held: its worker died with its node')
+    or diag($res);
 
 # ---- a job no worker had: it never ran, and says so
 is(stop_sidecar(), 0, 'the node stops');

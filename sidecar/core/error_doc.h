@@ -1,7 +1,7 @@
 /*
  * error_doc.h -- the sidecar's one builder of the error answer a client
  * gets, {"error": {"code": ..., "message": ...}}, for a handler's failure
- * (worker.c) and a job out of attempts (reclaim.c, which adds its own
+ * (worker.c) and a job out of attempts (fail_attempt.c, which adds its own
  * members to the inner object).
  */
 

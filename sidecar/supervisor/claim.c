@@ -7,7 +7,7 @@
  * (offload_touch_script: XCLAIM to the same consumer, JUSTID), and only
  * then claims what stayed idle for claim_idle: entries whose node no longer
  * touches them.  A claimed entry has lost its worker: it fails one attempt
- * (reclaim.c), so a job that takes whole nodes down still ends
+ * (fail_attempt.c), so a job that takes whole nodes down still ends
  * dead-lettered after max_attempts.  Each round also forgets the names of
  * lost nodes in offload:{ctl}:nodes (offload_prune_nodes_script) and then
  * their consumers in the groups of the queues there, once these hold
@@ -22,7 +22,7 @@
 #include "claim.h"
 #include "events.h"
 #include "log.h"
-#include "reclaim.h"
+#include "fail_attempt.h"
 #include "supervisor.h"
 
 #define CLAIM_COUNT  "100"
@@ -139,8 +139,7 @@ claim_cb(redisAsyncContext *ac, void *r, void *privdata)
         log_warn("queue %s: claimed entry %s of a lost node", c->queue,
                  e->element[0]->str);
 
-        offload_reclaim_fail_entry(c->conn, sup->conf, q, e, &failure, NULL,
-                                   NULL);
+        offload_fail_attempt(c->conn, sup->conf, q, e, &failure, NULL, NULL);
         offload_event(c->node_conn, sup->conf->node_name, "reclaim", c->queue,
                       failure.report);
     }
@@ -198,14 +197,15 @@ static void
 send_forget(offload_pool_t *pool, const redisReply *live)
 {
     size_t         i, argc = 0;
-    char           stream[OFFLOAD_KEY_MAX];
+    char           stream[OFFLOAD_KEY_MAX], running[OFFLOAD_KEY_MAX];
     char          *queue;
     const char   **argv;
     const char    *name = pool->queue->name;
 
     offload_stream_key(stream, sizeof(stream), name, strlen(name));
+    snprintf(running, sizeof(running), OFFLOAD_RUNNING_FMT, name);
 
-    argv = calloc(live->elements + 6, sizeof(char *));
+    argv = calloc(live->elements + 7, sizeof(char *));
     queue = strdup(name);
     if (argv == NULL || queue == NULL) {
         free(argv);
@@ -215,8 +215,9 @@ send_forget(offload_pool_t *pool, const redisReply *live)
 
     argv[argc++] = "EVAL";
     argv[argc++] = offload_forget_consumers_script;
-    argv[argc++] = "1";
+    argv[argc++] = "2";
     argv[argc++] = stream;
+    argv[argc++] = running;
     argv[argc++] = OFFLOAD_GROUP;
     argv[argc++] = name;
 

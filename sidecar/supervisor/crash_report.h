@@ -10,7 +10,7 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
-#include "reclaim.h"
+#include "fail_attempt.h"
 #include "scoreboard.h"
 
 typedef struct {

@@ -55,6 +55,7 @@
 #include "oom_kills.h"
 #include "pgroup.h"
 #include "reclaim.h"
+#include "running.h"
 #include "retry.h"
 #include "reload.h"
 #include "supervisor.h"
@@ -361,6 +362,7 @@ spawn(offload_supervisor_t *sup, offload_slot_t *slot)
     }
 
     slot->pid = pid;
+    slot->marked_seq = 0;
     slot->started_us = offload_mono_us();
     slot->stop_expired = 0;
     slot->timed_out = 0;
@@ -685,7 +687,8 @@ reclaim_slot(offload_slot_t *slot, const offload_failure_t *failure)
                                busy ? failure : NULL, reclaimed, slot)
         != 0)
     {
-        /* Redis is away: the next worker re-reads the slot's history. */
+        /* Redis is away: the next worker reads the slot's history, and
+         * fails the attempt of the job marked running (running.c). */
         log_warn("worker %s:%d: redis unavailable, its jobs stay pending",
                  pool->queue->name, slot->index);
         slot->reclaiming = 0;
@@ -1144,6 +1147,7 @@ retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 
+/* While a worker is busy: cancelled jobs to stop, running jobs to mark */
 static void
 cancel_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -1151,6 +1155,7 @@ cancel_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void) revents;
 
     offload_cancel_round(w->data);
+    offload_running_round(w->data);
 }
 
 

@@ -41,6 +41,9 @@ typedef struct offload_slot_s {
     int                    killed;      /* we sent its group SIGKILL */
     int                    reclaiming;  /* its dead worker's jobs in flight */
     int                    want_spawn;  /* start a worker once reclaimed */
+    uint64_t               marked_seq;  /* the job of its worker told to
+                                           Redis as running (job_seq), 0:
+                                           none (running.c) */
     offload_sb_slot_t     *sb;          /* shared with its worker */
     ev_timer               restart;
     ev_timer               kill;        /* SIGKILL if it outlives its

@@ -41,6 +41,7 @@
 #include "entry.h"
 #include "error_doc.h"
 #include "exec_bridge.h"
+#include "fail_attempt.h"
 #include "fd_watch.h"
 #include "handler_log.h"
 #include "job.h"
@@ -917,6 +918,108 @@ group_gone(offload_worker_t *w, const char *error)
 }
 
 
+/*
+ * The first history read of a worker's life finds what its slot's
+ * predecessor held when the supervisor could not reclaim it: the whole
+ * sidecar was killed (SIGKILL, the OOM killer, a host's reboot), or Redis
+ * was away when that worker died.  The entry the supervisor last marked
+ * running for the slot (running.c), if still held, is the one that
+ * predecessor was running: that job fails one attempt, as a claimed entry
+ * of a lost node does (claim.c), so a job that kills its whole node on
+ * every run ends dead-lettered after max_attempts instead of running
+ * forever.  The others were only read, or finished in the slice of work
+ * the death cut short: they run at their attempt.
+ */
+static void
+predecessor_ran_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply        *reply = r;
+    offload_worker_t  *w = privdata;
+
+    (void) ac;
+
+    w->predecessor_ran[0] = '\0';
+
+    if (reply != NULL && reply->type == REDIS_REPLY_STRING
+        && reply->len < sizeof(w->predecessor_ran))
+    {
+        memcpy(w->predecessor_ran, reply->str, reply->len + 1);
+
+    } else if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        w->predecessor_asked = 0;       /* asked again with the next read
+                                           (LOADING, a link lost) */
+    }
+}
+
+
+/* A failure Redis refused left the entry pending under this worker, past
+ * its history read, touched, run by no one: the history is read once
+ * more, without the mark, and the job runs at its attempt.  A link lost
+ * reads it again anyway. */
+static void
+predecessor_failed(void *data, offload_fail_outcome_e outcome)
+{
+    offload_worker_t  *w = data;
+
+    w->in_flight--;
+
+    if (outcome == OFFLOAD_FAIL_REFUSED) {
+        w->history_again = 1;
+    }
+
+    offload_worker_maybe_exit(w);
+}
+
+
+/* Returns 0 when the entry was the predecessor's running one and fails
+ * its attempt, -1 when it is to be taken as any other. */
+static int
+fail_predecessor_job(offload_worker_t *w, redisReply *entry)
+{
+    int                rc;
+    offload_str_t      id;
+    offload_failure_t  failure;
+
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2
+        || entry->element[0]->type != REDIS_REPLY_STRING
+        || strcmp(entry->element[0]->str, w->predecessor_ran) != 0)
+    {
+        return -1;
+    }
+
+    w->predecessor_ran[0] = '\0';
+
+    memset(&failure, 0, sizeof(failure));
+    failure.reason = OFFLOAD_FAIL_NODE_LOST;
+    failure.exit_code = -1;
+    failure.report = json_pack("{s:s,s:s,s:s,s:s}", "node",
+                               w->conf->node_name, "reason", "node_lost",
+                               "entry_id", entry->element[0]->str,
+                               "consumer", w->consumer);
+
+    rc = offload_fail_attempt(&w->conn, w->conf, w->queue, entry, &failure,
+                              predecessor_failed, w);
+    json_decref(failure.report);
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    w->in_flight++;
+
+    log_warn("%s: entry %s was running in this slot's previous worker, "
+             "which did not end it (its sidecar was killed, or Redis was "
+             "away when it died): that run fails one attempt", w->name,
+             entry->element[0]->str);
+
+    id.data = entry->element[0]->str;
+    id.len = entry->element[0]->len;
+    history_past(w, &id);
+
+    return 0;
+}
+
+
 static void
 read_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -975,13 +1078,25 @@ read_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (entries == NULL || entries->elements == 0) {
-        if (w->in_history) {
+        if (w->in_history && w->history_again) {
+            w->history_again = 0;
+            w->predecessor = 0;
+            strcpy(w->history_id, "0");
+
+        } else if (w->in_history) {
             log_debug("%s: pending history done", w->name);
             w->in_history = 0;
+            w->predecessor = 0;
         }
 
     } else {
         for (i = 0; i < entries->elements; i++) {
+            if (w->in_history && w->predecessor_ran[0] != '\0'
+                && fail_predecessor_job(w, entries->element[i]) == 0)
+            {
+                continue;
+            }
+
             if (take_entry(w, entries->element[i]) != 0) {
                 taken = -1;
                 if (w->in_history) {
@@ -1057,6 +1172,17 @@ send_read(offload_worker_t *w)
 
     if (offload_sb_state(w->sb) == OFFLOAD_SB_PAUSED) {
         offload_sb_set_state(w->sb, OFFLOAD_SB_IDLE);
+    }
+
+    /* The predecessor's mark, asked right before its history is read (a
+     * node in standby reads it only once it holds its name), on the same
+     * link: its answer is in when the read's is. */
+    if (w->in_history && w->predecessor && !w->predecessor_asked
+        && offload_redis_command(&w->conn, predecessor_ran_cb, w,
+                                 "HGET %s %s", w->running_key, w->consumer)
+           == REDIS_OK)
+    {
+        w->predecessor_asked = 1;
     }
 
     argv[argc++] = "XREADGROUP";
@@ -1175,6 +1301,7 @@ connected(offload_redis_conn_t *rc)
     w->in_history = 1;
     strcpy(w->history_id, "0");
     w->nogroup = 0;
+    w->predecessor_asked = 0;
 
     offload_completion_resend_lost(w);
 
@@ -1320,6 +1447,7 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
 
     memset(&w, 0, sizeof(w));
     w.replicas = -1;
+    w.predecessor = 1;
     w.loop = loop;
     w.conf = conf;
     w.queue = queue;
@@ -1334,6 +1462,8 @@ offload_worker_run(struct ev_loop *loop, const offload_conf_t *conf,
     snprintf(w.slot_index, sizeof(w.slot_index), "%d", slot);
     offload_cancelled_key(w.cancelled, sizeof(w.cancelled), queue->name,
                           strlen(queue->name));
+    snprintf(w.running_key, sizeof(w.running_key), OFFLOAD_RUNNING_FMT,
+             queue->name);
     offload_body_key(w.body_prefix, sizeof(w.body_prefix), queue->name,
                      strlen(queue->name), "", 0);
     offload_result_key(w.result_prefix, sizeof(w.result_prefix),

@@ -171,6 +171,7 @@ struct offload_worker_s {
     char                         consumer[OFFLOAD_CONSUMER_MAX];
     char                         stream[OFFLOAD_KEY_MAX];
     char                         cancelled[OFFLOAD_KEY_MAX];
+    char                         running_key[OFFLOAD_KEY_MAX];
     char                         body_prefix[KEY_ROOM];
     char                         result_prefix[KEY_ROOM];
     char                         prefetch[16];
@@ -181,6 +182,17 @@ struct offload_worker_s {
 
     int                          in_history;    /* reading own pending */
     char                         history_id[ENTRY_ID_MAX];
+    int                          predecessor;   /* its first history
+                                                   read not done yet */
+    int                          predecessor_asked; /* its mark, on this
+                                                   link */
+    int                          history_again; /* read it once more: a
+                                                   failure was refused */
+    char                         predecessor_ran[ENTRY_ID_MAX];  /* the
+                                                   entry its slot's last
+                                                   worker ran, by the
+                                                   supervisor's mark, or
+                                                   "" (worker.c) */
     int                          stopping;
     unsigned                     in_flight;     /* commands to wait for */
     int                          wait_short;    /* the last WAIT saw fewer
