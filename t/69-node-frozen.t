@@ -142,7 +142,7 @@ ok(wait_until(sub { pending_jobs('batch') == 3 }, scaled(5), 'one batch'),
 is(read_answer($busy, scaled(5))->{status}, 200, 'its job: 200');
 is(read_answer($_, scaled(10))->{status}, 200, 'a job of a 1.2 s batch: 200')
     for @three;
-ok($mon->wait_for(sub { $_[0][1] eq 'XPENDING' && $_[0][4] ne '-'
+ok($mon->wait_for(sub { $_[0][1] eq 'XPENDING' && ($_[0][4] // '-') ne '-'
     && ($_[0][7] // '') =~ /:batch:0$/ }, scaled(5)),
     'the worker checked the batch was still its own (XPENDING of its '
     . 'consumer)');
