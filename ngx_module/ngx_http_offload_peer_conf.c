@@ -211,6 +211,17 @@ ngx_http_offload_peer_get(ngx_conf_t *cf, ngx_str_t *addr, ngx_str_t *user,
     cluster = NULL;
     ngx_memzero(&parsed, sizeof(offload_addr_t));
 
+    if (offload_addr_has_login((char *) addr->data, addr->len)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "a redis address takes no user or password "
+                           "(\"user:password@\"): they go in \"user=\" and "
+                           "\"password=\" of the \"%V\" directive (the "
+                           "address is not repeated here, to keep a "
+                           "password out of logs)",
+                           &ngx_http_offload_redis_directive);
+        return NULL;
+    }
+
     if (addr->len > sizeof("sentinel://") - 1
         && ngx_strncmp(addr->data, "sentinel://", sizeof("sentinel://") - 1)
            == 0)

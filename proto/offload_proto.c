@@ -1701,6 +1701,15 @@ offload_job_id_format(char *buf, const char *nonce, const char *tag,
 
 
 int
+offload_addr_has_login(const char *text, size_t len)
+{
+    return !(len >= sizeof("unix:") - 1
+             && memcmp(text, "unix:", sizeof("unix:") - 1) == 0)
+           && memchr(text, '@', len) != NULL;
+}
+
+
+int
 offload_addr_parse(offload_addr_t *addr, const char *text, size_t len)
 {
     const char  *host, *colon, *bracket;

@@ -1005,6 +1005,11 @@ typedef struct {
 
 int offload_addr_parse(offload_addr_t *addr, const char *text, size_t len);
 
+/* Whether an address holds a URL's login ("redis://user:secret@host"), as
+ * one used to redis-cli may write: no form takes one, and its error must
+ * not repeat it into a log.  A unix socket's path may hold an '@'. */
+int offload_addr_has_login(const char *text, size_t len);
+
 /* Writes the address as offload_addr_parse() reads it ("[::1]:6379") into
  * buf; returns what snprintf() returns. */
 int offload_addr_format(const offload_addr_t *addr, char *buf, size_t size);

@@ -160,6 +160,13 @@ offload_redis_endpoint_parse(offload_redis_endpoint_t *ep, const char *text,
     ep->nseeds = 0;
     ep->slot = 0;
 
+    if (offload_addr_has_login(text, strlen(text))) {
+        snprintf(err, errlen, "a redis address takes no user or password "
+                 "(\"user:password@\"): they are given apart (the address "
+                 "is not repeated here, to keep a password out of logs)");
+        return -1;
+    }
+
     if (strncmp(text, SENTINEL_SCHEME, sizeof(SENTINEL_SCHEME) - 1) == 0) {
         return parse_sentinels(ep, text, err, errlen);
     }
