@@ -144,11 +144,12 @@ as_user(const offload_conf_t *conf, int (*fn)(const offload_conf_t *))
 
 
 /* The log file made by root, new and empty (never one that is there: a
- * link, a hard link, a terminal), and given to the user. */
+ * link, a hard link, a terminal), and given to the user.  One root could
+ * not give goes again: root's, it would refuse every later start. */
 static int
 make_for_user(const offload_conf_t *conf)
 {
-    int  fd, rc;
+    int  fd, err;
 
     fd = open(conf->log_target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW
                                 | O_CLOEXEC, 0644);
@@ -156,10 +157,17 @@ make_for_user(const offload_conf_t *conf)
         return -1;
     }
 
-    rc = fchown(fd, conf->uid, conf->gid);
+    if (fchown(fd, conf->uid, conf->gid) != 0) {
+        err = errno;
+        (void) unlink(conf->log_target);
+        close(fd);
+        errno = err;
+        return -1;
+    }
+
     close(fd);
 
-    return rc;
+    return 0;
 }
 
 
