@@ -135,6 +135,26 @@ isnt($? >> 8, 0, '-t fails on an unknown user');
 like($out, qr/^\Q$bad\E:4: unknown user "no-such-user-x" in "user"$/m,
     '-t names the file and line') or diag($out);
 
+# -t and a start as root in a user namespace that may not set groups (as
+# `unshare -r` makes): the log cannot be opened as the user, and the error
+# says which call failed (was: an abort, trying to set root's groups back)
+SKIP: {
+    skip 'no user namespaces here', 6
+        if system('unshare -r true >/dev/null 2>&1') != 0;
+    my $ns_conf = "$dir/ns.conf";
+    spew($ns_conf, "redis 127.0.0.1:1;\nnode_name ns;\nuser nobody;\n"
+        . "log $dir/ns.log;\nqueue echo { handler echo; }\n");
+    my $why = 'cannot act as user "nobody" to open the log: '
+        . 'initgroups() failed: Operation not permitted';
+    for my $t ('-t ', '') {
+        my $out = `timeout 10 unshare -r $sidecar $t-c $ns_conf 2>&1`;
+        is($? >> 8, 1, "sidecar $t-c in such a namespace: exit 1")
+            or diag($out);
+        like($out, qr/\Q$why\E/, '... naming the call') or diag($out);
+        unlike($out, qr/cannot open log/, '... not blaming the log');
+    }
+}
+
 # ---- an exec handler's process runs as the sidecar's user: it may not
 # read its worker's memory (the Redis password), nor the supervisor's,
 # started as that user (as root, the switch already forbids it)

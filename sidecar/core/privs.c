@@ -59,6 +59,7 @@ typedef struct {
     gid_t   egid;
     gid_t  *groups;
     int     ngroups;
+    int     lent;       /* how many of groups, gid, uid were lent */
 } root_ids_t;
 
 
@@ -70,6 +71,8 @@ static void take_back(root_ids_t *root);
 static int
 lend(const offload_conf_t *conf, root_ids_t *root)
 {
+    const char  *what;
+
     root->egid = getegid();
     root->ngroups = getgroups(0, NULL);
     root->groups = malloc((root->ngroups + 1) * sizeof(gid_t));
@@ -77,30 +80,51 @@ lend(const offload_conf_t *conf, root_ids_t *root)
     if (root->ngroups < 0 || root->groups == NULL
         || getgroups(root->ngroups, root->groups) != root->ngroups)
     {
+        log_error("cannot keep root's groups to open the log as user "
+                  "\"%s\": %s", conf->user, strerror(errno));
         free(root->groups);
         return -1;
     }
 
-    if (initgroups(conf->user, conf->gid) != 0 || setegid(conf->gid) != 0
-        || seteuid(conf->uid) != 0)
-    {
-        take_back(root);
-        return -1;
+    root->lent = 0;
+    what = "initgroups";
+
+    if (initgroups(conf->user, conf->gid) == 0) {
+        root->lent++;
+        what = "setegid";
+
+        if (setegid(conf->gid) == 0) {
+            root->lent++;
+            what = "seteuid";
+
+            if (seteuid(conf->uid) == 0) {
+                root->lent++;
+                return 0;
+            }
+        }
     }
 
-    return 0;
+    /* said here: the log's own error blames the log for it */
+    log_error("cannot act as user \"%s\" to open the log: %s() failed: %s",
+              conf->user, what, strerror(errno));
+    take_back(root);
+    return -1;
 }
 
 
-/* Root's back: it cannot fail (the saved set-user-ID is root's), and
- * going on with the user's would be worse than stopping. */
+/* Root's back, what was lent of it: it cannot fail (the saved
+ * set-user-ID is root's, and groups lent could be set), and going on with
+ * the user's would be worse than stopping.  Nothing lent, nothing is set:
+ * a user namespace may refuse setgroups() to root itself. */
 static void
 take_back(root_ids_t *root)
 {
     int  err = errno;
 
-    if (seteuid(0) != 0 || setegid(root->egid) != 0
-        || setgroups(root->ngroups, root->groups) != 0)
+    if ((root->lent > 2 && seteuid(0) != 0)
+        || (root->lent > 1 && setegid(root->egid) != 0)
+        || (root->lent > 0
+            && setgroups(root->ngroups, root->groups) != 0))
     {
         abort();
     }
@@ -125,7 +149,8 @@ check_log(const offload_conf_t *conf)
 }
 
 
-/* fn(conf) with the user's effective ids and groups */
+/* fn(conf) with the user's effective ids and groups; -2 when they could
+ * not be taken */
 static int
 as_user(const offload_conf_t *conf, int (*fn)(const offload_conf_t *))
 {
@@ -133,7 +158,7 @@ as_user(const offload_conf_t *conf, int (*fn)(const offload_conf_t *))
     root_ids_t  root;
 
     if (lend(conf, &root) != 0) {
-        return -1;
+        return -2;
     }
 
     rc = fn(conf);
@@ -184,15 +209,16 @@ static int
 on_log(const offload_conf_t *conf, int (*fn)(const offload_conf_t *),
     int make)
 {
-    int          err;
+    int          rc, err;
     struct stat  st;
 
     if (conf->user == NULL || geteuid() != 0) {
         return fn(conf);
     }
 
-    if (as_user(conf, fn) == 0) {
-        return 0;
+    rc = as_user(conf, fn);
+    if (rc != -1) {
+        return rc;
     }
 
     err = errno;

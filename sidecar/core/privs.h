@@ -11,8 +11,9 @@
 /* The configuration's log opened, started as root with a "user", as
  * that user (on a path only root could have arranged, root first makes
  * the file, new, and gives it to the user); without, as the sidecar runs.
- * offload_privs_check_log() checks it so, for -t.  Return 0, or -1 with
- * errno set. */
+ * offload_privs_check_log() checks it so, for -t.  Return 0, -1 with
+ * errno set, or -2 when the user's ids could not be taken (logged: the
+ * log is not to blame). */
 int offload_privs_open_log(const offload_conf_t *conf);
 int offload_privs_check_log(const offload_conf_t *conf);
 

@@ -169,10 +169,12 @@ main(int argc, char **argv)
     if (test) {
         rc = 0;
 
-        if (offload_privs_check_log(&conf) != 0) {
+        rc = offload_privs_check_log(&conf);
+        if (rc == -1) {
             log_refused(&conf, "");
-            rc = 1;
         }
+
+        rc = (rc != 0);
 
         if (conf.pid_file != NULL && check_pid_file(&conf) != 0) {
             fprintf(stderr, "cannot write the pid file \"%s\": %m\n",
@@ -191,8 +193,12 @@ main(int argc, char **argv)
         return 0;
     }
 
-    if (offload_privs_open_log(&conf) != 0) {
-        log_refused(&conf, "offload-sidecar: ");
+    rc = offload_privs_open_log(&conf);
+    if (rc != 0) {
+        if (rc == -1) {
+            log_refused(&conf, "offload-sidecar: ");
+        }
+
         offload_conf_free(&conf);
         return 1;
     }
