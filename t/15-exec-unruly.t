@@ -37,6 +37,19 @@ select undef, undef, undef, 0.3;
 exit 0;
 PL
 
+# a one-shot process that writes 3000 lines of stderr to each job first
+my $noisy = tmpdir() . '/noisy.pl';
+spew($noisy, <<'PL');
+$| = 1;
+my $l = <STDIN>;
+exit 0 unless defined $l;
+my ($id) = $l =~ /"id":"([^"]+)"/;
+print STDERR "noise $_\n" for 1 .. 3000;
+print qq({"id":"$id","result":{}}\n);
+select undef, undef, undef, 0.3;
+exit 0;
+PL
+
 # a process that writes part of an answer, then waits
 my $partial = tmpdir() . '/partial.sh';
 spew($partial, "while read -r l; do printf '{\"id\":'; sleep 100; done\n");
@@ -58,9 +71,12 @@ queue partial { handler exec; workers 1; timeout 1s; max_attempts 1;
 queue oneshot { handler exec; workers 1; command "/usr/bin/perl $oneshot";
                 max_attempts 1; max_restarts 100 1s;
                 restart_backoff 10ms 10ms; }
+queue noisy { handler exec; workers 1; command "/usr/bin/perl $noisy";
+              max_attempts 1; max_restarts 100 1s;
+              restart_backoff 10ms 10ms; }
 CONF
 ok(start_jobs_nginx(server => 'offload_timeout 30s;'), 'stack ready');
-ok(wait_streams(qw(stray deaf far flood partial oneshot)),
+ok(wait_streams(qw(stray deaf far flood partial oneshot noisy)),
     'every queue served (its stream made)');
 
 my $log = tmpdir() . '/sidecar.log';
@@ -183,6 +199,27 @@ is(scalar(grep { /^OR1 \S+ 200 / } values %answers), 5, '... each 200, on '
     . 'its first attempt') or diag(explain(\%answers));
 like(slurp($log), qr/handler process \d+ exited with code 0 \(exited between jobs, before it read the next one's request\)/,
     '... the log says the process left between jobs');
+
+# ---- one-shot processes that each write a burst of stderr: the
+# allowance is the slot's, not renewed with each worker (before: a
+# process that crashed in a loop, or left after each job, had every line
+# of every burst logged: a log filled at 160 GB a day, found by a helper)
+my $t_noisy = time;
+@ids = map { sprintf '%032x', 300 + $_ } 1 .. 5;
+for my $id (@ids) {
+    redis_cmd('XADD', 'offload:{noisy}:jobs', '*', v => 1, id => $id,
+        payload => '{}', reply => 'offload:reply:t', attempt => 1,
+        rid => "r$id", deadline => int(time * 1000) + 60_000,
+        submitted => int(time * 1000));
+}
+ok(wait_until(sub { !grep { !redis_cmd('EXISTS',
+    "offload:{noisy}:result:$_") } @ids }, scaled(30), 'noisy answers'),
+    'five jobs of one-shot processes writing 3000 lines of stderr each '
+    . 'answered');
+my $noise = () = slurp($log) =~ /: noise \d+ /g;
+my $allowed = 5000 + 100 * (time - $t_noisy) + 100;
+cmp_ok($noise, '<=', $allowed, "$noise of their 15000 lines logged: one "
+    . 'burst of 5000 for the slot, then 100 a second');
 
 # ---- a process that floods its stderr
 $r = post_json('/jobs/flood', { text => 'abc' }, scaled(10));

@@ -35,9 +35,13 @@ void
 offload_sb_reset(offload_sb_slot_t *sb, pid_t pid)
 {
     offload_hm_table_t  *metrics = sb->metrics;
+    int64_t              credit = sb->stderr_credit;
+    int64_t              credit_us = sb->stderr_credit_us;
 
     memset(sb, 0, sizeof(*sb));
     sb->metrics = metrics;
+    sb->stderr_credit = credit;
+    sb->stderr_credit_us = credit_us;
     offload_sb_set_clock_base(sb, OFFLOAD_CLOCK_UNKNOWN);
     sb->pid = pid;
     __atomic_store_n(&sb->state, OFFLOAD_SB_STARTING, __ATOMIC_RELEASE);

@@ -122,6 +122,12 @@ typedef struct {
      * share, set by the supervisor once and kept by offload_sb_reset. */
     offload_hm_table_t *metrics;
 
+    /* The exec handler's stderr allowance (exec_bridge.c): the slot's,
+     * kept by offload_sb_reset, so that a process that crashes in a loop,
+     * or leaves after every job, gets no new burst with each worker. */
+    int64_t   stderr_credit;        /* lines to log, x 1e6 */
+    int64_t   stderr_credit_us;     /* monotonic, when last counted */
+
     /* Filled by the fatal-signal handler.  The worker is a fork() of the
      * supervisor without exec, so the supervisor can symbolize the frames
      * with its own backtrace_symbols(). */

@@ -22,7 +22,8 @@
  * most STDERR_READ_MAX, so a process that writes faster than that is
  * logged does not hold the loop (its jobs, Redis, signals), and after a
  * burst, STDERR_LINES_PER_S lines are logged, the rest counted, so
- * it does not fill the disk either.
+ * it does not fill the disk either (the allowance is the worker's slot's:
+ * a process that crashes in a loop gets no new burst with each worker).
  *
  * The process's failures are the worker's: it dies (its exit is watched
  * during a job, not only its stdout, which what it started may hold), or
@@ -110,8 +111,6 @@ typedef struct {
     char                         err_line[STDERR_LINE_MAX];
     size_t                       err_len;
     int                          err_cut;       /* dropping to the '\n' */
-    int64_t                      err_credit;    /* lines to log, x 1e6 */
-    int64_t                      err_credit_us; /* when last counted */
     long                         err_dropped;   /* lines not logged */
     int64_t                      err_dropped_us; /* since then */
 } exec_bridge_t;
@@ -206,30 +205,32 @@ report_dropped(int now)
 
 /* Whether a line of stderr may be logged: a token bucket, so a process
  * that logs a burst (a traceback, a chatty job) is logged in full, and
- * one that floods its stderr does not fill the disk with it. */
+ * one that floods its stderr does not fill the disk with it.  The bucket
+ * is the slot's (in its scoreboard), not the worker's. */
 static int
 may_log_line(void)
 {
-    int64_t  now = offload_mono_us(), full, elapsed;
+    int64_t             now = offload_mono_us(), full, elapsed;
+    offload_sb_slot_t  *sb = bridge.sb;
 
     full = (int64_t) STDERR_LINES_BURST * 1000000;
-    elapsed = now - bridge.err_credit_us;
-    bridge.err_credit_us = now;
+    elapsed = now - sb->stderr_credit_us;
+    sb->stderr_credit_us = now;
 
     /* no overflow: the bucket is full after BURST / PER_S seconds */
     if (elapsed > full / STDERR_LINES_PER_S) {
         elapsed = full / STDERR_LINES_PER_S;
     }
 
-    bridge.err_credit += elapsed * STDERR_LINES_PER_S;
-    if (bridge.err_credit > full) {
-        bridge.err_credit = full;
+    sb->stderr_credit += elapsed * STDERR_LINES_PER_S;
+    if (sb->stderr_credit > full) {
+        sb->stderr_credit = full;
     }
 
     report_dropped(0);
 
-    if (bridge.err_credit >= 1000000) {
-        bridge.err_credit -= 1000000;
+    if (sb->stderr_credit >= 1000000) {
+        sb->stderr_credit -= 1000000;
         return 1;
     }
 
