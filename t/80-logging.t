@@ -123,4 +123,16 @@ ok(wait_until(sub { 4 == grep { ($_->{message} // '')
 is(post_json('/jobs/echo', { after => 'reopen' })->{status}, 200,
     'jobs still run');
 
+# ---- SIGUSR2, SIGALRM: meant for another process, logged, not the node's
+# end (their default action ended it, with no line said)
+for my $sig (qw(USR2 ALRM)) {
+    kill $sig, sidecar_pid();
+    ok(wait_until(sub { grep { ($_->{message} // '') eq "got SIG$sig, "
+        . 'which offload-sidecar does not use: ignored' } @{ lines($log) } },
+        5, "SIG$sig logged"), "SIG$sig is logged and ignored");
+}
+ok(alive('sidecar'), 'the sidecar lives on');
+is(post_json('/jobs/echo', { after => 'usr2' })->{status}, 200,
+    'and runs jobs');
+
 finish();

@@ -197,6 +197,8 @@ become_worker(offload_supervisor_t *sup, offload_slot_t *slot, pid_t parent)
     ev_signal_stop(sup->loop, &sup->sigchld);
     ev_signal_stop(sup->loop, &sup->sighup);
     ev_signal_stop(sup->loop, &sup->sigusr1);
+    ev_signal_stop(sup->loop, &sup->sigusr2);
+    ev_signal_stop(sup->loop, &sup->sigalrm);
     offload_registry_forget(&sup->registry);
     ev_loop_destroy(sup->loop);
 
@@ -1168,6 +1170,8 @@ finish(offload_supervisor_t *sup)
     ev_signal_stop(sup->loop, &sup->sigchld);
     ev_signal_stop(sup->loop, &sup->sighup);
     ev_signal_stop(sup->loop, &sup->sigusr1);
+    ev_signal_stop(sup->loop, &sup->sigusr2);
+    ev_signal_stop(sup->loop, &sup->sigalrm);
     ev_timer_stop(sup->loop, &sup->scan);
     ev_timer_stop(sup->loop, &sup->claim);
     ev_timer_stop(sup->loop, &sup->retry);
@@ -1372,6 +1376,21 @@ offload_pools_make(offload_supervisor_t *sup, const offload_conf_t *conf)
 }
 
 
+/* A signal the sidecar has no use for, whose default action would end
+ * the node at once, with no line said and its workers' children left
+ * running: one sent to the wrong pid (a script, a handler process of the
+ * same user) is logged instead. */
+static void
+stray_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void) loop;
+    (void) revents;
+
+    log_warn("got SIG%s, which offload-sidecar does not use: ignored",
+             sigabbrev_np(w->signum));
+}
+
+
 /* SIGUSR1 (logrotate): reopen the log here and in every worker. */
 static void
 sigusr1_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -1419,6 +1438,8 @@ offload_supervisor_signals(sigset_t *set)
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);
     sigaddset(set, SIGUSR1);
+    sigaddset(set, SIGUSR2);
+    sigaddset(set, SIGALRM);
 }
 
 
@@ -1458,6 +1479,8 @@ offload_supervisor_run(const offload_conf_t *conf, const char *conf_file)
     ev_signal_init(&sup.sigchld, sigchld_cb, SIGCHLD);
     ev_signal_init(&sup.sighup, sighup_cb, SIGHUP);
     ev_signal_init(&sup.sigusr1, sigusr1_cb, SIGUSR1);
+    ev_signal_init(&sup.sigusr2, stray_signal_cb, SIGUSR2);
+    ev_signal_init(&sup.sigalrm, stray_signal_cb, SIGALRM);
     sup.sigterm.data = &sup;
     sup.sigint.data = &sup;
     sup.sigchld.data = &sup;
@@ -1468,6 +1491,8 @@ offload_supervisor_run(const offload_conf_t *conf, const char *conf_file)
     ev_signal_start(sup.loop, &sup.sigchld);
     ev_signal_start(sup.loop, &sup.sighup);
     ev_signal_start(sup.loop, &sup.sigusr1);
+    ev_signal_start(sup.loop, &sup.sigusr2);
+    ev_signal_start(sup.loop, &sup.sigalrm);
 
     /* main() held them from its pid file on: theirs now */
     offload_supervisor_signals(&watched);

@@ -108,6 +108,8 @@ typedef struct offload_supervisor_s {
     ev_signal              sigchld;
     ev_signal              sighup;
     ev_signal              sigusr1;     /* reopen the logs */
+    ev_signal              sigusr2;     /* meant for another process: */
+    ev_signal              sigalrm;     /* logged, not the node's death */
     ev_timer               scan;        /* job timeouts, reload's roll */
     ev_timer               claim;       /* lost nodes' jobs (claim.c) */
     ev_timer               retry;       /* due retries back (retry.h) */
