@@ -12,12 +12,25 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use OffloadTest;
 
+# an exec handler whose stderr is not UTF-8: bytes that are not, and a
+# line over 1900 bytes whose cut falls inside a character
+my $binary = tmpdir() . '/binary.pl';
+spew($binary, <<'PL');
+$| = 1;
+while (my $l = <STDIN>) {
+    my ($id) = $l =~ /"id":"([^"]+)"/;
+    print STDERR "bytes \xff\xfe\xc3 end\n", 'a' x 1893, "\xc3\xa9" x 50, "\n";
+    print qq({"id":"$id","result":{}}\n);
+}
+PL
+
 start_redis();
-start_sidecar(level => 'debug json', conf => <<'CONF');
+start_sidecar(level => 'debug json', conf => <<"CONF");
 fault_handlers on;
 queue echo { handler echo; workers 2; }
 queue sha256 { handler sha256; workers 1; }
 queue crash { handler crash; workers 1; max_attempts 1; }
+queue binary { handler exec; workers 1; command "/usr/bin/perl $binary"; }
 CONF
 ok(start_jobs_nginx(), 'stack ready');
 my $log = tmpdir() . '/sidecar.log';
@@ -116,12 +129,30 @@ kill 'USR1', sidecar_pid();
 ok(wait_until(sub { grep { ($_->{message} // '') eq 'log reopened' }
     @{ lines($log) } }, 5, 'supervisor reopened'),
     'the supervisor writes to the new file');
-ok(wait_until(sub { 4 == grep { ($_->{message} // '')
+ok(wait_until(sub { 5 == grep { ($_->{message} // '')
     =~ /^worker \S+: log reopened$/ } @{ lines($log) } }, 5,
-    'workers reopened'), 'all four workers write to the new file')
+    'workers reopened'), 'all five workers write to the new file')
     or diag(join "\n", map { $_->{message} // '' } @{ lines($log) });
 is(post_json('/jobs/echo', { after => 'reopen' })->{status}, 200,
     'jobs still run');
+
+# ---- a handler's stderr that is not UTF-8 still makes JSON lines a
+# strict parser takes (was: its bytes copied as they came)
+is(post_json('/jobs/binary', {})->{status}, 200, 'a job of the binary '
+    . 'handler');
+my ($bytes, $cut);
+ok(wait_until(sub {
+    ($bytes) = grep { ($_->{message} // '') =~ /: bytes / } @{ lines($log) };
+    ($cut) = grep { ($_->{message} // '') =~ /: a+.*\[cut\]$/ }
+        @{ lines($log) };
+    $bytes && $cut }, 5, 'stderr logged'),
+    'its lines are logged as JSON') or diag(slurp($log) =~ /(.*bytes.*)/);
+is(($bytes->{message} // '') =~ s/.*: bytes //r, "\x{fffd}\x{fffd}\x{fffd} end",
+    'each byte that is not UTF-8 is U+FFFD');
+like($cut->{message} // '', qr/a\x{e9}*\x{fffd}? \[cut\]$/,
+    'a character cut in two is one U+FFFD, the whole ones kept');
+is(scalar(grep { $_->{unparsed} } @{ lines($log) }), 0,
+    'every line is still JSON');
 
 # ---- SIGUSR2, SIGALRM: meant for another process, logged, not the node's
 # end (their default action ended it, with no line said)

@@ -464,12 +464,64 @@ offload_log_job_ids(const char *job_id, const char *request_id,
 }
 
 
+/* Appends len bytes: the caller made room (put_json: 7 bytes). */
+static void
+put_raw_n(char *buf, size_t *n, const char *s, size_t len)
+{
+    memcpy(buf + *n, s, len);
+    *n += len;
+}
+
+
+/* The length of the well-formed UTF-8 sequence s starts with (RFC 3629:
+ * no overlong form, no surrogate, nothing past U+10FFFF), or 0.  s ends
+ * with a NUL, which no test passes, so nothing past it is read. */
+static size_t
+utf8_len(const unsigned char *s)
+{
+    size_t         n, i;
+    unsigned char  lo = 0x80, hi = 0xbf;
+
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        n = 2;
+
+    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        n = 3;
+        lo = (s[0] == 0xe0) ? 0xa0 : 0x80;
+        hi = (s[0] == 0xed) ? 0x9f : 0xbf;
+
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        n = 4;
+        lo = (s[0] == 0xf0) ? 0x90 : 0x80;
+        hi = (s[0] == 0xf4) ? 0x8f : 0xbf;
+
+    } else {
+        return 0;
+    }
+
+    if (s[1] < lo || s[1] > hi) {
+        return 0;
+    }
+
+    for (i = 2; i < n; i++) {
+        if (s[i] < 0x80 || s[i] > 0xbf) {
+            return 0;
+        }
+    }
+
+    return n;
+}
+
+
 /* Appends s to buf at *n as the inside of a JSON string, within size;
  * every control character escaped (C0, DEL, C1 as UTF-8 encodes it), so
- * that a terminal showing the line obeys none. */
+ * that a terminal showing the line obeys none, and every byte that is not
+ * part of well-formed UTF-8 (a handler's binary stderr, a line cut in a
+ * character) U+FFFD, so that a strict parser takes the line. */
 static void
 put_json(char *buf, size_t size, size_t *n, const char *s)
 {
+    size_t         len;
     unsigned char  c;
 
     for ( ; *s && *n + 7 < size; s++) {
@@ -488,8 +540,15 @@ put_json(char *buf, size_t size, size_t *n, const char *s)
             *n += (size_t) snprintf(buf + *n, size - *n, "\\u%04x",
                                     (unsigned char) *++s);
 
-        } else {
+        } else if (c < 0x80) {
             buf[(*n)++] = (char) c;
+
+        } else if ((len = utf8_len((const unsigned char *) s)) == 0) {
+            put_raw_n(buf, n, "\\ufffd", 6);
+
+        } else {
+            put_raw_n(buf, n, s, len);
+            s += len - 1;
         }
     }
 }
