@@ -146,6 +146,24 @@ entry_of(offload_hm_table_t *t, const char *name)
 }
 
 
+/* A counter a handler drives past what the document's integers hold
+ * (JSON's, signed 64 bits) stays at their top, not wrapped (negative). */
+static void
+add_saturating(uint64_t *count, uint64_t n)
+{
+    uint64_t  old, sum;
+
+    old = __atomic_load_n(count, __ATOMIC_RELAXED);
+
+    do {
+        sum = (n > (uint64_t) INT64_MAX - old) ? (uint64_t) INT64_MAX
+                                               : old + n;
+    } while (!__atomic_compare_exchange_n(count, &old, sum, 1,
+                                          __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
+}
+
+
 int
 offload_hm_count(offload_hm_table_t *t, const char *name, uint64_t n)
 {
@@ -161,7 +179,7 @@ offload_hm_count(offload_hm_table_t *t, const char *name, uint64_t n)
         return -2;
     }
 
-    __atomic_fetch_add(&e->count, n, __ATOMIC_RELAXED);
+    add_saturating(&e->count, n);
     return 0;
 }
 
@@ -257,7 +275,9 @@ name_json(const offload_hm_table_t *t, int first)
             continue;
         }
 
-        count += __atomic_load_n(&e->count, __ATOMIC_RELAXED);
+        n = __atomic_load_n(&e->count, __ATOMIC_RELAXED);
+        count = (n > (uint64_t) INT64_MAX - count) ? (uint64_t) INT64_MAX
+                                                   : count + n;
         for (b = 0; b < OFFLOAD_HM_BUCKETS; b++) {
             n = __atomic_load_n(&e->bucket[b], __ATOMIC_RELAXED);
             bucket[b] += n;

@@ -152,6 +152,26 @@ test_stuck(void)
 }
 
 
+/* Counts past JSON's integers stay at their top (a handler's count of
+ * 2^63 - 1, twice, showed -2). */
+static void
+test_saturated(void)
+{
+    json_t              *doc;
+    offload_hm_table_t  *t = offload_hm_map();
+
+    offload_hm_count(t, "big", INT64_MAX);
+    offload_hm_count(t, "big", INT64_MAX);
+    offload_hm_count(t, "big", 5);
+    doc = offload_hm_json(t);
+    ok(json_integer_value(json_object_get(json_object_get(doc, "big"),
+                                          "count")) == INT64_MAX,
+       "a count past 2^63 - 1 stays 2^63 - 1");
+    json_decref(doc);
+    offload_hm_unmap(t);
+}
+
+
 int
 main(void)
 {
@@ -165,5 +185,6 @@ main(void)
     test_full(t);
     offload_hm_unmap(t);
     test_stuck();
+    test_saturated();
     return done_testing();
 }
