@@ -105,7 +105,7 @@ offload_sb_job_start(offload_sb_slot_t *sb, const char *entry_id,
                      OFFLOAD_TRACE_ID_LEN);
     sb->attempt = job->attempt;
     sb->job_start_us = start_us;
-    sb->job_seq++;
+    __atomic_store_n(&sb->job_seq, sb->job_seq + 1, __ATOMIC_RELAXED);
     __atomic_store_n(&sb->answer_partial, 0, __ATOMIC_RELAXED);
 
     offload_sb_set_state(sb, OFFLOAD_SB_BUSY);

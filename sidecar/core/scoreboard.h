@@ -82,6 +82,9 @@ typedef struct {
 
     /* The current job (state busy), or the last one. */
     uint64_t  job_seq;              /* jobs started by this process */
+    uint64_t  marked_seq;           /* set by the supervisor: the job_seq
+                                       it told Redis runs (running.c),
+                                       atomic */
     int64_t   job_start_us;         /* monotonic */
     int32_t   attempt;
     char      entry_id[OFFLOAD_SB_ENTRY_ID_MAX];

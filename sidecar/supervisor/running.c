@@ -18,7 +18,10 @@
  * node before the round after its start is not marked, and runs again at
  * its attempt; one that ended in the round before the death (its
  * completion lost with the node) may still be, and fails an attempt as
- * if it had been running: its answer was lost either way.
+ * if it had been running: its answer was lost either way.  The worker
+ * sends the completions of its slice of work as soon as a marked job
+ * ends, so that a job started after it in the same slice does not leave
+ * the mark on a finished job while it runs.
  */
 
 #include <stdio.h>
@@ -93,6 +96,21 @@ offload_running_round(offload_supervisor_t *sup)
                  slot->pool->queue->name);
         snprintf(consumer, sizeof(consumer), OFFLOAD_CONSUMER_FMT,
                  sup->conf->node_name, slot->pool->queue->name, slot->index);
+
+        /* the worker sends what its slice finished as soon as this job
+         * ends, not after the next one (worker.c, work_cb); a job that
+         * ended before it could see that is not marked: the next round
+         * looks again */
+        if (rc == 0) {
+            __atomic_store_n(&slot->sb->marked_seq, seq, __ATOMIC_SEQ_CST);
+
+            if (offload_sb_state(slot->sb) != OFFLOAD_SB_BUSY
+                || __atomic_load_n(&slot->sb->job_seq, __ATOMIC_SEQ_CST)
+                   != seq)
+            {
+                continue;
+            }
+        }
 
         /* idle: the job it ran ended, whether or not its completion got
          * through (held, refused): not the one it runs at its death */

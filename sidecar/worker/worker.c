@@ -782,14 +782,27 @@ run_entry(offload_worker_t *w, batch_entry_t *e)
 }
 
 
+/* Whether the job that ran last was marked running in Redis by the
+ * supervisor (running.c): its completion goes before the next job runs,
+ * or a node's death during that one would find the mark on it, finished,
+ * and fail its attempt instead of the running one's. */
+static int
+marked_ran(offload_worker_t *w)
+{
+    return __atomic_load_n(&w->sb->marked_seq, __ATOMIC_SEQ_CST)
+           == __atomic_load_n(&w->sb->job_seq, __ATOMIC_RELAXED);
+}
+
+
 /*
  * Runs the batch's jobs back to back for at most WORK_SLICE_US, then gives
  * the loop a turn so the results finished so far are written: short jobs
  * share one write and one completion script, and a long job delays only
  * the answers of the jobs that finished before it in its slice (a crash or
  * a kill of it sends them back to the queue unanswered: they run again,
- * as README's delivery paragraph says).  The next read goes out once the
- * batch is done.
+ * as README's delivery paragraph says).  A job the supervisor marked
+ * running ends the slice.  The next read goes out once the batch is
+ * done.
  */
 static void
 work_cb(struct ev_loop *loop, ev_idle *idle, int revents)
@@ -816,7 +829,8 @@ work_cb(struct ev_loop *loop, ev_idle *idle, int revents)
         }
 
     } while (w->batch && !moving(w)
-             && offload_mono_us() - start < WORK_SLICE_US);
+             && offload_mono_us() - start < WORK_SLICE_US
+             && !marked_ran(w));
 
     if (w->batch == NULL) {
         w->batch_tail = NULL;
