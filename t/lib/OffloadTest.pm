@@ -173,7 +173,9 @@ sub port_open {
 
 # ---- processes ------------------------------------------------------------
 
-# Forks and execs @cmd with stdout+stderr appended to $log.
+# Forks and execs @cmd with stdout+stderr appended to $log.  The process
+# gets SIGTERM when the test dies, however it dies (a timeout's SIGKILL,
+# an interrupted make test): no Redis, nginx or sidecar is left behind.
 sub spawn {
     my ($name, $log, $env, @cmd) = @_;
     my $pid = fork // die "fork: $!";
@@ -182,6 +184,8 @@ sub spawn {
         open STDOUT, '>>', $log or POSIX::_exit(127);
         open STDERR, '>&', \*STDOUT or POSIX::_exit(127);
         $ENV{$_} = $env->{$_} for keys %$env;
+        @cmd = ('/usr/bin/setpriv', '--pdeathsig', 'TERM', '--', @cmd)
+            if -x '/usr/bin/setpriv';
         { no warnings 'exec'; exec { $cmd[0] } @cmd; }
         print STDERR "exec $cmd[0]: $!\n";
         POSIX::_exit(127);
