@@ -148,19 +148,25 @@ entry_of(offload_hm_table_t *t, const char *name)
 
 /* A counter a handler drives past what the document's integers hold
  * (JSON's, signed 64 bits) stays at their top, not wrapped (negative). */
+static uint64_t
+add_capped(uint64_t count, uint64_t n)
+{
+    return (n > (uint64_t) INT64_MAX - count) ? (uint64_t) INT64_MAX
+                                              : count + n;
+}
+
+
 static void
 add_saturating(uint64_t *count, uint64_t n)
 {
-    uint64_t  old, sum;
+    uint64_t  old = __atomic_load_n(count, __ATOMIC_RELAXED);
 
-    old = __atomic_load_n(count, __ATOMIC_RELAXED);
-
-    do {
-        sum = (n > (uint64_t) INT64_MAX - old) ? (uint64_t) INT64_MAX
-                                               : old + n;
-    } while (!__atomic_compare_exchange_n(count, &old, sum, 1,
-                                          __ATOMIC_RELAXED,
-                                          __ATOMIC_RELAXED));
+    /* a failed exchange reloads old */
+    while (!__atomic_compare_exchange_n(count, &old, add_capped(old, n), 1,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+    {
+        continue;
+    }
 }
 
 
@@ -275,9 +281,8 @@ name_json(const offload_hm_table_t *t, int first)
             continue;
         }
 
-        n = __atomic_load_n(&e->count, __ATOMIC_RELAXED);
-        count = (n > (uint64_t) INT64_MAX - count) ? (uint64_t) INT64_MAX
-                                                   : count + n;
+        count = add_capped(count, __atomic_load_n(&e->count,
+                                                  __ATOMIC_RELAXED));
         for (b = 0; b < OFFLOAD_HM_BUCKETS; b++) {
             n = __atomic_load_n(&e->bucket[b], __ATOMIC_RELAXED);
             bucket[b] += n;

@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "log.h"
 #include "running.h"
 #include "supervisor.h"
 

@@ -11,7 +11,8 @@ struct offload_supervisor_s;
 
 /* Supervisor: every OFFLOAD_CANCEL_ROUND_S (0.1 s), for each busy slot
  * whose job the slot's last mark did not name, HSET of its consumer's
- * field in its queue's OFFLOAD_RUNNING_FMT hash. */
+ * field in its queue's OFFLOAD_RUNNING_FMT hash; for a slot turned idle
+ * since its last mark, HDEL of it. */
 void offload_running_round(struct offload_supervisor_s *sup);
 
 #endif /* OFFLOAD_RUNNING_H */
