@@ -187,6 +187,14 @@
 #define OFFLOAD_F_TRACESTATE       "ts"
 /* set by a hand back on the entry whose run a stop cut short */
 #define OFFLOAD_F_INTERRUPTED      "interrupted"
+/* how many times a claim gave the entry back unstarted (no mark said its
+ * lost node ran it) */
+#define OFFLOAD_F_LOST             "lost"
+
+/* A claim gives an unmarked entry back unchanged at most this many times;
+ * then it fails the entry's attempt as a marked one's: a job that takes
+ * its node down before its mark (0.1 s) still ends dead-lettered. */
+#define OFFLOAD_LOST_FREE          2
 
 /*
  * W3C Trace Context.  A traceparent is "00-<trace id>-<parent id>-<flags>":
@@ -553,9 +561,14 @@ extern const char  offload_stage_first_script[];
  * the queue's slot) that says running, on this consumer (its node, queue
  * and slot), says queued again, and a sync job's (its reply channel) that
  * says queued names the new entry, as a read of it expects.
+ * Given ids (ARGV[5..]), only those of them the consumer still holds go
+ * back, each with its "lost" count one up: a claimer hands back the
+ * entries of its page a lost node had only read, not what it holds of
+ * other pages or refused failures.
  *   KEYS[1] stream          ARGV[1] group     ARGV[2] consumer
  *                           ARGV[3] entry id to leave alone, or ""
  *                           ARGV[4] entry id cut short, or ""
+ *                           ARGV[5..] only these entries (optional)
  * Returns how many entries went back.
  *
  * Bad job: an entry nobody can run (not a job: fields missing or
@@ -619,7 +632,9 @@ extern const char  offload_prune_nodes_script[];
  * would never run), so one that holds any stays until a claim has taken
  * them.  One deleted while a worker of a live node still used it costs
  * nothing: Redis makes it again at the worker's next delivery.  Its field
- * in the queue's running hash (OFFLOAD_RUNNING_FMT) goes with it.
+ * in the queue's running hash (OFFLOAD_RUNNING_FMT) goes with it, once
+ * the entry the field names is pending no more: a claimer that still
+ * holds it (Redis refused its failure) is to find it marked next time.
  *   KEYS[1] stream   KEYS[2] running hash
  *   ARGV[1] group   ARGV[2] queue   ARGV[3..] live nodes
  * Returns how many went, at most OFFLOAD_FORGET_CONSUMERS_MAX a call.

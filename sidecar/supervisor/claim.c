@@ -6,12 +6,20 @@
  * that looks idle.  So every round first touches this node's own entries
  * (offload_touch_script: XCLAIM to the same consumer, JUSTID), and only
  * then claims what stayed idle for claim_idle: entries whose node no longer
- * touches them.  A claimed entry has lost its worker: it fails one attempt
- * (fail_attempt.c), so a job that takes whole nodes down still ends
- * dead-lettered after max_attempts.  Each round also forgets the names of
- * lost nodes in offload:{ctl}:nodes (offload_prune_nodes_script) and then
- * their consumers in the groups of the queues there, once these hold
- * nothing (offload_forget_consumers_script): with host names that change
+ * touches them.  A claimed entry its node marked running (running.c) has
+ * lost its worker: it fails one attempt (fail_attempt.c), so a job that
+ * takes whole nodes down still ends dead-lettered after max_attempts; the
+ * others were only read, and go back to the queue unchanged
+ * (offload_handback_script, naming them) but for their "lost" count.  A
+ * mark comes up to 0.1 s after its job started, so an entry given back
+ * OFFLOAD_LOST_FREE times is charged as a marked one: a job that takes its
+ * node down at once still ends dead-lettered.  Marks unknown (HVALS not
+ * allowed), each claimed entry fails an attempt, as before there were
+ * marks.
+ * Each round also forgets the names of lost nodes in offload:{ctl}:nodes
+ * (offload_prune_nodes_script) and then their consumers in the groups of
+ * the queues there, once these hold nothing
+ * (offload_forget_consumers_script): with host names that change
  * (containers), neither the set nor the groups grow with every name.
  */
 
@@ -25,7 +33,8 @@
 #include "fail_attempt.h"
 #include "supervisor.h"
 
-#define CLAIM_COUNT  "100"
+#define CLAIM_COUNT    100
+#define HANDBACK_ARGS  8       /* EVAL, the script, ..., before the ids */
 
 
 /* One queue's claim, page after page of XAUTOCLAIM.  It names its queue
@@ -41,21 +50,195 @@ typedef struct {
                                                                log */
     char                   claimer[OFFLOAD_CONSUMER_MAX];
     char                   stream[OFFLOAD_KEY_MAX];
+    char                   running[OFFLOAD_KEY_MAX];
+    char                   cursor[OFFLOAD_SB_ENTRY_ID_MAX];  /* the next
+                                                               page's */
+    int                    marks_known;
+    size_t                 nmarks;
+    char                 (*marks)[OFFLOAD_SB_ENTRY_ID_MAX];  /* the entries
+                                           marked running, read before
+                                           each page */
 } claim_t;
 
 
-static void send_autoclaim(claim_t *c, const char *cursor);
+static void claim_refused(claim_t *c, int marks, const char *err);
+static void claim_cb(redisAsyncContext *ac, void *r, void *privdata);
 
 
-/* Its claims refused or answered: the queue's own count, each queue may
- * have a Redis of its own (a pool a reload removed counts no more). */
 static void
-claim_refused(claim_t *c, const char *err)
+claim_free(claim_t *c)
+{
+    free(c->marks);
+    free(c);
+}
+
+
+static void
+send_autoclaim(claim_t *c)
+{
+    char                   idle[16];
+    offload_supervisor_t  *sup = c->sup;
+
+    snprintf(idle, sizeof(idle), "%d", sup->conf->claim_idle_ms);
+
+    if (offload_redis_command(c->conn, claim_cb, c,
+                              "XAUTOCLAIM %s %s %s %s %s COUNT %d", c->stream,
+                              OFFLOAD_GROUP, c->claimer, idle, c->cursor,
+                              CLAIM_COUNT)
+        != REDIS_OK)
+    {
+        claim_free(c);
+    }
+}
+
+
+/* A refusal that passes (a script too long, a server loading or between
+ * masters): the next round asks again. */
+static int
+refusal_passes(const char *err)
+{
+    static const char  *passing[] = {
+        "BUSY ", "LOADING ", "TRYAGAIN ", "MASTERDOWN ", "CLUSTERDOWN "
+    };
+    size_t               i;
+
+    for (i = 0; i < sizeof(passing) / sizeof(passing[0]); i++) {
+        if (strncmp(err, passing[i], strlen(passing[i])) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* The entries marked running in the queue (HVALS of its running hash),
+ * then a page of the claim: read again for each page, as a node lost
+ * since the last one may have marked more.  Refused for good (an ACL from
+ * before the marks, a server without HVALS), every claimed entry fails an
+ * attempt, as before there were marks; refused for a while (BUSY,
+ * LOADING), the round ends here. */
+static void
+marks_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    size_t       i;
+    claim_t     *c = privdata;
+    redisReply  *reply = r;
+
+    (void) ac;
+
+    free(c->marks);
+    c->marks = NULL;
+    c->nmarks = 0;
+    c->marks_known = 0;
+
+    if (reply == NULL) {
+        claim_free(c);          /* the link lost: the next round */
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        claim_refused(c, 1, reply->str);
+
+        if (refusal_passes(reply->str)) {
+            claim_free(c);
+            return;
+        }
+
+        send_autoclaim(c);
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY
+        || (c->marks = calloc(reply->elements + 1, sizeof(*c->marks)))
+           == NULL)
+    {
+        log_error("%s: no running marks to claim by (%s)", c->who,
+                  reply->type == REDIS_REPLY_ARRAY ? "out of memory"
+                                                   : "a reply not a list");
+        claim_free(c);
+        return;
+    }
+
+    claim_refused(c, 1, NULL);
+
+    for (i = 0; i < reply->elements; i++) {
+        if (reply->element[i]->type == REDIS_REPLY_STRING
+            && reply->element[i]->len < sizeof(c->marks[0]))
+        {
+            memcpy(c->marks[c->nmarks++], reply->element[i]->str,
+                   reply->element[i]->len + 1);
+        }
+    }
+
+    c->marks_known = 1;
+    send_autoclaim(c);
+}
+
+
+static void
+send_page(claim_t *c, const char *cursor)
+{
+    snprintf(c->cursor, sizeof(c->cursor), "%s", cursor);
+
+    if (offload_redis_command(c->conn, marks_cb, c, "HVALS %s", c->running)
+        != REDIS_OK)
+    {
+        claim_free(c);
+    }
+}
+
+
+/* Whether a claimed entry ([id, [field, value...]]) counts as run by its
+ * lost node: marked running, or given back unstarted OFFLOAD_LOST_FREE
+ * times already (its mark may have come too late: a job that takes its
+ * node down in its first 0.1 s). */
+static int
+was_running(const claim_t *c, const redisReply *e)
+{
+    size_t             i;
+    const redisReply  *f = e->element[1];
+
+    if (!c->marks_known) {
+        return 1;
+    }
+
+    for (i = 0; i < c->nmarks; i++) {
+        if (strcmp(c->marks[i], e->element[0]->str) == 0) {
+            return 1;
+        }
+    }
+
+    for (i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2) {
+        if (f->element[i]->type == REDIS_REPLY_STRING
+            && f->element[i + 1]->type == REDIS_REPLY_STRING
+            && strcmp(f->element[i]->str, OFFLOAD_F_LOST) == 0)
+        {
+            return atoi(f->element[i + 1]->str) >= OFFLOAD_LOST_FREE;
+        }
+    }
+
+    return 0;
+}
+
+
+/* Its claims, or reads of the marks, refused or answered: the queue's own
+ * counts, each queue may have a Redis of its own (a pool a reload removed
+ * counts no more). */
+static void
+claim_refused(claim_t *c, int marks, const char *err)
 {
     offload_pool_t  *pool;
 
     pool = offload_pool_named(c->sup->pools, c->sup->npools, c->queue);
-    if (pool != NULL) {
+    if (pool == NULL) {
+        return;
+    }
+
+    if (marks) {
+        (void) offload_log_refused(&pool->marks_refused, c->who,
+                                   "read of the running marks (HVALS)", err);
+    } else {
         (void) offload_log_refused(&pool->claim_refused, c->who,
                                    "claim (XAUTOCLAIM)", err);
     }
@@ -79,9 +262,64 @@ claim_queue(claim_t *c)
 
 
 static void
+handback_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    char        *queue = privdata;
+    redisReply  *reply = r;
+
+    (void) ac;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR
+        && strncmp(reply->str, "NOGROUP", 7) != 0)
+    {
+        log_error("queue %s: handing back the claimed entries a lost node "
+                  "had only read: %s", queue, reply->str);
+
+    } else if (reply != NULL && reply->type == REDIS_REPLY_INTEGER
+               && reply->integer > 0)
+    {
+        log_warn("queue %s: claimed entries a lost node had only read went "
+                 "back to the queue unchanged: %lld", queue, reply->integer);
+    }
+
+    free(queue);
+}
+
+
+/* The entries of a page the lost node had only read go back to the
+ * queue, named one by one: the claimer may hold others, of another page
+ * or a failure Redis refused, which are not to go back uncharged. */
+static void
+send_handback(claim_t *c, const char **argv, int argc)
+{
+    char  *queue;
+
+    argv[0] = "EVAL";
+    argv[1] = offload_handback_script;
+    argv[2] = "1";
+    argv[3] = c->stream;
+    argv[4] = OFFLOAD_GROUP;
+    argv[5] = c->claimer;
+    argv[6] = "";
+    argv[7] = "";
+
+    queue = strdup(c->queue);
+    if (queue != NULL
+        && offload_redis_command_argv(c->conn, handback_cb, queue, argc,
+                                      argv, NULL)
+           != REDIS_OK)
+    {
+        free(queue);
+    }
+}
+
+
+static void
 claim_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
+    int                          back = HANDBACK_ARGS;
     size_t                       i;
+    const char                  *argv[HANDBACK_ARGS + CLAIM_COUNT];
     claim_t                     *c = privdata;
     redisReply                  *reply = r, *entries, *e;
     offload_failure_t            failure;
@@ -99,20 +337,20 @@ claim_cb(redisAsyncContext *ac, void *r, void *privdata)
         if (reply != NULL && reply->type == REDIS_REPLY_ERROR
             && strncmp(reply->str, "NOGROUP", 7) != 0)
         {
-            claim_refused(c, reply->str);
+            claim_refused(c, 0, reply->str);
         }
-        free(c);
+        claim_free(c);
         return;
     }
 
-    claim_refused(c, NULL);
+    claim_refused(c, 0, NULL);
 
     q = claim_queue(c);
     if (q == NULL) {
         /* Left pending under the claimer: idle again after claim_idle, a
          * node that still serves the queue claims them then. */
         log_warn("queue %s: removed by a reload while claiming", c->queue);
-        free(c);
+        claim_free(c);
         return;
     }
 
@@ -131,6 +369,13 @@ claim_cb(redisAsyncContext *ac, void *r, void *privdata)
             continue;
         }
 
+        if (!was_running(c, e)) {
+            if (back < HANDBACK_ARGS + CLAIM_COUNT) {
+                argv[back++] = e->element[0]->str;
+            }
+            continue;
+        }
+
         failure.report = json_pack("{s:s,s:s,s:s}", "node",
                                    sup->conf->node_name, "reason",
                                    "node_lost", "entry_id",
@@ -144,33 +389,18 @@ claim_cb(redisAsyncContext *ac, void *r, void *privdata)
                       failure.report);
     }
 
+    if (back > HANDBACK_ARGS) {
+        send_handback(c, argv, back);
+    }
+
     if (strcmp(reply->element[0]->str, "0-0") != 0
         && entries->elements > 0)
     {
-        send_autoclaim(c, reply->element[0]->str);
+        send_page(c, reply->element[0]->str);
         return;
     }
 
-    free(c);
-}
-
-
-static void
-send_autoclaim(claim_t *c, const char *cursor)
-{
-    char                   idle[16];
-    offload_supervisor_t  *sup = c->sup;
-
-    snprintf(idle, sizeof(idle), "%d", sup->conf->claim_idle_ms);
-
-    if (offload_redis_command(c->conn, claim_cb, c,
-                              "XAUTOCLAIM %s %s %s %s %s COUNT %s", c->stream,
-                              OFFLOAD_GROUP, c->claimer, idle, cursor,
-                              CLAIM_COUNT)
-        != REDIS_OK)
-    {
-        free(c);
-    }
+    claim_free(c);
 }
 
 
@@ -361,8 +591,12 @@ offload_claim_round(offload_supervisor_t *sup)
         offload_stream_key(c->stream, sizeof(c->stream), c->queue,
                            strlen(c->queue));
 
+        snprintf(c->running, sizeof(c->running), OFFLOAD_RUNNING_FMT,
+                 c->queue);
+
         /* Same connection, so Redis runs the touch before the claim. */
         send_touch(&sup->pools[p], c->stream);
-        send_autoclaim(c, "0-0");
+
+        send_page(c, "0-0");
     }
 }

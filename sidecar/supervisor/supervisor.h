@@ -73,6 +73,8 @@ struct offload_pool_s {
     ev_timer                     cooldown;
     unsigned long                claim_refused;  /* its claims refused in
                                                     a row (BUSY...) */
+    unsigned long                marks_refused;  /* its running marks'
+                                                    reads, the same */
     offload_pool_stats_t         stats;
     offload_hm_table_t          *metrics;      /* its handlers' metrics,
                                                   shared with its workers */
