@@ -348,6 +348,13 @@ like(slurp($log),
     qr/handler process RSS \d+ MB over twice memory_limit 100 MB: killed/,
     'the log says why');
 
+# and so is one that answers a line longer than that, kept by its worker
+$r = post_json('/jobs/mem', { flood => 250 }, scaled(20));
+is($r->{status}, 502, 'a job that answers a 250 MB line: 502');
+is($r->{json} && $r->{json}{error}{code}, 'out_of_memory', 'out_of_memory');
+like(slurp($log), qr/handler process answer line \d+ MB over twice (?x:
+    )memory_limit 100 MB: killed/, 'the log says why');
+
 # ---- max_jobs_per_worker recycles the process with the worker
 my @pids = map { post_json('/jobs/recycle', {})->{json}{pid} } 1 .. 3;
 is($pids[0], $pids[1], 'jobs 1 and 2 in the same process');

@@ -41,8 +41,10 @@
  * jobs; during a job, as the RLIMIT_AS of a C worker would, twice the
  * limit kills it (out of memory): looked at every RSS_CHECK_MS, and once
  * more when it has answered, so that a job that grows fast and answers at
- * once is not let through.  The process gets no RLIMIT_AS of its
- * own: runtimes such as V8 reserve far more address space than they use.
+ * once is not let through; and so does an answer line that grows the
+ * worker's buffer past twice the limit.  The process gets no RLIMIT_AS of
+ * its own: runtimes such as V8 reserve far more address space than they
+ * use.
  */
 
 #include <errno.h>
@@ -1132,8 +1134,24 @@ answer_deadline(const offload_job_t *job, int64_t start_us)
 }
 
 
-/* Under a job, the process's RSS over twice memory_limit is the RLIMIT_AS
- * a C worker would have run into. */
+/* Under a job, the process's RSS, or the answer line it has the worker
+ * hold, over twice memory_limit: the RLIMIT_AS a C worker would have run
+ * into.  The process is killed and the attempt fails as memory_limit. */
+static void
+out_of_memory(const char *what, long long bytes)
+{
+    kill(bridge.pid, SIGKILL);
+    close_pipes();
+    reap(0);
+    log_error("%s: handler process %s %lld MB over twice memory_limit "
+              "%lld MB: killed", bridge.name, what, bytes >> 20,
+              bridge.queue->memory_limit >> 20);
+    bridge.sb->exit_reason = OFFLOAD_SB_EXIT_OUT_OF_MEMORY;
+    fflush(NULL);
+    _exit(OFFLOAD_WORKER_EXIT_NOMEM);
+}
+
+
 static void
 check_memory(void)
 {
@@ -1145,14 +1163,7 @@ check_memory(void)
 
     rss = offload_exec_rss_bytes();
     if (rss > 2 * limit) {
-        kill(bridge.pid, SIGKILL);
-        close_pipes();
-        reap(0);
-        log_error("%s: handler process RSS %lld MB over twice memory_limit "
-                  "%lld MB: killed", bridge.name, rss >> 20, limit >> 20);
-        bridge.sb->exit_reason = OFFLOAD_SB_EXIT_OUT_OF_MEMORY;
-        fflush(NULL);
-        _exit(OFFLOAD_WORKER_EXIT_NOMEM);
+        out_of_memory("RSS", rss);
     }
 }
 
@@ -1343,6 +1354,14 @@ exec_run(offload_job_t *job, const char *payload, size_t len)
                 snprintf(why, sizeof(why), "answered a line longer than "
                          "%zu bytes", ANSWER_MAX);
                 fail_worker(-1, why);
+            }
+
+            /* the worker's own growth, which its RSS checks between
+             * jobs would see only once it had it all */
+            if (bridge.queue->memory_limit > 0
+                && (long long) got > 2 * bridge.queue->memory_limit)
+            {
+                out_of_memory("answer line", (long long) got);
             }
             continue;
         }

@@ -6,7 +6,8 @@
 # {"exit": n} exits with n, {"grow": mb} keeps mb MB more resident,
 # {"bad": "json" | "id" | "both" | "neither"} writes a broken answer and
 # waits to be killed, {"fail": code} fails the job with that code,
-# {"deep": n} answers arrays nested n deep.
+# {"deep": n} answers arrays nested n deep, {"flood": mb} writes mb MB of
+# one answer line, 1 MB at a time, and waits to be killed.
 
 import os
 import sys
@@ -43,6 +44,12 @@ def misbehave(payload, job):
         # a test that breaks the protocol on purpose writes to it
         out = offload_handler._out
         out.write((line % job.id if "%s" in line else line) + "\n")
+        out.flush()
+        time.sleep(60)
+    if "flood" in payload:
+        out = offload_handler._out
+        for _ in range(payload["flood"]):
+            out.write("x" * (1 << 20))
         out.flush()
         time.sleep(60)
     if "fail" in payload:
