@@ -12,7 +12,8 @@ package BlackholeProxy;
 # as if the server had sent them.  Started with mute_on, it plays a server
 # whose answers are lost: on each connection whose client's bytes match
 # (they are passed on, and run), the server's answers from then on are
-# read and dropped, the sockets kept open.  Started with hold_from, it
+# read and dropped, the sockets kept open; inject() then writes only to
+# those connections, as their lost answers' stand-in.  Started with hold_from, it
 # plays a slow path for one connection: the first whose client's bytes
 # match has them (from the read that matched on) held, not passed on,
 # until release(), while every other connection goes on.  Started with
@@ -65,8 +66,8 @@ sub refuse_new { kill 'HUP', $_[0]{pid} }
 # so does the rest.
 sub release { kill 'USR2', $_[0]{pid} }
 
-# Every client connection open now gets $bytes, between two of the
-# server's reads.
+# Every client connection open now gets $bytes (only the muted ones, with
+# mute_on), between two of the server's reads.
 sub inject {
     my ($self, $bytes) = @_;
     syswrite($self->{inject}, $bytes) == length $bytes
@@ -158,7 +159,8 @@ sub run {
             if ($s == $inject) {
                 sysread($inject, my $bytes, 65536) or return;
                 for my $c (map { $peer{ $peer{$_} } } keys %client) {
-                    syswrite($c, $bytes);
+                    syswrite($c, $bytes)
+                        unless $mute_on && !$muted{ $peer{$c} };
                 }
                 next;
             }
