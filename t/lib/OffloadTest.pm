@@ -176,6 +176,8 @@ sub port_open {
 # Forks and execs @cmd with stdout+stderr appended to $log.  The process
 # gets SIGTERM when the test dies, however it dies (a timeout's SIGKILL,
 # an interrupted make test): no Redis, nginx or sidecar is left behind.
+# Redis, its data thrown away, gets SIGKILL: a test may die while it is
+# stopped (SIGSTOP), deaf to SIGTERM.
 sub spawn {
     my ($name, $log, $env, @cmd) = @_;
     my $pid = fork // die "fork: $!";
@@ -184,7 +186,9 @@ sub spawn {
         open STDOUT, '>>', $log or POSIX::_exit(127);
         open STDERR, '>&', \*STDOUT or POSIX::_exit(127);
         $ENV{$_} = $env->{$_} for keys %$env;
-        @cmd = ('/usr/bin/setpriv', '--pdeathsig', 'TERM', '--', @cmd)
+        my $sig = (grep { m{(?:^|/)redis-(?:server|sentinel)$} } @cmd)
+            ? 'KILL' : 'TERM';
+        @cmd = ('/usr/bin/setpriv', '--pdeathsig', $sig, '--', @cmd)
             if -x '/usr/bin/setpriv';
         { no warnings 'exec'; exec { $cmd[0] } @cmd; }
         print STDERR "exec $cmd[0]: $!\n";
