@@ -1152,6 +1152,20 @@ out_of_memory(const char *what, long long bytes)
 }
 
 
+/* The answer line the worker holds, as it grows and once it ends: the
+ * worker's own growth, which its RSS checks between jobs would see only
+ * once it had it all. */
+static void
+check_answer_memory(size_t got)
+{
+    if (bridge.queue->memory_limit > 0
+        && (long long) got > 2 * bridge.queue->memory_limit)
+    {
+        out_of_memory("answer line", (long long) got);
+    }
+}
+
+
 static void
 check_memory(void)
 {
@@ -1356,15 +1370,11 @@ exec_run(offload_job_t *job, const char *payload, size_t len)
                 fail_worker(-1, why);
             }
 
-            /* the worker's own growth, which its RSS checks between
-             * jobs would see only once it had it all */
-            if (bridge.queue->memory_limit > 0
-                && (long long) got > 2 * bridge.queue->memory_limit)
-            {
-                out_of_memory("answer line", (long long) got);
-            }
+            check_answer_memory(got);
             continue;
         }
+
+        check_answer_memory(got);
 
         if (nl + 1 != bridge.buf + request_len + got) {
             fail_worker(-1, "wrote more than one line for one request");

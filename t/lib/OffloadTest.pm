@@ -177,7 +177,8 @@ sub port_open {
 # gets SIGTERM when the test dies, however it dies (a timeout's SIGKILL,
 # an interrupted make test): no Redis, nginx or sidecar is left behind.
 # Redis, its data thrown away, gets SIGKILL: a test may die while it is
-# stopped (SIGSTOP), deaf to SIGTERM.
+# stopped (SIGSTOP), deaf to SIGTERM.  (A sidecar or a reader a test
+# stopped and then died stays stopped: they keep SIGTERM, to end cleanly.)
 sub spawn {
     my ($name, $log, $env, @cmd) = @_;
     my $pid = fork // die "fork: $!";
