@@ -71,24 +71,13 @@ spew($conf_b, "redis 127.0.0.1:" . redis_port() . ";\nnode_name other$$;\n"
     . "log $dir/node-b.log info;\nheartbeat 200ms;\nshutdown_timeout 1s;\n"
     . $queues);
 sub start_b {
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        open STDOUT, '>>', "$dir/node-b.stderr";
-        open STDERR, '>&', \*STDOUT;
-        { exec build_path('offload-sidecar'), '-c', $conf_b }
-        POSIX::_exit(127);
-    }
-    return $pid;
+    spawn('node-b', "$dir/node-b.stderr", {}, build_path('offload-sidecar'),
+        '-c', $conf_b);
 }
 
-sub stop_b {
-    my ($pid) = @_;
-    kill 'TERM', $pid;
-    waitpid($pid, 0);
-    is($? >> 8, 0, 'node B stops');
-}
+sub stop_b { is(stop_proc('node-b') >> 8, 0, 'node B stops') }
 
-my $b = start_b();
+start_b();
 
 my $res = stored_result('once', $held, scaled(15));
 like($res, qr/^OR1 $held 502 .*"reason":"node_lost"/s,
@@ -105,7 +94,7 @@ ok(wait_until(sub { pending_jobs('once') == 0 }, scaled(5), 'settled'),
     'nothing left pending');
 like(slurp("$dir/node-b.log"), qr/claimed entries a lost node had only (?x:
     )read went back to the queue unchanged: 1$/m, 'node B says so');
-stop_b($b);
+stop_b();
 
 # ---- what node B's claimer holds besides its page does not go back: an
 # entry marked running whose failure Redis refused, say.  It stays, its
@@ -125,7 +114,7 @@ redis_cmd('XREADGROUP', 'GROUP', 'workers', "other$$:claim", 'COUNT', 1,
     'STREAMS', $stream, '>');
 my $marked_entry = entry_of($marked);
 redis_cmd('HSET', 'offload:{once}:running', 'gone:once:0', $marked_entry);
-$b = start_b();
+start_b();
 # the claimer's entry kept from idling until the other is claimed and run
 ok(wait_until(sub {
     redis_cmd('XCLAIM', $stream, 'workers', "other$$:claim", 0,
@@ -163,21 +152,21 @@ $res = stored_result('once', $poison, scaled(5));
 like($res, qr/^OR1 $poison 502 .*"reason":"node_lost"/s,
     'the third claim failed its one attempt: 502 node_lost') or diag($res);
 is(dead_of($poison)->[0]{lost}, 2, '... dead-lettered, lost 2');
-stop_b($b);
+stop_b();
 
 # ---- marks that cannot be read (a server without HVALS, an ACL from
 # before the marks): each claimed entry fails an attempt, as before there
 # were marks, and the claimer says why once
 restart_redis(args => ['--rename-command', 'HVALS', '']);
-$b = start_b();
+start_b();
 ok(wait_until(sub { @{ redis_cmd('XINFO', 'GROUPS', $stream) || [] } },
     scaled(10), 'group'), 'node B makes the queue');
-stop_b($b);
+stop_b();
 my @unmarked = map { submit(10) } 1 .. 2;
 redis_cmd('XREADGROUP', 'GROUP', 'workers', 'gone:once:0', 'COUNT', 2,
     'STREAMS', $stream, '>');
 my $log_at = -s "$dir/node-b.log";
-$b = start_b();
+start_b();
 for my $id (@unmarked) {
     $res = stored_result('once', $id, scaled(15));
     like($res, qr/^OR1 $id 502 .*"reason":"node_lost"/s,
@@ -187,6 +176,6 @@ for my $id (@unmarked) {
 my @said = substr(slurp("$dir/node-b.log"), $log_at)
     =~ /redis refuses the read of the running marks \(HVALS\)/g;
 is(scalar @said, 1, 'node B says once that it cannot read the marks');
-stop_b($b);
+stop_b();
 
 finish();
