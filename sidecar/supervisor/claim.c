@@ -92,32 +92,12 @@ send_autoclaim(claim_t *c)
 }
 
 
-/* A refusal that passes (a script too long, a server loading or between
- * masters): the next round asks again. */
-static int
-refusal_passes(const char *err)
-{
-    static const char  *passing[] = {
-        "BUSY ", "LOADING ", "TRYAGAIN ", "MASTERDOWN ", "CLUSTERDOWN "
-    };
-    size_t               i;
-
-    for (i = 0; i < sizeof(passing) / sizeof(passing[0]); i++) {
-        if (strncmp(err, passing[i], strlen(passing[i])) == 0) {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
 /* The entries marked running in the queue (HVALS of its running hash),
  * then a page of the claim: read again for each page, as a node lost
  * since the last one may have marked more.  Refused for good (an ACL from
  * before the marks, a server without HVALS), every claimed entry fails an
- * attempt, as before there were marks; refused for a while (BUSY,
- * LOADING), the round ends here. */
+ * attempt, as before there were marks; refused for a while
+ * (offload_refusal_passes(): BUSY, LOADING...), the round ends here. */
 static void
 marks_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -140,7 +120,7 @@ marks_cb(redisAsyncContext *ac, void *r, void *privdata)
     if (reply->type == REDIS_REPLY_ERROR) {
         claim_refused(c, 1, reply->str);
 
-        if (refusal_passes(reply->str)) {
+        if (offload_refusal_passes(reply->str)) {
             claim_free(c);
             return;
         }
