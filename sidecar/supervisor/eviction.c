@@ -18,31 +18,7 @@
 
 #include "eviction.h"
 #include "log.h"
-
-
-/* The value of "<field>:<value>\r\n" in an INFO reply, into buf. */
-static int
-info_field(const char *info, const char *field, char *buf, size_t size)
-{
-    size_t       n = strlen(field), len;
-    const char  *p = info;
-
-    while ((p = strstr(p, field)) != NULL) {
-        if ((p == info || p[-1] == '\n') && p[n] == ':') {
-            p += n + 1;
-            len = strcspn(p, "\r\n");
-            if (len >= size) {
-                return -1;
-            }
-            memcpy(buf, p, len);
-            buf[len] = '\0';
-            return 0;
-        }
-        p += n;
-    }
-
-    return -1;
-}
+#include "redis_info.h"
 
 
 static void
@@ -55,11 +31,15 @@ info_cb(redisAsyncContext *ac, void *r, void *privdata)
     (void) ac;
 
     if (reply != NULL && reply->type == REDIS_REPLY_STRING
-        && info_field(reply->str, "maxmemory_policy", policy,
-                      sizeof(policy)) == 0
+        && offload_redis_info_field(reply->str, "maxmemory_policy", policy,
+                                    sizeof(policy))
+           == 0
         && strcmp(policy, "noeviction") != 0)
     {
-        if (info_field(reply->str, "maxmemory", limit, sizeof(limit)) != 0) {
+        if (offload_redis_info_field(reply->str, "maxmemory", limit,
+                                     sizeof(limit))
+            != 0)
+        {
             strcpy(limit, "?");
         }
 

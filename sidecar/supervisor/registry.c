@@ -743,6 +743,7 @@ heartbeat_link(offload_link_t *link)
     }
 
     offload_redis_clock_ask(&link->conn, clock_measured);
+    offload_expiry_check(&link->expiry, &link->conn, ev_now(sup->loop));
     keep_lease(link);
 
     if (link->control
@@ -849,6 +850,7 @@ add_link(offload_registry_t *reg, const offload_redis_endpoint_t *ep)
     link->control = offload_redis_endpoint_is_control(ep);
     snprintf(link->name, sizeof(link->name), "registry %s",
              offload_redis_endpoint_name(ep, addr, sizeof(addr)));
+    link->expiry.name = link->name;
     reg->nlinks++;
     return 0;
 }

@@ -14,6 +14,7 @@
 #include <ev.h>
 
 #include "conf.h"
+#include "expiry.h"
 #include "redis_conn.h"
 
 struct offload_supervisor_s;
@@ -41,6 +42,7 @@ typedef struct {
                                                   same */
     int                        control;     /* holds the node-level keys
                                                (registry.c) */
+    offload_expiry_t           expiry;      /* its Redis' expiry cycles */
 } offload_link_t;
 
 struct offload_registry_s {
