@@ -6,36 +6,52 @@
 #ifndef OFFLOAD_EXPIRY_H
 #define OFFLOAD_EXPIRY_H
 
+#include <ev.h>
+
 #include "redis_conn.h"
 
-/* Looked at over windows of this many seconds... */
-#define OFFLOAD_EXPIRY_WINDOW_S    10.0
-
-/* ...and said when an expiry cycle ran to its time limit this many times
- * in one, on a Redis below OFFLOAD_EXPIRY_HZ... */
+/* Said when Redis' expiry cycles ran to their time limit this many
+ * times... */
 #define OFFLOAD_EXPIRY_CAPPED      10
 
-/* ...at most once in this many seconds. */
+/* ...within this many seconds, on a Redis below OFFLOAD_EXPIRY_HZ... */
+#define OFFLOAD_EXPIRY_WINDOW_S    10.0
+
+/* ...and at most once in this many seconds. */
 #define OFFLOAD_EXPIRY_WARN_S      600.0
 
 /* The hz from which one expiry cycle takes at most 2.5 ms. */
 #define OFFLOAD_EXPIRY_HZ          100
 
+/* Readings kept, one a second at most: a window's worth and one more. */
+#define OFFLOAD_EXPIRY_READINGS    12
+
+typedef struct {
+    ev_tstamp    at;
+    long long    capped;        /* expired_time_cap_reached_count */
+    long long    cpu_ms;        /* expire_cycle_cpu_milliseconds */
+} offload_expiry_reading_t;
+
 /* One Redis' expiry cycles, as a link of the node reads them. */
 typedef struct {
-    const char  *name;          /* the link's, for the log */
-    long long    window_capped; /* expired_time_cap_reached_count at
-                                   the window's start */
-    double       window_start;  /* 0: no reading yet */
-    double       warned;        /* when last said; 0: never */
-    double       now;           /* when last asked */
-    unsigned     refused:1;     /* INFO refused: not asked again */
+    const char                *name;      /* the link's, for the log */
+    struct ev_loop            *loop;
+    offload_expiry_reading_t   readings[OFFLOAD_EXPIRY_READINGS];
+    unsigned                   nreadings; /* the newest is
+                                             readings[nreadings - 1] */
+    ev_tstamp                  warned;    /* when last said; 0: never */
+    unsigned                   refused:1; /* INFO refused for good: not
+                                             asked again on this
+                                             connection */
 } offload_expiry_t;
 
-/* Asks rc's Redis (at a heartbeat, at time now) for its expiry cycles and
- * hz, and warns, naming the Redis as ex->name, when its cycles ran to
- * their time limit OFFLOAD_EXPIRY_CAPPED times in a window. */
-void offload_expiry_check(offload_expiry_t *ex, offload_redis_conn_t *rc,
-    double now);
+/* Asks rc's Redis (at a heartbeat) for its expiry cycles and hz, and
+ * warns, naming the Redis as ex->name, when its cycles ran to their time
+ * limit OFFLOAD_EXPIRY_CAPPED times within OFFLOAD_EXPIRY_WINDOW_S. */
+void offload_expiry_check(offload_expiry_t *ex, offload_redis_conn_t *rc);
+
+/* A new connection: maybe another server (a failover), whose counts start
+ * elsewhere, and maybe one that takes INFO. */
+void offload_expiry_reset(offload_expiry_t *ex);
 
 #endif /* OFFLOAD_EXPIRY_H */

@@ -743,7 +743,7 @@ heartbeat_link(offload_link_t *link)
     }
 
     offload_redis_clock_ask(&link->conn, clock_measured);
-    offload_expiry_check(&link->expiry, &link->conn, ev_now(sup->loop));
+    offload_expiry_check(&link->expiry, &link->conn);
     keep_lease(link);
 
     if (link->control
@@ -822,6 +822,7 @@ connected(offload_redis_conn_t *rc)
 
     offload_redis_clock_ask(rc, clock_measured);
     offload_eviction_check(rc, link->name);
+    offload_expiry_reset(&link->expiry);
     keep_lease(link);
 }
 
