@@ -10,11 +10,11 @@
  * jobs/s: p99 24 ms instead of 3.5, docs/OPERATIONS.md).  Nothing fails,
  * everything is slower.  So at each heartbeat the node reads how often a
  * cycle ran to its limit and how long expiring took (INFO stats) and the
- * hz (INFO server), keeps a reading a second, and warns when the cycles
- * ran to their limit OFFLOAD_EXPIRY_CAPPED times within the last
- * OFFLOAD_EXPIRY_WINDOW_S on a Redis below OFFLOAD_EXPIRY_HZ.  (The count
- * also has the short cycles Redis runs between two event loop turns,
- * capped at 1 ms: the warning says the time they all took.)
+ * hz (INFO server), keeps a reading about a second, and warns when in
+ * the last OFFLOAD_EXPIRY_WINDOW_S the cycles ran to their limit
+ * OFFLOAD_EXPIRY_CAPPED times and took OFFLOAD_EXPIRY_MS, on a Redis below
+ * OFFLOAD_EXPIRY_HZ.  (The count also has the short cycles Redis runs
+ * between two turns of its loop, 1 ms at most: hence the time too.)
  */
 
 #include <stdlib.h>
@@ -40,20 +40,40 @@ info_number(const char *info, const char *field, long long *n)
 }
 
 
-/* The reading a window before now, or the newest before that; NULL when
- * there is none. */
+/* The newest reading a window or more before now: what the window is
+ * counted from; the oldest one when none is that old yet.  NULL when there
+ * is none. */
 static const offload_expiry_reading_t *
 window_start(const offload_expiry_t *ex, ev_tstamp now)
 {
     unsigned  i;
 
-    for (i = 0; i < ex->nreadings; i++) {
-        if (now - ex->readings[i].at <= OFFLOAD_EXPIRY_WINDOW_S) {
-            return &ex->readings[i];
+    for (i = ex->nreadings; i > 0; i--) {
+        if (now - ex->readings[i - 1].at >= OFFLOAD_EXPIRY_WINDOW_S) {
+            return &ex->readings[i - 1];
         }
     }
 
-    return ex->nreadings ? &ex->readings[ex->nreadings - 1] : NULL;
+    return ex->nreadings ? &ex->readings[0] : NULL;
+}
+
+
+/* Whether Redis' expiry held every command up enough since from: its
+ * cycles at their limit OFFLOAD_EXPIRY_CAPPED times and OFFLOAD_EXPIRY_MS
+ * taken, in a window's time (over a longer span, with a heartbeat longer
+ * than the window, at that rate). */
+static int
+held_up(const offload_expiry_reading_t *from, ev_tstamp now, long long capped,
+    long long cpu_ms)
+{
+    double  scale = 1.0, span = now - from->at;
+
+    if (span > OFFLOAD_EXPIRY_WINDOW_S + 1.0) {
+        scale = OFFLOAD_EXPIRY_WINDOW_S / span;
+    }
+
+    return (capped - from->capped) * scale >= OFFLOAD_EXPIRY_CAPPED
+           && (cpu_ms - from->cpu_ms) * scale >= OFFLOAD_EXPIRY_MS;
 }
 
 
@@ -62,7 +82,10 @@ keep(offload_expiry_t *ex, ev_tstamp now, long long capped, long long cpu_ms)
 {
     offload_expiry_reading_t  *r;
 
-    if (ex->nreadings && now - ex->readings[ex->nreadings - 1].at < 1.0) {
+    if (ex->nreadings
+        && now - ex->readings[ex->nreadings - 1].at
+           < OFFLOAD_EXPIRY_WINDOW_S / (OFFLOAD_EXPIRY_READINGS - 1))
+    {
         return;
     }
 
@@ -82,11 +105,11 @@ keep(offload_expiry_t *ex, ev_tstamp now, long long capped, long long cpu_ms)
 static void
 info_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
-    long long                        hz, capped, cpu_ms, held;
+    long long                        hz, capped, cpu_ms;
     ev_tstamp                        now, span;
     redisReply                      *reply = r;
     offload_expiry_t                *ex = privdata;
-    const offload_expiry_reading_t  *from;
+    const offload_expiry_reading_t  *from, *last;
 
     (void) ac;
 
@@ -103,50 +126,43 @@ info_cb(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    if (reply->type != REDIS_REPLY_STRING
-        || info_number(reply->str, "hz", &hz) != 0
+    if (reply->type != REDIS_REPLY_STRING) {
+        return;
+    }
+
+    if (info_number(reply->str, "hz", &hz) != 0
         || info_number(reply->str, "expired_time_cap_reached_count", &capped)
            != 0
         || info_number(reply->str, "expire_cycle_cpu_milliseconds", &cpu_ms)
            != 0)
     {
+        log_info("%s: INFO has no hz or expiry counts: its expiry cycles are "
+                 "not looked at", ex->name);
+        ex->refused = 1;
         return;
     }
 
     now = ev_now(ex->loop);
 
-    /* counts that went back: CONFIG RESETSTAT, a restarted Redis */
+    /* counts that went back (CONFIG RESETSTAT, a restarted Redis) or a
+     * clock that did: the readings start again */
 
-    if (ex->nreadings && capped < ex->readings[ex->nreadings - 1].capped) {
+    last = ex->nreadings ? &ex->readings[ex->nreadings - 1] : NULL;
+
+    if (last != NULL
+        && (capped < last->capped || cpu_ms < last->cpu_ms || now < last->at))
+    {
         ex->nreadings = 0;
     }
 
     from = window_start(ex, now);
 
-    if (from != NULL && capped - from->capped > 0) {
+    if (from != NULL && held_up(from, now, capped, cpu_ms)) {
         span = now - from->at;
 
-        /* with a heartbeat longer than the window, the rate */
-        held = capped - from->capped;
-        if (span > OFFLOAD_EXPIRY_WINDOW_S) {
-            held = (long long) (held * OFFLOAD_EXPIRY_WINDOW_S / span);
-        }
-
-        if (held < OFFLOAD_EXPIRY_CAPPED) {
-            /* not enough */
-
-        } else if (hz >= OFFLOAD_EXPIRY_HZ || hz <= 0) {
-            log_debug("%s: expiry cycles ran to their limit %lld times in "
-                      "%.1f s, not said at hz %lld", ex->name,
-                      capped - from->capped, span, hz);
-
-        } else if (ex->warned != 0 && now - ex->warned < OFFLOAD_EXPIRY_WARN_S)
+        if (hz > 0 && hz < OFFLOAD_EXPIRY_HZ
+            && (ex->warned == 0 || now - ex->warned >= OFFLOAD_EXPIRY_WARN_S))
         {
-            log_debug("%s: expiry cycles ran to their limit %lld times in "
-                      "%.1f s, not said again: said %.0f s ago", ex->name,
-                      capped - from->capped, span, now - ex->warned);
-
-        } else {
             log_warn("%s: redis held every command up while deleting "
                      "expired keys: %lld ms of %.1f s, its expiry cycles "
                      "running to their time limit %lld times (up to %lld ms "
@@ -156,6 +172,19 @@ info_cb(redisAsyncContext *ac, void *r, void *privdata)
                      span, capped - from->capped, 250 / hz, hz,
                      OFFLOAD_EXPIRY_HZ);
             ex->warned = now;
+
+        } else if (ex->held == 0 || now - ex->held >= OFFLOAD_EXPIRY_DEBUG_S) {
+            if (hz > 0 && hz < OFFLOAD_EXPIRY_HZ) {
+                log_debug("%s: expiry cycles ran to their limit %lld times "
+                          "in %.1f s, not said again: said %.0f s ago",
+                          ex->name, capped - from->capped, span,
+                          now - ex->warned);
+            } else {
+                log_debug("%s: expiry cycles ran to their limit %lld times "
+                          "in %.1f s, not said at hz %lld", ex->name,
+                          capped - from->capped, span, hz);
+            }
+            ex->held = now;
         }
     }
 
