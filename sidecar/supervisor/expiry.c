@@ -193,13 +193,22 @@ info_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 
 void
+offload_expiry_init(offload_expiry_t *ex, const char *name,
+    struct ev_loop *loop)
+{
+    memset(ex, 0, sizeof(*ex));
+    ex->name = name;
+    ex->loop = loop;
+}
+
+
+void
 offload_expiry_check(offload_expiry_t *ex, offload_redis_conn_t *rc)
 {
     if (ex->refused) {
         return;
     }
 
-    ex->loop = rc->loop;
     (void) offload_redis_command(rc, info_cb, ex, "INFO server stats");
 }
 

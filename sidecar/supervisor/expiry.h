@@ -56,6 +56,10 @@ typedef struct {
                                              connection */
 } offload_expiry_t;
 
+/* A link's, named name (for the log), its loop's clock read. */
+void offload_expiry_init(offload_expiry_t *ex, const char *name,
+    struct ev_loop *loop);
+
 /* Asks rc's Redis (at a heartbeat) for its expiry cycles and hz, and
  * warns, naming the Redis as ex->name, when its cycles ran to their time
  * limit OFFLOAD_EXPIRY_CAPPED times and took OFFLOAD_EXPIRY_MS within

@@ -851,7 +851,7 @@ add_link(offload_registry_t *reg, const offload_redis_endpoint_t *ep)
     link->control = offload_redis_endpoint_is_control(ep);
     snprintf(link->name, sizeof(link->name), "registry %s",
              offload_redis_endpoint_name(ep, addr, sizeof(addr)));
-    link->expiry.name = link->name;
+    offload_expiry_init(&link->expiry, link->name, reg->sup->loop);
     reg->nlinks++;
     return 0;
 }
